@@ -1,0 +1,331 @@
+package backend
+
+// Backend is a device together with an execution queue (a CUDA or Ascend
+// stream, or the calling goroutine on the CPU). It is the whole op interface
+// that models, PEFT layers and the autodiff tape are written against.
+//
+// A Backend is not safe for concurrent use: like a stream, it orders the ops
+// of one caller. See the package documentation for the error convention:
+// ops record their first failure and Sync returns it.
+type Backend interface {
+	Memory
+	Ops
+
+	// Name returns the registry name ("cpu", "cuda", "ascend").
+	Name() string
+	// Device describes the device in words, e.g. "AMD EPYC 7B13 (avx2 fma), 2 threads".
+	Device() string
+	// Supports reports whether the backend implements op. The conformance
+	// suite skips, and reports, cases of unsupported ops.
+	Supports(op Op) bool
+	// Sync waits until every enqueued op has finished and returns, then
+	// clears, the first error recorded since the previous Sync.
+	Sync() error
+	// Close waits for pending work and releases the device. Tensors of a
+	// closed backend must not be used.
+	Close() error
+}
+
+// Memory allocates device buffers and moves data between host and device.
+type Memory interface {
+	// Alloc returns a new contiguous tensor of the given shape. Its contents
+	// are unspecified until written. A failure (out of memory) is returned
+	// directly rather than recorded, since the caller cannot go on without it.
+	Alloc(dt DType, shape ...int) (Tensor, error)
+	// Free releases the buffer that t views. Views of a freed buffer must
+	// not be used. Freeing the zero Tensor does nothing.
+	Free(t Tensor)
+	// BytesInUse returns the bytes currently held by live allocations of
+	// this backend, including any pool of freed-but-cached blocks that the
+	// backend has not returned to the device.
+	BytesInUse() int64
+	// Upload copies src (len(src) == dst.Len()) from the host into the
+	// contiguous tensor dst. src may be reused as soon as Upload returns.
+	Upload(dst Tensor, src []float32)
+	// Download waits for pending work, copies the contiguous tensor src into
+	// dst (len(dst) == src.Len()) and returns the first error recorded so far
+	// (clearing it, as Sync does).
+	Download(dst []float32, src Tensor) error
+	// Fill sets every element of the contiguous tensor dst to v.
+	Fill(dst Tensor, v float32)
+	// Copy copies src into dst element by element; both may be strided views
+	// of the same shape (see [Tensor.Strided], [Tensor.Permute]), and src may
+	// broadcast with stride 0. dst must not overlap itself or src. With
+	// accumulate, dst += src instead of dst = src.
+	Copy(dst, src Tensor, accumulate bool)
+}
+
+// Ops are the compute kernels, forward and backward. All tensors are
+// contiguous float32 unless stated otherwise, and an output may alias an
+// input only where the op says so.
+type Ops interface {
+	// MatMul computes C = alpha·op(A)·op(B) + beta·C for each matrix of a
+	// batch, where op(X) is X or Xᵀ as p says. A, B and C have rank 2 or 3;
+	// rank-3 tensors are batches of matrices: with a batch of 1 on A or B
+	// that operand is shared by every matrix of C. A is [m, k] ([k, m] when
+	// p.TransA), B is [k, n] ([n, k] when p.TransB), C is [m, n]. When beta
+	// is 0, C's prior contents are ignored (NaNs in C do not propagate).
+	MatMul(c, a, b Tensor, p MatMulParams)
+
+	// Binary computes dst = a op b element-wise. b may have the same shape
+	// as a, or broadcast: a row vector of a's row length (shape [cols]) is
+	// applied to every row, and a column of shape [rows, 1] to every column.
+	// dst has a's shape and may alias a.
+	Binary(op BinaryOp, dst, a, b Tensor)
+	// Scale computes dst = alpha·src; dst may alias src.
+	Scale(dst, src Tensor, alpha float32)
+	// Axpy computes y += alpha·x for tensors of equal length.
+	Axpy(y Tensor, alpha float32, x Tensor)
+
+	// Unary computes dst = f(src) element-wise; dst may alias src.
+	Unary(op UnaryOp, dst, src Tensor)
+	// UnaryGrad computes dx = dy ⊙ f'(x), the backward of Unary. dx may
+	// alias dy.
+	UnaryGrad(op UnaryOp, dx, x, dy Tensor)
+
+	// ReduceRows reduces each row of src into one element of dst, whose
+	// length is src's number of rows.
+	ReduceRows(op ReduceOp, dst, src Tensor)
+	// SumColumns sums src over its rows: dst (length = src's row length)
+	// gets Σ_rows src[row, j]. It is the backward of a row broadcast and the
+	// gradient of a bias.
+	SumColumns(dst, src Tensor)
+
+	// Softmax computes dst = softmax(p.Scale·src) over each row, with an
+	// optional causal mask (see [SoftmaxParams]). dst may alias src.
+	Softmax(dst, src Tensor, p SoftmaxParams)
+	// SoftmaxGrad computes the backward of Softmax from its output y and the
+	// upstream gradient dy: dx = p.Scale · y ⊙ (dy − Σ_row dy⊙y). Masked
+	// positions get 0. dx may alias dy.
+	SoftmaxGrad(dx, y, dy Tensor, p SoftmaxParams)
+
+	// RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row;
+	// w has the row length.
+	RMSNorm(dst, x, w Tensor, eps float32)
+	// RMSNormGrad computes the input gradient dx and, when dw is not the zero
+	// Tensor, adds the weight gradient into dw (dw += Σ_rows ...).
+	RMSNormGrad(dx, dw, x, w, dy Tensor, eps float32)
+	// LayerNorm computes dst = (x − mean) / sqrt(var + eps) ⊙ gamma + beta
+	// over each row (biased variance). beta may be the zero Tensor.
+	LayerNorm(dst, x, gamma, beta Tensor, eps float32)
+	// LayerNormGrad computes dx and adds the parameter gradients into dgamma
+	// and dbeta when they are not the zero Tensor.
+	LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy Tensor, eps float32)
+
+	// RoPE applies rotary position embedding to src of shape
+	// [batch, seq, heads, headDim] (headDim even): the token at sequence
+	// index t has position p.Offset + t. With p.Inverse it rotates by the
+	// opposite angle, which is RoPE's backward. dst may alias src.
+	RoPE(dst, src Tensor, p RoPEParams)
+
+	// Gather copies rows of table [vocab, dim] into dst [len(ids), dim]:
+	// dst[i] = table[ids[i]]. ids live on the host and are copied before
+	// the call returns; an id outside [0, vocab) is an error.
+	Gather(dst, table Tensor, ids []int32)
+	// ScatterAdd is Gather's backward: dtable[ids[i]] += dy[i].
+	ScatterAdd(dtable, dy Tensor, ids []int32)
+
+	// CrossEntropy writes into loss (one element per row of logits
+	// [rows, vocab]) the cross-entropy −log softmax(logits)[target], with
+	// label smoothing when p.Smoothing > 0. Rows whose target equals
+	// p.IgnoreIndex get loss 0. targets live on the host (len = rows).
+	CrossEntropy(loss, logits Tensor, targets []int32, p CrossEntropyParams)
+	// CrossEntropyGrad writes d(p.Scale·Σ loss)/d logits into dlogits:
+	// p.Scale·(softmax(logits) − smoothed one-hot), and 0 for ignored rows.
+	CrossEntropyGrad(dlogits, logits Tensor, targets []int32, p CrossEntropyParams)
+
+	// AdamW updates param in place from grad with moment buffers m and v,
+	// as torch.optim.AdamW does (see [AdamWParams]).
+	AdamW(param, grad, m, v Tensor, p AdamWParams)
+}
+
+// MatMulParams configures MatMul.
+type MatMulParams struct {
+	TransA, TransB bool
+	Alpha, Beta    float32
+}
+
+// BinaryOp is an element-wise binary operation.
+type BinaryOp uint8
+
+// The binary ops.
+const (
+	Add BinaryOp = iota + 1
+	Sub
+	Mul
+	Div
+)
+
+var binaryNames = [...]string{Add: "add", Sub: "sub", Mul: "mul", Div: "div"}
+
+func (o BinaryOp) String() string {
+	if int(o) < len(binaryNames) && binaryNames[o] != "" {
+		return binaryNames[o]
+	}
+	return "BinaryOp(?)"
+}
+
+// BinaryOps lists every BinaryOp.
+var BinaryOps = []BinaryOp{Add, Sub, Mul, Div}
+
+// UnaryOp is an element-wise function with a derivative.
+type UnaryOp uint8
+
+// The unary ops. GELU is the exact form x·Φ(x) with the Gaussian CDF Φ
+// (PyTorch's default), not the tanh approximation.
+const (
+	Exp UnaryOp = iota + 1
+	Log
+	Sqrt
+	Rsqrt
+	Tanh
+	SiLU
+	GELU
+	ReLU
+	Neg
+	Square
+	Sigmoid
+)
+
+var unaryNames = [...]string{Exp: "exp", Log: "log", Sqrt: "sqrt", Rsqrt: "rsqrt", Tanh: "tanh",
+	SiLU: "silu", GELU: "gelu", ReLU: "relu", Neg: "neg", Square: "square", Sigmoid: "sigmoid"}
+
+func (o UnaryOp) String() string {
+	if int(o) < len(unaryNames) && unaryNames[o] != "" {
+		return unaryNames[o]
+	}
+	return "UnaryOp(?)"
+}
+
+// UnaryOps lists every UnaryOp.
+var UnaryOps = []UnaryOp{Exp, Log, Sqrt, Rsqrt, Tanh, SiLU, GELU, ReLU, Neg, Square, Sigmoid}
+
+// ReduceOp is a row-wise reduction.
+type ReduceOp uint8
+
+// The row reductions.
+const (
+	Sum ReduceOp = iota + 1
+	SumSquares
+	Max
+)
+
+var reduceNames = [...]string{Sum: "sum", SumSquares: "sumsq", Max: "max"}
+
+func (o ReduceOp) String() string {
+	if int(o) < len(reduceNames) && reduceNames[o] != "" {
+		return reduceNames[o]
+	}
+	return "ReduceOp(?)"
+}
+
+// ReduceOps lists every ReduceOp.
+var ReduceOps = []ReduceOp{Sum, SumSquares, Max}
+
+// SoftmaxParams configures Softmax and SoftmaxGrad.
+//
+// With Causal set, src is viewed as [batch, queries, keys] (rank 2 means a
+// batch of one) and the query at row i may attend to key j only when
+// j ≤ i + QueryOffset; masked entries come out as exactly 0. QueryOffset is
+// the position of the first query among the keys, as during cached
+// generation (keys − queries for the usual square case is 0).
+type SoftmaxParams struct {
+	Scale       float32 // 0 means 1
+	Causal      bool
+	QueryOffset int
+}
+
+// EffectiveScale returns Scale, or 1 when Scale is 0.
+func (p SoftmaxParams) EffectiveScale() float32 {
+	if p.Scale == 0 {
+		return 1
+	}
+	return p.Scale
+}
+
+// RoPELayout says which elements of a head are rotated together.
+type RoPELayout uint8
+
+const (
+	// Interleaved rotates consecutive pairs (x[2i], x[2i+1]), as llama2.c does.
+	Interleaved RoPELayout = iota + 1
+	// HalfSplit rotates (x[i], x[i+d/2]), as Hugging Face LLaMA does.
+	HalfSplit
+)
+
+func (l RoPELayout) String() string {
+	switch l {
+	case Interleaved:
+		return "interleaved"
+	case HalfSplit:
+		return "half-split"
+	}
+	return "RoPELayout(?)"
+}
+
+// RoPEParams configures RoPE. Pair i of a head (i < headDim/2) at position
+// pos is rotated by the angle pos·Theta^(−2i/headDim).
+type RoPEParams struct {
+	Layout  RoPELayout
+	Theta   float32 // base, 10000 for LLaMA-2
+	Offset  int     // position of sequence index 0
+	Inverse bool    // rotate by the negative angle (the backward)
+}
+
+// CrossEntropyParams configures CrossEntropy and CrossEntropyGrad.
+type CrossEntropyParams struct {
+	// IgnoreIndex marks rows without a target (loss 0, gradient 0). PyTorch
+	// uses −100.
+	IgnoreIndex int32
+	// Smoothing is the label-smoothing weight ε: the target distribution is
+	// (1−ε)·one-hot + ε/vocab. 0 disables it.
+	Smoothing float32
+	// Scale multiplies the gradient (CrossEntropyGrad only), typically
+	// 1/(number of counted rows) for a mean loss.
+	Scale float32
+}
+
+// AdamWParams configures one AdamW step, following torch.optim.AdamW:
+//
+//	param ← param − LR·WeightDecay·param
+//	m ← Beta1·m + (1−Beta1)·g;  v ← Beta2·v + (1−Beta2)·g²
+//	param ← param − LR · (m / (1−Beta1^Step)) / (sqrt(v / (1−Beta2^Step)) + Eps)
+type AdamWParams struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float32
+	Step                               int // 1 for the first step
+}
+
+// Op names an op of the interface, for [Backend.Supports] and reports.
+type Op string
+
+// The ops, as named by Supports and by the conformance suite.
+const (
+	OpCopy             Op = "copy"
+	OpFill             Op = "fill"
+	OpMatMul           Op = "matmul"
+	OpBinary           Op = "binary"
+	OpScale            Op = "scale"
+	OpAxpy             Op = "axpy"
+	OpUnary            Op = "unary"
+	OpUnaryGrad        Op = "unary_grad"
+	OpReduceRows       Op = "reduce_rows"
+	OpSumColumns       Op = "sum_columns"
+	OpSoftmax          Op = "softmax"
+	OpSoftmaxGrad      Op = "softmax_grad"
+	OpRMSNorm          Op = "rmsnorm"
+	OpRMSNormGrad      Op = "rmsnorm_grad"
+	OpLayerNorm        Op = "layernorm"
+	OpLayerNormGrad    Op = "layernorm_grad"
+	OpRoPE             Op = "rope"
+	OpGather           Op = "gather"
+	OpScatterAdd       Op = "scatter_add"
+	OpCrossEntropy     Op = "cross_entropy"
+	OpCrossEntropyGrad Op = "cross_entropy_grad"
+	OpAdamW            Op = "adamw"
+)
+
+// AllOps lists every op of the interface.
+var AllOps = []Op{OpCopy, OpFill, OpMatMul, OpBinary, OpScale, OpAxpy, OpUnary, OpUnaryGrad,
+	OpReduceRows, OpSumColumns, OpSoftmax, OpSoftmaxGrad, OpRMSNorm, OpRMSNormGrad,
+	OpLayerNorm, OpLayerNormGrad, OpRoPE, OpGather, OpScatterAdd, OpCrossEntropy,
+	OpCrossEntropyGrad, OpAdamW}

@@ -1,0 +1,322 @@
+package backend
+
+// Argument validation shared by every backend, so that all of them accept
+// and reject exactly the same calls and say so in the same words. Each Check
+// function returns the dimensions the kernel needs, or an *OpError.
+
+// checkDense requires every tensor to be present, float32 and contiguous.
+func checkDense(op Op, all []Tensor, ts ...Tensor) error {
+	for i, t := range ts {
+		if t.IsZero() {
+			return Errorf(op, all, "tensor argument %d is missing", i)
+		}
+		if t.DType() != Float32 {
+			return Errorf(op, all, "tensor argument %d has dtype %s, want float32", i, t.DType())
+		}
+		if !t.Contiguous() {
+			return Errorf(op, all, "tensor argument %d is a strided view; only Copy accepts those", i)
+		}
+	}
+	return nil
+}
+
+// CheckElementwise validates ops whose tensors all have the same number of
+// elements (Scale, Axpy, Unary, UnaryGrad, AdamW).
+func CheckElementwise(op Op, ts ...Tensor) (n int, err error) {
+	if err := checkDense(op, ts, ts...); err != nil {
+		return 0, err
+	}
+	n = ts[0].Len()
+	for _, t := range ts[1:] {
+		if t.Len() != n {
+			return 0, Errorf(op, ts, "element counts differ")
+		}
+	}
+	return n, nil
+}
+
+// Broadcast says how Binary's second operand is applied.
+type Broadcast uint8
+
+const (
+	// NoBroadcast: b has a's shape.
+	NoBroadcast Broadcast = iota
+	// RowBroadcast: b is one row, added to every row of a.
+	RowBroadcast
+	// ColumnBroadcast: b has one element per row of a.
+	ColumnBroadcast
+)
+
+// CheckBinary validates Binary and returns a's rows and row length and how
+// b broadcasts. A b whose shape equals a's is never treated as a broadcast.
+func CheckBinary(dst, a, b Tensor) (rows, cols int, bc Broadcast, err error) {
+	all := []Tensor{dst, a, b}
+	if err := checkDense(OpBinary, all, all...); err != nil {
+		return 0, 0, 0, err
+	}
+	if !dst.Shape().Equal(a.Shape()) {
+		return 0, 0, 0, Errorf(OpBinary, all, "dst shape differs from a")
+	}
+	rows, cols = a.Rows()
+	switch bs := b.Shape(); {
+	case bs.Equal(a.Shape()):
+		return rows, cols, NoBroadcast, nil
+	case len(bs) == 1 && bs[0] == cols:
+		return rows, cols, RowBroadcast, nil
+	case len(bs) == 2 && bs[0] == rows && bs[1] == 1:
+		return rows, cols, ColumnBroadcast, nil
+	}
+	return 0, 0, 0, Errorf(OpBinary, all, "b must have a's shape, [%d] or [%d, 1]", cols, rows)
+}
+
+// MatMulDims are the dimensions of a validated MatMul.
+type MatMulDims struct {
+	Batch   int // matrices in C
+	M, N, K int
+	// StrideA, StrideB and StrideC are the element distances between
+	// consecutive matrices of the batch; 0 for a shared operand.
+	StrideA, StrideB, StrideC int
+}
+
+// CheckMatMul validates MatMul.
+func CheckMatMul(c, a, b Tensor, p MatMulParams) (MatMulDims, error) {
+	all := []Tensor{c, a, b}
+	if err := checkDense(OpMatMul, all, all...); err != nil {
+		return MatMulDims{}, err
+	}
+	mat := func(t Tensor) (batch, r, cl int, ok bool) {
+		s := t.Shape()
+		switch len(s) {
+		case 2:
+			return 1, s[0], s[1], true
+		case 3:
+			return s[0], s[1], s[2], true
+		}
+		return 0, 0, 0, false
+	}
+	ba, ar, ac, okA := mat(a)
+	bb, br, bcl, okB := mat(b)
+	bc, cr, cc, okC := mat(c)
+	if !okA || !okB || !okC {
+		return MatMulDims{}, Errorf(OpMatMul, all, "operands must have rank 2 or 3")
+	}
+	m, ka := ar, ac
+	if p.TransA {
+		m, ka = ac, ar
+	}
+	kb, n := br, bcl
+	if p.TransB {
+		kb, n = bcl, br
+	}
+	if ka != kb || cr != m || cc != n {
+		return MatMulDims{}, Errorf(OpMatMul, all, "inner or outer dimensions disagree (transA=%v transB=%v)", p.TransA, p.TransB)
+	}
+	if (ba != bc && ba != 1) || (bb != bc && bb != 1) {
+		return MatMulDims{}, Errorf(OpMatMul, all, "batch sizes disagree: A and B need C's batch %d or 1", bc)
+	}
+	d := MatMulDims{Batch: bc, M: m, N: n, K: ka, StrideC: m * n}
+	if ba > 1 {
+		d.StrideA = m * ka
+	}
+	if bb > 1 {
+		d.StrideB = ka * n
+	}
+	return d, nil
+}
+
+// CheckReduceRows validates ReduceRows.
+func CheckReduceRows(dst, src Tensor) (rows, cols int, err error) {
+	all := []Tensor{dst, src}
+	if err := checkDense(OpReduceRows, all, all...); err != nil {
+		return 0, 0, err
+	}
+	rows, cols = src.Rows()
+	if dst.Len() != rows {
+		return 0, 0, Errorf(OpReduceRows, all, "dst needs one element per row (%d)", rows)
+	}
+	if cols == 0 {
+		return 0, 0, Errorf(OpReduceRows, all, "rows are empty")
+	}
+	return rows, cols, nil
+}
+
+// CheckSumColumns validates SumColumns.
+func CheckSumColumns(dst, src Tensor) (rows, cols int, err error) {
+	all := []Tensor{dst, src}
+	if err := checkDense(OpSumColumns, all, all...); err != nil {
+		return 0, 0, err
+	}
+	rows, cols = src.Rows()
+	if dst.Len() != cols {
+		return 0, 0, Errorf(OpSumColumns, all, "dst needs one element per column (%d)", cols)
+	}
+	return rows, cols, nil
+}
+
+// CheckSoftmax validates Softmax (pass the zero Tensor for y) and
+// SoftmaxGrad, returning the batch, query and key counts; without a causal
+// mask batch·queries is simply the number of rows.
+func CheckSoftmax(op Op, dst, src, y Tensor, p SoftmaxParams) (batch, queries, keys int, err error) {
+	all := []Tensor{dst, src}
+	if !y.IsZero() {
+		all = append(all, y)
+	}
+	if err := checkDense(op, all, all...); err != nil {
+		return 0, 0, 0, err
+	}
+	for _, t := range all[1:] {
+		if !t.Shape().Equal(dst.Shape()) {
+			return 0, 0, 0, Errorf(op, all, "shapes differ")
+		}
+	}
+	s := src.Shape()
+	rows, keys := src.Rows()
+	batch, queries = 1, rows
+	if len(s) >= 3 {
+		queries = s[len(s)-2]
+		batch = rows / max(queries, 1)
+	}
+	if keys == 0 {
+		return 0, 0, 0, Errorf(op, all, "rows are empty")
+	}
+	if p.Causal && p.QueryOffset < 0 {
+		return 0, 0, 0, Errorf(op, all, "negative query offset %d", p.QueryOffset)
+	}
+	return batch, queries, keys, nil
+}
+
+// CheckNorm validates RMSNorm and LayerNorm: x and dst have the same shape
+// and every parameter tensor that is present has the row length.
+func CheckNorm(op Op, dst, x Tensor, params ...Tensor) (rows, cols int, err error) {
+	all := append([]Tensor{dst, x}, params...)
+	if err := checkDense(op, all, dst, x); err != nil {
+		return 0, 0, err
+	}
+	if !dst.Shape().Equal(x.Shape()) {
+		return 0, 0, Errorf(op, all, "output and input shapes differ")
+	}
+	rows, cols = x.Rows()
+	for _, p := range params {
+		if p.IsZero() {
+			continue
+		}
+		if err := checkDense(op, all, p); err != nil {
+			return 0, 0, err
+		}
+		if p.Len() != cols {
+			return 0, 0, Errorf(op, all, "parameter needs the row length %d", cols)
+		}
+	}
+	return rows, cols, nil
+}
+
+// CheckRoPE validates RoPE and returns the batch, sequence, head and head
+// dimension extents.
+func CheckRoPE(dst, src Tensor, p RoPEParams) (batch, seq, heads, headDim int, err error) {
+	all := []Tensor{dst, src}
+	if err := checkDense(OpRoPE, all, all...); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	s := src.Shape()
+	if len(s) != 4 || !dst.Shape().Equal(s) {
+		return 0, 0, 0, 0, Errorf(OpRoPE, all, "want dst and src of the same shape [batch, seq, heads, headDim]")
+	}
+	if s[3]%2 != 0 {
+		return 0, 0, 0, 0, Errorf(OpRoPE, all, "head dimension %d is odd", s[3])
+	}
+	if p.Layout != Interleaved && p.Layout != HalfSplit {
+		return 0, 0, 0, 0, Errorf(OpRoPE, all, "unknown layout %d", p.Layout)
+	}
+	if p.Theta <= 0 || p.Offset < 0 {
+		return 0, 0, 0, 0, Errorf(OpRoPE, all, "theta %g and offset %d must be positive", p.Theta, p.Offset)
+	}
+	return s[0], s[1], s[2], s[3], nil
+}
+
+// CheckGather validates Gather (and, with the roles of dst and table taken
+// by dy and dtable, ScatterAdd).
+func CheckGather(op Op, rowsT, table Tensor, ids []int32) (vocab, dim int, err error) {
+	all := []Tensor{rowsT, table}
+	if err := checkDense(op, all, all...); err != nil {
+		return 0, 0, err
+	}
+	if table.Rank() != 2 {
+		return 0, 0, Errorf(op, all, "table must be [vocab, dim]")
+	}
+	vocab, dim = table.Dim(0), table.Dim(1)
+	if rowsT.Len() != len(ids)*dim {
+		return 0, 0, Errorf(op, all, "rows tensor needs %d ids × %d", len(ids), dim)
+	}
+	for i, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return 0, 0, Errorf(op, all, "id %d at index %d outside [0, %d)", id, i, vocab)
+		}
+	}
+	return vocab, dim, nil
+}
+
+// CheckCrossEntropy validates CrossEntropy (out = loss) and
+// CrossEntropyGrad (out = dlogits).
+func CheckCrossEntropy(op Op, out, logits Tensor, targets []int32, p CrossEntropyParams) (rows, vocab int, err error) {
+	all := []Tensor{out, logits}
+	if err := checkDense(op, all, all...); err != nil {
+		return 0, 0, err
+	}
+	rows, vocab = logits.Rows()
+	want := rows
+	if op == OpCrossEntropyGrad {
+		want = rows * vocab
+	}
+	if out.Len() != want || len(targets) != rows {
+		return 0, 0, Errorf(op, all, "want %d targets and an output of %d elements", rows, want)
+	}
+	for i, t := range targets {
+		if t != p.IgnoreIndex && (t < 0 || int(t) >= vocab) {
+			return 0, 0, Errorf(op, all, "target %d at row %d outside [0, %d)", t, i, vocab)
+		}
+	}
+	if p.Smoothing < 0 || p.Smoothing > 1 {
+		return 0, 0, Errorf(op, all, "label smoothing %g outside [0, 1]", p.Smoothing)
+	}
+	return rows, vocab, nil
+}
+
+// CheckCopy validates Copy: same shape, float32, both present.
+func CheckCopy(dst, src Tensor) error {
+	all := []Tensor{dst, src}
+	for i, t := range all {
+		if t.IsZero() {
+			return Errorf(OpCopy, all, "tensor argument %d is missing", i)
+		}
+		if t.DType() != Float32 {
+			return Errorf(OpCopy, all, "tensor argument %d has dtype %s, want float32", i, t.DType())
+		}
+	}
+	if !dst.Shape().Equal(src.Shape()) {
+		return Errorf(OpCopy, all, "shapes differ")
+	}
+	for i, s := range dst.Strides() {
+		if s == 0 && dst.Shape()[i] > 1 {
+			return Errorf(OpCopy, all, "dst broadcasts along axis %d", i)
+		}
+	}
+	return nil
+}
+
+// CheckFill validates Fill.
+func CheckFill(dst Tensor) error {
+	return checkDense(OpFill, []Tensor{dst}, dst)
+}
+
+// CheckTransfer validates Upload and Download: a contiguous float32 tensor
+// and a host slice of the same length.
+func CheckTransfer(op string, t Tensor, hostLen int) error {
+	all := []Tensor{t}
+	if err := checkDense(Op(op), all, t); err != nil {
+		return err
+	}
+	if t.Len() != hostLen {
+		return Errorf(Op(op), all, "host slice has %d elements, tensor %d", hostLen, t.Len())
+	}
+	return nil
+}
