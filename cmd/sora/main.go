@@ -7,15 +7,60 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"sort"
 )
 
+// command is one subcommand. Each lives in its own file and adds itself to
+// commands in an init function, so subcommands can be added without
+// touching this file.
+type command struct {
+	name    string
+	summary string // one line for "sora help"
+	// run executes the subcommand with the arguments after its name and
+	// returns the process exit status.
+	run func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = map[string]command{}
+
+func register(c command) {
+	if _, dup := commands[c.name]; dup {
+		panic("sora: command registered twice: " + c.name)
+	}
+	commands[c.name] = c
+}
+
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run is main without os.Exit, for tests.
-func run(args []string) int {
-	fmt.Fprintln(os.Stderr, "sora: not implemented yet")
-	return 2
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		usage(stdout)
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "sora: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	return c.run(args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "sora fine-tunes transformer models with LoRA, DoRA, Pre-Diag, SORA and related methods.")
+	fmt.Fprintln(w, "\nUsage: sora <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun \"sora <command> --help\" for a command's flags.")
 }
