@@ -1,0 +1,251 @@
+package gemm
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// kernelsUnderTest is every micro-kernel this machine can run, so the
+// portable path is tested here too.
+func kernelsUnderTest() []*kernel {
+	ks := []*kernel{goKernel}
+	if k := selectKernel(false); k != goKernel {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// operand is a row-major matrix stored with row stride ld ≥ cols; the
+// padding holds NaN so that reading it poisons the result.
+type operand struct {
+	rows, cols, ld int
+	data           []float32
+}
+
+func newOperand(rng *rand.Rand, rows, cols, pad int) operand {
+	o := operand{rows: rows, cols: cols, ld: cols + pad}
+	o.data = make([]float32, max(rows*o.ld, 1))
+	for i := range o.data {
+		o.data[i] = float32(math.NaN())
+	}
+	for i := 0; i < rows; i++ {
+		for j := 0; j < cols; j++ {
+			o.data[i*o.ld+j] = float32(rng.NormFloat64())
+		}
+	}
+	return o
+}
+
+// reference computes alpha·op(A)·op(B) + beta·C in float64, and for each
+// element the sum of absolute products, which bounds float32 rounding.
+func reference(transA, transB bool, m, n, k int, alpha float32, a, b operand, beta float32, c operand) (want, mag []float64) {
+	want = make([]float64, m*n)
+	mag = make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s, t float64
+			for p := 0; p < k; p++ {
+				var av, bv float32
+				if transA {
+					av = a.data[p*a.ld+i]
+				} else {
+					av = a.data[i*a.ld+p]
+				}
+				if transB {
+					bv = b.data[j*b.ld+p]
+				} else {
+					bv = b.data[p*b.ld+j]
+				}
+				s += float64(av) * float64(bv)
+				t += math.Abs(float64(av) * float64(bv))
+			}
+			w := float64(alpha) * s
+			g := math.Abs(float64(alpha)) * t
+			if beta != 0 {
+				cv := float64(c.data[i*c.ld+j])
+				w += float64(beta) * cv
+				g += math.Abs(float64(beta) * cv)
+			}
+			want[i*n+j], mag[i*n+j] = w, g
+		}
+	}
+	return want, mag
+}
+
+type shape struct{ m, n, k int }
+
+var testShapes = []shape{
+	{1, 1, 1}, {1, 1, 7}, {1, 9, 1}, {9, 1, 1}, {2, 3, 4}, {4, 4, 4}, {4, 16, 8},
+	{6, 16, 5}, {7, 13, 17}, {5, 17, 3}, {17, 31, 29}, {13, 1, 37}, {1, 37, 13},
+	{31, 7, 64}, {64, 64, 64}, {67, 131, 259}, {97, 33, 300}, {130, 70, 11},
+}
+
+// checkSgemm runs one Sgemm on e and compares every element of C, and the
+// untouched padding of C, against the float64 reference.
+func checkSgemm(t *testing.T, e *Engine, rng *rand.Rand, transA, transB bool, s shape, alpha, beta float32, pad int) {
+	t.Helper()
+	ar, ac := s.m, s.k
+	if transA {
+		ar, ac = s.k, s.m
+	}
+	br, bc := s.k, s.n
+	if transB {
+		br, bc = s.n, s.k
+	}
+	a := newOperand(rng, ar, ac, pad)
+	b := newOperand(rng, br, bc, pad+1)
+	c := newOperand(rng, s.m, s.n, pad+2)
+	const sentinel = 12345
+	for i := 0; i < s.m; i++ {
+		for j := s.n; j < c.ld; j++ {
+			c.data[i*c.ld+j] = sentinel
+		}
+	}
+	if beta == 0 {
+		// Old contents must be ignored entirely.
+		for i := 0; i < s.m; i++ {
+			for j := 0; j < s.n; j++ {
+				c.data[i*c.ld+j] = float32(math.NaN())
+			}
+		}
+	}
+	want, mag := reference(transA, transB, s.m, s.n, s.k, alpha, a, b, beta, c)
+	e.Sgemm(transA, transB, s.m, s.n, s.k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)
+	const eps32 = 1.0 / (1 << 23)
+	bad := 0
+	for i := 0; i < s.m; i++ {
+		for j := 0; j < c.ld; j++ {
+			got := float64(c.data[i*c.ld+j])
+			if j >= s.n {
+				if got != sentinel {
+					t.Fatalf("C[%d,%d] in the row padding was overwritten with %v", i, j, got)
+				}
+				continue
+			}
+			w, tol := want[i*s.n+j], 2*float64(s.k+2)*eps32*mag[i*s.n+j]+1e-30
+			if !(math.Abs(got-w) <= tol) {
+				if bad++; bad <= 5 {
+					t.Errorf("C[%d,%d] = %v, want %v (±%.3g)", i, j, got, w, tol)
+				}
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d elements wrong", bad, s.m*s.n)
+	}
+}
+
+func TestSgemmMatchesFloat64Reference(t *testing.T) {
+	scalars := []struct{ alpha, beta float32 }{{1, 0}, {-0.5, 0}, {1, 1}, {0.75, -1.5}}
+	for _, kr := range kernelsUnderTest() {
+		for _, threads := range []int{1, 2, 3} {
+			e := NewEngine(Config{Threads: threads})
+			e.k = kr
+			rng := rand.New(rand.NewPCG(1, uint64(threads)))
+			for _, s := range testShapes {
+				for _, tr := range []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
+					for si, sc := range scalars {
+						pad := (si + s.m) % 3 // strides both equal to and beyond the width
+						name := fmt.Sprintf("%s/t%d/%dx%dx%d/%s/a%v_b%v", kr.name, threads, s.m, s.n, s.k, transName(tr.a, tr.b), sc.alpha, sc.beta)
+						t.Run(name, func(t *testing.T) {
+							checkSgemm(t, e, rng, tr.a, tr.b, s, sc.alpha, sc.beta, pad)
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSgemmSmallBlocks shrinks the cache blocks so that every blocking
+// loop (several k, m and n blocks, uneven last blocks) runs on small
+// matrices.
+func TestSgemmSmallBlocks(t *testing.T) {
+	for _, kr := range kernelsUnderTest() {
+		small := *kr
+		small.kc, small.mc, small.nc = 5, 2*kr.mr, 2*kr.nr
+		for _, threads := range []int{1, 2} {
+			e := NewEngine(Config{Threads: threads})
+			e.k = &small
+			rng := rand.New(rand.NewPCG(2, uint64(threads)))
+			for _, s := range []shape{{23, 47, 31}, {50, 9, 17}, {3 * kr.mr, 5 * kr.nr, 40}} {
+				for _, tr := range []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
+					for _, beta := range []float32{0, 0.5} {
+						t.Run(fmt.Sprintf("%s/t%d/%dx%dx%d/%s/b%v", kr.name, threads, s.m, s.n, s.k, transName(tr.a, tr.b), beta), func(t *testing.T) {
+							checkSgemm(t, e, rng, tr.a, tr.b, s, 1.25, beta, 1)
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSgemmDegenerate covers k = 0 and alpha = 0, where C = beta·C, and
+// empty outputs, which must not touch anything.
+func TestSgemmDegenerate(t *testing.T) {
+	e := NewEngine(Config{Threads: 2})
+	nan := float32(math.NaN())
+	tests := []struct {
+		name        string
+		m, n, k     int
+		alpha, beta float32
+		c, want     []float32
+	}{
+		{"k=0 beta=0 clears NaN", 2, 2, 0, 1, 0, []float32{nan, 1, 2, nan}, []float32{0, 0, 0, 0}},
+		{"k=0 beta=2 scales", 2, 2, 0, 1, 2, []float32{1, 2, 3, 4}, []float32{2, 4, 6, 8}},
+		{"alpha=0 beta=1 keeps", 1, 3, 4, 0, 1, []float32{1, 2, 3}, []float32{1, 2, 3}},
+		{"alpha=0 beta=0 clears", 1, 3, 4, 0, 0, []float32{nan, nan, nan}, []float32{0, 0, 0}},
+		{"m=0 touches nothing", 0, 3, 4, 1, 0, []float32{7}, []float32{7}},
+		{"n=0 touches nothing", 3, 0, 4, 1, 0, []float32{7}, []float32{7}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := make([]float32, max(tc.m*tc.k, 1))
+			b := make([]float32, max(tc.k*tc.n, 1))
+			for i := range a {
+				a[i] = nan // alpha = 0 must not multiply through NaN·0 either
+			}
+			e.Sgemm(false, false, tc.m, tc.n, tc.k, tc.alpha, a, max(tc.k, 1), b, max(tc.n, 1), tc.beta, tc.c, max(tc.n, 1))
+			for i := range tc.want {
+				if tc.c[i] != tc.want[i] {
+					t.Fatalf("C = %v, want %v", tc.c, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestSgemmWarmAllocatesNothing checks that buffers and workers are reused.
+func TestSgemmWarmAllocatesNothing(t *testing.T) {
+	for _, kr := range kernelsUnderTest() {
+		for _, threads := range []int{1, 2} {
+			e := NewEngine(Config{Threads: threads})
+			e.k = kr
+			const n = 96
+			a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+			for _, tr := range []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
+				e.Sgemm(tr.a, tr.b, n, n, n, 1, a, n, b, n, 0, c, n) // warm up
+				allocs := testing.AllocsPerRun(20, func() {
+					e.Sgemm(tr.a, tr.b, n, n, n, 1, a, n, b, n, 0.5, c, n)
+				})
+				if allocs != 0 {
+					t.Errorf("%s, %d threads, %s: %v allocations per warm Sgemm, want 0", kr.name, threads, transName(tr.a, tr.b), allocs)
+				}
+			}
+		}
+	}
+}
+
+func transName(a, b bool) string {
+	s := [2]byte{'N', 'N'}
+	if a {
+		s[0] = 'T'
+	}
+	if b {
+		s[1] = 'T'
+	}
+	return string(s[:])
+}
