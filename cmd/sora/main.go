@@ -2,7 +2,13 @@
 // methods (LoRA, DoRA, Pre-Diag, SORA, …) on a CPU, an NVIDIA GPU or a
 // Huawei Ascend NPU.
 //
-// Run "sora help" for the list of subcommands.
+// Run "sora help" for the list of subcommands and "sora help CMD" for one
+// subcommand's flags. Every subcommand that runs ops takes --backend NAME
+// (default $SORA_BACKEND, else cpu); exit status 0 means success, 1 a
+// failure, 2 a usage error and 3 a backend that cannot run on this machine.
+//
+// A subcommand lives in its own file and adds itself with register in an
+// init function; the shared flag helpers are in flags.go.
 package main
 
 import (
@@ -19,7 +25,9 @@ type command struct {
 	name    string
 	summary string // one line for "sora help"
 	// run executes the subcommand with the arguments after its name and
-	// returns the process exit status.
+	// returns the process exit status (exitOK, exitFailure, exitUsage or
+	// exitUnavailable). It must answer "--help" by printing its usage to
+	// stdout and returning exitOK (parseFlags does that).
 	run func(args []string, stdout, stderr io.Writer) int
 }
 
@@ -38,15 +46,29 @@ func main() {
 
 // run is main without os.Exit, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		usage(stdout)
-		return 0
+		return exitOK
+	}
+	if args[0] == "help" {
+		// "sora help CMD" is "sora CMD --help".
+		if len(args) == 1 {
+			usage(stdout)
+			return exitOK
+		}
+		c, ok := commands[args[1]]
+		if !ok {
+			fmt.Fprintf(stderr, "sora: unknown command %q\n\n", args[1])
+			usage(stderr)
+			return exitUsage
+		}
+		return c.run([]string{"--help"}, stdout, stderr)
 	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "sora: unknown command %q\n\n", args[0])
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	return c.run(args[1:], stdout, stderr)
 }
@@ -62,5 +84,6 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun \"sora <command> --help\" for a command's flags.")
+	fmt.Fprintln(w, "\nRun \"sora help <command>\" or \"sora <command> --help\" for a command's flags.")
+	fmt.Fprintf(w, "Commands that run ops take --backend NAME (default $%s, else cpu).\n", defaultBackendEnv)
 }

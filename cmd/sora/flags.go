@@ -1,0 +1,214 @@
+package main
+
+// Flag conventions shared by every subcommand.
+//
+// A subcommand builds its flags with newFlagSet, adds the shared --backend
+// flag with addBackendFlag when it runs ops, parses with parseFlags and opens
+// its backend with openBackend. Exit statuses are the constants below, so
+// scripts can tell a failed check from a typo or a missing GPU.
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// Exit statuses of every subcommand.
+const (
+	exitOK          = 0 // success
+	exitFailure     = 1 // the command ran and something failed (a check, a file, a device error)
+	exitUsage       = 2 // bad flags or arguments, unknown command or backend name
+	exitUnavailable = 3 // the backend is registered but cannot run on this machine
+)
+
+// defaultBackendEnv names the environment variable that sets the default of
+// every --backend flag.
+const defaultBackendEnv = "SORA_BACKEND"
+
+// usageDoc is what "sora CMD --help" prints, besides the flags.
+type usageDoc struct {
+	// synopsis follows "Usage: sora ", e.g. "conformance [flags]".
+	synopsis string
+	// description is one paragraph saying what the command does; it is
+	// word-wrapped when printed.
+	description string
+	// examples are full command lines, printed one per line.
+	examples []string
+}
+
+// newFlagSet returns an empty flag set for the subcommand name. Its errors
+// are reported by parseFlags; define flags on it, then call parseFlags.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("sora "+name, flag.ContinueOnError)
+	fs.Usage = func() {} // parseFlags prints the usage itself, to the right stream
+	return fs
+}
+
+// parseFlags parses args into fs. It returns ok when the command should go
+// on; otherwise code is the exit status: 0 after printing the help that
+// -h/--help asked for (to stdout), exitUsage after printing the error and
+// the synopsis to stderr.
+func parseFlags(fs *flag.FlagSet, doc usageDoc, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	fs.SetOutput(stderr) // the flag package prints parse errors here
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printUsage(stdout, fs, doc)
+		return exitOK, false
+	case err != nil:
+		// The flag package has printed the error; a short pointer to the
+		// help keeps the error itself in view.
+		fmt.Fprintf(stderr, "usage: sora %s\nRun \"%s --help\" for details.\n", doc.synopsis, fs.Name())
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
+// noArgs reports an error and returns false when fs has positional
+// arguments left, for commands that take none.
+func noArgs(fs *flag.FlagSet, stderr io.Writer) bool {
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (run \"%s --help\" for usage)\n", fs.Name(), fs.Arg(0), fs.Name())
+		return false
+	}
+	return true
+}
+
+// printUsage writes the synopsis, the description, the flags (GNU style,
+// with two dashes, which the flag package accepts as well as one) and the
+// examples.
+func printUsage(w io.Writer, fs *flag.FlagSet, doc usageDoc) {
+	fmt.Fprintf(w, "Usage: sora %s\n\n", doc.synopsis)
+	fmt.Fprintln(w, wrap(doc.description, 78, ""))
+	var flags strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		head := "--" + f.Name
+		if len(f.Name) == 1 {
+			head = "-" + f.Name
+		}
+		if name != "" {
+			head += " " + name
+		}
+		if !isZeroDefault(f) {
+			usage += fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(&flags, "  %s\n%s\n", head, wrap(usage, 78, "        "))
+	})
+	if flags.Len() > 0 {
+		fmt.Fprintf(w, "\nFlags:\n%s", flags.String())
+	}
+	if len(doc.examples) > 0 {
+		fmt.Fprintln(w, "\nExamples:")
+		for _, e := range doc.examples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+}
+
+// isZeroDefault reports whether f's default is its type's zero value, which
+// the usage leaves unsaid (as the flag package does).
+func isZeroDefault(f *flag.Flag) (zero bool) {
+	if f.DefValue == "" {
+		return true
+	}
+	// A fresh value of the flag's dynamic type prints as the zero value.
+	// Some Value types cannot print when fresh; their default is then shown.
+	defer func() {
+		if recover() != nil {
+			zero = false
+		}
+	}()
+	t := reflect.TypeOf(f.Value)
+	var z reflect.Value
+	if t.Kind() == reflect.Pointer {
+		z = reflect.New(t.Elem())
+	} else {
+		z = reflect.Zero(t)
+	}
+	zv, ok := z.Interface().(flag.Value)
+	if !ok {
+		return false
+	}
+	return f.DefValue == zv.String()
+}
+
+// wrap breaks text into lines of at most width runes (longer words stay
+// whole), each prefixed with indent.
+func wrap(text string, width int, indent string) string {
+	var b strings.Builder
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if len(line) > len(indent) && len(line)+1+len(word) > width {
+			b.WriteString(line)
+			b.WriteByte('\n')
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += word
+	}
+	b.WriteString(line)
+	return b.String()
+}
+
+// defaultBackend is the --backend default: $SORA_BACKEND, else "cpu".
+func defaultBackend() string {
+	if b := strings.TrimSpace(os.Getenv(defaultBackendEnv)); b != "" {
+		return b
+	}
+	return "cpu"
+}
+
+// addBackendFlag defines the --backend flag that every subcommand running
+// ops shares, defaulting to $SORA_BACKEND or "cpu".
+func addBackendFlag(fs *flag.FlagSet) *string {
+	return fs.String("backend", defaultBackend(),
+		"`NAME` of the backend to run on: "+strings.Join(backend.Names(), ", ")+
+			" (\"sora backends\" says which work here); the default comes from $"+defaultBackendEnv+" when set")
+}
+
+// openBackend opens the backend called name. On failure it prints why to
+// stderr, with the paths an unavailable backend tried one per line, and
+// returns a nil Backend with the exit status: exitUsage for a name that is
+// not registered, exitUnavailable for a backend that cannot run here,
+// exitFailure otherwise.
+func openBackend(name string, stderr io.Writer) (backend.Backend, int) {
+	if !isRegistered(name) {
+		fmt.Fprintf(stderr, "sora: unknown backend %q; registered backends: %s\n", name, strings.Join(backend.Names(), ", "))
+		return nil, exitUsage
+	}
+	b, err := backend.Open(name)
+	if err == nil {
+		return b, exitOK
+	}
+	var u *backend.UnavailableError
+	if errors.As(err, &u) {
+		fmt.Fprintf(stderr, "sora: backend %s is unavailable: %s\n", name, u.Reason)
+		if len(u.Tried) > 0 {
+			fmt.Fprintln(stderr, "tried:")
+			for _, t := range u.Tried {
+				fmt.Fprintf(stderr, "  %s\n", t)
+			}
+		}
+		return nil, exitUnavailable
+	}
+	fmt.Fprintf(stderr, "sora: opening backend %s: %v\n", name, err)
+	return nil, exitFailure
+}
+
+func isRegistered(name string) bool {
+	for _, n := range backend.Names() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
