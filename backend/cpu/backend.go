@@ -1,0 +1,233 @@
+package cpu
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/gemm"
+)
+
+// Environment variables read by [backend.Open]("cpu").
+const (
+	EnvPortable = "SORA_CPU_PORTABLE"
+	EnvThreads  = "SORA_CPU_THREADS"
+)
+
+// Options configures a CPU backend.
+type Options struct {
+	// Portable forces the pure-Go kernels even where SIMD ones exist.
+	Portable bool
+	// Threads caps the goroutines one op uses; 0 means GOMAXPROCS at the
+	// time of each call.
+	Threads int
+}
+
+// Backend is the CPU implementation of [backend.Backend]. Like every
+// backend it is not safe for concurrent use; create one per goroutine that
+// issues ops. Its zero value is not usable: call [New].
+type Backend struct {
+	backend.Recorder
+
+	opts   Options
+	simd   bool // the SIMD path is active: supported here and not disabled
+	gemm   *gemm.Engine
+	batch  []*gemm.Engine // single-threaded engines for batch-parallel MatMul
+	inUse  bytesCounter
+	grain  int // see defaultGrain
+	closed bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns a CPU backend configured by opts. A negative Threads is
+// treated as 0.
+func New(opts Options) *Backend {
+	opts.Threads = max(opts.Threads, 0)
+	return &Backend{
+		opts:  opts,
+		simd:  !opts.Portable && simdSupported(),
+		grain: defaultGrain,
+		gemm:  gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),
+	}
+}
+
+// Name returns "cpu".
+func (b *Backend) Name() string { return "cpu" }
+
+// Device describes the processor, its relevant SIMD features, the thread
+// cap and the active kernel path, e.g.
+// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd".
+func (b *Backend) Device() string {
+	return describe(b.threads(), b.simd)
+}
+
+// Portable reports whether the portable pure-Go path is active, because it
+// was asked for or because this CPU lacks the SIMD features.
+func (b *Backend) Portable() bool { return !b.simd }
+
+// Supports reports true for every op of [backend.AllOps].
+func (b *Backend) Supports(op backend.Op) bool {
+	for _, o := range backend.AllOps {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}
+
+// Sync returns and clears the first error recorded since the previous Sync.
+// Ops run synchronously on the CPU, so there is nothing to wait for.
+func (b *Backend) Sync() error { return b.Take() }
+
+// Close marks the backend closed and returns any error still recorded.
+// Later ops record an error.
+func (b *Backend) Close() error {
+	b.closed = true
+	b.gemm, b.batch = nil, nil
+	return b.Take()
+}
+
+// threads returns how many goroutines one op may use.
+func (b *Backend) threads() int {
+	if b.opts.Threads > 0 {
+		return b.opts.Threads
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// skip reports whether an op must do nothing: an error is already recorded
+// or the backend is closed (which records one).
+func (b *Backend) skip(op backend.Op) bool {
+	if b.closed {
+		b.Record(&backend.OpError{Op: string(op), Err: errClosed})
+		return true
+	}
+	return b.Failed()
+}
+
+var errClosed = fmt.Errorf("backend is closed")
+
+// simdSupported reports whether this CPU has the features the SIMD kernels
+// need: AVX2 with FMA on amd64, Advanced SIMD on arm64.
+func simdSupported() bool {
+	switch runtime.GOARCH {
+	case "amd64":
+		return cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3)
+	case "arm64":
+		return cpuid.CPU.Supports(cpuid.ASIMD)
+	}
+	return false
+}
+
+// features lists the SIMD features relevant to the kernels that this CPU
+// has, in a fixed order.
+func features() []string {
+	var list []struct {
+		id   cpuid.FeatureID
+		name string
+	}
+	switch runtime.GOARCH {
+	case "amd64", "386":
+		list = []struct {
+			id   cpuid.FeatureID
+			name string
+		}{
+			{cpuid.SSE4, "sse4.1"}, {cpuid.AVX, "avx"}, {cpuid.AVX2, "avx2"}, {cpuid.FMA3, "fma"},
+			{cpuid.F16C, "f16c"}, {cpuid.AVX512F, "avx512f"}, {cpuid.AVX512BW, "avx512bw"},
+			{cpuid.AVX512VL, "avx512vl"}, {cpuid.AVX512BF16, "avx512bf16"}, {cpuid.AMXBF16, "amx-bf16"},
+		}
+	case "arm64":
+		list = []struct {
+			id   cpuid.FeatureID
+			name string
+		}{
+			{cpuid.ASIMD, "asimd"}, {cpuid.FPHP, "fphp"}, {cpuid.ASIMDHP, "asimdhp"},
+			{cpuid.ASIMDDP, "asimddp"}, {cpuid.SVE, "sve"},
+		}
+	}
+	var have []string
+	for _, f := range list {
+		if cpuid.CPU.Supports(f.id) {
+			have = append(have, f.name)
+		}
+	}
+	return have
+}
+
+// describe formats the device description shared by Device and Probe.
+func describe(threads int, simd bool) string {
+	brand := strings.TrimSpace(cpuid.CPU.BrandName)
+	if brand == "" {
+		brand = "unknown " + runtime.GOARCH + " CPU"
+	}
+	feats := "no SIMD features detected"
+	if f := features(); len(f) > 0 {
+		feats = strings.Join(f, " ")
+	}
+	path := "portable"
+	if simd {
+		path = "simd"
+	}
+	unit := "threads"
+	if threads == 1 {
+		unit = "thread"
+	}
+	return fmt.Sprintf("%s (%s), %d %s, %s", brand, feats, threads, unit, path)
+}
+
+// OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read
+// from SORA_CPU_PORTABLE and SORA_CPU_THREADS, or an error naming the
+// variable whose value cannot be used.
+func OptionsFromEnv() (Options, error) {
+	var o Options
+	if s := strings.TrimSpace(os.Getenv(EnvPortable)); s != "" {
+		v, err := strconv.ParseBool(s)
+		if err != nil {
+			return Options{}, fmt.Errorf("cpu: %s=%q: want 1 or 0 (or true/false)", EnvPortable, s)
+		}
+		o.Portable = v
+	}
+	if s := strings.TrimSpace(os.Getenv(EnvThreads)); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return Options{}, fmt.Errorf("cpu: %s=%q: want a positive number of threads", EnvThreads, s)
+		}
+		o.Threads = n
+	}
+	return o, nil
+}
+
+// driver registers the backend as "cpu".
+type driver struct{}
+
+func init() { backend.Register("cpu", driver{}) }
+
+// Probe describes the CPU as Open would configure it: brand, SIMD features,
+// threads and the active path ("simd" or "portable"). It fails only when
+// the environment variables cannot be parsed.
+func (driver) Probe() (string, error) {
+	o, err := OptionsFromEnv()
+	if err != nil {
+		return "", err
+	}
+	threads := o.Threads
+	if threads == 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	return describe(threads, !o.Portable && simdSupported()), nil
+}
+
+// Open returns a backend configured from the environment.
+func (driver) Open() (backend.Backend, error) {
+	o, err := OptionsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return New(o), nil
+}

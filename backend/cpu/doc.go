@@ -1,0 +1,33 @@
+// Package cpu is the CPU backend of SORA for Go: every op of
+// [backend.Backend] in pure Go, run on the calling goroutine and spread over
+// worker goroutines when an op is big enough to pay for them.
+//
+// Programs select it by name after a blank import:
+//
+//	import _ "github.com/sora-go/sora/backend/cpu"
+//	be, err := backend.Open("cpu")
+//
+// or, as a library, construct one directly with [New].
+//
+// # Environment
+//
+// [backend.Open] reads two variables; [New] takes the same settings as
+// [Options]:
+//
+//   - SORA_CPU_PORTABLE=1 forces the portable pure-Go kernels even on CPUs
+//     whose SIMD features the fast kernels use (the matrix multiply first).
+//     CI runs the conformance suite once with it set so that both paths stay
+//     correct.
+//   - SORA_CPU_THREADS=N caps the goroutines one op uses at N (default
+//     GOMAXPROCS).
+//
+// An unparsable value makes Open fail with an error naming the variable.
+//
+// # Execution
+//
+// Ops run synchronously: when an op returns its result is in place, and
+// [Backend.Sync] only reports the first error recorded since the previous
+// Sync. Arguments are validated with the shared Check functions of package
+// backend, so this backend accepts and rejects exactly the calls the others
+// do. Reductions and normalisation statistics accumulate in float64.
+package cpu

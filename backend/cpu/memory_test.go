@@ -1,0 +1,196 @@
+package cpu
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+)
+
+func TestAllocRejectsBadRequests(t *testing.T) {
+	be := New(Options{})
+	tests := []struct {
+		name  string
+		dt    backend.DType
+		shape []int
+		want  string
+	}{
+		{"negative", backend.Float32, []int{3, -1}, "negative extent"},
+		{"overflow", backend.Float32, []int{math.MaxInt / 2, 4}, "overflows"},
+		{"overflow product", backend.Float32, []int{1 << 31, 1 << 31, 1 << 31}, "overflows"},
+		{"dtype", backend.DType(0), []int{2}, "dtype"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := be.Alloc(tt.dt, tt.shape...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Alloc(%v, %v) error = %v, want one containing %q", tt.dt, tt.shape, err, tt.want)
+			}
+			if n := be.BytesInUse(); n != 0 {
+				t.Errorf("failed Alloc left BytesInUse = %d", n)
+			}
+		})
+	}
+}
+
+func TestBytesInUse(t *testing.T) {
+	be := New(Options{})
+	a, err := be.Alloc(backend.Float32, 3, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := be.Alloc(backend.Float32, 7)
+	s, _ := be.Alloc(backend.Float32) // a scalar: one element
+	e, _ := be.Alloc(backend.Float32, 4, 0)
+	steps := []struct {
+		free backend.Tensor
+		want int64
+	}{
+		{backend.Tensor{}, 4 * (15 + 7 + 1)}, // freeing the zero Tensor does nothing
+		{a.MustSlice(1, 2), 4 * (7 + 1)},     // a view frees its whole buffer
+		{e, 4 * (7 + 1)},
+		{s, 4 * 7},
+		{b, 0},
+	}
+	if got, want := be.BytesInUse(), int64(4*(15+7+1)); got != want {
+		t.Fatalf("after Alloc: BytesInUse = %d, want %d", got, want)
+	}
+	for i, st := range steps {
+		be.Free(st.free)
+		if got := be.BytesInUse(); got != st.want {
+			t.Errorf("step %d: BytesInUse = %d, want %d", i, got, st.want)
+		}
+	}
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	be.Free(b) // double free: recorded, count unchanged
+	if got := be.BytesInUse(); got != 0 {
+		t.Errorf("after double free: BytesInUse = %d", got)
+	}
+	if err := be.Sync(); !errors.Is(err, errFreed) {
+		t.Errorf("double free: Sync = %v, want the freed-buffer error", err)
+	}
+}
+
+func TestUploadDownloadFill(t *testing.T) {
+	eachConfig(t, func(t *testing.T, be *Backend) {
+		data := []float32{1, -2, 3.5, 0, 1e-30, -7}
+		x := upload(t, be, data, 2, 3)
+		got := download(t, be, x)
+		for i := range data {
+			if got[i] != data[i] {
+				t.Fatalf("round trip [%d] = %g, want %g", i, got[i], data[i])
+			}
+		}
+		data[0] = 99 // Upload copied: the tensor must not change
+		if got := download(t, be, x); got[0] != 1 {
+			t.Errorf("tensor follows the host slice after Upload: %g", got[0])
+		}
+		// Fill a row view only.
+		be.Fill(x.MustSlice(1, 2), 2.5)
+		assertClose(t, "fill", download(t, be, x), []float64{1, -2, 3.5, 2.5, 2.5, 2.5}, 0, 0)
+
+		big := poisoned(t, be, 1000, 3)
+		be.Fill(big, -1)
+		for i, v := range download(t, be, big) {
+			if v != -1 {
+				t.Fatalf("big fill [%d] = %g", i, v)
+			}
+		}
+	})
+}
+
+func TestTransferLengthMismatch(t *testing.T) {
+	be := New(Options{})
+	x, _ := be.Alloc(backend.Float32, 4)
+	be.Upload(x, make([]float32, 3))
+	err := be.Sync()
+	var oe *backend.OpError
+	if !errors.As(err, &oe) || oe.Op != "upload" {
+		t.Fatalf("Upload of 3 into 4: Sync = %v, want an upload *OpError", err)
+	}
+	err = be.Download(make([]float32, 5), x)
+	if !errors.As(err, &oe) || oe.Op != "download" {
+		t.Fatalf("Download of 4 into 5: %v, want a download *OpError", err)
+	}
+	if err := be.Sync(); err != nil {
+		t.Errorf("Download did not clear its error: %v", err)
+	}
+}
+
+// fakeBuffer is a Buffer no CPU backend allocated.
+type fakeBuffer struct{ n int }
+
+func (f fakeBuffer) Len() int             { return f.n }
+func (f fakeBuffer) DType() backend.DType { return backend.Float32 }
+
+func TestForeignBuffer(t *testing.T) {
+	be := New(Options{})
+	other := New(Options{})
+	mine, _ := be.Alloc(backend.Float32, 2, 3)
+	c22, _ := be.Alloc(backend.Float32, 2, 2)
+	theirs, _ := other.Alloc(backend.Float32, 2, 3)
+	fake, err := backend.NewTensor(fakeBuffer{6}, 0, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, foreign := range []backend.Tensor{theirs, fake} {
+		calls := []struct {
+			op   string
+			call func()
+		}{
+			{"upload", func() { be.Upload(foreign, make([]float32, 6)) }},
+			{"fill", func() { be.Fill(foreign, 1) }},
+			{"copy", func() { be.Copy(mine, foreign, false) }},
+			{"copy", func() { be.Copy(foreign, mine, false) }},
+			{"binary", func() { be.Binary(backend.Add, mine, mine, foreign) }},
+			{"unary", func() { be.Unary(backend.Exp, foreign, mine) }},
+			{"matmul", func() { be.MatMul(c22, foreign, mine.MustReshape(3, 2), backend.MatMulParams{Alpha: 1}) }},
+			{"free", func() { be.Free(foreign) }},
+		}
+		for _, c := range calls {
+			c.call()
+			err := be.Sync()
+			var oe *backend.OpError
+			if !errors.As(err, &oe) || oe.Op != c.op || !errors.Is(err, errForeign) {
+				t.Errorf("%s with %v: Sync = %v, want a %s *OpError about a foreign tensor", c.op, foreign, err, c.op)
+			}
+		}
+		if err := be.Download(make([]float32, 6), foreign); !errors.Is(err, errForeign) {
+			t.Errorf("Download of %v: %v, want the foreign-tensor error", foreign, err)
+		}
+	}
+	if n := other.BytesInUse(); n != 24 {
+		t.Errorf("the other backend's buffer was touched: BytesInUse = %d", n)
+	}
+}
+
+func TestUseAfterFree(t *testing.T) {
+	be := New(Options{})
+	x, _ := be.Alloc(backend.Float32, 4)
+	be.Free(x)
+	be.Fill(x, 1)
+	if err := be.Sync(); !errors.Is(err, errFreed) {
+		t.Errorf("Fill of a freed tensor: Sync = %v, want the freed-buffer error", err)
+	}
+}
+
+func TestClosedBackend(t *testing.T) {
+	be := New(Options{})
+	x, _ := be.Alloc(backend.Float32, 4)
+	be.Fill(x, float32(math.NaN()))
+	be.Fill(backend.Tensor{}, 0) // records an error that Close must return
+	if err := be.Close(); err == nil {
+		t.Error("Close dropped the recorded error")
+	}
+	be.Fill(x, 1)
+	if err := be.Sync(); !errors.Is(err, errClosed) {
+		t.Errorf("op after Close: Sync = %v, want the closed error", err)
+	}
+	if _, err := be.Alloc(backend.Float32, 1); !errors.Is(err, errClosed) {
+		t.Errorf("Alloc after Close: %v, want the closed error", err)
+	}
+}

@@ -1,0 +1,213 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row, with
+// the mean of squares accumulated in float64. dst may alias x.
+func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
+	if b.skip(backend.OpRMSNorm) {
+		return
+	}
+	rows, cols, err := backend.CheckNorm(backend.OpRMSNorm, dst, x, w)
+	if err == nil && w.IsZero() {
+		err = backend.Errorf(backend.OpRMSNorm, []backend.Tensor{dst, x, w}, "weight is missing")
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	v, ok := b.views(backend.OpRMSNorm, dst, x, w)
+	if !ok {
+		return
+	}
+	d, xs, ws := v[0], v[1], v[2]
+	b.parallelFor(rows, cols*3, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr, dr := xs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
+			rs := rmsScale(xr, eps)
+			for j, xv := range xr {
+				dr[j] = float32(float64(xv) * rs * float64(ws[j]))
+			}
+		}
+	})
+}
+
+// rmsScale returns 1/sqrt(mean(x²) + eps).
+func rmsScale(x []float32, eps float32) float64 {
+	return 1 / math.Sqrt(sumSquares64(x)/float64(len(x))+float64(eps))
+}
+
+// RMSNormGrad computes, with r = 1/sqrt(mean(x²)+eps) per row,
+//
+//	dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/cols   (overwritten)
+//	dw += Σ_rows dy⊙x·r                    (when dw is present)
+func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
+	const op = backend.OpRMSNormGrad
+	if b.skip(op) {
+		return
+	}
+	all := []backend.Tensor{dx, dw, x, w, dy}
+	rows, cols, err := backend.CheckNorm(op, dx, x, w, dw)
+	if err == nil {
+		_, _, err = backend.CheckNorm(op, dy, x) // dy: dense, of x's shape
+	}
+	if err == nil && w.IsZero() {
+		err = backend.Errorf(op, all, "weight is missing")
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	v, ok := b.views(op, all...)
+	if !ok {
+		return
+	}
+	d, dws, xs, ws, gs := v[0], v[1], v[2], v[3], v[4]
+	row := func(r int, acc []float64) {
+		xr, gr, dr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
+		rs := rmsScale(xr, eps)
+		var dot float64 // Σ w⊙dy⊙x
+		for j, xv := range xr {
+			dot += float64(ws[j]) * float64(gr[j]) * float64(xv)
+		}
+		c := rs * rs * rs * dot / float64(cols)
+		for j, xv := range xr {
+			g, xf := float64(gr[j]), float64(xv)
+			if acc != nil {
+				acc[j] += g * xf * rs
+			}
+			dr[j] = float32(rs*float64(ws[j])*g - xf*c)
+		}
+	}
+	if dws == nil {
+		b.parallelFor(rows, cols*6, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				row(r, nil)
+			}
+		})
+		return
+	}
+	for j, s := range b.columnSums(rows, cols, cols*6, row) {
+		dws[j] = float32(float64(dws[j]) + s)
+	}
+}
+
+// LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
+// each row, with the biased variance computed in two float64 passes. beta
+// may be absent. dst may alias x.
+func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
+	const op = backend.OpLayerNorm
+	if b.skip(op) {
+		return
+	}
+	rows, cols, err := backend.CheckNorm(op, dst, x, gamma, beta)
+	if err == nil && gamma.IsZero() {
+		err = backend.Errorf(op, []backend.Tensor{dst, x, gamma, beta}, "gamma is missing")
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	v, ok := b.views(op, dst, x, gamma, beta)
+	if !ok {
+		return
+	}
+	d, xs, gm, bt := v[0], v[1], v[2], v[3]
+	b.parallelFor(rows, cols*4, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr, dr := xs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
+			mean, rstd := moments(xr, eps)
+			for j, xv := range xr {
+				y := (float64(xv) - mean) * rstd * float64(gm[j])
+				if bt != nil {
+					y += float64(bt[j])
+				}
+				dr[j] = float32(y)
+			}
+		}
+	})
+}
+
+// moments returns the mean of x and 1/sqrt(var + eps) for its biased
+// variance, in two passes so that a large mean does not cancel the
+// variance away.
+func moments(x []float32, eps float32) (mean, rstd float64) {
+	n := float64(len(x))
+	mean = sum64(x) / n
+	var ss float64
+	for _, v := range x {
+		dv := float64(v) - mean
+		ss += dv * dv
+	}
+	return mean, 1 / math.Sqrt(ss/n+float64(eps))
+}
+
+// LayerNormGrad computes, with x̂ = (x − mean)·rstd and g = dy ⊙ gamma,
+//
+//	dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂))   (overwritten)
+//	dgamma += Σ_rows dy⊙x̂,  dbeta += Σ_rows dy   (each when present)
+func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
+	const op = backend.OpLayerNormGrad
+	if b.skip(op) {
+		return
+	}
+	all := []backend.Tensor{dx, dgamma, dbeta, x, gamma, dy}
+	rows, cols, err := backend.CheckNorm(op, dx, x, gamma, dgamma, dbeta)
+	if err == nil {
+		_, _, err = backend.CheckNorm(op, dy, x) // dy: dense, of x's shape
+	}
+	if err == nil && gamma.IsZero() {
+		err = backend.Errorf(op, all, "gamma is missing")
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	v, ok := b.views(op, all...)
+	if !ok {
+		return
+	}
+	d, dg, db, xs, gm, gs := v[0], v[1], v[2], v[3], v[4], v[5]
+	// acc holds the dgamma partials in [0, cols) and dbeta's in [cols, 2·cols).
+	row := func(r int, acc []float64) {
+		xr, gr, dr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
+		mean, rstd := moments(xr, eps)
+		var sg, sgx float64 // Σ g and Σ g⊙x̂
+		for j, xv := range xr {
+			g := float64(gr[j]) * float64(gm[j])
+			sg += g
+			sgx += g * (float64(xv) - mean) * rstd
+		}
+		n := float64(cols)
+		for j, xv := range xr {
+			xh := (float64(xv) - mean) * rstd
+			dyj := float64(gr[j])
+			if acc != nil {
+				acc[j] += dyj * xh
+				acc[cols+j] += dyj
+			}
+			dr[j] = float32(rstd * (dyj*float64(gm[j]) - sg/n - xh*sgx/n))
+		}
+	}
+	if dg == nil && db == nil {
+		b.parallelFor(rows, cols*8, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				row(r, nil)
+			}
+		})
+		return
+	}
+	sums := b.columnSums(rows, 2*cols, cols*8, row)
+	for j := range cols {
+		if dg != nil {
+			dg[j] = float32(float64(dg[j]) + sums[j])
+		}
+		if db != nil {
+			db[j] = float32(float64(db[j]) + sums[cols+j])
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package cpu
+
+import "github.com/sora-go/sora/backend"
+
+// ReduceRows reduces each row of src to one element of dst. Sums
+// accumulate in float64; Max propagates NaN.
+func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
+	if b.skip(backend.OpReduceRows) {
+		return
+	}
+	rows, cols, err := backend.CheckReduceRows(dst, src)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	var f func([]float32) float32
+	switch op {
+	case backend.Sum:
+		f = func(r []float32) float32 { return float32(sum64(r)) }
+	case backend.SumSquares:
+		f = func(r []float32) float32 { return float32(sumSquares64(r)) }
+	case backend.Max:
+		f = maxRow
+	default:
+		b.Record(backend.Errorf(backend.OpReduceRows, []backend.Tensor{dst, src}, "unknown reduction %v", op))
+		return
+	}
+	v, ok := b.views(backend.OpReduceRows, dst, src)
+	if !ok {
+		return
+	}
+	d, s := v[0], v[1]
+	b.parallelFor(rows, cols, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			d[r] = f(s[r*cols : (r+1)*cols])
+		}
+	})
+}
+
+// SumColumns computes dst[j] = Σ_rows src[row, j]. Each goroutine sums a
+// block of rows into float64 partials; the partials are then added in block
+// order, so the result does not depend on scheduling.
+func (b *Backend) SumColumns(dst, src backend.Tensor) {
+	if b.skip(backend.OpSumColumns) {
+		return
+	}
+	rows, cols, err := backend.CheckSumColumns(dst, src)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	v, ok := b.views(backend.OpSumColumns, dst, src)
+	if !ok {
+		return
+	}
+	d, s := v[0], v[1]
+	acc := b.columnSums(rows, cols, cols, func(r int, acc []float64) {
+		row := s[r*cols : (r+1)*cols]
+		for j, x := range row {
+			acc[j] += float64(x)
+		}
+	})
+	for j, a := range acc {
+		d[j] = float32(a)
+	}
+}
+
+// columnSums runs add(row, acc) for every row, with acc a float64 vector of
+// length cols private to the calling goroutine, and returns the sum of all
+// those vectors. It is the pattern of every "sum over rows" gradient
+// (bias, norm weights). cost is the work of one add call.
+func (b *Backend) columnSums(rows, cols, cost int, add func(row int, acc []float64)) []float64 {
+	chunks := b.chunks(rows, cost)
+	parts := make([][]float64, chunks)
+	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
+		acc := make([]float64, cols)
+		for r := lo; r < hi; r++ {
+			add(r, acc)
+		}
+		parts[c] = acc
+	})
+	total := parts[0]
+	if total == nil { // no rows
+		total = make([]float64, cols)
+	}
+	for _, p := range parts[1:] {
+		for j, x := range p {
+			total[j] += x
+		}
+	}
+	return total
+}
+
+// sum64 returns the float64 sum of x.
+func sum64(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return s
+}
+
+// sumSquares64 returns the float64 sum of squares of x.
+func sumSquares64(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return s
+}
+
+// maxRow returns the largest element of a non-empty x, or NaN if x holds
+// one.
+func maxRow(x []float32) float32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		if v != v {
+			return v
+		}
+		if v > m {
+			m = v
+		}
+	}
+	return m // NaN when x[0] is: nothing compares greater than NaN
+}
