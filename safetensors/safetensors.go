@@ -1,0 +1,553 @@
+// Package safetensors reads and writes the safetensors tensor file format
+// used by Hugging Face checkpoints and PEFT adapter files.
+//
+// A safetensors file is an 8-byte little-endian header length N, then N
+// bytes of JSON header, then the tensor data. The header maps each tensor
+// name to its dtype, shape and [begin, end) byte offsets relative to the
+// start of the data section; an optional "__metadata__" entry maps strings
+// to strings. Tensors are stored row-major and little-endian.
+//
+// Reading validates the whole header before any tensor memory is
+// allocated: the header length against the file size, every dtype, shape
+// and offset, that shape × dtype size equals the byte length, that names
+// are unique, and that the tensors cover the data section contiguously with
+// no gaps or overlaps (the same rules as the reference implementation).
+// F32, F16 and BF16 tensors can be read as float32; the writer writes F32.
+package safetensors
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// MaxHeaderSize is the largest JSON header accepted, as in the reference
+// implementation; it bounds what a hostile file can make a reader allocate.
+const MaxHeaderSize = 100_000_000
+
+// DType names a tensor element type as spelled in the header.
+type DType string
+
+// The element types of the safetensors format. Only F32, F16 and BF16 can be
+// converted to float32; the others are recognised so that a file holding
+// them (e.g. integer buffers) can still be opened and its float tensors read.
+const (
+	F64    DType = "F64"
+	F32    DType = "F32"
+	F16    DType = "F16"
+	BF16   DType = "BF16"
+	I64    DType = "I64"
+	I32    DType = "I32"
+	I16    DType = "I16"
+	I8     DType = "I8"
+	U64    DType = "U64"
+	U32    DType = "U32"
+	U16    DType = "U16"
+	U8     DType = "U8"
+	Bool   DType = "BOOL"
+	F8E4M3 DType = "F8_E4M3"
+	F8E5M2 DType = "F8_E5M2"
+)
+
+// Size returns the number of bytes of one element, or 0 for an unknown dtype.
+func (d DType) Size() int {
+	switch d {
+	case F64, I64, U64:
+		return 8
+	case F32, I32, U32:
+		return 4
+	case F16, BF16, I16, U16:
+		return 2
+	case I8, U8, Bool, F8E4M3, F8E5M2:
+		return 1
+	}
+	return 0
+}
+
+// TensorInfo describes one tensor of a file as its header declares it.
+type TensorInfo struct {
+	Name  string
+	DType DType
+	Shape []int
+	// Begin and End are byte offsets relative to the start of the data
+	// section; the tensor occupies [Begin, End).
+	Begin, End int64
+}
+
+// NumElements returns the product of the shape's extents (1 for a scalar).
+func (t TensorInfo) NumElements() int64 {
+	n := int64(1)
+	for _, d := range t.Shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// File is an open safetensors file whose header has been validated. Tensor
+// data is read on demand. A File is safe for concurrent reads when its
+// underlying io.ReaderAt is (an *os.File is).
+type File struct {
+	name      string
+	r         io.ReaderAt
+	closer    io.Closer
+	dataStart int64
+	tensors   []TensorInfo // ordered by offset
+	index     map[string]int
+	metadata  map[string]string
+}
+
+// Open opens and validates the safetensors file at path. Close it when done.
+func Open(path string) (*File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	f, err := NewFile(fh, st.Size(), path)
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	f.closer = fh
+	return f, nil
+}
+
+// NewFile validates the safetensors data of the given size readable through
+// r. name is used in error messages (typically the file path).
+func NewFile(r io.ReaderAt, size int64, name string) (*File, error) {
+	fail := func(format string, args ...any) (*File, error) {
+		return nil, fmt.Errorf("safetensors: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	if size < 8 {
+		return fail("file is %d bytes, too short for the 8-byte header length", size)
+	}
+	var lenBuf [8]byte
+	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
+		return fail("reading header length: %v", err)
+	}
+	hlen := binary.LittleEndian.Uint64(lenBuf[:])
+	// Checked before allocating the header buffer: a corrupt length must not
+	// make us allocate more than the file holds.
+	if hlen > uint64(size-8) {
+		return fail("header length %d exceeds the %d bytes that follow it in the file", hlen, size-8)
+	}
+	if hlen > MaxHeaderSize {
+		return fail("header length %d exceeds the limit of %d bytes", hlen, MaxHeaderSize)
+	}
+	if hlen < 2 {
+		return fail("header length %d is too short for a JSON object", hlen)
+	}
+	header := make([]byte, hlen)
+	if _, err := r.ReadAt(header, 8); err != nil {
+		return fail("reading %d-byte header: %v", hlen, err)
+	}
+	f := &File{name: name, r: r, dataStart: 8 + int64(hlen), index: map[string]int{}}
+	if err := f.parseHeader(header, size-f.dataStart); err != nil {
+		return nil, fmt.Errorf("safetensors: %s: %w", name, err)
+	}
+	return f, nil
+}
+
+type headerEntry struct {
+	DType       *string  `json:"dtype"`
+	Shape       *[]int64 `json:"shape"`
+	DataOffsets *[]int64 `json:"data_offsets"`
+}
+
+// parseHeader decodes the JSON header token by token (encoding/json would
+// silently keep the last of duplicate keys) and validates it against the
+// dataLen bytes of the data section.
+func (f *File) parseHeader(header []byte, dataLen int64) error {
+	dec := json.NewDecoder(bytes.NewReader(header))
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("header is not valid JSON: %v", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return fmt.Errorf("header must be a JSON object, found %v", tok)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("header is not valid JSON: %v", err)
+		}
+		key := tok.(string) // object keys are always strings
+		if seen[key] {
+			return fmt.Errorf("header names %q twice", key)
+		}
+		seen[key] = true
+		if key == "__metadata__" {
+			var md map[string]string
+			if err := dec.Decode(&md); err != nil {
+				return fmt.Errorf("__metadata__ must be an object of string values: %v", err)
+			}
+			f.metadata = md
+			continue
+		}
+		var e headerEntry
+		if err := dec.Decode(&e); err != nil {
+			return fmt.Errorf("tensor %q: entry must be an object with dtype, shape and data_offsets: %v", key, err)
+		}
+		info, err := checkEntry(key, e)
+		if err != nil {
+			return err
+		}
+		f.index[key] = len(f.tensors)
+		f.tensors = append(f.tensors, info)
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return fmt.Errorf("header is not valid JSON: %v", err)
+	}
+	rest := header[dec.InputOffset():]
+	if len(bytes.TrimRight(rest, " \t\r\n")) != 0 {
+		return fmt.Errorf("header has %d bytes of trailing data after the JSON object (only space padding is allowed)", len(rest))
+	}
+
+	// Contiguous, non-overlapping coverage of the data section.
+	sort.SliceStable(f.tensors, func(i, j int) bool {
+		a, b := f.tensors[i], f.tensors[j]
+		if a.Begin != b.Begin {
+			return a.Begin < b.Begin
+		}
+		return a.End < b.End
+	})
+	for i, t := range f.tensors {
+		f.index[t.Name] = i
+	}
+	var next int64
+	for _, t := range f.tensors {
+		if t.Begin != next {
+			if t.Begin < next {
+				return fmt.Errorf("tensor %q: data_offsets [%d, %d) overlap the previous tensor, which ends at %d", t.Name, t.Begin, t.End, next)
+			}
+			return fmt.Errorf("tensor %q: data_offsets [%d, %d) leave a gap: expected it to begin at %d", t.Name, t.Begin, t.End, next)
+		}
+		if t.End > dataLen {
+			return fmt.Errorf("tensor %q: data_offsets [%d, %d) run past the end of the %d-byte data section (file truncated?)", t.Name, t.Begin, t.End, dataLen)
+		}
+		next = t.End
+	}
+	if next != dataLen {
+		return fmt.Errorf("tensors cover %d bytes but the data section holds %d bytes", next, dataLen)
+	}
+	return nil
+}
+
+func checkEntry(name string, e headerEntry) (TensorInfo, error) {
+	bad := func(format string, args ...any) (TensorInfo, error) {
+		return TensorInfo{}, fmt.Errorf("tensor %q: %s", name, fmt.Sprintf(format, args...))
+	}
+	if name == "" {
+		return bad("empty tensor name")
+	}
+	if e.DType == nil || e.Shape == nil || e.DataOffsets == nil {
+		return bad("entry must have dtype, shape and data_offsets")
+	}
+	dt := DType(*e.DType)
+	if dt.Size() == 0 {
+		return bad("unknown dtype %q", *e.DType)
+	}
+	if len(*e.DataOffsets) != 2 {
+		return bad("data_offsets must be [begin, end], found %d numbers", len(*e.DataOffsets))
+	}
+	begin, end := (*e.DataOffsets)[0], (*e.DataOffsets)[1]
+	if begin < 0 || end < begin {
+		return bad("invalid data_offsets [%d, %d]", begin, end)
+	}
+	shape := make([]int, len(*e.Shape))
+	n := int64(1)
+	for i, d := range *e.Shape {
+		if d < 0 {
+			return bad("negative extent %d in shape %v", d, *e.Shape)
+		}
+		if d > math.MaxInt32 || (d > 0 && n > math.MaxInt64/8/d) {
+			return bad("shape %v is too large", *e.Shape)
+		}
+		n *= d
+		shape[i] = int(d)
+	}
+	if want := n * int64(dt.Size()); end-begin != want {
+		return bad("shape %v of %s needs %d bytes but data_offsets [%d, %d] give %d", *e.Shape, dt, want, begin, end, end-begin)
+	}
+	return TensorInfo{Name: name, DType: dt, Shape: shape, Begin: begin, End: end}, nil
+}
+
+// Name returns the name the file was opened with (its path for Open).
+func (f *File) Name() string { return f.name }
+
+// Close closes the underlying file if Open opened it.
+func (f *File) Close() error {
+	if f.closer == nil {
+		return nil
+	}
+	err := f.closer.Close()
+	f.closer = nil
+	return err
+}
+
+// Tensors returns the descriptions of all tensors, in data-offset order.
+func (f *File) Tensors() []TensorInfo {
+	out := make([]TensorInfo, len(f.tensors))
+	copy(out, f.tensors)
+	return out
+}
+
+// Info returns the description of the named tensor.
+func (f *File) Info(name string) (TensorInfo, bool) {
+	i, ok := f.index[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	return f.tensors[i], true
+}
+
+// Metadata returns a copy of the header's __metadata__ map (nil if absent).
+func (f *File) Metadata() map[string]string {
+	if f.metadata == nil {
+		return nil
+	}
+	m := make(map[string]string, len(f.metadata))
+	for k, v := range f.metadata {
+		m[k] = v
+	}
+	return m
+}
+
+// Float32 reads the named F32, F16 or BF16 tensor into a new float32 slice.
+func (f *File) Float32(name string) ([]float32, error) {
+	info, ok := f.Info(name)
+	if !ok {
+		return nil, fmt.Errorf("safetensors: %s: %w: %q", f.name, ErrNotFound, name)
+	}
+	if err := checkConvertible(f.name, info); err != nil {
+		return nil, err
+	}
+	dst := make([]float32, info.NumElements())
+	return dst, f.ReadFloat32(name, dst)
+}
+
+func checkConvertible(file string, info TensorInfo) error {
+	switch info.DType {
+	case F32, F16, BF16:
+		return nil
+	}
+	return fmt.Errorf("safetensors: %s: tensor %q has dtype %s; expected F32, F16 or BF16", file, info.Name, info.DType)
+}
+
+// ReadFloat32 reads the named F32, F16 or BF16 tensor into dst, which must
+// have exactly as many elements as the tensor.
+func (f *File) ReadFloat32(name string, dst []float32) error {
+	info, ok := f.Info(name)
+	if !ok {
+		return fmt.Errorf("safetensors: %s: %w: %q", f.name, ErrNotFound, name)
+	}
+	if err := checkConvertible(f.name, info); err != nil {
+		return err
+	}
+	if int64(len(dst)) != info.NumElements() {
+		return fmt.Errorf("safetensors: %s: tensor %q has %d elements (shape %v) but the destination holds %d", f.name, name, info.NumElements(), info.Shape, len(dst))
+	}
+	es := int64(info.DType.Size())
+	// Read in bounded chunks so loading needs no second full-size copy.
+	const chunk = 1 << 18
+	buf := make([]byte, min(chunk, info.End-info.Begin))
+	off := f.dataStart + info.Begin
+	for i := 0; i < len(dst); {
+		n := min(int64(len(dst)-i), int64(len(buf))/es)
+		b := buf[:n*es]
+		if _, err := f.r.ReadAt(b, off); err != nil {
+			return fmt.Errorf("safetensors: %s: reading tensor %q: %v", f.name, name, err)
+		}
+		decode(dst[i:i+int(n)], b, info.DType)
+		off += n * es
+		i += int(n)
+	}
+	return nil
+}
+
+func decode(dst []float32, b []byte, dt DType) {
+	switch dt {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
+		}
+	}
+}
+
+// HalfToFloat32 converts an IEEE-754 binary16 value to float32 exactly
+// (every binary16 value, subnormals, infinities and NaNs included, is
+// representable in binary32).
+func HalfToFloat32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0x1f: // Inf or NaN
+		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
+	case exp != 0: // normal
+		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+	case mant == 0: // signed zero
+		return math.Float32frombits(sign)
+	}
+	// Subnormal: value = mant · 2^-24, exact in float32.
+	v := float32(mant) * (1.0 / (1 << 24))
+	if sign != 0 {
+		v = -v
+	}
+	return v
+}
+
+// Tensor is a named float32 tensor to be written.
+type Tensor struct {
+	Name  string
+	Shape []int
+	Data  []float32
+}
+
+// Encode writes tensors (as F32, in the given order) and metadata in the
+// safetensors format to w. It checks that names are unique and non-empty
+// and that each tensor's data length matches its shape.
+func Encode(w io.Writer, tensors []Tensor, metadata map[string]string) error {
+	header, err := buildHeader(tensors, metadata)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	var lenBuf [8]byte
+	binary.LittleEndian.PutUint64(lenBuf[:], uint64(len(header)))
+	bw.Write(lenBuf[:])
+	bw.Write(header)
+	var b [4]byte
+	for _, t := range tensors {
+		for _, v := range t.Data {
+			binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
+			bw.Write(b[:])
+		}
+	}
+	return bw.Flush()
+}
+
+func buildHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	first := true
+	writeKey := func(k string) {
+		if !first {
+			sb.WriteByte(',')
+		}
+		first = false
+		kb, _ := json.Marshal(k)
+		sb.Write(kb)
+		sb.WriteByte(':')
+	}
+	if len(metadata) > 0 {
+		writeKey("__metadata__")
+		mb, err := json.Marshal(metadata) // map keys come out sorted
+		if err != nil {
+			return nil, fmt.Errorf("safetensors: encoding metadata: %v", err)
+		}
+		sb.Write(mb)
+	}
+	seen := map[string]bool{}
+	var off int64
+	for _, t := range tensors {
+		if t.Name == "" || t.Name == "__metadata__" {
+			return nil, fmt.Errorf("safetensors: invalid tensor name %q", t.Name)
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("safetensors: tensor %q given twice", t.Name)
+		}
+		seen[t.Name] = true
+		n := 1
+		for _, d := range t.Shape {
+			if d < 0 {
+				return nil, fmt.Errorf("safetensors: tensor %q: negative extent in shape %v", t.Name, t.Shape)
+			}
+			n *= d
+		}
+		if n != len(t.Data) {
+			return nil, fmt.Errorf("safetensors: tensor %q: shape %v needs %d elements but data has %d", t.Name, t.Shape, n, len(t.Data))
+		}
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		writeKey(t.Name)
+		sb.WriteString(`{"dtype":"F32","shape":`)
+		sh, _ := json.Marshal(shape)
+		sb.Write(sh)
+		fmt.Fprintf(&sb, `,"data_offsets":[%d,%d]}`, off, off+4*int64(n))
+		off += 4 * int64(n)
+	}
+	sb.WriteByte('}')
+	// Pad with spaces so the data section starts 8-byte aligned, as the
+	// reference writer does.
+	for (sb.Len())%8 != 0 {
+		sb.WriteByte(' ')
+	}
+	return []byte(sb.String()), nil
+}
+
+// Write writes tensors and metadata to path as an F32 safetensors file. It
+// writes a temporary file in the same directory and renames it over path,
+// so path never holds a partial file.
+func Write(path string, tensors []Tensor, metadata map[string]string) error {
+	if _, err := buildHeader(tensors, metadata); err != nil {
+		return fmt.Errorf("%w (writing %s)", err, path)
+	}
+	return writeAtomic(path, func(w io.Writer) error { return Encode(w, tensors, metadata) })
+}
+
+// writeAtomic writes via a temporary file in path's directory, syncs it and
+// renames it to path; on any failure the temporary file is removed.
+func writeAtomic(path string, write func(io.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = write(tmp); err != nil {
+		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// ErrNotFound is wrapped by the errors of reads that name a tensor the
+// file does not hold.
+var ErrNotFound = errors.New("tensor not found")

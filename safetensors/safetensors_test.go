@@ -1,0 +1,328 @@
+package safetensors
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// rawFile assembles a safetensors file from a header string and data bytes,
+// so tests can build files the writer would refuse to produce.
+func rawFile(header string, data []byte) []byte {
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, uint64(len(header)))
+	b.WriteString(header)
+	b.Write(data)
+	return b.Bytes()
+}
+
+func open(t *testing.T, b []byte) (*File, error) {
+	t.Helper()
+	return NewFile(bytes.NewReader(b), int64(len(b)), "test.safetensors")
+}
+
+func randTensor(rng *rand.Rand, name string, shape ...int) Tensor {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	data := make([]float32, n)
+	for i := range data {
+		data[i] = float32(rng.NormFloat64())
+	}
+	return Tensor{Name: name, Shape: shape, Data: data}
+}
+
+func TestRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	tensors := []Tensor{
+		randTensor(rng, "model.embed_tokens.weight", 7, 5),
+		randTensor(rng, "scalar"),
+		randTensor(rng, "empty", 0, 3),
+		randTensor(rng, "vec", 13),
+		randTensor(rng, "a.b.c", 2, 3, 4),
+	}
+	tensors[3].Data[0] = float32(math.Inf(-1))
+	tensors[3].Data[1] = float32(math.Copysign(0, -1))
+	md := map[string]string{"format": "pt", "note": "ü \"quoted\""}
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	if err := Write(path, tensors, md); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := f.Metadata(); !reflect.DeepEqual(got, md) {
+		t.Errorf("metadata = %v, want %v", got, md)
+	}
+	if len(f.Tensors()) != len(tensors) {
+		t.Fatalf("%d tensors, want %d", len(f.Tensors()), len(tensors))
+	}
+	for _, want := range tensors {
+		info, ok := f.Info(want.Name)
+		if !ok {
+			t.Fatalf("tensor %q missing", want.Name)
+		}
+		if info.DType != F32 || !reflect.DeepEqual(info.Shape, append([]int{}, want.Shape...)) {
+			t.Errorf("%s: dtype %s shape %v, want F32 %v", want.Name, info.DType, info.Shape, want.Shape)
+		}
+		got, err := f.Float32(want.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want.Data) {
+			t.Fatalf("%s: %d elements, want %d", want.Name, len(got), len(want.Data))
+		}
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want.Data[i]) {
+				t.Fatalf("%s[%d] = %v, want %v", want.Name, i, got[i], want.Data[i])
+			}
+		}
+	}
+	// The data section starts 8-byte aligned, as the reference writer does.
+	raw, _ := os.ReadFile(path)
+	if hl := binary.LittleEndian.Uint64(raw); hl%8 != 0 {
+		t.Errorf("header length %d is not a multiple of 8", hl)
+	}
+	if _, err := f.Float32("nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing tensor: err = %v, want ErrNotFound", err)
+	}
+}
+
+// TestLargeTensorChunks reads a tensor bigger than the read chunk so the
+// chunk loop's boundaries are exercised.
+func TestLargeTensorChunks(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	big := randTensor(rng, "big", 3, 40001) // 480012 bytes, not a multiple of the chunk
+	var buf bytes.Buffer
+	if err := Encode(&buf, []Tensor{randTensor(rng, "pre", 3), big}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := open(t, buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.Float32("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, big.Data) {
+		t.Fatal("large tensor differs after round trip")
+	}
+}
+
+// TestHalfToFloat32 checks every binary16 value against the textbook
+// formula evaluated in float64.
+func TestHalfToFloat32(t *testing.T) {
+	for h := 0; h < 1<<16; h++ {
+		s, e, m := h>>15, (h>>10)&0x1f, h&0x3ff
+		var want float64
+		switch {
+		case e == 0x1f && m == 0:
+			want = math.Inf(1)
+		case e == 0x1f:
+			want = math.NaN()
+		case e == 0:
+			want = math.Ldexp(float64(m)/1024, -14)
+		default:
+			want = math.Ldexp(1+float64(m)/1024, e-15)
+		}
+		if s == 1 {
+			want = -want
+		}
+		got := float64(HalfToFloat32(uint16(h)))
+		if math.IsNaN(want) {
+			if !math.IsNaN(got) {
+				t.Fatalf("half %#04x: got %v, want NaN", h, got)
+			}
+			continue
+		}
+		if got != want || math.Signbit(got) != math.Signbit(want) {
+			t.Fatalf("half %#04x: got %v, want %v", h, got, want)
+		}
+	}
+}
+
+func TestReadHalfTypes(t *testing.T) {
+	// F16 1.0, -2.0, 65504; BF16 1.0, 3.140625, -0.5.
+	data := []byte{0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x80, 0x3f, 0x49, 0x40, 0x00, 0xbf}
+	hdr := `{"h":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},"b":{"dtype":"BF16","shape":[3],"data_offsets":[6,12]}}`
+	f, err := open(t, rawFile(hdr, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]float32{"h": {1, -2, 65504}, "b": {1, 3.140625, -0.5}} {
+		got, err := f.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestInvalidFiles(t *testing.T) {
+	f32 := func(n int) []byte { return make([]byte, 4*n) }
+	hugeLen := make([]byte, 16)
+	binary.LittleEndian.PutUint64(hugeLen, 1<<62)
+	cases := []struct {
+		name string
+		file []byte
+		want string // substring of the error
+	}{
+		{"short", []byte{1, 2, 3}, "too short"},
+		{"header past end", hugeLen, "exceeds the 8 bytes that follow"},
+		{"not json", rawFile("{nope", nil), "not valid JSON"},
+		{"array", rawFile("[1, 2]", nil), "must be a JSON object"},
+		{"trailing", rawFile(`{} x`, nil), "trailing data"},
+		{"unknown dtype", rawFile(`{"a":{"dtype":"F7","shape":[1],"data_offsets":[0,4]}}`, f32(1)), `tensor "a": unknown dtype "F7"`},
+		{"missing field", rawFile(`{"a":{"dtype":"F32","shape":[1]}}`, f32(1)), "must have dtype, shape and data_offsets"},
+		{"bad offsets", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}`, f32(1)), "invalid data_offsets"},
+		{"three offsets", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}`, f32(1)), "found 3 numbers"},
+		{"negative extent", rawFile(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`, f32(1)), "negative extent"},
+		{"float extent", rawFile(`{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}`, f32(1)), `tensor "a": entry must be`},
+		{"size mismatch", rawFile(`{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}}`, f32(5)), "needs 24 bytes"},
+		{"huge shape", rawFile(`{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}`, f32(1)), "too large"},
+		{"duplicate", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, f32(2)), `names "a" twice`},
+		{"overlap", rawFile(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, f32(3)), "overlap"},
+		{"gap", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`, f32(3)), "leave a gap"},
+		{"past end", rawFile(`{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, f32(3)), "run past the end"},
+		{"uncovered tail", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, f32(2)), "cover 4 bytes but the data section holds 8"},
+		{"bad metadata", rawFile(`{"__metadata__":{"a":1}}`, nil), "__metadata__ must be"},
+		{"empty name", rawFile(`{"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, f32(1)), "empty tensor name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := open(t, c.file)
+			if err == nil {
+				t.Fatalf("accepted invalid file")
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "test.safetensors") {
+				t.Fatalf("error %q does not name the file and contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	hdr := `{"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},"f":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}`
+	f, err := open(t, rawFile(hdr, make([]byte, 16)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Float32("i"); err == nil || !strings.Contains(err.Error(), "dtype I32") {
+		t.Errorf("reading I32 as float32: err = %v", err)
+	}
+	if err := f.ReadFloat32("f", make([]float32, 3)); err == nil || !strings.Contains(err.Error(), "destination holds 3") {
+		t.Errorf("wrong destination length: err = %v", err)
+	}
+}
+
+func TestWriteRejects(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string][]Tensor{
+		"duplicate":  {{Name: "a", Shape: []int{1}, Data: []float32{1}}, {Name: "a", Shape: []int{1}, Data: []float32{1}}},
+		"length":     {{Name: "a", Shape: []int{2}, Data: []float32{1}}},
+		"empty name": {{Name: "", Shape: []int{1}, Data: []float32{1}}},
+	}
+	for name, ts := range cases {
+		path := filepath.Join(dir, name)
+		if err := Write(path, ts, nil); err == nil {
+			t.Errorf("%s: Write accepted invalid tensors", name)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("%s: a file was left behind at %s", name, path)
+		}
+	}
+	// A directory that does not exist: error, and nothing written.
+	if err := Write(filepath.Join(dir, "no", "such", "x.safetensors"), nil, nil); err == nil {
+		t.Error("Write into a missing directory succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
+}
+
+// TestWriteReplacesAtomically overwrites an existing file and checks that
+// no temporary file remains beside it.
+func TestWriteReplacesAtomically(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "w.safetensors")
+	for i := range 2 {
+		ts := []Tensor{{Name: "v", Shape: []int{1}, Data: []float32{float32(i)}}}
+		if err := Write(path, ts, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if v, _ := f.Float32("v"); len(v) != 1 || v[0] != 1 {
+		t.Errorf("v = %v after overwrite, want [1]", v)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want 1", len(entries))
+	}
+}
+
+// FuzzRead checks that arbitrary bytes never panic the reader, and that
+// whatever it accepts can be read in full and re-encoded losslessly.
+func FuzzRead(f *testing.F) {
+	var seed bytes.Buffer
+	Encode(&seed, []Tensor{{Name: "w", Shape: []int{2, 2}, Data: []float32{1, 2, 3, 4}}, {Name: "b", Shape: []int{2}, Data: []float32{5, 6}}}, map[string]string{"k": "v"})
+	f.Add(seed.Bytes())
+	f.Add(rawFile(`{"h":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"i":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}`, make([]byte, 4)))
+	f.Add(rawFile(`{}`, nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		file, err := NewFile(bytes.NewReader(b), int64(len(b)), "fuzz")
+		if err != nil {
+			return
+		}
+		var out []Tensor
+		for _, info := range file.Tensors() {
+			if info.End > int64(len(b)) {
+				t.Fatalf("accepted tensor %q ending past the file", info.Name)
+			}
+			if info.DType != F32 {
+				continue
+			}
+			v, err := file.Float32(info.Name)
+			if err != nil {
+				t.Fatalf("validated tensor %q unreadable: %v", info.Name, err)
+			}
+			out = append(out, Tensor{Name: info.Name, Shape: info.Shape, Data: v})
+		}
+		var enc bytes.Buffer
+		if err := Encode(&enc, out, file.Metadata()); err != nil {
+			t.Fatalf("re-encoding accepted tensors: %v", err)
+		}
+		again, err := NewFile(bytes.NewReader(enc.Bytes()), int64(enc.Len()), "again")
+		if err != nil {
+			t.Fatalf("re-encoded file rejected: %v", err)
+		}
+		for _, o := range out {
+			v, err := again.Float32(o.Name)
+			if err != nil || len(v) != len(o.Data) {
+				t.Fatalf("re-read %q: %v", o.Name, err)
+			}
+			for i := range v {
+				if math.Float32bits(v[i]) != math.Float32bits(o.Data[i]) {
+					t.Fatalf("re-read %q[%d] changed", o.Name, i)
+				}
+			}
+		}
+	})
+}
