@@ -1,0 +1,286 @@
+package cuda
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+
+	"github.com/sora-go/sora/backend"
+)
+
+func init() {
+	backend.Register("cuda", &driver{})
+}
+
+// driver is the registry entry for "cuda". The search and the driver's
+// initialisation happen once per process, on the first Probe or Open: the
+// libraries stay loaded, and cuInit is not meant to be called per request.
+type driver struct {
+	once   sync.Once
+	result *probeResult
+}
+
+func (d *driver) probe() *probeResult {
+	d.once.Do(func() { d.result = probe(systemEnv()) })
+	return d.result
+}
+
+// Probe reports the device when everything loads, and otherwise what is
+// missing. While the ops are not implemented it always returns an error.
+func (d *driver) Probe() (string, error) {
+	r := d.probe()
+	return r.description(), r.err()
+}
+
+// Open returns an error in every case for now: what is missing, or, on a
+// machine where everything loads, that the implementation is not written.
+func (d *driver) Open() (backend.Backend, error) {
+	return nil, d.probe().err()
+}
+
+// Compute-capability attributes of cuDeviceGetAttribute
+// (CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/MINOR).
+const (
+	attrComputeCapabilityMajor = 75
+	attrComputeCapabilityMinor = 76
+)
+
+// cuResult values the probe tells apart.
+const (
+	cudaSuccess       = 0
+	cudaErrorNoDevice = 100
+)
+
+// deviceInfo describes device 0.
+type deviceInfo struct {
+	name         string
+	major, minor int // compute capability
+	totalMem     uint64
+	count        int // devices visible
+}
+
+// probeResult is what a search and driver initialisation found.
+type probeResult struct {
+	driver, cublas, nvrtc *library
+	driverVersion         int // e.g. 12080 for CUDA 12.8; 0 when unknown
+	device                *deviceInfo
+	// problems say what is missing or broken, in the order found.
+	problems []string
+	// notFound is set when some library was found nowhere, so the report
+	// suggests SORA_CUDA_PATH.
+	notFound bool
+	tried    []string
+}
+
+// probe searches for the libraries, loads them, initialises the driver
+// and looks at device 0.
+func probe(env searchEnv) *probeResult {
+	r := &probeResult{}
+	dirs := env.searchDirs()
+	r.tried = triedList(dirs, env)
+
+	drv := load(driverSpec, dirs, env, 0)
+	r.driver = drv.lib
+	r.report(driverSpec, drv)
+	maxMajor := 0
+	if r.driver != nil {
+		api := newDriverAPI(r.driver)
+		var v int32
+		if res := api.cuDriverGetVersion(&v); res == cudaSuccess {
+			r.driverVersion = int(v)
+			maxMajor = int(v) / 1000
+		}
+		r.device = api.findDevice(r)
+	}
+	cb := load(cublasSpec, dirs, env, maxMajor)
+	r.cublas = cb.lib
+	r.report(cublasSpec, cb)
+	nv := load(nvrtcSpec, dirs, env, maxMajor)
+	r.nvrtc = nv.lib
+	r.report(nvrtcSpec, nv)
+	return r
+}
+
+// report adds to r.problems what kept spec from loading.
+func (r *probeResult) report(spec libSpec, o loadOutcome) {
+	switch {
+	case o.lib != nil:
+	case !o.found:
+		r.notFound = true
+		r.problems = append(r.problems, fmt.Sprintf("%s (%s) not found", spec.names(), spec.role))
+	default:
+		r.problems = append(r.problems, fmt.Sprintf("no usable %s (%s): %s", spec.names(), spec.role, strings.Join(o.problems, "; ")))
+	}
+}
+
+// triedList is the readable list of what was searched: folders, not files.
+func triedList(dirs []searchDir, env searchEnv) []string {
+	var tried []string
+	python := false
+	for _, d := range dirs {
+		tried = append(tried, d.label())
+		python = python || d.python
+	}
+	if !python {
+		tried = append(tried, "Python environments (no nvidia/*/lib folder found)")
+	}
+	if env.linker {
+		tried = append(tried, "the dynamic linker's search by name (ld.so.cache)")
+	}
+	return tried
+}
+
+// description is the device as Probe describes it, "" when there is none.
+func (r *probeResult) description() string {
+	if r.device == nil {
+		return ""
+	}
+	return r.device.String()
+}
+
+func (d *deviceInfo) String() string {
+	s := fmt.Sprintf("%s, compute capability %d.%d", d.name, d.major, d.minor)
+	if d.totalMem > 0 {
+		s += fmt.Sprintf(", %.1f GiB", float64(d.totalMem)/(1<<30))
+	}
+	if d.count > 1 {
+		s += fmt.Sprintf(", device 0 of %d", d.count)
+	}
+	return s
+}
+
+// err is the error Probe and Open answer: what is missing, or that the
+// implementation is not written yet.
+func (r *probeResult) err() error {
+	if len(r.problems) > 0 {
+		reason := strings.Join(r.problems, "; ")
+		if r.notFound {
+			reason += "; set SORA_CUDA_PATH to the folder that holds the missing libraries"
+		}
+		return &backend.UnavailableError{Backend: "cuda", Reason: reason, Tried: r.tried}
+	}
+	// Everything loads and a device answers: say so, and say plainly that
+	// there is nothing to run on it yet.
+	return &backend.UnavailableError{
+		Backend: "cuda",
+		Reason: fmt.Sprintf("device found (%s) but the CUDA op implementation is not written yet (loaded %s, driver CUDA %s; %s; %s)",
+			r.device, r.driver.where(), versionString(r.driverVersion), r.cublas.where(), r.nvrtc.where()),
+	}
+}
+
+// versionString formats a CUDA version number such as 12080 as "12.8".
+func versionString(v int) string {
+	if v == 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%d.%d", v/1000, v%1000/10)
+}
+
+// driverAPI holds the driver functions the probe calls, bound to the
+// loaded library's symbols.
+type driverAPI struct {
+	cuInit               func(flags uint32) int32
+	cuDriverGetVersion   func(v *int32) int32
+	cuDeviceGetCount     func(n *int32) int32
+	cuDeviceGet          func(dev *int32, ordinal int32) int32
+	cuDeviceGetName      func(name *byte, n int32, dev int32) int32
+	cuDeviceGetAttribute func(v *int32, attr int32, dev int32) int32
+	cuDeviceTotalMem     func(bytes *uint64, dev int32) int32
+	cuGetErrorName       func(res int32, s **byte) int32
+	cuGetErrorString     func(res int32, s **byte) int32
+}
+
+func newDriverAPI(lib *library) *driverAPI {
+	a := &driverAPI{}
+	purego.RegisterFunc(&a.cuInit, lib.sym("cuInit"))
+	purego.RegisterFunc(&a.cuDriverGetVersion, lib.sym("cuDriverGetVersion"))
+	purego.RegisterFunc(&a.cuDeviceGetCount, lib.sym("cuDeviceGetCount"))
+	purego.RegisterFunc(&a.cuDeviceGet, lib.sym("cuDeviceGet"))
+	purego.RegisterFunc(&a.cuDeviceGetName, lib.sym("cuDeviceGetName"))
+	purego.RegisterFunc(&a.cuDeviceGetAttribute, lib.sym("cuDeviceGetAttribute"))
+	purego.RegisterFunc(&a.cuDeviceTotalMem, lib.sym("cuDeviceTotalMem_v2"))
+	purego.RegisterFunc(&a.cuGetErrorName, lib.sym("cuGetErrorName"))
+	purego.RegisterFunc(&a.cuGetErrorString, lib.sym("cuGetErrorString"))
+	return a
+}
+
+// errorText names a CUresult, e.g. "CUDA_ERROR_NO_DEVICE (no CUDA-capable
+// device is detected)".
+func (a *driverAPI) errorText(res int32) string {
+	var name, text *byte
+	if a.cuGetErrorName(res, &name) != cudaSuccess || name == nil {
+		return fmt.Sprintf("CUresult %d", res)
+	}
+	s := cString(name)
+	if a.cuGetErrorString(res, &text) == cudaSuccess && text != nil {
+		s += " (" + cString(text) + ")"
+	}
+	return s
+}
+
+// findDevice initialises the driver and describes device 0, recording in
+// r what went wrong when there is no usable device.
+func (a *driverAPI) findDevice(r *probeResult) *deviceInfo {
+	if res := a.cuInit(0); res != cudaSuccess {
+		if res == cudaErrorNoDevice {
+			r.problems = append(r.problems, "no CUDA device: cuInit returned "+a.errorText(res))
+		} else {
+			r.problems = append(r.problems, fmt.Sprintf("cuInit failed (%s loaded): %s", r.driver.where(), a.errorText(res)))
+		}
+		return nil
+	}
+	var n int32
+	if res := a.cuDeviceGetCount(&n); res != cudaSuccess {
+		r.problems = append(r.problems, "cuDeviceGetCount failed: "+a.errorText(res))
+		return nil
+	}
+	if n <= 0 {
+		r.problems = append(r.problems, "no CUDA device: the driver initialised but cuDeviceGetCount found 0 devices")
+		return nil
+	}
+	info := &deviceInfo{count: int(n)}
+	var dev int32
+	if res := a.cuDeviceGet(&dev, 0); res != cudaSuccess {
+		r.problems = append(r.problems, "cuDeviceGet(0) failed: "+a.errorText(res))
+		return nil
+	}
+	var name [256]byte
+	if res := a.cuDeviceGetName(&name[0], int32(len(name)), dev); res != cudaSuccess {
+		r.problems = append(r.problems, "cuDeviceGetName failed: "+a.errorText(res))
+		return nil
+	}
+	info.name = cString(&name[0])
+	var major, minor int32
+	if res := a.cuDeviceGetAttribute(&major, attrComputeCapabilityMajor, dev); res != cudaSuccess {
+		r.problems = append(r.problems, "cuDeviceGetAttribute(compute capability) failed: "+a.errorText(res))
+		return nil
+	}
+	if res := a.cuDeviceGetAttribute(&minor, attrComputeCapabilityMinor, dev); res != cudaSuccess {
+		r.problems = append(r.problems, "cuDeviceGetAttribute(compute capability) failed: "+a.errorText(res))
+		return nil
+	}
+	info.major, info.minor = int(major), int(minor)
+	var mem uint64
+	if a.cuDeviceTotalMem(&mem, dev) == cudaSuccess {
+		info.totalMem = mem
+	}
+	return info
+}
+
+// cString copies the NUL-terminated C string at p.
+func cString(p *byte) string {
+	if p == nil {
+		return ""
+	}
+	var b []byte
+	for q := unsafe.Pointer(p); *(*byte)(q) != 0; q = unsafe.Add(q, 1) {
+		b = append(b, *(*byte)(q))
+		if len(b) > 4096 { // a driver string is never this long; stop on garbage
+			break
+		}
+	}
+	return string(b)
+}
