@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sora-go/sora/backend"
+
+	// The CLI is the one place that pulls in every concrete backend; each
+	// registers itself with the backend registry in its init.
+	// TODO(ascend): add _ "github.com/sora-go/sora/backend/ascend" here once
+	// that package exists (it is being written); until then "sora backends"
+	// does not list ascend.
+	_ "github.com/sora-go/sora/backend/cpu"
+	_ "github.com/sora-go/sora/backend/cuda"
+)
+
+var backendsDoc = usageDoc{
+	synopsis: "backends",
+	description: "Lists every backend compiled into sora, one line each: its name, then \"available\" and a " +
+		"description of the device (for the CPU, the SIMD features detected with cpuid), or \"unavailable:\" " +
+		"and the reason, naming the libraries and folders that were looked for. Probing loads vendor " +
+		"libraries but allocates nothing on the device.",
+	examples: []string{
+		"sora backends",
+		"SORA_CUDA_PATH=/opt/cuda/lib64 sora backends",
+	},
+}
+
+func init() {
+	register(command{
+		name:    "backends",
+		summary: "list the backends and whether each can run on this machine",
+		run:     runBackends,
+	})
+}
+
+func runBackends(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("backends")
+	if code, ok := parseFlags(fs, backendsDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	infos := backend.List()
+	width := 0
+	for _, in := range infos {
+		width = max(width, len(in.Name))
+	}
+	for _, in := range infos {
+		fmt.Fprintf(stdout, "%-*s  %s\n", width, in.Name, availability(in))
+	}
+	return exitOK
+}
+
+// availability is the part of a "sora backends" line after the name.
+func availability(in backend.Info) string {
+	if in.Available {
+		return "available    " + oneLine(in.Description)
+	}
+	var u *backend.UnavailableError
+	if errors.As(in.Err, &u) {
+		s := "unavailable: " + u.Reason
+		if len(u.Tried) > 0 {
+			s += " (tried: " + strings.Join(u.Tried, ", ") + ")"
+		}
+		return oneLine(s)
+	}
+	if in.Err == nil {
+		return "unavailable: (no reason given)"
+	}
+	return oneLine("unavailable: " + in.Err.Error())
+}
+
+// oneLine keeps a report to a single line whatever a driver put in it.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
