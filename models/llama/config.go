@@ -1,0 +1,202 @@
+// Package llama holds the LLaMA decoder: its configuration, the host-side
+// weights container that checkpoint loaders fill, and the rotary-embedding
+// row layouts.
+//
+// # Tensor names
+//
+// Weights are named as Hugging Face's LlamaForCausalLM names them, so that
+// PEFT adapter files (whose keys are these names with a prefix and a
+// lora_A/lora_B suffix) map onto them directly:
+//
+//	model.embed_tokens.weight                     [vocab, dim]
+//	model.layers.N.input_layernorm.weight         [dim]
+//	model.layers.N.self_attn.q_proj.weight        [dim, dim]
+//	model.layers.N.self_attn.k_proj.weight        [kv_dim, dim]
+//	model.layers.N.self_attn.v_proj.weight        [kv_dim, dim]
+//	model.layers.N.self_attn.o_proj.weight        [dim, dim]
+//	model.layers.N.post_attention_layernorm.weight [dim]
+//	model.layers.N.mlp.gate_proj.weight           [hidden, dim]
+//	model.layers.N.mlp.up_proj.weight             [hidden, dim]
+//	model.layers.N.mlp.down_proj.weight           [dim, hidden]
+//	model.norm.weight                             [dim]
+//	lm_head.weight                                [vocab, dim] (absent when tied)
+//
+// llama2.c and Meta call the linear layers wq, wk, wv, wo, w1 (gate), w3
+// (up) and w2 (down); [CanonicalModule] maps those names to the ones above.
+// Every linear weight is stored [out, in], row-major, as y = x·Wᵀ.
+//
+// # Rotary layouts
+//
+// llama2.c (and Meta's original checkpoints) rotate consecutive pairs
+// (2i, 2i+1) of each head; Hugging Face rotates (i, i+d/2) and stores
+// q_proj and k_proj with their rows permuted to match. The two are the same
+// model. [Config.RopeLayout] records which layout a [Weights] is in, loaders
+// keep the layout of their file, and [Weights.ToLayout] converts between
+// them. A model must apply the rotation that matches the layout; a PEFT
+// adapter on q_proj/k_proj has its output rows in the layout of the base
+// weights it was trained on.
+package llama
+
+import (
+	"fmt"
+	"math"
+)
+
+// RopeLayout says which pairs of a head's dimensions rotary embedding
+// rotates together, and hence how the rows of q_proj and k_proj are ordered.
+type RopeLayout uint8
+
+const (
+	// RopeInterleaved rotates pairs (2i, 2i+1) of each head by angle
+	// pos·θ^(−2i/d): llama2.c's and Meta's layout.
+	RopeInterleaved RopeLayout = iota
+	// RopeHalfSplit rotates pairs (i, i+d/2) by the same angle: Hugging
+	// Face's layout.
+	RopeHalfSplit
+)
+
+func (l RopeLayout) String() string {
+	switch l {
+	case RopeInterleaved:
+		return "interleaved"
+	case RopeHalfSplit:
+		return "half-split"
+	}
+	return fmt.Sprintf("RopeLayout(%d)", uint8(l))
+}
+
+// Config is the shape and hyper-parameters of a LLaMA decoder.
+type Config struct {
+	Dim        int // model width (hidden_size)
+	HiddenDim  int // feed-forward width (intermediate_size)
+	NumLayers  int
+	NumHeads   int // query heads
+	NumKVHeads int // key/value heads; NumHeads must be a multiple (grouped-query attention)
+	VocabSize  int
+	MaxSeqLen  int // longest sequence the model was trained for (max_position_embeddings)
+
+	NormEps   float64 // RMSNorm epsilon (llama2.c: 1e-5)
+	RopeTheta float64 // rotary base (10000 for LLaMA 2)
+
+	// TiedEmbeddings means the output classifier is the token embedding
+	// matrix, and Weights.Output is nil.
+	TiedEmbeddings bool
+	// RopeLayout is the row layout of q_proj and k_proj in the weights.
+	RopeLayout RopeLayout
+}
+
+// Defaults of llama2.c, whose checkpoints do not record them.
+const (
+	DefaultNormEps   = 1e-5
+	DefaultRopeTheta = 10000.0
+)
+
+// maxExtent bounds every single dimension so that products of two or three
+// of them cannot overflow int64, whatever a corrupt file claims.
+const maxExtent = 1 << 28
+
+// HeadDim returns the width of one attention head, Dim / NumHeads.
+func (c Config) HeadDim() int { return c.Dim / c.NumHeads }
+
+// KVDim returns the width of the key and value projections,
+// NumKVHeads · HeadDim.
+func (c Config) KVDim() int { return c.NumKVHeads * c.HeadDim() }
+
+// Validate checks that the configuration describes a model the code can
+// run: positive sizes, heads that divide the width, an even head width,
+// query heads a multiple of key/value heads, and sane epsilon and theta.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"dim", c.Dim}, {"hidden_dim", c.HiddenDim}, {"n_layers", c.NumLayers},
+		{"n_heads", c.NumHeads}, {"n_kv_heads", c.NumKVHeads},
+		{"vocab_size", c.VocabSize}, {"seq_len", c.MaxSeqLen},
+	} {
+		if f.v <= 0 || f.v > maxExtent {
+			return fmt.Errorf("llama: config %s = %d; expected 1 to %d", f.name, f.v, maxExtent)
+		}
+	}
+	if c.Dim%c.NumHeads != 0 {
+		return fmt.Errorf("llama: config dim %d is not a multiple of n_heads %d", c.Dim, c.NumHeads)
+	}
+	if c.HeadDim()%2 != 0 {
+		return fmt.Errorf("llama: config head dim %d (dim %d / n_heads %d) must be even for rotary embeddings", c.HeadDim(), c.Dim, c.NumHeads)
+	}
+	if c.NumKVHeads > c.NumHeads || c.NumHeads%c.NumKVHeads != 0 {
+		return fmt.Errorf("llama: config n_heads %d is not a multiple of n_kv_heads %d", c.NumHeads, c.NumKVHeads)
+	}
+	if !(c.NormEps > 0) || math.IsInf(c.NormEps, 0) {
+		return fmt.Errorf("llama: config norm eps %v; expected a positive finite number", c.NormEps)
+	}
+	if !(c.RopeTheta > 0) || math.IsInf(c.RopeTheta, 0) {
+		return fmt.Errorf("llama: config rope theta %v; expected a positive finite number", c.RopeTheta)
+	}
+	if c.RopeLayout > RopeHalfSplit {
+		return fmt.Errorf("llama: config has unknown rope layout %d", c.RopeLayout)
+	}
+	return nil
+}
+
+// NumParams returns the number of float32 parameters of the model,
+// counting a tied classifier once. It assumes a valid configuration (on
+// any configuration that passes Validate it cannot overflow).
+func (c Config) NumParams() int64 {
+	var n int64
+	for _, s := range c.shapes() {
+		n += int64(s.shape[0]) * int64(s.shape[1])
+	}
+	return n
+}
+
+// LayerParams returns the number of float32 parameters in one decoder layer.
+func (c Config) LayerParams() int64 {
+	d, h, kv := int64(c.Dim), int64(c.HiddenDim), int64(c.KVDim())
+	return 2*d + 2*d*d + 2*kv*d + 3*h*d
+}
+
+type shapeEntry struct {
+	name  string
+	shape [2]int // a vector has shape[0] == 1
+}
+
+// shapes lists whole-model tensor groups (summed over layers) for NumParams.
+func (c Config) shapes() []shapeEntry {
+	L := c.NumLayers
+	s := []shapeEntry{
+		{"embed", [2]int{c.VocabSize, c.Dim}},
+		{"norms", [2]int{2*L + 1, c.Dim}},
+		{"wq+wo", [2]int{2 * L * c.Dim, c.Dim}},
+		{"wk+wv", [2]int{2 * L * c.KVDim(), c.Dim}},
+		{"ffn", [2]int{3 * L * c.HiddenDim, c.Dim}},
+	}
+	if !c.TiedEmbeddings {
+		s = append(s, shapeEntry{"output", [2]int{c.VocabSize, c.Dim}})
+	}
+	return s
+}
+
+// CanonicalModule maps llama2.c/Meta linear-layer names (wq, wk, wv, wo,
+// w1, w2, w3) to their Hugging Face names (q_proj, k_proj, v_proj, o_proj,
+// gate_proj, down_proj, up_proj), so that PEFT target patterns written
+// either way select the same layers. Other names are returned unchanged.
+func CanonicalModule(name string) string {
+	switch name {
+	case "wq":
+		return "q_proj"
+	case "wk":
+		return "k_proj"
+	case "wv":
+		return "v_proj"
+	case "wo":
+		return "o_proj"
+	case "w1":
+		return "gate_proj"
+	case "w2":
+		return "down_proj"
+	case "w3":
+		return "up_proj"
+	}
+	return name
+}

@@ -1,0 +1,260 @@
+package llama
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Canonical names of the tensors outside the decoder layers.
+const (
+	EmbedName  = "model.embed_tokens.weight"
+	NormName   = "model.norm.weight"
+	OutputName = "lm_head.weight"
+)
+
+// The modules of one decoder layer, in the order Params lists them. The
+// tensor name of module m in layer n is LayerParamName(n, m).
+const (
+	ModInputNorm = "input_layernorm"
+	ModQ         = "self_attn.q_proj"
+	ModK         = "self_attn.k_proj"
+	ModV         = "self_attn.v_proj"
+	ModO         = "self_attn.o_proj"
+	ModPostNorm  = "post_attention_layernorm"
+	ModGate      = "mlp.gate_proj"
+	ModUp        = "mlp.up_proj"
+	ModDown      = "mlp.down_proj"
+)
+
+// LayerModules lists the module names of a decoder layer in Params order.
+func LayerModules() []string {
+	return []string{ModInputNorm, ModQ, ModK, ModV, ModO, ModPostNorm, ModGate, ModUp, ModDown}
+}
+
+// LayerParamName returns the canonical tensor name of module (one of the
+// Mod* constants) in decoder layer layer, e.g.
+// "model.layers.3.self_attn.q_proj.weight".
+func LayerParamName(layer int, module string) string {
+	return "model.layers." + strconv.Itoa(layer) + "." + module + ".weight"
+}
+
+// Layer holds one decoder layer's weights, each a row-major float32 slice.
+// The comments give the llama2.c names.
+type Layer struct {
+	AttnNorm []float32 // [dim] attention_norm (rms_att)
+	Wq       []float32 // [dim, dim] wq, rows in Config.RopeLayout
+	Wk       []float32 // [kv_dim, dim] wk, rows in Config.RopeLayout
+	Wv       []float32 // [kv_dim, dim] wv
+	Wo       []float32 // [dim, dim] wo
+	FFNNorm  []float32 // [dim] ffn_norm (rms_ffn)
+	W1       []float32 // [hidden, dim] w1, gate_proj
+	W3       []float32 // [hidden, dim] w3, up_proj
+	W2       []float32 // [dim, hidden] w2, down_proj
+}
+
+// Weights is a LLaMA model's parameters on the host, as loaders return them
+// and writers take them; models upload them to a backend once.
+type Weights struct {
+	Config         Config
+	TokenEmbedding []float32 // [vocab, dim]
+	Layers         []Layer
+	FinalNorm      []float32 // [dim]
+	Output         []float32 // [vocab, dim]; nil when Config.TiedEmbeddings
+}
+
+// Param is one named tensor of a Weights. Data aliases the Weights' memory:
+// filling it fills the model.
+type Param struct {
+	Name  string
+	Shape []int
+	Data  []float32
+}
+
+// NewWeights validates cfg and allocates zeroed weights for it. Loaders
+// call it only after checking the file holds every parameter, so a corrupt
+// header cannot trigger a huge allocation.
+func NewWeights(cfg Config) (*Weights, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if n := cfg.NumParams(); n > math.MaxInt {
+		return nil, fmt.Errorf("llama: model of %d parameters does not fit in memory", n)
+	}
+	d, h, kv := cfg.Dim, cfg.HiddenDim, cfg.KVDim()
+	// One backing array keeps the allocation count small for big models.
+	buf := make([]float32, cfg.NumParams())
+	take := func(n int) []float32 {
+		s := buf[:n:n]
+		buf = buf[n:]
+		return s
+	}
+	w := &Weights{Config: cfg}
+	w.TokenEmbedding = take(cfg.VocabSize * d)
+	w.Layers = make([]Layer, cfg.NumLayers)
+	for i := range w.Layers {
+		w.Layers[i] = Layer{
+			AttnNorm: take(d), Wq: take(d * d), Wk: take(kv * d), Wv: take(kv * d), Wo: take(d * d),
+			FFNNorm: take(d), W1: take(h * d), W3: take(h * d), W2: take(d * h),
+		}
+	}
+	w.FinalNorm = take(d)
+	if !cfg.TiedEmbeddings {
+		w.Output = take(cfg.VocabSize * d)
+	}
+	return w, nil
+}
+
+// Params lists every tensor with its canonical name and shape: the token
+// embedding, then each layer's modules in LayerModules order, the final
+// norm, and the output classifier unless tied. The Data slices alias w.
+func (w *Weights) Params() []Param {
+	c := w.Config
+	d, h, kv := c.Dim, c.HiddenDim, c.KVDim()
+	ps := make([]Param, 0, 3+9*len(w.Layers))
+	ps = append(ps, Param{EmbedName, []int{c.VocabSize, d}, w.TokenEmbedding})
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		for _, p := range []struct {
+			mod   string
+			shape []int
+			data  []float32
+		}{
+			{ModInputNorm, []int{d}, l.AttnNorm},
+			{ModQ, []int{d, d}, l.Wq},
+			{ModK, []int{kv, d}, l.Wk},
+			{ModV, []int{kv, d}, l.Wv},
+			{ModO, []int{d, d}, l.Wo},
+			{ModPostNorm, []int{d}, l.FFNNorm},
+			{ModGate, []int{h, d}, l.W1},
+			{ModUp, []int{h, d}, l.W3},
+			{ModDown, []int{d, h}, l.W2},
+		} {
+			ps = append(ps, Param{LayerParamName(i, p.mod), p.shape, p.data})
+		}
+	}
+	ps = append(ps, Param{NormName, []int{d}, w.FinalNorm})
+	if !c.TiedEmbeddings {
+		ps = append(ps, Param{OutputName, []int{c.VocabSize, d}, w.Output})
+	}
+	return ps
+}
+
+// Param returns the tensor with the given canonical name.
+func (w *Weights) Param(name string) (Param, bool) {
+	for _, p := range w.Params() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Param{}, false
+}
+
+// Validate checks the configuration and that every tensor has the length
+// its shape requires (catching hand-assembled or truncated Weights).
+func (w *Weights) Validate() error {
+	if err := w.Config.Validate(); err != nil {
+		return err
+	}
+	if len(w.Layers) != w.Config.NumLayers {
+		return fmt.Errorf("llama: weights have %d layers, config says %d", len(w.Layers), w.Config.NumLayers)
+	}
+	if w.Config.TiedEmbeddings && w.Output != nil {
+		return fmt.Errorf("llama: tied embeddings but a separate output classifier is present")
+	}
+	for _, p := range w.Params() {
+		n := 1
+		for _, s := range p.Shape {
+			n *= s
+		}
+		if len(p.Data) != n {
+			return fmt.Errorf("llama: tensor %s has %d elements, shape %v needs %d", p.Name, len(p.Data), p.Shape, n)
+		}
+	}
+	return nil
+}
+
+// Clone returns a deep copy of w, which must be valid.
+func (w *Weights) Clone() (*Weights, error) {
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := NewWeights(w.Config)
+	if err != nil {
+		return nil, err
+	}
+	src, dst := w.Params(), c.Params()
+	for i := range src {
+		copy(dst[i].Data, src[i].Data)
+	}
+	return c, nil
+}
+
+// ToLayout reorders the rows of every q_proj and k_proj so that the weights
+// are in layout l, and records l in the config. The model computes exactly
+// the same function before and after, provided it applies the rotation that
+// matches Config.RopeLayout.
+func (w *Weights) ToLayout(l RopeLayout) error {
+	if l > RopeHalfSplit {
+		return fmt.Errorf("llama: unknown rope layout %d", l)
+	}
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	c := &w.Config
+	if c.RopeLayout == l {
+		return nil
+	}
+	conv := InterleavedToHalfSplit
+	if l == RopeInterleaved {
+		conv = HalfSplitToInterleaved
+	}
+	hd := c.HeadDim()
+	for i := range w.Layers {
+		ly := &w.Layers[i]
+		copy(ly.Wq, conv(ly.Wq, c.NumHeads, hd, c.Dim))
+		copy(ly.Wk, conv(ly.Wk, c.NumKVHeads, hd, c.Dim))
+	}
+	c.RopeLayout = l
+	return nil
+}
+
+// InterleavedToHalfSplit returns a copy of the projection w ([heads·headDim,
+// cols], row-major) with each head's rows reordered from llama2.c's
+// interleaved rotary layout to Hugging Face's half-split one: the rows of
+// pair i, (2i, 2i+1), move to (i, i+headDim/2). This is the permutation
+// Hugging Face's conversion script applies to q_proj and k_proj.
+func InterleavedToHalfSplit(w []float32, heads, headDim, cols int) []float32 {
+	return permuteRows(w, heads, headDim, cols, true)
+}
+
+// HalfSplitToInterleaved is the inverse of InterleavedToHalfSplit.
+//
+// Both panic if len(w) != heads·headDim·cols or headDim is odd, as these are
+// programming errors; Weights.ToLayout validates the weights first.
+func HalfSplitToInterleaved(w []float32, heads, headDim, cols int) []float32 {
+	return permuteRows(w, heads, headDim, cols, false)
+}
+
+func permuteRows(w []float32, heads, headDim, cols int, toHalf bool) []float32 {
+	if headDim%2 != 0 || len(w) != heads*headDim*cols {
+		panic(fmt.Sprintf("llama: permuting %d elements as %d heads of %d rows of %d columns", len(w), heads, headDim, cols))
+	}
+	out := make([]float32, len(w))
+	half := headDim / 2
+	for h := 0; h < heads; h++ {
+		base := h * headDim
+		for i := 0; i < half; i++ {
+			for j := 0; j < 2; j++ {
+				inter := base + 2*i + j    // row in the interleaved layout
+				split := base + j*half + i // the same row in the half-split layout
+				src, dst := inter, split
+				if !toHalf {
+					src, dst = split, inter
+				}
+				copy(out[dst*cols:(dst+1)*cols], w[src*cols:(src+1)*cols])
+			}
+		}
+	}
+	return out
+}
