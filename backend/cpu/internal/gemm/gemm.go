@@ -13,6 +13,7 @@ package gemm
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Config selects how an Engine computes.
@@ -32,7 +33,20 @@ type Engine struct {
 	threads int
 	// ws holds one packing workspace per thread; ws[0] is the caller's.
 	ws []workspace
-	cl call
+	// bShared is the packed B shared by all threads in rowsParallel.
+	bShared []float32
+	// bBudget caps bShared's length and minFlops is the least work worth
+	// a thread; they are fields only so tests can shrink them.
+	bBudget, minFlops int
+
+	// State of the call in progress, read by the workers.
+	cl       call
+	phase    int
+	next     atomic.Int64 // next row block to take
+	nblocks  int          // row blocks
+	mc, kc   int          // block sizes
+	jc, ncb  int          // current column block
+	pc0, pc1 int          // k range of the current pass
 	// pool runs parts 1.. of a parallel call; nil until first needed.
 	pool *pool
 }
@@ -52,7 +66,8 @@ func NewEngine(cfg Config) *Engine {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable)}
+	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable),
+		bBudget: defaultBBudget, minFlops: defaultMinFlops}
 	e.ws = make([]workspace, t)
 	return e
 }
@@ -71,7 +86,7 @@ type part struct{ m0, m1, n0, n1 int }
 // call is the arguments of one Sgemm, shared read-only by the threads.
 type call struct {
 	transA, transB bool
-	k              int
+	m, n, k        int
 	alpha, beta    float32
 	a              []float32
 	lda            int
@@ -97,52 +112,146 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	}
 	// The call lives in the Engine rather than on the stack because the
 	// workers see it through a pointer, which would make it escape.
-	e.cl = call{transA, transB, k, alpha, beta, a, lda, b, ldb, c, ldc}
-	cl := &e.cl
+	e.cl = call{transA, transB, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc}
 	defer func() { e.cl = call{} }() // do not keep the caller's slices alive
 	t := e.threadsFor(m, n, k)
-	if t == 1 {
-		e.run(cl, &e.ws[0], part{0, m, 0, n})
-		return
+	switch {
+	case t == 1:
+		e.run(&e.cl, &e.ws[0], part{0, m, 0, n})
+	case m >= 4*e.k.mr*t:
+		e.rowsParallel(t)
+	default:
+		e.colsParallel(t)
 	}
-	// Split C into t slabs along its longer side, on tile boundaries, so
-	// every thread owns its own rows or columns of C and needs no locks.
-	// Each thread then packs its own share of B (or A) and the whole of
-	// the other operand; that duplicate packing is O(k·(m+n)) against
-	// O(m·n·k/t) arithmetic.
-	partOf := func(i int) part {
-		if n >= m {
-			return part{0, m, splitAt(n, e.k.nr, t, i), splitAt(n, e.k.nr, t, i+1)}
+}
+
+// defaultMinFlops is roughly the work below which handing a share to
+// another goroutine costs more than it saves (a wake-up is a few µs).
+const defaultMinFlops = 2 * 64 * 64 * 64
+
+func (e *Engine) threadsFor(m, n, k int) int {
+	t := e.threads
+	if f := 2 * m * n * k / e.minFlops; f < t {
+		t = max(f, 1)
+	}
+	// Each thread needs at least one tile along the split side.
+	return min(t, max((n+e.k.nr-1)/e.k.nr, (m+e.k.mr-1)/e.k.mr))
+}
+
+// colsParallel is for short, wide products (few rows of C): it splits C
+// into t slabs of columns on tile boundaries, and each thread runs the
+// serial algorithm on its slab with its own buffers, packing its share of
+// B and all of the (small) A.
+func (e *Engine) colsParallel(t int) {
+	e.phase = phaseCols
+	e.parallel(t)
+}
+
+// defaultBBudget caps the shared packed-B buffer (in floats) so that very
+// deep products are done in several passes rather than one huge buffer.
+const defaultBBudget = 4 << 20
+
+// rowsParallel is the main parallel scheme. For each block of columns
+// (and of k, if B is large) all threads first pack B together into one
+// shared buffer; then each thread repeatedly takes the next block of rows
+// of C, packs that block of A privately and multiplies it by the shared
+// B. Taking row blocks from a shared counter, rather than a fixed split,
+// keeps both cores busy even when another process slows one of them.
+func (e *Engine) rowsParallel(t int) {
+	cl, kr := &e.cl, e.k
+	m, n, k := cl.m, cl.n, cl.k
+	kc := blocking(k, kr.kc, 1)
+	nc := blocking(n, kr.nc, kr.nr)
+	// Enough row blocks that the dynamic schedule can balance: at least
+	// 2t, but not so thin that the micro-kernel reuses B poorly.
+	nb := (m + kr.mc - 1) / kr.mc
+	if nb < 2*t {
+		nb = min(2*t, max(m/(4*kr.mr), 1))
+	}
+	e.mc = ((m+nb-1)/nb + kr.mr - 1) / kr.mr * kr.mr
+	e.nblocks = (m + e.mc - 1) / e.mc
+	// k blocks per pass over the shared buffer.
+	ncPad := (min(nc, n) + kr.nr - 1) / kr.nr * kr.nr
+	perPass := max(e.bBudget/(kc*ncPad), 1)
+	if need := min(perPass*kc, k) * ncPad; len(e.bShared) < need {
+		e.bShared = make([]float32, need)
+	}
+	e.kc = kc
+	for jc := 0; jc < n; jc += nc {
+		e.jc, e.ncb = jc, min(nc, n-jc)
+		for pc := 0; pc < k; pc += perPass * kc {
+			e.pc0, e.pc1 = pc, min(pc+perPass*kc, k)
+			e.phase = phasePackB
+			e.parallel(t)
+			e.next.Store(0)
+			e.phase = phaseRows
+			e.parallel(t)
 		}
-		return part{splitAt(m, e.k.mr, t, i), splitAt(m, e.k.mr, t, i+1), 0, n}
 	}
+}
+
+// parallel runs e.work(t, i) for i in [0, t): 0 on the calling goroutine
+// and the rest on the pool, and waits for all.
+func (e *Engine) parallel(t int) {
 	if e.pool == nil {
 		e.pool = newPool(e, e.threads-1)
 	}
 	e.pool.wg.Add(t - 1)
 	for i := 1; i < t; i++ {
-		e.pool.work <- task{e: e, cl: cl, ws: &e.ws[i], p: partOf(i)}
+		e.pool.work <- task{e: e, id: i, t: t}
 	}
-	e.run(cl, &e.ws[0], partOf(0))
+	e.work(t, 0)
 	e.pool.wg.Wait()
 }
 
-// minFlopsPerThread is roughly the work below which handing a share to
-// another goroutine costs more than it saves (a wake-up is a few µs).
-const minFlopsPerThread = 2 * 48 * 48 * 48
+// Phases of a parallel call, telling work what thread i should do.
+const (
+	phaseCols = iota
+	phasePackB
+	phaseRows
+)
 
-func (e *Engine) threadsFor(m, n, k int) int {
-	t := e.threads
-	if f := 2 * m * n * k / minFlopsPerThread; f < t {
-		t = max(f, 1)
+func (e *Engine) work(t, i int) {
+	cl, kr, ws := &e.cl, e.k, &e.ws[i]
+	switch e.phase {
+	case phaseCols:
+		e.run(cl, ws, part{0, cl.m, splitAt(cl.n, kr.nr, t, i), splitAt(cl.n, kr.nr, t, i+1)})
+	case phasePackB:
+		// Thread i packs its share of the column panels, for every k block
+		// of this pass.
+		ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
+		j0, j1 := splitAt(e.ncb, kr.nr, t, i), splitAt(e.ncb, kr.nr, t, i+1)
+		if j0 >= j1 {
+			return
+		}
+		for pc := e.pc0; pc < e.pc1; pc += e.kc {
+			kcb := min(e.kc, e.pc1-pc)
+			dst := e.bShared[(pc-e.pc0)*ncPad+j0*kcb:]
+			packB(cl.transB, cl.b, cl.ldb, pc, e.jc+j0, kcb, j1-j0, kr.nr, dst)
+		}
+	case phaseRows:
+		ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
+		if need := e.kc * e.mc; len(ws.a) < need {
+			ws.a = make([]float32, need)
+		}
+		for {
+			blk := int(e.next.Add(1)) - 1
+			if blk >= e.nblocks {
+				return
+			}
+			ic := blk * e.mc
+			mcb := min(e.mc, cl.m-ic)
+			for pc := e.pc0; pc < e.pc1; pc += e.kc {
+				kcb := min(e.kc, e.pc1-pc)
+				packA(cl.transA, cl.a, cl.lda, ic, pc, mcb, kcb, kr.mr, cl.alpha, ws.a)
+				beta := cl.beta
+				if pc > 0 {
+					beta = 1
+				}
+				e.macro(ws, ws.a, e.bShared[(pc-e.pc0)*ncPad:], mcb, e.ncb, kcb, cl.c[ic*cl.ldc+e.jc:], cl.ldc, beta)
+			}
+		}
 	}
-	// Each thread needs at least one tile along the split side.
-	if n >= m {
-		t = min(t, (n+e.k.nr-1)/e.k.nr)
-	} else {
-		t = min(t, (m+e.k.mr-1)/e.k.mr)
-	}
-	return t
 }
 
 // splitAt returns the i-th of the t+1 boundaries that cut [0, n) into t
@@ -209,26 +318,34 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 			for ic := 0; ic < m; ic += mc {
 				mcb := min(mc, m-ic)
 				packA(cl.transA, cl.a, cl.lda, p.m0+ic, pc, mcb, kcb, mr, cl.alpha, ws.a)
-				for jr := 0; jr < ncb; jr += nr {
-					bp := ws.b[jr*kcb : (jr+nr)*kcb]
-					nv := min(nr, ncb-jr)
-					for ir := 0; ir < mcb; ir += mr {
-						ap := ws.a[ir*kcb : (ir+mr)*kcb]
-						mv := min(mr, mcb-ir)
-						off := (p.m0+ic+ir)*cl.ldc + p.n0 + jc + jr
-						if mv == mr && nv == nr {
-							kr.full(kcb, ap, bp, cl.c[off:], cl.ldc, beta)
-							continue
-						}
-						// Edge tile: the panels are zero-padded, so compute
-						// the whole tile into a scratch buffer and merge
-						// only the rows and columns that exist.
-						tile := ws.edge[:mr*nr]
-						kr.full(kcb, ap, bp, tile, nr, 0)
-						mergeTile(tile, nr, mv, nv, cl.c[off:], cl.ldc, beta)
-					}
-				}
+				e.macro(ws, ws.a, ws.b, mcb, ncb, kcb, cl.c[(p.m0+ic)*cl.ldc+p.n0+jc:], cl.ldc, beta)
 			}
+		}
+	}
+}
+
+// macro multiplies a packed mcb×kcb block of A by a packed kcb×ncb block
+// of B into the mcb×ncb block of C at c: C = A·B + beta·C.
+func (e *Engine) macro(ws *workspace, ap, bp []float32, mcb, ncb, kcb int, c []float32, ldc int, beta float32) {
+	kr := e.k
+	mr, nr := kr.mr, kr.nr
+	for jr := 0; jr < ncb; jr += nr {
+		b := bp[jr*kcb : (jr+nr)*kcb]
+		nv := min(nr, ncb-jr)
+		for ir := 0; ir < mcb; ir += mr {
+			a := ap[ir*kcb : (ir+mr)*kcb]
+			mv := min(mr, mcb-ir)
+			off := ir*ldc + jr
+			if mv == mr && nv == nr {
+				kr.full(kcb, a, b, c[off:], ldc, beta)
+				continue
+			}
+			// Edge tile: the panels are zero-padded, so compute the whole
+			// tile into scratch and merge only the rows and columns that
+			// exist.
+			tile := ws.edge[:mr*nr]
+			kr.full(kcb, a, b, tile, nr, 0)
+			mergeTile(tile, nr, mv, nv, c[off:], ldc, beta)
 		}
 	}
 }
@@ -248,12 +365,10 @@ func mergeTile(tile []float32, ldt, mv, nv int, c []float32, ldc int, beta float
 	}
 }
 
-// task asks a pool worker to compute one part of a call.
+// task asks a pool worker to do share id of t of the current phase.
 type task struct {
-	e  *Engine
-	cl *call
-	ws *workspace
-	p  part
+	e     *Engine
+	id, t int
 }
 
 // pool is a set of long-lived worker goroutines. Starting goroutines per
@@ -277,7 +392,7 @@ func newPool(e *Engine, n int) *pool {
 
 func (p *pool) loop() {
 	for t := range p.work {
-		t.e.run(t.cl, t.ws, t.p)
+		t.e.work(t.t, t.id)
 		t = task{} // drop references to the Engine while idle
 		p.wg.Done()
 	}

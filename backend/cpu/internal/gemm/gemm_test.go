@@ -80,6 +80,7 @@ var testShapes = []shape{
 	{1, 1, 1}, {1, 1, 7}, {1, 9, 1}, {9, 1, 1}, {2, 3, 4}, {4, 4, 4}, {4, 16, 8},
 	{6, 16, 5}, {7, 13, 17}, {5, 17, 3}, {17, 31, 29}, {13, 1, 37}, {1, 37, 13},
 	{31, 7, 64}, {64, 64, 64}, {67, 131, 259}, {97, 33, 300}, {130, 70, 11},
+	{20, 300, 100}, {7, 500, 64}, {150, 20, 90},
 }
 
 // checkSgemm runs one Sgemm on e and compares every element of C, and the
@@ -166,11 +167,14 @@ func TestSgemmSmallBlocks(t *testing.T) {
 	for _, kr := range kernelsUnderTest() {
 		small := *kr
 		small.kc, small.mc, small.nc = 5, 2*kr.mr, 2*kr.nr
-		for _, threads := range []int{1, 2} {
+		for _, threads := range []int{1, 2, 3} {
 			e := NewEngine(Config{Threads: threads})
 			e.k = &small
+			// Thread even tiny products, and make the shared B hold only
+			// two k blocks so rowsParallel needs several passes.
+			e.minFlops, e.bBudget = 1, 2*small.kc*small.nc
 			rng := rand.New(rand.NewPCG(2, uint64(threads)))
-			for _, s := range []shape{{23, 47, 31}, {50, 9, 17}, {3 * kr.mr, 5 * kr.nr, 40}} {
+			for _, s := range []shape{{23, 47, 31}, {50, 9, 17}, {3 * kr.mr, 5 * kr.nr, 40}, {12 * kr.mr, 3 * kr.nr, 23}, {100, 7, 33}} {
 				for _, tr := range []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
 					for _, beta := range []float32{0, 0.5} {
 						t.Run(fmt.Sprintf("%s/t%d/%dx%dx%d/%s/b%v", kr.name, threads, s.m, s.n, s.k, transName(tr.a, tr.b), beta), func(t *testing.T) {

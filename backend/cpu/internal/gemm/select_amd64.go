@@ -1,3 +1,14 @@
 package gemm
 
-func selectKernel(portable bool) *kernel { return goKernel }
+import "github.com/klauspost/cpuid/v2"
+
+// hasAVX2FMA reports whether the assembly kernel can run here; cpuid also
+// checks that the OS saves the YMM registers.
+var hasAVX2FMA = cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3)
+
+func selectKernel(portable bool) *kernel {
+	if !portable && hasAVX2FMA {
+		return avx2Kernel
+	}
+	return goKernel
+}

@@ -1,0 +1,131 @@
+package cpu
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+)
+
+func TestRegistered(t *testing.T) {
+	found := false
+	for _, info := range backend.List() {
+		if info.Name == "cpu" {
+			found = true
+			if !info.Available || info.Err != nil {
+				t.Errorf("cpu listed unavailable: %v", info.Err)
+			}
+			if !strings.Contains(info.Description, "thread") {
+				t.Errorf("description %q lacks the thread count", info.Description)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("cpu is not registered")
+	}
+	be, err := backend.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if be.Name() != "cpu" {
+		t.Errorf("Name() = %q", be.Name())
+	}
+}
+
+func TestSupportsAllOps(t *testing.T) {
+	be := New(Options{})
+	for _, op := range backend.AllOps {
+		if !be.Supports(op) {
+			t.Errorf("Supports(%s) = false", op)
+		}
+	}
+	if be.Supports("no_such_op") {
+		t.Error("Supports reports an op that does not exist")
+	}
+}
+
+func TestOptionsFromEnv(t *testing.T) {
+	tests := []struct {
+		portable, threads string
+		want              Options
+		wantErr           string
+	}{
+		{"", "", Options{}, ""},
+		{"1", "", Options{Portable: true}, ""},
+		{"true", "3", Options{Portable: true, Threads: 3}, ""},
+		{"0", " 2 ", Options{Threads: 2}, ""},
+		{"yes please", "", Options{}, EnvPortable},
+		{"", "0", Options{}, EnvThreads},
+		{"", "-4", Options{}, EnvThreads},
+		{"", "many", Options{}, EnvThreads},
+	}
+	for _, tt := range tests {
+		t.Setenv(EnvPortable, tt.portable)
+		t.Setenv(EnvThreads, tt.threads)
+		got, err := OptionsFromEnv()
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s=%q %s=%q: error %v, want one naming %s", EnvPortable, tt.portable, EnvThreads, tt.threads, err, tt.wantErr)
+			}
+			if _, err := backend.Open("cpu"); err == nil {
+				t.Errorf("Open accepted %s=%q %s=%q", EnvPortable, tt.portable, EnvThreads, tt.threads)
+			}
+		case err != nil:
+			t.Errorf("%s=%q %s=%q: %v", EnvPortable, tt.portable, EnvThreads, tt.threads, err)
+		case got != tt.want:
+			t.Errorf("%s=%q %s=%q: %+v, want %+v", EnvPortable, tt.portable, EnvThreads, tt.threads, got, tt.want)
+		}
+	}
+}
+
+// TestPathSelection checks that both kernel paths can be selected, from
+// Options and from the environment, and that Device and Probe say which is
+// active.
+func TestPathSelection(t *testing.T) {
+	portable := New(Options{Portable: true, Threads: 2})
+	if !portable.Portable() || !strings.HasSuffix(portable.Device(), ", 2 threads, portable") {
+		t.Errorf("Portable option: Portable() = %v, Device() = %q", portable.Portable(), portable.Device())
+	}
+	fast := New(Options{})
+	if fast.Portable() == simdSupported() {
+		t.Errorf("default options: Portable() = %v on a CPU with SIMD support %v", fast.Portable(), simdSupported())
+	}
+	wantPath := "portable"
+	if simdSupported() {
+		wantPath = "simd"
+	}
+	if !strings.HasSuffix(fast.Device(), ", "+wantPath) {
+		t.Errorf("default options: Device() = %q, want the %s path", fast.Device(), wantPath)
+	}
+	t.Logf("simd path: %s", fast.Device())
+
+	t.Setenv(EnvPortable, "1")
+	t.Setenv(EnvThreads, "1")
+	desc, err := driver{}.Probe()
+	if err != nil || !strings.HasSuffix(desc, ", 1 thread, portable") {
+		t.Errorf("Probe with %s=1: %q, %v", EnvPortable, desc, err)
+	}
+	be, err := backend.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb := be.(*Backend); !cb.Portable() || cb.opts.Threads != 1 {
+		t.Errorf("Open with %s=1 %s=1: Portable() = %v, threads %d", EnvPortable, EnvThreads, cb.Portable(), cb.opts.Threads)
+	}
+	// Both paths compute the same product.
+	for _, be := range []*Backend{portable, fast} {
+		a := upload(t, be, []float32{1, 2, 3, 4, 5, 6}, 2, 3)
+		c := poisoned(t, be, 2, 2)
+		be.MatMul(c, a, a, backend.MatMulParams{TransB: true, Alpha: 1})
+		assertClose(t, be.Device(), download(t, be, c), []float64{14, 32, 32, 77}, 0, 0)
+	}
+}
+
+func TestFeaturesMatchArch(t *testing.T) {
+	desc := New(Options{}).Device()
+	if runtime.GOARCH == "amd64" && simdSupported() && !strings.Contains(desc, "avx2") {
+		t.Errorf("SIMD path on amd64 but avx2 not listed: %q", desc)
+	}
+}

@@ -1,0 +1,224 @@
+package cpu
+
+import (
+	"math"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// rmsNormRef normalises one row in float64.
+func rmsNormRef(x, w []float64, eps float64) []float64 {
+	var ss float64
+	for _, v := range x {
+		ss += v * v
+	}
+	r := 1 / math.Sqrt(ss/float64(len(x))+eps)
+	y := make([]float64, len(x))
+	for j := range x {
+		y[j] = x[j] * r * w[j]
+	}
+	return y
+}
+
+// layerNormRef normalises one row in float64; b may be nil.
+func layerNormRef(x, g, b []float64, eps float64) []float64 {
+	n := float64(len(x))
+	var mean, v float64
+	for _, xv := range x {
+		mean += xv
+	}
+	mean /= n
+	for _, xv := range x {
+		v += (xv - mean) * (xv - mean)
+	}
+	v /= n
+	y := make([]float64, len(x))
+	for j := range x {
+		y[j] = (x[j] - mean) / math.Sqrt(v+eps) * g[j]
+		if b != nil {
+			y[j] += b[j]
+		}
+	}
+	return y
+}
+
+var normShapes = [][]int{{1, 1}, {1, 7}, {5, 13}, {2, 3, 8}, {300, 64}}
+
+func TestRMSNorm(t *testing.T) {
+	const eps = 1e-5
+	for i, shape := range normShapes {
+		t.Run(shapeName(shape...), func(t *testing.T) {
+			eachConfig(t, func(t *testing.T, be *Backend) {
+				rows, cols := backend.Shape(shape).Rows()
+				rng := newRNG(uint64(i))
+				xData, wData := uniform(rng, rows*cols, -2, 2), uniform(rng, cols, 0.5, 1.5)
+				x, w := upload(t, be, xData, shape...), upload(t, be, wData, cols)
+				y := poisoned(t, be, shape...)
+				be.RMSNorm(y, x, w, eps)
+				want := make([]float64, rows*cols)
+				for r := range rows {
+					copy(want[r*cols:], rmsNormRef(f64(xData[r*cols:(r+1)*cols]), f64(wData), eps))
+				}
+				assertClose(t, "y", download(t, be, y), want, 3e-7, 1e-30)
+				be.RMSNorm(x, x, w, eps) // in place
+				assertClose(t, "y in place", download(t, be, x), want, 3e-7, 1e-30)
+			})
+		})
+	}
+}
+
+func TestRMSNormGrad(t *testing.T) {
+	const eps = 1e-5
+	for i, shape := range normShapes {
+		for _, withDW := range []bool{true, false} {
+			name := shapeName(shape...)
+			if !withDW {
+				name += "_no_dw"
+			}
+			t.Run(name, func(t *testing.T) {
+				eachConfig(t, func(t *testing.T, be *Backend) {
+					rows, cols := backend.Shape(shape).Rows()
+					rng := newRNG(uint64(i))
+					xData, wData := uniform(rng, rows*cols, -2, 2), uniform(rng, cols, 0.5, 1.5)
+					dyData, dwData := uniform(rng, rows*cols, -1, 1), uniform(rng, cols, -1, 1)
+					x, w, dy := upload(t, be, xData, shape...), upload(t, be, wData, cols), upload(t, be, dyData, shape...)
+					dx := poisoned(t, be, shape...)
+					var dw backend.Tensor
+					if withDW {
+						dw = upload(t, be, dwData, cols)
+					}
+					be.RMSNormGrad(dx, dw, x, w, dy, eps)
+
+					// Gradients of L = Σ dy⊙y by central differences of
+					// the reference, row by row for x and whole for w.
+					wantDX := make([]float64, rows*cols)
+					for r := range rows {
+						g := f64(dyData[r*cols : (r+1)*cols])
+						loss := func(xr []float64) float64 { return dot(g, rmsNormRef(xr, f64(wData), eps)) }
+						copy(wantDX[r*cols:], numGrad(loss, f64(xData[r*cols:(r+1)*cols])))
+					}
+					assertClose(t, "dx", download(t, be, dx), wantDX, 2e-5, 2e-6)
+					if !withDW {
+						return
+					}
+					loss := func(wv []float64) float64 {
+						var s float64
+						for r := range rows {
+							s += dot(f64(dyData[r*cols:(r+1)*cols]), rmsNormRef(f64(xData[r*cols:(r+1)*cols]), wv, eps))
+						}
+						return s
+					}
+					wantDW := numGrad(loss, f64(wData))
+					for j := range wantDW {
+						wantDW[j] += float64(dwData[j]) // accumulated, not overwritten
+					}
+					assertClose(t, "dw", download(t, be, dw), wantDW, 2e-5, 2e-6)
+				})
+			})
+		}
+	}
+}
+
+func TestLayerNorm(t *testing.T) {
+	const eps = 1e-5
+	for i, shape := range normShapes {
+		for _, withBeta := range []bool{true, false} {
+			name := shapeName(shape...)
+			if !withBeta {
+				name += "_no_beta"
+			}
+			t.Run(name, func(t *testing.T) {
+				eachConfig(t, func(t *testing.T, be *Backend) {
+					rows, cols := backend.Shape(shape).Rows()
+					rng := newRNG(uint64(i))
+					// A mean far from zero: one-pass variance would cancel.
+					xData := uniform(rng, rows*cols, 99, 101)
+					gData, bData := uniform(rng, cols, 0.5, 1.5), uniform(rng, cols, -1, 1)
+					x, g := upload(t, be, xData, shape...), upload(t, be, gData, cols)
+					var b backend.Tensor
+					var bRef []float64
+					if withBeta {
+						b, bRef = upload(t, be, bData, cols), f64(bData)
+					}
+					y := poisoned(t, be, shape...)
+					be.LayerNorm(y, x, g, b, eps)
+					want := make([]float64, rows*cols)
+					for r := range rows {
+						copy(want[r*cols:], layerNormRef(f64(xData[r*cols:(r+1)*cols]), f64(gData), bRef, eps))
+					}
+					assertClose(t, "y", download(t, be, y), want, 1e-6, 1e-6)
+				})
+			})
+		}
+	}
+}
+
+func TestLayerNormGrad(t *testing.T) {
+	const eps = 1e-5
+	for i, shape := range normShapes {
+		for _, params := range []string{"both", "dgamma", "dbeta", "none"} {
+			t.Run(shapeName(shape...)+"_"+params, func(t *testing.T) {
+				eachConfig(t, func(t *testing.T, be *Backend) {
+					rows, cols := backend.Shape(shape).Rows()
+					rng := newRNG(uint64(i))
+					xData, gData := uniform(rng, rows*cols, -2, 2), uniform(rng, cols, 0.5, 1.5)
+					dyData := uniform(rng, rows*cols, -1, 1)
+					dgData, dbData := uniform(rng, cols, -1, 1), uniform(rng, cols, -1, 1)
+					x, g, dy := upload(t, be, xData, shape...), upload(t, be, gData, cols), upload(t, be, dyData, shape...)
+					dx := poisoned(t, be, shape...)
+					var dg, db backend.Tensor
+					if params == "both" || params == "dgamma" {
+						dg = upload(t, be, dgData, cols)
+					}
+					if params == "both" || params == "dbeta" {
+						db = upload(t, be, dbData, cols)
+					}
+					be.LayerNormGrad(dx, dg, db, x, g, dy, eps)
+
+					zeros := make([]float64, cols)
+					wantDX := make([]float64, rows*cols)
+					for r := range rows {
+						dyr := f64(dyData[r*cols : (r+1)*cols])
+						loss := func(xr []float64) float64 { return dot(dyr, layerNormRef(xr, f64(gData), zeros, eps)) }
+						copy(wantDX[r*cols:], numGrad(loss, f64(xData[r*cols:(r+1)*cols])))
+					}
+					// A row of one element normalises to 0 whatever x is:
+					// its gradient is 0, which the differences agree with.
+					assertClose(t, "dx", download(t, be, dx), wantDX, 2e-5, 2e-6)
+
+					total := func(gv, bv []float64) float64 {
+						var s float64
+						for r := range rows {
+							s += dot(f64(dyData[r*cols:(r+1)*cols]), layerNormRef(f64(xData[r*cols:(r+1)*cols]), gv, bv, eps))
+						}
+						return s
+					}
+					if !dg.IsZero() {
+						want := numGrad(func(gv []float64) float64 { return total(gv, zeros) }, f64(gData))
+						for j := range want {
+							want[j] += float64(dgData[j])
+						}
+						assertClose(t, "dgamma", download(t, be, dg), want, 2e-5, 2e-6)
+					}
+					if !db.IsZero() {
+						want := numGrad(func(bv []float64) float64 { return total(f64(gData), bv) }, zeros)
+						for j := range want {
+							want[j] += float64(dbData[j])
+						}
+						assertClose(t, "dbeta", download(t, be, db), want, 2e-5, 2e-6)
+					}
+				})
+			})
+		}
+	}
+}
+
+// dot returns Σ a⊙b.
+func dot(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}

@@ -1,0 +1,149 @@
+package cpu
+
+import (
+	"math"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// softmaxRef computes the masked, scaled softmax of one row in float64;
+// n is the number of visible keys.
+func softmaxRef(x []float64, scale float64, n int) []float64 {
+	y := make([]float64, len(x))
+	var z float64
+	for j := range n {
+		y[j] = math.Exp(scale * x[j])
+		z += y[j]
+	}
+	for j := range n {
+		y[j] /= z
+	}
+	return y
+}
+
+var softmaxCases = []struct {
+	name  string
+	shape []int
+	p     backend.SoftmaxParams
+}{
+	{"single", []int{1, 1}, backend.SoftmaxParams{}},
+	{"rows", []int{5, 13}, backend.SoftmaxParams{}},
+	{"scaled", []int{3, 7}, backend.SoftmaxParams{Scale: 0.125}},
+	{"negative scale", []int{3, 7}, backend.SoftmaxParams{Scale: -2}},
+	{"causal square", []int{6, 6}, backend.SoftmaxParams{Causal: true}},
+	{"causal batch", []int{2, 3, 5, 5}, backend.SoftmaxParams{Causal: true, Scale: 0.5}},
+	{"causal cached", []int{2, 3, 9}, backend.SoftmaxParams{Causal: true, QueryOffset: 6}},
+	{"causal offset", []int{4, 3, 8}, backend.SoftmaxParams{Causal: true, QueryOffset: 2}},
+	{"causal offset beyond keys", []int{3, 4}, backend.SoftmaxParams{Causal: true, QueryOffset: 10}},
+	{"wide", []int{40, 257}, backend.SoftmaxParams{}},
+}
+
+// visibleRef is the mask of SoftmaxParams, spelled out: row r of a tensor
+// whose second-to-last axis has q queries is query r mod q.
+func visibleRef(shape []int, r, keys int, p backend.SoftmaxParams) int {
+	if !p.Causal {
+		return keys
+	}
+	queries := len(shape) - 2
+	q := r
+	if queries >= 1 {
+		q = r % shape[queries]
+	}
+	n := 0
+	for j := range keys {
+		if j <= q+p.QueryOffset {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSoftmax(t *testing.T) {
+	for i, tt := range softmaxCases {
+		t.Run(tt.name, func(t *testing.T) {
+			eachConfig(t, func(t *testing.T, be *Backend) {
+				rows, keys := backend.Shape(tt.shape).Rows()
+				rng := newRNG(uint64(i))
+				// A large common offset per row: unless the row maximum is
+				// subtracted, exp overflows even in float64 (scale·offset
+				// reaches ±800).
+				offset := func(r int) float64 { return float64(400 * (r%3 - 1)) }
+				data := uniform(rng, rows*keys, -3, 3)
+				for r := range rows {
+					for j := range keys {
+						data[r*keys+j] += float32(offset(r))
+					}
+				}
+				src := upload(t, be, data, tt.shape...)
+				dst := poisoned(t, be, tt.shape...)
+				be.Softmax(dst, src, tt.p)
+
+				// The reference removes the offset exactly (softmax is
+				// shift-invariant) and exponentiates naively.
+				want := make([]float64, rows*keys)
+				for r := range rows {
+					x := f64(data[r*keys : (r+1)*keys])
+					for j := range x {
+						x[j] -= offset(r)
+					}
+					copy(want[r*keys:], softmaxRef(x, float64(tt.p.EffectiveScale()), visibleRef(tt.shape, r, keys, tt.p)))
+				}
+				got := download(t, be, dst)
+				assertClose(t, "y", got, want, 1e-6, 1e-30)
+				for j, w := range want {
+					if w == 0 && got[j] != 0 {
+						t.Fatalf("masked element %d = %g, want exactly 0", j, got[j])
+					}
+				}
+
+				// In place.
+				be.Softmax(src, src, tt.p)
+				assertClose(t, "y in place", download(t, be, src), want, 1e-6, 1e-30)
+			})
+		})
+	}
+}
+
+func TestSoftmaxGrad(t *testing.T) {
+	for i, tt := range softmaxCases {
+		t.Run(tt.name, func(t *testing.T) {
+			eachConfig(t, func(t *testing.T, be *Backend) {
+				rows, keys := backend.Shape(tt.shape).Rows()
+				rng := newRNG(uint64(i) + 100)
+				xData := uniform(rng, rows*keys, -2, 2)
+				dyData := uniform(rng, rows*keys, -1, 1)
+				scale := float64(tt.p.EffectiveScale())
+				x := upload(t, be, xData, tt.shape...)
+				y := poisoned(t, be, tt.shape...)
+				be.Softmax(y, x, tt.p)
+				dy := upload(t, be, dyData, tt.shape...)
+				be.SoftmaxGrad(dy, y, dy, tt.p) // dx aliases dy
+
+				// dx = d(Σ dy⊙softmax(x))/dx by central differences, row by row.
+				want := make([]float64, rows*keys)
+				for r := range rows {
+					n := visibleRef(tt.shape, r, keys, tt.p)
+					g := f64(dyData[r*keys : (r+1)*keys])
+					loss := func(x []float64) float64 {
+						y := softmaxRef(x, scale, n)
+						var s float64
+						for j := range y {
+							s += g[j] * y[j]
+						}
+						return s
+					}
+					grad := numGrad(loss, f64(xData[r*keys:(r+1)*keys]))
+					copy(want[r*keys:], grad)
+				}
+				got := download(t, be, dy)
+				assertClose(t, "dx", got, want, 1e-5, 1e-6)
+				for j := range want {
+					if r, k := j/keys, j%keys; k >= visibleRef(tt.shape, r, keys, tt.p) && got[j] != 0 {
+						t.Fatalf("masked gradient element %d = %g, want exactly 0", j, got[j])
+					}
+				}
+			})
+		})
+	}
+}
