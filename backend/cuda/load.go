@@ -141,6 +141,7 @@ const dlopenMode = purego.RTLD_NOW | purego.RTLD_LOCAL
 // driver supports.
 func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutcome {
 	var out loadOutcome
+	tried := map[string]bool{} // files already tried, by resolved path
 	for _, d := range dirs {
 		if d.missing {
 			continue
@@ -151,6 +152,7 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutco
 				continue
 			}
 			out.found = true
+			tried[resolved(path)] = true
 			if maxMajor != 0 && c.major > maxMajor {
 				out.problems = append(out.problems, fmt.Sprintf("%s skipped: the driver supports CUDA up to %d", path, maxMajor))
 				continue
@@ -189,6 +191,12 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutco
 		}
 		out.found = true
 		lib := &library{name: c.name, path: loadedPath(c.name), major: c.major, handle: h}
+		if lib.path != "" && tried[resolved(lib.path)] {
+			// The linker found a file the folder search already tried and
+			// reported; saying so again would only repeat it.
+			_ = purego.Dlclose(h)
+			continue
+		}
 		if err := resolve(lib, spec.symbols); err != nil {
 			out.problems = append(out.problems, err.Error())
 			_ = purego.Dlclose(h)
@@ -279,14 +287,30 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// resolved is path with symbolic links resolved, or path itself when that
+// fails, to tell whether two names lead to the same file.
+func resolved(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
+}
+
 func isFile(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
 }
 
 // loadedPath finds where the dynamic linker loaded the library called name
-// from, by reading the process's memory map; "" when it cannot tell.
+// from, by reading the process's memory map; "" when it cannot tell. The
+// file mapped may carry a longer version than the name asked for
+// (libcuda.so.1 is usually a link to libcuda.so.<driver version>), so any
+// file of the same stem counts.
 func loadedPath(name string) string {
+	stem := name
+	if i := strings.Index(name, ".so"); i >= 0 {
+		stem = name[:i+len(".so")]
+	}
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return ""
@@ -300,7 +324,7 @@ func loadedPath(name string) string {
 		}
 		p := fields[len(fields)-1]
 		base := filepath.Base(p)
-		if base == name || strings.HasPrefix(base, name+".") {
+		if base == stem || strings.HasPrefix(base, stem+".") {
 			return p
 		}
 	}

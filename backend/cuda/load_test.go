@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ebitengine/purego"
+
 	"github.com/sora-go/sora/backend"
 )
 
@@ -348,4 +350,45 @@ func TestRegisteredDriver(t *testing.T) {
 		t.Errorf("Probe error %v differs from Open error %v", perr, err)
 	}
 	t.Logf("on this machine: %v (device %q)", err, desc)
+}
+
+// TestLinkerFallback exercises the last step of the search, dlopen by bare
+// name, on the C library's libm, which every glibc system has.
+func TestLinkerFallback(t *testing.T) {
+	env := testEnv(t.TempDir(), nil)
+	env.linker = true
+	spec := libSpec{role: "the math library", candidates: []candidate{{name: "libm.so.6"}}, symbols: []string{"cos", "sqrt"}}
+	out := load(spec, nil, env, 0)
+	if out.lib == nil {
+		t.Skipf("libm.so.6 cannot be opened by name here (%q): not a glibc system?", out.problems)
+	}
+	if !strings.HasPrefix(filepath.Base(out.lib.path), "libm") {
+		t.Errorf("loaded from %q, want the path of libm from /proc/self/maps", out.lib.path)
+	}
+	spec.symbols = []string{"cos", "sora_no_such_symbol", "sqrt", "sora_nor_this"}
+	out = load(spec, nil, env, 0)
+	if out.lib != nil || len(out.problems) != 1 || !strings.HasSuffix(out.problems[0], " lacks symbols sora_no_such_symbol, sora_nor_this") {
+		t.Errorf("with missing symbols: lib %v, problems %q", out.lib, out.problems)
+	}
+	// A name no linker knows is simply not found, with nothing to report.
+	spec.candidates = []candidate{{name: "libsora-no-such-library.so.1"}}
+	if out = load(spec, nil, env, 0); out.lib != nil || out.found || len(out.problems) != 0 {
+		t.Errorf("absent library: lib %v, found %v, problems %q", out.lib, out.found, out.problems)
+	}
+}
+
+func TestLoadedPath(t *testing.T) {
+	dir := t.TempDir()
+	// The file carries a longer version than the name asked for, as
+	// libcuda.so.1 -> libcuda.so.550.54.14 does.
+	path := buildStubLib(t, dir, "libsoratest.so.550.54.14", []string{"sora_test_fn"}, nil)
+	if _, err := purego.Dlopen(path, dlopenMode); err != nil {
+		t.Fatal(err)
+	}
+	if got := loadedPath("libsoratest.so.1"); got != path {
+		t.Errorf("loadedPath = %q, want %q", got, path)
+	}
+	if got := loadedPath("libsoratest-absent.so.1"); got != "" {
+		t.Errorf("loadedPath of an unloaded library = %q", got)
+	}
 }
