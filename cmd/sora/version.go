@@ -10,7 +10,7 @@ import (
 var versionDoc = usageDoc{
 	synopsis: "version",
 	description: "Prints the module version of sora, the version-control revision it was built from (when the " +
-		"build recorded one: \"go build\" in a git checkout does, \"go run\" and -buildvcs=false do not), " +
+		"build recorded one: building in a git checkout does, unless -buildvcs=false is set, e.g. in GOFLAGS), " +
 		"the Go version and the target platform.",
 	examples: []string{"sora version"},
 }
