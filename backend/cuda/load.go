@@ -181,9 +181,11 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutco
 		}
 		h, err := purego.Dlopen(c.name, dlopenMode)
 		if err != nil {
-			// "cannot open shared object file" only says it is not there;
-			// anything else means the linker found a file that is broken.
-			if msg := err.Error(); !strings.Contains(msg, "No such file") && !strings.Contains(msg, "cannot open shared object file") {
+			// "NAME: cannot open shared object file" says only that the
+			// linker knows no such library; anything else (a library it
+			// needs is missing, a wrong architecture) means it found a
+			// file that does not load.
+			if msg := err.Error(); !strings.HasPrefix(msg, c.name+": cannot open shared object file") {
 				out.found = true
 				out.problems = append(out.problems, fmt.Sprintf("%s (dynamic linker): %s", c.name, msg))
 			}
