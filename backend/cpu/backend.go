@@ -61,8 +61,9 @@ func New(opts Options) *Backend {
 func (b *Backend) Name() string { return "cpu" }
 
 // Device describes the processor, its relevant SIMD features, the thread
-// cap and the active kernel path, e.g.
-// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd".
+// cap, the active kernel path ("simd" or "portable") and the matrix
+// multiply's micro-kernel, e.g.
+// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16)".
 func (b *Backend) Device() string {
 	return describe(b.threads(), b.simd)
 }
@@ -113,46 +114,43 @@ func (b *Backend) skip(op backend.Op) bool {
 
 var errClosed = fmt.Errorf("backend is closed")
 
-// simdSupported reports whether this CPU has the features the SIMD kernels
-// need: AVX2 with FMA on amd64, Advanced SIMD on arm64.
+// simdSupported reports whether this CPU runs SIMD kernels when they are
+// not disabled. The matrix multiply is the only op with SIMD kernels so
+// far, so the answer is whether package gemm picks a kernel other than its
+// portable one here.
 func simdSupported() bool {
-	switch runtime.GOARCH {
-	case "amd64":
-		return cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3)
-	case "arm64":
-		return cpuid.CPU.Supports(cpuid.ASIMD)
-	}
-	return false
+	return gemmKernel(false) != gemmKernel(true)
 }
 
-// features lists the SIMD features relevant to the kernels that this CPU
-// has, in a fixed order.
+// gemmKernel names the matrix-multiply micro-kernel package gemm selects.
+func gemmKernel(portable bool) string {
+	return gemm.NewEngine(gemm.Config{Portable: portable, Threads: 1}).Kernel()
+}
+
+// feature is a CPU feature worth reporting, with the name users know it by.
+type feature struct {
+	id   cpuid.FeatureID
+	name string
+}
+
+// reported lists, per architecture, the SIMD features relevant to float32
+// kernels, in the order Device prints them.
+var reported = map[string][]feature{
+	"amd64": {
+		{cpuid.SSE4, "sse4.1"}, {cpuid.AVX, "avx"}, {cpuid.AVX2, "avx2"}, {cpuid.FMA3, "fma"},
+		{cpuid.F16C, "f16c"}, {cpuid.AVX512F, "avx512f"}, {cpuid.AVX512BW, "avx512bw"},
+		{cpuid.AVX512VL, "avx512vl"}, {cpuid.AVX512BF16, "avx512bf16"}, {cpuid.AMXBF16, "amx-bf16"},
+	},
+	"arm64": {
+		{cpuid.ASIMD, "asimd"}, {cpuid.FPHP, "fphp"}, {cpuid.ASIMDHP, "asimdhp"},
+		{cpuid.ASIMDDP, "asimddp"}, {cpuid.SVE, "sve"},
+	},
+}
+
+// features lists the reported features this CPU has.
 func features() []string {
-	var list []struct {
-		id   cpuid.FeatureID
-		name string
-	}
-	switch runtime.GOARCH {
-	case "amd64", "386":
-		list = []struct {
-			id   cpuid.FeatureID
-			name string
-		}{
-			{cpuid.SSE4, "sse4.1"}, {cpuid.AVX, "avx"}, {cpuid.AVX2, "avx2"}, {cpuid.FMA3, "fma"},
-			{cpuid.F16C, "f16c"}, {cpuid.AVX512F, "avx512f"}, {cpuid.AVX512BW, "avx512bw"},
-			{cpuid.AVX512VL, "avx512vl"}, {cpuid.AVX512BF16, "avx512bf16"}, {cpuid.AMXBF16, "amx-bf16"},
-		}
-	case "arm64":
-		list = []struct {
-			id   cpuid.FeatureID
-			name string
-		}{
-			{cpuid.ASIMD, "asimd"}, {cpuid.FPHP, "fphp"}, {cpuid.ASIMDHP, "asimdhp"},
-			{cpuid.ASIMDDP, "asimddp"}, {cpuid.SVE, "sve"},
-		}
-	}
 	var have []string
-	for _, f := range list {
+	for _, f := range reported[runtime.GOARCH] {
 		if cpuid.CPU.Supports(f.id) {
 			have = append(have, f.name)
 		}
@@ -160,7 +158,8 @@ func features() []string {
 	return have
 }
 
-// describe formats the device description shared by Device and Probe.
+// describe formats the device description shared by Device and Probe,
+// e.g. "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16)".
 func describe(threads int, simd bool) string {
 	brand := strings.TrimSpace(cpuid.CPU.BrandName)
 	if brand == "" {
@@ -178,7 +177,7 @@ func describe(threads int, simd bool) string {
 	if threads == 1 {
 		unit = "thread"
 	}
-	return fmt.Sprintf("%s (%s), %d %s, %s", brand, feats, threads, unit, path)
+	return fmt.Sprintf("%s (%s), %d %s, %s (matmul %s)", brand, feats, threads, unit, path, gemmKernel(!simd))
 }
 
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read

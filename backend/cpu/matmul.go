@@ -12,7 +12,8 @@ import (
 const batchParallelMaxWork = 1 << 21
 
 // MatMul computes C = alpha·op(A)·op(B) + beta·C for each matrix of the
-// batch with the blocked matrix multiply of package gemm.
+// batch with the blocked matrix multiply of package gemm, which also
+// handles k = 0 (C = beta·C, C unread when beta is 0).
 func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	if b.skip(backend.OpMatMul) {
 		return
@@ -28,12 +29,6 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	}
 	cs, as, bs := v[0], v[1], v[2]
 	if d.M == 0 || d.N == 0 || d.Batch == 0 {
-		return
-	}
-	if d.K == 0 {
-		// op(A)·op(B) is all zeros: C = beta·C, without reading C when beta
-		// is 0 so that NaNs there do not survive.
-		b.scaleInPlace(cs, p.Beta)
 		return
 	}
 	lda, ldb := d.K, d.N
@@ -65,18 +60,4 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	for i := 0; i < d.Batch; i++ {
 		one(b.gemm, i)
 	}
-}
-
-// scaleInPlace sets x = beta·x, writing zeros when beta is 0.
-func (b *Backend) scaleInPlace(x []float32, beta float32) {
-	b.parallelFor(len(x), 1, func(lo, hi int) {
-		s := x[lo:hi]
-		if beta == 0 {
-			clear(s)
-			return
-		}
-		for i := range s {
-			s[i] *= beta
-		}
-	})
 }
