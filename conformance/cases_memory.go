@@ -1,0 +1,171 @@
+package conformance
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// dims formats a shape for case names: [3, 5, 7] is "3x5x7".
+func dims(shape ...int) string {
+	parts := make([]string, len(shape))
+	for i, d := range shape {
+		parts[i] = fmt.Sprint(d)
+	}
+	return strings.Join(parts, "x")
+}
+
+// fmtF formats a parameter for case names without spaces.
+func fmtF(v float64) string { return fmt.Sprintf("%g", v) }
+
+func init() {
+	// Upload then Download of a view in the middle of a larger buffer: the
+	// values must come back bit for bit and nothing around them may change.
+	for _, s := range [][]int{{1}, {7}, {13, 127}, {3, 5, 7}, {4096}} {
+		s := s
+		Register(Case{
+			Name: "memory/roundtrip/" + dims(s...),
+			Run: func(e *Env) {
+				n := backend.Shape(s).NumElements()
+				x := e.Uniform(n, -1, 1)
+				o := e.Output(s...)
+				e.B.Upload(o.T, x)
+				e.CheckTol("transfer", o, F64(x))
+				// Download of the view itself, not the whole buffer.
+				got := make([]float32, n)
+				if err := e.B.Download(got, o.T); err != nil {
+					e.Fatalf("Download of the view: %v", err)
+				}
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(x[i]) {
+						e.Fatalf("Download of the view: element %d is %g, uploaded %g", i, got[i], x[i])
+					}
+				}
+			},
+		})
+	}
+
+	// Fill, over NaN poison.
+	for _, f := range []struct {
+		shape []int
+		v     float32
+	}{{[]int{1}, 0}, {[]int{127}, -2.5}, {[]int{7, 13}, 0}, {[]int{3, 5, 7}, 1e30}, {[]int{4096}, 3.25}} {
+		f := f
+		Register(Case{
+			Name: fmt.Sprintf("fill/%s/v=%g", dims(f.shape...), f.v),
+			Op:   backend.OpFill,
+			Run: func(e *Env) {
+				o := e.Output(f.shape...)
+				e.B.Fill(o.T, f.v)
+				ref := make([]float64, o.T.Len())
+				for i := range ref {
+					ref[i] = float64(f.v)
+				}
+				e.Check(o, ref)
+			},
+		})
+	}
+
+	registerCopyCases()
+}
+
+// view is a strided layout for Copy cases: shape and strides (nil means
+// contiguous).
+type view struct {
+	shape   backend.Shape
+	strides []int
+}
+
+// permuted returns the view of a contiguous tensor of shape base with its
+// axes reordered by perm, as Tensor.Permute makes it.
+func permuted(base []int, perm ...int) view {
+	st := backend.Shape(base).ContiguousStrides()
+	v := view{shape: make(backend.Shape, len(perm)), strides: make([]int, len(perm))}
+	for i, p := range perm {
+		v.shape[i] = base[p]
+		v.strides[i] = st[p]
+	}
+	return v
+}
+
+func contiguous(shape ...int) view { return view{shape: shape} }
+
+func registerCopyCases() {
+	type copyCase struct {
+		name     string
+		dst, src view
+	}
+	cases := []copyCase{
+		{"contiguous/1", contiguous(1), contiguous(1)},
+		{"contiguous/13x7", contiguous(13, 7), contiguous(13, 7)},
+		{"contiguous/4096", contiguous(4096), contiguous(4096)},
+		// Transposes and permutations of the source.
+		{"transpose/7x13", contiguous(7, 13), permuted([]int{13, 7}, 1, 0)},
+		{"transpose/127x3", contiguous(127, 3), permuted([]int{3, 127}, 1, 0)},
+		{"permute021/3x5x7", contiguous(3, 7, 5), permuted([]int{3, 5, 7}, 0, 2, 1)},
+		{"permute201/3x5x7", contiguous(7, 3, 5), permuted([]int{3, 5, 7}, 2, 0, 1)},
+		{"permute102/3x5x7", contiguous(5, 3, 7), permuted([]int{3, 5, 7}, 1, 0, 2)},
+		// Attention head split: [batch, seq, heads, hd] → [batch, heads, seq, hd].
+		{"permute0213/2x5x3x4", contiguous(2, 3, 5, 4), permuted([]int{2, 5, 3, 4}, 0, 2, 1, 3)},
+		// Broadcasts of the source (stride 0).
+		{"broadcast_row/7x13", contiguous(7, 13), view{backend.Shape{7, 13}, []int{0, 1}}},
+		{"broadcast_column/7x13", contiguous(7, 13), view{backend.Shape{7, 13}, []int{1, 0}}},
+		{"broadcast_scalar/3x5x7", contiguous(3, 5, 7), view{backend.Shape{3, 5, 7}, []int{0, 0, 0}}},
+		{"broadcast_middle/3x4x5", contiguous(3, 4, 5), view{backend.Shape{3, 4, 5}, []int{5, 0, 1}}},
+		// A column window of a wider source, and a strided destination
+		// (writing into a window of a KV cache).
+		{"src_window/7x5_of_7x13", contiguous(7, 5), view{backend.Shape{7, 5}, []int{13, 1}}},
+		{"dst_window/7x5_into_7x13", view{backend.Shape{7, 5}, []int{13, 1}}, contiguous(7, 5)},
+		{"dst_window/2x3x4_into_2x9x4", view{backend.Shape{2, 3, 4}, []int{36, 4, 1}}, contiguous(2, 3, 4)},
+		// Permuted destination: merge heads back, [b, h, s, d] into [b, s, h, d].
+		{"dst_permute0213/2x3x5x4", permuted([]int{2, 5, 3, 4}, 0, 2, 1, 3), contiguous(2, 3, 5, 4)},
+		// Both strided.
+		{"both_strided/13x7", permuted([]int{7, 13}, 1, 0), view{backend.Shape{13, 7}, []int{1, 17}}},
+	}
+	for _, acc := range []bool{false, true} {
+		for _, c := range cases {
+			c, acc := c, acc
+			name := "copy/" + c.name
+			if acc {
+				// Accumulating through every kind of view is covered by a
+				// subset; plain contiguous accumulate is the common case.
+				switch c.name {
+				case "contiguous/13x7", "contiguous/1", "transpose/7x13", "permute0213/2x5x3x4",
+					"broadcast_row/7x13", "broadcast_column/7x13", "dst_window/7x5_into_7x13",
+					"dst_permute0213/2x3x5x4", "both_strided/13x7":
+				default:
+					continue
+				}
+				name = "copy/accumulate/" + c.name
+			}
+			Register(Case{
+				Name: name,
+				Op:   backend.OpCopy,
+				Run: func(e *Env) {
+					src, vals := e.InputStrided(c.src.shape, c.src.strides, -1, 1)
+					n := c.dst.shape.NumElements()
+					init := make([]float32, n)
+					for i := range init {
+						init[i] = float32(math.NaN())
+					}
+					if acc {
+						init = e.Uniform(n, -1, 1)
+					}
+					o := e.OutputStrided(init, c.dst.shape, c.dst.strides)
+					e.B.Copy(o.T, src, acc)
+					ref := F64(vals)
+					key := "copy"
+					if acc {
+						key = "copy_accumulate"
+						for i := range ref {
+							ref[i] += float64(init[i])
+						}
+					}
+					e.CheckTol(key, o, ref)
+				},
+			})
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package conformance
+
+import (
+	"fmt"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// normShapes are the shapes every normalisation is checked on; rows of
+// one element are included on purpose (LayerNorm's output is then beta).
+var normShapes = [][]int{{1, 1}, {7, 13}, {3, 127}, {2, 4096}, {2, 3, 64}}
+
+func init() {
+	const eps = 1e-5
+	type nc struct {
+		shape []int
+		eps   float32
+		shift float64 // added to x, giving rows a mean far from 0
+	}
+	var fwd []nc
+	for _, s := range normShapes {
+		fwd = append(fwd, nc{s, eps, 0})
+	}
+	// A large eps shows whether it is added where the doc says.
+	fwd = append(fwd, nc{[]int{7, 13}, 0.5, 0})
+	// The backwards of rows of one element are ill-conditioned (the
+	// input gradient is the difference of two nearly equal terms, about
+	// eps/x² of each), so they get rows of two, and one element only with
+	// a large eps.
+	var bwd []nc
+	for _, c := range fwd {
+		if c.shape[1] == 1 {
+			bwd = append(bwd, nc{[]int{1, 2}, eps, 0}, nc{[]int{1, 1}, 0.5, 0})
+			continue
+		}
+		bwd = append(bwd, c)
+	}
+	name := func(op string, c nc, extra string) string {
+		s := fmt.Sprintf("%s/%s/eps=%g", op, dims(c.shape...), c.eps)
+		if c.shift != 0 {
+			s += "/mean=" + fmtF(c.shift)
+		}
+		return s + extra
+	}
+	cols := func(s []int) int { return s[len(s)-1] }
+
+	for _, c := range fwd {
+		c := c
+		Register(Case{
+			Name: name("rmsnorm", c, ""),
+			Op:   backend.OpRMSNorm,
+			Run: func(e *Env) {
+				n, k := backend.Shape(c.shape).NumElements(), cols(c.shape)
+				xv, wv := e.Uniform(n, -1, 1), e.Uniform(k, -1, 1)
+				x, w := e.Input(xv, c.shape...), e.Input(wv, k)
+				o := e.Output(c.shape...)
+				e.B.RMSNorm(o.T, x, w, c.eps)
+				e.Check(o, refRMSNorm(xv, wv, k, float64(c.eps)))
+			},
+		})
+	}
+	for _, c := range bwd {
+		for _, withDW := range []bool{true, false} {
+			c, withDW := c, withDW
+			if !withDW && c.shape[len(c.shape)-1] != 13 && c.shape[len(c.shape)-1] != 4096 {
+				continue
+			}
+			extra := "/dw"
+			if !withDW {
+				extra = "/no_dw"
+			}
+			Register(Case{
+				Name: name("rmsnorm_grad", c, extra),
+				Op:   backend.OpRMSNormGrad,
+				Run: func(e *Env) {
+					n, k := backend.Shape(c.shape).NumElements(), cols(c.shape)
+					xv, wv, dyv := e.Uniform(n, -1, 1), e.Uniform(k, -1, 1), e.Uniform(n, -1, 1)
+					x, w, dy := e.Input(xv, c.shape...), e.Input(wv, k), e.Input(dyv, c.shape...)
+					dx := e.Output(c.shape...).SetName("dx")
+					var dw *Out
+					var dwT backend.Tensor
+					dw0 := e.Uniform(k, -1, 1)
+					if withDW {
+						dw = e.OutputInit(dw0, k).SetName("dw")
+						dwT = dw.T
+					}
+					e.B.RMSNormGrad(dx.T, dwT, x, w, dy, c.eps)
+					rdx, rdw := refRMSNormGrad(xv, wv, dyv, k, float64(c.eps))
+					e.Check(dx, rdx)
+					if withDW {
+						for j := range rdw {
+							rdw[j] += float64(dw0[j])
+						}
+						e.Check(dw, rdw)
+					}
+				},
+			})
+		}
+	}
+
+	lnFwd := append(append([]nc(nil), fwd...), nc{[]int{7, 13}, eps, 3}, nc{[]int{3, 127}, eps, -20})
+	for _, c := range lnFwd {
+		for _, withBeta := range []bool{true, false} {
+			c, withBeta := c, withBeta
+			if !withBeta && (c.shape[1] != 13 || c.shift != 0) {
+				continue
+			}
+			extra := ""
+			if !withBeta {
+				extra = "/no_beta"
+			}
+			Register(Case{
+				Name: name("layernorm", c, extra),
+				Op:   backend.OpLayerNorm,
+				Run: func(e *Env) {
+					n, k := backend.Shape(c.shape).NumElements(), cols(c.shape)
+					xv := e.Uniform(n, c.shift-1, c.shift+1)
+					gv, bv := e.Uniform(k, -1, 1), e.Uniform(k, -1, 1)
+					x, g := e.Input(xv, c.shape...), e.Input(gv, k)
+					var bt backend.Tensor
+					if withBeta {
+						bt = e.Input(bv, k)
+					} else {
+						bv = nil
+					}
+					o := e.Output(c.shape...)
+					e.B.LayerNorm(o.T, x, g, bt, c.eps)
+					e.Check(o, refLayerNorm(xv, gv, bv, k, float64(c.eps)))
+				},
+			})
+		}
+	}
+
+	type params struct{ gamma, beta bool }
+	lnBwd := append(append([]nc(nil), bwd...), nc{[]int{7, 13}, eps, 3}, nc{[]int{3, 127}, eps, -20})
+	for _, c := range lnBwd {
+		for _, pp := range []params{{true, true}, {true, false}, {false, true}, {false, false}} {
+			c, pp := c, pp
+			if !(pp.gamma && pp.beta) && (c.shape[1] != 13 || c.shift != 0 || c.eps != eps) {
+				continue
+			}
+			extra := "/dgamma,dbeta"
+			switch {
+			case pp.gamma && !pp.beta:
+				extra = "/dgamma"
+			case !pp.gamma && pp.beta:
+				extra = "/dbeta"
+			case !pp.gamma && !pp.beta:
+				extra = "/dx_only"
+			}
+			Register(Case{
+				Name: name("layernorm_grad", c, extra),
+				Op:   backend.OpLayerNormGrad,
+				Run: func(e *Env) {
+					n, k := backend.Shape(c.shape).NumElements(), cols(c.shape)
+					xv := e.Uniform(n, c.shift-1, c.shift+1)
+					gv, dyv := e.Uniform(k, -1, 1), e.Uniform(n, -1, 1)
+					x, g, dy := e.Input(xv, c.shape...), e.Input(gv, k), e.Input(dyv, c.shape...)
+					dx := e.Output(c.shape...).SetName("dx")
+					dg0, db0 := e.Uniform(k, -1, 1), e.Uniform(k, -1, 1)
+					var dg, db *Out
+					var dgT, dbT backend.Tensor
+					if pp.gamma {
+						dg = e.OutputInit(dg0, k).SetName("dgamma")
+						dgT = dg.T
+					}
+					if pp.beta {
+						db = e.OutputInit(db0, k).SetName("dbeta")
+						dbT = db.T
+					}
+					e.B.LayerNormGrad(dx.T, dgT, dbT, x, g, dy, c.eps)
+					rdx, rdg, rdb := refLayerNormGrad(xv, gv, dyv, k, float64(c.eps))
+					e.Check(dx, rdx)
+					if pp.gamma {
+						for j := range rdg {
+							rdg[j] += float64(dg0[j])
+						}
+						e.Check(dg, rdg)
+					}
+					if pp.beta {
+						for j := range rdb {
+							rdb[j] += float64(db0[j])
+						}
+						e.Check(db, rdb)
+					}
+				},
+			})
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package conformance
+
+import (
+	"fmt"
+
+	"github.com/sora-go/sora/backend"
+)
+
+type smCase struct {
+	shape   []int
+	p       backend.SoftmaxParams
+	span    float64 // inputs uniform in [-span, span]
+	inPlace bool
+}
+
+func (c smCase) suffix() string {
+	s := dims(c.shape...)
+	if c.p.Scale != 0 {
+		s += "/scale=" + fmtF(float64(c.p.Scale))
+	}
+	if c.p.Causal {
+		s += fmt.Sprintf("/causal,offset=%d", c.p.QueryOffset)
+	}
+	if c.span != 1 {
+		s += "/range=" + fmtF(c.span)
+	}
+	if c.inPlace {
+		s += "/inplace"
+	}
+	return s
+}
+
+// queries returns the query count of a causal softmax over shape.
+func (c smCase) queries() int {
+	rows, _ := backend.Shape(c.shape).Rows()
+	if len(c.shape) >= 3 {
+		return c.shape[len(c.shape)-2]
+	}
+	return rows
+}
+
+func init() {
+	cases := []smCase{
+		{shape: []int{1, 1}, span: 1},
+		{shape: []int{7, 13}, span: 1},
+		{shape: []int{3, 127}, span: 4},
+		{shape: []int{2, 4096}, span: 4},
+		{shape: []int{2, 3, 5, 17}, span: 1},
+		{shape: []int{7, 13}, p: backend.SoftmaxParams{Scale: 0.125}, span: 8},
+		// Logits far beyond exp's float32 range: needs the max subtracted.
+		{shape: []int{3, 127}, span: 100},
+		{shape: []int{7, 7}, p: backend.SoftmaxParams{Causal: true}, span: 2},
+		{shape: []int{3, 5, 9}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 4}, span: 2},
+		{shape: []int{2, 2, 4, 6}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 2, Scale: 0.5}, span: 2},
+		{shape: []int{2, 3, 13}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 10}, span: 2},
+		{shape: []int{6, 4}, p: backend.SoftmaxParams{Causal: true}, span: 2},
+		{shape: []int{5, 9}, p: backend.SoftmaxParams{Causal: true}, span: 2},
+		{shape: []int{1, 64, 64}, p: backend.SoftmaxParams{Causal: true, Scale: 0.125}, span: 8},
+		{shape: []int{7, 13}, span: 1, inPlace: true},
+		{shape: []int{3, 5, 9}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 4}, span: 2, inPlace: true},
+	}
+	for _, c := range cases {
+		c := c
+		Register(Case{
+			Name: "softmax/" + c.suffix(),
+			Op:   backend.OpSoftmax,
+			Run: func(e *Env) {
+				n := backend.Shape(c.shape).NumElements()
+				_, keys := backend.Shape(c.shape).Rows()
+				x := e.Uniform(n, -c.span, c.span)
+				var o *Out
+				var src backend.Tensor
+				if c.inPlace {
+					o = e.OutputInit(x, c.shape...)
+					src = o.T
+				} else {
+					src = e.Input(x, c.shape...)
+					o = e.Output(c.shape...)
+				}
+				e.B.Softmax(o.T, src, c.p)
+				e.Check(o, refSoftmax(x, c.queries(), keys, c.p))
+			},
+		})
+	}
+	for _, c := range cases {
+		c := c
+		if c.span == 100 {
+			continue // the same as any other y for the backward
+		}
+		Register(Case{
+			Name: "softmax_grad/" + c.suffix(),
+			Op:   backend.OpSoftmaxGrad,
+			Run: func(e *Env) {
+				n := backend.Shape(c.shape).NumElements()
+				_, keys := backend.Shape(c.shape).Rows()
+				// y is a genuine softmax output (masked entries 0), as
+				// the forward would have produced it.
+				y64 := refSoftmax(e.Uniform(n, -c.span, c.span), c.queries(), keys, c.p)
+				yv := make([]float32, n)
+				for i, v := range y64 {
+					yv[i] = float32(v)
+				}
+				dyv := e.Uniform(n, -1, 1)
+				y := e.Input(yv, c.shape...)
+				var o *Out
+				var dy backend.Tensor
+				if c.inPlace {
+					o = e.OutputInit(dyv, c.shape...)
+					dy = o.T
+				} else {
+					dy = e.Input(dyv, c.shape...)
+					o = e.Output(c.shape...)
+				}
+				e.B.SoftmaxGrad(o.T, y, dy, c.p)
+				e.Check(o, refSoftmaxGrad(yv, dyv, c.queries(), keys, c.p))
+			},
+		})
+	}
+}

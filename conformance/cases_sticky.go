@@ -1,0 +1,173 @@
+package conformance
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// The sticky-error contract of package backend: an invalid call records an
+// error instead of panicking or returning one; Sync (and Download) return
+// the first recorded error and clear it; ops after a recorded error are
+// skipped; the backend works normally after the error has been taken.
+
+// expectOpError checks that err is an *backend.OpError for op.
+func expectOpError(e *Env, what string, err error, op backend.Op) {
+	if err == nil {
+		e.Fatalf("%s: got nil, want an error recorded by the invalid %s call", what, op)
+	}
+	var oe *backend.OpError
+	if !errors.As(err, &oe) {
+		e.Errorf("%s: error %q is a %T, want a *backend.OpError (backends validate with the shared Check functions)", what, err, err)
+		return
+	}
+	if oe.Op != string(op) {
+		e.Errorf("%s: error %q names op %q, want %q (the first invalid call)", what, err, oe.Op, op)
+	}
+}
+
+// expectCleared checks that the error was taken: Sync now returns nil.
+func expectCleared(e *Env) {
+	if err := e.B.Sync(); err != nil {
+		e.Fatalf("second Sync returned %v; the first Sync must clear the error", err)
+	}
+}
+
+// afterwards checks that the backend still computes correctly.
+func afterwards(e *Env) {
+	x := e.Uniform(13, -1, 1)
+	src := e.Input(x, 13)
+	o := e.Output(13).SetName("valid op after the error")
+	e.B.Scale(o.T, src, 2)
+	ref := make([]float64, len(x))
+	for i, v := range x {
+		ref[i] = 2 * float64(v)
+	}
+	e.CheckTol(string(backend.OpScale), o, ref)
+}
+
+func init() {
+	scratch := func(e *Env, shape ...int) backend.Tensor {
+		return e.Input(e.Uniform(backend.Shape(shape).NumElements(), -1, 1), shape...)
+	}
+	Register(Case{
+		Name:  "sticky/binary_shape_mismatch",
+		Op:    backend.OpBinary,
+		Needs: []backend.Op{backend.OpScale},
+		Run: func(e *Env) {
+			a, b := scratch(e, 7, 13), scratch(e, 13, 7)
+			o := e.Output(7, 13)
+			e.B.Binary(backend.Add, o.T, a, b)
+			expectOpError(e, "Sync after Binary of [7,13] and [13,7]", e.B.Sync(), backend.OpBinary)
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+	Register(Case{
+		Name:  "sticky/matmul_inner_mismatch",
+		Op:    backend.OpMatMul,
+		Needs: []backend.Op{backend.OpScale},
+		Run: func(e *Env) {
+			a, b := scratch(e, 3, 5), scratch(e, 4, 7)
+			o := e.Output(3, 7)
+			e.B.MatMul(o.T, a, b, backend.MatMulParams{Alpha: 1})
+			expectOpError(e, "Sync after MatMul of [3,5]·[4,7]", e.B.Sync(), backend.OpMatMul)
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+	Register(Case{
+		Name:  "sticky/first_error_wins",
+		Op:    backend.OpMatMul,
+		Needs: []backend.Op{backend.OpBinary, backend.OpScale},
+		Run: func(e *Env) {
+			a, b := scratch(e, 3, 5), scratch(e, 4, 7)
+			o := e.Output(3, 7)
+			e.B.MatMul(o.T, a, b, backend.MatMulParams{Alpha: 1})
+			e.B.Binary(backend.Add, o.T, a, b)
+			expectOpError(e, "Sync after an invalid MatMul then an invalid Binary", e.B.Sync(), backend.OpMatMul)
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+	Register(Case{
+		Name:  "sticky/later_ops_skipped",
+		Op:    backend.OpSoftmax,
+		Needs: []backend.Op{backend.OpFill, backend.OpScale},
+		Run: func(e *Env) {
+			x := e.Uniform(13, -1, 1)
+			o := e.OutputInit(x, 13)
+			bad := e.Output(4, 13)
+			e.B.Softmax(bad.T, scratch(e, 13, 4), backend.SoftmaxParams{})
+			e.B.Fill(o.T, 3) // must not run: an error is pending
+			expectOpError(e, "Sync after Softmax of [13,4] into [4,13]", e.B.Sync(), backend.OpSoftmax)
+			expectCleared(e)
+			e.CheckTol("transfer", o.SetName("tensor filled after the error"), F64(x))
+			e.B.Fill(o.T, 3)
+			ref := make([]float64, 13)
+			for i := range ref {
+				ref[i] = 3
+			}
+			e.CheckTol(string(backend.OpFill), o.SetName("tensor filled after Sync"), ref)
+			afterwards(e)
+		},
+	})
+	Register(Case{
+		Name:  "sticky/download_returns_error",
+		Op:    backend.OpRMSNorm,
+		Needs: []backend.Op{backend.OpScale},
+		Run: func(e *Env) {
+			x, w := scratch(e, 7, 13), scratch(e, 7)
+			o := e.Output(7, 13)
+			e.B.RMSNorm(o.T, x, w, 1e-5)
+			host := make([]float32, 7*13)
+			expectOpError(e, "Download after RMSNorm with a weight of the wrong length", e.B.Download(host, x), backend.OpRMSNorm)
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+	Register(Case{
+		Name:  "sticky/gather_id_out_of_range",
+		Op:    backend.OpGather,
+		Needs: []backend.Op{backend.OpScale},
+		Run: func(e *Env) {
+			table := scratch(e, 5, 3)
+			o := e.Output(2, 3)
+			e.B.Gather(o.T, table, []int32{1, 5})
+			expectOpError(e, "Sync after Gather of id 5 from a table of 5 rows", e.B.Sync(), backend.OpGather)
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+	Register(Case{
+		Name:  "sticky/cross_entropy_target_out_of_range",
+		Op:    backend.OpCrossEntropy,
+		Needs: []backend.Op{backend.OpScale},
+		Run: func(e *Env) {
+			logits := scratch(e, 2, 7)
+			o := e.Output(2)
+			e.B.CrossEntropy(o.T, logits, []int32{3, -1}, backend.CrossEntropyParams{IgnoreIndex: -100})
+			expectOpError(e, "Sync after CrossEntropy with target -1", e.B.Sync(), backend.OpCrossEntropy)
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+	Register(Case{
+		Name:  "sticky/upload_length_mismatch",
+		Needs: []backend.Op{backend.OpScale},
+		Run: func(e *Env) {
+			o := e.Output(7)
+			e.B.Upload(o.T, make([]float32, 8))
+			err := e.B.Sync()
+			if err == nil {
+				e.Fatalf("Sync after uploading 8 values into a tensor of 7: got nil, want an error")
+			}
+			if !strings.Contains(strings.ToLower(err.Error()), "upload") {
+				e.Errorf("Sync after a bad Upload: error %q does not name Upload", err)
+			}
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+}
