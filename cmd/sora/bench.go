@@ -1,0 +1,370 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+	gonumblas "gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// "sora bench" has subcommands of its own ("gemm", "ops"); each adds
+// itself to benchCommands from an init function in its own file, as the
+// top-level commands do.
+var benchCommands = map[string]command{}
+
+func registerBench(c command) {
+	if _, dup := benchCommands[c.name]; dup {
+		panic("sora: bench command registered twice: " + c.name)
+	}
+	benchCommands[c.name] = c
+}
+
+func init() {
+	register(command{
+		name:    "bench",
+		summary: "measure a backend's matrix multiply and kernels against baselines run alongside",
+		run:     runBench,
+	})
+	registerBench(command{
+		name:    "gemm",
+		summary: "matrix multiply (MatMul) in GFLOP/s next to gonum's Sgemm",
+		run:     runBenchGemm,
+	})
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		benchUsage(stdout)
+		return exitOK
+	}
+	c, ok := benchCommands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "sora bench: unknown benchmark %q\n\n", args[0])
+		benchUsage(stderr)
+		return exitUsage
+	}
+	return c.run(args[1:], stdout, stderr)
+}
+
+func benchUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: sora bench <benchmark> [flags]\n\nBenchmarks:")
+	names := make([]string, 0, len(benchCommands))
+	for n := range benchCommands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, benchCommands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun \"sora bench <benchmark> --help\" for its flags.")
+}
+
+var benchGemmDoc = usageDoc{
+	synopsis: "bench gemm [--backend NAME] [--sizes 256,512,1024,2048] [--threads N] [--trans NN,NT,TN] [--time D] [--json]",
+	description: "Times square float32 matrix multiplies C = op(A)·op(B) through the MatMul op of the chosen " +
+		"backend, and gonum's Sgemm (gonum.org/v1/gonum/blas/gonum) on the same shapes in the same run as the baseline. Each figure is " +
+		"the best of three timed rounds of at least D/3 each, after one warm-up call, counting 2·n³ flops per " +
+		"multiply. A few entries of each result are checked against a float64 dot product, so a wrong kernel " +
+		"cannot report a speed. --threads sets the CPU backend's threads (through $SORA_CPU_THREADS, read when " +
+		"the backend opens) and GOMAXPROCS, which gonum's Sgemm parallelises over; without it both use their " +
+		"defaults. With --json each result is one JSON object per line.",
+	examples: []string{
+		"sora bench gemm",
+		"sora bench gemm --sizes 1024 --threads 1 --trans NN,NT,TN --json",
+		"SORA_CPU_PORTABLE=1 sora bench gemm --sizes 256,512",
+	},
+}
+
+// cpuThreadsEnv is the variable the CPU backend reads its thread count from
+// when it opens (package backend/cpu's EnvThreads; the CLI names it rather
+// than importing a concrete backend).
+const cpuThreadsEnv = "SORA_CPU_THREADS"
+
+// gemmResult is one line of "sora bench gemm --json".
+type gemmResult struct {
+	Op             string `json:"op"`
+	M              int    `json:"m"`
+	N              int    `json:"n"`
+	K              int    `json:"k"`
+	Trans          string `json:"trans"`
+	Threads        int    `json:"threads"`
+	GFLOPS         fixed1 `json:"gflops"`
+	Baseline       string `json:"baseline"`
+	BaselineGFLOPS fixed1 `json:"baseline_gflops"`
+}
+
+// fixed1 is a rate printed in JSON with one decimal, as in 11.0, so the
+// lines read the same whatever the value.
+type fixed1 float64
+
+func (f fixed1) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, float64(f), 'f', 1, 64), nil
+}
+
+func runBenchGemm(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench gemm")
+	name := addBackendFlag(fs)
+	sizesFlag := fs.String("sizes", "256,512,1024,2048", "comma-separated `LIST` of matrix sizes n (each product is n×n times n×n)")
+	threads := fs.Int("threads", 0, "`N` threads for the CPU backend and GOMAXPROCS for the baseline; 0 keeps the defaults ($"+cpuThreadsEnv+" or GOMAXPROCS)")
+	transFlag := fs.String("trans", "NN,NT,TN", "comma-separated `LIST` of transpose cases, each two letters N or T for op(A) and op(B)")
+	minTime := fs.Duration("time", time.Second, "measure each result for at least `D` in all")
+	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
+	if code, ok := parseFlags(fs, benchGemmDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	sizes, err := parseSizes(*sizesFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora bench gemm: --sizes: %v\n", err)
+		return exitUsage
+	}
+	trans, err := parseTrans(*transFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora bench gemm: --trans: %v\n", err)
+		return exitUsage
+	}
+	if *threads < 0 {
+		fmt.Fprintf(stderr, "sora bench gemm: --threads %d: want a positive number, or 0 for the defaults\n", *threads)
+		return exitUsage
+	}
+	if *minTime <= 0 {
+		fmt.Fprintf(stderr, "sora bench gemm: --time %v: want a positive duration such as 1s\n", *minTime)
+		return exitUsage
+	}
+
+	nthreads, undoEnv, undoProcs := applyThreads(*threads)
+	defer undoProcs()
+	b, code := openBackend(*name, stderr)
+	undoEnv()
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+
+	const row = "%-5s %6v %6v %6v %7v %9v %13v %7v\n"
+	if *asJSON {
+		fmt.Fprintf(stderr, "# backend %s: %s\n", b.Name(), b.Device())
+	} else {
+		fmt.Fprintf(stdout, "backend %s: %s\nbaseline gonum Sgemm, GOMAXPROCS=%d\n\n", b.Name(), b.Device(), runtime.GOMAXPROCS(0))
+		fmt.Fprintf(stdout, row, "trans", "m", "n", "k", "threads", "GFLOP/s", "gonum GFLOP/s", "ratio")
+	}
+	enc := json.NewEncoder(stdout)
+	for _, n := range sizes {
+		for _, tr := range trans {
+			r, err := benchGemmOne(b, tr, n, nthreads, *minTime)
+			if err != nil {
+				fmt.Fprintf(stderr, "sora bench gemm: %s n=%d: %v\n", tr, n, err)
+				return exitFailure
+			}
+			if *asJSON {
+				if err := enc.Encode(r); err != nil {
+					fmt.Fprintf(stderr, "sora bench gemm: %v\n", err)
+					return exitFailure
+				}
+				continue
+			}
+			fmt.Fprintf(stdout, row, r.Trans, r.M, r.N, r.K, r.Threads, fmt.Sprintf("%.1f", float64(r.GFLOPS)),
+				fmt.Sprintf("%.1f", float64(r.BaselineGFLOPS)), fmt.Sprintf("%.1fx", float64(r.GFLOPS/r.BaselineGFLOPS)))
+		}
+	}
+	return exitOK
+}
+
+// applyThreads sets $SORA_CPU_THREADS and GOMAXPROCS to n when n > 0,
+// and returns the thread count to report with two functions: one puts the
+// variable back (call it once the backend has opened and read it), the
+// other GOMAXPROCS. With n = 0 nothing changes and the count reported is
+// $SORA_CPU_THREADS when that is valid, else GOMAXPROCS, which is what the
+// CPU backend uses.
+func applyThreads(n int) (threads int, undoEnv, undoProcs func()) {
+	nothing := func() {}
+	if n == 0 {
+		if v, err := strconv.Atoi(strings.TrimSpace(os.Getenv(cpuThreadsEnv))); err == nil && v > 0 {
+			return v, nothing, nothing
+		}
+		return runtime.GOMAXPROCS(0), nothing, nothing
+	}
+	old, had := os.LookupEnv(cpuThreadsEnv)
+	os.Setenv(cpuThreadsEnv, strconv.Itoa(n))
+	undoEnv = func() {
+		if had {
+			os.Setenv(cpuThreadsEnv, old)
+		} else {
+			os.Unsetenv(cpuThreadsEnv)
+		}
+	}
+	prev := runtime.GOMAXPROCS(n)
+	return n, undoEnv, func() { runtime.GOMAXPROCS(prev) }
+}
+
+// benchGemmOne measures one transpose case and size on b and with gonum.
+func benchGemmOne(b backend.Backend, tr string, n, threads int, minTime time.Duration) (gemmResult, error) {
+	transA, transB := tr[0] == 'T', tr[1] == 'T'
+	rng := rand.New(rand.NewPCG(uint64(n), uint64(tr[0])<<8|uint64(tr[1])))
+	ha, hb := make([]float32, n*n), make([]float32, n*n)
+	for i := range ha {
+		ha[i] = rng.Float32()*2 - 1
+		hb[i] = rng.Float32()*2 - 1
+	}
+	flops := 2 * float64(n) * float64(n) * float64(n)
+
+	// The backend, through the op interface.
+	var tensors []backend.Tensor
+	defer func() {
+		for _, t := range tensors {
+			b.Free(t)
+		}
+	}()
+	alloc := func(data []float32) (backend.Tensor, error) {
+		t, err := b.Alloc(backend.Float32, n, n)
+		if err != nil {
+			return t, err
+		}
+		tensors = append(tensors, t)
+		if data != nil {
+			b.Upload(t, data)
+		}
+		return t, nil
+	}
+	ta, err := alloc(ha)
+	if err != nil {
+		return gemmResult{}, err
+	}
+	tb, err := alloc(hb)
+	if err != nil {
+		return gemmResult{}, err
+	}
+	tc, err := alloc(nil)
+	if err != nil {
+		return gemmResult{}, err
+	}
+	p := backend.MatMulParams{TransA: transA, TransB: transB, Alpha: 1, Beta: 0}
+	secs, err := timeCalls(minTime, func() error {
+		b.MatMul(tc, ta, tb, p)
+		return b.Sync()
+	})
+	if err != nil {
+		return gemmResult{}, fmt.Errorf("backend %s: %w", b.Name(), err)
+	}
+	hc := make([]float32, n*n)
+	if err := b.Download(hc, tc); err != nil {
+		return gemmResult{}, fmt.Errorf("backend %s: reading the result: %w", b.Name(), err)
+	}
+	if err := spotCheckGemm(transA, transB, n, ha, hb, hc, rng); err != nil {
+		return gemmResult{}, fmt.Errorf("backend %s computed a wrong product: %w", b.Name(), err)
+	}
+
+	// The baseline on the host.
+	var impl gonumblas.Implementation
+	tA, tB := blas.NoTrans, blas.NoTrans
+	if transA {
+		tA = blas.Trans
+	}
+	if transB {
+		tB = blas.Trans
+	}
+	gc := make([]float32, n*n)
+	baseSecs, _ := timeCalls(minTime, func() error {
+		impl.Sgemm(tA, tB, n, n, n, 1, ha, n, hb, n, 0, gc, n)
+		return nil
+	})
+	if err := spotCheckGemm(transA, transB, n, ha, hb, gc, rng); err != nil {
+		return gemmResult{}, fmt.Errorf("the gonum baseline computed a wrong product: %w", err)
+	}
+	return gemmResult{
+		Op: "gemm", M: n, N: n, K: n, Trans: tr, Threads: threads,
+		GFLOPS: fixed1(flops / secs / 1e9), Baseline: "gonum", BaselineGFLOPS: fixed1(flops / baseSecs / 1e9),
+	}, nil
+}
+
+// timeCalls returns the best seconds per call of f over three rounds that
+// each last at least total/3, after one untimed warm-up call. The best
+// round, not the mean, is what the hardware can do when nothing else
+// competes for it.
+func timeCalls(total time.Duration, f func() error) (float64, error) {
+	if err := f(); err != nil {
+		return 0, err
+	}
+	best := math.Inf(1)
+	for round := 0; round < 3; round++ {
+		calls := 0
+		start := time.Now()
+		for calls == 0 || time.Since(start) < total/3 {
+			if err := f(); err != nil {
+				return 0, err
+			}
+			calls++
+		}
+		best = min(best, time.Since(start).Seconds()/float64(calls))
+	}
+	return best, nil
+}
+
+// spotCheckGemm compares 16 random entries of c = op(A)·op(B) with float64
+// dot products.
+func spotCheckGemm(transA, transB bool, n int, a, b, c []float32, rng *rand.Rand) error {
+	for s := 0; s < 16; s++ {
+		i, j := rng.IntN(n), rng.IntN(n)
+		var want, mag float64
+		for p := 0; p < n; p++ {
+			av, bv := a[i*n+p], b[p*n+j]
+			if transA {
+				av = a[p*n+i]
+			}
+			if transB {
+				bv = b[j*n+p]
+			}
+			want += float64(av) * float64(bv)
+			mag += math.Abs(float64(av) * float64(bv))
+		}
+		got := float64(c[i*n+j])
+		if tol := 2 * float64(n) * 0x1p-23 * mag; !(math.Abs(got-want) <= tol) {
+			return fmt.Errorf("C[%d,%d] = %g, want %g (within %.2g)", i, j, got, want, tol)
+		}
+	}
+	return nil
+}
+
+// parseSizes reads a comma-separated list of positive sizes.
+func parseSizes(s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive size (want a list such as 256,512,1024)", f)
+		}
+		if n > 1<<15 {
+			return nil, fmt.Errorf("size %d is too large for a benchmark (at most %d)", n, 1<<15)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}
+
+// parseTrans reads a comma-separated list of transpose cases such as NN,TN.
+func parseTrans(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.ToUpper(strings.TrimSpace(f))
+		if len(f) != 2 || !strings.ContainsRune("NT", rune(f[0])) || !strings.ContainsRune("NT", rune(f[1])) {
+			return nil, fmt.Errorf("%q is not a transpose case (want two letters, N or T, such as NN,NT,TN,TT)", f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
