@@ -136,8 +136,20 @@ func (c Config) Validate() error {
 	if c.RopeLayout > RopeHalfSplit {
 		return fmt.Errorf("llama: config has unknown rope layout %d", c.RopeLayout)
 	}
+	// Counted in float64 first so that NumParams, in int64, cannot overflow.
+	var n float64
+	for _, s := range c.shapes() {
+		n += float64(s.shape[0]) * float64(s.shape[1])
+	}
+	if n > maxParams {
+		return fmt.Errorf("llama: config describes %.3g parameters; at most %.3g are supported", n, float64(maxParams))
+	}
 	return nil
 }
+
+// maxParams bounds the parameter count (2^48, about 2.8e14, a petabyte of
+// float32) so that sizes derived from it stay far from int64 overflow.
+const maxParams = 1 << 48
 
 // NumParams returns the number of float32 parameters of the model,
 // counting a tied classifier once. It assumes a valid configuration (on

@@ -1,0 +1,85 @@
+// Package atomicfile writes files and folders so that readers never see a
+// partial result: data goes to a temporary name in the destination's own
+// directory (so the final rename stays on one file system) and is renamed
+// into place only after it has been written and synced.
+package atomicfile
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Write creates or replaces the file at path with what write produces. write
+// gets a buffered writer that Write flushes. On any error the temporary file
+// is removed and path is left as it was.
+func Write(path string, write func(w *bufio.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 1<<16)
+	if err = write(bw); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = bw.Flush(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteDir fills the folder dir by calling fill with the folder to write
+// into. If dir does not exist, fill writes into a new temporary sibling
+// folder that is renamed to dir at the end, so dir appears complete or not
+// at all. If dir already exists, fill writes into it directly and should
+// replace each file with Write, so every file is whole even though the set
+// of files is updated one by one.
+func WriteDir(dir string, fill func(dir string) error) (err error) {
+	st, err := os.Stat(dir)
+	if err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("writing %s: exists and is not a folder", dir)
+		}
+		return fill(dir)
+	}
+	if !os.IsNotExist(err) {
+		return fmt.Errorf("writing %s: %w", dir, err)
+	}
+	clean := filepath.Clean(dir)
+	tmp, err := os.MkdirTemp(filepath.Dir(clean), "."+filepath.Base(clean)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err = fill(tmp); err != nil {
+		return err
+	}
+	// MkdirTemp makes the folder 0700; give it the usual permissions.
+	if err = os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("writing %s: %w", dir, err)
+	}
+	if err = os.Rename(tmp, clean); err != nil {
+		return fmt.Errorf("writing %s: %w", dir, err)
+	}
+	return nil
+}
