@@ -7,9 +7,10 @@ import (
 )
 
 // AdamW performs one torch.optim.AdamW step in place on param, m and v (see
-// [backend.AdamWParams]). The bias corrections are computed in float64; the
-// element update follows PyTorch's float32 order of operations, with the
-// step size lr/(1−β₁ᵗ) and the denominator sqrt(v)/sqrt(1−β₂ᵗ) + eps.
+// [backend.AdamWParams]). Each element's step is computed in float64 from
+// the stored float32 values and rounded once per stored result, so that
+// when β₁·m and (1−β₁)·g nearly cancel the update keeps its digits (a
+// float32 evaluation, as PyTorch's, rounds both terms first).
 func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams) {
 	const op = backend.OpAdamW
 	if b.skip(op) {
@@ -24,21 +25,19 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 		return
 	}
 	ps, gs, ms, ss := vs[0], vs[1], vs[2], vs[3]
-	step := float64(p.Step)
-	bc1 := 1 - math.Pow(float64(p.Beta1), step)
-	bc2 := 1 - math.Pow(float64(p.Beta2), step)
-	stepSize := float32(float64(p.LR) / bc1)
-	sqrtBC2 := float32(math.Sqrt(bc2))
-	decay := 1 - p.LR*p.WeightDecay
-	b1, b2, eps := p.Beta1, p.Beta2, p.Eps
-	b.parallelFor(len(ps), 12, func(lo, hi int) {
+	b1, b2 := float64(p.Beta1), float64(p.Beta2)
+	lr, eps := float64(p.LR), float64(p.Eps)
+	stepSize := lr / (1 - math.Pow(b1, float64(p.Step)))
+	sqrtBC2 := math.Sqrt(1 - math.Pow(b2, float64(p.Step)))
+	decay := 1 - lr*float64(p.WeightDecay)
+	b.parallelFor(len(ps), 16, func(lo, hi int) {
 		pr, gr, mr, sr := ps[lo:hi], gs[lo:hi], ms[lo:hi], ss[lo:hi]
-		for i, g := range gr {
-			mi := b1*mr[i] + (1-b1)*g
-			vi := b2*sr[i] + (1-b2)*g*g
-			mr[i], sr[i] = mi, vi
-			denom := float32(math.Sqrt(float64(vi)))/sqrtBC2 + eps
-			pr[i] = pr[i]*decay - stepSize*(mi/denom)
+		for i, g32 := range gr {
+			g := float64(g32)
+			mi := b1*float64(mr[i]) + (1-b1)*g
+			vi := b2*float64(sr[i]) + (1-b2)*g*g
+			mr[i], sr[i] = float32(mi), float32(vi)
+			pr[i] = float32(float64(pr[i])*decay - stepSize*mi/(math.Sqrt(vi)/sqrtBC2+eps))
 		}
 	})
 }
