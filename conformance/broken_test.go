@@ -1,0 +1,199 @@
+package conformance_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/conformance"
+)
+
+// The suite must be able to fail. Each backend here wraps the CPU backend
+// and plants one fault; Run must report exactly the cases of the broken op
+// as failed, and name that op, while the CPU backend itself passes.
+
+// offMatMul computes C 0.1% too large: alpha and beta scaled by 1.001.
+type offMatMul struct{ backend.Backend }
+
+func (b offMatMul) MatMul(c, a, x backend.Tensor, p backend.MatMulParams) {
+	p.Alpha *= 1.001
+	p.Beta *= 1.001
+	b.Backend.MatMul(c, a, x, p)
+}
+
+// offExp computes exp 0.1% too large and every other unary op right.
+type offExp struct{ backend.Backend }
+
+func (b offExp) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
+	b.Backend.Unary(op, dst, src)
+	if op == backend.Exp {
+		b.Backend.Scale(dst, dst, 1.001)
+	}
+}
+
+// pastSoftmax writes one element just past the end of Softmax's output.
+type pastSoftmax struct{ backend.Backend }
+
+func (b pastSoftmax) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
+	b.Backend.Softmax(dst, src, p)
+	past, err := backend.NewTensor(dst.Buffer(), dst.Offset()+dst.Len(), 1)
+	if err != nil {
+		return // no room in this buffer: nothing to overrun
+	}
+	first := dst.MustReshape(dst.Len()).MustSlice(0, 1)
+	b.Backend.Copy(past, first, false)
+}
+
+// unwrittenLayerNorm leaves the last element of LayerNorm's output alone.
+type unwrittenLayerNorm struct{ backend.Backend }
+
+func (b unwrittenLayerNorm) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
+	tmp, err := b.Backend.Alloc(backend.Float32, dst.Shape()...)
+	if err != nil {
+		panic(err)
+	}
+	defer b.Backend.Free(tmp)
+	b.Backend.LayerNorm(tmp, x, gamma, beta, eps)
+	n := dst.Len()
+	b.Backend.Copy(dst.MustReshape(n).MustSlice(0, n-1), tmp.MustReshape(n).MustSlice(0, n-1), false)
+}
+
+// signSoftmaxGrad computes scale·y⊙(dy + Σdy⊙y): the sign of the
+// correction term is wrong. It adds 2·scale·y⊙(Σ_row dy⊙y) to the right
+// answer, built from the backend's own ops.
+type signSoftmaxGrad struct{ backend.Backend }
+
+func (b signSoftmaxGrad) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams) {
+	rows, cols := y.Rows()
+	alloc := func(shape ...int) backend.Tensor {
+		t, err := b.Backend.Alloc(backend.Float32, shape...)
+		if err != nil {
+			panic(err)
+		}
+		return t
+	}
+	prod, dot, extra := alloc(rows, cols), alloc(rows, 1), alloc(rows, cols)
+	defer b.Backend.Free(prod)
+	defer b.Backend.Free(dot)
+	defer b.Backend.Free(extra)
+	y2, dy2 := y.MustReshape(rows, cols), dy.MustReshape(rows, cols)
+	// Computed before the real op, which may overwrite dy (dx may alias it).
+	b.Backend.Binary(backend.Mul, prod, dy2, y2)
+	b.Backend.ReduceRows(backend.Sum, dot, prod)
+	b.Backend.Binary(backend.Mul, extra, y2, dot)
+	b.Backend.SoftmaxGrad(dx, y, dy, p)
+	b.Backend.Axpy(dx.MustReshape(rows, cols), 2*p.EffectiveScale(), extra)
+}
+
+// silentErrors loses recorded errors: Sync and Download report nil.
+type silentErrors struct{ backend.Backend }
+
+func (b silentErrors) Sync() error {
+	b.Backend.Sync()
+	return nil
+}
+
+func (b silentErrors) Download(dst []float32, src backend.Tensor) error {
+	b.Backend.Download(dst, src)
+	return nil
+}
+
+// noRoPE claims not to support RoPE.
+type noRoPE struct{ backend.Backend }
+
+func (b noRoPE) Supports(op backend.Op) bool { return op != backend.OpRoPE && b.Backend.Supports(op) }
+
+func TestBrokenBackendsAreCaught(t *testing.T) {
+	cpu := openBackend(t, "cpu")
+	prefix := func(p string) func(string) bool {
+		return func(name string) bool { return strings.HasPrefix(name, p) }
+	}
+	tests := []struct {
+		name string
+		b    backend.Backend
+		// broken says which cases must fail; all others must pass.
+		broken func(name string) bool
+		// failingOps is the tally line Run must print.
+		failingOps string
+	}{
+		{"matmul off by a relative 1e-3", offMatMul{cpu}, prefix("matmul/"), "matmul"},
+		{"exp off by a relative 1e-3", offExp{cpu}, prefix("unary/exp/"), "unary"},
+		{"softmax writes one element past its output", pastSoftmax{cpu}, prefix("softmax/"), "softmax"},
+		{"layernorm leaves its last element unwritten", unwrittenLayerNorm{cpu}, prefix("layernorm/"), "layernorm"},
+		{"softmax backward with a wrong sign", signSoftmaxGrad{cpu}, prefix("softmax_grad/"), "softmax_grad"},
+		{"errors never reported", silentErrors{cpu}, prefix("sticky/"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			sum, err := conformance.Run(tc.b, &out, conformance.Options{})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			want := 0
+			for _, c := range conformance.Cases() {
+				if tc.broken(c.Name) {
+					want++
+				}
+			}
+			if want == 0 {
+				t.Fatal("no case matches the broken op: the test is wrong")
+			}
+			if sum.Failed != want || sum.Skipped != 0 {
+				t.Errorf("summary %q, want %d failed and 0 skipped", sum, want)
+			}
+			failedNames := map[string]bool{}
+			for _, line := range strings.Split(out.String(), "\n") {
+				if name, ok := strings.CutPrefix(line, "FAIL "); ok {
+					name, _, _ = strings.Cut(name, ":")
+					failedNames[name] = true
+					if !tc.broken(name) {
+						t.Errorf("case %s failed, but its op is not broken:\n%s", name, line)
+					}
+				}
+			}
+			for _, c := range conformance.Cases() {
+				if tc.broken(c.Name) && !failedNames[c.Name] {
+					t.Errorf("case %s passed with a broken backend", c.Name)
+				}
+			}
+			if tc.failingOps != "" {
+				tally := fmt.Sprintf("failing ops: %s (%d)\n", tc.failingOps, want)
+				if !strings.Contains(out.String(), tally) {
+					t.Errorf("report does not end with %q", tally)
+				}
+			}
+			if t.Failed() {
+				t.Logf("report:\n%s", out.String())
+			}
+		})
+	}
+
+	t.Run("unsupported op is skipped", func(t *testing.T) {
+		var out bytes.Buffer
+		sum, err := conformance.Run(noRoPE{cpu}, &out, conformance.Options{})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		want := len(conformance.Select("rope/"))
+		if sum.Skipped != want || sum.Failed != 0 {
+			t.Errorf("summary %q, want %d skipped and 0 failed", sum, want)
+		}
+		if !strings.Contains(out.String(), "does not support op rope") {
+			t.Errorf("report does not give the reason for skipping:\n%s", out.String())
+		}
+	})
+
+	t.Run("unbroken cpu passes", func(t *testing.T) {
+		var out bytes.Buffer
+		sum, err := conformance.Run(cpu, &out, conformance.Options{})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if sum.Failed != 0 || sum.Skipped != 0 || sum.Passed != len(conformance.Cases()) {
+			t.Errorf("summary %q, want all %d passed:\n%s", sum, len(conformance.Cases()), out.String())
+		}
+	})
+}
