@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/cpuid/v2"
 
@@ -23,8 +24,7 @@ const (
 type Options struct {
 	// Portable forces the pure-Go kernels even where SIMD ones exist.
 	Portable bool
-	// Threads caps the goroutines one op uses; 0 means GOMAXPROCS at the
-	// time of each call.
+	// Threads caps the goroutines one op uses; 0 means GOMAXPROCS.
 	Threads int
 }
 
@@ -118,9 +118,9 @@ var errClosed = fmt.Errorf("backend is closed")
 // not disabled. The matrix multiply is the only op with SIMD kernels so
 // far, so the answer is whether package gemm picks a kernel other than its
 // portable one here.
-func simdSupported() bool {
+var simdSupported = sync.OnceValue(func() bool {
 	return gemmKernel(false) != gemmKernel(true)
-}
+})
 
 // gemmKernel names the matrix-multiply micro-kernel package gemm selects.
 func gemmKernel(portable bool) string {
