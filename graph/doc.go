@@ -1,0 +1,86 @@
+// Package graph is reverse-mode automatic differentiation over the
+// backend op interface: a define-by-run tape that every model and PEFT
+// layer of SORA for Go is trained with, on whichever backend the user
+// picked.
+//
+// # Values, parameters and the tape
+//
+// A [Value] is a tensor in a computation. Parameters are Values made by
+// [NewParam] or [UploadParam]: they outlive steps, are Trainable (they own a
+// gradient buffer) or Frozen (they own none, and stop gradients), and their
+// gradients accumulate across [Tape.Backward] calls until [Value.ZeroGrad],
+// which is gradient accumulation over micro-batches.
+//
+// A [Tape] records ops as they run. Every op is a method of the tape that
+// takes and returns Values, computes its result right away on the backend
+// and, when the result depends on a trainable parameter, records how to
+// propagate a gradient back. [Tape.Backward] runs those records in reverse
+// from a one-element loss. [Tape.SetNoGrad] turns recording off for
+// evaluation and generation. Ops never modify their inputs.
+//
+// One training step:
+//
+//	g := graph.New(b)     // once; reused by every step
+//	defer g.Close()
+//	for step := range steps {
+//		for _, mb := range microBatches {
+//			loss := model.Loss(g, mb)     // ops on g
+//			if err := g.Backward(loss); err != nil {
+//				return err
+//			}
+//			l, err := loss.Item()         // read results before Reset
+//			g.Reset()                     // release the step's buffers
+//		}
+//		optim.ClipGradNorm(params, 1)     // package graph/optim
+//		if err := opt.Step(); err != nil {
+//			return err
+//		}
+//		opt.ZeroGrad()
+//	}
+//
+// # Errors
+//
+// Ops return Values, not errors, so that model code is a straight line. The
+// backend records the first failing op (its sticky-error convention, see
+// package backend); the tape likewise records the first error it finds
+// itself: mismatched shapes, a value from another tape or from before a
+// Reset, a failed allocation. After an error, ops do nothing and return
+// placeholder Values that have the expected shape but no data, so code that
+// derives shapes from results keeps running until the step boundary. Errors
+// surface at the step boundaries: [Tape.Backward], [Tape.Err],
+// [Value.Download] and [Value.Item] return the first error of the step,
+// including the backend's (they wait for pending work), and the optimizers
+// of graph/optim return the backend's errors from Step. [Tape.Reset] clears
+// the tape's error.
+//
+// # Memory
+//
+// The tape owns the buffers of the values its ops make and of their
+// gradients. An intermediate gradient is released as soon as Backward has
+// propagated it, and often handed on without a copy (the gradient of a
+// reshape, an addition or an element-wise function becomes its input's);
+// activations are kept until [Tape.Reset], since the backward of earlier
+// ops needs them. Released buffers go to a per-tape pool keyed by size and
+// are reused; buffers a whole step did not reuse are freed at Reset, so a
+// training loop of fixed shapes reaches a steady state in which the
+// backend's memory use does not change from step to step. [Tape.Stats]
+// reports the tape's share. Parameters' data and gradient buffers belong to
+// the parameters ([Value.Free]).
+//
+// # Broadcasting and shapes
+//
+// Element-wise binary ops take a second operand of the first's shape, or
+// one that broadcasts: a single element (a scalar value, which gets the
+// summed gradient: SORA's s_p), a row vector (a bias), or one element per
+// row (the keepdim results of the row reductions). "Rows" are the last axis,
+// as in package backend. Every value's data is contiguous: Reshape and
+// axis-0 Slice are views, Permute, Transpose, other slices, Concat and
+// RepeatInterleave copy.
+//
+// # Composed ops
+//
+// Some ops have no backend kernel of their own and are composed from
+// others: Reciprocal (a division of a tensor of ones), MinScalar and
+// MaxScalar (through ReLU), the scalar shift AddScalar (a one-element
+// broadcast), Norm, MSE, Linear. Their backward follows from the pieces.
+package graph

@@ -1,0 +1,173 @@
+package graph
+
+import (
+	"github.com/sora-go/sora/backend"
+)
+
+// MatMul returns the matrix product a·b. Operands have rank 2 or more: the
+// last two axes hold the matrices and the leading axes a batch. Both
+// operands have the same batch axes, or one of them is a single matrix
+// (rank 2) shared by every matrix of the other: [B, H, T, D]·[B, H, D, T]
+// multiplies B·H pairs, [B, T, in]·[in, out] multiplies each of B matrices
+// by one weight.
+func (g *Tape) MatMul(a, b *Value) *Value { return g.matmul("MatMul", a, b, false, false) }
+
+// MatMulNT returns a·bᵀ (each matrix of b transposed), batched as
+// [Tape.MatMul]: x·Wᵀ for a weight W of shape [out, in], or the attention
+// scores Q·Kᵀ.
+func (g *Tape) MatMulNT(a, b *Value) *Value { return g.matmul("MatMulNT", a, b, false, true) }
+
+// MatMulTN returns aᵀ·b (each matrix of a transposed), batched as
+// [Tape.MatMul].
+func (g *Tape) MatMulTN(a, b *Value) *Value { return g.matmul("MatMulTN", a, b, true, false) }
+
+func (g *Tape) matmul(name string, a, b *Value, ta, tb bool) *Value {
+	if !g.check(name, a, b) {
+		return g.placeholder(nil)
+	}
+	if a.Rank() < 2 || b.Rank() < 2 {
+		g.failf("%s: operands need rank 2 or more, have %v and %v", name, a.shape, b.shape)
+		return g.placeholder(nil)
+	}
+	ab, bb := a.shape[:a.Rank()-2], b.shape[:b.Rank()-2]
+	var batch backend.Shape
+	switch {
+	case len(ab) == 0:
+		batch = bb
+	case len(bb) == 0 || ab.Equal(bb):
+		batch = ab
+	default:
+		g.failf("%s: batch axes of %v and %v differ", name, a.shape, b.shape)
+		return g.placeholder(nil)
+	}
+	ar, ac := a.Dim(-2), a.Dim(-1)
+	br, bc := b.Dim(-2), b.Dim(-1)
+	m, ka := ar, ac
+	if ta {
+		m, ka = ac, ar
+	}
+	kb, n := br, bc
+	if tb {
+		kb, n = bc, br
+	}
+	shape := append(append(backend.Shape(nil), batch...), m, n)
+	if ka != kb {
+		g.failf("%s: inner dimensions of %v and %v disagree (%d vs %d)", name, a.shape, b.shape, ka, kb)
+		return g.placeholder(shape)
+	}
+	out := g.output(shape, a, b)
+	if g.err != nil {
+		return out
+	}
+	nb := batch.NumElements()
+	// A batch of a against a shared b folds into the rows of one larger
+	// product when a is not transposed.
+	fold := len(ab) > 0 && len(bb) == 0 && !ta
+	aV := func(t backend.Tensor) backend.Tensor {
+		switch {
+		case fold:
+			return t.MustReshape(nb*ar, ac)
+		case len(ab) > 0:
+			return t.MustReshape(nb, ar, ac)
+		}
+		return t
+	}
+	bV := func(t backend.Tensor) backend.Tensor {
+		if len(bb) > 0 {
+			return t.MustReshape(nb, br, bc)
+		}
+		return t
+	}
+	cV := func(t backend.Tensor) backend.Tensor {
+		switch {
+		case fold:
+			return t.MustReshape(nb*m, n)
+		case len(batch) > 0:
+			return t.MustReshape(nb, m, n)
+		}
+		return t
+	}
+	av, bv := aV(a.data), bV(b.data)
+	g.b.MatMul(cV(out.data), av, bv, backend.MatMulParams{TransA: ta, TransB: tb, Alpha: 1})
+	g.record(out, func(dy backend.Tensor) {
+		dc := cV(dy)
+		if a.needsGrad {
+			// dA = dC·op(B)ᵀ; for a transposed A, dA = op(B)·dCᵀ.
+			if ta {
+				g.matmulGrad(a, aV, nb, bv, dc, tb, true)
+			} else {
+				g.matmulGrad(a, aV, nb, dc, bv, false, !tb)
+			}
+		}
+		if b.needsGrad {
+			// dB = op(A)ᵀ·dC; for a transposed B, dB = dCᵀ·op(A).
+			if tb {
+				g.matmulGrad(b, bV, nb, dc, av, true, ta)
+			} else {
+				g.matmulGrad(b, bV, nb, av, dc, !ta, false)
+			}
+		}
+		g.release(dy)
+	})
+	return out
+}
+
+// matmulGrad adds x'·y' (primes per the transpose flags) to v's gradient,
+// viewed by view. When v is a single matrix but x or y is a batch, the
+// batch is summed one product at a time.
+func (g *Tape) matmulGrad(v *Value, view func(backend.Tensor) backend.Tensor, nb int, x, y backend.Tensor, tx, ty bool) {
+	dst, acc := g.gradDst(v)
+	if dst.IsZero() {
+		return
+	}
+	d := view(dst)
+	p := backend.MatMulParams{TransA: tx, TransB: ty, Alpha: 1}
+	if d.Rank() == 3 || (x.Rank() == 2 && y.Rank() == 2) {
+		if acc {
+			p.Beta = 1
+		}
+		g.b.MatMul(d, x, y, p)
+		return
+	}
+	// A fused batched-reduce product would do this in one call.
+	pick := func(t backend.Tensor, i int) backend.Tensor {
+		if t.Rank() == 3 {
+			return t.MustSlice(i, i+1).MustReshape(t.Dim(1), t.Dim(2))
+		}
+		return t
+	}
+	for i := range nb {
+		p.Beta = 0
+		if acc || i > 0 {
+			p.Beta = 1
+		}
+		g.b.MatMul(d, pick(x, i), pick(y, i), p)
+	}
+}
+
+// Linear returns x·wᵀ + bias for a weight w of shape [out, in] and x of
+// shape [..., in]; the result has shape [..., out]. bias, of shape [out],
+// may be nil.
+func (g *Tape) Linear(x, w, bias *Value) *Value {
+	ins := []*Value{x, w}
+	if bias != nil {
+		ins = append(ins, bias)
+	}
+	if !g.check("Linear", ins...) {
+		return g.placeholder(nil)
+	}
+	if w.Rank() != 2 || x.Rank() < 1 || x.Dim(-1) != w.Dim(1) {
+		g.failf("Linear: input %v does not fit weight %v (want [..., in] and [out, in])", x.shape, w.shape)
+		return g.placeholder(nil)
+	}
+	shape := append(append(backend.Shape(nil), x.shape[:x.Rank()-1]...), w.Dim(0))
+	y := g.MatMulNT(g.Reshape(x, -1, w.Dim(1)), w)
+	if bias != nil {
+		if bias.Len() != w.Dim(0) {
+			g.failf("Linear: bias %v for weight %v, want [%d]", bias.shape, w.shape, w.Dim(0))
+			return g.placeholder(shape)
+		}
+		y = g.Add(y, g.Reshape(bias, w.Dim(0)))
+	}
+	return g.Reshape(y, shape...)
+}

@@ -1,0 +1,466 @@
+package graph
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// Tape records the ops of one forward pass so that [Tape.Backward] can
+// propagate gradients through them in reverse. It also owns the buffers of
+// the values it makes, keeps a pool of released buffers for reuse, and holds
+// the first error of the step.
+//
+// A Tape is reused from step to step: [Tape.Reset] releases everything the
+// step made. It is not safe for concurrent use (nor is its backend).
+type Tape struct {
+	b      backend.Backend
+	noGrad bool
+	err    error
+
+	nodes        []node
+	values       []*Value         // made on this tape; invalidated by Reset
+	owned        []backend.Tensor // data buffers released by Reset
+	backwardDone bool
+
+	pool        map[int][]pooled // released buffers by element count
+	epoch       int              // number of Resets so far
+	liveBytes   int64
+	pooledBytes int64
+}
+
+// node is one recorded op: back receives the gradient dy of out, owns it,
+// and must either hand it on (give) or release it.
+type node struct {
+	out  *Value
+	back func(dy backend.Tensor)
+}
+
+type pooled struct {
+	t     backend.Tensor // the whole buffer, as a contiguous rank-1 view
+	epoch int            // when it was released
+}
+
+// New returns an empty tape over b, recording gradients.
+func New(b backend.Backend) *Tape {
+	return &Tape{b: b, pool: map[int][]pooled{}}
+}
+
+// Backend returns the tape's backend.
+func (g *Tape) Backend() backend.Backend { return g.b }
+
+// SetNoGrad turns recording off (true) or back on (false) and returns the
+// previous setting. With recording off, ops compute their results but record
+// no backward and their results require no gradient: use it for evaluation
+// and generation. A scoped form:
+//
+//	defer g.SetNoGrad(g.SetNoGrad(true))
+func (g *Tape) SetNoGrad(off bool) (previous bool) {
+	previous, g.noGrad = g.noGrad, off
+	return previous
+}
+
+// NoGrad reports whether recording is off.
+func (g *Tape) NoGrad() bool { return g.noGrad }
+
+// Err returns the first error of the current step: an error the tape found
+// (a shape mismatch, a value from another tape, a failed allocation) or,
+// after waiting for pending work, one the backend recorded. The error stays
+// until [Tape.Reset].
+func (g *Tape) Err() error {
+	if err := g.b.Sync(); err != nil && g.err == nil {
+		g.err = err
+	}
+	return g.err
+}
+
+// Backward computes the gradient of loss, a one-element value, with respect
+// to every value it depends on. Trainable parameters accumulate it into
+// their gradient buffers (see [Value.ZeroGrad]); intermediate gradients are
+// released as soon as they have been propagated. Backward runs at most once
+// per step. It returns [Tape.Err].
+func (g *Tape) Backward(loss *Value) error {
+	if !g.check("Backward", loss) {
+		return g.Err()
+	}
+	switch {
+	case loss.Len() != 1:
+		g.failf("Backward: the loss must have one element, has shape %v", loss.shape)
+	case g.backwardDone:
+		g.failf("Backward: already ran on this tape; call Reset before the next step")
+	case !loss.needsGrad:
+		g.failf("Backward: the loss does not depend on any trainable parameter (or was computed with recording off)")
+	}
+	if g.err != nil {
+		return g.Err()
+	}
+	g.backwardDone = true
+	if loss.param {
+		dst, _ := g.gradDst(loss)
+		g.b.Fill(dst, 1)
+		return g.Err()
+	}
+	loss.grad = g.alloc(loss.shape)
+	if g.err == nil {
+		g.b.Fill(loss.grad, 1)
+		loss.seed = true
+	}
+	for i := len(g.nodes) - 1; i >= 0 && g.err == nil; i-- {
+		n := g.nodes[i]
+		dy := n.out.grad
+		if dy.IsZero() {
+			continue
+		}
+		n.out.grad = backend.Tensor{}
+		n.back(dy)
+	}
+	if g.err == nil {
+		clear(g.nodes)
+		g.nodes = g.nodes[:0]
+	}
+	return g.Err()
+}
+
+// Reset ends a step: it releases every buffer the tape made (values and any
+// gradients left), invalidates the tape's values, forgets recorded ops and
+// clears the tape's error. Parameters are untouched. Check errors (Backward,
+// Err) before Reset: the error of the step is dropped with it.
+//
+// Released buffers go to the tape's pool and are reused by later steps; a
+// pooled buffer that a whole step did not reuse is freed, so the pool holds
+// about one step's working set.
+func (g *Tape) Reset() {
+	for _, n := range g.nodes {
+		if !n.out.grad.IsZero() {
+			g.release(n.out.grad)
+		}
+	}
+	clear(g.nodes)
+	g.nodes = g.nodes[:0]
+	for _, t := range g.owned {
+		g.release(t)
+	}
+	clear(g.owned)
+	g.owned = g.owned[:0]
+	for _, v := range g.values {
+		v.data, v.grad = backend.Tensor{}, backend.Tensor{}
+		v.dead = true
+	}
+	clear(g.values)
+	g.values = g.values[:0]
+	for n, list := range g.pool {
+		keep := list[:0]
+		for _, p := range list {
+			if p.epoch < g.epoch {
+				g.pooledBytes -= bytesOf(p.t)
+				g.b.Free(p.t)
+				continue
+			}
+			keep = append(keep, p)
+		}
+		if len(keep) == 0 {
+			delete(g.pool, n)
+		} else {
+			g.pool[n] = keep
+		}
+	}
+	g.epoch++
+	g.err = nil
+	g.backwardDone = false
+}
+
+// Close resets the tape and frees its pool. The tape may be used again.
+func (g *Tape) Close() {
+	g.Reset()
+	for _, list := range g.pool {
+		for _, p := range list {
+			g.b.Free(p.t)
+		}
+	}
+	g.pool = map[int][]pooled{}
+	g.pooledBytes = 0
+}
+
+// Stats reports the device memory a tape holds.
+type Stats struct {
+	// LiveBytes is held by values and gradients of the current step.
+	LiveBytes int64
+	// PooledBytes is held by released buffers kept for reuse.
+	PooledBytes int64
+	// Ops is the number of recorded ops awaiting Backward.
+	Ops int
+}
+
+// Stats reports the tape's memory and recorded ops.
+func (g *Tape) Stats() Stats {
+	return Stats{LiveBytes: g.liveBytes, PooledBytes: g.pooledBytes, Ops: len(g.nodes)}
+}
+
+// ---- errors ----
+
+func (g *Tape) fail(err error) {
+	if g.err == nil && err != nil {
+		g.err = err
+	}
+}
+
+func (g *Tape) failf(format string, args ...any) {
+	g.fail(fmt.Errorf("graph: "+format, args...))
+}
+
+// check validates the inputs of op and reports whether the op should run:
+// false after an earlier error or when an input is unusable (then it records
+// why).
+func (g *Tape) check(op string, vs ...*Value) bool {
+	if g.err != nil {
+		return false
+	}
+	for i, v := range vs {
+		switch {
+		case v == nil:
+			g.failf("%s: input %d is nil", op, i)
+		case v.dead:
+			g.failf("%s: input %d %v was made before the tape was Reset", op, i, v.shape)
+		case !v.param && v.tape != g:
+			g.failf("%s: input %d %v belongs to another tape", op, i, v.shape)
+		case v.b != g.b:
+			g.failf("%s: parameter %q belongs to another backend", op, v.name)
+		case v.data.IsZero():
+			g.failf("%s: input %d %v has no data (a freed parameter?)", op, i, v.shape)
+		}
+		if g.err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- memory ----
+
+func bytesOf(t backend.Tensor) int64 { return int64(t.Buffer().Len()) * int64(t.DType().Size()) }
+
+// alloc returns a contiguous tensor of shape from the pool or the backend.
+// On failure it records the error and returns the zero Tensor.
+func (g *Tape) alloc(shape backend.Shape) backend.Tensor {
+	if g.err != nil {
+		return backend.Tensor{}
+	}
+	n := shape.NumElements()
+	if list := g.pool[n]; len(list) > 0 {
+		p := list[len(list)-1]
+		g.pool[n] = list[:len(list)-1]
+		g.pooledBytes -= bytesOf(p.t)
+		g.liveBytes += bytesOf(p.t)
+		return p.t.MustReshape(shape...)
+	}
+	t, err := g.b.Alloc(backend.Float32, shape...)
+	if err != nil {
+		g.fail(fmt.Errorf("graph: allocating %v: %w", shape, err))
+		return backend.Tensor{}
+	}
+	g.liveBytes += bytesOf(t)
+	return t
+}
+
+// release returns a buffer obtained from alloc to the pool.
+func (g *Tape) release(t backend.Tensor) {
+	if t.IsZero() {
+		return
+	}
+	whole, err := backend.NewTensor(t.Buffer(), 0, t.Buffer().Len())
+	if err != nil { // cannot happen for a buffer alloc returned
+		g.fail(errors.Join(errors.New("graph: release"), err))
+		return
+	}
+	n := whole.Len()
+	g.pool[n] = append(g.pool[n], pooled{t: whole, epoch: g.epoch})
+	g.liveBytes -= bytesOf(whole)
+	g.pooledBytes += bytesOf(whole)
+}
+
+// ---- values ----
+
+// newValue registers a value made on this tape.
+func (g *Tape) newValue(data backend.Tensor, shape backend.Shape, needsGrad bool) *Value {
+	v := &Value{data: data, shape: append(backend.Shape(nil), shape...), b: g.b, tape: g, needsGrad: needsGrad && !g.noGrad}
+	g.values = append(g.values, v)
+	return v
+}
+
+// output allocates an owned result of shape that requires a gradient when
+// any of ins does (and recording is on).
+func (g *Tape) output(shape backend.Shape, ins ...*Value) *Value {
+	t := g.alloc(shape)
+	if !t.IsZero() {
+		g.owned = append(g.owned, t)
+	}
+	return g.newValue(t, shape, anyNeedsGrad(ins))
+}
+
+// view makes a result that shares t (owned by an input or the caller).
+func (g *Tape) view(t backend.Tensor, ins ...*Value) *Value {
+	return g.newValue(t, t.Shape(), anyNeedsGrad(ins))
+}
+
+// placeholder is the result of an op that did not run because of an error:
+// it has the op's shape (when known) but no data.
+func (g *Tape) placeholder(shape backend.Shape) *Value {
+	return g.newValue(backend.Tensor{}, shape, false)
+}
+
+func anyNeedsGrad(vs []*Value) bool {
+	for _, v := range vs {
+		if v != nil && v.needsGrad {
+			return true
+		}
+	}
+	return false
+}
+
+// record adds out's backward to the tape when out requires a gradient.
+func (g *Tape) record(out *Value, back func(dy backend.Tensor)) {
+	if out.needsGrad && g.err == nil {
+		g.nodes = append(g.nodes, node{out: out, back: back})
+	}
+}
+
+// Input uploads host data as a new value of the given shape that requires
+// no gradient (model inputs, targets, masks). The tape owns it.
+func (g *Tape) Input(data []float32, shape ...int) *Value {
+	s := backend.Shape(shape)
+	if g.err != nil {
+		return g.placeholder(s)
+	}
+	if s.NumElements() != len(data) {
+		g.failf("Input: %d values for shape %v (%d elements)", len(data), s, s.NumElements())
+		return g.placeholder(s)
+	}
+	v := g.output(s)
+	if g.err == nil {
+		g.b.Upload(v.data, data)
+	}
+	return v
+}
+
+// Full returns a new value of the given shape with every element c; it
+// requires no gradient.
+func (g *Tape) Full(c float32, shape ...int) *Value {
+	s := backend.Shape(shape)
+	v := g.output(s)
+	if g.err == nil {
+		g.b.Fill(v.data, c)
+	}
+	return v
+}
+
+// Const wraps t, a contiguous float32 tensor of the tape's backend, as a
+// value that requires no gradient. The tape does not own t: the caller keeps
+// it alive until Reset and frees it. Use it for tensors that live outside
+// the graph, such as a KV cache.
+func (g *Tape) Const(t backend.Tensor) *Value {
+	if g.err != nil {
+		return g.placeholder(t.Shape())
+	}
+	if t.IsZero() || t.DType() != backend.Float32 || !t.Contiguous() {
+		g.failf("Const: want a contiguous float32 tensor, got %v", t)
+		return g.placeholder(t.Shape())
+	}
+	return g.newValue(t, t.Shape(), false)
+}
+
+// Detach returns a value that shares x's data but stops gradients: nothing
+// flows back into x through it (DoRA's detached weight norm).
+func (g *Tape) Detach(x *Value) *Value {
+	if !g.check("Detach", x) {
+		return g.placeholder(shapeOf(x))
+	}
+	return g.newValue(x.data, x.shape, false)
+}
+
+func shapeOf(v *Value) backend.Shape {
+	if v == nil {
+		return nil
+	}
+	return v.shape
+}
+
+// ---- gradient plumbing for backward functions ----
+
+// gradDst returns the tensor to write v's gradient contribution into and
+// whether to add to its contents (beta = 1) rather than overwrite them. It
+// marks v's gradient as written: callers write right away.
+func (g *Tape) gradDst(v *Value) (dst backend.Tensor, accumulate bool) {
+	if v.param {
+		acc := v.hasGrad
+		v.hasGrad = true
+		return v.grad, acc
+	}
+	if !v.grad.IsZero() {
+		return v.grad, true
+	}
+	v.grad = g.alloc(v.shape)
+	return v.grad, false
+}
+
+// gradZeroed returns v's gradient buffer for kernels that can only add into
+// their output (ScatterAdd, the norm weight gradients), zero-filling it when
+// it holds no gradient yet.
+func (g *Tape) gradZeroed(v *Value) backend.Tensor {
+	dst, acc := g.gradDst(v)
+	if !acc && !dst.IsZero() {
+		g.b.Fill(dst, 0)
+	}
+	return dst
+}
+
+// gradWrite returns a tensor of v's shape for kernels that overwrite their
+// output with v's whole gradient contribution, and a function to call once
+// the kernel has run. When v has no gradient yet the tensor is v's gradient
+// itself; otherwise it is a scratch buffer that finish adds in and releases
+// (and, when v needs no gradient at all, just releases).
+func (g *Tape) gradWrite(v *Value) (dst backend.Tensor, finish func()) {
+	if v.needsGrad {
+		if d, acc := g.gradDst(v); !acc {
+			return d, func() {}
+		}
+	}
+	tmp := g.alloc(v.shape)
+	return tmp, func() {
+		if v.needsGrad {
+			g.b.Axpy(v.grad, 1, tmp)
+		}
+		g.release(tmp)
+	}
+}
+
+// give hands t, a buffer from alloc holding a gradient contribution of v's
+// size, to v: it becomes v's gradient when v has none yet, is added in
+// otherwise, and is released when v needs no gradient.
+func (g *Tape) give(v *Value, t backend.Tensor) {
+	switch {
+	case !v.needsGrad:
+		g.release(t)
+	case !v.param && v.grad.IsZero():
+		v.grad = t.MustReshape(v.shape...)
+	default:
+		g.addGrad(v, t, 1)
+		g.release(t)
+	}
+}
+
+// addGrad adds alpha·t (v's size, not consumed) to v's gradient.
+func (g *Tape) addGrad(v *Value, t backend.Tensor, alpha float32) {
+	if !v.needsGrad {
+		return
+	}
+	dst, acc := g.gradDst(v)
+	switch {
+	case acc:
+		g.b.Axpy(dst, alpha, t)
+	case alpha == 1:
+		g.b.Copy(dst, t.MustReshape(dst.Shape()...), false)
+	default:
+		g.b.Scale(dst, t.MustReshape(dst.Shape()...), alpha)
+	}
+}
