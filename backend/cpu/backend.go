@@ -34,13 +34,14 @@ type Options struct {
 type Backend struct {
 	backend.Recorder
 
-	opts   Options
-	simd   bool // the SIMD path is active: supported here and not disabled
-	gemm   *gemm.Engine
-	batch  []*gemm.Engine // single-threaded engines for batch-parallel MatMul
-	inUse  bytesCounter
-	grain  int // see defaultGrain
-	closed bool
+	opts      Options
+	simd      bool // the SIMD path is active: supported here and not disabled
+	gemm      *gemm.Engine
+	batch     []*gemm.Engine // single-threaded engines for batch-parallel MatMul
+	inUse     bytesCounter
+	grain     int // see defaultGrain
+	gemmGrain int // see gemmMinFlops
+	closed    bool
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -50,10 +51,11 @@ var _ backend.Backend = (*Backend)(nil)
 func New(opts Options) *Backend {
 	opts.Threads = max(opts.Threads, 0)
 	return &Backend{
-		opts:  opts,
-		simd:  !opts.Portable && simdSupported(),
-		grain: defaultGrain,
-		gemm:  gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),
+		opts:      opts,
+		simd:      !opts.Portable && simdSupported(),
+		grain:     defaultGrain,
+		gemmGrain: gemmMinFlops,
+		gemm:      gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),
 	}
 }
 

@@ -29,6 +29,9 @@ func eachConfig(t *testing.T, f func(t *testing.T, be *Backend)) {
 		t.Run(c.name, func(t *testing.T) {
 			be := New(Options{Threads: c.threads})
 			be.grain = c.grain
+			if c.grain < defaultGrain {
+				be.gemmGrain = 1
+			}
 			f(t, be)
 			if err := be.Sync(); err != nil {
 				t.Fatalf("unexpected recorded error: %v", err)

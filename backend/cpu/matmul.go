@@ -5,11 +5,14 @@ import (
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 )
 
-// batchParallelMaxWork is the largest per-matrix work (m·n·k) for which a
-// batched MatMul runs whole matrices on separate goroutines instead of
-// letting the engine split each matrix: attention's many small per-head
-// products are cheaper side by side than each cut in pieces.
-const batchParallelMaxWork = 1 << 21
+// gemmMinFlops is the least work (2·m·n·k) that package gemm hands to a
+// thread of its own; a product smaller than threads·gemmMinFlops does not
+// keep every thread of one Engine busy. The two packages agree on it so
+// that small batched products (attention's per-head ones) are spread over
+// the batch exactly when the engine would leave threads idle. Tests lower
+// a backend's copy of it (Backend.gemmGrain) to reach that path with small
+// shapes.
+const gemmMinFlops = 2 * 64 * 64 * 64
 
 // MatMul computes C = alpha·op(A)·op(B) + beta·C for each matrix of the
 // batch with the blocked matrix multiply of package gemm, which also
@@ -44,9 +47,7 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		e.Sgemm(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,
 			as[ai:ai+sizeA], lda, bs[bi:bi+sizeB], ldb, p.Beta, cs[ci:ci+sizeC], d.N)
 	}
-	work := d.M * d.N * d.K
-	if t := b.threads(); d.Batch > 1 && t > 1 && work <= batchParallelMaxWork && b.chunks(d.Batch, work) > 1 {
-		chunks := b.chunks(d.Batch, work)
+	if chunks := b.batchChunks(d); chunks > 1 {
 		for len(b.batch) < chunks {
 			b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
 		}
@@ -60,4 +61,17 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	for i := 0; i < d.Batch; i++ {
 		one(b.gemm, i)
 	}
+}
+
+// batchChunks returns how many goroutines should each multiply a share of
+// the batch's matrices with a single-threaded engine: more than one only
+// when one matrix is too small to occupy every thread of the engine and
+// the batch as a whole gives each goroutine at least gemmMinFlops.
+func (b *Backend) batchChunks(d backend.MatMulDims) int {
+	t := b.threads()
+	flops := 2 * d.M * d.N * d.K
+	if d.Batch < 2 || t < 2 || flops >= t*b.gemmGrain {
+		return 1
+	}
+	return max(min(t, d.Batch, d.Batch*flops/b.gemmGrain), 1)
 }

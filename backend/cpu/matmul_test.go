@@ -110,3 +110,28 @@ func testMatMul(t *testing.T, be *Backend, batchA, batchB, batchC, m, n, k int, 
 	// Each output is a float32 dot product of k terms of magnitude ≤ 1.
 	assertClose(t, "C", download(t, be, c), want, 1e-5, 1e-6*float64(k+1))
 }
+
+func TestBatchChunks(t *testing.T) {
+	be := New(Options{Threads: 4})
+	tests := []struct {
+		batch, m, n, k int
+		want           int
+	}{
+		{1, 64, 64, 64, 1},     // no batch to split
+		{32, 8, 8, 8, 1},       // all 32 together are less than one share
+		{32, 64, 64, 64, 4},    // one matrix is one share: split the batch
+		{3, 64, 64, 64, 3},     // no more goroutines than matrices
+		{4, 32, 32, 64, 1},     // 4·2·32·32·64 flops: one share in all
+		{8, 32, 32, 64, 2},     // two shares
+		{64, 128, 128, 128, 1}, // big enough for the engine's own threads
+	}
+	for _, tt := range tests {
+		d := backend.MatMulDims{Batch: tt.batch, M: tt.m, N: tt.n, K: tt.k}
+		if got := be.batchChunks(d); got != tt.want {
+			t.Errorf("batchChunks(batch %d, %dx%dx%d) = %d, want %d", tt.batch, tt.m, tt.n, tt.k, got, tt.want)
+		}
+	}
+	if got := New(Options{Threads: 1}).batchChunks(backend.MatMulDims{Batch: 64, M: 64, N: 64, K: 64}); got != 1 {
+		t.Errorf("one thread: batchChunks = %d, want 1", got)
+	}
+}
