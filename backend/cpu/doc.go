@@ -1,6 +1,9 @@
 // Package cpu is the CPU backend of SORA for Go: every op of
-// [backend.Backend] in pure Go, run on the calling goroutine and spread over
-// worker goroutines when an op is big enough to pay for them.
+// [backend.Backend] in Go, run on the calling goroutine and spread over
+// worker goroutines when an op is big enough to pay for them. The matrix
+// multiply (package internal/gemm) is blocked and packed, with an assembly
+// micro-kernel on amd64 CPUs that have AVX2 and FMA; every other kernel is
+// plain Go for now.
 //
 // Programs select it by name after a blank import:
 //
@@ -15,9 +18,9 @@
 // [Options]:
 //
 //   - SORA_CPU_PORTABLE=1 forces the portable pure-Go kernels even on CPUs
-//     whose SIMD features the fast kernels use (the matrix multiply first).
-//     CI runs the conformance suite once with it set so that both paths stay
-//     correct.
+//     that have the SIMD features the fast kernels use (so far those of the
+//     matrix multiply). CI runs the conformance suite once with it set so
+//     that both paths stay correct.
 //   - SORA_CPU_THREADS=N caps the goroutines one op uses at N (default
 //     GOMAXPROCS).
 //
@@ -29,5 +32,6 @@
 // [Backend.Sync] only reports the first error recorded since the previous
 // Sync. Arguments are validated with the shared Check functions of package
 // backend, so this backend accepts and rejects exactly the calls the others
-// do. Reductions and normalisation statistics accumulate in float64.
+// do. Sums, reductions and normalisation statistics accumulate in float64,
+// and transcendental functions are evaluated in float64 and rounded once.
 package cpu

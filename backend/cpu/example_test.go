@@ -5,7 +5,7 @@ import (
 	"log"
 
 	"github.com/sora-go/sora/backend"
-	_ "github.com/sora-go/sora/backend/cpu"
+	"github.com/sora-go/sora/backend/cpu"
 )
 
 // Example multiplies two matrices on the CPU backend: open it by name,
@@ -39,4 +39,31 @@ func Example() {
 	}
 	fmt.Println(out)
 	// Output: [58 64 139 154]
+}
+
+// ExampleNew configures a backend in code rather than from the
+// environment: here the portable kernels on one thread, as a reproducible
+// reference run would use.
+func ExampleNew() {
+	be := cpu.New(cpu.Options{Portable: true, Threads: 1})
+	x, err := be.Alloc(backend.Float32, 2, 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	y, err := be.Alloc(backend.Float32, 2, 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	be.Upload(x, []float32{1, 2, 3, 1, 1, 1})
+	be.Softmax(y, x, backend.SoftmaxParams{Causal: true})
+
+	out := make([]float32, y.Len())
+	if err := be.Download(out, y); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%.4f\n", out)
+	fmt.Println(be.Portable())
+	// Output:
+	// [1.0000 0.0000 0.0000 0.5000 0.5000 0.0000]
+	// true
 }
