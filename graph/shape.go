@@ -6,6 +6,7 @@ import (
 
 // Reshape returns a view of x with a new shape of the same number of
 // elements; one extent may be −1, inferred from the others. No data moves.
+// When the shape does not change it returns x itself.
 func (g *Tape) Reshape(x *Value, shape ...int) *Value {
 	if !g.check("Reshape", x) {
 		return g.placeholder(backend.Shape(shape))
@@ -14,6 +15,9 @@ func (g *Tape) Reshape(x *Value, shape ...int) *Value {
 	if err != nil {
 		g.failf("Reshape: %v", err)
 		return g.placeholder(backend.Shape(shape))
+	}
+	if t.Shape().Equal(x.shape) {
+		return x
 	}
 	out := g.view(t, x)
 	g.record(out, func(dy backend.Tensor) { g.give(x, dy) })

@@ -39,8 +39,10 @@ const (
 	// against the float64 reference.
 	RefForwardTol = 1e-9
 	// FDTol bounds the normwise relative gradient error against finite
-	// differences on the backend (float32 forward passes).
-	FDTol = 1e-2
+	// differences on the backend (float32 forward passes). On the CPU
+	// backend the errors stay under 2e-4 over many seeds, while a wrong sign
+	// or a dropped term gives errors of order 1e-1 to 1.
+	FDTol = 1e-3
 )
 
 // Input describes one differentiable input of a case.
@@ -81,6 +83,10 @@ type Options struct {
 	// differences on the backend (default 24, chosen at random). Reference
 	// checks compare every coordinate.
 	MaxCoords int
+	// TolScale multiplies every tolerance (the NMSE tolerance by its
+	// square), for backends whose arithmetic is knowingly less precise
+	// than float32, such as TF32 matrix products. 0 means 1.
+	TolScale float64
 	// Step is the finite-difference step on the backend (default 2⁻⁶),
 	// used in the fourth-order stencil
 	// (−f(x+2h) + 8f(x+h) − 8f(x−h) + f(x−2h)) / 12h.
@@ -148,14 +154,21 @@ func (r Result) String() string {
 // Check runs case c on b. The error reports a case that could not run (a
 // backend or graph error); a gradient that disagrees is reported by the
 // Result, not the error.
-func Check(b backend.Backend, c Case, opts Options) (Result, error) {
-	res := Result{Case: c.Name, ForwardNMSE: -1, ForwardTol: c.ForwardTol, Tol: c.Tol}
+func Check(b backend.Backend, c Case, opts Options) (res Result, err error) {
+	res = Result{Case: c.Name, ForwardNMSE: -1, ForwardTol: c.ForwardTol, Tol: c.Tol}
 	if opts.MaxCoords <= 0 {
 		opts.MaxCoords = 24
 	}
 	if opts.Step <= 0 {
 		opts.Step = 1.0 / 64
 	}
+	if opts.TolScale <= 0 {
+		opts.TolScale = 1
+	}
+	defer func() {
+		res.Tol *= opts.TolScale
+		res.ForwardTol *= opts.TolScale * opts.TolScale
+	}()
 	h := fnv.New64a()
 	h.Write([]byte(c.Name))
 	rng := rand.New(rand.NewPCG(opts.Seed, h.Sum64()))

@@ -34,3 +34,20 @@ func TestOpCases(t *testing.T) {
 		})
 	}
 }
+
+func TestGraphCases(t *testing.T) {
+	b := openCPU(t)
+	for _, c := range gradcheck.GraphCases() {
+		t.Run(c.Name, func(t *testing.T) {
+			r, err := gradcheck.Check(b, c, gradcheck.Options{Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Passed() {
+				t.Error(r)
+			} else {
+				t.Log(r)
+			}
+		})
+	}
+}
