@@ -38,6 +38,8 @@ func init() {
 		{"row", []int{5, 1}, []int{1}, false},
 		{"column", []int{7, 13}, []int{7, 1}, false},
 		{"column", []int{3, 4, 127}, []int{12, 1}, false},
+		{"row", []int{300, 301}, []int{301}, false},
+		{"column", []int{300, 301}, []int{300, 1}, false},
 		{"inplace", []int{13, 7}, []int{13, 7}, true},
 		{"inplace_row", []int{3, 127}, []int{127}, true},
 	}
@@ -93,6 +95,7 @@ func init() {
 	}{
 		{[]int{1}, 0.37, false}, {[]int{127}, -3, false}, {[]int{13, 7}, 0.37, false},
 		{[]int{3, 5, 64}, 1.5, false}, {[]int{7, 13}, 0, false}, {[]int{7, 13}, -0.75, true},
+		{[]int{300, 301}, 0.5, false},
 	} {
 		sc := sc
 		name := fmt.Sprintf("scale/%s/alpha=%g", dims(sc.shape...), sc.alpha)
@@ -131,6 +134,7 @@ func init() {
 	}{
 		{[]int{1}, []int{1}, 0.5}, {[]int{127}, []int{127}, -1.25}, {[]int{13, 7}, []int{13, 7}, 0.5},
 		{[]int{4096}, []int{4096}, 2}, {[]int{7, 13}, []int{91}, -0.3}, {[]int{7, 13}, []int{7, 13}, 0},
+		{[]int{300, 301}, []int{300, 301}, -0.7},
 	} {
 		ax := ax
 		Register(Case{
@@ -190,6 +194,7 @@ func registerUnaryCases() {
 		{[]int{1}, false, false},
 		{[]int{7, 13}, false, false},
 		{[]int{3, 5, 127}, false, false},
+		{[]int{300, 301}, false, false},
 		{[]int{13, 7}, true, false},
 		{[]int{1000}, false, true},
 	}

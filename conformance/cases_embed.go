@@ -18,6 +18,7 @@ func init() {
 		{127, 64, []int{33}, true},
 		{5, 4096, []int{3}, false},
 		{17, 6, []int{2, 3}, false},
+		{1000, 128, []int{509}, false},
 	}
 	ids := func(e *Env, c ec) []int32 {
 		n := backend.Shape(c.rows).NumElements()

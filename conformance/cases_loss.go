@@ -21,6 +21,7 @@ func init() {
 		{rows: 2, vocab: 4096, span: 4, ignore: -100},
 		{rows: 4, vocab: 32000, span: 4, ignore: -100},
 		{rows: 5, vocab: 13, span: 60, ignore: -100},
+		{rows: 64, vocab: 2053, span: 4, ignore: -100, ignored: 7, smoothing: 0.1},
 		{rows: 9, vocab: 13, span: 2, ignore: -100, ignored: 3},
 		// An ignore index that is also a valid class: rows with that
 		// target are ignored, other rows are not.

@@ -93,6 +93,14 @@ func init() {
 				m: s[0], n: s[1], k: s[2], transA: t[0], transB: t[1], alpha: 1})
 		}
 	}
+	// Across the CPU kernel's register tile (6x16) and cache blocks, and
+	// large enough to be split across threads.
+	for _, s := range [][3]int{{6, 16, 1}, {12, 32, 257}, {97, 211, 263}, {200, 300, 520}} {
+		for _, t := range trans {
+			cs = append(cs, mmCase{batch: 1, batchA: 1, batchB: 1, rankA: 2, rankB: 2,
+				m: s[0], n: s[1], k: s[2], transA: t[0], transB: t[1], alpha: 1})
+		}
+	}
 	// alpha and beta.
 	for _, ab := range [][2]float32{{0.5, 0}, {1, 1}, {-2, 0.5}, {0, 1}} {
 		for _, t := range [][2]bool{{false, false}, {true, true}} {

@@ -122,6 +122,7 @@ func registerCopyCases() {
 		// Permuted destination: merge heads back, [b, h, s, d] into [b, s, h, d].
 		{"dst_permute0213/2x3x5x4", permuted([]int{2, 5, 3, 4}, 0, 2, 1, 3), contiguous(2, 3, 5, 4)},
 		// Both strided.
+		{"permute210/64x65x33", contiguous(33, 65, 64), permuted([]int{64, 65, 33}, 2, 1, 0)},
 		{"both_strided/13x7", permuted([]int{7, 13}, 1, 0), view{backend.Shape{13, 7}, []int{1, 17}}},
 	}
 	for _, acc := range []bool{false, true} {
@@ -134,7 +135,7 @@ func registerCopyCases() {
 				switch c.name {
 				case "contiguous/13x7", "contiguous/1", "transpose/7x13", "permute0213/2x5x3x4",
 					"broadcast_row/7x13", "broadcast_column/7x13", "dst_window/7x5_into_7x13",
-					"dst_permute0213/2x3x5x4", "both_strided/13x7":
+					"dst_permute0213/2x3x5x4", "both_strided/13x7", "permute210/64x65x33":
 				default:
 					continue
 				}

@@ -8,7 +8,7 @@ import (
 
 // normShapes are the shapes every normalisation is checked on; rows of
 // one element are included on purpose (LayerNorm's output is then beta).
-var normShapes = [][]int{{1, 1}, {7, 13}, {3, 127}, {2, 4096}, {2, 3, 64}}
+var normShapes = [][]int{{1, 1}, {7, 13}, {3, 127}, {2, 4096}, {2, 3, 64}, {301, 509}}
 
 func init() {
 	const eps = 1e-5

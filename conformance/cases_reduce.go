@@ -18,6 +18,7 @@ func init() {
 			{[]int{3, 5, 127}, []int{3, 5}},
 			{[]int{2, 4096}, []int{2}},
 			{[]int{127}, []int{1}},
+			{[]int{301, 509}, []int{301}},
 		} {
 			op, s := op, s
 			Register(Case{
@@ -55,7 +56,7 @@ func init() {
 	}
 
 	// SumColumns: Σ over rows, one element per column.
-	for _, s := range [][]int{{1, 1}, {7, 13}, {127, 3}, {3, 5, 7}, {4096, 2}, {1, 127}} {
+	for _, s := range [][]int{{1, 1}, {7, 13}, {127, 3}, {3, 5, 7}, {4096, 2}, {1, 127}, {509, 301}, {16384, 3}} {
 		s := s
 		Register(Case{
 			Name: "sum_columns/" + dims(s...),

@@ -15,7 +15,7 @@ func init() {
 		inPlace bool
 	}
 	var cases []rc
-	for _, s := range [][]int{{1, 1, 1, 2}, {2, 7, 3, 8}, {1, 13, 2, 64}, {3, 5, 4, 6}, {1, 127, 1, 128}} {
+	for _, s := range [][]int{{1, 1, 1, 2}, {2, 7, 3, 8}, {1, 13, 2, 64}, {3, 5, 4, 6}, {1, 127, 1, 128}, {2, 129, 4, 64}} {
 		cases = append(cases, rc{shape: s, theta: 10000})
 	}
 	cases = append(cases,

@@ -56,6 +56,8 @@ func init() {
 		{shape: []int{6, 4}, p: backend.SoftmaxParams{Causal: true}, span: 2},
 		{shape: []int{5, 9}, p: backend.SoftmaxParams{Causal: true}, span: 2},
 		{shape: []int{1, 64, 64}, p: backend.SoftmaxParams{Causal: true, Scale: 0.125}, span: 8},
+		{shape: []int{97, 1031}, span: 4},
+		{shape: []int{4, 129, 129}, p: backend.SoftmaxParams{Causal: true, Scale: 0.125}, span: 8},
 		{shape: []int{7, 13}, span: 1, inPlace: true},
 		{shape: []int{3, 5, 9}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 4}, span: 2, inPlace: true},
 	}

@@ -290,7 +290,7 @@ func (e *Env) download(t backend.Tensor, what string) []float32 {
 // checkGuards reports writes outside the view of g: any buffer element
 // not in g.index whose bits changed.
 func (e *Env) checkGuards(g *guarded, full []float32) bool {
-	inView := make(map[int]bool, len(g.index))
+	inView := make([]bool, len(full))
 	lo, hi := len(full), -1
 	for _, p := range g.index {
 		inView[p] = true
