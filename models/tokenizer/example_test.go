@@ -1,0 +1,21 @@
+package tokenizer_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/sora-go/sora/models/tokenizer"
+)
+
+// Example encodes and decodes a prompt with stories260K's tokenizer. (It is
+// compiled but not run by go test, since the shared data may be absent.)
+func Example() {
+	tok, err := tokenizer.Load("../shared/data/models/stories260K/tok512.bin")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ids := tok.Encode("Once upon a time", true, false)
+	fmt.Println(ids)                                      // [1 403 407 261 378]
+	fmt.Println(tok.DecodeAll(ids))                       // Once upon a time
+	fmt.Printf("%q\n", tok.Decode(tokenizer.BOS, ids[1])) // "Once"
+}

@@ -1,0 +1,342 @@
+// Package tokenizer implements llama2.c's tokenizer: SentencePiece-style
+// byte-pair encoding with per-token scores and byte fallback, read from
+// llama2.c's tokenizer.bin format.
+//
+// # File format
+//
+// A little-endian int32 max_token_length, then for each token in id order a
+// float32 score, an int32 byte length and that many bytes of the token's
+// piece. The file does not record the vocabulary size; it is the number of
+// entries (callers should check it against the model's vocab_size). Tokens
+// 0, 1 and 2 are <unk>, BOS and EOS; tokens 3..258 must be the byte
+// pieces "<0x00>".."<0xFF>".
+//
+// # Encoding
+//
+// Encode follows llama2.c exactly: a leading space (SentencePiece's "dummy
+// prefix") is added to non-empty text; each UTF-8 character (a byte and up
+// to three continuation bytes) becomes its token if the vocabulary has it,
+// otherwise one byte-fallback token per byte (id = byte + 3); then, while
+// any adjacent pair's concatenated piece is in the vocabulary, the pair
+// whose merge has the highest score (the leftmost on ties) is merged.
+// Decode maps byte pieces back to bytes and drops the leading space of the
+// first piece after BOS, so that decoding an encoding with BOS returns the
+// original text.
+package tokenizer
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+)
+
+// Special token ids of llama2.c's vocabularies.
+const (
+	UnknownID = 0
+	BOS       = 1
+	EOS       = 2
+	// firstByteID is the id of the byte-fallback token "<0x00>".
+	firstByteID = 3
+)
+
+// maxTokenLength bounds max_token_length; real vocabularies need a few
+// dozen bytes.
+const maxTokenLength = 1 << 16
+
+// Tokenizer is a loaded vocabulary. It is immutable and safe for concurrent use.
+type Tokenizer struct {
+	pieces  []string
+	scores  []float32
+	decoded []string // what each token decodes to: its piece, or one byte for "<0xXX>"
+	maxLen  int
+	ids     map[string]int // piece → lowest id holding it
+	name    string         // file name, for error messages
+}
+
+// Load reads a tokenizer.bin file.
+func Load(path string) (*Tokenizer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	return Parse(b, path)
+}
+
+// Parse decodes the contents of a tokenizer.bin file. name is used in error
+// messages.
+func Parse(b []byte, name string) (*Tokenizer, error) {
+	fail := func(format string, args ...any) (*Tokenizer, error) {
+		return nil, fmt.Errorf("tokenizer: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	le := binary.LittleEndian
+	if len(b) < 4 {
+		return fail("file is %d bytes, too short for the 4-byte max_token_length", len(b))
+	}
+	maxLen := int64(int32(le.Uint32(b)))
+	if maxLen < 1 || maxLen > maxTokenLength {
+		return fail("max_token_length is %d; expected 1 to %d", maxLen, maxTokenLength)
+	}
+	t := &Tokenizer{maxLen: int(maxLen), ids: map[string]int{}, name: name}
+	off := 4
+	for id := 0; off < len(b); id++ {
+		if len(b)-off < 8 {
+			return fail("token %d at offset %d: truncated entry: %d bytes left, need 8 for score and length", id, off, len(b)-off)
+		}
+		score := math.Float32frombits(le.Uint32(b[off:]))
+		n := int64(int32(le.Uint32(b[off+4:])))
+		off += 8
+		if math.IsNaN(float64(score)) {
+			return fail("token %d has a NaN score", id)
+		}
+		if n < 0 || n > maxLen {
+			return fail("token %d has length %d; expected 0 to max_token_length %d", id, n, maxLen)
+		}
+		if int64(len(b)-off) < n {
+			return fail("token %d: truncated: length %d but only %d bytes left", id, n, len(b)-off)
+		}
+		piece := string(b[off : off+int(n)])
+		off += int(n)
+		t.pieces = append(t.pieces, piece)
+		t.scores = append(t.scores, score)
+		if _, dup := t.ids[piece]; !dup {
+			t.ids[piece] = id
+		}
+	}
+	if len(t.pieces) < firstByteID+256 {
+		return fail("vocabulary has %d tokens; expected at least 259 (<unk>, BOS, EOS and 256 byte tokens)", len(t.pieces))
+	}
+	t.decoded = make([]string, len(t.pieces))
+	for id, p := range t.pieces {
+		t.decoded[id] = p
+		if v, ok := bytePiece(p); ok {
+			t.decoded[id] = string([]byte{v})
+		}
+	}
+	for v := 0; v < 256; v++ {
+		id := firstByteID + v
+		if got, ok := bytePiece(t.pieces[id]); !ok || got != byte(v) {
+			return fail("token %d is %q; expected the byte-fallback piece \"<0x%02X>\" (tokens 3..258 must be bytes 0..255)", id, t.pieces[id], v)
+		}
+	}
+	return t, nil
+}
+
+// bytePiece reports whether p is a byte-fallback piece "<0xXX>" and its byte.
+func bytePiece(p string) (byte, bool) {
+	if len(p) != 6 || !strings.HasPrefix(p, "<0x") || p[5] != '>' {
+		return 0, false
+	}
+	hi, ok1 := hexDigit(p[3])
+	lo, ok2 := hexDigit(p[4])
+	return hi<<4 | lo, ok1 && ok2
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// VocabSize returns the number of tokens.
+func (t *Tokenizer) VocabSize() int { return len(t.pieces) }
+
+// CheckVocab returns an error unless the tokenizer has exactly vocabSize
+// tokens. The file format does not record its size, so a truncated file can
+// look like a smaller vocabulary; loaders of a model check it this way.
+func (t *Tokenizer) CheckVocab(vocabSize int) error {
+	if len(t.pieces) != vocabSize {
+		return fmt.Errorf("tokenizer: %s has %d tokens but the model's vocab_size is %d", t.name, len(t.pieces), vocabSize)
+	}
+	return nil
+}
+
+// MaxTokenLength returns the file's max_token_length, the longest piece.
+func (t *Tokenizer) MaxTokenLength() int { return t.maxLen }
+
+// Piece returns token id's piece as stored (byte tokens as "<0xXX>"). It
+// returns "" for an id out of range.
+func (t *Tokenizer) Piece(id int) string {
+	if id < 0 || id >= len(t.pieces) {
+		return ""
+	}
+	return t.pieces[id]
+}
+
+// Score returns token id's merge score (0 for an id out of range).
+func (t *Tokenizer) Score(id int) float32 {
+	if id < 0 || id >= len(t.scores) {
+		return 0
+	}
+	return t.scores[id]
+}
+
+// Lookup returns the id of the token whose piece is exactly s (the lowest
+// such id), or false.
+func (t *Tokenizer) Lookup(s string) (int, bool) {
+	id, ok := t.ids[s]
+	return id, ok
+}
+
+// Encode tokenizes text as llama2.c does (see the package documentation),
+// optionally preceded by BOS and followed by EOS. Any bytes are accepted:
+// invalid UTF-8 goes through byte fallback.
+func (t *Tokenizer) Encode(text string, bos, eos bool) []int {
+	var toks []int
+	if bos {
+		toks = append(toks, BOS)
+	}
+	if text != "" {
+		if id, ok := t.ids[" "]; ok {
+			toks = append(toks, id)
+		} else {
+			toks = append(toks, firstByteID+' ')
+		}
+	}
+	for i := 0; i < len(text); {
+		// A character: one byte and up to three continuation bytes.
+		j := i + 1
+		for j < len(text) && j-i < 4 && text[j]&0xC0 == 0x80 {
+			j++
+		}
+		if id, ok := t.ids[text[i:j]]; ok {
+			toks = append(toks, id)
+		} else {
+			for k := i; k < j; k++ {
+				toks = append(toks, firstByteID+int(text[k]))
+			}
+		}
+		i = j
+	}
+	toks = t.merge(toks)
+	if eos {
+		toks = append(toks, EOS)
+	}
+	return toks
+}
+
+// candidate is a possible merge of the pair starting at node left.
+type candidate struct {
+	score       float32
+	left, right int // node indices
+	lid, rid    int // token ids of the pair when pushed, to detect stale entries
+	merged      int
+}
+
+type candidates []candidate
+
+func (h candidates) Len() int { return len(h) }
+func (h candidates) Less(i, j int) bool {
+	if h[i].score != h[j].score {
+		return h[i].score > h[j].score
+	}
+	return h[i].left < h[j].left // node order is sequence order: leftmost wins ties
+}
+func (h candidates) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *candidates) Push(x any)   { *h = append(*h, x.(candidate)) }
+func (h *candidates) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// merge applies llama2.c's merge loop — repeatedly merge the adjacent pair
+// with the best-scoring merged piece, leftmost on ties — in O(n log n) with
+// a heap and a linked list instead of llama2.c's O(n²) rescans. The result
+// is identical: node indices keep sequence order, so the heap's tie-break
+// on the left node picks the pair llama2.c's left-to-right scan picks.
+func (t *Tokenizer) merge(toks []int) []int {
+	n := len(toks)
+	if n < 2 {
+		return toks
+	}
+	id := append([]int(nil), toks...)
+	prev := make([]int, n)
+	next := make([]int, n)
+	alive := make([]bool, n)
+	for i := range id {
+		prev[i], next[i], alive[i] = i-1, i+1, true
+	}
+	next[n-1] = -1
+	var h candidates
+	buf := make([]byte, 0, 2*t.maxLen)
+	try := func(l, r int) {
+		if l < 0 || r < 0 {
+			return
+		}
+		buf = append(append(buf[:0], t.pieces[id[l]]...), t.pieces[id[r]]...)
+		if m, ok := t.ids[string(buf)]; ok {
+			heap.Push(&h, candidate{score: t.scores[m], left: l, right: r, lid: id[l], rid: id[r], merged: m})
+		}
+	}
+	for i := 0; i+1 < n; i++ {
+		try(i, i+1)
+	}
+	for h.Len() > 0 {
+		c := heap.Pop(&h).(candidate)
+		if !alive[c.left] || !alive[c.right] || next[c.left] != c.right || id[c.left] != c.lid || id[c.right] != c.rid {
+			continue // stale: one side was merged away or changed since
+		}
+		id[c.left] = c.merged
+		alive[c.right] = false
+		next[c.left] = next[c.right]
+		if next[c.right] >= 0 {
+			prev[next[c.right]] = c.left
+		}
+		try(prev[c.left], c.left)
+		try(c.left, next[c.left])
+	}
+	out := toks[:0]
+	for i := 0; i >= 0; i = next[i] {
+		out = append(out, id[i])
+	}
+	return out
+}
+
+// Decode returns the text of token id following token prev, as llama2.c's
+// decode does: byte tokens become their byte, and a piece's leading space
+// is dropped right after BOS. An id out of range decodes to "".
+func (t *Tokenizer) Decode(prev, id int) string {
+	if id < 0 || id >= len(t.decoded) {
+		return ""
+	}
+	s := t.decoded[id]
+	if prev == BOS && strings.HasPrefix(t.pieces[id], " ") {
+		s = s[1:]
+	}
+	return s
+}
+
+// DecodeAll returns the text of a token sequence, omitting the BOS and EOS
+// control tokens. For any text s, DecodeAll(Encode(s, true, eos)) == s.
+func (t *Tokenizer) DecodeAll(ids []int) string {
+	var sb strings.Builder
+	prev := -1
+	for _, id := range ids {
+		if id != BOS && id != EOS {
+			sb.WriteString(t.Decode(prev, id))
+		}
+		prev = id
+	}
+	return sb.String()
+}
+
+// IsPrintable reports whether a decoded piece should be printed, following
+// llama2.c's safe_printf: single bytes that are neither printable ASCII nor
+// whitespace (stray control or partial-UTF-8 bytes) are not.
+func IsPrintable(piece string) bool {
+	if len(piece) != 1 {
+		return piece != ""
+	}
+	c := piece[0]
+	return (c >= 0x20 && c < 0x7f) || c == ' ' || (c >= '\t' && c <= '\r')
+}
