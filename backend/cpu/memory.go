@@ -45,9 +45,25 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 		}
 		n *= d
 	}
-	buf := &buffer{data: make([]float32, n), n: n, owner: b}
+	data, err := makeFloats(n)
+	if err != nil {
+		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), err)
+	}
+	buf := &buffer{data: data, n: n, owner: b}
 	b.inUse.n.Add(int64(n) * 4)
 	return backend.NewTensor(buf, 0, shape...)
+}
+
+// makeFloats allocates n zeroed floats, turning the runtime's refusal of a
+// length beyond what the platform can address into an error. (Running out
+// of memory for a length it accepts stays fatal: Go cannot recover that.)
+func makeFloats(n int) (data []float32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot allocate %d elements: %v", n, r)
+		}
+	}()
+	return make([]float32, n), nil
 }
 
 // maxElements bounds one allocation so that its byte size fits in an int
