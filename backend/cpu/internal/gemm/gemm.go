@@ -73,7 +73,7 @@ func NewEngine(cfg Config) *Engine {
 }
 
 // Kernel names the micro-kernel in use, e.g. "avx2-fma 6x16" or
-// "go 4x4", for benchmarks and logs.
+// "go 4x2", for benchmarks and logs.
 func (e *Engine) Kernel() string { return e.k.name }
 
 // Threads reports how many goroutines a large call uses.
