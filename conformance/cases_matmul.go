@@ -113,8 +113,8 @@ func init() {
 		cs = append(cs, mmCase{batch: 3, batchA: 3, batchB: 3, rankA: 3, rankB: 3,
 			m: 5, n: 7, k: 9, transA: t[0], transB: t[1], alpha: 1})
 	}
-	// One operand shared by the whole batch, as a batch of 1 or a matrix.
-	for _, t := range [][2]bool{{false, false}, {true, true}} {
+	// One operand shared by the whole batch, as a batch of 1.
+	for _, t := range trans {
 		cs = append(cs,
 			mmCase{batch: 3, batchA: 1, batchB: 3, rankA: 3, rankB: 3, m: 5, n: 7, k: 9, transA: t[0], transB: t[1], alpha: 1},
 			mmCase{batch: 3, batchA: 3, batchB: 1, rankA: 3, rankB: 3, m: 5, n: 7, k: 9, transA: t[0], transB: t[1], alpha: 1},
