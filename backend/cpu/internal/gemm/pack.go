@@ -10,33 +10,26 @@ func packA(transA bool, a []float32, lda, i0, p0, mc, kc, mr int, alpha float32,
 	for r0 := 0; r0 < mc; r0 += mr {
 		rows := min(mr, mc-r0)
 		d := dst[r0*kc : r0*kc+mr*kc]
-		if !transA {
-			// Row i of op(A) is contiguous in a; scatter it with stride mr.
-			for ii := 0; ii < rows; ii++ {
-				src := a[(i0+r0+ii)*lda+p0:]
-				src = src[:kc]
-				dd := d[ii:]
-				for p, v := range src {
-					dd[p*mr] = alpha * v
+		if transA {
+			// Column i of op(A) is row i of a: the panel's mr values for
+			// one k step are adjacent in a already.
+			for p := 0; p < kc; p++ {
+				src := a[(p0+p)*lda+i0+r0:]
+				src = src[:rows]
+				dd := d[p*mr : p*mr+mr]
+				if alpha == 1 {
+					copy(dd, src)
+				} else {
+					for ii, v := range src {
+						dd[ii] = alpha * v
+					}
 				}
-			}
-			if rows < mr {
-				for p := 0; p < kc; p++ {
-					clear(d[p*mr+rows : p*mr+mr])
-				}
+				clear(dd[rows:])
 			}
 			continue
 		}
-		// Column p of op(A)ᵀ storage: the panel's mr values are adjacent.
-		for p := 0; p < kc; p++ {
-			src := a[(p0+p)*lda+i0+r0:]
-			src = src[:rows]
-			dd := d[p*mr : p*mr+mr]
-			for ii, v := range src {
-				dd[ii] = alpha * v
-			}
-			clear(dd[rows:])
-		}
+		// Row i of op(A) is contiguous in a: interleave the panel's rows.
+		interleave(d, mr, a, (i0+r0)*lda+p0, lda, rows, kc, alpha)
 	}
 }
 
@@ -57,18 +50,50 @@ func packB(transB bool, b []float32, ldb, p0, j0, kc, nc, nr int, dst []float32)
 			continue
 		}
 		// Column j of op(B) is row j of b, contiguous in k.
-		for jj := 0; jj < cols; jj++ {
-			src := b[(j0+s0+jj)*ldb+p0:]
-			src = src[:kc]
-			dd := d[jj:]
-			for p, v := range src {
-				dd[p*nr] = v
-			}
+		interleave(d, nr, b, (j0+s0)*ldb+p0, ldb, cols, kc, 1)
+	}
+}
+
+// interleave writes d[p*w+r] = alpha·src[off+r*ld+p] for r < rows and
+// p < kc, and zero for rows ≤ r < w: it transposes `rows` source rows of
+// length kc into a panel of width w. Four rows go at a time so that each
+// store of a k step fills adjacent slots, while the reads stay sequential
+// in four streams.
+func interleave(d []float32, w int, src []float32, off, ld, rows, kc int, alpha float32) {
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		o := off + r*ld
+		s0 := src[o : o+kc]
+		s1 := src[o+ld : o+ld+kc]
+		s2 := src[o+2*ld : o+2*ld+kc]
+		s3 := src[o+3*ld : o+3*ld+kc]
+		dd := d[r:]
+		for p := range s0 {
+			q := dd[p*w : p*w+4]
+			q[0], q[1], q[2], q[3] = alpha*s0[p], alpha*s1[p], alpha*s2[p], alpha*s3[p]
 		}
-		if cols < nr {
-			for p := 0; p < kc; p++ {
-				clear(d[p*nr+cols : p*nr+nr])
-			}
+	}
+	for ; r+2 <= rows; r += 2 {
+		o := off + r*ld
+		s0 := src[o : o+kc]
+		s1 := src[o+ld : o+ld+kc]
+		dd := d[r:]
+		for p := range s0 {
+			q := dd[p*w : p*w+2]
+			q[0], q[1] = alpha*s0[p], alpha*s1[p]
+		}
+	}
+	if r < rows {
+		o := off + r*ld
+		s0 := src[o : o+kc]
+		dd := d[r:]
+		for p, v := range s0 {
+			dd[p*w] = alpha * v
+		}
+	}
+	if rows < w {
+		for p := 0; p < kc; p++ {
+			clear(d[p*w+rows : p*w+w])
 		}
 	}
 }
