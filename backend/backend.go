@@ -275,13 +275,15 @@ type RoPEParams struct {
 // CrossEntropyParams configures CrossEntropy and CrossEntropyGrad.
 type CrossEntropyParams struct {
 	// IgnoreIndex marks rows without a target (loss 0, gradient 0). PyTorch
-	// uses −100.
+	// uses −100. It has no "unset" value: the zero value ignores target 0,
+	// so callers always set it (package graph does).
 	IgnoreIndex int32
 	// Smoothing is the label-smoothing weight ε: the target distribution is
 	// (1−ε)·one-hot + ε/vocab. 0 disables it.
 	Smoothing float32
 	// Scale multiplies the gradient (CrossEntropyGrad only), typically
-	// 1/(number of counted rows) for a mean loss.
+	// 1/(number of counted rows) for a mean loss. Unlike SoftmaxParams.Scale,
+	// 0 is taken literally and gives a zero gradient.
 	Scale float32
 }
 

@@ -320,3 +320,45 @@ func CheckTransfer(op string, t Tensor, hostLen int) error {
 	}
 	return nil
 }
+
+// CheckNormGrad validates RMSNormGrad (pass the zero Tensor for dbeta) and
+// LayerNormGrad: dx and dy have x's shape, the weight (w or gamma) is
+// present with the row length, and each parameter gradient that is present
+// has the row length too.
+func CheckNormGrad(op Op, dx, x, dy, weight Tensor, paramGrads ...Tensor) (rows, cols int, err error) {
+	all := append([]Tensor{dx, x, dy, weight}, paramGrads...)
+	if weight.IsZero() {
+		return 0, 0, Errorf(op, all, "the weight is missing")
+	}
+	rows, cols, err = CheckNorm(op, dx, x, append([]Tensor{weight}, paramGrads...)...)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := checkDense(op, all, dy); err != nil {
+		return 0, 0, err
+	}
+	if !dy.Shape().Equal(x.Shape()) {
+		return 0, 0, Errorf(op, all, "dy's shape differs from x's")
+	}
+	return rows, cols, nil
+}
+
+// CheckAdamW validates AdamW: four tensors of equal length and
+// hyper-parameters for which the update is defined (Step ≥ 1, betas in
+// [0, 1), LR, Eps and WeightDecay not negative).
+func CheckAdamW(param, grad, m, v Tensor, p AdamWParams) (n int, err error) {
+	n, err = CheckElementwise(OpAdamW, param, grad, m, v)
+	if err != nil {
+		return 0, err
+	}
+	all := []Tensor{param, grad, m, v}
+	switch {
+	case p.Step < 1:
+		return 0, Errorf(OpAdamW, all, "step %d, want ≥ 1 (bias correction divides by 1−β^step)", p.Step)
+	case !(p.Beta1 >= 0 && p.Beta1 < 1) || !(p.Beta2 >= 0 && p.Beta2 < 1):
+		return 0, Errorf(OpAdamW, all, "betas %g, %g outside [0, 1)", p.Beta1, p.Beta2)
+	case !(p.LR >= 0) || !(p.Eps >= 0) || !(p.WeightDecay >= 0):
+		return 0, Errorf(OpAdamW, all, "lr %g, eps %g and weight decay %g must not be negative", p.LR, p.Eps, p.WeightDecay)
+	}
+	return n, nil
+}

@@ -16,7 +16,7 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 	if b.skip(op) {
 		return
 	}
-	if _, err := backend.CheckElementwise(op, param, grad, m, v); err != nil {
+	if _, err := backend.CheckAdamW(param, grad, m, v, p); err != nil {
 		b.Record(err)
 		return
 	}

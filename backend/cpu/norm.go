@@ -51,13 +51,7 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		return
 	}
 	all := []backend.Tensor{dx, dw, x, w, dy}
-	rows, cols, err := backend.CheckNorm(op, dx, x, w, dw)
-	if err == nil {
-		_, _, err = backend.CheckNorm(op, dy, x) // dy: dense, of x's shape
-	}
-	if err == nil && w.IsZero() {
-		err = backend.Errorf(op, all, "weight is missing")
-	}
+	rows, cols, err := backend.CheckNormGrad(op, dx, x, dy, w, dw)
 	if err != nil {
 		b.Record(err)
 		return
@@ -156,13 +150,7 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		return
 	}
 	all := []backend.Tensor{dx, dgamma, dbeta, x, gamma, dy}
-	rows, cols, err := backend.CheckNorm(op, dx, x, gamma, dgamma, dbeta)
-	if err == nil {
-		_, _, err = backend.CheckNorm(op, dy, x) // dy: dense, of x's shape
-	}
-	if err == nil && gamma.IsZero() {
-		err = backend.Errorf(op, all, "gamma is missing")
-	}
+	rows, cols, err := backend.CheckNormGrad(op, dx, x, dy, gamma, dgamma, dbeta)
 	if err != nil {
 		b.Record(err)
 		return
