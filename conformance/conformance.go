@@ -35,12 +35,28 @@
 //
 // # Adding cases
 //
-// Cases live in a registry. A file of this package adds cases by calling
+// Cases live in a registry, in registration order. A file of this package
+// (or any other package, as the CLI's tests do) adds cases by calling
 // [Register] from an init function; nothing in the core has to change.
-// A [Case] names the op it checks (its threshold and the op that
-// [backend.Backend.Supports] must report), any further ops it uses, and a
-// function that runs it against an [Env]. The Env supplies random inputs,
-// guarded outputs and the NMSE check:
+// A [Case] has a unique name without spaces ("op/variant", which is also
+// its subtest name), the op it checks (the backend must report it in
+// Supports, and its threshold applies), Needs (further ops it calls, which
+// must be supported too; a failure of the case may point at any of them),
+// and a function that runs it against an [Env]. The Env supplies:
+//
+//   - a random generator seeded from the run's seed and the case's name,
+//     so a case sees the same inputs alone or in the whole suite;
+//   - inputs between NaN guards ([Env.Input], strided and broadcast views
+//     with [Env.InputStrided]) that are verified unchanged afterwards;
+//   - outputs between sentinel guards, NaN-poisoned ([Env.Output]) or
+//     starting from given values for ops that accumulate or work in place
+//     ([Env.OutputInit], [Env.OutputStrided]), and [Env.Rebase] for ops
+//     applied several times to the same tensor;
+//   - the comparison with a float64 reference: [Env.Check] (the case op's
+//     threshold) or [Env.CheckTol] (another entry of the table), and
+//     [Env.CheckValues] for quantities derived on the host.
+//
+// For example:
 //
 //	func init() {
 //		conformance.Register(conformance.Case{
@@ -60,9 +76,11 @@
 //		})
 //	}
 //
-// Fused ops get their own cases this way, and whole-graph gradient checks by
-// central finite differences (files named graph_*.go) register cases whose
-// Needs list every op the graph uses.
+// Fused ops get their own cases this way, with their own entry in the
+// threshold table (thresholds.go, the one place limits are set, each with
+// its reason). Whole-graph gradient checks by central finite differences
+// go in files named graph_*.go; their cases name the op whose backward
+// they mainly exercise and list in Needs every other op the graph uses.
 package conformance
 
 import (
