@@ -12,8 +12,8 @@ package gemm
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Config selects how an Engine computes.
@@ -196,12 +196,11 @@ func (e *Engine) parallel(t int) {
 	if e.pool == nil {
 		e.pool = newPool(e, e.threads-1)
 	}
-	e.pool.wg.Add(t - 1)
 	for i := 1; i < t; i++ {
 		e.pool.work <- task{e: e, id: i, t: t}
 	}
 	e.work(t, 0)
-	e.pool.wg.Wait()
+	e.pool.wait(t - 1)
 }
 
 // Phases of a parallel call, telling work what thread i should do.
@@ -376,11 +375,18 @@ type task struct {
 // keeps its workers; they exit when the Engine is garbage collected.
 type pool struct {
 	work chan task
-	wg   sync.WaitGroup
+	done chan struct{}
 }
 
+// spinFor is how long an idle worker polls for its next task, and the
+// caller for the workers to finish, before blocking. Waking a parked
+// goroutine on another core takes from a few to tens of µs, as long as a
+// whole 256×256 product on two cores, and a model runs its products back
+// to back; spinning is capped so an idle Engine soon stops using CPU.
+const spinFor = 50 * time.Microsecond
+
 func newPool(e *Engine, n int) *pool {
-	p := &pool{work: make(chan task, n)}
+	p := &pool{work: make(chan task, n), done: make(chan struct{}, n)}
 	for i := 0; i < n; i++ {
 		go p.loop()
 	}
@@ -391,9 +397,50 @@ func newPool(e *Engine, n int) *pool {
 }
 
 func (p *pool) loop() {
-	for t := range p.work {
+	for {
+		t, ok := p.next()
+		if !ok {
+			return
+		}
 		t.e.work(t.t, t.id)
 		t = task{} // drop references to the Engine while idle
-		p.wg.Done()
+		p.done <- struct{}{}
+	}
+}
+
+// next returns the next task, polling for up to spinFor before blocking;
+// ok is false once the pool is closed.
+func (p *pool) next() (t task, ok bool) {
+	start := time.Now()
+	for i := 1; ; i++ {
+		select {
+		case t, ok = <-p.work:
+			return t, ok
+		default:
+		}
+		if i%64 == 0 && time.Since(start) > spinFor {
+			break
+		}
+	}
+	t, ok = <-p.work
+	return t, ok
+}
+
+// wait returns once n tasks have finished, polling for up to spinFor
+// before blocking.
+func (p *pool) wait(n int) {
+	start := time.Now()
+	for i := 1; n > 0; i++ {
+		select {
+		case <-p.done:
+			n--
+			continue
+		default:
+		}
+		if i%64 == 0 && time.Since(start) > spinFor {
+			for ; n > 0; n-- {
+				<-p.done
+			}
+		}
 	}
 }
