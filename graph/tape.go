@@ -369,6 +369,25 @@ func (g *Tape) Const(t backend.Tensor) *Value {
 	return g.newValue(t, t.Shape(), false)
 }
 
+// CopyOf returns a new value holding a copy of t, a float32 tensor of the
+// tape's backend that may be a strided view (a window of a KV cache laid
+// out [batch, maxSeq, heads, headDim], a permutation); it requires no
+// gradient and the tape owns the copy.
+func (g *Tape) CopyOf(t backend.Tensor) *Value {
+	if g.err != nil {
+		return g.placeholder(t.Shape())
+	}
+	if t.IsZero() || t.DType() != backend.Float32 {
+		g.failf("CopyOf: want a float32 tensor, got %v", t)
+		return g.placeholder(t.Shape())
+	}
+	v := g.output(t.Shape())
+	if g.err == nil {
+		g.b.Copy(v.data, t, false)
+	}
+	return v
+}
+
 // Detach returns a value that shares x's data but stops gradients: nothing
 // flows back into x through it (DoRA's detached weight norm).
 func (g *Tape) Detach(x *Value) *Value {
