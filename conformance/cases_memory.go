@@ -47,6 +47,29 @@ func init() {
 		})
 	}
 
+	// Alloc gives a contiguous float32 tensor of the requested shape, and
+	// BytesInUse counts it while it lives.
+	Register(Case{
+		Name: "memory/alloc/3x5x4096",
+		Run: func(e *Env) {
+			shape := backend.Shape{3, 5, 4096}
+			t, err := e.B.Alloc(backend.Float32, shape...)
+			if err != nil {
+				e.Fatalf("Alloc%v: %v", shape, err)
+			}
+			defer e.B.Free(t)
+			if !t.Shape().Equal(shape) || t.DType() != backend.Float32 || !t.Contiguous() || t.Len() != shape.NumElements() {
+				e.Errorf("Alloc%v returned %v, want a contiguous float32 tensor of that shape", shape, t)
+			}
+			if t.Buffer() == nil || t.Buffer().Len() < t.Offset()+t.Len() {
+				e.Errorf("Alloc%v: the view %v does not fit its buffer", shape, t)
+			}
+			if used, need := e.B.BytesInUse(), int64(shape.NumElements()*4); used < need {
+				e.Errorf("BytesInUse = %d with a live tensor of %d bytes", used, need)
+			}
+		},
+	})
+
 	// Fill, over NaN poison.
 	for _, f := range []struct {
 		shape []int

@@ -41,21 +41,26 @@ func openBackend(t *testing.T, name string) backend.Backend {
 func TestConformance(t *testing.T) {
 	b := openBackend(t, *backendName)
 	t.Logf("backend %s: %s", b.Name(), b.Device())
+	var sum conformance.Summary
 	for _, c := range conformance.Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			o := conformance.RunCase(b, c, *seed)
 			switch o.Status {
 			case conformance.Skipped:
+				sum.Skipped++
 				t.Skip(o.Reason)
 			case conformance.Failed:
+				sum.Failed++
 				t.Error(o.Reason)
 			default:
+				sum.Passed++
 				if testing.Verbose() {
 					t.Log(o)
 				}
 			}
 		})
 	}
+	t.Logf("backend %s: %s", b.Name(), sum)
 }
 
 // TestCaseCount checks that the suite is as broad as promised: at least
