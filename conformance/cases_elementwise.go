@@ -87,6 +87,26 @@ func init() {
 		}
 	}
 
+	// Both operands the same tensor: x⊙x, x−x.
+	for _, op := range []backend.BinaryOp{backend.Mul, backend.Sub} {
+		op := op
+		Register(Case{
+			Name: fmt.Sprintf("binary/%s/same_operand/13x7", op),
+			Op:   backend.OpBinary,
+			Run: func(e *Env) {
+				xv := e.Uniform(13*7, -1, 1)
+				x := e.Input(xv, 13, 7)
+				o := e.Output(13, 7)
+				e.B.Binary(op, o.T, x, x)
+				ref := make([]float64, len(xv))
+				for i, v := range xv {
+					ref[i] = binaryRef(op, float64(v), float64(v))
+				}
+				e.Check(o, ref)
+			},
+		})
+	}
+
 	// Scale.
 	for _, sc := range []struct {
 		shape   []int

@@ -138,4 +138,29 @@ func init() {
 		c := c
 		Register(Case{Name: c.name(), Op: backend.OpMatMul, Run: c.run})
 	}
+
+	// The same tensor as both operands: A·Aᵀ and Aᵀ·A (Gram matrices, as
+	// DoRA's norms use).
+	for _, t := range [][2]bool{{false, true}, {true, false}} {
+		t := t
+		name := "matmul/same_operand/A_At/13x33"
+		if t[0] {
+			name = "matmul/same_operand/At_A/13x33"
+		}
+		Register(Case{
+			Name: name,
+			Op:   backend.OpMatMul,
+			Run: func(e *Env) {
+				av := e.Uniform(13*33, -1, 1)
+				a := e.Input(av, 13, 33)
+				m, k := 13, 33
+				if t[0] {
+					m, k = 33, 13
+				}
+				o := e.Output(m, m)
+				e.B.MatMul(o.T, a, a, backend.MatMulParams{TransA: t[0], TransB: t[1], Alpha: 1})
+				e.Check(o, refMatMul(av, av, 1, 1, 1, m, m, k, t[0], t[1], 1, 0, nil))
+			},
+		})
+	}
 }
