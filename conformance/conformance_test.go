@@ -26,6 +26,9 @@ func openBackend(t *testing.T, name string) backend.Backend {
 		}
 		t.Fatalf("opening backend %s: %v", name, err)
 	}
+	if b == nil {
+		t.Fatalf("opening backend %s: Open returned neither a backend nor an error", name)
+	}
 	t.Cleanup(func() {
 		if err := b.Close(); err != nil {
 			t.Errorf("Close: %v", err)
