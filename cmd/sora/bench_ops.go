@@ -1,0 +1,392 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sora-go/sora/backend"
+)
+
+func init() {
+	registerBench(command{
+		name:    "ops",
+		summary: "element-wise and row kernels in GB/s next to the copy bandwidth of the same run",
+		run:     runBenchOps,
+	})
+}
+
+var benchOpsDoc = usageDoc{
+	synopsis: "bench ops [--backend NAME] [--n N] [--cols C] [--threads N] [--ops LIST] [--time D] [--json]",
+	description: "Times element-wise and row kernels of the chosen backend on N float32 elements (rows of C " +
+		"elements for the row kernels) and reports each as GB/s of the memory it must at least move: every " +
+		"operand read once and every output written once (for example 12 bytes per element for dst = a + b, " +
+		"28 for an AdamW step). The baseline is the copy bandwidth measured in the same run: Go's copy of an " +
+		"equally long buffer on the host, split over the same number of goroutines, as 8 bytes per element. " +
+		"Each figure is the best of three rounds of at least D/3 after a warm-up call. A few outputs of each op " +
+		"are checked against a host computation first, so a broken kernel cannot report a speed. --threads " +
+		"sets the CPU backend's threads (through $SORA_CPU_THREADS) and GOMAXPROCS. With --json each result " +
+		"is one JSON object per line.",
+	examples: []string{
+		"sora bench ops",
+		"sora bench ops --ops copy,add,silu,softmax,adamw --threads 2 --json",
+	},
+}
+
+// opsResult is one line of "sora bench ops --json".
+type opsResult struct {
+	Op            string `json:"op"`
+	N             int    `json:"n"`
+	Cols          int    `json:"cols"`
+	Threads       int    `json:"threads"`
+	BytesPerElem  int    `json:"bytes_per_element"`
+	GBPS          fixed1 `json:"gbps"`
+	Baseline      string `json:"baseline"`
+	BaselineGBPS  fixed1 `json:"baseline_gbps"`
+	FractionOfCpy fixed2 `json:"fraction_of_copy"`
+}
+
+// fixed2 prints with two decimals in JSON.
+type fixed2 float64
+
+func (f fixed2) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%.2f", float64(f))), nil
+}
+
+// benchOp is one kernel of "sora bench ops": bytes is the least traffic
+// per element, run enqueues one call, and check compares a few outputs
+// with the host (given the inputs it was set up with).
+type benchOp struct {
+	name  string
+	bytes int
+	run   func(env *opsEnv)
+	check func(env *opsEnv) error
+}
+
+// opsEnv holds the operands shared by the kernels: x, y and z are rows×cols
+// inputs, out an output of the same shape, w a row of cols and r a column
+// of rows; hx, hy, hz, hw are the host copies of x, y, z and w.
+type opsEnv struct {
+	b              backend.Backend
+	rows, cols     int
+	x, y, z, out   backend.Tensor
+	w, bias, r     backend.Tensor
+	m, v           backend.Tensor // AdamW moments
+	hx, hy, hz, hw []float32
+}
+
+func (env *opsEnv) n() int { return env.rows * env.cols }
+
+// download returns out on the host.
+func (env *opsEnv) download(t backend.Tensor) ([]float32, error) {
+	h := make([]float32, t.Len())
+	return h, env.b.Download(h, t)
+}
+
+// checkElementwise checks 64 random outputs of out against f of the inputs.
+func checkElementwise(env *opsEnv, f func(i int) float64) error {
+	got, err := env.download(env.out)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for s := 0; s < 64; s++ {
+		i := rng.IntN(len(got))
+		want := f(i)
+		if d := math.Abs(float64(got[i]) - want); !(d <= 1e-5+1e-4*math.Abs(want)) {
+			return fmt.Errorf("element %d = %g, want %g", i, got[i], want)
+		}
+	}
+	return nil
+}
+
+// checkRow checks one random row of out against f(row of x, column).
+func checkRow(env *opsEnv, f func(xs []float32, j int) float64) error {
+	got, err := env.download(env.out)
+	if err != nil {
+		return err
+	}
+	row := rand.New(rand.NewPCG(8, 8)).IntN(env.rows)
+	xs := env.hx[row*env.cols : (row+1)*env.cols]
+	for j := range xs {
+		want, g := f(xs, j), got[row*env.cols+j]
+		if d := math.Abs(float64(g) - want); !(d <= 1e-5+1e-4*math.Abs(want)) {
+			return fmt.Errorf("row %d, column %d = %g, want %g", row, j, g, want)
+		}
+	}
+	return nil
+}
+
+var benchOps = []benchOp{
+	{"copy", 8, func(e *opsEnv) { e.b.Copy(e.out, e.x, false) },
+		func(e *opsEnv) error { return checkElementwise(e, func(i int) float64 { return float64(e.hx[i]) }) }},
+	{"fill", 4, func(e *opsEnv) { e.b.Fill(e.out, 0.5) },
+		func(e *opsEnv) error { return checkElementwise(e, func(int) float64 { return 0.5 }) }},
+	{"add", 12, func(e *opsEnv) { e.b.Binary(backend.Add, e.out, e.x, e.y) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return float64(e.hx[i]) + float64(e.hy[i]) })
+		}},
+	{"mul", 12, func(e *opsEnv) { e.b.Binary(backend.Mul, e.out, e.x, e.y) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return float64(e.hx[i]) * float64(e.hy[i]) })
+		}},
+	{"add_row", 8, func(e *opsEnv) { e.b.Binary(backend.Add, e.out, e.x, e.w) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return float64(e.hx[i]) + float64(e.hw[i%e.cols]) })
+		}},
+	{"scale", 8, func(e *opsEnv) { e.b.Scale(e.out, e.x, 0.5) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return 0.5 * float64(e.hx[i]) })
+		}},
+	{"axpy", 12, func(e *opsEnv) { e.b.Axpy(e.out, 1e-3, e.x) }, nil},
+	{"exp", 8, func(e *opsEnv) { e.b.Unary(backend.Exp, e.out, e.x) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return math.Exp(float64(e.hx[i])) })
+		}},
+	{"silu", 8, func(e *opsEnv) { e.b.Unary(backend.SiLU, e.out, e.x) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { x := float64(e.hx[i]); return x / (1 + math.Exp(-x)) })
+		}},
+	{"gelu", 8, func(e *opsEnv) { e.b.Unary(backend.GELU, e.out, e.x) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 {
+				x := float64(e.hx[i])
+				return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
+			})
+		}},
+	{"silu_grad", 12, func(e *opsEnv) { e.b.UnaryGrad(backend.SiLU, e.out, e.x, e.y) }, nil},
+	{"sum_rows", 4, func(e *opsEnv) { e.b.ReduceRows(backend.Sum, e.r, e.x) }, nil},
+	{"softmax", 8, func(e *opsEnv) { e.b.Softmax(e.out, e.x, backend.SoftmaxParams{}) },
+		func(e *opsEnv) error {
+			return checkRow(e, func(xs []float32, j int) float64 {
+				mx := math.Inf(-1)
+				for _, v := range xs {
+					mx = math.Max(mx, float64(v))
+				}
+				var s float64
+				for _, v := range xs {
+					s += math.Exp(float64(v) - mx)
+				}
+				return math.Exp(float64(xs[j])-mx) / s
+			})
+		}},
+	{"rmsnorm", 8, func(e *opsEnv) { e.b.RMSNorm(e.out, e.x, e.w, 1e-5) },
+		func(e *opsEnv) error {
+			return checkRow(e, func(xs []float32, j int) float64 {
+				var ss float64
+				for _, v := range xs {
+					ss += float64(v) * float64(v)
+				}
+				return float64(xs[j]) / math.Sqrt(ss/float64(len(xs))+1e-5) * float64(e.hw[j])
+			})
+		}},
+	{"layernorm", 8, func(e *opsEnv) { e.b.LayerNorm(e.out, e.x, e.w, e.bias, 1e-5) }, nil},
+	{"adamw", 28, func(e *opsEnv) {
+		e.b.AdamW(e.out, e.y, e.m, e.v, backend.AdamWParams{LR: 1e-6, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 1})
+	}, nil},
+}
+
+func runBenchOps(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench ops")
+	name := addBackendFlag(fs)
+	n := fs.Int("n", 4<<20, "`N` elements per operand")
+	cols := fs.Int("cols", 1024, "row length `C` for the row kernels (softmax, norms, row sums, row broadcast); must divide N")
+	threads := fs.Int("threads", 0, "`N` threads for the CPU backend and the host copy; 0 keeps the defaults ($"+cpuThreadsEnv+" or GOMAXPROCS)")
+	names := make([]string, len(benchOps))
+	for i, op := range benchOps {
+		names[i] = op.name
+	}
+	opsFlag := fs.String("ops", strings.Join(names, ","), "comma-separated `LIST` of kernels")
+	minTime := fs.Duration("time", time.Second, "measure each result for at least `D` in all")
+	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
+	if code, ok := parseFlags(fs, benchOpsDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	var selected []benchOp
+	for _, f := range strings.Split(*opsFlag, ",") {
+		f = strings.TrimSpace(f)
+		found := false
+		for _, op := range benchOps {
+			if op.name == f {
+				selected, found = append(selected, op), true
+			}
+		}
+		if !found {
+			fmt.Fprintf(stderr, "sora bench ops: --ops: unknown kernel %q (known: %s)\n", f, strings.Join(names, ", "))
+			return exitUsage
+		}
+	}
+	switch {
+	case *n < 1 || *n > 1<<28:
+		fmt.Fprintf(stderr, "sora bench ops: --n %d: want between 1 and %d elements\n", *n, 1<<28)
+		return exitUsage
+	case *cols < 1 || *n%*cols != 0:
+		fmt.Fprintf(stderr, "sora bench ops: --cols %d: want a positive row length that divides --n %d\n", *cols, *n)
+		return exitUsage
+	case *threads < 0:
+		fmt.Fprintf(stderr, "sora bench ops: --threads %d: want a positive number, or 0 for the defaults\n", *threads)
+		return exitUsage
+	case *minTime <= 0:
+		fmt.Fprintf(stderr, "sora bench ops: --time %v: want a positive duration such as 1s\n", *minTime)
+		return exitUsage
+	}
+
+	nthreads, undoEnv, undoProcs := applyThreads(*threads)
+	defer undoProcs()
+	b, code := openBackend(*name, stderr)
+	undoEnv()
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+
+	env, err := newOpsEnv(b, *n / *cols, *cols)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora bench ops: %v\n", err)
+		return exitFailure
+	}
+	copyGBPS := hostCopyGBPS(*n, nthreads, *minTime)
+
+	const row = "%-10s %10v %6v %7v %11v %8v %11v %9v\n"
+	if *asJSON {
+		fmt.Fprintf(stderr, "# backend %s: %s\n", b.Name(), b.Device())
+	} else {
+		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: host copy over %d goroutines, %.1f GB/s\n\n", b.Name(), b.Device(), nthreads, copyGBPS)
+		fmt.Fprintf(stdout, row, "op", "n", "cols", "threads", "bytes/elem", "GB/s", "copy GB/s", "of copy")
+	}
+	enc := json.NewEncoder(stdout)
+	for _, op := range selected {
+		if !b.Supports(opOf(op.name)) {
+			fmt.Fprintf(stderr, "sora bench ops: %s: the %s backend does not support it; skipped\n", op.name, b.Name())
+			continue
+		}
+		secs, err := timeCalls(*minTime, func() error {
+			op.run(env)
+			return b.Sync()
+		})
+		if err == nil && op.check != nil {
+			err = op.check(env)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sora bench ops: %s: %v\n", op.name, err)
+			return exitFailure
+		}
+		gbps := float64(op.bytes) * float64(*n) / secs / 1e9
+		r := opsResult{Op: op.name, N: *n, Cols: *cols, Threads: nthreads, BytesPerElem: op.bytes,
+			GBPS: fixed1(gbps), Baseline: "copy", BaselineGBPS: fixed1(copyGBPS), FractionOfCpy: fixed2(gbps / copyGBPS)}
+		if *asJSON {
+			if err := enc.Encode(r); err != nil {
+				fmt.Fprintf(stderr, "sora bench ops: %v\n", err)
+				return exitFailure
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, row, r.Op, r.N, r.Cols, r.Threads, r.BytesPerElem, fmt.Sprintf("%.1f", gbps),
+			fmt.Sprintf("%.1f", copyGBPS), fmt.Sprintf("%.0f%%", 100*gbps/copyGBPS))
+	}
+	return exitOK
+}
+
+// opOf maps a kernel of this benchmark to the interface op it exercises.
+func opOf(name string) backend.Op {
+	switch name {
+	case "copy":
+		return backend.OpCopy
+	case "fill":
+		return backend.OpFill
+	case "add", "mul", "add_row":
+		return backend.OpBinary
+	case "scale":
+		return backend.OpScale
+	case "axpy":
+		return backend.OpAxpy
+	case "exp", "silu", "gelu":
+		return backend.OpUnary
+	case "silu_grad":
+		return backend.OpUnaryGrad
+	case "sum_rows":
+		return backend.OpReduceRows
+	case "softmax":
+		return backend.OpSoftmax
+	case "rmsnorm":
+		return backend.OpRMSNorm
+	case "layernorm":
+		return backend.OpLayerNorm
+	case "adamw":
+		return backend.OpAdamW
+	}
+	panic("sora bench ops: no op for " + name)
+}
+
+// newOpsEnv allocates and fills the operands on b.
+func newOpsEnv(b backend.Backend, rows, cols int) (*opsEnv, error) {
+	env := &opsEnv{b: b, rows: rows, cols: cols}
+	rng := rand.New(rand.NewPCG(5, uint64(rows*cols)))
+	uniform := func(n int, lo, hi float32) []float32 {
+		h := make([]float32, n)
+		for i := range h {
+			h[i] = lo + (hi-lo)*rng.Float32()
+		}
+		return h
+	}
+	var err error
+	tensor := func(h []float32, shape ...int) backend.Tensor {
+		if err != nil {
+			return backend.Tensor{}
+		}
+		var t backend.Tensor
+		t, err = b.Alloc(backend.Float32, shape...)
+		if err == nil {
+			b.Upload(t, h)
+		}
+		return t
+	}
+	n := rows * cols
+	env.hx, env.hy, env.hz, env.hw = uniform(n, -4, 4), uniform(n, -1, 1), uniform(n, 0, 1), uniform(cols, 0.5, 1.5)
+	env.x = tensor(env.hx, rows, cols)
+	env.y = tensor(env.hy, rows, cols)
+	env.z = tensor(env.hz, rows, cols)
+	env.out = tensor(uniform(n, -1, 1), rows, cols)
+	env.w = tensor(env.hw, cols)
+	env.bias = tensor(uniform(cols, -0.1, 0.1), cols)
+	env.r = tensor(make([]float32, rows), rows)
+	env.m = tensor(make([]float32, n), rows, cols)
+	env.v = tensor(env.hz, rows, cols)
+	if err != nil {
+		return nil, fmt.Errorf("allocating operands on %s: %w", b.Name(), err)
+	}
+	return env, b.Sync()
+}
+
+// hostCopyGBPS measures copy() of n floats split over threads goroutines,
+// counting 8 bytes (one read, one write) per element.
+func hostCopyGBPS(n, threads int, minTime time.Duration) float64 {
+	src, dst := make([]float32, n), make([]float32, n)
+	for i := range src {
+		src[i] = float32(i)
+	}
+	threads = max(1, min(threads, runtime.GOMAXPROCS(0)))
+	secs, _ := timeCalls(minTime, func() error {
+		var wg sync.WaitGroup
+		for t := 0; t < threads; t++ {
+			lo, hi := n*t/threads, n*(t+1)/threads
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				copy(dst[lo:hi], src[lo:hi])
+			}()
+		}
+		wg.Wait()
+		return nil
+	})
+	return 8 * float64(n) / secs / 1e9
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestBenchOpsJSON(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "ops", "--n", "4096", "--cols", "64", "--threads", "2", "--time", "3ms", "--json"}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	// Every kernel prints a line unless the backend reports it unsupported.
+	if want := len(benchOps) - strings.Count(errb.String(), "does not support"); len(lines) != want {
+		t.Fatalf("got %d lines, want %d:\n%s\nstderr:\n%s", len(lines), want, out.String(), errb.String())
+	}
+	keys := regexp.MustCompile(`^\{"op":"[a-z_]+","n":4096,"cols":64,"threads":2,"bytes_per_element":\d+,"gbps":\d+\.\d,"baseline":"copy","baseline_gbps":\d+\.\d,"fraction_of_copy":\d+\.\d\d\}$`)
+	for _, line := range lines {
+		if !keys.MatchString(line) {
+			t.Errorf("line %s lacks the documented keys", line)
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+	}
+}
+
+func TestBenchOpsTableAndSelection(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "ops", "--n", "1024", "--cols", "32", "--ops", "copy,softmax", "--time", "3ms"}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
+	}
+	for _, op := range []string{"copy", "softmax"} {
+		if !regexp.MustCompile(`(?m)^` + op + `\s+1024\s+32\s`).MatchString(out.String()) {
+			t.Errorf("no row for %s:\n%s", op, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "adamw") {
+		t.Errorf("--ops copy,softmax also ran adamw:\n%s", out.String())
+	}
+}
+
+func TestBenchOpsBadInput(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ops", "copy,frobnicate"}, `unknown kernel "frobnicate"`},
+		{[]string{"--n", "0"}, "--n 0"},
+		{[]string{"--n", "100", "--cols", "7"}, "--cols 7"},
+		{[]string{"--threads", "-2"}, "--threads -2"},
+		{[]string{"--time", "-1s"}, "--time -1s"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(append([]string{"bench", "ops"}, tt.args...), &out, &errb); code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
+			}
+			if !strings.Contains(errb.String(), tt.want) {
+				t.Errorf("stderr = %q, want it to contain %q", errb.String(), tt.want)
+			}
+		})
+	}
+}
