@@ -1,0 +1,302 @@
+// Package acltest builds and drives the ACL test double: a small C
+// implementation of the parts of Huawei CANN that package ascend calls
+// (libascendcl.so, libnnopbase.so and the aclnn operator libraries), built
+// with the system C compiler, running on host memory.
+//
+// The double follows CANN's documented behaviour where the backend could
+// tell the difference: tensor views with element strides and offsets into
+// a storage, the two-phase operator protocol (an operator refuses a missing
+// or short workspace), copy kinds (and page-locked host memory for
+// asynchronous copies), per-thread contexts and error messages, and stream
+// ordering: work queued on a stream runs only when the stream is
+// synchronised, so a program that skips synchronisation reads stale data.
+// It records every call, counts live allocations and objects, and can make
+// any call fail (see [Double.Inject]).
+//
+// Typical use in a test:
+//
+//	dir, err := acltest.UseDouble(t.TempDir()) // sets SORA_ASCEND_PATH
+//	if errors.Is(err, acltest.ErrNoCompiler) { t.Skip(err) }
+//	b, err := backend.Open("ascend")
+package acltest
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+//go:embed testdata/*.c testdata/*.h
+var sources embed.FS
+
+// Layout selects which operator libraries Build produces.
+type Layout int
+
+const (
+	// Monolithic builds libopapi.so.
+	Monolithic Layout = iota
+	// Split builds libopapi_math.so, libopapi_nn.so and
+	// libopapi_transformer.so, as newer CANN releases ship them.
+	Split
+	// Both builds the two layouts side by side, to check that a program
+	// loads only one of them.
+	Both
+	// Partial builds libopapi_math.so and libopapi_nn.so only: an
+	// incomplete split layout.
+	Partial
+)
+
+// ErrNoCompiler is returned (wrapped) when no C compiler is found.
+var ErrNoCompiler = errors.New("acltest: no C compiler (set CC, or install cc, gcc or clang)")
+
+// Compiler returns the C compiler: $CC if set, else the first of cc, gcc
+// and clang found in PATH.
+func Compiler() (string, error) {
+	if cc := strings.TrimSpace(os.Getenv("CC")); cc != "" {
+		if p, err := exec.LookPath(strings.Fields(cc)[0]); err == nil {
+			return p, nil
+		}
+		return "", fmt.Errorf("%w: CC=%q is not in PATH", ErrNoCompiler, cc)
+	}
+	for _, n := range []string{"cc", "gcc", "clang"} {
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+	}
+	return "", ErrNoCompiler
+}
+
+// Build compiles the double with libopapi.so into dir and returns dir,
+// ready to be named by SORA_ASCEND_PATH.
+func Build(dir string) (string, error) { return BuildLayout(dir, Monolithic) }
+
+// BuildLayout compiles the double with the given operator layout into dir
+// (created if needed) and returns dir. The sources are written to
+// dir/src.
+func BuildLayout(dir string, layout Layout) (string, error) {
+	cc, err := Compiler()
+	if err != nil {
+		return "", err
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", fmt.Errorf("acltest: %w", err)
+	}
+	entries, err := sources.ReadDir("testdata")
+	if err != nil {
+		return "", fmt.Errorf("acltest: %w", err)
+	}
+	for _, e := range entries {
+		data, err := sources.ReadFile("testdata/" + e.Name())
+		if err != nil {
+			return "", fmt.Errorf("acltest: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(src, e.Name()), data, 0o644); err != nil {
+			return "", fmt.Errorf("acltest: %w", err)
+		}
+	}
+	flags := []string{"-std=gnu11", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall"}
+	rpath := "-Wl,-rpath,$ORIGIN"
+	build := func(out string, extra []string, files ...string) error {
+		args := append([]string(nil), flags...)
+		args = append(args, "-o", filepath.Join(dir, out), "-Wl,-soname,"+out)
+		args = append(args, extra...)
+		for _, f := range files {
+			args = append(args, filepath.Join(src, f))
+		}
+		if out != "libascendcl.so" {
+			if out != "libnnopbase.so" {
+				args = append(args, "-L"+dir, "-lnnopbase")
+			}
+			args = append(args, "-L"+dir, "-lascendcl", rpath)
+		}
+		args = append(args, "-lm", "-lpthread")
+		cmd := exec.Command(cc, args...)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("acltest: %s %s: %v\n%s", cc, strings.Join(args, " "), err, msg)
+		}
+		return nil
+	}
+	if err := build("libascendcl.so", nil, "ascendcl.c"); err != nil {
+		return "", err
+	}
+	if err := build("libnnopbase.so", nil, "nnopbase.c"); err != nil {
+		return "", err
+	}
+	if layout == Monolithic || layout == Both {
+		if err := build("libopapi.so", []string{`-DOPAPI_LIBNAME="libopapi.so"`},
+			"opapi_common.c", "ops_math.c", "ops_nn.c", "ops_transformer.c"); err != nil {
+			return "", err
+		}
+	}
+	if layout != Monolithic {
+		parts := []struct{ lib, file string }{
+			{"libopapi_math.so", "ops_math.c"}, {"libopapi_nn.so", "ops_nn.c"}, {"libopapi_transformer.so", "ops_transformer.c"},
+		}
+		if layout == Partial {
+			parts = parts[:2]
+		}
+		for _, p := range parts {
+			if err := build(p.lib, []string{`-DOPAPI_LIBNAME="` + p.lib + `"`}, "opapi_common.c", p.file); err != nil {
+				return "", err
+			}
+		}
+	}
+	return dir, nil
+}
+
+// UseDouble makes the Ascend backend find the double: when SORA_ASCEND_PATH
+// is already set it returns that folder unchanged; otherwise it builds the
+// double into dir, sets SORA_ASCEND_PATH to it and returns dir. The
+// libraries are loaded once per process, so call it before the first
+// backend.Open("ascend") or backend.List.
+func UseDouble(dir string) (string, error) {
+	if p := os.Getenv("SORA_ASCEND_PATH"); p != "" {
+		return p, nil
+	}
+	libDir, err := Build(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Setenv("SORA_ASCEND_PATH", libDir); err != nil {
+		return "", err
+	}
+	return libDir, nil
+}
+
+// Double is the control API of a loaded double (the acltest_* functions
+// of its libascendcl.so).
+type Double struct {
+	reset          func()
+	inject         func(name string, skip, times int64, status int32, msg string) int32
+	fired          func(name string) int64
+	setMemLimit    func(bytes int64)
+	setDeviceCount func(n int32)
+	callCount      func(name string) int64
+	callLog        func(buf unsafe.Pointer, capacity int64) int64
+	live           func(what string) int64
+	loadedLibs     func() string
+	peek           func(p uintptr, n int64, out unsafe.Pointer) int32
+}
+
+var (
+	attachMu sync.Mutex
+	attached = map[string]*Double{}
+)
+
+// Attach binds the control API of the double in libDir. It loads (or, when
+// the backend has loaded it already, finds) libDir/libascendcl.so; for the
+// double to be the one the backend uses, libDir must be the folder the
+// backend loaded.
+func Attach(libDir string) (*Double, error) {
+	attachMu.Lock()
+	defer attachMu.Unlock()
+	path := filepath.Join(libDir, "libascendcl.so")
+	if d := attached[path]; d != nil {
+		return d, nil
+	}
+	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return nil, fmt.Errorf("acltest: dlopen %s: %v", path, err)
+	}
+	if _, err := purego.Dlsym(h, "acltest_reset"); err != nil {
+		return nil, fmt.Errorf("acltest: %s is not the ACL test double: %v", path, err)
+	}
+	d := &Double{}
+	purego.RegisterLibFunc(&d.reset, h, "acltest_reset")
+	purego.RegisterLibFunc(&d.inject, h, "acltest_inject")
+	purego.RegisterLibFunc(&d.fired, h, "acltest_fired")
+	purego.RegisterLibFunc(&d.setMemLimit, h, "acltest_set_mem_limit")
+	purego.RegisterLibFunc(&d.setDeviceCount, h, "acltest_set_device_count")
+	purego.RegisterLibFunc(&d.callCount, h, "acltest_call_count")
+	purego.RegisterLibFunc(&d.callLog, h, "acltest_call_log")
+	purego.RegisterLibFunc(&d.live, h, "acltest_live")
+	purego.RegisterLibFunc(&d.loadedLibs, h, "acltest_loaded_libs")
+	purego.RegisterLibFunc(&d.peek, h, "acltest_peek")
+	attached[path] = d
+	return d, nil
+}
+
+// Reset clears the call log, the call counts, every injection and the
+// memory limit. Allocations and objects are left alone.
+func (d *Double) Reset() { d.reset() }
+
+// Inject makes the call named name fail with status, aclGetRecentErrMsg
+// then returning msg: after skip more calls of it have succeeded, for
+// times calls (0: all later calls). name is an exported function
+// ("aclrtMalloc", "aclnnMulGetWorkspaceSize", "aclnnMul", ...) or
+// "exec:<call>" to fail the queued work of <call> (an operator's second
+// phase, or aclrtMemcpyAsync) when its stream is synchronised. Calls that
+// return pointers (aclCreateTensor, ...) return NULL instead of a status.
+func (d *Double) Inject(name string, skip, times int, status int32, msg string) error {
+	if d.inject(name, int64(skip), int64(times), status, msg) != 0 {
+		return fmt.Errorf("acltest: injection table full")
+	}
+	return nil
+}
+
+// Fired returns how many times injections on name have fired.
+func (d *Double) Fired(name string) int { return int(d.fired(name)) }
+
+// SetMemLimit makes aclrtMalloc fail with ACL_ERROR_RT_MEMORY_ALLOCATION
+// once the live device bytes would exceed bytes (0: no limit).
+func (d *Double) SetMemLimit(bytes int64) { d.setMemLimit(bytes) }
+
+// SetDeviceCount sets what aclrtGetDeviceCount reports (1 by default).
+func (d *Double) SetDeviceCount(n int) { d.setDeviceCount(int32(n)) }
+
+// Calls returns how many times the named call was made since the last
+// Reset; "exec:<call>" counts queued work of <call> that ran.
+func (d *Double) Calls(name string) int { return int(d.callCount(name)) }
+
+// Log returns the names of the calls made since the last Reset, in order.
+func (d *Double) Log() []string {
+	n := d.callLog(nil, 0)
+	if n == 0 {
+		return nil
+	}
+	buf := make([]byte, n+1)
+	d.callLog(unsafe.Pointer(&buf[0]), n+1)
+	return strings.Split(strings.TrimSuffix(string(buf[:n]), "\n"), "\n")
+}
+
+// Live returns a counter of the double: "device_allocs", "device_bytes",
+// "device_peak_bytes", "host_allocs", "tensors", "scalars", "int_arrays",
+// "bool_arrays", "executors", "streams", "contexts", "pending_tasks" or
+// "inited". It panics on an unknown name, a mistake in the test.
+func (d *Double) Live(what string) int64 {
+	v := d.live(what)
+	if v < 0 {
+		panic("acltest: unknown counter " + what)
+	}
+	return v
+}
+
+// LoadedLibs returns the operator libraries loaded so far, in load order.
+func (d *Double) LoadedLibs() []string {
+	s := d.loadedLibs()
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// Peek copies len(out) floats of device memory at address p without
+// synchronising anything: what the device holds right now.
+func (d *Double) Peek(p uintptr, out []float32) error {
+	if len(out) == 0 {
+		return nil
+	}
+	if d.peek(p, int64(len(out))*4, unsafe.Pointer(&out[0])) != 0 {
+		return fmt.Errorf("acltest: %#x..+%d is not live device memory", p, len(out)*4)
+	}
+	return nil
+}

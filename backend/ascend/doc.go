@@ -1,0 +1,58 @@
+// Package ascend is the Huawei Ascend backend: every op of the backend
+// interface runs on an Ascend NPU through CANN's ACL runtime and its aclnn
+// operators, loaded at run time with github.com/ebitengine/purego, so the
+// package needs no cgo.
+//
+// # Libraries
+//
+// Three libraries are loaded: libascendcl.so (the runtime: devices,
+// contexts, streams, memory, copies, error messages), libnnopbase.so (the
+// aclTensor, aclScalar, aclIntArray and aclBoolArray descriptions) and the
+// operators, either libopapi.so or, in newer CANN releases, the split
+// libopapi_math.so, libopapi_nn.so and libopapi_transformer.so. Where one
+// folder holds both layouts libopapi.so is used; the two are never loaded
+// together. The folders searched, in order, are every entry of
+// SORA_ASCEND_PATH (and its lib64), $ASCEND_HOME_PATH/lib64,
+// $ASCEND_TOOLKIT_HOME/lib64, /usr/local/Ascend/ascend-toolkit/latest/lib64
+// and every entry of LD_LIBRARY_PATH. When something is missing, Open and
+// the driver's Probe return a *backend.UnavailableError that names what
+// is missing and lists every folder with what was found there. The
+// libraries are loaded once per process.
+//
+// # Execution
+//
+// Each Backend owns an ACL context and one stream. An op validates its
+// arguments with package backend's Check functions, describes its tensors
+// with aclCreateTensor (view extents, element strides, element offset into
+// the whole buffer, format ND), and launches aclnn operators through their
+// two phases (aclnnXGetWorkspaceSize, then aclnnX with a workspace) on the
+// stream. Nothing waits: Sync and Download call aclrtSynchronizeStream.
+// Every status is checked; a failure becomes an *ACLError naming the call
+// and carrying aclGetRecentErrMsg's message, recorded under the op that
+// made it (the sticky-error convention of package backend). Because ACL's
+// current context and error message are per thread, every entry point
+// locks its goroutine to its OS thread and makes the context current.
+//
+// Device memory comes from a caching pool: buffers, temporaries and
+// workspaces return to it and are reused in stream order, and go back to
+// the device (aclrtFree) on Close or when an allocation fails. Uploads are
+// staged in page-locked host memory (aclrtMallocHost) and copied with
+// aclrtMemcpyAsync, so Upload does not wait either.
+//
+// Ops with no single aclnn operator are composed from several: the causal
+// softmax (an additive mask), rotary embeddings in both layouts (strided
+// views of the pair halves), cross-entropy with an ignore index and label
+// smoothing, and AdamW. The cube unit computes matrix products in float32
+// (cubeMathType KEEP_DTYPE) unless SORA_ASCEND_MATMUL=fast (or
+// Options.MatMul) allows it to round inputs down, see [FastMatMulNMSE].
+// SORA_ASCEND_DEVICE picks the device.
+//
+// # Verification
+//
+// No Ascend hardware was available while this package was written. It is
+// verified against an ACL test double: a small C implementation of the
+// exact functions it calls, on host memory, with stream ordering,
+// workspace checks, failure injection and a call log (package acltest and
+// its testdata). The operator signatures and enum values follow CANN
+// 8.1's public headers.
+package ascend
