@@ -57,7 +57,10 @@ type Input struct {
 
 // Case is one gradient check.
 type Case struct {
-	Name   string
+	Name string
+	// Op is the backend op whose failure the case most likely points at
+	// (its main forward or backward kernel), for reports.
+	Op     backend.Op
 	Inputs []Input
 	// Forward builds the function under test on g from the inputs, given
 	// as trainable parameters in the order of Inputs. Integer data (token

@@ -19,6 +19,7 @@ func GraphCases() []Case {
 	return []Case{
 		{
 			Name: "grad/graph/mlp_cross_entropy",
+			Op:   backend.OpCrossEntropyGrad,
 			Inputs: []Input{in("x", 5, 6), in("w1", 8, 6), in("b1", 8),
 				in("w2", 4, 8), in("b2", 4)},
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
@@ -29,6 +30,7 @@ func GraphCases() []Case {
 		},
 		{
 			Name: "grad/graph/attention_rope_gqa",
+			Op:   backend.OpSoftmaxGrad,
 			Inputs: []Input{in("x", 2, 5, 8), in("wq", 8, 8), in("wk", 4, 8),
 				in("wv", 4, 8), in("wo", 8, 8)},
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
@@ -37,6 +39,7 @@ func GraphCases() []Case {
 		},
 		{
 			Name: "grad/graph/attention_rope_interleaved",
+			Op:   backend.OpSoftmaxGrad,
 			Inputs: []Input{in("x", 1, 4, 8), in("wq", 8, 8), in("wk", 8, 8),
 				in("wv", 8, 8), in("wo", 8, 8)},
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
@@ -45,6 +48,7 @@ func GraphCases() []Case {
 		},
 		{
 			Name: "grad/graph/rmsnorm_swiglu",
+			Op:   backend.OpRMSNormGrad,
 			Inputs: []Input{in("x", 6, 8), inRange("w", 0.5, 1.5, 8), in("w1", 12, 8),
 				in("w3", 12, 8), in("w2", 8, 12)},
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
@@ -55,6 +59,7 @@ func GraphCases() []Case {
 		},
 		{
 			Name: "grad/graph/sora_layer",
+			Op:   backend.OpMatMul,
 			Inputs: []Input{in("x", 5, 6), in("w0", 7, 6), in("bias", 7), inRange("d", 0.5, 1.5, 7),
 				in("a", 2, 6), in("b", 7, 2), in("c", 7, 3), in("dd", 7, 3)},
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
@@ -69,6 +74,7 @@ func GraphCases() []Case {
 		},
 		{
 			Name:   "grad/graph/embedding_layernorm_mse",
+			Op:     backend.OpScatterAdd,
 			Inputs: []Input{in("emb", 6, 5), inRange("gamma", 0.5, 1.5, 5), in("beta", 5), in("w", 3, 5), in("target", 4, 3)},
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
 				h := g.LayerNorm(g.Gather(v[0], []int32{2, 5, 2, 0}), v[1], v[2], 1e-5)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
@@ -30,7 +31,14 @@ func unaryCase(name string, x Input, f func(g *graph.Tape, x *graph.Value) *grap
 // forward, on small shapes with every broadcast, batch and layout variant.
 func OpCases() []Case {
 	var cs []Case
-	add := func(c Case) { c.Name = "grad/op/" + c.Name; cs = append(cs, c) }
+	add := func(c Case) {
+		op, ok := focus[strings.Split(c.Name, "/")[0]]
+		if !ok {
+			panic("gradcheck: no focus op for case " + c.Name)
+		}
+		c.Name, c.Op = "grad/op/"+c.Name, op
+		cs = append(cs, c)
+	}
 
 	// Binary ops with each broadcast of b against a of shape [2, 3, 5].
 	bcs := []struct {
@@ -349,6 +357,36 @@ func OpCases() []Case {
 		})
 	}
 	return cs
+}
+
+// focus maps the first part of an op case's name to the backend op whose
+// failure it most likely points at.
+var focus = map[string]backend.Op{
+	"add": backend.OpBinary, "sub": backend.OpBinary, "mul": backend.OpBinary, "div": backend.OpBinary,
+	"scale_rows": backend.OpBinary, "scale_columns": backend.OpBinary, "add_scalar": backend.OpBinary,
+	"reciprocal": backend.OpBinary, "dropout": backend.OpBinary,
+	"scale":      backend.OpScale,
+	"min_scalar": backend.OpUnaryGrad, "max_scalar": backend.OpUnaryGrad, "reshape": backend.OpUnaryGrad,
+	"sora_scale": backend.OpUnaryGrad,
+	"sum_rows":   backend.OpReduceRows, "mean_rows": backend.OpReduceRows, "sumsq_rows": backend.OpReduceRows,
+	"sum": backend.OpReduceRows, "mean": backend.OpReduceRows, "sumsq": backend.OpReduceRows,
+	"norm": backend.OpReduceRows, "mse": backend.OpReduceRows,
+	"sum_columns": backend.OpSumColumns,
+	"matmul":      backend.OpMatMul, "matmul_nt": backend.OpMatMul, "matmul_tn": backend.OpMatMul, "linear": backend.OpMatMul,
+	"permute": backend.OpCopy, "transpose": backend.OpCopy, "slice": backend.OpCopy, "concat": backend.OpCopy,
+	"repeat_interleave": backend.OpCopy,
+	"softmax":           backend.OpSoftmaxGrad,
+	"rmsnorm":           backend.OpRMSNormGrad,
+	"layernorm":         backend.OpLayerNormGrad,
+	"rope":              backend.OpRoPE,
+	"gather":            backend.OpScatterAdd,
+	"cross_entropy":     backend.OpCrossEntropyGrad, "cross_entropy_rows": backend.OpCrossEntropyGrad,
+}
+
+func init() {
+	for _, op := range backend.UnaryOps {
+		focus[op.String()] = backend.OpUnaryGrad
+	}
 }
 
 // soraScale returns s_p = min(1, 1/(‖C‖_F + ‖D‖_F + 1e-6)), differentiated
