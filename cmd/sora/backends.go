@@ -10,9 +10,7 @@ import (
 
 	// The CLI is the one place that pulls in every concrete backend; each
 	// registers itself with the backend registry in its init.
-	// TODO(ascend): add _ "github.com/sora-go/sora/backend/ascend" here once
-	// that package exists (it is being written); until then "sora backends"
-	// does not list ascend.
+	_ "github.com/sora-go/sora/backend/ascend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	_ "github.com/sora-go/sora/backend/cuda"
 )

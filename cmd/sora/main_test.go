@@ -180,6 +180,12 @@ func TestBackends(t *testing.T) {
 			t.Errorf("line for %s says neither available nor unavailable: %q", name, rest)
 		}
 	}
+	// The blank imports of backends.go must bring in all three.
+	for _, name := range []string{"cpu", "cuda", "ascend"} {
+		if _, ok := lines[name]; !ok {
+			t.Errorf("backend %s is not listed:\n%s", name, out)
+		}
+	}
 	if len(lines) != len(backend.Names()) {
 		t.Errorf("%d lines for %d backends:\n%s", len(lines), len(backend.Names()), out)
 	}
