@@ -39,6 +39,26 @@ func LayerParamName(layer int, module string) string {
 	return "model.layers." + strconv.Itoa(layer) + "." + module + ".weight"
 }
 
+// ModuleShape returns the shape of module (one of the Mod* constants) in
+// any decoder layer of a model with configuration c, or nil for an unknown
+// module name.
+func ModuleShape(c Config, module string) []int {
+	d, h, kv := c.Dim, c.HiddenDim, c.KVDim()
+	switch module {
+	case ModInputNorm, ModPostNorm:
+		return []int{d}
+	case ModQ, ModO:
+		return []int{d, d}
+	case ModK, ModV:
+		return []int{kv, d}
+	case ModGate, ModUp:
+		return []int{h, d}
+	case ModDown:
+		return []int{d, h}
+	}
+	return nil
+}
+
 // Layer holds one decoder layer's weights, each a row-major float32 slice.
 // The comments give the llama2.c names.
 type Layer struct {
@@ -110,32 +130,23 @@ func NewWeights(cfg Config) (*Weights, error) {
 // norm, and the output classifier unless tied. The Data slices alias w.
 func (w *Weights) Params() []Param {
 	c := w.Config
-	d, h, kv := c.Dim, c.HiddenDim, c.KVDim()
 	ps := make([]Param, 0, 3+9*len(w.Layers))
-	ps = append(ps, Param{EmbedName, []int{c.VocabSize, d}, w.TokenEmbedding})
+	ps = append(ps, Param{EmbedName, []int{c.VocabSize, c.Dim}, w.TokenEmbedding})
 	for i := range w.Layers {
 		l := &w.Layers[i]
 		for _, p := range []struct {
-			mod   string
-			shape []int
-			data  []float32
+			mod  string
+			data []float32
 		}{
-			{ModInputNorm, []int{d}, l.AttnNorm},
-			{ModQ, []int{d, d}, l.Wq},
-			{ModK, []int{kv, d}, l.Wk},
-			{ModV, []int{kv, d}, l.Wv},
-			{ModO, []int{d, d}, l.Wo},
-			{ModPostNorm, []int{d}, l.FFNNorm},
-			{ModGate, []int{h, d}, l.W1},
-			{ModUp, []int{h, d}, l.W3},
-			{ModDown, []int{d, h}, l.W2},
+			{ModInputNorm, l.AttnNorm}, {ModQ, l.Wq}, {ModK, l.Wk}, {ModV, l.Wv}, {ModO, l.Wo},
+			{ModPostNorm, l.FFNNorm}, {ModGate, l.W1}, {ModUp, l.W3}, {ModDown, l.W2},
 		} {
-			ps = append(ps, Param{LayerParamName(i, p.mod), p.shape, p.data})
+			ps = append(ps, Param{LayerParamName(i, p.mod), ModuleShape(c, p.mod), p.data})
 		}
 	}
-	ps = append(ps, Param{NormName, []int{d}, w.FinalNorm})
+	ps = append(ps, Param{NormName, []int{c.Dim}, w.FinalNorm})
 	if !c.TiedEmbeddings {
-		ps = append(ps, Param{OutputName, []int{c.VocabSize, d}, w.Output})
+		ps = append(ps, Param{OutputName, []int{c.VocabSize, c.Dim}, w.Output})
 	}
 	return ps
 }

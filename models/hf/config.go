@@ -1,0 +1,223 @@
+// Package hf reads and writes LLaMA checkpoints in the Hugging Face layout:
+// a folder holding config.json and the weights in model.safetensors, or in
+// several shards listed by model.safetensors.index.json.
+//
+// Tensor names are those of transformers' LlamaForCausalLM (see package
+// llama). F32, F16 and BF16 weights are read, converted to float32; the
+// writer writes F32. No lm_head.weight is written, or required, when
+// tie_word_embeddings is true.
+//
+// Hugging Face stores q_proj and k_proj with their rows permuted for the
+// half-split rotary layout, so loaded weights have Config.RopeLayout =
+// llama.RopeHalfSplit; the writer permutes weights in llama2.c's
+// interleaved layout on the way out (see llama.InterleavedToHalfSplit).
+//
+// The loader checks the config and every tensor's shape before allocating
+// the model, and checks that the weight files are large enough to hold the
+// parameters the config claims, so a corrupt config cannot trigger a huge
+// allocation.
+package hf
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/sora-go/sora/models/llama"
+)
+
+// File names inside a checkpoint folder.
+const (
+	ConfigFile      = "config.json"
+	WeightsFile     = "model.safetensors"
+	IndexFile       = "model.safetensors.index.json"
+	defaultMaxPos   = 2048 // LlamaConfig's default max_position_embeddings
+	defaultNormEps  = 1e-6 // LlamaConfig's default rms_norm_eps
+	defaultRopeBase = 10000.0
+)
+
+// configJSON is the part of a LlamaConfig that this package reads. Pointers
+// tell absent fields (which get LlamaConfig's defaults) from zero ones.
+type configJSON struct {
+	ModelType             *string         `json:"model_type"`
+	HiddenSize            *int            `json:"hidden_size"`
+	IntermediateSize      *int            `json:"intermediate_size"`
+	NumHiddenLayers       *int            `json:"num_hidden_layers"`
+	NumAttentionHeads     *int            `json:"num_attention_heads"`
+	NumKeyValueHeads      *int            `json:"num_key_value_heads"`
+	VocabSize             *int            `json:"vocab_size"`
+	MaxPositionEmbeddings *int            `json:"max_position_embeddings"`
+	RMSNormEps            *float64        `json:"rms_norm_eps"`
+	RopeTheta             *float64        `json:"rope_theta"`
+	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
+	HeadDim               *int            `json:"head_dim"`
+	HiddenAct             *string         `json:"hidden_act"`
+	RopeScaling           json.RawMessage `json:"rope_scaling"`
+	AttentionBias         *bool           `json:"attention_bias"`
+	MLPBias               *bool           `json:"mlp_bias"`
+}
+
+// ParseConfig decodes a Hugging Face LLaMA config.json into a llama.Config
+// (in the half-split rotary layout). Absent optional fields get
+// LlamaConfig's defaults; features this project's LLaMA does not implement
+// (rope_scaling, biases, activations other than SiLU, a head_dim other than
+// hidden_size / num_attention_heads) are reported as errors. name is used in
+// error messages.
+func ParseConfig(data []byte, name string) (llama.Config, error) {
+	fail := func(format string, args ...any) (llama.Config, error) {
+		return llama.Config{}, fmt.Errorf("hf: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	var c configJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&c); err != nil {
+		return fail("not a valid config: %v", err)
+	}
+	if dec.More() {
+		return fail("trailing data after the JSON object")
+	}
+	if c.ModelType != nil && *c.ModelType != "llama" {
+		return fail("model_type is %q; expected \"llama\"", *c.ModelType)
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{
+		{"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
+		{"num_hidden_layers", c.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads},
+		{"vocab_size", c.VocabSize},
+	} {
+		if f.v == nil {
+			return fail("missing required field %s", f.name)
+		}
+	}
+	if c.HiddenAct != nil && *c.HiddenAct != "silu" {
+		return fail("hidden_act is %q; only \"silu\" is supported", *c.HiddenAct)
+	}
+	if len(c.RopeScaling) > 0 && string(bytes.TrimSpace(c.RopeScaling)) != "null" {
+		return fail("rope_scaling is set (%s); only plain rotary embeddings are supported", c.RopeScaling)
+	}
+	if c.AttentionBias != nil && *c.AttentionBias {
+		return fail("attention_bias is true; biases are not supported")
+	}
+	if c.MLPBias != nil && *c.MLPBias {
+		return fail("mlp_bias is true; biases are not supported")
+	}
+	cfg := llama.Config{
+		Dim: *c.HiddenSize, HiddenDim: *c.IntermediateSize, NumLayers: *c.NumHiddenLayers,
+		NumHeads: *c.NumAttentionHeads, NumKVHeads: *c.NumAttentionHeads, VocabSize: *c.VocabSize,
+		MaxSeqLen: defaultMaxPos, NormEps: defaultNormEps, RopeTheta: defaultRopeBase,
+		RopeLayout: llama.RopeHalfSplit,
+	}
+	if c.NumKeyValueHeads != nil {
+		cfg.NumKVHeads = *c.NumKeyValueHeads
+	}
+	if c.MaxPositionEmbeddings != nil {
+		cfg.MaxSeqLen = *c.MaxPositionEmbeddings
+	}
+	if c.RMSNormEps != nil {
+		cfg.NormEps = *c.RMSNormEps
+	}
+	if c.RopeTheta != nil {
+		cfg.RopeTheta = *c.RopeTheta
+	}
+	if c.TieWordEmbeddings != nil {
+		cfg.TiedEmbeddings = *c.TieWordEmbeddings
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail("%v", err)
+	}
+	if c.HeadDim != nil && *c.HeadDim != cfg.HeadDim() {
+		return fail("head_dim is %d; only hidden_size / num_attention_heads = %d is supported", *c.HeadDim, cfg.HeadDim())
+	}
+	return cfg, nil
+}
+
+// EncodeConfig returns the config.json that describes cfg for transformers'
+// LlamaForCausalLM.
+func EncodeConfig(cfg llama.Config) ([]byte, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := map[string]any{
+		"architectures":           []string{"LlamaForCausalLM"},
+		"model_type":              "llama",
+		"hidden_act":              "silu",
+		"hidden_size":             cfg.Dim,
+		"intermediate_size":       cfg.HiddenDim,
+		"num_hidden_layers":       cfg.NumLayers,
+		"num_attention_heads":     cfg.NumHeads,
+		"num_key_value_heads":     cfg.NumKVHeads,
+		"head_dim":                cfg.HeadDim(),
+		"vocab_size":              cfg.VocabSize,
+		"max_position_embeddings": cfg.MaxSeqLen,
+		"rms_norm_eps":            cfg.NormEps,
+		"rope_theta":              cfg.RopeTheta,
+		"rope_scaling":            nil,
+		"tie_word_embeddings":     cfg.TiedEmbeddings,
+		"attention_bias":          false,
+		"mlp_bias":                false,
+		"bos_token_id":            1,
+		"eos_token_id":            2,
+		"torch_dtype":             "float32",
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// ParseIndex decodes a model.safetensors.index.json and returns its
+// weight_map (tensor name → shard file name). Shard names must be plain
+// file names ending in ".safetensors" (no folders, so an index cannot point
+// outside its checkpoint), and no tensor may be listed twice. name is used
+// in error messages.
+func ParseIndex(data []byte, name string) (map[string]string, error) {
+	fail := func(format string, args ...any) (map[string]string, error) {
+		return nil, fmt.Errorf("hf: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	var idx struct {
+		WeightMap json.RawMessage `json:"weight_map"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&idx); err != nil {
+		return fail("not a valid index: %v", err)
+	}
+	if dec.More() {
+		return fail("trailing data after the JSON object")
+	}
+	if len(idx.WeightMap) == 0 {
+		return fail("missing weight_map")
+	}
+	// Walk the map token by token: encoding/json would silently keep the
+	// last of two entries for the same tensor.
+	wd := json.NewDecoder(bytes.NewReader(idx.WeightMap))
+	if tok, err := wd.Token(); err != nil || tok != json.Delim('{') {
+		return fail("weight_map must be an object of tensor name to file name")
+	}
+	wm := map[string]string{}
+	for wd.More() {
+		tok, err := wd.Token()
+		if err != nil {
+			return fail("weight_map: %v", err)
+		}
+		tensor := tok.(string)
+		var file string
+		if err := wd.Decode(&file); err != nil {
+			return fail("weight_map[%q] must be a file name string: %v", tensor, err)
+		}
+		if _, dup := wm[tensor]; dup {
+			return fail("weight_map lists tensor %q twice", tensor)
+		}
+		if file != path.Base(file) || strings.ContainsAny(file, `/\`) || file == "." || file == ".." || !strings.HasSuffix(file, ".safetensors") {
+			return fail("weight_map[%q] = %q; expected a plain file name ending in .safetensors in the same folder", tensor, file)
+		}
+		wm[tensor] = file
+	}
+	if len(wm) == 0 {
+		return fail("weight_map is empty")
+	}
+	return wm, nil
+}

@@ -1,0 +1,354 @@
+package hf
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/sora-go/sora/models/internal/atomicfile"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/safetensors"
+)
+
+// maxJSONSize bounds config.json and the index; real ones are kilobytes
+// (an index lists one line per tensor).
+const maxJSONSize = 64 << 20
+
+func readJSONFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("hf: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("hf: %w", err)
+	}
+	if st.Size() > maxJSONSize {
+		return nil, fmt.Errorf("hf: %s is %d bytes; expected a JSON file of at most %d", path, st.Size(), maxJSONSize)
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("hf: reading %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// Load reads the Hugging Face LLaMA checkpoint in folder dir: config.json
+// and either model.safetensors or the shards that model.safetensors.index.json
+// lists (the index wins when both exist). The weights come back in the
+// half-split rotary layout.
+func Load(dir string) (*llama.Weights, error) {
+	cfgData, err := readJSONFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseConfig(cfgData, filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	var files []*safetensors.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var weightMap map[string]string
+	idxPath := filepath.Join(dir, IndexFile)
+	idxData, err := readJSONFile(idxPath)
+	switch {
+	case err == nil:
+		if weightMap, err = ParseIndex(idxData, idxPath); err != nil {
+			return nil, err
+		}
+		seen := map[string]bool{}
+		var shards []string
+		for _, s := range weightMap {
+			if !seen[s] {
+				seen[s] = true
+				shards = append(shards, s)
+			}
+		}
+		sort.Strings(shards)
+		for _, s := range shards {
+			f, err := safetensors.Open(filepath.Join(dir, s))
+			if err != nil {
+				return nil, fmt.Errorf("hf: shard listed in %s: %w", idxPath, err)
+			}
+			files = append(files, f)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+		if err != nil {
+			return nil, fmt.Errorf("hf: %s has neither %s nor a readable %s: %w", dir, IndexFile, WeightsFile, err)
+		}
+		files = append(files, f)
+	default:
+		return nil, err
+	}
+	return Assemble(cfg, files, weightMap)
+}
+
+// Assemble builds weights for cfg from tensors in already opened
+// safetensors files. weightMap, if not nil, is an index's weight_map: every
+// tensor must then be in the file (by base name) that it names. Every
+// tensor the model needs must be present with its exact shape and a float
+// dtype before anything is allocated; unknown tensors are an error, except
+// rotary inv_freq buffers that old checkpoints carry and an lm_head.weight
+// beside tied embeddings, which are ignored.
+func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]string) (*llama.Weights, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("hf: %w", err)
+	}
+	where := map[string]*safetensors.File{}
+	for _, f := range files {
+		for _, info := range f.Tensors() {
+			if other, dup := where[info.Name]; dup {
+				return nil, fmt.Errorf("hf: tensor %q is in both %s and %s", info.Name, other.Name(), f.Name())
+			}
+			if weightMap != nil {
+				listed, ok := weightMap[info.Name]
+				if !ok {
+					return nil, fmt.Errorf("hf: %s holds tensor %q, which the index does not list", f.Name(), info.Name)
+				}
+				if listed != filepath.Base(f.Name()) {
+					return nil, fmt.Errorf("hf: tensor %q is in %s but the index says %s", info.Name, f.Name(), listed)
+				}
+			}
+			where[info.Name] = f
+		}
+	}
+	for name, file := range weightMap {
+		if _, ok := where[name]; !ok {
+			return nil, fmt.Errorf("hf: the index lists tensor %q in %s, which does not hold it", name, file)
+		}
+	}
+
+	// Check presence, shape and dtype of everything the model needs, in
+	// Params order, without allocating the model.
+	used := map[string]bool{}
+	check := func(name string, shape []int) error {
+		f, ok := where[name]
+		if !ok {
+			hint := ""
+			if name == llama.OutputName {
+				hint = " (config.json says tie_word_embeddings is false)"
+			}
+			return fmt.Errorf("hf: checkpoint has no tensor %q%s", name, hint)
+		}
+		info, _ := f.Info(name)
+		if !equalShape(info.Shape, shape) {
+			return fmt.Errorf("hf: %s: tensor %q has shape %v; the config implies %v", f.Name(), name, info.Shape, shape)
+		}
+		switch info.DType {
+		case safetensors.F32, safetensors.F16, safetensors.BF16:
+		default:
+			return fmt.Errorf("hf: %s: tensor %q has dtype %s; expected F32, F16 or BF16", f.Name(), name, info.DType)
+		}
+		used[name] = true
+		return nil
+	}
+	if err := check(llama.EmbedName, []int{cfg.VocabSize, cfg.Dim}); err != nil {
+		return nil, err
+	}
+	for i := 0; i < cfg.NumLayers; i++ {
+		for _, m := range llama.LayerModules() {
+			if err := check(llama.LayerParamName(i, m), llama.ModuleShape(cfg, m)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := check(llama.NormName, []int{cfg.Dim}); err != nil {
+		return nil, err
+	}
+	if !cfg.TiedEmbeddings {
+		if err := check(llama.OutputName, []int{cfg.VocabSize, cfg.Dim}); err != nil {
+			return nil, err
+		}
+	}
+	var unknown []string
+	for name := range where {
+		ignorable := strings.HasSuffix(name, ".rotary_emb.inv_freq") || (cfg.TiedEmbeddings && name == llama.OutputName)
+		if !used[name] && !ignorable {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		if len(unknown) > 5 {
+			unknown = append(unknown[:5], "…")
+		}
+		return nil, fmt.Errorf("hf: checkpoint has tensors a LLaMA model of this config does not use: %s", strings.Join(unknown, ", "))
+	}
+
+	w, err := llama.NewWeights(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("hf: %w", err)
+	}
+	for _, p := range w.Params() {
+		if err := where[p.Name].ReadFloat32(p.Name, p.Data); err != nil {
+			return nil, fmt.Errorf("hf: %w", err)
+		}
+	}
+	return w, nil
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteOptions adjusts Write.
+type WriteOptions struct {
+	// MaxShardSize, if positive, splits the weights into shards
+	// model-00001-of-0000N.safetensors of at most this many bytes each (a
+	// tensor larger than that gets a shard of its own) listed by
+	// model.safetensors.index.json. Zero writes a single model.safetensors.
+	MaxShardSize int64
+}
+
+// Write writes w as a Hugging Face LLaMA checkpoint into folder dir:
+// config.json and F32 safetensors weights. Weights in llama2.c's interleaved
+// rotary layout have q_proj and k_proj permuted to the half-split layout on
+// the way out (w itself is not modified). If dir does not exist it is
+// created complete or not at all; if it exists, each file is replaced
+// atomically, config.json last, and a stale index or single weights file
+// that would shadow the new weights is removed.
+func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("hf: writing %s: %w", dir, err)
+	}
+	var o WriteOptions
+	if opts != nil {
+		o = *opts
+	}
+	cfg := w.Config
+	cfg.RopeLayout = llama.RopeHalfSplit
+	cfgData, err := EncodeConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("hf: writing %s: %w", dir, err)
+	}
+	var tensors []safetensors.Tensor
+	for _, p := range w.Params() {
+		data := p.Data
+		if w.Config.RopeLayout == llama.RopeInterleaved {
+			if heads := permutedHeads(w.Config, p.Name); heads > 0 {
+				data = llama.InterleavedToHalfSplit(p.Data, heads, w.Config.HeadDim(), w.Config.Dim)
+			}
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: p.Name, Shape: p.Shape, Data: data})
+	}
+	shards := [][]safetensors.Tensor{tensors}
+	if o.MaxShardSize > 0 {
+		shards = splitShards(tensors, o.MaxShardSize)
+	}
+	meta := map[string]string{"format": "pt"}
+	return atomicfile.WriteDir(dir, func(d string) error {
+		if len(shards) == 1 && o.MaxShardSize <= 0 {
+			if err := safetensors.Write(filepath.Join(d, WeightsFile), tensors, meta); err != nil {
+				return fmt.Errorf("hf: %w", err)
+			}
+			if err := removeIfExists(filepath.Join(d, IndexFile)); err != nil {
+				return err
+			}
+		} else {
+			weightMap := map[string]string{}
+			var total int64
+			for i, sh := range shards {
+				name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
+				if err := safetensors.Write(filepath.Join(d, name), sh, meta); err != nil {
+					return fmt.Errorf("hf: %w", err)
+				}
+				for _, t := range sh {
+					weightMap[t.Name] = name
+					total += 4 * int64(len(t.Data))
+				}
+			}
+			idx, err := encodeIndex(weightMap, total)
+			if err != nil {
+				return err
+			}
+			if err := writeFile(filepath.Join(d, IndexFile), idx); err != nil {
+				return err
+			}
+			if err := removeIfExists(filepath.Join(d, WeightsFile)); err != nil {
+				return err
+			}
+		}
+		return writeFile(filepath.Join(d, ConfigFile), cfgData)
+	})
+}
+
+// permutedHeads returns the head count of q_proj/k_proj tensors, whose rows
+// depend on the rotary layout, and 0 for every other tensor.
+func permutedHeads(c llama.Config, name string) int {
+	switch {
+	case strings.HasSuffix(name, "."+llama.ModQ+".weight"):
+		return c.NumHeads
+	case strings.HasSuffix(name, "."+llama.ModK+".weight"):
+		return c.NumKVHeads
+	}
+	return 0
+}
+
+func splitShards(tensors []safetensors.Tensor, max int64) [][]safetensors.Tensor {
+	var shards [][]safetensors.Tensor
+	var cur []safetensors.Tensor
+	var size int64
+	for _, t := range tensors {
+		b := 4 * int64(len(t.Data))
+		if len(cur) > 0 && size+b > max {
+			shards = append(shards, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, t)
+		size += b
+	}
+	if len(cur) > 0 {
+		shards = append(shards, cur)
+	}
+	return shards
+}
+
+func encodeIndex(weightMap map[string]string, total int64) ([]byte, error) {
+	idx := struct {
+		Metadata  map[string]int64  `json:"metadata"`
+		WeightMap map[string]string `json:"weight_map"`
+	}{map[string]int64{"total_size": total}, weightMap}
+	b, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("hf: encoding index: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+func writeFile(path string, data []byte) error {
+	err := atomicfile.Write(path, func(w *bufio.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("hf: %w", err)
+	}
+	return nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("hf: removing stale %s: %w", path, err)
+	}
+	return nil
+}
