@@ -6,8 +6,9 @@
 // panel in L1, and a register-tiled micro-kernel computes each mr×nr tile
 // of C from one A panel and one B panel. All four transpose combinations
 // go through the packing routines, so the micro-kernel only ever sees one
-// layout. On amd64 CPUs with AVX2 and FMA the micro-kernel is assembly;
-// elsewhere, or when Config.Portable is set, it is pure Go.
+// layout. On amd64 the micro-kernel is assembly, for AVX-512 (12×32
+// tiles) or AVX2 with FMA (6×16), chosen at run time with cpuid; elsewhere,
+// or when Config.Portable is set, it is pure Go (4×2).
 package gemm
 
 import (
@@ -22,6 +23,21 @@ type Config struct {
 	Portable bool
 	// Threads caps the goroutines one call uses; 0 means GOMAXPROCS.
 	Threads int
+	// Kernel asks for one micro-kernel by its short name ("avx512",
+	// "avx2", "go"; see Kernels) instead of the fastest this CPU runs, to
+	// compare them. A name this CPU cannot run is ignored; Engine.Kernel
+	// tells which one is in use. Portable takes precedence.
+	Kernel string
+}
+
+// Kernels returns the short names of the micro-kernels this CPU can run,
+// fastest first; the last is always the pure-Go "go".
+func Kernels() []string {
+	var names []string
+	for _, k := range availableKernels() {
+		names = append(names, k.id)
+	}
+	return names
 }
 
 // Engine multiplies matrices, reusing its packing buffers between calls,
@@ -66,7 +82,7 @@ func NewEngine(cfg Config) *Engine {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable),
+	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable, cfg.Kernel),
 		bBudget: defaultBBudget, minFlops: defaultMinFlops}
 	e.ws = make([]workspace, t)
 	return e

@@ -11,13 +11,7 @@ import (
 
 // kernelsUnderTest is every micro-kernel this machine can run, so the
 // portable path is tested here too.
-func kernelsUnderTest() []*kernel {
-	ks := []*kernel{goKernel}
-	if k := selectKernel(false); k != goKernel {
-		ks = append(ks, k)
-	}
-	return ks
-}
+func kernelsUnderTest() []*kernel { return availableKernels() }
 
 // operand is a row-major matrix stored with row stride ld ≥ cols; the
 // padding holds NaN so that reading it poisons the result.
@@ -276,5 +270,23 @@ func TestWorkersExitWithEngine(t *testing.T) {
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestKernelSelection(t *testing.T) {
+	names := Kernels()
+	if len(names) == 0 || names[len(names)-1] != "go" {
+		t.Fatalf("Kernels() = %v, want a list ending in the pure-Go kernel", names)
+	}
+	for _, name := range names {
+		if got := NewEngine(Config{Kernel: name}).k.id; got != name {
+			t.Errorf("Config{Kernel: %q} runs %q", name, got)
+		}
+	}
+	if got := NewEngine(Config{Kernel: names[0], Portable: true}).Kernel(); got != goKernel.name {
+		t.Errorf("Portable with Kernel %q runs %q, want the pure-Go kernel", names[0], got)
+	}
+	if got := NewEngine(Config{Kernel: "no such kernel"}).k.id; got != names[0] {
+		t.Errorf("an unknown kernel name runs %q, want the fastest, %q", got, names[0])
 	}
 }

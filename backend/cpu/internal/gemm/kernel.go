@@ -2,7 +2,8 @@ package gemm
 
 // kernel describes one micro-kernel and the block sizes tuned for it.
 type kernel struct {
-	name   string
+	id     string // short name for Config.Kernel
+	name   string // with the tile shape, for reports
 	mr, nr int // register tile
 	// kc, mc and nc are the nominal cache blocks: a kc×nr B panel should
 	// sit in L1, an mc×kc A block in L2, a kc×nc B block in L3.
@@ -13,11 +14,26 @@ type kernel struct {
 	full func(kc int, a, b, c []float32, ldc int, beta float32)
 }
 
+// selectKernel returns the kernel called id when this CPU runs it, else
+// the fastest it runs; the pure-Go one when portable is set.
+func selectKernel(portable bool, id string) *kernel {
+	if portable {
+		return goKernel
+	}
+	ks := availableKernels()
+	for _, k := range ks {
+		if k.id == id {
+			return k
+		}
+	}
+	return ks[0]
+}
+
 // maxTile bounds mr·nr over all kernels, for the edge-tile scratch buffer.
-const maxTile = 128
+const maxTile = 384
 
 var goKernel = &kernel{
-	name: "go 4x2", mr: 4, nr: 2,
+	id: "go", name: "go 4x2", mr: 4, nr: 2,
 	kc: 256, mc: 128, nc: 1024,
 	full: kernelGo4x2,
 }

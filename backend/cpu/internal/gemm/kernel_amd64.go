@@ -9,7 +9,7 @@ package gemm
 func sgemm6x16(kc int, a, b, c *float32, ldc int, beta float32)
 
 var avx2Kernel = &kernel{
-	name: "avx2-fma 6x16", mr: 6, nr: 16,
+	id: "avx2", name: "avx2-fma 6x16", mr: 6, nr: 16,
 	kc: 256, mc: 144, nc: 4096,
 	full: avx2Full,
 }
@@ -22,4 +22,23 @@ func avx2Full(kc int, a, b, c []float32, ldc int, beta float32) {
 	_ = b[16*kc-1]
 	_ = c[5*ldc+15]
 	sgemm6x16(kc, &a[0], &b[0], &c[0], ldc, beta)
+}
+
+// sgemm12x32 is the AVX-512 micro-kernel in kernel512_amd64.s, the same
+// contract as sgemm6x16 on a 12×32 tile. The CPU must have AVX-512F.
+//
+//go:noescape
+func sgemm12x32(kc int, a, b, c *float32, ldc int, beta float32)
+
+var avx512Kernel = &kernel{
+	id: "avx512", name: "avx512 12x32", mr: 12, nr: 32,
+	kc: 256, mc: 240, nc: 4096,
+	full: avx512Full,
+}
+
+func avx512Full(kc int, a, b, c []float32, ldc int, beta float32) {
+	_ = a[12*kc-1]
+	_ = b[32*kc-1]
+	_ = c[11*ldc+31]
+	sgemm12x32(kc, &a[0], &b[0], &c[0], ldc, beta)
 }

@@ -2,13 +2,15 @@ package gemm
 
 import "github.com/klauspost/cpuid/v2"
 
-// hasAVX2FMA reports whether the assembly kernel can run here; cpuid also
-// checks that the OS saves the YMM registers.
-var hasAVX2FMA = cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3)
-
-func selectKernel(portable bool) *kernel {
-	if !portable && hasAVX2FMA {
-		return avx2Kernel
+// availableKernels lists the micro-kernels this CPU can run, best first.
+// cpuid also checks that the OS saves the YMM (and ZMM) registers.
+func availableKernels() []*kernel {
+	var ks []*kernel
+	if cpuid.CPU.Supports(cpuid.AVX512F) {
+		ks = append(ks, avx512Kernel)
 	}
-	return goKernel
+	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
+		ks = append(ks, avx2Kernel)
+	}
+	return append(ks, goKernel)
 }

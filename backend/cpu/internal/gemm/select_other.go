@@ -2,4 +2,5 @@
 
 package gemm
 
-func selectKernel(portable bool) *kernel { return goKernel }
+// availableKernels lists the micro-kernels this CPU can run, best first.
+func availableKernels() []*kernel { return []*kernel{goKernel} }
