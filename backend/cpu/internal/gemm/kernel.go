@@ -4,7 +4,7 @@ package gemm
 type kernel struct {
 	id     string // short name for Config.Kernel
 	name   string // with the tile shape, for reports
-	mr, nr int // register tile
+	mr, nr int    // register tile
 	// kc, mc and nc are the nominal cache blocks: a kc×nr B panel should
 	// sit in L1, an mc×kc A block in L2, a kc×nc B block in L3.
 	kc, mc, nc int
