@@ -12,7 +12,9 @@
 package gemm
 
 import (
+	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -25,10 +27,15 @@ type Config struct {
 	Threads int
 	// Kernel asks for one micro-kernel by its short name ("avx512",
 	// "avx2", "go"; see Kernels) instead of the fastest this CPU runs, to
-	// compare them. A name this CPU cannot run is ignored; Engine.Kernel
-	// tells which one is in use. Portable takes precedence.
+	// compare them. When empty, $SORA_CPU_GEMM_KERNEL is used, so that
+	// benchmarks through the backend can pick one too. A name this CPU
+	// cannot run is ignored; Engine.Kernel tells which one is in use.
+	// Portable takes precedence.
 	Kernel string
 }
+
+// EnvKernel is the variable that supplies Config.Kernel when it is empty.
+const EnvKernel = "SORA_CPU_GEMM_KERNEL"
 
 // Kernels returns the short names of the micro-kernels this CPU can run,
 // fastest first; the last is always the pure-Go "go".
@@ -82,7 +89,11 @@ func NewEngine(cfg Config) *Engine {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable, cfg.Kernel),
+	id := cfg.Kernel
+	if id == "" {
+		id = strings.TrimSpace(os.Getenv(EnvKernel))
+	}
+	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable, id),
 		bBudget: defaultBBudget, minFlops: defaultMinFlops}
 	e.ws = make([]workspace, t)
 	return e

@@ -289,4 +289,11 @@ func TestKernelSelection(t *testing.T) {
 	if got := NewEngine(Config{Kernel: "no such kernel"}).k.id; got != names[0] {
 		t.Errorf("an unknown kernel name runs %q, want the fastest, %q", got, names[0])
 	}
+	t.Setenv(EnvKernel, "go")
+	if got := NewEngine(Config{}).k.id; got != "go" {
+		t.Errorf("with $%s=go the engine runs %q", EnvKernel, got)
+	}
+	if got := NewEngine(Config{Kernel: names[0]}).k.id; got != names[0] {
+		t.Errorf("Config.Kernel %q did not override $%s=go: runs %q", names[0], EnvKernel, got)
+	}
 }
