@@ -132,23 +132,29 @@ func (r Result) Passed() bool {
 	return true
 }
 
-// String summarises the result on one line: the worst input's error and
-// the forward error.
+// String summarises the result on one line: status, case, method and
+// [Result.Detail].
 func (r Result) String() string {
-	var b strings.Builder
 	status := "ok"
 	if !r.Passed() {
 		status = "FAIL"
 	}
-	fmt.Fprintf(&b, "%s %s (%s):", status, r.Case, r.Method)
+	return fmt.Sprintf("%s %s (%s): %s", status, r.Case, r.Method, r.Detail())
+}
+
+// Detail lists the forward error (reference checks) and each input's
+// gradient error with the tolerances, e.g.
+// "forward NMSE 1e-15 (tol 1e-09); dx 3e-08, dw 4e-08 (tol 0.0001)".
+func (r Result) Detail() string {
+	var b strings.Builder
 	if r.ForwardNMSE >= 0 {
-		fmt.Fprintf(&b, " forward NMSE %.2g (tol %.0g);", r.ForwardNMSE, r.ForwardTol)
+		fmt.Fprintf(&b, "forward NMSE %.2g (tol %.0g); ", r.ForwardNMSE, r.ForwardTol)
 	}
 	for i, in := range r.Inputs {
 		if i > 0 {
-			b.WriteByte(',')
+			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, " d%s %.2g", in.Name, in.Err)
+		fmt.Fprintf(&b, "d%s %.2g", in.Name, in.Err)
 	}
 	fmt.Fprintf(&b, " (tol %.0g)", r.Tol)
 	return b.String()
