@@ -55,6 +55,7 @@ const (
 	RopeHalfSplit
 )
 
+// String returns "interleaved" or "half-split".
 func (l RopeLayout) String() string {
 	switch l {
 	case RopeInterleaved:

@@ -48,6 +48,7 @@ const (
 	Version1 Format = 1
 )
 
+// String returns "legacy" or "version 1".
 func (f Format) String() string {
 	switch f {
 	case Legacy:
