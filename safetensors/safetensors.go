@@ -135,7 +135,7 @@ func NewFile(r io.ReaderAt, size int64, name string) (*File, error) {
 		return fail("file is %d bytes, too short for the 8-byte header length", size)
 	}
 	var lenBuf [8]byte
-	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
+	if err := readAt(r, lenBuf[:], 0); err != nil {
 		return fail("reading header length: %v", err)
 	}
 	hlen := binary.LittleEndian.Uint64(lenBuf[:])
@@ -151,7 +151,7 @@ func NewFile(r io.ReaderAt, size int64, name string) (*File, error) {
 		return fail("header length %d is too short for a JSON object", hlen)
 	}
 	header := make([]byte, hlen)
-	if _, err := r.ReadAt(header, 8); err != nil {
+	if err := readAt(r, header, 8); err != nil {
 		return fail("reading %d-byte header: %v", hlen, err)
 	}
 	f := &File{name: name, r: r, dataStart: 8 + int64(hlen), index: map[string]int{}}
@@ -369,7 +369,7 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 	for i := 0; i < len(dst); {
 		n := min(int64(len(dst)-i), int64(len(buf))/es)
 		b := buf[:n*es]
-		if _, err := f.r.ReadAt(b, off); err != nil {
+		if err := readAt(f.r, b, off); err != nil {
 			return fmt.Errorf("safetensors: %s: reading tensor %q: %v", f.name, name, err)
 		}
 		decode(dst[i:i+int(n)], b, info.DType)
@@ -377,6 +377,19 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 		i += int(n)
 	}
 	return nil
+}
+
+// readAt fills p from r at off. io.ReaderAt may report io.EOF along with a
+// complete read that ends at the end of the input; that is not an error.
+func readAt(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func decode(dst []float32, b []byte, dt DType) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"math/rand"
 	"os"
@@ -325,4 +326,42 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// eofAtEnd is an io.ReaderAt that, as the interface allows, reports io.EOF
+// together with a complete read that reaches the end of its data.
+type eofAtEnd struct{ b []byte }
+
+func (r eofAtEnd) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(r.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[off:])
+	if off+int64(n) == int64(len(r.b)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func TestReaderAtEOFWithFullRead(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Encode(&buf, []Tensor{{Name: "last", Shape: []int{3}, Data: []float32{1, 2, 3}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFile(eofAtEnd{buf.Bytes()}, int64(buf.Len()), "eof")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.Float32("last"); err != nil || !reflect.DeepEqual(v, []float32{1, 2, 3}) {
+		t.Fatalf("last tensor = %v, %v", v, err)
+	}
+	// A short read is still an error.
+	short := buf.Bytes()[:buf.Len()-2]
+	g, err := NewFile(eofAtEnd{short}, int64(buf.Len()), "short")
+	if err != nil {
+		t.Fatal(err) // the header is intact; only the data is short
+	}
+	if _, err := g.Float32("last"); err == nil {
+		t.Fatal("short read accepted")
+	}
 }

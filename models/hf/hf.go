@@ -34,7 +34,7 @@ func readJSONFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("hf: %s is %d bytes; expected a JSON file of at most %d", path, st.Size(), maxJSONSize)
 	}
 	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil {
+	if n, err := f.ReadAt(b, 0); n < len(b) {
 		return nil, fmt.Errorf("hf: reading %s: %w", path, err)
 	}
 	return b, nil

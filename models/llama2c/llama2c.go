@@ -132,7 +132,8 @@ func readHeader(r io.ReaderAt, size int64, name string) (llama.Config, Format, i
 	}
 	var hdr [v1HeaderSize]byte
 	n := min(int64(len(hdr)), size)
-	if _, err := r.ReadAt(hdr[:n], 0); err != nil {
+	if got, err := r.ReadAt(hdr[:n], 0); int64(got) < n {
+		// (io.ReaderAt may return io.EOF with a complete read at the end.)
 		return fail("reading header: %v", err)
 	}
 	le := binary.LittleEndian
