@@ -218,21 +218,31 @@ func TestSgemmDegenerate(t *testing.T) {
 	}
 }
 
-// TestSgemmWarmAllocatesNothing checks that buffers and workers are reused.
+// TestSgemmWarmAllocatesNothing checks that buffers and workers are
+// reused, on the row-parallel and the column-parallel schemes.
 func TestSgemmWarmAllocatesNothing(t *testing.T) {
 	for _, kr := range kernelsUnderTest() {
 		for _, threads := range []int{1, 2} {
 			e := NewEngine(Config{Threads: threads})
 			e.k = kr
-			const n = 96
-			a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
-			for _, tr := range []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
-				e.Sgemm(tr.a, tr.b, n, n, n, 1, a, n, b, n, 0, c, n) // warm up
-				allocs := testing.AllocsPerRun(20, func() {
-					e.Sgemm(tr.a, tr.b, n, n, n, 1, a, n, b, n, 0.5, c, n)
-				})
-				if allocs != 0 {
-					t.Errorf("%s, %d threads, %s: %v allocations per warm Sgemm, want 0", kr.name, threads, transName(tr.a, tr.b), allocs)
+			for _, s := range []shape{{96, 96, 96}, {8, 512, 128}} {
+				a, b, c := make([]float32, s.m*s.k), make([]float32, s.k*s.n), make([]float32, s.m*s.n)
+				for _, tr := range []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
+					lda, ldb := s.k, s.n
+					if tr.a {
+						lda = s.m
+					}
+					if tr.b {
+						ldb = s.k
+					}
+					e.Sgemm(tr.a, tr.b, s.m, s.n, s.k, 1, a, lda, b, ldb, 0, c, s.n) // warm up
+					allocs := testing.AllocsPerRun(20, func() {
+						e.Sgemm(tr.a, tr.b, s.m, s.n, s.k, 1, a, lda, b, ldb, 0.5, c, s.n)
+					})
+					if allocs != 0 {
+						t.Errorf("%s, %d threads, %dx%dx%d %s: %v allocations per warm Sgemm, want 0",
+							kr.name, threads, s.m, s.n, s.k, transName(tr.a, tr.b), allocs)
+					}
 				}
 			}
 		}
