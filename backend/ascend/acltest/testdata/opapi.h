@@ -75,7 +75,9 @@ TD_HIDDEN int normalize_dim(const char *call, int64_t dim, int nd, int *out);
  * broadcast to the output's shape; e->fn computes one element. */
 TD_HIDDEN int run_ew(aclOpExecutor *e, char *ws);
 /* ew_prepare builds an elementwise executor with output out and n inputs;
- * e->f holds the nsc scalars' values, then the nfixed fixed parameters. */
+ * e->f holds the nsc scalars' values, then the nfixed fixed parameters.
+ * in_broadcasts: 0, the inputs have the output's shape; 1, their broadcast
+ * shape is the output's; 2, each input broadcasts to the output. */
 TD_HIDDEN aclnnStatus ew_prepare(const char *call, const char *name, double (*fn)(const double *, const double *),
                                  const aclScalar **sc, const char **scnames, int nsc, const double *fixed,
                                  int nfixed, const aclTensor *out, int n, const aclTensor **in, const char **names,

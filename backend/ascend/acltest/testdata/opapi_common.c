@@ -393,7 +393,17 @@ aclnnStatus ew_prepare(const char *call, const char *name, double (*fn)(const do
     for (int k = 0; k < nfixed; k++) e->f[nsc + k] = fixed[k];
     TRY(ex_tensor(e, call, "out", out, T_REQ, DT_FLOAT));
     for (int k = 0; k < n; k++) TRY(ex_tensor(e, call, names[k], in[k], T_REQ, DT_FLOAT));
-    if (n > 0) {
+    if (n > 0 && in_broadcasts == 2) {
+        /* Each input broadcasts to the output (copy_ semantics). */
+        for (int k = 0; k < n; k++) {
+            if (!can_broadcast(&e->t[1 + k], &e->t[0])) {
+                char a[128], b[128];
+                shape_str(&e->t[1 + k], a, sizeof a);
+                shape_str(&e->t[0], b, sizeof b);
+                BAD("%s: %s %s does not broadcast to %s", call, names[k], a, b);
+            }
+        }
+    } else if (n > 0) {
         /* The inputs' broadcast shape must be the output's. */
         int64_t dims[TD_MAXDIM];
         int nd = e->t[1].ndim;

@@ -150,7 +150,7 @@ TD_EXPORT aclnnStatus aclnnInplaceCopyGetWorkspaceSize(aclTensor *selfRef, const
     const aclTensor *in[1] = {src};
     const char *nm[1] = {"src"};
     return ew_prepare("aclnnInplaceCopyGetWorkspaceSize", "aclnnInplaceCopy", f_copy, NULL, NULL, 0, NULL, 0, selfRef,
-                      1, in, nm, 1, workspaceSize, executor);
+                      1, in, nm, 2, workspaceSize, executor);
 }
 LAUNCH(InplaceCopy)
 
