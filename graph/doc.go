@@ -77,10 +77,22 @@
 // axis-0 Slice are views, Permute, Transpose, other slices, Concat and
 // RepeatInterleave copy.
 //
-// # Composed ops
+// # Losses and gradient accumulation
+//
+// [Tape.CrossEntropy] averages over the rows whose target is not
+// [IgnoreIndex] (answer-only causal-LM losses mark the prompt tokens so);
+// label smoothing is off unless asked for. When a step is split into
+// micro-batches, set CrossEntropyOptions.Divisor to the number of counted
+// rows of the whole step: the gradients the micro-batches accumulate then
+// equal those of the whole batch. [Tape.MSE] is the mean squared error.
+//
+// # Composed and custom ops
 //
 // Some ops have no backend kernel of their own and are composed from
 // others: Reciprocal (a division of a tensor of ones), MinScalar and
 // MaxScalar (through ReLU), the scalar shift AddScalar (a one-element
 // broadcast), Norm, MSE, Linear. Their backward follows from the pieces.
+// [Tape.Custom] records an op whose forward and backward the caller writes
+// with backend calls, for fused kernels; package graph/gradcheck checks such
+// ops, and every op here, against float64 references.
 package graph

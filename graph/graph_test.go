@@ -395,3 +395,37 @@ func TestAPIHelpers(t *testing.T) {
 		t.Error("NewParam of the zero Tensor succeeded")
 	}
 }
+
+// Gradient accumulation over micro-batches with CrossEntropyOptions.Divisor
+// set to the step's number of counted rows gives the gradient of the whole
+// batch at once.
+func TestMicroBatchesEqualOneBatch(t *testing.T) {
+	b := openCPU(t)
+	w := param(t, b, "w", graph.Trainable, []float32{0.3, -0.2, 0.5, 0.1, -0.4, 0.2, 0.7, -0.6}, 4, 2)
+	x := []float32{1, 2, -1, 0.5, 0.3, -2, 1.5, 1, -0.7, 0.2, 2, -1}
+	targets := []int32{0, 3, graph.IgnoreIndex, 1, 2, graph.IgnoreIndex}
+	g := graph.New(b)
+	defer g.Close()
+	loss := func(xs []float32, ts []int32, opts graph.CrossEntropyOptions) {
+		logits := g.Linear(g.Input(xs, len(ts), 2), w, nil)
+		if err := g.Backward(g.CrossEntropy(logits, ts, opts)); err != nil {
+			t.Fatal(err)
+		}
+		g.Reset()
+	}
+	loss(x, targets, graph.CrossEntropyOptions{})
+	whole := grad(t, w)
+	w.ZeroGrad()
+	opts := graph.CrossEntropyOptions{Divisor: 4} // counted rows in the step
+	loss(x[:6], targets[:3], opts)
+	loss(x[6:], targets[3:], opts)
+	parts := grad(t, w)
+	for i := range whole {
+		if math.Abs(float64(whole[i]-parts[i])) > 1e-6 {
+			t.Fatalf("element %d: %g accumulated over micro-batches, %g in one batch", i, parts[i], whole[i])
+		}
+	}
+	if whole[0] == 0 {
+		t.Fatal("zero gradient: the comparison proves nothing")
+	}
+}
