@@ -429,3 +429,28 @@ func TestMicroBatchesEqualOneBatch(t *testing.T) {
 		t.Fatal("zero gradient: the comparison proves nothing")
 	}
 }
+
+// Each named element-wise method is its backend op.
+func TestUnaryWrappers(t *testing.T) {
+	b := openCPU(t)
+	g := graph.New(b)
+	defer g.Close()
+	x := g.Input([]float32{0.5, 1.5, 2.5}, 3)
+	named := map[backend.UnaryOp]func(*graph.Value) *graph.Value{
+		backend.Exp: g.Exp, backend.Log: g.Log, backend.Sqrt: g.Sqrt, backend.Rsqrt: g.Rsqrt,
+		backend.Tanh: g.Tanh, backend.SiLU: g.SiLU, backend.GELU: g.GELU, backend.ReLU: g.ReLU,
+		backend.Neg: g.Neg, backend.Square: g.Square, backend.Sigmoid: g.Sigmoid,
+	}
+	if len(named) != len(backend.UnaryOps) {
+		t.Fatalf("%d named methods for %d unary ops", len(named), len(backend.UnaryOps))
+	}
+	for op, f := range named {
+		got, want := host(t, f(x)), host(t, g.Unary(op, x))
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s: method gives %v, Unary gives %v", op, got, want)
+				break
+			}
+		}
+	}
+}
