@@ -1,0 +1,210 @@
+package llama
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+)
+
+// Batch is a batch of token sequences for the training forward, padded on
+// the right to one length.
+//
+// Padding convention: the padded positions of a row come after its real
+// tokens, and under the causal mask a position only attends to itself and
+// earlier positions, so whatever ids fill the padding (any valid id; 0 is
+// usual) never changes the hidden states or logits of the real positions.
+// The padded positions' own outputs are meaningless: losses skip them (the
+// targets there are [graph.IgnoreIndex]), and the classification head reads
+// each row's last real position.
+type Batch struct {
+	// Tokens holds Size·Len ids, row-major: Tokens[b·Len + t].
+	Tokens []int32
+	// Size is the number of sequences and Len the padded length of each.
+	Size, Len int
+	// Lengths gives the number of real tokens of each sequence (1 to Len);
+	// nil means every sequence fills all Len positions.
+	Lengths []int
+}
+
+// Length returns the number of real tokens in row b.
+func (bt Batch) Length(b int) int {
+	if bt.Lengths == nil {
+		return bt.Len
+	}
+	return bt.Lengths[b]
+}
+
+// validate checks the batch against the model: shapes, lengths and token
+// ids, so that the forward never hands the backend an out-of-range id.
+func (m *Model) validate(bt Batch) error {
+	c := m.cfg
+	switch {
+	case bt.Size < 1 || bt.Len < 1:
+		return fmt.Errorf("llama: batch of %d sequences of %d tokens; both must be at least 1", bt.Size, bt.Len)
+	case bt.Len > c.MaxSeqLen:
+		return fmt.Errorf("llama: batch sequences of %d tokens exceed the model's %d positions (seq_len); truncate them", bt.Len, c.MaxSeqLen)
+	case len(bt.Tokens) != bt.Size*bt.Len:
+		return fmt.Errorf("llama: batch has %d token ids, want %d sequences × %d = %d", len(bt.Tokens), bt.Size, bt.Len, bt.Size*bt.Len)
+	case bt.Lengths != nil && len(bt.Lengths) != bt.Size:
+		return fmt.Errorf("llama: batch has %d lengths for %d sequences", len(bt.Lengths), bt.Size)
+	}
+	for b, n := range bt.Lengths {
+		if n < 1 || n > bt.Len {
+			return fmt.Errorf("llama: batch sequence %d has length %d, want 1 to %d", b, n, bt.Len)
+		}
+	}
+	return checkTokens(bt.Tokens, c.VocabSize)
+}
+
+func checkTokens(ids []int32, vocab int) error {
+	for i, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return fmt.Errorf("llama: token id %d at index %d is outside the vocabulary of %d", id, i, vocab)
+		}
+	}
+	return nil
+}
+
+// attendFunc computes the attention of layer l from the rotated queries
+// q [B, T, heads, headDim] and keys k and values v [B, T, kvHeads, headDim],
+// returning [B, T, dim].
+type attendFunc func(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value
+
+// ropeParams returns the rotary parameters of the model's layout for a
+// sequence whose first token is at position pos.
+func (m *Model) ropeParams(pos int) backend.RoPEParams {
+	layout := backend.Interleaved
+	if m.cfg.RopeLayout == RopeHalfSplit {
+		layout = backend.HalfSplit
+	}
+	return backend.RoPEParams{Layout: layout, Theta: float32(m.cfg.RopeTheta), Offset: pos}
+}
+
+func (m *Model) attnScale() float32 {
+	return float32(1 / math.Sqrt(float64(m.cfg.HeadDim())))
+}
+
+// decode runs the embedding and every decoder block over tokens [B·T] whose
+// first position is pos and returns the residual stream [B, T, dim] before
+// the final norm.
+func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend attendFunc) *graph.Value {
+	c := m.cfg
+	eps := float32(c.NormEps)
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
+	rp := m.ropeParams(pos)
+	x := g.Reshape(g.Gather(m.Embed, tokens), B, T, c.Dim)
+	for l, blk := range m.Blocks {
+		h := g.RMSNorm(x, blk.AttnNorm, eps)
+		q := g.RoPE(g.Reshape(blk.Q.Forward(g, h), B, T, H, hd), rp)
+		k := g.RoPE(g.Reshape(blk.K.Forward(g, h), B, T, KV, hd), rp)
+		v := g.Reshape(blk.V.Forward(g, h), B, T, KV, hd)
+		x = g.Add(x, blk.O.Forward(g, attend(g, l, q, k, v)))
+		h = g.RMSNorm(x, blk.FFNNorm, eps)
+		f := g.Mul(g.SiLU(blk.Gate.Forward(g, h)), blk.Up.Forward(g, h))
+		x = g.Add(x, blk.Down.Forward(g, f))
+	}
+	return x
+}
+
+// attendFull is causal self-attention over a whole sequence, the training
+// path. Grouped-query attention needs no copies of the key/value heads:
+// the query heads sharing key/value head j are heads j·group … j·group +
+// group−1, so with queries laid out [B, kvHeads, group·T, headDim] one
+// batched product per key/value head covers its whole group.
+func (m *Model) attendFull(g *graph.Tape, _ int, q, k, v *graph.Value) *graph.Value {
+	c := m.cfg
+	B, T := q.Dim(0), q.Dim(1)
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
+	group := H / KV
+	qp := g.Reshape(g.Permute(q, 0, 2, 1, 3), B, KV, group*T, hd)
+	kp := g.Permute(k, 0, 2, 1, 3) // [B, KV, T, hd]
+	vp := g.Permute(v, 0, 2, 1, 3)
+	s := g.Reshape(g.MatMulNT(qp, kp), B*H, T, T)
+	p := g.Softmax(s, backend.SoftmaxParams{Scale: m.attnScale(), Causal: true})
+	o := g.MatMul(g.Reshape(p, B, KV, group*T, T), vp) // [B, KV, group·T, hd] = [B, H, T, hd]
+	o = g.Permute(g.Reshape(o, B, H, T, hd), 0, 2, 1, 3)
+	return g.Reshape(o, B, T, c.Dim)
+}
+
+// Hidden returns the final hidden states [B, T, dim] of the batch: the
+// residual stream after the last block and the final RMSNorm, the input of
+// the output and score heads. Recording follows the tape (gradients flow
+// to trainable parameters unless g.SetNoGrad). An invalid batch is an error
+// here; op errors surface at the tape's step boundary (see package graph).
+func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
+	if err := m.validate(bt); err != nil {
+		return nil, err
+	}
+	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull)
+	return g.RMSNorm(x, m.Norm, float32(m.cfg.NormEps)), nil
+}
+
+// Forward returns the logits [B, T, vocab] of the batch: at each position
+// the scores of the next token.
+func (m *Model) Forward(g *graph.Tape, bt Batch) (*graph.Value, error) {
+	h, err := m.Hidden(g, bt)
+	if err != nil {
+		return nil, err
+	}
+	return m.Output.Forward(g, h), nil
+}
+
+// LMTargets returns the targets of a causal language-model loss over the
+// batch, one per position: the next token, tokens[b, t+1], where that
+// token is real and belongs to the answer, and [graph.IgnoreIndex]
+// elsewhere (the last real position, padding, and positions predicting a
+// prompt token). promptLens[b] is the number of prompt tokens at the start
+// of row b (BOS included), whose prediction is not trained: the answer-only
+// loss of instruction tuning. nil promptLens trains every next token.
+func LMTargets(bt Batch, promptLens []int) ([]int32, error) {
+	if len(bt.Tokens) != bt.Size*bt.Len || (bt.Lengths != nil && len(bt.Lengths) != bt.Size) {
+		return nil, fmt.Errorf("llama: LMTargets: batch of %d ids, %d lengths for %d × %d", len(bt.Tokens), len(bt.Lengths), bt.Size, bt.Len)
+	}
+	if promptLens != nil && len(promptLens) != bt.Size {
+		return nil, fmt.Errorf("llama: LMTargets: %d prompt lengths for %d sequences", len(promptLens), bt.Size)
+	}
+	out := make([]int32, len(bt.Tokens))
+	for b := 0; b < bt.Size; b++ {
+		n := bt.Length(b)
+		if n < 0 || n > bt.Len {
+			return nil, fmt.Errorf("llama: LMTargets: sequence %d has length %d, want 0 to %d", b, n, bt.Len)
+		}
+		start := 0
+		if promptLens != nil {
+			start = promptLens[b]
+			if start < 0 || start > n {
+				return nil, fmt.Errorf("llama: LMTargets: sequence %d has a prompt of %d tokens but only %d tokens", b, start, n)
+			}
+		}
+		row := bt.Tokens[b*bt.Len : (b+1)*bt.Len]
+		for t := range bt.Len {
+			out[b*bt.Len+t] = graph.IgnoreIndex
+			if next := t + 1; next < n && next >= start {
+				out[b*bt.Len+t] = row[next]
+			}
+		}
+	}
+	return out, nil
+}
+
+// LMLoss returns the mean cross-entropy of the batch's logits against
+// targets (from [LMTargets], one per position; [graph.IgnoreIndex] skipped),
+// as a one-element value ready for Backward. opts may set a divisor for
+// gradient accumulation or label smoothing.
+func (m *Model) LMLoss(g *graph.Tape, bt Batch, targets []int32, opts graph.CrossEntropyOptions) (*graph.Value, error) {
+	if len(targets) != bt.Size*bt.Len {
+		return nil, fmt.Errorf("llama: LMLoss: %d targets for %d × %d positions", len(targets), bt.Size, bt.Len)
+	}
+	for i, t := range targets {
+		if t != graph.IgnoreIndex && (t < 0 || int(t) >= m.cfg.VocabSize) {
+			return nil, fmt.Errorf("llama: LMLoss: target %d at position %d is outside the vocabulary of %d", t, i, m.cfg.VocabSize)
+		}
+	}
+	logits, err := m.Forward(g, bt)
+	if err != nil {
+		return nil, err
+	}
+	return g.CrossEntropy(logits, targets, opts), nil
+}

@@ -1,0 +1,338 @@
+package llama
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+)
+
+// Model is a LLaMA decoder whose parameters live in backend memory: the
+// model that training, generation and classification run, written once
+// against the op interface of package backend through package graph.
+//
+// Every linear layer sits in a replaceable slot (a [graph.Layer]; a
+// [*graph.Dense] when loaded) so that a PEFT method can wrap it by name
+// without the model knowing (see [Model.Layers] for the names). Parameters
+// are frozen when loaded; make the ones to train trainable with
+// [graph.Value.SetTrainable].
+//
+// A Model is used from one goroutine at a time, like its backend.
+type Model struct {
+	cfg Config
+	b   backend.Backend
+
+	// Embed is the token embedding [vocab, dim], model.embed_tokens.weight.
+	Embed *graph.Value
+	// Blocks are the decoder layers in order.
+	Blocks []*Block
+	// Norm is the final RMSNorm weight [dim], model.norm.weight.
+	Norm *graph.Value
+	// Output is the language-model head lm_head, y = x·Wᵀ with W
+	// [vocab, dim]. With tied embeddings it is a *graph.Dense whose W is
+	// Embed itself.
+	Output graph.Layer
+	// Score is the sequence-classification head [numLabels, dim] named
+	// "score", nil until [Model.AddScoreHead].
+	Score graph.Layer
+}
+
+// Block is one decoder layer: pre-norm attention and a pre-norm SwiGLU
+// feed-forward, each added to the residual stream.
+type Block struct {
+	AttnNorm   *graph.Value // [dim], input_layernorm
+	Q, K, V, O graph.Layer  // self_attn.{q,k,v,o}_proj
+	FFNNorm    *graph.Value // [dim], post_attention_layernorm
+	Gate       graph.Layer  // mlp.gate_proj (llama2.c w1)
+	Up         graph.Layer  // mlp.up_proj (llama2.c w3)
+	Down       graph.Layer  // mlp.down_proj (llama2.c w2)
+}
+
+// Names of the layer slots outside the decoder blocks.
+const (
+	OutputModule = "lm_head"
+	ScoreModule  = "score"
+)
+
+// ModuleName returns the Hugging Face module name of module (one of the
+// Mod* constants) in decoder layer layer, e.g.
+// "model.layers.0.self_attn.q_proj": the name [Model.Layers] gives its slot
+// and, with ".weight" appended, the name of its weight.
+func ModuleName(layer int, module string) string {
+	return "model.layers." + strconv.Itoa(layer) + "." + module
+}
+
+// New uploads w to b and returns the model, every parameter frozen. Each
+// tensor is copied to the backend once; New does not keep w, so a caller
+// that drops w after New returns holds at most the host weights and the
+// device copy at the peak (on the CPU backend, twice the parameters).
+func New(b backend.Backend, w *Weights) (*Model, error) {
+	if b == nil {
+		return nil, fmt.Errorf("llama: New: nil backend")
+	}
+	if w == nil {
+		return nil, fmt.Errorf("llama: New: nil weights")
+	}
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	c := w.Config
+	m := &Model{cfg: c, b: b}
+	ok := false
+	defer func() {
+		if !ok {
+			m.Free()
+		}
+	}()
+	up := func(name string, data []float32, shape ...int) (*graph.Value, error) {
+		v, err := graph.UploadParam(b, name, data, graph.Frozen, shape...)
+		if err != nil {
+			return nil, fmt.Errorf("llama: uploading %s: %w", name, err)
+		}
+		return v, nil
+	}
+	dense := func(layer int, mod string, data []float32) (graph.Layer, error) {
+		s := ModuleShape(c, mod)
+		v, err := up(LayerParamName(layer, mod), data, s...)
+		if err != nil {
+			return nil, err
+		}
+		return &graph.Dense{W: v}, nil
+	}
+	var err error
+	if m.Embed, err = up(EmbedName, w.TokenEmbedding, c.VocabSize, c.Dim); err != nil {
+		return nil, err
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		blk := &Block{}
+		m.Blocks = append(m.Blocks, blk)
+		if blk.AttnNorm, err = up(LayerParamName(i, ModInputNorm), l.AttnNorm, c.Dim); err != nil {
+			return nil, err
+		}
+		if blk.FFNNorm, err = up(LayerParamName(i, ModPostNorm), l.FFNNorm, c.Dim); err != nil {
+			return nil, err
+		}
+		for _, s := range []struct {
+			slot *graph.Layer
+			mod  string
+			data []float32
+		}{
+			{&blk.Q, ModQ, l.Wq}, {&blk.K, ModK, l.Wk}, {&blk.V, ModV, l.Wv}, {&blk.O, ModO, l.Wo},
+			{&blk.Gate, ModGate, l.W1}, {&blk.Up, ModUp, l.W3}, {&blk.Down, ModDown, l.W2},
+		} {
+			if *s.slot, err = dense(i, s.mod, s.data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if m.Norm, err = up(NormName, w.FinalNorm, c.Dim); err != nil {
+		return nil, err
+	}
+	if c.TiedEmbeddings {
+		m.Output = &graph.Dense{W: m.Embed}
+	} else {
+		out, err := up(OutputName, w.Output, c.VocabSize, c.Dim)
+		if err != nil {
+			return nil, err
+		}
+		m.Output = &graph.Dense{W: out}
+	}
+	ok = true
+	return m, nil
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// Backend returns the backend that holds the model.
+func (m *Model) Backend() backend.Backend { return m.b }
+
+// Layers returns the model's replaceable linear-layer slots, named as
+// Hugging Face's LlamaForCausalLM (and LlamaForSequenceClassification)
+// name the modules, so that PEFT target patterns and adapter files written
+// for Hugging Face models apply unchanged:
+//
+//	model.layers.N.self_attn.q_proj   (llama2.c wq)
+//	model.layers.N.self_attn.k_proj   (wk)
+//	model.layers.N.self_attn.v_proj   (wv)
+//	model.layers.N.self_attn.o_proj   (wo)
+//	model.layers.N.mlp.gate_proj      (w1)
+//	model.layers.N.mlp.up_proj        (w3)
+//	model.layers.N.mlp.down_proj      (w2)
+//	lm_head                           (the classifier; shares Embed when tied)
+//	score                             (only after AddScoreHead)
+//
+// in that order, layer by layer. A target such as "q_proj" matches the
+// names ending in ".q_proj", as in Hugging Face PEFT; the llama2.c names in
+// parentheses translate with [CanonicalModule].
+func (m *Model) Layers() []graph.LayerRef {
+	refs := make([]graph.LayerRef, 0, 7*len(m.Blocks)+2)
+	for i, blk := range m.Blocks {
+		for _, s := range blk.slots() {
+			refs = append(refs, graph.LayerRef{Name: ModuleName(i, s.mod), Slot: s.slot})
+		}
+	}
+	if m.Output != nil {
+		refs = append(refs, graph.LayerRef{Name: OutputModule, Slot: &m.Output})
+	}
+	if m.Score != nil {
+		refs = append(refs, graph.LayerRef{Name: ScoreModule, Slot: &m.Score})
+	}
+	return refs
+}
+
+type slot struct {
+	slot *graph.Layer
+	mod  string
+}
+
+func (blk *Block) slots() []slot {
+	return []slot{
+		{&blk.Q, ModQ}, {&blk.K, ModK}, {&blk.V, ModV}, {&blk.O, ModO},
+		{&blk.Gate, ModGate}, {&blk.Up, ModUp}, {&blk.Down, ModDown},
+	}
+}
+
+// paramLister is implemented by layers that own parameters other than a
+// *graph.Dense's (the conditioned layers of package peft).
+type paramLister interface {
+	Params() []*graph.Value
+}
+
+// LayerParams returns the parameters of a layer: W and B of a *graph.Dense,
+// or what a layer with a Params() []*graph.Value method lists (a PEFT layer,
+// which includes the frozen layer it wraps). Other layers own none that the
+// model can see.
+func LayerParams(l graph.Layer) []*graph.Value {
+	switch l := l.(type) {
+	case *graph.Dense:
+		if l.B != nil {
+			return []*graph.Value{l.W, l.B}
+		}
+		return []*graph.Value{l.W}
+	case paramLister:
+		return l.Params()
+	}
+	return nil
+}
+
+// Params returns every parameter of the model once, in a stable order: the
+// embedding, then per block the attention norm, the attention projections,
+// the feed-forward norm and the feed-forward projections (each with the
+// parameters of whatever layer fills the slot), the final norm, the output
+// head (omitted when it is the tied embedding) and the score head.
+func (m *Model) Params() []*graph.Value {
+	var ps []*graph.Value
+	seen := map[*graph.Value]bool{}
+	add := func(vs ...*graph.Value) {
+		for _, v := range vs {
+			if v != nil && !seen[v] {
+				seen[v] = true
+				ps = append(ps, v)
+			}
+		}
+	}
+	add(m.Embed)
+	for _, blk := range m.Blocks {
+		add(blk.AttnNorm)
+		for _, l := range []graph.Layer{blk.Q, blk.K, blk.V, blk.O} {
+			add(LayerParams(l)...)
+		}
+		add(blk.FFNNorm)
+		for _, l := range []graph.Layer{blk.Gate, blk.Up, blk.Down} {
+			add(LayerParams(l)...)
+		}
+	}
+	add(m.Norm)
+	for _, l := range []graph.Layer{m.Output, m.Score} {
+		if l != nil {
+			add(LayerParams(l)...)
+		}
+	}
+	return ps
+}
+
+// Trainable returns the parameters that receive gradients, in Params order.
+func (m *Model) Trainable() []*graph.Value {
+	var ps []*graph.Value
+	for _, p := range m.Params() {
+		if p.Trainable() {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// Free releases every parameter's device memory. The model must not be
+// used afterwards.
+func (m *Model) Free() {
+	for _, p := range m.Params() {
+		p.Free()
+	}
+}
+
+// Weights downloads the model's base parameters into host weights with the
+// model's configuration (and rotary layout). Slots must hold *graph.Dense
+// layers (merge PEFT layers first); the score head is not part of Weights.
+func (m *Model) Weights() (*Weights, error) {
+	w, err := NewWeights(m.cfg)
+	if err != nil {
+		return nil, err
+	}
+	get := func(v *graph.Value, dst []float32) error {
+		if v == nil {
+			return fmt.Errorf("llama: Weights: missing parameter")
+		}
+		h, err := v.Download()
+		if err != nil {
+			return fmt.Errorf("llama: Weights: downloading %s: %w", v.Name(), err)
+		}
+		if len(h) != len(dst) {
+			return fmt.Errorf("llama: Weights: %s has %d elements, want %d", v.Name(), len(h), len(dst))
+		}
+		copy(dst, h)
+		return nil
+	}
+	dense := func(name string, l graph.Layer, dst []float32) error {
+		d, ok := l.(*graph.Dense)
+		if !ok || d.B != nil {
+			return fmt.Errorf("llama: Weights: layer %s is a %T, want a *graph.Dense without bias (merge adapters first)", name, l)
+		}
+		return get(d.W, dst)
+	}
+	if err := get(m.Embed, w.TokenEmbedding); err != nil {
+		return nil, err
+	}
+	for i, blk := range m.Blocks {
+		l := &w.Layers[i]
+		if err := get(blk.AttnNorm, l.AttnNorm); err != nil {
+			return nil, err
+		}
+		if err := get(blk.FFNNorm, l.FFNNorm); err != nil {
+			return nil, err
+		}
+		for _, s := range []struct {
+			layer graph.Layer
+			mod   string
+			dst   []float32
+		}{
+			{blk.Q, ModQ, l.Wq}, {blk.K, ModK, l.Wk}, {blk.V, ModV, l.Wv}, {blk.O, ModO, l.Wo},
+			{blk.Gate, ModGate, l.W1}, {blk.Up, ModUp, l.W3}, {blk.Down, ModDown, l.W2},
+		} {
+			if err := dense(ModuleName(i, s.mod), s.layer, s.dst); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := get(m.Norm, w.FinalNorm); err != nil {
+		return nil, err
+	}
+	if !m.cfg.TiedEmbeddings {
+		if err := dense(OutputModule, m.Output, w.Output); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
