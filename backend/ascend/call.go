@@ -208,18 +208,11 @@ func (c *call) tensor(v view) uintptr {
 		uintptr(unsafe.Pointer(&strides[0])), uintptr(v.off), aclFormatND,
 		uintptr(unsafe.Pointer(&storage[0])), 1, v.ptr)
 	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateTensor", Message: "returned NULL: " + orNone(l.recentMessage())})
+		c.fail(&ACLError{Call: "aclCreateTensor", Message: l.recentMessage()})
 		return 0
 	}
 	c.handles = append(c.handles, handle{r, l.destroyTensor, "aclDestroyTensor"})
 	return r
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "aclGetRecentErrMsg gave no message"
-	}
-	return s
 }
 
 // scalar creates a float32 aclScalar.
@@ -230,7 +223,7 @@ func (c *call) scalar(x float32) uintptr {
 	l := c.b.lib
 	r := ccall(l.createScalar, uintptr(unsafe.Pointer(&x)), aclFloat)
 	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateScalar", Message: "returned NULL: " + orNone(l.recentMessage())})
+		c.fail(&ACLError{Call: "aclCreateScalar", Message: l.recentMessage()})
 		return 0
 	}
 	c.handles = append(c.handles, handle{r, l.destroyScalar, "aclDestroyScalar"})
@@ -246,7 +239,7 @@ func (c *call) intArray(vals ...int64) uintptr {
 	a := append(append([]int64(nil), vals...), 0)
 	r := ccall(l.createIntArray, uintptr(unsafe.Pointer(&a[0])), uintptr(len(vals)))
 	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateIntArray", Message: "returned NULL: " + orNone(l.recentMessage())})
+		c.fail(&ACLError{Call: "aclCreateIntArray", Message: l.recentMessage()})
 		return 0
 	}
 	c.handles = append(c.handles, handle{r, l.destroyIntArray, "aclDestroyIntArray"})
@@ -262,7 +255,7 @@ func (c *call) boolArray(vals ...bool) uintptr {
 	a := append(append([]bool(nil), vals...), false)
 	r := ccall(l.createBoolArray, uintptr(unsafe.Pointer(&a[0])), uintptr(len(vals)))
 	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateBoolArray", Message: "returned NULL: " + orNone(l.recentMessage())})
+		c.fail(&ACLError{Call: "aclCreateBoolArray", Message: l.recentMessage()})
 		return 0
 	}
 	c.handles = append(c.handles, handle{r, l.destroyBoolArray, "aclDestroyBoolArray"})

@@ -53,7 +53,8 @@ var statusNames = map[int32]string{
 }
 
 // ACLError is a failed ACL or aclnn call: the function, the status it
-// returned and the message aclGetRecentErrMsg gave right after it.
+// returned (0 for a constructor that returned NULL) and the message
+// aclGetRecentErrMsg gave right after it.
 type ACLError struct {
 	Call    string
 	Status  int32
@@ -68,6 +69,10 @@ func (e *ACLError) Error() string {
 	msg := e.Message
 	if msg == "" {
 		msg = "aclGetRecentErrMsg gave no message"
+	}
+	if e.Status == 0 {
+		// A constructor (aclCreateTensor, ...) that returned NULL.
+		return fmt.Sprintf("%s returned NULL: %s", e.Call, msg)
 	}
 	return fmt.Sprintf("%s returned %d%s: %s", e.Call, e.Status, name, msg)
 }

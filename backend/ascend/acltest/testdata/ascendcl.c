@@ -632,13 +632,13 @@ TD_EXPORT aclError aclrtSynchronizeStream(aclrtStream h) {
             UNLOCK();
             if (inj) {
                 status = inj;
-                snprintf(msg, sizeof msg, "%s", imsg);
+                snprintf(msg, sizeof msg, "task %s failed: %s", t->name, imsg);
             } else {
                 int r = t->run(t->arg);
                 if (r) {
                     status = r;
                     const char *m = aclGetRecentErrMsg();
-                    snprintf(msg, sizeof msg, "%s", m ? m : "task failed");
+                    snprintf(msg, sizeof msg, "task %s failed: %s", t->name, m ? m : "no message");
                 }
             }
         }
@@ -654,7 +654,7 @@ TD_EXPORT aclError aclrtSynchronizeStream(aclrtStream h) {
     if (streams_idle_locked()) release_freed_locked();
     UNLOCK();
     if (status) {
-        acltd_set_error("aclrtSynchronizeStream: a task failed on the stream: %s", msg);
+        acltd_set_error("aclrtSynchronizeStream: %s", msg);
         return status;
     }
     return ACL_SUCCESS;

@@ -328,10 +328,21 @@ static void release_launch(void *arg) {
     free(a);
 }
 
+/* consume frees the executor of a launch that failed: aclnnX takes the
+ * executor whether or not it succeeds (an assumption: CANN documents
+ * executors as single-use but not what a failed launch does with them). */
+static aclnnStatus consume(aclOpExecutor *e, aclnnStatus st) {
+    if (e && e->magic == TD_MAGIC_EXEC) {
+        ex_free(e);
+        acltd_count(TD_EXECUTOR, -1);
+    }
+    return st;
+}
+
 aclnnStatus od_launch(const char *name, void *workspace, uint64_t workspaceSize, aclOpExecutor *e,
                       aclrtStream stream) {
     int st = acltd_enter(name);
-    if (st) return st;
+    if (st) return consume(e, st);
     if (!e) {
         acltd_set_error("%s: executor is NULL", name);
         return ACLNN_ERR_PARAM_NULLPTR;
@@ -344,18 +355,18 @@ aclnnStatus od_launch(const char *name, void *workspace, uint64_t workspaceSize,
         acltd_set_error("%s: executor %p was made by %sGetWorkspaceSize", name, (void *)e, e->name);
         return ACLNN_ERR_PARAM_INVALID;
     }
-    if ((st = acltd_need_context(name))) return st;
-    if ((st = acltd_stream_ok(name, stream))) return st;
+    if ((st = acltd_need_context(name))) return consume(e, st);
+    if ((st = acltd_stream_ok(name, stream))) return consume(e, st);
     if (e->ws_need) {
         if (!workspace || workspaceSize < e->ws_need) {
             acltd_set_error("%s: workspace %p of %llu bytes given, %llu bytes required", name, workspace,
                             (unsigned long long)workspaceSize, (unsigned long long)e->ws_need);
-            return ACLNN_ERR_PARAM_INVALID;
+            return consume(e, ACLNN_ERR_PARAM_INVALID);
         }
         int r = acltd_device_range(workspace, (int64_t)e->ws_need);
         if (r) {
             acltd_set_error("%s: workspace %p is %s", name, workspace, range_problem(r));
-            return ACLNN_ERR_PARAM_INVALID;
+            return consume(e, ACLNN_ERR_PARAM_INVALID);
         }
     }
     launch_arg *a = malloc(sizeof *a);
