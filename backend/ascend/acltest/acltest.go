@@ -185,6 +185,7 @@ type Double struct {
 	live           func(what string) int64
 	loadedLibs     func() string
 	peek           func(p uintptr, n int64, out unsafe.Pointer) int32
+	clearContext   func()
 }
 
 var (
@@ -221,6 +222,7 @@ func Attach(libDir string) (*Double, error) {
 	purego.RegisterLibFunc(&d.live, h, "acltest_live")
 	purego.RegisterLibFunc(&d.loadedLibs, h, "acltest_loaded_libs")
 	purego.RegisterLibFunc(&d.peek, h, "acltest_peek")
+	purego.RegisterLibFunc(&d.clearContext, h, "acltest_clear_thread_context")
 	attached[path] = d
 	return d, nil
 }
@@ -300,3 +302,8 @@ func (d *Double) Peek(p uintptr, out []float32) error {
 	}
 	return nil
 }
+
+// ClearThreadContext leaves the calling OS thread without a current
+// context, like a thread that never set one. Lock the goroutine to its
+// thread (runtime.LockOSThread) around it and the calls it is meant for.
+func (d *Double) ClearThreadContext() { d.clearContext() }

@@ -882,6 +882,11 @@ TD_EXPORT int64_t acltest_live(const char *what) {
  * themselves, comma-separated, in load order. */
 TD_EXPORT const char *acltest_loaded_libs(void) { return g_libs; }
 
+/* acltest_clear_thread_context makes the calling thread have no current
+ * context, as a thread that never called aclrtSetDevice or
+ * aclrtSetCurrentContext. */
+TD_EXPORT void acltest_clear_thread_context(void) { t_ctx = NULL; }
+
 /* acltest_peek copies n bytes of device memory at p into out without
  * synchronising anything: it shows what the device holds right now.
  * Returns 0, or -1 when p..p+n is not live device memory. */
