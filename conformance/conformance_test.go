@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	_ "github.com/sora-go/sora/backend/ascend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	_ "github.com/sora-go/sora/backend/cuda"
 	"github.com/sora-go/sora/conformance"
