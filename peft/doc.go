@@ -1,0 +1,71 @@
+// Package peft is the unified weight-conditioning layer of SORA for Go:
+// LoRA, DoRA, Pre-Diag, SORA and their ablations as one layer with a
+// conditioner before and after the low-rank update, plus OFT (as Hugging
+// Face PEFT defines it), LoRA+ and full fine-tuning as reference points;
+// injection into any [graph.Module], merging, and spectral analysis of the
+// learned updates. Adapter files live in the sub-package peft/adapter.
+//
+// # The layer
+//
+// For a frozen linear layer y = x·W0ᵀ + b (W0 [out, in]) with LoRA factors
+// A [r, in], B [out, r] and s = alpha/r, the methods' effective weights
+// are:
+//
+//	LoRA        W0 + s·B·A
+//	DoRA        diag(m ⊘ n)·(W0 + s·B·A),  n = row norms of W0 + s·B·A (no gradient)
+//	Pre-Diag    diag(d)·W0 + s·B·A
+//	SORA        R·(diag(d)·W0 + s·B·A)
+//	Pre-Ortho   R·W0 + s·B·A
+//	Post-Ortho  R·(W0 + s·B·A)
+//	OFT         W0·R_bdᵀ  (R_bd block-diagonal, acting on the input)
+//	Full        W
+//
+// with the rotation R = I + S, S = s_p·(D·Cᵀ − C·Dᵀ) (C, D [out, r_p]) and
+// s_p = min(1, 1/(‖C‖_F + ‖D‖_F + 1e-6)), differentiated through. The bias
+// follows the reference implementation: DoRA adds b outside its scale,
+// Pre-Diag scales it (d ⊙ b), SORA gives R(d ⊙ b), Pre- and Post-Ortho R·b.
+//
+// Initialisation: A kaiming-uniform (bound 1/√in), B = 0, m = row norms of
+// W0, d = 1, C kaiming-uniform with fan_out (bound 1/√out), D = C; OFT's
+// blocks zero. Every method then computes the frozen layer exactly, bit
+// for bit: every product that should vanish is a product with exact zeros
+// (S is evaluated as s_p·(E·Cᵀ − C·Eᵀ) with E = D − C, which is exactly 0
+// while D = C), and DoRA's m and n come from the same kernels.
+//
+// # Cost
+//
+// Forward never builds an [out, in] or [out, out] matrix. The LoRA path is
+// (x·Aᵀ)·Bᵀ; diag(d)·W0 is a column scale of x·W0ᵀ; the rotation acts on
+// the pre-rotation output h [N, out] as h + ((h·v)·φᵀ)·uᵀ with v = [C, E],
+// u = s_p·[E, −C] ([out, 2r_p]), O(N·out·r_p). DoRA comes two ways: DoRA
+// gets its norms from ‖W0ᵢ + s(BA)ᵢ‖² = ‖W0ᵢ‖² + 2s·(W0Aᵀ)ᵢ·Bᵢ +
+// s²·Bᵢ(AAᵀ)Bᵢᵀ with ‖W0ᵢ‖² cached, never forming B·A; DoRAPEFT
+// materialises B·A each step as Hugging Face PEFT does. They agree to
+// float32 precision in values and gradients.
+//
+// # The exact rotation
+//
+// The paper's R = I + S is a first-order approximation of the orthogonal
+// exp(S), with error ‖exp(S) − (I + S)‖ ≤ e^‖S‖ − 1 − ‖S‖.
+// [Config.ExactRotation] uses exp(S) itself at almost the same cost: S =
+// u·vᵀ has rank ≤ 2r_p, so exp(S) = I + u·φ(vᵀu)·vᵀ with φ(M) =
+// Σₖ Mᵏ/(k+1)!, and φ is evaluated on the [2r_p, 2r_p] matrix M with graph
+// ops (so gradients flow): M is scaled by 2⁻ʲ until ‖M‖_F ≤ 1/2, the
+// degree-8 Taylor polynomial is summed by Horner's rule (truncation error
+// below 6e-10, far under float32 rounding), and φ(2X) = φ(X) +
+// ½·φ(X)·X·φ(X) undoes the scaling. j is chosen from ‖M‖_F, read back to
+// the host (2r_p × 2r_p values) once per forward.
+//
+// # Models
+//
+// [Inject] replaces the layer slots of a [graph.Module] that the config's
+// TargetModules select (names such as q_proj or wq, matched as dotted
+// suffixes, or regular expressions, see [Match]) and freezes the rest;
+// [Model.Report] counts trainable parameters as the paper's tables do;
+// [Model.ParamGroups] gives graph/optim its groups (LoRA+: B at λ·lr);
+// [Model.Merge] folds every layer into one dense W' and b' (merged and
+// unmerged forwards agree to float32 rounding; W0 is never overwritten, so
+// unmerging restores it bit for bit); [Model.Spectra] analyses
+// ΔW = W' − W0 per layer with package peft/spectral, computing ΔW in
+// float64 from the factors.
+package peft

@@ -1,0 +1,293 @@
+package peft
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/graph/optim"
+	"github.com/sora-go/sora/peft/spectral"
+)
+
+// Model is a [graph.Module] with some of its linear layers replaced by
+// conditioned layers: the handle through which a PEFT method is trained,
+// reported, merged and saved.
+type Model struct {
+	cfg    Config
+	module graph.Module
+	layers []*Layer
+	slots  []*graph.Layer
+	frozen []*graph.Value // module parameters that were trainable before Inject
+}
+
+// Inject replaces every layer slot of m whose name the config's
+// TargetModules select (see [Match]) by a [Layer] of the config's method,
+// and freezes every parameter of m, so that only the adapters train. Each
+// selected slot must hold a *graph.Dense. At initialisation the model
+// computes exactly what it computed before.
+func Inject(m graph.Module, cfg Config) (*Model, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	targets, err := compileTargets(cfg.TargetModules)
+	if err != nil {
+		return nil, err
+	}
+	refs := m.Layers()
+	var picked []graph.LayerRef
+	for _, ref := range refs {
+		for _, t := range targets {
+			if t.match(ref.Name) {
+				picked = append(picked, ref)
+				break
+			}
+		}
+	}
+	if len(picked) == 0 {
+		names := make([]string, 0, 6)
+		for i, ref := range refs {
+			if i == 6 {
+				names = append(names, "…")
+				break
+			}
+			names = append(names, ref.Name)
+		}
+		return nil, fmt.Errorf("peft: target modules %q select none of the model's %d layers (%s)", cfg.TargetModules, len(refs), strings.Join(names, ", "))
+	}
+	for _, ref := range picked {
+		switch v := (*ref.Slot).(type) {
+		case *graph.Dense:
+		case *Layer:
+			return nil, fmt.Errorf("peft: layer %q already holds a %s adapter; Unload it first", ref.Name, v.method)
+		default:
+			return nil, fmt.Errorf("peft: layer %q is a %T; only *graph.Dense layers can be adapted", ref.Name, v)
+		}
+	}
+	pm := &Model{cfg: cfg, module: m}
+	for _, p := range m.Params() {
+		if p.Trainable() {
+			if err := p.SetTrainable(false); err != nil {
+				pm.restore()
+				return nil, err
+			}
+			pm.frozen = append(pm.frozen, p)
+		}
+	}
+	for _, ref := range picked {
+		l, err := NewLayer(ref.Name, (*ref.Slot).(*graph.Dense), cfg)
+		if err != nil {
+			for _, l := range pm.layers {
+				l.Free()
+			}
+			pm.restore()
+			return nil, err
+		}
+		pm.layers = append(pm.layers, l)
+		pm.slots = append(pm.slots, ref.Slot)
+	}
+	for i, l := range pm.layers {
+		*pm.slots[i] = l
+	}
+	return pm, nil
+}
+
+// restore makes trainable again what Inject froze.
+func (m *Model) restore() {
+	for _, p := range m.frozen {
+		p.SetTrainable(true)
+	}
+	m.frozen = nil
+}
+
+// Config returns the configuration, defaults filled in.
+func (m *Model) Config() Config { return m.cfg }
+
+// Module returns the adapted module.
+func (m *Model) Module() graph.Module { return m.module }
+
+// Layers returns the conditioned layers in the module's layer order.
+func (m *Model) Layers() []*Layer { return append([]*Layer(nil), m.layers...) }
+
+// Trainable returns every trainable parameter of the adapters, layer by
+// layer.
+func (m *Model) Trainable() []*graph.Value {
+	var ps []*graph.Value
+	for _, l := range m.layers {
+		ps = append(ps, l.Params()...)
+	}
+	return ps
+}
+
+// ParamGroups returns the optimizer groups for the trainable parameters
+// with base learning rate lr and weight decay wd: one group, or, when
+// [Config.LoRAPlusRatio] is positive (LoRA+, the lora+ method's default
+// 16), a group "lora_B" of the B matrices with lr·ratio and a group
+// "adapter" of the rest with lr.
+func (m *Model) ParamGroups(lr, wd float64) []optim.Group {
+	ratio := m.cfg.LoRAPlusRatio
+	if ratio <= 0 {
+		return []optim.Group{{Name: "adapter", Params: m.Trainable(), LR: lr, WeightDecay: wd}}
+	}
+	var bs, rest []*graph.Value
+	for _, l := range m.layers {
+		for _, p := range l.Params() {
+			if p == l.bm {
+				bs = append(bs, p)
+			} else {
+				rest = append(rest, p)
+			}
+		}
+	}
+	var gs []optim.Group
+	if len(rest) > 0 {
+		gs = append(gs, optim.Group{Name: "adapter", Params: rest, LR: lr, WeightDecay: wd})
+	}
+	if len(bs) > 0 {
+		gs = append(gs, optim.Group{Name: "lora_B", Params: bs, LR: lr * ratio, WeightDecay: wd})
+	}
+	return gs
+}
+
+// Report counts parameters the way the paper's tables and Hugging Face's
+// print_trainable_parameters do.
+type Report struct {
+	Method Method
+	// Layers is the number of adapted layers.
+	Layers int
+	// Trainable is the number of trainable parameter elements.
+	Trainable int64
+	// Total is the number of elements of the whole model with its
+	// adapters (Full's trainable copies replace the weights they copy).
+	Total int64
+}
+
+// Percent returns 100·Trainable/Total.
+func (r Report) Percent() float64 {
+	if r.Total == 0 {
+		return 0
+	}
+	return 100 * float64(r.Trainable) / float64(r.Total)
+}
+
+// String formats r as Hugging Face PEFT prints it, after the method.
+func (r Report) String() string {
+	return fmt.Sprintf("%s on %d layers: trainable params: %s || all params: %s || trainable%%: %.4f",
+		r.Method, r.Layers, thousands(r.Trainable), thousands(r.Total), r.Percent())
+}
+
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Report counts the model's trainable and total parameters.
+func (m *Model) Report() Report {
+	r := Report{Method: m.cfg.Method, Layers: len(m.layers)}
+	for _, p := range m.module.Params() {
+		r.Total += int64(p.Len())
+		if p.Trainable() {
+			r.Trainable += int64(p.Len())
+		}
+	}
+	for _, l := range m.layers {
+		for _, p := range l.Params() {
+			r.Trainable += int64(p.Len())
+			if l.method != Full {
+				r.Total += int64(p.Len())
+			}
+		}
+	}
+	return r
+}
+
+// Merge merges every layer (see [Layer.Merge]).
+func (m *Model) Merge() error {
+	for _, l := range m.layers {
+		if err := l.Merge(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Unmerge unmerges every layer.
+func (m *Model) Unmerge() {
+	for _, l := range m.layers {
+		l.Unmerge()
+	}
+}
+
+// Unload puts the original layers back into their slots, frees the
+// adapters and makes trainable again the module parameters Inject froze.
+// The model then computes what it computed before Inject. m must not be
+// used afterwards.
+func (m *Model) Unload() {
+	for i, l := range m.layers {
+		*m.slots[i] = l.base
+		l.Free()
+	}
+	m.layers, m.slots = nil, nil
+	m.restore()
+}
+
+// MergeAndUnload writes every layer's W' and b' into its base layer's own
+// tensors, puts the base layers back into their slots and frees the
+// adapters: the model becomes a plain model that computes the adapted
+// function at the base model's cost (save it with the model's own
+// writer). A weight shared with another part of the model (tied
+// embeddings) changes there too. m must not be used afterwards.
+func (m *Model) MergeAndUnload() error {
+	var errs []error
+	for _, l := range m.layers {
+		errs = append(errs, l.fold())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	m.Unload()
+	return nil
+}
+
+// LayerSpectrum is the spectral analysis of one layer's update.
+type LayerSpectrum struct {
+	Name       string
+	Rows, Cols int
+	spectral.Stats
+}
+
+// Spectra analyses the update ΔW = W' − W0 of every layer (see
+// [Layer.Update64] and package spectral): singular values, singular value
+// entropy, stable rank.
+func (m *Model) Spectra() ([]LayerSpectrum, error) {
+	out := make([]LayerSpectrum, 0, len(m.layers))
+	for _, l := range m.layers {
+		s, err := l.Spectrum()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Spectrum analyses the layer's update ΔW = W' − W0.
+func (l *Layer) Spectrum() (LayerSpectrum, error) {
+	u, err := l.Update64()
+	if err != nil {
+		return LayerSpectrum{}, err
+	}
+	st, err := spectral.Analyze(u.Rows, u.Cols, u.Delta)
+	if err != nil {
+		return LayerSpectrum{}, fmt.Errorf("peft: spectrum of %q: %w", l.name, err)
+	}
+	return LayerSpectrum{Name: l.name, Rows: u.Rows, Cols: u.Cols, Stats: st}, nil
+}

@@ -1,0 +1,324 @@
+package peft
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+)
+
+// Layer is a frozen linear layer y = x·W0ᵀ + b conditioned by a PEFT
+// method. It implements [graph.Layer] and, at initialisation, computes
+// exactly (bit for bit) what the frozen layer computes.
+//
+// For the weight-conditioning methods the effective weight is
+// Post·(Pre·W0 + s·B·A) (see [Spec]); Forward never forms it, nor any other
+// [out, in] or [out, out] product, except DoRAPEFT's B·A, which is that
+// method's point. OFT rotates the input; Full trains a copy of W.
+type Layer struct {
+	name    string
+	cfg     Config
+	method  Method
+	spec    Spec
+	b       backend.Backend
+	base    *graph.Dense
+	in, out int
+	scaling float32
+
+	a, bm *graph.Value // LoRA A [r, in], B [out, r]
+	diag  *graph.Value // d [out]
+	mag   *graph.Value // DoRA's m [out]
+	w0sq  *graph.Value // ‖W0ᵢ‖² [out, 1], frozen (DoRA)
+	c, d  *graph.Value // rotation factors [out, r_p]
+	oftR  *graph.Value // OFT's skew-symmetric blocks, packed [nb, bs(bs−1)/2]
+	oft   *oftConsts
+	w, wb *graph.Value // Full: trainable copies of W0 and b
+
+	drop *rand.Rand // dropout masks
+
+	merged *graph.Dense // W' and b' while merged
+}
+
+// NewLayer wraps base, a linear layer with weight W0 [out, in] and optional
+// bias [out], in the method of cfg, with the initialisation of the paper's
+// reference (see the package documentation). name (the layer's path in its
+// model, e.g. "model.layers.0.self_attn.q_proj") names the new parameters
+// and, with cfg.Seed, seeds their random initialisation. base's parameters
+// are neither modified nor frozen: [Inject] freezes them.
+func NewLayer(name string, base *graph.Dense, cfg Config) (*Layer, error) {
+	cfg = cfg.WithDefaults()
+	if cfg.TargetModules == nil {
+		cfg.TargetModules = []string{name} // validation wants targets; a lone layer is its own
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if base == nil || base.W == nil {
+		return nil, fmt.Errorf("peft: layer %q: no base weight", name)
+	}
+	if base.W.Rank() != 2 {
+		return nil, fmt.Errorf("peft: layer %q: weight has shape %v, want [out, in]", name, base.W.Shape())
+	}
+	out, in := base.W.Dim(0), base.W.Dim(1)
+	if base.B != nil && base.B.Len() != out {
+		return nil, fmt.Errorf("peft: layer %q: bias has shape %v, want [%d]", name, base.B.Shape(), out)
+	}
+	if base.B != nil && base.B.Backend() != base.W.Backend() {
+		return nil, fmt.Errorf("peft: layer %q: bias and weight live on different backends", name)
+	}
+	l := &Layer{
+		name: name, cfg: cfg, method: cfg.Method, spec: cfg.Method.Spec(),
+		b: base.W.Backend(), base: base, in: in, out: out,
+	}
+	if l.spec.LowRank {
+		l.scaling = float32(cfg.Scaling())
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	seed := h.Sum64()
+	initRNG := rand.New(rand.NewPCG(cfg.Seed, seed))
+	l.drop = rand.New(rand.NewPCG(cfg.Seed^0x9e3779b97f4a7c15, seed))
+	if err := l.init(initRNG); err != nil {
+		l.Free()
+		return nil, fmt.Errorf("peft: layer %q: %w", name, err)
+	}
+	return l, nil
+}
+
+// kaimingUniform draws n values uniform in (−1/√fan, 1/√fan): PyTorch's
+// kaiming_uniform_ with a = √5, as PEFT initialises A and the reference C.
+func kaimingUniform(rng *rand.Rand, n, fan int) []float32 {
+	bound := 1 / math.Sqrt(float64(fan))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32((2*rng.Float64() - 1) * bound)
+	}
+	return v
+}
+
+func filled(n int, c float32) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = c
+	}
+	return v
+}
+
+func (l *Layer) param(suffix string, data []float32, train graph.Trainability, shape ...int) (*graph.Value, error) {
+	return graph.UploadParam(l.b, l.name+"."+suffix, data, train, shape...)
+}
+
+func (l *Layer) init(rng *rand.Rand) error {
+	var err error
+	switch l.method {
+	case Full:
+		if l.w, err = l.copyParam("weight", l.base.W, graph.Trainable); err != nil {
+			return err
+		}
+		if l.base.B != nil {
+			l.wb, err = l.copyParam("bias", l.base.B, graph.Trainable)
+		}
+		return err
+	case OFT:
+		return l.initOFT()
+	}
+	r := l.cfg.R
+	if l.a, err = l.param("lora_A", kaimingUniform(rng, r*l.in, l.in), graph.Trainable, r, l.in); err != nil {
+		return err
+	}
+	if l.bm, err = l.param("lora_B", make([]float32, l.out*r), graph.Trainable, l.out, r); err != nil {
+		return err
+	}
+	if l.spec.Pre == Diagonal || l.spec.Post == Diagonal {
+		if l.diag, err = l.param("lora_Diag", filled(l.out, 1), graph.Trainable, l.out); err != nil {
+			return err
+		}
+	}
+	if l.spec.Post == NormDiagonal {
+		// m and ‖W0ᵢ‖² come from the same device kernels the forward uses
+		// for n, so that m ⊘ n is exactly 1 at initialisation.
+		g := graph.New(l.b)
+		defer g.Close()
+		g.SetNoGrad(true)
+		sq := g.SumSqRows(l.base.W)
+		norm := g.Sqrt(sq)
+		if err := g.Err(); err != nil {
+			return err
+		}
+		if l.mag, err = l.copyTensor("lora_magnitude_vector", norm.Tensor(), graph.Trainable, l.out); err != nil {
+			return err
+		}
+		if l.method == DoRA {
+			if l.w0sq, err = l.copyTensor("w0_row_sumsq", sq.Tensor(), graph.Frozen, l.out, 1); err != nil {
+				return err
+			}
+		}
+	}
+	if l.spec.Pre == Rotation || l.spec.Post == Rotation {
+		rp := l.cfg.RotationRank
+		c := kaimingUniform(rng, l.out*rp, l.out) // fan_out of C [out, r_p]
+		if l.c, err = l.param("lora_C", c, graph.Trainable, l.out, rp); err != nil {
+			return err
+		}
+		if l.d, err = l.param("lora_D", c, graph.Trainable, l.out, rp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyParam makes a new parameter holding a copy of v's data.
+func (l *Layer) copyParam(suffix string, v *graph.Value, train graph.Trainability) (*graph.Value, error) {
+	return l.copyTensor(suffix, v.Tensor(), train, v.Shape()...)
+}
+
+func (l *Layer) copyTensor(suffix string, src backend.Tensor, train graph.Trainability, shape ...int) (*graph.Value, error) {
+	t, err := l.b.Alloc(backend.Float32, shape...)
+	if err != nil {
+		return nil, err
+	}
+	l.b.Copy(t, src.MustReshape(shape...), false)
+	if err := l.b.Sync(); err != nil {
+		l.b.Free(t)
+		return nil, err
+	}
+	p, err := graph.NewParam(l.b, l.name+"."+suffix, t, train)
+	if err != nil {
+		l.b.Free(t)
+	}
+	return p, err
+}
+
+// Name returns the layer's path in its model.
+func (l *Layer) Name() string { return l.name }
+
+// Method returns the layer's method.
+func (l *Layer) Method() Method { return l.method }
+
+// Config returns the layer's configuration, defaults filled in.
+func (l *Layer) Config() Config { return l.cfg }
+
+// Base returns the frozen layer that l wraps. Its tensors always hold W0
+// and b: merging does not write into them (see [Model.MergeAndUnload]).
+func (l *Layer) Base() *graph.Dense { return l.base }
+
+// Dims returns the layer's input and output sizes.
+func (l *Layer) Dims() (in, out int) { return l.in, l.out }
+
+// Params returns the layer's trainable parameters in a stable order: A, B,
+// then d, m, C, D as the method has them (OFT's packed blocks; Full's W and
+// b).
+func (l *Layer) Params() []*graph.Value {
+	var ps []*graph.Value
+	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.c, l.d, l.oftR, l.w, l.wb} {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// LoRAB returns the LoRA B matrix (nil for OFT and Full): LoRA+ trains it
+// with a larger learning rate.
+func (l *Layer) LoRAB() *graph.Value { return l.bm }
+
+// Free releases every tensor the layer allocated (not the base layer's).
+// The layer must not be used afterwards.
+func (l *Layer) Free() {
+	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.oftR, l.w, l.wb} {
+		if p != nil {
+			p.Free()
+		}
+	}
+	l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.oftR, l.w, l.wb = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+	if l.oft != nil {
+		l.oft.free()
+		l.oft = nil
+	}
+	l.freeMerged()
+}
+
+// Forward applies the conditioned layer to x of shape [..., in] and returns
+// [..., out]. While the layer is merged it is the dense layer x·W'ᵀ + b'.
+// Dropout on the LoRA input applies while g records gradients.
+func (l *Layer) Forward(g *graph.Tape, x *graph.Value) *graph.Value {
+	if l.merged != nil {
+		return l.merged.Forward(g, x)
+	}
+	outShape := make([]int, 0, x.Rank())
+	for i := 0; i < x.Rank()-1; i++ {
+		outShape = append(outShape, x.Dim(i))
+	}
+	outShape = append(outShape, l.out)
+	x2 := g.Reshape(x, -1, max(x.Dim(-1), 1))
+	w0, b0 := l.base.W, l.base.B
+	var y *graph.Value
+	switch l.method {
+	case Full:
+		y = g.Linear(x2, l.w, l.wb)
+	case OFT:
+		y = g.Linear(l.oftInput(g, x2), w0, b0)
+	default:
+		var h *graph.Value
+		if l.spec.Post == NormDiagonal {
+			h = g.Linear(x2, w0, nil) // DoRA keeps the bias outside its scale
+		} else {
+			h = g.Linear(x2, w0, b0)
+		}
+		switch l.spec.Pre {
+		case Diagonal:
+			h = g.ScaleColumns(h, l.diag) // diag(d)·W0 as a column scale of x·W0ᵀ
+		case Rotation:
+			h = l.rotation(g).rows(g, h)
+		}
+		if l.spec.LowRank {
+			xl := x2
+			if l.cfg.Dropout > 0 && !g.NoGrad() {
+				xl = g.Dropout(x2, l.cfg.Dropout, l.drop)
+			}
+			// s scales the [N, r] intermediate, the smallest tensor on the path.
+			t := g.Scale(g.MatMulNT(xl, l.a), l.scaling)
+			h = g.Add(h, g.MatMulNT(t, l.bm))
+		}
+		switch l.spec.Post {
+		case Diagonal:
+			h = g.ScaleColumns(h, l.diag)
+		case Rotation:
+			h = l.rotation(g).rows(g, h)
+		case NormDiagonal:
+			h = g.ScaleColumns(h, g.Div(l.mag, l.doraNorm(g)))
+			if b0 != nil {
+				h = g.Add(h, g.Reshape(b0, l.out))
+			}
+		}
+		y = h
+	}
+	return g.Reshape(y, outShape...)
+}
+
+// doraNorm returns n, the row norms of W0 + s·B·A, as a [out] value that
+// carries no gradient (PEFT detaches it).
+func (l *Layer) doraNorm(g *graph.Tape) *graph.Value {
+	a, bm := g.Detach(l.a), g.Detach(l.bm)
+	w0 := l.base.W
+	if l.method == DoRAPEFT {
+		// The PEFT way: materialise the [out, in] weight.
+		w := g.Add(w0, g.Scale(g.MatMul(bm, a), l.scaling))
+		return g.Reshape(g.Sqrt(g.SumSqRows(w)), l.out)
+	}
+	// ‖W0ᵢ + s(BA)ᵢ‖² = ‖W0ᵢ‖² + 2s·(W0Aᵀ)ᵢ·Bᵢ + s²·Bᵢ(AAᵀ)Bᵢᵀ: products of
+	// sizes [out, r] and [r, r] only, and ‖W0ᵢ‖² cached.
+	s := float64(l.scaling)
+	wa := g.MatMulNT(w0, a)               // [out, r]
+	baa := g.MatMul(bm, g.MatMulNT(a, a)) // [out, r]
+	cross := g.SumRows(g.Mul(wa, bm))     // [out, 1]
+	quad := g.SumRows(g.Mul(baa, bm))     // [out, 1]
+	n2 := g.Add(l.w0sq, g.Scale(cross, float32(2*s)))
+	n2 = g.Add(n2, g.Scale(quad, float32(s*s)))
+	// Rounding can take n² a hair below 0 only for a row that is ≈ 0,
+	// where PEFT's norm is 0 as well.
+	return g.Reshape(g.Sqrt(g.ReLU(n2)), l.out)
+}
