@@ -50,8 +50,8 @@ const defaultToolkit = "/usr/local/Ascend/ascend-toolkit/latest/lib64"
 type searchEnv struct {
 	getenv func(string) string
 	// isFile reports whether path names an existing regular file (or a
-	// link to one).
-	isFile func(path string) bool
+	// link to one); isDir likewise for a folder.
+	isFile, isDir func(path string) bool
 	// defaultDir replaces defaultToolkit; tests set it to a folder of their
 	// own.
 	defaultDir string
@@ -63,6 +63,10 @@ func systemSearchEnv() searchEnv {
 		isFile: func(p string) bool {
 			fi, err := os.Stat(p)
 			return err == nil && fi.Mode().IsRegular()
+		},
+		isDir: func(p string) bool {
+			fi, err := os.Stat(p)
+			return err == nil && fi.IsDir()
 		},
 		defaultDir: defaultToolkit,
 	}
@@ -156,9 +160,12 @@ func (e searchEnv) locate() (location, []string, error) {
 			notes = append(notes, "incomplete split operator libraries, missing "+strings.Join(missingSplit, ", "))
 		}
 		entry := d.label() + ": "
-		if len(found) == 0 {
+		switch {
+		case len(found) == 0 && !e.isDir(d.path):
+			entry += "no such folder"
+		case len(found) == 0:
 			entry += "nothing"
-		} else {
+		default:
 			entry += strings.Join(found, ", ")
 		}
 		if len(notes) > 0 {
