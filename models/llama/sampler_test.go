@@ -15,7 +15,7 @@ func TestArgmax(t *testing.T) {
 		want   int
 	}{
 		{[]float32{1, 3, 2}, 1},
-		{[]float32{5, 5, 1}, 0},       // first on ties, as llama2.c
+		{[]float32{5, 5, 1}, 0},        // first on ties, as llama2.c
 		{[]float32{-3, -1, -1, -2}, 1}, // negative logits
 		{[]float32{nan, 2, 7}, 2},      // a NaN is never chosen over a number
 		{[]float32{1, nan, 0}, 0},
