@@ -102,14 +102,22 @@ type Ops interface {
 	// RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row;
 	// w has the row length.
 	RMSNorm(dst, x, w Tensor, eps float32)
-	// RMSNormGrad computes the input gradient dx and, when dw is not the zero
-	// Tensor, adds the weight gradient into dw (dw += Σ_rows ...).
+	// RMSNormGrad computes the input gradient dx (overwritten) and, when dw
+	// is not the zero Tensor, adds the weight gradient into dw. With
+	// r = 1/sqrt(mean(x²) + eps) per row and n the row length:
+	//
+	//	dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/n
+	//	dw += Σ_rows dy⊙x·r
 	RMSNormGrad(dx, dw, x, w, dy Tensor, eps float32)
 	// LayerNorm computes dst = (x − mean) / sqrt(var + eps) ⊙ gamma + beta
 	// over each row (biased variance). beta may be the zero Tensor.
 	LayerNorm(dst, x, gamma, beta Tensor, eps float32)
-	// LayerNormGrad computes dx and adds the parameter gradients into dgamma
-	// and dbeta when they are not the zero Tensor.
+	// LayerNormGrad computes dx (overwritten) and adds the parameter
+	// gradients into dgamma and dbeta when they are not the zero Tensor.
+	// With x̂ = (x − mean)·rstd and g = gamma⊙dy per row:
+	//
+	//	dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂))
+	//	dgamma += Σ_rows dy⊙x̂;  dbeta += Σ_rows dy
 	LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy Tensor, eps float32)
 
 	// RoPE applies rotary position embedding to src of shape
@@ -225,7 +233,7 @@ var ReduceOps = []ReduceOp{Sum, SumSquares, Max}
 // SoftmaxParams configures Softmax and SoftmaxGrad.
 //
 // With Causal set, src is viewed as [batch, queries, keys] (rank 2 means a
-// batch of one) and the query at row i may attend to key j only when
+// batch of one; for rank 4 and above the leading axes fold into the batch) and the query at row i may attend to key j only when
 // j ≤ i + QueryOffset; masked entries come out as exactly 0. QueryOffset is
 // the position of the first query among the keys, as during cached
 // generation (keys − queries for the usual square case is 0).
@@ -264,7 +272,9 @@ func (l RoPELayout) String() string {
 }
 
 // RoPEParams configures RoPE. Pair i of a head (i < headDim/2) at position
-// pos is rotated by the angle pos·Theta^(−2i/headDim).
+// pos is rotated by the angle φ = pos·Theta^(−2i/headDim), counter-clockwise:
+// a pair (a, b) becomes (a·cos φ − b·sin φ, a·sin φ + b·cos φ). Inverse
+// uses −φ.
 type RoPEParams struct {
 	Layout  RoPELayout
 	Theta   float32 // base, 10000 for LLaMA-2

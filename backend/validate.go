@@ -309,7 +309,8 @@ func CheckFill(dst Tensor) error {
 }
 
 // CheckTransfer validates Upload and Download: a contiguous float32 tensor
-// and a host slice of the same length.
+// and a host slice of the same length. op is "upload" or "download", the
+// name the error carries.
 func CheckTransfer(op string, t Tensor, hostLen int) error {
 	all := []Tensor{t}
 	if err := checkDense(Op(op), all, t); err != nil {
