@@ -34,6 +34,11 @@ func (gen *Generator) Close() {
 	gen.cache.Free()
 }
 
+// Positions returns the number of positions the last Generate ran through
+// the model: the prompt's and those of the sampled tokens, the work a
+// speed in tokens per second counts.
+func (gen *Generator) Positions() int { return gen.cache.Len() }
+
 // GenerateOptions configures [Generator.Generate].
 type GenerateOptions struct {
 	// Steps is the number of positions to run, the prompt included, as
@@ -80,6 +85,7 @@ func (gen *Generator) Generate(prompt []int, opts GenerateOptions, emit func(tok
 	if emit == nil {
 		emit = func(int) error { return nil }
 	}
+	gen.cache.Reset()
 	seq := make([]int, 1, steps+1)
 	seq[0] = prompt[0]
 	// Prompt tokens after the first are fed, not sampled: emit them as
@@ -94,7 +100,6 @@ func (gen *Generator) Generate(prompt []int, opts GenerateOptions, emit func(tok
 	if steps < P {
 		return seq, nil
 	}
-	gen.cache.Reset()
 	var next int
 	var err error
 	if opts.TokenByToken {

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/sora-go/sora/models/hf"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/models/llama2c"
+)
+
+func init() {
+	register(command{
+		name:    "convert",
+		summary: "convert a llama2.c checkpoint to a Hugging Face LLaMA folder",
+		run:     runConvert,
+	})
+}
+
+var convertDoc = usageDoc{
+	synopsis: "convert --model FILE.bin --out DIR [--shard-size BYTES]",
+	description: "Reads a llama2.c checkpoint (legacy or version 1) and writes it as a Hugging Face LLaMA " +
+		"checkpoint into DIR: config.json and float32 weights in model.safetensors (or shards with " +
+		"model.safetensors.index.json when --shard-size is set), with Hugging Face's tensor names, q_proj and " +
+		"k_proj rows permuted to the half-split rotary layout, and no lm_head.weight when the classifier is " +
+		"tied to the embedding. \"sora generate --model DIR\" gives the same text from the folder as from the " +
+		"original file. DIR is created if needed; files in it " +
+		"are replaced atomically.",
+	examples: []string{
+		"sora convert --model stories260K.bin --out stories260K-hf",
+	},
+}
+
+func runConvert(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("convert")
+	model := fs.String("model", "", "`FILE` of the llama2.c checkpoint to convert (required)")
+	out := fs.String("out", "", "`DIR` to write the Hugging Face checkpoint into (required)")
+	shard := fs.Int64("shard-size", 0, "split the weights into shards of at most `BYTES` each; 0 writes one model.safetensors")
+	if code, ok := parseFlags(fs, convertDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	switch {
+	case *model == "":
+		fmt.Fprintln(stderr, "sora convert: --model is required (a llama2.c .bin checkpoint)")
+		return exitUsage
+	case *out == "":
+		fmt.Fprintln(stderr, "sora convert: --out is required (the folder to write)")
+		return exitUsage
+	case *shard < 0:
+		fmt.Fprintf(stderr, "sora convert: --shard-size %d: want 0 (one file) or a positive number of bytes\n", *shard)
+		return exitUsage
+	}
+	w, format, err := llama2c.Load(*model)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora convert: %v\n", err)
+		return exitFailure
+	}
+	if err := hf.Write(*out, w, &hf.WriteOptions{MaxShardSize: *shard}); err != nil {
+		fmt.Fprintf(stderr, "sora convert: %v\n", err)
+		return exitFailure
+	}
+	c := w.Config
+	tied := "separate classifier"
+	if c.TiedEmbeddings {
+		tied = "tied embeddings"
+	}
+	fmt.Fprintf(stdout, "converted %s (llama2.c %s) to %s: %d parameters, dim %d, %d layers, %d heads (%d key/value), vocab %d, %s, rotary layout %s\n",
+		*model, format, filepath.Clean(*out), c.NumParams(), c.Dim, c.NumLayers, c.NumHeads, c.NumKVHeads, c.VocabSize, tied, llama.RopeHalfSplit)
+	return exitOK
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sora-go/sora/models/hf"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/models/tokenizer"
+)
+
+func init() {
+	register(command{
+		name:    "generate",
+		summary: "generate text with a LLaMA model (llama2.c checkpoint or Hugging Face folder)",
+		run:     runGenerate,
+	})
+}
+
+var generateDoc = usageDoc{
+	synopsis: "generate --model FILE|DIR --tokenizer FILE [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--backend NAME]",
+	description: "Continues a prompt with a LLaMA model as llama2.c's run does: the prompt is encoded with BOS, " +
+		"run through the model in one batched pass, and each following token is sampled from the logits of the " +
+		"last (greedy at temperature 0, else from softmax(logits/T), restricted to the top-p nucleus when " +
+		"0 < P < 1), with a key/value cache, until N positions (prompt included) have run or the model emits BOS. " +
+		"The prompt and its continuation are printed to stdout as they are produced; the speed, in tokens per " +
+		"second over every position run, goes to stderr. --model is a llama2.c checkpoint (.bin, legacy or " +
+		"version 1) or a Hugging Face folder holding config.json and model.safetensors (or shards with an " +
+		"index); --tokenizer is a llama2.c tokenizer.bin matching the model's vocabulary.",
+	examples: []string{
+		"sora generate --model stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\" --steps 60 --temperature 0",
+		"sora generate --model stories260K-hf --tokenizer tok512.bin --temperature 0.8 --top-p 0.9 --seed 42",
+	},
+}
+
+func runGenerate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("generate")
+	name := addBackendFlag(fs)
+	modelPath := fs.String("model", "", "`PATH` of a llama2.c checkpoint file or a Hugging Face checkpoint folder (required)")
+	tokPath := fs.String("tokenizer", "", "`FILE` of a llama2.c tokenizer.bin for the model's vocabulary (required)")
+	prompt := fs.String("prompt", "", "`TEXT` to continue; empty starts from BOS alone")
+	steps := fs.Int("steps", 256, "`N` positions to run, the prompt's included; 0 or more than the model's seq_len means seq_len")
+	temperature := fs.Float64("temperature", 1.0, "sampling temperature `T` ≥ 0; 0 is greedy (always the most likely token)")
+	topP := fs.Float64("top-p", 0.9, "nucleus sampling threshold `P` in [0, 1]; 0 or 1 samples from every token")
+	seed := fs.Uint64("seed", 0, "random seed `S` of the sampler; 0 picks one from the clock and prints it to stderr")
+	if code, ok := parseFlags(fs, generateDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	switch {
+	case *modelPath == "":
+		fmt.Fprintln(stderr, "sora generate: --model is required (a llama2.c .bin file or a Hugging Face folder)")
+		return exitUsage
+	case *tokPath == "":
+		fmt.Fprintln(stderr, "sora generate: --tokenizer is required (a llama2.c tokenizer.bin)")
+		return exitUsage
+	case *steps < 0:
+		fmt.Fprintf(stderr, "sora generate: --steps %d: want 0 (the model's seq_len) or a positive number\n", *steps)
+		return exitUsage
+	}
+	s := *seed
+	if s == 0 {
+		s = uint64(time.Now().UnixNano())
+		if *temperature != 0 {
+			fmt.Fprintf(stderr, "sora generate: seed %d\n", s)
+		}
+	}
+	sampler, err := llama.NewSampler(*temperature, *topP, s)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitUsage
+	}
+
+	w, err := loadWeights(*modelPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitFailure
+	}
+	tok, err := tokenizer.Load(*tokPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitFailure
+	}
+	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
+		fmt.Fprintf(stderr, "sora generate: tokenizer %s does not fit model %s: %v\n", *tokPath, *modelPath, err)
+		return exitFailure
+	}
+	b, code := openBackend(*name, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	m, err := llama.New(b, w)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: loading %s on %s: %v\n", *modelPath, b.Name(), err)
+		return exitFailure
+	}
+	defer m.Free()
+	w = nil // the model holds its own copy; let the host one go
+	gen, err := m.NewGenerator(0)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitFailure
+	}
+	defer gen.Close()
+
+	out := bufio.NewWriter(stdout)
+	ids := tok.Encode(*prompt, true, false)
+	prev := ids[0]
+	emit := func(t int) error {
+		if p := tok.Decode(prev, t); tokenizer.IsPrintable(p) {
+			out.WriteString(p)
+		}
+		prev = t
+		// Flushing each token streams the text; the write error, if any,
+		// ends the generation.
+		return out.Flush()
+	}
+	start := time.Now()
+	_, err = gen.Generate(ids, llama.GenerateOptions{Steps: *steps, Sampler: sampler, Stop: []int{tokenizer.BOS}}, emit)
+	elapsed := time.Since(start)
+	out.WriteString("\n")
+	if ferr := out.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitFailure
+	}
+	// Every position run counts: the prompt's and the sampled ones.
+	n := gen.Positions()
+	fmt.Fprintf(stderr, "sora generate: %d tokens in %.3fs, %.1f tokens/s on %s (%s)\n",
+		n, elapsed.Seconds(), float64(n)/max(elapsed.Seconds(), 1e-9), b.Name(), b.Device())
+	return exitOK
+}
+
+// loadWeights reads a llama2.c checkpoint file, or a Hugging Face
+// checkpoint folder.
+func loadWeights(path string) (*llama.Weights, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("model %s does not exist", path)
+		}
+		return nil, err
+	}
+	if st.IsDir() {
+		return hf.Load(path)
+	}
+	w, _, err := llama2c.Load(path)
+	return w, err
+}
