@@ -1,0 +1,376 @@
+package peft
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/graph/optim"
+)
+
+// toyModel is a small model written against graph.Module: one attention-
+// like block (q, v), an MLP up projection, a norm weight outside any layer
+// and an output head.
+type toyModel struct {
+	norm              *graph.Value
+	q, v, up, head    graph.Layer
+	dq, dv, dup, dhd  *graph.Dense
+	dim, hidden, nout int
+}
+
+func newToy(t testing.TB, b backend.Backend, seed uint64) *toyModel {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	const dim, hidden, nout = 8, 12, 5
+	dense := func(name string, out, in int, bias bool) *graph.Dense {
+		d := &graph.Dense{W: upload(t, b, name+".weight", randn(rng, out*in, 1/math.Sqrt(float64(in))), graph.Trainable, out, in)}
+		if bias {
+			d.B = upload(t, b, name+".bias", randn(rng, out, 0.1), graph.Trainable, out)
+		}
+		return d
+	}
+	m := &toyModel{
+		norm: upload(t, b, "model.norm.weight", randn(rng, dim, 0.1), graph.Trainable, dim),
+		dq:   dense("model.layers.0.self_attn.q_proj", dim, dim, false),
+		dv:   dense("model.layers.0.self_attn.v_proj", dim, dim, true),
+		dup:  dense("model.layers.0.mlp.up_proj", hidden, dim, true),
+		dhd:  dense("lm_head", nout, hidden, false),
+		dim:  dim, hidden: hidden, nout: nout,
+	}
+	m.q, m.v, m.up, m.head = m.dq, m.dv, m.dup, m.dhd
+	return m
+}
+
+func (m *toyModel) Params() []*graph.Value {
+	return []*graph.Value{m.norm, m.dq.W, m.dv.W, m.dv.B, m.dup.W, m.dup.B, m.dhd.W}
+}
+
+func (m *toyModel) Layers() []graph.LayerRef {
+	return []graph.LayerRef{
+		{Name: "model.layers.0.self_attn.q_proj", Slot: &m.q},
+		{Name: "model.layers.0.self_attn.v_proj", Slot: &m.v},
+		{Name: "model.layers.0.mlp.up_proj", Slot: &m.up},
+		{Name: "lm_head", Slot: &m.head},
+	}
+}
+
+func (m *toyModel) Forward(g *graph.Tape, x *graph.Value) *graph.Value {
+	h := g.RMSNorm(x, m.norm, 1e-5)
+	h = g.Add(x, g.Mul(m.q.Forward(g, h), m.v.Forward(g, h)))
+	return m.head.Forward(g, g.SiLU(m.up.Forward(g, h)))
+}
+
+func TestMatch(t *testing.T) {
+	cases := []struct {
+		targets []string
+		name    string
+		want    bool
+	}{
+		{[]string{"q_proj"}, "model.layers.0.self_attn.q_proj", true},
+		{[]string{"q_proj"}, "q_proj", true},
+		{[]string{"q_proj"}, "model.layers.0.self_attn.xq_proj", false},
+		{[]string{"self_attn.q_proj"}, "model.layers.3.self_attn.q_proj", true},
+		{[]string{"wq"}, "layers.2.attention.wq", true},
+		{[]string{"wq"}, "layers.2.attention.wqkv", false},
+		{[]string{`.*\.(q|v)_proj`}, "model.layers.0.self_attn.v_proj", true},
+		{[]string{`.*\.(q|v)_proj`}, "model.layers.0.self_attn.k_proj", false},
+		{[]string{`layers\.1\..*`}, "model.layers.1.mlp.up_proj", false}, // whole-name match
+		{[]string{`re:q_proj`}, "model.layers.0.self_attn.q_proj", false},
+		{[]string{`re:.*q_proj`}, "model.layers.0.self_attn.q_proj", true},
+		{[]string{AllLinear}, "model.layers.0.mlp.down_proj", true},
+		{[]string{AllLinear}, "lm_head", false},
+		{[]string{AllLinear}, "output", false},
+		{[]string{"k_proj", "v_proj"}, "a.v_proj", true},
+	}
+	for _, c := range cases {
+		got, err := Match(c.targets, c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", c.targets, c.name, got, c.want)
+		}
+	}
+	if _, err := Match([]string{"q_proj", "(unclosed"}, "x"); err == nil || !strings.Contains(err.Error(), "TargetModules[1]") {
+		t.Errorf("bad regular expression: error %v, want one naming TargetModules[1]", err)
+	}
+}
+
+func TestHFTargetModules(t *testing.T) {
+	v, err := HFTargetModules([]string{"q_proj", "v_proj"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := v.([]string); !ok || len(l) != 2 {
+		t.Errorf("plain names: %v, want the list", v)
+	}
+	if v, _ := HFTargetModules([]string{AllLinear}); v != AllLinear {
+		t.Errorf("all-linear: %v", v)
+	}
+	if _, err := HFTargetModules([]string{AllLinear, "q_proj"}); err == nil {
+		t.Error("all-linear mixed with names: no error")
+	}
+	// A mixed list becomes one expression that selects the same names.
+	entries := []string{"q_proj", `.*mlp\.up_proj`}
+	v, err = HFTargetModules(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expr, ok := v.(string)
+	if !ok {
+		t.Fatalf("mixed entries: %v, want a string", v)
+	}
+	for _, name := range []string{"model.layers.0.self_attn.q_proj", "q_proj", "model.layers.0.mlp.up_proj", "model.layers.0.self_attn.k_proj", "xq_proj"} {
+		want, _ := Match(entries, name)
+		got, _ := Match([]string{"re:" + expr}, name)
+		if got != want {
+			t.Errorf("%q: expression %q selects %v, entries select %v", name, expr, got, want)
+		}
+	}
+}
+
+func TestInject(t *testing.T) {
+	b := openCPU(t)
+	rng := rand.New(rand.NewPCG(2, 2))
+	m := newToy(t, b, 1)
+	x := randn(rng, 3*m.dim, 1)
+	runToy := func() []float32 {
+		g := graph.New(b)
+		defer g.Close()
+		y, err := m.Forward(g, g.Input(x, 3, m.dim)).Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return y
+	}
+	before := runToy()
+	cfg := Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{"q_proj", "v_proj"}}
+	pm, err := Inject(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.q.(*Layer); !ok {
+		t.Fatalf("q slot holds %T", m.q)
+	}
+	if _, ok := m.up.(*graph.Dense); !ok {
+		t.Fatalf("up slot holds %T, should be untouched", m.up)
+	}
+	for _, p := range m.Params() {
+		if p.Trainable() {
+			t.Errorf("module parameter %s still trainable", p.Name())
+		}
+	}
+	after := runToy()
+	for i := range before {
+		if math.Float32bits(after[i]) != math.Float32bits(before[i]) {
+			t.Fatalf("output %d changed by injection: %v → %v", i, before[i], after[i])
+		}
+	}
+	// Report: per layer A [2, 8] + B [8, 2] + d [8] + C, D [8, 2].
+	per := int64(2*8 + 8*2 + 8 + 2*8*2)
+	base := int64(8 + 64 + 64 + 8 + 12*8 + 12 + 5*12)
+	rep := pm.Report()
+	if rep.Trainable != 2*per || rep.Total != base+2*per || rep.Layers != 2 {
+		t.Errorf("report %+v, want trainable %d of %d on 2 layers", rep, 2*per, base+2*per)
+	}
+	if s := rep.String(); !strings.Contains(s, "sora on 2 layers: trainable params: 144 || all params: 456 || trainable%: 31.5789") {
+		t.Errorf("report string %q", s)
+	}
+	if n := len(pm.Trainable()); n != 2*5 {
+		t.Errorf("%d trainable tensors, want 10", n)
+	}
+
+	// A second injection into the same slots is refused.
+	if _, err := Inject(m, cfg); err == nil || !strings.Contains(err.Error(), "already holds") {
+		t.Errorf("double injection: %v", err)
+	}
+	pm.Unload()
+	if _, ok := m.q.(*graph.Dense); !ok {
+		t.Fatalf("after Unload q slot holds %T", m.q)
+	}
+	for _, p := range m.Params() {
+		if !p.Trainable() {
+			t.Errorf("after Unload %s is still frozen", p.Name())
+		}
+	}
+}
+
+func TestInjectErrors(t *testing.T) {
+	b := openCPU(t)
+	m := newToy(t, b, 2)
+	cases := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Method: LoRA, TargetModules: []string{"k_proj"}}, "select none of the model's 4 layers (model.layers.0.self_attn.q_proj"},
+		{Config{Method: LoRA}, "TargetModules is empty"},
+		{Config{Method: "lora2", TargetModules: []string{"q_proj"}}, "Config.Method"},
+		{Config{Method: LoRA, R: -1, TargetModules: []string{"q_proj"}}, "Config.R = -1"},
+		{Config{Method: LoRA, Dropout: 1, TargetModules: []string{"q_proj"}}, "Config.Dropout"},
+		{Config{Method: LoRA, ExactRotation: true, TargetModules: []string{"q_proj"}}, "ExactRotation"},
+		{Config{Method: OFT, OFTBlockSize: 3, TargetModules: []string{"q_proj"}}, "block size 3 does not divide the 8 input features"},
+		{Config{Method: OFT, R: 2, OFTBlockSize: 4, TargetModules: []string{"q_proj"}}, "set exactly one"},
+		{Config{Method: LoRA, TargetModules: []string{"q_proj", "[bad"}}, "TargetModules[1]"},
+	}
+	for _, c := range cases {
+		_, err := Inject(m, c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one containing %q", c.cfg, err, c.want)
+		}
+		if _, ok := m.q.(*graph.Dense); !ok {
+			t.Fatalf("a failed Inject left %T in the q slot", m.q)
+		}
+		for _, p := range m.Params() {
+			if !p.Trainable() {
+				t.Fatalf("a failed Inject (%v) left %s frozen", err, p.Name())
+			}
+		}
+	}
+	// A slot holding something other than a Dense.
+	m.head = otherLayer{}
+	if _, err := Inject(m, Config{Method: LoRA, TargetModules: []string{"lm_head"}}); err == nil || !strings.Contains(err.Error(), "only *graph.Dense") {
+		t.Errorf("non-Dense slot: %v", err)
+	}
+}
+
+type otherLayer struct{}
+
+func (otherLayer) Forward(g *graph.Tape, x *graph.Value) *graph.Value { return x }
+
+// TestTrainStep trains a few AdamW steps through the injected model for
+// each method: the loss falls, only adapter parameters move, and LoRA+
+// gives B its own learning rate.
+func TestTrainStep(t *testing.T) {
+	b := openCPU(t)
+	for _, method := range []Method{LoRA, LoRAPlus, DoRA, PreDiag, SORA, OFT, Full} {
+		t.Run(string(method), func(t *testing.T) {
+			m := newToy(t, b, 3)
+			rng := rand.New(rand.NewPCG(4, 4))
+			x := randn(rng, 16*m.dim, 1)
+			target := randn(rng, 16*m.nout, 1)
+			cfg := Config{Method: method, R: 4, Alpha: 8, RotationRank: 2, OFTBlockSize: 4, TargetModules: []string{AllLinear}, Seed: 1}
+			if method == OFT {
+				cfg.R = 0 // r and the block size are exclusive
+			}
+			pm, err := Inject(m, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pm.Unload()
+			groups := pm.ParamGroups(1e-2, 0)
+			if method == LoRAPlus {
+				if len(groups) != 2 || groups[1].Name != "lora_B" || groups[1].LR != 16*groups[0].LR {
+					t.Fatalf("LoRA+ groups %+v: want lora_B at 16× the rate", groups)
+				}
+				for _, p := range groups[1].Params {
+					if !strings.HasSuffix(p.Name(), ".lora_B") {
+						t.Errorf("lora_B group holds %s", p.Name())
+					}
+				}
+			} else if len(groups) != 1 {
+				t.Fatalf("%d groups, want 1", len(groups))
+			}
+			opt, err := optim.NewAdamW(groups, optim.DefaultAdamWConfig(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer opt.Free()
+			frozenBefore, _ := m.dq.W.Download()
+			g := graph.New(b)
+			defer g.Close()
+			var losses []float32
+			for range 30 {
+				loss := g.MSE(m.Forward(g, g.Input(x, 16, m.dim)), g.Input(target, 16, m.nout))
+				if err := g.Backward(loss); err != nil {
+					t.Fatal(err)
+				}
+				l, err := loss.Item()
+				if err != nil {
+					t.Fatal(err)
+				}
+				losses = append(losses, l)
+				g.Reset()
+				if err := opt.Step(); err != nil {
+					t.Fatal(err)
+				}
+				opt.ZeroGrad()
+			}
+			if !(losses[len(losses)-1] < 0.8*losses[0]) {
+				t.Errorf("loss %v → %v: did not fall by 20%%", losses[0], losses[len(losses)-1])
+			}
+			t.Logf("loss %.4f → %.4f", losses[0], losses[len(losses)-1])
+			frozenAfter, _ := m.dq.W.Download()
+			for i := range frozenBefore {
+				if frozenBefore[i] != frozenAfter[i] {
+					t.Fatal("a frozen base weight moved")
+				}
+			}
+		})
+	}
+}
+
+// TestMergeAndUnload: folding the adapters into the base layers gives a
+// plain model that computes the adapted function; spectra of the update
+// show LoRA's rank bound and a full-rank SORA update.
+func TestMergeAndUnload(t *testing.T) {
+	b := openCPU(t)
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, method := range []Method{LoRA, SORA, DoRA, OFT} {
+		t.Run(string(method), func(t *testing.T) {
+			m := newToy(t, b, 5)
+			cfg := Config{Method: method, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{"q_proj", "up_proj"}}
+			if method == OFT {
+				cfg = Config{Method: OFT, OFTBlockSize: 4, TargetModules: cfg.TargetModules}
+			}
+			pm, err := Inject(m, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, l := range pm.Layers() {
+				perturb(t, l, uint64(i+1))
+			}
+			spectra, err := pm.Spectra()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(spectra) != 2 || spectra[0].Name != "model.layers.0.self_attn.q_proj" || spectra[1].Rows != 12 || spectra[1].Cols != 8 {
+				t.Fatalf("spectra %+v", spectra)
+			}
+			for _, s := range spectra {
+				switch method {
+				case LoRA:
+					if s.NonZero != 2 {
+						t.Errorf("%s: LoRA update of rank %d, want r = 2 (σ = %v)", s.Name, s.NonZero, s.Singular)
+					}
+				case SORA, DoRA:
+					if s.NonZero != 8 {
+						t.Errorf("%s: %s update of rank %d, want full rank 8", s.Name, method, s.NonZero)
+					}
+				}
+			}
+			x := randn(rng, 4*m.dim, 1)
+			run := func() []float32 {
+				g := graph.New(b)
+				defer g.Close()
+				g.SetNoGrad(true)
+				y, err := m.Forward(g, g.Input(x, 4, m.dim)).Download()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return y
+			}
+			adapted := run()
+			if err := pm.MergeAndUnload(); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := m.q.(*graph.Dense); !ok {
+				t.Fatalf("q slot holds %T after MergeAndUnload", m.q)
+			}
+			if e := relMax(run(), to64(adapted)); e > 1e-5 {
+				t.Errorf("merged model: relative error %.3g against the adapted one", e)
+			}
+		})
+	}
+}
