@@ -1,0 +1,221 @@
+package data
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Example is one row of an LLM-Adapters data file: an instruction, an
+// optional input that gives it context, the output the model should
+// produce, and the short gold answer that evaluation compares extracted
+// predictions with ("true", "answer3", "576.0").
+type Example struct {
+	Instruction string `json:"instruction"`
+	Input       string `json:"input"`
+	Output      string `json:"output"`
+	Answer      string `json:"answer,omitempty"`
+}
+
+// Prompt returns the example's prompt: the Alpaca template filled with its
+// instruction and input (see the package documentation).
+func (e Example) Prompt() string { return Prompt(e.Instruction, e.Input) }
+
+// Text returns the prompt followed by the output: the text a causal
+// language model is trained on.
+func (e Example) Text() string { return e.Prompt() + e.Output }
+
+// The two forms of the prompt template.
+const (
+	promptHead      = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+	promptHeadInput = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n"
+)
+
+// Prompt fills the Alpaca template with instruction and, when it is not
+// empty, input. The result ends with "### Response:\n", after which the
+// model writes its answer.
+func Prompt(instruction, input string) string {
+	if input == "" {
+		return promptHead + "### Instruction:\n" + instruction + "\n\n### Response:\n"
+	}
+	return promptHeadInput + "### Instruction:\n" + instruction + "\n\n### Input:\n" + input + "\n\n### Response:\n"
+}
+
+// LoadAdapters reads an LLM-Adapters JSON file (see [ParseAdapters]).
+func LoadAdapters(path string) ([]Example, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return ParseAdapters(b, path)
+}
+
+// ParseAdapters parses LLM-Adapters JSON: a list of objects with the string
+// fields "instruction" (required, not empty), "input" (optional), "output"
+// (required) and "answer" (optional; a number is accepted and kept as
+// written). Other fields are ignored. name (usually the file's path) is
+// used in error messages, which name the row (1-based), the line it starts
+// on and the field.
+func ParseAdapters(b []byte, name string) ([]Example, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, jsonErr(b, name, 0, err, "a JSON list of objects with instruction, input, output and answer")
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return nil, fmt.Errorf("data: %s: expected a JSON list of objects with instruction, input, output and answer; found %s", name, describeToken(tok))
+	}
+	var out []Example
+	for row := 1; dec.More(); row++ {
+		start := dec.InputOffset()
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, jsonErr(b, name, row, err, "an object")
+		}
+		line := lineAt(b, start)
+		ex, err := parseExample(raw)
+		if err != nil {
+			return nil, fmt.Errorf("data: %s:%d: row %d: %w", name, line, row, err)
+		}
+		out = append(out, ex)
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return nil, jsonErr(b, name, len(out)+1, err, "',' or ']'")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		off := dec.InputOffset()
+		return nil, fmt.Errorf("data: %s:%d: unexpected content after the closing ']' of the list", name, lineAt(b, off))
+	}
+	return out, nil
+}
+
+// parseExample checks the fields of one row.
+func parseExample(raw json.RawMessage) (Example, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return Example{}, fmt.Errorf("expected an object with instruction, input, output and answer; found %s", describeRaw(raw))
+	}
+	var ex Example
+	str := func(key string, required, number bool) (string, error) {
+		v, ok := fields[key]
+		if !ok {
+			if required {
+				return "", fmt.Errorf("field %q is missing", key)
+			}
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			return s, nil
+		}
+		if number {
+			var n json.Number
+			d := json.NewDecoder(bytes.NewReader(v))
+			d.UseNumber()
+			if d.Decode(&n) == nil {
+				return n.String(), nil
+			}
+		}
+		if !required && string(v) == "null" {
+			return "", nil
+		}
+		return "", fmt.Errorf("field %q: expected a string, found %s", key, describeRaw(v))
+	}
+	var err error
+	if ex.Instruction, err = str("instruction", true, false); err != nil {
+		return ex, err
+	}
+	if strings.TrimSpace(ex.Instruction) == "" {
+		return ex, fmt.Errorf("field \"instruction\" is empty")
+	}
+	if ex.Input, err = str("input", false, false); err != nil {
+		return ex, err
+	}
+	if ex.Output, err = str("output", true, false); err != nil {
+		return ex, err
+	}
+	if ex.Answer, err = str("answer", false, true); err != nil {
+		return ex, err
+	}
+	return ex, nil
+}
+
+// jsonErr turns a decoding error into one that names the file, the line
+// and, when known, the row.
+func jsonErr(b []byte, name string, row int, err error, want string) error {
+	off := int64(len(b))
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		if len(bytes.TrimSpace(b)) == 0 {
+			return fmt.Errorf("data: %s: the file is empty; expected %s", name, want)
+		}
+		return fmt.Errorf("data: %s:%d: the file ends in the middle of row %d; expected %s", name, lineAt(b, off), max(row, 1), want)
+	}
+	where := ""
+	if row > 0 {
+		where = fmt.Sprintf(" row %d:", row)
+	}
+	return fmt.Errorf("data: %s:%d:%s invalid JSON (%v); expected %s", name, lineAt(b, off), where, err, want)
+}
+
+// lineAt returns the 1-based line of the first non-blank byte at or after
+// offset off (the decoder's offsets point before separators and spaces).
+func lineAt(b []byte, off int64) int {
+	if off < 0 {
+		off = 0
+	}
+	if off > int64(len(b)) {
+		off = int64(len(b))
+	}
+	for off < int64(len(b)) && strings.IndexByte(" \t\r\n,", b[off]) >= 0 {
+		off++
+	}
+	return 1 + bytes.Count(b[:off], []byte{'\n'})
+}
+
+func describeToken(t json.Token) string {
+	switch v := t.(type) {
+	case json.Delim:
+		return fmt.Sprintf("%q", string(v))
+	case string:
+		return "a string"
+	case json.Number, float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%v", t)
+}
+
+func describeRaw(v json.RawMessage) string {
+	s := bytes.TrimSpace(v)
+	if len(s) == 0 {
+		return "nothing"
+	}
+	switch s[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "a list"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}

@@ -1,0 +1,536 @@
+package data
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// sharedData returns ../shared/data beside the module root, or skips.
+func sharedData(t *testing.T, rel string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(file), "..", "..", "shared", "data", rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("shared data %s is absent (%v); it lives in ../shared/data beside the repository", rel, err)
+	}
+	return p
+}
+
+func TestPrompt(t *testing.T) {
+	got := Prompt("Say hi.", "")
+	want := "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" +
+		"### Instruction:\nSay hi.\n\n### Response:\n"
+	if got != want {
+		t.Errorf("no input:\n%q\nwant\n%q", got, want)
+	}
+	got = Prompt("Translate.", "bonjour")
+	want = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n" +
+		"### Instruction:\nTranslate.\n\n### Input:\nbonjour\n\n### Response:\n"
+	if got != want {
+		t.Errorf("with input:\n%q\nwant\n%q", got, want)
+	}
+	ex := Example{Instruction: "Q", Output: "A"}
+	if ex.Text() != Prompt("Q", "")+"A" {
+		t.Errorf("Text = %q", ex.Text())
+	}
+}
+
+func TestParseAdapters(t *testing.T) {
+	good := `[
+  {"instruction": "is water wet?", "input": "", "output": "the correct answer is true", "answer": "true"},
+  {"instruction": "add", "input": "2 3", "output": "5", "answer": 5, "extra": [1]},
+  {"instruction": "no answer", "output": "x"}
+]`
+	ex, err := ParseAdapters([]byte(good), "good.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Example{
+		{"is water wet?", "", "the correct answer is true", "true"},
+		{"add", "2 3", "5", "5"},
+		{"no answer", "", "x", ""},
+	}
+	if len(ex) != len(want) {
+		t.Fatalf("got %d rows, want %d", len(ex), len(want))
+	}
+	for i := range want {
+		if ex[i] != want[i] {
+			t.Errorf("row %d = %+v, want %+v", i+1, ex[i], want[i])
+		}
+	}
+
+	bad := []struct {
+		name, in string
+		want     []string // substrings of the error
+	}{
+		{"empty", "", []string{"f.json", "empty"}},
+		{"not a list", `{"instruction": "x"}`, []string{"f.json", "expected a JSON list", `"{"`}},
+		{"row not object", "[\n {\"instruction\": \"a\", \"output\": \"b\"},\n 3\n]", []string{"f.json:3", "row 2", "expected an object", "a number"}},
+		{"missing output", "[\n{\"instruction\": \"a\"}]", []string{"f.json:2", "row 1", `"output" is missing`}},
+		{"instruction number", `[{"instruction": 7, "output": "b"}]`, []string{"row 1", `"instruction"`, "expected a string, found a number"}},
+		{"empty instruction", `[{"instruction": "  ", "output": "b"}]`, []string{"row 1", `"instruction" is empty`}},
+		{"input list", "[{\"instruction\": \"a\", \"output\": \"b\"},\n\n{\"instruction\": \"a\", \"input\": [1], \"output\": \"b\"}]", []string{"f.json:3", "row 2", `"input"`, "found a list"}},
+		{"answer object", `[{"instruction": "a", "output": "b", "answer": {}}]`, []string{"row 1", `"answer"`, "found an object"}},
+		{"truncated", `[{"instruction": "a", "output": "b"}, {"instr`, []string{"f.json:1", "row 2"}},
+		{"syntax", "[\n{\"instruction\": \"a\" \"output\": \"b\"}]", []string{"f.json:2", "row 1", "invalid JSON"}},
+		{"trailing", `[{"instruction": "a", "output": "b"}] [`, []string{"f.json:1", "after the closing"}},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseAdapters([]byte(c.in), "f.json")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadAdaptersRealFiles(t *testing.T) {
+	for _, c := range []struct {
+		rel  string
+		rows int
+		kind AnswerKind
+	}{
+		{"datasets/llm-adapters/boolq/train.json", 9427, Bool},
+		{"datasets/llm-adapters/boolq/test.json", 3270, Bool},
+		{"datasets/llm-adapters/ARC-Easy/test.json", 2376, Choice},
+		{"datasets/llm-adapters/gsm8k/test.json", 1319, Number},
+	} {
+		t.Run(c.rel, func(t *testing.T) {
+			rows, err := LoadAdapters(sharedData(t, c.rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != c.rows {
+				t.Errorf("%d rows, want %d", len(rows), c.rows)
+			}
+			golds := make([]string, len(rows))
+			for i, r := range rows {
+				golds[i] = r.Answer
+			}
+			x, err := NewExtractor(golds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if x.Kind != c.kind {
+				t.Errorf("answer kind %v, want %v", x.Kind, c.kind)
+			}
+			if x.Kind == Number {
+				// The arithmetic sets' outputs are rationales written by a
+				// model, often wrong; only the answer field is gold.
+				return
+			}
+			// BoolQ's and ARC's outputs are "the correct answer is X":
+			// extraction from them must agree with the answer on every row.
+			wrong := 0
+			for _, r := range rows {
+				p, ok := x.Extract(r.Output)
+				if !ok || !x.Correct(p, r.Answer) {
+					wrong++
+				}
+			}
+			if wrong != 0 {
+				t.Errorf("extraction from the gold outputs disagrees with the answer on %d of %d rows", wrong, len(rows))
+			}
+		})
+	}
+}
+
+func TestParseCoLA(t *testing.T) {
+	good := "\xef\xbb\xbfgj04\t1\t\tOur friends won't buy this analysis.\r\n" +
+		"gj04\t0\t*\tThe more we study verbs, the crazier they get get.\n\n"
+	set, err := ParseCoLA([]byte(good), "c.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Labeled{{"Our friends won't buy this analysis.", 1}, {"The more we study verbs, the crazier they get get.", 0}}
+	if len(set.Examples) != 2 || set.Examples[0] != want[0] || set.Examples[1] != want[1] {
+		t.Errorf("got %+v, want %+v", set.Examples, want)
+	}
+	if c := set.Counts(); c[0] != 1 || c[1] != 1 {
+		t.Errorf("counts %v", c)
+	}
+	bad := []struct {
+		name, in string
+		want     []string
+	}{
+		{"three fields", "a\t1\tsentence\n", []string{"c.tsv:1", "expected 4 tab-separated fields", "found 3"}},
+		{"bad label", "a\t1\t\tok\nb\tyes\t\tno\n", []string{"c.tsv:2", "label", `"yes"`}},
+		{"empty sentence", "a\t1\t\tok\n\nb\t0\t*\t \n", []string{"c.tsv:3", "sentence", "empty"}},
+		{"no rows", "\n\n", []string{"c.tsv", "no rows"}},
+		{"bad utf8", "a\t1\t\t\xff\xfe\n", []string{"c.tsv:1", "UTF-8"}},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseCoLA([]byte(c.in), "c.tsv")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCoLARealFiles(t *testing.T) {
+	for _, c := range []struct {
+		rel  string
+		rows int
+	}{
+		{"datasets/cola/in_domain_train.tsv", 8551},
+		{"datasets/cola/in_domain_dev.tsv", 527},
+		{"datasets/cola/out_of_domain_dev.tsv", 516},
+	} {
+		set, err := LoadClassification(sharedData(t, c.rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(set.Examples) != c.rows {
+			t.Errorf("%s: %d rows, want %d", c.rel, len(set.Examples), c.rows)
+		}
+	}
+}
+
+func TestBoolQClassification(t *testing.T) {
+	rows := []Example{
+		{Instruction: "Please answer the following question with true or false, question: is the sky blue?\n\nAnswer format: true/false", Output: "the correct answer is true", Answer: "true"},
+		{Instruction: "Is fire cold?", Output: "the correct answer is false"},
+	}
+	set, err := BoolQClassification(rows, "b.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Labeled{{"is the sky blue?", 1}, {"Is fire cold?", 0}}
+	for i := range want {
+		if set.Examples[i] != want[i] {
+			t.Errorf("row %d: %+v, want %+v", i+1, set.Examples[i], want[i])
+		}
+	}
+	_, err = BoolQClassification([]Example{rows[0], {Instruction: "x", Output: "maybe", Answer: "maybe"}}, "b.json")
+	if err == nil || !strings.Contains(err.Error(), "row 2") || !strings.Contains(err.Error(), `"answer"`) {
+		t.Errorf("error %v; want one naming row 2 and the answer field", err)
+	}
+}
+
+func TestBoolQClassificationRealFile(t *testing.T) {
+	set, err := LoadClassification(sharedData(t, "datasets/llm-adapters/boolq/test.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := set.Counts()
+	if c[0] != 1237 || c[1] != 2033 {
+		t.Errorf("class counts %v, want [1237 2033]", c)
+	}
+	if strings.Contains(set.Examples[0].Text, "Answer format") || strings.Contains(set.Examples[0].Text, "question:") {
+		t.Errorf("text %q still holds the instruction's frame", set.Examples[0].Text)
+	}
+}
+
+func TestExtractor(t *testing.T) {
+	cases := []struct {
+		golds      []string
+		kind       AnswerKind
+		text, pred string
+		ok         bool
+		gold       string
+		correct    bool
+	}{
+		{[]string{"true", "false"}, Bool, "the correct answer is true", "true", true, "true", true},
+		{[]string{"true", "false"}, Bool, "false, not true", "false", true, "true", false},
+		{[]string{"true", "false"}, Bool, "I do not know", "", false, "true", false},
+		{[]string{"answer1", "answer4"}, Choice, "the correct answer is answer3 or answer2", "answer3", true, "answer3", true},
+		{[]string{"answer1", "answer4"}, Choice, "answer9", "", false, "answer1", false},
+		{[]string{"option1", "option2"}, Choice, "option2", "option2", true, "option2", true},
+		{[]string{"576.0", "3"}, Number, "A: 24 * 24 = 576. The answer is 576.", "576.", true, "576.0", true},
+		{[]string{"576.0", "3"}, Number, "it costs 1,234 dollars", "1234", true, "1234.0", true},
+		{[]string{"576.0", "3"}, Number, "-2.5 then -3", "-3", true, "-3", true},
+		{[]string{"576.0", "3"}, Number, "12.0004", "12.0004", true, "12", true},
+		{[]string{"576.0", "3"}, Number, "12.002", "12.002", true, "12", false},
+		{[]string{"576.0", "3"}, Number, "no digits", "", false, "12", false},
+		{[]string{"Paris", "Rome"}, Text, "  paris ", "paris", true, "Paris", true},
+	}
+	for i, c := range cases {
+		x, err := NewExtractor(c.golds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.Kind != c.kind {
+			t.Errorf("case %d: kind %v, want %v", i, x.Kind, c.kind)
+		}
+		p, ok := x.Extract(c.text)
+		if p != c.pred || ok != c.ok {
+			t.Errorf("case %d: Extract(%q) = %q, %v; want %q, %v", i, c.text, p, ok, c.pred, c.ok)
+		}
+		if got := x.Correct(p, c.gold); got != c.correct {
+			t.Errorf("case %d: Correct(%q, %q) = %v, want %v", i, p, c.gold, got, c.correct)
+		}
+	}
+	if _, err := NewExtractor(nil); err == nil {
+		t.Error("no error for no answers")
+	}
+	if _, err := NewExtractor([]string{"true", ""}); err == nil || !strings.Contains(err.Error(), "row 2") {
+		t.Errorf("error %v for an empty answer; want one naming row 2", err)
+	}
+}
+
+func TestMCCClosedForm(t *testing.T) {
+	// rep builds a prediction/label list from (pred, gold, count) triples.
+	rep := func(cells ...[3]int) (p, g []int) {
+		for _, c := range cells {
+			for range c[2] {
+				p = append(p, c[0])
+				g = append(g, c[1])
+			}
+		}
+		return
+	}
+	cases := []struct {
+		name  string
+		cells [][3]int
+		want  float64
+	}{
+		{"perfect", [][3]int{{1, 1, 5}, {0, 0, 3}}, 1},
+		{"inverted", [][3]int{{0, 1, 5}, {1, 0, 3}}, -1},
+		{"constant prediction", [][3]int{{1, 1, 5}, {1, 0, 3}}, 0},
+		// TP 3, TN 2, FP 1, FN 1: (6−1)/√(4·4·3·3) = 5/12.
+		{"tp3 tn2 fp1 fn1", [][3]int{{1, 1, 3}, {0, 0, 2}, {1, 0, 1}, {0, 1, 1}}, 5.0 / 12},
+		// scikit-learn's documented example: [+1 +1 +1 −1] vs [+1 −1 +1 +1] is −1/3.
+		{"sklearn example", [][3]int{{1, 1, 2}, {0, 1, 1}, {1, 0, 1}}, -1.0 / 3},
+	}
+	for _, c := range cases {
+		p, g := rep(c.cells...)
+		got, err := MCC(p, g, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("%s: MCC = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if _, err := MCC([]int{0, 2}, []int{0, 1}, 2); err == nil {
+		t.Error("no error for a class out of range")
+	}
+	if _, err := MCC([]int{0}, []int{0, 1}, 2); err == nil {
+		t.Error("no error for mismatched lengths")
+	}
+}
+
+// TestMCCMulticlass checks the K-class formula against its definition as
+// the correlation of the one-hot prediction and label matrices, computed
+// here the long way.
+func TestMCCMulticlass(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 20 {
+		K := 2 + trial%4
+		n := 5 + rng.IntN(40)
+		p, g := make([]int, n), make([]int, n)
+		for i := range n {
+			g[i] = rng.IntN(K)
+			p[i] = g[i]
+			if rng.Float64() < 0.5 {
+				p[i] = rng.IntN(K)
+			}
+		}
+		got, err := MCC(p, g, K)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cov := func(a, b []int) float64 {
+			var s float64
+			for k := range K {
+				var ma, mb float64
+				for i := range n {
+					ma += b2f(a[i] == k)
+					mb += b2f(b[i] == k)
+				}
+				ma /= float64(n)
+				mb /= float64(n)
+				for i := range n {
+					s += (b2f(a[i] == k) - ma) * (b2f(b[i] == k) - mb)
+				}
+			}
+			return s
+		}
+		want := 0.0
+		if d := math.Sqrt(cov(p, p) * cov(g, g)); d > 0 {
+			want = cov(p, g) / d
+		}
+		if math.Abs(got-want) > 1e-9 {
+			t.Errorf("trial %d (K=%d n=%d): MCC %v, correlation of one-hot matrices %v", trial, K, n, got, want)
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestAccuracyMajority(t *testing.T) {
+	acc, err := Accuracy([]int{1, 0, 1, 1}, []int{1, 1, 1, 0})
+	if err != nil || acc != 0.5 {
+		t.Errorf("Accuracy = %v, %v; want 0.5", acc, err)
+	}
+	l, a, err := Majority([]int{0, 1, 1, 2, 1, 0})
+	if err != nil || l != 1 || a != 0.5 {
+		t.Errorf("Majority = %d, %v, %v; want 1, 0.5", l, a, err)
+	}
+	l, a, _ = Majority([]int{3, 2})
+	if l != 2 || a != 0.5 {
+		t.Errorf("tie: Majority = %d, %v; want 2 (the smaller), 0.5", l, a)
+	}
+	s, a, err := MajorityAnswer([]string{"true", "false", "true"})
+	if err != nil || s != "true" || math.Abs(a-2.0/3) > 1e-15 {
+		t.Errorf("MajorityAnswer = %q, %v, %v", s, a, err)
+	}
+	if _, _, err := Majority(nil); err == nil {
+		t.Error("no error for no labels")
+	}
+}
+
+// charEncoder encodes one token per byte (id = byte + 3), BOS 1, EOS 2.
+type charEncoder struct{}
+
+func (charEncoder) Encode(s string, bos, eos bool) []int {
+	var t []int
+	if bos {
+		t = append(t, 1)
+	}
+	for i := range len(s) {
+		t = append(t, int(s[i])+3)
+	}
+	if eos {
+		t = append(t, 2)
+	}
+	return t
+}
+
+func TestEncodeLM(t *testing.T) {
+	rows := []Example{{Instruction: "a", Output: "xyz"}, {Instruction: strings.Repeat("long ", 60), Output: "q"}}
+	pl := len(rows[0].Prompt()) + 1
+	seqs, st, err := EncodeLM(charEncoder{}, rows, pl+4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seqs) != 1 || st.Dropped != 1 {
+		t.Fatalf("%d sequences, %d dropped; want 1 and 1 (the long prompt leaves no answer)", len(seqs), st.Dropped)
+	}
+	s := seqs[0]
+	if s.PromptLen != pl || len(s.Tokens) != pl+4 || s.Tokens[len(s.Tokens)-1] != 2 || s.Tokens[0] != 1 {
+		t.Errorf("prompt %d of %d tokens (last %d); want %d of %d ending in EOS", s.PromptLen, len(s.Tokens), s.Tokens[len(s.Tokens)-1], pl, pl+4)
+	}
+	if st.Trained != 4 || Targets(seqs, []int{0}, false) != 4 {
+		t.Errorf("trained %d / targets %d; want 4 (x, y, z, EOS)", st.Trained, Targets(seqs, []int{0}, false))
+	}
+	// One token shorter: EOS is cut, as LLM-Adapters adds it only when it fits.
+	seqs, st, _ = EncodeLM(charEncoder{}, rows[:1], pl+3)
+	if st.Truncated != 1 || seqs[0].Tokens[len(seqs[0].Tokens)-1] == 2 {
+		t.Errorf("truncated %d, last token %d; want 1 and no EOS", st.Truncated, seqs[0].Tokens[len(seqs[0].Tokens)-1])
+	}
+}
+
+func TestMakeBatch(t *testing.T) {
+	seqs := []Sequence{{Tokens: []int32{1, 5, 6}, PromptLen: 2}, {Tokens: []int32{1, 7}, Label: 1}, {Tokens: []int32{1, 8, 9, 10}, PromptLen: 1}}
+	b, err := MakeBatch(seqs, []int{2, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int32{1, 8, 9, 10, 1, 7, 0, 0}
+	if b.Size != 2 || b.Len != 4 || len(b.Tokens) != 8 {
+		t.Fatalf("batch %d×%d", b.Size, b.Len)
+	}
+	for i := range want {
+		if b.Tokens[i] != want[i] {
+			t.Fatalf("tokens %v, want %v", b.Tokens, want)
+		}
+	}
+	if b.Lengths[0] != 4 || b.Lengths[1] != 2 || b.PromptLens[0] != 1 || b.Labels[1] != 1 {
+		t.Errorf("lengths %v prompts %v labels %v", b.Lengths, b.PromptLens, b.Labels)
+	}
+	if n := Targets(seqs, []int{0, 1, 2}, false); n != 1+1+3 {
+		t.Errorf("targets %d, want 5", n)
+	}
+	if _, err := MakeBatch(seqs, []int{3}); err == nil {
+		t.Error("no error for an index out of range")
+	}
+}
+
+func FuzzParseAdapters(f *testing.F) {
+	f.Add([]byte(`[{"instruction": "a", "input": "", "output": "b", "answer": "true"}]`))
+	f.Add([]byte(`[{"instruction": "a", "output": "b", "answer": 3.5}, {"instruction": "c", "output": ""}]`))
+	f.Add([]byte(`[1, {"x": 2}]`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ex, err := ParseAdapters(b, "fuzz.json")
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.json") {
+				t.Errorf("error %q does not name the file", err)
+			}
+			return
+		}
+		for i, e := range ex {
+			if strings.TrimSpace(e.Instruction) == "" {
+				t.Errorf("row %d accepted with an empty instruction", i+1)
+			}
+		}
+		// What was accepted survives a round trip.
+		again, err := json.Marshal(ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ex) == 0 {
+			again = []byte("[]")
+		}
+		ex2, err := ParseAdapters(again, "again.json")
+		if err != nil {
+			t.Fatalf("re-encoded rows rejected: %v", err)
+		}
+		if len(ex2) != len(ex) {
+			t.Fatalf("round trip: %d rows, then %d", len(ex), len(ex2))
+		}
+		for i := range ex {
+			if ex[i] != ex2[i] {
+				t.Errorf("row %d: %+v, after a round trip %+v", i+1, ex[i], ex2[i])
+			}
+		}
+	})
+}
+
+func FuzzParseCoLA(f *testing.F) {
+	f.Add([]byte("gj04\t1\t\tA sentence.\n"))
+	f.Add([]byte("gj04\t0\t*\tBad sentence sentence.\r\nx\t1\t\ty\n"))
+	f.Add([]byte("a\tb\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		set, err := ParseCoLA(b, "fuzz.tsv")
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.tsv") {
+				t.Errorf("error %q does not name the file", err)
+			}
+			return
+		}
+		for i, e := range set.Examples {
+			if e.Label != 0 && e.Label != 1 {
+				t.Errorf("row %d: label %d", i+1, e.Label)
+			}
+			if strings.TrimSpace(e.Text) == "" || strings.ContainsAny(e.Text, "\t\n") {
+				t.Errorf("row %d: sentence %q", i+1, e.Text)
+			}
+		}
+	})
+}

@@ -1,0 +1,181 @@
+package data
+
+import (
+	"fmt"
+)
+
+// Encoder turns text into token ids, optionally with BOS first and EOS
+// last: the method of models/tokenizer's Tokenizer.
+type Encoder interface {
+	Encode(text string, bos, eos bool) []int
+}
+
+// Sequence is one tokenized training or evaluation example.
+type Sequence struct {
+	// Tokens starts with BOS.
+	Tokens []int32
+	// PromptLen is the number of leading tokens (BOS included) that are
+	// prompt: a causal LM is trained to predict only the tokens after them.
+	// 0 trains every next token.
+	PromptLen int
+	// Label is the class of a classification example (0 for LM examples).
+	Label int
+	// Row is the example's 0-based index in its data set.
+	Row int
+}
+
+// EncodeStats reports what encoding had to do to fit the length limit.
+type EncodeStats struct {
+	// Truncated counts sequences cut to the length limit (their EOS, or
+	// for classification their end, lost).
+	Truncated int
+	// Dropped counts LM examples whose prompt alone fills the length limit,
+	// so that no answer token is left to train on; they are left out.
+	Dropped int
+	// Tokens is the number of tokens kept, and Trained the number of target
+	// tokens the loss counts (LM) or sequences (classification).
+	Tokens, Trained int
+}
+
+// EncodeLM tokenizes instruction examples for causal LM training as
+// LLM-Adapters does: BOS, the prompt, the output and EOS, cut to maxLen
+// tokens (EOS is only added when it fits), with the prompt's tokens
+// excluded from the loss. The prompt length is the length of the prompt
+// encoded alone (with BOS), or of the common prefix of the two encodings
+// when a merge crosses the boundary.
+func EncodeLM(enc Encoder, rows []Example, maxLen int) ([]Sequence, EncodeStats, error) {
+	var st EncodeStats
+	if maxLen < 2 {
+		return nil, st, fmt.Errorf("data: maximum length %d; want at least 2 tokens", maxLen)
+	}
+	out := make([]Sequence, 0, len(rows))
+	for i, r := range rows {
+		prompt := enc.Encode(r.Prompt(), true, false)
+		full := enc.Encode(r.Text(), true, true)
+		pl := commonPrefix(prompt, full)
+		if len(full) > maxLen {
+			full = full[:maxLen]
+			st.Truncated++
+		}
+		if pl >= len(full) {
+			st.Dropped++
+			continue
+		}
+		seq := Sequence{Tokens: toInt32(full), PromptLen: pl, Row: i}
+		st.Tokens += len(full)
+		st.Trained += len(full) - pl
+		out = append(out, seq)
+	}
+	return out, st, nil
+}
+
+// EncodePrompts tokenizes the prompts of rows (BOS first), for generation.
+// Prompts longer than maxLen−1 keep their last maxLen−1 tokens after BOS, so
+// that at least one token can be generated; 0 means no limit.
+func EncodePrompts(enc Encoder, rows []Example, maxLen int) [][]int {
+	out := make([][]int, len(rows))
+	for i, r := range rows {
+		p := enc.Encode(r.Prompt(), true, false)
+		if maxLen > 1 && len(p) > maxLen-1 {
+			p = append([]int{p[0]}, p[len(p)-(maxLen-2):]...)
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// EncodeClassify tokenizes classification texts: BOS and the text, cut to
+// maxLen tokens (the head reads the last token, so a long text keeps its
+// beginning and loses its end).
+func EncodeClassify(enc Encoder, set *ClassifySet, maxLen int) ([]Sequence, EncodeStats, error) {
+	var st EncodeStats
+	if maxLen < 2 {
+		return nil, st, fmt.Errorf("data: maximum length %d; want at least 2 tokens", maxLen)
+	}
+	out := make([]Sequence, 0, len(set.Examples))
+	for i, e := range set.Examples {
+		if e.Label < 0 || e.Label >= len(set.Classes) {
+			return nil, st, fmt.Errorf("data: example %d has label %d; want 0 to %d", i+1, e.Label, len(set.Classes)-1)
+		}
+		t := enc.Encode(e.Text, true, false)
+		if len(t) > maxLen {
+			t = t[:maxLen]
+			st.Truncated++
+		}
+		st.Tokens += len(t)
+		st.Trained++
+		out = append(out, Sequence{Tokens: toInt32(t), Label: e.Label, Row: i})
+	}
+	return out, st, nil
+}
+
+// Batch is a set of sequences padded on the right to one length, in the
+// layout of models/llama's Batch.
+type Batch struct {
+	// Tokens holds Size·Len ids, row-major; padding is id 0.
+	Tokens []int32
+	// Size is the number of sequences, Len the longest one's length.
+	Size, Len int
+	// Lengths are the real lengths, PromptLens the prompt lengths and
+	// Labels the classes, one per sequence.
+	Lengths, PromptLens []int
+	Labels              []int32
+}
+
+// MakeBatch pads seqs[idx[0]], seqs[idx[1]], … into one batch.
+func MakeBatch(seqs []Sequence, idx []int) (Batch, error) {
+	if len(idx) == 0 {
+		return Batch{}, fmt.Errorf("data: empty batch")
+	}
+	b := Batch{Size: len(idx)}
+	for _, i := range idx {
+		if i < 0 || i >= len(seqs) {
+			return Batch{}, fmt.Errorf("data: batch index %d outside %d sequences", i, len(seqs))
+		}
+		if len(seqs[i].Tokens) == 0 {
+			return Batch{}, fmt.Errorf("data: sequence %d is empty", i)
+		}
+		b.Len = max(b.Len, len(seqs[i].Tokens))
+	}
+	b.Tokens = make([]int32, b.Size*b.Len)
+	for r, i := range idx {
+		s := seqs[i]
+		copy(b.Tokens[r*b.Len:], s.Tokens)
+		b.Lengths = append(b.Lengths, len(s.Tokens))
+		b.PromptLens = append(b.PromptLens, s.PromptLen)
+		b.Labels = append(b.Labels, int32(s.Label))
+	}
+	return b, nil
+}
+
+// Targets returns the number of loss terms of the sequences idx: answer
+// tokens for LM sequences (each predicts the next token after its prompt),
+// or one per sequence for classification.
+func Targets(seqs []Sequence, idx []int, classify bool) int {
+	if classify {
+		return len(idx)
+	}
+	n := 0
+	for _, i := range idx {
+		s := seqs[i]
+		start := max(s.PromptLen, 1)
+		n += max(0, len(s.Tokens)-start)
+	}
+	return n
+}
+
+func commonPrefix(a, b []int) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+func toInt32(t []int) []int32 {
+	o := make([]int32, len(t))
+	for i, v := range t {
+		o[i] = int32(v)
+	}
+	return o
+}

@@ -1,0 +1,112 @@
+package data
+
+import (
+	"fmt"
+	"math"
+)
+
+// Accuracy returns the fraction of positions where pred equals gold. The
+// slices must have the same, non-zero, length.
+func Accuracy(pred, gold []int) (float64, error) {
+	if err := sameLen(pred, gold); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range pred {
+		if pred[i] == gold[i] {
+			n++
+		}
+	}
+	return float64(n) / float64(len(pred)), nil
+}
+
+// MCC returns the Matthews correlation coefficient of predictions pred
+// against gold labels (both in [0, classes)), GLUE's CoLA metric. For two
+// classes it is (TP·TN − FP·FN) / √((TP+FP)(TP+FN)(TN+FP)(TN+FN)); for more
+// it is Gorodkin's generalisation, as scikit-learn's matthews_corrcoef
+// computes it. It is 1 for perfect predictions, 0 for chance (and, as in
+// scikit-learn, 0 when a denominator term vanishes, e.g. when every
+// prediction is the same class), −1 for total disagreement.
+func MCC(pred, gold []int, classes int) (float64, error) {
+	if err := sameLen(pred, gold); err != nil {
+		return 0, err
+	}
+	if classes < 2 {
+		return 0, fmt.Errorf("data: MCC needs at least 2 classes, got %d", classes)
+	}
+	// Confusion-matrix margins: t[k] true count, p[k] predicted count.
+	t := make([]float64, classes)
+	p := make([]float64, classes)
+	var correct float64
+	for i := range pred {
+		if pred[i] < 0 || pred[i] >= classes || gold[i] < 0 || gold[i] >= classes {
+			return 0, fmt.Errorf("data: MCC: item %d has prediction %d and label %d; both must be in [0, %d)", i, pred[i], gold[i], classes)
+		}
+		t[gold[i]]++
+		p[pred[i]]++
+		if pred[i] == gold[i] {
+			correct++
+		}
+	}
+	s := float64(len(pred))
+	var tp, tt, pp float64
+	for k := range t {
+		tp += t[k] * p[k]
+		tt += t[k] * t[k]
+		pp += p[k] * p[k]
+	}
+	den := math.Sqrt((s*s - pp) * (s*s - tt))
+	if den == 0 {
+		return 0, nil
+	}
+	return (correct*s - tp) / den, nil
+}
+
+// Majority returns the most frequent label of gold (the smallest on ties)
+// and the accuracy of always predicting it: the baseline a classifier, or an
+// LM that always answers the same, must beat.
+func Majority(gold []int) (label int, accuracy float64, err error) {
+	if len(gold) == 0 {
+		return 0, 0, fmt.Errorf("data: majority baseline of no labels")
+	}
+	count := map[int]int{}
+	for _, g := range gold {
+		count[g]++
+	}
+	best := gold[0]
+	for l, c := range count {
+		if c > count[best] || (c == count[best] && l < best) {
+			best = l
+		}
+	}
+	return best, float64(count[best]) / float64(len(gold)), nil
+}
+
+// MajorityAnswer is Majority for string answers (the smallest string on
+// ties).
+func MajorityAnswer(golds []string) (answer string, accuracy float64, err error) {
+	if len(golds) == 0 {
+		return "", 0, fmt.Errorf("data: majority baseline of no answers")
+	}
+	count := map[string]int{}
+	for _, g := range golds {
+		count[g]++
+	}
+	best := golds[0]
+	for a, c := range count {
+		if c > count[best] || (c == count[best] && a < best) {
+			best = a
+		}
+	}
+	return best, float64(count[best]) / float64(len(golds)), nil
+}
+
+func sameLen(pred, gold []int) error {
+	if len(pred) != len(gold) {
+		return fmt.Errorf("data: %d predictions for %d labels", len(pred), len(gold))
+	}
+	if len(pred) == 0 {
+		return fmt.Errorf("data: no predictions to score")
+	}
+	return nil
+}
