@@ -58,6 +58,8 @@ type Engine struct {
 	ws []workspace
 	// bShared is the packed B shared by all threads in rowsParallel.
 	bShared []float32
+	// cT holds Cᵀ when a narrow product is computed transposed.
+	cT []float32
 	// bBudget caps bShared's length and minFlops is the least work worth
 	// a thread; they are fields only so tests can shrink them.
 	bBudget, minFlops int
@@ -65,12 +67,20 @@ type Engine struct {
 	// State of the call in progress, read by the workers.
 	cl       call
 	phase    int
-	next     atomic.Int64 // next row block to take
-	nblocks  int          // row blocks
+	t        int          // threads the call was sized for
+	next     atomic.Int64 // next work item of the phase to take
+	nitems   int          // work items in the phase
+	group    int          // B panels per packing item
 	mc, kc   int          // block sizes
 	jc, ncb  int          // current column block
 	pc0, pc1 int          // k range of the current pass
-	// pool runs parts 1.. of a parallel call; nil until first needed.
+
+	// crew is the open flag (phaseOpen) and the number of workers
+	// currently inside the phase; done gets a signal when the last worker
+	// leaves a phase that the caller has closed.
+	crew atomic.Int64
+	done chan struct{}
+	// pool holds the worker goroutines; nil until first needed.
 	pool *pool
 }
 
@@ -96,6 +106,7 @@ func NewEngine(cfg Config) *Engine {
 	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable, id),
 		bBudget: defaultBBudget, minFlops: defaultMinFlops}
 	e.ws = make([]workspace, t)
+	e.done = make(chan struct{}, 1)
 	return e
 }
 
@@ -137,11 +148,25 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
+	if e.swapBetter(m, n) {
+		// A narrow C (n well under the kernel's nr, as in LoRA's x·A with
+		// rank 8) would waste most of each tile. Cᵀ = op(B)ᵀ·op(A)ᵀ has
+		// the long side across the tiles instead: compute it into scratch
+		// and transpose it into C, which costs O(m·n) next to O(m·n·k).
+		if len(e.cT) < m*n {
+			e.cT = make([]float32, m*n)
+		}
+		t := e.cT[:m*n]
+		e.Sgemm(!transB, !transA, n, m, k, alpha, b, ldb, a, lda, 0, t, m)
+		transposeInto(c, ldc, t, m, n, beta)
+		return
+	}
 	// The call lives in the Engine rather than on the stack because the
 	// workers see it through a pointer, which would make it escape.
 	e.cl = call{transA, transB, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc}
 	defer func() { e.cl = call{} }() // do not keep the caller's slices alive
 	t := e.threadsFor(m, n, k)
+	e.t = t
 	switch {
 	case t == 1:
 		e.run(&e.cl, &e.ws[0], part{0, m, 0, n})
@@ -149,6 +174,33 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 		e.rowsParallel(t)
 	default:
 		e.colsParallel(t)
+	}
+}
+
+// swapBetter reports whether computing Cᵀ fills the kernel's tiles
+// markedly better than computing C, as for a C only a few columns wide.
+func (e *Engine) swapBetter(m, n int) bool {
+	fill := func(rows, cols int) float64 {
+		mr, nr := e.k.mr, e.k.nr
+		return float64(rows*cols) / float64((rows+mr-1)/mr*mr*((cols+nr-1)/nr*nr))
+	}
+	return fill(n, m) > 1.5*fill(m, n)
+}
+
+// transposeInto sets the m×n matrix C to tᵀ + beta·C, where t is n×m
+// with row stride m, not reading C when beta is 0.
+func transposeInto(c []float32, ldc int, t []float32, m, n int, beta float32) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			for j := range row {
+				row[j] = t[j*m+i]
+			}
+			continue
+		}
+		for j := range row {
+			row[j] = t[j*m+i] + beta*row[j]
+		}
 	}
 }
 
@@ -166,12 +218,12 @@ func (e *Engine) threadsFor(m, n, k int) int {
 }
 
 // colsParallel is for short, wide products (few rows of C): it splits C
-// into t slabs of columns on tile boundaries, and each thread runs the
-// serial algorithm on its slab with its own buffers, packing its share of
-// B and all of the (small) A.
+// into t slabs of columns on tile boundaries, and each slab runs the
+// serial algorithm with the buffers of whichever goroutine takes it,
+// packing its share of B and all of the (small) A.
 func (e *Engine) colsParallel(t int) {
-	e.phase = phaseCols
-	e.parallel(t)
+	e.phase, e.nitems = phaseCols, t
+	e.parallel()
 }
 
 // defaultBBudget caps the shared packed-B buffer (in floats) so that very
@@ -179,11 +231,9 @@ func (e *Engine) colsParallel(t int) {
 const defaultBBudget = 4 << 20
 
 // rowsParallel is the main parallel scheme. For each block of columns
-// (and of k, if B is large) all threads first pack B together into one
-// shared buffer; then each thread repeatedly takes the next block of rows
-// of C, packs that block of A privately and multiplies it by the shared
-// B. Taking row blocks from a shared counter, rather than a fixed split,
-// keeps both cores busy even when another process slows one of them.
+// (and of k, if B is large) the goroutines first pack B together into one
+// shared buffer; then each repeatedly takes the next block of rows of C,
+// packs that block of A privately and multiplies it by the shared B.
 func (e *Engine) rowsParallel(t int) {
 	cl, kr := &e.cl, e.k
 	m, n, k := cl.m, cl.n, cl.k
@@ -196,7 +246,6 @@ func (e *Engine) rowsParallel(t int) {
 		nb = min(2*t, max(m/(4*kr.mr), 1))
 	}
 	e.mc = ((m+nb-1)/nb + kr.mr - 1) / kr.mr * kr.mr
-	e.nblocks = (m + e.mc - 1) / e.mc
 	// k blocks per pass over the shared buffer.
 	ncPad := (min(nc, n) + kr.nr - 1) / kr.nr * kr.nr
 	perPass := max(e.bBudget/(kc*ncPad), 1)
@@ -206,70 +255,108 @@ func (e *Engine) rowsParallel(t int) {
 	e.kc = kc
 	for jc := 0; jc < n; jc += nc {
 		e.jc, e.ncb = jc, min(nc, n-jc)
+		panels := (e.ncb + kr.nr - 1) / kr.nr
+		e.group = (panels + 2*t - 1) / (2 * t)
+		groups := (panels + e.group - 1) / e.group
 		for pc := 0; pc < k; pc += perPass * kc {
 			e.pc0, e.pc1 = pc, min(pc+perPass*kc, k)
-			e.phase = phasePackB
-			e.parallel(t)
-			e.next.Store(0)
-			e.phase = phaseRows
-			e.parallel(t)
+			kblocks := (e.pc1 - e.pc0 + kc - 1) / kc
+			e.phase, e.nitems = phasePackB, kblocks*groups
+			e.parallel()
+			e.phase, e.nitems = phaseRows, (m+e.mc-1)/e.mc
+			e.parallel()
 		}
 	}
 }
 
-// parallel runs e.work(t, i) for i in [0, t): 0 on the calling goroutine
-// and the rest on the pool, and waits for all.
-func (e *Engine) parallel(t int) {
+// phaseOpen marks Engine.crew while workers may join the phase.
+const phaseOpen = 1 << 40
+
+// parallel runs the current phase: its work items are taken one at a
+// time from e.next by the calling goroutine and by whichever pool workers
+// join in. Nothing is assigned to a particular worker, so a worker that
+// the OS does not schedule in time (other processes share the cores)
+// delays nothing: the caller does the remaining items itself, closes the
+// phase and waits only for workers that did join.
+func (e *Engine) parallel() {
 	if e.pool == nil {
 		e.pool = newPool(e, e.threads-1)
 	}
-	for i := 1; i < t; i++ {
-		e.pool.work <- task{e: e, id: i, t: t}
+	e.next.Store(0)
+	e.crew.Store(phaseOpen)
+	for i := 1; i < e.t; i++ {
+		select {
+		case e.pool.work <- task{e: e}:
+		default: // enough wake-ups are already queued
+		}
 	}
-	e.work(t, 0)
-	e.pool.wait(t - 1)
+	e.work(0)
+	if e.crew.And(^phaseOpen)&^phaseOpen != 0 {
+		e.pool.wait(e.done)
+	}
 }
 
-// Phases of a parallel call, telling work what thread i should do.
+// help is what a woken worker does: join the open phase, if any, and take
+// items until none are left.
+func (e *Engine) help(id int) {
+	for {
+		c := e.crew.Load()
+		if c&phaseOpen == 0 {
+			return // no phase, or it is finishing: nothing to join
+		}
+		if e.crew.CompareAndSwap(c, c+1) {
+			break
+		}
+	}
+	e.work(id)
+	if e.crew.Add(-1) == 0 { // closed, and this was the last worker out
+		e.done <- struct{}{}
+	}
+}
+
+// Phases of a parallel call, telling work what its items are.
 const (
 	phaseCols = iota
 	phasePackB
 	phaseRows
 )
 
-func (e *Engine) work(t, i int) {
-	cl, kr, ws := &e.cl, e.k, &e.ws[i]
-	switch e.phase {
-	case phaseCols:
-		e.run(cl, ws, part{0, cl.m, splitAt(cl.n, kr.nr, t, i), splitAt(cl.n, kr.nr, t, i+1)})
-	case phasePackB:
-		// Thread i packs its share of the column panels, for every k block
-		// of this pass.
-		ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
-		j0, j1 := splitAt(e.ncb, kr.nr, t, i), splitAt(e.ncb, kr.nr, t, i+1)
-		if j0 >= j1 {
+// work takes items of the current phase from e.next until there are none
+// left, using workspace id.
+func (e *Engine) work(id int) {
+	cl, kr, ws := &e.cl, e.k, &e.ws[id]
+	for {
+		item := int(e.next.Add(1)) - 1
+		if item >= e.nitems {
 			return
 		}
-		for pc := e.pc0; pc < e.pc1; pc += e.kc {
+		switch e.phase {
+		case phaseCols:
+			// Item i is the i-th of t slabs of columns.
+			n0, n1 := splitAt(cl.n, kr.nr, e.nitems, item), splitAt(cl.n, kr.nr, e.nitems, item+1)
+			e.run(cl, ws, part{0, cl.m, n0, n1})
+		case phasePackB:
+			// Item i packs a group of column panels for one k block.
+			groups := (e.ncb + kr.nr*e.group - 1) / (kr.nr * e.group)
+			kb, g := item/groups, item%groups
+			pc := e.pc0 + kb*e.kc
 			kcb := min(e.kc, e.pc1-pc)
+			j0 := g * e.group * kr.nr
+			j1 := min(j0+e.group*kr.nr, e.ncb)
+			ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
 			dst := e.bShared[(pc-e.pc0)*ncPad+j0*kcb:]
-			packB(cl.transB, cl.b, cl.ldb, pc, e.jc+j0, kcb, j1-j0, kr.nr, dst)
-		}
-	case phaseRows:
-		ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
-		if need := e.kc * e.mc; len(ws.a) < need {
-			ws.a = make([]float32, need)
-		}
-		for {
-			blk := int(e.next.Add(1)) - 1
-			if blk >= e.nblocks {
-				return
+			packB(cl.transB, cl.b, cl.ldb, pc, e.jc+j0, kcb, j1-j0, kr.nr, dst, kr.asmPack)
+		case phaseRows:
+			// Item i is the i-th block of mc rows of C.
+			ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
+			if need := e.kc * e.mc; len(ws.a) < need {
+				ws.a = make([]float32, need)
 			}
-			ic := blk * e.mc
+			ic := item * e.mc
 			mcb := min(e.mc, cl.m-ic)
 			for pc := e.pc0; pc < e.pc1; pc += e.kc {
 				kcb := min(e.kc, e.pc1-pc)
-				packA(cl.transA, cl.a, cl.lda, ic, pc, mcb, kcb, kr.mr, cl.alpha, ws.a)
+				packA(cl.transA, cl.a, cl.lda, ic, pc, mcb, kcb, kr.mr, cl.alpha, ws.a, kr.asmPack)
 				beta := cl.beta
 				if pc > 0 {
 					beta = 1
@@ -336,14 +423,14 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 		ncb := min(nc, n-jc)
 		for pc := 0; pc < k; pc += kc {
 			kcb := min(kc, k-pc)
-			packB(cl.transB, cl.b, cl.ldb, pc, p.n0+jc, kcb, ncb, nr, ws.b)
+			packB(cl.transB, cl.b, cl.ldb, pc, p.n0+jc, kcb, ncb, nr, ws.b, kr.asmPack)
 			beta := cl.beta
 			if pc > 0 {
 				beta = 1
 			}
 			for ic := 0; ic < m; ic += mc {
 				mcb := min(mc, m-ic)
-				packA(cl.transA, cl.a, cl.lda, p.m0+ic, pc, mcb, kcb, mr, cl.alpha, ws.a)
+				packA(cl.transA, cl.a, cl.lda, p.m0+ic, pc, mcb, kcb, mr, cl.alpha, ws.a, kr.asmPack)
 				e.macro(ws, ws.a, ws.b, mcb, ncb, kcb, cl.c[(p.m0+ic)*cl.ldc+p.n0+jc:], cl.ldc, beta)
 			}
 		}
@@ -391,21 +478,17 @@ func mergeTile(tile []float32, ldt, mv, nv int, c []float32, ldc int, beta float
 	}
 }
 
-// task asks a pool worker to do share id of t of the current phase.
-type task struct {
-	e     *Engine
-	id, t int
-}
+// task wakes a pool worker to help with e's open phase.
+type task struct{ e *Engine }
 
 // pool is a set of long-lived worker goroutines. Starting goroutines per
 // call would allocate (the go statement's closure escapes), so an Engine
 // keeps its workers; they exit when the Engine is garbage collected.
 type pool struct {
 	work chan task
-	done chan struct{}
 }
 
-// spinFor is how long an idle worker polls for its next task, and the
+// spinFor is how long an idle worker polls for its next wake-up, and the
 // caller for the workers to finish, before blocking. Waking a parked
 // goroutine on another core takes from a few to tens of µs, as long as a
 // whole 256×256 product on two cores, and a model runs its products back
@@ -413,9 +496,9 @@ type pool struct {
 const spinFor = 50 * time.Microsecond
 
 func newPool(e *Engine, n int) *pool {
-	p := &pool{work: make(chan task, n), done: make(chan struct{}, n)}
-	for i := 0; i < n; i++ {
-		go p.loop()
+	p := &pool{work: make(chan task, n)}
+	for i := 1; i <= n; i++ {
+		go p.loop(i)
 	}
 	// The workers reference only p, not e, so e can become unreachable;
 	// closing the channel then lets them return.
@@ -423,20 +506,20 @@ func newPool(e *Engine, n int) *pool {
 	return p
 }
 
-func (p *pool) loop() {
+// loop is worker id's life: wait for a wake-up, help, repeat.
+func (p *pool) loop(id int) {
 	for {
 		t, ok := p.next()
 		if !ok {
 			return
 		}
-		t.e.work(t.t, t.id)
-		t = task{} // drop references to the Engine while idle
-		p.done <- struct{}{}
+		t.e.help(id)
+		t = task{} // drop the reference to the Engine while idle
 	}
 }
 
-// next returns the next task, polling for up to spinFor before blocking;
-// ok is false once the pool is closed.
+// next returns the next wake-up, polling for up to spinFor before
+// blocking; ok is false once the pool is closed.
 func (p *pool) next() (t task, ok bool) {
 	start := time.Now()
 	for i := 1; ; i++ {
@@ -453,21 +536,18 @@ func (p *pool) next() (t task, ok bool) {
 	return t, ok
 }
 
-// wait returns once n tasks have finished, polling for up to spinFor
-// before blocking.
-func (p *pool) wait(n int) {
+// wait receives from done, polling for up to spinFor before blocking.
+func (p *pool) wait(done chan struct{}) {
 	start := time.Now()
-	for i := 1; n > 0; i++ {
+	for i := 1; ; i++ {
 		select {
-		case <-p.done:
-			n--
-			continue
+		case <-done:
+			return
 		default:
 		}
 		if i%64 == 0 && time.Since(start) > spinFor {
-			for ; n > 0; n-- {
-				<-p.done
-			}
+			<-done
+			return
 		}
 	}
 }

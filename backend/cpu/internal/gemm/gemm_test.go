@@ -77,6 +77,7 @@ var testShapes = []shape{
 	{6, 16, 5}, {7, 13, 17}, {5, 17, 3}, {17, 31, 29}, {13, 1, 37}, {1, 37, 13},
 	{31, 7, 64}, {64, 64, 64}, {67, 131, 259}, {97, 33, 300}, {130, 70, 11},
 	{20, 300, 100}, {7, 500, 64}, {150, 20, 90},
+	{200, 8, 96}, {96, 5, 200}, {130, 3, 1}, // narrow C, computed transposed
 }
 
 // checkSgemm runs one Sgemm on e and compares every element of C, and the

@@ -12,6 +12,9 @@ type kernel struct {
 	// (kc columns of mr values) and a B panel (kc rows of nr values),
 	// never reading C when beta is 0.
 	full func(kc int, a, b, c []float32, ldc int, beta float32)
+	// asmPack lets packing use the AVX2 routines; off for the pure-Go
+	// kernel so that the portable path stays pure Go.
+	asmPack bool
 }
 
 // selectKernel returns the kernel called id when this CPU runs it, else

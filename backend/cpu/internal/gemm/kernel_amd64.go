@@ -11,7 +11,7 @@ func sgemm6x16(kc int, a, b, c *float32, ldc int, beta float32)
 var avx2Kernel = &kernel{
 	id: "avx2", name: "avx2-fma 6x16", mr: 6, nr: 16,
 	kc: 256, mc: 144, nc: 4096,
-	full: avx2Full,
+	full: avx2Full, asmPack: true,
 }
 
 // avx2Full bounds-checks the panels and the tile before handing raw
@@ -33,7 +33,7 @@ func sgemm12x32(kc int, a, b, c *float32, ldc int, beta float32)
 var avx512Kernel = &kernel{
 	id: "avx512", name: "avx512 12x32", mr: 12, nr: 32,
 	kc: 256, mc: 240, nc: 4096,
-	full: avx512Full,
+	full: avx512Full, asmPack: true,
 }
 
 func avx512Full(kc int, a, b, c []float32, ldc int, beta float32) {

@@ -1,0 +1,9 @@
+//go:build !amd64
+
+package gemm
+
+func interleaveFast(d []float32, w int, src []float32, off, ld, rows, kc int) (r, kd int) {
+	return 0, 0
+}
+
+func copyRowsFast(d []float32, w int, src []float32, off, ld, n int) bool { return false }
