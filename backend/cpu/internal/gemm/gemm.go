@@ -7,8 +7,15 @@
 // of C from one A panel and one B panel. All four transpose combinations
 // go through the packing routines, so the micro-kernel only ever sees one
 // layout. On amd64 the micro-kernel is assembly, for AVX-512 (12×32
-// tiles) or AVX2 with FMA (6×16), chosen at run time with cpuid; elsewhere,
-// or when Config.Portable is set, it is pure Go (4×2).
+// tiles) or AVX2 with FMA (6×16), chosen at run time with cpuid, and the
+// packing uses AVX2 transposes; elsewhere, or when Config.Portable is set,
+// everything is pure Go (4×2 tiles).
+//
+// A call is shared among up to Config.Threads goroutines: an Engine keeps
+// its worker goroutines, which take packing jobs and blocks of rows of C
+// from a shared counter, so the work balances itself when another process
+// slows one core. Buffers and workers are reused, so a warmed-up Engine
+// allocates nothing per call.
 package gemm
 
 import (
@@ -51,7 +58,6 @@ func Kernels() []string {
 // so that once warmed up on a shape Sgemm allocates nothing.
 // An Engine is not safe for concurrent use.
 type Engine struct {
-	cfg     Config
 	k       *kernel
 	threads int
 	// ws holds one packing workspace per thread; ws[0] is the caller's.
@@ -103,7 +109,7 @@ func NewEngine(cfg Config) *Engine {
 	if id == "" {
 		id = strings.TrimSpace(os.Getenv(EnvKernel))
 	}
-	e := &Engine{cfg: cfg, threads: t, k: selectKernel(cfg.Portable, id),
+	e := &Engine{threads: t, k: selectKernel(cfg.Portable, id),
 		bBudget: defaultBBudget, minFlops: defaultMinFlops}
 	e.ws = make([]workspace, t)
 	e.done = make(chan struct{}, 1)
