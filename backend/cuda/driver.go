@@ -11,8 +11,12 @@ import (
 	"github.com/sora-go/sora/backend"
 )
 
+// theDriver is the registry entry; New uses its probe too, so the search
+// runs once per process.
+var theDriver = &driver{}
+
 func init() {
-	backend.Register("cuda", &driver{})
+	backend.Register("cuda", theDriver)
 }
 
 // driver is the registry entry for "cuda". The search and the driver's
@@ -28,17 +32,33 @@ func (d *driver) probe() *probeResult {
 	return d.result
 }
 
-// Probe reports the device when everything loads, and otherwise what is
-// missing. While the ops are not implemented it always returns an error.
+// Probe reports the device and the libraries when everything loads, and
+// otherwise what is missing. It does not create a context or compile the
+// kernels; Open does.
 func (d *driver) Probe() (string, error) {
 	r := d.probe()
-	return r.description(), r.err()
+	if err := r.err(); err != nil {
+		return "", err
+	}
+	if _, err := OptionsFromEnv(); err != nil {
+		return "", err
+	}
+	return r.summary(), nil
 }
 
-// Open returns an error in every case for now: what is missing, or, on a
-// machine where everything loads, that the implementation is not written.
+// Open returns a backend on device 0 configured from the environment
+// (SORA_CUDA_TF32, SORA_CUDA_CACHE), or an error saying what is missing or
+// what failed.
 func (d *driver) Open() (backend.Backend, error) {
-	return nil, d.probe().err()
+	o, err := OptionsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	b, err := openBackend(d.probe(), o)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // Compute-capability attributes of cuDeviceGetAttribute
@@ -152,8 +172,8 @@ func (d *deviceInfo) String() string {
 	return s
 }
 
-// err is the error Probe and Open answer: what is missing, or that the
-// implementation is not written yet.
+// err is the error Probe and Open answer when something is missing; nil
+// when the libraries load and a device answers.
 func (r *probeResult) err() error {
 	if len(r.problems) > 0 {
 		reason := strings.Join(r.problems, "; ")
@@ -162,13 +182,16 @@ func (r *probeResult) err() error {
 		}
 		return &backend.UnavailableError{Backend: "cuda", Reason: reason, Tried: r.tried}
 	}
-	// Everything loads and a device answers: say so, and say plainly that
-	// there is nothing to run on it yet.
-	return &backend.UnavailableError{
-		Backend: "cuda",
-		Reason: fmt.Sprintf("device found (%s) but the CUDA op implementation is not written yet (loaded %s, driver CUDA %s; %s; %s)",
-			r.device, r.driver.where(), versionString(r.driverVersion), r.cublas.where(), r.nvrtc.where()),
+	if r.device == nil || r.driver == nil || r.cublas == nil || r.nvrtc == nil {
+		return &backend.UnavailableError{Backend: "cuda", Reason: "no device found", Tried: r.tried}
 	}
+	return nil
+}
+
+// summary describes the device and where each library was loaded from.
+func (r *probeResult) summary() string {
+	return fmt.Sprintf("%s (driver CUDA %s, %s; %s; %s)", r.device, versionString(r.driverVersion),
+		r.driver.where(), r.cublas.where(), r.nvrtc.where())
 }
 
 // versionString formats a CUDA version number such as 12080 as "12.8".

@@ -26,7 +26,7 @@ var (
 		"cuModuleLoadData", "cuModuleUnload", "cuModuleGetFunction", "cuLaunchKernel",
 	}
 	cublasSymbols = []string{
-		"cublasCreate_v2", "cublasDestroy_v2", "cublasSetStream_v2", "cublasSetMathMode",
+		"cublasCreate_v2", "cublasDestroy_v2", "cublasSetStream_v2", "cublasSetMathMode", "cublasSetPointerMode_v2",
 		"cublasSgemm_v2", "cublasSgemmStridedBatched", "cublasGetStatusString",
 	}
 	nvrtcSymbols = []string{

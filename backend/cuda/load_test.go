@@ -25,6 +25,16 @@ func probeErr(t *testing.T, env searchEnv) (*probeResult, *backend.UnavailableEr
 	return r, u
 }
 
+// probeOK runs the probe and fails the test unless it found everything.
+func probeOK(t *testing.T, env searchEnv) *probeResult {
+	t.Helper()
+	r := probe(env)
+	if err := r.err(); err != nil || len(r.problems) != 0 {
+		t.Fatalf("probe: %v (problems %q)", err, r.problems)
+	}
+	return r
+}
+
 func TestProbeNothingFound(t *testing.T) {
 	tmp := t.TempDir()
 	root := filepath.Join(tmp, "root")
@@ -212,27 +222,22 @@ func TestProbeDriverErrors(t *testing.T) {
 	}
 }
 
-// TestProbeDeviceFound loads a complete set of doubles: the probe must name
-// the device and then refuse honestly, since no op is implemented.
+// TestProbeDeviceFound loads a complete set of doubles: the probe must
+// find nothing missing and describe the device and where each library
+// came from.
 func TestProbeDeviceFound(t *testing.T) {
 	dir := t.TempDir()
 	driverPath := buildDriver(t, dir, workingDriver())
 	buildCUBLAS(t, dir, 12)
 	buildNVRTC(t, dir, 12, 8)
-	r, u := probeErr(t, testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir}))
-	if len(r.problems) != 0 {
-		t.Fatalf("problems: %q", r.problems)
-	}
+	r := probeOK(t, testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir}))
 	if got, want := r.description(), "Fake GPU 9000, compute capability 9.0, 80.0 GiB"; got != want {
 		t.Errorf("description %q, want %q", got, want)
 	}
-	want := "device found (Fake GPU 9000, compute capability 9.0, 80.0 GiB) but the CUDA op implementation is not written yet (loaded " +
-		driverPath + ", driver CUDA 12.8; " + filepath.Join(dir, "libcublas.so.12") + "; " + filepath.Join(dir, "libnvrtc.so.12") + ")"
-	if u.Reason != want {
-		t.Errorf("reason:\n got %q\nwant %q", u.Reason, want)
-	}
-	if len(u.Tried) != 0 {
-		t.Errorf("tried %q reported although nothing is missing", u.Tried)
+	want := "Fake GPU 9000, compute capability 9.0, 80.0 GiB (driver CUDA 12.8, " +
+		driverPath + "; " + filepath.Join(dir, "libcublas.so.12") + "; " + filepath.Join(dir, "libnvrtc.so.12") + ")"
+	if got := r.summary(); got != want {
+		t.Errorf("summary:\n got %q\nwant %q", got, want)
 	}
 	if r.cublas.companionPath != filepath.Join(dir, "libcublasLt.so.12") || r.nvrtc.companionPath != filepath.Join(dir, "libnvrtc-builtins.so.12.8") {
 		t.Errorf("companions %q, %q", r.cublas.companionPath, r.nvrtc.companionPath)
@@ -258,7 +263,7 @@ func TestProbeMultipleDevices(t *testing.T) {
 	buildDriver(t, dir, f)
 	buildCUBLAS(t, dir, 12)
 	buildNVRTC(t, dir, 12, 8)
-	r, _ := probeErr(t, testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir}))
+	r := probeOK(t, testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir}))
 	if got, want := r.description(), "Fake GPU 9000, compute capability 9.0, device 0 of 8"; got != want {
 		t.Errorf("description %q, want %q", got, want)
 	}
@@ -282,10 +287,7 @@ func TestProbePicksVersionForDriver(t *testing.T) {
 				buildCUBLAS(t, dir, major)
 				buildNVRTC(t, dir, major, 0)
 			}
-			r, _ := probeErr(t, testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir}))
-			if len(r.problems) != 0 {
-				t.Fatalf("problems: %q", r.problems)
-			}
+			r := probeOK(t, testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir}))
 			if r.cublas.major != tc.wantMajor || r.nvrtc.major != tc.wantMajor {
 				t.Errorf("loaded %s and %s, want CUDA %d", r.cublas.name, r.nvrtc.name, tc.wantMajor)
 			}

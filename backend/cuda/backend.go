@@ -1,0 +1,367 @@
+package cuda
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// Environment variables read by [backend.Open]("cuda").
+const (
+	// EnvTF32 set to 1 (or true) lets cuBLAS compute matrix products on
+	// TF32 tensor cores (see [Options.TF32]).
+	EnvTF32 = "SORA_CUDA_TF32"
+	// EnvCache names the folder of the compiled-kernel cache; "off"
+	// disables the cache.
+	EnvCache = "SORA_CUDA_CACHE"
+)
+
+// TF32MatMulNMSE is the normalised mean squared error Σ(out−ref)²/Σref²
+// that matrix products in TF32 mode are documented to stay under, against
+// a float64 reference, for inputs of one sign-symmetric scale (as in the
+// conformance suite). TF32 rounds each operand to 10 explicit mantissa
+// bits (a relative error of at most 2⁻¹¹ each) and accumulates in float32,
+// so an element of a product carries a relative error of roughly
+// 2⁻¹¹·√2 in its typical terms, an NMSE of about 1e-7; the limit leaves a
+// factor of ten. TestTF32Tolerance checks it on simulated TF32 rounding.
+// In TF32 mode the conformance suite's float32 limits for matmul (1e-9)
+// do not hold.
+const TF32MatMulNMSE = 1e-6
+
+// Options configures a CUDA backend.
+type Options struct {
+	// TF32 lets cuBLAS round matrix-product inputs to TF32 on tensor cores
+	// (CUBLAS_TF32_TENSOR_OP_MATH): several times faster on Ampere and
+	// later, with the error bound of [TF32MatMulNMSE] instead of float32's.
+	// The default is full float32 (CUBLAS_DEFAULT_MATH).
+	TF32 bool
+	// CacheDir is the folder of the compiled-kernel cache. "" means
+	// os.UserCacheDir()/sora/cuda; NoCache disables the cache.
+	CacheDir string
+	NoCache  bool
+}
+
+// OptionsFromEnv returns the Options that [backend.Open]("cuda") uses,
+// read from SORA_CUDA_TF32 and SORA_CUDA_CACHE, or an error naming the
+// variable whose value cannot be used.
+func OptionsFromEnv() (Options, error) {
+	return optionsFrom(os.Getenv)
+}
+
+func optionsFrom(getenv func(string) string) (Options, error) {
+	var o Options
+	if s := strings.TrimSpace(getenv(EnvTF32)); s != "" {
+		v, err := strconv.ParseBool(s)
+		if err != nil {
+			return Options{}, fmt.Errorf("cuda: %s=%q: want 1 or 0 (or true/false)", EnvTF32, s)
+		}
+		o.TF32 = v
+	}
+	switch s := strings.TrimSpace(getenv(EnvCache)); {
+	case s == "":
+	case strings.EqualFold(s, "off"):
+		o.NoCache = true
+	default:
+		o.CacheDir = s
+	}
+	return o, nil
+}
+
+// Backend is the CUDA implementation of [backend.Backend]: one device (the
+// first), its primary context, one stream, one cuBLAS handle and the
+// kernels of kernels.cu. Like every backend it is not safe for concurrent
+// use. Create one with [New] or [backend.Open]("cuda").
+type Backend struct {
+	backend.Recorder
+
+	api          *api
+	opts         Options
+	info         deviceInfo
+	probe        *probeResult
+	dev          int32
+	ctx          uintptr // the primary context, retained
+	stream       uintptr
+	blas         uintptr
+	module       uintptr
+	fns          map[*kernelSpec]uintptr
+	sms          int
+	nvrtc        [2]int // NVRTC version
+	kernelOrigin string
+
+	pool   pool
+	live   map[*buffer]struct{}
+	args   *argPack
+	pinner runtime.Pinner
+	ids    []int32 // host staging of Gather/ScatterAdd/CrossEntropy indices
+
+	// scalars holds cuBLAS's alpha and beta, which it reads through host
+	// pointers (CUBLAS_POINTER_MODE_HOST) during the call; pinned with args.
+	scalars *[2]float32
+
+	closed bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New opens the first CUDA device with opts. It returns a
+// *backend.UnavailableError when a library or the device is missing, and
+// another error when the device is there but the backend cannot start on
+// it (the context, stream, cuBLAS handle or kernel compilation fails).
+func New(opts Options) (*Backend, error) {
+	return openBackend(theDriver.probe(), opts)
+}
+
+// openBackend starts a backend on what a probe found.
+func openBackend(r *probeResult, opts Options) (b *Backend, err error) {
+	if len(r.problems) > 0 || r.device == nil {
+		return nil, r.err()
+	}
+	b = &Backend{
+		api:   newAPI(r.driver, r.cublas, r.nvrtc),
+		opts:  opts,
+		info:  *r.device,
+		probe: r,
+		fns:   map[*kernelSpec]uintptr{},
+		live:  map[*buffer]struct{}{},
+		args:  new(argPack),
+		pool:  newPool(),
+
+		scalars: new([2]float32),
+	}
+	b.pinner.Pin(b.args)
+	b.pinner.Pin(b.scalars)
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer func() {
+		if err != nil {
+			b.teardown()
+			b = nil
+		}
+	}()
+	a := b.api
+	if err := a.cu("cuDeviceGet", call(a.cuDeviceGet, uintptr(unsafe.Pointer(&b.dev)), 0)); err != nil {
+		return nil, err
+	}
+	var ctx uintptr
+	if err := a.cu("cuDevicePrimaryCtxRetain", call(a.cuDevicePrimaryCtxRetain, uintptr(unsafe.Pointer(&ctx)), uintptr(b.dev))); err != nil {
+		return nil, err
+	}
+	b.ctx = ctx
+	if err := a.cu("cuCtxSetCurrent", call(a.cuCtxSetCurrent, b.ctx)); err != nil {
+		return nil, err
+	}
+	var sms int32
+	if err := a.cu("cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)", call(a.cuDeviceGetAttribute, uintptr(unsafe.Pointer(&sms)), attrMultiprocessorCount, uintptr(b.dev))); err != nil {
+		return nil, err
+	}
+	b.sms = int(max(sms, 1))
+	var stream uintptr
+	if err := a.cu("cuStreamCreate", call(a.cuStreamCreate, uintptr(unsafe.Pointer(&stream)), cuStreamNonBlocking)); err != nil {
+		return nil, err
+	}
+	b.stream = stream
+	var h uintptr
+	if err := a.blasErr("cublasCreate_v2", call(a.cublasCreate, uintptr(unsafe.Pointer(&h)))); err != nil {
+		return nil, err
+	}
+	b.blas = h
+	if err := a.blasErr("cublasSetStream_v2", call(a.cublasSetStream, b.blas, b.stream)); err != nil {
+		return nil, err
+	}
+	if err := a.blasErr("cublasSetPointerMode_v2", call(a.cublasSetPointerMode, b.blas, cublasPointerModeHost)); err != nil {
+		return nil, err
+	}
+	mode := uintptr(cublasDefaultMath)
+	if opts.TF32 {
+		mode = cublasTF32TensorOpMath
+	}
+	if err := a.blasErr("cublasSetMathMode", call(a.cublasSetMathMode, b.blas, mode)); err != nil {
+		return nil, err
+	}
+	if err := b.loadKernels(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// teardown releases whatever open or Close acquired, in reverse order,
+// and returns the first failure. The calling goroutine is locked to its
+// thread.
+func (b *Backend) teardown() error {
+	a := b.api
+	var errs []error
+	keep := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b.ctx != 0 {
+		keep(a.cu("cuCtxSetCurrent", call(a.cuCtxSetCurrent, b.ctx)))
+	}
+	if b.stream != 0 {
+		keep(a.cu("cuStreamSynchronize", call(a.cuStreamSynchronize, b.stream)))
+	}
+	for buf := range b.live {
+		b.pool.put(buf.ptr, buf.class)
+		buf.freed = true
+	}
+	clear(b.live)
+	keep(b.pool.release(a))
+	if b.blas != 0 {
+		keep(a.blasErr("cublasDestroy_v2", call(a.cublasDestroy, b.blas)))
+		b.blas = 0
+	}
+	if b.module != 0 {
+		keep(a.cu("cuModuleUnload", call(a.cuModuleUnload, b.module)))
+		b.module = 0
+	}
+	if b.stream != 0 {
+		keep(a.cu("cuStreamDestroy_v2", call(a.cuStreamDestroy, b.stream)))
+		b.stream = 0
+	}
+	if b.ctx != 0 {
+		keep(a.cu("cuDevicePrimaryCtxRelease_v2", call(a.cuDevicePrimaryCtxRelease, uintptr(b.dev))))
+		b.ctx = 0
+	}
+	b.pinner.Unpin()
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// Name returns "cuda".
+func (b *Backend) Name() string { return "cuda" }
+
+// Device describes the GPU and the libraries in use, e.g. "NVIDIA H100 80GB
+// HBM3, compute capability 9.0, 79.1 GiB, 132 SMs; driver CUDA 12.8,
+// cuBLAS 12, NVRTC 12.8; matmul fp32".
+func (b *Backend) Device() string {
+	mode := "fp32"
+	if b.opts.TF32 {
+		mode = "tf32"
+	}
+	return fmt.Sprintf("%s, %d SMs; driver CUDA %s, cuBLAS %d, NVRTC %d.%d; kernels %s; matmul %s",
+		b.info.String(), b.sms, versionString(b.probe.driverVersion), b.probe.cublas.major,
+		b.nvrtc[0], b.nvrtc[1], b.kernelOrigin, mode)
+}
+
+// TF32 reports whether matrix products run in TF32 mode.
+func (b *Backend) TF32() bool { return b.opts.TF32 }
+
+// Supports reports true for every op of [backend.AllOps].
+func (b *Backend) Supports(op backend.Op) bool {
+	for _, o := range backend.AllOps {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}
+
+// enter locks the goroutine to its OS thread and makes the backend's
+// context current there; leave undoes the lock. Every entry point that
+// calls the libraries runs between the two. See the package documentation
+// for why this, rather than a dedicated thread.
+func (b *Backend) enter() error {
+	runtime.LockOSThread()
+	return b.api.cu("cuCtxSetCurrent", call(b.api.cuCtxSetCurrent, b.ctx))
+}
+
+func (b *Backend) leave() { runtime.UnlockOSThread() }
+
+var errClosed = fmt.Errorf("backend is closed")
+
+// skip reports whether an op must do nothing: an error is already
+// recorded, or the backend is closed (which records one).
+func (b *Backend) skip(op backend.Op) bool {
+	if b.closed {
+		b.Record(&backend.OpError{Op: string(op), Err: errClosed})
+		return true
+	}
+	return b.Failed()
+}
+
+// run executes f between enter and leave and records its error as an
+// *backend.OpError naming op and the shapes of all.
+func (b *Backend) run(op backend.Op, all []backend.Tensor, f func() error) {
+	err := b.enter()
+	if err == nil {
+		err = f()
+	}
+	b.leave()
+	if err != nil {
+		b.Record(opError(op, all, err))
+	}
+}
+
+func opError(op backend.Op, all []backend.Tensor, err error) error {
+	shapes := make([]backend.Shape, len(all))
+	for i, t := range all {
+		shapes[i] = t.Shape()
+	}
+	return &backend.OpError{Op: string(op), Shapes: shapes, Err: err}
+}
+
+// Sync waits for the stream and returns, then clears, the first error
+// recorded since the previous Sync (a failure of the wait included).
+func (b *Backend) Sync() error {
+	if b.closed {
+		b.Record(&backend.OpError{Op: "sync", Err: errClosed})
+		return b.Take()
+	}
+	b.syncStream()
+	return b.Take()
+}
+
+// syncStream waits for the stream, recording a failure.
+func (b *Backend) syncStream() {
+	err := b.enter()
+	if err == nil {
+		err = b.api.cu("cuStreamSynchronize", call(b.api.cuStreamSynchronize, b.stream))
+	}
+	b.leave()
+	if err != nil {
+		b.Record(&backend.OpError{Op: "sync", Err: err})
+	}
+}
+
+// Close waits for pending work, frees every buffer (tensors of the backend
+// must not be used afterwards), destroys the cuBLAS handle, the module and
+// the stream and releases the primary context. It returns the first error
+// still recorded or met while closing.
+func (b *Backend) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	runtime.LockOSThread()
+	err := b.teardown()
+	runtime.UnlockOSThread()
+	if rec := b.Take(); rec != nil {
+		return rec
+	}
+	return err
+}
+
+// MemoryStats describes the device-memory pool.
+type MemoryStats struct {
+	// InUse is the bytes of blocks handed out (live tensors and
+	// temporaries); Cached the bytes of freed blocks kept for reuse.
+	InUse, Cached int64
+	// DeviceAllocs and DeviceFrees count cuMemAlloc and cuMemFree calls
+	// since the backend opened: in a steady-state training loop
+	// DeviceAllocs stops growing.
+	DeviceAllocs, DeviceFrees int
+}
+
+// MemoryStats returns the pool's counters.
+func (b *Backend) MemoryStats() MemoryStats {
+	return MemoryStats{InUse: b.pool.inUse, Cached: b.pool.cached, DeviceAllocs: b.pool.allocs, DeviceFrees: b.pool.frees}
+}

@@ -1,0 +1,284 @@
+package cuda
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// kernelSource is the CUDA C source of every kernel.
+//
+//go:embed kernels.cu
+var kernelSource string
+
+// compileKey identifies one compilation: the source, the target
+// architecture, the compiler and the driver that loads the result. A
+// change of any of them gives another cache file.
+type compileKey struct {
+	source        string
+	major, minor  int // compute capability
+	driverVersion int // cuDriverGetVersion
+	nvrtcMajor    int
+	nvrtcMinor    int
+}
+
+// options are the NVRTC options: SASS (a cubin) for exactly the device's
+// architecture, so the driver loads it without a JIT step and the result
+// does not depend on the driver's PTX compiler. No fast-math flags: the
+// kernels rely on IEEE division, square roots and denormals.
+func (k compileKey) options() []string {
+	return []string{
+		fmt.Sprintf("--gpu-architecture=sm_%d%d", k.major, k.minor),
+		"--std=c++14",
+	}
+}
+
+// hash is the hex SHA-256 of everything that determines the cubin.
+func (k compileKey) hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "sora-cuda-kernels v1\nsm_%d%d\ndriver %d\nnvrtc %d.%d\n%s\n",
+		k.major, k.minor, k.driverVersion, k.nvrtcMajor, k.nvrtcMinor, strings.Join(k.options(), " "))
+	h.Write([]byte(k.source))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// cacheFile is the cubin's path in dir: the architecture in the name for
+// people looking at the folder, the hash for uniqueness.
+func (k compileKey) cacheFile(dir string) string {
+	return filepath.Join(dir, fmt.Sprintf("kernels-sm_%d%d-%s.cubin", k.major, k.minor, k.hash()[:32]))
+}
+
+// defaultCacheDir is os.UserCacheDir()/sora/cuda.
+func defaultCacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "sora", "cuda"), nil
+}
+
+// writeAtomic writes data to path through a temporary file in the same
+// folder and a rename, so that a reader never sees half a file.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+	}
+	return werr
+}
+
+// compiled caches, per process, the cubin of each key: NVRTC runs at most
+// once per process and architecture even when several backends open.
+var compiled sync.Map // hash → []byte
+
+// pinAll pins the first byte of each slice (so the whole of each).
+func pinAll(bs [][]byte) *runtime.Pinner {
+	p := new(runtime.Pinner)
+	for _, b := range bs {
+		p.Pin(&b[0])
+	}
+	return p
+}
+
+// version asks NVRTC for its version.
+func (a *api) version() (major, minor int, err error) {
+	var ma, mi int32
+	if err := a.rtcErr("nvrtcVersion", call(a.nvrtcVersion, uintptr(unsafe.Pointer(&ma)), uintptr(unsafe.Pointer(&mi)))); err != nil {
+		return 0, 0, err
+	}
+	return int(ma), int(mi), nil
+}
+
+// compile runs NVRTC on the key's source and returns the cubin, or an
+// error carrying NVRTC's log.
+func (a *api) compile(k compileKey) ([]byte, error) {
+	src := append([]byte(k.source), 0)
+	name := []byte("sora_kernels.cu\x00")
+	var prog uintptr
+	if err := a.rtcErr("nvrtcCreateProgram", call(a.nvrtcCreateProgram, uintptr(unsafe.Pointer(&prog)),
+		uintptr(unsafe.Pointer(&src[0])), uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)); err != nil {
+		return nil, err
+	}
+	defer call(a.nvrtcDestroyProgram, uintptr(unsafe.Pointer(&prog)))
+
+	opts := k.options()
+	cstrs := make([][]byte, len(opts))
+	ptrs := make([]uintptr, len(opts))
+	for i, o := range opts {
+		cstrs[i] = append([]byte(o), 0)
+		ptrs[i] = uintptr(unsafe.Pointer(&cstrs[i][0]))
+	}
+	// ptrs holds addresses of Go memory as integers: keep cstrs alive (and
+	// pinned, though Go's heap does not move) across the call.
+	pinned := pinAll(cstrs)
+	res := call(a.nvrtcCompileProgram, prog, uintptr(len(ptrs)), uintptr(unsafe.Pointer(&ptrs[0])))
+	pinned.Unpin()
+	runtime.KeepAlive(cstrs)
+	if err := a.rtcErr("nvrtcCompileProgram", res); err != nil {
+		if log := a.programLog(prog); log != "" {
+			return nil, fmt.Errorf("%w; options %s; log:\n%s", err, strings.Join(opts, " "), log)
+		}
+		return nil, fmt.Errorf("%w; options %s", err, strings.Join(opts, " "))
+	}
+	var size uintptr
+	if err := a.rtcErr("nvrtcGetCUBINSize", call(a.nvrtcGetCUBINSize, prog, uintptr(unsafe.Pointer(&size)))); err != nil {
+		return nil, err
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("nvrtcGetCUBINSize: NVRTC produced an empty cubin for %s", strings.Join(opts, " "))
+	}
+	cubin := make([]byte, size)
+	if err := a.rtcErr("nvrtcGetCUBIN", call(a.nvrtcGetCUBIN, prog, uintptr(unsafe.Pointer(&cubin[0])))); err != nil {
+		return nil, err
+	}
+	return cubin, nil
+}
+
+// programLog returns NVRTC's compilation log, "" when there is none.
+func (a *api) programLog(prog uintptr) string {
+	var size uintptr
+	if call(a.nvrtcGetProgramLogSize, prog, uintptr(unsafe.Pointer(&size))) != nvrtcSuccess || size <= 1 {
+		return ""
+	}
+	buf := make([]byte, size)
+	if call(a.nvrtcGetProgramLog, prog, uintptr(unsafe.Pointer(&buf[0]))) != nvrtcSuccess {
+		return ""
+	}
+	return strings.TrimRight(string(buf), "\x00\n")
+}
+
+// loadKernels obtains the cubin (process cache, disk cache, or NVRTC),
+// loads it as the backend's module and looks up every kernel. A cached
+// file the driver rejects is compiled afresh and replaced. The caller has
+// made the context current.
+func (b *Backend) loadKernels() error {
+	a := b.api
+	ma, mi, err := a.version()
+	if err != nil {
+		return err
+	}
+	b.nvrtc = [2]int{ma, mi}
+	key := compileKey{source: kernelSource, major: b.info.major, minor: b.info.minor,
+		driverVersion: b.probe.driverVersion, nvrtcMajor: ma, nvrtcMinor: mi}
+	hash := key.hash()
+
+	dir := ""
+	if !b.opts.NoCache {
+		dir = b.opts.CacheDir
+		if dir == "" {
+			dir, _ = defaultCacheDir() // no cache folder: compile every process
+		}
+	}
+	path := ""
+	if dir != "" {
+		path = key.cacheFile(dir)
+	}
+
+	if v, ok := compiled.Load(hash); ok {
+		b.kernelOrigin = "compiled earlier in this process"
+		return b.loadModule(v.([]byte))
+	}
+	if path != "" {
+		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+			if err := b.loadModule(data); err == nil {
+				compiled.Store(hash, data)
+				b.kernelOrigin = "cached in " + path
+				return nil
+			}
+			// A damaged or foreign file: fall through and compile.
+		}
+	}
+	cubin, err := a.compile(key)
+	if err != nil {
+		return err
+	}
+	if err := b.loadModule(cubin); err != nil {
+		return err
+	}
+	compiled.Store(hash, cubin)
+	b.kernelOrigin = "compiled by NVRTC"
+	if path != "" {
+		if err := writeAtomic(path, cubin); err == nil {
+			b.kernelOrigin += ", cached in " + path
+		} else {
+			b.kernelOrigin += " (not cached: " + err.Error() + ")"
+		}
+	}
+	return nil
+}
+
+// loadModule loads a cubin and looks up every kernel of kernelSpecs.
+func (b *Backend) loadModule(cubin []byte) error {
+	a := b.api
+	if b.module != 0 {
+		call(a.cuModuleUnload, b.module)
+		b.module = 0
+	}
+	var mod uintptr
+	if err := a.cu("cuModuleLoadData", call(a.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&cubin[0])))); err != nil {
+		return err
+	}
+	fns := make(map[*kernelSpec]uintptr, len(kernelSpecs))
+	for _, k := range kernelSpecs {
+		name := append([]byte(k.name), 0)
+		var fn uintptr
+		if err := a.cu("cuModuleGetFunction("+k.name+")", call(a.cuModuleGetFunc, uintptr(unsafe.Pointer(&fn)), mod, uintptr(unsafe.Pointer(&name[0])))); err != nil {
+			call(a.cuModuleUnload, mod)
+			return err
+		}
+		fns[k] = fn
+	}
+	b.module, b.fns = mod, fns
+	return nil
+}
+
+// launch enqueues k, whose arguments b.args holds, on the stream.
+func (b *Backend) launch(k *kernelSpec, grid, block dim3) error {
+	params, err := b.args.finish()
+	if err != nil {
+		return err
+	}
+	if b.args.spec != k {
+		return fmt.Errorf("kernel %s launched with the arguments of %s", k.name, b.args.spec.name)
+	}
+	if !grid.validGrid() || !block.validBlock() {
+		return fmt.Errorf("kernel %s: launch geometry grid %v block %v outside the device limits", k.name, grid, block)
+	}
+	a := b.api
+	res := call(a.cuLaunchKernel, b.fns[k],
+		uintptr(grid.x), uintptr(grid.y), uintptr(grid.z),
+		uintptr(block.x), uintptr(block.y), uintptr(block.z),
+		0, b.stream, uintptr(params), 0)
+	if res != cuSuccess { // the name is built only on failure: launches are hot
+		return a.cu("cuLaunchKernel("+k.name+")", res)
+	}
+	return nil
+}
+
+// kernel starts the arguments of a launch of k.
+func (b *Backend) kernel(k *kernelSpec) *argPack {
+	b.args.start(k)
+	return b.args
+}

@@ -1,0 +1,668 @@
+// Kernels of the SORA for Go CUDA backend.
+//
+// This file is embedded in the Go package and compiled at run time by NVRTC
+// for the device's compute capability. It includes no header: NVRTC
+// provides the device math functions, warp shuffles and __syncthreads
+// itself. The package's tests also compile it with clang (to PTX, with a
+// small prelude of declarations) and with the host C++ compiler (against a
+// host emulation of the CUDA thread model), so it sticks to the common
+// subset: no templates in kernel signatures, no dynamic shared memory, no
+// atomics, no standard headers.
+//
+// Conventions shared with the Go side (launch.go, ops_*.go):
+//   - every kernel is extern "C", so its name is not mangled;
+//   - element-wise kernels take a grid-stride loop over n elements, so any
+//     grid size is correct and the host picks one that fills the device;
+//   - row kernels give each row a group of blockDim.x threads (a multiple of
+//     32) and blockDim.y groups per block; every thread of a block runs the
+//     same number of group reductions (rows past the end join with no
+//     elements), because the reductions synchronise the whole block;
+//   - sums accumulate in double and reductions combine in a fixed order,
+//     so results are deterministic; float outputs are rounded once.
+
+#define FULL_MASK 0xffffffffu
+
+// Op codes, equal to the Go enums' values (backend.BinaryOp, UnaryOp,
+// ReduceOp, RoPELayout).
+#define OP_ADD 1
+#define OP_SUB 2
+#define OP_MUL 3
+#define OP_DIV 4
+
+#define U_EXP 1
+#define U_LOG 2
+#define U_SQRT 3
+#define U_RSQRT 4
+#define U_TANH 5
+#define U_SILU 6
+#define U_GELU 7
+#define U_RELU 8
+#define U_NEG 9
+#define U_SQUARE 10
+#define U_SIGMOID 11
+
+#define R_SUM 1
+#define R_SUMSQ 2
+#define R_MAX 3
+
+#define BC_NONE 0
+#define BC_ROW 1
+#define BC_COL 2
+
+#define ROPE_INTERLEAVED 1
+#define ROPE_HALFSPLIT 2
+
+// Shared scratch for group reductions: one slot per warp of every group in
+// the block (blockDim.x * blockDim.y <= 1024, so at most 32 warps).
+#define REDUCE_SLOTS 32
+
+#define NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))
+
+// ---------------------------------------------------------------------------
+// Group reductions. A group is the blockDim.x threads with the same
+// threadIdx.y. Every thread of the block must call these the same number of
+// times; every thread of the group gets the result.
+
+__device__ __forceinline__ double warpSum(double v) {
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(FULL_MASK, v, o);
+	return v;
+}
+
+// maxNaN is max that propagates NaN from either side.
+__device__ __forceinline__ double maxNaN(double a, double b) {
+	if (b != b || b > a) return b;
+	return a;
+}
+
+__device__ __forceinline__ double warpMax(double v) {
+	for (int o = 16; o > 0; o >>= 1) v = maxNaN(v, __shfl_down_sync(FULL_MASK, v, o));
+	return v;
+}
+
+__device__ double groupSum(double v, double *sh) {
+	v = warpSum(v);
+	int warps = blockDim.x >> 5;
+	if (warps == 1) return __shfl_sync(FULL_MASK, v, 0);
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	int base = threadIdx.y * warps;
+	__syncthreads(); // the slots may still be read by a previous reduction
+	if (lane == 0) sh[base + warp] = v;
+	__syncthreads();
+	v = lane < warps ? sh[base + lane] : 0.0;
+	v = warpSum(v);
+	return __shfl_sync(FULL_MASK, v, 0);
+}
+
+__device__ double groupMax(double v, double *sh) {
+	v = warpMax(v);
+	int warps = blockDim.x >> 5;
+	if (warps == 1) return __shfl_sync(FULL_MASK, v, 0);
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	int base = threadIdx.y * warps;
+	__syncthreads();
+	if (lane == 0) sh[base + warp] = v;
+	__syncthreads();
+	v = lane < warps ? sh[base + lane] : NEG_INF;
+	v = warpMax(v);
+	return __shfl_sync(FULL_MASK, v, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Copy of strided views. The host merges axes first (see copy.go), so most
+// copies reach here with one to three axes; up to 8 are handled.
+
+#define COPY_MAX_RANK 8
+
+struct CopyParams {
+	long long n;     // elements
+	int rank;        // axes in use, outermost first
+	int accumulate;  // dst += src instead of dst = src
+	long long shape[COPY_MAX_RANK];
+	long long dstStride[COPY_MAX_RANK];
+	long long srcStride[COPY_MAX_RANK];
+};
+
+extern "C" __global__ void copy_strided(CopyParams p, float *dst, const float *src) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < p.n; i += step) {
+		long long rest = i, d = 0, s = 0;
+		for (int k = p.rank - 1; k >= 0; k--) {
+			long long c = rest % p.shape[k];
+			rest /= p.shape[k];
+			d += c * p.dstStride[k];
+			s += c * p.srcStride[k];
+		}
+		if (p.accumulate) dst[d] += src[s];
+		else dst[d] = src[s];
+	}
+}
+
+// copy_strided32 is copy_strided with 32-bit index arithmetic, used when
+// every extent and offset fits (much cheaper divisions).
+extern "C" __global__ void copy_strided32(CopyParams p, float *dst, const float *src) {
+	int n = (int)p.n;
+	int step = gridDim.x * blockDim.x;
+	for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+		int rest = i, d = 0, s = 0;
+		for (int k = p.rank - 1; k >= 0; k--) {
+			int e = (int)p.shape[k];
+			int c = rest % e;
+			rest /= e;
+			d += c * (int)p.dstStride[k];
+			s += c * (int)p.srcStride[k];
+		}
+		if (p.accumulate) dst[d] += src[s];
+		else dst[d] = src[s];
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Element-wise arithmetic.
+
+__device__ __forceinline__ float binaryOp(int op, float a, float b) {
+	switch (op) {
+	case OP_ADD: return a + b;
+	case OP_SUB: return a - b;
+	case OP_MUL: return a * b;
+	default: return a / b;
+	}
+}
+
+// binary computes dst = a op b; b is indexed per element (BC_NONE), per
+// column (BC_ROW: one row of cols applied to every row) or per row (BC_COL:
+// one value per row).
+extern "C" __global__ void binary(int op, int bc, long long n, long long cols, float *dst, const float *a, const float *b) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+	switch (bc) {
+	case BC_NONE:
+		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i]);
+		break;
+	case BC_ROW:
+		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i % cols]);
+		break;
+	default:
+		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i / cols]);
+	}
+}
+
+extern "C" __global__ void scale(long long n, float alpha, float *dst, const float *src) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) dst[i] = alpha * src[i];
+}
+
+extern "C" __global__ void axpy(long long n, float alpha, float *y, const float *x) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) y[i] += alpha * x[i];
+}
+
+// ---------------------------------------------------------------------------
+// Unary functions and their derivatives. Single-precision library functions
+// are within a few ulps; GELU is the exact x·Φ(x), with Φ through erfc so
+// the left tail keeps its relative precision.
+
+__device__ __forceinline__ float sigmoidf(float x) {
+	if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+	float e = expf(x);
+	return e / (1.0f + e);
+}
+
+#define SQRT1_2F 0.70710678118654752f
+#define INV_SQRT_2PI 0.39894228040143268f
+
+__device__ __forceinline__ float gaussCDF(float x) { return 0.5f * erfcf(-x * SQRT1_2F); }
+
+__device__ float unaryF(int op, float x) {
+	switch (op) {
+	case U_EXP: return expf(x);
+	case U_LOG: return logf(x);
+	case U_SQRT: return sqrtf(x);
+	case U_RSQRT: return rsqrtf(x);
+	case U_TANH: return tanhf(x);
+	case U_SILU: return x * sigmoidf(x);
+	case U_GELU: return x * gaussCDF(x);
+	case U_RELU: return x <= 0.0f ? 0.0f : x; // NaN passes through
+	case U_NEG: return -x;
+	case U_SQUARE: return x * x;
+	default: return sigmoidf(x);
+	}
+}
+
+__device__ float unaryDF(int op, float x) {
+	switch (op) {
+	case U_EXP: return expf(x);
+	case U_LOG: return 1.0f / x;
+	case U_SQRT: return 0.5f / sqrtf(x);
+	case U_RSQRT: return -0.5f / (x * sqrtf(x));
+	case U_TANH: {
+		float t = tanhf(x);
+		return 1.0f - t * t;
+	}
+	case U_SILU: {
+		float s = sigmoidf(x);
+		return s * (1.0f + x * (1.0f - s));
+	}
+	case U_GELU: return gaussCDF(x) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+	case U_RELU: return x > 0.0f ? 1.0f : 0.0f;
+	case U_NEG: return -1.0f;
+	case U_SQUARE: return 2.0f * x;
+	default: {
+		float s = sigmoidf(x);
+		return s * (1.0f - s);
+	}
+	}
+}
+
+extern "C" __global__ void unary(int op, long long n, float *dst, const float *src) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) dst[i] = unaryF(op, src[i]);
+}
+
+extern "C" __global__ void unary_grad(int op, long long n, float *dx, const float *x, const float *dy) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) dx[i] = dy[i] * unaryDF(op, x[i]);
+}
+
+// ---------------------------------------------------------------------------
+// Row reductions. ROW_LOOP steps every thread of a block over the block's
+// rows together; ROW_HEAD names this group's row and whether it exists.
+
+#define ROW_LOOP(rows)                                                            \
+	for (long long rowBase = (long long)blockIdx.x * blockDim.y; rowBase < (rows); \
+	     rowBase += (long long)gridDim.x * blockDim.y)
+
+#define ROW_HEAD(rows)                          \
+	long long row = rowBase + threadIdx.y; \
+	bool live = row < (rows);
+
+extern "C" __global__ void reduce_rows(int op, int rows, int cols, float *dst, const float *src) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int n = live ? cols : 0;
+		const float *x = src + row * cols;
+		double r;
+		if (op == R_MAX) {
+			double m = NEG_INF;
+			for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)x[j]);
+			r = groupMax(m, sh);
+		} else {
+			double s = 0.0;
+			if (op == R_SUMSQ) {
+				for (int j = threadIdx.x; j < n; j += blockDim.x) {
+					double v = x[j];
+					s += v * v;
+				}
+			} else {
+				for (int j = threadIdx.x; j < n; j += blockDim.x) s += x[j];
+			}
+			r = groupSum(s, sh);
+		}
+		if (live && threadIdx.x == 0) dst[row] = (float)r;
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Sums over rows, per column, without atomics: pass one gives each chunk of
+// rowsPerChunk rows and each column a partial sum (blocks of 32 columns ×
+// 8 row lanes, the lanes combined in a fixed order); pass two adds the
+// chunks' partials in order. The same scheme gives the weight gradients of
+// the norms, with the per-row statistics saved by the row kernel.
+
+#define COL_TILE 32
+#define COL_LANES 8
+
+// colPartialFinish combines the COL_LANES lanes' sums of one column tile
+// and writes them to partial[chunk][col].
+__device__ void colPartialFinish(double v, int col, int cols, double *partial) {
+	__shared__ double sh[COL_LANES][COL_TILE];
+	sh[threadIdx.y][threadIdx.x] = v;
+	__syncthreads();
+	if (threadIdx.y == 0 && col < cols) {
+		double s = 0.0;
+		for (int k = 0; k < COL_LANES; k++) s += sh[k][threadIdx.x];
+		partial[(long long)blockIdx.y * cols + col] = s;
+	}
+	__syncthreads();
+}
+
+// colsum_partial: grid (ceil(cols/32), chunks), block (32, 8).
+extern "C" __global__ void colsum_partial(int rows, int cols, int rowsPerChunk, const float *src, double *partial) {
+	int col = blockIdx.x * COL_TILE + threadIdx.x;
+	long long r0 = (long long)blockIdx.y * rowsPerChunk;
+	long long r1 = r0 + rowsPerChunk < rows ? r0 + rowsPerChunk : rows;
+	double s = 0.0;
+	if (col < cols)
+		for (long long r = r0 + threadIdx.y; r < r1; r += COL_LANES) s += src[r * cols + col];
+	colPartialFinish(s, col, cols, partial);
+}
+
+// colsum_final: dst[col] (+)= Σ_chunks partial[chunk][col], in chunk order.
+extern "C" __global__ void colsum_final(int chunks, int cols, int accumulate, const double *partial, float *dst) {
+	int step = gridDim.x * blockDim.x;
+	for (int col = blockIdx.x * blockDim.x + threadIdx.x; col < cols; col += step) {
+		double s = 0.0;
+		for (int c = 0; c < chunks; c++) s += partial[(long long)c * cols + col];
+		if (accumulate) s += (double)dst[col];
+		dst[col] = (float)s;
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Softmax over rows of [batch, queries, keys], with an optional causal mask:
+// query q (row % queries) sees keys j <= q + qoff.
+
+__device__ __forceinline__ int visibleKeys(long long row, int queries, int keys, int causal, int qoff) {
+	if (!causal) return keys;
+	long long v = row % queries + qoff + 1;
+	return v < keys ? (int)v : keys;
+}
+
+extern "C" __global__ void softmax(int rows, int queries, int keys, float scale, int causal, int qoff, float *dst, const float *src) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int n = live ? visibleKeys(row, queries, keys, causal, qoff) : 0;
+		const float *x = src + row * keys;
+		float *y = dst + row * keys;
+		double m = NEG_INF;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)scale * (double)x[j]);
+		m = groupMax(m, sh);
+		double s = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) s += (double)expf((float)((double)scale * (double)x[j] - m));
+		s = groupSum(s, sh);
+		double inv = 1.0 / s;
+		// Every read of the row is done (groupSum synchronised), so dst may
+		// alias src.
+		for (int j = threadIdx.x; j < n; j += blockDim.x) y[j] = (float)((double)expf((float)((double)scale * (double)x[j] - m)) * inv);
+		if (live)
+			for (int j = n + threadIdx.x; j < keys; j += blockDim.x) y[j] = 0.0f;
+	}
+}
+
+extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float scale, int causal, int qoff, float *dx, const float *y, const float *dy) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int n = live ? visibleKeys(row, queries, keys, causal, qoff) : 0;
+		const float *yr = y + row * keys, *gr = dy + row * keys;
+		float *dr = dx + row * keys;
+		double dot = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) dot += (double)yr[j] * (double)gr[j];
+		dot = groupSum(dot, sh);
+		for (int j = threadIdx.x; j < n; j += blockDim.x) dr[j] = (float)((double)scale * (double)yr[j] * ((double)gr[j] - dot));
+		if (live)
+			for (int j = n + threadIdx.x; j < keys; j += blockDim.x) dr[j] = 0.0f;
+	}
+}
+
+// ---------------------------------------------------------------------------
+// RMSNorm and LayerNorm. The backward row kernels save per-row statistics
+// (rstd, or mean and rstd) for the weight-gradient partial kernels when
+// those are wanted (stats != 0).
+
+extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, const float *x, const float *w) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int n = live ? cols : 0;
+		const float *xr = x + row * cols;
+		float *dr = dst + row * cols;
+		double ss = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double v = xr[j];
+			ss += v * v;
+		}
+		ss = groupSum(ss, sh);
+		double r = 1.0 / sqrt(ss / cols + (double)eps);
+		for (int j = threadIdx.x; j < n; j += blockDim.x) dr[j] = (float)((double)xr[j] * r * (double)w[j]);
+	}
+}
+
+extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int n = live ? cols : 0;
+		const float *xr = x + row * cols, *gr = dy + row * cols;
+		float *dr = dx + row * cols;
+		double ss = 0.0, dot = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double v = xr[j];
+			ss += v * v;
+			dot += (double)w[j] * (double)gr[j] * v;
+		}
+		ss = groupSum(ss, sh);
+		dot = groupSum(dot, sh);
+		double r = 1.0 / sqrt(ss / cols + (double)eps);
+		double c = r * r * r * dot / cols;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) dr[j] = (float)(r * (double)w[j] * (double)gr[j] - (double)xr[j] * c);
+		if (live && stats && threadIdx.x == 0) stats[row] = r;
+	}
+}
+
+// rmsnorm_dw_partial: partial sums of dy·x·rstd per column; grid and block
+// as colsum_partial.
+extern "C" __global__ void rmsnorm_dw_partial(int rows, int cols, int rowsPerChunk, const float *x, const float *dy, const double *stats, double *partial) {
+	int col = blockIdx.x * COL_TILE + threadIdx.x;
+	long long r0 = (long long)blockIdx.y * rowsPerChunk;
+	long long r1 = r0 + rowsPerChunk < rows ? r0 + rowsPerChunk : rows;
+	double s = 0.0;
+	if (col < cols)
+		for (long long r = r0 + threadIdx.y; r < r1; r += COL_LANES) {
+			long long k = r * cols + col;
+			s += (double)dy[k] * (double)x[k] * stats[r];
+		}
+	colPartialFinish(s, col, cols, partial);
+}
+
+extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int n = live ? cols : 0;
+		const float *xr = x + row * cols;
+		float *dr = dst + row * cols;
+		double s = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) s += xr[j];
+		double mean = groupSum(s, sh) / cols;
+		double ss = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double d = (double)xr[j] - mean;
+			ss += d * d;
+		}
+		double rstd = 1.0 / sqrt(groupSum(ss, sh) / cols + (double)eps);
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double v = ((double)xr[j] - mean) * rstd * (double)gamma[j];
+			if (beta) v += (double)beta[j];
+			dr[j] = (float)v;
+		}
+	}
+}
+
+// layernorm_grad writes dx and, when stats is not 0, mean and rstd of each
+// row at stats[2*row] and stats[2*row+1].
+extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int n = live ? cols : 0;
+		const float *xr = x + row * cols, *gr = dy + row * cols;
+		float *dr = dx + row * cols;
+		double s = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) s += xr[j];
+		double mean = groupSum(s, sh) / cols;
+		double ss = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double d = (double)xr[j] - mean;
+			ss += d * d;
+		}
+		double rstd = 1.0 / sqrt(groupSum(ss, sh) / cols + (double)eps);
+		double sg = 0.0, sgx = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double g = (double)gr[j] * (double)gamma[j];
+			sg += g;
+			sgx += g * ((double)xr[j] - mean) * rstd;
+		}
+		sg = groupSum(sg, sh);
+		sgx = groupSum(sgx, sh);
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double xh = ((double)xr[j] - mean) * rstd;
+			dr[j] = (float)(rstd * ((double)gr[j] * (double)gamma[j] - sg / cols - xh * sgx / cols));
+		}
+		if (live && stats && threadIdx.x == 0) {
+			stats[2 * row] = mean;
+			stats[2 * row + 1] = rstd;
+		}
+	}
+}
+
+// layernorm_params_partial: partial sums of dy·x̂ (into pg) and of dy (into
+// pb) per column; either output may be 0. Grid and block as colsum_partial.
+extern "C" __global__ void layernorm_params_partial(int rows, int cols, int rowsPerChunk, const float *x, const float *dy, const double *stats, double *pg, double *pb) {
+	int col = blockIdx.x * COL_TILE + threadIdx.x;
+	long long r0 = (long long)blockIdx.y * rowsPerChunk;
+	long long r1 = r0 + rowsPerChunk < rows ? r0 + rowsPerChunk : rows;
+	double sgx = 0.0, sb = 0.0;
+	if (col < cols)
+		for (long long r = r0 + threadIdx.y; r < r1; r += COL_LANES) {
+			long long k = r * cols + col;
+			double g = dy[k];
+			sgx += g * ((double)x[k] - stats[2 * r]) * stats[2 * r + 1];
+			sb += g;
+		}
+	if (pg) colPartialFinish(sgx, col, cols, pg);
+	if (pb) colPartialFinish(sb, col, cols, pb);
+}
+
+// ---------------------------------------------------------------------------
+// Rotary position embedding of [batch, seq, heads, hd]: one thread per
+// rotated pair; angles in double, as pos·θ^(−2i/hd) reaches thousands of
+// radians where float32 would lose the phase.
+
+extern "C" __global__ void rope(int layout, int inverse, long long pairs, int seq, int heads, int hd, int offset, float theta, float *dst, const float *src) {
+	int half = hd / 2;
+	int stride = layout == ROPE_HALFSPLIT ? 1 : 2;
+	int second = layout == ROPE_HALFSPLIT ? half : 1;
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += step) {
+		int i = (int)(p % half);
+		long long head = p / half; // (bt*heads + h)
+		long long bt = head / heads;
+		int t = (int)(bt % seq);
+		double inv = pow((double)theta, -(double)(2 * i) / (double)hd);
+		double angle = (double)(offset + t) * inv;
+		double sn, cs;
+		sincos(angle, &sn, &cs);
+		if (inverse) sn = -sn;
+		long long j = head * hd + (long long)i * stride;
+		double x0 = src[j], x1 = src[j + second];
+		dst[j] = (float)(x0 * cs - x1 * sn);
+		dst[j + second] = (float)(x0 * sn + x1 * cs);
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Embeddings. ids live in device memory, uploaded by the host per call.
+
+extern "C" __global__ void gather(long long n, int dim, const int *ids, float *dst, const float *table) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n * dim; k += step) {
+		long long i = k / dim;
+		int j = (int)(k - i * dim);
+		dst[k] = table[(long long)ids[i] * dim + j];
+	}
+}
+
+// scatter_add adds the rows of dy into dtable without atomics: the host
+// groups equal ids (packed = [ids of the segments | segment starts (one
+// more) | positions in dy, grouped by id, in increasing order]); each block
+// takes whole segments, so no two threads write the same element, and each
+// element's rows are summed in a fixed order.
+extern "C" __global__ void scatter_add(int segments, int dim, const int *packed, float *dtable, const float *dy) {
+	const int *segIds = packed;
+	const int *starts = packed + segments;
+	const int *order = starts + segments + 1;
+	for (int sgm = blockIdx.x; sgm < segments; sgm += gridDim.x) {
+		long long id = segIds[sgm];
+		int a = starts[sgm], b = starts[sgm + 1];
+		for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+			float acc = dtable[id * dim + j];
+			for (int k = a; k < b; k++) acc += dy[(long long)order[k] * dim + j];
+			dtable[id * dim + j] = acc;
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Cross-entropy from logits [rows, vocab] with targets in device memory.
+
+extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int t = live ? targets[row] : ignore;
+		int n = live && t != ignore ? vocab : 0;
+		const float *x = logits + row * vocab;
+		double m = NEG_INF, s = 0.0, sx = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)x[j]);
+		m = groupMax(m, sh);
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			s += exp((double)x[j] - m);
+			sx += x[j];
+		}
+		s = groupSum(s, sh);
+		sx = groupSum(sx, sh);
+		if (live && threadIdx.x == 0) {
+			if (n == 0) {
+				loss[row] = 0.0f;
+			} else {
+				double eps = smoothing;
+				double l = m + log(s) - (1.0 - eps) * (double)x[t];
+				if (eps != 0.0) l -= eps * sx / vocab;
+				loss[row] = (float)l;
+			}
+		}
+	}
+}
+
+extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, float smoothing, float scale, const int *targets, float *dlogits, const float *logits) {
+	__shared__ double sh[REDUCE_SLOTS];
+	ROW_LOOP(rows) {
+		ROW_HEAD(rows)
+		int t = live ? targets[row] : ignore;
+		int n = live && t != ignore ? vocab : 0;
+		const float *x = logits + row * vocab;
+		float *d = dlogits + row * vocab;
+		double m = NEG_INF, s = 0.0;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)x[j]);
+		m = groupMax(m, sh);
+		for (int j = threadIdx.x; j < n; j += blockDim.x) s += exp((double)x[j] - m);
+		double lse = m + log(groupSum(s, sh));
+		double eps = smoothing, uniform = eps / vocab;
+		if (live && n == 0)
+			for (int j = threadIdx.x; j < vocab; j += blockDim.x) d[j] = 0.0f;
+		for (int j = threadIdx.x; j < n; j += blockDim.x) {
+			double q = uniform;
+			if (j == t) q += 1.0 - eps;
+			d[j] = (float)((double)scale * (exp((double)x[j] - lse) - q));
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// AdamW, as torch.optim.AdamW, in double from the stored float32 values
+// (see the CPU backend). stepSize = lr/(1−β₁^t), sqrtBC2 = sqrt(1−β₂^t) and
+// decay = 1 − lr·wd come from the host.
+
+extern "C" __global__ void adamw(long long n, double beta1, double beta2, double eps, double stepSize, double sqrtBC2, double decay, float *param, const float *grad, float *m, float *v) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+		double g = grad[i];
+		double mi = beta1 * (double)m[i] + (1.0 - beta1) * g;
+		double vi = beta2 * (double)v[i] + (1.0 - beta2) * g * g;
+		m[i] = (float)mi;
+		v[i] = (float)vi;
+		param[i] = (float)((double)param[i] * decay - stepSize * mi / (sqrt(vi) / sqrtBC2 + eps));
+	}
+}

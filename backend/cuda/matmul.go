@@ -1,0 +1,161 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// gemmCall is one cuBLAS column-major GEMM, C = α·op(A)·op(B) + β·C with
+// C m×n, in cuBLAS's own terms.
+type gemmCall struct {
+	transa, transb int // cublasOpN or cublasOpT
+	m, n, k        int
+	lda, ldb, ldc  int
+	// strideA, strideB and strideC are the element distances between the
+	// matrices of a batch (0 for an operand shared by the whole batch).
+	strideA, strideB, strideC int64
+	batch                     int
+}
+
+// gemmMapping turns a row-major MatMul into cuBLAS's column-major terms.
+// A row-major matrix X [r, c] is, read column-major, Xᵀ [c, r] with
+// leading dimension c. So row-major C = op(A)·op(B) is column-major
+// Cᵀ = op(B)ᵀ·op(A)ᵀ: cuBLAS's first operand is our B and its second our
+// A, with the same transpose flags (B [k, n] stored row-major already is
+// Bᵀ [n, k] column-major, which is what op(B)ᵀ needs when B is not
+// transposed). The output is Cᵀ, n×m column-major with leading dimension
+// n, which is C row-major. Leading dimensions are at least 1, as cuBLAS
+// requires even for empty operands.
+func gemmMapping(d backend.MatMulDims, p backend.MatMulParams) gemmCall {
+	g := gemmCall{
+		m: d.N, n: d.M, k: d.K,
+		transa: cublasOpN, transb: cublasOpN,
+		lda: d.N, ldb: d.K, ldc: d.N,
+		strideA: int64(d.StrideB), strideB: int64(d.StrideA), strideC: int64(d.StrideC),
+		batch: d.Batch,
+	}
+	if p.TransB { // B stored [n, k]: column-major [k, n], transposed to n×k
+		g.transa, g.lda = cublasOpT, d.K
+	}
+	if p.TransA { // A stored [k, m]: column-major [m, k], transposed to k×m
+		g.transb, g.ldb = cublasOpT, d.M
+	}
+	g.lda, g.ldb, g.ldc = max(g.lda, 1), max(g.ldb, 1), max(g.ldc, 1)
+	return g
+}
+
+// fits reports whether every int parameter fits cuBLAS's 32-bit int.
+func (g gemmCall) fits() bool {
+	for _, v := range []int{g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch} {
+		if v > math.MaxInt32 {
+			return false
+		}
+	}
+	return true
+}
+
+// MatMul computes C = alpha·op(A)·op(B) + beta·C for each matrix of the
+// batch with cublasSgemm_v2 (batch of one) or cublasSgemmStridedBatched,
+// a shared operand having stride 0. An empty inner dimension (k = 0)
+// gives C = beta·C without cuBLAS, C unread when beta is 0.
+func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
+	if b.skip(backend.OpMatMul) {
+		return
+	}
+	d, err := backend.CheckMatMul(c, a, bm, p)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if d.M == 0 || d.N == 0 || d.Batch == 0 {
+		return
+	}
+	b.run(backend.OpMatMul, []backend.Tensor{c, a, bm}, func() error {
+		ptrs, err := b.dptrs(c, a, bm)
+		if err != nil {
+			return err
+		}
+		if d.K == 0 {
+			return b.scaleOutput(ptrs[0], int64(c.Len()), p.Beta)
+		}
+		return b.gemm(gemmMapping(d, p), p.Alpha, p.Beta, ptrs[1], ptrs[2], ptrs[0])
+	})
+}
+
+// scaleOutput sets C = beta·C for a product with k = 0.
+func (b *Backend) scaleOutput(c uintptr, n int64, beta float32) error {
+	if beta == 0 {
+		return b.api.cu("cuMemsetD32Async", call(b.api.cuMemsetD32Async, c, 0, uintptr(n), b.stream))
+	}
+	if beta == 1 {
+		return nil
+	}
+	return b.scale(c, c, n, beta)
+}
+
+// gemm issues one cuBLAS call for our A (pa), B (pb) and C (pc): cuBLAS's
+// A is our B. alpha and beta are read by cuBLAS from pinned host memory
+// during the call (CUBLAS_POINTER_MODE_HOST).
+func (b *Backend) gemm(g gemmCall, alpha, beta float32, pa, pb, pc uintptr) error {
+	if !g.fits() {
+		return fmt.Errorf("matrix extents %d×%d×%d exceed cuBLAS's 32-bit int", g.m, g.n, g.k)
+	}
+	b.scalars[0], b.scalars[1] = alpha, beta
+	pAlpha := uintptr(unsafe.Pointer(&b.scalars[0]))
+	pBeta := uintptr(unsafe.Pointer(&b.scalars[1]))
+	a := b.api
+	if g.batch == 1 {
+		return a.blasErr("cublasSgemm_v2", call(a.cublasSgemm, b.blas,
+			uintptr(g.transa), uintptr(g.transb), uintptr(g.m), uintptr(g.n), uintptr(g.k),
+			pAlpha, pb, uintptr(g.lda), pa, uintptr(g.ldb), pBeta, pc, uintptr(g.ldc)))
+	}
+	return a.blasErr("cublasSgemmStridedBatched", call(a.cublasSgemmStridedBatched, b.blas,
+		uintptr(g.transa), uintptr(g.transb), uintptr(g.m), uintptr(g.n), uintptr(g.k),
+		pAlpha, pb, uintptr(g.lda), uintptr(g.strideA), pa, uintptr(g.ldb), uintptr(g.strideB),
+		pBeta, pc, uintptr(g.ldc), uintptr(g.strideC), uintptr(g.batch)))
+}
+
+// VendorMatMul runs the same cuBLAS call as MatMul with no validation and
+// no Go work beyond the call itself, for benchmarks that compare MatMul
+// with cuBLAS's own rate in the same run. The tensors must be valid for
+// MatMul (it panics otherwise); failures are recorded, as by ops.
+func (b *Backend) VendorMatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
+	d, err := backend.CheckMatMul(c, a, bm, p)
+	if err != nil {
+		panic("cuda: VendorMatMul: " + err.Error())
+	}
+	pc, _ := b.dptr(c)
+	pa, _ := b.dptr(a)
+	pb, _ := b.dptr(bm)
+	g := gemmMapping(d, p)
+	if err := b.enter(); err == nil {
+		err = b.gemm(g, p.Alpha, p.Beta, pa, pb, pc)
+		if err != nil {
+			b.Record(err)
+		}
+	} else {
+		b.Record(err)
+	}
+	b.leave()
+}
+
+// DeviceCopy copies the contiguous tensor src into dst (same length) with
+// cuMemcpyDtoDAsync, the driver's own device-to-device copy: the bandwidth
+// reference for benchmarks of the element-wise and row kernels. Failures
+// are recorded.
+func (b *Backend) DeviceCopy(dst, src backend.Tensor) {
+	if _, err := backend.CheckElementwise(backend.OpCopy, dst, src); err != nil {
+		b.Record(err)
+		return
+	}
+	b.run(backend.OpCopy, []backend.Tensor{dst, src}, func() error {
+		p, err := b.dptrs(dst, src)
+		if err != nil || dst.Len() == 0 {
+			return err
+		}
+		return b.api.cu("cuMemcpyDtoDAsync_v2", call(b.api.cuMemcpyDtoDAs, p[0], p[1], uintptr(dst.Len()*4), b.stream))
+	})
+}

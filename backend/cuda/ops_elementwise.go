@@ -1,0 +1,365 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// axis is one axis of a strided copy: extent and the element stride of
+// each side.
+type axis struct{ n, ds, ss int }
+
+// mergeAxes drops axes of extent 1 and merges each axis into the next
+// inner one where both views step over it contiguously, returning the
+// axes outermost first (one axis of extent 1 for a single element). An
+// empty view (some extent 0) returns ok = false.
+func mergeAxes(shape backend.Shape, ds, ss []int) (axes []axis, ok bool) {
+	for i, n := range shape {
+		if n == 0 {
+			return nil, false
+		}
+		if n > 1 {
+			axes = append(axes, axis{n, ds[i], ss[i]})
+		}
+	}
+	if len(axes) == 0 {
+		return []axis{{1, 1, 1}}, true
+	}
+	merged := []axis{axes[len(axes)-1]}
+	for i := len(axes) - 2; i >= 0; i-- {
+		in := &merged[len(merged)-1]
+		a := axes[i]
+		if a.ds == in.ds*in.n && a.ss == in.ss*in.n {
+			in.n *= a.n
+			continue
+		}
+		merged = append(merged, a)
+	}
+	for i, j := 0, len(merged)-1; i < j; i, j = i+1, j-1 {
+		merged[i], merged[j] = merged[j], merged[i]
+	}
+	return merged, true
+}
+
+// fits32 reports whether the copy's element count and every element
+// offset it reaches fit in a C int.
+func fits32(axes []axis) bool {
+	n, dspan, sspan := 1, 0, 0
+	for _, a := range axes {
+		n *= a.n
+		dspan += (a.n - 1) * abs(a.ds)
+		sspan += (a.n - 1) * abs(a.ss)
+	}
+	return n <= math.MaxInt32 && dspan <= math.MaxInt32 && sspan <= math.MaxInt32
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// offsetPtr is a device address moved by off elements (off may be
+// negative, for views with negative strides).
+func offsetPtr(p uintptr, off int) uintptr { return uintptr(int64(p) + int64(off)*4) }
+
+// Copy copies (or, with accumulate, adds) src into dst element by element;
+// both may be strided views and src may broadcast. Axes are merged first:
+// a copy between contiguous views becomes one device-to-device memcpy (or,
+// accumulating, one axpy), anything else one launch of the strided kernel
+// over at most 8 merged axes (more are split on the host).
+func (b *Backend) Copy(dst, src backend.Tensor, accumulate bool) {
+	if b.skip(backend.OpCopy) {
+		return
+	}
+	if err := backend.CheckCopy(dst, src); err != nil {
+		b.Record(err)
+		return
+	}
+	all := []backend.Tensor{dst, src}
+	b.run(backend.OpCopy, all, func() error {
+		p, err := b.dptrs(dst, src)
+		if err != nil {
+			return err
+		}
+		axes, ok := mergeAxes(dst.Shape(), dst.Strides(), src.Strides())
+		if !ok {
+			return nil
+		}
+		return b.copyAxes(p[0], p[1], axes, accumulate)
+	})
+}
+
+// copyAxes copies over merged axes from device address s to d.
+func (b *Backend) copyAxes(d, s uintptr, axes []axis, acc bool) error {
+	if len(axes) == 1 && axes[0].ds == 1 && axes[0].ss == 1 {
+		n := axes[0].n
+		if !acc {
+			return b.api.cu("cuMemcpyDtoDAsync_v2", call(b.api.cuMemcpyDtoDAs, d, s, uintptr(n*4), b.stream))
+		}
+		return b.axpy(d, s, int64(n), 1)
+	}
+	if len(axes) > copyMaxRank {
+		// Peel the outermost axis on the host.
+		a := axes[0]
+		for i := 0; i < a.n; i++ {
+			if err := b.copyAxes(offsetPtr(d, i*a.ds), offsetPtr(s, i*a.ss), axes[1:], acc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var cp copyParams
+	cp.rank = int32(len(axes))
+	if acc {
+		cp.accumulate = 1
+	}
+	n := 1
+	for i, a := range axes {
+		cp.shape[i], cp.dstStride[i], cp.srcStride[i] = int64(a.n), int64(a.ds), int64(a.ss)
+		n *= a.n
+	}
+	cp.n = int64(n)
+	k := kCopyStrided
+	if fits32(axes) {
+		k = kCopyStrided32
+	}
+	args := b.kernel(k)
+	args.copyParams(&cp)
+	args.ptr(d)
+	args.ptr(s)
+	grid, block := elementwiseGrid(int64(n), b.sms)
+	return b.launch(k, grid, block)
+}
+
+// axpy enqueues y += alpha·x over n elements at device addresses.
+func (b *Backend) axpy(y, x uintptr, n int64, alpha float32) error {
+	if n == 0 {
+		return nil
+	}
+	args := b.kernel(kAxpy)
+	args.i64(n)
+	args.f32(alpha)
+	args.ptr(y)
+	args.ptr(x)
+	grid, block := elementwiseGrid(n, b.sms)
+	return b.launch(kAxpy, grid, block)
+}
+
+// Binary computes dst = a op b element-wise, with b of a's shape, a row
+// broadcast to every row, or a column broadcast to every column.
+func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
+	if b.skip(backend.OpBinary) {
+		return
+	}
+	rows, cols, bc, err := backend.CheckBinary(dst, a, bt)
+	all := []backend.Tensor{dst, a, bt}
+	if err == nil && (op < backend.Add || op > backend.Div) {
+		err = backend.Errorf(backend.OpBinary, all, "unknown binary op %v", op)
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	n := int64(rows) * int64(cols)
+	if n == 0 {
+		return
+	}
+	b.run(backend.OpBinary, all, func() error {
+		p, err := b.dptrs(dst, a, bt)
+		if err != nil {
+			return err
+		}
+		mode := 0 // BC_NONE
+		switch bc {
+		case backend.RowBroadcast:
+			mode = 1
+		case backend.ColumnBroadcast:
+			mode = 2
+		}
+		args := b.kernel(kBinary)
+		args.i32(int(op))
+		args.i32(mode)
+		args.i64(n)
+		args.i64(int64(cols))
+		args.ptr(p[0])
+		args.ptr(p[1])
+		args.ptr(p[2])
+		grid, block := elementwiseGrid(n, b.sms)
+		return b.launch(kBinary, grid, block)
+	})
+}
+
+// Scale computes dst = alpha·src; dst may alias src.
+func (b *Backend) Scale(dst, src backend.Tensor, alpha float32) {
+	if b.skip(backend.OpScale) {
+		return
+	}
+	n, err := backend.CheckElementwise(backend.OpScale, dst, src)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if n == 0 {
+		return
+	}
+	b.run(backend.OpScale, []backend.Tensor{dst, src}, func() error {
+		p, err := b.dptrs(dst, src)
+		if err != nil {
+			return err
+		}
+		return b.scale(p[0], p[1], int64(n), alpha)
+	})
+}
+
+func (b *Backend) scale(d, s uintptr, n int64, alpha float32) error {
+	args := b.kernel(kScale)
+	args.i64(n)
+	args.f32(alpha)
+	args.ptr(d)
+	args.ptr(s)
+	grid, block := elementwiseGrid(n, b.sms)
+	return b.launch(kScale, grid, block)
+}
+
+// Axpy computes y += alpha·x.
+func (b *Backend) Axpy(y backend.Tensor, alpha float32, x backend.Tensor) {
+	if b.skip(backend.OpAxpy) {
+		return
+	}
+	n, err := backend.CheckElementwise(backend.OpAxpy, y, x)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	b.run(backend.OpAxpy, []backend.Tensor{y, x}, func() error {
+		p, err := b.dptrs(y, x)
+		if err != nil {
+			return err
+		}
+		return b.axpy(p[0], p[1], int64(n), alpha)
+	})
+}
+
+// knownUnary reports whether op is one of backend.UnaryOps.
+func knownUnary(op backend.UnaryOp) bool { return op >= backend.Exp && op <= backend.Sigmoid }
+
+// Unary computes dst = f(src) element-wise in single precision with the
+// device's math library (a few ulps); dst may alias src.
+func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
+	if b.skip(backend.OpUnary) {
+		return
+	}
+	n, err := backend.CheckElementwise(backend.OpUnary, dst, src)
+	all := []backend.Tensor{dst, src}
+	if err == nil && !knownUnary(op) {
+		err = backend.Errorf(backend.OpUnary, all, "unknown unary op %v", op)
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if n == 0 {
+		return
+	}
+	b.run(backend.OpUnary, all, func() error {
+		p, err := b.dptrs(dst, src)
+		if err != nil {
+			return err
+		}
+		args := b.kernel(kUnary)
+		args.i32(int(op))
+		args.i64(int64(n))
+		args.ptr(p[0])
+		args.ptr(p[1])
+		grid, block := elementwiseGrid(int64(n), b.sms)
+		return b.launch(kUnary, grid, block)
+	})
+}
+
+// UnaryGrad computes dx = dy ⊙ f'(x); dx may alias dy.
+func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
+	if b.skip(backend.OpUnaryGrad) {
+		return
+	}
+	n, err := backend.CheckElementwise(backend.OpUnaryGrad, dx, x, dy)
+	all := []backend.Tensor{dx, x, dy}
+	if err == nil && !knownUnary(op) {
+		err = backend.Errorf(backend.OpUnaryGrad, all, "unknown unary op %v", op)
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if n == 0 {
+		return
+	}
+	b.run(backend.OpUnaryGrad, all, func() error {
+		p, err := b.dptrs(dx, x, dy)
+		if err != nil {
+			return err
+		}
+		args := b.kernel(kUnaryGrad)
+		args.i32(int(op))
+		args.i64(int64(n))
+		args.ptr(p[0])
+		args.ptr(p[1])
+		args.ptr(p[2])
+		grid, block := elementwiseGrid(int64(n), b.sms)
+		return b.launch(kUnaryGrad, grid, block)
+	})
+}
+
+// AdamW performs one torch.optim.AdamW step in place on param, m and v,
+// in double precision from the stored float32 values, as the CPU backend
+// does. The bias corrections are computed once on the host.
+func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams) {
+	const op = backend.OpAdamW
+	if b.skip(op) {
+		return
+	}
+	n, err := backend.CheckAdamW(param, grad, m, v, p)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if n == 0 {
+		return
+	}
+	b1, b2 := float64(p.Beta1), float64(p.Beta2)
+	lr := float64(p.LR)
+	stepSize := lr / (1 - math.Pow(b1, float64(p.Step)))
+	sqrtBC2 := math.Sqrt(1 - math.Pow(b2, float64(p.Step)))
+	decay := 1 - lr*float64(p.WeightDecay)
+	b.run(op, []backend.Tensor{param, grad, m, v}, func() error {
+		ptrs, err := b.dptrs(param, grad, m, v)
+		if err != nil {
+			return err
+		}
+		args := b.kernel(kAdamW)
+		args.i64(int64(n))
+		args.f64(b1)
+		args.f64(b2)
+		args.f64(float64(p.Eps))
+		args.f64(stepSize)
+		args.f64(sqrtBC2)
+		args.f64(decay)
+		for _, q := range ptrs {
+			args.ptr(q)
+		}
+		grid, block := elementwiseGrid(int64(n), b.sms)
+		return b.launch(kAdamW, grid, block)
+	})
+}
+
+// check32 returns an error when an extent passed to a kernel as a C int
+// does not fit.
+func check32(what string, v int) error {
+	if v > math.MaxInt32 {
+		return fmt.Errorf("%s %d exceeds the kernels' 32-bit limit", what, v)
+	}
+	return nil
+}

@@ -1,0 +1,409 @@
+package cuda
+
+import (
+	"github.com/sora-go/sora/backend"
+)
+
+// rowArgs checks that a row kernel's extents fit its C int parameters.
+func rowArgs(rows, cols int) error {
+	if err := check32("row count", rows); err != nil {
+		return err
+	}
+	return check32("row length", cols)
+}
+
+// ReduceRows reduces each row of src to one element of dst: sums in double,
+// Max propagating NaN.
+func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
+	if b.skip(backend.OpReduceRows) {
+		return
+	}
+	rows, cols, err := backend.CheckReduceRows(dst, src)
+	all := []backend.Tensor{dst, src}
+	if err == nil && (op < backend.Sum || op > backend.Max) {
+		err = backend.Errorf(backend.OpReduceRows, all, "unknown reduction %v", op)
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if rows == 0 {
+		return
+	}
+	b.run(backend.OpReduceRows, all, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
+		}
+		p, err := b.dptrs(dst, src)
+		if err != nil {
+			return err
+		}
+		args := b.kernel(kReduceRows)
+		args.i32(int(op))
+		args.i32(rows)
+		args.i32(cols)
+		args.ptr(p[0])
+		args.ptr(p[1])
+		grid, block := rowGeometry(rows, cols, b.sms)
+		return b.launch(kReduceRows, grid, block)
+	})
+}
+
+// SumColumns computes dst[j] = Σ_rows src[row, j] deterministically: one
+// partial per chunk of rows, then the partials added in order.
+func (b *Backend) SumColumns(dst, src backend.Tensor) {
+	if b.skip(backend.OpSumColumns) {
+		return
+	}
+	rows, cols, err := backend.CheckSumColumns(dst, src)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if cols == 0 {
+		return
+	}
+	b.run(backend.OpSumColumns, []backend.Tensor{dst, src}, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
+		}
+		p, err := b.dptrs(dst, src)
+		if err != nil {
+			return err
+		}
+		chunks, per := chunking(rows)
+		part, err := b.tempAlloc(int64(max(chunks, 1)) * int64(cols) * 8)
+		if err != nil {
+			return err
+		}
+		defer b.tempFree(part)
+		if chunks > 0 {
+			args := b.kernel(kColsumPartial)
+			args.i32(rows)
+			args.i32(cols)
+			args.i32(per)
+			args.ptr(p[1])
+			args.ptr(part.ptr)
+			grid, block := columnGrid(cols, chunks)
+			if err := b.launch(kColsumPartial, grid, block); err != nil {
+				return err
+			}
+		}
+		return b.colsumFinal(chunks, cols, part.ptr, p[0], false)
+	})
+}
+
+// colsumFinal enqueues dst (+)= the sum of chunks partial rows of cols
+// doubles at partial.
+func (b *Backend) colsumFinal(chunks, cols int, partial, dst uintptr, accumulate bool) error {
+	args := b.kernel(kColsumFinal)
+	args.i32(chunks)
+	args.i32(cols)
+	args.bool32(accumulate)
+	args.ptr(partial)
+	args.ptr(dst)
+	grid, block := elementwiseGrid(int64(cols), b.sms)
+	return b.launch(kColsumFinal, grid, block)
+}
+
+// softmaxLaunch is shared by Softmax and SoftmaxGrad.
+func (b *Backend) softmaxLaunch(k *kernelSpec, batch, queries, keys int, p backend.SoftmaxParams, ptrs []uintptr) error {
+	rows := batch * queries
+	if err := rowArgs(rows, keys); err != nil {
+		return err
+	}
+	if err := check32("query offset", p.QueryOffset); err != nil {
+		return err
+	}
+	args := b.kernel(k)
+	args.i32(rows)
+	args.i32(max(queries, 1))
+	args.i32(keys)
+	args.f32(p.EffectiveScale())
+	args.bool32(p.Causal)
+	args.i32(p.QueryOffset)
+	for _, q := range ptrs {
+		args.ptr(q)
+	}
+	grid, block := rowGeometry(rows, keys, b.sms)
+	return b.launch(k, grid, block)
+}
+
+// Softmax computes dst = softmax(scale·src) over each row, with the
+// optional causal mask (masked entries exactly 0). dst may alias src.
+func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
+	if b.skip(backend.OpSoftmax) {
+		return
+	}
+	batch, queries, keys, err := backend.CheckSoftmax(backend.OpSoftmax, dst, src, backend.Tensor{}, p)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if batch*queries == 0 {
+		return
+	}
+	b.run(backend.OpSoftmax, []backend.Tensor{dst, src}, func() error {
+		ptrs, err := b.dptrs(dst, src)
+		if err != nil {
+			return err
+		}
+		return b.softmaxLaunch(kSoftmax, batch, queries, keys, p, ptrs)
+	})
+}
+
+// SoftmaxGrad computes dx = scale · y ⊙ (dy − Σ_row dy⊙y), 0 where masked.
+// dx may alias dy.
+func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams) {
+	if b.skip(backend.OpSoftmaxGrad) {
+		return
+	}
+	batch, queries, keys, err := backend.CheckSoftmax(backend.OpSoftmaxGrad, dx, dy, y, p)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if batch*queries == 0 {
+		return
+	}
+	b.run(backend.OpSoftmaxGrad, []backend.Tensor{dx, y, dy}, func() error {
+		ptrs, err := b.dptrs(dx, y, dy)
+		if err != nil {
+			return err
+		}
+		return b.softmaxLaunch(kSoftmaxGrad, batch, queries, keys, p, ptrs)
+	})
+}
+
+// RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row, the
+// mean of squares in double. dst may alias x.
+func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
+	const op = backend.OpRMSNorm
+	if b.skip(op) {
+		return
+	}
+	all := []backend.Tensor{dst, x, w}
+	rows, cols, err := backend.CheckNorm(op, dst, x, w)
+	if err == nil && w.IsZero() {
+		err = backend.Errorf(op, all, "weight is missing")
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if rows*cols == 0 {
+		return
+	}
+	b.run(op, all, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
+		}
+		p, err := b.dptrs(all...)
+		if err != nil {
+			return err
+		}
+		args := b.kernel(kRMSNorm)
+		args.i32(rows)
+		args.i32(cols)
+		args.f32(eps)
+		for _, q := range p {
+			args.ptr(q)
+		}
+		grid, block := rowGeometry(rows, cols, b.sms)
+		return b.launch(kRMSNorm, grid, block)
+	})
+}
+
+// RMSNormGrad computes dx and, when dw is present, adds Σ_rows dy⊙x·rstd
+// into dw, through saved per-row rstd and the deterministic column sums.
+func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
+	const op = backend.OpRMSNormGrad
+	if b.skip(op) {
+		return
+	}
+	all := []backend.Tensor{dx, dw, x, w, dy}
+	rows, cols, err := backend.CheckNormGrad(op, dx, x, dy, w, dw)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if rows*cols == 0 {
+		return
+	}
+	b.run(op, all, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
+		}
+		p, err := b.dptrs(all...)
+		if err != nil {
+			return err
+		}
+		pdx, pdw, px, pw, pdy := p[0], p[1], p[2], p[3], p[4]
+		var stats temp
+		if pdw != 0 {
+			if stats, err = b.tempAlloc(int64(rows) * 8); err != nil {
+				return err
+			}
+			defer b.tempFree(stats)
+		}
+		args := b.kernel(kRMSNormGrad)
+		args.i32(rows)
+		args.i32(cols)
+		args.f32(eps)
+		args.ptr(pdx)
+		args.ptr(px)
+		args.ptr(pw)
+		args.ptr(pdy)
+		args.ptr(stats.ptr)
+		grid, block := rowGeometry(rows, cols, b.sms)
+		if err := b.launch(kRMSNormGrad, grid, block); err != nil || pdw == 0 {
+			return err
+		}
+		chunks, per := chunking(rows)
+		part, err := b.tempAlloc(int64(chunks) * int64(cols) * 8)
+		if err != nil {
+			return err
+		}
+		defer b.tempFree(part)
+		args = b.kernel(kRMSNormDW)
+		args.i32(rows)
+		args.i32(cols)
+		args.i32(per)
+		args.ptr(px)
+		args.ptr(pdy)
+		args.ptr(stats.ptr)
+		args.ptr(part.ptr)
+		grid, block = columnGrid(cols, chunks)
+		if err := b.launch(kRMSNormDW, grid, block); err != nil {
+			return err
+		}
+		return b.colsumFinal(chunks, cols, part.ptr, pdw, true)
+	})
+}
+
+// LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
+// each row, in double with a two-pass variance. beta may be absent; dst
+// may alias x.
+func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
+	const op = backend.OpLayerNorm
+	if b.skip(op) {
+		return
+	}
+	all := []backend.Tensor{dst, x, gamma, beta}
+	rows, cols, err := backend.CheckNorm(op, dst, x, gamma, beta)
+	if err == nil && gamma.IsZero() {
+		err = backend.Errorf(op, all, "gamma is missing")
+	}
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if rows*cols == 0 {
+		return
+	}
+	b.run(op, all, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
+		}
+		p, err := b.dptrs(all...)
+		if err != nil {
+			return err
+		}
+		args := b.kernel(kLayerNorm)
+		args.i32(rows)
+		args.i32(cols)
+		args.f32(eps)
+		for _, q := range p {
+			args.ptr(q)
+		}
+		grid, block := rowGeometry(rows, cols, b.sms)
+		return b.launch(kLayerNorm, grid, block)
+	})
+}
+
+// LayerNormGrad computes dx and adds the parameter gradients into dgamma
+// and dbeta when present, through saved per-row mean and rstd and the
+// deterministic column sums.
+func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
+	const op = backend.OpLayerNormGrad
+	if b.skip(op) {
+		return
+	}
+	all := []backend.Tensor{dx, dgamma, dbeta, x, gamma, dy}
+	rows, cols, err := backend.CheckNormGrad(op, dx, x, dy, gamma, dgamma, dbeta)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	if rows*cols == 0 {
+		return
+	}
+	b.run(op, all, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
+		}
+		p, err := b.dptrs(all...)
+		if err != nil {
+			return err
+		}
+		pdx, pdg, pdb, px, pg, pdy := p[0], p[1], p[2], p[3], p[4], p[5]
+		params := pdg != 0 || pdb != 0
+		var stats temp
+		if params {
+			if stats, err = b.tempAlloc(int64(rows) * 16); err != nil {
+				return err
+			}
+			defer b.tempFree(stats)
+		}
+		args := b.kernel(kLayerNormGrad)
+		args.i32(rows)
+		args.i32(cols)
+		args.f32(eps)
+		args.ptr(pdx)
+		args.ptr(px)
+		args.ptr(pg)
+		args.ptr(pdy)
+		args.ptr(stats.ptr)
+		grid, block := rowGeometry(rows, cols, b.sms)
+		if err := b.launch(kLayerNormGrad, grid, block); err != nil || !params {
+			return err
+		}
+		chunks, per := chunking(rows)
+		partBytes := int64(chunks) * int64(cols) * 8
+		var partG, partB temp
+		if pdg != 0 {
+			if partG, err = b.tempAlloc(partBytes); err != nil {
+				return err
+			}
+			defer b.tempFree(partG)
+		}
+		if pdb != 0 {
+			if partB, err = b.tempAlloc(partBytes); err != nil {
+				return err
+			}
+			defer b.tempFree(partB)
+		}
+		args = b.kernel(kLayerNormPG)
+		args.i32(rows)
+		args.i32(cols)
+		args.i32(per)
+		args.ptr(px)
+		args.ptr(pdy)
+		args.ptr(stats.ptr)
+		args.ptr(partG.ptr)
+		args.ptr(partB.ptr)
+		grid, block = columnGrid(cols, chunks)
+		if err := b.launch(kLayerNormPG, grid, block); err != nil {
+			return err
+		}
+		if pdg != 0 {
+			if err := b.colsumFinal(chunks, cols, partG.ptr, pdg, true); err != nil {
+				return err
+			}
+		}
+		if pdb != 0 {
+			return b.colsumFinal(chunks, cols, partB.ptr, pdb, true)
+		}
+		return nil
+	})
+}
