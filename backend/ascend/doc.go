@@ -47,6 +47,20 @@
 // Options.MatMul) allows it to round inputs down, see [FastMatMulNMSE].
 // SORA_ASCEND_DEVICE picks the device.
 //
+// # Assumptions not checked on hardware
+//
+// Where CANN's documentation is silent the backend assumes, and the test
+// double implements, the behaviour torch_npu relies on: an element-wise
+// operator's output may be exactly one of its inputs (out == self); every
+// other operator gets outputs that overlap no input (the backend uses
+// temporaries); aclnnInplaceCopy and aclnnInplaceAdd broadcast their
+// second operand to selfRef, which may be a strided view; aclnnIndexAdd
+// accepts out == self (index_add_); aclnnLayerNormBackward accepts NULL for
+// the gradients its outputMask turns off; an operator's executor is used up
+// by aclnnX even when aclnnX fails, while an executor whose aclnnX is never
+// called (its workspace could not be allocated) stays with the library;
+// aclGetRecentErrMsg is per thread and cleared when read.
+//
 // # Verification
 //
 // No Ascend hardware was available while this package was written. It is
