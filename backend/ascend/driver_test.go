@@ -76,3 +76,25 @@ func TestFinalize(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 }
+
+func TestUseAfterClose(t *testing.T) {
+	b, _ := openDouble(t, Options{})
+	x := upload(t, b, []float32{1, 2}, 2)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	b.Free(x) // nothing left to free: no error
+	if _, err := b.Alloc(backend.Float32, 2); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Alloc after Close: %v", err)
+	}
+	b.Unary(backend.Exp, x, x)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("op after Close: %v", err)
+	}
+	if err := b.Download(make([]float32, 2), x); err == nil {
+		t.Error("Download after Close succeeded")
+	}
+}

@@ -243,15 +243,16 @@ func (b *Backend) Free(t backend.Tensor) {
 		b.Record(fmt.Errorf("ascend: free of a tensor from another backend"))
 		return
 	}
+	if b.closed {
+		return // Close released everything
+	}
 	if buf.freed {
 		b.Record(fmt.Errorf("ascend: tensor freed twice"))
 		return
 	}
 	buf.freed = true
 	delete(b.live, buf)
-	if !b.closed {
-		b.put(buf.ptr, buf.class)
-	}
+	b.put(buf.ptr, buf.class)
 }
 
 // BytesInUse returns the bytes of live buffers, cached tables and pool
