@@ -323,8 +323,8 @@ static int run_reduce(aclOpExecutor *e, char *ws) {
         double v = v_get(x, v_off(x, idx));
         if (!isMax)
             acc[ol] += v;
-        else if (isnan(v) || v > acc[ol] || isnan(acc[ol]))
-            acc[ol] = isnan(acc[ol]) ? acc[ol] : v;
+        else if (!isnan(acc[ol]) && (isnan(v) || v > acc[ol]))
+            acc[ol] = v; /* NaN propagates, as torch.amax does */
     }
     for (int64_t j = 0; j < no; j++) {
         unravel(j, o->dims, o->ndim, oidx);
