@@ -25,9 +25,10 @@ const (
 	// cubeMathType of the matrix products (aclnnMm and friends).
 	cubeKeepDtype          = 0 // KEEP_DTYPE: compute in float32
 	cubeAllowDownPrecision = 1 // ALLOW_FP32_DOWN_PRECISION: HF32 on Atlas A2, FP16 on older parts
-	statusRepeatInitialize = 100002
-	statusMemoryAllocation = 207001
-	statusBadAlloc         = 200000
+
+	statusRepeatInitialize = 100002 // ACL_ERROR_REPEAT_INITIALIZE
+	statusMemoryAllocation = 207001 // ACL_ERROR_RT_MEMORY_ALLOCATION
+	statusBadAlloc         = 200000 // ACL_ERROR_BAD_ALLOC
 )
 
 // statusNames names the status codes a user is likely to see.
