@@ -42,11 +42,13 @@ func TestStories260KAgreesWithLlama2c(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name string
-		w    *llama.Weights
-	}{{"interleaved", w}, {"half-split", half}} {
+		name    string
+		w       *llama.Weights
+		perHead bool
+	}{{"interleaved", w, false}, {"half-split", half, false}, {"interleaved/per-head", w, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newModel(t, b, tc.w)
+			llama.SetPerHeadAttention(m, tc.perHead)
 			gen, err := m.NewGenerator(0)
 			if err != nil {
 				t.Fatal(err)
@@ -150,85 +152,89 @@ func TestForwardMatchesReference(t *testing.T) {
 // TestDecodeMatchesForward checks that generation through the KV cache
 // gives the training forward's logits at every position: one token at a
 // time, and in chunks (a prefill, then single tokens, then a chunk that
-// exercises the causal mask with a query offset), for a batch of two.
+// exercises the causal mask with a query offset), for a batch of two, with
+// both ways the cache attends (all heads at once and per key/value head).
 func TestDecodeMatchesForward(t *testing.T) {
 	b := openCPU(t)
 	for _, tied := range []bool{true, false} {
 		for _, layout := range []llama.RopeLayout{llama.RopeInterleaved, llama.RopeHalfSplit} {
-			cfg := tinyConfig(tied, layout)
-			m := newModel(t, b, randomWeights(t, cfg, 21))
-			rng := rand.New(rand.NewPCG(5, 6))
-			const B, T = 2, 11
-			V := cfg.VocabSize
-			ids := randomTokens(rng, B*T, V)
-			g := graph.New(b)
-			lv, err := m.Forward(g, llama.Batch{Tokens: ids, Size: B, Len: T})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := download(t, lv)
-			g.Reset()
-			for _, chunks := range [][]int{
-				{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
-				{4, 1, 1, 5},
-				{11},
-			} {
-				kc, err := m.NewCache(B, 16)
+			for _, perHead := range []bool{false, true} {
+				cfg := tinyConfig(tied, layout)
+				m := newModel(t, b, randomWeights(t, cfg, 21))
+				llama.SetPerHeadAttention(m, perHead)
+				rng := rand.New(rand.NewPCG(5, 6))
+				const B, T = 2, 11
+				V := cfg.VocabSize
+				ids := randomTokens(rng, B*T, V)
+				g := graph.New(b)
+				lv, err := m.Forward(g, llama.Batch{Tokens: ids, Size: B, Len: T})
 				if err != nil {
 					t.Fatal(err)
 				}
-				pos := 0
-				for _, n := range chunks {
-					chunk := make([]int32, 0, B*n)
-					for row := range B {
-						chunk = append(chunk, ids[row*T+pos:row*T+pos+n]...)
-					}
-					lv, err := m.Decode(g, kc, chunk, n, true)
+				want := download(t, lv)
+				g.Reset()
+				for _, chunks := range [][]int{
+					{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+					{4, 1, 1, 5},
+					{11},
+				} {
+					kc, err := m.NewCache(B, 16)
 					if err != nil {
 						t.Fatal(err)
 					}
-					got := download(t, lv)
-					for row := range B {
-						for i := range n {
-							p := pos + i
-							d := maxRelDiff(got[(row*n+i)*V:(row*n+i+1)*V], want[(row*T+p)*V:(row*T+p+1)*V])
-							if d > 1e-5 {
-								t.Fatalf("tied=%v %v chunks %v: row %d position %d: cached logits differ from the training forward by %.3g", tied, layout, chunks, row, p, d)
-							}
+					pos := 0
+					for _, n := range chunks {
+						chunk := make([]int32, 0, B*n)
+						for row := range B {
+							chunk = append(chunk, ids[row*T+pos:row*T+pos+n]...)
 						}
-					}
-					// The last-position form returns the same last row.
-					if n > 1 {
-						kc2, err := m.NewCache(B, 16)
+						lv, err := m.Decode(g, kc, chunk, n, true)
 						if err != nil {
 							t.Fatal(err)
 						}
-						pre := make([]int32, 0, B*(pos+n))
+						got := download(t, lv)
 						for row := range B {
-							pre = append(pre, ids[row*T:row*T+pos+n]...)
-						}
-						lv, err := m.Decode(g, kc2, pre, pos+n, false)
-						if err != nil {
-							t.Fatal(err)
-						}
-						last := download(t, lv)
-						for row := range B {
-							p := pos + n - 1
-							if d := maxRelDiff(last[row*V:(row+1)*V], want[(row*T+p)*V:(row*T+p+1)*V]); d > 1e-5 {
-								t.Fatalf("last-position logits of row %d differ by %.3g", row, d)
+							for i := range n {
+								p := pos + i
+								d := maxRelDiff(got[(row*n+i)*V:(row*n+i+1)*V], want[(row*T+p)*V:(row*T+p+1)*V])
+								if d > 1e-5 {
+									t.Fatalf("tied=%v %v per-head=%v chunks %v: row %d position %d: cached logits differ from the training forward by %.3g", tied, layout, perHead, chunks, row, p, d)
+								}
 							}
 						}
-						kc2.Free()
+						// The last-position form returns the same last row.
+						if n > 1 {
+							kc2, err := m.NewCache(B, 16)
+							if err != nil {
+								t.Fatal(err)
+							}
+							pre := make([]int32, 0, B*(pos+n))
+							for row := range B {
+								pre = append(pre, ids[row*T:row*T+pos+n]...)
+							}
+							lv, err := m.Decode(g, kc2, pre, pos+n, false)
+							if err != nil {
+								t.Fatal(err)
+							}
+							last := download(t, lv)
+							for row := range B {
+								p := pos + n - 1
+								if d := maxRelDiff(last[row*V:(row+1)*V], want[(row*T+p)*V:(row*T+p+1)*V]); d > 1e-5 {
+									t.Fatalf("last-position logits of row %d differ by %.3g", row, d)
+								}
+							}
+							kc2.Free()
+						}
+						g.Reset()
+						pos += n
 					}
-					g.Reset()
-					pos += n
+					if kc.Len() != T {
+						t.Fatalf("cache length %d after %d positions", kc.Len(), T)
+					}
+					kc.Free()
 				}
-				if kc.Len() != T {
-					t.Fatalf("cache length %d after %d positions", kc.Len(), T)
-				}
-				kc.Free()
+				g.Close()
 			}
-			g.Close()
 		}
 	}
 }

@@ -12,22 +12,33 @@ import (
 // cached positions instead of recomputing them. All sequences of the batch
 // are at the same position.
 //
-// Keys and values of layer l live in device tensors [batch, kvHeads,
-// maxSeq, headDim], so that the positions decoded so far for one key/value
-// head form one contiguous matrix that a matrix multiply can read directly.
 // The cache also keeps the scratch buffers of the attention, so that a
-// generation step allocates nothing on the device for it.
+// generation step allocates nothing on the device for it. Attention over
+// the cache runs in one of two ways, chosen by the model's shape (see
+// blockDiagonal): per key/value head, with keys and values laid out
+// [batch, kvHeads, maxSeq, headDim] so that one head's positions form one
+// matrix; or, for narrow models, all heads at once, with keys and values
+// laid out [batch, maxSeq, kvHeads·headDim].
 type Cache struct {
 	m             *Model
 	batch, maxSeq int
 	pos           int
 	k, v          []backend.Tensor // per layer
+	blockDiag     bool
 
-	// Scratch, grown on demand: scores [group·T, n] of one key/value head,
-	// queries and outputs in [B, heads, T, headDim] order, and the output
-	// in [B, T, heads, headDim] order.
+	// Scratch, grown on demand (see attendPerHead and attendBlockDiag).
 	scores, qh, oh, ot backend.Tensor
+	qhT                int // the T whose zero pattern qh holds (block-diagonal)
 }
+
+// blockDiagonal reports whether attention over a cache should use one
+// product over all heads (see attendBlockDiag) rather than one per
+// key/value head. The all-heads product does kvHeads times the necessary
+// multiply-adds but replaces 3·kvHeads small calls by three well-shaped
+// ones; that pays while the rows of the concatenated heads are narrow
+// (stories260K: 4 heads of 8), and loses once heads are wide enough to fill
+// the matrix kernel on their own.
+func blockDiagonal(c Config) bool { return c.KVDim() <= 128 }
 
 // NewCache allocates a cache for batch sequences of up to maxSeq positions
 // (0 means the model's seq_len, which is also the limit).
@@ -39,10 +50,14 @@ func (m *Model) NewCache(batch, maxSeq int) (*Cache, error) {
 	if batch < 1 || maxSeq < 1 || maxSeq > c.MaxSeqLen {
 		return nil, fmt.Errorf("llama: NewCache: batch %d, %d positions; want a batch of at least 1 and 1 to %d positions", batch, maxSeq, c.MaxSeqLen)
 	}
-	kc := &Cache{m: m, batch: batch, maxSeq: maxSeq}
+	kc := &Cache{m: m, batch: batch, maxSeq: maxSeq, blockDiag: blockDiagonal(c) && !m.perHeadAttention}
+	shape := []int{batch, c.NumKVHeads, maxSeq, c.HeadDim()}
+	if kc.blockDiag {
+		shape = []int{batch, maxSeq, c.KVDim()}
+	}
 	for range m.Blocks {
 		for _, dst := range []*[]backend.Tensor{&kc.k, &kc.v} {
-			t, err := m.b.Alloc(backend.Float32, batch, c.NumKVHeads, maxSeq, c.HeadDim())
+			t, err := m.b.Alloc(backend.Float32, shape...)
 			if err != nil {
 				kc.Free()
 				return nil, fmt.Errorf("llama: NewCache: %w", err)
@@ -91,6 +106,9 @@ func (kc *Cache) scratch(t *backend.Tensor, capacity int, shape ...int) (backend
 			return backend.Tensor{}, fmt.Errorf("llama: attention scratch: %w", err)
 		}
 		*t = nt
+		if t == &kc.qh {
+			kc.qhT = 0
+		}
 	}
 	return t.MustSlice(0, n).MustReshape(shape...), nil
 }
@@ -138,38 +156,129 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 	}
 	kc.pos += T
 	if !all && T > 1 {
-		x = g.Slice(x, 1, T-1, T)
+		x = g.Reshape(g.Slice(g.Reshape(x, B, T, m.cfg.Dim), 1, T-1, T), B, m.cfg.Dim)
 	}
 	logits := m.Output.Forward(g, g.RMSNorm(x, m.Norm, float32(m.cfg.NormEps)))
-	if !all {
-		logits = g.Reshape(logits, B, m.cfg.VocabSize)
+	if all {
+		logits = g.Reshape(logits, B, T, m.cfg.VocabSize)
 	}
 	return logits, nil
 }
 
 // attend stores the new keys and values of layer l at positions pos … pos+T−1
 // and returns the attention of the new queries over every cached position,
-// [B, T, dim]. It calls the backend directly, on the cache's buffers: the
-// result is a constant of g that stays valid until the next attend call.
+// [B·T, dim], from the rotated queries q [B, T, H, hd], keys and values
+// [B, T, KV, hd]. It calls the backend directly, on the cache's buffers:
+// the result is a constant of g that stays valid until the next attend
+// call.
 func (kc *Cache) attend(g *graph.Tape, l, pos int, q, k, v *graph.Value) (*graph.Value, error) {
-	c := kc.m.cfg
-	b := kc.m.b
-	B, T := kc.batch, q.Dim(1)
-	H, KV, hd, S := c.NumHeads, c.NumKVHeads, c.HeadDim(), kc.maxSeq
-	group := H / KV
-	n := pos + T
+	B, T, dim := kc.batch, q.Dim(1), kc.m.cfg.Dim
 	qt, kt, vt := q.Tensor(), k.Tensor(), v.Tensor()
 	if qt.IsZero() || kt.IsZero() || vt.IsZero() {
 		// An earlier op failed; the tape holds the error. Return a
 		// placeholder of the right shape so the forward runs to its end.
-		return g.Reshape(q, B, T, c.Dim), nil
+		return g.Reshape(q, B*T, dim), nil
 	}
+	var out backend.Tensor
+	var err error
+	if kc.blockDiag {
+		out, err = kc.attendBlockDiag(l, pos, qt, kt, vt)
+	} else {
+		out, err = kc.attendPerHead(l, pos, qt, kt, vt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g.Const(out.MustReshape(B*T, dim)), nil
+}
+
+// attendBlockDiag is attend with one product over all heads, on a cache
+// laid out [B, S, KV·hd], where the keys of positions 0 … n−1 of every head
+// form one [n, KV·hd] matrix K. The queries go into a block-diagonal matrix
+// Q̂ [H·T, KV·hd] whose row (h, t) holds query h at position t in the
+// columns of h's key/value head and zeros elsewhere, so Q̂·Kᵀ is every
+// head's scores at once, [H, T, n]. After the softmax, P·V [H·T, KV·hd]
+// holds each head's output in the columns of its key/value head (the other
+// columns mix in other heads' values and are ignored): copying those
+// diagonal blocks out gives [T, H, hd].
+func (kc *Cache) attendBlockDiag(l, pos int, qt, kt, vt backend.Tensor) (backend.Tensor, error) {
+	c := kc.m.cfg
+	b := kc.m.b
+	B, T := kc.batch, qt.Dim(1)
+	H, KV, hd, S := c.NumHeads, c.NumKVHeads, c.HeadDim(), kc.maxSeq
+	group, W := H/KV, c.KVDim()
+	n := pos + T
+	for _, kv := range []struct{ cache, src backend.Tensor }{{kc.k[l], kt}, {kc.v[l], vt}} {
+		dst, err := kv.cache.Strided(pos*W, backend.Shape{B, T, W}, []int{S * W, W, 1})
+		if err != nil {
+			return backend.Tensor{}, fmt.Errorf("llama: cache view: %w", err)
+		}
+		b.Copy(dst, kv.src.MustReshape(B, T, W), false)
+	}
+	qh, err := kc.scratch(&kc.qh, 0, H*T, W)
+	if err != nil {
+		return backend.Tensor{}, err
+	}
+	if kc.qhT != T {
+		// Only the diagonal blocks are ever written, so the zeros stay
+		// while T does.
+		b.Fill(qh, 0)
+		kc.qhT = T
+	}
+	ph, err := kc.scratch(&kc.oh, 0, H*T, W)
+	if err != nil {
+		return backend.Tensor{}, err
+	}
+	scores, err := kc.scratch(&kc.scores, H*T*S, H*T, n)
+	if err != nil {
+		return backend.Tensor{}, err
+	}
+	out, err := kc.scratch(&kc.ot, 0, B, T, H, hd)
+	if err != nil {
+		return backend.Tensor{}, err
+	}
+	// Element (t, j, i, d) of a [T, KV, group, hd] tensor, query head
+	// h = j·group + i, sits in Q̂ (and P·V) at row h·T + t, column j·hd + d.
+	diag, err := qh.Strided(0, backend.Shape{T, KV, group, hd}, []int{W, group*T*W + hd, T * W, 1})
+	if err != nil {
+		return backend.Tensor{}, err
+	}
+	pdiag, err := ph.Strided(0, backend.Shape{T, KV, group, hd}, []int{W, group*T*W + hd, T * W, 1})
+	if err != nil {
+		return backend.Tensor{}, err
+	}
+	sp := backend.SoftmaxParams{Scale: kc.m.attnScale(), Causal: T > 1, QueryOffset: pos}
+	kAll, vAll := kc.k[l], kc.v[l]
+	q4 := qt.MustReshape(B, T, KV, group, hd)
+	o4 := out.MustReshape(B, T, KV, group, hd)
+	s3 := scores.MustReshape(H, T, n)
+	for i := range B {
+		b.Copy(diag, q4.MustSlice(i, i+1).MustReshape(T, KV, group, hd), false)
+		ki := kAll.MustSlice(i, i+1).MustReshape(S, W).MustSlice(0, n)
+		vi := vAll.MustSlice(i, i+1).MustReshape(S, W).MustSlice(0, n)
+		b.MatMul(scores, qh, ki, backend.MatMulParams{TransB: true, Alpha: 1})
+		b.Softmax(s3, s3, sp)
+		b.MatMul(ph, scores, vi, backend.MatMulParams{Alpha: 1})
+		b.Copy(o4.MustSlice(i, i+1).MustReshape(T, KV, group, hd), pdiag, false)
+	}
+	return out, nil
+}
+
+// attendPerHead is attend with one product per key/value head, on a cache
+// laid out [B, KV, S, hd].
+func (kc *Cache) attendPerHead(l, pos int, qt, kt, vt backend.Tensor) (backend.Tensor, error) {
+	c := kc.m.cfg
+	b := kc.m.b
+	B, T := kc.batch, qt.Dim(1)
+	H, KV, hd, S := c.NumHeads, c.NumKVHeads, c.HeadDim(), kc.maxSeq
+	group := H / KV
+	n := pos + T
 	// New keys and values go to [b, j, pos+t, :] of the cache, a strided
 	// view of shape [B, T, KV, hd].
 	for _, kv := range []struct{ cache, src backend.Tensor }{{kc.k[l], kt}, {kc.v[l], vt}} {
 		dst, err := kv.cache.Strided(pos*hd, backend.Shape{B, T, KV, hd}, []int{KV * S * hd, hd, S * hd, 1})
 		if err != nil {
-			return nil, fmt.Errorf("llama: cache view: %w", err)
+			return backend.Tensor{}, fmt.Errorf("llama: cache view: %w", err)
 		}
 		b.Copy(dst, kv.src, false)
 	}
@@ -179,22 +288,22 @@ func (kc *Cache) attend(g *graph.Tape, l, pos int, q, k, v *graph.Value) (*graph
 	if T > 1 {
 		var err error
 		if qh, err = kc.scratch(&kc.qh, 0, B, H, T, hd); err != nil {
-			return nil, err
+			return backend.Tensor{}, err
 		}
 		perm, err := qt.Permute(0, 2, 1, 3)
 		if err != nil {
-			return nil, err
+			return backend.Tensor{}, err
 		}
 		b.Copy(qh, perm, false)
 	}
 	qh = qh.MustReshape(B*KV, group*T, hd)
 	oh, err := kc.scratch(&kc.oh, 0, B*KV, group*T, hd)
 	if err != nil {
-		return nil, err
+		return backend.Tensor{}, err
 	}
 	scores, err := kc.scratch(&kc.scores, group*T*S, group*T, n)
 	if err != nil {
-		return nil, err
+		return backend.Tensor{}, err
 	}
 	sp := backend.SoftmaxParams{Scale: kc.m.attnScale(), Causal: T > 1, QueryOffset: pos}
 	kAll := kc.k[l].MustReshape(B*KV, S, hd)
@@ -214,14 +323,14 @@ func (kc *Cache) attend(g *graph.Tape, l, pos int, q, k, v *graph.Value) (*graph
 		// [B, H, T, hd] back to [B, T, H, hd].
 		ot, err := kc.scratch(&kc.ot, 0, B, T, H, hd)
 		if err != nil {
-			return nil, err
+			return backend.Tensor{}, err
 		}
 		perm, err := oh.MustReshape(B, H, T, hd).Permute(0, 2, 1, 3)
 		if err != nil {
-			return nil, err
+			return backend.Tensor{}, err
 		}
 		b.Copy(ot, perm, false)
 		out = ot
 	}
-	return g.Const(out.MustReshape(B, T, c.Dim)), nil
+	return out, nil
 }

@@ -69,7 +69,7 @@ func checkTokens(ids []int32, vocab int) error {
 
 // attendFunc computes the attention of layer l from the rotated queries
 // q [B, T, heads, headDim] and keys k and values v [B, T, kvHeads, headDim],
-// returning [B, T, dim].
+// returning [B·T, dim].
 type attendFunc func(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value
 
 // ropeParams returns the rotary parameters of the model's layout for a
@@ -87,14 +87,16 @@ func (m *Model) attnScale() float32 {
 }
 
 // decode runs the embedding and every decoder block over tokens [B·T] whose
-// first position is pos and returns the residual stream [B, T, dim] before
-// the final norm.
+// first position is pos and returns the residual stream before the final
+// norm. Activations stay two-dimensional, [B·T, dim], between the attention
+// blocks, so that the linear layers take and return them without reshapes
+// (each of which would be one more value on the tape).
 func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend attendFunc) *graph.Value {
 	c := m.cfg
 	eps := float32(c.NormEps)
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
 	rp := m.ropeParams(pos)
-	x := g.Reshape(g.Gather(m.Embed, tokens), B, T, c.Dim)
+	x := g.Gather(m.Embed, tokens)
 	for l, blk := range m.Blocks {
 		h := g.RMSNorm(x, blk.AttnNorm, eps)
 		q := g.RoPE(g.Reshape(blk.Q.Forward(g, h), B, T, H, hd), rp)
@@ -125,7 +127,7 @@ func (m *Model) attendFull(g *graph.Tape, _ int, q, k, v *graph.Value) *graph.Va
 	p := g.Softmax(s, backend.SoftmaxParams{Scale: m.attnScale(), Causal: true})
 	o := g.MatMul(g.Reshape(p, B, KV, group*T, T), vp) // [B, KV, group·T, hd] = [B, H, T, hd]
 	o = g.Permute(g.Reshape(o, B, H, T, hd), 0, 2, 1, 3)
-	return g.Reshape(o, B, T, c.Dim)
+	return g.Reshape(o, B*T, c.Dim)
 }
 
 // Hidden returns the final hidden states [B, T, dim] of the batch: the
@@ -138,7 +140,8 @@ func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
 		return nil, err
 	}
 	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull)
-	return g.RMSNorm(x, m.Norm, float32(m.cfg.NormEps)), nil
+	x = g.RMSNorm(x, m.Norm, float32(m.cfg.NormEps))
+	return g.Reshape(x, bt.Size, bt.Len, m.cfg.Dim), nil
 }
 
 // Forward returns the logits [B, T, vocab] of the batch: at each position

@@ -36,6 +36,10 @@ type Model struct {
 	// Score is the sequence-classification head [numLabels, dim] named
 	// "score", nil until [Model.AddScoreHead].
 	Score graph.Layer
+
+	// perHeadAttention forces caches to attend per key/value head even
+	// where blockDiagonal prefers all heads at once (tests of both paths).
+	perHeadAttention bool
 }
 
 // Block is one decoder layer: pre-norm attention and a pre-norm SwiGLU

@@ -1,0 +1,5 @@
+package llama
+
+// SetPerHeadAttention makes caches created afterwards attend per
+// key/value head, so that tests cover both attention paths of Cache.
+func SetPerHeadAttention(m *Model, on bool) { m.perHeadAttention = on }
