@@ -2,11 +2,13 @@ package llama_test
 
 import (
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/internal/reference"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/tokenizer"
@@ -236,5 +238,42 @@ func TestDecodeMatchesForward(t *testing.T) {
 				g.Close()
 			}
 		}
+	}
+}
+
+// TestHuggingFaceRoundTrip writes a random untied model with grouped-query
+// attention as a Hugging Face checkpoint (q/k rows permuted to the
+// half-split layout) and checks that the model loaded from it computes the
+// logits of the original, which runs in llama2.c's interleaved layout.
+func TestHuggingFaceRoundTrip(t *testing.T) {
+	b := openCPU(t)
+	cfg := tinyConfig(false, llama.RopeInterleaved)
+	w := randomWeights(t, cfg, 131)
+	dir := filepath.Join(t.TempDir(), "hf")
+	if err := hf.Write(dir, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	hw, err := hf.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw.Config.RopeLayout != llama.RopeHalfSplit {
+		t.Fatalf("loaded layout %v, want half-split", hw.Config.RopeLayout)
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	bt := llama.Batch{Tokens: randomTokens(rng, 2*10, cfg.VocabSize), Size: 2, Len: 10}
+	var logits [2][]float32
+	for i, ww := range []*llama.Weights{w, hw} {
+		m := newModel(t, b, ww)
+		g := graph.New(b)
+		lv, err := m.Forward(g, bt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits[i] = download(t, lv)
+		g.Close()
+	}
+	if d := maxRelDiff(logits[1], logits[0]); d > 1e-5 {
+		t.Fatalf("the model loaded from the Hugging Face folder differs by %.3g", d)
 	}
 }
