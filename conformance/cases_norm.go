@@ -132,7 +132,17 @@ func init() {
 	}
 
 	type params struct{ gamma, beta bool }
-	lnBwd := append(append([]nc(nil), bwd...), nc{[]int{7, 13}, eps, 3}, nc{[]int{3, 127}, eps, -20})
+	// LayerNorm maps any row of two to ±1, so the input gradient of a row
+	// of two is pure cancellation that float32 statistics (as CANN's
+	// LayerNorm returns them) cannot resolve; its short-row case uses three.
+	var lnBwd []nc
+	for _, c := range bwd {
+		if c.shape[1] == 2 && c.eps == eps {
+			c.shape = []int{1, 3}
+		}
+		lnBwd = append(lnBwd, c)
+	}
+	lnBwd = append(lnBwd, nc{[]int{7, 13}, eps, 3}, nc{[]int{3, 127}, eps, -20})
 	for _, c := range lnBwd {
 		for _, pp := range []params{{true, true}, {true, false}, {false, true}, {false, false}} {
 			c, pp := c, pp
