@@ -322,3 +322,41 @@ func (l *Layer) doraNorm(g *graph.Tape) *graph.Value {
 	// where PEFT's norm is 0 as well.
 	return g.Reshape(g.Sqrt(g.ReLU(n2)), l.out)
 }
+
+// NamedTensor is one trainable tensor of a layer as adapter files store it.
+type NamedTensor struct {
+	// Key is the name after the module path, as Hugging Face PEFT writes
+	// it ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector",
+	// "oft_R.weight") or the SORA reference does ("lora_Diag.weight",
+	// "lora_C.weight", "lora_D.weight"); Full's are "weight" and "bias".
+	Key string
+	// Shape is the shape in the file ([out, 1] for lora_Diag, whose value
+	// is a vector [out] here).
+	Shape []int
+	// Value is the parameter; its data is row-major in Shape's order.
+	Value *graph.Value
+}
+
+// Tensors returns the layer's trainable tensors with their adapter-file
+// names and shapes, in the order of [Layer.Params].
+func (l *Layer) Tensors() []NamedTensor {
+	var ts []NamedTensor
+	add := func(key string, v *graph.Value, shape ...int) {
+		if v != nil {
+			ts = append(ts, NamedTensor{Key: key, Shape: shape, Value: v})
+		}
+	}
+	r, rp := l.cfg.R, l.cfg.RotationRank
+	add("lora_A.weight", l.a, r, l.in)
+	add("lora_B.weight", l.bm, l.out, r)
+	add("lora_Diag.weight", l.diag, l.out, 1)
+	add("lora_magnitude_vector", l.mag, l.out)
+	add("lora_C.weight", l.c, l.out, rp)
+	add("lora_D.weight", l.d, l.out, rp)
+	if l.oft != nil {
+		add("oft_R.weight", l.oftR, l.oft.nb, l.oft.bs*(l.oft.bs-1)/2)
+	}
+	add("weight", l.w, l.out, l.in)
+	add("bias", l.wb, l.out)
+	return ts
+}
