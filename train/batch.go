@@ -1,0 +1,130 @@
+package train
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/models/llama"
+)
+
+// order yields the training data order: a stream of epochs, each a
+// permutation drawn from a generator seeded with (seed, epoch).
+type order struct {
+	n     int
+	seed  uint64
+	epoch int
+	perm  []int
+}
+
+func newOrder(n int, seed uint64) *order { return &order{n: n, seed: seed, epoch: -1} }
+
+// at returns the sequence index at stream position p.
+func (o *order) at(p int) int {
+	e := p / o.n
+	if e != o.epoch {
+		rng := rand.New(rand.NewPCG(o.seed, uint64(e)))
+		o.perm = rng.Perm(o.n)
+		o.epoch = e
+	}
+	return o.perm[p%o.n]
+}
+
+// batch returns the indices of optimizer step s with batch size b.
+func (o *order) batch(s, b int) []int {
+	idx := make([]int, b)
+	for j := range idx {
+		idx[j] = o.at(s*b + j)
+	}
+	return idx
+}
+
+// toLlama converts a padded data batch to the model's batch type.
+func toLlama(b data.Batch) llama.Batch {
+	return llama.Batch{Tokens: b.Tokens, Size: b.Size, Len: b.Len, Lengths: b.Lengths}
+}
+
+// answerRows returns, for an LM batch, the flat positions (row·Len + t)
+// whose next token is trained on and those next tokens: the positions from
+// the last prompt token to the last-but-one real token of each sequence.
+func answerRows(b data.Batch) (rows []int32, targets []int32) {
+	for r := 0; r < b.Size; r++ {
+		n := b.Lengths[r]
+		start := max(b.PromptLens[r], 1)
+		row := b.Tokens[r*b.Len : (r+1)*b.Len]
+		for next := start; next < n; next++ {
+			rows = append(rows, int32(r*b.Len+next-1))
+			targets = append(targets, row[next])
+		}
+	}
+	return rows, targets
+}
+
+// lmLogits returns the logits [len(rows), vocab] of the model at the given
+// flat positions of the batch. Applying the output head only where a loss
+// or a prediction is needed (the answer tokens) spares the head's product
+// over the prompt.
+func lmLogits(g *graph.Tape, m *llama.Model, b data.Batch, rows []int32) (*graph.Value, error) {
+	h, err := m.Hidden(g, toLlama(b))
+	if err != nil {
+		return nil, err
+	}
+	dim := m.Config().Dim
+	sel := g.Gather(g.Reshape(h, b.Size*b.Len, dim), rows)
+	return m.Output.Forward(g, sel), nil
+}
+
+// stepLoss computes the loss of one micro-batch with the given divisor
+// (the number of targets of the whole optimizer step) and returns it with
+// the number of targets it holds.
+func stepLoss(g *graph.Tape, m *llama.Model, task Task, b data.Batch, divisor int) (*graph.Value, int, error) {
+	opts := graph.CrossEntropyOptions{Divisor: float32(divisor)}
+	if task == Classify {
+		logits, err := m.Classify(g, toLlama(b))
+		if err != nil {
+			return nil, 0, err
+		}
+		return g.CrossEntropy(logits, b.Labels, opts), b.Size, nil
+	}
+	rows, targets := answerRows(b)
+	if len(rows) == 0 {
+		return nil, 0, nil
+	}
+	logits, err := lmLogits(g, m, b, rows)
+	if err != nil {
+		return nil, 0, err
+	}
+	return g.CrossEntropy(logits, targets, opts), len(rows), nil
+}
+
+// microBatches splits idx into slices of at most size.
+func microBatches(idx []int, size int) [][]int {
+	var out [][]int
+	for i := 0; i < len(idx); i += size {
+		out = append(out, idx[i:min(i+size, len(idx))])
+	}
+	return out
+}
+
+// checkSequences rejects sequences the model cannot take.
+func checkSequences(seqs []data.Sequence, m *llama.Model, task Task, classes int, what string) error {
+	c := m.Config()
+	for i, s := range seqs {
+		if len(s.Tokens) == 0 {
+			return fmt.Errorf("train: %s sequence %d is empty", what, i)
+		}
+		if len(s.Tokens) > c.MaxSeqLen {
+			return fmt.Errorf("train: %s sequence %d has %d tokens; the model takes at most %d (lower the maximum length)", what, i, len(s.Tokens), c.MaxSeqLen)
+		}
+		for _, t := range s.Tokens {
+			if t < 0 || int(t) >= c.VocabSize {
+				return fmt.Errorf("train: %s sequence %d holds token %d outside the model's vocabulary of %d (is the tokenizer the model's?)", what, i, t, c.VocabSize)
+			}
+		}
+		if task == Classify && (s.Label < 0 || s.Label >= classes) {
+			return fmt.Errorf("train: %s sequence %d has label %d; want 0 to %d", what, i, s.Label, classes-1)
+		}
+	}
+	return nil
+}

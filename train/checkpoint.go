@@ -1,0 +1,293 @@
+package train
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/graph/optim"
+	"github.com/sora-go/sora/safetensors"
+)
+
+// Names inside the output folder.
+const (
+	// CheckpointsDir holds one folder per checkpoint, step-NNNNNN, and the
+	// file "latest" naming the newest.
+	CheckpointsDir = "checkpoints"
+	// AdapterDir holds the final adapter in Hugging Face PEFT layout.
+	AdapterDir = "adapter"
+
+	latestFile    = "latest"
+	stateFile     = "trainer_state.json"
+	tensorsFile   = "trainable.safetensors"
+	optimizerFile = "optimizer.safetensors"
+	adapterSub    = "adapter"
+)
+
+// trainerState is a checkpoint's trainer_state.json: where the run stood
+// and what it must agree with to be resumed.
+type trainerState struct {
+	Step        int     `json:"step"`
+	TotalSteps  int     `json:"total_steps"`
+	Seed        uint64  `json:"seed"`
+	Batch       int     `json:"batch"`
+	TrainSize   int     `json:"train_size"`
+	TrainDigest string  `json:"train_digest"`
+	Task        string  `json:"task"`
+	Loss        float64 `json:"loss"`
+	Time        string  `json:"time"`
+}
+
+// digest fingerprints the training sequences, so that a run is not resumed
+// on other data (whose order would silently differ).
+func digest(seqs []data.Sequence) string {
+	h := fnv.New64a()
+	var buf [4]byte
+	for _, s := range seqs {
+		for _, t := range s.Tokens {
+			binary.LittleEndian.PutUint32(buf[:], uint32(t))
+			h.Write(buf[:])
+		}
+		binary.LittleEndian.PutUint32(buf[:], uint32(s.PromptLen))
+		h.Write(buf[:])
+		binary.LittleEndian.PutUint32(buf[:], uint32(s.Label)^0x80000000)
+		h.Write(buf[:])
+	}
+	return strconv.FormatUint(h.Sum64(), 16)
+}
+
+// saveCheckpoint writes checkpoint step of the run into
+// out/checkpoints/step-NNNNNN (under a temporary name first), points
+// "latest" at it and prunes old ones. It returns the folder.
+func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []*graph.Value) (string, error) {
+	root := filepath.Join(t.Options.Out, CheckpointsDir)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("train: %w", err)
+	}
+	name := fmt.Sprintf("step-%06d", st.Step)
+	final := filepath.Join(root, name)
+	err := writeDirAtomic(final, func(dir string) error {
+		if err := saveParams(filepath.Join(dir, tensorsFile), params); err != nil {
+			return err
+		}
+		state, err := opt.State()
+		if err != nil {
+			return err
+		}
+		if err := saveOptimizer(filepath.Join(dir, optimizerFile), state); err != nil {
+			return err
+		}
+		if t.SaveAdapter != nil {
+			if err := t.SaveAdapter(filepath.Join(dir, adapterSub)); err != nil {
+				return fmt.Errorf("train: writing the adapter: %w", err)
+			}
+		}
+		st.Time = time.Now().UTC().Format(time.RFC3339)
+		return writeJSONAtomic(filepath.Join(dir, stateFile), st)
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(filepath.Join(root, latestFile), []byte(name+"\n")); err != nil {
+		return "", err
+	}
+	pruneCheckpoints(root, name, t.Options.KeepCheckpoints)
+	return final, nil
+}
+
+// pruneCheckpoints removes all but the newest keep step-* folders (never
+// the latest).
+func pruneCheckpoints(root, latest string, keep int) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	var steps []string
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
+			steps = append(steps, e.Name())
+		}
+	}
+	sort.Strings(steps)
+	for i := 0; i < len(steps)-keep; i++ {
+		if steps[i] != latest {
+			os.RemoveAll(filepath.Join(root, steps[i]))
+		}
+	}
+}
+
+// LatestCheckpoint returns the newest checkpoint folder of the output
+// folder out, or an error saying why there is none.
+func LatestCheckpoint(out string) (string, error) {
+	root := filepath.Join(out, CheckpointsDir)
+	b, err := os.ReadFile(filepath.Join(root, latestFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("train: %s holds no checkpoint to resume from (no %s)", out, filepath.Join(CheckpointsDir, latestFile))
+	}
+	if err != nil {
+		return "", fmt.Errorf("train: %w", err)
+	}
+	name := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(name, "step-") || strings.ContainsAny(name, `/\`) {
+		return "", fmt.Errorf("train: %s names %q, not a checkpoint folder", filepath.Join(root, latestFile), name)
+	}
+	dir := filepath.Join(root, name)
+	if _, err := os.Stat(filepath.Join(dir, stateFile)); err != nil {
+		return "", fmt.Errorf("train: checkpoint %s is incomplete: %w", dir, err)
+	}
+	return dir, nil
+}
+
+func readState(dir string) (trainerState, error) {
+	var st trainerState
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return st, fmt.Errorf("train: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("train: %s: %v", filepath.Join(dir, stateFile), err)
+	}
+	return st, nil
+}
+
+// saveParams writes the exact values of params, by name.
+func saveParams(path string, params []*graph.Value) error {
+	var ts []safetensors.Tensor
+	seen := map[string]bool{}
+	for _, p := range params {
+		if seen[p.Name()] {
+			return fmt.Errorf("train: two trainable parameters are named %q; a checkpoint cannot tell them apart", p.Name())
+		}
+		seen[p.Name()] = true
+		h, err := p.Download()
+		if err != nil {
+			return fmt.Errorf("train: downloading %s: %w", p.Name(), err)
+		}
+		ts = append(ts, safetensors.Tensor{Name: p.Name(), Shape: p.Shape(), Data: h})
+	}
+	return safetensors.Write(path, ts, map[string]string{"format": "sora-trainable"})
+}
+
+// loadParams uploads the values saved by saveParams into params, checking
+// that every parameter is there with its shape.
+func loadParams(path string, params []*graph.Value) error {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	defer f.Close()
+	if n := len(f.Tensors()); n != len(params) {
+		return fmt.Errorf("train: %s holds %d tensors but the run trains %d parameters (was it made with another method, rank or target?)", path, n, len(params))
+	}
+	for _, p := range params {
+		info, ok := f.Info(p.Name())
+		if !ok {
+			return fmt.Errorf("train: %s lacks parameter %q (was it made with another method or target?)", path, p.Name())
+		}
+		if !equalShape(info.Shape, p.Shape()) {
+			return fmt.Errorf("train: %s: parameter %q has shape %v, the run's has %v", path, p.Name(), info.Shape, []int(p.Shape()))
+		}
+		h, err := f.Float32(p.Name())
+		if err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		p.Backend().Upload(p.Tensor(), h)
+	}
+	if len(params) > 0 {
+		if err := params[0].Backend().Sync(); err != nil {
+			return fmt.Errorf("train: restoring parameters: %w", err)
+		}
+	}
+	return nil
+}
+
+func equalShape(a []int, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// optimizer state in safetensors: tensor "NAME/SLOT" per parameter with
+// state, and metadata holding the kind, the step counts and the order.
+type optMeta struct {
+	Kind       string   `json:"kind"`
+	Steps      int      `json:"steps"`
+	Names      []string `json:"names"`
+	ParamSteps []int    `json:"param_steps"`
+	Slots      []string `json:"slots"`
+}
+
+func saveOptimizer(path string, s *optim.State) error {
+	m := optMeta{Kind: s.Kind, Steps: s.Steps}
+	var ts []safetensors.Tensor
+	slotSet := map[string]bool{}
+	for _, ps := range s.Params {
+		m.Names = append(m.Names, ps.Name)
+		m.ParamSteps = append(m.ParamSteps, ps.Steps)
+		keys := make([]string, 0, len(ps.Slots))
+		for k := range ps.Slots {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			slotSet[k] = true
+			ts = append(ts, safetensors.Tensor{Name: ps.Name + "/" + k, Shape: []int{len(ps.Slots[k])}, Data: ps.Slots[k]})
+		}
+	}
+	for k := range slotSet {
+		m.Slots = append(m.Slots, k)
+	}
+	sort.Strings(m.Slots)
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return safetensors.Write(path, ts, map[string]string{"format": "sora-optimizer", "state": string(mb)})
+}
+
+func loadOptimizer(path string) (*optim.State, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	defer f.Close()
+	var m optMeta
+	if err := json.Unmarshal([]byte(f.Metadata()["state"]), &m); err != nil {
+		return nil, fmt.Errorf("train: %s: optimizer metadata: %v", path, err)
+	}
+	if len(m.Names) != len(m.ParamSteps) {
+		return nil, fmt.Errorf("train: %s: %d names for %d step counts", path, len(m.Names), len(m.ParamSteps))
+	}
+	s := &optim.State{Kind: m.Kind, Steps: m.Steps}
+	for i, name := range m.Names {
+		ps := optim.ParamState{Name: name, Steps: m.ParamSteps[i]}
+		if ps.Steps > 0 {
+			ps.Slots = map[string][]float32{}
+			for _, k := range m.Slots {
+				h, err := f.Float32(name + "/" + k)
+				if err != nil {
+					return nil, fmt.Errorf("train: %s: %w", path, err)
+				}
+				ps.Slots[k] = h
+			}
+		}
+		s.Params = append(s.Params, ps)
+	}
+	return s, nil
+}

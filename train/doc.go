@@ -1,0 +1,32 @@
+// Package train is sora's fine-tuning loop: it trains a models/llama model,
+// usually wrapped by a PEFT method of package peft, on the token sequences
+// of package data, and evaluates it.
+//
+// One [Trainer.Run] does what a user of "sora finetune" expects:
+//
+//   - optimizer steps of --batch sequences, split into micro-batches whose
+//     gradients accumulate to exactly those of the whole batch (the loss is
+//     divided by the step's total number of target tokens);
+//   - AdamW with decoupled weight decay, LoRA+ parameter groups, a
+//     constant, linear or cosine schedule after a linear warm-up, and
+//     gradient clipping by global norm;
+//   - a progress bar on a terminal (loss, learning rate, tokens/s, ETA) or
+//     plain log lines otherwise, and one JSON object per step in
+//     metrics.jsonl in the output folder;
+//   - checkpoints every SaveEvery steps, at the end and on interruption
+//     (context cancellation, e.g. Ctrl-C), each a folder written under a
+//     temporary name and renamed into place, holding the adapter in Hugging
+//     Face PEFT layout, the exact trainable tensors, the optimizer state and
+//     the step; Resume continues from the newest one and, on the CPU,
+//     reaches bit for bit the weights of an uninterrupted run;
+//   - a NaN or infinite loss or gradient stops the run with an error before
+//     the optimizer touches the weights, leaving the last good checkpoint.
+//
+// # Data order
+//
+// The training sequences are visited in a stream of epochs, each a
+// permutation of the data drawn from a PCG generator seeded with the seed
+// and the epoch number; optimizer step s takes positions s·Batch to
+// (s+1)·Batch−1 of the stream. The order is thus a function of the seed and
+// the step alone, which is what lets a resumed run see the same batches.
+package train

@@ -1,0 +1,177 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/models/llama"
+)
+
+// EvalResult summarises a model on an evaluation set.
+type EvalResult struct {
+	// Loss is the mean cross-entropy per target: per answer token (LM) or
+	// per sequence (classification).
+	Loss float64 `json:"loss"`
+	// Targets is the number of terms Loss averages.
+	Targets int `json:"targets"`
+	// Accuracy is, for classification, the fraction of sequences whose
+	// arg-max class is the label; for LM, the fraction whose whole answer
+	// the model predicts token by token (the arg-max at every answer
+	// position given the answer so far is the next answer token). For LM
+	// that is exactly the exact-match accuracy of greedy decoding: greedy
+	// decoding produces the answer if and only if every such arg-max is
+	// right.
+	Accuracy float64 `json:"accuracy"`
+	// MCC is the Matthews correlation (classification only).
+	MCC float64 `json:"mcc,omitempty"`
+	// Sequences is the number of sequences evaluated.
+	Sequences int `json:"sequences"`
+	// Predictions holds the predicted class of each sequence
+	// (classification), in input order.
+	Predictions []int `json:"-"`
+}
+
+// Evaluate runs the model without recording gradients over seqs in batches
+// of batch sequences. classes is the number of classes (classification).
+func Evaluate(m *llama.Model, task Task, seqs []data.Sequence, batch, classes int) (*EvalResult, error) {
+	if len(seqs) == 0 {
+		return nil, fmt.Errorf("train: no evaluation sequences")
+	}
+	if batch < 1 {
+		return nil, fmt.Errorf("train: evaluation batch %d; want at least 1", batch)
+	}
+	g := graph.New(m.Backend())
+	defer g.Close()
+	g.SetNoGrad(true)
+	res := &EvalResult{Sequences: len(seqs)}
+	var lossSum float64
+	correct := 0
+	idx := make([]int, len(seqs))
+	for i := range idx {
+		idx[i] = i
+	}
+	var preds, golds []int
+	for _, mb := range microBatches(idx, batch) {
+		b, err := data.MakeBatch(seqs, mb)
+		if err != nil {
+			return nil, err
+		}
+		var logits *graph.Value
+		var rows, targets []int32
+		if task == Classify {
+			logits, err = m.Classify(g, toLlama(b))
+		} else {
+			rows, targets = answerRows(b)
+			if len(rows) == 0 {
+				g.Reset()
+				continue
+			}
+			logits, err = lmLogits(g, m, b, rows)
+		}
+		if err != nil {
+			g.Reset()
+			return nil, err
+		}
+		host, err := logits.Download()
+		g.Reset()
+		if err != nil {
+			return nil, err
+		}
+		v := len(host) / max(1, logits.Dim(0))
+		if task == Classify {
+			for r := range b.Size {
+				row := host[r*v : (r+1)*v]
+				lossSum += nll(row, int(b.Labels[r]))
+				p := llama.Argmax(row)
+				preds = append(preds, p)
+				golds = append(golds, int(b.Labels[r]))
+				if p == int(b.Labels[r]) {
+					correct++
+				}
+			}
+			res.Targets += b.Size
+			continue
+		}
+		// LM: a sequence is right when every one of its answer rows is.
+		ok := make([]bool, b.Size)
+		for r := range ok {
+			ok[r] = true
+		}
+		for k, pos := range rows {
+			row := host[k*v : (k+1)*v]
+			lossSum += nll(row, int(targets[k]))
+			if llama.Argmax(row) != int(targets[k]) {
+				ok[int(pos)/b.Len] = false
+			}
+		}
+		for _, o := range ok {
+			if o {
+				correct++
+			}
+		}
+		res.Targets += len(rows)
+	}
+	if res.Targets == 0 {
+		return nil, fmt.Errorf("train: the evaluation sequences hold no answer tokens")
+	}
+	res.Loss = lossSum / float64(res.Targets)
+	res.Accuracy = float64(correct) / float64(len(seqs))
+	if task == Classify {
+		res.Predictions = preds
+		mcc, err := data.MCC(preds, golds, max(classes, 2))
+		if err != nil {
+			return nil, err
+		}
+		res.MCC = mcc
+	}
+	return res, nil
+}
+
+// nll returns −log softmax(logits)[target] in float64.
+func nll(logits []float32, target int) float64 {
+	mx := math.Inf(-1)
+	for _, x := range logits {
+		mx = math.Max(mx, float64(x))
+	}
+	var s float64
+	for _, x := range logits {
+		s += math.Exp(float64(x) - mx)
+	}
+	return math.Log(s) + mx - float64(logits[target])
+}
+
+// Generate continues each prompt (token ids starting with BOS) greedily for
+// up to maxNew tokens, stopping early at any token of stop (not returned),
+// and returns the new tokens of each. emit, when not nil, is called after
+// each prompt with its index, for progress.
+func Generate(m *llama.Model, prompts [][]int, maxNew int, stop []int, emit func(i int)) ([][]int, error) {
+	maxLen := 0
+	for _, p := range prompts {
+		maxLen = max(maxLen, len(p))
+	}
+	limit := min(maxLen+maxNew, m.Config().MaxSeqLen)
+	gen, err := m.NewGenerator(limit)
+	if err != nil {
+		return nil, err
+	}
+	defer gen.Close()
+	out := make([][]int, len(prompts))
+	for i, p := range prompts {
+		if len(p) >= limit {
+			return nil, fmt.Errorf("train: prompt %d has %d tokens, leaving no room to generate within the model's %d positions", i, len(p), m.Config().MaxSeqLen)
+		}
+		seq, err := gen.Generate(p, llama.GenerateOptions{Steps: min(len(p)+maxNew, limit), Stop: stop}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("train: generating for prompt %d: %w", i, err)
+		}
+		if len(seq) > len(p) {
+			out[i] = seq[len(p):min(len(seq), len(p)+maxNew)]
+		}
+		if emit != nil {
+			emit(i)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,121 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// MetricsFile is the name of the metrics log in the output folder.
+const MetricsFile = "metrics.jsonl"
+
+// Record is one line of metrics.jsonl: a training step (Loss set) or an
+// evaluation (EvalLoss set), tagged with the step count after which it was
+// taken.
+type Record struct {
+	Step  int     `json:"step"`
+	Epoch float64 `json:"epoch"`
+	// Training step.
+	Loss         *float64 `json:"loss,omitempty"`
+	LR           *float64 `json:"lr,omitempty"`
+	GradNorm     *float64 `json:"grad_norm,omitempty"`
+	Tokens       int      `json:"tokens,omitempty"`
+	TokensPerSec float64  `json:"tokens_per_s,omitempty"`
+	StepMillis   float64  `json:"step_ms,omitempty"`
+	// Evaluation.
+	EvalLoss     *float64 `json:"eval_loss,omitempty"`
+	EvalAccuracy *float64 `json:"eval_accuracy,omitempty"`
+	EvalMCC      *float64 `json:"eval_mcc,omitempty"`
+	// ElapsedSec is the wall time since the run (or its resumption) began.
+	ElapsedSec float64 `json:"elapsed_s"`
+}
+
+// metricsLog appends records to metrics.jsonl.
+type metricsLog struct {
+	f *os.File
+	w *bufio.Writer
+}
+
+// openMetrics opens dir's metrics.jsonl for appending. When resuming from
+// step keep, records of later steps (written after that checkpoint by the
+// interrupted run) are removed first, atomically, so the log describes
+// exactly the run that continues; a fresh run (keep < 0) starts an empty
+// log.
+func openMetrics(dir string, keep int) (*metricsLog, error) {
+	path := filepath.Join(dir, MetricsFile)
+	if keep < 0 {
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+	} else if old, err := os.ReadFile(path); err == nil {
+		var kept bytes.Buffer
+		for _, line := range bytes.Split(old, []byte{'\n'}) {
+			var r Record
+			if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &r) != nil || r.Step > keep {
+				continue
+			}
+			kept.Write(line)
+			kept.WriteByte('\n')
+		}
+		if err := writeFileAtomic(path, kept.Bytes()); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	return &metricsLog{f: f, w: bufio.NewWriter(f)}, nil
+}
+
+// add writes one record and flushes it, so the log is current if the
+// process dies.
+func (m *metricsLog) add(r Record) error {
+	if m == nil {
+		return nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	m.w.Write(b)
+	m.w.WriteByte('\n')
+	if err := m.w.Flush(); err != nil {
+		return fmt.Errorf("train: writing %s: %w", m.f.Name(), err)
+	}
+	return nil
+}
+
+func (m *metricsLog) close() error {
+	if m == nil {
+		return nil
+	}
+	m.w.Flush()
+	return m.f.Close()
+}
+
+// ReadMetrics reads a metrics.jsonl file. A line that is not a record is
+// an error naming the line.
+func ReadMetrics(path string) ([]Record, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	var out []Record
+	for i, line := range bytes.Split(b, []byte{'\n'}) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			return nil, fmt.Errorf("train: %s:%d: not a metrics record: %v", path, i+1, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func ptr(v float64) *float64 { return &v }

@@ -1,0 +1,180 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/sora-go/sora/graph/optim"
+)
+
+// Task is what the model is trained to do.
+type Task uint8
+
+const (
+	// LM is causal language modelling with the loss on the answer tokens
+	// (each sequence's tokens after its prompt).
+	LM Task = iota
+	// Classify is sequence classification with the model's score head on
+	// the last token.
+	Classify
+)
+
+func (t Task) String() string {
+	if t == Classify {
+		return "classify"
+	}
+	return "lm"
+}
+
+// ParseTask returns the task named "lm" or "classify".
+func ParseTask(s string) (Task, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "lm", "causal-lm", "causal_lm":
+		return LM, nil
+	case "classify", "classification", "cls", "seq-cls":
+		return Classify, nil
+	}
+	return 0, fmt.Errorf("unknown task %q; expected lm or classify", s)
+}
+
+// Options are the hyper-parameters and bookkeeping of a run. Zero values
+// take the defaults listed with the fields (see [Options.WithDefaults]).
+type Options struct {
+	// Steps is the number of optimizer steps. When 0 it is Epochs passes
+	// over the training data, rounded up to whole steps.
+	Steps int
+	// Epochs is used when Steps is 0 (default 1).
+	Epochs float64
+	// Batch is the number of sequences per optimizer step (default 16),
+	// and MicroBatch the number run through the model at once (default:
+	// Batch); gradients of the micro-batches accumulate.
+	Batch, MicroBatch int
+	// LR is the peak learning rate (default 3e-4, LLM-Adapters' default).
+	LR float64
+	// Warmup is the number of linear warm-up steps.
+	Warmup int
+	// Schedule is "constant", "linear" (default) or "cosine": the decay
+	// after warm-up, as the Hugging Face schedulers define them.
+	Schedule string
+	// WeightDecay is AdamW's decoupled weight decay (default 0).
+	WeightDecay float64
+	// ClipNorm clips the global gradient norm (default 1; negative turns
+	// clipping off but still measures the norm).
+	ClipNorm float64
+	// Seed fixes the data order (the adapters' initialisation is seeded by
+	// the caller that makes them).
+	Seed uint64
+	// SaveEvery writes a checkpoint every that many steps (0: only at the
+	// end and on interruption). Checkpoints need Out.
+	SaveEvery int
+	// EvalEvery evaluates on the evaluation set every that many steps
+	// (0: only at the end).
+	EvalEvery int
+	// EvalBatch is the batch size of evaluation (default: MicroBatch).
+	EvalBatch int
+	// LogEvery is the interval of plain progress lines (default: about 20
+	// lines per run).
+	LogEvery int
+	// KeepCheckpoints is how many checkpoints to keep (default 2).
+	KeepCheckpoints int
+	// Out is the output folder; "" writes nothing.
+	Out string
+	// Resume continues from the newest checkpoint in Out.
+	Resume bool
+}
+
+// Defaults of Options.
+const (
+	DefaultBatch           = 16
+	DefaultLR              = 3e-4
+	DefaultSchedule        = "linear"
+	DefaultClipNorm        = 1.0
+	DefaultKeepCheckpoints = 2
+)
+
+// WithDefaults fills the zero fields that have defaults. trainSize is the
+// number of training sequences, used to turn Epochs into Steps.
+func (o Options) WithDefaults(trainSize int) Options {
+	if o.Batch == 0 {
+		o.Batch = DefaultBatch
+	}
+	if o.MicroBatch == 0 {
+		o.MicroBatch = o.Batch
+	}
+	if o.LR == 0 {
+		o.LR = DefaultLR
+	}
+	if o.Schedule == "" {
+		o.Schedule = DefaultSchedule
+	}
+	if o.ClipNorm == 0 {
+		o.ClipNorm = DefaultClipNorm
+	}
+	if o.Epochs == 0 && o.Steps == 0 {
+		o.Epochs = 1
+	}
+	if o.Steps == 0 && trainSize > 0 && o.Batch > 0 {
+		o.Steps = int(math.Ceil(o.Epochs * float64(trainSize) / float64(o.Batch)))
+	}
+	if o.EvalBatch == 0 {
+		o.EvalBatch = o.MicroBatch
+	}
+	if o.LogEvery == 0 {
+		o.LogEvery = max(1, o.Steps/20)
+	}
+	if o.KeepCheckpoints == 0 {
+		o.KeepCheckpoints = DefaultKeepCheckpoints
+	}
+	return o
+}
+
+// Validate checks the options (after WithDefaults) and names the bad one.
+func (o Options) Validate() error {
+	bad := func(name string, v any, want string) error {
+		return fmt.Errorf("train: %s = %v: %s", name, v, want)
+	}
+	switch {
+	case o.Steps < 1:
+		return bad("steps", o.Steps, "want at least 1 step (set steps or epochs)")
+	case !(o.Epochs >= 0) || math.IsInf(o.Epochs, 0):
+		return bad("epochs", o.Epochs, "want a finite number ≥ 0")
+	case o.Batch < 1:
+		return bad("batch", o.Batch, "want at least 1 sequence per step")
+	case o.MicroBatch < 1 || o.MicroBatch > o.Batch:
+		return bad("micro-batch", o.MicroBatch, fmt.Sprintf("want 1 to the batch size %d", o.Batch))
+	case !(o.LR > 0) || math.IsInf(o.LR, 0):
+		return bad("lr", o.LR, "want a finite learning rate > 0")
+	case o.Warmup < 0 || o.Warmup > o.Steps:
+		return bad("warmup", o.Warmup, fmt.Sprintf("want 0 to the number of steps %d", o.Steps))
+	case !(o.WeightDecay >= 0) || math.IsInf(o.WeightDecay, 0):
+		return bad("weight-decay", o.WeightDecay, "want a finite number ≥ 0")
+	case math.IsNaN(o.ClipNorm) || math.IsInf(o.ClipNorm, 0):
+		return bad("clip-norm", o.ClipNorm, "want a finite number (negative: no clipping)")
+	case o.SaveEvery < 0:
+		return bad("save-every", o.SaveEvery, "want 0 (only at the end) or a positive number of steps")
+	case o.EvalEvery < 0:
+		return bad("eval-every", o.EvalEvery, "want 0 (only at the end) or a positive number of steps")
+	case o.EvalBatch < 1:
+		return bad("eval batch", o.EvalBatch, "want at least 1")
+	case o.Resume && o.Out == "":
+		return fmt.Errorf("train: resume needs the output folder that holds the checkpoints")
+	}
+	if _, err := o.schedule(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// schedule returns the learning-rate schedule of the options.
+func (o Options) schedule() (optim.Schedule, error) {
+	switch strings.ToLower(o.Schedule) {
+	case "constant":
+		return optim.Constant{Warmup: o.Warmup}, nil
+	case "linear":
+		return optim.WarmupLinear{Warmup: o.Warmup, Total: o.Steps}, nil
+	case "cosine":
+		return optim.WarmupCosine{Warmup: o.Warmup, Total: o.Steps}, nil
+	}
+	return nil, fmt.Errorf("train: schedule %q: want constant, linear or cosine", o.Schedule)
+}

@@ -1,0 +1,467 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/graph/optim"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/peft"
+)
+
+// Trainer trains a model on token sequences. Set the fields, then call
+// Run once.
+type Trainer struct {
+	// Model is the model to train. For classification it must have its
+	// score head ([llama.Model.AddScoreHead]).
+	Model *llama.Model
+	// Adapter, when not nil, is the PEFT method injected into Model: its
+	// parameters (in its groups, e.g. LoRA+'s) and, for classification,
+	// the score head are trained. When nil, every trainable parameter of
+	// Model is (pretraining, or a caller that chose them), with weight decay
+	// on matrices only.
+	Adapter *peft.Model
+	// Task says how the sequences are scored.
+	Task Task
+	// Classes is the number of classes (Classify).
+	Classes int
+	// Train and Eval are the training and evaluation sequences (Eval may
+	// be empty).
+	Train, Eval []data.Sequence
+	// Options are the hyper-parameters.
+	Options Options
+	// Progress shows the run (nil: nothing).
+	Progress Progress
+	// SaveAdapter, when not nil, writes the adapter in Hugging Face PEFT
+	// layout into a new folder; checkpoints and the final output call it.
+	SaveAdapter func(dir string) error
+
+	// beforeStep, when set (by tests), runs before each optimizer step
+	// with the number of steps done.
+	beforeStep func(step int)
+}
+
+// Result is what a run did.
+type Result struct {
+	// StartStep is the step the run began at (non-zero when resumed) and
+	// Steps the number of steps done in all.
+	StartStep, Steps int
+	// Loss is the mean training loss over the last LogEvery steps.
+	Loss float64
+	// Eval is the final evaluation (nil without evaluation data).
+	Eval *EvalResult
+	// StepTime is this run's mean wall time per optimizer step, and
+	// TokensPerSec its throughput in real tokens.
+	StepTime     time.Duration
+	TokensPerSec float64
+	// Checkpoint is the last checkpoint written ("" without Out), and
+	// Adapter the folder of the final adapter ("" without Out or
+	// SaveAdapter).
+	Checkpoint, Adapter string
+	// Trainable is the number of trained parameter elements.
+	Trainable int64
+}
+
+// InterruptedError is returned by Run when its context is cancelled: the
+// run stopped after a whole step and saved a checkpoint to resume from.
+type InterruptedError struct {
+	Step       int
+	Checkpoint string
+	Cause      error
+}
+
+func (e *InterruptedError) Error() string {
+	if e.Checkpoint == "" {
+		return fmt.Sprintf("train: interrupted after step %d (%v); nothing was saved (no output folder)", e.Step, e.Cause)
+	}
+	return fmt.Sprintf("train: interrupted after step %d (%v); checkpoint saved in %s", e.Step, e.Cause, e.Checkpoint)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Cause }
+
+// NonFiniteError is returned when a loss or gradient is NaN or infinite.
+// The step that produced it was not applied; Checkpoint is the last good
+// checkpoint ("" if none was written).
+type NonFiniteError struct {
+	Step       int // the step that failed, 1-based
+	What       string
+	Value      float64
+	Checkpoint string
+}
+
+func (e *NonFiniteError) Error() string {
+	msg := fmt.Sprintf("train: the %s is %v at step %d; the step was not applied", e.What, e.Value, e.Step)
+	if e.Checkpoint != "" {
+		return msg + "; the last good checkpoint is " + e.Checkpoint + " (resume from it with a lower learning rate, or check the data)"
+	}
+	return msg + " and no checkpoint was written yet (try a lower learning rate, or check the data)"
+}
+
+// groups returns the optimizer's parameter groups.
+func (t *Trainer) groups(o Options) ([]optim.Group, error) {
+	var head []*graph.Value
+	if t.Task == Classify {
+		if t.Model.Score == nil {
+			return nil, fmt.Errorf("train: classification needs the model's score head (AddScoreHead)")
+		}
+		for _, p := range llama.LayerParams(t.Model.Score) {
+			if !p.Trainable() {
+				if err := p.SetTrainable(true); err != nil {
+					return nil, err
+				}
+			}
+			head = append(head, p)
+		}
+	}
+	if t.Adapter != nil {
+		gs := t.Adapter.ParamGroups(o.LR, o.WeightDecay)
+		if len(head) > 0 {
+			gs = append(gs, optim.Group{Name: "score", Params: head, LR: o.LR, WeightDecay: o.WeightDecay})
+		}
+		return gs, nil
+	}
+	var decay, none []*graph.Value
+	for _, p := range t.Model.Trainable() {
+		if p.Rank() >= 2 {
+			decay = append(decay, p)
+		} else {
+			none = append(none, p)
+		}
+	}
+	var gs []optim.Group
+	if len(decay) > 0 {
+		gs = append(gs, optim.Group{Name: "decay", Params: decay, LR: o.LR, WeightDecay: o.WeightDecay})
+	}
+	if len(none) > 0 {
+		gs = append(gs, optim.Group{Name: "no_decay", Params: none, LR: o.LR})
+	}
+	if len(gs) == 0 {
+		return nil, fmt.Errorf("train: the model has no trainable parameters")
+	}
+	return gs, nil
+}
+
+// Run trains for the configured steps (resuming first when asked), writes
+// checkpoints, metrics and the final adapter to the output folder, and
+// evaluates at the end. A cancelled ctx stops the run after the current
+// step with a checkpoint and an [*InterruptedError]; a non-finite loss or
+// gradient stops it with a [*NonFiniteError].
+func (t *Trainer) Run(ctx context.Context) (*Result, error) {
+	if t.Model == nil {
+		return nil, fmt.Errorf("train: no model")
+	}
+	if len(t.Train) == 0 {
+		return nil, fmt.Errorf("train: no training sequences")
+	}
+	o := t.Options.WithDefaults(len(t.Train))
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	t.Options = o
+	if t.Task == Classify && t.Classes < 2 {
+		return nil, fmt.Errorf("train: classification needs at least 2 classes, got %d", t.Classes)
+	}
+	if err := checkSequences(t.Train, t.Model, t.Task, t.Classes, "training"); err != nil {
+		return nil, err
+	}
+	if err := checkSequences(t.Eval, t.Model, t.Task, t.Classes, "evaluation"); err != nil {
+		return nil, err
+	}
+	prog := t.Progress
+	if prog == nil {
+		prog = Quiet{}
+	}
+	gs, err := t.groups(o)
+	if err != nil {
+		return nil, err
+	}
+	sched, _ := o.schedule()
+	opt, err := optim.NewAdamW(gs, optim.DefaultAdamWConfig(), sched)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	defer opt.Free()
+	params := opt.Params()
+	res := &Result{}
+	for _, p := range params {
+		res.Trainable += int64(p.Len())
+	}
+
+	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String()}
+	var metrics *metricsLog
+	if o.Out != "" {
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		keep := -1
+		if o.Resume {
+			dir, err := LatestCheckpoint(o.Out)
+			if err != nil {
+				return nil, err
+			}
+			if err := t.resume(dir, &st, opt, params); err != nil {
+				return nil, err
+			}
+			res.Checkpoint = dir
+			keep = st.Step
+		} else if _, err := LatestCheckpoint(o.Out); err == nil {
+			return nil, fmt.Errorf("train: %s already holds checkpoints of a run; resume it (--resume) or choose another output folder", o.Out)
+		}
+		if metrics, err = openMetrics(o.Out, keep); err != nil {
+			return nil, err
+		}
+		defer metrics.close()
+	}
+	res.StartStep = st.Step
+
+	g := graph.New(t.Model.Backend())
+	defer g.Close()
+	ord := newOrder(len(t.Train), o.Seed)
+	maxNorm := o.ClipNorm
+	if maxNorm < 0 {
+		maxNorm = math.Inf(1)
+	}
+	prog.Start(o.Steps, st.Step)
+	defer prog.Finish()
+	start := time.Now()
+	var recentLoss []float64
+	var tokens int
+	var lastSaved = st.Step
+	var window []stepTiming
+
+	save := func() error {
+		if o.Out == "" {
+			return nil
+		}
+		dir, err := t.saveCheckpoint(st, opt, params)
+		if err != nil {
+			return err
+		}
+		res.Checkpoint, lastSaved = dir, st.Step
+		return nil
+	}
+
+	for st.Step < o.Steps {
+		if err := ctx.Err(); err != nil {
+			ie := &InterruptedError{Step: st.Step, Cause: err}
+			if st.Step != lastSaved || res.Checkpoint == "" {
+				if err := save(); err != nil {
+					return res, fmt.Errorf("train: interrupted after step %d, and saving the checkpoint failed: %w", st.Step, err)
+				}
+			}
+			ie.Checkpoint = res.Checkpoint
+			prog.Message(ie.Error())
+			return res, ie
+		}
+		if t.beforeStep != nil {
+			t.beforeStep(st.Step)
+		}
+		stepStart := time.Now()
+		idx := ord.batch(st.Step, o.Batch)
+		divisor := data.Targets(t.Train, idx, t.Task == Classify)
+		var stepLossSum float64
+		stepTokens := 0
+		for mi, mb := range microBatches(idx, o.MicroBatch) {
+			b, err := data.MakeBatch(t.Train, mb)
+			if err != nil {
+				return res, err
+			}
+			for _, l := range b.Lengths {
+				stepTokens += l
+			}
+			loss, n, err := stepLoss(g, t.Model, t.Task, b, divisor)
+			if err != nil {
+				g.Reset()
+				return res, err
+			}
+			if n == 0 {
+				g.Reset()
+				continue
+			}
+			if err := g.Backward(loss); err != nil {
+				g.Reset()
+				return res, fmt.Errorf("train: step %d, micro-batch %d: %w", st.Step+1, mi+1, err)
+			}
+			l, err := loss.Item()
+			g.Reset()
+			if err != nil {
+				return res, fmt.Errorf("train: step %d: %w", st.Step+1, err)
+			}
+			if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
+				opt.ZeroGrad()
+				return res, &NonFiniteError{Step: st.Step + 1, What: "loss", Value: float64(l), Checkpoint: res.Checkpoint}
+			}
+			stepLossSum += float64(l)
+		}
+		norm, err := optim.ClipGradNorm(params, maxNorm)
+		if err != nil {
+			opt.ZeroGrad()
+			if math.IsNaN(norm) || math.IsInf(norm, 0) {
+				return res, &NonFiniteError{Step: st.Step + 1, What: "gradient norm", Value: norm, Checkpoint: res.Checkpoint}
+			}
+			return res, fmt.Errorf("train: step %d: %w", st.Step+1, err)
+		}
+		lr := opt.LR(0)
+		if err := opt.Step(); err != nil {
+			return res, fmt.Errorf("train: step %d: optimizer: %w", st.Step+1, err)
+		}
+		opt.ZeroGrad()
+		st.Step++
+		st.Loss = stepLossSum
+		tokens += stepTokens
+		dur := time.Since(stepStart)
+		window = append(window, stepTiming{dur, stepTokens})
+		if len(window) > 20 {
+			window = window[1:]
+		}
+		recentLoss = append(recentLoss, stepLossSum)
+		if len(recentLoss) > o.LogEvery {
+			recentLoss = recentLoss[1:]
+		}
+		elapsed := time.Since(start)
+		done := st.Step - res.StartStep
+		eta := time.Duration(float64(elapsed) / float64(done) * float64(o.Steps-st.Step))
+		epoch := float64(st.Step*o.Batch) / float64(len(t.Train))
+		tps := throughput(window)
+		prog.Step(Status{Step: st.Step, Total: o.Steps, Epoch: epoch, Loss: stepLossSum, LR: lr, GradNorm: norm,
+			TokensPerSec: tps, Elapsed: elapsed, ETA: eta})
+		if err := metrics.add(Record{Step: st.Step, Epoch: epoch, Loss: ptr(stepLossSum), LR: ptr(lr), GradNorm: ptr(norm),
+			Tokens: stepTokens, TokensPerSec: tps, StepMillis: float64(dur.Microseconds()) / 1000, ElapsedSec: elapsed.Seconds()}); err != nil {
+			return res, err
+		}
+		if o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 && st.Step < o.Steps && len(t.Eval) > 0 {
+			ev, err := t.evaluate(prog, metrics, st.Step, epoch, start)
+			if err != nil {
+				return res, err
+			}
+			res.Eval = ev
+		}
+		if o.SaveEvery > 0 && st.Step%o.SaveEvery == 0 && st.Step < o.Steps {
+			if err := save(); err != nil {
+				return res, err
+			}
+			prog.Message(fmt.Sprintf("checkpoint: %s", res.Checkpoint))
+		}
+	}
+	res.Steps = st.Step
+	if done := st.Step - res.StartStep; done > 0 {
+		el := time.Since(start)
+		res.StepTime = el / time.Duration(done)
+		res.TokensPerSec = float64(tokens) / el.Seconds()
+	}
+	var sum float64
+	for _, l := range recentLoss {
+		sum += l
+	}
+	if len(recentLoss) > 0 {
+		res.Loss = sum / float64(len(recentLoss))
+	}
+	if st.Step != lastSaved || (o.Out != "" && res.Checkpoint == "") {
+		if err := save(); err != nil {
+			return res, err
+		}
+	}
+	if o.Out != "" && t.SaveAdapter != nil {
+		dir := filepath.Join(o.Out, AdapterDir)
+		if err := writeDirAtomic(dir, t.SaveAdapter); err != nil {
+			return res, fmt.Errorf("train: writing the adapter to %s: %w", dir, err)
+		}
+		res.Adapter = dir
+	}
+	if len(t.Eval) > 0 {
+		ev, err := t.evaluate(prog, metrics, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
+		if err != nil {
+			return res, err
+		}
+		res.Eval = ev
+	}
+	return res, nil
+}
+
+type stepTiming struct {
+	d      time.Duration
+	tokens int
+}
+
+func throughput(w []stepTiming) float64 {
+	var d time.Duration
+	n := 0
+	for _, s := range w {
+		d += s.d
+		n += s.tokens
+	}
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// evaluate runs Evaluate on the evaluation set and logs the result.
+func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, step int, epoch float64, start time.Time) (*EvalResult, error) {
+	ev, err := Evaluate(t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
+	if err != nil {
+		return nil, err
+	}
+	r := Record{Step: step, Epoch: epoch, EvalLoss: ptr(ev.Loss), EvalAccuracy: ptr(ev.Accuracy), ElapsedSec: time.Since(start).Seconds()}
+	msg := fmt.Sprintf("eval at step %d: loss %.4f  accuracy %.4f", step, ev.Loss, ev.Accuracy)
+	if t.Task == Classify {
+		r.EvalMCC = ptr(ev.MCC)
+		msg += fmt.Sprintf("  MCC %.4f", ev.MCC)
+	}
+	prog.Message(msg)
+	return ev, metrics.add(r)
+}
+
+// resume restores the run from checkpoint dir.
+func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value) error {
+	old, err := readState(dir)
+	if err != nil {
+		return err
+	}
+	mismatch := func(what string, was, is any) error {
+		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
+	}
+	switch {
+	case old.Task != st.Task:
+		return mismatch("task", old.Task, st.Task)
+	case old.Seed != st.Seed:
+		return mismatch("seed", old.Seed, st.Seed)
+	case old.Batch != st.Batch:
+		return mismatch("batch", old.Batch, st.Batch)
+	case old.TotalSteps != st.TotalSteps:
+		return mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
+	case old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest:
+		return fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len and tokenizer", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
+	case old.Step < 0 || old.Step > old.TotalSteps:
+		return fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
+	}
+	if err := loadParams(filepath.Join(dir, tensorsFile), params); err != nil {
+		return err
+	}
+	s, err := loadOptimizer(filepath.Join(dir, optimizerFile))
+	if err != nil {
+		return err
+	}
+	if err := opt.SetState(s); err != nil {
+		return fmt.Errorf("train: %s: %w", dir, err)
+	}
+	if opt.Steps() != old.Step {
+		return fmt.Errorf("train: %s: optimizer has taken %d steps but the trainer state says %d", dir, opt.Steps(), old.Step)
+	}
+	st.Step = old.Step
+	st.Loss = old.Loss
+	return nil
+}
+
+// IsInterrupted reports whether err is (or wraps) an [*InterruptedError].
+func IsInterrupted(err error) bool {
+	var ie *InterruptedError
+	return errors.As(err, &ie)
+}
