@@ -132,10 +132,10 @@ func (l *logger) Finish() {}
 // Quiet is a Progress that shows nothing.
 type Quiet struct{}
 
-func (Quiet) Start(int, int)  {}
-func (Quiet) Step(Status)     {}
-func (Quiet) Message(string)  {}
-func (Quiet) Finish()         {}
+func (Quiet) Start(int, int) {}
+func (Quiet) Step(Status)    {}
+func (Quiet) Message(string) {}
+func (Quiet) Finish()        {}
 
 func rate(r float64) string {
 	if r >= 100 {
