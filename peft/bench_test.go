@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -105,5 +106,50 @@ func BenchmarkStep(b *testing.B) {
 			}
 			b.ReportMetric(float64(tape)/(1<<20), "tape_MB")
 		})
+	}
+}
+
+// BenchmarkDoRA compares the two DoRA computations on the step benchmark's
+// shape and on a wide layer with few rows, where DoRA-PEFT's [out, in]
+// temporaries (B·A and W0 + s·B·A) dominate the step's memory. Each timed
+// step of one way is interleaved with an untimed step of the other, and
+// x_other is this way's time over the other's; tape_MB is the step's tape
+// memory.
+func BenchmarkDoRA(b *testing.B) {
+	be := openCPU(b)
+	shapes := []struct{ n, out, in int }{{benchN, benchOut, benchIn}, {128, 2048, 2048}}
+	for _, sh := range shapes {
+		mk := func(b *testing.B, m Method) *benchStep {
+			rng := rand.New(rand.NewPCG(1, 2))
+			l := testLayer(b, be, Config{Method: m, R: 8, Alpha: 16}, sh.out, sh.in, 1)
+			perturb(b, l, 2)
+			x := upload(b, be, "x", randn(rng, sh.n*sh.in, 1), graph.Trainable, sh.n, sh.in)
+			s := &benchStep{l: l, x: x, g: graph.New(be)}
+			b.Cleanup(s.g.Close)
+			return s
+		}
+		for _, way := range []struct {
+			name       string
+			this, peer Method
+		}{{"dora", DoRA, DoRAPEFT}, {"dora-peft", DoRAPEFT, DoRA}} {
+			b.Run(fmt.Sprintf("%s/%dx%d/N%d", way.name, sh.out, sh.in, sh.n), func(b *testing.B) {
+				s, other := mk(b, way.this), mk(b, way.peer)
+				tape := s.run(b)
+				other.run(b)
+				var otherTime time.Duration
+				b.ResetTimer()
+				for range b.N {
+					b.StopTimer()
+					t0 := time.Now()
+					other.run(b)
+					otherTime += time.Since(t0)
+					b.StartTimer()
+					s.run(b)
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.Elapsed())/float64(otherTime), "x_other")
+				b.ReportMetric(float64(tape)/(1<<20), "tape_MB")
+			})
+		}
 	}
 }
