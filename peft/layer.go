@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"regexp"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
@@ -51,7 +52,7 @@ type Layer struct {
 func NewLayer(name string, base *graph.Dense, cfg Config) (*Layer, error) {
 	cfg = cfg.WithDefaults()
 	if cfg.TargetModules == nil {
-		cfg.TargetModules = []string{name} // validation wants targets; a lone layer is its own
+		cfg.TargetModules = []string{"re:" + regexp.QuoteMeta(name)} // validation wants targets; a lone layer is its own
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package peft
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -392,4 +393,50 @@ func TestDropoutOnlyOnLoRAInput(t *testing.T) {
 	if diffTrainEval < 1e-3 {
 		t.Errorf("training and evaluation outputs agree (max diff %.3g): no dropout applied", diffTrainEval)
 	}
+}
+
+func TestParseMethod(t *testing.T) {
+	for in, want := range map[string]Method{"SORA": SORA, "pre-diag": PreDiag, "lora_plus": LoRAPlus, "fft": Full, " Dora-PEFT ": DoRAPEFT, "post_ortho": PostOrtho} {
+		got, err := ParseMethod(in)
+		if err != nil || got != want {
+			t.Errorf("ParseMethod(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseMethod("adalora"); err == nil || !strings.Contains(err.Error(), "known: full, lora") {
+		t.Errorf("unknown method: %v", err)
+	}
+	for _, m := range Methods {
+		if got, err := ParseMethod(string(m)); err != nil || got != m {
+			t.Errorf("ParseMethod(%q) = %q, %v", m, got, err)
+		}
+	}
+}
+
+func TestNewLayerErrors(t *testing.T) {
+	b := openCPU(t)
+	w := upload(t, b, "w", make([]float32, 12), graph.Frozen, 3, 4)
+	w3 := upload(t, b, "w3", make([]float32, 12), graph.Frozen, 2, 2, 3)
+	bad := upload(t, b, "b", make([]float32, 4), graph.Frozen, 4)
+	cases := []struct {
+		base *graph.Dense
+		cfg  Config
+		want string
+	}{
+		{nil, Config{Method: LoRA}, "no base weight"},
+		{&graph.Dense{W: w3}, Config{Method: LoRA}, "want [out, in]"},
+		{&graph.Dense{W: w, B: bad}, Config{Method: LoRA}, "bias has shape [4], want [3]"},
+		{&graph.Dense{W: w}, Config{Method: OFT, OFTBlockSize: 3}, "does not divide the 4 input features"},
+		{&graph.Dense{W: w}, Config{Method: Full, Dropout: 0.1}, "full fine-tuning has no LoRA input"},
+	}
+	for _, c := range cases {
+		if _, err := NewLayer("blocks[0].attn(q)", c.base, c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	// A name full of regular-expression syntax is fine on its own.
+	l, err := NewLayer("blocks[0].attn(q)", &graph.Dense{W: w}, Config{Method: SORA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Free()
 }
