@@ -93,6 +93,8 @@ type Engine struct {
 // workspace is one thread's packing buffers; they only grow.
 type workspace struct {
 	a, b []float32
+	// bEdge holds the last, partial panel of a B read in place.
+	bEdge []float32
 	// edge is scratch for partial tiles; it lives here rather than on
 	// the stack because the kernel is called through a func value, which
 	// makes any buffer passed to it escape.
@@ -190,7 +192,7 @@ func (e *Engine) swapBetter(m, n int) bool {
 		mr, nr := e.k.mr, e.k.nr
 		return float64(rows*cols) / float64((rows+mr-1)/mr*mr*((cols+nr-1)/nr*nr))
 	}
-	return fill(n, m) > 1.5*fill(m, n)
+	return fill(n, m) > 1.25*fill(m, n)
 }
 
 // transposeInto sets the m×n matrix C to tᵀ + beta·C, where t is n×m
@@ -367,7 +369,7 @@ func (e *Engine) work(id int) {
 				if pc > 0 {
 					beta = 1
 				}
-				e.macro(ws, ws.a, e.bShared[(pc-e.pc0)*ncPad:], mcb, e.ncb, kcb, cl.c[ic*cl.ldc+e.jc:], cl.ldc, beta)
+				e.macro(ws, ws.a, e.bShared[(pc-e.pc0)*ncPad:], kcb*kr.nr, kr.nr, mcb, e.ncb, kcb, cl.c[ic*cl.ldc+e.jc:], cl.ldc, beta)
 			}
 		}
 	}
@@ -419,7 +421,13 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 	kc := blocking(k, kr.kc, 1)
 	mc := blocking(m, kr.mc, mr)
 	nc := blocking(n, kr.nc, nr)
-	if need := kc * ((min(nc, n) + nr - 1) / nr * nr); len(ws.b) < need {
+	// With one or two row panels each value of B is used once or twice,
+	// so packing B would cost as much as the product: the kernel then
+	// reads B's rows where they are (only when op(B) is B, whose rows are
+	// contiguous). At worst, with a power-of-two stride that defeats the
+	// caches, the second use reads B again, which costs what packing does.
+	direct := !cl.transB && m <= 2*mr
+	if need := kc * ((min(nc, n) + nr - 1) / nr * nr); !direct && len(ws.b) < need {
 		ws.b = make([]float32, need)
 	}
 	if need := kc * ((min(mc, m) + mr - 1) / mr * mr); len(ws.a) < need {
@@ -429,7 +437,12 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 		ncb := min(nc, n-jc)
 		for pc := 0; pc < k; pc += kc {
 			kcb := min(kc, k-pc)
-			packB(cl.transB, cl.b, cl.ldb, pc, p.n0+jc, kcb, ncb, nr, ws.b, kr.asmPack)
+			bp, panel, ldb := ws.b, kcb*nr, nr
+			if direct {
+				bp, panel, ldb = cl.b[pc*cl.ldb+p.n0+jc:], nr, cl.ldb
+			} else {
+				packB(cl.transB, cl.b, cl.ldb, pc, p.n0+jc, kcb, ncb, nr, ws.b, kr.asmPack)
+			}
 			beta := cl.beta
 			if pc > 0 {
 				beta = 1
@@ -437,33 +450,49 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 			for ic := 0; ic < m; ic += mc {
 				mcb := min(mc, m-ic)
 				packA(cl.transA, cl.a, cl.lda, p.m0+ic, pc, mcb, kcb, mr, cl.alpha, ws.a, kr.asmPack)
-				e.macro(ws, ws.a, ws.b, mcb, ncb, kcb, cl.c[(p.m0+ic)*cl.ldc+p.n0+jc:], cl.ldc, beta)
+				e.macro(ws, ws.a, bp, panel, ldb, mcb, ncb, kcb, cl.c[(p.m0+ic)*cl.ldc+p.n0+jc:], cl.ldc, beta)
 			}
 		}
 	}
 }
 
-// macro multiplies a packed mcb×kcb block of A by a packed kcb×ncb block
-// of B into the mcb×ncb block of C at c: C = A·B + beta·C.
-func (e *Engine) macro(ws *workspace, ap, bp []float32, mcb, ncb, kcb int, c []float32, ldc int, beta float32) {
+// macro multiplies a packed mcb×kcb block of A by a kcb×ncb block of B
+// into the mcb×ncb block of C at c: C = A·B + beta·C. B's panels of nr
+// columns start panel elements apart in bp and their rows ldb apart: a
+// packed block has panel = kcb·nr and ldb = nr; B read in place has
+// panel = nr and ldb its row stride, and its last, partial panel, if any,
+// is packed here so that the kernel finds zeros past the edge.
+func (e *Engine) macro(ws *workspace, ap, bp []float32, panel, ldb, mcb, ncb, kcb int, c []float32, ldc int, beta float32) {
 	kr := e.k
 	mr, nr := kr.mr, kr.nr
 	for jr := 0; jr < ncb; jr += nr {
-		b := bp[jr*kcb : (jr+nr)*kcb]
+		b := bp[jr/nr*panel:]
 		nv := min(nr, ncb-jr)
+		bld := ldb
+		if nv < nr && ldb != nr {
+			if len(ws.bEdge) < kcb*nr {
+				ws.bEdge = make([]float32, kcb*nr)
+			}
+			for p := 0; p < kcb; p++ {
+				dd := ws.bEdge[p*nr : p*nr+nr]
+				copy(dd, b[p*ldb:p*ldb+nv])
+				clear(dd[nv:])
+			}
+			b, bld = ws.bEdge, nr
+		}
 		for ir := 0; ir < mcb; ir += mr {
 			a := ap[ir*kcb : (ir+mr)*kcb]
 			mv := min(mr, mcb-ir)
 			off := ir*ldc + jr
 			if mv == mr && nv == nr {
-				kr.full(kcb, a, b, c[off:], ldc, beta)
+				kr.full(kcb, a, b, bld, c[off:], ldc, beta)
 				continue
 			}
 			// Edge tile: the panels are zero-padded, so compute the whole
 			// tile into scratch and merge only the rows and columns that
 			// exist.
 			tile := ws.edge[:mr*nr]
-			kr.full(kcb, a, b, tile, nr, 0)
+			kr.full(kcb, a, b, bld, tile, nr, 0)
 			mergeTile(tile, nr, mv, nv, c[off:], ldc, beta)
 		}
 	}

@@ -9,9 +9,9 @@ type kernel struct {
 	// sit in L1, an mc×kc A block in L2, a kc×nc B block in L3.
 	kc, mc, nc int
 	// full computes the mr×nr tile C = Ap·Bp + beta·C from an A panel
-	// (kc columns of mr values) and a B panel (kc rows of nr values),
-	// never reading C when beta is 0.
-	full func(kc int, a, b, c []float32, ldc int, beta float32)
+	// (kc columns of mr values) and a B panel (kc rows of nr values, ldb
+	// apart), never reading C when beta is 0.
+	full func(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32)
 	// asmPack lets packing use the AVX2 routines; off for the pure-Go
 	// kernel so that the portable path stays pure Go.
 	asmPack bool
@@ -47,45 +47,62 @@ var goKernel = &kernel{
 // eight scalar accumulators (4×4, 2×6, 3×4) spill to the stack, and
 // unrolling two k steps halves the bounds-check and pointer-advance work
 // per multiply-add.
-func kernelGo4x2(kc int, a, b, c []float32, ldc int, beta float32) {
+func kernelGo4x2(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 float32
 	a = a[:4*kc]
-	b = b[:2*kc]
-	for len(a) >= 8 && len(b) >= 4 {
-		b0, b1 := b[0], b[1]
-		a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
-		c00 += a0 * b0
-		c01 += a0 * b1
-		c10 += a1 * b0
-		c11 += a1 * b1
-		c20 += a2 * b0
-		c21 += a2 * b1
-		c30 += a3 * b0
-		c31 += a3 * b1
-		b0, b1 = b[2], b[3]
-		a0, a1, a2, a3 = a[4], a[5], a[6], a[7]
-		c00 += a0 * b0
-		c01 += a0 * b1
-		c10 += a1 * b0
-		c11 += a1 * b1
-		c20 += a2 * b0
-		c21 += a2 * b1
-		c30 += a3 * b0
-		c31 += a3 * b1
-		a = a[8:]
-		b = b[4:]
-	}
-	if len(a) >= 4 && len(b) >= 2 { // odd kc
-		b0, b1 := b[0], b[1]
-		a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
-		c00 += a0 * b0
-		c01 += a0 * b1
-		c10 += a1 * b0
-		c11 += a1 * b1
-		c20 += a2 * b0
-		c21 += a2 * b1
-		c30 += a3 * b0
-		c31 += a3 * b1
+	if ldb != 2 {
+		// B read in place: one k step at a time.
+		for p := 0; p < kc; p++ {
+			bp := b[p*ldb : p*ldb+2]
+			b0, b1 := bp[0], bp[1]
+			a0, a1, a2, a3 := a[4*p], a[4*p+1], a[4*p+2], a[4*p+3]
+			c00 += a0 * b0
+			c01 += a0 * b1
+			c10 += a1 * b0
+			c11 += a1 * b1
+			c20 += a2 * b0
+			c21 += a2 * b1
+			c30 += a3 * b0
+			c31 += a3 * b1
+		}
+	} else {
+		b = b[:2*kc]
+		for len(a) >= 8 && len(b) >= 4 {
+			b0, b1 := b[0], b[1]
+			a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
+			c00 += a0 * b0
+			c01 += a0 * b1
+			c10 += a1 * b0
+			c11 += a1 * b1
+			c20 += a2 * b0
+			c21 += a2 * b1
+			c30 += a3 * b0
+			c31 += a3 * b1
+			b0, b1 = b[2], b[3]
+			a0, a1, a2, a3 = a[4], a[5], a[6], a[7]
+			c00 += a0 * b0
+			c01 += a0 * b1
+			c10 += a1 * b0
+			c11 += a1 * b1
+			c20 += a2 * b0
+			c21 += a2 * b1
+			c30 += a3 * b0
+			c31 += a3 * b1
+			a = a[8:]
+			b = b[4:]
+		}
+		if len(a) >= 4 && len(b) >= 2 { // odd kc
+			b0, b1 := b[0], b[1]
+			a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
+			c00 += a0 * b0
+			c01 += a0 * b1
+			c10 += a1 * b0
+			c11 += a1 * b1
+			c20 += a2 * b0
+			c21 += a2 * b1
+			c30 += a3 * b0
+			c31 += a3 * b1
+		}
 	}
 	storeRow2(c[0*ldc:], c00, c01, beta)
 	storeRow2(c[1*ldc:], c10, c11, beta)

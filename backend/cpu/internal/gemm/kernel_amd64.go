@@ -2,11 +2,11 @@ package gemm
 
 // sgemm6x16 is the AVX2/FMA micro-kernel in kernel_amd64.s: it sets the
 // 6×16 tile at c (row stride ldc) to the product of a packed 6-row A panel
-// and a packed 16-column B panel, kc steps long, plus beta·C (C unread
-// when beta is 0). The CPU must have AVX2 and FMA.
+// and kc rows of 16 B values ldb apart, plus beta·C (C unread when beta
+// is 0). The CPU must have AVX2 and FMA.
 //
 //go:noescape
-func sgemm6x16(kc int, a, b, c *float32, ldc int, beta float32)
+func sgemm6x16(kc int, a, b *float32, ldb int, c *float32, ldc int, beta float32)
 
 var avx2Kernel = &kernel{
 	id: "avx2", name: "avx2-fma 6x16", mr: 6, nr: 16,
@@ -17,18 +17,18 @@ var avx2Kernel = &kernel{
 // avx2Full bounds-checks the panels and the tile before handing raw
 // pointers to the assembly, which would otherwise write out of bounds
 // silently on a caller's mistake.
-func avx2Full(kc int, a, b, c []float32, ldc int, beta float32) {
+func avx2Full(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
 	_ = a[6*kc-1]
-	_ = b[16*kc-1]
+	_ = b[(kc-1)*ldb+15]
 	_ = c[5*ldc+15]
-	sgemm6x16(kc, &a[0], &b[0], &c[0], ldc, beta)
+	sgemm6x16(kc, &a[0], &b[0], ldb, &c[0], ldc, beta)
 }
 
 // sgemm12x32 is the AVX-512 micro-kernel in kernel512_amd64.s, the same
 // contract as sgemm6x16 on a 12×32 tile. The CPU must have AVX-512F.
 //
 //go:noescape
-func sgemm12x32(kc int, a, b, c *float32, ldc int, beta float32)
+func sgemm12x32(kc int, a, b *float32, ldb int, c *float32, ldc int, beta float32)
 
 var avx512Kernel = &kernel{
 	id: "avx512", name: "avx512 12x32", mr: 12, nr: 32,
@@ -36,9 +36,9 @@ var avx512Kernel = &kernel{
 	full: avx512Full, asmPack: true,
 }
 
-func avx512Full(kc int, a, b, c []float32, ldc int, beta float32) {
+func avx512Full(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
 	_ = a[12*kc-1]
-	_ = b[32*kc-1]
+	_ = b[(kc-1)*ldb+31]
 	_ = c[11*ldc+31]
-	sgemm12x32(kc, &a[0], &b[0], &c[0], ldc, beta)
+	sgemm12x32(kc, &a[0], &b[0], ldb, &c[0], ldc, beta)
 }

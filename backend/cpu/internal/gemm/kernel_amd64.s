@@ -1,21 +1,32 @@
 #include "textflag.h"
 
-// func sgemm6x16(kc int, a, b, c *float32, ldc int, beta float32)
+// func sgemm6x16(kc int, a, b *float32, ldb int, c *float32, ldc int, beta float32)
 //
-// C[0:6, 0:16] = Σ_p a[p*6+i]·b[p*16+j] + beta·C, with C read only when
-// beta != 0. a is a packed 6-row A panel, b a packed 16-column B panel,
-// both kc steps long; ldc is C's row stride in elements.
+// The AVX2/FMA micro-kernel: C[0:6, 0:16] = Σ_p a[p*6+i]·b[p*ldb+j] +
+// beta·C, with C read only when beta != 0. a is a packed 6-row A panel,
+// kc steps long; b holds kc rows of 16 values, ldb apart (16 for a packed
+// panel, B's row stride when B is read in place); ldc is C's row stride.
+// Strides are in elements.
 //
 // Registers: Y4..Y15 accumulate the tile, two per row (columns 0-7 and
 // 8-15); Y0, Y1 hold the current B row; Y2, Y3 alternate as the
 // broadcast A value so consecutive rows do not wait on one register.
-TEXT ·sgemm6x16(SB), NOSPLIT, $0-44
+// Unrolled steps address B rows as DI + {0,1,2,3}·ldb, and R12 runs
+// eight rows ahead for prefetching, which matters for B read in place.
+
+TEXT ·sgemm6x16(SB), NOSPLIT, $0-52
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
-	SHLQ $2, R8
+	MOVQ ldb+24(FP), R9
+	SHLQ $2, R9               // B row stride in bytes
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8               // C row stride in bytes
+	LEAQ (R9)(R9*2), R10      // 3 B rows
+	MOVQ R9, R11
+	SHLQ $3, R11
+	LEAQ (DI)(R11*1), R12     // B 8 rows ahead, for prefetching
 
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
@@ -30,44 +41,105 @@ TEXT ·sgemm6x16(SB), NOSPLIT, $0-44
 	VXORPS Y14, Y14, Y14
 	VXORPS Y15, Y15, Y15
 
-	// Unrolled four k steps at a time; the remainder goes one by one.
+	// Four k steps per iteration; the remainder goes one by one.
 	MOVQ CX, BX
 	SHRQ $2, BX
 	ANDQ $3, CX
 	TESTQ BX, BX
 	JZ   tail
 
-#define STEP(aoff, boff) \
-	VMOVUPS      boff(DI), Y0            \
-	VMOVUPS      (boff+32)(DI), Y1       \
-	VBROADCASTSS (aoff)(SI), Y2          \
-	VFMADD231PS  Y0, Y2, Y4              \
-	VFMADD231PS  Y1, Y2, Y5              \
-	VBROADCASTSS (aoff+4)(SI), Y3        \
-	VFMADD231PS  Y0, Y3, Y6              \
-	VFMADD231PS  Y1, Y3, Y7              \
-	VBROADCASTSS (aoff+8)(SI), Y2        \
-	VFMADD231PS  Y0, Y2, Y8              \
-	VFMADD231PS  Y1, Y2, Y9              \
-	VBROADCASTSS (aoff+12)(SI), Y3       \
-	VFMADD231PS  Y0, Y3, Y10             \
-	VFMADD231PS  Y1, Y3, Y11             \
-	VBROADCASTSS (aoff+16)(SI), Y2       \
-	VFMADD231PS  Y0, Y2, Y12             \
-	VFMADD231PS  Y1, Y2, Y13             \
-	VBROADCASTSS (aoff+20)(SI), Y3       \
-	VFMADD231PS  Y0, Y3, Y14             \
-	VFMADD231PS  Y1, Y3, Y15
-
 loop4:
-	PREFETCHT0 384(DI)
-	STEP(0, 0)
-	STEP(24, 64)
-	PREFETCHT0 448(DI)
-	STEP(48, 128)
-	STEP(72, 192)
+	// k step 0
+	VMOVUPS      (DI), Y0
+	VMOVUPS      32(DI), Y1
+	PREFETCHT0   (R12)
+	VBROADCASTSS 0(SI), Y2
+	VFMADD231PS  Y0, Y2, Y4
+	VFMADD231PS  Y1, Y2, Y5
+	VBROADCASTSS 4(SI), Y3
+	VFMADD231PS  Y0, Y3, Y6
+	VFMADD231PS  Y1, Y3, Y7
+	VBROADCASTSS 8(SI), Y2
+	VFMADD231PS  Y0, Y2, Y8
+	VFMADD231PS  Y1, Y2, Y9
+	VBROADCASTSS 12(SI), Y3
+	VFMADD231PS  Y0, Y3, Y10
+	VFMADD231PS  Y1, Y3, Y11
+	VBROADCASTSS 16(SI), Y2
+	VFMADD231PS  Y0, Y2, Y12
+	VFMADD231PS  Y1, Y2, Y13
+	VBROADCASTSS 20(SI), Y3
+	VFMADD231PS  Y0, Y3, Y14
+	VFMADD231PS  Y1, Y3, Y15
+	// k step 1
+	VMOVUPS      (DI)(R9*1), Y0
+	VMOVUPS      32(DI)(R9*1), Y1
+	PREFETCHT0   (R12)(R9*1)
+	VBROADCASTSS 24(SI), Y2
+	VFMADD231PS  Y0, Y2, Y4
+	VFMADD231PS  Y1, Y2, Y5
+	VBROADCASTSS 28(SI), Y3
+	VFMADD231PS  Y0, Y3, Y6
+	VFMADD231PS  Y1, Y3, Y7
+	VBROADCASTSS 32(SI), Y2
+	VFMADD231PS  Y0, Y2, Y8
+	VFMADD231PS  Y1, Y2, Y9
+	VBROADCASTSS 36(SI), Y3
+	VFMADD231PS  Y0, Y3, Y10
+	VFMADD231PS  Y1, Y3, Y11
+	VBROADCASTSS 40(SI), Y2
+	VFMADD231PS  Y0, Y2, Y12
+	VFMADD231PS  Y1, Y2, Y13
+	VBROADCASTSS 44(SI), Y3
+	VFMADD231PS  Y0, Y3, Y14
+	VFMADD231PS  Y1, Y3, Y15
+	// k step 2
+	VMOVUPS      (DI)(R9*2), Y0
+	VMOVUPS      32(DI)(R9*2), Y1
+	PREFETCHT0   (R12)(R9*2)
+	VBROADCASTSS 48(SI), Y2
+	VFMADD231PS  Y0, Y2, Y4
+	VFMADD231PS  Y1, Y2, Y5
+	VBROADCASTSS 52(SI), Y3
+	VFMADD231PS  Y0, Y3, Y6
+	VFMADD231PS  Y1, Y3, Y7
+	VBROADCASTSS 56(SI), Y2
+	VFMADD231PS  Y0, Y2, Y8
+	VFMADD231PS  Y1, Y2, Y9
+	VBROADCASTSS 60(SI), Y3
+	VFMADD231PS  Y0, Y3, Y10
+	VFMADD231PS  Y1, Y3, Y11
+	VBROADCASTSS 64(SI), Y2
+	VFMADD231PS  Y0, Y2, Y12
+	VFMADD231PS  Y1, Y2, Y13
+	VBROADCASTSS 68(SI), Y3
+	VFMADD231PS  Y0, Y3, Y14
+	VFMADD231PS  Y1, Y3, Y15
+	// k step 3
+	VMOVUPS      (DI)(R10*1), Y0
+	VMOVUPS      32(DI)(R10*1), Y1
+	PREFETCHT0   (R12)(R10*1)
+	VBROADCASTSS 72(SI), Y2
+	VFMADD231PS  Y0, Y2, Y4
+	VFMADD231PS  Y1, Y2, Y5
+	VBROADCASTSS 76(SI), Y3
+	VFMADD231PS  Y0, Y3, Y6
+	VFMADD231PS  Y1, Y3, Y7
+	VBROADCASTSS 80(SI), Y2
+	VFMADD231PS  Y0, Y2, Y8
+	VFMADD231PS  Y1, Y2, Y9
+	VBROADCASTSS 84(SI), Y3
+	VFMADD231PS  Y0, Y3, Y10
+	VFMADD231PS  Y1, Y3, Y11
+	VBROADCASTSS 88(SI), Y2
+	VFMADD231PS  Y0, Y2, Y12
+	VFMADD231PS  Y1, Y2, Y13
+	VBROADCASTSS 92(SI), Y3
+	VFMADD231PS  Y0, Y3, Y14
+	VFMADD231PS  Y1, Y3, Y15
 	ADDQ $96, SI
-	ADDQ $256, DI
+	LEAQ (DI)(R9*4), DI
+	LEAQ (R12)(R9*4), R12
 	DECQ BX
 	JNZ  loop4
 
@@ -76,15 +148,34 @@ tail:
 	JZ    store
 
 loop1:
-	STEP(0, 0)
+	VMOVUPS      (DI), Y0
+	VMOVUPS      32(DI), Y1
+	VBROADCASTSS 0(SI), Y2
+	VFMADD231PS  Y0, Y2, Y4
+	VFMADD231PS  Y1, Y2, Y5
+	VBROADCASTSS 4(SI), Y3
+	VFMADD231PS  Y0, Y3, Y6
+	VFMADD231PS  Y1, Y3, Y7
+	VBROADCASTSS 8(SI), Y2
+	VFMADD231PS  Y0, Y2, Y8
+	VFMADD231PS  Y1, Y2, Y9
+	VBROADCASTSS 12(SI), Y3
+	VFMADD231PS  Y0, Y3, Y10
+	VFMADD231PS  Y1, Y3, Y11
+	VBROADCASTSS 16(SI), Y2
+	VFMADD231PS  Y0, Y2, Y12
+	VFMADD231PS  Y1, Y2, Y13
+	VBROADCASTSS 20(SI), Y3
+	VFMADD231PS  Y0, Y3, Y14
+	VFMADD231PS  Y1, Y3, Y15
 	ADDQ $24, SI
-	ADDQ $64, DI
+	ADDQ R9, DI
 	DECQ CX
 	JNZ  loop1
 
 store:
 	// beta == 0 (and not NaN) stores without reading C.
-	VBROADCASTSS beta+40(FP), Y0
+	VBROADCASTSS beta+48(FP), Y0
 	VXORPS       X1, X1, X1
 	VUCOMISS     X1, X0
 	JNE          accumulate
@@ -111,22 +202,34 @@ store:
 	RET
 
 accumulate:
-#define ROW(lo, hi) \
-	VFMADD231PS (DX), Y0, lo    \
-	VFMADD231PS 32(DX), Y0, hi  \
-	VMOVUPS     lo, (DX)        \
-	VMOVUPS     hi, 32(DX)
-
-	ROW(Y4, Y5)
-	ADDQ R8, DX
-	ROW(Y6, Y7)
-	ADDQ R8, DX
-	ROW(Y8, Y9)
-	ADDQ R8, DX
-	ROW(Y10, Y11)
-	ADDQ R8, DX
-	ROW(Y12, Y13)
-	ADDQ R8, DX
-	ROW(Y14, Y15)
+	VFMADD231PS (DX), Y0, Y4
+	VFMADD231PS 32(DX), Y0, Y5
+	VMOVUPS     Y4, (DX)
+	VMOVUPS     Y5, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS (DX), Y0, Y6
+	VFMADD231PS 32(DX), Y0, Y7
+	VMOVUPS     Y6, (DX)
+	VMOVUPS     Y7, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS (DX), Y0, Y8
+	VFMADD231PS 32(DX), Y0, Y9
+	VMOVUPS     Y8, (DX)
+	VMOVUPS     Y9, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS (DX), Y0, Y10
+	VFMADD231PS 32(DX), Y0, Y11
+	VMOVUPS     Y10, (DX)
+	VMOVUPS     Y11, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS (DX), Y0, Y12
+	VFMADD231PS 32(DX), Y0, Y13
+	VMOVUPS     Y12, (DX)
+	VMOVUPS     Y13, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS (DX), Y0, Y14
+	VFMADD231PS 32(DX), Y0, Y15
+	VMOVUPS     Y14, (DX)
+	VMOVUPS     Y15, 32(DX)
 	VZEROUPPER
 	RET
