@@ -66,7 +66,15 @@ func Inject(m graph.Module, cfg Config) (*Model, error) {
 		}
 	}
 	pm := &Model{cfg: cfg, module: m}
-	for _, p := range m.Params() {
+	toFreeze := m.Params()
+	for _, ref := range picked { // in case Params leaves a layer's tensors out
+		d := (*ref.Slot).(*graph.Dense)
+		toFreeze = append(toFreeze, d.W)
+		if d.B != nil {
+			toFreeze = append(toFreeze, d.B)
+		}
+	}
+	for _, p := range toFreeze {
 		if p.Trainable() {
 			if err := p.SetTrainable(false); err != nil {
 				pm.restore()
