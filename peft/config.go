@@ -26,7 +26,10 @@ const (
 	DoRA Method = "dora"
 	// DoRAPEFT is DoRA computed the way Hugging Face PEFT does: B·A is
 	// materialised every step to take the row norms. Same function and
-	// gradients as DoRA; kept as its reference.
+	// gradients as DoRA; kept as its reference. (With dropout > 0, PEFT
+	// also passes the dropped input through its (m ⊘ n − 1)·W0 correction
+	// term, an extra full-size product; here, as for every method, dropout
+	// touches the LoRA input only.)
 	DoRAPEFT Method = "dora-peft"
 	// PreDiag: diag(d)·W0 + s·B·A.
 	PreDiag Method = "prediag"
