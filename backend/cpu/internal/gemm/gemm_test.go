@@ -308,3 +308,48 @@ func TestKernelSelection(t *testing.T) {
 		t.Errorf("Config.Kernel %q did not override $%s=go: runs %q", names[0], EnvKernel, got)
 	}
 }
+
+// TestKernelStridedB calls each micro-kernel directly with B rows further
+// apart than the tile is wide, as when B is read in place, for beta 0 and
+// not.
+func TestKernelStridedB(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, kr := range kernelsUnderTest() {
+		for _, kc := range []int{1, 3, 4, 5, 17} {
+			for _, beta := range []float32{0, -0.5} {
+				ldb, ldc := kr.nr+5, kr.nr+3
+				a := make([]float32, kr.mr*kc)
+				b := make([]float32, (kc-1)*ldb+kr.nr)
+				c := make([]float32, (kr.mr-1)*ldc+kr.nr)
+				for i := range a {
+					a[i] = float32(rng.NormFloat64())
+				}
+				for i := range b {
+					b[i] = float32(rng.NormFloat64())
+				}
+				for i := range c {
+					c[i] = float32(rng.NormFloat64())
+				}
+				old := append([]float32(nil), c...)
+				kr.full(kc, a, b, ldb, c, ldc, beta)
+				for i := 0; i < kr.mr; i++ {
+					for j := 0; j < kr.nr; j++ {
+						var want, mag float64
+						for p := 0; p < kc; p++ {
+							v := float64(a[p*kr.mr+i]) * float64(b[p*ldb+j])
+							want += v
+							mag += math.Abs(v)
+						}
+						if beta != 0 {
+							want += float64(beta) * float64(old[i*ldc+j])
+							mag += math.Abs(float64(beta) * float64(old[i*ldc+j]))
+						}
+						if got := float64(c[i*ldc+j]); math.Abs(got-want) > 1e-6*(mag+1) {
+							t.Fatalf("%s kc=%d beta=%v: C[%d,%d] = %v, want %v", kr.name, kc, beta, i, j, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
