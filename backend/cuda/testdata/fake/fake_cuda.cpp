@@ -1,0 +1,340 @@
+// A test double of libcuda.so.1 (the driver API) that runs the backend's
+// kernels on the host. It implements exactly the functions the backend
+// calls, with the driver's argument checks that matter to it:
+//   - a per-thread current context, and CUDA_ERROR_INVALID_CONTEXT from
+//     every call that needs one when the primary context is not current on
+//     the calling thread (this is what checks the backend's OS-thread
+//     discipline);
+//   - device memory from the host heap, filled with NaN bytes when
+//     allocated, with an optional limit (SORA_FAKE_MEM_LIMIT bytes) past
+//     which cuMemAlloc fails with CUDA_ERROR_OUT_OF_MEMORY;
+//   - modules only from images that the fake NVRTC produced;
+//   - kernels from kernels.cu compiled into this library (KERNELS names
+//     the file, KERNEL_TABLE the list of names) and run by emu.cpp.
+// Counters (sora_fake_stats) let tests check the memory pool.
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utility>
+#include <type_traits>
+
+#include "emu.h"
+
+// The kernels, compiled for the host.
+#include KERNELS
+
+extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, sora_dim3 block, char *err, int errlen);
+
+// ---------------------------------------------------------------------------
+// Kernel table: each entry unpacks cuLaunchKernel's kernelParams by the
+// kernel's C++ signature.
+
+template <class... A, size_t... I>
+static void invoke_impl(void (*f)(A...), void **p, std::index_sequence<I...>) {
+	f(*reinterpret_cast<typename std::remove_cv<typename std::remove_reference<A>::type>::type *>(p[I])...);
+}
+
+template <class... A>
+static void invoke(void (*f)(A...), void **p) {
+	invoke_impl(f, p, std::index_sequence_for<A...>{});
+}
+
+struct kernel_entry {
+	const char *name;
+	void (*run)(void **);
+};
+
+#define K(name) {#name, [](void **p) { invoke(name, p); }},
+static const kernel_entry kernel_table[] = {
+#include KERNEL_TABLE
+    {0, 0}};
+#undef K
+
+// ---------------------------------------------------------------------------
+
+enum {
+	SUCCESS = 0,
+	INVALID_VALUE = 1,
+	OUT_OF_MEMORY = 2,
+	NOT_INITIALIZED = 3,
+	INVALID_IMAGE = 200,
+	INVALID_CONTEXT = 201,
+	INVALID_HANDLE = 400,
+	NOT_FOUND = 500,
+	LAUNCH_FAILED = 719,
+};
+
+// Counters read by the tests: [0] cuMemAlloc calls, [1] cuMemFree calls,
+// [2] kernel launches, [3] bytes allocated now, [4] calls refused for want
+// of a current context, [5] module loads.
+extern "C" long long sora_fake_stats[8];
+long long sora_fake_stats[8];
+
+static int the_ctx_tag;
+static void *const the_ctx = &the_ctx_tag;
+static int ctx_refs;
+static thread_local void *current;
+static char launch_error[512];
+
+static int need_ctx() {
+	if (current != the_ctx || ctx_refs <= 0) {
+		sora_fake_stats[4]++;
+		return INVALID_CONTEXT;
+	}
+	return SUCCESS;
+}
+
+#define NEED_CTX()                          \
+	do {                                    \
+		int r_ = need_ctx();                \
+		if (r_ != SUCCESS) return r_;       \
+	} while (0)
+
+struct stream {
+	int magic;
+};
+static const int stream_magic = 0x57ea4;
+
+static int check_stream(void *s) {
+	if (!s || ((stream *)s)->magic != stream_magic) return INVALID_HANDLE;
+	return SUCCESS;
+}
+
+extern "C" {
+
+int cuInit(unsigned) { return SUCCESS; }
+int cuDriverGetVersion(int *v) {
+	*v = 12080;
+	return SUCCESS;
+}
+int cuDeviceGetCount(int *n) {
+	*n = 1;
+	return SUCCESS;
+}
+int cuDeviceGet(int *d, int ordinal) {
+	if (ordinal != 0) return 101;
+	*d = 0;
+	return SUCCESS;
+}
+int cuDeviceGetName(char *name, int len, int) {
+	snprintf(name, len, "Emulated GPU");
+	return SUCCESS;
+}
+int cuDeviceGetAttribute(int *v, int attr, int) {
+	switch (attr) {
+	case 75: *v = 8; return SUCCESS; // compute capability 8.0
+	case 76: *v = 0; return SUCCESS;
+	case 16: *v = 2; return SUCCESS; // multiprocessors: small grids, still several blocks
+	}
+	return INVALID_VALUE;
+}
+int cuDeviceTotalMem_v2(uint64_t *b, int) {
+	*b = 1ull << 30;
+	return SUCCESS;
+}
+
+int cuGetErrorName(int r, const char **s) {
+	switch (r) {
+	case SUCCESS: *s = "CUDA_SUCCESS"; return 0;
+	case INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; return 0;
+	case OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; return 0;
+	case NOT_INITIALIZED: *s = "CUDA_ERROR_NOT_INITIALIZED"; return 0;
+	case 100: *s = "CUDA_ERROR_NO_DEVICE"; return 0;
+	case INVALID_IMAGE: *s = "CUDA_ERROR_INVALID_IMAGE"; return 0;
+	case INVALID_CONTEXT: *s = "CUDA_ERROR_INVALID_CONTEXT"; return 0;
+	case INVALID_HANDLE: *s = "CUDA_ERROR_INVALID_HANDLE"; return 0;
+	case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; return 0;
+	case LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; return 0;
+	}
+	*s = 0;
+	return INVALID_VALUE;
+}
+int cuGetErrorString(int r, const char **s) {
+	switch (r) {
+	case SUCCESS: *s = "no error"; return 0;
+	case INVALID_VALUE: *s = "invalid argument"; return 0;
+	case OUT_OF_MEMORY: *s = "out of memory"; return 0;
+	case INVALID_IMAGE: *s = "device kernel image is invalid"; return 0;
+	case INVALID_CONTEXT: *s = "invalid device context"; return 0;
+	case INVALID_HANDLE: *s = "invalid resource handle"; return 0;
+	case NOT_FOUND: *s = "named symbol not found"; return 0;
+	case LAUNCH_FAILED: *s = launch_error[0] ? launch_error : "unspecified launch failure"; return 0;
+	}
+	*s = 0;
+	return INVALID_VALUE;
+}
+
+int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
+	if (dev != 0) return INVALID_VALUE;
+	ctx_refs++;
+	*ctx = the_ctx;
+	return SUCCESS;
+}
+int cuDevicePrimaryCtxRelease_v2(int dev) {
+	if (dev != 0 || ctx_refs <= 0) return INVALID_CONTEXT;
+	ctx_refs--;
+	return SUCCESS;
+}
+int cuCtxSetCurrent(void *ctx) {
+	if (ctx != 0 && ctx != the_ctx) return INVALID_CONTEXT;
+	current = ctx;
+	return SUCCESS;
+}
+int cuCtxSynchronize(void) {
+	NEED_CTX();
+	return SUCCESS;
+}
+
+static long long mem_limit() {
+	const char *s = getenv("SORA_FAKE_MEM_LIMIT");
+	return s && *s ? atoll(s) : -1;
+}
+
+// Each block carries its size in a header, for the byte count.
+int cuMemAlloc_v2(uint64_t *p, size_t bytes) {
+	NEED_CTX();
+	sora_fake_stats[0]++;
+	long long lim = mem_limit();
+	if (bytes == 0) return INVALID_VALUE;
+	if (lim >= 0 && sora_fake_stats[3] + (long long)bytes > lim) return OUT_OF_MEMORY;
+	char *raw = (char *)aligned_alloc(256, 256 + ((bytes + 255) / 256) * 256);
+	if (!raw) return OUT_OF_MEMORY;
+	*(size_t *)raw = bytes;
+	memset(raw + 256, 0xff, bytes); // NaN in every float
+	sora_fake_stats[3] += bytes;
+	*p = (uint64_t)(raw + 256);
+	return SUCCESS;
+}
+int cuMemFree_v2(uint64_t p) {
+	NEED_CTX();
+	if (!p) return INVALID_VALUE;
+	sora_fake_stats[1]++;
+	char *raw = (char *)p - 256;
+	sora_fake_stats[3] -= *(size_t *)raw;
+	free(raw);
+	return SUCCESS;
+}
+int cuMemGetInfo_v2(size_t *free_, size_t *total) {
+	NEED_CTX();
+	*total = 1ull << 30;
+	*free_ = *total - sora_fake_stats[3];
+	return SUCCESS;
+}
+
+int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) {
+	NEED_CTX();
+	memcpy((void *)dst, src, n);
+	return SUCCESS;
+}
+int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) {
+	NEED_CTX();
+	memcpy(dst, (void *)src, n);
+	return SUCCESS;
+}
+int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s) {
+	NEED_CTX();
+	if (int r = check_stream(s)) return r;
+	memcpy((void *)dst, src, n);
+	return SUCCESS;
+}
+int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s) {
+	NEED_CTX();
+	if (int r = check_stream(s)) return r;
+	memcpy(dst, (void *)src, n);
+	return SUCCESS;
+}
+int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *s) {
+	NEED_CTX();
+	if (int r = check_stream(s)) return r;
+	memmove((void *)dst, (void *)src, n);
+	return SUCCESS;
+}
+int cuMemsetD32Async(uint64_t dst, unsigned v, size_t n, void *s) {
+	NEED_CTX();
+	if (int r = check_stream(s)) return r;
+	unsigned *d = (unsigned *)dst;
+	for (size_t i = 0; i < n; i++) d[i] = v;
+	return SUCCESS;
+}
+
+int cuStreamCreate(void **s, unsigned flags) {
+	NEED_CTX();
+	if (flags > 1) return INVALID_VALUE;
+	stream *st = (stream *)malloc(sizeof(stream));
+	st->magic = stream_magic;
+	*s = st;
+	return SUCCESS;
+}
+int cuStreamDestroy_v2(void *s) {
+	NEED_CTX();
+	if (int r = check_stream(s)) return r;
+	((stream *)s)->magic = 0;
+	free(s);
+	return SUCCESS;
+}
+int cuStreamSynchronize(void *s) {
+	NEED_CTX();
+	return check_stream(s);
+}
+
+static const char fake_image_magic[] = "SORA-FAKE-CUBIN\n";
+
+struct module {
+	int magic;
+};
+
+int cuModuleLoadData(void **mod, const void *image) {
+	NEED_CTX();
+	if (strncmp((const char *)image, fake_image_magic, strlen(fake_image_magic)) != 0) return INVALID_IMAGE;
+	sora_fake_stats[5]++;
+	module *m = (module *)malloc(sizeof(module));
+	m->magic = 0x30d;
+	*mod = m;
+	return SUCCESS;
+}
+int cuModuleUnload(void *mod) {
+	NEED_CTX();
+	if (!mod || ((module *)mod)->magic != 0x30d) return INVALID_HANDLE;
+	((module *)mod)->magic = 0;
+	free(mod);
+	return SUCCESS;
+}
+int cuModuleGetFunction(const kernel_entry **fn, void *mod, const char *name) {
+	NEED_CTX();
+	if (!mod || ((module *)mod)->magic != 0x30d) return INVALID_HANDLE;
+	for (const kernel_entry *k = kernel_table; k->name; k++) {
+		if (strcmp(k->name, name) == 0) {
+			*fn = k;
+			return SUCCESS;
+		}
+	}
+	return NOT_FOUND;
+}
+
+struct launch_arg {
+	const kernel_entry *k;
+	void **params;
+};
+
+static void run_thread(void *a) {
+	launch_arg *la = (launch_arg *)a;
+	la->k->run(la->params);
+}
+
+int cuLaunchKernel(const kernel_entry *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shared, void *s, void **params, void **extra) {
+	NEED_CTX();
+	if (int r = check_stream(s)) return r;
+	if (!f || extra || shared != 0) return INVALID_VALUE;
+	if (gx < 1 || gy < 1 || gz < 1 || gy > 65535 || gz > 65535) return INVALID_VALUE;
+	if (bx < 1 || by < 1 || bz < 1 || (unsigned long long)bx * by * bz > 1024) return INVALID_VALUE;
+	if (!params) return INVALID_VALUE;
+	sora_fake_stats[2]++;
+	launch_arg la = {f, params};
+	if (sora_emu_launch(run_thread, &la, sora_dim3{gx, gy, gz}, sora_dim3{bx, by, bz}, launch_error, sizeof launch_error) != 0)
+		return LAUNCH_FAILED;
+	return SUCCESS;
+}
+
+} // extern "C"
