@@ -21,6 +21,10 @@ func writeFileAtomic(path string, data []byte) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
+	// CreateTemp makes the file private; the result is an ordinary file.
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("train: writing %s: %w", path, err)
+	}
 	if _, err = tmp.Write(data); err != nil {
 		return fmt.Errorf("train: writing %s: %w", path, err)
 	}

@@ -88,6 +88,9 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 			return err
 		}
 		if t.SaveAdapter != nil {
+			if err := os.Mkdir(filepath.Join(dir, adapterSub), 0o755); err != nil {
+				return fmt.Errorf("train: %w", err)
+			}
 			if err := t.SaveAdapter(filepath.Join(dir, adapterSub)); err != nil {
 				return fmt.Errorf("train: writing the adapter: %w", err)
 			}

@@ -40,7 +40,8 @@ type Trainer struct {
 	// Progress shows the run (nil: nothing).
 	Progress Progress
 	// SaveAdapter, when not nil, writes the adapter in Hugging Face PEFT
-	// layout into a new folder; checkpoints and the final output call it.
+	// layout into dir, a new empty folder; checkpoints and the final output
+	// call it.
 	SaveAdapter func(dir string) error
 
 	// beforeStep, when set (by tests), runs before each optimizer step
@@ -382,7 +383,49 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 		res.Eval = ev
 	}
+	if o.Out != "" {
+		if err := t.writePlots(); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// writePlots draws the loss curves from metrics.jsonl and, for an adapter,
+// the spectra of the weight updates (also written as spectrum.json).
+func (t *Trainer) writePlots() error {
+	o := t.Options
+	rs, err := ReadMetrics(filepath.Join(o.Out, MetricsFile))
+	if err != nil {
+		return err
+	}
+	if curves := CurvesFromMetrics(rs, max(1, o.Steps/50)); len(curves) > 0 {
+		if err := PlotLoss(filepath.Join(o.Out, LossPlot), fmt.Sprintf("%s, %d steps", t.describe(), o.Steps), curves); err != nil {
+			return err
+		}
+	}
+	if t.Adapter == nil {
+		return nil
+	}
+	spectra, err := t.Adapter.Spectra()
+	if err != nil {
+		return fmt.Errorf("train: spectra of the updates: %w", err)
+	}
+	if err := PlotSpectra(filepath.Join(o.Out, SpectrumPlot), "spectra of ΔW = W' − W0, "+t.describe(), spectra); err != nil {
+		return err
+	}
+	return writeJSONAtomic(filepath.Join(o.Out, SpectrumJSON), SpectrumSummary(spectra))
+}
+
+func (t *Trainer) describe() string {
+	if t.Adapter == nil {
+		return "training"
+	}
+	c := t.Adapter.Config()
+	if c.Method == peft.Full || c.Method == peft.OFT {
+		return string(c.Method)
+	}
+	return fmt.Sprintf("%s r=%d", c.Method, c.R)
 }
 
 type stepTiming struct {

@@ -2,6 +2,8 @@ package train
 
 import (
 	"context"
+	"encoding/json"
+	"image/png"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -374,6 +376,78 @@ func TestFreshRunRefusesExistingCheckpoints(t *testing.T) {
 		_, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: train, Options: Options{Steps: 1, Batch: 2, Out: dir}}).Run(context.Background())
 		if (err != nil) != wantErr || (err != nil && !strings.Contains(err.Error(), "resume")) {
 			t.Errorf("run %d: error %v; want error %v (pointing to resume)", i+1, err, wantErr)
+		}
+	}
+}
+
+// TestOutputFolder checks what a run leaves in its output folder: metrics
+// for every step and the final evaluation, the plots as PNG images, the
+// spectrum summary and a checkpoint.
+func TestOutputFolder(t *testing.T) {
+	b := openCPU(t)
+	dir := t.TempDir()
+	_, pm := tinyModel(t, b, peft.DoRA, 2)
+	seqs := randomSeqs(12, tinyConfig().VocabSize, 2)
+	saved := 0
+	tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs[:8], Eval: seqs[8:], Options: Options{Steps: 5, Batch: 4, Out: dir, EvalEvery: 2},
+		SaveAdapter: func(d string) error {
+			saved++
+			return os.WriteFile(filepath.Join(d, "adapter.txt"), []byte("x"), 0o644)
+		}}
+	res, err := tr.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, evals := 0, 0
+	for _, r := range rs {
+		if r.Loss != nil {
+			steps++
+		}
+		if r.EvalLoss != nil {
+			evals++
+		}
+	}
+	if steps != 5 || evals != 3 { // after steps 2 and 4, and at the end
+		t.Errorf("metrics: %d step records and %d evaluations; want 5 and 3", steps, evals)
+	}
+	for _, name := range []string{LossPlot, SpectrumPlot} {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r := img.Bounds(); r.Dx() < 200 || r.Dy() < 100 {
+			t.Errorf("%s is %v", name, r)
+		}
+	}
+	var sum Summary
+	if raw, err := os.ReadFile(filepath.Join(dir, SpectrumJSON)); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(raw, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Layers) != 14 || !(sum.MeanEntropy > 0) {
+		t.Errorf("spectrum.json: %d layers, mean entropy %v; want 14 layers and a positive entropy", len(sum.Layers), sum.MeanEntropy)
+	}
+	if res.Adapter != filepath.Join(dir, AdapterDir) || saved != 2 { // the final checkpoint and the adapter folder
+		t.Errorf("adapter %q written %d times", res.Adapter, saved)
+	}
+	if _, err := os.Stat(filepath.Join(res.Checkpoint, adapterSub, "adapter.txt")); err != nil {
+		t.Errorf("checkpoint lacks the adapter: %v", err)
+	}
+	// Nothing half-written is left behind.
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temporary %s left in the output folder", e.Name())
 		}
 	}
 }
