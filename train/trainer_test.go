@@ -3,8 +3,8 @@ package train
 import (
 	"context"
 	"encoding/json"
-	"image/png"
 	"errors"
+	"image/png"
 	"math"
 	"math/rand/v2"
 	"os"
