@@ -24,14 +24,14 @@ const (
 // TF32MatMulNMSE is the normalised mean squared error Σ(out−ref)²/Σref²
 // that matrix products in TF32 mode are documented to stay under, against
 // a float64 reference, for inputs of one sign-symmetric scale (as in the
-// conformance suite). TF32 rounds each operand to 10 explicit mantissa
-// bits (a relative error of at most 2⁻¹¹ each) and accumulates in float32,
-// so an element of a product carries a relative error of roughly
-// 2⁻¹¹·√2 in its typical terms, an NMSE of about 1e-7; the limit leaves a
-// factor of ten. TestTF32Tolerance checks it on simulated TF32 rounding.
+// conformance suite). TF32 keeps 10 explicit mantissa bits of each
+// operand and accumulates in float32. Simulated on the host
+// (TestTF32Tolerance), that gives an NMSE of about 7e-8 when operands are
+// rounded to nearest and 5e-7 when their low bits are truncated, whatever
+// the inner dimension; the limit leaves a factor of four over the worse.
 // In TF32 mode the conformance suite's float32 limits for matmul (1e-9)
-// do not hold.
-const TF32MatMulNMSE = 1e-6
+// do not hold: conformance is meant to be run in the default mode.
+const TF32MatMulNMSE = 2e-6
 
 // Options configures a CUDA backend.
 type Options struct {
@@ -117,11 +117,11 @@ func New(opts Options) (*Backend, error) {
 }
 
 // openBackend starts a backend on what a probe found.
-func openBackend(r *probeResult, opts Options) (b *Backend, err error) {
+func openBackend(r *probeResult, opts Options) (_ *Backend, err error) {
 	if len(r.problems) > 0 || r.device == nil {
 		return nil, r.err()
 	}
-	b = &Backend{
+	b := &Backend{
 		api:   newAPI(r.driver, r.cublas, r.nvrtc),
 		opts:  opts,
 		info:  *r.device,
@@ -140,8 +140,7 @@ func openBackend(r *probeResult, opts Options) (b *Backend, err error) {
 	defer runtime.UnlockOSThread()
 	defer func() {
 		if err != nil {
-			b.teardown()
-			b = nil
+			b.teardown() // what was acquired so far
 		}
 	}()
 	a := b.api

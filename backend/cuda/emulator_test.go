@@ -168,11 +168,11 @@ func openFake(t testing.TB, opts Options) *Backend {
 }
 
 // fakeCounters reads a counter array exported by one of the fakes.
-func fakeCounters(t testing.TB, lib *library, symbol string) *[8]int64 {
+func fakeCounters(t testing.TB, lib *library, symbol string) *[16]int64 {
 	t.Helper()
 	p, err := purego.Dlsym(lib.handle, symbol)
 	if err != nil || p == 0 {
 		t.Fatalf("%s has no %s: %v", lib.where(), symbol, err)
 	}
-	return (*[8]int64)(*(*unsafe.Pointer)(unsafe.Pointer(&p)))
+	return (*[16]int64)(*(*unsafe.Pointer)(unsafe.Pointer(&p)))
 }

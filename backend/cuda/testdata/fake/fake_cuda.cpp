@@ -68,8 +68,8 @@ enum {
 // Counters read by the tests: [0] cuMemAlloc calls, [1] cuMemFree calls,
 // [2] kernel launches, [3] bytes allocated now, [4] calls refused for want
 // of a current context, [5] module loads.
-extern "C" long long sora_fake_stats[8];
-long long sora_fake_stats[8];
+extern "C" long long sora_fake_stats[16];
+long long sora_fake_stats[16];
 
 static int the_ctx_tag;
 static void *const the_ctx = &the_ctx_tag;

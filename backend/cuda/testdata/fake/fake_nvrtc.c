@@ -7,7 +7,7 @@
 
 enum { OK = 0, INVALID_INPUT = 3, INVALID_PROGRAM = 4, INVALID_OPTION = 5, COMPILATION = 6 };
 
-long long sora_fake_nvrtc[4];
+long long sora_fake_nvrtc[16];
 
 struct prog {
 	char *src;

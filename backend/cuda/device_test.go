@@ -1,0 +1,352 @@
+package cuda
+
+// Tests of the backend's host code on the emulated device (see
+// emulator_test.go): pool, threads and contexts, errors, kernel cache,
+// cuBLAS modes.
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"github.com/sora-go/sora/backend"
+)
+
+func mustAlloc(t testing.TB, b *Backend, shape ...int) backend.Tensor {
+	t.Helper()
+	x, err := b.Alloc(backend.Float32, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// trainingStep allocates, computes and frees what one step of a small
+// model would, using the ops that take scratch memory.
+func trainingStep(t testing.TB, b *Backend, step int) float32 {
+	t.Helper()
+	const rows, cols, vocab = 6, 40, 11
+	ids := []int32{1, 4, 1, 7, 0, 4}
+	table := mustAlloc(t, b, vocab, cols)
+	x := mustAlloc(t, b, rows, cols)
+	w := mustAlloc(t, b, cols, vocab)
+	logits := mustAlloc(t, b, rows, vocab)
+	dlogits := mustAlloc(t, b, rows, vocab)
+	loss := mustAlloc(t, b, rows)
+	dw := mustAlloc(t, b, cols)
+	bias := mustAlloc(t, b, vocab)
+	gain := mustAlloc(t, b, cols)
+	host := make([]float32, vocab*cols)
+	for i := range host {
+		host[i] = float32(math.Sin(float64(i*(step+1)) * 0.1))
+	}
+	b.Upload(table, host)
+	b.Upload(w, host[:cols*vocab])
+	b.Fill(gain, 1)
+	b.Fill(dw, 0)
+	b.Gather(x, table, ids)
+	b.RMSNorm(x, x, gain, 1e-5)
+	b.MatMul(logits, x, w, backend.MatMulParams{Alpha: 1})
+	b.CrossEntropy(loss, logits, ids, backend.CrossEntropyParams{IgnoreIndex: -100})
+	b.CrossEntropyGrad(dlogits, logits, ids, backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1.0 / rows})
+	b.SumColumns(bias, dlogits)
+	b.RMSNormGrad(x, dw, x, gain, x, 1e-5)
+	b.ScatterAdd(table, x, ids)
+	out := make([]float32, rows)
+	if err := b.Download(out, loss); err != nil {
+		t.Fatalf("step %d: %v", step, err)
+	}
+	for _, tn := range []backend.Tensor{table, x, w, logits, dlogits, loss, dw, bias, gain} {
+		b.Free(tn)
+	}
+	return out[0]
+}
+
+// TestPoolSteadyState: after the first step, a loop that frees and
+// reallocates the same shapes (temporaries included) calls no cuMemAlloc.
+func TestPoolSteadyState(t *testing.T) {
+	b := openFake(t, Options{})
+	driverStats := fakeCounters(t, b.api.drv, "sora_fake_stats")
+	trainingStep(t, b, 0)
+	before, stats := driverStats[0], b.MemoryStats()
+	if stats.DeviceAllocs == 0 || stats.Cached == 0 {
+		t.Fatalf("after one step: %+v", stats)
+	}
+	var losses []float32
+	for step := 1; step <= 5; step++ {
+		losses = append(losses, trainingStep(t, b, step))
+	}
+	if got := b.MemoryStats().DeviceAllocs; got != stats.DeviceAllocs {
+		t.Errorf("steady state: %d device allocations after warm-up, want none", got-stats.DeviceAllocs)
+	}
+	if driverStats[0] != before {
+		t.Errorf("the driver saw %d cuMemAlloc calls after warm-up", driverStats[0]-before)
+	}
+	if losses[0] == losses[4] || losses[0] != losses[0] {
+		t.Errorf("losses %v: the steps did not compute", losses)
+	}
+	if b.BytesInUse() != b.MemoryStats().Cached || b.MemoryStats().InUse != 0 {
+		t.Errorf("with every tensor freed: BytesInUse %d, stats %+v", b.BytesInUse(), b.MemoryStats())
+	}
+}
+
+// TestThreadDiscipline issues ops from fresh goroutines, which the Go
+// scheduler places on any OS thread; the fake driver refuses every call
+// made on a thread where the context is not current. A direct call from a
+// new thread shows that it does refuse.
+func TestThreadDiscipline(t *testing.T) {
+	b := openFake(t, Options{})
+	driverStats := fakeCounters(t, b.api.drv, "sora_fake_stats")
+	refused := driverStats[4]
+	x := mustAlloc(t, b, 257)
+	var mu sync.Mutex // the backend orders one caller's ops: take turns
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.Gosched()
+			mu.Lock()
+			defer mu.Unlock()
+			b.Fill(x, float32(g))
+			b.Unary(backend.Square, x, x)
+			got := make([]float32, 257)
+			if err := b.Download(got, x); err != nil {
+				t.Errorf("goroutine %d: %v", g, err)
+				return
+			}
+			if got[256] != float32(g*g) {
+				t.Errorf("goroutine %d: %g, want %d", g, got[256], g*g)
+			}
+		}()
+	}
+	wg.Wait()
+	if driverStats[4] != refused {
+		t.Errorf("the driver refused %d calls for want of a current context", driverStats[4]-refused)
+	}
+	done := make(chan int)
+	go func() {
+		runtime.LockOSThread() // a new thread: never made the context current
+		defer runtime.UnlockOSThread()
+		var p uintptr
+		call(b.api.cuCtxSetCurrent, 0)
+		done <- call(b.api.cuMemAlloc, uintptr(unsafe.Pointer(&p)), 1024)
+	}()
+	if res := <-done; res != 201 {
+		t.Errorf("cuMemAlloc without a current context returned %d, want CUDA_ERROR_INVALID_CONTEXT (201): the fake does not check", res)
+	}
+}
+
+func TestOutOfMemory(t *testing.T) {
+	t.Setenv("SORA_FAKE_MEM_LIMIT", "3145728") // 3 MiB
+	b := openFake(t, Options{})
+	_, err := b.Alloc(backend.Float32, 1<<20) // 4 MiB
+	if err == nil {
+		t.Fatal("Alloc beyond the limit succeeded")
+	}
+	for _, want := range []string{"cuda: Alloc [1048576] (4194304 bytes)", "cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY (out of memory)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if !IsOutOfMemory(err) {
+		t.Errorf("IsOutOfMemory(%v) = false", err)
+	}
+	// A cached block that the new request cannot use goes back to the
+	// device so that the request fits.
+	x := mustAlloc(t, b, 512<<10) // 2 MiB
+	b.Free(x)
+	frees := b.MemoryStats().DeviceFrees
+	y, err := b.Alloc(backend.Float32, 700<<10) // 2.8 MiB: another class
+	if err != nil {
+		t.Fatalf("Alloc after freeing: %v (the pool should have released its cache)", err)
+	}
+	if b.MemoryStats().DeviceFrees != frees+1 || b.MemoryStats().Cached != 0 {
+		t.Errorf("stats %+v: want the cached block returned", b.MemoryStats())
+	}
+	b.Free(y)
+	if err := b.Sync(); err != nil {
+		t.Errorf("Sync: %v", err)
+	}
+}
+
+func TestKernelCache(t *testing.T) {
+	r := fakeProbe(t)
+	nvrtc := fakeCounters(t, r.nvrtc, "sora_fake_nvrtc")
+	dir := t.TempDir()
+	open := func() *Backend {
+		t.Helper()
+		compiled.Clear() // as a new process would start
+		b, err := openBackend(r, Options{CacheDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}
+	n0 := nvrtc[0]
+	b := open()
+	if nvrtc[0] != n0+1 || !strings.Contains(b.Device(), "compiled by NVRTC, cached in "+dir) {
+		t.Fatalf("first open: %d compilations, device %q", nvrtc[0]-n0, b.Device())
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "kernels-sm_80-*.cubin"))
+	if len(files) != 1 {
+		t.Fatalf("cache folder holds %q, want one cubin", files)
+	}
+	b = open()
+	if nvrtc[0] != n0+1 || !strings.Contains(b.Device(), "cached in "+files[0]) {
+		t.Errorf("second open: %d compilations in all, device %q; want the cached file used", nvrtc[0]-n0, b.Device())
+	}
+	// A damaged file is compiled afresh and replaced.
+	if err := os.WriteFile(files[0], []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b = open()
+	if nvrtc[0] != n0+2 {
+		t.Errorf("open over a damaged cache file: %d compilations in all, want 2", nvrtc[0]-n0)
+	}
+	if data, _ := os.ReadFile(files[0]); !strings.HasPrefix(string(data), "SORA-FAKE-CUBIN") {
+		t.Errorf("the damaged cache file was not replaced: %q", data)
+	}
+	// Within a process, a second backend reuses the compilation.
+	b2, err := openBackend(r, Options{NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if nvrtc[0] != n0+2 || !strings.Contains(b2.Device(), "compiled earlier in this process") {
+		t.Errorf("second backend: %d compilations, device %q", nvrtc[0]-n0, b2.Device())
+	}
+}
+
+func TestCompileFailure(t *testing.T) {
+	r := fakeProbe(t)
+	compiled.Clear()
+	t.Cleanup(compiled.Clear)
+	t.Setenv("SORA_FAKE_NVRTC_FAIL", "1")
+	b, err := openBackend(r, Options{NoCache: true})
+	if err == nil {
+		b.Close()
+		t.Fatal("open succeeded with a failing compiler")
+	}
+	for _, want := range []string{
+		"nvrtcCompileProgram: NVRTC_ERROR_COMPILATION",
+		"--gpu-architecture=sm_80",
+		"sora_kernels.cu(1): error: injected failure for the test",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestMathModes(t *testing.T) {
+	for _, tf32 := range []bool{false, true} {
+		b := openFake(t, Options{TF32: tf32})
+		blas := fakeCounters(t, b.api.blas, "sora_fake_blas")
+		want := int64(cublasDefaultMath)
+		if tf32 {
+			want = cublasTF32TensorOpMath
+		}
+		if blas[0] != want || blas[1] != cublasPointerModeHost {
+			t.Errorf("TF32=%v: math mode %d, pointer mode %d; want %d, host", tf32, blas[0], blas[1], want)
+		}
+		if got := strings.HasSuffix(b.Device(), "matmul tf32"); got != tf32 {
+			t.Errorf("TF32=%v: device %q", tf32, b.Device())
+		}
+	}
+}
+
+func TestBatchedMatMulCall(t *testing.T) {
+	b := openFake(t, Options{})
+	blas := fakeCounters(t, b.api.blas, "sora_fake_blas")
+	a, w, c := mustAlloc(t, b, 3, 4, 5), mustAlloc(t, b, 5, 6), mustAlloc(t, b, 3, 4, 6)
+	b.Fill(a, 1)
+	b.Fill(w, 2)
+	batched := blas[3]
+	b.MatMul(c, a, w, backend.MatMulParams{Alpha: 1})
+	got := make([]float32, 72)
+	if err := b.Download(got, c); err != nil {
+		t.Fatal(err)
+	}
+	if got[71] != 10 || blas[3] != batched+1 || blas[9] != 3 {
+		t.Errorf("C[last] = %g, strided-batched calls %d, batch %d; want 10, one call, 3", got[71], blas[3]-batched, blas[9])
+	}
+	// The vendor call gives the same product.
+	b.Fill(c, -1)
+	b.VendorMatMul(c, a, w, backend.MatMulParams{Alpha: 1})
+	if err := b.Download(got, c); err != nil || got[0] != 10 {
+		t.Errorf("VendorMatMul: %g, %v", got[0], err)
+	}
+	// k = 0: C = beta·C without cuBLAS.
+	e0, e1, c2 := mustAlloc(t, b, 2, 0), mustAlloc(t, b, 0, 3), mustAlloc(t, b, 2, 3)
+	b.Fill(c2, 4)
+	calls := blas[2]
+	b.MatMul(c2, e0, e1, backend.MatMulParams{Alpha: 1, Beta: 0.5})
+	out := make([]float32, 6)
+	if err := b.Download(out, c2); err != nil || out[5] != 2 || blas[2] != calls {
+		t.Errorf("k=0: C = %v, %v, %d cuBLAS calls", out, err, blas[2]-calls)
+	}
+}
+
+func TestDeviceCopy(t *testing.T) {
+	b := openFake(t, Options{})
+	x, y := mustAlloc(t, b, 100), mustAlloc(t, b, 100)
+	b.Fill(x, 3)
+	b.DeviceCopy(y, x)
+	got := make([]float32, 100)
+	if err := b.Download(got, y); err != nil || got[99] != 3 {
+		t.Errorf("DeviceCopy: %g, %v", got[99], err)
+	}
+	b.DeviceCopy(y, mustAlloc(t, b, 7))
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "element counts differ") {
+		t.Errorf("DeviceCopy of different lengths: %v", err)
+	}
+}
+
+func TestErrorsAndClose(t *testing.T) {
+	b := openFake(t, Options{})
+	other := openFake(t, Options{})
+	driverStats := fakeCounters(t, b.api.drv, "sora_fake_stats")
+	x := mustAlloc(t, b, 4)
+	foreign := mustAlloc(t, other, 4)
+	b.Scale(x, foreign, 2)
+	b.Fill(x, 1) // skipped: an error is recorded
+	err := b.Sync()
+	if err == nil || !strings.Contains(err.Error(), "scale [4],[4]: tensor argument 1: tensor belongs to another backend") {
+		t.Errorf("foreign tensor: %v", err)
+	}
+	if err := b.Sync(); err != nil {
+		t.Errorf("second Sync: %v, want the error cleared", err)
+	}
+	b.Free(x)
+	b.Fill(x, 1)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "freed") {
+		t.Errorf("use after free: %v", err)
+	}
+	b.Free(x)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "free [4]: tensor's buffer was freed") {
+		t.Errorf("double free: %v", err)
+	}
+	live := mustAlloc(t, b, 1000)
+	_ = live
+	bytesBefore := driverStats[3]
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if freed := bytesBefore - driverStats[3]; freed < 4000 {
+		t.Errorf("Close returned %d bytes to the device, want at least the live tensor's 4000", freed)
+	}
+	b.Fill(live, 1)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("op after Close: %v", err)
+	}
+	if _, err := b.Alloc(backend.Float32, 1); err == nil {
+		t.Error("Alloc after Close succeeded")
+	}
+}
