@@ -38,11 +38,104 @@
 // *[backend.UnavailableError] that names what is missing (a library, a
 // symbol in it, a device) and lists the folders searched.
 //
-// # Status
+// # Execution
 //
-// This package currently implements loading and registration only: it
-// finds and loads the libraries, resolves every symbol the implementation
-// will call, initialises the driver and finds the device. The ops
-// themselves are not written yet, so on a machine with a working GPU
-// Open still answers an error saying so; nothing is emulated.
+// A [Backend] works on device 0 through its primary context (retained
+// with cuDevicePrimaryCtxRetain, the context the CUDA runtime and so
+// cuBLAS use too), with one non-blocking stream of its own and one cuBLAS
+// handle bound to that stream. Ops validate their arguments with package
+// backend's Check functions, enqueue kernels or cuBLAS calls on the stream
+// and return; Sync (cuStreamSynchronize) and Download wait. Every driver,
+// NVRTC and cuBLAS status is checked; a failure becomes an *[Error] that
+// names the call and carries the library's name and text for the status
+// (cuGetErrorName/cuGetErrorString, nvrtcGetErrorString, the cuBLAS status
+// names and cublasGetStatusString), recorded under the op as an
+// *backend.OpError (the sticky-error convention of package backend).
+//
+// Threads: the driver's current context is a property of the OS thread,
+// and goroutines move between threads. Each entry point therefore locks
+// its goroutine to its thread (runtime.LockOSThread), makes the primary
+// context current (cuCtxSetCurrent, a cheap thread-local store in the
+// driver) and unlocks when it returns. The alternative, one locked
+// goroutine that makes every driver call on behalf of the others, would
+// add a channel round trip and a goroutine switch to every op, and ops are
+// issued by a single caller anyway (a Backend is not safe for concurrent
+// use), so there is no contention for such a thread to serialise.
+//
+// Memory: device buffers come from a caching pool with size classes
+// (powers of two from 512 bytes to 1 MiB, then whole MiB). Free returns a
+// block to the pool at once; it is safe to hand it out again before the
+// stream has finished with it because every use of device memory is
+// ordered on the one stream. Blocks go back to the device (cuMemFree) only
+// on Close, or when cuMemAlloc fails for lack of memory (the pool then
+// synchronises, releases its cache and tries once more), so a
+// steady-state training loop calls no cuMemAlloc ([Backend.MemoryStats]
+// counts the calls). Scratch memory of ops (index uploads, partial sums)
+// comes from the same pool. Upload and Download copy from and to pageable
+// Go memory with cuMemcpyHtoDAsync/cuMemcpyDtoHAsync on the stream,
+// pinning the Go memory (runtime.Pinner) for the call; the driver stages a
+// pageable upload before the call returns, so the caller's slice may be
+// reused at once, and Download waits for its copy.
+//
+// # Kernels
+//
+// Every op other than MatMul runs a kernel of kernels.cu, CUDA C embedded
+// in the package (go:embed). It is compiled once per process by NVRTC to
+// a cubin for exactly the device's compute capability
+// (--gpu-architecture=sm_XY, no fast-math flags) and cached on disk under
+// os.UserCacheDir()/sora/cuda (SORA_CUDA_CACHE names another folder, or
+// "off"), in a file named by the SHA-256 of the source, the architecture,
+// the options, the driver version and the NVRTC version, written through a
+// temporary file and a rename. A cached file that the driver rejects is
+// compiled afresh and replaced. Kernels are launched with cuLaunchKernel;
+// their arguments are packed into a pinned block owned by the backend,
+// checked against each kernel's declared parameter list (see launch.go),
+// so a launch allocates nothing.
+//
+// Numerics follow the CPU backend: sums accumulate in double, row
+// reductions use warp shuffles and a fixed combination order, column sums
+// (bias, norm-weight gradients) go through per-chunk partials and a second
+// pass instead of atomics, and ScatterAdd groups equal ids on the host and
+// adds each table row's contributions in order, so every op is
+// deterministic run to run. Element-wise functions use the single-precision
+// device math library (GELU is the exact erf form); AdamW and RoPE's angles
+// are computed in double.
+//
+// # Matrix products
+//
+// MatMul calls cublasSgemm_v2, or cublasSgemmStridedBatched for batches
+// (a shared operand gets stride 0), with alpha and beta passed by host
+// pointer (CUBLAS_POINTER_MODE_HOST). Row-major C = op(A)·op(B) is issued
+// as the column-major product Cᵀ = op(B)ᵀ·op(A)ᵀ, which reads the row-major
+// buffers as they are. The math mode is CUBLAS_DEFAULT_MATH, full float32,
+// so the conformance thresholds hold; SORA_CUDA_TF32=1 (or [Options].TF32)
+// selects CUBLAS_TF32_TENSOR_OP_MATH, whose error bound is
+// [TF32MatMulNMSE]. [Backend.VendorMatMul] and [Backend.DeviceCopy] expose
+// the bare cuBLAS call and the driver's device-to-device copy as baselines
+// for benchmarks.
+//
+// # Status and verification
+//
+// This backend was written and unit-tested without a GPU; conformance on a
+// GPU is pending (scripts/gpu-check.sh runs it). What is verified here:
+//
+//   - the library search and the error messages for missing libraries and
+//     symbols, against test doubles built with the C compiler;
+//   - the kernel source compiles to PTX for sm_80 and sm_90 with clang
+//     (when installed), and every kernel's parameters in the PTX match the
+//     types and sizes the Go side packs;
+//   - the whole conformance suite passes on an emulated device: a test
+//     double of libcuda that runs kernels.cu itself, compiled for the host
+//     against an emulation of CUDA threads as fibers (barriers and warp
+//     shuffles included, warps run in varying order between barriers), with
+//     a per-thread current context that refuses calls made without it, and
+//     doubles of cuBLAS (column-major SGEMM on the host) and NVRTC;
+//   - host logic: argument packing, the pool's size classes and steady
+//     state, the row-major to column-major GEMM mapping (against a
+//     simulation of cuBLAS's semantics), launch geometry, the cache key and
+//     files, the TF32 bound (on simulated TF32 rounding).
+//
+// Not verified without a GPU: NVRTC's acceptance of the source (clang is
+// close but not the same compiler), real cuBLAS, kernel speed, and races
+// that only real concurrency exposes.
 package cuda
