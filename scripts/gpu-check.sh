@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# gpu-check.sh: check the CUDA backend on a machine with an NVIDIA GPU and no
+# Go toolchain, using a sora binary cross-built elsewhere:
+#
+#   scripts/gpu-check.sh -p     # on the build machine (needs Go): builds
+#                               # bin/sora with CGO_ENABLED=0 and copies the
+#                               # fine-tune data into out/gpu-data
+#   scripts/gpu-check.sh [-o OUTDIR] [-d DATADIR] [SORA_BINARY]   # on the GPU machine
+#
+# bin/ and out/ are ignored by git: a remote runner that copies the work
+# tree must be told to bring them along. SORA_BINARY defaults to bin/sora.
+# Every step's output, a summary.txt and a summary.json go to OUTDIR
+# (default: $OUT when set, else a new temporary folder), so a remote run can
+# bring them back. DATADIR holds models/stories260K and
+# datasets/llm-adapters/ARC-Easy (default: $SORA_DATA, else the first of
+# out/gpu-data, ../shared/data and shared/data that has them); without it
+# the fine-tune step is skipped.
+#
+# Steps, each under its own time limit, about 5 minutes at most in all:
+#   1. nvidia-smi -L                      (information only)
+#   2. sora backends                      (the cuda line must not say unavailable)
+#   3. sora conformance --backend cuda    (every case must pass)
+#   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
+#                                          the device-to-device copy bandwidth;
+#                                          skipped without python3 and torch)
+#   5. sora bench gemm --backend cuda --json --sizes 1024,4096
+#                                         (pass: MatMul at n = 4096 within 5% of
+#                                          torch.mm's cuBLAS rate of step 4)
+#   6. sora bench ops --backend cuda --json
+#                                         (pass: every kernel at >= 70% of the
+#                                          copy bandwidth of step 4)
+#   7. sora finetune of stories260K on ARC-Easy (20 steps of 4 sequences),
+#      CPU then CUDA, same seed, if the binary has the subcommand (pass:
+#      every logged training loss of the CUDA run within 2% + 0.01 of the
+#      CPU run's)
+# The summary (PASS, FAIL or SKIP per step, with the key numbers) is printed
+# last. The exit status is 1 when a step failed, 2 on bad usage, else 0.
+set -u
+
+usage() {
+	sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2
+	exit 2
+}
+
+# prepare builds the binary and gathers the data, from the repository root.
+prepare() {
+	local root
+	root=$(cd "$(dirname "$0")/.." && pwd) || exit 2
+	cd "$root" || exit 2
+	command -v go >/dev/null || { echo "gpu-check -p: no go toolchain here" >&2; exit 2; }
+	CGO_ENABLED=0 go build -o bin/sora ./cmd/sora || { echo "gpu-check -p: build failed" >&2; exit 1; }
+	local src=${SORA_DATA:-../shared/data}
+	if [ -f "$src/models/stories260K/stories260K.bin" ] && [ -f "$src/datasets/llm-adapters/ARC-Easy/train.json" ]; then
+		mkdir -p out/gpu-data/models out/gpu-data/datasets/llm-adapters/ARC-Easy
+		cp -r "$src/models/stories260K" out/gpu-data/models/
+		cp "$src/datasets/llm-adapters/ARC-Easy/train.json" out/gpu-data/datasets/llm-adapters/ARC-Easy/
+		chmod -R u+w out/gpu-data
+		echo "gpu-check -p: bin/sora built; data copied to out/gpu-data"
+	else
+		echo "gpu-check -p: bin/sora built; no data at $src (the fine-tune step will be skipped)"
+	fi
+	exit 0
+}
+
+outdir=${OUT:-}
+datadir=${SORA_DATA:-}
+while getopts "o:d:ph" opt; do
+	case $opt in
+	o) outdir=$OPTARG ;;
+	d) datadir=$OPTARG ;;
+	p) prepare ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -le 1 ] || usage
+sora=${1:-bin/sora}
+
+if [ ! -f "$sora" ]; then
+	echo "gpu-check: no sora binary at $sora; build one with: CGO_ENABLED=0 go build -o bin/sora ./cmd/sora" >&2
+	exit 2
+fi
+if [ ! -x "$sora" ]; then
+	echo "gpu-check: $sora is not executable (chmod +x $sora)" >&2
+	exit 2
+fi
+case $sora in /*) ;; *) sora=$PWD/$sora ;; esac
+
+if [ -z "$outdir" ]; then
+	outdir=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+fi
+mkdir -p "$outdir" || { echo "gpu-check: cannot create $outdir" >&2; exit 2; }
+if [ -z "$datadir" ]; then
+	for d in out/gpu-data ../shared/data shared/data; do
+		if [ -d "$d/models/stories260K" ]; then datadir=$d; break; fi
+	done
+fi
+
+python=$(command -v python3 || true)
+start=$(date +%s)
+summary=()
+failed=0
+
+# record STEP STATUS SECONDS NOTE
+record() {
+	summary+=("$(printf '%-12s %-4s %5ss  %s' "$1" "$2" "$3" "$4")")
+	[ "$2" = FAIL ] && failed=1
+	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$outdir/summary.tsv"
+}
+
+# run NAME LIMIT CMD...: runs CMD with a time limit, output to $outdir/NAME.out
+# (stdout) and NAME.err (stderr); sets rc and secs.
+run() {
+	local name=$1 limit=$2
+	shift 2
+	echo "== $name: $* (limit ${limit}s)"
+	local t0
+	t0=$(date +%s)
+	timeout --kill-after=5 "$limit" "$@" >"$outdir/$name.out" 2>"$outdir/$name.err"
+	rc=$?
+	secs=$(($(date +%s) - t0))
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		echo "   timed out after ${limit}s"
+	fi
+	tail -n 3 "$outdir/$name.out" | sed 's/^/   /'
+	tail -n 3 "$outdir/$name.err" | sed 's/^/   ! /'
+}
+
+: >"$outdir/summary.tsv"
+echo "gpu-check: binary $sora, output in $outdir"
+
+# 1. The GPU, for the record.
+if command -v nvidia-smi >/dev/null; then
+	run nvidia-smi 10 nvidia-smi -L
+	record nvidia-smi INFO "$secs" "$(head -n 1 "$outdir/nvidia-smi.out")"
+else
+	record nvidia-smi SKIP 0 "nvidia-smi not found"
+fi
+
+# 2. The backends.
+run backends 15 "$sora" backends
+cudaline=$(grep -E '^cuda[[:space:]]' "$outdir/backends.out" || true)
+if [ $rc -ne 0 ]; then
+	record backends FAIL "$secs" "exit status $rc"
+elif [ -z "$cudaline" ] || echo "$cudaline" | grep -q unavailable; then
+	record backends FAIL "$secs" "${cudaline:-no cuda line}"
+else
+	record backends PASS "$secs" "$(echo "$cudaline" | cut -c1-150)"
+fi
+
+# 3. Conformance.
+run conformance 100 "$sora" conformance --backend cuda
+last=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$outdir/conformance.out" "$outdir/conformance.err" | tail -n 1 | sed 's/^[^:]*://')
+if [ $rc -eq 0 ]; then
+	record conformance PASS "$secs" "${last:-exit 0}"
+else
+	record conformance FAIL "$secs" "exit status $rc; ${last:-see conformance.out}"
+fi
+
+# 4. The cuBLAS and copy references, through PyTorch.
+ref="$outdir/torch-reference.json"
+if [ -n "$python" ] && "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+	cat >"$outdir/torch-reference.py" <<'EOF'
+# cuBLAS's own FP32 GEMM rate (torch.mm with TF32 off) and the device's
+# copy bandwidth, timed with CUDA events, best of three rounds.
+import json, sys, torch
+
+torch.backends.cuda.matmul.allow_tf32 = False
+dev = torch.device("cuda")
+out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+       "cuda": torch.version.cuda, "gemm_gflops": {}}
+
+def best_seconds(f, reps):
+    f()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(3):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        for _ in range(reps):
+            f()
+        e.record()
+        torch.cuda.synchronize()
+        best = min(best, s.elapsed_time(e) / 1e3 / reps)
+    return best
+
+for n in (1024, 4096):
+    a = torch.rand(n, n, device=dev) * 2 - 1
+    b = torch.rand(n, n, device=dev) * 2 - 1
+    c = torch.empty(n, n, device=dev)
+    secs = best_seconds(lambda: torch.mm(a, b, out=c), 50 if n <= 1024 else 10)
+    out["gemm_gflops"][str(n)] = 2 * n**3 / secs / 1e9
+
+n = int(sys.argv[1])
+x = torch.rand(n, device=dev)
+y = torch.empty(n, device=dev)
+secs = best_seconds(lambda: y.copy_(x), 20)
+out["copy_elements"] = n
+out["copy_gbps"] = 8 * n / secs / 1e9  # 4 bytes read + 4 written per element, as sora bench ops counts
+json.dump(out, open(sys.argv[2], "w"), indent=1)
+print(json.dumps(out))
+EOF
+	run torch-reference 40 "$python" "$outdir/torch-reference.py" 67108864 "$ref"
+	if [ $rc -eq 0 ] && [ -s "$ref" ]; then
+		record torch-ref INFO "$secs" "$("$python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("torch.mm %.0f GFLOP/s at 4096, copy %.0f GB/s" % (r["gemm_gflops"]["4096"], r["copy_gbps"]))' "$ref")"
+	else
+		record torch-ref FAIL "$secs" "exit status $rc; see torch-reference.err"
+		rm -f "$ref"
+	fi
+else
+	record torch-ref SKIP 0 "no python3 with CUDA-enabled torch: no cuBLAS or copy reference"
+fi
+
+# compare SCRIPT ARGS...: runs a python comparison, prints its one-line
+# verdict; status 0 pass, 1 fail.
+compare() {
+	"$python" - "$@" <<'EOF'
+import json, sys
+kind = sys.argv[1]
+def lines(path):
+    out = []
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+if kind == "gemm":
+    ref = json.load(open(sys.argv[3]))
+    rows = [r for r in lines(sys.argv[2]) if r.get("n") == 4096 and r.get("trans") == "NN"]
+    if not rows:
+        print("no n=4096 NN result in bench output"); sys.exit(1)
+    got, base = rows[0]["gflops"], ref["gemm_gflops"]["4096"]
+    ratio = got / base
+    print("MatMul %.0f GFLOP/s at 4096 = %.3f of torch.mm's %.0f (need >= 0.95)" % (got, ratio, base))
+    sys.exit(0 if ratio >= 0.95 else 1)
+if kind == "ops":
+    ref = json.load(open(sys.argv[3]))
+    copy = ref["copy_gbps"]
+    worst, bad = None, []
+    for r in lines(sys.argv[2]):
+        f = r["gbps"] / copy
+        if worst is None or f < worst[1]:
+            worst = (r["op"], f)
+        if f < 0.70:
+            bad.append("%s %.2f" % (r["op"], f))
+    if worst is None:
+        print("no results in bench output"); sys.exit(1)
+    print("slowest %s at %.2f of copy %.0f GB/s%s" % (worst[0], worst[1], copy, "; below 0.70: " + ", ".join(bad) if bad else ""))
+    sys.exit(1 if bad else 0)
+if kind == "finetune":
+    def losses(path):
+        return {r["step"]: r["loss"] for r in lines(path) if r.get("loss") is not None}
+    cpu, gpu = losses(sys.argv[2]), losses(sys.argv[3])
+    steps = sorted(set(cpu) & set(gpu))
+    if not steps:
+        print("no common training steps in the two metrics.jsonl"); sys.exit(1)
+    worst = max(steps, key=lambda s: abs(gpu[s] - cpu[s]) - 0.02 * abs(cpu[s]))
+    ok = all(abs(gpu[s] - cpu[s]) <= 0.02 * abs(cpu[s]) + 0.01 for s in steps)
+    print("%d steps; largest gap at step %d: cuda %.4f, cpu %.4f (tolerance 2%% + 0.01)" % (len(steps), worst, gpu[worst], cpu[worst]))
+    sys.exit(0 if ok else 1)
+EOF
+}
+
+# 5. GEMM.
+run bench-gemm 60 "$sora" bench gemm --backend cuda --json --sizes 1024,4096 --trans NN
+if [ $rc -ne 0 ]; then
+	record bench-gemm FAIL "$secs" "exit status $rc; see bench-gemm.err"
+elif [ -s "$ref" ]; then
+	verdict=$(compare gemm "$outdir/bench-gemm.out" "$ref")
+	if [ $? -eq 0 ]; then record bench-gemm PASS "$secs" "$verdict"; else record bench-gemm FAIL "$secs" "$verdict"; fi
+else
+	record bench-gemm SKIP "$secs" "ran (see bench-gemm.out) but no cuBLAS reference to compare with"
+fi
+
+# 6. Element-wise and row kernels.
+if "$sora" bench --help 2>&1 | grep -qE '^[[:space:]]+ops[[:space:]]'; then
+	run bench-ops 45 "$sora" bench ops --backend cuda --json --n 67108864 --cols 4096 --time 500ms
+	if [ $rc -ne 0 ]; then
+		record bench-ops FAIL "$secs" "exit status $rc; see bench-ops.err"
+	elif [ -s "$ref" ]; then
+		verdict=$(compare ops "$outdir/bench-ops.out" "$ref")
+		if [ $? -eq 0 ]; then record bench-ops PASS "$secs" "$verdict"; else record bench-ops FAIL "$secs" "$verdict"; fi
+	else
+		record bench-ops SKIP "$secs" "ran (see bench-ops.out) but no copy-bandwidth reference to compare with"
+	fi
+else
+	record bench-ops SKIP 0 "this sora has no 'bench ops'"
+fi
+
+# 7. A short fine-tune, CPU against CUDA.
+model=$datadir/models/stories260K
+train=$datadir/datasets/llm-adapters/ARC-Easy/train.json
+if ! "$sora" finetune --help >/dev/null 2>&1; then
+	record finetune SKIP 0 "this sora has no 'finetune' subcommand"
+elif [ -z "$datadir" ] || [ ! -f "$model/stories260K.bin" ] || [ ! -f "$train" ]; then
+	record finetune SKIP 0 "no stories260K or ARC-Easy data (give -d DATADIR or set SORA_DATA)"
+else
+	ft=(finetune --model "$model/stories260K.bin" --tokenizer "$model/tok512.bin" --data "$train"
+		--max-train 64 --steps 20 --batch 4 --method sora --seed 7 --save-every 0)
+	run finetune-cpu 40 "$sora" "${ft[@]}" --backend cpu --out "$outdir/finetune-cpu"
+	cpurc=$rc cpusecs=$secs
+	run finetune-cuda 40 "$sora" "${ft[@]}" --backend cuda --out "$outdir/finetune-cuda"
+	total=$((cpusecs + secs))
+	if [ $cpurc -ne 0 ]; then
+		record finetune FAIL "$total" "the CPU run failed (exit $cpurc): no reference curve"
+	elif [ $rc -ne 0 ]; then
+		record finetune FAIL "$total" "the CUDA run failed (exit $rc); see finetune-cuda.err"
+	elif [ -z "$python" ]; then
+		record finetune SKIP "$total" "both ran; no python3 to compare metrics.jsonl"
+	else
+		verdict=$(compare finetune "$outdir/finetune-cpu/metrics.jsonl" "$outdir/finetune-cuda/metrics.jsonl")
+		if [ $? -eq 0 ]; then record finetune PASS "$total" "$verdict"; else record finetune FAIL "$total" "$verdict"; fi
+	fi
+fi
+
+elapsed=$(($(date +%s) - start))
+{
+	echo
+	echo "gpu-check summary ($elapsed s in all; outputs in $outdir)"
+	printf '%s\n' "${summary[@]}"
+	if [ $failed -eq 0 ]; then echo "result: no step failed"; else echo "result: FAILED"; fi
+} | tee "$outdir/summary.txt"
+if [ -n "$python" ]; then
+	"$python" - "$outdir/summary.tsv" "$outdir/summary.json" "$elapsed" <<'EOF'
+import json, sys
+steps = [dict(zip(("step", "status", "seconds", "note"), l.rstrip("\n").split("\t"))) for l in open(sys.argv[1]) if l.strip()]
+json.dump({"seconds": int(sys.argv[3]), "steps": steps}, open(sys.argv[2], "w"), indent=1)
+EOF
+fi
+exit $failed
