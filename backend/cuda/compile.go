@@ -32,12 +32,11 @@ type compileKey struct {
 // options are the NVRTC options: SASS (a cubin) for exactly the device's
 // architecture, so the driver loads it without a JIT step and the result
 // does not depend on the driver's PTX compiler. No fast-math flags: the
-// kernels rely on IEEE division, square roots and denormals.
+// kernels rely on IEEE division, square roots and denormals. The language
+// dialect is NVRTC's default (C++17 since CUDA 12); the source needs
+// nothing newer than C++11.
 func (k compileKey) options() []string {
-	return []string{
-		fmt.Sprintf("--gpu-architecture=sm_%d%d", k.major, k.minor),
-		"--std=c++14",
-	}
+	return []string{fmt.Sprintf("--gpu-architecture=sm_%d%d", k.major, k.minor)}
 }
 
 // hash is the hex SHA-256 of everything that determines the cubin.

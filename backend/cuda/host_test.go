@@ -187,7 +187,7 @@ func TestLaunchGeometry(t *testing.T) {
 			if b.x/32*b.y > 32 {
 				t.Errorf("rows %v: block %v has more than 32 warps", rc, b)
 			}
-			if b.x < 1024 && b.x*8 < cols {
+			if b.x*b.y != rowBlock || (b.x < rowBlock && b.x*8 < cols) {
 				t.Errorf("rows %v: %d threads for a row of %d", rc, b.x, cols)
 			}
 		}

@@ -258,14 +258,16 @@ func elementwiseGrid(n int64, sms int) (grid, block dim3) {
 
 // rowGeometry returns the launch of a row kernel over rows rows of cols
 // elements: a group of threads per row (blockDim.x, a power of two from 32
-// to 1024, about one thread per 8 elements) and as many row groups per
-// block as fill rowBlock threads (blockDim.y).
+// to rowBlock, about one thread per 8 elements) and as many row groups per
+// block as fill rowBlock threads (blockDim.y). Blocks never exceed
+// rowBlock (256) threads, so a kernel launches whatever registers it
+// needs (256 × 255 fit a multiprocessor's 64K).
 func rowGeometry(rows, cols, sms int) (grid, block dim3) {
 	tpr := 32
-	for tpr < maxBlock && tpr*8 < cols {
+	for tpr < rowBlock && tpr*8 < cols {
 		tpr *= 2
 	}
-	rpb := max(rowBlock/tpr, 1)
+	rpb := rowBlock / tpr
 	blocks := (rows + rpb - 1) / rpb
 	blocks = min(blocks, max(sms, 1)*32)
 	return dim3{max(blocks, 1), 1, 1}, dim3{tpr, rpb, 1}
