@@ -1,0 +1,328 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/models/tokenizer"
+	"github.com/sora-go/sora/peft/adapter"
+	"github.com/sora-go/sora/train"
+)
+
+func init() {
+	register(command{
+		name:    "eval",
+		summary: "score a model (with an adapter, unmerged) on LM or classification data: accuracy, MCC, baseline",
+		run:     runEval,
+	})
+}
+
+var evalDoc = usageDoc{
+	synopsis: "eval --model FILE|DIR --tokenizer FILE --data FILE [--adapter DIR] [--task lm|classify] [flags]",
+	description: "Evaluates a model, with the adapter in --adapter applied to the base weights without merging them, " +
+		"on held-out data. For --task lm (LLM-Adapters JSON) each row's Alpaca prompt is continued greedily for up " +
+		"to --max-new-tokens tokens (stopping at EOS) and the answer is extracted from the text as LLM-Adapters' " +
+		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
+		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
+		"the majority-answer baseline. For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +
+		"\"sora finetune --task classify\", whose score head it loads) it reports accuracy, the Matthews " +
+		"correlation and the majority-class baseline. Both also give the loss per answer token or sequence. " +
+		"The table goes to stdout and every prediction to the --json file.",
+	examples: []string{
+		"sora eval --model stories260K.bin --tokenizer tok512.bin --adapter runs/boolq-sora/adapter --data boolq/test.json --max-eval 500",
+		"sora eval --model stories260K.bin --tokenizer tok512.bin --adapter runs/cola/adapter --task classify --data cola/in_domain_dev.tsv",
+	},
+}
+
+// evalReport is what "sora eval" writes to --json.
+type evalReport struct {
+	Model      string  `json:"model"`
+	Adapter    string  `json:"adapter,omitempty"`
+	Method     string  `json:"method,omitempty"`
+	Data       string  `json:"data"`
+	Task       string  `json:"task"`
+	Rows       int     `json:"rows"`
+	AnswerKind string  `json:"answer_kind,omitempty"`
+	Accuracy   float64 `json:"accuracy"`
+	Majority   float64 `json:"majority_baseline"`
+	// MajorityAnswer is the answer (LM) or class (classification) the
+	// baseline always gives.
+	MajorityAnswer string       `json:"majority_answer"`
+	MCC            *float64     `json:"mcc,omitempty"`
+	Loss           float64      `json:"loss"`
+	NoAnswer       int          `json:"no_answer,omitempty"`
+	Confusion      [][]int      `json:"confusion,omitempty"`
+	Seconds        float64      `json:"seconds"`
+	Predictions    []prediction `json:"predictions"`
+}
+
+type prediction struct {
+	Row     int    `json:"row"`
+	Gold    string `json:"gold"`
+	Pred    string `json:"pred"`
+	Correct bool   `json:"correct"`
+	Output  string `json:"output,omitempty"`
+}
+
+func runEval(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("eval")
+	name := addBackendFlag(fs)
+	modelPath := fs.String("model", "", "`PATH` of the base model (a llama2.c file or Hugging Face folder); default: the base_model_name_or_path of --adapter")
+	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin (required)")
+	adapterDir := fs.String("adapter", "", "`DIR` of an adapter to apply to the base model, unmerged (none: the base model alone)")
+	dataPath := fs.String("data", "", "`FILE` of evaluation data: LLM-Adapters JSON, or CoLA TSV for --task classify (required)")
+	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, else lm)")
+	maxEval := fs.Int("max-eval", 0, "evaluate a random subset of `N` rows (0: all)")
+	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset")
+	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len)")
+	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm)")
+	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss and classification")
+	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to (\"\" for none)")
+	show := fs.Int("show", 3, "print the first `N` generations (lm)")
+	if code, ok := parseFlags(fs, evalDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	if code := evalCheck(*tokPath, *dataPath, *maxEval, *maxLen, *maxNew, *batch, stderr); code != exitOK {
+		return code
+	}
+	var meta adapter.Meta
+	hasHead := false
+	if *adapterDir != "" {
+		_, m, err := adapter.ReadConfig(*adapterDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora eval: %v\n", err)
+			return exitFailure
+		}
+		meta = m
+		_, err = os.Stat(filepath.Join(*adapterDir, scoreHeadFile))
+		hasHead = err == nil
+		if *modelPath == "" {
+			*modelPath = meta.BaseModel
+		}
+	}
+	if *modelPath == "" {
+		fmt.Fprintln(stderr, "sora eval: --model is required (or an --adapter whose config names its base model)")
+		return exitUsage
+	}
+	task := train.LM
+	if hasHead {
+		task = train.Classify
+	}
+	if *taskName != "" {
+		t, err := train.ParseTask(*taskName)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora eval: --task: %v\n", err)
+			return exitUsage
+		}
+		task = t
+	}
+	if task == train.Classify && !hasHead {
+		fmt.Fprintln(stderr, "sora eval: --task classify needs an --adapter trained with \"sora finetune --task classify\" (its score head is in "+scoreHeadFile+")")
+		return exitUsage
+	}
+
+	w, err := loadWeights(*modelPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora eval: %v\n", err)
+		return exitFailure
+	}
+	tok, err := tokenizer.Load(*tokPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora eval: %v\n", err)
+		return exitFailure
+	}
+	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
+		fmt.Fprintf(stderr, "sora eval: tokenizer %s does not fit model %s: %v\n", *tokPath, *modelPath, err)
+		return exitFailure
+	}
+	limit := min(*maxLen, w.Config.MaxSeqLen)
+	set, err := loadTaskData(*dataPath, task, tok, limit, *maxEval, *seed)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora eval: %v\n", err)
+		return exitFailure
+	}
+	b, code := openBackend(*name, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	m, err := llama.New(b, w)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora eval: loading %s: %v\n", *modelPath, err)
+		return exitFailure
+	}
+	defer m.Free()
+	rep := &evalReport{Model: *modelPath, Adapter: *adapterDir, Data: *dataPath, Task: task.String()}
+	if hasHead {
+		classes, err := loadScoreHead(filepath.Join(*adapterDir, scoreHeadFile), m)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora eval: %v\n", err)
+			return exitFailure
+		}
+		if task == train.Classify && classes != len(set.classes) {
+			fmt.Fprintf(stderr, "sora eval: the adapter's head has %d classes, %s has %d\n", classes, *dataPath, len(set.classes))
+			return exitFailure
+		}
+	}
+	if *adapterDir != "" {
+		pm, _, err := adapter.Load(*adapterDir, m)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora eval: %v\n", err)
+			return exitFailure
+		}
+		defer pm.Unload()
+		rep.Method = string(pm.Config().Method)
+	}
+	start := time.Now()
+	if err := scoreSet(m, tok, task, set, *batch, *maxNew, rep, stdout, *show); err != nil {
+		fmt.Fprintf(stderr, "sora eval: %v\n", err)
+		return exitFailure
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	printEval(stdout, rep)
+	if *jsonPath != "" {
+		if err := writeJSON(*jsonPath, rep); err != nil {
+			fmt.Fprintf(stderr, "sora eval: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", *jsonPath)
+	}
+	return exitOK
+}
+
+func evalCheck(tok, dataPath string, maxEval, maxLen, maxNew, batch int, stderr io.Writer) int {
+	switch {
+	case tok == "":
+		fmt.Fprintln(stderr, "sora eval: --tokenizer is required (a llama2.c tokenizer.bin)")
+	case dataPath == "":
+		fmt.Fprintln(stderr, "sora eval: --data is required (an LLM-Adapters .json or CoLA .tsv file)")
+	case maxEval < 0:
+		fmt.Fprintf(stderr, "sora eval: --max-eval %d: want 0 (all rows) or a positive number\n", maxEval)
+	case maxLen < 2:
+		fmt.Fprintf(stderr, "sora eval: --max-len %d: want at least 2\n", maxLen)
+	case maxNew < 1:
+		fmt.Fprintf(stderr, "sora eval: --max-new-tokens %d: want at least 1\n", maxNew)
+	case batch < 1:
+		fmt.Fprintf(stderr, "sora eval: --batch %d: want at least 1\n", batch)
+	default:
+		return exitOK
+	}
+	return exitUsage
+}
+
+// scoreSet evaluates m on set and fills rep: generation and answer
+// extraction for LM data, arg-max classes for classification.
+func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch, maxNew int, rep *evalReport, log io.Writer, show int) error {
+	classes := len(set.classes)
+	ev, err := train.Evaluate(m, task, set.seqs, batch, classes)
+	if err != nil {
+		return err
+	}
+	rep.Loss = ev.Loss
+	rep.Rows = len(set.seqs)
+	if task == train.Classify {
+		rep.Accuracy = ev.Accuracy
+		mcc := ev.MCC
+		rep.MCC = &mcc
+		gold := make([]int, len(set.seqs))
+		for i, s := range set.seqs {
+			gold[i] = s.Label
+		}
+		lbl, acc, err := data.Majority(gold)
+		if err != nil {
+			return err
+		}
+		rep.Majority, rep.MajorityAnswer = acc, set.classes[lbl]
+		rep.Confusion = make([][]int, classes)
+		for i := range rep.Confusion {
+			rep.Confusion[i] = make([]int, classes)
+		}
+		for i, s := range set.seqs {
+			p := ev.Predictions[i]
+			rep.Confusion[s.Label][p]++
+			rep.Predictions = append(rep.Predictions, prediction{Row: s.Row + 1, Gold: set.classes[s.Label], Pred: set.classes[p], Correct: p == s.Label})
+		}
+		return nil
+	}
+	// LM: generate and extract, only for the rows that were encoded.
+	rows := make([]data.Example, len(set.seqs))
+	golds := make([]string, len(set.seqs))
+	for i, s := range set.seqs {
+		rows[i] = set.rows[s.Row]
+		golds[i] = rows[i].Answer
+		if golds[i] == "" {
+			return fmt.Errorf("row %d has no \"answer\" field to score against", s.Row+1)
+		}
+	}
+	x, err := data.NewExtractor(golds)
+	if err != nil {
+		return err
+	}
+	rep.AnswerKind = x.Kind.String()
+	ans, acc, err := data.MajorityAnswer(golds)
+	if err != nil {
+		return err
+	}
+	rep.Majority, rep.MajorityAnswer = acc, ans
+	prompts := data.EncodePrompts(tok, rows, m.Config().MaxSeqLen-maxNew)
+	fmt.Fprintf(log, "generating up to %d tokens for %d prompts…\n", maxNew, len(prompts))
+	outs, err := train.Generate(m, prompts, maxNew, []int{tokenizer.EOS, tokenizer.BOS}, nil)
+	if err != nil {
+		return err
+	}
+	correct := 0
+	for i, o := range outs {
+		text := tok.DecodeAll(o)
+		pred, ok := x.Extract(text)
+		if !ok {
+			rep.NoAnswer++
+		}
+		c := ok && x.Correct(pred, golds[i])
+		if c {
+			correct++
+		}
+		rep.Predictions = append(rep.Predictions, prediction{Row: set.seqs[i].Row + 1, Gold: golds[i], Pred: pred, Correct: c, Output: text})
+		if i < show {
+			fmt.Fprintf(log, "  row %d: %q → %q (gold %q)\n", set.seqs[i].Row+1, strings.TrimSpace(text), pred, golds[i])
+		}
+	}
+	rep.Accuracy = float64(correct) / float64(len(outs))
+	return nil
+}
+
+func printEval(w io.Writer, r *evalReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	what := r.Model
+	if r.Adapter != "" {
+		what = r.Method + " adapter " + r.Adapter
+	}
+	fmt.Fprintf(w, "\n%s on %s (%s, %d rows)\n", what, r.Data, r.Task, r.Rows)
+	if r.Task == "classify" {
+		fmt.Fprintln(tw, "accuracy\tMCC\tmajority baseline\tloss\t")
+		fmt.Fprintf(tw, "%.4f\t%.4f\t%.4f (%s)\t%.4f\t\n", r.Accuracy, *r.MCC, r.Majority, r.MajorityAnswer, r.Loss)
+	} else {
+		fmt.Fprintln(tw, "accuracy\tmajority baseline\tno answer\tloss/answer token\t")
+		fmt.Fprintf(tw, "%.4f\t%.4f (%s)\t%d\t%.4f\t\n", r.Accuracy, r.Majority, r.MajorityAnswer, r.NoAnswer, r.Loss)
+	}
+	tw.Flush()
+}
+
+// evalAfterTraining scores the trained model on the evaluation data the
+// way "sora eval" does, for the end of "sora finetune".
+func evalAfterTraining(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch int, w io.Writer) (*evalReport, error) {
+	rep := &evalReport{Task: task.String()}
+	if err := scoreSet(m, tok, task, set, batch, 32, rep, w, 0); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}

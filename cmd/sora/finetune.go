@@ -1,0 +1,646 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/models/tokenizer"
+	"github.com/sora-go/sora/peft"
+	"github.com/sora-go/sora/peft/adapter"
+	"github.com/sora-go/sora/train"
+	"github.com/sora-go/sora/train/demo"
+)
+
+func init() {
+	register(command{
+		name:    "finetune",
+		summary: "fine-tune a model with LoRA, DoRA, Pre-Diag, SORA, … (no flags: the built-in demonstration)",
+		run:     runFinetune,
+	})
+}
+
+// exitInterrupted is the status of a run stopped by Ctrl-C (after saving
+// a checkpoint), as shells report a process ended by SIGINT.
+const exitInterrupted = 130
+
+var finetuneDoc = usageDoc{
+	synopsis: "finetune [--model FILE|DIR --tokenizer FILE --data FILE] [flags]",
+	description: "Fine-tunes a LLaMA model with a parameter-efficient method and saves the adapter in Hugging Face " +
+		"PEFT's layout. " +
+		"Without --model it runs the built-in demonstration, which needs no files: it pretrains a small " +
+		"LLaMA-style model on a synthetic language of digit strings (copy, reverse, sort), fine-tunes it on a new " +
+		"task with LoRA, DoRA, Pre-Diag and SORA in turn (3 runs each) and prints one table of trainable " +
+		"parameters, held-out accuracy, singular value entropy of the weight updates and time per step. " +
+		"With --model, it trains on --data: for --task lm an LLM-Adapters JSON file (a list of " +
+		"{instruction, input, output, answer}), each row trained as the Alpaca prompt followed by the output, " +
+		"with the loss on the output tokens only; for --task classify a CoLA TSV file (source, label, mark, " +
+		"sentence) or an LLM-Adapters JSON file with true/false answers (BoolQ), with a classification head on " +
+		"the last token. The run shows a progress bar on a terminal and log lines otherwise, and writes into " +
+		"--out: adapter/ (adapter_config.json, adapter_model.safetensors), checkpoints/ (every --save-every " +
+		"steps and at the end; Ctrl-C saves one and exits with status 130), metrics.jsonl, loss.png, " +
+		"spectrum.png, spectrum.json and run.json. --resume continues from the newest checkpoint with the same " +
+		"flags. A NaN or infinite loss stops the run and leaves the last good checkpoint.",
+	examples: []string{
+		"sora finetune",
+		"sora finetune --model stories260K.bin --tokenizer tok512.bin --data boolq/train.json --eval-data boolq/test.json --max-train 2000 --max-eval 300 --method sora --lr 2e-3 --out runs/boolq-sora",
+		"sora finetune --model stories260K.bin --tokenizer tok512.bin --task classify --data cola/in_domain_train.tsv --eval-data cola/in_domain_dev.tsv --method prediag --out runs/cola",
+		"sora finetune --model stories260K.bin --tokenizer tok512.bin --data boolq/train.json --out runs/boolq-sora --resume",
+	},
+}
+
+// finetuneFlags are the flags of "sora finetune".
+type finetuneFlags struct {
+	backend, model, tokenizer, data, evalData, task, method, target, schedule, out     string
+	rank, rotationRank, steps, batch, microBatch, maxLen, warmup, saveEvery, evalEvery int
+	maxTrain, maxEval                                                                  int
+	alpha, lr, epochs, weightDecay, clip, loraPlusRatio                                float64
+	seed                                                                               uint64
+	resume                                                                             bool
+	set                                                                                map[string]bool
+}
+
+func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
+	f := &finetuneFlags{}
+	fs.StringVar(&f.backend, "backend", defaultBackend(), "`NAME` of the backend to run on: "+strings.Join(backend.Names(), ", ")+" (default from $"+defaultBackendEnv+" when set)")
+	fs.StringVar(&f.model, "model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder; without it the built-in demonstration runs")
+	fs.StringVar(&f.tokenizer, "tokenizer", "", "`FILE` of the llama2.c tokenizer.bin of the model's vocabulary (required with --model)")
+	fs.StringVar(&f.data, "data", "", "`FILE` of training data: LLM-Adapters JSON (--task lm or classify) or CoLA TSV (--task classify) (required with --model)")
+	fs.StringVar(&f.evalData, "eval-data", "", "`FILE` of held-out data in the same format, evaluated before training (zero-shot), every --eval-every steps and at the end")
+	fs.StringVar(&f.task, "task", "lm", "`TASK`: lm (causal LM, loss on the answer tokens) or classify (classification head on the last token)")
+	fs.StringVar(&f.method, "method", "sora", "PEFT `METHOD`: lora, dora, dora-peft, prediag, sora, preortho, postortho, oft, loraplus or full (the demonstration takes a comma-separated list; default lora,dora,prediag,sora there)")
+	fs.IntVar(&f.rank, "rank", peft.DefaultR, "LoRA rank `r` (for oft: the number of blocks per layer)")
+	fs.Float64Var(&f.alpha, "alpha", 16, "lora_alpha; the low-rank update is scaled by `alpha`/rank")
+	fs.IntVar(&f.rotationRank, "rotation-rank", peft.DefaultRotationRank, "rank `r_p` of the rotation factors C and D (sora, preortho, postortho)")
+	fs.StringVar(&f.target, "target", peft.AllLinear, "comma-separated `PATTERNS` of the layers to adapt: module names such as q_proj,v_proj (matched as name suffixes), regular expressions, or all-linear")
+	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning `RATE` of AdamW (the demonstration's default is 2e-3)")
+	fs.Float64Var(&f.epochs, "epochs", 1, "passes over the training data, `E` (may be fractional; ignored when --steps is set)")
+	fs.IntVar(&f.steps, "steps", 0, "optimizer `STEPS` to train; 0 uses --epochs (the demonstration: fine-tuning steps per run, default 300)")
+	fs.IntVar(&f.batch, "batch", train.DefaultBatch, "sequences per optimizer step, `N`")
+	fs.IntVar(&f.microBatch, "micro-batch", 0, "sequences run through the model at once, `N`; the gradients of --batch/--micro-batch micro-batches accumulate (0: --batch)")
+	fs.IntVar(&f.maxLen, "max-len", 256, "longest sequence in `TOKENS`; longer ones are cut (capped at the model's seq_len)")
+	fs.IntVar(&f.warmup, "warmup", -1, "linear warm-up `STEPS`; -1 means 5% of the steps")
+	fs.StringVar(&f.schedule, "schedule", train.DefaultSchedule, "learning-rate decay after warm-up, `KIND`: constant, linear or cosine")
+	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW's decoupled weight decay `W`")
+	fs.Float64Var(&f.clip, "clip", train.DefaultClipNorm, "clip the gradients' global norm to `N`; negative turns clipping off")
+	fs.Float64Var(&f.loraPlusRatio, "loraplus-ratio", peft.DefaultLoRAPlusRatio, "LoRA+'s `λ`: the B matrices train at λ × --lr (method loraplus)")
+	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order and the --max-train/--max-eval samples")
+	fs.StringVar(&f.out, "out", "", "output `DIR` (default runs/<method>-<task> beside the current folder; the demonstration writes nothing unless given)")
+	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (same flags needed)")
+	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
+	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
+	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
+	fs.IntVar(&f.maxEval, "max-eval", 0, "evaluate on a random subset of `N` rows of --eval-data (0: all)")
+	return f
+}
+
+func runFinetune(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("finetune")
+	f := defineFinetuneFlags(fs)
+	if code, ok := parseFlags(fs, finetuneDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	if f.model == "" {
+		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval"} {
+			if f.set[name] {
+				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs)\n", name)
+				return exitUsage
+			}
+		}
+		return runDemo(f, stdout, stderr)
+	}
+	if err := f.check(); err != nil {
+		fmt.Fprintf(stderr, "sora finetune: %v\n", err)
+		return exitUsage
+	}
+	return f.run(stdout, stderr)
+}
+
+// check validates the flags of a real run.
+func (f *finetuneFlags) check() error {
+	switch {
+	case f.tokenizer == "":
+		return fmt.Errorf("--tokenizer is required with --model (a llama2.c tokenizer.bin)")
+	case f.data == "":
+		return fmt.Errorf("--data is required with --model (an LLM-Adapters .json or CoLA .tsv file)")
+	case f.rank < 1:
+		return fmt.Errorf("--rank %d: want at least 1", f.rank)
+	case !(f.alpha > 0):
+		return fmt.Errorf("--alpha %g: want a positive number", f.alpha)
+	case f.rotationRank < 1:
+		return fmt.Errorf("--rotation-rank %d: want at least 1", f.rotationRank)
+	case !(f.lr > 0):
+		return fmt.Errorf("--lr %g: want a positive learning rate", f.lr)
+	case !(f.epochs > 0) && f.steps == 0:
+		return fmt.Errorf("--epochs %g: want a positive number (or set --steps)", f.epochs)
+	case f.steps < 0:
+		return fmt.Errorf("--steps %d: want 0 (use --epochs) or a positive number", f.steps)
+	case f.batch < 1:
+		return fmt.Errorf("--batch %d: want at least 1", f.batch)
+	case f.microBatch < 0 || f.microBatch > f.batch:
+		return fmt.Errorf("--micro-batch %d: want 0 (= --batch) to --batch %d", f.microBatch, f.batch)
+	case f.maxLen < 2:
+		return fmt.Errorf("--max-len %d: want at least 2 tokens", f.maxLen)
+	case f.warmup < -1:
+		return fmt.Errorf("--warmup %d: want -1 (5%% of the steps) or a number of steps ≥ 0", f.warmup)
+	case f.weightDecay < 0:
+		return fmt.Errorf("--weight-decay %g: want a number ≥ 0", f.weightDecay)
+	case f.saveEvery < 0 || f.evalEvery < 0:
+		return fmt.Errorf("--save-every and --eval-every want 0 or a positive number of steps")
+	case f.maxTrain < 0 || f.maxEval < 0:
+		return fmt.Errorf("--max-train and --max-eval want 0 (all rows) or a positive number")
+	case !(f.loraPlusRatio > 0):
+		return fmt.Errorf("--loraplus-ratio %g: want a positive number", f.loraPlusRatio)
+	}
+	if _, err := train.ParseTask(f.task); err != nil {
+		return fmt.Errorf("--task: %v", err)
+	}
+	if _, err := peft.ParseMethod(f.method); err != nil {
+		return fmt.Errorf("--method: %v", err)
+	}
+	switch strings.ToLower(f.schedule) {
+	case "constant", "linear", "cosine":
+	default:
+		return fmt.Errorf("--schedule %q: want constant, linear or cosine", f.schedule)
+	}
+	return nil
+}
+
+// peftConfig returns the method configuration of the flags.
+func (f *finetuneFlags) peftConfig(method peft.Method) peft.Config {
+	c := peft.Config{Method: method, R: f.rank, Alpha: f.alpha, RotationRank: f.rotationRank,
+		TargetModules: splitList(f.target), Seed: f.seed}
+	if method == peft.LoRAPlus {
+		c.LoRAPlusRatio = f.loraPlusRatio
+	}
+	if method == peft.OFT {
+		c.Alpha, c.RotationRank = 0, 0
+	}
+	return c
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// runSummary is run.json: the flags of a run and what it achieved.
+type runSummary struct {
+	Command   string            `json:"command"`
+	Model     string            `json:"model"`
+	Data      string            `json:"data"`
+	EvalData  string            `json:"eval_data,omitempty"`
+	Task      string            `json:"task"`
+	Method    string            `json:"method"`
+	Config    map[string]any    `json:"config"`
+	TrainRows int               `json:"train_sequences"`
+	EvalRows  int               `json:"eval_sequences,omitempty"`
+	Trainable int64             `json:"trainable_params"`
+	Total     int64             `json:"total_params"`
+	Steps     int               `json:"steps"`
+	ZeroShot  *train.EvalResult `json:"zero_shot,omitempty"`
+	Final     *train.EvalResult `json:"final,omitempty"`
+	Majority  *float64          `json:"majority_baseline_accuracy,omitempty"`
+	// AnswerAccuracy is the accuracy of answers extracted from greedy
+	// generations (LM tasks).
+	AnswerAccuracy *float64 `json:"answer_accuracy,omitempty"`
+	StepMillis     float64  `json:"ms_per_step"`
+	TokensPerSec   float64  `json:"tokens_per_s"`
+	Device         string   `json:"device"`
+	Finished       string   `json:"finished"`
+}
+
+// sample returns n rows of xs drawn without replacement with a seeded
+// generator, in their original order (all of them when n is 0 or too big).
+func sample[T any](xs []T, n int, seed uint64) []T {
+	if n <= 0 || n >= len(xs) {
+		return xs
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x5a3b1e))
+	pick := rng.Perm(len(xs))[:n]
+	keep := make([]bool, len(xs))
+	for _, i := range pick {
+		keep[i] = true
+	}
+	out := make([]T, 0, n)
+	for i, x := range xs {
+		if keep[i] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// taskData is a data set ready for training or evaluation.
+type taskData struct {
+	seqs    []data.Sequence
+	stats   data.EncodeStats
+	rows    []data.Example    // LM: the rows (for answers and prompts)
+	set     *data.ClassifySet // classification
+	classes []string
+}
+
+// loadTaskData reads and encodes a data file for task.
+func loadTaskData(path string, task train.Task, tok data.Encoder, maxLen, limit int, seed uint64) (*taskData, error) {
+	td := &taskData{}
+	var err error
+	if task == train.Classify {
+		set, err := data.LoadClassification(path)
+		if err != nil {
+			return nil, err
+		}
+		set.Examples = sample(set.Examples, limit, seed)
+		td.set, td.classes = set, set.Classes
+		td.seqs, td.stats, err = data.EncodeClassify(tok, set, maxLen)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		if strings.EqualFold(filepath.Ext(path), ".tsv") {
+			return nil, fmt.Errorf("%s is a TSV file; --task lm reads LLM-Adapters JSON (use --task classify for CoLA)", path)
+		}
+		rows, err := data.LoadAdapters(path)
+		if err != nil {
+			return nil, err
+		}
+		td.rows = sample(rows, limit, seed)
+		td.seqs, td.stats, err = data.EncodeLM(tok, td.rows, maxLen)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(td.seqs) == 0 {
+		return nil, fmt.Errorf("%s: no usable rows (every prompt is longer than --max-len %d?)", path, maxLen)
+	}
+	return td, err
+}
+
+func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "sora finetune: "+format+"\n", args...)
+		return exitFailure
+	}
+	task, _ := train.ParseTask(f.task)
+	method, _ := peft.ParseMethod(f.method)
+	if f.out == "" {
+		f.out = filepath.Join("runs", fmt.Sprintf("%s-%s", method, task))
+	}
+	w, err := loadWeights(f.model)
+	if err != nil {
+		return fail("%v", err)
+	}
+	tok, err := tokenizer.Load(f.tokenizer)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
+		return fail("tokenizer %s does not fit model %s: %v", f.tokenizer, f.model, err)
+	}
+	maxLen := f.maxLen
+	if maxLen > w.Config.MaxSeqLen {
+		fmt.Fprintf(stdout, "note: --max-len %d exceeds the model's %d positions; using %d\n", maxLen, w.Config.MaxSeqLen, w.Config.MaxSeqLen)
+		maxLen = w.Config.MaxSeqLen
+	}
+	trainSet, err := loadTaskData(f.data, task, tok, maxLen, f.maxTrain, f.seed)
+	if err != nil {
+		return fail("%v", err)
+	}
+	var evalSet *taskData
+	if f.evalData != "" {
+		if evalSet, err = loadTaskData(f.evalData, task, tok, maxLen, f.maxEval, f.seed+1); err != nil {
+			return fail("%v", err)
+		}
+		if task == train.Classify && len(evalSet.classes) != len(trainSet.classes) {
+			return fail("%s has %d classes, %s has %d", f.evalData, len(evalSet.classes), f.data, len(trainSet.classes))
+		}
+	}
+	describeData(stdout, "train", f.data, trainSet, task)
+	if evalSet != nil {
+		describeData(stdout, "eval", f.evalData, evalSet, task)
+	}
+
+	b, code := openBackend(f.backend, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	m, err := llama.New(b, w)
+	if err != nil {
+		return fail("loading %s on %s: %v", f.model, b.Name(), err)
+	}
+	defer m.Free()
+	classes := 0
+	if task == train.Classify {
+		classes = len(trainSet.classes)
+		if err := m.AddScoreHead(classes, f.seed); err != nil {
+			return fail("%v", err)
+		}
+	}
+	pm, err := peft.Inject(m, f.peftConfig(method))
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer pm.Unload()
+	trainable, total := train.CountParams(m, pm)
+	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, w.Config.Dim, w.Config.NumLayers, w.Config.VocabSize, b.Device())
+	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%)\n", method, len(pm.Layers()), f.target,
+		commas(trainable), commas(total), 100*float64(trainable)/float64(total))
+
+	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
+		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
+		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume}
+	opts = opts.WithDefaults(len(trainSet.seqs))
+	if f.warmup < 0 {
+		opts.Warmup = opts.Steps / 20
+	} else {
+		opts.Warmup = min(f.warmup, opts.Steps)
+	}
+	summary := runSummary{Command: "sora finetune " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Model: f.model, Data: f.data,
+		EvalData: f.evalData, Task: task.String(), Method: string(method), TrainRows: len(trainSet.seqs),
+		Trainable: trainable, Total: total, Device: b.Device(), Config: map[string]any{
+			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
+			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
+			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed}}
+	var evalSeqs []data.Sequence
+	if evalSet != nil {
+		evalSeqs = evalSet.seqs
+		summary.EvalRows = len(evalSeqs)
+		zs, err := train.Evaluate(m, task, evalSeqs, opts.EvalBatch, classes)
+		if err != nil {
+			return fail("zero-shot evaluation: %v", err)
+		}
+		summary.ZeroShot = zs
+		fmt.Fprintf(stdout, "before training (zero-shot): %s\n", describeEval(zs, task))
+		if task == train.Classify {
+			_, acc, _ := data.Majority(evalSet.set.Labels())
+			summary.Majority = &acc
+		}
+	}
+	meta := adapter.Meta{BaseModel: f.model, TaskType: "CAUSAL_LM"}
+	if task == train.Classify {
+		meta.TaskType = "SEQ_CLS"
+	}
+	tr := &train.Trainer{Model: m, Adapter: pm, Task: task, Classes: classes, Train: trainSet.seqs, Eval: evalSeqs,
+		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)),
+		SaveAdapter: func(dir string) error { return saveAdapter(dir, m, pm, meta, w, f.model) }}
+	fmt.Fprintf(stdout, "training: %d steps of %d sequences (micro-batch %d), lr %g with %d warm-up steps and %s decay, into %s\n",
+		opts.Steps, opts.Batch, opts.MicroBatch, opts.LR, opts.Warmup, opts.Schedule, f.out)
+
+	ctx, stop := interruptible(stderr, "finishing the current step and saving a checkpoint")
+	defer stop()
+	res, err := tr.Run(ctx)
+	stop()
+	var ie *train.InterruptedError
+	switch {
+	case errors.As(err, &ie):
+		fmt.Fprintf(stderr, "sora finetune: stopped after step %d; checkpoint in %s\nresume with the same flags and --resume\n", ie.Step, ie.Checkpoint)
+		return exitInterrupted
+	case err != nil:
+		return fail("%v", err)
+	}
+	summary.Steps = res.Steps
+	summary.Final = res.Eval
+	summary.StepMillis = float64(res.StepTime.Microseconds()) / 1000
+	summary.TokensPerSec = res.TokensPerSec
+	summary.Finished = time.Now().UTC().Format(time.RFC3339)
+	fmt.Fprintf(stdout, "trained %d steps (%.1f ms/step, %.0f tokens/s); final training loss %.4f\n", res.Steps, summary.StepMillis, res.TokensPerSec, res.Loss)
+	if res.Eval != nil {
+		fmt.Fprintf(stdout, "after training: %s\n", describeEval(res.Eval, task))
+		if summary.ZeroShot != nil {
+			fmt.Fprintf(stdout, "held-out loss: %.4f zero-shot → %.4f fine-tuned\n", summary.ZeroShot.Loss, res.Eval.Loss)
+		}
+		if summary.Majority != nil {
+			fmt.Fprintf(stdout, "majority-class baseline accuracy: %.4f\n", *summary.Majority)
+		}
+	}
+	if evalSet != nil && task == train.LM {
+		rep, err := evalAfterTraining(m, tok, task, evalSet, opts.EvalBatch, stdout)
+		if err != nil {
+			return fail("evaluating answers: %v", err)
+		}
+		fmt.Fprintf(stdout, "answer accuracy (greedy generation, %s answers extracted as LLM-Adapters does): %.4f; majority baseline (always %q) %.4f; no answer in %d of %d\n",
+			rep.AnswerKind, rep.Accuracy, rep.MajorityAnswer, rep.Majority, rep.NoAnswer, rep.Rows)
+		summary.AnswerAccuracy, summary.Majority = &rep.Accuracy, &rep.Majority
+	}
+	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
+		return fail("%v", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: adapter/, checkpoints/, metrics.jsonl, loss.png, spectrum.png, spectrum.json, run.json\n", f.out)
+	return exitOK
+}
+
+func describeData(w io.Writer, what, path string, td *taskData, task train.Task) {
+	msg := fmt.Sprintf("%s data: %s, %d sequences, %d tokens", what, path, len(td.seqs), td.stats.Tokens)
+	if task == train.Classify {
+		counts := make([]int, len(td.classes))
+		for _, s := range td.seqs {
+			counts[s.Label]++
+		}
+		var parts []string
+		for i, c := range td.classes {
+			parts = append(parts, fmt.Sprintf("%s %d", c, counts[i]))
+		}
+		msg += " (" + strings.Join(parts, ", ") + ")"
+	} else {
+		msg += fmt.Sprintf(", %d answer tokens", td.stats.Trained)
+	}
+	if td.stats.Truncated > 0 {
+		msg += fmt.Sprintf("; %d cut to --max-len", td.stats.Truncated)
+	}
+	if td.stats.Dropped > 0 {
+		msg += fmt.Sprintf("; %d left out (prompt alone fills --max-len)", td.stats.Dropped)
+	}
+	fmt.Fprintln(w, msg)
+}
+
+func describeEval(e *train.EvalResult, task train.Task) string {
+	if task == train.Classify {
+		return fmt.Sprintf("loss %.4f, accuracy %.4f, MCC %.4f (%d sequences)", e.Loss, e.Accuracy, e.MCC, e.Sequences)
+	}
+	return fmt.Sprintf("loss %.4f per answer token; whole output predicted exactly in %.4f (%d sequences)", e.Loss, e.Accuracy, e.Sequences)
+}
+
+// newProgress returns a progress bar when w is a terminal, log lines
+// otherwise.
+func newProgress(w io.Writer, every int) train.Progress {
+	if f, ok := w.(*os.File); ok {
+		return train.NewProgress(f, every)
+	}
+	return train.NewLog(w, every)
+}
+
+// saveAdapter writes the trained adapter into dir: the Hugging Face PEFT
+// files for the adapter methods, the score head of a classifier beside them
+// (score.safetensors), and for full fine-tuning the whole model with the
+// trained weights in the base model's own format.
+func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *llama.Weights, modelPath string) error {
+	if pm.Config().Method == peft.Full {
+		return saveFullModel(dir, pm, base, modelPath)
+	}
+	if err := adapter.Save(dir, pm, meta); err != nil {
+		return err
+	}
+	if m.Score != nil {
+		return saveScoreHead(filepath.Join(dir, scoreHeadFile), m)
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func commas(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// runDemo runs the built-in demonstration.
+func runDemo(f *finetuneFlags, stdout, stderr io.Writer) int {
+	o := demo.Options{Seed: f.seed, Log: stdout}
+	if !f.set["seed"] {
+		o.Seed = 1
+	}
+	if f.set["method"] {
+		for _, s := range splitList(f.method) {
+			m, err := peft.ParseMethod(s)
+			if err != nil {
+				fmt.Fprintf(stderr, "sora finetune: --method: %v\n", err)
+				return exitUsage
+			}
+			o.Methods = append(o.Methods, m)
+		}
+	}
+	if f.set["rank"] {
+		o.Rank = f.rank
+	}
+	if f.set["alpha"] {
+		o.Alpha = f.alpha
+	}
+	if f.set["rotation-rank"] {
+		o.RotationRank = f.rotationRank
+	}
+	if f.set["lr"] {
+		o.FinetuneLR = f.lr
+	}
+	if f.set["steps"] {
+		o.FinetuneSteps = f.steps
+	}
+	if o.Rank < 0 || o.RotationRank < 0 || o.Alpha < 0 || o.FinetuneLR < 0 || o.FinetuneSteps < 0 {
+		fmt.Fprintln(stderr, "sora finetune: --rank, --rotation-rank, --alpha, --lr and --steps must be positive")
+		return exitUsage
+	}
+	o.Progress = func(stage string) train.Progress {
+		if fl, ok := stdout.(*os.File); ok {
+			return train.NewProgress(fl, 1<<30) // a bar on a terminal; otherwise the stage lines suffice
+		}
+		return nil
+	}
+	b, code := openBackend(f.backend, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	fmt.Fprintln(stdout, "sora finetune: the built-in demonstration (no --model given; \"sora finetune --help\" shows how to train on your data)")
+	ctx, stop := interruptible(stderr, "stopping")
+	defer stop()
+	rep, err := demo.Run(ctx, b, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora finetune: %v\n", err)
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		return exitFailure
+	}
+	rep.WriteTable(stdout)
+	if f.out != "" {
+		if err := writeJSON(filepath.Join(f.out, "demo.json"), rep); err != nil {
+			fmt.Fprintf(stderr, "sora finetune: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(f.out, "demo.json"))
+	}
+	return exitOK
+}
+
+// interruptible returns a context cancelled by the first Ctrl-C (SIGINT)
+// or SIGTERM, which also prints what happens next; a second Ctrl-C then
+// ends the process at once. stop releases the signals.
+func interruptible(stderr io.Writer, next string) (ctx context.Context, stop func()) {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	finished := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-finished:
+				return
+			default:
+			}
+			cancel() // the default handling again: a second Ctrl-C quits
+			fmt.Fprintf(stderr, "\ninterrupted: %s (Ctrl-C again to quit at once)\n", next)
+		case <-finished:
+		}
+	}()
+	var once bool
+	return ctx, func() {
+		if !once {
+			once = true
+			close(finished)
+			cancel()
+		}
+	}
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/models/hf"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/peft"
+	"github.com/sora-go/sora/peft/adapter"
+	"github.com/sora-go/sora/safetensors"
+)
+
+func init() {
+	register(command{
+		name:    "merge",
+		summary: "fold an adapter into its base model's weights and write a plain checkpoint",
+		run:     runMerge,
+	})
+}
+
+var mergeDoc = usageDoc{
+	synopsis: "merge --model FILE|DIR --adapter DIR --out FILE|DIR [--backend NAME]",
+	description: "Applies the adapter in DIR (as written by \"sora finetune\": adapter_config.json and " +
+		"adapter_model.safetensors in Hugging Face PEFT's layout) to the base model, folds every adapted layer " +
+		"into one dense weight W' (as PEFT's merge_and_unload does; for SORA W' = R·(diag(d)·W0 + s·B·A)) and " +
+		"writes the result in the base model's own format: a llama2.c checkpoint file (same format version) for " +
+		"a .bin base, a Hugging Face folder for a folder base. The merged model computes what base + adapter " +
+		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint. " +
+		"Classification adapters (with a score head) cannot be merged into a language model checkpoint.",
+	examples: []string{
+		"sora merge --model stories260K.bin --adapter runs/boolq-sora/adapter --out stories260K-boolq.bin",
+		"sora generate --model stories260K-boolq.bin --tokenizer tok512.bin --temperature 0 --prompt \"...\"",
+	},
+}
+
+func runMerge(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("merge")
+	name := addBackendFlag(fs)
+	model := fs.String("model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder (required)")
+	adapterDir := fs.String("adapter", "", "`DIR` of the adapter to fold in (required)")
+	out := fs.String("out", "", "`PATH` to write the merged model to: a file for a llama2.c base, a folder for a Hugging Face base (required)")
+	if code, ok := parseFlags(fs, mergeDoc, args, stdout, stderr); !ok {
+		return code
+	}
+	if !noArgs(fs, stderr) {
+		return exitUsage
+	}
+	switch {
+	case *model == "":
+		fmt.Fprintln(stderr, "sora merge: --model is required (the base model the adapter was trained on)")
+		return exitUsage
+	case *adapterDir == "":
+		fmt.Fprintln(stderr, "sora merge: --adapter is required (a folder with adapter_config.json)")
+		return exitUsage
+	case *out == "":
+		fmt.Fprintln(stderr, "sora merge: --out is required")
+		return exitUsage
+	}
+	if _, err := os.Stat(filepath.Join(*adapterDir, scoreHeadFile)); err == nil {
+		fmt.Fprintf(stderr, "sora merge: %s holds a classification head (%s); only language-model adapters merge into a llama2.c or Hugging Face LM checkpoint\n", *adapterDir, scoreHeadFile)
+		return exitFailure
+	}
+	if abs(*out) == abs(*model) {
+		fmt.Fprintln(stderr, "sora merge: --out must not be the base model itself")
+		return exitUsage
+	}
+	base, err := loadBase(*model)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	b, code := openBackend(*name, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	m, err := llama.New(b, base.w)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora merge: loading %s: %v\n", *model, err)
+		return exitFailure
+	}
+	defer m.Free()
+	pm, _, err := adapter.Load(*adapterDir, m)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	method, layers := pm.Config().Method, len(pm.Layers())
+	if err := pm.MergeAndUnload(); err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	merged, err := m.Weights()
+	if err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	if err := base.write(*out, merged); err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "merged the %s adapter of %d layers from %s into %s: wrote %s (%s)\n", method, layers, *adapterDir, *model, *out, base.formatName())
+	return exitOK
+}
+
+func abs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
+
+// baseModel is a loaded base checkpoint and how to write one like it.
+type baseModel struct {
+	path   string
+	w      *llama.Weights
+	hf     bool
+	format llama2c.Format
+}
+
+// loadBase reads a llama2.c checkpoint file or a Hugging Face folder,
+// remembering its format.
+func loadBase(path string) (*baseModel, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	if st.IsDir() {
+		w, err := hf.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		return &baseModel{path: path, w: w, hf: true}, nil
+	}
+	w, format, err := llama2c.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &baseModel{path: path, w: w, format: format}, nil
+}
+
+func (bm *baseModel) formatName() string {
+	if bm.hf {
+		return "Hugging Face folder"
+	}
+	return "llama2.c " + bm.format.String() + " checkpoint"
+}
+
+// write writes w in the base model's format to path (both writers are
+// atomic).
+func (bm *baseModel) write(path string, w *llama.Weights) error {
+	if bm.hf {
+		return hf.Write(path, w, nil)
+	}
+	return llama2c.Write(path, w, bm.format)
+}
+
+// saveFullModel writes the model trained by full fine-tuning: the base
+// weights with every trained layer's weight replaced, in the base model's
+// format (model.bin or a Hugging Face folder "model" inside dir).
+func saveFullModel(dir string, pm *peft.Model, base *llama.Weights, modelPath string) error {
+	bm, err := loadBase(modelPath)
+	if err != nil {
+		return err
+	}
+	w, err := base.Clone()
+	if err != nil {
+		return err
+	}
+	for _, l := range pm.Layers() {
+		eff, bias, err := l.EffectiveWeight()
+		if err != nil {
+			return err
+		}
+		if bias != nil {
+			return fmt.Errorf("layer %s has a bias, which LLaMA checkpoints cannot hold", l.Name())
+		}
+		p, ok := w.Param(l.Name() + ".weight")
+		if !ok || len(p.Data) != len(eff) {
+			return fmt.Errorf("layer %s is not a weight of the base checkpoint", l.Name())
+		}
+		copy(p.Data, eff)
+	}
+	if bm.hf {
+		return bm.write(filepath.Join(dir, "model"), w)
+	}
+	return bm.write(filepath.Join(dir, "model.bin"), w)
+}
+
+// scoreHeadFile holds a classifier's score head beside its adapter files.
+// (Hugging Face PEFT stores it inside adapter_model.safetensors as
+// base_model.model.score.weight with modules_to_save: ["score"], which
+// package peft/adapter does not read yet.)
+const scoreHeadFile = "score.safetensors"
+
+// scoreTensor is the head's tensor name in scoreHeadFile.
+const scoreTensor = "score.weight"
+
+func saveScoreHead(path string, m *llama.Model) error {
+	d, ok := m.Score.(*graph.Dense)
+	if !ok {
+		return fmt.Errorf("the score head is a %T, not a dense layer", m.Score)
+	}
+	h, err := d.W.Download()
+	if err != nil {
+		return err
+	}
+	return safetensors.Write(path, []safetensors.Tensor{{Name: scoreTensor, Shape: d.W.Shape(), Data: h}}, map[string]string{"format": "pt"})
+}
+
+// loadScoreHead gives m the score head saved in path.
+func loadScoreHead(path string, m *llama.Model) (classes int, err error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	info, ok := f.Info(scoreTensor)
+	if !ok || len(info.Shape) != 2 || info.Shape[1] != m.Config().Dim || info.Shape[0] < 2 {
+		return 0, fmt.Errorf("%s: want tensor %s of shape [classes ≥ 2, %d]", path, scoreTensor, m.Config().Dim)
+	}
+	h, err := f.Float32(scoreTensor)
+	if err != nil {
+		return 0, err
+	}
+	if err := m.AddScoreHead(info.Shape[0], 0); err != nil {
+		return 0, err
+	}
+	d := m.Score.(*graph.Dense)
+	m.Backend().Upload(d.W.Tensor(), h)
+	if err := d.W.SetTrainable(false); err != nil {
+		return 0, err
+	}
+	return info.Shape[0], m.Backend().Sync()
+}
