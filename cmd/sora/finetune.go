@@ -66,7 +66,7 @@ var finetuneDoc = usageDoc{
 type finetuneFlags struct {
 	backend, model, tokenizer, data, evalData, task, method, target, schedule, out     string
 	rank, rotationRank, steps, batch, microBatch, maxLen, warmup, saveEvery, evalEvery int
-	maxTrain, maxEval                                                                  int
+	maxTrain, maxEval, pretrainSteps, repeats                                          int
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio                                float64
 	seed                                                                               uint64
 	resume                                                                             bool
@@ -104,6 +104,8 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
 	fs.IntVar(&f.maxEval, "max-eval", 0, "evaluate on a random subset of `N` rows of --eval-data (0: all)")
+	fs.IntVar(&f.pretrainSteps, "pretrain-steps", demo.DefaultPretrainSteps, "the demonstration's pretraining `STEPS`")
+	fs.IntVar(&f.repeats, "repeats", demo.DefaultRepeats, "the demonstration's fine-tuning runs per method, `N` (each with its own seed)")
 	return f
 }
 
@@ -119,9 +121,10 @@ func runFinetune(args []string, stdout, stderr io.Writer) int {
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if f.model == "" {
-		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval"} {
+		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
+			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip"} {
 			if f.set[name] {
-				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs)\n", name)
+				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend and --out)\n", name)
 				return exitUsage
 			}
 		}
@@ -579,8 +582,9 @@ func runDemo(f *finetuneFlags, stdout, stderr io.Writer) int {
 	if f.set["steps"] {
 		o.FinetuneSteps = f.steps
 	}
-	if o.Rank < 0 || o.RotationRank < 0 || o.Alpha < 0 || o.FinetuneLR < 0 || o.FinetuneSteps < 0 {
-		fmt.Fprintln(stderr, "sora finetune: --rank, --rotation-rank, --alpha, --lr and --steps must be positive")
+	o.PretrainSteps, o.Repeats = f.pretrainSteps, f.repeats
+	if o.Rank < 0 || o.RotationRank < 0 || o.Alpha < 0 || o.FinetuneLR < 0 || o.FinetuneSteps < 0 || o.PretrainSteps < 1 || o.Repeats < 1 {
+		fmt.Fprintln(stderr, "sora finetune: --rank, --rotation-rank, --alpha, --lr, --steps, --pretrain-steps and --repeats must be positive")
 		return exitUsage
 	}
 	o.Progress = func(stage string) train.Progress {

@@ -204,7 +204,7 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 	fmt.Fprintf(o.Log, "pretraining a %s-parameter LLaMA-style model (dim %d, %d layers, %d heads / %d KV heads) on copy, reverse and sort: %d steps of %d sequences\n",
 		thousands(cfg.NumParams()), cfg.Dim, cfg.NumLayers, cfg.NumHeads, cfg.NumKVHeads, o.PretrainSteps, pretrainBatch)
 	pre := &train.Trainer{Model: m, Train: preTrain, Progress: progress("pretrain"), Options: train.Options{
-		Steps: o.PretrainSteps, Batch: pretrainBatch, LR: pretrainLR, Warmup: pretrainWarmup, Schedule: "cosine",
+		Steps: o.PretrainSteps, Batch: pretrainBatch, LR: pretrainLR, Warmup: min(pretrainWarmup, o.PretrainSteps/10), Schedule: "cosine",
 		WeightDecay: 0.01, Seed: o.Seed, EvalBatch: evalBatch}}
 	if _, err := pre.Run(ctx); err != nil {
 		return nil, fmt.Errorf("demo: pretraining: %w", err)

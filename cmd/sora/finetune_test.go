@@ -1,0 +1,347 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/models/tokenizer"
+	"github.com/sora-go/sora/peft/adapter"
+)
+
+func TestFinetuneHelpListsEveryFlag(t *testing.T) {
+	code, out, _ := runCLI(t, "finetune", "--help")
+	if code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	for _, f := range []string{"backend", "model", "tokenizer", "data", "eval-data", "task", "method", "rank", "alpha",
+		"rotation-rank", "target", "lr", "epochs", "steps", "batch", "micro-batch", "max-len", "warmup", "schedule",
+		"weight-decay", "seed", "out", "resume", "save-every"} {
+		if !strings.Contains(out, "--"+f+" ") && !strings.Contains(out, "--"+f+"\n") {
+			t.Errorf("--help does not explain --%s", f)
+		}
+	}
+	for _, m := range []string{"lora", "dora", "dora-peft", "prediag", "sora", "preortho", "postortho", "oft", "loraplus", "full"} {
+		if !strings.Contains(out, m) {
+			t.Errorf("--help does not name method %s", m)
+		}
+	}
+}
+
+func TestFinetuneBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "m.bin")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data", "x.json"}, "--data needs --model"},
+		{[]string{"--model", model, "--data", "x.json"}, "--tokenizer is required"},
+		{[]string{"--model", model, "--tokenizer", "t.bin"}, "--data is required"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--rank", "0"}, "--rank"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "bogus"}, "unknown method"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--schedule", "step"}, "--schedule"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--batch", "4", "--micro-batch", "8"}, "--micro-batch"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--task", "regress"}, "unknown task"},
+		{[]string{"--method", "lora,bogus"}, "unknown method"},
+		{[]string{"stray"}, "unexpected argument"},
+	}
+	for _, c := range cases {
+		code, _, errOut := runCLI(t, append([]string{"finetune"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("finetune %v: status %d, stderr %q; want status %d and %q", c.args, code, errOut, exitUsage, c.want)
+		}
+	}
+}
+
+// writeBoolQ writes n BoolQ-like rows in LLM-Adapters JSON.
+func writeBoolQ(t *testing.T, path string, n int) {
+	t.Helper()
+	var rows []data.Example
+	for i := range n {
+		ans := []string{"true", "false"}[i%3%2]
+		rows = append(rows, data.Example{
+			Instruction: fmt.Sprintf("Please answer the following question with true or false, question: is %d a small number?\n\nAnswer format: true/false", i),
+			Output:      "the correct answer is " + ans, Answer: ans})
+	}
+	b, err := json.Marshal(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFinetuneEvalMergeSpectrum runs the whole tool chain on stories260K:
+// finetune with checkpoints, a refused second run into the same folder,
+// eval with the adapter, spectrum, and merge, whose checkpoint must
+// generate the same greedy text as the base model with the adapter.
+func TestFinetuneEvalMergeSpectrum(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
+	writeBoolQ(t, trainPath, 24)
+	writeBoolQ(t, evalPath, 6)
+	out := filepath.Join(dir, "run")
+	args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
+		"--method", "sora", "--steps", "6", "--batch", "4", "--micro-batch", "2", "--lr", "1e-2", "--save-every", "3", "--out", out}
+	code, stdout, errOut := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("finetune: status %d\nstdout:\n%s\nstderr:\n%s", code, stdout, errOut)
+	}
+	for _, want := range []string{"zero-shot", "held-out loss", "answer accuracy", "majority baseline", "trainable params"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("finetune output lacks %q:\n%s", want, stdout)
+		}
+	}
+	var sum runSummary
+	readJSON(t, filepath.Join(out, "run.json"), &sum)
+	if sum.Steps != 6 || sum.ZeroShot == nil || sum.Final == nil || !(sum.Final.Loss < sum.ZeroShot.Loss) {
+		t.Errorf("run.json: steps %d, zero-shot %+v, final %+v; want 6 steps and a lower final loss", sum.Steps, sum.ZeroShot, sum.Final)
+	}
+	for _, f := range []string{"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "metrics.jsonl", "loss.png",
+		"spectrum.png", "spectrum.json", "checkpoints/step-000003/adapter/adapter_model.safetensors", "checkpoints/step-000006/trainer_state.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("output lacks %s: %v", f, err)
+		}
+	}
+	// A second fresh run into the same folder is refused.
+	if code, _, errOut := runCLI(t, args...); code != exitFailure || !strings.Contains(errOut, "--resume") {
+		t.Errorf("second run: status %d, stderr %q; want a failure pointing to --resume", code, errOut)
+	}
+	// Resuming a finished run does no more steps and succeeds.
+	if code, stdout, errOut := runCLI(t, append(args, "--resume")...); code != 0 || !strings.Contains(stdout, "trained 6 steps") {
+		t.Errorf("resume of a finished run: status %d\n%s\n%s", code, stdout, errOut)
+	}
+
+	adapterDir := filepath.Join(out, "adapter")
+	evalJSON := filepath.Join(dir, "eval.json")
+	code, stdout, errOut = runCLI(t, "eval", "--backend", "cpu", "--tokenizer", tok, "--adapter", adapterDir, "--data", evalPath,
+		"--json", evalJSON, "--max-new-tokens", "12")
+	if code != 0 {
+		t.Fatalf("eval: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	var rep evalReport
+	readJSON(t, evalJSON, &rep)
+	if rep.Rows != 6 || len(rep.Predictions) != 6 || rep.AnswerKind != "true/false" || rep.Majority != 4.0/6 || rep.Method != "sora" {
+		t.Errorf("eval report: %d rows, %d predictions, kind %q, majority %v, method %q", rep.Rows, len(rep.Predictions), rep.AnswerKind, rep.Majority, rep.Method)
+	}
+	correct := 0
+	for _, p := range rep.Predictions {
+		if p.Correct {
+			correct++
+		}
+	}
+	if math.Abs(rep.Accuracy-float64(correct)/6) > 1e-12 {
+		t.Errorf("accuracy %v but %d of 6 predictions correct", rep.Accuracy, correct)
+	}
+
+	plot := filepath.Join(dir, "spec.png")
+	code, stdout, errOut = runCLI(t, "spectrum", "--backend", "cpu", "--adapter", adapterDir, "--plot", plot)
+	if code != 0 || !strings.Contains(stdout, "model.layers.4.mlp.down_proj") || !strings.Contains(stdout, "mean of 35 layers") {
+		t.Fatalf("spectrum: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	checkPNG(t, plot)
+
+	merged := filepath.Join(dir, "merged.bin")
+	code, stdout, errOut = runCLI(t, "merge", "--backend", "cpu", "--model", model, "--adapter", adapterDir, "--out", merged)
+	if code != 0 {
+		t.Fatalf("merge: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	checkMergedGeneration(t, model, merged, tok, adapterDir)
+}
+
+// checkMergedGeneration compares greedy generation of the merged
+// checkpoint with that of the base model carrying the adapter unmerged,
+// and checks that the adapter changed the weights.
+func checkMergedGeneration(t *testing.T, basePath, mergedPath, tokPath, adapterDir string) {
+	t.Helper()
+	b, err := backend.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tk, err := tokenizer.Load(tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := tk.Encode(data.Prompt("Please answer the following question with true or false, question: is 3 a small number?\n\nAnswer format: true/false", ""), true, false)
+	gen := func(m *llama.Model) []int {
+		g, err := m.NewGenerator(len(prompt) + 40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		seq, err := g.Generate(prompt, llama.GenerateOptions{Steps: len(prompt) + 40}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq[len(prompt):]
+	}
+	bw, format, err := llama2c.Load(basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw, mformat, err := llama2c.Load(mergedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if format != mformat {
+		t.Errorf("merged checkpoint is %v, the base %v", mformat, format)
+	}
+	var maxDelta float64
+	for i, p := range bw.Params() {
+		for j := range p.Data {
+			maxDelta = math.Max(maxDelta, math.Abs(float64(p.Data[j]-mw.Params()[i].Data[j])))
+		}
+	}
+	if maxDelta < 1e-3 {
+		t.Fatalf("merged weights differ from the base by at most %g: the adapter did nothing, the test would prove little", maxDelta)
+	}
+	base, err := llama.New(b, bw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Free()
+	baseText := gen(base)
+	pm, _, err := adapter.Load(adapterDir, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAdapter := gen(base)
+	pm.Unload()
+	m, err := llama.New(b, mw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	fromMerged := gen(m)
+	if fmt.Sprint(withAdapter) != fmt.Sprint(fromMerged) {
+		t.Errorf("greedy text differs:\nbase + adapter: %q\nmerged:         %q", tk.DecodeAll(withAdapter), tk.DecodeAll(fromMerged))
+	}
+	if fmt.Sprint(withAdapter) == fmt.Sprint(baseText) {
+		t.Logf("note: the adapter did not change the greedy text of this prompt (%q)", tk.DecodeAll(baseText))
+	}
+}
+
+// TestFinetuneClassify trains a CoLA-format classifier briefly and
+// evaluates it with its saved score head.
+func TestFinetuneClassify(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	var tsv strings.Builder
+	for i := range 20 {
+		if i%2 == 0 {
+			fmt.Fprintf(&tsv, "src\t1\t\tThe cat sat on the mat number %d.\n", i)
+		} else {
+			fmt.Fprintf(&tsv, "src\t0\t*\tCat the on sat mat the %d.\n", i)
+		}
+	}
+	path := filepath.Join(dir, "cola.tsv")
+	if err := os.WriteFile(path, []byte(tsv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--task", "classify",
+		"--data", path, "--eval-data", path, "--method", "prediag", "--steps", "8", "--batch", "10", "--lr", "1e-2", "--out", out)
+	if code != 0 {
+		t.Fatalf("finetune: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	if !strings.Contains(stdout, "MCC") || !strings.Contains(stdout, "majority-class baseline accuracy: 0.5000") {
+		t.Errorf("output lacks MCC or the majority baseline:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(out, "adapter", scoreHeadFile)); err != nil {
+		t.Fatal(err)
+	}
+	evalJSON := filepath.Join(dir, "eval.json")
+	code, stdout, errOut = runCLI(t, "eval", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--adapter", filepath.Join(out, "adapter"),
+		"--data", path, "--json", evalJSON)
+	if code != 0 {
+		t.Fatalf("eval: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	var rep evalReport
+	readJSON(t, evalJSON, &rep)
+	var sum runSummary
+	readJSON(t, filepath.Join(out, "run.json"), &sum)
+	if rep.Task != "classify" || rep.MCC == nil || rep.Rows != 20 || rep.Majority != 0.5 {
+		t.Fatalf("eval report: %+v", rep)
+	}
+	// The same data scored by finetune at the end and by eval from the
+	// saved files must agree.
+	if math.Abs(rep.Accuracy-sum.Final.Accuracy) > 1e-12 || math.Abs(*rep.MCC-sum.Final.MCC) > 1e-9 || math.Abs(rep.Loss-sum.Final.Loss) > 1e-4 {
+		t.Errorf("eval from the saved adapter: accuracy %v MCC %v loss %v; at the end of training: %v %v %v",
+			rep.Accuracy, *rep.MCC, rep.Loss, sum.Final.Accuracy, sum.Final.MCC, sum.Final.Loss)
+	}
+	// A classifier does not merge into an LM checkpoint.
+	if code, _, errOut := runCLI(t, "merge", "--model", model, "--adapter", filepath.Join(out, "adapter"), "--out", filepath.Join(dir, "m.bin")); code != exitFailure || !strings.Contains(errOut, "classification head") {
+		t.Errorf("merge of a classifier: status %d, %q", code, errOut)
+	}
+}
+
+func TestFinetuneMalformedData(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte("[{\"instruction\": \"a\", \"output\": \"b\"},\n{\"instruction\": \"c\"}]"), 0o644)
+	code, _, errOut := runCLI(t, "finetune", "--model", model, "--tokenizer", tok, "--data", bad, "--out", filepath.Join(dir, "o"))
+	if code != exitFailure || !strings.Contains(errOut, "bad.json:2") || !strings.Contains(errOut, "row 2") || !strings.Contains(errOut, `"output"`) {
+		t.Errorf("status %d, stderr %q; want the file, line, row and field", code, errOut)
+	}
+	badTSV := filepath.Join(dir, "bad.tsv")
+	os.WriteFile(badTSV, []byte("a\t1\t\tfine.\nb\t2\t\tnot fine.\n"), 0o644)
+	code, _, errOut = runCLI(t, "finetune", "--model", model, "--tokenizer", tok, "--task", "classify", "--data", badTSV, "--out", filepath.Join(dir, "o"))
+	if code != exitFailure || !strings.Contains(errOut, "bad.tsv:2") || !strings.Contains(errOut, "label") {
+		t.Errorf("status %d, stderr %q; want the file, line and field", code, errOut)
+	}
+}
+
+func TestFinetuneDemoFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cut-down demonstration")
+	}
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--method", "lora,prediag", "--steps", "5", "--pretrain-steps", "20", "--repeats", "1", "--seed", "2")
+	if code != 0 {
+		t.Fatalf("status %d\n%s", code, errOut)
+	}
+	for _, want := range []string{"built-in demonstration", "lora", "prediag", "held-out accuracy", "SVD entropy"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "\nsora ") {
+		t.Errorf("the table has a sora row though --method named lora and prediag:\n%s", stdout)
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func checkPNG(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("%s: %v", path, err)
+	}
+}
