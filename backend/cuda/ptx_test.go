@@ -11,23 +11,33 @@ import (
 	"testing"
 )
 
-// findClang returns a clang that can compile CUDA device code, or "".
-// Debian and Ubuntu install versioned names (clang-19); "apt-get install
-// clang" provides the plain one.
-func findClang() string {
+// findClang returns a clang that can compile CUDA device code and its
+// major version, or "". Debian and Ubuntu install versioned names
+// (clang-19); the newest is preferred, then plain clang.
+func findClang() (string, int) {
+	var names []string
 	if p := os.Getenv("SORA_CLANG"); p != "" {
-		return p
+		names = append(names, p)
 	}
-	names := []string{"clang"}
-	for v := 30; v >= 14; v-- {
+	for v := 30; v >= 11; v-- {
 		names = append(names, fmt.Sprintf("clang-%d", v))
 	}
+	names = append(names, "clang")
 	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
+		p, err := exec.LookPath(n)
+		if err != nil {
+			continue
+		}
+		out, err := exec.Command(p, "--version").Output()
+		if err != nil {
+			continue
+		}
+		if m := regexp.MustCompile(`clang version (\d+)`).FindSubmatch(out); m != nil {
+			v, _ := strconv.Atoi(string(m[1]))
+			return p, v
 		}
 	}
-	return ""
+	return "", 0
 }
 
 // compilePTX compiles kernels.cu to PTX for arch with clang, without the
@@ -104,12 +114,18 @@ func ptxKind(k argKind) string {
 // (and that the source defines no kernel the Go side does not know). It
 // needs clang (apt-get install clang); without it, it skips.
 func TestKernelsCompileToPTX(t *testing.T) {
-	clang := findClang()
+	clang, version := findClang()
 	if clang == "" {
 		t.Skip("no clang found (install clang, or set SORA_CLANG): the kernel source is not compiled by this test")
 	}
-	for _, target := range []struct{ arch, ptx string }{{"sm_80", "ptx70"}, {"sm_90", "ptx78"}} {
+	for _, target := range []struct {
+		arch, ptx  string
+		minVersion int // first clang release that knows the architecture
+	}{{"sm_80", "ptx70", 11}, {"sm_90", "ptx78", 16}} {
 		t.Run(target.arch, func(t *testing.T) {
+			if version < target.minVersion {
+				t.Skipf("%s is clang %d; %s needs clang %d or later", clang, version, target.arch, target.minVersion)
+			}
 			ptx := compilePTX(t, clang, target.arch, target.ptx)
 			if !strings.Contains(ptx, ".target "+target.arch) {
 				t.Fatalf("PTX does not target %s", target.arch)
