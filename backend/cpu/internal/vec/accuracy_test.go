@@ -1,0 +1,163 @@
+package vec
+
+import (
+	"math"
+	"testing"
+)
+
+// The accuracy of the float32 transcendental kernels, measured against
+// float64 math over dense sweeps of float32 inputs, for the Go kernels and
+// every assembly kernel set.
+//
+// The error measure is ulps of the float32 result: |got − ref| divided by
+// the spacing of float32 numbers at ref (2⁻¹⁴⁹ for subnormal refs), where
+// ref is the float64 value of the function at the float32 input. A
+// correctly rounded result has at most 0.5. Derivatives, whose formulas
+// subtract (1 − tanh², σ + x·σ(1−σ), Φ + x·φ), are measured against the
+// spacing at the magnitude of their largest term, which is what float32
+// arithmetic can resolve.
+
+// ulpOf returns the spacing of float32 numbers at |v|.
+func ulpOf(v float64) float64 {
+	v = math.Abs(v)
+	if v < 0x1p-126 {
+		return 0x1p-149
+	}
+	_, e := math.Frexp(v) // v = f·2^e, f in [0.5, 1)
+	return math.Ldexp(1, e-24)
+}
+
+// sweep returns float32 values covering [lo, hi] densely: n steps evenly
+// spaced in the ordering of float32 bit patterns, so that every binade
+// gets its share however small the values.
+func sweep(lo, hi float32, n int) []float32 {
+	ord := func(x float32) int64 {
+		i := int64(int32(math.Float32bits(x)))
+		if i < 0 {
+			i = math.MinInt32 - i
+		}
+		return i
+	}
+	unord := func(i int64) float32 {
+		if i < 0 {
+			i = math.MinInt32 - i
+		}
+		return math.Float32frombits(uint32(int32(i)))
+	}
+	a, b := ord(lo), ord(hi)
+	out := make([]float32, 0, n+1)
+	for k := 0; k <= n; k++ {
+		out = append(out, unord(a+(b-a)*int64(k)/int64(n)))
+	}
+	return out
+}
+
+// accuracyCase is one function's accuracy claim.
+type accuracyCase struct {
+	name   string
+	lo, hi float32
+	ref    func(x float64) float64
+	// scale returns the magnitude errors are measured against (|ref| for
+	// functions, the largest term for derivatives).
+	scale func(x, ref float64) float64
+	kern  func(k *Kernels) func(dst, x []float32)
+	bound float64 // ulps
+}
+
+func absRef(_, ref float64) float64 { return ref }
+
+func sigmoid64(x float64) float64 {
+	if x >= 0 {
+		return 1 / (1 + math.Exp(-x))
+	}
+	e := math.Exp(x)
+	return e / (1 + e)
+}
+
+func phi64(x float64) float64 { return 0.5 * math.Erfc(-x/math.Sqrt2) }
+
+func pdf64(x float64) float64 { return math.Exp(-0.5*x*x) / math.Sqrt(2*math.Pi) }
+
+// withOnes adapts a derivative kernel dx = dy·f′(x) to f′ by passing
+// dy = 1.
+func withOnes(f func(k *Kernels) func(dx, x, dy []float32)) func(k *Kernels) func(dst, x []float32) {
+	return func(k *Kernels) func(dst, x []float32) {
+		return func(dst, x []float32) {
+			ones := make([]float32, len(x))
+			for i := range ones {
+				ones[i] = 1
+			}
+			f(k)(dst, x, ones)
+		}
+	}
+}
+
+var accuracyCases = []accuracyCase{
+	// exp over its whole range: results from subnormal to the largest
+	// float.
+	{"Exp", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) { return k.Exp }, 2},
+	{"Log", 1e-45, math.MaxFloat32, math.Log, absRef, func(k *Kernels) func(d, x []float32) { return k.Log }, 2},
+	{"Tanh", -10, 10, math.Tanh, absRef, func(k *Kernels) func(d, x []float32) { return k.Tanh }, 3},
+	{"Sigmoid", -103, 30, sigmoid64, absRef, func(k *Kernels) func(d, x []float32) { return k.Sigmoid }, 3},
+	// SiLU and its derivative down to x = −87, where σ(x) ≈ e^x is still a
+	// normal float32: below, σ is subnormal (as it should be), and
+	// multiplying its few significant bits by x magnifies their error.
+	{"SiLU", -87, 100, func(x float64) float64 { return x * sigmoid64(x) }, absRef,
+		func(k *Kernels) func(d, x []float32) { return k.SiLU }, 3},
+	// GELU down to x = −13, where x·Φ(x) ≈ −4e−38 is still a normal
+	// float32 (below, the kernels flush Φ's tail to 0). Φ = 1 − h just
+	// above 0.5 has a coarse ulp for its size, which is most of the error.
+	{"GELU", -13, 13, func(x float64) float64 { return x * phi64(x) }, absRef,
+		func(k *Kernels) func(d, x []float32) { return k.GELU }, 6},
+	{"ExpGrad", -103, 88.7, math.Exp, absRef,
+		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.ExpGrad }), 2},
+	{"TanhGrad", -10, 10, func(x float64) float64 { t := math.Tanh(x); return 1 - t*t },
+		func(x, ref float64) float64 { return math.Max(math.Abs(ref), 1e-7) },
+		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.TanhGrad }), 4},
+	// σ(1−σ) = σ(x)·σ(−x), which float64 evaluates without cancelling.
+	{"SigmoidGrad", -87, 87, func(x float64) float64 { return sigmoid64(x) * sigmoid64(-x) }, absRef,
+		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.SigmoidGrad }), 5},
+	{"SiLUGrad", -87, 100, func(x float64) float64 { return sigmoid64(x) * (1 + x*sigmoid64(-x)) },
+		func(x, ref float64) float64 { s := sigmoid64(x); return math.Max(s, math.Abs(x*s*sigmoid64(-x))) },
+		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.SiLUGrad }), 5},
+	{"GELUGrad", -13, 13, func(x float64) float64 { return phi64(x) + x*pdf64(x) },
+		func(x, ref float64) float64 { return math.Max(phi64(x), math.Abs(x*pdf64(x))) },
+		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.GELUGrad }), 6},
+}
+
+// TestAccuracy sweeps each function over its range with 2²⁰ points (2¹⁶
+// with -short) and checks the largest error of every kernel set against
+// the stated bound; -v prints the errors measured.
+func TestAccuracy(t *testing.T) {
+	n := 1 << 20
+	if testing.Short() {
+		n = 1 << 16
+	}
+	for _, c := range accuracyCases {
+		xs := sweep(c.lo, c.hi, n)
+		// Finer near zero, where the small-argument branches live.
+		xs = append(xs, sweep(-1, 1, n/4)...)
+		for _, k := range All() {
+			got := make([]float32, len(xs))
+			c.kern(k)(got, xs)
+			var worst, worstX float64
+			for i, x := range xs {
+				ref := c.ref(float64(x))
+				if math.IsInf(ref, 0) || math.Abs(ref) > math.MaxFloat32 {
+					if !math.IsInf(float64(got[i]), int(math.Copysign(1, ref))) {
+						t.Errorf("%s (%s) at %v = %v, want %v", c.name, k.Name, x, got[i], ref)
+					}
+					continue
+				}
+				e := math.Abs(float64(got[i])-ref) / ulpOf(c.scale(float64(x), ref))
+				if !(e <= worst) { // NaN counts as worst
+					worst, worstX = e, float64(x)
+				}
+			}
+			t.Logf("%-11s %-6s max error %.2f ulps (at %.7g), bound %g", c.name, k.Name, worst, worstX, c.bound)
+			if !(worst <= c.bound) {
+				t.Errorf("%s (%s): max error %.3g ulps at x = %.9g, above the bound of %g", c.name, k.Name, worst, worstX, c.bound)
+			}
+		}
+	}
+}

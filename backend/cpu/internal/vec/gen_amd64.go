@@ -1,0 +1,1436 @@
+//go:build ignore
+
+// Command gen_amd64 writes kernels_amd64.s and stubs_amd64.go: every vector
+// kernel of package vec in two instruction sets, AVX2 with FMA (8 float32
+// lanes in YMM registers) and AVX-512F (16 lanes in ZMM registers), from
+// one description per kernel. The per-vector arithmetic of each kernel is
+// written once below against a small set of helpers that spell the few
+// instructions that differ between the two (compares into a vector or a
+// mask register, blends, bit operations, rounding, masked loads and
+// stores, half-width moves).
+//
+// Three loop shapes cover the kernels:
+//
+//   - element-wise float32 maps (dst = f(inputs, scalars)), unrolled, with
+//     a masked last vector for the tail and a second entry point that
+//     writes with non-temporal stores;
+//   - float64 row kernels, which widen each float32 vector to two float64
+//     halves, run the body on each half, and narrow the results (with
+//     float64 accumulator arrays and float64 sums returned);
+//   - a few custom loops (exp with a float64 sum, max).
+//
+// Run it with: go run gen_amd64.go (go generate does).
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"go/format"
+	"os"
+	"strings"
+)
+
+// isa is one target instruction set.
+type isa struct {
+	suffix string // of the symbol names
+	v, h   string // register prefixes of a full and a half vector
+	lanes  int    // float32 lanes of a full vector
+	regs   int    // vector registers available
+}
+
+var (
+	avx2   = isa{"AVX2", "Y", "X", 8, 16}
+	avx512 = isa{"AVX512", "Z", "Y", 16, 32}
+)
+
+func (s isa) wide() bool           { return s.lanes == 16 }
+func (s isa) bytes() int           { return 4 * s.lanes }
+func (s isa) V(i int) string       { return fmt.Sprintf("%s%d", s.v, i) }
+func (s isa) half(r string) string { return s.h + r[1:] }
+
+// gen accumulates the assembly of one instruction set.
+type gen struct {
+	isa
+	b *bytes.Buffer
+}
+
+func (g *gen) I(format string, args ...any) { fmt.Fprintf(g.b, "\t"+format+"\n", args...) }
+func (g *gen) label(l string)               { fmt.Fprintf(g.b, "%s:\n", l) }
+
+// c returns the memory operand of a constant vector (a [16]float32 or
+// [16]uint32 declared in stubs_amd64.go), k of them into a table.
+func c(name string) string { return "·" + name + "(SB)" }
+func ck(name string, k int) string {
+	return fmt.Sprintf("·%s+%d(SB)", name, 64*k)
+}
+
+// Compare predicates of VCMPPS.
+const (
+	eqOQ  = 0  // a == b
+	ltOS  = 1  // a < b
+	unord = 3  // a or b is NaN
+	nltUS = 5  // !(a < b)
+	nleUS = 6  // !(a <= b)
+	ngeUS = 9  // !(a >= b)
+	ngtUS = 10 // !(a > b)
+	geOS  = 13 // a >= b
+	gtOS  = 14 // a > b
+)
+
+// The helpers below take operands in Go assembler order: sources first,
+// destination last, and for two sources "b, a" means a op b.
+
+func (g *gen) and(b, a, d string) { g.bitop("VANDPS", "VPANDD", b, a, d) }
+func (g *gen) or(b, a, d string)  { g.bitop("VORPS", "VPORD", b, a, d) }
+func (g *gen) xor(b, a, d string) { g.bitop("VXORPS", "VPXORD", b, a, d) }
+
+func (g *gen) bitop(narrow, wide, b, a, d string) {
+	if g.wide() {
+		g.I("%s %s, %s, %s", wide, b, a, d)
+	} else {
+		g.I("%s %s, %s, %s", narrow, b, a, d)
+	}
+}
+
+func (g *gen) zero(d string) { g.xor(d, d, d) }
+
+// round rounds to the nearest integer, ties to even.
+func (g *gen) round(s, d string) {
+	if g.wide() {
+		g.I("VRNDSCALEPS $0, %s, %s", s, d)
+	} else {
+		g.I("VROUNDPS $0, %s, %s", s, d)
+	}
+}
+
+// cmp sets mask m to a pred b lane by lane; m is a vector register for
+// AVX2 and an opmask register for AVX-512.
+func (g *gen) cmp(pred int, b, a, m string) { g.I("VCMPPS $%d, %s, %s, %s", pred, b, a, m) }
+
+// blend sets d = m ? b : a; b may be a memory operand.
+func (g *gen) blend(m, b, a, d string) {
+	if g.wide() {
+		g.I("VBLENDMPS %s, %s, %s, %s", b, a, m, d)
+	} else {
+		g.I("VBLENDVPS %s, %s, %s, %s", m, b, a, d)
+	}
+}
+
+// keep sets d = m ? s : 0; s may be a memory operand.
+func (g *gen) keep(m, s, d string) {
+	if g.wide() {
+		g.I("VMOVUPS.Z %s, %s, %s", s, m, d) // unaligned: s may be memory
+	} else {
+		g.I("VANDPS %s, %s, %s", s, m, d)
+	}
+}
+
+// horner evaluates p = Σ table[k]·t^k (deg+1 coefficients) into p.
+func (g *gen) horner(table string, deg int, t, p string) {
+	g.I("VMOVUPS %s, %s", ck(table, deg), p)
+	for k := deg - 1; k >= 0; k-- {
+		g.I("VFMADD213PS %s, %s, %s", ck(table, k), t, p)
+	}
+}
+
+// expOpts selects the parts of exp a caller needs.
+type expOpts struct {
+	clamp bool   // clamp the argument to [expLo, expHi] (NaN passes)
+	wide  bool   // scale in two steps, for results outside the normal range
+	corr  string // if set, a register c whose −c/2 is added to the reduced argument
+}
+
+// exp sets x = e^x using three temporaries; see exp32 in math32.go.
+func (g *gen) exp(x string, t []string, o expOpts) {
+	t0, t1, t2 := t[0], t[1], t[2]
+	if o.clamp {
+		g.I("VMOVUPS %s, %s", c("cExpLo"), t0)
+		g.I("VMAXPS %s, %s, %s", x, t0, x) // NaN in x is returned
+		g.I("VMOVUPS %s, %s", c("cExpHi"), t0)
+		g.I("VMINPS %s, %s, %s", x, t0, x)
+	}
+	g.I("VMULPS %s, %s, %s", c("cLog2e"), x, t0)
+	g.round(t0, t0) // n
+	g.I("VMOVAPS %s, %s", x, t1)
+	g.I("VFNMADD231PS %s, %s, %s", c("cLn2Hi"), t0, t1) // exact
+	g.I("VFNMADD231PS %s, %s, %s", c("cLn2Lo"), t0, t1) // r
+	if o.corr != "" {
+		g.I("VFMADD231PS %s, %s, %s", c("cNegHalf"), o.corr, t1)
+	}
+	g.horner("cExpQ", 4, t1, t2)
+	g.I("VMULPS %s, %s, %s", t1, t1, x)
+	g.I("VFMADD213PS %s, %s, %s", t1, t2, x) // r²·Q + r
+	g.I("VADDPS %s, %s, %s", c("cOne"), x, x)
+	g.I("VCVTPS2DQ %s, %s", t0, t0)
+	if o.wide {
+		g.I("VPSRAD $1, %s, %s", t0, t1)
+		g.I("VPSUBD %s, %s, %s", t1, t0, t0)
+		g.I("VPADDD %s, %s, %s", c("cI127"), t1, t1)
+		g.I("VPSLLD $23, %s, %s", t1, t1)
+		g.I("VMULPS %s, %s, %s", t1, x, x)
+	}
+	g.I("VPADDD %s, %s, %s", c("cI127"), t0, t0)
+	g.I("VPSLLD $23, %s, %s", t0, t0)
+	g.I("VMULPS %s, %s, %s", t0, x, x)
+}
+
+// log sets d = ln x using temporaries t[0..4] and mask m; see log32.
+func (g *gen) log(x, d string, t []string, m string) {
+	t0, t1, t2, t3, t4 := t[0], t[1], t[2], t[3], t[4]
+	// Subnormals: scale by 2^23 and take 23 off the exponent.
+	g.cmp(ltOS, c("cMinNormal"), x, m)
+	g.I("VMULPS %s, %s, %s", c("cTwo23"), x, t0)
+	g.blend(m, t0, x, t1)
+	g.keep(m, c("c23"), t2)
+	g.I("VPSUBD %s, %s, %s", c("cSqrtHalfBits"), t1, t3)
+	g.I("VPSRAD $23, %s, %s", t3, t3) // e
+	g.I("VPSLLD $23, %s, %s", t3, t4)
+	g.I("VPSUBD %s, %s, %s", t4, t1, t1)
+	g.I("VSUBPS %s, %s, %s", c("cOne"), t1, t1) // f
+	g.I("VCVTDQ2PS %s, %s", t3, t3)
+	g.I("VSUBPS %s, %s, %s", t2, t3, t3) // e − k
+	g.horner("cLogL", 7, t1, t2)
+	g.I("VFMADD213PS %s, %s, %s", c("cNegHalf"), t1, t2) // p·f − ½
+	g.I("VMULPS %s, %s, %s", t1, t1, t4)
+	g.I("VFMADD213PS %s, %s, %s", t1, t4, t2) // f²·(p·f − ½) + f
+	g.I("VFMADD231PS %s, %s, %s", c("cLn2Lo"), t3, t2)
+	g.I("VFMADD231PS %s, %s, %s", c("cLn2Hi"), t3, t2)
+	// Special values: 0 → −Inf, negative or NaN → NaN, +Inf → +Inf.
+	g.zero(t0)
+	g.cmp(eqOQ, t0, x, m)
+	g.blend(m, c("cNegInf"), t2, t2)
+	g.cmp(ngeUS, t0, x, m)
+	g.blend(m, c("cNaN"), t2, t2)
+	g.cmp(eqOQ, c("cPosInf"), x, m)
+	g.blend(m, c("cPosInf"), t2, d)
+}
+
+// tanh sets d = tanh x and, if dd is not empty, dd = 1 − tanh²x; it uses
+// temporaries t[0..5] and mask m. See tanhParts.
+func (g *gen) tanh(x, d, dd string, t []string, m string) {
+	t0, t1, t2, t3, t4, t5 := t[0], t[1], t[2], t[3], t[4], t[5]
+	g.and(c("cAbs"), x, t0) // a
+	g.I("VADDPS %s, %s, %s", t0, t0, t1)
+	g.exp(t1, []string{t2, t3, t4}, expOpts{clamp: true, wide: true})
+	g.I("VADDPS %s, %s, %s", c("cOne"), t1, t1)
+	g.I("VMOVUPS %s, %s", c("cTwo"), t2)
+	g.I("VDIVPS %s, %s, %s", t1, t2, t2) // q = 2/(e^{2a}+1)
+	g.I("VMOVUPS %s, %s", c("cOne"), t1)
+	g.I("VSUBPS %s, %s, %s", t2, t1, t1) // 1 − q
+	g.and(c("cSign"), x, t3)
+	g.or(t3, t1, t1) // large-|x| tanh
+	if dd != "" {
+		g.I("VMOVUPS %s, %s", c("cTwo"), t4)
+		g.I("VSUBPS %s, %s, %s", t2, t4, t4)
+		g.I("VMULPS %s, %s, %s", t2, t4, t4) // q·(2 − q)
+	}
+	g.I("VMULPS %s, %s, %s", x, x, t3) // u = x²
+	g.horner("cTanhP", 5, t3, t2)
+	g.I("VMULPS %s, %s, %s", t3, x, t3)
+	g.I("VFMADD213PS %s, %s, %s", x, t3, t2) // small-|x| tanh
+	g.cmp(ltOS, c("cTanhSmall"), t0, m)
+	if dd != "" {
+		g.I("VMOVUPS %s, %s", c("cOne"), t5)
+		g.I("VFNMADD231PS %s, %s, %s", t2, t2, t5) // 1 − t²
+		g.blend(m, t5, t4, dd)
+	}
+	g.blend(m, t2, t1, d)
+}
+
+// sigmoid sets r = 1/(1+e) and s0 = e·r for e = exp(−|x|), so that
+// σ(x) = x ≥ 0 ? r : s0 and σ·(1−σ) = r·s0. It uses t[0..2].
+func (g *gen) sigmoid(x, r, s0 string, t []string) {
+	g.or(c("cSign"), x, s0) // −|x|
+	g.exp(s0, t, expOpts{clamp: true, wide: true})
+	g.I("VADDPS %s, %s, %s", c("cOne"), s0, t[0])
+	g.I("VMOVUPS %s, %s", c("cOne"), r)
+	g.I("VDIVPS %s, %s, %s", t[0], r, r)
+	g.I("VMULPS %s, %s, %s", r, s0, s0)
+}
+
+// sigmoidFwd sets d = σ(x) = (x ≥ 0 ? 1 : e)/(1+e) for e = exp(−|x|),
+// rounding once after exp; see sigmoid32. It uses t[0..3] and mask m.
+func (g *gen) sigmoidFwd(x, d string, t []string, m string) {
+	e := t[3]
+	g.or(c("cSign"), x, e) // −|x|
+	g.exp(e, t[:3], expOpts{clamp: true, wide: true})
+	g.I("VADDPS %s, %s, %s", c("cOne"), e, t[0])
+	g.cmp(geOS, c("cZero"), x, m)
+	g.blend(m, c("cOne"), e, d)
+	g.I("VDIVPS %s, %s, %s", t[0], d, d)
+}
+
+// sigmoidPick sets d = x ≥ 0 ? r : s0.
+func (g *gen) sigmoidPick(x, r, s0, d, m string) {
+	g.cmp(geOS, c("cZero"), x, m)
+	g.blend(m, r, s0, d)
+}
+
+// phi sets cdf = Φ(x) and e = exp(−x²/2) (0 beyond geluMaxA) using
+// temporaries t[0..3] and mask m. See phiParts.
+func (g *gen) phi(x, cdf, e string, t []string, m string) {
+	t0, t1, t2, t3 := t[0], t[1], t[2], t[3]
+	g.and(c("cAbs"), x, t0)
+	g.cmp(ngtUS, c("cGeluMax"), t0, m) // lanes to keep
+	g.I("VMOVUPS %s, %s", c("cGeluMax"), t1)
+	g.I("VMINPS %s, %s, %s", t0, t1, t1) // a, NaN passes
+	g.I("VMULPS %s, %s, %s", t1, t1, e)
+	g.I("VMOVAPS %s, %s", e, t2)
+	g.I("VFMSUB231PS %s, %s, %s", t1, t1, t2) // a² − s, exactly
+	g.I("VMULPS %s, %s, %s", c("cNegHalf"), e, e)
+	g.exp(e, []string{t0, t3, cdf}, expOpts{corr: t2})
+	g.keep(m, e, e)
+	g.I("VADDPS %s, %s, %s", c("cGeluK"), t1, t2)
+	g.I("VMOVUPS %s, %s", c("cOne"), t3)
+	g.I("VDIVPS %s, %s, %s", t2, t3, t3) // 1/(a+K)
+	g.I("VSUBPS %s, %s, %s", c("cGeluK"), t1, t2)
+	g.I("VMULPS %s, %s, %s", t3, t2, t2) // t
+	g.horner("cPhiG", 10, t2, t0)
+	g.I("VMULPS %s, %s, %s", t3, t0, t0)
+	g.I("VMULPS %s, %s, %s", e, t0, t0) // h = ½·erfc(a/√2)
+	g.I("VMOVUPS %s, %s", c("cOne"), t1)
+	g.I("VSUBPS %s, %s, %s", t0, t1, t1)
+	g.cmp(geOS, c("cZero"), x, m)
+	g.blend(m, t1, t0, cdf)
+}
+
+// ---- element-wise maps ----
+
+// mapK is an element-wise kernel dst[i] = body(ins[i]..., scalars).
+type mapK struct {
+	name    string
+	ins     []string // input slices after dst
+	scalars []string // float32 arguments, broadcast
+	temps   int
+	masks   int
+	unroll  int
+	// body computes out from the loaded inputs in[], the broadcast
+	// scalars s[], temporaries t[] and masks m[]; out is a register of its
+	// own.
+	body func(g *gen, out string, in, s, t, m []string)
+}
+
+// frame lays out Go arguments for ABI0: each aligned to its size, results
+// after the arguments aligned to 8. It returns each one's offset, the
+// size of the arguments and the size of the whole frame.
+type param struct {
+	name string
+	size int
+	typ  string
+}
+
+func frame(args, results []param) (offs map[string]int, argSize, total int) {
+	offs = map[string]int{}
+	o := 0
+	for _, a := range args {
+		o = (o + a.size - 1) / a.size * a.size
+		offs[a.name] = o
+		o += a.size
+	}
+	o = (o + 7) / 8 * 8
+	argSize = o
+	for _, r := range results {
+		o = (o + r.size - 1) / r.size * r.size
+		offs[r.name] = o
+		o += r.size
+	}
+	return offs, argSize, o
+}
+
+var ptrRegs = []string{"DI", "SI", "DX", "R8", "R9", "R10", "R11", "R12"}
+
+// stubs collects the Go declarations of the generated functions.
+var stubs bytes.Buffer
+
+// fields maps a kernel's field in asmFuncs to its Go type and, per
+// instruction set, its value.
+var (
+	fieldOrder []string
+	fieldType  = map[string]string{}
+	fieldValue = map[string]map[string][]string{} // field → isa → functions
+)
+
+// table records fn (of instruction set is) under field.
+func table(field, is, fn string, args, results []param) {
+	var a, r []string
+	for _, p := range args {
+		a = append(a, p.typ)
+	}
+	for _, p := range results {
+		r = append(r, p.typ)
+	}
+	typ := "func(" + strings.Join(a, ", ") + ")"
+	if len(r) == 1 {
+		typ += " " + r[0]
+	} else if len(r) > 1 {
+		typ += " (" + strings.Join(r, ", ") + ")"
+	}
+	if _, ok := fieldType[field]; !ok {
+		fieldOrder = append(fieldOrder, field)
+		fieldType[field] = typ
+		fieldValue[field] = map[string][]string{}
+	}
+	fieldValue[field][is] = append(fieldValue[field][is], fn)
+}
+
+func declare(name, doc string, args, results []param) {
+	var a, r []string
+	for _, p := range args {
+		a = append(a, p.name+" "+p.typ)
+	}
+	for _, p := range results {
+		r = append(r, p.name+" "+p.typ)
+	}
+	res := ""
+	if len(r) > 0 {
+		res = " (" + strings.Join(r, ", ") + ")"
+	}
+	fmt.Fprintf(&stubs, "// %s\n//\n//go:noescape\nfunc %s(%s)%s\n\n", doc, name, strings.Join(a, ", "), res)
+}
+
+// regs hands out vector registers in order.
+type regs struct {
+	g    *gen
+	next int
+}
+
+func (r *regs) v() string {
+	if r.next >= r.g.regs {
+		panic("out of vector registers")
+	}
+	s := r.g.V(r.next)
+	r.next++
+	return s
+}
+
+func (r *regs) vs(n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, r.v())
+	}
+	return out
+}
+
+// masks returns n body masks: vector registers for AVX2, K2.. for AVX-512
+// (K1 is the tail mask).
+func (r *regs) masks(n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		if r.g.wide() {
+			out = append(out, fmt.Sprintf("K%d", 2+i))
+		} else {
+			out = append(out, r.v())
+		}
+	}
+	return out
+}
+
+// tailMask sets up the tail mask for the CX (< lanes) remaining elements:
+// register tm (AVX2) or K1 (AVX-512).
+func (g *gen) tailMask(tm string) {
+	if g.wide() {
+		g.I("MOVL $1, AX")
+		g.I("SHLL CX, AX")
+		g.I("DECL AX")
+		g.I("KMOVW AX, K1")
+		return
+	}
+	g.I("LEAQ maskTail<>+32(SB), BX")
+	g.I("MOVQ CX, AX")
+	g.I("SHLQ $2, AX")
+	g.I("SUBQ AX, BX")
+	g.I("VMOVDQU (BX), %s", tm)
+}
+
+// loadMasked loads the first CX lanes of mem into d, zeroing the rest.
+func (g *gen) loadMasked(mem, tm, d string) {
+	if g.wide() {
+		g.I("VMOVUPS.Z %s, K1, %s", mem, d)
+	} else {
+		g.I("VMASKMOVPS %s, %s, %s", mem, tm, d)
+	}
+}
+
+// storeMasked stores the first CX lanes of s to mem.
+func (g *gen) storeMasked(s, tm, mem string) {
+	if g.wide() {
+		g.I("VMOVUPS %s, K1, %s", s, mem)
+	} else {
+		g.I("VMASKMOVPS %s, %s, %s", s, tm, mem)
+	}
+}
+
+func (g *gen) mapKernel(k mapK, nt bool) {
+	name := k.name + g.suffix
+	if nt {
+		name += "NT"
+	}
+	args := []param{{"dst", 8, "*float32"}}
+	for _, in := range k.ins {
+		args = append(args, param{in, 8, "*float32"})
+	}
+	for _, s := range k.scalars {
+		args = append(args, param{s, 4, "float32"})
+	}
+	args = append(args, param{"n", 8, "int"})
+	offs, argSize, _ := frame(args, nil)
+	doc := fmt.Sprintf("%s is the %s %s kernel", name, g.suffix, k.name)
+	if nt {
+		doc += " with non-temporal stores; dst must be aligned to the vector size"
+	}
+	declare(name, doc+".", args, nil)
+	table(k.name, g.suffix, name, args, nil)
+
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, argSize)
+	g.I("MOVQ dst+0(FP), DI")
+	ptrs := []string{"DI"}
+	for i, in := range k.ins {
+		g.I("MOVQ %s+%d(FP), %s", in, offs[in], ptrRegs[i+1])
+		ptrs = append(ptrs, ptrRegs[i+1])
+	}
+	g.I("MOVQ n+%d(FP), CX", offs["n"])
+	r := &regs{g: g}
+	var sc []string
+	for _, s := range k.scalars {
+		v := r.v()
+		g.I("VBROADCASTSS %s+%d(FP), %s", s, offs[s], v)
+		sc = append(sc, v)
+	}
+	tm := ""
+	if !g.wide() {
+		tm = r.v()
+	}
+	type copyRegs struct {
+		out      string
+		in, t, m []string
+	}
+	// Unroll as asked, or as far as the registers go.
+	per := 1 + len(k.ins) + k.temps
+	if !g.wide() {
+		per += k.masks
+	}
+	unroll := min(k.unroll, (g.regs-r.next)/per)
+	var cp []copyRegs
+	for u := 0; u < unroll; u++ {
+		cp = append(cp, copyRegs{r.v(), r.vs(len(k.ins)), r.vs(k.temps), r.masks(k.masks)})
+	}
+	L, B := g.lanes, g.bytes()
+	store := "VMOVUPS"
+	if nt {
+		store = "VMOVNTPS"
+	}
+	step := func(n int) {
+		for _, p := range ptrs {
+			g.I("ADDQ $%d, %s", n*B, p)
+		}
+		g.I("SUBQ $%d, CX", n*L)
+	}
+	if unroll > 1 {
+		g.I("CMPQ CX, $%d", unroll*L)
+		g.I("JB one")
+		g.label("loop")
+		for u, x := range cp {
+			for i, in := range x.in {
+				g.I("VMOVUPS %d(%s), %s", u*B, ptrs[i+1], in)
+			}
+		}
+		for _, x := range cp {
+			k.body(g, x.out, x.in, sc, x.t, x.m)
+		}
+		for u, x := range cp {
+			g.I("%s %s, %d(DI)", store, x.out, u*B)
+		}
+		step(unroll)
+		g.I("CMPQ CX, $%d", unroll*L)
+		g.I("JAE loop")
+	}
+	x := cp[0]
+	g.label("one")
+	g.I("CMPQ CX, $%d", L)
+	g.I("JB tail")
+	for i, in := range x.in {
+		g.I("VMOVUPS (%s), %s", ptrs[i+1], in)
+	}
+	k.body(g, x.out, x.in, sc, x.t, x.m)
+	g.I("%s %s, (DI)", store, x.out)
+	step(1)
+	g.I("JMP one")
+	g.label("tail")
+	g.I("TESTQ CX, CX")
+	g.I("JZ done")
+	g.tailMask(tm)
+	for i, in := range x.in {
+		g.loadMasked(fmt.Sprintf("(%s)", ptrs[i+1]), tm, in)
+	}
+	k.body(g, x.out, x.in, sc, x.t, x.m)
+	g.storeMasked(x.out, tm, "(DI)")
+	g.label("done")
+	if nt {
+		g.I("SFENCE")
+	}
+	g.I("VZEROUPPER")
+	g.I("RET")
+}
+
+// ---- float64 row kernels ----
+
+// stream modes of a row kernel's slices.
+const (
+	in32    = iota // float32 input
+	out32          // float32 output
+	inout32        // float32 input and output
+	acc64          // float64 accumulators, read and written
+)
+
+type stream struct {
+	name string
+	mode int
+}
+
+// half is what a row kernel's body sees for one float64 half of a vector.
+type half struct {
+	in  map[string]string // float32 inputs (and in/outs), widened
+	out map[string]string // registers to leave float32 outputs in
+	acc map[string]string // float64 accumulators, loaded; update in place
+	red []string          // this half's reduction accumulators
+	c   func(k int) string
+	t   []string
+	// tail is, in the last partial vector, the mask of this half's live
+	// lanes (empty elsewhere): reductions whose terms are not 0 for the
+	// zeros loaded past the end must clear those lanes (see keep64).
+	tail string
+}
+
+// keep64 clears the float64 lanes of r outside the tail mask, if any.
+func (g *gen) keep64(h half, r string) {
+	if h.tail == "" {
+		return
+	}
+	if g.wide() {
+		g.I("VMOVAPD.Z %s, %s, %s", r, h.tail, r)
+	} else {
+		g.I("VANDPD %s, %s, %s", h.tail, r, r)
+	}
+}
+
+type rowK struct {
+	name    string
+	doc     string
+	streams []stream
+	scalars []string // float64, passed splatted through c
+	results []string // float64 sums returned
+	temps   int
+	body    func(g *gen, h half)
+}
+
+// widen sets d to float64 half hi (0 or 1) of the float32 vector s, using
+// the half-width temporary t.
+func (g *gen) widen(s string, hi int, d, t string) {
+	if hi == 0 {
+		g.I("VCVTPS2PD %s, %s", g.half(s), d)
+		return
+	}
+	g.extractHigh(s, t)
+	g.I("VCVTPS2PD %s, %s", g.half(t), d)
+}
+
+func (g *gen) extractHigh(s, t string) {
+	if g.wide() {
+		g.I("VEXTRACTF64X4 $1, %s, %s", s, g.half(t))
+	} else {
+		g.I("VEXTRACTF128 $1, %s, %s", s, g.half(t))
+	}
+}
+
+// narrow rounds the float64 vector s to float32 half hi of d, using t,
+// and leaves the other half of d as it was (in the tail, an in/out
+// stream's input still waits there).
+func (g *gen) narrow(s string, hi int, d, t string) {
+	if g.wide() {
+		g.I("VCVTPD2PS %s, %s", s, g.half(t))
+		g.I("VINSERTF64X4 $%d, %s, %s, %s", hi, g.half(t), d, d)
+	} else {
+		g.I("VCVTPD2PSY %s, %s", s, g.half(t))
+		g.I("VINSERTF128 $%d, %s, %s, %s", hi, g.half(t), d, d)
+	}
+}
+
+// hsum adds the float64 lanes of s into the low lane, using t.
+func (g *gen) hsum(s, t string) {
+	x := s
+	if g.wide() {
+		g.I("VEXTRACTF64X4 $1, %s, %s", s, g.half(t))
+		g.I("VADDPD %s, %s, %s", g.half(t), g.half(s), g.half(s))
+		x = g.half(s)
+	}
+	// x is a YMM register now.
+	xx, tx := "X"+x[1:], "X"+t[1:]
+	g.I("VEXTRACTF128 $1, %s, %s", x, tx)
+	g.I("VADDPD %s, %s, %s", tx, xx, xx)
+	g.I("VPERMILPD $1, %s, %s", xx, tx)
+	g.I("VADDSD %s, %s, %s", tx, xx, xx)
+}
+
+func (g *gen) rowKernel(k rowK) {
+	name := k.name + g.suffix
+	var args, results []param
+	for _, s := range k.streams {
+		typ := "*float32"
+		if s.mode == acc64 {
+			typ = "*float64"
+		}
+		args = append(args, param{s.name, 8, typ})
+	}
+	for _, sc := range k.scalars {
+		args = append(args, param{sc, 8, "float64"})
+	}
+	args = append(args, param{"n", 8, "int"})
+	for _, r := range k.results {
+		results = append(results, param{r, 8, "float64"})
+	}
+	offs, _, total := frame(args, results)
+	declare(name, fmt.Sprintf("%s is the %s kernel of %s", name, g.suffix, k.doc), args, results)
+	table(k.name, g.suffix, name, args, results)
+
+	// The float64 scalars are splatted into the local frame, 64 bytes
+	// each, where the body reads them as memory operands.
+	frameSize := 64 * len(k.scalars)
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $%d-%d\n", name, name, frameSize, total)
+	ptr := map[string]string{}
+	for i, s := range k.streams {
+		ptr[s.name] = ptrRegs[i]
+		g.I("MOVQ %s+%d(FP), %s", s.name, offs[s.name], ptrRegs[i])
+	}
+	g.I("MOVQ n+%d(FP), CX", offs["n"])
+	r := &regs{g: g}
+	for j, sc := range k.scalars {
+		g.I("VBROADCASTSD %s+%d(FP), %s", sc, offs[sc], g.V(0))
+		g.I("VMOVUPD %s, %d(SP)", g.V(0), 64*j)
+	}
+	tm := ""
+	var tm64 [2]string
+	if !g.wide() {
+		tm = r.v()
+		tm64 = [2]string{r.v(), r.v()}
+	}
+	// Reduction accumulators: one per result and half.
+	red := [2][]string{}
+	for range k.results {
+		for h := 0; h < 2; h++ {
+			v := r.v()
+			g.zero(v)
+			red[h] = append(red[h], v)
+		}
+	}
+	f32 := map[string]string{} // full float32 vectors of inputs (tail) and outputs
+	for _, s := range k.streams {
+		if s.mode != acc64 {
+			f32[s.name] = r.v()
+		}
+	}
+	wid := map[string]string{} // widened halves of inputs
+	accr := map[string]string{}
+	outr := map[string]string{}
+	for _, s := range k.streams {
+		switch s.mode {
+		case in32:
+			wid[s.name] = r.v()
+		case out32:
+			outr[s.name] = r.v()
+		case inout32:
+			wid[s.name] = r.v()
+			outr[s.name] = wid[s.name]
+		case acc64:
+			accr[s.name] = r.v()
+		}
+	}
+	tmp := r.v()
+	ts := r.vs(k.temps)
+	cf := func(j int) string { return fmt.Sprintf("%d(SP)", 64*j) }
+	L, B := g.lanes, g.bytes()
+
+	iter := func(masked bool) {
+		if masked {
+			for _, s := range k.streams {
+				if s.mode == in32 || s.mode == inout32 {
+					g.loadMasked(fmt.Sprintf("(%s)", ptr[s.name]), tm, f32[s.name])
+				}
+			}
+		}
+		// The high half goes first: narrowing it leaves the low half of
+		// an in/out stream's register, still to be widened, untouched.
+		for _, h := range []int{1, 0} {
+			for _, s := range k.streams {
+				if s.mode != in32 && s.mode != inout32 {
+					continue
+				}
+				if masked {
+					g.widen(f32[s.name], h, wid[s.name], tmp)
+				} else {
+					cvtMem := fmt.Sprintf("%d(%s)", h*B/2, ptr[s.name])
+					g.I("VCVTPS2PD %s, %s", cvtMem, wid[s.name])
+				}
+			}
+			for _, s := range k.streams {
+				if s.mode != acc64 {
+					continue
+				}
+				mem := fmt.Sprintf("%d(%s)", h*B, ptr[s.name])
+				if masked {
+					g.accMasked(true, mem, h, tm64, accr[s.name])
+				} else {
+					g.I("VMOVUPD %s, %s", mem, accr[s.name])
+				}
+			}
+			tail := ""
+			if masked {
+				tail = tm64[h]
+				if g.wide() {
+					tail = [2]string{"K1", "K7"}[h]
+				}
+			}
+			k.body(g, half{in: wid, out: outr, acc: accr, red: red[h], c: cf, t: ts, tail: tail})
+			for _, s := range k.streams {
+				if s.mode == acc64 {
+					mem := fmt.Sprintf("%d(%s)", h*B, ptr[s.name])
+					if masked {
+						g.accMasked(false, mem, h, tm64, accr[s.name])
+					} else {
+						g.I("VMOVUPD %s, %s", accr[s.name], mem)
+					}
+				}
+				if s.mode == out32 || s.mode == inout32 {
+					g.narrow(outr[s.name], h, f32[s.name], tmp)
+				}
+			}
+		}
+		for _, s := range k.streams {
+			if s.mode == out32 || s.mode == inout32 {
+				if masked {
+					g.storeMasked(f32[s.name], tm, fmt.Sprintf("(%s)", ptr[s.name]))
+				} else {
+					g.I("VMOVUPS %s, (%s)", f32[s.name], ptr[s.name])
+				}
+			}
+		}
+	}
+
+	g.label("loop")
+	g.I("CMPQ CX, $%d", L)
+	g.I("JB tail")
+	iter(false)
+	for _, s := range k.streams {
+		n := B
+		if s.mode == acc64 {
+			n = 2 * B
+		}
+		g.I("ADDQ $%d, %s", n, ptr[s.name])
+	}
+	g.I("SUBQ $%d, CX", L)
+	g.I("JMP loop")
+	g.label("tail")
+	g.I("TESTQ CX, CX")
+	g.I("JZ done")
+	g.tailMask(tm)
+	if !g.wide() && (hasAcc(k) || len(k.results) > 0) {
+		// Sign-extend the dword lane mask to qword masks per half.
+		g.I("VPMOVSXDQ %s, %s", g.half(tm), tm64[0])
+		g.I("VEXTRACTI128 $1, %s, %s", tm, g.half(tm64[1]))
+		g.I("VPMOVSXDQ %s, %s", g.half(tm64[1]), tm64[1])
+	}
+	if g.wide() && (hasAcc(k) || len(k.results) > 0) {
+		g.I("KSHIFTRW $8, K1, K7")
+	}
+	iter(true)
+	g.label("done")
+	for i, res := range k.results {
+		g.I("VADDPD %s, %s, %s", red[1][i], red[0][i], red[0][i])
+		g.hsum(red[0][i], tmp)
+		g.I("VMOVSD X%s, %s+%d(FP)", red[0][i][1:], res, offs[res])
+	}
+	g.I("VZEROUPPER")
+	g.I("RET")
+}
+
+func hasAcc(k rowK) bool {
+	for _, s := range k.streams {
+		if s.mode == acc64 {
+			return true
+		}
+	}
+	return false
+}
+
+// accMasked loads (or stores) the float64 half h of an accumulator under
+// the tail mask.
+func (g *gen) accMasked(load bool, mem string, h int, tm64 [2]string, r string) {
+	if g.wide() {
+		k := "K1"
+		if h == 1 {
+			k = "K7"
+		}
+		if load {
+			g.I("VMOVUPD.Z %s, %s, %s", mem, k, r)
+		} else {
+			g.I("VMOVUPD %s, %s, %s", r, k, mem)
+		}
+		return
+	}
+	if load {
+		g.I("VMASKMOVPD %s, %s, %s", mem, tm64[h], r)
+	} else {
+		g.I("VMASKMOVPD %s, %s, %s", r, tm64[h], mem)
+	}
+}
+
+// ---- custom loops ----
+
+// expShift writes (if store) dst = exp(scale·x − shift) and returns the
+// float64 sum.
+func (g *gen) expShift(store bool) {
+	name := "expShift" + g.suffix
+	if !store {
+		name = "expShiftSum" + g.suffix
+	}
+	var args []param
+	if store {
+		args = append(args, param{"dst", 8, "*float32"})
+	}
+	args = append(args, param{"x", 8, "*float32"}, param{"scale", 4, "float32"}, param{"shift", 4, "float32"}, param{"n", 8, "int"})
+	results := []param{{"sum", 8, "float64"}}
+	offs, _, total := frame(args, results)
+	declare(name, fmt.Sprintf("%s is the %s exp(scale·x − shift) kernel", name, g.suffix), args, results)
+	table(strings.TrimSuffix(name, g.suffix), g.suffix, name, args, results)
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, total)
+	if store {
+		g.I("MOVQ dst+%d(FP), DI", offs["dst"])
+	}
+	g.I("MOVQ x+%d(FP), SI", offs["x"])
+	g.I("MOVQ n+%d(FP), CX", offs["n"])
+	r := &regs{g: g}
+	scale, shift := r.v(), r.v()
+	g.I("VBROADCASTSS scale+%d(FP), %s", offs["scale"], scale)
+	g.I("VBROADCASTSS shift+%d(FP), %s", offs["shift"], shift)
+	tm := ""
+	if !g.wide() {
+		tm = r.v()
+	}
+	acc := [2]string{r.v(), r.v()}
+	g.zero(acc[0])
+	g.zero(acc[1])
+	x, d, tmp := r.v(), r.v(), r.v()
+	t := r.vs(3)
+	body := func(masked bool) {
+		g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
+		g.exp(x, t, expOpts{clamp: true, wide: true})
+		if masked {
+			if g.wide() {
+				g.I("VMOVAPS.Z %s, K1, %s", x, x)
+			} else {
+				g.I("VANDPS %s, %s, %s", tm, x, x)
+			}
+		}
+		for h := 0; h < 2; h++ {
+			g.widen(x, h, d, tmp)
+			g.I("VADDPD %s, %s, %s", d, acc[h], acc[h])
+		}
+	}
+	B := g.bytes()
+	g.label("loop")
+	g.I("CMPQ CX, $%d", g.lanes)
+	g.I("JB tail")
+	g.I("VMOVUPS (SI), %s", x)
+	body(false)
+	if store {
+		g.I("VMOVUPS %s, (DI)", x)
+		g.I("ADDQ $%d, DI", B)
+	}
+	g.I("ADDQ $%d, SI", B)
+	g.I("SUBQ $%d, CX", g.lanes)
+	g.I("JMP loop")
+	g.label("tail")
+	g.I("TESTQ CX, CX")
+	g.I("JZ done")
+	g.tailMask(tm)
+	g.loadMasked("(SI)", tm, x)
+	body(true)
+	if store {
+		g.storeMasked(x, tm, "(DI)")
+	}
+	g.label("done")
+	g.I("VADDPD %s, %s, %s", acc[1], acc[0], acc[0])
+	g.hsum(acc[0], tmp)
+	g.I("VMOVSD X%s, sum+%d(FP)", acc[0][1:], offs["sum"])
+	g.I("VZEROUPPER")
+	g.I("RET")
+}
+
+// max returns the largest element of x (n ≥ 1) and whether x holds a NaN;
+// with scaled it returns the largest s·x and no NaN report.
+func (g *gen) max(scaled bool) {
+	name := "max" + g.suffix
+	args := []param{{"x", 8, "*float32"}}
+	results := []param{{"m", 4, "float32"}, {"nan", 1, "bool"}}
+	if scaled {
+		name = "maxScaled" + g.suffix
+		args = append(args, param{"s", 4, "float32"})
+		results = results[:1]
+	}
+	args = append(args, param{"n", 8, "int"})
+	offs, _, total := frame(args, results)
+	declare(name, fmt.Sprintf("%s is the %s max kernel", name, g.suffix), args, results)
+	table(strings.TrimSuffix(name, g.suffix), g.suffix, name, args, results)
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, total)
+	g.I("MOVQ x+%d(FP), SI", offs["x"])
+	g.I("MOVQ n+%d(FP), CX", offs["n"])
+	r := &regs{g: g}
+	tm := ""
+	if !g.wide() {
+		tm = r.v()
+	}
+	s, acc, x, nan, ninf, tmp := r.v(), r.v(), r.v(), r.v(), r.v(), r.v()
+	if scaled {
+		g.I("VBROADCASTSS s+%d(FP), %s", offs["s"], s)
+	}
+	g.I("VMOVUPS %s, %s", c("cNegInf"), ninf)
+	g.I("VMOVAPS %s, %s", ninf, acc)
+	if g.wide() {
+		g.I("KXORW K3, K3, K3")
+	} else {
+		g.zero(nan)
+	}
+	body := func() {
+		if scaled {
+			g.I("VMULPS %s, %s, %s", s, x, x)
+		} else if g.wide() {
+			g.cmp(unord, x, x, "K2")
+			g.I("KORW K2, K3, K3")
+		} else {
+			g.cmp(unord, x, x, tmp)
+			g.I("VORPS %s, %s, %s", tmp, nan, nan)
+		}
+		g.I("VMAXPS %s, %s, %s", acc, x, acc) // a NaN in x leaves acc as is
+	}
+	g.label("loop")
+	g.I("CMPQ CX, $%d", g.lanes)
+	g.I("JB tail")
+	g.I("VMOVUPS (SI), %s", x)
+	body()
+	g.I("ADDQ $%d, SI", g.bytes())
+	g.I("SUBQ $%d, CX", g.lanes)
+	g.I("JMP loop")
+	g.label("tail")
+	g.I("TESTQ CX, CX")
+	g.I("JZ done")
+	g.tailMask(tm)
+	g.loadMasked("(SI)", tm, x)
+	if scaled {
+		g.I("VMULPS %s, %s, %s", s, x, x)
+	}
+	// Lanes past the end become −Inf, which no maximum picks.
+	g.blend(maskOrK1(g, tm), x, ninf, x)
+	if scaled {
+		g.I("VMAXPS %s, %s, %s", acc, x, acc)
+	} else {
+		body()
+	}
+	g.label("done")
+	a := acc
+	if g.wide() {
+		g.extractHigh(acc, tmp)
+		g.I("VMAXPS %s, %s, %s", g.half(tmp), g.half(acc), g.half(acc))
+		a = g.half(acc)
+	}
+	ax, tx := "X"+a[1:], "X"+tmp[1:]
+	g.I("VEXTRACTF128 $1, %s, %s", a, tx)
+	g.I("VMAXPS %s, %s, %s", tx, ax, ax)
+	g.I("VPERMILPS $0x4e, %s, %s", ax, tx)
+	g.I("VMAXPS %s, %s, %s", tx, ax, ax)
+	g.I("VPERMILPS $0xb1, %s, %s", ax, tx)
+	g.I("VMAXPS %s, %s, %s", tx, ax, ax)
+	g.I("VMOVSS %s, m+%d(FP)", ax, offs["m"])
+	if !scaled {
+		if g.wide() {
+			g.I("KMOVW K3, AX")
+			g.I("TESTL AX, AX")
+		} else {
+			g.I("VMOVMSKPS %s, AX", nan)
+			g.I("TESTL AX, AX")
+		}
+		g.I("SETNE nan+%d(FP)", offs["nan"])
+	}
+	g.I("VZEROUPPER")
+	g.I("RET")
+}
+
+func maskOrK1(g *gen, tm string) string {
+	if g.wide() {
+		return "K1"
+	}
+	return tm
+}
+
+// consts are the constant vectors the kernels use, as Go expressions over
+// math32.go's constants and coeffs.go's tables (so that the Go and the
+// assembly kernels share one source); tables hold one vector per
+// coefficient, and splatTable panics if a table's length differs from the
+// degree the assembly assumes.
+var consts = [][2]string{
+	{"cZero", "splat(0)"},
+	{"cOne", "splat(1)"},
+	{"cTwo", "splat(2)"},
+	{"cHalf", "splat(0.5)"},
+	{"cNegHalf", "splat(-0.5)"},
+	{"cAbs", "splatBits(0x7fffffff)"},
+	{"cSign", "splatBits(0x80000000)"},
+	{"cNaN", "splatBits(0x7fc00000)"},
+	{"cPosInf", "splatBits(0x7f800000)"},
+	{"cNegInf", "splatBits(0xff800000)"},
+	{"cLog2e", "splat(log2e)"},
+	{"cLn2Hi", "splat(ln2Hi)"},
+	{"cLn2Lo", "splat(ln2Lo)"},
+	{"cExpLo", "splat(expLo)"},
+	{"cExpHi", "splat(expHi)"},
+	{"cI127", "splatBits(127)"},
+	{"cExpQ", "[5][16]float32(splatTable(expQ[:], 5))"},
+	{"cMinNormal", "splat(0x1p-126)"},
+	{"cTwo23", "splat(0x1p23)"},
+	{"c23", "splat(23)"},
+	{"cSqrtHalfBits", "splatBits(0x3f3504f3)"},
+	{"cLogL", "[8][16]float32(splatTable(logL[:], 8))"},
+	{"cTanhSmall", "splat(tanhSmall)"},
+	{"cTanhP", "[6][16]float32(splatTable(tanhP[:], 6))"},
+	{"cGeluMax", "splat(geluMaxA)"},
+	{"cGeluK", "splat(geluK)"},
+	{"cPhiG", "[11][16]float32(splatTable(phiG[:], 11))"},
+	{"cInvSqrt2Pi", "splat(invSqrt2Pi)"},
+}
+
+// ---- the kernels ----
+
+func bin(op string) func(g *gen, out string, in, s, t, m []string) {
+	return func(g *gen, out string, in, s, t, m []string) { g.I("%s %s, %s, %s", op, in[1], in[0], out) }
+}
+
+func scal(op string) func(g *gen, out string, in, s, t, m []string) {
+	return func(g *gen, out string, in, s, t, m []string) { g.I("%s %s, %s, %s", op, s[0], in[0], out) }
+}
+
+var maps = []mapK{
+	{name: "add", ins: []string{"a", "b"}, unroll: 4, body: bin("VADDPS")},
+	{name: "sub", ins: []string{"a", "b"}, unroll: 4, body: bin("VSUBPS")},
+	{name: "mul", ins: []string{"a", "b"}, unroll: 4, body: bin("VMULPS")},
+	{name: "div", ins: []string{"a", "b"}, unroll: 4, body: bin("VDIVPS")},
+	{name: "addScalar", ins: []string{"a"}, scalars: []string{"s"}, unroll: 4, body: scal("VADDPS")},
+	{name: "subScalar", ins: []string{"a"}, scalars: []string{"s"}, unroll: 4, body: scal("VSUBPS")},
+	{name: "mulScalar", ins: []string{"a"}, scalars: []string{"s"}, unroll: 4, body: scal("VMULPS")},
+	{name: "divScalar", ins: []string{"a"}, scalars: []string{"s"}, unroll: 4, body: scal("VDIVPS")},
+	// y + alpha·x with two roundings, as the Go kernel (dst is y).
+	{name: "axpy", ins: []string{"y", "x"}, scalars: []string{"alpha"}, temps: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VMULPS %s, %s, %s", s[0], in[1], t[0])
+			g.I("VADDPS %s, %s, %s", t[0], in[0], out)
+		}},
+	{name: "exp", ins: []string{"x"}, temps: 3, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VMOVAPS %s, %s", in[0], out)
+			g.exp(out, t, expOpts{clamp: true, wide: true})
+		}},
+	{name: "log", ins: []string{"x"}, temps: 5, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) { g.log(in[0], out, t, m[0]) }},
+	{name: "sqrt", ins: []string{"x"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) { g.I("VSQRTPS %s, %s", in[0], out) }},
+	{name: "rsqrt", ins: []string{"x"}, temps: 1, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSQRTPS %s, %s", in[0], t[0])
+			g.I("VMOVUPS %s, %s", c("cOne"), out)
+			g.I("VDIVPS %s, %s, %s", t[0], out, out)
+		}},
+	{name: "tanh", ins: []string{"x"}, temps: 6, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) { g.tanh(in[0], out, "", t, m[0]) }},
+	{name: "sigmoid", ins: []string{"x"}, temps: 4, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], out, t, m[0]) }},
+	{name: "silu", ins: []string{"x"}, temps: 4, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.sigmoidFwd(in[0], out, t, m[0])
+			g.I("VMULPS %s, %s, %s", out, in[0], out)
+		}},
+	{name: "gelu", ins: []string{"x"}, temps: 5, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.phi(in[0], out, t[4], t[:4], m[0])
+			g.I("VMULPS %s, %s, %s", out, in[0], out)
+		}},
+	{name: "relu", ins: []string{"x"}, masks: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.cmp(nleUS, c("cZero"), in[0], m[0]) // x > 0 or NaN
+			g.keep(m[0], in[0], out)
+		}},
+	{name: "neg", ins: []string{"x"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) { g.xor(c("cSign"), in[0], out) }},
+	{name: "square", ins: []string{"x"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) { g.I("VMULPS %s, %s, %s", in[0], in[0], out) }},
+
+	// Derivatives: in[0] is x, in[1] is dy.
+	{name: "expGrad", ins: []string{"x", "dy"}, temps: 3, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VMOVAPS %s, %s", in[0], out)
+			g.exp(out, t, expOpts{clamp: true, wide: true})
+			g.I("VMULPS %s, %s, %s", out, in[1], out)
+		}},
+	{name: "logGrad", ins: []string{"x", "dy"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) { g.I("VDIVPS %s, %s, %s", in[0], in[1], out) }},
+	{name: "sqrtGrad", ins: []string{"x", "dy"}, temps: 1, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSQRTPS %s, %s", in[0], t[0])
+			g.I("VMULPS %s, %s, %s", c("cHalf"), in[1], out)
+			g.I("VDIVPS %s, %s, %s", t[0], out, out)
+		}},
+	{name: "rsqrtGrad", ins: []string{"x", "dy"}, temps: 2, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSQRTPS %s, %s", in[0], t[0])
+			g.I("VMOVUPS %s, %s", c("cOne"), t[1])
+			g.I("VDIVPS %s, %s, %s", t[0], t[1], t[1])
+			g.I("VMULPS %s, %s, %s", c("cNegHalf"), in[1], out)
+			g.I("VMULPS %s, %s, %s", t[1], out, out)
+			g.I("VDIVPS %s, %s, %s", in[0], out, out)
+		}},
+	{name: "tanhGrad", ins: []string{"x", "dy"}, temps: 7, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.tanh(in[0], t[6], out, t[:6], m[0])
+			g.I("VMULPS %s, %s, %s", in[1], out, out)
+		}},
+	{name: "sigmoidGrad", ins: []string{"x", "dy"}, temps: 5, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.sigmoid(in[0], t[3], t[4], t[:3])
+			g.I("VMULPS %s, %s, %s", t[4], t[3], out)
+			g.I("VMULPS %s, %s, %s", out, in[1], out)
+		}},
+	{name: "siluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.sigmoid(in[0], t[3], t[4], t[:3])
+			g.I("VMULPS %s, %s, %s", t[4], t[3], t[0]) // σ·(1−σ)
+			g.sigmoidPick(in[0], t[3], t[4], out, m[0])
+			g.I("VFMADD231PS %s, %s, %s", in[0], t[0], out) // x·σ(1−σ) + σ
+			g.I("VMULPS %s, %s, %s", out, in[1], out)
+		}},
+	{name: "geluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 1,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.phi(in[0], out, t[4], t[:4], m[0])
+			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[4], t[4])
+			g.I("VFMADD231PS %s, %s, %s", in[0], t[4], out) // x·φ(x) + Φ(x)
+			g.I("VMULPS %s, %s, %s", out, in[1], out)
+		}},
+	{name: "reluGrad", ins: []string{"x", "dy"}, masks: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.cmp(gtOS, c("cZero"), in[0], m[0])
+			g.keep(m[0], in[1], out)
+		}},
+	{name: "negGrad", ins: []string{"x", "dy"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) { g.xor(c("cSign"), in[1], out) }},
+	{name: "squareGrad", ins: []string{"x", "dy"}, temps: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VADDPS %s, %s, %s", in[0], in[0], t[0])
+			g.I("VMULPS %s, %s, %s", in[1], t[0], out)
+		}},
+}
+
+// The float64 row kernels. Bodies repeat the Go kernels' operations in the
+// same order, without fusing, so that the non-reducing ones agree with Go
+// bit for bit; reductions fuse (their summation order differs anyway).
+var rows = []rowK{
+	{name: "sum", doc: "Sum", streams: []stream{{"x", in32}}, results: []string{"s"},
+		body: func(g *gen, h half) { g.I("VADDPD %s, %s, %s", h.in["x"], h.red[0], h.red[0]) }},
+	{name: "sumSquares", doc: "SumSquares", streams: []stream{{"x", in32}}, results: []string{"s"},
+		body: func(g *gen, h half) { g.I("VFMADD231PD %s, %s, %s", h.in["x"], h.in["x"], h.red[0]) }},
+	{name: "dot", doc: "Dot", streams: []stream{{"a", in32}, {"b", in32}}, results: []string{"s"},
+		body: func(g *gen, h half) { g.I("VFMADD231PD %s, %s, %s", h.in["a"], h.in["b"], h.red[0]) }},
+	{name: "dot3", doc: "Dot3", streams: []stream{{"a", in32}, {"b", in32}, {"c3", in32}}, results: []string{"s"}, temps: 1,
+		body: func(g *gen, h half) {
+			g.I("VMULPD %s, %s, %s", h.in["b"], h.in["a"], h.t[0])
+			g.I("VFMADD231PD %s, %s, %s", h.in["c3"], h.t[0], h.red[0])
+		}},
+	{name: "sumSquaredDiff", doc: "SumSquaredDiff", streams: []stream{{"x", in32}}, scalars: []string{"mean"}, results: []string{"s"}, temps: 1,
+		body: func(g *gen, h half) {
+			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], h.t[0])
+			g.keep64(h, h.t[0])
+			g.I("VFMADD231PD %s, %s, %s", h.t[0], h.t[0], h.red[0])
+		}},
+	{name: "accumulate", doc: "Accumulate", streams: []stream{{"acc", acc64}, {"x", in32}},
+		body: func(g *gen, h half) { g.I("VADDPD %s, %s, %s", h.in["x"], h.acc["acc"], h.acc["acc"]) }},
+	{name: "scaleTo", doc: "ScaleTo", streams: []stream{{"dst", out32}, {"x", in32}}, scalars: []string{"s"},
+		body: func(g *gen, h half) { g.I("VMULPD %s, %s, %s", h.c(0), h.in["x"], h.out["dst"]) }},
+	{name: "scaleMul", doc: "ScaleMul", streams: []stream{{"dst", out32}, {"x", in32}, {"w", in32}}, scalars: []string{"s"},
+		body: func(g *gen, h half) {
+			g.I("VMULPD %s, %s, %s", h.c(0), h.in["x"], h.out["dst"])
+			g.I("VMULPD %s, %s, %s", h.in["w"], h.out["dst"], h.out["dst"])
+		}},
+	{name: "normalize", doc: "Normalize without shift", streams: []stream{{"dst", out32}, {"x", in32}, {"gamma", in32}},
+		scalars: []string{"mean", "rstd"},
+		body: func(g *gen, h half) {
+			d := h.out["dst"]
+			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], d)
+			g.I("VMULPD %s, %s, %s", h.c(1), d, d)
+			g.I("VMULPD %s, %s, %s", h.in["gamma"], d, d)
+		}},
+	{name: "normalizeShift", doc: "Normalize with shift", streams: []stream{{"dst", out32}, {"x", in32}, {"gamma", in32}, {"b", in32}},
+		scalars: []string{"mean", "rstd"},
+		body: func(g *gen, h half) {
+			d := h.out["dst"]
+			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], d)
+			g.I("VMULPD %s, %s, %s", h.c(1), d, d)
+			g.I("VMULPD %s, %s, %s", h.in["gamma"], d, d)
+			g.I("VADDPD %s, %s, %s", h.in["b"], d, d)
+		}},
+	{name: "softmaxGrad", doc: "SoftmaxGrad", streams: []stream{{"dx", out32}, {"y", in32}, {"dy", in32}},
+		scalars: []string{"scale", "dot"}, temps: 1,
+		body: func(g *gen, h half) {
+			d := h.out["dx"]
+			g.I("VSUBPD %s, %s, %s", h.c(1), h.in["dy"], h.t[0])
+			g.I("VMULPD %s, %s, %s", h.c(0), h.in["y"], d)
+			g.I("VMULPD %s, %s, %s", h.t[0], d, d)
+		}},
+	{name: "rmsNormGrad", doc: "RMSNormGrad without accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}},
+		scalars: []string{"rs", "c"}, temps: 1,
+		body: func(g *gen, h half) { rmsGradOut(g, h) }},
+	{name: "rmsNormGradAcc", doc: "RMSNormGrad with accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}, {"acc", acc64}},
+		scalars: []string{"rs", "c"}, temps: 1,
+		body: func(g *gen, h half) {
+			t := h.t[0]
+			g.I("VMULPD %s, %s, %s", h.in["x"], h.in["dy"], t)
+			g.I("VMULPD %s, %s, %s", h.c(0), t, t)
+			g.I("VADDPD %s, %s, %s", t, h.acc["acc"], h.acc["acc"])
+			rmsGradOut(g, h)
+		}},
+	{name: "layerNormGradSums", doc: "LayerNormGradSums", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
+		scalars: []string{"mean", "rstd"}, results: []string{"sg", "sgx"}, temps: 2,
+		body: func(g *gen, h half) {
+			t, u := h.t[0], h.t[1]
+			g.I("VMULPD %s, %s, %s", h.in["w"], h.in["dy"], t)
+			g.I("VADDPD %s, %s, %s", t, h.red[0], h.red[0])
+			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], u)
+			g.I("VMULPD %s, %s, %s", h.c(1), u, u)
+			g.I("VFMADD231PD %s, %s, %s", u, t, h.red[1])
+		}},
+	{name: "layerNormGrad", doc: "LayerNormGrad without accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}},
+		scalars: []string{"mean", "rstd", "mg", "mgx"}, temps: 2,
+		body: func(g *gen, h half) { lnGradOut(g, h) }},
+	{name: "layerNormGradAcc", doc: "LayerNormGrad with accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}, {"accG", acc64}, {"accB", acc64}},
+		scalars: []string{"mean", "rstd", "mg", "mgx"}, temps: 2,
+		body: func(g *gen, h half) {
+			t := h.t[0]
+			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], t)
+			g.I("VMULPD %s, %s, %s", h.c(1), t, t) // x̂
+			g.I("VMULPD %s, %s, %s", t, h.in["dy"], t)
+			g.I("VADDPD %s, %s, %s", t, h.acc["accG"], h.acc["accG"])
+			g.I("VADDPD %s, %s, %s", h.in["dy"], h.acc["accB"], h.acc["accB"])
+			lnGradOut(g, h)
+		}},
+	{name: "adamw", doc: "AdamW", streams: []stream{{"p", inout32}, {"grad", in32}, {"m", inout32}, {"v", inout32}},
+		scalars: []string{"beta1", "oneMinusBeta1", "beta2", "oneMinusBeta2", "decay", "stepSize", "eps"}, temps: 2,
+		body: func(g *gen, h half) {
+			t, u := h.t[0], h.t[1]
+			p, gr, m, v := h.in["p"], h.in["grad"], h.in["m"], h.in["v"]
+			g.I("VMULPD %s, %s, %s", h.c(0), m, m)
+			g.I("VMULPD %s, %s, %s", h.c(1), gr, t)
+			g.I("VADDPD %s, %s, %s", t, m, m) // m
+			g.I("VMULPD %s, %s, %s", h.c(2), v, v)
+			g.I("VMULPD %s, %s, %s", h.c(3), gr, t)
+			g.I("VMULPD %s, %s, %s", gr, t, t)
+			g.I("VADDPD %s, %s, %s", t, v, v) // v
+			g.I("VSQRTPD %s, %s", v, t)
+			g.I("VADDPD %s, %s, %s", h.c(6), t, t)
+			g.I("VMULPD %s, %s, %s", h.c(5), m, u)
+			g.I("VDIVPD %s, %s, %s", t, u, u)
+			g.I("VMULPD %s, %s, %s", h.c(4), p, p)
+			g.I("VSUBPD %s, %s, %s", u, p, p)
+		}},
+}
+
+// rmsGradOut sets dx = rs·w·dy − x·c.
+func rmsGradOut(g *gen, h half) {
+	d, t := h.out["dx"], h.t[0]
+	g.I("VMULPD %s, %s, %s", h.c(0), h.in["w"], d)
+	g.I("VMULPD %s, %s, %s", h.in["dy"], d, d)
+	g.I("VMULPD %s, %s, %s", h.c(1), h.in["x"], t)
+	g.I("VSUBPD %s, %s, %s", t, d, d)
+}
+
+// lnGradOut sets dx = rstd·(dy·w − mg − x̂·mgx).
+func lnGradOut(g *gen, h half) {
+	d, t := h.out["dx"], h.t[1]
+	g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], t)
+	g.I("VMULPD %s, %s, %s", h.c(1), t, t) // x̂
+	g.I("VMULPD %s, %s, %s", h.c(3), t, t)
+	g.I("VMULPD %s, %s, %s", h.in["w"], h.in["dy"], d)
+	g.I("VSUBPD %s, %s, %s", h.c(2), d, d)
+	g.I("VSUBPD %s, %s, %s", t, d, d)
+	g.I("VMULPD %s, %s, %s", h.c(1), d, d)
+}
+
+func main() {
+	var s bytes.Buffer
+	s.WriteString("// Code generated by gen_amd64.go; DO NOT EDIT.\n\n#include \"textflag.h\"\n\n")
+	s.WriteString("// maskTail: loading eight dwords at maskTail+4·(8−k) gives k lanes of ones, then zeros.\n")
+	for i := 0; i < 8; i++ {
+		v := "$0xffffffffffffffff"
+		if i >= 4 {
+			v = "$0"
+		}
+		fmt.Fprintf(&s, "DATA maskTail<>+%d(SB)/8, %s\n", 8*i, v)
+	}
+	s.WriteString("GLOBL maskTail<>(SB), RODATA|NOPTR, $64\n")
+	stubs.WriteString("// Code generated by gen_amd64.go; DO NOT EDIT.\n\npackage vec\n\n")
+	stubs.WriteString("// The constant operands of the assembly, each in sixteen lanes.\nvar (\n")
+	for _, k := range consts {
+		fmt.Fprintf(&stubs, "\t%s = %s\n", k[0], k[1])
+	}
+	stubs.WriteString(")\n\n")
+	for _, target := range []isa{avx2, avx512} {
+		g := &gen{isa: target, b: &s}
+		for _, k := range maps {
+			g.mapKernel(k, false)
+			g.mapKernel(k, true)
+		}
+		for _, k := range rows {
+			g.rowKernel(k)
+		}
+		g.expShift(true)
+		g.expShift(false)
+		g.max(false)
+		g.max(true)
+	}
+	stubs.WriteString("// asmFuncs holds the entry points of one instruction set; element-wise\n// kernels have two, the second with non-temporal stores.\ntype asmFuncs struct {\n\tlanes int\n")
+	for _, f := range fieldOrder {
+		typ := fieldType[f]
+		if len(fieldValue[f]["AVX2"]) == 2 {
+			typ = "[2]" + typ
+		}
+		fmt.Fprintf(&stubs, "\t%s %s\n", f, typ)
+	}
+	stubs.WriteString("}\n\n")
+	for _, target := range []isa{avx2, avx512} {
+		fmt.Fprintf(&stubs, "var funcs%s = asmFuncs{\n\tlanes: %d,\n", target.suffix, target.lanes)
+		for _, f := range fieldOrder {
+			v := fieldValue[f][target.suffix]
+			if len(v) == 2 {
+				fmt.Fprintf(&stubs, "\t%s: [2]%s{%s},\n", f, fieldType[f], strings.Join(v, ", "))
+			} else {
+				fmt.Fprintf(&stubs, "\t%s: %s,\n", f, v[0])
+			}
+		}
+		stubs.WriteString("}\n\n")
+	}
+	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	src, err := format.Source(stubs.Bytes())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile("stubs_amd64.go", src, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

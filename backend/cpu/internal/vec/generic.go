@@ -1,0 +1,327 @@
+package vec
+
+import "math"
+
+// The pure-Go kernels. Each reslices its inputs to the output's length
+// first, which both enforces the length contract (with a panic) and lets
+// the compiler drop the bounds checks in the loops.
+
+func goAdd(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] + b[i]
+	}
+}
+
+func goSub(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] - b[i]
+	}
+}
+
+func goMul(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
+	}
+}
+
+func goDiv(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] / b[i]
+	}
+}
+
+func goAddScalar(dst, a []float32, s float32) {
+	a = a[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] + s
+	}
+}
+
+func goSubScalar(dst, a []float32, s float32) {
+	a = a[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] - s
+	}
+}
+
+func goMulScalar(dst, a []float32, s float32) {
+	a = a[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * s
+	}
+}
+
+// goDivScalar divides rather than multiplying by 1/s, to round as a/s
+// does.
+func goDivScalar(dst, a []float32, s float32) {
+	a = a[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] / s
+	}
+}
+
+func goAxpy(y []float32, alpha float32, x []float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += alpha * x[i]
+	}
+}
+
+// mapper turns a scalar function into an element-wise kernel.
+func mapper(f func(float32) float32) func(dst, x []float32) {
+	return func(dst, x []float32) {
+		x = x[:len(dst)]
+		for i := range dst {
+			dst[i] = f(x[i])
+		}
+	}
+}
+
+// gradMapper turns f(x, dy) into a kernel dx = f(x, dy).
+func gradMapper(f func(x, dy float32) float32) func(dx, x, dy []float32) {
+	return func(dx, x, dy []float32) {
+		x, dy = x[:len(dx)], dy[:len(dx)]
+		for i := range dx {
+			dx[i] = f(x[i], dy[i])
+		}
+	}
+}
+
+// sqrt32 is the correctly rounded float32 square root (rounding the
+// float64 root again is exact for square roots).
+func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(x))) }
+
+func goSqrt(dst, x []float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = sqrt32(x[i])
+	}
+}
+
+func goRsqrt(dst, x []float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = 1 / sqrt32(x[i])
+	}
+}
+
+func goReLU(dst, x []float32) {
+	x = x[:len(dst)]
+	for i, v := range x {
+		if v <= 0 { // NaN is not <= 0 and passes through, as in PyTorch
+			v = 0
+		}
+		dst[i] = v
+	}
+}
+
+func goNeg(dst, x []float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = -x[i]
+	}
+}
+
+func goSquare(dst, x []float32) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = x[i] * x[i]
+	}
+}
+
+func goReLUGrad(dx, x, dy []float32) {
+	x, dy = x[:len(dx)], dy[:len(dx)]
+	for i := range dx {
+		g := dy[i]
+		if !(x[i] > 0) {
+			g = 0
+		}
+		dx[i] = g
+	}
+}
+
+func goSum(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return s
+}
+
+func goSumSquares(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return s
+}
+
+func goDot(a, b []float32) float64 {
+	b = b[:len(a)]
+	var s float64
+	for i, v := range a {
+		s += float64(v) * float64(b[i])
+	}
+	return s
+}
+
+func goDot3(a, b, c []float32) float64 {
+	b, c = b[:len(a)], c[:len(a)]
+	var s float64
+	for i, v := range a {
+		s += float64(v) * float64(b[i]) * float64(c[i])
+	}
+	return s
+}
+
+func goSumSquaredDiff(x []float32, mean float64) float64 {
+	var s float64
+	for _, v := range x {
+		d := float64(v) - mean
+		s += d * d
+	}
+	return s
+}
+
+func goMax(x []float32) float32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		if v != v {
+			return v
+		}
+		if v > m {
+			m = v
+		}
+	}
+	return m // NaN when x[0] is: nothing compares greater than NaN
+}
+
+func goMaxScaled(x []float32, s float32) float32 {
+	m := s * x[0]
+	for _, v := range x[1:] {
+		if p := s * v; p > m || p != p {
+			m = p
+		}
+	}
+	return m
+}
+
+// expShiftArg is scale·x − shift with one rounding where the platform
+// fuses, two where it does not; either way the product's rounding error
+// is far below exp's own.
+func expShiftArg(x, scale, shift float32) float32 { return scale*x - shift }
+
+func goExpShift(dst, x []float32, scale, shift float32) float64 {
+	x = x[:len(dst)]
+	var s float64
+	for i := range dst {
+		e := exp32(expShiftArg(x[i], scale, shift))
+		dst[i] = e
+		s += float64(e)
+	}
+	return s
+}
+
+func goExpShiftSum(x []float32, scale, shift float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(exp32(expShiftArg(v, scale, shift)))
+	}
+	return s
+}
+
+func goAccumulate(acc []float64, x []float32) {
+	x = x[:len(acc)]
+	for i := range acc {
+		acc[i] += float64(x[i])
+	}
+}
+
+func goScaleTo(dst, x []float32, s float64) {
+	x = x[:len(dst)]
+	for i := range dst {
+		dst[i] = float32(float64(x[i]) * s)
+	}
+}
+
+func goScaleMul(dst, x, w []float32, s float64) {
+	x, w = x[:len(dst)], w[:len(dst)]
+	for i := range dst {
+		dst[i] = float32(float64(x[i]) * s * float64(w[i]))
+	}
+}
+
+func goNormalize(dst, x, g, b []float32, mean, rstd float64) {
+	x, g = x[:len(dst)], g[:len(dst)]
+	if b == nil {
+		for i := range dst {
+			dst[i] = float32((float64(x[i]) - mean) * rstd * float64(g[i]))
+		}
+		return
+	}
+	b = b[:len(dst)]
+	for i := range dst {
+		dst[i] = float32((float64(x[i])-mean)*rstd*float64(g[i]) + float64(b[i]))
+	}
+}
+
+func goSoftmaxGrad(dx, y, dy []float32, scale, dot float64) {
+	y, dy = y[:len(dx)], dy[:len(dx)]
+	for i := range dx {
+		dx[i] = float32(scale * float64(y[i]) * (float64(dy[i]) - dot))
+	}
+}
+
+func goRMSNormGrad(dx, x, w, dy []float32, acc []float64, rs, c float64) {
+	x, w, dy = x[:len(dx)], w[:len(dx)], dy[:len(dx)]
+	if acc != nil {
+		acc = acc[:len(dx)]
+		for i := range dx {
+			acc[i] += float64(dy[i]) * float64(x[i]) * rs
+		}
+	}
+	for i := range dx {
+		dx[i] = float32(rs*float64(w[i])*float64(dy[i]) - float64(x[i])*c)
+	}
+}
+
+func goLayerNormGradSums(x, w, dy []float32, mean, rstd float64) (sg, sgx float64) {
+	w, dy = w[:len(x)], dy[:len(x)]
+	for i, v := range x {
+		g := float64(dy[i]) * float64(w[i])
+		sg += g
+		sgx += g * ((float64(v) - mean) * rstd)
+	}
+	return sg, sgx
+}
+
+func goLayerNormGrad(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, mg, mgx float64) {
+	x, w, dy = x[:len(dx)], w[:len(dx)], dy[:len(dx)]
+	if accG != nil {
+		accG, accB = accG[:len(dx)], accB[:len(dx)]
+		for i := range dx {
+			g := float64(dy[i])
+			accG[i] += g * ((float64(x[i]) - mean) * rstd)
+			accB[i] += g
+		}
+	}
+	for i := range dx {
+		xh := (float64(x[i]) - mean) * rstd
+		dx[i] = float32(rstd * (float64(dy[i])*float64(w[i]) - mg - xh*mgx))
+	}
+}
+
+func goAdamW(p, g, m, v []float32, s *AdamWStep) {
+	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
+	for i := range p {
+		gi := float64(g[i])
+		mi := s.Beta1*float64(m[i]) + s.OneMinusBeta1*gi
+		vi := s.Beta2*float64(v[i]) + s.OneMinusBeta2*gi*gi
+		m[i], v[i] = float32(mi), float32(vi)
+		p[i] = float32(s.Decay*float64(p[i]) - s.StepSize*mi/(math.Sqrt(vi)+s.Eps))
+	}
+}

@@ -1,0 +1,318 @@
+package vec
+
+//go:generate go run gen_amd64.go
+
+import (
+	"math"
+	"sync"
+	"unsafe"
+
+	"github.com/klauspost/cpuid/v2"
+)
+
+func splat(v float32) (s [16]float32) {
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
+func splatBits(b uint32) [16]float32 { return splat(math.Float32frombits(b)) }
+
+// splatTable splats each coefficient of t; the assembly was generated for
+// n of them, so any other length is a programming error.
+func splatTable(t []float32, n int) [][16]float32 {
+	if len(t) != n {
+		panic("vec: coefficient table changed length; rerun go generate")
+	}
+	s := make([][16]float32, n)
+	for i, v := range t {
+		s[i] = splat(v)
+	}
+	return s
+}
+
+// The assembly kernel sets, built once where the CPU supports them.
+// cpuid also checks that the operating system saves the YMM (and for
+// AVX-512 the ZMM and opmask) registers.
+var simdSets = sync.OnceValue(func() []*Kernels {
+	var ks []*Kernels
+	if cpuid.CPU.Supports(cpuid.AVX, cpuid.AVX2, cpuid.FMA3) {
+		ks = append(ks, build("avx2", &funcsAVX2))
+	}
+	if cpuid.CPU.Supports(cpuid.AVX, cpuid.AVX2, cpuid.FMA3, cpuid.AVX512F) {
+		ks = append(ks, build("avx512", &funcsAVX512))
+	}
+	return ks
+})
+
+func simdAll() []*Kernels { return simdSets() }
+
+func simd() *Kernels {
+	ks := simdSets()
+	if len(ks) == 0 {
+		return nil
+	}
+	return ks[len(ks)-1]
+}
+
+// build wraps one instruction set's entry points as Kernels, and its
+// streaming twin.
+func build(name string, f *asmFuncs) *Kernels {
+	k := buildSet(name, f, false)
+	k.streaming = buildSet(name, f, true)
+	k.streaming.streaming = k.streaming
+	return k
+}
+
+func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
+	b := binWrapper{f.lanes, nt}
+	return &Kernels{
+		Name: name,
+
+		Add: b.bin(f.add), Sub: b.bin(f.sub), Mul: b.bin(f.mul), Div: b.bin(f.div),
+		AddScalar: b.scalar(f.addScalar), SubScalar: b.scalar(f.subScalar),
+		MulScalar: b.scalar(f.mulScalar), DivScalar: b.scalar(f.divScalar),
+		Axpy: func(y []float32, alpha float32, x []float32) {
+			if len(y) == 0 {
+				return
+			}
+			x = x[:len(y)]
+			f.axpy[0](&y[0], &y[0], &x[0], alpha, len(y))
+		},
+
+		Exp: b.unary(f.exp), Log: b.unary(f.log), Sqrt: b.unary(f.sqrt), Rsqrt: b.unary(f.rsqrt),
+		Tanh: b.unary(f.tanh), Sigmoid: b.unary(f.sigmoid), SiLU: b.unary(f.silu), GELU: b.unary(f.gelu),
+		ReLU: b.unary(f.relu), Neg: b.unary(f.neg), Square: b.unary(f.square),
+
+		ExpGrad: b.bin(f.expGrad), LogGrad: b.bin(f.logGrad), SqrtGrad: b.bin(f.sqrtGrad),
+		RsqrtGrad: b.bin(f.rsqrtGrad), TanhGrad: b.bin(f.tanhGrad), SigmoidGrad: b.bin(f.sigmoidGrad),
+		SiLUGrad: b.bin(f.siluGrad), GELUGrad: b.bin(f.geluGrad), ReLUGrad: b.bin(f.reluGrad),
+		NegGrad: b.bin(f.negGrad), SquareGrad: b.bin(f.squareGrad),
+
+		Sum:        reduce(f.sum),
+		SumSquares: reduce(f.sumSquares),
+		Dot: func(a, b []float32) float64 {
+			if len(a) == 0 {
+				return 0
+			}
+			b = b[:len(a)]
+			return f.dot(&a[0], &b[0], len(a))
+		},
+		Dot3: func(a, b, c []float32) float64 {
+			if len(a) == 0 {
+				return 0
+			}
+			b, c = b[:len(a)], c[:len(a)]
+			return f.dot3(&a[0], &b[0], &c[0], len(a))
+		},
+		SumSquaredDiff: func(x []float32, mean float64) float64 {
+			if len(x) == 0 {
+				return 0
+			}
+			return f.sumSquaredDiff(&x[0], mean, len(x))
+		},
+		Max: func(x []float32) float32 {
+			m, nan := f.max(&x[0], len(x)) // x[0] panics for an empty x, as goMax does
+			if nan {
+				return goMax(x) // finds the NaN to return
+			}
+			return m
+		},
+		MaxScaled: func(x []float32, s float32) float32 { return f.maxScaled(&x[0], s, len(x)) },
+		ExpShift: func(dst, x []float32, scale, shift float32) float64 {
+			if len(dst) == 0 {
+				return 0
+			}
+			x = x[:len(dst)]
+			return f.expShift(&dst[0], &x[0], scale, shift, len(dst))
+		},
+		ExpShiftSum: func(x []float32, scale, shift float32) float64 {
+			if len(x) == 0 {
+				return 0
+			}
+			return f.expShiftSum(&x[0], scale, shift, len(x))
+		},
+		Accumulate: func(acc []float64, x []float32) {
+			if len(acc) == 0 {
+				return
+			}
+			x = x[:len(acc)]
+			f.accumulate(&acc[0], &x[0], len(acc))
+		},
+
+		ScaleTo: func(dst, x []float32, s float64) {
+			if len(dst) == 0 {
+				return
+			}
+			x = x[:len(dst)]
+			f.scaleTo(&dst[0], &x[0], s, len(dst))
+		},
+		ScaleMul: func(dst, x, w []float32, s float64) {
+			if len(dst) == 0 {
+				return
+			}
+			x, w = x[:len(dst)], w[:len(dst)]
+			f.scaleMul(&dst[0], &x[0], &w[0], s, len(dst))
+		},
+		Normalize: func(dst, x, g, b []float32, mean, rstd float64) {
+			n := len(dst)
+			if n == 0 {
+				return
+			}
+			x, g = x[:n], g[:n]
+			if b == nil {
+				f.normalize(&dst[0], &x[0], &g[0], mean, rstd, n)
+				return
+			}
+			b = b[:n]
+			f.normalizeShift(&dst[0], &x[0], &g[0], &b[0], mean, rstd, n)
+		},
+		SoftmaxGrad: func(dx, y, dy []float32, scale, dot float64) {
+			n := len(dx)
+			if n == 0 {
+				return
+			}
+			y, dy = y[:n], dy[:n]
+			f.softmaxGrad(&dx[0], &y[0], &dy[0], scale, dot, n)
+		},
+		RMSNormGrad: func(dx, x, w, dy []float32, acc []float64, rs, cc float64) {
+			n := len(dx)
+			if n == 0 {
+				return
+			}
+			x, w, dy = x[:n], w[:n], dy[:n]
+			if acc == nil {
+				f.rmsNormGrad(&dx[0], &x[0], &w[0], &dy[0], rs, cc, n)
+				return
+			}
+			acc = acc[:n]
+			f.rmsNormGradAcc(&dx[0], &x[0], &w[0], &dy[0], &acc[0], rs, cc, n)
+		},
+		LayerNormGradSums: func(x, w, dy []float32, mean, rstd float64) (float64, float64) {
+			n := len(x)
+			if n == 0 {
+				return 0, 0
+			}
+			w, dy = w[:n], dy[:n]
+			return f.layerNormGradSums(&x[0], &w[0], &dy[0], mean, rstd, n)
+		},
+		LayerNormGrad: func(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, mg, mgx float64) {
+			n := len(dx)
+			if n == 0 {
+				return
+			}
+			x, w, dy = x[:n], w[:n], dy[:n]
+			if accG == nil {
+				f.layerNormGrad(&dx[0], &x[0], &w[0], &dy[0], mean, rstd, mg, mgx, n)
+				return
+			}
+			accG, accB = accG[:n], accB[:n]
+			f.layerNormGradAcc(&dx[0], &x[0], &w[0], &dy[0], &accG[0], &accB[0], mean, rstd, mg, mgx, n)
+		},
+		AdamW: func(p, g, m, v []float32, s *AdamWStep) {
+			n := len(p)
+			if n == 0 {
+				return
+			}
+			g, m, v = g[:n], m[:n], v[:n]
+			f.adamw(&p[0], &g[0], &m[0], &v[0], s.Beta1, s.OneMinusBeta1, s.Beta2, s.OneMinusBeta2,
+				s.Decay, s.StepSize, s.Eps, n)
+		},
+	}
+}
+
+func reduce(f func(*float32, int) float64) func(x []float32) float64 {
+	return func(x []float32) float64 {
+		if len(x) == 0 {
+			return 0
+		}
+		return f(&x[0], len(x))
+	}
+}
+
+// binWrapper turns element-wise entry points into slice kernels. With nt
+// set, a kernel whose output does not alias an input writes the output
+// with the non-temporal entry point from the first vector-aligned element
+// on (the entry point needs aligned stores), and the few elements before
+// with the ordinary one.
+type binWrapper struct {
+	lanes int
+	nt    bool
+}
+
+// head returns how many leading elements of dst precede the first one
+// aligned to the vector size, at most len(dst).
+func (w binWrapper) head(dst []float32) int {
+	size := uintptr(4 * w.lanes)
+	off := uintptr(unsafe.Pointer(&dst[0])) % size
+	if off == 0 {
+		return 0
+	}
+	return min(int((size-off)/4), len(dst))
+}
+
+func same(a, b []float32) bool { return &a[0] == &b[0] }
+
+func (w binWrapper) bin(fs [2]func(*float32, *float32, *float32, int)) func(dst, a, b []float32) {
+	return func(dst, a, b []float32) {
+		n := len(dst)
+		if n == 0 {
+			return
+		}
+		a, b = a[:n], b[:n]
+		if w.nt && !same(dst, a) && !same(dst, b) {
+			h := w.head(dst)
+			if h > 0 {
+				fs[0](&dst[0], &a[0], &b[0], h)
+			}
+			if h < n {
+				fs[1](&dst[h], &a[h], &b[h], n-h)
+			}
+			return
+		}
+		fs[0](&dst[0], &a[0], &b[0], n)
+	}
+}
+
+func (w binWrapper) scalar(fs [2]func(*float32, *float32, float32, int)) func(dst, a []float32, s float32) {
+	return func(dst, a []float32, s float32) {
+		n := len(dst)
+		if n == 0 {
+			return
+		}
+		a = a[:n]
+		if w.nt && !same(dst, a) {
+			h := w.head(dst)
+			if h > 0 {
+				fs[0](&dst[0], &a[0], s, h)
+			}
+			if h < n {
+				fs[1](&dst[h], &a[h], s, n-h)
+			}
+			return
+		}
+		fs[0](&dst[0], &a[0], s, n)
+	}
+}
+
+func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []float32) {
+	return func(dst, x []float32) {
+		n := len(dst)
+		if n == 0 {
+			return
+		}
+		x = x[:n]
+		if w.nt && !same(dst, x) {
+			h := w.head(dst)
+			if h > 0 {
+				fs[0](&dst[0], &x[0], h)
+			}
+			if h < n {
+				fs[1](&dst[h], &x[h], n-h)
+			}
+			return
+		}
+		fs[0](&dst[0], &x[0], n)
+	}
+}

@@ -1,0 +1,213 @@
+package vec
+
+import "math"
+
+// The float32 approximations below are the scalar, pure-Go form of the
+// assembly kernels: the same range reductions and the same polynomials
+// (coeffs.go), so both paths agree to within rounding. Each is accurate to
+// a few float32 ulps (accuracy_test.go measures them against float64 math
+// over dense sweeps). Polynomials are evaluated by Horner's rule; where
+// the assembly fuses a multiply and an add, Go rounds twice (or fuses too,
+// on architectures where the compiler does), which is why the two paths
+// are compared with a tolerance rather than bit for bit.
+
+const (
+	log2e = 1.442695041 // 1/ln 2
+
+	// ln2Hi + ln2Lo = ln 2, with ln2Hi short (9 significant bits) so that
+	// n·ln2Hi is exact for the |n| ≤ 160 of a float32 exponential and
+	// x − n·ln2Hi is exact too (the two are within a factor of two).
+	ln2Hi = 0.693359375
+	ln2Lo = -2.12194440e-4
+
+	// expLo and expHi bound exp's argument without changing its result:
+	// exp(−110) < 2⁻¹⁵⁰ rounds to 0 and exp(89) overflows to +Inf.
+	expLo = -110
+	expHi = 89
+
+	// tanhSmall is where tanh switches from its odd polynomial to
+	// 1 − 2/(exp(2|x|)+1), whose cancellation is mild above it.
+	tanhSmall = 0.625
+
+	// geluMaxA bounds |x| in Φ(x): beyond it exp(−x²/2) leaves the normal
+	// float32 range (x²/2 > 87.3) and the kernels flush the Gaussian tail
+	// to 0; then Φ is exactly 0 or 1 and x·Φ(x) below 2⁻¹²⁶ in magnitude.
+	geluMaxA = 13.2
+
+	invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
+)
+
+// roundEven rounds to the nearest integer, ties to even, as the
+// assembly's VROUNDPS does.
+func roundEven(x float32) float32 { return float32(math.RoundToEven(float64(x))) }
+
+// clamp limits x to [lo, hi], passing NaN through.
+func clamp(x, lo, hi float32) float32 {
+	if x < lo {
+		return lo
+	}
+	if x > hi {
+		return hi
+	}
+	return x
+}
+
+// pow2 returns 2^i for an integer exponent i in [−126, 127].
+func pow2(i int32) float32 { return math.Float32frombits(uint32(i+127) << 23) }
+
+// expCore returns e^r for |r| ≤ ln2/2 (a little beyond is fine).
+func expCore(r float32) float32 {
+	q := expQ[4]
+	q = q*r + expQ[3]
+	q = q*r + expQ[2]
+	q = q*r + expQ[1]
+	q = q*r + expQ[0]
+	return (r*r*q + r) + 1
+}
+
+// exp32 returns e^x: +Inf above 88.72, subnormal results below −87.34 and
+// 0 below about −103.97, NaN for NaN.
+func exp32(x float32) float32 {
+	x = clamp(x, expLo, expHi)
+	n := roundEven(x * log2e)
+	r := x - n*ln2Hi
+	r -= n * ln2Lo
+	// Scale by 2^n in two steps so that results beyond the normal range
+	// overflow or go subnormal with one rounding, as they should.
+	i := int32(n)
+	i1 := i >> 1
+	return expCore(r) * pow2(i1) * pow2(i-i1)
+}
+
+// log32 returns ln x: −Inf for 0, NaN for negative x and NaN, +Inf for
+// +Inf.
+func log32(x float32) float32 {
+	switch {
+	case x == 0:
+		return float32(math.Inf(-1))
+	case !(x >= 0):
+		return float32(math.NaN())
+	case x > math.MaxFloat32:
+		return x
+	}
+	var k float32
+	if x < 0x1p-126 { // subnormal: scale into the normal range first
+		x *= 0x1p23
+		k = 23
+	}
+	// x = 2^e·m with m in [√½, √2): subtracting √½'s bits before taking
+	// the exponent field rounds e to nearest instead of down.
+	bits := math.Float32bits(x)
+	e := int32(bits-0x3f3504f3) >> 23
+	f := math.Float32frombits(bits-uint32(e<<23)) - 1
+	p := logL[7]
+	for k := 6; k >= 0; k-- {
+		p = p*f + logL[k]
+	}
+	y := f*f*(p*f-0.5) + f
+	ef := float32(e) - k
+	return (y + ef*ln2Lo) + ef*ln2Hi
+}
+
+// tanhParts returns tanh(x) and 1 − tanh²(x), each without cancellation:
+// for |x| ≥ tanhSmall, tanh|x| = 1 − q with q = 2/(e^{2|x|}+1) and
+// 1 − tanh² = q·(2 − q).
+func tanhParts(x float32) (t, d float32) {
+	a := float32(math.Abs(float64(x)))
+	if a < tanhSmall {
+		u := x * x
+		p := tanhP[5]
+		for k := 4; k >= 0; k-- {
+			p = p*u + tanhP[k]
+		}
+		t = x*u*p + x
+		return t, 1 - t*t
+	}
+	q := 2 / (exp32(a+a) + 1)
+	t = 1 - q
+	if math.Signbit(float64(x)) {
+		t = -t
+	}
+	return t, q * (2 - q)
+}
+
+func tanh32(x float32) float32 {
+	t, _ := tanhParts(x)
+	return t
+}
+
+// sigmoidParts returns σ(x) and σ(x)·(1−σ(x)). With e = exp(−|x|),
+// σ(|x|) = 1/(1+e) and σ(−|x|) = e/(1+e): neither overflows nor cancels.
+func sigmoidParts(x float32) (s, d float32) {
+	e := exp32(-float32(math.Abs(float64(x))))
+	r := 1 / (1 + e)
+	s0 := e * r
+	s = s0
+	if x >= 0 {
+		s = r
+	}
+	return s, r * s0
+}
+
+// sigmoid32 is σ(x) with one rounding after exp: (x ≥ 0 ? 1 : e)/(1+e).
+func sigmoid32(x float32) float32 {
+	e := exp32(-float32(math.Abs(float64(x))))
+	num := e
+	if x >= 0 {
+		num = 1
+	}
+	return num / (1 + e)
+}
+
+func silu32(x float32) float32 { return x * sigmoid32(x) }
+
+// siluGrad32 is d/dx x·σ(x) = σ + x·σ·(1−σ).
+func siluGrad32(x float32) float32 {
+	s, d := sigmoidParts(x)
+	return x*d + s
+}
+
+// phiParts returns the standard normal CDF Φ(x) and exp(−x²/2) (0 where
+// |x| > geluMaxA). With a = |x|, ½·erfc(a/√2) = exp(−a²/2)·G(t)/(a+K)
+// for t = (a−K)/(a+K); Φ(x) is that for x < 0 and 1 minus it otherwise,
+// so the left tail keeps its relative precision.
+func phiParts(x float32) (cdf, g float32) {
+	a := clamp(float32(math.Abs(float64(x))), 0, geluMaxA)
+	// a² = s + ds exactly (a float32 square is exact in float64); the
+	// exponential of −ds/2 is folded in as a correction of the reduced
+	// argument, so that a² rounding does not cost e^{−a²/2} its digits.
+	s64 := float64(a) * float64(a)
+	s := float32(s64)
+	ds := float32(s64 - float64(s))
+	arg := -0.5 * s
+	n := roundEven(arg * log2e)
+	r := arg - n*ln2Hi
+	r -= n * ln2Lo
+	r += -0.5 * ds
+	g = expCore(r) * pow2(int32(n))
+	if float32(math.Abs(float64(x))) > geluMaxA {
+		g = 0
+	}
+	inv := 1 / (a + geluK)
+	t := (a - geluK) * inv
+	p := phiG[len(phiG)-1]
+	for k := len(phiG) - 2; k >= 0; k-- {
+		p = p*t + phiG[k]
+	}
+	h := p * inv * g
+	if x >= 0 {
+		return 1 - h, g
+	}
+	return h, g
+}
+
+func gelu32(x float32) float32 {
+	c, _ := phiParts(x)
+	return x * c
+}
+
+// geluGrad32 is d/dx x·Φ(x) = Φ(x) + x·φ(x).
+func geluGrad32(x float32) float32 {
+	c, g := phiParts(x)
+	return x*(g*invSqrt2Pi) + c
+}

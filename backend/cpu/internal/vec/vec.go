@@ -1,0 +1,191 @@
+// Package vec holds the CPU backend's vector kernels: element-wise
+// arithmetic, float32 transcendental functions, row reductions with
+// float64 accumulation and the fused row steps of softmax, the norms and
+// AdamW, each in pure Go and, on amd64, in AVX2/FMA and AVX-512 assembly
+// chosen at run time.
+//
+// A [Kernels] value is one complete implementation. [Go] is the portable
+// one; [Best] returns the fastest one this CPU runs. Callers split work
+// into rows or ranges themselves: every kernel runs on the calling
+// goroutine and allocates nothing.
+//
+// # Accuracy
+//
+// Element-wise arithmetic rounds once, as a scalar float32 operation does.
+// Exp, Log, Tanh, Sigmoid, SiLU and GELU (the exact, erf-based one) and
+// their derivatives use float32 range reductions and polynomial
+// approximations (math32.go, coefficients fitted by fit_coeffs.go) good to
+// a few float32 ulps; accuracy_test.go states and checks each bound
+// against float64 math over dense sweeps of inputs. Reductions (sums, dot
+// products, norm statistics) accumulate in float64, and the norm, softmax
+// and AdamW steps that combine a row with its statistics compute in
+// float64 and round once per stored value.
+package vec
+
+import "math"
+
+// Kernels is one implementation of every vector kernel. Unless stated
+// otherwise, the output (the first argument) sets the length and the other
+// slices must be at least that long (a shorter one panics); outputs may
+// alias inputs element for element (dst == a) but must not overlap them
+// otherwise.
+type Kernels struct {
+	// Name says which implementation this is: "go", "avx2" or "avx512".
+	Name string
+
+	// Element-wise dst = a op b.
+	Add, Sub, Mul, Div func(dst, a, b []float32)
+	// Element-wise dst = a op s.
+	AddScalar, SubScalar, MulScalar, DivScalar func(dst, a []float32, s float32)
+	// Axpy computes y += alpha·x.
+	Axpy func(y []float32, alpha float32, x []float32)
+
+	// Element-wise functions dst = f(x). Sqrt is correctly rounded; Rsqrt
+	// is 1/Sqrt, rounded twice; Neg, Square and ReLU are exact, and ReLU
+	// passes NaN through.
+	Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU, ReLU, Neg, Square func(dst, x []float32)
+	// Derivatives dx = dy·f′(x) of the functions above. ReLUGrad is dy
+	// where x > 0 and 0 elsewhere (also where dy is NaN), as PyTorch's.
+	ExpGrad, LogGrad, SqrtGrad, RsqrtGrad, TanhGrad, SigmoidGrad, SiLUGrad, GELUGrad, ReLUGrad, NegGrad, SquareGrad func(dx, x, dy []float32)
+
+	// Sum returns Σ x and SumSquares Σ x², accumulated in float64.
+	Sum, SumSquares func(x []float32) float64
+	// Dot returns Σ a·b in float64; the length is len(a).
+	Dot func(a, b []float32) float64
+	// Dot3 returns Σ a·b·c in float64; the length is len(a).
+	Dot3 func(a, b, c []float32) float64
+	// SumSquaredDiff returns Σ (x − mean)² in float64.
+	SumSquaredDiff func(x []float32, mean float64) float64
+	// Max returns the largest element of a non-empty x, or a NaN of x if
+	// it holds one.
+	Max func(x []float32) float32
+	// MaxScaled returns the largest s·x[j] (each product rounded to
+	// float32) of a non-empty x; with a NaN in x the result may be NaN
+	// or ignore it.
+	MaxScaled func(x []float32, s float32) float32
+	// ExpShift sets dst = exp(scale·x − shift) (the product not rounded
+	// before the subtraction) and returns Σ dst in float64.
+	ExpShift func(dst, x []float32, scale, shift float32) float64
+	// ExpShiftSum returns Σ exp(scale·x − shift) in float64 without
+	// storing the terms.
+	ExpShiftSum func(x []float32, scale, shift float32) float64
+	// Accumulate adds x to the float64 accumulators acc (the length is
+	// len(acc)).
+	Accumulate func(acc []float64, x []float32)
+
+	// ScaleTo sets dst = x·s, multiplied in float64 and rounded once.
+	ScaleTo func(dst, x []float32, s float64)
+	// ScaleMul sets dst = x·s·w in float64, rounded once (RMSNorm).
+	ScaleMul func(dst, x, w []float32, s float64)
+	// Normalize sets dst = (x − mean)·rstd·g + b in float64, rounded once
+	// (LayerNorm); b may be nil for no shift.
+	Normalize func(dst, x, g, b []float32, mean, rstd float64)
+	// SoftmaxGrad sets dx = scale·y·(dy − dot) in float64, rounded once.
+	SoftmaxGrad func(dx, y, dy []float32, scale, dot float64)
+	// RMSNormGrad sets dx = rs·w·dy − x·c and, when acc is not nil, adds
+	// dy·x·rs to acc, all in float64.
+	RMSNormGrad func(dx, x, w, dy []float32, acc []float64, rs, c float64)
+	// LayerNormGradSums returns Σ dy·w and Σ dy·w·x̂ for x̂ = (x−mean)·rstd,
+	// in float64; the length is len(x).
+	LayerNormGradSums func(x, w, dy []float32, mean, rstd float64) (sg, sgx float64)
+	// LayerNormGrad sets dx = rstd·(dy·w − mg − x̂·mgx) for
+	// x̂ = (x−mean)·rstd and, when accG and accB are not nil, adds dy·x̂ to
+	// accG and dy to accB, all in float64.
+	LayerNormGrad func(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, mg, mgx float64)
+	// AdamW performs one AdamW step on p, m and v with gradient g (the
+	// length is len(p)); see [AdamWStep].
+	AdamW func(p, g, m, v []float32, s *AdamWStep)
+
+	// streaming is this set with non-temporal stores for large outputs;
+	// nil where there is no such variant.
+	streaming *Kernels
+}
+
+// Streaming returns the kernels to use when an operation's output is too
+// large to stay in the cache: on amd64 the element-wise kernels then write
+// their output with non-temporal stores, which skip reading each cache
+// line before overwriting it and leave the cache to the inputs. Kernels
+// without such a variant return themselves.
+func (k *Kernels) Streaming() *Kernels {
+	if k.streaming != nil {
+		return k.streaming
+	}
+	return k
+}
+
+// AdamWStep holds the per-step constants of an AdamW update in float64:
+//
+//	m ← Beta1·m + OneMinusBeta1·g
+//	v ← Beta2·v + OneMinusBeta2·g²
+//	p ← Decay·p − StepSize·m / (√v + Eps)
+//
+// where, for PyTorch's bias-corrected AdamW at step t with learning rate
+// lr, StepSize = lr·√(1−β₂ᵗ)/(1−β₁ᵗ), Eps = ε·√(1−β₂ᵗ) and Decay = 1 −
+// lr·weight_decay (see [NewAdamWStep]). The field order is relied on by the
+// assembly.
+type AdamWStep struct {
+	Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Decay, StepSize, Eps float64
+}
+
+// Go is the portable implementation, in pure Go.
+var Go = &Kernels{
+	Name: "go",
+
+	Add: goAdd, Sub: goSub, Mul: goMul, Div: goDiv,
+	AddScalar: goAddScalar, SubScalar: goSubScalar, MulScalar: goMulScalar, DivScalar: goDivScalar,
+	Axpy: goAxpy,
+
+	Exp: mapper(exp32), Log: mapper(log32), Sqrt: goSqrt, Rsqrt: goRsqrt,
+	Tanh: mapper(tanh32), Sigmoid: mapper(sigmoid32), SiLU: mapper(silu32), GELU: mapper(gelu32),
+	ReLU: goReLU, Neg: goNeg, Square: goSquare,
+
+	ExpGrad:     gradMapper(func(x, g float32) float32 { return g * exp32(x) }),
+	LogGrad:     gradMapper(func(x, g float32) float32 { return g / x }),
+	SqrtGrad:    gradMapper(func(x, g float32) float32 { return g * 0.5 / sqrt32(x) }),
+	RsqrtGrad:   gradMapper(func(x, g float32) float32 { return g * -0.5 * (1 / sqrt32(x)) / x }),
+	TanhGrad:    gradMapper(func(x, g float32) float32 { _, d := tanhParts(x); return g * d }),
+	SigmoidGrad: gradMapper(func(x, g float32) float32 { _, d := sigmoidParts(x); return g * d }),
+	SiLUGrad:    gradMapper(func(x, g float32) float32 { return g * siluGrad32(x) }),
+	GELUGrad:    gradMapper(func(x, g float32) float32 { return g * geluGrad32(x) }),
+	ReLUGrad:    goReLUGrad,
+	NegGrad:     gradMapper(func(_, g float32) float32 { return -g }),
+	SquareGrad:  gradMapper(func(x, g float32) float32 { return (x + x) * g }),
+
+	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, Dot3: goDot3, SumSquaredDiff: goSumSquaredDiff,
+	Max: goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
+	Accumulate: goAccumulate,
+
+	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
+	RMSNormGrad: goRMSNormGrad, LayerNormGradSums: goLayerNormGradSums, LayerNormGrad: goLayerNormGrad,
+	AdamW: goAdamW,
+}
+
+// Best returns the fastest implementation this CPU runs: assembly where
+// the CPU has the features it needs, else [Go].
+func Best() *Kernels {
+	if k := simd(); k != nil {
+		return k
+	}
+	return Go
+}
+
+// All returns every implementation this CPU runs, [Go] first; tests and
+// benchmarks compare them.
+func All() []*Kernels {
+	return append([]*Kernels{Go}, simdAll()...)
+}
+
+// NewAdamWStep returns the constants of step t (counted from 1) of
+// PyTorch's AdamW with learning rate lr, betas beta1 and beta2, epsilon eps
+// and decoupled weight decay wd.
+func NewAdamWStep(lr, beta1, beta2, eps, wd float64, t int) AdamWStep {
+	bc1 := 1 - math.Pow(beta1, float64(t))
+	sqrtBC2 := math.Sqrt(1 - math.Pow(beta2, float64(t)))
+	return AdamWStep{
+		Beta1: beta1, OneMinusBeta1: 1 - beta1,
+		Beta2: beta2, OneMinusBeta2: 1 - beta2,
+		Decay:    1 - lr*wd,
+		StepSize: lr * sqrtBC2 / bc1,
+		Eps:      eps * sqrtBC2,
+	}
+}

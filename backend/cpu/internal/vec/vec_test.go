@@ -1,0 +1,595 @@
+package vec
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// simdSetsForTest returns every assembly kernel set with its streaming
+// twin, or skips the test where the CPU has none.
+func simdSetsForTest(t *testing.T) []*Kernels {
+	t.Helper()
+	var ks []*Kernels
+	for _, k := range All()[1:] {
+		ks = append(ks, k, k.Streaming())
+	}
+	if len(ks) == 0 {
+		t.Skip("no assembly kernels on this CPU")
+	}
+	return ks
+}
+
+// lengths are the lengths every kernel is checked at: all of 0..67 (every
+// tail of an 8- and a 16-lane vector, with and without full vectors
+// before it) and a few longer ones that run the unrolled loops.
+func lengths() []int {
+	var ns []int
+	for n := 0; n <= 67; n++ {
+		ns = append(ns, n)
+	}
+	return append(ns, 128, 255, 1000, 4099)
+}
+
+// offsets are the start offsets, in elements, of the slices within their
+// buffers: aligned, and every misalignment of a 64-byte vector.
+var offsets = []int{0, 1, 3, 5, 7, 8, 13, 15}
+
+// ulps returns the distance between a and b in float32 units in the last
+// place: 0 for equal values and for two NaNs, +Inf for a NaN against a
+// number.
+func ulps(a, b float32) float64 {
+	if a != a || b != b {
+		if a != a && b != b {
+			return 0
+		}
+		return math.Inf(1)
+	}
+	ord := func(x float32) int64 {
+		i := int64(int32(math.Float32bits(x)))
+		if i < 0 {
+			i = math.MinInt32 - i
+		}
+		return i
+	}
+	d := ord(a) - ord(b)
+	if d < 0 {
+		d = -d
+	}
+	return float64(d)
+}
+
+// gen draws inputs for a kernel.
+type gen struct {
+	rng *rand.Rand
+}
+
+func (g gen) uniform(n int, lo, hi float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(lo + (hi-lo)*g.rng.Float64())
+	}
+	return v
+}
+
+// wild returns values over many magnitudes, both signs, with the special
+// values (±0, ±Inf, NaN, subnormals, the largest float) sprinkled in.
+func (g gen) wild(n int) []float32 {
+	specials := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), 1e-40, -3e-42, math.MaxFloat32, -math.MaxFloat32, 0x1p-126, 1, -1}
+	v := make([]float32, n)
+	for i := range v {
+		if g.rng.IntN(8) == 0 {
+			v[i] = specials[g.rng.IntN(len(specials))]
+			continue
+		}
+		v[i] = float32(math.Ldexp(g.rng.Float64()*2-1, g.rng.IntN(20)-8))
+	}
+	return v
+}
+
+// elementwise describes how to test one element-wise kernel.
+type elementwise struct {
+	name string
+	get  func(k *Kernels) func(dst []float32, in ...[]float32) // adapts the kernel
+	ins  int
+	// inputs draws the i-th input of length n.
+	inputs func(g gen, i, n int) []float32
+	// tol is the allowed difference from the Go kernel: 0 demands the
+	// same bits.
+	tol func(got, want float32, in []float32) bool
+}
+
+func exact(got, want float32, _ []float32) bool { return ulps(got, want) == 0 }
+
+// within returns a tolerance of u ulps, or of abs·(1 + |terms|) in
+// absolute terms where a result cancels.
+func within(u float64, abs float64) func(got, want float32, in []float32) bool {
+	return func(got, want float32, in []float32) bool {
+		if ulps(got, want) <= u {
+			return true
+		}
+		scale := 1.0
+		for _, v := range in {
+			scale *= 1 + math.Abs(float64(v))
+		}
+		return math.Abs(float64(got)-float64(want)) <= abs*scale
+	}
+}
+
+func un(f func(k *Kernels) func(dst, x []float32)) func(k *Kernels) func(dst []float32, in ...[]float32) {
+	return func(k *Kernels) func(dst []float32, in ...[]float32) {
+		return func(dst []float32, in ...[]float32) { f(k)(dst, in[0]) }
+	}
+}
+
+func bi(f func(k *Kernels) func(dst, a, b []float32)) func(k *Kernels) func(dst []float32, in ...[]float32) {
+	return func(k *Kernels) func(dst []float32, in ...[]float32) {
+		return func(dst []float32, in ...[]float32) { f(k)(dst, in[0], in[1]) }
+	}
+}
+
+func sc(f func(k *Kernels) func(dst, a []float32, s float32), s float32) func(k *Kernels) func(dst []float32, in ...[]float32) {
+	return func(k *Kernels) func(dst []float32, in ...[]float32) {
+		return func(dst []float32, in ...[]float32) { f(k)(dst, in[0], s) }
+	}
+}
+
+func wildIn(g gen, _, n int) []float32 { return g.wild(n) }
+
+func rangeIn(lo, hi float64) func(g gen, i, n int) []float32 {
+	return func(g gen, i, n int) []float32 { return g.uniform(n, lo, hi) }
+}
+
+// gradIn draws x from x(g, n) and dy uniform in [−2, 2].
+func gradIn(x func(g gen, i, n int) []float32) func(g gen, i, n int) []float32 {
+	return func(g gen, i, n int) []float32 {
+		if i == 1 {
+			return g.uniform(n, -2, 2)
+		}
+		return x(g, i, n)
+	}
+}
+
+// mixedIn mostly draws from [lo, hi] and sometimes wild values.
+func mixedIn(lo, hi float64) func(g gen, i, n int) []float32 {
+	return func(g gen, i, n int) []float32 {
+		if g.rng.IntN(4) == 0 {
+			return g.wild(n)
+		}
+		return g.uniform(n, lo, hi)
+	}
+}
+
+var elementwiseCases = []elementwise{
+	{"Add", bi(func(k *Kernels) func(d, a, b []float32) { return k.Add }), 2, wildIn, exact},
+	{"Sub", bi(func(k *Kernels) func(d, a, b []float32) { return k.Sub }), 2, wildIn, exact},
+	{"Mul", bi(func(k *Kernels) func(d, a, b []float32) { return k.Mul }), 2, wildIn, exact},
+	{"Div", bi(func(k *Kernels) func(d, a, b []float32) { return k.Div }), 2, wildIn, exact},
+	{"AddScalar", sc(func(k *Kernels) func(d, a []float32, s float32) { return k.AddScalar }, 0.37), 1, wildIn, exact},
+	{"SubScalar", sc(func(k *Kernels) func(d, a []float32, s float32) { return k.SubScalar }, -1.5), 1, wildIn, exact},
+	{"MulScalar", sc(func(k *Kernels) func(d, a []float32, s float32) { return k.MulScalar }, 3e-3), 1, wildIn, exact},
+	{"DivScalar", sc(func(k *Kernels) func(d, a []float32, s float32) { return k.DivScalar }, 7), 1, wildIn, exact},
+	{"Exp", un(func(k *Kernels) func(d, x []float32) { return k.Exp }), 1, mixedIn(-110, 90), within(2, 0)},
+	{"Log", un(func(k *Kernels) func(d, x []float32) { return k.Log }), 1, mixedIn(0, 1e4), within(2, 0)},
+	{"Sqrt", un(func(k *Kernels) func(d, x []float32) { return k.Sqrt }), 1, wildIn, exact},
+	{"Rsqrt", un(func(k *Kernels) func(d, x []float32) { return k.Rsqrt }), 1, wildIn, exact},
+	{"Tanh", un(func(k *Kernels) func(d, x []float32) { return k.Tanh }), 1, mixedIn(-5, 5), within(3, 0)},
+	{"Sigmoid", un(func(k *Kernels) func(d, x []float32) { return k.Sigmoid }), 1, mixedIn(-20, 20), within(4, 0)},
+	{"SiLU", un(func(k *Kernels) func(d, x []float32) { return k.SiLU }), 1, mixedIn(-20, 20), within(6, 0)},
+	{"GELU", un(func(k *Kernels) func(d, x []float32) { return k.GELU }), 1, mixedIn(-8, 8), within(10, 0)},
+	{"ReLU", un(func(k *Kernels) func(d, x []float32) { return k.ReLU }), 1, wildIn, exact},
+	{"Neg", un(func(k *Kernels) func(d, x []float32) { return k.Neg }), 1, wildIn, exact},
+	{"Square", un(func(k *Kernels) func(d, x []float32) { return k.Square }), 1, wildIn, exact},
+	{"ExpGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.ExpGrad }), 2, gradIn(mixedIn(-100, 80)), within(3, 0)},
+	{"LogGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.LogGrad }), 2, gradIn(wildIn), exact},
+	{"SqrtGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SqrtGrad }), 2, gradIn(wildIn), exact},
+	{"RsqrtGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.RsqrtGrad }), 2, gradIn(wildIn), exact},
+	{"TanhGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.TanhGrad }), 2, gradIn(mixedIn(-6, 6)), within(5, 0)},
+	{"SigmoidGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SigmoidGrad }), 2, gradIn(mixedIn(-20, 20)), within(9, 0)},
+	// The assembly fuses x·σ(1−σ) + σ and x·φ + Φ, Go does not: near
+	// their zero crossings the two differ by the rounding of the terms.
+	{"SiLUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SiLUGrad }), 2, gradIn(mixedIn(-20, 20)), within(9, 3e-7)},
+	{"GELUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUGrad }), 2, gradIn(mixedIn(-8, 8)), within(11, 3e-7)},
+	{"ReLUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.ReLUGrad }), 2, wildIn, exact},
+	{"NegGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.NegGrad }), 2, wildIn, exact},
+	{"SquareGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SquareGrad }), 2, wildIn, exact},
+	{"Axpy", func(k *Kernels) func(dst []float32, in ...[]float32) {
+		return func(dst []float32, in ...[]float32) {
+			copy(dst, in[0])
+			k.Axpy(dst, -0.75, in[1])
+		}
+	}, 2, wildIn, exact},
+}
+
+// The tolerances of the transcendental kernels are twice the accuracy
+// bounds of accuracy_test.go, give or take an ulp: each implementation is
+// within its bound of the true value.
+
+// TestElementwiseAgainstGo runs every element-wise assembly kernel, both
+// plain and streaming, against the Go kernel on all lengths and offsets,
+// and checks that nothing outside the output slice is written.
+func TestElementwiseAgainstGo(t *testing.T) {
+	sets := simdSetsForTest(t)
+	const guard = 32 // elements before and after the output, poisoned
+	for _, c := range elementwiseCases {
+		t.Run(c.name, func(t *testing.T) {
+			g := gen{rand.New(rand.NewPCG(1, uint64(len(c.name))))}
+			want := c.get(Go)
+			for _, k := range sets {
+				got := c.get(k)
+				for _, n := range lengths() {
+					for _, off := range offsets {
+						in := make([][]float32, c.ins)
+						for i := range in {
+							buf := make([]float32, n+off+guard)
+							copy(buf[off:], c.inputs(g, i, n))
+							in[i] = buf[off : off+n]
+						}
+						ref := make([]float32, n)
+						want(ref, in...)
+						buf := make([]float32, n+off+2*guard)
+						for i := range buf {
+							buf[i] = -12345
+						}
+						dst := buf[off+guard : off+guard+n]
+						got(dst, in...)
+						for i := range dst {
+							ins := make([]float32, len(in))
+							for j := range in {
+								ins[j] = in[j][i]
+							}
+							if !c.tol(dst[i], ref[i], ins) {
+								t.Fatalf("%s (%s) n=%d off=%d: element %d of inputs %v = %g, Go gives %g (%.0f ulps)",
+									c.name, setName(k), n, off, i, ins, dst[i], ref[i], ulps(dst[i], ref[i]))
+							}
+						}
+						for i, v := range buf {
+							if (i < off+guard || i >= off+guard+n) && v != -12345 {
+								t.Fatalf("%s (%s) n=%d off=%d: wrote outside the output at %d", c.name, setName(k), n, off, i-off-guard)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func setName(k *Kernels) string {
+	if k.streaming == k {
+		return k.Name + " streaming"
+	}
+	return k.Name
+}
+
+// TestElementwiseInPlace checks that the kernels may write over an input.
+func TestElementwiseInPlace(t *testing.T) {
+	sets := simdSetsForTest(t)
+	g := gen{rand.New(rand.NewPCG(2, 2))}
+	for _, c := range elementwiseCases {
+		for _, k := range sets {
+			for _, n := range []int{7, 33, 1000} {
+				in := make([][]float32, c.ins)
+				for i := range in {
+					in[i] = c.inputs(g, i, n)
+				}
+				ref := make([]float32, n)
+				c.get(Go)(ref, in...)
+				for alias := range in {
+					if c.name == "Axpy" && alias == 1 {
+						continue // the adapter copies y into dst first
+					}
+					cp := make([][]float32, len(in))
+					for i := range in {
+						cp[i] = append([]float32(nil), in[i]...)
+					}
+					c.get(k)(cp[alias], cp...)
+					for i := range ref {
+						ins := make([]float32, len(in))
+						for j := range in {
+							ins[j] = in[j][i]
+						}
+						if !c.tol(cp[alias][i], ref[i], ins) {
+							t.Fatalf("%s (%s) in place over input %d, n=%d: element %d = %g, want %g",
+								c.name, setName(k), alias, n, i, cp[alias][i], ref[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestReductionsAgainstGo checks the float64-accumulating reductions
+// against the Go kernels: the summation order differs, so they agree to a
+// relative 1e-12 of the sum of the terms' magnitudes.
+func TestReductionsAgainstGo(t *testing.T) {
+	sets := simdSetsForTest(t)
+	g := gen{rand.New(rand.NewPCG(3, 3))}
+	type red struct {
+		name string
+		f    func(k *Kernels, a, b, c []float32) float64
+		abs  func(a, b, c []float32) float64 // Σ |term|
+		rel  float64                         // tolerance relative to abs; 0 means 1e-12
+	}
+	sumAbs := func(f func(i int) float64, n int) float64 {
+		var s float64
+		for i := 0; i < n; i++ {
+			s += math.Abs(f(i))
+		}
+		return s
+	}
+	reds := []red{
+		{"Sum", func(k *Kernels, a, _, _ []float32) float64 { return k.Sum(a) },
+			func(a, _, _ []float32) float64 { return sumAbs(func(i int) float64 { return float64(a[i]) }, len(a)) }, 0},
+		{"SumSquares", func(k *Kernels, a, _, _ []float32) float64 { return k.SumSquares(a) },
+			func(a, _, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(a[i]) }, len(a))
+			}, 0},
+		{"Dot", func(k *Kernels, a, b, _ []float32) float64 { return k.Dot(a, b) },
+			func(a, b, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) }, len(a))
+			}, 0},
+		{"Dot3", func(k *Kernels, a, b, c []float32) float64 { return k.Dot3(a, b, c) },
+			func(a, b, c []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) * float64(c[i]) }, len(a))
+			}, 0},
+		{"SumSquaredDiff", func(k *Kernels, a, _, _ []float32) float64 { return k.SumSquaredDiff(a, 0.3) },
+			func(a, _, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { d := float64(a[i]) - 0.3; return d * d }, len(a))
+			}, 0},
+		{"ExpShift", func(k *Kernels, a, _, _ []float32) float64 {
+			dst := make([]float32, len(a))
+			s := k.ExpShift(dst, a, 1.5, 2)
+			// The stored terms must match too (within exp's tolerance).
+			// The assembly rounds 1.5·x − 2 once, Go twice: exp
+			// magnifies the argument's rounding by its size.
+			ref := make([]float32, len(a))
+			Go.ExpShift(ref, a, 1.5, 2)
+			for i := range ref {
+				if ulps(dst[i], ref[i]) > 4+2*math.Abs(1.5*float64(a[i])-2) {
+					return math.NaN()
+				}
+			}
+			return s
+		}, func(a, _, _ []float32) float64 {
+			return sumAbs(func(i int) float64 { return math.Exp(1.5*float64(a[i]) - 2) }, len(a))
+		}, 1e-6},
+		{"ExpShiftSum", func(k *Kernels, a, _, _ []float32) float64 { return k.ExpShiftSum(a, -0.5, 1) },
+			func(a, _, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { return math.Exp(-0.5*float64(a[i]) - 1) }, len(a))
+			}, 1e-6},
+		{"LayerNormGradSums.sg", func(k *Kernels, a, b, c []float32) float64 { s, _ := k.LayerNormGradSums(a, b, c, 0.1, 1.7); return s },
+			func(a, b, c []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(b[i]) * float64(c[i]) }, len(a))
+			}, 0},
+		{"LayerNormGradSums.sgx", func(k *Kernels, a, b, c []float32) float64 { _, s := k.LayerNormGradSums(a, b, c, 0.1, 1.7); return s },
+			func(a, b, c []float32) float64 {
+				return sumAbs(func(i int) float64 {
+					return float64(b[i]) * float64(c[i]) * (float64(a[i]) - 0.1) * 1.7
+				}, len(a))
+			}, 0},
+	}
+	for _, r := range reds {
+		for _, k := range sets {
+			for _, n := range lengths() {
+				for _, off := range offsets {
+					in := make([][]float32, 3)
+					for i := range in {
+						buf := g.uniform(n+off, -3, 3)
+						in[i] = buf[off:]
+					}
+					got, want := r.f(k, in[0], in[1], in[2]), r.f(Go, in[0], in[1], in[2])
+					rel := r.rel
+					if rel == 0 {
+						rel = 1e-12
+					}
+					if !(math.Abs(got-want) <= rel*r.abs(in[0], in[1], in[2])+1e-300) {
+						t.Fatalf("%s (%s) n=%d off=%d: %v, Go gives %v", r.name, setName(k), n, off, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMax checks Max and MaxScaled against Go, including NaN, −Inf rows
+// and a maximum in the tail.
+func TestMax(t *testing.T) {
+	sets := simdSetsForTest(t)
+	g := gen{rand.New(rand.NewPCG(4, 4))}
+	nan := float32(math.NaN())
+	for _, k := range sets {
+		for _, n := range lengths()[1:] {
+			for _, off := range offsets {
+				for trial := 0; trial < 4; trial++ {
+					buf := g.uniform(n+off, -5, 5)
+					x := buf[off:]
+					switch trial {
+					case 1:
+						x[n-1] = 100 // in the tail
+					case 2:
+						x[g.rng.IntN(n)] = nan
+					case 3:
+						for i := range x {
+							x[i] = float32(math.Inf(-1))
+						}
+					}
+					got, want := k.Max(x), Go.Max(x)
+					if ulps(got, want) != 0 {
+						t.Fatalf("Max (%s) n=%d off=%d trial %d: %v, want %v", setName(k), n, off, trial, got, want)
+					}
+					if trial == 2 {
+						continue // MaxScaled may ignore NaN
+					}
+					for _, s := range []float32{1, 0.125, -2} {
+						got, want := k.MaxScaled(x, s), Go.MaxScaled(x, s)
+						if ulps(got, want) != 0 {
+							t.Fatalf("MaxScaled(%v) (%s) n=%d off=%d trial %d: %v, want %v", s, setName(k), n, off, trial, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+	if !panics(func() { Best().Max(nil) }) {
+		t.Error("Max of an empty slice did not panic")
+	}
+}
+
+func panics(f func()) (p bool) {
+	defer func() { p = recover() != nil }()
+	f()
+	return false
+}
+
+// TestRowKernelsAgainstGo checks the float64 row kernels, which repeat the
+// Go kernels' operations in order and so must agree bit for bit, and their
+// float64 accumulators.
+func TestRowKernelsAgainstGo(t *testing.T) {
+	sets := simdSetsForTest(t)
+	g := gen{rand.New(rand.NewPCG(5, 5))}
+	type rowCase struct {
+		name string
+		// run applies the kernel to inputs in (4 of them, length n),
+		// writing outputs out (3 float32 slices) and acc (2 float64).
+		run func(k *Kernels, in, out [][]float32, acc [][]float64)
+	}
+	step := NewAdamWStep(1e-3, 0.9, 0.999, 1e-8, 0.01, 7)
+	cases := []rowCase{
+		{"Accumulate", func(k *Kernels, in, out [][]float32, acc [][]float64) { k.Accumulate(acc[0], in[0]) }},
+		{"ScaleTo", func(k *Kernels, in, out [][]float32, acc [][]float64) { k.ScaleTo(out[0], in[0], 0.37) }},
+		{"ScaleMul", func(k *Kernels, in, out [][]float32, acc [][]float64) { k.ScaleMul(out[0], in[0], in[1], -1.3) }},
+		{"Normalize", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.Normalize(out[0], in[0], in[1], nil, 0.2, 1.9)
+		}},
+		{"NormalizeShift", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.Normalize(out[0], in[0], in[1], in[2], 0.2, 1.9)
+		}},
+		{"SoftmaxGrad", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.SoftmaxGrad(out[0], in[0], in[1], 0.125, 0.3)
+		}},
+		{"RMSNormGrad", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.RMSNormGrad(out[0], in[0], in[1], in[2], nil, 0.8, 0.05)
+		}},
+		{"RMSNormGradAcc", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.RMSNormGrad(out[0], in[0], in[1], in[2], acc[0], 0.8, 0.05)
+		}},
+		{"LayerNormGrad", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.LayerNormGrad(out[0], in[0], in[1], in[2], nil, nil, 0.1, 1.2, 0.3, -0.2)
+		}},
+		{"LayerNormGradAcc", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.LayerNormGrad(out[0], in[0], in[1], in[2], acc[0], acc[1], 0.1, 1.2, 0.3, -0.2)
+		}},
+		{"AdamW", func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			copy(out[0], in[0])
+			copy(out[1], in[2])
+			copy(out[2], in[3])
+			for i := range out[2] {
+				out[2][i] = float32(math.Abs(float64(out[2][i]))) * 1e-3
+			}
+			k.AdamW(out[0], in[1], out[1], out[2], &step)
+		}},
+	}
+	const guard = 16
+	for _, c := range cases {
+		for _, k := range sets {
+			for _, n := range lengths() {
+				for _, off := range offsets {
+					in := make([][]float32, 4)
+					for i := range in {
+						buf := g.uniform(n+off, -2, 2)
+						in[i] = buf[off:]
+					}
+					accInit := g.uniform(n, -1, 1)
+					mk := func() ([][]float32, [][]float64, [][]float64) {
+						out := make([][]float32, 3)
+						var accBufs, acc [][]float64
+						for i := range out {
+							out[i] = make([]float32, n+off)[off:]
+						}
+						for i := 0; i < 2; i++ {
+							buf := make([]float64, n+off+2*guard)
+							for j := range buf {
+								buf[j] = -777
+							}
+							a := buf[off+guard : off+guard+n]
+							for j := range a {
+								a[j] = float64(accInit[j])
+							}
+							accBufs, acc = append(accBufs, buf), append(acc, a)
+						}
+						return out, acc, accBufs
+					}
+					outG, accG, _ := mk()
+					outK, accK, bufK := mk()
+					c.run(Go, in, outG, accG)
+					c.run(k, in, outK, accK)
+					for o := range outG {
+						for i := range outG[o] {
+							if ulps(outK[o][i], outG[o][i]) != 0 {
+								t.Fatalf("%s (%s) n=%d off=%d: output %d element %d = %v, Go gives %v",
+									c.name, setName(k), n, off, o, i, outK[o][i], outG[o][i])
+							}
+						}
+					}
+					for a := range accG {
+						for i := range accG[a] {
+							if accK[a][i] != accG[a][i] {
+								t.Fatalf("%s (%s) n=%d off=%d: accumulator %d element %d = %v, Go gives %v",
+									c.name, setName(k), n, off, a, i, accK[a][i], accG[a][i])
+							}
+						}
+						for i, v := range bufK[a] {
+							if (i < off+guard || i >= off+guard+n) && v != -777 {
+								t.Fatalf("%s (%s) n=%d off=%d: accumulator %d written outside at %d", c.name, setName(k), n, off, a, i-off-guard)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestAllocations checks that the kernels allocate nothing.
+func TestAllocations(t *testing.T) {
+	x, y, z := make([]float32, 1000), make([]float32, 1000), make([]float32, 1000)
+	acc := make([]float64, 1000)
+	step := NewAdamWStep(1e-3, 0.9, 0.999, 1e-8, 0, 1)
+	for _, k := range All() {
+		for _, kk := range []*Kernels{k, k.Streaming()} {
+			n := testing.AllocsPerRun(10, func() {
+				kk.Add(z, x, y)
+				kk.GELU(z, x)
+				kk.SiLUGrad(z, x, y)
+				_ = kk.Sum(x) + kk.Dot(x, y) + kk.SumSquaredDiff(x, 1)
+				_ = kk.ExpShift(z, x, 1, 0)
+				kk.Normalize(z, x, y, nil, 0, 1)
+				kk.LayerNormGrad(z, x, y, x, acc, acc, 0, 1, 0, 0)
+				kk.AdamW(x, y, z, z, &step)
+			})
+			if n != 0 {
+				t.Errorf("%s: %v allocations per run", setName(kk), n)
+			}
+		}
+	}
+}
+
+func TestAllNamesGoFirst(t *testing.T) {
+	all := All()
+	if all[0] != Go || Go.Name != "go" {
+		t.Fatalf("All()[0] = %q, want the Go kernels", all[0].Name)
+	}
+	seen := map[string]bool{}
+	for _, k := range all {
+		if seen[k.Name] {
+			t.Errorf("duplicate kernel set %q", k.Name)
+		}
+		seen[k.Name] = true
+	}
+	if b := Best(); b != all[len(all)-1] {
+		t.Errorf("Best() = %q, want the last of All(), %q", b.Name, all[len(all)-1].Name)
+	}
+}
