@@ -3,8 +3,8 @@
 # Go toolchain, using a sora binary cross-built elsewhere:
 #
 #   scripts/gpu-check.sh -p     # on the build machine (needs Go): builds
-#                               # bin/sora with CGO_ENABLED=0 and copies the
-#                               # fine-tune data into out/gpu-data
+#                               # bin/sora and bin/cuda.test with CGO_ENABLED=0
+#                               # and copies the fine-tune data into out/gpu-data
 #   scripts/gpu-check.sh [-o OUTDIR] [-d DATADIR] [SORA_BINARY]   # on the GPU machine
 #
 # bin/ and out/ are ignored by git: a remote runner that copies the work
@@ -16,10 +16,13 @@
 # out/gpu-data, ../shared/data and shared/data that has them); without it
 # the fine-tune step is skipped.
 #
-# Steps, each under its own time limit, about 5 minutes at most in all:
+# Steps, each under its own time limit, 290 s at most in all
+# ($GPU_CHECK_BUDGET):
 #   1. nvidia-smi -L                      (information only)
 #   2. sora backends                      (the cuda line must not say unavailable)
 #   3. sora conformance --backend cuda    (every case must pass)
+#  3b. bin/cuda.test -test.run '^TestGPU' (the backend's GPU tests: pool steady
+#                                          state, TF32 bound; if built)
 #   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
 #                                          the device-to-device copy bandwidth;
 #                                          skipped without python3 and torch)
@@ -49,6 +52,7 @@ prepare() {
 	cd "$root" || exit 2
 	command -v go >/dev/null || { echo "gpu-check -p: no go toolchain here" >&2; exit 2; }
 	CGO_ENABLED=0 go build -o bin/sora ./cmd/sora || { echo "gpu-check -p: build failed" >&2; exit 1; }
+	CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda || { echo "gpu-check -p: building the test binary failed" >&2; exit 1; }
 	local src=${SORA_DATA:-../shared/data}
 	if [ -f "$src/models/stories260K/stories260K.bin" ] && [ -f "$src/datasets/llm-adapters/ARC-Easy/train.json" ]; then
 		mkdir -p out/gpu-data/models out/gpu-data/datasets/llm-adapters/ARC-Easy
@@ -108,11 +112,24 @@ record() {
 	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$outdir/summary.tsv"
 }
 
+# The whole check stays within budget seconds: each step gets its own limit
+# or what is left, whichever is less; a step with under 5 s left is not
+# started (rc 125).
+budget=${GPU_CHECK_BUDGET:-290}
+
 # run NAME LIMIT CMD...: runs CMD with a time limit, output to $outdir/NAME.out
 # (stdout) and NAME.err (stderr); sets rc and secs.
 run() {
 	local name=$1 limit=$2
 	shift 2
+	local left=$((budget - ($(date +%s) - start)))
+	if [ $left -lt 5 ]; then
+		echo "== $name: not started, the ${budget}s budget is spent" | tee "$outdir/$name.err"
+		: >"$outdir/$name.out"
+		rc=125 secs=0
+		return
+	fi
+	[ $limit -gt $left ] && limit=$left
 	echo "== $name: $* (limit ${limit}s)"
 	local t0
 	t0=$(date +%s)
@@ -149,12 +166,28 @@ else
 fi
 
 # 3. Conformance.
-run conformance 100 "$sora" conformance --backend cuda
+run conformance 90 "$sora" conformance --backend cuda
 last=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$outdir/conformance.out" "$outdir/conformance.err" | tail -n 1 | sed 's/^[^:]*://')
 if [ $rc -eq 0 ]; then
 	record conformance PASS "$secs" "${last:-exit 0}"
 else
 	record conformance FAIL "$secs" "exit status $rc; ${last:-see conformance.out}"
+fi
+
+# 3b. The backend's own GPU tests, when a test binary was cross-built
+# beside sora (scripts/gpu-check.sh -p builds bin/cuda.test).
+cudatest=$(dirname "$sora")/cuda.test
+if [ -x "$cudatest" ]; then
+	run gpu-tests 40 "$cudatest" -test.run '^TestGPU' -test.v
+	if [ $rc -eq 0 ] && grep -q -- '--- PASS: TestGPU' "$outdir/gpu-tests.out"; then
+		record gpu-tests PASS "$secs" "$(grep -E -- '--- (PASS|FAIL|SKIP)' "$outdir/gpu-tests.out" | tr -s ' ' | cut -d' ' -f2,3 | paste -sd ' ')"
+	elif [ $rc -eq 0 ]; then
+		record gpu-tests FAIL "$secs" "the GPU tests skipped: $(grep -m1 'no usable CUDA device' "$outdir/gpu-tests.out" | cut -c1-150)"
+	else
+		record gpu-tests FAIL "$secs" "exit status $rc; see gpu-tests.out"
+	fi
+else
+	record gpu-tests SKIP 0 "no $cudatest (build it with: CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda)"
 fi
 
 # 4. The cuBLAS and copy references, through PyTorch.

@@ -170,18 +170,20 @@ __device__ __forceinline__ float binaryOp(int op, float a, float b) {
 
 // binary computes dst = a op b; b is indexed per element (BC_NONE), per
 // column (BC_ROW: one row of cols applied to every row) or per row (BC_COL:
-// one value per row).
+// one value per row). Broadcast indices use 32-bit division when n fits,
+// which costs a fraction of the 64-bit one.
 extern "C" __global__ void binary(int op, int bc, long long n, long long cols, float *dst, const float *a, const float *b) {
 	long long step = (long long)gridDim.x * blockDim.x;
 	long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-	switch (bc) {
-	case BC_NONE:
+	if (bc == BC_NONE) {
 		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i]);
-		break;
-	case BC_ROW:
+	} else if (n <= 0x7fffffffLL) {
+		unsigned c = (unsigned)cols;
+		for (unsigned k = (unsigned)i; k < (unsigned)n; k += (unsigned)step)
+			dst[k] = binaryOp(op, a[k], b[bc == BC_ROW ? k % c : k / c]);
+	} else if (bc == BC_ROW) {
 		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i % cols]);
-		break;
-	default:
+	} else {
 		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i / cols]);
 	}
 }
