@@ -93,15 +93,19 @@ type Backend struct {
 	nvrtc        [2]int // NVRTC version
 	kernelOrigin string
 
-	pool   pool
-	live   map[*buffer]struct{}
-	args   *argPack
-	pinner runtime.Pinner
-	ids    []int32 // host staging of Gather/ScatterAdd/CrossEntropy indices
+	pool pool
+	live map[*buffer]struct{}
+	args *argPack
+	ids  []int32 // host staging of ScatterAdd's grouped indices
 
 	// scalars holds cuBLAS's alpha and beta, which it reads through host
-	// pointers (CUBLAS_POINTER_MODE_HOST) during the call; pinned with args.
+	// pointers (CUBLAS_POINTER_MODE_HOST) during the call.
 	scalars *[2]float32
+	// pinner pins args or scalars for the duration of the one call that
+	// reads them. (Pinning them for the backend's life would make a
+	// Backend dropped without Close a pinned-memory leak, which the Go
+	// runtime reports as a fatal error when it collects the Pinner.)
+	pinner runtime.Pinner
 
 	closed bool
 }
@@ -133,8 +137,6 @@ func openBackend(r *probeResult, opts Options) (_ *Backend, err error) {
 
 		scalars: new([2]float32),
 	}
-	b.pinner.Pin(b.args)
-	b.pinner.Pin(b.scalars)
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -228,7 +230,6 @@ func (b *Backend) teardown() error {
 		keep(a.cu("cuDevicePrimaryCtxRelease_v2", call(a.cuDevicePrimaryCtxRelease, uintptr(b.dev))))
 		b.ctx = 0
 	}
-	b.pinner.Unpin()
 	if len(errs) > 0 {
 		return errs[0]
 	}

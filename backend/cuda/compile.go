@@ -266,10 +266,14 @@ func (b *Backend) launch(k *kernelSpec, grid, block dim3) error {
 		return fmt.Errorf("kernel %s: launch geometry grid %v block %v outside the device limits", k.name, grid, block)
 	}
 	a := b.api
+	// params points into b.args, Go memory holding Go pointers (to the
+	// argument values in the same object): pinned while the driver reads it.
+	b.pinner.Pin(b.args)
 	res := call(a.cuLaunchKernel, b.fns[k],
 		uintptr(grid.x), uintptr(grid.y), uintptr(grid.z),
 		uintptr(block.x), uintptr(block.y), uintptr(block.z),
 		0, b.stream, uintptr(params), 0)
+	b.pinner.Unpin()
 	if res != cuSuccess { // the name is built only on failure: launches are hot
 		return a.cu("cuLaunchKernel("+k.name+")", res)
 	}

@@ -350,3 +350,26 @@ func TestErrorsAndClose(t *testing.T) {
 		t.Error("Alloc after Close succeeded")
 	}
 }
+
+// TestDroppedBackend: a backend that is never closed must not leave
+// pinned Go memory behind, which the runtime treats as a fatal leak when
+// it collects the pinner.
+func TestDroppedBackend(t *testing.T) {
+	r := fakeProbe(t)
+	func() {
+		b, err := openBackend(r, Options{NoCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := mustAlloc(t, b, 64)
+		y := mustAlloc(t, b, 8, 8)
+		b.Fill(x, 1)
+		b.MatMul(y, x.MustReshape(8, 8), x.MustReshape(8, 8), backend.MatMulParams{Alpha: 1})
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for range 3 {
+		runtime.GC()
+	}
+}

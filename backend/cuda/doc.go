@@ -88,9 +88,9 @@
 // the options, the driver version and the NVRTC version, written through a
 // temporary file and a rename. A cached file that the driver rejects is
 // compiled afresh and replaced. Kernels are launched with cuLaunchKernel;
-// their arguments are packed into a pinned block owned by the backend,
-// checked against each kernel's declared parameter list (see launch.go),
-// so a launch allocates nothing.
+// their arguments are packed into a block owned by the backend (pinned for
+// the call), checked against each kernel's declared parameter list (see
+// launch.go).
 //
 // Numerics follow the CPU backend: sums accumulate in double, row
 // reductions use warp shuffles and a fixed combination order, column sums

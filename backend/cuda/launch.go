@@ -114,10 +114,11 @@ const (
 // argPack builds the kernelParams array of cuLaunchKernel: an array of
 // pointers, one per parameter, each to that parameter's value. The values
 // live in arena, 8-byte aligned. A Backend owns one argPack, allocated on
-// its own and pinned (runtime.Pinner) for the backend's life, so passing
-// ptrs — Go memory holding Go pointers into arena — to C is allowed and
-// nothing is allocated per launch. cuLaunchKernel copies the values before
-// it returns, so the pack is reused by the next launch at once.
+// its own and pinned (runtime.Pinner) for each cuLaunchKernel call, so
+// passing ptrs — Go memory holding Go pointers into arena — to C is
+// allowed, and no argument memory is allocated per launch. cuLaunchKernel
+// copies the values before it returns, so the pack is reused by the next
+// launch at once.
 type argPack struct {
 	arena [argArenaWords]uint64
 	ptrs  [maxKernelArgs]unsafe.Pointer

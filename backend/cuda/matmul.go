@@ -97,8 +97,8 @@ func (b *Backend) scaleOutput(c uintptr, n int64, beta float32) error {
 }
 
 // gemm issues one cuBLAS call for our A (pa), B (pb) and C (pc): cuBLAS's
-// A is our B. alpha and beta are read by cuBLAS from pinned host memory
-// during the call (CUBLAS_POINTER_MODE_HOST).
+// A is our B. alpha and beta are read by cuBLAS from host memory during
+// the call (CUBLAS_POINTER_MODE_HOST), pinned for it.
 func (b *Backend) gemm(g gemmCall, alpha, beta float32, pa, pb, pc uintptr) error {
 	if !g.fits() {
 		return fmt.Errorf("matrix extents %d×%d×%d exceed cuBLAS's 32-bit int", g.m, g.n, g.k)
@@ -107,6 +107,8 @@ func (b *Backend) gemm(g gemmCall, alpha, beta float32, pa, pb, pc uintptr) erro
 	pAlpha := uintptr(unsafe.Pointer(&b.scalars[0]))
 	pBeta := uintptr(unsafe.Pointer(&b.scalars[1]))
 	a := b.api
+	b.pinner.Pin(b.scalars)
+	defer b.pinner.Unpin()
 	if g.batch == 1 {
 		return a.blasErr("cublasSgemm_v2", call(a.cublasSgemm, b.blas,
 			uintptr(g.transa), uintptr(g.transb), uintptr(g.m), uintptr(g.n), uintptr(g.k),
