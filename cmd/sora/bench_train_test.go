@@ -1,0 +1,66 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestBenchTrainJSON(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "train", "--backend", "cpu", "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+		"--hidden", "48", "--vocab", "40", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "2", "--methods", "lora,sora,full", "--json")
+	if code != 0 {
+		t.Fatalf("status %d\n%s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want one per method:\n%s", len(lines), out)
+	}
+	var rs []trainResult
+	for _, l := range lines {
+		var r trainResult
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		rs = append(rs, r)
+	}
+	for _, r := range rs {
+		if !(r.MsPerStep > 0 && r.TokensPerSec > 0 && r.Trainable > 0 && r.Steps == 2 && r.Dim == 32) {
+			t.Errorf("%s: %+v", r.Method, r)
+		}
+		// tokens/s and ms/step describe the same step.
+		if got := 2 * 16 / (float64(r.MsPerStep) / 1000); got/float64(r.TokensPerSec) < 0.95 || got/float64(r.TokensPerSec) > 1.05 {
+			t.Errorf("%s: %v tokens/s but %v ms per 32-token step", r.Method, r.TokensPerSec, r.MsPerStep)
+		}
+		if r.PyTorch != 0 {
+			t.Errorf("%s: a PyTorch reference quoted for a non-default shape", r.Method)
+		}
+	}
+	if rs[0].Method != "lora" || rs[0].VsLoRA != 1 || rs[2].Trainable <= rs[1].Trainable || rs[1].Trainable <= rs[0].Trainable {
+		t.Errorf("methods %s %s %s, trainable %d %d %d, LoRA ratio %v", rs[0].Method, rs[1].Method, rs[2].Method,
+			rs[0].Trainable, rs[1].Trainable, rs[2].Trainable, rs[0].VsLoRA)
+	}
+	// Random tokens over 40 ids: the loss stays near ln 40 ≈ 3.7.
+	for _, r := range rs {
+		if !(r.Loss > 0 && r.Loss < 10) {
+			t.Errorf("%s: loss %v", r.Method, r.Loss)
+		}
+	}
+}
+
+func TestBenchTrainBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--methods", "lora,nope"}, "unknown method"},
+		{[]string{"--dim", "0"}, "--dim"},
+		{[]string{"--heads", "3"}, "not a multiple"},
+		{[]string{"--threads", "-1"}, "--threads"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"bench", "train"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: status %d, %q; want %d and %q", c.args, code, errOut, exitUsage, c.want)
+		}
+	}
+}
