@@ -12,6 +12,7 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
 // Environment variables read by [backend.Open]("cpu").
@@ -35,7 +36,9 @@ type Backend struct {
 	backend.Recorder
 
 	opts      Options
-	simd      bool // the SIMD path is active: supported here and not disabled
+	simd      bool         // the SIMD path is active: supported here and not disabled
+	kern      *vec.Kernels // the element-wise and row kernels of the active path
+	stream    int          // see streamBytes
 	gemm      *gemm.Engine
 	batch     []*gemm.Engine // single-threaded engines for batch-parallel MatMul
 	inUse     bytesCounter
@@ -50,9 +53,15 @@ var _ backend.Backend = (*Backend)(nil)
 // treated as 0.
 func New(opts Options) *Backend {
 	opts.Threads = max(opts.Threads, 0)
+	kern := vec.Go
+	if !opts.Portable {
+		kern = vec.Best()
+	}
 	return &Backend{
 		opts:      opts,
 		simd:      !opts.Portable && simdSupported(),
+		kern:      kern,
+		stream:    streamBytes(),
 		grain:     defaultGrain,
 		gemmGrain: gemmMinFlops,
 		gemm:      gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),
@@ -63,9 +72,9 @@ func New(opts Options) *Backend {
 func (b *Backend) Name() string { return "cpu" }
 
 // Device describes the processor, its relevant SIMD features, the thread
-// cap, the active kernel path ("simd" or "portable") and the matrix
-// multiply's micro-kernel, e.g.
-// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16)".
+// cap, the active kernel path ("simd" or "portable"), the matrix
+// multiply's micro-kernel and the row kernels' instruction set, e.g.
+// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)".
 func (b *Backend) Device() string {
 	return describe(b.threads(), b.simd)
 }
@@ -117,12 +126,32 @@ func (b *Backend) skip(op backend.Op) bool {
 var errClosed = fmt.Errorf("backend is closed")
 
 // simdSupported reports whether this CPU runs SIMD kernels when they are
-// not disabled. The matrix multiply is the only op with SIMD kernels so
-// far, so the answer is whether package gemm picks a kernel other than its
-// portable one here.
+// not disabled: whether package gemm picks a matrix-multiply kernel other
+// than its portable one here, or package vec has assembly row kernels.
 var simdSupported = sync.OnceValue(func() bool {
-	return gemmKernel(false) != gemmKernel(true)
+	return gemmKernel(false) != gemmKernel(true) || vec.Best() != vec.Go
 })
+
+// kernels returns the row kernels for an op that touches the given number
+// of bytes in all (operands read plus outputs written): the streaming
+// variants, whose element-wise kernels write with non-temporal stores,
+// once that is at least the last-level cache, where the output would be
+// evicted before anyone read it anyway.
+func (b *Backend) kernels(bytes int) *vec.Kernels {
+	if bytes >= b.stream {
+		return b.kern.Streaming()
+	}
+	return b.kern
+}
+
+// streamBytes returns the op size from which kernels stream their output:
+// the L3 cache's size, or 8 MiB where cpuid cannot tell.
+func streamBytes() int {
+	if l3 := cpuid.CPU.Cache.L3; l3 > 0 {
+		return l3
+	}
+	return 8 << 20
+}
 
 // gemmKernel names the matrix-multiply micro-kernel package gemm selects.
 func gemmKernel(portable bool) string {
@@ -161,7 +190,7 @@ func features() []string {
 }
 
 // describe formats the device description shared by Device and Probe,
-// e.g. "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16)".
+// e.g. "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)".
 func describe(threads int, simd bool) string {
 	brand := strings.TrimSpace(cpuid.CPU.BrandName)
 	if brand == "" {
@@ -179,7 +208,11 @@ func describe(threads int, simd bool) string {
 	if threads == 1 {
 		unit = "thread"
 	}
-	return fmt.Sprintf("%s (%s), %d %s, %s (matmul %s)", brand, feats, threads, unit, path, gemmKernel(!simd))
+	rows := vec.Go.Name
+	if simd {
+		rows = vec.Best().Name
+	}
+	return fmt.Sprintf("%s (%s), %d %s, %s (matmul %s, rows %s)", brand, feats, threads, unit, path, gemmKernel(!simd), rows)
 }
 
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read

@@ -1,6 +1,9 @@
 package cpu
 
-import "github.com/sora-go/sora/backend"
+import (
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
+)
 
 // Binary computes dst = a op b element-wise, with b of a's shape, a row
 // broadcast to every row, or a column broadcast to every column.
@@ -13,8 +16,7 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 		b.Record(err)
 		return
 	}
-	f := binaryKernel(op)
-	if f == nil {
+	if binaryKernel(b.kern, op) == nil {
 		b.Record(backend.Errorf(backend.OpBinary, []backend.Tensor{dst, a, bt}, "unknown binary op %v", op))
 		return
 	}
@@ -23,12 +25,14 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 		return
 	}
 	d, x, y := v[0], v[1], v[2]
+	k := b.kernels(4 * (len(d) + len(x) + len(y)))
+	f := binaryKernel(k, op)
 	if bc == backend.NoBroadcast {
 		// Rows are irrelevant: split the flat range.
 		b.parallelFor(len(d), 1, func(lo, hi int) { f(d[lo:hi], x[lo:hi], y[lo:hi]) })
 		return
 	}
-	fs := binaryScalarKernel(op)
+	fs := binaryScalarKernel(k, op)
 	b.parallelFor(rows, cols, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := r * cols
@@ -41,74 +45,35 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 	})
 }
 
-// binaryKernel returns the row kernel dst[i] = a[i] op b[i].
-func binaryKernel(op backend.BinaryOp) func(dst, a, b []float32) {
+// binaryKernel returns k's kernel dst[i] = a[i] op b[i], or nil for an
+// unknown op.
+func binaryKernel(k *vec.Kernels, op backend.BinaryOp) func(dst, a, b []float32) {
 	switch op {
 	case backend.Add:
-		return func(dst, a, b []float32) {
-			a, b = a[:len(dst)], b[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] + b[i]
-			}
-		}
+		return k.Add
 	case backend.Sub:
-		return func(dst, a, b []float32) {
-			a, b = a[:len(dst)], b[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] - b[i]
-			}
-		}
+		return k.Sub
 	case backend.Mul:
-		return func(dst, a, b []float32) {
-			a, b = a[:len(dst)], b[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] * b[i]
-			}
-		}
+		return k.Mul
 	case backend.Div:
-		return func(dst, a, b []float32) {
-			a, b = a[:len(dst)], b[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] / b[i]
-			}
-		}
+		return k.Div
 	}
 	return nil
 }
 
-// binaryScalarKernel returns the row kernel dst[i] = a[i] op s, for column
-// broadcasts. Callers have checked op with binaryKernel.
-func binaryScalarKernel(op backend.BinaryOp) func(dst, a []float32, s float32) {
+// binaryScalarKernel returns k's kernel dst[i] = a[i] op s, for column
+// broadcasts; Div divides rather than multiplying by 1/s, to round as a/s
+// does. Callers have checked op with binaryKernel.
+func binaryScalarKernel(k *vec.Kernels, op backend.BinaryOp) func(dst, a []float32, s float32) {
 	switch op {
 	case backend.Add:
-		return func(dst, a []float32, s float32) {
-			a = a[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] + s
-			}
-		}
+		return k.AddScalar
 	case backend.Sub:
-		return func(dst, a []float32, s float32) {
-			a = a[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] - s
-			}
-		}
+		return k.SubScalar
 	case backend.Mul:
-		return func(dst, a []float32, s float32) {
-			a = a[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] * s
-			}
-		}
-	default: // Div: divide rather than multiply by 1/s, to round as a/s does
-		return func(dst, a []float32, s float32) {
-			a = a[:len(dst)]
-			for i := range dst {
-				dst[i] = a[i] / s
-			}
-		}
+		return k.MulScalar
 	}
+	return k.DivScalar
 }
 
 // Scale computes dst = alpha·src; dst may alias src.
@@ -125,15 +90,11 @@ func (b *Backend) Scale(dst, src backend.Tensor, alpha float32) {
 		return
 	}
 	d, s := v[0], v[1]
-	b.parallelFor(len(d), 1, func(lo, hi int) {
-		dr, sr := d[lo:hi], s[lo:hi]
-		for i, x := range sr {
-			dr[i] = alpha * x
-		}
-	})
+	k := b.kernels(8 * len(d))
+	b.parallelFor(len(d), 1, func(lo, hi int) { k.MulScalar(d[lo:hi], s[lo:hi], alpha) })
 }
 
-// Axpy computes y += alpha·x.
+// Axpy computes y += alpha·x, with the product rounded before the sum.
 func (b *Backend) Axpy(y backend.Tensor, alpha float32, x backend.Tensor) {
 	if b.skip(backend.OpAxpy) {
 		return
@@ -147,10 +108,5 @@ func (b *Backend) Axpy(y backend.Tensor, alpha float32, x backend.Tensor) {
 		return
 	}
 	ys, xs := v[0], v[1]
-	b.parallelFor(len(ys), 2, func(lo, hi int) {
-		yr, xr := ys[lo:hi], xs[lo:hi]
-		for i, xv := range xr {
-			yr[i] += alpha * xv
-		}
-	})
+	b.parallelFor(len(ys), 2, func(lo, hi int) { b.kern.Axpy(ys[lo:hi], alpha, xs[lo:hi]) })
 }

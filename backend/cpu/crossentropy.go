@@ -6,17 +6,12 @@ import (
 	"github.com/sora-go/sora/backend"
 )
 
-// logSumExp returns max(x) and log Σ exp(x − max(x)) + max(x), in float64.
-func logSumExp(x []float32) (m, lse float64) {
-	m = math.Inf(-1)
-	for _, v := range x {
-		m = max(m, float64(v))
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - m)
-	}
-	return m, m + math.Log(s)
+// logSumExp returns log Σ exp(x): the maximum m is subtracted first, the
+// exponentials (float32, a few ulps) are summed in float64, and the result
+// is m + log(sum) in float64.
+func (b *Backend) logSumExp(x []float32) (m float32, lse float64) {
+	m = b.kern.MaxScaled(x, 1)
+	return m, float64(m) + math.Log(b.kern.ExpShiftSum(x, 1, m))
 }
 
 // CrossEntropy writes each row's loss −Σ_j q_j·log softmax(logits)_j for
@@ -39,7 +34,7 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 	}
 	ls, xs := v[0], v[1]
 	eps := float64(p.Smoothing)
-	b.parallelFor(rows, vocab*24, func(lo, hi int) {
+	b.parallelFor(rows, vocab*8, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			t := targets[r]
 			if t == p.IgnoreIndex {
@@ -47,10 +42,10 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 				continue
 			}
 			x := xs[r*vocab : (r+1)*vocab]
-			_, lse := logSumExp(x)
+			_, lse := b.logSumExp(x)
 			l := lse - (1-eps)*float64(x[t])
 			if eps != 0 {
-				l -= eps * sum64(x) / float64(vocab)
+				l -= eps * b.kern.Sum(x) / float64(vocab)
 			}
 			ls[r] = float32(l)
 		}
@@ -58,7 +53,9 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 }
 
 // CrossEntropyGrad writes p.Scale·(softmax(logits) − q) per row, q the
-// smoothed one-hot target, and zeros for ignored rows.
+// smoothed one-hot target, and zeros for ignored rows. The softmax is
+// computed as Softmax does (float32 exponentials, float64 sums and
+// scaling); the target's element is computed in float64 throughout.
 func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	const op = backend.OpCrossEntropyGrad
 	if b.skip(op) {
@@ -75,7 +72,8 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 	}
 	ds, xs := v[0], v[1]
 	eps, scale := float64(p.Smoothing), float64(p.Scale)
-	b.parallelFor(rows, vocab*24, func(lo, hi int) {
+	k := b.kernels(8 * len(ds))
+	b.parallelFor(rows, vocab*8, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			d := ds[r*vocab : (r+1)*vocab]
 			t := targets[r]
@@ -83,16 +81,19 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 				clear(d)
 				continue
 			}
+			// scale·softmax(x), as Softmax computes it, minus scale·q.
 			x := xs[r*vocab : (r+1)*vocab]
-			_, lse := logSumExp(x)
+			m := k.MaxScaled(x, 1)
+			sum := k.ExpShift(d, x, 1, m)
+			k.ScaleTo(d, d, scale/sum)
 			uniform := eps / float64(vocab)
-			for j, xv := range x {
-				q := uniform
-				if j == int(t) {
-					q += 1 - eps
-				}
-				d[j] = float32(scale * (math.Exp(float64(xv)-lse) - q))
+			if eps != 0 {
+				k.AddScalar(d, d, float32(-scale*uniform))
 			}
+			// The target's term can cancel (a confident, right
+			// prediction): compute it in float64 from the start.
+			lse := float64(m) + math.Log(sum)
+			d[t] = float32(scale * (math.Exp(float64(x[t])-lse) - (uniform + 1 - eps)))
 		}
 	})
 }

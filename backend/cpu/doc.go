@@ -2,8 +2,11 @@
 // [backend.Backend] in Go, run on the calling goroutine and spread over
 // worker goroutines when an op is big enough to pay for them. The matrix
 // multiply (package internal/gemm) is blocked and packed, with an assembly
-// micro-kernel on amd64 CPUs that have AVX2 and FMA; every other kernel is
-// plain Go for now.
+// micro-kernel on amd64 CPUs that have AVX2 and FMA; the element-wise and
+// row kernels (package internal/vec: binary ops, unary functions and their
+// derivatives, reductions, softmax, the norms, AdamW) have AVX2/FMA and
+// AVX-512 assembly, chosen at run time, and pure-Go versions for other
+// CPUs.
 //
 // Programs select it by name after a blank import:
 //
@@ -18,9 +21,8 @@
 // [Options]:
 //
 //   - SORA_CPU_PORTABLE=1 forces the portable pure-Go kernels even on CPUs
-//     that have the SIMD features the fast kernels use (so far those of the
-//     matrix multiply). CI runs the conformance suite once with it set so
-//     that both paths stay correct.
+//     that have the SIMD features the fast kernels use. CI runs the
+//     conformance suite once with it set so that both paths stay correct.
 //   - SORA_CPU_THREADS=N caps the goroutines one op uses at N (default
 //     GOMAXPROCS).
 //
@@ -33,5 +35,14 @@
 // Sync. Arguments are validated with the shared Check functions of package
 // backend, so this backend accepts and rejects exactly the calls the others
 // do. Sums, reductions and normalisation statistics accumulate in float64,
-// and transcendental functions are evaluated in float64 and rounded once.
+// and the norm, softmax and AdamW steps that combine a row with its
+// statistics compute in float64 and round once. Exp, Log, Tanh, Sigmoid,
+// SiLU and GELU (exact, erf-based) and their derivatives are float32
+// approximations good to a few ulps (at most 6; package vec's accuracy
+// tests state each bound and check it against float64 over dense sweeps),
+// the same algorithm on both paths.
+//
+// Element-wise ops whose operands and output together exceed the
+// last-level cache write their output with non-temporal stores, which
+// skip reading the destination first and leave the cache to the inputs.
 package cpu

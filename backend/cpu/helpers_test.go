@@ -7,18 +7,29 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
-// configs are the backend set-ups every op test runs under: one thread
-// with the production grain, and several threads with a grain of one
-// element so that even the tiny test shapes take the parallel paths.
-var configs = []struct {
+// configs are the backend set-ups every op test runs under, for each row
+// kernel set this CPU runs (the portable Go kernels, with the portable
+// matrix multiply, and each assembly set): one thread with the production
+// grain, and several threads with a grain of one element so that even the
+// tiny test shapes take the parallel paths.
+var configs = func() []config {
+	var cs []config
+	for _, k := range vec.All() {
+		cs = append(cs,
+			config{k.Name + "/serial", 1, defaultGrain, k},
+			config{k.Name + "/parallel", 3, 1, k})
+	}
+	return cs
+}()
+
+type config struct {
 	name    string
 	threads int
 	grain   int
-}{
-	{"serial", 1, defaultGrain},
-	{"parallel", 3, 1},
+	kern    *vec.Kernels
 }
 
 // eachConfig runs f once per backend configuration, failing the test if
@@ -27,7 +38,8 @@ func eachConfig(t *testing.T, f func(t *testing.T, be *Backend)) {
 	t.Helper()
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
-			be := New(Options{Threads: c.threads})
+			be := New(Options{Threads: c.threads, Portable: c.kern == vec.Go})
+			be.kern = c.kern
 			be.grain = c.grain
 			if c.grain < defaultGrain {
 				be.gemmGrain = 1

@@ -7,7 +7,8 @@ import (
 )
 
 // RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row, with
-// the mean of squares accumulated in float64. dst may alias x.
+// the mean of squares accumulated and the output computed in float64.
+// dst may alias x.
 func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	if b.skip(backend.OpRMSNorm) {
 		return
@@ -25,26 +26,26 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 		return
 	}
 	d, xs, ws := v[0], v[1], v[2]
+	k := b.kern
 	b.parallelFor(rows, cols*3, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			xr, dr := xs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
-			rs := rmsScale(xr, eps)
-			for j, xv := range xr {
-				dr[j] = float32(float64(xv) * rs * float64(ws[j]))
-			}
+			xr := xs[r*cols : (r+1)*cols]
+			k.ScaleMul(d[r*cols:(r+1)*cols], xr, ws, b.rmsScale(xr, eps))
 		}
 	})
 }
 
 // rmsScale returns 1/sqrt(mean(x²) + eps).
-func rmsScale(x []float32, eps float32) float64 {
-	return 1 / math.Sqrt(sumSquares64(x)/float64(len(x))+float64(eps))
+func (b *Backend) rmsScale(x []float32, eps float32) float64 {
+	return 1 / math.Sqrt(b.kern.SumSquares(x)/float64(len(x))+float64(eps))
 }
 
 // RMSNormGrad computes, with r = 1/sqrt(mean(x²)+eps) per row,
 //
 //	dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/cols   (overwritten)
 //	dw += Σ_rows dy⊙x·r                    (when dw is present)
+//
+// in float64.
 func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	const op = backend.OpRMSNormGrad
 	if b.skip(op) {
@@ -61,21 +62,12 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		return
 	}
 	d, dws, xs, ws, gs := v[0], v[1], v[2], v[3], v[4]
+	k := b.kern
 	row := func(r int, acc []float64) {
-		xr, gr, dr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
-		rs := rmsScale(xr, eps)
-		var dot float64 // Σ w⊙dy⊙x
-		for j, xv := range xr {
-			dot += float64(ws[j]) * float64(gr[j]) * float64(xv)
-		}
-		c := rs * rs * rs * dot / float64(cols)
-		for j, xv := range xr {
-			g, xf := float64(gr[j]), float64(xv)
-			if acc != nil {
-				acc[j] += g * xf * rs
-			}
-			dr[j] = float32(rs*float64(ws[j])*g - xf*c)
-		}
+		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
+		rs := b.rmsScale(xr, eps)
+		c := rs * rs * rs * k.Dot3(ws, gr, xr) / float64(cols)
+		k.RMSNormGrad(d[r*cols:(r+1)*cols], xr, ws, gr, acc, rs, c)
 	}
 	if dws == nil {
 		b.parallelFor(rows, cols*6, func(lo, hi int) {
@@ -91,8 +83,8 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 }
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
-// each row, with the biased variance computed in two float64 passes. beta
-// may be absent. dst may alias x.
+// each row, with the biased variance computed in two float64 passes and
+// the output in float64. beta may be absent. dst may alias x.
 func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	const op = backend.OpLayerNorm
 	if b.skip(op) {
@@ -111,17 +103,12 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 		return
 	}
 	d, xs, gm, bt := v[0], v[1], v[2], v[3]
+	k := b.kern
 	b.parallelFor(rows, cols*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			xr, dr := xs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
-			mean, rstd := moments(xr, eps)
-			for j, xv := range xr {
-				y := (float64(xv) - mean) * rstd * float64(gm[j])
-				if bt != nil {
-					y += float64(bt[j])
-				}
-				dr[j] = float32(y)
-			}
+			xr := xs[r*cols : (r+1)*cols]
+			mean, rstd := b.moments(xr, eps)
+			k.Normalize(d[r*cols:(r+1)*cols], xr, gm, bt, mean, rstd)
 		}
 	})
 }
@@ -129,21 +116,18 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 // moments returns the mean of x and 1/sqrt(var + eps) for its biased
 // variance, in two passes so that a large mean does not cancel the
 // variance away.
-func moments(x []float32, eps float32) (mean, rstd float64) {
+func (b *Backend) moments(x []float32, eps float32) (mean, rstd float64) {
 	n := float64(len(x))
-	mean = sum64(x) / n
-	var ss float64
-	for _, v := range x {
-		dv := float64(v) - mean
-		ss += dv * dv
-	}
-	return mean, 1 / math.Sqrt(ss/n+float64(eps))
+	mean = b.kern.Sum(x) / n
+	return mean, 1 / math.Sqrt(b.kern.SumSquaredDiff(x, mean)/n+float64(eps))
 }
 
 // LayerNormGrad computes, with x̂ = (x − mean)·rstd and g = dy ⊙ gamma,
 //
 //	dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂))   (overwritten)
 //	dgamma += Σ_rows dy⊙x̂,  dbeta += Σ_rows dy   (each when present)
+//
+// in float64.
 func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
 	const op = backend.OpLayerNormGrad
 	if b.skip(op) {
@@ -160,26 +144,18 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		return
 	}
 	d, dg, db, xs, gm, gs := v[0], v[1], v[2], v[3], v[4], v[5]
+	k := b.kern
 	// acc holds the dgamma partials in [0, cols) and dbeta's in [cols, 2·cols).
 	row := func(r int, acc []float64) {
-		xr, gr, dr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols], d[r*cols:(r+1)*cols]
-		mean, rstd := moments(xr, eps)
-		var sg, sgx float64 // Σ g and Σ g⊙x̂
-		for j, xv := range xr {
-			g := float64(gr[j]) * float64(gm[j])
-			sg += g
-			sgx += g * (float64(xv) - mean) * rstd
-		}
+		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
+		mean, rstd := b.moments(xr, eps)
+		sg, sgx := k.LayerNormGradSums(xr, gm, gr, mean, rstd)
 		n := float64(cols)
-		for j, xv := range xr {
-			xh := (float64(xv) - mean) * rstd
-			dyj := float64(gr[j])
-			if acc != nil {
-				acc[j] += dyj * xh
-				acc[cols+j] += dyj
-			}
-			dr[j] = float32(rstd * (dyj*float64(gm[j]) - sg/n - xh*sgx/n))
+		var accG, accB []float64
+		if acc != nil {
+			accG, accB = acc[:cols], acc[cols:]
 		}
+		k.LayerNormGrad(d[r*cols:(r+1)*cols], xr, gm, gr, accG, accB, mean, rstd, sg/n, sgx/n)
 	}
 	if dg == nil && db == nil {
 		b.parallelFor(rows, cols*8, func(lo, hi int) {

@@ -14,13 +14,14 @@ func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
 		return
 	}
 	var f func([]float32) float32
+	k := b.kern
 	switch op {
 	case backend.Sum:
-		f = func(r []float32) float32 { return float32(sum64(r)) }
+		f = func(r []float32) float32 { return float32(k.Sum(r)) }
 	case backend.SumSquares:
-		f = func(r []float32) float32 { return float32(sumSquares64(r)) }
+		f = func(r []float32) float32 { return float32(k.SumSquares(r)) }
 	case backend.Max:
-		f = maxRow
+		f = k.Max
 	default:
 		b.Record(backend.Errorf(backend.OpReduceRows, []backend.Tensor{dst, src}, "unknown reduction %v", op))
 		return
@@ -55,10 +56,7 @@ func (b *Backend) SumColumns(dst, src backend.Tensor) {
 	}
 	d, s := v[0], v[1]
 	acc := b.columnSums(rows, cols, cols, func(r int, acc []float64) {
-		row := s[r*cols : (r+1)*cols]
-		for j, x := range row {
-			acc[j] += float64(x)
-		}
+		b.kern.Accumulate(acc, s[r*cols:(r+1)*cols])
 	})
 	for j, a := range acc {
 		d[j] = float32(a)
@@ -89,37 +87,4 @@ func (b *Backend) columnSums(rows, cols, cost int, add func(row int, acc []float
 		}
 	}
 	return total
-}
-
-// sum64 returns the float64 sum of x.
-func sum64(x []float32) float64 {
-	var s float64
-	for _, v := range x {
-		s += float64(v)
-	}
-	return s
-}
-
-// sumSquares64 returns the float64 sum of squares of x.
-func sumSquares64(x []float32) float64 {
-	var s float64
-	for _, v := range x {
-		s += float64(v) * float64(v)
-	}
-	return s
-}
-
-// maxRow returns the largest element of a non-empty x, or NaN if x holds
-// one.
-func maxRow(x []float32) float32 {
-	m := x[0]
-	for _, v := range x[1:] {
-		if v != v {
-			return v
-		}
-		if v > m {
-			m = v
-		}
-	}
-	return m // NaN when x[0] is: nothing compares greater than NaN
 }

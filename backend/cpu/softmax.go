@@ -1,10 +1,6 @@
 package cpu
 
-import (
-	"math"
-
-	"github.com/sora-go/sora/backend"
-)
+import "github.com/sora-go/sora/backend"
 
 // visible returns how many leading keys row r may attend to: all of them
 // without a causal mask, else those at j ≤ q + QueryOffset for the row's
@@ -16,9 +12,11 @@ func visible(r, queries, keys int, p backend.SoftmaxParams) int {
 	return min(r%queries+p.QueryOffset+1, keys)
 }
 
-// Softmax computes dst = softmax(scale·src) over each row, subtracting the
-// row maximum before exponentiating and summing in float64. Masked entries
-// are written as exactly 0. dst may alias src.
+// Softmax computes dst = softmax(scale·src) over each row: the row maximum
+// of scale·src is subtracted before exponentiating (in float32, accurate to
+// a few ulps), the exponentials are summed in float64 and each is divided
+// by the sum in float64 and rounded once. Masked entries are written as
+// exactly 0. dst may alias src.
 func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 	if b.skip(backend.OpSoftmax) {
 		return
@@ -33,34 +31,26 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 		return
 	}
 	d, s := v[0], v[1]
-	scale := float64(p.EffectiveScale())
+	k := b.kern
+	scale := p.EffectiveScale()
 	b.parallelFor(batch*queries, keys*8, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			x, y := s[r*keys:(r+1)*keys], d[r*keys:(r+1)*keys]
 			n := visible(r, queries, keys, p)
-			m := math.Inf(-1)
-			for _, xv := range x[:n] {
-				m = max(m, scale*float64(xv)) // max propagates NaN
-			}
-			var sum float64
-			for j, xv := range x[:n] {
-				e := math.Exp(scale*float64(xv) - m)
-				sum += e
-				y[j] = float32(e)
-			}
-			inv := 1 / sum
-			for j := range y[:n] {
-				// Rescale the rounded exponential: the error this adds is a
-				// few ulps, far below float32 exponentials' own.
-				y[j] = float32(float64(y[j]) * inv)
+			if n > 0 {
+				// A NaN the maximum skips still makes the sum, and so
+				// every output, NaN.
+				m := k.MaxScaled(x[:n], scale)
+				sum := k.ExpShift(y[:n], x[:n], scale, m)
+				k.ScaleTo(y[:n], y[:n], 1/sum)
 			}
 			clear(y[n:])
 		}
 	})
 }
 
-// SoftmaxGrad computes dx = scale · y ⊙ (dy − Σ_row dy⊙y), 0 where masked.
-// dx may alias dy.
+// SoftmaxGrad computes dx = scale · y ⊙ (dy − Σ_row dy⊙y), 0 where masked,
+// with the dot product and the products in float64. dx may alias dy.
 func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams) {
 	if b.skip(backend.OpSoftmaxGrad) {
 		return
@@ -75,18 +65,13 @@ func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams)
 		return
 	}
 	d, ys, gs := v[0], v[1], v[2]
+	k := b.kernels(12 * len(d))
 	scale := float64(p.EffectiveScale())
 	b.parallelFor(batch*queries, keys*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			dr, yr, gr := d[r*keys:(r+1)*keys], ys[r*keys:(r+1)*keys], gs[r*keys:(r+1)*keys]
 			n := visible(r, queries, keys, p)
-			var dot float64
-			for j, yv := range yr[:n] {
-				dot += float64(yv) * float64(gr[j])
-			}
-			for j, yv := range yr[:n] {
-				dr[j] = float32(scale * float64(yv) * (float64(gr[j]) - dot))
-			}
+			k.SoftmaxGrad(dr[:n], yr[:n], gr[:n], scale, k.Dot(yr[:n], gr[:n]))
 			clear(dr[n:])
 		}
 	})

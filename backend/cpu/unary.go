@@ -1,14 +1,14 @@
 package cpu
 
 import (
-	"math"
-
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
-// Unary computes dst = f(src) element-wise. Transcendental functions are
-// evaluated in float64 and rounded once, so results are correctly rounded
-// or within an ulp of it.
+// Unary computes dst = f(src) element-wise. Exp, Log, Tanh, Sigmoid, SiLU
+// and GELU use package vec's float32 approximations, accurate to a few
+// ulps (at most 6 for GELU; see vec's accuracy tests); the others round
+// once.
 func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpUnary) {
 		return
@@ -17,8 +17,7 @@ func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 		b.Record(err)
 		return
 	}
-	f := unaryKernel(op)
-	if f == nil {
+	if unaryKernel(b.kern, op) == nil {
 		b.Record(backend.Errorf(backend.OpUnary, []backend.Tensor{dst, src}, "unknown unary op %v", op))
 		return
 	}
@@ -27,6 +26,7 @@ func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 		return
 	}
 	d, s := v[0], v[1]
+	f := unaryKernel(b.kernels(8*len(d)), op)
 	b.parallelFor(len(d), unaryCost(op), func(lo, hi int) { f(d[lo:hi], s[lo:hi]) })
 }
 
@@ -39,8 +39,7 @@ func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 		b.Record(err)
 		return
 	}
-	df := derivative(op)
-	if df == nil {
+	if gradKernel(b.kern, op) == nil {
 		b.Record(backend.Errorf(backend.OpUnaryGrad, []backend.Tensor{dx, x, dy}, "unknown unary op %v", op))
 		return
 	}
@@ -49,145 +48,76 @@ func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 		return
 	}
 	d, xs, g := v[0], v[1], v[2]
-	b.parallelFor(len(d), unaryCost(op), func(lo, hi int) {
-		dr, xr, gr := d[lo:hi], xs[lo:hi], g[lo:hi]
-		for i, xv := range xr {
-			dr[i] = float32(float64(gr[i]) * df(float64(xv)))
-		}
-	})
+	f := gradKernel(b.kernels(12*len(d)), op)
+	b.parallelFor(len(d), unaryCost(op), func(lo, hi int) { f(d[lo:hi], xs[lo:hi], g[lo:hi]) })
 }
 
 // unaryCost estimates an op's work per element in simple float
-// operations, for deciding when to go parallel.
+// operations, for deciding when to go parallel: the transcendental ones
+// take a few dozen vector instructions per vector of 8 or 16 elements.
 func unaryCost(op backend.UnaryOp) int {
 	switch op {
-	case backend.ReLU, backend.Neg, backend.Square:
+	case backend.ReLU, backend.Neg, backend.Square, backend.Sqrt, backend.Rsqrt:
 		return 1
-	case backend.Sqrt, backend.Rsqrt:
-		return 4
 	}
-	return 20 // exp, log, tanh, erf and friends
+	return 4 // exp, log, tanh, erf and friends
 }
 
-// unaryKernel returns the row kernel of op, or nil for an unknown op.
-func unaryKernel(op backend.UnaryOp) func(dst, src []float32) {
-	switch op {
-	case backend.ReLU:
-		return func(dst, src []float32) {
-			src = src[:len(dst)]
-			for i, x := range src {
-				if x <= 0 { // NaN is not <= 0 and passes through, as in PyTorch
-					x = 0
-				}
-				dst[i] = x
-			}
-		}
-	case backend.Neg:
-		return func(dst, src []float32) {
-			src = src[:len(dst)]
-			for i, x := range src {
-				dst[i] = -x
-			}
-		}
-	case backend.Square:
-		return func(dst, src []float32) {
-			src = src[:len(dst)]
-			for i, x := range src {
-				dst[i] = x * x
-			}
-		}
-	}
-	f := function(op)
-	if f == nil {
-		return nil
-	}
-	return func(dst, src []float32) {
-		src = src[:len(dst)]
-		for i, x := range src {
-			dst[i] = float32(f(float64(x)))
-		}
-	}
-}
-
-// function returns f of a transcendental unary op in float64.
-func function(op backend.UnaryOp) func(float64) float64 {
+// unaryKernel returns k's kernel of op, or nil for an unknown op.
+func unaryKernel(k *vec.Kernels, op backend.UnaryOp) func(dst, src []float32) {
 	switch op {
 	case backend.Exp:
-		return math.Exp
+		return k.Exp
 	case backend.Log:
-		return math.Log
+		return k.Log
 	case backend.Sqrt:
-		return math.Sqrt
+		return k.Sqrt
 	case backend.Rsqrt:
-		return func(x float64) float64 { return 1 / math.Sqrt(x) }
+		return k.Rsqrt
 	case backend.Tanh:
-		return math.Tanh
-	case backend.SiLU:
-		return func(x float64) float64 { return x * sigmoid(x) }
-	case backend.GELU:
-		return func(x float64) float64 { return x * gaussCDF(x) }
+		return k.Tanh
 	case backend.Sigmoid:
-		return sigmoid
-	}
-	return nil // ReLU, Neg and Square have float32 kernels of their own
-}
-
-// derivative returns f' of a unary op in float64.
-func derivative(op backend.UnaryOp) func(float64) float64 {
-	switch op {
-	case backend.Exp:
-		return math.Exp
-	case backend.Log:
-		return func(x float64) float64 { return 1 / x }
-	case backend.Sqrt:
-		return func(x float64) float64 { return 0.5 / math.Sqrt(x) }
-	case backend.Rsqrt:
-		return func(x float64) float64 { return -0.5 / (x * math.Sqrt(x)) }
-	case backend.Tanh:
-		return func(x float64) float64 {
-			t := math.Tanh(x)
-			return 1 - t*t
-		}
+		return k.Sigmoid
 	case backend.SiLU:
-		return func(x float64) float64 {
-			s := sigmoid(x)
-			return s * (1 + x*(1-s))
-		}
+		return k.SiLU
 	case backend.GELU:
-		return func(x float64) float64 { return gaussCDF(x) + x*gaussPDF(x) }
+		return k.GELU
 	case backend.ReLU:
-		return func(x float64) float64 {
-			if x > 0 {
-				return 1
-			}
-			return 0
-		}
+		return k.ReLU
 	case backend.Neg:
-		return func(float64) float64 { return -1 }
+		return k.Neg
 	case backend.Square:
-		return func(x float64) float64 { return 2 * x }
-	case backend.Sigmoid:
-		return func(x float64) float64 {
-			s := sigmoid(x)
-			return s * (1 - s)
-		}
+		return k.Square
 	}
 	return nil
 }
 
-// sigmoid is 1/(1+e^−x), evaluated so that neither branch overflows: for
-// large negative x, e^−x would be +Inf.
-func sigmoid(x float64) float64 {
-	if x >= 0 {
-		return 1 / (1 + math.Exp(-x))
+// gradKernel returns k's kernel dx = dy·f′(x) of op, or nil for an unknown
+// op.
+func gradKernel(k *vec.Kernels, op backend.UnaryOp) func(dx, x, dy []float32) {
+	switch op {
+	case backend.Exp:
+		return k.ExpGrad
+	case backend.Log:
+		return k.LogGrad
+	case backend.Sqrt:
+		return k.SqrtGrad
+	case backend.Rsqrt:
+		return k.RsqrtGrad
+	case backend.Tanh:
+		return k.TanhGrad
+	case backend.Sigmoid:
+		return k.SigmoidGrad
+	case backend.SiLU:
+		return k.SiLUGrad
+	case backend.GELU:
+		return k.GELUGrad
+	case backend.ReLU:
+		return k.ReLUGrad
+	case backend.Neg:
+		return k.NegGrad
+	case backend.Square:
+		return k.SquareGrad
 	}
-	e := math.Exp(x)
-	return e / (1 + e)
+	return nil
 }
-
-// gaussCDF is Φ(x), via erfc so that the left tail keeps its relative
-// precision instead of cancelling in 1 + erf(x/√2).
-func gaussCDF(x float64) float64 { return 0.5 * math.Erfc(-x/math.Sqrt2) }
-
-// gaussPDF is the standard normal density φ(x).
-func gaussPDF(x float64) float64 { return math.Exp(-0.5*x*x) / math.Sqrt(2*math.Pi) }
