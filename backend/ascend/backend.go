@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/devpool"
 )
 
 // Backend is an Ascend device with one ACL stream. Ops are enqueued on the
@@ -24,7 +25,7 @@ type Backend struct {
 	desc   string
 
 	live   map[*buffer]struct{}
-	pool   devicePool
+	pool   *devpool.Pool
 	host   hostPool
 	tables map[tableKey]*buffer // cached device constants (RoPE tables, masks)
 	closed bool
@@ -58,8 +59,8 @@ func Open(o Options) (*Backend, error) {
 		return nil, fmt.Errorf("ascend: %w", err)
 	}
 	b := &Backend{lib: l, opts: o, dev: int32(o.Device), live: map[*buffer]struct{}{}, tables: map[tableKey]*buffer{}}
-	b.pool.free = map[int64][]uintptr{}
-	b.host.free = map[int64][]uintptr{}
+	b.pool = b.newDevicePool()
+	b.host = b.newHostPool()
 	dev := uintptr(o.Device)
 	if err := l.status("aclrtSetDevice", ccall(l.setDevice, dev)); err != nil {
 		return nil, fmt.Errorf("ascend: open device %d: %w", o.Device, err)
@@ -190,17 +191,16 @@ func (b *Backend) Close() error {
 		}
 	}
 	for buf := range b.live {
-		note(l.status("aclrtFree", ccall(l.free, buf.ptr)))
+		b.put(buf.ptr, buf.class)
 		buf.freed = true
 		delete(b.live, buf)
 	}
 	for k, t := range b.tables {
-		note(l.status("aclrtFree", ccall(l.free, t.ptr)))
+		b.put(t.ptr, t.class)
 		delete(b.tables, k)
 	}
-	b.pool.inUse = 0
-	note(b.pool.release(l))
-	note(b.host.release(l))
+	note(b.pool.Release())
+	note(b.host.release())
 	note(l.status("aclrtDestroyStream", ccall(l.destroyStream, b.stream)))
 	note(l.status("aclrtDestroyContext", ccall(l.destroyContext, b.ctx)))
 	note(l.status("aclrtResetDevice", ccall(l.resetDevice, uintptr(b.dev))))

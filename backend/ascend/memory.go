@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/devpool"
 )
 
 // buffer is a block of device memory holding float32 elements.
@@ -22,94 +23,31 @@ func (x *buffer) Len() int { return x.n }
 // DType returns backend.Float32.
 func (x *buffer) DType() backend.DType { return backend.Float32 }
 
-// blockClass rounds a request up to the pool's block sizes: powers of two
-// up to 1 MiB, then multiples of 1 MiB. At least 512 bytes, which also
-// covers ACL's advice to leave 32 bytes of slack after device data.
-func blockClass(bytes int64) int64 {
-	const mib = 1 << 20
-	if bytes <= 512 {
-		return 512
-	}
-	if bytes <= mib {
-		c := int64(512)
-		for c < bytes {
-			c <<= 1
-		}
-		return c
-	}
-	return (bytes + mib - 1) / mib * mib
+// newDevicePool returns the backend's caching pool of device memory (see
+// package devpool), so that the temporaries and workspaces of every op do
+// not each cost an aclrtMalloc. On an out-of-memory error the pool waits
+// for the stream (a failure is recorded) before returning its cache.
+func (b *Backend) newDevicePool() *devpool.Pool {
+	return devpool.New(devpool.Device{
+		Alloc: func(bytes int64) (uintptr, error) {
+			var ptr uintptr
+			r := ccall(b.lib.malloc, uintptr(unsafe.Pointer(&ptr)), uintptr(bytes), mallocHugeFirst)
+			if err := b.lib.status("aclrtMalloc", r); err != nil {
+				return 0, err
+			}
+			return ptr, nil
+		},
+		Free:        func(ptr uintptr) error { return b.lib.status("aclrtFree", ccall(b.lib.free, ptr)) },
+		OutOfMemory: IsOutOfMemory,
+		Sync:        func() error { b.syncStream(); return nil },
+	})
 }
 
-// devicePool caches freed device blocks by size class, so that the
-// temporaries and workspaces of every op do not each cost an aclrtMalloc.
-// Reusing a block is safe without waiting because all work runs on one
-// stream, in order; blocks go back to the device only after the stream
-// has been synchronised.
-type devicePool struct {
-	free   map[int64][]uintptr
-	cached int64 // bytes held in free
-	inUse  int64 // bytes handed out
-}
-
-// alloc returns a device block of at least bytes bytes. When the device is
-// out of memory it synchronises, returns the cache to the device and tries
-// once more.
-func (b *Backend) alloc(bytes int64) (uintptr, int64, error) {
-	c := blockClass(bytes)
-	p := &b.pool
-	if l := p.free[c]; len(l) > 0 {
-		ptr := l[len(l)-1]
-		p.free[c] = l[:len(l)-1]
-		p.cached -= c
-		p.inUse += c
-		return ptr, c, nil
-	}
-	ptr, err := b.deviceMalloc(c)
-	if err != nil && IsOutOfMemory(err) && p.cached > 0 {
-		b.syncStream()
-		if rerr := p.release(b.lib); rerr != nil {
-			return 0, 0, rerr
-		}
-		ptr, err = b.deviceMalloc(c)
-	}
-	if err != nil {
-		return 0, 0, err
-	}
-	p.inUse += c
-	return ptr, c, nil
-}
-
-func (b *Backend) deviceMalloc(bytes int64) (uintptr, error) {
-	var ptr uintptr
-	r := ccall(b.lib.malloc, uintptr(unsafe.Pointer(&ptr)), uintptr(bytes), mallocHugeFirst)
-	if err := b.lib.status("aclrtMalloc", r); err != nil {
-		return 0, err
-	}
-	return ptr, nil
-}
+// alloc returns a device block of at least bytes bytes and its class.
+func (b *Backend) alloc(bytes int64) (uintptr, int64, error) { return b.pool.Get(bytes) }
 
 // put returns a block to the pool.
-func (b *Backend) put(ptr uintptr, class int64) {
-	b.pool.free[class] = append(b.pool.free[class], ptr)
-	b.pool.cached += class
-	b.pool.inUse -= class
-}
-
-// release frees every cached block. The caller must have synchronised the
-// stream.
-func (p *devicePool) release(l *lib) error {
-	var first error
-	for c, list := range p.free {
-		for _, ptr := range list {
-			if err := l.status("aclrtFree", ccall(l.free, ptr)); err != nil && first == nil {
-				first = err
-			}
-		}
-		delete(p.free, c)
-	}
-	p.cached = 0
-	return first
-}
+func (b *Backend) put(ptr uintptr, class int64) { b.pool.Put(ptr, class) }
 
 // hostPool holds page-locked host memory (aclrtMallocHost) for staging
 // uploads: aclrtMemcpyAsync reads its source when the copy runs, after
@@ -117,7 +55,7 @@ func (p *devicePool) release(l *lib) error {
 // Blocks used by queued copies become free again after a successful
 // stream synchronisation.
 type hostPool struct {
-	free    map[int64][]uintptr
+	blocks  *devpool.Pool
 	pending []hostBlock
 	bytes   int64 // bytes in pending
 }
@@ -131,41 +69,37 @@ type hostBlock struct {
 // past it Upload synchronises first.
 const stagingLimit = 256 << 20
 
-func (b *Backend) hostAlloc(bytes int64) (uintptr, int64, error) {
-	c := blockClass(bytes)
-	if l := b.host.free[c]; len(l) > 0 {
-		ptr := l[len(l)-1]
-		b.host.free[c] = l[:len(l)-1]
-		return ptr, c, nil
-	}
-	var ptr uintptr
-	r := ccall(b.lib.mallocHost, uintptr(unsafe.Pointer(&ptr)), uintptr(c))
-	if err := b.lib.status("aclrtMallocHost", r); err != nil {
-		return 0, 0, err
-	}
-	return ptr, c, nil
+// newHostPool returns an empty staging pool whose blocks come from
+// aclrtMallocHost.
+func (b *Backend) newHostPool() hostPool {
+	return hostPool{blocks: devpool.New(devpool.Device{
+		Alloc: func(bytes int64) (uintptr, error) {
+			var ptr uintptr
+			r := ccall(b.lib.mallocHost, uintptr(unsafe.Pointer(&ptr)), uintptr(bytes))
+			if err := b.lib.status("aclrtMallocHost", r); err != nil {
+				return 0, err
+			}
+			return ptr, nil
+		},
+		Free: func(ptr uintptr) error { return b.lib.status("aclrtFreeHost", ccall(b.lib.freeHost, ptr)) },
+	})}
 }
 
+// recycle makes the blocks of the copies queued so far free again; the
+// stream must have been synchronised.
 func (h *hostPool) recycle() {
 	for _, blk := range h.pending {
-		h.free[blk.class] = append(h.free[blk.class], blk.ptr)
+		h.blocks.Put(blk.ptr, blk.class)
 	}
 	h.pending = h.pending[:0]
 	h.bytes = 0
 }
 
-func (h *hostPool) release(l *lib) error {
-	var first error
+// release returns every staging block to the system; the stream must have
+// been synchronised.
+func (h *hostPool) release() error {
 	h.recycle()
-	for c, list := range h.free {
-		for _, ptr := range list {
-			if err := l.status("aclrtFreeHost", ccall(l.freeHost, ptr)); err != nil && first == nil {
-				first = err
-			}
-		}
-		delete(h.free, c)
-	}
-	return first
+	return h.blocks.Release()
 }
 
 // stage copies data into a staging block and queues its copy to device
@@ -180,7 +114,7 @@ func (b *Backend) stage(dst uintptr, destMax int64, data unsafe.Pointer, bytes i
 			return fmt.Errorf("ascend: synchronising before staging more uploads failed")
 		}
 	}
-	ptr, class, err := b.hostAlloc(bytes)
+	ptr, class, err := b.host.blocks.Get(bytes)
 	if err != nil {
 		return err
 	}
@@ -189,7 +123,7 @@ func (b *Backend) stage(dst uintptr, destMax int64, data unsafe.Pointer, bytes i
 	r := ccall(b.lib.memcpyAsync, dst, uintptr(destMax), ptr, uintptr(bytes), memcpyHostToDevice, b.stream)
 	if err := b.lib.status("aclrtMemcpyAsync", r); err != nil {
 		// Nothing was queued: the block is free again at once.
-		b.host.free[class] = append(b.host.free[class], ptr)
+		b.host.blocks.Put(ptr, class)
 		return err
 	}
 	b.host.pending = append(b.host.pending, hostBlock{ptr, class})
@@ -257,7 +191,10 @@ func (b *Backend) Free(t backend.Tensor) {
 
 // BytesInUse returns the bytes of live buffers, cached tables and pool
 // blocks not yet returned to the device.
-func (b *Backend) BytesInUse() int64 { return b.pool.inUse + b.pool.cached }
+func (b *Backend) BytesInUse() int64 {
+	s := b.pool.Stats()
+	return s.InUse + s.Cached
+}
 
 // bufferOf returns t's buffer if this backend owns it and it is live.
 func (b *Backend) bufferOf(op backend.Op, all []backend.Tensor, t backend.Tensor) (*buffer, error) {

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/devpool"
 )
 
 // Environment variables read by [backend.Open]("cuda").
@@ -93,7 +94,7 @@ type Backend struct {
 	nvrtc        [2]int // NVRTC version
 	kernelOrigin string
 
-	pool pool
+	pool *devpool.Pool
 	live map[*buffer]struct{}
 	args *argPack
 	ids  []int32 // host staging of ScatterAdd's grouped indices
@@ -133,10 +134,10 @@ func openBackend(r *probeResult, opts Options) (_ *Backend, err error) {
 		fns:   map[*kernelSpec]uintptr{},
 		live:  map[*buffer]struct{}{},
 		args:  new(argPack),
-		pool:  newPool(),
 
 		scalars: new([2]float32),
 	}
+	b.pool = b.newPool()
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -209,11 +210,11 @@ func (b *Backend) teardown() error {
 		keep(a.cu("cuStreamSynchronize", call(a.cuStreamSynchronize, b.stream)))
 	}
 	for buf := range b.live {
-		b.pool.put(buf.ptr, buf.class)
+		b.pool.Put(buf.ptr, buf.class)
 		buf.freed = true
 	}
 	clear(b.live)
-	keep(b.pool.release(a))
+	keep(b.pool.Release())
 	if b.blas != 0 {
 		keep(a.blasErr("cublasDestroy_v2", call(a.cublasDestroy, b.blas)))
 		b.blas = 0
@@ -363,5 +364,6 @@ type MemoryStats struct {
 
 // MemoryStats returns the pool's counters.
 func (b *Backend) MemoryStats() MemoryStats {
-	return MemoryStats{InUse: b.pool.inUse, Cached: b.pool.cached, DeviceAllocs: b.pool.allocs, DeviceFrees: b.pool.frees}
+	s := b.pool.Stats()
+	return MemoryStats{InUse: s.InUse, Cached: s.Cached, DeviceAllocs: s.Allocs, DeviceFrees: s.Frees}
 }

@@ -15,51 +15,6 @@ import (
 	"github.com/sora-go/sora/backend"
 )
 
-func TestSizeClass(t *testing.T) {
-	for _, tc := range []struct{ in, want int64 }{
-		{1, 512}, {512, 512}, {513, 1024}, {4096, 4096}, {4097, 8192},
-		{1 << 20, 1 << 20}, {1<<20 + 1, 2 << 20}, {5<<20 + 3, 6 << 20}, {100 << 20, 100 << 20},
-	} {
-		if got := sizeClass(tc.in); got != tc.want {
-			t.Errorf("sizeClass(%d) = %d, want %d", tc.in, got, tc.want)
-		}
-	}
-	// Every class holds its request, wastes less than half a small block or
-	// 1 MiB of a big one, and is a fixed point (so a freed block serves
-	// exactly the requests that made it).
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 10000 {
-		n := rng.Int64N(64<<20) + 1
-		c := sizeClass(n)
-		if c < n || sizeClass(c) != c {
-			t.Fatalf("sizeClass(%d) = %d", n, c)
-		}
-		if (c <= pow2Limit && c > minClass && c >= 2*n) || (c > pow2Limit && c-n >= bigStep) {
-			t.Fatalf("sizeClass(%d) = %d wastes too much", n, c)
-		}
-	}
-}
-
-func TestPoolReuse(t *testing.T) {
-	p := newPool()
-	p.inUse = 3 * 4096 // three blocks handed out earlier
-	p.put(0x1000, 4096)
-	p.put(0x2000, 4096)
-	if p.cached != 8192 || p.inUse != 4096 {
-		t.Fatalf("after two puts: cached %d, in use %d", p.cached, p.inUse)
-	}
-	if _, ok := p.take(8192); ok {
-		t.Fatal("take of an empty class succeeded")
-	}
-	got, ok := p.take(4096)
-	if !ok || got != 0x2000 {
-		t.Fatalf("take = %#x, %v; want the last block put, 0x2000", got, ok)
-	}
-	if p.cached != 4096 || p.inUse != 8192 {
-		t.Fatalf("after take: cached %d, in use %d", p.cached, p.inUse)
-	}
-}
-
 // TestArgPack reads the kernelParams array back the way cuLaunchKernel
 // does: one pointer per parameter, each to a value of the parameter's
 // size.

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/devpool"
 )
 
 // buffer is a block of device memory holding float32 elements.
@@ -24,116 +25,31 @@ func (x *buffer) Len() int { return x.n }
 // DType returns backend.Float32.
 func (x *buffer) DType() backend.DType { return backend.Float32 }
 
-// Pool block sizes.
-const (
-	minClass  = 512     // smallest block; also keeps every block 256-byte aligned in practice
-	pow2Limit = 1 << 20 // powers of two up to 1 MiB
-	bigStep   = 1 << 20 // then whole MiB
-)
-
-// sizeClass rounds a request up to the pool's block size: powers of two
-// from 512 bytes to 1 MiB, then whole MiB. Rounding wastes at most half a
-// small block and less than 1 MiB of a big one, and gives a training loop,
-// which frees and reallocates the same shapes every step, exact reuse.
-func sizeClass(bytes int64) int64 {
-	if bytes <= minClass {
-		return minClass
-	}
-	if bytes <= pow2Limit {
-		c := int64(minClass)
-		for c < bytes {
-			c <<= 1
-		}
-		return c
-	}
-	return (bytes + bigStep - 1) / bigStep * bigStep
-}
-
-// pool caches freed device blocks by size class, so that a steady-state
-// loop calls no cuMemAlloc. A block put back may be handed out again at
-// once, before the stream has run the work that used it: every use of
-// device memory is ordered on the backend's one stream, so the new owner's
-// work runs after the old owner's. Blocks go back to the device
-// (cuMemFree, which waits for the device) only after the stream is
-// synchronised: on Close, or when an allocation fails for lack of memory.
-type pool struct {
-	free          map[int64][]uintptr
-	cached        int64 // bytes in free
-	inUse         int64 // bytes handed out
-	allocs, frees int   // cuMemAlloc and cuMemFree calls
-}
-
-func newPool() pool { return pool{free: map[int64][]uintptr{}} }
-
-// take returns a cached block of class c, if any.
-func (p *pool) take(c int64) (uintptr, bool) {
-	l := p.free[c]
-	if len(l) == 0 {
-		return 0, false
-	}
-	ptr := l[len(l)-1]
-	p.free[c] = l[:len(l)-1]
-	p.cached -= c
-	p.inUse += c
-	return ptr, true
-}
-
-// put returns a block to the cache.
-func (p *pool) put(ptr uintptr, c int64) {
-	p.free[c] = append(p.free[c], ptr)
-	p.cached += c
-	p.inUse -= c
-}
-
-// release frees every cached block. The stream must be synchronised.
-func (p *pool) release(a *api) error {
-	var first error
-	for c, list := range p.free {
-		for _, ptr := range list {
-			p.frees++
-			if err := a.cu("cuMemFree_v2", call(a.cuMemFree, ptr)); err != nil && first == nil {
-				first = err
+// newPool returns the backend's caching pool (see package devpool): blocks
+// come from cuMemAlloc, go back with cuMemFree, and on an out-of-memory
+// error the pool waits for the stream before returning its cache.
+func (b *Backend) newPool() *devpool.Pool {
+	return devpool.New(devpool.Device{
+		Alloc: func(bytes int64) (uintptr, error) {
+			var ptr uintptr
+			if err := b.api.cu("cuMemAlloc_v2", call(b.api.cuMemAlloc, uintptr(unsafe.Pointer(&ptr)), uintptr(bytes))); err != nil {
+				return 0, fmt.Errorf("%w (%d bytes requested; pool holds %d bytes in use)", err, bytes, b.pool.Stats().InUse)
 			}
-		}
-		delete(p.free, c)
-	}
-	p.cached = 0
-	return first
+			return ptr, nil
+		},
+		Free: func(ptr uintptr) error {
+			return b.api.cu("cuMemFree_v2", call(b.api.cuMemFree, ptr))
+		},
+		OutOfMemory: IsOutOfMemory,
+		Sync: func() error {
+			return b.api.cu("cuStreamSynchronize", call(b.api.cuStreamSynchronize, b.stream))
+		},
+	})
 }
 
-// alloc returns a device block of at least bytes bytes and its class. When
-// the device is out of memory it synchronises, returns the cache to the
-// device and tries once more. The caller has entered the context.
-func (b *Backend) alloc(bytes int64) (uintptr, int64, error) {
-	c := sizeClass(bytes)
-	if ptr, ok := b.pool.take(c); ok {
-		return ptr, c, nil
-	}
-	ptr, err := b.deviceAlloc(c)
-	if err != nil && IsOutOfMemory(err) && b.pool.cached > 0 {
-		if serr := b.api.cu("cuStreamSynchronize", call(b.api.cuStreamSynchronize, b.stream)); serr != nil {
-			return 0, 0, serr
-		}
-		if rerr := b.pool.release(b.api); rerr != nil {
-			return 0, 0, rerr
-		}
-		ptr, err = b.deviceAlloc(c)
-	}
-	if err != nil {
-		return 0, 0, err
-	}
-	b.pool.inUse += c
-	return ptr, c, nil
-}
-
-func (b *Backend) deviceAlloc(bytes int64) (uintptr, error) {
-	var ptr uintptr
-	b.pool.allocs++
-	if err := b.api.cu("cuMemAlloc_v2", call(b.api.cuMemAlloc, uintptr(unsafe.Pointer(&ptr)), uintptr(bytes))); err != nil {
-		return 0, fmt.Errorf("%w (%d bytes requested; pool holds %d bytes in use)", err, bytes, b.pool.inUse)
-	}
-	return ptr, nil
-}
+// alloc returns a device block of at least bytes bytes and its class. The
+// caller has entered the context.
+func (b *Backend) alloc(bytes int64) (uintptr, int64, error) { return b.pool.Get(bytes) }
 
 // maxElements bounds one allocation so that its byte size fits in an
 // int64 with room to spare.
@@ -192,13 +108,16 @@ func (b *Backend) Free(t backend.Tensor) {
 	}
 	buf.freed = true
 	delete(b.live, buf)
-	b.pool.put(buf.ptr, buf.class)
+	b.pool.Put(buf.ptr, buf.class)
 }
 
 // BytesInUse returns the bytes of the pool's blocks: those of live
 // tensors (rounded up to their size class) and the freed blocks it keeps
 // cached.
-func (b *Backend) BytesInUse() int64 { return b.pool.inUse + b.pool.cached }
+func (b *Backend) BytesInUse() int64 {
+	s := b.pool.Stats()
+	return s.InUse + s.Cached
+}
 
 var (
 	errForeign = fmt.Errorf("tensor belongs to another backend")
@@ -243,7 +162,7 @@ type temp struct {
 
 // tempAlloc takes a scratch block of at least bytes bytes from the pool;
 // tempFree gives it back as soon as the op has enqueued the work that uses
-// it (stream order protects it, see pool).
+// it (stream order protects it, see package devpool).
 func (b *Backend) tempAlloc(bytes int64) (temp, error) {
 	ptr, c, err := b.alloc(max(bytes, 1))
 	return temp{ptr, c}, err
@@ -251,7 +170,7 @@ func (b *Backend) tempAlloc(bytes int64) (temp, error) {
 
 func (b *Backend) tempFree(t temp) {
 	if t.ptr != 0 {
-		b.pool.put(t.ptr, t.class)
+		b.pool.Put(t.ptr, t.class)
 	}
 }
 
