@@ -42,8 +42,10 @@ type Backend struct {
 	gemm      *gemm.Engine
 	batch     []*gemm.Engine // single-threaded engines for batch-parallel MatMul
 	inUse     bytesCounter
-	grain     int // see defaultGrain
-	gemmGrain int // see gemmMinFlops
+	rows32    [][]float32 // see scratch32
+	rows64    [][]float64 // see scratch64
+	grain     int         // see defaultGrain
+	gemmGrain int         // see gemmMinFlops
 	closed    bool
 }
 
@@ -102,6 +104,7 @@ func (b *Backend) Sync() error { return b.Take() }
 func (b *Backend) Close() error {
 	b.closed = true
 	b.gemm, b.batch = nil, nil
+	b.rows32, b.rows64 = nil, nil
 	return b.Take()
 }
 

@@ -90,3 +90,113 @@ func BenchmarkParallel(b *testing.B) {
 		})
 	}
 }
+
+// opsN is the size of BenchmarkOps' operands: 4M floats (16 MiB each),
+// rows of opsCols for the row kernels.
+const (
+	opsN    = 4 << 20
+	opsCols = 1024
+)
+
+// BenchmarkOps times the element-wise and row ops on 4M floats through the
+// backend interface, forward and backward, and reports each as GB/s of the
+// memory it must at least move (every operand read once, every output
+// written once) and as the ratio "of_copy" to the bandwidth of Go's copy
+// of an equally long buffer over the same goroutines, counted as 8 bytes
+// per element and measured in the same run just before the op. Both are
+// the best of several calls, which is what the hardware can do when no
+// other work interferes. Run it once per kernel path:
+//
+//	go test -run XXX -bench Ops ./backend/cpu
+//	SORA_CPU_PORTABLE=1 go test -run XXX -bench Ops ./backend/cpu
+func BenchmarkOps(b *testing.B) {
+	opts, err := OptionsFromEnv()
+	if err != nil {
+		b.Fatal(err)
+	}
+	be := New(opts)
+	b.Logf("%s", be.Device())
+	rows := opsN / opsCols
+	rng := newRNG(9)
+	tensor := func(lo, hi float64, shape ...int) backend.Tensor {
+		t, err := be.Alloc(backend.Float32, shape...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		be.Upload(t, uniform(rng, t.Len(), lo, hi))
+		return t
+	}
+	x, y, out := tensor(-4, 4, rows, opsCols), tensor(-1, 1, rows, opsCols), tensor(-1, 1, rows, opsCols)
+	pos := tensor(0, 0.01, rows, opsCols)
+	w, bias, col := tensor(0.5, 1.5, opsCols), tensor(-0.1, 0.1, opsCols), tensor(0, 0, rows)
+	col1 := tensor(0.5, 1.5, rows, 1)
+	dw := tensor(0, 0, opsCols)
+	m := tensor(0, 0, rows, opsCols)
+	logits := tensor(-4, 4, 64, opsN/64)
+	targets := make([]int32, 64)
+	for i := range targets {
+		targets[i] = int32(i * 997)
+	}
+	loss := tensor(0, 0, 64)
+	adam := backend.AdamWParams{LR: 1e-6, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 3}
+	ops := []struct {
+		name  string
+		bytes int // per element
+		run   func()
+	}{
+		{"add", 12, func() { be.Binary(backend.Add, out, x, y) }},
+		{"mul", 12, func() { be.Binary(backend.Mul, out, x, y) }},
+		{"div", 12, func() { be.Binary(backend.Div, out, y, x) }},
+		{"add_row", 8, func() { be.Binary(backend.Add, out, x, w) }},
+		{"mul_column", 8, func() { be.Binary(backend.Mul, out, x, col1) }},
+		{"scale", 8, func() { be.Scale(out, x, 0.5) }},
+		{"axpy", 12, func() { be.Axpy(out, 1e-3, x) }},
+		{"exp", 8, func() { be.Unary(backend.Exp, out, y) }},
+		{"silu", 8, func() { be.Unary(backend.SiLU, out, x) }},
+		{"gelu", 8, func() { be.Unary(backend.GELU, out, x) }},
+		{"silu_grad", 12, func() { be.UnaryGrad(backend.SiLU, out, x, y) }},
+		{"gelu_grad", 12, func() { be.UnaryGrad(backend.GELU, out, x, y) }},
+		{"sum_rows", 4, func() { be.ReduceRows(backend.Sum, col, x) }},
+		{"sum_columns", 4, func() { be.SumColumns(w, x) }},
+		{"softmax", 8, func() { be.Softmax(out, x, backend.SoftmaxParams{}) }},
+		{"softmax_grad", 12, func() { be.SoftmaxGrad(out, pos, y, backend.SoftmaxParams{}) }},
+		{"rmsnorm", 8, func() { be.RMSNorm(out, x, w, 1e-5) }},
+		{"rmsnorm_grad", 12, func() { be.RMSNormGrad(out, dw, x, w, y, 1e-5) }},
+		{"layernorm", 8, func() { be.LayerNorm(out, x, w, bias, 1e-5) }},
+		{"layernorm_grad", 12, func() { be.LayerNormGrad(out, dw, bias, x, w, y, 1e-5) }},
+		{"cross_entropy", 4, func() { be.CrossEntropy(loss, logits, targets, backend.CrossEntropyParams{IgnoreIndex: -100}) }},
+		{"cross_entropy_grad", 8, func() {
+			be.CrossEntropyGrad(out, logits, targets, backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1.0 / 64})
+		}},
+		{"adamw", 28, func() { be.AdamW(out, y, m, pos, adam) }},
+	}
+	src, dst := make([]float32, opsN), make([]float32, opsN)
+	copyAll := func() {
+		be.parallelFor(opsN, 1, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
+	}
+	best := func(f func()) time.Duration {
+		f()
+		d := time.Duration(1<<63 - 1)
+		for range 10 {
+			t := time.Now()
+			f()
+			d = min(d, time.Since(t))
+		}
+		return d
+	}
+	for _, op := range ops {
+		b.Run(op.name, func(b *testing.B) {
+			copyGBPS := 8 * opsN / best(copyAll).Seconds() / 1e9
+			gbps := float64(op.bytes) * opsN / best(op.run).Seconds() / 1e9
+			for b.Loop() {
+				op.run()
+			}
+			if err := be.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(gbps, "GB/s")
+			b.ReportMetric(copyGBPS, "copy_GB/s")
+			b.ReportMetric(gbps/copyGBPS, "of_copy")
+		})
+	}
+}

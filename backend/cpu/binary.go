@@ -29,11 +29,11 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 	f := binaryKernel(k, op)
 	if bc == backend.NoBroadcast {
 		// Rows are irrelevant: split the flat range.
-		b.parallelFor(len(d), 1, func(lo, hi int) { f(d[lo:hi], x[lo:hi], y[lo:hi]) })
+		b.streamFor(k, len(d), 1, func(lo, hi int) { f(d[lo:hi], x[lo:hi], y[lo:hi]) })
 		return
 	}
 	fs := binaryScalarKernel(k, op)
-	b.parallelFor(rows, cols, func(lo, hi int) {
+	b.streamFor(k, rows, cols, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := r * cols
 			if bc == backend.RowBroadcast {
@@ -91,7 +91,7 @@ func (b *Backend) Scale(dst, src backend.Tensor, alpha float32) {
 	}
 	d, s := v[0], v[1]
 	k := b.kernels(8 * len(d))
-	b.parallelFor(len(d), 1, func(lo, hi int) { k.MulScalar(d[lo:hi], s[lo:hi], alpha) })
+	b.streamFor(k, len(d), 1, func(lo, hi int) { k.MulScalar(d[lo:hi], s[lo:hi], alpha) })
 }
 
 // Axpy computes y += alpha·x, with the product rounded before the sum.

@@ -73,7 +73,9 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 	ds, xs := v[0], v[1]
 	eps, scale := float64(p.Smoothing), float64(p.Scale)
 	k := b.kernels(8 * len(ds))
-	b.parallelFor(rows, vocab*8, func(lo, hi int) {
+	chunks := b.chunks(rows, vocab*8)
+	tmp := b.rowScratch(k, chunks, vocab)
+	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			d := ds[r*vocab : (r+1)*vocab]
 			t := targets[r]
@@ -83,9 +85,7 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 			}
 			// scale·softmax(x), as Softmax computes it, minus scale·q.
 			x := xs[r*vocab : (r+1)*vocab]
-			m := k.MaxScaled(x, 1)
-			sum := k.ExpShift(d, x, 1, m)
-			k.ScaleTo(d, d, scale/sum)
+			m, sum := softmaxRow(k, d, x, row(tmp, c), 1, scale)
 			uniform := eps / float64(vocab)
 			if eps != 0 {
 				k.AddScalar(d, d, float32(-scale*uniform))
@@ -95,5 +95,6 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 			lse := float64(m) + math.Log(sum)
 			d[t] = float32(scale * (math.Exp(float64(x[t])-lse) - (uniform + 1 - eps)))
 		}
+		k.Fence()
 	})
 }

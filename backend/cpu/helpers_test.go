@@ -13,14 +13,15 @@ import (
 // configs are the backend set-ups every op test runs under, for each row
 // kernel set this CPU runs (the portable Go kernels, with the portable
 // matrix multiply, and each assembly set): one thread with the production
-// grain, and several threads with a grain of one element so that even the
-// tiny test shapes take the parallel paths.
+// grain and cache threshold, and several threads with a grain of one
+// element and a threshold of 0 bytes, so that even the tiny test shapes
+// take the parallel paths and the streaming (non-temporal) kernels.
 var configs = func() []config {
 	var cs []config
 	for _, k := range vec.All() {
 		cs = append(cs,
-			config{k.Name + "/serial", 1, defaultGrain, k},
-			config{k.Name + "/parallel", 3, 1, k})
+			config{k.Name + "/serial", 1, defaultGrain, k, false},
+			config{k.Name + "/parallel_streaming", 3, 1, k, true})
 	}
 	return cs
 }()
@@ -30,6 +31,7 @@ type config struct {
 	threads int
 	grain   int
 	kern    *vec.Kernels
+	stream  bool
 }
 
 // eachConfig runs f once per backend configuration, failing the test if
@@ -41,6 +43,9 @@ func eachConfig(t *testing.T, f func(t *testing.T, be *Backend)) {
 			be := New(Options{Threads: c.threads, Portable: c.kern == vec.Go})
 			be.kern = c.kern
 			be.grain = c.grain
+			if c.stream {
+				be.stream = 0
+			}
 			if c.grain < defaultGrain {
 				be.gemmGrain = 1
 			}

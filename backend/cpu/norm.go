@@ -26,8 +26,8 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 		return
 	}
 	d, xs, ws := v[0], v[1], v[2]
-	k := b.kern
-	b.parallelFor(rows, cols*3, func(lo, hi int) {
+	k := b.kernels(8 * len(d))
+	b.streamFor(k, rows, cols*3, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr := xs[r*cols : (r+1)*cols]
 			k.ScaleMul(d[r*cols:(r+1)*cols], xr, ws, b.rmsScale(xr, eps))
@@ -62,7 +62,7 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		return
 	}
 	d, dws, xs, ws, gs := v[0], v[1], v[2], v[3], v[4]
-	k := b.kern
+	k := b.kernels(12 * len(d))
 	row := func(r int, acc []float64) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
 		rs := b.rmsScale(xr, eps)
@@ -70,14 +70,14 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		k.RMSNormGrad(d[r*cols:(r+1)*cols], xr, ws, gr, acc, rs, c)
 	}
 	if dws == nil {
-		b.parallelFor(rows, cols*6, func(lo, hi int) {
+		b.streamFor(k, rows, cols*6, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				row(r, nil)
 			}
 		})
 		return
 	}
-	for j, s := range b.columnSums(rows, cols, cols*6, row) {
+	for j, s := range b.columnSums(k, rows, cols, cols*6, row) {
 		dws[j] = float32(float64(dws[j]) + s)
 	}
 }
@@ -103,8 +103,8 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 		return
 	}
 	d, xs, gm, bt := v[0], v[1], v[2], v[3]
-	k := b.kern
-	b.parallelFor(rows, cols*4, func(lo, hi int) {
+	k := b.kernels(8 * len(d))
+	b.streamFor(k, rows, cols*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr := xs[r*cols : (r+1)*cols]
 			mean, rstd := b.moments(xr, eps)
@@ -144,7 +144,7 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		return
 	}
 	d, dg, db, xs, gm, gs := v[0], v[1], v[2], v[3], v[4], v[5]
-	k := b.kern
+	k := b.kernels(12 * len(d))
 	// acc holds the dgamma partials in [0, cols) and dbeta's in [cols, 2·cols).
 	row := func(r int, acc []float64) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
@@ -158,14 +158,14 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		k.LayerNormGrad(d[r*cols:(r+1)*cols], xr, gm, gr, accG, accB, mean, rstd, sg/n, sgx/n)
 	}
 	if dg == nil && db == nil {
-		b.parallelFor(rows, cols*8, func(lo, hi int) {
+		b.streamFor(k, rows, cols*8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				row(r, nil)
 			}
 		})
 		return
 	}
-	sums := b.columnSums(rows, 2*cols, cols*8, row)
+	sums := b.columnSums(k, rows, 2*cols, cols*8, row)
 	for j := range cols {
 		if dg != nil {
 			dg[j] = float32(float64(dg[j]) + sums[j])

@@ -1,6 +1,10 @@
 package cpu
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
+)
 
 // defaultGrain is the least work, in element-operations, worth handing to
 // a goroutine of its own. Starting and joining a goroutine costs on the
@@ -51,4 +55,46 @@ func (b *Backend) parallelChunks(n, c int, fn func(chunk, lo, hi int)) {
 	}
 	fn(0, 0, n/c) // the caller works too instead of only waiting
 	wg.Wait()
+}
+
+// streamFor is parallelFor for an op running kernels k, which may be
+// streaming ones: each chunk ends with k.Fence(), so that its
+// non-temporal stores are in order before the op returns.
+func (b *Backend) streamFor(k *vec.Kernels, n, cost int, fn func(lo, hi int)) {
+	b.parallelFor(n, cost, func(lo, hi int) {
+		fn(lo, hi)
+		k.Fence()
+	})
+}
+
+// scratch32 returns c float32 buffers of length n, one per parallel chunk,
+// reused across ops (a Backend runs one op at a time), so that row ops
+// needing a temporary row allocate nothing once warm.
+func (b *Backend) scratch32(c, n int) [][]float32 {
+	for len(b.rows32) < c {
+		b.rows32 = append(b.rows32, nil)
+	}
+	for i := range c {
+		if cap(b.rows32[i]) < n {
+			b.rows32[i] = make([]float32, n)
+		}
+		b.rows32[i] = b.rows32[i][:n]
+	}
+	return b.rows32[:c]
+}
+
+// scratch64 returns c zeroed float64 buffers of length n, one per parallel
+// chunk, reused across ops like scratch32's.
+func (b *Backend) scratch64(c, n int) [][]float64 {
+	for len(b.rows64) < c {
+		b.rows64 = append(b.rows64, nil)
+	}
+	for i := range c {
+		if cap(b.rows64[i]) < n {
+			b.rows64[i] = make([]float64, n)
+		}
+		b.rows64[i] = b.rows64[i][:n]
+		clear(b.rows64[i])
+	}
+	return b.rows64[:c]
 }

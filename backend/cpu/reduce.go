@@ -1,6 +1,9 @@
 package cpu
 
-import "github.com/sora-go/sora/backend"
+import (
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
+)
 
 // ReduceRows reduces each row of src to one element of dst. Sums
 // accumulate in float64; Max propagates NaN.
@@ -55,7 +58,7 @@ func (b *Backend) SumColumns(dst, src backend.Tensor) {
 		return
 	}
 	d, s := v[0], v[1]
-	acc := b.columnSums(rows, cols, cols, func(r int, acc []float64) {
+	acc := b.columnSums(b.kern, rows, cols, cols, func(r int, acc []float64) {
 		b.kern.Accumulate(acc, s[r*cols:(r+1)*cols])
 	})
 	for j, a := range acc {
@@ -66,21 +69,20 @@ func (b *Backend) SumColumns(dst, src backend.Tensor) {
 // columnSums runs add(row, acc) for every row, with acc a float64 vector of
 // length cols private to the calling goroutine, and returns the sum of all
 // those vectors. It is the pattern of every "sum over rows" gradient
-// (bias, norm weights). cost is the work of one add call.
-func (b *Backend) columnSums(rows, cols, cost int, add func(row int, acc []float64)) []float64 {
+// (bias, norm weights). cost is the work of one add call; each chunk ends
+// with k.Fence() for the streaming stores add may have made. The vectors
+// are the backend's scratch space: the result is valid until the next op.
+func (b *Backend) columnSums(k *vec.Kernels, rows, cols, cost int, add func(row int, acc []float64)) []float64 {
 	chunks := b.chunks(rows, cost)
-	parts := make([][]float64, chunks)
+	parts := b.scratch64(chunks, cols)
 	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
-		acc := make([]float64, cols)
+		acc := parts[c]
 		for r := lo; r < hi; r++ {
 			add(r, acc)
 		}
-		parts[c] = acc
+		k.Fence()
 	})
 	total := parts[0]
-	if total == nil { // no rows
-		total = make([]float64, cols)
-	}
 	for _, p := range parts[1:] {
 		for j, x := range p {
 			total[j] += x

@@ -1,6 +1,9 @@
 package cpu
 
-import "github.com/sora-go/sora/backend"
+import (
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
+)
 
 // visible returns how many leading keys row r may attend to: all of them
 // without a causal mask, else those at j ≤ q + QueryOffset for the row's
@@ -31,22 +34,56 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 		return
 	}
 	d, s := v[0], v[1]
-	k := b.kern
+	k := b.kernels(8 * len(d))
 	scale := p.EffectiveScale()
-	b.parallelFor(batch*queries, keys*8, func(lo, hi int) {
+	rows := batch * queries
+	chunks := b.chunks(rows, keys*8)
+	tmp := b.rowScratch(k, chunks, keys)
+	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			x, y := s[r*keys:(r+1)*keys], d[r*keys:(r+1)*keys]
 			n := visible(r, queries, keys, p)
 			if n > 0 {
-				// A NaN the maximum skips still makes the sum, and so
-				// every output, NaN.
-				m := k.MaxScaled(x[:n], scale)
-				sum := k.ExpShift(y[:n], x[:n], scale, m)
-				k.ScaleTo(y[:n], y[:n], 1/sum)
+				softmaxRow(k, y[:n], x[:n], row(tmp, c), scale, 1)
 			}
 			clear(y[n:])
 		}
+		k.Fence()
 	})
+}
+
+// softmaxRow sets y = num·softmax(scale·x) for a non-empty row and returns
+// the maximum m of scale·x and the sum of exp(scale·x − m). A NaN the
+// maximum skips still makes the sum, and so every output, NaN. With tmp
+// (at least as long as x) the exponentials go there first, so that the
+// final pass writes y without reading it, which lets streaming kernels
+// write y with non-temporal stores; without, they go to y.
+func softmaxRow(k *vec.Kernels, y, x, tmp []float32, scale float32, num float64) (m float32, sum float64) {
+	m = k.MaxScaled(x, scale)
+	e := y
+	if tmp != nil {
+		e = tmp[:len(x)]
+	}
+	sum = k.ExpShift(e, x, scale, m)
+	k.ScaleTo(y, e, num/sum)
+	return m, sum
+}
+
+// rowScratch returns a temporary row of n floats per chunk for
+// softmaxRow when k streams its stores, else nil.
+func (b *Backend) rowScratch(k *vec.Kernels, chunks, n int) [][]float32 {
+	if k == b.kern {
+		return nil
+	}
+	return b.scratch32(chunks, n)
+}
+
+// row returns rows[c], or nil when rows is.
+func row(rows [][]float32, c int) []float32 {
+	if rows == nil {
+		return nil
+	}
+	return rows[c]
 }
 
 // SoftmaxGrad computes dx = scale · y ⊙ (dy − Σ_row dy⊙y), 0 where masked,
@@ -67,7 +104,7 @@ func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams)
 	d, ys, gs := v[0], v[1], v[2]
 	k := b.kernels(12 * len(d))
 	scale := float64(p.EffectiveScale())
-	b.parallelFor(batch*queries, keys*4, func(lo, hi int) {
+	b.streamFor(k, batch*queries, keys*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			dr, yr, gr := d[r*keys:(r+1)*keys], ys[r*keys:(r+1)*keys], gs[r*keys:(r+1)*keys]
 			n := visible(r, queries, keys, p)

@@ -26,8 +26,9 @@ func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 		return
 	}
 	d, s := v[0], v[1]
-	f := unaryKernel(b.kernels(8*len(d)), op)
-	b.parallelFor(len(d), unaryCost(op), func(lo, hi int) { f(d[lo:hi], s[lo:hi]) })
+	k := b.kernels(8 * len(d))
+	f := unaryKernel(k, op)
+	b.streamFor(k, len(d), unaryCost(op), func(lo, hi int) { f(d[lo:hi], s[lo:hi]) })
 }
 
 // UnaryGrad computes dx = dy ⊙ f'(x); dx may alias dy.
@@ -48,8 +49,9 @@ func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 		return
 	}
 	d, xs, g := v[0], v[1], v[2]
-	f := gradKernel(b.kernels(12*len(d)), op)
-	b.parallelFor(len(d), unaryCost(op), func(lo, hi int) { f(d[lo:hi], xs[lo:hi], g[lo:hi]) })
+	k := b.kernels(12 * len(d))
+	f := gradKernel(k, op)
+	b.streamFor(k, len(d), unaryCost(op), func(lo, hi int) { f(d[lo:hi], xs[lo:hi], g[lo:hi]) })
 }
 
 // unaryCost estimates an op's work per element in simple float

@@ -135,17 +135,25 @@ func (g *gen) horner(table string, deg int, t, p string) {
 
 // expOpts selects the parts of exp a caller needs.
 type expOpts struct {
-	clamp bool   // clamp the argument to [expLo, expHi] (NaN passes)
-	wide  bool   // scale in two steps, for results outside the normal range
-	corr  string // if set, a register c whose −c/2 is added to the reduced argument
+	lo, hi bool   // clamp the argument below at expLo, above at expHi (NaN passes)
+	wide   bool   // results may leave the normal range: scale in two steps
+	corr   string // if set, a register c whose −c/2 is added to the reduced argument
 }
 
-// exp sets x = e^x using three temporaries; see exp32 in math32.go.
+// expFull is exp over all float32 arguments.
+var expFull = expOpts{lo: true, hi: true, wide: true}
+
+// exp sets x = e^x using three temporaries; see exp32 in math32.go. The
+// argument needs clamping only where it may be infinite or huge: below
+// expLo the result is 0, above expHi +Inf, and clamping keeps the range
+// reduction finite.
 func (g *gen) exp(x string, t []string, o expOpts) {
 	t0, t1, t2 := t[0], t[1], t[2]
-	if o.clamp {
+	if o.lo {
 		g.I("VMOVUPS %s, %s", c("cExpLo"), t0)
 		g.I("VMAXPS %s, %s, %s", x, t0, x) // NaN in x is returned
+	}
+	if o.hi {
 		g.I("VMOVUPS %s, %s", c("cExpHi"), t0)
 		g.I("VMINPS %s, %s, %s", x, t0, x)
 	}
@@ -161,6 +169,12 @@ func (g *gen) exp(x string, t []string, o expOpts) {
 	g.I("VMULPS %s, %s, %s", t1, t1, x)
 	g.I("VFMADD213PS %s, %s, %s", t1, t2, x) // r²·Q + r
 	g.I("VADDPS %s, %s, %s", c("cOne"), x, x)
+	if g.wide() {
+		// AVX-512 scales by 2^n in one instruction, overflowing to +Inf
+		// and rounding subnormal results once, as the two steps do.
+		g.I("VSCALEFPS %s, %s, %s", t0, x, x)
+		return
+	}
 	g.I("VCVTPS2DQ %s, %s", t0, t0)
 	if o.wide {
 		g.I("VPSRAD $1, %s, %s", t0, t1)
@@ -211,7 +225,7 @@ func (g *gen) tanh(x, d, dd string, t []string, m string) {
 	t0, t1, t2, t3, t4, t5 := t[0], t[1], t[2], t[3], t[4], t[5]
 	g.and(c("cAbs"), x, t0) // a
 	g.I("VADDPS %s, %s, %s", t0, t0, t1)
-	g.exp(t1, []string{t2, t3, t4}, expOpts{clamp: true, wide: true})
+	g.exp(t1, []string{t2, t3, t4}, expOpts{hi: true, wide: true}) // 2|x| ≥ 0
 	g.I("VADDPS %s, %s, %s", c("cOne"), t1, t1)
 	g.I("VMOVUPS %s, %s", c("cTwo"), t2)
 	g.I("VDIVPS %s, %s, %s", t1, t2, t2) // q = 2/(e^{2a}+1)
@@ -241,7 +255,7 @@ func (g *gen) tanh(x, d, dd string, t []string, m string) {
 // σ(x) = x ≥ 0 ? r : s0 and σ·(1−σ) = r·s0. It uses t[0..2].
 func (g *gen) sigmoid(x, r, s0 string, t []string) {
 	g.or(c("cSign"), x, s0) // −|x|
-	g.exp(s0, t, expOpts{clamp: true, wide: true})
+	g.exp(s0, t, expOpts{lo: true, wide: true}) // −|x| ≤ 0
 	g.I("VADDPS %s, %s, %s", c("cOne"), s0, t[0])
 	g.I("VMOVUPS %s, %s", c("cOne"), r)
 	g.I("VDIVPS %s, %s, %s", t[0], r, r)
@@ -253,7 +267,7 @@ func (g *gen) sigmoid(x, r, s0 string, t []string) {
 func (g *gen) sigmoidFwd(x, d string, t []string, m string) {
 	e := t[3]
 	g.or(c("cSign"), x, e) // −|x|
-	g.exp(e, t[:3], expOpts{clamp: true, wide: true})
+	g.exp(e, t[:3], expOpts{lo: true, wide: true}) // −|x| ≤ 0
 	g.I("VADDPS %s, %s, %s", c("cOne"), e, t[0])
 	g.cmp(geOS, c("cZero"), x, m)
 	g.blend(m, c("cOne"), e, d)
@@ -476,7 +490,7 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 	offs, argSize, _ := frame(args, nil)
 	doc := fmt.Sprintf("%s is the %s %s kernel", name, g.suffix, k.name)
 	if nt {
-		doc += " with non-temporal stores; dst must be aligned to the vector size"
+		doc += " with non-temporal stores, not fenced; dst must be aligned to the vector size"
 	}
 	declare(name, doc+".", args, nil)
 	table(k.name, g.suffix, name, args, nil)
@@ -565,9 +579,6 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 	k.body(g, x.out, x.in, sc, x.t, x.m)
 	g.storeMasked(x.out, tm, "(DI)")
 	g.label("done")
-	if nt {
-		g.I("SFENCE")
-	}
 	g.I("VZEROUPPER")
 	g.I("RET")
 }
@@ -671,8 +682,24 @@ func (g *gen) hsum(s, t string) {
 	g.I("VADDSD %s, %s, %s", tx, xx, xx)
 }
 
-func (g *gen) rowKernel(k rowK) {
+// streaming reports whether a row kernel has a float32 output only written,
+// which a streaming variant can write with non-temporal stores.
+func (k rowK) streaming() bool {
+	out := false
+	for _, s := range k.streams {
+		if s.mode == inout32 {
+			return false
+		}
+		out = out || s.mode == out32
+	}
+	return out
+}
+
+func (g *gen) rowKernel(k rowK, nt bool) {
 	name := k.name + g.suffix
+	if nt {
+		name += "NT"
+	}
 	var args, results []param
 	for _, s := range k.streams {
 		typ := "*float32"
@@ -689,7 +716,11 @@ func (g *gen) rowKernel(k rowK) {
 		results = append(results, param{r, 8, "float64"})
 	}
 	offs, _, total := frame(args, results)
-	declare(name, fmt.Sprintf("%s is the %s kernel of %s", name, g.suffix, k.doc), args, results)
+	doc := fmt.Sprintf("%s is the %s kernel of %s", name, g.suffix, k.doc)
+	if nt {
+		doc += ", with non-temporal stores, not fenced; the output must be aligned to the vector size"
+	}
+	declare(name, doc, args, results)
 	table(k.name, g.suffix, name, args, results)
 
 	// The float64 scalars are splatted into the local frame, 64 bytes
@@ -806,9 +837,12 @@ func (g *gen) rowKernel(k rowK) {
 		}
 		for _, s := range k.streams {
 			if s.mode == out32 || s.mode == inout32 {
-				if masked {
+				switch {
+				case masked:
 					g.storeMasked(f32[s.name], tm, fmt.Sprintf("(%s)", ptr[s.name]))
-				} else {
+				case nt:
+					g.I("VMOVNTPS %s, (%s)", f32[s.name], ptr[s.name])
+				default:
 					g.I("VMOVUPS %s, (%s)", f32[s.name], ptr[s.name])
 				}
 			}
@@ -922,7 +956,7 @@ func (g *gen) expShift(store bool) {
 	t := r.vs(3)
 	body := func(masked bool) {
 		g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
-		g.exp(x, t, expOpts{clamp: true, wide: true})
+		g.exp(x, t, expFull)
 		if masked {
 			if g.wide() {
 				g.I("VMOVAPS.Z %s, K1, %s", x, x)
@@ -1134,7 +1168,7 @@ var maps = []mapK{
 	{name: "exp", ins: []string{"x"}, temps: 3, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.I("VMOVAPS %s, %s", in[0], out)
-			g.exp(out, t, expOpts{clamp: true, wide: true})
+			g.exp(out, t, expFull)
 		}},
 	{name: "log", ins: []string{"x"}, temps: 5, masks: 1, unroll: 1,
 		body: func(g *gen, out string, in, s, t, m []string) { g.log(in[0], out, t, m[0]) }},
@@ -1174,7 +1208,7 @@ var maps = []mapK{
 	{name: "expGrad", ins: []string{"x", "dy"}, temps: 3, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.I("VMOVAPS %s, %s", in[0], out)
-			g.exp(out, t, expOpts{clamp: true, wide: true})
+			g.exp(out, t, expFull)
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
 	{name: "logGrad", ins: []string{"x", "dy"}, unroll: 4,
@@ -1379,7 +1413,9 @@ func main() {
 		fmt.Fprintf(&s, "DATA maskTail<>+%d(SB)/8, %s\n", 8*i, v)
 	}
 	s.WriteString("GLOBL maskTail<>(SB), RODATA|NOPTR, $64\n")
+	s.WriteString("\n// func sfence()\nTEXT ·sfence(SB), NOSPLIT, $0-0\n\tSFENCE\n\tRET\n")
 	stubs.WriteString("// Code generated by gen_amd64.go; DO NOT EDIT.\n\npackage vec\n\n")
+	stubs.WriteString("// sfence orders the non-temporal stores before it before any later store.\n//\n//go:noescape\nfunc sfence()\n\n")
 	stubs.WriteString("// The constant operands of the assembly, each in sixteen lanes.\nvar (\n")
 	for _, k := range consts {
 		fmt.Fprintf(&stubs, "\t%s = %s\n", k[0], k[1])
@@ -1392,7 +1428,10 @@ func main() {
 			g.mapKernel(k, true)
 		}
 		for _, k := range rows {
-			g.rowKernel(k)
+			g.rowKernel(k, false)
+			if k.streaming() {
+				g.rowKernel(k, true)
+			}
 		}
 		g.expShift(true)
 		g.expShift(false)

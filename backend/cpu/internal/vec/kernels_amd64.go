@@ -67,8 +67,14 @@ func build(name string, f *asmFuncs) *Kernels {
 
 func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 	b := binWrapper{f.lanes, nt}
+	bw := b
+	var fence func()
+	if nt {
+		fence = sfence
+	}
 	return &Kernels{
-		Name: name,
+		Name:  name,
+		fence: fence,
 
 		Add: b.bin(f.add), Sub: b.bin(f.sub), Mul: b.bin(f.mul), Div: b.bin(f.div),
 		AddScalar: b.scalar(f.addScalar), SubScalar: b.scalar(f.subScalar),
@@ -146,27 +152,31 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return
 			}
 			x = x[:len(dst)]
-			f.scaleTo(&dst[0], &x[0], s, len(dst))
+			b.split(dst, same(dst, x), func(lo, hi, e int) { f.scaleTo[e](&dst[lo], &x[lo], s, hi-lo) })
 		},
 		ScaleMul: func(dst, x, w []float32, s float64) {
 			if len(dst) == 0 {
 				return
 			}
 			x, w = x[:len(dst)], w[:len(dst)]
-			f.scaleMul(&dst[0], &x[0], &w[0], s, len(dst))
+			b.split(dst, same(dst, x), func(lo, hi, e int) { f.scaleMul[e](&dst[lo], &x[lo], &w[lo], s, hi-lo) })
 		},
-		Normalize: func(dst, x, g, b []float32, mean, rstd float64) {
+		Normalize: func(dst, x, g, sh []float32, mean, rstd float64) {
 			n := len(dst)
 			if n == 0 {
 				return
 			}
 			x, g = x[:n], g[:n]
-			if b == nil {
-				f.normalize(&dst[0], &x[0], &g[0], mean, rstd, n)
+			if sh == nil {
+				bw.split(dst, same(dst, x), func(lo, hi, e int) {
+					f.normalize[e](&dst[lo], &x[lo], &g[lo], mean, rstd, hi-lo)
+				})
 				return
 			}
-			b = b[:n]
-			f.normalizeShift(&dst[0], &x[0], &g[0], &b[0], mean, rstd, n)
+			sh = sh[:n]
+			bw.split(dst, same(dst, x), func(lo, hi, e int) {
+				f.normalizeShift[e](&dst[lo], &x[lo], &g[lo], &sh[lo], mean, rstd, hi-lo)
+			})
 		},
 		SoftmaxGrad: func(dx, y, dy []float32, scale, dot float64) {
 			n := len(dx)
@@ -174,7 +184,9 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return
 			}
 			y, dy = y[:n], dy[:n]
-			f.softmaxGrad(&dx[0], &y[0], &dy[0], scale, dot, n)
+			b.split(dx, same(dx, y) || same(dx, dy), func(lo, hi, e int) {
+				f.softmaxGrad[e](&dx[lo], &y[lo], &dy[lo], scale, dot, hi-lo)
+			})
 		},
 		RMSNormGrad: func(dx, x, w, dy []float32, acc []float64, rs, cc float64) {
 			n := len(dx)
@@ -182,12 +194,17 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return
 			}
 			x, w, dy = x[:n], w[:n], dy[:n]
+			alias := same(dx, x) || same(dx, dy)
 			if acc == nil {
-				f.rmsNormGrad(&dx[0], &x[0], &w[0], &dy[0], rs, cc, n)
+				b.split(dx, alias, func(lo, hi, e int) {
+					f.rmsNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], rs, cc, hi-lo)
+				})
 				return
 			}
 			acc = acc[:n]
-			f.rmsNormGradAcc(&dx[0], &x[0], &w[0], &dy[0], &acc[0], rs, cc, n)
+			b.split(dx, alias, func(lo, hi, e int) {
+				f.rmsNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &acc[lo], rs, cc, hi-lo)
+			})
 		},
 		LayerNormGradSums: func(x, w, dy []float32, mean, rstd float64) (float64, float64) {
 			n := len(x)
@@ -203,12 +220,17 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return
 			}
 			x, w, dy = x[:n], w[:n], dy[:n]
+			alias := same(dx, x) || same(dx, dy)
 			if accG == nil {
-				f.layerNormGrad(&dx[0], &x[0], &w[0], &dy[0], mean, rstd, mg, mgx, n)
+				b.split(dx, alias, func(lo, hi, e int) {
+					f.layerNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], mean, rstd, mg, mgx, hi-lo)
+				})
 				return
 			}
 			accG, accB = accG[:n], accB[:n]
-			f.layerNormGradAcc(&dx[0], &x[0], &w[0], &dy[0], &accG[0], &accB[0], mean, rstd, mg, mgx, n)
+			b.split(dx, alias, func(lo, hi, e int) {
+				f.layerNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &accG[lo], &accB[lo], mean, rstd, mg, mgx, hi-lo)
+			})
 		},
 		AdamW: func(p, g, m, v []float32, s *AdamWStep) {
 			n := len(p)
@@ -253,6 +275,24 @@ func (w binWrapper) head(dst []float32) int {
 }
 
 func same(a, b []float32) bool { return &a[0] == &b[0] }
+
+// split runs f(lo, hi, entry) over dst's range: entry 0 is the ordinary
+// entry point and entry 1 the non-temporal one, used (unless nt is off or
+// the output aliases an input) from the first vector-aligned element on.
+func (w binWrapper) split(dst []float32, alias bool, f func(lo, hi, entry int)) {
+	n := len(dst)
+	if !w.nt || alias {
+		f(0, n, 0)
+		return
+	}
+	h := w.head(dst)
+	if h > 0 {
+		f(0, h, 0)
+	}
+	if h < n {
+		f(h, n, 1)
+	}
+}
 
 func (w binWrapper) bin(fs [2]func(*float32, *float32, *float32, int)) func(dst, a, b []float32) {
 	return func(dst, a, b []float32) {

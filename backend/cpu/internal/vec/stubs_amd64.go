@@ -2,6 +2,11 @@
 
 package vec
 
+// sfence orders the non-temporal stores before it before any later store.
+//
+//go:noescape
+func sfence()
+
 // The constant operands of the assembly, each in sixteen lanes.
 var (
 	cZero         = splat(0)
@@ -39,7 +44,7 @@ var (
 //go:noescape
 func addAVX2(dst *float32, a *float32, b *float32, n int)
 
-// addAVX2NT is the AVX2 add kernel with non-temporal stores; dst must be aligned to the vector size.
+// addAVX2NT is the AVX2 add kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func addAVX2NT(dst *float32, a *float32, b *float32, n int)
@@ -49,7 +54,7 @@ func addAVX2NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func subAVX2(dst *float32, a *float32, b *float32, n int)
 
-// subAVX2NT is the AVX2 sub kernel with non-temporal stores; dst must be aligned to the vector size.
+// subAVX2NT is the AVX2 sub kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func subAVX2NT(dst *float32, a *float32, b *float32, n int)
@@ -59,7 +64,7 @@ func subAVX2NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func mulAVX2(dst *float32, a *float32, b *float32, n int)
 
-// mulAVX2NT is the AVX2 mul kernel with non-temporal stores; dst must be aligned to the vector size.
+// mulAVX2NT is the AVX2 mul kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func mulAVX2NT(dst *float32, a *float32, b *float32, n int)
@@ -69,7 +74,7 @@ func mulAVX2NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func divAVX2(dst *float32, a *float32, b *float32, n int)
 
-// divAVX2NT is the AVX2 div kernel with non-temporal stores; dst must be aligned to the vector size.
+// divAVX2NT is the AVX2 div kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func divAVX2NT(dst *float32, a *float32, b *float32, n int)
@@ -79,7 +84,7 @@ func divAVX2NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func addScalarAVX2(dst *float32, a *float32, s float32, n int)
 
-// addScalarAVX2NT is the AVX2 addScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// addScalarAVX2NT is the AVX2 addScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func addScalarAVX2NT(dst *float32, a *float32, s float32, n int)
@@ -89,7 +94,7 @@ func addScalarAVX2NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func subScalarAVX2(dst *float32, a *float32, s float32, n int)
 
-// subScalarAVX2NT is the AVX2 subScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// subScalarAVX2NT is the AVX2 subScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func subScalarAVX2NT(dst *float32, a *float32, s float32, n int)
@@ -99,7 +104,7 @@ func subScalarAVX2NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func mulScalarAVX2(dst *float32, a *float32, s float32, n int)
 
-// mulScalarAVX2NT is the AVX2 mulScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// mulScalarAVX2NT is the AVX2 mulScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func mulScalarAVX2NT(dst *float32, a *float32, s float32, n int)
@@ -109,7 +114,7 @@ func mulScalarAVX2NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func divScalarAVX2(dst *float32, a *float32, s float32, n int)
 
-// divScalarAVX2NT is the AVX2 divScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// divScalarAVX2NT is the AVX2 divScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func divScalarAVX2NT(dst *float32, a *float32, s float32, n int)
@@ -119,7 +124,7 @@ func divScalarAVX2NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func axpyAVX2(dst *float32, y *float32, x *float32, alpha float32, n int)
 
-// axpyAVX2NT is the AVX2 axpy kernel with non-temporal stores; dst must be aligned to the vector size.
+// axpyAVX2NT is the AVX2 axpy kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func axpyAVX2NT(dst *float32, y *float32, x *float32, alpha float32, n int)
@@ -129,7 +134,7 @@ func axpyAVX2NT(dst *float32, y *float32, x *float32, alpha float32, n int)
 //go:noescape
 func expAVX2(dst *float32, x *float32, n int)
 
-// expAVX2NT is the AVX2 exp kernel with non-temporal stores; dst must be aligned to the vector size.
+// expAVX2NT is the AVX2 exp kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func expAVX2NT(dst *float32, x *float32, n int)
@@ -139,7 +144,7 @@ func expAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func logAVX2(dst *float32, x *float32, n int)
 
-// logAVX2NT is the AVX2 log kernel with non-temporal stores; dst must be aligned to the vector size.
+// logAVX2NT is the AVX2 log kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func logAVX2NT(dst *float32, x *float32, n int)
@@ -149,7 +154,7 @@ func logAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func sqrtAVX2(dst *float32, x *float32, n int)
 
-// sqrtAVX2NT is the AVX2 sqrt kernel with non-temporal stores; dst must be aligned to the vector size.
+// sqrtAVX2NT is the AVX2 sqrt kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sqrtAVX2NT(dst *float32, x *float32, n int)
@@ -159,7 +164,7 @@ func sqrtAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func rsqrtAVX2(dst *float32, x *float32, n int)
 
-// rsqrtAVX2NT is the AVX2 rsqrt kernel with non-temporal stores; dst must be aligned to the vector size.
+// rsqrtAVX2NT is the AVX2 rsqrt kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func rsqrtAVX2NT(dst *float32, x *float32, n int)
@@ -169,7 +174,7 @@ func rsqrtAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func tanhAVX2(dst *float32, x *float32, n int)
 
-// tanhAVX2NT is the AVX2 tanh kernel with non-temporal stores; dst must be aligned to the vector size.
+// tanhAVX2NT is the AVX2 tanh kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func tanhAVX2NT(dst *float32, x *float32, n int)
@@ -179,7 +184,7 @@ func tanhAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func sigmoidAVX2(dst *float32, x *float32, n int)
 
-// sigmoidAVX2NT is the AVX2 sigmoid kernel with non-temporal stores; dst must be aligned to the vector size.
+// sigmoidAVX2NT is the AVX2 sigmoid kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sigmoidAVX2NT(dst *float32, x *float32, n int)
@@ -189,7 +194,7 @@ func sigmoidAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func siluAVX2(dst *float32, x *float32, n int)
 
-// siluAVX2NT is the AVX2 silu kernel with non-temporal stores; dst must be aligned to the vector size.
+// siluAVX2NT is the AVX2 silu kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func siluAVX2NT(dst *float32, x *float32, n int)
@@ -199,7 +204,7 @@ func siluAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func geluAVX2(dst *float32, x *float32, n int)
 
-// geluAVX2NT is the AVX2 gelu kernel with non-temporal stores; dst must be aligned to the vector size.
+// geluAVX2NT is the AVX2 gelu kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func geluAVX2NT(dst *float32, x *float32, n int)
@@ -209,7 +214,7 @@ func geluAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func reluAVX2(dst *float32, x *float32, n int)
 
-// reluAVX2NT is the AVX2 relu kernel with non-temporal stores; dst must be aligned to the vector size.
+// reluAVX2NT is the AVX2 relu kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func reluAVX2NT(dst *float32, x *float32, n int)
@@ -219,7 +224,7 @@ func reluAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func negAVX2(dst *float32, x *float32, n int)
 
-// negAVX2NT is the AVX2 neg kernel with non-temporal stores; dst must be aligned to the vector size.
+// negAVX2NT is the AVX2 neg kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func negAVX2NT(dst *float32, x *float32, n int)
@@ -229,7 +234,7 @@ func negAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func squareAVX2(dst *float32, x *float32, n int)
 
-// squareAVX2NT is the AVX2 square kernel with non-temporal stores; dst must be aligned to the vector size.
+// squareAVX2NT is the AVX2 square kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func squareAVX2NT(dst *float32, x *float32, n int)
@@ -239,7 +244,7 @@ func squareAVX2NT(dst *float32, x *float32, n int)
 //go:noescape
 func expGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// expGradAVX2NT is the AVX2 expGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// expGradAVX2NT is the AVX2 expGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func expGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -249,7 +254,7 @@ func expGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func logGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// logGradAVX2NT is the AVX2 logGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// logGradAVX2NT is the AVX2 logGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func logGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -259,7 +264,7 @@ func logGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func sqrtGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// sqrtGradAVX2NT is the AVX2 sqrtGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// sqrtGradAVX2NT is the AVX2 sqrtGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sqrtGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -269,7 +274,7 @@ func sqrtGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func rsqrtGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// rsqrtGradAVX2NT is the AVX2 rsqrtGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// rsqrtGradAVX2NT is the AVX2 rsqrtGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func rsqrtGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -279,7 +284,7 @@ func rsqrtGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func tanhGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// tanhGradAVX2NT is the AVX2 tanhGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// tanhGradAVX2NT is the AVX2 tanhGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func tanhGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -289,7 +294,7 @@ func tanhGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func sigmoidGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// sigmoidGradAVX2NT is the AVX2 sigmoidGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// sigmoidGradAVX2NT is the AVX2 sigmoidGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sigmoidGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -299,7 +304,7 @@ func sigmoidGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func siluGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// siluGradAVX2NT is the AVX2 siluGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// siluGradAVX2NT is the AVX2 siluGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func siluGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -309,7 +314,7 @@ func siluGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func geluGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// geluGradAVX2NT is the AVX2 geluGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// geluGradAVX2NT is the AVX2 geluGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func geluGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -319,7 +324,7 @@ func geluGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func reluGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// reluGradAVX2NT is the AVX2 reluGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// reluGradAVX2NT is the AVX2 reluGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func reluGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -329,7 +334,7 @@ func reluGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func negGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// negGradAVX2NT is the AVX2 negGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// negGradAVX2NT is the AVX2 negGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func negGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -339,7 +344,7 @@ func negGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func squareGradAVX2(dst *float32, x *float32, dy *float32, n int)
 
-// squareGradAVX2NT is the AVX2 squareGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// squareGradAVX2NT is the AVX2 squareGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func squareGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
@@ -379,35 +384,70 @@ func accumulateAVX2(acc *float64, x *float32, n int)
 //go:noescape
 func scaleToAVX2(dst *float32, x *float32, s float64, n int)
 
+// scaleToAVX2NT is the AVX2 kernel of ScaleTo, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func scaleToAVX2NT(dst *float32, x *float32, s float64, n int)
+
 // scaleMulAVX2 is the AVX2 kernel of ScaleMul
 //
 //go:noescape
 func scaleMulAVX2(dst *float32, x *float32, w *float32, s float64, n int)
+
+// scaleMulAVX2NT is the AVX2 kernel of ScaleMul, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func scaleMulAVX2NT(dst *float32, x *float32, w *float32, s float64, n int)
 
 // normalizeAVX2 is the AVX2 kernel of Normalize without shift
 //
 //go:noescape
 func normalizeAVX2(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
 
+// normalizeAVX2NT is the AVX2 kernel of Normalize without shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func normalizeAVX2NT(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
+
 // normalizeShiftAVX2 is the AVX2 kernel of Normalize with shift
 //
 //go:noescape
 func normalizeShiftAVX2(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
+
+// normalizeShiftAVX2NT is the AVX2 kernel of Normalize with shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func normalizeShiftAVX2NT(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
 
 // softmaxGradAVX2 is the AVX2 kernel of SoftmaxGrad
 //
 //go:noescape
 func softmaxGradAVX2(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
 
+// softmaxGradAVX2NT is the AVX2 kernel of SoftmaxGrad, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func softmaxGradAVX2NT(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
+
 // rmsNormGradAVX2 is the AVX2 kernel of RMSNormGrad without accumulators
 //
 //go:noescape
 func rmsNormGradAVX2(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
 
+// rmsNormGradAVX2NT is the AVX2 kernel of RMSNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func rmsNormGradAVX2NT(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
+
 // rmsNormGradAccAVX2 is the AVX2 kernel of RMSNormGrad with accumulators
 //
 //go:noescape
 func rmsNormGradAccAVX2(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
+
+// rmsNormGradAccAVX2NT is the AVX2 kernel of RMSNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func rmsNormGradAccAVX2NT(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
 
 // layerNormGradSumsAVX2 is the AVX2 kernel of LayerNormGradSums
 //
@@ -419,10 +459,20 @@ func layerNormGradSumsAVX2(x *float32, w *float32, dy *float32, mean float64, rs
 //go:noescape
 func layerNormGradAVX2(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
 
+// layerNormGradAVX2NT is the AVX2 kernel of LayerNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func layerNormGradAVX2NT(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
+
 // layerNormGradAccAVX2 is the AVX2 kernel of LayerNormGrad with accumulators
 //
 //go:noescape
 func layerNormGradAccAVX2(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
+
+// layerNormGradAccAVX2NT is the AVX2 kernel of LayerNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func layerNormGradAccAVX2NT(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
 
 // adamwAVX2 is the AVX2 kernel of AdamW
 //
@@ -454,7 +504,7 @@ func maxScaledAVX2(x *float32, s float32, n int) (m float32)
 //go:noescape
 func addAVX512(dst *float32, a *float32, b *float32, n int)
 
-// addAVX512NT is the AVX512 add kernel with non-temporal stores; dst must be aligned to the vector size.
+// addAVX512NT is the AVX512 add kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func addAVX512NT(dst *float32, a *float32, b *float32, n int)
@@ -464,7 +514,7 @@ func addAVX512NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func subAVX512(dst *float32, a *float32, b *float32, n int)
 
-// subAVX512NT is the AVX512 sub kernel with non-temporal stores; dst must be aligned to the vector size.
+// subAVX512NT is the AVX512 sub kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func subAVX512NT(dst *float32, a *float32, b *float32, n int)
@@ -474,7 +524,7 @@ func subAVX512NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func mulAVX512(dst *float32, a *float32, b *float32, n int)
 
-// mulAVX512NT is the AVX512 mul kernel with non-temporal stores; dst must be aligned to the vector size.
+// mulAVX512NT is the AVX512 mul kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func mulAVX512NT(dst *float32, a *float32, b *float32, n int)
@@ -484,7 +534,7 @@ func mulAVX512NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func divAVX512(dst *float32, a *float32, b *float32, n int)
 
-// divAVX512NT is the AVX512 div kernel with non-temporal stores; dst must be aligned to the vector size.
+// divAVX512NT is the AVX512 div kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func divAVX512NT(dst *float32, a *float32, b *float32, n int)
@@ -494,7 +544,7 @@ func divAVX512NT(dst *float32, a *float32, b *float32, n int)
 //go:noescape
 func addScalarAVX512(dst *float32, a *float32, s float32, n int)
 
-// addScalarAVX512NT is the AVX512 addScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// addScalarAVX512NT is the AVX512 addScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func addScalarAVX512NT(dst *float32, a *float32, s float32, n int)
@@ -504,7 +554,7 @@ func addScalarAVX512NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func subScalarAVX512(dst *float32, a *float32, s float32, n int)
 
-// subScalarAVX512NT is the AVX512 subScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// subScalarAVX512NT is the AVX512 subScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func subScalarAVX512NT(dst *float32, a *float32, s float32, n int)
@@ -514,7 +564,7 @@ func subScalarAVX512NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func mulScalarAVX512(dst *float32, a *float32, s float32, n int)
 
-// mulScalarAVX512NT is the AVX512 mulScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// mulScalarAVX512NT is the AVX512 mulScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func mulScalarAVX512NT(dst *float32, a *float32, s float32, n int)
@@ -524,7 +574,7 @@ func mulScalarAVX512NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func divScalarAVX512(dst *float32, a *float32, s float32, n int)
 
-// divScalarAVX512NT is the AVX512 divScalar kernel with non-temporal stores; dst must be aligned to the vector size.
+// divScalarAVX512NT is the AVX512 divScalar kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func divScalarAVX512NT(dst *float32, a *float32, s float32, n int)
@@ -534,7 +584,7 @@ func divScalarAVX512NT(dst *float32, a *float32, s float32, n int)
 //go:noescape
 func axpyAVX512(dst *float32, y *float32, x *float32, alpha float32, n int)
 
-// axpyAVX512NT is the AVX512 axpy kernel with non-temporal stores; dst must be aligned to the vector size.
+// axpyAVX512NT is the AVX512 axpy kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func axpyAVX512NT(dst *float32, y *float32, x *float32, alpha float32, n int)
@@ -544,7 +594,7 @@ func axpyAVX512NT(dst *float32, y *float32, x *float32, alpha float32, n int)
 //go:noescape
 func expAVX512(dst *float32, x *float32, n int)
 
-// expAVX512NT is the AVX512 exp kernel with non-temporal stores; dst must be aligned to the vector size.
+// expAVX512NT is the AVX512 exp kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func expAVX512NT(dst *float32, x *float32, n int)
@@ -554,7 +604,7 @@ func expAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func logAVX512(dst *float32, x *float32, n int)
 
-// logAVX512NT is the AVX512 log kernel with non-temporal stores; dst must be aligned to the vector size.
+// logAVX512NT is the AVX512 log kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func logAVX512NT(dst *float32, x *float32, n int)
@@ -564,7 +614,7 @@ func logAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func sqrtAVX512(dst *float32, x *float32, n int)
 
-// sqrtAVX512NT is the AVX512 sqrt kernel with non-temporal stores; dst must be aligned to the vector size.
+// sqrtAVX512NT is the AVX512 sqrt kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sqrtAVX512NT(dst *float32, x *float32, n int)
@@ -574,7 +624,7 @@ func sqrtAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func rsqrtAVX512(dst *float32, x *float32, n int)
 
-// rsqrtAVX512NT is the AVX512 rsqrt kernel with non-temporal stores; dst must be aligned to the vector size.
+// rsqrtAVX512NT is the AVX512 rsqrt kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func rsqrtAVX512NT(dst *float32, x *float32, n int)
@@ -584,7 +634,7 @@ func rsqrtAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func tanhAVX512(dst *float32, x *float32, n int)
 
-// tanhAVX512NT is the AVX512 tanh kernel with non-temporal stores; dst must be aligned to the vector size.
+// tanhAVX512NT is the AVX512 tanh kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func tanhAVX512NT(dst *float32, x *float32, n int)
@@ -594,7 +644,7 @@ func tanhAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func sigmoidAVX512(dst *float32, x *float32, n int)
 
-// sigmoidAVX512NT is the AVX512 sigmoid kernel with non-temporal stores; dst must be aligned to the vector size.
+// sigmoidAVX512NT is the AVX512 sigmoid kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sigmoidAVX512NT(dst *float32, x *float32, n int)
@@ -604,7 +654,7 @@ func sigmoidAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func siluAVX512(dst *float32, x *float32, n int)
 
-// siluAVX512NT is the AVX512 silu kernel with non-temporal stores; dst must be aligned to the vector size.
+// siluAVX512NT is the AVX512 silu kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func siluAVX512NT(dst *float32, x *float32, n int)
@@ -614,7 +664,7 @@ func siluAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func geluAVX512(dst *float32, x *float32, n int)
 
-// geluAVX512NT is the AVX512 gelu kernel with non-temporal stores; dst must be aligned to the vector size.
+// geluAVX512NT is the AVX512 gelu kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func geluAVX512NT(dst *float32, x *float32, n int)
@@ -624,7 +674,7 @@ func geluAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func reluAVX512(dst *float32, x *float32, n int)
 
-// reluAVX512NT is the AVX512 relu kernel with non-temporal stores; dst must be aligned to the vector size.
+// reluAVX512NT is the AVX512 relu kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func reluAVX512NT(dst *float32, x *float32, n int)
@@ -634,7 +684,7 @@ func reluAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func negAVX512(dst *float32, x *float32, n int)
 
-// negAVX512NT is the AVX512 neg kernel with non-temporal stores; dst must be aligned to the vector size.
+// negAVX512NT is the AVX512 neg kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func negAVX512NT(dst *float32, x *float32, n int)
@@ -644,7 +694,7 @@ func negAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func squareAVX512(dst *float32, x *float32, n int)
 
-// squareAVX512NT is the AVX512 square kernel with non-temporal stores; dst must be aligned to the vector size.
+// squareAVX512NT is the AVX512 square kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func squareAVX512NT(dst *float32, x *float32, n int)
@@ -654,7 +704,7 @@ func squareAVX512NT(dst *float32, x *float32, n int)
 //go:noescape
 func expGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// expGradAVX512NT is the AVX512 expGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// expGradAVX512NT is the AVX512 expGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func expGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -664,7 +714,7 @@ func expGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func logGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// logGradAVX512NT is the AVX512 logGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// logGradAVX512NT is the AVX512 logGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func logGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -674,7 +724,7 @@ func logGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func sqrtGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// sqrtGradAVX512NT is the AVX512 sqrtGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// sqrtGradAVX512NT is the AVX512 sqrtGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sqrtGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -684,7 +734,7 @@ func sqrtGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func rsqrtGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// rsqrtGradAVX512NT is the AVX512 rsqrtGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// rsqrtGradAVX512NT is the AVX512 rsqrtGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func rsqrtGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -694,7 +744,7 @@ func rsqrtGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func tanhGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// tanhGradAVX512NT is the AVX512 tanhGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// tanhGradAVX512NT is the AVX512 tanhGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func tanhGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -704,7 +754,7 @@ func tanhGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func sigmoidGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// sigmoidGradAVX512NT is the AVX512 sigmoidGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// sigmoidGradAVX512NT is the AVX512 sigmoidGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func sigmoidGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -714,7 +764,7 @@ func sigmoidGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func siluGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// siluGradAVX512NT is the AVX512 siluGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// siluGradAVX512NT is the AVX512 siluGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func siluGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -724,7 +774,7 @@ func siluGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func geluGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// geluGradAVX512NT is the AVX512 geluGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// geluGradAVX512NT is the AVX512 geluGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func geluGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -734,7 +784,7 @@ func geluGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func reluGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// reluGradAVX512NT is the AVX512 reluGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// reluGradAVX512NT is the AVX512 reluGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func reluGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -744,7 +794,7 @@ func reluGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func negGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// negGradAVX512NT is the AVX512 negGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// negGradAVX512NT is the AVX512 negGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func negGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -754,7 +804,7 @@ func negGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func squareGradAVX512(dst *float32, x *float32, dy *float32, n int)
 
-// squareGradAVX512NT is the AVX512 squareGrad kernel with non-temporal stores; dst must be aligned to the vector size.
+// squareGradAVX512NT is the AVX512 squareGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
 //
 //go:noescape
 func squareGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
@@ -794,35 +844,70 @@ func accumulateAVX512(acc *float64, x *float32, n int)
 //go:noescape
 func scaleToAVX512(dst *float32, x *float32, s float64, n int)
 
+// scaleToAVX512NT is the AVX512 kernel of ScaleTo, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func scaleToAVX512NT(dst *float32, x *float32, s float64, n int)
+
 // scaleMulAVX512 is the AVX512 kernel of ScaleMul
 //
 //go:noescape
 func scaleMulAVX512(dst *float32, x *float32, w *float32, s float64, n int)
+
+// scaleMulAVX512NT is the AVX512 kernel of ScaleMul, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func scaleMulAVX512NT(dst *float32, x *float32, w *float32, s float64, n int)
 
 // normalizeAVX512 is the AVX512 kernel of Normalize without shift
 //
 //go:noescape
 func normalizeAVX512(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
 
+// normalizeAVX512NT is the AVX512 kernel of Normalize without shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func normalizeAVX512NT(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
+
 // normalizeShiftAVX512 is the AVX512 kernel of Normalize with shift
 //
 //go:noescape
 func normalizeShiftAVX512(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
+
+// normalizeShiftAVX512NT is the AVX512 kernel of Normalize with shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func normalizeShiftAVX512NT(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
 
 // softmaxGradAVX512 is the AVX512 kernel of SoftmaxGrad
 //
 //go:noescape
 func softmaxGradAVX512(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
 
+// softmaxGradAVX512NT is the AVX512 kernel of SoftmaxGrad, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func softmaxGradAVX512NT(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
+
 // rmsNormGradAVX512 is the AVX512 kernel of RMSNormGrad without accumulators
 //
 //go:noescape
 func rmsNormGradAVX512(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
 
+// rmsNormGradAVX512NT is the AVX512 kernel of RMSNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func rmsNormGradAVX512NT(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
+
 // rmsNormGradAccAVX512 is the AVX512 kernel of RMSNormGrad with accumulators
 //
 //go:noescape
 func rmsNormGradAccAVX512(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
+
+// rmsNormGradAccAVX512NT is the AVX512 kernel of RMSNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func rmsNormGradAccAVX512NT(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
 
 // layerNormGradSumsAVX512 is the AVX512 kernel of LayerNormGradSums
 //
@@ -834,10 +919,20 @@ func layerNormGradSumsAVX512(x *float32, w *float32, dy *float32, mean float64, 
 //go:noescape
 func layerNormGradAVX512(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
 
+// layerNormGradAVX512NT is the AVX512 kernel of LayerNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func layerNormGradAVX512NT(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
+
 // layerNormGradAccAVX512 is the AVX512 kernel of LayerNormGrad with accumulators
 //
 //go:noescape
 func layerNormGradAccAVX512(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
+
+// layerNormGradAccAVX512NT is the AVX512 kernel of LayerNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
+//
+//go:noescape
+func layerNormGradAccAVX512NT(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
 
 // adamwAVX512 is the AVX512 kernel of AdamW
 //
@@ -905,16 +1000,16 @@ type asmFuncs struct {
 	dot3              func(*float32, *float32, *float32, int) float64
 	sumSquaredDiff    func(*float32, float64, int) float64
 	accumulate        func(*float64, *float32, int)
-	scaleTo           func(*float32, *float32, float64, int)
-	scaleMul          func(*float32, *float32, *float32, float64, int)
-	normalize         func(*float32, *float32, *float32, float64, float64, int)
-	normalizeShift    func(*float32, *float32, *float32, *float32, float64, float64, int)
-	softmaxGrad       func(*float32, *float32, *float32, float64, float64, int)
-	rmsNormGrad       func(*float32, *float32, *float32, *float32, float64, float64, int)
-	rmsNormGradAcc    func(*float32, *float32, *float32, *float32, *float64, float64, float64, int)
+	scaleTo           [2]func(*float32, *float32, float64, int)
+	scaleMul          [2]func(*float32, *float32, *float32, float64, int)
+	normalize         [2]func(*float32, *float32, *float32, float64, float64, int)
+	normalizeShift    [2]func(*float32, *float32, *float32, *float32, float64, float64, int)
+	softmaxGrad       [2]func(*float32, *float32, *float32, float64, float64, int)
+	rmsNormGrad       [2]func(*float32, *float32, *float32, *float32, float64, float64, int)
+	rmsNormGradAcc    [2]func(*float32, *float32, *float32, *float32, *float64, float64, float64, int)
 	layerNormGradSums func(*float32, *float32, *float32, float64, float64, int) (float64, float64)
-	layerNormGrad     func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, int)
-	layerNormGradAcc  func(*float32, *float32, *float32, *float32, *float64, *float64, float64, float64, float64, float64, int)
+	layerNormGrad     [2]func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, int)
+	layerNormGradAcc  [2]func(*float32, *float32, *float32, *float32, *float64, *float64, float64, float64, float64, float64, int)
 	adamw             func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
 	expShift          func(*float32, *float32, float32, float32, int) float64
 	expShiftSum       func(*float32, float32, float32, int) float64
@@ -961,16 +1056,16 @@ var funcsAVX2 = asmFuncs{
 	dot3:              dot3AVX2,
 	sumSquaredDiff:    sumSquaredDiffAVX2,
 	accumulate:        accumulateAVX2,
-	scaleTo:           scaleToAVX2,
-	scaleMul:          scaleMulAVX2,
-	normalize:         normalizeAVX2,
-	normalizeShift:    normalizeShiftAVX2,
-	softmaxGrad:       softmaxGradAVX2,
-	rmsNormGrad:       rmsNormGradAVX2,
-	rmsNormGradAcc:    rmsNormGradAccAVX2,
+	scaleTo:           [2]func(*float32, *float32, float64, int){scaleToAVX2, scaleToAVX2NT},
+	scaleMul:          [2]func(*float32, *float32, *float32, float64, int){scaleMulAVX2, scaleMulAVX2NT},
+	normalize:         [2]func(*float32, *float32, *float32, float64, float64, int){normalizeAVX2, normalizeAVX2NT},
+	normalizeShift:    [2]func(*float32, *float32, *float32, *float32, float64, float64, int){normalizeShiftAVX2, normalizeShiftAVX2NT},
+	softmaxGrad:       [2]func(*float32, *float32, *float32, float64, float64, int){softmaxGradAVX2, softmaxGradAVX2NT},
+	rmsNormGrad:       [2]func(*float32, *float32, *float32, *float32, float64, float64, int){rmsNormGradAVX2, rmsNormGradAVX2NT},
+	rmsNormGradAcc:    [2]func(*float32, *float32, *float32, *float32, *float64, float64, float64, int){rmsNormGradAccAVX2, rmsNormGradAccAVX2NT},
 	layerNormGradSums: layerNormGradSumsAVX2,
-	layerNormGrad:     layerNormGradAVX2,
-	layerNormGradAcc:  layerNormGradAccAVX2,
+	layerNormGrad:     [2]func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, int){layerNormGradAVX2, layerNormGradAVX2NT},
+	layerNormGradAcc:  [2]func(*float32, *float32, *float32, *float32, *float64, *float64, float64, float64, float64, float64, int){layerNormGradAccAVX2, layerNormGradAccAVX2NT},
 	adamw:             adamwAVX2,
 	expShift:          expShiftAVX2,
 	expShiftSum:       expShiftSumAVX2,
@@ -1017,16 +1112,16 @@ var funcsAVX512 = asmFuncs{
 	dot3:              dot3AVX512,
 	sumSquaredDiff:    sumSquaredDiffAVX512,
 	accumulate:        accumulateAVX512,
-	scaleTo:           scaleToAVX512,
-	scaleMul:          scaleMulAVX512,
-	normalize:         normalizeAVX512,
-	normalizeShift:    normalizeShiftAVX512,
-	softmaxGrad:       softmaxGradAVX512,
-	rmsNormGrad:       rmsNormGradAVX512,
-	rmsNormGradAcc:    rmsNormGradAccAVX512,
+	scaleTo:           [2]func(*float32, *float32, float64, int){scaleToAVX512, scaleToAVX512NT},
+	scaleMul:          [2]func(*float32, *float32, *float32, float64, int){scaleMulAVX512, scaleMulAVX512NT},
+	normalize:         [2]func(*float32, *float32, *float32, float64, float64, int){normalizeAVX512, normalizeAVX512NT},
+	normalizeShift:    [2]func(*float32, *float32, *float32, *float32, float64, float64, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
+	softmaxGrad:       [2]func(*float32, *float32, *float32, float64, float64, int){softmaxGradAVX512, softmaxGradAVX512NT},
+	rmsNormGrad:       [2]func(*float32, *float32, *float32, *float32, float64, float64, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
+	rmsNormGradAcc:    [2]func(*float32, *float32, *float32, *float32, *float64, float64, float64, int){rmsNormGradAccAVX512, rmsNormGradAccAVX512NT},
 	layerNormGradSums: layerNormGradSumsAVX512,
-	layerNormGrad:     layerNormGradAVX512,
-	layerNormGradAcc:  layerNormGradAccAVX512,
+	layerNormGrad:     [2]func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, int){layerNormGradAVX512, layerNormGradAVX512NT},
+	layerNormGradAcc:  [2]func(*float32, *float32, *float32, *float32, *float64, *float64, float64, float64, float64, float64, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
 	adamw:             adamwAVX512,
 	expShift:          expShiftAVX512,
 	expShiftSum:       expShiftSumAVX512,

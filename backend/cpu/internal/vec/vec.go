@@ -99,13 +99,30 @@ type Kernels struct {
 	// streaming is this set with non-temporal stores for large outputs;
 	// nil where there is no such variant.
 	streaming *Kernels
+	// fence orders non-temporal stores; nil where there are none.
+	fence func()
+}
+
+// Fence makes the output of the streaming kernels called so far on this
+// goroutine visible to later loads and stores in order; callers call it
+// once after a batch of kernel calls (a parallel chunk), before the output
+// is used elsewhere. The kernels do not fence each call, which would stall
+// every row of a row-wise op. It does nothing for sets without streaming
+// stores.
+func (k *Kernels) Fence() {
+	if k.fence != nil {
+		k.fence()
+	}
 }
 
 // Streaming returns the kernels to use when an operation's output is too
-// large to stay in the cache: on amd64 the element-wise kernels then write
-// their output with non-temporal stores, which skip reading each cache
-// line before overwriting it and leave the cache to the inputs. Kernels
-// without such a variant return themselves.
+// large to stay in the cache: on amd64 the kernels with a float32 output
+// that is only written (element-wise ops, ScaleTo, ScaleMul, Normalize and
+// the norm and softmax gradients) then write it with non-temporal stores,
+// which skip reading each cache line before overwriting it and leave the
+// cache to the inputs; an output that aliases an input is written as
+// usual. Call [Kernels.Fence] after a batch of calls. Kernels without a
+// streaming variant return themselves.
 func (k *Kernels) Streaming() *Kernels {
 	if k.streaming != nil {
 		return k.streaming
