@@ -25,9 +25,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/sora-go/sora/internal/atomicfile"
 )
 
 // MaxHeaderSize is the largest JSON header accepted, as in the reference
@@ -530,33 +531,9 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	if _, err := buildHeader(tensors, metadata); err != nil {
 		return fmt.Errorf("%w (writing %s)", err, path)
 	}
-	return writeAtomic(path, func(w io.Writer) error { return Encode(w, tensors, metadata) })
-}
-
-// writeAtomic writes via a temporary file in path's directory, syncs it and
-// renames it to path; on any failure the temporary file is removed.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	err := atomicfile.Write(path, func(w *bufio.Writer) error { return Encode(w, tensors, metadata) })
 	if err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+		return fmt.Errorf("safetensors: %w", err)
 	}
 	return nil
 }

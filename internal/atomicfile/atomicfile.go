@@ -1,7 +1,9 @@
 // Package atomicfile writes files and folders so that readers never see a
 // partial result: data goes to a temporary name in the destination's own
 // directory (so the final rename stays on one file system) and is renamed
-// into place only after it has been written and synced.
+// into place only after it has been written and synced. Files end up
+// readable by everyone (0644), folders 0755, like those of ordinary tools;
+// the temporary names start private.
 package atomicfile
 
 import (
@@ -25,6 +27,10 @@ func Write(path string, write func(w *bufio.Writer) error) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
+	// CreateTemp makes the file private; the result is an ordinary file.
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
 	bw := bufio.NewWriterSize(tmp, 1<<16)
 	if err = write(bw); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -42,6 +48,14 @@ func Write(path string, write func(w *bufio.Writer) error) (err error) {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// WriteFile creates or replaces the file at path with data, as Write does.
+func WriteFile(path string, data []byte) error {
+	return Write(path, func(w *bufio.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 }
 
 // WriteDir fills the folder dir by calling fill with the folder to write

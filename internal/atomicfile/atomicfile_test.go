@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -30,6 +31,28 @@ func TestWrite(t *testing.T) {
 	}
 	if e, _ := os.ReadDir(dir); len(e) != 1 {
 		t.Fatalf("%d entries in the folder, want 1 (temporary files left?)", len(e))
+	}
+}
+
+// TestWriteFile checks the bytes and that the result is an ordinary
+// readable file, not the private temporary file it started as.
+func TestWriteFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := WriteFile(path, []byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "data" {
+		t.Errorf("file = %q, want data", b)
+	}
+	if st.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, want 0644", st.Mode().Perm())
+	}
+	if err := WriteFile(filepath.Join(path, "below-a-file"), nil); err == nil || !strings.Contains(err.Error(), "below-a-file") {
+		t.Errorf("WriteFile under a regular file: %v, want an error naming the path", err)
 	}
 }
 

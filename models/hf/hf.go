@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sora-go/sora/models/internal/atomicfile"
+	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/safetensors"
 )
@@ -336,11 +335,7 @@ func encodeIndex(weightMap map[string]string, total int64) ([]byte, error) {
 }
 
 func writeFile(path string, data []byte) error {
-	err := atomicfile.Write(path, func(w *bufio.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-	if err != nil {
+	if err := atomicfile.WriteFile(path, data); err != nil {
 		return fmt.Errorf("hf: %w", err)
 	}
 	return nil

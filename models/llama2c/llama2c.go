@@ -33,7 +33,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/sora-go/sora/models/internal/atomicfile"
+	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/llama"
 )
 

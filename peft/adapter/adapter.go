@@ -29,6 +29,7 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/safetensors"
 )
@@ -67,33 +68,8 @@ func Save(dir string, m *peft.Model, meta Meta) error {
 	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("adapter: %w", err)
 	}
-	return writeAtomic(filepath.Join(dir, ConfigFile), append(conf, '\n'))
-}
-
-// writeAtomic writes data to a temporary file beside path, syncs it and
-// renames it to path.
-func writeAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("adapter: writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("adapter: writing %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("adapter: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("adapter: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("adapter: writing %s: %w", path, err)
+	if err := atomicfile.WriteFile(filepath.Join(dir, ConfigFile), append(conf, '\n')); err != nil {
+		return fmt.Errorf("adapter: %w", err)
 	}
 	return nil
 }
