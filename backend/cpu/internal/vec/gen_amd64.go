@@ -280,9 +280,10 @@ func (g *gen) sigmoidPick(x, r, s0, d, m string) {
 	g.blend(m, r, s0, d)
 }
 
-// phi sets cdf = Φ(x) and e = exp(−x²/2) (0 beyond geluMaxA) using
-// temporaries t[0..3] and mask m. See phiParts.
-func (g *gen) phi(x, cdf, e string, t []string, m string) {
+// phi sets e = exp(−x²/2) (0 beyond geluMaxA) and either (gelu false)
+// d = Φ(x) or (gelu true) d = x·Φ(x), using temporaries t[0..3] and mask
+// m. See phiTail.
+func (g *gen) phi(x, d, e string, gelu bool, t []string, m string) {
 	t0, t1, t2, t3 := t[0], t[1], t[2], t[3]
 	g.and(c("cAbs"), x, t0)
 	g.cmp(ngtUS, c("cGeluMax"), t0, m) // lanes to keep
@@ -292,7 +293,7 @@ func (g *gen) phi(x, cdf, e string, t []string, m string) {
 	g.I("VMOVAPS %s, %s", e, t2)
 	g.I("VFMSUB231PS %s, %s, %s", t1, t1, t2) // a² − s, exactly
 	g.I("VMULPS %s, %s, %s", c("cNegHalf"), e, e)
-	g.exp(e, []string{t0, t3, cdf}, expOpts{corr: t2})
+	g.exp(e, []string{t0, t3, d}, expOpts{corr: t2})
 	g.keep(m, e, e)
 	g.I("VADDPS %s, %s, %s", c("cGeluK"), t1, t2)
 	g.I("VMOVUPS %s, %s", c("cOne"), t3)
@@ -301,11 +302,17 @@ func (g *gen) phi(x, cdf, e string, t []string, m string) {
 	g.I("VMULPS %s, %s, %s", t3, t2, t2) // t
 	g.horner("cPhiG", 10, t2, t0)
 	g.I("VMULPS %s, %s, %s", t3, t0, t0)
-	g.I("VMULPS %s, %s, %s", e, t0, t0) // h = ½·erfc(a/√2)
-	g.I("VMOVUPS %s, %s", c("cOne"), t1)
-	g.I("VSUBPS %s, %s, %s", t0, t1, t1)
+	g.I("VMULPS %s, %s, %s", e, t0, t0) // h = ½·erfc(a/√2) = Φ(−a)
 	g.cmp(geOS, c("cZero"), x, m)
-	g.blend(m, t1, t0, cdf)
+	if gelu {
+		g.I("VMULPS %s, %s, %s", t0, x, t0)  // x·h
+		g.I("VSUBPS %s, %s, %s", t0, x, t1)  // x − x·h
+		g.blend(m, t1, t0, d)
+		return
+	}
+	g.I("VMOVUPS %s, %s", c("cOne"), t1)
+	g.I("VSUBPS %s, %s, %s", t0, t1, t1) // 1 − h
+	g.blend(m, t1, t0, d)
 }
 
 // ---- element-wise maps ----
@@ -653,10 +660,19 @@ func (g *gen) extractHigh(s, t string) {
 	}
 }
 
-// narrow rounds the float64 vector s to float32 half hi of d, using t,
-// and leaves the other half of d as it was (in the tail, an in/out
-// stream's input still waits there).
-func (g *gen) narrow(s string, hi int, d, t string) {
+// narrow rounds the float64 vector s to float32 half hi of d, using t.
+// With keep it leaves the other half of d as it was (in the tail, an
+// in/out stream's input still waits there); without, the low half is
+// written directly, clearing the high half, which must come after.
+func (g *gen) narrow(s string, hi int, d, t string, keep bool) {
+	if hi == 0 && !keep {
+		if g.wide() {
+			g.I("VCVTPD2PS %s, %s", s, g.half(d))
+		} else {
+			g.I("VCVTPD2PSY %s, %s", s, g.half(d))
+		}
+		return
+	}
 	if g.wide() {
 		g.I("VCVTPD2PS %s, %s", s, g.half(t))
 		g.I("VINSERTF64X4 $%d, %s, %s, %s", hi, g.half(t), d, d)
@@ -788,9 +804,16 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 				}
 			}
 		}
-		// The high half goes first: narrowing it leaves the low half of
-		// an in/out stream's register, still to be widened, untouched.
-		for _, h := range []int{1, 0} {
+		// With an in/out stream the high half goes first: narrowing it
+		// leaves the low half of the stream's register, still to be
+		// widened in the tail, untouched.
+		halves, keep := []int{0, 1}, false
+		for _, s := range k.streams {
+			if s.mode == inout32 {
+				halves, keep = []int{1, 0}, true
+			}
+		}
+		for _, h := range halves {
 			for _, s := range k.streams {
 				if s.mode != in32 && s.mode != inout32 {
 					continue
@@ -831,7 +854,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 					}
 				}
 				if s.mode == out32 || s.mode == inout32 {
-					g.narrow(outr[s.name], h, f32[s.name], tmp)
+					g.narrow(outr[s.name], h, f32[s.name], tmp, keep)
 				}
 			}
 		}
@@ -956,7 +979,7 @@ func (g *gen) expShift(store bool) {
 	t := r.vs(3)
 	body := func(masked bool) {
 		g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
-		g.exp(x, t, expFull)
+		g.exp(x, t, expOpts{lo: true, wide: true})     // callers keep it ≤ 88
 		if masked {
 			if g.wide() {
 				g.I("VMOVAPS.Z %s, K1, %s", x, x)
@@ -1191,8 +1214,7 @@ var maps = []mapK{
 		}},
 	{name: "gelu", ins: []string{"x"}, temps: 5, masks: 1, unroll: 1,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.phi(in[0], out, t[4], t[:4], m[0])
-			g.I("VMULPS %s, %s, %s", out, in[0], out)
+			g.phi(in[0], out, t[4], true, t[:4], m[0])
 		}},
 	{name: "relu", ins: []string{"x"}, masks: 1, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) {
@@ -1249,7 +1271,7 @@ var maps = []mapK{
 		}},
 	{name: "geluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 1,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.phi(in[0], out, t[4], t[:4], m[0])
+			g.phi(in[0], out, t[4], false, t[:4], m[0])
 			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[4], t[4])
 			g.I("VFMADD231PS %s, %s, %s", in[0], t[4], out) // x·φ(x) + Φ(x)
 			g.I("VMULPS %s, %s, %s", out, in[1], out)

@@ -167,11 +167,11 @@ func siluGrad32(x float32) float32 {
 	return x*d + s
 }
 
-// phiParts returns the standard normal CDF Φ(x) and exp(−x²/2) (0 where
-// |x| > geluMaxA). With a = |x|, ½·erfc(a/√2) = exp(−a²/2)·G(t)/(a+K)
-// for t = (a−K)/(a+K); Φ(x) is that for x < 0 and 1 minus it otherwise,
-// so the left tail keeps its relative precision.
-func phiParts(x float32) (cdf, g float32) {
+// phiTail returns h = Φ(−|x|) = ½·erfc(|x|/√2), the standard normal tail,
+// and g = exp(−x²/2), both 0 where |x| > geluMaxA. With a = |x|,
+// h = exp(−a²/2)·G(t)/(a+K) for t = (a−K)/(a+K); Φ(x) is h for x < 0 and
+// 1 − h otherwise, so the left tail keeps its relative precision.
+func phiTail(x float32) (h, g float32) {
 	a := clamp(float32(math.Abs(float64(x))), 0, geluMaxA)
 	// a² = s + ds exactly (a float32 square is exact in float64); the
 	// exponential of −ds/2 is folded in as a correction of the reduced
@@ -194,20 +194,25 @@ func phiParts(x float32) (cdf, g float32) {
 	for k := len(phiG) - 2; k >= 0; k-- {
 		p = p*t + phiG[k]
 	}
-	h := p * inv * g
-	if x >= 0 {
-		return 1 - h, g
-	}
-	return h, g
+	return p * inv * g, g
 }
 
+// gelu32 is x·Φ(x), computed as x − x·h for x ≥ 0 and x·h below.
 func gelu32(x float32) float32 {
-	c, _ := phiParts(x)
-	return x * c
+	h, _ := phiTail(x)
+	xh := x * h
+	if x >= 0 {
+		return x - xh
+	}
+	return xh
 }
 
 // geluGrad32 is d/dx x·Φ(x) = Φ(x) + x·φ(x).
 func geluGrad32(x float32) float32 {
-	c, g := phiParts(x)
+	h, g := phiTail(x)
+	c := h
+	if x >= 0 {
+		c = 1 - h
+	}
 	return x*(g*invSqrt2Pi) + c
 }
