@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 func binaryRef(op backend.BinaryOp, a, b float64) float64 {
@@ -252,7 +253,7 @@ func registerUnaryCases() {
 					e.B.Unary(op, o.T, src)
 					ref := make([]float64, n)
 					for i, xv := range x {
-						ref[i] = refUnary(op, float64(xv))
+						ref[i] = refops.Unary(op, float64(xv))
 					}
 					e.Check(o, ref)
 				},
@@ -286,7 +287,7 @@ func registerUnaryCases() {
 					e.B.UnaryGrad(op, o.T, xt, dy)
 					ref := make([]float64, n)
 					for i, xv := range x {
-						ref[i] = float64(dyv[i]) * refUnaryDeriv(op, float64(xv))
+						ref[i] = float64(dyv[i]) * refops.UnaryDeriv(op, float64(xv))
 					}
 					e.Check(o, ref)
 				},

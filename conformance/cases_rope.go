@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 func init() {
@@ -57,7 +58,7 @@ func init() {
 					}
 					p := backend.RoPEParams{Layout: layout, Theta: c.theta, Offset: c.offset, Inverse: c.inverse}
 					e.B.RoPE(o.T, src, p)
-					e.Check(o, refRoPE(x, c.shape[0], c.shape[1], c.shape[2], c.shape[3], p))
+					e.Check(o, refops.RoPE(F64(x), c.shape[0], c.shape[1], c.shape[2], c.shape[3], p))
 				},
 			})
 		}

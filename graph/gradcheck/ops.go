@@ -8,6 +8,7 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 func in(name string, shape ...int) Input { return Input{Name: name, Shape: shape} }
@@ -96,7 +97,7 @@ func OpCases() []Case {
 		}
 		add(unaryCase(op.String(), x,
 			func(g *graph.Tape, x *graph.Value) *graph.Value { return g.Unary(op, x) },
-			func(x []float64) []float64 { return mapf(x, func(v float64) float64 { return refUnary(op, v) }) }))
+			func(x []float64) []float64 { return mapf(x, func(v float64) float64 { return refops.Unary(op, v) }) }))
 	}
 	add(Case{
 		Name:    "scale_rows",
@@ -249,33 +250,33 @@ func OpCases() []Case {
 				if len(c.shape) >= 3 {
 					queries = c.shape[len(c.shape)-2]
 				}
-				return refSoftmax(x, queries, keys, float64(c.p.EffectiveScale()), c.p.Causal, c.p.QueryOffset)
+				return refops.Softmax(x, queries, keys, float64(c.p.EffectiveScale()), c.p.Causal, c.p.QueryOffset)
 			}))
 	}
 	add(Case{
 		Name:      "rmsnorm",
 		Inputs:    []Input{in("x", 3, 8), inRange("w", 0.5, 1.5, 8)},
 		Forward:   func(g *graph.Tape, v []*graph.Value) *graph.Value { return g.RMSNorm(v[0], v[1], 1e-5) },
-		Reference: func(x [][]float64) []float64 { return refRMSNorm(x[0], x[1], 1e-5) },
+		Reference: func(x [][]float64) []float64 { return refops.RMSNorm(x[0], x[1], 1e-5) },
 	})
 	add(Case{
 		Name:      "layernorm",
 		Inputs:    []Input{in("x", 2, 2, 6), inRange("gamma", 0.5, 1.5, 6), in("beta", 6)},
 		Forward:   func(g *graph.Tape, v []*graph.Value) *graph.Value { return g.LayerNorm(v[0], v[1], v[2], 1e-5) },
-		Reference: func(x [][]float64) []float64 { return refLayerNorm(x[0], x[1], x[2], 1e-5) },
+		Reference: func(x [][]float64) []float64 { return refops.LayerNorm(x[0], x[1], x[2], 1e-5) },
 	})
 	add(Case{
 		Name:      "layernorm/no_beta",
 		Inputs:    []Input{in("x", 3, 5), inRange("gamma", 0.5, 1.5, 5)},
 		Forward:   func(g *graph.Tape, v []*graph.Value) *graph.Value { return g.LayerNorm(v[0], v[1], nil, 1e-5) },
-		Reference: func(x [][]float64) []float64 { return refLayerNorm(x[0], x[1], make([]float64, 5), 1e-5) },
+		Reference: func(x [][]float64) []float64 { return refops.LayerNorm(x[0], x[1], nil, 1e-5) },
 	})
 	for _, layout := range []backend.RoPELayout{backend.Interleaved, backend.HalfSplit} {
 		for _, off := range []int{0, 3} {
 			p := backend.RoPEParams{Layout: layout, Theta: 100, Offset: off}
 			add(unaryCase(fmt.Sprintf("rope/%s/offset%d", layout, off), in("x", 2, 3, 2, 6),
 				func(g *graph.Tape, x *graph.Value) *graph.Value { return g.RoPE(x, p) },
-				func(x []float64) []float64 { return refRoPE(x, 2, 3, 2, 6, layout, 100, off) }))
+				func(x []float64) []float64 { return refops.RoPE(x, 2, 3, 2, 6, p) }))
 		}
 	}
 	ids := []int32{4, 0, 4, 2}
@@ -317,7 +318,7 @@ func OpCases() []Case {
 		add(unaryCase(c.name, inRange("logits", -3, 3, 4, 6),
 			func(g *graph.Tape, x *graph.Value) *graph.Value { return g.CrossEntropy(x, targets, c.opts) },
 			func(x []float64) []float64 {
-				return []float64{sum(refCrossEntropy(x, 6, targets, graph.IgnoreIndex, float64(c.opts.Smoothing))) / c.div}
+				return []float64{sum(refops.CrossEntropy(x, 6, targets, graph.IgnoreIndex, float64(c.opts.Smoothing))) / c.div}
 			}))
 	}
 	add(unaryCase("cross_entropy/scaled", inRange("logits", -3, 3, 2, 2, 6),
@@ -326,11 +327,11 @@ func OpCases() []Case {
 			return g.Scale(g.CrossEntropy(x, targets, graph.CrossEntropyOptions{}), 2.5)
 		},
 		func(x []float64) []float64 {
-			return []float64{2.5 * sum(refCrossEntropy(x, 6, targets, graph.IgnoreIndex, 0)) / 3}
+			return []float64{2.5 * sum(refops.CrossEntropy(x, 6, targets, graph.IgnoreIndex, 0)) / 3}
 		}))
 	add(unaryCase("cross_entropy_rows", inRange("logits", -3, 3, 2, 2, 6),
 		func(g *graph.Tape, x *graph.Value) *graph.Value { return g.CrossEntropyRows(x, targets) },
-		func(x []float64) []float64 { return refCrossEntropy(x, 6, targets, graph.IgnoreIndex, 0) }))
+		func(x []float64) []float64 { return refops.CrossEntropy(x, 6, targets, graph.IgnoreIndex, 0) }))
 	add(Case{
 		Name:    "mse",
 		Inputs:  []Input{in("pred", 3, 4), in("target", 3, 4)},

@@ -1,14 +1,15 @@
 package gradcheck
 
 import (
-	"math"
-
 	"github.com/sora-go/sora/backend"
 )
 
 // float64 reference implementations of the graph's ops, written
 // independently of any backend for the reference checks of OpCases. Shapes
-// are passed explicitly; data is row-major.
+// are passed explicitly; data is row-major. The references of ops that map
+// one to one onto backend ops (unary functions, softmax, the norms, RoPE,
+// cross-entropy) are package refops's, which the conformance suite uses
+// too.
 
 // refMatMul returns op(A)·op(B) for batches of matrices: A holds na
 // matrices of [ar, ac], B nb of [br, bc], with na or nb equal to the
@@ -81,34 +82,6 @@ func refBinary(op backend.BinaryOp, a []float64, cols int, b []float64, kind str
 	return out
 }
 
-func refUnary(op backend.UnaryOp, x float64) float64 {
-	switch op {
-	case backend.Exp:
-		return math.Exp(x)
-	case backend.Log:
-		return math.Log(x)
-	case backend.Sqrt:
-		return math.Sqrt(x)
-	case backend.Rsqrt:
-		return 1 / math.Sqrt(x)
-	case backend.Tanh:
-		return math.Tanh(x)
-	case backend.SiLU:
-		return x / (1 + math.Exp(-x))
-	case backend.GELU:
-		return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
-	case backend.ReLU:
-		return math.Max(x, 0)
-	case backend.Neg:
-		return -x
-	case backend.Square:
-		return x * x
-	case backend.Sigmoid:
-		return 1 / (1 + math.Exp(-x))
-	}
-	return math.NaN()
-}
-
 func mapf(x []float64, f func(float64) float64) []float64 {
 	out := make([]float64, len(x))
 	for i, v := range x {
@@ -140,123 +113,6 @@ func sumsq(x []float64) float64 {
 		s += v * v
 	}
 	return s
-}
-
-// refSoftmax is softmax(scale·x) over rows of keys; with causal the rows are
-// grouped as [batch, queries, keys] and key j is masked for query i when
-// j > i + offset.
-func refSoftmax(x []float64, queries, keys int, scale float64, causal bool, offset int) []float64 {
-	out := make([]float64, len(x))
-	for r := 0; r*keys < len(x); r++ {
-		row := x[r*keys : (r+1)*keys]
-		q := r % queries
-		mx := math.Inf(-1)
-		for j, v := range row {
-			if causal && j > q+offset {
-				continue
-			}
-			mx = math.Max(mx, scale*v)
-		}
-		z := 0.0
-		for j, v := range row {
-			if causal && j > q+offset {
-				continue
-			}
-			z += math.Exp(scale*v - mx)
-		}
-		for j, v := range row {
-			if causal && j > q+offset {
-				continue
-			}
-			out[r*keys+j] = math.Exp(scale*v-mx) / z
-		}
-	}
-	return out
-}
-
-func refRMSNorm(x, w []float64, eps float64) []float64 {
-	cols := len(w)
-	return refRows(x, cols, func(row []float64) []float64 {
-		inv := 1 / math.Sqrt(sumsq(row)/float64(cols)+eps)
-		out := make([]float64, cols)
-		for j, v := range row {
-			out[j] = v * inv * w[j]
-		}
-		return out
-	})
-}
-
-func refLayerNorm(x, gamma, beta []float64, eps float64) []float64 {
-	cols := len(gamma)
-	return refRows(x, cols, func(row []float64) []float64 {
-		mean := sum(row) / float64(cols)
-		v := 0.0
-		for _, e := range row {
-			v += (e - mean) * (e - mean)
-		}
-		inv := 1 / math.Sqrt(v/float64(cols)+eps)
-		out := make([]float64, cols)
-		for j, e := range row {
-			out[j] = (e-mean)*inv*gamma[j] + beta[j]
-		}
-		return out
-	})
-}
-
-// refRoPE rotates x [batch, seq, heads, hd] as backend.RoPEParams
-// describes.
-func refRoPE(x []float64, batch, seq, heads, hd int, layout backend.RoPELayout, theta float64, offset int) []float64 {
-	out := make([]float64, len(x))
-	half := hd / 2
-	for bb := range batch {
-		for t := range seq {
-			for h := range heads {
-				base := ((bb*seq+t)*heads + h) * hd
-				for i := range half {
-					ang := float64(offset+t) * math.Pow(theta, -float64(2*i)/float64(hd))
-					j0, j1 := base+2*i, base+2*i+1
-					if layout == backend.HalfSplit {
-						j0, j1 = base+i, base+i+half
-					}
-					c, s := math.Cos(ang), math.Sin(ang)
-					out[j0] = x[j0]*c - x[j1]*s
-					out[j1] = x[j0]*s + x[j1]*c
-				}
-			}
-		}
-	}
-	return out
-}
-
-// refCrossEntropy returns the per-row losses −Σ q log softmax(x) with the
-// smoothed one-hot q; IgnoreIndex rows give 0.
-func refCrossEntropy(x []float64, vocab int, targets []int32, ignore int32, eps float64) []float64 {
-	out := make([]float64, len(targets))
-	for r, t := range targets {
-		if t == ignore {
-			continue
-		}
-		row := x[r*vocab : (r+1)*vocab]
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = math.Max(mx, v)
-		}
-		z := 0.0
-		for _, v := range row {
-			z += math.Exp(v - mx)
-		}
-		lse := mx + math.Log(z)
-		l := 0.0
-		for j, v := range row {
-			q := eps / float64(vocab)
-			if j == int(t) {
-				q += 1 - eps
-			}
-			l -= q * (v - lse)
-		}
-		out[r] = l
-	}
-	return out
 }
 
 // refPermute returns x of shape with axes reordered by perm.

@@ -1,0 +1,134 @@
+package refops
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// The references are checked against identities that do not share their
+// code: derivatives against central differences, normalisations against
+// what they normalise, rotations against their inverse.
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*(1+math.Abs(b)) }
+
+func randn(rng *rand.Rand, n int) []float64 {
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = rng.NormFloat64()
+	}
+	return x
+}
+
+func TestUnaryDerivMatchesDifferences(t *testing.T) {
+	const h = 1e-6
+	for _, op := range backend.UnaryOps {
+		for _, x := range []float64{0.3, 0.9, 1.7, -0.6} {
+			if x < 0 && (op == backend.Log || op == backend.Sqrt || op == backend.Rsqrt) {
+				continue
+			}
+			fd := (Unary(op, x+h) - Unary(op, x-h)) / (2 * h)
+			if d := UnaryDeriv(op, x); !near(d, fd, 1e-6) {
+				t.Errorf("%s'(%g) = %g, central difference %g", op, x, d, fd)
+			}
+		}
+	}
+}
+
+func TestSoftmaxRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const batch, queries, keys = 2, 3, 5
+	x := randn(rng, batch*queries*keys)
+	for _, causal := range []bool{false, true} {
+		y := Softmax(x, queries, keys, 0.7, causal, 1)
+		for r := 0; r < batch*queries; r++ {
+			vis := SoftmaxVisible(r, queries, keys, causal, 1)
+			var s float64
+			for j := 0; j < keys; j++ {
+				v := y[r*keys+j]
+				if j >= vis && v != 0 {
+					t.Errorf("causal=%v row %d key %d: masked entry %g", causal, r, j, v)
+				}
+				s += v
+			}
+			if !near(s, 1, 1e-12) {
+				t.Errorf("causal=%v row %d sums to %g", causal, r, s)
+			}
+			// Ratios of visible entries are exp(scale·Δx).
+			if vis >= 2 && !near(y[r*keys+1]/y[r*keys], math.Exp(0.7*(x[r*keys+1]-x[r*keys])), 1e-12) {
+				t.Errorf("causal=%v row %d: ratio of the first two entries is off", causal, r)
+			}
+		}
+	}
+}
+
+func TestNorms(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const rows, cols = 3, 6
+	x := randn(rng, rows*cols)
+	ones := []float64{1, 1, 1, 1, 1, 1}
+	rms := RMSNorm(x, ones, 0)
+	ln := LayerNorm(x, ones, nil, 0)
+	for r := range rows {
+		var ss, mean, vr float64
+		for j := range cols {
+			ss += rms[r*cols+j] * rms[r*cols+j]
+			mean += ln[r*cols+j]
+		}
+		for j := range cols {
+			vr += ln[r*cols+j] * ln[r*cols+j]
+		}
+		if !near(ss/cols, 1, 1e-12) || !near(mean, 0, 1e-12) || !near(vr/cols, 1, 1e-12) {
+			t.Errorf("row %d: mean square after RMSNorm %g, mean and variance after LayerNorm %g, %g; want 1, 0, 1", r, ss/cols, mean/cols, vr/cols)
+		}
+	}
+	w := []float64{2, 0, -1, 1, 3, 0.5}
+	beta := []float64{1, 2, 3, 4, 5, 6}
+	lnw := LayerNorm(x, w, beta, 0)
+	for i := range x {
+		if !near(lnw[i], ln[i]*w[i%cols]+beta[i%cols], 1e-12) {
+			t.Fatalf("LayerNorm with gamma and beta at %d: %g, want %g", i, lnw[i], ln[i]*w[i%cols]+beta[i%cols])
+		}
+	}
+}
+
+func TestRoPEInverse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const batch, seq, heads, d = 2, 3, 2, 6
+	x := randn(rng, batch*seq*heads*d)
+	for _, layout := range []backend.RoPELayout{backend.Interleaved, backend.HalfSplit} {
+		p := backend.RoPEParams{Layout: layout, Theta: 100, Offset: 2}
+		y := RoPE(x, batch, seq, heads, d, p)
+		p.Inverse = true
+		back := RoPE(y, batch, seq, heads, d, p)
+		var nx, ny float64
+		for i := range x {
+			if !near(back[i], x[i], 1e-12) {
+				t.Fatalf("%v: inverse rotation at %d gives %g, want %g", layout, i, back[i], x[i])
+			}
+			nx += x[i] * x[i]
+			ny += y[i] * y[i]
+		}
+		if !near(ny, nx, 1e-12) || near(y[d+1], x[d+1], 1e-9) {
+			t.Errorf("%v: rotation changed the norm (%g → %g) or left a rotated element alone", layout, nx, ny)
+		}
+	}
+}
+
+func TestCrossEntropy(t *testing.T) {
+	logits := []float64{0, 0, 0, 0, 1, 2, 3, 4, 5, 5, 5, 5}
+	got := CrossEntropy(logits, 4, []int32{2, 3, -100}, -100, 0)
+	lse := math.Log(math.Exp(1) + math.Exp(2) + math.Exp(3) + math.Exp(4))
+	want := []float64{math.Log(4), lse - 4, 0}
+	for i := range want {
+		if !near(got[i], want[i], 1e-12) {
+			t.Errorf("row %d: %g, want %g", i, got[i], want[i])
+		}
+	}
+	// Uniform logits: every target and every smoothing give log(vocab).
+	if got := CrossEntropy(logits[:4], 4, []int32{1}, -1, 0.3); !near(got[0], math.Log(4), 1e-12) {
+		t.Errorf("smoothed loss on uniform logits %g, want log 4", got[0])
+	}
+}
