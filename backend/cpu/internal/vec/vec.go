@@ -22,6 +22,8 @@
 // float64 and round once per stored value.
 package vec
 
+//go:generate sh -c "go run fit_coeffs.go > coeffs.go"
+
 import "math"
 
 // Kernels is one implementation of every vector kernel. Unless stated
