@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync/atomic"
 
 	"github.com/sora-go/sora/backend"
@@ -115,19 +116,26 @@ func (b *Backend) view(t backend.Tensor) ([]float32, error) {
 	return buf.data[off : off+t.Len() : off+t.Len()], nil
 }
 
-// views resolves several contiguous tensors for op. A zero Tensor (an
-// absent optional argument) resolves to nil. On failure it records an
-// *OpError naming op and all of ts, and returns ok = false.
-func (b *Backend) views(op backend.Op, ts ...backend.Tensor) (out [][]float32, ok bool) {
-	out = make([][]float32, len(ts))
+// maxViews is the most tensors one op resolves (LayerNormGrad's six).
+const maxViews = 6
+
+// views resolves up to maxViews contiguous tensors for op, in order. A zero
+// Tensor (an absent optional argument) resolves to nil. On failure it
+// records an *OpError naming op and all of ts, and returns ok = false. It
+// returns an array, and copies ts only for the error, so that resolving
+// allocates nothing.
+func (b *Backend) views(op backend.Op, ts ...backend.Tensor) (out [maxViews][]float32, ok bool) {
+	if len(ts) > maxViews {
+		panic("cpu: views of more than maxViews tensors")
+	}
 	for i, t := range ts {
 		if t.IsZero() {
 			continue
 		}
 		v, err := b.view(t)
 		if err != nil {
-			b.Record(backend.Errorf(op, ts, "tensor argument %d: %w", i, err))
-			return nil, false
+			b.Record(backend.Errorf(op, slices.Clone(ts), "tensor argument %d: %w", i, err))
+			return out, false
 		}
 		out[i] = v
 	}
