@@ -191,27 +191,7 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 		b.Record(err)
 		return
 	}
-	if rows*cols == 0 {
-		return
-	}
-	b.run(op, all, func() error {
-		if err := rowArgs(rows, cols); err != nil {
-			return err
-		}
-		p, err := b.dptrs(all...)
-		if err != nil {
-			return err
-		}
-		args := b.kernel(kRMSNorm)
-		args.i32(rows)
-		args.i32(cols)
-		args.f32(eps)
-		for _, q := range p {
-			args.ptr(q)
-		}
-		grid, block := rowGeometry(rows, cols, b.sms)
-		return b.launch(kRMSNorm, grid, block)
-	})
+	b.normForward(op, kRMSNorm, all, rows, cols, eps)
 }
 
 // RMSNormGrad computes dx and, when dw is present, adds Σ_rows dy⊙x·rstd
@@ -238,46 +218,8 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		if err != nil {
 			return err
 		}
-		pdx, pdw, px, pw, pdy := p[0], p[1], p[2], p[3], p[4]
-		var stats temp
-		if pdw != 0 {
-			if stats, err = b.tempAlloc(int64(rows) * 8); err != nil {
-				return err
-			}
-			defer b.tempFree(stats)
-		}
-		args := b.kernel(kRMSNormGrad)
-		args.i32(rows)
-		args.i32(cols)
-		args.f32(eps)
-		args.ptr(pdx)
-		args.ptr(px)
-		args.ptr(pw)
-		args.ptr(pdy)
-		args.ptr(stats.ptr)
-		grid, block := rowGeometry(rows, cols, b.sms)
-		if err := b.launch(kRMSNormGrad, grid, block); err != nil || pdw == 0 {
-			return err
-		}
-		chunks, per := chunking(rows)
-		part, err := b.tempAlloc(int64(chunks) * int64(cols) * 8)
-		if err != nil {
-			return err
-		}
-		defer b.tempFree(part)
-		args = b.kernel(kRMSNormDW)
-		args.i32(rows)
-		args.i32(cols)
-		args.i32(per)
-		args.ptr(px)
-		args.ptr(pdy)
-		args.ptr(stats.ptr)
-		args.ptr(part.ptr)
-		grid, block = columnGrid(cols, chunks)
-		if err := b.launch(kRMSNormDW, grid, block); err != nil {
-			return err
-		}
-		return b.colsumFinal(chunks, cols, part.ptr, pdw, true)
+		// Saved per row: rstd.
+		return b.normGrad(kRMSNormGrad, kRMSNormDW, rows, cols, eps, 8, p[0], p[2], p[3], p[4], p[1])
 	})
 }
 
@@ -298,27 +240,7 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 		b.Record(err)
 		return
 	}
-	if rows*cols == 0 {
-		return
-	}
-	b.run(op, all, func() error {
-		if err := rowArgs(rows, cols); err != nil {
-			return err
-		}
-		p, err := b.dptrs(all...)
-		if err != nil {
-			return err
-		}
-		args := b.kernel(kLayerNorm)
-		args.i32(rows)
-		args.i32(cols)
-		args.f32(eps)
-		for _, q := range p {
-			args.ptr(q)
-		}
-		grid, block := rowGeometry(rows, cols, b.sms)
-		return b.launch(kLayerNorm, grid, block)
-	})
+	b.normForward(op, kLayerNorm, all, rows, cols, eps)
 }
 
 // LayerNormGrad computes dx and adds the parameter gradients into dgamma
@@ -346,64 +268,101 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		if err != nil {
 			return err
 		}
-		pdx, pdg, pdb, px, pg, pdy := p[0], p[1], p[2], p[3], p[4], p[5]
-		params := pdg != 0 || pdb != 0
-		var stats temp
-		if params {
-			if stats, err = b.tempAlloc(int64(rows) * 16); err != nil {
-				return err
-			}
-			defer b.tempFree(stats)
+		// Saved per row: mean and rstd.
+		return b.normGrad(kLayerNormGrad, kLayerNormPG, rows, cols, eps, 16, p[0], p[3], p[4], p[5], p[1], p[2])
+	})
+}
+
+// normForward enqueues the row kernel k(rows, cols, eps, addresses of all)
+// of RMSNorm or LayerNorm.
+func (b *Backend) normForward(op backend.Op, k *kernelSpec, all []backend.Tensor, rows, cols int, eps float32) {
+	if rows*cols == 0 {
+		return
+	}
+	b.run(op, all, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
 		}
-		args := b.kernel(kLayerNormGrad)
+		p, err := b.dptrs(all...)
+		if err != nil {
+			return err
+		}
+		args := b.kernel(k)
 		args.i32(rows)
 		args.i32(cols)
 		args.f32(eps)
-		args.ptr(pdx)
-		args.ptr(px)
-		args.ptr(pg)
-		args.ptr(pdy)
-		args.ptr(stats.ptr)
+		for _, q := range p {
+			args.ptr(q)
+		}
 		grid, block := rowGeometry(rows, cols, b.sms)
-		if err := b.launch(kLayerNormGrad, grid, block); err != nil || !params {
-			return err
-		}
-		chunks, per := chunking(rows)
-		partBytes := int64(chunks) * int64(cols) * 8
-		var partG, partB temp
-		if pdg != 0 {
-			if partG, err = b.tempAlloc(partBytes); err != nil {
-				return err
-			}
-			defer b.tempFree(partG)
-		}
-		if pdb != 0 {
-			if partB, err = b.tempAlloc(partBytes); err != nil {
-				return err
-			}
-			defer b.tempFree(partB)
-		}
-		args = b.kernel(kLayerNormPG)
-		args.i32(rows)
-		args.i32(cols)
-		args.i32(per)
-		args.ptr(px)
-		args.ptr(pdy)
-		args.ptr(stats.ptr)
-		args.ptr(partG.ptr)
-		args.ptr(partB.ptr)
-		grid, block = columnGrid(cols, chunks)
-		if err := b.launch(kLayerNormPG, grid, block); err != nil {
-			return err
-		}
-		if pdg != 0 {
-			if err := b.colsumFinal(chunks, cols, partG.ptr, pdg, true); err != nil {
-				return err
-			}
-		}
-		if pdb != 0 {
-			return b.colsumFinal(chunks, cols, partB.ptr, pdb, true)
-		}
-		return nil
+		return b.launch(k, grid, block)
 	})
+}
+
+// normGrad is the backward pass of RMSNorm and LayerNorm. The row kernel
+// kRow(rows, cols, eps, dx, x, w, dy, stats) computes dx and, when any
+// parameter gradient is wanted (grads holds its destinations, 0 where
+// absent), saves statsPerRow bytes per row; kParams(rows, cols, per, x, dy,
+// stats, one partial block per gradient) then leaves per-chunk partial
+// sums that colsumFinal adds into each gradient.
+func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float32, statsPerRow int64, pdx, px, pw, pdy uintptr, grads ...uintptr) error {
+	params := false
+	for _, g := range grads {
+		params = params || g != 0
+	}
+	var stats temp
+	if params {
+		var err error
+		if stats, err = b.tempAlloc(int64(rows) * statsPerRow); err != nil {
+			return err
+		}
+		defer b.tempFree(stats)
+	}
+	args := b.kernel(kRow)
+	args.i32(rows)
+	args.i32(cols)
+	args.f32(eps)
+	args.ptr(pdx)
+	args.ptr(px)
+	args.ptr(pw)
+	args.ptr(pdy)
+	args.ptr(stats.ptr)
+	grid, block := rowGeometry(rows, cols, b.sms)
+	if err := b.launch(kRow, grid, block); err != nil || !params {
+		return err
+	}
+	chunks, per := chunking(rows)
+	parts := make([]temp, len(grads))
+	for i, g := range grads {
+		if g == 0 {
+			continue
+		}
+		var err error
+		if parts[i], err = b.tempAlloc(int64(chunks) * int64(cols) * 8); err != nil {
+			return err
+		}
+		defer b.tempFree(parts[i])
+	}
+	args = b.kernel(kParams)
+	args.i32(rows)
+	args.i32(cols)
+	args.i32(per)
+	args.ptr(px)
+	args.ptr(pdy)
+	args.ptr(stats.ptr)
+	for _, part := range parts {
+		args.ptr(part.ptr)
+	}
+	grid, block = columnGrid(cols, chunks)
+	if err := b.launch(kParams, grid, block); err != nil {
+		return err
+	}
+	for i, g := range grads {
+		if g != 0 {
+			if err := b.colsumFinal(chunks, cols, parts[i].ptr, g, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
