@@ -412,10 +412,12 @@ func declare(name, doc string, args, results []param) {
 	fmt.Fprintf(&stubs, "// %s\n//\n//go:noescape\nfunc %s(%s)%s\n\n", doc, name, strings.Join(a, ", "), res)
 }
 
-// regs hands out vector registers in order.
+// regs hands out vector registers, and AVX-512 opmask registers from K2
+// on (K1 is the tail mask), in order.
 type regs struct {
-	g    *gen
-	next int
+	g     *gen
+	next  int
+	nextK int
 }
 
 func (r *regs) v() string {
@@ -441,7 +443,11 @@ func (r *regs) masks(n int) []string {
 	var out []string
 	for i := 0; i < n; i++ {
 		if r.g.wide() {
-			out = append(out, fmt.Sprintf("K%d", 2+i))
+			if r.nextK+2 > 7 {
+				panic("out of opmask registers")
+			}
+			out = append(out, fmt.Sprintf("K%d", 2+r.nextK))
+			r.nextK++
 		} else {
 			out = append(out, r.v())
 		}
@@ -481,6 +487,29 @@ func (g *gen) storeMasked(s, tm, mem string) {
 		g.I("VMOVUPS %s, K1, %s", s, mem)
 	} else {
 		g.I("VMASKMOVPS %s, %s, %s", s, tm, mem)
+	}
+}
+
+// interleave emits body(0..n−1), merging their instructions round-robin
+// (the bodies are the same code on different registers, so they have the
+// same length).
+func (g *gen) interleave(n int, body func(u int)) {
+	out := g.b
+	var lines [][]string
+	for u := 0; u < n; u++ {
+		var buf bytes.Buffer
+		g.b = &buf
+		body(u)
+		lines = append(lines, strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n"))
+	}
+	g.b = out
+	for i := range lines[0] {
+		for u := range lines {
+			if len(lines[u]) != len(lines[0]) {
+				panic("interleave: bodies of different lengths")
+			}
+			fmt.Fprintln(out, lines[u][i])
+		}
 	}
 }
 
@@ -558,9 +587,10 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 				g.I("VMOVUPS %d(%s), %s", u*B, ptrs[i+1], in)
 			}
 		}
-		for _, x := range cp {
-			k.body(g, x.out, x.in, sc, x.t, x.m)
-		}
+		// The copies' bodies are interleaved instruction by instruction,
+		// so that the out-of-order core sees independent work side by
+		// side rather than one long dependency chain after another.
+		g.interleave(len(cp), func(u int) { x := cp[u]; k.body(g, x.out, x.in, sc, x.t, x.m) })
 		for u, x := range cp {
 			g.I("%s %s, %d(DI)", store, x.out, u*B)
 		}
@@ -1196,7 +1226,7 @@ var maps = []mapK{
 			g.I("VMOVAPS %s, %s", in[0], out)
 			g.exp(out, t, expFull)
 		}},
-	{name: "log", ins: []string{"x"}, temps: 5, masks: 1, unroll: 1,
+	{name: "log", ins: []string{"x"}, temps: 5, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.log(in[0], out, t, m[0]) }},
 	{name: "sqrt", ins: []string{"x"}, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) { g.I("VSQRTPS %s, %s", in[0], out) }},
@@ -1206,16 +1236,16 @@ var maps = []mapK{
 			g.I("VMOVUPS %s, %s", c("cOne"), out)
 			g.I("VDIVPS %s, %s, %s", t[0], out, out)
 		}},
-	{name: "tanh", ins: []string{"x"}, temps: 6, masks: 1, unroll: 1,
+	{name: "tanh", ins: []string{"x"}, temps: 6, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.tanh(in[0], out, "", t, m[0]) }},
-	{name: "sigmoid", ins: []string{"x"}, temps: 4, masks: 1, unroll: 1,
+	{name: "sigmoid", ins: []string{"x"}, temps: 4, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], out, t, m[0]) }},
-	{name: "silu", ins: []string{"x"}, temps: 4, masks: 1, unroll: 1,
+	{name: "silu", ins: []string{"x"}, temps: 4, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.sigmoidFwd(in[0], out, t, m[0])
 			g.I("VMULPS %s, %s, %s", out, in[0], out)
 		}},
-	{name: "gelu", ins: []string{"x"}, temps: 5, masks: 1, unroll: 1,
+	{name: "gelu", ins: []string{"x"}, temps: 5, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.phi(in[0], out, t[4], true, t[:4], m[0])
 		}},
@@ -1253,18 +1283,18 @@ var maps = []mapK{
 			g.I("VMULPS %s, %s, %s", t[1], out, out)
 			g.I("VDIVPS %s, %s, %s", in[0], out, out)
 		}},
-	{name: "tanhGrad", ins: []string{"x", "dy"}, temps: 7, masks: 1, unroll: 1,
+	{name: "tanhGrad", ins: []string{"x", "dy"}, temps: 7, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.tanh(in[0], t[6], out, t[:6], m[0])
 			g.I("VMULPS %s, %s, %s", in[1], out, out)
 		}},
-	{name: "sigmoidGrad", ins: []string{"x", "dy"}, temps: 5, unroll: 1,
+	{name: "sigmoidGrad", ins: []string{"x", "dy"}, temps: 5, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.sigmoid(in[0], t[3], t[4], t[:3])
 			g.I("VMULPS %s, %s, %s", t[4], t[3], out)
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
-	{name: "siluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 1,
+	{name: "siluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.sigmoid(in[0], t[3], t[4], t[:3])
 			g.I("VMULPS %s, %s, %s", t[4], t[3], t[0]) // σ·(1−σ)
@@ -1272,7 +1302,7 @@ var maps = []mapK{
 			g.I("VFMADD231PS %s, %s, %s", in[0], t[0], out) // x·σ(1−σ) + σ
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
-	{name: "geluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 1,
+	{name: "geluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.phi(in[0], out, t[4], false, t[:4], m[0])
 			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[4], t[4])
