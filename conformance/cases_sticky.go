@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/sora-go/sora/backend"
@@ -47,36 +48,54 @@ func afterwards(e *Env) {
 	e.CheckTol(string(backend.OpScale), o, ref)
 }
 
+// scratch is an input of the shape with values in [-1, 1].
+func scratch(e *Env, shape ...int) backend.Tensor {
+	return e.Input(e.Uniform(backend.Shape(shape).NumElements(), -1, 1), shape...)
+}
+
+// rejects registers the case sticky/name: call makes one invalid call of
+// op (what describes it), after which Sync must return that call's
+// *backend.OpError, clear it, and leave the backend working.
+func rejects(name string, op backend.Op, what string, call func(e *Env)) {
+	Register(Case{
+		Name:  "sticky/" + name,
+		Op:    op,
+		Needs: []backend.Op{backend.OpScale},
+		Run: func(e *Env) {
+			call(e)
+			expectOpError(e, "Sync after "+what, e.B.Sync(), op)
+			expectCleared(e)
+			afterwards(e)
+		},
+	})
+}
+
 func init() {
-	scratch := func(e *Env, shape ...int) backend.Tensor {
-		return e.Input(e.Uniform(backend.Shape(shape).NumElements(), -1, 1), shape...)
+	rejects("binary_shape_mismatch", backend.OpBinary, "Binary of [7,13] and [13,7]", func(e *Env) {
+		e.B.Binary(backend.Add, e.Output(7, 13).T, scratch(e, 7, 13), scratch(e, 13, 7))
+	})
+	rejects("matmul_inner_mismatch", backend.OpMatMul, "MatMul of [3,5]·[4,7]", func(e *Env) {
+		e.B.MatMul(e.Output(3, 7).T, scratch(e, 3, 5), scratch(e, 4, 7), backend.MatMulParams{Alpha: 1})
+	})
+	rejects("gather_id_out_of_range", backend.OpGather, "Gather of id 5 from a table of 5 rows", func(e *Env) {
+		e.B.Gather(e.Output(2, 3).T, scratch(e, 5, 3), []int32{1, 5})
+	})
+	rejects("cross_entropy_target_out_of_range", backend.OpCrossEntropy, "CrossEntropy with target -1", func(e *Env) {
+		e.B.CrossEntropy(e.Output(2).T, scratch(e, 2, 7), []int32{3, -1}, backend.CrossEntropyParams{IgnoreIndex: -100})
+	})
+	// AdamW's bias correction divides by 1−β^step: step 0 or β = 1 must be
+	// refused, not turned into NaN weights.
+	for _, c := range []struct {
+		name string
+		p    backend.AdamWParams
+	}{
+		{"adamw_step_zero", backend.AdamWParams{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}},
+		{"adamw_beta_one", backend.AdamWParams{LR: 1e-3, Beta1: 1, Beta2: 0.999, Eps: 1e-8, Step: 1}},
+	} {
+		rejects(c.name, backend.OpAdamW, fmt.Sprintf("AdamW with %+v", c.p), func(e *Env) {
+			e.B.AdamW(scratch(e, 9), scratch(e, 9), scratch(e, 9), scratch(e, 9), c.p)
+		})
 	}
-	Register(Case{
-		Name:  "sticky/binary_shape_mismatch",
-		Op:    backend.OpBinary,
-		Needs: []backend.Op{backend.OpScale},
-		Run: func(e *Env) {
-			a, b := scratch(e, 7, 13), scratch(e, 13, 7)
-			o := e.Output(7, 13)
-			e.B.Binary(backend.Add, o.T, a, b)
-			expectOpError(e, "Sync after Binary of [7,13] and [13,7]", e.B.Sync(), backend.OpBinary)
-			expectCleared(e)
-			afterwards(e)
-		},
-	})
-	Register(Case{
-		Name:  "sticky/matmul_inner_mismatch",
-		Op:    backend.OpMatMul,
-		Needs: []backend.Op{backend.OpScale},
-		Run: func(e *Env) {
-			a, b := scratch(e, 3, 5), scratch(e, 4, 7)
-			o := e.Output(3, 7)
-			e.B.MatMul(o.T, a, b, backend.MatMulParams{Alpha: 1})
-			expectOpError(e, "Sync after MatMul of [3,5]·[4,7]", e.B.Sync(), backend.OpMatMul)
-			expectCleared(e)
-			afterwards(e)
-		},
-	})
 	Register(Case{
 		Name:  "sticky/first_error_wins",
 		Op:    backend.OpMatMul,
@@ -123,32 +142,6 @@ func init() {
 			e.B.RMSNorm(o.T, x, w, 1e-5)
 			host := make([]float32, 7*13)
 			expectOpError(e, "Download after RMSNorm with a weight of the wrong length", e.B.Download(host, x), backend.OpRMSNorm)
-			expectCleared(e)
-			afterwards(e)
-		},
-	})
-	Register(Case{
-		Name:  "sticky/gather_id_out_of_range",
-		Op:    backend.OpGather,
-		Needs: []backend.Op{backend.OpScale},
-		Run: func(e *Env) {
-			table := scratch(e, 5, 3)
-			o := e.Output(2, 3)
-			e.B.Gather(o.T, table, []int32{1, 5})
-			expectOpError(e, "Sync after Gather of id 5 from a table of 5 rows", e.B.Sync(), backend.OpGather)
-			expectCleared(e)
-			afterwards(e)
-		},
-	})
-	Register(Case{
-		Name:  "sticky/cross_entropy_target_out_of_range",
-		Op:    backend.OpCrossEntropy,
-		Needs: []backend.Op{backend.OpScale},
-		Run: func(e *Env) {
-			logits := scratch(e, 2, 7)
-			o := e.Output(2)
-			e.B.CrossEntropy(o.T, logits, []int32{3, -1}, backend.CrossEntropyParams{IgnoreIndex: -100})
-			expectOpError(e, "Sync after CrossEntropy with target -1", e.B.Sync(), backend.OpCrossEntropy)
 			expectCleared(e)
 			afterwards(e)
 		},

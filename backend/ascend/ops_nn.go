@@ -186,13 +186,7 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	}
 	const op = backend.OpRMSNormGrad
 	all := []backend.Tensor{dx, dw, x, w, dy}
-	rows, cols, err := backend.CheckNorm(op, dx, x, w, dw)
-	if err == nil {
-		_, _, err = backend.CheckNorm(op, dy, x)
-	}
-	if err == nil && w.IsZero() {
-		err = backend.Errorf(op, all, "weight is missing")
-	}
+	rows, cols, err := backend.CheckNormGrad(op, dx, x, dy, w, dw)
 	if err != nil {
 		b.Record(err)
 		return
@@ -258,13 +252,7 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	}
 	const op = backend.OpLayerNormGrad
 	all := []backend.Tensor{dx, dgamma, dbeta, x, gamma, dy}
-	rows, cols, err := backend.CheckNorm(op, dx, x, gamma, dgamma, dbeta)
-	if err == nil {
-		_, _, err = backend.CheckNorm(op, dy, x)
-	}
-	if err == nil && gamma.IsZero() {
-		err = backend.Errorf(op, all, "gamma is missing")
-	}
+	rows, cols, err := backend.CheckNormGrad(op, dx, x, dy, gamma, dgamma, dbeta)
 	if err != nil {
 		b.Record(err)
 		return
@@ -510,7 +498,7 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 		return
 	}
 	const op = backend.OpAdamW
-	n, err := backend.CheckElementwise(op, param, grad, m, v)
+	n, err := backend.CheckAdamW(param, grad, m, v, p)
 	if err != nil {
 		b.Record(err)
 		return
