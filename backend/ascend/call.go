@@ -127,6 +127,17 @@ func (c *call) finish() {
 	c.temps = nil
 }
 
+// block takes a device block of at least bytes bytes from the pool for
+// the duration of the op.
+func (c *call) block(bytes int64) (uintptr, error) {
+	ptr, class, err := c.b.alloc(bytes)
+	if err != nil {
+		return 0, err
+	}
+	c.temps = append(c.temps, tempBlock{ptr, class})
+	return ptr, nil
+}
+
 // tensorOf returns the view of an interface tensor, checking that this
 // backend owns it.
 func (c *call) tensorOf(t backend.Tensor) view {
@@ -151,12 +162,11 @@ func (c *call) temp(shape ...int) view {
 	for _, d := range shape {
 		n *= d
 	}
-	ptr, class, err := c.b.alloc(int64(max(n, 1)) * 4)
+	ptr, err := c.block(int64(max(n, 1)) * 4)
 	if err != nil {
 		c.fail(err)
 		return view{}
 	}
-	c.temps = append(c.temps, tempBlock{ptr, class})
 	v := view{ptr: ptr, elems: max(n, 1), dtype: aclFloat}
 	return v.reshape(shape...)
 }
@@ -177,12 +187,11 @@ func (c *call) uploadI64(data []int64, shape ...int) view {
 		return view{}
 	}
 	n := max(len(data), 1)
-	ptr, class, err := c.b.alloc(int64(n) * 8)
+	ptr, err := c.block(int64(n) * 8)
 	if err != nil {
 		c.fail(err)
 		return view{}
 	}
-	c.temps = append(c.temps, tempBlock{ptr, class})
 	v := view{ptr: ptr, elems: n, dtype: aclInt64}.reshape(shape...)
 	if len(data) > 0 {
 		c.fail(c.b.stage(ptr, int64(n)*8, unsafe.Pointer(&data[0]), int64(len(data))*8))
@@ -207,12 +216,7 @@ func (c *call) tensor(v view) uintptr {
 	r := ccall(l.createTensor, uintptr(unsafe.Pointer(&dims[0])), uintptr(nd), uintptr(v.dtype),
 		uintptr(unsafe.Pointer(&strides[0])), uintptr(v.off), aclFormatND,
 		uintptr(unsafe.Pointer(&storage[0])), 1, v.ptr)
-	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateTensor", Message: l.recentMessage()})
-		return 0
-	}
-	c.handles = append(c.handles, handle{r, l.destroyTensor, "aclDestroyTensor"})
-	return r
+	return c.own(r, "aclCreateTensor", l.destroyTensor, "aclDestroyTensor")
 }
 
 // scalar creates a float32 aclScalar.
@@ -222,12 +226,7 @@ func (c *call) scalar(x float32) uintptr {
 	}
 	l := c.b.lib
 	r := ccall(l.createScalar, uintptr(unsafe.Pointer(&x)), aclFloat)
-	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateScalar", Message: l.recentMessage()})
-		return 0
-	}
-	c.handles = append(c.handles, handle{r, l.destroyScalar, "aclDestroyScalar"})
-	return r
+	return c.own(r, "aclCreateScalar", l.destroyScalar, "aclDestroyScalar")
 }
 
 // intArray creates an aclIntArray.
@@ -238,12 +237,7 @@ func (c *call) intArray(vals ...int64) uintptr {
 	l := c.b.lib
 	a := append(append([]int64(nil), vals...), 0)
 	r := ccall(l.createIntArray, uintptr(unsafe.Pointer(&a[0])), uintptr(len(vals)))
-	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateIntArray", Message: l.recentMessage()})
-		return 0
-	}
-	c.handles = append(c.handles, handle{r, l.destroyIntArray, "aclDestroyIntArray"})
-	return r
+	return c.own(r, "aclCreateIntArray", l.destroyIntArray, "aclDestroyIntArray")
 }
 
 // boolArray creates an aclBoolArray.
@@ -254,11 +248,18 @@ func (c *call) boolArray(vals ...bool) uintptr {
 	l := c.b.lib
 	a := append(append([]bool(nil), vals...), false)
 	r := ccall(l.createBoolArray, uintptr(unsafe.Pointer(&a[0])), uintptr(len(vals)))
+	return c.own(r, "aclCreateBoolArray", l.destroyBoolArray, "aclDestroyBoolArray")
+}
+
+// own keeps r, which the ACL function create returned, for destruction
+// with destroy (named destroyName) when the op finishes. A null r means
+// create failed: the call fails with ACL's message.
+func (c *call) own(r uintptr, create string, destroy uintptr, destroyName string) uintptr {
 	if r == 0 {
-		c.fail(&ACLError{Call: "aclCreateBoolArray", Message: l.recentMessage()})
+		c.fail(&ACLError{Call: create, Message: c.b.lib.recentMessage()})
 		return 0
 	}
-	c.handles = append(c.handles, handle{r, l.destroyBoolArray, "aclDestroyBoolArray"})
+	c.handles = append(c.handles, handle{r, destroy, destroyName})
 	return r
 }
 
@@ -299,7 +300,7 @@ func (c *call) launch(name string, args ...uintptr) {
 func (c *call) run(name string, f opFn, ws uint64, ex uintptr) {
 	var wsPtr uintptr
 	if ws > 0 {
-		ptr, class, err := c.b.alloc(int64(ws))
+		ptr, err := c.block(int64(ws))
 		if err != nil {
 			// The executor was never launched; CANN offers no way to free
 			// a one-shot executor, so it is left to the library.
@@ -307,7 +308,6 @@ func (c *call) run(name string, f opFn, ws uint64, ex uintptr) {
 			return
 		}
 		wsPtr = ptr
-		c.temps = append(c.temps, tempBlock{ptr, class})
 	}
 	r := ccall(f.run, wsPtr, uintptr(ws), ex, c.b.stream)
 	c.fail(c.b.lib.status("aclnn"+name, r))
