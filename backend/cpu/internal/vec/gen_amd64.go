@@ -1321,6 +1321,55 @@ var maps = []mapK{
 			g.I("VADDPS %s, %s, %s", in[0], in[0], t[0])
 			g.I("VMULPS %s, %s, %s", in[1], t[0], out)
 		}},
+
+	// Row steps of the norms and the softmax gradient: per-element
+	// float32 arithmetic with the row's float64 statistics passed as
+	// float32, split into a high and a low part (mh + ml) where a
+	// subtraction would expose the rounding of the high part alone.
+	// The Go kernels (generic.go) do the same operations in the same
+	// order; the assembly fuses the last multiply-add.
+	{name: "scaleMul", ins: []string{"x", "w"}, scalars: []string{"s"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VMULPS %s, %s, %s", s[0], in[0], out)
+			g.I("VMULPS %s, %s, %s", in[1], out, out)
+		}},
+	{name: "normalize", ins: []string{"x", "gamma"}, scalars: []string{"mh", "ml", "r"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSUBPS %s, %s, %s", s[0], in[0], out)
+			g.I("VSUBPS %s, %s, %s", s[1], out, out)
+			g.I("VMULPS %s, %s, %s", s[2], out, out)
+			g.I("VMULPS %s, %s, %s", in[1], out, out)
+		}},
+	{name: "normalizeShift", ins: []string{"x", "gamma", "beta"}, scalars: []string{"mh", "ml", "r"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSUBPS %s, %s, %s", s[0], in[0], out)
+			g.I("VSUBPS %s, %s, %s", s[1], out, out)
+			g.I("VMULPS %s, %s, %s", s[2], out, out)
+			g.I("VFMADD213PS %s, %s, %s", in[2], in[1], out) // ·γ + β
+		}},
+	{name: "softmaxGrad", ins: []string{"y", "dy"}, scalars: []string{"s", "dh", "dl"}, temps: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSUBPS %s, %s, %s", s[1], in[1], t[0])
+			g.I("VSUBPS %s, %s, %s", s[2], t[0], t[0])
+			g.I("VMULPS %s, %s, %s", s[0], in[0], out)
+			g.I("VMULPS %s, %s, %s", t[0], out, out)
+		}},
+	{name: "rmsNormGrad", ins: []string{"x", "w", "dy"}, scalars: []string{"rs", "c"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VMULPS %s, %s, %s", s[0], in[1], out)
+			g.I("VMULPS %s, %s, %s", in[2], out, out)
+			g.I("VFNMADD231PS %s, %s, %s", s[1], in[0], out) // − x·c
+		}},
+	{name: "layerNormGrad", ins: []string{"x", "w", "dy"}, scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSUBPS %s, %s, %s", s[0], in[0], t[0])
+			g.I("VSUBPS %s, %s, %s", s[1], t[0], t[0])
+			g.I("VMULPS %s, %s, %s", s[2], t[0], t[0]) // x̂
+			g.I("VMULPS %s, %s, %s", in[2], in[1], out)
+			g.I("VSUBPS %s, %s, %s", s[3], out, out)
+			g.I("VFNMADD231PS %s, %s, %s", s[4], t[0], out) // − x̂·mgx
+			g.I("VMULPS %s, %s, %s", s[2], out, out)
+		}},
 }
 
 // The float64 row kernels. Bodies repeat the Go kernels' operations in the
@@ -1346,49 +1395,13 @@ var rows = []rowK{
 		}},
 	{name: "accumulate", doc: "Accumulate", streams: []stream{{"acc", acc64}, {"x", in32}},
 		body: func(g *gen, h half) { g.I("VADDPD %s, %s, %s", h.in["x"], h.acc["acc"], h.acc["acc"]) }},
-	{name: "scaleTo", doc: "ScaleTo", streams: []stream{{"dst", out32}, {"x", in32}}, scalars: []string{"s"},
-		body: func(g *gen, h half) { g.I("VMULPD %s, %s, %s", h.c(0), h.in["x"], h.out["dst"]) }},
-	{name: "scaleMul", doc: "ScaleMul", streams: []stream{{"dst", out32}, {"x", in32}, {"w", in32}}, scalars: []string{"s"},
-		body: func(g *gen, h half) {
-			g.I("VMULPD %s, %s, %s", h.c(0), h.in["x"], h.out["dst"])
-			g.I("VMULPD %s, %s, %s", h.in["w"], h.out["dst"], h.out["dst"])
-		}},
-	{name: "normalize", doc: "Normalize without shift", streams: []stream{{"dst", out32}, {"x", in32}, {"gamma", in32}},
-		scalars: []string{"mean", "rstd"},
-		body: func(g *gen, h half) {
-			d := h.out["dst"]
-			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], d)
-			g.I("VMULPD %s, %s, %s", h.c(1), d, d)
-			g.I("VMULPD %s, %s, %s", h.in["gamma"], d, d)
-		}},
-	{name: "normalizeShift", doc: "Normalize with shift", streams: []stream{{"dst", out32}, {"x", in32}, {"gamma", in32}, {"b", in32}},
-		scalars: []string{"mean", "rstd"},
-		body: func(g *gen, h half) {
-			d := h.out["dst"]
-			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], d)
-			g.I("VMULPD %s, %s, %s", h.c(1), d, d)
-			g.I("VMULPD %s, %s, %s", h.in["gamma"], d, d)
-			g.I("VADDPD %s, %s, %s", h.in["b"], d, d)
-		}},
-	{name: "softmaxGrad", doc: "SoftmaxGrad", streams: []stream{{"dx", out32}, {"y", in32}, {"dy", in32}},
-		scalars: []string{"scale", "dot"}, temps: 1,
-		body: func(g *gen, h half) {
-			d := h.out["dx"]
-			g.I("VSUBPD %s, %s, %s", h.c(1), h.in["dy"], h.t[0])
-			g.I("VMULPD %s, %s, %s", h.c(0), h.in["y"], d)
-			g.I("VMULPD %s, %s, %s", h.t[0], d, d)
-		}},
-	{name: "rmsNormGrad", doc: "RMSNormGrad without accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}},
-		scalars: []string{"rs", "c"}, temps: 1,
-		body: func(g *gen, h half) { rmsGradOut(g, h) }},
-	{name: "rmsNormGradAcc", doc: "RMSNormGrad with accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}, {"acc", acc64}},
-		scalars: []string{"rs", "c"}, temps: 1,
+	{name: "rmsNormAcc", doc: "RMSNormGrad's accumulators", streams: []stream{{"acc", acc64}, {"x", in32}, {"dy", in32}},
+		scalars: []string{"rs"}, temps: 1,
 		body: func(g *gen, h half) {
 			t := h.t[0]
 			g.I("VMULPD %s, %s, %s", h.in["x"], h.in["dy"], t)
 			g.I("VMULPD %s, %s, %s", h.c(0), t, t)
 			g.I("VADDPD %s, %s, %s", t, h.acc["acc"], h.acc["acc"])
-			rmsGradOut(g, h)
 		}},
 	{name: "layerNormGradSums", doc: "LayerNormGradSums", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
 		scalars: []string{"mean", "rstd"}, results: []string{"sg", "sgx"}, temps: 2,
@@ -1400,11 +1413,8 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", h.c(1), u, u)
 			g.I("VFMADD231PD %s, %s, %s", u, t, h.red[1])
 		}},
-	{name: "layerNormGrad", doc: "LayerNormGrad without accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}},
-		scalars: []string{"mean", "rstd", "mg", "mgx"}, temps: 2,
-		body: func(g *gen, h half) { lnGradOut(g, h) }},
-	{name: "layerNormGradAcc", doc: "LayerNormGrad with accumulators", streams: []stream{{"dx", out32}, {"x", in32}, {"w", in32}, {"dy", in32}, {"accG", acc64}, {"accB", acc64}},
-		scalars: []string{"mean", "rstd", "mg", "mgx"}, temps: 2,
+	{name: "layerNormAcc", doc: "LayerNormGrad's accumulators", streams: []stream{{"accG", acc64}, {"accB", acc64}, {"x", in32}, {"dy", in32}},
+		scalars: []string{"mean", "rstd"}, temps: 1,
 		body: func(g *gen, h half) {
 			t := h.t[0]
 			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], t)
@@ -1412,7 +1422,6 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", t, h.in["dy"], t)
 			g.I("VADDPD %s, %s, %s", t, h.acc["accG"], h.acc["accG"])
 			g.I("VADDPD %s, %s, %s", h.in["dy"], h.acc["accB"], h.acc["accB"])
-			lnGradOut(g, h)
 		}},
 	{name: "adamw", doc: "AdamW", streams: []stream{{"p", inout32}, {"grad", in32}, {"m", inout32}, {"v", inout32}},
 		scalars: []string{"beta1", "oneMinusBeta1", "beta2", "oneMinusBeta2", "decay", "stepSize", "eps"}, temps: 2,
@@ -1433,27 +1442,6 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", h.c(4), p, p)
 			g.I("VSUBPD %s, %s, %s", u, p, p)
 		}},
-}
-
-// rmsGradOut sets dx = rs·w·dy − x·c.
-func rmsGradOut(g *gen, h half) {
-	d, t := h.out["dx"], h.t[0]
-	g.I("VMULPD %s, %s, %s", h.c(0), h.in["w"], d)
-	g.I("VMULPD %s, %s, %s", h.in["dy"], d, d)
-	g.I("VMULPD %s, %s, %s", h.c(1), h.in["x"], t)
-	g.I("VSUBPD %s, %s, %s", t, d, d)
-}
-
-// lnGradOut sets dx = rstd·(dy·w − mg − x̂·mgx).
-func lnGradOut(g *gen, h half) {
-	d, t := h.out["dx"], h.t[1]
-	g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], t)
-	g.I("VMULPD %s, %s, %s", h.c(1), t, t) // x̂
-	g.I("VMULPD %s, %s, %s", h.c(3), t, t)
-	g.I("VMULPD %s, %s, %s", h.in["w"], h.in["dy"], d)
-	g.I("VSUBPD %s, %s, %s", h.c(2), d, d)
-	g.I("VSUBPD %s, %s, %s", t, d, d)
-	g.I("VMULPD %s, %s, %s", h.c(1), d, d)
 }
 
 func main() {

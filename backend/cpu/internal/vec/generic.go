@@ -241,38 +241,47 @@ func goAccumulate(acc []float64, x []float32) {
 	}
 }
 
-func goScaleTo(dst, x []float32, s float64) {
-	x = x[:len(dst)]
-	for i := range dst {
-		dst[i] = float32(float64(x[i]) * s)
-	}
-}
+func goScaleTo(dst, x []float32, s float64) { goMulScalar(dst, x, float32(s)) }
 
 func goScaleMul(dst, x, w []float32, s float64) {
 	x, w = x[:len(dst)], w[:len(dst)]
+	s32 := float32(s)
 	for i := range dst {
-		dst[i] = float32(float64(x[i]) * s * float64(w[i]))
+		dst[i] = x[i] * s32 * w[i]
 	}
+}
+
+// split returns v as a float32 pair hi + lo, close to v to about 2⁻⁴⁸ of
+// it: subtracting hi and then lo from a float32 x keeps x − v accurate to
+// its own size even where x and v nearly cancel, which subtracting
+// float32(v) alone does not (its rounding can be larger than x − v).
+func split(v float64) (hi, lo float32) {
+	hi = float32(v)
+	return hi, float32(v - float64(hi))
 }
 
 func goNormalize(dst, x, g, b []float32, mean, rstd float64) {
 	x, g = x[:len(dst)], g[:len(dst)]
+	mh, ml := split(mean)
+	r := float32(rstd)
 	if b == nil {
 		for i := range dst {
-			dst[i] = float32((float64(x[i]) - mean) * rstd * float64(g[i]))
+			dst[i] = (x[i] - mh - ml) * r * g[i]
 		}
 		return
 	}
 	b = b[:len(dst)]
 	for i := range dst {
-		dst[i] = float32((float64(x[i])-mean)*rstd*float64(g[i]) + float64(b[i]))
+		dst[i] = (x[i]-mh-ml)*r*g[i] + b[i]
 	}
 }
 
 func goSoftmaxGrad(dx, y, dy []float32, scale, dot float64) {
 	y, dy = y[:len(dx)], dy[:len(dx)]
+	s := float32(scale)
+	dh, dl := split(dot)
 	for i := range dx {
-		dx[i] = float32(scale * float64(y[i]) * (float64(dy[i]) - dot))
+		dx[i] = y[i] * s * (dy[i] - dh - dl)
 	}
 }
 
@@ -284,8 +293,9 @@ func goRMSNormGrad(dx, x, w, dy []float32, acc []float64, rs, c float64) {
 			acc[i] += float64(dy[i]) * float64(x[i]) * rs
 		}
 	}
+	rs32, c32 := float32(rs), float32(c)
 	for i := range dx {
-		dx[i] = float32(rs*float64(w[i])*float64(dy[i]) - float64(x[i])*c)
+		dx[i] = rs32*w[i]*dy[i] - x[i]*c32
 	}
 }
 
@@ -305,13 +315,15 @@ func goLayerNormGrad(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, m
 		accG, accB = accG[:len(dx)], accB[:len(dx)]
 		for i := range dx {
 			g := float64(dy[i])
-			accG[i] += g * ((float64(x[i]) - mean) * rstd)
+			accG[i] += (float64(x[i]) - mean) * rstd * g
 			accB[i] += g
 		}
 	}
+	mh, ml := split(mean)
+	r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
 	for i := range dx {
-		xh := (float64(x[i]) - mean) * rstd
-		dx[i] = float32(rstd * (float64(dy[i])*float64(w[i]) - mg - xh*mgx))
+		xh := (x[i] - mh - ml) * r
+		dx[i] = (dy[i]*w[i] - mg32 - xh*mgx32) * r
 	}
 }
 

@@ -67,18 +67,18 @@ func build(name string, f *asmFuncs) *Kernels {
 
 func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 	b := binWrapper{f.lanes, nt}
-	bw := b
 	var fence func()
 	if nt {
 		fence = sfence
 	}
+	mulScalar := b.scalar(f.mulScalar)
 	return &Kernels{
 		Name:  name,
 		fence: fence,
 
 		Add: b.bin(f.add), Sub: b.bin(f.sub), Mul: b.bin(f.mul), Div: b.bin(f.div),
 		AddScalar: b.scalar(f.addScalar), SubScalar: b.scalar(f.subScalar),
-		MulScalar: b.scalar(f.mulScalar), DivScalar: b.scalar(f.divScalar),
+		MulScalar: mulScalar, DivScalar: b.scalar(f.divScalar),
 		Axpy: func(y []float32, alpha float32, x []float32) {
 			if len(y) == 0 {
 				return
@@ -147,19 +147,17 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			f.accumulate(&acc[0], &x[0], len(acc))
 		},
 
-		ScaleTo: func(dst, x []float32, s float64) {
-			if len(dst) == 0 {
-				return
-			}
-			x = x[:len(dst)]
-			b.split(dst, same(dst, x), func(lo, hi, e int) { f.scaleTo[e](&dst[lo], &x[lo], s, hi-lo) })
-		},
+		ScaleTo: func(dst, x []float32, s float64) { mulScalar(dst, x, float32(s)) },
 		ScaleMul: func(dst, x, w []float32, s float64) {
-			if len(dst) == 0 {
+			n := len(dst)
+			if n == 0 {
 				return
 			}
-			x, w = x[:len(dst)], w[:len(dst)]
-			b.split(dst, same(dst, x), func(lo, hi, e int) { f.scaleMul[e](&dst[lo], &x[lo], &w[lo], s, hi-lo) })
+			x, w = x[:n], w[:n]
+			s32 := float32(s)
+			b.split(dst, same(dst, x) || same(dst, w), func(lo, hi, e int) {
+				f.scaleMul[e](&dst[lo], &x[lo], &w[lo], s32, hi-lo)
+			})
 		},
 		Normalize: func(dst, x, g, sh []float32, mean, rstd float64) {
 			n := len(dst)
@@ -167,15 +165,17 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return
 			}
 			x, g = x[:n], g[:n]
+			mh, ml := split(mean)
+			r := float32(rstd)
 			if sh == nil {
-				bw.split(dst, same(dst, x), func(lo, hi, e int) {
-					f.normalize[e](&dst[lo], &x[lo], &g[lo], mean, rstd, hi-lo)
+				b.split(dst, same(dst, x) || same(dst, g), func(lo, hi, e int) {
+					f.normalize[e](&dst[lo], &x[lo], &g[lo], mh, ml, r, hi-lo)
 				})
 				return
 			}
 			sh = sh[:n]
-			bw.split(dst, same(dst, x), func(lo, hi, e int) {
-				f.normalizeShift[e](&dst[lo], &x[lo], &g[lo], &sh[lo], mean, rstd, hi-lo)
+			b.split(dst, same(dst, x) || same(dst, g) || same(dst, sh), func(lo, hi, e int) {
+				f.normalizeShift[e](&dst[lo], &x[lo], &g[lo], &sh[lo], mh, ml, r, hi-lo)
 			})
 		},
 		SoftmaxGrad: func(dx, y, dy []float32, scale, dot float64) {
@@ -184,26 +184,25 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return
 			}
 			y, dy = y[:n], dy[:n]
+			dh, dl := split(dot)
+			s32 := float32(scale)
 			b.split(dx, same(dx, y) || same(dx, dy), func(lo, hi, e int) {
-				f.softmaxGrad[e](&dx[lo], &y[lo], &dy[lo], scale, dot, hi-lo)
+				f.softmaxGrad[e](&dx[lo], &y[lo], &dy[lo], s32, dh, dl, hi-lo)
 			})
 		},
-		RMSNormGrad: func(dx, x, w, dy []float32, acc []float64, rs, cc float64) {
+		RMSNormGrad: func(dx, x, w, dy []float32, acc []float64, rs, c float64) {
 			n := len(dx)
 			if n == 0 {
 				return
 			}
 			x, w, dy = x[:n], w[:n], dy[:n]
-			alias := same(dx, x) || same(dx, dy)
-			if acc == nil {
-				b.split(dx, alias, func(lo, hi, e int) {
-					f.rmsNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], rs, cc, hi-lo)
-				})
-				return
+			if acc != nil {
+				acc = acc[:n]
+				f.rmsNormAcc(&acc[0], &x[0], &dy[0], rs, n)
 			}
-			acc = acc[:n]
-			b.split(dx, alias, func(lo, hi, e int) {
-				f.rmsNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &acc[lo], rs, cc, hi-lo)
+			rs32, c32 := float32(rs), float32(c)
+			b.split(dx, same(dx, x) || same(dx, w) || same(dx, dy), func(lo, hi, e int) {
+				f.rmsNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], rs32, c32, hi-lo)
 			})
 		},
 		LayerNormGradSums: func(x, w, dy []float32, mean, rstd float64) (float64, float64) {
@@ -220,16 +219,14 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return
 			}
 			x, w, dy = x[:n], w[:n], dy[:n]
-			alias := same(dx, x) || same(dx, dy)
-			if accG == nil {
-				b.split(dx, alias, func(lo, hi, e int) {
-					f.layerNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], mean, rstd, mg, mgx, hi-lo)
-				})
-				return
+			if accG != nil {
+				accG, accB = accG[:n], accB[:n]
+				f.layerNormAcc(&accG[0], &accB[0], &x[0], &dy[0], mean, rstd, n)
 			}
-			accG, accB = accG[:n], accB[:n]
-			b.split(dx, alias, func(lo, hi, e int) {
-				f.layerNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &accG[lo], &accB[lo], mean, rstd, mg, mgx, hi-lo)
+			mh, ml := split(mean)
+			r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
+			b.split(dx, same(dx, x) || same(dx, w) || same(dx, dy), func(lo, hi, e int) {
+				f.layerNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], mh, ml, r, mg32, mgx32, hi-lo)
 			})
 		},
 		AdamW: func(p, g, m, v []float32, s *AdamWStep) {

@@ -349,6 +349,66 @@ func squareGradAVX2(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func squareGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 
+// scaleMulAVX2 is the AVX2 scaleMul kernel.
+//
+//go:noescape
+func scaleMulAVX2(dst *float32, x *float32, w *float32, s float32, n int)
+
+// scaleMulAVX2NT is the AVX2 scaleMul kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func scaleMulAVX2NT(dst *float32, x *float32, w *float32, s float32, n int)
+
+// normalizeAVX2 is the AVX2 normalize kernel.
+//
+//go:noescape
+func normalizeAVX2(dst *float32, x *float32, gamma *float32, mh float32, ml float32, r float32, n int)
+
+// normalizeAVX2NT is the AVX2 normalize kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func normalizeAVX2NT(dst *float32, x *float32, gamma *float32, mh float32, ml float32, r float32, n int)
+
+// normalizeShiftAVX2 is the AVX2 normalizeShift kernel.
+//
+//go:noescape
+func normalizeShiftAVX2(dst *float32, x *float32, gamma *float32, beta *float32, mh float32, ml float32, r float32, n int)
+
+// normalizeShiftAVX2NT is the AVX2 normalizeShift kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func normalizeShiftAVX2NT(dst *float32, x *float32, gamma *float32, beta *float32, mh float32, ml float32, r float32, n int)
+
+// softmaxGradAVX2 is the AVX2 softmaxGrad kernel.
+//
+//go:noescape
+func softmaxGradAVX2(dst *float32, y *float32, dy *float32, s float32, dh float32, dl float32, n int)
+
+// softmaxGradAVX2NT is the AVX2 softmaxGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func softmaxGradAVX2NT(dst *float32, y *float32, dy *float32, s float32, dh float32, dl float32, n int)
+
+// rmsNormGradAVX2 is the AVX2 rmsNormGrad kernel.
+//
+//go:noescape
+func rmsNormGradAVX2(dst *float32, x *float32, w *float32, dy *float32, rs float32, c float32, n int)
+
+// rmsNormGradAVX2NT is the AVX2 rmsNormGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func rmsNormGradAVX2NT(dst *float32, x *float32, w *float32, dy *float32, rs float32, c float32, n int)
+
+// layerNormGradAVX2 is the AVX2 layerNormGrad kernel.
+//
+//go:noescape
+func layerNormGradAVX2(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
+// layerNormGradAVX2NT is the AVX2 layerNormGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func layerNormGradAVX2NT(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
 // sumAVX2 is the AVX2 kernel of Sum
 //
 //go:noescape
@@ -379,100 +439,20 @@ func sumSquaredDiffAVX2(x *float32, mean float64, n int) (s float64)
 //go:noescape
 func accumulateAVX2(acc *float64, x *float32, n int)
 
-// scaleToAVX2 is the AVX2 kernel of ScaleTo
+// rmsNormAccAVX2 is the AVX2 kernel of RMSNormGrad's accumulators
 //
 //go:noescape
-func scaleToAVX2(dst *float32, x *float32, s float64, n int)
-
-// scaleToAVX2NT is the AVX2 kernel of ScaleTo, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func scaleToAVX2NT(dst *float32, x *float32, s float64, n int)
-
-// scaleMulAVX2 is the AVX2 kernel of ScaleMul
-//
-//go:noescape
-func scaleMulAVX2(dst *float32, x *float32, w *float32, s float64, n int)
-
-// scaleMulAVX2NT is the AVX2 kernel of ScaleMul, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func scaleMulAVX2NT(dst *float32, x *float32, w *float32, s float64, n int)
-
-// normalizeAVX2 is the AVX2 kernel of Normalize without shift
-//
-//go:noescape
-func normalizeAVX2(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
-
-// normalizeAVX2NT is the AVX2 kernel of Normalize without shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func normalizeAVX2NT(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
-
-// normalizeShiftAVX2 is the AVX2 kernel of Normalize with shift
-//
-//go:noescape
-func normalizeShiftAVX2(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
-
-// normalizeShiftAVX2NT is the AVX2 kernel of Normalize with shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func normalizeShiftAVX2NT(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
-
-// softmaxGradAVX2 is the AVX2 kernel of SoftmaxGrad
-//
-//go:noescape
-func softmaxGradAVX2(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
-
-// softmaxGradAVX2NT is the AVX2 kernel of SoftmaxGrad, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func softmaxGradAVX2NT(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
-
-// rmsNormGradAVX2 is the AVX2 kernel of RMSNormGrad without accumulators
-//
-//go:noescape
-func rmsNormGradAVX2(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
-
-// rmsNormGradAVX2NT is the AVX2 kernel of RMSNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func rmsNormGradAVX2NT(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
-
-// rmsNormGradAccAVX2 is the AVX2 kernel of RMSNormGrad with accumulators
-//
-//go:noescape
-func rmsNormGradAccAVX2(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
-
-// rmsNormGradAccAVX2NT is the AVX2 kernel of RMSNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func rmsNormGradAccAVX2NT(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
+func rmsNormAccAVX2(acc *float64, x *float32, dy *float32, rs float64, n int)
 
 // layerNormGradSumsAVX2 is the AVX2 kernel of LayerNormGradSums
 //
 //go:noescape
 func layerNormGradSumsAVX2(x *float32, w *float32, dy *float32, mean float64, rstd float64, n int) (sg float64, sgx float64)
 
-// layerNormGradAVX2 is the AVX2 kernel of LayerNormGrad without accumulators
+// layerNormAccAVX2 is the AVX2 kernel of LayerNormGrad's accumulators
 //
 //go:noescape
-func layerNormGradAVX2(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
-
-// layerNormGradAVX2NT is the AVX2 kernel of LayerNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func layerNormGradAVX2NT(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
-
-// layerNormGradAccAVX2 is the AVX2 kernel of LayerNormGrad with accumulators
-//
-//go:noescape
-func layerNormGradAccAVX2(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
-
-// layerNormGradAccAVX2NT is the AVX2 kernel of LayerNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func layerNormGradAccAVX2NT(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
+func layerNormAccAVX2(accG *float64, accB *float64, x *float32, dy *float32, mean float64, rstd float64, n int)
 
 // adamwAVX2 is the AVX2 kernel of AdamW
 //
@@ -809,6 +789,66 @@ func squareGradAVX512(dst *float32, x *float32, dy *float32, n int)
 //go:noescape
 func squareGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 
+// scaleMulAVX512 is the AVX512 scaleMul kernel.
+//
+//go:noescape
+func scaleMulAVX512(dst *float32, x *float32, w *float32, s float32, n int)
+
+// scaleMulAVX512NT is the AVX512 scaleMul kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func scaleMulAVX512NT(dst *float32, x *float32, w *float32, s float32, n int)
+
+// normalizeAVX512 is the AVX512 normalize kernel.
+//
+//go:noescape
+func normalizeAVX512(dst *float32, x *float32, gamma *float32, mh float32, ml float32, r float32, n int)
+
+// normalizeAVX512NT is the AVX512 normalize kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func normalizeAVX512NT(dst *float32, x *float32, gamma *float32, mh float32, ml float32, r float32, n int)
+
+// normalizeShiftAVX512 is the AVX512 normalizeShift kernel.
+//
+//go:noescape
+func normalizeShiftAVX512(dst *float32, x *float32, gamma *float32, beta *float32, mh float32, ml float32, r float32, n int)
+
+// normalizeShiftAVX512NT is the AVX512 normalizeShift kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func normalizeShiftAVX512NT(dst *float32, x *float32, gamma *float32, beta *float32, mh float32, ml float32, r float32, n int)
+
+// softmaxGradAVX512 is the AVX512 softmaxGrad kernel.
+//
+//go:noescape
+func softmaxGradAVX512(dst *float32, y *float32, dy *float32, s float32, dh float32, dl float32, n int)
+
+// softmaxGradAVX512NT is the AVX512 softmaxGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func softmaxGradAVX512NT(dst *float32, y *float32, dy *float32, s float32, dh float32, dl float32, n int)
+
+// rmsNormGradAVX512 is the AVX512 rmsNormGrad kernel.
+//
+//go:noescape
+func rmsNormGradAVX512(dst *float32, x *float32, w *float32, dy *float32, rs float32, c float32, n int)
+
+// rmsNormGradAVX512NT is the AVX512 rmsNormGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func rmsNormGradAVX512NT(dst *float32, x *float32, w *float32, dy *float32, rs float32, c float32, n int)
+
+// layerNormGradAVX512 is the AVX512 layerNormGrad kernel.
+//
+//go:noescape
+func layerNormGradAVX512(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
+// layerNormGradAVX512NT is the AVX512 layerNormGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func layerNormGradAVX512NT(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
 // sumAVX512 is the AVX512 kernel of Sum
 //
 //go:noescape
@@ -839,100 +879,20 @@ func sumSquaredDiffAVX512(x *float32, mean float64, n int) (s float64)
 //go:noescape
 func accumulateAVX512(acc *float64, x *float32, n int)
 
-// scaleToAVX512 is the AVX512 kernel of ScaleTo
+// rmsNormAccAVX512 is the AVX512 kernel of RMSNormGrad's accumulators
 //
 //go:noescape
-func scaleToAVX512(dst *float32, x *float32, s float64, n int)
-
-// scaleToAVX512NT is the AVX512 kernel of ScaleTo, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func scaleToAVX512NT(dst *float32, x *float32, s float64, n int)
-
-// scaleMulAVX512 is the AVX512 kernel of ScaleMul
-//
-//go:noescape
-func scaleMulAVX512(dst *float32, x *float32, w *float32, s float64, n int)
-
-// scaleMulAVX512NT is the AVX512 kernel of ScaleMul, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func scaleMulAVX512NT(dst *float32, x *float32, w *float32, s float64, n int)
-
-// normalizeAVX512 is the AVX512 kernel of Normalize without shift
-//
-//go:noescape
-func normalizeAVX512(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
-
-// normalizeAVX512NT is the AVX512 kernel of Normalize without shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func normalizeAVX512NT(dst *float32, x *float32, gamma *float32, mean float64, rstd float64, n int)
-
-// normalizeShiftAVX512 is the AVX512 kernel of Normalize with shift
-//
-//go:noescape
-func normalizeShiftAVX512(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
-
-// normalizeShiftAVX512NT is the AVX512 kernel of Normalize with shift, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func normalizeShiftAVX512NT(dst *float32, x *float32, gamma *float32, b *float32, mean float64, rstd float64, n int)
-
-// softmaxGradAVX512 is the AVX512 kernel of SoftmaxGrad
-//
-//go:noescape
-func softmaxGradAVX512(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
-
-// softmaxGradAVX512NT is the AVX512 kernel of SoftmaxGrad, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func softmaxGradAVX512NT(dx *float32, y *float32, dy *float32, scale float64, dot float64, n int)
-
-// rmsNormGradAVX512 is the AVX512 kernel of RMSNormGrad without accumulators
-//
-//go:noescape
-func rmsNormGradAVX512(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
-
-// rmsNormGradAVX512NT is the AVX512 kernel of RMSNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func rmsNormGradAVX512NT(dx *float32, x *float32, w *float32, dy *float32, rs float64, c float64, n int)
-
-// rmsNormGradAccAVX512 is the AVX512 kernel of RMSNormGrad with accumulators
-//
-//go:noescape
-func rmsNormGradAccAVX512(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
-
-// rmsNormGradAccAVX512NT is the AVX512 kernel of RMSNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func rmsNormGradAccAVX512NT(dx *float32, x *float32, w *float32, dy *float32, acc *float64, rs float64, c float64, n int)
+func rmsNormAccAVX512(acc *float64, x *float32, dy *float32, rs float64, n int)
 
 // layerNormGradSumsAVX512 is the AVX512 kernel of LayerNormGradSums
 //
 //go:noescape
 func layerNormGradSumsAVX512(x *float32, w *float32, dy *float32, mean float64, rstd float64, n int) (sg float64, sgx float64)
 
-// layerNormGradAVX512 is the AVX512 kernel of LayerNormGrad without accumulators
+// layerNormAccAVX512 is the AVX512 kernel of LayerNormGrad's accumulators
 //
 //go:noescape
-func layerNormGradAVX512(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
-
-// layerNormGradAVX512NT is the AVX512 kernel of LayerNormGrad without accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func layerNormGradAVX512NT(dx *float32, x *float32, w *float32, dy *float32, mean float64, rstd float64, mg float64, mgx float64, n int)
-
-// layerNormGradAccAVX512 is the AVX512 kernel of LayerNormGrad with accumulators
-//
-//go:noescape
-func layerNormGradAccAVX512(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
-
-// layerNormGradAccAVX512NT is the AVX512 kernel of LayerNormGrad with accumulators, with non-temporal stores, not fenced; the output must be aligned to the vector size
-//
-//go:noescape
-func layerNormGradAccAVX512NT(dx *float32, x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, mg float64, mgx float64, n int)
+func layerNormAccAVX512(accG *float64, accB *float64, x *float32, dy *float32, mean float64, rstd float64, n int)
 
 // adamwAVX512 is the AVX512 kernel of AdamW
 //
@@ -994,22 +954,21 @@ type asmFuncs struct {
 	reluGrad          [2]func(*float32, *float32, *float32, int)
 	negGrad           [2]func(*float32, *float32, *float32, int)
 	squareGrad        [2]func(*float32, *float32, *float32, int)
+	scaleMul          [2]func(*float32, *float32, *float32, float32, int)
+	normalize         [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	normalizeShift    [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int)
+	softmaxGrad       [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	rmsNormGrad       [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
+	layerNormGrad     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
 	sum               func(*float32, int) float64
 	sumSquares        func(*float32, int) float64
 	dot               func(*float32, *float32, int) float64
 	dot3              func(*float32, *float32, *float32, int) float64
 	sumSquaredDiff    func(*float32, float64, int) float64
 	accumulate        func(*float64, *float32, int)
-	scaleTo           [2]func(*float32, *float32, float64, int)
-	scaleMul          [2]func(*float32, *float32, *float32, float64, int)
-	normalize         [2]func(*float32, *float32, *float32, float64, float64, int)
-	normalizeShift    [2]func(*float32, *float32, *float32, *float32, float64, float64, int)
-	softmaxGrad       [2]func(*float32, *float32, *float32, float64, float64, int)
-	rmsNormGrad       [2]func(*float32, *float32, *float32, *float32, float64, float64, int)
-	rmsNormGradAcc    [2]func(*float32, *float32, *float32, *float32, *float64, float64, float64, int)
+	rmsNormAcc        func(*float64, *float32, *float32, float64, int)
 	layerNormGradSums func(*float32, *float32, *float32, float64, float64, int) (float64, float64)
-	layerNormGrad     [2]func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, int)
-	layerNormGradAcc  [2]func(*float32, *float32, *float32, *float32, *float64, *float64, float64, float64, float64, float64, int)
+	layerNormAcc      func(*float64, *float64, *float32, *float32, float64, float64, int)
 	adamw             func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
 	expShift          func(*float32, *float32, float32, float32, int) float64
 	expShiftSum       func(*float32, float32, float32, int) float64
@@ -1050,22 +1009,21 @@ var funcsAVX2 = asmFuncs{
 	reluGrad:          [2]func(*float32, *float32, *float32, int){reluGradAVX2, reluGradAVX2NT},
 	negGrad:           [2]func(*float32, *float32, *float32, int){negGradAVX2, negGradAVX2NT},
 	squareGrad:        [2]func(*float32, *float32, *float32, int){squareGradAVX2, squareGradAVX2NT},
+	scaleMul:          [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX2, scaleMulAVX2NT},
+	normalize:         [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX2, normalizeAVX2NT},
+	normalizeShift:    [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX2, normalizeShiftAVX2NT},
+	softmaxGrad:       [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX2, softmaxGradAVX2NT},
+	rmsNormGrad:       [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX2, rmsNormGradAVX2NT},
+	layerNormGrad:     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX2, layerNormGradAVX2NT},
 	sum:               sumAVX2,
 	sumSquares:        sumSquaresAVX2,
 	dot:               dotAVX2,
 	dot3:              dot3AVX2,
 	sumSquaredDiff:    sumSquaredDiffAVX2,
 	accumulate:        accumulateAVX2,
-	scaleTo:           [2]func(*float32, *float32, float64, int){scaleToAVX2, scaleToAVX2NT},
-	scaleMul:          [2]func(*float32, *float32, *float32, float64, int){scaleMulAVX2, scaleMulAVX2NT},
-	normalize:         [2]func(*float32, *float32, *float32, float64, float64, int){normalizeAVX2, normalizeAVX2NT},
-	normalizeShift:    [2]func(*float32, *float32, *float32, *float32, float64, float64, int){normalizeShiftAVX2, normalizeShiftAVX2NT},
-	softmaxGrad:       [2]func(*float32, *float32, *float32, float64, float64, int){softmaxGradAVX2, softmaxGradAVX2NT},
-	rmsNormGrad:       [2]func(*float32, *float32, *float32, *float32, float64, float64, int){rmsNormGradAVX2, rmsNormGradAVX2NT},
-	rmsNormGradAcc:    [2]func(*float32, *float32, *float32, *float32, *float64, float64, float64, int){rmsNormGradAccAVX2, rmsNormGradAccAVX2NT},
+	rmsNormAcc:        rmsNormAccAVX2,
 	layerNormGradSums: layerNormGradSumsAVX2,
-	layerNormGrad:     [2]func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, int){layerNormGradAVX2, layerNormGradAVX2NT},
-	layerNormGradAcc:  [2]func(*float32, *float32, *float32, *float32, *float64, *float64, float64, float64, float64, float64, int){layerNormGradAccAVX2, layerNormGradAccAVX2NT},
+	layerNormAcc:      layerNormAccAVX2,
 	adamw:             adamwAVX2,
 	expShift:          expShiftAVX2,
 	expShiftSum:       expShiftSumAVX2,
@@ -1106,22 +1064,21 @@ var funcsAVX512 = asmFuncs{
 	reluGrad:          [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
 	negGrad:           [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
 	squareGrad:        [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},
+	scaleMul:          [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX512, scaleMulAVX512NT},
+	normalize:         [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX512, normalizeAVX512NT},
+	normalizeShift:    [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
+	softmaxGrad:       [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
+	rmsNormGrad:       [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
+	layerNormGrad:     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
 	sum:               sumAVX512,
 	sumSquares:        sumSquaresAVX512,
 	dot:               dotAVX512,
 	dot3:              dot3AVX512,
 	sumSquaredDiff:    sumSquaredDiffAVX512,
 	accumulate:        accumulateAVX512,
-	scaleTo:           [2]func(*float32, *float32, float64, int){scaleToAVX512, scaleToAVX512NT},
-	scaleMul:          [2]func(*float32, *float32, *float32, float64, int){scaleMulAVX512, scaleMulAVX512NT},
-	normalize:         [2]func(*float32, *float32, *float32, float64, float64, int){normalizeAVX512, normalizeAVX512NT},
-	normalizeShift:    [2]func(*float32, *float32, *float32, *float32, float64, float64, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
-	softmaxGrad:       [2]func(*float32, *float32, *float32, float64, float64, int){softmaxGradAVX512, softmaxGradAVX512NT},
-	rmsNormGrad:       [2]func(*float32, *float32, *float32, *float32, float64, float64, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
-	rmsNormGradAcc:    [2]func(*float32, *float32, *float32, *float32, *float64, float64, float64, int){rmsNormGradAccAVX512, rmsNormGradAccAVX512NT},
+	rmsNormAcc:        rmsNormAccAVX512,
 	layerNormGradSums: layerNormGradSumsAVX512,
-	layerNormGrad:     [2]func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, int){layerNormGradAVX512, layerNormGradAVX512NT},
-	layerNormGradAcc:  [2]func(*float32, *float32, *float32, *float32, *float64, *float64, float64, float64, float64, float64, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
+	layerNormAcc:      layerNormAccAVX512,
 	adamw:             adamwAVX512,
 	expShift:          expShiftAVX512,
 	expShiftSum:       expShiftSumAVX512,

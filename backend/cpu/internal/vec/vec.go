@@ -17,9 +17,11 @@
 // approximations (math32.go, coefficients fitted by fit_coeffs.go) good to
 // a few float32 ulps; accuracy_test.go states and checks each bound
 // against float64 math over dense sweeps of inputs. Reductions (sums, dot
-// products, norm statistics) accumulate in float64, and the norm, softmax
-// and AdamW steps that combine a row with its statistics compute in
-// float64 and round once per stored value.
+// products, norm statistics, gradient accumulators) accumulate in
+// float64; the norm and softmax steps that combine a row with its
+// statistics do so in float32 with the statistics split where a
+// subtraction needs their digits (see Kernels), and AdamW computes in
+// float64 and rounds once per stored value.
 package vec
 
 //go:generate sh -c "go run fit_coeffs.go > coeffs.go"
@@ -77,24 +79,31 @@ type Kernels struct {
 	// len(acc)).
 	Accumulate func(acc []float64, x []float32)
 
-	// ScaleTo sets dst = x·s, multiplied in float64 and rounded once.
+	// The row steps below combine a row with its float64 statistics in
+	// float32 arithmetic: each statistic is rounded to float32 (a
+	// subtracted one is split into a float32 pair hi + lo, subtracted in
+	// turn, so that x − mean keeps its digits however close x and mean
+	// are), and each element costs a few roundings, so results are within
+	// a few ulps of the largest term. Accumulators stay float64.
+
+	// ScaleTo sets dst = x·float32(s).
 	ScaleTo func(dst, x []float32, s float64)
-	// ScaleMul sets dst = x·s·w in float64, rounded once (RMSNorm).
+	// ScaleMul sets dst = x·s·w (RMSNorm).
 	ScaleMul func(dst, x, w []float32, s float64)
-	// Normalize sets dst = (x − mean)·rstd·g + b in float64, rounded once
-	// (LayerNorm); b may be nil for no shift.
+	// Normalize sets dst = (x − mean)·rstd·g + b (LayerNorm); b may be
+	// nil for no shift.
 	Normalize func(dst, x, g, b []float32, mean, rstd float64)
-	// SoftmaxGrad sets dx = scale·y·(dy − dot) in float64, rounded once.
+	// SoftmaxGrad sets dx = scale·y·(dy − dot).
 	SoftmaxGrad func(dx, y, dy []float32, scale, dot float64)
 	// RMSNormGrad sets dx = rs·w·dy − x·c and, when acc is not nil, adds
-	// dy·x·rs to acc, all in float64.
+	// dy·x·rs to acc in float64.
 	RMSNormGrad func(dx, x, w, dy []float32, acc []float64, rs, c float64)
 	// LayerNormGradSums returns Σ dy·w and Σ dy·w·x̂ for x̂ = (x−mean)·rstd,
 	// in float64; the length is len(x).
 	LayerNormGradSums func(x, w, dy []float32, mean, rstd float64) (sg, sgx float64)
 	// LayerNormGrad sets dx = rstd·(dy·w − mg − x̂·mgx) for
 	// x̂ = (x−mean)·rstd and, when accG and accB are not nil, adds dy·x̂ to
-	// accG and dy to accB, all in float64.
+	// accG and dy to accB in float64.
 	LayerNormGrad func(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, mg, mgx float64)
 	// AdamW performs one AdamW step on p, m and v with gradient g (the
 	// length is len(p)); see [AdamWStep].
