@@ -8,17 +8,10 @@ import (
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/testbackend"
 )
 
-func openCPU(t testing.TB) backend.Backend {
-	t.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+func openCPU(t testing.TB) backend.Backend { return testbackend.Open(t, "cpu") }
 
 func param(t testing.TB, b backend.Backend, name string, train graph.Trainability, data []float32, shape ...int) *graph.Value {
 	t.Helper()

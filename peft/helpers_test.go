@@ -13,18 +13,11 @@ import (
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/safetensors"
 )
 
-func openCPU(t testing.TB) backend.Backend {
-	t.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+func openCPU(t testing.TB) backend.Backend { return testbackend.Open(t, "cpu") }
 
 func randn(rng *rand.Rand, n int, scale float64) []float32 {
 	v := make([]float32, n)

@@ -6,17 +6,10 @@ import (
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph/gradcheck"
+	"github.com/sora-go/sora/internal/testbackend"
 )
 
-func openCPU(t *testing.T) backend.Backend {
-	t.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+func openCPU(t *testing.T) backend.Backend { return testbackend.Open(t, "cpu") }
 
 func TestOpCases(t *testing.T) {
 	b := openCPU(t)

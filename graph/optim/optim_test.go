@@ -10,17 +10,10 @@ import (
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/graph/optim"
+	"github.com/sora-go/sora/internal/testbackend"
 )
 
-func openCPU(t testing.TB) backend.Backend {
-	t.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+func openCPU(t testing.TB) backend.Backend { return testbackend.Open(t, "cpu") }
 
 func uniform(rng *rand.Rand, n int, lo, hi float64) []float32 {
 	x := make([]float32, n)

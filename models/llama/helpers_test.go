@@ -8,21 +8,14 @@ import (
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/internal/testdata"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
 )
 
-func openCPU(tb testing.TB) backend.Backend {
-	tb.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { b.Close() })
-	return b
-}
+func openCPU(tb testing.TB) backend.Backend { return testbackend.Open(tb, "cpu") }
 
 // tinyConfig is a small model with grouped-query attention (4 query heads
 // over 2 key/value heads) and dimensions that are neither powers of two nor

@@ -15,19 +15,12 @@ import (
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/safetensors"
 )
 
-func openCPU(t testing.TB) backend.Backend {
-	t.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+func openCPU(t testing.TB) backend.Backend { return testbackend.Open(t, "cpu") }
 
 // toy is a two-block model with LLaMA-like layer names.
 type toy struct {
