@@ -21,36 +21,31 @@ func (l *Layer) effective(g *graph.Tape) (w, bias *graph.Value) {
 	w, bias = w0, b0
 	col := func(v *graph.Value) *graph.Value { return g.Reshape(v, l.out, 1) }
 	vec := func(v *graph.Value) *graph.Value { return g.Reshape(v, l.out) }
-	switch l.spec.Pre {
-	case Diagonal:
-		w = g.ScaleRows(w, l.diag)
-		if bias != nil {
-			bias = g.Mul(vec(bias), l.diag)
-		}
-	case Rotation:
-		rot := l.rotation(g)
-		w = rot.left(g, w)
-		if bias != nil {
-			bias = vec(rot.left(g, col(bias)))
+	// left applies a free diagonal or a rotation, the conditioners Pre and
+	// Post share, on the left of w and to the bias.
+	left := func(c Cond) {
+		switch c {
+		case Diagonal:
+			w = g.ScaleRows(w, l.diag)
+			if bias != nil {
+				bias = g.Mul(vec(bias), l.diag)
+			}
+		case Rotation:
+			rot := l.rotation(g)
+			w = rot.left(g, w)
+			if bias != nil {
+				bias = vec(rot.left(g, col(bias)))
+			}
 		}
 	}
+	left(l.spec.Pre)
 	if l.spec.LowRank {
 		w = g.Add(w, g.Scale(g.MatMul(l.bm, l.a), l.scaling))
 	}
-	switch l.spec.Post {
-	case Diagonal:
-		w = g.ScaleRows(w, l.diag)
-		if bias != nil {
-			bias = g.Mul(vec(bias), l.diag)
-		}
-	case Rotation:
-		rot := l.rotation(g)
-		w = rot.left(g, w)
-		if bias != nil {
-			bias = vec(rot.left(g, col(bias)))
-		}
-	case NormDiagonal:
+	if l.spec.Post == NormDiagonal {
 		w = g.ScaleRows(w, g.Div(l.mag, l.doraNorm(g)))
+	} else {
+		left(l.spec.Post)
 	}
 	return w, bias
 }
