@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 // The op tests run each op of the interface through the backend and the
-// test double and compare with float64 references written here. The
+// test double and compare with float64 references (written here, or
+// package refops's, shared with the conformance suite). The
 // double computes in double precision and rounds once, so the tolerances
 // are tight: a wrong composition (a transposed stride, a missed scale, a
 // wrong broadcast) misses them by orders of magnitude.
@@ -229,41 +231,6 @@ func TestScaleAxpy(t *testing.T) {
 	checkClose(t, "axpy", download(t, b, yt), wy, tight)
 }
 
-// unaryRef gives f and f' in float64.
-func unaryRef(op backend.UnaryOp, x float64) (f, d float64) {
-	sig := 1 / (1 + math.Exp(-x))
-	switch op {
-	case backend.Exp:
-		return math.Exp(x), math.Exp(x)
-	case backend.Log:
-		return math.Log(x), 1 / x
-	case backend.Sqrt:
-		return math.Sqrt(x), 0.5 / math.Sqrt(x)
-	case backend.Rsqrt:
-		return 1 / math.Sqrt(x), -0.5 * math.Pow(x, -1.5)
-	case backend.Tanh:
-		th := math.Tanh(x)
-		return th, 1 - th*th
-	case backend.SiLU:
-		return x * sig, sig * (1 + x*(1-sig))
-	case backend.GELU:
-		phi := 0.5 * (1 + math.Erf(x/math.Sqrt2))
-		return x * phi, phi + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
-	case backend.ReLU:
-		if x > 0 {
-			return x, 1
-		}
-		return 0, 0
-	case backend.Neg:
-		return -x, -1
-	case backend.Square:
-		return x * x, 2 * x
-	case backend.Sigmoid:
-		return sig, sig * (1 - sig)
-	}
-	panic("unknown op")
-}
-
 func TestUnaryAndGrad(t *testing.T) {
 	b, _ := openDouble(t, Options{})
 	r := rand.New(rand.NewSource(5))
@@ -289,8 +256,7 @@ func TestUnaryAndGrad(t *testing.T) {
 				gotY := download(t, b, yt)
 				wy, wdx := make([]float64, n), make([]float64, n)
 				for i, x := range X {
-					f, d := unaryRef(op, float64(x))
-					wy[i], wdx[i] = f, d*float64(DY[i])
+					wy[i], wdx[i] = refops.Unary(op, float64(x)), refops.UnaryDeriv(op, float64(x))*float64(DY[i])
 				}
 				checkClose(t, "y", gotY, wy, 1e-10)
 				checkClose(t, "dx", gotDX, wdx, 1e-10)
@@ -344,25 +310,13 @@ func TestReductions(t *testing.T) {
 // softmaxRef computes scale-softmax rows of x [batch, q, k] with the
 // causal rule j ≤ i + off, and its backward for dy.
 func softmaxRef(x, dy []float32, batch, q, k int, p backend.SoftmaxParams) (y, dx []float64) {
-	y, dx = make([]float64, len(x)), make([]float64, len(x))
+	y = refops.Softmax(f64(x), q, k, float64(p.EffectiveScale()), p.Causal, p.QueryOffset)
+	dx = make([]float64, len(x))
 	s := float64(p.EffectiveScale())
 	for r := 0; r < batch*q; r++ {
-		i := r % q
-		vis := k
-		if p.Causal {
-			vis = min(k, i+p.QueryOffset+1)
-		}
-		mx := math.Inf(-1)
-		for j := 0; j < vis; j++ {
-			mx = math.Max(mx, s*float64(x[r*k+j]))
-		}
-		var sum float64
-		for j := 0; j < vis; j++ {
-			sum += math.Exp(s*float64(x[r*k+j]) - mx)
-		}
+		vis := refops.SoftmaxVisible(r, q, k, p.Causal, p.QueryOffset)
 		var dot float64
 		for j := 0; j < vis; j++ {
-			y[r*k+j] = math.Exp(s*float64(x[r*k+j])-mx) / sum
 			dot += y[r*k+j] * float64(dy[r*k+j])
 		}
 		for j := 0; j < vis; j++ {
@@ -500,33 +454,6 @@ func TestNorms(t *testing.T) {
 	}
 }
 
-func ropeRef(x []float32, batch, seq, heads, hd int, p backend.RoPEParams) []float64 {
-	y := f64(x)
-	half := hd / 2
-	for bi := 0; bi < batch; bi++ {
-		for s := 0; s < seq; s++ {
-			pos := float64(p.Offset + s)
-			for h := 0; h < heads; h++ {
-				base := ((bi*seq+s)*heads + h) * hd
-				for i := 0; i < half; i++ {
-					ang := pos * math.Pow(float64(p.Theta), -float64(2*i)/float64(hd))
-					if p.Inverse {
-						ang = -ang
-					}
-					i1, i2 := base+i, base+i+half
-					if p.Layout == backend.Interleaved {
-						i1, i2 = base+2*i, base+2*i+1
-					}
-					a, c := float64(x[i1]), float64(x[i2])
-					y[i1] = a*math.Cos(ang) - c*math.Sin(ang)
-					y[i2] = c*math.Cos(ang) + a*math.Sin(ang)
-				}
-			}
-		}
-	}
-	return y
-}
-
 func TestRoPE(t *testing.T) {
 	b, _ := openDouble(t, Options{})
 	r := rand.New(rand.NewSource(9))
@@ -547,7 +474,7 @@ func TestRoPE(t *testing.T) {
 						yt, _ = b.Alloc(backend.Float32, tc.shape...)
 					}
 					b.RoPE(yt, xt, p)
-					want := ropeRef(X, tc.shape[0], tc.shape[1], tc.shape[2], tc.shape[3], p)
+					want := refops.RoPE(f64(X), tc.shape[0], tc.shape[1], tc.shape[2], tc.shape[3], p)
 					checkClose(t, "y", download(t, b, yt), want, tight)
 					// The inverse undoes the rotation.
 					q := p
