@@ -10,6 +10,44 @@ import (
 // one element are included on purpose (LayerNorm's output is then beta).
 var normShapes = [][]int{{1, 1}, {7, 13}, {3, 127}, {2, 4096}, {2, 3, 64}, {301, 509}}
 
+// paramGrad is an optional parameter gradient of a norm's backward, which
+// adds into it: it starts from random values, or is absent.
+type paramGrad struct {
+	out  *Out // nil when absent
+	init []float32
+}
+
+// newParamGrad draws the starting values (also when absent, so that the
+// inputs drawn after it do not depend on present) and, when present,
+// places them in an output named name.
+func newParamGrad(e *Env, present bool, k int, name string) paramGrad {
+	init := e.Uniform(k, -1, 1)
+	if !present {
+		return paramGrad{init: init}
+	}
+	return paramGrad{e.OutputInit(init, k).SetName(name), init}
+}
+
+// tensor is the op's argument: the zero Tensor when absent.
+func (p paramGrad) tensor() backend.Tensor {
+	if p.out == nil {
+		return backend.Tensor{}
+	}
+	return p.out.T
+}
+
+// check compares the gradient with its starting values plus sum, the
+// reference's sum over rows (which it modifies).
+func (p paramGrad) check(e *Env, sum []float64) {
+	if p.out == nil {
+		return
+	}
+	for j := range sum {
+		sum[j] += float64(p.init[j])
+	}
+	e.Check(p.out, sum)
+}
+
 func init() {
 	const eps = 1e-5
 	type nc struct {
@@ -77,22 +115,11 @@ func init() {
 					xv, wv, dyv := e.Uniform(n, -1, 1), e.Uniform(k, -1, 1), e.Uniform(n, -1, 1)
 					x, w, dy := e.Input(xv, c.shape...), e.Input(wv, k), e.Input(dyv, c.shape...)
 					dx := e.Output(c.shape...).SetName("dx")
-					var dw *Out
-					var dwT backend.Tensor
-					dw0 := e.Uniform(k, -1, 1)
-					if withDW {
-						dw = e.OutputInit(dw0, k).SetName("dw")
-						dwT = dw.T
-					}
-					e.B.RMSNormGrad(dx.T, dwT, x, w, dy, c.eps)
+					dw := newParamGrad(e, withDW, k, "dw")
+					e.B.RMSNormGrad(dx.T, dw.tensor(), x, w, dy, c.eps)
 					rdx, rdw := refRMSNormGrad(xv, wv, dyv, k, float64(c.eps))
 					e.Check(dx, rdx)
-					if withDW {
-						for j := range rdw {
-							rdw[j] += float64(dw0[j])
-						}
-						e.Check(dw, rdw)
-					}
+					dw.check(e, rdw)
 				},
 			})
 		}
@@ -167,32 +194,13 @@ func init() {
 					gv, dyv := e.Uniform(k, -1, 1), e.Uniform(n, -1, 1)
 					x, g, dy := e.Input(xv, c.shape...), e.Input(gv, k), e.Input(dyv, c.shape...)
 					dx := e.Output(c.shape...).SetName("dx")
-					dg0, db0 := e.Uniform(k, -1, 1), e.Uniform(k, -1, 1)
-					var dg, db *Out
-					var dgT, dbT backend.Tensor
-					if pp.gamma {
-						dg = e.OutputInit(dg0, k).SetName("dgamma")
-						dgT = dg.T
-					}
-					if pp.beta {
-						db = e.OutputInit(db0, k).SetName("dbeta")
-						dbT = db.T
-					}
-					e.B.LayerNormGrad(dx.T, dgT, dbT, x, g, dy, c.eps)
+					dg := newParamGrad(e, pp.gamma, k, "dgamma")
+					db := newParamGrad(e, pp.beta, k, "dbeta")
+					e.B.LayerNormGrad(dx.T, dg.tensor(), db.tensor(), x, g, dy, c.eps)
 					rdx, rdg, rdb := refLayerNormGrad(xv, gv, dyv, k, float64(c.eps))
 					e.Check(dx, rdx)
-					if pp.gamma {
-						for j := range rdg {
-							rdg[j] += float64(dg0[j])
-						}
-						e.Check(dg, rdg)
-					}
-					if pp.beta {
-						for j := range rdb {
-							rdb[j] += float64(db0[j])
-						}
-						e.Check(db, rdb)
-					}
+					dg.check(e, rdg)
+					db.check(e, rdb)
 				},
 			})
 		}
