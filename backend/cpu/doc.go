@@ -34,9 +34,11 @@
 // [Backend.Sync] only reports the first error recorded since the previous
 // Sync. Arguments are validated with the shared Check functions of package
 // backend, so this backend accepts and rejects exactly the calls the others
-// do. Sums, reductions and normalisation statistics accumulate in float64,
-// and the norm, softmax and AdamW steps that combine a row with its
-// statistics compute in float64 and round once. Exp, Log, Tanh, Sigmoid,
+// do. Sums, reductions, normalisation statistics and the sums over rows of
+// parameter gradients accumulate in float64; the norm and softmax steps
+// that combine a row with its statistics compute in float32 (with a
+// subtracted statistic split into two float32s, so that x − mean keeps its
+// digits), and AdamW in float64, rounding once. Exp, Log, Tanh, Sigmoid,
 // SiLU and GELU (exact, erf-based) and their derivatives are float32
 // approximations good to a few ulps (at most 6; package vec's accuracy
 // tests state each bound and check it against float64 over dense sweeps),

@@ -7,7 +7,7 @@ import (
 )
 
 // RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row, with
-// the mean of squares accumulated and the output computed in float64.
+// the mean of squares accumulated in float64 and the output in float32.
 // dst may alias x.
 func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	if b.skip(backend.OpRMSNorm) {
@@ -45,7 +45,7 @@ func (b *Backend) rmsScale(x []float32, eps float32) float64 {
 //	dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/cols   (overwritten)
 //	dw += Σ_rows dy⊙x·r                    (when dw is present)
 //
-// in float64.
+// with the row statistics and dw's sums in float64 and dx in float32.
 func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	const op = backend.OpRMSNormGrad
 	if b.skip(op) {
@@ -65,9 +65,9 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	k := b.kernels(12 * len(d))
 	row := func(r int, acc []float64) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
-		rs := b.rmsScale(xr, eps)
-		c := rs * rs * rs * k.Dot3(ws, gr, xr) / float64(cols)
-		k.RMSNormGrad(d[r*cols:(r+1)*cols], xr, ws, gr, acc, rs, c)
+		ss, dot := k.SumSquaresDot3(xr, ws, gr) // Σ x², Σ w⊙dy⊙x
+		rs := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
+		k.RMSNormGrad(d[r*cols:(r+1)*cols], xr, ws, gr, acc, rs, rs*rs*rs*dot/float64(cols))
 	}
 	if dws == nil {
 		b.streamFor(k, rows, cols*6, func(lo, hi int) {
@@ -83,8 +83,9 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 }
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
-// each row, with the biased variance computed in two float64 passes and
-// the output in float64. beta may be absent. dst may alias x.
+// each row, with the mean and the biased variance computed in two float64
+// passes and the output in float32 (the mean split into two float32s, so
+// that x − mean keeps its digits). beta may be absent. dst may alias x.
 func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	const op = backend.OpLayerNorm
 	if b.skip(op) {
@@ -127,7 +128,8 @@ func (b *Backend) moments(x []float32, eps float32) (mean, rstd float64) {
 //	dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂))   (overwritten)
 //	dgamma += Σ_rows dy⊙x̂,  dbeta += Σ_rows dy   (each when present)
 //
-// in float64.
+// with the row statistics and the parameter sums in float64 and dx in
+// float32.
 func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
 	const op = backend.OpLayerNormGrad
 	if b.skip(op) {
@@ -149,13 +151,13 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	row := func(r int, acc []float64) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
 		mean, rstd := b.moments(xr, eps)
-		sg, sgx := k.LayerNormGradSums(xr, gm, gr, mean, rstd)
-		n := float64(cols)
 		var accG, accB []float64
 		if acc != nil {
 			accG, accB = acc[:cols], acc[cols:]
 		}
-		k.LayerNormGrad(d[r*cols:(r+1)*cols], xr, gm, gr, accG, accB, mean, rstd, sg/n, sgx/n)
+		sg, sgx := k.LayerNormGradSums(xr, gm, gr, accG, accB, mean, rstd)
+		n := float64(cols)
+		k.LayerNormGrad(d[r*cols:(r+1)*cols], xr, gm, gr, mean, rstd, sg/n, sgx/n)
 	}
 	if dg == nil && db == nil {
 		b.streamFor(k, rows, cols*8, func(lo, hi int) {

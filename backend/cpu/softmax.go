@@ -17,8 +17,8 @@ func visible(r, queries, keys int, p backend.SoftmaxParams) int {
 
 // Softmax computes dst = softmax(scale·src) over each row: the row maximum
 // of scale·src is subtracted before exponentiating (in float32, accurate to
-// a few ulps), the exponentials are summed in float64 and each is divided
-// by the sum in float64 and rounded once. Masked entries are written as
+// a few ulps), the exponentials are summed in float64 and each is scaled
+// by the float32 reciprocal of the sum. Masked entries are written as
 // exactly 0. dst may alias src.
 func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 	if b.skip(backend.OpSoftmax) {
@@ -87,7 +87,9 @@ func row(rows [][]float32, c int) []float32 {
 }
 
 // SoftmaxGrad computes dx = scale · y ⊙ (dy − Σ_row dy⊙y), 0 where masked,
-// with the dot product and the products in float64. dx may alias dy.
+// with the dot product in float64 and the products in float32 (the dot
+// split into two float32s, so that dy − dot keeps its digits). dx may
+// alias dy.
 func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams) {
 	if b.skip(backend.OpSoftmaxGrad) {
 		return

@@ -675,7 +675,7 @@ type rowK struct {
 }
 
 // widen sets d to float64 half hi (0 or 1) of the float32 vector s, using
-// the half-width temporary t.
+// the half-width temporary t (which may be d).
 func (g *gen) widen(s string, hi int, d, t string) {
 	if hi == 0 {
 		g.I("VCVTPS2PD %s, %s", g.half(s), d)
@@ -824,7 +824,14 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 			accr[s.name] = r.v()
 		}
 	}
-	tmp := r.v()
+	// tmp serves narrowing; kernels without float32 outputs do without.
+	tmp := ""
+	for _, s := range k.streams {
+		if s.mode == out32 || s.mode == inout32 {
+			tmp = r.v()
+			break
+		}
+	}
 	ts := r.vs(k.temps)
 	cf := func(j int) string { return fmt.Sprintf("%d(SP)", 64*j) }
 	L, B := g.lanes, g.bytes()
@@ -852,7 +859,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 					continue
 				}
 				if masked {
-					g.widen(f32[s.name], h, wid[s.name], tmp)
+					g.widen(f32[s.name], h, wid[s.name], wid[s.name])
 				} else {
 					cvtMem := fmt.Sprintf("%d(%s)", h*B/2, ptr[s.name])
 					g.I("VCVTPS2PD %s, %s", cvtMem, wid[s.name])
@@ -935,7 +942,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	g.label("done")
 	for i, res := range k.results {
 		g.I("VADDPD %s, %s, %s", red[1][i], red[0][i], red[0][i])
-		g.hsum(red[0][i], tmp)
+		g.hsum(red[0][i], red[1][i]) // free once added in
 		g.I("VMOVSD X%s, %s+%d(FP)", red[0][i][1:], res, offs[res])
 	}
 	g.I("VZEROUPPER")
@@ -1382,11 +1389,6 @@ var rows = []rowK{
 		body: func(g *gen, h half) { g.I("VFMADD231PD %s, %s, %s", h.in["x"], h.in["x"], h.red[0]) }},
 	{name: "dot", doc: "Dot", streams: []stream{{"a", in32}, {"b", in32}}, results: []string{"s"},
 		body: func(g *gen, h half) { g.I("VFMADD231PD %s, %s, %s", h.in["a"], h.in["b"], h.red[0]) }},
-	{name: "dot3", doc: "Dot3", streams: []stream{{"a", in32}, {"b", in32}, {"c3", in32}}, results: []string{"s"}, temps: 1,
-		body: func(g *gen, h half) {
-			g.I("VMULPD %s, %s, %s", h.in["b"], h.in["a"], h.t[0])
-			g.I("VFMADD231PD %s, %s, %s", h.in["c3"], h.t[0], h.red[0])
-		}},
 	{name: "sumSquaredDiff", doc: "SumSquaredDiff", streams: []stream{{"x", in32}}, scalars: []string{"mean"}, results: []string{"s"}, temps: 1,
 		body: func(g *gen, h half) {
 			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], h.t[0])
@@ -1403,24 +1405,23 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", h.c(0), t, t)
 			g.I("VADDPD %s, %s, %s", t, h.acc["acc"], h.acc["acc"])
 		}},
-	{name: "layerNormGradSums", doc: "LayerNormGradSums", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
-		scalars: []string{"mean", "rstd"}, results: []string{"sg", "sgx"}, temps: 2,
+	{name: "sumSquaresDot3", doc: "SumSquaresDot3", streams: []stream{{"x", in32}, {"a", in32}, {"b", in32}},
+		results: []string{"ss", "dot"}, temps: 1,
 		body: func(g *gen, h half) {
-			t, u := h.t[0], h.t[1]
-			g.I("VMULPD %s, %s, %s", h.in["w"], h.in["dy"], t)
-			g.I("VADDPD %s, %s, %s", t, h.red[0], h.red[0])
-			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], u)
-			g.I("VMULPD %s, %s, %s", h.c(1), u, u)
-			g.I("VFMADD231PD %s, %s, %s", u, t, h.red[1])
+			x := h.in["x"]
+			g.I("VFMADD231PD %s, %s, %s", x, x, h.red[0])
+			g.I("VMULPD %s, %s, %s", h.in["b"], h.in["a"], h.t[0])
+			g.I("VFMADD231PD %s, %s, %s", x, h.t[0], h.red[1])
 		}},
-	{name: "layerNormAcc", doc: "LayerNormGrad's accumulators", streams: []stream{{"accG", acc64}, {"accB", acc64}, {"x", in32}, {"dy", in32}},
-		scalars: []string{"mean", "rstd"}, temps: 1,
+	{name: "layerNormGradSums", doc: "LayerNormGradSums without accumulators", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
+		scalars: []string{"mean", "rstd"}, results: []string{"sg", "sgx"}, temps: 1,
+		body: func(g *gen, h half) { lnSums(g, h) }},
+	{name: "layerNormGradSumsAcc", doc: "LayerNormGradSums with accumulators", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}, {"accG", acc64}, {"accB", acc64}},
+		scalars: []string{"mean", "rstd"}, results: []string{"sg", "sgx"}, temps: 1,
 		body: func(g *gen, h half) {
-			t := h.t[0]
-			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], t)
-			g.I("VMULPD %s, %s, %s", h.c(1), t, t) // x̂
-			g.I("VMULPD %s, %s, %s", t, h.in["dy"], t)
-			g.I("VADDPD %s, %s, %s", t, h.acc["accG"], h.acc["accG"])
+			u := lnSums(g, h)
+			g.I("VMULPD %s, %s, %s", u, h.in["dy"], u)
+			g.I("VADDPD %s, %s, %s", u, h.acc["accG"], h.acc["accG"])
 			g.I("VADDPD %s, %s, %s", h.in["dy"], h.acc["accB"], h.acc["accB"])
 		}},
 	{name: "adamw", doc: "AdamW", streams: []stream{{"p", inout32}, {"grad", in32}, {"m", inout32}, {"v", inout32}},
@@ -1442,6 +1443,20 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", h.c(4), p, p)
 			g.I("VSUBPD %s, %s, %s", u, p, p)
 		}},
+}
+
+// lnSums adds dy·w to the first sum and dy·w·x̂ to the second, for
+// x̂ = (x − mean)·rstd, and returns the register holding x̂. It overwrites
+// the widened w, which the half needs no more. (Past the end, x̂ is not 0
+// but dy is, so nothing is added there.)
+func lnSums(g *gen, h half) string {
+	t, u := h.in["w"], h.t[0]
+	g.I("VMULPD %s, %s, %s", h.in["dy"], t, t)
+	g.I("VADDPD %s, %s, %s", t, h.red[0], h.red[0])
+	g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], u)
+	g.I("VMULPD %s, %s, %s", h.c(1), u, u)
+	g.I("VFMADD231PD %s, %s, %s", u, t, h.red[1])
+	return u
 }
 
 func main() {

@@ -169,13 +169,13 @@ func goDot(a, b []float32) float64 {
 	return s
 }
 
-func goDot3(a, b, c []float32) float64 {
-	b, c = b[:len(a)], c[:len(a)]
-	var s float64
-	for i, v := range a {
-		s += float64(v) * float64(b[i]) * float64(c[i])
+func goSumSquaresDot3(x, a, b []float32) (ss, dot float64) {
+	a, b = a[:len(x)], b[:len(x)]
+	for i, v := range x {
+		ss += float64(v) * float64(v)
+		dot += float64(b[i]) * float64(a[i]) * float64(v)
 	}
-	return s
+	return ss, dot
 }
 
 func goSumSquaredDiff(x []float32, mean float64) float64 {
@@ -299,26 +299,26 @@ func goRMSNormGrad(dx, x, w, dy []float32, acc []float64, rs, c float64) {
 	}
 }
 
-func goLayerNormGradSums(x, w, dy []float32, mean, rstd float64) (sg, sgx float64) {
+func goLayerNormGradSums(x, w, dy []float32, accG, accB []float64, mean, rstd float64) (sg, sgx float64) {
 	w, dy = w[:len(x)], dy[:len(x)]
+	if accG != nil {
+		accG, accB = accG[:len(x)], accB[:len(x)]
+	}
 	for i, v := range x {
 		g := float64(dy[i]) * float64(w[i])
+		xh := (float64(v) - mean) * rstd
 		sg += g
-		sgx += g * ((float64(v) - mean) * rstd)
+		sgx += g * xh
+		if accG != nil {
+			accG[i] += xh * float64(dy[i])
+			accB[i] += float64(dy[i])
+		}
 	}
 	return sg, sgx
 }
 
-func goLayerNormGrad(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, mg, mgx float64) {
+func goLayerNormGrad(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {
 	x, w, dy = x[:len(dx)], w[:len(dx)], dy[:len(dx)]
-	if accG != nil {
-		accG, accB = accG[:len(dx)], accB[:len(dx)]
-		for i := range dx {
-			g := float64(dy[i])
-			accG[i] += (float64(x[i]) - mean) * rstd * g
-			accB[i] += g
-		}
-	}
 	mh, ml := split(mean)
 	r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
 	for i := range dx {

@@ -105,12 +105,12 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			b = b[:len(a)]
 			return f.dot(&a[0], &b[0], len(a))
 		},
-		Dot3: func(a, b, c []float32) float64 {
-			if len(a) == 0 {
-				return 0
+		SumSquaresDot3: func(x, a, b []float32) (float64, float64) {
+			if len(x) == 0 {
+				return 0, 0
 			}
-			b, c = b[:len(a)], c[:len(a)]
-			return f.dot3(&a[0], &b[0], &c[0], len(a))
+			a, b = a[:len(x)], b[:len(x)]
+			return f.sumSquaresDot3(&x[0], &a[0], &b[0], len(x))
 		},
 		SumSquaredDiff: func(x []float32, mean float64) float64 {
 			if len(x) == 0 {
@@ -205,24 +205,24 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				f.rmsNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], rs32, c32, hi-lo)
 			})
 		},
-		LayerNormGradSums: func(x, w, dy []float32, mean, rstd float64) (float64, float64) {
+		LayerNormGradSums: func(x, w, dy []float32, accG, accB []float64, mean, rstd float64) (float64, float64) {
 			n := len(x)
 			if n == 0 {
 				return 0, 0
 			}
 			w, dy = w[:n], dy[:n]
-			return f.layerNormGradSums(&x[0], &w[0], &dy[0], mean, rstd, n)
+			if accG == nil {
+				return f.layerNormGradSums(&x[0], &w[0], &dy[0], mean, rstd, n)
+			}
+			accG, accB = accG[:n], accB[:n]
+			return f.layerNormGradSumsAcc(&x[0], &w[0], &dy[0], &accG[0], &accB[0], mean, rstd, n)
 		},
-		LayerNormGrad: func(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, mg, mgx float64) {
+		LayerNormGrad: func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {
 			n := len(dx)
 			if n == 0 {
 				return
 			}
 			x, w, dy = x[:n], w[:n], dy[:n]
-			if accG != nil {
-				accG, accB = accG[:n], accB[:n]
-				f.layerNormAcc(&accG[0], &accB[0], &x[0], &dy[0], mean, rstd, n)
-			}
 			mh, ml := split(mean)
 			r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
 			b.split(dx, same(dx, x) || same(dx, w) || same(dx, dy), func(lo, hi, e int) {

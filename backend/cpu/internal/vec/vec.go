@@ -56,8 +56,9 @@ type Kernels struct {
 	Sum, SumSquares func(x []float32) float64
 	// Dot returns Σ a·b in float64; the length is len(a).
 	Dot func(a, b []float32) float64
-	// Dot3 returns Σ a·b·c in float64; the length is len(a).
-	Dot3 func(a, b, c []float32) float64
+	// SumSquaresDot3 returns Σ x² and Σ a·b·x in float64, in one pass
+	// (RMSNormGrad's statistics); the length is len(x).
+	SumSquaresDot3 func(x, a, b []float32) (ss, dot float64)
 	// SumSquaredDiff returns Σ (x − mean)² in float64.
 	SumSquaredDiff func(x []float32, mean float64) float64
 	// Max returns the largest element of a non-empty x, or a NaN of x if
@@ -98,13 +99,13 @@ type Kernels struct {
 	// RMSNormGrad sets dx = rs·w·dy − x·c and, when acc is not nil, adds
 	// dy·x·rs to acc in float64.
 	RMSNormGrad func(dx, x, w, dy []float32, acc []float64, rs, c float64)
-	// LayerNormGradSums returns Σ dy·w and Σ dy·w·x̂ for x̂ = (x−mean)·rstd,
-	// in float64; the length is len(x).
-	LayerNormGradSums func(x, w, dy []float32, mean, rstd float64) (sg, sgx float64)
+	// LayerNormGradSums returns Σ dy·w and Σ dy·w·x̂ for x̂ = (x−mean)·rstd
+	// and, when accG and accB are not nil, adds dy·x̂ to accG and dy to
+	// accB, all in float64 and in one pass; the length is len(x).
+	LayerNormGradSums func(x, w, dy []float32, accG, accB []float64, mean, rstd float64) (sg, sgx float64)
 	// LayerNormGrad sets dx = rstd·(dy·w − mg − x̂·mgx) for
-	// x̂ = (x−mean)·rstd and, when accG and accB are not nil, adds dy·x̂ to
-	// accG and dy to accB in float64.
-	LayerNormGrad func(dx, x, w, dy []float32, accG, accB []float64, mean, rstd, mg, mgx float64)
+	// x̂ = (x−mean)·rstd.
+	LayerNormGrad func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64)
 	// AdamW performs one AdamW step on p, m and v with gradient g (the
 	// length is len(p)); see [AdamWStep].
 	AdamW func(p, g, m, v []float32, s *AdamWStep)
@@ -181,8 +182,9 @@ var Go = &Kernels{
 	NegGrad:     gradMapper(func(_, g float32) float32 { return -g }),
 	SquareGrad:  gradMapper(func(x, g float32) float32 { return (x + x) * g }),
 
-	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, Dot3: goDot3, SumSquaredDiff: goSumSquaredDiff,
-	Max: goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
+	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, SumSquaresDot3: goSumSquaresDot3,
+	SumSquaredDiff: goSumSquaredDiff,
+	Max:            goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
 	Accumulate: goAccumulate,
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,

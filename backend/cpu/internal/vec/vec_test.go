@@ -331,10 +331,6 @@ func TestReductionsAgainstGo(t *testing.T) {
 			func(a, b, _ []float32) float64 {
 				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) }, len(a))
 			}, 0},
-		{"Dot3", func(k *Kernels, a, b, c []float32) float64 { return k.Dot3(a, b, c) },
-			func(a, b, c []float32) float64 {
-				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) * float64(c[i]) }, len(a))
-			}, 0},
 		{"SumSquaredDiff", func(k *Kernels, a, _, _ []float32) float64 { return k.SumSquaredDiff(a, 0.3) },
 			func(a, _, _ []float32) float64 {
 				return sumAbs(func(i int) float64 { d := float64(a[i]) - 0.3; return d * d }, len(a))
@@ -360,11 +356,25 @@ func TestReductionsAgainstGo(t *testing.T) {
 			func(a, _, _ []float32) float64 {
 				return sumAbs(func(i int) float64 { return math.Exp(-0.5*float64(a[i]) - 1) }, len(a))
 			}, 1e-6},
-		{"LayerNormGradSums.sg", func(k *Kernels, a, b, c []float32) float64 { s, _ := k.LayerNormGradSums(a, b, c, 0.1, 1.7); return s },
+		{"SumSquaresDot3.ss", func(k *Kernels, a, b, c []float32) float64 { s, _ := k.SumSquaresDot3(a, b, c); return s },
+			func(a, _, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(a[i]) }, len(a))
+			}, 0},
+		{"SumSquaresDot3.dot", func(k *Kernels, a, b, c []float32) float64 { _, s := k.SumSquaresDot3(a, b, c); return s },
+			func(a, b, c []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) * float64(c[i]) }, len(a))
+			}, 0},
+		{"LayerNormGradSums.sg", func(k *Kernels, a, b, c []float32) float64 {
+			s, _ := k.LayerNormGradSums(a, b, c, nil, nil, 0.1, 1.7)
+			return s
+		},
 			func(a, b, c []float32) float64 {
 				return sumAbs(func(i int) float64 { return float64(b[i]) * float64(c[i]) }, len(a))
 			}, 0},
-		{"LayerNormGradSums.sgx", func(k *Kernels, a, b, c []float32) float64 { _, s := k.LayerNormGradSums(a, b, c, 0.1, 1.7); return s },
+		{"LayerNormGradSums.sgx", func(k *Kernels, a, b, c []float32) float64 {
+			_, s := k.LayerNormGradSums(a, b, c, nil, nil, 0.1, 1.7)
+			return s
+		},
 			func(a, b, c []float32) float64 {
 				return sumAbs(func(i int) float64 {
 					return float64(b[i]) * float64(c[i]) * (float64(a[i]) - 0.1) * 1.7
@@ -480,10 +490,10 @@ func TestRowKernelsAgainstGo(t *testing.T) {
 			k.RMSNormGrad(out[0], in[0], in[1], in[2], acc[0], 0.8, 0.05)
 		}},
 		{"LayerNormGrad", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
-			k.LayerNormGrad(out[0], in[0], in[1], in[2], nil, nil, 0.1, 1.2, 0.3, -0.2)
+			k.LayerNormGrad(out[0], in[0], in[1], in[2], 0.1, 1.2, 0.3, -0.2)
 		}},
-		{"LayerNormGradAcc", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
-			k.LayerNormGrad(out[0], in[0], in[1], in[2], acc[0], acc[1], 0.1, 1.2, 0.3, -0.2)
+		{"LayerNormGradSumsAcc", 0, func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			k.LayerNormGradSums(in[0], in[1], in[2], acc[0], acc[1], 0.1, 1.2)
 		}},
 		{"AdamW", 0, func(k *Kernels, in, out [][]float32, acc [][]float64) {
 			copy(out[0], in[0])
@@ -570,7 +580,8 @@ func TestAllocations(t *testing.T) {
 				_ = kk.Sum(x) + kk.Dot(x, y) + kk.SumSquaredDiff(x, 1)
 				_ = kk.ExpShift(z, x, 1, 0)
 				kk.Normalize(z, x, y, nil, 0, 1)
-				kk.LayerNormGrad(z, x, y, x, acc, acc, 0, 1, 0, 0)
+				kk.LayerNormGrad(z, x, y, x, 0, 1, 0, 0)
+				_, _ = kk.LayerNormGradSums(x, y, z, acc, acc, 0, 1)
 				kk.AdamW(x, y, z, z, &step)
 			})
 			if n != 0 {
