@@ -2,6 +2,7 @@ package vec
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -157,6 +158,68 @@ func TestAccuracy(t *testing.T) {
 			t.Logf("%-11s %-6s max error %.2f ulps (at %.7g), bound %g", c.name, k.Name, worst, worstX, c.bound)
 			if !(worst <= c.bound) {
 				t.Errorf("%s (%s): max error %.3g ulps at x = %.9g, above the bound of %g", c.name, k.Name, worst, worstX, c.bound)
+			}
+		}
+	}
+}
+
+// TestRowStepAccuracy checks the float32 row steps against float64 on the
+// inputs that would expose a float32 statistic: a row whose mean (1000) is
+// far larger than its spread (1), so that x − mean cancels to a few
+// digits, and a softmax gradient whose dy is close to the dot product. The
+// hi + lo split keeps every result within a few ulps of its own size.
+func TestRowStepAccuracy(t *testing.T) {
+	const n = 4099
+	g := gen{rand.New(rand.NewPCG(6, 6))}
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(1000 + g.rng.NormFloat64())
+	}
+	gamma, beta := g.uniform(n, 0.5, 1.5), g.uniform(n, -0.1, 0.1)
+	var mean, ss float64
+	for _, v := range x {
+		mean += float64(v)
+	}
+	mean /= n
+	for _, v := range x {
+		ss += (float64(v) - mean) * (float64(v) - mean)
+	}
+	rstd := 1 / math.Sqrt(ss/n+1e-5)
+	dot := 0.3 + 1e-5/3 // not a float32
+	dy := make([]float32, n)
+	for i := range dy {
+		dy[i] = float32(dot + 1e-4*g.rng.NormFloat64())
+	}
+	y := g.uniform(n, 0, 1)
+	// scale is the magnitude errors are measured against: the result,
+	// or for Normalize the larger of its two terms, whose sum may cancel
+	// (that cancellation is the output's, not the statistics').
+	type step struct {
+		name       string
+		run        func(k *Kernels, out []float32)
+		ref, scale func(i int) float64
+	}
+	xhg := func(i int) float64 { return (float64(x[i]) - mean) * rstd * float64(gamma[i]) }
+	steps := []step{
+		{"Normalize", func(k *Kernels, out []float32) { k.Normalize(out, x, gamma, beta, mean, rstd) },
+			func(i int) float64 { return xhg(i) + float64(beta[i]) },
+			func(i int) float64 { return math.Max(math.Abs(xhg(i)), math.Abs(float64(beta[i]))) }},
+		{"SoftmaxGrad", func(k *Kernels, out []float32) { k.SoftmaxGrad(out, y, dy, 0.125, dot) },
+			func(i int) float64 { return 0.125 * float64(y[i]) * (float64(dy[i]) - dot) },
+			func(i int) float64 { return 0.125 * float64(y[i]) * (float64(dy[i]) - dot) }},
+	}
+	for _, s := range steps {
+		for _, k := range All() {
+			out := make([]float32, n)
+			s.run(k, out)
+			var worst float64
+			for i, v := range out {
+				ref := s.ref(i)
+				worst = max(worst, math.Abs(float64(v)-ref)/ulpOf(s.scale(i)))
+			}
+			t.Logf("%-11s %-6s max error %.2f ulps", s.name, k.Name, worst)
+			if !(worst <= 4) {
+				t.Errorf("%s (%s): max error %.3g ulps, want at most 4", s.name, k.Name, worst)
 			}
 		}
 	}
