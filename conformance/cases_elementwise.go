@@ -58,15 +58,7 @@ func init() {
 						bv = e.AwayFromZero(nb, 0.25, 2)
 					}
 					b := e.Input(bv, s.b...)
-					var o *Out
-					var a backend.Tensor
-					if s.inPlace {
-						o = e.OutputInit(av, s.a...)
-						a = o.T
-					} else {
-						a = e.Input(av, s.a...)
-						o = e.Output(s.a...)
-					}
+					a, o := e.inOut(av, s.inPlace, s.a...)
 					e.B.Binary(op, o.T, a, b)
 					cols := s.a[len(s.a)-1]
 					ref := make([]float64, na)
@@ -129,15 +121,7 @@ func init() {
 			Run: func(e *Env) {
 				n := backend.Shape(sc.shape).NumElements()
 				x := e.Uniform(n, -1, 1)
-				var o *Out
-				var src backend.Tensor
-				if sc.inPlace {
-					o = e.OutputInit(x, sc.shape...)
-					src = o.T
-				} else {
-					src = e.Input(x, sc.shape...)
-					o = e.Output(sc.shape...)
-				}
+				src, o := e.inOut(x, sc.inPlace, sc.shape...)
 				e.B.Scale(o.T, src, sc.alpha)
 				ref := make([]float64, n)
 				for i, v := range x {
@@ -241,15 +225,7 @@ func registerUnaryCases() {
 				Run: func(e *Env) {
 					n := backend.Shape(v.shape).NumElements()
 					x := unaryDomain(e, op, n, v.wide)
-					var o *Out
-					var src backend.Tensor
-					if v.inPlace {
-						o = e.OutputInit(x, v.shape...)
-						src = o.T
-					} else {
-						src = e.Input(x, v.shape...)
-						o = e.Output(v.shape...)
-					}
+					src, o := e.inOut(x, v.inPlace, v.shape...)
 					e.B.Unary(op, o.T, src)
 					ref := make([]float64, n)
 					for i, xv := range x {
@@ -275,15 +251,7 @@ func registerUnaryCases() {
 					x := unaryDomain(e, op, n, v.wide)
 					dyv := e.Uniform(n, -1, 1)
 					xt := e.Input(x, v.shape...)
-					var o *Out
-					var dy backend.Tensor
-					if v.inPlace {
-						o = e.OutputInit(dyv, v.shape...)
-						dy = o.T
-					} else {
-						dy = e.Input(dyv, v.shape...)
-						o = e.Output(v.shape...)
-					}
+					dy, o := e.inOut(dyv, v.inPlace, v.shape...)
 					e.B.UnaryGrad(op, o.T, xt, dy)
 					ref := make([]float64, n)
 					for i, xv := range x {

@@ -47,15 +47,7 @@ func init() {
 				Run: func(e *Env) {
 					n := backend.Shape(c.shape).NumElements()
 					x := e.Uniform(n, -1, 1)
-					var o *Out
-					var src backend.Tensor
-					if c.inPlace {
-						o = e.OutputInit(x, c.shape...)
-						src = o.T
-					} else {
-						src = e.Input(x, c.shape...)
-						o = e.Output(c.shape...)
-					}
+					src, o := e.inOut(x, c.inPlace, c.shape...)
 					p := backend.RoPEParams{Layout: layout, Theta: c.theta, Offset: c.offset, Inverse: c.inverse}
 					e.B.RoPE(o.T, src, p)
 					e.Check(o, refops.RoPE(F64(x), c.shape[0], c.shape[1], c.shape[2], c.shape[3], p))

@@ -70,15 +70,7 @@ func init() {
 				n := backend.Shape(c.shape).NumElements()
 				_, keys := backend.Shape(c.shape).Rows()
 				x := e.Uniform(n, -c.span, c.span)
-				var o *Out
-				var src backend.Tensor
-				if c.inPlace {
-					o = e.OutputInit(x, c.shape...)
-					src = o.T
-				} else {
-					src = e.Input(x, c.shape...)
-					o = e.Output(c.shape...)
-				}
+				src, o := e.inOut(x, c.inPlace, c.shape...)
 				e.B.Softmax(o.T, src, c.p)
 				e.Check(o, refSoftmax(x, c.queries(), keys, c.p))
 			},
@@ -104,15 +96,7 @@ func init() {
 				}
 				dyv := e.Uniform(n, -1, 1)
 				y := e.Input(yv, c.shape...)
-				var o *Out
-				var dy backend.Tensor
-				if c.inPlace {
-					o = e.OutputInit(dyv, c.shape...)
-					dy = o.T
-				} else {
-					dy = e.Input(dyv, c.shape...)
-					o = e.Output(c.shape...)
-				}
+				dy, o := e.inOut(dyv, c.inPlace, c.shape...)
 				e.B.SoftmaxGrad(o.T, y, dy, c.p)
 				e.Check(o, refSoftmaxGrad(yv, dyv, c.queries(), keys, c.p))
 			},

@@ -237,6 +237,18 @@ func (e *Env) OutputInit(init []float32, shape ...int) *Out {
 	return e.OutputStrided(init, shape, nil)
 }
 
+// inOut returns the operand and the output of an op that reads x and may
+// run in place: with inPlace one output holding x that is also the
+// operand, otherwise an input holding x and a fresh (poisoned) output.
+func (e *Env) inOut(x []float32, inPlace bool, shape ...int) (operand backend.Tensor, o *Out) {
+	if inPlace {
+		o = e.OutputInit(x, shape...)
+		return o.T, o
+	}
+	operand = e.Input(x, shape...)
+	return operand, e.Output(shape...)
+}
+
 // OutputStrided returns an output view with the given strides (nil:
 // contiguous) holding init (row-major, one value per view element; NaN to
 // poison). Buffer elements outside the view, gaps between strided rows
