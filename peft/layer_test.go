@@ -202,27 +202,23 @@ func TestGradients(t *testing.T) {
 				}
 				return y.RawMatrix().Data
 			}
-			res, err := gradcheck.Check(b, gradcheck.Case{Name: "peft/" + c.name, Inputs: inputs, Forward: fwd, Reference: ref}, gradcheck.Options{Seed: 11})
-			if err != nil {
-				t.Fatal(err)
+			check := func(gc gradcheck.Case, seed uint64) {
+				t.Helper()
+				res, err := gradcheck.Check(b, gc, gradcheck.Options{Seed: seed})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !res.Passed() {
+					t.Error(res)
+				} else {
+					t.Log(res)
+				}
 			}
-			if !res.Passed() {
-				t.Error(res)
-			} else {
-				t.Log(res)
-			}
+			check(gradcheck.Case{Name: "peft/" + c.name, Inputs: inputs, Forward: fwd, Reference: ref}, 11)
 			if l.spec.Post == NormDiagonal {
 				return
 			}
-			res, err = gradcheck.Check(b, gradcheck.Case{Name: "peft/" + c.name, Inputs: inputs, Forward: fwd}, gradcheck.Options{Seed: 12})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !res.Passed() {
-				t.Error(res)
-			} else {
-				t.Log(res)
-			}
+			check(gradcheck.Case{Name: "peft/" + c.name, Inputs: inputs, Forward: fwd}, 12)
 		})
 	}
 }
