@@ -180,6 +180,7 @@ const (
 	Skipped
 )
 
+// String returns PASS, FAIL or SKIP.
 func (s Status) String() string {
 	switch s {
 	case Passed:
@@ -215,10 +216,12 @@ type Measure struct {
 	Threshold float64 // the limit it passed
 }
 
+// String returns "what metric value (limit threshold)".
 func (m Measure) String() string {
 	return fmt.Sprintf("%s %s %.2g (limit %.2g)", m.What, m.Metric, m.Value, m.Threshold)
 }
 
+// String returns the status and case name, then the reason or measures.
 func (o Outcome) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s", o.Status, o.Case)

@@ -231,6 +231,7 @@ func (v *Value) download(t backend.Tensor, what string) ([]float32, error) {
 	return h, nil
 }
 
+// String describes v for messages: its kind, name and shape.
 func (v *Value) String() string {
 	kind := "value"
 	switch {

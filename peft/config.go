@@ -87,6 +87,7 @@ const (
 	Rotation
 )
 
+// String returns the conditioner's name, e.g. "norm-diagonal".
 func (c Cond) String() string {
 	switch c {
 	case Identity:

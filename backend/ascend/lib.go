@@ -62,6 +62,7 @@ type ACLError struct {
 	Message string
 }
 
+// Error names the call, the status and ACL's message.
 func (e *ACLError) Error() string {
 	name := statusNames[e.Status]
 	if name != "" {

@@ -23,6 +23,7 @@ type Error struct {
 	driver bool // a CUresult, as opposed to a cuBLAS or NVRTC status
 }
 
+// Error returns "call: NAME (text)".
 func (e *Error) Error() string {
 	s := e.Call + ": " + e.Name
 	if e.Text != "" && e.Text != e.Name {
