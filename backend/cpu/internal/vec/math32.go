@@ -37,9 +37,16 @@ const (
 	invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
 )
 
-// roundEven rounds to the nearest integer, ties to even, as the
-// assembly's VROUNDPS does.
-func roundEven(x float32) float32 { return float32(math.RoundToEven(float64(x))) }
+// roundEven rounds x, |x| < 2²², to the nearest integer, ties to even, as
+// the assembly's VROUNDPS does: adding and subtracting 1.5·2²³ leaves no
+// bits below the units, and float32 addition rounds to nearest even.
+func roundEven(x float32) float32 {
+	const magic = 0x1.8p23
+	return (x + magic) - magic
+}
+
+// abs32 is |x| (NaN stays NaN), without a round trip through float64.
+func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
 // clamp limits x to [lo, hi], passing NaN through.
 func clamp(x, lo, hi float32) float32 {
@@ -113,7 +120,7 @@ func log32(x float32) float32 {
 // for |x| ≥ tanhSmall, tanh|x| = 1 − q with q = 2/(e^{2|x|}+1) and
 // 1 − tanh² = q·(2 − q).
 func tanhParts(x float32) (t, d float32) {
-	a := float32(math.Abs(float64(x)))
+	a := abs32(x)
 	if a < tanhSmall {
 		u := x * x
 		p := tanhP[5]
@@ -125,7 +132,7 @@ func tanhParts(x float32) (t, d float32) {
 	}
 	q := 2 / (exp32(a+a) + 1)
 	t = 1 - q
-	if math.Signbit(float64(x)) {
+	if math.Float32bits(x)&(1<<31) != 0 {
 		t = -t
 	}
 	return t, q * (2 - q)
@@ -139,7 +146,7 @@ func tanh32(x float32) float32 {
 // sigmoidParts returns σ(x) and σ(x)·(1−σ(x)). With e = exp(−|x|),
 // σ(|x|) = 1/(1+e) and σ(−|x|) = e/(1+e): neither overflows nor cancels.
 func sigmoidParts(x float32) (s, d float32) {
-	e := exp32(-float32(math.Abs(float64(x))))
+	e := exp32(-abs32(x))
 	r := 1 / (1 + e)
 	s0 := e * r
 	s = s0
@@ -151,7 +158,7 @@ func sigmoidParts(x float32) (s, d float32) {
 
 // sigmoid32 is σ(x) with one rounding after exp: (x ≥ 0 ? 1 : e)/(1+e).
 func sigmoid32(x float32) float32 {
-	e := exp32(-float32(math.Abs(float64(x))))
+	e := exp32(-abs32(x))
 	num := e
 	if x >= 0 {
 		num = 1
@@ -172,7 +179,7 @@ func siluGrad32(x float32) float32 {
 // h = exp(−a²/2)·G(t)/(a+K) for t = (a−K)/(a+K); Φ(x) is h for x < 0 and
 // 1 − h otherwise, so the left tail keeps its relative precision.
 func phiTail(x float32) (h, g float32) {
-	a := clamp(float32(math.Abs(float64(x))), 0, geluMaxA)
+	a := clamp(abs32(x), 0, geluMaxA)
 	// a² = s + ds exactly (a float32 square is exact in float64); the
 	// exponential of −ds/2 is folded in as a correction of the reduced
 	// argument, so that a² rounding does not cost e^{−a²/2} its digits.
@@ -185,7 +192,7 @@ func phiTail(x float32) (h, g float32) {
 	r -= n * ln2Lo
 	r += -0.5 * ds
 	g = expCore(r) * pow2(int32(n))
-	if float32(math.Abs(float64(x))) > geluMaxA {
+	if abs32(x) > geluMaxA {
 		g = 0
 	}
 	inv := 1 / (a + geluK)
