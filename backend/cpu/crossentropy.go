@@ -54,8 +54,8 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 
 // CrossEntropyGrad writes p.Scale·(softmax(logits) − q) per row, q the
 // smoothed one-hot target, and zeros for ignored rows. The softmax is
-// computed as Softmax does (float32 exponentials, float64 sums and
-// scaling); the target's element is computed in float64 throughout.
+// computed as Softmax does (float32 exponentials summed in float64); the
+// target's element, which can cancel, is computed in float64 throughout.
 func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	const op = backend.OpCrossEntropyGrad
 	if b.skip(op) {
