@@ -353,3 +353,44 @@ func TestKernelStridedB(t *testing.T) {
 		}
 	}
 }
+
+// TestSgemmRandomShapes runs many random shapes, strides, transposes,
+// scalars and thread counts through every kernel, reaching combinations
+// of the code paths (narrow products computed transposed, B read in
+// place, row- and column-parallel schemes, edge tiles) that the tables
+// above may miss.
+func TestSgemmRandomShapes(t *testing.T) {
+	cases := 400
+	if testing.Short() {
+		cases = 40
+	}
+	rng := rand.New(rand.NewPCG(10, 10))
+	dim := func() int {
+		switch rng.IntN(4) {
+		case 0:
+			return 1 + rng.IntN(4)
+		case 1:
+			return 1 + rng.IntN(40)
+		default:
+			return 1 + rng.IntN(150)
+		}
+	}
+	for _, kr := range kernelsUnderTest() {
+		engines := map[int]*Engine{}
+		for _, th := range []int{1, 2, 3} {
+			engines[th] = NewEngine(Config{Threads: th})
+			engines[th].k = kr
+			engines[th].minFlops = 1 + rng.IntN(20000)
+		}
+		for i := 0; i < cases; i++ {
+			s := shape{dim(), dim(), dim()}
+			ta, tb := rng.IntN(2) == 1, rng.IntN(2) == 1
+			alpha := []float32{1, -0.5, 2}[rng.IntN(3)]
+			beta := []float32{0, 1, 0.25}[rng.IntN(3)]
+			th := 1 + rng.IntN(3)
+			t.Run(fmt.Sprintf("%s/%d/t%d/%dx%dx%d/%s/a%v_b%v", kr.name, i, th, s.m, s.n, s.k, transName(ta, tb), alpha, beta), func(t *testing.T) {
+				checkSgemm(t, engines[th], rng, ta, tb, s, alpha, beta, rng.IntN(3))
+			})
+		}
+	}
+}
