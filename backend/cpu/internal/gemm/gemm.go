@@ -64,8 +64,9 @@ type Engine struct {
 	ws []workspace
 	// bShared is the packed B shared by all threads in rowsParallel.
 	bShared []float32
-	// cT holds Cᵀ when a narrow product is computed transposed.
-	cT []float32
+	// cT holds Cᵀ when a narrow product is computed transposed, and bt
+	// op(B)ᵀ for Engine.skinny.
+	cT, bt []float32
 	// bBudget caps bShared's length and minFlops is the least work worth
 	// a thread; they are fields only so tests can shrink them.
 	bBudget, minFlops int
@@ -156,6 +157,10 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
+	if e.k.dot != nil && !transA && n <= maxSkinny && k >= minSkinnyK && m >= e.k.dotRows {
+		e.skinny(transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	if e.swapBetter(m, n) {
 		// A narrow C (n well under the kernel's nr, as in LoRA's x·A with
 		// rank 8) would waste most of each tile. Cᵀ = op(B)ᵀ·op(A)ᵀ has
@@ -182,6 +187,93 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 		e.rowsParallel(t)
 	default:
 		e.colsParallel(t)
+	}
+}
+
+// maxSkinny is the widest C, and minSkinnyK the shortest k, for which
+// Engine.skinny beats the tiled product: below them it wastes much of each
+// tile or spends more on its final sums than on the dot products.
+const (
+	maxSkinny  = 16
+	minSkinnyK = 64
+)
+
+// skinny computes a product whose C has at most maxSkinny columns, with
+// op(A) = A, as dot products of A's rows, read where they are, with the
+// rows of op(B)ᵀ, copied once into a buffer padded to a multiple of 4 rows.
+// Unlike the tiled product it packs nothing of size m·k, which for such
+// a narrow C would cost as much as the arithmetic (LoRA's x·A and dY·Bᵀ).
+func (e *Engine) skinny(transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	nPad := (n + 3) &^ 3
+	if len(e.bt) < nPad*k {
+		e.bt = make([]float32, nPad*k)
+	}
+	bt := e.bt[:nPad*k]
+	for j := 0; j < nPad; j++ {
+		row := bt[j*k : (j+1)*k]
+		switch {
+		case j >= n:
+			clear(row)
+		case transB: // op(B)ᵀ is B: copy its row
+			copy(row, b[j*ldb:j*ldb+k])
+		default: // op(B)ᵀ is Bᵀ: gather its column
+			for p := range row {
+				row[p] = b[p*ldb+j]
+			}
+		}
+	}
+	// The call's b is op(B)ᵀ with row stride k.
+	e.cl = call{false, false, m, n, k, alpha, beta, a, lda, bt, k, c, ldc}
+	defer func() { e.cl = call{} }()
+	e.phase, e.nitems = phaseSkinny, (m+skinnyRowsPerItem-1)/skinnyRowsPerItem
+	e.t = e.threadsFor(m, n, k)
+	if e.t == 1 {
+		e.skinnyRows(&e.ws[0], 0, m)
+		return
+	}
+	e.parallel()
+}
+
+// skinnyRowsPerItem is how many rows of C one work item of skinny covers.
+const skinnyRowsPerItem = 32
+
+// skinnyRows computes rows [i0, i1) of the product set up by skinny. The
+// kernel does whole dotRows×4 blocks over the leading multiple of dotK of
+// k; the rest of k, and rows short of a block, are summed here.
+func (e *Engine) skinnyRows(ws *workspace, i0, i1 int) {
+	cl, kr := &e.cl, e.k
+	k, n := cl.k, cl.n
+	R := kr.dotRows
+	kd := k &^ (kr.dotK - 1)
+	sums := ws.edge[:16]
+	for i := i0; i < i1; i += R {
+		rows := min(R, i1-i)
+		for j := 0; j < n; j += 4 {
+			cols := min(4, n-j)
+			kfrom := 0
+			if rows == R && kd > 0 {
+				kr.dot(kd, cl.a[i*cl.lda:], cl.lda, cl.b[j*k:], k, sums)
+				kfrom = kd
+			} else {
+				clear(sums)
+			}
+			for r := 0; r < rows; r++ {
+				arow := cl.a[(i+r)*cl.lda : (i+r)*cl.lda+k]
+				crow := cl.c[(i+r)*cl.ldc+j : (i+r)*cl.ldc+j+cols]
+				for q := range crow {
+					s := sums[r*4+q]
+					btrow := cl.b[(j+q)*k : (j+q+1)*k]
+					for p := kfrom; p < k; p++ {
+						s += arow[p] * btrow[p]
+					}
+					if cl.beta == 0 {
+						crow[q] = cl.alpha * s
+					} else {
+						crow[q] = cl.alpha*s + cl.beta*crow[q]
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -327,6 +419,7 @@ const (
 	phaseCols = iota
 	phasePackB
 	phaseRows
+	phaseSkinny
 )
 
 // work takes items of the current phase from e.next until there are none
@@ -339,6 +432,8 @@ func (e *Engine) work(id int) {
 			return
 		}
 		switch e.phase {
+		case phaseSkinny:
+			e.skinnyRows(ws, item*skinnyRowsPerItem, min(cl.m, (item+1)*skinnyRowsPerItem))
 		case phaseCols:
 			// Item i is the i-th of t slabs of columns.
 			n0, n1 := splitAt(cl.n, kr.nr, e.nitems, item), splitAt(cl.n, kr.nr, e.nitems, item+1)

@@ -15,6 +15,13 @@ type kernel struct {
 	// asmPack lets packing use the AVX2 routines; off for the pure-Go
 	// kernel so that the portable path stays pure Go.
 	asmPack bool
+
+	// dot, when set, computes a dotRows×4 block of dot products of rows
+	// of A with rows of Bᵀ over k values (a multiple of dotK) into out,
+	// row-major: the kernel of the path for narrow C (see Engine.skinny).
+	dot     func(k int, a []float32, lda int, bt []float32, ldbt int, out []float32)
+	dotRows int
+	dotK    int
 }
 
 // selectKernel returns the kernel called id when this CPU runs it, else

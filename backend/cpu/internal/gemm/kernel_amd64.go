@@ -12,6 +12,7 @@ var avx2Kernel = &kernel{
 	id: "avx2", name: "avx2-fma 6x16", mr: 6, nr: 16,
 	kc: 256, mc: 144, nc: 4096,
 	full: avx2Full, asmPack: true,
+	dot: dot2x4y, dotRows: 2, dotK: 8,
 }
 
 // avx2Full bounds-checks the panels and the tile before handing raw
@@ -34,6 +35,7 @@ var avx512Kernel = &kernel{
 	id: "avx512", name: "avx512 12x32", mr: 12, nr: 32,
 	kc: 256, mc: 240, nc: 4096,
 	full: avx512Full, asmPack: true,
+	dot: dot4x4z, dotRows: 4, dotK: 16,
 }
 
 func avx512Full(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {

@@ -1,0 +1,248 @@
+#include "textflag.h"
+
+// Dot-product kernels for products with a narrow C (a few columns, as in
+// x·A for a LoRA adapter of rank 8): A is read in place, row by row, and
+// each entry of C is a dot product of a row of A with a row of Bᵀ, so
+// nothing large is packed or transposed.
+
+// func sdot4x4z(k int, a *float32, lda int, bt *float32, ldbt int, out *float32)
+//
+// AVX-512: out[i*4+j] = Σ_{p<k} a[i*lda+p]·bt[j*ldbt+p] for i, j < 4; k is
+// a positive multiple of 16. Z16..Z31 accumulate the 16 products 16 lanes
+// wide, Z0..Z3 hold the A rows and Z4..Z7 the Bᵀ rows of one k step; the
+// lanes are summed at the end.
+TEXT ·sdot4x4z(SB), NOSPLIT, $0-48
+	MOVQ k+0(FP), CX
+	SHRQ $4, CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ bt+24(FP), DI
+	MOVQ ldbt+32(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ out+40(FP), DX
+
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	VPXORD Z28, Z28, Z28
+	VPXORD Z29, Z29, Z29
+	VPXORD Z30, Z30, Z30
+	VPXORD Z31, Z31, Z31
+
+loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS (SI)(R8*1), Z1
+	VMOVUPS (SI)(R8*2), Z2
+	VMOVUPS (SI)(R9*1), Z3
+	VMOVUPS (DI), Z4
+	VMOVUPS (DI)(R10*1), Z5
+	VMOVUPS (DI)(R10*2), Z6
+	VMOVUPS (DI)(R11*1), Z7
+	VFMADD231PS Z4, Z0, Z16
+	VFMADD231PS Z5, Z0, Z17
+	VFMADD231PS Z6, Z0, Z18
+	VFMADD231PS Z7, Z0, Z19
+	VFMADD231PS Z4, Z1, Z20
+	VFMADD231PS Z5, Z1, Z21
+	VFMADD231PS Z6, Z1, Z22
+	VFMADD231PS Z7, Z1, Z23
+	VFMADD231PS Z4, Z2, Z24
+	VFMADD231PS Z5, Z2, Z25
+	VFMADD231PS Z6, Z2, Z26
+	VFMADD231PS Z7, Z2, Z27
+	VFMADD231PS Z4, Z3, Z28
+	VFMADD231PS Z5, Z3, Z29
+	VFMADD231PS Z6, Z3, Z30
+	VFMADD231PS Z7, Z3, Z31
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  loop
+
+	// Sum each accumulator's lanes: 512 → 256 bits in place (AVX-512F),
+	// then, eight at a time, copy to Z0..Z7, where VEX can reach them, for
+	// 256 → 128 bits and two horizontal adds that leave a row's four
+	// sums in one XMM register.
+	VEXTRACTF64X4 $1, Z16, Y0
+	VADDPS        Z0, Z16, Z16
+	VEXTRACTF64X4 $1, Z17, Y0
+	VADDPS        Z0, Z17, Z17
+	VEXTRACTF64X4 $1, Z18, Y0
+	VADDPS        Z0, Z18, Z18
+	VEXTRACTF64X4 $1, Z19, Y0
+	VADDPS        Z0, Z19, Z19
+	VEXTRACTF64X4 $1, Z20, Y0
+	VADDPS        Z0, Z20, Z20
+	VEXTRACTF64X4 $1, Z21, Y0
+	VADDPS        Z0, Z21, Z21
+	VEXTRACTF64X4 $1, Z22, Y0
+	VADDPS        Z0, Z22, Z22
+	VEXTRACTF64X4 $1, Z23, Y0
+	VADDPS        Z0, Z23, Z23
+	VEXTRACTF64X4 $1, Z24, Y0
+	VADDPS        Z0, Z24, Z24
+	VEXTRACTF64X4 $1, Z25, Y0
+	VADDPS        Z0, Z25, Z25
+	VEXTRACTF64X4 $1, Z26, Y0
+	VADDPS        Z0, Z26, Z26
+	VEXTRACTF64X4 $1, Z27, Y0
+	VADDPS        Z0, Z27, Z27
+	VEXTRACTF64X4 $1, Z28, Y0
+	VADDPS        Z0, Z28, Z28
+	VEXTRACTF64X4 $1, Z29, Y0
+	VADDPS        Z0, Z29, Z29
+	VEXTRACTF64X4 $1, Z30, Y0
+	VADDPS        Z0, Z30, Z30
+	VEXTRACTF64X4 $1, Z31, Y0
+	VADDPS        Z0, Z31, Z31
+	VMOVAPS Z16, Z0
+	VMOVAPS Z17, Z1
+	VMOVAPS Z18, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z20, Z4
+	VMOVAPS Z21, Z5
+	VMOVAPS Z22, Z6
+	VMOVAPS Z23, Z7
+	VEXTRACTF128 $1, Y0, X8
+	VADDPS       X8, X0, X0
+	VEXTRACTF128 $1, Y1, X8
+	VADDPS       X8, X1, X1
+	VEXTRACTF128 $1, Y2, X8
+	VADDPS       X8, X2, X2
+	VEXTRACTF128 $1, Y3, X8
+	VADDPS       X8, X3, X3
+	VEXTRACTF128 $1, Y4, X8
+	VADDPS       X8, X4, X4
+	VEXTRACTF128 $1, Y5, X8
+	VADDPS       X8, X5, X5
+	VEXTRACTF128 $1, Y6, X8
+	VADDPS       X8, X6, X6
+	VEXTRACTF128 $1, Y7, X8
+	VADDPS       X8, X7, X7
+	VHADDPS X1, X0, X8
+	VHADDPS X3, X2, X9
+	VHADDPS X9, X8, X8
+	VMOVUPS X8, 0(DX)
+	VHADDPS X5, X4, X8
+	VHADDPS X7, X6, X9
+	VHADDPS X9, X8, X8
+	VMOVUPS X8, 16(DX)
+	VMOVAPS Z24, Z0
+	VMOVAPS Z25, Z1
+	VMOVAPS Z26, Z2
+	VMOVAPS Z27, Z3
+	VMOVAPS Z28, Z4
+	VMOVAPS Z29, Z5
+	VMOVAPS Z30, Z6
+	VMOVAPS Z31, Z7
+	VEXTRACTF128 $1, Y0, X8
+	VADDPS       X8, X0, X0
+	VEXTRACTF128 $1, Y1, X8
+	VADDPS       X8, X1, X1
+	VEXTRACTF128 $1, Y2, X8
+	VADDPS       X8, X2, X2
+	VEXTRACTF128 $1, Y3, X8
+	VADDPS       X8, X3, X3
+	VEXTRACTF128 $1, Y4, X8
+	VADDPS       X8, X4, X4
+	VEXTRACTF128 $1, Y5, X8
+	VADDPS       X8, X5, X5
+	VEXTRACTF128 $1, Y6, X8
+	VADDPS       X8, X6, X6
+	VEXTRACTF128 $1, Y7, X8
+	VADDPS       X8, X7, X7
+	VHADDPS X1, X0, X8
+	VHADDPS X3, X2, X9
+	VHADDPS X9, X8, X8
+	VMOVUPS X8, 32(DX)
+	VHADDPS X5, X4, X8
+	VHADDPS X7, X6, X9
+	VHADDPS X9, X8, X8
+	VMOVUPS X8, 48(DX)
+	VZEROUPPER
+	RET
+
+// func sdot2x4y(k int, a *float32, lda int, bt *float32, ldbt int, out *float32)
+//
+// AVX2: out[i*4+j] = Σ_{p<k} a[i*lda+p]·bt[j*ldbt+p] for i < 2, j < 4; k
+// is a positive multiple of 8. Y8..Y15 accumulate, Y0, Y1 hold the A rows
+// and Y2..Y5 the Bᵀ rows of one k step.
+TEXT ·sdot2x4y(SB), NOSPLIT, $0-48
+	MOVQ k+0(FP), CX
+	SHRQ $3, CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	SHLQ $2, R8
+	MOVQ bt+24(FP), DI
+	MOVQ ldbt+32(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	MOVQ out+40(FP), DX
+
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y14, Y14, Y14
+	VXORPS Y15, Y15, Y15
+
+loop2:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R8*1), Y1
+	VMOVUPS (DI), Y2
+	VMOVUPS (DI)(R10*1), Y3
+	VMOVUPS (DI)(R10*2), Y4
+	VMOVUPS (DI)(R11*1), Y5
+	VFMADD231PS Y2, Y0, Y8
+	VFMADD231PS Y3, Y0, Y9
+	VFMADD231PS Y4, Y0, Y10
+	VFMADD231PS Y5, Y0, Y11
+	VFMADD231PS Y2, Y1, Y12
+	VFMADD231PS Y3, Y1, Y13
+	VFMADD231PS Y4, Y1, Y14
+	VFMADD231PS Y5, Y1, Y15
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  loop2
+
+	VEXTRACTF128 $1, Y8, X0
+	VADDPS       X0, X8, X8
+	VEXTRACTF128 $1, Y9, X0
+	VADDPS       X0, X9, X9
+	VEXTRACTF128 $1, Y10, X0
+	VADDPS       X0, X10, X10
+	VEXTRACTF128 $1, Y11, X0
+	VADDPS       X0, X11, X11
+	VEXTRACTF128 $1, Y12, X0
+	VADDPS       X0, X12, X12
+	VEXTRACTF128 $1, Y13, X0
+	VADDPS       X0, X13, X13
+	VEXTRACTF128 $1, Y14, X0
+	VADDPS       X0, X14, X14
+	VEXTRACTF128 $1, Y15, X0
+	VADDPS       X0, X15, X15
+	VHADDPS X9, X8, X0
+	VHADDPS X11, X10, X1
+	VHADDPS X1, X0, X0
+	VMOVUPS X0, 0(DX)
+	VHADDPS X13, X12, X0
+	VHADDPS X15, X14, X1
+	VHADDPS X1, X0, X0
+	VMOVUPS X0, 16(DX)
+	VZEROUPPER
+	RET
