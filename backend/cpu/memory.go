@@ -190,10 +190,7 @@ func (b *Backend) Fill(dst backend.Tensor, v float32) {
 	if !ok {
 		return
 	}
-	b.parallelFor(len(d[0]), 1, func(lo, hi int) {
-		s := d[0][lo:hi]
-		for i := range s {
-			s[i] = v
-		}
-	})
+	s := d[0]
+	k := b.kernels(4 * len(s))
+	b.streamFor(k, len(s), 1, func(lo, hi int) { k.Fill(s[lo:hi], v) })
 }

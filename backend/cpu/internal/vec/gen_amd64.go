@@ -1214,6 +1214,8 @@ func scal(op string) func(g *gen, out string, in, s, t, m []string) {
 }
 
 var maps = []mapK{
+	{name: "fill", scalars: []string{"v"}, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) { g.I("VMOVAPS %s, %s", s[0], out) }},
 	{name: "add", ins: []string{"a", "b"}, unroll: 4, body: bin("VADDPS")},
 	{name: "sub", ins: []string{"a", "b"}, unroll: 4, body: bin("VSUBPS")},
 	{name: "mul", ins: []string{"a", "b"}, unroll: 4, body: bin("VMULPS")},

@@ -6,6 +6,12 @@ import "math"
 // first, which both enforces the length contract (with a panic) and lets
 // the compiler drop the bounds checks in the loops.
 
+func goFill(dst []float32, v float32) {
+	for i := range dst {
+		dst[i] = v
+	}
+}
+
 func goAdd(dst, a, b []float32) {
 	a, b = a[:len(dst)], b[:len(dst)]
 	for i := range dst {

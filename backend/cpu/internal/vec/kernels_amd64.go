@@ -76,6 +76,12 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		Name:  name,
 		fence: fence,
 
+		Fill: func(dst []float32, v float32) {
+			if len(dst) == 0 {
+				return
+			}
+			b.split(dst, false, func(lo, hi, e int) { f.fill[e](&dst[lo], v, hi-lo) })
+		},
 		Add: b.bin(f.add), Sub: b.bin(f.sub), Mul: b.bin(f.mul), Div: b.bin(f.div),
 		AddScalar: b.scalar(f.addScalar), SubScalar: b.scalar(f.subScalar),
 		MulScalar: mulScalar, DivScalar: b.scalar(f.divScalar),

@@ -39,6 +39,16 @@ var (
 	cInvSqrt2Pi   = splat(invSqrt2Pi)
 )
 
+// fillAVX2 is the AVX2 fill kernel.
+//
+//go:noescape
+func fillAVX2(dst *float32, v float32, n int)
+
+// fillAVX2NT is the AVX2 fill kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func fillAVX2NT(dst *float32, v float32, n int)
+
 // addAVX2 is the AVX2 add kernel.
 //
 //go:noescape
@@ -478,6 +488,16 @@ func maxAVX2(x *float32, n int) (m float32, nan bool)
 //
 //go:noescape
 func maxScaledAVX2(x *float32, s float32, n int) (m float32)
+
+// fillAVX512 is the AVX512 fill kernel.
+//
+//go:noescape
+func fillAVX512(dst *float32, v float32, n int)
+
+// fillAVX512NT is the AVX512 fill kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func fillAVX512NT(dst *float32, v float32, n int)
 
 // addAVX512 is the AVX512 add kernel.
 //
@@ -923,6 +943,7 @@ func maxScaledAVX512(x *float32, s float32, n int) (m float32)
 // kernels have two, the second with non-temporal stores.
 type asmFuncs struct {
 	lanes                int
+	fill                 [2]func(*float32, float32, int)
 	add                  [2]func(*float32, *float32, *float32, int)
 	sub                  [2]func(*float32, *float32, *float32, int)
 	mul                  [2]func(*float32, *float32, *float32, int)
@@ -978,6 +999,7 @@ type asmFuncs struct {
 
 var funcsAVX2 = asmFuncs{
 	lanes:                8,
+	fill:                 [2]func(*float32, float32, int){fillAVX2, fillAVX2NT},
 	add:                  [2]func(*float32, *float32, *float32, int){addAVX2, addAVX2NT},
 	sub:                  [2]func(*float32, *float32, *float32, int){subAVX2, subAVX2NT},
 	mul:                  [2]func(*float32, *float32, *float32, int){mulAVX2, mulAVX2NT},
@@ -1033,6 +1055,7 @@ var funcsAVX2 = asmFuncs{
 
 var funcsAVX512 = asmFuncs{
 	lanes:                16,
+	fill:                 [2]func(*float32, float32, int){fillAVX512, fillAVX512NT},
 	add:                  [2]func(*float32, *float32, *float32, int){addAVX512, addAVX512NT},
 	sub:                  [2]func(*float32, *float32, *float32, int){subAVX512, subAVX512NT},
 	mul:                  [2]func(*float32, *float32, *float32, int){mulAVX512, mulAVX512NT},

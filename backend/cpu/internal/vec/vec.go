@@ -37,6 +37,8 @@ type Kernels struct {
 	// Name says which implementation this is: "go", "avx2" or "avx512".
 	Name string
 
+	// Fill sets every element of dst to v.
+	Fill func(dst []float32, v float32)
 	// Element-wise dst = a op b.
 	Add, Sub, Mul, Div func(dst, a, b []float32)
 	// Element-wise dst = a op s.
@@ -162,7 +164,8 @@ type AdamWStep struct {
 var Go = &Kernels{
 	Name: "go",
 
-	Add: goAdd, Sub: goSub, Mul: goMul, Div: goDiv,
+	Fill: goFill,
+	Add:  goAdd, Sub: goSub, Mul: goMul, Div: goDiv,
 	AddScalar: goAddScalar, SubScalar: goSubScalar, MulScalar: goMulScalar, DivScalar: goDivScalar,
 	Axpy: goAxpy,
 

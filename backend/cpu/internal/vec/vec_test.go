@@ -162,6 +162,9 @@ func mixedIn(lo, hi float64) func(g gen, i, n int) []float32 {
 }
 
 var elementwiseCases = []elementwise{
+	{"Fill", func(k *Kernels) func(dst []float32, in ...[]float32) {
+		return func(dst []float32, in ...[]float32) { k.Fill(dst, -2.5) }
+	}, 0, wildIn, exact},
 	{"Add", bi(func(k *Kernels) func(d, a, b []float32) { return k.Add }), 2, wildIn, exact},
 	{"Sub", bi(func(k *Kernels) func(d, a, b []float32) { return k.Sub }), 2, wildIn, exact},
 	{"Mul", bi(func(k *Kernels) func(d, a, b []float32) { return k.Mul }), 2, wildIn, exact},
