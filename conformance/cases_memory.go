@@ -70,6 +70,21 @@ func init() {
 		},
 	})
 
+	// Alloc refuses shapes that cannot be allocated with an error, not a
+	// panic or a wrapped-around size: shapes can come from model files.
+	Register(Case{
+		Name: "memory/alloc_refused",
+		Run: func(e *Env) {
+			for _, shape := range []backend.Shape{{3, -1}, {1 << 40, 1 << 40}, {1 << 31, 1 << 31, 4}} {
+				t, err := e.B.Alloc(backend.Float32, shape...)
+				if err == nil {
+					e.B.Free(t)
+					e.Errorf("Alloc%v succeeded, want an error", shape)
+				}
+			}
+		},
+	})
+
 	// Fill, over NaN poison.
 	for _, f := range []struct {
 		shape []int

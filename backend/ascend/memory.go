@@ -2,6 +2,7 @@ package ascend
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
@@ -140,6 +141,10 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	for _, d := range shape {
 		if d < 0 {
 			return backend.Tensor{}, fmt.Errorf("ascend: alloc with negative extent in %v", shape)
+		}
+		// Bounded so that the byte size, n·4, cannot overflow.
+		if d != 0 && n > math.MaxInt64/16/d {
+			return backend.Tensor{}, fmt.Errorf("ascend: alloc %v: size overflows", backend.Shape(shape))
 		}
 		n *= d
 	}
