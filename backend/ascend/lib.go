@@ -1,6 +1,7 @@
 package ascend
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -81,17 +82,8 @@ func (e *ACLError) Error() string {
 
 // IsOutOfMemory reports whether err is a device allocation failure.
 func IsOutOfMemory(err error) bool {
-	for err != nil {
-		if a, ok := err.(*ACLError); ok {
-			return a.Status == statusMemoryAllocation || a.Status == statusBadAlloc
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
+	var a *ACLError
+	return errors.As(err, &a) && (a.Status == statusMemoryAllocation || a.Status == statusBadAlloc)
 }
 
 // opNames lists the aclnn operators the backend calls; each is looked up
