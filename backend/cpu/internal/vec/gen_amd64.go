@@ -1017,9 +1017,19 @@ func (g *gen) expShift(store bool) {
 	g.zero(acc[1])
 	x, d, tmp := r.v(), r.v(), r.v()
 	t := r.vs(3)
-	body := func(masked bool) {
+	x2, t2 := r.v(), r.vs(3)
+	exp := func(x string, t []string) {
 		g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
 		g.exp(x, t, expOpts{lo: true, wide: true})     // callers keep it ≤ 88
+	}
+	add := func(x string) {
+		for h := 0; h < 2; h++ {
+			g.widen(x, h, d, tmp)
+			g.I("VADDPD %s, %s, %s", d, acc[h], acc[h])
+		}
+	}
+	body := func(masked bool) {
+		exp(x, t)
 		if masked {
 			if g.wide() {
 				g.I("VMOVAPS.Z %s, K1, %s", x, x)
@@ -1027,12 +1037,30 @@ func (g *gen) expShift(store bool) {
 				g.I("VANDPS %s, %s, %s", tm, x, x)
 			}
 		}
-		for h := 0; h < 2; h++ {
-			g.widen(x, h, d, tmp)
-			g.I("VADDPD %s, %s, %s", d, acc[h], acc[h])
-		}
+		add(x)
 	}
 	B := g.bytes()
+	// Two vectors at a time: their exponentials are added in float32
+	// before widening, which costs the sum one rounding of a pair of
+	// terms, as small as the terms' own rounding, and halves the work of
+	// widening.
+	g.I("CMPQ CX, $%d", 2*g.lanes)
+	g.I("JB loop")
+	g.label("pairs")
+	g.I("VMOVUPS (SI), %s", x)
+	g.I("VMOVUPS %d(SI), %s", B, x2)
+	g.interleave(2, func(u int) { exp([]string{x, x2}[u], [][]string{t, t2}[u]) })
+	if store {
+		g.I("VMOVUPS %s, (DI)", x)
+		g.I("VMOVUPS %s, %d(DI)", x2, B)
+		g.I("ADDQ $%d, DI", 2*B)
+	}
+	g.I("VADDPS %s, %s, %s", x2, x, x)
+	add(x)
+	g.I("ADDQ $%d, SI", 2*B)
+	g.I("SUBQ $%d, CX", 2*g.lanes)
+	g.I("CMPQ CX, $%d", 2*g.lanes)
+	g.I("JAE pairs")
 	g.label("loop")
 	g.I("CMPQ CX, $%d", g.lanes)
 	g.I("JB tail")
