@@ -85,18 +85,7 @@ func BenchmarkStep(b *testing.B) {
 			s := newBenchStep(b, be, m.cfg)
 			tape := s.run(b)
 			lora.run(b)
-			var loraTime time.Duration
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				t0 := time.Now()
-				lora.run(b)
-				loraTime += time.Since(t0)
-				b.StartTimer()
-				s.run(b)
-			}
-			b.StopTimer()
-			x := float64(b.Elapsed()) / float64(loraTime)
+			x := timeAgainst(b, s, lora)
 			if m.cfg.Method == DoRAPEFT {
 				doraPEFT = x
 			}
@@ -136,20 +125,27 @@ func BenchmarkDoRA(b *testing.B) {
 				s, other := mk(b, way.this), mk(b, way.peer)
 				tape := s.run(b)
 				other.run(b)
-				var otherTime time.Duration
-				b.ResetTimer()
-				for range b.N {
-					b.StopTimer()
-					t0 := time.Now()
-					other.run(b)
-					otherTime += time.Since(t0)
-					b.StartTimer()
-					s.run(b)
-				}
-				b.StopTimer()
-				b.ReportMetric(float64(b.Elapsed())/float64(otherTime), "x_other")
+				b.ReportMetric(timeAgainst(b, s, other), "x_other")
 				b.ReportMetric(float64(tape)/(1<<20), "tape_MB")
 			})
 		}
 	}
+}
+
+// timeAgainst is the timed loop of a benchmark comparing s with base in the
+// same run: each timed step of s follows an untimed step of base, so both
+// see the same machine state. It returns s's time over base's.
+func timeAgainst(b *testing.B, s, base *benchStep) float64 {
+	var baseTime time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		t0 := time.Now()
+		base.run(b)
+		baseTime += time.Since(t0)
+		b.StartTimer()
+		s.run(b)
+	}
+	b.StopTimer()
+	return float64(b.Elapsed()) / float64(baseTime)
 }
