@@ -285,9 +285,9 @@ func (m *Model) Weights() (*Weights, error) {
 	if err != nil {
 		return nil, err
 	}
-	get := func(v *graph.Value, dst []float32) error {
+	get := func(what string, v *graph.Value, dst []float32) error {
 		if v == nil {
-			return fmt.Errorf("llama: Weights: missing parameter")
+			return fmt.Errorf("llama: Weights: %s is missing", what)
 		}
 		h, err := v.Download()
 		if err != nil {
@@ -304,17 +304,17 @@ func (m *Model) Weights() (*Weights, error) {
 		if !ok || d.B != nil {
 			return fmt.Errorf("llama: Weights: layer %s is a %T, want a *graph.Dense without bias (merge adapters first)", name, l)
 		}
-		return get(d.W, dst)
+		return get(name+" weight", d.W, dst)
 	}
-	if err := get(m.Embed, w.TokenEmbedding); err != nil {
+	if err := get("the token embedding", m.Embed, w.TokenEmbedding); err != nil {
 		return nil, err
 	}
 	for i, blk := range m.Blocks {
 		l := &w.Layers[i]
-		if err := get(blk.AttnNorm, l.AttnNorm); err != nil {
+		if err := get(fmt.Sprintf("block %d's attention norm", i), blk.AttnNorm, l.AttnNorm); err != nil {
 			return nil, err
 		}
-		if err := get(blk.FFNNorm, l.FFNNorm); err != nil {
+		if err := get(fmt.Sprintf("block %d's feed-forward norm", i), blk.FFNNorm, l.FFNNorm); err != nil {
 			return nil, err
 		}
 		for _, s := range []struct {
@@ -330,7 +330,7 @@ func (m *Model) Weights() (*Weights, error) {
 			}
 		}
 	}
-	if err := get(m.Norm, w.FinalNorm); err != nil {
+	if err := get("the final norm", m.Norm, w.FinalNorm); err != nil {
 		return nil, err
 	}
 	if !m.cfg.TiedEmbeddings {

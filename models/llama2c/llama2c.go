@@ -294,7 +294,8 @@ func checkWritable(w *llama.Weights, format Format) error {
 			c.NormEps, c.RopeTheta, llama.DefaultNormEps, llama.DefaultRopeTheta)
 	}
 	if c.Dim > math.MaxInt32 || c.HiddenDim > math.MaxInt32 || c.VocabSize > math.MaxInt32 || c.MaxSeqLen > math.MaxInt32 {
-		return fmt.Errorf("config does not fit the int32 header fields")
+		return fmt.Errorf("config does not fit the int32 header fields (dim %d, hidden_dim %d, vocab_size %d, max_seq_len %d; at most %d each)",
+			c.Dim, c.HiddenDim, c.VocabSize, c.MaxSeqLen, math.MaxInt32)
 	}
 	return nil
 }
