@@ -317,7 +317,11 @@ func mean(runs []Row) Row {
 func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "\nHeld-out task %q, %d examples never trained on; exact match of greedy decoding.\n", ReverseIncrement.Name, heldOutSize)
 	fmt.Fprintf(w, "Pretrained model before fine-tuning: %.1f%% (and %.1f%% on its pretraining tasks).\n", 100*r.BaselineAccuracy, 100*r.PretrainAccuracy)
-	fmt.Fprintf(w, "Each method: %d runs (seeds %d…%d), mean accuracy and [min–max].\n\n", r.Options.Repeats, r.Options.Seed, r.Options.Seed+uint64(r.Options.Repeats)-1)
+	if n := r.Options.Repeats; n == 1 {
+		fmt.Fprintf(w, "Each method: 1 run (seed %d).\n\n", r.Options.Seed)
+	} else {
+		fmt.Fprintf(w, "Each method: %d runs (seeds %d…%d), mean accuracy and [min–max].\n\n", n, r.Options.Seed, r.Options.Seed+uint64(n)-1)
+	}
 	fmt.Fprintf(w, "%-9s %10s %22s %9s %12s %8s\n", "method", "trainable", "held-out accuracy", "loss", "SVD entropy", "ms/step")
 	for _, row := range r.Rows {
 		acc := fmt.Sprintf("%5.1f%% [%4.1f–%4.1f]", 100*row.Accuracy, 100*row.AccuracyMin, 100*row.AccuracyMax)
