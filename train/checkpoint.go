@@ -178,7 +178,16 @@ func saveParams(path string, params []*graph.Value) error {
 		}
 		ts = append(ts, safetensors.Tensor{Name: p.Name(), Shape: p.Shape(), Data: h})
 	}
-	return safetensors.Write(path, ts, map[string]string{"format": "sora-trainable"})
+	return writeTensors(path, ts, map[string]string{"format": "sora-trainable"})
+}
+
+// writeTensors writes a safetensors file atomically and makes it readable
+// by all, as the other files of the output folder are.
+func writeTensors(path string, ts []safetensors.Tensor, meta map[string]string) error {
+	if err := safetensors.Write(path, ts, meta); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o644)
 }
 
 // loadParams uploads the values saved by saveParams into params, checking
@@ -261,7 +270,7 @@ func saveOptimizer(path string, s *optim.State) error {
 	if err != nil {
 		return err
 	}
-	return safetensors.Write(path, ts, map[string]string{"format": "sora-optimizer", "state": string(mb)})
+	return writeTensors(path, ts, map[string]string{"format": "sora-optimizer", "state": string(mb)})
 }
 
 func loadOptimizer(path string) (*optim.State, error) {
