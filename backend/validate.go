@@ -1,5 +1,10 @@
 package backend
 
+import (
+	"fmt"
+	"math"
+)
+
 // Argument validation shared by every backend, so that all of them accept
 // and reject exactly the same calls and say so in the same words. Each Check
 // function returns the dimensions the kernel needs, or an *OpError.
@@ -360,6 +365,30 @@ func CheckAdamW(param, grad, m, v Tensor, p AdamWParams) (n int, err error) {
 		return 0, Errorf(OpAdamW, all, "betas %g, %g outside [0, 1)", p.Beta1, p.Beta2)
 	case !(p.LR >= 0) || !(p.Eps >= 0) || !(p.WeightDecay >= 0):
 		return 0, Errorf(OpAdamW, all, "lr %g, eps %g and weight decay %g must not be negative", p.LR, p.Eps, p.WeightDecay)
+	}
+	return n, nil
+}
+
+// MaxElements bounds the elements of one allocation so that its size in
+// bytes, for any dtype, cannot overflow an int64.
+const MaxElements = math.MaxInt64 / 16
+
+// CheckAlloc validates the arguments of Alloc and returns the number of
+// elements: the dtype must be Float32 (the only one the ops compute in) and
+// no extent may be negative or make the size overflow.
+func CheckAlloc(dt DType, shape ...int) (n int, err error) {
+	if dt != Float32 {
+		return 0, fmt.Errorf("Alloc %v: dtype %s not supported, want float32", Shape(shape), dt)
+	}
+	n = 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("Alloc %v: negative extent", Shape(shape))
+		}
+		if d != 0 && n > MaxElements/d {
+			return 0, fmt.Errorf("Alloc %v: size overflows (more than %d elements)", Shape(shape), MaxElements)
+		}
+		n *= d
 	}
 	return n, nil
 }

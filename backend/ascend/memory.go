@@ -2,7 +2,6 @@ package ascend
 
 import (
 	"fmt"
-	"math"
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
@@ -134,21 +133,11 @@ func (b *Backend) stage(dst uintptr, destMax int64, data unsafe.Pointer, bytes i
 
 // Alloc returns a new contiguous tensor; its contents are unspecified.
 func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) {
-	if dt != backend.Float32 {
-		return backend.Tensor{}, fmt.Errorf("ascend: alloc of dtype %s: only float32 is supported", dt)
+	n, err := backend.CheckAlloc(dt, shape...)
+	if err != nil {
+		return backend.Tensor{}, fmt.Errorf("ascend: %w", err)
 	}
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return backend.Tensor{}, fmt.Errorf("ascend: alloc with negative extent in %v", shape)
-		}
-		// Bounded so that the byte size, n·4, cannot overflow.
-		if d != 0 && n > math.MaxInt64/16/d {
-			return backend.Tensor{}, fmt.Errorf("ascend: alloc %v: size overflows", backend.Shape(shape))
-		}
-		n *= d
-	}
-	err := b.enter()
+	err = b.enter()
 	defer b.leave()
 	if err != nil {
 		return backend.Tensor{}, err

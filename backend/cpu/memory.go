@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"sync/atomic"
 
@@ -33,18 +32,9 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if b.closed {
 		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), errClosed)
 	}
-	if dt != backend.Float32 {
-		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: dtype %s not supported, want float32", backend.Shape(shape), dt)
-	}
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: negative extent", backend.Shape(shape))
-		}
-		if d != 0 && n > maxElements/d {
-			return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: size overflows (more than %d elements)", backend.Shape(shape), maxElements)
-		}
-		n *= d
+	n, err := backend.CheckAlloc(dt, shape...)
+	if err != nil {
+		return backend.Tensor{}, fmt.Errorf("cpu: %w", err)
 	}
 	data, err := makeFloats(n)
 	if err != nil {
@@ -66,10 +56,6 @@ func makeFloats(n int) (data []float32, err error) {
 	}()
 	return make([]float32, n), nil
 }
-
-// maxElements bounds one allocation so that its byte size fits in an int
-// with room to spare; Go itself refuses bigger slices.
-const maxElements = math.MaxInt / 8
 
 // Free releases t's buffer. Freeing the zero Tensor does nothing; freeing a
 // buffer twice or one of another backend records an error.

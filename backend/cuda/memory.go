@@ -51,10 +51,6 @@ func (b *Backend) newPool() *devpool.Pool {
 // caller has entered the context.
 func (b *Backend) alloc(bytes int64) (uintptr, int64, error) { return b.pool.Get(bytes) }
 
-// maxElements bounds one allocation so that its byte size fits in an
-// int64 with room to spare.
-const maxElements = math.MaxInt64 / 16
-
 // Alloc returns a new contiguous float32 tensor; its contents are
 // unspecified. The block comes from the pool when one of its size class
 // is free.
@@ -62,18 +58,9 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if b.closed {
 		return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v: %w", backend.Shape(shape), errClosed)
 	}
-	if dt != backend.Float32 {
-		return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v: dtype %s not supported, want float32", backend.Shape(shape), dt)
-	}
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v: negative extent", backend.Shape(shape))
-		}
-		if d != 0 && n > maxElements/d {
-			return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v: size overflows", backend.Shape(shape))
-		}
-		n *= d
+	n, err := backend.CheckAlloc(dt, shape...)
+	if err != nil {
+		return backend.Tensor{}, fmt.Errorf("cuda: %w", err)
 	}
 	if err := b.enter(); err != nil {
 		b.leave()
