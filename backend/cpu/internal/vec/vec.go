@@ -16,7 +16,19 @@
 // their derivatives use float32 range reductions and polynomial
 // approximations (math32.go, coefficients fitted by fit_coeffs.go) good to
 // a few float32 ulps; accuracy_test.go states and checks each bound
-// against float64 math over dense sweeps of inputs. Reductions (sums, dot
+// against float64 math over dense sweeps of inputs (2²⁰ points per
+// function). The bounds, with in brackets the largest error measured over
+// the Go, AVX2 and AVX-512 kernels when they were set:
+//
+//	Exp, ExpGrad        2 ulps (0.97)   all float32 arguments with a result
+//	Log                 2 ulps (0.85)   all positive float32
+//	Tanh                3 ulps (1.3)    TanhGrad 4 ulps (2.3)
+//	Sigmoid, SiLU       3 ulps (2.0, 2.9) for |x| ≤ 87, where σ is normal
+//	SigmoidGrad         5 ulps (4.4)    SiLUGrad 5 ulps (4.0)
+//	GELU, GELUGrad      6 ulps (4.9, 5.4) for |x| ≤ 13, where x·Φ(x) is normal
+//
+// where an ulp is that of the result (for derivatives that subtract, of
+// their largest term), about 6e-8 to 1.2e-7 relative. Reductions (sums, dot
 // products, norm statistics, gradient accumulators) accumulate in
 // float64; the norm and softmax steps that combine a row with its
 // statistics do so in float32 with the statistics split where a
