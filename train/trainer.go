@@ -258,7 +258,6 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 				}
 			}
 			ie.Checkpoint = res.Checkpoint
-			prog.Message(ie.Error())
 			return res, ie
 		}
 		if t.beforeStep != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,15 +62,22 @@ type trainResult struct {
 	BackwardMs   fixed1  `json:"backward_ms"`
 	OptimizerMs  fixed1  `json:"optimizer_ms"`
 	TokensPerSec fixed1  `json:"tokens_per_s"`
-	VsLoRA       float64 `json:"step_time_vs_lora,omitempty"`
+	VsLoRA       fixed3  `json:"step_time_vs_lora,omitempty"`
 	PyTorch      float64 `json:"pytorch_tokens_per_s,omitempty"`
-	VsPyTorch    float64 `json:"speedup_vs_pytorch,omitempty"`
+	VsPyTorch    fixed3  `json:"speedup_vs_pytorch,omitempty"`
 	Dim          int     `json:"dim"`
 	Layers       int     `json:"layers"`
 	Seq          int     `json:"seq"`
 	Batch        int     `json:"batch"`
 	Threads      int     `json:"threads"`
-	Loss         float64 `json:"final_loss"`
+	Loss         fixed3  `json:"final_loss"`
+}
+
+// fixed3 is a ratio printed in JSON with three decimals.
+type fixed3 float64
+
+func (f fixed3) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, float64(f), 'f', 3, 64), nil
 }
 
 func runBenchTrain(args []string, stdout, stderr io.Writer) int {
@@ -200,13 +208,13 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 		}
 		if pt, ok := pytorchTokensPerSec[r.Method]; ok && isDefault {
 			r.PyTorch = pt
-			r.VsPyTorch = float64(r.TokensPerSec) / pt
+			r.VsPyTorch = fixed3(float64(r.TokensPerSec) / pt)
 		}
 		results = append(results, r)
 	}
 	for i := range results {
 		if loraMs > 0 {
-			results[i].VsLoRA = float64(results[i].MsPerStep) / loraMs
+			results[i].VsLoRA = fixed3(float64(results[i].MsPerStep) / loraMs)
 		}
 	}
 	if *asJSON {
@@ -331,7 +339,7 @@ func (r *trainRun) step() (fwd, bwd, upd time.Duration, err error) {
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	r.res.Loss = float64(l)
+	r.res.Loss = fixed3(l)
 	g.Reset()
 	t2 := time.Now()
 	if err := r.opt.Step(); err != nil {
