@@ -120,28 +120,45 @@ func (b *Backend) gemm(g gemmCall, alpha, beta float32, pa, pb, pc uintptr) erro
 		pBeta, pc, uintptr(g.ldc), uintptr(g.strideC), uintptr(g.batch)))
 }
 
-// VendorMatMul runs the same cuBLAS call as MatMul with no validation and
-// no Go work beyond the call itself, for benchmarks that compare MatMul
-// with cuBLAS's own rate in the same run. The tensors must be valid for
-// MatMul (it panics otherwise); failures are recorded, as by ops.
+// VendorMatMul issues the cuBLAS call that MatMul issues for the same
+// arguments (cublasSgemm_v2, or cublasSgemmStridedBatched for a batch),
+// leaving out MatMul's own per-call Go work: the closure and tensor list
+// kept for error messages and the k = 0 case (cuBLAS's own handling
+// applies there). It is the baseline against which benchmarks measure
+// MatMul in the same run. Its arguments are checked as MatMul's are, and
+// like an op it records any failure (bad shapes, foreign or freed tensors,
+// a closed backend, a cuBLAS status) for the next Sync instead of
+// panicking, and does nothing while an error is held. An empty output is
+// a no-op.
 func (b *Backend) VendorMatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
+	if b.skip(backend.OpMatMul) {
+		return
+	}
 	d, err := backend.CheckMatMul(c, a, bm, p)
 	if err != nil {
-		panic("cuda: VendorMatMul: " + err.Error())
-	}
-	pc, _ := b.dptr(c)
-	pa, _ := b.dptr(a)
-	pb, _ := b.dptr(bm)
-	g := gemmMapping(d, p)
-	if err := b.enter(); err == nil {
-		err = b.gemm(g, p.Alpha, p.Beta, pa, pb, pc)
-		if err != nil {
-			b.Record(err)
-		}
-	} else {
 		b.Record(err)
+		return
 	}
-	b.leave()
+	if d.M == 0 || d.N == 0 || d.Batch == 0 {
+		return
+	}
+	pc, err := b.dptr(c)
+	var pa, pb uintptr
+	if err == nil {
+		pa, err = b.dptr(a)
+	}
+	if err == nil {
+		pb, err = b.dptr(bm)
+	}
+	if err == nil {
+		if err = b.enter(); err == nil {
+			err = b.gemm(gemmMapping(d, p), p.Alpha, p.Beta, pa, pb, pc)
+		}
+		b.leave()
+	}
+	if err != nil {
+		b.Record(opError("vendor matmul", []backend.Tensor{c, a, bm}, err))
+	}
 }
 
 // DeviceCopy copies the contiguous tensor src into dst (same length) with

@@ -39,7 +39,7 @@ func init() {
 	})
 	registerBench(command{
 		name:    "gemm",
-		summary: "matrix multiply (MatMul) in GFLOP/s next to gonum's Sgemm",
+		summary: "matrix multiply (MatMul) in GFLOP/s next to the vendor library's own call (cuBLAS) or gonum's Sgemm",
 		run:     runBenchGemm,
 	})
 }
@@ -74,15 +74,25 @@ func benchUsage(w io.Writer) {
 var benchGemmDoc = usageDoc{
 	synopsis: "bench gemm [--backend NAME] [--sizes 256,512,1024,2048] [--threads N] [--trans NN,NT,TN] [--time D] [--json]",
 	description: "Times square float32 matrix multiplies C = op(A)·op(B) through the MatMul op of the chosen " +
-		"backend, and gonum's Sgemm (gonum.org/v1/gonum/blas/gonum) on the same shapes in the same run as the baseline. Each figure is " +
-		"the best of three timed rounds of at least D/3 each, after one warm-up call, counting 2·n³ flops per " +
-		"multiply. A few entries of each result are checked against a float64 dot product, so a wrong kernel " +
-		"cannot report a speed. --threads sets the CPU backend's threads (through $SORA_CPU_THREADS, read when " +
-		"the backend opens) and GOMAXPROCS, which gonum's Sgemm parallelises over; without it both use their " +
-		"defaults. With --json each result is one JSON object per line.",
+		"backend, and a baseline on the same shapes in the same run. A backend that exposes its vendor " +
+		"library's matrix multiply (cuda: a bare cuBLAS call) is measured against that call on the same device " +
+		"tensors, timed the same way, so the ratio is what MatMul's own work costs (\"baseline\" in JSON: the " +
+		"library's name where the backend gives one, else \"vendor\"); any other backend is measured against gonum's Sgemm " +
+		"(gonum.org/v1/gonum/blas/gonum) on the host (\"baseline\":\"gonum\"). Each figure is the best of three " +
+		"timed rounds of at least D/3 each, after one warm-up call and a wait for the device after every call, " +
+		"counting 2·n³ flops per multiply. A few entries of every result, the baseline's included, are checked " +
+		"against a float64 dot product, so a wrong kernel cannot report a speed. --threads sets the CPU " +
+		"backend's threads (through $" + cpuThreadsEnv + ", read when the backend opens) and GOMAXPROCS, which " +
+		"gonum's Sgemm parallelises over; without it both use their defaults. $" + cpuGemmKernelEnv + " " +
+		"(avx512, avx2 or go) makes the CPU backend use that micro-kernel instead of the fastest this CPU runs, " +
+		"for instance to measure the AVX2 kernel on an AVX-512 machine; a kernel the CPU cannot run is ignored, " +
+		"and the backend line printed first names the kernel in use. $SORA_CPU_PORTABLE=1 selects the " +
+		"portable pure-Go path. With --json each result is one JSON object per line.",
 	examples: []string{
 		"sora bench gemm",
 		"sora bench gemm --sizes 1024 --threads 1 --trans NN,NT,TN --json",
+		"sora bench gemm --backend cuda --sizes 4096 --trans NN --json",
+		cpuGemmKernelEnv + "=avx2 sora bench gemm --sizes 1024",
 		"SORA_CPU_PORTABLE=1 sora bench gemm --sizes 256,512",
 	},
 }
@@ -91,6 +101,48 @@ var benchGemmDoc = usageDoc{
 // when it opens (package backend/cpu's EnvThreads; the CLI names it rather
 // than importing a concrete backend).
 const cpuThreadsEnv = "SORA_CPU_THREADS"
+
+// cpuGemmKernelEnv is the variable the CPU backend's matrix multiply reads
+// its micro-kernel choice from (package backend/cpu/internal/gemm's
+// EnvKernel, which the CLI cannot import).
+const cpuGemmKernelEnv = "SORA_CPU_GEMM_KERNEL"
+
+// vendorGemm is implemented by a backend that can run its vendor library's
+// matrix multiply on its own tensors with nothing of the backend's around
+// it (backend/cuda: one cuBLAS call). It takes MatMul's arguments and, like
+// an op, records failures for Sync. "bench gemm" times it as MatMul's
+// baseline, so the ratio shows what the backend adds to the library.
+type vendorGemm interface {
+	VendorMatMul(c, a, b backend.Tensor, p backend.MatMulParams)
+}
+
+// vendorNamer optionally names the library behind VendorMatMul (such as
+// "cublas") for the reports; without it they say "vendor".
+type vendorNamer interface {
+	VendorName() string
+}
+
+// deviceCopier is implemented by a backend that can copy between its
+// tensors with the device's own copy (backend/cuda: the driver's
+// device-to-device copy): dst and src have the same length, failures are
+// recorded for Sync. "bench ops" takes its bandwidth as the baseline.
+type deviceCopier interface {
+	DeviceCopy(dst, src backend.Tensor)
+}
+
+// gemmBaseline names the baseline "bench gemm" uses on b: the vendor
+// library's, when b exposes it, else gonum's.
+func gemmBaseline(b backend.Backend) (name string, vendor vendorGemm) {
+	v, ok := b.(vendorGemm)
+	if !ok {
+		return "gonum", nil
+	}
+	name = "vendor"
+	if n, ok := b.(vendorNamer); ok && n.VendorName() != "" {
+		name = n.VendorName()
+	}
+	return name, v
+}
 
 // gemmResult is one line of "sora bench gemm --json".
 type gemmResult struct {
@@ -155,12 +207,18 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 	}
 	defer b.Close()
 
-	const row = "%-5s %6v %6v %6v %7v %9v %13v %7v\n"
+	const row = "%-5s %6v %6v %6v %7v %9v %15v %7v\n"
+	baseName, vendor := gemmBaseline(b)
 	if *asJSON {
-		fmt.Fprintf(stderr, "# backend %s: %s\n", b.Name(), b.Device())
+		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s\n", b.Name(), b.Device(), baseName)
 	} else {
-		fmt.Fprintf(stdout, "backend %s: %s\nbaseline gonum Sgemm, GOMAXPROCS=%d\n\n", b.Name(), b.Device(), runtime.GOMAXPROCS(0))
-		fmt.Fprintf(stdout, row, "trans", "m", "n", "k", "threads", "GFLOP/s", "gonum GFLOP/s", "ratio")
+		fmt.Fprintf(stdout, "backend %s: %s\n", b.Name(), b.Device())
+		if vendor != nil {
+			fmt.Fprintf(stdout, "baseline %s: the vendor library's own call on the same device tensors\n\n", baseName)
+		} else {
+			fmt.Fprintf(stdout, "baseline gonum Sgemm on the host, GOMAXPROCS=%d\n\n", runtime.GOMAXPROCS(0))
+		}
+		fmt.Fprintf(stdout, row, "trans", "m", "n", "k", "threads", "GFLOP/s", baseName+" GFLOP/s", "ratio")
 	}
 	enc := json.NewEncoder(stdout)
 	for _, n := range sizes {
@@ -211,7 +269,8 @@ func applyThreads(n int) (threads int, undoEnv, undoProcs func()) {
 	return n, undoEnv, func() { runtime.GOMAXPROCS(prev) }
 }
 
-// benchGemmOne measures one transpose case and size on b and with gonum.
+// benchGemmOne measures one transpose case and size on b and with its
+// baseline: the vendor call when b has one, else gonum on the host.
 func benchGemmOne(b backend.Backend, tr string, n, threads int, minTime time.Duration) (gemmResult, error) {
 	transA, transB := tr[0] == 'T', tr[1] == 'T'
 	rng := rand.New(rand.NewPCG(uint64(n), uint64(tr[0])<<8|uint64(tr[1])))
@@ -266,6 +325,31 @@ func benchGemmOne(b backend.Backend, tr string, n, threads int, minTime time.Dur
 	}
 	if err := spotCheckGemm(transA, transB, n, ha, hb, hc, rng); err != nil {
 		return gemmResult{}, fmt.Errorf("backend %s computed a wrong product: %w", b.Name(), err)
+	}
+
+	if name, vendor := gemmBaseline(b); vendor != nil {
+		// The vendor call on the same tensors, timed the same way. C is
+		// filled with NaN first (beta = 0 ignores it) so that a call that
+		// wrote nothing fails the check instead of passing on MatMul's
+		// result.
+		b.Fill(tc, float32(math.NaN()))
+		baseSecs, err := timeCalls(minTime, func() error {
+			vendor.VendorMatMul(tc, ta, tb, p)
+			return b.Sync()
+		})
+		if err != nil {
+			return gemmResult{}, fmt.Errorf("baseline %s on backend %s: %w", name, b.Name(), err)
+		}
+		if err := b.Download(hc, tc); err != nil {
+			return gemmResult{}, fmt.Errorf("baseline %s: reading the result: %w", name, err)
+		}
+		if err := spotCheckGemm(transA, transB, n, ha, hb, hc, rng); err != nil {
+			return gemmResult{}, fmt.Errorf("the %s baseline computed a wrong product: %w", name, err)
+		}
+		return gemmResult{
+			Op: "gemm", M: n, N: n, K: n, Trans: tr, Threads: threads,
+			GFLOPS: fixed1(flops / secs / 1e9), Baseline: name, BaselineGFLOPS: fixed1(flops / baseSecs / 1e9),
+		}, nil
 	}
 
 	// The baseline on the host.

@@ -27,8 +27,11 @@ var benchOpsDoc = usageDoc{
 	description: "Times element-wise and row kernels of the chosen backend on N float32 elements (rows of C " +
 		"elements for the row kernels) and reports each as GB/s of the memory it must at least move: every " +
 		"operand read once and every output written once (for example 12 bytes per element for dst = a + b, " +
-		"28 for an AdamW step). The baseline is the copy bandwidth measured in the same run: Go's copy of an " +
-		"equally long buffer on the host, split over the same number of goroutines, as 8 bytes per element. " +
+		"28 for an AdamW step). The baseline is the copy bandwidth measured in the same run, as 8 bytes per " +
+		"element: on a backend that exposes the device's own copy (cuda: the driver's device-to-device copy), " +
+		"that copy between two of the benchmark's N-element tensors, timed like the kernels and checked " +
+		"(\"baseline\":\"device-copy\" in JSON); on any other backend, Go's copy of an equally long buffer on " +
+		"the host, split over the same number of goroutines (\"baseline\":\"copy\"). " +
 		"Each figure is the best of three rounds of at least D/3 after a warm-up call. A few outputs of each op " +
 		"are checked against a host computation first, so a broken kernel cannot report a speed. --threads " +
 		"sets the CPU backend's threads (through $SORA_CPU_THREADS) and GOMAXPROCS. With --json each result " +
@@ -36,6 +39,7 @@ var benchOpsDoc = usageDoc{
 	examples: []string{
 		"sora bench ops",
 		"sora bench ops --ops copy,add,silu,softmax,adamw --threads 2 --json",
+		"sora bench ops --backend cuda --n 67108864 --cols 4096 --json",
 	},
 }
 
@@ -254,13 +258,24 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora bench ops: %v\n", err)
 		return exitFailure
 	}
-	copyGBPS := hostCopyGBPS(*n, nthreads, *minTime)
+	baseName, baseDesc := "copy", fmt.Sprintf("host copy over %d goroutines", nthreads)
+	var copyGBPS float64
+	if dc, ok := b.(deviceCopier); ok {
+		baseName, baseDesc = "device-copy", "the device's own device-to-device copy"
+		copyGBPS, err = deviceCopyGBPS(env, dc, *minTime)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora bench ops: baseline device-copy on backend %s: %v\n", b.Name(), err)
+			return exitFailure
+		}
+	} else {
+		copyGBPS = hostCopyGBPS(*n, nthreads, *minTime)
+	}
 
 	const row = "%-10s %10v %6v %7v %11v %8v %11v %9v\n"
 	if *asJSON {
-		fmt.Fprintf(stderr, "# backend %s: %s\n", b.Name(), b.Device())
+		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s: %s\n", b.Name(), b.Device(), baseName, baseDesc)
 	} else {
-		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: host copy over %d goroutines, %.1f GB/s\n\n", b.Name(), b.Device(), nthreads, copyGBPS)
+		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: %s, %.1f GB/s\n\n", b.Name(), b.Device(), baseDesc, copyGBPS)
 		fmt.Fprintf(stdout, row, "op", "n", "cols", "threads", "bytes/elem", "GB/s", "copy GB/s", "of copy")
 	}
 	enc := json.NewEncoder(stdout)
@@ -282,7 +297,7 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		}
 		gbps := float64(op.bytes) * float64(*n) / secs / 1e9
 		r := opsResult{Op: op.name, N: *n, Cols: *cols, Threads: nthreads, BytesPerElem: op.bytes,
-			GBPS: fixed1(gbps), Baseline: "copy", BaselineGBPS: fixed1(copyGBPS), FractionOfCpy: fixed2(gbps / copyGBPS)}
+			GBPS: fixed1(gbps), Baseline: baseName, BaselineGBPS: fixed1(copyGBPS), FractionOfCpy: fixed2(gbps / copyGBPS)}
 		if *asJSON {
 			if err := enc.Encode(r); err != nil {
 				fmt.Fprintf(stderr, "sora bench ops: %v\n", err)
@@ -365,6 +380,25 @@ func newOpsEnv(b backend.Backend, rows, cols int) (*opsEnv, error) {
 		return nil, fmt.Errorf("allocating operands on %s: %w", b.Name(), err)
 	}
 	return env, b.Sync()
+}
+
+// deviceCopyGBPS measures dc's copy of env.x into env.out (n elements,
+// counted as 8 bytes each), waiting for the device after every call as the
+// kernels are timed, and checks the copy arrived.
+func deviceCopyGBPS(env *opsEnv, dc deviceCopier, minTime time.Duration) (float64, error) {
+	secs, err := timeCalls(minTime, func() error {
+		dc.DeviceCopy(env.out, env.x)
+		return env.b.Sync()
+	})
+	if err != nil {
+		return 0, err
+	}
+	// out starts with values drawn apart from x's, so a copy that did
+	// nothing fails here.
+	if err := checkElementwise(env, func(i int) float64 { return float64(env.hx[i]) }); err != nil {
+		return 0, fmt.Errorf("the copy is wrong: %w", err)
+	}
+	return 8 * float64(env.n()) / secs / 1e9, nil
 }
 
 // hostCopyGBPS measures copy() of n floats split over threads goroutines,

@@ -70,3 +70,50 @@ func TestBenchOpsBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestBenchOpsDeviceCopyBaseline(t *testing.T) {
+	calls := vendorFakes["clitest-vendor"].calls
+	before := calls.copy.Load()
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "ops", "--backend", "clitest-vendor", "--n", "2048", "--cols", "64", "--ops", "add,softmax", "--time", "3ms", "--json"}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
+	}
+	if calls.copy.Load() == before {
+		t.Errorf("DeviceCopy was never called")
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2:\n%s", len(lines), out.String())
+	}
+	keys := regexp.MustCompile(`^\{"op":"(add|softmax)","n":2048,"cols":64,"threads":\d+,"bytes_per_element":\d+,"gbps":\d+\.\d,"baseline":"device-copy","baseline_gbps":\d+\.\d,"fraction_of_copy":\d+\.\d\d\}$`)
+	for _, line := range lines {
+		if !keys.MatchString(line) {
+			t.Errorf("line %s, want baseline device-copy with the documented keys", line)
+		}
+	}
+	if !strings.Contains(errb.String(), "# baseline device-copy:") {
+		t.Errorf("stderr = %q, want a line naming the device-copy baseline", errb.String())
+	}
+
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"bench", "ops", "--backend", "clitest-vendor", "--n", "1024", "--cols", "32", "--ops", "copy", "--time", "3ms"}, &out, &errb); code != exitOK {
+		t.Fatalf("table: exit %d, stderr:\n%s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "baseline: the device's own device-to-device copy, ") {
+		t.Errorf("table header does not name the device copy:\n%s", out.String())
+	}
+}
+
+// A device copy that copies nothing must fail the run, not set a baseline.
+func TestBenchOpsDeviceCopyChecked(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "ops", "--backend", "clitest-vendor-broken", "--n", "1024", "--cols", "32", "--ops", "add", "--time", "3ms", "--json"}, &out, &errb)
+	if code != exitFailure {
+		t.Errorf("exit %d, want %d; stdout:\n%s", code, exitFailure, out.String())
+	}
+	if want := "baseline device-copy on backend clitest-vendor-broken: the copy is wrong"; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr = %q, want it to contain %q", errb.String(), want)
+	}
+}
