@@ -120,6 +120,9 @@ func (b *Backend) gemm(g gemmCall, alpha, beta float32, pa, pb, pc uintptr) erro
 		pBeta, pc, uintptr(g.ldc), uintptr(g.strideC), uintptr(g.batch)))
 }
 
+// VendorName names the library behind VendorMatMul in benchmark reports.
+func (b *Backend) VendorName() string { return "cublas" }
+
 // VendorMatMul issues the cuBLAS call that MatMul issues for the same
 // arguments (cublasSgemm_v2, or cublasSgemmStridedBatched for a batch),
 // leaving out MatMul's own per-call Go work: the closure and tensor list
