@@ -367,6 +367,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer pm.Unload()
+	if m.Score != nil { // Inject froze every module parameter; the new head trains
+		for _, p := range llama.LayerParams(m.Score) {
+			if err := p.SetTrainable(true); err != nil {
+				return fail("%v", err)
+			}
+		}
+	}
 	trainable, total := train.CountParams(m, pm)
 	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, w.Config.Dim, w.Config.NumLayers, w.Config.VocabSize, b.Device())
 	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%)\n", method, len(pm.Layers()), f.target,
