@@ -104,8 +104,8 @@ const (
 // written once) and as the ratio "of_copy" to the bandwidth of Go's copy
 // of an equally long buffer over the same goroutines, counted as 8 bytes
 // per element and measured in the same run just before the op. Both are
-// the best of several calls, which is what the hardware can do when no
-// other work interferes. Run it once per kernel path:
+// the best of three rounds of 50 calls, which is what the hardware can do
+// when no other work interferes. Run it once per kernel path:
 //
 //	go test -run XXX -bench Ops ./backend/cpu
 //	SORA_CPU_PORTABLE=1 go test -run XXX -bench Ops ./backend/cpu
@@ -151,7 +151,7 @@ func BenchmarkOps(b *testing.B) {
 		{"mul_column", 8, func() { be.Binary(backend.Mul, out, x, col1) }},
 		{"scale", 8, func() { be.Scale(out, x, 0.5) }},
 		{"axpy", 12, func() { be.Axpy(out, 1e-3, x) }},
-		{"exp", 8, func() { be.Unary(backend.Exp, out, y) }},
+		{"exp", 8, func() { be.Unary(backend.Exp, out, x) }},
 		{"silu", 8, func() { be.Unary(backend.SiLU, out, x) }},
 		{"gelu", 8, func() { be.Unary(backend.GELU, out, x) }},
 		{"silu_grad", 12, func() { be.UnaryGrad(backend.SiLU, out, x, y) }},
@@ -174,13 +174,17 @@ func BenchmarkOps(b *testing.B) {
 	copyAll := func() {
 		be.parallelFor(opsN, 1, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
 	}
+	// best returns the time per call of f: the best of three rounds of
+	// 50 calls each, after a warm-up call, as "sora bench ops" measures.
 	best := func(f func()) time.Duration {
 		f()
 		d := time.Duration(1<<63 - 1)
-		for range 10 {
+		for range 3 {
 			t := time.Now()
-			f()
-			d = min(d, time.Since(t))
+			for range 50 {
+				f()
+			}
+			d = min(d, time.Since(t)/50)
 		}
 		return d
 	}
