@@ -99,10 +99,11 @@ var accuracyCases = []accuracyCase{
 	{"Exp", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) { return k.Exp }, 2},
 	{"Log", 1e-45, math.MaxFloat32, math.Log, absRef, func(k *Kernels) func(d, x []float32) { return k.Log }, 2},
 	{"Tanh", -10, 10, math.Tanh, absRef, func(k *Kernels) func(d, x []float32) { return k.Tanh }, 3},
-	{"Sigmoid", -103, 30, sigmoid64, absRef, func(k *Kernels) func(d, x []float32) { return k.Sigmoid }, 3},
-	// SiLU and its derivative down to x = −87, where σ(x) ≈ e^x is still a
-	// normal float32: below, σ is subnormal (as it should be), and
-	// multiplying its few significant bits by x magnifies their error.
+	// Sigmoid, SiLU and their derivatives down to x = −87, where
+	// σ(x) ≈ e^x is still a normal float32: below, σ is subnormal (and
+	// the derivatives multiply its few significant bits), and from
+	// x = −88.7, where exp(−x) overflows, σ and SiLU are 0.
+	{"Sigmoid", -87, 30, sigmoid64, absRef, func(k *Kernels) func(d, x []float32) { return k.Sigmoid }, 3},
 	{"SiLU", -87, 100, func(x float64) float64 { return x * sigmoid64(x) }, absRef,
 		func(k *Kernels) func(d, x []float32) { return k.SiLU }, 3},
 	// GELU down to x = −13, where x·Φ(x) ≈ −4e−38 is still a normal

@@ -265,16 +265,21 @@ func (g *gen) sigmoid(x, r, s0 string, t []string) {
 	g.I("VMULPS %s, %s, %s", r, s0, s0)
 }
 
-// sigmoidFwd sets d = σ(x) = (x ≥ 0 ? 1 : e)/(1+e) for e = exp(−|x|),
-// rounding once after exp; see sigmoid32. It uses t[0..3] and mask m.
-func (g *gen) sigmoidFwd(x, d string, t []string, m string) {
+// sigmoidFwd sets d = num/(1 + exp(−x)), which is σ(x) for num = 1 and
+// x·σ(x) (SiLU) for num = x; see sigmoid32. It uses t[0..3]. Below
+// x = −88.7, exp(−x) overflows and the result is 0 (σ would be below
+// 2⁻¹²⁶ there, and SiLU below 2.7e−37 in magnitude).
+func (g *gen) sigmoidFwd(x, num, d string, t []string) {
 	e := t[3]
-	g.or(c("cSign"), x, e)                         // −|x|
-	g.exp(e, t[:3], expOpts{lo: true, wide: true}) // −|x| ≤ 0
-	g.I("VADDPS %s, %s, %s", c("cOne"), e, t[0])
-	g.cmp(geOS, c("cZero"), x, m)
-	g.blend(m, c("cOne"), e, d)
-	g.I("VDIVPS %s, %s, %s", t[0], d, d)
+	g.xor(c("cSign"), x, e) // −x
+	g.exp(e, t[:3], expFull)
+	g.I("VADDPS %s, %s, %s", c("cOne"), e, e)
+	if num == "" {
+		g.I("VMOVUPS %s, %s", c("cOne"), d)
+		g.I("VDIVPS %s, %s, %s", e, d, d)
+		return
+	}
+	g.I("VDIVPS %s, %s, %s", e, num, d)
 }
 
 // sigmoidPick sets d = x ≥ 0 ? r : s0.
@@ -1275,13 +1280,10 @@ var maps = []mapK{
 		}},
 	{name: "tanh", ins: []string{"x"}, temps: 6, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.tanh(in[0], out, "", t, m[0]) }},
-	{name: "sigmoid", ins: []string{"x"}, temps: 4, masks: 1, unroll: 2,
-		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], out, t, m[0]) }},
-	{name: "silu", ins: []string{"x"}, temps: 4, masks: 1, unroll: 2,
-		body: func(g *gen, out string, in, s, t, m []string) {
-			g.sigmoidFwd(in[0], out, t, m[0])
-			g.I("VMULPS %s, %s, %s", out, in[0], out)
-		}},
+	{name: "sigmoid", ins: []string{"x"}, temps: 4, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], "", out, t) }},
+	{name: "silu", ins: []string{"x"}, temps: 4, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], in[0], out, t) }},
 	{name: "gelu", ins: []string{"x"}, temps: 5, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.phi(in[0], out, t[4], true, t[:4], m[0])

@@ -23,7 +23,7 @@
 //	Exp, ExpGrad        2 ulps (0.97)   all float32 arguments with a result
 //	Log                 2 ulps (0.85)   all positive float32
 //	Tanh                3 ulps (1.3)    TanhGrad 4 ulps (2.3)
-//	Sigmoid, SiLU       3 ulps (2.0, 2.9) for |x| ≤ 87, where σ is normal
+//	Sigmoid, SiLU       3 ulps (2.0, 2.0) for |x| ≤ 87, where σ is normal
 //	SigmoidGrad         5 ulps (4.4)    SiLUGrad 5 ulps (4.0)
 //	GELU, GELUGrad      6 ulps (4.9, 5.4) for |x| ≤ 13, where x·Φ(x) is normal
 //
