@@ -32,7 +32,10 @@ type LayerRef struct {
 // and its replaceable layers by name.
 type Module interface {
 	// Params returns every parameter of the model, including those inside
-	// its layers, in a stable order.
+	// its layers, in a stable order, each once (a weight shared by two
+	// layers, as tied embeddings are, appears once). For a slot holding a
+	// layer that wraps another (package peft's), those are the parameters
+	// the wrapping layer computes with, which it lists itself.
 	Params() []*Value
 	// Layers returns the model's replaceable layer slots in a stable order.
 	Layers() []LayerRef

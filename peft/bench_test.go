@@ -60,7 +60,7 @@ func (s *benchStep) run(b *testing.B) int64 {
 	}
 	st := g.Stats()
 	g.Reset()
-	for _, p := range s.l.Params() {
+	for _, p := range s.l.Trainable() {
 		p.ZeroGrad()
 	}
 	s.x.ZeroGrad()

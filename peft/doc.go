@@ -61,11 +61,23 @@
 // [Inject] replaces the layer slots of a [graph.Module] that the config's
 // TargetModules select (names such as q_proj or wq, matched as dotted
 // suffixes, or regular expressions, see [Match]) and freezes the rest;
-// [Model.Report] counts trainable parameters as the paper's tables do;
+// [Model.Report] counts trainable parameters as Hugging Face's
+// print_trainable_parameters does (of the adapted model) and as the
+// papers' tables do (of the base model);
 // [Model.ParamGroups] gives graph/optim its groups (LoRA+: B at λ·lr);
 // [Model.Merge] folds every layer into one dense W' and b' (merged and
 // unmerged forwards agree to float32 rounding; W0 is never overwritten, so
 // unmerging restores it bit for bit); [Model.Spectra] analyses
 // ΔW = W' − W0 per layer with package peft/spectral, computing ΔW in
 // float64 from the factors.
+//
+// # Parameters and ownership
+//
+// An adapted layer's [Layer.Params] are every parameter it computes with,
+// the frozen base weight included, so that a module whose Params lists
+// its slots' parameters (as [graph.Module] asks) lists the whole adapted
+// model once; [Layer.Trainable] and [Model.Trainable] are the adapters'
+// tensors alone. The adapters' tensors belong to the [Model] and are freed
+// by [Model.Unload] (or [Model.MergeAndUnload]); the base weights belong to
+// the module, which frees them, before or after Unload.
 package peft

@@ -183,7 +183,7 @@ func testLayer(t testing.TB, b backend.Backend, cfg Config, out, in int, seed ui
 func perturb(t testing.TB, l *Layer, seed uint64) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
-	for _, p := range l.Params() {
+	for _, p := range l.Trainable() {
 		data, err := p.Download()
 		if err != nil {
 			t.Fatal(err)

@@ -101,10 +101,14 @@ func Inject(m graph.Module, cfg Config) (*Model, error) {
 	return pm, nil
 }
 
-// restore makes trainable again what Inject froze.
+// restore makes trainable again what Inject froze, except parameters the
+// module has freed already (see [Model.Unload]): a gradient buffer given
+// to a freed parameter would never be freed.
 func (m *Model) restore() {
 	for _, p := range m.frozen {
-		p.SetTrainable(true)
+		if !p.Tensor().IsZero() {
+			p.SetTrainable(true)
+		}
 	}
 	m.frozen = nil
 }
@@ -123,7 +127,7 @@ func (m *Model) Layers() []*Layer { return append([]*Layer(nil), m.layers...) }
 func (m *Model) Trainable() []*graph.Value {
 	var ps []*graph.Value
 	for _, l := range m.layers {
-		ps = append(ps, l.Params()...)
+		ps = append(ps, l.Trainable()...)
 	}
 	return ps
 }
@@ -140,7 +144,7 @@ func (m *Model) ParamGroups(lr, wd float64) []optim.Group {
 	}
 	var bs, rest []*graph.Value
 	for _, l := range m.layers {
-		for _, p := range l.Params() {
+		for _, p := range l.Trainable() {
 			if p == l.bm {
 				bs = append(bs, p)
 			} else {
@@ -158,20 +162,29 @@ func (m *Model) ParamGroups(lr, wd float64) []optim.Group {
 	return gs
 }
 
-// Report counts parameters the way the paper's tables and Hugging Face's
-// print_trainable_parameters do.
+// Report counts parameters the way Hugging Face's
+// print_trainable_parameters does, and against the base model as the
+// LoRA, DoRA and SORA papers' tables give "#Params (%)".
 type Report struct {
 	Method Method
 	// Layers is the number of adapted layers.
 	Layers int
-	// Trainable is the number of trainable parameter elements.
+	// Trainable is the number of trainable parameter elements: the
+	// adapters' and any module parameter left trainable (a new
+	// classification head).
 	Trainable int64
-	// Total is the number of elements of the whole model with its
-	// adapters (Full's trainable copies replace the weights they copy).
+	// Total is the number of elements of every parameter the adapted model
+	// computes with, each counted once: the base model and the adapters
+	// (Full's trainable copies replace the weights they copy). It is
+	// print_trainable_parameters' "all params".
 	Total int64
+	// Base is the number of elements of the model without its adapters:
+	// Total less the adapters' own tensors (Full adds none).
+	Base int64
 }
 
-// Percent returns 100·Trainable/Total.
+// Percent returns 100·Trainable/Total, print_trainable_parameters'
+// "trainable%".
 func (r Report) Percent() float64 {
 	if r.Total == 0 {
 		return 0
@@ -179,10 +192,20 @@ func (r Report) Percent() float64 {
 	return 100 * float64(r.Trainable) / float64(r.Total)
 }
 
-// String formats r as Hugging Face PEFT prints it, after the method.
+// PercentOfBase returns 100·Trainable/Base, the percentage the papers'
+// tables give (of the pretrained model's size).
+func (r Report) PercentOfBase() float64 {
+	if r.Base == 0 {
+		return 0
+	}
+	return 100 * float64(r.Trainable) / float64(r.Base)
+}
+
+// String formats r as Hugging Face PEFT prints it, after the method, and
+// then the percentage of the base model.
 func (r Report) String() string {
-	return fmt.Sprintf("%s on %d layers: trainable params: %s || all params: %s || trainable%%: %.4f",
-		r.Method, r.Layers, thousands(r.Trainable), thousands(r.Total), r.Percent())
+	return fmt.Sprintf("%s on %d layers: trainable params: %s || all params: %s || trainable%%: %.4f || of the base model's %s: %.4f%%",
+		r.Method, r.Layers, thousands(r.Trainable), thousands(r.Total), r.Percent(), thousands(r.Base), r.PercentOfBase())
 }
 
 func thousands(n int64) string {
@@ -197,23 +220,37 @@ func thousands(n int64) string {
 	return b.String()
 }
 
-// Report counts the model's trainable and total parameters.
+// Report counts the model's trainable and total parameters: those the
+// module's Params lists and those of the adapted layers ([Layer.Params]),
+// each tensor once, so that a module that lists its slots' parameters (as
+// [graph.Module] asks) and one that lists only its original weights count
+// the same.
 func (m *Model) Report() Report {
 	r := Report{Method: m.cfg.Method, Layers: len(m.layers)}
-	for _, p := range m.module.Params() {
-		r.Total += int64(p.Len())
-		if p.Trainable() {
-			r.Trainable += int64(p.Len())
-		}
-	}
-	for _, l := range m.layers {
-		for _, p := range l.Params() {
-			r.Trainable += int64(p.Len())
-			if l.method != Full {
-				r.Total += int64(p.Len())
+	seen := map[*graph.Value]bool{}
+	count := func(ps []*graph.Value) {
+		for _, p := range ps {
+			if p == nil || seen[p] {
+				continue
+			}
+			seen[p] = true
+			r.Total += int64(p.Len())
+			if p.Trainable() {
+				r.Trainable += int64(p.Len())
 			}
 		}
 	}
+	count(m.module.Params())
+	var adapters int64
+	for _, l := range m.layers {
+		count(l.Params())
+		if l.method != Full {
+			for _, p := range l.Trainable() {
+				adapters += int64(p.Len())
+			}
+		}
+	}
+	r.Base = r.Total - adapters
 	return r
 }
 
@@ -238,6 +275,15 @@ func (m *Model) Unmerge() {
 // adapters and makes trainable again the module parameters Inject froze.
 // The model then computes what it computed before Inject. m must not be
 // used afterwards.
+//
+// Ownership: the adapters' tensors ([Layer.Trainable], caches, merged
+// weights) belong to m and only Unload (or [Model.MergeAndUnload]) frees
+// them; the module's own tensors, the wrapped base layers' included,
+// belong to the module. So a program frees an adapted model by calling
+// Unload and the module's own free (e.g. llama's Model.Free), in either
+// order: a module that frees the base layers through the wrapping layers
+// (as llama's does, via [Layer.Base]) leaves the adapters to Unload, and
+// Unload does not bring freed module parameters back to life.
 func (m *Model) Unload() {
 	for i, l := range m.layers {
 		*m.slots[i] = l.base

@@ -172,10 +172,11 @@ func TestInject(t *testing.T) {
 	per := int64(2*8 + 8*2 + 8 + 2*8*2)
 	base := int64(8 + 64 + 64 + 8 + 12*8 + 12 + 5*12)
 	rep := pm.Report()
-	if rep.Trainable != 2*per || rep.Total != base+2*per || rep.Layers != 2 {
-		t.Errorf("report %+v, want trainable %d of %d on 2 layers", rep, 2*per, base+2*per)
+	if rep.Trainable != 2*per || rep.Total != base+2*per || rep.Base != base || rep.Layers != 2 {
+		t.Errorf("report %+v, want trainable %d of %d (base %d) on 2 layers", rep, 2*per, base+2*per, base)
 	}
-	if s := rep.String(); !strings.Contains(s, "sora on 2 layers: trainable params: 144 || all params: 456 || trainable%: 31.5789") {
+	// 144/456 and 144/312.
+	if s := rep.String(); s != "sora on 2 layers: trainable params: 144 || all params: 456 || trainable%: 31.5789 || of the base model's 312: 46.1538%" {
 		t.Errorf("report string %q", s)
 	}
 	if n := len(pm.Trainable()); n != 2*5 {
@@ -193,6 +194,147 @@ func TestInject(t *testing.T) {
 	for _, p := range m.Params() {
 		if !p.Trainable() {
 			t.Errorf("after Unload %s is still frozen", p.Name())
+		}
+	}
+}
+
+// slotToy is toyModel as graph.Module asks a model to be: its Params lists
+// what its slots hold now (an adapted layer's Params), not the original
+// dense layers. Report must count both alike.
+type slotToy struct{ *toyModel }
+
+func (m slotToy) Params() []*graph.Value {
+	ps := []*graph.Value{m.norm}
+	for _, l := range []graph.Layer{m.q, m.v, m.up, m.head} {
+		switch l := l.(type) {
+		case *graph.Dense:
+			ps = append(ps, l.W)
+			if l.B != nil {
+				ps = append(ps, l.B)
+			}
+		case *Layer:
+			ps = append(ps, l.Params()...)
+		}
+	}
+	return ps
+}
+
+// TestReport checks the parameter counts of every kind of method against
+// the toy model's shapes, for a module that lists its slots' parameters and
+// for one that lists only its original weights.
+func TestReport(t *testing.T) {
+	// norm [8]; q [8, 8]; v [8, 8] + [8]; up [12, 8] + [12]; lm_head [5, 12].
+	const base = 8 + 8*8 + 8*8 + 8 + 12*8 + 12 + 5*12
+	targets := []string{"q_proj", "v_proj"} // both [8, 8], v with a bias
+	cases := []struct {
+		cfg          Config
+		perLayer     int64 // adapter elements per adapted layer
+		trainable    int64
+		trainNorm    bool // make the norm trainable after Inject, as a new head is
+		wantTotalAdd int64
+	}{
+		{cfg: Config{Method: LoRA, R: 2, Alpha: 4}, perLayer: 2*8 + 8*2},
+		{cfg: Config{Method: DoRA, R: 2, Alpha: 4}, perLayer: 2*8 + 8*2 + 8},
+		{cfg: Config{Method: PreDiag, R: 3, Alpha: 4}, perLayer: 3*8 + 8*3 + 8},
+		{cfg: Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 1}, perLayer: 2*8 + 8*2 + 8 + 2*8*1},
+		{cfg: Config{Method: PostOrtho, R: 2, Alpha: 4, RotationRank: 2}, perLayer: 2*8 + 8*2 + 2*8*2},
+		{cfg: Config{Method: OFT, OFTBlockSize: 4}, perLayer: 2 * (4 * 3 / 2)}, // 2 blocks of 4
+		{cfg: Config{Method: LoRA, R: 1, Alpha: 1}, perLayer: 8 + 8, trainNorm: true},
+	}
+	for _, c := range cases {
+		for _, listSlots := range []bool{false, true} {
+			b := openCPU(t)
+			toy := newToy(t, b, 5)
+			var mod graph.Module = toy
+			if listSlots {
+				mod = slotToy{toy}
+			}
+			cfg := c.cfg
+			cfg.TargetModules = targets
+			pm, err := Inject(mod, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Report{Method: cfg.Method, Layers: 2, Trainable: 2 * c.perLayer, Total: base + 2*c.perLayer, Base: base}
+			if c.trainNorm {
+				if err := toy.norm.SetTrainable(true); err != nil {
+					t.Fatal(err)
+				}
+				want.Trainable += 8
+			}
+			if got := pm.Report(); got != want {
+				t.Errorf("%s (slots listed %v): report %+v, want %+v", cfg.Method, listSlots, got, want)
+			}
+			pm.Unload()
+		}
+	}
+	// Full fine-tuning trains copies of the targeted weights in their
+	// place: q's W and v's W and b; the model's size does not change.
+	b := openCPU(t)
+	pm, err := Inject(slotToy{newToy(t, b, 6)}, Config{Method: Full, TargetModules: targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Unload()
+	want := Report{Method: Full, Layers: 2, Trainable: 8*8 + 8*8 + 8, Total: base, Base: base}
+	if got := pm.Report(); got != want {
+		t.Errorf("full: report %+v, want %+v", got, want)
+	}
+	if got, want := pm.Report().PercentOfBase(), 100*float64(136)/312; math.Abs(got-want) > 1e-12 {
+		t.Errorf("full: %g%% of the base model, want %g", got, want)
+	}
+}
+
+// TestUnloadFreesAdapters: Inject then Unload leaves the backend holding
+// what it held before, whether the module's tensors are freed before
+// Unload or after; Params of an adapted layer include the base weights,
+// Trainable only the adapter's.
+func TestUnloadFreesAdapters(t *testing.T) {
+	for _, method := range []Method{LoRA, DoRA, SORA, OFT, Full} {
+		for _, moduleFirst := range []bool{false, true} {
+			b := openCPU(t)
+			start := b.BytesInUse()
+			toy := newToy(t, b, 7)
+			own := toy.Params() // the module's own tensors
+			cfg := Config{Method: method, R: 2, Alpha: 4, RotationRank: 2, OFTBlockSize: 4, TargetModules: []string{"v_proj"}}
+			if method == OFT || method == Full {
+				cfg.R = 0
+			}
+			pm, err := Inject(toy, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := pm.Layers()[0]
+			ps := l.Params()
+			if method == Full {
+				if len(ps) != 2 || ps[0] == toy.dv.W || ps[1] == toy.dv.B {
+					t.Errorf("full: Params should be the trainable copies alone, got %v", ps)
+				}
+			} else if len(ps) < 3 || ps[0] != toy.dv.W || ps[1] != toy.dv.B || len(ps) != 2+len(l.Trainable()) {
+				t.Errorf("%s: Params %v, want v's W and b, then %v", method, ps, l.Trainable())
+			}
+			// Merged weights are the adapter's too.
+			if err := pm.Merge(); err != nil {
+				t.Fatal(err)
+			}
+			freeModule := func() {
+				for _, p := range own {
+					p.Free()
+				}
+			}
+			if moduleFirst {
+				freeModule()
+				pm.Unload()
+			} else {
+				pm.Unload()
+				freeModule()
+			}
+			if err := b.Sync(); err != nil {
+				t.Errorf("%s: %v", method, err)
+			}
+			if got := b.BytesInUse(); got != start {
+				t.Errorf("%s (module freed first %v): %d bytes still in use, want %d", method, moduleFirst, got, start)
+			}
 		}
 	}
 }

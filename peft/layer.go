@@ -209,10 +209,35 @@ func (l *Layer) Base() *graph.Dense { return l.base }
 // Dims returns the layer's input and output sizes.
 func (l *Layer) Dims() (in, out int) { return l.in, l.out }
 
-// Params returns the layer's trainable parameters in a stable order: A, B,
-// then d, m, C, D as the method has them (OFT's packed blocks; Full's W and
-// b).
+// Params returns every parameter the layer computes with, in a stable
+// order: the frozen base weight W0 and bias b (when it has one), then the
+// adapter's tensors as [Layer.Trainable] lists them. Full fine-tuning
+// computes with its trainable copies W and b alone, so for Full Params is
+// [Layer.Trainable]: the frozen originals it keeps for [Layer.Update64]
+// and [Model.Unload] take no part in the function. A module that lists its
+// slots' parameters through Params (as [graph.Module] asks) thus counts
+// each weight of the adapted model once, and a Full copy in place of the
+// weight it replaces.
+//
+// Params says what the layer uses, not what it owns: the base layer's
+// tensors belong to the model, the adapter's to the layer (see
+// [Layer.Free]).
 func (l *Layer) Params() []*graph.Value {
+	if l.method == Full {
+		return l.Trainable()
+	}
+	ps := []*graph.Value{l.base.W}
+	if l.base.B != nil {
+		ps = append(ps, l.base.B)
+	}
+	return append(ps, l.Trainable()...)
+}
+
+// Trainable returns the tensors the method trains, which the layer
+// allocated and owns, in a stable order: A, B, then d, m, C, D as the
+// method has them (OFT's packed blocks; Full's copies of W and b). The base
+// layer is not among them ([Inject] freezes it).
+func (l *Layer) Trainable() []*graph.Value {
 	var ps []*graph.Value
 	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.c, l.d, l.oftR, l.w, l.wb} {
 		if p != nil {
@@ -226,8 +251,10 @@ func (l *Layer) Params() []*graph.Value {
 // with a larger learning rate.
 func (l *Layer) LoRAB() *graph.Value { return l.bm }
 
-// Free releases every tensor the layer allocated (not the base layer's).
-// The layer must not be used afterwards.
+// Free releases every tensor the layer allocated: the adapter's
+// parameters, its caches (DoRA's ‖W0ᵢ‖², OFT's constants) and the merged
+// weight. The base layer's tensors are not the layer's and stay: the model
+// that holds them frees them. The layer must not be used afterwards.
 func (l *Layer) Free() {
 	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.oftR, l.w, l.wb} {
 		if p != nil {
@@ -339,7 +366,7 @@ type NamedTensor struct {
 }
 
 // Tensors returns the layer's trainable tensors with their adapter-file
-// names and shapes, in the order of [Layer.Params].
+// names and shapes, in the order of [Layer.Trainable].
 func (l *Layer) Tensors() []NamedTensor {
 	var ts []NamedTensor
 	add := func(key string, v *graph.Value, shape ...int) {

@@ -302,9 +302,9 @@ func TestDoRATwoWays(t *testing.T) {
 	}
 	defer pe.Free()
 	perturb(t, wc, 3)
-	for i, p := range wc.Params() {
+	for i, p := range wc.Trainable() {
 		h, _ := p.Download()
-		set(t, pe.Params()[i], h)
+		set(t, pe.Trainable()[i], h)
 	}
 	x := randn(rng, n*in, 1)
 	wts := randn(rng, n*out, 1)
@@ -318,7 +318,7 @@ func TestDoRATwoWays(t *testing.T) {
 		}
 		yh, _ := y.Download()
 		var grads [][]float32
-		for _, p := range l.Params() {
+		for _, p := range l.Trainable() {
 			gh, err := p.DownloadGrad()
 			if err != nil {
 				t.Fatal(err)
@@ -333,7 +333,7 @@ func TestDoRATwoWays(t *testing.T) {
 	if e := relMax(y1, to64(y2)); e > 2e-6 {
 		t.Errorf("forward: relative difference %.3g", e)
 	}
-	for i, p := range wc.Params() {
+	for i, p := range wc.Trainable() {
 		e := relMax(g1[i], to64(g2[i]))
 		if e > 1e-5 {
 			t.Errorf("gradient of %s: relative difference %.3g", p.Name(), e)

@@ -223,6 +223,7 @@ type runSummary struct {
 	EvalRows  int               `json:"eval_sequences,omitempty"`
 	Trainable int64             `json:"trainable_params"`
 	Total     int64             `json:"total_params"`
+	Base      int64             `json:"base_params"`
 	Steps     int               `json:"steps"`
 	ZeroShot  *train.EvalResult `json:"zero_shot,omitempty"`
 	Final     *train.EvalResult `json:"final,omitempty"`
@@ -374,10 +375,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	trainable, total := train.CountParams(m, pm)
+	count := pm.Report()
 	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, w.Config.Dim, w.Config.NumLayers, w.Config.VocabSize, b.Device())
-	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%)\n", method, len(pm.Layers()), f.target,
-		commas(trainable), commas(total), 100*float64(trainable)/float64(total))
+	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, len(pm.Layers()), f.target,
+		commas(count.Trainable), commas(count.Total), count.Percent(), count.PercentOfBase(), commas(count.Base))
 
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
@@ -390,7 +391,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	summary := runSummary{Command: "sora finetune " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Model: f.model, Data: f.data,
 		EvalData: f.evalData, Task: task.String(), Method: string(method), TrainRows: len(trainSet.seqs),
-		Trainable: trainable, Total: total, Device: b.Device(), Config: map[string]any{
+		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Device: b.Device(), Config: map[string]any{
 			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed}}

@@ -205,10 +205,11 @@ type paramLister interface {
 	Params() []*graph.Value
 }
 
-// LayerParams returns the parameters of a layer: W and B of a *graph.Dense,
-// or what a layer with a Params() []*graph.Value method lists (a PEFT layer,
-// which includes the frozen layer it wraps). Other layers own none that the
-// model can see.
+// LayerParams returns the parameters a layer computes with: W and B of a
+// *graph.Dense, or what a layer with a Params() []*graph.Value method lists
+// (a PEFT layer: the frozen weights it wraps and its adapter, or full
+// fine-tuning's trainable copies). Other layers have none that the model
+// can see.
 func LayerParams(l graph.Layer) []*graph.Value {
 	switch l := l.(type) {
 	case *graph.Dense:
@@ -222,11 +223,14 @@ func LayerParams(l graph.Layer) []*graph.Value {
 	return nil
 }
 
-// Params returns every parameter of the model once, in a stable order: the
-// embedding, then per block the attention norm, the attention projections,
-// the feed-forward norm and the feed-forward projections (each with the
-// parameters of whatever layer fills the slot), the final norm, the output
-// head (omitted when it is the tied embedding) and the score head.
+// Params returns every parameter the model computes with, each once, in a
+// stable order: the embedding, then per block the attention norm, the
+// attention projections, the feed-forward norm and the feed-forward
+// projections (each with the [LayerParams] of whatever layer fills the
+// slot, so an adapted model lists its base weights and adapters), the
+// final norm, the output head (omitted when it is the tied embedding) and
+// the score head. It says what the model uses, not what [Model.Free]
+// frees.
 func (m *Model) Params() []*graph.Value {
 	var ps []*graph.Value
 	seen := map[*graph.Value]bool{}
@@ -269,12 +273,41 @@ func (m *Model) Trainable() []*graph.Value {
 	return ps
 }
 
-// Free releases every parameter's device memory. The model must not be
-// used afterwards.
+// Free releases the device memory of the parameters the model owns: the
+// embedding, the norms and the weights of its layer slots, where a slot
+// holds either a *graph.Dense or a layer wrapping one (a layer with a
+// Base() *graph.Dense method, as package peft's), whose base weights are
+// the model's. The tensors a wrapping layer made (adapters, full
+// fine-tuning's copies) belong to whoever made it: free them there
+// (peft.Model.Unload), before or after Free; Free never touches them, so
+// nothing is freed twice. The model must not be used afterwards.
 func (m *Model) Free() {
-	for _, p := range m.Params() {
-		p.Free()
+	seen := map[*graph.Value]bool{}
+	free := func(vs ...*graph.Value) {
+		for _, v := range vs {
+			if v != nil && !seen[v] {
+				seen[v] = true
+				v.Free()
+			}
+		}
 	}
+	freeLayer := func(l graph.Layer) {
+		if w, ok := l.(interface{ Base() *graph.Dense }); ok {
+			l = w.Base()
+		}
+		if d, ok := l.(*graph.Dense); ok && d != nil {
+			free(d.W, d.B)
+		}
+	}
+	free(m.Embed, m.Norm)
+	for _, blk := range m.Blocks {
+		free(blk.AttnNorm, blk.FFNNorm)
+		for _, s := range blk.slots() {
+			freeLayer(*s.slot)
+		}
+	}
+	freeLayer(m.Output)
+	freeLayer(m.Score)
 }
 
 // Weights downloads the model's base parameters into host weights with the
