@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/tokenizer"
-	"github.com/sora-go/sora/peft/adapter"
 	"github.com/sora-go/sora/train"
 )
 
@@ -95,19 +92,17 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if code := evalCheck(*tokPath, *dataPath, *maxEval, *maxLen, *maxNew, *batch, stderr); code != exitOK {
 		return code
 	}
-	var meta adapter.Meta
+	var ad *adapterInfo
 	hasHead := false
 	if *adapterDir != "" {
-		_, m, err := adapter.ReadConfig(*adapterDir)
+		a, err := readAdapter(*adapterDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitFailure
 		}
-		meta = m
-		_, err = os.Stat(filepath.Join(*adapterDir, scoreHeadFile))
-		hasHead = err == nil
+		ad, hasHead = &a, a.head
 		if *modelPath == "" {
-			*modelPath = meta.BaseModel
+			*modelPath = a.meta.BaseModel
 		}
 	}
 	if *modelPath == "" {
@@ -163,25 +158,18 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	}
 	defer m.Free()
 	rep := &evalReport{Model: *modelPath, Adapter: *adapterDir, Data: *dataPath, Task: task.String()}
-	if hasHead {
-		classes, err := loadScoreHead(filepath.Join(*adapterDir, scoreHeadFile), m)
-		if err != nil {
-			fmt.Fprintf(stderr, "sora eval: %v\n", err)
-			return exitFailure
-		}
-		if task == train.Classify && classes != len(set.classes) {
-			fmt.Fprintf(stderr, "sora eval: the adapter's head has %d classes, %s has %d\n", classes, *dataPath, len(set.classes))
-			return exitFailure
-		}
-	}
-	if *adapterDir != "" {
-		pm, _, err := adapter.Load(*adapterDir, m)
+	if ad != nil {
+		pm, classes, err := ad.apply(m)
 		if err != nil {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitFailure
 		}
 		defer pm.Unload()
 		rep.Method = string(pm.Config().Method)
+		if task == train.Classify && classes != len(set.classes) {
+			fmt.Fprintf(stderr, "sora eval: the adapter's head has %d classes, %s has %d\n", classes, *dataPath, len(set.classes))
+			return exitFailure
+		}
 	}
 	start := time.Now()
 	if err := scoreSet(m, tok, task, set, *batch, *maxNew, rep, stdout, *show); err != nil {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
+	"github.com/sora-go/sora/peft"
+	"github.com/sora-go/sora/peft/adapter"
 )
 
 func init() {
@@ -23,7 +26,7 @@ func init() {
 }
 
 var generateDoc = usageDoc{
-	synopsis: "generate --model FILE|DIR --tokenizer FILE [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--backend NAME]",
+	synopsis: "generate --model FILE|DIR --tokenizer FILE [--adapter DIR] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--backend NAME]",
 	description: "Continues a prompt with a LLaMA model as llama2.c's run does: the prompt is encoded with BOS, " +
 		"run through the model in one batched pass, and each following token is sampled from the logits of the " +
 		"last (greedy at temperature 0, else from softmax(logits/T), restricted to the top-p nucleus when " +
@@ -31,9 +34,16 @@ var generateDoc = usageDoc{
 		"The prompt and its continuation are printed to stdout as they are produced; the speed, in tokens per " +
 		"second over every position run, goes to stderr. --model is a llama2.c checkpoint (.bin, legacy or " +
 		"version 1) or a Hugging Face folder holding config.json and model.safetensors (or shards with an " +
-		"index); --tokenizer is a llama2.c tokenizer.bin matching the model's vocabulary.",
+		"index); --tokenizer is a llama2.c tokenizer.bin matching the model's vocabulary. --adapter applies a " +
+		"language-model adapter (as \"sora finetune\" writes it, or Hugging Face PEFT's LoRA/DoRA/OFT files) to the " +
+		"base model without merging it; --model then defaults to the adapter's base_model_name_or_path, and EOS " +
+		"ends the generation too, since fine-tuning taught the model to end its answers with it. The model " +
+		"computes what the checkpoint \"sora merge\" writes from the adapter computes (to float32 rounding), at a little " +
+		"more cost per token. " +
+		"The prompt is used as given: an adapter trained on LLM-Adapters data expects its Alpaca template.",
 	examples: []string{
 		"sora generate --model stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\" --steps 60 --temperature 0",
+		"sora generate --adapter runs/boolq-sora/adapter --tokenizer tok512.bin --temperature 0 --prompt \"...\"",
 		"sora generate --model stories260K-hf --tokenizer tok512.bin --temperature 0.8 --top-p 0.9 --seed 42",
 	},
 }
@@ -41,8 +51,9 @@ var generateDoc = usageDoc{
 func runGenerate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("generate")
 	name := addBackendFlag(fs)
-	modelPath := fs.String("model", "", "`PATH` of a llama2.c checkpoint file or a Hugging Face checkpoint folder (required)")
+	modelPath := fs.String("model", "", "`PATH` of a llama2.c checkpoint file or a Hugging Face checkpoint folder (required; default with --adapter: its base_model_name_or_path)")
 	tokPath := fs.String("tokenizer", "", "`FILE` of a llama2.c tokenizer.bin for the model's vocabulary (required)")
+	adapterDir := fs.String("adapter", "", "`DIR` of a language-model adapter to apply to the base model, unmerged (none: the model alone)")
 	prompt := fs.String("prompt", "", "`TEXT` to continue; empty starts from BOS alone")
 	steps := fs.Int("steps", 256, "`N` positions to run, the prompt's included; 0 or more than the model's seq_len means seq_len")
 	temperature := fs.Float64("temperature", 1.0, "sampling temperature `T` ≥ 0; 0 is greedy (always the most likely token)")
@@ -54,9 +65,25 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	if !noArgs(fs, stderr) {
 		return exitUsage
 	}
+	var ad *adapterInfo
+	if *adapterDir != "" {
+		a, err := readAdapter(*adapterDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora generate: %v\n", err)
+			return exitFailure
+		}
+		if a.head {
+			fmt.Fprintf(stderr, "sora generate: %s holds a classifier (a score head); generate needs a language-model adapter\n", *adapterDir)
+			return exitFailure
+		}
+		if *modelPath == "" {
+			*modelPath = a.meta.BaseModel
+		}
+		ad = &a
+	}
 	switch {
 	case *modelPath == "":
-		fmt.Fprintln(stderr, "sora generate: --model is required (a llama2.c .bin file or a Hugging Face folder)")
+		fmt.Fprintln(stderr, "sora generate: --model is required (a llama2.c .bin file or a Hugging Face folder, or an --adapter whose config names its base model)")
 		return exitUsage
 	case *tokPath == "":
 		fmt.Fprintln(stderr, "sora generate: --tokenizer is required (a llama2.c tokenizer.bin)")
@@ -104,6 +131,18 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	}
 	defer m.Free()
 	w = nil // the model holds its own copy; let the host one go
+	stop := []int{tokenizer.BOS}
+	if ad != nil {
+		pm, _, err := ad.apply(m)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora generate: %v\n", err)
+			return exitFailure
+		}
+		defer pm.Unload()
+		// Fine-tuning appends EOS to every answer (as LLM-Adapters does),
+		// so an adapted model ends its answer with it.
+		stop = append(stop, tokenizer.EOS)
+	}
 	gen, err := m.NewGenerator(0)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
@@ -124,7 +163,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		return out.Flush()
 	}
 	start := time.Now()
-	_, err = gen.Generate(ids, llama.GenerateOptions{Steps: *steps, Sampler: sampler, Stop: []int{tokenizer.BOS}}, emit)
+	_, err = gen.Generate(ids, llama.GenerateOptions{Steps: *steps, Sampler: sampler, Stop: stop}, emit)
 	elapsed := time.Since(start)
 	out.WriteString("\n")
 	if ferr := out.Flush(); err == nil {
@@ -156,4 +195,39 @@ func loadWeights(path string) (*llama.Weights, error) {
 	}
 	w, _, err := llama2c.Load(path)
 	return w, err
+}
+
+// adapterInfo is what an adapter folder says before the base model is
+// loaded: its metadata and whether it carries a classification head.
+type adapterInfo struct {
+	dir  string
+	meta adapter.Meta
+	head bool
+}
+
+// readAdapter reads the config of the adapter in dir (see
+// [adapter.ReadConfig]).
+func readAdapter(dir string) (adapterInfo, error) {
+	_, meta, err := adapter.ReadConfig(dir)
+	if err != nil {
+		return adapterInfo{}, err
+	}
+	_, err = os.Stat(filepath.Join(dir, scoreHeadFile))
+	return adapterInfo{dir: dir, meta: meta, head: err == nil}, nil
+}
+
+// apply loads the adapter onto m without merging it, first giving m the
+// adapter's score head when it has one (classes is then its number of
+// classes, else 0). The caller unloads pm, before or after freeing m.
+func (a adapterInfo) apply(m *llama.Model) (pm *peft.Model, classes int, err error) {
+	if a.head {
+		if classes, err = loadScoreHead(filepath.Join(a.dir, scoreHeadFile), m); err != nil {
+			return nil, 0, err
+		}
+	}
+	pm, _, err = adapter.Load(a.dir, m)
+	if err != nil {
+		return nil, 0, err
+	}
+	return pm, classes, nil
 }

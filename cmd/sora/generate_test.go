@@ -1,10 +1,20 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/models/tokenizer"
+	"github.com/sora-go/sora/peft"
+	"github.com/sora-go/sora/peft/adapter"
+	"github.com/sora-go/sora/train"
 )
 
 // sharedData returns the path of rel inside the project's shared data
@@ -176,5 +186,209 @@ func TestGenerateAndConvertBadInput(t *testing.T) {
 				t.Errorf("exit status %d (want %d), stderr %q (want it to mention %q)", code, tc.code, errOut, tc.want)
 			}
 		})
+	}
+}
+
+// TestGenerateAdapter trains a small adapter to answer BoolQ-like
+// questions, then checks that "generate --adapter" applies it (the text
+// changes from the base model's) and that the checkpoint "sora merge"
+// writes from it generates the same text.
+func TestGenerateAdapter(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	trainPath := filepath.Join(dir, "train.json")
+	writeBoolQ(t, trainPath, 8)
+	out := filepath.Join(dir, "run")
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath,
+		"--method", "lora", "--rank", "8", "--steps", "16", "--batch", "4", "--lr", "2e-2", "--out", out)
+	if code != 0 {
+		t.Fatalf("finetune: status %d\nstdout:\n%s\nstderr:\n%s", code, stdout, errOut)
+	}
+	adapterDir := filepath.Join(out, "adapter")
+	merged := filepath.Join(dir, "merged.bin")
+	if code, stdout, errOut := runCLI(t, "merge", "--model", model, "--adapter", adapterDir, "--out", merged); code != 0 {
+		t.Fatalf("merge: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	prompt := data.Prompt("Please answer the following question with true or false, question: is 2 a small number?\n\nAnswer format: true/false", "")
+	steps := promptLen(t, tok, prompt) + 30
+	base, nb := generateCLI(t, "--model", model, "--tokenizer", tok, "--prompt", prompt, "--steps", fmt.Sprint(steps))
+	// The adapter's config names its base model: --model may be left out.
+	withAdapter, na := generateCLI(t, "--adapter", adapterDir, "--tokenizer", tok, "--prompt", prompt, "--steps", fmt.Sprint(steps))
+	fromMerged, nm := generateCLI(t, "--model", merged, "--tokenizer", tok, "--prompt", prompt, "--steps", fmt.Sprint(steps))
+	if withAdapter == base {
+		t.Fatalf("the adapter did not change the text:\n%q", base)
+	}
+	if !strings.Contains(withAdapter, "### Response:\nthe correct answer is") {
+		t.Errorf("the adapter's text does not answer as trained:\n%q", withAdapter)
+	}
+	if withAdapter != fromMerged || na != nm || nb != steps || na != steps {
+		t.Errorf("base + adapter (%d positions) and the merged model (%d) disagree:\n%q\n%q", na, nm, withAdapter, fromMerged)
+	}
+	// A classifier's adapter is no language model.
+	cls := filepath.Join(dir, "cls")
+	if err := os.MkdirAll(cls, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{adapter.ConfigFile, adapter.WeightsFile} {
+		copyFile(t, filepath.Join(adapterDir, f), filepath.Join(cls, f))
+	}
+	markClassifier(t, cls)
+	if code, _, errOut := runCLI(t, "generate", "--adapter", cls, "--tokenizer", tok); code != exitFailure || !strings.Contains(errOut, "classifier") {
+		t.Errorf("generate with a classifier's adapter: status %d, %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "generate", "--adapter", filepath.Join(dir, "none"), "--tokenizer", tok); code != exitFailure || !strings.Contains(errOut, "none") {
+		t.Errorf("generate with a missing adapter: status %d, %q", code, errOut)
+	}
+}
+
+// TestGenerateAdapterStopsAtEOS builds a model and an adapter whose only
+// effect is to make EOS the most likely next token everywhere: with the
+// adapter, generation stops right after the prompt; the merged model,
+// which generate runs as a plain model, samples EOS there and goes on.
+func TestGenerateAdapterStopsAtEOS(t *testing.T) {
+	_, tok := stories260K(t)
+	dir := t.TempDir()
+	// A random model with the tokenizer's vocabulary and its own output
+	// head, in which residual coordinate 0 is 1 at every position: every
+	// embedding has it and no block writes to it.
+	cfg := llama.Config{Dim: 16, HiddenDim: 32, NumLayers: 2, NumHeads: 2, NumKVHeads: 2, VocabSize: 512, MaxSeqLen: 128,
+		NormEps: llama.DefaultNormEps, RopeTheta: llama.DefaultRopeTheta}
+	w, err := train.InitWeights(cfg, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := range cfg.VocabSize {
+		w.TokenEmbedding[v*cfg.Dim] = 1
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		clear(l.Wo[:cfg.Dim])       // row 0 of o_proj [dim, dim]
+		clear(l.W2[:cfg.HiddenDim]) // row 0 of down_proj [dim, hidden]
+	}
+	model := filepath.Join(dir, "toy.bin")
+	if err := llama2c.Write(model, w, llama2c.Version1); err != nil {
+		t.Fatal(err)
+	}
+	// LoRA on lm_head with A = e₀ and B = 50·e_EOS adds 50·s·h₀ > 0 to the
+	// EOS logit only.
+	b, err := backend.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	m, err := llama.New(b, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	pm, err := peft.Inject(m, peft.Config{Method: peft.LoRA, R: 1, Alpha: 1, TargetModules: []string{llama.OutputModule}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := pm.Layers()[0]
+	a := make([]float32, cfg.Dim)
+	a[0] = 1
+	bm := make([]float32, cfg.VocabSize)
+	bm[tokenizer.EOS] = 50
+	for i, data := range [][]float32{a, bm} {
+		p := l.Trainable()[i]
+		b.Upload(p.Tensor(), data)
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	adapterDir := filepath.Join(dir, "adapter")
+	if err := adapter.Save(adapterDir, pm, adapter.Meta{BaseModel: model, TaskType: "CAUSAL_LM"}); err != nil {
+		t.Fatal(err)
+	}
+	pm.Unload()
+	merged := filepath.Join(dir, "merged.bin")
+	if code, stdout, errOut := runCLI(t, "merge", "--model", model, "--adapter", adapterDir, "--out", merged); code != 0 {
+		t.Fatalf("merge: status %d\n%s\n%s", code, stdout, errOut)
+	}
+
+	const prompt = "Once upon a time"
+	n := promptLen(t, tok, prompt)
+	const steps = 20
+	base, nb := generateCLI(t, "--model", model, "--tokenizer", tok, "--prompt", prompt, "--steps", fmt.Sprint(steps))
+	withAdapter, na := generateCLI(t, "--adapter", adapterDir, "--tokenizer", tok, "--prompt", prompt, "--steps", fmt.Sprint(steps))
+	fromMerged, nm := generateCLI(t, "--model", merged, "--tokenizer", tok, "--prompt", prompt, "--steps", fmt.Sprint(steps))
+	if withAdapter != prompt+"\n" || na != n {
+		t.Errorf("with the adapter: %q in %d positions, want the prompt alone in %d (stopped at EOS)", withAdapter, na, n)
+	}
+	// (The random base model's tokens are mostly bytes that do not print.)
+	if nb != steps || nm != steps || !strings.HasPrefix(fromMerged, prompt+"\n</s>\n") {
+		t.Errorf("base %q (%d positions), merged %q (%d); want both to run %d positions, the merged one printing EOS", base, nb, fromMerged, nm, steps)
+	}
+	// The merged model's first token is the EOS the adapter run stopped at.
+	mw, _, err := llama2c.Load(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := llama.New(b, mw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Free()
+	g, err := mm.NewGenerator(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	tk, err := tokenizer.Load(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := g.Generate(tk.Encode(prompt, true, false), llama.GenerateOptions{Steps: n + 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seq) <= n || seq[n] != tokenizer.EOS {
+		t.Errorf("the merged model continues the prompt with %v, want EOS (%d)", seq[n:], tokenizer.EOS)
+	}
+}
+
+// generateCLI runs "sora generate" greedily on the CPU with args and
+// returns its text and the number of positions it ran.
+func generateCLI(t *testing.T, args ...string) (text string, positions int) {
+	t.Helper()
+	args = append([]string{"generate", "--backend", "cpu", "--temperature", "0"}, args...)
+	code, stdout, errOut := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("%v: status %d\n%s", args, code, errOut)
+	}
+	if _, err := fmt.Sscanf(errOut, "sora generate: %d tokens in", &positions); err != nil {
+		t.Fatalf("no token count in stderr %q: %v", errOut, err)
+	}
+	return stdout, positions
+}
+
+// promptLen returns the number of tokens of prompt with BOS.
+func promptLen(t *testing.T, tokPath, prompt string) int {
+	t.Helper()
+	tk, err := tokenizer.Load(tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(tk.Encode(prompt, true, false))
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// markClassifier makes the adapter in dir a classifier's, as "sora
+// finetune --task classify" writes it.
+func markClassifier(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, scoreHeadFile), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
