@@ -122,7 +122,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		task = t
 	}
 	if task == train.Classify && !hasHead {
-		fmt.Fprintln(stderr, "sora eval: --task classify needs an --adapter trained with \"sora finetune --task classify\" (its score head is in "+scoreHeadFile+")")
+		fmt.Fprintln(stderr, "sora eval: --task classify needs an --adapter trained with \"sora finetune --task classify\" (its adapter_config.json lists \"score\" in modules_to_save)")
 		return exitUsage
 	}
 

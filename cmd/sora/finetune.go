@@ -504,20 +504,18 @@ func newProgress(w io.Writer, every int) train.Progress {
 }
 
 // saveAdapter writes the trained adapter into dir: the Hugging Face PEFT
-// files for the adapter methods, the score head of a classifier beside them
-// (score.safetensors), and for full fine-tuning the whole model with the
-// trained weights in the base model's own format.
+// files for the adapter methods, a classifier's score head inside them as
+// PEFT stores it (modules_to_save ["score"], tensor
+// base_model.model.score.weight), and for full fine-tuning the whole model
+// with the trained weights in the base model's own format.
 func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *llama.Weights, modelPath string) error {
 	if pm.Config().Method == peft.Full {
 		return saveFullModel(dir, pm, base, modelPath)
 	}
-	if err := adapter.Save(dir, pm, meta); err != nil {
-		return err
-	}
 	if m.Score != nil {
-		return saveScoreHead(filepath.Join(dir, scoreHeadFile), m)
+		meta.ModulesToSave = []string{llama.ScoreModule}
 	}
-	return nil
+	return adapter.Save(dir, pm, meta)
 }
 
 func writeJSON(path string, v any) error {

@@ -260,8 +260,14 @@ func TestFinetuneClassify(t *testing.T) {
 	if !strings.Contains(stdout, "MCC") || !strings.Contains(stdout, "majority-class baseline accuracy: 0.5000") {
 		t.Errorf("output lacks MCC or the majority baseline:\n%s", stdout)
 	}
-	if _, err := os.Stat(filepath.Join(out, "adapter", scoreHeadFile)); err != nil {
+	// The head is in the adapter's files, as Hugging Face PEFT keeps it.
+	_, meta, err := adapter.ReadConfig(filepath.Join(out, "adapter"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	shape, ok, err := adapter.ModuleShape(filepath.Join(out, "adapter"), "score")
+	if err != nil || !ok || fmt.Sprint(meta.ModulesToSave) != "[score]" || fmt.Sprint(shape) != "[2 64]" {
+		t.Fatalf("saved adapter: modules_to_save %v, score head %v %v %v; want [score] and [2 64]", meta.ModulesToSave, shape, ok, err)
 	}
 	evalJSON := filepath.Join(dir, "eval.json")
 	code, stdout, errOut = runCLI(t, "eval", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--adapter", filepath.Join(out, "adapter"),

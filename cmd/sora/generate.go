@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sora-go/sora/models/hf"
@@ -212,16 +213,28 @@ func readAdapter(dir string) (adapterInfo, error) {
 	if err != nil {
 		return adapterInfo{}, err
 	}
-	_, err = os.Stat(filepath.Join(dir, scoreHeadFile))
-	return adapterInfo{dir: dir, meta: meta, head: err == nil}, nil
+	return adapterInfo{dir: dir, meta: meta, head: slices.Contains(meta.ModulesToSave, llama.ScoreModule)}, nil
 }
 
-// apply loads the adapter onto m without merging it, first giving m the
-// adapter's score head when it has one (classes is then its number of
-// classes, else 0). The caller unloads pm, before or after freeing m.
+// apply loads the adapter onto m without merging it, first giving m a
+// score head of the saved size when the adapter has one (classes is then
+// its number of classes, else 0; adapter.Load fills it in). The caller
+// unloads pm, before or after freeing m.
 func (a adapterInfo) apply(m *llama.Model) (pm *peft.Model, classes int, err error) {
 	if a.head {
-		if classes, err = loadScoreHead(filepath.Join(a.dir, scoreHeadFile), m); err != nil {
+		shape, ok, err := adapter.ModuleShape(a.dir, llama.ScoreModule)
+		if err != nil {
+			return nil, 0, err
+		}
+		want := fmt.Sprintf("a score head %s of shape [classes ≥ 2, %d]", adapter.Key(llama.ScoreModule, "weight"), m.Config().Dim)
+		if !ok {
+			return nil, 0, fmt.Errorf("%s: modules_to_save lists %q but the weights hold no %s", filepath.Join(a.dir, adapter.WeightsFile), llama.ScoreModule, want)
+		}
+		if len(shape) != 2 || shape[0] < 2 || shape[1] != m.Config().Dim {
+			return nil, 0, fmt.Errorf("%s: %s has shape %v; want %s", filepath.Join(a.dir, adapter.WeightsFile), adapter.Key(llama.ScoreModule, "weight"), shape, want)
+		}
+		classes = shape[0]
+		if err := m.AddScoreHead(classes, 0); err != nil {
 			return nil, 0, err
 		}
 	}

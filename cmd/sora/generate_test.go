@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -385,10 +386,23 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // markClassifier makes the adapter in dir a classifier's, as "sora
-// finetune --task classify" writes it.
+// finetune --task classify" writes it: modules_to_save lists its head.
 func markClassifier(t *testing.T, dir string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, scoreHeadFile), nil, 0o644); err != nil {
+	path := filepath.Join(dir, adapter.ConfigFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf map[string]any
+	if err := json.Unmarshal(raw, &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["modules_to_save"] = []string{"score"}
+	if raw, err = json.Marshal(conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,13 +6,11 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
-	"github.com/sora-go/sora/safetensors"
 )
 
 func init() {
@@ -61,8 +59,11 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora merge: --out is required")
 		return exitUsage
 	}
-	if _, err := os.Stat(filepath.Join(*adapterDir, scoreHeadFile)); err == nil {
-		fmt.Fprintf(stderr, "sora merge: %s holds a classification head (%s); only language-model adapters merge into a llama2.c or Hugging Face LM checkpoint\n", *adapterDir, scoreHeadFile)
+	if ad, err := readAdapter(*adapterDir); err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	} else if ad.head {
+		fmt.Fprintf(stderr, "sora merge: %s holds a classification head (modules_to_save %q); only language-model adapters merge into a llama2.c or Hugging Face LM checkpoint\n", *adapterDir, ad.meta.ModulesToSave)
 		return exitFailure
 	}
 	if abs(*out) == abs(*model) {
@@ -191,51 +192,4 @@ func saveFullModel(dir string, pm *peft.Model, base *llama.Weights, modelPath st
 		return bm.write(filepath.Join(dir, "model"), w)
 	}
 	return bm.write(filepath.Join(dir, "model.bin"), w)
-}
-
-// scoreHeadFile holds a classifier's score head beside its adapter files.
-// (Hugging Face PEFT stores it inside adapter_model.safetensors as
-// base_model.model.score.weight with modules_to_save: ["score"], which
-// package peft/adapter does not read yet.)
-const scoreHeadFile = "score.safetensors"
-
-// scoreTensor is the head's tensor name in scoreHeadFile.
-const scoreTensor = "score.weight"
-
-func saveScoreHead(path string, m *llama.Model) error {
-	d, ok := m.Score.(*graph.Dense)
-	if !ok {
-		return fmt.Errorf("the score head is a %T, not a dense layer", m.Score)
-	}
-	h, err := d.W.Download()
-	if err != nil {
-		return err
-	}
-	return safetensors.Write(path, []safetensors.Tensor{{Name: scoreTensor, Shape: d.W.Shape(), Data: h}}, map[string]string{"format": "pt"})
-}
-
-// loadScoreHead gives m the score head saved in path.
-func loadScoreHead(path string, m *llama.Model) (classes int, err error) {
-	f, err := safetensors.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	info, ok := f.Info(scoreTensor)
-	if !ok || len(info.Shape) != 2 || info.Shape[1] != m.Config().Dim || info.Shape[0] < 2 {
-		return 0, fmt.Errorf("%s: want tensor %s of shape [classes ≥ 2, %d]", path, scoreTensor, m.Config().Dim)
-	}
-	h, err := f.Float32(scoreTensor)
-	if err != nil {
-		return 0, err
-	}
-	if err := m.AddScoreHead(info.Shape[0], 0); err != nil {
-		return 0, err
-	}
-	d := m.Score.(*graph.Dense)
-	m.Backend().Upload(d.W.Tensor(), h)
-	if err := d.W.SetTrainable(false); err != nil {
-		return 0, err
-	}
-	return info.Shape[0], m.Backend().Sync()
 }

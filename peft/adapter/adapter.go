@@ -7,7 +7,10 @@
 // The tensors are PEFT's lora_A.weight [r, in], lora_B.weight [out, r],
 // DoRA's lora_magnitude_vector [out] and OFT's oft_R.weight
 // [blocks, bs(bs−1)/2], and the SORA reference's lora_Diag.weight [out, 1],
-// lora_C.weight and lora_D.weight [out, r_p]. The config carries, besides
+// lora_C.weight and lora_D.weight [out, r_p]. Layers trained whole beside
+// the adapter (a classifier's head) are listed in the config's
+// modules_to_save and stored as PEFT stores them, under their own names:
+// base_model.model.score.weight. The config carries, besides
 // PEFT's fields, sora_method, rotation_rank, exact_rotation and
 // loraplus_lr_ratio for the methods PEFT lacks; PEFT itself ignores them
 // and reads a LoRA/DoRA adapter as such.
@@ -42,24 +45,46 @@ const KeyPrefix = "base_model.model."
 func Key(layer, tensor string) string { return KeyPrefix + layer + "." + tensor }
 
 // Save writes m's adapter into the folder dir (created if needed) as
-// adapter_model.safetensors and adapter_config.json. Each file is written
-// to a temporary file in dir and renamed into place, weights first, so a
-// reader never sees a partial file; other files in dir are left alone.
-// Full fine-tuning has no adapter form and is refused.
+// adapter_model.safetensors and adapter_config.json, with the layers that
+// meta.ModulesToSave names (each a plain dense layer of m's module, not an
+// adapted one) stored whole. Each file is written to a temporary file in
+// dir and renamed into place, weights first, so a reader never sees a
+// partial file; other files in dir are left alone. Full fine-tuning has no
+// adapter form and is refused.
 func Save(dir string, m *peft.Model, meta Meta) error {
 	cfg := m.Config()
 	conf, err := encodeConfig(cfg, meta)
 	if err != nil {
 		return fmt.Errorf("adapter: saving to %s: %w", dir, err)
 	}
+	saved, missing, err := savedLayers(m.Module(), meta.ModulesToSave)
+	if err != nil {
+		return fmt.Errorf("adapter: saving to %s: %w", dir, err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("adapter: saving to %s: modules_to_save %s name no layer of the model", dir, strings.Join(quote(missing), ", "))
+	}
 	var tensors []safetensors.Tensor
+	add := func(key string, v *graph.Value, shape []int) error {
+		data, err := v.Download()
+		if err != nil {
+			return fmt.Errorf("adapter: saving %s: %w", key, err)
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: key, Shape: shape, Data: data})
+		return nil
+	}
 	for _, l := range m.Layers() {
 		for _, nt := range l.Tensors() {
-			data, err := nt.Value.Download()
-			if err != nil {
-				return fmt.Errorf("adapter: saving %s: %w", Key(l.Name(), nt.Key), err)
+			if err := add(Key(l.Name(), nt.Key), nt.Value, nt.Shape); err != nil {
+				return err
 			}
-			tensors = append(tensors, safetensors.Tensor{Name: Key(l.Name(), nt.Key), Shape: nt.Shape, Data: data})
+		}
+	}
+	for _, sl := range saved {
+		for _, t := range sl.tensors() {
+			if err := add(t.key, t.v, t.v.Shape()); err != nil {
+				return err
+			}
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -74,6 +99,79 @@ func Save(dir string, m *peft.Model, meta Meta) error {
 	return nil
 }
 
+// savedLayer is a layer of modules_to_save.
+type savedLayer struct {
+	name  string // its path in the model, e.g. "score"
+	dense *graph.Dense
+}
+
+type namedValue struct {
+	key string
+	v   *graph.Value
+}
+
+// tensors returns the layer's weight (and bias) with their file names.
+func (sl savedLayer) tensors() []namedValue {
+	ts := []namedValue{{Key(sl.name, "weight"), sl.dense.W}}
+	if sl.dense.B != nil {
+		ts = append(ts, namedValue{Key(sl.name, "bias"), sl.dense.B})
+	}
+	return ts
+}
+
+// savedLayers returns the layers of module that the modules_to_save
+// entries select: a layer whose name is an entry or ends in '.' followed
+// by it. Each must hold a plain dense layer. Entries that select no layer
+// are returned in missing.
+func savedLayers(module graph.Module, names []string) (saved []savedLayer, missing []string, err error) {
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	refs := module.Layers()
+	seen := map[string]bool{}
+	for _, n := range names {
+		found := false
+		for _, ref := range refs {
+			if ref.Name != n && !strings.HasSuffix(ref.Name, "."+n) {
+				continue
+			}
+			found = true
+			if seen[ref.Name] {
+				continue
+			}
+			seen[ref.Name] = true
+			d, ok := (*ref.Slot).(*graph.Dense)
+			if !ok || d == nil || d.W == nil {
+				return nil, nil, fmt.Errorf("layer %q of modules_to_save is a %T; only a dense layer that the adapter does not target can be saved whole", ref.Name, *ref.Slot)
+			}
+			saved = append(saved, savedLayer{name: ref.Name, dense: d})
+		}
+		if !found {
+			missing = append(missing, n)
+		}
+	}
+	return saved, missing, nil
+}
+
+// ModuleShape returns the shape of the weight that the adapter in dir
+// stores for the layer module (a modules_to_save layer such as "score"),
+// so that a caller can give its model that layer (a classification head
+// with as many classes as the weight has rows) before [Load] fills it in.
+// ok is false when the file holds no such weight.
+func ModuleShape(dir, module string) (shape []int, ok bool, err error) {
+	path := filepath.Join(dir, WeightsFile)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("adapter: %w", err)
+	}
+	defer f.Close()
+	info, ok := f.Info(Key(module, "weight"))
+	if !ok {
+		return nil, false, nil
+	}
+	return append([]int(nil), info.Shape...), true, nil
+}
+
 // ReadConfig reads dir/adapter_config.json (see [ParseConfig]).
 func ReadConfig(dir string) (peft.Config, Meta, error) {
 	path := filepath.Join(dir, ConfigFile)
@@ -85,9 +183,14 @@ func ReadConfig(dir string) (peft.Config, Meta, error) {
 }
 
 // Load reads the adapter in dir, injects it into module (see [peft.Inject])
-// and sets its tensors from the file. The module's selected layers must
-// have the shapes the adapter was trained on. On any error the module is
-// left as it was.
+// and sets its tensors from the file, and the weights of the layers its
+// modules_to_save names from theirs. The module's selected layers must
+// have the shapes the adapter was trained on, and a layer of
+// modules_to_save must exist already, as a dense layer of the saved shape
+// (give a classifier its head first: [ModuleShape] says its size); an
+// entry that names no layer of the module is skipped, as PEFT skips it,
+// unless the file holds tensors for it. On any error the module is left as
+// it was.
 func Load(dir string, module graph.Module) (*peft.Model, Meta, error) {
 	cfg, meta, err := ReadConfig(dir)
 	if err != nil {
@@ -103,7 +206,12 @@ func Load(dir string, module graph.Module) (*peft.Model, Meta, error) {
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("adapter: %s: %w", filepath.Join(dir, ConfigFile), err)
 	}
-	if err := setTensors(f, path, m); err != nil {
+	saved, _, err := savedLayers(module, meta.ModulesToSave)
+	if err != nil {
+		m.Unload()
+		return nil, Meta{}, fmt.Errorf("adapter: %s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	if err := setTensors(f, path, m, saved); err != nil {
 		m.Unload()
 		return nil, Meta{}, err
 	}
@@ -116,8 +224,20 @@ var alternatives = map[string]string{
 	"lora_magnitude_vector": "lora_magnitude_vector.weight", // PEFT before 0.12
 }
 
-func setTensors(f *safetensors.File, path string, m *peft.Model) error {
+func setTensors(f *safetensors.File, path string, m *peft.Model, saved []savedLayer) error {
 	used := map[string]bool{}
+	read := func(name string, n int) ([]float32, error) {
+		data := make([]float32, n)
+		if err := f.ReadFloat32(name, data); err != nil {
+			return nil, fmt.Errorf("adapter: %w", err)
+		}
+		for i, v := range data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("adapter: %s: tensor %q element %d is %v", path, name, i, v)
+			}
+		}
+		return data, nil
+	}
 	for _, l := range m.Layers() {
 		in, out := l.Dims()
 		for _, nt := range l.Tensors() {
@@ -135,20 +255,39 @@ func setTensors(f *safetensors.File, path string, m *peft.Model) error {
 				return fmt.Errorf("adapter: %s: tensor %q has shape %v, expected %v for layer %q (in %d, out %d, %s)", path, info.Name, info.Shape, nt.Shape, l.Name(), in, out, describe(l.Config()))
 			}
 			used[info.Name] = true
-			data := make([]float32, nt.Value.Len())
-			if err := f.ReadFloat32(info.Name, data); err != nil {
-				return fmt.Errorf("adapter: %w", err)
-			}
-			for i, v := range data {
-				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-					return fmt.Errorf("adapter: %s: tensor %q element %d is %v", path, info.Name, i, v)
-				}
+			data, err := read(info.Name, nt.Value.Len())
+			if err != nil {
+				return err
 			}
 			b := nt.Value.Backend()
 			b.Upload(nt.Value.Tensor(), data)
 			if err := b.Sync(); err != nil {
 				return fmt.Errorf("adapter: uploading %q: %w", info.Name, err)
 			}
+		}
+	}
+	// The module's own layers are written only once everything is read and
+	// checked, so that a bad file leaves them as they were.
+	type upload struct {
+		v    *graph.Value
+		data []float32
+	}
+	var uploads []upload
+	for _, sl := range saved {
+		for _, t := range sl.tensors() {
+			info, ok := f.Info(t.key)
+			if !ok {
+				return fmt.Errorf("adapter: %s: missing tensor %q, expected shape %v for layer %q of modules_to_save", path, t.key, []int(t.v.Shape()), sl.name)
+			}
+			if !backend.Shape(info.Shape).Equal(t.v.Shape()) {
+				return fmt.Errorf("adapter: %s: tensor %q has shape %v, expected %v for layer %q of modules_to_save (the model's layer has another size)", path, t.key, info.Shape, []int(t.v.Shape()), sl.name)
+			}
+			used[t.key] = true
+			data, err := read(t.key, t.v.Len())
+			if err != nil {
+				return err
+			}
+			uploads = append(uploads, upload{t.v, data})
 		}
 	}
 	var extra []string
@@ -164,7 +303,14 @@ func setTensors(f *safetensors.File, path string, m *peft.Model) error {
 			more = fmt.Sprintf(" and %d more", len(extra)-3)
 			extra = extra[:3]
 		}
-		return fmt.Errorf("adapter: %s: tensors %s%s belong to no adapted layer of the model (different module names or target_modules?)", path, strings.Join(quote(extra), ", "), more)
+		return fmt.Errorf("adapter: %s: tensors %s%s belong to no adapted layer of the model (different module names or target_modules?) nor to a layer of modules_to_save", path, strings.Join(quote(extra), ", "), more)
+	}
+	for _, u := range uploads {
+		b := u.v.Backend()
+		b.Upload(u.v.Tensor(), u.data)
+		if err := b.Sync(); err != nil {
+			return fmt.Errorf("adapter: uploading %q: %w", u.v.Name(), err)
+		}
 	}
 	return nil
 }

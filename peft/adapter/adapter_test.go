@@ -384,7 +384,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{with("use_rslora", true), "use_rslora"},
 		{with("lora_bias", true), "lora_bias"},
 		{with("fan_in_fan_out", true), "fan_in_fan_out"},
-		{with("modules_to_save", []string{"score"}), "modules_to_save"},
+		{with("modules_to_save", []string{"score", ""}), "modules_to_save: entry 1"},
+		{with("modules_to_save", map[string]int{"score": 1}), "modules_to_save: want a list"},
 		{with("rank_pattern", map[string]int{"q_proj": 2}), "rank_pattern"},
 		{with("layers_to_transform", []int{0}), "layers_to_transform"},
 		{with("sora_method", "magic"), "sora_method"},
@@ -593,9 +594,238 @@ func TestLoadHalfPrecisionAndOldDoRAKey(t *testing.T) {
 	}
 }
 
+// TestModulesToSave saves an adapter with layers trained whole beside it
+// (modules_to_save, as a classifier's head is), checks the file layout
+// Hugging Face PEFT uses (base_model.model.<layer>.weight/.bias and the
+// config list) and that Load restores them bit for bit.
+func TestModulesToSave(t *testing.T) {
+	b := openCPU(t)
+	src := newToy(t, b)
+	pm, err := peft.Inject(src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Unload()
+	perturb(t, pm, 4)
+	// Train the saved layers too: new values, unlike a fresh toy's.
+	rng := rand.New(rand.NewPCG(8, 8))
+	want := map[string][]float32{}
+	wantShape := map[string][]int{}
+	for i, name := range src.names {
+		if !strings.HasSuffix(name, "v_proj") && name != "lm_head" {
+			continue
+		}
+		d := src.denses[i]
+		for suffix, v := range map[string]*graph.Value{"weight": d.W, "bias": d.B} {
+			if v == nil {
+				continue
+			}
+			h := make([]float32, v.Len())
+			for j := range h {
+				h[j] = float32(rng.NormFloat64())
+			}
+			b.Upload(v.Tensor(), h)
+			want[Key(name, suffix)] = h
+			wantShape[Key(name, suffix)] = v.Shape()
+		}
+	}
+	if len(want) != 5 { // two v_proj with biases, lm_head
+		t.Fatalf("%d saved tensors expected, want 5", len(want))
+	}
+	dir := t.TempDir()
+	meta := Meta{BaseModel: "toy", TaskType: "SEQ_CLS", ModulesToSave: []string{"v_proj", "lm_head", "classifier"}}
+	if err := Save(dir, pm, meta); err == nil || !strings.Contains(err.Error(), `"classifier"`) {
+		t.Errorf("saving a module the model lacks: %v", err)
+	}
+	meta.ModulesToSave = meta.ModulesToSave[:2]
+	if err := Save(dir, pm, Meta{ModulesToSave: []string{"model.layers.0.self_attn.q_proj"}}); err == nil || !strings.Contains(err.Error(), "does not target") {
+		t.Errorf("saving an adapted layer whole: %v", err)
+	}
+	if err := Save(dir, pm, meta); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, shape := range wantShape {
+		info, ok := f.Info(key)
+		if !ok || !reflect.DeepEqual(info.Shape, shape) {
+			t.Errorf("%s: in file %v with shape %v, want shape %v", key, ok, info.Shape, shape)
+		}
+	}
+	if got := len(f.Tensors()); got != 2*2+5 {
+		t.Errorf("%d tensors in the file, want 4 LoRA tensors and 5 saved ones", got)
+	}
+	f.Close()
+	var conf map[string]any
+	raw, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err := json.Unmarshal(raw, &conf); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(conf["modules_to_save"]); got != "[v_proj lm_head]" {
+		t.Errorf("modules_to_save in the config: %s", got)
+	}
+
+	dst := newToy(t, b)
+	loaded, lmeta, err := Load(dir, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Unload()
+	if !reflect.DeepEqual(lmeta, meta) {
+		t.Errorf("metadata %+v, want %+v", lmeta, meta)
+	}
+	for i, name := range dst.names {
+		d := dst.denses[i]
+		for suffix, v := range map[string]*graph.Value{"weight": d.W, "bias": d.B} {
+			w, ok := want[Key(name, suffix)]
+			if v == nil || !ok {
+				continue
+			}
+			got, _ := v.Download()
+			if !reflect.DeepEqual(got, w) {
+				t.Errorf("%s.%s not restored", name, suffix)
+			}
+		}
+	}
+	x := make([]float32, 3*8)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	if a, c := src.run(t, b, x), dst.run(t, b, x); !reflect.DeepEqual(a, c) {
+		t.Errorf("the loaded model computes another function")
+	}
+}
+
+// TestModulesToSaveErrors: a saved layer that is missing from the file,
+// of another size than the model's, or absent from the model while the
+// file holds it is an error that leaves the model as it was; an entry
+// naming no layer with no tensors (PEFT's "classifier" for a model whose
+// head is "score") is skipped.
+func TestModulesToSaveErrors(t *testing.T) {
+	b := openCPU(t)
+	src := newToy(t, b)
+	pm, err := peft.Inject(src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Save(dir, pm, Meta{ModulesToSave: []string{"lm_head"}}); err != nil {
+		t.Fatal(err)
+	}
+	pm.Unload()
+	setModules := func(t *testing.T, dir string, v any) {
+		t.Helper()
+		var conf map[string]any
+		raw, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+		json.Unmarshal(raw, &conf)
+		conf["modules_to_save"] = v
+		raw, _ = json.Marshal(conf)
+		os.WriteFile(filepath.Join(dir, ConfigFile), raw, 0o644)
+	}
+	copyDir := func(t *testing.T) string {
+		t.Helper()
+		d := t.TempDir()
+		for _, f := range []string{ConfigFile, WeightsFile} {
+			raw, _ := os.ReadFile(filepath.Join(dir, f))
+			os.WriteFile(filepath.Join(d, f), raw, 0o644)
+		}
+		return d
+	}
+	const headKey = "base_model.model.lm_head.weight"
+	cases := []struct {
+		name   string
+		break_ func(t *testing.T, dir string)
+		model  func(m *toy)
+		want   string
+	}{
+		{"missing", func(t *testing.T, dir string) {
+			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				var out []safetensors.Tensor
+				for _, x := range ts {
+					if x.Name != headKey {
+						out = append(out, x)
+					}
+				}
+				return out
+			})
+		}, nil, `missing tensor "` + headKey + `", expected shape [6 8] for layer "lm_head" of modules_to_save`},
+		{"other size", func(t *testing.T, dir string) {
+			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				for i := range ts {
+					if ts[i].Name == headKey {
+						ts[i].Shape, ts[i].Data = []int{5, 8}, ts[i].Data[:40]
+					}
+				}
+				return ts
+			})
+		}, nil, `tensor "` + headKey + `" has shape [5 8], expected [6 8]`},
+		{"not listed", func(t *testing.T, dir string) { setModules(t, dir, nil) }, nil, headKey},
+		{"not in the model", func(t *testing.T, dir string) { setModules(t, dir, []string{"score"}) }, nil, headKey},
+		{"bad entry", func(t *testing.T, dir string) { setModules(t, dir, []string{"lm.*"}) }, nil, `modules_to_save: entry 0 "lm.*"`},
+		{"not a list", func(t *testing.T, dir string) { setModules(t, dir, "lm_head") }, nil, "modules_to_save: want a list"},
+		{"targeted", func(t *testing.T, dir string) { setModules(t, dir, []string{"lm_head", "q_proj"}) }, nil, "only a dense layer"},
+		{"non-finite", func(t *testing.T, dir string) {
+			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				for i := range ts {
+					if ts[i].Name == headKey {
+						ts[i].Data[3] = float32(math.Inf(1))
+					}
+				}
+				return ts
+			})
+		}, nil, "element 3 is +Inf"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := copyDir(t)
+			c.break_(t, d)
+			m := newToy(t, b)
+			head := m.denses[len(m.denses)-1].W
+			before, _ := head.Download()
+			_, _, err := Load(d, m)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+			if after, _ := head.Download(); !reflect.DeepEqual(after, before) {
+				t.Errorf("a failed Load changed lm_head")
+			}
+			for _, s := range m.slots {
+				if _, ok := s.(*graph.Dense); !ok {
+					t.Errorf("a failed Load left %T in a slot", s)
+				}
+			}
+		})
+	}
+	// PEFT's sequence classifiers list both head names; the one the model
+	// lacks is skipped.
+	d := copyDir(t)
+	setModules(t, d, []string{"classifier", "lm_head"})
+	m := newToy(t, b)
+	loaded, meta, err := Load(d, m)
+	if err != nil {
+		t.Fatalf("modules_to_save [classifier lm_head]: %v", err)
+	}
+	loaded.Unload()
+	if !reflect.DeepEqual(meta.ModulesToSave, []string{"classifier", "lm_head"}) {
+		t.Errorf("modules_to_save read as %v", meta.ModulesToSave)
+	}
+	if shape, ok, err := ModuleShape(d, "lm_head"); err != nil || !ok || !reflect.DeepEqual(shape, []int{6, 8}) {
+		t.Errorf("ModuleShape(lm_head) = %v, %v, %v; want [6 8]", shape, ok, err)
+	}
+	if _, ok, err := ModuleShape(d, "score"); err != nil || ok {
+		t.Errorf("ModuleShape(score) = %v, %v; want not found", ok, err)
+	}
+	if _, _, err := ModuleShape(t.TempDir(), "lm_head"); err == nil {
+		t.Error("ModuleShape of an empty folder: no error")
+	}
+}
+
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(hfLoRAConfig))
 	f.Add([]byte(`{"peft_type": "OFT", "oft_block_size": 4, "target_modules": "all-linear"}`))
+	f.Add([]byte(`{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "task_type": "SEQ_CLS", "modules_to_save": ["classifier", "score"]}`))
 	f.Add([]byte(`{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "sora_method": "sora", "rotation_rank": 2, "exact_rotation": true}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, meta, err := ParseConfig(data, "fuzz.json")
@@ -614,7 +844,7 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded config does not parse: %v\n%s", err, enc)
 		}
-		if !reflect.DeepEqual(cfg, cfg2) || meta != meta2 {
+		if !reflect.DeepEqual(cfg, cfg2) || !reflect.DeepEqual(meta, meta2) {
 			t.Fatalf("round trip changed the config:\n%+v\n%+v", cfg, cfg2)
 		}
 	})
@@ -632,7 +862,7 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		if err := Save(seedDir, m, Meta{}); err != nil {
+		if err := Save(seedDir, m, Meta{ModulesToSave: []string{"lm_head"}}); err != nil {
 			f.Fatal(err)
 		}
 		m.Unload()
@@ -647,12 +877,17 @@ func FuzzLoad(f *testing.F) {
 		os.WriteFile(filepath.Join(dir, ConfigFile), conf, 0o644)
 		os.WriteFile(filepath.Join(dir, WeightsFile), data, 0o644)
 		m := newToy(t, b)
+		head := m.denses[len(m.denses)-1].W
+		before, _ := head.Download()
 		loaded, _, err := Load(dir, m)
 		if err != nil {
 			for _, s := range m.slots {
 				if _, ok := s.(*graph.Dense); !ok {
 					t.Fatalf("failed Load left %T in a slot", s)
 				}
+			}
+			if after, _ := head.Download(); !reflect.DeepEqual(after, before) {
+				t.Fatalf("failed Load changed the saved module lm_head")
 			}
 			return
 		}

@@ -24,6 +24,14 @@ type Meta struct {
 	BaseModel string
 	// TaskType is task_type, e.g. "CAUSAL_LM" or "SEQ_CLS".
 	TaskType string
+	// ModulesToSave is modules_to_save: layers that were trained whole
+	// beside the adapter (a classifier's head, "score") and are stored in
+	// the weights file under their own names, as Hugging Face PEFT stores
+	// them: base_model.model.<layer>.weight (and .bias). An entry names a
+	// layer or the last components of its name ("score" selects "score"
+	// and "x.score"); Hugging Face PEFT's sequence classifiers list
+	// "classifier" and "score", whichever the model has.
+	ModulesToSave []string
 }
 
 // fileConfig is adapter_config.json as Hugging Face PEFT writes it for
@@ -71,8 +79,8 @@ type fileConfig struct {
 // errors) into a method configuration and its metadata. It accepts the
 // configs Hugging Face PEFT writes for LoRA, DoRA and OFT and those [Save]
 // writes; a config that asks for something this package does not compute
-// (rsLoRA, rank patterns, trainable biases, modules_to_save, exact Cayley
-// OFT, …) is refused with the field named.
+// (rsLoRA, rank patterns, trainable biases, exact Cayley OFT, …) is refused
+// with the field named.
 func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	fail := func(format string, args ...any) (peft.Config, Meta, error) {
 		return peft.Config{}, Meta{}, fmt.Errorf("adapter: %s: %s", name, fmt.Sprintf(format, args...))
@@ -92,6 +100,11 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	if fc.TaskType != nil {
 		meta.TaskType = *fc.TaskType
 	}
+	modules, err := parseModulesToSave(fc.ModulesToSave)
+	if err != nil {
+		return fail("modules_to_save: %v", err)
+	}
+	meta.ModulesToSave = modules
 	targets, err := parseTargets(fc.TargetModules)
 	if err != nil {
 		return fail("target_modules: %v", err)
@@ -112,7 +125,6 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	checks := []error{
 		unsupported("bias", fc.Bias != nil && *fc.Bias != "none", fmt.Sprintf("%q: only \"none\" (frozen biases) is supported", deref(fc.Bias))),
 		unsupported("fan_in_fan_out", fc.FanInFanOut != nil && *fc.FanInFanOut, "true (Conv1D weights) is not supported"),
-		unsupported("modules_to_save", isSet(fc.ModulesToSave), "extra trainable modules are not supported"),
 		unsupported("layers_to_transform", isSet(fc.LayersToTransform), "layer selection by index is not supported; name the layers in target_modules"),
 		unsupported("exclude_modules", isSet(fc.ExcludeModules), "not supported; name the layers in target_modules"),
 		unsupported("rank_pattern", len(fc.RankPattern) > 0, "per-layer ranks are not supported"),
@@ -230,6 +242,27 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	return cfg, meta, nil
 }
 
+// parseModulesToSave reads modules_to_save: null or a list of layer names.
+func parseModulesToSave(raw json.RawMessage) ([]string, error) {
+	s := strings.TrimSpace(string(raw))
+	if s == "" || s == "null" {
+		return nil, nil
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("want a list of layer names, found %s", clip(s))
+	}
+	for i, e := range list {
+		if !plainName(e) {
+			return nil, fmt.Errorf("entry %d %q: want a layer name such as \"score\"", i, e)
+		}
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return list, nil
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return ""
@@ -302,6 +335,15 @@ func encodeConfig(cfg peft.Config, meta Meta) ([]byte, error) {
 			targets = tm[3:] // one expression: PEFT's own form
 		}
 	}
+	modules := any(nil)
+	if len(meta.ModulesToSave) > 0 {
+		for i, e := range meta.ModulesToSave {
+			if !plainName(e) {
+				return nil, fmt.Errorf("Meta.ModulesToSave[%d] %q: want a layer name such as \"score\"", i, e)
+			}
+		}
+		modules = meta.ModulesToSave
+	}
 	taskType := any(nil)
 	if meta.TaskType != "" {
 		taskType = meta.TaskType
@@ -318,7 +360,7 @@ func encodeConfig(cfg peft.Config, meta Meta) ([]byte, error) {
 		"inference_mode":          true,
 		"layers_pattern":          nil,
 		"layers_to_transform":     nil,
-		"modules_to_save":         nil,
+		"modules_to_save":         modules,
 		"revision":                nil,
 		"target_modules":          targets,
 		"task_type":               taskType,
