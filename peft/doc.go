@@ -62,8 +62,8 @@
 // TargetModules select (names such as q_proj or wq, matched as dotted
 // suffixes, or regular expressions, see [Match]) and freezes the rest;
 // [Model.Report] counts trainable parameters as Hugging Face's
-// print_trainable_parameters does (of the adapted model) and as the
-// papers' tables do (of the base model);
+// print_trainable_parameters does (of the adapted model) and of the base
+// model, the two conventions of papers' tables;
 // [Model.ParamGroups] gives graph/optim its groups (LoRA+: B at λ·lr);
 // [Model.Merge] folds every layer into one dense W' and b' (merged and
 // unmerged forwards agree to float32 rounding; W0 is never overwritten, so
