@@ -167,3 +167,56 @@ func gonumGflops(ta, tb bool, n, threads int) float64 {
 	}
 	return best
 }
+
+// BenchmarkSgemmRowDot times products of a few rows by a transposed
+// weight, x·Wᵀ for one token or a handful (generation with stories260K:
+// dim 64, hidden 172, vocab 512; a 4096-wide layer), through Engine.rowDots
+// and, as the baseline of the same run, through the tiled product that
+// packs W; x_tiled is the ratio. It also covers row counts just past
+// defaultRowDotMax, to show where the tiled product takes over. One thread.
+func BenchmarkSgemmRowDot(b *testing.B) {
+	shapes := []shape{
+		{1, 64, 64}, {1, 172, 64}, {1, 64, 172}, {1, 512, 64},
+		{2, 64, 64}, {4, 172, 64}, {4, 64, 172}, {6, 172, 64}, {8, 300, 32}, {12, 172, 64},
+	}
+	if !testing.Short() {
+		shapes = append(shapes, shape{1, 4096, 4096})
+	}
+	for _, kr := range kernelsUnderTest() {
+		for _, s := range shapes {
+			b.Run(fmt.Sprintf("%s/%dx%dx%d", kr.name, s.m, s.n, s.k), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(7, uint64(s.m*s.n*s.k)))
+				x, w, c := make([]float32, s.m*s.k), make([]float32, s.n*s.k), make([]float32, s.m*s.n)
+				for i := range x {
+					x[i] = rng.Float32() - 0.5
+				}
+				for i := range w {
+					w[i] = rng.Float32() - 0.5
+				}
+				rate := func(e *Engine, runs int) float64 {
+					e.Sgemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, c, s.n)
+					start := time.Now()
+					for range runs {
+						e.Sgemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, c, s.n)
+					}
+					return float64(runs) / time.Since(start).Seconds()
+				}
+				e := NewEngine(Config{Threads: 1})
+				e.k = kr
+				e.rowDotMax = max(s.m, defaultRowDotMax)
+				tiled := NewEngine(Config{Threads: 1})
+				tiled.k = kr
+				tiled.rowDotMax = 0
+				b.ResetTimer()
+				got := rate(e, b.N)
+				b.StopTimer()
+				base := 0.0
+				for range 3 { // best of three, each about as long as the timed loop
+					base = max(base, rate(tiled, b.N))
+				}
+				b.ReportMetric(2*float64(s.m*s.n*s.k)*got/1e9, "GFLOP/s")
+				b.ReportMetric(got/base, "x_tiled")
+			})
+		}
+	}
+}

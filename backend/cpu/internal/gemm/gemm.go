@@ -11,6 +11,13 @@
 // packing uses AVX2 transposes; elsewhere, or when Config.Portable is set,
 // everything is pure Go (4×2 tiles).
 //
+// Two shapes skip the tiles. A C at most 16 columns wide (LoRA's x·A) is
+// computed as dot products of A's rows, read in place, with the few rows
+// of op(B)ᵀ (Engine.skinny); a C of a few rows times a transposed B (x·Wᵀ
+// for one token, with W stored row by row) as dot products of A's rows
+// with W's rows, both read in place, so W streams through once and
+// nothing is packed (Engine.rowDots).
+//
 // A call is shared among up to Config.Threads goroutines: an Engine keeps
 // its worker goroutines, which take packing jobs and blocks of rows of C
 // from a shared counter, so the work balances itself when another process
@@ -68,8 +75,10 @@ type Engine struct {
 	// op(B)ᵀ for Engine.skinny.
 	cT, bt []float32
 	// bBudget caps bShared's length and minFlops is the least work worth
-	// a thread; they are fields only so tests can shrink them.
-	bBudget, minFlops int
+	// a thread; they are fields only so tests can shrink them. rowDotMax
+	// is the most rows of C for which Engine.rowDots is used; a field so
+	// that tests and benchmarks can compare it with the tiled product.
+	bBudget, minFlops, rowDotMax int
 
 	// State of the call in progress, read by the workers.
 	cl       call
@@ -113,7 +122,7 @@ func NewEngine(cfg Config) *Engine {
 		id = strings.TrimSpace(os.Getenv(EnvKernel))
 	}
 	e := &Engine{threads: t, k: selectKernel(cfg.Portable, id),
-		bBudget: defaultBBudget, minFlops: defaultMinFlops}
+		bBudget: defaultBBudget, minFlops: defaultMinFlops, rowDotMax: defaultRowDotMax}
 	e.ws = make([]workspace, t)
 	e.done = make(chan struct{}, 1)
 	return e
@@ -155,6 +164,10 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	}
 	if k <= 0 || alpha == 0 {
 		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	if !transA && transB && m <= e.rowDotMax && e.k.rowDot != nil {
+		e.rowDots(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	if e.k.dot != nil && !transA && n <= maxSkinny && k >= minSkinnyK && m >= e.k.dotRows {
@@ -232,6 +245,88 @@ func (e *Engine) skinny(transB bool, m, n, k int, alpha float32, a []float32, ld
 		return
 	}
 	e.parallel()
+}
+
+// defaultRowDotMax is the most rows of C computed by Engine.rowDots
+// rather than by the tiled product; see there.
+const defaultRowDotMax = 4
+
+// rowDots computes a product with few rows, op(A) = A and op(B) = Bᵀ, as
+// dot products of A's rows with B's rows, both read where they are: x·Wᵀ
+// for a token or a handful of them, with W [n, k] stored row by row. The
+// tiled product would pack all of W, transposing it, to use it m times,
+// and fill only m rows of each mr-row tile; this path reads W once per
+// row of C and packs nothing, so it runs at the speed W streams from
+// cache or memory. Each kernel call covers rowDotN columns of C; a last
+// group of fewer columns reuses the kernel on the last rowDotN rows of B
+// (recomputing a few) or, when B has fewer rows than that, on a copy
+// padded with zero rows.
+func (e *Engine) rowDots(m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if n < rowDotN {
+		if len(e.bt) < rowDotN*k {
+			e.bt = make([]float32, rowDotN*k)
+		}
+		bt := e.bt[:rowDotN*k]
+		for j := 0; j < rowDotN; j++ {
+			if j < n {
+				copy(bt[j*k:(j+1)*k], b[j*ldb:j*ldb+k])
+			} else {
+				clear(bt[j*k : (j+1)*k])
+			}
+		}
+		b, ldb = bt, k
+	}
+	e.cl = call{false, true, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc}
+	defer func() { e.cl = call{} }()
+	e.phase, e.nitems = phaseRowDot, (n+rowDotColsPerItem-1)/rowDotColsPerItem
+	e.t = e.threadsFor(m, n, k)
+	if e.t == 1 {
+		e.rowDotCols(&e.ws[0], 0, n)
+		return
+	}
+	e.parallel()
+}
+
+// rowDotColsPerItem is how many columns of C one work item of rowDots
+// covers, a multiple of rowDotN.
+const rowDotColsPerItem = 64
+
+// rowDotCols computes columns [j0, j1) of every row of the product set up
+// by rowDots. cl.n may be less than rowDotN only when B was padded.
+func (e *Engine) rowDotCols(ws *workspace, j0, j1 int) {
+	cl, kr := &e.cl, e.k
+	k := cl.k
+	direct := cl.alpha == 1 && cl.beta == 0
+	sums := ws.edge[:rowDotN]
+	// B has n rows, or rowDotN when rowDots padded it.
+	rowsB := max(cl.n, rowDotN)
+	for i := 0; i < cl.m; i++ {
+		arow := cl.a[i*cl.lda : i*cl.lda+k]
+		crow := cl.c[i*cl.ldc : i*cl.ldc+cl.n]
+		for j := j0; j < j1; j += rowDotN {
+			cols := min(rowDotN, j1-j)
+			if cols == rowDotN && direct {
+				kr.rowDot(k, arow, cl.b[j*cl.ldb:], cl.ldb, crow[j:j+rowDotN])
+				continue
+			}
+			// A partial group, or alpha and beta to apply: sums into
+			// scratch. A group that would run past B's last row takes
+			// B's last rowDotN rows instead, the first few of which
+			// recompute entries left of j, skipped here.
+			jb := min(j, rowsB-rowDotN)
+			kr.rowDot(k, arow, cl.b[jb*cl.ldb:], cl.ldb, sums)
+			src, dst := sums[j-jb:j-jb+cols], crow[j:j+cols]
+			if cl.beta == 0 {
+				for q, s := range src {
+					dst[q] = cl.alpha * s
+				}
+				continue
+			}
+			for q, s := range src {
+				dst[q] = cl.alpha*s + cl.beta*dst[q]
+			}
+		}
+	}
 }
 
 // skinnyRowsPerItem is how many rows of C one work item of skinny covers.
@@ -420,6 +515,7 @@ const (
 	phasePackB
 	phaseRows
 	phaseSkinny
+	phaseRowDot
 )
 
 // work takes items of the current phase from e.next until there are none
@@ -434,6 +530,8 @@ func (e *Engine) work(id int) {
 		switch e.phase {
 		case phaseSkinny:
 			e.skinnyRows(ws, item*skinnyRowsPerItem, min(cl.m, (item+1)*skinnyRowsPerItem))
+		case phaseRowDot:
+			e.rowDotCols(ws, item*rowDotColsPerItem, min(cl.n, (item+1)*rowDotColsPerItem))
 		case phaseCols:
 			// Item i is the i-th of t slabs of columns.
 			n0, n1 := splitAt(cl.n, kr.nr, e.nitems, item), splitAt(cl.n, kr.nr, e.nitems, item+1)

@@ -226,7 +226,7 @@ func TestSgemmWarmAllocatesNothing(t *testing.T) {
 		for _, threads := range []int{1, 2} {
 			e := NewEngine(Config{Threads: threads})
 			e.k = kr
-			for _, s := range []shape{{96, 96, 96}, {8, 512, 128}} {
+			for _, s := range []shape{{96, 96, 96}, {8, 512, 128}, {1, 100, 70}, {3, 5, 64}} {
 				a, b, c := make([]float32, s.m*s.k), make([]float32, s.k*s.n), make([]float32, s.m*s.n)
 				for _, tr := range []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
 					lda, ldb := s.k, s.n
@@ -391,6 +391,72 @@ func TestSgemmRandomShapes(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%d/t%d/%dx%dx%d/%s/a%v_b%v", kr.name, i, th, s.m, s.n, s.k, transName(ta, tb), alpha, beta), func(t *testing.T) {
 				checkSgemm(t, engines[th], rng, ta, tb, s, alpha, beta, rng.IntN(3))
 			})
+		}
+	}
+}
+
+// TestRowDotPath checks products with a few rows and a transposed B, the
+// shapes Engine.rowDots takes: widths around multiples of rowDotN (a last
+// partial group; fewer columns than rowDotN, where B is padded), depths
+// around the SIMD widths (masked tails), alpha and beta, and several
+// threads with work items ending mid-row.
+func TestRowDotPath(t *testing.T) {
+	for _, kr := range kernelsUnderTest() {
+		for _, threads := range []int{1, 3} {
+			e := NewEngine(Config{Threads: threads})
+			e.k = kr
+			e.minFlops = 1
+			rng := rand.New(rand.NewPCG(11, uint64(threads)))
+			for _, m := range []int{1, 2, defaultRowDotMax} {
+				for _, n := range []int{1, 7, 8, 9, 16, 63, 64, 65, 130} {
+					for _, k := range []int{1, 5, 8, 15, 16, 17, 33, 64, 172} {
+						ab := []struct{ alpha, beta float32 }{{1, 0}, {-0.5, 0}, {1, 1}, {2, -0.25}}[(m+n+k)%4]
+						pad := (n + k) % 3
+						t.Run(fmt.Sprintf("%s/t%d/%dx%dx%d/a%v_b%v", kr.name, threads, m, n, k, ab.alpha, ab.beta), func(t *testing.T) {
+							checkSgemm(t, e, rng, false, true, shape{m, n, k}, ab.alpha, ab.beta, pad)
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRowDotKernels calls each rowDot kernel directly: eight dot products
+// of a row with rows ldbt apart whose padding is NaN, which must not reach
+// a sum, against float64 sums.
+func TestRowDotKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 12))
+	for _, kr := range kernelsUnderTest() {
+		for k := 1; k <= 70; k++ {
+			ldbt := k + 1 + k%5
+			a := make([]float32, k+16)
+			bt := make([]float32, (rowDotN-1)*ldbt+k+16)
+			for i := range a {
+				a[i] = float32(math.NaN())
+			}
+			for i := range bt {
+				bt[i] = float32(math.NaN())
+			}
+			for p := 0; p < k; p++ {
+				a[p] = float32(rng.NormFloat64())
+				for j := 0; j < rowDotN; j++ {
+					bt[j*ldbt+p] = float32(rng.NormFloat64())
+				}
+			}
+			out := make([]float32, rowDotN)
+			kr.rowDot(k, a[:k], bt[:(rowDotN-1)*ldbt+k], ldbt, out)
+			for j, got := range out {
+				var want, mag float64
+				for p := 0; p < k; p++ {
+					v := float64(a[p]) * float64(bt[j*ldbt+p])
+					want += v
+					mag += math.Abs(v)
+				}
+				if math.Abs(float64(got)-want) > 2*float64(k)*mag/(1<<23)+1e-30 {
+					t.Fatalf("%s k=%d: out[%d] = %v, want %v", kr.name, k, j, got, want)
+				}
+			}
 		}
 	}
 }

@@ -22,7 +22,16 @@ type kernel struct {
 	dot     func(k int, a []float32, lda int, bt []float32, ldbt int, out []float32)
 	dotRows int
 	dotK    int
+
+	// rowDot computes the dot products of one row a of A with rowDotN
+	// consecutive rows of Bᵀ, ldbt apart, over any k ≥ 1 into out[:8]:
+	// the kernel of the path for short C times a transposed B (see
+	// Engine.rowDots). It reads nothing of a row past its k values.
+	rowDot func(k int, a, bt []float32, ldbt int, out []float32)
 }
+
+// rowDotN is how many entries of C one rowDot call computes.
+const rowDotN = 8
 
 // selectKernel returns the kernel called id when this CPU runs it, else
 // the fastest it runs; the pure-Go one when portable is set.
@@ -45,7 +54,28 @@ const maxTile = 384
 var goKernel = &kernel{
 	id: "go", name: "go 4x2", mr: 4, nr: 2,
 	kc: 256, mc: 128, nc: 1024,
-	full: kernelGo4x2,
+	full: kernelGo4x2, rowDot: rowDotGo,
+}
+
+// rowDotGo is the portable rowDot: two passes of four rows, each with
+// four scalar accumulators (more would spill, as in kernelGo4x2).
+func rowDotGo(k int, a, bt []float32, ldbt int, out []float32) {
+	a = a[:k]
+	out = out[:rowDotN]
+	for j := 0; j < rowDotN; j += 4 {
+		b0 := bt[j*ldbt : j*ldbt+k]
+		b1 := bt[(j+1)*ldbt : (j+1)*ldbt+k]
+		b2 := bt[(j+2)*ldbt : (j+2)*ldbt+k]
+		b3 := bt[(j+3)*ldbt : (j+3)*ldbt+k]
+		var s0, s1, s2, s3 float32
+		for p, x := range a {
+			s0 += x * b0[p]
+			s1 += x * b1[p]
+			s2 += x * b2[p]
+			s3 += x * b3[p]
+		}
+		out[j], out[j+1], out[j+2], out[j+3] = s0, s1, s2, s3
+	}
 }
 
 // kernelGo4x2 is the portable micro-kernel. Its shape is what measured

@@ -1,0 +1,26 @@
+package gemm
+
+// The row-dot kernels in rowdot_amd64.s; see there for what they compute.
+// Only the checked wrappers below call them.
+//
+//go:noescape
+func sdot1x8z(k int, a *float32, bt *float32, ldbt int, out *float32)
+
+//go:noescape
+func sdot1x8y(k int, a *float32, bt *float32, ldbt int, out *float32)
+
+// rowDot8z and rowDot8y check the operands before handing raw pointers to
+// the assembly.
+func rowDot8z(k int, a, bt []float32, ldbt int, out []float32) {
+	_ = a[k-1]
+	_ = bt[7*ldbt+k-1]
+	_ = out[7]
+	sdot1x8z(k, &a[0], &bt[0], ldbt, &out[0])
+}
+
+func rowDot8y(k int, a, bt []float32, ldbt int, out []float32) {
+	_ = a[k-1]
+	_ = bt[7*ldbt+k-1]
+	_ = out[7]
+	sdot1x8y(k, &a[0], &bt[0], ldbt, &out[0])
+}
