@@ -57,7 +57,31 @@ type gen struct {
 	b *bytes.Buffer
 }
 
-func (g *gen) I(format string, args ...any) { fmt.Fprintf(g.b, "\t"+format+"\n", args...) }
+// I emits an instruction. In AVX-512 code a constant operand (·c…(SB))
+// is read as one float broadcast to every lane, with the .BCST form of the
+// instruction or VBROADCASTSS for a plain load: a 64-byte constant load
+// would often straddle two cache lines (Go aligns data to at most 32
+// bytes), which on large arrays costs more than the arithmetic.
+func (g *gen) I(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	// A row kernel's float64 scalar is an argument (FP) operand of an
+	// arithmetic instruction; MOVQ and friends load pointers and counts.
+	scalarArg := strings.Contains(line, "(FP)") && strings.HasPrefix(line, "V") &&
+		!strings.HasPrefix(line, "VBROADCAST") && !strings.HasPrefix(line, "VMOVS")
+	if g.wide() && (strings.Contains(line, "(SB)") && strings.Contains(line, "·c") || scalarArg) {
+		op, rest, _ := strings.Cut(line, " ")
+		switch op {
+		case "VMOVUPS":
+			op = "VBROADCASTSS"
+		case "VMOVUPS.Z":
+			op = "VBROADCASTSS.Z"
+		default:
+			op += ".BCST"
+		}
+		line = op + " " + rest
+	}
+	fmt.Fprintf(g.b, "\t%s\n", line)
+}
 func (g *gen) label(l string)               { fmt.Fprintf(g.b, "%s:\n", l) }
 
 // c returns the memory operand of a constant vector (a [16]float32 or
@@ -777,9 +801,14 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	declare(name, doc, args, results)
 	table(k.name, g.suffix, name, args, results)
 
-	// The float64 scalars are splatted into the local frame, 64 bytes
-	// each, where the body reads them as memory operands.
-	frameSize := 64 * len(k.scalars)
+	// AVX-512 reads the float64 scalars from the arguments, broadcast
+	// (.BCST). AVX2 has no broadcast operands: it splats them into the
+	// local frame, 32 bytes each at a 32-byte aligned address (R13), so
+	// that no load straddles two cache lines.
+	frameSize := 0
+	if !g.wide() && len(k.scalars) > 0 {
+		frameSize = 32*len(k.scalars) + 32
+	}
 	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $%d-%d\n", name, name, frameSize, total)
 	ptr := map[string]string{}
 	for i, s := range k.streams {
@@ -788,9 +817,13 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	}
 	g.I("MOVQ n+%d(FP), CX", offs["n"])
 	r := &regs{g: g}
-	for j, sc := range k.scalars {
-		g.I("VBROADCASTSD %s+%d(FP), %s", sc, offs[sc], g.V(0))
-		g.I("VMOVUPD %s, %d(SP)", g.V(0), 64*j)
+	if frameSize > 0 {
+		g.I("LEAQ 31(SP), R13")
+		g.I("ANDQ $~31, R13")
+		for j, sc := range k.scalars {
+			g.I("VBROADCASTSD %s+%d(FP), %s", sc, offs[sc], g.V(0))
+			g.I("VMOVUPD %s, %d(R13)", g.V(0), 32*j)
+		}
 	}
 	tm := ""
 	var tm64 [2]string
@@ -838,7 +871,12 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 		}
 	}
 	ts := r.vs(k.temps)
-	cf := func(j int) string { return fmt.Sprintf("%d(SP)", 64*j) }
+	cf := func(j int) string {
+		if g.wide() {
+			return fmt.Sprintf("%s+%d(FP)", k.scalars[j], offs[k.scalars[j]])
+		}
+		return fmt.Sprintf("%d(R13)", 32*j)
+	}
 	L, B := g.lanes, g.bytes()
 
 	iter := func(masked bool) {
