@@ -191,33 +191,67 @@ func (t Tensor) Rows() (rows, cols int) { return t.shape.Rows() }
 
 // Reshape returns a view of the same contiguous elements with a new shape of
 // the same number of elements. One extent may be -1, inferred from the rest.
+//
+// Reshape allocates nothing when the shape does not change, and otherwise
+// keeps shape itself, without copying it, unless it has to infer an
+// extent. A caller that passes a slice (t.Reshape(s...)) must therefore
+// not modify s afterwards, the rule that already holds for the slice
+// [Tensor.Shape] returns: shapes are read-only once a view holds them.
+// Listing the extents (t.Reshape(rows, cols)) makes a fresh slice each
+// call, so it needs no care.
 func (t Tensor) Reshape(shape ...int) (Tensor, error) {
 	if !t.Contiguous() {
 		return Tensor{}, fmt.Errorf("backend: reshape of non-contiguous view %v", t.shape)
 	}
-	s := Shape(append([]int(nil), shape...))
 	infer := -1
 	known := 1
-	for i, d := range s {
+	for i, d := range shape {
 		switch {
 		case d == -1 && infer < 0:
 			infer = i
 		case d < 0:
-			return Tensor{}, fmt.Errorf("backend: bad extent %d in reshape to %v", d, s)
+			return Tensor{}, fmt.Errorf("backend: bad extent %d in reshape to %v", d, Shape(shape))
 		default:
 			known *= d
 		}
 	}
+	n := t.Len()
+	inferred := 0
 	if infer >= 0 {
-		if known == 0 || t.Len()%known != 0 {
-			return Tensor{}, fmt.Errorf("backend: cannot infer axis %d reshaping %v to %v", infer, t.shape, s)
+		if known == 0 || n%known != 0 {
+			return Tensor{}, fmt.Errorf("backend: cannot infer axis %d reshaping %v to %v", infer, t.shape, Shape(shape))
 		}
-		s[infer] = t.Len() / known
+		inferred = n / known
+	} else if known != n {
+		return Tensor{}, fmt.Errorf("backend: reshape %v (%d elements) to %v (%d elements)", t.shape, n, Shape(shape), known)
 	}
-	if s.NumElements() != t.Len() {
-		return Tensor{}, fmt.Errorf("backend: reshape %v (%d elements) to %v (%d elements)", t.shape, t.Len(), s, s.NumElements())
+	if sameShape(t.shape, shape, infer, inferred) {
+		return Tensor{buf: t.buf, off: t.off, shape: t.shape}, nil
+	}
+	s := Shape(shape)
+	if infer >= 0 {
+		// The caller's slice must not be written: copy it.
+		s = append(Shape(nil), shape...)
+		s[infer] = inferred
 	}
 	return Tensor{buf: t.buf, off: t.off, shape: s}, nil
+}
+
+// sameShape reports whether shape, with the extent at index infer (if
+// any) replaced by inferred, equals s.
+func sameShape(s Shape, shape []int, infer, inferred int) bool {
+	if len(s) != len(shape) {
+		return false
+	}
+	for i, d := range shape {
+		if i == infer {
+			d = inferred
+		}
+		if s[i] != d {
+			return false
+		}
+	}
+	return true
 }
 
 // MustReshape is Reshape for shapes the caller has already checked; it
@@ -230,13 +264,17 @@ func (t Tensor) MustReshape(shape ...int) Tensor {
 	return r
 }
 
-// Slice returns the contiguous view of rows [from, to) along axis 0.
+// Slice returns the contiguous view of rows [from, to) along axis 0. The
+// whole axis is t itself, and allocates nothing.
 func (t Tensor) Slice(from, to int) (Tensor, error) {
 	if !t.Contiguous() || len(t.shape) == 0 {
 		return Tensor{}, fmt.Errorf("backend: slice of non-contiguous or scalar view %v", t.shape)
 	}
 	if from < 0 || to < from || to > t.shape[0] {
 		return Tensor{}, fmt.Errorf("backend: slice [%d:%d] of axis 0 with extent %d", from, to, t.shape[0])
+	}
+	if from == 0 && to == t.shape[0] {
+		return Tensor{buf: t.buf, off: t.off, shape: t.shape}, nil
 	}
 	inner := t.shape[1:].NumElements()
 	s := append(Shape{to - from}, t.shape[1:]...)

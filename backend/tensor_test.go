@@ -1,0 +1,127 @@
+package backend
+
+import (
+	"strings"
+	"testing"
+)
+
+// testBuf is a Buffer of n float32 elements with no storage: views only
+// need its length.
+type testBuf int
+
+func (b testBuf) Len() int     { return int(b) }
+func (b testBuf) DType() DType { return Float32 }
+
+func TestReshape(t *testing.T) {
+	base, err := NewTensor(testBuf(64), 4, 3, 4, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		shape []int
+		want  Shape
+		err   string
+	}{
+		{"same", []int{3, 4, 5}, Shape{3, 4, 5}, ""},
+		{"flatten", []int{12, 5}, Shape{12, 5}, ""},
+		{"infer last", []int{3, -1}, Shape{3, 20}, ""},
+		{"infer to same", []int{3, -1, 5}, Shape{3, 4, 5}, ""},
+		{"infer first", []int{-1, 10}, Shape{6, 10}, ""},
+		{"rank 1", []int{60}, Shape{60}, ""},
+		{"wrong count", []int{7, 8}, nil, "60 elements"},
+		{"two inferred", []int{-1, -1}, nil, "bad extent"},
+		{"negative", []int{-2, -30}, nil, "bad extent"},
+		{"indivisible", []int{-1, 7}, nil, "cannot infer"},
+		{"infer beside zero", []int{0, -1}, nil, "cannot infer"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			arg := append([]int(nil), tc.shape...)
+			got, err := base.Reshape(arg...)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Reshape(%v) error %v, want one containing %q", tc.shape, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Reshape(%v): %v", tc.shape, err)
+			}
+			if !got.Shape().Equal(tc.want) || got.Offset() != 4 || got.Buffer() != base.Buffer() || !got.Contiguous() {
+				t.Fatalf("Reshape(%v) = %v, want shape %v at offset 4 of the same buffer", tc.shape, got, tc.want)
+			}
+			for i := range arg {
+				if arg[i] != tc.shape[i] {
+					t.Fatalf("Reshape(%v) changed its argument to %v", tc.shape, arg)
+				}
+			}
+		})
+	}
+	if _, err := base.Reshape(60); err != nil {
+		t.Fatal(err)
+	}
+	perm, err := base.Permute(2, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := perm.Reshape(60); err == nil {
+		t.Fatal("Reshape of a permuted view succeeded")
+	}
+}
+
+// TestViewsAllocateNothing checks the cases that views on the hot path of
+// generation rely on: an unchanged shape or one passed as a slice, and the
+// whole of axis 0. (Extents listed as arguments cost one allocation, made
+// by the caller: the view keeps the slice.)
+func TestViewsAllocateNothing(t *testing.T) {
+	base, err := NewTensor(testBuf(60), 0, 3, 4, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := Shape{12, 5}
+	var sink Tensor
+	cases := map[string]func(){
+		"same shape":   func() { sink = base.MustReshape(base.Shape()...) },
+		"shape slice":  func() { sink = base.MustReshape(flat...) },
+		"whole axis 0": func() { sink = base.MustSlice(0, 3) },
+	}
+	for name, f := range cases {
+		if n := testing.AllocsPerRun(10, f); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", name, n)
+		}
+	}
+	_ = sink
+}
+
+func TestSlice(t *testing.T) {
+	base, err := NewTensor(testBuf(40), 2, 3, 2, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		from, to int
+		want     Shape
+		off      int
+		ok       bool
+	}{
+		{0, 3, Shape{3, 2, 5}, 2, true},
+		{1, 3, Shape{2, 2, 5}, 12, true},
+		{2, 2, Shape{0, 2, 5}, 22, true},
+		{-1, 2, nil, 0, false},
+		{2, 1, nil, 0, false},
+		{0, 4, nil, 0, false},
+	}
+	for _, tc := range tests {
+		got, err := base.Slice(tc.from, tc.to)
+		if !tc.ok {
+			if err == nil {
+				t.Errorf("Slice(%d, %d) = %v, want an error", tc.from, tc.to, got)
+			}
+			continue
+		}
+		if err != nil || !got.Shape().Equal(tc.want) || got.Offset() != tc.off {
+			t.Errorf("Slice(%d, %d) = %v, %v; want shape %v at offset %d", tc.from, tc.to, got, err, tc.want, tc.off)
+		}
+	}
+}
