@@ -128,35 +128,37 @@ func (g *Tape) binary(name string, op backend.BinaryOp, a, b *Value) *Value {
 		return out
 	}
 	g.b.Binary(op, aView(out.data, bc), aView(a.data, bc), bView(b.data, bc, a.shape))
-	g.record(out, func(dy backend.Tensor) {
-		// b first: it reads dy, which a's contribution overwrites.
-		if b.needsGrad {
-			switch op {
-			case backend.Add:
-				g.reduceGrad(b, bc, dy, 1, false)
-			case backend.Sub:
-				g.reduceGrad(b, bc, dy, -1, false)
-			case backend.Mul: // db = Σ dy ⊙ a
-				t := g.alloc(a.shape)
-				g.b.Binary(backend.Mul, t, dy, a.data)
-				g.reduceGrad(b, bc, t, 1, true)
-			case backend.Div: // db = −Σ dy ⊙ a / b² = −Σ dy ⊙ out / b
-				t := g.alloc(a.shape)
-				g.b.Binary(backend.Mul, t, dy, out.data)
-				g.b.Binary(backend.Div, aView(t, bc), aView(t, bc), bView(b.data, bc, a.shape))
-				g.reduceGrad(b, bc, t, -1, true)
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			// b first: it reads dy, which a's contribution overwrites.
+			if b.needsGrad {
+				switch op {
+				case backend.Add:
+					g.reduceGrad(b, bc, dy, 1, false)
+				case backend.Sub:
+					g.reduceGrad(b, bc, dy, -1, false)
+				case backend.Mul: // db = Σ dy ⊙ a
+					t := g.alloc(a.shape)
+					g.b.Binary(backend.Mul, t, dy, a.data)
+					g.reduceGrad(b, bc, t, 1, true)
+				case backend.Div: // db = −Σ dy ⊙ a / b² = −Σ dy ⊙ out / b
+					t := g.alloc(a.shape)
+					g.b.Binary(backend.Mul, t, dy, out.data)
+					g.b.Binary(backend.Div, aView(t, bc), aView(t, bc), bView(b.data, bc, a.shape))
+					g.reduceGrad(b, bc, t, -1, true)
+				}
 			}
-		}
-		if !a.needsGrad {
-			g.release(dy)
-			return
-		}
-		switch op {
-		case backend.Mul, backend.Div: // da = dy ⊙ b, dy ⊘ b
-			g.b.Binary(op, aView(dy, bc), aView(dy, bc), bView(b.data, bc, a.shape))
-		}
-		g.give(a, dy)
-	})
+			if !a.needsGrad {
+				g.release(dy)
+				return
+			}
+			switch op {
+			case backend.Mul, backend.Div: // da = dy ⊙ b, dy ⊘ b
+				g.b.Binary(op, aView(dy, bc), aView(dy, bc), bView(b.data, bc, a.shape))
+			}
+			g.give(a, dy)
+		})
+	}
 	return out
 }
 
@@ -170,10 +172,12 @@ func (g *Tape) Scale(x *Value, alpha float32) *Value {
 		return out
 	}
 	g.b.Scale(out.data, x.data, alpha)
-	g.record(out, func(dy backend.Tensor) {
-		g.b.Scale(dy, dy, alpha)
-		g.give(x, dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			g.b.Scale(dy, dy, alpha)
+			g.give(x, dy)
+		})
+	}
 	return out
 }
 
@@ -188,7 +192,9 @@ func (g *Tape) AddScalar(x *Value, c float32) *Value {
 		return out
 	}
 	g.b.Binary(backend.Add, aView(out.data, bcScalar), aView(x.data, bcScalar), cv.data)
-	g.record(out, func(dy backend.Tensor) { g.give(x, dy) })
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) { g.give(x, dy) })
+	}
 	return out
 }
 
@@ -259,10 +265,12 @@ func (g *Tape) Unary(op backend.UnaryOp, x *Value) *Value {
 		return out
 	}
 	g.b.Unary(op, out.data, x.data)
-	g.record(out, func(dy backend.Tensor) {
-		g.b.UnaryGrad(op, dy, x.data, dy)
-		g.give(x, dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			g.b.UnaryGrad(op, dy, x.data, dy)
+			g.give(x, dy)
+		})
+	}
 	return out
 }
 

@@ -25,11 +25,13 @@ func (g *Tape) Custom(name string, shape backend.Shape, ins []*Value, forward fu
 		return out
 	}
 	forward(out.data)
-	ins = append([]*Value(nil), ins...)
-	g.record(out, func(dy backend.Tensor) {
-		backward(dy, &Grads{g: g, ins: ins})
-		g.release(dy)
-	})
+	if g.recording(out) {
+		ins := append([]*Value(nil), ins...)
+		g.record(out, func(dy backend.Tensor) {
+			backward(dy, &Grads{g: g, ins: ins})
+			g.release(dy)
+		})
+	}
 	return out
 }
 

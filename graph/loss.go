@@ -61,17 +61,19 @@ func (g *Tape) CrossEntropy(logits *Value, targets []int32, opts CrossEntropyOpt
 	g.b.ReduceRows(backend.Sum, out.data, perRow.MustReshape(1, rows))
 	g.b.Scale(out.data, out.data, scale)
 	g.release(perRow)
-	g.record(out, func(dy backend.Tensor) {
-		dst, finish := g.gradWrite(logits)
-		q := p
-		q.Scale = scale
-		g.b.CrossEntropyGrad(dst.MustReshape(rows, vocab), l2, targets, q)
-		if !out.seed { // the upstream gradient is a device scalar, not 1
-			g.b.Binary(backend.Mul, aView(dst, bcScalar), aView(dst, bcScalar), dy)
-		}
-		finish()
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			dst, finish := g.gradWrite(logits)
+			q := p
+			q.Scale = scale
+			g.b.CrossEntropyGrad(dst.MustReshape(rows, vocab), l2, targets, q)
+			if !out.seed { // the upstream gradient is a device scalar, not 1
+				g.b.Binary(backend.Mul, aView(dst, bcScalar), aView(dst, bcScalar), dy)
+			}
+			finish()
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -98,16 +100,18 @@ func (g *Tape) CrossEntropyRows(logits *Value, targets []int32) *Value {
 	}
 	l2 := logits.data.MustReshape(rows, vocab)
 	g.b.CrossEntropy(out.data.MustReshape(rows), l2, targets, p)
-	g.record(out, func(dy backend.Tensor) {
-		dst, finish := g.gradWrite(logits)
-		q := p
-		q.Scale = 1
-		d2 := dst.MustReshape(rows, vocab)
-		g.b.CrossEntropyGrad(d2, l2, targets, q)
-		g.b.Binary(backend.Mul, d2, d2, dy.MustReshape(rows, 1))
-		finish()
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			dst, finish := g.gradWrite(logits)
+			q := p
+			q.Scale = 1
+			d2 := dst.MustReshape(rows, vocab)
+			g.b.CrossEntropyGrad(d2, l2, targets, q)
+			g.b.Binary(backend.Mul, d2, d2, dy.MustReshape(rows, 1))
+			finish()
+			g.release(dy)
+		})
+	}
 	return out
 }
 

@@ -59,68 +59,91 @@ func (g *Tape) matmul(name string, a, b *Value, ta, tb bool) *Value {
 	if g.err != nil {
 		return out
 	}
-	nb := batch.NumElements()
-	// A batch of a against a shared b folds into the rows of one larger
-	// product when a is not transposed.
-	fold := len(ab) > 0 && len(bb) == 0 && !ta
-	aV := func(t backend.Tensor) backend.Tensor {
-		switch {
-		case fold:
-			return t.MustReshape(nb*ar, ac)
-		case len(ab) > 0:
-			return t.MustReshape(nb, ar, ac)
-		}
-		return t
-	}
-	bV := func(t backend.Tensor) backend.Tensor {
-		if len(bb) > 0 {
-			return t.MustReshape(nb, br, bc)
-		}
-		return t
-	}
-	cV := func(t backend.Tensor) backend.Tensor {
-		switch {
-		case fold:
-			return t.MustReshape(nb*m, n)
-		case len(batch) > 0:
-			return t.MustReshape(nb, m, n)
-		}
-		return t
-	}
-	av, bv := aV(a.data), bV(b.data)
-	g.b.MatMul(cV(out.data), av, bv, backend.MatMulParams{TransA: ta, TransB: tb, Alpha: 1})
-	g.record(out, func(dy backend.Tensor) {
-		dc := cV(dy)
-		if a.needsGrad {
-			// dA = dC·op(B)ᵀ; for a transposed A, dA = op(B)·dCᵀ.
-			if ta {
-				g.matmulGrad(a, aV, nb, bv, dc, tb, true)
-			} else {
-				g.matmulGrad(a, aV, nb, dc, bv, false, !tb)
+	v := mmViews{nb: batch.NumElements(), ar: ar, ac: ac, br: br, bc: bc, m: m, n: n,
+		batchA: len(ab) > 0, batchB: len(bb) > 0, batchC: len(batch) > 0,
+		// A batch of a against a shared b folds into the rows of one
+		// larger product when a is not transposed.
+		fold: len(ab) > 0 && len(bb) == 0 && !ta}
+	av, bv := v.a(a.data), v.b(b.data)
+	g.b.MatMul(v.c(out.data), av, bv, backend.MatMulParams{TransA: ta, TransB: tb, Alpha: 1})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			dc := v.c(dy)
+			if a.needsGrad {
+				// dA = dC·op(B)ᵀ; for a transposed A, dA = op(B)·dCᵀ.
+				if ta {
+					g.matmulGrad(a, v, true, bv, dc, tb, true)
+				} else {
+					g.matmulGrad(a, v, true, dc, bv, false, !tb)
+				}
 			}
-		}
-		if b.needsGrad {
-			// dB = op(A)ᵀ·dC; for a transposed B, dB = dCᵀ·op(A).
-			if tb {
-				g.matmulGrad(b, bV, nb, dc, av, true, ta)
-			} else {
-				g.matmulGrad(b, bV, nb, av, dc, !ta, false)
+			if b.needsGrad {
+				// dB = op(A)ᵀ·dC; for a transposed B, dB = dCᵀ·op(A).
+				if tb {
+					g.matmulGrad(b, v, false, dc, av, true, ta)
+				} else {
+					g.matmulGrad(b, v, false, av, dc, !ta, false)
+				}
 			}
-		}
-		g.release(dy)
-	})
+			g.release(dy)
+		})
+	}
 	return out
 }
 
-// matmulGrad adds x'·y' (primes per the transpose flags) to v's gradient,
-// viewed by view. When v is a single matrix but x or y is a batch, the
-// batch is summed one product at a time.
-func (g *Tape) matmulGrad(v *Value, view func(backend.Tensor) backend.Tensor, nb int, x, y backend.Tensor, tx, ty bool) {
+// mmViews gives the views of a batched product's operands, and of
+// tensors of their shapes, that backend.MatMul takes: a single matrix
+// stays as it is, a batch becomes rank 3, and a folded batch (a's batch
+// against a single b) becomes the rows of one matrix. It is a plain value,
+// not closures, so that a product allocates nothing for it.
+type mmViews struct {
+	nb, ar, ac, br, bc, m, n     int
+	batchA, batchB, batchC, fold bool
+}
+
+func (v mmViews) a(t backend.Tensor) backend.Tensor {
+	switch {
+	case v.fold:
+		return t.MustReshape(v.nb*v.ar, v.ac)
+	case v.batchA:
+		return t.MustReshape(v.nb, v.ar, v.ac)
+	}
+	return t
+}
+
+func (v mmViews) b(t backend.Tensor) backend.Tensor {
+	if v.batchB {
+		return t.MustReshape(v.nb, v.br, v.bc)
+	}
+	return t
+}
+
+func (v mmViews) c(t backend.Tensor) backend.Tensor {
+	switch {
+	case v.fold:
+		return t.MustReshape(v.nb*v.m, v.n)
+	case v.batchC:
+		return t.MustReshape(v.nb, v.m, v.n)
+	}
+	return t
+}
+
+// matmulGrad adds x'·y' (primes per the transpose flags) to the gradient
+// of v, operand a of the product (isA) or b, viewed as views says. When v
+// is a single matrix but x or y is a batch, the batch is summed one
+// product at a time.
+func (g *Tape) matmulGrad(v *Value, views mmViews, isA bool, x, y backend.Tensor, tx, ty bool) {
 	dst, acc := g.gradDst(v)
 	if dst.IsZero() {
 		return
 	}
-	d := view(dst)
+	nb := views.nb
+	var d backend.Tensor
+	if isA {
+		d = views.a(dst)
+	} else {
+		d = views.b(dst)
+	}
 	p := backend.MatMulParams{TransA: tx, TransB: ty, Alpha: 1}
 	if d.Rank() == 3 || (x.Rank() == 2 && y.Rank() == 2) {
 		if acc {
@@ -159,6 +182,10 @@ func (g *Tape) Linear(x, w, bias *Value) *Value {
 	if w.Rank() != 2 || x.Rank() < 1 || x.Dim(-1) != w.Dim(1) {
 		g.failf("Linear: input %v does not fit weight %v (want [..., in] and [out, in])", x.shape, w.shape)
 		return g.placeholder(nil)
+	}
+	if x.Rank() == 2 && bias == nil {
+		// The common case needs no reshapes (each costs a value).
+		return g.MatMulNT(x, w)
 	}
 	shape := append(append(backend.Shape(nil), x.shape[:x.Rank()-1]...), w.Dim(0))
 	y := g.MatMulNT(g.Reshape(x, -1, w.Dim(1)), w)

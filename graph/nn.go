@@ -19,10 +19,12 @@ func (g *Tape) Softmax(x *Value, p backend.SoftmaxParams) *Value {
 		return out
 	}
 	g.b.Softmax(out.data, x.data, p)
-	g.record(out, func(dy backend.Tensor) {
-		g.b.SoftmaxGrad(dy, out.data, dy, p)
-		g.give(x, dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			g.b.SoftmaxGrad(dy, out.data, dy, p)
+			g.give(x, dy)
+		})
+	}
 	return out
 }
 
@@ -42,16 +44,18 @@ func (g *Tape) RMSNorm(x, w *Value, eps float32) *Value {
 	}
 	wt := w.data.MustReshape(w.Len())
 	g.b.RMSNorm(out.data, x.data, wt, eps)
-	g.record(out, func(dy backend.Tensor) {
-		var dw backend.Tensor
-		if w.needsGrad {
-			dw = g.gradZeroed(w).MustReshape(w.Len())
-		}
-		dx, finish := g.gradWrite(x)
-		g.b.RMSNormGrad(dx, dw, x.data, wt, dy, eps)
-		finish()
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			var dw backend.Tensor
+			if w.needsGrad {
+				dw = g.gradZeroed(w).MustReshape(w.Len())
+			}
+			dx, finish := g.gradWrite(x)
+			g.b.RMSNormGrad(dx, dw, x.data, wt, dy, eps)
+			finish()
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -81,19 +85,21 @@ func (g *Tape) LayerNorm(x, gamma, beta *Value, eps float32) *Value {
 		bt = beta.data.MustReshape(cols)
 	}
 	g.b.LayerNorm(out.data, x.data, gt, bt, eps)
-	g.record(out, func(dy backend.Tensor) {
-		var dg, db backend.Tensor
-		if gamma.needsGrad {
-			dg = g.gradZeroed(gamma).MustReshape(cols)
-		}
-		if beta != nil && beta.needsGrad {
-			db = g.gradZeroed(beta).MustReshape(cols)
-		}
-		dx, finish := g.gradWrite(x)
-		g.b.LayerNormGrad(dx, dg, db, x.data, gt, dy, eps)
-		finish()
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			var dg, db backend.Tensor
+			if gamma.needsGrad {
+				dg = g.gradZeroed(gamma).MustReshape(cols)
+			}
+			if beta != nil && beta.needsGrad {
+				db = g.gradZeroed(beta).MustReshape(cols)
+			}
+			dx, finish := g.gradWrite(x)
+			g.b.LayerNormGrad(dx, dg, db, x.data, gt, dy, eps)
+			finish()
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -109,12 +115,14 @@ func (g *Tape) RoPE(x *Value, p backend.RoPEParams) *Value {
 		return out
 	}
 	g.b.RoPE(out.data, x.data, p)
-	g.record(out, func(dy backend.Tensor) {
-		q := p
-		q.Inverse = !p.Inverse
-		g.b.RoPE(dy, dy, q)
-		g.give(x, dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			q := p
+			q.Inverse = !p.Inverse
+			g.b.RoPE(dy, dy, q)
+			g.give(x, dy)
+		})
+	}
 	return out
 }
 
@@ -133,12 +141,14 @@ func (g *Tape) Gather(table *Value, ids []int32) *Value {
 	if g.err != nil {
 		return out
 	}
-	ids = append([]int32(nil), ids...)
 	g.b.Gather(out.data, table.data, ids)
-	g.record(out, func(dy backend.Tensor) {
-		g.b.ScatterAdd(g.gradZeroed(table), dy, ids)
-		g.release(dy)
-	})
+	if g.recording(out) {
+		ids := append([]int32(nil), ids...) // the caller may reuse its slice
+		g.record(out, func(dy backend.Tensor) {
+			g.b.ScatterAdd(g.gradZeroed(table), dy, ids)
+			g.release(dy)
+		})
+	}
 	return out
 }
 

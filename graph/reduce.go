@@ -36,12 +36,14 @@ func (g *Tape) SumRows(x *Value) *Value {
 		return out
 	}
 	g.b.ReduceRows(backend.Sum, out.data.MustReshape(rows), x.data.MustReshape(rows, cols))
-	g.record(out, func(dy backend.Tensor) {
-		if dst, acc := g.gradDst(x); !dst.IsZero() {
-			g.b.Copy(dst.MustReshape(rows, cols), broadcastRows(dy, rows, cols), acc)
-		}
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			if dst, acc := g.gradDst(x); !dst.IsZero() {
+				g.b.Copy(dst.MustReshape(rows, cols), broadcastRows(dy, rows, cols), acc)
+			}
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -66,14 +68,16 @@ func (g *Tape) SumSqRows(x *Value) *Value {
 		return out
 	}
 	g.b.ReduceRows(backend.SumSquares, out.data.MustReshape(rows), x.data.MustReshape(rows, cols))
-	g.record(out, func(dy backend.Tensor) {
-		// dx = 2·x ⊙ dy (dy broadcast along each row)
-		t := g.alloc(x.shape)
-		g.b.Binary(backend.Mul, t.MustReshape(rows, cols), x.data.MustReshape(rows, cols), dy.MustReshape(rows, 1))
-		g.b.Scale(t, t, 2)
-		g.give(x, t)
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			// dx = 2·x ⊙ dy (dy broadcast along each row)
+			t := g.alloc(x.shape)
+			g.b.Binary(backend.Mul, t.MustReshape(rows, cols), x.data.MustReshape(rows, cols), dy.MustReshape(rows, 1))
+			g.b.Scale(t, t, 2)
+			g.give(x, t)
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -89,14 +93,16 @@ func (g *Tape) SumColumns(x *Value) *Value {
 		return out
 	}
 	g.b.SumColumns(out.data, x.data.MustReshape(rows, cols))
-	g.record(out, func(dy backend.Tensor) {
-		if dst, acc := g.gradDst(x); !dst.IsZero() {
-			src, err := dy.Strided(0, backend.Shape{rows, cols}, []int{0, 1})
-			g.fail(err)
-			g.b.Copy(dst.MustReshape(rows, cols), src, acc)
-		}
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			if dst, acc := g.gradDst(x); !dst.IsZero() {
+				src, err := dy.Strided(0, backend.Shape{rows, cols}, []int{0, 1})
+				g.fail(err)
+				g.b.Copy(dst.MustReshape(rows, cols), src, acc)
+			}
+			g.release(dy)
+		})
+	}
 	return out
 }
 

@@ -20,7 +20,9 @@ func (g *Tape) Reshape(x *Value, shape ...int) *Value {
 		return x
 	}
 	out := g.view(t, x)
-	g.record(out, func(dy backend.Tensor) { g.give(x, dy) })
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) { g.give(x, dy) })
+	}
 	return out
 }
 
@@ -40,16 +42,18 @@ func (g *Tape) Permute(x *Value, perm ...int) *Value {
 		return out
 	}
 	g.b.Copy(out.data, src, false)
-	perm = append([]int(nil), perm...)
-	g.record(out, func(dy backend.Tensor) {
-		if dst, acc := g.gradDst(x); !dst.IsZero() {
-			// dst permuted has dy's shape; the copy scatters dy back.
-			pd, err := dst.Permute(perm...)
-			g.fail(err)
-			g.b.Copy(pd, dy, acc)
-		}
-		g.release(dy)
-	})
+	if g.recording(out) {
+		perm := append([]int(nil), perm...)
+		g.record(out, func(dy backend.Tensor) {
+			if dst, acc := g.gradDst(x); !dst.IsZero() {
+				// dst permuted has dy's shape; the copy scatters dy back.
+				pd, err := dst.Permute(perm...)
+				g.fail(err)
+				g.b.Copy(pd, dy, acc)
+			}
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -118,12 +122,14 @@ func (g *Tape) Slice(x *Value, axis, from, to int) *Value {
 		}
 		g.b.Copy(out.data, region(x.data, a, from, to), false)
 	}
-	g.record(out, func(dy backend.Tensor) {
-		if dst := g.gradZeroed(x); !dst.IsZero() {
-			g.b.Copy(region(dst, a, from, to), dy, true)
-		}
-		g.release(dy)
-	})
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			if dst := g.gradZeroed(x); !dst.IsZero() {
+				g.b.Copy(region(dst, a, from, to), dy, true)
+			}
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -166,16 +172,18 @@ func (g *Tape) Concat(axis int, xs ...*Value) *Value {
 		g.b.Copy(region(out.data, a, offs[i], offs[i+1]), x.data, false)
 	}
 	xs = append([]*Value(nil), xs...)
-	g.record(out, func(dy backend.Tensor) {
-		for i, x := range xs {
-			if !x.needsGrad {
-				continue
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			for i, x := range xs {
+				if !x.needsGrad {
+					continue
+				}
+				dst, acc := g.gradDst(x)
+				g.b.Copy(dst, region(dy, a, offs[i], offs[i+1]), acc)
 			}
-			dst, acc := g.gradDst(x)
-			g.b.Copy(dst, region(dy, a, offs[i], offs[i+1]), acc)
-		}
-		g.release(dy)
-	})
+			g.release(dy)
+		})
+	}
 	return out
 }
 
@@ -211,20 +219,22 @@ func (g *Tape) RepeatInterleave(x *Value, axis, n int) *Value {
 		return out
 	}
 	g.b.Copy(out.data.MustReshape(pre, d, n, post), src, false)
-	g.record(out, func(dy backend.Tensor) {
-		// A fused sum over the strided axis would save n−1 passes.
-		if dst, acc := g.gradDst(x); !dst.IsZero() {
-			d3 := dst.MustReshape(pre, d, post)
-			for r := range n {
-				part, err := dy.Strided(r*post, backend.Shape{pre, d, post}, []int{d * n * post, n * post, 1})
-				if err != nil {
-					g.fail(err)
-					break
+	if g.recording(out) {
+		g.record(out, func(dy backend.Tensor) {
+			// A fused sum over the strided axis would save n−1 passes.
+			if dst, acc := g.gradDst(x); !dst.IsZero() {
+				d3 := dst.MustReshape(pre, d, post)
+				for r := range n {
+					part, err := dy.Strided(r*post, backend.Shape{pre, d, post}, []int{d * n * post, n * post, 1})
+					if err != nil {
+						g.fail(err)
+						break
+					}
+					g.b.Copy(d3, part, acc || r > 0)
 				}
-				g.b.Copy(d3, part, acc || r > 0)
 			}
-		}
-		g.release(dy)
-	})
+			g.release(dy)
+		})
+	}
 	return out
 }

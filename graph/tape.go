@@ -21,6 +21,7 @@ type Tape struct {
 
 	nodes        []node
 	values       []*Value         // made on this tape; invalidated by Reset
+	slab         []Value          // where the next values go (see newValue)
 	owned        []backend.Tensor // data buffers released by Reset
 	backwardDone bool
 
@@ -38,7 +39,7 @@ type node struct {
 }
 
 type pooled struct {
-	t     backend.Tensor // the whole buffer, as a contiguous rank-1 view
+	t     backend.Tensor // a contiguous view of the whole buffer
 	epoch int            // when it was released
 }
 
@@ -268,10 +269,17 @@ func (g *Tape) release(t backend.Tensor) {
 	if t.IsZero() {
 		return
 	}
-	whole, err := backend.NewTensor(t.Buffer(), 0, t.Buffer().Len())
-	if err != nil { // cannot happen for a buffer alloc returned
-		g.fail(errors.Join(errors.New("graph: release"), err))
-		return
+	// Buffers from alloc are whole, so t itself usually serves as the
+	// pooled view (alloc reshapes whatever it finds); only a view of part
+	// of a buffer needs a new one.
+	whole := t
+	if t.Offset() != 0 || !t.Contiguous() || t.Len() != t.Buffer().Len() {
+		var err error
+		whole, err = backend.NewTensor(t.Buffer(), 0, t.Buffer().Len())
+		if err != nil { // cannot happen for a buffer alloc returned
+			g.fail(errors.Join(errors.New("graph: release"), err))
+			return
+		}
 	}
 	n := whole.Len()
 	g.pool[n] = append(g.pool[n], pooled{t: whole, epoch: g.epoch})
@@ -281,12 +289,31 @@ func (g *Tape) release(t backend.Tensor) {
 
 // ---- values ----
 
-// newValue registers a value made on this tape.
+// newValue registers a value made on this tape. Values come from slabs
+// allocated valueSlab at a time rather than one by one: a step makes
+// hundreds of small values (a generation step with a small model is mostly
+// such overhead). A slab is never reused, because a value must stay dead
+// after Reset for as long as anyone holds it.
 func (g *Tape) newValue(data backend.Tensor, shape backend.Shape, needsGrad bool) *Value {
-	v := &Value{data: data, shape: append(backend.Shape(nil), shape...), b: g.b, tape: g, needsGrad: needsGrad && !g.noGrad}
+	if len(g.slab) == 0 {
+		g.slab = make([]Value, valueSlab)
+	}
+	v := &g.slab[0]
+	g.slab = g.slab[1:]
+	// Shapes are read-only once given out, so the value shares its data's
+	// shape (usually the one it was allocated with) instead of copying.
+	if s := data.Shape(); data.IsZero() || !s.Equal(shape) {
+		shape = append(backend.Shape(nil), shape...)
+	} else {
+		shape = s
+	}
+	*v = Value{data: data, shape: shape, b: g.b, tape: g, needsGrad: needsGrad && !g.noGrad}
 	g.values = append(g.values, v)
 	return v
 }
+
+// valueSlab is how many values newValue allocates at once.
+const valueSlab = 64
 
 // output allocates an owned result of shape that requires a gradient when
 // any of ins does (and recording is on).
@@ -317,6 +344,11 @@ func anyNeedsGrad(vs []*Value) bool {
 	}
 	return false
 }
+
+// recording reports whether out's backward is to be recorded. Ops test it
+// before making the backward closure, which would otherwise be allocated
+// (with whatever it keeps) at every op even with recording off.
+func (g *Tape) recording(out *Value) bool { return out.needsGrad && g.err == nil }
 
 // record adds out's backward to the tape when out requires a gradient.
 func (g *Tape) record(out *Value, back func(dy backend.Tensor)) {
