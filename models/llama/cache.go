@@ -29,6 +29,24 @@ type Cache struct {
 	// Scratch, grown on demand (see attendPerHead and attendBlockDiag).
 	scores, qh, oh, ot backend.Tensor
 	qhT                int // the T whose zero pattern qh holds (block-diagonal)
+
+	// rows[l][i] is layer l's keys (rows[l][B+i] its values) of sequence
+	// i as a [maxSeq, kvDim] matrix, for the block-diagonal layout.
+	rows [][]backend.Tensor
+	// bv holds attendBlockDiag's views of the scratch buffers for bv.T new
+	// positions: made once, not every step and layer (views allocate).
+	bv blockViews
+}
+
+// blockViews are the views attendBlockDiag takes of the cache's scratch
+// for T new positions; see there for the layouts.
+type blockViews struct {
+	T         int
+	qh, ph    backend.Tensor   // [H·T, W]: Q̂ and P·V
+	diag      backend.Tensor   // Q̂'s diagonal blocks as [T, KV, group, hd]
+	pdiag     backend.Tensor   // the same blocks of P·V
+	outFlat   backend.Tensor   // the output, [B·T, dim] = [B, T, H, hd]
+	outBlocks []backend.Tensor // sequence i of out as [T, KV, group, hd]
 }
 
 // blockDiagonal reports whether attention over a cache should use one
@@ -65,6 +83,17 @@ func (m *Model) NewCache(batch, maxSeq int) (*Cache, error) {
 			*dst = append(*dst, t)
 		}
 	}
+	if kc.blockDiag {
+		W := c.KVDim()
+		for l := range m.Blocks {
+			rows := make([]backend.Tensor, 2*batch)
+			for i := range batch {
+				rows[i] = kc.k[l].MustSlice(i, i+1).MustReshape(maxSeq, W)
+				rows[batch+i] = kc.v[l].MustSlice(i, i+1).MustReshape(maxSeq, W)
+			}
+			kc.rows = append(kc.rows, rows)
+		}
+	}
 	return kc, nil
 }
 
@@ -89,8 +118,9 @@ func (kc *Cache) Free() {
 	for _, t := range []backend.Tensor{kc.scores, kc.qh, kc.oh, kc.ot} {
 		b.Free(t)
 	}
-	kc.k, kc.v = nil, nil
+	kc.k, kc.v, kc.rows = nil, nil, nil
 	kc.scores, kc.qh, kc.oh, kc.ot = backend.Tensor{}, backend.Tensor{}, backend.Tensor{}, backend.Tensor{}
+	kc.bv = blockViews{}
 }
 
 // scratch returns a contiguous view of shape from *t, reallocating *t with
@@ -108,6 +138,9 @@ func (kc *Cache) scratch(t *backend.Tensor, capacity int, shape ...int) (backend
 		*t = nt
 		if t == &kc.qh {
 			kc.qhT = 0
+		}
+		if t != &kc.scores {
+			kc.bv = blockViews{} // views of the old buffer
 		}
 	}
 	return t.MustSlice(0, n).MustReshape(shape...), nil
@@ -189,7 +222,10 @@ func (kc *Cache) attend(g *graph.Tape, l, pos int, q, k, v *graph.Value) (*graph
 	if err != nil {
 		return nil, err
 	}
-	return g.Const(out.MustReshape(B*T, dim)), nil
+	if out.Rank() != 2 {
+		out = out.MustReshape(B*T, dim)
+	}
+	return g.Const(out), nil
 }
 
 // attendBlockDiag is attend with one product over all heads, on a cache
@@ -208,60 +244,98 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt, kt, vt backend.Tensor) (backend
 	H, KV, hd, S := c.NumHeads, c.NumKVHeads, c.HeadDim(), kc.maxSeq
 	group, W := H/KV, c.KVDim()
 	n := pos + T
-	for _, kv := range []struct{ cache, src backend.Tensor }{{kc.k[l], kt}, {kc.v[l], vt}} {
-		dst, err := kv.cache.Strided(pos*W, backend.Shape{B, T, W}, []int{S * W, W, 1})
-		if err != nil {
-			return backend.Tensor{}, fmt.Errorf("llama: cache view: %w", err)
+	if B == 1 {
+		// New keys and values are rows pos … pos+T−1 of the matrices.
+		b.Copy(kc.rows[l][0].MustSlice(pos, n), kt.MustReshape(T, W), false)
+		b.Copy(kc.rows[l][1].MustSlice(pos, n), vt.MustReshape(T, W), false)
+	} else {
+		for _, kv := range []struct{ cache, src backend.Tensor }{{kc.k[l], kt}, {kc.v[l], vt}} {
+			dst, err := kv.cache.Strided(pos*W, backend.Shape{B, T, W}, []int{S * W, W, 1})
+			if err != nil {
+				return backend.Tensor{}, fmt.Errorf("llama: cache view: %w", err)
+			}
+			b.Copy(dst, kv.src.MustReshape(B, T, W), false)
 		}
-		b.Copy(dst, kv.src.MustReshape(B, T, W), false)
 	}
-	qh, err := kc.scratch(&kc.qh, 0, H*T, W)
+	v, err := kc.blockViews(T)
 	if err != nil {
 		return backend.Tensor{}, err
 	}
 	if kc.qhT != T {
 		// Only the diagonal blocks are ever written, so the zeros stay
 		// while T does.
-		b.Fill(qh, 0)
+		b.Fill(v.qh, 0)
 		kc.qhT = T
-	}
-	ph, err := kc.scratch(&kc.oh, 0, H*T, W)
-	if err != nil {
-		return backend.Tensor{}, err
 	}
 	scores, err := kc.scratch(&kc.scores, H*T*S, H*T, n)
 	if err != nil {
 		return backend.Tensor{}, err
 	}
+	sp := backend.SoftmaxParams{Scale: kc.m.attnScale(), Causal: T > 1, QueryOffset: pos}
+	// Rows of one query position are independent of T's other rows only
+	// through the causal mask; with T = 1 the [H·T, n] scores are the
+	// softmax's rows as they are.
+	s3 := scores
+	if T > 1 {
+		s3 = scores.MustReshape(H, T, n)
+	}
+	q4 := qt.MustReshape(B, T, KV, group, hd)
+	for i := range B {
+		qi := q4
+		if B > 1 {
+			qi = q4.MustSlice(i, i+1)
+		}
+		b.Copy(v.diag, qi.MustReshape(T, KV, group, hd), false)
+		ki := kc.rows[l][i].MustSlice(0, n)
+		vi := kc.rows[l][B+i].MustSlice(0, n)
+		b.MatMul(scores, v.qh, ki, backend.MatMulParams{TransB: true, Alpha: 1})
+		b.Softmax(s3, s3, sp)
+		b.MatMul(v.ph, scores, vi, backend.MatMulParams{Alpha: 1})
+		b.Copy(v.outBlocks[i], v.pdiag, false)
+	}
+	return v.outFlat, nil
+}
+
+// blockViews returns attendBlockDiag's views of the scratch buffers for T
+// new positions, growing the buffers as needed, and keeps them for the
+// next call with the same T.
+func (kc *Cache) blockViews(T int) (blockViews, error) {
+	if kc.bv.T == T {
+		return kc.bv, nil
+	}
+	c := kc.m.cfg
+	B, H, KV, hd := kc.batch, c.NumHeads, c.NumKVHeads, c.HeadDim()
+	group, W := H/KV, c.KVDim()
+	qh, err := kc.scratch(&kc.qh, 0, H*T, W)
+	if err != nil {
+		return blockViews{}, err
+	}
+	ph, err := kc.scratch(&kc.oh, 0, H*T, W)
+	if err != nil {
+		return blockViews{}, err
+	}
 	out, err := kc.scratch(&kc.ot, 0, B, T, H, hd)
 	if err != nil {
-		return backend.Tensor{}, err
+		return blockViews{}, err
 	}
 	// Element (t, j, i, d) of a [T, KV, group, hd] tensor, query head
 	// h = j·group + i, sits in Q̂ (and P·V) at row h·T + t, column j·hd + d.
-	diag, err := qh.Strided(0, backend.Shape{T, KV, group, hd}, []int{W, group*T*W + hd, T * W, 1})
+	dshape, dstrides := backend.Shape{T, KV, group, hd}, []int{W, group*T*W + hd, T * W, 1}
+	diag, err := qh.Strided(0, dshape, dstrides)
 	if err != nil {
-		return backend.Tensor{}, err
+		return blockViews{}, err
 	}
-	pdiag, err := ph.Strided(0, backend.Shape{T, KV, group, hd}, []int{W, group*T*W + hd, T * W, 1})
+	pdiag, err := ph.Strided(0, dshape, dstrides)
 	if err != nil {
-		return backend.Tensor{}, err
+		return blockViews{}, err
 	}
-	sp := backend.SoftmaxParams{Scale: kc.m.attnScale(), Causal: T > 1, QueryOffset: pos}
-	kAll, vAll := kc.k[l], kc.v[l]
-	q4 := qt.MustReshape(B, T, KV, group, hd)
+	v := blockViews{T: T, qh: qh, ph: ph, diag: diag, pdiag: pdiag, outFlat: out.MustReshape(B*T, c.Dim)}
 	o4 := out.MustReshape(B, T, KV, group, hd)
-	s3 := scores.MustReshape(H, T, n)
 	for i := range B {
-		b.Copy(diag, q4.MustSlice(i, i+1).MustReshape(T, KV, group, hd), false)
-		ki := kAll.MustSlice(i, i+1).MustReshape(S, W).MustSlice(0, n)
-		vi := vAll.MustSlice(i, i+1).MustReshape(S, W).MustSlice(0, n)
-		b.MatMul(scores, qh, ki, backend.MatMulParams{TransB: true, Alpha: 1})
-		b.Softmax(s3, s3, sp)
-		b.MatMul(ph, scores, vi, backend.MatMulParams{Alpha: 1})
-		b.Copy(o4.MustSlice(i, i+1).MustReshape(T, KV, group, hd), pdiag, false)
+		v.outBlocks = append(v.outBlocks, o4.MustSlice(i, i+1).MustReshape(T, KV, group, hd))
 	}
-	return out, nil
+	kc.bv = v
+	return v, nil
 }
 
 // attendPerHead is attend with one product per key/value head, on a cache
