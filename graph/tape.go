@@ -25,8 +25,12 @@ type Tape struct {
 	owned        []backend.Tensor // data buffers released by Reset
 	backwardDone bool
 
-	pool        map[int][]pooled // released buffers by element count
-	epoch       int              // number of Resets so far
+	// pool holds released buffers by element count, one bucket per
+	// count, found through poolIndex: a step allocates and releases each
+	// of its buffers, so this is on the path of every op.
+	pool        []poolBucket
+	poolIndex   map[int]int
+	epoch       int // number of Resets so far
 	liveBytes   int64
 	pooledBytes int64
 }
@@ -43,9 +47,17 @@ type pooled struct {
 	epoch int            // when it was released
 }
 
+type poolBucket struct {
+	n    int // elements of each buffer
+	list []pooled
+}
+
+// float32Bytes is the size of the only element type a tape allocates.
+const float32Bytes = 4
+
 // New returns an empty tape over b, recording gradients.
 func New(b backend.Backend) *Tape {
-	return &Tape{b: b, pool: map[int][]pooled{}}
+	return &Tape{b: b, poolIndex: map[int]int{}}
 }
 
 // Backend returns the tape's backend.
@@ -150,22 +162,28 @@ func (g *Tape) Reset() {
 	}
 	clear(g.values)
 	g.values = g.values[:0]
-	for n, list := range g.pool {
-		keep := list[:0]
-		for _, p := range list {
+	buckets := g.pool[:0]
+	for _, bk := range g.pool {
+		keep := bk.list[:0]
+		for _, p := range bk.list {
 			if p.epoch < g.epoch {
-				g.pooledBytes -= bytesOf(p.t)
+				g.pooledBytes -= int64(bk.n) * float32Bytes
 				g.b.Free(p.t)
 				continue
 			}
 			keep = append(keep, p)
 		}
+		clear(bk.list[len(keep):])
 		if len(keep) == 0 {
-			delete(g.pool, n)
-		} else {
-			g.pool[n] = keep
+			delete(g.poolIndex, bk.n)
+			continue
 		}
+		bk.list = keep
+		g.poolIndex[bk.n] = len(buckets)
+		buckets = append(buckets, bk)
 	}
+	clear(g.pool[len(buckets):])
+	g.pool = buckets
 	g.epoch++
 	g.err = nil
 	g.backwardDone = false
@@ -174,12 +192,12 @@ func (g *Tape) Reset() {
 // Close resets the tape and frees its pool. The tape may be used again.
 func (g *Tape) Close() {
 	g.Reset()
-	for _, list := range g.pool {
-		for _, p := range list {
+	for _, bk := range g.pool {
+		for _, p := range bk.list {
 			g.b.Free(p.t)
 		}
 	}
-	g.pool = map[int][]pooled{}
+	g.pool, g.poolIndex = nil, map[int]int{}
 	g.pooledBytes = 0
 }
 
@@ -248,12 +266,15 @@ func (g *Tape) alloc(shape backend.Shape) backend.Tensor {
 		return backend.Tensor{}
 	}
 	n := shape.NumElements()
-	if list := g.pool[n]; len(list) > 0 {
-		p := list[len(list)-1]
-		g.pool[n] = list[:len(list)-1]
-		g.pooledBytes -= bytesOf(p.t)
-		g.liveBytes += bytesOf(p.t)
-		return p.t.MustReshape(shape...)
+	if i, ok := g.poolIndex[n]; ok && len(g.pool[i].list) > 0 {
+		bk := &g.pool[i]
+		last := len(bk.list) - 1
+		t := bk.list[last].t
+		bk.list[last] = pooled{}
+		bk.list = bk.list[:last]
+		g.pooledBytes -= int64(n) * float32Bytes
+		g.liveBytes += int64(n) * float32Bytes
+		return t.MustReshape(shape...)
 	}
 	t, err := g.b.Alloc(backend.Float32, shape...)
 	if err != nil {
@@ -282,9 +303,15 @@ func (g *Tape) release(t backend.Tensor) {
 		}
 	}
 	n := whole.Len()
-	g.pool[n] = append(g.pool[n], pooled{t: whole, epoch: g.epoch})
-	g.liveBytes -= bytesOf(whole)
-	g.pooledBytes += bytesOf(whole)
+	i, ok := g.poolIndex[n]
+	if !ok {
+		i = len(g.pool)
+		g.poolIndex[n] = i
+		g.pool = append(g.pool, poolBucket{n: n})
+	}
+	g.pool[i].list = append(g.pool[i].list, pooled{t: whole, epoch: g.epoch})
+	g.liveBytes -= int64(n) * float32Bytes
+	g.pooledBytes += int64(n) * float32Bytes
 }
 
 // ---- values ----
