@@ -82,7 +82,7 @@ func (g *gen) I(format string, args ...any) {
 	}
 	fmt.Fprintf(g.b, "\t%s\n", line)
 }
-func (g *gen) label(l string)               { fmt.Fprintf(g.b, "%s:\n", l) }
+func (g *gen) label(l string) { fmt.Fprintf(g.b, "%s:\n", l) }
 
 // c returns the memory operand of a constant vector (a [16]float32 or
 // [16]uint32 declared in stubs_amd64.go), k of them into a table.
