@@ -11,18 +11,28 @@ import (
 
 // checkDense requires every tensor to be present, float32 and contiguous.
 func checkDense(op Op, all []Tensor, ts ...Tensor) error {
-	for i, t := range ts {
-		if t.IsZero() {
-			return Errorf(op, all, "tensor argument %d is missing", i)
-		}
-		if t.DType() != Float32 {
-			return Errorf(op, all, "tensor argument %d has dtype %s, want float32", i, t.DType())
-		}
-		if !t.Contiguous() {
-			return Errorf(op, all, "tensor argument %d is a strided view; only Copy accepts those", i)
-		}
+	if i, why := denseFault(ts...); i >= 0 {
+		return Errorf(op, all, "tensor argument %d %s", i, why)
 	}
 	return nil
+}
+
+// denseFault returns the index of the first tensor that is missing, not
+// float32 or strided, and why; or -1 when there is none. It builds nothing
+// when all tensors are fine, so hot-path checks can defer building their
+// error's argument list until they report one.
+func denseFault(ts ...Tensor) (int, string) {
+	for i, t := range ts {
+		switch {
+		case t.IsZero():
+			return i, "is missing"
+		case t.DType() != Float32:
+			return i, fmt.Sprintf("has dtype %s, want float32", t.DType())
+		case !t.Contiguous():
+			return i, "is a strided view; only Copy accepts those"
+		}
+	}
+	return -1, ""
 }
 
 // CheckElementwise validates ops whose tensors all have the same number of
@@ -193,26 +203,47 @@ func CheckSoftmax(op Op, dst, src, y Tensor, p SoftmaxParams) (batch, queries, k
 // CheckNorm validates RMSNorm and LayerNorm: x and dst have the same shape
 // and every parameter tensor that is present has the row length.
 func CheckNorm(op Op, dst, x Tensor, params ...Tensor) (rows, cols int, err error) {
-	all := append([]Tensor{dst, x}, params...)
-	if err := checkDense(op, all, dst, x); err != nil {
+	// The argument list of the error is built only when one is reported:
+	// this check runs on every norm call.
+	fail := func(format string, args ...any) error {
+		return Errorf(op, append([]Tensor{dst, x}, params...), format, args...)
+	}
+	if rows, cols, err = checkNormInput(dst, x, fail); err != nil {
 		return 0, 0, err
 	}
+	if err := checkRowParams(cols, fail, params...); err != nil {
+		return 0, 0, err
+	}
+	return rows, cols, nil
+}
+
+// checkNormInput checks a norm's output and input; fail builds the error.
+func checkNormInput(dst, x Tensor, fail func(string, ...any) error) (rows, cols int, err error) {
+	if i, why := denseFault(dst, x); i >= 0 {
+		return 0, 0, fail("tensor argument %d %s", i, why)
+	}
 	if !dst.Shape().Equal(x.Shape()) {
-		return 0, 0, Errorf(op, all, "output and input shapes differ")
+		return 0, 0, fail("output and input shapes differ")
 	}
 	rows, cols = x.Rows()
+	return rows, cols, nil
+}
+
+// checkRowParams requires each parameter tensor that is present to be
+// dense with cols elements; fail builds the error.
+func checkRowParams(cols int, fail func(string, ...any) error, params ...Tensor) error {
 	for _, p := range params {
 		if p.IsZero() {
 			continue
 		}
-		if err := checkDense(op, all, p); err != nil {
-			return 0, 0, err
+		if i, why := denseFault(p); i >= 0 {
+			return fail("tensor argument %d %s", i, why)
 		}
 		if p.Len() != cols {
-			return 0, 0, Errorf(op, all, "parameter needs the row length %d", cols)
+			return fail("parameter needs the row length %d", cols)
 		}
 	}
-	return rows, cols, nil
+	return nil
 }
 
 // CheckRoPE validates RoPE and returns the batch, sequence, head and head
@@ -332,19 +363,27 @@ func CheckTransfer(op string, t Tensor, hostLen int) error {
 // present with the row length, and each parameter gradient that is present
 // has the row length too.
 func CheckNormGrad(op Op, dx, x, dy, weight Tensor, paramGrads ...Tensor) (rows, cols int, err error) {
-	all := append([]Tensor{dx, x, dy, weight}, paramGrads...)
+	// As in CheckNorm, the error's argument list is built only on failure.
+	fail := func(format string, args ...any) error {
+		return Errorf(op, append([]Tensor{dx, x, dy, weight}, paramGrads...), format, args...)
+	}
 	if weight.IsZero() {
-		return 0, 0, Errorf(op, all, "the weight is missing")
+		return 0, 0, fail("the weight is missing")
 	}
-	rows, cols, err = CheckNorm(op, dx, x, append([]Tensor{weight}, paramGrads...)...)
-	if err != nil {
+	if rows, cols, err = checkNormInput(dx, x, fail); err != nil {
 		return 0, 0, err
 	}
-	if err := checkDense(op, all, dy); err != nil {
+	if err := checkRowParams(cols, fail, weight); err != nil {
 		return 0, 0, err
+	}
+	if err := checkRowParams(cols, fail, paramGrads...); err != nil {
+		return 0, 0, err
+	}
+	if i, why := denseFault(dy); i >= 0 {
+		return 0, 0, fail("tensor argument %d %s", i, why)
 	}
 	if !dy.Shape().Equal(x.Shape()) {
-		return 0, 0, Errorf(op, all, "dy's shape differs from x's")
+		return 0, 0, fail("dy's shape differs from x's")
 	}
 	return rows, cols, nil
 }

@@ -1,0 +1,81 @@
+package backend
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func mustTensor(t *testing.T, shape ...int) Tensor {
+	t.Helper()
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	x, err := NewTensor(testBuf(n), 0, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// TestCheckNormAllocatesNothing guards the hot path: norms run in every
+// block of every step, so a call that passes must not allocate.
+func TestCheckNormAllocatesNothing(t *testing.T) {
+	x, dst, dy, dx := mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4)
+	w, b, dw, db := mustTensor(t, 4), mustTensor(t, 4), mustTensor(t, 4), mustTensor(t, 4)
+	var err error
+	cases := map[string]func(){
+		"rmsnorm":        func() { _, _, err = CheckNorm(OpRMSNorm, dst, x, w) },
+		"layernorm":      func() { _, _, err = CheckNorm(OpLayerNorm, dst, x, w, b) },
+		"rmsnorm grad":   func() { _, _, err = CheckNormGrad(OpRMSNormGrad, dx, x, dy, w, dw, Tensor{}) },
+		"layernorm grad": func() { _, _, err = CheckNormGrad(OpLayerNormGrad, dx, x, dy, w, dw, db) },
+	}
+	for name, f := range cases {
+		if n := testing.AllocsPerRun(10, f); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", name, n)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestCheckNormErrors checks that each rejected call names its cause and
+// carries every argument's shape.
+func TestCheckNormErrors(t *testing.T) {
+	x, w := mustTensor(t, 3, 4), mustTensor(t, 4)
+	tests := []struct {
+		name   string
+		call   func() error
+		want   string
+		shapes int
+	}{
+		{"missing dst", func() error { _, _, err := CheckNorm(OpRMSNorm, Tensor{}, x, w); return err }, "tensor argument 0 is missing", 3},
+		{"shape", func() error { _, _, err := CheckNorm(OpRMSNorm, mustTensor(t, 4, 3), x, w); return err }, "shapes differ", 3},
+		{"param length", func() error { _, _, err := CheckNorm(OpLayerNorm, x, x, w, mustTensor(t, 3)); return err }, "row length 4", 4},
+		{"no weight", func() error { _, _, err := CheckNormGrad(OpRMSNormGrad, x, x, x, Tensor{}, w); return err }, "weight is missing", 5},
+		{"dy shape", func() error {
+			_, _, err := CheckNormGrad(OpRMSNormGrad, x, x, mustTensor(t, 2, 4), w, w)
+			return err
+		}, "dy's shape", 5},
+		{"grad length", func() error {
+			_, _, err := CheckNormGrad(OpLayerNormGrad, x, x, x, w, w, mustTensor(t, 5))
+			return err
+		}, "row length 4", 6},
+	}
+	for _, tt := range tests {
+		err := tt.call()
+		var oe *OpError
+		if !errors.As(err, &oe) {
+			t.Errorf("%s: got %v, want an *OpError", tt.name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %q does not say %q", tt.name, err, tt.want)
+		}
+		if len(oe.Shapes) != tt.shapes {
+			t.Errorf("%s: %d shapes in the error, want %d", tt.name, len(oe.Shapes), tt.shapes)
+		}
+	}
+}
