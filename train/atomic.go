@@ -5,37 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/sora-go/sora/internal/atomicfile"
 )
 
-// writeFileAtomic creates or replaces path with data: it writes a
-// temporary file beside it, syncs it and renames it into place, so path
-// never holds a partial file.
-func writeFileAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("train: writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	// CreateTemp makes the file private; the result is an ordinary file.
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("train: writing %s: %w", path, err)
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("train: writing %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("train: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("train: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("train: writing %s: %w", path, err)
+// writeFileAtomic creates or replaces path with data through a synced
+// temporary file renamed into place (atomicfile.WriteFile), so path never
+// holds a partial file.
+func writeFileAtomic(path string, data []byte) error {
+	if err := atomicfile.WriteFile(path, data); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
 	return nil
 }
