@@ -31,7 +31,10 @@ var benchOpsDoc = usageDoc{
 		"element: on a backend that exposes the device's own copy (cuda: the driver's device-to-device copy), " +
 		"that copy between two of the benchmark's N-element tensors, timed like the kernels and checked " +
 		"(\"baseline\":\"device-copy\" in JSON); on any other backend, Go's copy of an equally long buffer on " +
-		"the host, split over the same number of goroutines (\"baseline\":\"copy\"). " +
+		"the host, split over the same number of goroutines (\"baseline\":\"copy\"). The copy is measured " +
+		"twice, before and after the kernels, and the larger (the max of the two) is the baseline, so a copy " +
+		"slowed by whatever ran before it cannot flatter the fractions; both figures go to stderr (--json) " +
+		"or the table header. " +
 		"Each figure is the best of three rounds of at least D/3 after a warm-up call. A few outputs of each op " +
 		"are checked against a host computation first, so a broken kernel cannot report a speed. --threads " +
 		"sets the CPU backend's threads (through $SORA_CPU_THREADS) and GOMAXPROCS. With --json each result " +
@@ -82,7 +85,10 @@ type opsEnv struct {
 	x, y, z, out   backend.Tensor
 	w, bias, r     backend.Tensor
 	m, v           backend.Tensor // AdamW moments
+	dw, db         backend.Tensor // accumulated parameter gradients of the norms
 	hx, hy, hz, hw []float32
+	hbias          []float32
+	targets        []int32 // cross-entropy targets, one per row
 }
 
 func (env *opsEnv) n() int { return env.rows * env.cols }
@@ -112,19 +118,64 @@ func checkElementwise(env *opsEnv, f func(i int) float64) error {
 
 // checkRow checks one random row of out against f(row of x, column).
 func checkRow(env *opsEnv, f func(xs []float32, j int) float64) error {
+	return checkRowAt(env, func(row, j int) float64 {
+		return f(env.hx[row*env.cols:(row+1)*env.cols], j)
+	})
+}
+
+// checkRowAt checks one random row of out against f(row, column), for
+// kernels whose reference needs more than the row of x.
+func checkRowAt(env *opsEnv, f func(row, j int) float64) error {
 	got, err := env.download(env.out)
 	if err != nil {
 		return err
 	}
 	row := rand.New(rand.NewPCG(8, 8)).IntN(env.rows)
-	xs := env.hx[row*env.cols : (row+1)*env.cols]
-	for j := range xs {
-		want, g := f(xs, j), got[row*env.cols+j]
+	for j := 0; j < env.cols; j++ {
+		want, g := f(row, j), got[row*env.cols+j]
 		if d := math.Abs(float64(g) - want); !(d <= 1e-5+1e-4*math.Abs(want)) {
 			return fmt.Errorf("row %d, column %d = %g, want %g", row, j, g, want)
 		}
 	}
 	return nil
+}
+
+// rowOf returns row r of a host rows×cols operand as float64.
+func (env *opsEnv) rowOf(h []float32, r int) []float64 {
+	out := make([]float64, env.cols)
+	for j := range out {
+		out[j] = float64(h[r*env.cols+j])
+	}
+	return out
+}
+
+// logSumExp returns log Σ exp(xs) in float64.
+func logSumExp(xs []float64) float64 {
+	mx := math.Inf(-1)
+	for _, v := range xs {
+		mx = math.Max(mx, v)
+	}
+	var s float64
+	for _, v := range xs {
+		s += math.Exp(v - mx)
+	}
+	return mx + math.Log(s)
+}
+
+// ceParams are the cross-entropy settings of the benchmark: no smoothing,
+// no ignored rows and a unit gradient scale so the check sees full-size
+// gradients.
+var ceParams = backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
+
+// geluGrad is d/dx of the exact GELU x·Φ(x).
+func geluGrad(x float64) float64 {
+	return 0.5*(1+math.Erf(x/math.Sqrt2)) + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
+}
+
+// siluGrad is d/dx of x·σ(x).
+func siluGrad(x float64) float64 {
+	s := 1 / (1 + math.Exp(-x))
+	return s * (1 + x*(1-s))
 }
 
 var benchOps = []benchOp{
@@ -164,7 +215,14 @@ var benchOps = []benchOp{
 				return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
 			})
 		}},
-	{"silu_grad", 12, func(e *opsEnv) { e.b.UnaryGrad(backend.SiLU, e.out, e.x, e.y) }, nil},
+	{"silu_grad", 12, func(e *opsEnv) { e.b.UnaryGrad(backend.SiLU, e.out, e.x, e.y) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return float64(e.hy[i]) * siluGrad(float64(e.hx[i])) })
+		}},
+	{"gelu_grad", 12, func(e *opsEnv) { e.b.UnaryGrad(backend.GELU, e.out, e.x, e.y) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return float64(e.hy[i]) * geluGrad(float64(e.hx[i])) })
+		}},
 	{"sum_rows", 4, func(e *opsEnv) { e.b.ReduceRows(backend.Sum, e.r, e.x) }, nil},
 	{"softmax", 8, func(e *opsEnv) { e.b.Softmax(e.out, e.x, backend.SoftmaxParams{}) },
 		func(e *opsEnv) error {
@@ -190,7 +248,86 @@ var benchOps = []benchOp{
 				return float64(xs[j]) / math.Sqrt(ss/float64(len(xs))+1e-5) * float64(e.hw[j])
 			})
 		}},
-	{"layernorm", 8, func(e *opsEnv) { e.b.LayerNorm(e.out, e.x, e.w, e.bias, 1e-5) }, nil},
+	{"layernorm", 8, func(e *opsEnv) { e.b.LayerNorm(e.out, e.x, e.w, e.bias, 1e-5) },
+		func(e *opsEnv) error {
+			return checkRowAt(e, func(r, j int) float64 {
+				mean, rstd := meanRstd(e.rowOf(e.hx, r))
+				return (float64(e.hx[r*e.cols+j])-mean)*rstd*float64(e.hw[j]) + float64(e.hbias[j])
+			})
+		}},
+	// The backward kernels read two operands and write one (12 bytes per
+	// element); parameter gradients they accumulate are one row, negligible.
+	// Softmax's backward takes z (values in [0, 1)) as its output y: the
+	// formula does not need y to sum to 1 to be checked.
+	{"softmax_grad", 12, func(e *opsEnv) { e.b.SoftmaxGrad(e.out, e.z, e.y, backend.SoftmaxParams{}) },
+		func(e *opsEnv) error {
+			return checkRowAt(e, func(r, j int) float64 {
+				y, dy := e.rowOf(e.hz, r), e.rowOf(e.hy, r)
+				var dot float64
+				for k := range y {
+					dot += y[k] * dy[k]
+				}
+				return y[j] * (dy[j] - dot)
+			})
+		}},
+	{"rmsnorm_grad", 12, func(e *opsEnv) { e.b.RMSNormGrad(e.out, e.dw, e.x, e.w, e.y, 1e-5) },
+		func(e *opsEnv) error {
+			return checkRowAt(e, func(r, j int) float64 {
+				x, dy := e.rowOf(e.hx, r), e.rowOf(e.hy, r)
+				var ss, dot float64
+				for k := range x {
+					ss += x[k] * x[k]
+					dot += float64(e.hw[k]) * dy[k] * x[k]
+				}
+				n := float64(len(x))
+				rs := 1 / math.Sqrt(ss/n+1e-5)
+				return rs*float64(e.hw[j])*dy[j] - x[j]*rs*rs*rs*dot/n
+			})
+		}},
+	{"layernorm_grad", 12, func(e *opsEnv) { e.b.LayerNormGrad(e.out, e.dw, e.db, e.x, e.w, e.y, 1e-5) },
+		func(e *opsEnv) error {
+			return checkRowAt(e, func(r, j int) float64 {
+				x, dy := e.rowOf(e.hx, r), e.rowOf(e.hy, r)
+				mean, rstd := meanRstd(x)
+				n := float64(len(x))
+				var mg, mgx float64
+				for k := range x {
+					g := float64(e.hw[k]) * dy[k]
+					mg += g / n
+					mgx += g * (x[k] - mean) * rstd / n
+				}
+				return rstd * (float64(e.hw[j])*dy[j] - mg - (x[j]-mean)*rstd*mgx)
+			})
+		}},
+	// Cross-entropy reads the logits once (its loss is one value per row);
+	// its gradient reads them and writes dlogits.
+	{"cross_entropy", 4, func(e *opsEnv) { e.b.CrossEntropy(e.r, e.x, e.targets, ceParams) },
+		func(e *opsEnv) error {
+			got, err := e.download(e.r)
+			if err != nil {
+				return err
+			}
+			rng := rand.New(rand.NewPCG(9, 9))
+			for s := 0; s < 8; s++ {
+				r := rng.IntN(e.rows)
+				want := logSumExp(e.rowOf(e.hx, r)) - float64(e.hx[r*e.cols+int(e.targets[r])])
+				if d := math.Abs(float64(got[r]) - want); !(d <= 1e-5+1e-4*math.Abs(want)) {
+					return fmt.Errorf("loss of row %d = %g, want %g", r, got[r], want)
+				}
+			}
+			return nil
+		}},
+	{"cross_entropy_grad", 8, func(e *opsEnv) { e.b.CrossEntropyGrad(e.out, e.x, e.targets, ceParams) },
+		func(e *opsEnv) error {
+			return checkRowAt(e, func(r, j int) float64 {
+				x := e.rowOf(e.hx, r)
+				want := math.Exp(x[j] - logSumExp(x))
+				if j == int(e.targets[r]) {
+					want--
+				}
+				return want
+			})
+		}},
 	{"adamw", 28, func(e *opsEnv) {
 		e.b.AdamW(e.out, e.y, e.m, e.v, backend.AdamWParams{LR: 1e-6, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 1})
 	}, nil},
@@ -259,26 +396,26 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	baseName, baseDesc := "copy", fmt.Sprintf("host copy over %d goroutines", nthreads)
-	var copyGBPS float64
+	measureCopy := func() (float64, error) { return hostCopyGBPS(*n, nthreads, *minTime), nil }
 	if dc, ok := b.(deviceCopier); ok {
 		baseName, baseDesc = "device-copy", "the device's own device-to-device copy"
-		copyGBPS, err = deviceCopyGBPS(env, dc, *minTime)
-		if err != nil {
-			fmt.Fprintf(stderr, "sora bench ops: baseline device-copy on backend %s: %v\n", b.Name(), err)
-			return exitFailure
-		}
-	} else {
-		copyGBPS = hostCopyGBPS(*n, nthreads, *minTime)
+		measureCopy = func() (float64, error) { return deviceCopyGBPS(env, dc, *minTime) }
+	}
+	// The copy is measured before and after the kernels and the larger
+	// figure is the baseline: a copy timed while caches or clocks are cold
+	// (it swings by 2x on a 32 MB operand near the L3 size) would flatter
+	// every fraction.
+	copyBefore, err := measureCopy()
+	if err != nil {
+		fmt.Fprintf(stderr, "sora bench ops: baseline %s on backend %s: %v\n", baseName, b.Name(), err)
+		return exitFailure
 	}
 
-	const row = "%-10s %10v %6v %7v %11v %8v %11v %9v\n"
-	if *asJSON {
-		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s: %s\n", b.Name(), b.Device(), baseName, baseDesc)
-	} else {
-		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: %s, %.1f GB/s\n\n", b.Name(), b.Device(), baseDesc, copyGBPS)
-		fmt.Fprintf(stdout, row, "op", "n", "cols", "threads", "bytes/elem", "GB/s", "copy GB/s", "of copy")
+	type measured struct {
+		op   benchOp
+		gbps float64
 	}
-	enc := json.NewEncoder(stdout)
+	var results []measured
 	for _, op := range selected {
 		if !b.Supports(opOf(op.name)) {
 			fmt.Fprintf(stderr, "sora bench ops: %s: the %s backend does not support it; skipped\n", op.name, b.Name())
@@ -295,9 +432,28 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora bench ops: %s: %v\n", op.name, err)
 			return exitFailure
 		}
-		gbps := float64(op.bytes) * float64(*n) / secs / 1e9
-		r := opsResult{Op: op.name, N: *n, Cols: *cols, Threads: nthreads, BytesPerElem: op.bytes,
-			GBPS: fixed1(gbps), Baseline: baseName, BaselineGBPS: fixed1(copyGBPS), FractionOfCpy: fixed2(gbps / copyGBPS)}
+		results = append(results, measured{op, float64(op.bytes) * float64(*n) / secs / 1e9})
+	}
+	copyAfter, err := measureCopy()
+	if err != nil {
+		fmt.Fprintf(stderr, "sora bench ops: baseline %s on backend %s: %v\n", baseName, b.Name(), err)
+		return exitFailure
+	}
+	copyGBPS := max(copyBefore, copyAfter)
+
+	const row = "%-18s %10v %6v %7v %11v %8v %11v %9v\n"
+	if *asJSON {
+		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s: %s, %.1f GB/s before the kernels and %.1f after; the larger is used\n",
+			b.Name(), b.Device(), baseName, baseDesc, copyBefore, copyAfter)
+	} else {
+		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: %s, %.1f GB/s (the larger of %.1f before the kernels and %.1f after)\n\n",
+			b.Name(), b.Device(), baseDesc, copyGBPS, copyBefore, copyAfter)
+		fmt.Fprintf(stdout, row, "op", "n", "cols", "threads", "bytes/elem", "GB/s", "copy GB/s", "of copy")
+	}
+	enc := json.NewEncoder(stdout)
+	for _, m := range results {
+		r := opsResult{Op: m.op.name, N: *n, Cols: *cols, Threads: nthreads, BytesPerElem: m.op.bytes,
+			GBPS: fixed1(m.gbps), Baseline: baseName, BaselineGBPS: fixed1(copyGBPS), FractionOfCpy: fixed2(m.gbps / copyGBPS)}
 		if *asJSON {
 			if err := enc.Encode(r); err != nil {
 				fmt.Fprintf(stderr, "sora bench ops: %v\n", err)
@@ -305,8 +461,8 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 			}
 			continue
 		}
-		fmt.Fprintf(stdout, row, r.Op, r.N, r.Cols, r.Threads, r.BytesPerElem, fmt.Sprintf("%.1f", gbps),
-			fmt.Sprintf("%.1f", copyGBPS), fmt.Sprintf("%.0f%%", 100*gbps/copyGBPS))
+		fmt.Fprintf(stdout, row, r.Op, r.N, r.Cols, r.Threads, r.BytesPerElem, fmt.Sprintf("%.1f", m.gbps),
+			fmt.Sprintf("%.1f", copyGBPS), fmt.Sprintf("%.0f%%", 100*m.gbps/copyGBPS))
 	}
 	return exitOK
 }
@@ -326,8 +482,18 @@ func opOf(name string) backend.Op {
 		return backend.OpAxpy
 	case "exp", "silu", "gelu":
 		return backend.OpUnary
-	case "silu_grad":
+	case "silu_grad", "gelu_grad":
 		return backend.OpUnaryGrad
+	case "softmax_grad":
+		return backend.OpSoftmaxGrad
+	case "rmsnorm_grad":
+		return backend.OpRMSNormGrad
+	case "layernorm_grad":
+		return backend.OpLayerNormGrad
+	case "cross_entropy":
+		return backend.OpCrossEntropy
+	case "cross_entropy_grad":
+		return backend.OpCrossEntropyGrad
 	case "sum_rows":
 		return backend.OpReduceRows
 	case "softmax":
@@ -340,6 +506,19 @@ func opOf(name string) backend.Op {
 		return backend.OpAdamW
 	}
 	panic("sora bench ops: no op for " + name)
+}
+
+// meanRstd returns the mean and 1/sqrt(biased variance + 1e-5) of xs.
+func meanRstd(xs []float64) (mean, rstd float64) {
+	for _, v := range xs {
+		mean += v
+	}
+	mean /= float64(len(xs))
+	var vr float64
+	for _, v := range xs {
+		vr += (v - mean) * (v - mean)
+	}
+	return mean, 1 / math.Sqrt(vr/float64(len(xs))+1e-5)
 }
 
 // newOpsEnv allocates and fills the operands on b.
@@ -372,7 +551,14 @@ func newOpsEnv(b backend.Backend, rows, cols int) (*opsEnv, error) {
 	env.z = tensor(env.hz, rows, cols)
 	env.out = tensor(uniform(n, -1, 1), rows, cols)
 	env.w = tensor(env.hw, cols)
-	env.bias = tensor(uniform(cols, -0.1, 0.1), cols)
+	env.hbias = uniform(cols, -0.1, 0.1)
+	env.bias = tensor(env.hbias, cols)
+	env.dw = tensor(make([]float32, cols), cols)
+	env.db = tensor(make([]float32, cols), cols)
+	env.targets = make([]int32, rows)
+	for i := range env.targets {
+		env.targets[i] = int32(rng.IntN(cols))
+	}
 	env.r = tensor(make([]float32, rows), rows)
 	env.m = tensor(make([]float32, n), rows, cols)
 	env.v = tensor(env.hz, rows, cols)
