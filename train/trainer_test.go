@@ -16,19 +16,12 @@ import (
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 )
 
-func openCPU(t testing.TB) backend.Backend {
-	t.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+func openCPU(t testing.TB) backend.Backend { return testbackend.Open(t, "cpu") }
 
 func tinyConfig() llama.Config {
 	return llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, VocabSize: 23,

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
@@ -166,11 +166,7 @@ func TestFinetuneEvalMergeSpectrum(t *testing.T) {
 // and checks that the adapter changed the weights.
 func checkMergedGeneration(t *testing.T, basePath, mergedPath, tokPath, adapterDir string) {
 	t.Helper()
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testbackend.Open(t, "cpu")
 	tk, err := tokenizer.Load(tokPath)
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
@@ -272,11 +272,7 @@ func TestGenerateAdapterStopsAtEOS(t *testing.T) {
 	}
 	// LoRA on lm_head with A = e₀ and B = 50·e_EOS adds 50·s·h₀ > 0 to the
 	// EOS logit only.
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testbackend.Open(t, "cpu")
 	m, err := llama.New(b, w)
 	if err != nil {
 		t.Fatal(err)

@@ -6,16 +6,13 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
+	"github.com/sora-go/sora/internal/testbackend"
 )
 
 // OpsUsed runs a case on a backend that computes nothing; the ops it finds
 // must be exactly those that checking the case on the CPU backend calls.
 func TestOpsUsedMatchesARealCheck(t *testing.T) {
-	cpu, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cpu.Close()
+	cpu := testbackend.Open(t, "cpu")
 	for _, c := range append(GraphCases(), OpCases()...) {
 		dry := OpsUsed(c)
 		rec := &recorder{used: map[backend.Op]bool{}, inner: cpu}

@@ -5,8 +5,8 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/internal/testdata"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
@@ -23,11 +23,7 @@ func TestLoadMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testbackend.Open(t, "cpu")
 
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -851,11 +851,7 @@ func FuzzParseConfig(f *testing.F) {
 }
 
 func FuzzLoad(f *testing.F) {
-	b, err := backend.Open("cpu")
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer b.Close()
+	b := testbackend.Open(f, "cpu")
 	seedDir := f.TempDir()
 	{
 		m, err := peft.Inject(newToy(f, b), peft.Config{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{"model.layers.0.self_attn.q_proj"}})

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/peft"
 )
 
@@ -53,11 +53,7 @@ func TestDeterministic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demonstration twice (several seconds)")
 	}
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testbackend.Open(t, "cpu")
 	var reps []*Report
 	for range 2 {
 		var log bytes.Buffer
