@@ -126,18 +126,9 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	w, err := loadWeights(*modelPath)
+	w, tok, err := loadModelAndTokenizer(*modelPath, *tokPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
-		return exitFailure
-	}
-	tok, err := tokenizer.Load(*tokPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora eval: %v\n", err)
-		return exitFailure
-	}
-	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
-		fmt.Fprintf(stderr, "sora eval: tokenizer %s does not fit model %s: %v\n", *tokPath, *modelPath, err)
 		return exitFailure
 	}
 	limit := min(*maxLen, w.Config.MaxSeqLen)

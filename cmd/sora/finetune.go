@@ -18,7 +18,6 @@ import (
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/models/llama"
-	"github.com/sora-go/sora/models/tokenizer"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
 	"github.com/sora-go/sora/train"
@@ -312,16 +311,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if f.out == "" {
 		f.out = filepath.Join("runs", fmt.Sprintf("%s-%s", method, task))
 	}
-	w, err := loadWeights(f.model)
+	w, tok, err := loadModelAndTokenizer(f.model, f.tokenizer)
 	if err != nil {
 		return fail("%v", err)
-	}
-	tok, err := tokenizer.Load(f.tokenizer)
-	if err != nil {
-		return fail("%v", err)
-	}
-	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
-		return fail("tokenizer %s does not fit model %s: %v", f.tokenizer, f.model, err)
 	}
 	maxLen := f.maxLen
 	if maxLen > w.Config.MaxSeqLen {

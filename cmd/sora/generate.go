@@ -106,18 +106,9 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	w, err := loadWeights(*modelPath)
+	w, tok, err := loadModelAndTokenizer(*modelPath, *tokPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
-		return exitFailure
-	}
-	tok, err := tokenizer.Load(*tokPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora generate: %v\n", err)
-		return exitFailure
-	}
-	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
-		fmt.Fprintf(stderr, "sora generate: tokenizer %s does not fit model %s: %v\n", *tokPath, *modelPath, err)
 		return exitFailure
 	}
 	b, code := openBackend(*name, stderr)
@@ -196,6 +187,24 @@ func loadWeights(path string) (*llama.Weights, error) {
 	}
 	w, _, err := llama2c.Load(path)
 	return w, err
+}
+
+// loadModelAndTokenizer loads the base model at modelPath (see
+// loadWeights) and the tokenizer at tokPath, and checks that the tokenizer
+// covers the model's vocabulary.
+func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenizer.Tokenizer, error) {
+	w, err := loadWeights(modelPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
+		return nil, nil, fmt.Errorf("tokenizer %s does not fit model %s: %w", tokPath, modelPath, err)
+	}
+	return w, tok, nil
 }
 
 // adapterInfo is what an adapter folder says before the base model is
