@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -60,14 +59,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 
 func benchUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: sora bench <benchmark> [flags]\n\nBenchmarks:")
-	names := make([]string, 0, len(benchCommands))
-	for n := range benchCommands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, benchCommands[n].summary)
-	}
+	listCommands(w, benchCommands, 8)
 	fmt.Fprintln(w, "\nRun \"sora bench <benchmark> --help\" for its flags.")
 }
 

@@ -14,8 +14,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 )
 
 // command is one subcommand. Each lives in its own file and adds itself to
@@ -73,17 +74,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return c.run(args[1:], stdout, stderr)
 }
 
+// listCommands prints one line per command, sorted by name, the names
+// padded to width.
+func listCommands(w io.Writer, cmds map[string]command, width int) {
+	for _, n := range slices.Sorted(maps.Keys(cmds)) {
+		fmt.Fprintf(w, "  %-*s %s\n", width, n, cmds[n].summary)
+	}
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "sora fine-tunes transformer models with LoRA, DoRA, Pre-Diag, SORA and related methods.")
 	fmt.Fprintln(w, "\nUsage: sora <command> [flags]\n\nCommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
-	}
+	listCommands(w, commands, 12)
 	fmt.Fprintln(w, "\nRun \"sora help <command>\" or \"sora <command> --help\" for a command's flags.")
 	fmt.Fprintf(w, "Commands that run ops take --backend NAME (default $%s, else cpu).\n", defaultBackendEnv)
 }
