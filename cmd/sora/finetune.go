@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
@@ -74,7 +73,7 @@ type finetuneFlags struct {
 
 func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	f := &finetuneFlags{}
-	fs.StringVar(&f.backend, "backend", defaultBackend(), "`NAME` of the backend to run on: "+strings.Join(backend.Names(), ", ")+" (default from $"+defaultBackendEnv+" when set)")
+	backendFlagVar(fs, &f.backend)
 	fs.StringVar(&f.model, "model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder; without it the built-in demonstration runs")
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "`FILE` of the llama2.c tokenizer.bin of the model's vocabulary (required with --model)")
 	fs.StringVar(&f.data, "data", "", "`FILE` of training data: LLM-Adapters JSON (--task lm or classify) or CoLA TSV (--task classify) (required with --model)")

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/sora-go/sora/backend"
@@ -97,7 +98,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet, doc usageDoc) {
 			head += " " + name
 		}
 		if !isZeroDefault(f) {
-			usage += fmt.Sprintf(" (default %q)", f.DefValue)
+			usage += " (default " + quoteDefault(f) + ")"
 		}
 		fmt.Fprintf(&flags, "  %s\n%s\n", head, wrap(usage, 78, "        "))
 	})
@@ -110,6 +111,16 @@ func printUsage(w io.Writer, fs *flag.FlagSet, doc usageDoc) {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
+}
+
+// quoteDefault returns f's default as the flag package prints it: quoted
+// for a string flag, bare for numbers, booleans and durations.
+func quoteDefault(f *flag.Flag) string {
+	t := reflect.TypeOf(f.Value)
+	if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.String {
+		return strconv.Quote(f.DefValue)
+	}
+	return f.DefValue
 }
 
 // isZeroDefault reports whether f's default is its type's zero value, which
@@ -170,7 +181,15 @@ func defaultBackend() string {
 // addBackendFlag defines the --backend flag that every subcommand running
 // ops shares, defaulting to $SORA_BACKEND or "cpu".
 func addBackendFlag(fs *flag.FlagSet) *string {
-	return fs.String("backend", defaultBackend(),
+	p := new(string)
+	backendFlagVar(fs, p)
+	return p
+}
+
+// backendFlagVar defines --backend on fs, stored in p, for commands that
+// keep their flags in a struct.
+func backendFlagVar(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "backend", defaultBackend(),
 		"`NAME` of the backend to run on: "+strings.Join(backend.Names(), ", ")+
 			" (\"sora backends\" says which work here); the default comes from $"+defaultBackendEnv+" when set")
 }
