@@ -4,22 +4,16 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/sora-go/sora/internal/testdata"
 )
 
-// sharedData returns ../shared/data beside the module root, or skips.
+// sharedData returns the path of rel in the shared data folder, or skips.
 func sharedData(t *testing.T, rel string) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared data %s is absent (%v); it lives in ../shared/data beside the repository", rel, err)
-	}
-	return p
+	return testdata.Path(t, rel)
 }
 
 func TestPrompt(t *testing.T) {

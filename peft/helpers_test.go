@@ -7,13 +7,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/testbackend"
+	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/safetensors"
 )
 
@@ -99,25 +99,7 @@ func forward(t testing.TB, l graph.Layer, b backend.Backend, x []float32, shape 
 // the repository, or skips the test when it is absent.
 func sharedData(t testing.TB, rel string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared data %s not available (%v); it lives in ../shared/data beside the repository", rel, err)
-	}
-	return p
+	return testdata.Path(t, rel)
 }
 
 // readF64 reads every F64 tensor of a safetensors file; package

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/internal/testbackend"
+	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
@@ -18,37 +19,9 @@ import (
 	"github.com/sora-go/sora/train"
 )
 
-// sharedData returns the path of rel inside the project's shared data
-// folder ($SORA_DATA, else ../shared/data beside the module root), skipping
-// t with a message when it is absent.
-func sharedData(t *testing.T, rel string) string {
-	t.Helper()
-	dir := os.Getenv("SORA_DATA")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(filepath.Dir(d), "shared", "data")
-				break
-			}
-			if filepath.Dir(d) == d {
-				t.Skipf("shared data not found: no go.mod above %s and SORA_DATA unset (needed %s)", wd, rel)
-			}
-		}
-	}
-	p := filepath.Join(dir, filepath.FromSlash(rel))
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared data file %s is absent (%v); skipping", p, err)
-	}
-	return p
-}
-
 func stories260K(t *testing.T) (model, tok string) {
 	t.Helper()
-	return sharedData(t, "models/stories260K/stories260K.bin"), sharedData(t, "models/stories260K/tok512.bin")
+	return testdata.Stories260K(t)
 }
 
 // runcText is the exact output of llama2.c's test (test_all.py) for

@@ -9,7 +9,7 @@ import (
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/testbackend"
-	"github.com/sora-go/sora/models/internal/testdata"
+	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"

@@ -7,7 +7,7 @@ import (
 
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/internal/testbackend"
-	"github.com/sora-go/sora/models/internal/testdata"
+	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 )

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/models/internal/testdata"
+	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/models/llama"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing/quick"
 	"unicode/utf8"
 
-	"github.com/sora-go/sora/models/internal/testdata"
+	"github.com/sora-go/sora/internal/testdata"
 )
 
 type entry struct {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/models/internal/testdata"
+	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
