@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -178,16 +179,7 @@ func saveParams(path string, params []*graph.Value) error {
 		}
 		ts = append(ts, safetensors.Tensor{Name: p.Name(), Shape: p.Shape(), Data: h})
 	}
-	return writeTensors(path, ts, map[string]string{"format": "sora-trainable"})
-}
-
-// writeTensors writes a safetensors file atomically and makes it readable
-// by all, as the other files of the output folder are.
-func writeTensors(path string, ts []safetensors.Tensor, meta map[string]string) error {
-	if err := safetensors.Write(path, ts, meta); err != nil {
-		return err
-	}
-	return os.Chmod(path, 0o644)
+	return safetensors.Write(path, ts, map[string]string{"format": "sora-trainable"})
 }
 
 // loadParams uploads the values saved by saveParams into params, checking
@@ -206,7 +198,7 @@ func loadParams(path string, params []*graph.Value) error {
 		if !ok {
 			return fmt.Errorf("train: %s lacks parameter %q (was it made with another method or target?)", path, p.Name())
 		}
-		if !equalShape(info.Shape, p.Shape()) {
+		if !slices.Equal(info.Shape, []int(p.Shape())) {
 			return fmt.Errorf("train: %s: parameter %q has shape %v, the run's has %v", path, p.Name(), info.Shape, []int(p.Shape()))
 		}
 		h, err := f.Float32(p.Name())
@@ -221,18 +213,6 @@ func loadParams(path string, params []*graph.Value) error {
 		}
 	}
 	return nil
-}
-
-func equalShape(a []int, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // optimizer state in safetensors: tensor "NAME/SLOT" per parameter with
@@ -270,7 +250,7 @@ func saveOptimizer(path string, s *optim.State) error {
 	if err != nil {
 		return err
 	}
-	return writeTensors(path, ts, map[string]string{"format": "sora-optimizer", "state": string(mb)})
+	return safetensors.Write(path, ts, map[string]string{"format": "sora-optimizer", "state": string(mb)})
 }
 
 func loadOptimizer(path string) (*optim.State, error) {
