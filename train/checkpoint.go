@@ -260,8 +260,12 @@ func loadOptimizer(path string) (*optim.State, error) {
 	}
 	defer f.Close()
 	var m optMeta
-	if err := json.Unmarshal([]byte(f.Metadata()["state"]), &m); err != nil {
-		return nil, fmt.Errorf("train: %s: optimizer metadata: %v", path, err)
+	state, ok := f.Metadata()["state"]
+	if !ok {
+		return nil, fmt.Errorf("train: %s has no \"state\" metadata; want an optimizer state written by sora finetune", path)
+	}
+	if err := json.Unmarshal([]byte(state), &m); err != nil {
+		return nil, fmt.Errorf("train: %s: optimizer metadata \"state\": %v", path, err)
 	}
 	if len(m.Names) != len(m.ParamSteps) {
 		return nil, fmt.Errorf("train: %s: %d names for %d step counts", path, len(m.Names), len(m.ParamSteps))

@@ -19,6 +19,7 @@ import (
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
+	"github.com/sora-go/sora/safetensors"
 )
 
 func openCPU(t testing.TB) backend.Backend { return testbackend.Open(t, "cpu") }
@@ -441,6 +442,31 @@ func TestOutputFolder(t *testing.T) {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") {
 			t.Errorf("temporary %s left in the output folder", e.Name())
+		}
+	}
+}
+
+// TestLoadOptimizerRejectsForeignFiles checks that an optimizer checkpoint
+// without sora's metadata, or with metadata that is not JSON, is an error
+// naming the file and the metadata key.
+func TestLoadOptimizerRejectsForeignFiles(t *testing.T) {
+	ts := []safetensors.Tensor{{Name: "w/m", Shape: []int{2}, Data: []float32{1, 2}}}
+	tests := []struct {
+		name string
+		meta map[string]string
+		want string
+	}{
+		{"no state", map[string]string{"format": "pt"}, `has no "state" metadata`},
+		{"bad state", map[string]string{"state": "{"}, `optimizer metadata "state"`},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(t.TempDir(), "optimizer.safetensors")
+		if err := safetensors.Write(path, ts, tt.meta); err != nil {
+			t.Fatal(err)
+		}
+		_, err := loadOptimizer(path)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: got %v, want an error naming %s and saying %q", tt.name, err, path, tt.want)
 		}
 	}
 }
