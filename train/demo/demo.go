@@ -12,6 +12,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -80,32 +81,17 @@ const (
 )
 
 func (o Options) withDefaults() Options {
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
+	// cmp.Or keeps a field that is set and takes the default for zero.
+	o.Seed = cmp.Or(o.Seed, 1)
+	o.PretrainSteps = cmp.Or(o.PretrainSteps, DefaultPretrainSteps)
+	o.FinetuneSteps = cmp.Or(o.FinetuneSteps, DefaultFinetuneSteps)
+	o.Rank = cmp.Or(o.Rank, DefaultRank)
+	o.Alpha = cmp.Or(o.Alpha, DefaultAlpha)
+	o.RotationRank = cmp.Or(o.RotationRank, DefaultRotationRank)
+	o.FinetuneLR = cmp.Or(o.FinetuneLR, DefaultFinetuneLR)
+	o.Repeats = cmp.Or(o.Repeats, DefaultRepeats)
 	if len(o.Methods) == 0 {
 		o.Methods = DefaultMethods
-	}
-	if o.PretrainSteps == 0 {
-		o.PretrainSteps = DefaultPretrainSteps
-	}
-	if o.FinetuneSteps == 0 {
-		o.FinetuneSteps = DefaultFinetuneSteps
-	}
-	if o.Rank == 0 {
-		o.Rank = DefaultRank
-	}
-	if o.Alpha == 0 {
-		o.Alpha = DefaultAlpha
-	}
-	if o.RotationRank == 0 {
-		o.RotationRank = DefaultRotationRank
-	}
-	if o.FinetuneLR == 0 {
-		o.FinetuneLR = DefaultFinetuneLR
-	}
-	if o.Repeats == 0 {
-		o.Repeats = DefaultRepeats
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
