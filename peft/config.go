@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"regexp"
@@ -182,20 +183,12 @@ func (c Config) WithDefaults() Config {
 		if c.R == 0 && c.OFTBlockSize == 0 {
 			c.OFTBlockSize = DefaultOFTBlockSize
 		}
-		if c.OFTNeumannTerms == 0 {
-			c.OFTNeumannTerms = DefaultOFTNeumannTerms
-		}
+		c.OFTNeumannTerms = cmp.Or(c.OFTNeumannTerms, DefaultOFTNeumannTerms)
 		return c
 	}
-	if c.R == 0 {
-		c.R = DefaultR
-	}
-	if c.Alpha == 0 {
-		c.Alpha = DefaultAlpha
-	}
-	if c.RotationRank == 0 {
-		c.RotationRank = DefaultRotationRank
-	}
+	c.R = cmp.Or(c.R, DefaultR)
+	c.Alpha = cmp.Or(c.Alpha, DefaultAlpha)
+	c.RotationRank = cmp.Or(c.RotationRank, DefaultRotationRank)
 	if c.Method == LoRAPlus && c.LoRAPlusRatio == 0 {
 		c.LoRAPlusRatio = DefaultLoRAPlusRatio
 	}
