@@ -40,9 +40,6 @@ func runBackends(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, backendsDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	infos := backend.List()
 	width := 0
 	for _, in := range infos {

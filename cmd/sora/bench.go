@@ -168,9 +168,6 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, benchGemmDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora bench gemm: --sizes: %v\n", err)

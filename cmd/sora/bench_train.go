@@ -102,9 +102,6 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, benchTrainDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	for _, v := range []struct {
 		name string
 		v    int

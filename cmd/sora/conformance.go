@@ -41,9 +41,6 @@ func runConformance(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, conformanceDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	if len(conformance.Select(*filter)) == 0 {
 		fmt.Fprintf(stderr, "sora conformance: no case name contains %q\n", *filter)
 		return exitUsage

@@ -40,9 +40,6 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, convertDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	switch {
 	case *model == "":
 		fmt.Fprintln(stderr, "sora convert: --model is required (a llama2.c .bin checkpoint)")

@@ -86,9 +86,6 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, evalDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	if code := evalCheck(*tokPath, *dataPath, *maxEval, *maxLen, *maxNew, *batch, stderr); code != exitOK {
 		return code
 	}

@@ -113,9 +113,6 @@ func runFinetune(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, finetuneDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if f.model == "" {

@@ -54,7 +54,8 @@ func newFlagSet(name string) *flag.FlagSet {
 // parseFlags parses args into fs. It returns ok when the command should go
 // on; otherwise code is the exit status: 0 after printing the help that
 // -h/--help asked for (to stdout), exitUsage after printing the error and
-// the synopsis to stderr.
+// the synopsis to stderr, or after naming a positional argument (no
+// subcommand takes any).
 func parseFlags(fs *flag.FlagSet, doc usageDoc, args []string, stdout, stderr io.Writer) (code int, ok bool) {
 	fs.SetOutput(stderr) // the flag package prints parse errors here
 	err := fs.Parse(args)
@@ -66,6 +67,11 @@ func parseFlags(fs *flag.FlagSet, doc usageDoc, args []string, stdout, stderr io
 		// The flag package has printed the error; a short pointer to the
 		// help keeps the error itself in view.
 		fmt.Fprintf(stderr, "usage: sora %s\nRun \"%s --help\" for details.\n", doc.synopsis, fs.Name())
+		return exitUsage, false
+	}
+	// No subcommand takes positional arguments: a stray word is most often
+	// a flag's value that lost its flag, so it is an error, not ignored.
+	if !noArgs(fs, stderr) {
 		return exitUsage, false
 	}
 	return exitOK, true

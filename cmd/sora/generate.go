@@ -63,9 +63,6 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, generateDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	var ad *adapterInfo
 	if *adapterDir != "" {
 		a, err := readAdapter(*adapterDir)

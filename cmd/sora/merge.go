@@ -45,9 +45,6 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, mergeDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	switch {
 	case *model == "":
 		fmt.Fprintln(stderr, "sora merge: --model is required (the base model the adapter was trained on)")

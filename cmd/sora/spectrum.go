@@ -41,9 +41,6 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, spectrumDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	if *adapterDir == "" {
 		fmt.Fprintln(stderr, "sora spectrum: --adapter is required (a folder with adapter_config.json)")
 		return exitUsage

@@ -28,9 +28,6 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, versionDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
-	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		// Only binaries built without module support lack build info.
