@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -132,6 +133,10 @@ func runFinetune(args []string, stdout, stderr io.Writer) int {
 	return f.run(stdout, stderr)
 }
 
+// positive reports whether x is a finite number above 0 (NaN and +Inf are
+// not: the flag package parses both).
+func positive(x float64) bool { return x > 0 && !math.IsInf(x, 1) }
+
 // check validates the flags of a real run.
 func (f *finetuneFlags) check() error {
 	switch {
@@ -141,14 +146,14 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--data is required with --model (an LLM-Adapters .json or CoLA .tsv file)")
 	case f.rank < 1:
 		return fmt.Errorf("--rank %d: want at least 1", f.rank)
-	case !(f.alpha > 0):
-		return fmt.Errorf("--alpha %g: want a positive number", f.alpha)
+	case !positive(f.alpha):
+		return fmt.Errorf("--alpha %g: want a finite positive number", f.alpha)
 	case f.rotationRank < 1:
 		return fmt.Errorf("--rotation-rank %d: want at least 1", f.rotationRank)
-	case !(f.lr > 0):
-		return fmt.Errorf("--lr %g: want a positive learning rate", f.lr)
-	case !(f.epochs > 0) && f.steps == 0:
-		return fmt.Errorf("--epochs %g: want a positive number (or set --steps)", f.epochs)
+	case !positive(f.lr):
+		return fmt.Errorf("--lr %g: want a finite positive learning rate", f.lr)
+	case !positive(f.epochs) && f.steps == 0:
+		return fmt.Errorf("--epochs %g: want a finite positive number (or set --steps)", f.epochs)
 	case f.steps < 0:
 		return fmt.Errorf("--steps %d: want 0 (use --epochs) or a positive number", f.steps)
 	case f.batch < 1:
@@ -159,14 +164,16 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--max-len %d: want at least 2 tokens", f.maxLen)
 	case f.warmup < -1:
 		return fmt.Errorf("--warmup %d: want -1 (5%% of the steps) or a number of steps ≥ 0", f.warmup)
-	case f.weightDecay < 0:
-		return fmt.Errorf("--weight-decay %g: want a number ≥ 0", f.weightDecay)
+	case !(f.weightDecay >= 0) || math.IsInf(f.weightDecay, 1):
+		return fmt.Errorf("--weight-decay %g: want a finite number ≥ 0", f.weightDecay)
+	case math.IsNaN(f.clip) || math.IsInf(f.clip, 1):
+		return fmt.Errorf("--clip %g: want a finite norm (negative turns clipping off)", f.clip)
 	case f.saveEvery < 0 || f.evalEvery < 0:
 		return fmt.Errorf("--save-every and --eval-every want 0 or a positive number of steps")
 	case f.maxTrain < 0 || f.maxEval < 0:
 		return fmt.Errorf("--max-train and --max-eval want 0 (all rows) or a positive number")
-	case !(f.loraPlusRatio > 0):
-		return fmt.Errorf("--loraplus-ratio %g: want a positive number", f.loraPlusRatio)
+	case !positive(f.loraPlusRatio):
+		return fmt.Errorf("--loraplus-ratio %g: want a finite positive number", f.loraPlusRatio)
 	}
 	if _, err := train.ParseTask(f.task); err != nil {
 		return fmt.Errorf("--task: %v", err)
@@ -577,8 +584,11 @@ func runDemo(f *finetuneFlags, stdout, stderr io.Writer) int {
 		o.FinetuneSteps = f.steps
 	}
 	o.PretrainSteps, o.Repeats = f.pretrainSteps, f.repeats
-	if o.Rank < 0 || o.RotationRank < 0 || o.Alpha < 0 || o.FinetuneLR < 0 || o.FinetuneSteps < 0 || o.PretrainSteps < 1 || o.Repeats < 1 {
-		fmt.Fprintln(stderr, "sora finetune: --rank, --rotation-rank, --alpha, --lr, --steps, --pretrain-steps and --repeats must be positive")
+	// Zero keeps the demonstration's default; NaN and +Inf, which the flag
+	// package parses, are errors.
+	if o.Rank < 0 || o.RotationRank < 0 || !(o.Alpha == 0 || positive(o.Alpha)) || !(o.FinetuneLR == 0 || positive(o.FinetuneLR)) ||
+		o.FinetuneSteps < 0 || o.PretrainSteps < 1 || o.Repeats < 1 {
+		fmt.Fprintln(stderr, "sora finetune: --rank, --rotation-rank, --alpha, --lr, --steps, --pretrain-steps and --repeats must be positive (and finite)")
 		return exitUsage
 	}
 	o.Progress = func(stage string) train.Progress {

@@ -52,7 +52,13 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--schedule", "step"}, "--schedule"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--batch", "4", "--micro-batch", "8"}, "--micro-batch"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--task", "regress"}, "unknown task"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--lr", "NaN"}, "--lr NaN"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--alpha", "+Inf"}, "--alpha +Inf"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--epochs", "Inf"}, "--epochs +Inf"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--weight-decay", "NaN"}, "--weight-decay NaN"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--clip", "NaN"}, "--clip NaN"},
 		{[]string{"--method", "lora,bogus"}, "unknown method"},
+		{[]string{"--lr", "NaN"}, "must be positive"},
 		{[]string{"stray"}, "unexpected argument"},
 	}
 	for _, c := range cases {
