@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -115,10 +116,21 @@ type Tensor struct {
 // Backends call it from Alloc; model code uses Alloc, View and Reshape.
 func NewTensor(buf Buffer, off int, shape ...int) (Tensor, error) {
 	s := Shape(append([]int(nil), shape...))
+	n, overflow, empty := 1, false, false
 	for _, d := range s {
 		if d < 0 {
 			return Tensor{}, fmt.Errorf("backend: negative extent in shape %v", s)
 		}
+		if d > 0 && n > math.MaxInt/d {
+			overflow = true
+		}
+		n *= d
+		empty = empty || d == 0
+	}
+	// An element count that overflows int wraps (to 0, say) and could pass
+	// the bounds check below; a zero extent makes the true count 0.
+	if overflow && !empty {
+		return Tensor{}, fmt.Errorf("backend: shape %v has more elements than an int can count", s)
 	}
 	if buf == nil {
 		return Tensor{}, fmt.Errorf("backend: nil buffer")
@@ -144,7 +156,8 @@ func (t Tensor) Shape() Shape { return t.shape }
 // Rank returns the number of axes.
 func (t Tensor) Rank() int { return len(t.shape) }
 
-// Dim returns the extent of axis i; negative i counts from the end.
+// Dim returns the extent of axis i; negative i counts from the end. Like
+// indexing, it panics when i is out of range.
 func (t Tensor) Dim(i int) int {
 	if i < 0 {
 		i += len(t.shape)
@@ -177,11 +190,14 @@ func (t Tensor) Contiguous() bool {
 	if t.strides == nil {
 		return true
 	}
-	want := t.shape.ContiguousStrides()
-	for i, s := range t.strides {
-		if t.shape[i] != 1 && s != want[i] {
+	// Every op checks its arguments with this, so it computes the row-major
+	// strides as it goes rather than allocating them.
+	want := 1
+	for i := len(t.shape) - 1; i >= 0; i-- {
+		if t.shape[i] != 1 && t.strides[i] != want {
 			return false
 		}
+		want *= t.shape[i]
 	}
 	return true
 }
@@ -322,7 +338,7 @@ func (t Tensor) Strided(off int, shape Shape, strides []int) (Tensor, error) {
 	return Tensor{buf: t.buf, off: t.off + off, shape: append(Shape(nil), shape...), strides: append([]int(nil), strides...)}, nil
 }
 
-// Permute returns a strided view of contiguous t with its axes reordered:
+// Permute returns a strided view of t with its axes reordered:
 // axis i of the result is axis perm[i] of t. Materialise it with Copy.
 func (t Tensor) Permute(perm ...int) (Tensor, error) {
 	if len(perm) != len(t.shape) {

@@ -125,3 +125,59 @@ func TestSlice(t *testing.T) {
 		}
 	}
 }
+
+// TestContiguous checks strided views against the definition: every axis
+// longer than 1 has its row-major stride. Strided views must be told apart
+// without allocating, since every op's argument check asks.
+func TestContiguous(t *testing.T) {
+	base, err := NewTensor(testBuf(120), 0, 2, 3, 4, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		shape   Shape
+		strides []int
+		want    bool
+	}{
+		{"row-major", Shape{2, 3, 4, 5}, []int{60, 20, 5, 1}, true},
+		{"unit axes may have any stride", Shape{1, 3, 1, 5}, []int{999, 5, 7, 1}, true},
+		{"transposed", Shape{5, 4}, []int{1, 5}, false},
+		{"broadcast", Shape{3, 5}, []int{0, 1}, false},
+		{"column slice", Shape{6, 2}, []int{5, 1}, false},
+		{"every other row", Shape{3, 5}, []int{10, 1}, false},
+		{"scalar", Shape{}, []int{}, true},
+		{"empty", Shape{0, 5}, []int{5, 1}, true},
+	}
+	for _, tt := range tests {
+		v, err := base.Strided(0, tt.shape, tt.strides)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := v.Contiguous(); got != tt.want {
+			t.Errorf("%s: Contiguous() = %v, want %v", tt.name, got, tt.want)
+		}
+		if n := testing.AllocsPerRun(10, func() { _ = v.Contiguous() }); n != 0 {
+			t.Errorf("%s: Contiguous allocates %v times", tt.name, n)
+		}
+	}
+}
+
+// TestNewTensorRejectsOverflow checks that a shape whose element count
+// overflows int is an error rather than a view that wraps past the
+// buffer's bounds check.
+func TestNewTensorRejectsOverflow(t *testing.T) {
+	big := 1 << 32
+	for _, shape := range [][]int{{big, big}, {3, big, big}, {big, big, 5}} {
+		_, err := NewTensor(testBuf(16), 0, shape...)
+		if err == nil {
+			t.Errorf("NewTensor(%v) accepted a shape of more elements than an int holds", shape)
+		}
+	}
+	for _, shape := range [][]int{{0, big, big}, {big, big, 0}} {
+		// A zero extent makes the view empty, however large the others.
+		if _, err := NewTensor(testBuf(0), 0, shape...); err != nil {
+			t.Errorf("NewTensor(%v): %v", shape, err)
+		}
+	}
+}
