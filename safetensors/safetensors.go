@@ -25,6 +25,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -498,6 +499,11 @@ func buildHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 		for _, d := range t.Shape {
 			if d < 0 {
 				return nil, fmt.Errorf("safetensors: tensor %q: negative extent in shape %v", t.Name, t.Shape)
+			}
+			// A wrapped product could match the data's length (0, say)
+			// and write a header that no reader accepts.
+			if d > 0 && n > math.MaxInt/d && !slices.Contains(t.Shape, 0) {
+				return nil, fmt.Errorf("safetensors: tensor %q: shape %v has more elements than an int can count", t.Name, t.Shape)
 			}
 			n *= d
 		}

@@ -235,6 +235,8 @@ func TestWriteRejects(t *testing.T) {
 		"duplicate":  {{Name: "a", Shape: []int{1}, Data: []float32{1}}, {Name: "a", Shape: []int{1}, Data: []float32{1}}},
 		"length":     {{Name: "a", Shape: []int{2}, Data: []float32{1}}},
 		"empty name": {{Name: "", Shape: []int{1}, Data: []float32{1}}},
+		// 2^32 · 2^32 wraps to 0 elements, which would match the empty data.
+		"overflow": {{Name: "a", Shape: []int{1 << 32, 1 << 32}, Data: nil}},
 	}
 	for name, ts := range cases {
 		path := filepath.Join(dir, name)
