@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
@@ -513,31 +514,18 @@ func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, 
 	return adapter.Save(dir, pm, meta)
 }
 
+// writeJSON writes v as indented JSON to path through a temporary file
+// renamed into place, creating path's folder if needed. Its errors name
+// path.
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("encoding %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 func commas(n int64) string {
