@@ -134,17 +134,11 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
 	}
-	b, code := openBackend(*name, stderr)
-	if b == nil {
+	m, release, code := openModel("eval", *name, w, *modelPath, stderr)
+	if m == nil {
 		return code
 	}
-	defer b.Close()
-	m, err := llama.New(b, w)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora eval: loading %s: %v\n", *modelPath, err)
-		return exitFailure
-	}
-	defer m.Free()
+	defer release()
 	rep := &evalReport{Model: *modelPath, Adapter: *adapterDir, Data: *dataPath, Task: task.String()}
 	if ad != nil {
 		pm, classes, err := ad.apply(m)

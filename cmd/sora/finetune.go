@@ -342,16 +342,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		describeData(stdout, "eval", f.evalData, evalSet, task)
 	}
 
-	b, code := openBackend(f.backend, stderr)
-	if b == nil {
+	m, release, code := openModel("finetune", f.backend, w, f.model, stderr)
+	if m == nil {
 		return code
 	}
-	defer b.Close()
-	m, err := llama.New(b, w)
-	if err != nil {
-		return fail("loading %s on %s: %v", f.model, b.Name(), err)
-	}
-	defer m.Free()
+	defer release()
 	classes := 0
 	if task == train.Classify {
 		classes = len(trainSet.classes)
@@ -372,7 +367,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 	}
 	count := pm.Report()
-	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, w.Config.Dim, w.Config.NumLayers, w.Config.VocabSize, b.Device())
+	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, w.Config.Dim, w.Config.NumLayers, w.Config.VocabSize, m.Backend().Device())
 	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, len(pm.Layers()), f.target,
 		commas(count.Trainable), commas(count.Total), count.Percent(), count.PercentOfBase(), commas(count.Base))
 
@@ -387,7 +382,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	summary := runSummary{Command: "sora finetune " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Model: f.model, Data: f.data,
 		EvalData: f.evalData, Task: task.String(), Method: string(method), TrainRows: len(trainSet.seqs),
-		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Device: b.Device(), Config: map[string]any{
+		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Device: m.Backend().Device(), Config: map[string]any{
 			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed}}

@@ -108,17 +108,11 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitFailure
 	}
-	b, code := openBackend(*name, stderr)
-	if b == nil {
+	m, release, code := openModel("generate", *name, w, *modelPath, stderr)
+	if m == nil {
 		return code
 	}
-	defer b.Close()
-	m, err := llama.New(b, w)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora generate: loading %s on %s: %v\n", *modelPath, b.Name(), err)
-		return exitFailure
-	}
-	defer m.Free()
+	defer release()
 	w = nil // the model holds its own copy; let the host one go
 	stop := []int{tokenizer.BOS}
 	if ad != nil {
@@ -165,7 +159,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	// Every position run counts: the prompt's and the sampled ones.
 	n := gen.Positions()
 	fmt.Fprintf(stderr, "sora generate: %d tokens in %.3fs, %.1f tokens/s on %s (%s)\n",
-		n, elapsed.Seconds(), float64(n)/max(elapsed.Seconds(), 1e-9), b.Name(), b.Device())
+		n, elapsed.Seconds(), float64(n)/max(elapsed.Seconds(), 1e-9), m.Backend().Name(), m.Backend().Device())
 	return exitOK
 }
 
@@ -202,6 +196,24 @@ func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenize
 		return nil, nil, fmt.Errorf("tokenizer %s does not fit model %s: %w", tokPath, modelPath, err)
 	}
 	return w, tok, nil
+}
+
+// openModel opens the backend called name and loads w (read from
+// modelPath) onto it. On failure it prints why to stderr, prefixed with
+// "sora cmd:" where the model is at fault, and returns a nil model and the
+// exit status; otherwise release frees the model and closes the backend.
+func openModel(cmd, name string, w *llama.Weights, modelPath string, stderr io.Writer) (m *llama.Model, release func(), code int) {
+	b, code := openBackend(name, stderr)
+	if b == nil {
+		return nil, nil, code
+	}
+	m, err := llama.New(b, w)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora %s: loading %s on %s: %v\n", cmd, modelPath, b.Name(), err)
+		b.Close()
+		return nil, nil, exitFailure
+	}
+	return m, func() { m.Free(); b.Close() }, exitOK
 }
 
 // adapterInfo is what an adapter folder says before the base model is

@@ -72,17 +72,11 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
-	b, code := openBackend(*name, stderr)
-	if b == nil {
+	m, release, code := openModel("merge", *name, base.w, *model, stderr)
+	if m == nil {
 		return code
 	}
-	defer b.Close()
-	m, err := llama.New(b, base.w)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora merge: loading %s: %v\n", *model, err)
-		return exitFailure
-	}
-	defer m.Free()
+	defer release()
 	pm, _, err := adapter.Load(*adapterDir, m)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft/adapter"
 	"github.com/sora-go/sora/train"
 )
@@ -62,17 +61,11 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
 	}
-	b, code := openBackend(*name, stderr)
-	if b == nil {
+	m, release, code := openModel("spectrum", *name, w, *modelPath, stderr)
+	if m == nil {
 		return code
 	}
-	defer b.Close()
-	m, err := llama.New(b, w)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora spectrum: loading %s: %v\n", *modelPath, err)
-		return exitFailure
-	}
-	defer m.Free()
+	defer release()
 	pm, _, err := adapter.Load(*adapterDir, m)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
