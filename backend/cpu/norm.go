@@ -63,61 +63,24 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	}
 	d, dws, xs, ws, gs := v[0], v[1], v[2], v[3], v[4]
 	k := b.kernels(12 * len(d))
-	// dx needs the row's statistics, so each row is read twice, both times
-	// from L1 or L2 for rows up to a few thousand columns.
-	grad := func(r int) (xr, gr []float32, rs float64) {
-		xr, gr = xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
+	row := func(r int, acc []float64) {
+		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
 		ss, dot := k.SumSquaresDot3(xr, ws, gr) // Σ x², Σ w⊙dy⊙x
-		rs = 1 / math.Sqrt(ss/float64(cols)+float64(eps))
-		k.RMSNormGrad(d[r*cols:(r+1)*cols], xr, ws, gr, nil, rs, rs*rs*rs*dot/float64(cols))
-		return xr, gr, rs
+		rs := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
+		k.RMSNormGrad(d[r*cols:(r+1)*cols], xr, ws, gr, acc, rs, rs*rs*rs*dot/float64(cols))
 	}
 	if dws == nil {
 		b.streamFor(k, rows, cols*6, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
-				grad(r)
+				row(r, nil)
 			}
 		})
 		return
 	}
-	// dw's terms dy⊙x·r are summed in float32 lanes over blocks of
-	// rmsFoldRows rows, and each block's sums are added into float64: the
-	// float64 accumulation per element (widen, multiply, add, store) cost
-	// more than the rest of the op together, and a float32 sum of a few
-	// dozen terms loses no more than a few of their roundings.
-	chunks := b.chunks(rows, cols*6)
-	parts := b.scratch64(chunks, cols)
-	tmps := b.scratch32(chunks, 2*cols)
-	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
-		acc, sum32, term := parts[c], tmps[c][:cols], tmps[c][cols:]
-		clear(sum32)
-		n := 0
-		for r := lo; r < hi; r++ {
-			xr, gr, rs := grad(r)
-			b.kern.ScaleMul(term, gr, xr, rs)
-			b.kern.Add(sum32, sum32, term)
-			if n++; n == rmsFoldRows || r == hi-1 {
-				b.kern.Accumulate(acc, sum32)
-				clear(sum32)
-				n = 0
-			}
-		}
-		k.Fence()
-	})
-	total := parts[0]
-	for _, p := range parts[1:] {
-		for j, x := range p {
-			total[j] += x
-		}
-	}
-	for j, s := range total {
+	for j, s := range b.columnSums(k, rows, cols, cols*6, row) {
 		dws[j] = float32(float64(dws[j]) + s)
 	}
 }
-
-// rmsFoldRows is how many rows of RMSNormGrad's weight-gradient terms are
-// summed in float32 before they are added into the float64 sums.
-const rmsFoldRows = 32
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
 // each row, with the mean and the biased variance computed in two float64
