@@ -14,9 +14,9 @@ import (
 
 	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/models/internal/reference"
+	"github.com/sora-go/sora/models/internal/stories"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
-	"github.com/sora-go/sora/models/tokenizer"
 	"github.com/sora-go/sora/safetensors"
 )
 
@@ -210,15 +210,8 @@ func TestFileContents(t *testing.T) {
 // Hugging Face layout, loads it back and checks that greedy generation
 // still gives llama2.c's text.
 func TestStories260KConvert(t *testing.T) {
-	modelPath, tokPath := testdata.Stories260K(t)
-	w, _, err := llama2c.Load(modelPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	modelPath, _ := testdata.Stories260K(t)
+	w, tok := stories.Load(t)
 	dir := filepath.Join(t.TempDir(), "stories260K-hf")
 	if err := Write(dir, w, nil); err != nil {
 		t.Fatal(err)

@@ -9,9 +9,8 @@ import (
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/testbackend"
-	"github.com/sora-go/sora/internal/testdata"
+	"github.com/sora-go/sora/models/internal/stories"
 	"github.com/sora-go/sora/models/llama"
-	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
 )
 
@@ -67,16 +66,7 @@ func newModel(tb testing.TB, b backend.Backend, w *llama.Weights) *llama.Model {
 
 func loadStories(tb testing.TB) (*llama.Weights, *tokenizer.Tokenizer) {
 	tb.Helper()
-	modelPath, tokPath := testdata.Stories260K(tb)
-	w, _, err := llama2c.Load(modelPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return w, tok
+	return stories.Load(tb)
 }
 
 func randomTokens(rng *rand.Rand, n, vocab int) []int32 {

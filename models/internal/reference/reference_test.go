@@ -6,9 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/internal/testdata"
+	"github.com/sora-go/sora/models/internal/stories"
 	"github.com/sora-go/sora/models/llama"
-	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
 )
 
@@ -39,19 +38,7 @@ func generate(t *testing.T, w *llama.Weights, tok *tokenizer.Tokenizer, prompt s
 
 func loadStories(t *testing.T) (*llama.Weights, *tokenizer.Tokenizer) {
 	t.Helper()
-	modelPath, tokPath := testdata.Stories260K(t)
-	w, _, err := llama2c.Load(modelPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
-		t.Fatal(err)
-	}
-	return w, tok
+	return stories.Load(t)
 }
 
 func TestStories260KGreedy(t *testing.T) {
