@@ -19,7 +19,7 @@ func keepdim(s backend.Shape) backend.Shape {
 func broadcastRows(dy backend.Tensor, rows, cols int) backend.Tensor {
 	v, err := dy.Strided(0, backend.Shape{rows, cols}, []int{1, 0})
 	if err != nil {
-		panic(err)
+		panic(err) // the view reads dy's rows elements, which dy holds
 	}
 	return v
 }
