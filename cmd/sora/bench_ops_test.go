@@ -14,6 +14,10 @@ func TestBenchOpsJSON(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
 	}
+	// The copy is timed before and after the kernels and both figures shown.
+	if !regexp.MustCompile(`# baseline copy: .*, \d+\.\d GB/s before the kernels and \d+\.\d after; the larger is used`).MatchString(errb.String()) {
+		t.Errorf("stderr does not give both copy measurements:\n%s", errb.String())
+	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	// Every kernel prints a line unless the backend reports it unsupported.
 	if want := len(benchOps) - strings.Count(errb.String(), "does not support"); len(lines) != want {
