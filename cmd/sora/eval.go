@@ -231,12 +231,12 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		rows[i] = set.rows[s.Row]
 		golds[i] = rows[i].Answer
 		if golds[i] == "" {
-			return fmt.Errorf("row %d has no \"answer\" field to score against", s.Row+1)
+			return fmt.Errorf("%s: row %d has no \"answer\" field to score against", set.path, s.Row+1)
 		}
 	}
 	x, err := data.NewExtractor(golds)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", set.path, err)
 	}
 	rep.AnswerKind = x.Kind.String()
 	ans, acc, err := data.MajorityAnswer(golds)

@@ -263,6 +263,7 @@ func sample[T any](xs []T, n int, seed uint64) []T {
 
 // taskData is a data set ready for training or evaluation.
 type taskData struct {
+	path    string // the file, for error messages
 	seqs    []data.Sequence
 	stats   data.EncodeStats
 	rows    []data.Example    // LM: the rows (for answers and prompts)
@@ -272,7 +273,7 @@ type taskData struct {
 
 // loadTaskData reads and encodes a data file for task.
 func loadTaskData(path string, task train.Task, tok data.Encoder, maxLen, limit int, seed uint64) (*taskData, error) {
-	td := &taskData{}
+	td := &taskData{path: path}
 	var err error
 	if task == train.Classify {
 		set, err := data.LoadClassification(path)
