@@ -73,9 +73,9 @@ type Result struct {
 // InterruptedError is returned by Run when its context is cancelled: the
 // run stopped after a whole step and saved a checkpoint to resume from.
 type InterruptedError struct {
-	Step       int
-	Checkpoint string
-	Cause      error
+	Step       int    // the last step applied
+	Checkpoint string // the checkpoint folder to resume from ("" without an output folder)
+	Cause      error  // the context's error
 }
 
 func (e *InterruptedError) Error() string {
@@ -91,9 +91,9 @@ func (e *InterruptedError) Unwrap() error { return e.Cause }
 // The step that produced it was not applied; Checkpoint is the last good
 // checkpoint ("" if none was written).
 type NonFiniteError struct {
-	Step       int // the step that failed, 1-based
-	What       string
-	Value      float64
+	Step       int     // the step that failed, 1-based
+	What       string  // what was not finite, e.g. "loss" or "gradient norm"
+	Value      float64 // its value: NaN or ±Inf
 	Checkpoint string
 }
 
