@@ -258,19 +258,10 @@ func finetune(ctx context.Context, m *llama.Model, method peft.Method, o Options
 		return Row{}, err
 	}
 	trainable, total := train.CountParams(m, pm)
-	row := Row{Method: method, TrainablePercent: 100 * float64(trainable) / float64(total), Trainable: trainable,
-		Accuracy: ev.Accuracy, Loss: ev.Loss, MsPerStep: float64(res.StepTime.Microseconds()) / 1000}
-	for _, s := range spectra {
-		row.Entropy += s.Entropy
-		row.NormalizedEntropy += s.NormalizedEntropy
-		row.StableRank += s.StableRank
-	}
-	if n := float64(len(spectra)); n > 0 {
-		row.Entropy /= n
-		row.NormalizedEntropy /= n
-		row.StableRank /= n
-	}
-	return row, nil
+	sum := train.SpectrumSummary(spectra)
+	return Row{Method: method, TrainablePercent: 100 * float64(trainable) / float64(total), Trainable: trainable,
+		Accuracy: ev.Accuracy, Loss: ev.Loss, MsPerStep: float64(res.StepTime.Microseconds()) / 1000,
+		Entropy: sum.MeanEntropy, NormalizedEntropy: sum.MeanNormalizedEntropy, StableRank: sum.MeanStableRank}, nil
 }
 
 // mean averages the repeats of one method.
