@@ -23,12 +23,8 @@ import (
 // top-level commands do.
 var benchCommands = map[string]command{}
 
-func registerBench(c command) {
-	if _, dup := benchCommands[c.name]; dup {
-		panic("sora: bench command registered twice: " + c.name)
-	}
-	benchCommands[c.name] = c
-}
+// registerBench adds a "sora bench" benchmark.
+func registerBench(c command) { addCommand(benchCommands, c) }
 
 func init() {
 	register(command{

@@ -34,11 +34,16 @@ type command struct {
 
 var commands = map[string]command{}
 
-func register(c command) {
-	if _, dup := commands[c.name]; dup {
+// register adds a top-level command.
+func register(c command) { addCommand(commands, c) }
+
+// addCommand adds c to set. Two commands of one name are a programming
+// error, caught by any run of the binary or its tests.
+func addCommand(set map[string]command, c command) {
+	if _, dup := set[c.name]; dup {
 		panic("sora: command registered twice: " + c.name)
 	}
-	commands[c.name] = c
+	set[c.name] = c
 }
 
 func main() {
