@@ -294,6 +294,12 @@ func TestFinetuneClassify(t *testing.T) {
 	if code, _, errOut := runCLI(t, "merge", "--model", model, "--adapter", filepath.Join(out, "adapter"), "--out", filepath.Join(dir, "m.bin")); code != exitFailure || !strings.Contains(errOut, "classification head") {
 		t.Errorf("merge of a classifier: status %d, %q", code, errOut)
 	}
+	// Its weight updates can be analysed like a language model's: the
+	// score head is loaded, and is not one of the analysed layers.
+	code, stdout, errOut = runCLI(t, "spectrum", "--model", model, "--adapter", filepath.Join(out, "adapter"), "--plot", "")
+	if code != exitOK || !strings.Contains(stdout, "mean of") || strings.Contains(stdout, llama.ScoreModule) {
+		t.Errorf("spectrum of a classifier: status %d\nstdout %s\nstderr %s", code, stdout, errOut)
+	}
 }
 
 func TestFinetuneMalformedData(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/sora-go/sora/peft/adapter"
 	"github.com/sora-go/sora/train"
 )
 
@@ -44,13 +43,13 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora spectrum: --adapter is required (a folder with adapter_config.json)")
 		return exitUsage
 	}
-	_, meta, err := adapter.ReadConfig(*adapterDir)
+	ad, err := readAdapter(*adapterDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
 	}
 	if *modelPath == "" {
-		*modelPath = meta.BaseModel
+		*modelPath = ad.meta.BaseModel
 	}
 	if *modelPath == "" {
 		fmt.Fprintln(stderr, "sora spectrum: --model is required (the adapter's config does not name its base model)")
@@ -66,7 +65,9 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer release()
-	pm, _, err := adapter.Load(*adapterDir, m)
+	// apply gives m the score head a classifier's adapter carries, so
+	// classifiers load too; the head itself is no weight update to analyse.
+	pm, _, err := ad.apply(m)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
