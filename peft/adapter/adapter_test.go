@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -476,15 +477,7 @@ func TestLoadErrors(t *testing.T) {
 			})
 		}, `tensor "` + cKey + `" has shape [4 4], expected [8 2]`},
 		{"missing tensor", func(t *testing.T, dir string) {
-			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
-				var out []safetensors.Tensor
-				for _, x := range ts {
-					if x.Name != cKey {
-						out = append(out, x)
-					}
-				}
-				return out
-			})
+			rewrite(t, dir, dropTensor(cKey))
 		}, `missing tensor "` + cKey + `", expected shape [8 2]`},
 		{"extra tensor", func(t *testing.T, dir string) {
 			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
@@ -741,15 +734,7 @@ func TestModulesToSaveErrors(t *testing.T) {
 		want   string
 	}{
 		{"missing", func(t *testing.T, dir string) {
-			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
-				var out []safetensors.Tensor
-				for _, x := range ts {
-					if x.Name != headKey {
-						out = append(out, x)
-					}
-				}
-				return out
-			})
+			rewrite(t, dir, dropTensor(headKey))
 		}, nil, `missing tensor "` + headKey + `", expected shape [6 8] for layer "lm_head" of modules_to_save`},
 		{"other size", func(t *testing.T, dir string) {
 			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
@@ -889,4 +874,11 @@ func FuzzLoad(f *testing.F) {
 		}
 		loaded.Unload()
 	})
+}
+
+// dropTensor returns a rewrite that removes the tensor called name.
+func dropTensor(name string) func([]safetensors.Tensor) []safetensors.Tensor {
+	return func(ts []safetensors.Tensor) []safetensors.Tensor {
+		return slices.DeleteFunc(ts, func(x safetensors.Tensor) bool { return x.Name == name })
+	}
 }
