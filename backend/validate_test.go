@@ -79,3 +79,40 @@ func TestCheckNormErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestChecksAllocateNothing extends the guard to every other check a
+// kernel runs per call: a valid call builds no error argument list.
+func TestChecksAllocateNothing(t *testing.T) {
+	x, y, z, w := mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4)
+	c, r, col := mustTensor(t, 3, 3), mustTensor(t, 3, 1), mustTensor(t, 4)
+	q, q2 := mustTensor(t, 1, 2, 2, 4), mustTensor(t, 1, 2, 2, 4)
+	ids := []int32{0, 1, 2}
+	cases := map[string]func() error{
+		"elementwise": func() error { _, err := CheckElementwise(OpScale, x, y); return err },
+		"binary":      func() error { _, _, _, err := CheckBinary(x, y, z); return err },
+		"matmul":      func() error { _, err := CheckMatMul(c, x, y, MatMulParams{TransB: true}); return err },
+		"reduce rows": func() error { _, _, err := CheckReduceRows(r, x); return err },
+		"sum columns": func() error { _, _, err := CheckSumColumns(col, x); return err },
+		"softmax":     func() error { _, _, _, err := CheckSoftmax(OpSoftmax, x, y, Tensor{}, SoftmaxParams{}); return err },
+		"rope": func() error {
+			_, _, _, _, err := CheckRoPE(q, q2, RoPEParams{Theta: 10000, Layout: Interleaved})
+			return err
+		},
+		"gather": func() error { _, _, err := CheckGather(OpGather, x, y, ids); return err },
+		"copy":   func() error { return CheckCopy(x, y) },
+		"fill":   func() error { return CheckFill(x) },
+		"adamw": func() error {
+			_, err := CheckAdamW(x, y, z, w, AdamWParams{Step: 1, LR: 1e-3, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8})
+			return err
+		},
+	}
+	for name, f := range cases {
+		var err error
+		if n := testing.AllocsPerRun(10, func() { err = f() }); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", name, n)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
