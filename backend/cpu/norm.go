@@ -123,6 +123,10 @@ func (b *Backend) moments(x []float32, eps float32) (mean, rstd float64) {
 	return mean, 1 / math.Sqrt(b.kern.SumSquaredDiff(x, mean)/n+float64(eps))
 }
 
+// lnFlushRows is how many rows LayerNormGrad sums into its float32
+// dgamma/dbeta partials before adding them to the float64 ones.
+const lnFlushRows = 16
+
 // LayerNormGrad computes, with x̂ = (x − mean)·rstd and g = dy ⊙ gamma,
 //
 //	dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂))   (overwritten)
@@ -147,27 +151,57 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	}
 	d, dg, db, xs, gm, gs := v[0], v[1], v[2], v[3], v[4], v[5]
 	k := b.kernels(12 * len(d))
-	// acc holds the dgamma partials in [0, cols) and dbeta's in [cols, 2·cols).
-	row := func(r int, acc []float64) {
+	n := float64(cols)
+	// row computes row r's dx; where accG32 is not nil the same pass adds
+	// dy⊙x̂ to accG32 and dy to accB32 in float32, which costs far less
+	// than float64 accumulators read and written on every row.
+	row := func(r int, accG32, accB32 []float32) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
-		mean, rstd := b.moments(xr, eps)
-		var accG, accB []float64
-		if acc != nil {
-			accG, accB = acc[:cols], acc[cols:]
+		// Two passes, as in moments: the mean, then every sum about it
+		// (Σ g·x̂ = rstd·Σ g·(x − mean)), so a large mean cancels nothing.
+		mean := k.Sum(xr) / n
+		ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, mean)
+		rstd := 1 / math.Sqrt(ssd/n+float64(eps))
+		sgx := sgd * rstd
+		dr := d[r*cols : (r+1)*cols]
+		if accG32 != nil {
+			k.LayerNormGradAcc(dr, xr, gm, gr, accG32, accB32, mean, rstd, sg/n, sgx/n)
+			return
 		}
-		sg, sgx := k.LayerNormGradSums(xr, gm, gr, accG, accB, mean, rstd)
-		n := float64(cols)
-		k.LayerNormGrad(d[r*cols:(r+1)*cols], xr, gm, gr, mean, rstd, sg/n, sgx/n)
+		k.LayerNormGrad(dr, xr, gm, gr, mean, rstd, sg/n, sgx/n)
 	}
 	if dg == nil && db == nil {
 		b.streamFor(k, rows, cols*8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
-				row(r, nil)
+				row(r, nil, nil)
 			}
 		})
 		return
 	}
-	sums := b.columnSums(k, rows, 2*cols, cols*8, row)
+	// The float32 partials cover at most lnFlushRows rows before they are
+	// added into the chunk's float64 sums, so their rounding error stays
+	// that of a short float32 sum.
+	chunks := b.chunks(rows, cols*8)
+	parts := b.scratch64(chunks, 2*cols)
+	parts32 := b.scratch32(chunks, 2*cols)
+	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
+		acc, acc32 := parts[c], parts32[c]
+		accG32, accB32 := acc32[:cols], acc32[cols:]
+		for r0 := lo; r0 < hi; r0 += lnFlushRows {
+			clear(acc32)
+			for r := r0; r < min(r0+lnFlushRows, hi); r++ {
+				row(r, accG32, accB32)
+			}
+			k.Accumulate(acc, acc32)
+		}
+		k.Fence()
+	})
+	sums := parts[0]
+	for _, p := range parts[1:] {
+		for j, x := range p {
+			sums[j] += x
+		}
+	}
 	for j := range cols {
 		if dg != nil {
 			dg[j] = float32(float64(dg[j]) + sums[j])

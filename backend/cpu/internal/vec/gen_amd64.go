@@ -351,8 +351,12 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string) {
 
 // mapK is an element-wise kernel dst[i] = body(ins[i]..., scalars).
 type mapK struct {
-	name    string
-	ins     []string // input slices after dst
+	name string
+	ins  []string // input slices after dst
+	// updates are slices after ins that body reads and writes in place:
+	// they come after ins in in[], and are stored back from there (with
+	// ordinary stores: they are small and read again soon).
+	updates []string
 	scalars []string // float32 arguments, broadcast
 	temps   int
 	masks   int
@@ -548,7 +552,8 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		name += "NT"
 	}
 	args := []param{{"dst", 8, "*float32"}}
-	for _, in := range k.ins {
+	ins := append(append([]string{}, k.ins...), k.updates...)
+	for _, in := range ins {
 		args = append(args, param{in, 8, "*float32"})
 	}
 	for _, s := range k.scalars {
@@ -566,7 +571,7 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, argSize)
 	g.I("MOVQ dst+0(FP), DI")
 	ptrs := []string{"DI"}
-	for i, in := range k.ins {
+	for i, in := range ins {
 		g.I("MOVQ %s+%d(FP), %s", in, offs[in], ptrRegs[i+1])
 		ptrs = append(ptrs, ptrRegs[i+1])
 	}
@@ -587,14 +592,14 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		in, t, m []string
 	}
 	// Unroll as asked, or as far as the registers go.
-	per := 1 + len(k.ins) + k.temps
+	per := 1 + len(ins) + k.temps
 	if !g.wide() {
 		per += k.masks
 	}
 	unroll := min(k.unroll, (g.regs-r.next)/per)
 	var cp []copyRegs
 	for u := 0; u < unroll; u++ {
-		cp = append(cp, copyRegs{r.v(), r.vs(len(k.ins)), r.vs(k.temps), r.masks(k.masks)})
+		cp = append(cp, copyRegs{r.v(), r.vs(len(ins)), r.vs(k.temps), r.masks(k.masks)})
 	}
 	L, B := g.lanes, g.bytes()
 	store := "VMOVUPS"
@@ -622,6 +627,9 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		g.interleave(len(cp), func(u int) { x := cp[u]; k.body(g, x.out, x.in, sc, x.t, x.m) })
 		for u, x := range cp {
 			g.I("%s %s, %d(DI)", store, x.out, u*B)
+			for i, in := range x.in[len(k.ins):] {
+				g.I("VMOVUPS %s, %d(%s)", in, u*B, ptrs[len(k.ins)+1+i])
+			}
 		}
 		step(unroll)
 		g.I("CMPQ CX, $%d", unroll*L)
@@ -636,6 +644,9 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 	}
 	k.body(g, x.out, x.in, sc, x.t, x.m)
 	g.I("%s %s, (DI)", store, x.out)
+	for i, in := range x.in[len(k.ins):] {
+		g.I("VMOVUPS %s, (%s)", in, ptrs[len(k.ins)+1+i])
+	}
 	step(1)
 	g.I("JMP one")
 	g.label("tail")
@@ -647,6 +658,9 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 	}
 	k.body(g, x.out, x.in, sc, x.t, x.m)
 	g.storeMasked(x.out, tm, "(DI)")
+	for i, in := range x.in[len(k.ins):] {
+		g.storeMasked(in, tm, fmt.Sprintf("(%s)", ptrs[len(k.ins)+1+i]))
+	}
 	g.label("done")
 	g.I("VZEROUPPER")
 	g.I("RET")
@@ -1497,6 +1511,21 @@ var maps = []mapK{
 			g.I("VFNMADD231PS %s, %s, %s", s[4], t[0], out) // − x̂·mgx
 			g.I("VMULPS %s, %s, %s", s[2], out, out)
 		}},
+	// layerNormGrad that also adds dy·x̂ to accG and dy to accB, reusing
+	// the x̂ it computes.
+	{name: "layerNormGradAcc", ins: []string{"x", "w", "dy"}, updates: []string{"accG", "accB"},
+		scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VSUBPS %s, %s, %s", s[0], in[0], t[0])
+			g.I("VSUBPS %s, %s, %s", s[1], t[0], t[0])
+			g.I("VMULPS %s, %s, %s", s[2], t[0], t[0]) // x̂
+			g.I("VMULPS %s, %s, %s", in[2], in[1], out)
+			g.I("VSUBPS %s, %s, %s", s[3], out, out)
+			g.I("VFNMADD231PS %s, %s, %s", s[4], t[0], out) // − x̂·mgx
+			g.I("VMULPS %s, %s, %s", s[2], out, out)
+			g.I("VFMADD231PS %s, %s, %s", in[2], t[0], in[3]) // accG += x̂·dy
+			g.I("VADDPS %s, %s, %s", in[2], in[4], in[4])     // accB += dy
+		}},
 }
 
 // The float64 row kernels. Bodies repeat the Go kernels' operations in the
@@ -1543,6 +1572,17 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", u, h.in["dy"], u)
 			g.I("VADDPD %s, %s, %s", u, h.acc["accG"], h.acc["accG"])
 			g.I("VADDPD %s, %s, %s", h.in["dy"], h.acc["accB"], h.acc["accB"])
+		}},
+	{name: "layerNormGradStats", doc: "LayerNormGradStats", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
+		scalars: []string{"mean"}, results: []string{"ssd", "sg", "sgd"}, temps: 1,
+		body: func(g *gen, h half) {
+			d, gw := h.t[0], h.in["w"] // w's widened copy is not needed after the product
+			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], d)
+			g.keep64(h, d)
+			g.I("VFMADD231PD %s, %s, %s", d, d, h.red[0])
+			g.I("VMULPD %s, %s, %s", h.in["w"], h.in["dy"], gw)
+			g.I("VADDPD %s, %s, %s", gw, h.red[1], h.red[1])
+			g.I("VFMADD231PD %s, %s, %s", d, gw, h.red[2])
 		}},
 	{name: "adamw", doc: "AdamW", streams: []stream{{"p", inout32}, {"grad", in32}, {"m", inout32}, {"v", inout32}},
 		scalars: []string{"beta1", "oneMinusBeta1", "beta2", "oneMinusBeta2", "decay", "stepSize", "eps"}, temps: 2,

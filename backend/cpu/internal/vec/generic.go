@@ -333,6 +333,32 @@ func goLayerNormGrad(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {
 	}
 }
 
+func goLayerNormGradStats(x, w, dy []float32, mean float64) (ssd, sg, sgd float64) {
+	w, dy = w[:len(x)], dy[:len(x)]
+	for i, v := range x {
+		d := float64(v) - mean
+		g := float64(w[i]) * float64(dy[i])
+		ssd += d * d
+		sg += g
+		sgd += d * g
+	}
+	return ssd, sg, sgd
+}
+
+func goLayerNormGradAcc(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64) {
+	x, w, dy = x[:len(dx)], w[:len(dx)], dy[:len(dx)]
+	accG, accB = accG[:len(dx)], accB[:len(dx)]
+	mh, ml := split(mean)
+	r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
+	for i := range dx {
+		xh := (x[i] - mh - ml) * r
+		d := dy[i]
+		dx[i] = (d*w[i] - mg32 - xh*mgx32) * r
+		accG[i] += xh * d
+		accB[i] += d
+	}
+}
+
 func goAdamW(p, g, m, v []float32, s *AdamWStep) {
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
 	for i := range p {

@@ -235,6 +235,27 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				f.layerNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], mh, ml, r, mg32, mgx32, hi-lo)
 			})
 		},
+		LayerNormGradStats: func(x, w, dy []float32, mean float64) (float64, float64, float64) {
+			n := len(x)
+			if n == 0 {
+				return 0, 0, 0
+			}
+			w, dy = w[:n], dy[:n]
+			return f.layerNormGradStats(&x[0], &w[0], &dy[0], mean, n)
+		},
+		LayerNormGradAcc: func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64) {
+			n := len(dx)
+			if n == 0 {
+				return
+			}
+			x, w, dy, accG, accB = x[:n], w[:n], dy[:n], accG[:n], accB[:n]
+			mh, ml := split(mean)
+			r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
+			alias := same(dx, x) || same(dx, w) || same(dx, dy) || same(dx, accG) || same(dx, accB)
+			b.split(dx, alias, func(lo, hi, e int) {
+				f.layerNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &accG[lo], &accB[lo], mh, ml, r, mg32, mgx32, hi-lo)
+			})
+		},
 		AdamW: func(p, g, m, v []float32, s *AdamWStep) {
 			n := len(p)
 			if n == 0 {

@@ -419,6 +419,16 @@ func layerNormGradAVX2(dst *float32, x *float32, w *float32, dy *float32, mh flo
 //go:noescape
 func layerNormGradAVX2NT(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
 
+// layerNormGradAccAVX2 is the AVX2 layerNormGradAcc kernel.
+//
+//go:noescape
+func layerNormGradAccAVX2(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
+// layerNormGradAccAVX2NT is the AVX2 layerNormGradAcc kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func layerNormGradAccAVX2NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
 // sumAVX2 is the AVX2 kernel of Sum
 //
 //go:noescape
@@ -463,6 +473,11 @@ func layerNormGradSumsAVX2(x *float32, w *float32, dy *float32, mean float64, rs
 //
 //go:noescape
 func layerNormGradSumsAccAVX2(x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, n int) (sg float64, sgx float64)
+
+// layerNormGradStatsAVX2 is the AVX2 kernel of LayerNormGradStats
+//
+//go:noescape
+func layerNormGradStatsAVX2(x *float32, w *float32, dy *float32, mean float64, n int) (ssd float64, sg float64, sgd float64)
 
 // adamwAVX2 is the AVX2 kernel of AdamW
 //
@@ -869,6 +884,16 @@ func layerNormGradAVX512(dst *float32, x *float32, w *float32, dy *float32, mh f
 //go:noescape
 func layerNormGradAVX512NT(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
 
+// layerNormGradAccAVX512 is the AVX512 layerNormGradAcc kernel.
+//
+//go:noescape
+func layerNormGradAccAVX512(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
+// layerNormGradAccAVX512NT is the AVX512 layerNormGradAcc kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func layerNormGradAccAVX512NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
 // sumAVX512 is the AVX512 kernel of Sum
 //
 //go:noescape
@@ -913,6 +938,11 @@ func layerNormGradSumsAVX512(x *float32, w *float32, dy *float32, mean float64, 
 //
 //go:noescape
 func layerNormGradSumsAccAVX512(x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, n int) (sg float64, sgx float64)
+
+// layerNormGradStatsAVX512 is the AVX512 kernel of LayerNormGradStats
+//
+//go:noescape
+func layerNormGradStatsAVX512(x *float32, w *float32, dy *float32, mean float64, n int) (ssd float64, sg float64, sgd float64)
 
 // adamwAVX512 is the AVX512 kernel of AdamW
 //
@@ -981,6 +1011,7 @@ type asmFuncs struct {
 	softmaxGrad          [2]func(*float32, *float32, *float32, float32, float32, float32, int)
 	rmsNormGrad          [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
 	layerNormGrad        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	layerNormGradAcc     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
 	sum                  func(*float32, int) float64
 	sumSquares           func(*float32, int) float64
 	dot                  func(*float32, *float32, int) float64
@@ -990,6 +1021,7 @@ type asmFuncs struct {
 	sumSquaresDot3       func(*float32, *float32, *float32, int) (float64, float64)
 	layerNormGradSums    func(*float32, *float32, *float32, float64, float64, int) (float64, float64)
 	layerNormGradSumsAcc func(*float32, *float32, *float32, *float64, *float64, float64, float64, int) (float64, float64)
+	layerNormGradStats   func(*float32, *float32, *float32, float64, int) (float64, float64, float64)
 	adamw                func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
 	expShift             func(*float32, *float32, float32, float32, int) float64
 	expShiftSum          func(*float32, float32, float32, int) float64
@@ -1037,6 +1069,7 @@ var funcsAVX2 = asmFuncs{
 	softmaxGrad:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX2, softmaxGradAVX2NT},
 	rmsNormGrad:          [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX2, rmsNormGradAVX2NT},
 	layerNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX2, layerNormGradAVX2NT},
+	layerNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX2, layerNormGradAccAVX2NT},
 	sum:                  sumAVX2,
 	sumSquares:           sumSquaresAVX2,
 	dot:                  dotAVX2,
@@ -1046,6 +1079,7 @@ var funcsAVX2 = asmFuncs{
 	sumSquaresDot3:       sumSquaresDot3AVX2,
 	layerNormGradSums:    layerNormGradSumsAVX2,
 	layerNormGradSumsAcc: layerNormGradSumsAccAVX2,
+	layerNormGradStats:   layerNormGradStatsAVX2,
 	adamw:                adamwAVX2,
 	expShift:             expShiftAVX2,
 	expShiftSum:          expShiftSumAVX2,
@@ -1093,6 +1127,7 @@ var funcsAVX512 = asmFuncs{
 	softmaxGrad:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
 	rmsNormGrad:          [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
 	layerNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
+	layerNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
 	sum:                  sumAVX512,
 	sumSquares:           sumSquaresAVX512,
 	dot:                  dotAVX512,
@@ -1102,6 +1137,7 @@ var funcsAVX512 = asmFuncs{
 	sumSquaresDot3:       sumSquaresDot3AVX512,
 	layerNormGradSums:    layerNormGradSumsAVX512,
 	layerNormGradSumsAcc: layerNormGradSumsAccAVX512,
+	layerNormGradStats:   layerNormGradStatsAVX512,
 	adamw:                adamwAVX512,
 	expShift:             expShiftAVX512,
 	expShiftSum:          expShiftSumAVX512,

@@ -119,9 +119,16 @@ type Kernels struct {
 	// and, when accG and accB are not nil, adds dy·x̂ to accG and dy to
 	// accB, all in float64 and in one pass; the length is len(x).
 	LayerNormGradSums func(x, w, dy []float32, accG, accB []float64, mean, rstd float64) (sg, sgx float64)
+	// LayerNormGradStats returns, in float64 and in one pass, Σ (x−mean)²,
+	// Σ dy·w and Σ dy·w·(x−mean); the length is len(x).
+	LayerNormGradStats func(x, w, dy []float32, mean float64) (ssd, sg, sgd float64)
 	// LayerNormGrad sets dx = rstd·(dy·w − mg − x̂·mgx) for
 	// x̂ = (x−mean)·rstd.
 	LayerNormGrad func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64)
+	// LayerNormGradAcc does what LayerNormGrad does and also adds dy·x̂ to
+	// accG and dy to accB, in float32 (the caller flushes them into
+	// float64 sums every few rows); the length is len(dx).
+	LayerNormGradAcc func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64)
 	// AdamW performs one AdamW step on p, m and v with gradient g (the
 	// length is len(p)); see [AdamWStep].
 	AdamW func(p, g, m, v []float32, s *AdamWStep)
@@ -206,6 +213,7 @@ var Go = &Kernels{
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
 	RMSNormGrad: goRMSNormGrad, LayerNormGradSums: goLayerNormGradSums, LayerNormGrad: goLayerNormGrad,
+	LayerNormGradAcc: goLayerNormGradAcc, LayerNormGradStats: goLayerNormGradStats,
 	AdamW: goAdamW,
 }
 

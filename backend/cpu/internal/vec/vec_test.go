@@ -383,6 +383,29 @@ func TestReductionsAgainstGo(t *testing.T) {
 					return float64(b[i]) * float64(c[i]) * (float64(a[i]) - 0.1) * 1.7
 				}, len(a))
 			}, 0},
+		{"LayerNormGradStats.ssd", func(k *Kernels, a, b, c []float32) float64 {
+			s, _, _ := k.LayerNormGradStats(a, b, c, 0.3)
+			return s
+		},
+			func(a, _, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { d := float64(a[i]) - 0.3; return d * d }, len(a))
+			}, 0},
+		{"LayerNormGradStats.sg", func(k *Kernels, a, b, c []float32) float64 {
+			_, s, _ := k.LayerNormGradStats(a, b, c, 0.3)
+			return s
+		},
+			func(a, b, c []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(b[i]) * float64(c[i]) }, len(a))
+			}, 0},
+		{"LayerNormGradStats.sgd", func(k *Kernels, a, b, c []float32) float64 {
+			_, _, s := k.LayerNormGradStats(a, b, c, 0.3)
+			return s
+		},
+			func(a, b, c []float32) float64 {
+				return sumAbs(func(i int) float64 {
+					return float64(b[i]) * float64(c[i]) * (float64(a[i]) - 0.3)
+				}, len(a))
+			}, 0},
 	}
 	for _, r := range reds {
 		for _, k := range sets {
@@ -494,6 +517,11 @@ func TestRowKernelsAgainstGo(t *testing.T) {
 		}},
 		{"LayerNormGrad", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
 			k.LayerNormGrad(out[0], in[0], in[1], in[2], 0.1, 1.2, 0.3, -0.2)
+		}},
+		{"LayerNormGradAcc", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			copy(out[1], in[3])
+			copy(out[2], in[0])
+			k.LayerNormGradAcc(out[0], in[0], in[1], in[2], out[1], out[2], 0.1, 1.2, 0.3, -0.2)
 		}},
 		{"LayerNormGradSumsAcc", 0, func(k *Kernels, in, out [][]float32, acc [][]float64) {
 			k.LayerNormGradSums(in[0], in[1], in[2], acc[0], acc[1], 0.1, 1.2)
