@@ -1562,17 +1562,6 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", h.in["b"], h.in["a"], h.t[0])
 			g.I("VFMADD231PD %s, %s, %s", x, h.t[0], h.red[1])
 		}},
-	{name: "layerNormGradSums", doc: "LayerNormGradSums without accumulators", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
-		scalars: []string{"mean", "rstd"}, results: []string{"sg", "sgx"}, temps: 1,
-		body: func(g *gen, h half) { lnSums(g, h) }},
-	{name: "layerNormGradSumsAcc", doc: "LayerNormGradSums with accumulators", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}, {"accG", acc64}, {"accB", acc64}},
-		scalars: []string{"mean", "rstd"}, results: []string{"sg", "sgx"}, temps: 1,
-		body: func(g *gen, h half) {
-			u := lnSums(g, h)
-			g.I("VMULPD %s, %s, %s", u, h.in["dy"], u)
-			g.I("VADDPD %s, %s, %s", u, h.acc["accG"], h.acc["accG"])
-			g.I("VADDPD %s, %s, %s", h.in["dy"], h.acc["accB"], h.acc["accB"])
-		}},
 	{name: "layerNormGradStats", doc: "LayerNormGradStats", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
 		scalars: []string{"mean"}, results: []string{"ssd", "sg", "sgd"}, temps: 1,
 		body: func(g *gen, h half) {
@@ -1603,20 +1592,6 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", h.c(4), p, p)
 			g.I("VSUBPD %s, %s, %s", u, p, p)
 		}},
-}
-
-// lnSums adds dy·w to the first sum and dy·w·x̂ to the second, for
-// x̂ = (x − mean)·rstd, and returns the register holding x̂. It overwrites
-// the widened w, which the half needs no more. (Past the end, x̂ is not 0
-// but dy is, so nothing is added there.)
-func lnSums(g *gen, h half) string {
-	t, u := h.in["w"], h.t[0]
-	g.I("VMULPD %s, %s, %s", h.in["dy"], t, t)
-	g.I("VADDPD %s, %s, %s", t, h.red[0], h.red[0])
-	g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], u)
-	g.I("VMULPD %s, %s, %s", h.c(1), u, u)
-	g.I("VFMADD231PD %s, %s, %s", u, t, h.red[1])
-	return u
 }
 
 func main() {

@@ -305,24 +305,6 @@ func goRMSNormGrad(dx, x, w, dy []float32, acc []float64, rs, c float64) {
 	}
 }
 
-func goLayerNormGradSums(x, w, dy []float32, accG, accB []float64, mean, rstd float64) (sg, sgx float64) {
-	w, dy = w[:len(x)], dy[:len(x)]
-	if accG != nil {
-		accG, accB = accG[:len(x)], accB[:len(x)]
-	}
-	for i, v := range x {
-		g := float64(dy[i]) * float64(w[i])
-		xh := (float64(v) - mean) * rstd
-		sg += g
-		sgx += g * xh
-		if accG != nil {
-			accG[i] += xh * float64(dy[i])
-			accB[i] += float64(dy[i])
-		}
-	}
-	return sg, sgx
-}
-
 func goLayerNormGrad(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {
 	x, w, dy = x[:len(dx)], w[:len(dx)], dy[:len(dx)]
 	mh, ml := split(mean)

@@ -211,18 +211,6 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				f.rmsNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], rs32, c32, hi-lo)
 			})
 		},
-		LayerNormGradSums: func(x, w, dy []float32, accG, accB []float64, mean, rstd float64) (float64, float64) {
-			n := len(x)
-			if n == 0 {
-				return 0, 0
-			}
-			w, dy = w[:n], dy[:n]
-			if accG == nil {
-				return f.layerNormGradSums(&x[0], &w[0], &dy[0], mean, rstd, n)
-			}
-			accG, accB = accG[:n], accB[:n]
-			return f.layerNormGradSumsAcc(&x[0], &w[0], &dy[0], &accG[0], &accB[0], mean, rstd, n)
-		},
 		LayerNormGrad: func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {
 			n := len(dx)
 			if n == 0 {

@@ -464,16 +464,6 @@ func rmsNormAccAVX2(acc *float64, x *float32, dy *float32, rs float64, n int)
 //go:noescape
 func sumSquaresDot3AVX2(x *float32, a *float32, b *float32, n int) (ss float64, dot float64)
 
-// layerNormGradSumsAVX2 is the AVX2 kernel of LayerNormGradSums without accumulators
-//
-//go:noescape
-func layerNormGradSumsAVX2(x *float32, w *float32, dy *float32, mean float64, rstd float64, n int) (sg float64, sgx float64)
-
-// layerNormGradSumsAccAVX2 is the AVX2 kernel of LayerNormGradSums with accumulators
-//
-//go:noescape
-func layerNormGradSumsAccAVX2(x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, n int) (sg float64, sgx float64)
-
 // layerNormGradStatsAVX2 is the AVX2 kernel of LayerNormGradStats
 //
 //go:noescape
@@ -929,16 +919,6 @@ func rmsNormAccAVX512(acc *float64, x *float32, dy *float32, rs float64, n int)
 //go:noescape
 func sumSquaresDot3AVX512(x *float32, a *float32, b *float32, n int) (ss float64, dot float64)
 
-// layerNormGradSumsAVX512 is the AVX512 kernel of LayerNormGradSums without accumulators
-//
-//go:noescape
-func layerNormGradSumsAVX512(x *float32, w *float32, dy *float32, mean float64, rstd float64, n int) (sg float64, sgx float64)
-
-// layerNormGradSumsAccAVX512 is the AVX512 kernel of LayerNormGradSums with accumulators
-//
-//go:noescape
-func layerNormGradSumsAccAVX512(x *float32, w *float32, dy *float32, accG *float64, accB *float64, mean float64, rstd float64, n int) (sg float64, sgx float64)
-
 // layerNormGradStatsAVX512 is the AVX512 kernel of LayerNormGradStats
 //
 //go:noescape
@@ -972,175 +952,169 @@ func maxScaledAVX512(x *float32, s float32, n int) (m float32)
 // asmFuncs holds the entry points of one instruction set; element-wise
 // kernels have two, the second with non-temporal stores.
 type asmFuncs struct {
-	lanes                int
-	fill                 [2]func(*float32, float32, int)
-	add                  [2]func(*float32, *float32, *float32, int)
-	sub                  [2]func(*float32, *float32, *float32, int)
-	mul                  [2]func(*float32, *float32, *float32, int)
-	div                  [2]func(*float32, *float32, *float32, int)
-	addScalar            [2]func(*float32, *float32, float32, int)
-	subScalar            [2]func(*float32, *float32, float32, int)
-	mulScalar            [2]func(*float32, *float32, float32, int)
-	divScalar            [2]func(*float32, *float32, float32, int)
-	axpy                 [2]func(*float32, *float32, *float32, float32, int)
-	exp                  [2]func(*float32, *float32, int)
-	log                  [2]func(*float32, *float32, int)
-	sqrt                 [2]func(*float32, *float32, int)
-	rsqrt                [2]func(*float32, *float32, int)
-	tanh                 [2]func(*float32, *float32, int)
-	sigmoid              [2]func(*float32, *float32, int)
-	silu                 [2]func(*float32, *float32, int)
-	gelu                 [2]func(*float32, *float32, int)
-	relu                 [2]func(*float32, *float32, int)
-	neg                  [2]func(*float32, *float32, int)
-	square               [2]func(*float32, *float32, int)
-	expGrad              [2]func(*float32, *float32, *float32, int)
-	logGrad              [2]func(*float32, *float32, *float32, int)
-	sqrtGrad             [2]func(*float32, *float32, *float32, int)
-	rsqrtGrad            [2]func(*float32, *float32, *float32, int)
-	tanhGrad             [2]func(*float32, *float32, *float32, int)
-	sigmoidGrad          [2]func(*float32, *float32, *float32, int)
-	siluGrad             [2]func(*float32, *float32, *float32, int)
-	geluGrad             [2]func(*float32, *float32, *float32, int)
-	reluGrad             [2]func(*float32, *float32, *float32, int)
-	negGrad              [2]func(*float32, *float32, *float32, int)
-	squareGrad           [2]func(*float32, *float32, *float32, int)
-	scaleMul             [2]func(*float32, *float32, *float32, float32, int)
-	normalize            [2]func(*float32, *float32, *float32, float32, float32, float32, int)
-	normalizeShift       [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int)
-	softmaxGrad          [2]func(*float32, *float32, *float32, float32, float32, float32, int)
-	rmsNormGrad          [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
-	layerNormGrad        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
-	layerNormGradAcc     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
-	sum                  func(*float32, int) float64
-	sumSquares           func(*float32, int) float64
-	dot                  func(*float32, *float32, int) float64
-	sumSquaredDiff       func(*float32, float64, int) float64
-	accumulate           func(*float64, *float32, int)
-	rmsNormAcc           func(*float64, *float32, *float32, float64, int)
-	sumSquaresDot3       func(*float32, *float32, *float32, int) (float64, float64)
-	layerNormGradSums    func(*float32, *float32, *float32, float64, float64, int) (float64, float64)
-	layerNormGradSumsAcc func(*float32, *float32, *float32, *float64, *float64, float64, float64, int) (float64, float64)
-	layerNormGradStats   func(*float32, *float32, *float32, float64, int) (float64, float64, float64)
-	adamw                func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
-	expShift             func(*float32, *float32, float32, float32, int) float64
-	expShiftSum          func(*float32, float32, float32, int) float64
-	max                  func(*float32, int) (float32, bool)
-	maxScaled            func(*float32, float32, int) float32
+	lanes              int
+	fill               [2]func(*float32, float32, int)
+	add                [2]func(*float32, *float32, *float32, int)
+	sub                [2]func(*float32, *float32, *float32, int)
+	mul                [2]func(*float32, *float32, *float32, int)
+	div                [2]func(*float32, *float32, *float32, int)
+	addScalar          [2]func(*float32, *float32, float32, int)
+	subScalar          [2]func(*float32, *float32, float32, int)
+	mulScalar          [2]func(*float32, *float32, float32, int)
+	divScalar          [2]func(*float32, *float32, float32, int)
+	axpy               [2]func(*float32, *float32, *float32, float32, int)
+	exp                [2]func(*float32, *float32, int)
+	log                [2]func(*float32, *float32, int)
+	sqrt               [2]func(*float32, *float32, int)
+	rsqrt              [2]func(*float32, *float32, int)
+	tanh               [2]func(*float32, *float32, int)
+	sigmoid            [2]func(*float32, *float32, int)
+	silu               [2]func(*float32, *float32, int)
+	gelu               [2]func(*float32, *float32, int)
+	relu               [2]func(*float32, *float32, int)
+	neg                [2]func(*float32, *float32, int)
+	square             [2]func(*float32, *float32, int)
+	expGrad            [2]func(*float32, *float32, *float32, int)
+	logGrad            [2]func(*float32, *float32, *float32, int)
+	sqrtGrad           [2]func(*float32, *float32, *float32, int)
+	rsqrtGrad          [2]func(*float32, *float32, *float32, int)
+	tanhGrad           [2]func(*float32, *float32, *float32, int)
+	sigmoidGrad        [2]func(*float32, *float32, *float32, int)
+	siluGrad           [2]func(*float32, *float32, *float32, int)
+	geluGrad           [2]func(*float32, *float32, *float32, int)
+	reluGrad           [2]func(*float32, *float32, *float32, int)
+	negGrad            [2]func(*float32, *float32, *float32, int)
+	squareGrad         [2]func(*float32, *float32, *float32, int)
+	scaleMul           [2]func(*float32, *float32, *float32, float32, int)
+	normalize          [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	normalizeShift     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int)
+	softmaxGrad        [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	rmsNormGrad        [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
+	layerNormGrad      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	layerNormGradAcc   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	sum                func(*float32, int) float64
+	sumSquares         func(*float32, int) float64
+	dot                func(*float32, *float32, int) float64
+	sumSquaredDiff     func(*float32, float64, int) float64
+	accumulate         func(*float64, *float32, int)
+	rmsNormAcc         func(*float64, *float32, *float32, float64, int)
+	sumSquaresDot3     func(*float32, *float32, *float32, int) (float64, float64)
+	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64)
+	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
+	expShift           func(*float32, *float32, float32, float32, int) float64
+	expShiftSum        func(*float32, float32, float32, int) float64
+	max                func(*float32, int) (float32, bool)
+	maxScaled          func(*float32, float32, int) float32
 }
 
 var funcsAVX2 = asmFuncs{
-	lanes:                8,
-	fill:                 [2]func(*float32, float32, int){fillAVX2, fillAVX2NT},
-	add:                  [2]func(*float32, *float32, *float32, int){addAVX2, addAVX2NT},
-	sub:                  [2]func(*float32, *float32, *float32, int){subAVX2, subAVX2NT},
-	mul:                  [2]func(*float32, *float32, *float32, int){mulAVX2, mulAVX2NT},
-	div:                  [2]func(*float32, *float32, *float32, int){divAVX2, divAVX2NT},
-	addScalar:            [2]func(*float32, *float32, float32, int){addScalarAVX2, addScalarAVX2NT},
-	subScalar:            [2]func(*float32, *float32, float32, int){subScalarAVX2, subScalarAVX2NT},
-	mulScalar:            [2]func(*float32, *float32, float32, int){mulScalarAVX2, mulScalarAVX2NT},
-	divScalar:            [2]func(*float32, *float32, float32, int){divScalarAVX2, divScalarAVX2NT},
-	axpy:                 [2]func(*float32, *float32, *float32, float32, int){axpyAVX2, axpyAVX2NT},
-	exp:                  [2]func(*float32, *float32, int){expAVX2, expAVX2NT},
-	log:                  [2]func(*float32, *float32, int){logAVX2, logAVX2NT},
-	sqrt:                 [2]func(*float32, *float32, int){sqrtAVX2, sqrtAVX2NT},
-	rsqrt:                [2]func(*float32, *float32, int){rsqrtAVX2, rsqrtAVX2NT},
-	tanh:                 [2]func(*float32, *float32, int){tanhAVX2, tanhAVX2NT},
-	sigmoid:              [2]func(*float32, *float32, int){sigmoidAVX2, sigmoidAVX2NT},
-	silu:                 [2]func(*float32, *float32, int){siluAVX2, siluAVX2NT},
-	gelu:                 [2]func(*float32, *float32, int){geluAVX2, geluAVX2NT},
-	relu:                 [2]func(*float32, *float32, int){reluAVX2, reluAVX2NT},
-	neg:                  [2]func(*float32, *float32, int){negAVX2, negAVX2NT},
-	square:               [2]func(*float32, *float32, int){squareAVX2, squareAVX2NT},
-	expGrad:              [2]func(*float32, *float32, *float32, int){expGradAVX2, expGradAVX2NT},
-	logGrad:              [2]func(*float32, *float32, *float32, int){logGradAVX2, logGradAVX2NT},
-	sqrtGrad:             [2]func(*float32, *float32, *float32, int){sqrtGradAVX2, sqrtGradAVX2NT},
-	rsqrtGrad:            [2]func(*float32, *float32, *float32, int){rsqrtGradAVX2, rsqrtGradAVX2NT},
-	tanhGrad:             [2]func(*float32, *float32, *float32, int){tanhGradAVX2, tanhGradAVX2NT},
-	sigmoidGrad:          [2]func(*float32, *float32, *float32, int){sigmoidGradAVX2, sigmoidGradAVX2NT},
-	siluGrad:             [2]func(*float32, *float32, *float32, int){siluGradAVX2, siluGradAVX2NT},
-	geluGrad:             [2]func(*float32, *float32, *float32, int){geluGradAVX2, geluGradAVX2NT},
-	reluGrad:             [2]func(*float32, *float32, *float32, int){reluGradAVX2, reluGradAVX2NT},
-	negGrad:              [2]func(*float32, *float32, *float32, int){negGradAVX2, negGradAVX2NT},
-	squareGrad:           [2]func(*float32, *float32, *float32, int){squareGradAVX2, squareGradAVX2NT},
-	scaleMul:             [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX2, scaleMulAVX2NT},
-	normalize:            [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX2, normalizeAVX2NT},
-	normalizeShift:       [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX2, normalizeShiftAVX2NT},
-	softmaxGrad:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX2, softmaxGradAVX2NT},
-	rmsNormGrad:          [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX2, rmsNormGradAVX2NT},
-	layerNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX2, layerNormGradAVX2NT},
-	layerNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX2, layerNormGradAccAVX2NT},
-	sum:                  sumAVX2,
-	sumSquares:           sumSquaresAVX2,
-	dot:                  dotAVX2,
-	sumSquaredDiff:       sumSquaredDiffAVX2,
-	accumulate:           accumulateAVX2,
-	rmsNormAcc:           rmsNormAccAVX2,
-	sumSquaresDot3:       sumSquaresDot3AVX2,
-	layerNormGradSums:    layerNormGradSumsAVX2,
-	layerNormGradSumsAcc: layerNormGradSumsAccAVX2,
-	layerNormGradStats:   layerNormGradStatsAVX2,
-	adamw:                adamwAVX2,
-	expShift:             expShiftAVX2,
-	expShiftSum:          expShiftSumAVX2,
-	max:                  maxAVX2,
-	maxScaled:            maxScaledAVX2,
+	lanes:              8,
+	fill:               [2]func(*float32, float32, int){fillAVX2, fillAVX2NT},
+	add:                [2]func(*float32, *float32, *float32, int){addAVX2, addAVX2NT},
+	sub:                [2]func(*float32, *float32, *float32, int){subAVX2, subAVX2NT},
+	mul:                [2]func(*float32, *float32, *float32, int){mulAVX2, mulAVX2NT},
+	div:                [2]func(*float32, *float32, *float32, int){divAVX2, divAVX2NT},
+	addScalar:          [2]func(*float32, *float32, float32, int){addScalarAVX2, addScalarAVX2NT},
+	subScalar:          [2]func(*float32, *float32, float32, int){subScalarAVX2, subScalarAVX2NT},
+	mulScalar:          [2]func(*float32, *float32, float32, int){mulScalarAVX2, mulScalarAVX2NT},
+	divScalar:          [2]func(*float32, *float32, float32, int){divScalarAVX2, divScalarAVX2NT},
+	axpy:               [2]func(*float32, *float32, *float32, float32, int){axpyAVX2, axpyAVX2NT},
+	exp:                [2]func(*float32, *float32, int){expAVX2, expAVX2NT},
+	log:                [2]func(*float32, *float32, int){logAVX2, logAVX2NT},
+	sqrt:               [2]func(*float32, *float32, int){sqrtAVX2, sqrtAVX2NT},
+	rsqrt:              [2]func(*float32, *float32, int){rsqrtAVX2, rsqrtAVX2NT},
+	tanh:               [2]func(*float32, *float32, int){tanhAVX2, tanhAVX2NT},
+	sigmoid:            [2]func(*float32, *float32, int){sigmoidAVX2, sigmoidAVX2NT},
+	silu:               [2]func(*float32, *float32, int){siluAVX2, siluAVX2NT},
+	gelu:               [2]func(*float32, *float32, int){geluAVX2, geluAVX2NT},
+	relu:               [2]func(*float32, *float32, int){reluAVX2, reluAVX2NT},
+	neg:                [2]func(*float32, *float32, int){negAVX2, negAVX2NT},
+	square:             [2]func(*float32, *float32, int){squareAVX2, squareAVX2NT},
+	expGrad:            [2]func(*float32, *float32, *float32, int){expGradAVX2, expGradAVX2NT},
+	logGrad:            [2]func(*float32, *float32, *float32, int){logGradAVX2, logGradAVX2NT},
+	sqrtGrad:           [2]func(*float32, *float32, *float32, int){sqrtGradAVX2, sqrtGradAVX2NT},
+	rsqrtGrad:          [2]func(*float32, *float32, *float32, int){rsqrtGradAVX2, rsqrtGradAVX2NT},
+	tanhGrad:           [2]func(*float32, *float32, *float32, int){tanhGradAVX2, tanhGradAVX2NT},
+	sigmoidGrad:        [2]func(*float32, *float32, *float32, int){sigmoidGradAVX2, sigmoidGradAVX2NT},
+	siluGrad:           [2]func(*float32, *float32, *float32, int){siluGradAVX2, siluGradAVX2NT},
+	geluGrad:           [2]func(*float32, *float32, *float32, int){geluGradAVX2, geluGradAVX2NT},
+	reluGrad:           [2]func(*float32, *float32, *float32, int){reluGradAVX2, reluGradAVX2NT},
+	negGrad:            [2]func(*float32, *float32, *float32, int){negGradAVX2, negGradAVX2NT},
+	squareGrad:         [2]func(*float32, *float32, *float32, int){squareGradAVX2, squareGradAVX2NT},
+	scaleMul:           [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX2, scaleMulAVX2NT},
+	normalize:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX2, normalizeAVX2NT},
+	normalizeShift:     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX2, normalizeShiftAVX2NT},
+	softmaxGrad:        [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX2, softmaxGradAVX2NT},
+	rmsNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX2, rmsNormGradAVX2NT},
+	layerNormGrad:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX2, layerNormGradAVX2NT},
+	layerNormGradAcc:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX2, layerNormGradAccAVX2NT},
+	sum:                sumAVX2,
+	sumSquares:         sumSquaresAVX2,
+	dot:                dotAVX2,
+	sumSquaredDiff:     sumSquaredDiffAVX2,
+	accumulate:         accumulateAVX2,
+	rmsNormAcc:         rmsNormAccAVX2,
+	sumSquaresDot3:     sumSquaresDot3AVX2,
+	layerNormGradStats: layerNormGradStatsAVX2,
+	adamw:              adamwAVX2,
+	expShift:           expShiftAVX2,
+	expShiftSum:        expShiftSumAVX2,
+	max:                maxAVX2,
+	maxScaled:          maxScaledAVX2,
 }
 
 var funcsAVX512 = asmFuncs{
-	lanes:                16,
-	fill:                 [2]func(*float32, float32, int){fillAVX512, fillAVX512NT},
-	add:                  [2]func(*float32, *float32, *float32, int){addAVX512, addAVX512NT},
-	sub:                  [2]func(*float32, *float32, *float32, int){subAVX512, subAVX512NT},
-	mul:                  [2]func(*float32, *float32, *float32, int){mulAVX512, mulAVX512NT},
-	div:                  [2]func(*float32, *float32, *float32, int){divAVX512, divAVX512NT},
-	addScalar:            [2]func(*float32, *float32, float32, int){addScalarAVX512, addScalarAVX512NT},
-	subScalar:            [2]func(*float32, *float32, float32, int){subScalarAVX512, subScalarAVX512NT},
-	mulScalar:            [2]func(*float32, *float32, float32, int){mulScalarAVX512, mulScalarAVX512NT},
-	divScalar:            [2]func(*float32, *float32, float32, int){divScalarAVX512, divScalarAVX512NT},
-	axpy:                 [2]func(*float32, *float32, *float32, float32, int){axpyAVX512, axpyAVX512NT},
-	exp:                  [2]func(*float32, *float32, int){expAVX512, expAVX512NT},
-	log:                  [2]func(*float32, *float32, int){logAVX512, logAVX512NT},
-	sqrt:                 [2]func(*float32, *float32, int){sqrtAVX512, sqrtAVX512NT},
-	rsqrt:                [2]func(*float32, *float32, int){rsqrtAVX512, rsqrtAVX512NT},
-	tanh:                 [2]func(*float32, *float32, int){tanhAVX512, tanhAVX512NT},
-	sigmoid:              [2]func(*float32, *float32, int){sigmoidAVX512, sigmoidAVX512NT},
-	silu:                 [2]func(*float32, *float32, int){siluAVX512, siluAVX512NT},
-	gelu:                 [2]func(*float32, *float32, int){geluAVX512, geluAVX512NT},
-	relu:                 [2]func(*float32, *float32, int){reluAVX512, reluAVX512NT},
-	neg:                  [2]func(*float32, *float32, int){negAVX512, negAVX512NT},
-	square:               [2]func(*float32, *float32, int){squareAVX512, squareAVX512NT},
-	expGrad:              [2]func(*float32, *float32, *float32, int){expGradAVX512, expGradAVX512NT},
-	logGrad:              [2]func(*float32, *float32, *float32, int){logGradAVX512, logGradAVX512NT},
-	sqrtGrad:             [2]func(*float32, *float32, *float32, int){sqrtGradAVX512, sqrtGradAVX512NT},
-	rsqrtGrad:            [2]func(*float32, *float32, *float32, int){rsqrtGradAVX512, rsqrtGradAVX512NT},
-	tanhGrad:             [2]func(*float32, *float32, *float32, int){tanhGradAVX512, tanhGradAVX512NT},
-	sigmoidGrad:          [2]func(*float32, *float32, *float32, int){sigmoidGradAVX512, sigmoidGradAVX512NT},
-	siluGrad:             [2]func(*float32, *float32, *float32, int){siluGradAVX512, siluGradAVX512NT},
-	geluGrad:             [2]func(*float32, *float32, *float32, int){geluGradAVX512, geluGradAVX512NT},
-	reluGrad:             [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
-	negGrad:              [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
-	squareGrad:           [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},
-	scaleMul:             [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX512, scaleMulAVX512NT},
-	normalize:            [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX512, normalizeAVX512NT},
-	normalizeShift:       [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
-	softmaxGrad:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
-	rmsNormGrad:          [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
-	layerNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
-	layerNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
-	sum:                  sumAVX512,
-	sumSquares:           sumSquaresAVX512,
-	dot:                  dotAVX512,
-	sumSquaredDiff:       sumSquaredDiffAVX512,
-	accumulate:           accumulateAVX512,
-	rmsNormAcc:           rmsNormAccAVX512,
-	sumSquaresDot3:       sumSquaresDot3AVX512,
-	layerNormGradSums:    layerNormGradSumsAVX512,
-	layerNormGradSumsAcc: layerNormGradSumsAccAVX512,
-	layerNormGradStats:   layerNormGradStatsAVX512,
-	adamw:                adamwAVX512,
-	expShift:             expShiftAVX512,
-	expShiftSum:          expShiftSumAVX512,
-	max:                  maxAVX512,
-	maxScaled:            maxScaledAVX512,
+	lanes:              16,
+	fill:               [2]func(*float32, float32, int){fillAVX512, fillAVX512NT},
+	add:                [2]func(*float32, *float32, *float32, int){addAVX512, addAVX512NT},
+	sub:                [2]func(*float32, *float32, *float32, int){subAVX512, subAVX512NT},
+	mul:                [2]func(*float32, *float32, *float32, int){mulAVX512, mulAVX512NT},
+	div:                [2]func(*float32, *float32, *float32, int){divAVX512, divAVX512NT},
+	addScalar:          [2]func(*float32, *float32, float32, int){addScalarAVX512, addScalarAVX512NT},
+	subScalar:          [2]func(*float32, *float32, float32, int){subScalarAVX512, subScalarAVX512NT},
+	mulScalar:          [2]func(*float32, *float32, float32, int){mulScalarAVX512, mulScalarAVX512NT},
+	divScalar:          [2]func(*float32, *float32, float32, int){divScalarAVX512, divScalarAVX512NT},
+	axpy:               [2]func(*float32, *float32, *float32, float32, int){axpyAVX512, axpyAVX512NT},
+	exp:                [2]func(*float32, *float32, int){expAVX512, expAVX512NT},
+	log:                [2]func(*float32, *float32, int){logAVX512, logAVX512NT},
+	sqrt:               [2]func(*float32, *float32, int){sqrtAVX512, sqrtAVX512NT},
+	rsqrt:              [2]func(*float32, *float32, int){rsqrtAVX512, rsqrtAVX512NT},
+	tanh:               [2]func(*float32, *float32, int){tanhAVX512, tanhAVX512NT},
+	sigmoid:            [2]func(*float32, *float32, int){sigmoidAVX512, sigmoidAVX512NT},
+	silu:               [2]func(*float32, *float32, int){siluAVX512, siluAVX512NT},
+	gelu:               [2]func(*float32, *float32, int){geluAVX512, geluAVX512NT},
+	relu:               [2]func(*float32, *float32, int){reluAVX512, reluAVX512NT},
+	neg:                [2]func(*float32, *float32, int){negAVX512, negAVX512NT},
+	square:             [2]func(*float32, *float32, int){squareAVX512, squareAVX512NT},
+	expGrad:            [2]func(*float32, *float32, *float32, int){expGradAVX512, expGradAVX512NT},
+	logGrad:            [2]func(*float32, *float32, *float32, int){logGradAVX512, logGradAVX512NT},
+	sqrtGrad:           [2]func(*float32, *float32, *float32, int){sqrtGradAVX512, sqrtGradAVX512NT},
+	rsqrtGrad:          [2]func(*float32, *float32, *float32, int){rsqrtGradAVX512, rsqrtGradAVX512NT},
+	tanhGrad:           [2]func(*float32, *float32, *float32, int){tanhGradAVX512, tanhGradAVX512NT},
+	sigmoidGrad:        [2]func(*float32, *float32, *float32, int){sigmoidGradAVX512, sigmoidGradAVX512NT},
+	siluGrad:           [2]func(*float32, *float32, *float32, int){siluGradAVX512, siluGradAVX512NT},
+	geluGrad:           [2]func(*float32, *float32, *float32, int){geluGradAVX512, geluGradAVX512NT},
+	reluGrad:           [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
+	negGrad:            [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
+	squareGrad:         [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},
+	scaleMul:           [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX512, scaleMulAVX512NT},
+	normalize:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX512, normalizeAVX512NT},
+	normalizeShift:     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
+	softmaxGrad:        [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
+	rmsNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
+	layerNormGrad:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
+	layerNormGradAcc:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
+	sum:                sumAVX512,
+	sumSquares:         sumSquaresAVX512,
+	dot:                dotAVX512,
+	sumSquaredDiff:     sumSquaredDiffAVX512,
+	accumulate:         accumulateAVX512,
+	rmsNormAcc:         rmsNormAccAVX512,
+	sumSquaresDot3:     sumSquaresDot3AVX512,
+	layerNormGradStats: layerNormGradStatsAVX512,
+	adamw:              adamwAVX512,
+	expShift:           expShiftAVX512,
+	expShiftSum:        expShiftSumAVX512,
+	max:                maxAVX512,
+	maxScaled:          maxScaledAVX512,
 }

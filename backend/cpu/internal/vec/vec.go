@@ -115,10 +115,6 @@ type Kernels struct {
 	// RMSNormGrad sets dx = rs·w·dy − x·c and, when acc is not nil, adds
 	// dy·x·rs to acc in float64.
 	RMSNormGrad func(dx, x, w, dy []float32, acc []float64, rs, c float64)
-	// LayerNormGradSums returns Σ dy·w and Σ dy·w·x̂ for x̂ = (x−mean)·rstd
-	// and, when accG and accB are not nil, adds dy·x̂ to accG and dy to
-	// accB, all in float64 and in one pass; the length is len(x).
-	LayerNormGradSums func(x, w, dy []float32, accG, accB []float64, mean, rstd float64) (sg, sgx float64)
 	// LayerNormGradStats returns, in float64 and in one pass, Σ (x−mean)²,
 	// Σ dy·w and Σ dy·w·(x−mean); the length is len(x).
 	LayerNormGradStats func(x, w, dy []float32, mean float64) (ssd, sg, sgd float64)
@@ -212,7 +208,7 @@ var Go = &Kernels{
 	Accumulate: goAccumulate,
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
-	RMSNormGrad: goRMSNormGrad, LayerNormGradSums: goLayerNormGradSums, LayerNormGrad: goLayerNormGrad,
+	RMSNormGrad: goRMSNormGrad, LayerNormGrad: goLayerNormGrad,
 	LayerNormGradAcc: goLayerNormGradAcc, LayerNormGradStats: goLayerNormGradStats,
 	AdamW: goAdamW,
 }

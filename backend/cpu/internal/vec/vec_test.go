@@ -367,22 +367,6 @@ func TestReductionsAgainstGo(t *testing.T) {
 			func(a, b, c []float32) float64 {
 				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) * float64(c[i]) }, len(a))
 			}, 0},
-		{"LayerNormGradSums.sg", func(k *Kernels, a, b, c []float32) float64 {
-			s, _ := k.LayerNormGradSums(a, b, c, nil, nil, 0.1, 1.7)
-			return s
-		},
-			func(a, b, c []float32) float64 {
-				return sumAbs(func(i int) float64 { return float64(b[i]) * float64(c[i]) }, len(a))
-			}, 0},
-		{"LayerNormGradSums.sgx", func(k *Kernels, a, b, c []float32) float64 {
-			_, s := k.LayerNormGradSums(a, b, c, nil, nil, 0.1, 1.7)
-			return s
-		},
-			func(a, b, c []float32) float64 {
-				return sumAbs(func(i int) float64 {
-					return float64(b[i]) * float64(c[i]) * (float64(a[i]) - 0.1) * 1.7
-				}, len(a))
-			}, 0},
 		{"LayerNormGradStats.ssd", func(k *Kernels, a, b, c []float32) float64 {
 			s, _, _ := k.LayerNormGradStats(a, b, c, 0.3)
 			return s
@@ -523,9 +507,6 @@ func TestRowKernelsAgainstGo(t *testing.T) {
 			copy(out[2], in[0])
 			k.LayerNormGradAcc(out[0], in[0], in[1], in[2], out[1], out[2], 0.1, 1.2, 0.3, -0.2)
 		}},
-		{"LayerNormGradSumsAcc", 0, func(k *Kernels, in, out [][]float32, acc [][]float64) {
-			k.LayerNormGradSums(in[0], in[1], in[2], acc[0], acc[1], 0.1, 1.2)
-		}},
 		{"AdamW", 0, func(k *Kernels, in, out [][]float32, acc [][]float64) {
 			copy(out[0], in[0])
 			copy(out[1], in[2])
@@ -599,8 +580,7 @@ func TestRowKernelsAgainstGo(t *testing.T) {
 
 // TestAllocations checks that the kernels allocate nothing.
 func TestAllocations(t *testing.T) {
-	x, y, z := make([]float32, 1000), make([]float32, 1000), make([]float32, 1000)
-	acc := make([]float64, 1000)
+	x, y, z, w := make([]float32, 1000), make([]float32, 1000), make([]float32, 1000), make([]float32, 1000)
 	step := NewAdamWStep(1e-3, 0.9, 0.999, 1e-8, 0, 1)
 	for _, k := range All() {
 		for _, kk := range []*Kernels{k, k.Streaming()} {
@@ -612,7 +592,8 @@ func TestAllocations(t *testing.T) {
 				_ = kk.ExpShift(z, x, 1, 0)
 				kk.Normalize(z, x, y, nil, 0, 1)
 				kk.LayerNormGrad(z, x, y, x, 0, 1, 0, 0)
-				_, _ = kk.LayerNormGradSums(x, y, z, acc, acc, 0, 1)
+				_, _, _ = kk.LayerNormGradStats(x, y, z, 1)
+				kk.LayerNormGradAcc(z, x, y, x, w, w, 0, 1, 0, 0)
 				kk.AdamW(x, y, z, z, &step)
 			})
 			if n != 0 {
