@@ -47,14 +47,6 @@ func (v view) sub(off int, shape, strides []int) view {
 	return v
 }
 
-func (v view) numel() int {
-	n := 1
-	for _, d := range v.shape {
-		n *= d
-	}
-	return n
-}
-
 // call is the scope of one op of the interface: it creates the aclnn
 // descriptions and temporaries the op needs, launches the aclnn operators,
 // and afterwards destroys the descriptions and returns the temporaries to

@@ -137,10 +137,6 @@ func sc(f func(k *Kernels) func(dst, a []float32, s float32), s float32) func(k 
 
 func wildIn(g gen, _, n int) []float32 { return g.wild(n) }
 
-func rangeIn(lo, hi float64) func(g gen, i, n int) []float32 {
-	return func(g gen, i, n int) []float32 { return g.uniform(n, lo, hi) }
-}
-
 // gradIn draws x from x(g, n) and dy uniform in [−2, 2].
 func gradIn(x func(g gen, i, n int) []float32) func(g gen, i, n int) []float32 {
 	return func(g gen, i, n int) []float32 {
