@@ -145,12 +145,20 @@ type gemmResult struct {
 	BaselineGFLOPS fixed1 `json:"baseline_gflops"`
 }
 
-// fixed1 is a rate printed in JSON with one decimal, as in 11.0, so the
-// lines read the same whatever the value.
-type fixed1 float64
+// fixed1, fixed2 and fixed3 are numbers printed in JSON with one, two or
+// three decimals, as in 11.0, so the lines read the same whatever the value.
+type (
+	fixed1 float64
+	fixed2 float64
+	fixed3 float64
+)
 
-func (f fixed1) MarshalJSON() ([]byte, error) {
-	return strconv.AppendFloat(nil, float64(f), 'f', 1, 64), nil
+func (f fixed1) MarshalJSON() ([]byte, error) { return fixedJSON(float64(f), 1), nil }
+func (f fixed2) MarshalJSON() ([]byte, error) { return fixedJSON(float64(f), 2), nil }
+func (f fixed3) MarshalJSON() ([]byte, error) { return fixedJSON(float64(f), 3), nil }
+
+func fixedJSON(v float64, decimals int) []byte {
+	return strconv.AppendFloat(nil, v, 'f', decimals, 64)
 }
 
 func runBenchGemm(args []string, stdout, stderr io.Writer) int {

@@ -59,13 +59,6 @@ type opsResult struct {
 	FractionOfCpy fixed2 `json:"fraction_of_copy"`
 }
 
-// fixed2 prints with two decimals in JSON.
-type fixed2 float64
-
-func (f fixed2) MarshalJSON() ([]byte, error) {
-	return []byte(fmt.Sprintf("%.2f", float64(f))), nil
-}
-
 // benchOp is one kernel of "sora bench ops": bytes is the least traffic
 // per element, run enqueues one call, and check compares a few outputs
 // with the host (given the inputs it was set up with).
@@ -348,9 +341,6 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print one JSON object per result instead of a table")
 	if code, ok := parseFlags(fs, benchOpsDoc, args, stdout, stderr); !ok {
 		return code
-	}
-	if !noArgs(fs, stderr) {
-		return exitUsage
 	}
 	var selected []benchOp
 	for _, f := range strings.Split(*opsFlag, ",") {

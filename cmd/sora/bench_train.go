@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -73,13 +72,6 @@ type trainResult struct {
 	Loss         fixed3  `json:"final_loss"`
 }
 
-// fixed3 is a ratio printed in JSON with three decimals.
-type fixed3 float64
-
-func (f fixed3) MarshalJSON() ([]byte, error) {
-	return strconv.AppendFloat(nil, float64(f), 'f', 3, 64), nil
-}
-
 func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench train")
 	name := addBackendFlag(fs)
@@ -118,10 +110,6 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 	}
 	var methods []string
 	for _, s := range splitList(*methodsFlag) {
-		if strings.EqualFold(s, "full") || strings.EqualFold(s, "fft") {
-			methods = append(methods, "full")
-			continue
-		}
 		m, err := peft.ParseMethod(s)
 		if err != nil {
 			fmt.Fprintf(stderr, "sora bench train: --methods: %v\n", err)

@@ -81,7 +81,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.StringVar(&f.data, "data", "", "`FILE` of training data: LLM-Adapters JSON (--task lm or classify) or CoLA TSV (--task classify) (required with --model)")
 	fs.StringVar(&f.evalData, "eval-data", "", "`FILE` of held-out data in the same format, evaluated before training (zero-shot), every --eval-every steps and at the end")
 	fs.StringVar(&f.task, "task", "lm", "`TASK`: lm (causal LM, loss on the answer tokens) or classify (classification head on the last token)")
-	fs.StringVar(&f.method, "method", "sora", "PEFT `METHOD`: lora, dora, dora-peft, prediag, sora, preortho, postortho, oft, loraplus or full (the demonstration takes a comma-separated list; default lora,dora,prediag,sora there)")
+	fs.StringVar(&f.method, "method", "sora", "PEFT `METHOD`: one of "+methodNames()+" (the demonstration takes a comma-separated list; default lora,dora,prediag,sora there)")
 	fs.IntVar(&f.rank, "rank", peft.DefaultR, "LoRA rank `r` (for oft: the number of blocks per layer)")
 	fs.Float64Var(&f.alpha, "alpha", 16, "lora_alpha; the low-rank update is scaled by `alpha`/rank")
 	fs.IntVar(&f.rotationRank, "rotation-rank", peft.DefaultRotationRank, "rank `r_p` of the rotation factors C and D (sora, preortho, postortho)")
