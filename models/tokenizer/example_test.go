@@ -7,10 +7,11 @@ import (
 	"github.com/sora-go/sora/models/tokenizer"
 )
 
-// Example encodes and decodes a prompt with stories260K's tokenizer. (It is
-// compiled but not run by go test, since the shared data may be absent.)
+// Example encodes and decodes a prompt with stories260K's tokenizer from the
+// shared data beside the module. (It is compiled but not run by go test,
+// since the shared data may be absent; TestOnceUponATime checks the ids.)
 func Example() {
-	tok, err := tokenizer.Load("../shared/data/models/stories260K/tok512.bin")
+	tok, err := tokenizer.Load("../../../shared/data/models/stories260K/tok512.bin")
 	if err != nil {
 		log.Fatal(err)
 	}
