@@ -19,22 +19,11 @@ type view struct {
 	dtype   int32
 }
 
-// contiguousStrides returns row-major strides for shape.
-func contiguousStrides(shape []int) []int {
-	st := make([]int, len(shape))
-	n := 1
-	for i := len(shape) - 1; i >= 0; i-- {
-		st[i] = n
-		n *= shape[i]
-	}
-	return st
-}
-
 // reshape returns a contiguous view of the same elements with another
 // shape (v must be contiguous).
 func (v view) reshape(shape ...int) view {
 	v.shape = append([]int(nil), shape...)
-	v.strides = contiguousStrides(v.shape)
+	v.strides = backend.Shape(v.shape).ContiguousStrides()
 	return v
 }
 
