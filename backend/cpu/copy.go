@@ -1,6 +1,9 @@
 package cpu
 
-import "github.com/sora-go/sora/backend"
+import (
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/strided"
+)
 
 // Copy copies (or, with accumulate, adds) src into dst element by element.
 // Both may be strided views of any rank, with negative strides, and src may
@@ -38,47 +41,9 @@ func (b *Backend) storage(t backend.Tensor) ([]float32, error) {
 	return buf.data, nil
 }
 
-// axis is one axis of a copy: its extent and the element stride of each
-// side.
-type axis struct{ n, ds, ss int }
-
-// coalesce drops axes of extent 1 and merges each axis into the next inner
-// one where both views step over it contiguously, returning the axes
-// outermost first. An empty view (some extent 0) returns nil, ok = false.
-func coalesce(shape backend.Shape, ds, ss []int) (axes []axis, ok bool) {
-	for i, n := range shape {
-		if n == 0 {
-			return nil, false
-		}
-		if n == 1 {
-			continue
-		}
-		axes = append(axes, axis{n, ds[i], ss[i]})
-	}
-	if len(axes) == 0 {
-		return []axis{{1, 1, 1}}, true // a single element
-	}
-	// Merge from the inside out: axis i folds into the merged axis below it
-	// when stepping i once equals stepping the inner axis across its extent.
-	merged := []axis{axes[len(axes)-1]}
-	for i := len(axes) - 2; i >= 0; i-- {
-		in := &merged[len(merged)-1]
-		a := axes[i]
-		if a.ds == in.ds*in.n && a.ss == in.ss*in.n {
-			in.n *= a.n
-			continue
-		}
-		merged = append(merged, a)
-	}
-	for i, j := 0, len(merged)-1; i < j; i, j = i+1, j-1 {
-		merged[i], merged[j] = merged[j], merged[i]
-	}
-	return merged, true
-}
-
 // copyStrided performs the copy on raw buffers.
 func (b *Backend) copyStrided(dst []float32, doff int, ds []int, src []float32, soff int, ss []int, shape backend.Shape, acc bool) {
-	axes, ok := coalesce(shape, ds, ss)
+	axes, ok := strided.Merge(shape, ds, ss)
 	if !ok {
 		return
 	}
@@ -86,36 +51,36 @@ func (b *Backend) copyStrided(dst []float32, doff int, ds []int, src []float32, 
 	outer := axes[:len(axes)-1]
 	if len(outer) == 0 {
 		// One long row: split the row itself.
-		b.parallelFor(in.n, 1, func(lo, hi int) {
-			copyRow(dst, doff+lo*in.ds, in.ds, src, soff+lo*in.ss, in.ss, hi-lo, acc)
+		b.parallelFor(in.N, 1, func(lo, hi int) {
+			copyRow(dst, doff+lo*in.DS, in.DS, src, soff+lo*in.SS, in.SS, hi-lo, acc)
 		})
 		return
 	}
 	rows := 1
 	for _, a := range outer {
-		rows *= a.n
+		rows *= a.N
 	}
-	b.parallelFor(rows, in.n, func(lo, hi int) {
+	b.parallelFor(rows, in.N, func(lo, hi int) {
 		// Position the odometer at outer row lo.
 		idx := make([]int, len(outer))
 		d, s := doff, soff
 		for r, i := lo, len(outer)-1; i >= 0; i-- {
-			idx[i] = r % outer[i].n
-			r /= outer[i].n
-			d += idx[i] * outer[i].ds
-			s += idx[i] * outer[i].ss
+			idx[i] = r % outer[i].N
+			r /= outer[i].N
+			d += idx[i] * outer[i].DS
+			s += idx[i] * outer[i].SS
 		}
 		for r := lo; r < hi; r++ {
-			copyRow(dst, d, in.ds, src, s, in.ss, in.n, acc)
+			copyRow(dst, d, in.DS, src, s, in.SS, in.N, acc)
 			for i := len(outer) - 1; i >= 0; i-- {
 				idx[i]++
-				d += outer[i].ds
-				s += outer[i].ss
-				if idx[i] < outer[i].n {
+				d += outer[i].DS
+				s += outer[i].SS
+				if idx[i] < outer[i].N {
 					break
 				}
-				d -= outer[i].n * outer[i].ds
-				s -= outer[i].n * outer[i].ss
+				d -= outer[i].N * outer[i].DS
+				s -= outer[i].N * outer[i].SS
 				idx[i] = 0
 			}
 		}

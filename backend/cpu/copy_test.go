@@ -97,35 +97,3 @@ func TestCopy(t *testing.T) {
 		})
 	}
 }
-
-func TestCoalesce(t *testing.T) {
-	tests := []struct {
-		name   string
-		shape  []int
-		ds, ss []int
-		want   []axis
-	}{
-		{"contiguous", []int{2, 3, 4}, []int{12, 4, 1}, []int{12, 4, 1}, []axis{{24, 1, 1}}},
-		{"transposed inner", []int{2, 3, 4}, []int{12, 4, 1}, []int{12, 1, 3}, []axis{{2, 12, 12}, {3, 4, 1}, {4, 1, 3}}},
-		{"broadcast rows", []int{3, 4}, []int{4, 1}, []int{0, 1}, []axis{{3, 4, 0}, {4, 1, 1}}},
-		{"broadcast all", []int{3, 4}, []int{4, 1}, []int{0, 0}, []axis{{12, 1, 0}}},
-		{"unit axes dropped", []int{1, 5, 1}, []int{5, 1, 1}, []int{9, 2, 4}, []axis{{5, 1, 2}}},
-		{"scalar", nil, nil, nil, []axis{{1, 1, 1}}},
-	}
-	for _, tt := range tests {
-		got, ok := coalesce(tt.shape, tt.ds, tt.ss)
-		if !ok || len(got) != len(tt.want) {
-			t.Errorf("%s: coalesce = %v, %v; want %v", tt.name, got, ok, tt.want)
-			continue
-		}
-		for i := range got {
-			if got[i] != tt.want[i] {
-				t.Errorf("%s: coalesce = %v, want %v", tt.name, got, tt.want)
-				break
-			}
-		}
-	}
-	if _, ok := coalesce([]int{3, 0}, []int{1, 1}, []int{1, 1}); ok {
-		t.Error("coalesce of an empty view reported elements")
-	}
-}

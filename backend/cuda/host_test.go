@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/strided"
 )
 
 // TestArgPack reads the kernelParams array back the way cuLaunchKernel
@@ -412,29 +413,8 @@ func TestOptionsFromEnv(t *testing.T) {
 	}
 }
 
-func TestMergeAxes(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		shape      backend.Shape
-		ds, ss     []int
-		want       []axis
-		wantAbsent bool
-	}{
-		{"contiguous", backend.Shape{2, 3, 4}, []int{12, 4, 1}, []int{12, 4, 1}, []axis{{24, 1, 1}}, false},
-		{"transpose", backend.Shape{3, 4}, []int{4, 1}, []int{1, 3}, []axis{{3, 4, 1}, {4, 1, 3}}, false},
-		{"broadcast row", backend.Shape{5, 7}, []int{7, 1}, []int{0, 1}, []axis{{5, 7, 0}, {7, 1, 1}}, false},
-		{"broadcast all", backend.Shape{5, 7}, []int{7, 1}, []int{0, 0}, []axis{{35, 1, 0}}, false},
-		{"unit axes", backend.Shape{1, 6, 1}, []int{99, 1, 77}, []int{5, 2, 3}, []axis{{6, 1, 2}}, false},
-		{"scalar", backend.Shape{}, nil, nil, []axis{{1, 1, 1}}, false},
-		{"empty", backend.Shape{3, 0}, []int{0, 1}, []int{0, 1}, nil, true},
-		{"negative", backend.Shape{4}, []int{1}, []int{-1}, []axis{{4, 1, -1}}, false},
-	} {
-		got, ok := mergeAxes(tc.shape, tc.ds, tc.ss)
-		if ok == tc.wantAbsent || !slices.Equal(got, tc.want) {
-			t.Errorf("%s: %v, %v; want %v", tc.name, got, ok, tc.want)
-		}
-	}
-	if !fits32([]axis{{1 << 20, 1, 1 << 10}}) || fits32([]axis{{1 << 22, 1, 1 << 10}}) {
+func TestFits32(t *testing.T) {
+	if !fits32([]strided.Axis{{N: 1 << 20, DS: 1, SS: 1 << 10}}) || fits32([]strided.Axis{{N: 1 << 22, DS: 1, SS: 1 << 10}}) {
 		t.Error("fits32 misjudges a 2^32-element span")
 	}
 }

@@ -5,52 +5,17 @@ import (
 	"math"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/strided"
 )
-
-// axis is one axis of a strided copy: extent and the element stride of
-// each side.
-type axis struct{ n, ds, ss int }
-
-// mergeAxes drops axes of extent 1 and merges each axis into the next
-// inner one where both views step over it contiguously, returning the
-// axes outermost first (one axis of extent 1 for a single element). An
-// empty view (some extent 0) returns ok = false.
-func mergeAxes(shape backend.Shape, ds, ss []int) (axes []axis, ok bool) {
-	for i, n := range shape {
-		if n == 0 {
-			return nil, false
-		}
-		if n > 1 {
-			axes = append(axes, axis{n, ds[i], ss[i]})
-		}
-	}
-	if len(axes) == 0 {
-		return []axis{{1, 1, 1}}, true
-	}
-	merged := []axis{axes[len(axes)-1]}
-	for i := len(axes) - 2; i >= 0; i-- {
-		in := &merged[len(merged)-1]
-		a := axes[i]
-		if a.ds == in.ds*in.n && a.ss == in.ss*in.n {
-			in.n *= a.n
-			continue
-		}
-		merged = append(merged, a)
-	}
-	for i, j := 0, len(merged)-1; i < j; i, j = i+1, j-1 {
-		merged[i], merged[j] = merged[j], merged[i]
-	}
-	return merged, true
-}
 
 // fits32 reports whether the copy's element count and every element
 // offset it reaches fit in a C int.
-func fits32(axes []axis) bool {
+func fits32(axes []strided.Axis) bool {
 	n, dspan, sspan := 1, 0, 0
 	for _, a := range axes {
-		n *= a.n
-		dspan += (a.n - 1) * abs(a.ds)
-		sspan += (a.n - 1) * abs(a.ss)
+		n *= a.N
+		dspan += (a.N - 1) * abs(a.DS)
+		sspan += (a.N - 1) * abs(a.SS)
 	}
 	return n <= math.MaxInt32 && dspan <= math.MaxInt32 && sspan <= math.MaxInt32
 }
@@ -85,7 +50,7 @@ func (b *Backend) Copy(dst, src backend.Tensor, accumulate bool) {
 		if err != nil {
 			return err
 		}
-		axes, ok := mergeAxes(dst.Shape(), dst.Strides(), src.Strides())
+		axes, ok := strided.Merge(dst.Shape(), dst.Strides(), src.Strides())
 		if !ok {
 			return nil
 		}
@@ -94,9 +59,9 @@ func (b *Backend) Copy(dst, src backend.Tensor, accumulate bool) {
 }
 
 // copyAxes copies over merged axes from device address s to d.
-func (b *Backend) copyAxes(d, s uintptr, axes []axis, acc bool) error {
-	if len(axes) == 1 && axes[0].ds == 1 && axes[0].ss == 1 {
-		n := axes[0].n
+func (b *Backend) copyAxes(d, s uintptr, axes []strided.Axis, acc bool) error {
+	if len(axes) == 1 && axes[0].DS == 1 && axes[0].SS == 1 {
+		n := axes[0].N
 		if !acc {
 			return b.api.cu("cuMemcpyDtoDAsync_v2", call(b.api.cuMemcpyDtoDAs, d, s, uintptr(n*4), b.stream))
 		}
@@ -105,8 +70,8 @@ func (b *Backend) copyAxes(d, s uintptr, axes []axis, acc bool) error {
 	if len(axes) > copyMaxRank {
 		// Peel the outermost axis on the host.
 		a := axes[0]
-		for i := 0; i < a.n; i++ {
-			if err := b.copyAxes(offsetPtr(d, i*a.ds), offsetPtr(s, i*a.ss), axes[1:], acc); err != nil {
+		for i := 0; i < a.N; i++ {
+			if err := b.copyAxes(offsetPtr(d, i*a.DS), offsetPtr(s, i*a.SS), axes[1:], acc); err != nil {
 				return err
 			}
 		}
@@ -119,8 +84,8 @@ func (b *Backend) copyAxes(d, s uintptr, axes []axis, acc bool) error {
 	}
 	n := 1
 	for i, a := range axes {
-		cp.shape[i], cp.dstStride[i], cp.srcStride[i] = int64(a.n), int64(a.ds), int64(a.ss)
-		n *= a.n
+		cp.shape[i], cp.dstStride[i], cp.srcStride[i] = int64(a.N), int64(a.DS), int64(a.SS)
+		n *= a.N
 	}
 	cp.n = int64(n)
 	k := kCopyStrided
