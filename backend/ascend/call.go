@@ -139,10 +139,7 @@ func (c *call) temp(shape ...int) view {
 	if c.err != nil {
 		return view{}
 	}
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
+	n := backend.Shape(shape).NumElements()
 	ptr, err := c.block(int64(max(n, 1)) * 4)
 	if err != nil {
 		c.fail(err)
