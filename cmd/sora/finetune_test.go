@@ -306,13 +306,17 @@ func TestFinetuneMalformedData(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
-	os.WriteFile(bad, []byte("[{\"instruction\": \"a\", \"output\": \"b\"},\n{\"instruction\": \"c\"}]"), 0o644)
+	if err := os.WriteFile(bad, []byte("[{\"instruction\": \"a\", \"output\": \"b\"},\n{\"instruction\": \"c\"}]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut := runCLI(t, "finetune", "--model", model, "--tokenizer", tok, "--data", bad, "--out", filepath.Join(dir, "o"))
 	if code != exitFailure || !strings.Contains(errOut, "bad.json:2") || !strings.Contains(errOut, "row 2") || !strings.Contains(errOut, `"output"`) {
 		t.Errorf("status %d, stderr %q; want the file, line, row and field", code, errOut)
 	}
 	badTSV := filepath.Join(dir, "bad.tsv")
-	os.WriteFile(badTSV, []byte("a\t1\t\tfine.\nb\t2\t\tnot fine.\n"), 0o644)
+	if err := os.WriteFile(badTSV, []byte("a\t1\t\tfine.\nb\t2\t\tnot fine.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, _, errOut = runCLI(t, "finetune", "--model", model, "--tokenizer", tok, "--task", "classify", "--data", badTSV, "--out", filepath.Join(dir, "o"))
 	if code != exitFailure || !strings.Contains(errOut, "bad.tsv:2") || !strings.Contains(errOut, "label") {
 		t.Errorf("status %d, stderr %q; want the file, line and field", code, errOut)

@@ -346,7 +346,9 @@ func writeRaw(t *testing.T, cfg llama.Config, tensors []safetensors.Tensor) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, ConfigFile), c, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), c, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +433,8 @@ func TestShardErrors(t *testing.T) {
 		}
 		return dir
 	}
-	edit := func(dir string, f func(wm map[string]string)) {
+	edit := func(t *testing.T, dir string, f func(wm map[string]string)) {
+		t.Helper()
 		raw, _ := os.ReadFile(filepath.Join(dir, IndexFile))
 		var idx struct {
 			WeightMap map[string]string `json:"weight_map"`
@@ -439,11 +442,13 @@ func TestShardErrors(t *testing.T) {
 		json.Unmarshal(raw, &idx)
 		f(idx.WeightMap)
 		b, _ := json.Marshal(idx)
-		os.WriteFile(filepath.Join(dir, IndexFile), b, 0o644)
+		if err := os.WriteFile(filepath.Join(dir, IndexFile), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Run("wrong shard", func(t *testing.T) {
 		dir := write(t)
-		edit(dir, func(wm map[string]string) {
+		edit(t, dir, func(wm map[string]string) {
 			var names []string
 			for _, f := range wm {
 				names = append(names, f)
@@ -457,14 +462,14 @@ func TestShardErrors(t *testing.T) {
 	})
 	t.Run("missing shard", func(t *testing.T) {
 		dir := write(t)
-		edit(dir, func(wm map[string]string) { wm["model.norm.weight"] = "model-00099-of-00099.safetensors" })
+		edit(t, dir, func(wm map[string]string) { wm["model.norm.weight"] = "model-00099-of-00099.safetensors" })
 		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "model-00099-of-00099.safetensors") {
 			t.Errorf("err = %v", err)
 		}
 	})
 	t.Run("unlisted tensor", func(t *testing.T) {
 		dir := write(t)
-		edit(dir, func(wm map[string]string) { delete(wm, "model.layers.0.mlp.up_proj.weight") })
+		edit(t, dir, func(wm map[string]string) { delete(wm, "model.layers.0.mlp.up_proj.weight") })
 		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "which the index does not list") {
 			t.Errorf("err = %v", err)
 		}
@@ -476,7 +481,9 @@ func TestShardErrors(t *testing.T) {
 			t.Fatalf("first shard: %v", shards)
 		}
 		b, _ := os.ReadFile(shards[0])
-		os.WriteFile(shards[0], b[:len(b)-3], 0o644)
+		if err := os.WriteFile(shards[0], b[:len(b)-3], 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), filepath.Base(shards[0])) {
 			t.Errorf("err = %v", err)
 		}
@@ -487,9 +494,13 @@ func TestShardErrors(t *testing.T) {
 // small weights file must fail before allocating the model.
 func TestHugeConfigSmallFile(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"hidden_size": 65536, "intermediate_size": 262144, "num_hidden_layers": 1000,
-		"num_attention_heads": 512, "vocab_size": 1000000, "tie_word_embeddings": true}`), 0o644)
-	safetensors.Write(filepath.Join(dir, WeightsFile), []safetensors.Tensor{{Name: "model.embed_tokens.weight", Shape: []int{2, 2}, Data: make([]float32, 4)}}, nil)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"hidden_size": 65536, "intermediate_size": 262144, "num_hidden_layers": 1000,
+		"num_attention_heads": 512, "vocab_size": 1000000, "tie_word_embeddings": true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.Write(filepath.Join(dir, WeightsFile), []safetensors.Tensor{{Name: "model.embed_tokens.weight", Shape: []int{2, 2}, Data: make([]float32, 4)}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	_, err := Load(dir)

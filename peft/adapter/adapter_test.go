@@ -464,7 +464,9 @@ func TestLoadErrors(t *testing.T) {
 			p := filepath.Join(dir, WeightsFile)
 			data, _ := os.ReadFile(p)
 			binary.LittleEndian.PutUint64(data, 1<<40)
-			os.WriteFile(p, data, 0o644)
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}, "exceeds the"},
 		{"wrong shape", func(t *testing.T, dir string) {
 			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
@@ -497,12 +499,16 @@ func TestLoadErrors(t *testing.T) {
 		{"targets absent from the model", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, ConfigFile)
 			data, _ := os.ReadFile(p)
-			os.WriteFile(p, []byte(strings.Replace(string(data), `"q_proj"`, `"wq"`, 1)), 0o644)
+			if err := os.WriteFile(p, []byte(strings.Replace(string(data), `"q_proj"`, `"wq"`, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}, "select none of the model's 7 layers"},
 		{"rank differs from the file", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, ConfigFile)
 			data, _ := os.ReadFile(p)
-			os.WriteFile(p, []byte(strings.Replace(string(data), `"r": 2`, `"r": 3`, 1)), 0o644)
+			if err := os.WriteFile(p, []byte(strings.Replace(string(data), `"r": 2`, `"r": 3`, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}, "lora_A.weight\" has shape [2 8], expected [3 8]"},
 	}
 	for _, c := range cases {
@@ -715,14 +721,18 @@ func TestModulesToSaveErrors(t *testing.T) {
 		json.Unmarshal(raw, &conf)
 		conf["modules_to_save"] = v
 		raw, _ = json.Marshal(conf)
-		os.WriteFile(filepath.Join(dir, ConfigFile), raw, 0o644)
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	copyDir := func(t *testing.T) string {
 		t.Helper()
 		d := t.TempDir()
 		for _, f := range []string{ConfigFile, WeightsFile} {
 			raw, _ := os.ReadFile(filepath.Join(dir, f))
-			os.WriteFile(filepath.Join(d, f), raw, 0o644)
+			if err := os.WriteFile(filepath.Join(d, f), raw, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return d
 	}
@@ -855,8 +865,12 @@ func FuzzLoad(f *testing.F) {
 	f.Add(weights[:9])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, ConfigFile), conf, 0o644)
-		os.WriteFile(filepath.Join(dir, WeightsFile), data, 0o644)
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), conf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, WeightsFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		m := newToy(t, b)
 		head := m.denses[len(m.denses)-1].W
 		before, _ := head.Download()
