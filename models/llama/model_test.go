@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/refops"
 	"github.com/sora-go/sora/models/llama"
 )
 
@@ -97,15 +98,11 @@ func TestPaddingDoesNotReachRealPositions(t *testing.T) {
 
 // crossEntropy is −log softmax(logits)[target] in float64.
 func crossEntropy(logits []float32, target int) float64 {
-	mx := math.Inf(-1)
-	for _, v := range logits {
-		mx = max(mx, float64(v))
+	row := make([]float64, len(logits))
+	for i, v := range logits {
+		row[i] = float64(v)
 	}
-	var s float64
-	for _, v := range logits {
-		s += math.Exp(float64(v) - mx)
-	}
-	return math.Log(s) + mx - float64(logits[target])
+	return -refops.LogSoftmax(row)[target]
 }
 
 func TestLMTargets(t *testing.T) {
