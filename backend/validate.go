@@ -200,19 +200,26 @@ func CheckSoftmax(op Op, dst, src, y Tensor, p SoftmaxParams) (batch, queries, k
 	return batch, queries, keys, nil
 }
 
-// CheckNorm validates RMSNorm and LayerNorm: x and dst have the same shape
-// and every parameter tensor that is present has the row length.
-func CheckNorm(op Op, dst, x Tensor, params ...Tensor) (rows, cols int, err error) {
+// CheckNorm validates RMSNorm (weight w) and LayerNorm (weight gamma and
+// optional beta): x and dst have the same shape, the weight is present,
+// and it and every optional parameter that is present have the row length.
+func CheckNorm(op Op, dst, x, weight Tensor, optional ...Tensor) (rows, cols int, err error) {
 	// The argument list of the error is built only when one is reported:
 	// this check runs on every norm call.
 	fail := func(format string, args ...any) error {
-		return Errorf(op, append([]Tensor{dst, x}, params...), format, args...)
+		return Errorf(op, append([]Tensor{dst, x, weight}, optional...), format, args...)
 	}
 	if rows, cols, err = checkNormInput(dst, x, fail); err != nil {
 		return 0, 0, err
 	}
-	if err := checkRowParams(cols, fail, params...); err != nil {
+	if err := checkRowParams(cols, fail, weight); err != nil {
 		return 0, 0, err
+	}
+	if err := checkRowParams(cols, fail, optional...); err != nil {
+		return 0, 0, err
+	}
+	if weight.IsZero() {
+		return 0, 0, fail("the weight is missing")
 	}
 	return rows, cols, nil
 }

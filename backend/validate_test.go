@@ -54,6 +54,7 @@ func TestCheckNormErrors(t *testing.T) {
 		{"missing dst", func() error { _, _, err := CheckNorm(OpRMSNorm, Tensor{}, x, w); return err }, "tensor argument 0 is missing", 3},
 		{"shape", func() error { _, _, err := CheckNorm(OpRMSNorm, mustTensor(t, 4, 3), x, w); return err }, "shapes differ", 3},
 		{"param length", func() error { _, _, err := CheckNorm(OpLayerNorm, x, x, w, mustTensor(t, 3)); return err }, "row length 4", 4},
+		{"no norm weight", func() error { _, _, err := CheckNorm(OpLayerNorm, x, x, Tensor{}, w); return err }, "weight is missing", 4},
 		{"no weight", func() error { _, _, err := CheckNormGrad(OpRMSNormGrad, x, x, x, Tensor{}, w); return err }, "weight is missing", 5},
 		{"dy shape", func() error {
 			_, _, err := CheckNormGrad(OpRMSNormGrad, x, x, mustTensor(t, 2, 4), w, w)

@@ -157,9 +157,6 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	}
 	all := []backend.Tensor{dst, x, w}
 	rows, cols, err := backend.CheckNorm(backend.OpRMSNorm, dst, x, w)
-	if err == nil && w.IsZero() {
-		err = backend.Errorf(backend.OpRMSNorm, all, "weight is missing")
-	}
 	if err != nil {
 		b.Record(err)
 		return
@@ -218,9 +215,6 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	}
 	all := []backend.Tensor{dst, x, gamma, beta}
 	rows, cols, err := backend.CheckNorm(backend.OpLayerNorm, dst, x, gamma, beta)
-	if err == nil && gamma.IsZero() {
-		err = backend.Errorf(backend.OpLayerNorm, all, "gamma is missing")
-	}
 	if err != nil {
 		b.Record(err)
 		return

@@ -14,9 +14,6 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 		return
 	}
 	rows, cols, err := backend.CheckNorm(backend.OpRMSNorm, dst, x, w)
-	if err == nil && w.IsZero() {
-		err = backend.Errorf(backend.OpRMSNorm, []backend.Tensor{dst, x, w}, "weight is missing")
-	}
 	if err != nil {
 		b.Record(err)
 		return
@@ -92,9 +89,6 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 		return
 	}
 	rows, cols, err := backend.CheckNorm(op, dst, x, gamma, beta)
-	if err == nil && gamma.IsZero() {
-		err = backend.Errorf(op, []backend.Tensor{dst, x, gamma, beta}, "gamma is missing")
-	}
 	if err != nil {
 		b.Record(err)
 		return

@@ -184,9 +184,6 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	}
 	all := []backend.Tensor{dst, x, w}
 	rows, cols, err := backend.CheckNorm(op, dst, x, w)
-	if err == nil && w.IsZero() {
-		err = backend.Errorf(op, all, "weight is missing")
-	}
 	if err != nil {
 		b.Record(err)
 		return
@@ -233,9 +230,6 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	}
 	all := []backend.Tensor{dst, x, gamma, beta}
 	rows, cols, err := backend.CheckNorm(op, dst, x, gamma, beta)
-	if err == nil && gamma.IsZero() {
-		err = backend.Errorf(op, all, "gamma is missing")
-	}
 	if err != nil {
 		b.Record(err)
 		return
