@@ -70,31 +70,30 @@ func (b *Backend) streamFor(k *vec.Kernels, n, cost int, fn func(lo, hi int)) {
 // scratch32 returns c float32 buffers of length n, one per parallel chunk,
 // reused across ops (a Backend runs one op at a time), so that row ops
 // needing a temporary row allocate nothing once warm.
-func (b *Backend) scratch32(c, n int) [][]float32 {
-	for len(b.rows32) < c {
-		b.rows32 = append(b.rows32, nil)
-	}
-	for i := range c {
-		if cap(b.rows32[i]) < n {
-			b.rows32[i] = make([]float32, n)
-		}
-		b.rows32[i] = b.rows32[i][:n]
-	}
-	return b.rows32[:c]
-}
+func (b *Backend) scratch32(c, n int) [][]float32 { return scratch(&b.rows32, c, n) }
 
 // scratch64 returns c zeroed float64 buffers of length n, one per parallel
 // chunk, reused across ops like scratch32's.
 func (b *Backend) scratch64(c, n int) [][]float64 {
-	for len(b.rows64) < c {
-		b.rows64 = append(b.rows64, nil)
+	parts := scratch(&b.rows64, c, n)
+	for _, p := range parts {
+		clear(p)
 	}
-	for i := range c {
-		if cap(b.rows64[i]) < n {
-			b.rows64[i] = make([]float64, n)
+	return parts
+}
+
+// scratch grows *pool to at least c buffers of capacity n and returns the
+// first c of them resliced to length n, with whatever they last held.
+func scratch[T any](pool *[][]T, c, n int) [][]T {
+	for len(*pool) < c {
+		*pool = append(*pool, nil)
+	}
+	bufs := (*pool)[:c]
+	for i := range bufs {
+		if cap(bufs[i]) < n {
+			bufs[i] = make([]T, n)
 		}
-		b.rows64[i] = b.rows64[i][:n]
-		clear(b.rows64[i])
+		bufs[i] = bufs[i][:n]
 	}
-	return b.rows64[:c]
+	return bufs
 }
