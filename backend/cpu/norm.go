@@ -190,12 +190,7 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		}
 		k.Fence()
 	})
-	sums := parts[0]
-	for _, p := range parts[1:] {
-		for j, x := range p {
-			sums[j] += x
-		}
-	}
+	sums := sumParts(parts)
 	for j := range cols {
 		if dg != nil {
 			dg[j] = float32(float64(dg[j]) + sums[j])

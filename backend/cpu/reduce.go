@@ -82,6 +82,12 @@ func (b *Backend) columnSums(k *vec.Kernels, rows, cols, cost int, add func(row 
 		}
 		k.Fence()
 	})
+	return sumParts(parts)
+}
+
+// sumParts adds the per-chunk partials into parts[0], in chunk order so
+// that the result does not depend on scheduling, and returns it.
+func sumParts(parts [][]float64) []float64 {
 	total := parts[0]
 	for _, p := range parts[1:] {
 		for j, x := range p {
