@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 func init() {
@@ -160,17 +161,6 @@ func logSumExp(xs []float64) float64 {
 // gradients.
 var ceParams = backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
 
-// geluGrad is d/dx of the exact GELU x·Φ(x).
-func geluGrad(x float64) float64 {
-	return 0.5*(1+math.Erf(x/math.Sqrt2)) + x*math.Exp(-x*x/2)/math.Sqrt(2*math.Pi)
-}
-
-// siluGrad is d/dx of x·σ(x).
-func siluGrad(x float64) float64 {
-	s := 1 / (1 + math.Exp(-x))
-	return s * (1 + x*(1-s))
-}
-
 var benchOps = []benchOp{
 	{"copy", 8, func(e *opsEnv) { e.b.Copy(e.out, e.x, false) },
 		func(e *opsEnv) error { return checkElementwise(e, func(i int) float64 { return float64(e.hx[i]) }) }},
@@ -195,26 +185,23 @@ var benchOps = []benchOp{
 	{"axpy", 12, func(e *opsEnv) { e.b.Axpy(e.out, 1e-3, e.x) }, nil},
 	{"exp", 8, func(e *opsEnv) { e.b.Unary(backend.Exp, e.out, e.x) },
 		func(e *opsEnv) error {
-			return checkElementwise(e, func(i int) float64 { return math.Exp(float64(e.hx[i])) })
+			return checkElementwise(e, func(i int) float64 { return refops.Unary(backend.Exp, float64(e.hx[i])) })
 		}},
 	{"silu", 8, func(e *opsEnv) { e.b.Unary(backend.SiLU, e.out, e.x) },
 		func(e *opsEnv) error {
-			return checkElementwise(e, func(i int) float64 { x := float64(e.hx[i]); return x / (1 + math.Exp(-x)) })
+			return checkElementwise(e, func(i int) float64 { return refops.Unary(backend.SiLU, float64(e.hx[i])) })
 		}},
 	{"gelu", 8, func(e *opsEnv) { e.b.Unary(backend.GELU, e.out, e.x) },
 		func(e *opsEnv) error {
-			return checkElementwise(e, func(i int) float64 {
-				x := float64(e.hx[i])
-				return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
-			})
+			return checkElementwise(e, func(i int) float64 { return refops.Unary(backend.GELU, float64(e.hx[i])) })
 		}},
 	{"silu_grad", 12, func(e *opsEnv) { e.b.UnaryGrad(backend.SiLU, e.out, e.x, e.y) },
 		func(e *opsEnv) error {
-			return checkElementwise(e, func(i int) float64 { return float64(e.hy[i]) * siluGrad(float64(e.hx[i])) })
+			return checkElementwise(e, func(i int) float64 { return float64(e.hy[i]) * refops.UnaryDeriv(backend.SiLU, float64(e.hx[i])) })
 		}},
 	{"gelu_grad", 12, func(e *opsEnv) { e.b.UnaryGrad(backend.GELU, e.out, e.x, e.y) },
 		func(e *opsEnv) error {
-			return checkElementwise(e, func(i int) float64 { return float64(e.hy[i]) * geluGrad(float64(e.hx[i])) })
+			return checkElementwise(e, func(i int) float64 { return float64(e.hy[i]) * refops.UnaryDeriv(backend.GELU, float64(e.hx[i])) })
 		}},
 	{"sum_rows", 4, func(e *opsEnv) { e.b.ReduceRows(backend.Sum, e.r, e.x) }, nil},
 	{"softmax", 8, func(e *opsEnv) { e.b.Softmax(e.out, e.x, backend.SoftmaxParams{}) },
@@ -244,7 +231,7 @@ var benchOps = []benchOp{
 	{"layernorm", 8, func(e *opsEnv) { e.b.LayerNorm(e.out, e.x, e.w, e.bias, 1e-5) },
 		func(e *opsEnv) error {
 			return checkRowAt(e, func(r, j int) float64 {
-				mean, rstd := meanRstd(e.rowOf(e.hx, r))
+				mean, rstd := refops.MeanInvStd(e.rowOf(e.hx, r), 1e-5)
 				return (float64(e.hx[r*e.cols+j])-mean)*rstd*float64(e.hw[j]) + float64(e.hbias[j])
 			})
 		}},
@@ -281,7 +268,7 @@ var benchOps = []benchOp{
 		func(e *opsEnv) error {
 			return checkRowAt(e, func(r, j int) float64 {
 				x, dy := e.rowOf(e.hx, r), e.rowOf(e.hy, r)
-				mean, rstd := meanRstd(x)
+				mean, rstd := refops.MeanInvStd(x, 1e-5)
 				n := float64(len(x))
 				var mg, mgx float64
 				for k := range x {
@@ -496,19 +483,6 @@ func opOf(name string) backend.Op {
 		return backend.OpAdamW
 	}
 	panic("sora bench ops: no op for " + name)
-}
-
-// meanRstd returns the mean and 1/sqrt(biased variance + 1e-5) of xs.
-func meanRstd(xs []float64) (mean, rstd float64) {
-	for _, v := range xs {
-		mean += v
-	}
-	mean /= float64(len(xs))
-	var vr float64
-	for _, v := range xs {
-		vr += (v - mean) * (v - mean)
-	}
-	return mean, 1 / math.Sqrt(vr/float64(len(xs))+1e-5)
 }
 
 // newOpsEnv allocates and fills the operands on b.
