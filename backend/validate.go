@@ -23,16 +23,25 @@ func checkDense(op Op, all []Tensor, ts ...Tensor) error {
 // error's argument list until they report one.
 func denseFault(ts ...Tensor) (int, string) {
 	for i, t := range ts {
-		switch {
-		case t.IsZero():
-			return i, "is missing"
-		case t.DType() != Float32:
-			return i, fmt.Sprintf("has dtype %s, want float32", t.DType())
-		case !t.Contiguous():
+		if why := float32Fault(t); why != "" {
+			return i, why
+		}
+		if !t.Contiguous() {
 			return i, "is a strided view; only Copy accepts those"
 		}
 	}
 	return -1, ""
+}
+
+// float32Fault says why t is missing or not float32, or returns "".
+func float32Fault(t Tensor) string {
+	switch {
+	case t.IsZero():
+		return "is missing"
+	case t.DType() != Float32:
+		return fmt.Sprintf("has dtype %s, want float32", t.DType())
+	}
+	return ""
 }
 
 // CheckElementwise validates ops whose tensors all have the same number of
@@ -328,11 +337,8 @@ func CheckCrossEntropy(op Op, out, logits Tensor, targets []int32, p CrossEntrop
 func CheckCopy(dst, src Tensor) error {
 	all := []Tensor{dst, src}
 	for i, t := range all {
-		if t.IsZero() {
-			return Errorf(OpCopy, all, "tensor argument %d is missing", i)
-		}
-		if t.DType() != Float32 {
-			return Errorf(OpCopy, all, "tensor argument %d has dtype %s, want float32", i, t.DType())
+		if why := float32Fault(t); why != "" {
+			return Errorf(OpCopy, all, "tensor argument %d %s", i, why)
 		}
 	}
 	if !dst.Shape().Equal(src.Shape()) {

@@ -117,3 +117,32 @@ func TestChecksAllocateNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCopyErrors checks that Copy's own rules (strided views allowed,
+// but every argument present and dst not broadcast) name their cause.
+func TestCheckCopyErrors(t *testing.T) {
+	x := mustTensor(t, 3, 4)
+	bcast, err := mustTensor(t, 4).Strided(0, Shape{3, 4}, []int{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		dst, src Tensor
+		want     string
+	}{
+		{"missing src", x, Tensor{}, "tensor argument 1 is missing"},
+		{"missing dst", Tensor{}, x, "tensor argument 0 is missing"},
+		{"shapes", x, mustTensor(t, 4, 3), "shapes differ"},
+		{"broadcast dst", bcast, x, "dst broadcasts along axis 0"},
+	}
+	for _, tt := range tests {
+		err := CheckCopy(tt.dst, tt.src)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+	if err := CheckCopy(x, bcast); err != nil {
+		t.Errorf("broadcast src: %v, want nil", err)
+	}
+}
