@@ -1,7 +1,6 @@
 package train
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,13 +18,12 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// writeJSONAtomic writes v as indented JSON with writeFileAtomic.
+// writeJSONAtomic writes v as indented JSON through atomicfile.WriteJSON.
 func writeJSONAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("train: encoding %s: %w", path, err)
+	if err := atomicfile.WriteJSON(path, v); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return nil
 }
 
 // writeDirAtomic fills a new temporary folder beside dir with fill and

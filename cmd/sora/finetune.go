@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -514,14 +513,10 @@ func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, 
 // renamed into place, creating path's folder if needed. Its errors name
 // path.
 func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
+	return atomicfile.WriteJSON(path, v)
 }
 
 func commas(n int64) string {

@@ -8,6 +8,7 @@ package atomicfile
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,6 +57,17 @@ func WriteFile(path string, data []byte) error {
 		_, err := w.Write(data)
 		return err
 	})
+}
+
+// WriteJSON creates or replaces the file at path with v encoded as
+// indented JSON and a final newline, as WriteFile does. An encoding error
+// names path.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", path, err)
+	}
+	return WriteFile(path, append(b, '\n'))
 }
 
 // WriteDir fills the folder dir by calling fill with the folder to write

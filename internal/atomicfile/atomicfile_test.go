@@ -87,3 +87,20 @@ func TestWriteDir(t *testing.T) {
 		t.Fatal("WriteDir over a regular file succeeded")
 	}
 }
+
+func TestWriteJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.json")
+	if err := WriteJSON(path, map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\n  \"a\": 1\n}\n"; string(got) != want {
+		t.Errorf("wrote %q, want %q", got, want)
+	}
+	if err := WriteJSON(path, func() {}); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("encoding error %v does not name %s", err, path)
+	}
+}
