@@ -280,7 +280,7 @@ func CheckRoPE(dst, src Tensor, p RoPEParams) (batch, seq, heads, headDim int, e
 		return 0, 0, 0, 0, Errorf(OpRoPE, all, "unknown layout %d", p.Layout)
 	}
 	if p.Theta <= 0 || p.Offset < 0 {
-		return 0, 0, 0, 0, Errorf(OpRoPE, all, "theta %g and offset %d must be positive", p.Theta, p.Offset)
+		return 0, 0, 0, 0, Errorf(OpRoPE, all, "theta %g must be positive and offset %d not negative", p.Theta, p.Offset)
 	}
 	return s[0], s[1], s[2], s[3], nil
 }
