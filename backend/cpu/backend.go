@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,12 +88,7 @@ func (b *Backend) Portable() bool { return !b.simd }
 
 // Supports reports true for every op of [backend.AllOps].
 func (b *Backend) Supports(op backend.Op) bool {
-	for _, o := range backend.AllOps {
-		if o == op {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(backend.AllOps, op)
 }
 
 // Sync returns and clears the first error recorded since the previous Sync.

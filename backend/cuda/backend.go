@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -258,12 +259,7 @@ func (b *Backend) TF32() bool { return b.opts.TF32 }
 
 // Supports reports true for every op of [backend.AllOps].
 func (b *Backend) Supports(op backend.Op) bool {
-	for _, o := range backend.AllOps {
-		if o == op {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(backend.AllOps, op)
 }
 
 // enter locks the goroutine to its OS thread and makes the backend's
