@@ -1,5 +1,10 @@
 package backend
 
+import (
+	"fmt"
+	"slices"
+)
+
 // Backend is a device together with an execution queue (a CUDA or Ascend
 // stream, or the calling goroutine on the CPU). It is the whole op interface
 // that models, PEFT layers and the autodiff tape are written against.
@@ -170,8 +175,11 @@ func (o BinaryOp) String() string {
 	if int(o) < len(binaryNames) && binaryNames[o] != "" {
 		return binaryNames[o]
 	}
-	return "BinaryOp(?)"
+	return fmt.Sprintf("BinaryOp(%d)", uint8(o))
 }
+
+// Valid reports whether o is one of BinaryOps.
+func (o BinaryOp) Valid() bool { return slices.Contains(BinaryOps, o) }
 
 // BinaryOps lists every BinaryOp.
 var BinaryOps = []BinaryOp{Add, Sub, Mul, Div}
@@ -202,8 +210,11 @@ func (o UnaryOp) String() string {
 	if int(o) < len(unaryNames) && unaryNames[o] != "" {
 		return unaryNames[o]
 	}
-	return "UnaryOp(?)"
+	return fmt.Sprintf("UnaryOp(%d)", uint8(o))
 }
+
+// Valid reports whether o is one of UnaryOps.
+func (o UnaryOp) Valid() bool { return slices.Contains(UnaryOps, o) }
 
 // UnaryOps lists every UnaryOp.
 var UnaryOps = []UnaryOp{Exp, Log, Sqrt, Rsqrt, Tanh, SiLU, GELU, ReLU, Neg, Square, Sigmoid}
@@ -224,8 +235,11 @@ func (o ReduceOp) String() string {
 	if int(o) < len(reduceNames) && reduceNames[o] != "" {
 		return reduceNames[o]
 	}
-	return "ReduceOp(?)"
+	return fmt.Sprintf("ReduceOp(%d)", uint8(o))
 }
+
+// Valid reports whether o is one of ReduceOps.
+func (o ReduceOp) Valid() bool { return slices.Contains(ReduceOps, o) }
 
 // ReduceOps lists every ReduceOp.
 var ReduceOps = []ReduceOp{Sum, SumSquares, Max}

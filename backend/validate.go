@@ -59,6 +59,19 @@ func CheckElementwise(op Op, ts ...Tensor) (n int, err error) {
 	return n, nil
 }
 
+// CheckUnary validates Unary (op = OpUnary: dst, src) and UnaryGrad
+// (op = OpUnaryGrad: dx, x, dy): f must be one of UnaryOps and the tensors
+// as CheckElementwise requires.
+func CheckUnary(op Op, f UnaryOp, ts ...Tensor) (n int, err error) {
+	if n, err = CheckElementwise(op, ts...); err != nil {
+		return 0, err
+	}
+	if !f.Valid() {
+		return 0, Errorf(op, ts, "unknown unary op %d", f)
+	}
+	return n, nil
+}
+
 // Broadcast says how Binary's second operand is applied.
 type Broadcast uint8
 
@@ -71,12 +84,15 @@ const (
 	ColumnBroadcast
 )
 
-// CheckBinary validates Binary and returns a's rows and row length and how
-// b broadcasts. A b whose shape equals a's is never treated as a broadcast.
-func CheckBinary(dst, a, b Tensor) (rows, cols int, bc Broadcast, err error) {
+// CheckBinary validates Binary (op included) and returns a's rows and row
+// length and how b broadcasts. A b whose shape equals a's is never treated as a broadcast.
+func CheckBinary(op BinaryOp, dst, a, b Tensor) (rows, cols int, bc Broadcast, err error) {
 	all := []Tensor{dst, a, b}
 	if err := checkDense(OpBinary, all, all...); err != nil {
 		return 0, 0, 0, err
+	}
+	if !op.Valid() {
+		return 0, 0, 0, Errorf(OpBinary, all, "unknown binary op %d", op)
 	}
 	if !dst.Shape().Equal(a.Shape()) {
 		return 0, 0, 0, Errorf(OpBinary, all, "dst shape differs from a")
@@ -149,10 +165,13 @@ func CheckMatMul(c, a, b Tensor, p MatMulParams) (MatMulDims, error) {
 }
 
 // CheckReduceRows validates ReduceRows.
-func CheckReduceRows(dst, src Tensor) (rows, cols int, err error) {
+func CheckReduceRows(op ReduceOp, dst, src Tensor) (rows, cols int, err error) {
 	all := []Tensor{dst, src}
 	if err := checkDense(OpReduceRows, all, all...); err != nil {
 		return 0, 0, err
+	}
+	if !op.Valid() {
+		return 0, 0, Errorf(OpReduceRows, all, "unknown reduction %d", op)
 	}
 	rows, cols = src.Rows()
 	if dst.Len() != rows {

@@ -90,9 +90,10 @@ func TestChecksAllocateNothing(t *testing.T) {
 	ids := []int32{0, 1, 2}
 	cases := map[string]func() error{
 		"elementwise": func() error { _, err := CheckElementwise(OpScale, x, y); return err },
-		"binary":      func() error { _, _, _, err := CheckBinary(x, y, z); return err },
+		"binary":      func() error { _, _, _, err := CheckBinary(Add, x, y, z); return err },
+		"unary":       func() error { _, err := CheckUnary(OpUnaryGrad, GELU, x, y, z); return err },
 		"matmul":      func() error { _, err := CheckMatMul(c, x, y, MatMulParams{TransB: true}); return err },
-		"reduce rows": func() error { _, _, err := CheckReduceRows(r, x); return err },
+		"reduce rows": func() error { _, _, err := CheckReduceRows(Sum, r, x); return err },
 		"sum columns": func() error { _, _, err := CheckSumColumns(col, x); return err },
 		"softmax":     func() error { _, _, _, err := CheckSoftmax(OpSoftmax, x, y, Tensor{}, SoftmaxParams{}); return err },
 		"rope": func() error {
@@ -144,5 +145,40 @@ func TestCheckCopyErrors(t *testing.T) {
 	}
 	if err := CheckCopy(x, bcast); err != nil {
 		t.Errorf("broadcast src: %v, want nil", err)
+	}
+}
+
+// TestCheckOpCodes checks that the shared checks refuse op codes outside
+// BinaryOps, UnaryOps and ReduceOps, so no backend has to.
+func TestCheckOpCodes(t *testing.T) {
+	x, y, z, r := mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 1)
+	for _, op := range BinaryOps {
+		if _, _, _, err := CheckBinary(op, x, y, z); err != nil {
+			t.Errorf("CheckBinary(%v): %v", op, err)
+		}
+	}
+	for _, op := range UnaryOps {
+		if _, err := CheckUnary(OpUnary, op, x, y); err != nil {
+			t.Errorf("CheckUnary(%v): %v", op, err)
+		}
+	}
+	for _, op := range ReduceOps {
+		if _, _, err := CheckReduceRows(op, r, x); err != nil {
+			t.Errorf("CheckReduceRows(%v): %v", op, err)
+		}
+	}
+	bad := map[string]error{}
+	_, _, _, bad["binary"] = CheckBinary(BinaryOp(0), x, y, z)
+	_, bad["unary"] = CheckUnary(OpUnary, UnaryOp(99), x, y)
+	_, bad["unary grad"] = CheckUnary(OpUnaryGrad, UnaryOp(0), x, y, z)
+	_, _, bad["reduce"] = CheckReduceRows(ReduceOp(7), r, x)
+	for name, err := range bad {
+		var oe *OpError
+		if !errors.As(err, &oe) || !strings.Contains(err.Error(), "unknown") {
+			t.Errorf("%s with an unknown op code: %v, want an *OpError saying unknown", name, err)
+		}
+	}
+	if got := UnaryOp(99).String(); got != "UnaryOp(99)" {
+		t.Errorf("UnaryOp(99).String() = %q", got)
 	}
 }

@@ -123,11 +123,8 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 	if b.Failed() {
 		return
 	}
-	rows, cols, bc, err := backend.CheckBinary(dst, a, bt)
+	rows, cols, bc, err := backend.CheckBinary(op, dst, a, bt)
 	all := []backend.Tensor{dst, a, bt}
-	if err == nil && (op < backend.Add || op > backend.Div) {
-		err = backend.Errorf(backend.OpBinary, all, "unknown binary op %d", op)
-	}
 	if err != nil {
 		b.Record(err)
 		return
@@ -209,11 +206,7 @@ func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 	if b.Failed() {
 		return
 	}
-	n, err := backend.CheckElementwise(backend.OpUnary, dst, src)
-	_, known := unaryOps[op]
-	if err == nil && !known && op != backend.GELU && op != backend.Square {
-		err = backend.Errorf(backend.OpUnary, []backend.Tensor{dst, src}, "unknown unary op %d", op)
-	}
+	n, err := backend.CheckUnary(backend.OpUnary, op, dst, src)
 	if err != nil {
 		b.Record(err)
 		return
@@ -242,11 +235,7 @@ func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 		return
 	}
 	all := []backend.Tensor{dx, x, dy}
-	n, err := backend.CheckElementwise(backend.OpUnaryGrad, dx, x, dy)
-	_, known := unaryOps[op]
-	if err == nil && !known && op != backend.GELU && op != backend.Square {
-		err = backend.Errorf(backend.OpUnaryGrad, all, "unknown unary op %d", op)
-	}
+	n, err := backend.CheckUnary(backend.OpUnaryGrad, op, dx, x, dy)
 	if err != nil {
 		b.Record(err)
 		return
@@ -305,11 +294,8 @@ func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
 	if b.Failed() {
 		return
 	}
-	rows, cols, err := backend.CheckReduceRows(dst, src)
+	rows, cols, err := backend.CheckReduceRows(op, dst, src)
 	all := []backend.Tensor{dst, src}
-	if err == nil && (op < backend.Sum || op > backend.Max) {
-		err = backend.Errorf(backend.OpReduceRows, all, "unknown reduction %d", op)
-	}
 	if err != nil {
 		b.Record(err)
 		return

@@ -11,13 +11,9 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 	if b.skip(backend.OpBinary) {
 		return
 	}
-	rows, cols, bc, err := backend.CheckBinary(dst, a, bt)
+	rows, cols, bc, err := backend.CheckBinary(op, dst, a, bt)
 	if err != nil {
 		b.Record(err)
-		return
-	}
-	if binaryKernel(b.kern, op) == nil {
-		b.Record(backend.Errorf(backend.OpBinary, []backend.Tensor{dst, a, bt}, "unknown binary op %v", op))
 		return
 	}
 	v, ok := b.views(backend.OpBinary, dst, a, bt)

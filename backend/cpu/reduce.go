@@ -11,7 +11,7 @@ func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpReduceRows) {
 		return
 	}
-	rows, cols, err := backend.CheckReduceRows(dst, src)
+	rows, cols, err := backend.CheckReduceRows(op, dst, src)
 	if err != nil {
 		b.Record(err)
 		return

@@ -13,12 +13,8 @@ func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpUnary) {
 		return
 	}
-	if _, err := backend.CheckElementwise(backend.OpUnary, dst, src); err != nil {
+	if _, err := backend.CheckUnary(backend.OpUnary, op, dst, src); err != nil {
 		b.Record(err)
-		return
-	}
-	if unaryKernel(b.kern, op) == nil {
-		b.Record(backend.Errorf(backend.OpUnary, []backend.Tensor{dst, src}, "unknown unary op %v", op))
 		return
 	}
 	v, ok := b.views(backend.OpUnary, dst, src)
@@ -36,12 +32,8 @@ func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 	if b.skip(backend.OpUnaryGrad) {
 		return
 	}
-	if _, err := backend.CheckElementwise(backend.OpUnaryGrad, dx, x, dy); err != nil {
+	if _, err := backend.CheckUnary(backend.OpUnaryGrad, op, dx, x, dy); err != nil {
 		b.Record(err)
-		return
-	}
-	if gradKernel(b.kern, op) == nil {
-		b.Record(backend.Errorf(backend.OpUnaryGrad, []backend.Tensor{dx, x, dy}, "unknown unary op %v", op))
 		return
 	}
 	v, ok := b.views(backend.OpUnaryGrad, dx, x, dy)

@@ -120,11 +120,8 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 	if b.skip(backend.OpBinary) {
 		return
 	}
-	rows, cols, bc, err := backend.CheckBinary(dst, a, bt)
+	rows, cols, bc, err := backend.CheckBinary(op, dst, a, bt)
 	all := []backend.Tensor{dst, a, bt}
-	if err == nil && (op < backend.Add || op > backend.Div) {
-		err = backend.Errorf(backend.OpBinary, all, "unknown binary op %v", op)
-	}
 	if err != nil {
 		b.Record(err)
 		return
@@ -209,20 +206,14 @@ func (b *Backend) Axpy(y backend.Tensor, alpha float32, x backend.Tensor) {
 	})
 }
 
-// knownUnary reports whether op is one of backend.UnaryOps.
-func knownUnary(op backend.UnaryOp) bool { return op >= backend.Exp && op <= backend.Sigmoid }
-
 // Unary computes dst = f(src) element-wise in single precision with the
 // device's math library (a few ulps); dst may alias src.
 func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpUnary) {
 		return
 	}
-	n, err := backend.CheckElementwise(backend.OpUnary, dst, src)
+	n, err := backend.CheckUnary(backend.OpUnary, op, dst, src)
 	all := []backend.Tensor{dst, src}
-	if err == nil && !knownUnary(op) {
-		err = backend.Errorf(backend.OpUnary, all, "unknown unary op %v", op)
-	}
 	if err != nil {
 		b.Record(err)
 		return
@@ -250,11 +241,8 @@ func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 	if b.skip(backend.OpUnaryGrad) {
 		return
 	}
-	n, err := backend.CheckElementwise(backend.OpUnaryGrad, dx, x, dy)
+	n, err := backend.CheckUnary(backend.OpUnaryGrad, op, dx, x, dy)
 	all := []backend.Tensor{dx, x, dy}
-	if err == nil && !knownUnary(op) {
-		err = backend.Errorf(backend.OpUnaryGrad, all, "unknown unary op %v", op)
-	}
 	if err != nil {
 		b.Record(err)
 		return

@@ -18,11 +18,8 @@ func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpReduceRows) {
 		return
 	}
-	rows, cols, err := backend.CheckReduceRows(dst, src)
+	rows, cols, err := backend.CheckReduceRows(op, dst, src)
 	all := []backend.Tensor{dst, src}
-	if err == nil && (op < backend.Sum || op > backend.Max) {
-		err = backend.Errorf(backend.OpReduceRows, all, "unknown reduction %v", op)
-	}
 	if err != nil {
 		b.Record(err)
 		return
