@@ -105,7 +105,7 @@ type Ops interface {
 	SoftmaxGrad(dx, y, dy Tensor, p SoftmaxParams)
 
 	// RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row;
-	// w has the row length.
+	// w has the row length. dst may alias x.
 	RMSNorm(dst, x, w Tensor, eps float32)
 	// RMSNormGrad computes the input gradient dx (overwritten) and, when dw
 	// is not the zero Tensor, adds the weight gradient into dw. With
@@ -115,7 +115,8 @@ type Ops interface {
 	//	dw += Σ_rows dy⊙x·r
 	RMSNormGrad(dx, dw, x, w, dy Tensor, eps float32)
 	// LayerNorm computes dst = (x − mean) / sqrt(var + eps) ⊙ gamma + beta
-	// over each row (biased variance). beta may be the zero Tensor.
+	// over each row (biased variance). beta may be the zero Tensor. dst may
+	// alias x.
 	LayerNorm(dst, x, gamma, beta Tensor, eps float32)
 	// LayerNormGrad computes dx (overwritten) and adds the parameter
 	// gradients into dgamma and dbeta when they are not the zero Tensor.

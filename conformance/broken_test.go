@@ -64,6 +64,23 @@ func (b unwrittenLayerNorm) LayerNorm(dst, x, gamma, beta backend.Tensor, eps fl
 	b.Backend.Copy(dst.MustReshape(n).MustSlice(0, n-1), tmp.MustReshape(n).MustSlice(0, n-1), false)
 }
 
+// clobberRMSNorm and clobberLayerNorm zero their output before
+// normalising: right when dst is a buffer of its own, wrong when dst is x
+// (the row is overwritten before its statistics are read).
+type clobberRMSNorm struct{ backend.Backend }
+
+func (b clobberRMSNorm) RMSNorm(dst, x, w backend.Tensor, eps float32) {
+	b.Backend.Fill(dst, 0)
+	b.Backend.RMSNorm(dst, x, w, eps)
+}
+
+type clobberLayerNorm struct{ backend.Backend }
+
+func (b clobberLayerNorm) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
+	b.Backend.Fill(dst, 0)
+	b.Backend.LayerNorm(dst, x, gamma, beta, eps)
+}
+
 // signSoftmaxGrad computes scale·y⊙(dy + Σdy⊙y): the sign of the
 // correction term is wrong. It adds 2·scale·y⊙(Σ_row dy⊙y) to the right
 // answer, built from the backend's own ops.
@@ -114,6 +131,9 @@ func TestBrokenBackendsAreCaught(t *testing.T) {
 	prefix := func(p string) func(string) bool {
 		return func(name string) bool { return strings.HasPrefix(name, p) }
 	}
+	inPlace := func(p string) func(string) bool {
+		return func(name string) bool { return strings.HasPrefix(name, p) && strings.Contains(name, "/inplace") }
+	}
 	tests := []struct {
 		name string
 		b    backend.Backend
@@ -128,6 +148,8 @@ func TestBrokenBackendsAreCaught(t *testing.T) {
 		{"exp off by a relative 1e-3", offExp{cpu}, prefix("unary/exp/"), backend.OpUnary},
 		{"softmax writes one element past its output", pastSoftmax{cpu}, prefix("softmax/"), backend.OpSoftmax},
 		{"layernorm leaves its last element unwritten", unwrittenLayerNorm{cpu}, prefix("layernorm/"), backend.OpLayerNorm},
+		{"rmsnorm wrong in place", clobberRMSNorm{cpu}, inPlace("rmsnorm/"), backend.OpRMSNorm},
+		{"layernorm wrong in place", clobberLayerNorm{cpu}, inPlace("layernorm/"), backend.OpLayerNorm},
 		{"softmax backward with a wrong sign", signSoftmaxGrad{cpu}, prefix("softmax_grad/"), backend.OpSoftmaxGrad},
 		{"errors never reported", silentErrors{cpu}, prefix("sticky/"), ""},
 	}

@@ -54,13 +54,16 @@ func init() {
 		shape []int
 		eps   float32
 		shift float64 // added to x, giving rows a mean far from 0
+		// inPlace writes the output over x (forward only): the row's
+		// statistics must be complete before any of it is overwritten.
+		inPlace bool
 	}
 	var fwd []nc
 	for _, s := range normShapes {
-		fwd = append(fwd, nc{s, eps, 0})
+		fwd = append(fwd, nc{shape: s, eps: eps})
 	}
 	// A large eps shows whether it is added where the doc says.
-	fwd = append(fwd, nc{[]int{7, 13}, 0.5, 0})
+	fwd = append(fwd, nc{shape: []int{7, 13}, eps: 0.5})
 	// The backwards of rows of one element are ill-conditioned (the
 	// input gradient is the difference of two nearly equal terms, about
 	// eps/x² of each), so they get rows of two, and one element only with
@@ -68,7 +71,7 @@ func init() {
 	var bwd []nc
 	for _, c := range fwd {
 		if c.shape[1] == 1 {
-			bwd = append(bwd, nc{[]int{1, 2}, eps, 0}, nc{[]int{1, 1}, 0.5, 0})
+			bwd = append(bwd, nc{shape: []int{1, 2}, eps: eps}, nc{shape: []int{1, 1}, eps: 0.5})
 			continue
 		}
 		bwd = append(bwd, c)
@@ -78,11 +81,21 @@ func init() {
 		if c.shift != 0 {
 			s += "/mean=" + fmtF(c.shift)
 		}
+		if c.inPlace {
+			s += "/inplace"
+		}
 		return s + extra
 	}
 	cols := func(s []int) int { return s[len(s)-1] }
 
-	for _, c := range fwd {
+	// In place: a short row, rows as wide as a model's hidden size (many
+	// threads per row on a GPU) and enough rows to be split among workers.
+	inPlace := []nc{
+		{shape: []int{7, 13}, eps: eps, inPlace: true},
+		{shape: []int{2, 4096}, eps: eps, inPlace: true},
+		{shape: []int{301, 509}, eps: eps, inPlace: true},
+	}
+	for _, c := range append(append([]nc(nil), fwd...), inPlace...) {
 		c := c
 		Register(Case{
 			Name: name("rmsnorm", c, ""),
@@ -90,8 +103,8 @@ func init() {
 			Run: func(e *Env) {
 				n, k := backend.Shape(c.shape).NumElements(), cols(c.shape)
 				xv, wv := e.Uniform(n, -1, 1), e.Uniform(k, -1, 1)
-				x, w := e.Input(xv, c.shape...), e.Input(wv, k)
-				o := e.Output(c.shape...)
+				x, o := e.inOut(xv, c.inPlace, c.shape...)
+				w := e.Input(wv, k)
 				e.B.RMSNorm(o.T, x, w, c.eps)
 				e.Check(o, refRMSNorm(xv, wv, k, float64(c.eps)))
 			},
@@ -125,11 +138,13 @@ func init() {
 		}
 	}
 
-	lnFwd := append(append([]nc(nil), fwd...), nc{[]int{7, 13}, eps, 3}, nc{[]int{3, 127}, eps, -20})
+	lnFwd := append(append([]nc(nil), fwd...), nc{shape: []int{7, 13}, eps: eps, shift: 3}, nc{shape: []int{3, 127}, eps: eps, shift: -20})
+	lnFwd = append(lnFwd, inPlace...)
+	lnFwd = append(lnFwd, nc{shape: []int{3, 127}, eps: eps, shift: -20, inPlace: true})
 	for _, c := range lnFwd {
 		for _, withBeta := range []bool{true, false} {
 			c, withBeta := c, withBeta
-			if !withBeta && (c.shape[1] != 13 || c.shift != 0) {
+			if !withBeta && (c.shape[1] != 13 || c.shift != 0 || c.inPlace) {
 				continue
 			}
 			extra := ""
@@ -143,14 +158,14 @@ func init() {
 					n, k := backend.Shape(c.shape).NumElements(), cols(c.shape)
 					xv := e.Uniform(n, c.shift-1, c.shift+1)
 					gv, bv := e.Uniform(k, -1, 1), e.Uniform(k, -1, 1)
-					x, g := e.Input(xv, c.shape...), e.Input(gv, k)
+					x, o := e.inOut(xv, c.inPlace, c.shape...)
+					g := e.Input(gv, k)
 					var bt backend.Tensor
 					if withBeta {
 						bt = e.Input(bv, k)
 					} else {
 						bv = nil
 					}
-					o := e.Output(c.shape...)
 					e.B.LayerNorm(o.T, x, g, bt, c.eps)
 					e.Check(o, refLayerNorm(xv, gv, bv, k, float64(c.eps)))
 				},
@@ -169,7 +184,7 @@ func init() {
 		}
 		lnBwd = append(lnBwd, c)
 	}
-	lnBwd = append(lnBwd, nc{[]int{7, 13}, eps, 3}, nc{[]int{3, 127}, eps, -20})
+	lnBwd = append(lnBwd, nc{shape: []int{7, 13}, eps: eps, shift: 3}, nc{shape: []int{3, 127}, eps: eps, shift: -20})
 	for _, c := range lnBwd {
 		for _, pp := range []params{{true, true}, {true, false}, {false, true}, {false, false}} {
 			c, pp := c, pp
