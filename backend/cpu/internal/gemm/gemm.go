@@ -550,14 +550,14 @@ func (e *Engine) work(id int) {
 		case phaseRows:
 			// Item i is the i-th block of mc rows of C.
 			ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
-			if need := e.kc * e.mc; len(ws.a) < need {
+			if need := e.kc * e.mc * kr.aDup(); len(ws.a) < need {
 				ws.a = make([]float32, need)
 			}
 			ic := item * e.mc
 			mcb := min(e.mc, cl.m-ic)
 			for pc := e.pc0; pc < e.pc1; pc += e.kc {
 				kcb := min(e.kc, e.pc1-pc)
-				packA(cl.transA, cl.a, cl.lda, ic, pc, mcb, kcb, kr.mr, cl.alpha, ws.a, kr.asmPack)
+				packA(cl.transA, cl.a, cl.lda, ic, pc, mcb, kcb, kr.mr, kr.aDup(), cl.alpha, ws.a, kr.asmPack)
 				beta := cl.beta
 				if pc > 0 {
 					beta = 1
@@ -625,7 +625,7 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 	if need := kc * ((min(nc, n) + nr - 1) / nr * nr); !direct && len(ws.b) < need {
 		ws.b = make([]float32, need)
 	}
-	if need := kc * ((min(mc, m) + mr - 1) / mr * mr); len(ws.a) < need {
+	if need := kc * ((min(mc, m) + mr - 1) / mr * mr) * kr.aDup(); len(ws.a) < need {
 		ws.a = make([]float32, need)
 	}
 	for jc := 0; jc < n; jc += nc {
@@ -644,7 +644,7 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 			}
 			for ic := 0; ic < m; ic += mc {
 				mcb := min(mc, m-ic)
-				packA(cl.transA, cl.a, cl.lda, p.m0+ic, pc, mcb, kcb, mr, cl.alpha, ws.a, kr.asmPack)
+				packA(cl.transA, cl.a, cl.lda, p.m0+ic, pc, mcb, kcb, mr, kr.aDup(), cl.alpha, ws.a, kr.asmPack)
 				e.macro(ws, ws.a, bp, panel, ldb, mcb, ncb, kcb, cl.c[(p.m0+ic)*cl.ldc+p.n0+jc:], cl.ldc, beta)
 			}
 		}
@@ -659,7 +659,7 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 // is packed here so that the kernel finds zeros past the edge.
 func (e *Engine) macro(ws *workspace, ap, bp []float32, panel, ldb, mcb, ncb, kcb int, c []float32, ldc int, beta float32) {
 	kr := e.k
-	mr, nr := kr.mr, kr.nr
+	mr, nr, dup := kr.mr, kr.nr, kr.aDup()
 	for jr := 0; jr < ncb; jr += nr {
 		b := bp[jr/nr*panel:]
 		nv := min(nr, ncb-jr)
@@ -676,7 +676,7 @@ func (e *Engine) macro(ws *workspace, ap, bp []float32, panel, ldb, mcb, ncb, kc
 			b, bld = ws.bEdge, nr
 		}
 		for ir := 0; ir < mcb; ir += mr {
-			a := ap[ir*kcb : (ir+mr)*kcb]
+			a := ap[ir*kcb*dup : (ir+mr)*kcb*dup]
 			mv := min(mr, mcb-ir)
 			off := ir*ldc + jr
 			if mv == mr && nv == nr {

@@ -318,11 +318,17 @@ func TestKernelStridedB(t *testing.T) {
 		for _, kc := range []int{1, 3, 4, 5, 17} {
 			for _, beta := range []float32{0, -0.5} {
 				ldb, ldc := kr.nr+5, kr.nr+3
-				a := make([]float32, kr.mr*kc)
+				// A panel with each value stored dup times, as packA
+				// writes it for this kernel.
+				dup := kr.aDup()
+				a := make([]float32, kr.mr*kc*dup)
 				b := make([]float32, (kc-1)*ldb+kr.nr)
 				c := make([]float32, (kr.mr-1)*ldc+kr.nr)
-				for i := range a {
-					a[i] = float32(rng.NormFloat64())
+				for i := 0; i < len(a); i += dup {
+					v := float32(rng.NormFloat64())
+					for q := range dup {
+						a[i+q] = v
+					}
 				}
 				for i := range b {
 					b[i] = float32(rng.NormFloat64())
@@ -336,7 +342,7 @@ func TestKernelStridedB(t *testing.T) {
 					for j := 0; j < kr.nr; j++ {
 						var want, mag float64
 						for p := 0; p < kc; p++ {
-							v := float64(a[p*kr.mr+i]) * float64(b[p*ldb+j])
+							v := float64(a[(p*kr.mr+i)*dup]) * float64(b[p*ldb+j])
 							want += v
 							mag += math.Abs(v)
 						}

@@ -9,12 +9,19 @@ type kernel struct {
 	// sit in L1, an mc×kc A block in L2, a kc×nc B block in L3.
 	kc, mc, nc int
 	// full computes the mr×nr tile C = Ap·Bp + beta·C from an A panel
-	// (kc columns of mr values) and a B panel (kc rows of nr values, ldb
+	// (kc columns of mr values, each stored aDup times) and a B panel (kc rows of nr values, ldb
 	// apart), never reading C when beta is 0.
 	full func(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32)
 	// asmPack lets packing use the AVX2 routines; off for the pure-Go
-	// kernel so that the portable path stays pure Go.
+	// kernel so that the portable path stays pure Go, and for the SSE
+	// one, whose CPUs lack AVX2.
 	asmPack bool
+	// bcastA is set for a kernel that wants each value of a packed A
+	// panel stored four times in a row (4·mr floats per k step), so that
+	// one vector load gives it a broadcast value: SSE2 has no broadcast
+	// instruction, and a shuffle per value in the loop would take the
+	// execution ports that the multiplies and adds need.
+	bcastA bool
 
 	// dot, when set, computes a dotRows×4 block of dot products of rows
 	// of A with rows of Bᵀ over k values (a multiple of dotK) into out,
@@ -28,6 +35,14 @@ type kernel struct {
 	// the kernel of the path for short C times a transposed B (see
 	// Engine.rowDots). It reads nothing of a row past its k values.
 	rowDot func(k int, a, bt []float32, ldbt int, out []float32)
+}
+
+// aDup is how many times a packed A panel stores each value.
+func (k *kernel) aDup() int {
+	if k.bcastA {
+		return 4
+	}
+	return 1
 }
 
 // rowDotN is how many entries of C one rowDot call computes.

@@ -46,3 +46,28 @@ func avx512Full(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 	_ = c[11*ldc+31]
 	sgemm12x32(kc, &a[0], &b[0], ldb, &c[0], ldc, beta)
 }
+
+// sgemm6x8s is the SSE micro-kernel in kernelsse_amd64.s, the same
+// contract as sgemm6x16 on a 6×8 tile, except that a holds each A value
+// four times (kernel.bcastA). It needs only SSE2, which every amd64 CPU
+// has.
+//
+//go:noescape
+func sgemm6x8s(kc int, a, b *float32, ldb int, c *float32, ldc int, beta float32)
+
+// sseKernel is for amd64 CPUs without AVX2 and FMA. Its A blocks are four
+// times the usual size (each value broadcast), so mc is smaller than the
+// AVX2 kernel's to keep one in L2.
+var sseKernel = &kernel{
+	id: "sse", name: "sse 6x8", mr: 6, nr: 8,
+	kc: 256, mc: 96, nc: 4096,
+	full: sseFull, bcastA: true,
+	rowDot: rowDotGo,
+}
+
+func sseFull(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
+	_ = a[4*6*kc-1]
+	_ = b[(kc-1)*ldb+7]
+	_ = c[5*ldc+7]
+	sgemm6x8s(kc, &a[0], &b[0], ldb, &c[0], ldc, beta)
+}

@@ -3,42 +3,64 @@ package gemm
 // packA copies the mc×kc block of alpha·op(A) starting at row i0 and
 // column p0 into dst as consecutive panels of mr rows. Within a panel the
 // mr values of one column are adjacent, which is the order the
-// micro-kernel consumes them in. Rows past mc are zero, so the kernel can
-// always compute whole tiles. Folding alpha in here costs one multiply
-// per element of A instead of one per element of C per k block. With
-// fast, the AVX2 routines do what they can.
-func packA(transA bool, a []float32, lda, i0, p0, mc, kc, mr int, alpha float32, dst []float32, fast bool) {
+// micro-kernel consumes them in; with dup = 4 each value is stored four
+// times in a row, for a kernel that loads A values already broadcast
+// (see kernel.bcastA), so a panel takes dup·mr·kc floats. Rows past mc
+// are zero, so the kernel can always compute whole tiles. Folding alpha
+// in here costs one multiply per element of A instead of one per element
+// of C per k block. With fast, the AVX2 routines do what they can.
+func packA(transA bool, a []float32, lda, i0, p0, mc, kc, mr, dup int, alpha float32, dst []float32, fast bool) {
 	for r0 := 0; r0 < mc; r0 += mr {
-		rows := min(mr, mc-r0)
-		d := dst[r0*kc : r0*kc+mr*kc]
-		if transA {
-			// Column i of op(A) is row i of a: the panel's mr values for
-			// one k step are adjacent in a already.
-			if rows == mr && fast && copyRowsFast(d, mr, a, p0*lda+i0+r0, lda, kc) {
-				if alpha != 1 {
-					for i := range d {
-						d[i] *= alpha
-					}
-				}
-				continue
-			}
-			for p := 0; p < kc; p++ {
-				src := a[(p0+p)*lda+i0+r0:]
-				src = src[:rows]
-				dd := d[p*mr : p*mr+mr]
-				if alpha == 1 {
-					copy(dd, src)
-				} else {
-					for ii, v := range src {
-						dd[ii] = alpha * v
-					}
-				}
-				clear(dd[rows:])
-			}
-			continue
+		d := dst[r0*kc*dup : (r0+mr)*kc*dup]
+		packAPanel(transA, a, lda, i0+r0, p0, min(mr, mc-r0), kc, mr, alpha, d[:mr*kc], fast)
+		if dup == 4 {
+			spread4(d)
 		}
+	}
+}
+
+// packAPanel packs one panel of packA, rows [i0, i0+rows) of op(A), into
+// d (mr·kc floats), zero past rows.
+func packAPanel(transA bool, a []float32, lda, i0, p0, rows, kc, mr int, alpha float32, d []float32, fast bool) {
+	if !transA {
 		// Row i of op(A) is contiguous in a: interleave the panel's rows.
-		interleave(d, mr, a, (i0+r0)*lda+p0, lda, rows, kc, alpha, fast)
+		interleave(d, mr, a, i0*lda+p0, lda, rows, kc, alpha, fast)
+		return
+	}
+	// Column i of op(A) is row i of a: the panel's mr values for one k
+	// step are adjacent in a already.
+	if rows == mr && fast && copyRowsFast(d, mr, a, p0*lda+i0, lda, kc) {
+		if alpha != 1 {
+			for i := range d {
+				d[i] *= alpha
+			}
+		}
+		return
+	}
+	for p := 0; p < kc; p++ {
+		src := a[(p0+p)*lda+i0:]
+		src = src[:rows]
+		dd := d[p*mr : p*mr+mr]
+		if alpha == 1 {
+			copy(dd, src)
+		} else {
+			for ii, v := range src {
+				dd[ii] = alpha * v
+			}
+		}
+		clear(dd[rows:])
+	}
+}
+
+// spread4 replaces the values in the first quarter of d by four copies of
+// each: d[4i+q] = d[i]. Going backwards it never overwrites a value before
+// reading it, since 4i ≥ i.
+func spread4(d []float32) {
+	n := len(d) / 4
+	for i := n - 1; i >= 0; i-- {
+		v := d[i]
+		q := d[4*i : 4*i+4]
+		q[0], q[1], q[2], q[3] = v, v, v, v
 	}
 }
 

@@ -23,48 +23,43 @@ func TestPackMatchesDefinition(t *testing.T) {
 			for _, kc := range []int{1, 7, 8, 9, 16, 29} {
 				for _, fast := range []bool{false, true} {
 					name := fmt.Sprintf("w%d/rows%d/kc%d/fast=%v", w, rows, kc, fast)
-					// packA, not transposed: a panel of w rows of op(A) = A.
-					mc := rows
-					dst := make([]float32, (mc+w-1)/w*w*kc)
-					for i := range dst {
-						dst[i] = float32(math.NaN())
-					}
-					const i0, p0, alpha = 2, 3, -1.5
-					packA(false, src, ld, i0, p0, mc, kc, w, alpha, dst, fast)
-					for i := 0; i < (mc+w-1)/w*w; i++ {
-						for p := 0; p < kc; p++ {
-							got := dst[i/w*w*kc+p*w+i%w]
-							want := float32(0)
-							if i < mc {
-								want = alpha * src[(i0+i)*ld+p0+p]
+					// packA, with each value once and four times (dup).
+					for _, dup := range []int{1, 4} {
+						for _, transA := range []bool{false, true} {
+							mc := rows
+							if transA && (mc+2 > ld || kc+3 > 60) {
+								continue
 							}
-							if got != want {
-								t.Fatalf("%s: packA element (%d,%d) = %v, want %v", name, i, p, got, want)
+							dst := make([]float32, (mc+w-1)/w*w*kc*dup)
+							for i := range dst {
+								dst[i] = float32(math.NaN())
 							}
-						}
-					}
-					// packA, transposed: op(A)[i][p] = src[p*ld+i].
-					if mc+i0 <= ld && kc+p0 <= 60 {
-						for i := range dst {
-							dst[i] = float32(math.NaN())
-						}
-						packA(true, src, ld, i0, p0, mc, kc, w, alpha, dst, fast)
-						for i := 0; i < (mc+w-1)/w*w; i++ {
-							for p := 0; p < kc; p++ {
-								got := dst[i/w*w*kc+p*w+i%w]
-								want := float32(0)
-								if i < mc {
-									want = alpha * src[(p0+p)*ld+i0+i]
-								}
-								if got != want {
-									t.Fatalf("%s: packA (transposed) element (%d,%d) = %v, want %v", name, i, p, got, want)
+							const i0, p0, alpha = 2, 3, -1.5
+							packA(transA, src, ld, i0, p0, mc, kc, w, dup, alpha, dst, fast)
+							for i := 0; i < (mc+w-1)/w*w; i++ {
+								for p := 0; p < kc; p++ {
+									// op(A)[i][p] is src[i*ld+p], or src[p*ld+i] when transposed.
+									want := float32(0)
+									switch {
+									case i >= mc:
+									case transA:
+										want = alpha * src[(p0+p)*ld+i0+i]
+									default:
+										want = alpha * src[(i0+i)*ld+p0+p]
+									}
+									for q := 0; q < dup; q++ {
+										if got := dst[(i/w*w*kc+p*w+i%w)*dup+q]; got != want {
+											t.Fatalf("%s: packA (transA=%v, dup=%d) element (%d,%d) copy %d = %v, want %v", name, transA, dup, i, p, q, got, want)
+										}
+									}
 								}
 							}
 						}
 					}
 					// packB, transposed: op(B)[p][j] = src[j*ld+p].
+					const i0, p0 = 2, 3
 					nc := rows
-					dst = make([]float32, (nc+w-1)/w*w*kc)
+					dst := make([]float32, (nc+w-1)/w*w*kc)
 					for i := range dst {
 						dst[i] = float32(math.NaN())
 					}

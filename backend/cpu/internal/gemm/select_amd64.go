@@ -12,5 +12,6 @@ func availableKernels() []*kernel {
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
 		ks = append(ks, avx2Kernel)
 	}
-	return append(ks, goKernel)
+	// Every amd64 CPU has SSE2.
+	return append(ks, sseKernel, goKernel)
 }

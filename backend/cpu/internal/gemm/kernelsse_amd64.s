@@ -1,0 +1,351 @@
+#include "textflag.h"
+
+// func sgemm6x8s(kc int, a, b *float32, ldb int, c *float32, ldc int, beta float32)
+//
+// The SSE micro-kernel, for amd64 CPUs without AVX2 and FMA: it uses only
+// the SSE and SSE2 instructions every amd64 CPU has. It sets the 6×8 tile
+// C[0:6, 0:8] = Σ_p a[p*24+4i]·b[p*ldb+j] + beta·C, with C read only when
+// beta != 0. a is a packed 6-row A panel whose values are stored four
+// times each (24 floats per k step), so that one unaligned load yields a
+// broadcast value: SSE2 has no broadcast, and shuffling in the loop would
+// compete with the multiplies and adds for the same execution ports. b
+// holds kc rows of 8 values, ldb apart; ldc is C's row stride. Strides are
+// in elements.
+//
+// Registers: X0..X11 accumulate the tile, two per row (columns 0-3 and
+// 4-7); X12, X13 hold the current B row; X14, X15 take the broadcast A
+// value and its products (without FMA each multiply-add is a MULPS into a
+// temporary and an ADDPS). Unrolled steps address B rows as
+// DI + {0,1,2,3}·ldb; the A panel, which streams from L2, is prefetched
+// a few steps ahead.
+
+TEXT ·sgemm6x8s(SB), NOSPLIT, $0-52
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ ldb+24(FP), R9
+	SHLQ $2, R9               // B row stride in bytes
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8               // C row stride in bytes
+	LEAQ (R9)(R9*2), R10      // 3 B rows
+	XORPS X0, X0
+	XORPS X1, X1
+	XORPS X2, X2
+	XORPS X3, X3
+	XORPS X4, X4
+	XORPS X5, X5
+	XORPS X6, X6
+	XORPS X7, X7
+	XORPS X8, X8
+	XORPS X9, X9
+	XORPS X10, X10
+	XORPS X11, X11
+
+	// Four k steps per iteration; the remainder goes one by one.
+	MOVQ CX, BX
+	SHRQ $2, BX
+	ANDQ $3, CX
+	TESTQ BX, BX
+	JZ   tail
+
+loop4:
+	// k step 0
+	MOVUPS (DI), X12
+	MOVUPS 16(DI), X13
+	PREFETCHT0 768(SI)
+	PREFETCHT0 832(SI)
+	MOVUPS (SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X0
+	ADDPS  X15, X1
+	MOVUPS 16(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X2
+	ADDPS  X15, X3
+	MOVUPS 32(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X4
+	ADDPS  X15, X5
+	MOVUPS 48(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X6
+	ADDPS  X15, X7
+	MOVUPS 64(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X8
+	ADDPS  X15, X9
+	MOVUPS 80(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X10
+	ADDPS  X15, X11
+	// k step 1
+	MOVUPS (DI)(R9*1), X12
+	MOVUPS 16(DI)(R9*1), X13
+	PREFETCHT0 896(SI)
+	MOVUPS 96(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X0
+	ADDPS  X15, X1
+	MOVUPS 112(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X2
+	ADDPS  X15, X3
+	MOVUPS 128(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X4
+	ADDPS  X15, X5
+	MOVUPS 144(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X6
+	ADDPS  X15, X7
+	MOVUPS 160(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X8
+	ADDPS  X15, X9
+	MOVUPS 176(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X10
+	ADDPS  X15, X11
+	// k step 2
+	MOVUPS (DI)(R9*2), X12
+	MOVUPS 16(DI)(R9*2), X13
+	PREFETCHT0 960(SI)
+	PREFETCHT0 1024(SI)
+	MOVUPS 192(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X0
+	ADDPS  X15, X1
+	MOVUPS 208(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X2
+	ADDPS  X15, X3
+	MOVUPS 224(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X4
+	ADDPS  X15, X5
+	MOVUPS 240(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X6
+	ADDPS  X15, X7
+	MOVUPS 256(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X8
+	ADDPS  X15, X9
+	MOVUPS 272(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X10
+	ADDPS  X15, X11
+	// k step 3
+	MOVUPS (DI)(R10*1), X12
+	MOVUPS 16(DI)(R10*1), X13
+	PREFETCHT0 1088(SI)
+	MOVUPS 288(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X0
+	ADDPS  X15, X1
+	MOVUPS 304(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X2
+	ADDPS  X15, X3
+	MOVUPS 320(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X4
+	ADDPS  X15, X5
+	MOVUPS 336(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X6
+	ADDPS  X15, X7
+	MOVUPS 352(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X8
+	ADDPS  X15, X9
+	MOVUPS 368(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X10
+	ADDPS  X15, X11
+	ADDQ $384, SI
+	LEAQ (DI)(R9*4), DI
+	DECQ BX
+	JNZ  loop4
+
+tail:
+	TESTQ CX, CX
+	JZ    store
+
+loop1:
+	// k step 0
+	MOVUPS (DI), X12
+	MOVUPS 16(DI), X13
+	MOVUPS (SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X0
+	ADDPS  X15, X1
+	MOVUPS 16(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X2
+	ADDPS  X15, X3
+	MOVUPS 32(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X4
+	ADDPS  X15, X5
+	MOVUPS 48(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X6
+	ADDPS  X15, X7
+	MOVUPS 64(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X8
+	ADDPS  X15, X9
+	MOVUPS 80(SI), X14
+	MOVAPS X14, X15
+	MULPS  X12, X14
+	MULPS  X13, X15
+	ADDPS  X14, X10
+	ADDPS  X15, X11
+	ADDQ $96, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ  loop1
+
+store:
+	// beta == 0 (and not NaN) stores without reading C.
+	MOVSS   beta+48(FP), X12
+	XORPS   X13, X13
+	UCOMISS X13, X12
+	JNE     accumulate
+	JPS     accumulate
+
+	MOVUPS X0, (DX)
+	MOVUPS X1, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS X2, (DX)
+	MOVUPS X3, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS X4, (DX)
+	MOVUPS X5, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS X6, (DX)
+	MOVUPS X7, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS X8, (DX)
+	MOVUPS X9, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS X10, (DX)
+	MOVUPS X11, 16(DX)
+	RET
+
+accumulate:
+	SHUFPS $0x00, X12, X12
+	MOVUPS (DX), X14
+	MOVUPS 16(DX), X15
+	MULPS  X12, X14
+	MULPS  X12, X15
+	ADDPS  X14, X0
+	ADDPS  X15, X1
+	MOVUPS X0, (DX)
+	MOVUPS X1, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS (DX), X14
+	MOVUPS 16(DX), X15
+	MULPS  X12, X14
+	MULPS  X12, X15
+	ADDPS  X14, X2
+	ADDPS  X15, X3
+	MOVUPS X2, (DX)
+	MOVUPS X3, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS (DX), X14
+	MOVUPS 16(DX), X15
+	MULPS  X12, X14
+	MULPS  X12, X15
+	ADDPS  X14, X4
+	ADDPS  X15, X5
+	MOVUPS X4, (DX)
+	MOVUPS X5, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS (DX), X14
+	MOVUPS 16(DX), X15
+	MULPS  X12, X14
+	MULPS  X12, X15
+	ADDPS  X14, X6
+	ADDPS  X15, X7
+	MOVUPS X6, (DX)
+	MOVUPS X7, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS (DX), X14
+	MOVUPS 16(DX), X15
+	MULPS  X12, X14
+	MULPS  X12, X15
+	ADDPS  X14, X8
+	ADDPS  X15, X9
+	MOVUPS X8, (DX)
+	MOVUPS X9, 16(DX)
+	ADDQ   R8, DX
+	MOVUPS (DX), X14
+	MOVUPS 16(DX), X15
+	MULPS  X12, X14
+	MULPS  X12, X15
+	ADDPS  X14, X10
+	ADDPS  X15, X11
+	MOVUPS X10, (DX)
+	MOVUPS X11, 16(DX)
+	RET
