@@ -26,46 +26,21 @@ func writeJSONAtomic(path string, v any) error {
 	return nil
 }
 
-// writeDirAtomic fills a new temporary folder beside dir with fill and
-// renames it to dir, replacing any folder of that name, so that dir is
-// always either the old folder or the complete new one (for a moment
-// between two renames it is absent, and the old one sits under a hidden
-// name beside it).
-func writeDirAtomic(dir string, fill func(tmp string) error) (err error) {
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+// writeDirAtomic creates dir's parent folders, then creates or replaces
+// dir with a folder that fill writes (atomicfile.ReplaceDir), so that dir
+// is always either the old folder or the complete new one. fill's error is
+// returned as it is.
+func writeDirAtomic(dir string, fill func(tmp string) error) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
-	if err != nil {
+	var fillErr error
+	err := atomicfile.ReplaceDir(dir, func(tmp string) error {
+		fillErr = fill(tmp)
+		return fillErr
+	})
+	if err != nil && fillErr == nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err = fill(tmp); err != nil {
-		return err
-	}
-	if err = os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	var old string
-	if _, statErr := os.Stat(dir); statErr == nil {
-		old = filepath.Join(parent, "."+filepath.Base(dir)+".old-"+filepath.Base(tmp))
-		if err = os.Rename(dir, old); err != nil {
-			return fmt.Errorf("train: replacing %s: %w", dir, err)
-		}
-	}
-	if err = os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			os.Rename(old, dir)
-		}
-		return fmt.Errorf("train: writing %s: %w", dir, err)
-	}
-	if old != "" {
-		os.RemoveAll(old)
-	}
-	return nil
+	return err
 }

@@ -109,3 +109,64 @@ func WriteDir(dir string, fill func(dir string) error) (err error) {
 	}
 	return nil
 }
+
+// rename is os.Rename; tests replace it to fail ReplaceDir between its
+// two renames.
+var rename = os.Rename
+
+// ReplaceDir creates or replaces the folder dir with a new one that fill
+// writes: fill gets a new temporary sibling folder, which is renamed to dir
+// only after fill returns nil, so files of an older dir never mix with new
+// ones. The old folder is first renamed aside under a hidden name and
+// removed once the new one is in place; if that last rename fails it is
+// put back. dir is thus the old folder or the complete new one, except for
+// the moment between the two renames when it is absent (a portable rename
+// cannot swap two folders). On any error no temporary folder is left and
+// an existing dir is left as it was (should putting it back fail too, the
+// error says where it is). dir's parent must exist; fill's error is
+// returned as it is, the others name dir.
+func ReplaceDir(dir string, fill func(dir string) error) (err error) {
+	clean := filepath.Clean(dir)
+	if st, err := os.Lstat(clean); err == nil && !st.IsDir() {
+		return fmt.Errorf("replacing %s: exists and is not a folder", dir)
+	}
+	parent, base := filepath.Dir(clean), filepath.Base(clean)
+	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("replacing %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err = fill(tmp); err != nil {
+		return err
+	}
+	// MkdirTemp makes the folder 0700; give it the usual permissions.
+	if err = os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("replacing %s: %w", dir, err)
+	}
+	old := ""
+	if _, statErr := os.Lstat(clean); statErr == nil {
+		// Named after tmp, whose random suffix keeps it unique.
+		old = filepath.Join(parent, "."+base+".old-"+filepath.Base(tmp)[len("."+base+".tmp-"):])
+		if err = rename(clean, old); err != nil {
+			return fmt.Errorf("replacing %s: moving the old folder aside: %w", dir, err)
+		}
+	}
+	if err = rename(tmp, clean); err != nil {
+		if old != "" {
+			if backErr := rename(old, clean); backErr != nil {
+				return fmt.Errorf("replacing %s: %w (and the old folder could not be put back from %s: %v)", dir, err, old, backErr)
+			}
+		}
+		return fmt.Errorf("replacing %s: %w", dir, err)
+	}
+	if old != "" {
+		// The new folder is in place; a leftover hidden old one is untidy
+		// but harmless, so a failure here is not the caller's error.
+		os.RemoveAll(old)
+	}
+	return nil
+}

@@ -3,8 +3,11 @@ package atomicfile
 import (
 	"bufio"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -102,5 +105,212 @@ func TestWriteJSON(t *testing.T) {
 	}
 	if err := WriteJSON(path, func() {}); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("encoding error %v does not name %s", err, path)
+	}
+}
+
+// readTree returns the files under dir by slash path, with their contents.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		files[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("reading %s: %v", dir, err)
+	}
+	return files
+}
+
+// names lists the entries of dir.
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	e, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, x := range e {
+		s = append(s, x.Name())
+	}
+	return s
+}
+
+// writeTree creates files (slash path → contents) under dir.
+func writeTree(dir string, files map[string]string) error {
+	for p, c := range files {
+		p = filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failRename makes the n-th call of rename (from 1) fail, for the rest of
+// the test.
+func failRename(t *testing.T, n int) {
+	calls := 0
+	rename = func(from, to string) error {
+		calls++
+		if calls == n {
+			return errors.New("injected rename failure")
+		}
+		return os.Rename(from, to)
+	}
+	t.Cleanup(func() { rename = os.Rename })
+}
+
+func TestReplaceDir(t *testing.T) {
+	oldTree := map[string]string{"a": "old", "only-old": "1", "sub/b": "old b"}
+	newTree := map[string]string{"a": "new", "sub/c": "new c"}
+	fillNew := func(d string) error { return writeTree(d, newTree) }
+	for _, exists := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exists=%v", exists), func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "out")
+			if exists {
+				if err := writeTree(dir, oldTree); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := ReplaceDir(dir, fillNew); err != nil {
+				t.Fatal(err)
+			}
+			// The old folder's files are gone, not merged with the new.
+			if got := readTree(t, dir); !maps.Equal(got, newTree) {
+				t.Errorf("folder holds %v, want %v", got, newTree)
+			}
+			if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o755 {
+				t.Errorf("stat %s: %v, %v; want mode 0755", dir, st, err)
+			}
+			if got := names(t, parent); !slices.Equal(got, []string{"out"}) {
+				t.Errorf("parent holds %v, want only out (temporary or old folders left?)", got)
+			}
+		})
+	}
+}
+
+// TestReplaceDirFailure fails ReplaceDir at each step after the
+// temporary folder exists: the old folder must be intact afterwards and
+// nothing else left beside it.
+func TestReplaceDirFailure(t *testing.T) {
+	oldTree := map[string]string{"a": "old", "sub/b": "old b"}
+	boom := errors.New("boom")
+	tests := []struct {
+		name       string
+		failRename int // which rename call fails; 0: none
+		fill       func(d string) error
+		want       string // in the error
+	}{
+		{"fill fails midway", 0, func(d string) error {
+			if err := writeTree(d, map[string]string{"a": "partial"}); err != nil {
+				return err
+			}
+			return boom
+		}, "boom"},
+		{"moving the old folder aside fails", 1, nil, "moving the old folder aside"},
+		{"moving the new folder into place fails", 2, nil, "injected rename failure"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "out")
+			if err := writeTree(dir, oldTree); err != nil {
+				t.Fatal(err)
+			}
+			fill := tc.fill
+			if fill == nil {
+				fill = func(d string) error { return writeTree(d, map[string]string{"a": "new"}) }
+			}
+			if tc.failRename > 0 {
+				failRename(t, tc.failRename)
+			}
+			err := ReplaceDir(dir, fill)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+			if tc.fill != nil && !errors.Is(err, boom) {
+				t.Errorf("fill's error is not returned as it is: %v", err)
+			}
+			if tc.fill == nil && !strings.Contains(err.Error(), dir) {
+				t.Errorf("error %q does not name %s", err, dir)
+			}
+			if got := readTree(t, dir); !maps.Equal(got, oldTree) {
+				t.Errorf("old folder now holds %v, want %v", got, oldTree)
+			}
+			if got := names(t, parent); !slices.Equal(got, []string{"out"}) {
+				t.Errorf("parent holds %v, want only out", got)
+			}
+		})
+	}
+}
+
+// TestReplaceDirNotPutBack fails both the rename of the new folder into
+// place and the one putting the old folder back: the error must say where
+// the old folder is, and it must be whole there.
+func TestReplaceDirNotPutBack(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "out")
+	oldTree := map[string]string{"a": "old"}
+	if err := writeTree(dir, oldTree); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	rename = func(from, to string) error {
+		calls++
+		if calls >= 2 {
+			return errors.New("injected rename failure")
+		}
+		return os.Rename(from, to)
+	}
+	t.Cleanup(func() { rename = os.Rename })
+	err := ReplaceDir(dir, func(d string) error { return writeTree(d, map[string]string{"a": "new"}) })
+	if err == nil {
+		t.Fatal("ReplaceDir succeeded with every rename after the first failing")
+	}
+	left := names(t, parent)
+	if len(left) != 1 || !strings.HasPrefix(left[0], ".out.old-") {
+		t.Fatalf("parent holds %v, want only the old folder under its hidden name", left)
+	}
+	old := filepath.Join(parent, left[0])
+	if !strings.Contains(err.Error(), old) {
+		t.Errorf("error %q does not say the old folder is at %s", err, old)
+	}
+	if got := readTree(t, old); !maps.Equal(got, oldTree) {
+		t.Errorf("old folder holds %v, want %v", got, oldTree)
+	}
+}
+
+func TestReplaceDirBadTarget(t *testing.T) {
+	parent := t.TempDir()
+	file := filepath.Join(parent, "file")
+	if err := os.WriteFile(file, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	fill := func(d string) error { called = true; return nil }
+	for _, dir := range []string{file, filepath.Join(parent, "missing", "out")} {
+		err := ReplaceDir(dir, fill)
+		if err == nil || !strings.Contains(err.Error(), dir) {
+			t.Errorf("ReplaceDir(%s): %v, want an error naming it", dir, err)
+		}
+	}
+	if called {
+		t.Error("fill was called although the target was unusable")
+	}
+	if b, _ := os.ReadFile(file); string(b) != "keep" {
+		t.Errorf("the regular file now holds %q", b)
+	}
+	if got := names(t, parent); !slices.Equal(got, []string{"file"}) {
+		t.Errorf("parent holds %v, want only file", got)
 	}
 }
