@@ -99,6 +99,9 @@ type Backend struct {
 	live map[*buffer]struct{}
 	args *argPack
 	ids  []int32 // host staging of ScatterAdd's grouped indices
+	// ptrs holds the device addresses dptrs returns: one op's tensor
+	// arguments (LayerNormGrad's six at most).
+	ptrs [6]uintptr
 
 	// scalars holds cuBLAS's alpha and beta, which it reads through host
 	// pointers (CUBLAS_POINTER_MODE_HOST) during the call.

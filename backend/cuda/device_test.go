@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +93,45 @@ func TestPoolSteadyState(t *testing.T) {
 	}
 	if b.BytesInUse() != b.MemoryStats().Cached || b.MemoryStats().InUse != 0 {
 		t.Errorf("with every tensor freed: BytesInUse %d, stats %+v", b.BytesInUse(), b.MemoryStats())
+	}
+}
+
+// TestDptrs checks that dptrs gives each argument's address in order (0
+// for an absent one) and names a bad argument, and that resolving up to
+// LayerNormGrad's six arguments, which every op does, allocates nothing;
+// more arguments take a new slice and give the same addresses.
+func TestDptrs(t *testing.T) {
+	b := openFake(t, Options{})
+	x := mustAlloc(t, b, 64)
+	base, err := b.dptr(x)
+	if err != nil || base == 0 {
+		t.Fatalf("dptr: %#x, %v", base, err)
+	}
+	ts := []backend.Tensor{{}}
+	want := []uintptr{0}
+	for i := range 8 {
+		ts = append(ts, x.MustSlice(i, i+1))
+		want = append(want, base+uintptr(4*i))
+	}
+	for n := 1; n <= len(ts); n++ {
+		got, err := b.dptrs(ts[:n]...)
+		if err != nil {
+			t.Fatalf("%d arguments: %v", n, err)
+		}
+		if !slices.Equal(got, want[:n]) {
+			t.Errorf("%d arguments: %#x, want %#x", n, got, want[:n])
+		}
+		if n > len(b.ptrs) {
+			continue
+		}
+		if a := testing.AllocsPerRun(10, func() { b.dptrs(ts[:n]...) }); a != 0 {
+			t.Errorf("%d arguments: %v allocations per call, want 0", n, a)
+		}
+	}
+	y := mustAlloc(t, b, 4)
+	b.Free(y)
+	if _, err := b.dptrs(x, y); err == nil || !strings.Contains(err.Error(), "tensor argument 1") {
+		t.Errorf("a freed argument: %v, want an error naming argument 1", err)
 	}
 }
 

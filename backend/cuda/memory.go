@@ -128,15 +128,20 @@ func (b *Backend) dptr(t backend.Tensor) (uintptr, error) {
 	return buf.ptr + uintptr(t.Offset())*4, nil
 }
 
-// dptrs resolves several tensors; the error names the argument.
+// dptrs resolves several tensors; the error names the argument. The
+// result lives in b.ptrs, so that an op allocates nothing for it: it is
+// valid until the next call of dptrs, which is enough because each op
+// calls it once, uses the addresses while it enqueues its work, and a
+// Backend serves one caller at a time. More tensors than b.ptrs holds get
+// a new slice.
 func (b *Backend) dptrs(ts ...backend.Tensor) ([]uintptr, error) {
-	out := make([]uintptr, len(ts))
+	out := b.ptrs[:0]
 	for i, t := range ts {
 		p, err := b.dptr(t)
 		if err != nil {
 			return nil, fmt.Errorf("tensor argument %d: %w", i, err)
 		}
-		out[i] = p
+		out = append(out, p)
 	}
 	return out, nil
 }
