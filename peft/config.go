@@ -25,12 +25,23 @@ const (
 	// detached. The norms come from a closed form that never builds an
 	// [out, in] temporary.
 	DoRA Method = "dora"
-	// DoRAPEFT is DoRA computed the way Hugging Face PEFT does: B·A is
-	// materialised every step to take the row norms. Same function and
-	// gradients as DoRA; kept as its reference. (With dropout > 0, PEFT
-	// also passes the dropped input through its (m ⊘ n − 1)·W0 correction
-	// term, an extra full-size product; here, as for every method, dropout
-	// touches the LoRA input only.)
+	// DoRAPEFT is DoRA computed the way Hugging Face PEFT 0.14 does: B·A
+	// is materialised every step to take the row norms. Without dropout,
+	// and in evaluation (a tape with NoGrad set), it is DoRA's function
+	// and gradients, y = k ⊙ (x·W0ᵀ + s·x·Aᵀ·Bᵀ) + b with k = m ⊘ n, and
+	// serves as DoRA's reference. With dropout p > 0 in training it is
+	// PEFT's own function there, which is not DoRA's:
+	//
+	//	DoRAPEFT  y = x·W0ᵀ + b + (k − 1) ⊙ (drop(x)·W0ᵀ) + k ⊙ (s·drop(x)·Aᵀ·Bᵀ)
+	//	DoRA      y = x·W0ᵀ + b + (k − 1) ⊙ (x·W0ᵀ)       + k ⊙ (s·drop(x)·Aᵀ·Bᵀ)
+	//
+	// (PEFT hands the dropped input to its DoRA layer, which recomputes
+	// the frozen product from it; DoRA here, like every other method,
+	// drops the LoRA input only). The two differ by
+	// (k − 1) ⊙ ((drop(x) − x)·W0ᵀ), zero in expectation over the mask
+	// and zero while m = n, and DoRAPEFT pays a second full-size product
+	// forward and backward for it, as PEFT does. Merged weights are the
+	// same for both (merging is for evaluation, where dropout is off).
 	DoRAPEFT Method = "dora-peft"
 	// PreDiag: diag(d)·W0 + s·B·A.
 	PreDiag Method = "prediag"
@@ -149,7 +160,9 @@ type Config struct {
 	// documentation). The paper uses the first-order form.
 	ExactRotation bool
 	// Dropout is the dropout probability on the input of the LoRA path
-	// (only there), applied while the tape records gradients.
+	// (only there), applied while the tape records gradients. DoRAPEFT
+	// follows Hugging Face PEFT instead and drops the input of its frozen
+	// correction term too (see [DoRAPEFT]).
 	Dropout float64
 	// TargetModules selects the layers to adapt by name (see [Match]).
 	TargetModules []string

@@ -41,7 +41,11 @@
 // gets its norms from ‖W0ᵢ + s(BA)ᵢ‖² = ‖W0ᵢ‖² + 2s·(W0Aᵀ)ᵢ·Bᵢ +
 // s²·Bᵢ(AAᵀ)Bᵢᵀ with ‖W0ᵢ‖² cached, never forming B·A; DoRAPEFT
 // materialises B·A each step as Hugging Face PEFT does. They agree to
-// float32 precision in values and gradients.
+// float32 precision in values and gradients without dropout and in
+// evaluation. With dropout in training DoRAPEFT computes what PEFT 0.14
+// computes there, x·W0ᵀ + b + (k − 1) ⊙ (drop(x)·W0ᵀ) + k ⊙
+// (s·drop(x)·Aᵀ·Bᵀ) with k = m ⊘ n, a second full-size product that DoRA
+// (which drops the LoRA input only) does not have; see [DoRAPEFT].
 //
 // # The exact rotation
 //

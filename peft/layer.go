@@ -271,7 +271,9 @@ func (l *Layer) Free() {
 
 // Forward applies the conditioned layer to x of shape [..., in] and returns
 // [..., out]. While the layer is merged it is the dense layer x·W'ᵀ + b'.
-// Dropout on the LoRA input applies while g records gradients.
+// Dropout on the LoRA input applies while g records gradients (for
+// DoRAPEFT, on the input of PEFT's frozen correction term too: see
+// [DoRAPEFT]).
 func (l *Layer) Forward(g *graph.Tape, x *graph.Value) *graph.Value {
 	if l.merged != nil {
 		return l.merged.Forward(g, x)
@@ -289,6 +291,12 @@ func (l *Layer) Forward(g *graph.Tape, x *graph.Value) *graph.Value {
 		y = g.Linear(x2, l.w, l.wb)
 	case OFT:
 		y = g.Linear(l.oftInput(g, x2), w0, b0)
+	case DoRAPEFT:
+		if l.cfg.Dropout > 0 && !g.NoGrad() {
+			y = l.doraPEFTDropout(g, x2)
+			break
+		}
+		fallthrough
 	default:
 		var h *graph.Value
 		if l.spec.Post == NormDiagonal {
@@ -325,6 +333,27 @@ func (l *Layer) Forward(g *graph.Tape, x *graph.Value) *graph.Value {
 		y = h
 	}
 	return g.Reshape(y, outShape...)
+}
+
+// doraPEFTDropout is DoRAPEFT in training with dropout p > 0, the function
+// Hugging Face PEFT 0.14 computes there (lora.Linear.forward hands the
+// dropped input to DoraLinearLayer with base_result = None, which then
+// recomputes the frozen product from it):
+//
+//	y = x·W0ᵀ + b + (k − 1) ⊙ (drop(x)·W0ᵀ) + k ⊙ (s·drop(x)·Aᵀ·Bᵀ),  k = m ⊘ n
+//
+// with one mask shared by both uses of drop(x), k scaling columns, and n
+// detached. It costs a second full-size product forward and another in
+// backward (dx gets both), which is what PEFT's DoRA pays with dropout on.
+func (l *Layer) doraPEFTDropout(g *graph.Tape, x *graph.Value) *graph.Value {
+	w0 := l.base.W
+	y := g.Linear(x, w0, l.base.B) // the base layer on the undropped input
+	xd := g.Dropout(x, l.cfg.Dropout, l.drop)
+	k := g.Div(l.mag, l.doraNorm(g))
+	base := g.MatMulNT(xd, w0) // PEFT's base_result, recomputed without bias
+	lora := g.MatMulNT(g.Scale(g.MatMulNT(xd, l.a), l.scaling), l.bm)
+	y = g.Add(y, g.ScaleColumns(base, g.AddScalar(k, -1)))
+	return g.Add(y, g.ScaleColumns(lora, k))
 }
 
 // doraNorm returns n, the row norms of W0 + s·B·A, as a [out] value that
