@@ -1,3 +1,5 @@
+//go:build !noasm
+
 package gemm
 
 // The dot-product kernels in dot_amd64.s; see there for what they compute.

@@ -1,3 +1,5 @@
+//go:build !noasm
+
 #include "textflag.h"
 
 // Dot-product kernels for products with a narrow C (a few columns, as in

@@ -7,9 +7,10 @@
 // of C from one A panel and one B panel. All four transpose combinations
 // go through the packing routines, so the micro-kernel only ever sees one
 // layout. On amd64 the micro-kernel is assembly, for AVX-512 (12×32
-// tiles) or AVX2 with FMA (6×16), chosen at run time with cpuid, and the
-// packing uses AVX2 transposes; elsewhere, or when Config.Portable is set,
-// everything is pure Go (4×2 tiles).
+// tiles), AVX2 with FMA (6×16) or, on CPUs with neither, SSE2 (6×8),
+// chosen at run time with cpuid, and the AVX kernels' packing uses AVX2
+// transposes; elsewhere, when Config.Portable is set, or in a build with
+// the noasm tag, everything is pure Go (1×7 tiles).
 //
 // Two shapes skip the tiles. A C at most 16 columns wide (LoRA's x·A) is
 // computed as dot products of A's rows, read in place, with the few rows
@@ -40,7 +41,7 @@ type Config struct {
 	// Threads caps the goroutines one call uses; 0 means GOMAXPROCS.
 	Threads int
 	// Kernel asks for one micro-kernel by its short name ("avx512",
-	// "avx2", "go"; see Kernels) instead of the fastest this CPU runs, to
+	// "avx2", "sse", "go"; see Kernels) instead of the fastest this CPU runs, to
 	// compare them. When empty, $SORA_CPU_GEMM_KERNEL is used, so that
 	// benchmarks through the backend can pick one too. A name this CPU
 	// cannot run is ignored; Engine.Kernel tells which one is in use.
@@ -129,7 +130,7 @@ func NewEngine(cfg Config) *Engine {
 }
 
 // Kernel names the micro-kernel in use, e.g. "avx2-fma 6x16" or
-// "go 4x2", for benchmarks and logs.
+// "go 1x7", for benchmarks and logs.
 func (e *Engine) Kernel() string { return e.k.name }
 
 // Threads reports how many goroutines a large call uses.

@@ -67,13 +67,13 @@ func selectKernel(portable bool, id string) *kernel {
 const maxTile = 384
 
 var goKernel = &kernel{
-	id: "go", name: "go 4x2", mr: 4, nr: 2,
-	kc: 256, mc: 128, nc: 1024,
-	full: kernelGo4x2, rowDot: rowDotGo,
+	id: "go", name: "go 1x7", mr: 1, nr: 7,
+	kc: 512, mc: 128, nc: 1024,
+	full: kernelGo1x7, rowDot: rowDotGo,
 }
 
 // rowDotGo is the portable rowDot: two passes of four rows, each with
-// four scalar accumulators (more would spill, as in kernelGo4x2).
+// four scalar accumulators.
 func rowDotGo(k int, a, bt []float32, ldbt int, out []float32) {
 	a = a[:k]
 	out = out[:rowDotN]
@@ -93,81 +93,98 @@ func rowDotGo(k int, a, bt []float32, ldbt int, out []float32) {
 	}
 }
 
-// kernelGo4x2 is the portable micro-kernel. Its shape is what measured
-// fastest among pure-Go tiles on amd64: the compiler schedules all the
-// multiplies of an iteration before the adds, so tiles with more than
-// eight scalar accumulators (4×4, 2×6, 3×4) spill to the stack, and
-// unrolling two k steps halves the bounds-check and pointer-advance work
-// per multiply-add.
-func kernelGo4x2(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
-	var c00, c01, c10, c11, c20, c21, c30, c31 float32
-	a = a[:4*kc]
-	if ldb != 2 {
-		// B read in place: one k step at a time.
-		for p := 0; p < kc; p++ {
-			bp := b[p*ldb : p*ldb+2]
-			b0, b1 := bp[0], bp[1]
-			a0, a1, a2, a3 := a[4*p], a[4*p+1], a[4*p+2], a[4*p+3]
-			c00 += a0 * b0
-			c01 += a0 * b1
-			c10 += a1 * b0
-			c11 += a1 * b1
-			c20 += a2 * b0
-			c21 += a2 * b1
-			c30 += a3 * b0
-			c31 += a3 * b1
+// kernelGo1x7 is the portable micro-kernel: one row of C, seven columns.
+// Its shape comes from how the Go compiler (as of 1.26) schedules a loop
+// body: among the values ready to issue it prefers those used later in
+// the same block, so the multiplies of a k step all issue before its
+// adds, and a step with n accumulators needs n registers for products
+// as well. With amd64's 15 usable X registers (X15 is reserved as zero)
+// n = 7 is the most that does not spill (7 sums, 7 products, the A
+// value); a 4×2 tile, 8 sums plus its A and B values, spills an
+// accumulator, which puts a store and a reload on its add chain. The four
+// unrolled k steps escape the problem but for the last: an earlier
+// step's sums are used by the next step in the same block, so the
+// scheduler interleaves its multiplies and adds in source order, and
+// only the last step needs the 15 registers. Seven independent sums also
+// hide the add latency (at two adds per cycle). Loads of B are from the
+// packed panel, in L1; one A value serves seven products.
+func kernelGo1x7(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
+	var c0, c1, c2, c3, c4, c5, c6 float32
+	a = a[:kc]
+	if ldb != 7 {
+		// B read with a row stride (only the tests call it so): one k
+		// step at a time.
+		for p, a0 := range a {
+			bp := (*[7]float32)(b[p*ldb:])
+			c0 += bp[0] * a0
+			c1 += bp[1] * a0
+			c2 += bp[2] * a0
+			c3 += bp[3] * a0
+			c4 += bp[4] * a0
+			c5 += bp[5] * a0
+			c6 += bp[6] * a0
 		}
 	} else {
-		b = b[:2*kc]
-		for len(a) >= 8 && len(b) >= 4 {
-			b0, b1 := b[0], b[1]
-			a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
-			c00 += a0 * b0
-			c01 += a0 * b1
-			c10 += a1 * b0
-			c11 += a1 * b1
-			c20 += a2 * b0
-			c21 += a2 * b1
-			c30 += a3 * b0
-			c31 += a3 * b1
-			b0, b1 = b[2], b[3]
-			a0, a1, a2, a3 = a[4], a[5], a[6], a[7]
-			c00 += a0 * b0
-			c01 += a0 * b1
-			c10 += a1 * b0
-			c11 += a1 * b1
-			c20 += a2 * b0
-			c21 += a2 * b1
-			c30 += a3 * b0
-			c31 += a3 * b1
-			a = a[8:]
-			b = b[4:]
+		b = b[:7*kc]
+		p := 0
+		for ; p+4 <= len(a); p += 4 {
+			bp := (*[28]float32)(b[7*p:])
+			ap := (*[4]float32)(a[p:])
+			a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
+			c0 += bp[0] * a0
+			c1 += bp[1] * a0
+			c2 += bp[2] * a0
+			c3 += bp[3] * a0
+			c4 += bp[4] * a0
+			c5 += bp[5] * a0
+			c6 += bp[6] * a0
+
+			c0 += bp[7] * a1
+			c1 += bp[8] * a1
+			c2 += bp[9] * a1
+			c3 += bp[10] * a1
+			c4 += bp[11] * a1
+			c5 += bp[12] * a1
+			c6 += bp[13] * a1
+
+			c0 += bp[14] * a2
+			c1 += bp[15] * a2
+			c2 += bp[16] * a2
+			c3 += bp[17] * a2
+			c4 += bp[18] * a2
+			c5 += bp[19] * a2
+			c6 += bp[20] * a2
+
+			c0 += bp[21] * a3
+			c1 += bp[22] * a3
+			c2 += bp[23] * a3
+			c3 += bp[24] * a3
+			c4 += bp[25] * a3
+			c5 += bp[26] * a3
+			c6 += bp[27] * a3
 		}
-		if len(a) >= 4 && len(b) >= 2 { // odd kc
-			b0, b1 := b[0], b[1]
-			a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
-			c00 += a0 * b0
-			c01 += a0 * b1
-			c10 += a1 * b0
-			c11 += a1 * b1
-			c20 += a2 * b0
-			c21 += a2 * b1
-			c30 += a3 * b0
-			c31 += a3 * b1
+		for ; p < len(a); p++ {
+			bp := (*[7]float32)(b[7*p:])
+			a0 := a[p]
+			c0 += bp[0] * a0
+			c1 += bp[1] * a0
+			c2 += bp[2] * a0
+			c3 += bp[3] * a0
+			c4 += bp[4] * a0
+			c5 += bp[5] * a0
+			c6 += bp[6] * a0
 		}
 	}
-	storeRow2(c[0*ldc:], c00, c01, beta)
-	storeRow2(c[1*ldc:], c10, c11, beta)
-	storeRow2(c[2*ldc:], c20, c21, beta)
-	storeRow2(c[3*ldc:], c30, c31, beta)
-}
-
-func storeRow2(c []float32, v0, v1, beta float32) {
-	c = c[:2]
+	r := (*[7]float32)(c[:7])
 	if beta == 0 {
-		c[0], c[1] = v0, v1
+		r[0], r[1], r[2], r[3], r[4], r[5], r[6] = c0, c1, c2, c3, c4, c5, c6
 		return
 	}
-	c[0] = v0 + beta*c[0]
-	c[1] = v1 + beta*c[1]
+	r[0] = c0 + beta*r[0]
+	r[1] = c1 + beta*r[1]
+	r[2] = c2 + beta*r[2]
+	r[3] = c3 + beta*r[3]
+	r[4] = c4 + beta*r[4]
+	r[5] = c5 + beta*r[5]
+	r[6] = c6 + beta*r[6]
 }

@@ -1,3 +1,5 @@
+//go:build !noasm
+
 package gemm
 
 // sgemm6x16 is the AVX2/FMA micro-kernel in kernel_amd64.s: it sets the

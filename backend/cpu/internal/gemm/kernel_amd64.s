@@ -1,3 +1,5 @@
+//go:build !noasm
+
 #include "textflag.h"
 
 // func sgemm6x16(kc int, a, b *float32, ldb int, c *float32, ldc int, beta float32)

@@ -1,3 +1,5 @@
+//go:build !noasm
+
 #include "textflag.h"
 
 // Packing helpers for the assembly kernels (AVX2). Strides are in

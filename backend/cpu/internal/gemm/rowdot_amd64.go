@@ -1,3 +1,5 @@
+//go:build !noasm
+
 package gemm
 
 // The row-dot kernels in rowdot_amd64.s; see there for what they compute.

@@ -1,3 +1,5 @@
+//go:build !noasm
+
 #include "textflag.h"
 
 // Row-dot kernels for products with a short C (one or a few rows) and a

@@ -1,3 +1,5 @@
+//go:build !noasm
+
 package gemm
 
 import "github.com/klauspost/cpuid/v2"
