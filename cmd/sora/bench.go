@@ -66,13 +66,14 @@ var benchGemmDoc = usageDoc{
 		"library's matrix multiply (cuda: a bare cuBLAS call) is measured against that call on the same device " +
 		"tensors, timed the same way, so the ratio is what MatMul's own work costs (\"baseline\" in JSON: the " +
 		"library's name where the backend gives one, else \"vendor\"); any other backend is measured against gonum's Sgemm " +
-		"(gonum.org/v1/gonum/blas/gonum) on the host (\"baseline\":\"gonum\"). Each figure is the best of three " +
+		"(gonum.org/v1/gonum/blas/gonum) on the host (\"baseline\":\"gonum\"; \"gonum-noasm\" in a build with the noasm tag, " +
+		"which leaves out gonum's assembly and the CPU backend's matrix-multiply assembly alike). Each figure is the best of three " +
 		"timed rounds of at least D/3 each, after one warm-up call and a wait for the device after every call, " +
 		"counting 2·n³ flops per multiply. A few entries of every result, the baseline's included, are checked " +
 		"against a float64 dot product, so a wrong kernel cannot report a speed. --threads sets the CPU " +
 		"backend's threads (through $" + cpuThreadsEnv + ", read when the backend opens) and GOMAXPROCS, which " +
 		"gonum's Sgemm parallelises over; without it both use their defaults. $" + cpuGemmKernelEnv + " " +
-		"(avx512, avx2 or go) makes the CPU backend use that micro-kernel instead of the fastest this CPU runs, " +
+		"(avx512, avx2, sse or go) makes the CPU backend use that micro-kernel instead of the fastest this CPU runs, " +
 		"for instance to measure the AVX2 kernel on an AVX-512 machine; a kernel the CPU cannot run is ignored, " +
 		"and the backend line printed first names the kernel in use. $SORA_CPU_PORTABLE=1 selects the " +
 		"portable pure-Go path. With --json each result is one JSON object per line.",
@@ -82,6 +83,7 @@ var benchGemmDoc = usageDoc{
 		"sora bench gemm --backend cuda --sizes 4096 --trans NN --json",
 		cpuGemmKernelEnv + "=avx2 sora bench gemm --sizes 1024",
 		"SORA_CPU_PORTABLE=1 sora bench gemm --sizes 256,512",
+		"SORA_CPU_PORTABLE=1 go run -tags noasm ./cmd/sora bench gemm --json",
 	},
 }
 
@@ -123,7 +125,7 @@ type deviceCopier interface {
 func gemmBaseline(b backend.Backend) (name string, vendor vendorGemm) {
 	v, ok := b.(vendorGemm)
 	if !ok {
-		return "gonum", nil
+		return gonumBaseline, nil
 	}
 	name = "vendor"
 	if n, ok := b.(vendorNamer); ok && n.VendorName() != "" {
@@ -209,7 +211,7 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 		if vendor != nil {
 			fmt.Fprintf(stdout, "baseline %s: the vendor library's own call on the same device tensors\n\n", baseName)
 		} else {
-			fmt.Fprintf(stdout, "baseline gonum Sgemm on the host, GOMAXPROCS=%d\n\n", runtime.GOMAXPROCS(0))
+			fmt.Fprintf(stdout, "baseline %s Sgemm on the host, GOMAXPROCS=%d\n\n", baseName, runtime.GOMAXPROCS(0))
 		}
 		fmt.Fprintf(stdout, row, "trans", "m", "n", "k", "threads", "GFLOP/s", baseName+" GFLOP/s", "ratio")
 	}
@@ -360,11 +362,11 @@ func benchGemmOne(b backend.Backend, tr string, n, threads int, minTime time.Dur
 		return nil
 	})
 	if err := spotCheckGemm(transA, transB, n, ha, hb, gc, rng); err != nil {
-		return gemmResult{}, fmt.Errorf("the gonum baseline computed a wrong product: %w", err)
+		return gemmResult{}, fmt.Errorf("the %s baseline computed a wrong product: %w", gonumBaseline, err)
 	}
 	return gemmResult{
 		Op: "gemm", M: n, N: n, K: n, Trans: tr, Threads: threads,
-		GFLOPS: fixed1(flops / secs / 1e9), Baseline: "gonum", BaselineGFLOPS: fixed1(flops / baseSecs / 1e9),
+		GFLOPS: fixed1(flops / secs / 1e9), Baseline: gonumBaseline, BaselineGFLOPS: fixed1(flops / baseSecs / 1e9),
 	}, nil
 }
 

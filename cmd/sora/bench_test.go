@@ -26,7 +26,7 @@ func TestBenchGemmJSON(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("got %d lines, want 4 (2 sizes × 2 cases):\n%s", len(lines), out.String())
 	}
-	wantKeys := `^\{"op":"gemm","m":\d+,"n":\d+,"k":\d+,"trans":"[NT]{2}","threads":\d+,"gflops":\d+\.\d,"baseline":"gonum","baseline_gflops":\d+\.\d\}$`
+	wantKeys := `^\{"op":"gemm","m":\d+,"n":\d+,"k":\d+,"trans":"[NT]{2}","threads":\d+,"gflops":\d+\.\d,"baseline":"` + gonumBaseline + `","baseline_gflops":\d+\.\d\}$`
 	for i, line := range lines {
 		if !regexp.MustCompile(wantKeys).MatchString(line) {
 			t.Errorf("line %d = %s, want the documented keys in order", i, line)
