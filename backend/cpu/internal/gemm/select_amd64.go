@@ -7,13 +7,19 @@ import "github.com/klauspost/cpuid/v2"
 // availableKernels lists the micro-kernels this CPU can run, best first.
 // cpuid also checks that the OS saves the YMM (and ZMM) registers.
 func availableKernels() []*kernel {
+	return kernelsFor(cpuid.CPU.Supports(cpuid.AVX512F), cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3))
+}
+
+// kernelsFor lists the micro-kernels for a CPU with the given features,
+// best first. Every amd64 CPU has SSE2, so the SSE kernel is always there:
+// a CPU without AVX2 and FMA runs it rather than the pure-Go one.
+func kernelsFor(avx512, avx2fma bool) []*kernel {
 	var ks []*kernel
-	if cpuid.CPU.Supports(cpuid.AVX512F) {
+	if avx512 {
 		ks = append(ks, avx512Kernel)
 	}
-	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
+	if avx2fma {
 		ks = append(ks, avx2Kernel)
 	}
-	// Every amd64 CPU has SSE2.
 	return append(ks, sseKernel, goKernel)
 }
