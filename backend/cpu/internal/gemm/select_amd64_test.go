@@ -2,7 +2,10 @@
 
 package gemm
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // TestKernelsFor checks which kernel an amd64 CPU gets first for each
 // feature set: in particular that one without AVX2 and FMA gets the SSE
@@ -21,15 +24,8 @@ func TestKernelsFor(t *testing.T) {
 		for _, k := range kernelsFor(tt.avx512, tt.avx2fma) {
 			got = append(got, k.id)
 		}
-		if len(got) != len(tt.want) {
+		if !slices.Equal(got, tt.want) {
 			t.Errorf("avx512=%v avx2+fma=%v: kernels %v, want %v", tt.avx512, tt.avx2fma, got, tt.want)
-			continue
-		}
-		for i := range got {
-			if got[i] != tt.want[i] {
-				t.Errorf("avx512=%v avx2+fma=%v: kernels %v, want %v", tt.avx512, tt.avx2fma, got, tt.want)
-				break
-			}
 		}
 	}
 }
