@@ -126,8 +126,8 @@ const lnFlushRows = 16
 //	dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂))   (overwritten)
 //	dgamma += Σ_rows dy⊙x̂,  dbeta += Σ_rows dy   (each when present)
 //
-// with the row statistics and the parameter sums in float64 and dx in
-// float32.
+// with the row statistics and the parameter sums in float64 (over the
+// float32 products dy·gamma, which dx uses too) and dx in float32.
 func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
 	const op = backend.OpLayerNormGrad
 	if b.skip(op) {
@@ -151,10 +151,23 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	// than float64 accumulators read and written on every row.
 	row := func(r int, accG32, accB32 []float32) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
-		// Two passes, as in moments: the mean, then every sum about it
-		// (Σ g·x̂ = rstd·Σ g·(x − mean)), so a large mean cancels nothing.
-		mean := k.Sum(xr) / n
-		ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, mean)
+		// One pass over the row takes the sums about c, the row's first
+		// element, in float64 (d = x − c is exact there); the sums about
+		// the mean follow as Σ(x−mean)² = Σd² − n·dm² and Σ g·(x−mean) =
+		// Σ g·d − dm·Σ g with dm = mean − c. Since c is an element,
+		// dm² ≤ Σ(x−mean)², so Σd² ≤ (n+1)·Σ(x−mean)²: the subtraction
+		// costs at most log10(n+1) of float64's 16 digits, however large
+		// the mean or far out c, and the row needs no pass for the mean
+		// first.
+		var c float64
+		if cols > 0 {
+			c = float64(xr[0])
+		}
+		sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, c)
+		dm := sd / n
+		mean := c + dm
+		ssd = max(ssd-sd*dm, 0)
+		sgd -= sg * dm
 		rstd := 1 / math.Sqrt(ssd/n+float64(eps))
 		sgx := sgd * rstd
 		dr := d[r*cols : (r+1)*cols]

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -221,4 +222,72 @@ func dot(a, b []float64) float64 {
 		s += a[i] * b[i]
 	}
 	return s
+}
+
+// TestLayerNormGradOnePassStats checks LayerNormGrad's one-pass row
+// statistics (sums about the row's first element) where they could lose
+// digits: rows with a mean far from zero, and rows whose first element is
+// far from the rest. The reference is the analytic gradient in float64,
+// with its statistics from two passes.
+func TestLayerNormGradOnePassStats(t *testing.T) {
+	const eps = 1e-5
+	const rows, cols = 6, 300
+	rng := newRNG(21)
+	xData := make([]float32, 0, rows*cols)
+	for r := range rows {
+		row := uniform(rng, cols, -1, 1)
+		switch r % 3 {
+		case 0: // mean 1000, spread 1
+			for j := range row {
+				row[j] += 1000
+			}
+		case 1: // first element 10⁴ spreads away
+			row[0] = 1e4
+		case 2: // a narrow row about 100 with the first element far below
+			for j := range row {
+				row[j] = 100 + row[j]*1e-3
+			}
+			row[0] = -50
+		}
+		xData = append(xData, row...)
+	}
+	gData, dyData := uniform(rng, cols, 0.5, 1.5), uniform(rng, rows*cols, -1, 1)
+	want := make([]float64, rows*cols)
+	for r := range rows {
+		x := f64(xData[r*cols : (r+1)*cols])
+		n := float64(cols)
+		var mean, ssd float64
+		for _, v := range x {
+			mean += v / n
+		}
+		for _, v := range x {
+			ssd += (v - mean) * (v - mean)
+		}
+		rstd := 1 / math.Sqrt(ssd/n+eps)
+		var mg, mgx float64
+		for j, v := range x {
+			g := float64(gData[j]) * float64(dyData[r*cols+j])
+			mg += g / n
+			mgx += g * (v - mean) * rstd / n
+		}
+		for j, v := range x {
+			g := float64(gData[j]) * float64(dyData[r*cols+j])
+			want[r*cols+j] = rstd * (g - mg - (v-mean)*rstd*mgx)
+		}
+	}
+	eachConfig(t, func(t *testing.T, be *Backend) {
+		x, g, dy := upload(t, be, xData, rows, cols), upload(t, be, gData, cols), upload(t, be, dyData, rows, cols)
+		dx := poisoned(t, be, rows, cols)
+		be.LayerNormGrad(dx, backend.Tensor{}, backend.Tensor{}, x, g, dy, eps)
+		got := download(t, be, dx)
+		// Each row is checked against its own scale: the rows' gradients
+		// differ by orders of magnitude (rstd is 1 to 1000).
+		for r := range rows {
+			var scale float64
+			for _, v := range want[r*cols : (r+1)*cols] {
+				scale = max(scale, math.Abs(v))
+			}
+			assertClose(t, fmt.Sprintf("dx row %d", r), got[r*cols:(r+1)*cols], want[r*cols:(r+1)*cols], 1e-5, 1e-5*scale)
+		}
+	})
 }

@@ -30,6 +30,7 @@ import (
 	"go/format"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -715,7 +716,18 @@ type rowK struct {
 	results []string // float64 sums returned
 	temps   int
 	body    func(g *gen, h half)
+	// pre, if set, runs float32 arithmetic on whole vectors before
+	// widening: it reads the float32 registers f of the streams in fused
+	// (which are not widened themselves) and leaves its result in
+	// f[fused[0]], which the body sees widened as in[preOut]. Widening is
+	// the costliest step of these kernels (VCVTPS2PD issues about once a
+	// cycle), so a product taken in float32 saves one.
+	pre    func(g *gen, f map[string]string)
+	fused  []string
+	preOut string
 }
+
+func (k rowK) isFused(name string) bool { return slices.Contains(k.fused, name) }
 
 // widen sets d to float64 half hi (0 or 1) of the float32 vector s, using
 // the half-width temporary t (which may be d).
@@ -863,9 +875,15 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	wid := map[string]string{} // widened halves of inputs
 	accr := map[string]string{}
 	outr := map[string]string{}
+	if k.pre != nil {
+		wid[k.preOut] = r.v()
+	}
 	for _, s := range k.streams {
 		switch s.mode {
 		case in32:
+			if k.isFused(s.name) {
+				continue
+			}
 			wid[s.name] = r.v()
 		case out32:
 			outr[s.name] = r.v()
@@ -900,6 +918,13 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 					g.loadMasked(fmt.Sprintf("(%s)", ptr[s.name]), tm, f32[s.name])
 				}
 			}
+		} else {
+			for _, name := range k.fused {
+				g.I("VMOVUPS (%s), %s", ptr[name], f32[name])
+			}
+		}
+		if k.pre != nil {
+			k.pre(g, f32)
 		}
 		// With an in/out stream the high half goes first: narrowing it
 		// leaves the low half of the stream's register, still to be
@@ -912,7 +937,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 		}
 		for _, h := range halves {
 			for _, s := range k.streams {
-				if s.mode != in32 && s.mode != inout32 {
+				if s.mode != in32 && s.mode != inout32 || k.isFused(s.name) {
 					continue
 				}
 				if masked {
@@ -921,6 +946,9 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 					cvtMem := fmt.Sprintf("%d(%s)", h*B/2, ptr[s.name])
 					g.I("VCVTPS2PD %s, %s", cvtMem, wid[s.name])
 				}
+			}
+			if k.pre != nil {
+				g.widen(f32[k.fused[0]], h, wid[k.preOut], wid[k.preOut])
 			}
 			for _, s := range k.streams {
 				if s.mode != acc64 {
@@ -1563,15 +1591,17 @@ var rows = []rowK{
 			g.I("VFMADD231PD %s, %s, %s", x, h.t[0], h.red[1])
 		}},
 	{name: "layerNormGradStats", doc: "LayerNormGradStats", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
-		scalars: []string{"mean"}, results: []string{"ssd", "sg", "sgd"}, temps: 1,
+		scalars: []string{"c"}, results: []string{"sd", "ssd", "sg", "sgd"},
+		fused: []string{"w", "dy"}, preOut: "g",
+		pre: func(g *gen, f map[string]string) { g.I("VMULPS %s, %s, %s", f["dy"], f["w"], f["w"]) },
 		body: func(g *gen, h half) {
-			d, gw := h.t[0], h.in["w"] // w's widened copy is not needed after the product
-			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], d)
+			d, gw := h.in["x"], h.in["g"] // x's widened copy is not needed after d
+			g.I("VSUBPD %s, %s, %s", h.c(0), d, d)
 			g.keep64(h, d)
-			g.I("VFMADD231PD %s, %s, %s", d, d, h.red[0])
-			g.I("VMULPD %s, %s, %s", h.in["w"], h.in["dy"], gw)
-			g.I("VADDPD %s, %s, %s", gw, h.red[1], h.red[1])
-			g.I("VFMADD231PD %s, %s, %s", d, gw, h.red[2])
+			g.I("VADDPD %s, %s, %s", d, h.red[0], h.red[0])
+			g.I("VFMADD231PD %s, %s, %s", d, d, h.red[1])
+			g.I("VADDPD %s, %s, %s", gw, h.red[2], h.red[2])
+			g.I("VFMADD231PD %s, %s, %s", d, gw, h.red[3])
 		}},
 	{name: "adamw", doc: "AdamW", streams: []stream{{"p", inout32}, {"grad", in32}, {"m", inout32}, {"v", inout32}},
 		scalars: []string{"beta1", "oneMinusBeta1", "beta2", "oneMinusBeta2", "decay", "stepSize", "eps"}, temps: 2,

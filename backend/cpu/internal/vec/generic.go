@@ -315,16 +315,17 @@ func goLayerNormGrad(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {
 	}
 }
 
-func goLayerNormGradStats(x, w, dy []float32, mean float64) (ssd, sg, sgd float64) {
+func goLayerNormGradStats(x, w, dy []float32, c float64) (sd, ssd, sg, sgd float64) {
 	w, dy = w[:len(x)], dy[:len(x)]
 	for i, v := range x {
-		d := float64(v) - mean
-		g := float64(w[i]) * float64(dy[i])
+		d := float64(v) - c
+		g := float64(w[i] * dy[i]) // rounded to float32, as the assembly does
+		sd += d
 		ssd += d * d
 		sg += g
 		sgd += d * g
 	}
-	return ssd, sg, sgd
+	return sd, ssd, sg, sgd
 }
 
 func goLayerNormGradAcc(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64) {

@@ -223,13 +223,13 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				f.layerNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], mh, ml, r, mg32, mgx32, hi-lo)
 			})
 		},
-		LayerNormGradStats: func(x, w, dy []float32, mean float64) (float64, float64, float64) {
+		LayerNormGradStats: func(x, w, dy []float32, c float64) (float64, float64, float64, float64) {
 			n := len(x)
 			if n == 0 {
-				return 0, 0, 0
+				return 0, 0, 0, 0
 			}
 			w, dy = w[:n], dy[:n]
-			return f.layerNormGradStats(&x[0], &w[0], &dy[0], mean, n)
+			return f.layerNormGradStats(&x[0], &w[0], &dy[0], c, n)
 		},
 		LayerNormGradAcc: func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64) {
 			n := len(dx)

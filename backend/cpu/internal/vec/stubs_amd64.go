@@ -467,7 +467,7 @@ func sumSquaresDot3AVX2(x *float32, a *float32, b *float32, n int) (ss float64, 
 // layerNormGradStatsAVX2 is the AVX2 kernel of LayerNormGradStats
 //
 //go:noescape
-func layerNormGradStatsAVX2(x *float32, w *float32, dy *float32, mean float64, n int) (ssd float64, sg float64, sgd float64)
+func layerNormGradStatsAVX2(x *float32, w *float32, dy *float32, c float64, n int) (sd float64, ssd float64, sg float64, sgd float64)
 
 // adamwAVX2 is the AVX2 kernel of AdamW
 //
@@ -922,7 +922,7 @@ func sumSquaresDot3AVX512(x *float32, a *float32, b *float32, n int) (ss float64
 // layerNormGradStatsAVX512 is the AVX512 kernel of LayerNormGradStats
 //
 //go:noescape
-func layerNormGradStatsAVX512(x *float32, w *float32, dy *float32, mean float64, n int) (ssd float64, sg float64, sgd float64)
+func layerNormGradStatsAVX512(x *float32, w *float32, dy *float32, c float64, n int) (sd float64, ssd float64, sg float64, sgd float64)
 
 // adamwAVX512 is the AVX512 kernel of AdamW
 //
@@ -999,7 +999,7 @@ type asmFuncs struct {
 	accumulate         func(*float64, *float32, int)
 	rmsNormAcc         func(*float64, *float32, *float32, float64, int)
 	sumSquaresDot3     func(*float32, *float32, *float32, int) (float64, float64)
-	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64)
+	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
 	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
 	expShift           func(*float32, *float32, float32, float32, int) float64
 	expShiftSum        func(*float32, float32, float32, int) float64

@@ -115,9 +115,13 @@ type Kernels struct {
 	// RMSNormGrad sets dx = rs·w·dy − x·c and, when acc is not nil, adds
 	// dy·x·rs to acc in float64.
 	RMSNormGrad func(dx, x, w, dy []float32, acc []float64, rs, c float64)
-	// LayerNormGradStats returns, in float64 and in one pass, Σ (x−mean)²,
-	// Σ dy·w and Σ dy·w·(x−mean); the length is len(x).
-	LayerNormGradStats func(x, w, dy []float32, mean float64) (ssd, sg, sgd float64)
+	// LayerNormGradStats returns, in one pass, Σ d, Σ d², Σ g and Σ g·d
+	// for d = x − c and g = dy·w, accumulated in float64; d is exact, g
+	// is the float32 product (rounded once, as the row steps use it). The
+	// length is len(x). With c near the mean (say an element of the row),
+	// the caller recovers the sums about the mean without cancellation
+	// to speak of (see LayerNormGrad in package cpu).
+	LayerNormGradStats func(x, w, dy []float32, c float64) (sd, ssd, sg, sgd float64)
 	// LayerNormGrad sets dx = rstd·(dy·w − mg − x̂·mgx) for
 	// x̂ = (x−mean)·rstd.
 	LayerNormGrad func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64)

@@ -363,22 +363,29 @@ func TestReductionsAgainstGo(t *testing.T) {
 			func(a, b, c []float32) float64 {
 				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) * float64(c[i]) }, len(a))
 			}, 0},
+		{"LayerNormGradStats.sd", func(k *Kernels, a, b, c []float32) float64 {
+			s, _, _, _ := k.LayerNormGradStats(a, b, c, 0.3)
+			return s
+		},
+			func(a, _, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(a[i]) - 0.3 }, len(a))
+			}, 0},
 		{"LayerNormGradStats.ssd", func(k *Kernels, a, b, c []float32) float64 {
-			s, _, _ := k.LayerNormGradStats(a, b, c, 0.3)
+			_, s, _, _ := k.LayerNormGradStats(a, b, c, 0.3)
 			return s
 		},
 			func(a, _, _ []float32) float64 {
 				return sumAbs(func(i int) float64 { d := float64(a[i]) - 0.3; return d * d }, len(a))
 			}, 0},
 		{"LayerNormGradStats.sg", func(k *Kernels, a, b, c []float32) float64 {
-			_, s, _ := k.LayerNormGradStats(a, b, c, 0.3)
+			_, _, s, _ := k.LayerNormGradStats(a, b, c, 0.3)
 			return s
 		},
 			func(a, b, c []float32) float64 {
 				return sumAbs(func(i int) float64 { return float64(b[i]) * float64(c[i]) }, len(a))
 			}, 0},
 		{"LayerNormGradStats.sgd", func(k *Kernels, a, b, c []float32) float64 {
-			_, _, s := k.LayerNormGradStats(a, b, c, 0.3)
+			_, _, _, s := k.LayerNormGradStats(a, b, c, 0.3)
 			return s
 		},
 			func(a, b, c []float32) float64 {
@@ -588,7 +595,7 @@ func TestAllocations(t *testing.T) {
 				_ = kk.ExpShift(z, x, 1, 0)
 				kk.Normalize(z, x, y, nil, 0, 1)
 				kk.LayerNormGrad(z, x, y, x, 0, 1, 0, 0)
-				_, _, _ = kk.LayerNormGradStats(x, y, z, 1)
+				_, _, _, _ = kk.LayerNormGradStats(x, y, z, 1)
 				kk.LayerNormGradAcc(z, x, y, x, w, w, 0, 1, 0, 0)
 				kk.AdamW(x, y, z, z, &step)
 			})
