@@ -298,6 +298,10 @@ func (l *Layer) Forward(g *graph.Tape, x *graph.Value) *graph.Value {
 		}
 		fallthrough
 	default:
+		if l.spec.Post != NormDiagonal {
+			y = l.lowRankForward(g, x2)
+			break
+		}
 		var h *graph.Value
 		if l.spec.Post == NormDiagonal {
 			h = g.Linear(x2, w0, nil) // DoRA keeps the bias outside its scale

@@ -1,0 +1,226 @@
+package peft
+
+import (
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+)
+
+// The low-rank methods other than DoRA (LoRA, LoRA+, Pre-Diag, SORA, Pre-
+// and Post-Ortho) run as one fused op over the [N, out] activations.
+// Written out, every one of them is
+//
+//	y = D(x·W0ᵀ) + row + Σⱼ (Xⱼ·Mⱼᵀ)·Pⱼᵀ
+//
+// with D the Pre diagonal (d ⊙, or nothing), row the conditioned bias
+// (Post(Pre(b)): b, d ⊙ b, R·b or R(d ⊙ b)), and skinny terms: the LoRA
+// term X = drop(x), M = A, P = s·Post(B) ([out, r]: s·B, or s·R·B), and,
+// for a rotation R = I + u·vᵀ (u holding φ for the exact form), the term
+// X = x, M = v_dᵀ·W0, P = u with v_d = d ⊙ v (or v): the rotation acting on
+// the frozen path x·W0ᵀ·diag(d) becomes a product of x with a [2r_p, in]
+// matrix, and acting on the LoRA path it folds into that path's P. Without
+// dropout both terms share X = x and are one product of width r + 2r_p.
+//
+// The small matrices (row, P, M) are ordinary graph values, so their
+// gradients flow back to A, B, d, C and D through the tape; the fused op
+// does the work on [N, ·] tensors: the frozen product, one skinny product
+// per term forward (plus one per term to accumulate), and in backward
+// G·W0 (with diag(d)·W0 when d is there), Gᵀ·K, G·P, dKᵀ·X and dK·M per
+// term, colsum(G) for the row and colsum(G ⊙ x·W0ᵀ) for d. Compared with the
+// op-by-op graph (a column scale, a rotation h + ((h·v)·φᵀ)·uᵀ with its own
+// Add, a separate bias add and LoRA add, each with its backward), this
+// drops every elementwise pass over [N, out] except those Pre-Diag needs
+// for d (one forward, one product and column sum backward) and the bias
+// add, and reads x once for A and the rotation together.
+
+// fusedTerm is one skinny term (X·Mᵀ)·Pᵀ of fusedLinear: X [N, in],
+// M [k, in], P [out, k].
+type fusedTerm struct{ x, m, p *graph.Value }
+
+// fusedLinear returns y = D(x·W0ᵀ) + row + Σⱼ (Xⱼ·Mⱼᵀ)·Pⱼᵀ for x [N, in]
+// and w0 [out, in] (frozen: it gets no gradient), where D(h) = h·diag(d)
+// when d ([out]) is not nil and h otherwise, and row ([out]) may be nil.
+// Every input but w0 may require a gradient, and a term's X may be x
+// itself.
+func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *graph.Value {
+	n, out := x.Dim(0), w0.Dim(0)
+	training := !g.NoGrad()
+	// Values the op reads but differentiates by itself: the products of
+	// the forward, computed by the tape without gradient (Detach) so that
+	// the tape owns and pools them. q = x·W0ᵀ is kept only for d's
+	// gradient; the op otherwise writes the frozen product into y.
+	var q, w0d *graph.Value
+	if d != nil {
+		q = g.MatMulNT(g.Detach(x), w0)
+		if training && x.RequiresGrad() {
+			// dx = (G ⊙ d)·W0 = G·(diag(d)·W0): scaling the [out, in]
+			// weight is cheaper than scaling the [N, out] gradient.
+			w0d = g.ScaleRows(w0, g.Detach(d))
+		}
+	}
+	ks := make([]*graph.Value, len(terms))
+	for j, t := range terms {
+		ks[j] = g.MatMulNT(g.Detach(t.x), g.Detach(t.m))
+	}
+	// Scratch for backward (dK per term, a column sum that must be added
+	// to a gradient), taken from the tape so that it is pooled and freed
+	// with the tape's other buffers.
+	var dks []*graph.Value
+	var sums *graph.Value
+	if training {
+		dks = make([]*graph.Value, len(terms))
+		for j := range terms {
+			dks[j] = g.Full(0, n, ks[j].Dim(1))
+		}
+		sums = g.Full(0, out)
+	}
+
+	// The op's inputs, in this order: x, w0, [q, d], [w0d], [row], then
+	// X, M, P, K for each term.
+	ins := []*graph.Value{x, w0}
+	const ix, iw = 0, 1
+	iq, id, iw0d, irow := -1, -1, -1, -1
+	add := func(v *graph.Value) int {
+		ins = append(ins, v)
+		return len(ins) - 1
+	}
+	if d != nil {
+		iq, id = add(q), add(d)
+	}
+	if w0d != nil {
+		iw0d = add(w0d)
+	}
+	if row != nil {
+		irow = add(row)
+	}
+	type termIdx struct{ x, m, p, k int }
+	ti := make([]termIdx, len(terms))
+	for j, t := range terms {
+		ti[j] = termIdx{add(t.x), add(t.m), add(t.p), add(ks[j])}
+	}
+	b := g.Backend()
+	ten := func(i int) backend.Tensor { return ins[i].Tensor() }
+	mm := func(c, a, bb backend.Tensor, ta, tb, acc bool) {
+		p := backend.MatMulParams{TransA: ta, TransB: tb, Alpha: 1}
+		if acc {
+			p.Beta = 1
+		}
+		b.MatMul(c, a, bb, p)
+	}
+
+	forward := func(y backend.Tensor) {
+		if d != nil {
+			b.Binary(backend.Mul, y, ten(iq), ten(id))
+		} else {
+			mm(y, ten(ix), ten(iw), false, true, false)
+		}
+		if row != nil {
+			b.Binary(backend.Add, y, y, ten(irow))
+		}
+		for _, t := range ti {
+			mm(y, ten(t.k), ten(t.p), false, true, true)
+		}
+	}
+
+	backward := func(gy backend.Tensor, gr *graph.Grads) {
+		// The frozen path's share of dx first: the big product then
+		// usually writes x's gradient rather than adding to it.
+		if gr.Needs(ix) {
+			w := ten(iw)
+			if iw0d >= 0 {
+				w = ten(iw0d)
+			}
+			dst, acc := gr.Target(ix)
+			mm(dst, gy, w, false, false, acc)
+		}
+		for j, t := range ti {
+			if gr.Needs(t.p) {
+				dst, acc := gr.Target(t.p) // dP = Gᵀ·K
+				mm(dst, gy, ten(t.k), true, false, acc)
+			}
+			if !gr.Needs(t.x) && !gr.Needs(t.m) {
+				continue
+			}
+			dk := dks[j].Tensor()
+			mm(dk, gy, ten(t.p), false, false, false) // dK = G·P
+			if gr.Needs(t.m) {
+				dst, acc := gr.Target(t.m) // dM = dKᵀ·X
+				mm(dst, dk, ten(t.x), true, false, acc)
+			}
+			if gr.Needs(t.x) {
+				dst, acc := gr.Target(t.x) // dX += dK·M
+				mm(dst, dk, ten(t.m), false, false, acc)
+			}
+		}
+		colSums := func(i int, src backend.Tensor) {
+			dst, acc := gr.Target(i)
+			if !acc {
+				b.SumColumns(dst, src)
+				return
+			}
+			tmp := sums.Tensor()
+			b.SumColumns(tmp, src)
+			b.Binary(backend.Add, dst, dst, tmp.MustReshape(dst.Shape()...))
+		}
+		if irow >= 0 && gr.Needs(irow) {
+			colSums(irow, gy)
+		}
+		if id >= 0 && gr.Needs(id) {
+			// dd = colsum(G ⊙ x·W0ᵀ), last: it overwrites G, which the
+			// tape lets a backward do.
+			b.Binary(backend.Mul, gy, gy, ten(iq))
+			colSums(id, gy)
+		}
+	}
+	return g.Custom("peft.fusedLinear", backend.Shape{n, out}, ins, forward, backward)
+}
+
+// lowRankForward is the forward of the low-rank methods other than DoRA
+// through fusedLinear, x being [N, in]. See the comment at the top of this
+// file for the algebra.
+func (l *Layer) lowRankForward(g *graph.Tape, x *graph.Value) *graph.Value {
+	var d, row *graph.Value
+	if l.spec.Pre == Diagonal {
+		d = l.diag
+	}
+	hasRot := l.spec.Pre == Rotation || l.spec.Post == Rotation
+	var rot rotation
+	ueff := (*graph.Value)(nil)
+	if hasRot {
+		rot = l.rotation(g)
+		ueff = rot.u
+		if rot.phi != nil {
+			ueff = g.MatMul(rot.u, rot.phi) // R − I = u·φ·vᵀ
+		}
+	}
+	if b0 := l.base.B; b0 != nil {
+		row = g.Reshape(b0, l.out)
+		if d != nil {
+			row = g.Mul(row, d)
+		}
+		if hasRot {
+			row = g.Reshape(rot.left(g, g.Reshape(row, l.out, 1)), l.out)
+		}
+	}
+	xl := x
+	if l.cfg.Dropout > 0 && !g.NoGrad() {
+		xl = g.Dropout(x, l.cfg.Dropout, l.drop)
+	}
+	pl := l.bm
+	if l.spec.Post == Rotation {
+		pl = rot.left(g, pl) // R·B: the rotation of the LoRA path
+	}
+	terms := []fusedTerm{{xl, l.a, g.Scale(pl, l.scaling)}}
+	if hasRot {
+		vd := rot.v
+		if d != nil {
+			vd = g.ScaleRows(vd, d) // R acts after diag(d)
+		}
+		vw := g.MatMulTN(vd, l.base.W) // [2r_p, in]
+		if xl == x {
+			terms[0] = fusedTerm{x, g.Concat(0, l.a, vw), g.Concat(1, terms[0].p, ueff)}
+		} else {
+			terms = append(terms, fusedTerm{x, vw, ueff})
+		}
+	}
+	return fusedLinear(g, x, l.base.W, d, row, terms)
+}
