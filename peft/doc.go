@@ -34,18 +34,29 @@
 //
 // # Cost
 //
-// Forward never builds an [out, in] or [out, out] matrix. The LoRA path is
-// (x·Aᵀ)·Bᵀ; diag(d)·W0 is a column scale of x·W0ᵀ; the rotation acts on
-// the pre-rotation output h [N, out] as h + ((h·v)·φᵀ)·uᵀ with v = [C, E],
-// u = s_p·[E, −C] ([out, 2r_p]), O(N·out·r_p). DoRA comes two ways: DoRA
-// gets its norms from ‖W0ᵢ + s(BA)ᵢ‖² = ‖W0ᵢ‖² + 2s·(W0Aᵀ)ᵢ·Bᵢ +
-// s²·Bᵢ(AAᵀ)Bᵢᵀ with ‖W0ᵢ‖² cached, never forming B·A; DoRAPEFT
-// materialises B·A each step as Hugging Face PEFT does. They agree to
-// float32 precision in values and gradients without dropout and in
-// evaluation. With dropout in training DoRAPEFT computes what PEFT 0.14
-// computes there, x·W0ᵀ + b + (k − 1) ⊙ (drop(x)·W0ᵀ) + k ⊙
-// (s·drop(x)·Aᵀ·Bᵀ) with k = m ⊘ n, a second full-size product that DoRA
-// (which drops the LoRA input only) does not have; see [DoRAPEFT].
+// Forward never builds the effective weight, nor any [out, out] matrix;
+// the only [out, in] temporaries are DoRAPEFT's B·A (that method's point)
+// and, in backward, diag(d)·W0 for the input gradient of the methods with
+// a column scale (cheaper than scaling the [N, out] gradient). Every
+// low-rank method but DoRAPEFT is one fused op (see fused.go):
+//
+//	y = D(x·W0ᵀ) + row + Σⱼ (Xⱼ·Mⱼᵀ)·Pⱼᵀ
+//
+// D a column scale (Pre-Diag's and SORA's d, DoRA's m ⊘ n) or none, row
+// the conditioned bias, and skinny terms for the LoRA path (X = drop(x),
+// M = A, P = s·B, s·R·B or s·diag(m ⊘ n)·B) and for a rotation R = I + u·vᵀ
+// on the frozen path (X = x, M = (d ⊙ v)ᵀ·W0 [2r_p, in], P = u): the
+// rotation costs O(N·in·r_p + N·out·r_p) and no elementwise pass of its
+// own. Without dropout the two terms share x and are one product of width
+// r + 2r_p. DoRA gets its norms from ‖W0ᵢ + s(BA)ᵢ‖² = ‖W0ᵢ‖² +
+// 2s·(W0Aᵀ)ᵢ·Bᵢ + s²·Bᵢ(AAᵀ)Bᵢᵀ with ‖W0ᵢ‖² cached, never forming B·A;
+// DoRAPEFT materialises B·A each step and runs op by op, as Hugging Face
+// PEFT does. They agree to float32 precision in values and gradients
+// without dropout and in evaluation. With dropout in training DoRAPEFT
+// computes what PEFT 0.14 computes there, x·W0ᵀ + b + (k − 1) ⊙
+// (drop(x)·W0ᵀ) + k ⊙ (s·drop(x)·Aᵀ·Bᵀ) with k = m ⊘ n, a second
+// full-size product that DoRA (which drops the LoRA input only) does not
+// have; see [DoRAPEFT].
 //
 // # The exact rotation
 //

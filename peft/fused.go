@@ -5,15 +5,16 @@ import (
 	"github.com/sora-go/sora/graph"
 )
 
-// The low-rank methods other than DoRA (LoRA, LoRA+, Pre-Diag, SORA, Pre-
-// and Post-Ortho) run as one fused op over the [N, out] activations.
-// Written out, every one of them is
+// The low-rank methods (LoRA, LoRA+, DoRA, Pre-Diag, SORA, Pre- and
+// Post-Ortho; DoRAPEFT alone runs op by op, as PEFT does) run as one fused
+// op over the [N, out] activations. Written out, every one of them is
 //
 //	y = D(x·W0ᵀ) + row + Σⱼ (Xⱼ·Mⱼᵀ)·Pⱼᵀ
 //
-// with D the Pre diagonal (d ⊙, or nothing), row the conditioned bias
-// (Post(Pre(b)): b, d ⊙ b, R·b or R(d ⊙ b)), and skinny terms: the LoRA
-// term X = drop(x), M = A, P = s·Post(B) ([out, r]: s·B, or s·R·B), and,
+// with D a column scale (Pre-Diag's and SORA's d, DoRA's k = m ⊘ n) or
+// nothing, row the conditioned bias (b, d ⊙ b, R·b or R(d ⊙ b); DoRA's b
+// is outside its scale), and skinny terms: the LoRA term X = drop(x),
+// M = A, P = s·Post(B) ([out, r]: s·B, s·R·B, or DoRA's s·diag(k)·B), and,
 // for a rotation R = I + u·vᵀ (u holding φ for the exact form), the term
 // X = x, M = v_dᵀ·W0, P = u with v_d = d ⊙ v (or v): the rotation acting on
 // the frozen path x·W0ᵀ·diag(d) becomes a product of x with a [2r_p, in]
@@ -174,13 +175,20 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 	return g.Custom("peft.fusedLinear", backend.Shape{n, out}, ins, forward, backward)
 }
 
-// lowRankForward is the forward of the low-rank methods other than DoRA
+// lowRankForward is the forward of the low-rank methods but DoRAPEFT
 // through fusedLinear, x being [N, in]. See the comment at the top of this
 // file for the algebra.
 func (l *Layer) lowRankForward(g *graph.Tape, x *graph.Value) *graph.Value {
 	var d, row *graph.Value
-	if l.spec.Pre == Diagonal {
+	pl := l.bm
+	switch {
+	case l.spec.Pre == Diagonal:
 		d = l.diag
+	case l.spec.Post == NormDiagonal:
+		// DoRA: k = m ⊘ n scales the frozen product and the LoRA path
+		// (k ⊙ (s·t·Bᵀ) = s·t·(diag(k)·B)ᵀ) but not the bias.
+		d = g.Div(l.mag, l.doraNorm(g))
+		pl = g.ScaleRows(pl, d)
 	}
 	hasRot := l.spec.Pre == Rotation || l.spec.Post == Rotation
 	var rot rotation
@@ -194,7 +202,7 @@ func (l *Layer) lowRankForward(g *graph.Tape, x *graph.Value) *graph.Value {
 	}
 	if b0 := l.base.B; b0 != nil {
 		row = g.Reshape(b0, l.out)
-		if d != nil {
+		if l.spec.Pre == Diagonal {
 			row = g.Mul(row, d)
 		}
 		if hasRot {
@@ -205,7 +213,6 @@ func (l *Layer) lowRankForward(g *graph.Tape, x *graph.Value) *graph.Value {
 	if l.cfg.Dropout > 0 && !g.NoGrad() {
 		xl = g.Dropout(x, l.cfg.Dropout, l.drop)
 	}
-	pl := l.bm
 	if l.spec.Post == Rotation {
 		pl = rot.left(g, pl) // R·B: the rotation of the LoRA path
 	}

@@ -16,9 +16,10 @@ import (
 // exactly (bit for bit) what the frozen layer computes.
 //
 // For the weight-conditioning methods the effective weight is
-// Post·(Pre·W0 + s·B·A) (see [Spec]); Forward never forms it, nor any other
-// [out, in] or [out, out] product, except DoRAPEFT's B·A, which is that
-// method's point. OFT rotates the input; Full trains a copy of W.
+// Post·(Pre·W0 + s·B·A) (see [Spec]); Forward never forms it, nor any
+// [out, out] product, and no [out, in] one except DoRAPEFT's B·A, which
+// is that method's point (backward scales W0's rows by d for the input
+// gradient). OFT rotates the input; Full trains a copy of W.
 type Layer struct {
 	name    string
 	cfg     Config
@@ -294,49 +295,27 @@ func (l *Layer) Forward(g *graph.Tape, x *graph.Value) *graph.Value {
 	case DoRAPEFT:
 		if l.cfg.Dropout > 0 && !g.NoGrad() {
 			y = l.doraPEFTDropout(g, x2)
-			break
-		}
-		fallthrough
-	default:
-		if l.spec.Post != NormDiagonal {
-			y = l.lowRankForward(g, x2)
-			break
-		}
-		var h *graph.Value
-		if l.spec.Post == NormDiagonal {
-			h = g.Linear(x2, w0, nil) // DoRA keeps the bias outside its scale
 		} else {
-			h = g.Linear(x2, w0, b0)
+			y = l.doraPEFT(g, x2)
 		}
-		switch l.spec.Pre {
-		case Diagonal:
-			h = g.ScaleColumns(h, l.diag) // diag(d)·W0 as a column scale of x·W0ᵀ
-		case Rotation:
-			h = l.rotation(g).rows(g, h)
-		}
-		if l.spec.LowRank {
-			xl := x2
-			if l.cfg.Dropout > 0 && !g.NoGrad() {
-				xl = g.Dropout(x2, l.cfg.Dropout, l.drop)
-			}
-			// s scales the [N, r] intermediate, the smallest tensor on the path.
-			t := g.Scale(g.MatMulNT(xl, l.a), l.scaling)
-			h = g.Add(h, g.MatMulNT(t, l.bm))
-		}
-		switch l.spec.Post {
-		case Diagonal:
-			h = g.ScaleColumns(h, l.diag)
-		case Rotation:
-			h = l.rotation(g).rows(g, h)
-		case NormDiagonal:
-			h = g.ScaleColumns(h, g.Div(l.mag, l.doraNorm(g)))
-			if b0 != nil {
-				h = g.Add(h, g.Reshape(b0, l.out))
-			}
-		}
-		y = h
+	default:
+		y = l.lowRankForward(g, x2)
 	}
 	return g.Reshape(y, outShape...)
+}
+
+// doraPEFT is DoRAPEFT without dropout (or in evaluation), op by op as
+// Hugging Face PEFT computes it: y = k ⊙ (x·W0ᵀ + s·x·Aᵀ·Bᵀ) + b with
+// k = m ⊘ n scaling columns, n from the materialised B·A.
+func (l *Layer) doraPEFT(g *graph.Tape, x *graph.Value) *graph.Value {
+	h := g.Linear(x, l.base.W, nil) // the bias stays outside the scale
+	t := g.Scale(g.MatMulNT(x, l.a), l.scaling)
+	h = g.Add(h, g.MatMulNT(t, l.bm))
+	h = g.ScaleColumns(h, g.Div(l.mag, l.doraNorm(g)))
+	if b0 := l.base.B; b0 != nil {
+		h = g.Add(h, g.Reshape(b0, l.out))
+	}
+	return h
 }
 
 // doraPEFTDropout is DoRAPEFT in training with dropout p > 0, the function

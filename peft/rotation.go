@@ -16,8 +16,10 @@ import (
 // then computes the frozen layer bit for bit.
 //
 // exp(u·vᵀ) = I + u·φ(vᵀu)·vᵀ with φ(M) = Σₖ Mᵏ/(k+1)!, because
-// (u·vᵀ)ᵏ⁺¹ = u·(vᵀu)ᵏ·vᵀ: the exact rotation costs one more [2r_p, 2r_p]
-// product per row block than the first-order one.
+// (u·vᵀ)ᵏ⁺¹ = u·(vᵀu)ᵏ·vᵀ: the exact rotation costs one more product of
+// [out, 2r_p] by [2r_p, 2r_p] (u·φ) than the first-order one. The layer
+// applies R to activations through fusedLinear, never as an [N, out]
+// pass of its own.
 type rotation struct {
 	u, v *graph.Value
 	phi  *graph.Value // φ(vᵀu) [2r_p, 2r_p]; nil for the first-order form
@@ -38,16 +40,6 @@ func (l *Layer) rotation(g *graph.Tape) rotation {
 		r.phi = phiSeries(g, g.MatMulTN(v, u))
 	}
 	return r
-}
-
-// rows applies R to every row of h [N, out]: h·Rᵀ = h + ((h·v)·φᵀ)·uᵀ,
-// O(N·out·r_p).
-func (r rotation) rows(g *graph.Tape, h *graph.Value) *graph.Value {
-	t := g.MatMul(h, r.v)
-	if r.phi != nil {
-		t = g.MatMulNT(t, r.phi)
-	}
-	return g.Add(h, g.MatMulNT(t, r.u))
 }
 
 // left returns R·x for x [out, k]: x + u·(φ·(vᵀ·x)).

@@ -147,13 +147,12 @@ func TestExactRotationOrthogonal(t *testing.T) {
 			g := graph.New(b)
 			g.SetNoGrad(true)
 			eye := to32(identity(out).RawMatrix().Data)
-			rt, err := l.rotation(g).rows(g, g.Input(eye, out, out)).Download() // I·Rᵀ
+			rt, err := l.rotation(g).left(g, g.Input(eye, out, out)).Download() // R·I
 			g.Close()
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := mat.NewDense(out, out, to64(rt))
-			r = mat.DenseCopyOf(r.T())
 			var rrt mat.Dense
 			rrt.Mul(r, r.T())
 			rrt.Sub(&rrt, identity(out))
