@@ -1133,7 +1133,25 @@ func (g *gen) expShift(store bool) {
 	g.label("quads")
 	g.I("CMPQ CX, $%d", 4*g.lanes)
 	g.I("JB pairs0")
-	for half := 0; half < 2; half++ {
+	if g.wide() {
+		// AVX-512 has the registers to interleave all four
+		// exponentials, which keeps more independent work in flight
+		// than two pairs one after the other.
+		xs, ts := []string{x, x2, r.v(), r.v()}, [][]string{t, t2, r.vs(3), r.vs(3)}
+		for u := range 4 {
+			g.I("VMOVUPS %d(SI), %s", u*B, xs[u])
+		}
+		g.interleave(4, func(u int) { exp(xs[u], ts[u]) })
+		if store {
+			for u := range 4 {
+				g.I("VMOVUPS %s, %d(DI)", xs[u], u*B)
+			}
+		}
+		g.I("VADDPS %s, %s, %s", xs[1], xs[0], xs[0])
+		g.I("VADDPS %s, %s, %s", xs[3], xs[2], xs[2])
+		g.I("VADDPS %s, %s, %s", xs[2], xs[0], xs[0])
+	}
+	for half := 0; half < 2 && !g.wide(); half++ {
 		o := 2 * half * B
 		g.I("VMOVUPS %d(SI), %s", o, x)
 		g.I("VMOVUPS %d(SI), %s", o+B, x2)
