@@ -29,6 +29,14 @@ func packAPanel(transA bool, a []float32, lda, i0, p0, rows, kc, mr int, alpha f
 	}
 	// Column i of op(A) is row i of a: the panel's mr values for one k
 	// step are adjacent in a already.
+	if mr == 1 {
+		// A one-row panel (the pure-Go kernel's) is a column of a: gather
+		// it, rather than call copy for every single value.
+		for p := range d {
+			d[p] = alpha * a[(p0+p)*lda+i0]
+		}
+		return
+	}
 	if rows == mr && fast && copyRowsFast(d, mr, a, p0*lda+i0, lda, kc) {
 		if alpha != 1 {
 			for i := range d {
@@ -79,7 +87,15 @@ func packB(transB bool, b []float32, ldb, p0, j0, kc, nc, nr int, dst []float32,
 			for p := 0; p < kc; p++ {
 				src := b[(p0+p)*ldb+j0+s0:]
 				dd := d[p*nr : p*nr+nr]
-				copy(dd, src[:cols])
+				if nr < 16 {
+					// A narrow panel's rows are too short to be worth a
+					// call of copy (memmove) each.
+					for j, v := range src[:cols] {
+						dd[j] = v
+					}
+				} else {
+					copy(dd, src[:cols])
+				}
 				clear(dd[cols:])
 			}
 			continue

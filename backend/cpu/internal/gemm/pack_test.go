@@ -18,7 +18,7 @@ func TestPackMatchesDefinition(t *testing.T) {
 	for i := range src {
 		src[i] = float32(rng.NormFloat64())
 	}
-	for _, w := range []int{2, 4, 6, 12, 16, 32} {
+	for _, w := range []int{1, 2, 4, 6, 7, 8, 12, 16, 32} {
 		for _, rows := range []int{1, 3, 4, 5, 8, 11, 12, 13, 16, 31, 32} {
 			for _, kc := range []int{1, 7, 8, 9, 16, 29} {
 				for _, fast := range []bool{false, true} {
