@@ -34,12 +34,29 @@ func rotationScale(g *graph.Tape, c, d *graph.Value) *graph.Value {
 func (l *Layer) rotation(g *graph.Tape) rotation {
 	e := g.Sub(l.d, l.c)
 	v := g.Concat(1, l.c, e)
-	u := g.Mul(g.Concat(1, e, g.Neg(l.c)), rotationScale(g, l.c, l.d))
+	// u = s_p·[E, −C] = v·(s_p·J) with J = [[0, −I], [I, 0]]: a product
+	// with a [2r_p, 2r_p] matrix in place of a negation, a second
+	// concatenation and an [out, 2r_p] scale by the scalar s_p (whose
+	// backward is another such pass and a reduction). Each element of u is
+	// one product s_p·(±x) plus exact zeros, so u is the same either way,
+	// bit for bit.
+	u := g.MatMul(v, g.Mul(g.Input(swapNeg(l.cfg.RotationRank), 2*l.cfg.RotationRank, 2*l.cfg.RotationRank), rotationScale(g, l.c, l.d)))
 	r := rotation{u: u, v: v}
 	if l.cfg.ExactRotation {
 		r.phi = phiSeries(g, g.MatMulTN(v, u))
 	}
 	return r
+}
+
+// swapNeg returns J = [[0, −I], [I, 0]] ([2n, 2n], row-major): [C, E]·J =
+// [E, −C].
+func swapNeg(n int) []float32 {
+	j := make([]float32, 4*n*n)
+	for i := range n {
+		j[i*2*n+n+i] = -1  // row i, column n+i
+		j[(n+i)*2*n+i] = 1 // row n+i, column i
+	}
+	return j
 }
 
 // left returns R·x for x [out, k]: x + u·(φ·(vᵀ·x)).
