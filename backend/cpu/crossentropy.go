@@ -54,8 +54,13 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 
 // CrossEntropyGrad writes p.Scale·(softmax(logits) − q) per row, q the
 // smoothed one-hot target, and zeros for ignored rows. The softmax is
-// computed as Softmax does (float32 exponentials summed in float64); the
-// target's element, which can cancel, is computed in float64 throughout.
+// computed as Softmax does (float32 exponentials summed in float64). The
+// target's element, which can cancel (a confident, right prediction), is
+// its exponential e_t = exp(x_t − max) over the sum, minus q_t, in
+// float64: where x_t is not the maximum, softmax_t ≤ ½ and nothing
+// cancels; where it is, e_t = exp(0) is exactly 1 and 1/sum − q_t is as
+// good as the sum, whose float32 grouping of terms (see vec's ExpShift)
+// leaves it within a few float32 ulps of 1, absolutely.
 func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	const op = backend.OpCrossEntropyGrad
 	if b.skip(op) {
@@ -72,6 +77,7 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 	}
 	ds, xs := v[0], v[1]
 	eps, scale := float64(p.Smoothing), float64(p.Scale)
+	uniform := eps / float64(vocab)
 	k := b.kernels(8 * len(ds))
 	chunks := b.chunks(rows, vocab*8)
 	tmp := b.rowScratch(k, chunks, vocab)
@@ -83,17 +89,21 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 				clear(d)
 				continue
 			}
-			// scale·softmax(x), as Softmax computes it, minus scale·q.
+			// scale·softmax(x), as softmaxRow computes it, keeping the
+			// target's exponential before the scaling.
 			x := xs[r*vocab : (r+1)*vocab]
-			m, sum := softmaxRow(k, d, x, row(tmp, c), 1, scale)
-			uniform := eps / float64(vocab)
+			m := k.MaxScaled(x, 1)
+			e := d
+			if tmp != nil {
+				e = tmp[c][:vocab]
+			}
+			sum := k.ExpShift(e, x, 1, m)
+			et := float64(e[t])
+			k.ScaleTo(d, e, scale/sum)
 			if eps != 0 {
 				k.AddScalar(d, d, float32(-scale*uniform))
 			}
-			// The target's term can cancel (a confident, right
-			// prediction): compute it in float64 from the start.
-			lse := float64(m) + math.Log(sum)
-			d[t] = float32(scale * (math.Exp(float64(x[t])-lse) - (uniform + 1 - eps)))
+			d[t] = float32(scale * (et/sum - (uniform + 1 - eps)))
 		}
 		k.Fence()
 	})

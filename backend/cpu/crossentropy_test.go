@@ -90,3 +90,58 @@ func TestCrossEntropy(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossEntropyGradTarget checks the target's gradient where it
+// cancels: softmax_t − 1 for a confident, right prediction, down to 1e-8
+// and less. Rows put the target 10 to 24 above logits in [−1, 1], at the
+// maximum or tied with another, with and without smoothing; the reference
+// is the analytic gradient in float64. The bound is absolute, a few
+// float32 ulps of 1 (times the scale): the sum of exponentials adds its
+// terms in float32 groups of four before float64 (see vec's ExpShift), so
+// the 1 of the maximum and its small neighbours round together.
+func TestCrossEntropyGradTarget(t *testing.T) {
+	const rows, vocab = 8, 50
+	rng := newRNG(77)
+	data := uniform(rng, rows*vocab, -1, 1)
+	targets := make([]int32, rows)
+	for r := range rows {
+		targets[r] = int32((r * 13) % vocab)
+		data[r*vocab+int(targets[r])] = 10 + 2*float32(r)
+	}
+	// Row 3's target ties with another logit: softmax_t is about ½.
+	data[3*vocab+(int(targets[3])+1)%vocab] = data[3*vocab+int(targets[3])]
+	for _, eps := range []float32{0, 0.1} {
+		p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: eps, Scale: 0.5}
+		want := make([]float64, rows*vocab)
+		for r := range rows {
+			x := f64(data[r*vocab : (r+1)*vocab])
+			m := math.Inf(-1)
+			for _, v := range x {
+				m = math.Max(m, v)
+			}
+			var z float64
+			for _, v := range x {
+				z += math.Exp(v - m)
+			}
+			for j, v := range x {
+				q := float64(eps) / vocab
+				if j == int(targets[r]) {
+					q += 1 - float64(eps)
+				}
+				want[r*vocab+j] = 0.5 * (math.Exp(v-m)/z - q)
+			}
+		}
+		eachConfig(t, func(t *testing.T, be *Backend) {
+			logits := upload(t, be, data, rows, vocab)
+			dl := poisoned(t, be, rows, vocab)
+			be.CrossEntropyGrad(dl, logits, targets, p)
+			got := download(t, be, dl)
+			gotT, wantT := make([]float32, rows), make([]float64, rows)
+			for r, tg := range targets {
+				gotT[r], wantT[r] = got[r*vocab+int(tg)], want[r*vocab+int(tg)]
+			}
+			assertClose(t, "target gradient", gotT, wantT, 1e-6, 0.5*4*0x1p-24)
+			assertClose(t, "dlogits", got, want, 1e-5, 0.5*4*0x1p-24)
+		})
+	}
+}
