@@ -36,8 +36,9 @@
 //
 // Forward never builds the effective weight, nor any [out, out] matrix;
 // the only [out, in] temporaries are DoRAPEFT's B·A (that method's point)
-// and, in backward, diag(d)·W0 for the input gradient of the methods with
-// a column scale (cheaper than scaling the [N, out] gradient). Every
+// and, in training with at least as many rows as input features,
+// diag(d)·W0 for the input gradient of the methods with a column scale
+// (cheaper then than scaling the [N, out] gradient). Every
 // low-rank method but DoRAPEFT is one fused op (see fused.go):
 //
 //	y = D(x·W0ᵀ) + row + Σⱼ (Xⱼ·Mⱼᵀ)·Pⱼᵀ

@@ -52,9 +52,11 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 	var q, w0d *graph.Value
 	if d != nil {
 		q = g.MatMulNT(g.Detach(x), w0)
-		if training && x.RequiresGrad() {
-			// dx = (G ⊙ d)·W0 = G·(diag(d)·W0): scaling the [out, in]
-			// weight is cheaper than scaling the [N, out] gradient.
+		if training && x.RequiresGrad() && n >= x.Dim(1) {
+			// dx = (G ⊙ d)·W0 = G·(diag(d)·W0): with at least as many
+			// rows as inputs, scaling the [out, in] weight costs less
+			// than scaling the [N, out] gradient (with fewer, backward
+			// scales G instead, and no [out, in] temporary is made).
 			w0d = g.ScaleRows(w0, g.Detach(d))
 		}
 	}
@@ -123,15 +125,21 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 	}
 
 	backward := func(gy backend.Tensor, gr *graph.Grads) {
-		// The frozen path's share of dx first: the big product then
-		// usually writes x's gradient rather than adding to it.
-		if gr.Needs(ix) {
+		frozenDX := func(w backend.Tensor) {
+			dst, acc := gr.Target(ix)
+			mm(dst, gy, w, false, false, acc)
+		}
+		// The frozen path's share of dx first where G needs no scaling:
+		// the big product then usually writes x's gradient rather than
+		// adding to it.
+		dxDone := !gr.Needs(ix)
+		if !dxDone && (d == nil || iw0d >= 0) {
 			w := ten(iw)
 			if iw0d >= 0 {
 				w = ten(iw0d)
 			}
-			dst, acc := gr.Target(ix)
-			mm(dst, gy, w, false, false, acc)
+			frozenDX(w)
+			dxDone = true
 		}
 		for j, t := range ti {
 			if gr.Needs(t.p) {
@@ -165,11 +173,25 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 		if irow >= 0 && gr.Needs(irow) {
 			colSums(irow, gy)
 		}
-		if id >= 0 && gr.Needs(id) {
-			// dd = colsum(G ⊙ x·W0ᵀ), last: it overwrites G, which the
-			// tape lets a backward do.
-			b.Binary(backend.Mul, gy, gy, ten(iq))
-			colSums(id, gy)
+		if id < 0 {
+			return
+		}
+		if gr.Needs(id) {
+			// dd = colsum(G ⊙ x·W0ᵀ), computed in place: in G (which a
+			// backward may overwrite) when nothing reads G afterwards,
+			// else in q, a value of this op alone that nothing reads
+			// after this.
+			if dxDone {
+				b.Binary(backend.Mul, gy, gy, ten(iq))
+				colSums(id, gy)
+			} else {
+				b.Binary(backend.Mul, ten(iq), ten(iq), gy)
+				colSums(id, ten(iq))
+			}
+		}
+		if !dxDone {
+			b.Binary(backend.Mul, gy, gy, ten(id)) // G ⊙ d, then dx += (G ⊙ d)·W0
+			frozenDX(ten(iw))
 		}
 	}
 	return g.Custom("peft.fusedLinear", backend.Shape{n, out}, ins, forward, backward)

@@ -194,3 +194,26 @@ func TestFusedGradientsAccumulate(t *testing.T) {
 		})
 	}
 }
+
+// TestGradientsManyRows runs TestGradients' checks with more input rows
+// than input features, where the fused op forms diag(d)·W0 for the input
+// gradient instead of scaling G (TestGradients has fewer rows than
+// inputs), for the methods with a column scale (DoRA, Pre-Diag, SORA) and
+// LoRA.
+func TestGradientsManyRows(t *testing.T) {
+	const out, in, n = 5, 4, 9
+	for i, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"lora", Config{Method: LoRA, R: 2, Alpha: 4}},
+		{"dora", Config{Method: DoRA, R: 2, Alpha: 4}},
+		{"prediag", Config{Method: PreDiag, R: 2, Alpha: 4}},
+		{"sora", Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 2}},
+		{"sora/exact", Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 2, ExactRotation: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			checkLayerGradients(t, c.name, c.cfg, out, in, n, uint64(500+i), false)
+		})
+	}
+}

@@ -129,7 +129,6 @@ func gradInputsOf(l *Layer) []gradInput {
 // its gradient differ from the derivative of its forward by design),
 // against finite differences of the layer itself on the backend.
 func TestGradients(t *testing.T) {
-	b := openCPU(t)
 	const out, in, n = 7, 6, 5
 	cases := append([]struct {
 		name string
@@ -142,85 +141,93 @@ func TestGradients(t *testing.T) {
 	}{"sora/small-rotation", Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 2}})
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l := testLayer(t, b, c.cfg, out, in, uint64(100+i))
-			gi := gradInputsOf(l)
-			if c.name == "sora/small-rotation" {
-				for k := range gi {
-					if gi[k].in.Name == "C" || gi[k].in.Name == "D" {
-						gi[k].in.Lo, gi[k].in.Hi = -0.1, 0.1
-					}
-				}
-			}
-			w0, err := download64(l.base.W)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b0, err := download64(l.base.B)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The layer's own parameters make way for the checker's.
-			for _, g := range gi {
-				(*g.slot(l)).Free()
-			}
-			defer func() {
-				for _, g := range gi {
-					*g.slot(l) = nil
-				}
-			}()
-			inputs := []gradcheck.Input{{Name: "x", Shape: []int{n, in}}}
-			for _, g := range gi {
-				inputs = append(inputs, g.in)
-			}
-			fwd := func(g *graph.Tape, v []*graph.Value) *graph.Value {
-				for k, gin := range gi {
-					*gin.slot(l) = v[k+1]
-				}
-				return l.Forward(g, v[0])
-			}
-			var doraN []float64
-			ref := func(x [][]float64) []float64 {
-				p := hostParams{w0: w0, b0: b0}
-				for k, gin := range gi {
-					*gin.host(&p) = x[k+1]
-				}
-				if l.spec.Post == NormDiagonal {
-					// n is detached: hold it at its value for the
-					// unperturbed inputs (the first call).
-					if doraN == nil {
-						doraN = l.doraNorms64(p)
-					}
-					p.doraN = doraN
-				}
-				u := l.update64(p)
-				var y mat.Dense
-				y.Mul(mat.NewDense(n, in, x[0]), mat.NewDense(out, in, u.Weight()).T())
-				for r := range n {
-					for j := range out {
-						y.Set(r, j, y.At(r, j)+u.Bias[j])
-					}
-				}
-				return y.RawMatrix().Data
-			}
-			check := func(gc gradcheck.Case, seed uint64) {
-				t.Helper()
-				res, err := gradcheck.Check(b, gc, gradcheck.Options{Seed: seed})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !res.Passed() {
-					t.Error(res)
-				} else {
-					t.Log(res)
-				}
-			}
-			check(gradcheck.Case{Name: "peft/" + c.name, Inputs: inputs, Forward: fwd, Reference: ref}, 11)
-			if l.spec.Post == NormDiagonal {
-				return
-			}
-			check(gradcheck.Case{Name: "peft/" + c.name, Inputs: inputs, Forward: fwd}, 12)
+			checkLayerGradients(t, c.name, c.cfg, out, in, n, uint64(100+i), c.name == "sora/small-rotation")
 		})
 	}
+}
+
+// checkLayerGradients runs the two gradient checks of TestGradients on a
+// layer of cfg over a random [out, in] base, for an input of n rows;
+// smallRotation draws C and D in [−0.1, 0.1] (s_p = 1).
+func checkLayerGradients(t *testing.T, name string, cfg Config, out, in, n int, seed uint64, smallRotation bool) {
+	b := openCPU(t)
+	l := testLayer(t, b, cfg, out, in, seed)
+	gi := gradInputsOf(l)
+	if smallRotation {
+		for k := range gi {
+			if gi[k].in.Name == "C" || gi[k].in.Name == "D" {
+				gi[k].in.Lo, gi[k].in.Hi = -0.1, 0.1
+			}
+		}
+	}
+	w0, err := download64(l.base.W)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b0, err := download64(l.base.B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The layer's own parameters make way for the checker's.
+	for _, g := range gi {
+		(*g.slot(l)).Free()
+	}
+	defer func() {
+		for _, g := range gi {
+			*g.slot(l) = nil
+		}
+	}()
+	inputs := []gradcheck.Input{{Name: "x", Shape: []int{n, in}}}
+	for _, g := range gi {
+		inputs = append(inputs, g.in)
+	}
+	fwd := func(g *graph.Tape, v []*graph.Value) *graph.Value {
+		for k, gin := range gi {
+			*gin.slot(l) = v[k+1]
+		}
+		return l.Forward(g, v[0])
+	}
+	var doraN []float64
+	ref := func(x [][]float64) []float64 {
+		p := hostParams{w0: w0, b0: b0}
+		for k, gin := range gi {
+			*gin.host(&p) = x[k+1]
+		}
+		if l.spec.Post == NormDiagonal {
+			// n is detached: hold it at its value for the
+			// unperturbed inputs (the first call).
+			if doraN == nil {
+				doraN = l.doraNorms64(p)
+			}
+			p.doraN = doraN
+		}
+		u := l.update64(p)
+		var y mat.Dense
+		y.Mul(mat.NewDense(n, in, x[0]), mat.NewDense(out, in, u.Weight()).T())
+		for r := range n {
+			for j := range out {
+				y.Set(r, j, y.At(r, j)+u.Bias[j])
+			}
+		}
+		return y.RawMatrix().Data
+	}
+	check := func(gc gradcheck.Case, seed uint64) {
+		t.Helper()
+		res, err := gradcheck.Check(b, gc, gradcheck.Options{Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Passed() {
+			t.Error(res)
+		} else {
+			t.Log(res)
+		}
+	}
+	check(gradcheck.Case{Name: "peft/" + name, Inputs: inputs, Forward: fwd, Reference: ref}, 11)
+	if l.spec.Post == NormDiagonal {
+		return
+	}
+	check(gradcheck.Case{Name: "peft/" + name, Inputs: inputs, Forward: fwd}, 12)
 }
 
 // TestMergeUnmerge: the merged layer computes the unmerged function within
