@@ -64,7 +64,7 @@ var sseKernel = &kernel{
 	id: "sse", name: "sse 6x8", mr: 6, nr: 8,
 	kc: 256, mc: 96, nc: 4096,
 	full: sseFull, bcastA: true,
-	rowDot: rowDotGo,
+	rowDot: rowDot8s,
 }
 
 func sseFull(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
