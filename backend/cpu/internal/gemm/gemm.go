@@ -618,11 +618,14 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 	// With one or two row panels each value of B is used once or twice,
 	// so packing B would cost as much as the product: the kernel then
 	// reads B's rows where they are (only when op(B) is B, whose rows are
-	// contiguous, and when a kernel row spans a whole cache line, or most
-	// of each line fetched would go unused). At worst, with a power-of-two
-	// stride that defeats the caches, the second use reads B again, which
-	// costs what packing does.
-	direct := !cl.transB && m <= 2*mr && nr >= 16
+	// contiguous). A kernel row narrower than a cache line (8 values for
+	// the SSE kernel, 7 for the pure-Go one) shares each line with the
+	// next panel or two, which usually find it still cached: on a
+	// 1×4096×4096 product both run twice as fast as when packing. At
+	// worst, with a power-of-two stride that defeats the caches, each use
+	// reads B again, which costs about what packing (a read, a write and a
+	// read back) does.
+	direct := !cl.transB && m <= 2*mr
 	if need := kc * ((min(nc, n) + nr - 1) / nr * nr); !direct && len(ws.b) < need {
 		ws.b = make([]float32, need)
 	}
