@@ -99,7 +99,13 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 			}
 			sum := k.ExpShift(e, x, 1, m)
 			et := float64(e[t])
-			k.ScaleTo(d, e, scale/sum)
+			// d[t] is left out of the scaling: written after d's
+			// streaming (non-temporal) stores, it would meet its line in
+			// the write-combining buffer and stall for a memory round
+			// trip every row. Split, the line holding d[t] is written with
+			// ordinary stores (the kernels' unaligned head and tail).
+			k.ScaleTo(d[:t], e[:t], scale/sum)
+			k.ScaleTo(d[t+1:], e[t+1:], scale/sum)
 			if eps != 0 {
 				k.AddScalar(d, d, float32(-scale*uniform))
 			}
