@@ -3,6 +3,8 @@ package peft
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -80,8 +82,8 @@ var paperSpeedUp = map[string]float64{"prediag": 0.506, "sora": 0.370}
 // dropout of benchDropouts (methods without a LoRA input, OFT and full
 // fine-tuning, run without dropout only). Each timed step is interleaved
 // with an untimed LoRA step of the same dropout on the same shapes, so the
-// ratio x_lora (this method's time over LoRA's) compares steps run under
-// the same machine load. tape_MB is the bytes the tape held at the end of
+// ratio x_lora (this method's step time over LoRA's, the median over the
+// pairs) compares steps run under the same machine load. tape_MB is the bytes the tape held at the end of
 // a step (peak activation and gradient memory of the step).
 //
 // The paper's metric is the speed-up over DoRA, read as a throughput
@@ -145,8 +147,8 @@ func BenchmarkStep(b *testing.B) {
 // shape and on a wide layer with few rows, where DoRA-PEFT's [out, in]
 // temporaries (B·A and W0 + s·B·A) dominate the step's memory. Each timed
 // step of one way is interleaved with an untimed step of the other, and
-// x_other is this way's time over the other's; tape_MB is the step's tape
-// memory.
+// x_other is this way's time over the other's (median over the pairs);
+// tape_MB is the step's tape memory.
 func BenchmarkDoRA(b *testing.B) {
 	be := openCPU(b)
 	shapes := []struct{ n, out, in int }{{benchN, benchOut, benchIn}, {128, 2048, 2048}}
@@ -177,18 +179,31 @@ func BenchmarkDoRA(b *testing.B) {
 
 // timeAgainst is the timed loop of a benchmark comparing s with base in the
 // same run: each timed step of s follows an untimed step of base, so both
-// see the same machine state. It returns s's time over base's.
+// see the same machine state. It returns the median over the iterations of
+// s's step time over base's: the median of the pairs' ratios, rather than
+// a ratio of totals, keeps a burst of load from other processes that hits
+// a few pairs from moving the result.
 func timeAgainst(b *testing.B, s, base *benchStep) float64 {
-	var baseTime time.Duration
+	ratios := make([]float64, 0, b.N)
+	// Collect what earlier sub-benchmarks left (their layers and tapes)
+	// now, so that the collector's work does not land on this one's steps.
+	runtime.GC()
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		t0 := time.Now()
 		base.run(b)
-		baseTime += time.Since(t0)
+		tb := time.Since(t0)
 		b.StartTimer()
+		t1 := time.Now()
 		s.run(b)
+		ratios = append(ratios, float64(time.Since(t1))/float64(tb))
 	}
 	b.StopTimer()
-	return float64(b.Elapsed()) / float64(baseTime)
+	slices.Sort(ratios)
+	n := len(ratios)
+	if n%2 == 1 {
+		return ratios[n/2]
+	}
+	return (ratios[n/2-1] + ratios[n/2]) / 2
 }
