@@ -25,13 +25,14 @@ import (
 // gradients flow back to A, B, d, C and D through the tape; the fused op
 // does the work on [N, ·] tensors: the frozen product, one skinny product
 // per term forward (plus one per term to accumulate), and in backward
-// G·W0 (with diag(d)·W0 when d is there), Gᵀ·K, G·P, dKᵀ·X and dK·M per
-// term, colsum(G) for the row and colsum(G ⊙ x·W0ᵀ) for d. Compared with the
-// op-by-op graph (a column scale, a rotation h + ((h·v)·φᵀ)·uᵀ with its own
-// Add, a separate bias add and LoRA add, each with its backward), this
-// drops every elementwise pass over [N, out] except those Pre-Diag needs
-// for d (one forward, one product and column sum backward) and the bias
-// add, and reads x once for A and the rotation together.
+// G·W0 (G·(diag(d)·W0) or (G ⊙ d)·W0 when d is there), Gᵀ·K, G·P, dKᵀ·X
+// and dK·M per term, colsum(G) for the row when it needs a gradient and
+// colsum(G ⊙ x·W0ᵀ) for d. Compared with the op-by-op graph (a column
+// scale, a rotation h + ((h·v)·φᵀ)·uᵀ with its own Add, a separate bias
+// add and LoRA add, each with its backward), this drops every elementwise
+// pass over [N, out] but the bias add, those a column scale needs (d ⊙ h
+// forward, the product and column sum for d's gradient backward) and the
+// row's column sum, and reads x once for A and the rotation together.
 
 // fusedTerm is one skinny term (X·Mᵀ)·Pᵀ of fusedLinear: X [N, in],
 // M [k, in], P [out, k].
@@ -214,7 +215,7 @@ func (l *Layer) lowRankForward(g *graph.Tape, x *graph.Value) *graph.Value {
 	}
 	hasRot := l.spec.Pre == Rotation || l.spec.Post == Rotation
 	var rot rotation
-	ueff := (*graph.Value)(nil)
+	var ueff *graph.Value
 	if hasRot {
 		rot = l.rotation(g)
 		ueff = rot.u
