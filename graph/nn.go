@@ -1,8 +1,6 @@
 package graph
 
 import (
-	"math/rand/v2"
-
 	"github.com/sora-go/sora/backend"
 )
 
@@ -150,30 +148,4 @@ func (g *Tape) Gather(table *Value, ids []int32) *Value {
 		})
 	}
 	return out
-}
-
-// Dropout zeroes each element of x with probability p and scales the rest
-// by 1/(1−p). The mask is drawn on the host from rng, one rng.Float64()
-// per element in row-major order (element kept when the draw is ≥ p), and
-// uploaded, so a seeded rng gives the same mask on every backend. With p = 0
-// or a nil rng (evaluation) it returns x itself.
-func (g *Tape) Dropout(x *Value, p float64, rng *rand.Rand) *Value {
-	if !g.check("Dropout", x) {
-		return g.placeholder(shapeOf(x))
-	}
-	if p < 0 || p >= 1 {
-		g.failf("Dropout: probability %g outside [0, 1)", p)
-		return g.placeholder(x.shape)
-	}
-	if p == 0 || rng == nil {
-		return x
-	}
-	mask := make([]float32, x.Len())
-	keep := float32(1 / (1 - p))
-	for i := range mask {
-		if rng.Float64() >= p {
-			mask[i] = keep
-		}
-	}
-	return g.Mul(x, g.Input(mask, x.shape...))
 }

@@ -18,15 +18,14 @@ import (
 const dropSeed1, dropSeed2 = 41, 43
 
 // doraPEFTMask returns the multipliers graph.Dropout applies to an [n, in]
-// input from a fresh generator seeded with dropSeed: one Float64 per
-// element in row-major order, kept (scaled by 1/(1 − p)) when ≥ p.
+// input from a fresh generator seeded with dropSeed: the mask of
+// graph.DropoutMask for the one seed Dropout draws from it.
 func doraPEFTMask(n, in int, p float64) []float64 {
-	rng := rand.New(rand.NewPCG(dropSeed1, dropSeed2))
+	mask := make([]float32, n*in)
+	graph.DropoutMask(mask, p, rand.New(rand.NewPCG(dropSeed1, dropSeed2)).Uint64())
 	m := make([]float64, n*in)
-	for i := range m {
-		if rng.Float64() >= p {
-			m[i] = float64(float32(1 / (1 - p)))
-		}
+	for i, v := range mask {
+		m[i] = float64(v)
 	}
 	return m
 }

@@ -294,13 +294,16 @@ func OpCases() []Case {
 			return g.Dropout(x, 0.3, rand.New(rand.NewPCG(7, 8)))
 		},
 		func(x []float64) []float64 {
-			rng := rand.New(rand.NewPCG(7, 8))
-			return mapf(x, func(v float64) float64 {
-				if rng.Float64() >= 0.3 {
-					return v / 0.7
+			// The same seed Dropout draws from the same generator.
+			mask := make([]float32, len(x))
+			graph.DropoutMask(mask, 0.3, rand.New(rand.NewPCG(7, 8)).Uint64())
+			out := make([]float64, len(x))
+			for i, v := range x {
+				if mask[i] != 0 {
+					out[i] = v / 0.7
 				}
-				return 0
-			})
+			}
+			return out
 		}))
 
 	// Losses.

@@ -1,0 +1,95 @@
+package graph
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+)
+
+// Dropout zeroes each element of x with probability p and scales the rest
+// by 1/(1−p). It draws one seed from rng and fills the mask with
+// [DropoutMask], so a seeded rng gives the same mask on every backend and
+// for any number of threads. With p = 0 or a nil rng (evaluation) it
+// returns x itself.
+func (g *Tape) Dropout(x *Value, p float64, rng *rand.Rand) *Value {
+	if !g.check("Dropout", x) {
+		return g.placeholder(shapeOf(x))
+	}
+	if p < 0 || p >= 1 {
+		g.failf("Dropout: probability %g outside [0, 1)", p)
+		return g.placeholder(x.shape)
+	}
+	if p == 0 || rng == nil {
+		return x
+	}
+	mask := make([]float32, x.Len())
+	DropoutMask(mask, p, rng.Uint64())
+	return g.Mul(x, g.Input(mask, x.shape...))
+}
+
+// DropoutMask fills mask with the multipliers of a dropout of probability
+// p in [0, 1): each element is 0 with probability p and 1/(1−p) otherwise.
+// Element i is decided by a 32-bit draw that is a fixed function of seed
+// and i alone (a counter-based generator: the SplitMix64 finaliser of
+// seed + ⌊i/2⌋·γ, one half of it per element), kept when the draw is at
+// least p·2³². So the mask does not depend on how the work is split, and
+// the same function can be computed on a device; the mask is filled in
+// parallel for large inputs. It panics if p is outside [0, 1).
+func DropoutMask(mask []float32, p float64, seed uint64) {
+	if !(p >= 0 && p < 1) {
+		panic(fmt.Sprintf("graph: DropoutMask probability %g outside [0, 1)", p))
+	}
+	threshold := uint64(math.Ldexp(p, 32)) // p < 1, so at most 2³² − 1
+	keep := float32(1 / (1 - p))
+	// Chunks hold an even number of elements, so that no 64-bit draw is
+	// split between two of them.
+	const chunk = 1 << 16
+	if len(mask) <= chunk || runtime.GOMAXPROCS(0) == 1 {
+		fillDropoutMask(mask, 0, threshold, keep, seed)
+		return
+	}
+	workers := min(runtime.GOMAXPROCS(0), (len(mask)+chunk-1)/chunk)
+	per := (len(mask)/workers + 1) &^ 1
+	var wg sync.WaitGroup
+	for start := 0; start < len(mask); start += per {
+		end := min(start+per, len(mask))
+		wg.Go(func() { fillDropoutMask(mask[start:end], start, threshold, keep, seed) })
+	}
+	wg.Wait()
+}
+
+// dropoutGamma is the SplitMix64 increment (2⁶⁴ divided by the golden ratio).
+const dropoutGamma = 0x9e3779b97f4a7c15
+
+// fillDropoutMask fills mask, whose first element is element first (even)
+// of the whole mask, as DropoutMask describes.
+func fillDropoutMask(mask []float32, first int, threshold uint64, keep float32, seed uint64) {
+	ctr := seed + uint64(first/2)*dropoutGamma
+	i := 0
+	for ; i+1 < len(mask); i += 2 {
+		z := splitMix64(ctr)
+		ctr += dropoutGamma
+		mask[i] = keepIf(z&0xffffffff >= threshold, keep)
+		mask[i+1] = keepIf(z>>32 >= threshold, keep)
+	}
+	if i < len(mask) {
+		mask[i] = keepIf(splitMix64(ctr)&0xffffffff >= threshold, keep)
+	}
+}
+
+// splitMix64 is the SplitMix64 output function: a bijective mix of z whose
+// bits pass statistical tests even for consecutive inputs.
+func splitMix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+func keepIf(ok bool, keep float32) float32 {
+	if ok {
+		return keep
+	}
+	return 0
+}
