@@ -138,6 +138,10 @@ func BenchmarkOps(b *testing.B) {
 		targets[i] = int32(i * 997)
 	}
 	loss := tensor(0, 0, 64)
+	scalarAll, err := tensor(1, 2, 1).Strided(0, backend.Shape{rows, opsCols}, []int{0, 0})
+	if err != nil {
+		b.Fatal(err)
+	}
 	adam := backend.AdamWParams{LR: 1e-6, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 3}
 	ops := []struct {
 		name  string
@@ -169,6 +173,10 @@ func BenchmarkOps(b *testing.B) {
 			be.CrossEntropyGrad(out, logits, targets, backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1.0 / 64})
 		}},
 		{"adamw", 28, func() { be.AdamW(out, y, m, pos, adam) }},
+		// Copies that a tape makes: a loss gradient broadcast from one
+		// value, and a gradient added into another.
+		{"broadcast", 4, func() { be.Copy(out, scalarAll, false) }},
+		{"copy_add", 12, func() { be.Copy(out, x, true) }},
 	}
 	src, dst := make([]float32, opsN), make([]float32, opsN)
 	copyAll := func() {

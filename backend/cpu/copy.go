@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
 	"github.com/sora-go/sora/backend/internal/strided"
 )
 
@@ -49,10 +50,11 @@ func (b *Backend) copyStrided(dst []float32, doff int, ds []int, src []float32, 
 	}
 	in := axes[len(axes)-1]
 	outer := axes[:len(axes)-1]
+	k := b.kernels(4 * shape.NumElements())
 	if len(outer) == 0 {
 		// One long row: split the row itself.
-		b.parallelFor(in.N, 1, func(lo, hi int) {
-			copyRow(dst, doff+lo*in.DS, in.DS, src, soff+lo*in.SS, in.SS, hi-lo, acc)
+		b.streamFor(k, in.N, 1, func(lo, hi int) {
+			copyRow(k, dst, doff+lo*in.DS, in.DS, src, soff+lo*in.SS, in.SS, hi-lo, acc)
 		})
 		return
 	}
@@ -60,7 +62,7 @@ func (b *Backend) copyStrided(dst []float32, doff int, ds []int, src []float32, 
 	for _, a := range outer {
 		rows *= a.N
 	}
-	b.parallelFor(rows, in.N, func(lo, hi int) {
+	b.streamFor(k, rows, in.N, func(lo, hi int) {
 		// Position the odometer at outer row lo.
 		idx := make([]int, len(outer))
 		d, s := doff, soff
@@ -71,7 +73,7 @@ func (b *Backend) copyStrided(dst []float32, doff int, ds []int, src []float32, 
 			s += idx[i] * outer[i].SS
 		}
 		for r := lo; r < hi; r++ {
-			copyRow(dst, d, in.DS, src, s, in.SS, in.N, acc)
+			copyRow(k, dst, d, in.DS, src, s, in.SS, in.N, acc)
 			for i := len(outer) - 1; i >= 0; i-- {
 				idx[i]++
 				d += outer[i].DS
@@ -88,28 +90,24 @@ func (b *Backend) copyStrided(dst []float32, doff int, ds []int, src []float32, 
 }
 
 // copyRow copies or adds n elements from src (start s, stride sst) to dst
-// (start d, stride dst), with fast paths for the common layouts.
-func copyRow(dst []float32, d, dstr int, src []float32, s, sstr, n int, acc bool) {
+// (start d, stride dst), through k's vector kernels where the row is
+// contiguous or a broadcast (Go's loops store one scalar at a time: a 4 MiB
+// broadcast, as a loss gradient's, took 4× a Fill).
+func copyRow(k *vec.Kernels, dst []float32, d, dstr int, src []float32, s, sstr, n int, acc bool) {
 	switch {
 	case dstr == 1 && sstr == 1:
 		dr, sr := dst[d:d+n], src[s:s+n]
 		if acc {
-			for i, v := range sr {
-				dr[i] += v
-			}
+			k.Add(dr, dr, sr)
 		} else {
 			copy(dr, sr)
 		}
 	case dstr == 1 && sstr == 0:
 		dr, v := dst[d:d+n], src[s]
 		if acc {
-			for i := range dr {
-				dr[i] += v
-			}
+			k.AddScalar(dr, dr, v)
 		} else {
-			for i := range dr {
-				dr[i] = v
-			}
+			k.Fill(dr, v)
 		}
 	default:
 		if acc {
