@@ -175,7 +175,7 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 		e.skinny(transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	if e.swapBetter(m, n) {
+	if e.swapBetter(transA, transB, m, n) {
 		// A narrow C (n well under the kernel's nr, as in LoRA's x·A with
 		// rank 8) would waste most of each tile. Cᵀ = op(B)ᵀ·op(A)ᵀ has
 		// the long side across the tiles instead: compute it into scratch
@@ -373,14 +373,32 @@ func (e *Engine) skinnyRows(ws *workspace, i0, i1 int) {
 	}
 }
 
-// swapBetter reports whether computing Cᵀ fills the kernel's tiles
-// markedly better than computing C, as for a C only a few columns wide.
-func (e *Engine) swapBetter(m, n int) bool {
+// swapBetter reports whether computing Cᵀ = op(B)ᵀ·op(A)ᵀ is better
+// than computing C. A product with one or two row panels and op(B) = B
+// reads B in place (see Engine.run), which for a narrow C (LoRA's
+// (xA)ᵀ·dY and xᵀ·dH, where the other operand is tall) saves packing the
+// big operand: for the SSE kernel, whose packed A takes four times the
+// space, that decides it (3× on those shapes); the AVX kernels chose the
+// same orientations already, by their tiles. Otherwise the orientation
+// whose tiles are markedly fuller wins, as for a C only a few columns
+// wide.
+func (e *Engine) swapBetter(transA, transB bool, m, n int) bool {
+	direct := func(rows int, transB bool) bool { return !transB && rows <= 2*e.k.mr }
 	fill := func(rows, cols int) float64 {
 		mr, nr := e.k.mr, e.k.nr
 		return float64(rows*cols) / float64((rows+mr-1)/mr*mr*((cols+nr-1)/nr*nr))
 	}
-	return fill(n, m) > 1.25*fill(m, n)
+	here, swapped := fill(m, n), fill(n, m)
+	switch dm, dn := direct(m, transB), direct(n, !transA); {
+	case dm && !dn:
+		return false
+	case dn && !dm:
+		// Packing the big operand costs about what multiplying it by
+		// a few-row panel does: reading it in place wins unless its
+		// tiles are less than half as full.
+		return 2*swapped >= here
+	}
+	return swapped > 1.25*here
 }
 
 // transposeInto sets the m×n matrix C to tᵀ + beta·C, where t is n×m

@@ -78,6 +78,7 @@ var testShapes = []shape{
 	{31, 7, 64}, {64, 64, 64}, {67, 131, 259}, {97, 33, 300}, {130, 70, 11},
 	{20, 300, 100}, {7, 500, 64}, {150, 20, 90},
 	{200, 8, 96}, {96, 5, 200}, {130, 3, 1}, // narrow C, computed transposed
+	{50, 9, 67}, {33, 16, 130}, // narrow C as dot products (Engine.skinny), k tails
 }
 
 // checkSgemm runs one Sgemm on e and compares every element of C, and the
@@ -461,6 +462,52 @@ func TestRowDotKernels(t *testing.T) {
 				}
 				if math.Abs(float64(got)-want) > 2*float64(k)*mag/(1<<23)+1e-30 {
 					t.Fatalf("%s k=%d: out[%d] = %v, want %v", kr.name, k, j, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestDotKernels calls each kernel's dot directly: a dotRows×4 block of
+// dot products of rows of A with rows of Bᵀ, whose strides' padding is
+// NaN, which must not reach a sum, against float64 sums.
+func TestDotKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 13))
+	for _, kr := range kernelsUnderTest() {
+		if kr.dot == nil {
+			continue
+		}
+		for _, k := range []int{kr.dotK, 2 * kr.dotK, 5 * kr.dotK, 16 * kr.dotK} {
+			lda, ldbt := k+3, k+kr.dotK+1
+			a := make([]float32, (kr.dotRows-1)*lda+k)
+			bt := make([]float32, 3*ldbt+k)
+			for i := range a {
+				a[i] = float32(math.NaN())
+			}
+			for i := range bt {
+				bt[i] = float32(math.NaN())
+			}
+			for p := 0; p < k; p++ {
+				for r := 0; r < kr.dotRows; r++ {
+					a[r*lda+p] = float32(rng.NormFloat64())
+				}
+				for j := 0; j < 4; j++ {
+					bt[j*ldbt+p] = float32(rng.NormFloat64())
+				}
+			}
+			out := make([]float32, kr.dotRows*4)
+			kr.dot(k, a, lda, bt, ldbt, out)
+			for r := 0; r < kr.dotRows; r++ {
+				for j := 0; j < 4; j++ {
+					var want, mag float64
+					for p := 0; p < k; p++ {
+						v := float64(a[r*lda+p]) * float64(bt[j*ldbt+p])
+						want += v
+						mag += math.Abs(v)
+					}
+					if got := float64(out[r*4+j]); math.Abs(got-want) > 2*float64(k)*mag/(1<<23)+1e-30 {
+						t.Fatalf("%s k=%d: out[%d] = %v, want %v", kr.name, k, r*4+j, got, want)
+					}
 				}
 			}
 		}

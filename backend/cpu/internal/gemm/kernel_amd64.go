@@ -64,6 +64,7 @@ var sseKernel = &kernel{
 	id: "sse", name: "sse 6x8", mr: 6, nr: 8,
 	kc: 256, mc: 96, nc: 4096,
 	full: sseFull, bcastA: true,
+	dot: dot2x4s, dotRows: 2, dotK: 4,
 	rowDot: rowDot8s,
 }
 

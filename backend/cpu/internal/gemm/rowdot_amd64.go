@@ -11,10 +11,7 @@ func sdot1x8z(k int, a *float32, bt *float32, ldbt int, out *float32)
 //go:noescape
 func sdot1x8y(k int, a *float32, bt *float32, ldbt int, out *float32)
 
-//go:noescape
-func sdot1x8s(k int, a *float32, bt *float32, ldbt int, out *float32)
-
-// rowDot8z, rowDot8y and rowDot8s check the operands before handing raw pointers to
+// rowDot8z and rowDot8y check the operands before handing raw pointers to
 // the assembly.
 func rowDot8z(k int, a, bt []float32, ldbt int, out []float32) {
 	_ = a[k-1]
@@ -28,11 +25,4 @@ func rowDot8y(k int, a, bt []float32, ldbt int, out []float32) {
 	_ = bt[7*ldbt+k-1]
 	_ = out[7]
 	sdot1x8y(k, &a[0], &bt[0], ldbt, &out[0])
-}
-
-func rowDot8s(k int, a, bt []float32, ldbt int, out []float32) {
-	_ = a[k-1]
-	_ = bt[7*ldbt+k-1]
-	_ = out[7]
-	sdot1x8s(k, &a[0], &bt[0], ldbt, &out[0])
 }
