@@ -225,3 +225,66 @@ func TestRowStepAccuracy(t *testing.T) {
 		}
 	}
 }
+
+// TestExpShiftSumAccuracy checks the sums of exponentials against
+// float64: each term alone over a dense sweep of arguments down to where
+// the result leaves the normal range, and rows of a thousand terms below
+// their maximum (as softmax and cross-entropy shift them), with −Inf and
+// NaN. The terms use expSum32's shorter exponential, whose error grows
+// with |x| by the float32 ln 2 of its reduction (1.9e−9 relative per unit
+// of n = x/ln 2); the sums, dominated by their terms near 1, stay within
+// a float32 ulp (relative 1.2e−7), the float32 grouping of four terms
+// included.
+func TestExpShiftSumAccuracy(t *testing.T) {
+	xs := sweep(-87, 0, 1<<20)
+	for _, k := range All() {
+		var worst, worstX float64
+		for _, x := range xs {
+			got := k.ExpShiftSum([]float32{x}, 1, 0)
+			ref := math.Exp(float64(x))
+			n := math.Abs(math.Round(float64(x) / math.Ln2))
+			// 1.06e−7 for the polynomial and 6e−8 or so for roundings
+			// (1.65e−7 measured at most), 1.9e−9·n for ln2F.
+			e := math.Abs(got-ref) / ref / (1.8e-7 + 2e-9*n)
+			if !(e <= worst) {
+				worst, worstX = e, float64(x)
+			}
+		}
+		t.Logf("ExpShiftSum %-6s terms: max error %.2f of the bound (at %.7g)", k.Name, worst, worstX)
+		if !(worst <= 1) {
+			t.Errorf("ExpShiftSum (%s): a term's error is %.3g times the bound at x = %.9g", k.Name, worst, worstX)
+		}
+	}
+	rng := rand.New(rand.NewPCG(8, 8))
+	for _, spread := range []float64{0.01, 1, 5, 30, 200} {
+		for _, k := range All() {
+			var worst float64
+			for range 200 {
+				x := make([]float32, 1000+rng.IntN(64))
+				for i := range x {
+					x[i] = float32(-spread * rng.Float64())
+				}
+				x[rng.IntN(len(x))] = 0 // the maximum, as after the shift
+				x[rng.IntN(len(x))] = float32(math.Inf(-1))
+				var ref float64
+				for _, v := range x {
+					ref += math.Exp(float64(v))
+				}
+				worst = max(worst, math.Abs(k.ExpShiftSum(x, 1, 0)-ref)/ref)
+			}
+			t.Logf("ExpShiftSum %-6s rows, spread %g: max relative error %.3g", k.Name, spread, worst)
+			if !(worst <= 1.2e-7) { // 5.7e−8 measured at most
+				t.Errorf("ExpShiftSum (%s), spread %g: relative error %.3g, above 1.2e-7", k.Name, spread, worst)
+			}
+		}
+	}
+	for _, k := range All() {
+		nan := float32(math.NaN())
+		if s := k.ExpShiftSum([]float32{0, -1, nan, -3}, 1, 0); !math.IsNaN(s) {
+			t.Errorf("ExpShiftSum (%s) with a NaN = %v, want NaN", k.Name, s)
+		}
+		if s := k.ExpShiftSum([]float32{float32(math.Inf(-1)), 0}, 1, 0); s != 1 {
+			t.Errorf("ExpShiftSum (%s) of {−Inf, 0} = %v, want 1", k.Name, s)
+		}
+	}
+}

@@ -6,6 +6,10 @@ package vec
 // exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.
 var expQ = [...]float32{0.49999994, 0.16666521, 0.04166839, 0.00836871, 0.0013814613}
 
+// expS is generated; see fit_coeffs.go.
+// exp(r) ≈ 1 + r + r²·Σ expS[k]·r^k for |r| ≤ ln2/2 (expSum32).
+var expS = [...]float32{0.4999923, 0.16667114, 0.041890115, 0.008312525}
+
 // logL is generated; see fit_coeffs.go.
 // log(1+f) ≈ f − f²/2 + f³·Σ logL[k]·f^k for √½−1 ≤ f < √2−1.
 var logL = [...]float32{0.3333333, -0.25000823, 0.20001227, -0.16623357, 0.14201759, -0.13160184, 0.12761573, -0.076344885}

@@ -154,6 +154,13 @@ func main() {
 		c := fit(-h, h, deg("EXP", 4), id, f, w)
 		fmt.Fprintf(os.Stderr, "exp: max rel err %.3g\n", maxErr(-h, h, c, id, f, w))
 		print("expQ", "exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.", c)
+		// One degree less for the terms of sums (expSum32), over a
+		// slightly wider range: its reduction by a float32 ln 2 leaves r
+		// up to n·2e−9 beyond ln2/2.
+		hs := h + 1e-6
+		cs := fit(-hs, hs, deg("EXPSUM", 3), id, f, w)
+		fmt.Fprintf(os.Stderr, "expSum: max rel err %.3g\n", maxErr(-hs, hs, cs, id, f, w))
+		print("expS", "exp(r) ≈ 1 + r + r²·Σ expS[k]·r^k for |r| ≤ ln2/2 (expSum32).", cs)
 	}
 	// log(1+f) = f − f²/2 + f³·L(f) on [√½−1, √2−1].
 	{

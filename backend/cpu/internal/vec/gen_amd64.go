@@ -197,6 +197,31 @@ func (g *gen) exp(x string, t []string, o expOpts) {
 	g.I("VMULPS %s, %s, %s", t1, t1, x)
 	g.I("VFMADD213PS %s, %s, %s", t1, t2, x) // r²·Q + r
 	g.I("VADDPS %s, %s, %s", c("cOne"), x, x)
+	g.scale2n(x, t0, t1, o.wide)
+}
+
+// expSum sets x = e^x for x ≤ 88 (−Inf and NaN are fine) with the
+// cheaper reduction and polynomial of expSum32 (see math32.go), for sums
+// of exponentials only, using three temporaries.
+func (g *gen) expSum(x string, t []string) {
+	t0, t1, t2 := t[0], t[1], t[2]
+	g.I("VMOVUPS %s, %s", c("cExpLo"), t0)
+	g.I("VMAXPS %s, %s, %s", x, t0, x) // NaN in x is returned
+	g.I("VMULPS %s, %s, %s", c("cLog2e"), x, t0)
+	g.round(t0, t0)                                  // n
+	g.I("VFNMADD231PS %s, %s, %s", c("cLn2"), t0, x) // r
+	g.horner("cExpS", 3, x, t2)
+	g.I("VMULPS %s, %s, %s", x, x, t1)
+	g.I("VFMADD213PS %s, %s, %s", x, t2, t1) // r²·S + r
+	g.I("VADDPS %s, %s, %s", c("cOne"), t1, x)
+	g.scale2n(x, t0, t1, true)
+}
+
+// scale2n multiplies x by 2^n for the integral float32 n in register n
+// (clobbered, as is t); with wide, results beyond the normal range
+// overflow or go subnormal with one rounding.
+func (g *gen) scale2n(x, n, t string, wide bool) {
+	t0, t1 := n, t
 	if g.wide() {
 		// AVX-512 scales by 2^n in one instruction, overflowing to +Inf
 		// and rounding subnormal results once, as the two steps do.
@@ -204,7 +229,7 @@ func (g *gen) exp(x string, t []string, o expOpts) {
 		return
 	}
 	g.I("VCVTPS2DQ %s, %s", t0, t0)
-	if o.wide {
+	if wide {
 		g.I("VPSRAD $1, %s, %s", t0, t1)
 		g.I("VPSUBD %s, %s, %s", t1, t0, t0)
 		g.I("VPADDD %s, %s, %s", c("cI127"), t1, t1)
@@ -1105,7 +1130,13 @@ func (g *gen) expShift(store bool) {
 	x2, t2 := r.v(), r.vs(3)
 	exp := func(x string, t []string) {
 		g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
-		g.exp(x, t, expOpts{lo: true, wide: true})     // callers keep it ≤ 88
+		// Callers keep it ≤ 88. The terms of a sum need less accuracy
+		// than stored ones (see expSum32).
+		if store {
+			g.exp(x, t, expOpts{lo: true, wide: true})
+		} else {
+			g.expSum(x, t)
+		}
 	}
 	add := func(x string) {
 		for h := 0; h < 2; h++ {
@@ -1371,6 +1402,8 @@ var consts = [][2]string{
 	{"cExpHi", "splat(expHi)"},
 	{"cI127", "splatBits(127)"},
 	{"cExpQ", "[5][16]float32(splatTable(expQ[:], 5))"},
+	{"cLn2", "splat(ln2F)"},
+	{"cExpS", "[4][16]float32(splatTable(expS[:], 4))"},
 	{"cMinNormal", "splat(0x1p-126)"},
 	{"cTwo23", "splat(0x1p23)"},
 	{"c23", "splat(23)"},

@@ -235,7 +235,7 @@ func goExpShift(dst, x []float32, scale, shift float32) float64 {
 func goExpShiftSum(x []float32, scale, shift float32) float64 {
 	var s float64
 	for _, v := range x {
-		s += float64(exp32(expShiftArg(v, scale, shift)))
+		s += float64(expSum32(expShiftArg(v, scale, shift)))
 	}
 	return s
 }

@@ -20,6 +20,10 @@ const (
 	ln2Hi = 0.693359375
 	ln2Lo = -2.12194440e-4
 
+	// ln2F is ln 2 rounded to float32 (low by 1.9e-9), expSum32's
+	// one-step reduction constant.
+	ln2F = float32(math.Ln2)
+
 	// expLo and expHi bound exp's argument without changing its result:
 	// exp(−110) < 2⁻¹⁵⁰ rounds to 0 and exp(89) overflows to +Inf.
 	expLo = -110
@@ -84,6 +88,30 @@ func exp32(x float32) float32 {
 	i := int32(n)
 	i1 := i >> 1
 	return expCore(r) * pow2(i1) * pow2(i-i1)
+}
+
+// expSum32 returns e^x for x ≤ 88.7 (−Inf gives 0, NaN NaN), for terms
+// that are only summed (ExpShiftSum): a one-constant range reduction and
+// a polynomial one degree lower than exp32's, which the assembly
+// evaluates in two fewer multiply-adds. The reduction by ln2F shifts the
+// result by a relative n·1.9e−9 (n = round(x/ln 2)), under an ulp only
+// for |x| ≲ 20; the polynomial adds up to 1e−7. A sum of such terms with
+// its largest term near 1 (x − max ≤ 0, as callers shift) is thus within
+// about an ulp of a sum of correctly rounded terms: the terms far below 1,
+// whose error is larger, add too little to matter, and exp(0) = 1
+// exactly. accuracy_test.go checks sums against float64.
+func expSum32(x float32) float32 {
+	x = max(x, expLo) // NaN passes (max returns it)
+	n := roundEven(x * log2e)
+	// x − n·ln2F rounded once, as the assembly's fused multiply-add.
+	r := float32(math.FMA(float64(-n), float64(ln2F), float64(x)))
+	q := expS[3]
+	q = q*r + expS[2]
+	q = q*r + expS[1]
+	q = q*r + expS[0]
+	i := int32(n)
+	i1 := i >> 1
+	return ((r*r*q + r) + 1) * pow2(i1) * pow2(i-i1)
 }
 
 // log32 returns ln x: −Inf for 0, NaN for negative x and NaN, +Inf for

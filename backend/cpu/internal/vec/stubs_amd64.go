@@ -26,6 +26,8 @@ var (
 	cExpHi        = splat(expHi)
 	cI127         = splatBits(127)
 	cExpQ         = [5][16]float32(splatTable(expQ[:], 5))
+	cLn2          = splat(ln2F)
+	cExpS         = [4][16]float32(splatTable(expS[:], 4))
 	cMinNormal    = splat(0x1p-126)
 	cTwo23        = splat(0x1p23)
 	c23           = splat(23)
