@@ -104,11 +104,14 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 			// the write-combining buffer and stall for a memory round
 			// trip every row. Split, the line holding d[t] is written with
 			// ordinary stores (the kernels' unaligned head and tail).
+			if eps != 0 {
+				// scale·(e/sum − uniform) = (e − uniform·sum)·scale/sum:
+				// subtracted from e while it is in the cache, not from d
+				// after its streaming stores, which would read it back.
+				k.AddScalar(e, e, float32(-uniform*sum))
+			}
 			k.ScaleTo(d[:t], e[:t], scale/sum)
 			k.ScaleTo(d[t+1:], e[t+1:], scale/sum)
-			if eps != 0 {
-				k.AddScalar(d, d, float32(-scale*uniform))
-			}
 			d[t] = float32(scale * (et/sum - (uniform + 1 - eps)))
 		}
 		k.Fence()
