@@ -196,6 +196,9 @@ func describe(threads int, simd bool) string {
 		brand = "unknown " + runtime.GOARCH + " CPU"
 	}
 	feats := "no SIMD features detected"
+	if noasmBuild {
+		brand, feats = runtime.GOARCH+" CPU", "features not read: built with -tags noasm"
+	}
 	if f := features(); len(f) > 0 {
 		feats = strings.Join(f, " ")
 	}
