@@ -88,26 +88,36 @@ func WriteDir(dir string, fill func(dir string) error) (err error) {
 		return fmt.Errorf("writing %s: %w", dir, err)
 	}
 	clean := filepath.Clean(dir)
-	tmp, err := os.MkdirTemp(filepath.Dir(clean), "."+filepath.Base(clean)+".tmp-*")
+	tmp, err := fillTemp(clean, fill, "writing")
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", dir, err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err = fill(tmp); err != nil {
 		return err
 	}
-	// MkdirTemp makes the folder 0700; give it the usual permissions.
-	if err = os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("writing %s: %w", dir, err)
-	}
 	if err = os.Rename(tmp, clean); err != nil {
+		os.RemoveAll(tmp)
 		return fmt.Errorf("writing %s: %w", dir, err)
 	}
 	return nil
+}
+
+// fillTemp makes a new hidden sibling folder of dir, has fill write into
+// it and gives it the usual permissions, returning its path. On error the
+// folder is removed; fill's error is returned as it is, the others say
+// what was being done to dir (verb).
+func fillTemp(dir string, fill func(dir string) error, verb string) (tmp string, err error) {
+	tmp, err = os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", verb, dir, err)
+	}
+	if err = fill(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	// MkdirTemp makes the folder 0700; give it the usual permissions.
+	if err = os.Chmod(tmp, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("%s %s: %w", verb, dir, err)
+	}
+	return tmp, nil
 }
 
 // rename is os.Rename; tests replace it to fail ReplaceDir between its
@@ -131,22 +141,15 @@ func ReplaceDir(dir string, fill func(dir string) error) (err error) {
 		return fmt.Errorf("replacing %s: exists and is not a folder", dir)
 	}
 	parent, base := filepath.Dir(clean), filepath.Base(clean)
-	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-*")
+	tmp, err := fillTemp(clean, fill, "replacing")
 	if err != nil {
-		return fmt.Errorf("replacing %s: %w", dir, err)
+		return err
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err = fill(tmp); err != nil {
-		return err
-	}
-	// MkdirTemp makes the folder 0700; give it the usual permissions.
-	if err = os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("replacing %s: %w", dir, err)
-	}
 	old := ""
 	if _, statErr := os.Lstat(clean); statErr == nil {
 		// Named after tmp, whose random suffix keeps it unique.
