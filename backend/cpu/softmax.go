@@ -44,7 +44,7 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 			x, y := s[r*keys:(r+1)*keys], d[r*keys:(r+1)*keys]
 			n := visible(r, queries, keys, p)
 			if n > 0 {
-				softmaxRow(k, y[:n], x[:n], row(tmp, c), scale, 1)
+				softmaxRow(k, y[:n], x[:n], row(tmp, c), scale, 1, nextRow(s, r, hi, keys))
 			}
 			clear(y[n:])
 		}
@@ -57,9 +57,12 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 // maximum skips still makes the sum, and so every output, NaN. With tmp
 // (at least as long as x) the exponentials go there first, so that the
 // final pass writes y without reading it, which lets streaming kernels
-// write y with non-temporal stores; without, they go to y.
-func softmaxRow(k *vec.Kernels, y, x, tmp []float32, scale float32, num float64) (m float32, sum float64) {
+// write y with non-temporal stores; without, they go to y. After the
+// maximum's pass it prefetches next (nil for none), the row to come, which
+// then arrives while this one's exponentials are computed from the cache.
+func softmaxRow(k *vec.Kernels, y, x, tmp []float32, scale float32, num float64, next []float32) (m float32, sum float64) {
 	m = k.MaxScaled(x, scale)
+	k.Prefetch(next)
 	e := y
 	if tmp != nil {
 		e = tmp[:len(x)]
@@ -76,6 +79,15 @@ func (b *Backend) rowScratch(k *vec.Kernels, chunks, n int) [][]float32 {
 		return nil
 	}
 	return b.scratch32(chunks, n)
+}
+
+// nextRow returns row r+1 of the rows of n floats in xs, or nil after the
+// last row, hi.
+func nextRow(xs []float32, r, hi, n int) []float32 {
+	if r+1 >= hi {
+		return nil
+	}
+	return xs[(r+1)*n : (r+2)*n]
 }
 
 // row returns rows[c], or nil when rows is.

@@ -1253,6 +1253,28 @@ func (g *gen) expShift(store bool) {
 	g.I("RET")
 }
 
+// prefetch asks for every cache line of x[0:n] to be brought into the
+// cache (PREFETCHT0), without waiting for any of them.
+func (g *gen) prefetch() {
+	name := "prefetch" + g.suffix
+	args := []param{{"x", 8, "*float32"}, {"n", 8, "int"}}
+	_, _, total := frame(args, nil)
+	declare(name, fmt.Sprintf("%s is the %s prefetch kernel", name, g.suffix), args, nil)
+	table("prefetch", g.suffix, name, args, nil)
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, total)
+	g.I("MOVQ x+0(FP), SI")
+	g.I("MOVQ n+8(FP), CX")
+	g.I("LEAQ (SI)(CX*4), CX") // end
+	g.label("loop")
+	g.I("CMPQ SI, CX")
+	g.I("JAE done")
+	g.I("PREFETCHT0 (SI)")
+	g.I("ADDQ $64, SI")
+	g.I("JMP loop")
+	g.label("done")
+	g.I("RET")
+}
+
 // max returns the largest element of x (n ≥ 1) and whether x holds a NaN;
 // with scaled it returns the largest s·x and no NaN report.
 func (g *gen) max(scaled bool) {
@@ -1713,6 +1735,7 @@ func main() {
 		g.expShift(false)
 		g.max(false)
 		g.max(true)
+		g.prefetch()
 	}
 	stubs.WriteString("// asmFuncs holds the entry points of one instruction set; element-wise\n// kernels have two, the second with non-temporal stores.\ntype asmFuncs struct {\n\tlanes int\n")
 	for _, f := range fieldOrder {

@@ -145,6 +145,11 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			}
 			return f.expShiftSum(&x[0], scale, shift, len(x))
 		},
+		Prefetch: func(x []float32) {
+			if len(x) > 0 {
+				f.prefetch(&x[0], len(x))
+			}
+		},
 		Accumulate: func(acc []float64, x []float32) {
 			if len(acc) == 0 {
 				return

@@ -7574,6 +7574,20 @@ done:
 	VZEROUPPER
 	RET
 
+// func prefetchAVX2
+TEXT ·prefetchAVX2(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	LEAQ (SI)(CX*4), CX
+loop:
+	CMPQ SI, CX
+	JAE done
+	PREFETCHT0 (SI)
+	ADDQ $64, SI
+	JMP loop
+done:
+	RET
+
 // func fillAVX512
 TEXT ·fillAVX512(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
@@ -15937,4 +15951,18 @@ done:
 	VMAXPS X5, X1, X1
 	VMOVSS X1, m+24(FP)
 	VZEROUPPER
+	RET
+
+// func prefetchAVX512
+TEXT ·prefetchAVX512(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	LEAQ (SI)(CX*4), CX
+loop:
+	CMPQ SI, CX
+	JAE done
+	PREFETCHT0 (SI)
+	ADDQ $64, SI
+	JMP loop
+done:
 	RET

@@ -496,6 +496,11 @@ func maxAVX2(x *float32, n int) (m float32, nan bool)
 //go:noescape
 func maxScaledAVX2(x *float32, s float32, n int) (m float32)
 
+// prefetchAVX2 is the AVX2 prefetch kernel
+//
+//go:noescape
+func prefetchAVX2(x *float32, n int)
+
 // fillAVX512 is the AVX512 fill kernel.
 //
 //go:noescape
@@ -951,6 +956,11 @@ func maxAVX512(x *float32, n int) (m float32, nan bool)
 //go:noescape
 func maxScaledAVX512(x *float32, s float32, n int) (m float32)
 
+// prefetchAVX512 is the AVX512 prefetch kernel
+//
+//go:noescape
+func prefetchAVX512(x *float32, n int)
+
 // asmFuncs holds the entry points of one instruction set; element-wise
 // kernels have two, the second with non-temporal stores.
 type asmFuncs struct {
@@ -1007,6 +1017,7 @@ type asmFuncs struct {
 	expShiftSum        func(*float32, float32, float32, int) float64
 	max                func(*float32, int) (float32, bool)
 	maxScaled          func(*float32, float32, int) float32
+	prefetch           func(*float32, int)
 }
 
 var funcsAVX2 = asmFuncs{
@@ -1063,6 +1074,7 @@ var funcsAVX2 = asmFuncs{
 	expShiftSum:        expShiftSumAVX2,
 	max:                maxAVX2,
 	maxScaled:          maxScaledAVX2,
+	prefetch:           prefetchAVX2,
 }
 
 var funcsAVX512 = asmFuncs{
@@ -1119,4 +1131,5 @@ var funcsAVX512 = asmFuncs{
 	expShiftSum:        expShiftSumAVX512,
 	max:                maxAVX512,
 	maxScaled:          maxScaledAVX512,
+	prefetch:           prefetchAVX512,
 }

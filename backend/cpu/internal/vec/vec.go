@@ -97,6 +97,11 @@ type Kernels struct {
 	// whose largest term is near 1 (shift the maximum) is within a
 	// float32 ulp, 1.2e−7 relative, of the exact one.
 	ExpShiftSum func(x []float32, scale, shift float32) float64
+	// Prefetch asks for x to be brought into the cache without waiting
+	// for it, so that a row to be read next arrives while the current one
+	// is computed on; it changes nothing that can be observed, and the Go
+	// set's does nothing.
+	Prefetch func(x []float32)
 	// Accumulate adds x to the float64 accumulators acc (the length is
 	// len(acc)).
 	Accumulate func(acc []float64, x []float32)
@@ -214,7 +219,7 @@ var Go = &Kernels{
 	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, SumSquaresDot3: goSumSquaresDot3,
 	SumSquaredDiff: goSumSquaredDiff,
 	Max:            goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
-	Accumulate: goAccumulate,
+	Accumulate: goAccumulate, Prefetch: func([]float32) {},
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
 	RMSNormGrad: goRMSNormGrad, LayerNormGrad: goLayerNormGrad,

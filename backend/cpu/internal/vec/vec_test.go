@@ -622,3 +622,23 @@ func TestAllNamesGoFirst(t *testing.T) {
 		t.Errorf("Best() = %q, want the last of All(), %q", b.Name, all[len(all)-1].Name)
 	}
 }
+
+// TestPrefetch checks that Prefetch, a hint, accepts any slice (nil,
+// empty, short, unaligned, ending at the end of its array) and leaves its
+// contents as they were.
+func TestPrefetch(t *testing.T) {
+	buf := make([]float32, 1000)
+	for i := range buf {
+		buf[i] = float32(i)
+	}
+	for _, k := range All() {
+		for _, x := range [][]float32{nil, buf[:0], buf[3:4], buf[1:17], buf[5:], buf} {
+			k.Prefetch(x)
+		}
+		for i, v := range buf {
+			if v != float32(i) {
+				t.Fatalf("%s: Prefetch changed element %d to %v", k.Name, i, v)
+			}
+		}
+	}
+}
