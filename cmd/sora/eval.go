@@ -99,7 +99,10 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		}
 		ad, hasHead = &a, a.head
 		if *modelPath == "" {
-			*modelPath = a.meta.BaseModel
+			if *modelPath, err = a.baseModel(); err != nil {
+				fmt.Fprintf(stderr, "sora eval: %v\n", err)
+				return exitUsage
+			}
 		}
 	}
 	if *modelPath == "" {

@@ -75,7 +75,10 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		if *modelPath == "" {
-			*modelPath = a.meta.BaseModel
+			if *modelPath, err = a.baseModel(); err != nil {
+				fmt.Fprintf(stderr, "sora generate: %v\n", err)
+				return exitUsage
+			}
 		}
 		ad = &a
 	}
@@ -229,9 +232,38 @@ type adapterInfo struct {
 func readAdapter(dir string) (adapterInfo, error) {
 	_, meta, err := adapter.ReadConfig(dir)
 	if err != nil {
+		// Passing the output folder of "sora finetune" instead of its
+		// adapter/ is an easy slip; name the folder meant.
+		inner := filepath.Join(dir, "adapter")
+		if _, serr := os.Stat(filepath.Join(dir, adapter.ConfigFile)); errors.Is(serr, os.ErrNotExist) {
+			if _, ierr := os.Stat(filepath.Join(inner, adapter.ConfigFile)); ierr == nil {
+				return adapterInfo{}, fmt.Errorf("%s holds no %s, but its adapter/ folder does (a \"sora finetune\" output folder?): use --adapter %s", dir, adapter.ConfigFile, inner)
+			}
+		}
 		return adapterInfo{}, err
 	}
 	return adapterInfo{dir: dir, meta: meta, head: slices.Contains(meta.ModulesToSave, llama.ScoreModule)}, nil
+}
+
+// baseModel returns the base model named by the adapter's config
+// (base_model_name_or_path), for commands run without --model; "" when it
+// names none. "sora finetune" records --model as it was given, so a
+// relative path only resolves from the folder the training ran in: when the
+// path does not exist, the error says where it came from and asks for
+// --model rather than reporting a missing model the user never named.
+func (a adapterInfo) baseModel() (string, error) {
+	p := a.meta.BaseModel
+	if p == "" {
+		return "", nil
+	}
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		where := ""
+		if !filepath.IsAbs(p) {
+			where = ", relative to the folder the adapter was trained in"
+		}
+		return "", fmt.Errorf("no --model given, and the base model that %s names (base_model_name_or_path %q%s) does not exist here: pass --model", filepath.Join(a.dir, adapter.ConfigFile), p, where)
+	}
+	return p, nil
 }
 
 // apply loads the adapter onto m without merging it, first giving m a

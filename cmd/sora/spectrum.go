@@ -49,7 +49,10 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if *modelPath == "" {
-		*modelPath = ad.meta.BaseModel
+		if *modelPath, err = ad.baseModel(); err != nil {
+			fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
+			return exitUsage
+		}
 	}
 	if *modelPath == "" {
 		fmt.Fprintln(stderr, "sora spectrum: --model is required (the adapter's config does not name its base model)")

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/peft/adapter"
+)
+
+// writeAdapterConfig writes a LoRA adapter_config.json into dir naming
+// base as its base model; the commands below fail before they need the
+// weights.
+func writeAdapterConfig(t *testing.T, dir, base string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := `{"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16, "target_modules": "all-linear", "base_model_name_or_path": ` +
+		strconv.Quote(base) + `}`
+	if err := os.WriteFile(filepath.Join(dir, adapter.ConfigFile), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdapterPathMistakes covers two slips a user makes with --adapter:
+// passing the output folder of "sora finetune" instead of its adapter/,
+// and running from another folder than the training did, so that the
+// relative base model path recorded in the adapter no longer resolves.
+// Both must say what to pass instead, with a usage or failure status,
+// rather than "no such file" about a path the user never typed.
+func TestAdapterPathMistakes(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	writeAdapterConfig(t, filepath.Join(run, "adapter"), "../nowhere/stories260K.bin")
+	ad := filepath.Join(run, "adapter")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"eval on run folder", []string{"eval", "--tokenizer", "t.bin", "--data", "d.json", "--adapter", run}, exitFailure,
+			[]string{"a \"sora finetune\" output folder?", "--adapter " + ad}},
+		{"generate on run folder", []string{"generate", "--tokenizer", "t.bin", "--adapter", run}, exitFailure,
+			[]string{"--adapter " + ad}},
+		{"spectrum on run folder", []string{"spectrum", "--adapter", run}, exitFailure, []string{"--adapter " + ad}},
+		{"merge on run folder", []string{"merge", "--model", "m.bin", "--out", filepath.Join(dir, "o.bin"), "--adapter", run}, exitFailure,
+			[]string{"--adapter " + ad}},
+		{"eval, stale base path", []string{"eval", "--tokenizer", "t.bin", "--data", "d.json", "--adapter", ad}, exitUsage,
+			[]string{`base_model_name_or_path "../nowhere/stories260K.bin"`, "relative to the folder the adapter was trained in", "pass --model"}},
+		{"generate, stale base path", []string{"generate", "--tokenizer", "t.bin", "--adapter", ad}, exitUsage,
+			[]string{"../nowhere/stories260K.bin", "pass --model"}},
+		{"spectrum, stale base path", []string{"spectrum", "--adapter", ad}, exitUsage,
+			[]string{"../nowhere/stories260K.bin", "pass --model"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := runCLI(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d; stderr %q", code, tc.code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q does not mention %q", errOut, w)
+				}
+			}
+		})
+	}
+	// A folder that holds neither keeps the plain error.
+	code, _, errOut := runCLI(t, "spectrum", "--adapter", filepath.Join(dir, "none"))
+	if code != exitFailure || strings.Contains(errOut, "output folder") || !strings.Contains(errOut, filepath.Join(dir, "none")) {
+		t.Errorf("missing adapter: status %d, stderr %q", code, errOut)
+	}
+}
