@@ -137,6 +137,9 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
 	}
+	if note := set.lengthNote(limit, w.Config.MaxSeqLen); note != "" {
+		fmt.Fprintf(stdout, "note: %s: %s\n", *dataPath, note)
+	}
 	m, release, code := openModel("eval", *name, w, *modelPath, stderr)
 	if m == nil {
 		return code

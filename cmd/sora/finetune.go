@@ -337,9 +337,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			return fail("%s has %d classes, %s has %d", f.evalData, len(evalSet.classes), f.data, len(trainSet.classes))
 		}
 	}
-	describeData(stdout, "train", f.data, trainSet, task)
+	describeData(stdout, "train", f.data, trainSet, task, maxLen, w.Config.MaxSeqLen)
 	if evalSet != nil {
-		describeData(stdout, "eval", f.evalData, evalSet, task)
+		describeData(stdout, "eval", f.evalData, evalSet, task, maxLen, w.Config.MaxSeqLen)
 	}
 
 	m, release, code := openModel("finetune", f.backend, w, f.model, stderr)
@@ -454,7 +454,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func describeData(w io.Writer, what, path string, td *taskData, task train.Task) {
+func describeData(w io.Writer, what, path string, td *taskData, task train.Task, maxLen, modelLen int) {
 	msg := fmt.Sprintf("%s data: %s, %d sequences, %d tokens", what, path, len(td.seqs), td.stats.Tokens)
 	if task == train.Classify {
 		counts := make([]int, len(td.classes))
@@ -469,13 +469,32 @@ func describeData(w io.Writer, what, path string, td *taskData, task train.Task)
 	} else {
 		msg += fmt.Sprintf(", %d answer tokens", td.stats.Trained)
 	}
-	if td.stats.Truncated > 0 {
-		msg += fmt.Sprintf("; %d cut to --max-len", td.stats.Truncated)
-	}
-	if td.stats.Dropped > 0 {
-		msg += fmt.Sprintf("; %d left out (prompt alone fills --max-len)", td.stats.Dropped)
+	if note := td.lengthNote(maxLen, modelLen); note != "" {
+		msg += "; " + note
 	}
 	fmt.Fprintln(w, msg)
+}
+
+// lengthNote says what fitting the rows into maxLen tokens cost ("" when
+// nothing): how many were cut short, and how many were left out because
+// their prompt alone fills maxLen. Left-out rows are easy to miss (a
+// --max-eval 20 that scores 1 row), so when the model takes longer
+// sequences than maxLen the note names the --max-len that keeps more.
+func (td *taskData) lengthNote(maxLen, modelLen int) string {
+	// Encoding counts a left-out row as cut too; report the two apart.
+	cut, dropped := td.stats.Truncated-td.stats.Dropped, td.stats.Dropped
+	var parts []string
+	if cut > 0 {
+		parts = append(parts, fmt.Sprintf("%d cut to --max-len %d", cut, maxLen))
+	}
+	if dropped > 0 {
+		rows := len(td.seqs) + dropped
+		parts = append(parts, fmt.Sprintf("%d of %d rows left out (prompt alone fills --max-len %d)", dropped, rows, maxLen))
+	}
+	if len(parts) > 0 && maxLen < modelLen {
+		parts = append(parts, fmt.Sprintf("the model takes up to %d positions: --max-len %d keeps more", modelLen, modelLen))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func describeEval(e *train.EvalResult, task train.Task) string {
