@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
+	"github.com/sora-go/sora/train"
 )
 
 // writeAdapterConfig writes a LoRA adapter_config.json into dir naming
@@ -68,9 +70,41 @@ func TestAdapterPathMistakes(t *testing.T) {
 			}
 		})
 	}
+	// "sora finetune --method full" leaves a whole model in adapter/.
+	full := filepath.Join(dir, "full", "adapter")
+	if err := os.MkdirAll(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(full, "model.bin"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "eval", "--tokenizer", "t.bin", "--data", "d.json", "--adapter", full)
+	if code != exitFailure || !strings.Contains(errOut, "--method full") || !strings.Contains(errOut, "use --model "+filepath.Join(full, "model.bin")) {
+		t.Errorf("adapter/ of a full fine-tuning: status %d, stderr %q", code, errOut)
+	}
 	// A folder that holds neither keeps the plain error.
-	code, _, errOut := runCLI(t, "spectrum", "--adapter", filepath.Join(dir, "none"))
+	code, _, errOut = runCLI(t, "spectrum", "--adapter", filepath.Join(dir, "none"))
 	if code != exitFailure || strings.Contains(errOut, "output folder") || !strings.Contains(errOut, filepath.Join(dir, "none")) {
 		t.Errorf("missing adapter: status %d, stderr %q", code, errOut)
+	}
+}
+
+func TestSavedWhat(t *testing.T) {
+	dir := t.TempDir() // a folder base model
+	for _, tc := range []struct {
+		method peft.Method
+		task   train.Task
+		model  string
+		want   string
+	}{
+		{peft.SORA, train.LM, "m.bin", "adapter/"},
+		{peft.LoRA, train.Classify, "m.bin", "adapter/"},
+		{peft.Full, train.LM, "m.bin", "adapter/model.bin (the whole fine-tuned model, for --model: full fine-tuning makes no adapter)"},
+		{peft.Full, train.LM, dir, "adapter/model/ (the whole fine-tuned model, for --model: full fine-tuning makes no adapter)"},
+		{peft.Full, train.Classify, "m.bin", "adapter/model.bin (the whole fine-tuned model, for --model: full fine-tuning makes no adapter; the classification head is only in checkpoints/)"},
+	} {
+		if got := savedWhat(tc.method, tc.task, tc.model); got != tc.want {
+			t.Errorf("savedWhat(%s, %s, %s) = %q, want %q", tc.method, tc.task, tc.model, got, tc.want)
+		}
 	}
 }

@@ -450,8 +450,27 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
 		return fail("%v", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: adapter/, checkpoints/, metrics.jsonl, loss.png, spectrum.png, spectrum.json, run.json\n", f.out)
+	fmt.Fprintf(stdout, "wrote %s: %s, checkpoints/, metrics.jsonl, loss.png, spectrum.png, spectrum.json, run.json\n", f.out, savedWhat(method, task, f.model))
 	return exitOK
+}
+
+// savedWhat names what the run left in adapter/: an adapter for every
+// method but full fine-tuning, which saves the whole model there in the
+// base model's format (see saveFullModel), to be used with --model, and
+// without a classifier's score head, which that format cannot hold.
+func savedWhat(method peft.Method, task train.Task, modelPath string) string {
+	if method != peft.Full {
+		return "adapter/"
+	}
+	p := "adapter/model.bin"
+	if st, err := os.Stat(modelPath); err == nil && st.IsDir() {
+		p = "adapter/model/"
+	}
+	s := p + " (the whole fine-tuned model, for --model: full fine-tuning makes no adapter"
+	if task == train.Classify {
+		s += "; the classification head is only in checkpoints/"
+	}
+	return s + ")"
 }
 
 func describeData(w io.Writer, what, path string, td *taskData, task train.Task, maxLen, modelLen int) {

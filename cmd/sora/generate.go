@@ -239,6 +239,12 @@ func readAdapter(dir string) (adapterInfo, error) {
 			if _, ierr := os.Stat(filepath.Join(inner, adapter.ConfigFile)); ierr == nil {
 				return adapterInfo{}, fmt.Errorf("%s holds no %s, but its adapter/ folder does (a \"sora finetune\" output folder?): use --adapter %s", dir, adapter.ConfigFile, inner)
 			}
+			// "sora finetune --method full" leaves the whole model here.
+			for _, m := range []struct{ probe, model string }{{"model.bin", "model.bin"}, {filepath.Join("model", "config.json"), "model"}} {
+				if _, merr := os.Stat(filepath.Join(dir, m.probe)); merr == nil {
+					return adapterInfo{}, fmt.Errorf("%s holds no adapter but the whole model that \"sora finetune --method full\" trains: use --model %s", dir, filepath.Join(dir, m.model))
+				}
+			}
 		}
 		return adapterInfo{}, err
 	}
