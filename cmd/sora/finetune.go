@@ -315,6 +315,15 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if f.out == "" {
 		f.out = filepath.Join("runs", fmt.Sprintf("%s-%s", method, task))
 	}
+	// The trainer refuses a fresh run into a folder with checkpoints, and
+	// --resume without one, but only after the model and data have loaded
+	// and the zero-shot evaluation has run, which take a while on a real
+	// model: say so at once.
+	if _, err := train.LatestCheckpoint(f.out); f.resume && err != nil {
+		return fail("%v", err)
+	} else if !f.resume && err == nil {
+		return fail("%s already holds checkpoints of a run; resume it (--resume) or choose another output folder", f.out)
+	}
 	w, tok, err := loadModelAndTokenizer(f.model, f.tokenizer)
 	if err != nil {
 		return fail("%v", err)

@@ -121,9 +121,15 @@ func TestFinetuneEvalMergeSpectrum(t *testing.T) {
 			t.Errorf("output lacks %s: %v", f, err)
 		}
 	}
-	// A second fresh run into the same folder is refused.
-	if code, _, errOut := runCLI(t, args...); code != exitFailure || !strings.Contains(errOut, "--resume") {
-		t.Errorf("second run: status %d, stderr %q; want a failure pointing to --resume", code, errOut)
+	// A second fresh run into the same folder is refused, before the
+	// model loads and the zero-shot evaluation runs.
+	if code, stdout, errOut := runCLI(t, args...); code != exitFailure || !strings.Contains(errOut, "--resume") || stdout != "" {
+		t.Errorf("second run: status %d, stdout %q, stderr %q; want a failure pointing to --resume and nothing done", code, stdout, errOut)
+	}
+	// So is --resume into a folder without checkpoints.
+	if code, stdout, errOut := runCLI(t, append(args[:len(args)-1:len(args)-1], filepath.Join(dir, "empty"), "--resume")...); code != exitFailure ||
+		!strings.Contains(errOut, "no checkpoint to resume from") || stdout != "" {
+		t.Errorf("--resume without checkpoints: status %d, stdout %q, stderr %q", code, stdout, errOut)
 	}
 	// Resuming a finished run does no more steps and succeeds.
 	if code, stdout, errOut := runCLI(t, append(args, "--resume")...); code != 0 || !strings.Contains(stdout, "trained 6 steps") {
