@@ -86,7 +86,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 	batch := fs.Int("batch", 4, "sequences per step `N`")
 	rank := fs.Int("rank", 8, "LoRA rank `r`")
 	alpha := fs.Float64("alpha", 16, "lora_alpha `A`")
-	rotRank := fs.Int("rotation-rank", 4, "rotation rank `r_p` (sora)")
+	rotRank := fs.Int("rotation-rank", 4, "rotation rank `r_p` (sora, preortho, postortho)")
 	steps := fs.Int("steps", 2, "timed steps per method and round, `N`")
 	rounds := fs.Int("rounds", 3, "timing `ROUNDS`: the methods are timed in turn, round after round, and each reports its fastest round")
 	threads := fs.Int("threads", 0, "`N` threads for the CPU backend and GOMAXPROCS; 0 keeps the defaults")
