@@ -300,7 +300,10 @@ func loadTaskData(path string, task train.Task, tok data.Encoder, maxLen, limit 
 		}
 	}
 	if len(td.seqs) == 0 {
-		return nil, fmt.Errorf("%s: no usable rows (every prompt is longer than --max-len %d?)", path, maxLen)
+		if td.stats.Dropped == 0 {
+			return nil, fmt.Errorf("%s holds no rows", path)
+		}
+		return nil, fmt.Errorf("%s: no usable rows: in all %d the prompt alone fills --max-len %d", path, td.stats.Dropped, maxLen)
 	}
 	return td, err
 }

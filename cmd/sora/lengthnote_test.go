@@ -70,3 +70,34 @@ func TestEvalSaysRowsLeftOut(t *testing.T) {
 		t.Errorf("stdout does not score the 2 rows kept:\n%s", out)
 	}
 }
+
+// TestNoUsableRows checks the two ways a data file yields nothing to
+// train on or score: no rows at all, and rows whose prompts all fill
+// --max-len. An empty file used to be blamed on --max-len.
+func TestNoUsableRows(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.json")
+	if err := os.WriteFile(empty, []byte("[]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short.json")
+	writeBoolQ(t, short, 3)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"empty eval", []string{"eval", "--data", empty}, empty + " holds no rows"},
+		{"empty finetune", []string{"finetune", "--data", empty, "--out", filepath.Join(dir, "r1")}, empty + " holds no rows"},
+		{"all too long", []string{"eval", "--data", short, "--max-len", "8"}, short + ": no usable rows: in all 3 the prompt alone fills --max-len 8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(tc.args, "--model", model, "--tokenizer", tok)
+			code, _, errOut := runCLI(t, args...)
+			if code != exitFailure || !strings.Contains(errOut, tc.want) {
+				t.Errorf("status %d, stderr %q; want %d and %q", code, errOut, exitFailure, tc.want)
+			}
+		})
+	}
+}
