@@ -108,3 +108,38 @@ func TestSavedWhat(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallOutputMistakes covers three slips outside --adapter: merging
+// into a folder that does not exist yet, converting a folder, and a
+// --steps shorter than the prompt.
+func TestSmallOutputMistakes(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	ad := filepath.Join(dir, "run", "adapter")
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", writeBoolQFile(t, dir),
+		"--method", "lora", "--steps", "1", "--batch", "2", "--out", filepath.Join(dir, "run"))
+	if code != 0 {
+		t.Fatalf("finetune: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	merged := filepath.Join(dir, "new", "sub", "merged.bin")
+	if code, _, errOut := runCLI(t, "merge", "--model", model, "--adapter", ad, "--out", merged); code != 0 {
+		t.Errorf("merge into a new folder: status %d, stderr %q", code, errOut)
+	} else if _, err := os.Stat(merged); err != nil {
+		t.Errorf("merge reported success but: %v", err)
+	}
+	if code, _, errOut := runCLI(t, "convert", "--model", dir, "--out", filepath.Join(dir, "hf")); code != exitFailure ||
+		!strings.Contains(errOut, dir+" is a folder; convert reads a llama2.c checkpoint file") {
+		t.Errorf("convert of a folder: status %d, stderr %q", code, errOut)
+	}
+	code, stdout, errOut = runCLI(t, "generate", "--model", model, "--tokenizer", tok, "--prompt", "Once upon a time there was", "--steps", "3", "--temperature", "0")
+	if code != 0 || stdout != "Once upon a\n" || !strings.Contains(errOut, "--steps 3 is less than the prompt's") || strings.Contains(errOut, "tokens/s") {
+		t.Errorf("generate with --steps below the prompt: status %d, stdout %q, stderr %q", code, stdout, errOut)
+	}
+}
+
+func writeBoolQFile(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "train.json")
+	writeBoolQ(t, p, 4)
+	return p
+}

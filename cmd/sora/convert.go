@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/sora-go/sora/models/hf"
@@ -50,6 +51,10 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	case *shard < 0:
 		fmt.Fprintf(stderr, "sora convert: --shard-size %d: want 0 (one file) or a positive number of bytes\n", *shard)
 		return exitUsage
+	}
+	if st, err := os.Stat(*model); err == nil && st.IsDir() {
+		fmt.Fprintf(stderr, "sora convert: %s is a folder; convert reads a llama2.c checkpoint file (a Hugging Face folder needs no conversion: every command takes it as --model)\n", *model)
+		return exitFailure
 	}
 	w, format, err := llama2c.Load(*model)
 	if err != nil {

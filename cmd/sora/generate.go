@@ -161,6 +161,12 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	}
 	// Every position run counts: the prompt's and the sampled ones.
 	n := gen.Positions()
+	if n == 0 && *steps > 0 && *steps < len(ids) {
+		// As llama2.c does, the prompt was printed up to --steps and
+		// nothing ran; say why rather than report 0 tokens/s.
+		fmt.Fprintf(stderr, "sora generate: --steps %d is less than the prompt's %d tokens (BOS included): nothing was generated; raise --steps\n", *steps, len(ids))
+		return exitOK
+	}
 	fmt.Fprintf(stderr, "sora generate: %d tokens in %.3fs, %.1f tokens/s on %s (%s)\n",
 		n, elapsed.Seconds(), float64(n)/max(elapsed.Seconds(), 1e-9), m.Backend().Name(), m.Backend().Device())
 	return exitOK

@@ -150,6 +150,11 @@ func (bm *baseModel) write(path string, w *llama.Weights) error {
 	if bm.hf {
 		return hf.Write(path, w, nil)
 	}
+	// Like hf.Write (and the other commands' outputs), create the folder
+	// rather than fail on the temporary file's name inside it.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	return llama2c.Write(path, w, bm.format)
 }
 
