@@ -207,7 +207,13 @@ func backendFlagVar(fs *flag.FlagSet, p *string) {
 // exitFailure otherwise.
 func openBackend(name string, stderr io.Writer) (backend.Backend, int) {
 	if !isRegistered(name) {
-		fmt.Fprintf(stderr, "sora: unknown backend %q; registered backends: %s\n", name, strings.Join(backend.Names(), ", "))
+		// A name no --backend gave comes from the environment, which
+		// the user may have set long ago: name it.
+		from := ""
+		if name == os.Getenv(defaultBackendEnv) {
+			from = " ($" + defaultBackendEnv + ")"
+		}
+		fmt.Fprintf(stderr, "sora: unknown backend %q%s; registered backends: %s\n", name, from, strings.Join(backend.Names(), ", "))
 		return nil, exitUsage
 	}
 	b, err := backend.Open(name)

@@ -262,6 +262,18 @@ func TestConformanceBackendSelection(t *testing.T) {
 			t.Errorf("status %d, stdout %q, stderr %q", code, out, errOut)
 		}
 	})
+	t.Run("unknown backend from env", func(t *testing.T) {
+		t.Setenv("SORA_BACKEND", "tpu")
+		code, _, errOut := runCLI(t, "conformance", "--run", "clitest/")
+		if code != 2 || !strings.Contains(errOut, `unknown backend "tpu" ($SORA_BACKEND)`) {
+			t.Errorf("status %d, stderr %q", code, errOut)
+		}
+		// Named by --backend, it is not blamed on the environment.
+		t.Setenv("SORA_BACKEND", "cpu")
+		if _, _, errOut := runCLI(t, "conformance", "--backend", "tpu", "--run", "clitest/"); strings.Contains(errOut, "$SORA_BACKEND") {
+			t.Errorf("stderr %q blames $SORA_BACKEND for --backend tpu", errOut)
+		}
+	})
 	t.Run("unavailable backend", func(t *testing.T) {
 		code, out, errOut := runCLI(t, "conformance", "--backend", "cuda", "--run", "clitest/")
 		if code != 3 || !strings.Contains(errOut, "backend cuda is unavailable: ") || out != "" {
