@@ -172,6 +172,9 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--save-every and --eval-every want 0 or a positive number of steps")
 	case f.maxTrain < 0 || f.maxEval < 0:
 		return fmt.Errorf("--max-train and --max-eval want 0 (all rows) or a positive number")
+	case f.evalData == "" && (f.set["eval-every"] || f.set["max-eval"]):
+		// Without held-out data they would do nothing, silently.
+		return fmt.Errorf("--eval-every and --max-eval need --eval-data (the held-out data to evaluate)")
 	case !positive(f.loraPlusRatio):
 		return fmt.Errorf("--loraplus-ratio %g: want a finite positive number", f.loraPlusRatio)
 	}

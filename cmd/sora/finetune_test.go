@@ -57,6 +57,10 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--epochs", "Inf"}, "--epochs +Inf"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--weight-decay", "NaN"}, "--weight-decay NaN"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--clip", "NaN"}, "--clip NaN"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--eval-every", "5"}, "--eval-every and --max-eval need --eval-data"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--max-eval", "5"}, "--eval-every and --max-eval need --eval-data"},
+		// The backend is checked before anything loads (m.bin does not exist).
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--backend", "nope"}, `unknown backend "nope"`},
 		{[]string{"--method", "lora,bogus"}, "unknown method"},
 		{[]string{"--lr", "NaN"}, "must be positive"},
 		{[]string{"stray"}, "unexpected argument"},

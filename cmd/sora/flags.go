@@ -74,6 +74,14 @@ func parseFlags(fs *flag.FlagSet, doc usageDoc, args []string, stdout, stderr io
 	if !noArgs(fs, stderr) {
 		return exitUsage, false
 	}
+	// A misspelt backend is a usage error, reported before the command
+	// spends a while loading a model and data.
+	if fl := fs.Lookup("backend"); fl != nil {
+		if msg := unknownBackend(fl.Value.String()); msg != "" {
+			fmt.Fprintln(stderr, msg)
+			return exitUsage, false
+		}
+	}
 	return exitOK, true
 }
 
@@ -206,14 +214,8 @@ func backendFlagVar(fs *flag.FlagSet, p *string) {
 // not registered, exitUnavailable for a backend that cannot run here,
 // exitFailure otherwise.
 func openBackend(name string, stderr io.Writer) (backend.Backend, int) {
-	if !isRegistered(name) {
-		// A name no --backend gave comes from the environment, which
-		// the user may have set long ago: name it.
-		from := ""
-		if name == os.Getenv(defaultBackendEnv) {
-			from = " ($" + defaultBackendEnv + ")"
-		}
-		fmt.Fprintf(stderr, "sora: unknown backend %q%s; registered backends: %s\n", name, from, strings.Join(backend.Names(), ", "))
+	if msg := unknownBackend(name); msg != "" {
+		fmt.Fprintln(stderr, msg)
 		return nil, exitUsage
 	}
 	b, err := backend.Open(name)
@@ -233,6 +235,21 @@ func openBackend(name string, stderr io.Writer) (backend.Backend, int) {
 	}
 	fmt.Fprintf(stderr, "sora: opening backend %s: %v\n", name, err)
 	return nil, exitFailure
+}
+
+// unknownBackend returns the error message for a backend name that is not
+// registered, "" for one that is.
+func unknownBackend(name string) string {
+	if isRegistered(name) {
+		return ""
+	}
+	// A name no --backend gave comes from the environment, which the user
+	// may have set long ago: name it.
+	from := ""
+	if name == os.Getenv(defaultBackendEnv) {
+		from = " ($" + defaultBackendEnv + ")"
+	}
+	return fmt.Sprintf("sora: unknown backend %q%s; registered backends: %s", name, from, strings.Join(backend.Names(), ", "))
 }
 
 func isRegistered(name string) bool {
