@@ -64,7 +64,6 @@ func (b *bar) Start(total, done int) {
 	b.bar = progressbar.NewOptions(total,
 		progressbar.OptionSetWriter(b.w),
 		progressbar.OptionSetDescription("training"),
-		progressbar.OptionShowCount(),
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionSetPredictTime(false), // the ETA below uses this run's steps only
 		progressbar.OptionSetElapsedTime(false),
@@ -78,7 +77,11 @@ func (b *bar) Start(total, done int) {
 }
 
 func (b *bar) Step(s Status) {
-	b.bar.Describe(fmt.Sprintf("loss %.4f  lr %.2e  %s tok/s  ETA %s", s.Loss, s.LR, rate(s.TokensPerSec), short(s.ETA)))
+	// The step count is part of the description, not the bar's own
+	// counter: the bar draws at most every 100 ms, on whichever of Describe
+	// and Set comes first, so its counter would show the step before the
+	// one whose loss is printed.
+	b.bar.Describe(fmt.Sprintf("step %d/%d  loss %.4f  lr %.2e  %s tok/s  ETA %s", s.Step, s.Total, s.Loss, s.LR, rate(s.TokensPerSec), short(s.ETA)))
 	b.bar.Set(s.Step)
 }
 
