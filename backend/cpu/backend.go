@@ -20,6 +20,11 @@ import (
 const (
 	EnvPortable = "SORA_CPU_PORTABLE"
 	EnvThreads  = "SORA_CPU_THREADS"
+	// EnvGemmKernel names the matrix-multiply micro-kernel to use instead
+	// of the fastest this CPU runs, for benchmarks: one of avx512, avx2,
+	// sse or go. A kernel this CPU cannot run is passed over for the
+	// fastest one; a name that is none of these is an error.
+	EnvGemmKernel = gemm.EnvKernel
 )
 
 // Options configures a CPU backend.
@@ -219,7 +224,8 @@ func describe(threads int, simd bool) string {
 
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read
 // from SORA_CPU_PORTABLE and SORA_CPU_THREADS, or an error naming the
-// variable whose value cannot be used.
+// variable whose value cannot be used (SORA_CPU_GEMM_KERNEL is checked
+// too).
 func OptionsFromEnv() (Options, error) {
 	var o Options
 	if s := strings.TrimSpace(os.Getenv(EnvPortable)); s != "" {
@@ -235,6 +241,11 @@ func OptionsFromEnv() (Options, error) {
 			return Options{}, fmt.Errorf("cpu: %s=%q: want a positive number of threads", EnvThreads, s)
 		}
 		o.Threads = n
+	}
+	// The kernel itself is read by package gemm; a misspelt name would be
+	// passed over silently there.
+	if s := strings.TrimSpace(os.Getenv(EnvGemmKernel)); s != "" && !slices.Contains(gemm.KernelNames, s) {
+		return Options{}, fmt.Errorf("cpu: %s=%q: want one of %s", EnvGemmKernel, s, strings.Join(gemm.KernelNames, ", "))
 	}
 	return o, nil
 }

@@ -47,22 +47,27 @@ func TestSupportsAllOps(t *testing.T) {
 
 func TestOptionsFromEnv(t *testing.T) {
 	tests := []struct {
-		portable, threads string
-		want              Options
-		wantErr           string
+		portable, threads, kernel string
+		want                      Options
+		wantErr                   string
 	}{
-		{"", "", Options{}, ""},
-		{"1", "", Options{Portable: true}, ""},
-		{"true", "3", Options{Portable: true, Threads: 3}, ""},
-		{"0", " 2 ", Options{Threads: 2}, ""},
-		{"yes please", "", Options{}, EnvPortable},
-		{"", "0", Options{}, EnvThreads},
-		{"", "-4", Options{}, EnvThreads},
-		{"", "many", Options{}, EnvThreads},
+		{"", "", "", Options{}, ""},
+		{"1", "", "", Options{Portable: true}, ""},
+		{"true", "3", "", Options{Portable: true, Threads: 3}, ""},
+		{"0", " 2 ", "", Options{Threads: 2}, ""},
+		{"", "", "sse", Options{}, ""},
+		{"", "", "avx512", Options{}, ""}, // known, whether or not this CPU runs it
+		{"yes please", "", "", Options{}, EnvPortable},
+		{"", "0", "", Options{}, EnvThreads},
+		{"", "-4", "", Options{}, EnvThreads},
+		{"", "many", "", Options{}, EnvThreads},
+		{"", "", "avx", Options{}, EnvGemmKernel},
+		{"", "", "bogus", Options{}, EnvGemmKernel},
 	}
 	for _, tt := range tests {
 		t.Setenv(EnvPortable, tt.portable)
 		t.Setenv(EnvThreads, tt.threads)
+		t.Setenv(EnvGemmKernel, tt.kernel)
 		got, err := OptionsFromEnv()
 		switch {
 		case tt.wantErr != "":

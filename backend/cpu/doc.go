@@ -1,8 +1,9 @@
 // Package cpu is the CPU backend of SORA for Go: every op of
 // [backend.Backend] in Go, run on the calling goroutine and spread over
 // worker goroutines when an op is big enough to pay for them. The matrix
-// multiply (package internal/gemm) is blocked and packed, with an assembly
-// micro-kernel on amd64 CPUs that have AVX2 and FMA; the element-wise and
+// multiply (package internal/gemm) is blocked and packed, with assembly
+// micro-kernels on amd64 for AVX-512, AVX2 with FMA, and SSE2 (every amd64
+// CPU), chosen at run time, and a pure-Go kernel elsewhere; the element-wise and
 // row kernels (package internal/vec: binary ops, unary functions and their
 // derivatives, reductions, softmax, the norms, AdamW) have AVX2/FMA and
 // AVX-512 assembly, chosen at run time, and pure-Go versions for other
@@ -17,7 +18,7 @@
 //
 // # Environment
 //
-// [backend.Open] reads two variables; [New] takes the same settings as
+// [backend.Open] reads three variables; [New] takes the first two as
 // [Options]:
 //
 //   - SORA_CPU_PORTABLE=1 forces the portable pure-Go kernels even on CPUs
@@ -25,6 +26,13 @@
 //     conformance suite once with it set so that both paths stay correct.
 //   - SORA_CPU_THREADS=N caps the goroutines one op uses at N (default
 //     GOMAXPROCS).
+//   - SORA_CPU_GEMM_KERNEL=avx512|avx2|sse|go picks the matrix-multiply
+//     micro-kernel, to compare them in benchmarks; one the CPU cannot run
+//     is passed over for the fastest it can. CI runs the conformance suite
+//     with sse too.
+//
+// A build with -tags noasm leaves all assembly out, as on architectures
+// without it.
 //
 // An unparsable value makes Open fail with an error naming the variable.
 //

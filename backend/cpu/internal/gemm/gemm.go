@@ -52,6 +52,10 @@ type Config struct {
 // EnvKernel is the variable that supplies Config.Kernel when it is empty.
 const EnvKernel = "SORA_CPU_GEMM_KERNEL"
 
+// KernelNames lists every micro-kernel name Config.Kernel knows, on any
+// CPU or architecture; Kernels says which of them this CPU runs.
+var KernelNames = []string{"avx512", "avx2", "sse", "go"}
+
 // Kernels returns the short names of the micro-kernels this CPU can run,
 // fastest first; the last is always the pure-Go "go".
 func Kernels() []string {
