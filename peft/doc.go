@@ -75,8 +75,10 @@
 // # Models
 //
 // [Inject] replaces the layer slots of a [graph.Module] that the config's
-// TargetModules select (names such as q_proj or wq, matched as dotted
-// suffixes, or regular expressions, see [Match]) and freezes the rest;
+// TargetModules select (the names the module gives its layers, such as
+// q_proj or down_proj in models/llama, which names them as Hugging Face
+// does, matched as dotted suffixes, or regular expressions, see [Match])
+// and freezes the rest;
 // [Model.Report] counts trainable parameters as Hugging Face's
 // print_trainable_parameters does (of the adapted model) and of the base
 // model, the two conventions of papers' tables;
