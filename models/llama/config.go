@@ -32,9 +32,10 @@
 // q_proj and k_proj with their rows permuted to match. The two are the same
 // model. [Config.RopeLayout] records which layout a [Weights] is in, loaders
 // keep the layout of their file, and [Weights.ToLayout] converts between
-// them. A model must apply the rotation that matches the layout; a PEFT
-// adapter on q_proj/k_proj has its output rows in the layout of the base
-// weights it was trained on.
+// them. A model must apply the rotation that matches the layout. A PEFT
+// adapter on q_proj/k_proj has its output rows in the model's layout in
+// memory and in Hugging Face's in its files, whatever the base's format:
+// [HFRowOrder] gives the permutation that package peft/adapter applies.
 package llama
 
 import (

@@ -10,7 +10,16 @@
 // lora_C.weight and lora_D.weight [out, r_p]. Layers trained whole beside
 // the adapter (a classifier's head) are listed in the config's
 // modules_to_save and stored as PEFT stores them, under their own names:
-// base_model.model.score.weight. The config carries, besides
+// base_model.model.score.weight. Rows follow Hugging Face's checkpoints of
+// the base model whatever format the base was loaded from: a module that
+// keeps some layers' output rows in another order (a LLaMA read from a
+// llama2.c file holds q_proj and k_proj in the interleaved rotary order)
+// says so through [RowOrderer], and every tensor indexed by those rows
+// (lora_B, lora_magnitude_vector, lora_Diag, lora_C, lora_D, a saved
+// layer's weight and bias) is permuted into Hugging Face's order on [Save]
+// and back on [Load]; lora_A and oft_R, indexed by the inputs, are not. An
+// adapter therefore means the same on every format of its base model and
+// in Hugging Face PEFT. The config carries, besides
 // PEFT's fields, sora_method, rotation_rank, exact_rotation and
 // loraplus_lr_ratio for the methods PEFT lacks; PEFT itself ignores them
 // and reads a LoRA/DoRA adapter as such.
@@ -41,6 +50,86 @@ import (
 // model: base_model (the tuner) . model (the base model) . <module path>.
 const KeyPrefix = "base_model.model."
 
+// RowOrderer is implemented by a module (such as a LLaMA model read from a
+// llama2.c file) whose layers keep their output rows in another order than
+// Hugging Face checkpoints of the same model do. [Save] and [Load] look
+// for it on the module, so that adapter files always hold Hugging Face's
+// row order.
+type RowOrderer interface {
+	// HFRowOrder returns, for the layer named layer, perm with row i of
+	// the Hugging Face order being row perm[i] of the module's, or nil
+	// when the two agree. perm must be a permutation of the layer's
+	// output rows.
+	HFRowOrder(layer string) []int
+}
+
+// Tensor keys by the axis their first dimension indexes. A layer with a
+// row order must have only tensors of these two kinds, so that a new
+// tensor kind cannot be saved in the wrong order unnoticed.
+var (
+	outputRowKeys = map[string]bool{
+		"lora_B.weight": true, "lora_Diag.weight": true, "lora_magnitude_vector": true,
+		"lora_C.weight": true, "lora_D.weight": true, "weight": true, "bias": true,
+	}
+	inputKeys = map[string]bool{"lora_A.weight": true, "oft_R.weight": true}
+)
+
+// rowOrder returns module's Hugging Face row order for the layer name with
+// out output rows, nil when it has none; an order that is not a
+// permutation of out rows is an error.
+func rowOrder(module graph.Module, name string, out int) ([]int, error) {
+	ro, ok := module.(RowOrderer)
+	if !ok {
+		return nil, nil
+	}
+	perm := ro.HFRowOrder(name)
+	if perm == nil {
+		return nil, nil
+	}
+	if len(perm) != out {
+		return nil, fmt.Errorf("the module's Hugging Face row order for layer %q has %d rows, the layer %d", name, len(perm), out)
+	}
+	seen := make([]bool, out)
+	for i, p := range perm {
+		if p < 0 || p >= out || seen[p] {
+			return nil, fmt.Errorf("the module's Hugging Face row order for layer %q is not a permutation of its %d rows (entry %d is %d)", name, out, i, p)
+		}
+		seen[p] = true
+	}
+	return perm, nil
+}
+
+// permuteRows returns data, rows of len(data)/len(perm) values, reordered
+// to Hugging Face's order (toHF: row i of the result is row perm[i] of
+// data) or back from it (row perm[i] of the result is row i of data).
+func permuteRows(data []float32, perm []int, toHF bool) []float32 {
+	cols := len(data) / len(perm)
+	out := make([]float32, len(data))
+	for i, p := range perm {
+		src, dst := p, i
+		if !toHF {
+			src, dst = i, p
+		}
+		copy(out[dst*cols:(dst+1)*cols], data[src*cols:(src+1)*cols])
+	}
+	return out
+}
+
+// tensorRows returns the permutation to apply to the tensor key of a layer
+// with row order perm (nil for none), or an error for a tensor whose axes
+// this package does not know.
+func tensorRows(layer, key string, perm []int, n int) ([]int, error) {
+	switch {
+	case perm == nil || inputKeys[key]:
+		return nil, nil
+	case !outputRowKeys[key]:
+		return nil, fmt.Errorf("layer %q has a row order but its tensor %q is of a kind whose rows this package does not know", layer, key)
+	case n%len(perm) != 0:
+		return nil, fmt.Errorf("layer %q: tensor %q of %d values is not rows of its %d outputs", layer, key, n, len(perm))
+	}
+	return perm, nil
+}
+
 // Key returns the file name of a layer's tensor.
 func Key(layer, tensor string) string { return KeyPrefix + layer + "." + tensor }
 
@@ -49,8 +138,10 @@ func Key(layer, tensor string) string { return KeyPrefix + layer + "." + tensor 
 // meta.ModulesToSave names (each a plain dense layer of m's module, not an
 // adapted one) stored whole. Each file is written to a temporary file in
 // dir and renamed into place, weights first, so a reader never sees a
-// partial file; other files in dir are left alone. Full fine-tuning has no
-// adapter form and is refused.
+// partial file; other files in dir are left alone. When m's module is a
+// [RowOrderer], the tensors indexed by a reordered layer's output rows are
+// written in Hugging Face's row order. Full fine-tuning has no adapter
+// form and is refused.
 func Save(dir string, m *peft.Model, meta Meta) error {
 	cfg := m.Config()
 	conf, err := encodeConfig(cfg, meta)
@@ -65,24 +156,40 @@ func Save(dir string, m *peft.Model, meta Meta) error {
 		return fmt.Errorf("adapter: saving to %s: modules_to_save %s name no layer of the model", dir, strings.Join(quote(missing), ", "))
 	}
 	var tensors []safetensors.Tensor
-	add := func(key string, v *graph.Value, shape []int) error {
+	add := func(layer, key, name string, v *graph.Value, shape []int, perm []int) error {
 		data, err := v.Download()
 		if err != nil {
-			return fmt.Errorf("adapter: saving %s: %w", key, err)
+			return fmt.Errorf("adapter: saving %s: %w", name, err)
 		}
-		tensors = append(tensors, safetensors.Tensor{Name: key, Shape: shape, Data: data})
+		rows, err := tensorRows(layer, key, perm, len(data))
+		if err != nil {
+			return fmt.Errorf("adapter: saving to %s: %w", dir, err)
+		}
+		if rows != nil {
+			data = permuteRows(data, rows, true)
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: name, Shape: shape, Data: data})
 		return nil
 	}
 	for _, l := range m.Layers() {
+		_, out := l.Dims()
+		perm, err := rowOrder(m.Module(), l.Name(), out)
+		if err != nil {
+			return fmt.Errorf("adapter: saving to %s: %w", dir, err)
+		}
 		for _, nt := range l.Tensors() {
-			if err := add(Key(l.Name(), nt.Key), nt.Value, nt.Shape); err != nil {
+			if err := add(l.Name(), nt.Key, Key(l.Name(), nt.Key), nt.Value, nt.Shape, perm); err != nil {
 				return err
 			}
 		}
 	}
 	for _, sl := range saved {
+		perm, err := rowOrder(m.Module(), sl.name, sl.dense.W.Shape()[0])
+		if err != nil {
+			return fmt.Errorf("adapter: saving to %s: %w", dir, err)
+		}
 		for _, t := range sl.tensors() {
-			if err := add(t.key, t.v, t.v.Shape()); err != nil {
+			if err := add(sl.name, t.suffix, t.key, t.v, t.v.Shape(), perm); err != nil {
 				return err
 			}
 		}
@@ -106,15 +213,16 @@ type savedLayer struct {
 }
 
 type namedValue struct {
-	key string
-	v   *graph.Value
+	key    string // the file name
+	suffix string // "weight" or "bias"
+	v      *graph.Value
 }
 
 // tensors returns the layer's weight (and bias) with their file names.
 func (sl savedLayer) tensors() []namedValue {
-	ts := []namedValue{{Key(sl.name, "weight"), sl.dense.W}}
+	ts := []namedValue{{Key(sl.name, "weight"), "weight", sl.dense.W}}
 	if sl.dense.B != nil {
-		ts = append(ts, namedValue{Key(sl.name, "bias"), sl.dense.B})
+		ts = append(ts, namedValue{Key(sl.name, "bias"), "bias", sl.dense.B})
 	}
 	return ts
 }
@@ -189,8 +297,9 @@ func ReadConfig(dir string) (peft.Config, Meta, error) {
 // modules_to_save must exist already, as a dense layer of the saved shape
 // (give a classifier its head first: [ModuleShape] says its size); an
 // entry that names no layer of the module is skipped, as PEFT skips it,
-// unless the file holds tensors for it. On any error the module is left as
-// it was.
+// unless the file holds tensors for it. The file's rows are in Hugging
+// Face's order; when module is a [RowOrderer] they are put into the
+// module's order. On any error the module is left as it was.
 func Load(dir string, module graph.Module) (*peft.Model, Meta, error) {
 	cfg, meta, err := ReadConfig(dir)
 	if err != nil {
@@ -211,7 +320,7 @@ func Load(dir string, module graph.Module) (*peft.Model, Meta, error) {
 		m.Unload()
 		return nil, Meta{}, fmt.Errorf("adapter: %s: %w", filepath.Join(dir, ConfigFile), err)
 	}
-	if err := setTensors(f, path, m, saved); err != nil {
+	if err := setTensors(f, path, m, module, saved); err != nil {
 		m.Unload()
 		return nil, Meta{}, err
 	}
@@ -224,7 +333,7 @@ var alternatives = map[string]string{
 	"lora_magnitude_vector": "lora_magnitude_vector.weight", // PEFT before 0.12
 }
 
-func setTensors(f *safetensors.File, path string, m *peft.Model, saved []savedLayer) error {
+func setTensors(f *safetensors.File, path string, m *peft.Model, module graph.Module, saved []savedLayer) error {
 	used := map[string]bool{}
 	read := func(name string, n int) ([]float32, error) {
 		data := make([]float32, n)
@@ -240,6 +349,10 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, saved []savedLa
 	}
 	for _, l := range m.Layers() {
 		in, out := l.Dims()
+		perm, err := rowOrder(module, l.Name(), out)
+		if err != nil {
+			return fmt.Errorf("adapter: loading %s: %w", path, err)
+		}
 		for _, nt := range l.Tensors() {
 			key := Key(l.Name(), nt.Key)
 			info, ok := f.Info(key)
@@ -259,6 +372,13 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, saved []savedLa
 			if err != nil {
 				return err
 			}
+			rows, err := tensorRows(l.Name(), nt.Key, perm, len(data))
+			if err != nil {
+				return fmt.Errorf("adapter: loading %s: %w", path, err)
+			}
+			if rows != nil {
+				data = permuteRows(data, rows, false)
+			}
 			b := nt.Value.Backend()
 			b.Upload(nt.Value.Tensor(), data)
 			if err := b.Sync(); err != nil {
@@ -274,6 +394,10 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, saved []savedLa
 	}
 	var uploads []upload
 	for _, sl := range saved {
+		perm, err := rowOrder(module, sl.name, sl.dense.W.Shape()[0])
+		if err != nil {
+			return fmt.Errorf("adapter: loading %s: %w", path, err)
+		}
 		for _, t := range sl.tensors() {
 			info, ok := f.Info(t.key)
 			if !ok {
@@ -286,6 +410,13 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, saved []savedLa
 			data, err := read(t.key, t.v.Len())
 			if err != nil {
 				return err
+			}
+			rows, err := tensorRows(sl.name, t.suffix, perm, len(data))
+			if err != nil {
+				return fmt.Errorf("adapter: loading %s: %w", path, err)
+			}
+			if rows != nil {
+				data = permuteRows(data, rows, false)
 			}
 			uploads = append(uploads, upload{t.v, data})
 		}

@@ -1,0 +1,269 @@
+package adapter
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/peft"
+	"github.com/sora-go/sora/safetensors"
+)
+
+// orderedToy is the toy model with a Hugging Face row order for some of
+// its layers, as a LLaMA read from a llama2.c file has for q/k_proj.
+type orderedToy struct {
+	*toy
+	perms map[string][]int
+}
+
+func (m orderedToy) HFRowOrder(layer string) []int { return m.perms[layer] }
+
+// toyPerms gives both q_proj layers a different random permutation of
+// their 8 rows and lm_head (saved whole below) one of its 6.
+func toyPerms() map[string][]int {
+	rng := rand.New(rand.NewPCG(11, 12))
+	return map[string][]int{
+		"model.layers.0.self_attn.q_proj": rng.Perm(8),
+		"model.layers.1.self_attn.q_proj": rng.Perm(8),
+		"lm_head":                         rng.Perm(6),
+	}
+}
+
+// TestRowOrderRoundTrip: with a row order, every output-indexed tensor is
+// in the file with row i holding memory row perm[i], input-indexed ones
+// (lora_A, oft_R) and unordered layers are as in memory, and loading puts
+// every value back where it was, bit for bit, for every method.
+func TestRowOrderRoundTrip(t *testing.T) {
+	b := openCPU(t)
+	perms := toyPerms()
+	for i, cfg := range roundTrips {
+		name := string(cfg.Method)
+		if cfg.ExactRotation {
+			name += "/exact"
+		}
+		t.Run(fmt.Sprintf("%d/%s", i, name), func(t *testing.T) {
+			cfg.TargetModules = []string{"q_proj", "v_proj"}
+			src := orderedToy{newToy(t, b), perms}
+			m, err := peft.Inject(src, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Unload()
+			perturb(t, m, uint64(i))
+			head := src.denses[len(src.denses)-1] // lm_head, saved whole
+			hw := make([]float32, head.W.Len())
+			for j := range hw {
+				hw[j] = float32(j)
+			}
+			b.Upload(head.W.Tensor(), hw)
+			dir := filepath.Join(t.TempDir(), "adapter")
+			if err := Save(dir, m, Meta{ModulesToSave: []string{"lm_head"}}); err != nil {
+				t.Fatal(err)
+			}
+
+			f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			permuted := 0
+			check := func(layer, key string, mem []float32, rowsOut bool) {
+				t.Helper()
+				file, err := f.Float32(Key(layer, key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				perm := perms[layer]
+				if perm == nil || !rowsOut {
+					for j := range mem {
+						if math.Float32bits(file[j]) != math.Float32bits(mem[j]) {
+							t.Fatalf("%s.%s element %d: file %v, memory %v (should be unpermuted)", layer, key, j, file[j], mem[j])
+						}
+					}
+					return
+				}
+				permuted++
+				cols := len(mem) / len(perm)
+				for r := range perm {
+					for c := 0; c < cols; c++ {
+						if got, want := file[r*cols+c], mem[perm[r]*cols+c]; math.Float32bits(got) != math.Float32bits(want) {
+							t.Fatalf("%s.%s file row %d column %d: %v, want memory row %d's %v", layer, key, r, c, got, perm[r], want)
+						}
+					}
+				}
+			}
+			for _, l := range m.Layers() {
+				for _, nt := range l.Tensors() {
+					mem, err := nt.Value.Download()
+					if err != nil {
+						t.Fatal(err)
+					}
+					check(l.Name(), nt.Key, mem, nt.Key != "lora_A.weight" && nt.Key != "oft_R.weight")
+				}
+			}
+			check("lm_head", "weight", hw, true)
+			f.Close()
+			// lm_head's weight, and at least lora_B of both q_proj.
+			if min := 3; cfg.Method == peft.OFT && permuted != 1 || cfg.Method != peft.OFT && permuted < min {
+				t.Errorf("%d tensors were checked permuted", permuted)
+			}
+
+			dst := orderedToy{newToy(t, b), perms}
+			loaded, _, err := Load(dir, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer loaded.Unload()
+			a, c := m.Trainable(), loaded.Trainable()
+			for k := range a {
+				ha, _ := a[k].Download()
+				hc, _ := c[k].Download()
+				for j := range ha {
+					if math.Float32bits(ha[j]) != math.Float32bits(hc[j]) {
+						t.Fatalf("%s element %d: saved %v, loaded %v", a[k].Name(), j, ha[j], hc[j])
+					}
+				}
+			}
+			if got, _ := dst.denses[len(dst.denses)-1].W.Download(); !equalBits(got, hw) {
+				t.Errorf("lm_head saved whole is not restored in memory order")
+			}
+		})
+	}
+}
+
+func equalBits(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRowOrderMeaning checks what the order is for: an adapter saved from
+// a model whose q_proj rows are in another order loads onto the same model
+// stored in Hugging Face's order (no RowOrderer: rows already as the file
+// has them), and there computes the same outputs, permuted.
+func TestRowOrderMeaning(t *testing.T) {
+	b := openCPU(t)
+	perms := toyPerms()
+	delete(perms, "lm_head")
+	for _, cfg := range []peft.Config{
+		{Method: peft.DoRA, R: 2, Alpha: 4},
+		{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2},
+		{Method: peft.OFT, OFTBlockSize: 4},
+	} {
+		t.Run(string(cfg.Method), func(t *testing.T) {
+			cfg.TargetModules = []string{"q_proj"}
+			src := orderedToy{newToy(t, b), perms}
+			m, err := peft.Inject(src, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Unload()
+			perturb(t, m, 5)
+			dir := t.TempDir()
+			if err := Save(dir, m, Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			// hf is the same base with q_proj's rows in the file's order.
+			hf := newToy(t, b)
+			for i, name := range hf.names {
+				w, _ := src.denses[i].W.Download()
+				if p := perms[name]; p != nil {
+					w = rowsBy(w, p)
+				}
+				b.Upload(hf.denses[i].W.Tensor(), w)
+			}
+			loaded, _, err := Load(dir, hf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer loaded.Unload()
+			x := make([]float32, 3*8)
+			rng := rand.New(rand.NewPCG(3, 3))
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			for i, name := range src.names {
+				p := perms[name]
+				if p == nil {
+					continue
+				}
+				want := forward(t, b, src.slots[i], x)
+				got := forward(t, b, hf.slots[i], x)
+				// Column j of hf's output is column p[j] of src's.
+				for r := 0; r < 3; r++ {
+					for j := range p {
+						w, g := want[r*8+p[j]], got[r*8+j]
+						if math.Abs(float64(w-g)) > 1e-5*(1+math.Abs(float64(w))) {
+							t.Fatalf("%s row %d output %d: %v in Hugging Face order, %v in the model's output %d", name, r, j, g, w, p[j])
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// rowsBy returns w ([len(p), cols]) with row i taken from row p[i].
+func rowsBy(w []float32, p []int) []float32 {
+	cols := len(w) / len(p)
+	out := make([]float32, len(w))
+	for i, src := range p {
+		copy(out[i*cols:(i+1)*cols], w[src*cols:(src+1)*cols])
+	}
+	return out
+}
+
+func forward(t *testing.T, b backend.Backend, l graph.Layer, x []float32) []float32 {
+	t.Helper()
+	g := graph.New(b)
+	defer g.Close()
+	g.SetNoGrad(true)
+	y, err := l.Forward(g, g.Input(x, len(x)/8, 8)).Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
+
+// TestRowOrderErrors: an order that is not a permutation of the layer's
+// rows is refused on saving and on loading, naming the layer.
+func TestRowOrderErrors(t *testing.T) {
+	b := openCPU(t)
+	const q0 = "model.layers.0.self_attn.q_proj"
+	dir := saveSORA(t, b)
+	for _, c := range []struct {
+		name string
+		perm []int
+		want string
+	}{
+		{"short", []int{0, 1, 2}, "has 3 rows, the layer 8"},
+		{"repeated", []int{0, 1, 2, 3, 4, 5, 6, 6}, "not a permutation"},
+		{"out of range", []int{0, 1, 2, 3, 4, 5, 6, 8}, "not a permutation"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := orderedToy{newToy(t, b), map[string][]int{q0: c.perm}}
+			m, err := peft.Inject(bad, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Save(t.TempDir(), m, Meta{})
+			m.Unload()
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), q0) {
+				t.Errorf("saving: %v, want an error naming %s and containing %q", err, q0, c.want)
+			}
+			if _, _, err := Load(dir, bad); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), q0) {
+				t.Errorf("loading: %v, want an error naming %s and containing %q", err, q0, c.want)
+			}
+		})
+	}
+}
