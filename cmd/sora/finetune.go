@@ -66,9 +66,9 @@ type finetuneFlags struct {
 	backend, model, tokenizer, data, evalData, task, method, target, schedule, out     string
 	rank, rotationRank, steps, batch, microBatch, maxLen, warmup, saveEvery, evalEvery int
 	maxTrain, maxEval, pretrainSteps, repeats                                          int
-	alpha, lr, epochs, weightDecay, clip, loraPlusRatio                                float64
+	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
-	resume                                                                             bool
+	resume, exactRotation                                                              bool
 	set                                                                                map[string]bool
 }
 
@@ -84,6 +84,8 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.IntVar(&f.rank, "rank", peft.DefaultR, "LoRA rank `r` (for oft: the number of blocks per layer)")
 	fs.Float64Var(&f.alpha, "alpha", 16, "lora_alpha; the low-rank update is scaled by `alpha`/rank")
 	fs.IntVar(&f.rotationRank, "rotation-rank", peft.DefaultRotationRank, "rank `r_p` of the rotation factors C and D (sora, preortho, postortho)")
+	fs.Float64Var(&f.dropout, "dropout", 0, "dropout `P` on the input of the low-rank path while training (the paper's reference code uses 0.05; dora-peft then computes PEFT's own function); not for oft or full")
+	fs.BoolVar(&f.exactRotation, "exact-rotation", false, "use the exactly orthogonal rotation exp(S) instead of the paper's first-order I + S (sora, preortho, postortho)")
 	fs.StringVar(&f.target, "target", peft.AllLinear, "comma-separated `PATTERNS` of the layers to adapt: module names such as q_proj,v_proj (matched as name suffixes), regular expressions, or all-linear")
 	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning `RATE` of AdamW (the demonstration's default is 2e-3)")
 	fs.Float64Var(&f.epochs, "epochs", 1, "passes over the training data, `E` (may be fractional; ignored when --steps is set)")
@@ -118,7 +120,8 @@ func runFinetune(args []string, stdout, stderr io.Writer) int {
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
-			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip"} {
+			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
+			"dropout", "exact-rotation"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend and --out)\n", name)
 				return exitUsage
@@ -177,12 +180,20 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--eval-every and --max-eval need --eval-data (the held-out data to evaluate)")
 	case !positive(f.loraPlusRatio):
 		return fmt.Errorf("--loraplus-ratio %g: want a finite positive number", f.loraPlusRatio)
+	case !(f.dropout >= 0 && f.dropout < 1):
+		return fmt.Errorf("--dropout %g: want a probability in [0, 1)", f.dropout)
 	}
 	if _, err := train.ParseTask(f.task); err != nil {
 		return fmt.Errorf("--task: %v", err)
 	}
-	if _, err := peft.ParseMethod(f.method); err != nil {
+	m, err := peft.ParseMethod(f.method)
+	if err != nil {
 		return fmt.Errorf("--method: %v", err)
+	}
+	// Combinations the method refuses (--dropout with oft, --exact-rotation
+	// without a rotation) are usage errors, found before anything loads.
+	if err := f.peftConfig(m).WithDefaults().Validate(); err != nil {
+		return fmt.Errorf("--method %s: %v", m, err)
 	}
 	switch strings.ToLower(f.schedule) {
 	case "constant", "linear", "cosine":
@@ -195,7 +206,7 @@ func (f *finetuneFlags) check() error {
 // peftConfig returns the method configuration of the flags.
 func (f *finetuneFlags) peftConfig(method peft.Method) peft.Config {
 	c := peft.Config{Method: method, R: f.rank, Alpha: f.alpha, RotationRank: f.rotationRank,
-		TargetModules: splitList(f.target), Seed: f.seed}
+		TargetModules: splitList(f.target), Seed: f.seed, Dropout: f.dropout, ExactRotation: f.exactRotation}
 	if method == peft.LoRAPlus {
 		c.LoRAPlusRatio = f.loraPlusRatio
 	}

@@ -25,7 +25,7 @@ func TestFinetuneHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, f := range []string{"backend", "model", "tokenizer", "data", "eval-data", "task", "method", "rank", "alpha",
 		"rotation-rank", "target", "lr", "epochs", "steps", "batch", "micro-batch", "max-len", "warmup", "schedule",
-		"weight-decay", "seed", "out", "resume", "save-every"} {
+		"weight-decay", "seed", "out", "resume", "save-every", "dropout", "exact-rotation"} {
 		if !strings.Contains(out, "--"+f+" ") && !strings.Contains(out, "--"+f+"\n") {
 			t.Errorf("--help does not explain --%s", f)
 		}
@@ -59,6 +59,12 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--clip", "NaN"}, "--clip NaN"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--eval-every", "5"}, "--eval-every and --max-eval need --eval-data"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--max-eval", "5"}, "--eval-every and --max-eval need --eval-data"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--dropout", "1"}, "--dropout 1: want a probability"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--dropout", "NaN"}, "--dropout NaN"},
+		// Combinations a method refuses are found before anything loads.
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--dropout", "0.1"}, "OFT has no input dropout"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--exact-rotation"}, "only the rotation methods"},
+		{[]string{"--dropout", "0.1"}, "--dropout needs --model"},
 		// The backend is checked before anything loads (m.bin does not exist).
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--backend", "nope"}, `unknown backend "nope"`},
 		{[]string{"--method", "lora,bogus"}, "unknown method"},
