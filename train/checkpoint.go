@@ -45,6 +45,7 @@ type trainerState struct {
 	TrainSize   int     `json:"train_size"`
 	TrainDigest string  `json:"train_digest"`
 	Task        string  `json:"task"`
+	BaseModel   string  `json:"base_model,omitempty"`
 	Loss        float64 `json:"loss"`
 	Time        string  `json:"time"`
 }

@@ -82,6 +82,13 @@ type Options struct {
 	Out string
 	// Resume continues from the newest checkpoint in Out.
 	Resume bool
+	// BaseModel describes the base model in whatever way tells apart bases
+	// whose trainable tensors would mean something else (for a LLaMA: its
+	// shape and the row order of its q/k projections, which differs
+	// between a llama2.c file and its Hugging Face conversion). It is kept
+	// in every checkpoint, and resuming from one made with another
+	// description fails. "" checks nothing.
+	BaseModel string
 }
 
 // Defaults of Options.

@@ -195,7 +195,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		res.Trainable += int64(p.Len())
 	}
 
-	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String()}
+	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String(), BaseModel: o.BaseModel}
 	var metrics *metricsLog
 	if o.Out != "" {
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
@@ -471,6 +471,9 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
 	}
 	switch {
+	case old.BaseModel != "" && st.BaseModel != "" && old.BaseModel != st.BaseModel:
+		// Checkpoints from before BaseModel existed carry none and pass.
+		return fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
 	case old.Task != st.Task:
 		return mismatch("task", old.Task, st.Task)
 	case old.Seed != st.Seed:

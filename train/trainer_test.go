@@ -470,3 +470,31 @@ func TestLoadOptimizerRejectsForeignFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeRefusesOtherBase checks that a checkpoint made on one base
+// model is not resumed on a base described differently (the same LLaMA in
+// the other q/k row order would silently get its tensors misread), and is
+// resumed on the same one.
+func TestResumeRefusesOtherBase(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	dir := t.TempDir()
+	run := func(base string, resume bool) error {
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := resumeOptions(dir)
+		o.BaseModel, o.Resume = base, resume
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o}
+		_, err := tr.Run(context.Background())
+		return err
+	}
+	if err := run("llama q/k rows interleaved", false); err != nil {
+		t.Fatal(err)
+	}
+	err := run("llama q/k rows half-split", true)
+	if err == nil || !strings.Contains(err.Error(), "another base model") || !strings.Contains(err.Error(), "half-split") {
+		t.Fatalf("resume on another base: %v, want an error naming both bases", err)
+	}
+	if err := run("llama q/k rows interleaved", true); err != nil {
+		t.Errorf("resume on the same base: %v", err)
+	}
+}

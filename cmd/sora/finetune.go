@@ -399,7 +399,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
-		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume}
+		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume,
+		BaseModel: fmt.Sprintf("llama dim %d, %d layers, %d heads (%d key/value), vocab %d, q/k rows %s",
+			w.Config.Dim, w.Config.NumLayers, w.Config.NumHeads, w.Config.NumKVHeads, w.Config.VocabSize, w.Config.RopeLayout)}
 	opts = opts.WithDefaults(len(trainSet.seqs))
 	if f.warmup < 0 {
 		opts.Warmup = opts.Steps / 20
