@@ -126,6 +126,11 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	b, code := openBackend(*name, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
 	w, tok, err := loadModelAndTokenizer(*modelPath, *tokPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
@@ -140,7 +145,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if note := set.lengthNote(limit, w.Config.MaxSeqLen); note != "" {
 		fmt.Fprintf(stdout, "note: %s: %s\n", *dataPath, note)
 	}
-	m, release, code := openModel("eval", *name, w, *modelPath, stderr)
+	m, release, code := openModel("eval", b, w, *modelPath, stderr)
 	if m == nil {
 		return code
 	}

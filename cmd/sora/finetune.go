@@ -341,6 +341,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	} else if !f.resume && err == nil {
 		return fail("%s already holds checkpoints of a run; resume it (--resume) or choose another output folder", f.out)
 	}
+	b, code := openBackend(f.backend, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
 	w, tok, err := loadModelAndTokenizer(f.model, f.tokenizer)
 	if err != nil {
 		return fail("%v", err)
@@ -368,7 +373,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		describeData(stdout, "eval", f.evalData, evalSet, task, maxLen, w.Config.MaxSeqLen)
 	}
 
-	m, release, code := openModel("finetune", f.backend, w, f.model, stderr)
+	m, release, code := openModel("finetune", b, w, f.model, stderr)
 	if m == nil {
 		return code
 	}

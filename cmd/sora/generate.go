@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
@@ -106,12 +107,17 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	b, code := openBackend(*name, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
 	w, tok, err := loadModelAndTokenizer(*modelPath, *tokPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("generate", *name, w, *modelPath, stderr)
+	m, release, code := openModel("generate", b, w, *modelPath, stderr)
 	if m == nil {
 		return code
 	}
@@ -207,22 +213,19 @@ func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenize
 	return w, tok, nil
 }
 
-// openModel opens the backend called name and loads w (read from
-// modelPath) onto it. On failure it prints why to stderr, prefixed with
-// "sora cmd:" where the model is at fault, and returns a nil model and the
-// exit status; otherwise release frees the model and closes the backend.
-func openModel(cmd, name string, w *llama.Weights, modelPath string, stderr io.Writer) (m *llama.Model, release func(), code int) {
-	b, code := openBackend(name, stderr)
-	if b == nil {
-		return nil, nil, code
-	}
+// openModel loads w (read from modelPath) onto the backend b, which the
+// commands open before they read the model, so that a backend this machine
+// cannot run is reported at once rather than after a long load. On failure
+// it prints why to stderr, prefixed with "sora cmd:", and returns a nil
+// model and the exit status; otherwise release frees the model (the caller
+// closes b).
+func openModel(cmd string, b backend.Backend, w *llama.Weights, modelPath string, stderr io.Writer) (m *llama.Model, release func(), code int) {
 	m, err := llama.New(b, w)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora %s: loading %s on %s: %v\n", cmd, modelPath, b.Name(), err)
-		b.Close()
 		return nil, nil, exitFailure
 	}
-	return m, func() { m.Free(); b.Close() }, exitOK
+	return m, m.Free, exitOK
 }
 
 // adapterInfo is what an adapter folder says before the base model is

@@ -67,12 +67,17 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora merge: --out must not be the base model itself")
 		return exitUsage
 	}
+	b, code := openBackend(*name, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
 	base, err := loadBase(*model)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("merge", *name, base.w, *model, stderr)
+	m, release, code := openModel("merge", b, base.w, *model, stderr)
 	if m == nil {
 		return code
 	}

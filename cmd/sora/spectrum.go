@@ -58,12 +58,17 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora spectrum: --model is required (the adapter's config does not name its base model)")
 		return exitUsage
 	}
+	b, code := openBackend(*name, stderr)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
 	w, err := loadWeights(*modelPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("spectrum", *name, w, *modelPath, stderr)
+	m, release, code := openModel("spectrum", b, w, *modelPath, stderr)
 	if m == nil {
 		return code
 	}
