@@ -107,8 +107,7 @@ var accuracyCases = []accuracyCase{
 	{"SiLU", -87, 100, func(x float64) float64 { return x * sigmoid64(x) }, absRef,
 		func(k *Kernels) func(d, x []float32) { return k.SiLU }, 3},
 	// GELU down to x = −13, where x·Φ(x) ≈ −4e−38 is still a normal
-	// float32 (below, the kernels flush Φ's tail to 0). Φ = 1 − h just
-	// above 0.5 has a coarse ulp for its size, which is most of the error.
+	// float32 (below, the kernels flush Φ's tail to 0).
 	{"GELU", -13, 13, func(x float64) float64 { return x * phi64(x) }, absRef,
 		func(k *Kernels) func(d, x []float32) { return k.GELU }, 6},
 	{"ExpGrad", -103, 88.7, math.Exp, absRef,

@@ -191,24 +191,71 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tanh: max rel err %.3g\n", maxErr(1e-6, hi, c, sq, f, w))
 		print("tanhP", "tanh(x) ≈ x + x³·Σ tanhP[k]·x^2k for |x| ≤ 0.625.", c)
 	}
-	// ½·erfc(a/√2) = exp(−a²/2)·G(t)/(a+K), t = (a−K)/(a+K), a ≥ 0:
-	// G tends to 1/√(2π) for large a, which keeps its coefficients'
-	// roundings small next to it. The kernels flush a > 13.2 to 0, where
-	// exp(−a²/2) leaves the normal float32 range.
+	// exp(−R/2) = 1 + R·Q(R) for the Gaussian exp(−a²/2) of phiTail,
+	// whose reduced argument R = a² − 2n·ln 2 (+ a²'s rounding) lies in
+	// [−ln 2, ln 2] with a little to spare for n's float32 rounding.
+	// Q(0) = −½ exactly, which float32 holds: the fit is of the rest,
+	// (Q(R) + ½)/R, whose coefficients' roundings matter less.
 	{
-		K := 3.0
-		if s := os.Getenv("K"); s != "" {
-			fmt.Sscan(s, &K)
+		h := math.Ln2 * 1.001
+		f := func(r float64) float64 {
+			if math.Abs(r) < 1e-3 {
+				return 1.0/8 - r/48 + r*r/384 - r*r*r/3840
+			}
+			return (math.Expm1(-r/2)/r + 0.5) / r
 		}
-		R := func(a float64) float64 { return 0.5 * math.Erfc(a/math.Sqrt2) * math.Exp(a*a/2) }
-		at := func(t float64) float64 { return K * (1 + t) / (1 - t) }
-		f := func(t float64) float64 { return R(at(t)) * (at(t) + K) }
-		w := func(t float64) float64 { return 1 / f(t) }
-		tmax := (13.25 - K) / (13.25 + K)
-		c := fit(-1, tmax, deg("GELU", 10), id, f, w)
-		fmt.Fprintf(os.Stderr, "gelu K=%g: max rel err %.3g\n", K, maxErr(-1, tmax, c, id, f, w))
-		fmt.Fprintf(&out, "// geluK is K of phiG's variable t = (a−K)/(a+K).\nconst geluK = %g\n\n", K)
-		print("phiG", fmt.Sprintf("½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiG[k]·t^k / (a+%g), t = (a−%g)/(a+%g), a ≥ 0.", K, K, K), c)
+		w := func(r float64) float64 { return r * r / math.Exp(-r/2) }
+		c := append([]float64{-0.5}, fit(-h, h, deg("GAUSS", 4), id, f, w)...)
+		fq := func(r float64) float64 { return f(r)*r - 0.5 }
+		wq := func(r float64) float64 { return math.Abs(r) / math.Exp(-r/2) }
+		fmt.Fprintf(os.Stderr, "gauss: max rel err %.3g\n", maxErr(-h, h, c, id, fq, wq))
+		print("gaussQ", "exp(−R/2) ≈ 1 + R·Σ gaussQ[k]·R^k for |R| ≤ ln 2.", c)
+	}
+	// The Mills-type factor F(a) = ½·erfc(a/√2)·exp(a²/2) of phiTail,
+	// piecewise: sixteen intervals of a ≥ 0, four per binade of a+1 in
+	// [1, 16), so that the interval's number is (bits(a+1) >> 21) & 15,
+	// which the assembly turns into table entries with one permute per
+	// coefficient. Each interval's polynomial is in u = a − c, c its
+	// centre, fitted for relative error; the intervals are widened by
+	// a+1's rounding (2⁻²¹ below 16), and the last ends at geluMaxA.
+	{
+		const geluMaxA = 13.2
+		F := func(a float64) float64 { return 0.5 * math.Erfc(a/math.Sqrt2) * math.Exp(a*a/2) }
+		w := func(a float64) float64 { return 1 / F(a) }
+		d := deg("GELU", 5)
+		tab := make([][16]float64, d+2)
+		var worst float64
+		for j := 0; j < 16; j++ {
+			b, m := j/4, j%4
+			lo := math.Ldexp(1+float64(m)/4, b) - 1
+			hi := math.Ldexp(1+float64(m+1)/4, b) - 1
+			ctr := (lo + hi) / 2
+			lo, hi = math.Max(lo-0x1p-20, 0), math.Min(hi+0x1p-20, geluMaxA+0x1p-20)
+			u := func(a float64) float64 { return a - ctr }
+			c := fit(lo, hi, d, u, F, w)
+			worst = math.Max(worst, maxErr(lo, hi, c, u, F, w))
+			p := (j + 12) % 16 // bits(a+1)>>21 of the interval, mod 16
+			tab[0][p] = ctr
+			for k, v := range c {
+				tab[1+k][p] = v
+			}
+		}
+		fmt.Fprintf(os.Stderr, "gelu: max rel err %.3g\n", worst)
+		fmt.Fprintf(&out, "// phiT is generated; see fit_coeffs.go.\n")
+		fmt.Fprintf(&out, "// ½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiT[1+k][i]·(a − phiT[0][i])^k for a in [0, 13.2],\n")
+		fmt.Fprintf(&out, "// i = (bits(a+1) >> 21) & 15: phiT[0] holds the intervals' centres.\n")
+		fmt.Fprintf(&out, "var phiT = [%d][16]float32{\n", d+2)
+		for _, row := range tab {
+			fmt.Fprint(&out, "{")
+			for i, v := range row {
+				if i > 0 {
+					fmt.Fprint(&out, ", ")
+				}
+				fmt.Fprintf(&out, "%v", float32(v))
+			}
+			fmt.Fprint(&out, "},\n")
+		}
+		fmt.Fprint(&out, "}\n\n")
 	}
 	src, err := format.Source(out.Bytes())
 	if err != nil {

@@ -338,39 +338,104 @@ func (g *gen) sigmoidPick(x, r, s0, d, m string) {
 	g.blend(m, r, s0, d)
 }
 
-// phi sets e = exp(−x²/2) (0 beyond geluMaxA) and either (gelu false)
-// d = Φ(x) or (gelu true) d = x·Φ(x), using temporaries t[0..3] and mask
-// m. See phiTail.
-func (g *gen) phi(x, d, e string, gelu bool, t []string, m string) {
-	t0, t1, t2, t3 := t[0], t[1], t[2], t[3]
-	g.and(c("cAbs"), x, t0)
-	g.cmp(ngtUS, c("cGeluMax"), t0, m) // lanes to keep
-	g.I("VMOVUPS %s, %s", c("cGeluMax"), t1)
-	g.I("VMINPS %s, %s, %s", t0, t1, t1) // a, NaN passes
-	g.I("VMULPS %s, %s, %s", t1, t1, e)
-	g.I("VMOVAPS %s, %s", e, t2)
-	g.I("VFMSUB231PS %s, %s, %s", t1, t1, t2) // a² − s, exactly
-	g.I("VMULPS %s, %s, %s", c("cNegHalf"), e, e)
-	g.exp(e, []string{t0, t3, d}, expOpts{corr: t2})
-	g.keep(m, e, e)
-	g.I("VADDPS %s, %s, %s", c("cGeluK"), t1, t2)
-	g.I("VMOVUPS %s, %s", c("cOne"), t3)
-	g.I("VDIVPS %s, %s, %s", t2, t3, t3) // 1/(a+K)
-	g.I("VSUBPS %s, %s, %s", c("cGeluK"), t1, t2)
-	g.I("VMULPS %s, %s, %s", t3, t2, t2) // t
-	g.horner("cPhiG", 10, t2, t0)
-	g.I("VMULPS %s, %s, %s", t3, t0, t0)
-	g.I("VMULPS %s, %s, %s", e, t0, t0) // h = ½·erfc(a/√2) = Φ(−a)
+// geluDeg is the degree of phiT's polynomials (coeffs.go): the table has
+// a row of interval centres and geluDeg+1 rows of coefficients.
+const geluDeg = 5
+
+// phi sets d = x·Φ(x) (gelu true) or d = Φ(x) and e = exp(−x²/2) (gelu
+// false), both 0 beyond geluMaxA; see phiTail. It uses temporaries
+// t[0..5] (t[0..7] for AVX2) and mask m. tab holds, for AVX-512, the
+// registers of phiT's geluDeg+2 rows, one 16-lane vector each; AVX2 reads
+// the table from memory, as two 8-lane halves per row.
+func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string) {
+	a, s, idx, n, u, p := t[0], t[1], t[2], t[3], t[4], t[5]
+	if gelu {
+		e = d
+	}
+	sel, tmp := "", a // tmp reuses a once u and the index are known
+	if !g.wide() {
+		sel, tmp = t[6], t[7]
+	}
+	// fetch sets dst to row k of phiT at each lane's interval.
+	fetch := func(k int, dst string) {
+		if g.wide() {
+			g.I("VPERMPS %s, %s, %s", tab[k], idx, dst)
+			return
+		}
+		// Entries 0..7 from the low half, 8..15 from the high one, as bit
+		// 3 of the index (moved to sel's sign bits) picks.
+		g.I("VPERMPS ·tGelu+%d(SB), %s, %s", 64*k, idx, tmp)
+		g.I("VPERMPS ·tGelu+%d(SB), %s, %s", 64*k+32, idx, dst)
+		g.blend(sel, dst, tmp, dst)
+	}
+	g.and(c("cAbs"), x, a)
+	g.cmp(ngtUS, c("cGeluMax"), a, m) // lanes to keep (NaN included)
+	if !g.wide() {
+		// Lanes beyond geluMaxA are cleared at the end, but their
+		// arithmetic must stay finite for the AVX2 masking (an AND) to
+		// clear it; NaN becomes geluMaxA here, and its x makes the
+		// result NaN again. AVX-512 masks the product instead.
+		g.I("VMINPS %s, %s, %s", c("cGeluMax"), a, a)
+	}
+	// a² = s + ds exactly; e^{−a²/2} = 2ⁿ·e^{−R/2} with n =
+	// round(−s/(2 ln 2)) and R = s + 2n·ln 2 + ds.
+	g.I("VMULPS %s, %s, %s", a, a, s)
+	g.I("VMOVAPS %s, %s", s, idx)
+	g.I("VFMSUB231PS %s, %s, %s", a, a, idx) // ds = a² − s, exactly
+	g.I("VMULPS %s, %s, %s", c("cNegHalfLog2e"), s, n)
+	g.round(n, n)
+	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Hi"), n, s) // exact
+	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, s)
+	g.I("VADDPS %s, %s, %s", idx, s, s) // R
+	// The interval: (bits(a+1) >> 21) mod 16, and u = a − its centre.
+	g.I("VADDPS %s, %s, %s", c("cOne"), a, idx)
+	g.I("VPSRLD $21, %s, %s", idx, idx)
+	if !g.wide() {
+		g.I("VPSLLD $28, %s, %s", idx, sel)
+	}
+	fetch(0, u)
+	g.I("VSUBPS %s, %s, %s", u, a, u)
+	// e = 2ⁿ·(1 + R·Q(R)).
+	g.horner("cGaussQ", 5, s, e)
+	g.I("VFMADD213PS %s, %s, %s", c("cOne"), s, e)
+	if g.wide() {
+		g.I("VSCALEFPS %s, %s, %s", n, e, e)
+	} else {
+		g.scale2n(e, n, s, false)
+	}
+	// F(a) by Horner's rule on the interval's coefficients.
+	fetch(geluDeg+1, p)
+	for k := geluDeg; k >= 1; k-- {
+		fetch(k, a)
+		g.I("VFMADD213PS %s, %s, %s", a, u, p)
+	}
+	// h = e·F, cleared beyond geluMaxA (where AVX-512 left e and F
+	// unbounded); then x·h below 0 and x − x·h from 0 on (gelu), or Φ
+	// = h below 0 and 1 − h from 0 on.
+	if g.wide() {
+		if gelu {
+			g.I("VMULPS.Z %s, %s, %s, %s", e, p, m, d)
+			g.cmp(geOS, c("cZero"), x, m)
+			g.I("VMULPS %s, %s, %s", d, x, d)
+			g.I("VSUBPS %s, %s, %s, %s", d, x, m, d)
+			return
+		}
+		g.I("VMOVUPS.Z %s, %s, %s", e, m, e)
+		g.I("VMULPS.Z %s, %s, %s, %s", e, p, m, p)
+	} else {
+		g.I("VANDPS %s, %s, %s", e, m, e)
+		g.I("VMULPS %s, %s, %s", e, p, p)
+	}
 	g.cmp(geOS, c("cZero"), x, m)
 	if gelu {
-		g.I("VMULPS %s, %s, %s", t0, x, t0) // x·h
-		g.I("VSUBPS %s, %s, %s", t0, x, t1) // x − x·h
-		g.blend(m, t1, t0, d)
+		g.I("VMULPS %s, %s, %s", p, x, p)
+		g.I("VSUBPS %s, %s, %s", p, x, s)
+		g.blend(m, s, p, d)
 		return
 	}
-	g.I("VMOVUPS %s, %s", c("cOne"), t1)
-	g.I("VSUBPS %s, %s, %s", t0, t1, t1) // 1 − h
-	g.blend(m, t1, t0, d)
+	g.I("VMOVUPS %s, %s", c("cOne"), s)
+	g.I("VSUBPS %s, %s, %s", p, s, s) // 1 − h
+	g.blend(m, s, p, d)
 }
 
 // ---- element-wise maps ----
@@ -384,6 +449,9 @@ type mapK struct {
 	// ordinary stores: they are small and read again soon).
 	updates []string
 	scalars []string // float32 arguments, broadcast
+	// tabRows rows of the table tGelu stay in registers through the
+	// loop (AVX-512 only), after the scalars in body's s[].
+	tabRows int
 	temps   int
 	masks   int
 	unroll  int
@@ -608,6 +676,13 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		v := r.v()
 		g.I("VBROADCASTSS %s+%d(FP), %s", s, offs[s], v)
 		sc = append(sc, v)
+	}
+	if g.wide() {
+		for j := 0; j < k.tabRows; j++ {
+			v := r.v()
+			g.I("VMOVUPS ·tGelu+%d(SB), %s", 64*j, v)
+			sc = append(sc, v)
+		}
 	}
 	tm := ""
 	if !g.wide() {
@@ -1434,8 +1509,11 @@ var consts = [][2]string{
 	{"cTanhSmall", "splat(tanhSmall)"},
 	{"cTanhP", "[6][16]float32(splatTable(tanhP[:], 6))"},
 	{"cGeluMax", "splat(geluMaxA)"},
-	{"cGeluK", "splat(geluK)"},
-	{"cPhiG", "[11][16]float32(splatTable(phiG[:], 11))"},
+	{"cNegHalfLog2e", "splat(-0.5 * log2e)"},
+	{"c2Ln2Hi", "splat(2 * ln2Hi)"},
+	{"c2Ln2Lo", "splat(2 * ln2Lo)"},
+	{"cGaussQ", "[6][16]float32(splatTable(gaussQ[:], 6))"},
+	{"tGelu", fmt.Sprintf("[%d][16]float32(phiT)", geluDeg+2)},
 	{"cInvSqrt2Pi", "splat(invSqrt2Pi)"},
 }
 
@@ -1487,9 +1565,9 @@ var maps = []mapK{
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], "", out, t) }},
 	{name: "silu", ins: []string{"x"}, temps: 4, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], in[0], out, t) }},
-	{name: "gelu", ins: []string{"x"}, temps: 5, masks: 1, unroll: 2,
+	{name: "gelu", ins: []string{"x"}, tabRows: geluDeg + 2, temps: 8, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.phi(in[0], out, t[4], true, t[:4], m[0])
+			g.phi(in[0], out, "", true, t, m[0], s)
 		}},
 	{name: "relu", ins: []string{"x"}, masks: 1, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) {
@@ -1544,11 +1622,11 @@ var maps = []mapK{
 			g.I("VFMADD231PS %s, %s, %s", in[0], t[0], out) // x·σ(1−σ) + σ
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
-	{name: "geluGrad", ins: []string{"x", "dy"}, temps: 5, masks: 1, unroll: 2,
+	{name: "geluGrad", ins: []string{"x", "dy"}, tabRows: geluDeg + 2, temps: 9, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.phi(in[0], out, t[4], false, t[:4], m[0])
-			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[4], t[4])
-			g.I("VFMADD231PS %s, %s, %s", in[0], t[4], out) // x·φ(x) + Φ(x)
+			g.phi(in[0], out, t[8], false, t[:8], m[0], s)
+			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[8], t[8])
+			g.I("VFMADD231PS %s, %s, %s", in[0], t[8], out) // x·φ(x) + Φ(x)
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
 	{name: "reluGrad", ins: []string{"x", "dy"}, masks: 1, unroll: 4,

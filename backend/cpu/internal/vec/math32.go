@@ -36,6 +36,7 @@ const (
 	// geluMaxA bounds |x| in Φ(x): beyond it exp(−x²/2) leaves the normal
 	// float32 range (x²/2 > 87.3) and the kernels flush the Gaussian tail
 	// to 0; then Φ is exactly 0 or 1 and x·Φ(x) below 2⁻¹²⁶ in magnitude.
+	// fit_coeffs.go fits phiT up to it.
 	geluMaxA = 13.2
 
 	invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
@@ -199,33 +200,42 @@ func siluGrad32(x float32) float32 {
 }
 
 // phiTail returns h = Φ(−|x|) = ½·erfc(|x|/√2), the standard normal tail,
-// and g = exp(−x²/2), both 0 where |x| > geluMaxA. With a = |x|,
-// h = exp(−a²/2)·G(t)/(a+K) for t = (a−K)/(a+K); Φ(x) is h for x < 0 and
+// and g = exp(−x²/2), both 0 where |x| > geluMaxA (NaN for NaN). With
+// a = |x|, h = g·F(a) for the smooth factor F(a) = ½·erfc(a/√2)·e^{a²/2}
+// (from ½ at 0 to about 1/(a√(2π))), which phiT approximates on sixteen
+// intervals by polynomials of degree five: the interval's number comes
+// from the bits of a+1 and its coefficients from a table, so that the
+// assembly fetches each with a single permute. Φ(x) is h for x < 0 and
 // 1 − h otherwise, so the left tail keeps its relative precision.
 func phiTail(x float32) (h, g float32) {
-	a := clamp(abs32(x), 0, geluMaxA)
-	// a² = s + ds exactly (a float32 square is exact in float64); the
-	// exponential of −ds/2 is folded in as a correction of the reduced
-	// argument, so that a² rounding does not cost e^{−a²/2} its digits.
+	a := abs32(x)
+	if a > geluMaxA {
+		return 0, 0
+	}
+	// a² = s + ds exactly (a float32 square is exact in float64); ds
+	// joins the reduced argument so that a²'s rounding does not cost
+	// e^{−a²/2} its digits. With n = round(−s/(2 ln 2)),
+	// e^{−a²/2} = 2ⁿ·e^{−R/2} for R = s + 2n·ln 2 + ds in about
+	// [−ln 2, ln 2]; s + 2n·ln2Hi is exact.
 	s64 := float64(a) * float64(a)
 	s := float32(s64)
 	ds := float32(s64 - float64(s))
-	arg := -0.5 * s
-	n := roundEven(arg * log2e)
-	r := arg - n*ln2Hi
-	r -= n * ln2Lo
-	r += -0.5 * ds
-	g = expCore(r) * pow2(int32(n))
-	if abs32(x) > geluMaxA {
-		g = 0
+	n := roundEven(s * (-0.5 * log2e))
+	r := s + n*(2*ln2Hi)
+	r += n * (2 * ln2Lo)
+	r += ds
+	q := gaussQ[len(gaussQ)-1]
+	for k := len(gaussQ) - 2; k >= 0; k-- {
+		q = q*r + gaussQ[k]
 	}
-	inv := 1 / (a + geluK)
-	t := (a - geluK) * inv
-	p := phiG[len(phiG)-1]
-	for k := len(phiG) - 2; k >= 0; k-- {
-		p = p*t + phiG[k]
+	g = (q*r + 1) * pow2(int32(n))
+	i := (math.Float32bits(a+1) >> 21) & 15
+	u := a - phiT[0][i]
+	p := phiT[len(phiT)-1][i]
+	for k := len(phiT) - 2; k >= 1; k-- {
+		p = p*u + phiT[k][i]
 	}
-	return p * inv * g, g
+	return g * p, g
 }
 
 // gelu32 is x·Φ(x), computed as x − x·h for x ≥ 0 and x·h below.

@@ -36,8 +36,11 @@ var (
 	cTanhSmall    = splat(tanhSmall)
 	cTanhP        = [6][16]float32(splatTable(tanhP[:], 6))
 	cGeluMax      = splat(geluMaxA)
-	cGeluK        = splat(geluK)
-	cPhiG         = [11][16]float32(splatTable(phiG[:], 11))
+	cNegHalfLog2e = splat(-0.5 * log2e)
+	c2Ln2Hi       = splat(2 * ln2Hi)
+	c2Ln2Lo       = splat(2 * ln2Lo)
+	cGaussQ       = [6][16]float32(splatTable(gaussQ[:], 6))
+	tGelu         = [7][16]float32(phiT)
 	cInvSqrt2Pi   = splat(invSqrt2Pi)
 )
 
