@@ -453,8 +453,11 @@ type mapK struct {
 	// loop (AVX-512 only), after the scalars in body's s[].
 	tabRows int
 	temps   int
-	masks   int
-	unroll  int
+	// temps512, if set, is the number of temporaries AVX-512 needs
+	// instead of temps (t[temps512:] are then absent).
+	temps512 int
+	masks    int
+	unroll   int
 	// body computes out from the loaded inputs in[], the broadcast
 	// scalars s[], temporaries t[] and masks m[]; out is a register of its
 	// own.
@@ -693,14 +696,18 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		in, t, m []string
 	}
 	// Unroll as asked, or as far as the registers go.
-	per := 1 + len(ins) + k.temps
+	temps := k.temps
+	if g.wide() && k.temps512 > 0 {
+		temps = k.temps512
+	}
+	per := 1 + len(ins) + temps
 	if !g.wide() {
 		per += k.masks
 	}
 	unroll := min(k.unroll, (g.regs-r.next)/per)
 	var cp []copyRegs
 	for u := 0; u < unroll; u++ {
-		cp = append(cp, copyRegs{r.v(), r.vs(len(ins)), r.vs(k.temps), r.masks(k.masks)})
+		cp = append(cp, copyRegs{r.v(), r.vs(len(ins)), r.vs(temps), r.masks(k.masks)})
 	}
 	L, B := g.lanes, g.bytes()
 	store := "VMOVUPS"
@@ -1565,7 +1572,7 @@ var maps = []mapK{
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], "", out, t) }},
 	{name: "silu", ins: []string{"x"}, temps: 4, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], in[0], out, t) }},
-	{name: "gelu", ins: []string{"x"}, tabRows: geluDeg + 2, temps: 8, masks: 1, unroll: 2,
+	{name: "gelu", ins: []string{"x"}, tabRows: geluDeg + 2, temps: 8, temps512: 6, masks: 1, unroll: 3,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.phi(in[0], out, "", true, t, m[0], s)
 		}},
