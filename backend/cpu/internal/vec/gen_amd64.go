@@ -352,7 +352,7 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 	if gelu {
 		e = d
 	}
-	sel, tmp := "", a // tmp reuses a once u and the index are known
+	sel, tmp := "", ""
 	if !g.wide() {
 		sel, tmp = t[6], t[7]
 	}
@@ -370,23 +370,26 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 	}
 	g.and(c("cAbs"), x, a)
 	g.cmp(ngtUS, c("cGeluMax"), a, m) // lanes to keep (NaN included)
+	absx := a                         // |x| for the final x·Φ(x)
 	if !g.wide() {
 		// Lanes beyond geluMaxA are cleared at the end, but their
 		// arithmetic must stay finite for the AVX2 masking (an AND) to
 		// clear it; NaN becomes geluMaxA here, and its x makes the
 		// result NaN again. AVX-512 masks the product instead.
-		g.I("VMINPS %s, %s, %s", c("cGeluMax"), a, a)
+		if gelu {
+			a = t[8]
+		}
+		g.I("VMINPS %s, %s, %s", c("cGeluMax"), absx, a)
 	}
-	// a² = s + ds exactly; e^{−a²/2} = 2ⁿ·e^{−R/2} with n =
-	// round(−s/(2 ln 2)) and R = s + 2n·ln 2 + ds.
+	// e^{−a²/2} = 2ⁿ·e^{−R/2} with n = round(−a²/(2 ln 2)) and R =
+	// a² + 2n·ln 2: a·a + 2n·ln2Hi rounded once (the product is exact),
+	// so that R keeps its digits however large a² is.
 	g.I("VMULPS %s, %s, %s", a, a, s)
-	g.I("VMOVAPS %s, %s", s, idx)
-	g.I("VFMSUB231PS %s, %s, %s", a, a, idx) // ds = a² − s, exactly
 	g.I("VMULPS %s, %s, %s", c("cNegHalfLog2e"), s, n)
 	g.round(n, n)
-	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Hi"), n, s) // exact
-	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, s)
-	g.I("VADDPS %s, %s, %s", idx, s, s) // R
+	g.I("VMULPS %s, %s, %s", c("c2Ln2Hi"), n, s)
+	g.I("VFMADD231PS %s, %s, %s", a, a, s)
+	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, s) // R
 	// The interval: (bits(a+1) >> 21) mod 16, and u = a − its centre.
 	g.I("VADDPS %s, %s, %s", c("cOne"), a, idx)
 	g.I("VPSRLD $21, %s, %s", idx, idx)
@@ -403,36 +406,31 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 	} else {
 		g.scale2n(e, n, s, false)
 	}
-	// F(a) by Horner's rule on the interval's coefficients.
+	// F(a) by Horner's rule on the interval's coefficients (fetched
+	// into n, which the scaling is done with).
 	fetch(geluDeg+1, p)
 	for k := geluDeg; k >= 1; k-- {
-		fetch(k, a)
-		g.I("VFMADD213PS %s, %s, %s", a, u, p)
+		fetch(k, n)
+		g.I("VFMADD213PS %s, %s, %s", n, u, p)
 	}
 	// h = e·F, cleared beyond geluMaxA (where AVX-512 left e and F
-	// unbounded); then x·h below 0 and x − x·h from 0 on (gelu), or Φ
-	// = h below 0 and 1 − h from 0 on.
+	// unbounded); then x·Φ(x) = max(x, 0) − |x|·h with one rounding
+	// (gelu), or Φ = h below 0 and 1 − h from 0 on.
 	if g.wide() {
-		if gelu {
-			g.I("VMULPS.Z %s, %s, %s, %s", e, p, m, d)
-			g.cmp(geOS, c("cZero"), x, m)
-			g.I("VMULPS %s, %s, %s", d, x, d)
-			g.I("VSUBPS %s, %s, %s, %s", d, x, m, d)
-			return
+		if !gelu {
+			g.I("VMOVUPS.Z %s, %s, %s", e, m, e)
 		}
-		g.I("VMOVUPS.Z %s, %s, %s", e, m, e)
 		g.I("VMULPS.Z %s, %s, %s, %s", e, p, m, p)
 	} else {
 		g.I("VANDPS %s, %s, %s", e, m, e)
 		g.I("VMULPS %s, %s, %s", e, p, p)
 	}
-	g.cmp(geOS, c("cZero"), x, m)
 	if gelu {
-		g.I("VMULPS %s, %s, %s", p, x, p)
-		g.I("VSUBPS %s, %s, %s", p, x, s)
-		g.blend(m, s, p, d)
+		g.I("VMAXPS %s, %s, %s", c("cZero"), x, d)
+		g.I("VFNMADD231PS %s, %s, %s", absx, p, d)
 		return
 	}
+	g.cmp(geOS, c("cZero"), x, m)
 	g.I("VMOVUPS %s, %s", c("cOne"), s)
 	g.I("VSUBPS %s, %s, %s", p, s, s) // 1 − h
 	g.blend(m, s, p, d)
@@ -1572,7 +1570,7 @@ var maps = []mapK{
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], "", out, t) }},
 	{name: "silu", ins: []string{"x"}, temps: 4, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], in[0], out, t) }},
-	{name: "gelu", ins: []string{"x"}, tabRows: geluDeg + 2, temps: 8, temps512: 6, masks: 1, unroll: 3,
+	{name: "gelu", ins: []string{"x"}, tabRows: geluDeg + 2, temps: 9, temps512: 6, masks: 1, unroll: 3,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.phi(in[0], out, "", true, t, m[0], s)
 		}},

@@ -212,18 +212,16 @@ func phiTail(x float32) (h, g float32) {
 	if a > geluMaxA {
 		return 0, 0
 	}
-	// a² = s + ds exactly (a float32 square is exact in float64); ds
-	// joins the reduced argument so that a²'s rounding does not cost
-	// e^{−a²/2} its digits. With n = round(−s/(2 ln 2)),
-	// e^{−a²/2} = 2ⁿ·e^{−R/2} for R = s + 2n·ln 2 + ds in about
-	// [−ln 2, ln 2]; s + 2n·ln2Hi is exact.
-	s64 := float64(a) * float64(a)
-	s := float32(s64)
-	ds := float32(s64 - float64(s))
-	n := roundEven(s * (-0.5 * log2e))
-	r := s + n*(2*ln2Hi)
+	// e^{−a²/2} = 2ⁿ·e^{−R/2} with n = round(−a²/(2 ln 2)) and R =
+	// a² + 2n·ln 2 in about [−ln 2, ln 2]. a² + 2n·ln2Hi is computed
+	// exactly and rounded once, so that R keeps all its digits however
+	// large a² is: a float32 square and 2n·ln2Hi (16 bits) are exact in
+	// float64, and so is their sum (at most 49 significant bits); the
+	// assembly's fused multiply-add rounds the same exact value.
+	a2 := float64(a) * float64(a)
+	n := roundEven(float32(a2) * (-0.5 * log2e))
+	r := float32(a2 + float64(n*(2*ln2Hi)))
 	r += n * (2 * ln2Lo)
-	r += ds
 	q := gaussQ[len(gaussQ)-1]
 	for k := len(gaussQ) - 2; k >= 0; k-- {
 		q = q*r + gaussQ[k]
@@ -238,14 +236,12 @@ func phiTail(x float32) (h, g float32) {
 	return g * p, g
 }
 
-// gelu32 is x·Φ(x), computed as x − x·h for x ≥ 0 and x·h below.
+// gelu32 is x·Φ(x) = max(x, 0) − |x|·h (x − x·h from 0 on, x·h
+// below), rounded once as the assembly's fused multiply-add: the
+// product is exact in float64.
 func gelu32(x float32) float32 {
 	h, _ := phiTail(x)
-	xh := x * h
-	if x >= 0 {
-		return x - xh
-	}
-	return xh
+	return float32(float64(max(x, 0)) - float64(abs32(x))*float64(h))
 }
 
 // geluGrad32 is d/dx x·Φ(x) = Φ(x) + x·φ(x).
