@@ -344,7 +344,8 @@ const geluDeg = 5
 
 // phi sets d = x·Φ(x) (gelu true) or d = Φ(x) and e = exp(−x²/2) (gelu
 // false), both 0 beyond geluMaxA; see phiTail. It uses temporaries
-// t[0..5] (t[0..7] for AVX2) and mask m. tab holds, for AVX-512, the
+// t[0..5] (AVX2: t[0..7], and t[8] for gelu) and mask m. tab holds, for
+// AVX-512, the
 // registers of phiT's geluDeg+2 rows, one 16-lane vector each; AVX2 reads
 // the table from memory, as two 8-lane halves per row.
 func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string) {
