@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -127,6 +128,14 @@ func TestSmallOutputMistakes(t *testing.T) {
 	} else if _, err := os.Stat(merged); err != nil {
 		t.Errorf("merge reported success but: %v", err)
 	}
+	// Without --model, merge takes the base the adapter names, as eval,
+	// generate and spectrum do, and writes the same checkpoint.
+	merged2 := filepath.Join(dir, "merged2.bin")
+	if code, _, errOut := runCLI(t, "merge", "--adapter", ad, "--out", merged2); code != 0 {
+		t.Errorf("merge without --model: status %d, stderr %q", code, errOut)
+	} else if a, b := readFile(t, merged), readFile(t, merged2); !bytes.Equal(a, b) {
+		t.Errorf("merge without --model wrote %d bytes that differ from the %d of merge with it", len(b), len(a))
+	}
 	if code, _, errOut := runCLI(t, "convert", "--model", dir, "--out", filepath.Join(dir, "hf")); code != exitFailure ||
 		!strings.Contains(errOut, dir+" is a folder; convert reads a llama2.c checkpoint file") {
 		t.Errorf("convert of a folder: status %d, stderr %q", code, errOut)
@@ -142,4 +151,13 @@ func writeBoolQFile(t *testing.T, dir string) string {
 	p := filepath.Join(dir, "train.json")
 	writeBoolQ(t, p, 4)
 	return p
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

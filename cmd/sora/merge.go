@@ -22,13 +22,14 @@ func init() {
 }
 
 var mergeDoc = usageDoc{
-	synopsis: "merge --model FILE|DIR --adapter DIR --out FILE|DIR [--backend NAME]",
+	synopsis: "merge --adapter DIR --out FILE|DIR [--model FILE|DIR] [--backend NAME]",
 	description: "Applies the adapter in DIR (as written by \"sora finetune\": adapter_config.json and " +
 		"adapter_model.safetensors in Hugging Face PEFT's layout) to the base model, folds every adapted layer " +
 		"into one dense weight W' (as PEFT's merge_and_unload does; for SORA W' = R·(diag(d)·W0 + s·B·A)) and " +
 		"writes the result in the base model's own format: a llama2.c checkpoint file (same format version) for " +
 		"a .bin base, a Hugging Face folder for a folder base. The merged model computes what base + adapter " +
 		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint. " +
+		"--model defaults to the adapter's base_model_name_or_path, as in eval, generate and spectrum. " +
 		"Classification adapters (with a score head) cannot be merged into a language model checkpoint.",
 	examples: []string{
 		"sora merge --model stories260K.bin --adapter runs/boolq-sora/adapter --out stories260K-boolq.bin",
@@ -39,16 +40,13 @@ var mergeDoc = usageDoc{
 func runMerge(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("merge")
 	name := addBackendFlag(fs)
-	model := fs.String("model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder (required)")
+	model := fs.String("model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder (default: the base_model_name_or_path of --adapter)")
 	adapterDir := fs.String("adapter", "", "`DIR` of the adapter to fold in (required)")
 	out := fs.String("out", "", "`PATH` to write the merged model to: a file for a llama2.c base, a folder for a Hugging Face base (required)")
 	if code, ok := parseFlags(fs, mergeDoc, args, stdout, stderr); !ok {
 		return code
 	}
 	switch {
-	case *model == "":
-		fmt.Fprintln(stderr, "sora merge: --model is required (the base model the adapter was trained on)")
-		return exitUsage
 	case *adapterDir == "":
 		fmt.Fprintln(stderr, "sora merge: --adapter is required (a folder with adapter_config.json)")
 		return exitUsage
@@ -56,12 +54,24 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora merge: --out is required")
 		return exitUsage
 	}
-	if ad, err := readAdapter(*adapterDir); err != nil {
+	ad, err := readAdapter(*adapterDir)
+	if err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
-	} else if ad.head {
+	}
+	if ad.head {
 		fmt.Fprintf(stderr, "sora merge: %s holds a classification head (modules_to_save %q); only language-model adapters merge into a llama2.c or Hugging Face LM checkpoint\n", *adapterDir, ad.meta.ModulesToSave)
 		return exitFailure
+	}
+	if *model == "" {
+		if *model, err = ad.baseModel(); err != nil {
+			fmt.Fprintf(stderr, "sora merge: %v\n", err)
+			return exitUsage
+		}
+		if *model == "" {
+			fmt.Fprintf(stderr, "sora merge: --model is required: %s names no base model\n", filepath.Join(*adapterDir, adapter.ConfigFile))
+			return exitUsage
+		}
 	}
 	if abs(*out) == abs(*model) {
 		fmt.Fprintln(stderr, "sora merge: --out must not be the base model itself")
