@@ -461,7 +461,14 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	summary.StepMillis = float64(res.StepTime.Microseconds()) / 1000
 	summary.TokensPerSec = res.TokensPerSec
 	summary.Finished = time.Now().UTC().Format(time.RFC3339)
-	fmt.Fprintf(stdout, "trained %d steps (%.1f ms/step, %.0f tokens/s); final training loss %.4f\n", res.Steps, summary.StepMillis, res.TokensPerSec, res.Loss)
+	trained := fmt.Sprintf("trained %d steps", res.Steps)
+	switch {
+	case res.StartStep > 0 && res.StartStep >= res.Steps:
+		trained = fmt.Sprintf("nothing left to train: the run had finished its %d steps", res.Steps)
+	case res.StartStep > 0:
+		trained = fmt.Sprintf("trained steps %d to %d (resumed after step %d)", res.StartStep+1, res.Steps, res.StartStep)
+	}
+	fmt.Fprintf(stdout, "%s (%.1f ms/step, %.0f tokens/s); final training loss %.4f\n", trained, summary.StepMillis, res.TokensPerSec, res.Loss)
 	if res.Eval != nil {
 		fmt.Fprintf(stdout, "after training: %s\n", describeEval(res.Eval, task))
 		if summary.ZeroShot != nil {

@@ -142,7 +142,7 @@ func TestFinetuneEvalMergeSpectrum(t *testing.T) {
 		t.Errorf("--resume without checkpoints: status %d, stdout %q, stderr %q", code, stdout, errOut)
 	}
 	// Resuming a finished run does no more steps and succeeds.
-	if code, stdout, errOut := runCLI(t, append(args, "--resume")...); code != 0 || !strings.Contains(stdout, "trained 6 steps") {
+	if code, stdout, errOut := runCLI(t, append(args, "--resume")...); code != 0 || !strings.Contains(stdout, "nothing left to train: the run had finished its 6 steps") {
 		t.Errorf("resume of a finished run: status %d\n%s\n%s", code, stdout, errOut)
 	}
 
