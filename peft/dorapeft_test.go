@@ -133,15 +133,7 @@ func TestDoRAPEFTDropout(t *testing.T) {
 				}
 				return doraPEFT64(v[0], mask, w0, b0, v[1], v[2], v[3], norm, n, in, out, r, s)
 			}
-			res, err := gradcheck.Check(b, gradcheck.Case{Name: "peft/dora-peft/dropout", Inputs: inputs, Forward: fwd, Reference: ref}, gradcheck.Options{Seed: 3})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !res.Passed() {
-				t.Error(res)
-			} else {
-				t.Log(res)
-			}
+			checkGradients(t, b, gradcheck.Case{Name: "peft/dora-peft/dropout", Inputs: inputs, Forward: fwd, Reference: ref}, 3)
 
 			// Finite differences of the layer itself, for x and m.
 			for i, sl := range slots {

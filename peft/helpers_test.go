@@ -12,6 +12,7 @@ import (
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/graph/gradcheck"
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/safetensors"
@@ -178,5 +179,21 @@ func perturb(t testing.TB, l *Layer, seed uint64) {
 			data[i] += float32(rng.NormFloat64() * scale)
 		}
 		set(t, p, data)
+	}
+}
+
+// checkGradients runs the finite-difference check of case c on b with the
+// given seed: an error stops the test, a failed check fails it, and a pass
+// is logged with its errors.
+func checkGradients(t *testing.T, b backend.Backend, c gradcheck.Case, seed uint64) {
+	t.Helper()
+	res, err := gradcheck.Check(b, c, gradcheck.Options{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Passed() {
+		t.Error(res)
+	} else {
+		t.Log(res)
 	}
 }
