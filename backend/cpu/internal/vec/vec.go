@@ -85,10 +85,11 @@ type Kernels struct {
 	MaxScaled func(x []float32, s float32) float32
 	// ExpShift sets dst = exp(scale·x − shift) (the product not rounded
 	// before the subtraction) and returns Σ dst, accumulated in float64
-	// (the assembly adds groups of up to four terms in float32 first, two
-	// roundings as small as the terms' own). The shift must keep every finite
-	// scale·x − shift below 88, as the maximum of scale·x does (see
-	// MaxScaled); −Inf and NaN are fine.
+	// (the assembly adds groups of terms in float32 first: up to four,
+	// two roundings as small as the terms' own, with AVX2; up to
+	// sixteen, in a tree four roundings deep, with AVX-512). The shift
+	// must keep every finite scale·x − shift below 88, as the maximum of
+	// scale·x does (see MaxScaled); −Inf and NaN are fine.
 	ExpShift func(dst, x []float32, scale, shift float32) float64
 	// ExpShiftSum returns Σ exp(scale·x − shift) in float64 without
 	// storing the terms, under ExpShift's condition. Its terms use a
