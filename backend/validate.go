@@ -441,8 +441,9 @@ func CheckAdamW(param, grad, m, v Tensor, p AdamWParams) (n int, err error) {
 }
 
 // MaxElements bounds the elements of one allocation so that its size in
-// bytes, for any dtype, cannot overflow an int64.
-const MaxElements = math.MaxInt64 / 16
+// bytes, for any dtype, cannot overflow an int (an int64 on 64-bit
+// platforms, an int32 on 32-bit ones).
+const MaxElements = math.MaxInt / 16
 
 // CheckAlloc validates the arguments of Alloc and returns the number of
 // elements: the dtype must be Float32 (the only one the ops compute in) and

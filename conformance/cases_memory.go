@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 
 	"github.com/sora-go/sora/backend"
@@ -75,7 +76,10 @@ func init() {
 	Register(Case{
 		Name: "memory/alloc_refused",
 		Run: func(e *Env) {
-			for _, shape := range []backend.Shape{{3, -1}, {1 << 40, 1 << 40}, {1 << 31, 1 << 31, 4}} {
+			// Sizes are relative to math.MaxInt, so that the shapes overflow
+			// on 32-bit platforms as they do on 64-bit ones.
+			const big = 1 << (bits.UintSize/2 - 2) // 2^30 on 64-bit, 2^14 on 32-bit
+			for _, shape := range []backend.Shape{{3, -1}, {big << 10, big << 10}, {big * 2, big * 2, 4}} {
 				t, err := e.B.Alloc(backend.Float32, shape...)
 				if err == nil {
 					e.B.Free(t)
