@@ -15,8 +15,8 @@ const ceGroup = 8
 // the target distribution q = (1−ε)·one-hot + ε/vocab, which is
 // logsumexp(logits) − Σ_j q_j·logits_j; rows whose target is p.IgnoreIndex
 // get 0. The log-sum-exp subtracts the row's maximum m first, sums the
-// exponentials (float32, see vec's ExpShiftSum) in float64 and is
-// m + log(sum) in float64.
+// exponentials (float32, see vec's ExpShiftSum and ExpSumNextMax) in
+// float64 and is m + log(sum) in float64.
 func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	const op = backend.OpCrossEntropy
 	if b.skip(op) {
@@ -37,6 +37,12 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 	b.parallelFor(rows, vocab*8, func(lo, hi int) {
 		// The loss of each row of a group, without its log(sum) yet.
 		var part, sums [ceGroup]float64
+		// The maximum of row r when known: the pass over a row's
+		// exponentials takes the next row's maximum with it, so that the
+		// next row's loads, missing the cache, overlap the exponentials
+		// instead of a pass of their own waiting for memory.
+		var m float32
+		known := false
 		for r0 := lo; r0 < hi; r0 += ceGroup {
 			n := min(ceGroup, hi-r0)
 			for i := range n {
@@ -44,15 +50,24 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 				t := targets[r]
 				if t == p.IgnoreIndex {
 					part[i], sums[i] = 0, 1 // log 1 = 0
+					known = false
 					continue
 				}
 				x := xs[r*vocab : (r+1)*vocab]
-				m := k.MaxScaled(x, 1)
-				sums[i] = k.ExpShiftSum(x, 1, m)
+				if !known {
+					m = k.MaxScaled(x, 1)
+				}
+				var next []float32
+				if r+1 < hi && targets[r+1] != p.IgnoreIndex {
+					next = xs[(r+1)*vocab : (r+2)*vocab]
+				}
+				var mNext float32
+				sums[i], mNext = k.ExpSumNextMax(x, next, m)
 				part[i] = float64(m) - (1-eps)*float64(x[t])
 				if eps != 0 {
 					part[i] -= eps * k.Sum(x) / float64(vocab)
 				}
+				m, known = mNext, next != nil
 			}
 			for i := range n {
 				ls[r0+i] = float32(part[i] + math.Log(sums[i]))

@@ -145,3 +145,38 @@ func TestCrossEntropyGradTarget(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossEntropyRowsApart checks the loss of rows whose logits lie
+// hundreds apart, with ignored rows among them (first, last, two in a
+// row): the loss is invariant to the shift its sum of exponentials uses,
+// so only rows this far apart show that each row is shifted by its own
+// maximum (CrossEntropy takes a row's maximum in the pass over the
+// previous row's exponentials); another row's would overflow or
+// underflow the sum.
+func TestCrossEntropyRowsApart(t *testing.T) {
+	const rows, vocab = 13, 37
+	targets := []int32{-100, 3, 36, -100, -100, 0, 7, 7, -100, 20, 1, 2, -100}
+	offsets := []float32{0, 300, -300, 150, 0, -150, 300, 0, 90, -90, 200, -200, 5}
+	rng := newRNG(31)
+	data := uniform(rng, rows*vocab, -4, 4)
+	for r := range rows {
+		for j := range vocab {
+			data[r*vocab+j] += offsets[r]
+		}
+	}
+	for _, eps := range []float32{0, 0.1} {
+		p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: eps, Scale: 1}
+		want := make([]float64, rows)
+		for r, tg := range targets {
+			if tg != p.IgnoreIndex {
+				want[r] = crossEntropyRef(f64(data[r*vocab:(r+1)*vocab]), int(tg), float64(eps))
+			}
+		}
+		eachConfig(t, func(t *testing.T, be *Backend) {
+			logits := upload(t, be, data, rows, vocab)
+			loss := poisoned(t, be, rows)
+			be.CrossEntropy(loss, logits, targets, p)
+			assertClose(t, "loss", download(t, be, loss), want, 1e-5, 1e-6)
+		})
+	}
+}

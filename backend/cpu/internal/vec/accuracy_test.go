@@ -287,3 +287,53 @@ func TestExpShiftSumAccuracy(t *testing.T) {
 		}
 	}
 }
+
+// TestExpSumNextMax checks that ExpSumNextMax's sum is ExpShiftSum's
+// with scale 1, bit for bit (the same exponentials grouped the same way,
+// so TestExpShiftSumAccuracy covers its accuracy), and its maximum next's,
+// for every length of a few groups of vectors and their tails (lanes past
+// the end must not count, though they are loaded as 0 above a row all
+// below it).
+func TestExpSumNextMax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, k := range All() {
+		for n := range 300 {
+			x, next := make([]float32, n), make([]float32, n)
+			want := float32(math.Inf(-1))
+			for i := range x {
+				x[i] = -float32(rng.Float64() * 20)
+				next[i] = -1 - float32(rng.Float64()*50)
+				want = max(want, next[i])
+			}
+			sum, m := k.ExpSumNextMax(x, next, 0.5)
+			if ref := k.ExpShiftSum(x, 1, 0.5); sum != ref {
+				t.Errorf("ExpSumNextMax (%s), %d elements: sum %v, ExpShiftSum's %v", k.Name, n, sum, ref)
+			}
+			if m != want {
+				t.Errorf("ExpSumNextMax (%s), %d elements: max %v, want %v", k.Name, n, m, want)
+			}
+			if n > 0 {
+				// The maximum anywhere, the first and last lanes included.
+				for _, at := range []int{0, n / 2, n - 1} {
+					old := next[at]
+					next[at] = 7
+					if _, m := k.ExpSumNextMax(x, next, 0); m != 7 {
+						t.Errorf("ExpSumNextMax (%s), %d elements, 7 at %d: max %v", k.Name, n, at, m)
+					}
+					next[at] = old
+				}
+			}
+			if s, m := k.ExpSumNextMax(x, nil, 0.5); s != k.ExpShiftSum(x, 1, 0.5) || !math.IsInf(float64(m), -1) {
+				t.Errorf("ExpSumNextMax (%s), %d elements, no next: %v, %v", k.Name, n, s, m)
+			}
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("ExpSumNextMax (%s) with next shorter than x did not panic", k.Name)
+				}
+			}()
+			k.ExpSumNextMax(make([]float32, 8), make([]float32, 7), 0)
+		}()
+	}
+}

@@ -1174,30 +1174,57 @@ func (g *gen) accMasked(load bool, mem string, h int, tm64 [2]string, r string) 
 // ---- custom loops ----
 
 // expShift writes (if store) dst = exp(scale·x − shift) and returns the
-// float64 sum.
-func (g *gen) expShift(store bool) {
+// float64 sum; withMax (not with store) is expSumNextMax: scale 1, and the
+// maximum of the next row, next[0:n], returned with the sum.
+func (g *gen) expShift(store, withMax bool) {
 	name := "expShift" + g.suffix
 	if !store {
 		name = "expShiftSum" + g.suffix
+	}
+	if withMax {
+		name = "expSumNextMax" + g.suffix
 	}
 	var args []param
 	if store {
 		args = append(args, param{"dst", 8, "*float32"})
 	}
-	args = append(args, param{"x", 8, "*float32"}, param{"scale", 4, "float32"}, param{"shift", 4, "float32"}, param{"n", 8, "int"})
+	args = append(args, param{"x", 8, "*float32"})
+	if withMax {
+		args = append(args, param{"next", 8, "*float32"})
+	} else {
+		args = append(args, param{"scale", 4, "float32"})
+	}
+	args = append(args, param{"shift", 4, "float32"}, param{"n", 8, "int"})
 	results := []param{{"sum", 8, "float64"}}
+	if withMax {
+		results = append(results, param{"m", 4, "float32"})
+	}
 	offs, _, total := frame(args, results)
-	declare(name, fmt.Sprintf("%s is the %s exp(scale·x − shift) kernel", name, g.suffix), args, results)
+	doc := fmt.Sprintf("%s is the %s exp(scale·x − shift) kernel", name, g.suffix)
+	if withMax {
+		doc = fmt.Sprintf("%s is the %s Σ exp(x − shift) and max(next) kernel", name, g.suffix)
+	}
+	declare(name, doc, args, results)
 	table(strings.TrimSuffix(name, g.suffix), g.suffix, name, args, results)
 	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, total)
 	if store {
 		g.I("MOVQ dst+%d(FP), DI", offs["dst"])
 	}
 	g.I("MOVQ x+%d(FP), SI", offs["x"])
+	if withMax {
+		g.I("MOVQ next+%d(FP), DX", offs["next"])
+	}
 	g.I("MOVQ n+%d(FP), CX", offs["n"])
 	r := &regs{g: g}
+	// With the maximum, scale is 1 and its register holds the maximum
+	// (AVX2 has no other to spare).
 	scale, shift := r.v(), r.v()
-	g.I("VBROADCASTSS scale+%d(FP), %s", offs["scale"], scale)
+	mx := []string{scale}
+	if withMax {
+		g.I("VMOVUPS %s, %s", c("cNegInf"), scale)
+	} else {
+		g.I("VBROADCASTSS scale+%d(FP), %s", offs["scale"], scale)
+	}
 	g.I("VBROADCASTSS shift+%d(FP), %s", offs["shift"], shift)
 	tm := ""
 	if !g.wide() {
@@ -1209,8 +1236,38 @@ func (g *gen) expShift(store bool) {
 	x, d, tmp := r.v(), r.v(), r.v()
 	t := r.vs(3)
 	x2, t2 := r.v(), r.vs(3)
+	if withMax && g.wide() {
+		// One maximum per vector of a quad: one would make each wait
+		// for the last.
+		mx = append(mx, r.v(), r.v(), r.v())
+		for _, m := range mx[1:] {
+			g.I("VMOVAPS %s, %s", scale, m)
+		}
+	}
+	// load loads x from mem, off(SI), the u-th vector of a group, and
+	// takes next's vector at the same offset into the maximum: its
+	// loads, which miss the cache where the row is not in it yet, wait
+	// while x's exponentials are computed.
+	load := func(off int, x string, u int) {
+		g.I("VMOVUPS %d(SI), %s", off, x)
+		if withMax {
+			m := mx[u%len(mx)]
+			g.I("VMAXPS %d(DX), %s, %s", off, m, m)
+		}
+	}
+	// advance moves the input pointers on by b bytes.
+	advance := func(b int) {
+		g.I("ADDQ $%d, SI", b)
+		if withMax {
+			g.I("ADDQ $%d, DX", b)
+		}
+	}
 	exp := func(x string, t []string) {
-		g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
+		if withMax {
+			g.I("VSUBPS %s, %s, %s", shift, x, x)
+		} else {
+			g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
+		}
 		// Callers keep it ≤ 88. The terms of a sum need less accuracy
 		// than stored ones (see expSum32).
 		if store {
@@ -1247,7 +1304,7 @@ func (g *gen) expShift(store bool) {
 		// exponentials, which keeps more independent work in flight
 		// than two pairs one after the other.
 		for u := range 4 {
-			g.I("VMOVUPS %d(SI), %s", o+u*B, xs[u])
+			load(o+u*B, xs[u], u)
 		}
 		g.interleave(4, func(u int) { exp(xs[u], ts[u]) })
 		if store {
@@ -1292,7 +1349,7 @@ func (g *gen) expShift(store bool) {
 		if store {
 			g.I("ADDQ $%d, DI", 16*B)
 		}
-		g.I("ADDQ $%d, SI", 16*B)
+		advance(16 * B)
 		g.I("SUBQ $%d, CX", 16*g.lanes)
 		g.I("JMP runs")
 	}
@@ -1308,8 +1365,8 @@ func (g *gen) expShift(store bool) {
 	}
 	for half := 0; half < 2 && !g.wide(); half++ {
 		o := 2 * half * B
-		g.I("VMOVUPS %d(SI), %s", o, x)
-		g.I("VMOVUPS %d(SI), %s", o+B, x2)
+		load(o, x, 0)
+		load(o+B, x2, 1)
 		g.interleave(2, func(u int) { exp([]string{x, x2}[u], [][]string{t, t2}[u]) })
 		if store {
 			g.I("VMOVUPS %s, %d(DI)", x, o)
@@ -1326,7 +1383,7 @@ func (g *gen) expShift(store bool) {
 	if store {
 		g.I("ADDQ $%d, DI", 4*B)
 	}
-	g.I("ADDQ $%d, SI", 4*B)
+	advance(4 * B)
 	g.I("SUBQ $%d, CX", 4*g.lanes)
 	g.I("JMP quads")
 	g.label("pairs0")
@@ -1334,8 +1391,8 @@ func (g *gen) expShift(store bool) {
 	g.I("CMPQ CX, $%d", 2*g.lanes)
 	g.I("JB loop")
 	g.label("pairs")
-	g.I("VMOVUPS (SI), %s", x)
-	g.I("VMOVUPS %d(SI), %s", B, x2)
+	load(0, x, 0)
+	load(B, x2, 1)
 	g.interleave(2, func(u int) { exp([]string{x, x2}[u], [][]string{t, t2}[u]) })
 	if store {
 		g.I("VMOVUPS %s, (DI)", x)
@@ -1344,20 +1401,20 @@ func (g *gen) expShift(store bool) {
 	}
 	g.I("VADDPS %s, %s, %s", x2, x, x)
 	add(x)
-	g.I("ADDQ $%d, SI", 2*B)
+	advance(2 * B)
 	g.I("SUBQ $%d, CX", 2*g.lanes)
 	g.I("CMPQ CX, $%d", 2*g.lanes)
 	g.I("JAE pairs")
 	g.label("loop")
 	g.I("CMPQ CX, $%d", g.lanes)
 	g.I("JB tail")
-	g.I("VMOVUPS (SI), %s", x)
+	load(0, x, 0)
 	body(false)
 	if store {
 		g.I("VMOVUPS %s, (DI)", x)
 		g.I("ADDQ $%d, DI", B)
 	}
-	g.I("ADDQ $%d, SI", B)
+	advance(B)
 	g.I("SUBQ $%d, CX", g.lanes)
 	g.I("JMP loop")
 	g.label("tail")
@@ -1365,6 +1422,13 @@ func (g *gen) expShift(store bool) {
 	g.I("JZ done")
 	g.tailMask(tm)
 	g.loadMasked("(SI)", tm, x)
+	if withMax {
+		// Lanes past the end count as −Inf, which no maximum picks.
+		g.loadMasked("(DX)", tm, tmp)
+		g.I("VMOVUPS %s, %s", c("cNegInf"), d)
+		g.blend(maskOrK1(g, tm), tmp, d, d)
+		g.I("VMAXPS %s, %s, %s", d, mx[0], mx[0])
+	}
 	body(true)
 	if store {
 		g.storeMasked(x, tm, "(DI)")
@@ -1373,6 +1437,27 @@ func (g *gen) expShift(store bool) {
 	g.I("VADDPD %s, %s, %s", acc[1], acc[0], acc[0])
 	g.hsum(acc[0], tmp)
 	g.I("VMOVSD X%s, sum+%d(FP)", acc[0][1:], offs["sum"])
+	if withMax {
+		m := mx[0]
+		if len(mx) == 4 {
+			g.I("VMAXPS %s, %s, %s", mx[1], m, m)
+			g.I("VMAXPS %s, %s, %s", mx[3], mx[2], mx[2])
+			g.I("VMAXPS %s, %s, %s", mx[2], m, m)
+		}
+		if g.wide() {
+			g.extractHigh(m, tmp)
+			g.I("VMAXPS %s, %s, %s", g.half(tmp), g.half(m), g.half(m))
+			m = g.half(m)
+		}
+		mxx, tx := "X"+m[1:], "X"+tmp[1:]
+		g.I("VEXTRACTF128 $1, %s, %s", m, tx)
+		g.I("VMAXPS %s, %s, %s", tx, mxx, mxx)
+		g.I("VPERMILPS $0x4e, %s, %s", mxx, tx)
+		g.I("VMAXPS %s, %s, %s", tx, mxx, mxx)
+		g.I("VPERMILPS $0xb1, %s, %s", mxx, tx)
+		g.I("VMAXPS %s, %s, %s", tx, mxx, mxx)
+		g.I("VMOVSS %s, m+%d(FP)", mxx, offs["m"])
+	}
 	g.I("VZEROUPPER")
 	g.I("RET")
 }
@@ -1858,8 +1943,9 @@ func main() {
 				g.rowKernel(k, true)
 			}
 		}
-		g.expShift(true)
-		g.expShift(false)
+		g.expShift(true, false)
+		g.expShift(false, false)
+		g.expShift(false, true)
 		g.max(false)
 		g.max(true)
 		g.prefetch()

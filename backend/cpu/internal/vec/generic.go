@@ -240,6 +240,19 @@ func goExpShiftSum(x []float32, scale, shift float32) float64 {
 	return s
 }
 
+func goExpSumNextMax(x, next []float32, shift float32) (float64, float32) {
+	if len(next) != 0 && len(next) != len(x) {
+		panic("vec: ExpSumNextMax: next and x differ in length")
+	}
+	m := float32(math.Inf(-1))
+	for _, v := range next {
+		if v > m || v != v {
+			m = v
+		}
+	}
+	return goExpShiftSum(x, 1, shift), m
+}
+
 func goAccumulate(acc []float64, x []float32) {
 	x = x[:len(acc)]
 	for i := range acc {

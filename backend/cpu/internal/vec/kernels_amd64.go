@@ -145,6 +145,17 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			}
 			return f.expShiftSum(&x[0], scale, shift, len(x))
 		},
+		ExpSumNextMax: func(x, next []float32, shift float32) (float64, float32) {
+			switch {
+			case len(next) == 0:
+				return f.expShiftSum(unsafe.SliceData(x), 1, shift, len(x)), float32(math.Inf(-1))
+			case len(next) != len(x):
+				panic("vec: ExpSumNextMax: next and x differ in length")
+			case len(x) == 0:
+				return 0, float32(math.Inf(-1))
+			}
+			return f.expSumNextMax(&x[0], &next[0], shift, len(x))
+		},
 		Prefetch: func(x []float32) {
 			if len(x) > 0 {
 				f.prefetch(&x[0], len(x))

@@ -489,6 +489,11 @@ func expShiftAVX2(dst *float32, x *float32, scale float32, shift float32, n int)
 //go:noescape
 func expShiftSumAVX2(x *float32, scale float32, shift float32, n int) (sum float64)
 
+// expSumNextMaxAVX2 is the AVX2 Σ exp(x − shift) and max(next) kernel
+//
+//go:noescape
+func expSumNextMaxAVX2(x *float32, next *float32, shift float32, n int) (sum float64, m float32)
+
 // maxAVX2 is the AVX2 max kernel
 //
 //go:noescape
@@ -949,6 +954,11 @@ func expShiftAVX512(dst *float32, x *float32, scale float32, shift float32, n in
 //go:noescape
 func expShiftSumAVX512(x *float32, scale float32, shift float32, n int) (sum float64)
 
+// expSumNextMaxAVX512 is the AVX512 Σ exp(x − shift) and max(next) kernel
+//
+//go:noescape
+func expSumNextMaxAVX512(x *float32, next *float32, shift float32, n int) (sum float64, m float32)
+
 // maxAVX512 is the AVX512 max kernel
 //
 //go:noescape
@@ -1018,6 +1028,7 @@ type asmFuncs struct {
 	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
 	expShift           func(*float32, *float32, float32, float32, int) float64
 	expShiftSum        func(*float32, float32, float32, int) float64
+	expSumNextMax      func(*float32, *float32, float32, int) (float64, float32)
 	max                func(*float32, int) (float32, bool)
 	maxScaled          func(*float32, float32, int) float32
 	prefetch           func(*float32, int)
@@ -1075,6 +1086,7 @@ var funcsAVX2 = asmFuncs{
 	adamw:              adamwAVX2,
 	expShift:           expShiftAVX2,
 	expShiftSum:        expShiftSumAVX2,
+	expSumNextMax:      expSumNextMaxAVX2,
 	max:                maxAVX2,
 	maxScaled:          maxScaledAVX2,
 	prefetch:           prefetchAVX2,
@@ -1132,6 +1144,7 @@ var funcsAVX512 = asmFuncs{
 	adamw:              adamwAVX512,
 	expShift:           expShiftAVX512,
 	expShiftSum:        expShiftSumAVX512,
+	expSumNextMax:      expSumNextMaxAVX512,
 	max:                maxAVX512,
 	maxScaled:          maxScaledAVX512,
 	prefetch:           prefetchAVX512,

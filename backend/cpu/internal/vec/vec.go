@@ -98,6 +98,13 @@ type Kernels struct {
 	// whose largest term is near 1 (shift the maximum) is within a
 	// float32 ulp, 1.2e−7 relative, of the exact one.
 	ExpShiftSum func(x []float32, scale, shift float32) float64
+	// ExpSumNextMax returns ExpShiftSum(x, 1, shift), the same sum
+	// computed the same way, and the largest element of next, which must
+	// be as long as x or empty (−Inf then; with a NaN in next the maximum
+	// may be NaN or ignore it): a row's sum with the maximum of the row
+	// to come, whose loads, missing the cache, overlap the exponentials
+	// instead of making a pass of their own wait for memory.
+	ExpSumNextMax func(x, next []float32, shift float32) (sum float64, nextMax float32)
 	// Prefetch asks for x to be brought into the cache without waiting
 	// for it, so that a row to be read next arrives while the current one
 	// is computed on; it changes nothing that can be observed, and the Go
@@ -220,7 +227,8 @@ var Go = &Kernels{
 	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, SumSquaresDot3: goSumSquaresDot3,
 	SumSquaredDiff: goSumSquaredDiff,
 	Max:            goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
-	Accumulate: goAccumulate, Prefetch: func([]float32) {},
+	ExpSumNextMax: goExpSumNextMax,
+	Accumulate:    goAccumulate, Prefetch: func([]float32) {},
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
 	RMSNormGrad: goRMSNormGrad, LayerNormGrad: goLayerNormGrad,
