@@ -106,22 +106,34 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 	chunks := b.chunks(rows, vocab*8)
 	tmp := b.rowScratch(k, chunks, vocab)
 	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
+		// The maximum of row r when known, taken in the pass over the
+		// previous row's exponentials as CrossEntropy does.
+		var m float32
+		known := false
 		for r := lo; r < hi; r++ {
 			d := ds[r*vocab : (r+1)*vocab]
 			t := targets[r]
 			if t == p.IgnoreIndex {
 				clear(d)
+				known = false
 				continue
 			}
 			// scale·softmax(x), as softmaxRow computes it, keeping the
 			// target's exponential before the scaling.
 			x := xs[r*vocab : (r+1)*vocab]
-			m := k.MaxScaled(x, 1)
+			if !known {
+				m = k.MaxScaled(x, 1)
+			}
+			var next []float32
+			if r+1 < hi && targets[r+1] != p.IgnoreIndex {
+				next = xs[(r+1)*vocab : (r+2)*vocab]
+			}
 			e := d
 			if tmp != nil {
 				e = tmp[c][:vocab]
 			}
-			sum := k.ExpShift(e, x, 1, m)
+			sum, mNext := k.ExpShiftNextMax(e, x, next, m)
+			m, known = mNext, next != nil
 			et := float64(e[t])
 			// d[t] is left out of the scaling: written after d's
 			// streaming (non-temporal) stores, it would meet its line in

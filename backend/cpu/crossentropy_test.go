@@ -97,8 +97,9 @@ func TestCrossEntropy(t *testing.T) {
 // maximum or tied with another, with and without smoothing; the reference
 // is the analytic gradient in float64. The bound is absolute, a few
 // float32 ulps of 1 (times the scale): the sum of exponentials adds its
-// terms in float32 groups of four before float64 (see vec's ExpShift), so
-// the 1 of the maximum and its small neighbours round together.
+// terms in float32 groups (of up to sixteen, see vec's ExpShift) before
+// float64, so the 1 of the maximum and its small neighbours round
+// together.
 func TestCrossEntropyGradTarget(t *testing.T) {
 	const rows, vocab = 8, 50
 	rng := newRNG(77)
@@ -146,12 +147,12 @@ func TestCrossEntropyGradTarget(t *testing.T) {
 	}
 }
 
-// TestCrossEntropyRowsApart checks the loss of rows whose logits lie
-// hundreds apart, with ignored rows among them (first, last, two in a
-// row): the loss is invariant to the shift its sum of exponentials uses,
-// so only rows this far apart show that each row is shifted by its own
-// maximum (CrossEntropy takes a row's maximum in the pass over the
-// previous row's exponentials); another row's would overflow or
+// TestCrossEntropyRowsApart checks the loss and gradient of rows whose
+// logits lie hundreds apart, with ignored rows among them (first, last,
+// two in a row): both are invariant to the shift their sum of
+// exponentials uses, so only rows this far apart show that each row is
+// shifted by its own maximum (both ops take a row's maximum in the pass
+// over the previous row's exponentials); another row's would overflow or
 // underflow the sum.
 func TestCrossEntropyRowsApart(t *testing.T) {
 	const rows, vocab = 13, 37
@@ -166,10 +167,27 @@ func TestCrossEntropyRowsApart(t *testing.T) {
 	}
 	for _, eps := range []float32{0, 0.1} {
 		p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: eps, Scale: 1}
-		want := make([]float64, rows)
+		want, wantGrad := make([]float64, rows), make([]float64, rows*vocab)
 		for r, tg := range targets {
-			if tg != p.IgnoreIndex {
-				want[r] = crossEntropyRef(f64(data[r*vocab:(r+1)*vocab]), int(tg), float64(eps))
+			if tg == p.IgnoreIndex {
+				continue
+			}
+			x := f64(data[r*vocab : (r+1)*vocab])
+			want[r] = crossEntropyRef(x, int(tg), float64(eps))
+			m := math.Inf(-1)
+			for _, v := range x {
+				m = math.Max(m, v)
+			}
+			var z float64
+			for _, v := range x {
+				z += math.Exp(v - m)
+			}
+			for j, v := range x {
+				q := float64(eps) / vocab
+				if j == int(tg) {
+					q += 1 - float64(eps)
+				}
+				wantGrad[r*vocab+j] = math.Exp(v-m)/z - q
 			}
 		}
 		eachConfig(t, func(t *testing.T, be *Backend) {
@@ -177,6 +195,9 @@ func TestCrossEntropyRowsApart(t *testing.T) {
 			loss := poisoned(t, be, rows)
 			be.CrossEntropy(loss, logits, targets, p)
 			assertClose(t, "loss", download(t, be, loss), want, 1e-5, 1e-6)
+			dl := poisoned(t, be, rows, vocab)
+			be.CrossEntropyGrad(dl, logits, targets, p)
+			assertClose(t, "dlogits", download(t, be, dl), wantGrad, 1e-5, 1e-7)
 		})
 	}
 }

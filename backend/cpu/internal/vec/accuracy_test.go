@@ -289,8 +289,9 @@ func TestExpShiftSumAccuracy(t *testing.T) {
 }
 
 // TestExpSumNextMax checks that ExpSumNextMax's sum is ExpShiftSum's
-// with scale 1, bit for bit (the same exponentials grouped the same way,
-// so TestExpShiftSumAccuracy covers its accuracy), and its maximum next's,
+// with scale 1, and ExpShiftNextMax's exponentials and sum ExpShift's, bit
+// for bit (the same exponentials grouped the same way, so the accuracy
+// tests of ExpShiftSum and ExpShift cover them), and their maximum next's,
 // for every length of a few groups of vectors and their tails (lanes past
 // the end must not count, though they are loaded as 0 above a row all
 // below it).
@@ -312,6 +313,16 @@ func TestExpSumNextMax(t *testing.T) {
 			if m != want {
 				t.Errorf("ExpSumNextMax (%s), %d elements: max %v, want %v", k.Name, n, m, want)
 			}
+			e, ref := make([]float32, n), make([]float32, n)
+			sum, m = k.ExpShiftNextMax(e, x, next, 0.5)
+			if rs := k.ExpShift(ref, x, 1, 0.5); sum != rs || m != want {
+				t.Errorf("ExpShiftNextMax (%s), %d elements: sum %v, max %v; want ExpShift's %v and %v", k.Name, n, sum, m, rs, want)
+			}
+			for i := range e {
+				if math.Float32bits(e[i]) != math.Float32bits(ref[i]) {
+					t.Fatalf("ExpShiftNextMax (%s), %d elements: [%d] = %v, ExpShift's %v", k.Name, n, i, e[i], ref[i])
+				}
+			}
 			if n > 0 {
 				// The maximum anywhere, the first and last lanes included.
 				for _, at := range []int{0, n / 2, n - 1} {
@@ -320,11 +331,17 @@ func TestExpSumNextMax(t *testing.T) {
 					if _, m := k.ExpSumNextMax(x, next, 0); m != 7 {
 						t.Errorf("ExpSumNextMax (%s), %d elements, 7 at %d: max %v", k.Name, n, at, m)
 					}
+					if _, m := k.ExpShiftNextMax(e, x, next, 0); m != 7 {
+						t.Errorf("ExpShiftNextMax (%s), %d elements, 7 at %d: max %v", k.Name, n, at, m)
+					}
 					next[at] = old
 				}
 			}
 			if s, m := k.ExpSumNextMax(x, nil, 0.5); s != k.ExpShiftSum(x, 1, 0.5) || !math.IsInf(float64(m), -1) {
 				t.Errorf("ExpSumNextMax (%s), %d elements, no next: %v, %v", k.Name, n, s, m)
+			}
+			if s, m := k.ExpShiftNextMax(e, x, nil, 0.5); s != k.ExpShift(ref, x, 1, 0.5) || !math.IsInf(float64(m), -1) {
+				t.Errorf("ExpShiftNextMax (%s), %d elements, no next: %v, %v", k.Name, n, s, m)
 			}
 		}
 		func() {
@@ -334,6 +351,14 @@ func TestExpSumNextMax(t *testing.T) {
 				}
 			}()
 			k.ExpSumNextMax(make([]float32, 8), make([]float32, 7), 0)
+		}()
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("ExpShiftNextMax (%s) with next shorter than dst did not panic", k.Name)
+				}
+			}()
+			k.ExpShiftNextMax(make([]float32, 8), make([]float32, 8), make([]float32, 7), 0)
 		}()
 	}
 }

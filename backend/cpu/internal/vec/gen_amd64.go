@@ -1174,14 +1174,16 @@ func (g *gen) accMasked(load bool, mem string, h int, tm64 [2]string, r string) 
 // ---- custom loops ----
 
 // expShift writes (if store) dst = exp(scale·x − shift) and returns the
-// float64 sum; withMax (not with store) is expSumNextMax: scale 1, and the
-// maximum of the next row, next[0:n], returned with the sum.
+// float64 sum; withMax makes it expShiftNextMax or expSumNextMax: scale 1,
+// and the maximum of the next row, next[0:n], returned with the sum.
 func (g *gen) expShift(store, withMax bool) {
 	name := "expShift" + g.suffix
 	if !store {
 		name = "expShiftSum" + g.suffix
 	}
-	if withMax {
+	if withMax && store {
+		name = "expShiftNextMax" + g.suffix
+	} else if withMax {
 		name = "expSumNextMax" + g.suffix
 	}
 	var args []param
@@ -1202,7 +1204,7 @@ func (g *gen) expShift(store, withMax bool) {
 	offs, _, total := frame(args, results)
 	doc := fmt.Sprintf("%s is the %s exp(scale·x − shift) kernel", name, g.suffix)
 	if withMax {
-		doc = fmt.Sprintf("%s is the %s Σ exp(x − shift) and max(next) kernel", name, g.suffix)
+		doc = fmt.Sprintf("%s is the %s exp(x − shift) and max(next) kernel", name, g.suffix)
 	}
 	declare(name, doc, args, results)
 	table(strings.TrimSuffix(name, g.suffix), g.suffix, name, args, results)
@@ -1946,6 +1948,7 @@ func main() {
 		g.expShift(true, false)
 		g.expShift(false, false)
 		g.expShift(false, true)
+		g.expShift(true, true)
 		g.max(false)
 		g.max(true)
 		g.prefetch()

@@ -240,9 +240,11 @@ func goExpShiftSum(x []float32, scale, shift float32) float64 {
 	return s
 }
 
-func goExpSumNextMax(x, next []float32, shift float32) (float64, float32) {
-	if len(next) != 0 && len(next) != len(x) {
-		panic("vec: ExpSumNextMax: next and x differ in length")
+// nextMax is the largest element of next, −Inf for none; next must be
+// empty or n long.
+func nextMax(next []float32, n int) float32 {
+	if len(next) != 0 && len(next) != n {
+		panic("vec: next row and row differ in length")
 	}
 	m := float32(math.Inf(-1))
 	for _, v := range next {
@@ -250,6 +252,16 @@ func goExpSumNextMax(x, next []float32, shift float32) (float64, float32) {
 			m = v
 		}
 	}
+	return m
+}
+
+func goExpShiftNextMax(dst, x, next []float32, shift float32) (float64, float32) {
+	m := nextMax(next, len(dst))
+	return goExpShift(dst, x, 1, shift), m
+}
+
+func goExpSumNextMax(x, next []float32, shift float32) (float64, float32) {
+	m := nextMax(next, len(x))
 	return goExpShiftSum(x, 1, shift), m
 }
 

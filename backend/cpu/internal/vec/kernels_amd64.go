@@ -145,12 +145,25 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			}
 			return f.expShiftSum(&x[0], scale, shift, len(x))
 		},
+		ExpShiftNextMax: func(dst, x, next []float32, shift float32) (float64, float32) {
+			switch {
+			case len(next) != 0 && len(next) != len(dst):
+				panic("vec: next row and row differ in length")
+			case len(dst) == 0:
+				return 0, float32(math.Inf(-1))
+			}
+			x = x[:len(dst)]
+			if len(next) == 0 {
+				return f.expShift(&dst[0], &x[0], 1, shift, len(dst)), float32(math.Inf(-1))
+			}
+			return f.expShiftNextMax(&dst[0], &x[0], &next[0], shift, len(dst))
+		},
 		ExpSumNextMax: func(x, next []float32, shift float32) (float64, float32) {
 			switch {
 			case len(next) == 0:
 				return f.expShiftSum(unsafe.SliceData(x), 1, shift, len(x)), float32(math.Inf(-1))
 			case len(next) != len(x):
-				panic("vec: ExpSumNextMax: next and x differ in length")
+				panic("vec: next row and row differ in length")
 			case len(x) == 0:
 				return 0, float32(math.Inf(-1))
 			}

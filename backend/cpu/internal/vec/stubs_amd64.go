@@ -489,10 +489,15 @@ func expShiftAVX2(dst *float32, x *float32, scale float32, shift float32, n int)
 //go:noescape
 func expShiftSumAVX2(x *float32, scale float32, shift float32, n int) (sum float64)
 
-// expSumNextMaxAVX2 is the AVX2 Σ exp(x − shift) and max(next) kernel
+// expSumNextMaxAVX2 is the AVX2 exp(x − shift) and max(next) kernel
 //
 //go:noescape
 func expSumNextMaxAVX2(x *float32, next *float32, shift float32, n int) (sum float64, m float32)
+
+// expShiftNextMaxAVX2 is the AVX2 exp(x − shift) and max(next) kernel
+//
+//go:noescape
+func expShiftNextMaxAVX2(dst *float32, x *float32, next *float32, shift float32, n int) (sum float64, m float32)
 
 // maxAVX2 is the AVX2 max kernel
 //
@@ -954,10 +959,15 @@ func expShiftAVX512(dst *float32, x *float32, scale float32, shift float32, n in
 //go:noescape
 func expShiftSumAVX512(x *float32, scale float32, shift float32, n int) (sum float64)
 
-// expSumNextMaxAVX512 is the AVX512 Σ exp(x − shift) and max(next) kernel
+// expSumNextMaxAVX512 is the AVX512 exp(x − shift) and max(next) kernel
 //
 //go:noescape
 func expSumNextMaxAVX512(x *float32, next *float32, shift float32, n int) (sum float64, m float32)
+
+// expShiftNextMaxAVX512 is the AVX512 exp(x − shift) and max(next) kernel
+//
+//go:noescape
+func expShiftNextMaxAVX512(dst *float32, x *float32, next *float32, shift float32, n int) (sum float64, m float32)
 
 // maxAVX512 is the AVX512 max kernel
 //
@@ -1029,6 +1039,7 @@ type asmFuncs struct {
 	expShift           func(*float32, *float32, float32, float32, int) float64
 	expShiftSum        func(*float32, float32, float32, int) float64
 	expSumNextMax      func(*float32, *float32, float32, int) (float64, float32)
+	expShiftNextMax    func(*float32, *float32, *float32, float32, int) (float64, float32)
 	max                func(*float32, int) (float32, bool)
 	maxScaled          func(*float32, float32, int) float32
 	prefetch           func(*float32, int)
@@ -1087,6 +1098,7 @@ var funcsAVX2 = asmFuncs{
 	expShift:           expShiftAVX2,
 	expShiftSum:        expShiftSumAVX2,
 	expSumNextMax:      expSumNextMaxAVX2,
+	expShiftNextMax:    expShiftNextMaxAVX2,
 	max:                maxAVX2,
 	maxScaled:          maxScaledAVX2,
 	prefetch:           prefetchAVX2,
@@ -1145,6 +1157,7 @@ var funcsAVX512 = asmFuncs{
 	expShift:           expShiftAVX512,
 	expShiftSum:        expShiftSumAVX512,
 	expSumNextMax:      expSumNextMaxAVX512,
+	expShiftNextMax:    expShiftNextMaxAVX512,
 	max:                maxAVX512,
 	maxScaled:          maxScaledAVX512,
 	prefetch:           prefetchAVX512,

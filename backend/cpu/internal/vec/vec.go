@@ -105,6 +105,10 @@ type Kernels struct {
 	// to come, whose loads, missing the cache, overlap the exponentials
 	// instead of making a pass of their own wait for memory.
 	ExpSumNextMax func(x, next []float32, shift float32) (sum float64, nextMax float32)
+	// ExpShiftNextMax is ExpShift(dst, x, 1, shift), the same exponentials
+	// and sum computed the same way, with the largest element of next as
+	// ExpSumNextMax takes it (next as long as dst, or empty).
+	ExpShiftNextMax func(dst, x, next []float32, shift float32) (sum float64, nextMax float32)
 	// Prefetch asks for x to be brought into the cache without waiting
 	// for it, so that a row to be read next arrives while the current one
 	// is computed on; it changes nothing that can be observed, and the Go
@@ -227,8 +231,8 @@ var Go = &Kernels{
 	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, SumSquaresDot3: goSumSquaresDot3,
 	SumSquaredDiff: goSumSquaredDiff,
 	Max:            goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
-	ExpSumNextMax: goExpSumNextMax,
-	Accumulate:    goAccumulate, Prefetch: func([]float32) {},
+	ExpSumNextMax: goExpSumNextMax, ExpShiftNextMax: goExpShiftNextMax,
+	Accumulate: goAccumulate, Prefetch: func([]float32) {},
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
 	RMSNormGrad: goRMSNormGrad, LayerNormGrad: goLayerNormGrad,
