@@ -10,24 +10,44 @@ import (
 // crossEntropyRef is −Σ_j q_j·log softmax(x)_j for q = (1−ε)·onehot(t) +
 // ε/V, written with an explicit log-softmax per element.
 func crossEntropyRef(x []float64, target int, eps float64) float64 {
-	m := math.Inf(-1)
+	m, z := maxAndExpSum(x)
+	var loss float64
+	for j, v := range x {
+		loss -= smoothedTarget(j, target, eps, len(x)) * (v - m - math.Log(z))
+	}
+	return loss
+}
+
+// crossEntropyGradRef is the float64 gradient of crossEntropyRef with
+// respect to the logits x, softmax(x) − q, for the target distribution q.
+func crossEntropyGradRef(x []float64, target int, eps float64) []float64 {
+	m, z := maxAndExpSum(x)
+	g := make([]float64, len(x))
+	for j, v := range x {
+		g[j] = math.Exp(v-m)/z - smoothedTarget(j, target, eps, len(x))
+	}
+	return g
+}
+
+// maxAndExpSum returns the maximum m of x and Σ exp(x − m).
+func maxAndExpSum(x []float64) (m, z float64) {
+	m = math.Inf(-1)
 	for _, v := range x {
 		m = math.Max(m, v)
 	}
-	var z float64
 	for _, v := range x {
 		z += math.Exp(v - m)
 	}
-	var loss float64
-	for j, v := range x {
-		logp := v - m - math.Log(z)
-		q := eps / float64(len(x))
-		if j == target {
-			q += 1 - eps
-		}
-		loss -= q * logp
+	return m, z
+}
+
+// smoothedTarget is q_j = (1−ε)·[j = target] + ε/vocab.
+func smoothedTarget(j, target int, eps float64, vocab int) float64 {
+	q := eps / float64(vocab)
+	if j == target {
+		q += 1 - eps
 	}
-	return loss
+	return q
 }
 
 func TestCrossEntropy(t *testing.T) {
@@ -116,20 +136,8 @@ func TestCrossEntropyGradTarget(t *testing.T) {
 		want := make([]float64, rows*vocab)
 		for r := range rows {
 			x := f64(data[r*vocab : (r+1)*vocab])
-			m := math.Inf(-1)
-			for _, v := range x {
-				m = math.Max(m, v)
-			}
-			var z float64
-			for _, v := range x {
-				z += math.Exp(v - m)
-			}
-			for j, v := range x {
-				q := float64(eps) / vocab
-				if j == int(targets[r]) {
-					q += 1 - float64(eps)
-				}
-				want[r*vocab+j] = 0.5 * (math.Exp(v-m)/z - q)
+			for j, g := range crossEntropyGradRef(x, int(targets[r]), float64(eps)) {
+				want[r*vocab+j] = 0.5 * g
 			}
 		}
 		eachConfig(t, func(t *testing.T, be *Backend) {
@@ -174,21 +182,7 @@ func TestCrossEntropyRowsApart(t *testing.T) {
 			}
 			x := f64(data[r*vocab : (r+1)*vocab])
 			want[r] = crossEntropyRef(x, int(tg), float64(eps))
-			m := math.Inf(-1)
-			for _, v := range x {
-				m = math.Max(m, v)
-			}
-			var z float64
-			for _, v := range x {
-				z += math.Exp(v - m)
-			}
-			for j, v := range x {
-				q := float64(eps) / vocab
-				if j == int(tg) {
-					q += 1 - float64(eps)
-				}
-				wantGrad[r*vocab+j] = math.Exp(v-m)/z - q
-			}
+			copy(wantGrad[r*vocab:(r+1)*vocab], crossEntropyGradRef(x, int(tg), float64(eps)))
 		}
 		eachConfig(t, func(t *testing.T, be *Backend) {
 			logits := upload(t, be, data, rows, vocab)
