@@ -39,10 +39,10 @@ import (
 type fusedTerm struct{ x, m, p *graph.Value }
 
 // fusedLinear returns y = D(x·W0ᵀ) + row + Σⱼ (Xⱼ·Mⱼᵀ)·Pⱼᵀ for x [N, in]
-// and w0 [out, in] (frozen: it gets no gradient), where D(h) = h·diag(d)
-// when d ([out]) is not nil and h otherwise, and row ([out]) may be nil.
-// Every input but w0 may require a gradient, and a term's X may be x
-// itself.
+// and w0 [out, in], where D(h) = h·diag(d) when d ([out]) is not nil and h
+// otherwise, and row ([out]) may be nil. Every input may require a
+// gradient (w0 too, though adapted layers usually freeze it), and a term's
+// X may be x itself.
 func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *graph.Value {
 	n, out := x.Dim(0), w0.Dim(0)
 	training := !g.NoGrad()
@@ -52,13 +52,13 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 	// gradient; the op otherwise writes the frozen product into y.
 	var q, w0d *graph.Value
 	if d != nil {
-		q = g.MatMulNT(g.Detach(x), w0)
+		q = g.MatMulNT(g.Detach(x), g.Detach(w0))
 		if training && x.RequiresGrad() && n >= x.Dim(1) {
 			// dx = (G ⊙ d)·W0 = G·(diag(d)·W0): with at least as many
 			// rows as inputs, scaling the [out, in] weight costs less
 			// than scaling the [N, out] gradient (with fewer, backward
 			// scales G instead, and no [out, in] temporary is made).
-			w0d = g.ScaleRows(w0, g.Detach(d))
+			w0d = g.ScaleRows(g.Detach(w0), g.Detach(d))
 		}
 	}
 	ks := make([]*graph.Value, len(terms))
@@ -69,7 +69,10 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 	// to a gradient), taken from the tape so that it is pooled and freed
 	// with the tape's other buffers.
 	var dks []*graph.Value
-	var sums *graph.Value
+	var sums, gd *graph.Value
+	if training && d != nil && w0.RequiresGrad() {
+		gd = g.Full(0, n, out) // G ⊙ d, for W0's own gradient
+	}
 	if training {
 		dks = make([]*graph.Value, len(terms))
 		for j := range terms {
@@ -126,6 +129,18 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 	}
 
 	backward := func(gy backend.Tensor, gr *graph.Grads) {
+		if gr.Needs(iw) {
+			// A trainable W0's gradient through the frozen product,
+			// (G ⊙ d)ᵀ·x, first, while G is intact; its other uses (the
+			// rotation's M = (d ⊙ v)ᵀ·W0) reach it through the tape.
+			gw := gy
+			if gd != nil {
+				gw = gd.Tensor()
+				b.Binary(backend.Mul, gw, gy, ten(id))
+			}
+			dst, acc := gr.Target(iw)
+			mm(dst, gw, ten(ix), true, false, acc)
+		}
 		frozenDX := func(w backend.Tensor) {
 			dst, acc := gr.Target(ix)
 			mm(dst, gy, w, false, false, acc)

@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -205,7 +206,33 @@ func TestGradientsManyRows(t *testing.T) {
 		{"sora/exact", Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 2, ExactRotation: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			checkLayerGradients(t, c.name, c.cfg, out, in, n, uint64(500+i), false)
+			checkLayerGradients(t, c.name, c.cfg, out, in, n, uint64(500+i), false, false)
 		})
+	}
+}
+
+// TestGradientsTrainableBase checks every low-rank method's gradients
+// with the base weight W0 trainable too (adapted layers usually freeze it,
+// but nothing forbids training both): the fused op must hand W0 the
+// frozen product's gradient as well as the rotation's, and DoRA's norm
+// stays detached from W0 as PEFT detaches it.
+func TestGradientsTrainableBase(t *testing.T) {
+	for _, n := range []int{3, 9} { // fewer and more rows than inputs
+		for i, c := range []struct {
+			name string
+			cfg  Config
+		}{
+			{"lora", Config{Method: LoRA, R: 2, Alpha: 4}},
+			{"dora", Config{Method: DoRA, R: 2, Alpha: 4}},
+			{"dora-peft", Config{Method: DoRAPEFT, R: 2, Alpha: 4}},
+			{"prediag", Config{Method: PreDiag, R: 2, Alpha: 4}},
+			{"sora", Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 2}},
+			{"preortho", Config{Method: PreOrtho, R: 2, Alpha: 4, RotationRank: 2}},
+			{"postortho", Config{Method: PostOrtho, R: 2, Alpha: 4, RotationRank: 2, ExactRotation: true}},
+		} {
+			t.Run(fmt.Sprintf("%s/N%d", c.name, n), func(t *testing.T) {
+				checkLayerGradients(t, c.name, c.cfg, 5, 4, n, uint64(700+i), false, true)
+			})
+		}
 	}
 }

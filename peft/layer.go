@@ -342,8 +342,8 @@ func (l *Layer) doraPEFTDropout(g *graph.Tape, x *graph.Value) *graph.Value {
 // doraNorm returns n, the row norms of W0 + s·B·A, as a [out] value that
 // carries no gradient (PEFT detaches it).
 func (l *Layer) doraNorm(g *graph.Tape) *graph.Value {
-	a, bm := g.Detach(l.a), g.Detach(l.bm)
-	w0 := l.base.W
+	// PEFT detaches the whole norm, W0 included when it is trainable.
+	a, bm, w0 := g.Detach(l.a), g.Detach(l.bm), g.Detach(l.base.W)
 	if l.method == DoRAPEFT {
 		// The PEFT way: materialise the [out, in] weight.
 		w := g.Add(w0, g.Scale(g.MatMul(bm, a), l.scaling))
@@ -356,7 +356,11 @@ func (l *Layer) doraNorm(g *graph.Tape) *graph.Value {
 	baa := g.MatMul(bm, g.MatMulNT(a, a)) // [out, r]
 	cross := g.SumRows(g.Mul(wa, bm))     // [out, 1]
 	quad := g.SumRows(g.Mul(baa, bm))     // [out, 1]
-	n2 := g.Add(l.w0sq, g.Scale(cross, float32(2*s)))
+	w0sq := l.w0sq
+	if l.base.W.RequiresGrad() {
+		w0sq = g.SumSqRows(w0) // a W0 that trains makes the cached norms stale
+	}
+	n2 := g.Add(w0sq, g.Scale(cross, float32(2*s)))
 	n2 = g.Add(n2, g.Scale(quad, float32(s*s)))
 	// Rounding can take n² a hair below 0 only for a row that is ≈ 0,
 	// where PEFT's norm is 0 as well.

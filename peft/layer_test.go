@@ -141,18 +141,23 @@ func TestGradients(t *testing.T) {
 	}{"sora/small-rotation", Config{Method: SORA, R: 2, Alpha: 4, RotationRank: 2}})
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			checkLayerGradients(t, c.name, c.cfg, out, in, n, uint64(100+i), c.name == "sora/small-rotation")
+			checkLayerGradients(t, c.name, c.cfg, out, in, n, uint64(100+i), c.name == "sora/small-rotation", false)
 		})
 	}
 }
 
 // checkLayerGradients runs the two gradient checks of TestGradients on a
 // layer of cfg over a random [out, in] base, for an input of n rows;
-// smallRotation draws C and D in [−0.1, 0.1] (s_p = 1).
-func checkLayerGradients(t *testing.T, name string, cfg Config, out, in, n int, seed uint64, smallRotation bool) {
+// smallRotation draws C and D in [−0.1, 0.1] (s_p = 1), and trainableBase
+// makes the base weight W0 one of the checked inputs.
+func checkLayerGradients(t *testing.T, name string, cfg Config, out, in, n int, seed uint64, smallRotation, trainableBase bool) {
 	b := openCPU(t)
 	l := testLayer(t, b, cfg, out, in, seed)
 	gi := gradInputsOf(l)
+	if trainableBase {
+		gi = append(gi, gradInput{gradcheck.Input{Name: "W0", Shape: []int{out, in}},
+			func(l *Layer) **graph.Value { return &l.base.W }, func(p *hostParams) *[]float64 { return &p.w0 }})
+	}
 	if smallRotation {
 		for k := range gi {
 			if gi[k].in.Name == "C" || gi[k].in.Name == "D" {
