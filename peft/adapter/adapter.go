@@ -144,6 +144,7 @@ func Key(layer, tensor string) string { return KeyPrefix + layer + "." + tensor 
 // form and is refused.
 func Save(dir string, m *peft.Model, meta Meta) error {
 	cfg := m.Config()
+	meta.ModuleRowOrder = false // Save writes Hugging Face's order
 	conf, err := encodeConfig(cfg, meta)
 	if err != nil {
 		return fmt.Errorf("adapter: saving to %s: %w", dir, err)
@@ -298,8 +299,9 @@ func ReadConfig(dir string) (peft.Config, Meta, error) {
 // (give a classifier its head first: [ModuleShape] says its size); an
 // entry that names no layer of the module is skipped, as PEFT skips it,
 // unless the file holds tensors for it. The file's rows are in Hugging
-// Face's order; when module is a [RowOrderer] they are put into the
-// module's order. On any error the module is left as it was.
+// Face's order (except in files this package wrote before it marked them,
+// see [Meta].ModuleRowOrder); when module is a [RowOrderer] they are put
+// into the module's order. On any error the module is left as it was.
 func Load(dir string, module graph.Module) (*peft.Model, Meta, error) {
 	cfg, meta, err := ReadConfig(dir)
 	if err != nil {
@@ -320,7 +322,11 @@ func Load(dir string, module graph.Module) (*peft.Model, Meta, error) {
 		m.Unload()
 		return nil, Meta{}, fmt.Errorf("adapter: %s: %w", filepath.Join(dir, ConfigFile), err)
 	}
-	if err := setTensors(f, path, m, module, saved); err != nil {
+	var order graph.Module = module
+	if meta.ModuleRowOrder {
+		order = nil // an older file of this package: rows as the module has them
+	}
+	if err := setTensors(f, path, m, order, saved); err != nil {
 		m.Unload()
 		return nil, Meta{}, err
 	}
@@ -333,7 +339,10 @@ var alternatives = map[string]string{
 	"lora_magnitude_vector": "lora_magnitude_vector.weight", // PEFT before 0.12
 }
 
-func setTensors(f *safetensors.File, path string, m *peft.Model, module graph.Module, saved []savedLayer) error {
+// setTensors reads the adapter's tensors (and those of saved layers) from
+// f into m, putting rows into order's row order when order is a
+// [RowOrderer] (nil: as they are in the file).
+func setTensors(f *safetensors.File, path string, m *peft.Model, order graph.Module, saved []savedLayer) error {
 	used := map[string]bool{}
 	read := func(name string, n int) ([]float32, error) {
 		data := make([]float32, n)
@@ -349,7 +358,7 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, module graph.Mo
 	}
 	for _, l := range m.Layers() {
 		in, out := l.Dims()
-		perm, err := rowOrder(module, l.Name(), out)
+		perm, err := rowOrder(order, l.Name(), out)
 		if err != nil {
 			return fmt.Errorf("adapter: loading %s: %w", path, err)
 		}
@@ -394,7 +403,7 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, module graph.Mo
 	}
 	var uploads []upload
 	for _, sl := range saved {
-		perm, err := rowOrder(module, sl.name, sl.dense.W.Shape()[0])
+		perm, err := rowOrder(order, sl.name, sl.dense.W.Shape()[0])
 		if err != nil {
 			return fmt.Errorf("adapter: loading %s: %w", path, err)
 		}

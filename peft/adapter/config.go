@@ -32,7 +32,18 @@ type Meta struct {
 	// and "x.score"); Hugging Face PEFT's sequence classifiers list
 	// "classifier" and "score", whichever the model has.
 	ModulesToSave []string
+	// ModuleRowOrder is set for files written by this package before it
+	// marked its files' row order (sora_row_order): those hold the rows of
+	// q/k projections in the order of the model they were trained on,
+	// not Hugging Face's, and [Load] leaves them as they are. Files that
+	// carry the mark, and Hugging Face PEFT's own, hold Hugging Face's
+	// order.
+	ModuleRowOrder bool
 }
+
+// rowOrderHF is the value of sora_row_order that [Save] writes: the file
+// holds Hugging Face's row order (see [RowOrderer]).
+const rowOrderHF = "huggingface"
 
 // fileConfig is adapter_config.json as Hugging Face PEFT writes it for
 // LoRA/DoRA and OFT, plus this project's fields for the other methods.
@@ -73,6 +84,7 @@ type fileConfig struct {
 	RP            *int     `json:"r_p"` // the reference's spelling, read only
 	ExactRotation *bool    `json:"exact_rotation"`
 	LoRAPlusRatio *float64 `json:"loraplus_lr_ratio"`
+	RowOrder      *string  `json:"sora_row_order"`
 }
 
 // ParseConfig reads an adapter_config.json (its bytes; name is used in
@@ -99,6 +111,13 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	}
 	if fc.TaskType != nil {
 		meta.TaskType = *fc.TaskType
+	}
+	switch {
+	case fc.RowOrder != nil && *fc.RowOrder != rowOrderHF:
+		return fail("sora_row_order %q: want %q", *fc.RowOrder, rowOrderHF)
+	case fc.RowOrder == nil && fc.Method != nil:
+		// Written by this package before the mark existed.
+		meta.ModuleRowOrder = true
 	}
 	modules, err := parseModulesToSave(fc.ModulesToSave)
 	if err != nil {
@@ -391,6 +410,9 @@ func encodeConfig(cfg peft.Config, meta Meta) ([]byte, error) {
 		m["rank_pattern"] = map[string]any{}
 		m["alpha_pattern"] = map[string]any{}
 		m["sora_method"] = string(cfg.Method)
+		if !meta.ModuleRowOrder {
+			m["sora_row_order"] = rowOrderHF
+		}
 		if spec := cfg.Method.Spec(); spec.Pre == peft.Rotation || spec.Post == peft.Rotation {
 			m["rotation_rank"] = cfg.RotationRank
 			m["exact_rotation"] = cfg.ExactRotation

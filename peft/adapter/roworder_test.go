@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -265,5 +266,104 @@ func TestRowOrderErrors(t *testing.T) {
 				t.Errorf("loading: %v, want an error naming %s and containing %q", err, q0, c.want)
 			}
 		})
+	}
+}
+
+// TestRowOrderMark: Save marks its files as holding Hugging Face's order
+// (sora_row_order); a file of this package without the mark, as earlier
+// builds wrote, is loaded with its rows as they are, and an unknown mark
+// is refused.
+func TestRowOrderMark(t *testing.T) {
+	b := openCPU(t)
+	perms := toyPerms()
+	src := orderedToy{newToy(t, b), perms}
+	m, err := peft.Inject(src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(t, m, 3)
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := Save(dir, m, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	m.Unload()
+	confPath := filepath.Join(dir, ConfigFile)
+	conf, err := os.ReadFile(confPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), `"sora_row_order": "huggingface"`) {
+		t.Fatalf("saved config lacks the row-order mark:\n%s", conf)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const layer = "model.layers.0.self_attn.q_proj"
+	file, err := f.Float32(Key(layer, "lora_B.weight"))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loadB := func() []float32 {
+		t.Helper()
+		m, _, err := Load(dir, orderedToy{newToy(t, b), perms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Unload()
+		for _, l := range m.Layers() {
+			if l.Name() == layer {
+				for _, nt := range l.Tensors() {
+					if nt.Key == "lora_B.weight" {
+						v, err := nt.Value.Download()
+						if err != nil {
+							t.Fatal(err)
+						}
+						return v
+					}
+				}
+			}
+		}
+		t.Fatalf("no lora_B for %s", layer)
+		return nil
+	}
+	// rowsEqual says whether got holds the file's rows in memory order:
+	// file row i at memory row perm[i], or at row i for a nil perm.
+	const r = 2
+	rowsEqual := func(got []float32, perm []int) bool {
+		for i := range len(file) / r {
+			dst := i
+			if perm != nil {
+				dst = perm[i]
+			}
+			for k := range r {
+				if got[dst*r+k] != file[i*r+k] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if !rowsEqual(loadB(), perms[layer]) {
+		t.Error("a marked file was not put into the module's row order")
+	}
+	// The same file without the mark, as builds before the mark wrote it.
+	legacy := strings.Replace(string(conf), `"sora_row_order": "huggingface",`, "", 1)
+	if legacy == string(conf) {
+		t.Fatal("could not remove the mark")
+	}
+	if err := os.WriteFile(confPath, []byte(legacy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !rowsEqual(loadB(), nil) {
+		t.Error("an unmarked file of this package was permuted")
+	}
+	bad := strings.Replace(string(conf), `"huggingface"`, `"llama2c"`, 1)
+	if err := os.WriteFile(confPath, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(dir, orderedToy{newToy(t, b), perms}); err == nil || !strings.Contains(err.Error(), "sora_row_order") {
+		t.Errorf("unknown mark: %v, want an error naming sora_row_order", err)
 	}
 }
