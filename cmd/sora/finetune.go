@@ -183,8 +183,16 @@ func (f *finetuneFlags) check() error {
 	case !(f.dropout >= 0 && f.dropout < 1):
 		return fmt.Errorf("--dropout %g: want a probability in [0, 1)", f.dropout)
 	}
-	if _, err := train.ParseTask(f.task); err != nil {
+	task, err := train.ParseTask(f.task)
+	if err != nil {
 		return fmt.Errorf("--task: %v", err)
+	}
+	if task == train.Classify {
+		// The head is trained whole; an adapter on it as well would put
+		// its parameters in two optimizer groups.
+		if hit, err := peft.Match(splitList(f.target), llama.ScoreModule); err == nil && hit {
+			return fmt.Errorf("--target %s selects the classification head %q, which --task classify trains whole; leave it out", f.target, llama.ScoreModule)
+		}
 	}
 	m, err := peft.ParseMethod(f.method)
 	if err != nil {
