@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
 // ceGroup is how many rows CrossEntropy takes the sums of before their
@@ -37,12 +38,7 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 	b.parallelFor(rows, vocab*8, func(lo, hi int) {
 		// The loss of each row of a group, without its log(sum) yet.
 		var part, sums [ceGroup]float64
-		// The maximum of row r when known: the pass over a row's
-		// exponentials takes the next row's maximum with it, so that the
-		// next row's loads, missing the cache, overlap the exponentials
-		// instead of a pass of their own waiting for memory.
-		var m float32
-		known := false
+		rm := ceRows{xs: xs, targets: targets, vocab: vocab, hi: hi, ignore: p.IgnoreIndex}
 		for r0 := lo; r0 < hi; r0 += ceGroup {
 			n := min(ceGroup, hi-r0)
 			for i := range n {
@@ -50,24 +46,17 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 				t := targets[r]
 				if t == p.IgnoreIndex {
 					part[i], sums[i] = 0, 1 // log 1 = 0
-					known = false
+					rm.forget()
 					continue
 				}
-				x := xs[r*vocab : (r+1)*vocab]
-				if !known {
-					m = k.MaxScaled(x, 1)
-				}
-				var next []float32
-				if r+1 < hi && targets[r+1] != p.IgnoreIndex {
-					next = xs[(r+1)*vocab : (r+2)*vocab]
-				}
+				x, m, next := rm.row(k, r)
 				var mNext float32
 				sums[i], mNext = k.ExpSumNextMax(x, next, m)
 				part[i] = float64(m) - (1-eps)*float64(x[t])
 				if eps != 0 {
 					part[i] -= eps * k.Sum(x) / float64(vocab)
 				}
-				m, known = mNext, next != nil
+				rm.carry(mNext, next)
 			}
 			for i := range n {
 				ls[r0+i] = float32(part[i] + math.Log(sums[i]))
@@ -106,34 +95,24 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 	chunks := b.chunks(rows, vocab*8)
 	tmp := b.rowScratch(k, chunks, vocab)
 	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
-		// The maximum of row r when known, taken in the pass over the
-		// previous row's exponentials as CrossEntropy does.
-		var m float32
-		known := false
+		rm := ceRows{xs: xs, targets: targets, vocab: vocab, hi: hi, ignore: p.IgnoreIndex}
 		for r := lo; r < hi; r++ {
 			d := ds[r*vocab : (r+1)*vocab]
 			t := targets[r]
 			if t == p.IgnoreIndex {
 				clear(d)
-				known = false
+				rm.forget()
 				continue
 			}
 			// scale·softmax(x), as softmaxRow computes it, keeping the
 			// target's exponential before the scaling.
-			x := xs[r*vocab : (r+1)*vocab]
-			if !known {
-				m = k.MaxScaled(x, 1)
-			}
-			var next []float32
-			if r+1 < hi && targets[r+1] != p.IgnoreIndex {
-				next = xs[(r+1)*vocab : (r+2)*vocab]
-			}
+			x, m, next := rm.row(k, r)
 			e := d
 			if tmp != nil {
 				e = tmp[c][:vocab]
 			}
 			sum, mNext := k.ExpShiftNextMax(e, x, next, m)
-			m, known = mNext, next != nil
+			rm.carry(mNext, next)
 			et := float64(e[t])
 			// d[t] is left out of the scaling: written after d's
 			// streaming (non-temporal) stores, it would meet its line in
@@ -153,3 +132,39 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 		k.Fence()
 	})
 }
+
+// ceRows walks the rows of a chunk of logits for CrossEntropy and
+// CrossEntropyGrad, carrying each row's maximum: the pass over a row's
+// exponentials takes the next row's maximum with it (vec's ExpSumNextMax
+// and ExpShiftNextMax), so that the next row's loads, missing the cache,
+// overlap the exponentials instead of a pass of their own waiting for
+// memory. The next row is one of the same chunk (below hi) that is not
+// ignored; after an ignored row the maximum is taken afresh.
+type ceRows struct {
+	xs      []float32
+	targets []int32
+	vocab   int
+	hi      int
+	ignore  int32
+	m       float32 // the maximum of the row after the last one passed, when known
+	known   bool
+}
+
+// row returns row r of the logits, its maximum and the row whose maximum
+// the pass over row r should take (nil when there is none to take).
+func (c *ceRows) row(k *vec.Kernels, r int) (x []float32, m float32, next []float32) {
+	x = c.xs[r*c.vocab : (r+1)*c.vocab]
+	if !c.known {
+		c.m = k.MaxScaled(x, 1)
+	}
+	if r+1 < c.hi && c.targets[r+1] != c.ignore {
+		next = c.xs[(r+1)*c.vocab : (r+2)*c.vocab]
+	}
+	return x, c.m, next
+}
+
+// carry records mNext, the maximum of next taken by the pass over a row.
+func (c *ceRows) carry(mNext float32, next []float32) { c.m, c.known = mNext, next != nil }
+
+// forget drops the carried maximum, after an ignored row.
+func (c *ceRows) forget() { c.known = false }
