@@ -193,14 +193,11 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	nthreads, undoEnv, undoProcs := applyThreads(*threads)
-	defer undoProcs()
-	b, code := openBackend(*name, stderr)
-	undoEnv()
+	b, nthreads, release, code := openBenchBackend(*name, *threads, stderr)
 	if b == nil {
 		return code
 	}
-	defer b.Close()
+	defer release()
 
 	const row = "%-5s %6v %6v %6v %7v %9v %15v %7v\n"
 	baseName, vendor := gemmBaseline(b)
@@ -235,6 +232,22 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// openBenchBackend opens the backend called name for a benchmark with
+// threads threads (0: the defaults; see applyThreads), the CPU backend
+// reading $SORA_CPU_THREADS only while it opens. It returns the threads
+// in use and release, which closes the backend and restores GOMAXPROCS;
+// on failure it prints why and returns a nil backend and the exit status.
+func openBenchBackend(name string, threads int, stderr io.Writer) (b backend.Backend, nthreads int, release func(), code int) {
+	nthreads, undoEnv, undoProcs := applyThreads(threads)
+	b, code = openBackend(name, stderr)
+	undoEnv()
+	if b == nil {
+		undoProcs()
+		return nil, 0, nil, code
+	}
+	return b, nthreads, func() { b.Close(); undoProcs() }, exitOK
 }
 
 // applyThreads sets $SORA_CPU_THREADS and GOMAXPROCS to n when n > 0,

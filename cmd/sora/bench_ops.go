@@ -358,14 +358,11 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	nthreads, undoEnv, undoProcs := applyThreads(*threads)
-	defer undoProcs()
-	b, code := openBackend(*name, stderr)
-	undoEnv()
+	b, nthreads, release, code := openBenchBackend(*name, *threads, stderr)
 	if b == nil {
 		return code
 	}
-	defer b.Close()
+	defer release()
 
 	env, err := newOpsEnv(b, *n / *cols, *cols)
 	if err != nil {

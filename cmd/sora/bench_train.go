@@ -127,14 +127,11 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora bench train: %v\n", err)
 		return exitUsage
 	}
-	nthreads, undoEnv, undoProcs := applyThreads(*threads)
-	defer undoProcs()
-	b, code := openBackend(*name, stderr)
-	undoEnv()
+	b, nthreads, release, code := openBenchBackend(*name, *threads, stderr)
 	if b == nil {
 		return code
 	}
-	defer b.Close()
+	defer release()
 	w, err := train.InitWeights(cfg, 1)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora bench train: %v\n", err)
