@@ -98,11 +98,9 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		ad, hasHead = &a, a.head
-		if *modelPath == "" {
-			if *modelPath, err = a.baseModel(); err != nil {
-				fmt.Fprintf(stderr, "sora eval: %v\n", err)
-				return exitUsage
-			}
+		if *modelPath, err = a.modelPath(*modelPath); err != nil {
+			fmt.Fprintf(stderr, "sora eval: %v\n", err)
+			return exitUsage
 		}
 	}
 	if *modelPath == "" {

@@ -75,11 +75,9 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora generate: %s holds a classifier (a score head); generate needs a language-model adapter\n", *adapterDir)
 			return exitFailure
 		}
-		if *modelPath == "" {
-			if *modelPath, err = a.baseModel(); err != nil {
-				fmt.Fprintf(stderr, "sora generate: %v\n", err)
-				return exitUsage
-			}
+		if *modelPath, err = a.modelPath(*modelPath); err != nil {
+			fmt.Fprintf(stderr, "sora generate: %v\n", err)
+			return exitUsage
 		}
 		ad = &a
 	}
@@ -279,6 +277,20 @@ func (a adapterInfo) baseModel() (string, error) {
 		return "", fmt.Errorf("no --model given, and the base model that %s names (base_model_name_or_path %q%s) does not exist here: pass --model", filepath.Join(a.dir, adapter.ConfigFile), p, where)
 	}
 	return p, nil
+}
+
+// modelPath returns flag, the --model given, or when that is empty the
+// base model the adapter names (see baseModel), or an error saying that
+// --model is needed.
+func (a adapterInfo) modelPath(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	p, err := a.baseModel()
+	if err == nil && p == "" {
+		err = fmt.Errorf("--model is required: %s names no base model", filepath.Join(a.dir, adapter.ConfigFile))
+	}
+	return p, err
 }
 
 // apply loads the adapter onto m without merging it, first giving m a

@@ -63,15 +63,9 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora merge: %s holds a classification head (modules_to_save %q); only language-model adapters merge into a llama2.c or Hugging Face LM checkpoint\n", *adapterDir, ad.meta.ModulesToSave)
 		return exitFailure
 	}
-	if *model == "" {
-		if *model, err = ad.baseModel(); err != nil {
-			fmt.Fprintf(stderr, "sora merge: %v\n", err)
-			return exitUsage
-		}
-		if *model == "" {
-			fmt.Fprintf(stderr, "sora merge: --model is required: %s names no base model\n", filepath.Join(*adapterDir, adapter.ConfigFile))
-			return exitUsage
-		}
+	if *model, err = ad.modelPath(*model); err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitUsage
 	}
 	if abs(*out) == abs(*model) {
 		fmt.Fprintln(stderr, "sora merge: --out must not be the base model itself")

@@ -48,14 +48,8 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
 	}
-	if *modelPath == "" {
-		if *modelPath, err = ad.baseModel(); err != nil {
-			fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
-			return exitUsage
-		}
-	}
-	if *modelPath == "" {
-		fmt.Fprintln(stderr, "sora spectrum: --model is required (the adapter's config does not name its base model)")
+	if *modelPath, err = ad.modelPath(*modelPath); err != nil {
+		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitUsage
 	}
 	b, code := openBackend(*name, stderr)
