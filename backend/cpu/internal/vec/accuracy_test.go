@@ -227,24 +227,27 @@ func TestRowStepAccuracy(t *testing.T) {
 
 // TestExpShiftSumAccuracy checks the sums of exponentials against
 // float64: each term alone over a dense sweep of arguments down to where
-// the result leaves the normal range, and rows of a thousand terms below
-// their maximum (as softmax and cross-entropy shift them), with −Inf and
-// NaN. The terms use expSum32's shorter exponential, whose error grows
-// with |x| by the float32 ln 2 of its reduction (1.9e−9 relative per unit
-// of n = x/ln 2); the sums, dominated by their terms near 1, stay within
-// a float32 ulp (relative 1.2e−7), the float32 grouping of terms (up to
-// sixteen with AVX-512) included.
+// the terms stop at 2⁻¹²⁵, and rows of a thousand terms below their
+// maximum (as softmax and cross-entropy shift them), with −Inf and NaN.
+// The terms are 2^(x·log2e − c) (expSum32, sumShift), whose error grows
+// with |x| by the float32 log2e (1.4e−8 relative per unit of x) and the
+// rounding of the exponent (0.35 of its float32 ulp); the sums, dominated
+// by their terms near 1, stay within a float32 ulp (relative 1.2e−7), the
+// float32 grouping of terms (up to sixteen with AVX-512) included.
 func TestExpShiftSumAccuracy(t *testing.T) {
-	xs := sweep(-87, 0, 1<<20)
+	const stop = -86.6 // x·log2e ≥ −125 above it
+	xs := sweep(stop, 0, 1<<20)
+	floor := math.Ldexp(1, -125)
 	for _, k := range All() {
 		var worst, worstX float64
 		for _, x := range xs {
-			got := k.ExpShiftSum([]float32{x}, 1, 0)
+			got := k.ExpShiftSum([]float32{x}, 0)
 			ref := math.Exp(float64(x))
-			n := math.Abs(math.Round(float64(x) / math.Ln2))
-			// 1.06e−7 for the polynomial and 6e−8 or so for roundings
-			// (1.65e−7 measured at most), 1.9e−9·n for ln2F.
-			e := math.Abs(got-ref) / ref / (1.8e-7 + 2e-9*n)
+			u := x * log2e
+			ulp := float64(math.Nextafter32(abs32(u), float32(math.Inf(1))) - abs32(u))
+			// 1.08e−7 for the polynomial and 6e−8 or so for its roundings
+			// (1.4e−7 measured at most).
+			e := math.Abs(got-ref) / ref / (1.8e-7 + 1.4e-8*math.Abs(float64(x)) + 0.35*ulp)
 			if !(e <= worst) {
 				worst, worstX = e, float64(x)
 			}
@@ -253,36 +256,67 @@ func TestExpShiftSumAccuracy(t *testing.T) {
 		if !(worst <= 1) {
 			t.Errorf("ExpShiftSum (%s): a term's error is %.3g times the bound at x = %.9g", k.Name, worst, worstX)
 		}
+		for _, x := range []float32{-86.7, -87, -103, -1e6, float32(math.Inf(-1))} {
+			if got := k.ExpShiftSum([]float32{x}, 0); got != floor {
+				t.Errorf("ExpShiftSum (%s) of {%g} = %g, want the floor 2⁻¹²⁵", k.Name, x, got)
+			}
+		}
 	}
+	// Rows below their maximum, which is the shift: 0, or one that the
+	// sums' base-2 shift c rounds (sumShift's fix then matters).
 	rng := rand.New(rand.NewPCG(8, 8))
-	for _, spread := range []float64{0.01, 1, 5, 30, 200} {
-		for _, k := range All() {
-			var worst float64
-			for range 200 {
-				x := make([]float32, 1000+rng.IntN(64))
-				for i := range x {
-					x[i] = float32(-spread * rng.Float64())
+	for _, shift := range []float32{0, 37.3, -1234.567, 1e4} {
+		for _, spread := range []float64{0.01, 1, 5, 30, 200} {
+			for _, k := range All() {
+				var worst float64
+				for range 100 {
+					x := make([]float32, 1000+rng.IntN(64))
+					for i := range x {
+						x[i] = shift - float32(spread*rng.Float64())
+					}
+					x[rng.IntN(len(x))] = shift // the maximum
+					x[rng.IntN(len(x))] = float32(math.Inf(-1))
+					var ref float64
+					for _, v := range x {
+						ref += math.Exp(float64(v) - float64(shift))
+					}
+					worst = max(worst, math.Abs(k.ExpShiftSum(x, shift)-ref)/ref)
 				}
-				x[rng.IntN(len(x))] = 0 // the maximum, as after the shift
-				x[rng.IntN(len(x))] = float32(math.Inf(-1))
-				var ref float64
-				for _, v := range x {
-					ref += math.Exp(float64(v))
+				t.Logf("ExpShiftSum %-6s rows below %g, spread %g: max relative error %.3g", k.Name, shift, spread, worst)
+				if !(worst <= 1.2e-7) { // 6e−8 measured at most
+					t.Errorf("ExpShiftSum (%s), rows below %g, spread %g: relative error %.3g, above 1.2e-7", k.Name, shift, spread, worst)
 				}
-				worst = max(worst, math.Abs(k.ExpShiftSum(x, 1, 0)-ref)/ref)
 			}
-			t.Logf("ExpShiftSum %-6s rows, spread %g: max relative error %.3g", k.Name, spread, worst)
-			if !(worst <= 1.2e-7) { // 5.7e−8 measured at most
-				t.Errorf("ExpShiftSum (%s), spread %g: relative error %.3g, above 1.2e-7", k.Name, spread, worst)
+		}
+	}
+	// Shifts the base-2 kernels cannot take are summed with exp32.
+	for _, k := range All() {
+		for _, c := range []struct {
+			x     []float32
+			shift float32
+			want  float64
+		}{
+			{[]float32{3e38, 2.9e38}, 3e38, 1},
+			{[]float32{-3e38, -3e38}, -3e38, 2},
+			{[]float32{1, 2}, float32(math.Inf(1)), 0},
+		} {
+			if got := k.ExpShiftSum(c.x, c.shift); !(math.Abs(got-c.want) <= 1e-7*c.want) {
+				t.Errorf("ExpShiftSum (%s) of %v below %g = %v, want %v", k.Name, c.x, c.shift, got, c.want)
 			}
+			if got, _ := k.ExpSumNextMax(c.x, nil, c.shift); !(math.Abs(got-c.want) <= 1e-7*c.want) {
+				t.Errorf("ExpSumNextMax (%s) of %v below %g = %v, want %v", k.Name, c.x, c.shift, got, c.want)
+			}
+		}
+		if s := k.ExpShiftSum([]float32{1, 2}, float32(math.NaN())); !math.IsNaN(s) {
+			t.Errorf("ExpShiftSum (%s) below NaN = %v, want NaN", k.Name, s)
 		}
 	}
 	for _, k := range All() {
 		nan := float32(math.NaN())
-		if s := k.ExpShiftSum([]float32{0, -1, nan, -3}, 1, 0); !math.IsNaN(s) {
+		if s := k.ExpShiftSum([]float32{0, -1, nan, -3}, 0); !math.IsNaN(s) {
 			t.Errorf("ExpShiftSum (%s) with a NaN = %v, want NaN", k.Name, s)
 		}
-		if s := k.ExpShiftSum([]float32{float32(math.Inf(-1)), 0}, 1, 0); s != 1 {
+		if s := k.ExpShiftSum([]float32{float32(math.Inf(-1)), 0}, 0); s != 1 {
 			t.Errorf("ExpShiftSum (%s) of {−Inf, 0} = %v, want 1", k.Name, s)
 		}
 	}
@@ -307,7 +341,7 @@ func TestExpSumNextMax(t *testing.T) {
 				want = max(want, next[i])
 			}
 			sum, m := k.ExpSumNextMax(x, next, 0.5)
-			if ref := k.ExpShiftSum(x, 1, 0.5); sum != ref {
+			if ref := k.ExpShiftSum(x, 0.5); sum != ref {
 				t.Errorf("ExpSumNextMax (%s), %d elements: sum %v, ExpShiftSum's %v", k.Name, n, sum, ref)
 			}
 			if m != want {
@@ -337,7 +371,7 @@ func TestExpSumNextMax(t *testing.T) {
 					next[at] = old
 				}
 			}
-			if s, m := k.ExpSumNextMax(x, nil, 0.5); s != k.ExpShiftSum(x, 1, 0.5) || !math.IsInf(float64(m), -1) {
+			if s, m := k.ExpSumNextMax(x, nil, 0.5); s != k.ExpShiftSum(x, 0.5) || !math.IsInf(float64(m), -1) {
 				t.Errorf("ExpSumNextMax (%s), %d elements, no next: %v, %v", k.Name, n, s, m)
 			}
 			if s, m := k.ExpShiftNextMax(e, x, nil, 0.5); s != k.ExpShift(ref, x, 1, 0.5) || !math.IsInf(float64(m), -1) {

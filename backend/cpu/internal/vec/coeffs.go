@@ -6,9 +6,9 @@ package vec
 // exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.
 var expQ = [...]float32{0.49999994, 0.16666521, 0.04166839, 0.00836871, 0.0013814613}
 
-// expS is generated; see fit_coeffs.go.
-// exp(r) ≈ 1 + r + r²·Σ expS[k]·r^k for |r| ≤ ln2/2 (expSum32).
-var expS = [...]float32{0.4999923, 0.16667114, 0.041890115, 0.008312525}
+// exp2P is generated; see fit_coeffs.go.
+// 2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).
+var exp2P = [...]float32{0.693147, 0.24022242, 0.055507336, 0.009671513, 0.0013264726}
 
 // logL is generated; see fit_coeffs.go.
 // log(1+f) ≈ f − f²/2 + f³·Σ logL[k]·f^k for √½−1 ≤ f < √2−1.

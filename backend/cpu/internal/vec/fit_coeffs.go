@@ -154,13 +154,20 @@ func main() {
 		c := fit(-h, h, deg("EXP", 4), id, f, w)
 		fmt.Fprintf(os.Stderr, "exp: max rel err %.3g\n", maxErr(-h, h, c, id, f, w))
 		print("expQ", "exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.", c)
-		// One degree less for the terms of sums (expSum32), over a
-		// slightly wider range: its reduction by a float32 ln 2 leaves r
-		// up to n·2e−9 beyond ln2/2.
-		hs := h + 1e-6
-		cs := fit(-hs, hs, deg("EXPSUM", 3), id, f, w)
-		fmt.Fprintf(os.Stderr, "expSum: max rel err %.3g\n", maxErr(-hs, hs, cs, id, f, w))
-		print("expS", "exp(r) ≈ 1 + r + r²·Σ expS[k]·r^k for |r| ≤ ln2/2 (expSum32).", cs)
+	}
+	// 2^f = 1 + f·P(f) on |f| ≤ ½, for the terms of sums (expSum32),
+	// whose reduction leaves f = u − round(u) exactly.
+	{
+		f := func(t float64) float64 {
+			if math.Abs(t) < 1e-4 {
+				return math.Ln2 * (1 + t*math.Ln2/2 + t*t*math.Ln2*math.Ln2/6)
+			}
+			return math.Expm1(t*math.Ln2) / t
+		}
+		w := func(t float64) float64 { return math.Abs(t) / math.Exp2(t) }
+		c := fit(-0.5, 0.5, deg("EXP2SUM", 4), id, f, w)
+		fmt.Fprintf(os.Stderr, "exp2Sum: max rel err %.3g\n", maxErr(-0.5, 0.5, c, id, f, w))
+		print("exp2P", "2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).", c)
 	}
 	// log(1+f) = f − f²/2 + f³·L(f) on [√½−1, √2−1].
 	{

@@ -200,21 +200,62 @@ func (g *gen) exp(x string, t []string, o expOpts) {
 	g.scale2n(x, t0, t1, o.wide)
 }
 
-// expSum sets x = e^x for x ≤ 88 (−Inf and NaN are fine) with the
-// cheaper reduction and polynomial of expSum32 (see math32.go), for sums
-// of exponentials only, using three temporaries.
-func (g *gen) expSum(x string, t []string) {
-	t0, t1, t2 := t[0], t[1], t[2]
-	g.I("VMOVUPS %s, %s", c("cExpLo"), t0)
-	g.I("VMAXPS %s, %s, %s", x, t0, x) // NaN in x is returned
-	g.I("VMULPS %s, %s, %s", c("cLog2e"), x, t0)
-	g.round(t0, t0)                                  // n
-	g.I("VFNMADD231PS %s, %s, %s", c("cLn2"), t0, x) // r
-	g.horner("cExpS", 3, x, t2)
-	g.I("VMULPS %s, %s, %s", x, x, t1)
-	g.I("VFMADD213PS %s, %s, %s", x, t2, t1) // r²·S + r
-	g.I("VADDPS %s, %s, %s", c("cOne"), t1, x)
-	g.scale2n(x, t0, t1, true)
+// exp2Consts says where exp2Sum finds its constants: each a vector
+// register or a memory operand.
+type exp2Consts struct {
+	log2e, lo, magic, one string
+	p                     []string // exp2P's coefficients, degree 0 up
+}
+
+// exp2Consts keeps exp2Sum's constants in registers where r has them to
+// spare after reserve more (AVX-512), and in memory otherwise; lo, which
+// VMAXPS needs in a register to return a NaN argument, gets a register
+// or is loaded into a temporary each time.
+func (g *gen) exp2Consts(r *regs, reserve int) exp2Consts {
+	k := exp2Consts{log2e: c("cLog2e"), lo: c("cExpSumLo"), magic: c("cMagic"), one: c("cOne")}
+	for i := range 5 {
+		k.p = append(k.p, ck("cExp2P", i))
+	}
+	all := []*string{&k.lo, &k.log2e, &k.magic}
+	for i := range k.p {
+		all = append(all, &k.p[i])
+	}
+	all = append(all, &k.one)
+	for _, s := range all {
+		if r.g.regs-r.next <= reserve {
+			break
+		}
+		reg := r.v()
+		g.I("VMOVUPS %s, %s", *s, reg)
+		*s = reg
+	}
+	return k
+}
+
+// exp2Sum sets x = 2^x (see expSum32: x ≥ −125 clamped, NaN passes) using
+// two temporaries: 2^n·2^f for n = round(x), f = x − n, with n found by
+// adding and subtracting 1.5·2²³ and 2^n added to the exponent field as
+// the sum's low bits shifted up, all on the cheap vector pipes, where
+// VRNDSCALEPS, VREDUCEPS and VSCALEFPS would take turns with the
+// multiply-adds (each blocks an FMA pipe for a cycle on Zen 5).
+func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
+	n, p := t[0], t[1]
+	lo := k.lo
+	if strings.HasPrefix(lo, "·") {
+		g.I("VMOVUPS %s, %s", lo, n)
+		lo = n
+	}
+	g.I("VMAXPS %s, %s, %s", x, lo, x) // NaN in x is returned
+	g.I("VADDPS %s, %s, %s", k.magic, x, n)
+	g.I("VSUBPS %s, %s, %s", k.magic, n, p)
+	g.I("VSUBPS %s, %s, %s", p, x, x) // f
+	g.I("VPSLLD $23, %s, %s", n, n)
+	g.I("VMOVUPS %s, %s", k.p[len(k.p)-1], p)
+	for i := len(k.p) - 2; i >= 0; i-- {
+		g.I("VFMADD213PS %s, %s, %s", k.p[i], x, p)
+	}
+	g.I("VFMADD213PS %s, %s, %s", k.one, x, p)
+	g.I("VPADDD %s, %s, %s", n, p, x)
 }
 
 // scale2n multiplies x by 2^n for the integral float32 n in register n
@@ -1176,6 +1217,9 @@ func (g *gen) accMasked(load bool, mem string, h int, tm64 [2]string, r string) 
 // expShift writes (if store) dst = exp(scale·x − shift) and returns the
 // float64 sum; withMax makes it expShiftNextMax or expSumNextMax: scale 1,
 // and the maximum of the next row, next[0:n], returned with the sum.
+// Without store (expShiftSum, expSumNextMax) the kernel takes no scale and
+// a shift c in base 2, and sums 2^(x·log2e − c) with exp2Sum (see
+// sumShift).
 func (g *gen) expShift(store, withMax bool) {
 	name := "expShift" + g.suffix
 	if !store {
@@ -1193,17 +1237,26 @@ func (g *gen) expShift(store, withMax bool) {
 	args = append(args, param{"x", 8, "*float32"})
 	if withMax {
 		args = append(args, param{"next", 8, "*float32"})
-	} else {
+	} else if store {
 		args = append(args, param{"scale", 4, "float32"})
 	}
-	args = append(args, param{"shift", 4, "float32"}, param{"n", 8, "int"})
+	shiftName := "shift"
+	if !store {
+		shiftName = "c"
+	}
+	args = append(args, param{shiftName, 4, "float32"}, param{"n", 8, "int"})
 	results := []param{{"sum", 8, "float64"}}
 	if withMax {
 		results = append(results, param{"m", 4, "float32"})
 	}
 	offs, _, total := frame(args, results)
 	doc := fmt.Sprintf("%s is the %s exp(scale·x − shift) kernel", name, g.suffix)
-	if withMax {
+	switch {
+	case !store && withMax:
+		doc = fmt.Sprintf("%s is the %s Σ 2^(x·log2e − c) and max(next) kernel", name, g.suffix)
+	case !store:
+		doc = fmt.Sprintf("%s is the %s Σ 2^(x·log2e − c) kernel", name, g.suffix)
+	case withMax:
 		doc = fmt.Sprintf("%s is the %s exp(x − shift) and max(next) kernel", name, g.suffix)
 	}
 	declare(name, doc, args, results)
@@ -1224,10 +1277,10 @@ func (g *gen) expShift(store, withMax bool) {
 	mx := []string{scale}
 	if withMax {
 		g.I("VMOVUPS %s, %s", c("cNegInf"), scale)
-	} else {
+	} else if store {
 		g.I("VBROADCASTSS scale+%d(FP), %s", offs["scale"], scale)
 	}
-	g.I("VBROADCASTSS shift+%d(FP), %s", offs["shift"], shift)
+	g.I("VBROADCASTSS %s+%d(FP), %s", shiftName, offs[shiftName], shift)
 	tm := ""
 	if !g.wide() {
 		tm = r.v()
@@ -1236,8 +1289,14 @@ func (g *gen) expShift(store, withMax bool) {
 	g.zero(acc[0])
 	g.zero(acc[1])
 	x, d, tmp := r.v(), r.v(), r.v()
-	t := r.vs(3)
-	x2, t2 := r.v(), r.vs(3)
+	nt := 3 // exp's temporaries
+	if !store {
+		nt = 2 // exp2Sum's
+	}
+	// exp2Sum's constants, placed once every other register is (see exp2Consts).
+	var k2 exp2Consts
+	t := r.vs(nt)
+	x2, t2 := r.v(), r.vs(nt)
 	if withMax && g.wide() {
 		// One maximum per vector of a quad: one would make each wait
 		// for the last.
@@ -1265,17 +1324,18 @@ func (g *gen) expShift(store, withMax bool) {
 		}
 	}
 	exp := func(x string, t []string) {
-		if withMax {
+		// Callers keep x − shift ≤ 88. The terms of a sum need less
+		// accuracy than stored ones (see expSum32).
+		switch {
+		case !store:
+			g.I("VFMSUB132PS %s, %s, %s", k2.log2e, shift, x) // x·log2e − c
+			g.exp2Sum(x, t, k2)
+		case withMax:
 			g.I("VSUBPS %s, %s, %s", shift, x, x)
-		} else {
-			g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
-		}
-		// Callers keep it ≤ 88. The terms of a sum need less accuracy
-		// than stored ones (see expSum32).
-		if store {
 			g.exp(x, t, expOpts{lo: true, wide: true})
-		} else {
-			g.expSum(x, t)
+		default:
+			g.I("VFMSUB213PS %s, %s, %s", shift, scale, x) // scale·x − shift
+			g.exp(x, t, expOpts{lo: true, wide: true})
 		}
 	}
 	add := func(x string) {
@@ -1296,7 +1356,10 @@ func (g *gen) expShift(store, withMax bool) {
 		add(x)
 	}
 	B := g.bytes()
-	q := r.v()
+	var q string
+	if !g.wide() {
+		q = r.v()
+	}
 	var xs []string
 	var ts [][]string
 	// quad sets xs[0] to the float32 sum ((a+b)+(c+d)) of the
@@ -1319,7 +1382,7 @@ func (g *gen) expShift(store, withMax bool) {
 		g.I("VADDPS %s, %s, %s", xs[2], xs[0], xs[0])
 	}
 	if g.wide() {
-		xs, ts = []string{x, x2, r.v(), r.v()}, [][]string{t, t2, r.vs(3), r.vs(3)}
+		xs, ts = []string{x, x2, r.v(), r.v()}, [][]string{t, t2, r.vs(nt), r.vs(nt)}
 		// Sixteen vectors at a time, their exponentials added in
 		// float32 in a tree four deep, (Q1+Q2)+(Q3+Q4) of quads, before
 		// widening: widening once per four vectors took about a tenth of
@@ -1330,6 +1393,9 @@ func (g *gen) expShift(store, withMax bool) {
 		// roundings' errors being of either sign, far less in practice
 		// (accuracy_test.go checks sums against float64).
 		s1, s2 := r.v(), r.v()
+		if !store {
+			k2 = g.exp2Consts(r, 0)
+		}
 		g.label("runs")
 		g.I("CMPQ CX, $%d", 16*g.lanes)
 		g.I("JB quads")
@@ -1354,6 +1420,9 @@ func (g *gen) expShift(store, withMax bool) {
 		advance(16 * B)
 		g.I("SUBQ $%d, CX", 16*g.lanes)
 		g.I("JMP runs")
+	}
+	if !store && !g.wide() {
+		k2 = g.exp2Consts(r, 0)
 	}
 	// Four vectors at a time: their exponentials are added in float32
 	// ((a+b)+(c+d)) before widening, which costs the sum two roundings of
@@ -1635,8 +1704,9 @@ var consts = [][2]string{
 	{"cExpHi", "splat(expHi)"},
 	{"cI127", "splatBits(127)"},
 	{"cExpQ", "[5][16]float32(splatTable(expQ[:], 5))"},
-	{"cLn2", "splat(ln2F)"},
-	{"cExpS", "[4][16]float32(splatTable(expS[:], 4))"},
+	{"cExpSumLo", "splat(expSumLo)"},
+	{"cMagic", "splat(0x1.8p23)"},
+	{"cExp2P", "[5][16]float32(splatTable(exp2P[:], 5))"},
 	{"cMinNormal", "splat(0x1p-126)"},
 	{"cTwo23", "splat(0x1p23)"},
 	{"c23", "splat(23)"},

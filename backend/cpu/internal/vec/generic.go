@@ -232,10 +232,31 @@ func goExpShift(dst, x []float32, scale, shift float32) float64 {
 	return s
 }
 
-func goExpShiftSum(x []float32, scale, shift float32) float64 {
+func goExpShiftSum(x []float32, shift float32) float64 {
+	c, fix, ok := sumShift(shift)
+	if !ok {
+		return expShiftSumSlow(x, shift)
+	}
+	return goExp2Sum(x, c) * fix
+}
+
+// goExp2Sum returns Σ 2^(x·log2e − c), each exponent rounded once as the
+// assembly's fused multiply-subtract rounds it.
+func goExp2Sum(x []float32, c float32) float64 {
 	var s float64
 	for _, v := range x {
-		s += float64(expSum32(expShiftArg(v, scale, shift)))
+		u := float32(math.FMA(float64(v), float64(float32(log2e)), -float64(c)))
+		s += float64(expSum32(u))
+	}
+	return s
+}
+
+// expShiftSumSlow is ExpShiftSum for a shift the sum kernels cannot
+// take (see sumShift): infinite, NaN or huge, all rare, summed with exp32.
+func expShiftSumSlow(x []float32, shift float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(exp32(v - shift))
 	}
 	return s
 }
@@ -262,7 +283,7 @@ func goExpShiftNextMax(dst, x, next []float32, shift float32) (float64, float32)
 
 func goExpSumNextMax(x, next []float32, shift float32) (float64, float32) {
 	m := nextMax(next, len(x))
-	return goExpShiftSum(x, 1, shift), m
+	return goExpShiftSum(x, shift), m
 }
 
 func goAccumulate(acc []float64, x []float32) {

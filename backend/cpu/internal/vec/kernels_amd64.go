@@ -139,11 +139,15 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			x = x[:len(dst)]
 			return f.expShift(&dst[0], &x[0], scale, shift, len(dst))
 		},
-		ExpShiftSum: func(x []float32, scale, shift float32) float64 {
-			if len(x) == 0 {
+		ExpShiftSum: func(x []float32, shift float32) float64 {
+			c, fix, ok := sumShift(shift)
+			switch {
+			case len(x) == 0:
 				return 0
+			case !ok:
+				return expShiftSumSlow(x, shift)
 			}
-			return f.expShiftSum(&x[0], scale, shift, len(x))
+			return f.expShiftSum(&x[0], c, len(x)) * fix
 		},
 		ExpShiftNextMax: func(dst, x, next []float32, shift float32) (float64, float32) {
 			switch {
@@ -159,15 +163,19 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			return f.expShiftNextMax(&dst[0], &x[0], &next[0], shift, len(dst))
 		},
 		ExpSumNextMax: func(x, next []float32, shift float32) (float64, float32) {
+			c, fix, ok := sumShift(shift)
 			switch {
-			case len(next) == 0:
-				return f.expShiftSum(unsafe.SliceData(x), 1, shift, len(x)), float32(math.Inf(-1))
-			case len(next) != len(x):
+			case len(next) != 0 && len(next) != len(x):
 				panic("vec: next row and row differ in length")
 			case len(x) == 0:
-				return 0, float32(math.Inf(-1))
+				return 0, nextMax(next, 0)
+			case !ok:
+				return expShiftSumSlow(x, shift), nextMax(next, len(x))
+			case len(next) == 0:
+				return f.expShiftSum(&x[0], c, len(x)) * fix, float32(math.Inf(-1))
 			}
-			return f.expSumNextMax(&x[0], &next[0], shift, len(x))
+			sum, m := f.expSumNextMax(&x[0], &next[0], c, len(x))
+			return sum * fix, m
 		},
 		Prefetch: func(x []float32) {
 			if len(x) > 0 {

@@ -20,9 +20,9 @@ const (
 	ln2Hi = 0.693359375
 	ln2Lo = -2.12194440e-4
 
-	// ln2F is ln 2 rounded to float32 (low by 1.9e-9), expSum32's
-	// one-step reduction constant.
-	ln2F = float32(math.Ln2)
+	// expSumLo bounds below the base-2 argument of expSum32, whose
+	// reduction needs a normal result: 2^−125 stands for anything smaller.
+	expSumLo = -125
 
 	// expLo and expHi bound exp's argument without changing its result:
 	// exp(−110) < 2⁻¹⁵⁰ rounds to 0 and exp(89) overflows to +Inf.
@@ -91,28 +91,50 @@ func exp32(x float32) float32 {
 	return expCore(r) * pow2(i1) * pow2(i-i1)
 }
 
-// expSum32 returns e^x for x ≤ 88.7 (−Inf gives 0, NaN NaN), for terms
-// that are only summed (ExpShiftSum): a one-constant range reduction and
-// a polynomial one degree lower than exp32's, which the assembly
-// evaluates in two fewer multiply-adds. The reduction by ln2F shifts the
-// result by a relative n·1.9e−9 (n = round(x/ln 2)), under an ulp only
-// for |x| ≲ 20; the polynomial adds up to 1e−7. A sum of such terms with
-// its largest term near 1 (x − max ≤ 0, as callers shift) is thus within
-// about an ulp of a sum of correctly rounded terms: the terms far below 1,
-// whose error is larger, add too little to matter, and exp(0) = 1
-// exactly. accuracy_test.go checks sums against float64.
-func expSum32(x float32) float32 {
-	x = max(x, expLo) // NaN passes (max returns it)
-	n := roundEven(x * log2e)
-	// x − n·ln2F rounded once, as the assembly's fused multiply-add.
-	r := float32(math.FMA(float64(-n), float64(ln2F), float64(x)))
-	q := expS[3]
-	q = q*r + expS[2]
-	q = q*r + expS[1]
-	q = q*r + expS[0]
-	i := int32(n)
-	i1 := i >> 1
-	return ((r*r*q + r) + 1) * pow2(i1) * pow2(i-i1)
+// expSum32 returns 2^u for u ≤ 127.9, for terms that are only summed
+// (ExpShiftSum, ExpSumNextMax): 2^n·2^f for n = round(u) and f = u − n,
+// exact, in [−½, ½], with a polynomial good to 1.1e−7 and 2^n added to the
+// result's exponent field. Below −125 the result is 2^−125 (about
+// 2.4e−38), so that it stays normal: a term that small is nothing next to
+// a sum whose largest term is 1, as callers shift it. −Inf gives 2^−125
+// too, and NaN NaN. Its callers' argument is x·log2e − c, rounded once:
+// see sumShift for the error that brings.
+func expSum32(u float32) float32 {
+	if u != u {
+		return u
+	}
+	u = max(u, expSumLo)
+	n := roundEven(u)
+	f := u - n
+	p := exp2P[4]
+	p = p*f + exp2P[3]
+	p = p*f + exp2P[2]
+	p = p*f + exp2P[1]
+	p = p*f + exp2P[0]
+	p = p*f + 1
+	return math.Float32frombits(math.Float32bits(p) + uint32(int32(n))<<23)
+}
+
+// sumShift returns what the sum kernels need to compute Σ exp(x − shift)
+// as Σ 2^(x·log2e − c), each exponent a single fused multiply-add: c, the
+// shift in base 2 rounded to float32, and fix, which takes that sum to
+// the one asked for. With L = float32(log2e), 2^(x·L − c) is
+// 2^((x − shift)·L) times 2^(shift·L − c); the second factor, the same
+// for every term and known exactly (shift·L is exact in float64), is what
+// fix divides out, to second order in a d = shift·L − c of at most 2⁻²⁵·|c|.
+// What remains is L's own error, 1.3e−8 relative: each term is
+// exp((x − shift)·(1 + ε)), |ε| < 1.4e−8, so that its error grows with
+// its distance below the shift, where terms weigh less in a sum, plus the
+// rounding of x·L − c, half a float32 ulp of it. ok is false where c is
+// not finite (shift infinite, NaN or beyond 2.3e38 in magnitude), which
+// the kernels cannot shift by.
+func sumShift(shift float32) (c float32, fix float64, ok bool) {
+	c = shift * log2e
+	if f := float64(c); math.IsInf(f, 0) || f != f {
+		return 0, 0, false
+	}
+	y := -(float64(shift)*float64(float32(log2e)) - float64(c)) * math.Ln2
+	return c, 1 + y + y*y/2, true
 }
 
 // log32 returns ln x: −Inf for 0, NaN for negative x and NaN, +Inf for

@@ -26,8 +26,9 @@ var (
 	cExpHi        = splat(expHi)
 	cI127         = splatBits(127)
 	cExpQ         = [5][16]float32(splatTable(expQ[:], 5))
-	cLn2          = splat(ln2F)
-	cExpS         = [4][16]float32(splatTable(expS[:], 4))
+	cExpSumLo     = splat(expSumLo)
+	cMagic        = splat(0x1.8p23)
+	cExp2P        = [5][16]float32(splatTable(exp2P[:], 5))
 	cMinNormal    = splat(0x1p-126)
 	cTwo23        = splat(0x1p23)
 	c23           = splat(23)
@@ -484,15 +485,15 @@ func adamwAVX2(p *float32, grad *float32, m *float32, v *float32, beta1 float64,
 //go:noescape
 func expShiftAVX2(dst *float32, x *float32, scale float32, shift float32, n int) (sum float64)
 
-// expShiftSumAVX2 is the AVX2 exp(scale·x − shift) kernel
+// expShiftSumAVX2 is the AVX2 Σ 2^(x·log2e − c) kernel
 //
 //go:noescape
-func expShiftSumAVX2(x *float32, scale float32, shift float32, n int) (sum float64)
+func expShiftSumAVX2(x *float32, c float32, n int) (sum float64)
 
-// expSumNextMaxAVX2 is the AVX2 exp(x − shift) and max(next) kernel
+// expSumNextMaxAVX2 is the AVX2 Σ 2^(x·log2e − c) and max(next) kernel
 //
 //go:noescape
-func expSumNextMaxAVX2(x *float32, next *float32, shift float32, n int) (sum float64, m float32)
+func expSumNextMaxAVX2(x *float32, next *float32, c float32, n int) (sum float64, m float32)
 
 // expShiftNextMaxAVX2 is the AVX2 exp(x − shift) and max(next) kernel
 //
@@ -954,15 +955,15 @@ func adamwAVX512(p *float32, grad *float32, m *float32, v *float32, beta1 float6
 //go:noescape
 func expShiftAVX512(dst *float32, x *float32, scale float32, shift float32, n int) (sum float64)
 
-// expShiftSumAVX512 is the AVX512 exp(scale·x − shift) kernel
+// expShiftSumAVX512 is the AVX512 Σ 2^(x·log2e − c) kernel
 //
 //go:noescape
-func expShiftSumAVX512(x *float32, scale float32, shift float32, n int) (sum float64)
+func expShiftSumAVX512(x *float32, c float32, n int) (sum float64)
 
-// expSumNextMaxAVX512 is the AVX512 exp(x − shift) and max(next) kernel
+// expSumNextMaxAVX512 is the AVX512 Σ 2^(x·log2e − c) and max(next) kernel
 //
 //go:noescape
-func expSumNextMaxAVX512(x *float32, next *float32, shift float32, n int) (sum float64, m float32)
+func expSumNextMaxAVX512(x *float32, next *float32, c float32, n int) (sum float64, m float32)
 
 // expShiftNextMaxAVX512 is the AVX512 exp(x − shift) and max(next) kernel
 //
@@ -1037,7 +1038,7 @@ type asmFuncs struct {
 	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
 	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
 	expShift           func(*float32, *float32, float32, float32, int) float64
-	expShiftSum        func(*float32, float32, float32, int) float64
+	expShiftSum        func(*float32, float32, int) float64
 	expSumNextMax      func(*float32, *float32, float32, int) (float64, float32)
 	expShiftNextMax    func(*float32, *float32, *float32, float32, int) (float64, float32)
 	max                func(*float32, int) (float32, bool)

@@ -91,14 +91,20 @@ type Kernels struct {
 	// must keep every finite scale·x − shift below 88, as the maximum of
 	// scale·x does (see MaxScaled); −Inf and NaN are fine.
 	ExpShift func(dst, x []float32, scale, shift float32) float64
-	// ExpShiftSum returns Σ exp(scale·x − shift) in float64 without
-	// storing the terms, under ExpShift's condition. Its terms use a
-	// shorter exponential than ExpShift's (expSum32: within 1.8e−7 plus
-	// 1.9e−9 per unit of |scale·x − shift|/ln 2, relative), so that a sum
-	// whose largest term is near 1 (shift the maximum) is within a
-	// float32 ulp, 1.2e−7 relative, of the exact one.
-	ExpShiftSum func(x []float32, scale, shift float32) float64
-	// ExpSumNextMax returns ExpShiftSum(x, 1, shift), the same sum
+	// ExpShiftSum returns Σ exp(x − shift) in float64 without storing
+	// the terms, for x − shift below 88 where finite, as the maximum of x
+	// keeps it; −Inf and NaN are fine. Its terms are not ExpShift's:
+	// each is 2 to the power x·log2e − shift·log2e, the exponent one
+	// fused multiply-add, with a shorter polynomial (expSum32, sumShift),
+	// and terms below 2.4e−38 count as that. A term's relative error is
+	// at most 1.8e−7 plus 1.4e−8 per unit of |x − shift| plus a third of
+	// a float32 ulp of |x − shift|·log2e: larger than ExpShift's far
+	// below the shift, where terms weigh nothing in a sum whose largest
+	// term is near 1 (shift the maximum), which is within a float32 ulp,
+	// 1.2e−7 relative, of the exact one. The float32 grouping of terms
+	// is ExpShift's.
+	ExpShiftSum func(x []float32, shift float32) float64
+	// ExpSumNextMax returns ExpShiftSum(x, shift), the same sum
 	// computed the same way, and the largest element of next, which must
 	// be as long as x or empty (−Inf then; with a NaN in next the maximum
 	// may be NaN or ignore it): a row's sum with the maximum of the row
