@@ -26,7 +26,7 @@
 //	Sigmoid, SiLU       3 ulps (2.0, 2.0) for |x| ≤ 87, where σ is normal
 //	SigmoidGrad         5 ulps (4.4)    SiLUGrad 5 ulps (4.0)
 //	GELU, GELUGrad      6 ulps (3.6, 3.0) for |x| ≤ 13, where x·Φ(x) is normal
-//	ExpShiftSum         1.2e−7 relative (5.7e−8) for sums shifted by their maximum
+//	ExpShiftSum         1.2e−7 relative (7.5e−8) for sums shifted by their maximum
 //
 // where an ulp is that of the result (for derivatives that subtract, of
 // their largest term), about 6e-8 to 1.2e-7 relative. Reductions (sums, dot
@@ -97,8 +97,8 @@ type Kernels struct {
 	// each is 2 to the power x·log2e − shift·log2e, the exponent one
 	// fused multiply-add, with a shorter polynomial (expSum32, sumShift),
 	// and terms below 2.4e−38 count as that. A term's relative error is
-	// at most 1.8e−7 plus 1.4e−8 per unit of |x − shift| plus a third of
-	// a float32 ulp of |x − shift|·log2e: larger than ExpShift's far
+	// at most 1.8e−7 plus 1.4e−8 per unit of |x − shift| plus 0.35 of a
+	// float32 ulp of (x − shift)·log2e: larger than ExpShift's far
 	// below the shift, where terms weigh nothing in a sum whose largest
 	// term is near 1 (shift the maximum), which is within a float32 ulp,
 	// 1.2e−7 relative, of the exact one. The float32 grouping of terms
