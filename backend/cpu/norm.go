@@ -60,11 +60,23 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	}
 	d, dws, xs, ws, gs := v[0], v[1], v[2], v[3], v[4]
 	k := b.kernels(12 * len(d))
-	row := func(r int, acc []float64) {
+	// row computes row r's dx; where acc32 is not nil the same pass adds
+	// dy⊙x·r to it in float32, as LayerNormGrad does for its sums.
+	row := func(r int, acc32 []float32) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
 		ss, dot := k.SumSquaresDot3(xr, ws, gr) // Σ x², Σ w⊙dy⊙x
 		rs := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
-		k.RMSNormGrad(d[r*cols:(r+1)*cols], xr, ws, gr, acc, rs, rs*rs*rs*dot/float64(cols))
+		c := rs * rs * rs * dot / float64(cols)
+		dr := d[r*cols : (r+1)*cols]
+		// As in LayerNormGrad: the next row arrives while this one's dx
+		// is computed from the cache.
+		k.Prefetch(nextRow(xs, r, rows, cols))
+		k.Prefetch(nextRow(gs, r, rows, cols))
+		if acc32 != nil {
+			k.RMSNormGradAcc(dr, xr, ws, gr, acc32, rs, c)
+			return
+		}
+		k.RMSNormGrad(dr, xr, ws, gr, rs, c)
 	}
 	if dws == nil {
 		b.streamFor(k, rows, cols*6, func(lo, hi int) {
@@ -74,7 +86,7 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		})
 		return
 	}
-	for j, s := range b.columnSums(k, rows, cols, cols*6, row) {
+	for j, s := range b.flushedColumnSums(k, rows, cols, cols*6, 1, row) {
 		dws[j] = float32(float64(dws[j]) + s)
 	}
 }
@@ -116,10 +128,6 @@ func (b *Backend) moments(x []float32, eps float32) (mean, rstd float64) {
 	mean = b.kern.Sum(x) / n
 	return mean, 1 / math.Sqrt(b.kern.SumSquaredDiff(x, mean)/n+float64(eps))
 }
-
-// lnFlushRows is how many rows LayerNormGrad sums into its float32
-// dgamma/dbeta partials before adding them to the float64 ones.
-const lnFlushRows = 16
 
 // LayerNormGrad computes, with x̂ = (x − mean)·rstd and g = dy ⊙ gamma,
 //
@@ -190,25 +198,9 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		})
 		return
 	}
-	// The float32 partials cover at most lnFlushRows rows before they are
-	// added into the chunk's float64 sums, so their rounding error stays
-	// that of a short float32 sum.
-	chunks := b.chunks(rows, cols*8)
-	parts := b.scratch64(chunks, 2*cols)
-	parts32 := b.scratch32(chunks, 2*cols)
-	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
-		acc, acc32 := parts[c], parts32[c]
-		accG32, accB32 := acc32[:cols], acc32[cols:]
-		for r0 := lo; r0 < hi; r0 += lnFlushRows {
-			clear(acc32)
-			for r := r0; r < min(r0+lnFlushRows, hi); r++ {
-				row(r, accG32, accB32)
-			}
-			k.Accumulate(acc, acc32)
-		}
-		k.Fence()
+	sums := b.flushedColumnSums(k, rows, cols, cols*8, 2, func(r int, acc32 []float32) {
+		row(r, acc32[:cols], acc32[cols:])
 	})
-	sums := sumParts(parts)
 	for j := range cols {
 		if dg != nil {
 			dg[j] = float32(float64(dg[j]) + sums[j])

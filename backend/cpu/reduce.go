@@ -85,6 +85,35 @@ func (b *Backend) columnSums(k *vec.Kernels, rows, cols, cost int, add func(row 
 	return sumParts(parts)
 }
 
+// flushRows is how many rows flushedColumnSums lets its float32
+// partials cover before adding them to the float64 ones.
+const flushRows = 16
+
+// flushedColumnSums is columnSums for row steps that add into float32
+// accumulators (sets of cols values each, laid end to end in acc32) in
+// the same pass as their other work, which costs far less than float64
+// accumulators read and written on every row. The float32 partials cover
+// at most flushRows rows before they are added into the chunk's float64
+// sums, so that their rounding error stays that of a short float32 sum.
+// It returns the sets' float64 column sums, end to end.
+func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, add func(row int, acc32 []float32)) []float64 {
+	chunks := b.chunks(rows, cost)
+	parts := b.scratch64(chunks, sets*cols)
+	parts32 := b.scratch32(chunks, sets*cols)
+	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
+		acc, acc32 := parts[c], parts32[c]
+		for r0 := lo; r0 < hi; r0 += flushRows {
+			clear(acc32)
+			for r := r0; r < min(r0+flushRows, hi); r++ {
+				add(r, acc32)
+			}
+			k.Accumulate(acc, acc32)
+		}
+		k.Fence()
+	})
+	return sumParts(parts)
+}
+
 // sumParts adds the per-chunk partials into parts[0], in chunk order so
 // that the result does not depend on scheduling, and returns it.
 func sumParts(parts [][]float64) []float64 {

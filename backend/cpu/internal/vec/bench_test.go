@@ -133,7 +133,7 @@ func BenchmarkKernels(b *testing.B) {
 			return rows(k, func(r int) {
 				xr, gr := row(x, r), row(y, r)
 				_, dot := k.SumSquaresDot3(xr, w, gr)
-				k.RMSNormGrad(row(z, r), xr, w, gr, nil, 0.5, dot*1e-3)
+				k.RMSNormGrad(row(z, r), xr, w, gr, 0.5, dot*1e-3)
 			})
 		}},
 		{"adamw", 28, ew(func(k *Kernels, lo, hi int) { k.AdamW(z[lo:hi], y[lo:hi], m[lo:hi], v[lo:hi], &step) })},

@@ -1914,6 +1914,16 @@ var maps = []mapK{
 			g.I("VFNMADD231PS %s, %s, %s", s[4], t[0], out) // − x̂·mgx
 			g.I("VMULPS %s, %s, %s", s[2], out, out)
 		}},
+	// rmsNormGrad that also adds dy·x·rs to acc.
+	{name: "rmsNormGradAcc", ins: []string{"x", "w", "dy"}, updates: []string{"acc"}, scalars: []string{"rs", "c"},
+		temps: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.I("VMULPS %s, %s, %s", s[0], in[1], out)
+			g.I("VMULPS %s, %s, %s", in[2], out, out)
+			g.I("VFNMADD231PS %s, %s, %s", s[1], in[0], out) // − x·c
+			g.I("VMULPS %s, %s, %s", s[0], in[0], t[0])
+			g.I("VFMADD231PS %s, %s, %s", in[2], t[0], in[3]) // acc += x·rs·dy
+		}},
 	// layerNormGrad that also adds dy·x̂ to accG and dy to accB, reusing
 	// the x̂ it computes.
 	{name: "layerNormGradAcc", ins: []string{"x", "w", "dy"}, updates: []string{"accG", "accB"},
@@ -1949,14 +1959,6 @@ var rows = []rowK{
 		}},
 	{name: "accumulate", doc: "Accumulate", streams: []stream{{"acc", acc64}, {"x", in32}},
 		body: func(g *gen, h half) { g.I("VADDPD %s, %s, %s", h.in["x"], h.acc["acc"], h.acc["acc"]) }},
-	{name: "rmsNormAcc", doc: "RMSNormGrad's accumulators", streams: []stream{{"acc", acc64}, {"x", in32}, {"dy", in32}},
-		scalars: []string{"rs"}, temps: 1,
-		body: func(g *gen, h half) {
-			t := h.t[0]
-			g.I("VMULPD %s, %s, %s", h.in["x"], h.in["dy"], t)
-			g.I("VMULPD %s, %s, %s", h.c(0), t, t)
-			g.I("VADDPD %s, %s, %s", t, h.acc["acc"], h.acc["acc"])
-		}},
 	{name: "sumSquaresDot3", doc: "SumSquaresDot3", streams: []stream{{"x", in32}, {"a", in32}, {"b", in32}},
 		results: []string{"ss", "dot"}, temps: 1,
 		body: func(g *gen, h half) {

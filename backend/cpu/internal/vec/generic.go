@@ -337,17 +337,21 @@ func goSoftmaxGrad(dx, y, dy []float32, scale, dot float64) {
 	}
 }
 
-func goRMSNormGrad(dx, x, w, dy []float32, acc []float64, rs, c float64) {
+func goRMSNormGrad(dx, x, w, dy []float32, rs, c float64) {
 	x, w, dy = x[:len(dx)], w[:len(dx)], dy[:len(dx)]
-	if acc != nil {
-		acc = acc[:len(dx)]
-		for i := range dx {
-			acc[i] += float64(dy[i]) * float64(x[i]) * rs
-		}
-	}
 	rs32, c32 := float32(rs), float32(c)
 	for i := range dx {
 		dx[i] = rs32*w[i]*dy[i] - x[i]*c32
+	}
+}
+
+func goRMSNormGradAcc(dx, x, w, dy, acc []float32, rs, c float64) {
+	x, w, dy, acc = x[:len(dx)], w[:len(dx)], dy[:len(dx)], acc[:len(dx)]
+	rs32, c32 := float32(rs), float32(c)
+	for i := range dx {
+		d := dy[i]
+		dx[i] = rs32*w[i]*d - x[i]*c32
+		acc[i] += x[i] * rs32 * d
 	}
 }
 

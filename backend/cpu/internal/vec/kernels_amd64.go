@@ -233,19 +233,27 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				f.softmaxGrad[e](&dx[lo], &y[lo], &dy[lo], s32, dh, dl, hi-lo)
 			})
 		},
-		RMSNormGrad: func(dx, x, w, dy []float32, acc []float64, rs, c float64) {
+		RMSNormGrad: func(dx, x, w, dy []float32, rs, c float64) {
 			n := len(dx)
 			if n == 0 {
 				return
 			}
 			x, w, dy = x[:n], w[:n], dy[:n]
-			if acc != nil {
-				acc = acc[:n]
-				f.rmsNormAcc(&acc[0], &x[0], &dy[0], rs, n)
-			}
 			rs32, c32 := float32(rs), float32(c)
 			b.split(dx, same(dx, x) || same(dx, w) || same(dx, dy), func(lo, hi, e int) {
 				f.rmsNormGrad[e](&dx[lo], &x[lo], &w[lo], &dy[lo], rs32, c32, hi-lo)
+			})
+		},
+		RMSNormGradAcc: func(dx, x, w, dy, acc []float32, rs, c float64) {
+			n := len(dx)
+			if n == 0 {
+				return
+			}
+			x, w, dy, acc = x[:n], w[:n], dy[:n], acc[:n]
+			rs32, c32 := float32(rs), float32(c)
+			alias := same(dx, x) || same(dx, w) || same(dx, dy) || same(dx, acc)
+			b.split(dx, alias, func(lo, hi, e int) {
+				f.rmsNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &acc[lo], rs32, c32, hi-lo)
 			})
 		},
 		LayerNormGrad: func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {

@@ -425,6 +425,16 @@ func layerNormGradAVX2(dst *float32, x *float32, w *float32, dy *float32, mh flo
 //go:noescape
 func layerNormGradAVX2NT(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
 
+// rmsNormGradAccAVX2 is the AVX2 rmsNormGradAcc kernel.
+//
+//go:noescape
+func rmsNormGradAccAVX2(dst *float32, x *float32, w *float32, dy *float32, acc *float32, rs float32, c float32, n int)
+
+// rmsNormGradAccAVX2NT is the AVX2 rmsNormGradAcc kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func rmsNormGradAccAVX2NT(dst *float32, x *float32, w *float32, dy *float32, acc *float32, rs float32, c float32, n int)
+
 // layerNormGradAccAVX2 is the AVX2 layerNormGradAcc kernel.
 //
 //go:noescape
@@ -459,11 +469,6 @@ func sumSquaredDiffAVX2(x *float32, mean float64, n int) (s float64)
 //
 //go:noescape
 func accumulateAVX2(acc *float64, x *float32, n int)
-
-// rmsNormAccAVX2 is the AVX2 kernel of RMSNormGrad's accumulators
-//
-//go:noescape
-func rmsNormAccAVX2(acc *float64, x *float32, dy *float32, rs float64, n int)
 
 // sumSquaresDot3AVX2 is the AVX2 kernel of SumSquaresDot3
 //
@@ -895,6 +900,16 @@ func layerNormGradAVX512(dst *float32, x *float32, w *float32, dy *float32, mh f
 //go:noescape
 func layerNormGradAVX512NT(dst *float32, x *float32, w *float32, dy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
 
+// rmsNormGradAccAVX512 is the AVX512 rmsNormGradAcc kernel.
+//
+//go:noescape
+func rmsNormGradAccAVX512(dst *float32, x *float32, w *float32, dy *float32, acc *float32, rs float32, c float32, n int)
+
+// rmsNormGradAccAVX512NT is the AVX512 rmsNormGradAcc kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func rmsNormGradAccAVX512NT(dst *float32, x *float32, w *float32, dy *float32, acc *float32, rs float32, c float32, n int)
+
 // layerNormGradAccAVX512 is the AVX512 layerNormGradAcc kernel.
 //
 //go:noescape
@@ -929,11 +944,6 @@ func sumSquaredDiffAVX512(x *float32, mean float64, n int) (s float64)
 //
 //go:noescape
 func accumulateAVX512(acc *float64, x *float32, n int)
-
-// rmsNormAccAVX512 is the AVX512 kernel of RMSNormGrad's accumulators
-//
-//go:noescape
-func rmsNormAccAVX512(acc *float64, x *float32, dy *float32, rs float64, n int)
 
 // sumSquaresDot3AVX512 is the AVX512 kernel of SumSquaresDot3
 //
@@ -1027,13 +1037,13 @@ type asmFuncs struct {
 	softmaxGrad        [2]func(*float32, *float32, *float32, float32, float32, float32, int)
 	rmsNormGrad        [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
 	layerNormGrad      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	rmsNormGradAcc     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int)
 	layerNormGradAcc   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
 	sum                func(*float32, int) float64
 	sumSquares         func(*float32, int) float64
 	dot                func(*float32, *float32, int) float64
 	sumSquaredDiff     func(*float32, float64, int) float64
 	accumulate         func(*float64, *float32, int)
-	rmsNormAcc         func(*float64, *float32, *float32, float64, int)
 	sumSquaresDot3     func(*float32, *float32, *float32, int) (float64, float64)
 	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
 	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
@@ -1086,13 +1096,13 @@ var funcsAVX2 = asmFuncs{
 	softmaxGrad:        [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX2, softmaxGradAVX2NT},
 	rmsNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX2, rmsNormGradAVX2NT},
 	layerNormGrad:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX2, layerNormGradAVX2NT},
+	rmsNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAccAVX2, rmsNormGradAccAVX2NT},
 	layerNormGradAcc:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX2, layerNormGradAccAVX2NT},
 	sum:                sumAVX2,
 	sumSquares:         sumSquaresAVX2,
 	dot:                dotAVX2,
 	sumSquaredDiff:     sumSquaredDiffAVX2,
 	accumulate:         accumulateAVX2,
-	rmsNormAcc:         rmsNormAccAVX2,
 	sumSquaresDot3:     sumSquaresDot3AVX2,
 	layerNormGradStats: layerNormGradStatsAVX2,
 	adamw:              adamwAVX2,
@@ -1145,13 +1155,13 @@ var funcsAVX512 = asmFuncs{
 	softmaxGrad:        [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
 	rmsNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
 	layerNormGrad:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
+	rmsNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAccAVX512, rmsNormGradAccAVX512NT},
 	layerNormGradAcc:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
 	sum:                sumAVX512,
 	sumSquares:         sumSquaresAVX512,
 	dot:                dotAVX512,
 	sumSquaredDiff:     sumSquaredDiffAVX512,
 	accumulate:         accumulateAVX512,
-	rmsNormAcc:         rmsNormAccAVX512,
 	sumSquaresDot3:     sumSquaresDot3AVX512,
 	layerNormGradStats: layerNormGradStatsAVX512,
 	adamw:              adamwAVX512,

@@ -140,9 +140,12 @@ type Kernels struct {
 	Normalize func(dst, x, g, b []float32, mean, rstd float64)
 	// SoftmaxGrad sets dx = scale·y·(dy − dot).
 	SoftmaxGrad func(dx, y, dy []float32, scale, dot float64)
-	// RMSNormGrad sets dx = rs·w·dy − x·c and, when acc is not nil, adds
-	// dy·x·rs to acc in float64.
-	RMSNormGrad func(dx, x, w, dy []float32, acc []float64, rs, c float64)
+	// RMSNormGrad sets dx = rs·w·dy − x·c.
+	RMSNormGrad func(dx, x, w, dy []float32, rs, c float64)
+	// RMSNormGradAcc does what RMSNormGrad does and also adds (x·rs)·dy
+	// to acc, in float32 (the caller flushes it into float64 sums every
+	// few rows); the length is len(dx).
+	RMSNormGradAcc func(dx, x, w, dy, acc []float32, rs, c float64)
 	// LayerNormGradStats returns, in one pass, Σ d, Σ d², Σ g and Σ g·d
 	// for d = x − c and g = dy·w, accumulated in float64; d is exact, g
 	// is the float32 product (rounded once, as the row steps use it). The
@@ -241,7 +244,7 @@ var Go = &Kernels{
 	Accumulate: goAccumulate, Prefetch: func([]float32) {},
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
-	RMSNormGrad: goRMSNormGrad, LayerNormGrad: goLayerNormGrad,
+	RMSNormGrad: goRMSNormGrad, RMSNormGradAcc: goRMSNormGradAcc, LayerNormGrad: goLayerNormGrad,
 	LayerNormGradAcc: goLayerNormGradAcc, LayerNormGradStats: goLayerNormGradStats,
 	AdamW: goAdamW,
 }

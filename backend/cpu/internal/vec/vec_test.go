@@ -497,10 +497,11 @@ func TestRowKernelsAgainstGo(t *testing.T) {
 			k.SoftmaxGrad(out[0], in[0], in[1], 0.125, 0.3)
 		}},
 		{"RMSNormGrad", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
-			k.RMSNormGrad(out[0], in[0], in[1], in[2], nil, 0.8, 0.05)
+			k.RMSNormGrad(out[0], in[0], in[1], in[2], 0.8, 0.05)
 		}},
 		{"RMSNormGradAcc", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
-			k.RMSNormGrad(out[0], in[0], in[1], in[2], acc[0], 0.8, 0.05)
+			copy(out[1], in[3])
+			k.RMSNormGradAcc(out[0], in[0], in[1], in[2], out[1], 0.8, 0.05)
 		}},
 		{"LayerNormGrad", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
 			k.LayerNormGrad(out[0], in[0], in[1], in[2], 0.1, 1.2, 0.3, -0.2)
@@ -597,6 +598,7 @@ func TestAllocations(t *testing.T) {
 				kk.LayerNormGrad(z, x, y, x, 0, 1, 0, 0)
 				_, _, _, _ = kk.LayerNormGradStats(x, y, z, 1)
 				kk.LayerNormGradAcc(z, x, y, x, w, w, 0, 1, 0, 0)
+				kk.RMSNormGradAcc(z, x, y, x, w, 1, 0)
 				kk.AdamW(x, y, z, z, &step)
 			})
 			if n != 0 {
