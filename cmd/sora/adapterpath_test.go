@@ -102,7 +102,8 @@ func TestSavedWhat(t *testing.T) {
 		{peft.LoRA, train.Classify, "m.bin", "adapter/"},
 		{peft.Full, train.LM, "m.bin", "adapter/model.bin (the whole fine-tuned model, for --model: full fine-tuning makes no adapter)"},
 		{peft.Full, train.LM, dir, "adapter/model/ (the whole fine-tuned model, for --model: full fine-tuning makes no adapter)"},
-		{peft.Full, train.Classify, "m.bin", "adapter/model.bin (the whole fine-tuned model, for --model: full fine-tuning makes no adapter; the classification head is only in checkpoints/)"},
+		{peft.Full, train.Classify, "m.bin", "adapter/model.bin (the whole fine-tuned model, for --model: full fine-tuning makes no adapter; its classification head is beside it in adapter/score.safetensors, where \"sora eval --model\" finds it)"},
+		{peft.Full, train.Classify, dir, "adapter/model/ (the whole fine-tuned model, for --model: full fine-tuning makes no adapter; its classification head is beside it in adapter/score.safetensors, where \"sora eval --model\" finds it)"},
 	} {
 		if got := savedWhat(tc.method, tc.task, tc.model); got != tc.want {
 			t.Errorf("savedWhat(%s, %s, %s) = %q, want %q", tc.method, tc.task, tc.model, got, tc.want)

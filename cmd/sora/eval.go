@@ -29,12 +29,15 @@ var evalDoc = usageDoc{
 		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
 		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
 		"the majority-answer baseline. For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +
-		"\"sora finetune --task classify\", whose score head it loads) it reports accuracy, the Matthews " +
+		"\"sora finetune --task classify\", whose score head it loads, or without --adapter a --model that " +
+		"\"sora finetune --method full --task classify\" wrote, whose head it loads from score.safetensors beside " +
+		"the model) it reports accuracy, the Matthews " +
 		"correlation and the majority-class baseline. Both also give the loss per answer token or sequence. " +
 		"The table goes to stdout and every prediction to the --json file.",
 	examples: []string{
 		"sora eval --model stories260K.bin --tokenizer tok512.bin --adapter runs/boolq-sora/adapter --data boolq/test.json --max-eval 500",
 		"sora eval --model stories260K.bin --tokenizer tok512.bin --adapter runs/cola/adapter --task classify --data cola/in_domain_dev.tsv",
+		"sora eval --model runs/cola-full/adapter/model.bin --tokenizer tok512.bin --data cola/in_domain_dev.tsv",
 	},
 }
 
@@ -42,6 +45,7 @@ var evalDoc = usageDoc{
 type evalReport struct {
 	Model      string  `json:"model"`
 	Adapter    string  `json:"adapter,omitempty"`
+	Head       string  `json:"head,omitempty"` // a full fine-tune's classification head, read from beside the model
 	Method     string  `json:"method,omitempty"`
 	Data       string  `json:"data"`
 	Task       string  `json:"task"`
@@ -75,7 +79,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin (required)")
 	adapterDir := fs.String("adapter", "", "`DIR` of an adapter to apply to the base model, unmerged (none: the base model alone)")
 	dataPath := fs.String("data", "", "`FILE` of evaluation data: LLM-Adapters JSON, or CoLA TSV for --task classify (required)")
-	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, else lm)")
+	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, or without --adapter when the model has one beside it in "+headFile+", else lm)")
 	maxEval := fs.Int("max-eval", 0, "evaluate a random subset of `N` rows (0: all)")
 	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset")
 	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len)")
@@ -107,6 +111,15 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora eval: --model is required (or an --adapter whose config names its base model)")
 		return exitUsage
 	}
+	// A whole model from "sora finetune --method full --task classify"
+	// keeps its head beside it. With --adapter the adapter alone decides,
+	// as it was trained on top of the model without that head.
+	head := ""
+	if ad == nil {
+		if p := headPath(*modelPath); fileExists(p) {
+			head, hasHead = p, true
+		}
+	}
 	task := train.LM
 	if hasHead {
 		task = train.Classify
@@ -120,8 +133,15 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		task = t
 	}
 	if task == train.Classify && !hasHead {
-		fmt.Fprintln(stderr, "sora eval: --task classify needs an --adapter trained with \"sora finetune --task classify\" (its adapter_config.json lists \"score\" in modules_to_save)")
+		if ad != nil {
+			fmt.Fprintf(stderr, "sora eval: --task classify needs a classification head, and the adapter %s has none (an adapter trained with \"sora finetune --task classify\" lists \"score\" in modules_to_save)\n", ad.dir)
+		} else {
+			fmt.Fprintf(stderr, "sora eval: --task classify needs a classification head: an --adapter trained with \"sora finetune --task classify\", or a --model written by \"sora finetune --method full --task classify\", with its head beside it in %s (no such file)\n", headPath(*modelPath))
+		}
 		return exitUsage
+	}
+	if task != train.Classify {
+		head = "" // not needed: leave the file unread
 	}
 
 	b, code := openBackend(*name, stderr)
@@ -134,6 +154,14 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
 	}
+	var headClasses int
+	var headW []float32
+	if head != "" {
+		if headClasses, headW, err = readHead(head, w.Config.Dim); err != nil {
+			fmt.Fprintf(stderr, "sora eval: %v\n", err)
+			return exitFailure
+		}
+	}
 	limit := min(*maxLen, w.Config.MaxSeqLen)
 	set, err := loadTaskData(*dataPath, task, tok, limit, *maxEval, *seed)
 	if err != nil {
@@ -143,12 +171,22 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if note := set.lengthNote(limit, w.Config.MaxSeqLen); note != "" {
 		fmt.Fprintf(stdout, "note: %s: %s\n", *dataPath, note)
 	}
+	if head != "" && headClasses != len(set.classes) {
+		fmt.Fprintf(stderr, "sora eval: the classification head %s has %d classes, %s has %d\n", head, headClasses, *dataPath, len(set.classes))
+		return exitFailure
+	}
 	m, release, code := openModel("eval", b, w, *modelPath, stderr)
 	if m == nil {
 		return code
 	}
 	defer release()
-	rep := &evalReport{Model: *modelPath, Adapter: *adapterDir, Data: *dataPath, Task: task.String()}
+	rep := &evalReport{Model: *modelPath, Adapter: *adapterDir, Head: head, Data: *dataPath, Task: task.String()}
+	if head != "" {
+		if err := setHead(m, headClasses, headW); err != nil {
+			fmt.Fprintf(stderr, "sora eval: %s: %v\n", head, err)
+			return exitFailure
+		}
+	}
 	if ad != nil {
 		pm, classes, err := ad.apply(m)
 		if err != nil {
@@ -282,8 +320,11 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 func printEval(w io.Writer, r *evalReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	what := r.Model
-	if r.Adapter != "" {
+	switch {
+	case r.Adapter != "":
 		what = r.Method + " adapter " + r.Adapter
+	case r.Head != "":
+		what += " with the classification head " + r.Head
 	}
 	fmt.Fprintf(w, "\n%s on %s (%s, %d rows)\n", what, r.Data, r.Task, r.Rows)
 	if r.Task == "classify" {

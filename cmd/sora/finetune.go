@@ -49,7 +49,8 @@ var finetuneDoc = usageDoc{
 		"with the loss on the output tokens only; for --task classify a CoLA TSV file (source, label, mark, " +
 		"sentence) or an LLM-Adapters JSON file with true/false answers (BoolQ), with a classification head on " +
 		"the last token. The run shows a progress bar on a terminal and log lines otherwise, and writes into " +
-		"--out: adapter/ (adapter_config.json, adapter_model.safetensors), checkpoints/ (every --save-every " +
+		"--out: adapter/ (adapter_config.json, adapter_model.safetensors; for --method full the whole model, model.bin " +
+		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), metrics.jsonl, loss.png, " +
 		"spectrum.png, spectrum.json and run.json. --resume continues from the newest checkpoint with the same " +
 		"flags. A NaN or infinite loss stops the run and leaves the last good checkpoint.",
@@ -504,8 +505,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 
 // savedWhat names what the run left in adapter/: an adapter for every
 // method but full fine-tuning, which saves the whole model there in the
-// base model's format (see saveFullModel), to be used with --model, and
-// without a classifier's score head, which that format cannot hold.
+// base model's format (see saveFullModel), to be used with --model, and a
+// classifier's score head beside it in headFile, which "sora eval --model"
+// finds there.
 func savedWhat(method peft.Method, task train.Task, modelPath string) string {
 	if method != peft.Full {
 		return "adapter/"
@@ -516,7 +518,7 @@ func savedWhat(method peft.Method, task train.Task, modelPath string) string {
 	}
 	s := p + " (the whole fine-tuned model, for --model: full fine-tuning makes no adapter"
 	if task == train.Classify {
-		s += "; the classification head is only in checkpoints/"
+		s += "; its classification head is beside it in adapter/" + headFile + ", where \"sora eval --model\" finds it"
 	}
 	return s + ")"
 }
@@ -584,10 +586,18 @@ func newProgress(w io.Writer, every int) train.Progress {
 // files for the adapter methods, a classifier's score head inside them as
 // PEFT stores it (modules_to_save ["score"], tensor
 // base_model.model.score.weight), and for full fine-tuning the whole model
-// with the trained weights in the base model's own format.
+// with the trained weights in the base model's own format, with a
+// classifier's head beside it in headFile, since that format has no room
+// for it.
 func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *llama.Weights, modelPath string) error {
 	if pm.Config().Method == peft.Full {
-		return saveFullModel(dir, pm, base, modelPath)
+		if err := saveFullModel(dir, pm, base, modelPath); err != nil {
+			return err
+		}
+		if m.Score != nil {
+			return saveHead(filepath.Join(dir, headFile), m)
+		}
+		return nil
 	}
 	if m.Score != nil {
 		meta.ModulesToSave = []string{llama.ScoreModule}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/safetensors"
+)
+
+// headFile is the file, beside the whole model that "sora finetune
+// --method full --task classify" writes (adapter/model.bin, or the Hugging
+// Face folder adapter/model/), that holds the trained classification head:
+// a llama2.c checkpoint has no place for it, and the Hugging Face folder is
+// written as a causal language model. It holds one tensor, score.weight [classes, dim], under the
+// name Hugging Face's LlamaForSequenceClassification gives it in a whole
+// model's weights (a PEFT adapter stores the same tensor as
+// base_model.model.score.weight).
+const headFile = llama.ScoreModule + ".safetensors"
+
+// headKey is the head's tensor in headFile.
+const headKey = llama.ScoreModule + ".weight"
+
+// headPath returns where the classification head of the model at
+// modelPath (a file or a Hugging Face folder) lies: headFile in the folder
+// that holds the model.
+func headPath(modelPath string) string {
+	return filepath.Join(filepath.Dir(filepath.Clean(modelPath)), headFile)
+}
+
+// fileExists reports whether path exists; a file it may not read counts,
+// so that reading it reports why.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil || errors.Is(err, fs.ErrPermission)
+}
+
+// saveHead writes m's classification head to path (through a temporary
+// file renamed into place, as safetensors.Write does).
+func saveHead(path string, m *llama.Model) error {
+	d, ok := m.Score.(*graph.Dense)
+	if !ok || d == nil || d.W == nil || d.B != nil {
+		return fmt.Errorf("saving the classification head to %s: the model's score layer is a %T, not a dense layer without bias", path, m.Score)
+	}
+	w, err := d.W.Download()
+	if err != nil {
+		return fmt.Errorf("saving the classification head to %s: %w", path, err)
+	}
+	shape := []int(d.W.Shape())
+	return safetensors.Write(path, []safetensors.Tensor{{Name: headKey, Shape: shape, Data: w}}, map[string]string{"format": "pt"})
+}
+
+// readHead reads and checks the classification head at path for a model of
+// width dim: exactly one tensor, score.weight, of shape [classes ≥ 2, dim]
+// with finite values. It returns the number of classes and the weights,
+// row-major. Its errors name path.
+func readHead(path string, dim int) (classes int, w []float32, err error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return 0, nil, fmt.Errorf("classification head: %w", err)
+	}
+	defer f.Close()
+	return parseHead(f, path, dim)
+}
+
+// parseHead is readHead on an opened file.
+func parseHead(f *safetensors.File, path string, dim int) (classes int, w []float32, err error) {
+	want := fmt.Sprintf("one tensor %q of shape [classes ≥ 2, %d] (the head that \"sora finetune --method full --task classify\" saves)", headKey, dim)
+	ts := f.Tensors()
+	info, ok := f.Info(headKey)
+	switch {
+	case !ok:
+		names := make([]string, 0, min(3, len(ts)))
+		for _, t := range ts[:min(3, len(ts))] {
+			names = append(names, fmt.Sprintf("%q", t.Name))
+		}
+		return 0, nil, fmt.Errorf("classification head %s: no tensor %q (the file holds %d tensors %v); want %s", path, headKey, len(ts), names, want)
+	case len(ts) != 1:
+		return 0, nil, fmt.Errorf("classification head %s: %d tensors; want %s", path, len(ts), want)
+	case len(info.Shape) != 2 || info.Shape[0] < 2 || info.Shape[1] != dim:
+		return 0, nil, fmt.Errorf("classification head %s: %q has shape %v; want %s", path, headKey, info.Shape, want)
+	}
+	w, err = f.Float32(headKey)
+	if err != nil {
+		return 0, nil, fmt.Errorf("classification head: %w", err)
+	}
+	for i, v := range w {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return 0, nil, fmt.Errorf("classification head %s: %q element %d (class %d) is %v", path, headKey, i, i/dim, v)
+		}
+	}
+	return info.Shape[0], w, nil
+}
+
+// setHead gives m a classification head holding w ([classes, dim],
+// row-major, as readHead returns it).
+func setHead(m *llama.Model, classes int, w []float32) error {
+	if err := m.AddScoreHead(classes, 0); err != nil {
+		return err
+	}
+	d := m.Score.(*graph.Dense) // AddScoreHead makes a dense layer
+	b := d.W.Backend()
+	b.Upload(d.W.Tensor(), w)
+	if err := b.Sync(); err != nil {
+		return fmt.Errorf("uploading the classification head: %w", err)
+	}
+	return nil
+}
