@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
 // RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row, with
@@ -92,9 +93,10 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 }
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
-// each row, with the mean and the biased variance computed in two float64
-// passes and the output in float32 (the mean split into two float32s, so
-// that x − mean keeps its digits). beta may be absent. dst may alias x.
+// each row, with the mean and the biased variance from one float64 pass
+// (see moments) and the output in float32 (the mean split into two
+// float32s, so that x − mean keeps its digits). beta may be absent. dst
+// may alias x.
 func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	const op = backend.OpLayerNorm
 	if b.skip(op) {
@@ -114,19 +116,27 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	b.streamFor(k, rows, cols*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr := xs[r*cols : (r+1)*cols]
-			mean, rstd := b.moments(xr, eps)
+			mean, rstd := moments(k, xr, eps)
+			// The next row arrives while this one is normalised from the
+			// cache, as in LayerNormGrad.
+			k.Prefetch(nextRow(xs, r, hi, cols))
 			k.Normalize(d[r*cols:(r+1)*cols], xr, gm, bt, mean, rstd)
 		}
 	})
 }
 
 // moments returns the mean of x and 1/sqrt(var + eps) for its biased
-// variance, in two passes so that a large mean does not cancel the
-// variance away.
-func (b *Backend) moments(x []float32, eps float32) (mean, rstd float64) {
+// variance, from one float64 pass taking the sums about x[0] (see
+// LayerNormGrad for why that loses nothing to speak of).
+func moments(k *vec.Kernels, x []float32, eps float32) (mean, rstd float64) {
 	n := float64(len(x))
-	mean = b.kern.Sum(x) / n
-	return mean, 1 / math.Sqrt(b.kern.SumSquaredDiff(x, mean)/n+float64(eps))
+	var c float64
+	if len(x) > 0 {
+		c = float64(x[0])
+	}
+	sd, ssd := k.SumsAbout(x, c)
+	dm := sd / n
+	return c + dm, 1 / math.Sqrt(max(ssd-sd*dm, 0)/n+float64(eps))
 }
 
 // LayerNormGrad computes, with x̂ = (x − mean)·rstd and g = dy ⊙ gamma,

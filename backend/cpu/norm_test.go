@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
@@ -224,19 +225,15 @@ func dot(a, b []float64) float64 {
 	return s
 }
 
-// TestLayerNormGradOnePassStats checks LayerNormGrad's one-pass row
-// statistics (sums about the row's first element) where they could lose
-// digits: rows with a mean far from zero, and rows whose first element is
-// far from the rest. The reference is the analytic gradient in float64,
-// with its statistics from two passes.
-func TestLayerNormGradOnePassStats(t *testing.T) {
-	const eps = 1e-5
-	const rows, cols = 6, 300
-	rng := newRNG(21)
+// hardStatsRows returns rows where one-pass statistics could lose digits:
+// rows with a mean far from zero (one whose sums about zero would cancel
+// even in float64), and rows whose first element, about which the
+// backend takes its sums, is far from the rest.
+func hardStatsRows(rng *rand.Rand, rows, cols int) []float32 {
 	xData := make([]float32, 0, rows*cols)
 	for r := range rows {
 		row := uniform(rng, cols, -1, 1)
-		switch r % 3 {
+		switch r % 4 {
 		case 0: // mean 1000, spread 1
 			for j := range row {
 				row[j] += 1000
@@ -248,9 +245,47 @@ func TestLayerNormGradOnePassStats(t *testing.T) {
 				row[j] = 100 + row[j]*1e-3
 			}
 			row[0] = -50
+		case 3: // mean 3·10⁵, spread 1: sums about 0 would cancel
+			for j := range row {
+				row[j] = 3e5 + row[j]/2
+			}
 		}
 		xData = append(xData, row...)
 	}
+	return xData
+}
+
+// TestLayerNormOnePassStats checks LayerNorm's one-pass row statistics
+// (sums about the row's first element) on hardStatsRows against the
+// float64 reference, whose statistics take two passes.
+func TestLayerNormOnePassStats(t *testing.T) {
+	const eps = 1e-5
+	const rows, cols = 8, 300
+	rng := newRNG(22)
+	xData := hardStatsRows(rng, rows, cols)
+	gData, bData := uniform(rng, cols, 0.5, 1.5), uniform(rng, cols, -1, 1)
+	want := make([]float64, rows*cols)
+	for r := range rows {
+		copy(want[r*cols:], layerNormRef(f64(xData[r*cols:(r+1)*cols]), f64(gData), f64(bData), eps))
+	}
+	eachConfig(t, func(t *testing.T, be *Backend) {
+		x, g, b := upload(t, be, xData, rows, cols), upload(t, be, gData, cols), upload(t, be, bData, cols)
+		y := poisoned(t, be, rows, cols)
+		be.LayerNorm(y, x, g, b, eps)
+		assertClose(t, "y", download(t, be, y), want, 1e-5, 1e-5)
+	})
+}
+
+// TestLayerNormGradOnePassStats checks LayerNormGrad's one-pass row
+// statistics (sums about the row's first element) where they could lose
+// digits: rows with a mean far from zero, and rows whose first element is
+// far from the rest. The reference is the analytic gradient in float64,
+// with its statistics from two passes.
+func TestLayerNormGradOnePassStats(t *testing.T) {
+	const eps = 1e-5
+	const rows, cols = 8, 300
+	rng := newRNG(21)
+	xData := hardStatsRows(rng, rows, cols)
 	gData, dyData := uniform(rng, cols, 0.5, 1.5), uniform(rng, rows*cols, -1, 1)
 	want := make([]float64, rows*cols)
 	for r := range rows {

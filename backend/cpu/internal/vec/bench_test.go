@@ -125,8 +125,10 @@ func BenchmarkKernels(b *testing.B) {
 		{"layernorm", 8, func(k *Kernels) func() {
 			return rows(k, func(r int) {
 				xr := row(x, r)
-				mean := k.Sum(xr) / cols
-				k.Normalize(row(z, r), xr, w, w, mean, 1/(k.SumSquaredDiff(xr, mean)/cols+1e-5))
+				c := float64(xr[0])
+				sd, ssd := k.SumsAbout(xr, c)
+				dm := sd / cols
+				k.Normalize(row(z, r), xr, w, w, c+dm, 1/((ssd-sd*dm)/cols+1e-5))
 			})
 		}},
 		{"rmsnorm_grad", 12, func(k *Kernels) func() {

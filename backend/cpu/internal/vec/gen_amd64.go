@@ -1951,11 +1951,13 @@ var rows = []rowK{
 		body: func(g *gen, h half) { g.I("VFMADD231PD %s, %s, %s", h.in["x"], h.in["x"], h.red[0]) }},
 	{name: "dot", doc: "Dot", streams: []stream{{"a", in32}, {"b", in32}}, results: []string{"s"},
 		body: func(g *gen, h half) { g.I("VFMADD231PD %s, %s, %s", h.in["a"], h.in["b"], h.red[0]) }},
-	{name: "sumSquaredDiff", doc: "SumSquaredDiff", streams: []stream{{"x", in32}}, scalars: []string{"mean"}, results: []string{"s"}, temps: 1,
+	{name: "sumsAbout", doc: "SumsAbout", streams: []stream{{"x", in32}}, scalars: []string{"c"}, results: []string{"sd", "ssd"},
 		body: func(g *gen, h half) {
-			g.I("VSUBPD %s, %s, %s", h.c(0), h.in["x"], h.t[0])
-			g.keep64(h, h.t[0])
-			g.I("VFMADD231PD %s, %s, %s", h.t[0], h.t[0], h.red[0])
+			d := h.in["x"] // x's widened copy is not needed after d
+			g.I("VSUBPD %s, %s, %s", h.c(0), d, d)
+			g.keep64(h, d)
+			g.I("VADDPD %s, %s, %s", d, h.red[0], h.red[0])
+			g.I("VFMADD231PD %s, %s, %s", d, d, h.red[1])
 		}},
 	{name: "accumulate", doc: "Accumulate", streams: []stream{{"acc", acc64}, {"x", in32}},
 		body: func(g *gen, h half) { g.I("VADDPD %s, %s, %s", h.in["x"], h.acc["acc"], h.acc["acc"]) }},

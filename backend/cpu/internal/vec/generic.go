@@ -184,13 +184,13 @@ func goSumSquaresDot3(x, a, b []float32) (ss, dot float64) {
 	return ss, dot
 }
 
-func goSumSquaredDiff(x []float32, mean float64) float64 {
-	var s float64
+func goSumsAbout(x []float32, c float64) (sd, ssd float64) {
 	for _, v := range x {
-		d := float64(v) - mean
-		s += d * d
+		d := float64(v) - c
+		sd += d
+		ssd += d * d
 	}
-	return s
+	return sd, ssd
 }
 
 func goMax(x []float32) float32 {

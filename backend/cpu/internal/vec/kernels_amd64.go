@@ -118,11 +118,11 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			a, b = a[:len(x)], b[:len(x)]
 			return f.sumSquaresDot3(&x[0], &a[0], &b[0], len(x))
 		},
-		SumSquaredDiff: func(x []float32, mean float64) float64 {
+		SumsAbout: func(x []float32, c float64) (float64, float64) {
 			if len(x) == 0 {
-				return 0
+				return 0, 0
 			}
-			return f.sumSquaredDiff(&x[0], mean, len(x))
+			return f.sumsAbout(&x[0], c, len(x))
 		},
 		Max: func(x []float32) float32 {
 			m, nan := f.max(&x[0], len(x)) // x[0] panics for an empty x, as goMax does

@@ -460,10 +460,10 @@ func sumSquaresAVX2(x *float32, n int) (s float64)
 //go:noescape
 func dotAVX2(a *float32, b *float32, n int) (s float64)
 
-// sumSquaredDiffAVX2 is the AVX2 kernel of SumSquaredDiff
+// sumsAboutAVX2 is the AVX2 kernel of SumsAbout
 //
 //go:noescape
-func sumSquaredDiffAVX2(x *float32, mean float64, n int) (s float64)
+func sumsAboutAVX2(x *float32, c float64, n int) (sd float64, ssd float64)
 
 // accumulateAVX2 is the AVX2 kernel of Accumulate
 //
@@ -935,10 +935,10 @@ func sumSquaresAVX512(x *float32, n int) (s float64)
 //go:noescape
 func dotAVX512(a *float32, b *float32, n int) (s float64)
 
-// sumSquaredDiffAVX512 is the AVX512 kernel of SumSquaredDiff
+// sumsAboutAVX512 is the AVX512 kernel of SumsAbout
 //
 //go:noescape
-func sumSquaredDiffAVX512(x *float32, mean float64, n int) (s float64)
+func sumsAboutAVX512(x *float32, c float64, n int) (sd float64, ssd float64)
 
 // accumulateAVX512 is the AVX512 kernel of Accumulate
 //
@@ -1042,7 +1042,7 @@ type asmFuncs struct {
 	sum                func(*float32, int) float64
 	sumSquares         func(*float32, int) float64
 	dot                func(*float32, *float32, int) float64
-	sumSquaredDiff     func(*float32, float64, int) float64
+	sumsAbout          func(*float32, float64, int) (float64, float64)
 	accumulate         func(*float64, *float32, int)
 	sumSquaresDot3     func(*float32, *float32, *float32, int) (float64, float64)
 	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
@@ -1101,7 +1101,7 @@ var funcsAVX2 = asmFuncs{
 	sum:                sumAVX2,
 	sumSquares:         sumSquaresAVX2,
 	dot:                dotAVX2,
-	sumSquaredDiff:     sumSquaredDiffAVX2,
+	sumsAbout:          sumsAboutAVX2,
 	accumulate:         accumulateAVX2,
 	sumSquaresDot3:     sumSquaresDot3AVX2,
 	layerNormGradStats: layerNormGradStatsAVX2,
@@ -1160,7 +1160,7 @@ var funcsAVX512 = asmFuncs{
 	sum:                sumAVX512,
 	sumSquares:         sumSquaresAVX512,
 	dot:                dotAVX512,
-	sumSquaredDiff:     sumSquaredDiffAVX512,
+	sumsAbout:          sumsAboutAVX512,
 	accumulate:         accumulateAVX512,
 	sumSquaresDot3:     sumSquaresDot3AVX512,
 	layerNormGradStats: layerNormGradStatsAVX512,

@@ -74,8 +74,11 @@ type Kernels struct {
 	// SumSquaresDot3 returns Σ x² and Σ a·b·x in float64, in one pass
 	// (RMSNormGrad's statistics); the length is len(x).
 	SumSquaresDot3 func(x, a, b []float32) (ss, dot float64)
-	// SumSquaredDiff returns Σ (x − mean)² in float64.
-	SumSquaredDiff func(x []float32, mean float64) float64
+	// SumsAbout returns Σ (x − c) and Σ (x − c)² in float64, in one
+	// pass: with c near the mean (an element of x, say), the caller
+	// recovers the mean and the sum of squared deviations from them
+	// without cancellation to speak of (see LayerNorm in package cpu).
+	SumsAbout func(x []float32, c float64) (sd, ssd float64)
 	// Max returns the largest element of a non-empty x, or a NaN of x if
 	// it holds one.
 	Max func(x []float32) float32
@@ -238,8 +241,8 @@ var Go = &Kernels{
 	SquareGrad:  gradMapper(func(x, g float32) float32 { return (x + x) * g }),
 
 	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, SumSquaresDot3: goSumSquaresDot3,
-	SumSquaredDiff: goSumSquaredDiff,
-	Max:            goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
+	SumsAbout: goSumsAbout,
+	Max:       goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
 	ExpSumNextMax: goExpSumNextMax, ExpShiftNextMax: goExpShiftNextMax,
 	Accumulate: goAccumulate, Prefetch: func([]float32) {},
 

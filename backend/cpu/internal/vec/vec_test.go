@@ -330,7 +330,11 @@ func TestReductionsAgainstGo(t *testing.T) {
 			func(a, b, _ []float32) float64 {
 				return sumAbs(func(i int) float64 { return float64(a[i]) * float64(b[i]) }, len(a))
 			}, 0},
-		{"SumSquaredDiff", func(k *Kernels, a, _, _ []float32) float64 { return k.SumSquaredDiff(a, 0.3) },
+		{"SumsAbout.sd", func(k *Kernels, a, _, _ []float32) float64 { s, _ := k.SumsAbout(a, 0.3); return s },
+			func(a, _, _ []float32) float64 {
+				return sumAbs(func(i int) float64 { return float64(a[i]) - 0.3 }, len(a))
+			}, 0},
+		{"SumsAbout.ssd", func(k *Kernels, a, _, _ []float32) float64 { _, s := k.SumsAbout(a, 0.3); return s },
 			func(a, _, _ []float32) float64 {
 				return sumAbs(func(i int) float64 { d := float64(a[i]) - 0.3; return d * d }, len(a))
 			}, 0},
@@ -592,7 +596,8 @@ func TestAllocations(t *testing.T) {
 				kk.Add(z, x, y)
 				kk.GELU(z, x)
 				kk.SiLUGrad(z, x, y)
-				_ = kk.Sum(x) + kk.Dot(x, y) + kk.SumSquaredDiff(x, 1)
+				sd, ssd := kk.SumsAbout(x, 1)
+				_ = kk.Sum(x) + kk.Dot(x, y) + sd + ssd
 				_ = kk.ExpShift(z, x, 1, 0)
 				kk.Normalize(z, x, y, nil, 0, 1)
 				kk.LayerNormGrad(z, x, y, x, 0, 1, 0, 0)
