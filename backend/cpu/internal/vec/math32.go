@@ -121,7 +121,7 @@ func expSum32(u float32) float32 {
 // the one asked for. With L = float32(log2e), 2^(x·L − c) is
 // 2^((x − shift)·L) times 2^(shift·L − c); the second factor, the same
 // for every term and known exactly (shift·L is exact in float64), is what
-// fix divides out, to second order in a d = shift·L − c of at most 2⁻²⁵·|c|.
+// fix divides out, to second order in a d = shift·L − c of at most 2⁻²⁴·|c|.
 // What remains is L's own error, 1.3e−8 relative: each term is
 // exp((x − shift)·(1 + ε)), |ε| < 1.4e−8, so that its error grows with
 // its distance below the shift, where terms weigh less in a sum, plus the
