@@ -7,7 +7,19 @@
 // and then rounded to float32; the error of the rounded polynomial,
 // evaluated in float32, is measured by the package's accuracy tests.
 //
-// Run it with: go run fit_coeffs.go > coeffs.go
+// Run it with: GOAMD64=v1 go run fit_coeffs.go > coeffs.go
+//
+// A few of phiT's highest coefficients, above all those of the last
+// interval, [13, 13.2], barely change their polynomials, so they are set
+// by last-ulp differences in the float64 arithmetic. This program's
+// own arithmetic is kept free of fused multiply-adds, which the compiler
+// may otherwise form for x*y + z (GOAMD64=v3, arm64): every product that
+// meets an addition is rounded explicitly with float64(x*y), which the Go
+// spec says prevents fusion. The math package is not: math.Erfc is Go
+// that GOAMD64=v3 fuses, and math.Exp is amd64 assembly that uses FMA
+// whenever the CPU has it. coeffs.go is what this program prints when
+// built for GOAMD64=v1 and run on an amd64 CPU with FMA; other builds
+// may print other digits in those few coefficients.
 package main
 
 import (
@@ -47,7 +59,7 @@ func minimax(lo, hi float64, deg int, u, f, w func(float64) float64) []float64 {
 	for i := range xs {
 		// Chebyshev nodes crowd the ends, where minimax errors peak.
 		c := math.Cos(math.Pi * (float64(i) + 0.5) / nodes)
-		xs[i] = lo + (hi-lo)*(1-c)/2
+		xs[i] = lo + float64((hi-lo)*(1-c)/2)
 	}
 	lw := make([]float64, nodes) // Lawson weights
 	for i := range lw {
@@ -80,7 +92,7 @@ func minimax(lo, hi float64, deg int, u, f, w func(float64) float64) []float64 {
 		var sum float64
 		for i, x := range xs {
 			e := math.Abs(w(x) * (f(x) - horner(coef, u(x))))
-			lw[i] *= e
+			lw[i] = float64(lw[i] * e)
 			sum += lw[i]
 		}
 		for i := range lw {
@@ -93,7 +105,7 @@ func minimax(lo, hi float64, deg int, u, f, w func(float64) float64) []float64 {
 func horner(c []float64, t float64) float64 {
 	p := 0.0
 	for k := len(c) - 1; k >= 0; k-- {
-		p = p*t + c[k]
+		p = float64(p*t) + c[k]
 	}
 	return p
 }
@@ -160,7 +172,7 @@ func main() {
 	{
 		f := func(t float64) float64 {
 			if math.Abs(t) < 1e-4 {
-				return math.Ln2 * (1 + t*math.Ln2/2 + t*t*math.Ln2*math.Ln2/6)
+				return math.Ln2 * (1 + float64(t*math.Ln2/2) + float64(t*t*math.Ln2*math.Ln2/6))
 			}
 			return math.Expm1(t*math.Ln2) / t
 		}
@@ -176,7 +188,7 @@ func main() {
 			if math.Abs(x) < 1e-3 {
 				return 1.0/3 - x/4 + x*x/5 - x*x*x/6
 			}
-			return (math.Log1p(x) - x + x*x/2) / (x * x * x)
+			return (math.Log1p(x) - x + float64(x*x/2)) / (x * x * x)
 		}
 		w := func(x float64) float64 { return math.Abs(x*x*x) / math.Abs(math.Log1p(x)) }
 		c := fit(lo, hi, deg("LOG", 7), id, f, w)
@@ -234,8 +246,8 @@ func main() {
 		var worst float64
 		for j := 0; j < 16; j++ {
 			b, m := j/4, j%4
-			lo := math.Ldexp(1+float64(m)/4, b) - 1
-			hi := math.Ldexp(1+float64(m+1)/4, b) - 1
+			lo := math.Ldexp(1+float64(float64(m)/4), b) - 1
+			hi := math.Ldexp(1+float64(float64(m+1)/4), b) - 1
 			ctr := (lo + hi) / 2
 			lo, hi = math.Max(lo-0x1p-20, 0), math.Min(hi+0x1p-20, geluMaxA+0x1p-20)
 			u := func(a float64) float64 { return a - ctr }
