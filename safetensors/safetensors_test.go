@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -235,8 +236,9 @@ func TestWriteRejects(t *testing.T) {
 		"duplicate":  {{Name: "a", Shape: []int{1}, Data: []float32{1}}, {Name: "a", Shape: []int{1}, Data: []float32{1}}},
 		"length":     {{Name: "a", Shape: []int{2}, Data: []float32{1}}},
 		"empty name": {{Name: "", Shape: []int{1}, Data: []float32{1}}},
-		// 2^32 · 2^32 wraps to 0 elements, which would match the empty data.
-		"overflow": {{Name: "a", Shape: []int{1 << 32, 1 << 32}, Data: nil}},
+		// 2^32 · 2^32 (2^16 · 2^16 where int has 32 bits) wraps to 0
+		// elements, which would match the empty data.
+		"overflow": {{Name: "a", Shape: []int{1 << (strconv.IntSize / 2), 1 << (strconv.IntSize / 2)}, Data: nil}},
 	}
 	for name, ts := range cases {
 		path := filepath.Join(dir, name)

@@ -16,6 +16,10 @@ import (
 	"github.com/sora-go/sora/backend/internal/strided"
 )
 
+// devPtr is a device address with bits set above bit 31 where uintptr
+// has them, to see that the pointer slot keeps all 64 bits.
+const devPtr = uintptr(0xdeadbeef00 & uint64(^uintptr(0)))
+
 // TestArgPack reads the kernelParams array back the way cuLaunchKernel
 // does: one pointer per parameter, each to a value of the parameter's
 // size.
@@ -25,7 +29,7 @@ func TestArgPack(t *testing.T) {
 	cp.shape[2], cp.dstStride[1], cp.srcStride[0] = 7, -5, 1<<40
 	spec := &kernelSpec{"test", []argKind{argPtr, argI32, argF32, argI64, argF64, argCopy, argI32}}
 	p.start(spec)
-	p.ptr(0xdeadbeef00)
+	p.ptr(devPtr)
 	p.i32(-3)
 	p.f32(1.5)
 	p.i64(-1 << 40)
@@ -37,7 +41,7 @@ func TestArgPack(t *testing.T) {
 		t.Fatal(err)
 	}
 	ptrs := unsafe.Slice((*unsafe.Pointer)(arr), len(spec.params))
-	if got := *(*uint64)(ptrs[0]); got != 0xdeadbeef00 {
+	if got := *(*uint64)(ptrs[0]); got != uint64(devPtr) {
 		t.Errorf("pointer = %#x", got)
 	}
 	if got := *(*int32)(ptrs[1]); got != -3 {

@@ -52,7 +52,7 @@ func TestConfigValidate(t *testing.T) {
 		{"mha", mod(func(c *Config) { c.NumKVHeads = 8 }), ""},
 		{"zero dim", mod(func(c *Config) { c.Dim = 0 }), "dim = 0"},
 		{"negative vocab", mod(func(c *Config) { c.VocabSize = -3 }), "vocab_size = -3"},
-		{"huge", mod(func(c *Config) { c.HiddenDim = 1 << 40 }), "hidden_dim"},
+		{"huge", mod(func(c *Config) { c.HiddenDim = min(1<<40, math.MaxInt) }), "hidden_dim"},
 		{"heads", mod(func(c *Config) { c.NumHeads = 7 }), "not a multiple of n_heads"},
 		{"odd head", mod(func(c *Config) { c.Dim = 24 }), "must be even"},
 		{"gqa", mod(func(c *Config) { c.NumKVHeads = 3 }), "n_kv_heads 3"},
