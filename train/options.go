@@ -87,7 +87,9 @@ type Options struct {
 	// shape and the row order of its q/k projections, which differs
 	// between a llama2.c file and its Hugging Face conversion). It is kept
 	// in every checkpoint, and resuming from one made with another
-	// description fails. "" checks nothing.
+	// description fails. A checkpoint without one (made before checkpoints
+	// kept it) is resumed with a warning through Progress, as it cannot be
+	// checked. "" checks nothing.
 	BaseModel string
 }
 

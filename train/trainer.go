@@ -197,6 +197,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 
 	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String(), BaseModel: o.BaseModel}
 	var metrics *metricsLog
+	var resumeWarning string // shown once the progress display has started
 	if o.Out != "" {
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
@@ -207,7 +208,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := t.resume(dir, &st, opt, params); err != nil {
+			if resumeWarning, err = t.resume(dir, &st, opt, params); err != nil {
 				return nil, err
 			}
 			res.Checkpoint = dir
@@ -231,6 +232,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	}
 	prog.Start(o.Steps, st.Step)
 	defer prog.Finish()
+	if resumeWarning != "" {
+		prog.Message(resumeWarning)
+	}
 	start := time.Now()
 	var recentLoss []float64
 	var tokens int
@@ -461,48 +465,60 @@ func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, step int, epoch f
 	return ev, metrics.add(r)
 }
 
-// resume restores the run from checkpoint dir.
-func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value) error {
+// resume restores the run from checkpoint dir. The warning, if any, is
+// for the user: a check that could not be made.
+func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value) (warning string, err error) {
 	old, err := readState(dir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	mismatch := func(what string, was, is any) error {
 		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
 	}
 	switch {
 	case old.BaseModel != "" && st.BaseModel != "" && old.BaseModel != st.BaseModel:
-		// Checkpoints from before BaseModel existed carry none and pass.
-		return fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
+		return "", fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
 	case old.Task != st.Task:
-		return mismatch("task", old.Task, st.Task)
+		return "", mismatch("task", old.Task, st.Task)
 	case old.Seed != st.Seed:
-		return mismatch("seed", old.Seed, st.Seed)
+		return "", mismatch("seed", old.Seed, st.Seed)
 	case old.Batch != st.Batch:
-		return mismatch("batch", old.Batch, st.Batch)
+		return "", mismatch("batch", old.Batch, st.Batch)
 	case old.TotalSteps != st.TotalSteps:
-		return mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
+		return "", mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
 	case old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest:
-		return fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len and tokenizer", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
+		return "", fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len and tokenizer", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
 	case old.Step < 0 || old.Step > old.TotalSteps:
-		return fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
+		return "", fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
 	}
 	if err := loadParams(filepath.Join(dir, tensorsFile), params); err != nil {
-		return err
+		return "", err
 	}
 	s, err := loadOptimizer(filepath.Join(dir, optimizerFile))
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := opt.SetState(s); err != nil {
-		return fmt.Errorf("train: %s: %w", dir, err)
+		return "", fmt.Errorf("train: %s: %w", dir, err)
 	}
 	if opt.Steps() != old.Step {
-		return fmt.Errorf("train: %s: optimizer has taken %d steps but the trainer state says %d", dir, opt.Steps(), old.Step)
+		return "", fmt.Errorf("train: %s: optimizer has taken %d steps but the trainer state says %d", dir, opt.Steps(), old.Step)
 	}
 	st.Step = old.Step
 	st.Loss = old.Loss
-	return nil
+	// Checkpoints made before they recorded the base model cannot be
+	// checked. Refusing them would strand runs that were made on this
+	// very base, with no way to resume them; a base whose trainable
+	// tensors differ in shape has already failed in loadParams. What
+	// passes unseen is another base with tensors of the same shapes (the
+	// same model with its q/k rows in the other order), which only the
+	// user can rule out, so they are told.
+	if old.BaseModel == "" && st.BaseModel != "" {
+		warning = fmt.Sprintf("warning: checkpoint %s does not record its base model (it predates that record), so it is resumed unchecked on this one (%s); "+
+			"if it was made on another base with trainable tensors of the same shapes (the same model with its q/k rows in the other order, say), "+
+			"they are now misread: then start afresh. The checkpoints this run writes record the base.", dir, st.BaseModel)
+	}
+	return warning, nil
 }
 
 // IsInterrupted reports whether err is (or wraps) an [*InterruptedError].

@@ -498,3 +498,103 @@ func TestResumeRefusesOtherBase(t *testing.T) {
 		t.Errorf("resume on the same base: %v", err)
 	}
 }
+
+// messages is a Progress that keeps the messages it is shown.
+type messages struct {
+	Quiet
+	got []string
+}
+
+func (m *messages) Message(s string) { m.got = append(m.got, s) }
+
+// warnings returns the messages that are warnings.
+func (m *messages) warnings() []string {
+	var w []string
+	for _, s := range m.got {
+		if strings.HasPrefix(s, "warning:") {
+			w = append(w, s)
+		}
+	}
+	return w
+}
+
+// TestResumeWarnsWithoutBase checks that a checkpoint that records no base
+// model, as those made before checkpoints kept one, is resumed on the base
+// the run names with a warning naming the checkpoint and the base (it
+// cannot be checked); that the resumed run's checkpoints record the base,
+// so that a later resume on another base is refused; and that resuming on
+// the recorded base warns of nothing.
+func TestResumeWarnsWithoutBase(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	dir := t.TempDir()
+	const base = "llama q/k rows interleaved"
+	// run trains (or resumes) on base, stopping after the step that
+	// begins with stopAt steps done (none when stopAt < 0).
+	run := func(base string, resume bool, stopAt int) (*messages, error) {
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := resumeOptions(dir)
+		o.BaseModel, o.Resume = base, resume
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		prog := &messages{}
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog,
+			beforeStep: func(done int) {
+				if done == stopAt {
+					cancel()
+				}
+			}}
+		_, err := tr.Run(ctx)
+		return prog, err
+	}
+	latestState := func() (string, trainerState, []byte) {
+		t.Helper()
+		ck, err := LatestCheckpoint(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(filepath.Join(ck, stateFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := readState(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ck, st, raw
+	}
+
+	// A run that names no base stops after step 5; its checkpoint's state
+	// is what checkpoints were before they had a base_model field.
+	if _, err := run("", false, 4); !IsInterrupted(err) {
+		t.Fatalf("first run: %v, want an interruption", err)
+	}
+	old, st, raw := latestState()
+	if st.Step != 5 || strings.Contains(string(raw), "base_model") {
+		t.Fatalf("checkpoint %s at step %d holds %s; want step 5 and no base_model", old, st.Step, raw)
+	}
+
+	prog, err := run(base, true, 6)
+	if !IsInterrupted(err) {
+		t.Fatalf("resume on a base: %v, want it to run (and be interrupted after step 7)", err)
+	}
+	w := prog.warnings()
+	if len(w) != 1 || !strings.Contains(w[0], old) || !strings.Contains(w[0], base) || !strings.Contains(w[0], "does not record its base model") {
+		t.Fatalf("resume of a checkpoint without a base warned %q; want one warning naming %s and %q", w, old, base)
+	}
+	ck, st, _ := latestState()
+	if st.Step != 7 || st.BaseModel != base {
+		t.Fatalf("resumed run's checkpoint %s: step %d, base %q; want 7 and %q", ck, st.Step, st.BaseModel, base)
+	}
+
+	if _, err := run("llama q/k rows half-split", true, -1); err == nil || !strings.Contains(err.Error(), "another base model") {
+		t.Fatalf("resume of the resumed run on another base: %v, want a refusal", err)
+	}
+	prog, err = run(base, true, -1)
+	if err != nil {
+		t.Fatalf("resume on the recorded base: %v", err)
+	}
+	if w := prog.warnings(); len(w) != 0 {
+		t.Errorf("resume on the recorded base warned %q", w)
+	}
+}
