@@ -396,9 +396,12 @@ func goAdamW(p, g, m, v []float32, s *AdamWStep) {
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
 	for i := range p {
 		gi := float64(g[i])
-		mi := s.Beta1*float64(m[i]) + s.OneMinusBeta1*gi
-		vi := s.Beta2*float64(v[i]) + s.OneMinusBeta2*gi*gi
+		// The conversions round each product, as the assembly does: the
+		// compiler may otherwise fuse a product into the add that follows
+		// (GOAMD64=v3), and the kernels must agree bit for bit.
+		mi := float64(s.Beta1*float64(m[i])) + float64(s.OneMinusBeta1*gi)
+		vi := float64(s.Beta2*float64(v[i])) + float64(s.OneMinusBeta2*gi*gi)
 		m[i], v[i] = float32(mi), float32(vi)
-		p[i] = float32(s.Decay*float64(p[i]) - s.StepSize*mi/(math.Sqrt(vi)+s.Eps))
+		p[i] = float32(float64(s.Decay*float64(p[i])) - s.StepSize*mi/(math.Sqrt(vi)+s.Eps))
 	}
 }

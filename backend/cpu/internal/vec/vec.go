@@ -37,7 +37,7 @@
 // float64 and rounds once per stored value.
 package vec
 
-//go:generate sh -c "go run fit_coeffs.go > coeffs.go"
+//go:generate sh -c "GOAMD64=v1 go run fit_coeffs.go > coeffs.go"
 
 import "math"
 
