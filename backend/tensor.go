@@ -316,24 +316,43 @@ func (t Tensor) Strided(off int, shape Shape, strides []int) (Tensor, error) {
 	if len(shape) != len(strides) {
 		return Tensor{}, fmt.Errorf("backend: %d strides for shape %v", len(strides), shape)
 	}
-	lo, hi := t.off+off, t.off+off
-	for i, d := range shape {
+	outside := fmt.Errorf("backend: strided view %v/%v at offset %d outside buffer", shape, strides, off)
+	if t.buf == nil {
+		return Tensor{}, outside
+	}
+	empty := false
+	for _, d := range shape {
 		if d < 0 {
 			return Tensor{}, fmt.Errorf("backend: negative extent in shape %v", shape)
 		}
-		if d == 0 {
-			lo, hi = t.off+off, t.off+off-1
-			break
-		}
-		span := (d - 1) * strides[i]
-		if span < 0 {
-			lo += span
-		} else {
-			hi += span
-		}
+		empty = empty || d == 0
 	}
-	if t.buf == nil || (hi >= lo && (lo < 0 || hi >= t.buf.Len())) {
-		return Tensor{}, fmt.Errorf("backend: strided view %v/%v at offset %d outside buffer", shape, strides, t.off+off)
+	if !empty {
+		// Each bound is checked as it moves, and a span is formed only
+		// once it is known to be shorter than the buffer, so that no sum
+		// or product can wrap around int to land back inside.
+		n := t.buf.Len()
+		if off < -t.off || off >= n-t.off {
+			return Tensor{}, outside
+		}
+		lo, hi := t.off+off, t.off+off
+		for i, d := range shape {
+			st := strides[i]
+			if d == 1 || st == 0 {
+				continue
+			}
+			if st < -n || st > n || d-1 > n/max(st, -st) {
+				return Tensor{}, outside
+			}
+			if span := (d - 1) * st; span < 0 {
+				lo += span
+			} else {
+				hi += span
+			}
+			if lo < 0 || hi >= n {
+				return Tensor{}, outside
+			}
+		}
 	}
 	return Tensor{buf: t.buf, off: t.off + off, shape: append(Shape(nil), shape...), strides: append([]int(nil), strides...)}, nil
 }

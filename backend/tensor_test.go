@@ -164,6 +164,49 @@ func TestContiguous(t *testing.T) {
 	}
 }
 
+// TestStridedBounds checks that Strided accepts exactly the views whose
+// every element lies in the buffer, including where the extent of a view,
+// computed naively, wraps around int back into it.
+func TestStridedBounds(t *testing.T) {
+	base, err := NewTensor(testBuf(10), 2, 8) // elements 2..9 of 10
+	if err != nil {
+		t.Fatal(err)
+	}
+	// huge·4 is exactly 2^IntSize, which wraps to 0.
+	huge := 1 << (strconv.IntSize - 2)
+	tests := []struct {
+		name    string
+		off     int
+		shape   Shape
+		strides []int
+		ok      bool
+	}{
+		{"whole", 0, Shape{8}, []int{1}, true},
+		{"last element", 7, Shape{1}, []int{1}, true},
+		{"one past the end", 8, Shape{1}, []int{1}, false},
+		{"reaches the end", 0, Shape{2, 4}, []int{4, 1}, true},
+		{"one too long", 0, Shape{3, 3}, []int{4, 1}, false},
+		{"backwards to the start", 7, Shape{10}, []int{-1}, true},
+		{"backwards past the start", 7, Shape{11}, []int{-1}, false},
+		{"before t's offset, inside the buffer", -2, Shape{2}, []int{1}, true},
+		{"before the buffer", -3, Shape{1}, []int{1}, false},
+		{"broadcast", 3, Shape{1000, 2}, []int{0, 1}, true},
+		{"stride past the buffer", 0, Shape{2}, []int{10}, false},
+		{"span wrapping to 0", 0, Shape{5}, []int{huge}, false},
+		{"negative span wrapping to 0", 0, Shape{5}, []int{-huge}, false},
+		{"most negative stride", 0, Shape{2}, []int{-huge * 2}, false},
+		{"offset the most negative int", huge * -2, Shape{1}, []int{1}, false},
+		{"empty anywhere", 1000, Shape{0, 3}, []int{huge, 1}, true},
+		{"scalar", 1, Shape{}, []int{}, true},
+	}
+	for _, tt := range tests {
+		v, err := base.Strided(tt.off, tt.shape, tt.strides)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: Strided(%d, %v, %v) = %v, %v; want ok %v", tt.name, tt.off, tt.shape, tt.strides, v, err, tt.ok)
+		}
+	}
+}
+
 // TestNewTensorRejectsOverflow checks that a shape whose element count
 // overflows int is an error rather than a view that wraps past the
 // buffer's bounds check.
