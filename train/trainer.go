@@ -506,6 +506,11 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	}
 	st.Step = old.Step
 	st.Loss = old.Loss
+	if st.BaseModel == "" {
+		// A run that does not describe its base (library use) keeps the
+		// checkpoint's description for the checkpoints it writes.
+		st.BaseModel = old.BaseModel
+	}
 	// Checkpoints made before they recorded the base model cannot be
 	// checked. Refusing them would strand runs that were made on this
 	// very base, with no way to resume them; a base whose trainable

@@ -522,8 +522,9 @@ func (m *messages) warnings() []string {
 // model, as those made before checkpoints kept one, is resumed on the base
 // the run names with a warning naming the checkpoint and the base (it
 // cannot be checked); that the resumed run's checkpoints record the base,
-// so that a later resume on another base is refused; and that resuming on
-// the recorded base warns of nothing.
+// and keep it through a resume that names none, so that a later resume on
+// another base is refused; and that resuming on the recorded base warns of
+// nothing.
 func TestResumeWarnsWithoutBase(t *testing.T) {
 	b := openCPU(t)
 	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
@@ -585,6 +586,14 @@ func TestResumeWarnsWithoutBase(t *testing.T) {
 	ck, st, _ := latestState()
 	if st.Step != 7 || st.BaseModel != base {
 		t.Fatalf("resumed run's checkpoint %s: step %d, base %q; want 7 and %q", ck, st.Step, st.BaseModel, base)
+	}
+
+	// A resume that names no base (library use) keeps the checkpoint's.
+	if _, err := run("", true, 7); !IsInterrupted(err) {
+		t.Fatalf("resume naming no base: %v, want it to run (and be interrupted after step 8)", err)
+	}
+	if ck, st, _ := latestState(); st.Step != 8 || st.BaseModel != base {
+		t.Fatalf("checkpoint %s of a resume naming no base: step %d, base %q; want 8 and %q", ck, st.Step, st.BaseModel, base)
 	}
 
 	if _, err := run("llama q/k rows half-split", true, -1); err == nil || !strings.Contains(err.Error(), "another base model") {
