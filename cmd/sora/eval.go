@@ -116,9 +116,8 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	// as it was trained on top of the model without that head.
 	head := ""
 	if ad == nil {
-		if p := headPath(*modelPath); fileExists(p) {
-			head, hasHead = p, true
-		}
+		head = findHead(*modelPath)
+		hasHead = head != ""
 	}
 	task := train.LM
 	if hasHead {

@@ -48,7 +48,8 @@ var finetuneDoc = usageDoc{
 		"{instruction, input, output, answer}), each row trained as the Alpaca prompt followed by the output, " +
 		"with the loss on the output tokens only; for --task classify a CoLA TSV file (source, label, mark, " +
 		"sentence) or an LLM-Adapters JSON file with true/false answers (BoolQ), with a classification head on " +
-		"the last token. The run shows a progress bar on a terminal and log lines otherwise, and writes into " +
+		"the last token (a --model that \"sora finetune --method full --task classify\" wrote continues the head " +
+		"it saved beside it in " + headFile + "; --new-head starts a new one). The run shows a progress bar on a terminal and log lines otherwise, and writes into " +
 		"--out: adapter/ (adapter_config.json, adapter_model.safetensors; for --method full the whole model, model.bin " +
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), metrics.jsonl, loss.png, " +
@@ -69,7 +70,7 @@ type finetuneFlags struct {
 	maxTrain, maxEval, pretrainSteps, repeats                                          int
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
-	resume, exactRotation                                                              bool
+	resume, exactRotation, newHead                                                     bool
 	set                                                                                map[string]bool
 }
 
@@ -80,7 +81,8 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "`FILE` of the llama2.c tokenizer.bin of the model's vocabulary (required with --model)")
 	fs.StringVar(&f.data, "data", "", "`FILE` of training data: LLM-Adapters JSON (--task lm or classify) or CoLA TSV (--task classify) (required with --model)")
 	fs.StringVar(&f.evalData, "eval-data", "", "`FILE` of held-out data in the same format, evaluated before training (zero-shot), every --eval-every steps and at the end")
-	fs.StringVar(&f.task, "task", "lm", "`TASK`: lm (causal LM, loss on the answer tokens) or classify (classification head on the last token)")
+	fs.StringVar(&f.task, "task", "lm", "`TASK`: lm (causal LM, loss on the answer tokens) or classify (classification head on the last token; a --model with a head beside it in "+headFile+" continues that head)")
+	fs.BoolVar(&f.newHead, "new-head", false, "with --task classify, start a new random classification head even when --model has one beside it in "+headFile)
 	fs.StringVar(&f.method, "method", "sora", "PEFT `METHOD`: one of "+methodNames()+" (the demonstration takes a comma-separated list; default lora,dora,prediag,sora there)")
 	fs.IntVar(&f.rank, "rank", peft.DefaultR, "LoRA rank `r` (for oft: the number of blocks per layer)")
 	fs.Float64Var(&f.alpha, "alpha", 16, "lora_alpha; the low-rank update is scaled by `alpha`/rank")
@@ -122,7 +124,7 @@ func runFinetune(args []string, stdout, stderr io.Writer) int {
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
-			"dropout", "exact-rotation"} {
+			"dropout", "exact-rotation", "new-head"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend and --out)\n", name)
 				return exitUsage
@@ -188,6 +190,9 @@ func (f *finetuneFlags) check() error {
 	if err != nil {
 		return fmt.Errorf("--task: %v", err)
 	}
+	if f.newHead && task != train.Classify {
+		return fmt.Errorf("--new-head needs --task classify (only a classifier has a head)")
+	}
 	if task == train.Classify {
 		// The head is trained whole; an adapter on it as well would put
 		// its parameters in two optimizer groups.
@@ -249,6 +254,7 @@ type runSummary struct {
 	Trainable int64             `json:"trainable_params"`
 	Total     int64             `json:"total_params"`
 	Base      int64             `json:"base_params"`
+	Head      string            `json:"head,omitempty"` // the classification head the run continued, from beside the model
 	Steps     int               `json:"steps"`
 	ZeroShot  *train.EvalResult `json:"zero_shot,omitempty"`
 	Final     *train.EvalResult `json:"final,omitempty"`
@@ -382,6 +388,29 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		describeData(stdout, "eval", f.evalData, evalSet, task, maxLen, w.Config.MaxSeqLen)
 	}
 
+	// A classifier that full fine-tuning wrote keeps its trained head
+	// beside it, where "sora eval" finds it; training that model further,
+	// fully or with an adapter on top, continues that head rather than
+	// replacing it with a random one.
+	head, oldHead := "", ""
+	var headW []float32
+	if p := findHead(f.model); p != "" && task == train.Classify {
+		if f.newHead {
+			oldHead = p
+		} else {
+			n, hw, err := readHead(p, w.Config.Dim)
+			if err != nil {
+				return fail("%v", err)
+			}
+			if n != len(trainSet.classes) {
+				fmt.Fprintf(stderr, "sora finetune: the classification head %s beside --model has %d classes, %s has %d; use data with %d classes to continue it, or --new-head to train a new head\n",
+					p, n, f.data, len(trainSet.classes), n)
+				return exitUsage
+			}
+			head, headW = p, hw
+		}
+	}
+
 	m, release, code := openModel("finetune", b, w, f.model, stderr)
 	if m == nil {
 		return code
@@ -390,7 +419,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	classes := 0
 	if task == train.Classify {
 		classes = len(trainSet.classes)
-		if err := m.AddScoreHead(classes, f.seed); err != nil {
+		if head != "" {
+			err = setHead(m, classes, headW)
+		} else {
+			err = m.AddScoreHead(classes, f.seed)
+		}
+		if err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -410,6 +444,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, w.Config.Dim, w.Config.NumLayers, w.Config.VocabSize, m.Backend().Device())
 	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, len(pm.Layers()), f.target,
 		commas(count.Trainable), commas(count.Total), count.Percent(), count.PercentOfBase(), commas(count.Base))
+	switch {
+	case head != "":
+		fmt.Fprintf(stdout, "classification head: continued from %s (%d classes)\n", head, classes)
+	case oldHead != "":
+		fmt.Fprintf(stdout, "classification head: new (--new-head), not the one in %s\n", oldHead)
+	}
 
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
@@ -424,7 +464,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	summary := runSummary{Command: "sora finetune " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Model: f.model, Data: f.data,
 		EvalData: f.evalData, Task: task.String(), Method: string(method), TrainRows: len(trainSet.seqs),
-		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Device: m.Backend().Device(), Config: map[string]any{
+		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Head: head, Device: m.Backend().Device(), Config: map[string]any{
 			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed}}

@@ -33,6 +33,17 @@ func headPath(modelPath string) string {
 	return filepath.Join(filepath.Dir(filepath.Clean(modelPath)), headFile)
 }
 
+// findHead returns the classification head that lies beside the whole
+// model at modelPath (headPath's file), or "" when there is none. "sora
+// eval" scores such a model as a classifier with it, and "sora finetune
+// --task classify" continues training it.
+func findHead(modelPath string) string {
+	if p := headPath(modelPath); fileExists(p) {
+		return p
+	}
+	return ""
+}
+
 // fileExists reports whether path exists; a file it may not read counts,
 // so that reading it reports why.
 func fileExists(path string) bool {
