@@ -2,6 +2,7 @@ package devpool
 
 import (
 	"errors"
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 )
@@ -33,12 +34,19 @@ func TestSizeClass(t *testing.T) {
 
 // fakeDevice hands out addresses from a counter, up to a byte limit, and
 // records what it was asked.
+//
+// The addresses are addrStep apart: far apart, and on 64-bit machines
+// above 4 GiB, so that a pool that cut addresses to 32 bits would hand
+// out wrong ones. The step is half the word size because 1<<32 itself is
+// 0 in a 32-bit uintptr, which gave every block the same address.
 type fakeDevice struct {
 	next, used, limit int64
 	live              map[uintptr]int64
 	syncs             int
 	syncErr           error
 }
+
+const addrStep = 1 << (bits.UintSize / 2)
 
 var errOOM = errors.New("out of memory")
 
@@ -48,7 +56,7 @@ func (d *fakeDevice) device() Device {
 			if d.used+bytes > d.limit {
 				return 0, errOOM
 			}
-			d.next += 1 << 32
+			d.next += addrStep
 			d.used += bytes
 			d.live[uintptr(d.next)] = bytes
 			return uintptr(d.next), nil
