@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,12 @@ func buildFakes() {
 	if cxx == "" || cc == "" {
 		fakeSkip = "no C and C++ compilers (gcc and g++): the emulated CUDA libraries cannot be built"
 		return
+	}
+	for _, c := range []string{cxx, cc} {
+		if why := wrongTarget(c); why != "" {
+			fakeSkip = fmt.Sprintf("the emulated CUDA libraries cannot be built: %s (set CC and CXX to compilers for %s to run these tests)", why, runtime.GOARCH)
+			return
+		}
 	}
 	dir, err := os.MkdirTemp("", "sora-cuda-fake-")
 	if err != nil {

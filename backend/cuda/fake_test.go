@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -79,11 +80,51 @@ func needCC(t *testing.T) string {
 			continue
 		}
 		if p, err := exec.LookPath(cc); err == nil {
+			if why := wrongTarget(p); why != "" {
+				t.Skipf("the test doubles of the CUDA libraries cannot be built: %s (set CC to a compiler for %s to run this test)", why, runtime.GOARCH)
+			}
 			return p
 		}
 	}
 	t.Skip("no C compiler (gcc or cc) found: the test doubles of the CUDA libraries cannot be built")
 	return ""
+}
+
+// wrongTarget says why the libraries that compiler builds could not be
+// loaded by this test binary: it targets another architecture than the
+// binary's GOARCH (GOARCH=386 tests on an amd64 host, whose gcc makes
+// 64-bit libraries, which dlopen refuses as the wrong ELF class). It
+// returns "" when they match, or when it cannot tell, so that the build
+// and load go ahead and report any problem themselves.
+func wrongTarget(compiler string) string {
+	out, err := exec.Command(compiler, "-dumpmachine").Output()
+	if err != nil {
+		return ""
+	}
+	triple := strings.TrimSpace(string(out))
+	arch, _, _ := strings.Cut(triple, "-")
+	var goarch string
+	switch arch {
+	case "x86_64", "amd64":
+		goarch = "amd64"
+	case "i386", "i486", "i586", "i686":
+		goarch = "386"
+	case "aarch64", "arm64":
+		goarch = "arm64"
+	case "riscv64", "s390x":
+		goarch = arch
+	case "powerpc64le", "ppc64le":
+		goarch = "ppc64le"
+	case "loongarch64":
+		goarch = "loong64"
+	default:
+		return ""
+	}
+	if goarch == runtime.GOARCH {
+		return ""
+	}
+	return fmt.Sprintf("%s builds for %s (GOARCH %s, says -dumpmachine), and this test binary, built for GOARCH %s, cannot load such libraries",
+		compiler, triple, goarch, runtime.GOARCH)
 }
 
 // buildLib compiles source into dir/name as a shared library.

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"unsafe"
@@ -54,12 +55,27 @@ const (
 	Partial
 )
 
-// ErrNoCompiler is returned (wrapped) when no C compiler is found.
+// ErrNoCompiler is returned (wrapped) when no C compiler is found, or when
+// the one found builds for another architecture than the running
+// program's, which could not load the double (a GOARCH=386 test on an amd64
+// host).
 var ErrNoCompiler = errors.New("acltest: no C compiler (set CC, or install cc, gcc or clang)")
 
 // Compiler returns the C compiler: $CC if set, else the first of cc, gcc
-// and clang found in PATH.
+// and clang found in PATH. It must build for the running program's
+// architecture (GOARCH).
 func Compiler() (string, error) {
+	cc, err := findCompiler()
+	if err != nil {
+		return "", err
+	}
+	if why := wrongTarget(cc); why != "" {
+		return "", fmt.Errorf("%w: %s", ErrNoCompiler, why)
+	}
+	return cc, nil
+}
+
+func findCompiler() (string, error) {
 	if cc := strings.TrimSpace(os.Getenv("CC")); cc != "" {
 		if p, err := exec.LookPath(strings.Fields(cc)[0]); err == nil {
 			return p, nil
@@ -72,6 +88,46 @@ func Compiler() (string, error) {
 		}
 	}
 	return "", ErrNoCompiler
+}
+
+// wrongTarget says why the libraries that compiler builds could not be
+// loaded by this program: it targets another architecture than GOARCH
+// (dlopen refuses them as the wrong ELF class). It returns "" when they
+// match, or when it cannot tell, so that the build and load go ahead and
+// report any problem themselves.
+func wrongTarget(compiler string) string {
+	out, err := exec.Command(compiler, "-dumpmachine").Output()
+	if err != nil {
+		return ""
+	}
+	triple := strings.TrimSpace(string(out))
+	goarch := tripleGOARCH(triple)
+	if goarch == "" || goarch == runtime.GOARCH {
+		return ""
+	}
+	return fmt.Sprintf("%s builds for %s (GOARCH %s, says -dumpmachine), and this program, built for GOARCH %s, cannot load such libraries",
+		compiler, triple, goarch, runtime.GOARCH)
+}
+
+// tripleGOARCH returns the GOARCH of a compiler's target triple such as
+// x86_64-linux-gnu, or "" for an architecture it does not know.
+func tripleGOARCH(triple string) string {
+	arch, _, _ := strings.Cut(triple, "-")
+	switch arch {
+	case "x86_64", "amd64":
+		return "amd64"
+	case "i386", "i486", "i586", "i686":
+		return "386"
+	case "aarch64", "arm64":
+		return "arm64"
+	case "riscv64", "s390x":
+		return arch
+	case "powerpc64le", "ppc64le":
+		return "ppc64le"
+	case "loongarch64":
+		return "loong64"
+	}
+	return ""
 }
 
 // Build compiles the double with libopapi.so into dir and returns dir,
