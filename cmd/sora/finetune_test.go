@@ -258,18 +258,7 @@ func checkMergedGeneration(t *testing.T, basePath, mergedPath, tokPath, adapterD
 func TestFinetuneClassify(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
-	var tsv strings.Builder
-	for i := range 20 {
-		if i%2 == 0 {
-			fmt.Fprintf(&tsv, "src\t1\t\tThe cat sat on the mat number %d.\n", i)
-		} else {
-			fmt.Fprintf(&tsv, "src\t0\t*\tCat the on sat mat the %d.\n", i)
-		}
-	}
-	path := filepath.Join(dir, "cola.tsv")
-	if err := os.WriteFile(path, []byte(tsv.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeCoLA(t, dir, 20)
 	out := filepath.Join(dir, "run")
 	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--task", "classify",
 		"--data", path, "--eval-data", path, "--method", "prediag", "--steps", "8", "--batch", "10", "--lr", "1e-2", "--out", out)
