@@ -277,16 +277,8 @@ func TestFinetuneClassify(t *testing.T) {
 	if err != nil || !ok || fmt.Sprint(meta.ModulesToSave) != "[score]" || fmt.Sprint(shape) != "[2 64]" {
 		t.Fatalf("saved adapter: modules_to_save %v, score head %v %v %v; want [score] and [2 64]", meta.ModulesToSave, shape, ok, err)
 	}
-	evalJSON := filepath.Join(dir, "eval.json")
-	code, stdout, errOut = runCLI(t, "eval", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--adapter", filepath.Join(out, "adapter"),
-		"--data", path, "--json", evalJSON)
-	if code != 0 {
-		t.Fatalf("eval: status %d\n%s\n%s", code, stdout, errOut)
-	}
-	var rep evalReport
-	readJSON(t, evalJSON, &rep)
-	var sum runSummary
-	readJSON(t, filepath.Join(out, "run.json"), &sum)
+	rep, sum, _ := evalRun(t, out, filepath.Join(dir, "eval.json"), "--backend", "cpu", "--model", model, "--tokenizer", tok,
+		"--adapter", filepath.Join(out, "adapter"), "--data", path)
 	if rep.Task != "classify" || rep.MCC == nil || rep.Rows != 20 || rep.Majority != 0.5 {
 		t.Fatalf("eval report: %+v", rep)
 	}
@@ -355,6 +347,22 @@ func TestFinetuneDemoFlags(t *testing.T) {
 	if strings.Contains(stdout, "\nsora ") {
 		t.Errorf("the table has a sora row though --method named lora and prediag:\n%s", stdout)
 	}
+}
+
+// evalRun runs "sora eval" with args, writing its report to evalJSON, and
+// returns the report, the run.json of the fine-tuning run in runDir and
+// what eval printed.
+func evalRun(t *testing.T, runDir, evalJSON string, args ...string) (evalReport, runSummary, string) {
+	t.Helper()
+	code, stdout, errOut := runCLI(t, append(append([]string{"eval"}, args...), "--json", evalJSON)...)
+	if code != 0 {
+		t.Fatalf("eval: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	var rep evalReport
+	readJSON(t, evalJSON, &rep)
+	var sum runSummary
+	readJSON(t, filepath.Join(runDir, "run.json"), &sum)
+	return rep, sum, stdout
 }
 
 func readJSON(t *testing.T, path string, v any) {

@@ -129,15 +129,8 @@ func checkFullClassify(t *testing.T, base, tok, cola, out, fullModel, head strin
 
 	// No --task: the head beside the model makes it a classification.
 	evalJSON := filepath.Join(out, "eval.json")
-	evalArgs := []string{"eval", "--backend", "cpu", "--model", fullModel, "--tokenizer", tok, "--data", cola, "--max-len", "24", "--json", evalJSON}
-	code, stdout, errOut = runCLI(t, evalArgs...)
-	if code != 0 {
-		t.Fatalf("eval: status %d\n%s\n%s", code, stdout, errOut)
-	}
-	var rep evalReport
-	readJSON(t, evalJSON, &rep)
-	var sum runSummary
-	readJSON(t, filepath.Join(out, "run.json"), &sum)
+	args := []string{"--backend", "cpu", "--model", fullModel, "--tokenizer", tok, "--data", cola, "--max-len", "24"}
+	rep, sum, evalOut := evalRun(t, out, evalJSON, args...)
 	if rep.Task != "classify" || rep.MCC == nil || rep.Rows != 20 || rep.Head != head || sum.Final == nil {
 		t.Fatalf("eval report: task %q, MCC %v, %d rows, head %q; run.json final %+v", rep.Task, rep.MCC, rep.Rows, rep.Head, sum.Final)
 	}
@@ -145,10 +138,10 @@ func checkFullClassify(t *testing.T, base, tok, cola, out, fullModel, head strin
 		t.Errorf("eval from the saved model and head: accuracy %v MCC %v loss %v; at the end of training: %v %v %v",
 			rep.Accuracy, *rep.MCC, rep.Loss, sum.Final.Accuracy, sum.Final.MCC, sum.Final.Loss)
 	}
-	if !strings.Contains(stdout, "with the classification head "+head) {
-		t.Errorf("eval does not name the head it used:\n%s", stdout)
+	if !strings.Contains(evalOut, "with the classification head "+head) {
+		t.Errorf("eval does not name the head it used:\n%s", evalOut)
 	}
-	return evalArgs
+	return append(append([]string{"eval"}, args...), "--json", evalJSON)
 }
 
 // headBytes returns a safetensors file of F32 tensors of the given shapes
