@@ -72,7 +72,7 @@ type trainResult struct {
 	Loss         fixed3  `json:"final_loss"`
 }
 
-func runBenchTrain(args []string, stdout, stderr io.Writer) int {
+func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	fs := newFlagSet("bench train")
 	name := addBackendFlag(fs)
 	methodsFlag := fs.String("methods", "lora,dora,prediag,sora,full", "comma-separated `LIST` of methods: "+methodNames()+" (full trains every parameter)")
@@ -91,6 +91,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 	rounds := fs.Int("rounds", 3, "timing `ROUNDS`: the methods are timed in turn, round after round, and each reports its fastest round")
 	threads := fs.Int("threads", 0, "`N` threads for the CPU backend and GOMAXPROCS; 0 keeps the defaults")
 	asJSON := fs.Bool("json", false, "print one JSON object per method instead of a table")
+	profile := cpuProfileFlag(fs)
 	if code, ok := parseFlags(fs, benchTrainDoc, args, stdout, stderr); !ok {
 		return code
 	}
@@ -127,6 +128,11 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora bench train: %v\n", err)
 		return exitUsage
 	}
+	finish, code := startCPUProfile("bench train", *profile, stderr)
+	if finish == nil {
+		return code
+	}
+	defer finish(&status)
 	b, nthreads, release, code := openBenchBackend(*name, *threads, stderr)
 	if b == nil {
 		return code

@@ -113,12 +113,18 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	return f
 }
 
-func runFinetune(args []string, stdout, stderr io.Writer) int {
+func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	fs := newFlagSet("finetune")
 	f := defineFinetuneFlags(fs)
+	profile := cpuProfileFlag(fs)
 	if code, ok := parseFlags(fs, finetuneDoc, args, stdout, stderr); !ok {
 		return code
 	}
+	finish, code := startCPUProfile("finetune", *profile, stderr)
+	if finish == nil {
+		return code
+	}
+	defer finish(&status)
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if f.model == "" {
