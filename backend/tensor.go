@@ -316,9 +316,11 @@ func (t Tensor) Strided(off int, shape Shape, strides []int) (Tensor, error) {
 	if len(shape) != len(strides) {
 		return Tensor{}, fmt.Errorf("backend: %d strides for shape %v", len(strides), shape)
 	}
-	outside := fmt.Errorf("backend: strided view %v/%v at offset %d outside buffer", shape, strides, off)
+	outside := func() error {
+		return fmt.Errorf("backend: strided view %v/%v at offset %d outside buffer", shape, strides, off)
+	}
 	if t.buf == nil {
-		return Tensor{}, outside
+		return Tensor{}, outside()
 	}
 	empty := false
 	for _, d := range shape {
@@ -333,7 +335,7 @@ func (t Tensor) Strided(off int, shape Shape, strides []int) (Tensor, error) {
 		// or product can wrap around int to land back inside.
 		n := t.buf.Len()
 		if off < -t.off || off >= n-t.off {
-			return Tensor{}, outside
+			return Tensor{}, outside()
 		}
 		lo, hi := t.off+off, t.off+off
 		for i, d := range shape {
@@ -342,7 +344,7 @@ func (t Tensor) Strided(off int, shape Shape, strides []int) (Tensor, error) {
 				continue
 			}
 			if st < -n || st > n || d-1 > n/max(st, -st) {
-				return Tensor{}, outside
+				return Tensor{}, outside()
 			}
 			if span := (d - 1) * st; span < 0 {
 				lo += span
@@ -350,7 +352,7 @@ func (t Tensor) Strided(off int, shape Shape, strides []int) (Tensor, error) {
 				hi += span
 			}
 			if lo < 0 || hi >= n {
-				return Tensor{}, outside
+				return Tensor{}, outside()
 			}
 		}
 	}

@@ -89,7 +89,8 @@ type Options struct {
 	// in every checkpoint, and resuming from one made with another
 	// description fails. A checkpoint without one (made before checkpoints
 	// kept it) is resumed with a warning through Progress, as it cannot be
-	// checked. "" checks nothing.
+	// checked. "" checks nothing, and a resume with "" keeps the
+	// checkpoint's description in the checkpoints it writes.
 	BaseModel string
 }
 

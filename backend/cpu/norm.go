@@ -43,7 +43,9 @@ func (b *Backend) rmsScale(x []float32, eps float32) float64 {
 //	dx = r·(w⊙dy) − x·r³·Σ(w⊙dy⊙x)/cols   (overwritten)
 //	dw += Σ_rows dy⊙x·r                    (when dw is present)
 //
-// with the row statistics and dw's sums in float64 and dx in float32.
+// with the row statistics in float64, dw's sums in float32 over at most
+// flushRows rows at a time and in float64 across them (see
+// flushedColumnSums), and dx in float32.
 func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	const op = backend.OpRMSNormGrad
 	if b.skip(op) {
@@ -144,8 +146,10 @@ func moments(k *vec.Kernels, x []float32, eps float32) (mean, rstd float64) {
 //	dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂))   (overwritten)
 //	dgamma += Σ_rows dy⊙x̂,  dbeta += Σ_rows dy   (each when present)
 //
-// with the row statistics and the parameter sums in float64 (over the
-// float32 products dy·gamma, which dx uses too) and dx in float32.
+// with the row statistics in float64 (over the float32 products
+// dy·gamma, which dx uses too), the parameter sums in float32 over at most
+// flushRows rows at a time and in float64 across them (see
+// flushedColumnSums), and dx in float32.
 func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
 	const op = backend.OpLayerNormGrad
 	if b.skip(op) {

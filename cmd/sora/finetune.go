@@ -120,11 +120,6 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	if code, ok := parseFlags(fs, finetuneDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	finish, code := startCPUProfile("finetune", *profile, stderr)
-	if finish == nil {
-		return code
-	}
-	defer finish(&status)
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if f.model == "" {
@@ -132,15 +127,21 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
 			"dropout", "exact-rotation", "new-head"} {
 			if f.set[name] {
-				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend and --out)\n", name)
+				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
 			}
 		}
-		return runDemo(f, stdout, stderr)
-	}
-	if err := f.check(); err != nil {
+	} else if err := f.check(); err != nil {
 		fmt.Fprintf(stderr, "sora finetune: %v\n", err)
 		return exitUsage
+	}
+	finish, code := startCPUProfile("finetune", *profile, stderr)
+	if finish == nil {
+		return code
+	}
+	defer finish(&status)
+	if f.model == "" {
+		return runDemo(f, stdout, stderr)
 	}
 	return f.run(stdout, stderr)
 }

@@ -12,8 +12,8 @@ import (
 
 // TestCPUProfile checks --cpuprofile on the commands that take it: the
 // file is a gzip stream (as pprof writes its protobuf) holding a profile
-// of some samples' size, and a missing folder is a usage error that runs
-// nothing.
+// of some samples' size, and a missing folder or a folder for a file is
+// a usage error that runs nothing.
 func TestCPUProfile(t *testing.T) {
 	dir := t.TempDir()
 	tiny := []string{"--backend", "cpu", "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
@@ -44,10 +44,11 @@ func TestCPUProfile(t *testing.T) {
 			if err != nil || len(pb) < 100 {
 				t.Fatalf("%s: %d bytes of profile, %v", path, len(pb), err)
 			}
-			missing := filepath.Join(dir, "no-such-folder", "cpu.pprof")
-			code, out, errOut = runCLI(t, append(tc.args, "--cpuprofile", missing)...)
-			if code != exitUsage || !strings.Contains(errOut, "--cpuprofile "+missing) || out != "" {
-				t.Errorf("--cpuprofile in a missing folder: status %d, stdout %q, stderr %q; want a usage error naming it and no run", code, out, errOut)
+			for _, bad := range []string{filepath.Join(dir, "no-such-folder", "cpu.pprof"), dir} {
+				code, out, errOut = runCLI(t, append(tc.args, "--cpuprofile", bad)...)
+				if code != exitUsage || !strings.Contains(errOut, "--cpuprofile "+bad) || out != "" {
+					t.Errorf("--cpuprofile %s: status %d, stdout %q, stderr %q; want a usage error naming it and no run", bad, code, out, errOut)
+				}
 			}
 		})
 	}

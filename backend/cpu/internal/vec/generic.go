@@ -240,8 +240,10 @@ func goExpShiftSum(x []float32, shift float32) float64 {
 	return goExp2Sum(x, c) * fix
 }
 
-// goExp2Sum returns Σ 2^(x·log2e − c), each exponent rounded once as the
-// assembly's fused multiply-subtract rounds it.
+// goExp2Sum returns Σ 2^(x·log2e − c), each exponent computed with a
+// float64 fused multiply-add and rounded to float32, as the assembly's
+// float32 fused multiply-subtract rounds it (but for the rare double
+// rounding where the exact difference needs more than 53 bits).
 func goExp2Sum(x []float32, c float32) float64 {
 	var s float64
 	for _, v := range x {
@@ -251,8 +253,9 @@ func goExp2Sum(x []float32, c float32) float64 {
 	return s
 }
 
-// expShiftSumSlow is ExpShiftSum for a shift the sum kernels cannot
-// take (see sumShift): infinite, NaN or huge, all rare, summed with exp32.
+// expShiftSumSlow is ExpShiftSum for a shift the sum kernels do not take
+// (see sumShift): beyond about ±45426, infinite or NaN, all rare in
+// practice, summed with exp32.
 func expShiftSumSlow(x []float32, shift float32) float64 {
 	var s float64
 	for _, v := range x {

@@ -121,16 +121,19 @@ func expSum32(u float32) float32 {
 // the one asked for. With L = float32(log2e), 2^(x·L − c) is
 // 2^((x − shift)·L) times 2^(shift·L − c); the second factor, the same
 // for every term and known exactly (shift·L is exact in float64), is what
-// fix divides out, to second order in a d = shift·L − c of at most 2⁻²⁴·|c|.
+// fix divides out, to second order in a d = shift·L − c of at most
+// 2⁻²⁴·|c| < 2⁻⁸ (the third order is below 4e−10).
 // What remains is L's own error, 1.3e−8 relative: each term is
 // exp((x − shift)·(1 + ε)), |ε| < 1.4e−8, so that its error grows with
 // its distance below the shift, where terms weigh less in a sum, plus the
-// rounding of x·L − c, half a float32 ulp of it. ok is false where c is
-// not finite (shift infinite, NaN or beyond 2.3e38 in magnitude), which
-// the kernels cannot shift by.
+// rounding of x·L − c, half a float32 ulp of it. ok is false where
+// |c| ≥ 2¹⁶ (|shift| above about 45426, infinite or NaN), which the
+// kernels are not used for: there d, up to 2⁻²⁴·|c|, would leave the
+// correction's second-order form and, at 2^(x·L − c) for x = shift, the
+// largest term's exponent (d itself) would no longer be small.
 func sumShift(shift float32) (c float32, fix float64, ok bool) {
 	c = shift * log2e
-	if f := float64(c); math.IsInf(f, 0) || f != f {
+	if !(math.Abs(float64(c)) < 0x1p16) {
 		return 0, 0, false
 	}
 	y := -(float64(shift)*float64(float32(log2e)) - float64(c)) * math.Ln2

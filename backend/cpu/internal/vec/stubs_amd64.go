@@ -27,7 +27,7 @@ var (
 	cI127         = splatBits(127)
 	cExpQ         = [5][16]float32(splatTable(expQ[:], 5))
 	cExpSumLo     = splat(expSumLo)
-	cMagic        = splat(0x1.8p23)
+	cMagic        = splat(0x1.8p23 + 127)
 	cExp2P        = [5][16]float32(splatTable(exp2P[:], 5))
 	cMinNormal    = splat(0x1p-126)
 	cTwo23        = splat(0x1p23)
