@@ -195,3 +195,41 @@ func TestCrossEntropyRowsApart(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossEntropyHugeLogits checks rows of logits far from zero, up to
+// near float32's largest, whose spreads the float32 values still hold:
+// the loss and gradient must match float64 there as anywhere (the sums of
+// exponentials switch to an exact path where their base-2 shift would
+// lose accuracy).
+func TestCrossEntropyHugeLogits(t *testing.T) {
+	offsets := []float32{1e5, -1e6, 1e9, -3e9, 1e30, 3e38}
+	const vocab = 6
+	var data []float32
+	var targets []int32
+	for r, off := range offsets {
+		ulp := math.Nextafter32(float32(math.Abs(float64(off))), float32(math.Inf(1))) - float32(math.Abs(float64(off)))
+		step := max(ulp, 1)
+		for j := range vocab {
+			// The row's maximum first, then values 0.5 to 3 steps below.
+			data = append(data, off-step*float32(j)/2)
+		}
+		targets = append(targets, int32(r%vocab))
+	}
+	rows := len(offsets)
+	p := backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
+	want, wantGrad := make([]float64, rows), make([]float64, rows*vocab)
+	for r, tg := range targets {
+		x := f64(data[r*vocab : (r+1)*vocab])
+		want[r] = crossEntropyRef(x, int(tg), 0)
+		copy(wantGrad[r*vocab:(r+1)*vocab], crossEntropyGradRef(x, int(tg), 0))
+	}
+	eachConfig(t, func(t *testing.T, be *Backend) {
+		logits := upload(t, be, data, rows, vocab)
+		loss := poisoned(t, be, rows)
+		be.CrossEntropy(loss, logits, targets, p)
+		assertClose(t, "loss", download(t, be, loss), want, 1e-5, 1e-6)
+		dl := poisoned(t, be, rows, vocab)
+		be.CrossEntropyGrad(dl, logits, targets, p)
+		assertClose(t, "dlogits", download(t, be, dl), wantGrad, 1e-5, 1e-7)
+	})
+}
