@@ -175,25 +175,35 @@ func TestCrossEntropyRowsApart(t *testing.T) {
 	}
 	for _, eps := range []float32{0, 0.1} {
 		p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: eps, Scale: 1}
-		want, wantGrad := make([]float64, rows), make([]float64, rows*vocab)
-		for r, tg := range targets {
-			if tg == p.IgnoreIndex {
-				continue
-			}
-			x := f64(data[r*vocab : (r+1)*vocab])
-			want[r] = crossEntropyRef(x, int(tg), float64(eps))
-			copy(wantGrad[r*vocab:(r+1)*vocab], crossEntropyGradRef(x, int(tg), float64(eps)))
-		}
-		eachConfig(t, func(t *testing.T, be *Backend) {
-			logits := upload(t, be, data, rows, vocab)
-			loss := poisoned(t, be, rows)
-			be.CrossEntropy(loss, logits, targets, p)
-			assertClose(t, "loss", download(t, be, loss), want, 1e-5, 1e-6)
-			dl := poisoned(t, be, rows, vocab)
-			be.CrossEntropyGrad(dl, logits, targets, p)
-			assertClose(t, "dlogits", download(t, be, dl), wantGrad, 1e-5, 1e-7)
-		})
+		checkCrossEntropyRows(t, data, targets, vocab, p)
 	}
+}
+
+// checkCrossEntropyRows checks CrossEntropy and CrossEntropyGrad on the
+// rows of data (vocab wide) in every configuration against the float64
+// references.
+func checkCrossEntropyRows(t *testing.T, data []float32, targets []int32, vocab int, p backend.CrossEntropyParams) {
+	t.Helper()
+	rows := len(targets)
+	eps := float64(p.Smoothing)
+	want, wantGrad := make([]float64, rows), make([]float64, rows*vocab)
+	for r, tg := range targets {
+		if tg == p.IgnoreIndex {
+			continue
+		}
+		x := f64(data[r*vocab : (r+1)*vocab])
+		want[r] = crossEntropyRef(x, int(tg), eps)
+		copy(wantGrad[r*vocab:(r+1)*vocab], crossEntropyGradRef(x, int(tg), eps))
+	}
+	eachConfig(t, func(t *testing.T, be *Backend) {
+		logits := upload(t, be, data, rows, vocab)
+		loss := poisoned(t, be, rows)
+		be.CrossEntropy(loss, logits, targets, p)
+		assertClose(t, "loss", download(t, be, loss), want, 1e-5, 1e-6)
+		dl := poisoned(t, be, rows, vocab)
+		be.CrossEntropyGrad(dl, logits, targets, p)
+		assertClose(t, "dlogits", download(t, be, dl), wantGrad, 1e-5, 1e-7)
+	})
 }
 
 // TestCrossEntropyHugeLogits checks rows of logits far from zero, up to
@@ -215,21 +225,5 @@ func TestCrossEntropyHugeLogits(t *testing.T) {
 		}
 		targets = append(targets, int32(r%vocab))
 	}
-	rows := len(offsets)
-	p := backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
-	want, wantGrad := make([]float64, rows), make([]float64, rows*vocab)
-	for r, tg := range targets {
-		x := f64(data[r*vocab : (r+1)*vocab])
-		want[r] = crossEntropyRef(x, int(tg), 0)
-		copy(wantGrad[r*vocab:(r+1)*vocab], crossEntropyGradRef(x, int(tg), 0))
-	}
-	eachConfig(t, func(t *testing.T, be *Backend) {
-		logits := upload(t, be, data, rows, vocab)
-		loss := poisoned(t, be, rows)
-		be.CrossEntropy(loss, logits, targets, p)
-		assertClose(t, "loss", download(t, be, loss), want, 1e-5, 1e-6)
-		dl := poisoned(t, be, rows, vocab)
-		be.CrossEntropyGrad(dl, logits, targets, p)
-		assertClose(t, "dlogits", download(t, be, dl), wantGrad, 1e-5, 1e-7)
-	})
+	checkCrossEntropyRows(t, data, targets, vocab, backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1})
 }
