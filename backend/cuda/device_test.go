@@ -352,6 +352,27 @@ func TestDeviceCopy(t *testing.T) {
 	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "element counts differ") {
 		t.Errorf("DeviceCopy of different lengths: %v", err)
 	}
+
+	// Sticky errors: while an error is held DeviceCopy does nothing, and
+	// Sync reports the first error, not a later one.
+	b.Fill(x, 5)
+	b.Scale(x, mustAlloc(t, b, 3), 2) // a bad call: recorded
+	b.DeviceCopy(y, x)                // skipped: y keeps 3
+	err := b.Sync()
+	if err == nil || !strings.HasPrefix(err.Error(), "scale ") {
+		t.Errorf("Sync after a failed Scale and a DeviceCopy: %v, want the Scale error", err)
+	}
+	if err := b.Download(got, y); err != nil || got[99] != 3 {
+		t.Errorf("DeviceCopy ran while an error was held: y = %g, %v; want 3", got[99], err)
+	}
+	// After Close it records that the backend is closed.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.DeviceCopy(y, x)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "copy: backend is closed") {
+		t.Errorf("DeviceCopy after Close: %v, want a closed-backend error", err)
+	}
 }
 
 func TestErrorsAndClose(t *testing.T) {

@@ -166,9 +166,13 @@ func (b *Backend) VendorMatMul(c, a, bm backend.Tensor, p backend.MatMulParams) 
 
 // DeviceCopy copies the contiguous tensor src into dst (same length) with
 // cuMemcpyDtoDAsync, the driver's own device-to-device copy: the bandwidth
-// reference for benchmarks of the element-wise and row kernels. Failures
-// are recorded.
+// reference for benchmarks of the element-wise and row kernels. Like an
+// op it records failures and does nothing while an error is held or after
+// Close.
 func (b *Backend) DeviceCopy(dst, src backend.Tensor) {
+	if b.skip(backend.OpCopy) {
+		return
+	}
 	if _, err := backend.CheckElementwise(backend.OpCopy, dst, src); err != nil {
 		b.Record(err)
 		return
