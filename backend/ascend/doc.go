@@ -37,7 +37,12 @@
 // workspaces return to it and are reused in stream order, and go back to
 // the device (aclrtFree) on Close or when an allocation fails. Uploads are
 // staged in page-locked host memory (aclrtMallocHost) and copied with
-// aclrtMemcpyAsync, so Upload does not wait either.
+// aclrtMemcpyAsync, so Upload does not wait either. aclrtMemcpyAsync needs
+// 64-byte aligned source and destination addresses, so the elements of a
+// view before its first aligned address (at most 15) go through an aligned
+// temporary and aclnnInplaceCopy, still in stream order. Download waits
+// for the stream and reads with the synchronous aclrtMemcpy, which has no
+// alignment rule.
 //
 // Ops with no single aclnn operator are composed from several: the causal
 // softmax (an additive mask), rotary embeddings in both layouts (strided

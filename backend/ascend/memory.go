@@ -102,12 +102,27 @@ func (h *hostPool) release() error {
 	return h.blocks.Release()
 }
 
+// asyncCopyAlign is the alignment CANN's aclrtMemcpyAsync documentation
+// requires of both the source and the destination address ("must be
+// 64-byte aligned"; synchronous aclrtMemcpy has no such rule). Staging
+// blocks (whole aclrtMallocHost allocations) and pool blocks (whole
+// aclrtMalloc allocations) start aligned; a view at an element offset into
+// a buffer usually does not.
+const asyncCopyAlign = 64
+
 // stage copies data into a staging block and queues its copy to device
-// address dst (with room for destMax bytes). The block stays pending until
-// the next successful synchronisation.
+// address dst (with room for destMax bytes), which must be aligned to
+// asyncCopyAlign. The block stays pending until the next successful
+// synchronisation.
 func (b *Backend) stage(dst uintptr, destMax int64, data unsafe.Pointer, bytes int64) error {
 	if bytes == 0 {
 		return nil
+	}
+	if dst%asyncCopyAlign != 0 {
+		// What a device does with a misaligned asynchronous copy is not
+		// documented; refuse it here rather than find out.
+		return fmt.Errorf("ascend: internal error: asynchronous copy to device address %#x, which is not %d-byte aligned",
+			dst, asyncCopyAlign)
 	}
 	if b.host.bytes+bytes > stagingLimit && len(b.host.pending) > 0 {
 		if !b.syncStream() {
@@ -117,6 +132,11 @@ func (b *Backend) stage(dst uintptr, destMax int64, data unsafe.Pointer, bytes i
 	ptr, class, err := b.host.blocks.Get(bytes)
 	if err != nil {
 		return err
+	}
+	if ptr%asyncCopyAlign != 0 {
+		b.host.blocks.Put(ptr, class)
+		return fmt.Errorf("ascend: aclrtMallocHost returned %#x, which is not %d-byte aligned as aclrtMemcpyAsync needs",
+			ptr, asyncCopyAlign)
 	}
 	host := *(*unsafe.Pointer)(unsafe.Pointer(&ptr))
 	copy(unsafe.Slice((*byte)(host), bytes), unsafe.Slice((*byte)(data), bytes))
@@ -204,6 +224,16 @@ func (b *Backend) bufferOf(op backend.Op, all []backend.Tensor, t backend.Tensor
 
 // Upload copies src into dst. The data is staged in page-locked memory and
 // the copy queued on the stream, so src may be reused at once.
+//
+// aclrtMemcpyAsync needs 64-byte aligned addresses, so a view whose first
+// element is not aligned (a row of a matrix, one element of a parameter)
+// cannot be the destination of one copy. The elements before its first
+// aligned address (at most 15) go to an aligned temporary that
+// aclnnInplaceCopy copies into the view; the rest is copied directly.
+// Everything is queued on the stream, so the upload neither waits nor
+// moves relative to queued ops. The alternative, synchronising and then
+// calling the synchronous aclrtMemcpy (which has no alignment rule), would
+// stall the host on every such upload, and gradient checks make thousands.
 func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 	if b.Failed() {
 		return
@@ -220,10 +250,22 @@ func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 	if len(src) == 0 {
 		return
 	}
+	off := int64(dst.Offset()) * 4
+	if mis := (buf.ptr + uintptr(off)) % asyncCopyAlign; mis != 0 {
+		head := min(len(src), int(asyncCopyAlign-mis)/4)
+		b.do("upload", []backend.Tensor{dst}, func(c *call) {
+			tmp := c.uploadF32(src[:head], head)
+			v := c.tensorOf(dst).reshape(len(src)).sub(0, []int{head}, []int{1})
+			c.launch("InplaceCopy", c.tensor(v), c.tensor(tmp))
+		})
+		src, off = src[head:], off+int64(head)*4
+		if len(src) == 0 || b.Failed() {
+			return
+		}
+	}
 	err = b.enter()
 	defer b.leave()
 	if err == nil {
-		off := int64(dst.Offset()) * 4
 		err = b.stage(buf.ptr+uintptr(off), int64(buf.n)*4-off, unsafe.Pointer(&src[0]), int64(len(src))*4)
 	}
 	if err != nil {
@@ -252,6 +294,8 @@ func (b *Backend) Download(dst []float32, src backend.Tensor) error {
 	if !b.syncStream() || b.Failed() || len(dst) == 0 {
 		return b.Take()
 	}
+	// The synchronous aclrtMemcpy has no alignment rule, so a view at any
+	// offset is read in place; the stream is idle, so nothing reorders.
 	bytes := uintptr(len(dst)) * 4
 	r := ccall(b.lib.memcpy, uintptr(unsafe.Pointer(&dst[0])), bytes, buf.ptr+uintptr(src.Offset())*4, bytes, memcpyDeviceToHost)
 	if err := b.lib.status("aclrtMemcpy", r); err != nil {

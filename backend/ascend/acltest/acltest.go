@@ -6,10 +6,11 @@
 // The double follows CANN's documented behaviour where the backend could
 // tell the difference: tensor views with element strides and offsets into
 // a storage, the two-phase operator protocol (an operator refuses a missing
-// or short workspace), copy kinds (and page-locked host memory for
-// asynchronous copies), per-thread contexts and error messages, and stream
-// ordering: work queued on a stream runs only when the stream is
-// synchronised, so a program that skips synchronisation reads stale data.
+// or short workspace), copy kinds (and, for asynchronous copies,
+// page-locked host memory and 64-byte aligned addresses on both sides),
+// per-thread contexts and error messages, and stream ordering: work queued
+// on a stream runs only when the stream is synchronised, so a program that
+// skips synchronisation reads stale data.
 // It records every call, counts live allocations and objects, and can make
 // any call fail (see [Double.Inject]).
 //

@@ -672,9 +672,14 @@ static const char *kind_name(int kind) {
     return "?";
 }
 
-/* check_copy validates a copy of count bytes for its kind. pinned requires
- * the host side to be aclrtMallocHost memory (asynchronous copies). */
-static int check_copy(const char *name, void *dst, size_t destMax, const void *src, size_t count, int kind, int pinned) {
+/* check_copy validates a copy of count bytes for its kind. async applies
+ * the rules of aclrtMemcpyAsync on top of aclrtMemcpy's: the host side must
+ * be aclrtMallocHost memory, and both addresses must be 64-byte aligned
+ * (CANN's aclrtMemcpyAsync documentation; aclrtMemcpy has no such rule).
+ * How a real device fails a misaligned copy is not documented; the double
+ * refuses it at the call, so that a program that breaks the rule fails its
+ * tests instead of depending on it. */
+static int check_copy(const char *name, void *dst, size_t destMax, const void *src, size_t count, int kind, int async) {
     if (count > destMax) {
         acltd_set_error("%s: count %zu exceeds destMax %zu", name, count, destMax);
         return ACL_ERROR_INVALID_PARAM;
@@ -709,7 +714,7 @@ static int check_copy(const char *name, void *dst, size_t destMax, const void *s
                                 roles[i], ptrs[i]);
                 return ACL_ERROR_INVALID_PARAM;
             }
-            if (pinned && kind != ACL_MEMCPY_HOST_TO_HOST &&
+            if (async && kind != ACL_MEMCPY_HOST_TO_HOST &&
                 !find_containing_locked(ptrs[i], count, MEM_HOST, ST_LIVE)) {
                 UNLOCK();
                 acltd_set_error("%s(%s): host %s %p must be memory from aclrtMallocHost for an asynchronous copy", name,
@@ -719,6 +724,10 @@ static int check_copy(const char *name, void *dst, size_t destMax, const void *s
         }
     }
     UNLOCK();
+    if (async && (((uintptr_t)dst | (uintptr_t)src) & 63) != 0) {
+        acltd_set_error("%s: the source (%p) and destination (%p) addresses must be 64-byte aligned", name, src, dst);
+        return ACL_ERROR_INVALID_PARAM;
+    }
     return 0;
 }
 
