@@ -50,14 +50,21 @@ func Open(o Options) (*Backend, error) {
 	if o.Device < 0 || o.Device > math.MaxInt32 {
 		return nil, fmt.Errorf("ascend: device id %d out of range", o.Device)
 	}
-	if o.MatMul != MatMulKeepFloat32 && o.MatMul != MatMulFast {
-		return nil, fmt.Errorf("ascend: unknown matmul mode %d", o.MatMul)
+	if _, _, err := resolveMatMul(o.MatMul, ""); err != nil {
+		return nil, err
 	}
 	lockThread()
 	defer unlockThread()
 	if err := l.ensureInit(); err != nil {
 		return nil, fmt.Errorf("ascend: %w", err)
 	}
+	// The chip decides which matrix-product modes exist.
+	soc := l.socName()
+	mode, why, err := resolveMatMul(o.MatMul, soc)
+	if err != nil {
+		return nil, err
+	}
+	o.MatMul = mode
 	b := &Backend{lib: l, opts: o, dev: int32(o.Device), live: map[*buffer]struct{}{}, tables: map[tableKey]*buffer{}}
 	b.pool = b.newDevicePool()
 	b.host = b.newHostPool()
@@ -74,11 +81,17 @@ func Open(o Options) (*Backend, error) {
 		ccall(l.resetDevice, dev)
 		return nil, fmt.Errorf("ascend: open device %d: %w", o.Device, err)
 	}
-	mode := "float32 (cubeMathType 0)"
+	desc := fmt.Sprintf("%s (cubeMathType %d)", o.MatMul, o.MatMul.cubeMathType())
 	if o.MatMul == MatMulFast {
-		mode = "fast (cubeMathType 1)"
+		desc = fmt.Sprintf("fast (cubeMathType %d: HFLOAT32 inputs)", o.MatMul.cubeMathType())
+		if float16Cube(soc) {
+			desc = fmt.Sprintf("fast (cubeMathType %d: FLOAT16 inputs)", o.MatMul.cubeMathType())
+		}
 	}
-	b.desc = fmt.Sprintf("%s device %d, matmul %s; %s", l.socName(), o.Device, mode, l.describe())
+	if why != "" {
+		desc += ", " + why
+	}
+	b.desc = fmt.Sprintf("%s device %d, matmul %s; %s", chip(soc), o.Device, desc, l.describe())
 	return b, nil
 }
 
@@ -97,11 +110,12 @@ func (b *Backend) leave() { unlockThread() }
 // Name returns "ascend".
 func (b *Backend) Name() string { return "ascend" }
 
-// Device describes the chip, the device id, the matmul mode and where the
-// libraries came from.
+// Device describes the chip, the device id, the matmul mode (and, where
+// the chip chose it, why) and where the libraries came from.
 func (b *Backend) Device() string { return b.desc }
 
-// MatMulMode returns the matrix-product mode the backend was opened with.
+// MatMulMode returns the matrix-product mode the backend runs: the one it
+// was opened with, or for MatMulAuto the one chosen for the chip.
 func (b *Backend) MatMulMode() MatMulMode { return b.opts.MatMul }
 
 // opNeeds lists the aclnn operators each op of the interface is built

@@ -47,10 +47,25 @@
 // Ops with no single aclnn operator are composed from several: the causal
 // softmax (an additive mask), rotary embeddings in both layouts (strided
 // views of the pair halves), cross-entropy with an ignore index and label
-// smoothing, and AdamW. The cube unit computes matrix products in float32
-// (cubeMathType KEEP_DTYPE) unless SORA_ASCEND_MATMUL=fast (or
-// Options.MatMul) allows it to round inputs down, see [FastMatMulNMSE].
-// SORA_ASCEND_DEVICE picks the device.
+// smoothing, and AdamW.
+//
+// # Matrix products and chips
+//
+// Open reads the chip's name (aclrtGetSocName). On Atlas A2 and A3 parts
+// (Ascend910B1 and later) the cube unit computes matrix products in
+// float32 (cubeMathType KEEP_DTYPE) unless SORA_ASCEND_MATMUL=fast (or
+// Options.MatMul) allows it to round inputs to HFLOAT32, see
+// [FastMatMulNMSE]. The Atlas training series (Ascend910A, Ascend910ProA,
+// Ascend910ProB, Ascend910PremiumA, Ascend910B) and inference series
+// (Ascend310P*) have no float32 cube mode: CANN documents KEEP_DTYPE with
+// float32 inputs as unsupported there. On them the default
+// (SORA_ASCEND_MATMUL unset or "auto", Options.MatMul = MatMulAuto) is the
+// fast mode, which rounds the inputs to FLOAT16 (a 10-bit mantissa and
+// magnitudes up to 65504, so larger inputs become infinite), and Device
+// says so; asking for float32 there (SORA_ASCEND_MATMUL=float32,
+// MatMulKeepFloat32) makes Open fail. A chip name the package does not
+// know is taken for one with a float32 mode. SORA_ASCEND_DEVICE picks the
+// device.
 //
 // # Assumptions not checked on hardware
 //

@@ -19,15 +19,82 @@ func init() {
 type MatMulMode int8
 
 const (
+	// MatMulAuto, the zero value, is MatMulKeepFloat32 where the chip has
+	// a float32 cube mode and MatMulFast where it has none: the Atlas
+	// training series (Ascend910A, Ascend910ProA, Ascend910ProB,
+	// Ascend910PremiumA, Ascend910B) and inference series (Ascend310P*),
+	// for which CANN documents cubeMathType KEEP_DTYPE with float32 inputs
+	// as unsupported (aclnnMm reports an error). Open resolves it, and
+	// Device says which mode it chose and why.
+	MatMulAuto MatMulMode = iota
 	// MatMulKeepFloat32 computes in float32 (cubeMathType 0, KEEP_DTYPE).
-	// It is the default.
-	MatMulKeepFloat32 MatMulMode = cubeKeepDtype
+	// Open refuses it on the chips MatMulAuto lists.
+	MatMulKeepFloat32
 	// MatMulFast lets the cube unit round float32 inputs down (cubeMathType
-	// 1, ALLOW_FP32_DOWN_PRECISION): HFLOAT32 on Atlas A2 parts, FLOAT16 on
-	// older ones. Its results meet [FastMatMulNMSE] rather than the float32
-	// tolerance.
-	MatMulFast MatMulMode = cubeAllowDownPrecision
+	// 1, ALLOW_FP32_DOWN_PRECISION): HFLOAT32 on Atlas A2 and A3 parts,
+	// FLOAT16 (10-bit mantissa, magnitudes up to 65504) on the Atlas
+	// training and inference series. Its results meet [FastMatMulNMSE]
+	// rather than the float32 tolerance.
+	MatMulFast
 )
+
+// String names the mode as SORA_ASCEND_MATMUL spells it.
+func (m MatMulMode) String() string {
+	switch m {
+	case MatMulAuto:
+		return "auto"
+	case MatMulKeepFloat32:
+		return "float32"
+	case MatMulFast:
+		return "fast"
+	}
+	return fmt.Sprintf("MatMulMode(%d)", int8(m))
+}
+
+// cubeMathType is the aclnn argument of a resolved mode.
+func (m MatMulMode) cubeMathType() int8 {
+	if m == MatMulFast {
+		return cubeAllowDownPrecision
+	}
+	return cubeKeepDtype
+}
+
+// float16Cube reports whether the chip soc (as aclrtGetSocName names it)
+// is an Atlas training or inference series part, whose cube unit has no
+// float32 mode and rounds float32 inputs to FLOAT16 in cubeMathType 1. The
+// names are those torch_npu knows for these parts; an unknown name
+// (including "") is taken for a chip with a float32 mode, whose aclnnMm
+// then reports any error itself.
+func float16Cube(soc string) bool {
+	switch soc {
+	case "Ascend910PremiumA", "Ascend910ProA", "Ascend910A", "Ascend910ProB", "Ascend910B":
+		return true
+	}
+	return strings.HasPrefix(soc, "Ascend310P")
+}
+
+// resolveMatMul turns the requested mode into the one the chip soc runs,
+// with a note for Device when the chip chose it.
+func resolveMatMul(m MatMulMode, soc string) (MatMulMode, string, error) {
+	switch m {
+	case MatMulAuto:
+		if float16Cube(soc) {
+			return MatMulFast, "the default on " + soc + ", which has no float32 cube mode", nil
+		}
+		return MatMulKeepFloat32, "", nil
+	case MatMulKeepFloat32:
+		if float16Cube(soc) {
+			return 0, "", fmt.Errorf("ascend: %s cannot compute float32 matrix products in float32: CANN's aclnn matrix "+
+				"products do not support cubeMathType KEEP_DTYPE with float32 inputs on the Atlas training and inference "+
+				"series; use SORA_ASCEND_MATMUL=fast (or auto), or Options.MatMul = MatMulFast (or MatMulAuto), which "+
+				"round the inputs to FLOAT16", soc)
+		}
+		return m, "", nil
+	case MatMulFast:
+		return m, "", nil
+	}
+	return 0, "", fmt.Errorf("ascend: unknown matmul mode %d", m)
+}
 
 // FastMatMulNMSE is the normalised mean squared error (Σ(out−ref)²/Σref²)
 // that MatMul results meet in MatMulFast mode on inputs of moderate range.
@@ -47,7 +114,7 @@ type Options struct {
 }
 
 // optionsFromEnv reads SORA_ASCEND_DEVICE (a device id) and
-// SORA_ASCEND_MATMUL ("float32", the default, or "fast").
+// SORA_ASCEND_MATMUL ("auto", the default, "float32" or "fast").
 func optionsFromEnv(getenv func(string) string) (Options, error) {
 	var o Options
 	if s := getenv("SORA_ASCEND_DEVICE"); s != "" {
@@ -58,12 +125,14 @@ func optionsFromEnv(getenv func(string) string) (Options, error) {
 		o.Device = d
 	}
 	switch s := strings.ToLower(getenv("SORA_ASCEND_MATMUL")); s {
-	case "", "float32", "keep":
+	case "", "auto":
+		o.MatMul = MatMulAuto
+	case "float32", "keep":
 		o.MatMul = MatMulKeepFloat32
 	case "fast":
 		o.MatMul = MatMulFast
 	default:
-		return o, fmt.Errorf("ascend: SORA_ASCEND_MATMUL=%q: want \"float32\" or \"fast\"", s)
+		return o, fmt.Errorf("ascend: SORA_ASCEND_MATMUL=%q: want \"auto\", \"float32\" or \"fast\"", s)
 	}
 	return o, nil
 }
@@ -92,7 +161,7 @@ func (driver) Probe() (string, error) {
 	if n == 0 {
 		return "", unavailable("aclrtGetDeviceCount reports no Ascend device", nil)
 	}
-	return fmt.Sprintf("%s, %d device(s); %s", l.socName(), n, l.describe()), nil
+	return fmt.Sprintf("%s, %d device(s); %s", chip(l.socName()), n, l.describe()), nil
 }
 
 // Open opens device SORA_ASCEND_DEVICE (default 0) with the matrix-product
@@ -105,15 +174,24 @@ func (driver) Open() (backend.Backend, error) {
 	return Open(o)
 }
 
-// socName describes the chip, e.g. "Ascend910B".
+// socName returns the chip as aclrtGetSocName names it, e.g.
+// "Ascend910B3", or "" when it gives none (a failure, which leaves a
+// message that is read and dropped here).
 func (l *lib) socName() string {
-	if l.getSocName == 0 {
-		return "Ascend"
+	p := ccall(l.getSocName)
+	if p == 0 {
+		l.recentMessage()
+		return ""
 	}
-	if s := cString(ccall(l.getSocName)); s != "" {
-		return s
+	return cString(p)
+}
+
+// chip describes soc for Device and Probe.
+func chip(soc string) string {
+	if soc == "" {
+		return "Ascend (aclrtGetSocName gave no name)"
 	}
-	return "Ascend"
+	return soc
 }
 
 // describe says where the libraries came from and which operators are

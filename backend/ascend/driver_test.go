@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/ascend/acltest"
 )
 
 func TestProbe(t *testing.T) {
 	_, d := openDouble(t, Options{})
 	desc, err := driver{}.Probe()
-	if err != nil || !strings.Contains(desc, "1 device(s)") || !strings.Contains(desc, "operators from libopapi.so") {
+	if err != nil || !strings.Contains(desc, "1 device(s)") || !strings.Contains(desc, "operators from libopapi.so") ||
+		!strings.HasPrefix(desc, acltest.DefaultSocName+",") {
 		t.Fatalf("Probe = %q, %v", desc, err)
 	}
 	d.SetDeviceCount(0)

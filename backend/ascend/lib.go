@@ -190,7 +190,7 @@ func openLibrary(loc location) (*lib, error) {
 	}{
 		{&l.aclInit, "aclInit"}, {&l.aclFinalize, "aclFinalize"}, {&l.aclGetRecentErrMsg, "aclGetRecentErrMsg"},
 		{&l.setDevice, "aclrtSetDevice"}, {&l.resetDevice, "aclrtResetDevice"},
-		{&l.getDeviceCount, "aclrtGetDeviceCount"},
+		{&l.getDeviceCount, "aclrtGetDeviceCount"}, {&l.getSocName, "aclrtGetSocName"},
 		{&l.createContext, "aclrtCreateContext"}, {&l.destroyContext, "aclrtDestroyContext"},
 		{&l.setCurrentContext, "aclrtSetCurrentContext"},
 		{&l.createStream, "aclrtCreateStream"}, {&l.destroyStream, "aclrtDestroyStream"},
@@ -201,8 +201,6 @@ func openLibrary(loc location) (*lib, error) {
 	} {
 		*s.dst = sym(rt, rtName, s.name)
 	}
-	// aclrtGetSocName is only used to describe the device.
-	l.getSocName, _ = purego.Dlsym(rt, "aclrtGetSocName")
 	for _, s := range []struct {
 		dst  *uintptr
 		name string

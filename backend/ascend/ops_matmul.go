@@ -59,7 +59,7 @@ func (b *Backend) MatMul(cT, a, bm backend.Tensor, p backend.MatMulParams) {
 		if c.err != nil {
 			return
 		}
-		cube := uintptr(uint8(b.opts.MatMul))
+		cube := uintptr(uint8(b.opts.MatMul.cubeMathType()))
 		direct := p.Alpha == 1 && p.Beta == 0 && !overlap(cT, a) && !overlap(cT, bm)
 		// product writes op(A)·op(B) into out, which has C's shape or, when
 		// both operands are shared by the whole batch, [1, m, n].

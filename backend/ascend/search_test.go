@@ -167,7 +167,8 @@ func TestOptionsFromEnv(t *testing.T) {
 	}{
 		{env: map[string]string{}, want: Options{}},
 		{env: map[string]string{"SORA_ASCEND_DEVICE": "3", "SORA_ASCEND_MATMUL": "fast"}, want: Options{Device: 3, MatMul: MatMulFast}},
-		{env: map[string]string{"SORA_ASCEND_MATMUL": "float32"}, want: Options{}},
+		{env: map[string]string{"SORA_ASCEND_MATMUL": "float32"}, want: Options{MatMul: MatMulKeepFloat32}},
+		{env: map[string]string{"SORA_ASCEND_MATMUL": "Auto"}, want: Options{MatMul: MatMulAuto}},
 		{env: map[string]string{"SORA_ASCEND_DEVICE": "x"}, errHas: "SORA_ASCEND_DEVICE"},
 		{env: map[string]string{"SORA_ASCEND_DEVICE": "-1"}, errHas: "SORA_ASCEND_DEVICE"},
 		{env: map[string]string{"SORA_ASCEND_MATMUL": "hf16"}, errHas: `SORA_ASCEND_MATMUL="hf16"`},

@@ -237,6 +237,7 @@ type Double struct {
 	fired          func(name string) int64
 	setMemLimit    func(bytes int64)
 	setDeviceCount func(n int32)
+	setSocName     func(name string)
 	callCount      func(name string) int64
 	callLog        func(buf unsafe.Pointer, capacity int64) int64
 	live           func(what string) int64
@@ -274,6 +275,7 @@ func Attach(libDir string) (*Double, error) {
 	purego.RegisterLibFunc(&d.fired, h, "acltest_fired")
 	purego.RegisterLibFunc(&d.setMemLimit, h, "acltest_set_mem_limit")
 	purego.RegisterLibFunc(&d.setDeviceCount, h, "acltest_set_device_count")
+	purego.RegisterLibFunc(&d.setSocName, h, "acltest_set_soc_name")
 	purego.RegisterLibFunc(&d.callCount, h, "acltest_call_count")
 	purego.RegisterLibFunc(&d.callLog, h, "acltest_call_log")
 	purego.RegisterLibFunc(&d.live, h, "acltest_live")
@@ -311,6 +313,19 @@ func (d *Double) SetMemLimit(bytes int64) { d.setMemLimit(bytes) }
 
 // SetDeviceCount sets what aclrtGetDeviceCount reports (1 by default).
 func (d *Double) SetDeviceCount(n int) { d.setDeviceCount(int32(n)) }
+
+// DefaultSocName is the chip the double reports until SetSocName changes
+// it: an Atlas A2 part.
+const DefaultSocName = "Ascend910B3"
+
+// SetSocName sets what aclrtGetSocName returns; "" makes it return NULL,
+// as it does on failure. The operators follow the chip where CANN
+// documents a difference: on the Atlas training series ("Ascend910A",
+// "Ascend910ProA", "Ascend910ProB", "Ascend910PremiumA", "Ascend910B") and
+// inference series ("Ascend310P1", ...), the matrix products refuse
+// cubeMathType 0 and 3 for float32 inputs and compute mode 1 in FLOAT16.
+// Reset leaves the name alone; set DefaultSocName to restore it.
+func (d *Double) SetSocName(name string) { d.setSocName(name) }
 
 // Calls returns how many times the named call was made since the last
 // Reset; "exec:<call>" counts queued work of <call> that ran.

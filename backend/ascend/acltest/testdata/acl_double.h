@@ -147,6 +147,11 @@ TD_EXPORT int acltd_enqueue(aclrtStream s, const char *name, acltd_task_fn run, 
  * allocation, 1 when it lies in freed device memory and 2 otherwise. */
 TD_EXPORT int acltd_device_range(const void *p, int64_t bytes);
 TD_EXPORT void acltd_count(int kind, int delta);
+/* acltd_soc_name is the chip aclrtGetSocName names; acltd_soc_float16_cube
+ * reports whether it is an Atlas training or inference series part, whose
+ * cube unit computes float32 matrix products only in FLOAT16. */
+TD_EXPORT const char *acltd_soc_name(void);
+TD_EXPORT int acltd_soc_float16_cube(void);
 /* acltd_register_lib records that an operator library was loaded, so that
  * tests can see which layout the backend picked. */
 TD_EXPORT void acltd_register_lib(const char *name);

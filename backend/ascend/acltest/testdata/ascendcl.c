@@ -193,9 +193,38 @@ TD_EXPORT aclError aclrtGetDeviceCount(uint32_t *count) {
     return ACL_SUCCESS;
 }
 
+/* The chip the double pretends to be, as aclrtGetSocName names it; an
+ * Atlas A2 part unless a test says otherwise (acltest_set_soc_name). An
+ * empty name makes aclrtGetSocName return NULL, as it does on failure. */
+#define DEFAULT_SOC "Ascend910B3"
+static char g_soc[128] = DEFAULT_SOC;
+
 TD_EXPORT const char *aclrtGetSocName(void) {
-    acltd_enter("aclrtGetSocName");
-    return "Ascend910B (ACL test double)";
+    if (acltd_enter("aclrtGetSocName")) return NULL;
+    LOCK();
+    const char *s = g_soc[0] ? g_soc : NULL;
+    UNLOCK();
+    return s;
+}
+
+TD_EXPORT const char *acltd_soc_name(void) {
+    return g_soc;
+}
+
+/* The Atlas training series (the first Ascend 910 parts) and the Atlas
+ * inference series (Ascend 310P) have no float32 mode in the cube unit:
+ * CANN's aclnnMm documentation says cubeMathType 0 (KEEP_DTYPE) with FLOAT
+ * inputs is unsupported there and reports an error, and that 1
+ * (ALLOW_FP32_DOWN_PRECISION) computes in FLOAT16 there. The names are
+ * those aclrtGetSocName gives for those parts. */
+TD_EXPORT int acltd_soc_float16_cube(void) {
+    static const char *old[] = {"Ascend910PremiumA", "Ascend910ProA", "Ascend910A", "Ascend910ProB", "Ascend910B"};
+    LOCK();
+    int r = strncmp(g_soc, "Ascend310P", 10) == 0;
+    for (size_t i = 0; i < sizeof old / sizeof old[0]; i++)
+        if (strcmp(g_soc, old[i]) == 0) r = 1;
+    UNLOCK();
+    return r;
 }
 
 static int check_dev(const char *name, int32_t dev) {
@@ -822,6 +851,14 @@ TD_EXPORT int64_t acltest_fired(const char *name) {
 TD_EXPORT void acltest_set_mem_limit(int64_t bytes) {
     LOCK();
     g_dev_limit = bytes;
+    UNLOCK();
+}
+
+/* acltest_set_soc_name sets what aclrtGetSocName returns: name, NULL for
+ * an empty name, the default (an Atlas A2 part) for a NULL name. */
+TD_EXPORT void acltest_set_soc_name(const char *name) {
+    LOCK();
+    snprintf(g_soc, sizeof g_soc, "%s", name ? name : DEFAULT_SOC);
     UNLOCK();
 }
 

@@ -167,8 +167,7 @@ LAUNCH(InplaceFillScalar)
 
 /* round_mantissa rounds x to bits explicit mantissa bits, to nearest even:
  * the reduced-precision cube modes. HFLOAT32 is assumed to keep 11 bits
- * (not verified against hardware); FLOAT16 keeps 10 (its range limits are
- * not modelled). */
+ * and float32's exponent range (not verified against hardware). */
 static double round_mantissa(float x, int bits) {
     uint32_t u;
     memcpy(&u, &x, 4);
@@ -178,6 +177,28 @@ static double round_mantissa(float x, int bits) {
     u += (1u << (drop - 1)) - 1u + lsb;
     u &= ~((1u << drop) - 1u);
     memcpy(&x, &u, 4);
+    return x;
+}
+
+/* round_fp16 rounds x to the nearest FLOAT16 value (ties to even):
+ * magnitudes from 65520 up overflow to infinity, and below 2^-14 only
+ * multiples of 2^-24 (the subnormals) remain. */
+static double round_fp16(float x) {
+    if (isnan(x) || isinf(x)) return x;
+    double a = fabs((double)x);
+    if (a >= 65520.0) return copysign(INFINITY, x);
+    if (a < 0x1p-14) return copysign(nearbyint(a * 0x1p24) * 0x1p-24, x);
+    return round_mantissa(x, 10);
+}
+
+/* Input rounding of the cube modes, chosen at phase one: e->i[1]. */
+enum { CUBE_FLOAT32, CUBE_HF32, CUBE_FP16 };
+
+static double cube_round(float x, int how) {
+    switch (how) {
+    case CUBE_HF32: return round_mantissa(x, 11);
+    case CUBE_FP16: return round_fp16(x);
+    }
     return x;
 }
 
@@ -193,8 +214,7 @@ static int64_t batch_base(const td_view *v, const int64_t *bidx, int nb) {
 
 static int run_mm(aclOpExecutor *e, char *ws) {
     const td_view *a = &e->t[0], *b = &e->t[1], *o = &e->t[2];
-    int cube = (int)e->i[0];
-    int bits = cube == 1 || cube == 3 ? 11 : cube == 2 ? 10 : 23;
+    int how = (int)e->i[1];
     int nd = o->ndim, nb = nd - 2;
     int64_t M = o->dims[nd - 2], N = o->dims[nd - 1], K = a->dims[a->ndim - 1];
     int64_t B = 1, bidx[TD_MAXDIM];
@@ -210,12 +230,9 @@ static int run_mm(aclOpExecutor *e, char *ws) {
             for (int64_t j = 0; j < N; j++) acc[j] = 0;
             for (int64_t k = 0; k < K; k++) {
                 float av = ((const float *)a->data)[ab + i * as0 + k * as1];
-                double ar = bits < 23 ? round_mantissa(av, bits) : av;
+                double ar = cube_round(av, how);
                 const float *brow = (const float *)b->data + bb + k * bs0;
-                for (int64_t j = 0; j < N; j++) {
-                    float bv = brow[j * bs1];
-                    acc[j] += ar * (bits < 23 ? round_mantissa(bv, bits) : bv);
-                }
+                for (int64_t j = 0; j < N; j++) acc[j] += ar * cube_round(brow[j * bs1], how);
             }
             for (int64_t j = 0; j < N; j++) ((float *)o->data)[ob + i * os0 + j * os1] = (float)acc[j];
         }
@@ -244,6 +261,13 @@ static aclnnStatus mm_prepare(const char *call, const char *name, int kind, cons
             BAD("%s: cubeMathType %d is not one of 0 (KEEP_DTYPE), 1 (ALLOW_FP32_DOWN_PRECISION), 2 (USE_FP16), 3 "
                 "(USE_HF32) for float32 inputs",
                 call, cubeMathType);
+        /* CANN's aclnnMm: the Atlas training and inference series have no
+         * float32 or HFLOAT32 cube mode; 0 and 3 with FLOAT inputs report
+         * an error there, and 1 computes in FLOAT16. */
+        if (acltd_soc_float16_cube() && (cubeMathType == 0 || cubeMathType == 3))
+            BAD("%s: cubeMathType %d (%s) with FLOAT inputs is not supported on %s (Atlas training and inference "
+                "series); use 1 (ALLOW_FP32_DOWN_PRECISION) or 2 (USE_FP16)",
+                call, cubeMathType, cubeMathType == 0 ? "KEEP_DTYPE" : "USE_HF32", acltd_soc_name());
         if (kind == 0 && (a->ndim != 2 || b->ndim != 2 || o->ndim != 2))
             BAD("%s: self %s, mat2 %s and out %s must be 2-D", call, sa, sb, so);
         if (kind == 1 && (a->ndim != 3 || b->ndim != 3 || o->ndim != 3))
@@ -267,6 +291,9 @@ static aclnnStatus mm_prepare(const char *call, const char *name, int kind, cons
     }
     TRY(check_no_alias(e, call, 2, 2, 0, 1));
     e->i[0] = cubeMathType;
+    e->i[1] = cubeMathType == 2 || (cubeMathType == 1 && acltd_soc_float16_cube()) ? CUBE_FP16
+              : cubeMathType == 0                                                  ? CUBE_FLOAT32
+                                                                                   : CUBE_HF32;
     e->run = run_mm;
     TRY(ex_finish(e, call, (uint64_t)(e->t[2].dims[e->t[2].ndim - 1] + 8) * 8, workspaceSize, executor));
     return 0;
