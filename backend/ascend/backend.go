@@ -140,8 +140,8 @@ var opNeeds = map[backend.Op][]string{
 	backend.OpRoPE:             {"Mul", "Sub", "Add", "InplaceCopy"},
 	backend.OpGather:           {"Embedding"},
 	backend.OpScatterAdd:       {"IndexAdd"},
-	backend.OpCrossEntropy:     {"LogSoftmax", "Gather", "ReduceSum", "Muls", "InplaceAdd", "Mul", "InplaceFillScalar"},
-	backend.OpCrossEntropyGrad: {"Softmax", "InplaceAdds", "ScatterAdd", "InplaceMul", "InplaceFillScalar"},
+	backend.OpCrossEntropy:     {"LogSoftmax", "Gather", "ReduceSum", "Muls", "InplaceAdd", "InplaceFillScalar", "InplaceMaskedFillScalar"},
+	backend.OpCrossEntropyGrad: {"Softmax", "InplaceAdds", "ScatterAdd", "InplaceMuls", "InplaceFillScalar", "InplaceMaskedFillScalar"},
 	backend.OpAdamW:            {"InplaceMuls", "InplaceAdd", "Mul", "Sqrt", "InplaceAdds", "Div"},
 }
 

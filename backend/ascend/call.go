@@ -177,6 +177,25 @@ func (c *call) uploadI64(data []int64, shape ...int) view {
 	return v
 }
 
+// uploadMask copies a host mask into an ACL_BOOL temporary of the given
+// shape (one byte per element, 0 or 1).
+func (c *call) uploadMask(data []bool, shape ...int) view {
+	if c.err != nil {
+		return view{}
+	}
+	n := max(len(data), 1)
+	ptr, err := c.block(int64(n))
+	if err != nil {
+		c.fail(err)
+		return view{}
+	}
+	v := view{ptr: ptr, elems: n, dtype: aclBool}.reshape(shape...)
+	if len(data) > 0 {
+		c.fail(c.b.stage(ptr, int64(n), unsafe.Pointer(&data[0]), int64(len(data))))
+	}
+	return v
+}
+
 // tensor creates the aclTensor for v.
 func (c *call) tensor(v view) uintptr {
 	if c.err != nil {

@@ -14,9 +14,10 @@ import (
 
 // Enum values from CANN's public headers (acl/acl_base.h, acl/acl_rt.h).
 const (
-	aclFloat    = 0 // ACL_FLOAT
-	aclInt64    = 9 // ACL_INT64
-	aclFormatND = 2 // ACL_FORMAT_ND
+	aclFloat    = 0  // ACL_FLOAT
+	aclInt64    = 9  // ACL_INT64
+	aclBool     = 12 // ACL_BOOL
+	aclFormatND = 2  // ACL_FORMAT_ND
 
 	memcpyHostToDevice = 1 // ACL_MEMCPY_HOST_TO_DEVICE
 	memcpyDeviceToHost = 2 // ACL_MEMCPY_DEVICE_TO_HOST
@@ -91,7 +92,7 @@ func IsOutOfMemory(err error) bool {
 var opNames = []string{
 	"Mm", "BatchMatMul", "Matmul",
 	"Add", "Sub", "Mul", "Div", "Adds", "Muls",
-	"InplaceAdd", "InplaceAdds", "InplaceMul", "InplaceMuls", "InplaceCopy", "InplaceFillScalar", "Flip",
+	"InplaceAdd", "InplaceAdds", "InplaceMul", "InplaceMuls", "InplaceCopy", "InplaceFillScalar", "InplaceMaskedFillScalar", "Flip",
 	"Exp", "Log", "Sqrt", "Rsqrt", "Tanh", "Neg", "Sigmoid", "Silu", "Relu", "GeluV2",
 	"SiluBackward", "GeluBackwardV2", "TanhBackward", "SigmoidBackward", "ThresholdBackward",
 	"ReduceSum", "Amax",

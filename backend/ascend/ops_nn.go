@@ -397,23 +397,28 @@ func (b *Backend) ScatterAdd(dtable, dy backend.Tensor, ids []int32) {
 	})
 }
 
-// targetsOf turns targets into gather indices (0 for ignored rows) and
-// per-row weights (w for counted rows, 0 for ignored ones).
-func targetsOf(targets []int32, ignore int32, w float32) ([]int64, []float32) {
-	idx := make([]int64, len(targets))
-	wt := make([]float32, len(targets))
+// targetsOf turns targets into gather indices (0 for ignored rows) and,
+// when some row is ignored, a mask of the ignored rows.
+func targetsOf(targets []int32, ignore int32) (idx []int64, ignored []bool) {
+	idx = make([]int64, len(targets))
 	for i, t := range targets {
 		if t != ignore {
 			idx[i] = int64(t)
-			wt[i] = w
+			continue
 		}
+		if ignored == nil {
+			ignored = make([]bool, len(targets))
+		}
+		ignored[i] = true
 	}
-	return idx, wt
+	return idx, ignored
 }
 
 // CrossEntropy composes −((1−ε)·logp[target] + ε/V·Σ logp) per row from
-// aclnnLogSoftmax, aclnnGather and aclnnReduceSum; ignored rows are
-// multiplied by 0.
+// aclnnLogSoftmax, aclnnGather and aclnnReduceSum. Ignored rows are then
+// set to 0 with aclnnInplaceMaskedFillScalar: multiplying them by 0 would
+// leave NaN where their logits hold infinities or NaN, and package backend
+// says their loss is 0.
 func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	if b.Failed() {
 		return
@@ -433,24 +438,27 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 			c.launch("InplaceFillScalar", out, c.scalar(0))
 			return
 		}
-		idx, negw := targetsOf(targets, p.IgnoreIndex, -1)
+		idx, ignored := targetsOf(targets, p.IgnoreIndex)
 		L := c.tensor(c.temp(rows, vocab))
 		c.launch("LogSoftmax", c.tensor(c.tensorOf(logits).reshape(rows, vocab)), i64(-1), L)
-		g, t := c.tensor(c.temp(rows, 1)), c.tensor(c.temp(rows, 1))
+		g := c.tensor(c.temp(rows, 1))
 		c.launch("Gather", L, i64(1), c.tensor(c.uploadI64(idx, rows, 1)), g)
-		c.launch("Muls", g, c.scalar(1-p.Smoothing), t)
+		c.launch("Muls", g, c.scalar(-(1 - p.Smoothing)), out)
 		if p.Smoothing > 0 {
 			s := c.tensor(c.temp(rows, 1))
 			c.launch("ReduceSum", L, c.intArray(1), flag(true), aclFloat, s)
-			c.launch("InplaceAdd", t, s, c.scalar(p.Smoothing/float32(vocab)))
+			c.launch("InplaceAdd", out, s, c.scalar(-p.Smoothing/float32(vocab)))
 		}
-		c.launch("Mul", t, c.tensor(c.uploadF32(negw, rows, 1)), out)
+		if ignored != nil {
+			c.launch("InplaceMaskedFillScalar", out, c.tensor(c.uploadMask(ignored, rows, 1)), c.scalar(0))
+		}
 	})
 }
 
 // CrossEntropyGrad composes scale·(softmax(logits) − q) from aclnnSoftmax,
 // aclnnInplaceAdds (the ε/V of every class), aclnnScatterAdd (the 1−ε of
-// the target) and a per-row weight (scale, or 0 for ignored rows).
+// the target) and aclnnInplaceMuls; ignored rows are then set to 0 with
+// aclnnInplaceMaskedFillScalar (see CrossEntropy).
 func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	if b.Failed() {
 		return
@@ -465,7 +473,7 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 		return
 	}
 	b.do(op, []backend.Tensor{dlogits, logits}, func(c *call) {
-		idx, w := targetsOf(targets, p.IgnoreIndex, p.Scale)
+		idx, ignored := targetsOf(targets, p.IgnoreIndex)
 		P := c.tensor(c.temp(rows, vocab))
 		c.launch("Softmax", c.tensor(c.tensorOf(logits).reshape(rows, vocab)), i64(-1), P)
 		if p.Smoothing > 0 {
@@ -475,7 +483,10 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 		c.launch("InplaceFillScalar", src, c.scalar(-(1 - p.Smoothing)))
 		D := c.tensor(c.tensorOf(dlogits).reshape(rows, vocab))
 		c.launch("ScatterAdd", P, i64(1), c.tensor(c.uploadI64(idx, rows, 1)), src, D)
-		c.launch("InplaceMul", D, c.tensor(c.uploadF32(w, rows, 1)))
+		c.launch("InplaceMuls", D, c.scalar(p.Scale))
+		if ignored != nil {
+			c.launch("InplaceMaskedFillScalar", D, c.tensor(c.uploadMask(ignored, rows, 1)), c.scalar(0))
+		}
 	})
 }
 

@@ -557,6 +557,76 @@ func TestCrossEntropy(t *testing.T) {
 	}
 }
 
+// TestCrossEntropyIgnoredNonFinite: package backend says ignored rows get
+// loss 0 and gradient 0, whatever their logits hold. Rows of +Inf, −Inf
+// and NaN logits that are ignored must give exactly 0 (multiplying them
+// by 0, as the backend once did, gives NaN), and the counted rows beside
+// them must keep their float64-reference values.
+func TestCrossEntropyIgnoredNonFinite(t *testing.T) {
+	b, _ := openDouble(t, Options{})
+	const vocab = 5
+	inf, nan := float32(math.Inf(1)), float32(math.NaN())
+	rows := [][]float32{
+		{0.5, -1, 2, 0, 1},             // counted
+		{inf, 0, 1, 2, 3},              // ignored
+		{-inf, -inf, -inf, 0, 1},       // ignored
+		{-inf, -inf, -inf, -inf, -inf}, // ignored: softmax of all −Inf is NaN
+		{nan, 1, 2, 3, 4},              // ignored
+		{1, 2, 3, -2, 0.25},            // counted
+	}
+	targets := []int32{2, -100, -100, -100, -100, 4}
+	var X []float32
+	for _, r := range rows {
+		X = append(X, r...)
+	}
+	xt := upload(t, b, X, len(rows), vocab)
+	for _, sm := range []float32{0, 0.1} {
+		p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: sm, Scale: 0.5}
+		lt, _ := b.Alloc(backend.Float32, len(rows))
+		gt, _ := b.Alloc(backend.Float32, len(rows), vocab)
+		b.CrossEntropy(lt, xt, targets, p)
+		b.CrossEntropyGrad(gt, xt, targets, p)
+		loss, grad := download(t, b, lt), download(t, b, gt)
+		for i, tg := range targets {
+			if tg == p.IgnoreIndex {
+				if math.Float32bits(loss[i])&^(1<<31) != 0 {
+					t.Errorf("smoothing %g: ignored row %d (%v) has loss %g, want 0", sm, i, rows[i], loss[i])
+				}
+				for j := 0; j < vocab; j++ {
+					if g := grad[i*vocab+j]; g != 0 {
+						t.Errorf("smoothing %g: ignored row %d (%v) has gradient %g at %d, want 0", sm, i, rows[i], g, j)
+					}
+				}
+				continue
+			}
+			row := f64(rows[i])
+			mx := math.Inf(-1)
+			for _, v := range row {
+				mx = math.Max(mx, v)
+			}
+			var s float64
+			for _, v := range row {
+				s += math.Exp(v - mx)
+			}
+			lse := mx + math.Log(s)
+			var wl float64
+			wg := make([]float64, vocab)
+			for j, v := range row {
+				q := float64(sm) / vocab
+				if j == int(tg) {
+					q += 1 - float64(sm)
+				}
+				wl -= q * (v - lse)
+				wg[j] = float64(p.Scale) * (math.Exp(v-lse) - q)
+			}
+			checkClose(t, fmt.Sprintf("smoothing %g: loss of row %d", sm, i), loss[i:i+1], []float64{wl}, 1e-12)
+			checkClose(t, fmt.Sprintf("smoothing %g: gradient of row %d", sm, i), grad[i*vocab:(i+1)*vocab], wg, 1e-12)
+		}
+		b.Free(lt)
+		b.Free(gt)
+	}
+}
+
 func TestAdamW(t *testing.T) {
 	b, _ := openDouble(t, Options{})
 	r := rand.New(rand.NewSource(12))

@@ -31,7 +31,7 @@ struct aclOpExecutor {
 
 /* Argument kinds for ex_tensor. */
 enum { T_REQ = 0, T_OPT = 1 };
-enum { DT_FLOAT = 0, DT_INDEX = 1 };
+enum { DT_FLOAT = 0, DT_INDEX = 1, DT_MASK = 2 };
 
 TD_HIDDEN aclOpExecutor *ex_new(const char *name);
 TD_HIDDEN void ex_free(aclOpExecutor *e);

@@ -211,6 +211,10 @@ int ex_tensor(aclOpExecutor *e, const char *call, const char *arg, const aclTens
         acltd_set_error("%s: %s has data type %d; want ACL_INT32 or ACL_INT64", call, arg, v->dtype);
         return ACLNN_ERR_PARAM_INVALID;
     }
+    if (kind == DT_MASK && v->dtype != ACL_BOOL) {
+        acltd_set_error("%s: %s has data type %d; want ACL_BOOL", call, arg, v->dtype);
+        return ACLNN_ERR_PARAM_INVALID;
+    }
     if (v->format != ACL_FORMAT_ND) {
         acltd_set_error("%s: %s has format %d; want ACL_FORMAT_ND", call, arg, v->format);
         return ACLNN_ERR_PARAM_INVALID;

@@ -163,6 +163,46 @@ TD_EXPORT aclnnStatus aclnnInplaceFillScalarGetWorkspaceSize(aclTensor *selfRef,
 }
 LAUNCH(InplaceFillScalar)
 
+/* selfRef[i] = value where mask (ACL_BOOL, broadcast to selfRef) is true
+ * (aclnn_masked_fill_scalar.h); elsewhere selfRef is left alone, NaN and
+ * infinities included. */
+static int run_masked_fill(aclOpExecutor *e, char *ws) {
+    (void)ws;
+    const td_view *s = &e->t[0], *m = &e->t[1];
+    int64_t n = v_numel(s), idx[TD_MAXDIM];
+    for (int64_t l = 0; l < n; l++) {
+        unravel(l, s->dims, s->ndim, idx);
+        if (((const bool *)m->data)[v_off_bc(m, idx, s->ndim)]) v_set(s, v_off(s, idx), e->f[0]);
+    }
+    return 0;
+}
+
+TD_EXPORT aclnnStatus aclnnInplaceMaskedFillScalarGetWorkspaceSize(aclTensor *selfRef, const aclTensor *mask,
+                                                                   const aclScalar *value, uint64_t *workspaceSize,
+                                                                   aclOpExecutor **executor) {
+    const char *call = "aclnnInplaceMaskedFillScalarGetWorkspaceSize";
+    int st = acltd_enter(call);
+    if (st) return st;
+    aclOpExecutor *e = ex_new("aclnnInplaceMaskedFillScalar");
+    TRY(ex_tensor(e, call, "selfRef", selfRef, T_REQ, DT_FLOAT));
+    TRY(ex_tensor(e, call, "mask", mask, T_REQ, DT_MASK));
+    TRY(ex_scalar(call, "value", value, &e->f[0]));
+    if (!can_broadcast(&e->t[1], &e->t[0])) {
+        char a[128], b[128];
+        shape_str(&e->t[1], a, sizeof a);
+        shape_str(&e->t[0], b, sizeof b);
+        BAD("%s: mask %s does not broadcast to selfRef %s", call, a, b);
+    }
+    TRY(check_no_alias(e, call, 0, 0, 1, 1));
+    e->run = run_masked_fill;
+    TRY(ex_finish(e, call, 0, workspaceSize, executor));
+    return 0;
+fail:
+    ex_free(e);
+    return st;
+}
+LAUNCH(InplaceMaskedFillScalar)
+
 /* ---------------- matrix products ---------------- */
 
 /* round_mantissa rounds x to bits explicit mantissa bits, to nearest even:
