@@ -175,6 +175,13 @@ func (b *Backend) Sync() error {
 
 // syncStream waits for the stream, records its failure, and recycles the
 // host staging buffers that queued copies were reading.
+//
+// After a failed synchronisation the staging blocks stay pending: the
+// failure may be the wait's own (a timeout, a bad handle) with copies
+// still queued that will read them, and reusing a block then would hand
+// a later upload's data to an earlier copy. They are recycled by the next
+// successful synchronisation, or freed by Close; stage synchronises (and
+// fails) before pending blocks exceed stagingLimit.
 func (b *Backend) syncStream() bool {
 	if err := b.lib.status("aclrtSynchronizeStream", ccall(b.lib.synchronizeStream, b.stream)); err != nil {
 		b.Record(fmt.Errorf("ascend: queued work failed: %w", err))

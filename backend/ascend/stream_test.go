@@ -1,6 +1,7 @@
 package ascend
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"strings"
@@ -64,6 +65,54 @@ func TestStreamOrdering(t *testing.T) {
 	}
 	if err := d.Peek(devPtr(y), peek); err != nil || peek[0] != -1 {
 		t.Errorf("after Sync the device holds %v (%v)", peek, err)
+	}
+}
+
+// TestStagingAfterFailedSync: a synchronisation that fails may leave
+// copies queued (the double's injected aclrtSynchronizeStream failure
+// returns with the queue intact), so their staging blocks must not be
+// reused for later uploads until a synchronisation succeeds; then they
+// must all be free again.
+func TestStagingAfterFailedSync(t *testing.T) {
+	for _, status := range []int32{507046, 507015} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			b, d := openDouble(t, Options{})
+			x, _ := b.Alloc(backend.Float32, 4)
+			y, _ := b.Alloc(backend.Float32, 4)
+			if err := b.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			b.Upload(x, []float32{1, 2, 3, 4})
+			if err := d.Inject("aclrtSynchronizeStream", 0, 1, status, "injected: the wait failed"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "injected: the wait failed") {
+				t.Fatalf("Sync with an injected failure: %v", err)
+			}
+			if d.Live("pending_tasks") == 0 {
+				t.Fatal("the failed synchronisation ran the queue; the test needs it left queued")
+			}
+			b.Upload(y, []float32{5, 6, 7, 8}) // must not take x's staging block
+			if got := download(t, b, x); fmt.Sprint(got) != "[1 2 3 4]" {
+				t.Errorf("x = %v, want [1 2 3 4]: its queued copy read a reused staging block", got)
+			}
+			if got := download(t, b, y); fmt.Sprint(got) != "[5 6 7 8]" {
+				t.Errorf("y = %v, want [5 6 7 8]", got)
+			}
+			// The successful synchronisation freed both blocks for reuse.
+			if n := len(b.host.pending); n != 0 {
+				t.Errorf("%d staging blocks still pending after a successful Sync", n)
+			}
+			mallocs := d.Calls("aclrtMallocHost")
+			b.Upload(x, []float32{9, 9, 9, 9})
+			b.Upload(y, []float32{9, 9, 9, 9})
+			if err := b.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if n := d.Calls("aclrtMallocHost") - mallocs; n != 0 {
+				t.Errorf("two more uploads allocated %d new staging blocks; the old ones were not recycled", n)
+			}
+		})
 	}
 }
 
