@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/sora-go/sora/backend"
 )
@@ -13,6 +14,7 @@ func init() {
 		ignore      int32   // the ignore index
 		ignored     int     // how many rows get the ignore index as target
 		smoothing   float32
+		nonFinite   bool // ignored rows hold +Inf, NaN and −Inf logits
 	}
 	cases := []cc{
 		{rows: 1, vocab: 1, span: 1, ignore: -100},
@@ -31,6 +33,8 @@ func init() {
 		{rows: 3, vocab: 127, span: 4, ignore: -100, smoothing: 0.25},
 		{rows: 9, vocab: 13, span: 2, ignore: -100, ignored: 2, smoothing: 0.1},
 		{rows: 4, vocab: 7, span: 2, ignore: -100, smoothing: 1},
+		// Ignored rows count for nothing, whatever their logits hold.
+		{rows: 6, vocab: 13, span: 2, ignore: -100, ignored: 3, smoothing: 0.1, nonFinite: true},
 	}
 	name := func(op string, c cc) string {
 		s := fmt.Sprintf("%s/%s/range=%g", op, dims(c.rows, c.vocab), c.span)
@@ -40,7 +44,23 @@ func init() {
 		if c.smoothing != 0 {
 			s += fmt.Sprintf("/smoothing=%g", c.smoothing)
 		}
+		if c.nonFinite {
+			s += "/nonfinite_ignored_rows"
+		}
 		return s
+	}
+	// poison puts +Inf, NaN and −Inf into the ignored rows' logits when
+	// the case asks for it.
+	poison := func(c cc, lv []float32, t []int32) {
+		if !c.nonFinite {
+			return
+		}
+		for r, tg := range t {
+			if tg == c.ignore {
+				row := lv[r*c.vocab : (r+1)*c.vocab]
+				row[0], row[1], row[2] = float32(math.Inf(1)), float32(math.NaN()), float32(math.Inf(-1))
+			}
+		}
 	}
 	// targets draws a class per row, never the ignore index, then sets
 	// the first c.ignored rows (in a random order) to the ignore index.
@@ -66,8 +86,9 @@ func init() {
 			Op:   backend.OpCrossEntropy,
 			Run: func(e *Env) {
 				lv := e.Uniform(c.rows*c.vocab, -c.span, c.span)
-				logits := e.Input(lv, c.rows, c.vocab)
 				t := targets(e, c)
+				poison(c, lv, t)
+				logits := e.Input(lv, c.rows, c.vocab)
 				p := backend.CrossEntropyParams{IgnoreIndex: c.ignore, Smoothing: c.smoothing}
 				o := e.Output(c.rows)
 				e.B.CrossEntropy(o.T, logits, t, p)
@@ -87,8 +108,9 @@ func init() {
 			Op:   backend.OpCrossEntropyGrad,
 			Run: func(e *Env) {
 				lv := e.Uniform(c.rows*c.vocab, -c.span, c.span)
-				logits := e.Input(lv, c.rows, c.vocab)
 				t := targets(e, c)
+				poison(c, lv, t)
+				logits := e.Input(lv, c.rows, c.vocab)
 				p := backend.CrossEntropyParams{IgnoreIndex: c.ignore, Smoothing: c.smoothing, Scale: scale}
 				o := e.Output(c.rows, c.vocab)
 				e.B.CrossEntropyGrad(o.T, logits, t, p)
