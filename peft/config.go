@@ -176,7 +176,8 @@ type Config struct {
 	// OFTNeumannTerms is the number of Cayley–Neumann terms of OFT
 	// (default 5, as Hugging Face PEFT).
 	OFTNeumannTerms int
-	// Seed seeds the random initialisation and the dropout masks.
+	// Seed seeds the random initialisation and the dropout masks (which
+	// also follow the step: see [Model.SetDropoutStep]).
 	Seed uint64
 }
 

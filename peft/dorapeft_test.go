@@ -12,17 +12,13 @@ import (
 	"github.com/sora-go/sora/graph/gradcheck"
 )
 
-// dropSeed seeds the dropout masks of the DoRA-PEFT tests: the layer draws
-// from a generator with these seeds, and doraPEFTMask draws the same mask
-// on the host.
-const dropSeed1, dropSeed2 = 41, 43
-
-// doraPEFTMask returns the multipliers graph.Dropout applies to an [n, in]
-// input from a fresh generator seeded with dropSeed: the mask of
-// graph.DropoutMask for the one seed Dropout draws from it.
-func doraPEFTMask(n, in int, p float64) []float64 {
+// doraPEFTMask returns the multipliers of l's first dropout on an [n, in]
+// input after l.SetDropoutStep(0, 0), which the tests call before every
+// forward so that each uses this mask: graph.DropoutMask's for the seed of
+// (l, step 0, micro-batch 0, forward 0).
+func doraPEFTMask(l *Layer, n, in int, p float64) []float64 {
 	mask := make([]float32, n*in)
-	graph.DropoutMask(mask, p, rand.New(rand.NewPCG(dropSeed1, dropSeed2)).Uint64())
+	graph.DropoutMask(mask, p, l.maskSeed(0, 0, 0))
 	m := make([]float64, n*in)
 	for i, v := range mask {
 		m[i] = float64(v)
@@ -94,7 +90,7 @@ func TestDoRAPEFTDropout(t *testing.T) {
 			s := cfg.Scaling()
 			w0, _ := download64(l.base.W)
 			b0, _ := download64(l.base.B)
-			mask := doraPEFTMask(n, in, p)
+			mask := doraPEFTMask(l, n, in, p)
 			dropped := 0
 			for _, v := range mask {
 				if v == 0 {
@@ -123,7 +119,7 @@ func TestDoRAPEFTDropout(t *testing.T) {
 				for i, sl := range slots {
 					*sl = v[i+1]
 				}
-				l.drop = rand.New(rand.NewPCG(dropSeed1, dropSeed2)) // the same mask every call
+				l.SetDropoutStep(0, 0) // the same mask every call
 				return l.Forward(g, v[0])
 			}
 			var norm []float64
@@ -168,7 +164,7 @@ func TestDoRAPEFTDropoutVersusDoRA(t *testing.T) {
 	train := func(l *Layer) []float32 {
 		g := graph.New(b)
 		defer g.Close()
-		l.drop = rand.New(rand.NewPCG(dropSeed1, dropSeed2))
+		l.SetDropoutStep(0, 0)
 		y, err := l.Forward(g, g.Input(x, n, in)).Download()
 		if err != nil {
 			t.Fatal(err)
@@ -184,7 +180,7 @@ func TestDoRAPEFTDropoutVersusDoRA(t *testing.T) {
 	mag, _ := download64(pe.mag)
 	s := pe.cfg.Scaling()
 	norm := rowNorms64(w0, a, bm, out, in, r, s)
-	mask := doraPEFTMask(n, in, p)
+	mask := doraPEFTMask(pe, n, in, p)
 	x64 := to64(x)
 	wantPE := doraPEFT64(x64, mask, w0, b0, a, bm, mag, norm, n, in, out, r, s)
 	if e := relMax(yPE, wantPE); e > 1e-5 {
@@ -251,7 +247,7 @@ func fdDropoutCheck(t *testing.T, l *Layer, n, in, out int) {
 	loss := func(x []float32) float64 {
 		g := graph.New(b)
 		defer g.Close()
-		l.drop = rand.New(rand.NewPCG(dropSeed1, dropSeed2))
+		l.SetDropoutStep(0, 0)
 		y, err := l.Forward(g, g.Input(x, n, in)).Download()
 		if err != nil {
 			t.Fatal(err)
@@ -265,7 +261,7 @@ func fdDropoutCheck(t *testing.T, l *Layer, n, in, out int) {
 	// Analytic gradients.
 	xv := upload(t, b, "x", x, graph.Trainable, n, in)
 	g := graph.New(b)
-	l.drop = rand.New(rand.NewPCG(dropSeed1, dropSeed2))
+	l.SetDropoutStep(0, 0)
 	if err := g.Backward(g.Sum(g.Mul(l.Forward(g, xv), g.Input(w, n, out)))); err != nil {
 		t.Fatal(err)
 	}

@@ -183,3 +183,57 @@ func ExampleLayer_Spectrum() {
 	// Output:
 	// proj: 6×5, rank 2
 }
+
+// A training loop with dropout calls SetDropoutStep before each
+// micro-batch, so that the masks depend on the step and micro-batch and
+// not on what the process ran before: a run resumed at step 1 drops what
+// an uninterrupted run drops there.
+func ExampleModel_SetDropoutStep() {
+	b, err := backend.Open("cpu")
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	x := make([]float32, 4*16)
+	for i := range x {
+		x[i] = float32(i%7) - 3
+	}
+	// loss runs a training forward of micro-batch micro of step step.
+	loss := func(pm *peft.Model, step, micro int) float32 {
+		pm.SetDropoutStep(step, micro)
+		g := graph.New(b)
+		defer g.Close()
+		y := pm.Module().(*mlp).Forward(g, g.Input(x, 4, 16))
+		v, err := g.Mean(g.Mul(y, y)).Item()
+		if err != nil {
+			panic(err)
+		}
+		return v
+	}
+	inject := func() *peft.Model {
+		pm, err := peft.Inject(newMLP(b), peft.Config{Method: peft.LoRA, R: 4, Alpha: 8, Dropout: 0.3,
+			TargetModules: []string{"up_proj", "down_proj"}})
+		if err != nil {
+			panic(err)
+		}
+		for _, l := range pm.Layers() { // B ≠ 0, as after some training, so that dropout shows
+			bm := l.LoRAB()
+			h := make([]float32, bm.Len())
+			for i := range h {
+				h[i] = 0.1 * float32(i%5-2)
+			}
+			b.Upload(bm.Tensor(), h)
+		}
+		return pm
+	}
+	first, second := inject(), inject()
+	loss(first, 0, 0) // step 0 runs in the first process only
+	loss(first, 0, 1)
+	a := loss(first, 1, 0)
+	c := loss(second, 1, 0) // a fresh process resuming at step 1
+	fmt.Println("same masks at step 1:", a == c)
+	fmt.Println("other masks at step 0:", loss(second, 0, 0) != a)
+	// Output:
+	// same masks at step 1: true
+	// other masks at step 0: true
+}

@@ -249,7 +249,7 @@ func (l *Layer) lowRankForward(g *graph.Tape, x *graph.Value) *graph.Value {
 	}
 	xl := x
 	if l.cfg.Dropout > 0 && !g.NoGrad() {
-		xl = g.Dropout(x, l.cfg.Dropout, l.drop)
+		xl = l.dropout(g, x)
 	}
 	if l.spec.Post == Rotation {
 		pl = rot.left(g, pl) // R·B: the rotation of the LoRA path

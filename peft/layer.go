@@ -39,7 +39,13 @@ type Layer struct {
 	oft   *oftConsts
 	w, wb *graph.Value // Full: trainable copies of W0 and b
 
-	drop *rand.Rand // dropout masks
+	// Dropout masks are a function of dropSeed (the layer's name and
+	// Config.Seed), the step and micro-batch of the last SetDropoutStep
+	// and the number of training forwards since: no generator state that
+	// a checkpoint would have to carry.
+	dropSeed            uint64
+	dropStep, dropMicro uint64
+	dropCalls           uint64
 
 	merged *graph.Dense // W' and b' while merged
 }
@@ -82,7 +88,7 @@ func NewLayer(name string, base *graph.Dense, cfg Config) (*Layer, error) {
 	h.Write([]byte(name))
 	seed := h.Sum64()
 	initRNG := rand.New(rand.NewPCG(cfg.Seed, seed))
-	l.drop = rand.New(rand.NewPCG(cfg.Seed^0x9e3779b97f4a7c15, seed))
+	l.dropSeed = mixSeed(cfg.Seed^0x9e3779b97f4a7c15, seed)
 	if err := l.init(initRNG); err != nil {
 		l.Free()
 		return nil, fmt.Errorf("peft: layer %q: %w", name, err)
@@ -331,7 +337,7 @@ func (l *Layer) doraPEFT(g *graph.Tape, x *graph.Value) *graph.Value {
 func (l *Layer) doraPEFTDropout(g *graph.Tape, x *graph.Value) *graph.Value {
 	w0 := l.base.W
 	y := g.Linear(x, w0, l.base.B) // the base layer on the undropped input
-	xd := g.Dropout(x, l.cfg.Dropout, l.drop)
+	xd := l.dropout(g, x)
 	k := g.Div(l.mag, l.doraNorm(g))
 	base := g.MatMulNT(xd, w0) // PEFT's base_result, recomputed without bias
 	lora := g.MatMulNT(g.Scale(g.MatMulNT(xd, l.a), l.scaling), l.bm)

@@ -273,6 +273,12 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		var stepLossSum float64
 		stepTokens := 0
 		for mi, mb := range microBatches(idx, o.MicroBatch) {
+			if t.Adapter != nil {
+				// The dropout masks follow (step, micro-batch), not the
+				// forwards this process ran before: a resumed run drops
+				// what an uninterrupted one drops.
+				t.Adapter.SetDropoutStep(st.Step, mi)
+			}
 			b, err := data.MakeBatch(t.Train, mb)
 			if err != nil {
 				return res, err

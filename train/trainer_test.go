@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"math"
 	"math/rand/v2"
@@ -33,6 +34,12 @@ func tinyConfig() llama.Config {
 // injected on every linear layer (nil adapter for method "").
 func tinyModel(t testing.TB, b backend.Backend, method peft.Method, seed uint64) (*llama.Model, *peft.Model) {
 	t.Helper()
+	return tinyModelDropout(t, b, method, seed, 0)
+}
+
+// tinyModelDropout is tinyModel with the adapter's dropout p.
+func tinyModelDropout(t testing.TB, b backend.Backend, method peft.Method, seed uint64, p float64) (*llama.Model, *peft.Model) {
+	t.Helper()
 	w, err := InitWeights(tinyConfig(), seed)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +64,7 @@ func tinyModel(t testing.TB, b backend.Backend, method peft.Method, seed uint64)
 		}
 		return m, nil
 	}
-	pm, err := peft.Inject(m, peft.Config{Method: method, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: seed})
+	pm, err := peft.Inject(m, peft.Config{Method: method, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: seed, Dropout: p})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,12 +120,22 @@ func resumeOptions(out string) Options {
 // context) after step 5, resumes it in a fresh process state (a new model
 // and adapter from the same seeds, a new trainer) and checks that the final
 // trainable weights and the logged losses equal, bit for bit, those of an
-// uninterrupted run.
+// uninterrupted run, with dropout too (whose masks a resumed run must draw
+// as the uninterrupted one does).
 func TestResumeBitIdentical(t *testing.T) {
 	b := openCPU(t)
 	train := randomSeqs(13, tinyConfig().VocabSize, 5) // 13: batches cross epoch boundaries
-	for _, method := range []peft.Method{peft.SORA, peft.LoRAPlus} {
-		t.Run(string(method), func(t *testing.T) {
+	for _, c := range []struct {
+		method  peft.Method
+		dropout float64
+	}{
+		{peft.SORA, 0}, {peft.LoRAPlus, 0}, {peft.SORA, 0.1}, {peft.DoRAPEFT, 0.1},
+	} {
+		method := c.method
+		tinyModel := func(t testing.TB, b backend.Backend, method peft.Method, seed uint64) (*llama.Model, *peft.Model) {
+			return tinyModelDropout(t, b, method, seed, c.dropout)
+		}
+		t.Run(fmt.Sprintf("%s/dropout=%g", method, c.dropout), func(t *testing.T) {
 			dirA, dirB := t.TempDir(), t.TempDir()
 			_, pmA := tinyModel(t, b, method, 1)
 			mA := pmA.Module().(*llama.Model)
