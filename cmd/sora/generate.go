@@ -33,7 +33,9 @@ var generateDoc = usageDoc{
 		"run through the model in one batched pass, and each following token is sampled from the logits of the " +
 		"last (greedy at temperature 0, else from softmax(logits/T), restricted to the top-p nucleus when " +
 		"0 < P < 1), with a key/value cache, until N positions (prompt included) have run or the model emits BOS. " +
-		"The prompt and its continuation are printed to stdout as they are produced; the speed, in tokens per " +
+		"The prompt and its continuation are printed to stdout as they are produced (a character the vocabulary " +
+		"spells in byte tokens once its last byte arrives; bytes that are not valid UTF-8 and control characters " +
+		"other than whitespace are left out, as llama2.c leaves them out); the speed, in tokens per " +
 		"second over every position run, goes to stderr. --model is a llama2.c checkpoint (.bin, legacy or " +
 		"version 1) or a Hugging Face folder holding config.json and model.safetensors (or shards with an " +
 		"index); --tokenizer is a llama2.c tokenizer.bin matching the model's vocabulary. --adapter applies a " +
@@ -142,12 +144,11 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 
 	out := bufio.NewWriter(stdout)
 	ids := tok.Encode(*prompt, true, false)
-	prev := ids[0]
+	// The printer holds back the byte tokens of a character until it is
+	// whole, where llama2.c drops them one by one.
+	pr := tok.NewPrinter(ids[0])
 	emit := func(t int) error {
-		if p := tok.Decode(prev, t); tokenizer.IsPrintable(p) {
-			out.WriteString(p)
-		}
-		prev = t
+		out.WriteString(pr.Next(t))
 		// Flushing each token streams the text; the write error, if any,
 		// ends the generation.
 		return out.Flush()

@@ -375,3 +375,45 @@ func markClassifier(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// TestGenerateNonASCII checks that characters the vocabulary spells in
+// byte tokens are printed, in the echoed prompt and in the continuation:
+// printing each byte token alone, as llama2.c does, dropped them ("Le café
+// ☕ 日本" came out as "Le café  "). The whole output must be the decoded
+// greedy sequence, computed here with the model directly.
+func TestGenerateNonASCII(t *testing.T) {
+	model, tokPath := stories260K(t)
+	const prompt = "Le café ☕ 日本"
+	tk, err := tokenizer.Load(tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tk.Encode(prompt, true, false)
+	steps := len(ids) + 20
+	w, _, err := llama2c.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.New(testbackend.Open(t, "cpu"), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	g, err := m.NewGenerator(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	seq, err := g.Generate(ids, llama.GenerateOptions{Steps: steps, Stop: []int{tokenizer.BOS}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tk.DecodeAll(seq)
+	if !strings.HasPrefix(want, prompt) || strings.ContainsFunc(want, func(r rune) bool { return r < ' ' && r != '\n' }) {
+		t.Fatalf("the reference text %q should start with the prompt and hold no control characters", want)
+	}
+	got, n := generateCLI(t, "--model", model, "--tokenizer", tokPath, "--prompt", prompt, "--steps", fmt.Sprint(steps))
+	if got != want+"\n" || n != steps {
+		t.Errorf("printed (%d positions)\n%q\nwant (%d)\n%q", n, got, steps, want+"\n")
+	}
+}

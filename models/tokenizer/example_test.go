@@ -20,3 +20,20 @@ func Example() {
 	fmt.Println(tok.DecodeAll(ids))                       // Once upon a time
 	fmt.Printf("%q\n", tok.Decode(tokenizer.BOS, ids[1])) // "Once"
 }
+
+// ExampleTokenizer_NewPrinter prints a text token by token, as a streaming
+// generator prints its output: "☕" and "日" are missing from stories260K's
+// vocabulary and spelled in byte tokens, which print once each character
+// is whole. (Compiled but not run; TestPrinterText checks the output.)
+func ExampleTokenizer_NewPrinter() {
+	tok, err := tokenizer.Load("../../../shared/data/models/stories260K/tok512.bin")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ids := tok.Encode("Le café ☕ 日本", true, false)
+	p := tok.NewPrinter(ids[0])
+	for _, id := range ids[1:] {
+		fmt.Print(p.Next(id))
+	}
+	fmt.Println() // Le café ☕ 日本
+}

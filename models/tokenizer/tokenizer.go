@@ -21,7 +21,8 @@
 // whose merge has the highest score (the leftmost on ties) is merged.
 // Decode maps byte pieces back to bytes and drops the leading space of the
 // first piece after BOS, so that decoding an encoding with BOS returns the
-// original text.
+// original text. Printer decodes a stream of generated tokens for printing,
+// holding back the byte tokens of a character until it is whole.
 package tokenizer
 
 import (
@@ -31,6 +32,8 @@ import (
 	"math"
 	"os"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Special token ids of llama2.c's vocabularies.
@@ -339,4 +342,76 @@ func IsPrintable(piece string) bool {
 	}
 	c := piece[0]
 	return (c >= 0x20 && c < 0x7f) || c == ' ' || (c >= '\t' && c <= '\r')
+}
+
+// Printer turns generated tokens into text to print one token at a time,
+// as llama2.c's run prints them (see IsPrintable), except that the byte
+// tokens of a multibyte UTF-8 character are held back until the character
+// is complete and then printed together: llama2.c drops each such byte,
+// so that characters missing from the vocabulary ("☕", "日") vanished from
+// the output, though DecodeAll keeps them. Bytes that do not form valid
+// UTF-8 (a stray continuation byte, a sequence cut short by another token,
+// an overlong or surrogate encoding) and control bytes are still dropped,
+// as llama2.c drops them, and so are the C1 control characters; an
+// incomplete character at the end never prints.
+// Pieces of more than one byte print as they are, as in llama2.c.
+type Printer struct {
+	tok     *Tokenizer
+	prev    int
+	pending []byte // the bytes so far of an incomplete UTF-8 character
+}
+
+// NewPrinter returns a Printer for tokens that follow the token prev
+// (BOS for a prompt's first token after it).
+func (t *Tokenizer) NewPrinter(prev int) *Printer {
+	return &Printer{tok: t, prev: prev}
+}
+
+// Next returns the text to print for token id, the next token: its
+// decoded piece (see Decode), "" while a character's bytes are still
+// arriving, or the whole character with the byte that completes it.
+func (p *Printer) Next(id int) string {
+	piece := p.tok.Decode(p.prev, id)
+	p.prev = id
+	if len(piece) != 1 {
+		// A longer piece cuts short any character in progress, whose
+		// bytes are then invalid UTF-8.
+		p.pending = p.pending[:0]
+		return piece
+	}
+	var out []byte
+	p.feed(piece[0], &out)
+	return string(out)
+}
+
+// feed adds byte c to the character in progress and appends to out what
+// can be printed.
+func (p *Printer) feed(c byte, out *[]byte) {
+	if len(p.pending) == 0 && c < utf8.RuneSelf {
+		if IsPrintable(string(c)) {
+			*out = append(*out, c)
+		}
+		return
+	}
+	p.pending = append(p.pending, c)
+	if !utf8.FullRune(p.pending) {
+		return // a valid start; wait for the rest
+	}
+	if r, size := utf8.DecodeRune(p.pending); r != utf8.RuneError || size > 1 {
+		// C1 control characters (U+0080–U+009F) are dropped like the C0
+		// ones: some terminals act on them.
+		if !unicode.IsControl(r) {
+			*out = append(*out, p.pending...)
+		}
+		p.pending = p.pending[:0]
+		return
+	}
+	// Invalid: drop the first byte, as llama2.c drops any lone byte that is
+	// not printable ASCII, and read the rest again, since the byte that
+	// broke the sequence may begin a character or be ASCII itself.
+	rest := append([]byte(nil), p.pending[1:]...)
+	p.pending = p.pending[:0]
+	for _, b := range rest {
+		p.feed(b, out)
+	}
 }

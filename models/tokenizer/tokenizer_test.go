@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/quick"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/sora-go/sora/internal/testdata"
@@ -395,5 +396,112 @@ func BenchmarkEncode(b *testing.B) {
 	})
 	if heapNs > 0 {
 		b.Logf("%d bytes: heap merge %.0f µs, llama2.c loop %.0f µs, speed-up %.1fx", len(text), heapNs/1e3, naiveNs/1e3, naiveNs/heapNs)
+	}
+}
+
+// TestPrinter feeds tokens one at a time and checks what each prints: a
+// character made of byte tokens prints whole when its last byte arrives,
+// and what llama2.c's safe_printf drops (control bytes, bytes that are
+// not valid UTF-8) is still dropped.
+func TestPrinter(t *testing.T) {
+	tok := mustParse(t, build(8, entry{"é", 1}, entry{" ab", 2}))
+	eAcute, _ := tok.Lookup("é")
+	spaceAB, _ := tok.Lookup(" ab")
+	b := func(c byte) int { return firstByteID + int(c) }
+	for _, tc := range []struct {
+		name string
+		ids  []int
+		want []string // what Next returns for each id
+	}{
+		{"ASCII bytes", []int{b('H'), b('i'), b('\n')}, []string{"H", "i", "\n"}},
+		{"three-byte character", []int{b(0xE2), b(0x98), b(0x95)}, []string{"", "", "☕"}},
+		{"two characters", []int{b(0xE6), b(0x97), b(0xA5), b(0xE6), b(0x9C), b(0xAC)}, []string{"", "", "日", "", "", "本"}},
+		{"four-byte character", []int{b(0xF0), b(0x9F), b(0x98), b(0x80), b('!')}, []string{"", "", "", "😀", "!"}},
+		{"leading space dropped after BOS", []int{spaceAB, spaceAB}, []string{"ab", " ab"}},
+		{"control bytes dropped", []int{b(0x01), b(0x7F), b('\t'), b('x')}, []string{"", "", "\t", "x"}},
+		{"stray continuation byte", []int{b(0x98), b('x')}, []string{"", "x"}},
+		{"cut short by ASCII", []int{b(0xE2), b(0x98), b('x')}, []string{"", "", "x"}},
+		{"cut short by a new character", []int{b(0xE2), b(0xC3), b(0xA9)}, []string{"", "", "é"}},
+		{"cut short by a control byte", []int{b(0xE2), b(0x01), b('x')}, []string{"", "", "x"}},
+		{"cut short by a longer piece", []int{b(0xE2), b(0x98), eAcute, b(0x95)}, []string{"", "", "é", ""}},
+		{"overlong encoding", []int{b(0xE0), b(0x80), b(0x80), b('x')}, []string{"", "", "", "x"}},
+		{"surrogate", []int{b(0xED), b(0xA0), b(0x80), b('x')}, []string{"", "", "", "x"}},
+		{"never-valid bytes", []int{b(0xC0), b(0xFF), b(0xF5), b('x')}, []string{"", "", "", "x"}},
+		{"C1 control character", []int{b(0xC2), b(0x85), b(0xC2), b(0xA0)}, []string{"", "", "", "\u00a0"}},
+		{"incomplete at the end", []int{b('x'), b(0xE2), b(0x98)}, []string{"x", "", ""}},
+		{"id out of range", []int{b(0xE2), 100000, b(0x98)}, []string{"", "", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tok.NewPrinter(BOS)
+			var got []string
+			for _, id := range tc.ids {
+				got = append(got, p.Next(id))
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("printed %q\nwant    %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// printable is the reference for Printer: the text with what llama2.c
+// would not print removed, character by character rather than token by
+// token — bytes that are not valid UTF-8, and control characters other
+// than ASCII whitespace.
+func printable(s string) string {
+	var sb strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r != utf8.RuneError || size > 1) && (!unicode.IsControl(r) || '\t' <= r && r <= '\r') {
+			sb.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return sb.String()
+}
+
+// TestPrinterText prints the encoding of texts token by token and compares
+// the whole with the reference printable: what DecodeAll returns, less
+// what must not be printed. With llama2.c's rule every character missing
+// from the vocabulary was lost ("Le café ☕ 日本" printed "Le café  ").
+func TestPrinterText(t *testing.T) {
+	synthetic := mustParse(t, build(8, entry{"é", 1}, entry{" ab", 2}, entry{"ab", 1}))
+	check := func(t *testing.T, tok *Tokenizer, s string) bool {
+		t.Helper()
+		ids := tok.Encode(s, true, false)
+		p := tok.NewPrinter(ids[0])
+		var sb strings.Builder
+		for _, id := range ids[1:] {
+			sb.WriteString(p.Next(id))
+		}
+		if got, want := sb.String(), printable(tok.DecodeAll(ids)); got != want {
+			t.Errorf("text %q printed %q, want %q", s, got, want)
+			return false
+		}
+		return true
+	}
+	texts := []string{
+		"Le café ☕ 日本.",
+		"€5 “quoted” — ñandú 😀",
+		"bad \xe2\x98 bytes \x80\xff and \x01controls\x7f\u0085 kept\ttabs\nnewlines",
+		"\xed\xa0\x80 surrogate, \xe0\x80\x80 overlong",
+	}
+	for _, s := range texts {
+		check(t, synthetic, s)
+	}
+	tok := tok512(t)
+	if got := printable(tok.DecodeAll(tok.Encode(texts[0], true, false))); got != texts[0] {
+		t.Fatalf("reference: %q", got)
+	}
+	for _, s := range texts {
+		check(t, tok, s)
+	}
+	cfg := &quick.Config{MaxCount: 300, Rand: rand.New(rand.NewSource(7))}
+	for _, vocab := range []*Tokenizer{synthetic, tok} {
+		if err := quick.Check(func(s string, raw []byte) bool {
+			return check(t, vocab, s+string(raw)+s)
+		}, cfg); err != nil {
+			t.Error(err)
+		}
 	}
 }
