@@ -110,25 +110,41 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 	return final, nil
 }
 
-// pruneCheckpoints removes all but the newest keep step-* folders (never
-// the latest).
+// pruneCheckpoints removes all but the newest keep step-N folders (never
+// the latest), newest by step number: step-1000000 is newer than
+// step-999999, though it sorts before it as a string. Folders whose name
+// is not step- and a number are not ours and stay.
 func pruneCheckpoints(root, latest string, keep int) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return
 	}
-	var steps []string
+	type ckpt struct {
+		name string
+		step int
+	}
+	var steps []ckpt
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
-			steps = append(steps, e.Name())
+		if n, ok := checkpointStep(e.Name()); ok && e.IsDir() {
+			steps = append(steps, ckpt{e.Name(), n})
 		}
 	}
-	sort.Strings(steps)
+	sort.Slice(steps, func(i, j int) bool { return steps[i].step < steps[j].step })
 	for i := 0; i < len(steps)-keep; i++ {
-		if steps[i] != latest {
-			os.RemoveAll(filepath.Join(root, steps[i]))
+		if steps[i].name != latest {
+			os.RemoveAll(filepath.Join(root, steps[i].name))
 		}
 	}
+}
+
+// checkpointStep returns N of a checkpoint folder's name step-N.
+func checkpointStep(name string) (int, bool) {
+	digits, ok := strings.CutPrefix(name, "step-")
+	if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	return n, err == nil
 }
 
 // LatestCheckpoint returns the newest checkpoint folder of the output
