@@ -92,6 +92,10 @@ type Options struct {
 	// checked. "" checks nothing, and a resume with "" keeps the
 	// checkpoint's description in the checkpoints it writes.
 	BaseModel string
+
+	// epochSteps holds the number of steps that Epochs made in
+	// WithDefaults when it is too large for Steps, for Validate to report.
+	epochSteps float64
 }
 
 // Defaults of Options.
@@ -125,7 +129,15 @@ func (o Options) WithDefaults(trainSize int) Options {
 		o.Epochs = 1
 	}
 	if o.Steps == 0 && trainSize > 0 && o.Batch > 0 {
-		o.Steps = int(math.Ceil(o.Epochs * float64(trainSize) / float64(o.Batch)))
+		// Converting a float64 beyond int's range gives an
+		// implementation-defined int (a negative one on amd64): such a
+		// count is left for Validate to refuse instead.
+		steps := math.Ceil(o.Epochs * float64(trainSize) / float64(o.Batch))
+		if steps < float64(maxSteps(o.Batch)) {
+			o.Steps = int(steps)
+		} else {
+			o.epochSteps = steps
+		}
 	}
 	if o.EvalBatch == 0 {
 		o.EvalBatch = o.MicroBatch
@@ -145,12 +157,16 @@ func (o Options) Validate() error {
 		return fmt.Errorf("train: %s = %v: %s", name, v, want)
 	}
 	switch {
+	case o.epochSteps != 0 && o.Steps == 0:
+		return bad("epochs", o.Epochs, fmt.Sprintf("makes %.4g steps of %d sequences, more than a run can count (at most %d); use fewer epochs or set steps", o.epochSteps, o.Batch, maxSteps(o.Batch)))
 	case o.Steps < 1:
 		return bad("steps", o.Steps, "want at least 1 step (set steps or epochs)")
 	case !(o.Epochs >= 0) || math.IsInf(o.Epochs, 0):
 		return bad("epochs", o.Epochs, "want a finite number ≥ 0")
 	case o.Batch < 1:
 		return bad("batch", o.Batch, "want at least 1 sequence per step")
+	case o.Steps > maxSteps(o.Batch):
+		return bad("steps", o.Steps, fmt.Sprintf("more than a run can count with batches of %d (at most %d)", o.Batch, maxSteps(o.Batch)))
 	case o.MicroBatch < 1 || o.MicroBatch > o.Batch:
 		return bad("micro-batch", o.MicroBatch, fmt.Sprintf("want 1 to the batch size %d", o.Batch))
 	case !(o.LR > 0) || math.IsInf(o.LR, 0):
@@ -188,3 +204,7 @@ func (o Options) schedule() (optim.Schedule, error) {
 	}
 	return nil, fmt.Errorf("train: schedule %q: want constant, linear or cosine", o.Schedule)
 }
+
+// maxSteps is the most steps a run with batches of batch sequences can
+// take: the data order counts sequences, steps × batch, in an int.
+func maxSteps(batch int) int { return math.MaxInt / max(batch, 1) }

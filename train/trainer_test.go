@@ -362,6 +362,9 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{Steps: 5, WeightDecay: math.NaN()}, "weight-decay"},
 		{Options{Steps: 5, Resume: true}, "resume"},
 		{Options{Steps: 5, SaveEvery: -2}, "save-every"},
+		{Options{Epochs: 1e300, Batch: 4}, "epochs = 1e+300: makes 2.5e+300 steps"},
+		{Options{Epochs: math.MaxInt64, Batch: 1}, "epochs"}, // steps = 10·2⁶³, just past int
+		{Options{Steps: math.MaxInt/4 + 1, Batch: 4}, "steps"},
 	}
 	for _, c := range cases {
 		err := c.o.WithDefaults(10).Validate()

@@ -469,6 +469,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	} else {
 		opts.Warmup = min(f.warmup, opts.Steps)
 	}
+	// What only the data's size decides (an --epochs that makes more
+	// steps than a run can count) is refused before the zero-shot
+	// evaluation, which takes a while on a real model.
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintf(stderr, "sora finetune: %v\n", err)
+		return exitUsage
+	}
 	summary := runSummary{Command: "sora finetune " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Model: f.model, Data: f.data,
 		EvalData: f.evalData, Task: task.String(), Method: string(method), TrainRows: len(trainSet.seqs),
 		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Head: head, Device: m.Backend().Device(), Config: map[string]any{
