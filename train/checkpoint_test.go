@@ -1,10 +1,15 @@
 package train
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/peft"
 )
 
 // TestPruneCheckpointsNumeric checks that pruning keeps the newest
@@ -50,5 +55,86 @@ func TestPruneCheckpointsNumeric(t *testing.T) {
 				t.Errorf("left %v; want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestStaleTemporariesRemoved plants what a process killed while saving
+// leaves (temporary checkpoint, adapter and file copies, a replaced
+// folder moved aside) among look-alikes that are not the trainer's, runs
+// a fresh run and then a resume into the folder, and checks that each
+// removes exactly the stale temporaries and says so.
+func TestStaleTemporariesRemoved(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(6, tinyConfig().VocabSize, 3)
+	dir := t.TempDir()
+	ck := filepath.Join(dir, CheckpointsDir)
+	// plant makes the stale entries and returns them, relative to dir.
+	plant := func() []string {
+		t.Helper()
+		dirs := []string{"checkpoints/.step-000004.tmp-123", "checkpoints/.step-1000000.tmp-9", ".adapter.tmp-77",
+			".adapter.old-78"} // stale: adapter/ exists (made below, then by the runs)
+		files := []string{"checkpoints/.latest.tmp-5", ".metrics.jsonl.tmp-6", ".loss.png.tmp-7", ".spectrum.png.tmp-8", ".spectrum.json.tmp-9"}
+		for _, d := range dirs {
+			if err := os.MkdirAll(filepath.Join(dir, d, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range files {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte("partial"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return append(dirs, files...)
+	}
+	// Not the trainer's: other names, a suffix that is not a number, a
+	// file where the trainer writes folders, a folder where it writes
+	// files, and an old checkpoint whose replacement is not in place (the
+	// only copy after a kill between ReplaceDir's two renames).
+	keepDirs := []string{".adapter.tmp-x1", "checkpoints/.step-000002.tmp-", ".mydata.tmp-3", "checkpoints/.latest.tmp-4",
+		"checkpoints/.step-000003.old-5"}
+	keepFiles := []string{".step-000001.tmp-1", "checkpoints/.step-000009.tmp-2", "notes.tmp-3", ".run.json.tmp-4x", ".loss.png.tmp-"}
+	if err := os.MkdirAll(ck, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range keepDirs {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range keepFiles {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, AdapterDir), 0o755); err != nil { // so that .adapter.old-78 is stale
+		t.Fatal(err)
+	}
+	for i, resume := range []bool{false, true} {
+		stale := plant()
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		prog := &messages{}
+		o := Options{Steps: 2, Batch: 3, Out: dir, Resume: resume}
+		if _, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog}).Run(context.Background()); err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+		var note string
+		for _, m := range prog.got {
+			if strings.HasPrefix(m, "removed what an interrupted save left") {
+				note = m
+			}
+		}
+		for _, s := range stale {
+			if _, err := os.Lstat(filepath.Join(dir, s)); err == nil {
+				t.Errorf("run %d left the stale %s", i+1, s)
+			}
+			if !strings.Contains(note, filepath.FromSlash(s)) {
+				t.Errorf("run %d: the note %q does not name %s", i+1, note, s)
+			}
+		}
+		for _, k := range append(append([]string(nil), keepDirs...), keepFiles...) {
+			if _, err := os.Lstat(filepath.Join(dir, k)); err != nil {
+				t.Errorf("run %d removed %s, which is not its temporary: %v", i+1, k, err)
+			}
+		}
 	}
 }

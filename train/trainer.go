@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sora-go/sora/data"
@@ -198,10 +199,12 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String(), BaseModel: o.BaseModel}
 	var metrics *metricsLog
 	var resumeWarning string // shown once the progress display has started
+	var removed []string
 	if o.Out != "" {
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
+		removed = removeStaleTemporaries(o.Out)
 		keep := -1
 		if o.Resume {
 			dir, err := LatestCheckpoint(o.Out)
@@ -232,6 +235,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	}
 	prog.Start(o.Steps, st.Step)
 	defer prog.Finish()
+	if len(removed) > 0 {
+		prog.Message(fmt.Sprintf("removed what an interrupted save left in %s: %s", o.Out, strings.Join(removed, ", ")))
+	}
 	if resumeWarning != "" {
 		prog.Message(resumeWarning)
 	}

@@ -363,6 +363,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	} else if !f.resume && err == nil {
 		return fail("%s already holds checkpoints of a run; resume it (--resume) or choose another output folder", f.out)
 	}
+	// The trainer clears what a kill during its own saves left; run.json
+	// is written here.
+	for _, p := range staleRunJSON(f.out) {
+		if os.Remove(p) == nil {
+			fmt.Fprintf(stdout, "removed %s, left by an interrupted write of run.json\n", p)
+		}
+	}
 	b, code := openBackend(f.backend, stderr)
 	if b == nil {
 		return code
@@ -657,6 +664,24 @@ func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, 
 		meta.ModulesToSave = []string{llama.ScoreModule}
 	}
 	return adapter.Save(dir, pm, meta)
+}
+
+// staleRunJSON returns the temporaries of run.json in out that a process
+// killed while writing it left behind (regular files .run.json.tmp-DIGITS,
+// as internal/atomicfile names them).
+func staleRunJSON(out string) []string {
+	ents, err := os.ReadDir(out)
+	if err != nil {
+		return nil
+	}
+	var stale []string
+	for _, e := range ents {
+		digits, ok := strings.CutPrefix(e.Name(), ".run.json.tmp-")
+		if ok && digits != "" && strings.Trim(digits, "0123456789") == "" && e.Type().IsRegular() {
+			stale = append(stale, filepath.Join(out, e.Name()))
+		}
+	}
+	return stale
 }
 
 // writeJSON writes v as indented JSON to path through a temporary file
