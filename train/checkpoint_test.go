@@ -62,7 +62,8 @@ func TestPruneCheckpointsNumeric(t *testing.T) {
 // leaves (temporary checkpoint, adapter and file copies, a replaced
 // folder moved aside) among look-alikes that are not the trainer's, runs
 // a fresh run and then a resume into the folder, and checks that each
-// removes exactly the stale temporaries and says so.
+// removes exactly the stale temporaries and says so, and that a fresh run
+// refused because the folder holds a run removes nothing.
 func TestStaleTemporariesRemoved(t *testing.T) {
 	b := openCPU(t)
 	seqs := randomSeqs(6, tinyConfig().VocabSize, 3)
@@ -135,6 +136,19 @@ func TestStaleTemporariesRemoved(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(dir, k)); err != nil {
 				t.Errorf("run %d removed %s, which is not its temporary: %v", i+1, k, err)
 			}
+		}
+	}
+	// A fresh run refused because the folder holds a run touches nothing:
+	// the temporaries may be that run's, saving now.
+	stale := plant()
+	_, pm := tinyModel(t, b, peft.LoRA, 1)
+	_, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: Options{Steps: 2, Batch: 3, Out: dir}}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "already holds checkpoints") {
+		t.Fatalf("fresh run into a run's folder: %v, want a refusal", err)
+	}
+	for _, s := range stale {
+		if _, err := os.Lstat(filepath.Join(dir, s)); err != nil {
+			t.Errorf("the refused run removed %s: %v", s, err)
 		}
 	}
 }

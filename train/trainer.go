@@ -204,7 +204,6 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
-		removed = removeStaleTemporaries(o.Out)
 		keep := -1
 		if o.Resume {
 			dir, err := LatestCheckpoint(o.Out)
@@ -219,6 +218,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		} else if _, err := LatestCheckpoint(o.Out); err == nil {
 			return nil, fmt.Errorf("train: %s already holds checkpoints of a run; resume it (--resume) or choose another output folder", o.Out)
 		}
+		// Only now that the folder is this run's (a fresh run refused
+		// above may have met a live run's temporaries).
+		removed = removeStaleTemporaries(o.Out)
 		if metrics, err = openMetrics(o.Out, keep); err != nil {
 			return nil, err
 		}
