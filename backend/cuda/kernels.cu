@@ -13,6 +13,11 @@
 //   - every kernel is extern "C", so its name is not mangled;
 //   - element-wise kernels take a grid-stride loop over n elements, so any
 //     grid size is correct and the host picks one that fills the device;
+//     a counter that steps by the grid is 64-bit, or unsigned where n is
+//     below 2^31, never an int (it would overflow near 2^31);
+//   - int parameters (row lengths, counts) are at most 2^31 − 1 − 1024
+//     (check32 in Go), so an int counter stepping by a block's width
+//     (j += blockDim.x) stays below 2^31;
 //   - row kernels give each row a group of blockDim.x threads (a multiple of
 //     32) and blockDim.y groups per block; every thread of a block runs the
 //     same number of group reductions (rows past the end join with no
@@ -138,12 +143,15 @@ extern "C" __global__ void copy_strided(CopyParams p, float *dst, const float *s
 }
 
 // copy_strided32 is copy_strided with 32-bit index arithmetic, used when
-// every extent and offset fits (much cheaper divisions).
+// every extent and offset fits (much cheaper divisions). The element
+// counter is unsigned: n < 2^31 and the host's grids make step < 2^31, so
+// i + step < 2^32 cannot wrap, where an int would overflow once n is within
+// one step of 2^31 (a 46340×46340 copy on a large GPU).
 extern "C" __global__ void copy_strided32(CopyParams p, float *dst, const float *src) {
-	int n = (int)p.n;
-	int step = gridDim.x * blockDim.x;
-	for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
-		int rest = i, d = 0, s = 0;
+	unsigned n = (unsigned)p.n;
+	unsigned step = gridDim.x * blockDim.x;
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+		int rest = (int)i, d = 0, s = 0;
 		for (int k = p.rank - 1; k >= 0; k--) {
 			int e = (int)p.shape[k];
 			int c = rest % e;
@@ -340,9 +348,11 @@ extern "C" __global__ void colsum_partial(int rows, int cols, int rowsPerChunk, 
 }
 
 // colsum_final: dst[col] (+)= Σ_chunks partial[chunk][col], in chunk order.
+// The column counter is 64-bit: it steps by the whole grid, which would
+// overflow an int for cols within one step of 2^31.
 extern "C" __global__ void colsum_final(int chunks, int cols, int accumulate, const double *partial, float *dst) {
-	int step = gridDim.x * blockDim.x;
-	for (int col = blockIdx.x * blockDim.x + threadIdx.x; col < cols; col += step) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < cols; col += step) {
 		double s = 0.0;
 		for (int c = 0; c < chunks; c++) s += partial[(long long)c * cols + col];
 		if (accumulate) s += (double)dst[col];

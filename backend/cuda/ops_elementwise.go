@@ -9,7 +9,8 @@ import (
 )
 
 // fits32 reports whether the copy's element count and every element
-// offset it reaches fit in a C int.
+// offset it reaches fit in a C int, so that copy_strided32 may run it
+// (its element counter is unsigned and does not wrap for such counts).
 func fits32(axes []strided.Axis) bool {
 	n, dspan, sspan := 1, 0, 0
 	for _, a := range axes {
@@ -308,11 +309,17 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 	})
 }
 
+// kernelIntLimit is the largest extent passed to a kernel as a C int. The
+// kernels step int counters past an extent by up to a block's width
+// (j += blockDim.x over a row, col up to the next tile of 32), and must
+// stay below 2^31 while doing so.
+const kernelIntLimit = math.MaxInt32 - maxBlock
+
 // check32 returns an error when an extent passed to a kernel as a C int
-// does not fit.
+// exceeds kernelIntLimit.
 func check32(what string, v int) error {
-	if v > math.MaxInt32 {
-		return fmt.Errorf("%s %d exceeds the kernels' 32-bit limit", what, v)
+	if v > kernelIntLimit {
+		return fmt.Errorf("%s %d exceeds the kernels' 32-bit limit (%d)", what, v, kernelIntLimit)
 	}
 	return nil
 }

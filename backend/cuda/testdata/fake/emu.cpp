@@ -78,7 +78,9 @@ double sora_emu_shfl(double v, int lane, int down) {
 	return r;
 }
 
-extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, sora_dim3 block, char *err, int errlen) {
+// sora_emu_launch runs the grid's blocks from x index first_x on (those
+// before it are skipped, for tests of the last blocks of a large grid).
+extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, sora_dim3 block, unsigned first_x, char *err, int errlen) {
 	nthreads = block.x * block.y * block.z;
 	thread_fn = fn;
 	thread_arg = arg;
@@ -88,7 +90,7 @@ extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, so
 	for (int w = 0; w < nwarps; w++) warp_size_of[w] = w == nwarps - 1 ? nthreads - w * 32 : 32;
 	for (unsigned bz = 0; bz < grid.z; bz++)
 		for (unsigned by = 0; by < grid.y; by++)
-			for (unsigned bx = 0; bx < grid.x; bx++) {
+			for (unsigned bx = first_x; bx < grid.x; bx++) {
 				sora_emu_block_idx = sora_dim3{bx, by, bz};
 				block_arrived = 0;
 				memset(warp_arrived, 0, sizeof warp_arrived);

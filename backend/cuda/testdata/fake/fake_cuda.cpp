@@ -11,7 +11,8 @@
 //   - modules only from images that the fake NVRTC produced;
 //   - kernels from kernels.cu compiled into this library (KERNELS names
 //     the file, KERNEL_TABLE the list of names) and run by emu.cpp.
-// Counters (sora_fake_stats) let tests check the memory pool.
+// Counters (sora_fake_stats) let tests check the memory pool; controls
+// (sora_fake_ctl) let them inject launch failures.
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 // The kernels, compiled for the host.
 #include KERNELS
 
-extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, sora_dim3 block, char *err, int errlen);
+extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, sora_dim3 block, unsigned first_x, char *err, int errlen);
 
 // ---------------------------------------------------------------------------
 // Kernel table: each entry unpacks cuLaunchKernel's kernelParams by the
@@ -70,6 +71,15 @@ enum {
 // of a current context, [5] module loads.
 extern "C" long long sora_fake_stats[16];
 long long sora_fake_stats[16];
+
+// Controls set by the tests: [0] the number of coming cuLaunchKernel calls
+// to refuse with CUDA_ERROR_OUT_OF_MEMORY (as a launch that needs device
+// memory for the kernel's code or local memory does when none is left);
+// [1] the first block (x index) that launches run, the blocks before it
+// being skipped, to run only the last blocks of a large grid (for kernels
+// whose blocks are independent).
+extern "C" long long sora_fake_ctl[16];
+long long sora_fake_ctl[16];
 
 static int the_ctx_tag;
 static void *const the_ctx = &the_ctx_tag;
@@ -330,9 +340,14 @@ int cuLaunchKernel(const kernel_entry *f, unsigned gx, unsigned gy, unsigned gz,
 	if (gx < 1 || gy < 1 || gz < 1 || gy > 65535 || gz > 65535) return INVALID_VALUE;
 	if (bx < 1 || by < 1 || bz < 1 || (unsigned long long)bx * by * bz > 1024) return INVALID_VALUE;
 	if (!params) return INVALID_VALUE;
+	if (sora_fake_ctl[0] > 0) {
+		sora_fake_ctl[0]--;
+		return OUT_OF_MEMORY;
+	}
 	sora_fake_stats[2]++;
 	launch_arg la = {f, params};
-	if (sora_emu_launch(run_thread, &la, sora_dim3{gx, gy, gz}, sora_dim3{bx, by, bz}, launch_error, sizeof launch_error) != 0)
+	unsigned first = sora_fake_ctl[1] > 0 ? (unsigned)sora_fake_ctl[1] : 0;
+	if (sora_emu_launch(run_thread, &la, sora_dim3{gx, gy, gz}, sora_dim3{bx, by, bz}, first, launch_error, sizeof launch_error) != 0)
 		return LAUNCH_FAILED;
 	return SUCCESS;
 }
