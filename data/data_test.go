@@ -2,8 +2,10 @@ package data
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -436,6 +438,57 @@ func TestEncodeLM(t *testing.T) {
 	seqs, st, _ = EncodeLM(charEncoder{}, rows[:1], pl+3)
 	if st.Truncated != 1 || seqs[0].Tokens[len(seqs[0].Tokens)-1] == 2 {
 		t.Errorf("truncated %d, last token %d; want 1 and no EOS", st.Truncated, seqs[0].Tokens[len(seqs[0].Tokens)-1])
+	}
+}
+
+// TestEncodePrompts checks where prompts are cut: only one that fills
+// maxLen positions, to BOS and its last maxLen−2 tokens; and that no
+// maxLen disables the limit (0 and 1 did, so that --max-new-tokens 511 or
+// 600 left 512-position prompts whole while 400 cut them to 111 tokens).
+func TestEncodePrompts(t *testing.T) {
+	rows := []Example{{Instruction: "a"}, {Instruction: "bb"}}
+	whole := [][]int{charEncoder{}.Encode(rows[0].Prompt(), true, false), charEncoder{}.Encode(rows[1].Prompt(), true, false)}
+	n := len(whole[0]) // the second prompt is one token longer
+	for _, tc := range []struct {
+		name      string
+		maxLen    int
+		truncated int
+	}{
+		{"both fit", n + 3, 0},
+		{"one position left for the longer", n + 2, 0},
+		{"the longer fills maxLen", n + 1, 1},
+		{"both fill maxLen", n, 2},
+		{"both longer than maxLen", n - 5, 2},
+		{"shortest limit", 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, st, err := EncodePrompts(charEncoder{}, rows, tc.maxLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokens := 0
+			for i, p := range got {
+				want := whole[i]
+				if len(want) >= tc.maxLen {
+					want = append([]int{1}, want[len(want)-(tc.maxLen-2):]...)
+				}
+				if !reflect.DeepEqual(p, want) {
+					t.Errorf("prompt %d: %v\nwant %v", i, p, want)
+				}
+				if len(p) > tc.maxLen-1 || p[0] != 1 {
+					t.Errorf("prompt %d: %d tokens starting %d; want at most %d starting with BOS", i, len(p), p[0], tc.maxLen-1)
+				}
+				tokens += len(p)
+			}
+			if st.Truncated != tc.truncated || st.Tokens != tokens {
+				t.Errorf("stats %+v; want %d truncated, %d tokens", st, tc.truncated, tokens)
+			}
+		})
+	}
+	for _, maxLen := range []int{1, 0, -3} {
+		if _, _, err := EncodePrompts(charEncoder{}, rows, maxLen); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("maximum prompt length %d", maxLen)) {
+			t.Errorf("maxLen %d: error %v; want one naming the length", maxLen, err)
+		}
 	}
 }
 

@@ -69,19 +69,27 @@ func EncodeLM(enc Encoder, rows []Example, maxLen int) ([]Sequence, EncodeStats,
 	return out, st, nil
 }
 
-// EncodePrompts tokenizes the prompts of rows (BOS first), for generation.
-// Prompts longer than maxLen−1 keep their last maxLen−1 tokens after BOS, so
-// that at least one token can be generated; 0 means no limit.
-func EncodePrompts(enc Encoder, rows []Example, maxLen int) [][]int {
-	out := make([][]int, len(rows))
+// EncodePrompts tokenizes the prompts of rows (BOS first), for generation
+// by a model with maxLen positions. A prompt that fills them (maxLen tokens
+// or more) keeps BOS and its last maxLen−2 tokens, maxLen−1 in all, so that
+// one token can still be generated; st.Truncated counts such prompts and
+// st.Tokens the tokens kept. maxLen must be at least 2: there is no value
+// that means "no limit".
+func EncodePrompts(enc Encoder, rows []Example, maxLen int) (prompts [][]int, st EncodeStats, err error) {
+	if maxLen < 2 {
+		return nil, st, fmt.Errorf("data: maximum prompt length %d; want at least 2 tokens (BOS and one more, leaving room for one generated token)", maxLen)
+	}
+	prompts = make([][]int, len(rows))
 	for i, r := range rows {
 		p := enc.Encode(r.Prompt(), true, false)
-		if maxLen > 1 && len(p) > maxLen-1 {
+		if len(p) >= maxLen {
 			p = append([]int{p[0]}, p[len(p)-(maxLen-2):]...)
+			st.Truncated++
 		}
-		out[i] = p
+		st.Tokens += len(p)
+		prompts[i] = p
 	}
-	return out
+	return prompts, st, nil
 }
 
 // EncodeClassify tokenizes classification texts: BOS and the text, cut to

@@ -24,8 +24,9 @@ func init() {
 var evalDoc = usageDoc{
 	synopsis: "eval --model FILE|DIR --tokenizer FILE --data FILE [--adapter DIR] [--task lm|classify] [flags]",
 	description: "Evaluates a model, with the adapter in --adapter applied to the base weights without merging them, " +
-		"on held-out data. For --task lm (LLM-Adapters JSON) each row's Alpaca prompt is continued greedily for up " +
-		"to --max-new-tokens tokens (stopping at EOS) and the answer is extracted from the text as LLM-Adapters' " +
+		"on held-out data. For --task lm (LLM-Adapters JSON) each row's Alpaca prompt, whole as the loss scores it, " +
+		"is continued greedily for up to --max-new-tokens tokens (stopping at EOS; fewer for a prompt that leaves " +
+		"less room in the model's seq_len positions, counted in a note) and the answer is extracted from the text as LLM-Adapters' " +
 		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
 		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
 		"the majority-answer baseline. For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +
@@ -83,7 +84,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	maxEval := fs.Int("max-eval", 0, "evaluate a random subset of `N` rows (0: all)")
 	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset")
 	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len)")
-	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm)")
+	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm); a prompt generates fewer when only fewer fit in the model's seq_len")
 	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss and classification")
 	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to (\"\" for none)")
 	show := fs.Int("show", 3, "print the first `N` generations (lm)")
@@ -290,7 +291,18 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		return err
 	}
 	rep.Majority, rep.MajorityAnswer = acc, ans
-	prompts := data.EncodePrompts(tok, rows, m.Config().MaxSeqLen-maxNew)
+	// Prompts go to the model whole, as the loss scored them, and each
+	// generates what fits of maxNew in the model's positions (train.Generate
+	// stops there); cutting them to leave room for maxNew would generate
+	// from another prompt than the one scored.
+	seqLen := m.Config().MaxSeqLen
+	prompts, pst, err := data.EncodePrompts(tok, rows, seqLen)
+	if err != nil {
+		return err
+	}
+	if note := generationNote(prompts, pst, maxNew, seqLen); note != "" {
+		fmt.Fprintf(log, "note: %s: %s\n", set.path, note)
+	}
 	fmt.Fprintf(log, "generating up to %d tokens for %d prompts…\n", maxNew, len(prompts))
 	outs, err := train.Generate(m, prompts, maxNew, []int{tokenizer.EOS, tokenizer.BOS}, nil)
 	if err != nil {
@@ -314,6 +326,29 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 	}
 	rep.Accuracy = float64(correct) / float64(len(outs))
 	return nil
+}
+
+// generationNote says how many prompts leave room for fewer than maxNew
+// new tokens in the model's seqLen positions (a prompt of n tokens has
+// room for seqLen − n + 1: the last position's logits give one more), and
+// how many had to be cut to fit at all (possible only when a prompt's own
+// encoding is longer than its tokens in the prompt + output the loss
+// scored); "" when none.
+func generationNote(prompts [][]int, st data.EncodeStats, maxNew, seqLen int) string {
+	short := 0
+	for _, p := range prompts {
+		if seqLen-len(p)+1 < maxNew {
+			short++
+		}
+	}
+	var parts []string
+	if short > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d prompts leave room for fewer than --max-new-tokens %d in the model's %d positions: they generate only as many tokens as fit", short, len(prompts), maxNew, seqLen))
+	}
+	if st.Truncated > 0 {
+		parts = append(parts, fmt.Sprintf("%d prompts fill the model's %d positions and keep only their last %d tokens for generation", st.Truncated, seqLen, seqLen-2))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func printEval(w io.Writer, r *evalReport) {
