@@ -38,16 +38,19 @@ const (
 // trainerState is a checkpoint's trainer_state.json: where the run stood
 // and what it must agree with to be resumed.
 type trainerState struct {
-	Step        int     `json:"step"`
-	TotalSteps  int     `json:"total_steps"`
-	Seed        uint64  `json:"seed"`
-	Batch       int     `json:"batch"`
-	TrainSize   int     `json:"train_size"`
-	TrainDigest string  `json:"train_digest"`
-	Task        string  `json:"task"`
-	BaseModel   string  `json:"base_model,omitempty"`
-	Loss        float64 `json:"loss"`
-	Time        string  `json:"time"`
+	Step        int    `json:"step"`
+	TotalSteps  int    `json:"total_steps"`
+	Seed        uint64 `json:"seed"`
+	Batch       int    `json:"batch"`
+	TrainSize   int    `json:"train_size"`
+	TrainDigest string `json:"train_digest"`
+	Task        string `json:"task"`
+	BaseModel   string `json:"base_model,omitempty"`
+	// Settings are the hyper-parameters a resume must keep (see
+	// Trainer.settings); absent in checkpoints made before they were kept.
+	Settings map[string]string `json:"settings,omitempty"`
+	Loss     float64           `json:"loss"`
+	Time     string            `json:"time"`
 }
 
 // digest fingerprints the training sequences, so that a run is not resumed

@@ -196,9 +196,10 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		res.Trainable += int64(p.Len())
 	}
 
-	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String(), BaseModel: o.BaseModel}
+	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String(),
+		BaseModel: o.BaseModel, Settings: t.settings(o)}
 	var metrics *metricsLog
-	var resumeWarning string // shown once the progress display has started
+	var resumeNotes []string // shown once the progress display has started
 	var removed []string
 	if o.Out != "" {
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
@@ -210,7 +211,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			if resumeWarning, err = t.resume(dir, &st, opt, params); err != nil {
+			if resumeNotes, err = t.resume(dir, &st, opt, params); err != nil {
 				return nil, err
 			}
 			res.Checkpoint = dir
@@ -240,8 +241,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if len(removed) > 0 {
 		prog.Message(fmt.Sprintf("removed what an interrupted save left in %s: %s", o.Out, strings.Join(removed, ", ")))
 	}
-	if resumeWarning != "" {
-		prog.Message(resumeWarning)
+	for _, n := range resumeNotes {
+		prog.Message(n)
 	}
 	start := time.Now()
 	var recentLoss []float64
@@ -479,44 +480,59 @@ func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, step int, epoch f
 	return ev, metrics.add(r)
 }
 
-// resume restores the run from checkpoint dir. The warning, if any, is
-// for the user: a check that could not be made.
-func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value) (warning string, err error) {
+// resume restores the run from checkpoint dir, which must have been made
+// with the same settings (st's), except the learning rate: after a NaN,
+// resuming with a lower one is the usual remedy, so a changed rate is
+// taken, with a note that the run no longer matches an uninterrupted one.
+// The notes are for the user: that, and the checks that could not be made.
+func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value) (notes []string, err error) {
 	old, err := readState(dir)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	mismatch := func(what string, was, is any) error {
 		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
 	}
 	switch {
 	case old.BaseModel != "" && st.BaseModel != "" && old.BaseModel != st.BaseModel:
-		return "", fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
+		return nil, fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
 	case old.Task != st.Task:
-		return "", mismatch("task", old.Task, st.Task)
+		return nil, mismatch("task", old.Task, st.Task)
 	case old.Seed != st.Seed:
-		return "", mismatch("seed", old.Seed, st.Seed)
+		return nil, mismatch("seed", old.Seed, st.Seed)
 	case old.Batch != st.Batch:
-		return "", mismatch("batch", old.Batch, st.Batch)
+		return nil, mismatch("batch", old.Batch, st.Batch)
 	case old.TotalSteps != st.TotalSteps:
-		return "", mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
+		return nil, mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
 	case old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest:
-		return "", fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len and tokenizer", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
+		return nil, fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len and tokenizer", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
 	case old.Step < 0 || old.Step > old.TotalSteps:
-		return "", fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
+		return nil, fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
+	}
+	if old.Settings != nil {
+		diffs, lrWas, lrIs, unrecorded := compareSettings(old.Settings, st.Settings)
+		if len(diffs) > 0 {
+			return nil, fmt.Errorf("train: cannot resume from %s: it was made with %s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "))
+		}
+		if lrWas != "" {
+			notes = append(notes, fmt.Sprintf("note: resuming %s with learning rate %s where it was made with %s: the schedule goes on from step %d with the new peak, so the run no longer matches an uninterrupted one", dir, lrIs, lrWas, old.Step))
+		}
+		if len(unrecorded) > 0 {
+			notes = append(notes, fmt.Sprintf("warning: checkpoint %s does not record %s (it predates that record), so a change there is not detected; the checkpoints this run writes record it", dir, strings.Join(unrecorded, ", ")))
+		}
 	}
 	if err := loadParams(filepath.Join(dir, tensorsFile), params); err != nil {
-		return "", err
+		return nil, err
 	}
 	s, err := loadOptimizer(filepath.Join(dir, optimizerFile))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := opt.SetState(s); err != nil {
-		return "", fmt.Errorf("train: %s: %w", dir, err)
+		return nil, fmt.Errorf("train: %s: %w", dir, err)
 	}
 	if opt.Steps() != old.Step {
-		return "", fmt.Errorf("train: %s: optimizer has taken %d steps but the trainer state says %d", dir, opt.Steps(), old.Step)
+		return nil, fmt.Errorf("train: %s: optimizer has taken %d steps but the trainer state says %d", dir, opt.Steps(), old.Step)
 	}
 	st.Step = old.Step
 	st.Loss = old.Loss
@@ -533,11 +549,18 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	// same model with its q/k rows in the other order), which only the
 	// user can rule out, so they are told.
 	if old.BaseModel == "" && st.BaseModel != "" {
-		warning = fmt.Sprintf("warning: checkpoint %s does not record its base model (it predates that record), so it is resumed unchecked on this one (%s); "+
+		notes = append(notes, fmt.Sprintf("warning: checkpoint %s does not record its base model (it predates that record), so it is resumed unchecked on this one (%s); "+
 			"if it was made on another base with trainable tensors of the same shapes (the same model with its q/k rows in the other order, say), "+
-			"they are now misread: then start afresh. The checkpoints this run writes record the base.", dir, st.BaseModel)
+			"they are now misread: then start afresh. The checkpoints this run writes record the base.", dir, st.BaseModel))
 	}
-	return warning, nil
+	if old.Settings == nil {
+		// As with the base: refusing would strand runs made with these
+		// very settings.
+		notes = append(notes, fmt.Sprintf("warning: checkpoint %s does not record its settings (it predates that record), so they are resumed unchecked; "+
+			"if it was made with another learning rate, schedule, warm-up, clip, weight decay, micro-batch, method, alpha, dropout or rotation, "+
+			"the run no longer matches an uninterrupted one. The checkpoints this run writes record them.", dir))
+	}
+	return notes, nil
 }
 
 // IsInterrupted reports whether err is (or wraps) an [*InterruptedError].

@@ -40,6 +40,16 @@ func tinyModel(t testing.TB, b backend.Backend, method peft.Method, seed uint64)
 // tinyModelDropout is tinyModel with the adapter's dropout p.
 func tinyModelDropout(t testing.TB, b backend.Backend, method peft.Method, seed uint64, p float64) (*llama.Model, *peft.Model) {
 	t.Helper()
+	var cfg *peft.Config
+	if method != "" {
+		cfg = &peft.Config{Method: method, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: seed, Dropout: p}
+	}
+	return tinyAdapted(t, b, seed, cfg)
+}
+
+// tinyAdapted is tinyModel with the adapter of cfg (none when nil).
+func tinyAdapted(t testing.TB, b backend.Backend, seed uint64, cfg *peft.Config) (*llama.Model, *peft.Model) {
+	t.Helper()
 	w, err := InitWeights(tinyConfig(), seed)
 	if err != nil {
 		t.Fatal(err)
@@ -58,13 +68,13 @@ func tinyModelDropout(t testing.TB, b backend.Backend, method peft.Method, seed 
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Free)
-	if method == "" {
+	if cfg == nil {
 		for _, p := range m.Params() {
 			p.SetTrainable(true)
 		}
 		return m, nil
 	}
-	pm, err := peft.Inject(m, peft.Config{Method: method, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: seed, Dropout: p})
+	pm, err := peft.Inject(m, *cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ var finetuneDoc = usageDoc{
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), metrics.jsonl, loss.png, " +
 		"spectrum.png, spectrum.json and run.json. --resume continues from the newest checkpoint with the same " +
-		"flags. A NaN or infinite loss stops the run and leaves the last good checkpoint.",
+		"flags (a flag that changes the result is refused, naming it; only --lr may change, with a note). A NaN or infinite loss stops the run and leaves the last good checkpoint.",
 	examples: []string{
 		"sora finetune",
 		"sora finetune --model stories260K.bin --tokenizer tok512.bin --data boolq/train.json --eval-data boolq/test.json --max-train 2000 --max-eval 300 --method sora --lr 2e-3 --out runs/boolq-sora",
@@ -103,7 +103,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.Float64Var(&f.loraPlusRatio, "loraplus-ratio", peft.DefaultLoRAPlusRatio, "LoRA+'s `λ`: the B matrices train at λ × --lr (method loraplus)")
 	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order and the --max-train/--max-eval samples")
 	fs.StringVar(&f.out, "out", "", "output `DIR` (default runs/<method>-<task> in the current folder; the demonstration writes nothing unless given)")
-	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (same flags needed)")
+	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change)")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")

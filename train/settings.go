@@ -1,0 +1,96 @@
+package train
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/sora-go/sora/peft"
+)
+
+// settings returns, by the sora finetune flag that sets each, what a run's
+// result depends on besides what the trainer state checks on its own
+// (task, seed, batch, steps, data and base model): the optimizer's
+// hyper-parameters and, with an adapter, the method's. They are kept in
+// every checkpoint, and a resume with other values is refused (the
+// learning rate excepted: see [Trainer.resume]).
+func (t *Trainer) settings(o Options) map[string]string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	s := map[string]string{
+		"lr":           f(o.LR),
+		"schedule":     strings.ToLower(o.Schedule),
+		"warmup":       strconv.Itoa(o.Warmup),
+		"clip":         f(o.ClipNorm),
+		"weight-decay": f(o.WeightDecay),
+		"micro-batch":  strconv.Itoa(o.MicroBatch),
+	}
+	if t.Adapter == nil {
+		return s
+	}
+	c := t.Adapter.Config()
+	s["method"] = string(c.Method)
+	s["target"] = strings.Join(c.TargetModules, ",")
+	spec := c.Method.Spec()
+	if spec.LowRank || c.Method == peft.OFT {
+		s["rank"] = strconv.Itoa(c.R)
+	}
+	if spec.LowRank {
+		s["alpha"] = f(c.Alpha)
+		// The masks follow the adapter's seed (peft.Model.SetDropoutStep).
+		s["dropout"] = f(c.Dropout)
+		if c.Dropout > 0 {
+			s["dropout"] += fmt.Sprintf(" (masks seeded %d)", c.Seed)
+		}
+	}
+	if spec.Pre == peft.Rotation || spec.Post == peft.Rotation {
+		s["rotation-rank"] = strconv.Itoa(c.RotationRank)
+		s["exact-rotation"] = strconv.FormatBool(c.ExactRotation)
+	}
+	if c.LoRAPlusRatio > 0 {
+		s["loraplus-ratio"] = f(c.LoRAPlusRatio)
+	}
+	if c.Method == peft.OFT {
+		s["oft-block-size"] = strconv.Itoa(c.OFTBlockSize)
+		s["oft-neumann-terms"] = strconv.Itoa(c.OFTNeumannTerms)
+	}
+	return s
+}
+
+// compareSettings compares the settings a checkpoint recorded (was) with
+// the run's (is). It returns the differences that forbid resuming, each
+// "name was (now is)", the learning rates when only they differ (which a
+// resume may change: see [Trainer.resume]), and the names the checkpoint
+// does not record (made by a version that recorded fewer).
+func compareSettings(was, is map[string]string) (diffs []string, lrWas, lrIs string, unrecorded []string) {
+	var names []string
+	for k := range was {
+		names = append(names, k)
+	}
+	for k := range is {
+		if _, ok := was[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	show := func(m map[string]string, k string) string {
+		if v, ok := m[k]; ok {
+			return v
+		}
+		return "unset"
+	}
+	for _, k := range names {
+		w, okW := was[k]
+		v, okI := is[k]
+		switch {
+		case okW && okI && w == v:
+		case !okW:
+			unrecorded = append(unrecorded, k)
+		case k == "lr" && okI:
+			lrWas, lrIs = w, v
+		default:
+			diffs = append(diffs, fmt.Sprintf("%s %s (now %s)", k, w, show(is, k)))
+		}
+	}
+	return diffs, lrWas, lrIs, unrecorded
+}

@@ -1,0 +1,147 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/peft"
+)
+
+// TestResumeRefusesOtherSettings interrupts runs after step 5 and tries
+// to resume them with one setting changed: each setting that changes the
+// result is refused with a message naming it, its old and its new value;
+// a changed learning rate is taken, with a note, and recorded in the
+// checkpoints that follow; and a checkpoint without recorded settings (as
+// made before they were kept) is resumed with a warning.
+func TestResumeRefusesOtherSettings(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	sora := peft.Config{Method: peft.SORA, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: 1, Dropout: 0.1}
+	dora := peft.Config{Method: peft.DoRA, R: 4, Alpha: 8, TargetModules: []string{peft.AllLinear}, Seed: 1}
+	// run trains (or resumes) in dir, stopping after the step that begins
+	// with stopAt steps done (none when stopAt < 0).
+	run := func(dir string, cfg peft.Config, o Options, stopAt int) (*messages, error) {
+		_, pm := tinyAdapted(t, b, 1, &cfg)
+		o.Out = dir
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		prog := &messages{}
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog,
+			beforeStep: func(done int) {
+				if done == stopAt {
+					cancel()
+				}
+			}}
+		_, err := tr.Run(ctx)
+		return prog, err
+	}
+	made := map[string]string{} // method → folder of a run interrupted after step 5
+	for _, cfg := range []peft.Config{sora, dora} {
+		dir := t.TempDir()
+		if _, err := run(dir, cfg, resumeOptions(dir), 4); !IsInterrupted(err) {
+			t.Fatalf("%s: %v, want an interruption", cfg.Method, err)
+		}
+		made[string(cfg.Method)] = dir
+	}
+	resume := func(o Options) Options { o.Resume = true; return o }
+	cases := []struct {
+		name string
+		from peft.Config
+		cfg  func(*peft.Config)
+		opts func(*Options)
+		want string
+	}{
+		{"alpha", sora, func(c *peft.Config) { c.Alpha = 16 }, nil, "alpha 8 (now 16)"},
+		{"dropout", sora, func(c *peft.Config) { c.Dropout = 0 }, nil, "dropout 0.1 (masks seeded 1) (now 0)"},
+		{"dropout seed", sora, func(c *peft.Config) { c.Seed = 2 }, nil, "dropout 0.1 (masks seeded 1) (now 0.1 (masks seeded 2))"},
+		{"exact rotation", sora, func(c *peft.Config) { c.ExactRotation = true }, nil, "exact-rotation false (now true)"},
+		{"rotation rank", sora, func(c *peft.Config) { c.RotationRank = 3 }, nil, "rotation-rank 2 (now 3)"},
+		{"dora to dora-peft", dora, func(c *peft.Config) { c.Method = peft.DoRAPEFT }, nil, "method dora (now dora-peft)"},
+		{"schedule", sora, nil, func(o *Options) { o.Schedule = "linear" }, "schedule cosine (now linear)"},
+		{"warmup", sora, nil, func(o *Options) { o.Warmup = 3 }, "warmup 2 (now 3)"},
+		{"clip", sora, nil, func(o *Options) { o.ClipNorm = 0.5 }, "clip 1 (now 0.5)"},
+		{"weight decay", sora, nil, func(o *Options) { o.WeightDecay = 0.02 }, "weight-decay 0.01 (now 0.02)"},
+		{"micro-batch", sora, nil, func(o *Options) { o.MicroBatch = 4 }, "micro-batch 2 (now 4)"},
+		{"two at once", sora, func(c *peft.Config) { c.Alpha = 4 }, func(o *Options) { o.ClipNorm = 2 }, "alpha 8 (now 4), clip 1 (now 2)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := made[string(c.from.Method)]
+			cfg, o := c.from, resume(resumeOptions(dir))
+			if c.cfg != nil {
+				c.cfg(&cfg)
+			}
+			if c.opts != nil {
+				c.opts(&o)
+			}
+			_, err := run(dir, cfg, o, -1)
+			if err == nil || !strings.Contains(err.Error(), "cannot resume") || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("resume with another %s: %v; want a refusal saying %q", c.name, err, c.want)
+			}
+		})
+	}
+
+	// The learning rate may change: the usual remedy after a NaN.
+	dir := made["sora"]
+	o := resume(resumeOptions(dir))
+	o.LR = 1e-3
+	prog, err := run(dir, sora, o, 6)
+	if !IsInterrupted(err) {
+		t.Fatalf("resume with a lower learning rate: %v, want it to run (and be interrupted after step 7)", err)
+	}
+	if len(prog.got) == 0 || !strings.Contains(strings.Join(prog.got, "\n"), "learning rate 0.001 where it was made with 0.003") {
+		t.Errorf("resume with another learning rate said %q; want a note naming both", prog.got)
+	}
+	ck, err := LatestCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := readState(ck); err != nil || st.Step != 7 || st.Settings["lr"] != "0.001" {
+		t.Fatalf("checkpoint after the change: step %d, settings %v (%v); want step 7 and lr 0.001", st.Step, st.Settings, err)
+	}
+	if prog, err := run(dir, sora, o, -1); err != nil || strings.Contains(strings.Join(prog.got, "\n"), "learning rate") {
+		t.Errorf("resume with the new learning rate: %v, notes %q; want no note", err, prog.got)
+	}
+
+	// A checkpoint that predates the record is resumed with a warning.
+	dir = made["dora"]
+	ck, err = LatestCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(ck, stateFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fields["settings"]; !ok {
+		t.Fatalf("%s records no settings", path)
+	}
+	delete(fields, "settings")
+	if raw, err = json.Marshal(fields); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prog, err = run(dir, dora, resume(resumeOptions(dir)), -1)
+	if err != nil {
+		t.Fatalf("resume of a checkpoint without settings: %v", err)
+	}
+	if w := prog.warnings(); len(w) != 1 || !strings.Contains(w[0], ck) || !strings.Contains(w[0], "does not record its settings") {
+		t.Errorf("resume of a checkpoint without settings warned %q; want one warning naming %s", w, ck)
+	}
+	ck, _ = LatestCheckpoint(dir)
+	if st, err := readState(ck); err != nil || st.Settings["method"] != "dora" {
+		t.Errorf("the resumed run's checkpoint %s records settings %v (%v); want them recorded", ck, st.Settings, err)
+	}
+}
