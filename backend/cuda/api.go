@@ -45,6 +45,8 @@ const (
 	cuErrorInvalidImg  = 200 // CUDA_ERROR_INVALID_IMAGE: a cached cubin the driver rejects
 	nvrtcSuccess       = 0
 	cublasSuccess      = 0
+
+	cublasStatusAllocFailed = 3 // CUBLAS_STATUS_ALLOC_FAILED
 )
 
 // Enumerations passed to the libraries.

@@ -265,19 +265,37 @@ func (b *Backend) launch(k *kernelSpec, grid, block dim3) error {
 	if !grid.validGrid() || !block.validBlock() {
 		return fmt.Errorf("kernel %s: launch geometry grid %v block %v outside the device limits", k.name, grid, block)
 	}
-	a := b.api
+	res := b.launchCall(k, grid, block, params)
+	if res == cuSuccess {
+		return nil
+	}
+	// The name is built only on failure: launches are hot.
+	err = b.api.cu("cuLaunchKernel("+k.name+")", res)
+	if res != cuErrorOutOfMemory {
+		return err
+	}
+	// The driver needed device memory for the launch (the kernel's code,
+	// loaded lazily, or its local memory), which the pool may be caching.
+	return b.reclaimAndRetry(err, func() error {
+		if res := b.launchCall(k, grid, block, params); res != cuSuccess {
+			return b.api.cu("cuLaunchKernel("+k.name+")", res)
+		}
+		return nil
+	})
+}
+
+// launchCall calls cuLaunchKernel once with params, the argument array of
+// b.args.
+func (b *Backend) launchCall(k *kernelSpec, grid, block dim3, params unsafe.Pointer) int {
 	// params points into b.args, Go memory holding Go pointers (to the
 	// argument values in the same object): pinned while the driver reads it.
 	b.pinner.Pin(b.args)
-	res := call(a.cuLaunchKernel, b.fns[k],
+	res := call(b.api.cuLaunchKernel, b.fns[k],
 		uintptr(grid.x), uintptr(grid.y), uintptr(grid.z),
 		uintptr(block.x), uintptr(block.y), uintptr(block.z),
 		0, b.stream, uintptr(params), 0)
 	b.pinner.Unpin()
-	if res != cuSuccess { // the name is built only on failure: launches are hot
-		return a.cu("cuLaunchKernel("+k.name+")", res)
-	}
-	return nil
+	return res
 }
 
 // kernel starts the arguments of a launch of k.

@@ -220,6 +220,91 @@ func TestOutOfMemory(t *testing.T) {
 	}
 }
 
+// TestOutOfMemoryRetry: a kernel launch refused with
+// CUDA_ERROR_OUT_OF_MEMORY and a cuBLAS call refused with
+// CUBLAS_STATUS_ALLOC_FAILED (memory they allocate outside the pool) are
+// tried once more after the pool's cache goes back to the device; with
+// nothing cached there is no retry, and a retry that fails too is reported
+// with the original error.
+func TestOutOfMemoryRetry(t *testing.T) {
+	b := openFake(t, Options{})
+	ctl := fakeCounters(t, b.api.drv, "sora_fake_ctl")
+	blas := fakeCounters(t, b.api.blas, "sora_fake_blas")
+	t.Cleanup(func() { ctl[0], blas[10] = 0, 0 })
+	x, w := mustAlloc(t, b, 2, 3), mustAlloc(t, b, 3, 2)
+	b.Upload(x, []float32{1, 2, 3, 4, 5, 6})
+	b.Upload(w, []float32{1, 0, 0, 1, 1, 1})
+	y, c := mustAlloc(t, b, 2, 3), mustAlloc(t, b, 2, 2)
+	for _, tc := range []struct {
+		name   string
+		inject *int64 // calls to refuse
+		calls  *int64 // attempts the fake counts (nil: none counted)
+		run    func()
+		out    backend.Tensor
+		want   []float32
+		errMsg string
+	}{
+		{"launch", &ctl[0], nil, func() { b.Scale(y, x, 2) }, y, []float32{2, 4, 6, 8, 10, 12},
+			"cuLaunchKernel(scale): CUDA_ERROR_OUT_OF_MEMORY (out of memory)"},
+		{"cublas", &blas[10], &blas[2], func() { b.MatMul(c, x, w, backend.MatMulParams{Alpha: 1}) }, c, []float32{4, 5, 10, 11},
+			"cublasSgemm_v2: CUBLAS_STATUS_ALLOC_FAILED (the resource allocation failed)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make([]float32, len(tc.want))
+			attempts := func() int64 {
+				if tc.calls == nil {
+					return -1
+				}
+				return *tc.calls
+			}
+			// A 2 MiB block in the cache, and one failure: the retry succeeds.
+			b.Free(mustAlloc(t, b, 512<<10))
+			before := b.MemoryStats()
+			if before.Cached != 2<<20 {
+				t.Fatalf("cache %d bytes, want the 2 MiB block alone", before.Cached)
+			}
+			b.Fill(tc.out, -1)
+			*tc.inject = 1
+			tc.run()
+			if err := b.Download(got, tc.out); err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("after one refused call and a retry: %v, %v; want %v, nil", got, err, tc.want)
+			}
+			if s := b.MemoryStats(); s.Cached != 0 || s.DeviceFrees != before.DeviceFrees+1 || *tc.inject != 0 {
+				t.Errorf("after the retry: %+v, %d refusals left; want the cached block freed, none left", s, *tc.inject)
+			}
+
+			// Nothing cached: the failure is the op's error, with no retry.
+			b.Fill(tc.out, -1)
+			*tc.inject = 1
+			n0 := attempts()
+			tc.run()
+			err := b.Sync()
+			if err == nil || !strings.HasSuffix(err.Error(), ": "+tc.errMsg) {
+				t.Errorf("with nothing cached: %v, want an error ending %q", err, tc.errMsg)
+			}
+			if tc.calls != nil && attempts() != n0+1 {
+				t.Errorf("with nothing cached: %d attempts, want 1", attempts()-n0)
+			}
+			if tc.name == "launch" && !IsOutOfMemory(err) {
+				t.Errorf("IsOutOfMemory(%v) = false", err)
+			}
+
+			// The retry fails too: both errors are reported.
+			b.Free(mustAlloc(t, b, 512<<10))
+			*tc.inject = 2
+			tc.run()
+			err = b.Sync()
+			want := tc.errMsg + " (retried after returning 2097152 cached bytes to the device: " + tc.errMsg + ")"
+			if err == nil || !strings.HasSuffix(err.Error(), want) {
+				t.Errorf("a failed retry: %v, want an error ending %q", err, want)
+			}
+			if *tc.inject != 0 {
+				t.Errorf("%d refusals left after a failed retry, want 0", *tc.inject)
+			}
+		})
+	}
+}
+
 func TestKernelCache(t *testing.T) {
 	r := fakeProbe(t)
 	nvrtc := fakeCounters(t, r.nvrtc, "sora_fake_nvrtc")

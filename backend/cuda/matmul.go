@@ -109,15 +109,32 @@ func (b *Backend) gemm(g gemmCall, alpha, beta float32, pa, pb, pc uintptr) erro
 	a := b.api
 	b.pinner.Pin(b.scalars)
 	defer b.pinner.Unpin()
-	if g.batch == 1 {
-		return a.blasErr("cublasSgemm_v2", call(a.cublasSgemm, b.blas,
-			uintptr(g.transa), uintptr(g.transb), uintptr(g.m), uintptr(g.n), uintptr(g.k),
-			pAlpha, pb, uintptr(g.lda), pa, uintptr(g.ldb), pBeta, pc, uintptr(g.ldc)))
+	name := "cublasSgemm_v2"
+	if g.batch != 1 {
+		name = "cublasSgemmStridedBatched"
 	}
-	return a.blasErr("cublasSgemmStridedBatched", call(a.cublasSgemmStridedBatched, b.blas,
-		uintptr(g.transa), uintptr(g.transb), uintptr(g.m), uintptr(g.n), uintptr(g.k),
-		pAlpha, pb, uintptr(g.lda), uintptr(g.strideA), pa, uintptr(g.ldb), uintptr(g.strideB),
-		pBeta, pc, uintptr(g.ldc), uintptr(g.strideC), uintptr(g.batch)))
+	gemm := func() int {
+		if g.batch == 1 {
+			return call(a.cublasSgemm, b.blas,
+				uintptr(g.transa), uintptr(g.transb), uintptr(g.m), uintptr(g.n), uintptr(g.k),
+				pAlpha, pb, uintptr(g.lda), pa, uintptr(g.ldb), pBeta, pc, uintptr(g.ldc))
+		}
+		return call(a.cublasSgemmStridedBatched, b.blas,
+			uintptr(g.transa), uintptr(g.transb), uintptr(g.m), uintptr(g.n), uintptr(g.k),
+			pAlpha, pb, uintptr(g.lda), uintptr(g.strideA), pa, uintptr(g.ldb), uintptr(g.strideB),
+			pBeta, pc, uintptr(g.ldc), uintptr(g.strideC), uintptr(g.batch))
+	}
+	status := gemm()
+	if status == cublasSuccess {
+		return nil
+	}
+	err := a.blasErr(name, status)
+	if status != cublasStatusAllocFailed {
+		return err
+	}
+	// cuBLAS allocates device memory of its own (its workspace, kernels
+	// it loads for a new shape), which the pool may be caching.
+	return b.reclaimAndRetry(err, func() error { return a.blasErr(name, gemm()) })
 }
 
 // VendorName names the library behind VendorMatMul in benchmark reports.

@@ -47,6 +47,26 @@ func (b *Backend) newPool() *devpool.Pool {
 	})
 }
 
+// reclaimAndRetry handles err, a failure for lack of device memory of a
+// call that allocates outside the pool (a kernel launch, cuBLAS): when the
+// pool caches blocks, it waits for the stream, returns them to the device
+// and runs retry once. It returns nil when the retry succeeds, and
+// otherwise err (which stays an out-of-memory error for errors.As), with
+// what the reclaim or the retry met.
+func (b *Backend) reclaimAndRetry(err error, retry func() error) error {
+	freed, rerr := b.pool.Reclaim()
+	switch {
+	case rerr != nil:
+		return fmt.Errorf("%w (returning the pool's cached blocks to the device then failed: %v)", err, rerr)
+	case freed == 0:
+		return err
+	}
+	if rerr := retry(); rerr != nil {
+		return fmt.Errorf("%w (retried after returning %d cached bytes to the device: %v)", err, freed, rerr)
+	}
+	return nil
+}
+
 // alloc returns a device block of at least bytes bytes and its class. The
 // caller has entered the context.
 func (b *Backend) alloc(bytes int64) (uintptr, int64, error) { return b.pool.Get(bytes) }

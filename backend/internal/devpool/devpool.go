@@ -2,8 +2,10 @@
 // ascend). Device allocation and release are slow and, on most drivers,
 // synchronise the device, while a training loop frees and reallocates the
 // same shapes every step; so freed blocks are kept by size class and handed
-// out again, and go back to the device only when the backend closes or an
-// allocation fails for lack of memory.
+// out again, and go back to the device only when the backend closes or a
+// device call fails for lack of memory: an allocation of the pool's own
+// (Get), or another call the backend reports through Reclaim (a library's
+// own allocation, a kernel launch).
 //
 // Handing a block out again at once is safe only because each backend runs
 // all its device work on one stream, in order: the new owner's work runs
@@ -55,8 +57,8 @@ type Device struct {
 	OutOfMemory func(error) bool
 	// Sync waits until the device has finished all work queued so far, so
 	// that no cached block is still read or written. It is called only
-	// before cached blocks are returned on an out-of-memory error; nil
-	// means nothing needs waiting for.
+	// before cached blocks are returned on an out-of-memory error (by Get
+	// or Reclaim); nil means nothing needs waiting for.
 	Sync func() error
 }
 
@@ -100,16 +102,14 @@ func (p *Pool) Get(bytes int64) (ptr uintptr, class int64, err error) {
 		return ptr, c, nil
 	}
 	ptr, err = p.alloc(c)
-	if err != nil && p.cached > 0 && p.dev.OutOfMemory != nil && p.dev.OutOfMemory(err) {
-		if p.dev.Sync != nil {
-			if serr := p.dev.Sync(); serr != nil {
-				return 0, 0, serr
-			}
-		}
-		if rerr := p.Release(); rerr != nil {
+	if err != nil && p.dev.OutOfMemory != nil && p.dev.OutOfMemory(err) {
+		freed, rerr := p.Reclaim()
+		if rerr != nil {
 			return 0, 0, rerr
 		}
-		ptr, err = p.alloc(c)
+		if freed > 0 {
+			ptr, err = p.alloc(c)
+		}
 	}
 	if err != nil {
 		return 0, 0, err
@@ -143,6 +143,27 @@ func (p *Pool) Put(ptr uintptr, class int64) {
 	p.free[class] = append(p.free[class], ptr)
 	p.cached += class
 	p.inUse -= class
+}
+
+// Reclaim waits for the device (Sync) and returns every cached block to
+// it, for a device call that failed for lack of memory and is worth one
+// more try with the memory back: Get does this for its own allocations,
+// and a backend calls it when a call that allocates outside the pool (a
+// library's workspace, a kernel launch) fails that way. It returns the
+// bytes returned; with nothing cached it does nothing (no Sync) and
+// returns 0, as a retry could not go better. A failed Sync is returned
+// and keeps the cache.
+func (p *Pool) Reclaim() (freed int64, err error) {
+	if p.cached == 0 {
+		return 0, nil
+	}
+	if p.dev.Sync != nil {
+		if err := p.dev.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	freed = p.cached
+	return freed, p.Release()
 }
 
 // Release returns every cached block to the device and returns the first

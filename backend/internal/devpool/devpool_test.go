@@ -151,3 +151,33 @@ func TestPoolOutOfMemory(t *testing.T) {
 		t.Errorf("the cache was released although Sync failed")
 	}
 }
+
+// TestPoolReclaim: Reclaim returns the cache to the device after one
+// Sync and reports its bytes; with nothing cached it neither synchronises
+// nor frees; a failed Sync is returned and keeps the cache.
+func TestPoolReclaim(t *testing.T) {
+	const mib = 1 << 20
+	d := newFake(8 * mib)
+	p := New(d.device())
+	if freed, err := p.Reclaim(); freed != 0 || err != nil || d.syncs != 0 {
+		t.Fatalf("Reclaim of an empty pool = %d, %v after %d syncs; want 0, nil, none", freed, err, d.syncs)
+	}
+	a, ca, _ := p.Get(2 * mib)
+	b, cb, _ := p.Get(3000)
+	kept, _, _ := p.Get(mib)
+	p.Put(a, ca)
+	p.Put(b, cb)
+	freed, err := p.Reclaim()
+	if err != nil || freed != ca+cb {
+		t.Fatalf("Reclaim = %d, %v; want %d, nil", freed, err, ca+cb)
+	}
+	if s := p.Stats(); d.syncs != 1 || s.Cached != 0 || s.Frees != 2 || s.InUse != mib || len(d.live) != 1 || d.live[kept] != mib {
+		t.Fatalf("after Reclaim: %d syncs, %+v, device holds %v; want one sync and only the block in use left", d.syncs, s, d.live)
+	}
+
+	d.syncErr = errors.New("stream failed")
+	p.Put(kept, mib)
+	if freed, err := p.Reclaim(); err != d.syncErr || freed != 0 || p.Stats().Cached != mib {
+		t.Errorf("Reclaim with a failing Sync = %d, %v, cache %d; want the Sync error and the cache kept", freed, err, p.Stats().Cached)
+	}
+}

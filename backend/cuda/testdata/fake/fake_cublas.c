@@ -2,11 +2,12 @@
 // column-major SGEMM computed on the host in double precision, with
 // cuBLAS's argument checks (CUBLAS_STATUS_INVALID_VALUE for bad transpose
 // flags, negative sizes and too-small leading dimensions). It records the
-// math mode and the last call's arguments (sora_fake_blas) for the tests.
+// math mode and the last call's arguments (sora_fake_blas) for the tests,
+// and refuses GEMM calls with CUBLAS_STATUS_ALLOC_FAILED when told to.
 #include <stdlib.h>
 #include <string.h>
 
-enum { OK = 0, NOT_INITIALIZED = 1, INVALID_VALUE = 7 };
+enum { OK = 0, NOT_INITIALIZED = 1, ALLOC_FAILED = 3, INVALID_VALUE = 7 };
 
 struct handle {
 	int magic;
@@ -15,7 +16,10 @@ struct handle {
 };
 
 // [0] math mode of the last handle, [1] pointer mode, [2] Sgemm calls,
-// [3] SgemmStridedBatched calls, [4..9] transa, transb, m, n, k, batch of the last call.
+// [3] SgemmStridedBatched calls, [4..9] transa, transb, m, n, k, batch of the last call;
+// [10], set by the tests: the number of coming GEMM calls to refuse with
+// CUBLAS_STATUS_ALLOC_FAILED, as cuBLAS does when it cannot get device
+// memory for its workspace or for kernels it loads.
 long long sora_fake_blas[16];
 
 int cublasCreate_v2(struct handle **h) {
@@ -52,6 +56,7 @@ const char *cublasGetStatusString(int s) {
 	switch (s) {
 	case OK: return "the operation completed successfully";
 	case NOT_INITIALIZED: return "the library was not initialized";
+	case ALLOC_FAILED: return "the resource allocation failed";
 	case INVALID_VALUE: return "an invalid numeric value was used as an argument";
 	}
 	return "unknown error";
@@ -60,6 +65,10 @@ const char *cublasGetStatusString(int s) {
 static int gemm(struct handle *h, int ta, int tb, int m, int n, int k, const float *alpha, const float *A, int lda, long long sa,
                 const float *B, int ldb, long long sb, const float *beta, float *C, int ldc, long long sc, int batch) {
 	if (bad(h)) return NOT_INITIALIZED;
+	if (sora_fake_blas[10] > 0) {
+		sora_fake_blas[10]--;
+		return ALLOC_FAILED;
+	}
 	if (h->pointerMode != 0 || !h->stream) return INVALID_VALUE; // the backend uses host scalars and its stream
 	if ((ta != 0 && ta != 1) || (tb != 0 && tb != 1) || m < 0 || n < 0 || k < 0 || batch < 0) return INVALID_VALUE;
 	int rowsA = ta == 0 ? m : k, rowsB = tb == 0 ? k : n;
