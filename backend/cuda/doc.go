@@ -67,10 +67,13 @@
 // block to the pool at once; it is safe to hand it out again before the
 // stream has finished with it because every use of device memory is
 // ordered on the one stream. Blocks go back to the device (cuMemFree) only
-// on Close, or when cuMemAlloc fails for lack of memory (the pool then
-// synchronises, releases its cache and tries once more), so a
-// steady-state training loop calls no cuMemAlloc ([Backend.MemoryStats]
-// counts the calls). Scratch memory of ops (index uploads, partial sums)
+// on Close, or when a call fails for lack of memory: cuMemAlloc, a kernel
+// launch (CUDA_ERROR_OUT_OF_MEMORY: lazily loaded code, local memory) or
+// cuBLAS (CUBLAS_STATUS_ALLOC_FAILED: its workspace, kernels it loads for
+// a new shape). The backend then synchronises, releases the cache and
+// tries the call once more, so a steady-state training loop calls no
+// cuMemAlloc ([Backend.MemoryStats] counts the calls) and still leaves
+// the libraries room when memory runs short. Scratch memory of ops (index uploads, partial sums)
 // comes from the same pool. Upload and Download copy from and to pageable
 // Go memory with cuMemcpyHtoDAsync/cuMemcpyDtoHAsync on the stream,
 // pinning the Go memory (runtime.Pinner) for the call; the driver stages a
