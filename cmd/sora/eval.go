@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,7 +32,9 @@ var evalDoc = usageDoc{
 		"less room in the model's seq_len positions, counted in a note) and the answer is extracted from the text as LLM-Adapters' " +
 		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
 		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
-		"the majority-answer baseline. For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +
+		"the majority-answer baseline. Rows without an \"answer\" field count in the loss but not in the accuracy, " +
+		"and are not generated for; when no row has one, eval reports the loss alone, and says so before it runs. " +
+		"For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +
 		"\"sora finetune --task classify\", whose score head it loads, or without --adapter a --model that " +
 		"\"sora finetune --method full --task classify\" wrote, whose head it loads from score.safetensors beside " +
 		"the model) it reports accuracy, the Matthews " +
@@ -44,14 +49,17 @@ var evalDoc = usageDoc{
 
 // evalReport is what "sora eval" writes to --json.
 type evalReport struct {
-	Model      string  `json:"model"`
-	Adapter    string  `json:"adapter,omitempty"`
-	Head       string  `json:"head,omitempty"` // a full fine-tune's classification head, read from beside the model
-	Method     string  `json:"method,omitempty"`
-	Data       string  `json:"data"`
-	Task       string  `json:"task"`
-	Rows       int     `json:"rows"`
-	AnswerKind string  `json:"answer_kind,omitempty"`
+	Model      string `json:"model"`
+	Adapter    string `json:"adapter,omitempty"`
+	Head       string `json:"head,omitempty"` // a full fine-tune's classification head, read from beside the model
+	Method     string `json:"method,omitempty"`
+	Data       string `json:"data"`
+	Task       string `json:"task"`
+	Rows       int    `json:"rows"`
+	AnswerKind string `json:"answer_kind,omitempty"`
+	// AnswerRows is the number of LM rows with a gold answer, which the
+	// accuracy is over; the loss is over all Rows.
+	AnswerRows int     `json:"answer_rows,omitempty"`
 	Accuracy   float64 `json:"accuracy"`
 	Majority   float64 `json:"majority_baseline"`
 	// MajorityAnswer is the answer (LM) or class (classification) the
@@ -63,6 +71,22 @@ type evalReport struct {
 	Confusion      [][]int      `json:"confusion,omitempty"`
 	Seconds        float64      `json:"seconds"`
 	Predictions    []prediction `json:"predictions"`
+}
+
+// MarshalJSON leaves the answer accuracy and its baseline out of an LM
+// report that scored no answers, where they would read as 0.
+func (r evalReport) MarshalJSON() ([]byte, error) {
+	type plain evalReport // the fields without this method
+	if r.Task != train.LM.String() || r.AnswerRows > 0 {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		AnswerRows     int      `json:"answer_rows"`
+		Accuracy       *float64 `json:"accuracy,omitempty"`
+		Majority       *float64 `json:"majority_baseline,omitempty"`
+		MajorityAnswer *string  `json:"majority_answer,omitempty"`
+	}{plain: plain(r)})
 }
 
 type prediction struct {
@@ -171,6 +195,9 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if note := set.lengthNote(limit, w.Config.MaxSeqLen); note != "" {
 		fmt.Fprintf(stdout, "note: %s: %s\n", *dataPath, note)
 	}
+	if note := answerNote(set, task); note != "" {
+		fmt.Fprintf(stdout, "note: %s: %s\n", *dataPath, note)
+	}
 	if head != "" && headClasses != len(set.classes) {
 		fmt.Fprintf(stderr, "sora eval: the classification head %s has %d classes, %s has %d\n", head, headClasses, *dataPath, len(set.classes))
 		return exitFailure
@@ -271,15 +298,22 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		}
 		return nil
 	}
-	// LM: generate and extract, only for the rows that were encoded.
-	rows := make([]data.Example, len(set.seqs))
-	golds := make([]string, len(set.seqs))
+	// LM: generate and extract, only for the rows that were encoded and
+	// have a gold answer to compare with (see answerNote).
+	var rows []data.Example
+	var golds []string
+	var scored []int // the positions in set.seqs of those rows
 	for i, s := range set.seqs {
-		rows[i] = set.rows[s.Row]
-		golds[i] = rows[i].Answer
-		if golds[i] == "" {
-			return fmt.Errorf("%s: row %d has no \"answer\" field to score against", set.path, s.Row+1)
+		r := set.rows[s.Row]
+		if r.Answer == "" {
+			continue
 		}
+		rows, golds, scored = append(rows, r), append(golds, r.Answer), append(scored, i)
+	}
+	rep.AnswerRows = len(rows)
+	if len(rows) == 0 {
+		rep.Predictions = []prediction{} // the loss alone
+		return nil
 	}
 	x, err := data.NewExtractor(golds)
 	if err != nil {
@@ -319,13 +353,37 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		if c {
 			correct++
 		}
-		rep.Predictions = append(rep.Predictions, prediction{Row: set.seqs[i].Row + 1, Gold: golds[i], Pred: pred, Correct: c, Output: text})
+		row := set.seqs[scored[i]].Row + 1
+		rep.Predictions = append(rep.Predictions, prediction{Row: row, Gold: golds[i], Pred: pred, Correct: c, Output: text})
 		if i < show {
-			fmt.Fprintf(log, "  row %d: %q → %q (gold %q)\n", set.seqs[i].Row+1, strings.TrimSpace(text), pred, golds[i])
+			fmt.Fprintf(log, "  row %d: %q → %q (gold %q)\n", row, strings.TrimSpace(text), pred, golds[i])
 		}
 	}
 	rep.Accuracy = float64(correct) / float64(len(outs))
 	return nil
+}
+
+// answerNote says, for LM data, when rows have no gold answer: their
+// loss is scored but not their answers, which are neither generated nor
+// counted in the accuracy; "" when every row has one.
+func answerNote(set *taskData, task train.Task) string {
+	if task != train.LM {
+		return ""
+	}
+	missing := 0
+	for _, s := range set.seqs {
+		if set.rows[s.Row].Answer == "" {
+			missing++
+		}
+	}
+	switch n := len(set.seqs); {
+	case missing == 0:
+		return ""
+	case missing == n:
+		return fmt.Sprintf("no row has an \"answer\" field: reporting the loss of all %d rows, and no answer accuracy", n)
+	default:
+		return fmt.Sprintf("%d of %d rows have no \"answer\" field: the answer accuracy is over the other %d, the loss over all %d", missing, n, n-missing, n)
+	}
 }
 
 // generationNote says how many prompts leave room for fewer than maxNew
@@ -361,19 +419,39 @@ func printEval(w io.Writer, r *evalReport) {
 		what += " with the classification head " + r.Head
 	}
 	fmt.Fprintf(w, "\n%s on %s (%s, %d rows)\n", what, r.Data, r.Task, r.Rows)
-	if r.Task == "classify" {
+	switch {
+	case r.Task == "classify":
 		fmt.Fprintln(tw, "accuracy\tMCC\tmajority baseline\tloss\t")
 		fmt.Fprintf(tw, "%.4f\t%.4f\t%.4f (%s)\t%.4f\t\n", r.Accuracy, *r.MCC, r.Majority, r.MajorityAnswer, r.Loss)
-	} else {
+	case r.AnswerRows == 0:
+		fmt.Fprintln(w, "no answer accuracy: no row has an \"answer\" field")
+		fmt.Fprintln(tw, "loss/answer token\t")
+		fmt.Fprintf(tw, "%.4f\t\n", r.Loss)
+	default:
+		if r.AnswerRows < r.Rows {
+			fmt.Fprintf(w, "answer accuracy over the %d of %d rows with an \"answer\" field\n", r.AnswerRows, r.Rows)
+		}
 		fmt.Fprintln(tw, "accuracy\tmajority baseline\tno answer\tloss/answer token\t")
 		fmt.Fprintf(tw, "%.4f\t%.4f (%s)\t%d\t%.4f\t\n", r.Accuracy, r.Majority, r.MajorityAnswer, r.NoAnswer, r.Loss)
 	}
 	tw.Flush()
 }
 
+// errNoAnswers is what evalAfterTraining returns when no row of the
+// evaluation data has a gold answer to score generations against.
+var errNoAnswers = errors.New("no row has an \"answer\" field: no answer accuracy to report")
+
 // evalAfterTraining scores the trained model on the evaluation data the
-// way "sora eval" does, for the end of "sora finetune".
+// way "sora eval" does, for the end of "sora finetune". When no row has a
+// gold answer it returns an error wrapping errNoAnswers before running
+// anything; when some lack one it says so to w, as "sora eval" does.
 func evalAfterTraining(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch int, w io.Writer) (*evalReport, error) {
+	if note := answerNote(set, task); note != "" {
+		if !slices.ContainsFunc(set.seqs, func(s data.Sequence) bool { return set.rows[s.Row].Answer != "" }) {
+			return nil, fmt.Errorf("%s: %w", set.path, errNoAnswers)
+		}
+		fmt.Fprintf(w, "note: %s: %s\n", set.path, note)
+	}
 	rep := &evalReport{Task: task.String()}
 	if err := scoreSet(m, tok, task, set, batch, 32, rep, w, 0); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
+	"github.com/sora-go/sora/train"
 )
 
 // writeRows writes rows as an LLM-Adapters JSON file in dir.
@@ -117,6 +119,150 @@ func TestEvalLongPrompts(t *testing.T) {
 				if got, want := rep.Predictions[i].Output, tk.DecodeAll(seq[len(p):min(len(seq), len(p)+tc.maxNew)]); got != want {
 					t.Errorf("row %d (%d-token prompt): generated\n%q\nwant the continuation of the whole prompt\n%q", i+1, len(p), got, want)
 				}
+			}
+		})
+	}
+}
+
+// TestEvalMissingAnswers checks that rows without an "answer" field, which
+// the data format allows, are scored for their loss and left out of the
+// answer accuracy, with a note before anything runs; eval refused the
+// whole file before. The loss must be the one of the same rows with
+// answers, which the loss does not read.
+func TestEvalMissingAnswers(t *testing.T) {
+	model, tokPath := stories260K(t)
+	dir := t.TempDir()
+	var all, some, none []data.Example
+	for i := range 4 {
+		r := data.Example{Instruction: fmt.Sprintf("Is %d a small number? Answer format: true/false", i), Output: "the correct answer is true"}
+		none = append(none, r)
+		r.Answer = []string{"true", "false"}[i%2]
+		all = append(all, r)
+		if i == 1 || i == 2 {
+			some = append(some, r)
+		} else {
+			some = append(some, none[i])
+		}
+	}
+	eval := func(name string, rows []data.Example) (evalReport, map[string]any, string) {
+		t.Helper()
+		path := writeRows(t, dir, name+".json", rows)
+		js := filepath.Join(dir, name+".eval.json")
+		code, out, errOut := runCLI(t, "eval", "--backend", "cpu", "--model", model, "--tokenizer", tokPath, "--data", path,
+			"--max-new-tokens", "4", "--show", "0", "--json", js)
+		if code != 0 {
+			t.Fatalf("%s: status %d\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
+		}
+		var rep evalReport
+		readJSON(t, js, &rep)
+		var raw map[string]any
+		readJSON(t, js, &raw)
+		return rep, raw, out
+	}
+	ref, _, _ := eval("all", all)
+	if ref.AnswerRows != 4 || len(ref.Predictions) != 4 {
+		t.Fatalf("all rows with answers: %d answer rows, %d predictions", ref.AnswerRows, len(ref.Predictions))
+	}
+
+	rep, raw, out := eval("none", none)
+	note := `: no row has an "answer" field: reporting the loss of all 4 rows, and no answer accuracy` + "\n"
+	if !strings.Contains(out, note) || strings.Contains(out, "generating") || !strings.Contains(out, "no answer accuracy: no row has an \"answer\" field\n") {
+		t.Errorf("no answers: stdout lacks the note %q, or generated:\n%s", note, out)
+	}
+	if rep.Rows != 4 || rep.Loss != ref.Loss || len(rep.Predictions) != 0 {
+		t.Errorf("no answers: %d rows, loss %v (want 4 and %v), %d predictions", rep.Rows, rep.Loss, ref.Loss, len(rep.Predictions))
+	}
+	for _, k := range []string{"accuracy", "majority_baseline", "majority_answer"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("no answers: the report has %q, which would read as a score: %v", k, raw)
+		}
+	}
+	if n, ok := raw["answer_rows"]; !ok || n != 0.0 {
+		t.Errorf("no answers: answer_rows %v; want 0", n)
+	}
+
+	rep, _, out = eval("some", some)
+	note = `: 2 of 4 rows have no "answer" field: the answer accuracy is over the other 2, the loss over all 4` + "\n"
+	if i, j := strings.Index(out, note), strings.Index(out, "generating"); i < 0 || j < 0 || i > j {
+		t.Errorf("some answers: stdout lacks the note %q before generating:\n%s", note, out)
+	}
+	if rep.Rows != 4 || rep.AnswerRows != 2 || rep.Loss != ref.Loss || len(rep.Predictions) != 2 {
+		t.Fatalf("some answers: %d rows, %d answer rows, loss %v (want 4, 2, %v), %d predictions", rep.Rows, rep.AnswerRows, rep.Loss, ref.Loss, len(rep.Predictions))
+	}
+	correct := 0
+	for i, p := range rep.Predictions {
+		want := ref.Predictions[i+1] // rows 2 and 3, generated alike
+		if p != want {
+			t.Errorf("prediction %+v; want %+v", p, want)
+		}
+		if p.Correct {
+			correct++
+		}
+	}
+	if rep.Accuracy != float64(correct)/2 || rep.Majority != 0.5 {
+		t.Errorf("accuracy %v, majority %v; want %v and 0.5", rep.Accuracy, rep.Majority, float64(correct)/2)
+	}
+}
+
+// TestEvalAfterTrainingNoAnswers checks what "sora finetune" gets at the
+// end of training: errNoAnswers when no row has an answer, and a report
+// over the rows that have one, with the note, otherwise.
+func TestEvalAfterTrainingNoAnswers(t *testing.T) {
+	model, tokPath := stories260K(t)
+	dir := t.TempDir()
+	w, tk, err := loadModelAndTokenizer(model, tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.New(testbackend.Open(t, "cpu"), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	rows := []data.Example{
+		{Instruction: "Is 1 small? Answer format: true/false", Output: "the correct answer is true"},
+		{Instruction: "Is 2 small? Answer format: true/false", Output: "the correct answer is true"},
+	}
+	for _, tc := range []struct {
+		name    string
+		answers []string
+		err     error
+		note    string
+	}{
+		{"none", []string{"", ""}, errNoAnswers, ""},
+		{"some", []string{"", "true"}, nil, `1 of 2 rows have no "answer" field`},
+		{"all", []string{"false", "true"}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range rows {
+				rows[i].Answer = tc.answers[i]
+			}
+			set, err := loadTaskData(writeRows(t, dir, tc.name+".json", rows), train.LM, tk, 128, 0, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log strings.Builder
+			rep, err := evalAfterTraining(m, tk, train.LM, set, 2, &log)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), set.path) {
+					t.Fatalf("error %v; want %v naming %s", err, tc.err, set.path)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(log.String(), "note: "); got != (tc.note != "") || !strings.Contains(log.String(), tc.note) {
+				t.Errorf("log %q; want the note %q", log.String(), tc.note)
+			}
+			want := 0
+			for _, a := range tc.answers {
+				if a != "" {
+					want++
+				}
+			}
+			if rep.AnswerRows != want || len(rep.Predictions) != want || rep.Rows != 2 {
+				t.Errorf("%d rows, %d answer rows, %d predictions; want 2, %d, %d", rep.Rows, rep.AnswerRows, len(rep.Predictions), want, want)
 			}
 		})
 	}
