@@ -106,7 +106,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	dataPath := fs.String("data", "", "`FILE` of evaluation data: LLM-Adapters JSON, or CoLA TSV for --task classify (required)")
 	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, or without --adapter when the model has one beside it in "+headFile+", else lm)")
 	maxEval := fs.Int("max-eval", 0, "evaluate a random subset of `N` rows (0: all)")
-	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset")
+	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset; \"sora finetune --seed S\" draws its --max-eval rows with S+1, so the default matches its default 42")
 	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len)")
 	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm); a prompt generates fewer when only fewer fit in the model's seq_len")
 	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss and classification")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,5 +266,44 @@ func TestEvalAfterTrainingNoAnswers(t *testing.T) {
 				t.Errorf("%d rows, %d answer rows, %d predictions; want 2, %d, %d", rep.Rows, rep.AnswerRows, len(rep.Predictions), want, want)
 			}
 		})
+	}
+}
+
+// TestEvalSeedMatchesFinetune checks what the docs promise about --seed:
+// "sora finetune --seed S" evaluates the --max-eval rows that
+// "sora eval --seed S+1" scores (so eval's default 43 matches finetune's
+// default 42, and only that one), by comparing the run's final held-out
+// loss with eval's on the same adapter.
+func TestEvalSeedMatchesFinetune(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	var rows []data.Example
+	for i := range 12 {
+		ans := []string{"true", "false"}[i%2]
+		rows = append(rows, data.Example{
+			Instruction: fmt.Sprintf("Is %d a small number?%s Answer format: true/false", i, strings.Repeat(" Think.", i)),
+			Output:      strings.Repeat("Let me see. ", i%4) + "the correct answer is " + ans, Answer: ans})
+	}
+	path := writeRows(t, dir, "data.json", rows)
+	out := filepath.Join(dir, "run")
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", path, "--eval-data", path,
+		"--max-eval", "4", "--seed", "7", "--method", "lora", "--steps", "1", "--batch", "4", "--out", out)
+	if code != 0 {
+		t.Fatalf("finetune: status %d\nstdout:\n%s\nstderr:\n%s", code, stdout, errOut)
+	}
+	losses := map[string]float64{}
+	for _, seed := range []string{"8", "43"} {
+		rep, sum, _ := evalRun(t, out, filepath.Join(dir, "eval"+seed+".json"), "--backend", "cpu", "--tokenizer", tok,
+			"--adapter", filepath.Join(out, "adapter"), "--data", path, "--max-eval", "4", "--seed", seed, "--max-new-tokens", "1", "--show", "0")
+		if sum.Final == nil || rep.Rows != 4 {
+			t.Fatalf("seed %s: run.json final %+v, %d rows", seed, sum.Final, rep.Rows)
+		}
+		losses[seed] = rep.Loss - sum.Final.Loss
+	}
+	if math.Abs(losses["8"]) > 1e-4 {
+		t.Errorf("eval --seed 8 scores a loss %.6f off the run's with --seed 7: not the same rows", losses["8"])
+	}
+	if math.Abs(losses["43"]) < 1e-3 {
+		t.Errorf("eval --seed 43 scores the same loss as --seed 8 (off by %.6f): the test's rows do not tell the subsets apart", losses["43"])
 	}
 }
