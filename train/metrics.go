@@ -37,18 +37,23 @@ type Record struct {
 type metricsLog struct {
 	f *os.File
 	w *bufio.Writer
+	// evaluated holds the steps the log has an evaluation of: a resumed
+	// run that had finished evaluates its final weights again (for the
+	// caller's report) but does not log them twice.
+	evaluated map[int]bool
 }
 
-// openMetrics opens dir's metrics.jsonl for appending. When resuming from
-// step keep, records of later steps (written after that checkpoint by the
-// interrupted run) are removed first, atomically, so the log describes
-// exactly the run that continues; a fresh run (keep < 0) starts an empty
-// log.
-func openMetrics(dir string, keep int) (*metricsLog, error) {
+// openMetrics opens dir's metrics.jsonl for appending and returns the
+// records it keeps. When resuming from step keep, records of later steps
+// (written after that checkpoint by the interrupted run) are removed
+// first, atomically, so the log describes exactly the run that continues;
+// a fresh run (keep < 0) empties the log in place.
+func openMetrics(dir string, keep int) (*metricsLog, []Record, error) {
 	path := filepath.Join(dir, MetricsFile)
+	var records []Record
 	if keep < 0 {
 		if err := os.WriteFile(path, nil, 0o644); err != nil {
-			return nil, fmt.Errorf("train: %w", err)
+			return nil, nil, fmt.Errorf("train: %w", err)
 		}
 	} else if old, err := os.ReadFile(path); err == nil {
 		var kept bytes.Buffer
@@ -57,25 +62,39 @@ func openMetrics(dir string, keep int) (*metricsLog, error) {
 			if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &r) != nil || r.Step > keep {
 				continue
 			}
+			records = append(records, r)
 			kept.Write(line)
 			kept.WriteByte('\n')
 		}
 		if err := writeFileAtomic(path, kept.Bytes()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, nil, fmt.Errorf("train: %w", err)
 	}
-	return &metricsLog{f: f, w: bufio.NewWriter(f)}, nil
+	m := &metricsLog{f: f, w: bufio.NewWriter(f), evaluated: map[int]bool{}}
+	for _, r := range records {
+		if r.EvalLoss != nil {
+			m.evaluated[r.Step] = true
+		}
+	}
+	return m, records, nil
 }
 
 // add writes one record and flushes it, so the log is current if the
-// process dies.
+// process dies. An evaluation of a step the log already has one of is
+// left out.
 func (m *metricsLog) add(r Record) error {
 	if m == nil {
 		return nil
+	}
+	if r.EvalLoss != nil {
+		if m.evaluated[r.Step] {
+			return nil
+		}
+		m.evaluated[r.Step] = true
 	}
 	b, err := json.Marshal(r)
 	if err != nil {

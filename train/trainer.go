@@ -55,12 +55,16 @@ type Result struct {
 	// StartStep is the step the run began at (non-zero when resumed) and
 	// Steps the number of steps done in all.
 	StartStep, Steps int
-	// Loss is the mean training loss over the last LogEvery steps.
+	// Loss is the mean training loss over the last LogEvery steps, those
+	// before a resume included (from metrics.jsonl).
 	Loss float64
 	// Eval is the final evaluation (nil without evaluation data).
 	Eval *EvalResult
-	// StepTime is this run's mean wall time per optimizer step, and
-	// TokensPerSec its throughput in real tokens.
+	// StepTime is the mean wall time of an optimizer step (forward,
+	// backward and update of its micro-batches; not the evaluations and
+	// checkpoints between steps), and TokensPerSec the throughput of those
+	// steps in real tokens. After a resume they cover the whole run: the
+	// steps before it as metrics.jsonl records them (step_ms, tokens).
 	StepTime     time.Duration
 	TokensPerSec float64
 	// Checkpoint is the last checkpoint written ("" without Out), and
@@ -199,6 +203,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String(),
 		BaseModel: o.BaseModel, Settings: t.settings(o)}
 	var metrics *metricsLog
+	var kept []Record        // the records before the resume
 	var resumeNotes []string // shown once the progress display has started
 	var removed []string
 	if o.Out != "" {
@@ -222,12 +227,27 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		// Only now that the folder is this run's (a fresh run refused
 		// above may have met a live run's temporaries).
 		removed = removeStaleTemporaries(o.Out)
-		if metrics, err = openMetrics(o.Out, keep); err != nil {
+		if metrics, kept, err = openMetrics(o.Out, keep); err != nil {
 			return nil, err
 		}
 		defer metrics.close()
 	}
 	res.StartStep = st.Step
+	// A resumed run reports on the whole run: the steps before the resume
+	// count from their records.
+	var recentLoss []float64
+	var priorSteps, priorTokens int
+	var priorTime time.Duration
+	for _, r := range kept {
+		if r.Loss == nil {
+			continue
+		}
+		priorSteps++
+		priorTokens += r.Tokens
+		priorTime += time.Duration(r.StepMillis * float64(time.Millisecond))
+		recentLoss = append(recentLoss, *r.Loss)
+	}
+	recentLoss = recentLoss[max(0, len(recentLoss)-o.LogEvery):]
 
 	g := graph.New(t.Model.Backend())
 	defer g.Close()
@@ -245,8 +265,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		prog.Message(n)
 	}
 	start := time.Now()
-	var recentLoss []float64
 	var tokens int
+	var stepsTime time.Duration
 	var lastSaved = st.Step
 	var window []stepTiming
 
@@ -336,6 +356,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		st.Loss = stepLossSum
 		tokens += stepTokens
 		dur := time.Since(stepStart)
+		stepsTime += dur
 		window = append(window, stepTiming{dur, stepTokens})
 		if len(window) > 20 {
 			window = window[1:]
@@ -370,10 +391,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.Steps = st.Step
-	if done := st.Step - res.StartStep; done > 0 {
-		el := time.Since(start)
-		res.StepTime = el / time.Duration(done)
-		res.TokensPerSec = float64(tokens) / el.Seconds()
+	if n, d := priorSteps+st.Step-res.StartStep, priorTime+stepsTime; n > 0 && d > 0 {
+		res.StepTime = d / time.Duration(n)
+		res.TokensPerSec = float64(priorTokens+tokens) / d.Seconds()
 	}
 	var sum float64
 	for _, l := range recentLoss {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
@@ -635,5 +636,101 @@ func TestResumeWarnsWithoutBase(t *testing.T) {
 	}
 	if w := prog.warnings(); len(w) != 0 {
 		t.Errorf("resume on the recorded base warned %q", w)
+	}
+}
+
+// TestResumeReportsWholeRun interrupts a run after step 5 and resumes it,
+// then resumes it again once finished: each resumed run reports the mean
+// loss of the last LogEvery steps as the uninterrupted run does (bit for
+// bit, though they span the resume), and a step time and throughput over
+// all 9 steps as metrics.jsonl records them; the finished run's second
+// resume adds no duplicate evaluation to the log.
+func TestResumeReportsWholeRun(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	eval := randomSeqs(4, tinyConfig().VocabSize, 6)
+	opts := func(dir string) Options {
+		o := resumeOptions(dir)
+		o.LogEvery = 6 // steps 4 to 9: across the resume after step 5
+		return o
+	}
+	runIn := func(dir string, resume bool, stopAt int) (*Result, error) {
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := opts(dir)
+		o.Resume = resume
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Eval: eval, Options: o,
+			beforeStep: func(done int) {
+				if done == stopAt {
+					cancel()
+				}
+			}}
+		return tr.Run(ctx)
+	}
+	resA, err := runIn(t.TempDir(), false, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := runIn(dir, false, 4); !IsInterrupted(err) {
+		t.Fatalf("first part: %v, want an interruption", err)
+	}
+	// whole checks a resumed run's figures against the log's 9 steps.
+	whole := func(what string, res *Result) {
+		t.Helper()
+		rs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ms float64
+		var steps, tokens, evals int
+		for _, r := range rs {
+			if r.Loss != nil {
+				steps++
+				ms += r.StepMillis
+				tokens += r.Tokens
+			}
+			if r.EvalLoss != nil {
+				evals++
+			}
+		}
+		if steps != 9 || evals != 1 {
+			t.Errorf("%s: the log holds %d steps and %d evaluations; want 9 and 1", what, steps, evals)
+		}
+		if res.Loss != resA.Loss {
+			t.Errorf("%s: mean loss of the last 6 steps %v; uninterrupted %v", what, res.Loss, resA.Loss)
+		}
+		// The log keeps whole microseconds, so each step's record is up to
+		// 1µs short of the time the run measured.
+		mean := time.Duration(ms / 9 * float64(time.Millisecond))
+		if d := res.StepTime - mean; d < -time.Microsecond || d > 2*time.Microsecond || res.StepTime <= 0 {
+			t.Errorf("%s: step time %v; the log's 9 steps average %v", what, res.StepTime, mean)
+		}
+		// StepTime is the total divided by 9 in whole nanoseconds: up to
+		// 9ns short over the 9 steps.
+		tol := float64(tokens) * (float64(10*time.Nanosecond)/float64(9*res.StepTime) + 1e-9)
+		if got := res.TokensPerSec * (res.StepTime * 9).Seconds(); math.Abs(got-float64(tokens)) > tol {
+			t.Errorf("%s: throughput %v tokens/s over 9 steps of %v makes %.1f tokens; the log's steps hold %d", what, res.TokensPerSec, res.StepTime, got, tokens)
+		}
+		if res.Eval == nil {
+			t.Errorf("%s: no final evaluation", what)
+		}
+	}
+	resC, err := runIn(dir, true, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole("resumed after step 5", resC)
+	resD, err := runIn(dir, true, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resD.StartStep != 9 || resD.Steps != 9 {
+		t.Errorf("resume of the finished run went from step %d to %d; want 9 to 9", resD.StartStep, resD.Steps)
+	}
+	whole("resumed when finished", resD)
+	if resD.Eval != nil && resC.Eval != nil && (resD.Eval.Loss != resC.Eval.Loss || resD.Eval.Accuracy != resC.Eval.Accuracy) {
+		t.Errorf("the finished run's evaluation %+v differs from the one at its end %+v", *resD.Eval, *resC.Eval)
 	}
 }

@@ -269,10 +269,15 @@ type runSummary struct {
 	// AnswerAccuracy is the accuracy of answers extracted from greedy
 	// generations (LM tasks).
 	AnswerAccuracy *float64 `json:"answer_accuracy,omitempty"`
-	StepMillis     float64  `json:"ms_per_step"`
-	TokensPerSec   float64  `json:"tokens_per_s"`
-	Device         string   `json:"device"`
-	Finished       string   `json:"finished"`
+	// StepMillis and TokensPerSec are the training steps' mean time and
+	// throughput over the whole run, across resumes.
+	StepMillis   float64 `json:"ms_per_step"`
+	TokensPerSec float64 `json:"tokens_per_s"`
+	// ResumedAfter is the step this invocation resumed after (0: it
+	// started the run).
+	ResumedAfter int    `json:"resumed_after_step,omitempty"`
+	Device       string `json:"device"`
+	Finished     string `json:"finished"`
 }
 
 // sample returns n rows of xs drawn without replacement with a seeded
@@ -531,14 +536,18 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	summary.StepMillis = float64(res.StepTime.Microseconds()) / 1000
 	summary.TokensPerSec = res.TokensPerSec
 	summary.Finished = time.Now().UTC().Format(time.RFC3339)
-	trained := fmt.Sprintf("trained %d steps", res.Steps)
+	summary.ResumedAfter = res.StartStep
+	trained := fmt.Sprintf("trained %d steps (%.1f ms/step, %.0f tokens/s)", res.Steps, summary.StepMillis, res.TokensPerSec)
+	// After a resume the trainer's figures cover the whole run, the steps
+	// before it as metrics.jsonl records them.
+	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s over all %d steps, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, res.Steps)
 	switch {
 	case res.StartStep > 0 && res.StartStep >= res.Steps:
-		trained = fmt.Sprintf("nothing left to train: the run had finished its %d steps", res.Steps)
+		trained = fmt.Sprintf("nothing left to train: the run had finished its %d steps %s", res.Steps, whole)
 	case res.StartStep > 0:
-		trained = fmt.Sprintf("trained steps %d to %d (resumed after step %d)", res.StartStep+1, res.Steps, res.StartStep)
+		trained = fmt.Sprintf("trained steps %d to %d (resumed after step %d) %s", res.StartStep+1, res.Steps, res.StartStep, whole)
 	}
-	fmt.Fprintf(stdout, "%s (%.1f ms/step, %.0f tokens/s); final training loss %.4f\n", trained, summary.StepMillis, res.TokensPerSec, res.Loss)
+	fmt.Fprintf(stdout, "%s; final training loss %.4f\n", trained, res.Loss)
 	if res.Eval != nil {
 		fmt.Fprintf(stdout, "after training: %s\n", describeEval(res.Eval, task))
 		if summary.ZeroShot != nil {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sora-go/sora/train"
 )
 
 // TestFinetuneHugeEpochs checks that an --epochs whose step count does
@@ -54,5 +56,80 @@ func TestFinetuneRemovesStaleRunJSON(t *testing.T) {
 	}
 	if _, err := os.Stat(keep); err != nil {
 		t.Errorf("%s, not a temporary of ours, was removed: %v", keep, err)
+	}
+}
+
+// TestFinetuneResumeFinished resumes a run that had finished: it trains
+// nothing, reports the run's final training loss and step time (not 0),
+// writes run.json with the run's figures and the same final evaluation,
+// and adds no second final evaluation to metrics.jsonl. A resume with
+// another --alpha is refused naming it; one with another --lr is taken
+// with a note.
+func TestFinetuneResumeFinished(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
+	writeBoolQ(t, trainPath, 12)
+	writeBoolQ(t, evalPath, 4)
+	out := filepath.Join(dir, "run")
+	args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
+		"--method", "lora", "--steps", "4", "--batch", "4", "--lr", "1e-2", "--save-every", "2", "--out", out}
+	finalLoss := func(stdout string) string {
+		t.Helper()
+		_, after, ok := strings.Cut(stdout, "final training loss ")
+		if !ok {
+			t.Fatalf("no final training loss in:\n%s", stdout)
+		}
+		return strings.Fields(after)[0]
+	}
+	evals := func() int {
+		t.Helper()
+		rs, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range rs {
+			if r.EvalLoss != nil {
+				n++
+			}
+		}
+		return n
+	}
+	code, stdout, errOut := runCLI(t, args...)
+	if code != exitOK {
+		t.Fatalf("finetune: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	var first runSummary
+	readJSON(t, filepath.Join(out, "run.json"), &first)
+	loss, nEval := finalLoss(stdout), evals()
+
+	code, stdout, errOut = runCLI(t, append(args, "--resume")...)
+	if code != exitOK || !strings.Contains(stdout, "nothing left to train") {
+		t.Fatalf("resume of the finished run: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	if got := finalLoss(stdout); got != loss {
+		t.Errorf("the resumed finished run reports final training loss %s; the run ended with %s", got, loss)
+	}
+	var again runSummary
+	readJSON(t, filepath.Join(out, "run.json"), &again)
+	if !(again.StepMillis > 0) || !(again.TokensPerSec > 0) || again.ResumedAfter != 4 {
+		t.Errorf("run.json after resuming the finished run: %v ms/step, %v tokens/s, resumed after step %d; want the run's figures and 4",
+			again.StepMillis, again.TokensPerSec, again.ResumedAfter)
+	}
+	if again.Final == nil || first.Final == nil || again.Final.Loss != first.Final.Loss || again.Steps != 4 {
+		t.Errorf("run.json's final evaluation %+v after the resume, %+v before", again.Final, first.Final)
+	}
+	if n := evals(); n != nEval {
+		t.Errorf("metrics.jsonl holds %d evaluations after the resume, %d before", n, nEval)
+	}
+
+	code, _, errOut = runCLI(t, append(args, "--resume", "--alpha", "32")...)
+	if code != exitFailure || !strings.Contains(errOut, "alpha 16 (now 32)") {
+		t.Errorf("resume with another --alpha: status %d, stderr %q; want a refusal naming alpha", code, errOut)
+	}
+	code, stdout, errOut = runCLI(t, append(args, "--resume", "--lr", "5e-3")...)
+	if code != exitOK || !strings.Contains(stdout, "learning rate 0.005 where it was made with 0.01") {
+		t.Errorf("resume with another --lr: status %d\n%s\n%s\nwant it taken with a note", code, stdout, errOut)
 	}
 }
