@@ -294,7 +294,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		for i, s := range set.seqs {
 			p := ev.Predictions[i]
 			rep.Confusion[s.Label][p]++
-			rep.Predictions = append(rep.Predictions, prediction{Row: s.Row + 1, Gold: set.classes[s.Label], Pred: set.classes[p], Correct: p == s.Label})
+			rep.Predictions = append(rep.Predictions, prediction{Row: set.fileRow(s.Row), Gold: set.classes[s.Label], Pred: set.classes[p], Correct: p == s.Label})
 		}
 		return nil
 	}
@@ -353,7 +353,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		if c {
 			correct++
 		}
-		row := set.seqs[scored[i]].Row + 1
+		row := set.fileRow(set.seqs[scored[i]].Row)
 		rep.Predictions = append(rep.Predictions, prediction{Row: row, Gold: golds[i], Pred: pred, Correct: c, Output: text})
 		if i < show {
 			fmt.Fprintf(log, "  row %d: %q → %q (gold %q)\n", row, strings.TrimSpace(text), pred, golds[i])

@@ -281,10 +281,11 @@ type runSummary struct {
 }
 
 // sample returns n rows of xs drawn without replacement with a seeded
-// generator, in their original order (all of them when n is 0 or too big).
-func sample[T any](xs []T, n int, seed uint64) []T {
+// generator, in their original order, and the index in xs of each (all of
+// them and a nil index when n is 0 or too big).
+func sample[T any](xs []T, n int, seed uint64) ([]T, []int) {
 	if n <= 0 || n >= len(xs) {
-		return xs
+		return xs, nil
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x5a3b1e))
 	pick := rng.Perm(len(xs))[:n]
@@ -293,12 +294,14 @@ func sample[T any](xs []T, n int, seed uint64) []T {
 		keep[i] = true
 	}
 	out := make([]T, 0, n)
+	index := make([]int, 0, n)
 	for i, x := range xs {
 		if keep[i] {
 			out = append(out, x)
+			index = append(index, i)
 		}
 	}
-	return out
+	return out, index
 }
 
 // taskData is a data set ready for training or evaluation.
@@ -309,6 +312,20 @@ type taskData struct {
 	rows    []data.Example    // LM: the rows (for answers and prompts)
 	set     *data.ClassifySet // classification
 	classes []string
+	// index holds, for a --max-train/--max-eval subset, the 0-based row in
+	// the file of each of rows (or set.Examples); nil when they are the
+	// file's rows in order. Rows are reported as fileRow gives them.
+	index []int
+}
+
+// fileRow returns the 1-based row in the file of the data set's row i
+// (an index into rows or set.Examples, as a Sequence's Row is): the
+// number to report, which with a subset is not i + 1.
+func (td *taskData) fileRow(i int) int {
+	if td.index == nil {
+		return i + 1
+	}
+	return td.index[i] + 1
 }
 
 // loadTaskData reads and encodes a data file for task.
@@ -320,7 +337,7 @@ func loadTaskData(path string, task train.Task, tok data.Encoder, maxLen, limit 
 		if err != nil {
 			return nil, err
 		}
-		set.Examples = sample(set.Examples, limit, seed)
+		set.Examples, td.index = sample(set.Examples, limit, seed)
 		td.set, td.classes = set, set.Classes
 		td.seqs, td.stats, err = data.EncodeClassify(tok, set, maxLen)
 		if err != nil {
@@ -334,7 +351,7 @@ func loadTaskData(path string, task train.Task, tok data.Encoder, maxLen, limit 
 		if err != nil {
 			return nil, err
 		}
-		td.rows = sample(rows, limit, seed)
+		td.rows, td.index = sample(rows, limit, seed)
 		td.seqs, td.stats, err = data.EncodeLM(tok, td.rows, maxLen)
 		if err != nil {
 			return nil, err
