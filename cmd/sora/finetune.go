@@ -269,6 +269,9 @@ type runSummary struct {
 	// AnswerAccuracy is the accuracy of answers extracted from greedy
 	// generations (LM tasks).
 	AnswerAccuracy *float64 `json:"answer_accuracy,omitempty"`
+	// AnswerNote says why there is no answer accuracy, or which rows it
+	// leaves out.
+	AnswerNote string `json:"answer_note,omitempty"`
 	// StepMillis and TokensPerSec are the training steps' mean time and
 	// throughput over the whole run, across resumes.
 	StepMillis   float64 `json:"ms_per_step"`
@@ -420,8 +423,18 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 	}
 	describeData(stdout, "train", f.data, trainSet, task, maxLen, w.Config.MaxSeqLen)
+	scoreAnswers, answersNote := false, ""
 	if evalSet != nil {
 		describeData(stdout, "eval", f.evalData, evalSet, task, maxLen, w.Config.MaxSeqLen)
+		// Whether the answers generated after training can be scored is
+		// decided now, not after training, where a refusal would lose
+		// the run's report.
+		if task == train.LM {
+			scoreAnswers, answersNote = answerScoring(evalSet)
+			if answersNote != "" {
+				fmt.Fprintf(stdout, "note: %s: %s\n", f.evalData, answersNote)
+			}
+		}
 	}
 
 	// A classifier that full fine-tuning wrote keeps its trained head
@@ -574,20 +587,61 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "majority-class baseline accuracy: %.4f\n", *summary.Majority)
 		}
 	}
-	if evalSet != nil && task == train.LM {
+	status := exitOK
+	summary.AnswerNote = answersNote
+	switch {
+	case scoreAnswers:
 		rep, err := evalAfterTraining(m, tok, task, evalSet, opts.EvalBatch, stdout)
 		if err != nil {
-			return fail("evaluating answers: %v", err)
+			// The run itself is done: its report is still written.
+			fmt.Fprintf(stderr, "sora finetune: evaluating answers: %v (run.json has no answer accuracy)\n", err)
+			summary.AnswerNote = "evaluating answers failed: " + err.Error()
+			status = exitFailure
+			break
 		}
-		fmt.Fprintf(stdout, "answer accuracy (greedy generation, %s answers extracted as LLM-Adapters does): %.4f; majority baseline (always %q) %.4f; no answer in %d of %d\n",
-			rep.AnswerKind, rep.Accuracy, rep.MajorityAnswer, rep.Majority, rep.NoAnswer, rep.Rows)
+		over := ""
+		if rep.AnswerRows < rep.Rows {
+			over = fmt.Sprintf(" over the %d rows with an answer", rep.AnswerRows)
+		}
+		fmt.Fprintf(stdout, "answer accuracy (greedy generation, %s answers extracted as LLM-Adapters does)%s: %.4f; majority baseline (always %q) %.4f; no answer in %d of %d\n",
+			rep.AnswerKind, over, rep.Accuracy, rep.MajorityAnswer, rep.Majority, rep.NoAnswer, rep.AnswerRows)
 		summary.AnswerAccuracy, summary.Majority = &rep.Accuracy, &rep.Majority
+	case evalSet != nil && task == train.LM:
+		fmt.Fprintf(stdout, "no answer accuracy: %s\n", answersNote)
 	}
 	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
 		return fail("%v", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s: %s, checkpoints/, metrics.jsonl, loss.png, spectrum.png, spectrum.json, run.json\n", f.out, savedWhat(method, task, f.model))
-	return exitOK
+	return status
+}
+
+// answerScoring decides, when the evaluation data of an LM run loads,
+// whether the answers generated after training can be scored against the
+// rows' gold answers, and returns a note for the user ("" when every row
+// can be): not when no row has an "answer" field, when one is blank, or
+// when the answers are of no kind data.NewExtractor can extract. Rows
+// without the field leave the accuracy to the others (as "sora eval"
+// does; see answerNote).
+func answerScoring(set *taskData) (score bool, note string) {
+	var golds []string
+	for _, s := range set.seqs {
+		a := set.rows[s.Row].Answer
+		if a == "" {
+			continue
+		}
+		if strings.TrimSpace(a) == "" {
+			return false, fmt.Sprintf("row %d has a blank \"answer\": the answers are not scored after training (the held-out loss is)", set.fileRow(s.Row))
+		}
+		golds = append(golds, a)
+	}
+	if len(golds) == 0 {
+		return false, "no row has an \"answer\" field: the answers are not scored after training (the held-out loss is)"
+	}
+	if _, err := data.NewExtractor(golds); err != nil {
+		return false, fmt.Sprintf("the answers are not scored after training (the held-out loss is): %v", err)
+	}
+	return true, answerNote(set, train.LM)
 }
 
 // savedWhat names what the run left in adapter/: an adapter for every

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/data"
@@ -138,5 +139,66 @@ func TestEvalSubsetReportsFileRows(t *testing.T) {
 	}
 	if moved == 0 {
 		t.Error("the subset is the file's first 5 rows: the test tells nothing apart")
+	}
+}
+
+// TestFinetuneEvalWithoutAnswers trains with --eval-data whose rows lack
+// "answer" (all of them, some of them, or one blank): the run says before
+// training whether the answers will be scored, finishes with status 0 and
+// writes run.json with the final evaluation, the answer accuracy only
+// where rows have answers, and the note.
+func TestFinetuneEvalWithoutAnswers(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	trainPath := filepath.Join(dir, "train.json")
+	writeBoolQ(t, trainPath, 8)
+	evalRows := func(answers ...string) string {
+		var rows []map[string]string
+		for i, a := range answers {
+			r := map[string]string{"instruction": fmt.Sprintf("Is %d small? Answer format: true/false", i), "output": "the correct answer is true"}
+			if a != "-" {
+				r["answer"] = a
+			}
+			rows = append(rows, r)
+		}
+		b, err := json.Marshal(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("eval-%d.json", len(answers)))
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cases := []struct {
+		name     string
+		eval     string
+		accuracy bool
+		note     string
+	}{
+		{"none", evalRows("-", "-", "-"), false, `no row has an "answer" field`},
+		{"some", evalRows("true", "-", "false", "-"), true, `2 of 4 rows have no "answer" field`},
+		{"blank", evalRows("true", "false", "true", "  ", "false"), false, `row 4 has a blank "answer"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, "run-"+c.name)
+			code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath,
+				"--eval-data", c.eval, "--steps", "2", "--batch", "4", "--out", out)
+			if code != exitOK {
+				t.Fatalf("status %d\n%s\n%s", code, stdout, errOut)
+			}
+			before, _, _ := strings.Cut(stdout, "training:")
+			if !strings.Contains(before, "note: "+c.eval+": "+c.note) {
+				t.Errorf("no note %q before training:\n%s", c.note, stdout)
+			}
+			var sum runSummary
+			readJSON(t, filepath.Join(out, "run.json"), &sum)
+			if sum.Final == nil || (sum.AnswerAccuracy != nil) != c.accuracy || !strings.Contains(sum.AnswerNote, c.note) {
+				t.Errorf("run.json: final %+v, answer accuracy %v, note %q; want a final evaluation, accuracy %v and the note",
+					sum.Final, sum.AnswerAccuracy, sum.AnswerNote, c.accuracy)
+			}
+		})
 	}
 }
