@@ -17,8 +17,10 @@
 //     (context cancellation, e.g. Ctrl-C), each a folder written under a
 //     temporary name and renamed into place, holding the adapter in Hugging
 //     Face PEFT layout, the exact trainable tensors, the optimizer state and
-//     the step; Resume continues from the newest one and, on the CPU,
-//     reaches bit for bit the weights of an uninterrupted run;
+//     the step and the settings; Resume continues from the newest one
+//     (refusing other settings but the learning rate) and, on the CPU,
+//     reaches bit for bit the weights of an uninterrupted run, dropout
+//     included (its masks follow the step: see peft.Model.SetDropoutStep);
 //   - a NaN or infinite loss or gradient stops the run with an error before
 //     the optimizer touches the weights, leaving the last good checkpoint.
 //
