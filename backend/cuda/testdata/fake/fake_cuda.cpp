@@ -7,7 +7,8 @@
 //     discipline);
 //   - device memory from the host heap, filled with NaN bytes when
 //     allocated, with an optional limit (SORA_FAKE_MEM_LIMIT bytes) past
-//     which cuMemAlloc fails with CUDA_ERROR_OUT_OF_MEMORY;
+//     which cuMemAlloc fails with CUDA_ERROR_OUT_OF_MEMORY (and which
+//     cuMemGetInfo reports as the total);
 //   - modules only from images that the fake NVRTC produced;
 //   - kernels from kernels.cu compiled into this library (KERNELS names
 //     the file, KERNEL_TABLE the list of names) and run by emu.cpp.
@@ -227,8 +228,9 @@ int cuMemFree_v2(uint64_t p) {
 }
 int cuMemGetInfo_v2(size_t *free_, size_t *total) {
 	NEED_CTX();
-	*total = 1ull << 30;
-	*free_ = *total - sora_fake_stats[3];
+	long long lim = mem_limit();
+	*total = lim >= 0 ? (size_t)lim : 1ull << 30;
+	*free_ = (long long)*total > sora_fake_stats[3] ? *total - sora_fake_stats[3] : 0;
 	return SUCCESS;
 }
 
