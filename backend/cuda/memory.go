@@ -51,8 +51,8 @@ func (b *Backend) newPool() *devpool.Pool {
 // call that allocates outside the pool (a kernel launch, cuBLAS): when the
 // pool caches blocks, it waits for the stream, returns them to the device
 // and runs retry once. It returns nil when the retry succeeds, and
-// otherwise err (which stays an out-of-memory error for errors.As), with
-// what the reclaim or the retry met.
+// otherwise err (wrapped, so errors.As and IsOutOfMemory still see it)
+// with what the reclaim or the retry met.
 func (b *Backend) reclaimAndRetry(err error, retry func() error) error {
 	freed, rerr := b.pool.Reclaim()
 	switch {
