@@ -32,7 +32,7 @@ var evalDoc = usageDoc{
 		"less room in the model's seq_len positions, counted in a note) and the answer is extracted from the text as LLM-Adapters' " +
 		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
 		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
-		"the majority-answer baseline. Rows without an \"answer\" field count in the loss but not in the accuracy, " +
+		"the majority-answer baseline. Rows without an \"answer\" field (or with a blank one) count in the loss but not in the accuracy, " +
 		"and are not generated for; when no row has one, eval reports the loss alone, and says so before it runs. " +
 		"For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +
 		"\"sora finetune --task classify\", whose score head it loads, or without --adapter a --model that " +
@@ -305,7 +305,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 	var scored []int // the positions in set.seqs of those rows
 	for i, s := range set.seqs {
 		r := set.rows[s.Row]
-		if r.Answer == "" {
+		if !hasAnswer(r) {
 			continue
 		}
 		rows, golds, scored = append(rows, r), append(golds, r.Answer), append(scored, i)
@@ -372,7 +372,7 @@ func answerNote(set *taskData, task train.Task) string {
 	}
 	missing := 0
 	for _, s := range set.seqs {
-		if set.rows[s.Row].Answer == "" {
+		if !hasAnswer(set.rows[s.Row]) {
 			missing++
 		}
 	}
@@ -385,6 +385,11 @@ func answerNote(set *taskData, task train.Task) string {
 		return fmt.Sprintf("%d of %d rows have no \"answer\" field: the answer accuracy is over the other %d, the loss over all %d", missing, n, n-missing, n)
 	}
 }
+
+// hasAnswer reports whether r has a gold answer to score a generation
+// against: an "answer" field that is not blank (a blank one counts as
+// missing in the notes, which speak of the field).
+func hasAnswer(r data.Example) bool { return strings.TrimSpace(r.Answer) != "" }
 
 // generationNote says how many prompts leave room for fewer than maxNew
 // new tokens in the model's seqLen positions (a prompt of n tokens has
@@ -442,15 +447,13 @@ func printEval(w io.Writer, r *evalReport) {
 var errNoAnswers = errors.New("no row has an \"answer\" field: no answer accuracy to report")
 
 // evalAfterTraining scores the trained model on the evaluation data the
-// way "sora eval" does, for the end of "sora finetune". When no row has a
-// gold answer it returns an error wrapping errNoAnswers before running
-// anything; when some lack one it says so to w, as "sora eval" does.
+// way "sora eval" does, for the end of "sora finetune", whose start has
+// already said which rows have no answer (answerScoring). When no row has
+// a gold answer it returns an error wrapping errNoAnswers before running
+// anything.
 func evalAfterTraining(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch int, w io.Writer) (*evalReport, error) {
-	if note := answerNote(set, task); note != "" {
-		if !slices.ContainsFunc(set.seqs, func(s data.Sequence) bool { return set.rows[s.Row].Answer != "" }) {
-			return nil, fmt.Errorf("%s: %w", set.path, errNoAnswers)
-		}
-		fmt.Fprintf(w, "note: %s: %s\n", set.path, note)
+	if task == train.LM && !slices.ContainsFunc(set.seqs, func(s data.Sequence) bool { return hasAnswer(set.rows[s.Row]) }) {
+		return nil, fmt.Errorf("%s: %w", set.path, errNoAnswers)
 	}
 	rep := &evalReport{Task: task.String()}
 	if err := scoreSet(m, tok, task, set, batch, 32, rep, w, 0); err != nil {

@@ -179,7 +179,8 @@ func TestFinetuneEvalWithoutAnswers(t *testing.T) {
 	}{
 		{"none", evalRows("-", "-", "-"), false, `no row has an "answer" field`},
 		{"some", evalRows("true", "-", "false", "-"), true, `2 of 4 rows have no "answer" field`},
-		{"blank", evalRows("true", "false", "true", "  ", "false"), false, `row 4 has a blank "answer"`},
+		// A blank answer counts as none.
+		{"blank", evalRows("true", "false", "true", "  ", "false"), true, `1 of 5 rows have no "answer" field`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -192,6 +193,9 @@ func TestFinetuneEvalWithoutAnswers(t *testing.T) {
 			before, _, _ := strings.Cut(stdout, "training:")
 			if !strings.Contains(before, "note: "+c.eval+": "+c.note) {
 				t.Errorf("no note %q before training:\n%s", c.note, stdout)
+			}
+			if n := strings.Count(stdout, "note: "+c.eval+": "+c.note); n != 1 {
+				t.Errorf("the note %q is printed %d times, want once:\n%s", c.note, n, stdout)
 			}
 			var sum runSummary
 			readJSON(t, filepath.Join(out, "run.json"), &sum)
