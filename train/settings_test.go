@@ -1,7 +1,6 @@
 package train
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -28,16 +27,8 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 	run := func(dir string, cfg peft.Config, o Options, stopAt int) (*messages, error) {
 		_, pm := tinyAdapted(t, b, 1, &cfg)
 		o.Out = dir
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
 		prog := &messages{}
-		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog,
-			beforeStep: func(done int) {
-				if done == stopAt {
-					cancel()
-				}
-			}}
-		_, err := tr.Run(ctx)
+		_, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog}, stopAt)
 		return prog, err
 	}
 	made := map[string]string{} // method → folder of a run interrupted after step 5

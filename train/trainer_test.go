@@ -160,15 +160,8 @@ func TestResumeBitIdentical(t *testing.T) {
 			// Interrupted run: the context is cancelled during step 5 (as
 			// Ctrl-C would be); the run finishes that step and stops.
 			_, pmB := tinyModel(t, b, method, 1)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			trB := &Trainer{Model: pmB.Module().(*llama.Model), Adapter: pmB, Train: train, Options: resumeOptions(dirB),
-				beforeStep: func(done int) {
-					if done == 4 {
-						cancel()
-					}
-				}}
-			_, err = trB.Run(ctx)
+			trB := &Trainer{Model: pmB.Module().(*llama.Model), Adapter: pmB, Train: train, Options: resumeOptions(dirB)}
+			_, err = runStoppingAt(trB, 4)
 			var ie *InterruptedError
 			if !errors.As(err, &ie) {
 				t.Fatalf("interrupted run returned %v, want an InterruptedError", err)
@@ -538,6 +531,20 @@ type messages struct {
 
 func (m *messages) Message(s string) { m.got = append(m.got, s) }
 
+// runStoppingAt runs tr, cancelling its context (as Ctrl-C would) when
+// the step that begins with stopAt steps done starts; never when
+// stopAt < 0. It sets tr's beforeStep.
+func runStoppingAt(tr *Trainer, stopAt int) (*Result, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr.beforeStep = func(done int) {
+		if done == stopAt {
+			cancel()
+		}
+	}
+	return tr.Run(ctx)
+}
+
 // warnings returns the messages that are warnings.
 func (m *messages) warnings() []string {
 	var w []string
@@ -567,16 +574,8 @@ func TestResumeWarnsWithoutBase(t *testing.T) {
 		_, pm := tinyModel(t, b, peft.LoRA, 1)
 		o := resumeOptions(dir)
 		o.BaseModel, o.Resume = base, resume
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
 		prog := &messages{}
-		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog,
-			beforeStep: func(done int) {
-				if done == stopAt {
-					cancel()
-				}
-			}}
-		_, err := tr.Run(ctx)
+		_, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog}, stopAt)
 		return prog, err
 	}
 	latestState := func() (string, trainerState, []byte) {
@@ -658,15 +657,7 @@ func TestResumeReportsWholeRun(t *testing.T) {
 		_, pm := tinyModel(t, b, peft.LoRA, 1)
 		o := opts(dir)
 		o.Resume = resume
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Eval: eval, Options: o,
-			beforeStep: func(done int) {
-				if done == stopAt {
-					cancel()
-				}
-			}}
-		return tr.Run(ctx)
+		return runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Eval: eval, Options: o}, stopAt)
 	}
 	resA, err := runIn(t.TempDir(), false, -1)
 	if err != nil {

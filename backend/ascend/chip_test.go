@@ -34,14 +34,7 @@ func TestMatMulModeByChip(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	m, n, k := 8, 6, 48
 	A, B := randn(r, m*k, -1, 1), randn(r, k*n, -1, 1)
-	want := make([]float64, m*n)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			for p := 0; p < k; p++ {
-				want[i*n+j] += float64(A[i*k+p]) * float64(B[p*n+j])
-			}
-		}
-	}
+	want := matmulRef(A, B, m, n, k)
 	for _, tc := range []struct {
 		soc  string
 		fp16 bool // no float32 cube mode

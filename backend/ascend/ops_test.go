@@ -19,6 +19,39 @@ import (
 
 const tight = 1e-11
 
+// matmulRef returns the float64 product of A [m, k] and B [k, n], both
+// row-major.
+func matmulRef(A, B []float32, m, n, k int) []float64 {
+	want := make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			for p := 0; p < k; p++ {
+				want[i*n+j] += float64(A[i*k+p]) * float64(B[p*n+j])
+			}
+		}
+	}
+	return want
+}
+
+// crossEntropyRef returns one row's smoothed cross-entropy loss against
+// target, −Σ_j q_j log softmax(row)_j with q = (1−smoothing)·one-hot +
+// smoothing/len(row), and writes its gradient times scale,
+// scale·(softmax(row) − q), into grad. refops.CrossEntropy gives the loss
+// alone, summed in another order; this keeps the terms per element so the
+// loss and gradient come from the same log-softmax.
+func crossEntropyRef(row []float64, target int, smoothing, scale float64, grad []float64) float64 {
+	var loss float64
+	for j, ls := range refops.LogSoftmax(row) {
+		q := smoothing / float64(len(row))
+		if j == target {
+			q += 1 - smoothing
+		}
+		loss -= q * ls
+		grad[j] = scale * (math.Exp(ls) - q)
+	}
+	return loss
+}
+
 func TestMatMul(t *testing.T) {
 	b, dbl := openDouble(t, Options{})
 	r := rand.New(rand.NewSource(1))
@@ -123,14 +156,7 @@ func TestMatMulFastMode(t *testing.T) {
 	r := rand.New(rand.NewSource(2))
 	m, n, k := 16, 12, 64
 	A, B := randn(r, m*k, -1, 1), randn(r, k*n, -1, 1)
-	want := make([]float64, m*n)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			for p := 0; p < k; p++ {
-				want[i*n+j] += float64(A[i*k+p]) * float64(B[p*n+j])
-			}
-		}
-	}
+	want := matmulRef(A, B, m, n, k)
 	for _, mode := range []MatMulMode{MatMulKeepFloat32, MatMulFast} {
 		b, _ := openDouble(t, Options{MatMul: mode})
 		if b.MatMulMode() != mode {
@@ -533,24 +559,7 @@ func TestCrossEntropy(t *testing.T) {
 			if tg == p.IgnoreIndex {
 				continue
 			}
-			row := f64(X[i*vocab : (i+1)*vocab])
-			mx := math.Inf(-1)
-			for _, v := range row {
-				mx = math.Max(mx, v)
-			}
-			var s float64
-			for _, v := range row {
-				s += math.Exp(v - mx)
-			}
-			lse := mx + math.Log(s)
-			for j, v := range row {
-				q := float64(sm) / float64(vocab)
-				if j == int(tg) {
-					q += 1 - float64(sm)
-				}
-				wl[i] -= q * (v - lse)
-				wg[i*vocab+j] = float64(p.Scale) * (math.Exp(v-lse) - q)
-			}
+			wl[i] = crossEntropyRef(f64(X[i*vocab:(i+1)*vocab]), int(tg), float64(sm), float64(p.Scale), wg[i*vocab:(i+1)*vocab])
 		}
 		checkClose(t, fmt.Sprintf("loss smoothing %g", sm), download(t, b, lt), wl, 1e-10)
 		checkClose(t, fmt.Sprintf("grad smoothing %g", sm), download(t, b, gt), wg, 1e-10)
@@ -599,26 +608,8 @@ func TestCrossEntropyIgnoredNonFinite(t *testing.T) {
 				}
 				continue
 			}
-			row := f64(rows[i])
-			mx := math.Inf(-1)
-			for _, v := range row {
-				mx = math.Max(mx, v)
-			}
-			var s float64
-			for _, v := range row {
-				s += math.Exp(v - mx)
-			}
-			lse := mx + math.Log(s)
-			var wl float64
 			wg := make([]float64, vocab)
-			for j, v := range row {
-				q := float64(sm) / vocab
-				if j == int(tg) {
-					q += 1 - float64(sm)
-				}
-				wl -= q * (v - lse)
-				wg[j] = float64(p.Scale) * (math.Exp(v-lse) - q)
-			}
+			wl := crossEntropyRef(f64(rows[i]), int(tg), float64(sm), float64(p.Scale), wg)
 			checkClose(t, fmt.Sprintf("smoothing %g: loss of row %d", sm, i), loss[i:i+1], []float64{wl}, 1e-12)
 			checkClose(t, fmt.Sprintf("smoothing %g: gradient of row %d", sm, i), grad[i*vocab:(i+1)*vocab], wg, 1e-12)
 		}

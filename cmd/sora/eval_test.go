@@ -78,16 +78,7 @@ func TestEvalLongPrompts(t *testing.T) {
 		{Instruction: "Is 2 small? Answer format: true/false", Output: "the correct answer is true", Answer: "true"},
 	}
 	path := writeRows(t, dir, "test.json", rows)
-	m, err := llama.New(testbackend.Open(t, "cpu"), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	g, err := m.NewGenerator(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := newGenerator(t, testbackend.Open(t, "cpu"), w)
 	for _, tc := range []struct {
 		maxNew int
 		short  int // prompts with room for fewer than maxNew tokens
@@ -215,11 +206,7 @@ func TestEvalAfterTrainingNoAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := llama.New(testbackend.Open(t, "cpu"), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	m := newModel(t, testbackend.Open(t, "cpu"), w)
 	rows := []data.Example{
 		{Instruction: "Is 1 small? Answer format: true/false", Output: "the correct answer is true"},
 		{Instruction: "Is 2 small? Answer format: true/false", Output: "the correct answer is true"},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/internal/testdata"
@@ -18,6 +19,29 @@ import (
 	"github.com/sora-go/sora/peft/adapter"
 	"github.com/sora-go/sora/train"
 )
+
+// newModel builds a model of w on b, freed when the test ends.
+func newModel(t *testing.T, b backend.Backend, w *llama.Weights) *llama.Model {
+	t.Helper()
+	m, err := llama.New(b, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Free)
+	return m
+}
+
+// newGenerator builds a model of w on b and a generator over its whole
+// context; both are freed when the test ends, the generator first.
+func newGenerator(t *testing.T, b backend.Backend, w *llama.Weights) *llama.Generator {
+	t.Helper()
+	g, err := newModel(t, b, w).NewGenerator(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
 
 func stories260K(t *testing.T) (model, tok string) {
 	t.Helper()
@@ -246,11 +270,7 @@ func TestGenerateAdapterStopsAtEOS(t *testing.T) {
 	// LoRA on lm_head with A = e₀ and B = 50·e_EOS adds 50·s·h₀ > 0 to the
 	// EOS logit only.
 	b := testbackend.Open(t, "cpu")
-	m, err := llama.New(b, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
+	m := newModel(t, b, w)
 	pm, err := peft.Inject(m, peft.Config{Method: peft.LoRA, R: 1, Alpha: 1, TargetModules: []string{llama.OutputModule}})
 	if err != nil {
 		t.Fatal(err)
@@ -295,16 +315,7 @@ func TestGenerateAdapterStopsAtEOS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mm, err := llama.New(b, mw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mm.Free()
-	g, err := mm.NewGenerator(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := newGenerator(t, b, mw)
 	tk, err := tokenizer.Load(tok)
 	if err != nil {
 		t.Fatal(err)
@@ -394,16 +405,7 @@ func TestGenerateNonASCII(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := llama.New(testbackend.Open(t, "cpu"), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Free()
-	g, err := m.NewGenerator(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := newGenerator(t, testbackend.Open(t, "cpu"), w)
 	seq, err := g.Generate(ids, llama.GenerateOptions{Steps: steps, Stop: []int{tokenizer.BOS}}, nil)
 	if err != nil {
 		t.Fatal(err)
