@@ -52,15 +52,7 @@ func TestAdapterAcrossFormats(t *testing.T) {
 	}
 	prompt := tk.Encode("Once upon a time, there was a little girl named", true, false)
 	b := testbackend.Open(t, "cpu")
-	open := func(w *llama.Weights) *llama.Model {
-		t.Helper()
-		m, err := llama.New(b, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(m.Free)
-		return m
-	}
+	open := func(w *llama.Weights) *llama.Model { return newModel(t, b, w) }
 	base := logits(t, open(bw), prompt)
 	formats := []format{
 		{"llama2.c file", "bin", model, bw, func(p string) (*llama.Weights, error) { w, _, err := llama2c.Load(p); return w, err }},
