@@ -124,8 +124,9 @@ func (r rot64) dense() *mat.Dense {
 // those the method lacks.
 type hostParams struct {
 	w0, b0, a, bm, diag, mag, c, d, oft, w, wb []float64
-	// doraN, when set, replaces DoRA's row norms n (a gradient check holds
-	// them fixed, as the detached norm is in backward).
+	// doraN, when set, replaces DoRA's row norms n: Update64 takes them
+	// as the forward computes them, and a gradient check holds them fixed,
+	// as the detached norm is in backward.
 	doraN []float64
 }
 
@@ -145,6 +146,20 @@ func (l *Layer) Update64() (Update64, error) {
 	p.w0, p.b0 = get(l.base.W), get(l.base.B)
 	p.a, p.bm, p.diag, p.mag = get(l.a), get(l.bm), get(l.diag), get(l.mag)
 	p.c, p.d, p.oft, p.w, p.wb = get(l.c), get(l.d), get(l.oftR), get(l.w), get(l.wb)
+	if err == nil && l.spec.Post == NormDiagonal {
+		// DoRA's k = m ⊘ n with n as the forward computes it (in float32,
+		// from the cached ‖W0ᵢ‖² for DoRA): m was taken from the same
+		// float32 norms, so k is exactly 1 at initialisation, as the
+		// forward's is, where n recomputed in float64 would leave k − 1 of
+		// about 1e−8 and with it a full-rank (k − 1)·W0 in ΔW.
+		g := graph.New(l.b)
+		g.SetNoGrad(true)
+		p.doraN = get(l.doraNorm(g))
+		if gerr := g.Err(); err == nil && gerr != nil {
+			err = gerr
+		}
+		g.Close()
+	}
 	if err != nil {
 		return Update64{}, fmt.Errorf("peft: update of %q: %w", l.name, err)
 	}

@@ -33,6 +33,27 @@ var methodCases = []struct {
 	{"full", Config{Method: Full}},
 }
 
+// TestInitSpectrumIsZero: at initialisation every method's update
+// ΔW = W' − W0, as Spectrum analyses it, is exactly zero, as the forward's
+// is (TestInitIsFrozenLayer): DoRA's k = m ⊘ n must be taken from the
+// norms the forward uses, since n recomputed in float64 leaves k − 1 of
+// about 1e−8 and a full-rank (k − 1)·W0.
+func TestInitSpectrumIsZero(t *testing.T) {
+	b := openCPU(t)
+	for i, c := range methodCases {
+		t.Run(c.name, func(t *testing.T) {
+			l := testLayer(t, b, c.cfg, 16, 12, uint64(i))
+			s, err := l.Spectrum()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Stats.NonZero != 0 || s.Stats.Frobenius != 0 {
+				t.Errorf("spectrum at initialisation: %d nonzero singular values, Frobenius norm %g; want a zero update", s.Stats.NonZero, s.Stats.Frobenius)
+			}
+		})
+	}
+}
+
 // TestInitIsFrozenLayer: at initialisation every method computes exactly
 // (bit for bit) the frozen layer, for inputs of rank 1, 2 and 3, in
 // training mode (dropout on) and evaluation mode.
