@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 
 	"github.com/sora-go/sora/models/llama"
@@ -55,6 +56,8 @@ type configJSON struct {
 	HeadDim               *int            `json:"head_dim"`
 	HiddenAct             *string         `json:"hidden_act"`
 	RopeScaling           json.RawMessage `json:"rope_scaling"`
+	RopeParameters        json.RawMessage `json:"rope_parameters"`
+	PartialRotaryFactor   *float64        `json:"partial_rotary_factor"`
 	AttentionBias         *bool           `json:"attention_bias"`
 	MLPBias               *bool           `json:"mlp_bias"`
 }
@@ -62,9 +65,12 @@ type configJSON struct {
 // ParseConfig decodes a Hugging Face LLaMA config.json into a llama.Config
 // (in the half-split rotary layout). Absent optional fields get
 // LlamaConfig's defaults; features this project's LLaMA does not implement
-// (rope_scaling, biases, activations other than SiLU, a head_dim other than
-// hidden_size / num_attention_heads) are reported as errors. name is used in
-// error messages.
+// (rope_scaling, a rope_parameters rope_type other than "default" or any of
+// its scaling fields, partial rotary embeddings, biases, activations other
+// than SiLU, a head_dim other than hidden_size / num_attention_heads) are
+// reported as errors. The rotary base comes from rope_theta at the top level
+// (older transformers) or inside rope_parameters (newer ones); a config
+// giving both must give the same value. name is used in error messages.
 func ParseConfig(data []byte, name string) (llama.Config, error) {
 	fail := func(format string, args ...any) (llama.Config, error) {
 		return llama.Config{}, fmt.Errorf("hf: %s: %s", name, fmt.Sprintf(format, args...))
@@ -98,6 +104,19 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if len(c.RopeScaling) > 0 && string(bytes.TrimSpace(c.RopeScaling)) != "null" {
 		return fail("rope_scaling is set (%s); only plain rotary embeddings are supported", c.RopeScaling)
 	}
+	ropeTheta, err := parseRopeParameters(c.RopeParameters)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if ropeTheta != nil && c.RopeTheta != nil && *ropeTheta != *c.RopeTheta {
+		return fail("rope_theta is %v but rope_parameters.rope_theta is %v; expected one value", *c.RopeTheta, *ropeTheta)
+	}
+	if ropeTheta == nil {
+		ropeTheta = c.RopeTheta
+	}
+	if c.PartialRotaryFactor != nil && *c.PartialRotaryFactor != 1 {
+		return fail("partial_rotary_factor is %v; only rotary embeddings over the whole head (1.0) are supported", *c.PartialRotaryFactor)
+	}
 	if c.AttentionBias != nil && *c.AttentionBias {
 		return fail("attention_bias is true; biases are not supported")
 	}
@@ -119,8 +138,8 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if c.RMSNormEps != nil {
 		cfg.NormEps = *c.RMSNormEps
 	}
-	if c.RopeTheta != nil {
-		cfg.RopeTheta = *c.RopeTheta
+	if ropeTheta != nil {
+		cfg.RopeTheta = *ropeTheta
 	}
 	if c.TieWordEmbeddings != nil {
 		cfg.TiedEmbeddings = *c.TieWordEmbeddings
@@ -133,6 +152,72 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	}
 	return cfg, nil
 }
+
+// parseRopeParameters checks the rope_parameters object that newer
+// transformers write in place of rope_theta and rope_scaling, and returns
+// its rope_theta (nil if absent). Only plain rotary embeddings are
+// accepted: rope_type (or its older spelling "type") must be "default", a
+// partial_rotary_factor must be 1, and every other field (the scaling
+// fields factor, original_max_position_embeddings, attention_factor,
+// beta_fast, beta_slow, short_factor, long_factor, low_freq_factor,
+// high_freq_factor, or per-layer-type parameter sets) is refused rather
+// than ignored, since this model could not honour it. Fields set to null
+// count as absent.
+func parseRopeParameters(raw json.RawMessage) (*float64, error) {
+	if len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("rope_parameters must be an object (%s)", raw)
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	// The rope type goes first, since it explains the scaling fields that
+	// come with it; the rest are sorted so one run reports what another does.
+	sort.Slice(keys, func(i, j int) bool {
+		ti, tj := isRopeTypeKey(keys[i]), isRopeTypeKey(keys[j])
+		if ti != tj {
+			return ti
+		}
+		return keys[i] < keys[j]
+	})
+	var theta *float64
+	for _, k := range keys {
+		v := fields[k]
+		if string(bytes.TrimSpace(v)) == "null" {
+			continue
+		}
+		switch k {
+		case "rope_theta":
+			var t float64
+			if err := json.Unmarshal(v, &t); err != nil {
+				return nil, fmt.Errorf("rope_parameters.rope_theta is %s; expected a number", v)
+			}
+			theta = &t
+		case "rope_type", "type": // "type" is the older spelling
+			var typ string
+			if err := json.Unmarshal(v, &typ); err != nil {
+				return nil, fmt.Errorf("rope_parameters.%s is %s; expected a string", k, v)
+			}
+			if typ != "default" {
+				return nil, fmt.Errorf("rope_parameters.%s is %q (%s); only plain rotary embeddings are supported", k, typ, raw)
+			}
+		case "partial_rotary_factor":
+			var f float64
+			if err := json.Unmarshal(v, &f); err != nil || f != 1 {
+				return nil, fmt.Errorf("rope_parameters.partial_rotary_factor is %s; only rotary embeddings over the whole head (1.0) are supported", v)
+			}
+		default:
+			return nil, fmt.Errorf("rope_parameters.%s is set (%s); only plain rotary embeddings are supported", k, raw)
+		}
+	}
+	return theta, nil
+}
+
+func isRopeTypeKey(k string) bool { return k == "rope_type" || k == "type" }
 
 // EncodeConfig returns the config.json that describes cfg for transformers'
 // LlamaForCausalLM.

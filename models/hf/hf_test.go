@@ -290,8 +290,37 @@ func TestParseConfig(t *testing.T) {
 	if cfg.NumKVHeads != 2 || cfg.RopeTheta != 500000 || cfg.NormEps != 1e-5 || !cfg.TiedEmbeddings || cfg.MaxSeqLen != 4096 {
 		t.Errorf("explicit fields: %+v", cfg)
 	}
+	// Newer transformers give the rotary base inside rope_parameters.
+	for _, c := range []struct {
+		json string
+		want float64
+	}{
+		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}`, 500000},
+		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "type": "default", "partial_rotary_factor": 1.0, "factor": null}}`, 500000},
+		{`{` + base + `, "rope_theta": 500000.0, "rope_parameters": {"rope_theta": 500000.0}}`, 500000},
+		{`{` + base + `, "rope_theta": 250000.0, "rope_parameters": {"rope_type": "default"}}`, 250000},
+		{`{` + base + `, "rope_parameters": null, "partial_rotary_factor": 1.0}`, 10000},
+	} {
+		cfg, err := ParseConfig([]byte(c.json), "c.json")
+		if err != nil {
+			t.Errorf("%s: %v", c.json, err)
+		} else if cfg.RopeTheta != c.want {
+			t.Errorf("%s: rope theta %v, want %v", c.json, cfg.RopeTheta, c.want)
+		}
+	}
 	bad := []struct{ json, want string }{
 		{`[]`, "not a valid config"},
+		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}`, `rope_parameters.rope_type is "llama3"`},
+		{`{` + base + `, "rope_parameters": {"type": "linear", "factor": 2.0}}`, `rope_parameters.type is "linear"`},
+		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "factor": 2.0}}`, "rope_parameters.factor is set"},
+		{`{` + base + `, "rope_parameters": {"full_attention": {"rope_theta": 500000.0}}}`, "rope_parameters.full_attention is set"},
+		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "partial_rotary_factor": 0.5}}`, "rope_parameters.partial_rotary_factor is 0.5"},
+		{`{` + base + `, "partial_rotary_factor": 0.25}`, "partial_rotary_factor is 0.25"},
+		{`{` + base + `, "rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0}}`, "rope_theta is 10000 but rope_parameters.rope_theta is 500000"},
+		{`{` + base + `, "rope_parameters": {"rope_theta": "big"}}`, "rope_parameters.rope_theta is \"big\"; expected a number"},
+		{`{` + base + `, "rope_parameters": {"rope_theta": -1}}`, "rope theta -1"},
+		{`{` + base + `, "rope_parameters": [1]}`, "rope_parameters must be an object"},
+		{`{` + base + `, "rope_parameters": {"rope_type": 3}}`, "rope_parameters.rope_type is 3; expected a string"},
 		{`{"hidden_size": 16}`, "missing required field intermediate_size"},
 		{`{` + base + `, "model_type": "gpt2"}`, `model_type is "gpt2"`},
 		{`{` + base + `, "hidden_act": "gelu"}`, `hidden_act is "gelu"`},
@@ -517,6 +546,8 @@ func FuzzParseConfig(f *testing.F) {
 	c, _ := EncodeConfig(tinyConfig(true, 2))
 	f.Add(c)
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_scaling": null}`))
+	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}`))
+	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "yarn", "factor": 4.0}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := ParseConfig(b, "fuzz.json")
 		if err != nil {
