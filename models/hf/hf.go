@@ -224,8 +224,10 @@ type WriteOptions struct {
 // rotary layout have q_proj and k_proj permuted to the half-split layout on
 // the way out (w itself is not modified). If dir does not exist it is
 // created complete or not at all; if it exists, each file is replaced
-// atomically, config.json last, and a stale index or single weights file
-// that would shadow the new weights is removed.
+// atomically, config.json last; a stale index or single weights file that
+// would shadow the new weights is removed, and, once everything new is in
+// place, so are shard files (model-*-of-*.safetensors) this write did not
+// produce. Other files in dir are left alone.
 func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 	if err := w.Validate(); err != nil {
 		return fmt.Errorf("hf: writing %s: %w", dir, err)
@@ -256,6 +258,7 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 	}
 	meta := map[string]string{"format": "pt"}
 	return atomicfile.WriteDir(dir, func(d string) error {
+		written := map[string]bool{}
 		if len(shards) == 1 && o.MaxShardSize <= 0 {
 			if err := safetensors.Write(filepath.Join(d, WeightsFile), tensors, meta); err != nil {
 				return fmt.Errorf("hf: %w", err)
@@ -271,6 +274,7 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 				if err := safetensors.Write(filepath.Join(d, name), sh, meta); err != nil {
 					return fmt.Errorf("hf: %w", err)
 				}
+				written[name] = true
 				for _, t := range sh {
 					weightMap[t.Name] = name
 					total += 4 * int64(len(t.Data))
@@ -287,8 +291,41 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 				return err
 			}
 		}
-		return writeFile(filepath.Join(d, ConfigFile), cfgData)
+		if err := writeFile(filepath.Join(d, ConfigFile), cfgData); err != nil {
+			return err
+		}
+		// Only now that the new weights, index and config are all in place
+		// can shards of an earlier write go: until then they may be what the
+		// old index points at.
+		return removeStaleShards(d, written)
 	})
+}
+
+// shardPattern matches the shard names Write gives, and transformers too.
+const shardPattern = "model-*-of-*.safetensors"
+
+// removeStaleShards removes the regular files in dir named like shards
+// (shardPattern) that keep does not list: left by an earlier write with a
+// different shard count, they would otherwise sit beside the new
+// checkpoint, taking space and looking like part of it.
+func removeStaleShards(dir string, keep map[string]bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("hf: listing %s for stale shards: %w", dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if keep[name] || !e.Type().IsRegular() {
+			continue
+		}
+		if ok, _ := filepath.Match(shardPattern, name); !ok {
+			continue
+		}
+		if err := removeIfExists(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // permutedHeads returns the head count of q_proj/k_proj tensors, whose rows

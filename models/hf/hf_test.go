@@ -271,6 +271,78 @@ func TestRewriteExistingFolder(t *testing.T) {
 	sameWeights(t, got, want)
 }
 
+// TestRewriteRemovesStaleShards rewrites one folder with fewer shards, then
+// with none: the shards of the earlier writes must go, files that only look
+// alike must stay, and the result must load as the last weights written.
+func TestRewriteRemovesStaleShards(t *testing.T) {
+	rng := rand.New(rand.NewSource(15))
+	dir := t.TempDir()
+	shardsIn := func() []string {
+		names, err := filepath.Glob(filepath.Join(dir, shardPattern))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range names {
+			names[i] = filepath.Base(names[i])
+		}
+		return names
+	}
+	// Not shards by the pattern, or not files: these must survive.
+	keep := []string{"model-notes.txt", "model.safetensors.bak", "tokenizer.json"}
+	for _, n := range keep {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "model-00001-of-00099.safetensors"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	keep = append(keep, "model-00001-of-00099.safetensors")
+	var last *llama.Weights
+	var counts []int
+	for _, shard := range []int64{1000, 3000, 0} {
+		last = randomWeights(t, rng, tinyConfig(false, 2))
+		if err := Write(dir, last, &WriteOptions{MaxShardSize: shard}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Load(dir)
+		if err != nil {
+			t.Fatalf("shard size %d: %v", shard, err)
+		}
+		want, _ := last.Clone()
+		want.ToLayout(llama.RopeHalfSplit)
+		sameWeights(t, got, want)
+		current := map[string]bool{}
+		if shard > 0 {
+			data, err := os.ReadFile(filepath.Join(dir, IndexFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wm, err := ParseIndex(data, IndexFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range wm {
+				current[f] = true
+			}
+		}
+		counts = append(counts, len(current))
+		for _, name := range shardsIn() {
+			if !current[name] && name != "model-00001-of-00099.safetensors" {
+				t.Errorf("shard size %d: stale shard %s left beside %d new ones", shard, name, len(current))
+			}
+		}
+	}
+	if counts[0] <= counts[1] || counts[1] < 2 || counts[2] != 0 {
+		t.Errorf("shard counts %v; want fewer at each rewrite, ending with none", counts)
+	}
+	for _, n := range keep {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s, not a shard of this writer, was removed: %v", n, err)
+		}
+	}
+}
+
 func TestParseConfig(t *testing.T) {
 	base := `"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19`
 	cfg, err := ParseConfig([]byte(`{`+base+`}`), "c.json")
