@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/sora-go/sora/train"
@@ -91,19 +93,26 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(tw, "mean of %d layers\t\t%.4f\t%.4f\t%.3f\t\t\t\t\n", len(sum.Layers), sum.MeanEntropy, sum.MeanNormalizedEntropy, sum.MeanStableRank)
 	tw.Flush()
-	if *plotPath != "" {
-		if err := train.PlotSpectra(*plotPath, fmt.Sprintf("spectra of ΔW, %s", method), spectra); err != nil {
-			fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
-			return exitFailure
-		}
-		fmt.Fprintf(stdout, "wrote %s\n", *plotPath)
-	}
+	// The JSON goes first: it is the cheaper file to write, and a plot that
+	// fails then leaves the numbers of the whole analysis behind.
 	if *jsonPath != "" {
 		if err := writeJSON(*jsonPath, sum); err != nil {
 			fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 			return exitFailure
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", *jsonPath)
+	}
+	if *plotPath != "" {
+		// Missing folders are made, as writeJSON makes them for --json.
+		err := os.MkdirAll(filepath.Dir(*plotPath), 0o755)
+		if err == nil {
+			err = train.PlotSpectra(*plotPath, fmt.Sprintf("spectra of ΔW, %s", method), spectra)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sora spectrum: writing the plot: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", *plotPath)
 	}
 	return exitOK
 }
