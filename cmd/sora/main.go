@@ -57,7 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if args[0] == "help" {
-		// "sora help CMD" is "sora CMD --help".
+		// "sora help CMD [SUB...]" is "sora CMD [SUB...] --help", so that
+		// "sora help bench gemm" shows gemm's flags, not bench's list.
 		if len(args) == 1 {
 			usage(stdout)
 			return exitOK
@@ -68,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			usage(stderr)
 			return exitUsage
 		}
-		return c.run([]string{"--help"}, stdout, stderr)
+		return c.run(append(slices.Clone(args[2:]), "--help"), stdout, stderr)
 	}
 	c, ok := commands[args[0]]
 	if !ok {

@@ -115,6 +115,8 @@ func TestTopLevel(t *testing.T) {
 		{name: "--help", args: []string{"--help"}, code: 0, stdout: []string{"Commands:"}, quietErr: true},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`, "Commands:"}, quietOut: true},
 		{name: "help for a command", args: []string{"help", "conformance"}, code: 0, stdout: []string{"Usage: sora conformance", "--run FILTER", "Examples:", "sora conformance --backend cuda"}, quietErr: true},
+		{name: "help for a subcommand", args: []string{"help", "bench", "gemm"}, code: 0, stdout: []string{"Usage: sora bench gemm", "--sizes", "--trans"}, quietErr: true},
+		{name: "help for an unknown subcommand", args: []string{"help", "bench", "frobnicate"}, code: 2, stderr: []string{`unknown benchmark "frobnicate"`}, quietOut: true},
 		{name: "help for an unknown command", args: []string{"help", "frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`}, quietOut: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
