@@ -24,7 +24,7 @@ func init() {
 }
 
 var benchOpsDoc = usageDoc{
-	synopsis: "bench ops [--backend NAME] [--n N] [--cols C] [--threads N] [--ops LIST] [--time D] [--json]",
+	synopsis: "bench ops [--backend NAME] [-n N] [--cols C] [--threads N] [--ops LIST] [--time D] [--json]",
 	description: "Times element-wise and row kernels of the chosen backend on N float32 elements (rows of C " +
 		"elements for the row kernels) and reports each as GB/s of the memory it must at least move: every " +
 		"operand read once and every output written once (for example 12 bytes per element for dst = a + b, " +

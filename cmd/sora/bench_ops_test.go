@@ -121,3 +121,35 @@ func TestBenchOpsDeviceCopyChecked(t *testing.T) {
 		t.Errorf("stderr = %q, want it to contain %q", errb.String(), want)
 	}
 }
+
+// TestSynopsisFlagSpelling checks that every flag a command's usage line
+// names is spelled there as its flag list spells it (a one-letter flag
+// is listed as -n, longer ones as --name), so the two never disagree.
+func TestSynopsisFlagSpelling(t *testing.T) {
+	flagRE := regexp.MustCompile(`(?:^|[\s\[|])(--?[a-z][a-z0-9-]*)`)
+	listed := regexp.MustCompile(`(?m)^  (--?[a-z][a-z0-9-]*)`)
+	var cmds [][]string
+	for name := range commands {
+		cmds = append(cmds, []string{name})
+	}
+	for name := range benchCommands {
+		cmds = append(cmds, []string{"bench", name})
+	}
+	for _, c := range cmds {
+		_, out, _ := runCLI(t, append(c, "--help")...)
+		first, _, _ := strings.Cut(out, "\n")
+		if !strings.HasPrefix(first, "Usage: sora "+strings.Join(c, " ")) {
+			t.Errorf("sora %s --help: first line %q, want its usage line", strings.Join(c, " "), first)
+			continue
+		}
+		have := map[string]bool{}
+		for _, m := range listed.FindAllStringSubmatch(out, -1) {
+			have[m[1]] = true
+		}
+		for _, m := range flagRE.FindAllStringSubmatch(first, -1) {
+			if !have[m[1]] {
+				t.Errorf("sora %s: usage line names %s, which its flag list does not\n%s", strings.Join(c, " "), m[1], out)
+			}
+		}
+	}
+}
