@@ -102,7 +102,7 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		return fail("hidden_act is %q; only \"silu\" is supported", *c.HiddenAct)
 	}
 	if len(c.RopeScaling) > 0 && string(bytes.TrimSpace(c.RopeScaling)) != "null" {
-		return fail("rope_scaling is set (%s); only plain rotary embeddings are supported", c.RopeScaling)
+		return fail("rope_scaling is set (%s); only plain rotary embeddings are supported", compactJSON(c.RopeScaling))
 	}
 	ropeTheta, err := parseRopeParameters(c.RopeParameters)
 	if err != nil {
@@ -203,7 +203,7 @@ func parseRopeParameters(raw json.RawMessage) (*float64, error) {
 				return nil, fmt.Errorf("rope_parameters.%s is %s; expected a string", k, v)
 			}
 			if typ != "default" {
-				return nil, fmt.Errorf("rope_parameters.%s is %q (%s); only plain rotary embeddings are supported", k, typ, raw)
+				return nil, fmt.Errorf("rope_parameters.%s is %q (%s); only plain rotary embeddings are supported", k, typ, compactJSON(raw))
 			}
 		case "partial_rotary_factor":
 			var f float64
@@ -211,10 +211,20 @@ func parseRopeParameters(raw json.RawMessage) (*float64, error) {
 				return nil, fmt.Errorf("rope_parameters.partial_rotary_factor is %s; only rotary embeddings over the whole head (1.0) are supported", v)
 			}
 		default:
-			return nil, fmt.Errorf("rope_parameters.%s is set (%s); only plain rotary embeddings are supported", k, raw)
+			return nil, fmt.Errorf("rope_parameters.%s is set (%s); only plain rotary embeddings are supported", k, compactJSON(raw))
 		}
 	}
 	return theta, nil
+}
+
+// compactJSON returns raw without insignificant white space, so that an
+// object quoted in an error message stays on one line.
+func compactJSON(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return string(raw)
+	}
+	return b.String()
 }
 
 func isRopeTypeKey(k string) bool { return k == "rope_type" || k == "type" }

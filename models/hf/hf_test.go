@@ -385,6 +385,9 @@ func TestParseConfig(t *testing.T) {
 		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}`, `rope_parameters.rope_type is "llama3"`},
 		{`{` + base + `, "rope_parameters": {"type": "linear", "factor": 2.0}}`, `rope_parameters.type is "linear"`},
 		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "factor": 2.0}}`, "rope_parameters.factor is set"},
+		// Indented objects are quoted on one line.
+		{`{` + base + `, "rope_parameters": {` + "\n  " + `"rope_type": "yarn"` + "\n" + `}}`, `rope_parameters.rope_type is "yarn" ({"rope_type":"yarn"})`},
+		{`{` + base + `, "rope_scaling": {` + "\n  " + `"type": "linear"` + "\n" + `}}`, `rope_scaling is set ({"type":"linear"})`},
 		{`{` + base + `, "rope_parameters": {"full_attention": {"rope_theta": 500000.0}}}`, "rope_parameters.full_attention is set"},
 		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "partial_rotary_factor": 0.5}}`, "rope_parameters.partial_rotary_factor is 0.5"},
 		{`{` + base + `, "partial_rotary_factor": 0.25}`, "partial_rotary_factor is 0.25"},
