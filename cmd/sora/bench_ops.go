@@ -43,7 +43,7 @@ var benchOpsDoc = usageDoc{
 	examples: []string{
 		"sora bench ops",
 		"sora bench ops --ops copy,add,silu,softmax,adamw --threads 2 --json",
-		"sora bench ops --backend cuda --n 67108864 --cols 4096 --json",
+		"sora bench ops --backend cuda -n 67108864 --cols 4096 --json",
 	},
 }
 
@@ -345,10 +345,10 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case *n < 1 || *n > 1<<28:
-		fmt.Fprintf(stderr, "sora bench ops: --n %d: want between 1 and %d elements\n", *n, 1<<28)
+		fmt.Fprintf(stderr, "sora bench ops: -n %d: want between 1 and %d elements\n", *n, 1<<28)
 		return exitUsage
 	case *cols < 1 || *n%*cols != 0:
-		fmt.Fprintf(stderr, "sora bench ops: --cols %d: want a positive row length that divides --n %d\n", *cols, *n)
+		fmt.Fprintf(stderr, "sora bench ops: --cols %d: want a positive row length that divides -n %d\n", *cols, *n)
 		return exitUsage
 	case *threads < 0:
 		fmt.Fprintf(stderr, "sora bench ops: --threads %d: want a positive number, or 0 for the defaults\n", *threads)

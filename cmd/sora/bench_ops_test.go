@@ -57,7 +57,7 @@ func TestBenchOpsBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"--ops", "copy,frobnicate"}, `unknown kernel "frobnicate"`},
-		{[]string{"--n", "0"}, "--n 0"},
+		{[]string{"--n", "0"}, "-n 0"},
 		{[]string{"--n", "100", "--cols", "7"}, "--cols 7"},
 		{[]string{"--threads", "-2"}, "--threads -2"},
 		{[]string{"--time", "-1s"}, "--time -1s"},

@@ -86,11 +86,12 @@ func TestGenerateStories260K(t *testing.T) {
 
 // TestConvertRoundTrip converts stories260K to the Hugging Face layout and
 // checks that generating from the folder prints the same text, and that
-// a sharded conversion loads too.
+// a sharded conversion loads too; --out's missing parent folders are
+// made, as merge makes them.
 func TestConvertRoundTrip(t *testing.T) {
 	model, tok := stories260K(t)
 	for _, shard := range []string{"0", "300000"} {
-		dir := filepath.Join(t.TempDir(), "stories260K-hf")
+		dir := filepath.Join(t.TempDir(), "models", "stories260K-hf")
 		code, out, errOut := runCLI(t, "convert", "--model", model, "--out", dir, "--shard-size", shard)
 		if code != 0 {
 			t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
