@@ -956,6 +956,24 @@ func (g *gen) hsum(s, t string) {
 	g.I("VADDSD %s, %s, %s", tx, xx, xx)
 }
 
+// hmax sets lane 0 of s (XMM form) to the maximum of s's float32 lanes,
+// using t as a temporary, as hsum does for float64 sums.
+func (g *gen) hmax(s, t string) {
+	x := s
+	if g.wide() {
+		g.extractHigh(s, t)
+		g.I("VMAXPS %s, %s, %s", g.half(t), g.half(s), g.half(s))
+		x = g.half(s)
+	}
+	xx, tx := "X"+x[1:], "X"+t[1:]
+	g.I("VEXTRACTF128 $1, %s, %s", x, tx)
+	g.I("VMAXPS %s, %s, %s", tx, xx, xx)
+	g.I("VPERMILPS $0x4e, %s, %s", xx, tx)
+	g.I("VMAXPS %s, %s, %s", tx, xx, xx)
+	g.I("VPERMILPS $0xb1, %s, %s", xx, tx)
+	g.I("VMAXPS %s, %s, %s", tx, xx, xx)
+}
+
 // streaming reports whether a row kernel has a float32 output only written,
 // which a streaming variant can write with non-temporal stores.
 func (k rowK) streaming() bool {
@@ -1538,19 +1556,8 @@ func (g *gen) expShift(store, withMax bool) {
 			g.I("VMAXPS %s, %s, %s", mx[3], mx[2], mx[2])
 			g.I("VMAXPS %s, %s, %s", mx[2], m, m)
 		}
-		if g.wide() {
-			g.extractHigh(m, tmp)
-			g.I("VMAXPS %s, %s, %s", g.half(tmp), g.half(m), g.half(m))
-			m = g.half(m)
-		}
-		mxx, tx := "X"+m[1:], "X"+tmp[1:]
-		g.I("VEXTRACTF128 $1, %s, %s", m, tx)
-		g.I("VMAXPS %s, %s, %s", tx, mxx, mxx)
-		g.I("VPERMILPS $0x4e, %s, %s", mxx, tx)
-		g.I("VMAXPS %s, %s, %s", tx, mxx, mxx)
-		g.I("VPERMILPS $0xb1, %s, %s", mxx, tx)
-		g.I("VMAXPS %s, %s, %s", tx, mxx, mxx)
-		g.I("VMOVSS %s, m+%d(FP)", mxx, offs["m"])
+		g.hmax(m, tmp)
+		g.I("VMOVSS X%s, m+%d(FP)", m[1:], offs["m"])
 	}
 	g.I("VZEROUPPER")
 	g.I("RET")
@@ -1669,20 +1676,8 @@ func (g *gen) max(scaled bool) {
 		body()
 	}
 	g.label("done")
-	a := acc
-	if g.wide() {
-		g.extractHigh(acc, tmp)
-		g.I("VMAXPS %s, %s, %s", g.half(tmp), g.half(acc), g.half(acc))
-		a = g.half(acc)
-	}
-	ax, tx := "X"+a[1:], "X"+tmp[1:]
-	g.I("VEXTRACTF128 $1, %s, %s", a, tx)
-	g.I("VMAXPS %s, %s, %s", tx, ax, ax)
-	g.I("VPERMILPS $0x4e, %s, %s", ax, tx)
-	g.I("VMAXPS %s, %s, %s", tx, ax, ax)
-	g.I("VPERMILPS $0xb1, %s, %s", ax, tx)
-	g.I("VMAXPS %s, %s, %s", tx, ax, ax)
-	g.I("VMOVSS %s, m+%d(FP)", ax, offs["m"])
+	g.hmax(acc, tmp)
+	g.I("VMOVSS X%s, m+%d(FP)", acc[1:], offs["m"])
 	if !scaled {
 		if g.wide() {
 			g.I("KMOVW K3, AX")
