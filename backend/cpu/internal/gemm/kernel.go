@@ -113,22 +113,10 @@ func rowDotGo(k int, a, bt []float32, ldbt int, out []float32) {
 func kernelGo1x7(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
 	var c0, c1, c2, c3, c4, c5, c6 float32
 	a = a[:kc]
-	if ldb != 7 {
-		// B read with a row stride (only the tests call it so): one k
-		// step at a time.
-		for p, a0 := range a {
-			bp := (*[7]float32)(b[p*ldb:])
-			c0 += bp[0] * a0
-			c1 += bp[1] * a0
-			c2 += bp[2] * a0
-			c3 += bp[3] * a0
-			c4 += bp[4] * a0
-			c5 += bp[5] * a0
-			c6 += bp[6] * a0
-		}
-	} else {
+	p := 0
+	if ldb == 7 {
+		// The packed panel: four k steps at a time.
 		b = b[:7*kc]
-		p := 0
 		for ; p+4 <= len(a); p += 4 {
 			bp := (*[28]float32)(b[7*p:])
 			ap := (*[4]float32)(a[p:])
@@ -165,17 +153,19 @@ func kernelGo1x7(kc int, a, b []float32, ldb int, c []float32, ldc int, beta flo
 			c5 += bp[26] * a3
 			c6 += bp[27] * a3
 		}
-		for ; p < len(a); p++ {
-			bp := (*[7]float32)(b[7*p:])
-			a0 := a[p]
-			c0 += bp[0] * a0
-			c1 += bp[1] * a0
-			c2 += bp[2] * a0
-			c3 += bp[3] * a0
-			c4 += bp[4] * a0
-			c5 += bp[5] * a0
-			c6 += bp[6] * a0
-		}
+	}
+	// The last k steps, and B read with a row stride (only the tests call
+	// it so): one k step at a time.
+	for ; p < len(a); p++ {
+		bp := (*[7]float32)(b[p*ldb:])
+		a0 := a[p]
+		c0 += bp[0] * a0
+		c1 += bp[1] * a0
+		c2 += bp[2] * a0
+		c3 += bp[3] * a0
+		c4 += bp[4] * a0
+		c5 += bp[5] * a0
+		c6 += bp[6] * a0
 	}
 	r := (*[7]float32)(c[:7])
 	if beta == 0 {
