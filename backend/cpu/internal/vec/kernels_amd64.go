@@ -1,3 +1,5 @@
+//go:build !noasm
+
 package vec
 
 //go:generate go run gen_amd64.go

@@ -1,8 +1,9 @@
-//go:build !amd64
+//go:build !amd64 || noasm
 
 package vec
 
-// Other architectures have no assembly kernels yet: they run [Go].
+// Other architectures have no assembly kernels yet, and -tags noasm
+// leaves them out on amd64: these builds run [Go].
 
 func simdAll() []*Kernels { return nil }
 
