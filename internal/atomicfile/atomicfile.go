@@ -3,7 +3,9 @@
 // directory (so the final rename stays on one file system) and is renamed
 // into place only after it has been written and synced. Files end up
 // readable by everyone (0644), folders 0755, like those of ordinary tools;
-// the temporary names start private.
+// the temporary names start private. Missing parent folders of the
+// destination are created (0755), as os.MkdirAll would, so callers need
+// not make them first; they are not removed again if the write fails.
 package atomicfile
 
 import (
@@ -15,9 +17,13 @@ import (
 )
 
 // Write creates or replaces the file at path with what write produces. write
-// gets a buffered writer that Write flushes. On any error the temporary file
-// is removed and path is left as it was.
+// gets a buffered writer that Write flushes. Missing parent folders of path
+// are created. On any error the temporary file is removed and path is left
+// as it was.
 func Write(path string, write func(w *bufio.Writer) error) (err error) {
+	if err = makeParent(path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -75,7 +81,8 @@ func WriteJSON(path string, v any) error {
 // folder that is renamed to dir at the end, so dir appears complete or not
 // at all. If dir already exists, fill writes into it directly and should
 // replace each file with Write, so every file is whole even though the set
-// of files is updated one by one.
+// of files is updated one by one. Missing parent folders of dir are
+// created.
 func WriteDir(dir string, fill func(dir string) error) (err error) {
 	st, err := os.Stat(dir)
 	if err == nil {
@@ -99,11 +106,21 @@ func WriteDir(dir string, fill func(dir string) error) (err error) {
 	return nil
 }
 
-// fillTemp makes a new hidden sibling folder of dir, has fill write into
-// it and gives it the usual permissions, returning its path. On error the
-// folder is removed; fill's error is returned as it is, the others say
-// what was being done to dir (verb).
+// makeParent creates the missing parent folders of path, so that the
+// temporary file or folder beside it can be made.
+func makeParent(path string) error {
+	return os.MkdirAll(filepath.Dir(filepath.Clean(path)), 0o755)
+}
+
+// fillTemp makes a new hidden sibling folder of dir (creating dir's
+// missing parents first), has fill write into it and gives it the usual
+// permissions, returning its path. On error the temporary folder is
+// removed; fill's error is returned as it is, the others say what was
+// being done to dir (verb).
 func fillTemp(dir string, fill func(dir string) error, verb string) (tmp string, err error) {
+	if err = makeParent(dir); err != nil {
+		return "", fmt.Errorf("%s %s: %w", verb, dir, err)
+	}
 	tmp, err = os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", verb, dir, err)
@@ -133,8 +150,8 @@ var rename = os.Rename
 // the moment between the two renames when it is absent (a portable rename
 // cannot swap two folders). On any error no temporary folder is left and
 // an existing dir is left as it was (should putting it back fail too, the
-// error says where it is). dir's parent must exist; fill's error is
-// returned as it is, the others name dir.
+// error says where it is). Missing parent folders of dir are created;
+// fill's error is returned as it is, the others name dir.
 func ReplaceDir(dir string, fill func(dir string) error) (err error) {
 	clean := filepath.Clean(dir)
 	if st, err := os.Lstat(clean); err == nil && !st.IsDir() {

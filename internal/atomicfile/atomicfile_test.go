@@ -298,7 +298,9 @@ func TestReplaceDirBadTarget(t *testing.T) {
 	}
 	called := false
 	fill := func(d string) error { called = true; return nil }
-	for _, dir := range []string{file, filepath.Join(parent, "missing", "out")} {
+	// A missing parent is made (TestMissingParent); a parent that is a
+	// regular file cannot be.
+	for _, dir := range []string{file, filepath.Join(file, "out")} {
 		err := ReplaceDir(dir, fill)
 		if err == nil || !strings.Contains(err.Error(), dir) {
 			t.Errorf("ReplaceDir(%s): %v, want an error naming it", dir, err)
@@ -312,5 +314,44 @@ func TestReplaceDirBadTarget(t *testing.T) {
 	}
 	if got := names(t, parent); !slices.Equal(got, []string{"file"}) {
 		t.Errorf("parent holds %v, want only file", got)
+	}
+}
+
+// TestMissingParent checks that every writer creates the missing folders
+// above its target, leaves only the target in the new folder (no
+// temporary names) and writes the expected contents.
+func TestMissingParent(t *testing.T) {
+	fillDir := func(d string) error { return os.WriteFile(filepath.Join(d, "f"), []byte("dir"), 0o644) }
+	for _, tc := range []struct {
+		name  string
+		write func(path string) error
+		file  string // what to read below path: "" for path itself
+		want  string
+	}{
+		{"Write", func(p string) error {
+			return Write(p, func(w *bufio.Writer) error { _, err := w.WriteString("write"); return err })
+		}, "", "write"},
+		{"WriteFile", func(p string) error { return WriteFile(p, []byte("file")) }, "", "file"},
+		{"WriteJSON", func(p string) error { return WriteJSON(p, 7) }, "", "7\n"},
+		{"WriteDir", func(p string) error { return WriteDir(p, fillDir) }, "f", "dir"},
+		{"ReplaceDir", func(p string) error { return ReplaceDir(p, fillDir) }, "f", "dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			path := filepath.Join(root, "a", "b", "out")
+			if err := tc.write(path); err != nil {
+				t.Fatalf("%s into a missing folder: %v", tc.name, err)
+			}
+			got, err := os.ReadFile(filepath.Join(path, tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("%s wrote %q, want %q", tc.name, got, tc.want)
+			}
+			if e := names(t, filepath.Join(root, "a", "b")); !slices.Equal(e, []string{"out"}) {
+				t.Errorf("new parent holds %v, want only out", e)
+			}
+		})
 	}
 }
