@@ -129,16 +129,32 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 
 // moments returns the mean of x and 1/sqrt(var + eps) for its biased
 // variance, from one float64 pass taking the sums about x[0] (see
-// LayerNormGrad for why that loses nothing to speak of).
+// centre).
 func moments(k *vec.Kernels, x []float32, eps float32) (mean, rstd float64) {
-	n := float64(len(x))
-	var c float64
-	if len(x) > 0 {
-		c = float64(x[0])
-	}
+	c := pivot(x)
 	sd, ssd := k.SumsAbout(x, c)
-	dm := sd / n
-	return c + dm, 1 / math.Sqrt(max(ssd-sd*dm, 0)/n+float64(eps))
+	mean, ssd, _ = centre(c, sd, ssd, float64(len(x)))
+	return mean, 1 / math.Sqrt(ssd/float64(len(x))+float64(eps))
+}
+
+// pivot is the value about which a row's one-pass sums are taken: its
+// first element (0 for an empty row).
+func pivot(x []float32) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	return float64(x[0])
+}
+
+// centre turns the sums about c of a row of n values, sd = Σ(x − c) and
+// ssd = Σ(x − c)², into the mean and Σ(x − mean)² = ssd − n·dm² with
+// dm = mean − c, also returned. With c an element of the row, dm² ≤
+// Σ(x−mean)², so ssd ≤ (n+1)·Σ(x−mean)²: the subtraction costs at most
+// log10(n+1) of float64's 16 digits, however large the mean or far out c,
+// and the row needs no pass for the mean first.
+func centre(c, sd, ssd, n float64) (mean, ssdMean, dm float64) {
+	dm = sd / n
+	return c + dm, max(ssd-sd*dm, 0), dm
 }
 
 // LayerNormGrad computes, with x̂ = (x − mean)·rstd and g = dy ⊙ gamma,
@@ -175,20 +191,11 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
 		// One pass over the row takes the sums about c, the row's first
 		// element, in float64 (d = x − c is exact there); the sums about
-		// the mean follow as Σ(x−mean)² = Σd² − n·dm² and Σ g·(x−mean) =
-		// Σ g·d − dm·Σ g with dm = mean − c. Since c is an element,
-		// dm² ≤ Σ(x−mean)², so Σd² ≤ (n+1)·Σ(x−mean)²: the subtraction
-		// costs at most log10(n+1) of float64's 16 digits, however large
-		// the mean or far out c, and the row needs no pass for the mean
-		// first.
-		var c float64
-		if cols > 0 {
-			c = float64(xr[0])
-		}
+		// the mean follow (centre), and Σ g·(x−mean) = Σ g·d − dm·Σ g with
+		// dm = mean − c.
+		c := pivot(xr)
 		sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, c)
-		dm := sd / n
-		mean := c + dm
-		ssd = max(ssd-sd*dm, 0)
+		mean, ssd, dm := centre(c, sd, ssd, n)
 		sgd -= sg * dm
 		rstd := 1 / math.Sqrt(ssd/n+float64(eps))
 		sgx := sgd * rstd

@@ -387,7 +387,7 @@ func (e *Engine) skinnyRows(ws *workspace, i0, i1 int) {
 // whose tiles are markedly fuller wins, as for a C only a few columns
 // wide.
 func (e *Engine) swapBetter(transA, transB bool, m, n int) bool {
-	direct := func(rows int, transB bool) bool { return !transB && rows <= 2*e.k.mr }
+	direct := e.k.readsBInPlace
 	fill := func(rows, cols int) float64 {
 		mr, nr := e.k.mr, e.k.nr
 		return float64(rows*cols) / float64((rows+mr-1)/mr*mr*((cols+nr-1)/nr*nr))
@@ -647,7 +647,7 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 	// worst, with a power-of-two stride that defeats the caches, each use
 	// reads B again, which costs about what packing (a read, a write and a
 	// read back) does.
-	direct := !cl.transB && m <= 2*mr
+	direct := kr.readsBInPlace(m, cl.transB)
 	if need := kc * ((min(nc, n) + nr - 1) / nr * nr); !direct && len(ws.b) < need {
 		ws.b = make([]float32, need)
 	}

@@ -37,6 +37,12 @@ type kernel struct {
 	rowDot func(k int, a, bt []float32, ldbt int, out []float32)
 }
 
+// readsBInPlace reports whether a product of rows rows of C reads B's
+// rows where they are instead of packing them (see run): with one or two
+// row panels each value of B is used once or twice, and only when op(B)
+// is B are its rows contiguous.
+func (k *kernel) readsBInPlace(rows int, transB bool) bool { return !transB && rows <= 2*k.mr }
+
 // aDup is how many times a packed A panel stores each value.
 func (k *kernel) aDup() int {
 	if k.bcastA {

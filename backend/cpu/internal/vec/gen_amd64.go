@@ -163,9 +163,8 @@ func (g *gen) horner(table string, deg int, t, p string) {
 
 // expOpts selects the parts of exp a caller needs.
 type expOpts struct {
-	lo, hi bool   // clamp the argument below at expLo, above at expHi (NaN passes)
-	wide   bool   // results may leave the normal range: scale in two steps
-	corr   string // if set, a register c whose −c/2 is added to the reduced argument
+	lo, hi bool // clamp the argument below at expLo, above at expHi (NaN passes)
+	wide   bool // results may leave the normal range: scale in two steps
 }
 
 // expFull is exp over all float32 arguments.
@@ -190,9 +189,6 @@ func (g *gen) exp(x string, t []string, o expOpts) {
 	g.I("VMOVAPS %s, %s", x, t1)
 	g.I("VFNMADD231PS %s, %s, %s", c("cLn2Hi"), t0, t1) // exact
 	g.I("VFNMADD231PS %s, %s, %s", c("cLn2Lo"), t0, t1) // r
-	if o.corr != "" {
-		g.I("VFMADD231PS %s, %s, %s", c("cNegHalf"), o.corr, t1)
-	}
 	g.horner("cExpQ", 4, t1, t2)
 	g.I("VMULPS %s, %s, %s", t1, t1, x)
 	g.I("VFMADD213PS %s, %s, %s", t1, t2, x) // r²·Q + r

@@ -170,7 +170,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			case len(next) != 0 && len(next) != len(x):
 				panic("vec: next row and row differ in length")
 			case len(x) == 0:
-				return 0, nextMax(next, 0)
+				return 0, float32(math.Inf(-1))
 			case !ok:
 				return expShiftSumSlow(x, shift), nextMax(next, len(x))
 			case len(next) == 0:
