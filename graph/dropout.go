@@ -9,11 +9,27 @@ import (
 )
 
 // Dropout zeroes each element of x with probability p and scales the rest
-// by 1/(1−p). It draws one seed from rng and fills the mask with
-// [DropoutMask], so a seeded rng gives the same mask on every backend and
-// for any number of threads. With p = 0 or a nil rng (evaluation) it
-// returns x itself.
+// by 1/(1−p). It draws one seed from rng and applies [Tape.DropoutSeed]
+// with it, so a seeded rng gives the same mask on every backend and for
+// any number of threads. With p = 0 or a nil rng (evaluation) it returns
+// x itself.
 func (g *Tape) Dropout(x *Value, p float64, rng *rand.Rand) *Value {
+	if rng == nil && p > 0 && p < 1 {
+		p = 0 // evaluation; a p outside [0, 1) is still reported
+	}
+	if !(p > 0 && p < 1) {
+		// Nothing to draw for: x itself, or the error, and rng untouched.
+		return g.DropoutSeed(x, p, 0)
+	}
+	return g.DropoutSeed(x, p, rng.Uint64())
+}
+
+// DropoutSeed is [Tape.Dropout] with the mask given by its seed: it
+// multiplies x by the mask [DropoutMask] fills for p and seed. A caller
+// that derives seeds itself (one per layer and step, say) uses it to make
+// masks reproducible without a generator. With p = 0 it returns x itself;
+// p outside [0, 1) records an error on the tape.
+func (g *Tape) DropoutSeed(x *Value, p float64, seed uint64) *Value {
 	if !g.check("Dropout", x) {
 		return g.placeholder(shapeOf(x))
 	}
@@ -21,11 +37,11 @@ func (g *Tape) Dropout(x *Value, p float64, rng *rand.Rand) *Value {
 		g.failf("Dropout: probability %g outside [0, 1)", p)
 		return g.placeholder(x.shape)
 	}
-	if p == 0 || rng == nil {
+	if p == 0 {
 		return x
 	}
 	mask := make([]float32, x.Len())
-	DropoutMask(mask, p, rng.Uint64())
+	DropoutMask(mask, p, seed)
 	return g.Mul(x, g.Input(mask, x.shape...))
 }
 

@@ -4,8 +4,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/sora-go/sora/backend/cpu"
+	"github.com/sora-go/sora/internal/testbackend"
 )
 
 // TestDropoutMaskStatistics checks the mask's values, its drop rate against
@@ -97,6 +101,72 @@ func TestDropoutMaskBadProbability(t *testing.T) {
 			}()
 			DropoutMask(make([]float32, 4), p, 0)
 		}()
+	}
+}
+
+// TestDropoutSeed checks that Dropout multiplies by the mask of the one
+// seed it draws (DropoutSeed with rng.Uint64()), that it draws nothing when
+// there is nothing to drop, and the probability checks of both forms.
+func TestDropoutSeed(t *testing.T) {
+	b := testbackend.Open(t, "cpu")
+	x := make([]float32, 37)
+	for i := range x {
+		x[i] = float32(i) - 11.5
+	}
+	const p = 0.4
+	tests := []struct {
+		name string
+		drop func(g *Tape, x *Value) *Value
+		seed uint64 // the mask's seed
+	}{
+		{"DropoutSeed", func(g *Tape, x *Value) *Value { return g.DropoutSeed(x, p, 0xfeed) }, 0xfeed},
+		{"Dropout", func(g *Tape, x *Value) *Value { return g.Dropout(x, p, rand.New(rand.NewPCG(3, 4))) },
+			rand.New(rand.NewPCG(3, 4)).Uint64()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := New(b)
+			defer g.Close()
+			got, err := tt.drop(g, g.Input(x, len(x))).Download()
+			if err != nil {
+				t.Fatal(err)
+			}
+			mask := make([]float32, len(x))
+			DropoutMask(mask, p, tt.seed)
+			dropped := 0
+			for i := range x {
+				if want := x[i] * mask[i]; got[i] != want {
+					t.Fatalf("element %d = %g, want %g·%g = %g", i, got[i], x[i], mask[i], want)
+				}
+				if mask[i] == 0 {
+					dropped++
+				}
+			}
+			if dropped == 0 || dropped == len(x) {
+				t.Fatalf("mask drops %d of %d elements: the check above proves little", dropped, len(x))
+			}
+		})
+	}
+
+	g := New(b)
+	defer g.Close()
+	in := g.Input(x, len(x))
+	rng := rand.New(rand.NewPCG(5, 6))
+	if g.Dropout(in, 0, rng) != in || g.DropoutSeed(in, 0, 9) != in || g.Dropout(in, p, nil) != in {
+		t.Error("p = 0 or a nil rng did not return x itself")
+	}
+	if got, want := rng.Uint64(), rand.New(rand.NewPCG(5, 6)).Uint64(); got != want {
+		t.Errorf("Dropout with p = 0 drew from rng: next draw %#x, want %#x", got, want)
+	}
+	for _, bad := range []func(x *Value){
+		func(x *Value) { g.DropoutSeed(x, 1, 0) },
+		func(x *Value) { g.Dropout(x, -0.1, nil) },
+	} {
+		g.Reset()
+		bad(g.Input(x, len(x)))
+		if err := g.Err(); err == nil || !strings.Contains(err.Error(), "outside [0, 1)") {
+			t.Errorf("bad probability: tape error %v, want one naming the range", err)
+		}
 	}
 }
 

@@ -1,10 +1,6 @@
 package peft
 
-import (
-	"math/rand/v2"
-
-	"github.com/sora-go/sora/graph"
-)
+import "github.com/sora-go/sora/graph"
 
 // SetDropoutStep makes the dropout masks of the layer's next training
 // forwards a function of the layer (its name and [Config.Seed]), step
@@ -33,10 +29,7 @@ func (m *Model) SetDropoutStep(step, micro int) {
 func (l *Layer) dropout(g *graph.Tape, x *graph.Value) *graph.Value {
 	seed := l.maskSeed(l.dropStep, l.dropMicro, l.dropCalls)
 	l.dropCalls++
-	// graph.Dropout draws exactly one seed from its generator (as it
-	// documents), so a source that yields seed makes the mask
-	// graph.DropoutMask(…, seed).
-	return g.Dropout(x, l.cfg.Dropout, rand.New(seedSource(seed)))
+	return g.DropoutSeed(x, l.cfg.Dropout, seed)
 }
 
 // maskSeed is the seed of graph.DropoutMask for the call-th training
@@ -44,11 +37,6 @@ func (l *Layer) dropout(g *graph.Tape, x *graph.Value) *graph.Value {
 func (l *Layer) maskSeed(step, micro, call uint64) uint64 {
 	return mixSeed(mixSeed(mixSeed(l.dropSeed, step), micro), call)
 }
-
-// seedSource is a rand.Source that yields one value, forever.
-type seedSource uint64
-
-func (s seedSource) Uint64() uint64 { return uint64(s) }
 
 // mixSeed combines a seed with a counter into a new seed, with the
 // SplitMix64 finaliser: nearby counters give unrelated seeds.
