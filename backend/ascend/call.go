@@ -161,37 +161,31 @@ func (c *call) uploadF32(data []float32, shape ...int) view {
 
 // uploadI64 copies host indices into an int64 temporary of the given shape.
 func (c *call) uploadI64(data []int64, shape ...int) view {
-	if c.err != nil {
-		return view{}
-	}
-	n := max(len(data), 1)
-	ptr, err := c.block(int64(n) * 8)
-	if err != nil {
-		c.fail(err)
-		return view{}
-	}
-	v := view{ptr: ptr, elems: n, dtype: aclInt64}.reshape(shape...)
-	if len(data) > 0 {
-		c.fail(c.b.stage(ptr, int64(n)*8, unsafe.Pointer(&data[0]), int64(len(data))*8))
-	}
-	return v
+	return c.uploadHost(unsafe.Pointer(unsafe.SliceData(data)), len(data), 8, aclInt64, shape)
 }
 
 // uploadMask copies a host mask into an ACL_BOOL temporary of the given
 // shape (one byte per element, 0 or 1).
 func (c *call) uploadMask(data []bool, shape ...int) view {
+	return c.uploadHost(unsafe.Pointer(unsafe.SliceData(data)), len(data), 1, aclBool, shape)
+}
+
+// uploadHost copies n host elements of size bytes each, at data, into a
+// temporary of dtype dt and the given shape (one element at least, so
+// that an empty upload still has an address).
+func (c *call) uploadHost(data unsafe.Pointer, n, size int, dt int32, shape []int) view {
 	if c.err != nil {
 		return view{}
 	}
-	n := max(len(data), 1)
-	ptr, err := c.block(int64(n))
+	elems := max(n, 1)
+	ptr, err := c.block(int64(elems * size))
 	if err != nil {
 		c.fail(err)
 		return view{}
 	}
-	v := view{ptr: ptr, elems: n, dtype: aclBool}.reshape(shape...)
-	if len(data) > 0 {
-		c.fail(c.b.stage(ptr, int64(n), unsafe.Pointer(&data[0]), int64(len(data))))
+	v := view{ptr: ptr, elems: elems, dtype: dt}.reshape(shape...)
+	if n > 0 {
+		c.fail(c.b.stage(ptr, int64(elems*size), data, int64(n*size)))
 	}
 	return v
 }
