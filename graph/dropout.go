@@ -76,17 +76,27 @@ func DropoutMask(mask []float32, p float64, seed uint64) {
 	wg.Wait()
 }
 
-// dropoutGamma is the SplitMix64 increment (2⁶⁴ divided by the golden ratio).
-const dropoutGamma = 0x9e3779b97f4a7c15
+// MixGamma is the SplitMix64 increment: 2⁶⁴ divided by the golden ratio,
+// rounded to odd. Consecutive multiples of it are spread evenly over the
+// 64-bit range, which is what the mixer below expects of its inputs.
+const MixGamma = 0x9e3779b97f4a7c15
+
+// MixSeed combines a seed with a counter n (a step, a layer's hash) into a
+// new seed, with the SplitMix64 output function: nearby counters give
+// unrelated seeds, for a seed of [Tape.DropoutSeed] say. It is a fixed
+// function of its arguments, so seeds derived with it are reproducible.
+func MixSeed(seed, n uint64) uint64 {
+	return splitMix64(seed ^ splitMix64(n+MixGamma))
+}
 
 // fillDropoutMask fills mask, whose first element is element first (even)
 // of the whole mask, as DropoutMask describes.
 func fillDropoutMask(mask []float32, first int, threshold uint64, keep float32, seed uint64) {
-	ctr := seed + uint64(first/2)*dropoutGamma
+	ctr := seed + uint64(first/2)*MixGamma
 	i := 0
 	for ; i+1 < len(mask); i += 2 {
 		z := splitMix64(ctr)
-		ctr += dropoutGamma
+		ctr += MixGamma
 		mask[i] = keepIf(z&0xffffffff >= threshold, keep)
 		mask[i+1] = keepIf(z>>32 >= threshold, keep)
 	}

@@ -104,6 +104,28 @@ func TestDropoutMaskBadProbability(t *testing.T) {
 	}
 }
 
+// TestMixSeed checks the mixer against the reference SplitMix64 generator
+// seeded with 0, whose k-th output is the finaliser of k·γ (Vigna's
+// splitmix64.c: e220a8397b1dcdaf, 6e789e6aa1b965f4, 06c45d188009454f),
+// and MixSeed through those outputs.
+func TestMixSeed(t *testing.T) {
+	for k, want := range []uint64{0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f} {
+		if got := splitMix64(uint64(k+1) * MixGamma); got != want {
+			t.Errorf("SplitMix64 output %d = %#x, want %#x", k+1, got, want)
+		}
+	}
+	// MixSeed(s, n) is the finaliser of s ^ finaliser(n + γ), and
+	// finaliser(n + γ) is output k+1 for n = k·γ.
+	for k, out := range []uint64{0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f} {
+		n := uint64(k) * MixGamma
+		for _, seed := range []uint64{0, 0xabc} {
+			if got, want := MixSeed(seed, n), splitMix64(seed^out); got != want {
+				t.Errorf("MixSeed(%#x, %d·γ) = %#x, want %#x", seed, k, got, want)
+			}
+		}
+	}
+}
+
 // TestDropoutSeed checks that Dropout multiplies by the mask of the one
 // seed it draws (DropoutSeed with rng.Uint64()), that it draws nothing when
 // there is nothing to drop, and the probability checks of both forms.

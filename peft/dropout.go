@@ -35,17 +35,5 @@ func (l *Layer) dropout(g *graph.Tape, x *graph.Value) *graph.Value {
 // maskSeed is the seed of graph.DropoutMask for the call-th training
 // forward after SetDropoutStep(step, micro).
 func (l *Layer) maskSeed(step, micro, call uint64) uint64 {
-	return mixSeed(mixSeed(mixSeed(l.dropSeed, step), micro), call)
-}
-
-// mixSeed combines a seed with a counter into a new seed, with the
-// SplitMix64 finaliser: nearby counters give unrelated seeds.
-func mixSeed(seed, n uint64) uint64 {
-	return splitMix64(seed ^ splitMix64(n+0x9e3779b97f4a7c15))
-}
-
-func splitMix64(z uint64) uint64 {
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return z ^ z>>31
+	return graph.MixSeed(graph.MixSeed(graph.MixSeed(l.dropSeed, step), micro), call)
 }

@@ -88,7 +88,7 @@ func NewLayer(name string, base *graph.Dense, cfg Config) (*Layer, error) {
 	h.Write([]byte(name))
 	seed := h.Sum64()
 	initRNG := rand.New(rand.NewPCG(cfg.Seed, seed))
-	l.dropSeed = mixSeed(cfg.Seed^0x9e3779b97f4a7c15, seed)
+	l.dropSeed = graph.MixSeed(cfg.Seed^graph.MixGamma, seed)
 	if err := l.init(initRNG); err != nil {
 		l.Free()
 		return nil, fmt.Errorf("peft: layer %q: %w", name, err)
