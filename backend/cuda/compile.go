@@ -269,16 +269,16 @@ func (b *Backend) launch(k *kernelSpec, grid, block dim3) error {
 	if res == cuSuccess {
 		return nil
 	}
-	// The name is built only on failure: launches are hot.
-	err = b.api.cu("cuLaunchKernel("+k.name+")", res)
+	// The error (and its name) is built only on failure: launches are hot.
+	failed := func(res int) error { return b.api.cu("cuLaunchKernel("+k.name+")", res) }
 	if res != cuErrorOutOfMemory {
-		return err
+		return failed(res)
 	}
 	// The driver needed device memory for the launch (the kernel's code,
 	// loaded lazily, or its local memory), which the pool may be caching.
-	return b.reclaimAndRetry(err, func() error {
+	return b.reclaimAndRetry(failed(res), func() error {
 		if res := b.launchCall(k, grid, block, params); res != cuSuccess {
-			return b.api.cu("cuLaunchKernel("+k.name+")", res)
+			return failed(res)
 		}
 		return nil
 	})
