@@ -2,8 +2,6 @@ package train
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/sora-go/sora/internal/atomicfile"
 )
@@ -26,14 +24,11 @@ func writeJSONAtomic(path string, v any) error {
 	return nil
 }
 
-// writeDirAtomic creates dir's parent folders, then creates or replaces
-// dir with a folder that fill writes (atomicfile.ReplaceDir), so that dir
-// is always either the old folder or the complete new one. fill's error is
-// returned as it is.
+// writeDirAtomic creates or replaces dir, and its missing parent
+// folders, with a folder that fill writes (atomicfile.ReplaceDir), so that
+// dir is always either the old folder or the complete new one. fill's
+// error is returned as it is.
 func writeDirAtomic(dir string, fill func(tmp string) error) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
 	var fillErr error
 	err := atomicfile.ReplaceDir(dir, func(tmp string) error {
 		fillErr = fill(tmp)

@@ -61,12 +61,8 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora convert: %v\n", err)
 		return exitFailure
 	}
-	// The folder's parents are made as merge makes them; the folder
-	// itself is written whole through a temporary one beside it.
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(*out)), 0o755); err != nil {
-		fmt.Fprintf(stderr, "sora convert: %v\n", err)
-		return exitFailure
-	}
+	// hf.Write makes the folder's missing parents and writes the folder
+	// whole through a temporary one beside it.
 	if err := hf.Write(*out, w, &hf.WriteOptions{MaxShardSize: *shard}); err != nil {
 		fmt.Fprintf(stderr, "sora convert: %v\n", err)
 		return exitFailure

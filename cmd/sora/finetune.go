@@ -761,12 +761,9 @@ func staleRunJSON(out string) []string {
 }
 
 // writeJSON writes v as indented JSON to path through a temporary file
-// renamed into place, creating path's folder if needed. Its errors name
-// path.
+// renamed into place, creating path's folder if needed
+// (atomicfile.WriteJSON). Its errors name path.
 func writeJSON(path string, v any) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
 	return atomicfile.WriteJSON(path, v)
 }
 

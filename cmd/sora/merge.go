@@ -154,15 +154,10 @@ func (bm *baseModel) formatName() string {
 }
 
 // write writes w in the base model's format to path (both writers are
-// atomic).
+// atomic and create path's missing parent folders).
 func (bm *baseModel) write(path string, w *llama.Weights) error {
 	if bm.hf {
 		return hf.Write(path, w, nil)
-	}
-	// Like hf.Write (and the other commands' outputs), create the folder
-	// rather than fail on the temporary file's name inside it.
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
 	}
 	return llama2c.Write(path, w, bm.format)
 }

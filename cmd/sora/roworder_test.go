@@ -144,8 +144,9 @@ type format struct {
 
 // TestFinetunedAdapterAcrossFormats is the user's path: "sora finetune" on
 // the .bin, then "sora generate --adapter" on the .bin and on its
-// conversion, and "sora merge" into the folder, all printing one text
-// (which differs from the base model's).
+// conversion, and "sora merge" onto the folder (writing into a folder
+// that does not exist yet), all printing one text (which differs from the
+// base model's).
 func TestFinetunedAdapterAcrossFormats(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
@@ -161,7 +162,9 @@ func TestFinetunedAdapterAcrossFormats(t *testing.T) {
 		t.Fatalf("convert: status %d\n%s\n%s", code, stdout, errOut)
 	}
 	adapterDir := filepath.Join(out, "adapter")
-	merged := filepath.Join(dir, "merged-hf")
+	// Into a folder that does not exist yet: merge must make it, as it
+	// does for a .bin (it once failed here for a Hugging Face base).
+	merged := filepath.Join(dir, "missing", "merged-hf")
 	if code, stdout, errOut := runCLI(t, "merge", "--backend", "cpu", "--model", hfDir, "--adapter", adapterDir, "--out", merged); code != 0 {
 		t.Fatalf("merge: status %d\n%s\n%s", code, stdout, errOut)
 	}

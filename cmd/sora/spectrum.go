@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/sora-go/sora/train"
@@ -103,12 +101,8 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "wrote %s\n", *jsonPath)
 	}
 	if *plotPath != "" {
-		// Missing folders are made, as writeJSON makes them for --json.
-		err := os.MkdirAll(filepath.Dir(*plotPath), 0o755)
-		if err == nil {
-			err = train.PlotSpectra(*plotPath, fmt.Sprintf("spectra of ΔW, %s", method), spectra)
-		}
-		if err != nil {
+		// PlotSpectra makes missing folders, as writeJSON does for --json.
+		if err := train.PlotSpectra(*plotPath, fmt.Sprintf("spectra of ΔW, %s", method), spectra); err != nil {
 			fmt.Fprintf(stderr, "sora spectrum: writing the plot: %v\n", err)
 			return exitFailure
 		}
