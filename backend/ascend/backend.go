@@ -50,6 +50,8 @@ func Open(o Options) (*Backend, error) {
 	if o.Device < 0 || o.Device > math.MaxInt32 {
 		return nil, fmt.Errorf("ascend: device id %d out of range", o.Device)
 	}
+	// An unknown mode is refused before the device is touched; the chip
+	// decides the rest below.
 	if _, _, err := resolveMatMul(o.MatMul, ""); err != nil {
 		return nil, err
 	}
@@ -83,10 +85,11 @@ func Open(o Options) (*Backend, error) {
 	}
 	desc := fmt.Sprintf("%s (cubeMathType %d)", o.MatMul, o.MatMul.cubeMathType())
 	if o.MatMul == MatMulFast {
-		desc = fmt.Sprintf("fast (cubeMathType %d: HFLOAT32 inputs)", o.MatMul.cubeMathType())
+		inputs := "HFLOAT32"
 		if float16Cube(soc) {
-			desc = fmt.Sprintf("fast (cubeMathType %d: FLOAT16 inputs)", o.MatMul.cubeMathType())
+			inputs = "FLOAT16"
 		}
+		desc = fmt.Sprintf("fast (cubeMathType %d: %s inputs)", o.MatMul.cubeMathType(), inputs)
 	}
 	if why != "" {
 		desc += ", " + why
