@@ -52,7 +52,9 @@ func HFRowOrder(c Config, name string) []int {
 }
 
 // halfSplitRowOrder returns perm with perm[split] = interleaved for each
-// row of heads heads of headDim rows: the same pairing as permuteRows.
+// row of heads heads of headDim rows: row 2i + j of a head in the
+// interleaved layout is row j·headDim/2 + i in the half-split one. It is
+// the one definition of that pairing (permuteRows applies it).
 func halfSplitRowOrder(heads, headDim int) []int {
 	perm := make([]int, heads*headDim)
 	half := headDim / 2

@@ -252,20 +252,14 @@ func permuteRows(w []float32, heads, headDim, cols int, toHalf bool) []float32 {
 		panic(fmt.Sprintf("llama: permuting %d elements as %d heads of %d rows of %d columns", len(w), heads, headDim, cols))
 	}
 	out := make([]float32, len(w))
-	half := headDim / 2
-	for h := 0; h < heads; h++ {
-		base := h * headDim
-		for i := 0; i < half; i++ {
-			for j := 0; j < 2; j++ {
-				inter := base + 2*i + j    // row in the interleaved layout
-				split := base + j*half + i // the same row in the half-split layout
-				src, dst := inter, split
-				if !toHalf {
-					src, dst = split, inter
-				}
-				copy(out[dst*cols:(dst+1)*cols], w[src*cols:(src+1)*cols])
-			}
+	// perm[split] = interleaved: the row of each half-split position in
+	// the interleaved layout.
+	for split, inter := range halfSplitRowOrder(heads, headDim) {
+		src, dst := inter, split
+		if !toHalf {
+			src, dst = split, inter
 		}
+		copy(out[dst*cols:(dst+1)*cols], w[src*cols:(src+1)*cols])
 	}
 	return out
 }
