@@ -35,6 +35,7 @@ type Layer struct {
 	mag   *graph.Value // DoRA's m [out]
 	w0sq  *graph.Value // ‖W0ᵢ‖² [out, 1], frozen (DoRA)
 	c, d  *graph.Value // rotation factors [out, r_p]
+	swap  *graph.Value // rotation's J = [[0, −I], [I, 0]] [2r_p, 2r_p], frozen
 	oftR  *graph.Value // OFT's skew-symmetric blocks, packed [nb, bs(bs−1)/2]
 	oft   *oftConsts
 	w, wb *graph.Value // Full: trainable copies of W0 and b
@@ -174,6 +175,9 @@ func (l *Layer) init(rng *rand.Rand) error {
 		if l.d, err = l.param("lora_D", c, graph.Trainable, l.out, rp); err != nil {
 			return err
 		}
+		if l.swap, err = l.param("rotation_swap", swapNeg(rp), graph.Frozen, 2*rp, 2*rp); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -259,16 +263,16 @@ func (l *Layer) Trainable() []*graph.Value {
 func (l *Layer) LoRAB() *graph.Value { return l.bm }
 
 // Free releases every tensor the layer allocated: the adapter's
-// parameters, its caches (DoRA's ‖W0ᵢ‖², OFT's constants) and the merged
+// parameters, its caches (DoRA's ‖W0ᵢ‖², the rotation's J, OFT's constants) and the merged
 // weight. The base layer's tensors are not the layer's and stay: the model
 // that holds them frees them. The layer must not be used afterwards.
 func (l *Layer) Free() {
-	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.oftR, l.w, l.wb} {
+	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.swap, l.oftR, l.w, l.wb} {
 		if p != nil {
 			p.Free()
 		}
 	}
-	l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.oftR, l.w, l.wb = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+	l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.swap, l.oftR, l.w, l.wb = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	if l.oft != nil {
 		l.oft.free()
 		l.oft = nil

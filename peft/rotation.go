@@ -40,7 +40,8 @@ func (l *Layer) rotation(g *graph.Tape) rotation {
 	// backward is another such pass and a reduction). Each element of u is
 	// one product s_p·(±x) plus exact zeros, so u is the same either way,
 	// bit for bit.
-	u := g.MatMul(v, g.Mul(g.Input(swapNeg(l.cfg.RotationRank), 2*l.cfg.RotationRank, 2*l.cfg.RotationRank), rotationScale(g, l.c, l.d)))
+	// J is the layer's constant l.swap, built once by init.
+	u := g.MatMul(v, g.Mul(l.swap, rotationScale(g, l.c, l.d)))
 	r := rotation{u: u, v: v}
 	if l.cfg.ExactRotation {
 		r.phi = phiSeries(g, g.MatMulTN(v, u))
