@@ -78,7 +78,9 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 		for j := range terms {
 			dks[j] = g.Full(0, n, ks[j].Dim(1))
 		}
-		sums = g.Full(0, out)
+		if row != nil || d != nil { // the only column sums backward takes
+			sums = g.Full(0, out)
+		}
 	}
 
 	// The op's inputs, in this order: x, w0, [q, d], [w0d], [row], then
