@@ -150,6 +150,23 @@ func checkpointStep(name string) (int, bool) {
 	return n, err == nil
 }
 
+// CheckOutput checks that out suits the run: with resume it must hold a
+// checkpoint to continue from, which it returns; without, it must hold
+// none (another run's). The trainer checks this itself; a caller with
+// slow work to do first (loading a model) can ask at once.
+func CheckOutput(out string, resume bool) (latest string, err error) {
+	latest, err = LatestCheckpoint(out)
+	switch {
+	case resume && err != nil:
+		return "", err
+	case !resume && err == nil:
+		return "", fmt.Errorf("train: %s already holds checkpoints of a run; resume it (--resume) or choose another output folder", out)
+	case !resume:
+		return "", nil
+	}
+	return latest, nil
+}
+
 // LatestCheckpoint returns the newest checkpoint folder of the output
 // folder out, or an error saying why there is none.
 func LatestCheckpoint(out string) (string, error) {

@@ -211,18 +211,16 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			return nil, fmt.Errorf("train: %w", err)
 		}
 		keep := -1
+		dir, err := CheckOutput(o.Out, o.Resume)
+		if err != nil {
+			return nil, err
+		}
 		if o.Resume {
-			dir, err := LatestCheckpoint(o.Out)
-			if err != nil {
-				return nil, err
-			}
 			if resumeNotes, err = t.resume(dir, &st, opt, params); err != nil {
 				return nil, err
 			}
 			res.Checkpoint = dir
 			keep = st.Step
-		} else if _, err := LatestCheckpoint(o.Out); err == nil {
-			return nil, fmt.Errorf("train: %s already holds checkpoints of a run; resume it (--resume) or choose another output folder", o.Out)
 		}
 		// Only now that the folder is this run's (a fresh run refused
 		// above may have met a live run's temporaries).

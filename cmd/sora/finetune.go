@@ -383,10 +383,8 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// --resume without one, but only after the model and data have loaded
 	// and the zero-shot evaluation has run, which take a while on a real
 	// model: say so at once.
-	if _, err := train.LatestCheckpoint(f.out); f.resume && err != nil {
+	if _, err := train.CheckOutput(f.out, f.resume); err != nil {
 		return fail("%v", err)
-	} else if !f.resume && err == nil {
-		return fail("%s already holds checkpoints of a run; resume it (--resume) or choose another output folder", f.out)
 	}
 	// The trainer clears what a kill during its own saves left; run.json
 	// is written here.
