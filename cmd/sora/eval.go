@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -300,16 +299,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 	}
 	// LM: generate and extract, only for the rows that were encoded and
 	// have a gold answer to compare with (see answerNote).
-	var rows []data.Example
-	var golds []string
-	var scored []int // the positions in set.seqs of those rows
-	for i, s := range set.seqs {
-		r := set.rows[s.Row]
-		if !hasAnswer(r) {
-			continue
-		}
-		rows, golds, scored = append(rows, r), append(golds, r.Answer), append(scored, i)
-	}
+	rows, golds, scored := answered(set)
 	rep.AnswerRows = len(rows)
 	if len(rows) == 0 {
 		rep.Predictions = []prediction{} // the loss alone
@@ -370,13 +360,9 @@ func answerNote(set *taskData, task train.Task) string {
 	if task != train.LM {
 		return ""
 	}
-	missing := 0
-	for _, s := range set.seqs {
-		if !hasAnswer(set.rows[s.Row]) {
-			missing++
-		}
-	}
-	switch n := len(set.seqs); {
+	_, golds, _ := answered(set)
+	n := len(set.seqs)
+	switch missing := n - len(golds); {
 	case missing == 0:
 		return ""
 	case missing == n:
@@ -386,10 +372,18 @@ func answerNote(set *taskData, task train.Task) string {
 	}
 }
 
-// hasAnswer reports whether r has a gold answer to score a generation
-// against: an "answer" field that is not blank (a blank one counts as
-// missing in the notes, which speak of the field).
-func hasAnswer(r data.Example) bool { return strings.TrimSpace(r.Answer) != "" }
+// answered returns the encoded rows of set that have a gold answer to
+// score a generation against (an "answer" field that is not blank; a
+// blank one counts as missing in the notes, which speak of the field),
+// their answers, and their positions in set.seqs.
+func answered(set *taskData) (rows []data.Example, golds []string, scored []int) {
+	for i, s := range set.seqs {
+		if r := set.rows[s.Row]; strings.TrimSpace(r.Answer) != "" {
+			rows, golds, scored = append(rows, r), append(golds, r.Answer), append(scored, i)
+		}
+	}
+	return rows, golds, scored
+}
 
 // generationNote says how many prompts leave room for fewer than maxNew
 // new tokens in the model's seqLen positions (a prompt of n tokens has
@@ -452,7 +446,7 @@ var errNoAnswers = errors.New("no row has an \"answer\" field: no answer accurac
 // a gold answer it returns an error wrapping errNoAnswers before running
 // anything.
 func evalAfterTraining(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch int, w io.Writer) (*evalReport, error) {
-	if task == train.LM && !slices.ContainsFunc(set.seqs, func(s data.Sequence) bool { return hasAnswer(set.rows[s.Row]) }) {
+	if _, golds, _ := answered(set); task == train.LM && len(golds) == 0 {
 		return nil, fmt.Errorf("%s: %w", set.path, errNoAnswers)
 	}
 	rep := &evalReport{Task: task.String()}

@@ -618,17 +618,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 // whether the answers generated after training can be scored against the
 // rows' gold answers, and returns a note for the user ("" when every row
 // can be): not when no row has an answer (a blank "answer" counts as
-// none, see hasAnswer) or when the answers are of no kind
+// none, see answered) or when the answers are of no kind
 // data.NewExtractor can extract. Rows without one leave the accuracy to
 // the others (as "sora eval" does; see answerNote), and the note is
 // printed once, here.
 func answerScoring(set *taskData) (score bool, note string) {
-	var golds []string
-	for _, s := range set.seqs {
-		if r := set.rows[s.Row]; hasAnswer(r) {
-			golds = append(golds, r.Answer)
-		}
-	}
+	_, golds, _ := answered(set)
 	if len(golds) == 0 {
 		return false, "no row has an \"answer\" field: the answers are not scored after training (the held-out loss is)"
 	}
