@@ -19,7 +19,8 @@ import (
 // Post·(Pre·W0 + s·B·A) (see [Spec]); Forward never forms it, nor any
 // [out, out] product, and no [out, in] one except DoRAPEFT's B·A, which
 // is that method's point (and, when training on at least as many rows as
-// inputs, diag(d)·W0 for the input gradient of a column-scaled method). OFT rotates the input; Full trains a copy of W.
+// inputs, diag(d)·W0 for the input gradient of a column-scaled method).
+// OFT rotates the input; Full trains a copy of W.
 type Layer struct {
 	name    string
 	cfg     Config
