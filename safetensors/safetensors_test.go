@@ -249,12 +249,17 @@ func TestWriteRejects(t *testing.T) {
 			t.Errorf("%s: a file was left behind at %s", name, path)
 		}
 	}
-	// A directory that does not exist: error, and nothing written.
-	if err := Write(filepath.Join(dir, "no", "such", "x.safetensors"), nil, nil); err == nil {
-		t.Error("Write into a missing directory succeeded")
+	// A folder that cannot be made (its parent is a file; missing folders
+	// are made, as atomicfile makes them): error, and nothing written.
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(filepath.Join(file, "such", "x.safetensors"), nil, nil); err == nil {
+		t.Error("Write under a file succeeded")
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 0 {
+	if len(entries) != 1 || entries[0].Name() != "file" {
 		t.Errorf("temporary files left behind: %v", entries)
 	}
 }
