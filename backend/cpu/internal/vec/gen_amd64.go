@@ -1354,11 +1354,17 @@ func (g *gen) expShift(store, withMax bool) {
 		}
 	}
 	// advance moves the input pointers on by b bytes.
-	advance := func(b int) {
+	// advance moves the pointers on by v vectors and counts them off n.
+	advance := func(v int) {
+		b := v * g.bytes()
+		if store {
+			g.I("ADDQ $%d, DI", b)
+		}
 		g.I("ADDQ $%d, SI", b)
 		if withMax {
 			g.I("ADDQ $%d, DX", b)
 		}
+		g.I("SUBQ $%d, CX", v*g.lanes)
 	}
 	exp := func(x string, t []string) {
 		// Callers keep x − shift ≤ 88. The terms of a sum need less
@@ -1451,11 +1457,7 @@ func (g *gen) expShift(store, withMax bool) {
 			}
 		}
 		add(s1)
-		if store {
-			g.I("ADDQ $%d, DI", 16*B)
-		}
-		advance(16 * B)
-		g.I("SUBQ $%d, CX", 16*g.lanes)
+		advance(16)
 		g.I("JMP runs")
 	}
 	if !store && !g.wide() {
@@ -1488,11 +1490,7 @@ func (g *gen) expShift(store, withMax bool) {
 		}
 	}
 	add(x)
-	if store {
-		g.I("ADDQ $%d, DI", 4*B)
-	}
-	advance(4 * B)
-	g.I("SUBQ $%d, CX", 4*g.lanes)
+	advance(4)
 	g.I("JMP quads")
 	g.label("pairs0")
 	// Then two at a time, added in float32 the same way.
@@ -1505,12 +1503,10 @@ func (g *gen) expShift(store, withMax bool) {
 	if store {
 		g.I("VMOVUPS %s, (DI)", x)
 		g.I("VMOVUPS %s, %d(DI)", x2, B)
-		g.I("ADDQ $%d, DI", 2*B)
 	}
 	g.I("VADDPS %s, %s, %s", x2, x, x)
 	add(x)
-	advance(2 * B)
-	g.I("SUBQ $%d, CX", 2*g.lanes)
+	advance(2)
 	g.I("CMPQ CX, $%d", 2*g.lanes)
 	g.I("JAE pairs")
 	g.label("loop")
@@ -1520,10 +1516,8 @@ func (g *gen) expShift(store, withMax bool) {
 	body(false)
 	if store {
 		g.I("VMOVUPS %s, (DI)", x)
-		g.I("ADDQ $%d, DI", B)
 	}
-	advance(B)
-	g.I("SUBQ $%d, CX", g.lanes)
+	advance(1)
 	g.I("JMP loop")
 	g.label("tail")
 	g.I("TESTQ CX, CX")
