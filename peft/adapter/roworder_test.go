@@ -367,3 +367,120 @@ func TestRowOrderMark(t *testing.T) {
 		t.Errorf("unknown mark: %v, want an error naming sora_row_order", err)
 	}
 }
+
+// TestRowOrderKnownRows pins the four places where rows are reordered (an
+// adapted layer's tensors on Save and on Load, a modules_to_save layer's
+// weight and bias on Save and on Load) against a fixed permutation and
+// values that name their own position: memory row r, column c holds
+// 100·r + c, so file row i of a reordered tensor must hold
+// 100·perm[i] + c, and every other tensor its memory rows unchanged.
+func TestRowOrderKnownRows(t *testing.T) {
+	b := openCPU(t)
+	const (
+		q0 = "model.layers.0.self_attn.q_proj" // adapted, reordered
+		q1 = "model.layers.1.self_attn.q_proj" // adapted, no order
+		v0 = "model.layers.0.self_attn.v_proj" // saved whole with its bias, reordered
+	)
+	perm := []int{3, 0, 7, 1, 6, 2, 5, 4}
+	perms := map[string][]int{q0: perm, v0: perm}
+	// values returns n values in rows rows: 100·row + column.
+	values := func(n, rows int) []float32 {
+		cols := n / rows
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(i/cols*100 + i%cols)
+		}
+		return v
+	}
+	// tensors returns the values of module m (and its injected adapter
+	// pm) that the table names, by file key.
+	tensors := func(m orderedToy, pm *peft.Model) map[string]*graph.Value {
+		vs := map[string]*graph.Value{}
+		for _, l := range pm.Layers() {
+			for _, nt := range l.Tensors() {
+				vs[Key(l.Name(), nt.Key)] = nt.Value
+			}
+		}
+		for i, name := range m.names {
+			if name == v0 {
+				vs[Key(v0, "weight")], vs[Key(v0, "bias")] = m.denses[i].W, m.denses[i].B
+			}
+		}
+		return vs
+	}
+	cases := []struct {
+		layer, key string
+		reordered  bool
+	}{
+		{q0, "lora_B.weight", true},
+		{q0, "lora_magnitude_vector", true},
+		{q0, "lora_A.weight", false}, // indexed by the inputs
+		{q1, "lora_B.weight", false}, // a layer without an order
+		{v0, "weight", true},
+		{v0, "bias", true},
+	}
+	cfg := peft.Config{Method: peft.DoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}}
+
+	src := orderedToy{newToy(t, b), perms}
+	m, err := peft.Inject(src, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Unload()
+	mem := tensors(src, m)
+	for _, c := range cases {
+		v := mem[Key(c.layer, c.key)]
+		if v == nil {
+			t.Fatalf("the model has no %s", Key(c.layer, c.key))
+		}
+		b.Upload(v.Tensor(), values(v.Len(), v.Shape()[0]))
+	}
+	dir := t.TempDir()
+	if err := Save(dir, m, Meta{ModulesToSave: []string{v0}}); err != nil {
+		t.Fatal(err)
+	}
+
+	f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range cases {
+		key := Key(c.layer, c.key)
+		file, err := f.Float32(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := mem[key].Shape()[0]
+		cols := len(file) / rows
+		for i := range rows {
+			src := i
+			if c.reordered {
+				src = perm[i]
+			}
+			for col := range cols {
+				if got, want := file[i*cols+col], float32(100*src+col); got != want {
+					t.Errorf("%s: file row %d column %d holds %v, want %v (memory row %d)", key, i, col, got, want, src)
+				}
+			}
+		}
+	}
+
+	dst := orderedToy{newToy(t, b), perms}
+	loaded, _, err := Load(dir, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Unload()
+	back := tensors(dst, loaded)
+	for _, c := range cases {
+		key := Key(c.layer, c.key)
+		got, err := back[key].Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := values(len(got), back[key].Shape()[0]); !equalBits(got, want) {
+			t.Errorf("%s loaded as %v, want the memory rows %v", key, got, want)
+		}
+	}
+}
