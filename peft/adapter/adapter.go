@@ -75,59 +75,67 @@ var (
 )
 
 // rowOrder returns module's Hugging Face row order for the layer name with
-// out output rows, nil when it has none; an order that is not a
+// out output rows (one without an order when module is not a
+// [RowOrderer] or has none for the layer); an order that is not a
 // permutation of out rows is an error.
-func rowOrder(module graph.Module, name string, out int) ([]int, error) {
+func rowOrder(module graph.Module, name string, out int) (layerRows, error) {
+	lr := layerRows{layer: name}
 	ro, ok := module.(RowOrderer)
 	if !ok {
-		return nil, nil
+		return lr, nil
 	}
 	perm := ro.HFRowOrder(name)
 	if perm == nil {
-		return nil, nil
+		return lr, nil
 	}
 	if len(perm) != out {
-		return nil, fmt.Errorf("the module's Hugging Face row order for layer %q has %d rows, the layer %d", name, len(perm), out)
+		return lr, fmt.Errorf("the module's Hugging Face row order for layer %q has %d rows, the layer %d", name, len(perm), out)
 	}
 	seen := make([]bool, out)
 	for i, p := range perm {
 		if p < 0 || p >= out || seen[p] {
-			return nil, fmt.Errorf("the module's Hugging Face row order for layer %q is not a permutation of its %d rows (entry %d is %d)", name, out, i, p)
+			return lr, fmt.Errorf("the module's Hugging Face row order for layer %q is not a permutation of its %d rows (entry %d is %d)", name, out, i, p)
 		}
 		seen[p] = true
 	}
-	return perm, nil
+	lr.perm = perm
+	return lr, nil
 }
 
-// permuteRows returns data, rows of len(data)/len(perm) values, reordered
-// to Hugging Face's order (toHF: row i of the result is row perm[i] of
-// data) or back from it (row perm[i] of the result is row i of data).
-func permuteRows(data []float32, perm []int, toHF bool) []float32 {
-	cols := len(data) / len(perm)
+// layerRows is a layer's Hugging Face row order, as [rowOrder] found it:
+// row i of the Hugging Face order is row perm[i] of the module's, and a
+// nil perm means the two agree. Saving and loading, of adapted layers
+// and of modules_to_save layers alike, reorder every tensor through it.
+type layerRows struct {
+	layer string
+	perm  []int
+}
+
+// reorder returns data, the layer's tensor key, with its rows put into
+// Hugging Face's order (toHF: row i of the result is row perm[i] of data)
+// or back from it (row perm[i] of the result is row i of data). Tensors
+// indexed by the inputs, and every tensor of a layer without an order,
+// are returned as they are; a tensor whose axes this package does not
+// know, or whose length is not a whole number of rows, is an error.
+func (lr layerRows) reorder(key string, data []float32, toHF bool) ([]float32, error) {
+	switch {
+	case lr.perm == nil || inputKeys[key]:
+		return data, nil
+	case !outputRowKeys[key]:
+		return nil, fmt.Errorf("layer %q has a row order but its tensor %q is of a kind whose rows this package does not know", lr.layer, key)
+	case len(data)%len(lr.perm) != 0:
+		return nil, fmt.Errorf("layer %q: tensor %q of %d values is not rows of its %d outputs", lr.layer, key, len(data), len(lr.perm))
+	}
+	cols := len(data) / len(lr.perm)
 	out := make([]float32, len(data))
-	for i, p := range perm {
+	for i, p := range lr.perm {
 		src, dst := p, i
 		if !toHF {
 			src, dst = i, p
 		}
 		copy(out[dst*cols:(dst+1)*cols], data[src*cols:(src+1)*cols])
 	}
-	return out
-}
-
-// tensorRows returns the permutation to apply to the tensor key of a layer
-// with row order perm (nil for none), or an error for a tensor whose axes
-// this package does not know.
-func tensorRows(layer, key string, perm []int, n int) ([]int, error) {
-	switch {
-	case perm == nil || inputKeys[key]:
-		return nil, nil
-	case !outputRowKeys[key]:
-		return nil, fmt.Errorf("layer %q has a row order but its tensor %q is of a kind whose rows this package does not know", layer, key)
-	case n%len(perm) != 0:
-		return nil, fmt.Errorf("layer %q: tensor %q of %d values is not rows of its %d outputs", layer, key, n, len(perm))
-	}
-	return perm, nil
+	return out, nil
 }
 
 // Key returns the file name of a layer's tensor.
@@ -157,40 +165,36 @@ func Save(dir string, m *peft.Model, meta Meta) error {
 		return fmt.Errorf("adapter: saving to %s: modules_to_save %s name no layer of the model", dir, strings.Join(quote(missing), ", "))
 	}
 	var tensors []safetensors.Tensor
-	add := func(layer, key, name string, v *graph.Value, shape []int, perm []int) error {
+	add := func(rows layerRows, key, name string, v *graph.Value, shape []int) error {
 		data, err := v.Download()
 		if err != nil {
 			return fmt.Errorf("adapter: saving %s: %w", name, err)
 		}
-		rows, err := tensorRows(layer, key, perm, len(data))
-		if err != nil {
+		if data, err = rows.reorder(key, data, true); err != nil {
 			return fmt.Errorf("adapter: saving to %s: %w", dir, err)
-		}
-		if rows != nil {
-			data = permuteRows(data, rows, true)
 		}
 		tensors = append(tensors, safetensors.Tensor{Name: name, Shape: shape, Data: data})
 		return nil
 	}
 	for _, l := range m.Layers() {
 		_, out := l.Dims()
-		perm, err := rowOrder(m.Module(), l.Name(), out)
+		rows, err := rowOrder(m.Module(), l.Name(), out)
 		if err != nil {
 			return fmt.Errorf("adapter: saving to %s: %w", dir, err)
 		}
 		for _, nt := range l.Tensors() {
-			if err := add(l.Name(), nt.Key, Key(l.Name(), nt.Key), nt.Value, nt.Shape, perm); err != nil {
+			if err := add(rows, nt.Key, Key(l.Name(), nt.Key), nt.Value, nt.Shape); err != nil {
 				return err
 			}
 		}
 	}
 	for _, sl := range saved {
-		perm, err := rowOrder(m.Module(), sl.name, sl.dense.W.Shape()[0])
+		rows, err := rowOrder(m.Module(), sl.name, sl.dense.W.Shape()[0])
 		if err != nil {
 			return fmt.Errorf("adapter: saving to %s: %w", dir, err)
 		}
 		for _, t := range sl.tensors() {
-			if err := add(sl.name, t.suffix, t.key, t.v, t.v.Shape(), perm); err != nil {
+			if err := add(rows, t.suffix, t.key, t.v, t.v.Shape()); err != nil {
 				return err
 			}
 		}
@@ -344,7 +348,9 @@ var alternatives = map[string]string{
 // [RowOrderer] (nil: as they are in the file).
 func setTensors(f *safetensors.File, path string, m *peft.Model, order graph.Module, saved []savedLayer) error {
 	used := map[string]bool{}
-	read := func(name string, n int) ([]float32, error) {
+	// read returns the n values of the file's tensor name, the layer's
+	// tensor key, checked finite and in the module's row order.
+	read := func(rows layerRows, key, name string, n int) ([]float32, error) {
 		data := make([]float32, n)
 		if err := f.ReadFloat32(name, data); err != nil {
 			return nil, fmt.Errorf("adapter: %w", err)
@@ -354,11 +360,15 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, order graph.Mod
 				return nil, fmt.Errorf("adapter: %s: tensor %q element %d is %v", path, name, i, v)
 			}
 		}
+		data, err := rows.reorder(key, data, false)
+		if err != nil {
+			return nil, fmt.Errorf("adapter: loading %s: %w", path, err)
+		}
 		return data, nil
 	}
 	for _, l := range m.Layers() {
 		in, out := l.Dims()
-		perm, err := rowOrder(order, l.Name(), out)
+		rows, err := rowOrder(order, l.Name(), out)
 		if err != nil {
 			return fmt.Errorf("adapter: loading %s: %w", path, err)
 		}
@@ -377,16 +387,9 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, order graph.Mod
 				return fmt.Errorf("adapter: %s: tensor %q has shape %v, expected %v for layer %q (in %d, out %d, %s)", path, info.Name, info.Shape, nt.Shape, l.Name(), in, out, describe(l.Config()))
 			}
 			used[info.Name] = true
-			data, err := read(info.Name, nt.Value.Len())
+			data, err := read(rows, nt.Key, info.Name, nt.Value.Len())
 			if err != nil {
 				return err
-			}
-			rows, err := tensorRows(l.Name(), nt.Key, perm, len(data))
-			if err != nil {
-				return fmt.Errorf("adapter: loading %s: %w", path, err)
-			}
-			if rows != nil {
-				data = permuteRows(data, rows, false)
 			}
 			b := nt.Value.Backend()
 			b.Upload(nt.Value.Tensor(), data)
@@ -403,7 +406,7 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, order graph.Mod
 	}
 	var uploads []upload
 	for _, sl := range saved {
-		perm, err := rowOrder(order, sl.name, sl.dense.W.Shape()[0])
+		rows, err := rowOrder(order, sl.name, sl.dense.W.Shape()[0])
 		if err != nil {
 			return fmt.Errorf("adapter: loading %s: %w", path, err)
 		}
@@ -416,16 +419,9 @@ func setTensors(f *safetensors.File, path string, m *peft.Model, order graph.Mod
 				return fmt.Errorf("adapter: %s: tensor %q has shape %v, expected %v for layer %q of modules_to_save (the model's layer has another size)", path, t.key, info.Shape, []int(t.v.Shape()), sl.name)
 			}
 			used[t.key] = true
-			data, err := read(t.key, t.v.Len())
+			data, err := read(rows, t.suffix, t.key, t.v.Len())
 			if err != nil {
 				return err
-			}
-			rows, err := tensorRows(sl.name, t.suffix, perm, len(data))
-			if err != nil {
-				return fmt.Errorf("adapter: loading %s: %w", path, err)
-			}
-			if rows != nil {
-				data = permuteRows(data, rows, false)
 			}
 			uploads = append(uploads, upload{t.v, data})
 		}
