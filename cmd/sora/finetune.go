@@ -736,8 +736,8 @@ func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, 
 }
 
 // staleRunJSON returns the temporaries of run.json in out that a process
-// killed while writing it left behind (regular files .run.json.tmp-DIGITS,
-// as internal/atomicfile names them).
+// killed while writing it left behind: regular files that
+// atomicfile.Temporary knows as its temporaries of run.json.
 func staleRunJSON(out string) []string {
 	ents, err := os.ReadDir(out)
 	if err != nil {
@@ -745,8 +745,8 @@ func staleRunJSON(out string) []string {
 	}
 	var stale []string
 	for _, e := range ents {
-		digits, ok := strings.CutPrefix(e.Name(), ".run.json.tmp-")
-		if ok && digits != "" && strings.Trim(digits, "0123456789") == "" && e.Type().IsRegular() {
+		target, old, ok := atomicfile.Temporary(e.Name())
+		if ok && target == "run.json" && !old && e.Type().IsRegular() {
 			stale = append(stale, filepath.Join(out, e.Name()))
 		}
 	}

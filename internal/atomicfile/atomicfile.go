@@ -14,7 +14,48 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
+
+// The temporaries beside a destination NAME are ".NAME" followed by one of
+// these marks and the decimal random suffix that os.CreateTemp and
+// os.MkdirTemp put in place of the "*" in their pattern. Temporary parses
+// the same names; nothing else should.
+const (
+	tmpMark = ".tmp-" // a file or folder being written
+	oldMark = ".old-" // a folder that ReplaceDir moved aside
+)
+
+// Temporary reports whether name, a file or folder name without its
+// folder, is one of the temporaries that this package's writers make
+// beside a destination, and if so for which: target is the destination's
+// name, and old says which kind. ".TARGET.tmp-DIGITS" (old false) is a
+// file or folder being written, which Write, WriteFile, WriteJSON,
+// WriteDir and ReplaceDir remove themselves on an error; ".TARGET.old-DIGITS"
+// (old true) is the folder that ReplaceDir moved aside, removed once the
+// new one is in place. A process killed while writing leaves them behind:
+// a program that alone writes into a folder can find them by name, and
+// should remove an old one only where TARGET exists again (else it is the
+// only copy).
+func Temporary(name string) (target string, old, ok bool) {
+	if !strings.HasPrefix(name, ".") {
+		return "", false, false
+	}
+	// The suffix is digits only, so the last mark is the one to split at.
+	i := max(strings.LastIndex(name, tmpMark), strings.LastIndex(name, oldMark))
+	if i < 1 { // none, or no room for a target after the dot
+		return "", false, false
+	}
+	digits := name[i+len(tmpMark):] // both marks are as long
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return "", false, false
+	}
+	target = name[1:i]
+	if target == "" {
+		return "", false, false
+	}
+	return target, name[i:i+len(oldMark)] == oldMark, true
+}
 
 // Write creates or replaces the file at path with what write produces. write
 // gets a buffered writer that Write flushes. Missing parent folders of path
@@ -24,7 +65,7 @@ func Write(path string, write func(w *bufio.Writer) error) (err error) {
 	if err = makeParent(path); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+tmpMark+"*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -121,7 +162,7 @@ func fillTemp(dir string, fill func(dir string) error, verb string) (tmp string,
 	if err = makeParent(dir); err != nil {
 		return "", fmt.Errorf("%s %s: %w", verb, dir, err)
 	}
-	tmp, err = os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
+	tmp, err = os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+tmpMark+"*")
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", verb, dir, err)
 	}
@@ -170,7 +211,7 @@ func ReplaceDir(dir string, fill func(dir string) error) (err error) {
 	old := ""
 	if _, statErr := os.Lstat(clean); statErr == nil {
 		// Named after tmp, whose random suffix keeps it unique.
-		old = filepath.Join(parent, "."+base+".old-"+filepath.Base(tmp)[len("."+base+".tmp-"):])
+		old = filepath.Join(parent, "."+base+oldMark+filepath.Base(tmp)[len("."+base+tmpMark):])
 		if err = rename(clean, old); err != nil {
 			return fmt.Errorf("replacing %s: moving the old folder aside: %w", dir, err)
 		}

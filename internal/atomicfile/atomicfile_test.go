@@ -355,3 +355,104 @@ func TestMissingParent(t *testing.T) {
 		})
 	}
 }
+
+func TestTemporaryNames(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		target string // "" when name is not a temporary
+		old    bool
+	}{
+		{".run.json.tmp-4242", "run.json", false},
+		{".adapter.old-17", "adapter", true},
+		{".step-000004.tmp-123", "step-000004", false},
+		{".a.tmp-1.old-2", "a.tmp-1", true}, // split at the last mark
+		{".a.old-1.tmp-2", "a.old-1", false},
+		{".a.tmp-0", "a", false},
+		{".tmp-5", "", false},  // no target
+		{"..tmp-5", "", false}, // an empty one
+		{".a.tmp-", "", false}, // no suffix
+		{".a.tmp-12x", "", false},
+		{".a.tmp-x12", "", false},
+		{"a.tmp-1", "", false}, // not hidden
+		{".a.new-1", "", false},
+		{".a.TMP-1", "", false},
+		{".sora.lock", "", false},
+		{"", "", false},
+		{".", "", false},
+	} {
+		target, old, ok := Temporary(tc.name)
+		if ok != (tc.target != "") || target != tc.target || old != tc.old {
+			t.Errorf("Temporary(%q) = %q, %v, %v; want %q, %v, %v", tc.name, target, old, ok, tc.target, tc.old, tc.target != "")
+		}
+	}
+}
+
+// TestTemporaryKnowsTheWriters checks Temporary against the names the
+// writers really make: the temporary file or folder seen from inside the
+// write, and the old folder that a ReplaceDir failing between its renames
+// leaves.
+func TestTemporaryKnowsTheWriters(t *testing.T) {
+	// only returns the one entry of dir other than those in skip.
+	only := func(t *testing.T, dir string, skip ...string) string {
+		t.Helper()
+		var left []string
+		for _, n := range names(t, dir) {
+			if !slices.Contains(skip, n) {
+				left = append(left, n)
+			}
+		}
+		if len(left) != 1 {
+			t.Fatalf("%s holds %v besides %v, want one temporary", dir, left, skip)
+		}
+		return left[0]
+	}
+	check := func(t *testing.T, name, target string, old bool) {
+		t.Helper()
+		if got, gotOld, ok := Temporary(name); !ok || got != target || gotOld != old {
+			t.Errorf("Temporary(%q) = %q, %v, %v; want %q, %v, true", name, got, gotOld, ok, target, old)
+		}
+	}
+	dir := t.TempDir()
+	err := Write(filepath.Join(dir, "metrics.jsonl"), func(*bufio.Writer) error {
+		check(t, only(t, dir), "metrics.jsonl", false)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, write := range map[string]func(string, func(string) error) error{"WriteDir": WriteDir, "ReplaceDir": ReplaceDir} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			err := write(filepath.Join(dir, "step-000002"), func(tmp string) error {
+				check(t, filepath.Base(tmp), "step-000002", false)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// Between ReplaceDir's two renames: the new folder under its
+	// temporary name and the old one moved aside, as a kill there leaves
+	// them.
+	dir = t.TempDir()
+	if err := writeTree(filepath.Join(dir, "adapter"), map[string]string{"a": "old"}); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	rename = func(from, to string) error {
+		if calls++; calls == 2 {
+			got := names(t, dir)
+			if len(got) != 2 {
+				t.Fatalf("between the renames the folder holds %v, want the new and the old folder", got)
+			}
+			check(t, got[0], "adapter", true) // ".adapter.old-" sorts first
+			check(t, got[1], "adapter", false)
+		}
+		return os.Rename(from, to)
+	}
+	t.Cleanup(func() { rename = os.Rename })
+	if err := ReplaceDir(filepath.Join(dir, "adapter"), func(d string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
