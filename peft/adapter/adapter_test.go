@@ -122,6 +122,67 @@ func perturb(t testing.TB, m *peft.Model, seed uint64) {
 	}
 }
 
+// inject injects cfg into module (see [peft.Inject]), failing the test
+// on an error; the caller unloads it.
+func inject(t testing.TB, module graph.Module, cfg peft.Config) *peft.Model {
+	t.Helper()
+	m, err := peft.Inject(module, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// save saves m with meta into a new folder, which Save creates inside a
+// temporary one, and returns its path; an error fails the test.
+func save(t testing.TB, m *peft.Model, meta Meta) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "adapter")
+	if err := Save(dir, m, meta); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// load loads the adapter in dir into module, failing the test on an
+// error; the caller unloads it.
+func load(t testing.TB, dir string, module graph.Module) (*peft.Model, Meta) {
+	t.Helper()
+	m, meta, err := Load(dir, module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, meta
+}
+
+// sameTrainables fails the test unless loaded has the trainable tensors
+// of saved, bit for bit.
+func sameTrainables(t testing.TB, saved, loaded *peft.Model) {
+	t.Helper()
+	a, c := saved.Trainable(), loaded.Trainable()
+	if len(a) != len(c) {
+		t.Fatalf("%d tensors loaded, %d saved", len(c), len(a))
+	}
+	for k := range a {
+		ha, _ := a[k].Download()
+		hc, _ := c[k].Download()
+		for j := range ha {
+			if math.Float32bits(ha[j]) != math.Float32bits(hc[j]) {
+				t.Fatalf("%s element %d: saved %v, loaded %v", a[k].Name(), j, ha[j], hc[j])
+			}
+		}
+	}
+}
+
+// roundTripName names the subtest of roundTrips[i].
+func roundTripName(i int, cfg peft.Config) string {
+	name := string(cfg.Method)
+	if cfg.ExactRotation {
+		name += "/exact"
+	}
+	return fmt.Sprintf("%d/%s", i, name)
+}
+
 var roundTrips = []peft.Config{
 	{Method: peft.LoRA, R: 2, Alpha: 4, Dropout: 0.05},
 	{Method: peft.LoRAPlus, R: 2, Alpha: 3.5},
@@ -144,28 +205,15 @@ func TestRoundTrip(t *testing.T) {
 		x[i] = float32(rng.NormFloat64())
 	}
 	for i, cfg := range roundTrips {
-		name := string(cfg.Method)
-		if cfg.ExactRotation {
-			name += "/exact"
-		}
-		t.Run(fmt.Sprintf("%d/%s", i, name), func(t *testing.T) {
+		t.Run(roundTripName(i, cfg), func(t *testing.T) {
 			cfg.TargetModules = []string{"q_proj", "v_proj"}
 			src := newToy(t, b)
-			m, err := peft.Inject(src, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := inject(t, src, cfg)
 			defer m.Unload()
 			perturb(t, m, uint64(i))
-			dir := filepath.Join(t.TempDir(), "adapter")
-			if err := Save(dir, m, Meta{BaseModel: "stories260K", TaskType: "CAUSAL_LM"}); err != nil {
-				t.Fatal(err)
-			}
+			dir := save(t, m, Meta{BaseModel: "stories260K", TaskType: "CAUSAL_LM"})
 			dst := newToy(t, b)
-			loaded, meta, err := Load(dir, dst)
-			if err != nil {
-				t.Fatal(err)
-			}
+			loaded, meta := load(t, dir, dst)
 			defer loaded.Unload()
 			if meta.BaseModel != "stories260K" || meta.TaskType != "CAUSAL_LM" {
 				t.Errorf("meta %+v", meta)
@@ -173,19 +221,7 @@ func TestRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(loaded.Config(), m.Config()) {
 				t.Errorf("config\n got %+v\nwant %+v", loaded.Config(), m.Config())
 			}
-			a, c := m.Trainable(), loaded.Trainable()
-			if len(a) != len(c) {
-				t.Fatalf("%d tensors loaded, %d saved", len(c), len(a))
-			}
-			for k := range a {
-				ha, _ := a[k].Download()
-				hc, _ := c[k].Download()
-				for j := range ha {
-					if math.Float32bits(ha[j]) != math.Float32bits(hc[j]) {
-						t.Fatalf("%s element %d: saved %v, loaded %v", a[k].Name(), j, ha[j], hc[j])
-					}
-				}
-			}
+			sameTrainables(t, m, loaded)
 			want, got := src.run(t, b, x), dst.run(t, b, x)
 			for j := range want {
 				if math.Float32bits(want[j]) != math.Float32bits(got[j]) {
@@ -221,15 +257,9 @@ func TestFileLayout(t *testing.T) {
 	for _, c := range cases {
 		t.Run(string(c.cfg.Method), func(t *testing.T) {
 			c.cfg.TargetModules = []string{"q_proj"}
-			m, err := peft.Inject(newToy(t, b), c.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := inject(t, newToy(t, b), c.cfg)
 			defer m.Unload()
-			dir := t.TempDir()
-			if err := Save(dir, m, Meta{}); err != nil {
-				t.Fatal(err)
-			}
+			dir := save(t, m, Meta{})
 			f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
 			if err != nil {
 				t.Fatal(err)
@@ -271,10 +301,7 @@ func TestFileLayout(t *testing.T) {
 			}
 		})
 	}
-	m, err := peft.Inject(newToy(t, b), peft.Config{Method: peft.Full, TargetModules: []string{"q_proj"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := inject(t, newToy(t, b), peft.Config{Method: peft.Full, TargetModules: []string{"q_proj"}})
 	defer m.Unload()
 	if err := Save(t.TempDir(), m, Meta{}); err == nil || !strings.Contains(err.Error(), "full fine-tuning has no adapter") {
 		t.Errorf("saving full fine-tuning: %v", err)
@@ -410,16 +437,10 @@ func TestParseConfigErrors(t *testing.T) {
 // saveSORA writes a SORA adapter of the toy to a new folder.
 func saveSORA(t *testing.T, b backend.Backend) string {
 	t.Helper()
-	m, err := peft.Inject(newToy(t, b), peft.Config{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{"q_proj"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := inject(t, newToy(t, b), peft.Config{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{"q_proj"}})
 	defer m.Unload()
 	perturb(t, m, 9)
-	dir := t.TempDir()
-	if err := Save(dir, m, Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	dir := save(t, m, Meta{})
 	return dir
 }
 
@@ -538,15 +559,9 @@ func TestLoadErrors(t *testing.T) {
 // versions save DoRA (…lora_magnitude_vector.weight) with BF16 tensors.
 func TestLoadHalfPrecisionAndOldDoRAKey(t *testing.T) {
 	b := openCPU(t)
-	m, err := peft.Inject(newToy(t, b), peft.Config{Method: peft.DoRA, R: 2, Alpha: 4, TargetModules: []string{"up_proj"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := inject(t, newToy(t, b), peft.Config{Method: peft.DoRA, R: 2, Alpha: 4, TargetModules: []string{"up_proj"}})
 	perturb(t, m, 4)
-	dir := t.TempDir()
-	if err := Save(dir, m, Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	dir := save(t, m, Meta{})
 	// Re-encode every tensor as BF16 (rounding toward zero) under the old
 	// magnitude key, by hand.
 	f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
@@ -578,10 +593,7 @@ func TestLoadHalfPrecisionAndOldDoRAKey(t *testing.T) {
 	}
 	m.Unload()
 
-	loaded, _, err := Load(dir, newToy(t, b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	loaded, _ := load(t, dir, newToy(t, b))
 	defer loaded.Unload()
 	for _, l := range loaded.Layers() {
 		for _, nt := range l.Tensors() {
@@ -600,10 +612,7 @@ func TestLoadHalfPrecisionAndOldDoRAKey(t *testing.T) {
 func TestModulesToSave(t *testing.T) {
 	b := openCPU(t)
 	src := newToy(t, b)
-	pm, err := peft.Inject(src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pm := inject(t, src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
 	defer pm.Unload()
 	perturb(t, pm, 4)
 	// Train the saved layers too: new values, unlike a fresh toy's.
@@ -667,10 +676,7 @@ func TestModulesToSave(t *testing.T) {
 	}
 
 	dst := newToy(t, b)
-	loaded, lmeta, err := Load(dir, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loaded, lmeta := load(t, dir, dst)
 	defer loaded.Unload()
 	if !reflect.DeepEqual(lmeta, meta) {
 		t.Errorf("metadata %+v, want %+v", lmeta, meta)
@@ -705,14 +711,8 @@ func TestModulesToSave(t *testing.T) {
 func TestModulesToSaveErrors(t *testing.T) {
 	b := openCPU(t)
 	src := newToy(t, b)
-	pm, err := peft.Inject(src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := Save(dir, pm, Meta{ModulesToSave: []string{"lm_head"}}); err != nil {
-		t.Fatal(err)
-	}
+	pm := inject(t, src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
+	dir := save(t, pm, Meta{ModulesToSave: []string{"lm_head"}})
 	pm.Unload()
 	setModules := func(t *testing.T, dir string, v any) {
 		t.Helper()
@@ -849,10 +849,7 @@ func FuzzLoad(f *testing.F) {
 	b := testbackend.Open(f, "cpu")
 	seedDir := f.TempDir()
 	{
-		m, err := peft.Inject(newToy(f, b), peft.Config{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{"model.layers.0.self_attn.q_proj"}})
-		if err != nil {
-			f.Fatal(err)
-		}
+		m := inject(f, newToy(f, b), peft.Config{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{"model.layers.0.self_attn.q_proj"}})
 		if err := Save(seedDir, m, Meta{ModulesToSave: []string{"lm_head"}}); err != nil {
 			f.Fatal(err)
 		}

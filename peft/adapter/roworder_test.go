@@ -1,7 +1,6 @@
 package adapter
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -43,17 +42,10 @@ func TestRowOrderRoundTrip(t *testing.T) {
 	b := openCPU(t)
 	perms := toyPerms()
 	for i, cfg := range roundTrips {
-		name := string(cfg.Method)
-		if cfg.ExactRotation {
-			name += "/exact"
-		}
-		t.Run(fmt.Sprintf("%d/%s", i, name), func(t *testing.T) {
+		t.Run(roundTripName(i, cfg), func(t *testing.T) {
 			cfg.TargetModules = []string{"q_proj", "v_proj"}
 			src := orderedToy{newToy(t, b), perms}
-			m, err := peft.Inject(src, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := inject(t, src, cfg)
 			defer m.Unload()
 			perturb(t, m, uint64(i))
 			head := src.denses[len(src.denses)-1] // lm_head, saved whole
@@ -62,10 +54,7 @@ func TestRowOrderRoundTrip(t *testing.T) {
 				hw[j] = float32(j)
 			}
 			b.Upload(head.W.Tensor(), hw)
-			dir := filepath.Join(t.TempDir(), "adapter")
-			if err := Save(dir, m, Meta{ModulesToSave: []string{"lm_head"}}); err != nil {
-				t.Fatal(err)
-			}
+			dir := save(t, m, Meta{ModulesToSave: []string{"lm_head"}})
 
 			f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
 			if err != nil {
@@ -114,21 +103,9 @@ func TestRowOrderRoundTrip(t *testing.T) {
 			}
 
 			dst := orderedToy{newToy(t, b), perms}
-			loaded, _, err := Load(dir, dst)
-			if err != nil {
-				t.Fatal(err)
-			}
+			loaded, _ := load(t, dir, dst)
 			defer loaded.Unload()
-			a, c := m.Trainable(), loaded.Trainable()
-			for k := range a {
-				ha, _ := a[k].Download()
-				hc, _ := c[k].Download()
-				for j := range ha {
-					if math.Float32bits(ha[j]) != math.Float32bits(hc[j]) {
-						t.Fatalf("%s element %d: saved %v, loaded %v", a[k].Name(), j, ha[j], hc[j])
-					}
-				}
-			}
+			sameTrainables(t, m, loaded)
 			if got, _ := dst.denses[len(dst.denses)-1].W.Download(); !equalBits(got, hw) {
 				t.Errorf("lm_head saved whole is not restored in memory order")
 			}
@@ -164,16 +141,10 @@ func TestRowOrderMeaning(t *testing.T) {
 		t.Run(string(cfg.Method), func(t *testing.T) {
 			cfg.TargetModules = []string{"q_proj"}
 			src := orderedToy{newToy(t, b), perms}
-			m, err := peft.Inject(src, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := inject(t, src, cfg)
 			defer m.Unload()
 			perturb(t, m, 5)
-			dir := t.TempDir()
-			if err := Save(dir, m, Meta{}); err != nil {
-				t.Fatal(err)
-			}
+			dir := save(t, m, Meta{})
 			// hf is the same base with q_proj's rows in the file's order.
 			hf := newToy(t, b)
 			for i, name := range hf.names {
@@ -183,10 +154,7 @@ func TestRowOrderMeaning(t *testing.T) {
 				}
 				b.Upload(hf.denses[i].W.Tensor(), w)
 			}
-			loaded, _, err := Load(dir, hf)
-			if err != nil {
-				t.Fatal(err)
-			}
+			loaded, _ := load(t, dir, hf)
 			defer loaded.Unload()
 			x := make([]float32, 3*8)
 			rng := rand.New(rand.NewPCG(3, 3))
@@ -253,11 +221,8 @@ func TestRowOrderErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bad := orderedToy{newToy(t, b), map[string][]int{q0: c.perm}}
-			m, err := peft.Inject(bad, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = Save(t.TempDir(), m, Meta{})
+			m := inject(t, bad, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
+			err := Save(t.TempDir(), m, Meta{})
 			m.Unload()
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), q0) {
 				t.Errorf("saving: %v, want an error naming %s and containing %q", err, q0, c.want)
@@ -277,15 +242,9 @@ func TestRowOrderMark(t *testing.T) {
 	b := openCPU(t)
 	perms := toyPerms()
 	src := orderedToy{newToy(t, b), perms}
-	m, err := peft.Inject(src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := inject(t, src, peft.Config{Method: peft.LoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}})
 	perturb(t, m, 3)
-	dir := filepath.Join(t.TempDir(), "adapter")
-	if err := Save(dir, m, Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	dir := save(t, m, Meta{})
 	m.Unload()
 	confPath := filepath.Join(dir, ConfigFile)
 	conf, err := os.ReadFile(confPath)
@@ -307,10 +266,7 @@ func TestRowOrderMark(t *testing.T) {
 	}
 	loadB := func() []float32 {
 		t.Helper()
-		m, _, err := Load(dir, orderedToy{newToy(t, b), perms})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, _ := load(t, dir, orderedToy{newToy(t, b), perms})
 		defer m.Unload()
 		for _, l := range m.Layers() {
 			if l.Name() == layer {
@@ -422,10 +378,7 @@ func TestRowOrderKnownRows(t *testing.T) {
 	cfg := peft.Config{Method: peft.DoRA, R: 2, Alpha: 4, TargetModules: []string{"q_proj"}}
 
 	src := orderedToy{newToy(t, b), perms}
-	m, err := peft.Inject(src, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := inject(t, src, cfg)
 	defer m.Unload()
 	mem := tensors(src, m)
 	for _, c := range cases {
@@ -435,10 +388,7 @@ func TestRowOrderKnownRows(t *testing.T) {
 		}
 		b.Upload(v.Tensor(), values(v.Len(), v.Shape()[0]))
 	}
-	dir := t.TempDir()
-	if err := Save(dir, m, Meta{ModulesToSave: []string{v0}}); err != nil {
-		t.Fatal(err)
-	}
+	dir := save(t, m, Meta{ModulesToSave: []string{v0}})
 
 	f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
 	if err != nil {
@@ -467,10 +417,7 @@ func TestRowOrderKnownRows(t *testing.T) {
 	}
 
 	dst := orderedToy{newToy(t, b), perms}
-	loaded, _, err := Load(dir, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	loaded, _ := load(t, dir, dst)
 	defer loaded.Unload()
 	back := tensors(dst, loaded)
 	for _, c := range cases {
