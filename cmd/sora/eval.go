@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,46 +46,46 @@ var evalDoc = usageDoc{
 	},
 }
 
-// evalReport is what "sora eval" writes to --json. Its parts that only
-// some reports have are embedded pointers, which encoding/json leaves out
-// whole while nil: every LM report has LMAnswers, and a report that scored
-// anything (classification data, or LM data with a gold answer to compare
-// with) has Score, whose accuracy and baseline would otherwise read as 0.
+// evalReport is what "sora eval" writes to --json.
 type evalReport struct {
-	Model   string `json:"model"`
-	Adapter string `json:"adapter,omitempty"`
-	Head    string `json:"head,omitempty"` // a full fine-tune's classification head, read from beside the model
-	Method  string `json:"method,omitempty"`
-	Data    string `json:"data"`
-	Task    string `json:"task"`
-	Rows    int    `json:"rows"`
-	*LMAnswers
-	*Score
-	MCC         *float64     `json:"mcc,omitempty"`
-	Loss        float64      `json:"loss"`
-	NoAnswer    int          `json:"no_answer,omitempty"`
-	Confusion   [][]int      `json:"confusion,omitempty"`
-	Seconds     float64      `json:"seconds"`
-	Predictions []prediction `json:"predictions"`
-}
-
-// LMAnswers is the part of an LM report that says which answers it
-// scored. It and Score are exported so that encoding/json can allocate
-// them when it reads a report back.
-type LMAnswers struct {
+	Model      string `json:"model"`
+	Adapter    string `json:"adapter,omitempty"`
+	Head       string `json:"head,omitempty"` // a full fine-tune's classification head, read from beside the model
+	Method     string `json:"method,omitempty"`
+	Data       string `json:"data"`
+	Task       string `json:"task"`
+	Rows       int    `json:"rows"`
 	AnswerKind string `json:"answer_kind,omitempty"`
-	// AnswerRows is the number of rows with a gold answer, which the
+	// AnswerRows is the number of LM rows with a gold answer, which the
 	// accuracy is over; the loss is over all Rows.
-	AnswerRows int `json:"answer_rows"`
-}
-
-// Score is a report's accuracy and its majority baseline.
-type Score struct {
-	Accuracy float64 `json:"accuracy"`
-	Majority float64 `json:"majority_baseline"`
+	AnswerRows int     `json:"answer_rows,omitempty"`
+	Accuracy   float64 `json:"accuracy"`
+	Majority   float64 `json:"majority_baseline"`
 	// MajorityAnswer is the answer (LM) or class (classification) the
 	// baseline always gives.
-	MajorityAnswer string `json:"majority_answer"`
+	MajorityAnswer string       `json:"majority_answer"`
+	MCC            *float64     `json:"mcc,omitempty"`
+	Loss           float64      `json:"loss"`
+	NoAnswer       int          `json:"no_answer,omitempty"`
+	Confusion      [][]int      `json:"confusion,omitempty"`
+	Seconds        float64      `json:"seconds"`
+	Predictions    []prediction `json:"predictions"`
+}
+
+// MarshalJSON leaves the answer accuracy and its baseline out of an LM
+// report that scored no answers, where they would read as 0.
+func (r evalReport) MarshalJSON() ([]byte, error) {
+	type plain evalReport // the fields without this method
+	if r.Task != train.LM.String() || r.AnswerRows > 0 {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		AnswerRows     int      `json:"answer_rows"`
+		Accuracy       *float64 `json:"accuracy,omitempty"`
+		Majority       *float64 `json:"majority_baseline,omitempty"`
+		MajorityAnswer *string  `json:"majority_answer,omitempty"`
+	}{plain: plain(r)})
 }
 
 type prediction struct {
@@ -273,6 +274,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 	rep.Loss = ev.Loss
 	rep.Rows = len(set.seqs)
 	if task == train.Classify {
+		rep.Accuracy = ev.Accuracy
 		mcc := ev.MCC
 		rep.MCC = &mcc
 		gold := make([]int, len(set.seqs))
@@ -283,7 +285,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		if err != nil {
 			return err
 		}
-		rep.Score = &Score{Accuracy: ev.Accuracy, Majority: acc, MajorityAnswer: set.classes[lbl]}
+		rep.Majority, rep.MajorityAnswer = acc, set.classes[lbl]
 		rep.Confusion = make([][]int, classes)
 		for i := range rep.Confusion {
 			rep.Confusion[i] = make([]int, classes)
@@ -298,9 +300,9 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 	// LM: generate and extract, only for the rows that were encoded and
 	// have a gold answer to compare with (see answerNote).
 	rows, golds, scored := answered(set)
-	rep.LMAnswers = &LMAnswers{AnswerRows: len(rows)}
+	rep.AnswerRows = len(rows)
 	if len(rows) == 0 {
-		rep.Predictions = []prediction{} // the loss alone, no Score
+		rep.Predictions = []prediction{} // the loss alone
 		return nil
 	}
 	x, err := data.NewExtractor(golds)
@@ -312,7 +314,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 	if err != nil {
 		return err
 	}
-	rep.Score = &Score{Majority: acc, MajorityAnswer: ans}
+	rep.Majority, rep.MajorityAnswer = acc, ans
 	// Prompts go to the model whole, as the loss scored them, and each
 	// generates what fits of maxNew in the model's positions (train.Generate
 	// stops there); cutting them to leave room for maxNew would generate

@@ -301,11 +301,8 @@ func TestEvalSeedMatchesFinetune(t *testing.T) {
 // byte: a classification report and an LM report that scored answers have
 // their accuracy and majority baseline, even when those are 0, and an LM
 // report that scored no answers has answer_rows 0 and no accuracy,
-// baseline or majority answer, which would read as scores (answer_rows
-// sits after rows there, as in every LM report; MarshalJSON's shadow
-// struct, before the optional parts were embedded pointers, put it last).
-// Each form also reads back into an evalReport that writes it again
-// unchanged.
+// baseline or majority answer, which would read as scores. Each form also
+// reads back into an evalReport that writes it again unchanged.
 func TestEvalReportJSON(t *testing.T) {
 	mcc, zero := 0.25, 0.0
 	for _, tc := range []struct {
@@ -315,28 +312,28 @@ func TestEvalReportJSON(t *testing.T) {
 	}{
 		{"classify",
 			evalReport{Model: "m.bin", Adapter: "run/adapter", Method: "sora", Data: "cola.tsv", Task: "classify", Rows: 4,
-				Score: &Score{Accuracy: 0.75, Majority: 0.5, MajorityAnswer: "1"}, MCC: &mcc, Loss: 0.5, Confusion: [][]int{{1, 1}, {0, 2}}, Seconds: 1.5,
+				Accuracy: 0.75, Majority: 0.5, MajorityAnswer: "1", MCC: &mcc, Loss: 0.5, Confusion: [][]int{{1, 1}, {0, 2}}, Seconds: 1.5,
 				Predictions: []prediction{{Row: 1, Gold: "0", Pred: "0", Correct: true}, {Row: 2, Gold: "0", Pred: "1"}}},
 			`{"model":"m.bin","adapter":"run/adapter","method":"sora","data":"cola.tsv","task":"classify","rows":4,"accuracy":0.75,"majority_baseline":0.5,"majority_answer":"1","mcc":0.25,"loss":0.5,"confusion":[[1,1],[0,2]],"seconds":1.5,"predictions":[{"row":1,"gold":"0","pred":"0","correct":true},{"row":2,"gold":"0","pred":"1","correct":false}]}`},
 		{"classify with zero scores and a full fine-tune's head",
 			evalReport{Model: "full/model.bin", Head: "full/score.safetensors", Data: "cola.tsv", Task: "classify", Rows: 2,
-				Score: &Score{MajorityAnswer: "0"}, MCC: &zero, Confusion: [][]int{{0, 0}, {2, 0}},
+				MajorityAnswer: "0", MCC: &zero, Confusion: [][]int{{0, 0}, {2, 0}},
 				Predictions: []prediction{{Row: 1, Gold: "1", Pred: "0"}, {Row: 2, Gold: "1", Pred: "0"}}},
 			`{"model":"full/model.bin","head":"full/score.safetensors","data":"cola.tsv","task":"classify","rows":2,"accuracy":0,"majority_baseline":0,"majority_answer":"0","mcc":0,"loss":0,"confusion":[[0,0],[2,0]],"seconds":0,"predictions":[{"row":1,"gold":"1","pred":"0","correct":false},{"row":2,"gold":"1","pred":"0","correct":false}]}`},
 		{"lm with answers",
-			evalReport{Model: "m.bin", Adapter: "a", Method: "lora", Data: "boolq.json", Task: "lm", Rows: 3,
-				LMAnswers: &LMAnswers{AnswerKind: "true/false", AnswerRows: 2}, Score: &Score{Accuracy: 0.5, Majority: 1, MajorityAnswer: "true"}, Loss: 2.25, NoAnswer: 1, Seconds: 3,
+			evalReport{Model: "m.bin", Adapter: "a", Method: "lora", Data: "boolq.json", Task: "lm", Rows: 3, AnswerKind: "true/false",
+				AnswerRows: 2, Accuracy: 0.5, Majority: 1, MajorityAnswer: "true", Loss: 2.25, NoAnswer: 1, Seconds: 3,
 				Predictions: []prediction{{Row: 1, Gold: "true", Pred: "true", Correct: true, Output: "the correct answer is true"}, {Row: 3, Gold: "true", Output: "hm"}}},
 			`{"model":"m.bin","adapter":"a","method":"lora","data":"boolq.json","task":"lm","rows":3,"answer_kind":"true/false","answer_rows":2,"accuracy":0.5,"majority_baseline":1,"majority_answer":"true","loss":2.25,"no_answer":1,"seconds":3,"predictions":[{"row":1,"gold":"true","pred":"true","correct":true,"output":"the correct answer is true"},{"row":3,"gold":"true","pred":"","correct":false,"output":"hm"}]}`},
 		{"lm with answers, none right",
-			evalReport{Model: "m.bin", Data: "boolq.json", Task: "lm", Rows: 1,
-				LMAnswers: &LMAnswers{AnswerKind: "true/false", AnswerRows: 1}, Score: &Score{MajorityAnswer: "false"}, Loss: 1,
+			evalReport{Model: "m.bin", Data: "boolq.json", Task: "lm", Rows: 1, AnswerKind: "true/false",
+				AnswerRows: 1, MajorityAnswer: "false", Loss: 1,
 				Predictions: []prediction{{Row: 1, Gold: "false", Pred: "true", Output: "true"}}},
 			`{"model":"m.bin","data":"boolq.json","task":"lm","rows":1,"answer_kind":"true/false","answer_rows":1,"accuracy":0,"majority_baseline":0,"majority_answer":"false","loss":1,"seconds":0,"predictions":[{"row":1,"gold":"false","pred":"true","correct":false,"output":"true"}]}`},
 		{"lm without answers",
-			evalReport{Model: "m.bin", Adapter: "a", Method: "dora", Data: "plain.json", Task: "lm", Rows: 4, LMAnswers: &LMAnswers{}, Loss: 1.75, Seconds: 0.5,
+			evalReport{Model: "m.bin", Adapter: "a", Method: "dora", Data: "plain.json", Task: "lm", Rows: 4, Loss: 1.75, Seconds: 0.5,
 				Predictions: []prediction{}},
-			`{"model":"m.bin","adapter":"a","method":"dora","data":"plain.json","task":"lm","rows":4,"answer_rows":0,"loss":1.75,"seconds":0.5,"predictions":[]}`},
+			`{"model":"m.bin","adapter":"a","method":"dora","data":"plain.json","task":"lm","rows":4,"loss":1.75,"seconds":0.5,"predictions":[],"answer_rows":0}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := json.Marshal(tc.rep)
