@@ -215,12 +215,12 @@ func (b *Backend) Close() error {
 		}
 	}
 	for buf := range b.live {
-		b.put(buf.ptr, buf.class)
-		buf.freed = true
+		b.put(buf.Ptr, buf.Class)
+		buf.Freed = true
 		delete(b.live, buf)
 	}
 	for k, t := range b.tables {
-		b.put(t.ptr, t.class)
+		b.put(t.Ptr, t.Class)
 		delete(b.tables, k)
 	}
 	note(b.pool.Release())

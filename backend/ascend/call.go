@@ -130,7 +130,7 @@ func (c *call) tensorOf(t backend.Tensor) view {
 		c.fail(err)
 		return view{}
 	}
-	return view{ptr: buf.ptr, elems: buf.n, off: t.Offset(), shape: append([]int(nil), t.Shape()...),
+	return view{ptr: buf.Ptr, elems: buf.N, off: t.Offset(), shape: append([]int(nil), t.Shape()...),
 		strides: append([]int(nil), t.Strides()...), dtype: aclFloat}
 }
 

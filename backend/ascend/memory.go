@@ -8,20 +8,9 @@ import (
 	"github.com/sora-go/sora/backend/internal/devpool"
 )
 
-// buffer is a block of device memory holding float32 elements.
-type buffer struct {
-	b     *Backend
-	ptr   uintptr // device address
-	n     int     // elements
-	class int64   // bytes of the pool block
-	freed bool
-}
-
-// Len returns the number of elements.
-func (x *buffer) Len() int { return x.n }
-
-// DType returns backend.Float32.
-func (x *buffer) DType() backend.DType { return backend.Float32 }
+// buffer is a block of device memory holding float32 elements (see
+// devpool.Buffer).
+type buffer = devpool.Buffer[Backend]
 
 // newDevicePool returns the backend's caching pool of device memory (see
 // package devpool), so that the temporaries and workspaces of every op do
@@ -177,7 +166,7 @@ func (b *Backend) newBuffer(n int) (*buffer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &buffer{b: b, ptr: ptr, n: n, class: class}, nil
+	return &buffer{Owner: b, Ptr: ptr, N: n, Class: class}, nil
 }
 
 // Free returns t's buffer to the pool. A foreign or already freed buffer
@@ -187,20 +176,20 @@ func (b *Backend) Free(t backend.Tensor) {
 		return
 	}
 	buf, ok := t.Buffer().(*buffer)
-	if !ok || buf.b != b {
+	if !ok || buf.Owner != b {
 		b.Record(fmt.Errorf("ascend: free of a tensor from another backend"))
 		return
 	}
 	if b.closed {
 		return // Close released everything
 	}
-	if buf.freed {
+	if buf.Freed {
 		b.Record(fmt.Errorf("ascend: tensor freed twice"))
 		return
 	}
-	buf.freed = true
+	buf.Freed = true
 	delete(b.live, buf)
-	b.put(buf.ptr, buf.class)
+	b.put(buf.Ptr, buf.Class)
 }
 
 // BytesInUse returns the bytes of live buffers, cached tables and pool
@@ -213,10 +202,10 @@ func (b *Backend) BytesInUse() int64 {
 // bufferOf returns t's buffer if this backend owns it and it is live.
 func (b *Backend) bufferOf(op backend.Op, all []backend.Tensor, t backend.Tensor) (*buffer, error) {
 	buf, ok := t.Buffer().(*buffer)
-	if !ok || buf.b != b {
+	if !ok || buf.Owner != b {
 		return nil, backend.Errorf(op, all, "tensor belongs to another backend")
 	}
-	if buf.freed {
+	if buf.Freed {
 		return nil, backend.Errorf(op, all, "tensor's buffer was freed")
 	}
 	return buf, nil
@@ -251,7 +240,7 @@ func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 		return
 	}
 	off := int64(dst.Offset()) * 4
-	if mis := (buf.ptr + uintptr(off)) % asyncCopyAlign; mis != 0 {
+	if mis := (buf.Ptr + uintptr(off)) % asyncCopyAlign; mis != 0 {
 		head := min(len(src), int(asyncCopyAlign-mis)/4)
 		b.do("upload", []backend.Tensor{dst}, func(c *call) {
 			tmp := c.uploadF32(src[:head], head)
@@ -266,7 +255,7 @@ func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 	err = b.enter()
 	defer b.leave()
 	if err == nil {
-		err = b.stage(buf.ptr+uintptr(off), int64(buf.n)*4-off, unsafe.Pointer(&src[0]), int64(len(src))*4)
+		err = b.stage(buf.Ptr+uintptr(off), int64(buf.N)*4-off, unsafe.Pointer(&src[0]), int64(len(src))*4)
 	}
 	if err != nil {
 		b.Record(&backend.OpError{Op: "upload", Shapes: []backend.Shape{dst.Shape()}, Err: err})
@@ -297,7 +286,7 @@ func (b *Backend) Download(dst []float32, src backend.Tensor) error {
 	// The synchronous aclrtMemcpy has no alignment rule, so a view at any
 	// offset is read in place; the stream is idle, so nothing reorders.
 	bytes := uintptr(len(dst)) * 4
-	r := ccall(b.lib.memcpy, uintptr(unsafe.Pointer(&dst[0])), bytes, buf.ptr+uintptr(src.Offset())*4, bytes, memcpyDeviceToHost)
+	r := ccall(b.lib.memcpy, uintptr(unsafe.Pointer(&dst[0])), bytes, buf.Ptr+uintptr(src.Offset())*4, bytes, memcpyDeviceToHost)
 	if err := b.lib.status("aclrtMemcpy", r); err != nil {
 		b.Record(&backend.OpError{Op: "download", Shapes: []backend.Shape{src.Shape()}, Err: err})
 	}

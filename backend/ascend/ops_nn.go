@@ -27,11 +27,11 @@ func (c *call) table(key tableKey, shape []int, build func() []float32) view {
 	}
 	b := c.b
 	if t, ok := b.tables[key]; ok {
-		return view{ptr: t.ptr, elems: t.n, dtype: aclFloat}.reshape(shape...)
+		return view{ptr: t.Ptr, elems: t.N, dtype: aclFloat}.reshape(shape...)
 	}
 	if len(b.tables) >= maxTables {
 		for k, t := range b.tables {
-			b.put(t.ptr, t.class)
+			b.put(t.Ptr, t.Class)
 			delete(b.tables, k)
 		}
 	}
@@ -41,13 +41,13 @@ func (c *call) table(key tableKey, shape []int, build func() []float32) view {
 		c.fail(err)
 		return view{}
 	}
-	if err := b.stage(t.ptr, int64(t.n)*4, unsafe.Pointer(&data[0]), int64(len(data))*4); err != nil {
-		b.put(t.ptr, t.class)
+	if err := b.stage(t.Ptr, int64(t.N)*4, unsafe.Pointer(&data[0]), int64(len(data))*4); err != nil {
+		b.put(t.Ptr, t.Class)
 		c.fail(err)
 		return view{}
 	}
 	b.tables[key] = t
-	return view{ptr: t.ptr, elems: t.n, dtype: aclFloat}.reshape(shape...)
+	return view{ptr: t.Ptr, elems: t.N, dtype: aclFloat}.reshape(shape...)
 }
 
 // causalMask is the additive mask [queries, keys]: 0 where query i may see

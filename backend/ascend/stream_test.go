@@ -12,7 +12,7 @@ import (
 )
 
 func devPtr(t backend.Tensor) uintptr {
-	return t.Buffer().(*buffer).ptr + uintptr(t.Offset())*4
+	return t.Buffer().(*buffer).Ptr + uintptr(t.Offset())*4
 }
 
 // TestStreamOrdering shows the double's stream semantics and that the
@@ -234,13 +234,13 @@ func TestDoubleEnforcesContracts(t *testing.T) {
 		}
 		// Free x's memory behind the backend's back while aclnnNeg waits.
 		buf := x.Buffer().(*buffer)
-		err := l.status("aclrtFree", ccall(l.free, buf.ptr))
+		err := l.status("aclrtFree", ccall(l.free, buf.Ptr))
 		b.leave()
 		if err != nil {
 			t.Fatal(err)
 		}
 		delete(b.live, buf)
-		buf.freed = true
+		buf.Freed = true
 		err = b.Sync()
 		if err == nil || !strings.Contains(err.Error(), "freed device memory") {
 			t.Fatalf("Sync after freeing a queued operand: %v", err)

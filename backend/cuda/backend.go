@@ -214,8 +214,8 @@ func (b *Backend) teardown() error {
 		keep(a.cu("cuStreamSynchronize", call(a.cuStreamSynchronize, b.stream)))
 	}
 	for buf := range b.live {
-		b.pool.Put(buf.ptr, buf.class)
-		buf.freed = true
+		b.pool.Put(buf.Ptr, buf.Class)
+		buf.Freed = true
 	}
 	clear(b.live)
 	keep(b.pool.Release())

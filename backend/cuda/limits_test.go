@@ -99,7 +99,7 @@ func TestKernelIntLimit(t *testing.T) {
 	stats := fakeCounters(t, b.api.drv, "sora_fake_stats")
 	small := mustAlloc(t, b, 16)
 	const cols = math.MaxInt32 - 100
-	big, err := backend.NewTensor(&buffer{b: b, ptr: small.Buffer().(*buffer).ptr, n: cols}, 0, 1, cols)
+	big, err := backend.NewTensor(&buffer{Owner: b, Ptr: small.Buffer().(*buffer).Ptr, N: cols}, 0, 1, cols)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,20 +10,9 @@ import (
 	"github.com/sora-go/sora/backend/internal/devpool"
 )
 
-// buffer is a block of device memory holding float32 elements.
-type buffer struct {
-	b     *Backend
-	ptr   uintptr // device address
-	n     int     // elements
-	class int64   // bytes of the pool block
-	freed bool
-}
-
-// Len returns the number of elements.
-func (x *buffer) Len() int { return x.n }
-
-// DType returns backend.Float32.
-func (x *buffer) DType() backend.DType { return backend.Float32 }
+// buffer is a block of device memory holding float32 elements (see
+// devpool.Buffer).
+type buffer = devpool.Buffer[Backend]
 
 // newPool returns the backend's caching pool (see package devpool): blocks
 // come from cuMemAlloc, go back with cuMemFree, and on an out-of-memory
@@ -91,7 +80,7 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v (%d bytes): %w", backend.Shape(shape), int64(n)*4, err)
 	}
-	buf := &buffer{b: b, ptr: ptr, n: n, class: class}
+	buf := &buffer{Owner: b, Ptr: ptr, N: n, Class: class}
 	b.live[buf] = struct{}{}
 	return backend.NewTensor(buf, 0, shape...)
 }
@@ -104,18 +93,18 @@ func (b *Backend) Free(t backend.Tensor) {
 	}
 	buf, ok := t.Buffer().(*buffer)
 	switch {
-	case !ok || buf.b != b:
+	case !ok || buf.Owner != b:
 		b.Record(&backend.OpError{Op: "free", Shapes: []backend.Shape{t.Shape()}, Err: errForeign})
 		return
-	case buf.freed:
+	case buf.Freed:
 		if !b.closed {
 			b.Record(&backend.OpError{Op: "free", Shapes: []backend.Shape{t.Shape()}, Err: errFreed})
 		}
 		return
 	}
-	buf.freed = true
+	buf.Freed = true
 	delete(b.live, buf)
-	b.pool.Put(buf.ptr, buf.class)
+	b.pool.Put(buf.Ptr, buf.Class)
 }
 
 // BytesInUse returns the bytes of the pool's blocks: those of live
@@ -139,13 +128,13 @@ func (b *Backend) dptr(t backend.Tensor) (uintptr, error) {
 		return 0, nil
 	}
 	buf, ok := t.Buffer().(*buffer)
-	if !ok || buf.b != b {
+	if !ok || buf.Owner != b {
 		return 0, errForeign
 	}
-	if buf.freed {
+	if buf.Freed {
 		return 0, errFreed
 	}
-	return buf.ptr + uintptr(t.Offset())*4, nil
+	return buf.Ptr + uintptr(t.Offset())*4, nil
 }
 
 // dptrs resolves several tensors; the error names the argument. The

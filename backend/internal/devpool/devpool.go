@@ -13,6 +13,9 @@
 // backend supplies Sync for the one moment the pool must wait.
 //
 // A Pool is not safe for concurrent use; the backends are not either.
+//
+// Buffer, the backend.Buffer both backends hand out, is a block of a Pool
+// and lives here so that the two share one definition.
 package devpool
 
 // Size classes: powers of two from MinClass to Pow2Limit, then whole
