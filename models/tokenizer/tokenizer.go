@@ -1,8 +1,21 @@
-// Package tokenizer implements llama2.c's tokenizer: SentencePiece-style
-// byte-pair encoding with per-token scores and byte fallback, read from
-// llama2.c's tokenizer.bin format.
+// Package tokenizer turns text into token ids and back for LLaMA-family
+// models. It reads three kinds of vocabulary file into the one type
+// Tokenizer:
 //
-// # File format
+//   - llama2.c's tokenizer.bin (Load, Parse): SentencePiece-style byte-pair
+//     encoding with per-token scores and byte fallback, encoded exactly as
+//     llama2.c encodes;
+//   - Hugging Face's tokenizer.json (LoadHF, ParseHF) with model BPE,
+//     encoded as the Hugging Face tokenizers library encodes;
+//   - SentencePiece's tokenizer.model (LoadSentencePiece,
+//     ParseSentencePiece) of BPE type, encoded as Hugging Face's
+//     LlamaTokenizer encodes with it.
+//
+// LoadDir reads a Hugging Face model folder (tokenizer.json, else
+// tokenizer.model, with BOS and EOS from its config files), and Load
+// accepts any of these paths.
+//
+// # The tokenizer.bin format
 //
 // A little-endian int32 max_token_length, then for each token in id order a
 // float32 score, an int32 byte length and that many bytes of the token's
@@ -11,7 +24,7 @@
 // 0, 1 and 2 are <unk>, BOS and EOS; tokens 3..258 must be the byte
 // pieces "<0x00>".."<0xFF>".
 //
-// # Encoding
+// # Encoding a tokenizer.bin vocabulary
 //
 // Encode follows llama2.c exactly: a leading space (SentencePiece's "dummy
 // prefix") is added to non-empty text; each UTF-8 character (a byte and up
@@ -31,6 +44,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -49,6 +63,16 @@ const (
 // dozen bytes.
 const maxTokenLength = 1 << 16
 
+// kind says which file a Tokenizer came from, and so which encoding rules
+// apply.
+type kind int
+
+const (
+	kindLlama2c       kind = iota // tokenizer.bin: llama2.c's rules
+	kindHF                        // tokenizer.json: Hugging Face tokenizers' rules
+	kindSentencePiece             // tokenizer.model: LlamaTokenizer's rules
+)
+
 // Tokenizer is a loaded vocabulary. It is immutable and safe for concurrent use.
 type Tokenizer struct {
 	pieces  []string
@@ -57,10 +81,31 @@ type Tokenizer struct {
 	maxLen  int
 	ids     map[string]int // piece → lowest id holding it
 	name    string         // file name, for error messages
+	kind    kind
+	// bos and eos are the ids Encode adds on request, -1 where the
+	// vocabulary has none.
+	bos, eos int
+	// skip marks the ids DecodeAll leaves out besides BOS and EOS
+	// (special added tokens); nil for tokenizer.bin.
+	skip []bool
+	hf   *hfModel // kindHF only
+	sp   *spModel // kindSentencePiece only
 }
 
-// Load reads a tokenizer.bin file.
+// Load reads a tokenizer from path: a Hugging Face model folder (see
+// LoadDir), a tokenizer.json (LoadHF) or tokenizer.model (LoadSentencePiece)
+// file, told apart by the name's extension, and otherwise a llama2.c
+// tokenizer.bin.
 func Load(path string) (*Tokenizer, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return LoadDir(path)
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".json":
+		return LoadHF(path)
+	case ".model":
+		return LoadSentencePiece(path)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
@@ -82,7 +127,7 @@ func Parse(b []byte, name string) (*Tokenizer, error) {
 	if maxLen < 1 || maxLen > maxTokenLength {
 		return fail("max_token_length is %d; expected 1 to %d", maxLen, maxTokenLength)
 	}
-	t := &Tokenizer{maxLen: int(maxLen), ids: map[string]int{}, name: name}
+	t := &Tokenizer{maxLen: int(maxLen), ids: map[string]int{}, name: name, bos: BOS, eos: EOS}
 	off := 4
 	for id := 0; off < len(b); id++ {
 		if len(b)-off < 8 {
@@ -149,6 +194,20 @@ func hexDigit(c byte) (byte, bool) {
 	return 0, false
 }
 
+// BOS returns the id of the beginning-of-sequence token that Encode adds
+// when asked, or -1 if the tokenizer has none. It is BOS (1) for a
+// tokenizer.bin.
+func (t *Tokenizer) BOS() int { return t.bos }
+
+// EOS returns the id of the end-of-sequence token that Encode adds when
+// asked, or -1 if the tokenizer has none. It is EOS (2) for a
+// tokenizer.bin.
+func (t *Tokenizer) EOS() int { return t.eos }
+
+// Name returns the file the tokenizer was read from, as given to the
+// loader.
+func (t *Tokenizer) Name() string { return t.name }
+
 // VocabSize returns the number of tokens.
 func (t *Tokenizer) VocabSize() int { return len(t.pieces) }
 
@@ -189,10 +248,37 @@ func (t *Tokenizer) Lookup(s string) (int, bool) {
 	return id, ok
 }
 
-// Encode tokenizes text as llama2.c does (see the package documentation),
-// optionally preceded by BOS and followed by EOS. Any bytes are accepted:
-// invalid UTF-8 goes through byte fallback.
+// Encode tokenizes text, optionally preceded by BOS and followed by EOS
+// (each added only where the tokenizer has one: see BOS and EOS). A
+// tokenizer.bin encodes as llama2.c does (see the package documentation), a
+// tokenizer.json as Hugging Face's tokenizers library does with
+// add_special_tokens=false, and a tokenizer.model as Hugging Face's
+// LlamaTokenizer does. Any bytes are accepted: invalid UTF-8 goes through
+// byte fallback (or the unknown token where there is none).
 func (t *Tokenizer) Encode(text string, bos, eos bool) []int {
+	var toks []int
+	switch t.kind {
+	case kindHF:
+		if bos && t.bos >= 0 {
+			toks = append(toks, t.bos)
+		}
+		toks = t.hf.encode(text, toks)
+	case kindSentencePiece:
+		if bos && t.bos >= 0 {
+			toks = append(toks, t.bos)
+		}
+		toks = t.sp.encode(t, text, toks)
+	default:
+		toks = t.encodeLlama2c(text, bos)
+	}
+	if eos && t.eos >= 0 {
+		toks = append(toks, t.eos)
+	}
+	return toks
+}
+
+// encodeLlama2c is llama2.c's encode, BOS included in the merge as there.
+func (t *Tokenizer) encodeLlama2c(text string, bos bool) []int {
 	var toks []int
 	if bos {
 		toks = append(toks, BOS)
@@ -219,11 +305,7 @@ func (t *Tokenizer) Encode(text string, bos, eos bool) []int {
 		}
 		i = j
 	}
-	toks = t.merge(toks)
-	if eos {
-		toks = append(toks, EOS)
-	}
-	return toks
+	return t.merge(toks)
 }
 
 // candidate is a possible merge of the pair starting at node left.
@@ -305,12 +387,22 @@ func (t *Tokenizer) merge(toks []int) []int {
 	return out
 }
 
-// Decode returns the text of token id following token prev, as llama2.c's
-// decode does: byte tokens become their byte, and a piece's leading space
-// is dropped right after BOS. An id out of range decodes to "".
+// Decode returns the text of token id following token prev. For a
+// tokenizer.bin it is what llama2.c's decode returns: byte tokens become
+// their byte, and a piece's leading space is dropped right after BOS. The
+// other kinds decode the token alone through their decoder (the
+// tokenizer.json's decoder, SentencePiece's rules), treating it as the
+// first of the text when prev is BOS: then the space that encoding
+// prepended is dropped. An id out of range decodes to "".
 func (t *Tokenizer) Decode(prev, id int) string {
 	if id < 0 || id >= len(t.decoded) {
 		return ""
+	}
+	switch t.kind {
+	case kindHF:
+		return t.hf.decodeToken(id, prev == t.bos && t.bos >= 0)
+	case kindSentencePiece:
+		return t.sp.decodeToken(t, id, prev == t.bos && t.bos >= 0)
 	}
 	s := t.decoded[id]
 	if prev == BOS && strings.HasPrefix(t.pieces[id], " ") {
@@ -320,15 +412,36 @@ func (t *Tokenizer) Decode(prev, id int) string {
 }
 
 // DecodeAll returns the text of a token sequence, omitting the BOS and EOS
-// control tokens. For any text s, DecodeAll(Encode(s, true, eos)) == s.
+// control tokens (and, for a tokenizer.json, every special added token, as
+// Hugging Face's decode with skip_special_tokens=True does). For any text s,
+// DecodeAll(Encode(s, true, eos)) == s with a tokenizer.bin. The other
+// kinds treat the first token kept as the start of the text, as Hugging
+// Face's decoders do; byte-fallback bytes that are not valid UTF-8 are kept
+// as they are rather than replaced by U+FFFD.
 func (t *Tokenizer) DecodeAll(ids []int) string {
 	var sb strings.Builder
-	prev := -1
-	for _, id := range ids {
-		if id != BOS && id != EOS {
-			sb.WriteString(t.Decode(prev, id))
+	if t.kind == kindLlama2c {
+		prev := -1
+		for _, id := range ids {
+			if id != BOS && id != EOS {
+				sb.WriteString(t.Decode(prev, id))
+			}
+			prev = id
 		}
-		prev = id
+		return sb.String()
+	}
+	kept := make([]int, 0, len(ids))
+	for _, id := range ids {
+		if id < 0 || id >= len(t.decoded) || id == t.bos || id == t.eos || (t.skip != nil && t.skip[id]) {
+			continue
+		}
+		kept = append(kept, id)
+	}
+	if t.kind == kindHF {
+		return t.hf.decode(kept)
+	}
+	for i, id := range kept {
+		sb.WriteString(t.sp.decodeToken(t, id, i == 0))
 	}
 	return sb.String()
 }
@@ -373,6 +486,15 @@ func (t *Tokenizer) NewPrinter(prev int) *Printer {
 func (p *Printer) Next(id int) string {
 	piece := p.tok.Decode(p.prev, id)
 	p.prev = id
+	if p.tok.kind != kindLlama2c {
+		// Byte-level tokens hold parts of characters in pieces of any
+		// length, so every byte goes through the assembler.
+		var out []byte
+		for i := 0; i < len(piece); i++ {
+			p.feed(piece[i], &out)
+		}
+		return string(out)
+	}
 	if len(piece) != 1 {
 		// A longer piece cuts short any character in progress, whose
 		// bytes are then invalid UTF-8.
