@@ -22,7 +22,10 @@
 //     reaches bit for bit the weights of an uninterrupted run, dropout
 //     included (its masks follow the step: see peft.Model.SetDropoutStep);
 //   - a NaN or infinite loss or gradient stops the run with an error before
-//     the optimizer touches the weights, leaving the last good checkpoint.
+//     the optimizer touches the weights, leaving the last good checkpoint;
+//   - one run at a time writes into an output folder: a run holds it
+//     ([LockOutput]) and another into it fails at once, and the hold ends
+//     with the process however it ends (on Linux, macOS and the BSDs).
 //
 // # Data order
 //

@@ -35,9 +35,8 @@ var staleSweeps = []struct {
 // regular files where it writes files, so that anything else a user keeps
 // there stays; a folder moved aside while it was replaced only once its
 // replacement exists again. It returns what it removed, relative to out.
-// A run starts by calling it, so no other run may be writing into out at
-// the time (two runs in one folder would overwrite each other's
-// checkpoints anyway).
+// A run calls it under its lock on out (LockOutput), so no other run is
+// writing there.
 func removeStaleTemporaries(out string) []string {
 	var removed []string
 	for _, sw := range staleSweeps {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,6 +43,13 @@ type Trainer struct {
 	// layout into dir, a new empty folder; checkpoints and the final output
 	// call it.
 	SaveAdapter func(dir string) error
+	// OutputLock, when not nil, is the caller's hold on Options.Out
+	// ([LockOutput]), taken before it looked into the folder itself (as
+	// sora finetune does, to refuse a wrong --resume before a slow model
+	// load); Run works under it and leaves releasing it to the caller.
+	// When nil, Run takes the lock itself for the length of the run, and
+	// fails at once if another run holds the folder.
+	OutputLock *OutputLock
 
 	// beforeStep, when set (by tests), runs before each optimizer step
 	// with the number of steps done.
@@ -207,8 +213,14 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	var resumeNotes []string // shown once the progress display has started
 	var removed []string
 	if o.Out != "" {
-		if err := os.MkdirAll(o.Out, 0o755); err != nil {
-			return nil, fmt.Errorf("train: %w", err)
+		if t.OutputLock == nil {
+			lock, err := LockOutput(o.Out)
+			if err != nil {
+				return nil, err
+			}
+			defer lock.Unlock()
+		} else if !t.OutputLock.holds(o.Out) {
+			return nil, fmt.Errorf("train: the trainer's OutputLock holds %s, not the output folder %s", t.OutputLock.Dir(), o.Out)
 		}
 		keep := -1
 		dir, err := CheckOutput(o.Out, o.Resume)
@@ -222,8 +234,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			res.Checkpoint = dir
 			keep = st.Step
 		}
-		// Only now that the folder is this run's (a fresh run refused
-		// above may have met a live run's temporaries).
+		// Only now that the folder is known to be this run's: a fresh run
+		// refused above keeps another run's folder as it is.
 		removed = removeStaleTemporaries(o.Out)
 		if metrics, kept, err = openMetrics(o.Out, keep); err != nil {
 			return nil, err

@@ -54,7 +54,8 @@ var finetuneDoc = usageDoc{
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), metrics.jsonl, loss.png, " +
 		"spectrum.png, spectrum.json and run.json. --resume continues from the newest checkpoint with the same " +
-		"flags (a flag that changes the result is refused, naming it; only --lr may change, with a note). A NaN or infinite loss stops the run and leaves the last good checkpoint.",
+		"flags (a flag that changes the result is refused, naming it; only --lr may change, with a note). One run at a time uses " +
+		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run and leaves the last good checkpoint.",
 	examples: []string{
 		"sora finetune",
 		"sora finetune --model stories260K.bin --tokenizer tok512.bin --data boolq/train.json --eval-data boolq/test.json --max-train 2000 --max-eval 300 --method sora --lr 2e-3 --out runs/boolq-sora",
@@ -379,6 +380,15 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if f.out == "" {
 		f.out = filepath.Join("runs", fmt.Sprintf("%s-%s", method, task))
 	}
+	// The folder is this run's alone from its first look into it to the
+	// writing of run.json: another run started at the same time, or a
+	// --resume while one is writing, would pass the checks below and then
+	// overwrite its checkpoints. The trainer works under the same lock.
+	lock, err := train.LockOutput(f.out)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer lock.Unlock()
 	// The trainer refuses a fresh run into a folder with checkpoints, and
 	// --resume without one, but only after the model and data have loaded
 	// and the zero-shot evaluation has run, which take a while on a real
@@ -542,7 +552,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		meta.TaskType = "SEQ_CLS"
 	}
 	tr := &train.Trainer{Model: m, Adapter: pm, Task: task, Classes: classes, Train: trainSet.seqs, Eval: evalSeqs,
-		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)),
+		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)), OutputLock: lock,
 		SaveAdapter: func(dir string) error { return saveAdapter(dir, m, pm, meta, w, f.model) }}
 	fmt.Fprintf(stdout, "training: %d steps of %d sequences (micro-batch %d), lr %g with %d warm-up steps and %s decay, into %s\n",
 		opts.Steps, opts.Batch, opts.MicroBatch, opts.LR, opts.Warmup, opts.Schedule, f.out)

@@ -1,0 +1,132 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFinetuneLockHelper is not a test: TestFinetuneLockedOut runs the
+// test binary with it as a second "sora finetune" process, with the
+// command line in $SORA_TEST_FINETUNE_ARGS (JSON).
+func TestFinetuneLockHelper(t *testing.T) {
+	env := os.Getenv("SORA_TEST_FINETUNE_ARGS")
+	if env == "" {
+		t.Skip("the other process of TestFinetuneLockedOut")
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(env), &args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(exitUsage)
+	}
+	os.Exit(run(args, os.Stdout, os.Stderr))
+}
+
+// TestFinetuneLockedOut runs two "sora finetune" processes into one
+// --out. The other process reads its --data from a named pipe, so it
+// stops there, past its own checks of the folder, until this test writes
+// the rows. Meanwhile a fresh run and a --resume into the folder here must
+// fail at once (exitFailure), naming the folder and saying another sora
+// process (its pid) uses it, and write nothing; the other run then
+// finishes as if alone, and releases the folder: a --resume here runs.
+// Then the other process, resuming, is killed (SIGKILL) while it holds
+// the folder: the lock must not outlive it.
+func TestFinetuneLockedOut(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows, pipe, out := filepath.Join(dir, "train.json"), filepath.Join(dir, "pipe.json"), filepath.Join(dir, "run")
+	writeBoolQ(t, rows, 8)
+	content, err := os.ReadFile(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+		t.Skipf("no named pipe for the other process's data: %v", err)
+	}
+	args := func(data string, extra ...string) []string {
+		return append([]string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", data,
+			"--method", "lora", "--steps", "2", "--batch", "4", "--out", out}, extra...)
+	}
+	// other starts the other process and returns once it is waiting for
+	// its data, holding the folder.
+	other := func(extra ...string) (*exec.Cmd, *bytes.Buffer, *os.File) {
+		t.Helper()
+		a, err := json.Marshal(args(pipe, extra...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFinetuneLockHelper$")
+		cmd.Env = append(os.Environ(), "SORA_TEST_FINETUNE_ARGS="+string(a))
+		var output bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &output, &output
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		// Opening the pipe for writing succeeds once the reader has it
+		// open (ENXIO before).
+		for deadline := time.Now().Add(2 * time.Minute); ; {
+			w, err := os.OpenFile(pipe, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+			if err == nil {
+				return cmd, &output, w
+			}
+			if !errors.Is(err, syscall.ENXIO) || time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("the other process never read its data (%v):\n%s", err, output.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	lockedOut := func(cmd *exec.Cmd, extra ...string) {
+		t.Helper()
+		code, stdout, errOut := runCLI(t, args(rows, extra...)...)
+		want := fmt.Sprintf("the output folder %s is in use by another sora process (pid %d ", out, cmd.Process.Pid)
+		if code != exitFailure || !strings.Contains(errOut, want) {
+			t.Errorf("finetune %v while another process runs into %s: status %d, stderr %q; want status %d and %q",
+				extra, out, code, errOut, exitFailure, want)
+		}
+		if strings.Contains(stdout, "training:") {
+			t.Errorf("finetune %v started training in a folder in use:\n%s", extra, stdout)
+		}
+	}
+
+	cmd, output, w := other()
+	lockedOut(cmd)
+	lockedOut(cmd, "--resume")
+	if ents, _ := os.ReadDir(out); len(ents) != 1 {
+		t.Errorf("the refused runs and the waiting one have %v in %s; want only the lock", ents, out)
+	}
+	if _, err := w.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the other process: %v\n%s", err, output.String())
+	}
+	if !strings.Contains(output.String(), "trained 2 steps") {
+		t.Errorf("the other process did not train its 2 steps:\n%s", output.String())
+	}
+	if code, stdout, errOut := runCLI(t, args(rows, "--resume")...); code != exitOK || !strings.Contains(stdout, "nothing left to train") {
+		t.Fatalf("--resume once the other run had ended: status %d\n%s\n%s", code, stdout, errOut)
+	}
+
+	cmd, _, w = other("--resume")
+	lockedOut(cmd, "--resume")
+	cmd.Process.Kill()
+	cmd.Wait()
+	w.Close()
+	if code, stdout, errOut := runCLI(t, args(rows, "--resume")...); code != exitOK {
+		t.Fatalf("--resume after the run holding the folder was killed: status %d\n%s\n%s", code, stdout, errOut)
+	}
+}

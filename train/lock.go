@@ -1,0 +1,184 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// LockFile is the file inside an output folder through which a run holds
+// the folder (see [LockOutput]). It is removed when the run ends.
+const LockFile = ".sora.lock"
+
+// OutputLock is a run's exclusive hold on its output folder, from
+// [LockOutput]: while one process holds it, no other run can write
+// checkpoints, metrics or an adapter there.
+type OutputLock struct {
+	dir, path string
+	made      bool     // LockOutput created dir
+	file      *os.File // the locked file (advisory locks), or nil
+}
+
+// Dir returns the output folder the lock holds, as LockOutput was given
+// it.
+func (l *OutputLock) Dir() string { return l.dir }
+
+// OutputInUseError is LockOutput's error when another run holds the
+// folder.
+type OutputInUseError struct {
+	Dir string
+	// Holder describes the process that holds it, as it wrote it into the
+	// lock file ("pid 1234 on host, since …"; "" when unknown).
+	Holder string
+	// Stale, when not "", says how to release a lock that a killed process
+	// may have left: where the lock does not end with its process (see
+	// LockOutput), the file that makes it.
+	Stale string
+}
+
+func (e *OutputInUseError) Error() string {
+	who := "another sora process"
+	if strings.HasPrefix(e.Holder, "pid "+strconv.Itoa(os.Getpid())+" ") {
+		who = "another run in this process"
+	}
+	if e.Holder != "" {
+		who += " (" + e.Holder + ")"
+	}
+	msg := fmt.Sprintf("train: the output folder %s is in use by %s; two runs writing one folder would overwrite each other's checkpoints: wait for that run to end, or choose another output folder", e.Dir, who)
+	if e.Stale != "" {
+		msg += "; " + e.Stale
+	}
+	return msg
+}
+
+// LockOutput takes the output folder out for the calling run alone,
+// creating it (and its missing parents) if need be, and fails at once with
+// an [*OutputInUseError] naming out if another run holds it. A run holds
+// its folder from before it first looks into it (for a checkpoint to
+// resume) until it has written its last file, so that two runs started
+// together into one folder, or a --resume while a run is writing there,
+// cannot overwrite each other's checkpoints. [Trainer.Run] takes the lock
+// itself unless it is given one (Trainer.OutputLock).
+//
+// On Linux, macOS and the BSDs the lock is an advisory lock (flock) on
+// LockFile inside out, which the system releases when the process ends
+// however it ends, so a killed run leaves no lock behind (at most the
+// file, which the next run takes over). Elsewhere (Windows among others)
+// the lock is the file itself, created only if absent: a run killed
+// before it could remove it leaves it, and the next run is refused with a
+// message saying which process held it and that the file may be removed
+// once no run is using the folder.
+//
+// Call [OutputLock.Unlock] when the run is done.
+func LockOutput(out string) (*OutputLock, error) { return lockOutput(out, lockFile) }
+
+// lockOutput is LockOutput with the locking of the file, lock, given (so
+// that tests reach both kinds).
+func lockOutput(out string, lock func(*OutputLock) error) (*OutputLock, error) {
+	made := false
+	if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
+		made = true
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	l := &OutputLock{dir: out, path: filepath.Join(out, LockFile), made: made}
+	if err := lock(l); err != nil {
+		if made {
+			os.Remove(out)
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+// Unlock releases the output folder: it removes the lock file and, if
+// LockOutput created the folder and the run left nothing in it, the
+// folder. It may be called more than once.
+func (l *OutputLock) Unlock() error {
+	if l == nil || l.path == "" {
+		return nil
+	}
+	// The file goes while it is still locked: a run that opened it in
+	// the meantime and then locks it sees that it is no longer the file
+	// at the path, and starts again (see lockFlock).
+	err := os.Remove(l.path)
+	if l.file != nil {
+		if cerr := l.file.Close(); err == nil {
+			err = cerr
+		}
+		l.file = nil
+	}
+	l.path = ""
+	if l.made {
+		os.Remove(l.dir) // only if empty
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("train: releasing %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+// holds reports whether the lock holds the folder dir (the same folder,
+// however named).
+func (l *OutputLock) holds(dir string) bool {
+	if l == nil || l.path == "" {
+		return false
+	}
+	a, err1 := os.Stat(l.dir)
+	b, err2 := os.Stat(dir)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// holderLine is what a run writes into its lock file: who holds the
+// folder, for the error of a run refused.
+func holderLine() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "this host"
+	}
+	return fmt.Sprintf("pid %d on %s, since %s", os.Getpid(), host, time.Now().Format(time.DateTime))
+}
+
+// readHolder returns the holder line of the lock file at path ("" if it
+// cannot be read or has none yet: the holder writes it just after taking
+// the lock).
+func readHolder(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if !strings.HasPrefix(line, "pid ") || len(line) > 200 {
+		return ""
+	}
+	return line
+}
+
+// lockExclusive takes the lock by creating the lock file, which must not
+// exist, and writing the holder into it. It is the lock where the system
+// has no advisory locks the process's end releases (see LockOutput).
+func lockExclusive(l *OutputLock) error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return &OutputInUseError{Dir: l.dir, Holder: readHolder(l.path),
+			Stale: fmt.Sprintf("if no sora run is using it (a run that was killed leaves the lock behind on this system), remove %s", l.path)}
+	}
+	if err != nil {
+		return fmt.Errorf("train: locking %s: %w", l.dir, err)
+	}
+	_, err = f.WriteString(holderLine() + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(l.path)
+		return fmt.Errorf("train: locking %s: %w", l.dir, err)
+	}
+	return nil
+}
