@@ -201,20 +201,8 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		b.Record(err)
 		return
 	}
-	if rows*cols == 0 {
-		return
-	}
-	b.run(op, all, func() error {
-		if err := rowArgs(rows, cols); err != nil {
-			return err
-		}
-		p, err := b.dptrs(all...)
-		if err != nil {
-			return err
-		}
-		// Saved per row: rstd.
-		return b.normGrad(kRMSNormGrad, kRMSNormDW, rows, cols, eps, 8, p[0], p[2], p[3], p[4], p[1])
-	})
+	// Saved per row: rstd, one double.
+	b.normBackward(op, kRMSNormGrad, kRMSNormDW, all, rows, cols, eps, 8)
 }
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
@@ -248,20 +236,8 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		b.Record(err)
 		return
 	}
-	if rows*cols == 0 {
-		return
-	}
-	b.run(op, all, func() error {
-		if err := rowArgs(rows, cols); err != nil {
-			return err
-		}
-		p, err := b.dptrs(all...)
-		if err != nil {
-			return err
-		}
-		// Saved per row: mean and rstd.
-		return b.normGrad(kLayerNormGrad, kLayerNormPG, rows, cols, eps, 16, p[0], p[3], p[4], p[5], p[1], p[2])
-	})
+	// Saved per row: mean and rstd, two doubles.
+	b.normBackward(op, kLayerNormGrad, kLayerNormPG, all, rows, cols, eps, 16)
 }
 
 // normForward enqueues the row kernel k(rows, cols, eps, addresses of all)
@@ -287,6 +263,26 @@ func (b *Backend) normForward(op backend.Op, k *kernelSpec, all []backend.Tensor
 		}
 		grid, block := rowGeometry(rows, cols, b.sms)
 		return b.launch(k, grid, block)
+	})
+}
+
+// normBackward enqueues normGrad for RMSNormGrad or LayerNormGrad. all
+// holds dx, the parameter gradients (absent ones as zero Tensors), x, the
+// weight and dy, in that order.
+func (b *Backend) normBackward(op backend.Op, kRow, kParams *kernelSpec, all []backend.Tensor, rows, cols int, eps float32, statsPerRow int64) {
+	if rows*cols == 0 {
+		return
+	}
+	b.run(op, all, func() error {
+		if err := rowArgs(rows, cols); err != nil {
+			return err
+		}
+		p, err := b.dptrs(all...)
+		if err != nil {
+			return err
+		}
+		n := len(p)
+		return b.normGrad(kRow, kParams, rows, cols, eps, statsPerRow, p[0], p[n-3], p[n-2], p[n-1], p[1:n-3]...)
 	})
 }
 
