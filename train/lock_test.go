@@ -156,11 +156,15 @@ func TestRunLocksOutput(t *testing.T) {
 	if _, err := LockOutput(out); err == nil {
 		t.Error("Run released the caller's lock")
 	}
-	if err := run(t.TempDir(), false, l); err == nil || !strings.Contains(err.Error(), "OutputLock holds "+out) {
+	other := t.TempDir()
+	if err := run(other, false, l); err == nil || !strings.Contains(err.Error(), "does not hold the output folder "+other+" (it is on "+out) {
 		t.Errorf("run under a lock on another folder: %v; want a refusal", err)
 	}
 	if err := l.Unlock(); err != nil {
 		t.Fatal(err)
+	}
+	if err := run(out, true, l); err == nil || !strings.Contains(err.Error(), "or released") {
+		t.Errorf("run under a released lock: %v; want a refusal", err)
 	}
 	if err := run(out, true, nil); err != nil {
 		t.Fatalf("resume under its own lock: %v", err)

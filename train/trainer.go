@@ -220,7 +220,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			}
 			defer lock.Unlock()
 		} else if !t.OutputLock.holds(o.Out) {
-			return nil, fmt.Errorf("train: the trainer's OutputLock holds %s, not the output folder %s", t.OutputLock.Dir(), o.Out)
+			return nil, fmt.Errorf("train: the trainer's OutputLock does not hold the output folder %s (it is on %s, or released)", o.Out, t.OutputLock.Dir())
 		}
 		keep := -1
 		dir, err := CheckOutput(o.Out, o.Resume)
