@@ -5,16 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sora-go/sora/internal/atomicfile"
 )
 
 // hfModel is what a tokenizer.json adds to a Tokenizer: the pipeline of
 // Hugging Face's tokenizers (added tokens, normalizer, pre-tokenizer, BPE
 // model, decoder).
 type hfModel struct {
+	source     []byte // the file, for MarshalHF
 	bpe        bpeModel
 	pieces     []string // token strings by id (model vocabulary and added tokens)
 	added      []hfAddedToken
@@ -167,7 +171,7 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 	if m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "" {
 		return nil, hfError(name, "model.end_of_word_suffix", "is %q; only null or \"\" is supported", *m.EndOfWordSuffix)
 	}
-	h := &hfModel{addedByID: map[int]*hfAddedToken{}}
+	h := &hfModel{addedByID: map[int]*hfAddedToken{}, source: append([]byte(nil), b...)}
 	h.bpe = bpeModel{vocab: map[string]int{}, merges: map[uint64]bpeMerge{}, unk: -1,
 		fuseUnk: m.FuseUnk, byteFallback: m.ByteFallback, ignoreMerges: m.IgnoreMerges}
 	vocab, err := parseVocab(m.Vocab, name)
@@ -946,4 +950,403 @@ func parseTemplate(raw json.RawMessage, name, field string, h *hfModel) error {
 	}
 	h.prefix, h.suffix = prefix, suffix
 	return nil
+}
+
+// MarshalHF returns the tokenizer as a Hugging Face tokenizer.json in the
+// layout the transformers library writes for a LLaMA tokenizer
+// (LlamaTokenizerFast converted from SentencePiece, "legacy" form): model
+// BPE with byte fallback and fuse_unk, the vocabulary in id order, the
+// merges that transformers derives from the pieces' scores (every split of
+// a piece into two pieces, best score first, then longer left and right
+// parts), normalizer Prepend("▁") + Replace(" ", "▁"), a template adding
+// BOS, and the decoder Replace("▁", " "), ByteFallback, Fuse, Strip. The
+// unknown, BOS and EOS tokens (and any other control or user-defined
+// SentencePiece pieces) are added tokens. Encoding text with the result in
+// Hugging Face's tokenizers gives the ids this tokenizer gives, except on
+// text that holds "<s>", "</s>" or "<unk>" (split out as special tokens
+// there, spelled out by llama2.c) or "▁" (a space there).
+//
+// It accepts a tokenizer.bin (whose tokens 1 and 2, "\n<s>\n" and
+// "\n</s>\n" in llama2.c's export, become "<s>" and "</s>") and a
+// tokenizer.model whose normalization the layout can express
+// (add_dummy_prefix on, remove_extra_whitespaces off). A tokenizer read
+// from a tokenizer.json is returned as it was read.
+func (t *Tokenizer) MarshalHF() ([]byte, error) {
+	if t.kind == kindHF {
+		return append([]byte(nil), t.hf.source...), nil
+	}
+	fail := func(format string, args ...any) ([]byte, error) {
+		return nil, fmt.Errorf("tokenizer: %s: cannot write as tokenizer.json: %s", t.name, fmt.Sprintf(format, args...))
+	}
+	n := len(t.pieces)
+	pieces := make([]string, n)
+	special := make([]bool, n)   // added token, special
+	userDef := make([]bool, n)   // added token, not special
+	scores := make([]float32, n) // as transformers' LlamaConverter takes them
+	copy(scores, t.scores)
+	unk := "<unk>"
+	switch t.kind {
+	case kindLlama2c:
+		for id, p := range t.pieces {
+			switch id {
+			case UnknownID:
+				pieces[id], special[id] = p, true
+				unk = p
+			case BOS:
+				pieces[id], special[id] = "<s>", true
+			case EOS:
+				pieces[id], special[id] = "</s>", true
+			default:
+				if _, ok := bytePiece(p); ok && id >= firstByteID && id < firstByteID+256 {
+					pieces[id] = p
+				} else {
+					pieces[id] = strings.ReplaceAll(p, " ", "▁")
+				}
+			}
+		}
+	case kindSentencePiece:
+		sp := t.sp
+		if !sp.addDummyPrefix || sp.removeExtraSpace || !sp.escapeSpaces {
+			return fail("normalizer_spec has add_dummy_prefix %v, remove_extra_whitespaces %v, escape_whitespaces %v; the LLaMA layout needs true, false, true",
+				sp.addDummyPrefix, sp.removeExtraSpace, sp.escapeSpaces)
+		}
+		copy(pieces, sp.pieces)
+		for id, typ := range sp.types {
+			special[id] = typ == spUnknown || typ == spControl
+			userDef[id] = typ == spUserDefined
+		}
+		unk = sp.pieces[sp.unk]
+	}
+	// LlamaConverter gives the first three pieces (unknown, BOS, EOS) the
+	// score 0.
+	for id := 0; id < min(3, n); id++ {
+		scores[id] = 0
+	}
+	vocab := make(map[string]int, n)
+	for id, p := range pieces {
+		if p == "" {
+			return fail("token %d is empty", id)
+		}
+		if !utf8.ValidString(p) {
+			return fail("token %d (%q) is not valid UTF-8", id, p)
+		}
+		if prev, dup := vocab[p]; dup {
+			return fail("tokens %d and %d are both %q", prev, id, p)
+		}
+		vocab[p] = id
+	}
+	merges := llamaMerges(pieces, scores, vocab)
+
+	var added []jv
+	for id := range pieces {
+		if special[id] || userDef[id] {
+			added = append(added, jobj(
+				"id", jnum(id), "content", jstr(pieces[id]), "single_word", jbool(false),
+				"lstrip", jbool(false), "rstrip", jbool(false), "normalized", jbool(false),
+				"special", jbool(special[id])))
+		}
+	}
+	post := jv(jnull{})
+	if t.bos >= 0 {
+		bos := pieces[t.bos]
+		tokRef := func(id string, typ int) jv {
+			return jobj("SpecialToken", jobj("id", jstr(bos), "type_id", jnum(typ)))
+		}
+		seq := func(id string, typ int) jv { return jobj("Sequence", jobj("id", jstr(id), "type_id", jnum(typ))) }
+		post = jobj("type", jstr("TemplateProcessing"),
+			"single", jarr{tokRef(bos, 0), seq("A", 0)},
+			"pair", jarr{tokRef(bos, 0), seq("A", 0), tokRef(bos, 1), seq("B", 1)},
+			"special_tokens", jobj(bos, jobj("id", jstr(bos), "ids", jarr{jnum(t.bos)}, "tokens", jarr{jstr(bos)})))
+	}
+	vocabObj := make(jobject, 0, n)
+	for id, p := range pieces {
+		vocabObj = append(vocabObj, jkv{p, jnum(id)})
+	}
+	mergeArr := make(jarr, len(merges))
+	for i, m := range merges {
+		mergeArr[i] = jarr{jstr(m[0]), jstr(m[1])}
+	}
+	replace := func(from, to string) jv {
+		return jobj("type", jstr("Replace"), "pattern", jobj("String", jstr(from)), "content", jstr(to))
+	}
+	doc := jobj(
+		"version", jstr("1.0"),
+		"truncation", jnull{},
+		"padding", jnull{},
+		"added_tokens", jarr(added),
+		"normalizer", jobj("type", jstr("Sequence"), "normalizers", jarr{
+			jobj("type", jstr("Prepend"), "prepend", jstr("▁")),
+			replace(" ", "▁"),
+		}),
+		"pre_tokenizer", jnull{},
+		"post_processor", post,
+		"decoder", jobj("type", jstr("Sequence"), "decoders", jarr{
+			replace("▁", " "),
+			jobj("type", jstr("ByteFallback")),
+			jobj("type", jstr("Fuse")),
+			jobj("type", jstr("Strip"), "content", jstr(" "), "start", jnum(1), "stop", jnum(0)),
+		}),
+		"model", jobj(
+			"type", jstr("BPE"),
+			"dropout", jnull{},
+			"unk_token", jstr(unk),
+			"continuing_subword_prefix", jnull{},
+			"end_of_word_suffix", jnull{},
+			"fuse_unk", jbool(true),
+			"byte_fallback", jbool(true),
+			"ignore_merges", jbool(false),
+			"vocab", vocabObj,
+			"merges", mergeArr,
+		),
+	)
+	var buf bytes.Buffer
+	doc.write(&buf, 0)
+	return buf.Bytes(), nil
+}
+
+// llamaMerges derives BPE merges from SentencePiece pieces and scores as
+// transformers' generate_merges does: for each piece in id order, every
+// split into two pieces of the vocabulary (ordered by their ids); then all
+// of them sorted, stably, by score, length of the left part and length of
+// the right part (in characters), each descending.
+func llamaMerges(pieces []string, scores []float32, vocab map[string]int) [][2]string {
+	type merge struct {
+		l, r       string
+		score      float32
+		lenL, lenR int
+		idL, idR   int
+	}
+	var all []merge
+	for id, p := range pieces {
+		var local []merge
+		for i := range p {
+			if i == 0 {
+				continue
+			}
+			l, r := p[:i], p[i:]
+			il, ok1 := vocab[l]
+			ir, ok2 := vocab[r]
+			if ok1 && ok2 {
+				local = append(local, merge{l, r, scores[id], utf8.RuneCountInString(l), utf8.RuneCountInString(r), il, ir})
+			}
+		}
+		sort.SliceStable(local, func(a, b int) bool {
+			if local[a].idL != local[b].idL {
+				return local[a].idL < local[b].idL
+			}
+			return local[a].idR < local[b].idR
+		})
+		all = append(all, local...)
+	}
+	sort.SliceStable(all, func(a, b int) bool {
+		x, y := all[a], all[b]
+		if x.score != y.score {
+			return x.score > y.score
+		}
+		if x.lenL != y.lenL {
+			return x.lenL > y.lenL
+		}
+		return x.lenR > y.lenR
+	})
+	out := make([][2]string, len(all))
+	for i, m := range all {
+		out[i] = [2]string{m.l, m.r}
+	}
+	return out
+}
+
+// WriteHF writes the tokenizer into the folder dir as a Hugging Face
+// tokenizer: tokenizer.json (see MarshalHF) and tokenizer_config.json
+// (LlamaTokenizerFast's settings: BOS added, EOS not, legacy, no clean-up
+// of spaces). Each file is written atomically; dir and its parents are
+// created if missing.
+func (t *Tokenizer) WriteHF(dir string) error {
+	b, err := t.MarshalHF()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "tokenizer.json"), b); err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	cfg, err := t.hfConfig()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg); err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	return nil
+}
+
+// hfConfig returns a tokenizer_config.json for WriteHF, in the layout
+// transformers writes (keys sorted, two-space indent).
+func (t *Tokenizer) hfConfig() ([]byte, error) {
+	var v hfFile
+	b, err := t.MarshalHF()
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %v", t.name, err)
+	}
+	content := func(id int) any {
+		if id < 0 {
+			return nil
+		}
+		if t.kind == kindHF {
+			return t.hf.pieces[id]
+		}
+		switch {
+		case t.kind == kindLlama2c && id == BOS:
+			return "<s>"
+		case t.kind == kindLlama2c && id == EOS:
+			return "</s>"
+		}
+		return t.pieces[id]
+	}
+	decoder := map[string]any{}
+	unk := any(nil)
+	for i, raw := range v.AddedTokens {
+		a, err := parseAddedToken(raw, t.name, i)
+		if err != nil {
+			return nil, err
+		}
+		decoder[fmt.Sprint(a.ID)] = map[string]any{"content": a.Content, "lstrip": a.Lstrip, "normalized": a.Normalized,
+			"rstrip": a.Rstrip, "single_word": a.SingleWord, "special": a.Special}
+		if unk == nil && a.Special && a.ID != t.bos && a.ID != t.eos {
+			unk = a.Content
+		}
+	}
+	cfg := map[string]any{
+		"add_bos_token":                t.bos >= 0,
+		"add_eos_token":                false,
+		"added_tokens_decoder":         decoder,
+		"bos_token":                    content(t.bos),
+		"clean_up_tokenization_spaces": false,
+		"eos_token":                    content(t.eos),
+		"legacy":                       true,
+		"model_max_length":             json.Number("1000000000000000019884624838656"),
+		"pad_token":                    nil,
+		"sp_model_kwargs":              map[string]any{},
+		"tokenizer_class":              "LlamaTokenizer",
+		"unk_token":                    unk,
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(cfg); err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %v", t.name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// jv is a JSON value written in the layout of serde_json's pretty printer,
+// which Hugging Face tokenizers uses for tokenizer.json: two-space indent,
+// keys in the order given, non-ASCII characters as they are.
+type jv interface {
+	write(b *bytes.Buffer, indent int)
+}
+
+type (
+	jnull struct{}
+	jbool bool
+	jnum  int
+	jstr  string
+	jarr  []jv
+	jkv   struct {
+		k string
+		v jv
+	}
+	jobject []jkv
+)
+
+// jobj builds an object from alternating keys and values.
+func jobj(kv ...any) jobject {
+	o := make(jobject, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		o = append(o, jkv{kv[i].(string), kv[i+1].(jv)})
+	}
+	return o
+}
+
+func (jnull) write(b *bytes.Buffer, _ int)   { b.WriteString("null") }
+func (v jbool) write(b *bytes.Buffer, _ int) { fmt.Fprint(b, bool(v)) }
+func (v jnum) write(b *bytes.Buffer, _ int)  { fmt.Fprint(b, int(v)) }
+func (v jstr) write(b *bytes.Buffer, _ int)  { writeJSONString(b, string(v)) }
+
+func newline(b *bytes.Buffer, indent int) {
+	b.WriteByte('\n')
+	for range indent {
+		b.WriteString("  ")
+	}
+}
+
+func (v jarr) write(b *bytes.Buffer, indent int) {
+	if len(v) == 0 {
+		b.WriteString("[]")
+		return
+	}
+	b.WriteByte('[')
+	for i, e := range v {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		newline(b, indent+1)
+		e.write(b, indent+1)
+	}
+	newline(b, indent)
+	b.WriteByte(']')
+}
+
+func (v jobject) write(b *bytes.Buffer, indent int) {
+	if len(v) == 0 {
+		b.WriteString("{}")
+		return
+	}
+	b.WriteByte('{')
+	for i, e := range v {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		newline(b, indent+1)
+		writeJSONString(b, e.k)
+		b.WriteString(": ")
+		e.v.write(b, indent+1)
+	}
+	newline(b, indent)
+	b.WriteByte('}')
+}
+
+// writeJSONString quotes s as serde_json does: '"', '\\' and control
+// characters escaped (\b \t \n \f \r by name, others as \u00xx), everything
+// else as it is.
+func writeJSONString(b *bytes.Buffer, s string) {
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\f':
+			b.WriteString(`\f`)
+		case '\r':
+			b.WriteString(`\r`)
+		default:
+			if c < 0x20 {
+				fmt.Fprintf(b, `\u%04x`, c)
+			} else {
+				b.WriteByte(c)
+			}
+		}
+	}
+	b.WriteByte('"')
 }

@@ -356,7 +356,7 @@ func parseNormalizerSpec(b []byte, sp *spModel) error {
 		default:
 			return nil
 		}
-		if num >= 3 {
+		if num >= 3 && num <= 5 {
 			return wantWire("normalizer_spec", num, wire, 0)
 		}
 		return wantWire("normalizer_spec", num, wire, 2)
