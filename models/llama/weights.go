@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/sora-go/sora/internal/rowperm"
 )
 
 // Canonical names of the tensors outside the decoder layers.
@@ -251,15 +253,7 @@ func permuteRows(w []float32, heads, headDim, cols int, toHalf bool) []float32 {
 	if headDim%2 != 0 || len(w) != heads*headDim*cols {
 		panic(fmt.Sprintf("llama: permuting %d elements as %d heads of %d rows of %d columns", len(w), heads, headDim, cols))
 	}
-	out := make([]float32, len(w))
 	// perm[split] = interleaved: the row of each half-split position in
-	// the interleaved layout.
-	for split, inter := range halfSplitRowOrder(heads, headDim) {
-		src, dst := inter, split
-		if !toHalf {
-			src, dst = split, inter
-		}
-		copy(out[dst*cols:(dst+1)*cols], w[src*cols:(src+1)*cols])
-	}
-	return out
+	// the interleaved layout, so gathering by it gives the half-split one.
+	return rowperm.Permute(w, halfSplitRowOrder(heads, headDim), !toHalf)
 }

@@ -42,6 +42,7 @@ import (
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/atomicfile"
+	"github.com/sora-go/sora/internal/rowperm"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/safetensors"
 )
@@ -126,16 +127,7 @@ func (lr layerRows) reorder(key string, data []float32, toHF bool) ([]float32, e
 	case len(data)%len(lr.perm) != 0:
 		return nil, fmt.Errorf("layer %q: tensor %q of %d values is not rows of its %d outputs", lr.layer, key, len(data), len(lr.perm))
 	}
-	cols := len(data) / len(lr.perm)
-	out := make([]float32, len(data))
-	for i, p := range lr.perm {
-		src, dst := p, i
-		if !toHF {
-			src, dst = i, p
-		}
-		copy(out[dst*cols:(dst+1)*cols], data[src*cols:(src+1)*cols])
-	}
-	return out, nil
+	return rowperm.Permute(data, lr.perm, !toHF), nil
 }
 
 // Key returns the file name of a layer's tensor.
