@@ -175,7 +175,7 @@ const (
 	specWSSplit   = `{"type":"WhitespaceSplit"}`
 )
 
-func mustParse(t testing.TB, spec string) preTokenizer {
+func mustPreTokenizer(t testing.TB, spec string) preTokenizer {
 	t.Helper()
 	p, err := parsePreTokenizer(json.RawMessage(spec))
 	if err != nil {
@@ -254,7 +254,7 @@ func TestPreTokenizerCases(t *testing.T) {
 		{"invalid utf8", specLlama3, "a\xffb \xfe", []string{"a", "\xffb", " \xfe"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := mustParse(t, tc.spec).split(tc.in)
+			got := mustPreTokenizer(t, tc.spec).split(tc.in)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("split(%q) = %q, want %q", tc.in, got, tc.want)
 			}
@@ -265,8 +265,8 @@ func TestPreTokenizerCases(t *testing.T) {
 // TestPreTokenizeSection checks that Metaspace's prepend_scheme "first"
 // prepends only at the start of the text, and the nil pre-tokenizer.
 func TestPreTokenizeSection(t *testing.T) {
-	first := mustParse(t, specMetaFirst)
-	always := mustParse(t, specMeta)
+	first := mustPreTokenizer(t, specMetaFirst)
+	always := mustPreTokenizer(t, specMeta)
 	for _, tc := range []struct {
 		name    string
 		p       preTokenizer
@@ -280,8 +280,8 @@ func TestPreTokenizeSection(t *testing.T) {
 		{"always later", always, "a b", false, []string{"▁a", "▁b"}},
 		{"nil", nil, "a b", false, []string{"a b"}},
 		{"nil empty", nil, "", true, nil},
-		{"sequence keeps start", mustParse(t, `{"type":"Sequence","pretokenizers":[`+specDigits1+`,`+specMetaFirst+`]}`), "1 a", true, []string{"▁1", "▁a"}},
-		{"removed first piece is not at start", mustParse(t, `{"type":"Sequence","pretokenizers":[`+splitSpec("x", "Removed", false)+`,`+specMetaFirst+`]}`), "xa", true, []string{"a"}},
+		{"sequence keeps start", mustPreTokenizer(t, `{"type":"Sequence","pretokenizers":[`+specDigits1+`,`+specMetaFirst+`]}`), "1 a", true, []string{"▁1", "▁a"}},
+		{"removed first piece is not at start", mustPreTokenizer(t, `{"type":"Sequence","pretokenizers":[`+splitSpec("x", "Removed", false)+`,`+specMetaFirst+`]}`), "xa", true, []string{"a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := preTokenizeSection(tc.p, tc.in, tc.atStart)
@@ -377,7 +377,7 @@ func FuzzPreTokenizers(f *testing.F) {
 	}
 	ps := make([]preTokenizer, len(fuzzSpecs))
 	for i, fs := range fuzzSpecs {
-		ps[i] = mustParse(f, fs.spec)
+		ps[i] = mustPreTokenizer(f, fs.spec)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		for i, p := range ps {
