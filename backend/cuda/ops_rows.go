@@ -201,8 +201,10 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		b.Record(err)
 		return
 	}
-	// Saved per row: rstd, one double.
-	b.normBackward(op, kRMSNormGrad, kRMSNormDW, all, rows, cols, eps, 8)
+	b.normRun(op, all, rows, cols, func(p []uintptr) error {
+		// Saved per row: rstd.
+		return b.normGrad(kRMSNormGrad, kRMSNormDW, rows, cols, eps, 8, p[0], p[2], p[3], p[4], p[1])
+	})
 }
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
@@ -236,13 +238,17 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		b.Record(err)
 		return
 	}
-	// Saved per row: mean and rstd, two doubles.
-	b.normBackward(op, kLayerNormGrad, kLayerNormPG, all, rows, cols, eps, 16)
+	b.normRun(op, all, rows, cols, func(p []uintptr) error {
+		// Saved per row: mean and rstd.
+		return b.normGrad(kLayerNormGrad, kLayerNormPG, rows, cols, eps, 16, p[0], p[3], p[4], p[5], p[1], p[2])
+	})
 }
 
-// normForward enqueues the row kernel k(rows, cols, eps, addresses of all)
-// of RMSNorm or LayerNorm.
-func (b *Backend) normForward(op backend.Op, k *kernelSpec, all []backend.Tensor, rows, cols int, eps float32) {
+// normRun runs enqueue(device addresses of all) as op, the forward or
+// backward pass of RMSNorm or LayerNorm over rows rows of cols elements:
+// nothing for an empty input, an error for sizes beyond the kernels' int
+// arguments.
+func (b *Backend) normRun(op backend.Op, all []backend.Tensor, rows, cols int, enqueue func(p []uintptr) error) {
 	if rows*cols == 0 {
 		return
 	}
@@ -254,6 +260,14 @@ func (b *Backend) normForward(op backend.Op, k *kernelSpec, all []backend.Tensor
 		if err != nil {
 			return err
 		}
+		return enqueue(p)
+	})
+}
+
+// normForward enqueues the row kernel k(rows, cols, eps, addresses of all)
+// of RMSNorm or LayerNorm.
+func (b *Backend) normForward(op backend.Op, k *kernelSpec, all []backend.Tensor, rows, cols int, eps float32) {
+	b.normRun(op, all, rows, cols, func(p []uintptr) error {
 		args := b.kernel(k)
 		args.i32(rows)
 		args.i32(cols)
@@ -263,26 +277,6 @@ func (b *Backend) normForward(op backend.Op, k *kernelSpec, all []backend.Tensor
 		}
 		grid, block := rowGeometry(rows, cols, b.sms)
 		return b.launch(k, grid, block)
-	})
-}
-
-// normBackward enqueues normGrad for RMSNormGrad or LayerNormGrad. all
-// holds dx, the parameter gradients (absent ones as zero Tensors), x, the
-// weight and dy, in that order.
-func (b *Backend) normBackward(op backend.Op, kRow, kParams *kernelSpec, all []backend.Tensor, rows, cols int, eps float32, statsPerRow int64) {
-	if rows*cols == 0 {
-		return
-	}
-	b.run(op, all, func() error {
-		if err := rowArgs(rows, cols); err != nil {
-			return err
-		}
-		p, err := b.dptrs(all...)
-		if err != nil {
-			return err
-		}
-		n := len(p)
-		return b.normGrad(kRow, kParams, rows, cols, eps, statsPerRow, p[0], p[n-3], p[n-2], p[n-1], p[1:n-3]...)
 	})
 }
 
