@@ -11,15 +11,15 @@ import (
 	"unicode/utf8"
 )
 
-// refFile is the output of scripts/tokenizer-ref/gen.mjs.
-type refFile struct {
+// jsRef is the output of scripts/tokenizer-ref/gen.mjs.
+type jsRef struct {
 	Engine    string      `json:"engine"`
 	Generator string      `json:"generator"`
 	Tokenizer string      `json:"tokenizer"`
-	Results   []refResult `json:"results"`
+	Results   []jsResult `json:"results"`
 }
 
-type refResult struct {
+type jsResult struct {
 	Name               string   `json:"name"`
 	Text               string   `json:"text"`
 	IDs                []int    `json:"ids"`
@@ -30,13 +30,13 @@ type refResult struct {
 	DecodedSkipSpecial string   `json:"decoded_skip_special"`
 }
 
-func readRef(t testing.TB, path string) refFile {
+func readJSRef(t testing.TB, path string) jsRef {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r refFile
+	var r jsRef
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -86,7 +86,7 @@ func hasJSOnlySpace(s string) bool { return strings.ContainsAny(s, "\u0085\ufeff
 
 // comparePretokens checks p.split against the JS reference's pre-tokenizer
 // output for every text of a reference file; it returns the number compared.
-func comparePretokens(t *testing.T, p preTokenizer, ref refFile, skip func(string) bool) int {
+func comparePretokens(t *testing.T, p preTokenizer, ref jsRef, skip func(string) bool) int {
 	t.Helper()
 	n := 0
 	for _, r := range ref.Results {
@@ -124,7 +124,7 @@ func TestPreTokenizerReference(t *testing.T) {
 			dir := filepath.Join("testdata", tc.dir)
 			p := readPreTokenizer(t, filepath.Join(dir, "tokenizer.json"))
 			for _, f := range []string{"ref.json", "ref-random.json"} {
-				ref := readRef(t, filepath.Join(dir, f))
+				ref := readJSRef(t, filepath.Join(dir, f))
 				n := comparePretokens(t, p, ref, tc.skip)
 				if n < len(ref.Results)/2 {
 					t.Errorf("%s: compared only %d of %d texts", f, n, len(ref.Results))
@@ -154,7 +154,7 @@ func TestPreTokenizerRealFiles(t *testing.T) {
 				t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
 			}
 			p := readPreTokenizer(t, path)
-			comparePretokens(t, p, readRef(t, filepath.Join("testdata", tc.ref)), nil)
+			comparePretokens(t, p, readJSRef(t, filepath.Join("testdata", tc.ref)), nil)
 		})
 	}
 }
