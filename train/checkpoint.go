@@ -49,8 +49,11 @@ type trainerState struct {
 	// Settings are the hyper-parameters a resume must keep (see
 	// Trainer.settings); absent in checkpoints made before they were kept.
 	Settings map[string]string `json:"settings,omitempty"`
-	Loss     float64           `json:"loss"`
-	Time     string            `json:"time"`
+	// LRs are the peak learning rates steps 1 to Step trained with (see
+	// Result.LRs); absent in checkpoints made before they were kept.
+	LRs  []LRSpan `json:"lr_history,omitempty"`
+	Loss float64  `json:"loss"`
+	Time string   `json:"time"`
 }
 
 // digest fingerprints the training sequences, so that a run is not resumed
@@ -81,6 +84,7 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 	}
 	name := fmt.Sprintf("step-%06d", st.Step)
 	final := filepath.Join(root, name)
+	st.LRs = lrsUpTo(st.LRs, st.Step)
 	err := writeDirAtomic(final, func(dir string) error {
 		if err := saveParams(filepath.Join(dir, tensorsFile), params); err != nil {
 			return err

@@ -57,6 +57,42 @@ func (t *Trainer) settings(o Options) map[string]string {
 	return s
 }
 
+// LRSpan is a stretch of a run's steps that trained with one peak
+// learning rate (Options.LR, which a resume may change: see
+// [Trainer.resume]): from step FromStep (1-based) up to the step before
+// the next span's, or to the end.
+type LRSpan struct {
+	FromStep int     `json:"from_step"`
+	LR       float64 `json:"lr"`
+}
+
+// lrsUpTo returns the spans of lrs that steps up to step trained in: a
+// span is added before its first step (see Trainer.Run), which a run
+// interrupted at once never takes.
+func lrsUpTo(lrs []LRSpan, step int) []LRSpan {
+	var out []LRSpan
+	for _, s := range lrs {
+		if s.FromStep <= step {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// priorLRs returns the learning rates that checkpoint st's steps trained
+// with: its record, or for a checkpoint made before checkpoints kept one
+// the rate its settings record, taken to be that of all its steps (nil
+// when it records no rate either, or has no steps).
+func priorLRs(st trainerState) []LRSpan {
+	if len(st.LRs) > 0 || st.Step == 0 {
+		return lrsUpTo(st.LRs, st.Step)
+	}
+	if v, err := strconv.ParseFloat(st.Settings["lr"], 64); err == nil {
+		return []LRSpan{{FromStep: 1, LR: v}}
+	}
+	return nil
+}
+
 // compareSettings compares the settings a checkpoint recorded (was) with
 // the run's (is). It returns the differences that forbid resuming, each
 // "name was (now is)", the learning rates when only they differ (which a

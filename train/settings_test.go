@@ -1,9 +1,11 @@
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -135,4 +137,116 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 	if st, err := readState(ck); err != nil || st.Settings["method"] != "dora" {
 		t.Errorf("the resumed run's checkpoint %s records settings %v (%v); want them recorded", ck, st.Settings, err)
 	}
+}
+
+// TestResumeLearningRates checks the record of the peak learning rates a
+// run's steps trained with (Result.LRs, and each checkpoint's): a resume
+// with another rate adds a span from its first step; one with the same
+// rate, or one that trains nothing (a finished run, with a note saying
+// so), adds none; a run interrupted before its first step records no
+// rate; and a checkpoint made before checkpoints kept the record is taken
+// to have trained with the rate its settings record.
+func TestResumeLearningRates(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	// run trains (or resumes) in dir with peak rate lr, stopping after the
+	// step that begins with stopAt steps done (none when stopAt < 0).
+	// A stopAt of -2 cancels the run before its first step.
+	run := func(dir string, resume bool, lr float64, stopAt int) (*Result, *messages) {
+		t.Helper()
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := resumeOptions(dir)
+		o.Resume, o.LR = resume, lr
+		prog := &messages{}
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog}
+		var res *Result
+		var err error
+		if stopAt == -2 {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			res, err = tr.Run(ctx)
+		} else {
+			res, err = runStoppingAt(tr, stopAt)
+		}
+		if stopAt != -1 && !IsInterrupted(err) || stopAt == -1 && err != nil {
+			t.Fatalf("run in %s (resume %v, lr %g, stop at %d): %v", dir, resume, lr, stopAt, err)
+		}
+		return res, prog
+	}
+	check := func(what string, got []LRSpan, want ...LRSpan) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: learning rates %+v, want %+v", what, got, want)
+		}
+	}
+	checkpoint := func(dir string) trainerState {
+		t.Helper()
+		ck, err := LatestCheckpoint(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := readState(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	first, second := LRSpan{1, 3e-3}, LRSpan{6, 1e-3}
+
+	dir := t.TempDir()
+	res, _ := run(dir, false, 3e-3, 4)
+	check("interrupted after step 5", res.LRs, first)
+	check("its checkpoint", checkpoint(dir).LRs, first)
+	res, _ = run(dir, true, 1e-3, 6)
+	check("resumed with another rate, interrupted after step 7", res.LRs, first, second)
+	check("its checkpoint", checkpoint(dir).LRs, first, second)
+	res, _ = run(dir, true, 1e-3, -1)
+	check("resumed with the same rate to the end", res.LRs, first, second)
+	check("its checkpoint", checkpoint(dir).LRs, first, second)
+	res, prog := run(dir, true, 5e-4, -1)
+	check("the finished run resumed with a third rate", res.LRs, first, second)
+	if note := strings.Join(prog.got, "\n"); !strings.Contains(note, "learning rate 0.0005 where it was made with 0.001: the run had finished its 9 steps, so no step trains with the new rate") {
+		t.Errorf("resume of the finished run with another rate said %q; want a note that nothing trains with it", note)
+	}
+
+	// Interrupted before step 1: the step-0 checkpoint has no rate, and
+	// the resume's rate is that of every step.
+	dir = t.TempDir()
+	res, _ = run(dir, false, 3e-3, -2)
+	if res.Steps != 0 || checkpoint(dir).Step != 0 {
+		t.Fatalf("the run cancelled at once took %d steps, or its checkpoint is not at step 0", res.Steps)
+	}
+	check("interrupted before step 1", res.LRs)
+	check("its checkpoint", checkpoint(dir).LRs)
+	res, _ = run(dir, true, 1e-3, -1)
+	check("resumed from step 0 with another rate", res.LRs, LRSpan{1, 1e-3})
+
+	// A checkpoint without the record.
+	dir = t.TempDir()
+	run(dir, false, 3e-3, 4)
+	ck, err := LatestCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(ck, stateFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fields["lr_history"]; !ok {
+		t.Fatalf("%s records no lr_history", path)
+	}
+	delete(fields, "lr_history")
+	if raw, err = json.Marshal(fields); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = run(dir, true, 1e-3, -1)
+	check("resumed with another rate from a checkpoint without the record", res.LRs, first, second)
 }

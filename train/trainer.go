@@ -79,6 +79,16 @@ type Result struct {
 	Checkpoint, Adapter string
 	// Trainable is the number of trained parameter elements.
 	Trainable int64
+	// LRs are the peak learning rates the run's steps trained with, in
+	// step order: one span from step 1, unless a resume changed
+	// Options.LR after some steps (see [Trainer.resume]); the last is the
+	// rate of the final steps. A resume adds a span only when a step
+	// trains with its rate, so a finished run resumed with another rate
+	// keeps its own. The spans start after step 1 when the run was
+	// resumed from a checkpoint that records no rate (made before
+	// checkpoints kept their settings; the steps before are unknown), and
+	// are empty when no step was ever trained.
+	LRs []LRSpan
 }
 
 // InterruptedError is returned by Run when its context is cancelled: the
@@ -243,6 +253,13 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		defer metrics.close()
 	}
 	res.StartStep = st.Step
+	if st.Step < o.Steps && (len(st.LRs) == 0 || st.LRs[len(st.LRs)-1].LR != o.LR) {
+		// Checkpoints record the span only once a step has trained in it
+		// (they are written after steps), and Result only the spans
+		// that have (see below).
+		st.LRs = append(st.LRs, LRSpan{FromStep: st.Step + 1, LR: o.LR})
+	}
+	defer func() { res.LRs = lrsUpTo(st.LRs, st.Step) }()
 	// A resumed run reports on the whole run: the steps before the resume
 	// count from their records.
 	var recentLoss []float64
@@ -544,7 +561,10 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 		if len(diffs) > 0 {
 			return nil, fmt.Errorf("train: cannot resume from %s: it was made with %s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "))
 		}
-		if lrWas != "" {
+		switch {
+		case lrWas != "" && old.Step >= old.TotalSteps:
+			notes = append(notes, fmt.Sprintf("note: resuming %s with learning rate %s where it was made with %s: the run had finished its %d steps, so no step trains with the new rate, and the run's rate stays %s", dir, lrIs, lrWas, old.Step, lrWas))
+		case lrWas != "":
 			notes = append(notes, fmt.Sprintf("note: resuming %s with learning rate %s where it was made with %s: the schedule goes on from step %d with the new peak, so the run no longer matches an uninterrupted one", dir, lrIs, lrWas, old.Step))
 		}
 		if len(unrecorded) > 0 {
@@ -566,6 +586,7 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	}
 	st.Step = old.Step
 	st.Loss = old.Loss
+	st.LRs = priorLRs(old)
 	if st.BaseModel == "" {
 		// A run that does not describe its base (library use) keeps the
 		// checkpoint's description for the checkpoints it writes.

@@ -256,7 +256,7 @@ type runSummary struct {
 	EvalData  string            `json:"eval_data,omitempty"`
 	Task      string            `json:"task"`
 	Method    string            `json:"method"`
-	Config    map[string]any    `json:"config"`
+	Config    map[string]any    `json:"config"` // the flags that shaped the run; "lr": see LRHistory
 	TrainRows int               `json:"train_sequences"`
 	EvalRows  int               `json:"eval_sequences,omitempty"`
 	Trainable int64             `json:"trainable_params"`
@@ -279,9 +279,16 @@ type runSummary struct {
 	TokensPerSec float64 `json:"tokens_per_s"`
 	// ResumedAfter is the step this invocation resumed after (0: it
 	// started the run).
-	ResumedAfter int    `json:"resumed_after_step,omitempty"`
-	Device       string `json:"device"`
-	Finished     string `json:"finished"`
+	ResumedAfter int `json:"resumed_after_step,omitempty"`
+	// LRHistory lists from which step on each peak learning rate trained
+	// (train.Result.LRs) when a resume changed it, or when the run was
+	// resumed from a checkpoint that did not record it; absent when one
+	// rate trained every step. Config's "lr" is the rate of the last
+	// steps: a --resume with another --lr changes it only once a step
+	// trains with the new rate (a finished run trains none).
+	LRHistory []train.LRSpan `json:"lr_history,omitempty"`
+	Device    string         `json:"device"`
+	Finished  string         `json:"finished"`
 }
 
 // sample returns n rows of xs drawn without replacement with a seeded
@@ -575,6 +582,14 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	summary.TokensPerSec = res.TokensPerSec
 	summary.Finished = time.Now().UTC().Format(time.RFC3339)
 	summary.ResumedAfter = res.StartStep
+	// What the steps trained with, not what this command was given: a
+	// resume of a finished run trains nothing with its --lr.
+	if n := len(res.LRs); n > 0 {
+		summary.Config["lr"] = res.LRs[n-1].LR
+		if n > 1 || res.LRs[0].FromStep != 1 {
+			summary.LRHistory = res.LRs
+		}
+	}
 	trained := fmt.Sprintf("trained %d steps (%.1f ms/step, %.0f tokens/s)", res.Steps, summary.StepMillis, res.TokensPerSec)
 	// After a resume the trainer's figures cover the whole run, the steps
 	// before it as metrics.jsonl records them.

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -128,8 +129,60 @@ func TestFinetuneResumeFinished(t *testing.T) {
 	if code != exitFailure || !strings.Contains(errOut, "alpha 16 (now 32)") {
 		t.Errorf("resume with another --alpha: status %d, stderr %q; want a refusal naming alpha", code, errOut)
 	}
+	// No step of the finished run trains with the new rate: run.json
+	// keeps the run's own, and the note says so.
 	code, stdout, errOut = runCLI(t, append(args, "--resume", "--lr", "5e-3")...)
-	if code != exitOK || !strings.Contains(stdout, "learning rate 0.005 where it was made with 0.01") {
-		t.Errorf("resume with another --lr: status %d\n%s\n%s\nwant it taken with a note", code, stdout, errOut)
+	if code != exitOK || !strings.Contains(stdout, "learning rate 0.005 where it was made with 0.01: the run had finished its 4 steps, so no step trains with the new rate") {
+		t.Errorf("resume of the finished run with another --lr: status %d\n%s\n%s\nwant it taken with a note that nothing uses it", code, stdout, errOut)
+	}
+	var lrs runSummary
+	readJSON(t, filepath.Join(out, "run.json"), &lrs)
+	if lrs.Config["lr"] != 0.01 || lrs.LRHistory != nil {
+		t.Errorf("run.json after resuming the finished run with --lr 5e-3: lr %v, lr_history %v; want the run's 0.01 and no history", lrs.Config["lr"], lrs.LRHistory)
+	}
+}
+
+// TestFinetuneResumeNewLR resumes a run from its checkpoint after step 2
+// of 4 (as a run killed after it leaves the folder) with another --lr:
+// run.json then reports the rate of the last steps and, in lr_history,
+// which steps trained with which rate.
+func TestFinetuneResumeNewLR(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	trainPath := filepath.Join(dir, "train.json")
+	writeBoolQ(t, trainPath, 12)
+	out := filepath.Join(dir, "run")
+	args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath,
+		"--method", "lora", "--steps", "4", "--batch", "4", "--lr", "1e-2", "--save-every", "2", "--out", out}
+	if code, stdout, errOut := runCLI(t, args...); code != exitOK {
+		t.Fatalf("finetune: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	// Back to the checkpoint after step 2.
+	ck := filepath.Join(out, train.CheckpointsDir)
+	if err := os.RemoveAll(filepath.Join(ck, "step-000004")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ck, "latest"), []byte("step-000002\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, errOut := runCLI(t, append(args, "--resume", "--lr", "5e-3")...)
+	if code != exitOK || !strings.Contains(stdout, "learning rate 0.005 where it was made with 0.01: the schedule goes on from step 2") {
+		t.Fatalf("resume with another --lr: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	var got runSummary
+	readJSON(t, filepath.Join(out, "run.json"), &got)
+	want := []train.LRSpan{{FromStep: 1, LR: 0.01}, {FromStep: 3, LR: 0.005}}
+	if got.Config["lr"] != 0.005 || !slices.Equal(got.LRHistory, want) {
+		t.Errorf("run.json: lr %v, lr_history %+v; want 0.005 and %+v", got.Config["lr"], got.LRHistory, want)
+	}
+	// Resumed again once finished, with the first rate: nothing trains, and
+	// the record stays.
+	if code, stdout, errOut := runCLI(t, append(args, "--resume")...); code != exitOK {
+		t.Fatalf("resume of the finished run: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	got = runSummary{}
+	readJSON(t, filepath.Join(out, "run.json"), &got)
+	if got.Config["lr"] != 0.005 || !slices.Equal(got.LRHistory, want) {
+		t.Errorf("run.json after resuming the finished run with --lr 1e-2: lr %v, lr_history %+v; want 0.005 and %+v", got.Config["lr"], got.LRHistory, want)
 	}
 }
