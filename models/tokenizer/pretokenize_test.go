@@ -13,9 +13,9 @@ import (
 
 // jsRef is the output of scripts/tokenizer-ref/gen.mjs.
 type jsRef struct {
-	Engine    string      `json:"engine"`
-	Generator string      `json:"generator"`
-	Tokenizer string      `json:"tokenizer"`
+	Engine    string     `json:"engine"`
+	Generator string     `json:"generator"`
+	Tokenizer string     `json:"tokenizer"`
 	Results   []jsResult `json:"results"`
 }
 
