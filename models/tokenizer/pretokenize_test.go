@@ -239,6 +239,9 @@ func TestPreTokenizerCases(t *testing.T) {
 		{"metaspace never", `{"type":"Metaspace","replacement":"▁","add_prefix_space":false}`, "a b", []string{"a", "▁b"}},
 		{"whitespace", specWS, "Hey man!", []string{"Hey", "man", "!"}},
 		{"whitespace punct runs", specWS, "How are you doing?!  ok_x", []string{"How", "are", "you", "doing", "?!", "ok_x"}},
+		// The regex crate's \w is Unicode (letters, marks, digits); the JS
+		// library's is ASCII.
+		{"whitespace unicode", specWS, "café e\u0301x ٣½ 日本!", []string{"café", "e\u0301x", "٣", "½", "日本", "!"}},
 		{"whitespace split", specWSSplit, " a\tb\u00a0c \n", []string{"a", "b", "c"}},
 		{"split isolated", splitSpec("-", "Isolated", false), "a-b--c-", []string{"a", "-", "b", "-", "-", "c", "-"}},
 		{"split removed", splitSpec("-", "Removed", false), "a-b--c-", []string{"a", "b", "c"}},
