@@ -195,14 +195,16 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 	for _, id := range vocab {
 		size = max(size, id+1)
 	}
+	seen := map[int]string{}
 	for i, raw := range f.AddedTokens {
 		a, err := parseAddedToken(raw, name, i)
 		if err != nil {
 			return nil, err
 		}
-		if p, ok := h.addedByID[a.ID]; ok && p.Content != a.Content {
-			return nil, hfError(name, fmt.Sprintf("added_tokens[%d].id", i), "%d is already the added token %q", a.ID, p.Content)
+		if c, ok := seen[a.ID]; ok && c != a.Content {
+			return nil, hfError(name, fmt.Sprintf("added_tokens[%d].id", i), "%d is already the added token %q", a.ID, c)
 		}
+		seen[a.ID] = a.Content
 		h.added = append(h.added, a)
 		size = max(size, a.ID+1)
 	}

@@ -343,3 +343,163 @@ func TestHFAddedTokens(t *testing.T) {
 		}
 	}
 }
+
+func TestParseHFErrors(t *testing.T) {
+	vocab := byteVocab("▁", "a", "b", "ab")
+	good := string(hfJSON(vocab, []string{"a b"}, `"byte_fallback": true, "unk_token": "<unk>"`, "", "", "", "", ""))
+	model := func(extra string) string {
+		return string(hfJSON(vocab, []string{"a b"}, extra, "", "", "", "", ""))
+	}
+	top := func(field, value string) string {
+		return strings.Replace(good, `"`+field+`": null`, `"`+field+`": `+value, 1)
+	}
+	cases := []struct {
+		name, file, want string
+	}{
+		{"not json", "{", "not a valid tokenizer.json"},
+		{"no model", `{"added_tokens": []}`, "model: missing"},
+		{"model without type", `{"model": {}}`, `model: no "type"`},
+		{"wordpiece", `{"model": {"type": "WordPiece", "vocab": {}}}`, `model.type: "WordPiece" is not supported; only BPE models are`},
+		{"unigram", `{"model": {"type": "Unigram"}}`, `"Unigram" is not supported`},
+		{"wordlevel", `{"model": {"type": "WordLevel"}}`, `"WordLevel" is not supported`},
+		{"dropout", model(`"dropout": 0.1`), "model.dropout: is 0.1"},
+		{"subword prefix", model(`"continuing_subword_prefix": "##"`), "model.continuing_subword_prefix"},
+		{"word suffix", model(`"end_of_word_suffix": "</w>"`), "model.end_of_word_suffix"},
+		{"unk missing", model(`"unk_token": "<nope>"`), `model.unk_token: "<nope>" is not in model.vocab`},
+		{"no vocab", `{"model": {"type": "BPE"}}`, "model.vocab: missing"},
+		{"empty vocab", `{"model": {"type": "BPE", "vocab": {}}}`, "model.vocab: is empty"},
+		{"vocab not object", `{"model": {"type": "BPE", "vocab": [1]}}`, "model.vocab: json"},
+		{"negative id", `{"model": {"type": "BPE", "vocab": {"a": -1}}}`, `token "a" has id -1`},
+		{"shared id", `{"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}}}`, `tokens "a" and "b" share id 0`},
+		{"gap", `{"model": {"type": "BPE", "vocab": {"a": 0, "b": 2}}}`, "no token has id 1"},
+		{"merge not pair", strings.Replace(good, `"a b"`, `"a b c"`, 1), `model.merges[0]: "a b c"; expected two tokens`},
+		{"merge bad form", strings.Replace(good, `"a b"`, `["a"]`, 1), `model.merges[0]: ["a"]; expected`},
+		{"merge unknown", strings.Replace(good, `"a b"`, `"a q"`, 1), `model.merges[0]: "q" is not in model.vocab`},
+		{"merge result unknown", strings.Replace(good, `"a b"`, `"b a"`, 1), `the merged token "ba" is not in model.vocab`},
+		{"merges not array", strings.Replace(good, `"merges": ["a b"]`, `"merges": {}`, 1), "model.merges: json"},
+		{"added no id", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"content": "x"}]`, 1), "added_tokens[0].id: missing"},
+		{"added no content", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 1}]`, 1), "added_tokens[0].content: missing or empty"},
+		{"added clash", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 1, "content": "<x>"}]`, 1), `token "<x>" has id 1, which model.vocab gives to "<s>"`},
+		{"added twice", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 300, "content": "x"}, {"id": 300, "content": "y"}]`, 1), `added_tokens[1].id: 300 is already the added token "x"`},
+		{"nfc", top("normalizer", `{"type": "NFC"}`), `normalizer.type: normalizer "NFC" is not supported; supported: Sequence, Prepend`},
+		{"lowercase in sequence", top("normalizer", `{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "x"}, {"type": "Lowercase"}]}`), `normalizer.normalizers[1].type: normalizer "Lowercase"`},
+		{"replace regex", top("normalizer", `{"type": "Replace", "pattern": {"Regex": " +"}, "content": " "}`), `normalizer.pattern: Regex " +" is not supported`},
+		{"prepend missing", top("normalizer", `{"type": "Prepend"}`), "normalizer.prepend: missing"},
+		{"pre-tokenizer", top("pre_tokenizer", `{"type": "BertPreTokenizer"}`), "pre_tokenizer"},
+		{"decoder", top("decoder", `{"type": "WordPiece"}`), `decoder.type: decoder "WordPiece" is not supported`},
+		{"decoder strip before fuse", top("decoder", `{"type": "Sequence", "decoders": [{"type": "Strip", "content": " ", "start": 1, "stop": 0}]}`), "Strip decoder before any Fuse"},
+		{"decoder strip content", top("decoder", `{"type": "Strip", "content": "ab", "start": 1, "stop": 0}`), "decoder.content: expected one character"},
+		{"metaspace scheme", top("decoder", `{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}`), `decoder.prepend_scheme: "sometimes"`},
+		{"post roberta", top("post_processor", `{"type": "RobertaProcessing"}`), `post_processor.type: post-processor "RobertaProcessing" is not supported`},
+		{"template two bos", top("post_processor", `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1]}}}`), "2 token ids before $A and 0 after"},
+		{"template no A", top("post_processor", `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1]}}}`), "has no $A"},
+		{"template unknown special", top("post_processor", `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<t>"}}, {"Sequence": {"id": "A"}}], "special_tokens": {}}`), `special token "<t>" is not in post_processor.special_tokens`},
+		{"template id range", top("post_processor", `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [9999]}}}`), "has id 9999, outside the vocabulary"},
+		{"template B", top("post_processor", `{"type": "TemplateProcessing", "single": [{"Sequence": {"id": "B"}}], "special_tokens": {}}`), `sequence "B"; expected $A once`},
+	}
+	for _, c := range cases {
+		_, err := ParseHF([]byte(c.file), "bad.json")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "bad.json") {
+			t.Errorf("%s: error %v, want one naming bad.json and containing %q", c.name, err, c.want)
+		}
+	}
+	if _, err := ParseHF([]byte(good), "good.json"); err != nil {
+		t.Errorf("the unmodified file: %v", err)
+	}
+	if _, err := LoadHF(filepath.Join(t.TempDir(), "none.json")); err == nil || !strings.Contains(err.Error(), "none.json") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func FuzzParseHF(f *testing.F) {
+	vocab := byteVocab("▁", "a", "b", "ab", "▁a")
+	const llamaNorm = `{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}`
+	const llamaDec = `{"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}`
+	f.Add(hfJSON(vocab, []string{"a b", "▁ a"}, `"byte_fallback": true, "unk_token": "<unk>", "fuse_unk": true`,
+		`[{"id": 1, "content": "<s>", "special": true, "normalized": false, "lstrip": true}]`, llamaNorm, "", "", llamaDec))
+	f.Add(hfJSON(vocab, []string{"a b"}, `"ignore_merges": true`, "", "", `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`, "", `{"type": "ByteLevel"}`))
+	for _, p := range []string{"testdata/sp-tok512/tokenizer.json", "testdata/bl-gpt2-mini/tokenizer.json"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tok, err := ParseHF(b, "fuzz.json")
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.json") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, s := range []string{"fuzz \xff é <s> ▁ab", "", "  a\n"} {
+			ids := tok.Encode(s, true, true)
+			for _, id := range ids {
+				if id < 0 || id >= tok.VocabSize() {
+					t.Fatalf("Encode(%q) produced id %d outside the vocabulary of %d", s, id, tok.VocabSize())
+				}
+			}
+			_ = tok.DecodeAll(ids)
+			p := tok.NewPrinter(tok.BOS())
+			for _, id := range ids {
+				p.Next(id)
+			}
+		}
+	})
+}
+
+// TestHFDecode checks the decoders token by token and whole: Llama's
+// Replace/ByteFallback/Fuse/Strip, Metaspace (which drops every "▁" of the
+// first token, as the Rust crate does), and ByteLevel through the Printer,
+// which must hold back a character split across tokens.
+func TestHFDecode(t *testing.T) {
+	vocab := byteVocab("▁", "a", "▁a", "▁▁", "b")
+	llama := mustHF(t, hfJSON(vocab, nil, `"byte_fallback": true`, `[{"id": 1, "content": "<s>", "special": true}]`, "", "",
+		`{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}`,
+		`{"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}`))
+	meta := mustHF(t, hfJSON(vocab, nil, ``, "", "", "", "", `{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}`))
+	id := func(p string) int { i, _ := llama.Lookup(p); return i }
+	// BOS from the template; no EOS, since "</s>" is not an added token.
+	if llama.BOS() != 1 || llama.EOS() != -1 {
+		t.Errorf("BOS %d EOS %d, want 1 and -1", llama.BOS(), llama.EOS())
+	}
+	if got := llama.Encode("a", true, true); !reflect.DeepEqual(got, []int{1, id("a")}) {
+		t.Errorf("Encode with BOS and (absent) EOS = %v", got)
+	}
+	cases := []struct {
+		name string
+		tok  *Tokenizer
+		ids  []int
+		want string
+	}{
+		{"strip once", llama, []int{1, id("▁▁"), id("▁a")}, "  a"},
+		{"no BOS: still the start", llama, []int{id("▁a"), id("▁a")}, "a a"},
+		{"bytes", llama, []int{id("▁a"), 3 + 0xc3, 3 + 0xa9}, "aé"},
+		{"metaspace first token", meta, []int{id("▁▁"), id("▁a")}, " a"},
+		{"metaspace later", meta, []int{id("a"), id("▁▁")}, "a  "},
+	}
+	for _, c := range cases {
+		if got := c.tok.DecodeAll(c.ids); got != c.want {
+			t.Errorf("%s: DecodeAll(%v) = %q, want %q", c.name, c.ids, got, c.want)
+		}
+	}
+	if got := llama.Decode(1, id("▁a")); got != "a" {
+		t.Errorf("Decode after BOS = %q, want \"a\"", got)
+	}
+	if got := llama.Decode(id("a"), id("▁a")); got != " a" {
+		t.Errorf("Decode after a token = %q, want \" a\"", got)
+	}
+	// ByteLevel: "é" is bytes C3 A9, shown as "Ã" and "©"; split over two
+	// tokens it prints only once whole.
+	bl := mustHF(t, hfJSON([]string{"Ã", "©", "a", "Ġ"}, nil, ``, "", "", "", "", `{"type": "ByteLevel"}`))
+	p := bl.NewPrinter(-1)
+	var got []string
+	for _, i := range []int{2, 0, 1, 3} {
+		got = append(got, p.Next(i))
+	}
+	if want := []string{"a", "", "é", " "}; !reflect.DeepEqual(got, want) {
+		t.Errorf("byte-level printer: %q, want %q", got, want)
+	}
+	if s := bl.DecodeAll([]int{3, 2, 0, 1}); s != " aé" {
+		t.Errorf("byte-level DecodeAll = %q", s)
+	}
+}
