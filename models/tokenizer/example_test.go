@@ -37,3 +37,33 @@ func ExampleTokenizer_NewPrinter() {
 	}
 	fmt.Println() // Le café ☕ 日本
 }
+
+// ExampleLoadDir reads a Hugging Face tokenizer folder: here the
+// tokenizer.json that WriteHF made from stories260K's tok512.bin, which
+// encodes as llama2.c does.
+func ExampleLoadDir() {
+	tok, err := tokenizer.LoadDir("testdata/sp-tok512")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ids := tok.Encode("Once upon a time", true, false)
+	fmt.Println(ids, tok.BOS(), tok.EOS())
+	fmt.Println(tok.DecodeAll(ids))
+	// Output:
+	// [1 403 407 261 378] 1 2
+	// Once upon a time
+}
+
+// ExampleTokenizer_WriteHF writes llama2.c's tokenizer.bin as a Hugging
+// Face tokenizer folder (tokenizer.json and tokenizer_config.json), as a
+// converter of checkpoints does. (Compiled but not run: the shared data may
+// be absent; TestTok512Fixtures checks the files.)
+func ExampleTokenizer_WriteHF() {
+	tok, err := tokenizer.Load("../../../shared/data/models/stories260K/tok512.bin")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := tok.WriteHF("out/stories260K-hf"); err != nil {
+		log.Fatal(err)
+	}
+}
