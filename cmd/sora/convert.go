@@ -9,6 +9,7 @@ import (
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/models/tokenizer"
 )
 
 func init() {
@@ -20,16 +21,20 @@ func init() {
 }
 
 var convertDoc = usageDoc{
-	synopsis: "convert --model FILE.bin --out DIR [--shard-size BYTES]",
+	synopsis: "convert --model FILE.bin [--tokenizer FILE.bin] --out DIR [--shard-size BYTES]",
 	description: "Reads a llama2.c checkpoint (legacy or version 1) and writes it as a Hugging Face LLaMA " +
 		"checkpoint into DIR: config.json and float32 weights in model.safetensors (or shards with " +
 		"model.safetensors.index.json when --shard-size is set), with Hugging Face's tensor names, q_proj and " +
 		"k_proj rows permuted to the half-split rotary layout, and no lm_head.weight when the classifier is " +
-		"tied to the embedding. \"sora generate --model DIR\" gives the same text from the folder as from the " +
+		"tied to the embedding. With --tokenizer, the llama2.c tokenizer.bin is written beside them as the " +
+		"tokenizer.json and tokenizer_config.json that transformers writes for LLaMA (LlamaTokenizerFast), which " +
+		"encode text as the tokenizer.bin does (strings such as \"<s>\" and \"</s>\" in the text become the " +
+		"special tokens, as in transformers), so that the folder is a whole model that the commands (and transformers) " +
+		"take without --tokenizer. \"sora generate --model DIR\" gives the same text from the folder as from the " +
 		"original file. DIR is created if needed; files in it " +
 		"are replaced atomically.",
 	examples: []string{
-		"sora convert --model stories260K.bin --out stories260K-hf",
+		"sora convert --model stories260K.bin --tokenizer tok512.bin --out stories260K-hf",
 	},
 }
 
@@ -38,6 +43,7 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	model := fs.String("model", "", "`FILE` of the llama2.c checkpoint to convert (required)")
 	out := fs.String("out", "", "`DIR` to write the Hugging Face checkpoint into (required)")
 	shard := fs.Int64("shard-size", 0, "split the weights into shards of at most `BYTES` each; 0 writes one model.safetensors")
+	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin, written into the folder as Hugging Face's tokenizer.json and tokenizer_config.json (none: the folder has no tokenizer, and the commands then need --tokenizer with it)")
 	if code, ok := parseFlags(fs, convertDoc, args, stdout, stderr); !ok {
 		return code
 	}
@@ -61,9 +67,16 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora convert: %v\n", err)
 		return exitFailure
 	}
+	opts := &hf.WriteOptions{MaxShardSize: *shard}
+	if *tokPath != "" {
+		if opts.Files, err = hfTokenizerFiles(*tokPath, w.Config.VocabSize); err != nil {
+			fmt.Fprintf(stderr, "sora convert: %v\n", err)
+			return exitFailure
+		}
+	}
 	// hf.Write makes the folder's missing parents and writes the folder
 	// whole through a temporary one beside it.
-	if err := hf.Write(*out, w, &hf.WriteOptions{MaxShardSize: *shard}); err != nil {
+	if err := hf.Write(*out, w, opts); err != nil {
 		fmt.Fprintf(stderr, "sora convert: %v\n", err)
 		return exitFailure
 	}
@@ -72,7 +85,28 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	if c.TiedEmbeddings {
 		tied = "tied embeddings"
 	}
-	fmt.Fprintf(stdout, "converted %s (llama2.c %s) to %s: %d parameters, dim %d, %d layers, %d heads (%d key/value), vocab %d, %s, rotary layout %s\n",
-		*model, format, filepath.Clean(*out), c.NumParams(), c.Dim, c.NumLayers, c.NumHeads, c.NumKVHeads, c.VocabSize, tied, llama.RopeHalfSplit)
+	withTok := ""
+	if *tokPath != "" {
+		withTok = ", with its tokenizer"
+	}
+	fmt.Fprintf(stdout, "converted %s (llama2.c %s) to %s: %d parameters, dim %d, %d layers, %d heads (%d key/value), vocab %d, %s, rotary layout %s%s\n",
+		*model, format, filepath.Clean(*out), c.NumParams(), c.Dim, c.NumLayers, c.NumHeads, c.NumKVHeads, c.VocabSize, tied, llama.RopeHalfSplit, withTok)
 	return exitOK
+}
+
+// hfTokenizerFiles reads the llama2.c tokenizer at path, checks it against
+// the model's vocabulary size and returns it as Hugging Face's tokenizer
+// files (see tokenizer.HFFiles).
+func hfTokenizerFiles(path string, vocabSize int) (map[string][]byte, error) {
+	tok, err := tokenizer.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if tok.HuggingFace() {
+		return nil, fmt.Errorf("--tokenizer %s: convert takes the llama2.c tokenizer.bin of the checkpoint (a Hugging Face tokenizer can be copied into the folder as it is)", path)
+	}
+	if err := tok.CheckVocab(vocabSize); err != nil {
+		return nil, err
+	}
+	return tok.HFFiles()
 }

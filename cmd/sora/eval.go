@@ -24,7 +24,7 @@ func init() {
 }
 
 var evalDoc = usageDoc{
-	synopsis: "eval --model FILE|DIR --tokenizer FILE --data FILE [--adapter DIR] [--task lm|classify] [flags]",
+	synopsis: "eval --model FILE|DIR [--tokenizer PATH] --data FILE [--adapter DIR] [--task lm|classify] [flags]",
 	description: "Evaluates a model, with the adapter in --adapter applied to the base weights without merging them, " +
 		"on held-out data. For --task lm (LLM-Adapters JSON) each row's Alpaca prompt, whole as the loss scores it, " +
 		"is continued greedily for up to --max-new-tokens tokens (stopping at EOS; fewer for a prompt that leaves " +
@@ -100,7 +100,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("eval")
 	name := addBackendFlag(fs)
 	modelPath := fs.String("model", "", "`PATH` of the base model (a llama2.c file or Hugging Face folder); default: the base_model_name_or_path of --adapter")
-	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin (required)")
+	tokPath := fs.String("tokenizer", "", "`PATH` of the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, tokenizer.model or model folder (default: the --model folder's own, for a Hugging Face model; required for a llama2.c checkpoint)")
 	adapterDir := fs.String("adapter", "", "`DIR` of an adapter to apply to the base model, unmerged (none: the base model alone)")
 	dataPath := fs.String("data", "", "`FILE` of evaluation data: LLM-Adapters JSON, or CoLA TSV for --task classify (required)")
 	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, or without --adapter when the model has one beside it in "+headFile+", else lm)")
@@ -114,7 +114,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, evalDoc, args, stdout, stderr); !ok {
 		return code
 	}
-	if code := evalCheck(*tokPath, *dataPath, *maxEval, *maxLen, *maxNew, *batch, stderr); code != exitOK {
+	if code := evalCheck(*dataPath, *maxEval, *maxLen, *maxNew, *batch, stderr); code != exitOK {
 		return code
 	}
 	var ad *adapterInfo
@@ -133,6 +133,10 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	}
 	if *modelPath == "" {
 		fmt.Fprintln(stderr, "sora eval: --model is required (or an --adapter whose config names its base model)")
+		return exitUsage
+	}
+	if _, err := tokenizerSource(*modelPath, *tokPath); err != nil {
+		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitUsage
 	}
 	// A whole model from "sora finetune --method full --task classify"
@@ -243,10 +247,8 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func evalCheck(tok, dataPath string, maxEval, maxLen, maxNew, batch int, stderr io.Writer) int {
+func evalCheck(dataPath string, maxEval, maxLen, maxNew, batch int, stderr io.Writer) int {
 	switch {
-	case tok == "":
-		fmt.Fprintln(stderr, "sora eval: --tokenizer is required (a llama2.c tokenizer.bin)")
 	case dataPath == "":
 		fmt.Fprintln(stderr, "sora eval: --data is required (an LLM-Adapters .json or CoLA .tsv file)")
 	case maxEval < 0:
@@ -328,7 +330,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		fmt.Fprintf(log, "note: %s: %s\n", set.path, note)
 	}
 	fmt.Fprintf(log, "generating up to %d tokens for %d prompts…\n", maxNew, len(prompts))
-	outs, err := train.Generate(m, prompts, maxNew, []int{tokenizer.EOS, tokenizer.BOS}, nil)
+	outs, err := train.Generate(m, prompts, maxNew, stopTokens(tok, true), nil)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func init() {
 const exitInterrupted = 130
 
 var finetuneDoc = usageDoc{
-	synopsis: "finetune [--model FILE|DIR --tokenizer FILE --data FILE] [flags]",
+	synopsis: "finetune [--model FILE|DIR [--tokenizer PATH] --data FILE] [flags]",
 	description: "Fine-tunes a LLaMA model with a parameter-efficient method and saves the adapter in Hugging Face " +
 		"PEFT's layout. " +
 		"Without --model it runs the built-in demonstration, which needs no files: it pretrains a small " +
@@ -79,7 +79,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	f := &finetuneFlags{}
 	backendFlagVar(fs, &f.backend)
 	fs.StringVar(&f.model, "model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder; without it the built-in demonstration runs")
-	fs.StringVar(&f.tokenizer, "tokenizer", "", "`FILE` of the llama2.c tokenizer.bin of the model's vocabulary (required with --model)")
+	fs.StringVar(&f.tokenizer, "tokenizer", "", "`PATH` of the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, tokenizer.model or model folder (default: the --model folder's own, for a Hugging Face model; required for a llama2.c checkpoint)")
 	fs.StringVar(&f.data, "data", "", "`FILE` of training data: LLM-Adapters JSON (--task lm or classify) or CoLA TSV (--task classify) (required with --model)")
 	fs.StringVar(&f.evalData, "eval-data", "", "`FILE` of held-out data in the same format, evaluated before training (zero-shot), every --eval-every steps and at the end")
 	fs.StringVar(&f.task, "task", "lm", "`TASK`: lm (causal LM, loss on the answer tokens) or classify (classification head on the last token; a --model with a head beside it in "+headFile+" continues that head)")
@@ -153,9 +153,10 @@ func positive(x float64) bool { return x > 0 && !math.IsInf(x, 1) }
 
 // check validates the flags of a real run.
 func (f *finetuneFlags) check() error {
+	if _, err := tokenizerSource(f.model, f.tokenizer); err != nil {
+		return err
+	}
 	switch {
-	case f.tokenizer == "":
-		return fmt.Errorf("--tokenizer is required with --model (a llama2.c tokenizer.bin)")
 	case f.data == "":
 		return fmt.Errorf("--data is required with --model (an LLM-Adapters .json or CoLA .tsv file)")
 	case f.rank < 1:

@@ -28,7 +28,7 @@ func init() {
 }
 
 var generateDoc = usageDoc{
-	synopsis: "generate --model FILE|DIR --tokenizer FILE [--adapter DIR] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--backend NAME]",
+	synopsis: "generate --model FILE|DIR [--tokenizer PATH] [--adapter DIR] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--backend NAME]",
 	description: "Continues a prompt with a LLaMA model as llama2.c's run does: the prompt is encoded with BOS, " +
 		"run through the model in one batched pass, and each following token is sampled from the logits of the " +
 		"last (greedy at temperature 0, else from softmax(logits/T), restricted to the top-p nucleus when " +
@@ -38,17 +38,19 @@ var generateDoc = usageDoc{
 		"other than whitespace are left out, as llama2.c leaves them out); the speed, in tokens per " +
 		"second over every position run, goes to stderr. --model is a llama2.c checkpoint (.bin, legacy or " +
 		"version 1) or a Hugging Face folder holding config.json and model.safetensors (or shards with an " +
-		"index); --tokenizer is a llama2.c tokenizer.bin matching the model's vocabulary. --adapter applies a " +
+		"index). --tokenizer is the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, " +
+		"tokenizer.model or folder; a Hugging Face model folder brings its own, used when --tokenizer is not given. " +
+		"Generation stops at BOS, and also at EOS with a Hugging Face tokenizer or an adapter. --adapter applies a " +
 		"language-model adapter (as \"sora finetune\" writes it, or Hugging Face PEFT's LoRA/DoRA/OFT files) to the " +
-		"base model without merging it; --model then defaults to the adapter's base_model_name_or_path, and EOS " +
-		"ends the generation too, since fine-tuning taught the model to end its answers with it. The model " +
+		"base model without merging it; --model then defaults to the adapter's base_model_name_or_path; " +
+		"fine-tuning taught the model to end its answers with EOS. The model " +
 		"computes what the checkpoint \"sora merge\" writes from the adapter computes (to float32 rounding), at a little " +
 		"more cost per token. " +
 		"The prompt is used as given: an adapter trained on LLM-Adapters data expects its Alpaca template.",
 	examples: []string{
 		"sora generate --model stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\" --steps 60 --temperature 0",
 		"sora generate --adapter runs/boolq-sora/adapter --tokenizer tok512.bin --temperature 0 --prompt \"...\"",
-		"sora generate --model stories260K-hf --tokenizer tok512.bin --temperature 0.8 --top-p 0.9 --seed 42",
+		"sora generate --model stories260K-hf --temperature 0.8 --top-p 0.9 --seed 42",
 	},
 }
 
@@ -56,7 +58,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("generate")
 	name := addBackendFlag(fs)
 	modelPath := fs.String("model", "", "`PATH` of a llama2.c checkpoint file or a Hugging Face checkpoint folder (required; default with --adapter: its base_model_name_or_path)")
-	tokPath := fs.String("tokenizer", "", "`FILE` of a llama2.c tokenizer.bin for the model's vocabulary (required)")
+	tokPath := fs.String("tokenizer", "", "`PATH` of the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, tokenizer.model or model folder (default: the --model folder's own, for a Hugging Face model; required for a llama2.c checkpoint)")
 	adapterDir := fs.String("adapter", "", "`DIR` of a language-model adapter to apply to the base model, unmerged (none: the model alone)")
 	prompt := fs.String("prompt", "", "`TEXT` to continue; empty starts from BOS alone")
 	steps := fs.Int("steps", 256, "`N` positions to run, the prompt's included; 0 or more than the model's seq_len means seq_len")
@@ -87,11 +89,12 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	case *modelPath == "":
 		fmt.Fprintln(stderr, "sora generate: --model is required (a llama2.c .bin file or a Hugging Face folder, or an --adapter whose config names its base model)")
 		return exitUsage
-	case *tokPath == "":
-		fmt.Fprintln(stderr, "sora generate: --tokenizer is required (a llama2.c tokenizer.bin)")
-		return exitUsage
 	case *steps < 0:
 		fmt.Fprintf(stderr, "sora generate: --steps %d: want 0 (the model's seq_len) or a positive number\n", *steps)
+		return exitUsage
+	}
+	if _, err := tokenizerSource(*modelPath, *tokPath); err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitUsage
 	}
 	s := *seed
@@ -123,7 +126,6 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	}
 	defer release()
 	w = nil // the model holds its own copy; let the host one go
-	stop := []int{tokenizer.BOS}
 	if ad != nil {
 		pm, _, err := ad.apply(m)
 		if err != nil {
@@ -131,10 +133,8 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		defer pm.Unload()
-		// Fine-tuning appends EOS to every answer (as LLM-Adapters does),
-		// so an adapted model ends its answer with it.
-		stop = append(stop, tokenizer.EOS)
 	}
+	stop := stopTokens(tok, ad != nil)
 	gen, err := m.NewGenerator(0)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
@@ -194,22 +194,67 @@ func loadWeights(path string) (*llama.Weights, error) {
 	return w, err
 }
 
-// loadModelAndTokenizer loads the base model at modelPath (see
-// loadWeights) and the tokenizer at tokPath, and checks that the tokenizer
-// covers the model's vocabulary.
+// tokenizerSource returns where the tokenizer of the model at modelPath
+// is read from (see tokenizer.Load): tokPath when given, else the model's
+// own folder when it is a Hugging Face folder holding tokenizer.json or
+// tokenizer.model. A llama2.c checkpoint holds no tokenizer, so it needs
+// tokPath.
+func tokenizerSource(modelPath, tokPath string) (string, error) {
+	if tokPath != "" {
+		return tokPath, nil
+	}
+	if st, err := os.Stat(modelPath); err == nil && st.IsDir() {
+		for _, name := range []string{"tokenizer.json", "tokenizer.model"} {
+			if _, err := os.Stat(filepath.Join(modelPath, name)); err == nil {
+				return modelPath, nil
+			}
+		}
+		return "", fmt.Errorf("--tokenizer is required: the Hugging Face folder %s has neither tokenizer.json nor tokenizer.model", modelPath)
+	}
+	return "", fmt.Errorf("--tokenizer is required with --model %s: only a Hugging Face folder holding tokenizer.json or tokenizer.model brings its own (a llama2.c checkpoint needs its tokenizer.bin)", modelPath)
+}
+
+// loadModelAndTokenizer loads the tokenizer (see tokenizerSource) and the
+// base model at modelPath (see loadWeights), and checks that the tokenizer
+// fits the model's vocabulary. The tokenizer is read once the model is
+// known to exist but before it is read: it is small, and a bad one is then
+// reported before a large model is read.
 func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenizer.Tokenizer, error) {
+	if _, err := os.Stat(modelPath); errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("model %s does not exist", modelPath)
+	}
+	src, err := tokenizerSource(modelPath, tokPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.Load(src)
+	if err != nil {
+		return nil, nil, err
+	}
 	w, err := loadWeights(modelPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		return nil, nil, err
-	}
 	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
-		return nil, nil, fmt.Errorf("tokenizer %s does not fit model %s: %w", tokPath, modelPath, err)
+		return nil, nil, fmt.Errorf("tokenizer %s does not fit model %s: %w", src, modelPath, err)
 	}
 	return w, tok, nil
+}
+
+// stopTokens returns the ids that end a generation: BOS, with which
+// llama2.c's models start a new story, and EOS where the model was taught
+// to end with it (fine-tuning appends it to every answer, as LLM-Adapters
+// does) or where the tokenizer is a Hugging Face one, whose models end
+// their text with it. Ids the tokenizer lacks (-1) are left out.
+func stopTokens(tok *tokenizer.Tokenizer, adapted bool) []int {
+	var stop []int
+	if id := tok.BOS(); id >= 0 {
+		stop = append(stop, id)
+	}
+	if id := tok.EOS(); id >= 0 && (adapted || tok.HuggingFace()) {
+		stop = append(stop, id)
+	}
+	return stop
 }
 
 // openModel loads w (read from modelPath) onto the backend b, which the

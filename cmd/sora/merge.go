@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -154,12 +155,40 @@ func (bm *baseModel) formatName() string {
 }
 
 // write writes w in the base model's format to path (both writers are
-// atomic and create path's missing parent folders).
+// atomic and create path's missing parent folders). A Hugging Face folder
+// takes the base folder's tokenizer and generation files along (see
+// hfSideFiles), so that it is as complete a model as its base.
 func (bm *baseModel) write(path string, w *llama.Weights) error {
-	if bm.hf {
-		return hf.Write(path, w, nil)
+	if !bm.hf {
+		return llama2c.Write(path, w, bm.format)
 	}
-	return llama2c.Write(path, w, bm.format)
+	files, err := hfSideFiles(bm.path)
+	if err != nil {
+		return err
+	}
+	return hf.Write(path, w, &hf.WriteOptions{Files: files})
+}
+
+// hfSideNames are the files of a Hugging Face model folder besides its
+// config and weights that a written copy of the model keeps: its tokenizer
+// and generation settings.
+var hfSideNames = []string{"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+	"special_tokens_map.json", "added_tokens.json", "generation_config.json"}
+
+// hfSideFiles reads those of hfSideNames that the folder dir has.
+func hfSideFiles(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, name := range hfSideNames {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		files[name] = b
+	}
+	return files, nil
 }
 
 // saveFullModel writes the model trained by full fine-tuning: the base

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -217,6 +219,26 @@ type WriteOptions struct {
 	// tensor larger than that gets a shard of its own) listed by
 	// model.safetensors.index.json. Zero writes a single model.safetensors.
 	MaxShardSize int64
+	// Files are other files to write into the folder with the weights,
+	// by base name: a tokenizer's tokenizer.json and tokenizer_config.json,
+	// say. They are written before config.json, like the weights; a name
+	// with a path separator, or one of the files Write makes itself
+	// (config.json, the weights, the index), is an error.
+	Files map[string][]byte
+}
+
+// checkFiles refuses WriteOptions.Files names that are not plain file
+// names or that Write writes itself.
+func (o *WriteOptions) checkFiles(dir string) error {
+	for name := range o.Files {
+		switch {
+		case name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || filepath.Base(name) != name:
+			return fmt.Errorf("hf: writing %s: extra file %q: want a plain file name", dir, name)
+		case name == ConfigFile || name == WeightsFile || name == IndexFile || isShardName(name):
+			return fmt.Errorf("hf: writing %s: extra file %q: Write makes that file itself", dir, name)
+		}
+	}
+	return nil
 }
 
 // Write writes w as a Hugging Face LLaMA checkpoint into folder dir:
@@ -235,6 +257,9 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 	var o WriteOptions
 	if opts != nil {
 		o = *opts
+	}
+	if err := o.checkFiles(dir); err != nil {
+		return err
 	}
 	cfg := w.Config
 	cfg.RopeLayout = llama.RopeHalfSplit
@@ -291,6 +316,11 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 				return err
 			}
 		}
+		for _, name := range slices.Sorted(maps.Keys(o.Files)) {
+			if err := writeFile(filepath.Join(d, name), o.Files[name]); err != nil {
+				return err
+			}
+		}
 		if err := writeFile(filepath.Join(d, ConfigFile), cfgData); err != nil {
 			return err
 		}
@@ -303,6 +333,12 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 
 // shardPattern matches the shard names Write gives, and transformers too.
 const shardPattern = "model-*-of-*.safetensors"
+
+// isShardName reports whether name matches shardPattern.
+func isShardName(name string) bool {
+	ok, _ := filepath.Match(shardPattern, name)
+	return ok
+}
 
 // removeStaleShards removes the regular files in dir named like shards
 // (shardPattern) that keep does not list: left by an earlier write with a
@@ -318,7 +354,7 @@ func removeStaleShards(dir string, keep map[string]bool) error {
 		if keep[name] || !e.Type().IsRegular() {
 			continue
 		}
-		if ok, _ := filepath.Match(shardPattern, name); !ok {
+		if !isShardName(name) {
 			continue
 		}
 		if err := removeIfExists(filepath.Join(dir, name)); err != nil {

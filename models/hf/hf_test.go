@@ -683,3 +683,40 @@ func FuzzAssemble(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteFiles checks that WriteOptions.Files land in the folder with the
+// weights, and that names Write cannot take are refused before anything is
+// written.
+func TestWriteFiles(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	src := randomWeights(t, rng, tinyConfig(true, 2))
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	files := map[string][]byte{"tokenizer.json": []byte(`{"model":{}}`), "tokenizer_config.json": []byte(`{}`)}
+	if err := Write(dir, src, &WriteOptions{Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s holds %q, want %q", name, got, want)
+		}
+	}
+	if _, err := Load(dir); err != nil {
+		t.Fatalf("the folder with extra files does not load: %v", err)
+	}
+	for _, name := range []string{"", ".", "..", "sub/tokenizer.json", `sub\tokenizer.json`, ConfigFile, WeightsFile, IndexFile, "model-00001-of-00002.safetensors"} {
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "ckpt")
+			err := Write(out, src, &WriteOptions{Files: map[string][]byte{name: []byte("x")}})
+			if err == nil || !strings.Contains(err.Error(), "extra file") {
+				t.Fatalf("Write with extra file %q: error %v, want one naming the extra file", name, err)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("a refused Write left %s behind (stat: %v)", out, err)
+			}
+		})
+	}
+}

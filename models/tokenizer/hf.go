@@ -1157,25 +1157,33 @@ func llamaMerges(pieces []string, scores []float32, vocab map[string]int) [][2]s
 	return out
 }
 
-// WriteHF writes the tokenizer into the folder dir as a Hugging Face
-// tokenizer: tokenizer.json (see MarshalHF) and tokenizer_config.json
+// HFFiles returns the files of the tokenizer as a Hugging Face tokenizer,
+// by name: "tokenizer.json" (see MarshalHF) and "tokenizer_config.json"
 // (LlamaTokenizerFast's settings: BOS added, EOS not, legacy, no clean-up
-// of spaces). Each file is written atomically; dir and its parents are
-// created if missing.
-func (t *Tokenizer) WriteHF(dir string) error {
+// of spaces). A model writer puts them beside the weights.
+func (t *Tokenizer) HFFiles() (map[string][]byte, error) {
 	b, err := t.MarshalHF()
 	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "tokenizer.json"), b); err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
+		return nil, err
 	}
 	cfg, err := t.hfConfig()
 	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{"tokenizer.json": b, "tokenizer_config.json": cfg}, nil
+}
+
+// WriteHF writes the tokenizer's HFFiles into the folder dir. Each file is
+// written atomically; dir and its parents are created if missing.
+func (t *Tokenizer) WriteHF(dir string) error {
+	files, err := t.HFFiles()
+	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg); err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), files[name]); err != nil {
+			return fmt.Errorf("tokenizer: %w", err)
+		}
 	}
 	return nil
 }

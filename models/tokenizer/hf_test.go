@@ -503,3 +503,24 @@ func TestHFDecode(t *testing.T) {
 		t.Errorf("byte-level DecodeAll = %q", s)
 	}
 }
+
+// TestCheckVocabHF checks that a Hugging Face tokenizer fits a model whose
+// embedding has as many rows as it has tokens or more (padded), but not
+// fewer, where a tokenizer.bin must match exactly.
+func TestCheckVocabHF(t *testing.T) {
+	tok, err := LoadDir(filepath.Join("testdata", "sp-tok512"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok.HuggingFace() {
+		t.Fatal("a tokenizer.json reads as llama2.c's kind")
+	}
+	for _, c := range []struct {
+		vocab int
+		ok    bool
+	}{{512, true}, {576, true}, {511, false}, {1, false}} {
+		if err := tok.CheckVocab(c.vocab); (err == nil) != c.ok {
+			t.Errorf("CheckVocab(%d) = %v, want ok %v", c.vocab, err, c.ok)
+		}
+	}
+}

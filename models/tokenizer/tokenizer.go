@@ -204,6 +204,11 @@ func (t *Tokenizer) BOS() int { return t.bos }
 // tokenizer.bin.
 func (t *Tokenizer) EOS() int { return t.eos }
 
+// HuggingFace reports whether the tokenizer follows Hugging Face's rules
+// (read from a tokenizer.json, a tokenizer.model or a model folder) rather
+// than llama2.c's (a tokenizer.bin).
+func (t *Tokenizer) HuggingFace() bool { return t.kind != kindLlama2c }
+
 // Name returns the file the tokenizer was read from, as given to the
 // loader.
 func (t *Tokenizer) Name() string { return t.name }
@@ -211,12 +216,18 @@ func (t *Tokenizer) Name() string { return t.name }
 // VocabSize returns the number of tokens.
 func (t *Tokenizer) VocabSize() int { return len(t.pieces) }
 
-// CheckVocab returns an error unless the tokenizer has exactly vocabSize
-// tokens. The file format does not record its size, so a truncated file can
-// look like a smaller vocabulary; loaders of a model check it this way.
+// CheckVocab returns an error unless the tokenizer fits a model whose
+// vocabulary has vocabSize tokens. A llama2.c tokenizer.bin must have
+// exactly vocabSize tokens: the format does not record its size, so a
+// truncated file can look like a smaller vocabulary. A Hugging Face
+// tokenizer may have fewer, since models often pad their embedding to a
+// round size, but no more: its ids must all be rows of the embedding.
 func (t *Tokenizer) CheckVocab(vocabSize int) error {
-	if len(t.pieces) != vocabSize {
+	switch {
+	case t.kind == kindLlama2c && len(t.pieces) != vocabSize:
 		return fmt.Errorf("tokenizer: %s has %d tokens but the model's vocab_size is %d", t.name, len(t.pieces), vocabSize)
+	case len(t.pieces) > vocabSize:
+		return fmt.Errorf("tokenizer: %s has %d tokens but the model's vocab_size is only %d", t.name, len(t.pieces), vocabSize)
 	}
 	return nil
 }
