@@ -287,14 +287,23 @@ func (l RoPELayout) String() string {
 }
 
 // RoPEParams configures RoPE. Pair i of a head (i < headDim/2) at position
-// pos is rotated by the angle φ = pos·Theta^(−2i/headDim), counter-clockwise:
-// a pair (a, b) becomes (a·cos φ − b·sin φ, a·sin φ + b·cos φ). Inverse
-// uses −φ.
+// pos is rotated by the angle φ = pos·f_i, counter-clockwise: a pair (a, b)
+// becomes (a·cos φ − b·sin φ, a·sin φ + b·cos φ). Inverse uses −φ. The
+// inverse frequency f_i is Theta^(−2i/headDim), or Freqs[i] when Freqs is
+// not nil. Backends compute φ, its sine and cosine in float64.
 type RoPEParams struct {
 	Layout  RoPELayout
-	Theta   float32 // base, 10000 for LLaMA-2
+	Theta   float32 // base, 10000 for LLaMA-2; unused (and unchecked) when Freqs is set
 	Offset  int     // position of sequence index 0
 	Inverse bool    // rotate by the negative angle (the backward)
+	// Freqs, when not nil, gives the inverse frequency of every pair, in
+	// place of Theta's geometric series: it must hold headDim/2 finite
+	// numbers. Scaled rotary embeddings (Llama 3.1's "llama3" rope_scaling,
+	// linear position interpolation) are a choice of Freqs. They are
+	// float64 so that frequencies computed on the host as
+	// Theta^(−2i/headDim) give exactly the angles of the Theta path. The
+	// backend reads the slice during the call only.
+	Freqs []float64
 }
 
 // CrossEntropyParams configures CrossEntropy and CrossEntropyGrad.

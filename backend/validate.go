@@ -298,8 +298,22 @@ func CheckRoPE(dst, src Tensor, p RoPEParams) (batch, seq, heads, headDim int, e
 	if p.Layout != Interleaved && p.Layout != HalfSplit {
 		return 0, 0, 0, 0, Errorf(OpRoPE, all, "unknown layout %d", p.Layout)
 	}
-	if p.Theta <= 0 || p.Offset < 0 {
-		return 0, 0, 0, 0, Errorf(OpRoPE, all, "theta %g must be positive and offset %d not negative", p.Theta, p.Offset)
+	if p.Offset < 0 {
+		return 0, 0, 0, 0, Errorf(OpRoPE, all, "offset %d must not be negative", p.Offset)
+	}
+	if p.Freqs == nil {
+		if !(p.Theta > 0) || math.IsInf(float64(p.Theta), 0) {
+			return 0, 0, 0, 0, Errorf(OpRoPE, all, "theta %g must be positive and finite", p.Theta)
+		}
+		return s[0], s[1], s[2], s[3], nil
+	}
+	if len(p.Freqs) != s[3]/2 {
+		return 0, 0, 0, 0, Errorf(OpRoPE, all, "%d frequencies for head dimension %d; want %d (one per pair)", len(p.Freqs), s[3], s[3]/2)
+	}
+	for i, f := range p.Freqs {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return 0, 0, 0, 0, Errorf(OpRoPE, all, "frequency %d is %g; want a finite number", i, f)
+		}
 	}
 	return s[0], s[1], s[2], s[3], nil
 }

@@ -88,6 +88,7 @@ func TestChecksAllocateNothing(t *testing.T) {
 	c, r, col := mustTensor(t, 3, 3), mustTensor(t, 3, 1), mustTensor(t, 4)
 	q, q2 := mustTensor(t, 1, 2, 2, 4), mustTensor(t, 1, 2, 2, 4)
 	ids := []int32{0, 1, 2}
+	freqs := []float64{1, 0.01}
 	cases := map[string]func() error{
 		"elementwise": func() error { _, err := CheckElementwise(OpScale, x, y); return err },
 		"binary":      func() error { _, _, _, err := CheckBinary(Add, x, y, z); return err },
@@ -98,6 +99,10 @@ func TestChecksAllocateNothing(t *testing.T) {
 		"softmax":     func() error { _, _, _, err := CheckSoftmax(OpSoftmax, x, y, Tensor{}, SoftmaxParams{}); return err },
 		"rope": func() error {
 			_, _, _, _, err := CheckRoPE(q, q2, RoPEParams{Theta: 10000, Layout: Interleaved})
+			return err
+		},
+		"rope freqs": func() error {
+			_, _, _, _, err := CheckRoPE(q, q2, RoPEParams{Freqs: freqs, Layout: HalfSplit})
 			return err
 		},
 		"gather": func() error { _, _, err := CheckGather(OpGather, x, y, ids); return err },

@@ -2,10 +2,67 @@ package conformance
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/internal/refops"
 )
+
+// ropeFreqsRef is the float64 reference of RoPE with explicit frequencies
+// (refops.RoPE knows only Theta): pair i of the token at sequence index t
+// of x [batch, seq, heads, d] turns by (offset+t)·freqs[i], or by its
+// negative when inverse.
+func ropeFreqsRef(x []float64, shape []int, layout backend.RoPELayout, freqs []float64, offset int, inverse bool) []float64 {
+	seq, heads, d := shape[1], shape[2], shape[3]
+	half := d / 2
+	out := make([]float64, len(x))
+	for h := 0; h < len(x)/d; h++ { // h counts (batch, t, head) triples
+		pos := float64(offset + (h/heads)%seq)
+		for i := 0; i < half; i++ {
+			phi := pos * freqs[i]
+			if inverse {
+				phi = -phi
+			}
+			a, b := h*d+2*i, h*d+2*i+1
+			if layout == backend.HalfSplit {
+				a, b = h*d+i, h*d+i+half
+			}
+			s, c := math.Sincos(phi)
+			out[a] = x[a]*c - x[b]*s
+			out[b] = x[a]*s + x[b]*c
+		}
+	}
+	return out
+}
+
+// scaledFreqs returns θ^(−2i/d) divided by a factor that grows from 1 at
+// the first pair to 8 at the last: the shape of Llama 3.1's scaled
+// frequencies, whose low frequencies are slowed and high ones kept.
+func scaledFreqs(d int, theta float64) []float64 {
+	half := d / 2
+	f := make([]float64, half)
+	for i := range f {
+		div := 1.0
+		if half > 1 {
+			div += 7 * float64(i) / float64(half-1)
+		}
+		f[i] = math.Pow(theta, -float64(2*i)/float64(d)) / div
+	}
+	return f
+}
+
+// mixedFreqs returns d/2 frequencies in [−2, 2) from rng, the second of them
+// 0: a backend must not assume they are positive, decreasing or geometric.
+func mixedFreqs(e *Env, d int) []float64 {
+	f := make([]float64, d/2)
+	for i := range f {
+		f[i] = 4*e.Rand.Float64() - 2
+	}
+	if len(f) > 1 {
+		f[1] = 0
+	}
+	return f
+}
 
 func init() {
 	type rc struct {
@@ -55,4 +112,66 @@ func init() {
 			})
 		}
 	}
+
+	// Explicit per-pair frequencies (RoPEParams.Freqs), which override
+	// Theta: the theta of these cases is a wrong one, so a backend that
+	// ignored Freqs would fail them.
+	type fc struct {
+		shape   []int
+		kind    string // "scaled" or "mixed"
+		offset  int
+		inverse bool
+		inPlace bool
+	}
+	fcases := []fc{
+		{shape: []int{1, 1, 1, 2}, kind: "mixed"},
+		{shape: []int{2, 7, 3, 8}, kind: "mixed"},
+		{shape: []int{2, 7, 3, 8}, kind: "mixed", offset: 9, inverse: true},
+		{shape: []int{1, 13, 2, 64}, kind: "scaled"},
+		{shape: []int{1, 9, 2, 128}, kind: "scaled", offset: 131000},
+		{shape: []int{2, 5, 2, 64}, kind: "scaled", offset: 8190, inverse: true},
+		{shape: []int{2, 129, 4, 64}, kind: "scaled", offset: 3},
+		{shape: []int{1, 5, 2, 16}, kind: "mixed", offset: 3, inPlace: true},
+		{shape: []int{1, 5, 2, 16}, kind: "scaled", offset: 70000, inverse: true, inPlace: true},
+	}
+	for _, layout := range []backend.RoPELayout{backend.Interleaved, backend.HalfSplit} {
+		for _, c := range fcases {
+			layout, c := layout, c
+			name := fmt.Sprintf("rope/freqs/%s/%s/%s", layout, dims(c.shape...), c.kind)
+			if c.offset != 0 {
+				name += fmt.Sprintf("/offset=%d", c.offset)
+			}
+			if c.inverse {
+				name += "/inverse"
+			}
+			if c.inPlace {
+				name += "/inplace"
+			}
+			Register(Case{
+				Name: name,
+				Op:   backend.OpRoPE,
+				Run: func(e *Env) {
+					d := c.shape[3]
+					freqs := scaledFreqs(d, 500000)
+					if c.kind == "mixed" {
+						freqs = mixedFreqs(e, d)
+					}
+					n := backend.Shape(c.shape).NumElements()
+					x := e.Uniform(n, -1, 1)
+					src, o := e.inOut(x, c.inPlace, c.shape...)
+					p := backend.RoPEParams{Layout: layout, Theta: 10, Offset: c.offset, Inverse: c.inverse, Freqs: freqs}
+					e.B.RoPE(o.T, src, p)
+					e.Check(o, ropeFreqsRef(F64(x), c.shape, layout, freqs, c.offset, c.inverse))
+				},
+			})
+		}
+	}
+
+	// Frequencies of the wrong count, or not finite, are refused.
+	rejects("rope_freqs_count", backend.OpRoPE, "RoPE of head dimension 8 with 3 frequencies", func(e *Env) {
+		e.B.RoPE(e.Output(1, 2, 1, 8).T, scratch(e, 1, 2, 1, 8), backend.RoPEParams{Layout: backend.HalfSplit, Freqs: []float64{1, 0.1, 0.01}})
+	})
+	rejects("rope_freqs_nan", backend.OpRoPE, "RoPE with a NaN frequency", func(e *Env) {
+		e.B.RoPE(e.Output(1, 2, 1, 4).T, scratch(e, 1, 2, 1, 4), backend.RoPEParams{Layout: backend.Interleaved, Freqs: []float64{1, math.NaN()}})
+	})
 }

@@ -7,10 +7,10 @@ import (
 )
 
 // RoPE rotates each pair of every head of src [batch, seq, heads, headDim]
-// by the angle pos·theta^(−2i/headDim), pos = p.Offset + t, or by its
-// negative with p.Inverse. Angles and their sines and cosines are computed
-// in float64 once per (t, i) and shared by the batch and the heads. dst may
-// alias src.
+// by the angle pos·f_i, pos = p.Offset + t, or by its negative with
+// p.Inverse; f_i is p.Freqs[i], or theta^(−2i/headDim) without Freqs.
+// Angles and their sines and cosines are computed in float64 once per
+// (t, i) and shared by the batch and the heads. dst may alias src.
 func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 	if b.skip(backend.OpRoPE) {
 		return
@@ -31,9 +31,12 @@ func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 	}
 	// cos and sin of pair i at sequence index t are at [t*half+i].
 	cos, sin := make([]float64, seq*half), make([]float64, seq*half)
-	inv := make([]float64, half)
-	for i := range inv {
-		inv[i] = math.Pow(float64(p.Theta), -float64(2*i)/float64(hd))
+	inv := p.Freqs
+	if inv == nil {
+		inv = make([]float64, half)
+		for i := range inv {
+			inv[i] = math.Pow(float64(p.Theta), -float64(2*i)/float64(hd))
+		}
 	}
 	sign := 1.0
 	if p.Inverse {
