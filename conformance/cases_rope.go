@@ -124,7 +124,7 @@ func init() {
 		inPlace bool
 	}
 	fcases := []fc{
-		{shape: []int{1, 1, 1, 2}, kind: "mixed"},
+		{shape: []int{1, 1, 1, 2}, kind: "mixed", offset: 5},
 		{shape: []int{2, 7, 3, 8}, kind: "mixed"},
 		{shape: []int{2, 7, 3, 8}, kind: "mixed", offset: 9, inverse: true},
 		{shape: []int{1, 13, 2, 64}, kind: "scaled"},

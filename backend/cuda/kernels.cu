@@ -550,9 +550,10 @@ extern "C" __global__ void layernorm_params_partial(int rows, int cols, int rows
 // ---------------------------------------------------------------------------
 // Rotary position embedding of [batch, seq, heads, hd]: one thread per
 // rotated pair; angles in double, as pos·θ^(−2i/hd) reaches thousands of
-// radians where float32 would lose the phase.
+// radians where float32 would lose the phase. freqs, when not null, holds
+// the hd/2 inverse frequencies in place of θ^(−2i/hd).
 
-extern "C" __global__ void rope(int layout, int inverse, long long pairs, int seq, int heads, int hd, int offset, float theta, float *dst, const float *src) {
+extern "C" __global__ void rope(int layout, int inverse, long long pairs, int seq, int heads, int hd, int offset, float theta, const double *freqs, float *dst, const float *src) {
 	int half = hd / 2;
 	int stride = layout == ROPE_HALFSPLIT ? 1 : 2;
 	int second = layout == ROPE_HALFSPLIT ? half : 1;
@@ -562,7 +563,7 @@ extern "C" __global__ void rope(int layout, int inverse, long long pairs, int se
 		long long head = p / half; // (bt*heads + h)
 		long long bt = head / heads;
 		int t = (int)(bt % seq);
-		double inv = pow((double)theta, -(double)(2 * i) / (double)hd);
+		double inv = freqs ? freqs[i] : pow((double)theta, -(double)(2 * i) / (double)hd);
 		double angle = (double)(offset + t) * inv;
 		double sn, cs;
 		sincos(angle, &sn, &cs);

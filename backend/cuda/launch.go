@@ -88,7 +88,7 @@ var (
 	kLayerNorm     = &kernelSpec{"layernorm", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr}}
 	kLayerNormGrad = &kernelSpec{"layernorm_grad", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr, argPtr}}
 	kLayerNormPG   = &kernelSpec{"layernorm_params_partial", []argKind{argI32, argI32, argI32, argPtr, argPtr, argPtr, argPtr, argPtr}}
-	kRoPE          = &kernelSpec{"rope", []argKind{argI32, argI32, argI64, argI32, argI32, argI32, argI32, argF32, argPtr, argPtr}}
+	kRoPE          = &kernelSpec{"rope", []argKind{argI32, argI32, argI64, argI32, argI32, argI32, argI32, argF32, argPtr, argPtr, argPtr}}
 	kGather        = &kernelSpec{"gather", []argKind{argI64, argI32, argPtr, argPtr, argPtr}}
 	kScatterAdd    = &kernelSpec{"scatter_add", []argKind{argI32, argI32, argPtr, argPtr, argPtr}}
 	kCrossEntropy  = &kernelSpec{"cross_entropy", []argKind{argI32, argI32, argI32, argF32, argPtr, argPtr, argPtr}}

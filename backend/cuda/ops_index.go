@@ -2,13 +2,15 @@ package cuda
 
 import (
 	"slices"
+	"unsafe"
 
 	"github.com/sora-go/sora/backend"
 )
 
 // RoPE rotates each pair of every head of src [batch, seq, heads, headDim]
-// by pos·theta^(−2i/headDim) (negated with p.Inverse), angles and their
-// sines and cosines in double. dst may alias src.
+// by pos·theta^(−2i/headDim), or pos·p.Freqs[i] (negated with p.Inverse),
+// angles and their sines and cosines in double. p.Freqs goes to a scratch
+// block on the stream before the kernel. dst may alias src.
 func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 	if b.skip(backend.OpRoPE) {
 		return
@@ -35,6 +37,13 @@ func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 		if err != nil {
 			return err
 		}
+		var freqs temp // none: the kernel gets a null pointer and uses theta
+		if p.Freqs != nil {
+			if freqs, err = b.uploadFloat64s(p.Freqs); err != nil {
+				return err
+			}
+			defer b.tempFree(freqs)
+		}
 		args := b.kernel(kRoPE)
 		args.i32(int(p.Layout))
 		args.bool32(p.Inverse)
@@ -44,11 +53,28 @@ func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 		args.i32(hd)
 		args.i32(p.Offset)
 		args.f32(p.Theta)
+		args.ptr(freqs.ptr)
 		args.ptr(ptrs[0])
 		args.ptr(ptrs[1])
 		grid, block := elementwiseGrid(pairs, b.sms)
 		return b.launch(kRoPE, grid, block)
 	})
+}
+
+// uploadFloat64s copies v to a scratch block on the stream; the caller
+// frees it with tempFree after the kernel that reads it is queued.
+func (b *Backend) uploadFloat64s(v []float64) (temp, error) {
+	t, err := b.tempAlloc(int64(len(v)) * 8)
+	if err != nil {
+		return temp{}, err
+	}
+	if len(v) > 0 {
+		if err := b.upload(t.ptr, unsafe.Pointer(&v[0]), len(v)*8); err != nil {
+			b.tempFree(t)
+			return temp{}, err
+		}
+	}
+	return t, nil
 }
 
 // Gather copies rows of table into dst: dst[i] = table[ids[i]]. The ids
