@@ -1,6 +1,7 @@
 package ascend
 
 import (
+	"encoding/binary"
 	"math"
 	"unsafe"
 
@@ -12,6 +13,17 @@ type tableKey struct {
 	kind    string
 	a, b, c int
 	f       float32
+	bits    string // further float64 parameters, their bits as bytes (RoPE's Freqs)
+}
+
+// float64Bits returns the bits of v as a string, a map key that tells
+// apart any two slices that differ in any bit.
+func float64Bits(v []float64) string {
+	b := make([]byte, 0, 8*len(v))
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+	}
+	return string(b)
 }
 
 // maxTables bounds the cached tables; past it the cache starts over.
@@ -282,7 +294,8 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	})
 }
 
-// RoPE rotates pairs of each head by pos·theta^(−2i/headDim). aclnn's
+// RoPE rotates pairs of each head by pos·theta^(−2i/headDim), or by
+// pos·p.Freqs[i] when Freqs is set. aclnn's
 // rotary operators fix one layout and fused cos/sin inputs, so it is
 // composed: the two halves of every pair are strided views (stride 2 for
 // the interleaved layout, the two halves of the head for the half-split
@@ -307,12 +320,23 @@ func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 		return
 	}
 	b.do(backend.OpRoPE, []backend.Tensor{dst, src}, func(c *call) {
-		tab := c.table(tableKey{kind: "rope", a: seq, b: hd, c: p.Offset, f: p.Theta}, []int{2, seq, 1, half}, func() []float32 {
+		key := tableKey{kind: "rope", a: seq, b: hd, c: p.Offset, f: p.Theta}
+		if p.Freqs != nil {
+			key.f, key.bits = 0, float64Bits(p.Freqs)
+		}
+		tab := c.table(key, []int{2, seq, 1, half}, func() []float32 {
+			inv := p.Freqs
+			if inv == nil {
+				inv = make([]float64, half)
+				for i := range inv {
+					inv[i] = math.Pow(float64(p.Theta), -float64(2*i)/float64(hd))
+				}
+			}
 			t := make([]float32, 2*seq*half)
 			for s := 0; s < seq; s++ {
 				pos := float64(p.Offset + s)
 				for i := 0; i < half; i++ {
-					ang := pos * math.Pow(float64(p.Theta), -float64(2*i)/float64(hd))
+					ang := pos * inv[i]
 					t[s*half+i] = float32(math.Cos(ang))
 					t[seq*half+s*half+i] = float32(math.Sin(ang))
 				}

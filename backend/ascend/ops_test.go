@@ -513,6 +513,68 @@ func TestRoPE(t *testing.T) {
 	}
 }
 
+// TestRoPEFreqs checks explicit frequencies against a float64 reference,
+// including that the cached cos/sin tables are told apart by them: calls
+// of one shape and offset with other frequencies, and a call with
+// frequencies equal to θ^(−2i/d) after one by Theta, each get their own
+// rotation.
+func TestRoPEFreqs(t *testing.T) {
+	b, _ := openDouble(t, Options{})
+	r := rand.New(rand.NewSource(12))
+	shape := []int{2, 5, 3, 8}
+	n := backend.Shape(shape).NumElements()
+	X := randn(r, n, -1, 1)
+	xt := upload(t, b, X, shape...)
+	yt, _ := b.Alloc(backend.Float32, shape...)
+	def := make([]float64, 4)
+	for i := range def {
+		def[i] = math.Pow(10000, -float64(2*i)/8)
+	}
+	for _, layout := range []backend.RoPELayout{backend.Interleaved, backend.HalfSplit} {
+		for k, p := range []backend.RoPEParams{
+			{Layout: layout, Offset: 40000, Freqs: []float64{1, 0.3, -0.2, 0.01}},
+			{Layout: layout, Offset: 40000, Freqs: []float64{2, 2, 0, 2}},
+			{Layout: layout, Offset: 40000, Freqs: []float64{1, 0.3, -0.2, 0.01}, Inverse: true},
+			{Layout: layout, Offset: 3, Theta: 10000},
+			{Layout: layout, Offset: 3, Freqs: def, Theta: 5},
+		} {
+			b.RoPE(yt, xt, p)
+			want := refops.RoPE(f64(X), shape[0], shape[1], shape[2], shape[3], p)
+			if p.Freqs != nil {
+				want = ropeFreqsRef(f64(X), shape, p)
+			}
+			checkClose(t, fmt.Sprintf("%v call %d", layout, k), download(t, b, yt), want, tight)
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ropeFreqsRef rotates pair i of every head of x at sequence index t by
+// ±(p.Offset+t)·p.Freqs[i], in float64.
+func ropeFreqsRef(x []float64, shape []int, p backend.RoPEParams) []float64 {
+	seq, heads, d := shape[1], shape[2], shape[3]
+	out := make([]float64, len(x))
+	for h := 0; h < len(x)/d; h++ {
+		pos := float64(p.Offset + (h/heads)%seq)
+		for i := 0; i < d/2; i++ {
+			a, c := h*d+2*i, h*d+2*i+1
+			if p.Layout == backend.HalfSplit {
+				a, c = h*d+i, h*d+i+d/2
+			}
+			phi := pos * p.Freqs[i]
+			if p.Inverse {
+				phi = -phi
+			}
+			sn, cs := math.Sincos(phi)
+			out[a] = x[a]*cs - x[c]*sn
+			out[c] = x[a]*sn + x[c]*cs
+		}
+	}
+	return out
+}
+
 func TestGatherScatterAdd(t *testing.T) {
 	b, _ := openDouble(t, Options{})
 	r := rand.New(rand.NewSource(10))
