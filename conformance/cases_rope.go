@@ -5,6 +5,8 @@ import (
 	"math"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/graph/gradcheck"
 	"github.com/sora-go/sora/internal/refops"
 )
 
@@ -162,6 +164,29 @@ func init() {
 					p := backend.RoPEParams{Layout: layout, Theta: 10, Offset: c.offset, Inverse: c.inverse, Freqs: freqs}
 					e.B.RoPE(o.T, src, p)
 					e.Check(o, ropeFreqsRef(F64(x), c.shape, layout, freqs, c.offset, c.inverse))
+				},
+			})
+		}
+	}
+
+	// RoPE's backward with Freqs: graph.Tape.RoPE runs the same params
+	// with Inverse flipped, Freqs included. Its gradient is checked
+	// against the derivative of the float64 reference, like the Theta
+	// cases of gradcheck.OpCases.
+	for _, layout := range []backend.RoPELayout{backend.Interleaved, backend.HalfSplit} {
+		for _, off := range []int{0, 9000} {
+			shape := []int{2, 3, 2, 6}
+			freqs := []float64{1, 0.05, -0.4}
+			p := backend.RoPEParams{Layout: layout, Theta: 10, Offset: off, Freqs: freqs}
+			registerGradCase(gradcheck.Case{
+				Name:   fmt.Sprintf("grad/op/rope/freqs/%s/offset%d", layout, off),
+				Op:     backend.OpRoPE,
+				Inputs: []gradcheck.Input{{Name: "x", Shape: shape}},
+				Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
+					return g.RoPE(v[0], p)
+				},
+				Reference: func(x [][]float64) []float64 {
+					return ropeFreqsRef(x[0], shape, layout, freqs, off, false)
 				},
 			})
 		}
