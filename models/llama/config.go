@@ -85,6 +85,107 @@ type Config struct {
 	TiedEmbeddings bool
 	// RopeLayout is the row layout of q_proj and k_proj in the weights.
 	RopeLayout RopeLayout
+	// RopeScaling rescales the rotary frequencies (Llama 3.1 and 3.2); the
+	// zero value leaves them θ^(−2i/d).
+	RopeScaling RopeScaling
+}
+
+// RopeScalingLlama3 is the Type of Llama 3.1's frequency scaling (Hugging
+// Face's rope_type "llama3").
+const RopeScalingLlama3 = "llama3"
+
+// RopeScaling describes how a model's rotary frequencies differ from the
+// plain θ^(−2i/d). The zero value is no scaling. With Type
+// [RopeScalingLlama3], a pair whose wavelength λ = 2π/f is shorter than
+// OriginalMaxPos/HighFreqFactor keeps its frequency f, one whose wavelength
+// is longer than OriginalMaxPos/LowFreqFactor turns Factor times slower,
+// and those between are interpolated: with
+// s = (OriginalMaxPos/λ − LowFreqFactor)/(HighFreqFactor − LowFreqFactor),
+// f' = (1−s)·f/Factor + s·f, which meets both neighbours at the band's
+// ends. Field names follow Hugging Face's rope_scaling.
+type RopeScaling struct {
+	// Type is "" (none) or RopeScalingLlama3.
+	Type string
+	// Factor divides the lowest frequencies (8 for Llama 3.1, 32 for 3.2).
+	Factor float64
+	// LowFreqFactor and HighFreqFactor set the band of wavelengths,
+	// OriginalMaxPos/LowFreqFactor down to OriginalMaxPos/HighFreqFactor,
+	// over which the scaling fades out (1 and 4 for Llama 3.1).
+	LowFreqFactor, HighFreqFactor float64
+	// OriginalMaxPos is the context length the model was first trained
+	// for (original_max_position_embeddings, 8192 for Llama 3.1).
+	OriginalMaxPos int
+}
+
+// IsZero reports whether s is no scaling.
+func (s RopeScaling) IsZero() bool { return s == RopeScaling{} }
+
+// Validate checks that s is the zero value or a complete llama3 scaling:
+// a positive finite factor, positive finite low and high frequency factors
+// with low below high, and a positive original context length. Errors name
+// the field as rope_scaling spells it.
+func (s RopeScaling) Validate() error {
+	switch s.Type {
+	case "":
+		if !s.IsZero() {
+			return fmt.Errorf("llama: config rope scaling has no type but sets %+v; expected type %q or no fields", s, RopeScalingLlama3)
+		}
+		return nil
+	case RopeScalingLlama3:
+	default:
+		return fmt.Errorf("llama: config rope scaling type %q; only %q is supported", s.Type, RopeScalingLlama3)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"factor", s.Factor}, {"low_freq_factor", s.LowFreqFactor}, {"high_freq_factor", s.HighFreqFactor}} {
+		if !(f.v > 0) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("llama: config rope scaling %s = %v; expected a positive finite number", f.name, f.v)
+		}
+	}
+	if s.LowFreqFactor >= s.HighFreqFactor {
+		return fmt.Errorf("llama: config rope scaling low_freq_factor %v must be less than high_freq_factor %v", s.LowFreqFactor, s.HighFreqFactor)
+	}
+	if s.OriginalMaxPos <= 0 || s.OriginalMaxPos > maxExtent {
+		return fmt.Errorf("llama: config rope scaling original_max_position_embeddings = %d; expected 1 to %d", s.OriginalMaxPos, maxExtent)
+	}
+	return nil
+}
+
+// RopeFreqs returns the inverse frequencies of the HeadDim()/2 rotary
+// pairs under c.RopeScaling, for backend.RoPEParams.Freqs, or nil when
+// there is no scaling (the backend then uses RopeTheta itself). It assumes
+// a valid configuration. The unscaled frequencies are computed as the
+// backends compute θ^(−2i/d), from θ rounded to float32 as the model
+// passes it, so a scaling that changes none of them (say Factor 1) rotates
+// exactly as no scaling does.
+func (c Config) RopeFreqs() []float64 {
+	s := c.RopeScaling
+	if s.Type != RopeScalingLlama3 {
+		return nil
+	}
+	hd := c.HeadDim()
+	// The model hands the backends θ as a float32 (RoPEParams.Theta).
+	theta := float64(float32(c.RopeTheta))
+	orig := float64(s.OriginalMaxPos)
+	longest, shortest := orig/s.LowFreqFactor, orig/s.HighFreqFactor // the band's wavelengths
+	f := make([]float64, hd/2)
+	for i := range f {
+		base := math.Pow(theta, -float64(2*i)/float64(hd))
+		slow := base / s.Factor
+		switch wl := 2 * math.Pi / base; {
+		case wl < shortest:
+			f[i] = base
+		case wl > longest:
+			f[i] = slow
+		default:
+			// (1−s)·slow + s·base, written so that base == slow gives
+			// base exactly.
+			sm := (orig/wl - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+			f[i] = slow + sm*(base-slow)
+		}
+	}
+	return f
 }
 
 // Defaults of llama2.c, whose checkpoints do not record them.
@@ -137,6 +238,9 @@ func (c Config) Validate() error {
 	}
 	if c.RopeLayout > RopeHalfSplit {
 		return fmt.Errorf("llama: config has unknown rope layout %d", c.RopeLayout)
+	}
+	if err := c.RopeScaling.Validate(); err != nil {
+		return err
 	}
 	// Counted in float64 first so that NumParams, in int64, cannot overflow.
 	var n float64

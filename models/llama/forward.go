@@ -72,14 +72,14 @@ func checkTokens(ids []int32, vocab int) error {
 // returning [B·T, dim].
 type attendFunc func(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value
 
-// ropeParams returns the rotary parameters of the model's layout for a
-// sequence whose first token is at position pos.
+// ropeParams returns the rotary parameters of the model's layout and
+// frequencies for a sequence whose first token is at position pos.
 func (m *Model) ropeParams(pos int) backend.RoPEParams {
 	layout := backend.Interleaved
 	if m.cfg.RopeLayout == RopeHalfSplit {
 		layout = backend.HalfSplit
 	}
-	return backend.RoPEParams{Layout: layout, Theta: float32(m.cfg.RopeTheta), Offset: pos}
+	return backend.RoPEParams{Layout: layout, Theta: float32(m.cfg.RopeTheta), Offset: pos, Freqs: m.ropeFreqs}
 }
 
 func (m *Model) attnScale() float32 {

@@ -37,6 +37,10 @@ type Model struct {
 	// "score", nil until [Model.AddScoreHead].
 	Score graph.Layer
 
+	// ropeFreqs are the rotary frequencies of a scaled configuration
+	// (Config.RopeFreqs), nil without scaling.
+	ropeFreqs []float64
+
 	// perHeadAttention forces caches to attend per key/value head even
 	// where blockDiagonal prefers all heads at once (tests of both paths).
 	perHeadAttention bool
@@ -82,7 +86,7 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 		return nil, err
 	}
 	c := w.Config
-	m := &Model{cfg: c, b: b}
+	m := &Model{cfg: c, b: b, ropeFreqs: c.RopeFreqs()}
 	ok := false
 	defer func() {
 		if !ok {

@@ -272,8 +272,9 @@ func readFloats(r io.Reader, dst []float32) error {
 // Write writes w to path in the given format, through a temporary file that
 // is renamed into place. Weights in the half-split rotary layout are
 // converted to llama2.c's interleaved layout on the way out (w itself is
-// not modified). The formats cannot record NormEps or RopeTheta, so Write
-// refuses weights whose values differ from llama2.c's.
+// not modified). The formats cannot record NormEps, RopeTheta or
+// RopeScaling, so Write refuses weights whose values differ from llama2.c's
+// (no scaling).
 func Write(path string, w *llama.Weights, format Format) error {
 	if err := checkWritable(w, format); err != nil {
 		return fmt.Errorf("llama2c: writing %s: %w", path, err)
@@ -292,6 +293,9 @@ func checkWritable(w *llama.Weights, format Format) error {
 	if c.NormEps != llama.DefaultNormEps || c.RopeTheta != llama.DefaultRopeTheta {
 		return fmt.Errorf("llama2.c checkpoints cannot record norm eps %g or rope theta %g (they imply %g and %g)",
 			c.NormEps, c.RopeTheta, llama.DefaultNormEps, llama.DefaultRopeTheta)
+	}
+	if !c.RopeScaling.IsZero() {
+		return fmt.Errorf("llama2.c checkpoints cannot record rope scaling (%s, factor %g); write a Hugging Face folder instead", c.RopeScaling.Type, c.RopeScaling.Factor)
 	}
 	if c.Dim > math.MaxInt32 || c.HiddenDim > math.MaxInt32 || c.VocabSize > math.MaxInt32 || c.MaxSeqLen > math.MaxInt32 {
 		return fmt.Errorf("config does not fit the int32 header fields (dim %d, hidden_dim %d, vocab_size %d, max_seq_len %d; at most %d each)",

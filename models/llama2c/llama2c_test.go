@@ -355,6 +355,11 @@ func TestWriteRejects(t *testing.T) {
 		t.Errorf("theta 500000: %v", err)
 	}
 	w.Config.RopeTheta = llama.DefaultRopeTheta
+	w.Config.RopeScaling = llama.RopeScaling{Type: llama.RopeScalingLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPos: 8192}
+	if err := Write(path, w, Version1); err == nil || !strings.Contains(err.Error(), "cannot record rope scaling (llama3, factor 8)") {
+		t.Errorf("llama3 rope scaling: %v", err)
+	}
+	w.Config.RopeScaling = llama.RopeScaling{}
 	w.Layers[0].Wq = w.Layers[0].Wq[:3]
 	if err := Write(path, w, Version1); err == nil {
 		t.Error("wrote weights with a short tensor")
