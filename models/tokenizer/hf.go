@@ -208,6 +208,11 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 		h.added = append(h.added, a)
 		size = max(size, a.ID+1)
 	}
+	// A gap in the ids is found before the tables for size tokens are
+	// made: a file of a few tokens can claim an id of 2^24-1.
+	if err := checkIDGaps(vocab, seen, size, name); err != nil {
+		return nil, err
+	}
 	h.pieces = make([]string, size)
 	known := make([]bool, size)
 	for p, id := range vocab {
@@ -221,9 +226,12 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 		h.pieces[a.ID], known[a.ID] = a.Content, true
 		h.addedByID[a.ID] = a
 	}
-	for id, ok := range known {
-		if !ok {
-			return nil, hfError(name, "model.vocab", "no token has id %d, though ids go up to %d; expected ids 0 to %d without gaps (vocabulary and added_tokens together)", id, size-1, size-1)
+	for _, c := range []struct {
+		field string
+		raw   json.RawMessage
+	}{{"normalizer", f.Normalizer}, {"pre_tokenizer", f.PreTokenizer}, {"post_processor", f.PostProcessor}, {"decoder", f.Decoder}} {
+		if d := jsonDepth(c.raw); d > maxNesting {
+			return nil, hfError(name, c.field, "nested %d levels deep; at most %d are supported", d, maxNesting)
 		}
 	}
 	if h.normalizer, err = parseNormalizer(f.Normalizer, name, "normalizer"); err != nil {
@@ -274,6 +282,68 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 		t.eos = h.suffix[0]
 	}
 	return t, nil
+}
+
+// checkIDGaps returns an error unless the ids of vocab and of the added
+// tokens (added: id → content) together are 0 to size-1 without gaps. It
+// allocates in proportion to the number of tokens, not to size.
+func checkIDGaps(vocab map[string]int, added map[int]string, size int, name string) error {
+	ids := make([]int, 0, len(vocab)+len(added))
+	for _, id := range vocab {
+		ids = append(ids, id)
+	}
+	for id := range added {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	want := 0 // the lowest id not yet seen
+	for _, id := range ids {
+		if id > want {
+			break
+		}
+		want = id + 1
+	}
+	if want < size {
+		return hfError(name, "model.vocab", "no token has id %d, though ids go up to %d; expected ids 0 to %d without gaps (vocabulary and added_tokens together)", want, size-1, size-1)
+	}
+	return nil
+}
+
+// maxNesting bounds how deeply a pipeline component of a tokenizer.json
+// (normalizer, pre_tokenizer, post_processor, decoder) may nest JSON objects
+// and arrays. Real files nest six levels at most (a Sequence of steps
+// holding patterns or templates). Each Sequence level is parsed again by the
+// level above it, so a hostile file nested thousands deep would cost time
+// quadratic in its depth.
+const maxNesting = 32
+
+// jsonDepth returns the deepest nesting of objects and arrays in raw, which
+// is valid JSON.
+func jsonDepth(raw []byte) int {
+	depth, deepest := 0, 0
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++ // the escaped byte cannot end the string
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			deepest = max(deepest, depth)
+		case '}', ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // parseVocab reads model.vocab, an object from token to id.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -521,6 +522,47 @@ func TestCheckVocabHF(t *testing.T) {
 	}{{512, true}, {576, true}, {511, false}, {1, false}} {
 		if err := tok.CheckVocab(c.vocab); (err == nil) != c.ok {
 			t.Errorf("CheckVocab(%d) = %v, want ok %v", c.vocab, err, c.ok)
+		}
+	}
+}
+
+// TestParseHFHostile checks that hostile tokenizer.json files are refused
+// quickly and cheaply: Sequence components nested thousands deep (each
+// level used to be parsed again by the level above, quadratic in the
+// depth: 4000 levels took seconds per component) and an id of 2^24-1 in a
+// file of a few tokens (which used to allocate the tables for 2^24 tokens,
+// 272 MB, before the gap was found).
+func TestParseHFHostile(t *testing.T) {
+	keys := map[string]string{"normalizer": "normalizers", "pre_tokenizer": "pretokenizers", "post_processor": "processors", "decoder": "decoders"}
+	for field, key := range keys {
+		const depth = 4000
+		nested := strings.Repeat(`{"type": "Sequence", "`+key+`": [`, depth) + strings.Repeat(`]}`, depth)
+		file := `{"added_tokens": [], "` + field + `": ` + nested + `, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`
+		_, err := ParseHF([]byte(file), "deep.json")
+		if err == nil || !strings.Contains(err.Error(), "deep.json: "+field+": nested") {
+			t.Errorf("%s nested %d deep: error %v, want one saying %q is nested too deep", field, depth, err, field)
+		}
+	}
+	// Nesting as deep as real files use is fine.
+	ok := `{"type": "Sequence", "pretokenizers": [{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"String": "x"}, "behavior": "Isolated", "invert": false}]}]}`
+	if _, err := ParseHF([]byte(`{"pre_tokenizer": `+ok+`, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`), "ok.json"); err != nil {
+		t.Errorf("two Sequence levels: %v", err)
+	}
+
+	for _, c := range []struct{ name, file, want string }{
+		{"vocab id", `{"model": {"type": "BPE", "vocab": {"a": 16777215}, "merges": []}}`, "no token has id 0"},
+		{"added id", `{"added_tokens": [{"id": 16777215, "content": "x"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`, "no token has id 1"},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, err := ParseHF([]byte(c.file), "huge.json")
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "huge.json") {
+			t.Errorf("%s: error %v, want one naming huge.json and containing %q", c.name, err, c.want)
+		}
+		if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 16 {
+			t.Errorf("%s: refusing a %d-byte file allocated %d MB", c.name, len(c.file), mb)
 		}
 	}
 }

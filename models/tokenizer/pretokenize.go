@@ -120,6 +120,9 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
+	if d := jsonDepth(raw); d > maxNesting {
+		return nil, fmt.Errorf("pre_tokenizer: nested %d levels deep; at most %d are supported", d, maxNesting)
+	}
 	steps, err := parsePreSteps(raw, "pre_tokenizer")
 	if err != nil {
 		return nil, err

@@ -318,6 +318,7 @@ func TestParsePreTokenizerErrors(t *testing.T) {
 		{"nested path", `{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"Nope"}]}`, []string{"pre_tokenizer.pretokenizers[1]", `"Nope"`}},
 		{"sequence without list", `{"type":"Sequence"}`, []string{"pretokenizers"}},
 		{"wrong field type", `{"type":"ByteLevel","add_prefix_space":"yes"}`, []string{"pre_tokenizer"}},
+		{"nested too deep", strings.Repeat(`{"type":"Sequence","pretokenizers":[`, 40) + strings.Repeat(`]}`, 40), []string{"pre_tokenizer: nested 80 levels deep", "at most 32"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := parsePreTokenizer(json.RawMessage(tc.spec))
