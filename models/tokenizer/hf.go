@@ -238,7 +238,8 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 		return nil, err
 	}
 	if h.pre, err = parsePreTokenizer(f.PreTokenizer); err != nil {
-		return nil, fmt.Errorf("tokenizer: %s: pre_tokenizer: %w", name, err)
+		// parsePreTokenizer's errors start with the field's path.
+		return nil, fmt.Errorf("tokenizer: %s: %w", name, err)
 	}
 	if h.decoder, err = parseDecoder(f.Decoder, name, "decoder"); err != nil {
 		return nil, err
