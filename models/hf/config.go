@@ -22,6 +22,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path"
 	"sort"
 	"strings"
@@ -65,12 +66,15 @@ type configJSON struct {
 // ParseConfig decodes a Hugging Face LLaMA config.json into a llama.Config
 // (in the half-split rotary layout). Absent optional fields get
 // LlamaConfig's defaults; features this project's LLaMA does not implement
-// (rope_scaling, a rope_parameters rope_type other than "default" or any of
-// its scaling fields, partial rotary embeddings, biases, activations other
-// than SiLU, a head_dim other than hidden_size / num_attention_heads) are
-// reported as errors. The rotary base comes from rope_theta at the top level
-// (older transformers) or inside rope_parameters (newer ones); a config
-// giving both must give the same value. name is used in error messages.
+// (rotary scalings other than Llama 3.1's "llama3", partial rotary
+// embeddings, biases, activations other than SiLU, a head_dim other than
+// hidden_size / num_attention_heads) are reported as errors. The rotary base
+// comes from rope_theta at the top level (older transformers) or inside
+// rope_parameters (newer ones); a config giving both must give the same
+// value. A llama3 scaling (Llama 3.1 and 3.2) is read from rope_scaling
+// (older transformers) or rope_parameters (newer ones), with its rope_type
+// spelled "rope_type" or "type", into Config.RopeScaling; see
+// parseRopeObject for what each may hold. name is used in error messages.
 func ParseConfig(data []byte, name string) (llama.Config, error) {
 	fail := func(format string, args ...any) (llama.Config, error) {
 		return llama.Config{}, fmt.Errorf("hf: %s: %s", name, fmt.Sprintf(format, args...))
@@ -101,12 +105,20 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if c.HiddenAct != nil && *c.HiddenAct != "silu" {
 		return fail("hidden_act is %q; only \"silu\" is supported", *c.HiddenAct)
 	}
-	if len(c.RopeScaling) > 0 && string(bytes.TrimSpace(c.RopeScaling)) != "null" {
-		return fail("rope_scaling is set (%s); only plain rotary embeddings are supported", compactJSON(c.RopeScaling))
-	}
-	ropeTheta, err := parseRopeParameters(c.RopeParameters)
+	scaling, _, err := parseRopeObject("rope_scaling", c.RopeScaling)
 	if err != nil {
 		return fail("%v", err)
+	}
+	params, ropeTheta, err := parseRopeObject("rope_parameters", c.RopeParameters)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if scaling != nil && params != nil && *scaling != *params {
+		return fail("rope_scaling (%s) and rope_parameters (%s) describe different rotary embeddings; expected one, or the same in both",
+			compactJSON(c.RopeScaling), compactJSON(c.RopeParameters))
+	}
+	if scaling == nil {
+		scaling = params
 	}
 	if ropeTheta != nil && c.RopeTheta != nil && *ropeTheta != *c.RopeTheta {
 		return fail("rope_theta is %v but rope_parameters.rope_theta is %v; expected one value", *c.RopeTheta, *ropeTheta)
@@ -144,6 +156,9 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if c.TieWordEmbeddings != nil {
 		cfg.TiedEmbeddings = *c.TieWordEmbeddings
 	}
+	if scaling != nil {
+		cfg.RopeScaling = *scaling
+	}
 	if err := cfg.Validate(); err != nil {
 		return fail("%v", err)
 	}
@@ -153,27 +168,32 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	return cfg, nil
 }
 
-// parseRopeParameters checks the rope_parameters object that newer
-// transformers write in place of rope_theta and rope_scaling, and returns
-// its rope_theta (nil if absent). Only plain rotary embeddings are
-// accepted: rope_type (or its older spelling "type") must be "default", a
-// partial_rotary_factor must be 1, and every other field (the scaling
-// fields factor, original_max_position_embeddings, attention_factor,
-// beta_fast, beta_slow, short_factor, long_factor, low_freq_factor,
-// high_freq_factor, or per-layer-type parameter sets) is refused rather
-// than ignored, since this model could not honour it. Fields set to null
-// count as absent.
-func parseRopeParameters(raw json.RawMessage) (*float64, error) {
+// parseRopeObject reads field (rope_scaling or rope_parameters), an
+// object describing the rotary embedding, or null. It returns the scaling
+// the object names (nil when it names no rope_type: an object of
+// rope_theta alone; the zero value for rope_type "default") and, from
+// rope_parameters only, its rope_theta (nil if absent).
+//
+// rope_type (or its older spelling "type"; both must agree) may be
+// "default", which takes no scaling fields, or "llama3", which needs
+// factor, low_freq_factor, high_freq_factor and
+// original_max_position_embeddings. A partial_rotary_factor must be 1.
+// Every other field (the scalings this model cannot honour: attention_factor,
+// beta_fast, beta_slow, short_factor, long_factor, per-layer-type parameter
+// sets) is refused rather than ignored. Fields set to null count as absent.
+func parseRopeObject(field string, raw json.RawMessage) (*llama.RopeScaling, *float64, error) {
 	if len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, fmt.Errorf("rope_parameters must be an object (%s)", raw)
+		return nil, nil, fmt.Errorf("%s must be an object (%s)", field, raw)
 	}
 	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
+	for k, v := range fields {
+		if string(bytes.TrimSpace(v)) != "null" {
+			keys = append(keys, k)
+		}
 	}
 	// The rope type goes first, since it explains the scaling fields that
 	// come with it; the rest are sorted so one run reports what another does.
@@ -184,37 +204,99 @@ func parseRopeParameters(raw json.RawMessage) (*float64, error) {
 		}
 		return keys[i] < keys[j]
 	})
-	var theta *float64
+	var (
+		theta   *float64
+		typ     string
+		typeKey string
+		s       llama.RopeScaling
+		set     = map[string]bool{}
+	)
+	number := func(k string) (float64, error) {
+		var f float64
+		if err := json.Unmarshal(fields[k], &f); err != nil {
+			return 0, fmt.Errorf("%s.%s is %s; expected a number", field, k, fields[k])
+		}
+		return f, nil
+	}
 	for _, k := range keys {
 		v := fields[k]
-		if string(bytes.TrimSpace(v)) == "null" {
-			continue
-		}
 		switch k {
 		case "rope_theta":
-			var t float64
-			if err := json.Unmarshal(v, &t); err != nil {
-				return nil, fmt.Errorf("rope_parameters.rope_theta is %s; expected a number", v)
+			if field != "rope_parameters" {
+				return nil, nil, fmt.Errorf("%s.rope_theta is set; the rotary base belongs in rope_theta or rope_parameters.rope_theta", field)
+			}
+			t, err := number(k)
+			if err != nil {
+				return nil, nil, err
 			}
 			theta = &t
 		case "rope_type", "type": // "type" is the older spelling
-			var typ string
-			if err := json.Unmarshal(v, &typ); err != nil {
-				return nil, fmt.Errorf("rope_parameters.%s is %s; expected a string", k, v)
+			var t string
+			if err := json.Unmarshal(v, &t); err != nil {
+				return nil, nil, fmt.Errorf("%s.%s is %s; expected a string", field, k, v)
 			}
-			if typ != "default" {
-				return nil, fmt.Errorf("rope_parameters.%s is %q (%s); only plain rotary embeddings are supported", k, typ, compactJSON(raw))
+			if typeKey != "" && t != typ {
+				return nil, nil, fmt.Errorf("%s.%s is %q but %s.%s is %q; expected one rope type", field, typeKey, typ, field, k, t)
 			}
+			if t != "default" && t != llama.RopeScalingLlama3 {
+				return nil, nil, fmt.Errorf("%s.%s is %q (%s); only plain rotary embeddings (\"default\") and Llama 3.1's \"llama3\" scaling are supported", field, k, t, compactJSON(raw))
+			}
+			typ, typeKey = t, k
 		case "partial_rotary_factor":
 			var f float64
 			if err := json.Unmarshal(v, &f); err != nil || f != 1 {
-				return nil, fmt.Errorf("rope_parameters.partial_rotary_factor is %s; only rotary embeddings over the whole head (1.0) are supported", v)
+				return nil, nil, fmt.Errorf("%s.partial_rotary_factor is %s; only rotary embeddings over the whole head (1.0) are supported", field, v)
+			}
+		case "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings":
+			if typ != llama.RopeScalingLlama3 {
+				return nil, nil, fmt.Errorf("%s.%s is set (%s) without rope_type \"llama3\"; only plain rotary embeddings and Llama 3.1's \"llama3\" scaling are supported", field, k, compactJSON(raw))
+			}
+			f, err := number(k)
+			if err != nil {
+				return nil, nil, err
+			}
+			set[k] = true
+			switch k {
+			case "factor":
+				s.Factor = f
+			case "low_freq_factor":
+				s.LowFreqFactor = f
+			case "high_freq_factor":
+				s.HighFreqFactor = f
+			default:
+				if f != math.Trunc(f) || f < 1 || f > math.MaxInt32 {
+					return nil, nil, fmt.Errorf("%s.original_max_position_embeddings is %s; expected a positive whole number", field, v)
+				}
+				s.OriginalMaxPos = int(f)
 			}
 		default:
-			return nil, fmt.Errorf("rope_parameters.%s is set (%s); only plain rotary embeddings are supported", k, compactJSON(raw))
+			return nil, nil, fmt.Errorf("%s.%s is set (%s); only plain rotary embeddings and Llama 3.1's \"llama3\" scaling are supported", field, k, compactJSON(raw))
 		}
 	}
-	return theta, nil
+	switch typ {
+	case "":
+		return nil, theta, nil
+	case "default":
+		return &llama.RopeScaling{}, theta, nil
+	}
+	s.Type = llama.RopeScalingLlama3
+	for _, k := range []string{"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"} {
+		if !set[k] {
+			return nil, nil, fmt.Errorf("%s.%s is missing; rope_type \"llama3\" needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings", field, k)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"factor", s.Factor}, {"low_freq_factor", s.LowFreqFactor}, {"high_freq_factor", s.HighFreqFactor}} {
+		if !(f.v > 0) {
+			return nil, nil, fmt.Errorf("%s.%s is %v; expected a positive number", field, f.name, f.v)
+		}
+	}
+	if s.LowFreqFactor >= s.HighFreqFactor {
+		return nil, nil, fmt.Errorf("%s.low_freq_factor %v is not below high_freq_factor %v; the scaling fades out between them", field, s.LowFreqFactor, s.HighFreqFactor)
+	}
+	return &s, theta, nil
 }
 
 // compactJSON returns raw without insignificant white space, so that an
@@ -249,7 +331,7 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 		"max_position_embeddings": cfg.MaxSeqLen,
 		"rms_norm_eps":            cfg.NormEps,
 		"rope_theta":              cfg.RopeTheta,
-		"rope_scaling":            nil,
+		"rope_scaling":            encodeRopeScaling(cfg.RopeScaling),
 		"tie_word_embeddings":     cfg.TiedEmbeddings,
 		"attention_bias":          false,
 		"mlp_bias":                false,
@@ -262,6 +344,34 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+// encodeRopeScaling returns the rope_scaling object of s as Llama 3.1's
+// config.json writes it, or nil (JSON null) for no scaling.
+func encodeRopeScaling(s llama.RopeScaling) any {
+	if s.IsZero() {
+		return nil
+	}
+	return map[string]any{
+		"rope_type":                        s.Type,
+		"factor":                           pyFloat(s.Factor),
+		"low_freq_factor":                  pyFloat(s.LowFreqFactor),
+		"high_freq_factor":                 pyFloat(s.HighFreqFactor),
+		"original_max_position_embeddings": s.OriginalMaxPos,
+	}
+}
+
+// pyFloat is a float64 that marshals with a decimal point even when whole
+// (8.0, not 8), as Python writes floats: transformers warns about a
+// rope_scaling factor that reads back as an int.
+type pyFloat float64
+
+func (f pyFloat) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(float64(f))
+	if err == nil && !bytes.ContainsAny(b, ".eE") {
+		b = append(b, '.', '0')
+	}
+	return b, err
 }
 
 // ParseIndex decodes a model.safetensors.index.json and returns its

@@ -382,12 +382,12 @@ func TestParseConfig(t *testing.T) {
 	}
 	bad := []struct{ json, want string }{
 		{`[]`, "not a valid config"},
-		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}`, `rope_parameters.rope_type is "llama3"`},
+		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}`, `rope_parameters.low_freq_factor is missing`},
 		{`{` + base + `, "rope_parameters": {"type": "linear", "factor": 2.0}}`, `rope_parameters.type is "linear"`},
-		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "factor": 2.0}}`, "rope_parameters.factor is set"},
+		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "factor": 2.0}}`, `rope_parameters.factor is set ({"rope_theta":500000.0,"factor":2.0}) without rope_type "llama3"`},
 		// Indented objects are quoted on one line.
 		{`{` + base + `, "rope_parameters": {` + "\n  " + `"rope_type": "yarn"` + "\n" + `}}`, `rope_parameters.rope_type is "yarn" ({"rope_type":"yarn"})`},
-		{`{` + base + `, "rope_scaling": {` + "\n  " + `"type": "linear"` + "\n" + `}}`, `rope_scaling is set ({"type":"linear"})`},
+		{`{` + base + `, "rope_scaling": {` + "\n  " + `"type": "linear"` + "\n" + `}}`, `rope_scaling.type is "linear" ({"type":"linear"})`},
 		{`{` + base + `, "rope_parameters": {"full_attention": {"rope_theta": 500000.0}}}`, "rope_parameters.full_attention is set"},
 		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "partial_rotary_factor": 0.5}}`, "rope_parameters.partial_rotary_factor is 0.5"},
 		{`{` + base + `, "partial_rotary_factor": 0.25}`, "partial_rotary_factor is 0.25"},
@@ -399,7 +399,7 @@ func TestParseConfig(t *testing.T) {
 		{`{"hidden_size": 16}`, "missing required field intermediate_size"},
 		{`{` + base + `, "model_type": "gpt2"}`, `model_type is "gpt2"`},
 		{`{` + base + `, "hidden_act": "gelu"}`, `hidden_act is "gelu"`},
-		{`{` + base + `, "rope_scaling": {"type": "linear", "factor": 2.0}}`, "rope_scaling is set"},
+		{`{` + base + `, "rope_scaling": {"type": "linear", "factor": 2.0}}`, `rope_scaling.type is "linear"`},
 		{`{` + base + `, "attention_bias": true}`, "attention_bias"},
 		{`{` + base + `, "num_key_value_heads": 3}`, "n_kv_heads 3"},
 		{`{` + base + `, "head_dim": 8}`, "head_dim is 8"},
@@ -623,6 +623,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_scaling": null}`))
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}`))
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "yarn", "factor": 4.0}}`))
+	f.Add([]byte(llama31Config))
+	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_parameters": {"type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := ParseConfig(b, "fuzz.json")
 		if err != nil {
