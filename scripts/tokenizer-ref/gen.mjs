@@ -2,7 +2,11 @@
 // implementation independent of ours, for the tests in models/tokenizer.
 //
 //   cd scripts/tokenizer-ref && npm install --ignore-scripts   # once; no install scripts needed
-//   node scripts/tokenizer-ref/gen.mjs [--engine hf|sp] <tokenizer folder> <corpus.json> > out.json
+//   node scripts/tokenizer-ref/gen.mjs [--engine hf|sp] [--compact] <tokenizer folder> <corpus.json> > out.json
+//
+// --compact keeps only the name, the ids and the decodings of each result
+// (no text, tokens, pretokens, normalized or pieces): the texts are the
+// corpus's, and for long texts the other fields are most of the size.
 //
 // Engines (default: hf when the folder has tokenizer.json, else sp):
 //   hf  Hugging Face's JS tokenizers (@huggingface/tokenizers) over
@@ -36,7 +40,7 @@ import path from "node:path";
 
 function usage(msg) {
   if (msg) console.error(`gen.mjs: ${msg}`);
-  console.error("usage: node gen.mjs [--engine hf|sp] <tokenizer folder> <corpus.json>");
+  console.error("usage: node gen.mjs [--engine hf|sp] [--compact] <tokenizer folder> <corpus.json>");
   process.exit(2);
 }
 
@@ -63,9 +67,17 @@ function version(pkg) {
 
 const args = process.argv.slice(2);
 let engine = null;
-if (args[0] === "--engine") {
-  engine = args[1];
-  args.splice(0, 2);
+let compact = false;
+for (;;) {
+  if (args[0] === "--engine") {
+    engine = args[1];
+    args.splice(0, 2);
+  } else if (args[0] === "--compact") {
+    compact = true;
+    args.splice(0, 1);
+  } else {
+    break;
+  }
 }
 if (args.length !== 2) usage();
 const [dir, corpusFile] = args;
@@ -86,7 +98,9 @@ if (engine === "hf") {
   usage(`unknown engine ${JSON.stringify(engine)}`);
 }
 // One result per line keeps the committed outputs readable and their diffs small.
-const { results, ...head } = out;
+const { results: full, ...head } = out;
+const dropped = ["text", "tokens", "pretokens", "normalized", "pieces"];
+const results = compact ? full.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !dropped.includes(k)))) : full;
 const lines = results.map((r) => JSON.stringify(r));
 process.stdout.write(JSON.stringify(head).slice(0, -1) + ',"results":[\n' + lines.join(",\n") + "\n]}\n");
 

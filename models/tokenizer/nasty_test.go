@@ -1,0 +1,209 @@
+package tokenizer
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The hostile corpus (testdata/corpus-nasty.json, written by
+// scripts/tokenizer-ref/nastycorpus.mjs): 10 000-character whitespace runs,
+// words and digit runs thousands long, NUL and control characters, U+FFFD,
+// mixed scripts, texts that are only special tokens or glue them to words,
+// near misses of "<|eot_id|>", "▁" in the text, and whitespace beside
+// added tokens with lstrip and rstrip. The references in testdata/nasty are
+// gen.mjs --compact outputs (ids and decodings only), gzip-compressed since
+// the long texts make them large:
+//
+//	T=models/tokenizer/testdata
+//	node scripts/tokenizer-ref/nastycorpus.mjs > $T/corpus-nasty.json
+//	for n in bl-llama3-mini bl-gpt2-mini bl-digits-mini bl-strip-mini sp-tok512 sp-strip; do
+//	  node scripts/tokenizer-ref/gen.mjs --engine hf --compact $T/$n $T/corpus-nasty.json | gzip -9n > $T/nasty/$n.ref.json.gz
+//	done
+//	node scripts/tokenizer-ref/gen.mjs --engine sp --compact $T/sp-tok512 $T/corpus-nasty.json | gzip -9n > $T/nasty/sp-tok512.ref-sp.json.gz
+//	for n in llama3 llama3.1 gpt2 mistral; do
+//	  node scripts/tokenizer-ref/gen.mjs --compact .tokenizers/$n $T/corpus-nasty.json | gzip -9n > $T/nasty/$n.ref.json.gz
+//	done
+//	node scripts/tokenizer-ref/gen.mjs --engine sp --compact .tokenizers/llama2-sp $T/corpus-nasty.json | gzip -9n > $T/nasty/llama2-sp.ref-sp.json.gz
+//
+// The strip fixtures are bl-llama3-mini and sp-tok512 with added tokens
+// given lstrip/rstrip, a normalized one and new special ones
+// (scripts/tokenizer-ref/addedtokens.mjs; the edits are in its README).
+
+// readNastyRef reads a compressed compact reference and fills in each
+// result's text from the corpus, by name.
+func readNastyRef(t testing.TB, path string) jsRef {
+	t.Helper()
+	var corpus []struct{ Name, Text string }
+	if err := json.Unmarshal(readFile(t, filepath.Join("testdata", "corpus-nasty.json")), &corpus); err != nil {
+		t.Fatal(err)
+	}
+	texts := map[string]string{}
+	for _, c := range corpus {
+		texts[c.Name] = c.Text
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var ref jsRef
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(ref.Results) != len(corpus) {
+		t.Fatalf("%s has %d results for the %d texts of corpus-nasty.json: regenerate it", path, len(ref.Results), len(corpus))
+	}
+	for i := range ref.Results {
+		text, ok := texts[ref.Results[i].Name]
+		if !ok {
+			t.Fatalf("%s: result %q is not in corpus-nasty.json", path, ref.Results[i].Name)
+		}
+		ref.Results[i].Text = text
+	}
+	return ref
+}
+
+// nastyCase is one tokenizer checked against one reference. skipIDs leaves
+// out texts where the reference is known to differ from the Rust crate (see
+// scripts/tokenizer-ref/README.md), skipDecode texts where only its
+// decoding does.
+type nastyCase struct {
+	name, tok, ref      string
+	skipIDs, skipDecode func(string) bool
+}
+
+// hasBOM reports whether s has U+FEFF, which the JS library's ByteFallback
+// decoder drops at the start of each run of byte tokens (a TextDecoder
+// that strips byte order marks), where the Rust crate keeps it.
+func hasBOM(s string) bool { return strings.ContainsRune(s, '\ufeff') }
+
+func checkNasty(t *testing.T, c nastyCase) {
+	tok, err := Load(c.tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := readNastyRef(t, c.ref)
+	compared := 0
+	for _, r := range ref.Results {
+		if c.skipIDs != nil && c.skipIDs(r.Text) {
+			continue
+		}
+		if ref.Engine == "sp" && hasSpecial(tok, r.Text) {
+			// SentencePiece spells out "<s>" where LlamaTokenizer
+			// splits it out; the hf references cover that.
+			continue
+		}
+		compared++
+		got := tok.Encode(r.Text, false, false)
+		if !same(got, r.IDsNoSpecial) {
+			t.Errorf("%s: %q: Encode gives %d ids, the reference %d\n got %v\nwant %v", c.name, r.Name, len(got), len(r.IDsNoSpecial), head(got), head(r.IDsNoSpecial))
+			continue
+		}
+		ids, want := r.IDs, r.DecodedSkipSpecial
+		switch {
+		case ref.Engine == "sp":
+			ids, want = r.IDsNoSpecial, r.Decoded
+		case len(r.IDs) == len(r.IDsNoSpecial)+1:
+			if with := tok.Encode(r.Text, true, false); !reflect.DeepEqual(with, r.IDs) {
+				t.Errorf("%s: %q: Encode with BOS = %v, want %v", c.name, r.Name, head(with), head(r.IDs))
+			}
+		case !same(r.IDs, r.IDsNoSpecial):
+			t.Fatalf("%s: %q: the reference adds special tokens other than one BOS", c.name, r.Name)
+		}
+		if c.skipDecode != nil && c.skipDecode(r.Text) {
+			continue
+		}
+		if d := tok.DecodeAll(ids); d != want {
+			t.Errorf("%s: %q: DecodeAll = %q, want %q", c.name, r.Name, head([]byte(d)), head([]byte(want)))
+		}
+	}
+	if compared < len(ref.Results)-10 {
+		t.Errorf("%s: only %d of %d texts compared", c.name, compared, len(ref.Results))
+	}
+}
+
+// head shortens a long list for a message.
+func head[T any](s []T) []T {
+	if len(s) > 40 {
+		return s[:40]
+	}
+	return s
+}
+
+func byteLevelRegexSkip(s string) bool { return hasJSOnlySpace(s) }
+
+// TestNastyCorpus checks the committed fixtures (byte-level BPE from Llama 3
+// and GPT-2, Llama's SentencePiece layout as tokenizer.json and
+// tokenizer.model, and the two with lstrip/rstrip/normalized added tokens)
+// against Hugging Face's JS tokenizers and SentencePiece on the hostile
+// corpus.
+func TestNastyCorpus(t *testing.T) {
+	T := "testdata"
+	for _, c := range []nastyCase{
+		{"bl-llama3-mini", T + "/bl-llama3-mini/tokenizer.json", T + "/nasty/bl-llama3-mini.ref.json.gz", nil, nil},
+		{"bl-strip-mini", T + "/bl-strip-mini/tokenizer.json", T + "/nasty/bl-strip-mini.ref.json.gz", hasJSOnlySpace, nil},
+		{"bl-gpt2-mini", T + "/bl-gpt2-mini/tokenizer.json", T + "/nasty/bl-gpt2-mini.ref.json.gz", byteLevelRegexSkip, nil},
+		{"bl-digits-mini", T + "/bl-digits-mini/tokenizer.json", T + "/nasty/bl-digits-mini.ref.json.gz",
+			func(s string) bool { return hasJSOnlySpace(s) || hasNonASCIINumber(s) }, nil},
+		{"sp-tok512 json", T + "/sp-tok512/tokenizer.json", T + "/nasty/sp-tok512.ref.json.gz", nil, hasBOM},
+		{"sp-strip", T + "/sp-strip/tokenizer.json", T + "/nasty/sp-strip.ref.json.gz", hasJSOnlySpace, hasBOM},
+		{"sp-tok512 model", T + "/sp-tok512/tokenizer.model", T + "/nasty/sp-tok512.ref-sp.json.gz", nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkNasty(t, c) })
+	}
+}
+
+// TestNastyCorpusRealFiles is TestNastyCorpus over the real files that
+// scripts/fetch-tokenizers.sh puts in SORA_TOKENIZER_DIR.
+func TestNastyCorpusRealFiles(t *testing.T) {
+	root := os.Getenv("SORA_TOKENIZER_DIR")
+	if root == "" {
+		t.Skip("SORA_TOKENIZER_DIR is not set (scripts/fetch-tokenizers.sh fills a folder for it)")
+	}
+	T := "testdata/nasty/"
+	for _, c := range []nastyCase{
+		{"llama3", filepath.Join(root, "llama3", "tokenizer.json"), T + "llama3.ref.json.gz", nil, nil},
+		{"llama3.1", filepath.Join(root, "llama3.1", "tokenizer.json"), T + "llama3.1.ref.json.gz", nil, nil},
+		{"gpt2", filepath.Join(root, "gpt2", "tokenizer.json"), T + "gpt2.ref.json.gz", byteLevelRegexSkip, nil},
+		{"mistral", filepath.Join(root, "mistral", "tokenizer.json"), T + "mistral.ref.json.gz", nil, hasBOM},
+		{"llama2-sp", filepath.Join(root, "llama2-sp", "tokenizer.model"), T + "llama2-sp.ref-sp.json.gz", nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := os.Stat(c.tok); err != nil {
+				t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
+			}
+			checkNasty(t, c)
+		})
+	}
+}
+
+// TestStripFixtures checks the fixtures with lstrip/rstrip/normalized added
+// tokens on the shared corpus too.
+func TestStripFixtures(t *testing.T) {
+	bl, err := LoadHF("testdata/bl-strip-mini/tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := checkIDs(t, bl, readJSRef(t, "testdata/bl-strip-mini/ref.json")); n == 0 {
+		t.Error("no text was encoded with a BOS")
+	}
+	sp, err := LoadHF("testdata/sp-strip/tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHFRef(t, sp, readRef(t, "testdata/sp-strip/ref.json"))
+}
