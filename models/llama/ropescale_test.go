@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -450,4 +451,20 @@ func maxRelDiff64(a []float32, b []float64) float64 {
 		d = max(d, math.Abs(float64(a[i])-b[i]))
 	}
 	return d / max(1, scale)
+}
+
+// Llama 3.1's rotary frequencies: the fast pairs keep θ^(−2i/d), the slow
+// ones turn 8 times slower, and the pairs between are interpolated.
+func ExampleConfig_RopeFreqs() {
+	cfg := llama.Config{Dim: 4096, NumHeads: 32, RopeTheta: 500000, RopeScaling: llama.RopeScaling{
+		Type: llama.RopeScalingLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPos: 8192}}
+	f := cfg.RopeFreqs()
+	for _, i := range []int{0, 28, 30, 40} {
+		fmt.Printf("pair %d: %.4g (unscaled %.4g)\n", i, f[i], math.Pow(500000, -float64(2*i)/128))
+	}
+	// Output:
+	// pair 0: 1 (unscaled 1)
+	// pair 28: 0.003211 (unscaled 0.003211)
+	// pair 30: 0.001372 (unscaled 0.002131)
+	// pair 40: 3.428e-05 (unscaled 0.0002742)
 }
