@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // LoadDir reads the tokenizer of a Hugging Face model folder: its
@@ -16,7 +17,13 @@ import (
 // from the folder's tokenizer_config.json ("bos_token", "eos_token"), then
 // special_tokens_map.json, then config.json ("bos_token_id",
 // "eos_token_id"; the first of a list), and only then guessed as LoadHF
-// does.
+// does. A tokenizer_config.json with "add_bos_token": false (Qwen's, for
+// one) means that the model's text starts without BOS, as transformers
+// encodes it: BOS is then -1 whatever the files name.
+//
+// Models whose generation ends at more than one token list them all as
+// eos_token_id in generation_config.json or config.json (Llama 3 Instruct:
+// <|end_of_text|>, <|eom_id|> and <|eot_id|>); Stops returns them with EOS.
 func LoadDir(dir string) (*Tokenizer, error) {
 	jsonPath := filepath.Join(dir, "tokenizer.json")
 	modelPath := filepath.Join(dir, "tokenizer.model")
@@ -38,11 +45,11 @@ func LoadDir(dir string) (*Tokenizer, error) {
 	default:
 		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tokenizer.model", dir)
 	}
+	cfg, err := readDirConfig(dir, t)
+	if err != nil {
+		return nil, err
+	}
 	if t.kind == kindHF {
-		cfg, err := readDirConfig(dir, t)
-		if err != nil {
-			return nil, err
-		}
 		if t.bos < 0 {
 			t.bos = cfg.bos
 		}
@@ -56,6 +63,10 @@ func LoadDir(dir string) (*Tokenizer, error) {
 			t.eos = guessSpecial(t, eosNames)
 		}
 	}
+	if cfg.addBOS != nil && !*cfg.addBOS {
+		t.bos = -1
+	}
+	t.stops = cfg.stops
 	return t, nil
 }
 
@@ -65,18 +76,26 @@ func exists(path string) bool {
 }
 
 // dirConfig is what a folder's config files say of BOS and EOS (-1 where
-// they say nothing).
-type dirConfig struct{ bos, eos int }
+// they say nothing), whether BOS starts the text (nil where they do not
+// say), and every id that ends a generation.
+type dirConfig struct {
+	bos, eos int
+	addBOS   *bool
+	stops    []int
+}
 
 // readDirConfig reads BOS and EOS from tokenizer_config.json,
-// special_tokens_map.json and config.json, the first that names each.
+// special_tokens_map.json and config.json, the first that names each, and
+// the ids that end a generation from generation_config.json and
+// config.json.
 func readDirConfig(dir string, t *Tokenizer) (dirConfig, error) {
-	cfg := dirConfig{-1, -1}
+	cfg := dirConfig{bos: -1, eos: -1}
 	for _, f := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
 		path := filepath.Join(dir, f)
 		var v struct {
-			BOS json.RawMessage `json:"bos_token"`
-			EOS json.RawMessage `json:"eos_token"`
+			BOS    json.RawMessage `json:"bos_token"`
+			EOS    json.RawMessage `json:"eos_token"`
+			AddBOS json.RawMessage `json:"add_bos_token"`
 		}
 		if ok, err := readJSON(path, &v); err != nil || !ok {
 			if err != nil {
@@ -84,12 +103,20 @@ func readDirConfig(dir string, t *Tokenizer) (dirConfig, error) {
 			}
 			continue
 		}
+		if f == "tokenizer_config.json" && !isNull(v.AddBOS) {
+			var add bool
+			if err := json.Unmarshal(v.AddBOS, &add); err != nil {
+				return cfg, fmt.Errorf("tokenizer: %s: add_bos_token is %s; expected true or false", path, truncate(string(v.AddBOS), 40))
+			}
+			cfg.addBOS = &add
+		}
 		for _, c := range []struct {
 			field string
 			raw   json.RawMessage
 			id    *int
 		}{{"bos_token", v.BOS, &cfg.bos}, {"eos_token", v.EOS, &cfg.eos}} {
-			if *c.id >= 0 || isNull(c.raw) {
+			// A tokenizer.model names its own BOS and EOS.
+			if t.kind != kindHF || *c.id >= 0 || isNull(c.raw) {
 				continue
 			}
 			id, err := tokenField(c.raw, t)
@@ -99,38 +126,67 @@ func readDirConfig(dir string, t *Tokenizer) (dirConfig, error) {
 			*c.id = id
 		}
 	}
-	path := filepath.Join(dir, "config.json")
-	var v struct {
-		BOS json.RawMessage `json:"bos_token_id"`
-		EOS json.RawMessage `json:"eos_token_id"`
-	}
-	ok, err := readJSON(path, &v)
-	if err != nil || !ok {
-		return cfg, err
-	}
-	for _, c := range []struct {
-		field string
-		raw   json.RawMessage
-		id    *int
-	}{{"bos_token_id", v.BOS, &cfg.bos}, {"eos_token_id", v.EOS, &cfg.eos}} {
-		if *c.id >= 0 || isNull(c.raw) {
+	for _, f := range []string{"config.json", "generation_config.json"} {
+		path := filepath.Join(dir, f)
+		var v struct {
+			BOS json.RawMessage `json:"bos_token_id"`
+			EOS json.RawMessage `json:"eos_token_id"`
+		}
+		ok, err := readJSON(path, &v)
+		if err != nil {
+			return cfg, err
+		}
+		if !ok {
 			continue
 		}
-		var one int
-		var list []int
-		switch {
-		case json.Unmarshal(c.raw, &one) == nil:
-		case json.Unmarshal(c.raw, &list) == nil && len(list) > 0:
-			one = list[0]
-		default:
-			return cfg, fmt.Errorf("tokenizer: %s: %s is %s; expected an id or a list of ids", path, c.field, truncate(string(c.raw), 40))
+		bos, err := idList(v.BOS, path, "bos_token_id", t)
+		if err != nil {
+			return cfg, err
 		}
-		if one < 0 || one >= t.VocabSize() {
-			return cfg, fmt.Errorf("tokenizer: %s: %s is %d, outside the tokenizer's %d tokens", path, c.field, one, t.VocabSize())
+		eos, err := idList(v.EOS, path, "eos_token_id", t)
+		if err != nil {
+			return cfg, err
 		}
-		*c.id = one
+		// config.json names BOS and EOS where the tokenizer's files do not.
+		if f == "config.json" && t.kind == kindHF {
+			if cfg.bos < 0 && len(bos) > 0 {
+				cfg.bos = bos[0]
+			}
+			if cfg.eos < 0 && len(eos) > 0 {
+				cfg.eos = eos[0]
+			}
+		}
+		for _, id := range eos {
+			if !slices.Contains(cfg.stops, id) {
+				cfg.stops = append(cfg.stops, id)
+			}
+		}
 	}
 	return cfg, nil
+}
+
+// idList reads a field of config.json or generation_config.json holding a
+// token id or a list of them (nil for null or a missing field), each of
+// which must be one of t's.
+func idList(raw json.RawMessage, path, field string, t *Tokenizer) ([]int, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var one int
+	var list []int
+	switch {
+	case json.Unmarshal(raw, &one) == nil:
+		list = []int{one}
+	case json.Unmarshal(raw, &list) == nil:
+	default:
+		return nil, fmt.Errorf("tokenizer: %s: %s is %s; expected an id or a list of ids", path, field, truncate(string(raw), 40))
+	}
+	for _, id := range list {
+		if id < 0 || id >= t.VocabSize() {
+			return nil, fmt.Errorf("tokenizer: %s: %s is %d, outside the tokenizer's %d tokens", path, field, id, t.VocabSize())
+		}
+	}
+	return list, nil
 }
 
 // readJSON decodes path into v; a missing file is ok false and no error.

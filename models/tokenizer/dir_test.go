@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -61,6 +62,67 @@ func TestLoadDir(t *testing.T) {
 	}
 }
 
+// TestLoadDirGeneration checks what a folder says about generation beyond
+// BOS and EOS: tokenizer_config.json's add_bos_token false takes BOS away
+// (Qwen's folders name a BOS in config.json that transformers never adds),
+// and the eos_token_id lists of generation_config.json and config.json
+// are all stop tokens (the first Llama 3 Instruct release named
+// <|end_of_text|> as its EOS but ends its turns with <|eot_id|>, listed
+// with it in generation_config.json).
+func TestLoadDirGeneration(t *testing.T) {
+	vocab := append([]string{"<unk>", "<s>", "</s>", "<eot>"}, byteVocab("a")[3:]...)
+	added := `[{"id": 0, "content": "<unk>", "special": true}, {"id": 1, "content": "<s>", "special": true},
+ {"id": 2, "content": "</s>", "special": true}, {"id": 3, "content": "<eot>", "special": true}]`
+	const template = `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}`
+	withBOS := string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", template, ""))
+	plain := string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", "", ""))
+	sp := string(spModelBytes(synthPieces(spPiece{"a", -1, spNormal}), 2, true))
+	a := 4 + 256 // the id of "a": after the four specials and the 256 bytes
+	cases := []struct {
+		name     string
+		files    map[string]string
+		bos, eos int
+		stops    []int
+		encoded  []int // Encode("a", true, true)
+	}{
+		{"llama 3 instruct, first release", map[string]string{"tokenizer.json": withBOS, "tokenizer_config.json": `{"bos_token": "<s>", "eos_token": "</s>"}`,
+			"generation_config.json": `{"bos_token_id": 1, "eos_token_id": [2, 3]}`, "config.json": `{"bos_token_id": 1, "eos_token_id": 2}`},
+			1, 2, []int{2, 3}, []int{1, a, 2}},
+		{"llama 3.1 instruct", map[string]string{"tokenizer.json": withBOS, "tokenizer_config.json": `{"bos_token": "<s>", "eos_token": "<eot>"}`,
+			"config.json": `{"bos_token_id": 1, "eos_token_id": [2, 3]}`},
+			1, 3, []int{3, 2}, []int{1, a, 3}},
+		{"qwen: add_bos_token false", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"add_bos_token": false, "bos_token": null, "eos_token": "<eot>"}`,
+			"config.json": `{"bos_token_id": 2, "eos_token_id": 3}`, "generation_config.json": `{"eos_token_id": [3, 2]}`},
+			-1, 3, []int{3, 2}, []int{a, 3}},
+		{"add_bos_token false beats the template", map[string]string{"tokenizer.json": withBOS, "tokenizer_config.json": `{"add_bos_token": false}`},
+			-1, 2, []int{2}, []int{a, 2}},
+		{"add_bos_token true", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"add_bos_token": true, "bos_token": "<eot>"}`},
+			3, 2, []int{2}, []int{3, a, 2}},
+		{"no generation files", map[string]string{"tokenizer.json": withBOS}, 1, 2, []int{2}, []int{1, a, 2}},
+		{"tokenizer.model", map[string]string{"tokenizer.model": sp, "tokenizer_config.json": `{"add_bos_token": false}`, "generation_config.json": `{"eos_token_id": 0}`},
+			-1, 2, []int{2, 0}, nil},
+	}
+	for _, c := range cases {
+		tok, err := LoadDir(writeDir(t, c.files))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if tok.BOS() != c.bos || tok.EOS() != c.eos || !reflect.DeepEqual(tok.Stops(), c.stops) {
+			t.Errorf("%s: BOS %d EOS %d Stops %v, want %d %d %v", c.name, tok.BOS(), tok.EOS(), tok.Stops(), c.bos, c.eos, c.stops)
+		}
+		if c.encoded != nil {
+			if got := tok.Encode("a", true, true); !reflect.DeepEqual(got, c.encoded) {
+				t.Errorf("%s: Encode(\"a\", true, true) = %v, want %v", c.name, got, c.encoded)
+			}
+		}
+	}
+	// A tokenizer read from a file alone stops at its EOS.
+	if tok, err := LoadHF(filepath.Join("testdata", "sp-tok512", "tokenizer.json")); err != nil || !reflect.DeepEqual(tok.Stops(), []int{2}) {
+		t.Errorf("LoadHF: Stops %v, error %v; want [2]", tok.Stops(), err)
+	}
+}
+
 func TestLoadDirErrors(t *testing.T) {
 	vocab := append([]string{"<unk>", "<s>", "</s>"}, byteVocab("a")[3:]...)
 	plain := string(hfJSON(vocab, nil, `"byte_fallback": true`, "", "", "", "", ""))
@@ -77,6 +139,10 @@ func TestLoadDirErrors(t *testing.T) {
 		{"bad eos form", map[string]string{"tokenizer.json": plain, "special_tokens_map.json": `{"eos_token": 5}`}, `special_tokens_map.json: eos_token: 5; expected a token or {"content": token}`},
 		{"eos id out of range", map[string]string{"tokenizer.json": plain, "config.json": `{"eos_token_id": 900}`}, "config.json: eos_token_id is 900, outside the tokenizer's 260 tokens"},
 		{"eos id not a number", map[string]string{"tokenizer.json": plain, "config.json": `{"eos_token_id": "x"}`}, `config.json: eos_token_id is "x"; expected an id or a list of ids`},
+		{"eos list out of range", map[string]string{"tokenizer.json": plain, "config.json": `{"eos_token_id": [2, 260]}`}, "config.json: eos_token_id is 260, outside the tokenizer's 260 tokens"},
+		{"generation eos out of range", map[string]string{"tokenizer.json": plain, "generation_config.json": `{"eos_token_id": [2, -1]}`}, "generation_config.json: eos_token_id is -1, outside"},
+		{"generation eos not ids", map[string]string{"tokenizer.json": plain, "generation_config.json": `{"eos_token_id": {"a": 1}}`}, `generation_config.json: eos_token_id is {"a": 1}; expected an id or a list of ids`},
+		{"add_bos_token not bool", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"add_bos_token": "yes"}`}, `tokenizer_config.json: add_bos_token is "yes"; expected true or false`},
 	}
 	for _, c := range cases {
 		dir := writeDir(t, c.files)
@@ -122,5 +188,47 @@ func TestLoadKinds(t *testing.T) {
 	}
 	if tok.BOS() != BOS || tok.EOS() != EOS {
 		t.Errorf("tokenizer.bin BOS %d EOS %d", tok.BOS(), tok.EOS())
+	}
+}
+
+// TestLoadDirRealFolders checks BOS and EOS of the real folders that
+// scripts/fetch-tokenizers.sh fills (tokenizer.json with
+// tokenizer_config.json): Llama 3's base and 3.1's instruct settings, and
+// that Encode(text, true, true) is BOS, the text's ids as Hugging Face's JS
+// tokenizers give them, and EOS, as a training example is fed.
+func TestLoadDirRealFolders(t *testing.T) {
+	root := os.Getenv("SORA_TOKENIZER_DIR")
+	if root == "" {
+		t.Skip("SORA_TOKENIZER_DIR is not set (scripts/fetch-tokenizers.sh fills a folder for it)")
+	}
+	for _, c := range []struct {
+		dir, ref, bos, eos string
+	}{
+		{"llama3", "bl-llama3.ref.json", "<|begin_of_text|>", "<|end_of_text|>"},
+		{"llama3.1", "bl-llama3.1.ref.json", "<|begin_of_text|>", "<|eot_id|>"},
+		{"mistral", "sp-mistral.ref.json", "<s>", "</s>"},
+	} {
+		dir := filepath.Join(root, c.dir)
+		if _, err := os.Stat(dir); err != nil {
+			t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
+		}
+		tok, err := LoadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.Piece(tok.BOS()) != c.bos || tok.Piece(tok.EOS()) != c.eos {
+			t.Errorf("%s: BOS %d %q, EOS %d %q; want %q and %q", c.dir, tok.BOS(), tok.Piece(tok.BOS()), tok.EOS(), tok.Piece(tok.EOS()), c.bos, c.eos)
+		}
+		n := 0
+		for _, r := range readJSRef(t, filepath.Join("testdata", c.ref)).Results {
+			want := append(append([]int{tok.BOS()}, r.IDsNoSpecial...), tok.EOS())
+			if got := tok.Encode(r.Text, true, true); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: %q: Encode(text, true, true) = %v, want %v", c.dir, r.Name, got, want)
+			}
+			n++
+		}
+		if n < 50 {
+			t.Errorf("%s: only %d texts", c.dir, n)
+		}
 	}
 }

@@ -45,6 +45,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -85,6 +86,9 @@ type Tokenizer struct {
 	// bos and eos are the ids Encode adds on request, -1 where the
 	// vocabulary has none.
 	bos, eos int
+	// stops are the ids besides EOS that end a generation (a model
+	// folder's generation_config.json and config.json list them).
+	stops []int
 	// skip marks the ids DecodeAll leaves out besides BOS and EOS
 	// (special added tokens); nil for tokenizer.bin.
 	skip []bool
@@ -203,6 +207,25 @@ func (t *Tokenizer) BOS() int { return t.bos }
 // asked, or -1 if the tokenizer has none. It is EOS (2) for a
 // tokenizer.bin.
 func (t *Tokenizer) EOS() int { return t.eos }
+
+// Stops returns the ids that end a generated text: EOS (where there is
+// one) first, then the other end-of-sequence ids that a model folder read
+// by LoadDir lists as eos_token_id in its generation_config.json or
+// config.json (Llama 3 Instruct: <|end_of_text|>, <|eom_id|> and
+// <|eot_id|>, of which its tokenizer_config.json names only one as EOS).
+// The caller may modify the result.
+func (t *Tokenizer) Stops() []int {
+	var s []int
+	if t.eos >= 0 {
+		s = append(s, t.eos)
+	}
+	for _, id := range t.stops {
+		if !slices.Contains(s, id) {
+			s = append(s, id)
+		}
+	}
+	return s
+}
 
 // HuggingFace reports whether the tokenizer follows Hugging Face's rules
 // (read from a tokenizer.json, a tokenizer.model or a model folder) rather
