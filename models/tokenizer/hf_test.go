@@ -567,3 +567,39 @@ func TestParseHFHostile(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeWithoutBOS checks that the first token of a text encoded
+// without BOS decodes as the start of the text (prev -1), where the space
+// that encoding prepended is dropped, for tokenizer.json and
+// tokenizer.model alike, through Decode and a Printer; llama2.c's rules for
+// a tokenizer.bin drop it only after BOS.
+func TestDecodeWithoutBOS(t *testing.T) {
+	dir := filepath.Join("testdata", "sp-tok512")
+	js, err := LoadHF(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := LoadSentencePiece(filepath.Join(dir, "tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []*Tokenizer{js, sp} {
+		ids := tok.Encode("Once upon", false, false)
+		if got := tok.Decode(-1, ids[0]); got != "Once" {
+			t.Errorf("%s: Decode(-1, %q) = %q, want \"Once\"", tok.Name(), tok.Piece(ids[0]), got)
+		}
+		p := tok.NewPrinter(-1)
+		var out string
+		for _, id := range ids {
+			out += p.Next(id)
+		}
+		if out != "Once upon" || out != tok.DecodeAll(ids) {
+			t.Errorf("%s: printed %q, DecodeAll %q; want \"Once upon\"", tok.Name(), out, tok.DecodeAll(ids))
+		}
+	}
+	bin := tok512(t)
+	id, _ := bin.Lookup(" Once")
+	if got := bin.Decode(-1, id); got != " Once" {
+		t.Errorf("tokenizer.bin: Decode(-1, \" Once\") = %q, want llama2.c's \" Once\"", got)
+	}
+}

@@ -426,17 +426,19 @@ func (t *Tokenizer) merge(toks []int) []int {
 // their byte, and a piece's leading space is dropped right after BOS. The
 // other kinds decode the token alone through their decoder (the
 // tokenizer.json's decoder, SentencePiece's rules), treating it as the
-// first of the text when prev is BOS: then the space that encoding
-// prepended is dropped. An id out of range decodes to "".
+// first of the text when prev is BOS or negative (no token before it, as
+// for the first token of a text encoded without BOS): then the space that
+// encoding prepended is dropped. An id out of range decodes to "".
 func (t *Tokenizer) Decode(prev, id int) string {
 	if id < 0 || id >= len(t.decoded) {
 		return ""
 	}
+	first := prev < 0 || prev == t.bos
 	switch t.kind {
 	case kindHF:
-		return t.hf.decodeToken(id, prev == t.bos && t.bos >= 0)
+		return t.hf.decodeToken(id, first)
 	case kindSentencePiece:
-		return t.sp.decodeToken(t, id, prev == t.bos && t.bos >= 0)
+		return t.sp.decodeToken(t, id, first)
 	}
 	s := t.decoded[id]
 	if prev == BOS && strings.HasPrefix(t.pieces[id], " ") {
@@ -508,8 +510,9 @@ type Printer struct {
 	pending []byte // the bytes so far of an incomplete UTF-8 character
 }
 
-// NewPrinter returns a Printer for tokens that follow the token prev
-// (BOS for a prompt's first token after it).
+// NewPrinter returns a Printer for tokens that follow the token prev (BOS
+// for a prompt's first token after it, -1 for the first token of a text
+// without BOS; see Decode).
 func (t *Tokenizer) NewPrinter(prev int) *Printer {
 	return &Printer{tok: t, prev: prev}
 }
