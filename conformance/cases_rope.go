@@ -10,33 +10,6 @@ import (
 	"github.com/sora-go/sora/internal/refops"
 )
 
-// ropeFreqsRef is the float64 reference of RoPE with explicit frequencies
-// (refops.RoPE knows only Theta): pair i of the token at sequence index t
-// of x [batch, seq, heads, d] turns by (offset+t)·freqs[i], or by its
-// negative when inverse.
-func ropeFreqsRef(x []float64, shape []int, layout backend.RoPELayout, freqs []float64, offset int, inverse bool) []float64 {
-	seq, heads, d := shape[1], shape[2], shape[3]
-	half := d / 2
-	out := make([]float64, len(x))
-	for h := 0; h < len(x)/d; h++ { // h counts (batch, t, head) triples
-		pos := float64(offset + (h/heads)%seq)
-		for i := 0; i < half; i++ {
-			phi := pos * freqs[i]
-			if inverse {
-				phi = -phi
-			}
-			a, b := h*d+2*i, h*d+2*i+1
-			if layout == backend.HalfSplit {
-				a, b = h*d+i, h*d+i+half
-			}
-			s, c := math.Sincos(phi)
-			out[a] = x[a]*c - x[b]*s
-			out[b] = x[a]*s + x[b]*c
-		}
-	}
-	return out
-}
-
 // scaledFreqs returns θ^(−2i/d) divided by a factor that grows from 1 at
 // the first pair to 8 at the last: the shape of Llama 3.1's scaled
 // frequencies, whose low frequencies are slowed and high ones kept.
@@ -163,7 +136,7 @@ func init() {
 					src, o := e.inOut(x, c.inPlace, c.shape...)
 					p := backend.RoPEParams{Layout: layout, Theta: 10, Offset: c.offset, Inverse: c.inverse, Freqs: freqs}
 					e.B.RoPE(o.T, src, p)
-					e.Check(o, ropeFreqsRef(F64(x), c.shape, layout, freqs, c.offset, c.inverse))
+					e.Check(o, refops.RoPE(F64(x), c.shape[0], c.shape[1], c.shape[2], c.shape[3], p))
 				},
 			})
 		}
@@ -186,7 +159,7 @@ func init() {
 					return g.RoPE(v[0], p)
 				},
 				Reference: func(x [][]float64) []float64 {
-					return ropeFreqsRef(x[0], shape, layout, freqs, off, false)
+					return refops.RoPE(x[0], shape[0], shape[1], shape[2], shape[3], p)
 				},
 			})
 		}

@@ -170,8 +170,8 @@ func LayerNorm(x, gamma, beta []float64, eps float64) []float64 {
 }
 
 // RoPE rotates each pair of x [batch, seq, heads, d]: pair i of the token
-// at sequence index t is rotated by φ = (Offset+t)·Theta^(−2i/d)
-// counter-clockwise, (a, b) → (a cos φ − b sin φ, a sin φ + b cos φ), or by
+// at sequence index t is rotated by φ = (Offset+t)·f_i counter-clockwise,
+// f_i = Freqs[i] when Freqs is set and Theta^(−2i/d) otherwise, (a, b) → (a cos φ − b sin φ, a sin φ + b cos φ), or by
 // −φ when Inverse. Interleaved pairs are (2i, 2i+1), half-split pairs
 // (i, i+d/2).
 func RoPE(x []float64, batch, seq, heads, d int, p backend.RoPEParams) []float64 {
@@ -183,7 +183,11 @@ func RoPE(x []float64, batch, seq, heads, d int, p backend.RoPEParams) []float64
 			for h := 0; h < heads; h++ {
 				base := ((bi*seq+t)*heads + h) * d
 				for i := 0; i < half; i++ {
-					phi := pos * math.Pow(float64(p.Theta), -2*float64(i)/float64(d))
+					f := math.Pow(float64(p.Theta), -2*float64(i)/float64(d))
+					if p.Freqs != nil {
+						f = p.Freqs[i]
+					}
+					phi := pos * f
 					if p.Inverse {
 						phi = -phi
 					}
