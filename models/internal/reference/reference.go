@@ -138,8 +138,12 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	w := m.w
 
+	scaled := c.RopeFreqs() // nil without rope scaling
 	for i := 0; i < hd/2; i++ {
 		freq := float32(1 / math.Pow(c.RopeTheta, float64(2*i)/float64(hd)))
+		if scaled != nil {
+			freq = float32(scaled[i])
+		}
 		ang := float64(float32(pos) * freq)
 		m.cos[i], m.sin[i] = float32(math.Cos(ang)), float32(math.Sin(ang))
 	}

@@ -91,9 +91,17 @@ func TestHalfSplitLayout(t *testing.T) {
 // cache), at every position.
 func TestForwardAgainstFloat64(t *testing.T) {
 	rng := rand.New(rand.NewSource(11))
-	for _, layout := range []llama.RopeLayout{llama.RopeInterleaved, llama.RopeHalfSplit} {
+	// Llama 3.1's scaling over a context of 64: of the two pairs of a
+	// head, the first (wavelength 2π) keeps its frequency and the second
+	// (wavelength 140) is slowed by 8.
+	llama3 := llama.RopeScaling{Type: llama.RopeScalingLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPos: 64}
+	for _, c := range []struct {
+		layout  llama.RopeLayout
+		scaling llama.RopeScaling
+	}{{llama.RopeInterleaved, llama.RopeScaling{}}, {llama.RopeHalfSplit, llama.RopeScaling{}}, {llama.RopeHalfSplit, llama3}} {
+		layout := c.layout
 		cfg := llama.Config{Dim: 12, HiddenDim: 20, NumLayers: 2, NumHeads: 3, NumKVHeads: 1, VocabSize: 17, MaxSeqLen: 7,
-			NormEps: 1e-5, RopeTheta: 500, RopeLayout: layout}
+			NormEps: 1e-5, RopeTheta: 500, RopeLayout: layout, RopeScaling: c.scaling}
 		w, err := llama.NewWeights(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -121,7 +129,7 @@ func TestForwardAgainstFloat64(t *testing.T) {
 				den += want[pos][i] * want[pos][i]
 			}
 			if nmse := num / den; !(nmse < 1e-10) {
-				t.Errorf("%v position %d: NMSE %g against float64", layout, pos, nmse)
+				t.Errorf("%v %+v position %d: NMSE %g against float64", layout, c.scaling, pos, nmse)
 			}
 		}
 	}
@@ -177,7 +185,11 @@ func float64Forward(w *llama.Weights, tokens []int) [][]float64 {
 				if c.RopeLayout == llama.RopeHalfSplit {
 					a, b = h*hd+i, h*hd+i+hd/2
 				}
-				ang := float64(pos) * math.Pow(c.RopeTheta, -2*float64(i)/float64(hd))
+				f := math.Pow(c.RopeTheta, -2*float64(i)/float64(hd))
+				if c.RopeScaling.Type == llama.RopeScalingLlama3 && i == 1 {
+					f /= c.RopeScaling.Factor // the second pair's wavelength is beyond the context
+				}
+				ang := float64(pos) * f
 				v[a], v[b] = v[a]*math.Cos(ang)-v[b]*math.Sin(ang), v[a]*math.Sin(ang)+v[b]*math.Cos(ang)
 			}
 		}
