@@ -40,7 +40,9 @@ var generateDoc = usageDoc{
 		"version 1) or a Hugging Face folder holding config.json and model.safetensors (or shards with an " +
 		"index). --tokenizer is the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, " +
 		"tokenizer.model or folder; a Hugging Face model folder brings its own, used when --tokenizer is not given. " +
-		"Generation stops at BOS, and also at EOS with a Hugging Face tokenizer or an adapter. --adapter applies a " +
+		"Generation stops at BOS, and also at EOS with a Hugging Face tokenizer or an adapter (and at every eos_token_id " +
+		"that a Hugging Face folder's generation_config.json or config.json lists). A tokenizer without BOS (add_bos_token " +
+		"false in tokenizer_config.json) needs a --prompt to start from. --adapter applies a " +
 		"language-model adapter (as \"sora finetune\" writes it, or Hugging Face PEFT's LoRA/DoRA/OFT files) to the " +
 		"base model without merging it; --model then defaults to the adapter's base_model_name_or_path; " +
 		"fine-tuning taught the model to end its answers with EOS. The model " +
@@ -144,9 +146,19 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 
 	out := bufio.NewWriter(stdout)
 	ids := tok.Encode(*prompt, true, false)
+	if len(ids) == 0 {
+		fmt.Fprintf(stderr, "sora generate: the tokenizer %s has no BOS token to start from: give a --prompt\n", tok.Name())
+		return exitUsage
+	}
 	// The printer holds back the byte tokens of a character until it is
 	// whole, where llama2.c drops them one by one.
 	pr := tok.NewPrinter(ids[0])
+	if tok.BOS() < 0 {
+		// Generate emits the tokens after the first, which is the
+		// prompt's own first token when there is no BOS before it.
+		pr = tok.NewPrinter(-1)
+		out.WriteString(pr.Next(ids[0]))
+	}
 	emit := func(t int) error {
 		out.WriteString(pr.Next(t))
 		// Flushing each token streams the text; the write error, if any,
@@ -245,14 +257,21 @@ func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenize
 // llama2.c's models start a new story, and EOS where the model was taught
 // to end with it (fine-tuning appends it to every answer, as LLM-Adapters
 // does) or where the tokenizer is a Hugging Face one, whose models end
-// their text with it. Ids the tokenizer lacks (-1) are left out.
+// their text with it; with EOS come the other end-of-sequence ids a Hugging
+// Face folder lists (see tokenizer.Tokenizer.Stops: Llama 3 Instruct ends
+// its turns with <|eot_id|> whichever EOS its tokenizer_config.json names).
+// Ids the tokenizer lacks (-1) are left out.
 func stopTokens(tok *tokenizer.Tokenizer, adapted bool) []int {
 	var stop []int
 	if id := tok.BOS(); id >= 0 {
 		stop = append(stop, id)
 	}
-	if id := tok.EOS(); id >= 0 && (adapted || tok.HuggingFace()) {
-		stop = append(stop, id)
+	if adapted || tok.HuggingFace() {
+		for _, id := range tok.Stops() {
+			if !slices.Contains(stop, id) {
+				stop = append(stop, id)
+			}
+		}
 	}
 	return stop
 }

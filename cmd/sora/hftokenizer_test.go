@@ -141,3 +141,58 @@ func TestTokenizerRequired(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateHFGenerationSettings checks generate with a folder whose
+// tokenizer_config.json says add_bos_token false: the prompt's first token
+// is printed (Generate emits the tokens after the first, which used to be
+// BOS, so the text lost its first word), and an empty prompt, which then
+// has no token to start from, is a usage error rather than a panic. It also
+// checks that every eos_token_id of generation_config.json stops the
+// generation, not only tokenizer_config.json's EOS.
+func TestGenerateHFGenerationSettings(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := filepath.Join(t.TempDir(), "hf")
+	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tok, "--out", dir); code != 0 {
+		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
+	}
+	cfgPath := filepath.Join(dir, "tokenizer_config.json")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noBOS := bytes.Replace(cfg, []byte(`"add_bos_token": true`), []byte(`"add_bos_token": false`), 1)
+	if bytes.Equal(noBOS, cfg) {
+		t.Fatal("tokenizer_config.json has no \"add_bos_token\": true to change")
+	}
+	if err := os.WriteFile(cfgPath, noBOS, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "generate", "--model", dir, "--prompt", "Once upon a time", "--steps", "20", "--temperature", "0")
+	if code != 0 {
+		t.Fatalf("generate: exit status %d; stderr:\n%s", code, errOut)
+	}
+	if !strings.HasPrefix(out, "Once upon a time") {
+		t.Errorf("generate without BOS printed %q; want the prompt first, \"Once upon a time\"", out)
+	}
+	code, _, errOut = runCLI(t, "generate", "--model", dir, "--steps", "20", "--temperature", "0")
+	if code != exitUsage || !strings.Contains(errOut, "no BOS") || !strings.Contains(errOut, "--prompt") {
+		t.Errorf("generate without BOS or prompt: exit status %d, stderr:\n%s\nwant %d and a message asking for --prompt", code, errOut, exitUsage)
+	}
+
+	// Greedy decoding from "Once upon a time" goes on ", there was a
+	// little girl named Lily."; ending the generation at "." (id 426 in
+	// tok512) as a second eos_token_id stops it there.
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"bos_token_id": 1, "eos_token_id": [2, 426]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, "generate", "--model", dir, "--prompt", "Once upon a time", "--steps", "60", "--temperature", "0")
+	if code != 0 {
+		t.Fatalf("generate: exit status %d; stderr:\n%s", code, errOut)
+	}
+	if want := "Once upon a time, there was a little girl named Lily\n"; out != want {
+		t.Errorf("generate with eos_token_id [2, 426] printed %q, want %q", out, want)
+	}
+}
