@@ -1,8 +1,8 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"fmt"
+	"math"
 	"unicode/utf8"
 )
 
@@ -97,76 +97,140 @@ func (m *bpeModel) appendBytes(syms []int, c string) ([]int, bool) {
 // bytePieceName is the byte-fallback piece of b, "<0xXX>" in upper case.
 func bytePieceName(b byte) string { return fmt.Sprintf("<0x%02X>", b) }
 
-// rankCandidate is a possible merge of the pair starting at node left.
-type rankCandidate struct {
-	rank        int
-	left, right int // node indices, which keep sequence order
-	lid, rid    int // token ids of the pair when pushed, to detect stale entries
-	merged      int
-}
+// mergeQueue is a min-heap of merge candidates, each packed into a uint64
+// key: its priority in the high 32 bits (lower first) and the index of its
+// left symbol in the low 32 bits, so that ties go to the leftmost pair, as
+// every merge loop here wants. Nothing else is stored: a popped candidate
+// is checked against the symbols as they are then, and is stale unless the
+// pair now at its position has the same priority. Such a pair may differ
+// from the one pushed (another pair with an equal score), but then it was
+// pushed with the same key itself, so taking it now merges what its own
+// entry would have. Keys of 8 bytes with integer comparisons keep the heap
+// small: container/heap's boxed entries took two thirds of the time of
+// encoding a long word. Symbol indices must be below 2^32.
+type mergeQueue []uint64
 
-type rankCandidates []rankCandidate
+func mergeKey(priority uint32, left int) uint64 { return uint64(priority)<<32 | uint64(uint32(left)) }
 
-func (h rankCandidates) Len() int { return len(h) }
-func (h rankCandidates) Less(i, j int) bool {
-	if h[i].rank != h[j].rank {
-		return h[i].rank < h[j].rank
+func (q *mergeQueue) push(k uint64) {
+	h := append(*q, k)
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if h[p] <= h[i] {
+			break
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
 	}
-	return h[i].left < h[j].left
-}
-func (h rankCandidates) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *rankCandidates) Push(x any)   { *h = append(*h, x.(rankCandidate)) }
-func (h *rankCandidates) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+	*q = h
 }
 
-// merge applies the merges to syms in place of a rescan per merge: a heap
-// of candidate pairs ordered by rank then position, and a linked list of
-// the symbols left.
+// pop removes and returns the smallest key and the left index and priority
+// packed in it.
+func (q *mergeQueue) pop() (left int, priority uint32) {
+	h := *q
+	top := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h = h[:n]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && h[r] < h[c] {
+			c = r
+		}
+		if h[i] <= h[c] {
+			break
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+	*q = h
+	return int(uint32(top)), uint32(top >> 32)
+}
+
+// scorePriority maps a merge score to a mergeQueue priority: higher scores
+// first, equal scores (-0 and +0 included) equal. Scores are never NaN.
+func scorePriority(s float32) uint32 {
+	if s == 0 {
+		s = 0 // -0 becomes +0
+	}
+	b := math.Float32bits(s)
+	if b&(1<<31) != 0 {
+		b = ^b // negative: larger magnitudes lower
+	} else {
+		b |= 1 << 31
+	}
+	return ^b // b increases with s; the queue pops the lowest first
+}
+
+// symbolList is a doubly linked list over the symbols of a word being
+// merged: a merge keeps the left node and unlinks the right one.
+type symbolList struct {
+	prev, next []int
+	alive      []bool
+}
+
+func newSymbolList(n int) symbolList {
+	l := symbolList{make([]int, n), make([]int, n), make([]bool, n)}
+	for i := range n {
+		l.prev[i], l.next[i], l.alive[i] = i-1, i+1, true
+	}
+	l.next[n-1] = -1
+	return l
+}
+
+// unlink removes node r, which follows a live node.
+func (l symbolList) unlink(r int) {
+	left := l.prev[r]
+	l.alive[r] = false
+	l.next[left] = l.next[r]
+	if l.next[r] >= 0 {
+		l.prev[l.next[r]] = left
+	}
+}
+
+// merge applies the merges to syms with a queue of candidate pairs ordered
+// by rank then position and a linked list of the symbols left, in place of
+// a rescan per merge.
 func (m *bpeModel) merge(syms []int) []int {
 	n := len(syms)
 	if n < 2 {
 		return syms
 	}
 	id := syms
-	next := make([]int, n)
-	prev := make([]int, n)
-	alive := make([]bool, n)
-	for i := range id {
-		prev[i], next[i], alive[i] = i-1, i+1, true
-	}
-	next[n-1] = -1
-	var h rankCandidates
+	list := newSymbolList(n)
+	var q mergeQueue
 	try := func(l, r int) {
 		if l < 0 || r < 0 {
 			return
 		}
 		if mg, ok := m.merges[pairKey(id[l], id[r])]; ok {
-			heap.Push(&h, rankCandidate{rank: mg.rank, left: l, right: r, lid: id[l], rid: id[r], merged: mg.id})
+			q.push(mergeKey(uint32(mg.rank), l))
 		}
 	}
 	for i := 0; i+1 < n; i++ {
 		try(i, i+1)
 	}
-	for h.Len() > 0 {
-		c := heap.Pop(&h).(rankCandidate)
-		if !alive[c.left] || !alive[c.right] || next[c.left] != c.right || id[c.left] != c.lid || id[c.right] != c.rid {
+	for len(q) > 0 {
+		l, rank := q.pop()
+		r := list.next[l]
+		if !list.alive[l] || r < 0 {
 			continue
 		}
-		id[c.left] = c.merged
-		alive[c.right] = false
-		next[c.left] = next[c.right]
-		if next[c.right] >= 0 {
-			prev[next[c.right]] = c.left
+		mg, ok := m.merges[pairKey(id[l], id[r])]
+		if !ok || uint32(mg.rank) != rank {
+			continue // stale: the pair at l has changed since
 		}
-		try(prev[c.left], c.left)
-		try(c.left, next[c.left])
+		id[l] = mg.id
+		list.unlink(r)
+		try(list.prev[l], l)
+		try(l, list.next[l])
 	}
 	out := syms[:0]
-	for i := 0; i >= 0; i = next[i] {
+	for i := 0; i >= 0; i = list.next[i] {
 		out = append(out, id[i])
 	}
 	return out

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -393,33 +392,6 @@ func (sp *spModel) normalize(text string) string {
 	return text
 }
 
-// spCandidate is a possible merge of symbols left and right, which cover
-// s[start:end] together.
-type spCandidate struct {
-	score       float32
-	left, right int
-	end         int // end of the right symbol when pushed, to detect stale entries
-	id          int
-}
-
-type spCandidates []spCandidate
-
-func (h spCandidates) Len() int { return len(h) }
-func (h spCandidates) Less(i, j int) bool {
-	if h[i].score != h[j].score {
-		return h[i].score > h[j].score
-	}
-	return h[i].left < h[j].left
-}
-func (h spCandidates) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *spCandidates) Push(x any)   { *h = append(*h, x.(spCandidate)) }
-func (h *spCandidates) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
 // encodeChunk is SentencePiece's BPE on one piece of text. Symbols are
 // spans of the normalized text, so a merge is a lookup of the span the two
 // cover.
@@ -436,41 +408,35 @@ func (sp *spModel) encodeChunk(t *Tokenizer, text string, out []int) []int {
 		i += size
 	}
 	n := len(start)
-	next := make([]int, n)
-	prev := make([]int, n)
-	alive := make([]bool, n)
-	for i := range n {
-		prev[i], next[i], alive[i] = i-1, i+1, true
-	}
-	next[n-1] = -1
-	var h spCandidates
+	list := newSymbolList(n)
+	var q mergeQueue
 	try := func(l, r int) {
 		if l < 0 || r < 0 {
 			return
 		}
 		if id, ok := sp.normal[s[start[l]:end[r]]]; ok {
-			heap.Push(&h, spCandidate{score: t.scores[id], left: l, right: r, end: end[r], id: id})
+			q.push(mergeKey(scorePriority(t.scores[id]), l))
 		}
 	}
 	for i := 0; i+1 < n; i++ {
 		try(i, i+1)
 	}
-	for h.Len() > 0 {
-		c := heap.Pop(&h).(spCandidate)
-		if !alive[c.left] || !alive[c.right] || next[c.left] != c.right || end[c.right] != c.end {
+	for len(q) > 0 {
+		l, prio := q.pop()
+		r := list.next[l]
+		if !list.alive[l] || r < 0 {
 			continue
 		}
-		end[c.left] = end[c.right]
-		alive[c.right] = false
-		next[c.left] = next[c.right]
-		if next[c.right] >= 0 {
-			prev[next[c.right]] = c.left
+		if id, ok := sp.normal[s[start[l]:end[r]]]; !ok || scorePriority(t.scores[id]) != prio {
+			continue // stale: the pair at l has changed since
 		}
-		try(prev[c.left], c.left)
-		try(c.left, next[c.left])
+		end[l] = end[r]
+		list.unlink(r)
+		try(list.prev[l], l)
+		try(l, list.next[l])
 	}
 	lastUnk := false
-	for i := 0; i >= 0; i = next[i] {
+	for i := 0; i >= 0; i = list.next[i] {
 		sym := s[start[i]:end[i]]
 		if id, ok := sp.normal[sym]; ok {
 			out = append(out, id)

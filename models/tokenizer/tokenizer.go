@@ -39,7 +39,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -342,36 +341,10 @@ func (t *Tokenizer) encodeLlama2c(text string, bos bool) []int {
 	return t.merge(toks)
 }
 
-// candidate is a possible merge of the pair starting at node left.
-type candidate struct {
-	score       float32
-	left, right int // node indices
-	lid, rid    int // token ids of the pair when pushed, to detect stale entries
-	merged      int
-}
-
-type candidates []candidate
-
-func (h candidates) Len() int { return len(h) }
-func (h candidates) Less(i, j int) bool {
-	if h[i].score != h[j].score {
-		return h[i].score > h[j].score
-	}
-	return h[i].left < h[j].left // node order is sequence order: leftmost wins ties
-}
-func (h candidates) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *candidates) Push(x any)   { *h = append(*h, x.(candidate)) }
-func (h *candidates) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
 // merge applies llama2.c's merge loop — repeatedly merge the adjacent pair
 // with the best-scoring merged piece, leftmost on ties — in O(n log n) with
-// a heap and a linked list instead of llama2.c's O(n²) rescans. The result
-// is identical: node indices keep sequence order, so the heap's tie-break
+// a queue and a linked list instead of llama2.c's O(n²) rescans. The result
+// is identical: node indices keep sequence order, so the queue's tie-break
 // on the left node picks the pair llama2.c's left-to-right scan picks.
 func (t *Tokenizer) merge(toks []int) []int {
 	n := len(toks)
@@ -379,43 +352,43 @@ func (t *Tokenizer) merge(toks []int) []int {
 		return toks
 	}
 	id := append([]int(nil), toks...)
-	prev := make([]int, n)
-	next := make([]int, n)
-	alive := make([]bool, n)
-	for i := range id {
-		prev[i], next[i], alive[i] = i-1, i+1, true
-	}
-	next[n-1] = -1
-	var h candidates
+	list := newSymbolList(n)
+	var q mergeQueue
 	buf := make([]byte, 0, 2*t.maxLen)
+	// lookup returns the token the pair l, r merges into.
+	lookup := func(l, r int) (int, bool) {
+		buf = append(append(buf[:0], t.pieces[id[l]]...), t.pieces[id[r]]...)
+		m, ok := t.ids[string(buf)]
+		return m, ok
+	}
 	try := func(l, r int) {
 		if l < 0 || r < 0 {
 			return
 		}
-		buf = append(append(buf[:0], t.pieces[id[l]]...), t.pieces[id[r]]...)
-		if m, ok := t.ids[string(buf)]; ok {
-			heap.Push(&h, candidate{score: t.scores[m], left: l, right: r, lid: id[l], rid: id[r], merged: m})
+		if m, ok := lookup(l, r); ok {
+			q.push(mergeKey(scorePriority(t.scores[m]), l))
 		}
 	}
 	for i := 0; i+1 < n; i++ {
 		try(i, i+1)
 	}
-	for h.Len() > 0 {
-		c := heap.Pop(&h).(candidate)
-		if !alive[c.left] || !alive[c.right] || next[c.left] != c.right || id[c.left] != c.lid || id[c.right] != c.rid {
-			continue // stale: one side was merged away or changed since
+	for len(q) > 0 {
+		l, prio := q.pop()
+		r := list.next[l]
+		if !list.alive[l] || r < 0 {
+			continue
 		}
-		id[c.left] = c.merged
-		alive[c.right] = false
-		next[c.left] = next[c.right]
-		if next[c.right] >= 0 {
-			prev[next[c.right]] = c.left
+		m, ok := lookup(l, r)
+		if !ok || scorePriority(t.scores[m]) != prio {
+			continue // stale: the pair at l has changed since
 		}
-		try(prev[c.left], c.left)
-		try(c.left, next[c.left])
+		id[l] = m
+		list.unlink(r)
+		try(list.prev[l], l)
+		try(l, list.next[l])
 	}
 	out := toks[:0]
-	for i := 0; i >= 0; i = next[i] {
+	for i := 0; i >= 0; i = list.next[i] {
 		out = append(out, id[i])
 	}
 	return out
