@@ -19,6 +19,11 @@
 // is missing and lists every folder with what was found there. The
 // libraries are loaded once per process.
 //
+// CANN is released for Linux only. On Windows, Open and Probe report the
+// backend unavailable for that reason without searching; on systems other
+// than Linux, macOS and Windows likewise, and there the package does not
+// use purego at all, so that it builds with CGO_ENABLED=0 everywhere.
+//
 // # Execution
 //
 // Each Backend owns an ACL context and one stream. An op validates its

@@ -4,12 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 // Enum values from CANN's public headers (acl/acl_base.h, acl/acl_rt.h).
@@ -105,7 +104,7 @@ var opNames = []string{
 type opFn struct{ getWS, run uintptr }
 
 // lib is the loaded set of libraries: symbol addresses for integer-only
-// calls (made with purego.SyscallN) and typed functions for the two
+// calls (made with syscallN) and typed functions for the two
 // operators that take a double.
 type lib struct {
 	loc location
@@ -143,6 +142,9 @@ func loadLibrary() (*lib, error) {
 	if loadedLib != nil {
 		return loadedLib, nil
 	}
+	if why := unsupportedOS(runtime.GOOS); why != "" {
+		return nil, unavailable(why, nil)
+	}
 	loc, tried, err := systemSearchEnv().locate()
 	if err != nil {
 		return nil, unavailable(err.Error(), tried)
@@ -155,21 +157,35 @@ func loadLibrary() (*lib, error) {
 	return l, nil
 }
 
+// unsupportedOS says why the backend cannot run on goos, or "" where it
+// looks for CANN. CANN is released for Linux only. macOS is searched like
+// Linux (the search then reports what it lacks), as the ACL test double
+// could in principle load there; other systems are refused by name, since
+// this package does not even load libraries there (see noffi.go).
+func unsupportedOS(goos string) string {
+	switch goos {
+	case "linux", "darwin":
+		return ""
+	case "windows":
+		return "not available on windows: Huawei's CANN, whose ACL runtime and aclnn operators this backend calls, has no Windows release (it runs on Linux)"
+	}
+	return "not available on " + goos + ": Huawei's CANN, whose ACL runtime and aclnn operators this backend calls, runs on Linux only"
+}
+
 // openLibrary dlopens the located libraries and resolves their symbols.
 func openLibrary(loc location) (*lib, error) {
 	l := &lib{loc: loc, ops: map[string]opFn{}}
-	const mode = purego.RTLD_NOW | purego.RTLD_GLOBAL
-	rt, err := purego.Dlopen(loc.runtime, mode)
+	rt, err := dlOpen(loc.runtime)
 	if err != nil {
 		return nil, fmt.Errorf("dlopen %s: %v", loc.runtime, err)
 	}
-	nn, err := purego.Dlopen(loc.nnopbase, mode)
+	nn, err := dlOpen(loc.nnopbase)
 	if err != nil {
 		return nil, fmt.Errorf("dlopen %s: %v", loc.nnopbase, err)
 	}
 	var opHandles []uintptr
 	for _, p := range loc.opapi {
-		h, err := purego.Dlopen(p, mode)
+		h, err := dlOpen(p)
 		if err != nil {
 			return nil, fmt.Errorf("dlopen %s: %v", p, err)
 		}
@@ -177,7 +193,7 @@ func openLibrary(loc location) (*lib, error) {
 	}
 	var missing []string
 	sym := func(h uintptr, file, name string) uintptr {
-		p, err := purego.Dlsym(h, name)
+		p, err := dlSym(h, name)
 		if err != nil || p == 0 {
 			missing = append(missing, name+" in "+file)
 			return 0
@@ -220,7 +236,7 @@ func openLibrary(loc location) (*lib, error) {
 	// which split library holds which operator is CANN's business.
 	find := func(name string) uintptr {
 		for _, h := range opHandles {
-			if p, err := purego.Dlsym(h, name); err == nil && p != 0 {
+			if p, err := dlSym(h, name); err == nil && p != 0 {
 				return p
 			}
 		}
@@ -236,10 +252,10 @@ func openLibrary(loc location) (*lib, error) {
 	}
 	sort.Strings(l.missingOps)
 	if f, ok := l.ops["RmsNorm"]; ok {
-		purego.RegisterFunc(&l.rmsNormWS, f.getWS)
+		registerFunc(&l.rmsNormWS, f.getWS)
 	}
 	if f, ok := l.ops["LayerNorm"]; ok {
-		purego.RegisterFunc(&l.layerNormWS, f.getWS)
+		registerFunc(&l.layerNormWS, f.getWS)
 	}
 	return l, nil
 }
@@ -251,8 +267,7 @@ func openLibrary(loc location) (*lib, error) {
 //
 //go:uintptrescapes
 func ccall(fn uintptr, args ...uintptr) uintptr {
-	r, _, _ := purego.SyscallN(fn, args...)
-	return r
+	return syscallN(fn, args...)
 }
 
 // wsCall is phase one of an aclnn operator: the operator's own arguments,
@@ -263,8 +278,7 @@ func wsCall(fn uintptr, wsSize, executor uintptr, args []uintptr) int32 {
 	var a [32]uintptr
 	n := copy(a[:], args)
 	a[n], a[n+1] = wsSize, executor
-	r, _, _ := purego.SyscallN(fn, a[:n+2]...)
-	return int32(r)
+	return int32(syscallN(fn, a[:n+2]...))
 }
 
 // cString copies a NUL-terminated C string (at most 4 KiB of it).

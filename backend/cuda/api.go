@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 // Error is a failed call into one of the NVIDIA libraries: the function,
@@ -184,7 +182,7 @@ func newAPI(drv, blas, rtc *library) *api {
 //
 //go:uintptrescapes
 func call(fn uintptr, args ...uintptr) int {
-	r, _, _ := purego.SyscallN(fn, args...)
+	r := syscallN(fn, args...)
 	return int(int32(uint32(r)))
 }
 
@@ -214,7 +212,7 @@ func (a *api) blasErr(name string, status int) error {
 	if e.Name == "" {
 		e.Name = fmt.Sprintf("cublasStatus_t %d", status)
 	}
-	if r, _, _ := purego.SyscallN(a.cublasText, uintptr(status)); r != 0 {
+	if r := syscallN(a.cublasText, uintptr(status)); r != 0 {
 		e.Text = goString(r)
 	}
 	return e
@@ -229,7 +227,7 @@ func (a *api) rtcErr(name string, status int) error {
 	if e.Name == "" {
 		e.Name = fmt.Sprintf("nvrtcResult %d", status)
 	}
-	if r, _, _ := purego.SyscallN(a.nvrtcGetErrorString, uintptr(status)); r != 0 {
+	if r := syscallN(a.nvrtcGetErrorString, uintptr(status)); r != 0 {
 		e.Text = goString(r)
 	}
 	return e

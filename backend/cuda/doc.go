@@ -14,9 +14,21 @@
 //
 // A CUDA 13 library is used only when the driver supports CUDA 13.
 //
+// On Windows the same libraries are nvcuda.dll (installed with the driver
+// in System32), cublas64_13.dll or cublas64_12.dll with cublasLt64_13.dll
+// or cublasLt64_12.dll, and nvrtc64_130_0.dll or nvrtc64_120_0.dll with
+// nvrtc-builtins64_*.dll; they are loaded with LoadLibraryExW and
+// GetProcAddress and called through purego as on Linux. NVIDIA ships CUDA
+// for Linux and Windows only: on macOS and other systems the backend
+// reports itself unavailable for that reason without searching, and on
+// systems other than Linux, macOS and Windows the package does not use
+// purego at all, so that it builds with CGO_ENABLED=0 everywhere (purego
+// would need cgo, or on FreeBSD a special -gcflags, there).
+//
 // # Where the libraries are looked for
 //
-// In this order, the first folder holding a library that loads wins:
+// On Linux, in this order, the first folder holding a library that loads
+// wins:
 //
 //  1. $SORA_CUDA_PATH, a list of folders separated by ':' (each folder and
 //     its lib64 and lib subfolders);
@@ -33,6 +45,26 @@
 //     /usr/lib/python3*/{dist,site}-packages and ~/.pyenv/versions/*, newest
 //     Python first; then $CONDA_PREFIX/lib, where conda's CUDA packages go;
 //  7. the dynamic linker's own search (ld.so.cache) by library name.
+//
+// On Windows, in this order:
+//
+//  1. %SORA_CUDA_PATH%, a list of folders separated by ';' (each folder and
+//     its bin\x64 and bin subfolders; bin\arm64 on ARM);
+//  2. %CUDA_HOME% and %CUDA_PATH% (their bin\x64, where CUDA 13 puts its
+//     DLLs, and bin, where CUDA 12 does);
+//  3. the folders of %PATH% that hold one of the DLLs above;
+//  4. the toolkits under %ProgramFiles%\NVIDIA GPU Computing Toolkit\CUDA,
+//     newest first (bin\x64 and bin of each);
+//  5. %SystemRoot%\System32;
+//  6. the nvidia\*\bin folders (and their x86_64 or arm64 subfolders) of
+//     pip-installed CUDA wheels in %VIRTUAL_ENV%, %CONDA_PREFIX%, the
+//     per-user (%APPDATA%\Python) and installed (%LOCALAPPDATA%\Programs\Python,
+//     %ProgramFiles%\Python3*) Pythons; then %CONDA_PREFIX%\Library\bin;
+//  7. LoadLibrary's own search by DLL name.
+//
+// A DLL loaded from a folder has that folder searched first for the DLLs it
+// imports (LOAD_WITH_ALTERED_SEARCH_PATH), and cublasLt and the NVRTC
+// builtins are loaded first by full path, as on Linux.
 //
 // When something is missing, [backend.Open] and "sora backends" answer a
 // *[backend.UnavailableError] that names what is missing (a library, a

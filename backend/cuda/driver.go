@@ -2,11 +2,10 @@ package cuda
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 
 	"github.com/sora-go/sora/backend"
 )
@@ -28,8 +27,28 @@ type driver struct {
 }
 
 func (d *driver) probe() *probeResult {
-	d.once.Do(func() { d.result = probe(systemEnv()) })
+	d.once.Do(func() {
+		if why := unsupportedOS(runtime.GOOS); why != "" {
+			d.result = &probeResult{problems: []string{why}}
+			return
+		}
+		d.result = probe(systemEnv())
+	})
 	return d.result
+}
+
+// unsupportedOS says why there is no CUDA to look for on goos, or "" where
+// NVIDIA ships it (Linux, including WSL, and Windows). Searching anyway
+// would only end in "libcuda.so.1 not found; set SORA_CUDA_PATH", which
+// suggests a fix that does not exist.
+func unsupportedOS(goos string) string {
+	switch goos {
+	case "linux", "windows":
+		return ""
+	case "darwin", "ios":
+		return "not available on " + goos + ": NVIDIA's CUDA runs on Linux and Windows only (the last macOS release was CUDA 10.2)"
+	}
+	return "not available on " + goos + ": NVIDIA's CUDA runs on Linux and Windows only"
 }
 
 // Probe reports the device and the libraries when everything loads, and
@@ -102,9 +121,10 @@ func probe(env searchEnv) *probeResult {
 	dirs := env.searchDirs()
 	r.tried = triedList(dirs, env)
 
-	drv := load(driverSpec, dirs, env, 0)
+	drvSpec, blasSpec, rtcSpec := env.specs()
+	drv := load(drvSpec, dirs, env, 0)
 	r.driver = drv.lib
-	r.report(driverSpec, drv)
+	r.report(drvSpec, drv)
 	maxMajor := 0
 	if r.driver != nil {
 		api := newDriverAPI(r.driver)
@@ -115,12 +135,12 @@ func probe(env searchEnv) *probeResult {
 		}
 		r.device = api.findDevice(r)
 	}
-	cb := load(cublasSpec, dirs, env, maxMajor)
+	cb := load(blasSpec, dirs, env, maxMajor)
 	r.cublas = cb.lib
-	r.report(cublasSpec, cb)
-	nv := load(nvrtcSpec, dirs, env, maxMajor)
+	r.report(blasSpec, cb)
+	nv := load(rtcSpec, dirs, env, maxMajor)
 	r.nvrtc = nv.lib
-	r.report(nvrtcSpec, nv)
+	r.report(rtcSpec, nv)
 	return r
 }
 
@@ -145,10 +165,18 @@ func triedList(dirs []searchDir, env searchEnv) []string {
 		python = python || d.python
 	}
 	if !python {
-		tried = append(tried, "Python environments (no nvidia/*/lib folder found)")
+		if env.goos == "windows" {
+			tried = append(tried, `Python environments (no nvidia\*\bin folder found)`)
+		} else {
+			tried = append(tried, "Python environments (no nvidia/*/lib folder found)")
+		}
 	}
 	if env.linker {
-		tried = append(tried, "the dynamic linker's search by name (ld.so.cache)")
+		if env.goos == "windows" {
+			tried = append(tried, "the system's DLL search by name (LoadLibrary)")
+		} else {
+			tried = append(tried, "the dynamic linker's search by name (ld.so.cache)")
+		}
 	}
 	return tried
 }
@@ -218,15 +246,15 @@ type driverAPI struct {
 
 func newDriverAPI(lib *library) *driverAPI {
 	a := &driverAPI{}
-	purego.RegisterFunc(&a.cuInit, lib.sym("cuInit"))
-	purego.RegisterFunc(&a.cuDriverGetVersion, lib.sym("cuDriverGetVersion"))
-	purego.RegisterFunc(&a.cuDeviceGetCount, lib.sym("cuDeviceGetCount"))
-	purego.RegisterFunc(&a.cuDeviceGet, lib.sym("cuDeviceGet"))
-	purego.RegisterFunc(&a.cuDeviceGetName, lib.sym("cuDeviceGetName"))
-	purego.RegisterFunc(&a.cuDeviceGetAttribute, lib.sym("cuDeviceGetAttribute"))
-	purego.RegisterFunc(&a.cuDeviceTotalMem, lib.sym("cuDeviceTotalMem_v2"))
-	purego.RegisterFunc(&a.cuGetErrorName, lib.sym("cuGetErrorName"))
-	purego.RegisterFunc(&a.cuGetErrorString, lib.sym("cuGetErrorString"))
+	registerFunc(&a.cuInit, lib.sym("cuInit"))
+	registerFunc(&a.cuDriverGetVersion, lib.sym("cuDriverGetVersion"))
+	registerFunc(&a.cuDeviceGetCount, lib.sym("cuDeviceGetCount"))
+	registerFunc(&a.cuDeviceGet, lib.sym("cuDeviceGet"))
+	registerFunc(&a.cuDeviceGetName, lib.sym("cuDeviceGetName"))
+	registerFunc(&a.cuDeviceGetAttribute, lib.sym("cuDeviceGetAttribute"))
+	registerFunc(&a.cuDeviceTotalMem, lib.sym("cuDeviceTotalMem_v2"))
+	registerFunc(&a.cuGetErrorName, lib.sym("cuGetErrorName"))
+	registerFunc(&a.cuGetErrorString, lib.sym("cuGetErrorString"))
 	return a
 }
 

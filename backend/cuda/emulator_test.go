@@ -21,8 +21,6 @@ import (
 	"sync"
 	"testing"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 var (
@@ -60,6 +58,10 @@ func findCC() string {
 // buildFakes builds the emulated device's libraries once per test process
 // into a temporary folder (removed by TestMain).
 func buildFakes() {
+	if runtime.GOOS == "windows" {
+		fakeSkip = windowsNoDoubles
+		return
+	}
 	cxx, cc := findCXX(), findCC()
 	if cxx == "" || cc == "" {
 		fakeSkip = "no C and C++ compilers (gcc and g++): the emulated CUDA libraries cannot be built"
@@ -177,7 +179,7 @@ func openFake(t testing.TB, opts Options) *Backend {
 // fakeCounters reads a counter array exported by one of the fakes.
 func fakeCounters(t testing.TB, lib *library, symbol string) *[16]int64 {
 	t.Helper()
-	p, err := purego.Dlsym(lib.handle, symbol)
+	p, err := dlSym(lib.handle, symbol)
 	if err != nil || p == 0 {
 		t.Fatalf("%s has no %s: %v", lib.where(), symbol, err)
 	}

@@ -72,9 +72,17 @@ func workingDriver() fakeDriver {
 	return fakeDriver{driverVersion: 12080, deviceCount: 1, name: "Fake GPU 9000", ccMajor: 9, ccMinor: 0, totalMem: 80 << 30}
 }
 
+// windowsNoDoubles is why the tests that build doubles of the CUDA
+// libraries skip on Windows: the doubles carry Linux names and are built
+// as ELF shared libraries (load_windows_test.go tests the Windows loader).
+const windowsNoDoubles = "the test doubles of the CUDA libraries are built as Linux shared libraries (libcuda.so.1, ...), which windows cannot load"
+
 // needCC returns the C compiler or skips the test.
 func needCC(t *testing.T) string {
 	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip(windowsNoDoubles)
+	}
 	for _, cc := range []string{os.Getenv("CC"), "gcc", "cc"} {
 		if cc == "" {
 			continue

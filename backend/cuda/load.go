@@ -1,14 +1,11 @@
 package cuda
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/ebitengine/purego"
 )
 
 // Symbols resolved at load time. A library lacking one of them is rejected
@@ -82,6 +79,46 @@ var (
 	}
 )
 
+// The same libraries as Windows names them. The NVRTC DLL carries the
+// major version and a minor version of 0 for every release of that major
+// version ("120_0" for all of CUDA 12); its builtins carry the release
+// (nvrtc-builtins64_128.dll for CUDA 12.8). NVRTC loads its builtins by
+// name when it compiles, and cuBLAS imports cublasLt, so both companions
+// are loaded first, by full path: Windows then uses the loaded module for
+// a DLL of that name, wherever it came from.
+var (
+	driverSpecWindows = libSpec{
+		role:       driverSpec.role,
+		candidates: []candidate{{name: "nvcuda.dll"}},
+		symbols:    driverSymbols,
+	}
+	cublasSpecWindows = libSpec{
+		role: cublasSpec.role,
+		candidates: []candidate{
+			{name: "cublas64_13.dll", major: 13, companion: "cublasLt64_13.dll"},
+			{name: "cublas64_12.dll", major: 12, companion: "cublasLt64_12.dll"},
+		},
+		symbols: cublasSymbols,
+	}
+	nvrtcSpecWindows = libSpec{
+		role: nvrtcSpec.role,
+		candidates: []candidate{
+			{name: "nvrtc64_130_0.dll", major: 13, companion: "nvrtc-builtins64_13*.dll"},
+			{name: "nvrtc64_120_0.dll", major: 12, companion: "nvrtc-builtins64_12*.dll"},
+		},
+		symbols: nvrtcSymbols,
+	}
+)
+
+// specs returns the driver, cuBLAS and NVRTC libraries as env's operating
+// system names them.
+func (e searchEnv) specs() (drv, blas, rtc libSpec) {
+	if e.goos == "windows" {
+		return driverSpecWindows, cublasSpecWindows, nvrtcSpecWindows
+	}
+	return driverSpec, cublasSpec, nvrtcSpec
+}
+
 // names is "a or b" for messages.
 func (s libSpec) names() string {
 	var n []string
@@ -131,10 +168,6 @@ type loadOutcome struct {
 	found bool
 }
 
-// dlopen flags: resolve everything now, so that a broken library fails
-// here with the linker's message rather than at the first call.
-const dlopenMode = purego.RTLD_NOW | purego.RTLD_LOCAL
-
 // load searches dirs (and then, when env.linker, the dynamic linker's own
 // search) for the first candidate of spec that loads with all its symbols.
 // maxMajor, when non-zero, skips libraries of a newer CUDA version than the
@@ -164,7 +197,7 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutco
 			}
 			if err := resolve(lib, spec.symbols); err != nil {
 				out.problems = append(out.problems, err.Error())
-				_ = purego.Dlclose(lib.handle)
+				dlClose(lib.handle)
 				continue
 			}
 			out.lib = lib
@@ -174,34 +207,34 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutco
 	if !env.linker {
 		return out
 	}
-	// The dynamic linker's cache may know folders none of the above names.
+	// The dynamic linker's cache (on Windows, the system's DLL search) may
+	// know folders none of the above names.
 	for _, c := range spec.candidates {
 		if maxMajor != 0 && c.major > maxMajor {
 			continue
 		}
-		h, err := purego.Dlopen(c.name, dlopenMode)
+		h, err := dlOpen(c.name)
 		if err != nil {
-			// "NAME: cannot open shared object file" says only that the
-			// linker knows no such library; anything else (a library it
-			// needs is missing, a wrong architecture) means it found a
-			// file that does not load.
-			if msg := err.Error(); !strings.HasPrefix(msg, c.name+": cannot open shared object file") {
+			// An error that says only that no such library is known is
+			// not a problem to report; anything else means a file was
+			// found that does not load.
+			if !notFoundByName(c.name, err) {
 				out.found = true
-				out.problems = append(out.problems, fmt.Sprintf("%s (dynamic linker): %s", c.name, msg))
+				out.problems = append(out.problems, fmt.Sprintf("%s (%s): %s", c.name, env.linkerName(), err))
 			}
 			continue
 		}
 		out.found = true
-		lib := &library{name: c.name, path: loadedPath(c.name), major: c.major, handle: h}
+		lib := &library{name: c.name, path: loadedPath(h, c.name), major: c.major, handle: h}
 		if lib.path != "" && tried[resolved(lib.path)] {
 			// The linker found a file the folder search already tried and
 			// reported; saying so again would only repeat it.
-			_ = purego.Dlclose(h)
+			dlClose(h)
 			continue
 		}
 		if err := resolve(lib, spec.symbols); err != nil {
 			out.problems = append(out.problems, err.Error())
-			_ = purego.Dlclose(h)
+			dlClose(h)
 			continue
 		}
 		out.lib = lib
@@ -219,12 +252,12 @@ func open(c candidate, path string, dirs []searchDir, dir string) (*library, err
 		if comp == "" {
 			return nil, fmt.Errorf("%s needs %s, which is in none of the folders searched", path, c.companion)
 		}
-		if _, err := purego.Dlopen(comp, dlopenMode); err != nil {
+		if _, err := dlOpen(comp); err != nil {
 			return nil, fmt.Errorf("%s (needed by %s): %v", comp, path, err)
 		}
 		lib.companionPath = comp
 	}
-	h, err := purego.Dlopen(path, dlopenMode)
+	h, err := dlOpen(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
@@ -269,7 +302,7 @@ func resolve(lib *library, names []string) error {
 	lib.syms = make(map[string]uintptr, len(names))
 	var missing []string
 	for _, n := range names {
-		p, err := purego.Dlsym(lib.handle, n)
+		p, err := dlSym(lib.handle, n)
 		if err != nil || p == 0 {
 			missing = append(missing, n)
 			continue
@@ -301,34 +334,4 @@ func resolved(path string) string {
 func isFile(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
-}
-
-// loadedPath finds where the dynamic linker loaded the library called name
-// from, by reading the process's memory map; "" when it cannot tell. The
-// file mapped may carry a longer version than the name asked for
-// (libcuda.so.1 is usually a link to libcuda.so.<driver version>), so any
-// file of the same stem counts.
-func loadedPath(name string) string {
-	stem := name
-	if i := strings.Index(name, ".so"); i >= 0 {
-		stem = name[:i+len(".so")]
-	}
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
-			continue
-		}
-		p := fields[len(fields)-1]
-		base := filepath.Base(p)
-		if base == stem || strings.HasPrefix(base, stem+".") {
-			return p
-		}
-	}
-	return ""
 }

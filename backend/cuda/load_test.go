@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ebitengine/purego"
-
 	"github.com/sora-go/sora/backend"
 )
 
@@ -304,7 +302,7 @@ func TestCompanionElsewhere(t *testing.T) {
 	buildStubLib(t, a, "libnvrtc.so.12", nvrtcSymbols, nil)
 	buildStubLib(t, a, "libnvrtc-builtins.so.12.4", nil, nil)
 	buildStubLib(t, a, "libnvrtc-builtins.so.12.10", nil, nil)
-	env := testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": a + ":" + b})
+	env := testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": a + string(filepath.ListSeparator) + b})
 	dirs := env.searchDirs()
 	cb := load(cublasSpec, dirs, env, 12)
 	if cb.lib == nil {
@@ -384,13 +382,14 @@ func TestLoadedPath(t *testing.T) {
 	// The file carries a longer version than the name asked for, as
 	// libcuda.so.1 -> libcuda.so.550.54.14 does.
 	path := buildStubLib(t, dir, "libsoratest.so.550.54.14", []string{"sora_test_fn"}, nil)
-	if _, err := purego.Dlopen(path, dlopenMode); err != nil {
+	h, err := dlOpen(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := loadedPath("libsoratest.so.1"); got != path {
+	if got := loadedPath(h, "libsoratest.so.1"); got != path {
 		t.Errorf("loadedPath = %q, want %q", got, path)
 	}
-	if got := loadedPath("libsoratest-absent.so.1"); got != "" {
+	if got := loadedPath(0, "libsoratest-absent.so.1"); got != "" {
 		t.Errorf("loadedPath of an unloaded library = %q", got)
 	}
 }

@@ -40,16 +40,28 @@ type searchEnv struct {
 	// root prefixes every fixed absolute folder (/usr/local/cuda/lib64,
 	// /usr/lib/..., the Python prefixes); "" in production.
 	root string
-	// goarch picks the Debian multiarch triplet of the system folders.
+	// goarch picks the Debian multiarch triplet of the system folders
+	// (on Windows, the toolkit's and the wheels' architecture folders).
 	goarch string
+	// goos selects the library names and folders: "windows" for
+	// Windows's, anything else for Linux's.
+	goos string
 	// linker enables the last step: dlopen by bare name, which searches the
-	// dynamic linker's cache.
+	// dynamic linker's cache (on Windows, LoadLibrary's search).
 	linker bool
 }
 
 // systemEnv is the search of a real process.
 func systemEnv() searchEnv {
-	return searchEnv{getenv: os.Getenv, goarch: runtime.GOARCH, linker: true}
+	return searchEnv{getenv: os.Getenv, goarch: runtime.GOARCH, goos: runtime.GOOS, linker: true}
+}
+
+// linkerName names the last step of the search in messages.
+func (e searchEnv) linkerName() string {
+	if e.goos == "windows" {
+		return "system DLL search"
+	}
+	return "dynamic linker"
 }
 
 // multiarchTriplet is the Debian/Ubuntu library folder name for goarch.
@@ -64,40 +76,57 @@ func multiarchTriplet(goarch string) string {
 	}
 }
 
+// dirList collects search folders in priority order, without duplicates
+// (two paths naming the same folder through a symbolic link, as /lib and
+// /usr/lib do on merged-/usr systems, count once).
+type dirList struct {
+	dirs []searchDir
+	seen map[string]bool
+}
+
+// add appends path. Folders that do not exist are left out, unless
+// fromEnv: folders named by environment variables are kept and marked
+// missing, so that a typo shows in the report.
+func (l *dirList) add(path, origin string, fromEnv, python bool) {
+	if path == "" {
+		return
+	}
+	path = filepath.Clean(path)
+	key := path
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		key = real
+	}
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	if l.seen[key] {
+		return
+	}
+	exists := isDir(path)
+	if !exists && !fromEnv {
+		return
+	}
+	l.seen[key] = true
+	l.dirs = append(l.dirs, searchDir{path: path, origin: origin, missing: !exists, python: python})
+}
+
+// addIfDir adds a subfolder only when it exists: it is a guess, not
+// something the user named.
+func (l *dirList) addIfDir(path, origin string) {
+	if isDir(path) {
+		l.add(path, origin, true, false)
+	}
+}
+
 // searchDirs returns the folders to search, in priority order, without
-// duplicates (two paths naming the same folder through a symbolic link,
-// as /lib and /usr/lib do on merged-/usr systems, count once). Fixed
-// folders that do not exist are left out; folders named by environment
-// variables are kept and marked missing.
+// duplicates. Fixed folders that do not exist are left out; folders named
+// by environment variables are kept and marked missing.
 func (e searchEnv) searchDirs() []searchDir {
-	var dirs []searchDir
-	seen := map[string]bool{}
-	add := func(path, origin string, fromEnv, python bool) {
-		if path == "" {
-			return
-		}
-		path = filepath.Clean(path)
-		key := path
-		if real, err := filepath.EvalSymlinks(path); err == nil {
-			key = real
-		}
-		if seen[key] {
-			return
-		}
-		exists := isDir(path)
-		if !exists && !fromEnv {
-			return
-		}
-		seen[key] = true
-		dirs = append(dirs, searchDir{path: path, origin: origin, missing: !exists, python: python})
+	if e.goos == "windows" {
+		return e.windowsDirs()
 	}
-	// addIfDir adds a subfolder only when it exists: it is a guess, not
-	// something the user named.
-	addIfDir := func(path, origin string) {
-		if isDir(path) {
-			add(path, origin, true, false)
-		}
-	}
+	var l dirList
+	add, addIfDir := l.add, l.addIfDir
 	fixed := func(path string) string { return filepath.Join(e.root, path) }
 
 	// 1. SORA_CUDA_PATH: folders the user points at directly.
@@ -151,7 +180,7 @@ func (e searchEnv) searchDirs() []searchDir {
 		// conda's CUDA packages install into the environment's lib.
 		addIfDir(filepath.Join(conda, "lib"), "CONDA_PREFIX")
 	}
-	return dirs
+	return l.dirs
 }
 
 // sitePackages lists the Python package folders that can be found without

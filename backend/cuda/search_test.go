@@ -47,6 +47,7 @@ func TestSearchDirsOrder(t *testing.T) {
 	cudaHome, cudaPath := j(tmp, "cuda-home"), j(tmp, "cuda-path")
 	ld1, ld2 := j(tmp, "ld1"), j(tmp, "ld2")
 	venv, conda, home := j(tmp, "venv"), j(tmp, "conda"), j(tmp, "home")
+	sep := string(filepath.ListSeparator) // ':', or ';' where the test runs on Windows
 	mkdirs(t,
 		sora, j(sora, "lib64"),
 		j(cudaHome, "lib64"), j(cudaHome, "lib"),
@@ -67,10 +68,10 @@ func TestSearchDirsOrder(t *testing.T) {
 		j(home, ".pyenv/versions/3.11.4/lib/python3.11/site-packages/nvidia/cublas/lib"),
 	)
 	env := testEnv(root, map[string]string{
-		"SORA_CUDA_PATH":  sora + ":" + soraMissing,
+		"SORA_CUDA_PATH":  sora + sep + soraMissing,
 		"CUDA_HOME":       cudaHome,
 		"CUDA_PATH":       cudaPath,
-		"LD_LIBRARY_PATH": ld1 + "::" + ld2 + ":" + sora, // the repeat of sora counts once
+		"LD_LIBRARY_PATH": ld1 + sep + sep + ld2 + sep + sora, // the repeat of sora counts once
 		"VIRTUAL_ENV":     venv,
 		"CONDA_PREFIX":    conda,
 		"HOME":            home,

@@ -32,8 +32,6 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 //go:embed testdata/*.c testdata/*.h
@@ -56,16 +54,29 @@ const (
 	Partial
 )
 
-// ErrNoCompiler is returned (wrapped) when no C compiler is found, or when
+// ErrNoCompiler is returned (wrapped) when no C compiler is found, when
 // the one found builds for another architecture than the running
 // program's, which could not load the double (a GOARCH=386 test on an amd64
-// host).
+// host), or on a system where the Ascend backend loads no libraries
+// (Windows, FreeBSD, ...). In every case tests that need the double skip.
 var ErrNoCompiler = errors.New("acltest: no C compiler (set CC, or install cc, gcc or clang)")
+
+// unsupportedError says why the double cannot be used on this system; it
+// counts as ErrNoCompiler, so that tests skip, without claiming that a
+// compiler is what is missing.
+type unsupportedError struct{}
+
+func (unsupportedError) Error() string { return "acltest: " + unsupportedOS }
+
+func (unsupportedError) Is(target error) bool { return target == ErrNoCompiler }
 
 // Compiler returns the C compiler: $CC if set, else the first of cc, gcc
 // and clang found in PATH. It must build for the running program's
 // architecture (GOARCH).
 func Compiler() (string, error) {
+	if unsupportedOS != "" {
+		return "", unsupportedError{}
+	}
 	cc, err := findCompiler()
 	if err != nil {
 		return "", err
@@ -262,26 +273,26 @@ func Attach(libDir string) (*Double, error) {
 	if d := attached[path]; d != nil {
 		return d, nil
 	}
-	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	h, err := dlOpenGlobal(path)
 	if err != nil {
 		return nil, fmt.Errorf("acltest: dlopen %s: %v", path, err)
 	}
-	if _, err := purego.Dlsym(h, "acltest_reset"); err != nil {
+	if _, err := dlSym(h, "acltest_reset"); err != nil {
 		return nil, fmt.Errorf("acltest: %s is not the ACL test double: %v", path, err)
 	}
 	d := &Double{}
-	purego.RegisterLibFunc(&d.reset, h, "acltest_reset")
-	purego.RegisterLibFunc(&d.inject, h, "acltest_inject")
-	purego.RegisterLibFunc(&d.fired, h, "acltest_fired")
-	purego.RegisterLibFunc(&d.setMemLimit, h, "acltest_set_mem_limit")
-	purego.RegisterLibFunc(&d.setDeviceCount, h, "acltest_set_device_count")
-	purego.RegisterLibFunc(&d.setSocName, h, "acltest_set_soc_name")
-	purego.RegisterLibFunc(&d.callCount, h, "acltest_call_count")
-	purego.RegisterLibFunc(&d.callLog, h, "acltest_call_log")
-	purego.RegisterLibFunc(&d.live, h, "acltest_live")
-	purego.RegisterLibFunc(&d.loadedLibs, h, "acltest_loaded_libs")
-	purego.RegisterLibFunc(&d.peek, h, "acltest_peek")
-	purego.RegisterLibFunc(&d.clearContext, h, "acltest_clear_thread_context")
+	registerLibFunc(&d.reset, h, "acltest_reset")
+	registerLibFunc(&d.inject, h, "acltest_inject")
+	registerLibFunc(&d.fired, h, "acltest_fired")
+	registerLibFunc(&d.setMemLimit, h, "acltest_set_mem_limit")
+	registerLibFunc(&d.setDeviceCount, h, "acltest_set_device_count")
+	registerLibFunc(&d.setSocName, h, "acltest_set_soc_name")
+	registerLibFunc(&d.callCount, h, "acltest_call_count")
+	registerLibFunc(&d.callLog, h, "acltest_call_log")
+	registerLibFunc(&d.live, h, "acltest_live")
+	registerLibFunc(&d.loadedLibs, h, "acltest_loaded_libs")
+	registerLibFunc(&d.peek, h, "acltest_peek")
+	registerLibFunc(&d.clearContext, h, "acltest_clear_thread_context")
 	attached[path] = d
 	return d, nil
 }

@@ -10,6 +10,15 @@ import (
 )
 
 func TestCompilerFromCC(t *testing.T) {
+	if unsupportedOS != "" {
+		// Where the double cannot be loaded no compiler is looked for,
+		// and the error says why, as ErrNoCompiler so that tests skip.
+		_, err := Compiler()
+		if !errors.Is(err, ErrNoCompiler) || !strings.Contains(err.Error(), runtime.GOOS) || strings.Contains(err.Error(), "no C compiler") {
+			t.Fatalf("Compiler on %s: %v; want ErrNoCompiler naming the system, not a compiler", runtime.GOOS, err)
+		}
+		return
+	}
 	t.Setenv("CC", "/nonexistent/cc -O2")
 	if _, err := Compiler(); !errors.Is(err, ErrNoCompiler) || !strings.Contains(err.Error(), "/nonexistent/cc") {
 		t.Fatalf("Compiler with a bad CC: %v", err)
