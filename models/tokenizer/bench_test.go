@@ -2,11 +2,13 @@ package tokenizer
 
 import (
 	"container/heap"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +254,117 @@ func BenchmarkRankMerge(b *testing.B) {
 	}
 	if ns[0] > 0 && ns[1] > 0 {
 		b.Logf("%d symbols: queue %.0f ms, container/heap %.0f ms, speed-up %.1fx", len(syms), ns[0]/1e6, ns[1]/1e6, ns[1]/ns[0])
+	}
+}
+
+// naiveNext is the definition of the added-token search: the leftmost
+// position where a pattern starts, the longest pattern there (the first
+// listed among equal ones).
+func naiveNext(pats []addedPattern, s string, i int) (int, addedPattern, bool) {
+	for ; i < len(s); i++ {
+		best := -1
+		for k, p := range pats {
+			if strings.HasPrefix(s[i:], p.text) && (best < 0 || len(p.text) > len(pats[best].text)) {
+				best = k
+			}
+		}
+		if best >= 0 {
+			return i, pats[best], true
+		}
+	}
+	return 0, addedPattern{}, false
+}
+
+// TestAddedMatcherNaive checks the trie search against the definition on
+// random texts over patterns that are prefixes of one another and share
+// prefixes, including a repeated pattern.
+func TestAddedMatcherNaive(t *testing.T) {
+	var toks []*hfAddedToken
+	for i, c := range []string{"<", "<|", "<|a|>", "<|ab|>", "<|ab", "ab", "b", "|>", "<|a|>", "ba|"} {
+		toks = append(toks, &hfAddedToken{ID: i, Content: c})
+	}
+	m := newAddedMatcher(toks, nil)
+	var pats []addedPattern
+	for _, a := range toks {
+		pats = append(pats, addedPattern{a.Content, a})
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 5000 {
+		b := make([]byte, rng.IntN(16))
+		for i := range b {
+			b[i] = "<|ab>x"[rng.IntN(6)]
+		}
+		s := string(b)
+		for i := 0; i <= len(s); i++ {
+			gs, gp, gok := m.next(s, i)
+			ws, wp, wok := naiveNext(pats, s, i)
+			if gs != ws || gp != wp || gok != wok {
+				t.Fatalf("next(%q, %d) = %d %q (id %v) %v, want %d %q (id %v) %v", s, i, gs, gp.text, gp.token, gok, ws, wp.text, wp.token, wok)
+			}
+		}
+	}
+}
+
+// byFirstNext is the first added-token search: the patterns listed by
+// their first byte, longest first, each tried at every position where
+// that byte is. It is the baseline of BenchmarkAddedMatcher.
+func byFirstNext(pats []addedPattern) func(s string, i int) (int, addedPattern, bool) {
+	var byFirst [256][]addedPattern
+	for _, p := range pats {
+		byFirst[p.text[0]] = append(byFirst[p.text[0]], p)
+	}
+	for _, l := range byFirst {
+		sort.SliceStable(l, func(a, b int) bool { return len(l[a].text) > len(l[b].text) })
+	}
+	return func(s string, i int) (int, addedPattern, bool) {
+		for ; i < len(s); i++ {
+			for _, q := range byFirst[s[i]] {
+				if strings.HasPrefix(s[i:], q.text) {
+					return i, q, true
+				}
+			}
+		}
+		return 0, addedPattern{}, false
+	}
+}
+
+// BenchmarkAddedMatcher splits 1 MiB of "<" (every byte starts a candidate
+// of Llama 3's special tokens) and of prose with Llama 3's 256 special
+// tokens, with the trie and with the first search (byFirstNext), and
+// reports the speed-up measured in this run.
+func BenchmarkAddedMatcher(b *testing.B) {
+	var toks []*hfAddedToken
+	for _, c := range []string{"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>", "<|finetune_right_pad_id|>"} {
+		toks = append(toks, &hfAddedToken{ID: len(toks), Content: c})
+	}
+	for len(toks) < 256 {
+		toks = append(toks, &hfAddedToken{ID: len(toks), Content: fmt.Sprintf("<|reserved_special_token_%d|>", len(toks))})
+	}
+	m := newAddedMatcher(toks, nil)
+	var pats []addedPattern
+	for _, a := range toks {
+		pats = append(pats, addedPattern{a.Content, a})
+	}
+	for _, name := range []string{"angles", "prose"} {
+		text := benchTexts()[name]
+		var ns [2]float64
+		for i, next := range []func(string, int) (int, addedPattern, bool){m.next, byFirstNext(pats)} {
+			b.Run(name+"/"+[]string{"trie", "by-first-byte"}[i], func(b *testing.B) {
+				b.SetBytes(int64(len(text)))
+				for range b.N {
+					for j := 0; j < len(text); {
+						start, p, ok := next(text, j)
+						if !ok {
+							break
+						}
+						j = start + len(p.text)
+					}
+				}
+				ns[i] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			})
+		}
+		if ns[0] > 0 && ns[1] > 0 {
+			b.Logf("%s: trie %.1f ms, by first byte %.1f ms, speed-up %.1fx", name, ns[0]/1e6, ns[1]/1e6, ns[1]/ns[0])
+		}
 	}
 }
