@@ -378,6 +378,8 @@ func TestParseHFErrors(t *testing.T) {
 		{"merge unknown", strings.Replace(good, `"a b"`, `"a q"`, 1), `model.merges[0]: "q" is not in model.vocab`},
 		{"merge result unknown", strings.Replace(good, `"a b"`, `"b a"`, 1), `the merged token "ba" is not in model.vocab`},
 		{"merges not array", strings.Replace(good, `"merges": ["a b"]`, `"merges": {}`, 1), "model.merges: json"},
+		{"merges mixed", strings.Replace(good, `"merges": ["a b"]`, `"merges": ["a b", ["a", "b"]]`, 1), "model.merges: mixes \"left right\" strings and"},
+		{"merge pair of three", strings.Replace(good, `"merges": ["a b"]`, `"merges": [["a", "b"], ["a", "b", "c"]]`, 1), `model.merges[1]: ["a","b","c"]; expected`},
 		{"added no id", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"content": "x"}]`, 1), "added_tokens[0].id: missing"},
 		{"added no content", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 1}]`, 1), "added_tokens[0].content: missing or empty"},
 		{"added clash", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 1, "content": "<x>"}]`, 1), `token "<x>" has id 1, which model.vocab gives to "<s>"`},
