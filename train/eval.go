@@ -24,8 +24,10 @@ type EvalResult struct {
 	// decoding produces the answer if and only if every such arg-max is
 	// right.
 	Accuracy float64 `json:"accuracy"`
-	// MCC is the Matthews correlation (classification only).
-	MCC float64 `json:"mcc,omitempty"`
+	// MCC is the Matthews correlation, for classification only (nil for
+	// LM): a pointer, so that an MCC of 0, which a model that always
+	// predicts one class gets, is reported rather than left out.
+	MCC *float64 `json:"mcc,omitempty"`
 	// Sequences is the number of sequences evaluated.
 	Sequences int `json:"sequences"`
 	// Predictions holds the predicted class of each sequence
@@ -124,7 +126,7 @@ func Evaluate(m *llama.Model, task Task, seqs []data.Sequence, batch, classes in
 		if err != nil {
 			return nil, err
 		}
-		res.MCC = mcc
+		res.MCC = &mcc
 	}
 	return res, nil
 }

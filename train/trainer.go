@@ -520,8 +520,8 @@ func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, step int, epoch f
 	r := Record{Step: step, Epoch: epoch, EvalLoss: ptr(ev.Loss), EvalAccuracy: ptr(ev.Accuracy), ElapsedSec: time.Since(start).Seconds()}
 	msg := fmt.Sprintf("eval at step %d: loss %.4f  exact match %.4f", step, ev.Loss, ev.Accuracy)
 	if t.Task == Classify {
-		r.EvalMCC = ptr(ev.MCC)
-		msg = fmt.Sprintf("eval at step %d: loss %.4f  accuracy %.4f  MCC %.4f", step, ev.Loss, ev.Accuracy, ev.MCC)
+		r.EvalMCC = ev.MCC
+		msg = fmt.Sprintf("eval at step %d: loss %.4f  accuracy %.4f  MCC %.4f", step, ev.Loss, ev.Accuracy, *ev.MCC)
 	}
 	prog.Message(msg)
 	return ev, metrics.add(r)

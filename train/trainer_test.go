@@ -725,3 +725,37 @@ func TestResumeReportsWholeRun(t *testing.T) {
 		t.Errorf("the finished run's evaluation %+v differs from the one at its end %+v", *resD.Eval, *resC.Eval)
 	}
 }
+
+// TestEvaluateReportsZeroMCC checks that a classification evaluation
+// reports its Matthews correlation even when it is 0, as it is where every
+// sequence has the same label (the correlation's denominator is 0, and
+// data.MCC calls that 0), and that an LM evaluation has none.
+func TestEvaluateReportsZeroMCC(t *testing.T) {
+	b := openCPU(t)
+	m, _ := tinyModel(t, b, "", 4)
+	if err := m.AddScoreHead(2, 1); err != nil {
+		t.Fatal(err)
+	}
+	seqs := []data.Sequence{{Tokens: []int32{1, 5, 6}}, {Tokens: []int32{1, 7, 8}}, {Tokens: []int32{1, 9, 4}}, {Tokens: []int32{1, 3, 3}}}
+	ev, err := Evaluate(m, Classify, seqs, 4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.MCC == nil || *ev.MCC != 0 {
+		t.Fatalf("MCC %v, want 0 for data of one label", ev.MCC)
+	}
+	b2, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b2), `"mcc":0`) {
+		t.Errorf("classification result %s leaves out its MCC of 0", b2)
+	}
+	lm, err := Evaluate(m, LM, []data.Sequence{{Tokens: []int32{1, 5, 6, 2}, PromptLen: 2}}, 4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lm.MCC != nil {
+		t.Errorf("LM evaluation has an MCC (%v)", *lm.MCC)
+	}
+}

@@ -277,8 +277,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 	rep.Rows = len(set.seqs)
 	if task == train.Classify {
 		rep.Accuracy = ev.Accuracy
-		mcc := ev.MCC
-		rep.MCC = &mcc
+		rep.MCC = ev.MCC
 		gold := make([]int, len(set.seqs))
 		for i, s := range set.seqs {
 			gold[i] = s.Label

@@ -724,7 +724,7 @@ func (td *taskData) lengthNote(maxLen, modelLen int) string {
 
 func describeEval(e *train.EvalResult, task train.Task) string {
 	if task == train.Classify {
-		return fmt.Sprintf("loss %.4f, accuracy %.4f, MCC %.4f (%d sequences)", e.Loss, e.Accuracy, e.MCC, e.Sequences)
+		return fmt.Sprintf("loss %.4f, accuracy %.4f, MCC %.4f (%d sequences)", e.Loss, e.Accuracy, *e.MCC, e.Sequences)
 	}
 	return fmt.Sprintf("loss %.4f per answer token; whole output predicted exactly in %.4f (%d sequences)", e.Loss, e.Accuracy, e.Sequences)
 }

@@ -284,9 +284,9 @@ func TestFinetuneClassify(t *testing.T) {
 	}
 	// The same data scored by finetune at the end and by eval from the
 	// saved files must agree.
-	if math.Abs(rep.Accuracy-sum.Final.Accuracy) > 1e-12 || math.Abs(*rep.MCC-sum.Final.MCC) > 1e-9 || math.Abs(rep.Loss-sum.Final.Loss) > 1e-4 {
+	if math.Abs(rep.Accuracy-sum.Final.Accuracy) > 1e-12 || sum.Final.MCC == nil || math.Abs(*rep.MCC-*sum.Final.MCC) > 1e-9 || math.Abs(rep.Loss-sum.Final.Loss) > 1e-4 {
 		t.Errorf("eval from the saved adapter: accuracy %v MCC %v loss %v; at the end of training: %v %v %v",
-			rep.Accuracy, *rep.MCC, rep.Loss, sum.Final.Accuracy, sum.Final.MCC, sum.Final.Loss)
+			rep.Accuracy, *rep.MCC, rep.Loss, sum.Final.Accuracy, fmtMCC(sum.Final.MCC), sum.Final.Loss)
 	}
 	// A classifier does not merge into an LM checkpoint.
 	if code, _, errOut := runCLI(t, "merge", "--model", model, "--adapter", filepath.Join(out, "adapter"), "--out", filepath.Join(dir, "m.bin")); code != exitFailure || !strings.Contains(errOut, "classification head") {

@@ -134,9 +134,9 @@ func checkFullClassify(t *testing.T, base, tok, cola, out, fullModel, head strin
 	if rep.Task != "classify" || rep.MCC == nil || rep.Rows != 20 || rep.Head != head || sum.Final == nil {
 		t.Fatalf("eval report: task %q, MCC %v, %d rows, head %q; run.json final %+v", rep.Task, rep.MCC, rep.Rows, rep.Head, sum.Final)
 	}
-	if math.Abs(rep.Accuracy-sum.Final.Accuracy) > 1e-12 || math.Abs(*rep.MCC-sum.Final.MCC) > 1e-9 || math.Abs(rep.Loss-sum.Final.Loss) > 1e-4 {
+	if math.Abs(rep.Accuracy-sum.Final.Accuracy) > 1e-12 || sum.Final.MCC == nil || math.Abs(*rep.MCC-*sum.Final.MCC) > 1e-9 || math.Abs(rep.Loss-sum.Final.Loss) > 1e-4 {
 		t.Errorf("eval from the saved model and head: accuracy %v MCC %v loss %v; at the end of training: %v %v %v",
-			rep.Accuracy, *rep.MCC, rep.Loss, sum.Final.Accuracy, sum.Final.MCC, sum.Final.Loss)
+			rep.Accuracy, *rep.MCC, rep.Loss, sum.Final.Accuracy, fmtMCC(sum.Final.MCC), sum.Final.Loss)
 	}
 	if !strings.Contains(evalOut, "with the classification head "+head) {
 		t.Errorf("eval does not name the head it used:\n%s", evalOut)

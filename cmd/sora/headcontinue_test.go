@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,9 +61,10 @@ func TestFinetuneContinuesHead(t *testing.T) {
 				t.Fatal("run.json has no zero-shot evaluation")
 			}
 			// Same weights, head, rows and batches: the same numbers.
-			if zs.Sequences != fin.Sequences || zs.Loss != fin.Loss || zs.Accuracy != fin.Accuracy || zs.MCC != fin.MCC {
+			if zs.Sequences != fin.Sequences || zs.Loss != fin.Loss || zs.Accuracy != fin.Accuracy ||
+				zs.MCC == nil || fin.MCC == nil || *zs.MCC != *fin.MCC {
 				t.Errorf("zero-shot of the continued run: %d sequences, loss %v, accuracy %v, MCC %v; the first run ended with %d, %v, %v, %v",
-					zs.Sequences, zs.Loss, zs.Accuracy, zs.MCC, fin.Sequences, fin.Loss, fin.Accuracy, fin.MCC)
+					zs.Sequences, zs.Loss, zs.Accuracy, fmtMCC(zs.MCC), fin.Sequences, fin.Loss, fin.Accuracy, fmtMCC(fin.MCC))
 			}
 		})
 	}
@@ -108,4 +110,12 @@ func TestFinetuneContinuesHead(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errOut, "--new-head needs --task classify") {
 		t.Errorf("--new-head with --task lm: status %d, stderr %q", code, errOut)
 	}
+}
+
+// fmtMCC formats an optional MCC for a test message.
+func fmtMCC(m *float64) string {
+	if m == nil {
+		return "none"
+	}
+	return fmt.Sprint(*m)
 }
