@@ -137,7 +137,14 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		defer pm.Unload()
 	}
 	stop := stopTokens(tok, ad != nil)
-	gen, err := m.NewGenerator(0)
+	// The cache holds the positions the run can reach, not the model's
+	// whole seq_len, which for long-context models (Llama 3.1's 131072)
+	// would take gigabytes the run never touches.
+	positions := 0 // the model's seq_len
+	if *steps > 0 && *steps < m.Config().MaxSeqLen {
+		positions = *steps
+	}
+	gen, err := m.NewGenerator(positions)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitFailure
