@@ -207,3 +207,63 @@ func TestStripFixtures(t *testing.T) {
 	}
 	checkHFRef(t, sp, readRef(t, "testdata/sp-strip/ref.json"))
 }
+
+// FuzzEncode encodes arbitrary bytes with fixtures of every kind read from
+// Hugging Face files (byte-level BPE with lstrip/rstrip tokens, Llama's
+// layout in tokenizer.json with such tokens, and tokenizer.model): no
+// panic, every id in the vocabulary, a Printer that takes every token, and
+// DecodeAll giving the text back wherever no added token is in it (invalid
+// UTF-8 included, whose bytes go through byte tokens) and, for Llama's
+// layout, no "▁", which encodes as a space.
+func FuzzEncode(f *testing.F) {
+	var toks []*Tokenizer
+	for _, p := range []string{"testdata/bl-strip-mini/tokenizer.json", "testdata/sp-strip/tokenizer.json", "testdata/sp-tok512/tokenizer.model"} {
+		tok, err := Load(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	for _, s := range []string{"", "Hello world", "a\xffb\xe6\x97", "  <|eot_id|>  x", "[INST] hi [/INST]", "▁x ▁", "\x00\r\n\t 123456"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, tok := range toks {
+			ids := tok.Encode(s, true, true)
+			for _, id := range ids {
+				if id < 0 || id >= tok.VocabSize() {
+					t.Fatalf("%s: Encode(%q) gave id %d outside the vocabulary of %d", tok.Name(), s, id, tok.VocabSize())
+				}
+			}
+			p := tok.NewPrinter(-1)
+			for _, id := range ids {
+				p.Next(id)
+			}
+			if hasAddedToken(tok, s) || tok.kind != kindHF || (strings.Contains(s, "▁") && tok.hf.pre == nil) {
+				continue
+			}
+			if got := tok.DecodeAll(ids); got != s {
+				t.Fatalf("%s: DecodeAll(Encode(%q)) = %q", tok.Name(), s, got)
+			}
+		}
+	})
+}
+
+// hasAddedToken reports whether encoding s splits an added token out of it.
+func hasAddedToken(tok *Tokenizer, s string) bool {
+	m := tok.hf
+	if m == nil {
+		return hasSpecial(tok, s)
+	}
+	for _, sec := range m.raw.split(s) {
+		if sec.token != nil {
+			return true
+		}
+		for _, sub := range m.normed.split(applyNormalizer(m.normalizer, sec.text)) {
+			if sub.token != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
