@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // The hostile corpus (testdata/corpus-nasty.json, written by
@@ -266,4 +268,81 @@ func hasAddedToken(tok *Tokenizer, s string) bool {
 		}
 	}
 	return false
+}
+
+// printedForm is what a Printer should print of decoded text: the text less
+// invalid UTF-8, C0 control bytes other than \t..\r, DEL and C1 controls.
+func printedForm(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		i += n
+		switch {
+		case r == utf8.RuneError && n == 1:
+		case r < utf8.RuneSelf:
+			if IsPrintable(string(r)) {
+				b.WriteRune(r)
+			}
+		case !unicode.IsControl(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestPrinterMatchesDecodeAll feeds the tokens of every text of the three
+// corpora (and some invalid UTF-8) one at a time to a Printer, as generate
+// prints them, and checks that the pieces printed make DecodeAll's text, less
+// what a Printer drops: characters whose bytes are split across byte-level
+// or byte-fallback tokens must come out whole. Texts holding added tokens
+// are left out (a Printer prints special tokens, DecodeAll skips them).
+func TestPrinterMatchesDecodeAll(t *testing.T) {
+	var texts []string
+	for _, f := range []string{"corpus.json", "corpus-nasty.json", "corpus-random.json"} {
+		var c []struct{ Text string }
+		if err := json.Unmarshal(readFile(t, filepath.Join("testdata", f)), &c); err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range c {
+			texts = append(texts, x.Text)
+		}
+	}
+	texts = append(texts, "a\xffb", "\xe6\x97 x", "日本語😀👨‍👩‍👧", "caf\xc3", "\x1b[31m\u0085\u009fz")
+	paths := []string{"testdata/bl-strip-mini/tokenizer.json", "testdata/bl-gpt2-mini/tokenizer.json",
+		"testdata/sp-strip/tokenizer.json", "testdata/sp-tok512/tokenizer.model"}
+	if root := os.Getenv("SORA_TOKENIZER_DIR"); root != "" {
+		for _, p := range []string{"llama3.1/tokenizer.json", "gpt2/tokenizer.json", "mistral/tokenizer.json", "llama2-sp/tokenizer.model"} {
+			if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+				paths = append(paths, filepath.Join(root, p))
+			}
+		}
+	}
+	for _, path := range paths {
+		tok, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, s := range texts {
+			if hasAddedToken(tok, s) {
+				continue
+			}
+			n++
+			ids := tok.Encode(s, true, false)
+			p, rest := tok.NewPrinter(-1), ids
+			if tok.BOS() >= 0 {
+				p, rest = tok.NewPrinter(ids[0]), ids[1:]
+			}
+			var out strings.Builder
+			for _, id := range rest {
+				out.WriteString(p.Next(id))
+			}
+			if want := printedForm(tok.DecodeAll(ids)); out.String() != want {
+				t.Errorf("%s: %q: printed %q, want %q", path, head([]byte(s)), head([]byte(out.String())), head([]byte(want)))
+			}
+		}
+		if n < 300 {
+			t.Errorf("%s: only %d texts printed", path, n)
+		}
+	}
 }
