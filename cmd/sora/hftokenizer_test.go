@@ -56,11 +56,21 @@ func TestHFFolderBringsItsTokenizer(t *testing.T) {
 		t.Error("the adapter trained with the folder's tokenizer.json differs from the one trained with tok512.bin")
 	}
 
+	// A chat template (transformers writes it as chat_template.jinja since
+	// 4.50) and generation settings go with the tokenizer.
+	for name, content := range map[string]string{
+		"chat_template.jinja":    "{% for m in messages %}{{ m.content }}{% endfor %}",
+		"generation_config.json": `{"bos_token_id": 1, "eos_token_id": 2}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	merged := filepath.Join(t.TempDir(), "merged")
 	if code, _, errOut := runCLI(t, "merge", "--model", dir, "--adapter", filepath.Join(runs, "own", "adapter"), "--out", merged); code != 0 {
 		t.Fatalf("merge: exit status %d; stderr:\n%s", code, errOut)
 	}
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"} {
 		want, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

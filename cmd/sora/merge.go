@@ -171,9 +171,12 @@ func (bm *baseModel) write(path string, w *llama.Weights) error {
 
 // hfSideNames are the files of a Hugging Face model folder besides its
 // config and weights that a written copy of the model keeps: its tokenizer
-// and generation settings.
+// (the slow tokenizers' vocab.json and merges.txt too), its chat template
+// (which transformers writes on its own since 4.50) and its generation
+// settings.
 var hfSideNames = []string{"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-	"special_tokens_map.json", "added_tokens.json", "generation_config.json"}
+	"special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
+	"chat_template.jinja", "chat_template.json", "generation_config.json"}
 
 // hfSideFiles reads those of hfSideNames that the folder dir has.
 func hfSideFiles(dir string) (map[string][]byte, error) {
