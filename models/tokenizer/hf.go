@@ -652,20 +652,16 @@ func (m *addedMatcher) split(s string) []section {
 	return out
 }
 
-// isWordChar is the regex \w of Hugging Face's single_word check.
-func isWordChar(r rune) bool {
-	return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) ||
-		unicode.Is(unicode.Nd, r) || unicode.Is(unicode.Pc, r)
-}
-
+// endsWithWord and startsWithWord are the single_word check, the regex
+// crate's \w at the end or start of s (see isWord).
 func endsWithWord(s string) bool {
 	r, n := utf8.DecodeLastRuneInString(s)
-	return n > 0 && isWordChar(r)
+	return n > 0 && isWord(r)
 }
 
 func startsWithWord(s string) bool {
 	r, n := utf8.DecodeRuneInString(s)
-	return n > 0 && isWordChar(r)
+	return n > 0 && isWord(r)
 }
 
 // normOp is one normalizer step.

@@ -335,6 +335,13 @@ func TestHFAddedTokens(t *testing.T) {
 		{"a  <x>  b", []int{260, 263, 261}},            // lstrip and rstrip take the spaces
 		{"a <b", []int{260, 3 + ' ', 267, 261}},        // "<" alone, no strip
 		{"ab xab", []int{265, 3 + ' ', 262, 260, 261}}, // single_word: not inside "xab"
+		// The regex crate's \w, which single_word tests, also holds spacing
+		// marks (U+0903 DEVANAGARI SIGN VISARGA), letter numbers (U+2160
+		// ROMAN NUMERAL ONE) and joiners (U+200D ZERO WIDTH JOINER).
+		{"\u0903ab", []int{3 + 0xE0, 3 + 0xA4, 3 + 0x83, 260, 261}},
+		{"ab\u2160", []int{260, 261, 3 + 0xE2, 3 + 0x85, 3 + 0xA0}},
+		{"\u200dab", []int{3 + 0xE2, 3 + 0x80, 3 + 0x8D, 260, 261}},
+		{"\u00a0ab.", []int{3 + 0xC2, 3 + 0xA0, 265, 3 + '.'}}, // no-break space and '.' are not \w
 		{"QQ", []int{266}},                             // normalized: "QQ" is "bb" after the normalizer
 		{"bb", []int{266}},
 	}
