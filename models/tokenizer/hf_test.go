@@ -342,7 +342,7 @@ func TestHFAddedTokens(t *testing.T) {
 		{"ab\u2160", []int{260, 261, 3 + 0xE2, 3 + 0x85, 3 + 0xA0}},
 		{"\u200dab", []int{3 + 0xE2, 3 + 0x80, 3 + 0x8D, 260, 261}},
 		{"\u00a0ab.", []int{3 + 0xC2, 3 + 0xA0, 265, 3 + '.'}}, // no-break space and '.' are not \w
-		{"QQ", []int{266}},                             // normalized: "QQ" is "bb" after the normalizer
+		{"QQ", []int{266}}, // normalized: "QQ" is "bb" after the normalizer
 		{"bb", []int{266}},
 	}
 	for _, c := range cases {
