@@ -581,3 +581,22 @@ func FuzzParseCoLA(f *testing.F) {
 		}
 	})
 }
+
+// noBOSEncoder is charEncoder for a tokenizer without BOS or EOS.
+type noBOSEncoder struct{}
+
+func (noBOSEncoder) Encode(s string, bos, eos bool) []int { return charEncoder{}.Encode(s, false, false) }
+
+// TestEncodeClassifyEmptyWithoutBOS checks that a text that encodes to no
+// tokens at all (empty, with a tokenizer that adds no BOS) is an error
+// naming the example, not a sequence without a last token.
+func TestEncodeClassifyEmptyWithoutBOS(t *testing.T) {
+	set := &ClassifySet{Classes: []string{"no", "yes"}, Examples: []Labeled{{Text: "ok", Label: 1}, {Text: "", Label: 0}}}
+	if _, _, err := EncodeClassify(charEncoder{}, set, 8); err != nil {
+		t.Fatalf("with BOS, an empty text is the sequence [BOS]: %v", err)
+	}
+	_, _, err := EncodeClassify(noBOSEncoder{}, set, 8)
+	if err == nil || !strings.Contains(err.Error(), "example 2 has no tokens") {
+		t.Fatalf("error %v, want one naming example 2", err)
+	}
+}

@@ -106,6 +106,11 @@ func EncodeClassify(enc Encoder, set *ClassifySet, maxLen int) ([]Sequence, Enco
 			return nil, st, fmt.Errorf("data: example %d has label %d; want 0 to %d", i+1, e.Label, len(set.Classes)-1)
 		}
 		t := enc.Encode(e.Text, true, false)
+		if len(t) == 0 {
+			// Only an empty text with a tokenizer that has no BOS: there
+			// is no last token for the head to read.
+			return nil, st, fmt.Errorf("data: example %d has no tokens (an empty text, and the tokenizer adds no BOS)", i+1)
+		}
 		if len(t) > maxLen {
 			t = t[:maxLen]
 			st.Truncated++
