@@ -585,7 +585,9 @@ func FuzzParseCoLA(f *testing.F) {
 // noBOSEncoder is charEncoder for a tokenizer without BOS or EOS.
 type noBOSEncoder struct{}
 
-func (noBOSEncoder) Encode(s string, bos, eos bool) []int { return charEncoder{}.Encode(s, false, false) }
+func (noBOSEncoder) Encode(s string, bos, eos bool) []int {
+	return charEncoder{}.Encode(s, false, false)
+}
 
 // TestEncodeClassifyEmptyWithoutBOS checks that a text that encodes to no
 // tokens at all (empty, with a tokenizer that adds no BOS) is an error
