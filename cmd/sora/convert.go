@@ -67,7 +67,9 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora convert: %v\n", err)
 		return exitFailure
 	}
-	opts := &hf.WriteOptions{MaxShardSize: *shard}
+	// A tokenizer left in --out by an earlier model goes: the commands
+	// would read it as this model's.
+	opts := &hf.WriteOptions{MaxShardSize: *shard, Stale: hfSideNames}
 	if *tokPath != "" {
 		if opts.Files, err = hfTokenizerFiles(*tokPath, w.Config.VocabSize); err != nil {
 			fmt.Fprintf(stderr, "sora convert: %v\n", err)

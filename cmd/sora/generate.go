@@ -222,7 +222,11 @@ func tokenizerSource(modelPath, tokPath string) (string, error) {
 	if tokPath != "" {
 		return tokPath, nil
 	}
-	if st, err := os.Stat(modelPath); err == nil && st.IsDir() {
+	st, err := os.Stat(modelPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("model %s does not exist", modelPath)
+	}
+	if err == nil && st.IsDir() {
 		for _, name := range []string{"tokenizer.json", "tokenizer.model"} {
 			if _, err := os.Stat(filepath.Join(modelPath, name)); err == nil {
 				return modelPath, nil

@@ -149,7 +149,7 @@ func TestGenerateAndConvertBadInput(t *testing.T) {
 		want string
 	}{
 		{"no model", []string{"generate", "--tokenizer", "t.bin"}, 2, "--model is required"},
-		{"no tokenizer", []string{"generate", "--model", "m.bin"}, 2, "--tokenizer is required"},
+		{"no tokenizer", []string{"generate", "--model", junk}, 2, "--tokenizer is required"},
 		{"negative steps", []string{"generate", "--model", "m", "--tokenizer", "t", "--steps", "-1"}, 2, "--steps -1"},
 		{"negative temperature", []string{"generate", "--model", "m", "--tokenizer", "t", "--temperature", "-0.5"}, 2, "temperature -0.5"},
 		{"top-p above 1", []string{"generate", "--model", "m", "--tokenizer", "t", "--top-p", "2"}, 2, "top-p 2"},

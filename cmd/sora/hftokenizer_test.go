@@ -103,6 +103,7 @@ func TestTokenizerRequired(t *testing.T) {
 	}{
 		{"llama2c", model, "only a Hugging Face folder holding tokenizer.json or tokenizer.model brings its own"},
 		{"folder without tokenizer", bare, "has neither tokenizer.json nor tokenizer.model"},
+		{"missing model", filepath.Join(t.TempDir(), "typo-hf"), "does not exist"},
 	} {
 		for _, args := range [][]string{
 			{"generate", "--model", tc.model},
@@ -111,10 +112,27 @@ func TestTokenizerRequired(t *testing.T) {
 		} {
 			t.Run(tc.name+"/"+args[0], func(t *testing.T) {
 				code, _, errOut := runCLI(t, args...)
-				if code != exitUsage || !strings.Contains(errOut, "--tokenizer is required") || !strings.Contains(errOut, tc.want) {
-					t.Errorf("exit status %d, stderr:\n%s\nwant %d and a message saying --tokenizer is required: %q", code, errOut, exitUsage, tc.want)
+				if code != exitUsage || !strings.Contains(errOut, tc.want) {
+					t.Errorf("exit status %d, stderr:\n%s\nwant %d and %q", code, errOut, exitUsage, tc.want)
+				}
+				if tc.name != "missing model" && !strings.Contains(errOut, "--tokenizer is required") {
+					t.Errorf("stderr:\n%s\nwant it to say --tokenizer is required", errOut)
 				}
 			})
+		}
+	}
+	// Converting again into a folder that has a tokenizer, without one,
+	// removes it: the commands would read it as the new model's.
+	redo := filepath.Join(t.TempDir(), "redo")
+	for _, extra := range [][]string{{"--tokenizer", tok}, nil} {
+		args := append([]string{"convert", "--model", model, "--out", redo}, extra...)
+		if code, _, errOut := runCLI(t, args...); code != 0 {
+			t.Fatalf("%v: exit status %d; stderr:\n%s", args, code, errOut)
+		}
+	}
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if _, err := os.Stat(filepath.Join(redo, name)); !os.IsNotExist(err) {
+			t.Errorf("a convert without --tokenizer left the earlier %s in place (stat: %v)", name, err)
 		}
 	}
 	// convert writes a llama2.c tokenizer.bin as Hugging Face files; a

@@ -166,7 +166,7 @@ func (bm *baseModel) write(path string, w *llama.Weights) error {
 	if err != nil {
 		return err
 	}
-	return hf.Write(path, w, &hf.WriteOptions{Files: files})
+	return hf.Write(path, w, &hf.WriteOptions{Files: files, Stale: hfSideNames})
 }
 
 // hfSideNames are the files of a Hugging Face model folder besides its

@@ -225,12 +225,19 @@ type WriteOptions struct {
 	// with a path separator, or one of the files Write makes itself
 	// (config.json, the weights, the index), is an error.
 	Files map[string][]byte
+	// Stale names files that dir may hold from an earlier write and
+	// that this one replaces as a set: those of them not in Files are
+	// removed once everything new is in place. A folder's tokenizer files,
+	// say, which the commands read from it, must not outlive the model
+	// they belonged to. Names are checked as Files' are.
+	Stale []string
 }
 
 // checkFiles refuses WriteOptions.Files names that are not plain file
 // names or that Write writes itself.
 func (o *WriteOptions) checkFiles(dir string) error {
-	for name := range o.Files {
+	names := slices.Collect(maps.Keys(o.Files))
+	for _, name := range append(names, o.Stale...) {
 		switch {
 		case name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || filepath.Base(name) != name:
 			return fmt.Errorf("hf: writing %s: extra file %q: want a plain file name", dir, name)
@@ -327,6 +334,13 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 		// Only now that the new weights, index and config are all in place
 		// can shards of an earlier write go: until then they may be what the
 		// old index points at.
+		for _, name := range o.Stale {
+			if _, ok := o.Files[name]; !ok {
+				if err := removeIfExists(filepath.Join(d, name)); err != nil {
+					return err
+				}
+			}
+		}
 		return removeStaleShards(d, written)
 	})
 }

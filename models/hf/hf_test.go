@@ -709,6 +709,20 @@ func TestWriteFiles(t *testing.T) {
 	if _, err := Load(dir); err != nil {
 		t.Fatalf("the folder with extra files does not load: %v", err)
 	}
+	// A rewrite with Stale names removes those it does not write, keeps
+	// those it does, and leaves other files alone.
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stale := []string{"tokenizer.json", "tokenizer_config.json", "tokenizer.model"}
+	if err := Write(dir, src, &WriteOptions{Files: map[string][]byte{"tokenizer_config.json": []byte(`{"new":1}`)}, Stale: stale}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"tokenizer.json": false, "tokenizer_config.json": true, "notes.txt": true} {
+		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != want {
+			t.Errorf("after a rewrite with Stale %v: %s present %v, want %v", stale, name, err == nil, want)
+		}
+	}
 	for _, name := range []string{"", ".", "..", "sub/tokenizer.json", `sub\tokenizer.json`, ConfigFile, WeightsFile, IndexFile, "model-00001-of-00002.safetensors"} {
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "ckpt")
