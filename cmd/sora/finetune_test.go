@@ -40,12 +40,19 @@ func TestFinetuneHelpListsEveryFlag(t *testing.T) {
 func TestFinetuneBadFlags(t *testing.T) {
 	dir := t.TempDir()
 	model := filepath.Join(dir, "m.bin")
+	// A file that exists: without --tokenizer, a llama2.c checkpoint needs
+	// one (for a model that does not exist, that is what is said).
+	existing := filepath.Join(dir, "exists.bin")
+	if err := os.WriteFile(existing, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--data", "x.json"}, "--data needs --model"},
-		{[]string{"--model", model, "--data", "x.json"}, "--tokenizer is required"},
+		{[]string{"--model", existing, "--data", "x.json"}, "--tokenizer is required"},
+		{[]string{"--model", model, "--data", "x.json"}, "m.bin does not exist"},
 		{[]string{"--model", model, "--tokenizer", "t.bin"}, "--data is required"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--rank", "0"}, "--rank"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "bogus"}, "unknown method"},
