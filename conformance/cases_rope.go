@@ -43,6 +43,7 @@ func init() {
 	type rc struct {
 		shape   []int // [batch, seq, heads, headDim]
 		theta   float32
+		freqs   string // "" (theta's frequencies), "scaled" or "mixed" (RoPEParams.Freqs)
 		offset  int
 		inverse bool
 		inPlace bool
@@ -60,10 +61,27 @@ func init() {
 		rc{shape: []int{2, 7, 3, 8}, theta: 10000, inPlace: true},
 		rc{shape: []int{1, 5, 2, 16}, theta: 10000, offset: 3, inverse: true, inPlace: true},
 	)
+	// Explicit per-pair frequencies (RoPEParams.Freqs), which override
+	// Theta: the theta of these cases is a wrong one, so a backend that
+	// ignored Freqs would fail them.
+	cases = append(cases,
+		rc{shape: []int{1, 1, 1, 2}, theta: 10, freqs: "mixed", offset: 5},
+		rc{shape: []int{2, 7, 3, 8}, theta: 10, freqs: "mixed"},
+		rc{shape: []int{2, 7, 3, 8}, theta: 10, freqs: "mixed", offset: 9, inverse: true},
+		rc{shape: []int{1, 13, 2, 64}, theta: 10, freqs: "scaled"},
+		rc{shape: []int{1, 9, 2, 128}, theta: 10, freqs: "scaled", offset: 131000},
+		rc{shape: []int{2, 5, 2, 64}, theta: 10, freqs: "scaled", offset: 8190, inverse: true},
+		rc{shape: []int{2, 129, 4, 64}, theta: 10, freqs: "scaled", offset: 3},
+		rc{shape: []int{1, 5, 2, 16}, theta: 10, freqs: "mixed", offset: 3, inPlace: true},
+		rc{shape: []int{1, 5, 2, 16}, theta: 10, freqs: "scaled", offset: 70000, inverse: true, inPlace: true},
+	)
 	for _, layout := range []backend.RoPELayout{backend.Interleaved, backend.HalfSplit} {
 		for _, c := range cases {
 			layout, c := layout, c
 			name := fmt.Sprintf("rope/%s/%s/theta=%g", layout, dims(c.shape...), c.theta)
+			if c.freqs != "" {
+				name = fmt.Sprintf("rope/freqs/%s/%s/%s", layout, dims(c.shape...), c.freqs)
+			}
 			if c.offset != 0 {
 				name += fmt.Sprintf("/offset=%d", c.offset)
 			}
@@ -77,64 +95,16 @@ func init() {
 				Name: name,
 				Op:   backend.OpRoPE,
 				Run: func(e *Env) {
-					n := backend.Shape(c.shape).NumElements()
-					x := e.Uniform(n, -1, 1)
-					src, o := e.inOut(x, c.inPlace, c.shape...)
 					p := backend.RoPEParams{Layout: layout, Theta: c.theta, Offset: c.offset, Inverse: c.inverse}
-					e.B.RoPE(o.T, src, p)
-					e.Check(o, refops.RoPE(F64(x), c.shape[0], c.shape[1], c.shape[2], c.shape[3], p))
-				},
-			})
-		}
-	}
-
-	// Explicit per-pair frequencies (RoPEParams.Freqs), which override
-	// Theta: the theta of these cases is a wrong one, so a backend that
-	// ignored Freqs would fail them.
-	type fc struct {
-		shape   []int
-		kind    string // "scaled" or "mixed"
-		offset  int
-		inverse bool
-		inPlace bool
-	}
-	fcases := []fc{
-		{shape: []int{1, 1, 1, 2}, kind: "mixed", offset: 5},
-		{shape: []int{2, 7, 3, 8}, kind: "mixed"},
-		{shape: []int{2, 7, 3, 8}, kind: "mixed", offset: 9, inverse: true},
-		{shape: []int{1, 13, 2, 64}, kind: "scaled"},
-		{shape: []int{1, 9, 2, 128}, kind: "scaled", offset: 131000},
-		{shape: []int{2, 5, 2, 64}, kind: "scaled", offset: 8190, inverse: true},
-		{shape: []int{2, 129, 4, 64}, kind: "scaled", offset: 3},
-		{shape: []int{1, 5, 2, 16}, kind: "mixed", offset: 3, inPlace: true},
-		{shape: []int{1, 5, 2, 16}, kind: "scaled", offset: 70000, inverse: true, inPlace: true},
-	}
-	for _, layout := range []backend.RoPELayout{backend.Interleaved, backend.HalfSplit} {
-		for _, c := range fcases {
-			layout, c := layout, c
-			name := fmt.Sprintf("rope/freqs/%s/%s/%s", layout, dims(c.shape...), c.kind)
-			if c.offset != 0 {
-				name += fmt.Sprintf("/offset=%d", c.offset)
-			}
-			if c.inverse {
-				name += "/inverse"
-			}
-			if c.inPlace {
-				name += "/inplace"
-			}
-			Register(Case{
-				Name: name,
-				Op:   backend.OpRoPE,
-				Run: func(e *Env) {
-					d := c.shape[3]
-					freqs := scaledFreqs(d, 500000)
-					if c.kind == "mixed" {
-						freqs = mixedFreqs(e, d)
+					switch d := c.shape[3]; c.freqs {
+					case "scaled":
+						p.Freqs = scaledFreqs(d, 500000)
+					case "mixed":
+						p.Freqs = mixedFreqs(e, d)
 					}
 					n := backend.Shape(c.shape).NumElements()
 					x := e.Uniform(n, -1, 1)
 					src, o := e.inOut(x, c.inPlace, c.shape...)
-					p := backend.RoPEParams{Layout: layout, Theta: 10, Offset: c.offset, Inverse: c.inverse, Freqs: freqs}
 					e.B.RoPE(o.T, src, p)
 					e.Check(o, refops.RoPE(F64(x), c.shape[0], c.shape[1], c.shape[2], c.shape[3], p))
 				},
