@@ -103,7 +103,7 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 
 	// A checkpoint that predates the record is resumed with a warning.
 	dir = made["dora"]
-	dropStateField(t, dir, "settings")
+	ck = dropStateField(t, dir, "settings")
 	prog, err = run(dir, dora, resume(resumeOptions(dir)), -1)
 	if err != nil {
 		t.Fatalf("resume of a checkpoint without settings: %v", err)
@@ -209,8 +209,9 @@ func TestResumeLearningRates(t *testing.T) {
 
 // dropStateField removes field from the trainer state of the newest
 // checkpoint in dir, as a checkpoint written before the field existed
-// lacks it; the field must be there to begin with.
-func dropStateField(t *testing.T, dir, field string) {
+// lacks it (the field must be there to begin with), and returns that
+// checkpoint's path.
+func dropStateField(t *testing.T, dir, field string) string {
 	t.Helper()
 	ck, err := LatestCheckpoint(dir)
 	if err != nil {
@@ -235,4 +236,5 @@ func dropStateField(t *testing.T, dir, field string) {
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return ck
 }
