@@ -22,11 +22,19 @@ type OutputLock struct {
 	dir, path string
 	made      bool     // LockOutput created dir
 	file      *os.File // the locked file (advisory locks), or nil
+	note      string   // see Note
 }
 
 // Dir returns the output folder the lock holds, as LockOutput was given
 // it.
 func (l *OutputLock) Dir() string { return l.dir }
+
+// Note says, when not "", how the lock holds the folder where that differs
+// from what LockOutput's documentation says for the system, for the caller
+// to show: where the file system of the folder refuses advisory locks, the
+// lock file alone holds it, and a run killed before it could remove the
+// file keeps later runs out until it is removed.
+func (l *OutputLock) Note() string { return l.note }
 
 // OutputInUseError is LockOutput's error when another run holds the
 // folder.
@@ -72,7 +80,9 @@ func (e *OutputInUseError) Error() string {
 // the lock is the file itself, created only if absent: a run killed
 // before it could remove it leaves it, and the next run is refused with a
 // message saying which process held it and that the file may be removed
-// once no run is using the folder.
+// once no run is using the folder. So it is too where the file system of
+// out refuses advisory locks (some network and cluster file systems): the
+// lock then says so in [OutputLock.Note].
 //
 // Call [OutputLock.Unlock] when the run is done.
 func LockOutput(out string) (*OutputLock, error) { return lockOutput(out, lockFile) }

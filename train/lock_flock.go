@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"syscall"
 )
 
@@ -14,16 +15,26 @@ import (
 // the system releases when the process ends (see LockOutput).
 func lockFile(l *OutputLock) error { return lockFlock(l) }
 
+// noFlock are flock's errors on file systems that have no advisory locks
+// (Lustre mounted noflock: ENOSYS; NFSv3 without lockd: ENOLCK; some SMB
+// and FUSE mounts: EOPNOTSUPP, which is ENOTSUP on Linux but not on every
+// BSD).
+var noFlock = []syscall.Errno{syscall.ENOSYS, syscall.ENOLCK, syscall.EOPNOTSUPP, syscall.ENOTSUP}
+
 // lockFlock locks the lock file at l.path, creating it if need be. The
 // holder removes the file before it lets go (Unlock), so a run that
 // opened the old file and locks it once it is released holds a file no
 // longer at the path: it checks and starts again.
+//
+// Where the file system refuses flock (noFlock), the lock falls back to
+// the file alone, as lockExclusive takes it: the call that created the
+// file holds the folder, and a file already there refuses the run.
 func lockFlock(l *OutputLock) error {
 	for try := 0; ; try++ {
 		if try == 100 {
 			return fmt.Errorf("train: locking %s: %s keeps being replaced", l.dir, l.path)
 		}
-		f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
+		f, created, err := openLockFile(l.path)
 		if errors.Is(err, fs.ErrNotExist) {
 			// The holder removed the folder it had made, and left.
 			if err = os.MkdirAll(l.dir, 0o755); err == nil {
@@ -34,15 +45,28 @@ func lockFlock(l *OutputLock) error {
 			return fmt.Errorf("train: locking %s: %w", l.dir, err)
 		}
 		if err := flock(f); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
+			var errno syscall.Errno
+			switch {
+			case errors.Is(err, syscall.EWOULDBLOCK):
+				f.Close()
 				return &OutputInUseError{Dir: l.dir, Holder: readHolder(l.path)}
+			case errors.As(err, &errno) && slices.Contains(noFlock, errno):
+				return lockCreated(l, f, created, err)
+			}
+			f.Close()
+			// A file this call made is not left behind, nor therefore the
+			// folder that lockOutput made for it.
+			if created {
+				os.Remove(l.path)
 			}
 			return fmt.Errorf("train: locking %s (%s): %w", l.dir, l.path, err)
 		}
 		fi, err := f.Stat()
 		if err != nil {
 			f.Close()
+			if created {
+				os.Remove(l.path)
+			}
 			return fmt.Errorf("train: locking %s: %w", l.dir, err)
 		}
 		pi, err := os.Stat(l.path)
@@ -63,8 +87,45 @@ func lockFlock(l *OutputLock) error {
 	return nil
 }
 
-// flock takes an exclusive advisory lock on f without waiting for it.
-func flock(f *os.File) error {
+// openLockFile opens the lock file at path for reading and writing,
+// creating it if it is absent; created reports whether this call did.
+func openLockFile(path string) (f *os.File, created bool, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err == nil {
+		return f, true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, false, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR, 0)
+	return f, false, err
+}
+
+// lockCreated holds the folder through the lock file f alone, where the
+// file system refused an advisory lock on it (why): if this call created
+// f, it holds the folder, as lockExclusive would have, and l gets a note
+// saying so; a file that was already there refuses the run. f is closed.
+func lockCreated(l *OutputLock, f *os.File, created bool, why error) error {
+	stale := fmt.Sprintf("if no sora run is using it (a run that was killed leaves the lock behind where, as here, the file system refuses advisory locks: %v), remove %s", why, l.path)
+	if !created {
+		f.Close()
+		return &OutputInUseError{Dir: l.dir, Holder: readHolder(l.path), Stale: stale}
+	}
+	_, err := f.WriteString(holderLine() + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(l.path)
+		return fmt.Errorf("train: locking %s: %w", l.dir, err)
+	}
+	l.note = fmt.Sprintf("the file system of %s refuses advisory locks (flock: %v), so the lock file %s alone holds the folder: a run killed before it can remove it leaves the folder held until the file is removed", l.dir, why, l.path)
+	return nil
+}
+
+// flock takes an exclusive advisory lock on f without waiting for it (a
+// variable so that tests can make it fail as some file systems do).
+var flock = func(f *os.File) error {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if !errors.Is(err, syscall.EINTR) {

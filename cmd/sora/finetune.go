@@ -397,6 +397,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer lock.Unlock()
+	if note := lock.Note(); note != "" {
+		fmt.Fprintf(stderr, "sora finetune: note: %s\n", note)
+	}
 	// The trainer refuses a fresh run into a folder with checkpoints, and
 	// --resume without one, but only after the model and data have loaded
 	// and the zero-shot evaluation has run, which take a while on a real
