@@ -11,9 +11,13 @@
 //	model.embed_tokens.weight                     [vocab, dim]
 //	model.layers.N.input_layernorm.weight         [dim]
 //	model.layers.N.self_attn.q_proj.weight        [dim, dim]
+//	model.layers.N.self_attn.q_proj.bias          [dim] (only with a bias, see below)
 //	model.layers.N.self_attn.k_proj.weight        [kv_dim, dim]
+//	model.layers.N.self_attn.k_proj.bias          [kv_dim]
 //	model.layers.N.self_attn.v_proj.weight        [kv_dim, dim]
+//	model.layers.N.self_attn.v_proj.bias          [kv_dim]
 //	model.layers.N.self_attn.o_proj.weight        [dim, dim]
+//	model.layers.N.self_attn.o_proj.bias          [dim] (BiasQKVO only)
 //	model.layers.N.post_attention_layernorm.weight [dim]
 //	model.layers.N.mlp.gate_proj.weight           [hidden, dim]
 //	model.layers.N.mlp.up_proj.weight             [hidden, dim]
@@ -23,7 +27,15 @@
 //
 // llama2.c and Meta call the linear layers wq, wk, wv, wo, w1 (gate), w3
 // (up) and w2 (down); [CanonicalModule] maps those names to the ones above.
-// Every linear weight is stored [out, in], row-major, as y = x·Wᵀ.
+// Every linear weight is stored [out, in], row-major, as y = x·Wᵀ + b.
+//
+// # Attention biases
+//
+// The same decoder runs Qwen2 (and Qwen2.5), which is LLaMA with a bias on
+// q_proj, k_proj and v_proj, and LLaMA checkpoints whose attention_bias is
+// true, which have one on o_proj as well: [Config.AttentionBias] says
+// which. The bias is added before the rotary embedding, as transformers
+// adds it. The feed-forward layers never have one.
 //
 // # Rotary layouts
 //
@@ -88,6 +100,50 @@ type Config struct {
 	// RopeScaling rescales the rotary frequencies (Llama 3.1 and 3.2); the
 	// zero value leaves them θ^(−2i/d).
 	RopeScaling RopeScaling
+	// AttentionBias says which attention projections add a bias: none
+	// (LLaMA, llama2.c), q/k/v (Qwen2) or all four (LLaMA with
+	// attention_bias).
+	AttentionBias AttentionBias
+}
+
+// AttentionBias says which attention projections of a decoder layer carry
+// a bias vector.
+type AttentionBias uint8
+
+const (
+	// NoBias is LLaMA's attention: no projection has a bias.
+	NoBias AttentionBias = iota
+	// BiasQKV adds a bias to q_proj, k_proj and v_proj but not o_proj:
+	// Qwen2's and Qwen2.5's attention.
+	BiasQKV
+	// BiasQKVO adds a bias to all four projections: Hugging Face's LLaMA
+	// with attention_bias true.
+	BiasQKVO
+)
+
+// String returns "none", "q/k/v" or "q/k/v/o".
+func (a AttentionBias) String() string {
+	switch a {
+	case NoBias:
+		return "none"
+	case BiasQKV:
+		return "q/k/v"
+	case BiasQKVO:
+		return "q/k/v/o"
+	}
+	return fmt.Sprintf("AttentionBias(%d)", uint8(a))
+}
+
+// HasBias reports whether module (one of the Mod* constants) carries a
+// bias in a model with configuration c.
+func (c Config) HasBias(module string) bool {
+	switch module {
+	case ModQ, ModK, ModV:
+		return c.AttentionBias == BiasQKV || c.AttentionBias == BiasQKVO
+	case ModO:
+		return c.AttentionBias == BiasQKVO
+	}
+	return false
 }
 
 // RopeScalingLlama3 is the Type of Llama 3.1's frequency scaling (Hugging
@@ -239,6 +295,9 @@ func (c Config) Validate() error {
 	if c.RopeLayout > RopeHalfSplit {
 		return fmt.Errorf("llama: config has unknown rope layout %d", c.RopeLayout)
 	}
+	if c.AttentionBias > BiasQKVO {
+		return fmt.Errorf("llama: config has unknown attention bias kind %d", c.AttentionBias)
+	}
 	if err := c.RopeScaling.Validate(); err != nil {
 		return err
 	}
@@ -268,10 +327,22 @@ func (c Config) NumParams() int64 {
 	return n
 }
 
-// LayerParams returns the number of float32 parameters in one decoder layer.
+// LayerParams returns the number of float32 parameters in one decoder
+// layer, biases included.
 func (c Config) LayerParams() int64 {
 	d, h, kv := int64(c.Dim), int64(c.HiddenDim), int64(c.KVDim())
-	return 2*d + 2*d*d + 2*kv*d + 3*h*d
+	return 2*d + 2*d*d + 2*kv*d + 3*h*d + c.layerBiases()
+}
+
+// layerBiases returns the number of bias values in one decoder layer.
+func (c Config) layerBiases() int64 {
+	var n int64
+	for _, m := range []string{ModQ, ModK, ModV, ModO} {
+		if c.HasBias(m) {
+			n += int64(ModuleShape(c, m)[0])
+		}
+	}
+	return n
 }
 
 type shapeEntry struct {
@@ -288,6 +359,10 @@ func (c Config) shapes() []shapeEntry {
 		{"wq+wo", [2]int{2 * L * c.Dim, c.Dim}},
 		{"wk+wv", [2]int{2 * L * c.KVDim(), c.Dim}},
 		{"ffn", [2]int{3 * L * c.HiddenDim, c.Dim}},
+	}
+	if n := c.layerBiases(); n > 0 {
+		// At most 2·dim + 2·kv_dim per layer: far below the sizes above.
+		s = append(s, shapeEntry{"biases", [2]int{L, int(n)}})
 	}
 	if !c.TiedEmbeddings {
 		s = append(s, shapeEntry{"output", [2]int{c.VocabSize, c.Dim}})

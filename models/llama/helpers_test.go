@@ -3,6 +3,7 @@ package llama_test
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
@@ -28,7 +29,9 @@ func tinyConfig(tied bool, layout llama.RopeLayout) llama.Config {
 }
 
 // randomWeights fills weights for cfg from a seeded generator: projections
-// with a scale that keeps activations of order one, norms near one.
+// with a scale that keeps activations of order one, norms near one, and
+// attention biases (where cfg has them) of order one half, large enough to
+// change every logit.
 func randomWeights(tb testing.TB, cfg llama.Config, seed uint64) *llama.Weights {
 	tb.Helper()
 	w, err := llama.NewWeights(cfg)
@@ -37,6 +40,12 @@ func randomWeights(tb testing.TB, cfg llama.Config, seed uint64) *llama.Weights 
 	}
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for _, p := range w.Params() {
+		if strings.HasSuffix(p.Name, ".bias") {
+			for i := range p.Data {
+				p.Data[i] = float32(0.5 * rng.NormFloat64())
+			}
+			continue
+		}
 		if len(p.Shape) == 1 { // norm weights
 			for i := range p.Data {
 				p.Data[i] = float32(1 + 0.2*rng.NormFloat64())

@@ -71,7 +71,8 @@ func ModuleName(layer int, module string) string {
 	return "model.layers." + strconv.Itoa(layer) + "." + module
 }
 
-// New uploads w to b and returns the model, every parameter frozen. Each
+// New uploads w to b and returns the model, every parameter frozen; an
+// attention bias becomes the B of its slot's *graph.Dense. Each
 // tensor is copied to the backend once; New does not keep w, so a caller
 // that drops w after New returns holds at most the host weights and the
 // device copy at the peak (on the CPU backend, twice the parameters).
@@ -100,13 +101,20 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 		}
 		return v, nil
 	}
-	dense := func(layer int, mod string, data []float32) (graph.Layer, error) {
+	dense := func(layer int, mod string, data, bias []float32) (graph.Layer, error) {
 		s := ModuleShape(c, mod)
 		v, err := up(LayerParamName(layer, mod), data, s...)
 		if err != nil {
 			return nil, err
 		}
-		return &graph.Dense{W: v}, nil
+		d := &graph.Dense{W: v}
+		if c.HasBias(mod) {
+			if d.B, err = up(LayerBiasName(layer, mod), bias, s[0]); err != nil {
+				v.Free()
+				return nil, err
+			}
+		}
+		return d, nil
 	}
 	var err error
 	if m.Embed, err = up(EmbedName, w.TokenEmbedding, c.VocabSize, c.Dim); err != nil {
@@ -123,14 +131,14 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 			return nil, err
 		}
 		for _, s := range []struct {
-			slot *graph.Layer
-			mod  string
-			data []float32
+			slot       *graph.Layer
+			mod        string
+			data, bias []float32
 		}{
-			{&blk.Q, ModQ, l.Wq}, {&blk.K, ModK, l.Wk}, {&blk.V, ModV, l.Wv}, {&blk.O, ModO, l.Wo},
-			{&blk.Gate, ModGate, l.W1}, {&blk.Up, ModUp, l.W3}, {&blk.Down, ModDown, l.W2},
+			{&blk.Q, ModQ, l.Wq, l.Bq}, {&blk.K, ModK, l.Wk, l.Bk}, {&blk.V, ModV, l.Wv, l.Bv}, {&blk.O, ModO, l.Wo, l.Bo},
+			{&blk.Gate, ModGate, l.W1, nil}, {&blk.Up, ModUp, l.W3, nil}, {&blk.Down, ModDown, l.W2, nil},
 		} {
-			if *s.slot, err = dense(i, s.mod, s.data); err != nil {
+			if *s.slot, err = dense(i, s.mod, s.data, s.bias); err != nil {
 				return nil, err
 			}
 		}
@@ -316,7 +324,9 @@ func (m *Model) Free() {
 
 // Weights downloads the model's base parameters into host weights with the
 // model's configuration (and rotary layout). Slots must hold *graph.Dense
-// layers (merge PEFT layers first); the score head is not part of Weights.
+// layers (merge PEFT layers first) with a bias exactly where the
+// configuration has one ([Config.HasBias]); the score head is not part of
+// Weights.
 func (m *Model) Weights() (*Weights, error) {
 	w, err := NewWeights(m.cfg)
 	if err != nil {
@@ -336,12 +346,26 @@ func (m *Model) Weights() (*Weights, error) {
 		copy(dst, h)
 		return nil
 	}
-	dense := func(name string, l graph.Layer, dst []float32) error {
+	// dense downloads a slot's weight and, where the configuration gives
+	// the module a bias (bias != nil), its bias.
+	dense := func(name string, l graph.Layer, dst, bias []float32) error {
 		d, ok := l.(*graph.Dense)
-		if !ok || d.B != nil {
-			return fmt.Errorf("llama: Weights: layer %s is a %T, want a *graph.Dense without bias (merge adapters first)", name, l)
+		if !ok {
+			return fmt.Errorf("llama: Weights: layer %s is a %T, want a *graph.Dense (merge adapters first)", name, l)
 		}
-		return get(name+" weight", d.W, dst)
+		switch {
+		case bias == nil && d.B != nil:
+			return fmt.Errorf("llama: Weights: layer %s has a bias, which a model of attention bias %s cannot hold", name, m.cfg.AttentionBias)
+		case bias != nil && d.B == nil:
+			return fmt.Errorf("llama: Weights: layer %s has no bias; the configuration (attention bias %s) needs one", name, m.cfg.AttentionBias)
+		}
+		if err := get(name+" weight", d.W, dst); err != nil {
+			return err
+		}
+		if bias != nil {
+			return get(name+" bias", d.B, bias)
+		}
+		return nil
 	}
 	if err := get("the token embedding", m.Embed, w.TokenEmbedding); err != nil {
 		return nil, err
@@ -355,14 +379,14 @@ func (m *Model) Weights() (*Weights, error) {
 			return nil, err
 		}
 		for _, s := range []struct {
-			layer graph.Layer
-			mod   string
-			dst   []float32
+			layer     graph.Layer
+			mod       string
+			dst, bias []float32
 		}{
-			{blk.Q, ModQ, l.Wq}, {blk.K, ModK, l.Wk}, {blk.V, ModV, l.Wv}, {blk.O, ModO, l.Wo},
-			{blk.Gate, ModGate, l.W1}, {blk.Up, ModUp, l.W3}, {blk.Down, ModDown, l.W2},
+			{blk.Q, ModQ, l.Wq, l.Bq}, {blk.K, ModK, l.Wk, l.Bk}, {blk.V, ModV, l.Wv, l.Bv}, {blk.O, ModO, l.Wo, l.Bo},
+			{blk.Gate, ModGate, l.W1, nil}, {blk.Up, ModUp, l.W3, nil}, {blk.Down, ModDown, l.W2, nil},
 		} {
-			if err := dense(ModuleName(i, s.mod), s.layer, s.dst); err != nil {
+			if err := dense(ModuleName(i, s.mod), s.layer, s.dst, s.bias); err != nil {
 				return nil, err
 			}
 		}
@@ -371,7 +395,7 @@ func (m *Model) Weights() (*Weights, error) {
 		return nil, err
 	}
 	if !m.cfg.TiedEmbeddings {
-		if err := dense(OutputModule, m.Output, w.Output); err != nil {
+		if err := dense(OutputModule, m.Output, w.Output, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -337,9 +337,11 @@ func llama3Freqs64(theta float64, d int, factor, low, high float64, orig int) []
 }
 
 // forward64 is the model's forward over one sequence in float64: RMSNorm,
-// rotated queries and keys (pair i of a head turned by pos·freqs[i], in the
-// weights' layout), causal grouped-query attention, SwiGLU, and the
-// output head (tied or not). It returns the logits [len(ids), vocab].
+// projections plus their biases where the layer has them, rotated queries
+// and keys (pair i of a head turned by pos·freqs[i], in the weights'
+// layout; the rotation after the bias), causal grouped-query attention,
+// SwiGLU, and the output head (tied or not). It returns the logits
+// [len(ids), vocab].
 func forward64(w *llama.Weights, ids []int32, freqs []float64) []float64 {
 	c := w.Config
 	T, d, hd, kv := len(ids), c.Dim, c.HeadDim(), c.KVDim()
@@ -350,6 +352,13 @@ func forward64(w *llama.Weights, ids []int32, freqs []float64) []float64 {
 			for j, v := range x {
 				y[r] += float64(m[r*len(x)+j]) * v
 			}
+		}
+		return y
+	}
+	// plus adds bias b (nil: none) to y.
+	plus := func(y []float64, b []float32) []float64 {
+		for i := range b {
+			y[i] += float64(b[i])
 		}
 		return y
 	}
@@ -388,7 +397,7 @@ func forward64(w *llama.Weights, ids []int32, freqs []float64) []float64 {
 		qs, ks, vs := make([][]float64, T), make([][]float64, T), make([][]float64, T)
 		for t := range T {
 			h := norm(xs[t], ly.AttnNorm)
-			qs[t], ks[t], vs[t] = matVec(ly.Wq, h, d), matVec(ly.Wk, h, kv), matVec(ly.Wv, h, kv)
+			qs[t], ks[t], vs[t] = plus(matVec(ly.Wq, h, d), ly.Bq), plus(matVec(ly.Wk, h, kv), ly.Bk), plus(matVec(ly.Wv, h, kv), ly.Bv)
 			rotate(qs[t], t)
 			rotate(ks[t], t)
 		}
@@ -417,7 +426,7 @@ func forward64(w *llama.Weights, ids []int32, freqs []float64) []float64 {
 					}
 				}
 			}
-			o := matVec(ly.Wo, att, d)
+			o := plus(matVec(ly.Wo, att, d), ly.Bo)
 			for j := range d {
 				xs[t][j] += o[j]
 			}

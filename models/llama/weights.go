@@ -41,6 +41,25 @@ func LayerParamName(layer int, module string) string {
 	return "model.layers." + strconv.Itoa(layer) + "." + module + ".weight"
 }
 
+// LayerBiasName returns the canonical name of the bias of module (one of
+// the attention projections ModQ, ModK, ModV, ModO) in decoder layer
+// layer, e.g. "model.layers.3.self_attn.q_proj.bias".
+func LayerBiasName(layer int, module string) string {
+	return "model.layers." + strconv.Itoa(layer) + "." + module + ".bias"
+}
+
+// BiasModules lists the modules of a decoder layer that carry a bias in a
+// model with configuration c (see [Config.HasBias]), in Params order.
+func BiasModules(c Config) []string {
+	var mods []string
+	for _, m := range []string{ModQ, ModK, ModV, ModO} {
+		if c.HasBias(m) {
+			mods = append(mods, m)
+		}
+	}
+	return mods
+}
+
 // ModuleShape returns the shape of module (one of the Mod* constants) in
 // any decoder layer of a model with configuration c, or nil for an unknown
 // module name.
@@ -73,6 +92,27 @@ type Layer struct {
 	W1       []float32 // [hidden, dim] w1, gate_proj
 	W3       []float32 // [hidden, dim] w3, up_proj
 	W2       []float32 // [dim, hidden] w2, down_proj
+
+	// The attention biases, nil where Config.HasBias says the module has
+	// none: Bq [dim] and Bk [kv_dim] in Config.RopeLayout like the rows
+	// of Wq and Wk, Bv [kv_dim], Bo [dim].
+	Bq, Bk, Bv, Bo []float32
+}
+
+// bias returns a pointer to the bias slice of attention module mod, or
+// nil for a module that never has one.
+func (l *Layer) bias(mod string) *[]float32 {
+	switch mod {
+	case ModQ:
+		return &l.Bq
+	case ModK:
+		return &l.Bk
+	case ModV:
+		return &l.Bv
+	case ModO:
+		return &l.Bo
+	}
+	return nil
 }
 
 // Weights is a LLaMA model's parameters on the host, as loaders return them
@@ -119,6 +159,9 @@ func NewWeights(cfg Config) (*Weights, error) {
 			AttnNorm: take(d), Wq: take(d * d), Wk: take(kv * d), Wv: take(kv * d), Wo: take(d * d),
 			FFNNorm: take(d), W1: take(h * d), W3: take(h * d), W2: take(d * h),
 		}
+		for _, m := range BiasModules(cfg) {
+			*w.Layers[i].bias(m) = take(ModuleShape(cfg, m)[0])
+		}
 	}
 	w.FinalNorm = take(d)
 	if !cfg.TiedEmbeddings {
@@ -128,11 +171,12 @@ func NewWeights(cfg Config) (*Weights, error) {
 }
 
 // Params lists every tensor with its canonical name and shape: the token
-// embedding, then each layer's modules in LayerModules order, the final
-// norm, and the output classifier unless tied. The Data slices alias w.
+// embedding, then each layer's modules in LayerModules order (a module's
+// bias, where it has one, right after its weight), the final norm, and the
+// output classifier unless tied. The Data slices alias w.
 func (w *Weights) Params() []Param {
 	c := w.Config
-	ps := make([]Param, 0, 3+9*len(w.Layers))
+	ps := make([]Param, 0, 3+13*len(w.Layers))
 	ps = append(ps, Param{EmbedName, []int{c.VocabSize, c.Dim}, w.TokenEmbedding})
 	for i := range w.Layers {
 		l := &w.Layers[i]
@@ -143,7 +187,11 @@ func (w *Weights) Params() []Param {
 			{ModInputNorm, l.AttnNorm}, {ModQ, l.Wq}, {ModK, l.Wk}, {ModV, l.Wv}, {ModO, l.Wo},
 			{ModPostNorm, l.FFNNorm}, {ModGate, l.W1}, {ModUp, l.W3}, {ModDown, l.W2},
 		} {
-			ps = append(ps, Param{LayerParamName(i, p.mod), ModuleShape(c, p.mod), p.data})
+			shape := ModuleShape(c, p.mod)
+			ps = append(ps, Param{LayerParamName(i, p.mod), shape, p.data})
+			if c.HasBias(p.mod) {
+				ps = append(ps, Param{LayerBiasName(i, p.mod), shape[:1], *l.bias(p.mod)})
+			}
 		}
 	}
 	ps = append(ps, Param{NormName, []int{c.Dim}, w.FinalNorm})
@@ -175,6 +223,13 @@ func (w *Weights) Validate() error {
 	if w.Config.TiedEmbeddings && w.Output != nil {
 		return fmt.Errorf("llama: tied embeddings but a separate output classifier is present")
 	}
+	for i := range w.Layers {
+		for _, m := range []string{ModQ, ModK, ModV, ModO} {
+			if b := *w.Layers[i].bias(m); b != nil && !w.Config.HasBias(m) {
+				return fmt.Errorf("llama: layer %d has a %s bias but the config's attention bias is %s", i, m, w.Config.AttentionBias)
+			}
+		}
+	}
 	for _, p := range w.Params() {
 		n := 1
 		for _, s := range p.Shape {
@@ -203,8 +258,8 @@ func (w *Weights) Clone() (*Weights, error) {
 	return c, nil
 }
 
-// ToLayout reorders the rows of every q_proj and k_proj so that the weights
-// are in layout l, and records l in the config. The model computes exactly
+// ToLayout reorders the rows of every q_proj and k_proj, and of their
+// biases, so that the weights are in layout l, and records l in the config. The model computes exactly
 // the same function before and after, provided it applies the rotation that
 // matches Config.RopeLayout.
 func (w *Weights) ToLayout(l RopeLayout) error {
@@ -227,6 +282,13 @@ func (w *Weights) ToLayout(l RopeLayout) error {
 		ly := &w.Layers[i]
 		copy(ly.Wq, conv(ly.Wq, c.NumHeads, hd, c.Dim))
 		copy(ly.Wk, conv(ly.Wk, c.NumKVHeads, hd, c.Dim))
+		// A bias is a one-column matrix whose rows are the weight's.
+		if ly.Bq != nil {
+			copy(ly.Bq, conv(ly.Bq, c.NumHeads, hd, 1))
+		}
+		if ly.Bk != nil {
+			copy(ly.Bk, conv(ly.Bk, c.NumKVHeads, hd, 1))
+		}
 	}
 	c.RopeLayout = l
 	return nil
