@@ -34,7 +34,7 @@ func lockFlock(l *OutputLock) error {
 		if try == 100 {
 			return fmt.Errorf("train: locking %s: %s keeps being replaced", l.dir, l.path)
 		}
-		f, created, err := openLockFile(l.path)
+		f, created, readOnly, err := openLockFile(l.path)
 		if errors.Is(err, fs.ErrNotExist) {
 			// The holder removed the folder it had made, and left.
 			if err = os.MkdirAll(l.dir, 0o755); err == nil {
@@ -52,6 +52,11 @@ func lockFlock(l *OutputLock) error {
 				return &OutputInUseError{Dir: l.dir, Holder: readHolder(l.path)}
 			case errors.As(err, &errno) && slices.Contains(noFlock, errno):
 				return lockCreated(l, f, created, err)
+			case readOnly && errors.Is(err, syscall.EBADF):
+				// File systems that emulate flock with fcntl locks (NFS)
+				// lock only files open for writing.
+				f.Close()
+				return fmt.Errorf("train: locking %s: %s is not this user's to write, and this file system locks only files open for writing: if no sora run is using the folder, remove it (%w)", l.dir, l.path, err)
 			}
 			f.Close()
 			// A file this call made is not left behind, nor therefore the
@@ -89,17 +94,29 @@ func lockFlock(l *OutputLock) error {
 
 // openLockFile opens the lock file at path for reading and writing,
 // creating it if it is absent; created reports whether this call did.
-func openLockFile(path string) (f *os.File, created bool, err error) {
-	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+// A file this user may not write (another user's, left by a run of theirs
+// that was killed, in a folder the group shares) is opened for reading
+// only (readOnly): flock needs no more, though the file then goes on
+// naming its old holder while this run holds the folder.
+func openLockFile(path string) (f *os.File, created, readOnly bool, err error) {
+	f, err = openFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err == nil {
-		return f, true, nil
+		return f, true, false, nil
 	}
 	if !errors.Is(err, fs.ErrExist) {
-		return nil, false, err
+		return nil, false, false, err
 	}
-	f, err = os.OpenFile(path, os.O_RDWR, 0)
-	return f, false, err
+	f, err = openFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = openFile(path, os.O_RDONLY, 0)
+		return f, false, true, err
+	}
+	return f, false, false, err
 }
+
+// openFile is os.OpenFile (a variable so that tests can refuse opens as
+// the system would).
+var openFile = os.OpenFile
 
 // lockCreated holds the folder through the lock file f alone, where the
 // file system refused an advisory lock on it (why): if this call created
@@ -123,9 +140,13 @@ func lockCreated(l *OutputLock, f *os.File, created bool, why error) error {
 	return nil
 }
 
-// flock takes an exclusive advisory lock on f without waiting for it (a
-// variable so that tests can make it fail as some file systems do).
-var flock = func(f *os.File) error {
+// flock is systemFlock (a variable so that tests can make it fail as some
+// file systems do).
+var flock = systemFlock
+
+// systemFlock takes an exclusive advisory lock on f without waiting for
+// it.
+func systemFlock(f *os.File) error {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if !errors.Is(err, syscall.EINTR) {

@@ -147,3 +147,73 @@ func TestLockOutputNoFlock(t *testing.T) {
 		})
 	}
 }
+
+// TestLockOutputOthersLockFile takes a folder in which another user's run
+// left its lock file (0644: this user may read it, not write it), as
+// happens in a folder shared with the group: flock needs no write access,
+// so the folder must be taken all the same, and released. Run as root, the
+// refusal to open the file for writing is made by the test. Where the
+// file system locks only files open for writing (flock emulated with fcntl
+// locks, as on NFS: EBADF), the run fails saying to remove the file.
+func TestLockOutputOthersLockFile(t *testing.T) {
+	const holder = "pid 999999999 on elsewhere, since 2026-01-02 03:04:05"
+	defer func(f func(string, int, fs.FileMode) (*os.File, error)) { openFile = f }(openFile)
+	defer func(f func(*os.File) error) { flock = f }(flock)
+	for _, how := range []string{"permissions", "injected", "write-only locks"} {
+		t.Run(how, func(t *testing.T) {
+			out := t.TempDir()
+			path := filepath.Join(out, LockFile)
+			if err := os.WriteFile(path, []byte(holder+"\n"), 0o444); err != nil {
+				t.Fatal(err)
+			}
+			openFile, flock = os.OpenFile, systemFlock
+			if how == "write-only locks" {
+				flock = fcntlLock
+			}
+			switch {
+			case how != "permissions":
+				openFile = func(name string, flag int, perm fs.FileMode) (*os.File, error) {
+					if name == path && flag&(os.O_WRONLY|os.O_RDWR) != 0 && flag&os.O_EXCL == 0 {
+						return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EACCES}
+					}
+					return os.OpenFile(name, flag, perm)
+				}
+			case os.Geteuid() == 0:
+				t.Skip("root may write any file")
+			}
+			l, err := LockOutput(out)
+			if how == "write-only locks" {
+				if err == nil || !strings.Contains(err.Error(), "remove it") || !errors.Is(err, syscall.EBADF) {
+					t.Errorf("lock over another user's lock file where only files open for writing lock: %v; want EBADF, saying to remove it", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("lock over another user's lock file: %v", err)
+			}
+			// The file cannot say who holds the folder now; it is still
+			// held.
+			if _, err := lockOutput(out, lockFile); err == nil {
+				t.Error("the folder was taken twice")
+			}
+			if err := l.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Unlock left the lock file (%v)", err)
+			}
+		})
+	}
+}
+
+// fcntlLock locks f as Linux's NFS client emulates flock: with an fcntl
+// write lock on the whole file, which the system gives only on a file open
+// for writing, which never conflicts with the process's own locks, and
+// which the process loses when it closes any descriptor of the file.
+func fcntlLock(f *os.File) error {
+	err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart})
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+		return syscall.EWOULDBLOCK
+	}
+	return err
+}
