@@ -3,11 +3,14 @@ package train
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,9 +23,22 @@ const LockFile = ".sora.lock"
 // checkpoints, metrics or an adapter there.
 type OutputLock struct {
 	dir, path string
-	made      bool     // LockOutput created dir
-	file      *os.File // the locked file (advisory locks), or nil
-	note      string   // see Note
+	made      bool        // LockOutput created dir
+	file      *os.File    // the locked file (advisory locks), or nil
+	id        os.FileInfo // the lock file, as this process holds it
+	holder    string      // the holder line written into it
+	note      string      // see Note
+}
+
+// held are the output locks this process holds. A second LockOutput of a
+// folder in the same process is refused through them, without opening
+// the lock file: where the file system emulates flock with fcntl locks
+// (Linux's NFS client), locks do not conflict within a process, and the
+// process loses them when it closes any descriptor of the file, as a
+// refused call would. The mutex is held over every taking and release.
+var held struct {
+	sync.Mutex
+	locks []*OutputLock
 }
 
 // Dir returns the output folder the lock holds, as LockOutput was given
@@ -97,23 +113,41 @@ func lockOutput(out string, lock func(*OutputLock) error) (*OutputLock, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	l := &OutputLock{dir: out, path: filepath.Join(out, LockFile), made: made}
+	l := &OutputLock{dir: out, path: filepath.Join(out, LockFile), made: made, holder: holderLine()}
+	held.Lock()
+	defer held.Unlock()
+	if fi, err := os.Stat(l.path); err == nil {
+		for _, h := range held.locks {
+			if os.SameFile(h.id, fi) {
+				return nil, &OutputInUseError{Dir: out, Holder: h.holder}
+			}
+		}
+	}
 	if err := lock(l); err != nil {
 		if made {
 			os.Remove(out)
 		}
 		return nil, err
 	}
+	if l.file != nil {
+		l.id, _ = l.file.Stat()
+	} else {
+		l.id, _ = os.Stat(l.path)
+	}
+	held.locks = append(held.locks, l)
 	return l, nil
 }
 
 // Unlock releases the output folder: it removes the lock file and, if
 // LockOutput created the folder and the run left nothing in it, the
-// folder. It may be called more than once.
+// folder. It may be called more than once, from any goroutine.
 func (l *OutputLock) Unlock() error {
+	held.Lock()
+	defer held.Unlock()
 	if l == nil || l.path == "" {
 		return nil
 	}
+	held.locks = slices.DeleteFunc(held.locks, func(h *OutputLock) bool { return h == l })
 	// The file goes while it is still locked: a run that opened it in
 	// the meantime and then locks it sees that it is no longer the file
 	// at the path, and starts again (see lockFlock).
@@ -159,11 +193,20 @@ func holderLine() string {
 // cannot be read or has none yet: the holder writes it just after taking
 // the lock).
 func readHolder(path string) string {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
+	defer f.Close()
+	return holderIn(f)
+}
+
+// holderIn returns the holder line at the start of the lock file f,
+// read through f, as readHolder does.
+func holderIn(f io.ReaderAt) string {
+	b := make([]byte, 256)
+	n, _ := f.ReadAt(b, 0)
+	line, _, _ := strings.Cut(string(b[:n]), "\n")
 	if !strings.HasPrefix(line, "pid ") || len(line) > 200 {
 		return ""
 	}
@@ -182,7 +225,7 @@ func lockExclusive(l *OutputLock) error {
 	if err != nil {
 		return fmt.Errorf("train: locking %s: %w", l.dir, err)
 	}
-	_, err = f.WriteString(holderLine() + "\n")
+	_, err = f.WriteString(l.holder + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

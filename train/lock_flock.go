@@ -48,8 +48,10 @@ func lockFlock(l *OutputLock) error {
 			var errno syscall.Errno
 			switch {
 			case errors.Is(err, syscall.EWOULDBLOCK):
+				// Read through f, not through another descriptor (see held).
+				holder := holderIn(f)
 				f.Close()
-				return &OutputInUseError{Dir: l.dir, Holder: readHolder(l.path)}
+				return &OutputInUseError{Dir: l.dir, Holder: holder}
 			case errors.As(err, &errno) && slices.Contains(noFlock, errno):
 				return lockCreated(l, f, created, err)
 			case readOnly && errors.Is(err, syscall.EBADF):
@@ -87,7 +89,7 @@ func lockFlock(l *OutputLock) error {
 	// Who holds the folder, for the message of a run refused. A file
 	// that a killed holder left may say someone else: it is rewritten.
 	if err := l.file.Truncate(0); err == nil {
-		l.file.WriteAt([]byte(holderLine()+"\n"), 0)
+		l.file.WriteAt([]byte(l.holder+"\n"), 0)
 	}
 	return nil
 }
@@ -128,7 +130,7 @@ func lockCreated(l *OutputLock, f *os.File, created bool, why error) error {
 		f.Close()
 		return &OutputInUseError{Dir: l.dir, Holder: readHolder(l.path), Stale: stale}
 	}
-	_, err := f.WriteString(holderLine() + "\n")
+	_, err := f.WriteString(l.holder + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

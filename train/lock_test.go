@@ -26,10 +26,8 @@ var lockKinds = []struct {
 }
 
 // TestLockOutputExcludes takes an output folder twice in one process: the
-// second take must fail at once naming the folder (for the advisory lock
-// this checks that two opens of the lock file in one process conflict, as
-// flock's locks do on Linux, being per open file), also when the folder is
-// named otherwise; Unlock must release it, and remove the lock file and
+// second take must fail at once naming the folder, also when the folder
+// is named otherwise; Unlock must release it, and remove the lock file and
 // the folder it made for nothing.
 func TestLockOutputExcludes(t *testing.T) {
 	for _, k := range lockKinds {
