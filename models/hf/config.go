@@ -1,11 +1,18 @@
-// Package hf reads and writes LLaMA checkpoints in the Hugging Face layout:
-// a folder holding config.json and the weights in model.safetensors, or in
-// several shards listed by model.safetensors.index.json.
+// Package hf reads and writes LLaMA and Qwen2 checkpoints in the Hugging
+// Face layout: a folder holding config.json and the weights in
+// model.safetensors, or in several shards listed by
+// model.safetensors.index.json.
 //
-// Tensor names are those of transformers' LlamaForCausalLM (see package
+// Two architectures load, both into package llama's decoder: transformers'
+// LlamaForCausalLM (model_type "llama", with or without attention_bias)
+// and Qwen2ForCausalLM (model_type "qwen2": Qwen2 and Qwen2.5, which is
+// LLaMA with biases on q_proj, k_proj and v_proj; see
+// llama.Config.AttentionBias). Tensor names are theirs (see package
 // llama). F32, F16 and BF16 weights are read, converted to float32; the
-// writer writes F32. No lm_head.weight is written, or required, when
-// tie_word_embeddings is true.
+// writer writes F32, with the model_type and architectures of the
+// architecture the weights are, so that transformers reads a written
+// folder as the same model. No lm_head.weight is written, or required,
+// when tie_word_embeddings is true.
 //
 // Hugging Face stores q_proj and k_proj with their rows permuted for the
 // half-split rotary layout, so loaded weights have Config.RopeLayout =
@@ -36,8 +43,18 @@ const (
 	WeightsFile     = "model.safetensors"
 	IndexFile       = "model.safetensors.index.json"
 	defaultMaxPos   = 2048 // LlamaConfig's default max_position_embeddings
-	defaultNormEps  = 1e-6 // LlamaConfig's default rms_norm_eps
+	defaultNormEps  = 1e-6 // LlamaConfig's (and Qwen2Config's) default rms_norm_eps
 	defaultRopeBase = 10000.0
+
+	defaultQwen2MaxPos = 32768 // Qwen2Config's default max_position_embeddings
+)
+
+// The model types and architectures this package reads and writes.
+const (
+	ModelTypeLlama = "llama"
+	ModelTypeQwen2 = "qwen2"
+	ArchLlama      = "LlamaForCausalLM"
+	ArchQwen2      = "Qwen2ForCausalLM"
 )
 
 // configJSON is the part of a LlamaConfig that this package reads. Pointers
@@ -61,14 +78,32 @@ type configJSON struct {
 	PartialRotaryFactor   *float64        `json:"partial_rotary_factor"`
 	AttentionBias         *bool           `json:"attention_bias"`
 	MLPBias               *bool           `json:"mlp_bias"`
+	AttentionDropout      *float64        `json:"attention_dropout"`
+
+	// Qwen2Config's sliding-window attention: released checkpoints set
+	// use_sliding_window false, which leaves sliding_window and
+	// max_window_layers unused. layer_types (newer transformers) names
+	// each layer's attention.
+	UseSlidingWindow *bool           `json:"use_sliding_window"`
+	LayerTypes       json.RawMessage `json:"layer_types"`
+	// use_mrope is the multimodal rotary embedding of Qwen2-VL, which
+	// Qwen2.5's text configs carry as false.
+	UseMRoPE *bool `json:"use_mrope"`
 }
 
-// ParseConfig decodes a Hugging Face LLaMA config.json into a llama.Config
-// (in the half-split rotary layout). Absent optional fields get
-// LlamaConfig's defaults; features this project's LLaMA does not implement
-// (rotary scalings other than Llama 3.1's "llama3", partial rotary
-// embeddings, biases, activations other than SiLU, a head_dim other than
-// hidden_size / num_attention_heads) are reported as errors. The rotary base
+// ParseConfig decodes a Hugging Face config.json of model_type "llama"
+// (the default when absent) or "qwen2" into a llama.Config (in the
+// half-split rotary layout). A LLaMA config with attention_bias true gives
+// llama.BiasQKVO; a Qwen2 config always gives llama.BiasQKV, as Qwen2's
+// q/k/v projections always have a bias (transformers' Qwen2 reads neither
+// attention_bias nor mlp_bias, and neither does ParseConfig for it). Absent
+// optional fields get LlamaConfig's or Qwen2Config's defaults; features
+// this project's decoder does not implement (rotary scalings other than
+// Llama 3.1's "llama3", partial rotary embeddings, MLP biases, activations
+// other than SiLU, a head_dim other than hidden_size /
+// num_attention_heads, attention dropout, Qwen2's sliding-window attention
+// and multimodal rotary embedding) are reported as errors naming the
+// field. The rotary base
 // comes from rope_theta at the top level (older transformers) or inside
 // rope_parameters (newer ones); a config giving both must give the same
 // value. A llama3 scaling (Llama 3.1 and 3.2) is read from rope_scaling
@@ -87,9 +122,14 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if dec.More() {
 		return fail("trailing data after the JSON object")
 	}
-	if c.ModelType != nil && *c.ModelType != "llama" {
-		return fail("model_type is %q; expected \"llama\"", *c.ModelType)
+	modelType := ModelTypeLlama
+	if c.ModelType != nil {
+		modelType = *c.ModelType
 	}
+	if modelType != ModelTypeLlama && modelType != ModelTypeQwen2 {
+		return fail("model_type is %q; expected %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2)
+	}
+	qwen2 := modelType == ModelTypeQwen2
 	for _, f := range []struct {
 		name string
 		v    *int
@@ -129,17 +169,31 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if c.PartialRotaryFactor != nil && *c.PartialRotaryFactor != 1 {
 		return fail("partial_rotary_factor is %v; only rotary embeddings over the whole head (1.0) are supported", *c.PartialRotaryFactor)
 	}
-	if c.AttentionBias != nil && *c.AttentionBias {
-		return fail("attention_bias is true; biases are not supported")
+	bias := llama.NoBias
+	if qwen2 {
+		bias = llama.BiasQKV
+		if err := checkQwen2Attention(c); err != nil {
+			return fail("%v", err)
+		}
+	} else {
+		if c.AttentionBias != nil && *c.AttentionBias {
+			bias = llama.BiasQKVO
+		}
+		if c.MLPBias != nil && *c.MLPBias {
+			return fail("mlp_bias is true; biases on the feed-forward layers are not supported")
+		}
 	}
-	if c.MLPBias != nil && *c.MLPBias {
-		return fail("mlp_bias is true; biases are not supported")
+	if c.AttentionDropout != nil && *c.AttentionDropout != 0 {
+		return fail("attention_dropout is %v; attention dropout is not implemented (expected 0)", *c.AttentionDropout)
 	}
 	cfg := llama.Config{
 		Dim: *c.HiddenSize, HiddenDim: *c.IntermediateSize, NumLayers: *c.NumHiddenLayers,
 		NumHeads: *c.NumAttentionHeads, NumKVHeads: *c.NumAttentionHeads, VocabSize: *c.VocabSize,
 		MaxSeqLen: defaultMaxPos, NormEps: defaultNormEps, RopeTheta: defaultRopeBase,
-		RopeLayout: llama.RopeHalfSplit,
+		RopeLayout: llama.RopeHalfSplit, AttentionBias: bias,
+	}
+	if qwen2 {
+		cfg.MaxSeqLen = defaultQwen2MaxPos
 	}
 	if c.NumKeyValueHeads != nil {
 		cfg.NumKVHeads = *c.NumKeyValueHeads
@@ -166,6 +220,44 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		return fail("head_dim is %d; only hidden_size / num_attention_heads = %d is supported", *c.HeadDim, cfg.HeadDim())
 	}
 	return cfg, nil
+}
+
+// checkQwen2Attention refuses the attention variants of a Qwen2 config
+// that the decoder does not implement: sliding-window attention
+// (use_sliding_window true, or a layer_types entry other than
+// "full_attention") and Qwen2-VL's multimodal rotary embedding
+// (use_mrope true). sliding_window and max_window_layers matter only
+// with use_sliding_window true, so their values are not read.
+func checkQwen2Attention(c configJSON) error {
+	if c.UseSlidingWindow != nil && *c.UseSlidingWindow {
+		return fmt.Errorf("use_sliding_window is true; sliding-window attention is not supported (expected false, as released Qwen2 and Qwen2.5 checkpoints set it)")
+	}
+	if c.UseMRoPE != nil && *c.UseMRoPE {
+		return fmt.Errorf("use_mrope is true; the multimodal rotary embedding of Qwen2-VL is not supported (expected false)")
+	}
+	if len(c.LayerTypes) > 0 && string(bytes.TrimSpace(c.LayerTypes)) != "null" {
+		var types []string
+		if err := json.Unmarshal(c.LayerTypes, &types); err != nil {
+			return fmt.Errorf("layer_types is %s; expected a list of strings", truncate(compactJSON(c.LayerTypes), 60))
+		}
+		if c.NumHiddenLayers != nil && len(types) != *c.NumHiddenLayers {
+			return fmt.Errorf("layer_types lists %d layers; num_hidden_layers is %d", len(types), *c.NumHiddenLayers)
+		}
+		for i, t := range types {
+			if t != "full_attention" {
+				return fmt.Errorf("layer_types[%d] is %q; only \"full_attention\" is supported", i, t)
+			}
+		}
+	}
+	return nil
+}
+
+// truncate shortens s to at most n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // parseRopeObject reads field (rope_scaling or rope_parameters), an
@@ -311,33 +403,56 @@ func compactJSON(raw json.RawMessage) string {
 
 func isRopeTypeKey(k string) bool { return k == "rope_type" || k == "type" }
 
-// EncodeConfig returns the config.json that describes cfg for transformers'
-// LlamaForCausalLM.
+// Architecture returns the model_type and architecture under which
+// transformers runs a model of configuration cfg: Qwen2ForCausalLM for
+// biases on q/k/v alone, LlamaForCausalLM otherwise.
+func Architecture(cfg llama.Config) (modelType, arch string) {
+	if cfg.AttentionBias == llama.BiasQKV {
+		return ModelTypeQwen2, ArchQwen2
+	}
+	return ModelTypeLlama, ArchLlama
+}
+
+// EncodeConfig returns the config.json that describes cfg for transformers:
+// a LlamaConfig for LlamaForCausalLM (attention_bias true with
+// llama.BiasQKVO), or a Qwen2Config for Qwen2ForCausalLM when cfg has
+// Qwen2's q/k/v biases (see [Architecture]). It names no bos_token_id or
+// eos_token_id: cfg does not know them, and the tokenizer and
+// generation_config.json written beside it do.
 func EncodeConfig(cfg llama.Config) ([]byte, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	modelType, arch := Architecture(cfg)
 	m := map[string]any{
-		"architectures":           []string{"LlamaForCausalLM"},
-		"model_type":              "llama",
+		"architectures":           []string{arch},
+		"model_type":              modelType,
 		"hidden_act":              "silu",
 		"hidden_size":             cfg.Dim,
 		"intermediate_size":       cfg.HiddenDim,
 		"num_hidden_layers":       cfg.NumLayers,
 		"num_attention_heads":     cfg.NumHeads,
 		"num_key_value_heads":     cfg.NumKVHeads,
-		"head_dim":                cfg.HeadDim(),
 		"vocab_size":              cfg.VocabSize,
 		"max_position_embeddings": cfg.MaxSeqLen,
 		"rms_norm_eps":            cfg.NormEps,
 		"rope_theta":              cfg.RopeTheta,
 		"rope_scaling":            encodeRopeScaling(cfg.RopeScaling),
 		"tie_word_embeddings":     cfg.TiedEmbeddings,
-		"attention_bias":          false,
-		"mlp_bias":                false,
-		"bos_token_id":            1,
-		"eos_token_id":            2,
+		"attention_dropout":       pyFloat(0),
 		"torch_dtype":             "float32",
+	}
+	if modelType == ModelTypeQwen2 {
+		// Qwen2Config has no head_dim, attention_bias or mlp_bias; its
+		// biases are fixed. Sliding-window attention is off, as in the
+		// released checkpoints.
+		m["use_sliding_window"] = false
+		m["sliding_window"] = nil
+		m["max_window_layers"] = cfg.NumLayers
+	} else {
+		m["head_dim"] = cfg.HeadDim()
+		m["attention_bias"] = cfg.AttentionBias == llama.BiasQKVO
+		m["mlp_bias"] = false
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

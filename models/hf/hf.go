@@ -41,7 +41,7 @@ func readJSONFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// Load reads the Hugging Face LLaMA checkpoint in folder dir: config.json
+// Load reads the Hugging Face LLaMA or Qwen2 checkpoint in folder dir: config.json
 // and either model.safetensors or the shards that model.safetensors.index.json
 // lists (the index wins when both exist). The weights come back in the
 // half-split rotary layout.
@@ -164,6 +164,11 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 				return nil, err
 			}
 		}
+		for _, m := range llama.BiasModules(cfg) {
+			if err := check(llama.LayerBiasName(i, m), llama.ModuleShape(cfg, m)[:1]); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := check(llama.NormName, []int{cfg.Dim}); err != nil {
 		return nil, err
@@ -182,10 +187,17 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
+		hint := ""
+		for _, name := range unknown {
+			if strings.HasSuffix(name, "_proj.bias") && strings.Contains(name, ".self_attn.") {
+				hint = fmt.Sprintf(" (attention biases, where the config's attention bias is %s: a Qwen2 checkpoint needs model_type \"qwen2\" in config.json, a LLaMA one with them attention_bias true)", cfg.AttentionBias)
+				break
+			}
+		}
 		if len(unknown) > 5 {
 			unknown = append(unknown[:5], "…")
 		}
-		return nil, fmt.Errorf("hf: checkpoint has tensors a LLaMA model of this config does not use: %s", strings.Join(unknown, ", "))
+		return nil, fmt.Errorf("hf: checkpoint has tensors a model of this config does not use: %s%s", strings.Join(unknown, ", "), hint)
 	}
 
 	w, err := llama.NewWeights(cfg)
@@ -248,10 +260,12 @@ func (o *WriteOptions) checkFiles(dir string) error {
 	return nil
 }
 
-// Write writes w as a Hugging Face LLaMA checkpoint into folder dir:
-// config.json and F32 safetensors weights. Weights in llama2.c's interleaved
-// rotary layout have q_proj and k_proj permuted to the half-split layout on
-// the way out (w itself is not modified). If dir does not exist it is
+// Write writes w as a Hugging Face checkpoint into folder dir: config.json
+// (LLaMA's, or Qwen2's for weights with its q/k/v biases: see
+// [EncodeConfig]) and F32 safetensors weights, biases included. Weights in
+// llama2.c's interleaved rotary layout have q_proj and k_proj (and their
+// biases) permuted to the half-split layout on the way out (w itself is
+// not modified). If dir does not exist it is
 // created complete or not at all; if it exists, each file is replaced
 // atomically, config.json last; a stale index or single weights file that
 // would shadow the new weights is removed, and, once everything new is in
@@ -279,7 +293,9 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 		data := p.Data
 		if w.Config.RopeLayout == llama.RopeInterleaved {
 			if heads := permutedHeads(w.Config, p.Name); heads > 0 {
-				data = llama.InterleavedToHalfSplit(p.Data, heads, w.Config.HeadDim(), w.Config.Dim)
+				// A weight's rows have dim columns, a bias's one.
+				rows := heads * w.Config.HeadDim()
+				data = llama.InterleavedToHalfSplit(p.Data, heads, w.Config.HeadDim(), len(p.Data)/rows)
 			}
 		}
 		tensors = append(tensors, safetensors.Tensor{Name: p.Name, Shape: p.Shape, Data: data})
@@ -378,14 +394,17 @@ func removeStaleShards(dir string, keep map[string]bool) error {
 	return nil
 }
 
-// permutedHeads returns the head count of q_proj/k_proj tensors, whose rows
-// depend on the rotary layout, and 0 for every other tensor.
+// permutedHeads returns the head count of the q_proj/k_proj weights and
+// biases, whose rows depend on the rotary layout, and 0 for every other
+// tensor.
 func permutedHeads(c llama.Config, name string) int {
-	switch {
-	case strings.HasSuffix(name, "."+llama.ModQ+".weight"):
-		return c.NumHeads
-	case strings.HasSuffix(name, "."+llama.ModK+".weight"):
-		return c.NumKVHeads
+	for _, suffix := range []string{".weight", ".bias"} {
+		switch {
+		case strings.HasSuffix(name, "."+llama.ModQ+suffix):
+			return c.NumHeads
+		case strings.HasSuffix(name, "."+llama.ModK+suffix):
+			return c.NumKVHeads
+		}
 	}
 	return 0
 }

@@ -400,7 +400,8 @@ func TestParseConfig(t *testing.T) {
 		{`{` + base + `, "model_type": "gpt2"}`, `model_type is "gpt2"`},
 		{`{` + base + `, "hidden_act": "gelu"}`, `hidden_act is "gelu"`},
 		{`{` + base + `, "rope_scaling": {"type": "linear", "factor": 2.0}}`, `rope_scaling.type is "linear"`},
-		{`{` + base + `, "attention_bias": true}`, "attention_bias"},
+		{`{` + base + `, "mlp_bias": true}`, "mlp_bias is true"},
+		{`{` + base + `, "attention_dropout": 0.5}`, "attention_dropout is 0.5"},
 		{`{` + base + `, "num_key_value_heads": 3}`, "n_kv_heads 3"},
 		{`{` + base + `, "head_dim": 8}`, "head_dim is 8"},
 		{`{` + base + `, "rms_norm_eps": -1}`, "norm eps"},
@@ -624,6 +625,9 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}`))
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "yarn", "factor": 4.0}}`))
 	f.Add([]byte(llama31Config))
+	f.Add([]byte(qwen25Config))
+	f.Add([]byte(`{"model_type": "qwen2", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "layer_types": ["full_attention", "sliding_attention"], "use_sliding_window": false}`))
+	f.Add([]byte(`{"model_type": "llama", "attention_bias": true, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19}`))
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_parameters": {"type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := ParseConfig(b, "fuzz.json")
@@ -661,27 +665,34 @@ func FuzzParseIndex(f *testing.F) {
 	})
 }
 
-// FuzzAssemble feeds arbitrary bytes as the weights file of a small fixed
-// config: no panic, and an accepted file gives valid weights.
+// FuzzAssemble feeds arbitrary bytes as the weights file of small fixed
+// configs, without and with attention biases: no panic, and an accepted
+// file gives valid weights.
 func FuzzAssemble(f *testing.F) {
 	cfg := llama.Config{Dim: 4, HiddenDim: 3, NumLayers: 1, NumHeads: 2, NumKVHeads: 1, VocabSize: 3, MaxSeqLen: 4,
 		NormEps: 1e-5, RopeTheta: 1e4, TiedEmbeddings: true, RopeLayout: llama.RopeHalfSplit}
+	biased := cfg
+	biased.AttentionBias = llama.BiasQKV
 	rng := rand.New(rand.NewSource(17))
-	w := randomWeights(f, rng, cfg)
-	var buf bytes.Buffer
-	safetensors.Encode(&buf, tensorsOf(w), nil)
-	f.Add(buf.Bytes())
+	for _, c := range []llama.Config{cfg, biased} {
+		w := randomWeights(f, rng, c)
+		var buf bytes.Buffer
+		safetensors.Encode(&buf, tensorsOf(w), nil)
+		f.Add(buf.Bytes())
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		file, err := safetensors.NewFile(bytes.NewReader(b), int64(len(b)), "fuzz.safetensors")
-		if err != nil {
-			return
-		}
-		got, err := Assemble(cfg, []*safetensors.File{file}, nil)
-		if err != nil {
-			return
-		}
-		if err := got.Validate(); err != nil {
-			t.Fatalf("assembled invalid weights: %v", err)
+		for _, c := range []llama.Config{cfg, biased} {
+			file, err := safetensors.NewFile(bytes.NewReader(b), int64(len(b)), "fuzz.safetensors")
+			if err != nil {
+				return
+			}
+			got, err := Assemble(c, []*safetensors.File{file}, nil)
+			if err != nil {
+				continue
+			}
+			if err := got.Validate(); err != nil {
+				t.Fatalf("assembled invalid weights: %v", err)
+			}
 		}
 	})
 }

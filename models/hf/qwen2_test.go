@@ -1,0 +1,370 @@
+package hf
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/testbackend"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/safetensors"
+)
+
+// qwen25Config is Qwen/Qwen2.5-0.5B's config.json as published on the
+// Hugging Face hub (written out here from its values).
+const qwen25Config = `{
+  "architectures": [
+    "Qwen2ForCausalLM"
+  ],
+  "attention_dropout": 0.0,
+  "bos_token_id": 151643,
+  "eos_token_id": 151643,
+  "hidden_act": "silu",
+  "hidden_size": 896,
+  "initializer_range": 0.02,
+  "intermediate_size": 4864,
+  "max_position_embeddings": 32768,
+  "max_window_layers": 24,
+  "model_type": "qwen2",
+  "num_attention_heads": 14,
+  "num_hidden_layers": 24,
+  "num_key_value_heads": 2,
+  "rms_norm_eps": 1e-06,
+  "rope_theta": 1000000.0,
+  "sliding_window": 32768,
+  "tie_word_embeddings": true,
+  "torch_dtype": "bfloat16",
+  "transformers_version": "4.40.1",
+  "use_cache": true,
+  "use_mrope": false,
+  "use_sliding_window": false,
+  "vocab_size": 151936
+}
+`
+
+// qwen2_7BInstructConfig is Qwen/Qwen2-7B-Instruct's config.json: untied,
+// with a null sliding_window and rope_scaling.
+const qwen2_7BInstructConfig = `{
+  "architectures": ["Qwen2ForCausalLM"],
+  "attention_dropout": 0.0,
+  "bos_token_id": 151643,
+  "eos_token_id": 151645,
+  "hidden_act": "silu",
+  "hidden_size": 3584,
+  "initializer_range": 0.02,
+  "intermediate_size": 18944,
+  "max_position_embeddings": 32768,
+  "max_window_layers": 28,
+  "model_type": "qwen2",
+  "num_attention_heads": 28,
+  "num_hidden_layers": 28,
+  "num_key_value_heads": 4,
+  "rms_norm_eps": 1e-06,
+  "rope_scaling": null,
+  "rope_theta": 1000000.0,
+  "sliding_window": null,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16",
+  "use_cache": true,
+  "use_sliding_window": false,
+  "vocab_size": 152064
+}`
+
+func TestParseQwen2Config(t *testing.T) {
+	cfg, err := ParseConfig([]byte(qwen25Config), "Qwen2.5-0.5B/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := llama.Config{Dim: 896, HiddenDim: 4864, NumLayers: 24, NumHeads: 14, NumKVHeads: 2, VocabSize: 151936,
+		MaxSeqLen: 32768, NormEps: 1e-6, RopeTheta: 1e6, TiedEmbeddings: true, RopeLayout: llama.RopeHalfSplit,
+		AttentionBias: llama.BiasQKV}
+	if cfg != want {
+		t.Fatalf("Qwen2.5-0.5B: %+v, want %+v", cfg, want)
+	}
+	// The model card gives 0.49B parameters, 0.36B of them outside the
+	// embedding; the hub's safetensors total is 494,032,768.
+	if n := cfg.NumParams(); n != 494032768 {
+		t.Errorf("Qwen2.5-0.5B has %d parameters, want 494032768", n)
+	}
+	if n := cfg.NumParams() - int64(cfg.VocabSize*cfg.Dim); math.Abs(float64(n)/1e9-0.36) > 0.005 {
+		t.Errorf("Qwen2.5-0.5B has %d non-embedding parameters, want 0.36B", n)
+	}
+	cfg, err = ParseConfig([]byte(qwen2_7BInstructConfig), "c.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Dim != 3584 || cfg.NumKVHeads != 4 || cfg.TiedEmbeddings || cfg.AttentionBias != llama.BiasQKV || cfg.VocabSize != 152064 {
+		t.Errorf("Qwen2-7B-Instruct: %+v", cfg)
+	}
+	// Qwen2Config's defaults for the absent fields, which are not
+	// LlamaConfig's; and a LLaMA with attention_bias has all four biases.
+	base := `"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 4, "vocab_size": 19`
+	for _, c := range []struct {
+		json string
+		want llama.Config
+	}{
+		{`{"model_type": "qwen2", ` + base + `}`, llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
+			MaxSeqLen: 32768, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKV}},
+		// Qwen2 ignores attention_bias and mlp_bias, as transformers does.
+		{`{"model_type": "qwen2", "attention_bias": false, "mlp_bias": true, "sliding_window": 4096, "max_window_layers": 1, "use_sliding_window": false, "layer_types": ["full_attention", "full_attention", "full_attention"], ` + base + `}`,
+			llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
+				MaxSeqLen: 32768, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKV}},
+		{`{"model_type": "llama", "attention_bias": true, "mlp_bias": false, "attention_dropout": 0.0, ` + base + `}`, llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
+			MaxSeqLen: 2048, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKVO}},
+		{`{"attention_bias": false, ` + base + `}`, llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
+			MaxSeqLen: 2048, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit}},
+	} {
+		got, err := ParseConfig([]byte(c.json), "c.json")
+		if err != nil {
+			t.Errorf("%s: %v", c.json, err)
+		} else if got != c.want {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.json, got, c.want)
+		}
+	}
+	bad := []struct{ json, want string }{
+		{strings.Replace(qwen25Config, `"use_sliding_window": false`, `"use_sliding_window": true`, 1), "use_sliding_window is true; sliding-window attention is not supported"},
+		{strings.Replace(qwen25Config, `"use_mrope": false`, `"use_mrope": true`, 1), "use_mrope is true"},
+		{strings.Replace(qwen25Config, `"attention_dropout": 0.0`, `"attention_dropout": 0.1`, 1), "attention_dropout is 0.1"},
+		{strings.Replace(qwen25Config, `"model_type": "qwen2"`, `"model_type": "qwen3"`, 1), `model_type is "qwen3"; expected "llama" or "qwen2"`},
+		{strings.Replace(qwen25Config, `"hidden_act": "silu"`, `"hidden_act": "gelu"`, 1), `hidden_act is "gelu"`},
+		{`{"model_type": "qwen2", "layer_types": ["full_attention", "full_attention", "sliding_attention"], ` + base + `}`, `layer_types[2] is "sliding_attention"; only "full_attention" is supported`},
+		{`{"model_type": "qwen2", "layer_types": ["full_attention"], ` + base + `}`, "layer_types lists 1 layers; num_hidden_layers is 3"},
+		{`{"model_type": "qwen2", "layer_types": "full_attention", ` + base + `}`, `layer_types is "full_attention"; expected a list of strings`},
+		{`{"model_type": "qwen2", "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}, ` + base + `}`, `rope_scaling.type is "yarn"`},
+		{`{"model_type": "llama", "mlp_bias": true, ` + base + `}`, "mlp_bias is true"},
+	}
+	for _, c := range bad {
+		_, err := ParseConfig([]byte(c.json), "c.json")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "c.json") {
+			t.Errorf("%.80s…: error %v, want one naming c.json and containing %q", c.json, err, c.want)
+		}
+	}
+}
+
+// TestEncodeQwen2Config checks the config.json Write gives each kind of
+// biased model: Qwen2's for q/k/v biases (no LlamaConfig-only fields,
+// sliding windows off), LLaMA's with attention_bias for q/k/v/o; and that
+// it parses back to the same configuration.
+func TestEncodeQwen2Config(t *testing.T) {
+	qwen, err := ParseConfig([]byte(qwen25Config), "c.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	llamaBias := tinyConfig(false, 2)
+	llamaBias.AttentionBias = llama.BiasQKVO
+	for _, tc := range []struct {
+		cfg     llama.Config
+		fields  map[string]any
+		missing []string
+	}{
+		{qwen, map[string]any{"model_type": "qwen2", "architectures": []any{"Qwen2ForCausalLM"}, "use_sliding_window": false,
+			"sliding_window": nil, "max_window_layers": 24.0, "rope_theta": 1e6, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
+			"num_key_value_heads": 2.0, "attention_dropout": 0.0},
+			[]string{"head_dim", "attention_bias", "mlp_bias", "bos_token_id", "eos_token_id"}},
+		{llamaBias, map[string]any{"model_type": "llama", "architectures": []any{"LlamaForCausalLM"}, "attention_bias": true, "mlp_bias": false, "head_dim": 4.0},
+			[]string{"use_sliding_window", "bos_token_id", "eos_token_id"}},
+		{tinyConfig(true, 2), map[string]any{"model_type": "llama", "attention_bias": false}, nil},
+	} {
+		raw, err := EncodeConfig(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range tc.fields {
+			got, ok := m[k]
+			if !ok {
+				t.Errorf("%v: config.json lacks %s", tc.cfg.AttentionBias, k)
+				continue
+			}
+			gj, _ := json.Marshal(got)
+			wj, _ := json.Marshal(want)
+			if string(gj) != string(wj) {
+				t.Errorf("%v: config.json %s = %s, want %s", tc.cfg.AttentionBias, k, gj, wj)
+			}
+		}
+		for _, k := range tc.missing {
+			if _, ok := m[k]; ok {
+				t.Errorf("%v: config.json has %s", tc.cfg.AttentionBias, k)
+			}
+		}
+		back, err := ParseConfig(raw, "again.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tc.cfg
+		want.RopeLayout = llama.RopeHalfSplit
+		if back != want {
+			t.Errorf("round trip: %+v, want %+v", back, want)
+		}
+	}
+}
+
+// TestWriteLoadBiases writes biased models (Qwen2's q/k/v and LLaMA's
+// q/k/v/o; tied and untied; whole and sharded; from either rotary layout)
+// and loads them back bit for bit, q and k biases permuted with their rows
+// where the source is interleaved; the file holds the half-split rows; and
+// the model built from the folder computes the source's logits.
+func TestWriteLoadBiases(t *testing.T) {
+	b := testbackend.Open(t, "cpu")
+	logits := func(w *llama.Weights, tokens []int32) []float32 {
+		m, err := llama.New(b, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Free()
+		g := graph.New(b)
+		defer g.Close()
+		lv, err := m.Forward(g, llama.Batch{Tokens: tokens, Size: 1, Len: len(tokens)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := lv.Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	rng := rand.New(rand.NewSource(41))
+	for _, tc := range []struct {
+		name   string
+		kind   llama.AttentionBias
+		tied   bool
+		shard  int64
+		layout llama.RopeLayout
+	}{
+		{"qwen2 tied", llama.BiasQKV, true, 0, llama.RopeHalfSplit},
+		{"qwen2 untied sharded interleaved", llama.BiasQKV, false, 3000, llama.RopeInterleaved},
+		{"llama attention_bias", llama.BiasQKVO, false, 0, llama.RopeHalfSplit},
+		{"llama attention_bias tied interleaved", llama.BiasQKVO, true, 0, llama.RopeInterleaved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tinyConfig(tc.tied, 2)
+			cfg.AttentionBias, cfg.RopeLayout = tc.kind, tc.layout
+			src := randomWeights(t, rng, cfg)
+			dir := filepath.Join(t.TempDir(), "ckpt")
+			if err := Write(dir, src, &WriteOptions{MaxShardSize: tc.shard}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := src.Clone()
+			if err := want.ToLayout(llama.RopeHalfSplit); err != nil {
+				t.Fatal(err)
+			}
+			sameWeights(t, got, want)
+			if tc.shard == 0 {
+				f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				// k_proj.bias of layer 1: row 2i+j of head g of an
+				// interleaved source is row j·hd/2+i in the file.
+				k, err := f.Float32("model.layers.1.self_attn.k_proj.bias")
+				if err != nil {
+					t.Fatal(err)
+				}
+				hd := cfg.HeadDim()
+				for g := range 2 {
+					for i := range hd / 2 {
+						for j := range 2 {
+							srcRow, dstRow := g*hd+2*i+j, g*hd+j*hd/2+i
+							if tc.layout == llama.RopeHalfSplit {
+								srcRow = dstRow
+							}
+							if k[dstRow] != src.Layers[1].Bk[srcRow] {
+								t.Fatalf("k_proj.bias row %d is not source row %d", dstRow, srcRow)
+							}
+						}
+					}
+				}
+				_, hasO := f.Info("model.layers.0.self_attn.o_proj.bias")
+				if hasO != (tc.kind == llama.BiasQKVO) {
+					t.Errorf("o_proj.bias in the file: %v", hasO)
+				}
+			}
+			tokens := []int32{1, 7, 18, 3, 3, 11}
+			a, c := logits(src, tokens), logits(got, tokens)
+			for i := range a {
+				if math.Abs(float64(a[i]-c[i])) > 1e-4*(1+math.Abs(float64(a[i]))) {
+					t.Fatalf("logit %d: %v after the round trip, %v before", i, c[i], a[i])
+				}
+			}
+		})
+	}
+}
+
+// TestLoadBiasErrors: a Qwen2 folder must hold every q/k/v bias with its
+// shape, and a LLaMA folder without attention_bias must not hold any.
+func TestLoadBiasErrors(t *testing.T) {
+	rng := rand.New(rand.NewSource(43))
+	cfg := tinyConfig(true, 2)
+	cfg.AttentionBias, cfg.RopeLayout = llama.BiasQKV, llama.RopeHalfSplit
+	good := tensorsOf(randomWeights(t, rng, cfg))
+	edit := func(f func([]safetensors.Tensor) []safetensors.Tensor) []safetensors.Tensor {
+		return f(append([]safetensors.Tensor{}, good...))
+	}
+	drop := func(name string) []safetensors.Tensor {
+		return edit(func(ts []safetensors.Tensor) []safetensors.Tensor {
+			var out []safetensors.Tensor
+			for _, x := range ts {
+				if x.Name != name {
+					out = append(out, x)
+				}
+			}
+			return out
+		})
+	}
+	plain := cfg
+	plain.AttentionBias = llama.NoBias
+	for _, c := range []struct {
+		name    string
+		cfg     llama.Config
+		tensors []safetensors.Tensor
+		want    string
+	}{
+		{"missing v bias", cfg, drop("model.layers.1.self_attn.v_proj.bias"), `no tensor "model.layers.1.self_attn.v_proj.bias"`},
+		{"bias shape", cfg, edit(func(ts []safetensors.Tensor) []safetensors.Tensor {
+			for i := range ts {
+				if ts[i].Name == "model.layers.0.self_attn.q_proj.bias" {
+					ts[i].Shape = []int{1, 16}
+				}
+			}
+			return ts
+		}), `tensor "model.layers.0.self_attn.q_proj.bias" has shape [1 16]; the config implies [16]`},
+		{"o bias on qwen2", cfg, edit(func(ts []safetensors.Tensor) []safetensors.Tensor {
+			return append(ts, safetensors.Tensor{Name: "model.layers.0.self_attn.o_proj.bias", Shape: []int{16}, Data: make([]float32, 16)})
+		}), "does not use: model.layers.0.self_attn.o_proj.bias"},
+		{"biases in a llama folder", plain, good, `model.layers.0.self_attn.k_proj.bias, model.layers.0.self_attn.q_proj.bias, model.layers.0.self_attn.v_proj.bias, model.layers.1.self_attn.k_proj.bias, model.layers.1.self_attn.q_proj.bias, … (attention biases, where the config's attention bias is none: a Qwen2 checkpoint needs model_type "qwen2"`},
+	} {
+		_, err := Load(writeRaw(t, c.cfg, c.tensors))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+	// The config as Qwen writes it, over the same tensors, loads.
+	dir := writeRaw(t, cfg, good)
+	small := strings.NewReplacer(`"hidden_size": 896`, `"hidden_size": 16`, `"intermediate_size": 4864`, `"intermediate_size": 24`,
+		`"num_attention_heads": 14`, `"num_attention_heads": 4`, `"num_hidden_layers": 24`, `"num_hidden_layers": 2`,
+		`"vocab_size": 151936`, `"vocab_size": 19`).Replace(qwen25Config)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(small), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Config.AttentionBias != llama.BiasQKV || w.Config.RopeTheta != 1e6 || w.Layers[1].Bv == nil {
+		t.Errorf("loaded %+v", w.Config)
+	}
+}
