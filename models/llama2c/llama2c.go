@@ -272,9 +272,9 @@ func readFloats(r io.Reader, dst []float32) error {
 // Write writes w to path in the given format, through a temporary file that
 // is renamed into place. Weights in the half-split rotary layout are
 // converted to llama2.c's interleaved layout on the way out (w itself is
-// not modified). The formats cannot record NormEps, RopeTheta or
-// RopeScaling, so Write refuses weights whose values differ from llama2.c's
-// (no scaling).
+// not modified). The formats cannot record NormEps, RopeTheta,
+// RopeScaling or attention biases, so Write refuses weights whose values
+// differ from llama2.c's (no scaling, no biases).
 func Write(path string, w *llama.Weights, format Format) error {
 	if err := checkWritable(w, format); err != nil {
 		return fmt.Errorf("llama2c: writing %s: %w", path, err)
@@ -290,6 +290,9 @@ func checkWritable(w *llama.Weights, format Format) error {
 		return err
 	}
 	c := w.Config
+	if c.AttentionBias != llama.NoBias {
+		return fmt.Errorf("llama2.c checkpoints cannot store attention biases (this model has them on %s, as Qwen2 and LLaMA with attention_bias do); write a Hugging Face folder instead", c.AttentionBias)
+	}
 	if c.NormEps != llama.DefaultNormEps || c.RopeTheta != llama.DefaultRopeTheta {
 		return fmt.Errorf("llama2.c checkpoints cannot record norm eps %g or rope theta %g (they imply %g and %g)",
 			c.NormEps, c.RopeTheta, llama.DefaultNormEps, llama.DefaultRopeTheta)

@@ -360,6 +360,23 @@ func TestWriteRejects(t *testing.T) {
 		t.Errorf("llama3 rope scaling: %v", err)
 	}
 	w.Config.RopeScaling = llama.RopeScaling{}
+	// Biases: a Qwen2-shaped model otherwise within the format (llama2.c's
+	// eps and theta) is refused, in either format, for the biases alone.
+	for _, kind := range []llama.AttentionBias{llama.BiasQKV, llama.BiasQKVO} {
+		cfg := small(true)
+		cfg.AttentionBias = kind
+		bw := randomWeights(t, rng, cfg)
+		for _, format := range []Format{Legacy, Version1} {
+			err := Write(path, bw, format)
+			if err == nil || !strings.Contains(err.Error(), "cannot store attention biases (this model has them on "+kind.String()) {
+				t.Errorf("%v biases, %v: %v", kind, format, err)
+			}
+			var buf bytes.Buffer
+			if err := Encode(&buf, bw, format); err == nil || buf.Len() != 0 {
+				t.Errorf("%v biases, %v: Encode wrote %d bytes, error %v", kind, format, buf.Len(), err)
+			}
+		}
+	}
 	w.Layers[0].Wq = w.Layers[0].Wq[:3]
 	if err := Write(path, w, Version1); err == nil {
 		t.Error("wrote weights with a short tensor")
