@@ -435,8 +435,8 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 		"num_key_value_heads":     cfg.NumKVHeads,
 		"vocab_size":              cfg.VocabSize,
 		"max_position_embeddings": cfg.MaxSeqLen,
-		"rms_norm_eps":            cfg.NormEps,
-		"rope_theta":              cfg.RopeTheta,
+		"rms_norm_eps":            pyFloat(cfg.NormEps),
+		"rope_theta":              pyFloat(cfg.RopeTheta), // 10000.0, as Python writes the float
 		"rope_scaling":            encodeRopeScaling(cfg.RopeScaling),
 		"tie_word_embeddings":     cfg.TiedEmbeddings,
 		"attention_dropout":       pyFloat(0),
