@@ -89,16 +89,17 @@ func (e *OutputInUseError) Error() string {
 // cannot overwrite each other's checkpoints. [Trainer.Run] takes the lock
 // itself unless it is given one (Trainer.OutputLock).
 //
-// On Linux, macOS and the BSDs the lock is an advisory lock (flock) on
-// LockFile inside out, which the system releases when the process ends
+// On Linux, macOS, the BSDs and illumos the lock is an advisory lock
+// (flock) on LockFile inside out, and on Windows a byte-range lock
+// (LockFileEx) on it, which the system releases when the process ends
 // however it ends, so a killed run leaves no lock behind (at most the
-// file, which the next run takes over). Elsewhere (Windows among others)
-// the lock is the file itself, created only if absent: a run killed
-// before it could remove it leaves it, and the next run is refused with a
-// message saying which process held it and that the file may be removed
-// once no run is using the folder. So it is too where the file system of
-// out refuses advisory locks (some network and cluster file systems): the
-// lock then says so in [OutputLock.Note].
+// file, which the next run takes over). Elsewhere (Plan 9, Solaris, AIX,
+// WebAssembly) the lock is the file itself, created only if absent: a
+// run killed before it could remove it leaves it, and the next run is
+// refused with a message saying which process held it and that the file
+// may be removed once no run is using the folder. So it is too where the
+// file system of out refuses advisory locks (some network and cluster file
+// systems): the lock then says so in [OutputLock.Note].
 //
 // Call [OutputLock.Unlock] when the run is done.
 func LockOutput(out string) (*OutputLock, error) { return lockOutput(out, lockFile) }
@@ -148,15 +149,12 @@ func (l *OutputLock) Unlock() error {
 		return nil
 	}
 	held.locks = slices.DeleteFunc(held.locks, func(h *OutputLock) bool { return h == l })
-	// The file goes while it is still locked: a run that opened it in
-	// the meantime and then locks it sees that it is no longer the file
-	// at the path, and starts again (see lockFlock).
-	err := os.Remove(l.path)
+	var err error
 	if l.file != nil {
-		if cerr := l.file.Close(); err == nil {
-			err = cerr
-		}
+		err = releaseFile(l)
 		l.file = nil
+	} else {
+		err = os.Remove(l.path)
 	}
 	l.path = ""
 	if l.made {

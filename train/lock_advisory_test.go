@@ -1,4 +1,4 @@
-//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+//go:build darwin || dragonfly || freebsd || illumos || linux || netbsd || openbsd || windows
 
 package train
 
@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 )
@@ -88,26 +87,27 @@ func TestLockOutputOtherProcess(t *testing.T) {
 	}
 }
 
-// TestLockOutputNoFlock makes flock fail as file systems without advisory
-// locks do (ENOSYS: Lustre mounted noflock; ENOLCK: NFSv3 without lockd;
-// EOPNOTSUPP: some SMB and FUSE mounts). There the folder must still be
-// held, by the lock file alone as on systems without flock, with a note
-// saying so for the caller to show; a lock file already there refuses the
-// run, saying to remove it if no run uses the folder. Any other failure of
-// flock fails the run naming the folder and leaves nothing behind: not the
-// lock file, nor the folder the call made.
-func TestLockOutputNoFlock(t *testing.T) {
+// TestLockOutputNoAdvisoryLock makes the advisory lock fail as file
+// systems without advisory locks do (lockRefusals: on Linux ENOSYS, Lustre
+// mounted noflock; ENOLCK, NFSv3 without lockd; EOPNOTSUPP, some SMB and
+// FUSE mounts). There the folder must still be held, by the lock file
+// alone as on systems without advisory locks, with a note saying so for
+// the caller to show; a lock file already there refuses the run, saying to
+// remove it if no run uses the folder. Any other failure (lockFailure)
+// fails the run naming the folder and leaves nothing behind: not the lock
+// file, nor the folder the call made.
+func TestLockOutputNoAdvisoryLock(t *testing.T) {
 	const holder = "pid 999999999 on elsewhere, since 2026-01-02 03:04:05"
-	defer func(f func(*os.File) error) { flock = f }(flock)
-	for _, errno := range []syscall.Errno{syscall.ENOSYS, syscall.ENOLCK, syscall.EOPNOTSUPP, syscall.EIO} {
+	defer func(f func(*os.File) error) { tryLock = f }(tryLock)
+	for _, errno := range append(lockRefusals, lockFailure) {
 		t.Run(errno.Error(), func(t *testing.T) {
-			flock = func(*os.File) error { return errno }
+			tryLock = func(*os.File) error { return errno }
 			out := filepath.Join(t.TempDir(), "runs", "x")
 			path := filepath.Join(out, LockFile)
 			l, err := LockOutput(out)
-			if errno == syscall.EIO {
+			if errno == lockFailure {
 				if err == nil || !strings.Contains(err.Error(), "locking "+out) || !errors.Is(err, errno) {
-					t.Fatalf("lock where flock fails with %v: %v; want that error, naming %s", errno, err, out)
+					t.Fatalf("lock where the lock fails with %v: %v; want that error, naming %s", errno, err, out)
 				}
 				if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("the failed lock left %s (%v)", out, err)
@@ -115,7 +115,7 @@ func TestLockOutputNoFlock(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("lock where flock fails with %v: %v; want the lock file to hold the folder", errno, err)
+				t.Fatalf("lock where the lock fails with %v: %v; want the lock file to hold the folder", errno, err)
 			}
 			if note := l.Note(); !strings.Contains(note, errno.Error()) || !strings.Contains(note, path) {
 				t.Errorf("note %q; want one naming %v and %s", note, errno, path)
@@ -140,7 +140,7 @@ func TestLockOutputNoFlock(t *testing.T) {
 			var inUse *OutputInUseError
 			if !errors.As(err, &inUse) || inUse.Holder != holder || !strings.Contains(err.Error(), errno.Error()) ||
 				!strings.Contains(err.Error(), "remove "+path) {
-				t.Fatalf("lock over a lock file where flock fails with %v: %v; want a refusal naming its holder, the error and saying to remove %s", errno, err, path)
+				t.Fatalf("lock over a lock file where the lock fails with %v: %v; want a refusal naming its holder, the error and saying to remove %s", errno, err, path)
 			}
 			if b, err := os.ReadFile(path); err != nil || string(b) != holder+"\n" {
 				t.Errorf("the refused lock changed the lock file: %q, %v", b, err)
@@ -151,7 +151,7 @@ func TestLockOutputNoFlock(t *testing.T) {
 
 // TestLockOutputOthersLockFile takes a folder in which another user's run
 // left its lock file (0644: this user may read it, not write it), as
-// happens in a folder shared with the group: flock needs no write access,
+// happens in a folder shared with the group: the lock needs no write access,
 // so the folder must be taken all the same, and released. Run as root, the
 // refusal to open the file for writing is made by the test. Where the
 // file system locks only files open for writing (flock emulated with fcntl
@@ -159,7 +159,8 @@ func TestLockOutputNoFlock(t *testing.T) {
 func TestLockOutputOthersLockFile(t *testing.T) {
 	const holder = "pid 999999999 on elsewhere, since 2026-01-02 03:04:05"
 	defer func(f func(string, int, fs.FileMode) (*os.File, error)) { openFile = f }(openFile)
-	defer func(f func(*os.File) error) { flock = f }(flock)
+	defer func(f func(*os.File) error) { tryLock = f }(tryLock)
+	system := tryLock
 	for _, how := range []string{"permissions", "injected", "write-only locks"} {
 		t.Run(how, func(t *testing.T) {
 			out := t.TempDir()
@@ -167,9 +168,12 @@ func TestLockOutputOthersLockFile(t *testing.T) {
 			if err := os.WriteFile(path, []byte(holder+"\n"), 0o444); err != nil {
 				t.Fatal(err)
 			}
-			openFile, flock = os.OpenFile, systemFlock
+			openFile, tryLock = os.OpenFile, system
 			if how == "write-only locks" {
-				flock = fcntlLock
+				if writeOnlyLock == nil {
+					t.Skip("no such locks here")
+				}
+				tryLock = writeOnlyLock
 			}
 			switch {
 			case how != "permissions":
@@ -179,7 +183,7 @@ func TestLockOutputOthersLockFile(t *testing.T) {
 					}
 					return os.OpenFile(name, flag, perm)
 				}
-			case os.Geteuid() == 0:
+			case os.Geteuid() == 0: // -1 on Windows
 				t.Skip("root may write any file")
 			}
 			l, err := LockOutput(out)
@@ -204,110 +208,5 @@ func TestLockOutputOthersLockFile(t *testing.T) {
 				t.Errorf("Unlock left the lock file (%v)", err)
 			}
 		})
-	}
-}
-
-// fcntlLock locks f as Linux's NFS client emulates flock: with an fcntl
-// write lock on the whole file, which the system gives only on a file open
-// for writing, which never conflicts with the process's own locks, and
-// which the process loses when it closes any descriptor of the file.
-func fcntlLock(f *os.File) error {
-	err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart})
-	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
-		return syscall.EWOULDBLOCK
-	}
-	return err
-}
-
-// TestLockProbeProcess is not a test: TestLockOutputFcntl runs the test
-// binary with it in a process of its own, which says which process holds
-// an fcntl lock on the file $SORA_TEST_LOCK_PROBE ("pid N", or "free").
-func TestLockProbeProcess(t *testing.T) {
-	path := os.Getenv("SORA_TEST_LOCK_PROBE")
-	if path == "" {
-		t.Skip("the other process of TestLockOutputFcntl")
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart}
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	if lk.Type == syscall.F_UNLCK {
-		fmt.Println("free")
-	} else {
-		fmt.Printf("pid %d\n", lk.Pid)
-	}
-	os.Exit(0)
-}
-
-// TestLockOutputFcntl locks as file systems that emulate flock with fcntl
-// locks do (Linux's NFS client): such locks never conflict with the
-// process's own, and the process loses them when it closes any descriptor
-// of the file. A second LockOutput of the folder in this process must
-// still be refused, however the folder is named, and must leave the first
-// lock held, as another process sees it; of runs started together in
-// goroutines, one must take the folder.
-func TestLockOutputFcntl(t *testing.T) {
-	defer func(f func(*os.File) error) { flock = f }(flock)
-	flock = fcntlLock
-	out := t.TempDir()
-	path := filepath.Join(out, LockFile)
-	probe := func() string {
-		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestLockProbeProcess$")
-		cmd.Env = append(os.Environ(), "SORA_TEST_LOCK_PROBE="+path)
-		b, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("probing the lock on %s: %v (%s)", path, err, b)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	l, err := LockOutput(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	me := fmt.Sprintf("pid %d", os.Getpid())
-	if got := probe(); got != me {
-		t.Fatalf("the lock file is held by %q; want %q", got, me)
-	}
-	names := []string{out, out + string(filepath.Separator) + "."}
-	if link := filepath.Join(t.TempDir(), "link"); os.Symlink(out, link) == nil {
-		names = append(names, link)
-	}
-	for _, name := range names {
-		_, err := LockOutput(name)
-		var inUse *OutputInUseError
-		if !errors.As(err, &inUse) || !strings.HasPrefix(inUse.Holder, me+" ") || !strings.Contains(err.Error(), "in use by another run in this process") {
-			t.Errorf("second lock of %s in this process: %v; want a refusal naming this process", name, err)
-		}
-		if got := probe(); got != me {
-			t.Fatalf("after the second lock of %s the lock file is held by %q; want %q", name, got, me)
-		}
-	}
-	if err := l.Unlock(); err != nil {
-		t.Fatal(err)
-	}
-	// Runs started together in goroutines: one takes the folder.
-	locks := make(chan *OutputLock, 8)
-	var wg sync.WaitGroup
-	for range cap(locks) {
-		wg.Go(func() {
-			if l, err := LockOutput(out); err == nil {
-				locks <- l
-			}
-		})
-	}
-	wg.Wait()
-	close(locks)
-	if n := len(locks); n != 1 {
-		t.Errorf("%d of %d goroutines took the folder; want 1", n, cap(locks))
-	}
-	for l := range locks {
-		l.Unlock()
 	}
 }
