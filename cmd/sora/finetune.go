@@ -38,7 +38,7 @@ const exitInterrupted = 130
 
 var finetuneDoc = usageDoc{
 	synopsis: "finetune [--model FILE|DIR [--tokenizer PATH] --data FILE] [flags]",
-	description: "Fine-tunes a LLaMA model with a parameter-efficient method and saves the adapter in Hugging Face " +
+	description: "Fine-tunes a LLaMA-family model (LLaMA, or Qwen2 with its attention biases) with a parameter-efficient method and saves the adapter in Hugging Face " +
 		"PEFT's layout. " +
 		"Without --model it runs the built-in demonstration, which needs no files: it pretrains a small " +
 		"LLaMA-style model on a synthetic language of digit strings (copy, reverse, sort), fine-tunes it on a new " +
@@ -519,11 +519,16 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "classification head: new (--new-head), not the one in %s\n", oldHead)
 	}
 
+	baseModel := fmt.Sprintf("llama dim %d, %d layers, %d heads (%d key/value), vocab %d, q/k rows %s",
+		w.Config.Dim, w.Config.NumLayers, w.Config.NumHeads, w.Config.NumKVHeads, w.Config.VocabSize, w.Config.RopeLayout)
+	if w.Config.AttentionBias != llama.NoBias {
+		// Appended, so that the record of a model without biases reads as
+		// it did before biases existed and its checkpoints still resume.
+		baseModel += fmt.Sprintf(", %s attention biases", w.Config.AttentionBias)
+	}
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
-		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume,
-		BaseModel: fmt.Sprintf("llama dim %d, %d layers, %d heads (%d key/value), vocab %d, q/k rows %s",
-			w.Config.Dim, w.Config.NumLayers, w.Config.NumHeads, w.Config.NumKVHeads, w.Config.VocabSize, w.Config.RopeLayout)}
+		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel}
 	opts = opts.WithDefaults(len(trainSet.seqs))
 	if f.warmup < 0 {
 		opts.Warmup = opts.Steps / 20

@@ -211,14 +211,19 @@ func saveFullModel(dir string, pm *peft.Model, base *llama.Weights, modelPath st
 		if err != nil {
 			return err
 		}
-		if bias != nil {
-			return fmt.Errorf("layer %s has a bias, which LLaMA checkpoints cannot hold", l.Name())
-		}
 		p, ok := w.Param(l.Name() + ".weight")
 		if !ok || len(p.Data) != len(eff) {
 			return fmt.Errorf("layer %s is not a weight of the base checkpoint", l.Name())
 		}
 		copy(p.Data, eff)
+		if bias != nil {
+			// Qwen2's q/k/v biases, trained with their layers.
+			pb, ok := w.Param(l.Name() + ".bias")
+			if !ok || len(pb.Data) != len(bias) {
+				return fmt.Errorf("layer %s has a bias, which the base checkpoint has no place for", l.Name())
+			}
+			copy(pb.Data, bias)
+		}
 	}
 	if bm.hf {
 		return bm.write(filepath.Join(dir, "model"), w)
