@@ -158,6 +158,10 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 		matVec(m.q, ly.Wq, m.xb)
 		matVec(k, ly.Wk, m.xb)
 		matVec(v, ly.Wv, m.xb)
+		// Qwen2's biases (nil without them), before the rotation.
+		addBias(m.q, ly.Bq)
+		addBias(k, ly.Bk)
+		addBias(v, ly.Bv)
 		m.rotate(m.q, c.RopeLayout)
 		m.rotate(k, c.RopeLayout)
 		for h := 0; h < c.NumHeads; h++ {
@@ -183,6 +187,7 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 			}
 		}
 		matVec(m.xb2, ly.Wo, m.xb)
+		addBias(m.xb2, ly.Bo)
 		for i := range m.x {
 			m.x[i] += m.xb2[i]
 		}
@@ -206,6 +211,13 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 	}
 	matVec(m.logits, cls, m.x)
 	return m.logits, nil
+}
+
+// addBias adds b to x, where the layer has a bias (b not nil).
+func addBias(x, b []float32) {
+	for i, v := range b {
+		x[i] += v
+	}
 }
 
 // Argmax returns the index of the largest value, the first on ties, as

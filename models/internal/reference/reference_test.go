@@ -98,10 +98,13 @@ func TestForwardAgainstFloat64(t *testing.T) {
 	for _, c := range []struct {
 		layout  llama.RopeLayout
 		scaling llama.RopeScaling
-	}{{llama.RopeInterleaved, llama.RopeScaling{}}, {llama.RopeHalfSplit, llama.RopeScaling{}}, {llama.RopeHalfSplit, llama3}} {
+		bias    llama.AttentionBias
+	}{{llama.RopeInterleaved, llama.RopeScaling{}, llama.NoBias}, {llama.RopeHalfSplit, llama.RopeScaling{}, llama.NoBias},
+		{llama.RopeHalfSplit, llama3, llama.NoBias}, {llama.RopeInterleaved, llama.RopeScaling{}, llama.BiasQKV},
+		{llama.RopeHalfSplit, llama.RopeScaling{}, llama.BiasQKVO}} {
 		layout := c.layout
 		cfg := llama.Config{Dim: 12, HiddenDim: 20, NumLayers: 2, NumHeads: 3, NumKVHeads: 1, VocabSize: 17, MaxSeqLen: 7,
-			NormEps: 1e-5, RopeTheta: 500, RopeLayout: layout, RopeScaling: c.scaling}
+			NormEps: 1e-5, RopeTheta: 500, RopeLayout: layout, RopeScaling: c.scaling, AttentionBias: c.bias}
 		w, err := llama.NewWeights(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -129,7 +132,7 @@ func TestForwardAgainstFloat64(t *testing.T) {
 				den += want[pos][i] * want[pos][i]
 			}
 			if nmse := num / den; !(nmse < 1e-10) {
-				t.Errorf("%v %+v position %d: NMSE %g against float64", layout, c.scaling, pos, nmse)
+				t.Errorf("%v %+v bias %v position %d: NMSE %g against float64", layout, c.scaling, c.bias, pos, nmse)
 			}
 		}
 	}
@@ -178,6 +181,11 @@ func float64Forward(w *llama.Weights, tokens []int) [][]float64 {
 		}
 		return out
 	}
+	add := func(x []float64, b []float32) { // a bias, nil where there is none
+		for i, v := range b {
+			x[i] += float64(v)
+		}
+	}
 	rope := func(v []float64, pos int) {
 		for h := 0; h < len(v)/hd; h++ {
 			for i := 0; i < hd/2; i++ {
@@ -206,6 +214,9 @@ func float64Forward(w *llama.Weights, tokens []int) [][]float64 {
 		for p := range xs {
 			h := norm(xs[p], ly.AttnNorm)
 			qs[p], ks[p], vs[p] = mv(ly.Wq, h, d), mv(ly.Wk, h, kvd), mv(ly.Wv, h, kvd)
+			add(qs[p], ly.Bq)
+			add(ks[p], ly.Bk)
+			add(vs[p], ly.Bv)
 			rope(qs[p], p)
 			rope(ks[p], p)
 		}
@@ -234,6 +245,7 @@ func float64Forward(w *llama.Weights, tokens []int) [][]float64 {
 				}
 			}
 			o := mv(ly.Wo, att, d)
+			add(o, ly.Bo)
 			for i := range o {
 				xs[p][i] += o[i]
 			}
