@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -392,7 +393,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// writing of run.json: another run started at the same time, or a
 	// --resume while one is writing, would pass the checks below and then
 	// overwrite its checkpoints. The trainer works under the same lock.
-	lock, err := train.LockOutput(f.out)
+	// Ctrl-C and SIGTERM are caught from before the lock is taken, so
+	// that none leaves it held (see finetuneInterrupts).
+	interrupts := catchInterrupts(stderr)
+	defer interrupts.stop()
+	lock, err := interrupts.lockOutput(f.out)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -573,8 +578,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "training: %d steps of %d sequences (micro-batch %d), lr %g with %d warm-up steps and %s decay, into %s\n",
 		opts.Steps, opts.Batch, opts.MicroBatch, opts.LR, opts.Warmup, opts.Schedule, f.out)
 
-	ctx, stop := interruptible(stderr, "finishing the current step and saving a checkpoint")
-	defer stop()
+	ctx, stop := interrupts.training("finishing the current step and saving a checkpoint")
 	res, err := tr.Run(ctx)
 	stop()
 	var ie *train.InterruptedError
@@ -876,6 +880,106 @@ func runDemo(f *finetuneFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(f.out, "demo.json"))
 	}
 	return exitOK
+}
+
+// finetuneInterrupts is sora finetune's handling of Ctrl-C (SIGINT) and
+// SIGTERM, from before it takes its output folder until it ends. While it
+// trains, the first signal stops the training at the end of a step, with a
+// checkpoint (the context given to training is cancelled). Any other
+// signal, before or after training or a second one while training, ends
+// the process at once, as it would end without the handling, but releases
+// the folder first: where the lock does not end with the process
+// (train.LockOutput), a run killed holding it would keep every later run
+// out.
+type finetuneInterrupts struct {
+	stderr  io.Writer
+	signals chan os.Signal
+	done    chan struct{}
+
+	// mu is held while the process ends, so that the run cannot go on
+	// with its folder released.
+	mu      sync.Mutex
+	lock    *train.OutputLock
+	cancel  context.CancelFunc // while training, until the first signal
+	next    string             // what the first signal in training does
+	stopped bool               // stop has run
+	ending  string             // what an end of the process now says
+}
+
+// catchInterrupts starts catching Ctrl-C and SIGTERM for finetune; stop
+// lets go of them.
+func catchInterrupts(stderr io.Writer) *finetuneInterrupts {
+	in := &finetuneInterrupts{stderr: stderr, signals: make(chan os.Signal, 1), done: make(chan struct{}),
+		ending: "interrupted before training: stopped"}
+	signal.Notify(in.signals, os.Interrupt, syscall.SIGTERM)
+	go in.wait()
+	return in
+}
+
+// wait handles the signals until stop.
+func (in *finetuneInterrupts) wait() {
+	for {
+		select {
+		case <-in.done:
+			return
+		case <-in.signals:
+		}
+		in.mu.Lock()
+		if in.cancel != nil {
+			in.cancel()
+			in.cancel = nil
+			in.ending = "interrupted again: stopped at once"
+			fmt.Fprintf(in.stderr, "\ninterrupted: %s (Ctrl-C again to quit at once)\n", in.next)
+			in.mu.Unlock()
+			continue
+		}
+		in.lock.Unlock()
+		fmt.Fprintf(in.stderr, "\n%s\n", in.ending)
+		os.Exit(exitInterrupted)
+	}
+}
+
+// lockOutput takes the output folder (train.LockOutput) with signals held
+// off, so that one that ends the process finds the lock taken, or not.
+func (in *finetuneInterrupts) lockOutput(out string) (*train.OutputLock, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	lock, err := train.LockOutput(out)
+	in.lock = lock
+	if err == nil {
+		in.ending = fmt.Sprintf("interrupted before training: stopped, writing nothing into %s", out)
+	}
+	return lock, err
+}
+
+// training returns the context to train under, which the first signal
+// cancels, saying that the run is next doing next; done ends the training
+// phase.
+func (in *finetuneInterrupts) training(next string) (ctx context.Context, done func()) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	in.cancel, in.next = cancel, next
+	return ctx, func() {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.cancel != nil {
+			in.ending = "interrupted after training: stopped before run.json was written (--resume with the same flags writes it)"
+		}
+		in.cancel = nil
+		cancel()
+	}
+}
+
+// stop lets go of the signals: the default handling is back.
+func (in *finetuneInterrupts) stop() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.stopped {
+		in.stopped = true
+		signal.Stop(in.signals)
+		close(in.done)
+	}
 }
 
 // interruptible returns a context cancelled by the first Ctrl-C (SIGINT)

@@ -3,10 +3,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,32 +63,7 @@ func TestFinetuneLockedOut(t *testing.T) {
 	// its data, holding the folder.
 	other := func(extra ...string) (*exec.Cmd, *bytes.Buffer, *os.File) {
 		t.Helper()
-		a, err := json.Marshal(args(pipe, extra...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestFinetuneLockHelper$")
-		cmd.Env = append(os.Environ(), "SORA_TEST_FINETUNE_ARGS="+string(a))
-		var output bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &output, &output
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill() })
-		// Opening the pipe for writing succeeds once the reader has it
-		// open (ENXIO before).
-		for deadline := time.Now().Add(2 * time.Minute); ; {
-			w, err := os.OpenFile(pipe, os.O_WRONLY|syscall.O_NONBLOCK, 0)
-			if err == nil {
-				return cmd, &output, w
-			}
-			if !errors.Is(err, syscall.ENXIO) || time.Now().After(deadline) {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("the other process never read its data (%v):\n%s", err, output.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		return startWaitingFinetune(t, pipe, args(pipe, extra...))
 	}
 	lockedOut := func(cmd *exec.Cmd, extra ...string) {
 		t.Helper()
@@ -128,5 +105,138 @@ func TestFinetuneLockedOut(t *testing.T) {
 	w.Close()
 	if code, stdout, errOut := runCLI(t, args(rows, "--resume")...); code != exitOK {
 		t.Fatalf("--resume after the run holding the folder was killed: status %d\n%s\n%s", code, stdout, errOut)
+	}
+}
+
+// startWaitingFinetune starts "sora finetune args" in a process of its own
+// (TestFinetuneLockHelper) whose --data is the named pipe pipe, and
+// returns once that process is waiting for its rows, which it reads after
+// taking its output folder: the pipe's writing end is returned.
+func startWaitingFinetune(t *testing.T, pipe string, args []string) (*exec.Cmd, *bytes.Buffer, *os.File) {
+	t.Helper()
+	a, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFinetuneLockHelper$")
+	cmd.Env = append(os.Environ(), "SORA_TEST_FINETUNE_ARGS="+string(a))
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	// Opening the pipe for writing succeeds once the reader has it
+	// open (ENXIO before).
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		w, err := os.OpenFile(pipe, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err == nil {
+			return cmd, &output, w
+		}
+		if !errors.Is(err, syscall.ENXIO) || time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the other process never read its data (%v):\n%s", err, output.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFinetuneInterruptedBeforeTraining interrupts (Ctrl-C, SIGTERM) a
+// "sora finetune" process that holds its output folder but has not
+// started training (it waits for its --data): it must stop at once with
+// status 130, saying so, and release the folder, removing the lock file
+// and the folder it made, so that nothing bars the next run. Where the
+// lock is the file alone (train.LockOutput) a run killed holding it would
+// keep every later run out.
+func TestFinetuneInterruptedBeforeTraining(t *testing.T) {
+	model, tok := stories260K(t)
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			pipe, out := filepath.Join(dir, "pipe.json"), filepath.Join(dir, "run")
+			if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+				t.Skipf("no named pipe for the other process's data: %v", err)
+			}
+			cmd, output, w := startWaitingFinetune(t, pipe, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok,
+				"--data", pipe, "--method", "lora", "--steps", "2", "--batch", "4", "--out", out})
+			defer w.Close()
+			if _, err := os.Stat(filepath.Join(out, ".sora.lock")); err != nil {
+				t.Fatalf("the waiting run holds no lock in %s: %v", out, err)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("the run went on after %v:\n%s", sig, output)
+			}
+			if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(output.String(), "interrupted before training") {
+				t.Errorf("run interrupted (%v) before training: status %d (%v); want %d, saying it was interrupted before training:\n%s",
+					sig, code, cmd.ProcessState, exitInterrupted, output)
+			}
+			if ents, err := os.ReadDir(out); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the interrupted run left %s with %v (%v); want it gone, as the run made it", out, ents, err)
+			}
+		})
+	}
+}
+
+// TestFinetuneInterruptedInTraining interrupts a "sora finetune" process
+// once it trains: the first Ctrl-C must stop it at the end of a step with
+// a checkpoint and status 130, saying how to resume, and the folder must
+// be released (no lock file left).
+func TestFinetuneInterruptedInTraining(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows, out := filepath.Join(dir, "train.json"), filepath.Join(dir, "run")
+	writeBoolQ(t, rows, 8)
+	a, err := json.Marshal([]string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
+		"--method", "lora", "--steps", "100000", "--batch", "2", "--out", out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFinetuneLockHelper$")
+	cmd.Env = append(os.Environ(), "SORA_TEST_FINETUNE_ARGS="+string(a))
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "training:") {
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("the run went on after Ctrl-C:\n%s", errOut.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted: finishing the current step") ||
+		!strings.Contains(errOut.String(), "resume with the same flags and --resume") {
+		t.Fatalf("run interrupted in training: status %d (%v); want %d, saying how to resume:\n%s", code, cmd.ProcessState, exitInterrupted, errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(out, ".sora.lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted run left its lock file (%v)", err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(out, "checkpoints")); err != nil || len(ents) == 0 {
+		t.Errorf("the interrupted run saved no checkpoint: %v %v", ents, err)
 	}
 }
