@@ -169,6 +169,8 @@ func (l *OutputLock) Unlock() error {
 // holds reports whether the lock holds the folder dir (the same folder,
 // however named).
 func (l *OutputLock) holds(dir string) bool {
+	held.Lock()
+	defer held.Unlock()
 	if l == nil || l.path == "" {
 		return false
 	}
