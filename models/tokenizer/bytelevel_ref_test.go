@@ -50,8 +50,9 @@ func nilIfEmpty(ids []int) []int {
 // pre-tokenizer, byte-level BPE, post-processor, decoder) against Hugging
 // Face's JS tokenizers on byte-level BPE fixtures truncated from real files:
 // Llama 3.1 (Split + ByteLevel, ignore_merges, BOS template, special tokens
-// in the text), GPT-2 (ByteLevel with its regex) and Digits +
-// ByteLevel(add_prefix_space), over the shared corpus and 300 random texts.
+// in the text), GPT-2 (ByteLevel with its regex), Digits +
+// ByteLevel(add_prefix_space) and Qwen3 (NFC, Split + ByteLevel, no BOS),
+// over the shared corpus and 300 random texts.
 // The texts where the JS library's pre-tokenizer differs from the Rust
 // crate's (see TestPreTokenizerReference) are skipped.
 func TestByteLevelBPEReference(t *testing.T) {
@@ -63,6 +64,7 @@ func TestByteLevelBPEReference(t *testing.T) {
 		{"bl-llama3-mini", nil, true},
 		{"bl-gpt2-mini", hasJSOnlySpace, false},
 		{"bl-digits-mini", func(s string) bool { return hasJSOnlySpace(s) || hasNonASCIINumber(s) }, false},
+		{"bl-qwen3-mini", nil, false}, // NFC, Qwen2's Split + ByteLevel; no BOS
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			dir := filepath.Join("testdata", tc.dir)
@@ -96,7 +98,7 @@ func TestByteLevelBPEReference(t *testing.T) {
 func TestByteLevelBPERealFiles(t *testing.T) {
 	root := os.Getenv("SORA_TOKENIZER_DIR")
 	if root == "" {
-		t.Skip("SORA_TOKENIZER_DIR is not set; run scripts/fetch-tokenizers.sh to test the real Llama 3 / GPT-2 files")
+		t.Skip("SORA_TOKENIZER_DIR is not set; run scripts/fetch-tokenizers.sh to test the real Llama 3 / GPT-2 / Qwen3 files")
 	}
 	for _, tc := range []struct {
 		dir, ref string
@@ -105,6 +107,7 @@ func TestByteLevelBPERealFiles(t *testing.T) {
 		{"llama3", "bl-llama3.ref.json", false}, // its post-processor adds nothing
 		{"llama3.1", "bl-llama3.1.ref.json", true},
 		{"gpt2", "bl-gpt2.ref.json", false},
+		{"qwen3", "bl-qwen3.ref.json", false},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			path := filepath.Join(root, tc.dir, "tokenizer.json")

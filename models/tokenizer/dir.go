@@ -19,7 +19,10 @@ import (
 // "eos_token_id"; the first of a list), and only then guessed as LoadHF
 // does. A tokenizer_config.json with "add_bos_token": false (Qwen's, for
 // one) means that the model's text starts without BOS, as transformers
-// encodes it: BOS is then -1 whatever the files name.
+// encodes it: BOS is then -1 whatever the files name. So does one with
+// "bos_token": null where tokenizer.json adds no BOS itself (Qwen2's, which
+// has no add_bos_token, yet whose config.json names a bos_token_id that
+// transformers never adds).
 //
 // Models whose generation ends at more than one token list them all as
 // eos_token_id in generation_config.json or config.json (Llama 3 Instruct:
@@ -50,13 +53,13 @@ func LoadDir(dir string) (*Tokenizer, error) {
 		return nil, err
 	}
 	if t.kind == kindHF {
-		if t.bos < 0 {
+		if t.bos < 0 && !cfg.bosNull {
 			t.bos = cfg.bos
 		}
 		if t.eos < 0 {
 			t.eos = cfg.eos
 		}
-		if t.bos < 0 {
+		if t.bos < 0 && !cfg.bosNull {
 			t.bos = guessSpecial(t, bosNames)
 		}
 		if t.eos < 0 {
@@ -81,6 +84,7 @@ func exists(path string) bool {
 type dirConfig struct {
 	bos, eos int
 	addBOS   *bool
+	bosNull  bool // tokenizer_config.json says "bos_token": null
 	stops    []int
 }
 
@@ -109,6 +113,10 @@ func readDirConfig(dir string, t *Tokenizer) (dirConfig, error) {
 				return cfg, fmt.Errorf("tokenizer: %s: add_bos_token is %s; expected true or false", path, truncate(string(v.AddBOS), 40))
 			}
 			cfg.addBOS = &add
+		}
+		// An absent field is nil; a null one is the JSON text null.
+		if f == "tokenizer_config.json" && v.BOS != nil && isNull(v.BOS) {
+			cfg.bosNull = true
 		}
 		for _, c := range []struct {
 			field string

@@ -193,9 +193,10 @@ func TestLoadKinds(t *testing.T) {
 
 // TestLoadDirRealFolders checks BOS and EOS of the real folders that
 // scripts/fetch-tokenizers.sh fills (tokenizer.json with
-// tokenizer_config.json): Llama 3's base and 3.1's instruct settings, and
-// that Encode(text, true, true) is BOS, the text's ids as Hugging Face's JS
-// tokenizers give them, and EOS, as a training example is fed.
+// tokenizer_config.json): Llama 3's base and 3.1's instruct settings,
+// Qwen3's (no BOS, "<|im_end|>"), and that Encode(text, true, true) is BOS
+// (if any), the text's ids as Hugging Face's JS tokenizers give them, and
+// EOS, as a training example is fed.
 func TestLoadDirRealFolders(t *testing.T) {
 	root := os.Getenv("SORA_TOKENIZER_DIR")
 	if root == "" {
@@ -207,6 +208,7 @@ func TestLoadDirRealFolders(t *testing.T) {
 		{"llama3", "bl-llama3.ref.json", "<|begin_of_text|>", "<|end_of_text|>"},
 		{"llama3.1", "bl-llama3.1.ref.json", "<|begin_of_text|>", "<|eot_id|>"},
 		{"mistral", "sp-mistral.ref.json", "<s>", "</s>"},
+		{"qwen3", "bl-qwen3.ref.json", "", "<|im_end|>"}, // "" for no BOS
 	} {
 		dir := filepath.Join(root, c.dir)
 		if _, err := os.Stat(dir); err != nil {
@@ -216,12 +218,16 @@ func TestLoadDirRealFolders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tok.Piece(tok.BOS()) != c.bos || tok.Piece(tok.EOS()) != c.eos {
+		if (c.bos == "") != (tok.BOS() < 0) || tok.Piece(tok.BOS()) != c.bos || tok.Piece(tok.EOS()) != c.eos {
 			t.Errorf("%s: BOS %d %q, EOS %d %q; want %q and %q", c.dir, tok.BOS(), tok.Piece(tok.BOS()), tok.EOS(), tok.Piece(tok.EOS()), c.bos, c.eos)
 		}
 		n := 0
 		for _, r := range readJSRef(t, filepath.Join("testdata", c.ref)).Results {
-			want := append(append([]int{tok.BOS()}, r.IDsNoSpecial...), tok.EOS())
+			var want []int
+			if tok.BOS() >= 0 {
+				want = append(want, tok.BOS())
+			}
+			want = append(append(want, r.IDsNoSpecial...), tok.EOS())
 			if got := tok.Encode(r.Text, true, true); !reflect.DeepEqual(got, want) {
 				t.Errorf("%s: %q: Encode(text, true, true) = %v, want %v", c.dir, r.Name, got, want)
 			}

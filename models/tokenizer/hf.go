@@ -11,6 +11,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/sora-go/sora/internal/atomicfile"
 )
 
@@ -50,9 +52,9 @@ func hfError(name, field, format string, args ...any) error {
 }
 
 // LoadHF reads a Hugging Face tokenizer.json whose model is BPE (the
-// LLaMA, Mistral, Llama 3 and GPT-2 families). BOS and EOS come from its
-// post_processor template where it has one; otherwise they are guessed
-// from its special added tokens ("<s>", "</s>", "<|begin_of_text|>",
+// LLaMA, Mistral, Llama 3, GPT-2 and Qwen2/Qwen3 families). BOS and EOS
+// come from its post_processor template where it has one; otherwise they
+// are guessed from its special added tokens ("<s>", "</s>", "<|begin_of_text|>",
 // "<|end_of_text|>", "<|endoftext|>"), which LoadDir replaces with what a
 // model folder's config files say.
 func LoadHF(path string) (*Tokenizer, error) {
@@ -666,13 +668,14 @@ func startsWithWord(s string) bool {
 
 // normOp is one normalizer step.
 type normOp struct {
-	kind        string // "Prepend", "Replace", "Strip"
+	kind        string // "Prepend", "Replace", "Strip", "NFC", "NFD", "NFKC", "NFKD"
 	text, with  string // Prepend: text; Replace: pattern text → with
 	left, right bool   // Strip: which ends
+	form        norm.Form
 }
 
 // supportedNormalizers names what parseNormalizer accepts, for errors.
-const supportedNormalizers = "Sequence, Prepend, Replace (String pattern) and Strip"
+const supportedNormalizers = "Sequence, Prepend, Replace (String pattern), Strip, NFC, NFD, NFKC and NFKD"
 
 // parseNormalizer reads a normalizer (field names where it sits in the
 // file); null is no normalizer.
@@ -724,6 +727,8 @@ func parseNormalizer(raw json.RawMessage, name, field string) ([]normOp, error) 
 			return nil, hfError(name, field, "%v", err)
 		}
 		return []normOp{{kind: typ, left: v.Left, right: v.Right}}, nil
+	case "NFC", "NFD", "NFKC", "NFKD":
+		return []normOp{{kind: typ, form: unicodeForms[typ]}}, nil
 	}
 	return nil, hfError(name, field+".type", "normalizer %q is not supported; supported: %s", typ, supportedNormalizers)
 }
@@ -768,6 +773,8 @@ func applyNormalizer(ops []normOp, s string) string {
 			if op.right {
 				s = strings.TrimRightFunc(s, unicode.IsSpace)
 			}
+		case "NFC", "NFD", "NFKC", "NFKD":
+			s = normalizeUnicode(op.form, s)
 		}
 	}
 	return s

@@ -391,7 +391,8 @@ func TestParseHFErrors(t *testing.T) {
 		{"added no content", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 1}]`, 1), "added_tokens[0].content: missing or empty"},
 		{"added clash", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 1, "content": "<x>"}]`, 1), `token "<x>" has id 1, which model.vocab gives to "<s>"`},
 		{"added twice", strings.Replace(good, `"added_tokens": []`, `"added_tokens": [{"id": 300, "content": "x"}, {"id": 300, "content": "y"}]`, 1), `added_tokens[1].id: 300 is already the added token "x"`},
-		{"nfc", top("normalizer", `{"type": "NFC"}`), `normalizer.type: normalizer "NFC" is not supported; supported: Sequence, Prepend`},
+		{"bert normalizer", top("normalizer", `{"type": "BertNormalizer"}`), `normalizer.type: normalizer "BertNormalizer" is not supported; supported: Sequence, Prepend, Replace (String pattern), Strip, NFC, NFD, NFKC and NFKD`},
+		{"precompiled in sequence", top("normalizer", `{"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled", "precompiled_charsmap": ""}]}`), `normalizer.normalizers[1].type: normalizer "Precompiled"`},
 		{"lowercase in sequence", top("normalizer", `{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "x"}, {"type": "Lowercase"}]}`), `normalizer.normalizers[1].type: normalizer "Lowercase"`},
 		{"replace regex", top("normalizer", `{"type": "Replace", "pattern": {"Regex": " +"}, "content": " "}`), `normalizer.pattern: Regex " +" is not supported`},
 		{"prepend missing", top("normalizer", `{"type": "Prepend"}`), "normalizer.prepend: missing"},
@@ -429,7 +430,9 @@ func FuzzParseHF(f *testing.F) {
 	f.Add(hfJSON(vocab, []string{"a b", "▁ a"}, `"byte_fallback": true, "unk_token": "<unk>", "fuse_unk": true`,
 		`[{"id": 1, "content": "<s>", "special": true, "normalized": false, "lstrip": true}]`, llamaNorm, "", "", llamaDec))
 	f.Add(hfJSON(vocab, []string{"a b"}, `"ignore_merges": true`, "", "", `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`, "", `{"type": "ByteLevel"}`))
-	for _, p := range []string{"testdata/sp-tok512/tokenizer.json", "testdata/bl-gpt2-mini/tokenizer.json"} {
+	f.Add(hfJSON(vocab, []string{"a b"}, "", `[{"id": 264, "content": "<e\u0301>", "normalized": true}]`,
+		`{"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "NFC"}]}`, `{"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}`, "", `{"type": "ByteLevel"}`))
+	for _, p := range []string{"testdata/sp-tok512/tokenizer.json", "testdata/bl-gpt2-mini/tokenizer.json", "testdata/bl-nfd-mini/tokenizer.json"} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
@@ -442,7 +445,7 @@ func FuzzParseHF(f *testing.F) {
 			}
 			return
 		}
-		for _, s := range []string{"fuzz \xff é <s> ▁ab", "", "  a\n"} {
+		for _, s := range []string{"fuzz \xff é <s> ▁ab", "", "  a\n", "e\u0301\u0316 <e\u0301>\u1100\u1161"} {
 			ids := tok.Encode(s, true, true)
 			for _, id := range ids {
 				if id < 0 || id >= tok.VocabSize() {

@@ -24,11 +24,12 @@ import (
 //
 //	T=models/tokenizer/testdata
 //	node scripts/tokenizer-ref/nastycorpus.mjs > $T/corpus-nasty.json
-//	for n in bl-llama3-mini bl-gpt2-mini bl-digits-mini bl-strip-mini sp-tok512 sp-strip sp-metaspace; do
+//	for n in bl-llama3-mini bl-gpt2-mini bl-digits-mini bl-strip-mini sp-tok512 sp-strip sp-metaspace \
+//	  bl-qwen3-mini bl-nfd-mini bl-nfkc-mini bl-nfkd-mini; do
 //	  node scripts/tokenizer-ref/gen.mjs --engine hf --compact $T/$n $T/corpus-nasty.json | gzip -9n > $T/nasty/$n.ref.json.gz
 //	done
 //	node scripts/tokenizer-ref/gen.mjs --engine sp --compact $T/sp-tok512 $T/corpus-nasty.json | gzip -9n > $T/nasty/sp-tok512.ref-sp.json.gz
-//	for n in llama3 llama3.1 gpt2 mistral; do
+//	for n in llama3 llama3.1 gpt2 qwen3 mistral; do
 //	  node scripts/tokenizer-ref/gen.mjs --compact .tokenizers/$n $T/corpus-nasty.json | gzip -9n > $T/nasty/$n.ref.json.gz
 //	done
 //	node scripts/tokenizer-ref/gen.mjs --engine sp --compact .tokenizers/llama2-sp $T/corpus-nasty.json | gzip -9n > $T/nasty/llama2-sp.ref-sp.json.gz
@@ -37,12 +38,19 @@ import (
 // given lstrip/rstrip, a normalized one and new special ones
 // (scripts/tokenizer-ref/addedtokens.mjs; the edits are in its README).
 
-// readNastyRef reads a compressed compact reference and fills in each
-// result's text from the corpus, by name.
+// readNastyRef reads a compressed compact reference over the hostile
+// corpus (readCompactRef).
 func readNastyRef(t testing.TB, path string) jsRef {
 	t.Helper()
+	return readCompactRef(t, path, "corpus-nasty.json")
+}
+
+// readCompactRef reads a compressed compact reference and fills in each
+// result's text from the corpus (a file in testdata), by name.
+func readCompactRef(t testing.TB, path, corpusFile string) jsRef {
+	t.Helper()
 	var corpus []struct{ Name, Text string }
-	if err := json.Unmarshal(readFile(t, filepath.Join("testdata", "corpus-nasty.json")), &corpus); err != nil {
+	if err := json.Unmarshal(readFile(t, filepath.Join("testdata", corpusFile)), &corpus); err != nil {
 		t.Fatal(err)
 	}
 	texts := map[string]string{}
@@ -67,12 +75,12 @@ func readNastyRef(t testing.TB, path string) jsRef {
 		t.Fatalf("%s: %v", path, err)
 	}
 	if len(ref.Results) != len(corpus) {
-		t.Fatalf("%s has %d results for the %d texts of corpus-nasty.json: regenerate it", path, len(ref.Results), len(corpus))
+		t.Fatalf("%s has %d results for the %d texts of %s: regenerate it", path, len(ref.Results), len(corpus), corpusFile)
 	}
 	for i := range ref.Results {
 		text, ok := texts[ref.Results[i].Name]
 		if !ok {
-			t.Fatalf("%s: result %q is not in corpus-nasty.json", path, ref.Results[i].Name)
+			t.Fatalf("%s: result %q is not in %s", path, ref.Results[i].Name, corpusFile)
 		}
 		ref.Results[i].Text = text
 	}
@@ -94,12 +102,17 @@ type nastyCase struct {
 func hasBOM(s string) bool { return strings.ContainsRune(s, '\ufeff') }
 
 func checkNasty(t *testing.T, c nastyCase) {
+	checkCompact(t, c, "corpus-nasty.json")
+}
+
+// checkCompact is checkNasty over the compact reference c.ref of any corpus
+// in testdata. It returns the number of texts compared.
+func checkCompact(t *testing.T, c nastyCase, corpusFile string) (compared int) {
 	tok, err := Load(c.tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := readNastyRef(t, c.ref)
-	compared := 0
+	ref := readCompactRef(t, c.ref, corpusFile)
 	for _, r := range ref.Results {
 		if c.skipIDs != nil && c.skipIDs(r.Text) {
 			continue
@@ -136,6 +149,7 @@ func checkNasty(t *testing.T, c nastyCase) {
 	if compared < len(ref.Results)-10 {
 		t.Errorf("%s: only %d of %d texts compared", c.name, compared, len(ref.Results))
 	}
+	return compared
 }
 
 // head shortens a long list for a message.
@@ -148,11 +162,11 @@ func head[T any](s []T) []T {
 
 func byteLevelRegexSkip(s string) bool { return hasJSOnlySpace(s) }
 
-// TestNastyCorpus checks the committed fixtures (byte-level BPE from Llama 3
-// and GPT-2, Llama's SentencePiece layout as tokenizer.json and
-// tokenizer.model, and the two with lstrip/rstrip/normalized added tokens)
-// against Hugging Face's JS tokenizers and SentencePiece on the hostile
-// corpus.
+// TestNastyCorpus checks the committed fixtures (byte-level BPE from Llama 3,
+// GPT-2 and Qwen3, the last also with NFD, NFKC and NFKD for its NFC,
+// Llama's SentencePiece layout as tokenizer.json and tokenizer.model, and
+// the two with lstrip/rstrip/normalized added tokens) against Hugging
+// Face's JS tokenizers and SentencePiece on the hostile corpus.
 func TestNastyCorpus(t *testing.T) {
 	T := "testdata"
 	for _, c := range []nastyCase{
@@ -161,6 +175,10 @@ func TestNastyCorpus(t *testing.T) {
 		{"bl-gpt2-mini", T + "/bl-gpt2-mini/tokenizer.json", T + "/nasty/bl-gpt2-mini.ref.json.gz", byteLevelRegexSkip, nil},
 		{"bl-digits-mini", T + "/bl-digits-mini/tokenizer.json", T + "/nasty/bl-digits-mini.ref.json.gz",
 			func(s string) bool { return hasJSOnlySpace(s) || hasNonASCIINumber(s) }, nil},
+		{"bl-qwen3-mini", T + "/bl-qwen3-mini/tokenizer.json", T + "/nasty/bl-qwen3-mini.ref.json.gz", nil, nil},
+		{"bl-nfd-mini", T + "/bl-nfd-mini/tokenizer.json", T + "/nasty/bl-nfd-mini.ref.json.gz", nil, nil},
+		{"bl-nfkc-mini", T + "/bl-nfkc-mini/tokenizer.json", T + "/nasty/bl-nfkc-mini.ref.json.gz", nil, nil},
+		{"bl-nfkd-mini", T + "/bl-nfkd-mini/tokenizer.json", T + "/nasty/bl-nfkd-mini.ref.json.gz", nil, nil},
 		{"sp-tok512 json", T + "/sp-tok512/tokenizer.json", T + "/nasty/sp-tok512.ref.json.gz", nil, hasBOM},
 		{"sp-strip", T + "/sp-strip/tokenizer.json", T + "/nasty/sp-strip.ref.json.gz", hasJSOnlySpace, hasBOM},
 		{"sp-metaspace", T + "/sp-metaspace/tokenizer.json", T + "/nasty/sp-metaspace.ref.json.gz", nil, hasBOM},
@@ -182,6 +200,7 @@ func TestNastyCorpusRealFiles(t *testing.T) {
 		{"llama3", filepath.Join(root, "llama3", "tokenizer.json"), T + "llama3.ref.json.gz", nil, nil},
 		{"llama3.1", filepath.Join(root, "llama3.1", "tokenizer.json"), T + "llama3.1.ref.json.gz", nil, nil},
 		{"gpt2", filepath.Join(root, "gpt2", "tokenizer.json"), T + "gpt2.ref.json.gz", byteLevelRegexSkip, nil},
+		{"qwen3", filepath.Join(root, "qwen3", "tokenizer.json"), T + "qwen3.ref.json.gz", nil, nil},
 		{"mistral", filepath.Join(root, "mistral", "tokenizer.json"), T + "mistral.ref.json.gz", nil, hasBOM},
 		{"llama2-sp", filepath.Join(root, "llama2-sp", "tokenizer.model"), T + "llama2-sp.ref-sp.json.gz", nil, nil},
 	} {
@@ -222,22 +241,26 @@ func TestStripFixtures(t *testing.T) {
 // FuzzEncode encodes arbitrary bytes with fixtures of every kind read from
 // Hugging Face files (byte-level BPE with lstrip/rstrip tokens, Llama's
 // layout in tokenizer.json with such tokens and with a Metaspace
-// pre-tokenizer, and tokenizer.model): no
-// panic, every id in the vocabulary, a Printer that takes every token, and
-// DecodeAll giving the text back wherever no added token is in it (invalid
-// UTF-8 included, whose bytes go through byte tokens) and, for Llama's
+// pre-tokenizer, tokenizer.model, and byte-level BPE with NFC and with
+// NFKD): no panic, every id in the vocabulary, a Printer that takes every
+// token, and DecodeAll giving the text back wherever no added token is in
+// it (invalid UTF-8 included, whose bytes go through byte tokens; with a
+// Unicode normalizer, the text normalized, which normalizing again leaves
+// alone) and, for Llama's
 // layout (either form), no "▁", which encodes as a space, and with the
 // Metaspace form no leading space, which Hugging Face loses as well.
 func FuzzEncode(f *testing.F) {
 	var toks []*Tokenizer
-	for _, p := range []string{"testdata/bl-strip-mini/tokenizer.json", "testdata/sp-strip/tokenizer.json", "testdata/sp-metaspace/tokenizer.json", "testdata/sp-tok512/tokenizer.model"} {
+	for _, p := range []string{"testdata/bl-strip-mini/tokenizer.json", "testdata/sp-strip/tokenizer.json", "testdata/sp-metaspace/tokenizer.json", "testdata/sp-tok512/tokenizer.model",
+		"testdata/bl-qwen3-added/tokenizer.json", "testdata/bl-nfkd-mini/tokenizer.json"} {
 		tok, err := Load(p)
 		if err != nil {
 			f.Fatal(err)
 		}
 		toks = append(toks, tok)
 	}
-	for _, s := range []string{"", "Hello world", "a\xffb\xe6\x97", "  <|eot_id|>  x", "[INST] hi [/INST]", "▁x ▁", "\x00\r\n\t 123456"} {
+	for _, s := range []string{"", "Hello world", "a\xffb\xe6\x97", "  <|eot_id|>  x", "[INST] hi [/INST]", "▁x ▁", "\x00\r\n\t 123456",
+		"cafe\u0301 <cafe\u0301> \ufb01\u1100\u1161", "a" + strings.Repeat("\u0301\u0316", 20) + "\xff\u0301", "A\u09be\u0316\u0302\U00010041\u0301"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -261,8 +284,17 @@ func FuzzEncode(f *testing.F) {
 				// that prepend_scheme adds, and the decoder strips it.
 				continue
 			}
-			if got := tok.DecodeAll(ids); got != s {
-				t.Fatalf("%s: DecodeAll(Encode(%q)) = %q", tok.Name(), s, got)
+			want := s
+			if tok.hf.unicodeNormalizer() {
+				// The ids are those of the normalized text, which a
+				// second normalization leaves alone.
+				want = applyNormalizer(tok.hf.normalizer, s)
+				if again := applyNormalizer(tok.hf.normalizer, want); again != want {
+					t.Fatalf("%s: normalizing %+q gives %+q, and again %+q", tok.Name(), s, want, again)
+				}
+			}
+			if got := tok.DecodeAll(ids); got != want {
+				t.Fatalf("%s: DecodeAll(Encode(%q)) = %q, want %q", tok.Name(), s, got, want)
 			}
 		}
 	})
@@ -315,7 +347,7 @@ func printedForm(s string) string {
 // are left out (a Printer prints special tokens, DecodeAll skips them).
 func TestPrinterMatchesDecodeAll(t *testing.T) {
 	var texts []string
-	for _, f := range []string{"corpus.json", "corpus-nasty.json", "corpus-random.json"} {
+	for _, f := range []string{"corpus.json", "corpus-nasty.json", "corpus-random.json", "corpus-norm.json"} {
 		var c []struct{ Text string }
 		if err := json.Unmarshal(readFile(t, filepath.Join("testdata", f)), &c); err != nil {
 			t.Fatal(err)
@@ -325,10 +357,10 @@ func TestPrinterMatchesDecodeAll(t *testing.T) {
 		}
 	}
 	texts = append(texts, "a\xffb", "\xe6\x97 x", "日本語😀👨‍👩‍👧", "caf\xc3", "\x1b[31m\u0085\u009fz")
-	paths := []string{"testdata/bl-strip-mini/tokenizer.json", "testdata/bl-gpt2-mini/tokenizer.json",
+	paths := []string{"testdata/bl-strip-mini/tokenizer.json", "testdata/bl-gpt2-mini/tokenizer.json", "testdata/bl-qwen3-mini/tokenizer.json",
 		"testdata/sp-strip/tokenizer.json", "testdata/sp-metaspace/tokenizer.json", "testdata/sp-tok512/tokenizer.model"}
 	if root := os.Getenv("SORA_TOKENIZER_DIR"); root != "" {
-		for _, p := range []string{"llama3.1/tokenizer.json", "gpt2/tokenizer.json", "mistral/tokenizer.json", "llama2-sp/tokenizer.model"} {
+		for _, p := range []string{"llama3.1/tokenizer.json", "gpt2/tokenizer.json", "qwen3/tokenizer.json", "mistral/tokenizer.json", "llama2-sp/tokenizer.model"} {
 			if _, err := os.Stat(filepath.Join(root, p)); err == nil {
 				paths = append(paths, filepath.Join(root, p))
 			}

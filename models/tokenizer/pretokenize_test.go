@@ -26,6 +26,7 @@ type jsResult struct {
 	IDsNoSpecial       []int    `json:"ids_no_special"`
 	Tokens             []string `json:"tokens"`
 	Pretokens          []string `json:"pretokens"`
+	Normalized         *string  `json:"normalized"` // nil where the file has no normalizer or the field was left out
 	Decoded            string   `json:"decoded"`
 	DecodedSkipSpecial string   `json:"decoded_skip_special"`
 }

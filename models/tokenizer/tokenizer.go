@@ -6,7 +6,8 @@
 //     encoding with per-token scores and byte fallback, encoded exactly as
 //     llama2.c encodes;
 //   - Hugging Face's tokenizer.json (LoadHF, ParseHF) with model BPE,
-//     encoded as the Hugging Face tokenizers library encodes;
+//     encoded as the Hugging Face tokenizers library encodes (its Unicode
+//     normalizers with the Unicode 9.0 tables that library uses);
 //   - SentencePiece's tokenizer.model (LoadSentencePiece,
 //     ParseSentencePiece) of BPE type, encoded as Hugging Face's
 //     LlamaTokenizer encodes with it.

@@ -2,11 +2,12 @@
 // implementation independent of ours, for the tests in models/tokenizer.
 //
 //   cd scripts/tokenizer-ref && npm install --ignore-scripts   # once; no install scripts needed
-//   node scripts/tokenizer-ref/gen.mjs [--engine hf|sp] [--compact] <tokenizer folder> <corpus.json> > out.json
+//   node scripts/tokenizer-ref/gen.mjs [--engine hf|sp] [--compact [--keep FIELD]...] <tokenizer folder> <corpus.json> > out.json
 //
 // --compact keeps only the name, the ids and the decodings of each result
 // (no text, tokens, pretokens, normalized or pieces): the texts are the
 // corpus's, and for long texts the other fields are most of the size.
+// --keep FIELD keeps one of those fields all the same (normalized, say).
 //
 // Engines (default: hf when the folder has tokenizer.json, else sp):
 //   hf  Hugging Face's JS tokenizers (@huggingface/tokenizers) over
@@ -40,7 +41,7 @@ import path from "node:path";
 
 function usage(msg) {
   if (msg) console.error(`gen.mjs: ${msg}`);
-  console.error("usage: node gen.mjs [--engine hf|sp] [--compact] <tokenizer folder> <corpus.json>");
+  console.error("usage: node gen.mjs [--engine hf|sp] [--compact [--keep FIELD]...] <tokenizer folder> <corpus.json>");
   process.exit(2);
 }
 
@@ -68,6 +69,7 @@ function version(pkg) {
 const args = process.argv.slice(2);
 let engine = null;
 let compact = false;
+const keep = [];
 for (;;) {
   if (args[0] === "--engine") {
     engine = args[1];
@@ -75,6 +77,10 @@ for (;;) {
   } else if (args[0] === "--compact") {
     compact = true;
     args.splice(0, 1);
+  } else if (args[0] === "--keep") {
+    if (args.length < 2) usage("--keep needs a field");
+    keep.push(args[1]);
+    args.splice(0, 2);
   } else {
     break;
   }
@@ -99,7 +105,7 @@ if (engine === "hf") {
 }
 // One result per line keeps the committed outputs readable and their diffs small.
 const { results: full, ...head } = out;
-const dropped = ["text", "tokens", "pretokens", "normalized", "pieces"];
+const dropped = ["text", "tokens", "pretokens", "normalized", "pieces"].filter((f) => !keep.includes(f));
 const results = compact ? full.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !dropped.includes(k)))) : full;
 const lines = results.map((r) => JSON.stringify(r));
 process.stdout.write(JSON.stringify(head).slice(0, -1) + ',"results":[\n' + lines.join(",\n") + "\n]}\n");

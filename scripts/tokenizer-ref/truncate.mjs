@@ -15,11 +15,12 @@
 //                          (default: all); the post_processor's special
 //                          tokens are renumbered to match
 //   --pre-tokenizer JSON   replace pre_tokenizer with JSON
+//   --normalizer JSON      replace normalizer with JSON
 import fs from "node:fs";
 
 function fail(msg) {
   console.error(`truncate.mjs: ${msg}`);
-  console.error("usage: node truncate.mjs <tokenizer.json> <merges> [--added REGEX] [--pre-tokenizer JSON]");
+  console.error("usage: node truncate.mjs <tokenizer.json> <merges> [--added REGEX] [--pre-tokenizer JSON] [--normalizer JSON]");
   process.exit(2);
 }
 
@@ -30,10 +31,12 @@ const count = Number(countArg);
 if (!Number.isInteger(count) || count < 0) fail(`merges ${countArg} is not a count`);
 let addedRe = null;
 let preTokenizer;
+let normalizer;
 for (let i = 0; i < rest.length; i += 2) {
   if (i + 1 >= rest.length) fail(`${rest[i]} needs a value`);
   if (rest[i] === "--added") addedRe = new RegExp(rest[i + 1]);
   else if (rest[i] === "--pre-tokenizer") preTokenizer = JSON.parse(rest[i + 1]);
+  else if (rest[i] === "--normalizer") normalizer = JSON.parse(rest[i + 1]);
   else fail(`unknown option ${rest[i]}`);
 }
 
@@ -95,4 +98,5 @@ const out = {
   model: { ...model, vocab, merges },
 };
 if (preTokenizer !== undefined) out.pre_tokenizer = preTokenizer;
+if (normalizer !== undefined) out.normalizer = normalizer;
 process.stdout.write(JSON.stringify(out) + "\n");
