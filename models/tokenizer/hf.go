@@ -145,6 +145,37 @@ func typeOf(raw json.RawMessage) (string, error) {
 	return *v.Type, nil
 }
 
+// stepType reads the "type" of one step of a tokenizer.json pipeline (a
+// normalizer, decoder or post-processor) at field. ok is false where the
+// step is null or absent (err nil: no step) or its type cannot be read
+// (err says so); an empty "type" is ok, and refused by the caller's switch.
+func stepType(raw json.RawMessage, name, field string) (typ string, ok bool, err error) {
+	if isNull(raw) {
+		return "", false, nil
+	}
+	typ, err = typeOf(raw)
+	if err != nil {
+		return "", false, hfError(name, field, "%v", err)
+	}
+	return typ, true, nil
+}
+
+// parseSequence reads the steps listed in a "Sequence" normalizer or
+// decoder, each with parse at its place in the list (field is the list's
+// path, e.g. "decoder.decoders"), and joins them in order: a nested
+// Sequence flattens into its parent's steps.
+func parseSequence[T any](list []json.RawMessage, name, field string, parse func(raw json.RawMessage, name, field string) ([]T, error)) ([]T, error) {
+	var ops []T
+	for i, raw := range list {
+		sub, err := parse(raw, name, fmt.Sprintf("%s[%d]", field, i))
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, sub...)
+	}
+	return ops, nil
+}
+
 func parseHF(b []byte, name string) (*Tokenizer, error) {
 	var f hfFile
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -680,12 +711,9 @@ const supportedNormalizers = "Sequence, Prepend, Replace (String pattern), Strip
 // parseNormalizer reads a normalizer (field names where it sits in the
 // file); null is no normalizer.
 func parseNormalizer(raw json.RawMessage, name, field string) ([]normOp, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	typ, err := typeOf(raw)
-	if err != nil {
-		return nil, hfError(name, field, "%v", err)
+	typ, ok, err := stepType(raw, name, field)
+	if !ok {
+		return nil, err
 	}
 	switch typ {
 	case "Sequence":
@@ -695,15 +723,7 @@ func parseNormalizer(raw json.RawMessage, name, field string) ([]normOp, error) 
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, hfError(name, field, "%v", err)
 		}
-		var ops []normOp
-		for i, n := range v.Normalizers {
-			sub, err := parseNormalizer(n, name, fmt.Sprintf("%s.normalizers[%d]", field, i))
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, sub...)
-		}
-		return ops, nil
+		return parseSequence(v.Normalizers, name, field+".normalizers", parseNormalizer)
 	case "Prepend":
 		var v struct {
 			Prepend *string `json:"prepend"`
@@ -794,12 +814,9 @@ const supportedDecoders = "Sequence, Replace (String pattern), ByteFallback, Fus
 // parseDecoder reads a decoder; null is none (tokens are then joined with
 // spaces, as Hugging Face does).
 func parseDecoder(raw json.RawMessage, name, field string) ([]decodeOp, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	typ, err := typeOf(raw)
-	if err != nil {
-		return nil, hfError(name, field, "%v", err)
+	typ, ok, err := stepType(raw, name, field)
+	if !ok {
+		return nil, err
 	}
 	switch typ {
 	case "Sequence":
@@ -809,15 +826,7 @@ func parseDecoder(raw json.RawMessage, name, field string) ([]decodeOp, error) {
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, hfError(name, field, "%v", err)
 		}
-		var ops []decodeOp
-		for i, d := range v.Decoders {
-			sub, err := parseDecoder(d, name, fmt.Sprintf("%s.decoders[%d]", field, i))
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, sub...)
-		}
-		return ops, nil
+		return parseSequence(v.Decoders, name, field+".decoders", parseDecoder)
 	case "Replace":
 		pat, content, err := parseReplace(raw, name, field)
 		if err != nil {
@@ -1013,12 +1022,9 @@ func stripChar(s string, c rune, n int, start bool) string {
 // single-sequence template gives BOS and EOS), ByteLevel (offsets only: no
 // effect on ids), or a Sequence of them.
 func parsePostProcessor(raw json.RawMessage, name, field string, h *hfModel) error {
-	if isNull(raw) {
-		return nil
-	}
-	typ, err := typeOf(raw)
-	if err != nil {
-		return hfError(name, field, "%v", err)
+	typ, ok, err := stepType(raw, name, field)
+	if !ok {
+		return err
 	}
 	switch typ {
 	case "Sequence":
