@@ -221,6 +221,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	var metrics *metricsLog
 	var kept []Record        // the records before the resume
 	var resumeNotes []string // shown once the progress display has started
+	var lockNote string      // how the folder is held, where not as usual; shown with them
 	var removed []string
 	if o.Out != "" {
 		if t.OutputLock == nil {
@@ -229,6 +230,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 				return nil, err
 			}
 			defer lock.Unlock()
+			lockNote = lock.Note()
 		} else if !t.OutputLock.holds(o.Out) {
 			return nil, fmt.Errorf("train: the trainer's OutputLock does not hold the output folder %s (it is on %s, or released)", o.Out, t.OutputLock.Dir())
 		}
@@ -287,6 +289,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	defer prog.Finish()
 	if len(removed) > 0 {
 		prog.Message(fmt.Sprintf("removed what an interrupted save left in %s: %s", o.Out, strings.Join(removed, ", ")))
+	}
+	if lockNote != "" {
+		resumeNotes = append([]string{lockNote}, resumeNotes...)
 	}
 	for _, n := range resumeNotes {
 		prog.Message(n)
