@@ -46,8 +46,9 @@ type hfAddedToken struct {
 	Special    bool
 }
 
-// hfError formats a tokenizer.json error naming the file and the field.
-func hfError(name, field, format string, args ...any) error {
+// fieldError formats an error in a tokenizer file (tokenizer.json or
+// tokenizer.model) naming the file and the field at fault.
+func fieldError(name, field, format string, args ...any) error {
 	return fmt.Errorf("tokenizer: %s: %s: %s", name, field, fmt.Sprintf(format, args...))
 }
 
@@ -155,7 +156,7 @@ func stepType(raw json.RawMessage, name, field string) (typ string, ok bool, err
 	}
 	typ, err = typeOf(raw)
 	if err != nil {
-		return "", false, hfError(name, field, "%v", err)
+		return "", false, fieldError(name, field, "%v", err)
 	}
 	return typ, true, nil
 }
@@ -182,27 +183,27 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("tokenizer: %s: not a valid tokenizer.json: %v", name, err)
 	}
 	if isNull(f.Model) {
-		return nil, hfError(name, "model", "missing; expected an object with \"type\": \"BPE\"")
+		return nil, fieldError(name, "model", "missing; expected an object with \"type\": \"BPE\"")
 	}
 	typ, err := typeOf(f.Model)
 	if err != nil {
-		return nil, hfError(name, "model", "%v; expected an object with \"type\": \"BPE\"", err)
+		return nil, fieldError(name, "model", "%v; expected an object with \"type\": \"BPE\"", err)
 	}
 	if typ != "BPE" {
-		return nil, hfError(name, "model.type", "%q is not supported; only BPE models are (WordPiece, Unigram and WordLevel are not)", typ)
+		return nil, fieldError(name, "model.type", "%q is not supported; only BPE models are (WordPiece, Unigram and WordLevel are not)", typ)
 	}
 	var m hfBPEModel
 	if err := json.Unmarshal(f.Model, &m); err != nil {
-		return nil, hfError(name, "model", "%v", err)
+		return nil, fieldError(name, "model", "%v", err)
 	}
 	if m.Dropout != nil && *m.Dropout != 0 {
-		return nil, hfError(name, "model.dropout", "is %v; only null or 0 is supported (dropout makes encoding random)", *m.Dropout)
+		return nil, fieldError(name, "model.dropout", "is %v; only null or 0 is supported (dropout makes encoding random)", *m.Dropout)
 	}
 	if m.ContinuingSubwordPrefix != nil && *m.ContinuingSubwordPrefix != "" {
-		return nil, hfError(name, "model.continuing_subword_prefix", "is %q; only null or \"\" is supported", *m.ContinuingSubwordPrefix)
+		return nil, fieldError(name, "model.continuing_subword_prefix", "is %q; only null or \"\" is supported", *m.ContinuingSubwordPrefix)
 	}
 	if m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "" {
-		return nil, hfError(name, "model.end_of_word_suffix", "is %q; only null or \"\" is supported", *m.EndOfWordSuffix)
+		return nil, fieldError(name, "model.end_of_word_suffix", "is %q; only null or \"\" is supported", *m.EndOfWordSuffix)
 	}
 	h := &hfModel{addedByID: map[int]*hfAddedToken{}, source: append([]byte(nil), b...)}
 	h.bpe = bpeModel{vocab: map[string]int{}, merges: map[uint64]bpeMerge{}, unk: -1,
@@ -215,7 +216,7 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 	if m.UnkToken != nil {
 		id, ok := vocab[*m.UnkToken]
 		if !ok {
-			return nil, hfError(name, "model.unk_token", "%q is not in model.vocab", *m.UnkToken)
+			return nil, fieldError(name, "model.unk_token", "%q is not in model.vocab", *m.UnkToken)
 		}
 		h.bpe.unk = id
 	}
@@ -235,7 +236,7 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 			return nil, err
 		}
 		if c, ok := seen[a.ID]; ok && c != a.Content {
-			return nil, hfError(name, fmt.Sprintf("added_tokens[%d].id", i), "%d is already the added token %q", a.ID, c)
+			return nil, fieldError(name, fmt.Sprintf("added_tokens[%d].id", i), "%d is already the added token %q", a.ID, c)
 		}
 		seen[a.ID] = a.Content
 		h.added = append(h.added, a)
@@ -254,7 +255,7 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 	for i := range h.added {
 		a := &h.added[i]
 		if known[a.ID] && h.pieces[a.ID] != a.Content {
-			return nil, hfError(name, "added_tokens", "token %q has id %d, which model.vocab gives to %q", a.Content, a.ID, h.pieces[a.ID])
+			return nil, fieldError(name, "added_tokens", "token %q has id %d, which model.vocab gives to %q", a.Content, a.ID, h.pieces[a.ID])
 		}
 		h.pieces[a.ID], known[a.ID] = a.Content, true
 		h.addedByID[a.ID] = a
@@ -264,7 +265,7 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 		raw   json.RawMessage
 	}{{"normalizer", f.Normalizer}, {"pre_tokenizer", f.PreTokenizer}, {"post_processor", f.PostProcessor}, {"decoder", f.Decoder}} {
 		if d := jsonDepth(c.raw); d > maxNesting {
-			return nil, hfError(name, c.field, "nested %d levels deep; at most %d are supported", d, maxNesting)
+			return nil, fieldError(name, c.field, "nested %d levels deep; at most %d are supported", d, maxNesting)
 		}
 	}
 	if h.normalizer, err = parseNormalizer(f.Normalizer, name, "normalizer"); err != nil {
@@ -338,7 +339,7 @@ func checkIDGaps(vocab map[string]int, added map[int]string, size int, name stri
 		want = id + 1
 	}
 	if want < size {
-		return hfError(name, "model.vocab", "no token has id %d, though ids go up to %d; expected ids 0 to %d without gaps (vocabulary and added_tokens together)", want, size-1, size-1)
+		return fieldError(name, "model.vocab", "no token has id %d, though ids go up to %d; expected ids 0 to %d without gaps (vocabulary and added_tokens together)", want, size-1, size-1)
 	}
 	return nil
 }
@@ -383,23 +384,23 @@ func jsonDepth(raw []byte) int {
 // parseVocab reads model.vocab, an object from token to id.
 func parseVocab(raw json.RawMessage, name string) (map[string]int, error) {
 	if isNull(raw) {
-		return nil, hfError(name, "model.vocab", "missing; expected an object from token to id")
+		return nil, fieldError(name, "model.vocab", "missing; expected an object from token to id")
 	}
 	var v map[string]int
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, hfError(name, "model.vocab", "%v; expected an object from token to id", err)
+		return nil, fieldError(name, "model.vocab", "%v; expected an object from token to id", err)
 	}
 	if len(v) == 0 {
-		return nil, hfError(name, "model.vocab", "is empty")
+		return nil, fieldError(name, "model.vocab", "is empty")
 	}
 	byID := make(map[int]string, len(v))
 	for p, id := range v {
 		if id < 0 || id >= 1<<24 {
-			return nil, hfError(name, "model.vocab", "token %q has id %d; expected 0 to %d", p, id, 1<<24-1)
+			return nil, fieldError(name, "model.vocab", "token %q has id %d; expected 0 to %d", p, id, 1<<24-1)
 		}
 		if q, dup := byID[id]; dup {
 			a, b := min(p, q), max(p, q)
-			return nil, hfError(name, "model.vocab", "tokens %q and %q share id %d", a, b, id)
+			return nil, fieldError(name, "model.vocab", "tokens %q and %q share id %d", a, b, id)
 		}
 		byID[id] = p
 	}
@@ -422,7 +423,7 @@ func parseMerges(raw json.RawMessage, name string, m *bpeModel) error {
 		for rank, s := range strs {
 			a, b, ok := strings.Cut(s, " ")
 			if !ok || strings.Contains(b, " ") {
-				return hfError(name, fmt.Sprintf("model.merges[%d]", rank), "%q; expected two tokens separated by one space", s)
+				return fieldError(name, fmt.Sprintf("model.merges[%d]", rank), "%q; expected two tokens separated by one space", s)
 			}
 			if err := addMerge(m, a, b, rank, name); err != nil {
 				return err
@@ -434,7 +435,7 @@ func parseMerges(raw json.RawMessage, name string, m *bpeModel) error {
 		for rank, p := range pairs {
 			if len(p) != 2 {
 				e, _ := json.Marshal(p)
-				return hfError(name, fmt.Sprintf("model.merges[%d]", rank), "%s; expected \"left right\" or [\"left\", \"right\"]", truncate(string(e), 60))
+				return fieldError(name, fmt.Sprintf("model.merges[%d]", rank), "%s; expected \"left right\" or [\"left\", \"right\"]", truncate(string(e), 60))
 			}
 			if err := addMerge(m, p[0], p[1], rank, name); err != nil {
 				return err
@@ -444,16 +445,16 @@ func parseMerges(raw json.RawMessage, name string, m *bpeModel) error {
 	}
 	var list []json.RawMessage
 	if err := json.Unmarshal(raw, &list); err != nil {
-		return hfError(name, "model.merges", "%v; expected an array", err)
+		return fieldError(name, "model.merges", "%v; expected an array", err)
 	}
 	for rank, e := range list {
 		var s string
 		var pair []string
 		if json.Unmarshal(e, &s) != nil && (json.Unmarshal(e, &pair) != nil || len(pair) != 2) {
-			return hfError(name, fmt.Sprintf("model.merges[%d]", rank), "%s; expected \"left right\" or [\"left\", \"right\"]", truncate(string(e), 60))
+			return fieldError(name, fmt.Sprintf("model.merges[%d]", rank), "%s; expected \"left right\" or [\"left\", \"right\"]", truncate(string(e), 60))
 		}
 	}
-	return hfError(name, "model.merges", "mixes \"left right\" strings and [\"left\", \"right\"] pairs; expected one form")
+	return fieldError(name, "model.merges", "mixes \"left right\" strings and [\"left\", \"right\"] pairs; expected one form")
 }
 
 // addMerge records the merge of a and b, of the given rank; the parts and
@@ -464,11 +465,11 @@ func addMerge(m *bpeModel, a, b string, rank int, name string) error {
 	merged, ok3 := m.vocab[a+b]
 	switch {
 	case !ok1:
-		return hfError(name, fmt.Sprintf("model.merges[%d]", rank), "%q is not in model.vocab", a)
+		return fieldError(name, fmt.Sprintf("model.merges[%d]", rank), "%q is not in model.vocab", a)
 	case !ok2:
-		return hfError(name, fmt.Sprintf("model.merges[%d]", rank), "%q is not in model.vocab", b)
+		return fieldError(name, fmt.Sprintf("model.merges[%d]", rank), "%q is not in model.vocab", b)
 	case !ok3:
-		return hfError(name, fmt.Sprintf("model.merges[%d]", rank), "the merged token %q is not in model.vocab", a+b)
+		return fieldError(name, fmt.Sprintf("model.merges[%d]", rank), "the merged token %q is not in model.vocab", a+b)
 	}
 	// A repeated pair keeps its last rank, as in Hugging Face.
 	m.merges[pairKey(la, lb)] = bpeMerge{rank: rank, id: merged}
@@ -496,13 +497,13 @@ func parseAddedToken(raw json.RawMessage, name string, i int) (hfAddedToken, err
 	}
 	field := fmt.Sprintf("added_tokens[%d]", i)
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return hfAddedToken{}, hfError(name, field, "%v", err)
+		return hfAddedToken{}, fieldError(name, field, "%v", err)
 	}
 	if v.ID == nil || *v.ID < 0 || *v.ID >= 1<<24 {
-		return hfAddedToken{}, hfError(name, field+".id", "missing or out of range; expected 0 to %d", 1<<24-1)
+		return hfAddedToken{}, fieldError(name, field+".id", "missing or out of range; expected 0 to %d", 1<<24-1)
 	}
 	if v.Content == nil || *v.Content == "" {
-		return hfAddedToken{}, hfError(name, field+".content", "missing or empty")
+		return hfAddedToken{}, fieldError(name, field+".content", "missing or empty")
 	}
 	a := hfAddedToken{ID: *v.ID, Content: *v.Content, SingleWord: v.SingleWord, Lstrip: v.Lstrip, Rstrip: v.Rstrip, Special: v.Special}
 	// Hugging Face's default: special tokens are not normalized, others are.
@@ -721,7 +722,7 @@ func parseNormalizer(raw json.RawMessage, name, field string) ([]normOp, error) 
 			Normalizers []json.RawMessage `json:"normalizers"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, hfError(name, field, "%v", err)
+			return nil, fieldError(name, field, "%v", err)
 		}
 		return parseSequence(v.Normalizers, name, field+".normalizers", parseNormalizer)
 	case "Prepend":
@@ -729,7 +730,7 @@ func parseNormalizer(raw json.RawMessage, name, field string) ([]normOp, error) 
 			Prepend *string `json:"prepend"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil || v.Prepend == nil {
-			return nil, hfError(name, field+".prepend", "missing or not a string")
+			return nil, fieldError(name, field+".prepend", "missing or not a string")
 		}
 		return []normOp{{kind: typ, text: *v.Prepend}}, nil
 	case "Replace":
@@ -744,13 +745,13 @@ func parseNormalizer(raw json.RawMessage, name, field string) ([]normOp, error) 
 			Right bool `json:"strip_right"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, hfError(name, field, "%v", err)
+			return nil, fieldError(name, field, "%v", err)
 		}
 		return []normOp{{kind: typ, left: v.Left, right: v.Right}}, nil
 	case "NFC", "NFD", "NFKC", "NFKD":
 		return []normOp{{kind: typ, form: unicodeForms[typ]}}, nil
 	}
-	return nil, hfError(name, field+".type", "normalizer %q is not supported; supported: %s", typ, supportedNormalizers)
+	return nil, fieldError(name, field+".type", "normalizer %q is not supported; supported: %s", typ, supportedNormalizers)
 }
 
 // parseReplace reads a Replace normalizer or decoder: {"pattern":
@@ -761,17 +762,17 @@ func parseReplace(raw json.RawMessage, name, field string) (pattern, content str
 		Content *string           `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", "", hfError(name, field, "%v", err)
+		return "", "", fieldError(name, field, "%v", err)
 	}
 	if v.Content == nil {
-		return "", "", hfError(name, field+".content", "missing")
+		return "", "", fieldError(name, field+".content", "missing")
 	}
 	if re, ok := v.Pattern["Regex"]; ok {
-		return "", "", hfError(name, field+".pattern", "Regex %q is not supported; only String patterns are", re)
+		return "", "", fieldError(name, field+".pattern", "Regex %q is not supported; only String patterns are", re)
 	}
 	s, ok := v.Pattern["String"]
 	if !ok || s == "" {
-		return "", "", hfError(name, field+".pattern", "expected {\"String\": non-empty text}")
+		return "", "", fieldError(name, field+".pattern", "expected {\"String\": non-empty text}")
 	}
 	return s, *v.Content, nil
 }
@@ -824,7 +825,7 @@ func parseDecoder(raw json.RawMessage, name, field string) ([]decodeOp, error) {
 			Decoders []json.RawMessage `json:"decoders"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, hfError(name, field, "%v", err)
+			return nil, fieldError(name, field, "%v", err)
 		}
 		return parseSequence(v.Decoders, name, field+".decoders", parseDecoder)
 	case "Replace":
@@ -842,13 +843,13 @@ func parseDecoder(raw json.RawMessage, name, field string) ([]decodeOp, error) {
 			Stop    int     `json:"stop"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, hfError(name, field, "%v", err)
+			return nil, fieldError(name, field, "%v", err)
 		}
 		if v.Content == nil || utf8.RuneCountInString(*v.Content) != 1 {
-			return nil, hfError(name, field+".content", "expected one character")
+			return nil, fieldError(name, field+".content", "expected one character")
 		}
 		if v.Start < 0 || v.Stop < 0 {
-			return nil, hfError(name, field, "start %d and stop %d must not be negative", v.Start, v.Stop)
+			return nil, fieldError(name, field, "start %d and stop %d must not be negative", v.Start, v.Stop)
 		}
 		r, _ := utf8.DecodeRuneInString(*v.Content)
 		return []decodeOp{{kind: typ, char: r, start: v.Start, stop: v.Stop}}, nil
@@ -859,10 +860,10 @@ func parseDecoder(raw json.RawMessage, name, field string) ([]decodeOp, error) {
 			AddPrefixSpace *bool   `json:"add_prefix_space"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, hfError(name, field, "%v", err)
+			return nil, fieldError(name, field, "%v", err)
 		}
 		if v.Replacement == nil || utf8.RuneCountInString(*v.Replacement) != 1 {
-			return nil, hfError(name, field+".replacement", "expected one character")
+			return nil, fieldError(name, field+".replacement", "expected one character")
 		}
 		r, _ := utf8.DecodeRuneInString(*v.Replacement)
 		prefix := true
@@ -873,14 +874,14 @@ func parseDecoder(raw json.RawMessage, name, field string) ([]decodeOp, error) {
 			case "never":
 				prefix = false
 			default:
-				return nil, hfError(name, field+".prepend_scheme", "%q; expected \"always\", \"first\" or \"never\"", *v.PrependScheme)
+				return nil, fieldError(name, field+".prepend_scheme", "%q; expected \"always\", \"first\" or \"never\"", *v.PrependScheme)
 			}
 		case v.AddPrefixSpace != nil:
 			prefix = *v.AddPrefixSpace
 		}
 		return []decodeOp{{kind: typ, char: r, prefix: prefix}}, nil
 	}
-	return nil, hfError(name, field+".type", "decoder %q is not supported; supported: %s", typ, supportedDecoders)
+	return nil, fieldError(name, field+".type", "decoder %q is not supported; supported: %s", typ, supportedDecoders)
 }
 
 // checkDecoder refuses a Strip that does not follow a Fuse: Hugging Face
@@ -893,7 +894,7 @@ func checkDecoder(ops []decodeOp, name string) error {
 			fused = true
 		case "Strip":
 			if !fused {
-				return hfError(name, "decoder", "a Strip decoder before any Fuse is not supported (it strips every token)")
+				return fieldError(name, "decoder", "a Strip decoder before any Fuse is not supported (it strips every token)")
 			}
 		}
 	}
@@ -1032,7 +1033,7 @@ func parsePostProcessor(raw json.RawMessage, name, field string, h *hfModel) err
 			Processors []json.RawMessage `json:"processors"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return hfError(name, field, "%v", err)
+			return fieldError(name, field, "%v", err)
 		}
 		for i, p := range v.Processors {
 			if err := parsePostProcessor(p, name, fmt.Sprintf("%s.processors[%d]", field, i), h); err != nil {
@@ -1045,7 +1046,7 @@ func parsePostProcessor(raw json.RawMessage, name, field string, h *hfModel) err
 	case "TemplateProcessing":
 		return parseTemplate(raw, name, field, h)
 	}
-	return hfError(name, field+".type", "post-processor %q is not supported; supported: TemplateProcessing, ByteLevel and Sequence", typ)
+	return fieldError(name, field+".type", "post-processor %q is not supported; supported: TemplateProcessing, ByteLevel and Sequence", typ)
 }
 
 // parseTemplate reads a TemplateProcessing's single template: at most one
@@ -1067,7 +1068,7 @@ func parseTemplate(raw json.RawMessage, name, field string, h *hfModel) error {
 		} `json:"special_tokens"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return hfError(name, field, "%v; expected \"single\" as a list of {\"SpecialToken\"} and {\"Sequence\"} objects", err)
+		return fieldError(name, field, "%v; expected \"single\" as a list of {\"SpecialToken\"} and {\"Sequence\"} objects", err)
 	}
 	var prefix, suffix []int
 	seen := false
@@ -1076,17 +1077,17 @@ func parseTemplate(raw json.RawMessage, name, field string, h *hfModel) error {
 		switch {
 		case p.Sequence != nil:
 			if p.Sequence.ID != "A" || seen {
-				return hfError(name, f, "sequence %q; expected $A once", p.Sequence.ID)
+				return fieldError(name, f, "sequence %q; expected $A once", p.Sequence.ID)
 			}
 			seen = true
 		case p.SpecialToken != nil:
 			st, ok := v.SpecialTokens[p.SpecialToken.ID]
 			if !ok {
-				return hfError(name, f, "special token %q is not in %s.special_tokens", p.SpecialToken.ID, field)
+				return fieldError(name, f, "special token %q is not in %s.special_tokens", p.SpecialToken.ID, field)
 			}
 			for _, id := range st.IDs {
 				if id < 0 || id >= len(h.pieces) {
-					return hfError(name, field+".special_tokens", "%q has id %d, outside the vocabulary of %d", p.SpecialToken.ID, id, len(h.pieces))
+					return fieldError(name, field+".special_tokens", "%q has id %d, outside the vocabulary of %d", p.SpecialToken.ID, id, len(h.pieces))
 				}
 			}
 			if seen {
@@ -1095,14 +1096,14 @@ func parseTemplate(raw json.RawMessage, name, field string, h *hfModel) error {
 				prefix = append(prefix, st.IDs...)
 			}
 		default:
-			return hfError(name, f, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}")
+			return fieldError(name, f, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}")
 		}
 	}
 	if !seen {
-		return hfError(name, field+".single", "has no $A sequence")
+		return fieldError(name, field+".single", "has no $A sequence")
 	}
 	if len(prefix) > 1 || len(suffix) > 1 {
-		return hfError(name, field+".single", "%d token ids before $A and %d after; supported: at most one each (BOS and EOS)", len(prefix), len(suffix))
+		return fieldError(name, field+".single", "%d token ids before $A and %d after; supported: at most one each (BOS and EOS)", len(prefix), len(suffix))
 	}
 	h.prefix, h.suffix = prefix, suffix
 	return nil

@@ -37,11 +37,6 @@ type spModel struct {
 	escapeSpaces     bool
 }
 
-// spError formats a tokenizer.model error naming the file and the field.
-func spError(name, field, format string, args ...any) error {
-	return fmt.Errorf("tokenizer: %s: %s: %s", name, field, fmt.Sprintf(format, args...))
-}
-
 // LoadSentencePiece reads a SentencePiece tokenizer.model (the protobuf
 // ModelProto) of BPE type, as Llama 2, TinyLlama and Mistral ship. It
 // encodes as Hugging Face's LlamaTokenizer does: the UNKNOWN, CONTROL and
@@ -216,7 +211,7 @@ func ParseSentencePiece(b []byte, name string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("tokenizer: %s: not a valid SentencePiece model: %v", name, err)
 	}
 	if !haveTrainer {
-		return nil, spError(name, "trainer_spec", "missing; expected a SentencePiece model of type BPE")
+		return nil, fieldError(name, "trainer_spec", "missing; expected a SentencePiece model of type BPE")
 	}
 	if modelType != 2 {
 		names := map[int]string{1: "UNIGRAM", 3: "WORD", 4: "CHAR"}
@@ -224,12 +219,12 @@ func ParseSentencePiece(b []byte, name string) (*Tokenizer, error) {
 		if typ == "" {
 			typ = fmt.Sprint(modelType)
 		}
-		return nil, spError(name, "trainer_spec.model_type", "%s is not supported; only BPE (2) is", typ)
+		return nil, fieldError(name, "trainer_spec.model_type", "%s is not supported; only BPE (2) is", typ)
 	}
 	_ = haveNormalizer // defaults apply without one
 	n := len(sp.pieces)
 	if n == 0 {
-		return nil, spError(name, "pieces", "none; expected a vocabulary")
+		return nil, fieldError(name, "pieces", "none; expected a vocabulary")
 	}
 	for _, c := range []struct {
 		field string
@@ -240,11 +235,11 @@ func ParseSentencePiece(b []byte, name string) (*Tokenizer, error) {
 			continue
 		}
 		if *c.id < 0 || *c.id >= n {
-			return nil, spError(name, c.field, "is %d, outside the vocabulary of %d pieces", *c.id, n)
+			return nil, fieldError(name, c.field, "is %d, outside the vocabulary of %d pieces", *c.id, n)
 		}
 	}
 	if sp.types[unkID] != spUnknown {
-		return nil, spError(name, "trainer_spec.unk_id", "piece %d %q has type %s; expected UNKNOWN", unkID, sp.pieces[unkID], spTypeNames[sp.types[unkID]])
+		return nil, fieldError(name, "trainer_spec.unk_id", "piece %d %q has type %s; expected UNKNOWN", unkID, sp.pieces[unkID], spTypeNames[sp.types[unkID]])
 	}
 	sp.unk = unkID
 	for i := range sp.bytes {
@@ -256,10 +251,10 @@ func ParseSentencePiece(b []byte, name string) (*Tokenizer, error) {
 	for id, p := range sp.pieces {
 		typ := sp.types[id]
 		if p == "" {
-			return nil, spError(name, fmt.Sprintf("pieces[%d].piece", id), "is empty")
+			return nil, fieldError(name, fmt.Sprintf("pieces[%d].piece", id), "is empty")
 		}
 		if _, dup := t.ids[p]; dup {
-			return nil, spError(name, fmt.Sprintf("pieces[%d].piece", id), "%q repeats piece %d", p, t.ids[p])
+			return nil, fieldError(name, fmt.Sprintf("pieces[%d].piece", id), "%q repeats piece %d", p, t.ids[p])
 		}
 		t.ids[p] = id
 		t.maxLen = max(t.maxLen, len(p))
@@ -276,20 +271,20 @@ func ParseSentencePiece(b []byte, name string) (*Tokenizer, error) {
 		case spByte:
 			v, ok := bytePiece(p)
 			if !ok {
-				return nil, spError(name, fmt.Sprintf("pieces[%d]", id), "%q has type BYTE; expected a piece \"<0xXX>\"", p)
+				return nil, fieldError(name, fmt.Sprintf("pieces[%d]", id), "%q has type BYTE; expected a piece \"<0xXX>\"", p)
 			}
 			sp.bytes[v] = id
 			t.decoded[id] = string([]byte{v})
 		case spUnused:
-			return nil, spError(name, fmt.Sprintf("pieces[%d].type", id), "%q is UNUSED; UNUSED pieces are not supported", p)
+			return nil, fieldError(name, fmt.Sprintf("pieces[%d].type", id), "%q is UNUSED; UNUSED pieces are not supported", p)
 		default:
-			return nil, spError(name, fmt.Sprintf("pieces[%d].type", id), "%d; expected 1 to 6", typ)
+			return nil, fieldError(name, fmt.Sprintf("pieces[%d].type", id), "%d; expected 1 to 6", typ)
 		}
 	}
 	if sp.byteFallback {
 		for v, id := range sp.bytes {
 			if id < 0 {
-				return nil, spError(name, "pieces", "trainer_spec.byte_fallback is true but there is no BYTE piece <0x%02X>", v)
+				return nil, fieldError(name, "pieces", "trainer_spec.byte_fallback is true but there is no BYTE piece <0x%02X>", v)
 			}
 		}
 	} else {
