@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -180,60 +181,38 @@ func TestDecodeMatchesForward(t *testing.T) {
 					{4, 1, 1, 5},
 					{11},
 				} {
-					kc, err := m.NewCache(B, 16)
-					if err != nil {
-						t.Fatal(err)
-					}
-					pos := 0
+					got := decodeChunks(t, m, g, ids, B, T, chunks)
+					samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("tied=%v %v per-head=%v chunks %v", tied, layout, perHead, chunks), "the training forward")
+					// The last-position form, over the prefix up to each
+					// chunk's end, returns that chunk's last row.
+					end := 0
 					for _, n := range chunks {
-						chunk := make([]int32, 0, B*n)
-						for row := range B {
-							chunk = append(chunk, ids[row*T+pos:row*T+pos+n]...)
+						end += n
+						if n == 1 {
+							continue
 						}
-						lv, err := m.Decode(g, kc, chunk, n, true)
+						kc, err := m.NewCache(B, 16)
 						if err != nil {
 							t.Fatal(err)
 						}
-						got := download(t, lv)
+						pre := make([]int32, 0, B*end)
 						for row := range B {
-							for i := range n {
-								p := pos + i
-								d := maxRelDiff(got[(row*n+i)*V:(row*n+i+1)*V], want[(row*T+p)*V:(row*T+p+1)*V])
-								if d > 1e-5 {
-									t.Fatalf("tied=%v %v per-head=%v chunks %v: row %d position %d: cached logits differ from the training forward by %.3g", tied, layout, perHead, chunks, row, p, d)
-								}
+							pre = append(pre, ids[row*T:row*T+end]...)
+						}
+						lv, err := m.Decode(g, kc, pre, end, false)
+						if err != nil {
+							t.Fatal(err)
+						}
+						last := download(t, lv)
+						for row := range B {
+							p := end - 1
+							if d := maxRelDiff(last[row*V:(row+1)*V], want[(row*T+p)*V:(row*T+p+1)*V]); d > 1e-5 {
+								t.Fatalf("last-position logits of row %d differ by %.3g", row, d)
 							}
 						}
-						// The last-position form returns the same last row.
-						if n > 1 {
-							kc2, err := m.NewCache(B, 16)
-							if err != nil {
-								t.Fatal(err)
-							}
-							pre := make([]int32, 0, B*(pos+n))
-							for row := range B {
-								pre = append(pre, ids[row*T:row*T+pos+n]...)
-							}
-							lv, err := m.Decode(g, kc2, pre, pos+n, false)
-							if err != nil {
-								t.Fatal(err)
-							}
-							last := download(t, lv)
-							for row := range B {
-								p := pos + n - 1
-								if d := maxRelDiff(last[row*V:(row+1)*V], want[(row*T+p)*V:(row*T+p+1)*V]); d > 1e-5 {
-									t.Fatalf("last-position logits of row %d differ by %.3g", row, d)
-								}
-							}
-							kc2.Free()
-						}
+						kc.Free()
 						g.Reset()
-						pos += n
 					}
-					if kc.Len() != T {
-						t.Fatalf("cache length %d after %d positions", kc.Len(), T)
-					}
-					kc.Free()
 				}
 				g.Close()
 			}

@@ -64,16 +64,6 @@ func withoutBiases(tb testing.TB, w *llama.Weights) *llama.Weights {
 	return nw
 }
 
-// maxRelDiff6464 is maxRelDiff for two float64 slices.
-func maxRelDiff6464(a, b []float64) float64 {
-	var scale, d float64
-	for i := range b {
-		scale = max(scale, math.Abs(b[i]))
-		d = max(d, math.Abs(a[i]-b[i]))
-	}
-	return d / max(1, scale)
-}
-
 var biasKinds = []llama.AttentionBias{llama.BiasQKV, llama.BiasQKVO}
 
 func TestAttentionBiasConfig(t *testing.T) {
@@ -170,7 +160,7 @@ func TestAttentionBiasForwardMatchesFloat64(t *testing.T) {
 		const B, T = 2, 9
 		ids := randomTokens(rng, B*T, w.Config.VocabSize)
 		want := forwardRows64(w, ids, B)
-		if d := maxRelDiff6464(forwardRows64(withoutBiases(t, w), ids, B), want); d < 1e-2 {
+		if d := maxRelDiff(forwardRows64(withoutBiases(t, w), ids, B), want); d < 1e-2 {
 			t.Fatalf("%v: the biases move the float64 logits by only %.3g", kind, d)
 		}
 		for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
@@ -187,7 +177,7 @@ func TestAttentionBiasForwardMatchesFloat64(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxRelDiff64(download(t, lv), want); d > 1e-5 {
+			if d := maxRelDiff(download(t, lv), want); d > 1e-5 {
 				t.Errorf("%v %v: forward differs from the float64 reference by %.3g", kind, layout, d)
 			}
 			g.Close()
@@ -232,33 +222,8 @@ func TestAttentionBiasDecodeMatchesFloat64(t *testing.T) {
 				llama.SetPerHeadAttention(m, perHead)
 				g := graph.New(b)
 				for _, chunks := range [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}} {
-					kc, err := m.NewCache(B, 16)
-					if err != nil {
-						t.Fatal(err)
-					}
-					pos := 0
-					for _, n := range chunks {
-						chunk := make([]int32, 0, B*n)
-						for row := range B {
-							chunk = append(chunk, ids[row*T+pos:row*T+pos+n]...)
-						}
-						lv, err := m.Decode(g, kc, chunk, n, true)
-						if err != nil {
-							t.Fatal(err)
-						}
-						got := download(t, lv)
-						for row := range B {
-							for i := range n {
-								p := pos + i
-								if d := maxRelDiff64(got[(row*n+i)*V:(row*n+i+1)*V], want[(row*T+p)*V:(row*T+p+1)*V]); d > 1e-5 {
-									t.Fatalf("%v %v per-head=%v chunks %v: row %d position %d: cached logits differ from the float64 reference by %.3g", kind, layout, perHead, chunks, row, p, d)
-								}
-							}
-						}
-						g.Reset()
-						pos += n
-					}
-					kc.Free()
+					got := decodeChunks(t, m, g, ids, B, T, chunks)
+					samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("%v %v per-head=%v chunks %v", kind, layout, perHead, chunks), "the float64 reference")
 				}
 				g.Close()
 			}
@@ -276,55 +241,10 @@ func TestAttentionBiasGradients(t *testing.T) {
 		cfg := biasConfig(kind, llama.RopeHalfSplit)
 		cfg.NumLayers = 1
 		m := newModel(t, b, randomWeights(t, cfg, 91))
-		for _, p := range m.Params() {
-			if err := p.SetTrainable(true); err != nil {
-				t.Fatal(err)
-			}
-		}
 		rng := rand.New(rand.NewPCG(12, 13))
 		bt := llama.Batch{Tokens: randomTokens(rng, 2*6, cfg.VocabSize), Size: 2, Len: 6, Lengths: []int{6, 4}}
-		targets, err := llama.LMTargets(bt, []int{2, 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := graph.New(b)
-		lossAt := func() float64 {
-			g.Reset()
-			prev := g.SetNoGrad(true)
-			defer g.SetNoGrad(prev)
-			l, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := l.Item()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return float64(v)
-		}
-		backward := func() map[string][]float32 {
-			for _, p := range m.Params() {
-				p.ZeroGrad() // Backward accumulates
-			}
-			g.Reset()
-			loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := g.Backward(loss); err != nil {
-				t.Fatal(err)
-			}
-			grads := map[string][]float32{}
-			for _, p := range m.Params() {
-				if p.Trainable() {
-					if grads[p.Name()], err = p.DownloadGrad(); err != nil {
-						t.Fatalf("%s: %v", p.Name(), err)
-					}
-				}
-			}
-			return grads
-		}
-		full := backward()
+		f := newFDProbe(t, b, m, bt, []int{2, 1})
+		full := f.grads()
 		var biases []*graph.Value
 		for _, p := range m.Params() {
 			if strings.HasSuffix(p.Name(), ".bias") {
@@ -334,9 +254,7 @@ func TestAttentionBiasGradients(t *testing.T) {
 		if want := 3 + map[llama.AttentionBias]int{llama.BiasQKV: 0, llama.BiasQKVO: 1}[kind]; len(biases) != want {
 			t.Fatalf("%v: %d bias parameters, want %d", kind, len(biases), want)
 		}
-		const h = 1e-2
 		for _, p := range biases {
-			data := download(t, p)
 			var norm float64
 			for _, v := range full[p.Name()] {
 				norm += float64(v) * float64(v)
@@ -344,30 +262,14 @@ func TestAttentionBiasGradients(t *testing.T) {
 			if norm == 0 {
 				t.Errorf("%v: %s has a zero gradient", kind, p.Name())
 			}
-			for k := range 6 {
-				i := rng.IntN(len(data))
-				orig := data[i]
-				set := func(v float32) {
-					data[i] = v
-					b.Upload(p.Tensor(), data)
-				}
-				set(orig + h)
-				up := lossAt()
-				set(orig - h)
-				down := lossAt()
-				set(orig)
-				fd := (up - down) / (2 * h)
-				if an := float64(full[p.Name()][i]); math.Abs(fd-an) > 2e-3+0.02*math.Abs(fd) {
-					t.Errorf("%v %s[%d] (sample %d): gradient %.6g, finite difference %.6g", kind, p.Name(), i, k, an, fd)
-				}
-			}
 		}
+		f.check(kind.String(), biases, full, 6, rng)
 		for _, p := range biases {
 			if err := p.SetTrainable(false); err != nil {
 				t.Fatal(err)
 			}
 		}
-		frozen := backward()
+		frozen := f.grads()
 		for _, p := range biases {
 			if !p.Grad().IsZero() {
 				t.Errorf("%v: frozen %s has a gradient", kind, p.Name())
@@ -378,7 +280,6 @@ func TestAttentionBiasGradients(t *testing.T) {
 				t.Errorf("%v: %s's gradient changed by %.3g when the biases were frozen", kind, name, d)
 			}
 		}
-		g.Close()
 	}
 }
 
@@ -512,10 +413,10 @@ func TestAdapterOnBiasedModel(t *testing.T) {
 		ids := randomTokens(rng, 2*7, cfg.VocabSize)
 		bt := llama.Batch{Tokens: ids, Size: 2, Len: 7}
 		want := forwardRows64(eff, ids, 2)
-		if d := maxRelDiff6464(forwardRows64(withoutBiases(t, eff), ids, 2), want); d < 1e-2 {
+		if d := maxRelDiff(forwardRows64(withoutBiases(t, eff), ids, 2), want); d < 1e-2 {
 			t.Fatalf("%s: the biases move the float64 logits by only %.3g", method, d)
 		}
-		if d := maxRelDiff6464(forwardRows64(w, ids, 2), want); d < 1e-2 {
+		if d := maxRelDiff(forwardRows64(w, ids, 2), want); d < 1e-2 {
 			t.Fatalf("%s: the adapters move the float64 logits by only %.3g", method, d)
 		}
 		logits := func(what string) {
@@ -527,7 +428,7 @@ func TestAdapterOnBiasedModel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxRelDiff64(download(t, lv), want); d > 1e-5 {
+			if d := maxRelDiff(download(t, lv), want); d > 1e-5 {
 				t.Errorf("%s %s: logits differ from the float64 forward of W'·x + b by %.3g", method, what, d)
 			}
 		}
@@ -554,7 +455,7 @@ func TestAdapterOnBiasedModel(t *testing.T) {
 				}
 			}
 		}
-		if d := maxRelDiff6464(forwardRows64(mw, ids, 2), want); d > 1e-5 {
+		if d := maxRelDiff(forwardRows64(mw, ids, 2), want); d > 1e-5 {
 			t.Errorf("%s: the merged weights' float64 forward differs by %.3g", method, d)
 		}
 	}

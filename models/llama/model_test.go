@@ -156,70 +156,10 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 		cfg := tinyConfig(true, layout)
 		cfg.NumLayers = 1
 		m := newModel(t, b, randomWeights(t, cfg, 41))
-		for _, p := range m.Params() {
-			if err := p.SetTrainable(true); err != nil {
-				t.Fatal(err)
-			}
-		}
 		rng := rand.New(rand.NewPCG(8, 9))
 		bt := llama.Batch{Tokens: randomTokens(rng, 2*6, cfg.VocabSize), Size: 2, Len: 6, Lengths: []int{6, 4}}
-		targets, err := llama.LMTargets(bt, []int{2, 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := graph.New(b)
-		lossAt := func() float64 {
-			g.Reset()
-			prev := g.SetNoGrad(true)
-			defer g.SetNoGrad(prev)
-			l, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := l.Item()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return float64(v)
-		}
-		g.Reset()
-		loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := g.Backward(loss); err != nil {
-			t.Fatal(err)
-		}
-		grads := map[string][]float32{}
-		for _, p := range m.Params() {
-			grads[p.Name()], err = p.DownloadGrad()
-			if err != nil {
-				t.Fatalf("%s: %v", p.Name(), err)
-			}
-		}
-		const h = 1e-2
-		for _, p := range m.Params() {
-			data := download(t, p)
-			for k := range 3 {
-				i := rng.IntN(len(data))
-				orig := data[i]
-				set := func(v float32) {
-					data[i] = v
-					b.Upload(p.Tensor(), data)
-				}
-				set(orig + h)
-				up := lossAt()
-				set(orig - h)
-				down := lossAt()
-				set(orig)
-				fd := (up - down) / (2 * h)
-				an := float64(grads[p.Name()][i])
-				if math.Abs(fd-an) > 2e-3+0.02*math.Abs(fd) {
-					t.Errorf("%v %s[%d] (sample %d): gradient %.6g, finite difference %.6g", layout, p.Name(), i, k, an, fd)
-				}
-			}
-		}
-		g.Close()
+		f := newFDProbe(t, b, m, bt, []int{2, 1})
+		f.check(layout.String(), m.Params(), f.grads(), 3, rng)
 	}
 }
 

@@ -203,8 +203,8 @@ func TestRopeScalingMatchesFloat64(t *testing.T) {
 		V := cfg.VocabSize
 		var worst, unscaled float64
 		for p := range T {
-			worst = max(worst, maxRelDiff64(got[p*V:(p+1)*V], want[p*V:(p+1)*V]))
-			unscaled = max(unscaled, maxRelDiff64(got[p*V:(p+1)*V], plain[p*V:(p+1)*V]))
+			worst = max(worst, maxRelDiff(got[p*V:(p+1)*V], want[p*V:(p+1)*V]))
+			unscaled = max(unscaled, maxRelDiff(got[p*V:(p+1)*V], plain[p*V:(p+1)*V]))
 		}
 		if worst > 1e-5 {
 			t.Errorf("%v: scaled forward differs from the float64 reference by %.3g", layout, worst)
@@ -229,7 +229,7 @@ func TestRopeScalingMatchesFloat64(t *testing.T) {
 			}
 			dec := download(t, lv)
 			for i := range n {
-				if d := maxRelDiff64(dec[i*V:(i+1)*V], want[(p+i)*V:(p+i+1)*V]); d > 1e-5 {
+				if d := maxRelDiff(dec[i*V:(i+1)*V], want[(p+i)*V:(p+i+1)*V]); d > 1e-5 {
 					t.Errorf("%v: decoded logits at position %d differ from the float64 reference by %.3g", layout, p+i, d)
 				}
 			}
@@ -247,71 +247,19 @@ func TestRopeScalingGradients(t *testing.T) {
 	cfg := smallScaledConfig(llama.RopeHalfSplit, 8)
 	cfg.NumLayers = 1
 	m := newModel(t, b, randomWeights(t, cfg, 43))
-	for _, p := range m.Params() {
-		if err := p.SetTrainable(true); err != nil {
-			t.Fatal(err)
-		}
-	}
 	rng := rand.New(rand.NewPCG(10, 11))
 	const T = 80
 	bt := llama.Batch{Tokens: randomTokens(rng, T, cfg.VocabSize), Size: 1, Len: T}
-	targets, err := llama.LMTargets(bt, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := graph.New(b)
-	defer g.Close()
-	lossAt := func() float64 {
-		g.Reset()
-		prev := g.SetNoGrad(true)
-		defer g.SetNoGrad(prev)
-		l, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := l.Item()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return float64(v)
-	}
-	g.Reset()
-	loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Backward(loss); err != nil {
-		t.Fatal(err)
-	}
+	f := newFDProbe(t, b, m, bt, nil)
+	grads := f.grads()
 	// q_proj and k_proj reach the loss only through the rotation.
+	var qk []*graph.Value
 	for _, p := range m.Params() {
-		if !strings.Contains(p.Name(), "q_proj") && !strings.Contains(p.Name(), "k_proj") {
-			continue
-		}
-		grad, err := p.DownloadGrad()
-		if err != nil {
-			t.Fatal(err)
-		}
-		data := download(t, p)
-		for k := range 8 {
-			i := rng.IntN(len(data))
-			orig := data[i]
-			set := func(v float32) {
-				data[i] = v
-				b.Upload(p.Tensor(), data)
-			}
-			const h = 1e-2
-			set(orig + h)
-			up := lossAt()
-			set(orig - h)
-			down := lossAt()
-			set(orig)
-			fd := (up - down) / (2 * h)
-			if an := float64(grad[i]); math.Abs(fd-an) > 2e-3+0.02*math.Abs(fd) {
-				t.Errorf("%s[%d] (sample %d): gradient %.6g, finite difference %.6g", p.Name(), i, k, an, fd)
-			}
+		if strings.Contains(p.Name(), "q_proj") || strings.Contains(p.Name(), "k_proj") {
+			qk = append(qk, p)
 		}
 	}
+	f.check("llama3-scaled", qk, grads, 8, rng)
 }
 
 // llama3Freqs64 computes the scaled frequencies of a head of width d from
@@ -450,16 +398,6 @@ func forward64(w *llama.Weights, ids []int32, freqs []float64) []float64 {
 		logits = append(logits, matVec(out, norm(xs[t], w.FinalNorm), c.VocabSize)...)
 	}
 	return logits
-}
-
-// maxRelDiff64 returns max |a−b| / max(1, max|b|).
-func maxRelDiff64(a []float32, b []float64) float64 {
-	var scale, d float64
-	for i := range b {
-		scale = max(scale, math.Abs(b[i]))
-		d = max(d, math.Abs(float64(a[i])-b[i]))
-	}
-	return d / max(1, scale)
 }
 
 // Llama 3.1's rotary frequencies: the fast pairs keep θ^(−2i/d), the slow
