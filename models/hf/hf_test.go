@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/testdata"
 	"github.com/sora-go/sora/models/internal/reference"
 	"github.com/sora-go/sora/models/internal/stories"
@@ -94,10 +96,7 @@ func TestWriteLoad(t *testing.T) {
 			if c.halfSrc {
 				src.ToLayout(llama.RopeHalfSplit)
 			}
-			dir := filepath.Join(t.TempDir(), "ckpt")
-			if err := Write(dir, src, &WriteOptions{MaxShardSize: c.shard}); err != nil {
-				t.Fatal(err)
-			}
+			dir, got := writeLoad(t, src, &WriteOptions{MaxShardSize: c.shard})
 			entries, _ := os.ReadDir(dir)
 			var names []string
 			for _, e := range entries {
@@ -110,25 +109,68 @@ func TestWriteLoad(t *testing.T) {
 			} else if strings.Join(names, ",") != "config.json,model.safetensors" {
 				t.Fatalf("checkpoint holds %v", names)
 			}
-			got, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := src.Clone()
-			if err := want.ToLayout(llama.RopeHalfSplit); err != nil {
-				t.Fatal(err)
-			}
-			sameWeights(t, got, want)
 			// The loaded model computes the same function as the source.
 			tokens := []int{1, 7, 18, 3, 3}
-			a, b := logitsAt(t, src, tokens), logitsAt(t, got, tokens)
-			for i := range a {
-				if math.Abs(float64(a[i]-b[i])) > 1e-4*(1+math.Abs(float64(a[i]))) {
-					t.Fatalf("logit %d: %v after the round trip, %v before", i, b[i], a[i])
-				}
-			}
+			sameLogits(t, logitsAt(t, got, tokens), logitsAt(t, src, tokens))
 		})
 	}
+}
+
+// writeLoad writes src as a Hugging Face folder with opts, loads it back
+// and checks that the loaded weights are src's, bit for bit, in the
+// half-split layout the folder holds. It returns the folder and them.
+func writeLoad(t *testing.T, src *llama.Weights, opts *WriteOptions) (string, *llama.Weights) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := Write(dir, src, opts); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := src.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := want.ToLayout(llama.RopeHalfSplit); err != nil {
+		t.Fatal(err)
+	}
+	sameWeights(t, got, want)
+	return dir, got
+}
+
+// sameLogits fails t at the first logit of got (after a round trip) more
+// than 1e-4·(1+|want|) from want's (before it).
+func sameLogits(t *testing.T, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Abs(float64(want[i]-got[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("logit %d: %v after the round trip, %v before", i, got[i], want[i])
+		}
+	}
+}
+
+// forwardLogits is the training forward of the model built from w on
+// backend b over one sequence of tokens: the logits [len(tokens), vocab].
+func forwardLogits(t *testing.T, b backend.Backend, w *llama.Weights, tokens []int32) []float32 {
+	t.Helper()
+	m, err := llama.New(b, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	g := graph.New(b)
+	defer g.Close()
+	lv, err := m.Forward(g, llama.Batch{Tokens: tokens, Size: 1, Len: len(tokens)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := lv.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func contains(s []string, x string) bool {

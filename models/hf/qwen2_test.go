@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/safetensors"
@@ -214,24 +213,6 @@ func TestEncodeQwen2Config(t *testing.T) {
 // the model built from the folder computes the source's logits.
 func TestWriteLoadBiases(t *testing.T) {
 	b := testbackend.Open(t, "cpu")
-	logits := func(w *llama.Weights, tokens []int32) []float32 {
-		m, err := llama.New(b, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Free()
-		g := graph.New(b)
-		defer g.Close()
-		lv, err := m.Forward(g, llama.Batch{Tokens: tokens, Size: 1, Len: len(tokens)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := lv.Download()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
 	rng := rand.New(rand.NewSource(41))
 	for _, tc := range []struct {
 		name   string
@@ -249,19 +230,7 @@ func TestWriteLoadBiases(t *testing.T) {
 			cfg := tinyConfig(tc.tied, 2)
 			cfg.AttentionBias, cfg.RopeLayout = tc.kind, tc.layout
 			src := randomWeights(t, rng, cfg)
-			dir := filepath.Join(t.TempDir(), "ckpt")
-			if err := Write(dir, src, &WriteOptions{MaxShardSize: tc.shard}); err != nil {
-				t.Fatal(err)
-			}
-			got, err := Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := src.Clone()
-			if err := want.ToLayout(llama.RopeHalfSplit); err != nil {
-				t.Fatal(err)
-			}
-			sameWeights(t, got, want)
+			dir, got := writeLoad(t, src, &WriteOptions{MaxShardSize: tc.shard})
 			if tc.shard == 0 {
 				f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
 				if err != nil {
@@ -294,12 +263,7 @@ func TestWriteLoadBiases(t *testing.T) {
 				}
 			}
 			tokens := []int32{1, 7, 18, 3, 3, 11}
-			a, c := logits(src, tokens), logits(got, tokens)
-			for i := range a {
-				if math.Abs(float64(a[i]-c[i])) > 1e-4*(1+math.Abs(float64(a[i]))) {
-					t.Fatalf("logit %d: %v after the round trip, %v before", i, c[i], a[i])
-				}
-			}
+			sameLogits(t, forwardLogits(t, b, got, tokens), forwardLogits(t, b, src, tokens))
 		})
 	}
 }

@@ -3,12 +3,10 @@ package hf
 import (
 	"math"
 	"math/rand"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	_ "github.com/sora-go/sora/backend/cpu"
-	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
 )
@@ -164,19 +162,7 @@ func TestWriteLoadRopeScaling(t *testing.T) {
 	// an original context of 16 the second is slowed by the factor.
 	cfg.RopeScaling = llama.RopeScaling{Type: llama.RopeScalingLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPos: 16}
 	src := randomWeights(t, rand.New(rand.NewSource(31)), cfg)
-	dir := filepath.Join(t.TempDir(), "ckpt")
-	if err := Write(dir, src, nil); err != nil {
-		t.Fatal(err)
-	}
-	got, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := src.Clone()
-	if err := want.ToLayout(llama.RopeHalfSplit); err != nil {
-		t.Fatal(err)
-	}
-	sameWeights(t, got, want)
+	_, got := writeLoad(t, src, nil)
 	unscaled, _ := src.Clone()
 	unscaled.Config.RopeScaling = llama.RopeScaling{}
 	b := testbackend.Open(t, "cpu")
@@ -184,30 +170,10 @@ func TestWriteLoadRopeScaling(t *testing.T) {
 	for i := range tokens {
 		tokens[i] = int32(i*7) % 19
 	}
-	logits := func(w *llama.Weights) []float32 {
-		m, err := llama.New(b, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Free()
-		g := graph.New(b)
-		defer g.Close()
-		lv, err := m.Forward(g, llama.Batch{Tokens: tokens, Size: 1, Len: len(tokens)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := lv.Download()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-	a, c, u := logits(src), logits(got), logits(unscaled)
+	a, c, u := forwardLogits(t, b, src, tokens), forwardLogits(t, b, got, tokens), forwardLogits(t, b, unscaled, tokens)
+	sameLogits(t, c, a)
 	var moved float64
 	for i := range a {
-		if d := math.Abs(float64(a[i] - c[i])); d > 1e-4*(1+math.Abs(float64(a[i]))) {
-			t.Fatalf("logit %d: %v after the round trip, %v before", i, c[i], a[i])
-		}
 		moved = max(moved, math.Abs(float64(a[i]-u[i])))
 	}
 	if moved < 1e-2 {
