@@ -20,18 +20,27 @@ func writeDir(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-// TestLoadDir checks where BOS and EOS come from: the tokenizer file's
-// template first, then tokenizer_config.json, special_tokens_map.json and
-// config.json, then the guess from special added tokens.
-func TestLoadDir(t *testing.T) {
-	// Ids: 0 <unk>, 1 <s>, 2 </s>, 3 <eot>, then bytes and "a".
+// dirTokenizerFiles returns the tokenizer files the folder tests put
+// beside config files: a tokenizer.json whose template adds BOS, the same
+// without a post-processor, and a tokenizer.model. The tokenizer.json ids
+// are 0 <unk>, 1 <s>, 2 </s>, 3 <eot> (all special added tokens), then
+// the 256 bytes and "a".
+func dirTokenizerFiles() (withBOS, plain, sp string) {
 	vocab := append([]string{"<unk>", "<s>", "</s>", "<eot>"}, byteVocab("a")[3:]...)
 	added := `[{"id": 0, "content": "<unk>", "special": true}, {"id": 1, "content": "<s>", "special": true},
  {"id": 2, "content": "</s>", "special": true}, {"id": 3, "content": "<eot>", "special": true}]`
 	const template = `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}`
-	withBOS := string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", template, ""))
-	plain := string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", "", ""))
-	sp := string(spModelBytes(synthPieces(spPiece{"a", -1, spNormal}), 2, true))
+	withBOS = string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", template, ""))
+	plain = string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", "", ""))
+	sp = string(spModelBytes(synthPieces(spPiece{"a", -1, spNormal}), 2, true))
+	return withBOS, plain, sp
+}
+
+// TestLoadDir checks where BOS and EOS come from: the tokenizer file's
+// template first, then tokenizer_config.json, special_tokens_map.json and
+// config.json, then the guess from special added tokens.
+func TestLoadDir(t *testing.T) {
+	withBOS, plain, sp := dirTokenizerFiles()
 	cases := []struct {
 		name     string
 		files    map[string]string
@@ -70,13 +79,7 @@ func TestLoadDir(t *testing.T) {
 // <|end_of_text|> as its EOS but ends its turns with <|eot_id|>, listed
 // with it in generation_config.json).
 func TestLoadDirGeneration(t *testing.T) {
-	vocab := append([]string{"<unk>", "<s>", "</s>", "<eot>"}, byteVocab("a")[3:]...)
-	added := `[{"id": 0, "content": "<unk>", "special": true}, {"id": 1, "content": "<s>", "special": true},
- {"id": 2, "content": "</s>", "special": true}, {"id": 3, "content": "<eot>", "special": true}]`
-	const template = `{"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}`
-	withBOS := string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", template, ""))
-	plain := string(hfJSON(vocab, nil, `"byte_fallback": true`, added, "", "", "", ""))
-	sp := string(spModelBytes(synthPieces(spPiece{"a", -1, spNormal}), 2, true))
+	withBOS, plain, sp := dirTokenizerFiles()
 	a := 4 + 256 // the id of "a": after the four specials and the 256 bytes
 	cases := []struct {
 		name     string
