@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
-	"github.com/sora-go/sora/models/llama2c"
 	"github.com/sora-go/sora/models/tokenizer"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
@@ -199,18 +197,11 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 // loadWeights reads a llama2.c checkpoint file, or a Hugging Face
 // checkpoint folder.
 func loadWeights(path string) (*llama.Weights, error) {
-	st, err := os.Stat(path)
+	bm, err := loadBase(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("model %s does not exist", path)
-		}
 		return nil, err
 	}
-	if st.IsDir() {
-		return hf.Load(path)
-	}
-	w, _, err := llama2c.Load(path)
-	return w, err
+	return bm.w, nil
 }
 
 // tokenizerSource returns where the tokenizer of the model at modelPath

@@ -130,7 +130,10 @@ type baseModel struct {
 // remembering its format.
 func loadBase(path string) (*baseModel, error) {
 	st, err := os.Stat(path)
-	if err != nil {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("model %s does not exist", path)
+	case err != nil:
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 	if st.IsDir() {
