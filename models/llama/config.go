@@ -104,7 +104,16 @@ type Config struct {
 	// (LLaMA, llama2.c), q/k/v (Qwen2) or all four (LLaMA with
 	// attention_bias).
 	AttentionBias AttentionBias
+	// Family is "" or FamilyMistral: the published architecture the
+	// weights belong to where the shapes above cannot tell (Mistral's
+	// decoder is LLaMA's, with no biases), so that a writer can label a
+	// checkpoint as the model it came from. The decoder ignores it.
+	Family string
 }
+
+// FamilyMistral is the Config.Family of Mistral checkpoints
+// (MistralForCausalLM), which must keep no attention biases.
+const FamilyMistral = "mistral"
 
 // AttentionBias says which attention projections of a decoder layer carry
 // a bias vector.
@@ -297,6 +306,15 @@ func (c Config) Validate() error {
 	}
 	if c.AttentionBias > BiasQKVO {
 		return fmt.Errorf("llama: config has unknown attention bias kind %d", c.AttentionBias)
+	}
+	switch c.Family {
+	case "":
+	case FamilyMistral:
+		if c.AttentionBias != NoBias {
+			return fmt.Errorf("llama: config family %q has attention biases (%s); Mistral has none", c.Family, c.AttentionBias)
+		}
+	default:
+		return fmt.Errorf("llama: config family %q; expected \"\" or %q", c.Family, FamilyMistral)
 	}
 	if err := c.RopeScaling.Validate(); err != nil {
 		return err
