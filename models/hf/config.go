@@ -1,13 +1,15 @@
-// Package hf reads and writes LLaMA and Qwen2 checkpoints in the Hugging
-// Face layout: a folder holding config.json and the weights in
+// Package hf reads and writes LLaMA, Qwen2 and Mistral checkpoints in the
+// Hugging Face layout: a folder holding config.json and the weights in
 // model.safetensors, or in several shards listed by
 // model.safetensors.index.json.
 //
-// Two architectures load, both into package llama's decoder: transformers'
-// LlamaForCausalLM (model_type "llama", with or without attention_bias)
-// and Qwen2ForCausalLM (model_type "qwen2": Qwen2 and Qwen2.5, which is
-// LLaMA with biases on q_proj, k_proj and v_proj; see
-// llama.Config.AttentionBias). Tensor names are theirs (see package
+// Three architectures load, all into package llama's decoder:
+// transformers' LlamaForCausalLM (model_type "llama", with or without
+// attention_bias), Qwen2ForCausalLM (model_type "qwen2": Qwen2 and
+// Qwen2.5, which is LLaMA with biases on q_proj, k_proj and v_proj; see
+// llama.Config.AttentionBias) and MistralForCausalLM (model_type
+// "mistral": LLaMA's decoder, whose sliding-window attention must not
+// take effect; see ParseConfig; llama.Config.Family remembers it). Tensor names are theirs (see package
 // llama). F32, F16 and BF16 weights are read, converted to float32; the
 // writer writes F32, with the model_type and architectures of the
 // architecture the weights are, so that transformers reads a written
@@ -47,14 +49,21 @@ const (
 	defaultRopeBase = 10000.0
 
 	defaultQwen2MaxPos = 32768 // Qwen2Config's default max_position_embeddings
+
+	// MistralConfig's defaults where they differ from LlamaConfig's.
+	defaultMistralMaxPos  = 4096 * 32
+	defaultMistralKVHeads = 8
+	defaultMistralWindow  = 4096 // sliding_window when the field is absent
 )
 
 // The model types and architectures this package reads and writes.
 const (
-	ModelTypeLlama = "llama"
-	ModelTypeQwen2 = "qwen2"
-	ArchLlama      = "LlamaForCausalLM"
-	ArchQwen2      = "Qwen2ForCausalLM"
+	ModelTypeLlama   = "llama"
+	ModelTypeQwen2   = "qwen2"
+	ModelTypeMistral = "mistral"
+	ArchLlama        = "LlamaForCausalLM"
+	ArchQwen2        = "Qwen2ForCausalLM"
+	ArchMistral      = "MistralForCausalLM"
 )
 
 // configJSON is the part of a LlamaConfig that this package reads. Pointers
@@ -89,15 +98,25 @@ type configJSON struct {
 	// use_mrope is the multimodal rotary embedding of Qwen2-VL, which
 	// Qwen2.5's text configs carry as false.
 	UseMRoPE *bool `json:"use_mrope"`
+	// SlidingWindow is read for Mistral only (Qwen2's counts only with
+	// use_sliding_window). Raw, to tell null (no window) from absent
+	// (MistralConfig's default of 4096).
+	SlidingWindow json.RawMessage `json:"sliding_window"`
 }
 
 // ParseConfig decodes a Hugging Face config.json of model_type "llama"
-// (the default when absent) or "qwen2" into a llama.Config (in the
-// half-split rotary layout). A LLaMA config with attention_bias true gives
-// llama.BiasQKVO; a Qwen2 config always gives llama.BiasQKV, as Qwen2's
-// q/k/v projections always have a bias (transformers' Qwen2 reads neither
-// attention_bias nor mlp_bias, and neither does ParseConfig for it). Absent
-// optional fields get LlamaConfig's or Qwen2Config's defaults; features
+// (the default when absent), "qwen2" or "mistral" into a llama.Config (in
+// the half-split rotary layout). A LLaMA config with attention_bias true
+// gives llama.BiasQKVO; a Qwen2 config always gives llama.BiasQKV, as
+// Qwen2's q/k/v projections always have a bias; a Mistral config never
+// has biases and gives Family llama.FamilyMistral (transformers' Qwen2 and
+// Mistral read neither attention_bias nor mlp_bias, and neither does
+// ParseConfig for them). Mistral's sliding_window must be null (Mistral 7B
+// v0.2 and v0.3) or at least max_position_embeddings, where it never
+// masks anything: this decoder attends to every earlier position, so a
+// smaller window (v0.1's 4096 with a 32768 context, or the default 4096
+// when the field is absent) is refused. Absent optional fields get
+// LlamaConfig's, Qwen2Config's or MistralConfig's defaults; features
 // this project's decoder does not implement (rotary scalings other than
 // Llama 3.1's "llama3", partial rotary embeddings, MLP biases, activations
 // other than SiLU, a head_dim other than hidden_size /
@@ -126,10 +145,10 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if c.ModelType != nil {
 		modelType = *c.ModelType
 	}
-	if modelType != ModelTypeLlama && modelType != ModelTypeQwen2 {
-		return fail("model_type is %q; expected %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2)
+	if modelType != ModelTypeLlama && modelType != ModelTypeQwen2 && modelType != ModelTypeMistral {
+		return fail("model_type is %q; expected %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeMistral)
 	}
-	qwen2 := modelType == ModelTypeQwen2
+	qwen2, mistral := modelType == ModelTypeQwen2, modelType == ModelTypeMistral
 	for _, f := range []struct {
 		name string
 		v    *int
@@ -170,12 +189,15 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		return fail("partial_rotary_factor is %v; only rotary embeddings over the whole head (1.0) are supported", *c.PartialRotaryFactor)
 	}
 	bias := llama.NoBias
-	if qwen2 {
+	switch {
+	case qwen2:
 		bias = llama.BiasQKV
 		if err := checkQwen2Attention(c); err != nil {
 			return fail("%v", err)
 		}
-	} else {
+	case mistral:
+		// MistralForCausalLM has no biases whatever the config says.
+	default:
 		if c.AttentionBias != nil && *c.AttentionBias {
 			bias = llama.BiasQKVO
 		}
@@ -192,8 +214,13 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		MaxSeqLen: defaultMaxPos, NormEps: defaultNormEps, RopeTheta: defaultRopeBase,
 		RopeLayout: llama.RopeHalfSplit, AttentionBias: bias,
 	}
-	if qwen2 {
+	switch {
+	case qwen2:
 		cfg.MaxSeqLen = defaultQwen2MaxPos
+	case mistral:
+		cfg.MaxSeqLen = defaultMistralMaxPos
+		cfg.NumKVHeads = defaultMistralKVHeads
+		cfg.Family = llama.FamilyMistral
 	}
 	if c.NumKeyValueHeads != nil {
 		cfg.NumKVHeads = *c.NumKeyValueHeads
@@ -219,7 +246,41 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if c.HeadDim != nil && *c.HeadDim != cfg.HeadDim() {
 		return fail("head_dim is %d; only hidden_size / num_attention_heads = %d is supported", *c.HeadDim, cfg.HeadDim())
 	}
+	if mistral {
+		if err := checkMistralWindow(c.SlidingWindow, cfg.MaxSeqLen); err != nil {
+			return fail("%v", err)
+		}
+	}
 	return cfg, nil
+}
+
+// checkMistralWindow refuses a Mistral sliding_window that would take
+// effect. Mistral's attention lets position q see key k only where
+// q − k < sliding_window; with a window of at least maxPos that holds for
+// every pair of positions the model runs (this decoder refuses longer
+// sequences), so the model is LLaMA's. raw is the field's JSON: absent
+// means MistralConfig's default of 4096, null means no window.
+func checkMistralWindow(raw json.RawMessage, maxPos int) error {
+	trimmed := string(bytes.TrimSpace(raw))
+	if trimmed == "null" {
+		return nil
+	}
+	window, how := defaultMistralWindow, "absent, so MistralConfig's default"
+	if len(raw) > 0 {
+		var f float64
+		if err := json.Unmarshal(raw, &f); err != nil || f != math.Trunc(f) || f < 1 {
+			return fmt.Errorf("sliding_window is %s; expected null or a positive whole number", truncate(compactJSON(raw), 60))
+		}
+		if f >= float64(maxPos) {
+			return nil
+		}
+		window, how = int(f), "set to"
+	}
+	if window >= maxPos {
+		return nil
+	}
+	return fmt.Errorf("sliding_window is %s %d, below max_position_embeddings %d: Mistral attends only to the last %d positions, and this decoder does not mask attention beyond the window, so longer sequences would run a different model (expected null, as Mistral 7B v0.2 and v0.3 set it, or at least %d)",
+		how, window, maxPos, window, maxPos)
 }
 
 // checkQwen2Attention refuses the attention variants of a Qwen2 config
@@ -404,9 +465,13 @@ func compactJSON(raw json.RawMessage) string {
 func isRopeTypeKey(k string) bool { return k == "rope_type" || k == "type" }
 
 // Architecture returns the model_type and architecture under which
-// transformers runs a model of configuration cfg: Qwen2ForCausalLM for
-// biases on q/k/v alone, LlamaForCausalLM otherwise.
+// transformers runs a model of configuration cfg: MistralForCausalLM for
+// Family llama.FamilyMistral, Qwen2ForCausalLM for biases on q/k/v alone,
+// LlamaForCausalLM otherwise.
 func Architecture(cfg llama.Config) (modelType, arch string) {
+	if cfg.Family == llama.FamilyMistral {
+		return ModelTypeMistral, ArchMistral
+	}
 	if cfg.AttentionBias == llama.BiasQKV {
 		return ModelTypeQwen2, ArchQwen2
 	}
@@ -415,8 +480,9 @@ func Architecture(cfg llama.Config) (modelType, arch string) {
 
 // EncodeConfig returns the config.json that describes cfg for transformers:
 // a LlamaConfig for LlamaForCausalLM (attention_bias true with
-// llama.BiasQKVO), or a Qwen2Config for Qwen2ForCausalLM when cfg has
-// Qwen2's q/k/v biases (see [Architecture]). It names no bos_token_id or
+// llama.BiasQKVO), a Qwen2Config for Qwen2ForCausalLM when cfg has
+// Qwen2's q/k/v biases, or a MistralConfig with a null sliding_window for
+// Family llama.FamilyMistral (see [Architecture]). It names no bos_token_id or
 // eos_token_id: cfg does not know them, and the tokenizer and
 // generation_config.json written beside it do.
 func EncodeConfig(cfg llama.Config) ([]byte, error) {
@@ -442,14 +508,20 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 		"attention_dropout":       pyFloat(0),
 		"torch_dtype":             "float32",
 	}
-	if modelType == ModelTypeQwen2 {
+	switch modelType {
+	case ModelTypeQwen2:
 		// Qwen2Config has no head_dim, attention_bias or mlp_bias; its
 		// biases are fixed. Sliding-window attention is off, as in the
 		// released checkpoints.
 		m["use_sliding_window"] = false
 		m["sliding_window"] = nil
 		m["max_window_layers"] = cfg.NumLayers
-	} else {
+	case ModelTypeMistral:
+		// MistralConfig has no attention_bias or mlp_bias. The window
+		// must be written null: an absent one means 4096.
+		m["head_dim"] = cfg.HeadDim()
+		m["sliding_window"] = nil
+	default:
 		m["head_dim"] = cfg.HeadDim()
 		m["attention_bias"] = cfg.AttentionBias == llama.BiasQKVO
 		m["mlp_bias"] = false

@@ -41,7 +41,7 @@ func readJSONFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// Load reads the Hugging Face LLaMA or Qwen2 checkpoint in folder dir: config.json
+// Load reads the Hugging Face LLaMA, Qwen2 or Mistral checkpoint in folder dir: config.json
 // and either model.safetensors or the shards that model.safetensors.index.json
 // lists (the index wins when both exist). The weights come back in the
 // half-split rotary layout.
@@ -261,7 +261,8 @@ func (o *WriteOptions) checkFiles(dir string) error {
 }
 
 // Write writes w as a Hugging Face checkpoint into folder dir: config.json
-// (LLaMA's, or Qwen2's for weights with its q/k/v biases: see
+// (LLaMA's, Qwen2's for weights with its q/k/v biases, or Mistral's for
+// Family llama.FamilyMistral: see
 // [EncodeConfig]) and F32 safetensors weights, biases included. Weights in
 // llama2.c's interleaved rotary layout have q_proj and k_proj (and their
 // biases) permuted to the half-split layout on the way out (w itself is

@@ -1,0 +1,190 @@
+package hf
+
+import (
+	"encoding/json"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/models/llama"
+)
+
+// mistral7Bv03Config is mistralai/Mistral-7B-v0.3's config.json as
+// published on the Hugging Face hub (written out here from its values):
+// no sliding window, a 32768-token vocabulary.
+const mistral7Bv03Config = `{
+  "architectures": [
+    "MistralForCausalLM"
+  ],
+  "attention_dropout": 0.0,
+  "bos_token_id": 1,
+  "eos_token_id": 2,
+  "hidden_act": "silu",
+  "hidden_size": 4096,
+  "initializer_range": 0.02,
+  "intermediate_size": 14336,
+  "max_position_embeddings": 32768,
+  "model_type": "mistral",
+  "num_attention_heads": 32,
+  "num_hidden_layers": 32,
+  "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-05,
+  "rope_theta": 1000000.0,
+  "sliding_window": null,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16",
+  "transformers_version": "4.42.0.dev0",
+  "use_cache": true,
+  "vocab_size": 32768
+}
+`
+
+// mistral7Bv01Config is mistralai/Mistral-7B-v0.1's config.json: a
+// 4096-token sliding window over a 32768-token context.
+const mistral7Bv01Config = `{
+  "architectures": [
+    "MistralForCausalLM"
+  ],
+  "bos_token_id": 1,
+  "eos_token_id": 2,
+  "hidden_act": "silu",
+  "hidden_size": 4096,
+  "initializer_range": 0.02,
+  "intermediate_size": 14336,
+  "max_position_embeddings": 32768,
+  "model_type": "mistral",
+  "num_attention_heads": 32,
+  "num_hidden_layers": 32,
+  "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-05,
+  "rope_theta": 10000.0,
+  "sliding_window": 4096,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16",
+  "transformers_version": "4.34.0.dev0",
+  "use_cache": true,
+  "vocab_size": 32000
+}
+`
+
+func TestParseMistralConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte(mistral7Bv03Config), "Mistral-7B-v0.3/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := llama.Config{Dim: 4096, HiddenDim: 14336, NumLayers: 32, NumHeads: 32, NumKVHeads: 8, VocabSize: 32768,
+		MaxSeqLen: 32768, NormEps: 1e-5, RopeTheta: 1e6, RopeLayout: llama.RopeHalfSplit, Family: llama.FamilyMistral}
+	if cfg != want {
+		t.Fatalf("Mistral-7B-v0.3:\n got %+v\nwant %+v", cfg, want)
+	}
+	// The hub's safetensors total for Mistral-7B-v0.3.
+	if n := cfg.NumParams(); n != 7248023552 {
+		t.Errorf("Mistral-7B-v0.3 has %d parameters, want 7248023552", n)
+	}
+
+	// MistralConfig's defaults for absent fields (8 key/value heads, a
+	// 131072-token context) and the windows that never take effect.
+	base := `"model_type": "mistral", "hidden_size": 32, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 8, "vocab_size": 19`
+	small := llama.Config{Dim: 32, HiddenDim: 24, NumLayers: 3, NumHeads: 8, NumKVHeads: 8, VocabSize: 19,
+		MaxSeqLen: 131072, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, Family: llama.FamilyMistral}
+	with := func(f func(*llama.Config)) llama.Config { c := small; f(&c); return c }
+	for _, c := range []struct {
+		json string
+		want llama.Config
+	}{
+		{`{` + base + `, "sliding_window": null}`, small},
+		{`{` + base + `, "sliding_window": 131072}`, small},
+		{`{` + base + `, "sliding_window": 1e9}`, small},
+		{`{` + base + `, "max_position_embeddings": 4096}`, with(func(c *llama.Config) { c.MaxSeqLen = 4096 })}, // absent window: 4096
+		{`{` + base + `, "max_position_embeddings": 512, "sliding_window": 4096, "num_key_value_heads": 2}`,
+			with(func(c *llama.Config) { c.MaxSeqLen, c.NumKVHeads = 512, 2 })},
+		// transformers' Mistral reads no attention_bias, mlp_bias or layer_types.
+		{`{` + base + `, "sliding_window": null, "attention_bias": true, "mlp_bias": true, "layer_types": ["sliding_attention"]}`, small},
+		{`{` + base + `, "sliding_window": null, "head_dim": 4, "tie_word_embeddings": true}`, with(func(c *llama.Config) { c.TiedEmbeddings = true })},
+	} {
+		got, err := ParseConfig([]byte(c.json), "c.json")
+		if err != nil {
+			t.Errorf("%s: %v", c.json, err)
+		} else if got != c.want {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.json, got, c.want)
+		}
+	}
+
+	bad := []struct{ json, want string }{
+		{mistral7Bv01Config, "sliding_window is set to 4096, below max_position_embeddings 32768: Mistral attends only to the last 4096 positions, and this decoder does not mask attention beyond the window"},
+		{`{` + base + `}`, "sliding_window is absent, so MistralConfig's default 4096, below max_position_embeddings 131072"},
+		{`{` + base + `, "sliding_window": 131071}`, "sliding_window is set to 131071, below max_position_embeddings 131072"},
+		{`{` + base + `, "sliding_window": 0}`, "sliding_window is 0; expected null or a positive whole number"},
+		{`{` + base + `, "sliding_window": 4096.5}`, "sliding_window is 4096.5; expected null or a positive whole number"},
+		{`{` + base + `, "sliding_window": "4096"}`, `sliding_window is "4096"; expected null or a positive whole number`},
+		// Mistral Nemo: 5120 / 32 heads is 160, but its heads are 128 wide.
+		{strings.NewReplacer(`"hidden_size": 4096`, `"hidden_size": 5120`, `"sliding_window": null`, `"sliding_window": null, "head_dim": 128`).Replace(mistral7Bv03Config),
+			"head_dim is 128; only hidden_size / num_attention_heads = 160 is supported"},
+		{`{` + base + `, "sliding_window": null, "num_attention_heads": 4}`, "n_heads 4 is not a multiple of n_kv_heads 8"}, // default 8 kv heads
+		{strings.Replace(mistral7Bv03Config, `"attention_dropout": 0.0`, `"attention_dropout": 0.1`, 1), "attention_dropout is 0.1"},
+		{strings.Replace(mistral7Bv03Config, `"model_type": "mistral"`, `"model_type": "mixtral"`, 1), `model_type is "mixtral"; expected "llama", "qwen2" or "mistral"`},
+	}
+	for _, c := range bad {
+		_, err := ParseConfig([]byte(c.json), "c.json")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "c.json") {
+			t.Errorf("%.80s…: error %v, want one naming c.json and containing %q", c.json, err, c.want)
+		}
+	}
+}
+
+// TestWriteLoadMistral: Write labels a Mistral model as one, with a null
+// sliding_window (an absent one would mean 4096), and Load reads it back
+// as the same model, Family included, so merging or fully fine-tuning a
+// Mistral folder writes a Mistral folder.
+func TestWriteLoadMistral(t *testing.T) {
+	rng := rand.New(rand.NewSource(53))
+	for _, tied := range []bool{false, true} {
+		cfg := tinyConfig(tied, 2)
+		cfg.Family = llama.FamilyMistral
+		src := randomWeights(t, rng, cfg)
+		dir, got := writeLoad(t, src, &WriteOptions{MaxShardSize: 3000})
+		if got.Config.Family != llama.FamilyMistral {
+			t.Fatalf("loaded family %q", got.Config.Family)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["model_type"] != "mistral" {
+			t.Errorf("model_type %v, want mistral", m["model_type"])
+		}
+		if a, _ := m["architectures"].([]any); len(a) != 1 || a[0] != "MistralForCausalLM" {
+			t.Errorf("architectures %v, want [MistralForCausalLM]", m["architectures"])
+		}
+		if w, ok := m["sliding_window"]; !ok || w != nil {
+			t.Errorf("sliding_window %v (present %v), want null", w, ok)
+		}
+		for _, k := range []string{"attention_bias", "mlp_bias", "use_sliding_window"} {
+			if _, ok := m[k]; ok {
+				t.Errorf("MistralConfig has no %s, but config.json sets it", k)
+			}
+		}
+		tokens := []int{1, 7, 18, 3, 3}
+		sameLogits(t, logitsAt(t, got, tokens), logitsAt(t, src, tokens))
+	}
+
+	// A LLaMA stays a LLaMA, and a family with biases is refused.
+	if mt, arch := Architecture(tinyConfig(true, 2)); mt != ModelTypeLlama || arch != ArchLlama {
+		t.Errorf("Architecture(llama) = %s, %s", mt, arch)
+	}
+	bad := tinyConfig(true, 2)
+	bad.Family, bad.AttentionBias = llama.FamilyMistral, llama.BiasQKV
+	if _, err := EncodeConfig(bad); err == nil || !strings.Contains(err.Error(), "Mistral has none") {
+		t.Errorf("EncodeConfig(Mistral with biases): %v", err)
+	}
+	bad.Family, bad.AttentionBias = "gemma", llama.NoBias
+	if _, err := EncodeConfig(bad); err == nil || !strings.Contains(err.Error(), `family "gemma"`) {
+		t.Errorf("EncodeConfig(family gemma): %v", err)
+	}
+}
