@@ -18,13 +18,21 @@ import (
 // its weights, plus random q/k/v biases, with its tokenizer.
 func qwen2Folder(t *testing.T) string {
 	t.Helper()
+	return familyFolder(t, func(c *llama.Config) { c.AttentionBias = llama.BiasQKV })
+}
+
+// familyFolder writes stories260K as a Hugging Face folder of the family
+// that family sets in its config, with its tokenizer: its weights, plus
+// random values for any tensor the family adds (Qwen2's biases).
+func familyFolder(t *testing.T, family func(*llama.Config)) string {
+	t.Helper()
 	model, tokPath := stories260K(t)
 	w, _, err := llama2c.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := w.Config
-	cfg.AttentionBias = llama.BiasQKV
+	family(&cfg)
 	q, err := llama.NewWeights(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +55,7 @@ func qwen2Folder(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "qwen2")
+	dir := filepath.Join(t.TempDir(), "model")
 	if err := hf.Write(dir, q, &hf.WriteOptions{Files: files}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,5 +109,45 @@ func TestFullFinetuneQwen2(t *testing.T) {
 	}
 	if changed == 0 {
 		t.Error("no saved bias differs from the base's: the trained biases were not saved")
+	}
+}
+
+// TestMergeKeepsFamily checks that an adapter merged into a Qwen2 or
+// Mistral folder, and a full fine-tune of one, are written back as that
+// architecture (model_type and architectures in config.json), so that
+// transformers and these commands read them as the model they came from.
+func TestMergeKeepsFamily(t *testing.T) {
+	data := testdata.Path(t, "datasets/llm-adapters/boolq/train.json")
+	for _, tc := range []struct {
+		name, arch string
+		family     func(*llama.Config)
+	}{
+		{"qwen2", "Qwen2ForCausalLM", func(c *llama.Config) { c.AttentionBias = llama.BiasQKV }},
+		{"mistral", "MistralForCausalLM", func(c *llama.Config) { c.Family = llama.FamilyMistral }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := familyFolder(t, tc.family)
+			runs := t.TempDir()
+			for _, method := range []string{"lora", "full"} {
+				out := filepath.Join(runs, method)
+				if code, _, errOut := runCLI(t, "finetune", "--model", dir, "--data", data, "--max-train", "8",
+					"--steps", "1", "--batch", "8", "--method", method, "--out", out); code != 0 {
+					t.Fatalf("finetune --method %s: exit status %d; stderr:\n%s", method, code, errOut)
+				}
+			}
+			merged := filepath.Join(runs, "merged")
+			if code, _, errOut := runCLI(t, "merge", "--model", dir, "--adapter", filepath.Join(runs, "lora", "adapter"), "--out", merged); code != 0 {
+				t.Fatalf("merge: exit status %d; stderr:\n%s", code, errOut)
+			}
+			for _, folder := range []string{merged, filepath.Join(runs, "full", "adapter", "model")} {
+				b, err := os.ReadFile(filepath.Join(folder, "config.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(b), `"model_type": "`+tc.name+`"`) || !strings.Contains(string(b), tc.arch) {
+					t.Errorf("%s/config.json does not say %s / %s:\n%s", folder, tc.name, tc.arch, b)
+				}
+			}
+		})
 	}
 }
