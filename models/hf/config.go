@@ -48,7 +48,8 @@ const (
 	defaultNormEps  = 1e-6 // LlamaConfig's (and Qwen2Config's) default rms_norm_eps
 	defaultRopeBase = 10000.0
 
-	defaultQwen2MaxPos = 32768 // Qwen2Config's default max_position_embeddings
+	defaultQwen2MaxPos  = 32768 // Qwen2Config's default max_position_embeddings
+	defaultQwen2KVHeads = 32    // Qwen2Config's num_key_value_heads when the field is absent
 
 	// MistralConfig's defaults where they differ from LlamaConfig's.
 	defaultMistralMaxPos  = 4096 * 32
@@ -69,12 +70,15 @@ const (
 // configJSON is the part of a LlamaConfig that this package reads. Pointers
 // tell absent fields (which get LlamaConfig's defaults) from zero ones.
 type configJSON struct {
-	ModelType             *string         `json:"model_type"`
-	HiddenSize            *int            `json:"hidden_size"`
-	IntermediateSize      *int            `json:"intermediate_size"`
-	NumHiddenLayers       *int            `json:"num_hidden_layers"`
-	NumAttentionHeads     *int            `json:"num_attention_heads"`
-	NumKeyValueHeads      *int            `json:"num_key_value_heads"`
+	ModelType         *string `json:"model_type"`
+	HiddenSize        *int    `json:"hidden_size"`
+	IntermediateSize  *int    `json:"intermediate_size"`
+	NumHiddenLayers   *int    `json:"num_hidden_layers"`
+	NumAttentionHeads *int    `json:"num_attention_heads"`
+	// NumKeyValueHeads is raw because absent and null differ: null is
+	// num_attention_heads for every model type, absent is the model
+	// type's default (LLaMA: num_attention_heads; Qwen2: 32; Mistral: 8).
+	NumKeyValueHeads      json.RawMessage `json:"num_key_value_heads"`
 	VocabSize             *int            `json:"vocab_size"`
 	MaxPositionEmbeddings *int            `json:"max_position_embeddings"`
 	RMSNormEps            *float64        `json:"rms_norm_eps"`
@@ -217,13 +221,23 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	switch {
 	case qwen2:
 		cfg.MaxSeqLen = defaultQwen2MaxPos
+		cfg.NumKVHeads = defaultQwen2KVHeads
 	case mistral:
 		cfg.MaxSeqLen = defaultMistralMaxPos
 		cfg.NumKVHeads = defaultMistralKVHeads
 		cfg.Family = llama.FamilyMistral
 	}
-	if c.NumKeyValueHeads != nil {
-		cfg.NumKVHeads = *c.NumKeyValueHeads
+	switch kv := string(bytes.TrimSpace(c.NumKeyValueHeads)); kv {
+	case "":
+		// absent: the model type's default, set above
+	case "null":
+		cfg.NumKVHeads = cfg.NumHeads
+	default:
+		var n float64
+		if err := json.Unmarshal(c.NumKeyValueHeads, &n); err != nil || n != math.Trunc(n) || n < 1 || n > math.MaxInt32 {
+			return fail("num_key_value_heads is %s; expected null or a positive whole number", truncate(compactJSON(c.NumKeyValueHeads), 60))
+		}
+		cfg.NumKVHeads = int(n)
 	}
 	if c.MaxPositionEmbeddings != nil {
 		cfg.MaxSeqLen = *c.MaxPositionEmbeddings

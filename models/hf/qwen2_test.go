@@ -107,11 +107,16 @@ func TestParseQwen2Config(t *testing.T) {
 		json string
 		want llama.Config
 	}{
-		{`{"model_type": "qwen2", ` + base + `}`, llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
+		// An absent num_key_value_heads is Qwen2Config's 32, a null one
+		// num_attention_heads.
+		{`{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 32, "vocab_size": 19}`,
+			llama.Config{Dim: 64, HiddenDim: 24, NumLayers: 3, NumHeads: 32, NumKVHeads: 32, VocabSize: 19,
+				MaxSeqLen: 32768, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKV}},
+		{`{"model_type": "qwen2", "num_key_value_heads": null, ` + base + `}`, llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
 			MaxSeqLen: 32768, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKV}},
 		// Qwen2 ignores attention_bias and mlp_bias, as transformers does.
-		{`{"model_type": "qwen2", "attention_bias": false, "mlp_bias": true, "sliding_window": 4096, "max_window_layers": 1, "use_sliding_window": false, "layer_types": ["full_attention", "full_attention", "full_attention"], ` + base + `}`,
-			llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
+		{`{"model_type": "qwen2", "attention_bias": false, "mlp_bias": true, "sliding_window": 4096, "max_window_layers": 1, "use_sliding_window": false, "layer_types": ["full_attention", "full_attention", "full_attention"], "num_key_value_heads": 2, ` + base + `}`,
+			llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 2, VocabSize: 19,
 				MaxSeqLen: 32768, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKV}},
 		{`{"model_type": "llama", "attention_bias": true, "mlp_bias": false, "attention_dropout": 0.0, ` + base + `}`, llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
 			MaxSeqLen: 2048, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKVO}},
@@ -330,5 +335,34 @@ func TestLoadBiasErrors(t *testing.T) {
 	}
 	if w.Config.AttentionBias != llama.BiasQKV || w.Config.RopeTheta != 1e6 || w.Layers[1].Bv == nil {
 		t.Errorf("loaded %+v", w.Config)
+	}
+}
+
+// TestKVHeadsNullOrAbsent checks num_key_value_heads as transformers reads
+// it: null means num_attention_heads for every model type, an absent field
+// the model type's default (LLaMA: num_attention_heads; Qwen2: 32;
+// Mistral: 8), and anything but a positive whole number is refused.
+func TestKVHeadsNullOrAbsent(t *testing.T) {
+	for _, c := range []struct {
+		modelType, field string
+		want             int // 0: refused
+	}{
+		{"llama", ``, 32}, {"llama", `"num_key_value_heads": null, `, 32}, {"llama", `"num_key_value_heads": 8, `, 8},
+		{"qwen2", ``, 32}, {"qwen2", `"num_key_value_heads": null, `, 32}, {"qwen2", `"num_key_value_heads": 4, `, 4},
+		{"mistral", ``, 8}, {"mistral", `"num_key_value_heads": null, `, 32}, {"mistral", `"num_key_value_heads": 16, `, 16},
+		{"llama", `"num_key_value_heads": 2.5, `, 0}, {"llama", `"num_key_value_heads": 0, `, 0}, {"qwen2", `"num_key_value_heads": "8", `, 0},
+	} {
+		js := `{"model_type": "` + c.modelType + `", ` + c.field + `"hidden_size": 128, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 32, "vocab_size": 19, "sliding_window": null}`
+		cfg, err := ParseConfig([]byte(js), "c.json")
+		switch {
+		case c.want == 0:
+			if err == nil || !strings.Contains(err.Error(), "num_key_value_heads") {
+				t.Errorf("%s: error %v, want one naming num_key_value_heads", js, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", js, err)
+		case cfg.NumKVHeads != c.want:
+			t.Errorf("%s: %d key/value heads, want %d", js, cfg.NumKVHeads, c.want)
+		}
 	}
 }
