@@ -38,13 +38,6 @@ import (
 // given lstrip/rstrip, a normalized one and new special ones
 // (scripts/tokenizer-ref/addedtokens.mjs; the edits are in its README).
 
-// readNastyRef reads a compressed compact reference over the hostile
-// corpus (readCompactRef).
-func readNastyRef(t testing.TB, path string) jsRef {
-	t.Helper()
-	return readCompactRef(t, path, "corpus-nasty.json")
-}
-
 // readCompactRef reads a compressed compact reference and fills in each
 // result's text from the corpus (a file in testdata), by name.
 func readCompactRef(t testing.TB, path, corpusFile string) jsRef {
