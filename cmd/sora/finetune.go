@@ -898,20 +898,19 @@ type finetuneInterrupts struct {
 
 	// mu is held while the process ends, so that the run cannot go on
 	// with its folder released.
-	mu      sync.Mutex
+	mu sync.Mutex
+	// lock is released before the process ends, until training starts:
+	// from then on the process may be writing into the folder when a
+	// signal ends it, so lock is nil and the lock is left for the system
+	// to release with the process (flock and LockFileEx end with it)
+	// rather than released first, which would let another run in while
+	// files are half written. Where the folder is held by its lock file
+	// alone, that file then stays, and the next run says to remove it.
 	lock    *train.OutputLock
 	cancel  context.CancelFunc // while training, until the first signal
 	next    string             // what the first signal in training does
 	stopped bool               // stop has run
 	ending  string             // what an end of the process now says
-	// writing is set once training starts: from then on the process may
-	// be writing into the folder when a signal ends it, so the lock is
-	// left for the system to release with the process (flock and
-	// LockFileEx end with it) rather than released first, which would let
-	// another run in while files are half written. Where the folder is
-	// held by its lock file alone, that file then stays, and the next run
-	// says to remove it.
-	writing bool
 }
 
 // catchInterrupts starts catching Ctrl-C and SIGTERM for finetune; stop
@@ -941,9 +940,7 @@ func (in *finetuneInterrupts) wait() {
 			in.mu.Unlock()
 			continue
 		}
-		if !in.writing {
-			in.lock.Unlock()
-		}
+		in.lock.Unlock() // nil-safe: nil once training has started
 		fmt.Fprintf(in.stderr, "\n%s\n", in.ending)
 		os.Exit(exitInterrupted)
 	}
@@ -969,7 +966,7 @@ func (in *finetuneInterrupts) training(next string) (ctx context.Context, done f
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
-	in.cancel, in.next, in.writing = cancel, next, true
+	in.cancel, in.next, in.lock = cancel, next, nil
 	return ctx, func() {
 		in.mu.Lock()
 		defer in.mu.Unlock()
