@@ -85,7 +85,7 @@ func (m *bpeModel) tokenize(word string, out []int) []int {
 func (m *bpeModel) appendBytes(syms []int, c string) ([]int, bool) {
 	n := len(syms)
 	for j := 0; j < len(c); j++ {
-		id, ok := m.vocab[bytePieceName(c[j])]
+		id, ok := m.vocab[bytePieceNames[c[j]]]
 		if !ok {
 			return syms[:n], false
 		}
@@ -94,8 +94,14 @@ func (m *bpeModel) appendBytes(syms []int, c string) ([]int, bool) {
 	return syms, true
 }
 
-// bytePieceName is the byte-fallback piece of b, "<0xXX>" in upper case.
-func bytePieceName(b byte) string { return fmt.Sprintf("<0x%02X>", b) }
+// bytePieceNames holds the byte-fallback piece of each byte, "<0xXX>" in
+// upper case, made once rather than formatted per byte while encoding.
+var bytePieceNames = func() (names [256]string) {
+	for b := range names {
+		names[b] = fmt.Sprintf("<0x%02X>", b)
+	}
+	return names
+}()
 
 // mergeQueue is a min-heap of merge candidates, each packed into a uint64
 // key: its priority in the high 32 bits (lower first) and the index of its
