@@ -291,7 +291,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		prog.Message(fmt.Sprintf("removed what an interrupted save left in %s: %s", o.Out, strings.Join(removed, ", ")))
 	}
 	if lockNote != "" {
-		resumeNotes = append([]string{lockNote}, resumeNotes...)
+		prog.Message(lockNote)
 	}
 	for _, n := range resumeNotes {
 		prog.Message(n)
