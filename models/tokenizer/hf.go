@@ -28,7 +28,7 @@ type hfModel struct {
 	raw        *addedMatcher // added tokens matched on the raw text (normalized false)
 	normed     *addedMatcher // added tokens matched on normalized text (normalized true)
 	normalizer []normOp
-	pre        preTokenizer // nil: the whole normalized piece is one word
+	pre        *preTokenizer // nil: the whole normalized piece is one word
 	decoder    []decodeOp
 	// prefix and suffix are the special tokens post_processor's template
 	// puts around a single sequence.

@@ -20,16 +20,17 @@ import (
 // text and matched by hand-written code that does what a backtracking
 // engine does with them; any other pattern is refused with an error naming it.
 
-// preTokenizer cuts a text into pieces, in order, as Hugging Face's
-// pre-tokenizer does, including its rewriting: the pieces concatenate to s
+// preTokenizer runs the pre-tokenizers of a tokenizer.json in order (a
+// Sequence, or one). Its split cuts a text into pieces, in order, as Hugging
+// Face's pre-tokenizer does, including its rewriting: the pieces concatenate to s
 // itself for Split, Digits and WhitespaceSplit (less what a "Removed"
 // behaviour drops), to byteLevelEncode(s) (after a leading space when
 // add_prefix_space) for ByteLevel, and to s with spaces replaced (and maybe
 // the replacement prepended) for Metaspace. s is taken to be the start of the
 // text; see preTokenizeSection. An empty s gives no pieces, and no piece is
 // ever empty.
-type preTokenizer interface {
-	split(s string) []string
+type preTokenizer struct {
+	steps []preStep
 }
 
 // preTokenizeSection is p.split(s) for a section of the text that starts the
@@ -37,17 +38,14 @@ type preTokenizer interface {
 // like the Rust crate, it prepends its replacement only to a piece that
 // begins at offset 0 of the original text, so not to a section after an
 // added token. A nil p gives s as one piece (none when s is empty).
-func preTokenizeSection(p preTokenizer, s string, atStart bool) []string {
+func preTokenizeSection(p *preTokenizer, s string, atStart bool) []string {
 	if s == "" {
 		return nil
 	}
 	if p == nil {
 		return []string{s}
 	}
-	if pl, ok := p.(*preTokenizerSteps); ok {
-		return pl.run(s, atStart)
-	}
-	return p.split(s)
+	return p.run(s, atStart)
 }
 
 // piece is a part of a section during pre-tokenization. start records
@@ -62,14 +60,9 @@ type preStep interface {
 	apply(in []piece) []piece
 }
 
-// preTokenizerSteps runs pre-tokenizers in order (a Sequence, or one).
-type preTokenizerSteps struct {
-	steps []preStep
-}
+func (p *preTokenizer) split(s string) []string { return p.run(s, true) }
 
-func (p *preTokenizerSteps) split(s string) []string { return p.run(s, true) }
-
-func (p *preTokenizerSteps) run(s string, atStart bool) []string {
+func (p *preTokenizer) run(s string, atStart bool) []string {
 	if s == "" {
 		return nil
 	}
@@ -115,7 +108,7 @@ type splitPatternJSON struct {
 // null or an empty value gives (nil, nil). Errors start with the JSON path
 // ("pre_tokenizer", "pre_tokenizer.pretokenizers[1]") and say what was
 // expected; the caller adds the file name.
-func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
+func parsePreTokenizer(raw json.RawMessage) (*preTokenizer, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
@@ -127,7 +120,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &preTokenizerSteps{steps}, nil
+	return &preTokenizer{steps}, nil
 }
 
 func parsePreSteps(raw json.RawMessage, where string) ([]preStep, error) {

@@ -48,7 +48,7 @@ func readJSRef(t testing.TB, path string) jsRef {
 }
 
 // readPreTokenizer parses the pre_tokenizer of a tokenizer.json.
-func readPreTokenizer(t testing.TB, path string) preTokenizer {
+func readPreTokenizer(t testing.TB, path string) *preTokenizer {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -87,7 +87,7 @@ func hasJSOnlySpace(s string) bool { return strings.ContainsAny(s, "\u0085\ufeff
 
 // comparePretokens checks p.split against the JS reference's pre-tokenizer
 // output for every text of a reference file; it returns the number compared.
-func comparePretokens(t *testing.T, p preTokenizer, ref jsRef, skip func(string) bool) int {
+func comparePretokens(t *testing.T, p *preTokenizer, ref jsRef, skip func(string) bool) int {
 	t.Helper()
 	n := 0
 	for _, r := range ref.Results {
@@ -176,7 +176,7 @@ const (
 	specWSSplit   = `{"type":"WhitespaceSplit"}`
 )
 
-func mustPreTokenizer(t testing.TB, spec string) preTokenizer {
+func mustPreTokenizer(t testing.TB, spec string) *preTokenizer {
 	t.Helper()
 	p, err := parsePreTokenizer(json.RawMessage(spec))
 	if err != nil {
@@ -273,7 +273,7 @@ func TestPreTokenizeSection(t *testing.T) {
 	always := mustPreTokenizer(t, specMeta)
 	for _, tc := range []struct {
 		name    string
-		p       preTokenizer
+		p       *preTokenizer
 		in      string
 		atStart bool
 		want    []string
@@ -380,7 +380,7 @@ func FuzzPreTokenizers(f *testing.F) {
 	for _, s := range []string{"", " ", "Hello world", "a  \n\n b", "I'M 123456 don't", "é 日本 🤗", "\xff\xfe", "'ſ\u0085\ufeff", "<|eot_id|>x"} {
 		f.Add(s)
 	}
-	ps := make([]preTokenizer, len(fuzzSpecs))
+	ps := make([]*preTokenizer, len(fuzzSpecs))
 	for i, fs := range fuzzSpecs {
 		ps[i] = mustPreTokenizer(f, fs.spec)
 	}
