@@ -265,15 +265,17 @@ func (b *Backend) Fill(dst backend.Tensor, v float32) {
 	})
 }
 
-// uploadInts copies host int32 values into a scratch block. The caller
-// frees the block after enqueuing its use.
-func (b *Backend) uploadInts(v []int32) (temp, error) {
-	t, err := b.tempAlloc(int64(len(v)) * 4)
+// uploadScratch copies host values (int32 ids, float64 frequencies) into
+// a scratch block on the stream. The caller frees the block with tempFree
+// after enqueuing its use.
+func uploadScratch[T int32 | float64](b *Backend, v []T) (temp, error) {
+	size := int(unsafe.Sizeof(T(0)))
+	t, err := b.tempAlloc(int64(len(v)) * int64(size))
 	if err != nil {
 		return temp{}, err
 	}
 	if len(v) > 0 {
-		if err := b.upload(t.ptr, unsafe.Pointer(&v[0]), len(v)*4); err != nil {
+		if err := b.upload(t.ptr, unsafe.Pointer(&v[0]), len(v)*size); err != nil {
 			b.tempFree(t)
 			return temp{}, err
 		}

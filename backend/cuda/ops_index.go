@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"slices"
-	"unsafe"
 
 	"github.com/sora-go/sora/backend"
 )
@@ -39,7 +38,7 @@ func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 		}
 		var freqs temp // none: the kernel gets a null pointer and uses theta
 		if p.Freqs != nil {
-			if freqs, err = b.uploadFloat64s(p.Freqs); err != nil {
+			if freqs, err = uploadScratch(b, p.Freqs); err != nil {
 				return err
 			}
 			defer b.tempFree(freqs)
@@ -59,22 +58,6 @@ func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 		grid, block := elementwiseGrid(pairs, b.sms)
 		return b.launch(kRoPE, grid, block)
 	})
-}
-
-// uploadFloat64s copies v to a scratch block on the stream; the caller
-// frees it with tempFree after the kernel that reads it is queued.
-func (b *Backend) uploadFloat64s(v []float64) (temp, error) {
-	t, err := b.tempAlloc(int64(len(v)) * 8)
-	if err != nil {
-		return temp{}, err
-	}
-	if len(v) > 0 {
-		if err := b.upload(t.ptr, unsafe.Pointer(&v[0]), len(v)*8); err != nil {
-			b.tempFree(t)
-			return temp{}, err
-		}
-	}
-	return t, nil
 }
 
 // Gather copies rows of table into dst: dst[i] = table[ids[i]]. The ids
@@ -99,7 +82,7 @@ func (b *Backend) Gather(dst, table backend.Tensor, ids []int32) {
 		if err != nil {
 			return err
 		}
-		dev, err := b.uploadInts(ids)
+		dev, err := uploadScratch(b, ids)
 		if err != nil {
 			return err
 		}
@@ -170,7 +153,7 @@ func (b *Backend) ScatterAdd(dtable, dy backend.Tensor, ids []int32) {
 		}
 		var segments int
 		b.ids, segments = groupIDs(ids, b.ids)
-		dev, err := b.uploadInts(b.ids)
+		dev, err := uploadScratch(b, b.ids)
 		if err != nil {
 			return err
 		}
@@ -208,7 +191,7 @@ func (b *Backend) crossEntropy(op backend.Op, out, logits backend.Tensor, target
 		if err != nil {
 			return err
 		}
-		dev, err := b.uploadInts(targets)
+		dev, err := uploadScratch(b, targets)
 		if err != nil {
 			return err
 		}
