@@ -218,10 +218,8 @@ func tokenizerSource(modelPath, tokPath string) (string, error) {
 		return "", fmt.Errorf("model %s does not exist", modelPath)
 	}
 	if err == nil && st.IsDir() {
-		for _, name := range []string{"tokenizer.json", "tokenizer.model"} {
-			if _, err := os.Stat(filepath.Join(modelPath, name)); err == nil {
-				return modelPath, nil
-			}
+		if _, ok := tokenizer.DirFile(modelPath); ok {
+			return modelPath, nil
 		}
 		return "", fmt.Errorf("--tokenizer is required: the Hugging Face folder %s has neither tokenizer.json nor tokenizer.model", modelPath)
 	}

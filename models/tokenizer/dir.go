@@ -28,25 +28,22 @@ import (
 // eos_token_id in generation_config.json or config.json (Llama 3 Instruct:
 // <|end_of_text|>, <|eom_id|> and <|eot_id|>); Stops returns them with EOS.
 func LoadDir(dir string) (*Tokenizer, error) {
-	jsonPath := filepath.Join(dir, "tokenizer.json")
-	modelPath := filepath.Join(dir, "tokenizer.model")
+	path, ok := DirFile(dir)
+	if !ok {
+		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tokenizer.model", dir)
+	}
 	var t *Tokenizer
 	var err error
-	switch {
-	case exists(jsonPath):
+	if filepath.Base(path) == "tokenizer.json" {
 		var b []byte
-		if b, err = os.ReadFile(jsonPath); err != nil {
+		if b, err = os.ReadFile(path); err != nil {
 			return nil, fmt.Errorf("tokenizer: %w", err)
 		}
-		if t, err = parseHF(b, jsonPath); err != nil {
+		if t, err = parseHF(b, path); err != nil {
 			return nil, err
 		}
-	case exists(modelPath):
-		if t, err = LoadSentencePiece(modelPath); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tokenizer.model", dir)
+	} else if t, err = LoadSentencePiece(path); err != nil {
+		return nil, err
 	}
 	cfg, err := readDirConfig(dir, t)
 	if err != nil {
@@ -71,6 +68,18 @@ func LoadDir(dir string) (*Tokenizer, error) {
 	}
 	t.stops = cfg.stops
 	return t, nil
+}
+
+// DirFile returns the file of the Hugging Face model folder dir that
+// LoadDir reads the tokenizer from: its tokenizer.json if there is one,
+// else its tokenizer.model; ok is false when it has neither.
+func DirFile(dir string) (path string, ok bool) {
+	for _, name := range []string{"tokenizer.json", "tokenizer.model"} {
+		if path = filepath.Join(dir, name); exists(path) {
+			return path, true
+		}
+	}
+	return "", false
 }
 
 func exists(path string) bool {
