@@ -3,9 +3,9 @@
 package ascend
 
 import (
-	"runtime"
-
 	"github.com/ebitengine/purego"
+
+	"github.com/sora-go/sora/backend/internal/dl"
 )
 
 // dlopenMode resolves every symbol at load time, so that a broken library
@@ -13,18 +13,8 @@ import (
 // global: the operator libraries resolve theirs against them.
 const dlopenMode = purego.RTLD_NOW | purego.RTLD_GLOBAL
 
-// dlOpen loads the shared library at path. The goroutine stays on one
-// thread until purego has read dlerror's message, which belongs to the
-// thread that failed (otherwise it can come back empty).
-func dlOpen(path string) (uintptr, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return purego.Dlopen(path, dlopenMode)
-}
+// dlOpen loads the shared library at path.
+func dlOpen(path string) (uintptr, error) { return dl.Open(path, dlopenMode) }
 
 // dlSym returns the address of symbol name in the library h.
-func dlSym(h uintptr, name string) (uintptr, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return purego.Dlsym(h, name)
-}
+func dlSym(h uintptr, name string) (uintptr, error) { return dl.Sym(h, name) }

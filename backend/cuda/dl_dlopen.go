@@ -6,10 +6,11 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/sora-go/sora/backend/internal/dl"
 )
 
 // dlopen flags: resolve everything now, so that a broken library fails
@@ -17,25 +18,13 @@ import (
 const dlopenMode = purego.RTLD_NOW | purego.RTLD_LOCAL
 
 // dlOpen loads a shared library by path, or by bare name through the
-// dynamic linker's search.
-//
-// dlerror's message belongs to the thread that made the failed call, and
-// purego reads it in a second call, so each of these keeps the goroutine
-// on one thread: otherwise the message can come back empty, or be another
-// thread's (seen as a rare failure of TestLoadOrder, and it would make
-// notFoundByName misjudge a library the linker does not know).
-func dlOpen(name string) (uintptr, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return purego.Dlopen(name, dlopenMode)
-}
+// dynamic linker's search. dl.Open keeps dlerror's message the failing
+// thread's, which notFoundByName relies on to tell a library the linker
+// does not know.
+func dlOpen(name string) (uintptr, error) { return dl.Open(name, dlopenMode) }
 
 // dlSym returns the address of symbol name in the library h.
-func dlSym(h uintptr, name string) (uintptr, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return purego.Dlsym(h, name)
-}
+func dlSym(h uintptr, name string) (uintptr, error) { return dl.Sym(h, name) }
 
 // dlClose unloads a library this package loaded but will not use.
 func dlClose(h uintptr) { _ = purego.Dlclose(h) }

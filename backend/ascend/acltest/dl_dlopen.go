@@ -3,27 +3,19 @@
 package acltest
 
 import (
-	"runtime"
-
 	"github.com/ebitengine/purego"
+
+	"github.com/sora-go/sora/backend/internal/dl"
 )
 
 // dlOpenGlobal loads the double's library at path as the backend does
 // (RTLD_GLOBAL), so that both find the same copy.
-// The goroutine stays on one thread until purego has read dlerror's
-// message, which belongs to the thread that failed.
 func dlOpenGlobal(path string) (uintptr, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	return dl.Open(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 }
 
 // dlSym returns the address of symbol name in the library h.
-func dlSym(h uintptr, name string) (uintptr, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return purego.Dlsym(h, name)
-}
+func dlSym(h uintptr, name string) (uintptr, error) { return dl.Sym(h, name) }
 
 // registerLibFunc binds *fptr to the function name of the library h.
 func registerLibFunc(fptr any, h uintptr, name string) { purego.RegisterLibFunc(fptr, h, name) }
