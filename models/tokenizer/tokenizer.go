@@ -442,7 +442,7 @@ func (t *Tokenizer) DecodeAll(ids []int) string {
 	}
 	kept := make([]int, 0, len(ids))
 	for _, id := range ids {
-		if id < 0 || id >= len(t.decoded) || id == t.bos || id == t.eos || (t.skip != nil && t.skip[id]) {
+		if t.isControl(id) {
 			continue
 		}
 		kept = append(kept, id)
@@ -467,6 +467,13 @@ func IsPrintable(piece string) bool {
 	return (c >= 0x20 && c < 0x7f) || c == ' ' || (c >= '\t' && c <= '\r')
 }
 
+// isControl reports whether DecodeAll leaves token id out of the text of a
+// Hugging Face or SentencePiece tokenizer: an id outside the vocabulary,
+// BOS, EOS or a special added token.
+func (t *Tokenizer) isControl(id int) bool {
+	return id < 0 || id >= len(t.decoded) || id == t.bos || id == t.eos || (t.skip != nil && t.skip[id])
+}
+
 // Printer turns generated tokens into text to print one token at a time,
 // as llama2.c's run prints them (see IsPrintable), except that the byte
 // tokens of a multibyte UTF-8 character are held back until the character
@@ -478,6 +485,12 @@ func IsPrintable(piece string) bool {
 // as llama2.c drops them, and so are the C1 control characters; an
 // incomplete character at the end never prints.
 // Pieces of more than one byte print as they are, as in llama2.c.
+//
+// With a tokenizer.json or tokenizer.model, the tokens DecodeAll leaves out
+// (BOS, EOS, special added tokens such as Llama 3's <|eot_id|> or Qwen's
+// <|im_end|>) print nothing, as transformers' text-generation pipeline
+// decodes with skip_special_tokens=True; the token after one decodes as if
+// it followed the last token printed.
 type Printer struct {
 	tok     *Tokenizer
 	prev    int
@@ -495,6 +508,9 @@ func (t *Tokenizer) NewPrinter(prev int) *Printer {
 // decoded piece (see Decode), "" while a character's bytes are still
 // arriving, or the whole character with the byte that completes it.
 func (p *Printer) Next(id int) string {
+	if p.tok.kind != kindLlama2c && p.tok.isControl(id) {
+		return ""
+	}
 	piece := p.tok.Decode(p.prev, id)
 	p.prev = id
 	if p.tok.kind != kindLlama2c {
