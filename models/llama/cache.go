@@ -45,7 +45,7 @@ type blockViews struct {
 	qh, ph    backend.Tensor   // [H·T, W]: Q̂ and P·V
 	diag      backend.Tensor   // Q̂'s diagonal blocks as [T, KV, group, hd]
 	pdiag     backend.Tensor   // the same blocks of P·V
-	outFlat   backend.Tensor   // the output, [B·T, dim] = [B, T, H, hd]
+	outFlat   backend.Tensor   // the output, [B·T, H·hd] = [B, T, H, hd]
 	outBlocks []backend.Tensor // sequence i of out as [T, KV, group, hd]
 }
 
@@ -200,12 +200,12 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 
 // attend stores the new keys and values of layer l at positions pos … pos+T−1
 // and returns the attention of the new queries over every cached position,
-// [B·T, dim], from the rotated queries q [B, T, H, hd], keys and values
+// [B·T, H·hd], from the rotated queries q [B, T, H, hd], keys and values
 // [B, T, KV, hd]. It calls the backend directly, on the cache's buffers:
 // the result is a constant of g that stays valid until the next attend
 // call.
 func (kc *Cache) attend(g *graph.Tape, l, pos int, q, k, v *graph.Value) (*graph.Value, error) {
-	B, T, dim := kc.batch, q.Dim(1), kc.m.cfg.Dim
+	B, T, dim := kc.batch, q.Dim(1), kc.m.cfg.QDim()
 	qt, kt, vt := q.Tensor(), k.Tensor(), v.Tensor()
 	if qt.IsZero() || kt.IsZero() || vt.IsZero() {
 		// An earlier op failed; the tape holds the error. Return a
@@ -329,7 +329,7 @@ func (kc *Cache) blockViews(T int) (blockViews, error) {
 	if err != nil {
 		return blockViews{}, err
 	}
-	v := blockViews{T: T, qh: qh, ph: ph, diag: diag, pdiag: pdiag, outFlat: out.MustReshape(B*T, c.Dim)}
+	v := blockViews{T: T, qh: qh, ph: ph, diag: diag, pdiag: pdiag, outFlat: out.MustReshape(B*T, c.QDim())}
 	o4 := out.MustReshape(B, T, KV, group, hd)
 	for i := range B {
 		v.outBlocks = append(v.outBlocks, o4.MustSlice(i, i+1).MustReshape(T, KV, group, hd))

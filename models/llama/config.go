@@ -10,20 +10,28 @@
 //
 //	model.embed_tokens.weight                     [vocab, dim]
 //	model.layers.N.input_layernorm.weight         [dim]
-//	model.layers.N.self_attn.q_proj.weight        [dim, dim]
-//	model.layers.N.self_attn.q_proj.bias          [dim] (only with a bias, see below)
+//	model.layers.N.self_attn.q_proj.weight        [q_dim, dim]
+//	model.layers.N.self_attn.q_proj.bias          [q_dim] (only with a bias, see below)
 //	model.layers.N.self_attn.k_proj.weight        [kv_dim, dim]
 //	model.layers.N.self_attn.k_proj.bias          [kv_dim]
 //	model.layers.N.self_attn.v_proj.weight        [kv_dim, dim]
 //	model.layers.N.self_attn.v_proj.bias          [kv_dim]
-//	model.layers.N.self_attn.o_proj.weight        [dim, dim]
+//	model.layers.N.self_attn.o_proj.weight        [dim, q_dim]
 //	model.layers.N.self_attn.o_proj.bias          [dim] (BiasQKVO only)
+//	model.layers.N.self_attn.q_norm.weight        [head_dim] (QKNorm only)
+//	model.layers.N.self_attn.k_norm.weight        [head_dim] (QKNorm only)
 //	model.layers.N.post_attention_layernorm.weight [dim]
 //	model.layers.N.mlp.gate_proj.weight           [hidden, dim]
 //	model.layers.N.mlp.up_proj.weight             [hidden, dim]
 //	model.layers.N.mlp.down_proj.weight           [dim, hidden]
 //	model.norm.weight                             [dim]
 //	lm_head.weight                                [vocab, dim] (absent when tied)
+//
+// Here head_dim is [Config.HeadDim], q_dim = n_heads·head_dim
+// ([Config.QDim]) and kv_dim = n_kv_heads·head_dim ([Config.KVDim]). In
+// LLaMA 2 head_dim is dim / n_heads, so q_dim is dim; Qwen3 and Mistral
+// Nemo set a head width of their own ([Config.HeadWidth]), which makes
+// q_proj and o_proj rectangular.
 //
 // llama2.c and Meta call the linear layers wq, wk, wv, wo, w1 (gate), w3
 // (up) and w2 (down); [CanonicalModule] maps those names to the ones above.
@@ -37,6 +45,14 @@
 // which. The bias is added before the rotary embedding, as transformers
 // adds it. The feed-forward layers never have one.
 //
+// # Query/key normalisation
+//
+// Qwen3 normalises each head's query and key vector with an RMSNorm of
+// its own ([Config.QKNorm]): q_norm and k_norm, one weight per dimension
+// of a head, shared by all heads, with the model's epsilon, applied after
+// the projection (and its bias) and before the rotary embedding, as
+// transformers' Qwen3Attention applies them.
+//
 // # Rotary layouts
 //
 // llama2.c (and Meta's original checkpoints) rotate consecutive pairs
@@ -44,7 +60,8 @@
 // q_proj and k_proj with their rows permuted to match. The two are the same
 // model. [Config.RopeLayout] records which layout a [Weights] is in, loaders
 // keep the layout of their file, and [Weights.ToLayout] converts between
-// them. A model must apply the rotation that matches the layout. A PEFT
+// them (permuting q_norm and k_norm within the head like the rows of a
+// head). A model must apply the rotation that matches the layout. A PEFT
 // adapter on q_proj/k_proj has its output rows in the model's layout in
 // memory and in Hugging Face's in its files, whatever the base's format:
 // [HFRowOrder] gives the permutation that package peft/adapter applies.
@@ -89,6 +106,12 @@ type Config struct {
 	VocabSize  int
 	MaxSeqLen  int // longest sequence the model was trained for (max_position_embeddings)
 
+	// HeadWidth is the width of one attention head (head_dim) where it
+	// is not Dim / NumHeads (Qwen3, Mistral Nemo); 0 means Dim /
+	// NumHeads, which Dim must then be a multiple of. Read the width
+	// through HeadDim, which resolves the 0.
+	HeadWidth int
+
 	NormEps   float64 // RMSNorm epsilon (llama2.c: 1e-5)
 	RopeTheta float64 // rotary base (10000 for LLaMA 2)
 
@@ -100,19 +123,25 @@ type Config struct {
 	// RopeScaling rescales the rotary frequencies (Llama 3.1 and 3.2); the
 	// zero value leaves them θ^(−2i/d).
 	RopeScaling RopeScaling
+	// QKNorm gives each attention head's query and key an RMSNorm of
+	// their own, weights q_norm and k_norm of HeadDim values, after the
+	// projections and before the rotary embedding: Qwen3's attention.
+	QKNorm bool
 	// AttentionBias says which attention projections add a bias: none
 	// (LLaMA, llama2.c), q/k/v (Qwen2) or all four (LLaMA with
 	// attention_bias).
 	AttentionBias AttentionBias
 	// Family is "" or FamilyMistral: the published architecture the
 	// weights belong to where the shapes above cannot tell (Mistral's
-	// decoder is LLaMA's, with no biases), so that a writer can label a
-	// checkpoint as the model it came from. The decoder ignores it.
+	// decoder is LLaMA's, with no biases and no QK-norm), so that a
+	// writer can label a checkpoint as the model it came from. The
+	// decoder ignores it.
 	Family string
 }
 
 // FamilyMistral is the Config.Family of Mistral checkpoints
-// (MistralForCausalLM), which must keep no attention biases.
+// (MistralForCausalLM), which must keep no attention biases and no
+// QK-norm.
 const FamilyMistral = "mistral"
 
 // AttentionBias says which attention projections of a decoder layer carry
@@ -263,16 +292,32 @@ const (
 // of them cannot overflow int64, whatever a corrupt file claims.
 const maxExtent = 1 << 28
 
-// HeadDim returns the width of one attention head, Dim / NumHeads.
-func (c Config) HeadDim() int { return c.Dim / c.NumHeads }
+// HeadDim returns the width of one attention head: HeadWidth, or Dim /
+// NumHeads where HeadWidth is 0. It is the one accessor of the head width;
+// code must not divide Dim itself.
+func (c Config) HeadDim() int {
+	if c.HeadWidth != 0 {
+		return c.HeadWidth
+	}
+	if c.NumHeads <= 0 {
+		return 0 // an invalid config; Validate refuses it
+	}
+	return c.Dim / c.NumHeads
+}
+
+// QDim returns the width of the query projection and of the attention's
+// output before o_proj, NumHeads · HeadDim: Dim in LLaMA 2, not in Qwen3.
+func (c Config) QDim() int { return c.NumHeads * c.HeadDim() }
 
 // KVDim returns the width of the key and value projections,
 // NumKVHeads · HeadDim.
 func (c Config) KVDim() int { return c.NumKVHeads * c.HeadDim() }
 
 // Validate checks that the configuration describes a model the code can
-// run: positive sizes, heads that divide the width, an even head width,
-// query heads a multiple of key/value heads, and sane epsilon and theta.
+// run: positive sizes, a head width that is even (for the rotary pairs)
+// and either given (HeadWidth) or dividing the model width, query heads a
+// multiple of key/value heads, and sane epsilon and theta. Errors name the
+// field.
 func (c Config) Validate() error {
 	for _, f := range []struct {
 		name string
@@ -286,11 +331,19 @@ func (c Config) Validate() error {
 			return fmt.Errorf("llama: config %s = %d; expected 1 to %d", f.name, f.v, maxExtent)
 		}
 	}
-	if c.Dim%c.NumHeads != 0 {
-		return fmt.Errorf("llama: config dim %d is not a multiple of n_heads %d", c.Dim, c.NumHeads)
-	}
-	if c.HeadDim()%2 != 0 {
-		return fmt.Errorf("llama: config head dim %d (dim %d / n_heads %d) must be even for rotary embeddings", c.HeadDim(), c.Dim, c.NumHeads)
+	switch {
+	case c.HeadWidth < 0 || c.HeadWidth > maxExtent:
+		return fmt.Errorf("llama: config head_dim = %d; expected 1 to %d, or 0 for dim / n_heads", c.HeadWidth, maxExtent)
+	case c.HeadWidth == 0 && c.Dim%c.NumHeads != 0:
+		return fmt.Errorf("llama: config dim %d is not a multiple of n_heads %d (and no head_dim is given)", c.Dim, c.NumHeads)
+	case c.HeadWidth == 0 && c.HeadDim()%2 != 0:
+		return fmt.Errorf("llama: config head_dim %d (dim %d / n_heads %d) must be even for rotary embeddings", c.HeadDim(), c.Dim, c.NumHeads)
+	case c.HeadDim()%2 != 0:
+		return fmt.Errorf("llama: config head_dim %d must be even for rotary embeddings", c.HeadDim())
+	case int64(c.NumHeads)*int64(c.HeadDim()) > maxExtent:
+		// Bounded like every other width, so that the products below
+		// cannot overflow.
+		return fmt.Errorf("llama: config n_heads %d × head_dim %d = %d; expected at most %d", c.NumHeads, c.HeadDim(), int64(c.NumHeads)*int64(c.HeadDim()), maxExtent)
 	}
 	if c.NumKVHeads > c.NumHeads || c.NumHeads%c.NumKVHeads != 0 {
 		return fmt.Errorf("llama: config n_heads %d is not a multiple of n_kv_heads %d", c.NumHeads, c.NumKVHeads)
@@ -312,6 +365,9 @@ func (c Config) Validate() error {
 	case FamilyMistral:
 		if c.AttentionBias != NoBias {
 			return fmt.Errorf("llama: config family %q has attention biases (%s); Mistral has none", c.Family, c.AttentionBias)
+		}
+		if c.QKNorm {
+			return fmt.Errorf("llama: config family %q has QK-norm; Mistral has none", c.Family)
 		}
 	default:
 		return fmt.Errorf("llama: config family %q; expected \"\" or %q", c.Family, FamilyMistral)
@@ -346,10 +402,14 @@ func (c Config) NumParams() int64 {
 }
 
 // LayerParams returns the number of float32 parameters in one decoder
-// layer, biases included.
+// layer, biases and QK-norm weights included.
 func (c Config) LayerParams() int64 {
-	d, h, kv := int64(c.Dim), int64(c.HiddenDim), int64(c.KVDim())
-	return 2*d + 2*d*d + 2*kv*d + 3*h*d + c.layerBiases()
+	d, h, q, kv := int64(c.Dim), int64(c.HiddenDim), int64(c.QDim()), int64(c.KVDim())
+	n := 2*d + 2*q*d + 2*kv*d + 3*h*d + c.layerBiases()
+	if c.QKNorm {
+		n += 2 * int64(c.HeadDim())
+	}
+	return n
 }
 
 // layerBiases returns the number of bias values in one decoder layer.
@@ -374,12 +434,15 @@ func (c Config) shapes() []shapeEntry {
 	s := []shapeEntry{
 		{"embed", [2]int{c.VocabSize, c.Dim}},
 		{"norms", [2]int{2*L + 1, c.Dim}},
-		{"wq+wo", [2]int{2 * L * c.Dim, c.Dim}},
+		{"wq+wo", [2]int{2 * L * c.QDim(), c.Dim}},
 		{"wk+wv", [2]int{2 * L * c.KVDim(), c.Dim}},
 		{"ffn", [2]int{3 * L * c.HiddenDim, c.Dim}},
 	}
+	if c.QKNorm {
+		s = append(s, shapeEntry{"q_norm+k_norm", [2]int{2 * L, c.HeadDim()}})
+	}
 	if n := c.layerBiases(); n > 0 {
-		// At most 2·dim + 2·kv_dim per layer: far below the sizes above.
+		// At most dim + q_dim + 2·kv_dim per layer: far below the sizes above.
 		s = append(s, shapeEntry{"biases", [2]int{L, int(n)}})
 	}
 	if !c.TiedEmbeddings {

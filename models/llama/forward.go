@@ -69,7 +69,7 @@ func checkTokens(ids []int32, vocab int) error {
 
 // attendFunc computes the attention of layer l from the rotated queries
 // q [B, T, heads, headDim] and keys k and values v [B, T, kvHeads, headDim],
-// returning [B·T, dim].
+// returning [B·T, heads·headDim], the input of o_proj.
 type attendFunc func(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value
 
 // ropeParams returns the rotary parameters of the model's layout and
@@ -88,8 +88,8 @@ func (m *Model) attnScale() float32 {
 
 // decode runs the embedding and every decoder block over tokens [B·T] whose
 // first position is pos and returns the residual stream before the final
-// norm. Activations stay two-dimensional, [B·T, dim], between the attention
-// blocks, so that the linear layers take and return them without reshapes
+// norm. Activations stay two-dimensional, [B·T, dim] (the attention's
+// output [B·T, q_dim]), between the attention blocks, so that the linear layers take and return them without reshapes
 // (each of which would be one more value on the tape).
 func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend attendFunc) *graph.Value {
 	c := m.cfg
@@ -99,8 +99,15 @@ func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend atte
 	x := g.Gather(m.Embed, tokens)
 	for l, blk := range m.Blocks {
 		h := g.RMSNorm(x, blk.AttnNorm, eps)
-		q := g.RoPE(g.Reshape(blk.Q.Forward(g, h), B, T, H, hd), rp)
-		k := g.RoPE(g.Reshape(blk.K.Forward(g, h), B, T, KV, hd), rp)
+		q := g.Reshape(blk.Q.Forward(g, h), B, T, H, hd)
+		k := g.Reshape(blk.K.Forward(g, h), B, T, KV, hd)
+		if blk.QNorm != nil {
+			// QK-norm: an RMSNorm over each head's vector, the rows of
+			// width hd, before the rotation (Qwen3).
+			q = g.RMSNorm(q, blk.QNorm, eps)
+			k = g.RMSNorm(k, blk.KNorm, eps)
+		}
+		q, k = g.RoPE(q, rp), g.RoPE(k, rp)
 		v := g.Reshape(blk.V.Forward(g, h), B, T, KV, hd)
 		x = g.Add(x, blk.O.Forward(g, attend(g, l, q, k, v)))
 		h = g.RMSNorm(x, blk.FFNNorm, eps)
@@ -127,7 +134,7 @@ func (m *Model) attendFull(g *graph.Tape, _ int, q, k, v *graph.Value) *graph.Va
 	p := g.Softmax(s, backend.SoftmaxParams{Scale: m.attnScale(), Causal: true})
 	o := g.MatMul(g.Reshape(p, B, KV, group*T, T), vp) // [B, KV, group·T, hd] = [B, H, T, hd]
 	o = g.Permute(g.Reshape(o, B, H, T, hd), 0, 2, 1, 3)
-	return g.Reshape(o, B*T, c.Dim)
+	return g.Reshape(o, B*T, c.QDim())
 }
 
 // Hidden returns the final hidden states [B, T, dim] of the batch: the

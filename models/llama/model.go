@@ -51,10 +51,16 @@ type Model struct {
 type Block struct {
 	AttnNorm   *graph.Value // [dim], input_layernorm
 	Q, K, V, O graph.Layer  // self_attn.{q,k,v,o}_proj
-	FFNNorm    *graph.Value // [dim], post_attention_layernorm
-	Gate       graph.Layer  // mlp.gate_proj (llama2.c w1)
-	Up         graph.Layer  // mlp.up_proj (llama2.c w3)
-	Down       graph.Layer  // mlp.down_proj (llama2.c w2)
+	// QNorm and KNorm are the per-head RMSNorm weights [head_dim] of the
+	// queries and keys, self_attn.q_norm and k_norm; nil without
+	// Config.QKNorm. They are parameters, not layer slots: PEFT methods
+	// leave them as they are (frozen), full fine-tuning of the whole
+	// model makes them trainable like the other norms.
+	QNorm, KNorm *graph.Value
+	FFNNorm      *graph.Value // [dim], post_attention_layernorm
+	Gate         graph.Layer  // mlp.gate_proj (llama2.c w1)
+	Up           graph.Layer  // mlp.up_proj (llama2.c w3)
+	Down         graph.Layer  // mlp.down_proj (llama2.c w2)
 }
 
 // Names of the layer slots outside the decoder blocks.
@@ -129,6 +135,14 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 		}
 		if blk.FFNNorm, err = up(LayerParamName(i, ModPostNorm), l.FFNNorm, c.Dim); err != nil {
 			return nil, err
+		}
+		if c.QKNorm {
+			if blk.QNorm, err = up(LayerParamName(i, ModQNorm), l.QNorm, c.HeadDim()); err != nil {
+				return nil, err
+			}
+			if blk.KNorm, err = up(LayerParamName(i, ModKNorm), l.KNorm, c.HeadDim()); err != nil {
+				return nil, err
+			}
 		}
 		for _, s := range []struct {
 			slot       *graph.Layer
@@ -237,7 +251,8 @@ func LayerParams(l graph.Layer) []*graph.Value {
 
 // Params returns every parameter the model computes with, each once, in a
 // stable order: the embedding, then per block the attention norm, the
-// attention projections, the feed-forward norm and the feed-forward
+// attention projections, the QK-norm weights (where the model has them),
+// the feed-forward norm and the feed-forward
 // projections (each with the [LayerParams] of whatever layer fills the
 // slot, so an adapted model lists its base weights and adapters), the
 // final norm, the output head (omitted when it is the tied embedding) and
@@ -260,6 +275,7 @@ func (m *Model) Params() []*graph.Value {
 		for _, l := range []graph.Layer{blk.Q, blk.K, blk.V, blk.O} {
 			add(LayerParams(l)...)
 		}
+		add(blk.QNorm, blk.KNorm)
 		add(blk.FFNNorm)
 		for _, l := range []graph.Layer{blk.Gate, blk.Up, blk.Down} {
 			add(LayerParams(l)...)
@@ -286,7 +302,7 @@ func (m *Model) Trainable() []*graph.Value {
 }
 
 // Free releases the device memory of the parameters the model owns: the
-// embedding, the norms and the weights of its layer slots, where a slot
+// embedding, the norms (QK-norm included) and the weights of its layer slots, where a slot
 // holds either a *graph.Dense or a layer wrapping one (a layer with a
 // Base() *graph.Dense method, as package peft's), whose base weights are
 // the model's. The tensors a wrapping layer made (adapters, full
@@ -313,7 +329,7 @@ func (m *Model) Free() {
 	}
 	free(m.Embed, m.Norm)
 	for _, blk := range m.Blocks {
-		free(blk.AttnNorm, blk.FFNNorm)
+		free(blk.AttnNorm, blk.FFNNorm, blk.QNorm, blk.KNorm)
 		for _, s := range blk.slots() {
 			freeLayer(*s.slot)
 		}
@@ -323,7 +339,8 @@ func (m *Model) Free() {
 }
 
 // Weights downloads the model's base parameters into host weights with the
-// model's configuration (and rotary layout). Slots must hold *graph.Dense
+// model's configuration (and rotary layout), QK-norm weights included, as
+// they are now (trained, if they were made trainable). Slots must hold *graph.Dense
 // layers (merge PEFT layers first) with a bias exactly where the
 // configuration has one ([Config.HasBias]); the score head is not part of
 // Weights.
@@ -377,6 +394,14 @@ func (m *Model) Weights() (*Weights, error) {
 		}
 		if err := get(fmt.Sprintf("block %d's feed-forward norm", i), blk.FFNNorm, l.FFNNorm); err != nil {
 			return nil, err
+		}
+		if m.cfg.QKNorm {
+			if err := get(fmt.Sprintf("block %d's query norm", i), blk.QNorm, l.QNorm); err != nil {
+				return nil, err
+			}
+			if err := get(fmt.Sprintf("block %d's key norm", i), blk.KNorm, l.KNorm); err != nil {
+				return nil, err
+			}
 		}
 		for _, s := range []struct {
 			layer     graph.Layer

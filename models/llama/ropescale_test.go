@@ -285,14 +285,17 @@ func llama3Freqs64(theta float64, d int, factor, low, high float64, orig int) []
 }
 
 // forward64 is the model's forward over one sequence in float64: RMSNorm,
-// projections plus their biases where the layer has them, rotated queries
-// and keys (pair i of a head turned by pos·freqs[i], in the weights'
-// layout; the rotation after the bias), causal grouped-query attention,
-// SwiGLU, and the output head (tied or not). It returns the logits
-// [len(ids), vocab].
+// projections plus their biases where the layer has them, with QK-norm
+// each head of the queries and keys normalised by its own RMSNorm (weights
+// q_norm and k_norm), rotated queries and keys (pair i of a head turned by
+// pos·freqs[i], in the weights' layout; the rotation after the bias and
+// the norm), causal grouped-query attention over heads of the config's
+// width (which need not be dim / heads), SwiGLU, and the output head (tied
+// or not). It returns the logits [len(ids), vocab].
 func forward64(w *llama.Weights, ids []int32, freqs []float64) []float64 {
 	c := w.Config
 	T, d, hd, kv := len(ids), c.Dim, c.HeadDim(), c.KVDim()
+	qd := c.NumHeads * hd
 	group := c.NumHeads / c.NumKVHeads
 	matVec := func(m []float32, x []float64, rows int) []float64 {
 		y := make([]float64, rows)
@@ -345,12 +348,22 @@ func forward64(w *llama.Weights, ids []int32, freqs []float64) []float64 {
 		qs, ks, vs := make([][]float64, T), make([][]float64, T), make([][]float64, T)
 		for t := range T {
 			h := norm(xs[t], ly.AttnNorm)
-			qs[t], ks[t], vs[t] = plus(matVec(ly.Wq, h, d), ly.Bq), plus(matVec(ly.Wk, h, kv), ly.Bk), plus(matVec(ly.Wv, h, kv), ly.Bv)
+			qs[t], ks[t], vs[t] = plus(matVec(ly.Wq, h, qd), ly.Bq), plus(matVec(ly.Wk, h, kv), ly.Bk), plus(matVec(ly.Wv, h, kv), ly.Bv)
+			if c.QKNorm {
+				for _, qk := range []struct {
+					v  []float64
+					wt []float32
+				}{{qs[t], ly.QNorm}, {ks[t], ly.KNorm}} {
+					for j := 0; j < len(qk.v); j += hd {
+						copy(qk.v[j:j+hd], norm(qk.v[j:j+hd], qk.wt))
+					}
+				}
+			}
 			rotate(qs[t], t)
 			rotate(ks[t], t)
 		}
 		for t := range T {
-			att := make([]float64, d)
+			att := make([]float64, qd)
 			for h := range c.NumHeads {
 				kh := h / group
 				q := qs[t][h*hd : (h+1)*hd]

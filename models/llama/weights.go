@@ -3,6 +3,7 @@ package llama
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/sora-go/sora/internal/rowperm"
@@ -23,15 +24,32 @@ const (
 	ModK         = "self_attn.k_proj"
 	ModV         = "self_attn.v_proj"
 	ModO         = "self_attn.o_proj"
+	ModQNorm     = "self_attn.q_norm"
+	ModKNorm     = "self_attn.k_norm"
 	ModPostNorm  = "post_attention_layernorm"
 	ModGate      = "mlp.gate_proj"
 	ModUp        = "mlp.up_proj"
 	ModDown      = "mlp.down_proj"
 )
 
-// LayerModules lists the module names of a decoder layer in Params order.
+// LayerModules lists the module names that every decoder layer has, in
+// Params order. A model with QK-norm has two more, q_norm and k_norm:
+// [Config.Modules] lists a given configuration's.
 func LayerModules() []string {
 	return []string{ModInputNorm, ModQ, ModK, ModV, ModO, ModPostNorm, ModGate, ModUp, ModDown}
+}
+
+// Modules lists the weight modules of one decoder layer of a model with
+// configuration c, in Params order: [LayerModules], with ModQNorm and
+// ModKNorm after o_proj where c.QKNorm (the order of Qwen3Attention's
+// modules).
+func (c Config) Modules() []string {
+	mods := LayerModules()
+	if !c.QKNorm {
+		return mods
+	}
+	i := slices.Index(mods, ModO) + 1
+	return slices.Insert(mods, i, ModQNorm, ModKNorm)
 }
 
 // LayerParamName returns the canonical tensor name of module (one of the
@@ -62,14 +80,19 @@ func BiasModules(c Config) []string {
 
 // ModuleShape returns the shape of module (one of the Mod* constants) in
 // any decoder layer of a model with configuration c, or nil for an unknown
-// module name.
+// module name. q_norm and k_norm have a shape, [head_dim], whether or not
+// c has them.
 func ModuleShape(c Config, module string) []int {
-	d, h, kv := c.Dim, c.HiddenDim, c.KVDim()
+	d, h, q, kv := c.Dim, c.HiddenDim, c.QDim(), c.KVDim()
 	switch module {
 	case ModInputNorm, ModPostNorm:
 		return []int{d}
-	case ModQ, ModO:
-		return []int{d, d}
+	case ModQNorm, ModKNorm:
+		return []int{c.HeadDim()}
+	case ModQ:
+		return []int{q, d}
+	case ModO:
+		return []int{d, q}
 	case ModK, ModV:
 		return []int{kv, d}
 	case ModGate, ModUp:
@@ -84,19 +107,66 @@ func ModuleShape(c Config, module string) []int {
 // The comments give the llama2.c names.
 type Layer struct {
 	AttnNorm []float32 // [dim] attention_norm (rms_att)
-	Wq       []float32 // [dim, dim] wq, rows in Config.RopeLayout
+	Wq       []float32 // [q_dim, dim] wq, rows in Config.RopeLayout
 	Wk       []float32 // [kv_dim, dim] wk, rows in Config.RopeLayout
 	Wv       []float32 // [kv_dim, dim] wv
-	Wo       []float32 // [dim, dim] wo
+	Wo       []float32 // [dim, q_dim] wo
 	FFNNorm  []float32 // [dim] ffn_norm (rms_ffn)
 	W1       []float32 // [hidden, dim] w1, gate_proj
 	W3       []float32 // [hidden, dim] w3, up_proj
 	W2       []float32 // [dim, hidden] w2, down_proj
 
 	// The attention biases, nil where Config.HasBias says the module has
-	// none: Bq [dim] and Bk [kv_dim] in Config.RopeLayout like the rows
+	// none: Bq [q_dim] and Bk [kv_dim] in Config.RopeLayout like the rows
 	// of Wq and Wk, Bv [kv_dim], Bo [dim].
 	Bq, Bk, Bv, Bo []float32
+
+	// QNorm and KNorm are the QK-norm weights [head_dim], q_norm and
+	// k_norm, in Config.RopeLayout like the rows of one head of Wq; nil
+	// without Config.QKNorm.
+	QNorm, KNorm []float32
+}
+
+// norm returns a pointer to the QK-norm slice of module mod (ModQNorm or
+// ModKNorm), or nil for any other module.
+func (l *Layer) norm(mod string) *[]float32 {
+	switch mod {
+	case ModQNorm:
+		return &l.QNorm
+	case ModKNorm:
+		return &l.KNorm
+	}
+	return nil
+}
+
+// weight returns the weight of module mod (one of the Mod* constants), nil
+// for a module the layer does not hold.
+func (l *Layer) weight(mod string) []float32 {
+	switch mod {
+	case ModInputNorm:
+		return l.AttnNorm
+	case ModQ:
+		return l.Wq
+	case ModK:
+		return l.Wk
+	case ModV:
+		return l.Wv
+	case ModO:
+		return l.Wo
+	case ModQNorm:
+		return l.QNorm
+	case ModKNorm:
+		return l.KNorm
+	case ModPostNorm:
+		return l.FFNNorm
+	case ModGate:
+		return l.W1
+	case ModUp:
+		return l.W3
+	case ModDown:
+		return l.W2
+	}
+	return nil
 }
 
 // bias returns a pointer to the bias slice of attention module mod, or
@@ -143,7 +213,7 @@ func NewWeights(cfg Config) (*Weights, error) {
 	if n := cfg.NumParams(); n > math.MaxInt {
 		return nil, fmt.Errorf("llama: model of %d parameters does not fit in memory", n)
 	}
-	d, h, kv := cfg.Dim, cfg.HiddenDim, cfg.KVDim()
+	d, h, q, kv := cfg.Dim, cfg.HiddenDim, cfg.QDim(), cfg.KVDim()
 	// One backing array keeps the allocation count small for big models.
 	buf := make([]float32, cfg.NumParams())
 	take := func(n int) []float32 {
@@ -156,11 +226,14 @@ func NewWeights(cfg Config) (*Weights, error) {
 	w.Layers = make([]Layer, cfg.NumLayers)
 	for i := range w.Layers {
 		w.Layers[i] = Layer{
-			AttnNorm: take(d), Wq: take(d * d), Wk: take(kv * d), Wv: take(kv * d), Wo: take(d * d),
+			AttnNorm: take(d), Wq: take(q * d), Wk: take(kv * d), Wv: take(kv * d), Wo: take(d * q),
 			FFNNorm: take(d), W1: take(h * d), W3: take(h * d), W2: take(d * h),
 		}
 		for _, m := range BiasModules(cfg) {
 			*w.Layers[i].bias(m) = take(ModuleShape(cfg, m)[0])
+		}
+		if cfg.QKNorm {
+			w.Layers[i].QNorm, w.Layers[i].KNorm = take(cfg.HeadDim()), take(cfg.HeadDim())
 		}
 	}
 	w.FinalNorm = take(d)
@@ -171,26 +244,21 @@ func NewWeights(cfg Config) (*Weights, error) {
 }
 
 // Params lists every tensor with its canonical name and shape: the token
-// embedding, then each layer's modules in LayerModules order (a module's
+// embedding, then each layer's modules in Config.Modules order (a module's
 // bias, where it has one, right after its weight), the final norm, and the
 // output classifier unless tied. The Data slices alias w.
 func (w *Weights) Params() []Param {
 	c := w.Config
-	ps := make([]Param, 0, 3+13*len(w.Layers))
+	mods := c.Modules()
+	ps := make([]Param, 0, 3+(len(mods)+4)*len(w.Layers))
 	ps = append(ps, Param{EmbedName, []int{c.VocabSize, c.Dim}, w.TokenEmbedding})
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		for _, p := range []struct {
-			mod  string
-			data []float32
-		}{
-			{ModInputNorm, l.AttnNorm}, {ModQ, l.Wq}, {ModK, l.Wk}, {ModV, l.Wv}, {ModO, l.Wo},
-			{ModPostNorm, l.FFNNorm}, {ModGate, l.W1}, {ModUp, l.W3}, {ModDown, l.W2},
-		} {
-			shape := ModuleShape(c, p.mod)
-			ps = append(ps, Param{LayerParamName(i, p.mod), shape, p.data})
-			if c.HasBias(p.mod) {
-				ps = append(ps, Param{LayerBiasName(i, p.mod), shape[:1], *l.bias(p.mod)})
+		for _, mod := range mods {
+			shape := ModuleShape(c, mod)
+			ps = append(ps, Param{LayerParamName(i, mod), shape, l.weight(mod)})
+			if c.HasBias(mod) {
+				ps = append(ps, Param{LayerBiasName(i, mod), shape[:1], *l.bias(mod)})
 			}
 		}
 	}
@@ -229,6 +297,11 @@ func (w *Weights) Validate() error {
 				return fmt.Errorf("llama: layer %d has a %s bias but the config's attention bias is %s", i, m, w.Config.AttentionBias)
 			}
 		}
+		for _, m := range []string{ModQNorm, ModKNorm} {
+			if n := *w.Layers[i].norm(m); n != nil && !w.Config.QKNorm {
+				return fmt.Errorf("llama: layer %d has a %s weight but the config has no QK-norm", i, m)
+			}
+		}
 	}
 	for _, p := range w.Params() {
 		n := 1
@@ -259,9 +332,12 @@ func (w *Weights) Clone() (*Weights, error) {
 }
 
 // ToLayout reorders the rows of every q_proj and k_proj, and of their
-// biases, so that the weights are in layout l, and records l in the config. The model computes exactly
-// the same function before and after, provided it applies the rotation that
-// matches Config.RopeLayout.
+// biases, and the values of q_norm and k_norm (one head's worth), so that
+// the weights are in layout l, and records l in the config. The model
+// computes exactly the same function before and after, provided it applies
+// the rotation that matches Config.RopeLayout: the RMSNorm of a head is
+// blind to the order of its values, so a norm weight permuted like the
+// head's rows gives the permuted output.
 func (w *Weights) ToLayout(l RopeLayout) error {
 	if l > RopeHalfSplit {
 		return fmt.Errorf("llama: unknown rope layout %d", l)
@@ -282,12 +358,17 @@ func (w *Weights) ToLayout(l RopeLayout) error {
 		ly := &w.Layers[i]
 		copy(ly.Wq, conv(ly.Wq, c.NumHeads, hd, c.Dim))
 		copy(ly.Wk, conv(ly.Wk, c.NumKVHeads, hd, c.Dim))
-		// A bias is a one-column matrix whose rows are the weight's.
+		// A bias is a one-column matrix whose rows are the weight's, a
+		// QK-norm weight one head of such rows.
 		if ly.Bq != nil {
 			copy(ly.Bq, conv(ly.Bq, c.NumHeads, hd, 1))
 		}
 		if ly.Bk != nil {
 			copy(ly.Bk, conv(ly.Bk, c.NumKVHeads, hd, 1))
+		}
+		if ly.QNorm != nil {
+			copy(ly.QNorm, conv(ly.QNorm, 1, hd, 1))
+			copy(ly.KNorm, conv(ly.KNorm, 1, hd, 1))
 		}
 	}
 	c.RopeLayout = l

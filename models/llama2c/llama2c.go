@@ -273,8 +273,9 @@ func readFloats(r io.Reader, dst []float32) error {
 // is renamed into place. Weights in the half-split rotary layout are
 // converted to llama2.c's interleaved layout on the way out (w itself is
 // not modified). The formats cannot record NormEps, RopeTheta,
-// RopeScaling or attention biases, so Write refuses weights whose values
-// differ from llama2.c's (no scaling, no biases).
+// RopeScaling, attention biases, a head width other than dim / n_heads or
+// QK-norm, so Write refuses weights whose values differ from llama2.c's
+// (no scaling, no biases, heads dim / n_heads wide, no QK-norm).
 func Write(path string, w *llama.Weights, format Format) error {
 	if err := checkWritable(w, format); err != nil {
 		return fmt.Errorf("llama2c: writing %s: %w", path, err)
@@ -296,6 +297,12 @@ func checkWritable(w *llama.Weights, format Format) error {
 	if c.NormEps != llama.DefaultNormEps || c.RopeTheta != llama.DefaultRopeTheta {
 		return fmt.Errorf("llama2.c checkpoints cannot record norm eps %g or rope theta %g (they imply %g and %g)",
 			c.NormEps, c.RopeTheta, llama.DefaultNormEps, llama.DefaultRopeTheta)
+	}
+	if c.HeadWidth != 0 && (c.Dim%c.NumHeads != 0 || c.HeadWidth != c.Dim/c.NumHeads) {
+		return fmt.Errorf("llama2.c checkpoints cannot record head_dim %d (they imply dim %d / n_heads %d, as Qwen3 and Mistral Nemo do not); write a Hugging Face folder instead", c.HeadWidth, c.Dim, c.NumHeads)
+	}
+	if c.QKNorm {
+		return fmt.Errorf("llama2.c checkpoints cannot store QK-norm weights (q_norm, k_norm, as Qwen3 has them); write a Hugging Face folder instead")
 	}
 	if !c.RopeScaling.IsZero() {
 		return fmt.Errorf("llama2.c checkpoints cannot record rope scaling (%s, factor %g); write a Hugging Face folder instead", c.RopeScaling.Type, c.RopeScaling.Factor)

@@ -377,6 +377,35 @@ func TestWriteRejects(t *testing.T) {
 			}
 		}
 	}
+	// A head width other than dim / heads (Qwen3, Mistral Nemo) and
+	// QK-norm have no place in the header; an explicit head width equal
+	// to dim / heads is the same model and writes.
+	for _, tc := range []struct {
+		name string
+		edit func(*llama.Config)
+		want string
+	}{
+		{"head width", func(c *llama.Config) { c.HeadWidth = 2 * c.Dim / c.NumHeads }, "cannot record head_dim"},
+		{"qk-norm", func(c *llama.Config) { c.QKNorm = true }, "cannot store QK-norm weights"},
+		{"same head width", func(c *llama.Config) { c.HeadWidth = c.Dim / c.NumHeads }, ""},
+	} {
+		cfg := small(true)
+		tc.edit(&cfg)
+		hw := randomWeights(t, rng, cfg)
+		for _, format := range []Format{Legacy, Version1} {
+			err := Write(path, hw, format)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("%s, %v: %v", tc.name, format, err)
+				}
+				continue
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s, %v: %v, want an error containing %q", tc.name, format, err, tc.want)
+			}
+		}
+	}
+	os.Remove(path)
 	w.Layers[0].Wq = w.Layers[0].Wq[:3]
 	if err := Write(path, w, Version1); err == nil {
 		t.Error("wrote weights with a short tensor")

@@ -1,8 +1,9 @@
 // Package reference is a plain float32 host implementation of the LLaMA
 // decoder's single-token forward pass with a key/value cache, written
-// directly from the math (RMSNorm, rotary embedding in either row layout,
-// grouped-query causal attention, SwiGLU feed-forward, tied or separate
-// classifier) with no backend and no optimisation.
+// directly from the math (RMSNorm, attention biases, Qwen3's per-head
+// query/key RMSNorm, rotary embedding in either row layout, grouped-query
+// causal attention with any head width, SwiGLU feed-forward, tied or
+// separate classifier) with no backend and no optimisation.
 //
 // It is the yardstick for the rest of the project: tests use it to check
 // the checkpoint loaders and the tokenizer end to end against llama2.c's
@@ -26,8 +27,11 @@ type Model struct {
 
 	keys, values [][]float32 // per layer, [MaxSeqLen, kv_dim]
 
-	x, xb, xb2, q, att, hb, hb2, logits []float32
-	cos, sin                            []float32 // per pair i of a head: cos/sin of the current angle
+	// x is the residual stream and xb, xb2 [dim] its normalised and
+	// projected copies; q and ao [q_dim] are the queries and the
+	// attention's output, which o_proj maps back to dim.
+	x, xb, xb2, q, ao, att, hb, hb2, logits []float32
+	cos, sin                                []float32 // per pair i of a head: cos/sin of the current angle
 }
 
 // New returns a model over w (which must be valid; it is not copied).
@@ -46,7 +50,8 @@ func New(w *llama.Weights) (*Model, error) {
 	m.x = make([]float32, c.Dim)
 	m.xb = make([]float32, c.Dim)
 	m.xb2 = make([]float32, c.Dim)
-	m.q = make([]float32, c.Dim)
+	m.q = make([]float32, c.QDim())
+	m.ao = make([]float32, c.QDim())
 	m.att = make([]float32, c.MaxSeqLen)
 	m.hb = make([]float32, c.HiddenDim)
 	m.hb2 = make([]float32, c.HiddenDim)
@@ -162,6 +167,15 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 		addBias(m.q, ly.Bq)
 		addBias(k, ly.Bk)
 		addBias(v, ly.Bv)
+		if c.QKNorm {
+			// Qwen3: each head's query and key normalised on its own.
+			for h := 0; h < c.NumHeads; h++ {
+				rmsNorm(m.q[h*hd:(h+1)*hd], m.q[h*hd:(h+1)*hd], ly.QNorm, eps)
+			}
+			for h := 0; h < c.NumKVHeads; h++ {
+				rmsNorm(k[h*hd:(h+1)*hd], k[h*hd:(h+1)*hd], ly.KNorm, eps)
+			}
+		}
 		m.rotate(m.q, c.RopeLayout)
 		m.rotate(k, c.RopeLayout)
 		for h := 0; h < c.NumHeads; h++ {
@@ -177,7 +191,7 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 				att[t] = s * scale
 			}
 			softmax(att)
-			out := m.xb[h*hd : (h+1)*hd]
+			out := m.ao[h*hd : (h+1)*hd]
 			clear(out)
 			for t, a := range att {
 				vt := m.values[l][t*kvDim+kvOff : t*kvDim+kvOff+hd]
@@ -186,7 +200,7 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 				}
 			}
 		}
-		matVec(m.xb2, ly.Wo, m.xb)
+		matVec(m.xb2, ly.Wo, m.ao)
 		addBias(m.xb2, ly.Bo)
 		for i := range m.x {
 			m.x[i] += m.xb2[i]
