@@ -61,37 +61,54 @@ func LoadAdapters(path string) ([]Example, error) {
 // used in error messages, which name the row (1-based), the line it starts
 // on and the field.
 func ParseAdapters(b []byte, name string) ([]Example, error) {
+	var out []Example
+	err := eachArrayRow(b, name, "a JSON list of objects with instruction, input, output and answer", func(raw json.RawMessage, row, line int) error {
+		ex, err := parseExample(raw)
+		if err != nil {
+			return fmt.Errorf("data: %s:%d: row %d: %w", name, line, row, err)
+		}
+		out = append(out, ex)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachArrayRow calls each with every element of the JSON list b, its
+// 1-based row number and the line it starts on, and stops at the first
+// error. want describes the list for errors about its shape.
+func eachArrayRow(b []byte, name, want string, each func(raw json.RawMessage, row, line int) error) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, jsonErr(b, name, 0, err, "a JSON list of objects with instruction, input, output and answer")
+		return jsonErr(b, name, 0, err, want)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, fmt.Errorf("data: %s: expected a JSON list of objects with instruction, input, output and answer; found %s", name, describeToken(tok))
+		return fmt.Errorf("data: %s: expected %s; found %s", name, want, describeToken(tok))
 	}
-	var out []Example
+	rows := 0
 	for row := 1; dec.More(); row++ {
 		start := dec.InputOffset()
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, jsonErr(b, name, row, err, "an object")
+			return jsonErr(b, name, row, err, "an object")
 		}
-		line := lineAt(b, start)
-		ex, err := parseExample(raw)
-		if err != nil {
-			return nil, fmt.Errorf("data: %s:%d: row %d: %w", name, line, row, err)
+		if err := each(raw, row, lineAt(b, start)); err != nil {
+			return err
 		}
-		out = append(out, ex)
+		rows = row
 	}
 	if _, err := dec.Token(); err != nil { // the closing ']'
-		return nil, jsonErr(b, name, len(out)+1, err, "',' or ']'")
+		return jsonErr(b, name, rows+1, err, "',' or ']'")
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		off := dec.InputOffset()
-		return nil, fmt.Errorf("data: %s:%d: unexpected content after the closing ']' of the list", name, lineAt(b, off))
+		return fmt.Errorf("data: %s:%d: unexpected content after the closing ']' of the list", name, lineAt(b, off))
 	}
-	return out, nil
+	return nil
 }
 
 // parseExample checks the fields of one row.

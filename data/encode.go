@@ -16,8 +16,17 @@ type Sequence struct {
 	Tokens []int32
 	// PromptLen is the number of leading tokens (BOS included) that are
 	// prompt: a causal LM is trained to predict only the tokens after them.
-	// 0 trains every next token.
+	// 0 trains every next token. With Trained set, no token before
+	// PromptLen is trained, but not every token after it is.
 	PromptLen int
+	// Trained, when not nil, says which tokens the loss trains, one entry
+	// per token: Trained[t] for token t, predicted from the tokens before
+	// it (Trained[0] is never true: nothing predicts the first token).
+	// nil trains the tokens from max(PromptLen, 1) to the end. The
+	// encoders set it only where PromptLen cannot say what is trained: a
+	// conversation with several assistant turns, or with text after its
+	// last trained span.
+	Trained []bool
 	// Label is the class of a classification example (0 for LM examples).
 	Label int
 	// Row is the example's 0-based index in its data set.
@@ -35,6 +44,15 @@ type EncodeStats struct {
 	// Tokens is the number of tokens kept, and Trained the number of target
 	// tokens the loss counts (LM) or sequences (classification).
 	Tokens, Trained int
+	// Split counts LM sequences in which the boundary between untrained
+	// and trained text falls inside a token of the whole text's encoding
+	// (a merge across it). How each encoder resolves that is in its
+	// documentation: EncodeLM and [Set.Encode] with a plain [Encoder]
+	// train the token that crosses the start of a trained span and not one
+	// that crosses its end; [Set.Encode] with a [ContinuationEncoder]
+	// encodes the two sides apart, so that its tokens differ from the whole
+	// text's encoding there.
+	Split int
 }
 
 // EncodeLM tokenizes instruction examples for causal LM training as
@@ -53,6 +71,9 @@ func EncodeLM(enc Encoder, rows []Example, maxLen int) ([]Sequence, EncodeStats,
 		prompt := enc.Encode(r.Prompt(), true, false)
 		full := enc.Encode(r.Text(), true, true)
 		pl := commonPrefix(prompt, full)
+		if pl < len(prompt) {
+			st.Split++
+		}
 		if len(full) > maxLen {
 			full = full[:maxLen]
 			st.Truncated++
@@ -81,15 +102,20 @@ func EncodePrompts(enc Encoder, rows []Example, maxLen int) (prompts [][]int, st
 	}
 	prompts = make([][]int, len(rows))
 	for i, r := range rows {
-		p := enc.Encode(r.Prompt(), true, false)
-		if len(p) >= maxLen {
-			p = append([]int{p[0]}, p[len(p)-(maxLen-2):]...)
-			st.Truncated++
-		}
-		st.Tokens += len(p)
-		prompts[i] = p
+		prompts[i] = cutPrompt(enc.Encode(r.Prompt(), true, false), maxLen, &st)
 	}
 	return prompts, st, nil
+}
+
+// cutPrompt cuts a prompt p that fills maxLen positions to its first token
+// (BOS) and its last maxLen−2 tokens, and counts it in st.
+func cutPrompt(p []int, maxLen int, st *EncodeStats) []int {
+	if len(p) >= maxLen {
+		p = append([]int{p[0]}, p[len(p)-(maxLen-2):]...)
+		st.Truncated++
+	}
+	st.Tokens += len(p)
+	return p
 }
 
 // EncodeClassify tokenizes classification texts: BOS and the text, cut to
@@ -133,6 +159,9 @@ type Batch struct {
 	// Labels the classes, one per sequence.
 	Lengths, PromptLens []int
 	Labels              []int32
+	// Trained holds each sequence's Trained mask (see [Sequence]); an
+	// entry is nil where PromptLens says what is trained.
+	Trained [][]bool
 }
 
 // MakeBatch pads seqs[idx[0]], seqs[idx[1]], … into one batch.
@@ -148,6 +177,9 @@ func MakeBatch(seqs []Sequence, idx []int) (Batch, error) {
 		if len(seqs[i].Tokens) == 0 {
 			return Batch{}, fmt.Errorf("data: sequence %d is empty", i)
 		}
+		if m := seqs[i].Trained; m != nil && len(m) != len(seqs[i].Tokens) {
+			return Batch{}, fmt.Errorf("data: sequence %d has %d tokens but a mask of %d; want one mask entry per token", i, len(seqs[i].Tokens), len(m))
+		}
 		b.Len = max(b.Len, len(seqs[i].Tokens))
 	}
 	b.Tokens = make([]int32, b.Size*b.Len)
@@ -157,13 +189,46 @@ func MakeBatch(seqs []Sequence, idx []int) (Batch, error) {
 		b.Lengths = append(b.Lengths, len(s.Tokens))
 		b.PromptLens = append(b.PromptLens, s.PromptLen)
 		b.Labels = append(b.Labels, int32(s.Label))
+		b.Trained = append(b.Trained, s.Trained)
 	}
 	return b, nil
 }
 
-// Targets returns the number of loss terms of the sequences idx: answer
-// tokens for LM sequences (each predicts the next token after its prompt),
-// or one per sequence for classification.
+// LossPositions returns, for an LM batch, the flat positions (row·Len + t)
+// whose logits predict a trained token, and those tokens: position t−1
+// with target token t for every trained token t of each sequence (from
+// Trained where a sequence has a mask, else from max(PromptLen, 1) to its
+// end).
+func (b Batch) LossPositions() (positions, targets []int32) {
+	for r := 0; r < b.Size; r++ {
+		n := b.Lengths[r]
+		var mask []bool
+		if r < len(b.Trained) {
+			mask = b.Trained[r]
+		}
+		row := b.Tokens[r*b.Len : (r+1)*b.Len]
+		for next := 1; next < n; next++ {
+			if trainedAt(b.PromptLens[r], mask, next) {
+				positions = append(positions, int32(r*b.Len+next-1))
+				targets = append(targets, row[next])
+			}
+		}
+	}
+	return positions, targets
+}
+
+// trainedAt reports whether token t (t ≥ 1) of a sequence with prompt
+// length promptLen and mask (nil for none) is trained.
+func trainedAt(promptLen int, mask []bool, t int) bool {
+	if mask != nil {
+		return t < len(mask) && mask[t]
+	}
+	return t >= promptLen
+}
+
+// Targets returns the number of loss terms of the sequences idx: trained
+// tokens for LM sequences (those after the prompt, or those their Trained
+// mask marks), or one per sequence for classification.
 func Targets(seqs []Sequence, idx []int, classify bool) int {
 	if classify {
 		return len(idx)
@@ -171,8 +236,15 @@ func Targets(seqs []Sequence, idx []int, classify bool) int {
 	n := 0
 	for _, i := range idx {
 		s := seqs[i]
-		start := max(s.PromptLen, 1)
-		n += max(0, len(s.Tokens)-start)
+		if s.Trained == nil {
+			n += max(0, len(s.Tokens)-max(s.PromptLen, 1))
+			continue
+		}
+		for t := 1; t < len(s.Tokens); t++ {
+			if trainedAt(s.PromptLen, s.Trained, t) {
+				n++
+			}
+		}
 	}
 	return n
 }
