@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -146,9 +147,9 @@ func nll(logits []float32, target int) float64 {
 
 // Generate continues each prompt (token ids starting with BOS) greedily for
 // up to maxNew tokens, stopping early at any token of stop (not returned),
-// and returns the new tokens of each. emit, when not nil, is called after
-// each prompt with its index, for progress.
-func Generate(m *llama.Model, prompts [][]int, maxNew int, stop []int, emit func(i int)) ([][]int, error) {
+// and returns the new tokens of each. A cancelled ctx stops it before the
+// next prompt, with ctx's error.
+func Generate(ctx context.Context, m *llama.Model, prompts [][]int, maxNew int, stop []int) ([][]int, error) {
 	maxLen := 0
 	for _, p := range prompts {
 		maxLen = max(maxLen, len(p))
@@ -161,6 +162,9 @@ func Generate(m *llama.Model, prompts [][]int, maxNew int, stop []int, emit func
 	defer gen.Close()
 	out := make([][]int, len(prompts))
 	for i, p := range prompts {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("train: generation stopped before prompt %d of %d: %w", i+1, len(prompts), err)
+		}
 		if len(p) >= limit {
 			return nil, fmt.Errorf("train: prompt %d has %d tokens, leaving no room to generate within the model's %d positions", i, len(p), m.Config().MaxSeqLen)
 		}
@@ -170,9 +174,6 @@ func Generate(m *llama.Model, prompts [][]int, maxNew int, stop []int, emit func
 		}
 		if len(seq) > len(p) {
 			out[i] = seq[len(p):min(len(seq), len(p)+maxNew)]
-		}
-		if emit != nil {
-			emit(i)
 		}
 	}
 	return out, nil

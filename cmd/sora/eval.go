@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -231,7 +232,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	start := time.Now()
-	if err := scoreSet(m, tok, task, set, *batch, *maxNew, rep, stdout, *show); err != nil {
+	if err := scoreSet(context.Background(), m, tok, task, set, *batch, *maxNew, rep, stdout, *show); err != nil {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
 	}
@@ -266,8 +267,9 @@ func evalCheck(dataPath string, maxEval, maxLen, maxNew, batch int, stderr io.Wr
 }
 
 // scoreSet evaluates m on set and fills rep: generation and answer
-// extraction for LM data, arg-max classes for classification.
-func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch, maxNew int, rep *evalReport, log io.Writer, show int) error {
+// extraction for LM data, arg-max classes for classification. A cancelled
+// ctx stops the generation with an error wrapping ctx's.
+func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch, maxNew int, rep *evalReport, log io.Writer, show int) error {
 	classes := len(set.classes)
 	ev, err := train.Evaluate(m, task, set.seqs, batch, classes)
 	if err != nil {
@@ -329,7 +331,7 @@ func scoreSet(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *ta
 		fmt.Fprintf(log, "note: %s: %s\n", set.path, note)
 	}
 	fmt.Fprintf(log, "generating up to %d tokens for %d prompts…\n", maxNew, len(prompts))
-	outs, err := train.Generate(m, prompts, maxNew, stopTokens(tok, true), nil)
+	outs, err := train.Generate(ctx, m, prompts, maxNew, stopTokens(tok, true))
 	if err != nil {
 		return err
 	}
@@ -445,13 +447,13 @@ var errNoAnswers = errors.New("no row has an \"answer\" field: no answer accurac
 // way "sora eval" does, for the end of "sora finetune", whose start has
 // already said which rows have no answer (answerScoring). When no row has
 // a gold answer it returns an error wrapping errNoAnswers before running
-// anything.
-func evalAfterTraining(m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch int, w io.Writer) (*evalReport, error) {
+// anything; a cancelled ctx stops the generation (see scoreSet).
+func evalAfterTraining(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch int, w io.Writer) (*evalReport, error) {
 	if _, golds, _ := answered(set); task == train.LM && len(golds) == 0 {
 		return nil, fmt.Errorf("%s: %w", set.path, errNoAnswers)
 	}
 	rep := &evalReport{Task: task.String()}
-	if err := scoreSet(m, tok, task, set, batch, 32, rep, w, 0); err != nil {
+	if err := scoreSet(ctx, m, tok, task, set, batch, 32, rep, w, 0); err != nil {
 		return nil, err
 	}
 	return rep, nil

@@ -575,12 +575,15 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	tr := &train.Trainer{Model: m, Adapter: pm, Task: task, Classes: classes, Train: trainSet.seqs, Eval: evalSeqs,
 		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)), OutputLock: lock,
 		SaveAdapter: func(dir string) error { return saveAdapter(dir, m, pm, meta, w, f.model) }}
+	// The training phase begins before its line prints, so that a signal
+	// sent on seeing the line stops the training, not the process.
+	ctx, stop := interrupts.training("finishing the current step and saving a checkpoint")
 	fmt.Fprintf(stdout, "training: %d steps of %d sequences (micro-batch %d), lr %g with %d warm-up steps and %s decay, into %s\n",
 		opts.Steps, opts.Batch, opts.MicroBatch, opts.LR, opts.Warmup, opts.Schedule, f.out)
-
-	ctx, stop := interrupts.training("finishing the current step and saving a checkpoint")
 	res, err := tr.Run(ctx)
-	stop()
+	// A signal after the last step stops nothing in Run, which saves and
+	// evaluates as usual; it skips the answer evaluation that follows.
+	interrupted := stop() && err == nil
 	var ie *train.InterruptedError
 	switch {
 	case errors.As(err, &ie):
@@ -626,8 +629,19 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	status := exitOK
 	summary.AnswerNote = answersNote
 	switch {
+	case scoreAnswers && interrupted:
+		fmt.Fprintf(stderr, "sora finetune: interrupted after the last step: the answers are not scored (sora eval scores them)\n")
+		summary.AnswerNote = "interrupted before the answers were scored"
+		status = exitInterrupted
 	case scoreAnswers:
-		rep, err := evalAfterTraining(m, tok, task, evalSet, opts.EvalBatch, stdout)
+		actx, astop := interrupts.training("skipping the rest of the answer evaluation and writing run.json")
+		rep, err := evalAfterTraining(actx, m, tok, task, evalSet, opts.EvalBatch, stdout)
+		if astop() {
+			fmt.Fprintf(stderr, "sora finetune: interrupted: the answers are not scored (sora eval scores them)\n")
+			summary.AnswerNote = "interrupted before the answers were scored"
+			status = exitInterrupted
+			break
+		}
 		if err != nil {
 			// The run itself is done: its report is still written.
 			fmt.Fprintf(stderr, "sora finetune: evaluating answers: %v (run.json has no answer accuracy)\n", err)
@@ -959,22 +973,25 @@ func (in *finetuneInterrupts) lockOutput(out string) (*train.OutputLock, error) 
 	return lock, err
 }
 
-// training returns the context to train under, which the first signal
-// cancels, saying that the run is next doing next; done ends the training
-// phase.
-func (in *finetuneInterrupts) training(next string) (ctx context.Context, done func()) {
+// training returns the context to train (or score answers) under, which
+// the first signal cancels, saying that the run is next doing next; done
+// ends the phase and reports whether a signal cancelled it.
+func (in *finetuneInterrupts) training(next string) (ctx context.Context, done func() (signalled bool)) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel, in.next, in.lock = cancel, next, nil
-	return ctx, func() {
+	return ctx, func() bool {
 		in.mu.Lock()
 		defer in.mu.Unlock()
-		if in.cancel != nil {
+		// The signal handler clears in.cancel when it cancels.
+		signalled := in.cancel == nil
+		if !signalled {
 			in.ending = "interrupted after training: stopped before run.json was written (--resume with the same flags writes it)"
 		}
 		in.cancel = nil
 		cancel()
+		return signalled
 	}
 }
 

@@ -196,39 +196,15 @@ func TestFinetuneInterruptedInTraining(t *testing.T) {
 	dir := t.TempDir()
 	rows, out := filepath.Join(dir, "train.json"), filepath.Join(dir, "run")
 	writeBoolQ(t, rows, 8)
-	a, err := json.Marshal([]string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
+	cmd, stdout, errOut := startFinetune(t, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
 		"--method", "lora", "--steps", "100000", "--batch", "2", "--out", out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFinetuneLockHelper$")
-	cmd.Env = append(os.Environ(), "SORA_TEST_FINETUNE_ARGS="+string(a))
-	var errOut bytes.Buffer
-	cmd.Stderr = &errOut
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() && !strings.HasPrefix(lines.Text(), "training:") {
 	}
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	go io.Copy(io.Discard, stdout)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("the run went on after Ctrl-C:\n%s", errOut.String())
-	}
+	waitInterrupted(t, cmd, stdout, errOut)
 	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted: finishing the current step") ||
 		!strings.Contains(errOut.String(), "resume with the same flags and --resume") {
 		t.Fatalf("run interrupted in training: status %d (%v); want %d, saying how to resume:\n%s", code, cmd.ProcessState, exitInterrupted, errOut.String())
@@ -238,5 +214,90 @@ func TestFinetuneInterruptedInTraining(t *testing.T) {
 	}
 	if ents, err := os.ReadDir(filepath.Join(out, "checkpoints")); err != nil || len(ents) == 0 {
 		t.Errorf("the interrupted run saved no checkpoint: %v %v", ents, err)
+	}
+}
+
+// TestFinetuneInterruptedScoringAnswers interrupts a "sora finetune"
+// process after its last step, while it generates the answers of its
+// evaluation data: it must stop the generation, still write run.json (the
+// run is complete) with a note that the answers were not scored, and end
+// with status 130, releasing the folder.
+func TestFinetuneInterruptedScoringAnswers(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows, evalRows, out := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json"), filepath.Join(dir, "run")
+	writeBoolQ(t, rows, 8)
+	// Enough rows that generating their answers outlasts the signal.
+	writeBoolQ(t, evalRows, 400)
+	cmd, stdout, errOut := startFinetune(t, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
+		"--eval-data", evalRows, "--method", "lora", "--steps", "1", "--batch", "2", "--out", out})
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "generating up to") {
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitInterrupted(t, cmd, stdout, errOut)
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted: skipping the rest of the answer evaluation") ||
+		!strings.Contains(errOut.String(), "the answers are not scored") {
+		t.Fatalf("run interrupted scoring answers: status %d (%v); want %d, saying the answers are not scored:\n%s", code, cmd.ProcessState, exitInterrupted, errOut.String())
+	}
+	var summary struct {
+		AnswerNote     string   `json:"answer_note"`
+		AnswerAccuracy *float64 `json:"answer_accuracy"`
+		Steps          int      `json:"steps"`
+	}
+	b, err := os.ReadFile(filepath.Join(out, "run.json"))
+	if err != nil {
+		t.Fatalf("the interrupted run wrote no run.json: %v", err)
+	}
+	if err := json.Unmarshal(b, &summary); err != nil {
+		t.Fatal(err)
+	}
+	if summary.AnswerNote != "interrupted before the answers were scored" || summary.AnswerAccuracy != nil || summary.Steps != 1 {
+		t.Errorf("run.json after an interrupted answer evaluation: %s", b)
+	}
+	if _, err := os.Stat(filepath.Join(out, ".sora.lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted run left its lock file (%v)", err)
+	}
+}
+
+// startFinetune starts "sora finetune args" in a process of its own
+// (TestFinetuneLockHelper) and returns it with its standard output, to
+// read, and its standard error as it fills.
+func startFinetune(t *testing.T, args []string) (*exec.Cmd, io.ReadCloser, *bytes.Buffer) {
+	t.Helper()
+	a, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFinetuneLockHelper$")
+	cmd.Env = append(os.Environ(), "SORA_TEST_FINETUNE_ARGS="+string(a))
+	errOut := new(bytes.Buffer)
+	cmd.Stderr = errOut
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, stdout, errOut
+}
+
+// waitInterrupted waits for a process sent a signal to end, failing the
+// test if it runs on for two minutes; the rest of its output is discarded.
+func waitInterrupted(t *testing.T, cmd *exec.Cmd, stdout io.Reader, errOut *bytes.Buffer) {
+	t.Helper()
+	go io.Copy(io.Discard, stdout)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("the run went on after Ctrl-C:\n%s", errOut.String())
 	}
 }
