@@ -167,7 +167,8 @@ func Parse(b []byte, name string) (*Set, error) {
 	case t[0] == '{':
 		err = eachLine(b, name, add)
 	default:
-		return nil, fmt.Errorf("data: %s:%d: expected %s; found %s", name, lineAt(b, int64(len(b)-len(t))), wantFile, describeRaw(t[:1]))
+		start := t[:min(len(t), 12)]
+		return nil, fmt.Errorf("data: %s:%d: expected %s; found %q", name, lineAt(b, int64(len(b)-len(t))), wantFile, start)
 	}
 	if err != nil {
 		return nil, err
