@@ -1,20 +1,25 @@
-// Package hf reads and writes LLaMA, Qwen2 and Mistral checkpoints in the
-// Hugging Face layout: a folder holding config.json and the weights in
-// model.safetensors, or in several shards listed by
+// Package hf reads and writes LLaMA, Qwen2, Qwen3 and Mistral checkpoints
+// in the Hugging Face layout: a folder holding config.json and the weights
+// in model.safetensors, or in several shards listed by
 // model.safetensors.index.json.
 //
-// Three architectures load, all into package llama's decoder:
-// transformers' LlamaForCausalLM (model_type "llama", with or without
-// attention_bias), Qwen2ForCausalLM (model_type "qwen2": Qwen2 and
-// Qwen2.5, which is LLaMA with biases on q_proj, k_proj and v_proj; see
-// llama.Config.AttentionBias) and MistralForCausalLM (model_type
-// "mistral": LLaMA's decoder, whose sliding-window attention must not
-// take effect; see ParseConfig; llama.Config.Family remembers it). Tensor names are theirs (see package
-// llama). F32, F16 and BF16 weights are read, converted to float32; the
-// writer writes F32, with the model_type and architectures of the
-// architecture the weights are, so that transformers reads a written
-// folder as the same model. No lm_head.weight is written, or required,
-// when tie_word_embeddings is true.
+// Four architectures load, all into package llama's decoder: transformers'
+// LlamaForCausalLM (model_type "llama", with or without attention_bias),
+// Qwen2ForCausalLM (model_type "qwen2": Qwen2 and Qwen2.5, which is LLaMA
+// with biases on q_proj, k_proj and v_proj; see
+// llama.Config.AttentionBias), Qwen3ForCausalLM (model_type "qwen3": the
+// dense Qwen3 models, LLaMA with a per-head RMSNorm of queries and keys,
+// q_norm and k_norm, and heads of their own width; see llama.Config.QKNorm
+// and llama.Config.HeadWidth) and MistralForCausalLM (model_type "mistral":
+// LLaMA's decoder, whose sliding-window attention must not take effect; see
+// ParseConfig; llama.Config.Family remembers it). Any of them may give a
+// head_dim other than hidden_size / num_attention_heads (Mistral Nemo;
+// Qwen3-0.6B, 4B and 32B). Tensor names are theirs (see package llama).
+// F32, F16 and BF16 weights are read, converted to float32; the writer
+// writes F32, with the model_type and architectures of the architecture the
+// weights are, so that transformers reads a written folder as the same
+// model. No lm_head.weight is written, or required, when
+// tie_word_embeddings is true.
 //
 // Hugging Face stores q_proj and k_proj with their rows permuted for the
 // half-split rotary layout, so loaded weights have Config.RopeLayout =
@@ -55,6 +60,12 @@ const (
 	defaultMistralMaxPos  = 4096 * 32
 	defaultMistralKVHeads = 8
 	defaultMistralWindow  = 4096 // sliding_window when the field is absent
+
+	// Qwen3Config's defaults where they differ from LlamaConfig's
+	// (rms_norm_eps and rope_theta are LlamaConfig's).
+	defaultQwen3MaxPos  = 32768
+	defaultQwen3KVHeads = 32  // num_key_value_heads when the field is absent
+	defaultQwen3HeadDim = 128 // head_dim when the field is absent, whatever the width
 )
 
 // The model types and architectures this package reads and writes.
@@ -62,9 +73,11 @@ const (
 	ModelTypeLlama   = "llama"
 	ModelTypeQwen2   = "qwen2"
 	ModelTypeMistral = "mistral"
+	ModelTypeQwen3   = "qwen3"
 	ArchLlama        = "LlamaForCausalLM"
 	ArchQwen2        = "Qwen2ForCausalLM"
 	ArchMistral      = "MistralForCausalLM"
+	ArchQwen3        = "Qwen3ForCausalLM"
 )
 
 // configJSON is the part of a LlamaConfig that this package reads. Pointers
@@ -77,24 +90,27 @@ type configJSON struct {
 	NumAttentionHeads *int    `json:"num_attention_heads"`
 	// NumKeyValueHeads is raw because absent and null differ: null is
 	// num_attention_heads for every model type, absent is the model
-	// type's default (LLaMA: num_attention_heads; Qwen2: 32; Mistral: 8).
+	// type's default (LLaMA: num_attention_heads; Qwen2 and Qwen3: 32;
+	// Mistral: 8).
 	NumKeyValueHeads      json.RawMessage `json:"num_key_value_heads"`
 	VocabSize             *int            `json:"vocab_size"`
 	MaxPositionEmbeddings *int            `json:"max_position_embeddings"`
 	RMSNormEps            *float64        `json:"rms_norm_eps"`
 	RopeTheta             *float64        `json:"rope_theta"`
 	TieWordEmbeddings     *bool           `json:"tie_word_embeddings"`
-	HeadDim               *int            `json:"head_dim"`
-	HiddenAct             *string         `json:"hidden_act"`
-	RopeScaling           json.RawMessage `json:"rope_scaling"`
-	RopeParameters        json.RawMessage `json:"rope_parameters"`
-	PartialRotaryFactor   *float64        `json:"partial_rotary_factor"`
-	AttentionBias         *bool           `json:"attention_bias"`
-	MLPBias               *bool           `json:"mlp_bias"`
-	AttentionDropout      *float64        `json:"attention_dropout"`
+	// HeadDim is raw because absent and null differ for Qwen3: absent
+	// is Qwen3Config's 128, null no head width transformers can run.
+	HeadDim             json.RawMessage `json:"head_dim"`
+	HiddenAct           *string         `json:"hidden_act"`
+	RopeScaling         json.RawMessage `json:"rope_scaling"`
+	RopeParameters      json.RawMessage `json:"rope_parameters"`
+	PartialRotaryFactor *float64        `json:"partial_rotary_factor"`
+	AttentionBias       *bool           `json:"attention_bias"`
+	MLPBias             *bool           `json:"mlp_bias"`
+	AttentionDropout    *float64        `json:"attention_dropout"`
 
-	// Qwen2Config's sliding-window attention: released checkpoints set
-	// use_sliding_window false, which leaves sliding_window and
+	// Qwen2Config's and Qwen3Config's sliding-window attention: released
+	// checkpoints set use_sliding_window false, which leaves sliding_window and
 	// max_window_layers unused. layer_types (newer transformers) names
 	// each layer's attention.
 	UseSlidingWindow *bool           `json:"use_sliding_window"`
@@ -108,31 +124,37 @@ type configJSON struct {
 	SlidingWindow json.RawMessage `json:"sliding_window"`
 }
 
-// ParseConfig decodes a Hugging Face config.json of model_type "llama"
-// (the default when absent), "qwen2" or "mistral" into a llama.Config (in
-// the half-split rotary layout). A LLaMA config with attention_bias true
-// gives llama.BiasQKVO; a Qwen2 config always gives llama.BiasQKV, as
-// Qwen2's q/k/v projections always have a bias; a Mistral config never
-// has biases and gives Family llama.FamilyMistral (transformers' Qwen2 and
-// Mistral read neither attention_bias nor mlp_bias, and neither does
-// ParseConfig for them). Mistral's sliding_window must be null (Mistral 7B
-// v0.2 and v0.3) or at least max_position_embeddings, where it never
-// masks anything: this decoder attends to every earlier position, so a
-// smaller window (v0.1's 4096 with a 32768 context, or the default 4096
-// when the field is absent) is refused. Absent optional fields get
-// LlamaConfig's, Qwen2Config's or MistralConfig's defaults; features
-// this project's decoder does not implement (rotary scalings other than
-// Llama 3.1's "llama3", partial rotary embeddings, MLP biases, activations
-// other than SiLU, a head_dim other than hidden_size /
-// num_attention_heads, attention dropout, Qwen2's sliding-window attention
-// and multimodal rotary embedding) are reported as errors naming the
-// field. The rotary base
-// comes from rope_theta at the top level (older transformers) or inside
-// rope_parameters (newer ones); a config giving both must give the same
-// value. A llama3 scaling (Llama 3.1 and 3.2) is read from rope_scaling
-// (older transformers) or rope_parameters (newer ones), with its rope_type
-// spelled "rope_type" or "type", into Config.RopeScaling; see
-// parseRopeObject for what each may hold. name is used in error messages.
+// ParseConfig decodes a Hugging Face config.json of model_type "llama" (the
+// default when absent), "qwen2", "qwen3" or "mistral" into a llama.Config
+// (in the half-split rotary layout). A LLaMA config with attention_bias
+// true gives llama.BiasQKVO; a Qwen2 config always gives llama.BiasQKV, as
+// Qwen2's q/k/v projections always have a bias; a Qwen3 config gives
+// QKNorm, and llama.BiasQKVO where its attention_bias is true (Qwen3 puts
+// it on all four projections); a Mistral config never has biases and gives
+// Family llama.FamilyMistral (transformers' Qwen2, Qwen3 and Mistral read
+// no mlp_bias, and Qwen2 and Mistral no attention_bias; neither does
+// ParseConfig for them). head_dim gives the head width
+// (llama.Config.HeadWidth, kept 0 where it is hidden_size /
+// num_attention_heads); absent or null it is hidden_size /
+// num_attention_heads, except for Qwen3, whose absent head_dim is
+// Qwen3Config's 128 and whose null one is refused. Mistral's sliding_window
+// must be null (Mistral 7B v0.2 and v0.3) or at least
+// max_position_embeddings, where it never masks anything: this decoder
+// attends to every earlier position, so a smaller window (v0.1's 4096 with
+// a 32768 context, or the default 4096 when the field is absent) is
+// refused. Absent optional fields get LlamaConfig's, Qwen2Config's,
+// Qwen3Config's or MistralConfig's defaults; features this project's
+// decoder does not implement (rotary scalings other than Llama 3.1's
+// "llama3", partial rotary embeddings, MLP biases, activations other than
+// SiLU, attention dropout, Qwen2's and Qwen3's sliding-window attention,
+// Qwen2-VL's multimodal rotary embedding) are reported as errors naming the
+// field. The rotary base comes from rope_theta at the top level (older
+// transformers) or inside rope_parameters (newer ones); a config giving
+// both must give the same value. A llama3 scaling (Llama 3.1 and 3.2) is
+// read from rope_scaling (older transformers) or rope_parameters (newer
+// ones), with its rope_type spelled "rope_type" or "type", into
+// Config.RopeScaling; see parseRopeObject for what each may hold. name is
+// used in error messages.
 func ParseConfig(data []byte, name string) (llama.Config, error) {
 	fail := func(format string, args ...any) (llama.Config, error) {
 		return llama.Config{}, fmt.Errorf("hf: %s: %s", name, fmt.Sprintf(format, args...))
@@ -149,10 +171,12 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if c.ModelType != nil {
 		modelType = *c.ModelType
 	}
-	if modelType != ModelTypeLlama && modelType != ModelTypeQwen2 && modelType != ModelTypeMistral {
-		return fail("model_type is %q; expected %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeMistral)
+	switch modelType {
+	case ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral:
+	default:
+		return fail("model_type is %q; expected %q, %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral)
 	}
-	qwen2, mistral := modelType == ModelTypeQwen2, modelType == ModelTypeMistral
+	qwen2, qwen3, mistral := modelType == ModelTypeQwen2, modelType == ModelTypeQwen3, modelType == ModelTypeMistral
 	for _, f := range []struct {
 		name string
 		v    *int
@@ -196,7 +220,16 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	switch {
 	case qwen2:
 		bias = llama.BiasQKV
-		if err := checkQwen2Attention(c); err != nil {
+		if err := checkQwenAttention(c, "Qwen2 and Qwen2.5"); err != nil {
+			return fail("%v", err)
+		}
+	case qwen3:
+		// Qwen3's attention_bias puts a bias on all four projections;
+		// its MLP has none whatever mlp_bias says.
+		if c.AttentionBias != nil && *c.AttentionBias {
+			bias = llama.BiasQKVO
+		}
+		if err := checkQwenAttention(c, "Qwen3"); err != nil {
 			return fail("%v", err)
 		}
 	case mistral:
@@ -222,6 +255,10 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	case qwen2:
 		cfg.MaxSeqLen = defaultQwen2MaxPos
 		cfg.NumKVHeads = defaultQwen2KVHeads
+	case qwen3:
+		cfg.MaxSeqLen = defaultQwen3MaxPos
+		cfg.NumKVHeads = defaultQwen3KVHeads
+		cfg.QKNorm = true
 	case mistral:
 		cfg.MaxSeqLen = defaultMistralMaxPos
 		cfg.NumKVHeads = defaultMistralKVHeads
@@ -254,11 +291,17 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if scaling != nil {
 		cfg.RopeScaling = *scaling
 	}
-	if err := cfg.Validate(); err != nil {
+	headDim, err := parseHeadDim(c.HeadDim, qwen3)
+	if err != nil {
 		return fail("%v", err)
 	}
-	if c.HeadDim != nil && *c.HeadDim != cfg.HeadDim() {
-		return fail("head_dim is %d; only hidden_size / num_attention_heads = %d is supported", *c.HeadDim, cfg.HeadDim())
+	// A head width that hidden_size / num_attention_heads gives anyway is
+	// left implicit, so that one model has one Config.
+	if headDim != 0 && (cfg.NumHeads <= 0 || cfg.Dim%cfg.NumHeads != 0 || cfg.Dim/cfg.NumHeads != headDim) {
+		cfg.HeadWidth = headDim
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail("%v", err)
 	}
 	if mistral {
 		if err := checkMistralWindow(c.SlidingWindow, cfg.MaxSeqLen); err != nil {
@@ -297,15 +340,39 @@ func checkMistralWindow(raw json.RawMessage, maxPos int) error {
 		how, window, maxPos, window, maxPos)
 }
 
-// checkQwen2Attention refuses the attention variants of a Qwen2 config
-// that the decoder does not implement: sliding-window attention
-// (use_sliding_window true, or a layer_types entry other than
-// "full_attention") and Qwen2-VL's multimodal rotary embedding
-// (use_mrope true). sliding_window and max_window_layers matter only
-// with use_sliding_window true, so their values are not read.
-func checkQwen2Attention(c configJSON) error {
+// parseHeadDim reads head_dim: 0 where it is absent or null (the head
+// width is then hidden_size / num_attention_heads), except for Qwen3,
+// whose absent head_dim is Qwen3Config's 128 and whose null one
+// transformers cannot run; otherwise a positive whole number.
+func parseHeadDim(raw json.RawMessage, qwen3 bool) (int, error) {
+	switch string(bytes.TrimSpace(raw)) {
+	case "":
+		if qwen3 {
+			return defaultQwen3HeadDim, nil
+		}
+		return 0, nil
+	case "null":
+		if qwen3 {
+			return 0, fmt.Errorf("head_dim is null; Qwen3 needs the width of its attention heads (expected a positive whole number, or no field for Qwen3Config's default of %d)", defaultQwen3HeadDim)
+		}
+		return 0, nil
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil || f != math.Trunc(f) || f < 1 || f > math.MaxInt32 {
+		return 0, fmt.Errorf("head_dim is %s; expected null or a positive whole number", truncate(compactJSON(raw), 60))
+	}
+	return int(f), nil
+}
+
+// checkQwenAttention refuses the attention variants of a Qwen2 or Qwen3
+// config (released as models) that the decoder does not implement:
+// sliding-window attention (use_sliding_window true, or a layer_types
+// entry other than "full_attention") and Qwen2-VL's multimodal rotary
+// embedding (use_mrope true). sliding_window and max_window_layers matter
+// only with use_sliding_window true, so their values are not read.
+func checkQwenAttention(c configJSON, models string) error {
 	if c.UseSlidingWindow != nil && *c.UseSlidingWindow {
-		return fmt.Errorf("use_sliding_window is true; sliding-window attention is not supported (expected false, as released Qwen2 and Qwen2.5 checkpoints set it)")
+		return fmt.Errorf("use_sliding_window is true; sliding-window attention is not supported (expected false, as released %s checkpoints set it)", models)
 	}
 	if c.UseMRoPE != nil && *c.UseMRoPE {
 		return fmt.Errorf("use_mrope is true; the multimodal rotary embedding of Qwen2-VL is not supported (expected false)")
@@ -480,11 +547,14 @@ func isRopeTypeKey(k string) bool { return k == "rope_type" || k == "type" }
 
 // Architecture returns the model_type and architecture under which
 // transformers runs a model of configuration cfg: MistralForCausalLM for
-// Family llama.FamilyMistral, Qwen2ForCausalLM for biases on q/k/v alone,
-// LlamaForCausalLM otherwise.
+// Family llama.FamilyMistral, Qwen3ForCausalLM for QK-norm,
+// Qwen2ForCausalLM for biases on q/k/v alone, LlamaForCausalLM otherwise.
 func Architecture(cfg llama.Config) (modelType, arch string) {
 	if cfg.Family == llama.FamilyMistral {
 		return ModelTypeMistral, ArchMistral
+	}
+	if cfg.QKNorm {
+		return ModelTypeQwen3, ArchQwen3
 	}
 	if cfg.AttentionBias == llama.BiasQKV {
 		return ModelTypeQwen2, ArchQwen2
@@ -495,13 +565,21 @@ func Architecture(cfg llama.Config) (modelType, arch string) {
 // EncodeConfig returns the config.json that describes cfg for transformers:
 // a LlamaConfig for LlamaForCausalLM (attention_bias true with
 // llama.BiasQKVO), a Qwen2Config for Qwen2ForCausalLM when cfg has
-// Qwen2's q/k/v biases, or a MistralConfig with a null sliding_window for
-// Family llama.FamilyMistral (see [Architecture]). It names no bos_token_id or
-// eos_token_id: cfg does not know them, and the tokenizer and
+// Qwen2's q/k/v biases, a Qwen3Config for Qwen3ForCausalLM when cfg has
+// QK-norm (with no biases, or with llama.BiasQKVO as attention_bias true;
+// Qwen2's q/k/v biases with QK-norm are no transformers model and an
+// error), or a MistralConfig with a null sliding_window for Family
+// llama.FamilyMistral (see [Architecture]). head_dim is written for every
+// type but Qwen2 (whose config has no such field), and for Qwen2 where it
+// differs from hidden_size / num_attention_heads. It names no bos_token_id
+// or eos_token_id: cfg does not know them, and the tokenizer and
 // generation_config.json written beside it do.
 func EncodeConfig(cfg llama.Config) ([]byte, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.QKNorm && cfg.AttentionBias == llama.BiasQKV {
+		return nil, fmt.Errorf("hf: a model with QK-norm and biases on q/k/v but not o_proj has no transformers architecture (Qwen3's attention_bias puts one on all four projections)")
 	}
 	modelType, arch := Architecture(cfg)
 	m := map[string]any{
@@ -526,7 +604,20 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 	case ModelTypeQwen2:
 		// Qwen2Config has no head_dim, attention_bias or mlp_bias; its
 		// biases are fixed. Sliding-window attention is off, as in the
-		// released checkpoints.
+		// released checkpoints. Qwen2Attention reads a head_dim that a
+		// config gives, so a head width of its own is written.
+		m["use_sliding_window"] = false
+		m["sliding_window"] = nil
+		m["max_window_layers"] = cfg.NumLayers
+		if cfg.HeadWidth != 0 {
+			m["head_dim"] = cfg.HeadDim()
+		}
+	case ModelTypeQwen3:
+		// As Qwen3's released configs: head_dim always (its default is
+		// 128, not the width over the heads), sliding-window attention
+		// off; Qwen3Config has no mlp_bias.
+		m["head_dim"] = cfg.HeadDim()
+		m["attention_bias"] = cfg.AttentionBias == llama.BiasQKVO
 		m["use_sliding_window"] = false
 		m["sliding_window"] = nil
 		m["max_window_layers"] = cfg.NumLayers

@@ -37,3 +37,16 @@ func Example() {
 	fmt.Println(loaded.Config.RopeLayout, loaded.Config.TiedEmbeddings, len(loaded.Params()))
 	// Output: half-split true 20
 }
+
+// ExampleParseConfig reads the shape of a Qwen3 config.json: heads wider
+// than hidden_size / num_attention_heads, and QK-norm.
+func ExampleParseConfig() {
+	cfg, err := hf.ParseConfig([]byte(`{"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072,
+		"num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128,
+		"vocab_size": 151936, "tie_word_embeddings": true}`), "config.json")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.HeadDim(), cfg.QDim(), cfg.QKNorm, cfg.NumParams())
+	// Output: 128 2048 true 596049920
+}

@@ -41,7 +41,7 @@ func readJSONFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// Load reads the Hugging Face LLaMA, Qwen2 or Mistral checkpoint in folder dir: config.json
+// Load reads the Hugging Face LLaMA, Qwen2, Qwen3 or Mistral checkpoint in folder dir: config.json
 // and either model.safetensors or the shards that model.safetensors.index.json
 // lists (the index wins when both exist). The weights come back in the
 // half-split rotary layout.
@@ -159,7 +159,7 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 		return nil, err
 	}
 	for i := 0; i < cfg.NumLayers; i++ {
-		for _, m := range llama.LayerModules() {
+		for _, m := range cfg.Modules() {
 			if err := check(llama.LayerParamName(i, m), llama.ModuleShape(cfg, m)); err != nil {
 				return nil, err
 			}
@@ -190,7 +190,11 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 		hint := ""
 		for _, name := range unknown {
 			if strings.HasSuffix(name, "_proj.bias") && strings.Contains(name, ".self_attn.") {
-				hint = fmt.Sprintf(" (attention biases, where the config's attention bias is %s: a Qwen2 checkpoint needs model_type \"qwen2\" in config.json, a LLaMA one with them attention_bias true)", cfg.AttentionBias)
+				hint = fmt.Sprintf(" (attention biases, where the config's attention bias is %s: a Qwen2 checkpoint needs model_type \"qwen2\" in config.json, a LLaMA or Qwen3 one with them attention_bias true)", cfg.AttentionBias)
+				break
+			}
+			if strings.HasSuffix(name, "."+llama.ModQNorm+".weight") || strings.HasSuffix(name, "."+llama.ModKNorm+".weight") {
+				hint = " (QK-norm weights: a Qwen3 checkpoint needs model_type \"qwen3\" in config.json)"
 				break
 			}
 		}
@@ -261,12 +265,13 @@ func (o *WriteOptions) checkFiles(dir string) error {
 }
 
 // Write writes w as a Hugging Face checkpoint into folder dir: config.json
-// (LLaMA's, Qwen2's for weights with its q/k/v biases, or Mistral's for
-// Family llama.FamilyMistral: see
-// [EncodeConfig]) and F32 safetensors weights, biases included. Weights in
-// llama2.c's interleaved rotary layout have q_proj and k_proj (and their
-// biases) permuted to the half-split layout on the way out (w itself is
-// not modified). If dir does not exist it is
+// (LLaMA's, Qwen2's for weights with its q/k/v biases, Qwen3's for
+// weights with QK-norm, or Mistral's for Family llama.FamilyMistral: see
+// [EncodeConfig]) and F32 safetensors weights, biases and QK-norm weights
+// included. Weights in llama2.c's interleaved rotary layout have q_proj
+// and k_proj (and their biases, and q_norm and k_norm within the head)
+// permuted to the half-split layout on the way out (w itself is not
+// modified). If dir does not exist it is
 // created complete or not at all; if it exists, each file is replaced
 // atomically, config.json last; a stale index or single weights file that
 // would shadow the new weights is removed, and, once everything new is in
@@ -294,7 +299,8 @@ func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 		data := p.Data
 		if w.Config.RopeLayout == llama.RopeInterleaved {
 			if heads := permutedHeads(w.Config, p.Name); heads > 0 {
-				// A weight's rows have dim columns, a bias's one.
+				// A weight's rows have dim columns, a bias's one; a QK-norm
+				// weight is one head of one-column rows.
 				rows := heads * w.Config.HeadDim()
 				data = llama.InterleavedToHalfSplit(p.Data, heads, w.Config.HeadDim(), len(p.Data)/rows)
 			}
@@ -396,9 +402,13 @@ func removeStaleShards(dir string, keep map[string]bool) error {
 }
 
 // permutedHeads returns the head count of the q_proj/k_proj weights and
-// biases, whose rows depend on the rotary layout, and 0 for every other
-// tensor.
+// biases, whose rows depend on the rotary layout, 1 for the q_norm/k_norm
+// weights (one head's worth of values, in the same order), and 0 for every
+// other tensor.
 func permutedHeads(c llama.Config, name string) int {
+	if strings.HasSuffix(name, "."+llama.ModQNorm+".weight") || strings.HasSuffix(name, "."+llama.ModKNorm+".weight") {
+		return 1
+	}
 	for _, suffix := range []string{".weight", ".bias"} {
 		switch {
 		case strings.HasSuffix(name, "."+llama.ModQ+suffix):

@@ -401,8 +401,30 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.NumKVHeads != 2 || cfg.RopeTheta != 500000 || cfg.NormEps != 1e-5 || !cfg.TiedEmbeddings || cfg.MaxSeqLen != 4096 {
+	if cfg.NumKVHeads != 2 || cfg.RopeTheta != 500000 || cfg.NormEps != 1e-5 || !cfg.TiedEmbeddings || cfg.MaxSeqLen != 4096 || cfg.HeadWidth != 0 {
 		t.Errorf("explicit fields: %+v", cfg)
+	}
+	// head_dim: null or hidden_size / num_attention_heads leave the width
+	// implicit; another one is the width, even where the heads do not
+	// divide hidden_size.
+	for _, c := range []struct {
+		json      string
+		width, hd int
+	}{
+		{`{` + base + `, "head_dim": null}`, 0, 4},
+		{`{` + base + `, "head_dim": 4.0}`, 0, 4},
+		{`{` + base + `, "head_dim": 8}`, 8, 8},
+		{`{` + base + `, "head_dim": 2}`, 2, 2},
+		{`{` + base + `, "hidden_size": 18, "head_dim": 4}`, 4, 4},
+		{`{` + base + `, "model_type": "mistral", "sliding_window": null, "num_key_value_heads": 2, "head_dim": 6}`, 6, 6},
+		{`{` + base + `, "model_type": "qwen2", "num_key_value_heads": 2, "head_dim": 6}`, 6, 6},
+	} {
+		cfg, err := ParseConfig([]byte(c.json), "c.json")
+		if err != nil {
+			t.Errorf("%s: %v", c.json, err)
+		} else if cfg.HeadWidth != c.width || cfg.HeadDim() != c.hd {
+			t.Errorf("%s: head width %d, head dim %d; want %d, %d", c.json, cfg.HeadWidth, cfg.HeadDim(), c.width, c.hd)
+		}
 	}
 	// Newer transformers give the rotary base inside rope_parameters.
 	for _, c := range []struct {
@@ -445,7 +467,12 @@ func TestParseConfig(t *testing.T) {
 		{`{` + base + `, "mlp_bias": true}`, "mlp_bias is true"},
 		{`{` + base + `, "attention_dropout": 0.5}`, "attention_dropout is 0.5"},
 		{`{` + base + `, "num_key_value_heads": 3}`, "n_kv_heads 3"},
-		{`{` + base + `, "head_dim": 8}`, "head_dim is 8"},
+		{`{` + base + `, "head_dim": 9}`, "head_dim 9 must be even"},
+		{`{` + base + `, "head_dim": 0}`, "head_dim is 0; expected null or a positive whole number"},
+		{`{` + base + `, "head_dim": -8}`, "head_dim is -8; expected null or a positive whole number"},
+		{`{` + base + `, "head_dim": 7.5}`, "head_dim is 7.5; expected null or a positive whole number"},
+		{`{` + base + `, "head_dim": "8"}`, `head_dim is "8"; expected null or a positive whole number`},
+		{`{` + base + `, "hidden_size": 18}`, "dim 18 is not a multiple of n_heads 4 (and no head_dim is given)"},
 		{`{` + base + `, "rms_norm_eps": -1}`, "norm eps"},
 		{`{` + base + `, "vocab_size": 1.5}`, "not a valid config"},
 		{`{` + base + `} {}`, "trailing data"},
@@ -672,6 +699,10 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(mistral7Bv01Config))
 	f.Add([]byte(`{"model_type": "mistral", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 19, "max_position_embeddings": 64, "sliding_window": 64, "head_dim": 4}`))
 	f.Add([]byte(`{"model_type": "qwen2", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "layer_types": ["full_attention", "sliding_attention"], "use_sliding_window": false}`))
+	f.Add([]byte(qwen3_0_6BConfig))
+	f.Add([]byte(`{"model_type": "qwen3", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 19, "head_dim": 6, "attention_bias": true, "layer_types": ["full_attention", "full_attention"]}`))
+	f.Add([]byte(`{"model_type": "qwen3", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "head_dim": null}`))
+	f.Add([]byte(`{"model_type": "mistral", "hidden_size": 20, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 19, "sliding_window": null, "head_dim": 8}`))
 	f.Add([]byte(`{"model_type": "llama", "attention_bias": true, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19}`))
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_parameters": {"type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -711,22 +742,26 @@ func FuzzParseIndex(f *testing.F) {
 }
 
 // FuzzAssemble feeds arbitrary bytes as the weights file of small fixed
-// configs, without and with attention biases: no panic, and an accepted
-// file gives valid weights.
+// configs, without and with attention biases, and Qwen3's (QK-norm, heads
+// 4 wide over a width of 4 with 2 heads): no panic, and an accepted file
+// gives valid weights.
 func FuzzAssemble(f *testing.F) {
 	cfg := llama.Config{Dim: 4, HiddenDim: 3, NumLayers: 1, NumHeads: 2, NumKVHeads: 1, VocabSize: 3, MaxSeqLen: 4,
 		NormEps: 1e-5, RopeTheta: 1e4, TiedEmbeddings: true, RopeLayout: llama.RopeHalfSplit}
 	biased := cfg
 	biased.AttentionBias = llama.BiasQKV
+	qwen3 := cfg
+	qwen3.HeadWidth, qwen3.QKNorm = 4, true
+	configs := []llama.Config{cfg, biased, qwen3}
 	rng := rand.New(rand.NewSource(17))
-	for _, c := range []llama.Config{cfg, biased} {
+	for _, c := range configs {
 		w := randomWeights(f, rng, c)
 		var buf bytes.Buffer
 		safetensors.Encode(&buf, tensorsOf(w), nil)
 		f.Add(buf.Bytes())
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, c := range []llama.Config{cfg, biased} {
+		for _, c := range configs {
 			file, err := safetensors.NewFile(bytes.NewReader(b), int64(len(b)), "fuzz.safetensors")
 			if err != nil {
 				return

@@ -84,6 +84,28 @@ func TestParseMistralConfig(t *testing.T) {
 		t.Errorf("Mistral-7B-v0.3 has %d parameters, want 7248023552", n)
 	}
 
+	// Mistral Nemo (Mistral-Nemo-Base-2407): 5120 / 32 heads is 160, but
+	// its heads are 128 wide. Its config is Mistral-7B-v0.3's with these
+	// fields changed. By hand: per layer q_proj and o_proj 32·128·5120 =
+	// 20,971,520 each, k_proj and v_proj 8·128·5120 = 5,242,880 each, the
+	// feed-forward 3·14336·5120 = 220,200,960 and two norms of 5120, so
+	// 272,640,000; 40 layers 10,905,600,000; the embedding and lm_head
+	// 131072·5120 = 671,088,640 each and the final norm 5120: in all
+	// 12,247,782,400, the hub's safetensors total (24,495,564,800 bytes of
+	// bf16).
+	nemo, err := ParseConfig([]byte(strings.NewReplacer(`"hidden_size": 4096`, `"hidden_size": 5120`, `"num_hidden_layers": 32`, `"num_hidden_layers": 40`,
+		`"vocab_size": 32768`, `"vocab_size": 131072`, `"max_position_embeddings": 32768`, `"max_position_embeddings": 1024000`,
+		`"sliding_window": null`, `"sliding_window": null, "head_dim": 128`).Replace(mistral7Bv03Config)), "Mistral-Nemo/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nemo.HeadDim() != 128 || nemo.HeadWidth != 128 || nemo.QDim() != 4096 || nemo.QKNorm || nemo.Family != llama.FamilyMistral {
+		t.Errorf("Mistral Nemo: head dim %d (width %d), q dim %d, QK-norm %v, family %q", nemo.HeadDim(), nemo.HeadWidth, nemo.QDim(), nemo.QKNorm, nemo.Family)
+	}
+	if n := nemo.NumParams(); n != 12247782400 {
+		t.Errorf("Mistral Nemo has %d parameters, want 12247782400", n)
+	}
+
 	// MistralConfig's defaults for absent fields (8 key/value heads, a
 	// 131072-token context) and the windows that never take effect.
 	base := `"model_type": "mistral", "hidden_size": 32, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 8, "vocab_size": 19`
@@ -119,12 +141,9 @@ func TestParseMistralConfig(t *testing.T) {
 		{`{` + base + `, "sliding_window": 0}`, "sliding_window is 0; expected null or a positive whole number"},
 		{`{` + base + `, "sliding_window": 4096.5}`, "sliding_window is 4096.5; expected null or a positive whole number"},
 		{`{` + base + `, "sliding_window": "4096"}`, `sliding_window is "4096"; expected null or a positive whole number`},
-		// Mistral Nemo: 5120 / 32 heads is 160, but its heads are 128 wide.
-		{strings.NewReplacer(`"hidden_size": 4096`, `"hidden_size": 5120`, `"sliding_window": null`, `"sliding_window": null, "head_dim": 128`).Replace(mistral7Bv03Config),
-			"head_dim is 128; only hidden_size / num_attention_heads = 160 is supported"},
 		{`{` + base + `, "sliding_window": null, "num_attention_heads": 4}`, "n_heads 4 is not a multiple of n_kv_heads 8"}, // default 8 kv heads
 		{strings.Replace(mistral7Bv03Config, `"attention_dropout": 0.0`, `"attention_dropout": 0.1`, 1), "attention_dropout is 0.1"},
-		{strings.Replace(mistral7Bv03Config, `"model_type": "mistral"`, `"model_type": "mixtral"`, 1), `model_type is "mixtral"; expected "llama", "qwen2" or "mistral"`},
+		{strings.Replace(mistral7Bv03Config, `"model_type": "mistral"`, `"model_type": "mixtral"`, 1), `model_type is "mixtral"; expected "llama", "qwen2", "qwen3" or "mistral"`},
 	}
 	for _, c := range bad {
 		_, err := ParseConfig([]byte(c.json), "c.json")
