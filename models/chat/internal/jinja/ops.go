@@ -1,0 +1,493 @@
+package jinja
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+	"strings"
+)
+
+// arith applies a binary operator with Python's semantics; limit bounds
+// the size of strings and lists it builds.
+func arith(op string, a, b Value, limit int) (Value, error) {
+	if u, ok := a.(Undefined); ok {
+		return nil, u.err()
+	}
+	if u, ok := b.(Undefined); ok {
+		return nil, u.err()
+	}
+	if isNumber(a) && isNumber(b) {
+		return numArith(op, a, b)
+	}
+	switch op {
+	case "+":
+		if _, ok := a.(Markup); ok {
+			if bs, ok := asString(b); ok {
+				return a.(Markup) + Markup(escapeIfPlain(b, bs)), nil
+			}
+		}
+		if as, ok := a.(string); ok {
+			if bm, ok := b.(Markup); ok {
+				return Markup(htmlEscape(as)) + bm, nil
+			}
+			if bs, ok := b.(string); ok {
+				if len(as)+len(bs) > limit {
+					return nil, fmt.Errorf("string exceeds %d bytes", limit)
+				}
+				return as + bs, nil
+			}
+			return nil, fmt.Errorf("can only concatenate str (not \"%s\") to str", typeName(b))
+		}
+		if al, ok := a.([]Value); ok {
+			if bl, ok := b.([]Value); ok {
+				if len(al)+len(bl) > limit {
+					return nil, fmt.Errorf("list exceeds %d items", limit)
+				}
+				return append(append(make([]Value, 0, len(al)+len(bl)), al...), bl...), nil
+			}
+			return nil, fmt.Errorf("can only concatenate list (not \"%s\") to list", typeName(b))
+		}
+		if at, ok := a.(Tuple); ok {
+			if bt, ok := b.(Tuple); ok {
+				return append(append(make(Tuple, 0, len(at)+len(bt)), at...), bt...), nil
+			}
+			return nil, fmt.Errorf("can only concatenate tuple (not \"%s\") to tuple", typeName(b))
+		}
+	case "*":
+		if n, ok := asInt(b); ok {
+			return repeat(a, n, limit)
+		}
+		if n, ok := asInt(a); ok {
+			return repeat(b, n, limit)
+		}
+	case "%":
+		if as, ok := asString(a); ok {
+			return percentFormat(as, b)
+		}
+	}
+	return nil, fmt.Errorf("unsupported operand type(s) for %s: '%s' and '%s'", op, typeName(a), typeName(b))
+}
+
+func escapeIfPlain(v Value, s string) string {
+	if _, ok := v.(Markup); ok {
+		return s
+	}
+	return htmlEscape(s)
+}
+
+// repeat is Python's seq * n.
+func repeat(v Value, n int64, limit int) (Value, error) {
+	if n < 0 {
+		n = 0
+	}
+	switch s := v.(type) {
+	case string, Markup:
+		str, _ := asString(s)
+		if n > 0 && int64(len(str)) > int64(limit)/n {
+			return nil, fmt.Errorf("string exceeds %d bytes", limit)
+		}
+		out := strings.Repeat(str, int(n))
+		if _, ok := v.(Markup); ok {
+			return Markup(out), nil
+		}
+		return out, nil
+	case []Value, Tuple:
+		items, _ := seqOf(s)
+		if n > 0 && int64(len(items)) > int64(limit)/n {
+			return nil, fmt.Errorf("list exceeds %d items", limit)
+		}
+		out := make([]Value, 0, len(items)*int(n))
+		for i := int64(0); i < n; i++ {
+			out = append(out, items...)
+		}
+		if _, ok := v.(Tuple); ok {
+			return Tuple(out), nil
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("can't multiply sequence by non-int of type '%s'", typeName(v))
+}
+
+var errOverflow = fmt.Errorf("integer overflow (integers here have 64 bits)")
+
+func numArith(op string, a, b Value) (Value, error) {
+	ai, aInt := asInt(a)
+	bi, bInt := asInt(b)
+	if aInt && bInt {
+		switch op {
+		case "+":
+			s := ai + bi
+			if (s > ai) != (bi > 0) {
+				return nil, errOverflow
+			}
+			return s, nil
+		case "-":
+			s := ai - bi
+			if (s < ai) != (bi > 0) {
+				return nil, errOverflow
+			}
+			return s, nil
+		case "*":
+			if ai == 0 || bi == 0 {
+				return int64(0), nil
+			}
+			hi, lo := bits.Mul64(uint64(abs64(ai)), uint64(abs64(bi)))
+			if hi != 0 || lo > math.MaxInt64 || ai == math.MinInt64 || bi == math.MinInt64 {
+				return nil, errOverflow
+			}
+			p := int64(lo)
+			if (ai < 0) != (bi < 0) {
+				p = -p
+			}
+			return p, nil
+		case "/":
+			if bi == 0 {
+				return nil, fmt.Errorf("division by zero")
+			}
+			return float64(ai) / float64(bi), nil
+		case "//":
+			if bi == 0 {
+				return nil, fmt.Errorf("integer division or modulo by zero")
+			}
+			q := ai / bi
+			if (ai%bi != 0) && ((ai < 0) != (bi < 0)) {
+				q--
+			}
+			return q, nil
+		case "%":
+			if bi == 0 {
+				return nil, fmt.Errorf("integer division or modulo by zero")
+			}
+			m := ai % bi
+			if m != 0 && (m < 0) != (bi < 0) {
+				m += bi
+			}
+			return m, nil
+		case "**":
+			if bi < 0 {
+				return math.Pow(float64(ai), float64(bi)), nil
+			}
+			res := int64(1)
+			base := ai
+			for e := bi; e > 0; e >>= 1 {
+				if e&1 == 1 {
+					v, err := numArith("*", res, base)
+					if err != nil {
+						return nil, err
+					}
+					res = v.(int64)
+				}
+				if e > 1 {
+					v, err := numArith("*", base, base)
+					if err != nil {
+						return nil, err
+					}
+					base = v.(int64)
+				}
+			}
+			return res, nil
+		}
+	}
+	af, _ := asFloat(a)
+	bf, _ := asFloat(b)
+	switch op {
+	case "+":
+		return af + bf, nil
+	case "-":
+		return af - bf, nil
+	case "*":
+		return af * bf, nil
+	case "/":
+		if bf == 0 {
+			return nil, fmt.Errorf("float division by zero")
+		}
+		return af / bf, nil
+	case "//":
+		if bf == 0 {
+			return nil, fmt.Errorf("float floor division by zero")
+		}
+		return math.Floor(af / bf), nil
+	case "%":
+		if bf == 0 {
+			return nil, fmt.Errorf("float modulo")
+		}
+		m := math.Mod(af, bf)
+		if m != 0 && (m < 0) != (bf < 0) {
+			m += bf
+		}
+		return m, nil
+	case "**":
+		if af == 0 && bf < 0 {
+			return nil, fmt.Errorf("0.0 cannot be raised to a negative power")
+		}
+		return math.Pow(af, bf), nil
+	}
+	return nil, fmt.Errorf("unknown operator %s", op)
+}
+
+func abs64(i int64) int64 {
+	if i < 0 {
+		return -i
+	}
+	return i
+}
+
+// percentFormat is Python's printf-style "fmt % args" for the
+// conversions s, r, d, i, f, F, e, g, x, X, o, c and %%.
+func percentFormat(format string, args Value) (Value, error) {
+	var list []Value
+	var mapping *Dict
+	switch a := args.(type) {
+	case Tuple:
+		list = a
+	case *Dict:
+		mapping = a
+		list = []Value{a}
+	default:
+		list = []Value{a}
+	}
+	var b strings.Builder
+	next := 0
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		if i >= len(format) {
+			return nil, fmt.Errorf("incomplete format")
+		}
+		if format[i] == '%' {
+			b.WriteByte('%')
+			continue
+		}
+		var arg Value
+		haveArg := false
+		if format[i] == '(' {
+			end := strings.IndexByte(format[i:], ')')
+			if end < 0 || mapping == nil {
+				return nil, fmt.Errorf("format requires a mapping")
+			}
+			key := format[i+1 : i+end]
+			v, ok := mapping.Get(key)
+			if !ok {
+				return nil, fmt.Errorf("KeyError: %s", quoteRepr(key))
+			}
+			arg, haveArg = v, true
+			i += end + 1
+		}
+		start := i
+		for i < len(format) && strings.IndexByte("-+ #0", format[i]) >= 0 {
+			i++
+		}
+		for i < len(format) && (format[i] >= '0' && format[i] <= '9' || format[i] == '.') {
+			i++
+		}
+		if i >= len(format) {
+			return nil, fmt.Errorf("incomplete format")
+		}
+		spec := format[start:i]
+		verb := format[i]
+		if !haveArg {
+			if next >= len(list) {
+				return nil, fmt.Errorf("not enough arguments for format string")
+			}
+			arg = list[next]
+			next++
+		}
+		s, err := formatOne(spec, verb, arg)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(s)
+	}
+	if mapping == nil && next < len(list) {
+		return nil, fmt.Errorf("not all arguments converted during string formatting")
+	}
+	return b.String(), nil
+}
+
+func formatOne(spec string, verb byte, arg Value) (string, error) {
+	switch verb {
+	case 's':
+		return fmt.Sprintf("%"+spec+"s", toStr(arg)), nil
+	case 'r', 'a':
+		return fmt.Sprintf("%"+spec+"s", repr(arg)), nil
+	case 'd', 'i', 'x', 'X', 'o', 'c':
+		var n int64
+		if f, ok := arg.(float64); ok {
+			n = int64(f)
+		} else if i, ok := asInt(arg); ok {
+			n = i
+		} else {
+			return "", fmt.Errorf("%%%c format: a number is required, not %s", verb, typeName(arg))
+		}
+		v := verb
+		if v == 'i' {
+			v = 'd'
+		}
+		if v == 'c' {
+			return string(rune(n)), nil
+		}
+		return fmt.Sprintf("%"+spec+string(v), n), nil
+	case 'f', 'F', 'e', 'E', 'g', 'G':
+		f, ok := asFloat(arg)
+		if !ok {
+			return "", fmt.Errorf("must be real number, not %s", typeName(arg))
+		}
+		if !strings.Contains(spec, ".") {
+			spec += ".6"
+		}
+		return fmt.Sprintf("%"+spec+string(verb), f), nil
+	}
+	return "", fmt.Errorf("unsupported format character '%c'", verb)
+}
+
+// strFormat is str.format with positional and keyword fields and simple
+// format specs (fill, align, width, precision, type).
+func strFormat(format string, args []Value, kwargs []KV) (string, error) {
+	var b strings.Builder
+	auto := 0
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c == '}' {
+			if i+1 < len(format) && format[i+1] == '}' {
+				i++
+			}
+			b.WriteByte('}')
+			continue
+		}
+		if c != '{' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 < len(format) && format[i+1] == '{' {
+			b.WriteByte('{')
+			i++
+			continue
+		}
+		end := strings.IndexByte(format[i:], '}')
+		if end < 0 {
+			return "", fmt.Errorf("single '{' encountered in format string")
+		}
+		field := format[i+1 : i+end]
+		i += end
+		name, spec, _ := strings.Cut(field, ":")
+		name, conv, _ := strings.Cut(name, "!")
+		var v Value
+		if name == "" {
+			if auto >= len(args) {
+				return "", fmt.Errorf("Replacement index %d out of range for positional args tuple", auto)
+			}
+			v = args[auto]
+			auto++
+		} else if n, err := strconv.Atoi(name); err == nil {
+			if n >= len(args) {
+				return "", fmt.Errorf("Replacement index %d out of range for positional args tuple", n)
+			}
+			v = args[n]
+		} else {
+			found := false
+			for _, kv := range kwargs {
+				if kv.Key == name {
+					v, found = kv.Value, true
+				}
+			}
+			if !found {
+				return "", fmt.Errorf("KeyError: %s", quoteRepr(name))
+			}
+		}
+		s := toStr(v)
+		if conv == "r" {
+			s = repr(v)
+		}
+		if spec != "" {
+			var err error
+			if s, err = applySpec(spec, v, s); err != nil {
+				return "", err
+			}
+		}
+		b.WriteString(s)
+	}
+	return b.String(), nil
+}
+
+// applySpec applies a format spec [[fill]align][width][.precision][type].
+func applySpec(spec string, v Value, s string) (string, error) {
+	fill, align := " ", byte(0)
+	if len(spec) >= 2 && strings.IndexByte("<>^", spec[1]) >= 0 {
+		fill, align, spec = spec[:1], spec[1], spec[2:]
+	} else if len(spec) >= 1 && strings.IndexByte("<>^", spec[0]) >= 0 {
+		align, spec = spec[0], spec[1:]
+	}
+	i := 0
+	for i < len(spec) && spec[i] >= '0' && spec[i] <= '9' {
+		i++
+	}
+	width, _ := strconv.Atoi(spec[:i])
+	rest := spec[i:]
+	prec := -1
+	if strings.HasPrefix(rest, ".") {
+		j := 1
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		prec, _ = strconv.Atoi(rest[1:j])
+		rest = rest[j:]
+	}
+	switch rest {
+	case "":
+		if prec >= 0 {
+			if _, ok := asString(v); ok {
+				s = string([]rune(s)[:min(prec, len([]rune(s)))])
+			}
+		}
+	case "f", "e", "g", "%":
+		f, ok := asFloat(v)
+		if !ok {
+			return "", fmt.Errorf("unknown format code '%s' for object of type '%s'", rest, typeName(v))
+		}
+		if prec < 0 {
+			prec = 6
+		}
+		if rest == "%" {
+			s = strconv.FormatFloat(f*100, 'f', prec, 64) + "%"
+		} else {
+			s = strconv.FormatFloat(f, rest[0], prec, 64)
+		}
+	case "d":
+		n, ok := asInt(v)
+		if !ok {
+			return "", fmt.Errorf("unknown format code 'd' for object of type '%s'", typeName(v))
+		}
+		s = strconv.FormatInt(n, 10)
+	case "s":
+	default:
+		return "", fmt.Errorf("unsupported format spec %q", spec)
+	}
+	if align == 0 {
+		align = '<'
+		if isNumber(v) {
+			align = '>'
+		}
+	}
+	pad := width - len([]rune(s))
+	if pad <= 0 {
+		return s, nil
+	}
+	switch align {
+	case '<':
+		return s + strings.Repeat(fill, pad), nil
+	case '>':
+		return strings.Repeat(fill, pad) + s, nil
+	}
+	left := pad / 2
+	return strings.Repeat(fill, left) + s + strings.Repeat(fill, pad-left), nil
+}
+
+// htmlEscape is markupsafe's escape.
+func htmlEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(s)
+}
