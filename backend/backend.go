@@ -252,10 +252,24 @@ var ReduceOps = []ReduceOp{Sum, SumSquares, Max}
 // j ≤ i + QueryOffset; masked entries come out as exactly 0. QueryOffset is
 // the position of the first query among the keys, as during cached
 // generation (keys − queries for the usual square case is 0).
+//
+// Window, when positive, narrows the causal mask to a sliding window (the
+// local attention layers of Gemma 2 and 3, Mistral): the query at position
+// p = i + QueryOffset sees key j only when j ≤ p and p − j < Window, so at
+// most Window keys, itself included; Window 1 sees only itself. This is
+// transformers' sliding_window_causal_mask_function (masking_utils.py:
+// sliding_window_overlay keeps kv_idx > q_idx − sliding_window, and-ed with
+// the causal kv_idx ≤ q_idx), with Window = config.sliding_window. 0 means
+// no window. A window needs Causal (even for a single query, as in cached
+// decoding, where the window still hides keys older than Window), must not
+// be negative, and must leave every query some key: queries + QueryOffset −
+// Window < keys (only a query placed beyond the last key can lose them
+// all). The shared validation refuses anything else.
 type SoftmaxParams struct {
 	Scale       float32 // 0 means 1
 	Causal      bool
 	QueryOffset int
+	Window      int // sliding-window width in keys; 0 for none (needs Causal)
 }
 
 // EffectiveScale returns Scale, or 1 when Scale is 0.

@@ -198,7 +198,8 @@ func CheckSumColumns(dst, src Tensor) (rows, cols int, err error) {
 
 // CheckSoftmax validates Softmax (pass the zero Tensor for y) and
 // SoftmaxGrad, returning the batch, query and key counts; without a causal
-// mask batch·queries is simply the number of rows.
+// mask batch·queries is simply the number of rows. It also enforces the
+// rules of SoftmaxParams.Window.
 func CheckSoftmax(op Op, dst, src, y Tensor, p SoftmaxParams) (batch, queries, keys int, err error) {
 	all := []Tensor{dst, src}
 	if !y.IsZero() {
@@ -224,6 +225,17 @@ func CheckSoftmax(op Op, dst, src, y Tensor, p SoftmaxParams) (batch, queries, k
 	}
 	if p.Causal && p.QueryOffset < 0 {
 		return 0, 0, 0, Errorf(op, all, "negative query offset %d", p.QueryOffset)
+	}
+	switch {
+	case p.Window < 0:
+		return 0, 0, 0, Errorf(op, all, "negative sliding window %d", p.Window)
+	case p.Window > 0 && !p.Causal:
+		return 0, 0, 0, Errorf(op, all, "sliding window %d without Causal: a window is a narrowed causal mask", p.Window)
+	case p.Window > 0 && p.QueryOffset-p.Window >= keys-queries: // cannot overflow
+		// The last query has the latest window; it starts at its position
+		// − Window + 1, which must be a key for the row to have any.
+		last := queries - 1 + p.QueryOffset
+		return 0, 0, 0, Errorf(op, all, "sliding window %d leaves the query at position %d (query offset %d) none of the %d keys: its window starts at key %d", p.Window, last, p.QueryOffset, keys, last-p.Window+1)
 	}
 	return batch, queries, keys, nil
 }

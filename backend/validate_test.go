@@ -97,6 +97,10 @@ func TestChecksAllocateNothing(t *testing.T) {
 		"reduce rows": func() error { _, _, err := CheckReduceRows(Sum, r, x); return err },
 		"sum columns": func() error { _, _, err := CheckSumColumns(col, x); return err },
 		"softmax":     func() error { _, _, _, err := CheckSoftmax(OpSoftmax, x, y, Tensor{}, SoftmaxParams{}); return err },
+		"softmax window": func() error {
+			_, _, _, err := CheckSoftmax(OpSoftmax, x, y, Tensor{}, SoftmaxParams{Causal: true, Window: 2})
+			return err
+		},
 		"rope": func() error {
 			_, _, _, _, err := CheckRoPE(q, q2, RoPEParams{Theta: 10000, Layout: Interleaved})
 			return err
@@ -185,5 +189,47 @@ func TestCheckOpCodes(t *testing.T) {
 	}
 	if got := UnaryOp(99).String(); got != "UnaryOp(99)" {
 		t.Errorf("UnaryOp(99).String() = %q", got)
+	}
+}
+
+// TestCheckSoftmaxWindow checks the rules of SoftmaxParams.Window: a
+// window needs Causal and a non-negative width, and must leave the last
+// query some key; the limits themselves are accepted.
+func TestCheckSoftmaxWindow(t *testing.T) {
+	sq, cached, wide := mustTensor(t, 2, 4, 4), mustTensor(t, 2, 3, 9), mustTensor(t, 6, 4)
+	tests := []struct {
+		name string
+		x    Tensor
+		p    SoftmaxParams
+		want string // "" for accepted
+	}{
+		{"window 1", sq, SoftmaxParams{Causal: true, Window: 1}, ""},
+		{"window beyond keys", sq, SoftmaxParams{Causal: true, Window: 100}, ""},
+		{"cached", cached, SoftmaxParams{Causal: true, QueryOffset: 6, Window: 2}, ""},
+		{"no window, not causal", sq, SoftmaxParams{}, ""},
+		{"without causal", sq, SoftmaxParams{Window: 2}, "without Causal"},
+		{"negative", sq, SoftmaxParams{Causal: true, Window: -1}, "negative sliding window -1"},
+		{"negative without causal", sq, SoftmaxParams{Window: -3}, "negative sliding window -3"},
+		// Queries 0..5 over 4 keys: the query at position 5 with window 2
+		// sees positions 4 and 5, neither a key; window 3 reaches key 3.
+		{"last query sees no key", wide, SoftmaxParams{Causal: true, Window: 2}, "position 5 (query offset 0) none of the 4 keys: its window starts at key 4"},
+		{"last query sees the last key", wide, SoftmaxParams{Causal: true, Window: 3}, ""},
+		{"offset past the keys", cached, SoftmaxParams{Causal: true, QueryOffset: 9, Window: 3}, "position 11"},
+		{"offset to the last key", cached, SoftmaxParams{Causal: true, QueryOffset: 9, Window: 4}, ""},
+	}
+	for _, tt := range tests {
+		for _, op := range []Op{OpSoftmax, OpSoftmaxGrad} {
+			y := Tensor{}
+			if op == OpSoftmaxGrad {
+				y = tt.x
+			}
+			_, _, _, err := CheckSoftmax(op, tt.x, tt.x, y, tt.p)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("%s, %s: %v", tt.name, op, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("%s, %s: got %v, want an error saying %q", tt.name, op, err, tt.want)
+			}
+		}
 	}
 }

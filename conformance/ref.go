@@ -60,31 +60,15 @@ func refMatMul(a, b []float32, batch, batchA, batchB, m, n, k int, transA, trans
 }
 
 // refSoftmax computes softmax(scale·x) over each row of x [rows, keys]
-// with the causal mask of p; masked entries are 0.
+// with the mask of p (causal, query offset, sliding window); masked
+// entries are 0.
 func refSoftmax(x []float32, queries, keys int, p backend.SoftmaxParams) []float64 {
-	return refops.Softmax(F64(x), queries, keys, float64(p.EffectiveScale()), p.Causal, p.QueryOffset)
-}
-
-// softmaxVisible reports how many leading keys row r may attend to.
-func softmaxVisible(r, queries, keys int, p backend.SoftmaxParams) int {
-	return refops.SoftmaxVisible(r, queries, keys, p.Causal, p.QueryOffset)
+	return refops.SoftmaxMasked(F64(x), queries, keys, p)
 }
 
 // refSoftmaxGrad computes scale·y ⊙ (dy − Σ_row dy⊙y), 0 where masked.
 func refSoftmaxGrad(y, dy []float32, queries, keys int, p backend.SoftmaxParams) []float64 {
-	scale := float64(p.EffectiveScale())
-	out := make([]float64, len(y))
-	for r := 0; r < len(y)/keys; r++ {
-		vis := softmaxVisible(r, queries, keys, p)
-		var dot float64
-		for j := 0; j < vis; j++ {
-			dot += float64(dy[r*keys+j]) * float64(y[r*keys+j])
-		}
-		for j := 0; j < vis; j++ {
-			out[r*keys+j] = scale * float64(y[r*keys+j]) * (float64(dy[r*keys+j]) - dot)
-		}
-	}
-	return out
+	return refops.SoftmaxGrad(F64(y), F64(dy), queries, keys, p)
 }
 
 // refRMSNorm computes x / sqrt(mean(x²) + eps) ⊙ w per row.

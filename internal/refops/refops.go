@@ -84,7 +84,8 @@ func UnaryDeriv(op backend.UnaryOp, x float64) float64 {
 
 // SoftmaxVisible reports how many leading keys row r of a [batch, queries,
 // keys] softmax may attend to: all of them, or with causal those up to
-// query (r mod queries) + offset.
+// query (r mod queries) + offset. It knows no sliding window; see
+// SoftmaxSees.
 func SoftmaxVisible(r, queries, keys int, causal bool, offset int) int {
 	if !causal {
 		return keys
@@ -92,25 +93,82 @@ func SoftmaxVisible(r, queries, keys int, causal bool, offset int) int {
 	return max(0, min(keys, r%queries+offset+1))
 }
 
+// SoftmaxSees reports whether row r of a [batch, queries, keys] softmax
+// with p may attend to key j, spelled out from the rule of
+// backend.SoftmaxParams one entry at a time: with Causal, the row's query
+// sits at position (r mod queries) + QueryOffset and sees keys at or before
+// it, and with a Window w > 0 only those fewer than w positions before it.
+func SoftmaxSees(r, j, queries int, p backend.SoftmaxParams) bool {
+	if !p.Causal {
+		return true
+	}
+	pos := r%queries + p.QueryOffset
+	if j > pos {
+		return false
+	}
+	return p.Window == 0 || pos-j < p.Window
+}
+
 // Softmax computes softmax(scale·x) over each row of keys elements. With
 // causal the rows are grouped as [batch, queries, keys] and masked entries
 // (see SoftmaxVisible) are exactly 0.
 func Softmax(x []float64, queries, keys int, scale float64, causal bool, offset int) []float64 {
+	return softmax(x, queries, keys, scale, backend.SoftmaxParams{Causal: causal, QueryOffset: offset})
+}
+
+// SoftmaxMasked computes softmax(s·x) over each row of keys elements, with
+// s = p.EffectiveScale() and the mask of p (causal, query offset, sliding
+// window; see SoftmaxSees): masked entries are exactly 0, and a row that
+// sees no key (which the backends' validation refuses) is all 0.
+func SoftmaxMasked(x []float64, queries, keys int, p backend.SoftmaxParams) []float64 {
+	return softmax(x, queries, keys, float64(p.EffectiveScale()), p)
+}
+
+// softmax is SoftmaxMasked with the scale given, in float64; p gives only
+// the mask.
+func softmax(x []float64, queries, keys int, scale float64, p backend.SoftmaxParams) []float64 {
 	out := make([]float64, len(x))
 	for r := 0; r < len(x)/keys; r++ {
 		row := x[r*keys : (r+1)*keys]
-		vis := SoftmaxVisible(r, queries, keys, causal, offset)
 		mx := math.Inf(-1)
-		for j := 0; j < vis; j++ {
-			mx = math.Max(mx, scale*row[j])
+		for j := range keys {
+			if SoftmaxSees(r, j, queries, p) {
+				mx = math.Max(mx, scale*row[j])
+			}
 		}
 		var sum float64
-		for j := 0; j < vis; j++ {
-			out[r*keys+j] = math.Exp(scale*row[j] - mx)
-			sum += out[r*keys+j]
+		for j := range keys {
+			if SoftmaxSees(r, j, queries, p) {
+				out[r*keys+j] = math.Exp(scale*row[j] - mx)
+				sum += out[r*keys+j]
+			}
 		}
-		for j := 0; j < vis; j++ {
-			out[r*keys+j] /= sum
+		for j := range keys {
+			if sum > 0 {
+				out[r*keys+j] /= sum
+			}
+		}
+	}
+	return out
+}
+
+// SoftmaxGrad computes the backward of SoftmaxMasked from its output y and
+// the upstream gradient dy: s·y ⊙ (dy − Σ dy⊙y) over the keys each row
+// sees, 0 where masked.
+func SoftmaxGrad(y, dy []float64, queries, keys int, p backend.SoftmaxParams) []float64 {
+	scale := float64(p.EffectiveScale())
+	out := make([]float64, len(y))
+	for r := 0; r < len(y)/keys; r++ {
+		var dot float64
+		for j := range keys {
+			if SoftmaxSees(r, j, queries, p) {
+				dot += dy[r*keys+j] * y[r*keys+j]
+			}
+		}
+		for j := range keys {
+			if SoftmaxSees(r, j, queries, p) {
+				out[r*keys+j] = scale * y[r*keys+j] * (dy[r*keys+j] - dot)
+			}
 		}
 	}
 	return out

@@ -132,3 +132,69 @@ func TestCrossEntropy(t *testing.T) {
 		t.Errorf("smoothed loss on uniform logits %g, want log 4", got[0])
 	}
 }
+
+// TestSoftmaxWindow checks the sliding window against what it must be: a
+// row sees the min(w, position+1) keys ending at its query's position
+// (counted independently of SoftmaxSees), renormalised from the plain
+// causal softmax; a window as long as the last position changes nothing;
+// and the gradient matches central differences of Σ dy⊙softmax.
+func TestSoftmaxWindow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const batch, queries, keys, offset = 2, 4, 7, 3
+	x := randn(rng, batch*queries*keys)
+	causal := backend.SoftmaxParams{Causal: true, QueryOffset: offset, Scale: 0.8}
+	full := SoftmaxMasked(x, queries, keys, causal)
+	for _, w := range []int{1, 2, 3, queries + offset, 100} {
+		p := causal
+		p.Window = w
+		y := SoftmaxMasked(x, queries, keys, p)
+		for r := 0; r < batch*queries; r++ {
+			pos := r%queries + offset
+			lo := max(0, pos-w+1) // keys lo..pos are seen
+			var kept float64
+			for j := lo; j <= pos; j++ {
+				kept += full[r*keys+j]
+			}
+			seen := 0
+			for j := range keys {
+				v := y[r*keys+j]
+				if v != 0 {
+					seen++
+				}
+				want := 0.0
+				if j >= lo && j <= pos {
+					want = full[r*keys+j] / kept
+				}
+				if !near(v, want, 1e-12) || (want == 0 && v != 0) {
+					t.Errorf("window %d row %d key %d: %g, want %g", w, r, j, v, want)
+				}
+			}
+			if seen != min(w, pos+1) {
+				t.Errorf("window %d row %d (position %d) sees %d keys, want %d", w, r, pos, seen, min(w, pos+1))
+			}
+		}
+	}
+
+	// The gradient of Σ dy⊙softmax(x) by central differences, window 2.
+	p := causal
+	p.Window = 2
+	dy := randn(rng, len(x))
+	y := SoftmaxMasked(x, queries, keys, p)
+	g := SoftmaxGrad(y, dy, queries, keys, p)
+	loss := func(x []float64) float64 {
+		var s float64
+		for i, v := range SoftmaxMasked(x, queries, keys, p) {
+			s += v * dy[i]
+		}
+		return s
+	}
+	const h = 1e-6
+	for i := range x {
+		xp, xm := append([]float64(nil), x...), append([]float64(nil), x...)
+		xp[i] += h
+		xm[i] -= h
+		if fd := (loss(xp) - loss(xm)) / (2 * h); !near(g[i], fd, 1e-6) {
+			t.Errorf("gradient %d: %g, central difference %g", i, g[i], fd)
+		}
+	}
+}
