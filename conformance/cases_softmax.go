@@ -21,6 +21,9 @@ func (c smCase) suffix() string {
 	if c.p.Causal {
 		s += fmt.Sprintf("/causal,offset=%d", c.p.QueryOffset)
 	}
+	if c.p.Window != 0 {
+		s += fmt.Sprintf(",window=%d", c.p.Window)
+	}
 	if c.span != 1 {
 		s += "/range=" + fmtF(c.span)
 	}
@@ -60,6 +63,24 @@ func init() {
 		{shape: []int{4, 129, 129}, p: backend.SoftmaxParams{Causal: true, Scale: 0.125}, span: 8},
 		{shape: []int{7, 13}, span: 1, inPlace: true},
 		{shape: []int{3, 5, 9}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 4}, span: 2, inPlace: true},
+		// Sliding windows (SoftmaxParams.Window): width 1 (each query sees
+		// itself), narrower than the sequence, as long as it (the same
+		// mask as plain causal), longer; with a query offset as in cached
+		// generation, one query per row as in decoding, and rows whose
+		// visible keys start and end off the vector boundaries (67 = 64 +
+		// 3 keys starting at key 65) so that the kernels' heads and tails
+		// run. Span 100 needs the maximum taken over the window only.
+		{shape: []int{3, 7, 7}, p: backend.SoftmaxParams{Causal: true, Window: 1}, span: 2},
+		{shape: []int{2, 9, 9}, p: backend.SoftmaxParams{Causal: true, Window: 4, Scale: 0.5}, span: 2},
+		{shape: []int{2, 2, 13, 13}, p: backend.SoftmaxParams{Causal: true, Window: 13}, span: 2},
+		{shape: []int{3, 6, 6}, p: backend.SoftmaxParams{Causal: true, Window: 10}, span: 2},
+		{shape: []int{2, 3, 21}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 18, Window: 7}, span: 2},
+		{shape: []int{2, 3, 13}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 10, Window: 20}, span: 2},
+		{shape: []int{4, 1, 37}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 36, Window: 17}, span: 2},
+		{shape: []int{2, 5, 131}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 126, Window: 67, Scale: 0.125}, span: 8},
+		{shape: []int{4, 129, 129}, p: backend.SoftmaxParams{Causal: true, Window: 33, Scale: 0.125}, span: 8},
+		{shape: []int{2, 7, 23}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 16, Window: 5}, span: 100},
+		{shape: []int{3, 5, 9}, p: backend.SoftmaxParams{Causal: true, QueryOffset: 4, Window: 3}, span: 2, inPlace: true},
 	}
 	for _, c := range cases {
 		c := c

@@ -96,6 +96,23 @@ func init() {
 			e.B.AdamW(scratch(e, 9), scratch(e, 9), scratch(e, 9), scratch(e, 9), c.p)
 		})
 	}
+	// A sliding window is a narrowed causal mask and must leave every
+	// query a key: backends refuse the rest alike (CheckSoftmax).
+	for _, c := range []struct {
+		name string
+		p    backend.SoftmaxParams
+	}{
+		{"softmax_window_without_causal", backend.SoftmaxParams{Window: 3}},
+		{"softmax_window_negative", backend.SoftmaxParams{Causal: true, Window: -1}},
+		{"softmax_window_leaves_no_key", backend.SoftmaxParams{Causal: true, QueryOffset: 5, Window: 2}},
+	} {
+		rejects(c.name, backend.OpSoftmax, fmt.Sprintf("Softmax of [2,3,6] with %+v", c.p), func(e *Env) {
+			e.B.Softmax(e.Output(2, 3, 6).T, scratch(e, 2, 3, 6), c.p)
+		})
+		rejects(strings.Replace(c.name, "softmax", "softmax_grad", 1), backend.OpSoftmaxGrad, fmt.Sprintf("SoftmaxGrad of [2,3,6] with %+v", c.p), func(e *Env) {
+			e.B.SoftmaxGrad(e.Output(2, 3, 6).T, scratch(e, 2, 3, 6), scratch(e, 2, 3, 6), c.p)
+		})
+	}
 	Register(Case{
 		Name:  "sticky/first_error_wins",
 		Op:    backend.OpMatMul,

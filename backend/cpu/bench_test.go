@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -209,6 +210,58 @@ func BenchmarkOps(b *testing.B) {
 			b.ReportMetric(gbps, "GB/s")
 			b.ReportMetric(copyGBPS, "copy_GB/s")
 			b.ReportMetric(gbps/copyGBPS, "of_copy")
+		})
+	}
+}
+
+// BenchmarkSoftmaxWindow times a sliding-window causal softmax (and its
+// backward) against the plain causal one on the same [8, 512, 512] scores
+// in the same run, alternating calls, and reports the windowed time over
+// the causal time as "of_causal". A window of 64 of 512 keys reads and
+// exponentiates about 64/256.5 of what causal does (a causal row sees
+// 256.5 keys on average), so the forward should come in well under 1;
+// the writes of the masked zeros, the same in both, keep it above that
+// fraction. Like every benchmark here it asserts nothing:
+//
+//	go test -run XXX -bench SoftmaxWindow ./backend/cpu
+func BenchmarkSoftmaxWindow(b *testing.B) {
+	const heads, T, window = 8, 512, 64
+	be := New(Options{})
+	alloc := func(lo, hi float64) backend.Tensor {
+		t, err := be.Alloc(backend.Float32, heads, T, T)
+		if err != nil {
+			b.Fatal(err)
+		}
+		be.Upload(t, uniform(newRNG(3), t.Len(), lo, hi))
+		return t
+	}
+	x, y, dy, dx := alloc(-8, 8), alloc(0, 0), alloc(-1, 1), alloc(0, 0)
+	causal := backend.SoftmaxParams{Causal: true, Scale: 0.125}
+	windowed := causal
+	windowed.Window = window
+	for _, c := range []struct {
+		name string
+		run  func(p backend.SoftmaxParams)
+	}{
+		{"softmax", func(p backend.SoftmaxParams) { be.Softmax(y, x, p) }},
+		{"softmax_grad", func(p backend.SoftmaxParams) { be.SoftmaxGrad(dx, y, dy, p) }},
+	} {
+		b.Run(fmt.Sprintf("%s/%dx%dx%d/window=%d", c.name, heads, T, T, window), func(b *testing.B) {
+			be.Softmax(y, x, windowed) // a genuine y for the backward
+			c.run(causal)
+			c.run(windowed)
+			var tc, tw time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				c.run(causal)
+				t1 := time.Now()
+				c.run(windowed)
+				tc, tw = tc+t1.Sub(t0), tw+time.Since(t1)
+			}
+			if err := be.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(tw)/float64(tc), "of_causal")
 		})
 	}
 }

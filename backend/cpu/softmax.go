@@ -5,14 +5,20 @@ import (
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
-// visible returns how many leading keys row r may attend to: all of them
+// visible returns the keys [lo, hi) row r may attend to: all of them
 // without a causal mask, else those at j ≤ q + QueryOffset for the row's
-// query index q, at least key 0 since the offset is not negative.
-func visible(r, queries, keys int, p backend.SoftmaxParams) int {
+// query index q (at least key 0 since the offset is not negative), and
+// with a sliding window only the last Window of those. CheckSoftmax has
+// made sure the window leaves some key (lo < hi).
+func visible(r, queries, keys int, p backend.SoftmaxParams) (lo, hi int) {
 	if !p.Causal {
-		return keys
+		return 0, keys
 	}
-	return min(r%queries+p.QueryOffset+1, keys)
+	pos := r%queries + p.QueryOffset
+	if p.Window > 0 {
+		lo = max(pos-p.Window+1, 0)
+	}
+	return lo, min(pos+1, keys)
 }
 
 // Softmax computes dst = softmax(scale·src) over each row: the row maximum
@@ -42,11 +48,12 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			x, y := s[r*keys:(r+1)*keys], d[r*keys:(r+1)*keys]
-			n := visible(r, queries, keys, p)
-			if n > 0 {
-				softmaxRow(k, y[:n], x[:n], row(tmp, c), scale, 1, nextRow(s, r, hi, keys))
-			}
-			clear(y[n:])
+			// Only the visible keys are read and exponentiated; the
+			// masked ones on either side are written as zeros.
+			a, b := visible(r, queries, keys, p)
+			softmaxRow(k, y[a:b], x[a:b], row(tmp, c), scale, 1, nextRow(s, r, hi, keys))
+			clear(y[:a])
+			clear(y[b:])
 		}
 		k.Fence()
 	})
@@ -121,9 +128,10 @@ func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams)
 	b.streamFor(k, batch*queries, keys*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			dr, yr, gr := d[r*keys:(r+1)*keys], ys[r*keys:(r+1)*keys], gs[r*keys:(r+1)*keys]
-			n := visible(r, queries, keys, p)
-			k.SoftmaxGrad(dr[:n], yr[:n], gr[:n], scale, k.Dot(yr[:n], gr[:n]))
-			clear(dr[n:])
+			a, b := visible(r, queries, keys, p)
+			k.SoftmaxGrad(dr[a:b], yr[a:b], gr[a:b], scale, k.Dot(yr[a:b], gr[a:b]))
+			clear(dr[:a])
+			clear(dr[b:])
 		}
 	})
 }

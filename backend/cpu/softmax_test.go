@@ -8,15 +8,17 @@ import (
 )
 
 // softmaxRef computes the masked, scaled softmax of one row in float64;
-// n is the number of visible keys.
-func softmaxRef(x []float64, scale float64, n int) []float64 {
+// seen[j] says whether key j is visible.
+func softmaxRef(x []float64, scale float64, seen []bool) []float64 {
 	y := make([]float64, len(x))
 	var z float64
-	for j := range n {
-		y[j] = math.Exp(scale * x[j])
-		z += y[j]
+	for j := range x {
+		if seen[j] {
+			y[j] = math.Exp(scale * x[j])
+			z += y[j]
+		}
 	}
-	for j := range n {
+	for j := range x {
 		y[j] /= z
 	}
 	return y
@@ -37,26 +39,29 @@ var softmaxCases = []struct {
 	{"causal offset", []int{4, 3, 8}, backend.SoftmaxParams{Causal: true, QueryOffset: 2}},
 	{"causal offset beyond keys", []int{3, 4}, backend.SoftmaxParams{Causal: true, QueryOffset: 10}},
 	{"wide", []int{40, 257}, backend.SoftmaxParams{}},
+	{"window 1", []int{2, 5, 5}, backend.SoftmaxParams{Causal: true, Window: 1}},
+	{"window square", []int{2, 2, 9, 9}, backend.SoftmaxParams{Causal: true, Window: 4, Scale: 0.5}},
+	{"window cached", []int{2, 3, 19}, backend.SoftmaxParams{Causal: true, QueryOffset: 16, Window: 5}},
+	{"window decode", []int{4, 1, 37}, backend.SoftmaxParams{Causal: true, QueryOffset: 36, Window: 11}},
+	{"window wide", []int{2, 40, 131}, backend.SoftmaxParams{Causal: true, QueryOffset: 91, Window: 67}},
+	{"window beyond", []int{6, 6}, backend.SoftmaxParams{Causal: true, Window: 9}},
 }
 
-// visibleRef is the mask of SoftmaxParams, spelled out: row r of a tensor
-// whose second-to-last axis has q queries is query r mod q.
-func visibleRef(shape []int, r, keys int, p backend.SoftmaxParams) int {
-	if !p.Causal {
-		return keys
-	}
-	queries := len(shape) - 2
+// seenRef is the mask of SoftmaxParams, spelled out: row r of a tensor
+// whose second-to-last axis has q queries is query r mod q, at position
+// r mod q + QueryOffset, and sees the keys at most that position and,
+// with a window, fewer than Window positions before it.
+func seenRef(shape []int, r, keys int, p backend.SoftmaxParams) []bool {
+	seen := make([]bool, keys)
 	q := r
-	if queries >= 1 {
-		q = r % shape[queries]
+	if len(shape) >= 3 {
+		q = r % shape[len(shape)-2]
 	}
-	n := 0
-	for j := range keys {
-		if j <= q+p.QueryOffset {
-			n++
-		}
+	pos := q + p.QueryOffset
+	for j := range seen {
+		seen[j] = !p.Causal || j <= pos && (p.Window == 0 || pos-j < p.Window)
 	}
-	return n
+	return seen
 }
 
 func TestSoftmax(t *testing.T) {
@@ -87,7 +92,7 @@ func TestSoftmax(t *testing.T) {
 					for j := range x {
 						x[j] -= offset(r)
 					}
-					copy(want[r*keys:], softmaxRef(x, float64(tt.p.EffectiveScale()), visibleRef(tt.shape, r, keys, tt.p)))
+					copy(want[r*keys:], softmaxRef(x, float64(tt.p.EffectiveScale()), seenRef(tt.shape, r, keys, tt.p)))
 				}
 				got := download(t, be, dst)
 				assertClose(t, "y", got, want, 1e-6, 1e-30)
@@ -123,10 +128,10 @@ func TestSoftmaxGrad(t *testing.T) {
 				// dx = d(Σ dy⊙softmax(x))/dx by central differences, row by row.
 				want := make([]float64, rows*keys)
 				for r := range rows {
-					n := visibleRef(tt.shape, r, keys, tt.p)
+					seen := seenRef(tt.shape, r, keys, tt.p)
 					g := f64(dyData[r*keys : (r+1)*keys])
 					loss := func(x []float64) float64 {
-						y := softmaxRef(x, scale, n)
+						y := softmaxRef(x, scale, seen)
 						var s float64
 						for j := range y {
 							s += g[j] * y[j]
@@ -139,7 +144,7 @@ func TestSoftmaxGrad(t *testing.T) {
 				got := download(t, be, dy)
 				assertClose(t, "dx", got, want, 1e-5, 1e-6)
 				for j := range want {
-					if r, k := j/keys, j%keys; k >= visibleRef(tt.shape, r, keys, tt.p) && got[j] != 0 {
+					if r, k := j/keys, j%keys; !seenRef(tt.shape, r, keys, tt.p)[k] && got[j] != 0 {
 						t.Fatalf("masked gradient element %d = %g, want exactly 0", j, got[j])
 					}
 				}
