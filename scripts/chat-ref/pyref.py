@@ -2,17 +2,19 @@
 """pyref.py renders template cases with Python's Jinja2 in the environment
 transformers builds for chat templates, and writes the outputs as JSON.
 
-    python3 scripts/chat-ref/pyref.py CASES.json > OUT.json
+    python3 scripts/chat-ref/pyref.py CASES.json [TEMPLATES_DIR] [--js JS.json] > OUT.json
 
 CASES.json is a list of objects, each either
   {"name", "template", "vars"}                       a template and its variables, or
   {"name", "template", "special", "messages", "tools", "documents",
    "add_generation_prompt", "kwargs"}                a chat case,
-where a chat case's variables are made as transformers' apply_chat_template
+(a chat case may name its template with "template_name" instead: the file
+TEMPLATES_DIR/<template_name>.jinja), where a chat case's variables are made as transformers' apply_chat_template
 makes them: {**special, **kwargs} plus messages, tools, documents and
 add_generation_prompt. Each case comes back with "python" (the rendered text)
 and "python_generation" (the [start, end) UTF-8 byte spans of its
-{% generation %} blocks), or "python_error" ("ExceptionType: message").
+{% generation %} blocks), or "python_error" ("ExceptionType: message");
+with --js, also the "js" or "js_error" that jsref.mjs printed for it.
 
 The environment mirrors transformers' _compile_jinja_template
 (src/transformers/utils/chat_template_utils.py): ImmutableSandboxedEnvironment
@@ -84,7 +86,7 @@ def byte_offset(text, i):
     return len(text[:i].encode("utf-8"))
 
 
-def render(env, case):
+def render(env, case, templates_dir):
     if "vars" in case:
         variables = dict(case["vars"])
     else:
@@ -93,7 +95,11 @@ def render(env, case):
         variables.update(messages=case["messages"], tools=case.get("tools"),
                          documents=case.get("documents"),
                          add_generation_prompt=case.get("add_generation_prompt", False))
-    tmpl = env.from_string(case["template"])
+    source = case.get("template")
+    if source is None:
+        with open(f"{templates_dir}/{case['template_name']}.jinja", encoding="utf-8") as f:
+            source = f.read()
+    tmpl = env.from_string(source)
     tracker = next(e for e in env.extensions.values() if isinstance(e, GenerationTag))
     chunks, spans = [], []
     tracker.chunks, tracker.spans = chunks, spans
@@ -107,14 +113,28 @@ def render(env, case):
 
 
 def main():
-    with open(sys.argv[1], encoding="utf-8") as f:
+    args = sys.argv[1:]
+    js = None
+    if "--js" in args:
+        i = args.index("--js")
+        with open(args[i + 1], encoding="utf-8") as f:
+            js = json.load(f)
+        del args[i:i + 2]
+    with open(args[0], encoding="utf-8") as f:
         cases = json.load(f)
+    templates_dir = args[1] if len(args) > 1 else "."
     env = make_env()
-    for case in cases:
+    for n, case in enumerate(cases):
+        if js is not None:
+            assert js[n]["name"] == case["name"], (js[n]["name"], case["name"])
+            for k in ("js", "js_error"):
+                case.pop(k, None)
+                if k in js[n]:
+                    case[k] = js[n][k]
         for k in ("python", "python_error", "python_generation"):
             case.pop(k, None)
         try:
-            text, spans = render(env, case)
+            text, spans = render(env, case, templates_dir)
             case["python"] = text
             if spans:
                 case["python_generation"] = spans

@@ -67,11 +67,16 @@ func renderRef(c refCase) (*Output, error) {
 	return tmpl.Render(vars, refGlobals(), Limits{})
 }
 
-// TestConstructsAgainstPython renders every construct case and compares
-// with Python's output: the same text, the same generation spans, and an
-// error exactly where Python raised one.
+// TestConstructsAgainstPython renders every construct case, one or a few
+// per language feature (testdata/constructs.json, from
+// scripts/chat-ref/constructs.json), and the 53 real templates with the
+// example inputs of huggingface.js's end-to-end tests (testdata/e2e.json),
+// and compares with Python's output: the same text, the same generation
+// spans, and an error exactly where Python raised one.
 func TestConstructsAgainstPython(t *testing.T) {
-	for _, c := range loadRefCases(t, "testdata/constructs.json") {
+	cases := loadRefCases(t, "testdata/constructs.json")
+	cases = append(cases, loadRefCases(t, "testdata/e2e.json")...)
+	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			out, err := renderRef(c)
 			if why, ok := knownDivergences[c.Name]; ok {
