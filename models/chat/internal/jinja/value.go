@@ -233,11 +233,18 @@ func toStr(v Value) string {
 // repr is Python's repr(v).
 func repr(v Value) string {
 	var b strings.Builder
-	writeRepr(&b, v)
+	writeRepr(&b, v, 0)
 	return b.String()
 }
 
-func writeRepr(b *strings.Builder, v Value) {
+// writeRepr writes repr(v); a value nested deeper than maxNesting (a
+// namespace that holds itself) is written as "...", as Python does for
+// recursive containers.
+func writeRepr(b *strings.Builder, v Value, depth int) {
+	if depth > maxNesting {
+		b.WriteString("...")
+		return
+	}
 	switch v := v.(type) {
 	case string:
 		b.WriteString(quoteRepr(v))
@@ -249,7 +256,7 @@ func writeRepr(b *strings.Builder, v Value) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			writeRepr(b, x)
+			writeRepr(b, x, depth+1)
 		}
 		b.WriteByte(']')
 	case Tuple:
@@ -258,7 +265,7 @@ func writeRepr(b *strings.Builder, v Value) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			writeRepr(b, x)
+			writeRepr(b, x, depth+1)
 		}
 		if len(v) == 1 {
 			b.WriteByte(',')
@@ -270,16 +277,16 @@ func writeRepr(b *strings.Builder, v Value) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			writeRepr(b, k)
+			writeRepr(b, k, depth+1)
 			b.WriteString(": ")
-			writeRepr(b, v.vals[i])
+			writeRepr(b, v.vals[i], depth+1)
 		}
 		b.WriteByte('}')
 	case Undefined:
 		b.WriteString("Undefined")
 	case *Namespace:
 		b.WriteString("<Namespace ")
-		writeRepr(b, v.attrs)
+		writeRepr(b, v.attrs, depth+1)
 		b.WriteByte('>')
 	case *loopObj:
 		fmt.Fprintf(b, "<LoopContext %d/%d>", v.index+1, len(v.items))
