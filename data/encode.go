@@ -33,13 +33,14 @@ type Sequence struct {
 	Row int
 }
 
-// EncodeStats reports what encoding had to do to fit the length limit.
+// EncodeStats reports what encoding had to do: to fit the length limit,
+// and where a merge crossed the start or end of a trained span.
 type EncodeStats struct {
 	// Truncated counts sequences cut to the length limit (their EOS, or
 	// for classification their end, lost).
 	Truncated int
-	// Dropped counts LM examples whose prompt alone fills the length limit,
-	// so that no answer token is left to train on; they are left out.
+	// Dropped counts LM examples left with no token to train within the
+	// length limit (the prompt alone fills it); they are left out.
 	Dropped int
 	// Tokens is the number of tokens kept, and Trained the number of target
 	// tokens the loss counts (LM) or sequences (classification).

@@ -422,16 +422,19 @@ func contains(list []string, s string) bool {
 // not blank; otherwise, for prompt/completion rows, the completion, and for
 // conversations, the content of the last assistant message. Instruction
 // rows have only their answer field (their output is often a rationale),
-// and text rows none: "" means the row's answer is not scored.
+// and text rows none. "" (or a blank answer field alone) means the row's
+// answer is not scored.
 func (s *Set) Gold(i int) string {
 	r := s.Rows[i]
 	if s.Format == FormatText {
 		return ""
 	}
-	if strings.TrimSpace(r.Answer) != "" || s.Format == FormatInstruction {
+	if strings.TrimSpace(r.Answer) != "" {
 		return r.Answer
 	}
 	switch s.Format {
+	case FormatInstruction:
+		return ""
 	case FormatPromptCompletion:
 		return r.Completion
 	case FormatMessages, FormatChatPromptCompletion:

@@ -155,6 +155,8 @@ func TestGold(t *testing.T) {
 	}{
 		{FormatInstruction, Row{Instruction: "i", Output: "the answer is true", Answer: "true"}, "true"},
 		{FormatInstruction, Row{Instruction: "i", Output: "the answer is true"}, ""},
+		{FormatInstruction, Row{Instruction: "i", Output: "the answer is true", Answer: "  "}, ""},
+		{FormatPromptCompletion, Row{Prompt: "p", Completion: ""}, ""},
 		{FormatPromptCompletion, Row{Prompt: "p", Completion: "42"}, "42"},
 		{FormatPromptCompletion, Row{Prompt: "p", Completion: "so 42", Answer: "42"}, "42"},
 		{FormatText, Row{Text: "t", Answer: "x"}, ""},

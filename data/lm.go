@@ -21,7 +21,9 @@ import (
 // Face's add_generation_prompt=True), and the spans are not used.
 //
 // The text must not begin with the BOS token's text: the [Encoder] adds
-// BOS itself, to every format alike.
+// BOS itself, to every format alike. Nor is EOS added after a
+// conversation: what a model learns to end its turn with is the template's
+// end-of-turn marker, which the span should hold.
 type ChatRenderer interface {
 	Render(messages []Message, addGenerationPrompt bool) (text string, assistant []Span, err error)
 }
