@@ -496,7 +496,7 @@ type edgeCase struct {
 }
 
 // checkEdgeShapes compares with the CPU backend: softmax (plain, causal,
-// backward) over rows of keys elements; cross-entropy and its gradient
+// sliding-window, backwards) over rows of keys elements; cross-entropy and its gradient
 // with label smoothing and an ignored row over a vocab-wide row; the row
 // ops over manyRows rows of 8 (reductions, column sums, softmax, the
 // norms and their backwards with parameter gradients, cross-entropy);
@@ -523,6 +523,18 @@ func checkEdgeShapes(t *testing.T, b *Backend, ec edgeCase) {
 	cp := backend.SoftmaxParams{Causal: true, QueryOffset: ec.keys / 2}
 	w.do(func(b backend.Backend, on func(pair) backend.Tensor) { b.Softmax(on(cy), on(cx), cp) })
 	w.check(fmt.Sprintf("causal Softmax [2, 4, %d], query offset %d", ec.keys, cp.QueryOffset), string(backend.OpSoftmax), cy)
+	// A sliding window over long rows, with its backward: each row's
+	// visible keys start and end deep inside the row, many blocks wide.
+	wy := w.input(make([]float32, 8*ec.keys), 2, 4, ec.keys)
+	wdx := w.input(make([]float32, 8*ec.keys), 2, 4, ec.keys)
+	wdy := w.input(uniform(rng, 8*ec.keys, -1, 1), 2, 4, ec.keys)
+	wp := backend.SoftmaxParams{Causal: true, QueryOffset: ec.keys / 2, Window: ec.keys/3 + 1, Scale: 0.125}
+	w.do(func(b backend.Backend, on func(pair) backend.Tensor) {
+		b.Softmax(on(wy), on(cx), wp)
+		b.SoftmaxGrad(on(wdx), on(wy), on(wdy), wp)
+	})
+	w.check(fmt.Sprintf("windowed Softmax [2, 4, %d], query offset %d, window %d", ec.keys, wp.QueryOffset, wp.Window), string(backend.OpSoftmax), wy)
+	w.check(fmt.Sprintf("windowed SoftmaxGrad [2, 4, %d], query offset %d, window %d", ec.keys, wp.QueryOffset, wp.Window), string(backend.OpSoftmaxGrad), wdx)
 
 	// Cross-entropy over a large vocabulary.
 	logits := w.input(uniform(rng, ec.ceRows*ec.vocab, -6, 6), ec.ceRows, ec.vocab)

@@ -362,49 +362,61 @@ extern "C" __global__ void colsum_final(int chunks, int cols, int accumulate, co
 
 // ---------------------------------------------------------------------------
 // Softmax over rows of [batch, queries, keys], with an optional causal mask:
-// query q (row % queries) sees keys j <= q + qoff.
+// query q (row % queries), at position q + qoff, sees keys j <= q + qoff,
+// and with a sliding window (window > 0) only those with
+// q + qoff - j < window. Each row works on its visible keys [lo, hi) only
+// and writes zeros on either side.
 
-__device__ __forceinline__ int visibleKeys(long long row, int queries, int keys, int causal, int qoff) {
-	if (!causal) return keys;
-	long long v = row % queries + qoff + 1;
-	return v < keys ? (int)v : keys;
+__device__ __forceinline__ void visibleKeys(long long row, int queries, int keys, int causal, int qoff, int window, int *lo, int *hi) {
+	*lo = 0;
+	*hi = keys;
+	if (!causal) return;
+	long long pos = row % queries + qoff;
+	if (pos + 1 < keys) *hi = (int)(pos + 1);
+	if (window > 0 && pos - window + 1 > 0) *lo = (int)(pos - window + 1);
 }
 
-extern "C" __global__ void softmax(int rows, int queries, int keys, float scale, int causal, int qoff, float *dst, const float *src) {
+extern "C" __global__ void softmax(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
-		int n = live ? visibleKeys(row, queries, keys, causal, qoff) : 0;
+		int lo = 0, hi = 0;
+		if (live) visibleKeys(row, queries, keys, causal, qoff, window, &lo, &hi);
 		const float *x = src + row * keys;
 		float *y = dst + row * keys;
 		double m = NEG_INF;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)scale * (double)x[j]);
+		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) m = maxNaN(m, (double)scale * (double)x[j]);
 		m = groupMax(m, sh);
 		double s = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) s += (double)expf((float)((double)scale * (double)x[j] - m));
+		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) s += (double)expf((float)((double)scale * (double)x[j] - m));
 		s = groupSum(s, sh);
 		double inv = 1.0 / s;
 		// Every read of the row is done (groupSum synchronised), so dst may
 		// alias src.
-		for (int j = threadIdx.x; j < n; j += blockDim.x) y[j] = (float)((double)expf((float)((double)scale * (double)x[j] - m)) * inv);
-		if (live)
-			for (int j = n + threadIdx.x; j < keys; j += blockDim.x) y[j] = 0.0f;
+		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) y[j] = (float)((double)expf((float)((double)scale * (double)x[j] - m)) * inv);
+		if (live) {
+			for (int j = threadIdx.x; j < lo; j += blockDim.x) y[j] = 0.0f;
+			for (int j = hi + threadIdx.x; j < keys; j += blockDim.x) y[j] = 0.0f;
+		}
 	}
 }
 
-extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float scale, int causal, int qoff, float *dx, const float *y, const float *dy) {
+extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dx, const float *y, const float *dy) {
 	__shared__ double sh[REDUCE_SLOTS];
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
-		int n = live ? visibleKeys(row, queries, keys, causal, qoff) : 0;
+		int lo = 0, hi = 0;
+		if (live) visibleKeys(row, queries, keys, causal, qoff, window, &lo, &hi);
 		const float *yr = y + row * keys, *gr = dy + row * keys;
 		float *dr = dx + row * keys;
 		double dot = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) dot += (double)yr[j] * (double)gr[j];
+		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) dot += (double)yr[j] * (double)gr[j];
 		dot = groupSum(dot, sh);
-		for (int j = threadIdx.x; j < n; j += blockDim.x) dr[j] = (float)((double)scale * (double)yr[j] * ((double)gr[j] - dot));
-		if (live)
-			for (int j = n + threadIdx.x; j < keys; j += blockDim.x) dr[j] = 0.0f;
+		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) dr[j] = (float)((double)scale * (double)yr[j] * ((double)gr[j] - dot));
+		if (live) {
+			for (int j = threadIdx.x; j < lo; j += blockDim.x) dr[j] = 0.0f;
+			for (int j = hi + threadIdx.x; j < keys; j += blockDim.x) dr[j] = 0.0f;
+		}
 	}
 }
 

@@ -80,8 +80,8 @@ var (
 	kReduceRows    = &kernelSpec{"reduce_rows", []argKind{argI32, argI32, argI32, argPtr, argPtr}}
 	kColsumPartial = &kernelSpec{"colsum_partial", []argKind{argI32, argI32, argI32, argPtr, argPtr}}
 	kColsumFinal   = &kernelSpec{"colsum_final", []argKind{argI32, argI32, argI32, argPtr, argPtr}}
-	kSoftmax       = &kernelSpec{"softmax", []argKind{argI32, argI32, argI32, argF32, argI32, argI32, argPtr, argPtr}}
-	kSoftmaxGrad   = &kernelSpec{"softmax_grad", []argKind{argI32, argI32, argI32, argF32, argI32, argI32, argPtr, argPtr, argPtr}}
+	kSoftmax       = &kernelSpec{"softmax", []argKind{argI32, argI32, argI32, argF32, argI32, argI32, argI32, argPtr, argPtr}}
+	kSoftmaxGrad   = &kernelSpec{"softmax_grad", []argKind{argI32, argI32, argI32, argF32, argI32, argI32, argI32, argPtr, argPtr, argPtr}}
 	kRMSNorm       = &kernelSpec{"rmsnorm", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr}}
 	kRMSNormGrad   = &kernelSpec{"rmsnorm_grad", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr, argPtr}}
 	kRMSNormDW     = &kernelSpec{"rmsnorm_dw_partial", []argKind{argI32, argI32, argI32, argPtr, argPtr, argPtr, argPtr}}

@@ -112,6 +112,12 @@ func (b *Backend) softmaxLaunch(k *kernelSpec, batch, queries, keys int, p backe
 	if err := check32("query offset", p.QueryOffset); err != nil {
 		return err
 	}
+	// A window of at least the last query's position + 1 hides no key, so
+	// it is clamped there, which fits an int32 unless the positions do not.
+	window := min(p.Window, queries+p.QueryOffset)
+	if err := check32("sliding window", window); err != nil {
+		return err
+	}
 	args := b.kernel(k)
 	args.i32(rows)
 	args.i32(max(queries, 1))
@@ -119,6 +125,7 @@ func (b *Backend) softmaxLaunch(k *kernelSpec, batch, queries, keys int, p backe
 	args.f32(p.EffectiveScale())
 	args.bool32(p.Causal)
 	args.i32(p.QueryOffset)
+	args.i32(window)
 	for _, q := range ptrs {
 		args.ptr(q)
 	}
@@ -127,7 +134,8 @@ func (b *Backend) softmaxLaunch(k *kernelSpec, batch, queries, keys int, p backe
 }
 
 // Softmax computes dst = softmax(scale·src) over each row, with the
-// optional causal mask (masked entries exactly 0). dst may alias src.
+// optional causal mask and sliding window (masked entries exactly 0). dst
+// may alias src.
 func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 	if b.skip(backend.OpSoftmax) {
 		return
