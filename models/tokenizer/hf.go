@@ -20,11 +20,14 @@ import (
 // Hugging Face's tokenizers (added tokens, normalizer, pre-tokenizer, BPE
 // model, decoder).
 type hfModel struct {
-	source     []byte // the file, for MarshalHF
-	bpe        bpeModel
-	pieces     []string // token strings by id (model vocabulary and added tokens)
-	added      []hfAddedToken
-	addedByID  map[int]*hfAddedToken
+	source    []byte // the file, for MarshalHF
+	bpe       bpeModel
+	pieces    []string // token strings by id (model vocabulary and added tokens)
+	added     []hfAddedToken
+	addedByID map[int]*hfAddedToken
+	// addedText holds the contents of the added tokens, which the
+	// ByteLevel decoder passes through unchanged.
+	addedText  map[string]bool
 	raw        *addedMatcher // added tokens matched on the raw text (normalized false)
 	normed     *addedMatcher // added tokens matched on normalized text (normalized true)
 	normalizer []normOp
@@ -205,7 +208,7 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 	if m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "" {
 		return nil, fieldError(name, "model.end_of_word_suffix", "is %q; only null or \"\" is supported", *m.EndOfWordSuffix)
 	}
-	h := &hfModel{addedByID: map[int]*hfAddedToken{}, source: append([]byte(nil), b...)}
+	h := &hfModel{addedByID: map[int]*hfAddedToken{}, addedText: map[string]bool{}, source: append([]byte(nil), b...)}
 	h.bpe = bpeModel{vocab: map[string]int{}, merges: map[uint64]bpeMerge{}, unk: -1,
 		fuseUnk: m.FuseUnk, byteFallback: m.ByteFallback, ignoreMerges: m.IgnoreMerges}
 	vocab, err := parseVocab(m.Vocab, name)
@@ -259,6 +262,7 @@ func parseHF(b []byte, name string) (*Tokenizer, error) {
 		}
 		h.pieces[a.ID], known[a.ID] = a.Content, true
 		h.addedByID[a.ID] = a
+		h.addedText[a.Content] = true
 	}
 	for _, c := range []struct {
 		field string
@@ -908,38 +912,27 @@ func (h *hfModel) decodeToken(id int, first bool) string {
 	if id < 0 || id >= len(h.pieces) {
 		return ""
 	}
-	if _, ok := h.addedByID[id]; ok {
-		return h.pieces[id]
-	}
-	s := h.runDecoder([]string{h.pieces[id]}, first, false)
-	return s
+	return h.runDecoder([]string{h.pieces[id]}, first, false)
 }
 
-// decode returns the text of ids (none of them skipped): added tokens as
-// their content, runs of model tokens through the decoder, the first token
-// of the text as the start.
+// decode returns the text of ids (none of them skipped) through the
+// decoder, the first token as the start of the text. Added tokens go
+// through the decoder like the model's own (the tokenizers crate skipped
+// the decoder for them in 0.19.1 only, and reverted that in
+// huggingface/tokenizers#1569), which matters for Gemma, whose whitespace
+// runs "▁▁" are added tokens that its Replace decoder turns into spaces;
+// the ByteLevel step alone leaves them as they are (see runDecoder).
 func (h *hfModel) decode(ids []int) string {
-	var sb strings.Builder
-	var run []string
-	flush := func() {
-		if len(run) > 0 {
-			sb.WriteString(h.runDecoder(run, sb.Len() == 0, true))
-			run = run[:0]
-		}
-	}
+	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if id < 0 || id >= len(h.pieces) {
-			continue
+		if id >= 0 && id < len(h.pieces) {
+			toks = append(toks, h.pieces[id])
 		}
-		if _, ok := h.addedByID[id]; ok {
-			flush()
-			sb.WriteString(h.pieces[id])
-			continue
-		}
-		run = append(run, h.pieces[id])
 	}
-	flush()
-	return sb.String()
+	if len(toks) == 0 {
+		return ""
+	}
+	return h.runDecoder(toks, true, true)
 }
 
 // runDecoder applies the decoder steps to toks and joins the result. first
@@ -974,6 +967,13 @@ func (h *hfModel) runDecoder(toks []string, first, last bool) string {
 			}
 		case "ByteLevel":
 			for i, tk := range toks {
+				// An added token's text is not in the byte alphabet: it
+				// stays as it is (transformers' and the JS library's
+				// ByteLevel decoders split the run at added tokens),
+				// "<café>" would otherwise become the byte 0xE9.
+				if h.addedText[tk] {
+					continue
+				}
 				if b, ok := byteLevelDecode(tk); ok {
 					toks[i] = string(b)
 				}

@@ -244,13 +244,23 @@ func (t *Tokenizer) VocabSize() int { return len(t.pieces) }
 // exactly vocabSize tokens: the format does not record its size, so a
 // truncated file can look like a smaller vocabulary. A Hugging Face
 // tokenizer may have fewer, since models often pad their embedding to a
-// round size, but no more: its ids must all be rows of the embedding.
+// round size, but no more, except for special added tokens past the end
+// of the embedding: Gemma 3's tokenizer.json, shared by every size, ends
+// with <image_soft_token> at id 262144, one past the text models' 262144
+// rows (only the multimodal models embed it). Such a token is never
+// produced by encoding ordinary text; a text that spells it out encodes
+// to an id the model refuses by name.
 func (t *Tokenizer) CheckVocab(vocabSize int) error {
 	switch {
 	case t.kind == kindLlama2c && len(t.pieces) != vocabSize:
 		return fmt.Errorf("tokenizer: %s has %d tokens but the model's vocab_size is %d", t.name, len(t.pieces), vocabSize)
 	case len(t.pieces) > vocabSize:
-		return fmt.Errorf("tokenizer: %s has %d tokens but the model's vocab_size is only %d", t.name, len(t.pieces), vocabSize)
+		for id := max(vocabSize, 0); id < len(t.pieces); id++ {
+			if t.kind != kindHF || !t.skip[id] {
+				return fmt.Errorf("tokenizer: %s has %d tokens but the model's vocab_size is only %d (token %d %q is past the embedding)",
+					t.name, len(t.pieces), vocabSize, id, t.pieces[id])
+			}
+		}
 	}
 	return nil
 }
