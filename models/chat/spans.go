@@ -6,8 +6,12 @@ import (
 	"regexp"
 )
 
-// Span is a range [Start, End) of bytes of a rendered text.
-type Span struct{ Start, End int }
+// Span is a range [Start, End) of bytes of a rendered text that the
+// assistant wrote, and the index of the message it belongs to.
+type Span struct {
+	Start, End int
+	Message    int
+}
 
 // ErrNotPrefixStable is wrapped by the error Spans returns when the
 // template renders a conversation's earlier turns differently once later
@@ -20,10 +24,13 @@ var generationTag = regexp.MustCompile(`\{%-?\s*generation\s*-?%\}`)
 
 // Spans renders a conversation for training (opts.AddGenerationPrompt is
 // ignored: the text is rendered without it) and returns the text with the
-// byte spans that the assistant wrote, in order, for the loss.
+// byte spans that the assistant wrote, in order, for the loss, each with
+// the index of its message.
 //
 // A template with {% generation %} blocks marks them itself, and those
-// blocks are the spans (transformers' return_assistant_tokens_mask).
+// blocks are the spans (transformers' return_assistant_tokens_mask), the
+// k-th block the k-th assistant message's (a rendering with another number
+// of blocks than assistant messages is an error).
 // Otherwise each assistant message i gets the span between the rendering of
 // messages[:i] with the generation prompt and the rendering of
 // messages[:i+1] without it: what the template adds for that message after
@@ -39,10 +46,20 @@ func (t *Template) Spans(msgs []Message, opts Options) (string, []Span, error) {
 		return "", nil, err
 	}
 	if generationTag.MatchString(t.Text) {
+		// The k-th block belongs to the k-th assistant message.
+		var assistants []int
+		for i, m := range msgs {
+			if m.Role == "assistant" {
+				assistants = append(assistants, i)
+			}
+		}
+		if len(full.Generation) != len(assistants) {
+			return "", nil, fmt.Errorf("chat template %s: rendered %d {%% generation %%} blocks for %d assistant messages; expected one each", t.Source, len(full.Generation), len(assistants))
+		}
 		spans := make([]Span, 0, len(full.Generation))
-		for _, g := range full.Generation {
+		for k, g := range full.Generation {
 			if g.End > g.Start {
-				spans = append(spans, Span{g.Start, g.End})
+				spans = append(spans, Span{g.Start, g.End, assistants[k]})
 			}
 		}
 		return full.Text, spans, nil
@@ -70,7 +87,7 @@ func (t *Template) Spans(msgs []Message, opts Options) (string, []Span, error) {
 			return "", nil, fmt.Errorf("%w: message %d: the conversation up to it is not the start of the whole conversation (%s)", ErrNotPrefixStable, i, firstDiff(u, full.Text))
 		}
 		if len(u) > len(p) {
-			spans = append(spans, Span{len(p), len(u)})
+			spans = append(spans, Span{len(p), len(u), i})
 		}
 	}
 	return full.Text, spans, nil

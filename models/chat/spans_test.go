@@ -48,8 +48,11 @@ func TestSpansPrefix(t *testing.T) {
 				t.Fatalf("Spans text differs from Render's")
 			}
 			var got []string
-			for _, s := range spans {
+			for k, s := range spans {
 				got = append(got, text[s.Start:s.End])
+				if s.Message != 2+2*k {
+					t.Errorf("span %d names message %d, want %d", k, s.Message, 2+2*k)
+				}
 			}
 			want := []string{msgs[2].Content.(string) + c.end, msgs[4].Content.(string) + c.end}
 			if !reflect.DeepEqual(got, want) {
