@@ -50,7 +50,7 @@
 // alignment rule.
 //
 // Ops with no single aclnn operator are composed from several: the causal
-// softmax (an additive mask), rotary embeddings in both layouts (strided
+// softmax, sliding window included (an additive mask), rotary embeddings in both layouts (strided
 // views of the pair halves), cross-entropy with an ignore index and label
 // smoothing, and AdamW.
 //

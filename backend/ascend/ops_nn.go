@@ -10,10 +10,10 @@ import (
 
 // tableKey names a cached device table of constants.
 type tableKey struct {
-	kind    string
-	a, b, c int
-	f       float32
-	bits    string // further float64 parameters, their bits as bytes (RoPE's Freqs)
+	kind       string
+	a, b, c, d int
+	f          float32
+	bits       string // further float64 parameters, their bits as bytes (RoPE's Freqs)
 }
 
 // float64Bits returns the bits of v as a string, a map key that tells
@@ -63,14 +63,26 @@ func (c *call) table(key tableKey, shape []int, build func() []float32) view {
 }
 
 // causalMask is the additive mask [queries, keys]: 0 where query i may see
-// key j (j ≤ i + offset), −Inf elsewhere, so that softmax gives exactly 0
-// there.
-func (c *call) causalMask(queries, keys, offset int) view {
-	return c.table(tableKey{kind: "causal", a: queries, b: keys, c: offset}, []int{queries, keys}, func() []float32 {
+// key j (j ≤ i + offset, and with a window w > 0 also i + offset − j < w),
+// −Inf elsewhere, so that softmax gives exactly 0 there. CheckSoftmax has
+// made sure every row keeps a key, so no row is all −Inf (which would make
+// it NaN).
+func (c *call) causalMask(queries, keys, offset, window int) view {
+	if window >= queries+offset {
+		window = 0 // hides nothing: share the plain causal table
+	}
+	return c.table(tableKey{kind: "causal", a: queries, b: keys, c: offset, d: window}, []int{queries, keys}, func() []float32 {
 		m := make([]float32, queries*keys)
 		for i := 0; i < queries; i++ {
-			for j := i + offset + 1; j < keys; j++ {
-				m[i*keys+j] = float32(math.Inf(-1))
+			row := m[i*keys : (i+1)*keys]
+			pos := i + offset
+			if window > 0 {
+				for j := range min(max(pos-window+1, 0), keys) {
+					row[j] = float32(math.Inf(-1))
+				}
+			}
+			for j := pos + 1; j < keys; j++ {
+				row[j] = float32(math.Inf(-1))
 			}
 		}
 		return m
@@ -78,9 +90,9 @@ func (c *call) causalMask(queries, keys, offset int) view {
 }
 
 // Softmax computes softmax(scale·src) over rows with aclnnSoftmax. Scale
-// is aclnnMuls into a temporary; the causal mask is an additive table
-// added with aclnnAdd/aclnnInplaceAdd (aclnn has no softmax with a causal
-// mask and query offset of this form).
+// is aclnnMuls into a temporary; the causal mask, sliding window included,
+// is an additive table added with aclnnAdd/aclnnInplaceAdd (aclnn has no
+// softmax with a causal mask and query offset of this form).
 func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 	if b.Failed() {
 		return
@@ -103,7 +115,7 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 			c.launch("Muls", c.tensor(S), c.scalar(scale), c.tensor(in))
 		}
 		if p.Causal {
-			mask := c.tensor(c.causalMask(queries, keys, p.QueryOffset))
+			mask := c.tensor(c.causalMask(queries, keys, p.QueryOffset, p.Window))
 			if scale != 1 {
 				c.launch("InplaceAdd", c.tensor(in), mask, c.scalar(1))
 			} else {
@@ -121,7 +133,9 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 }
 
 // SoftmaxGrad computes scale·y ⊙ (dy − Σ dy⊙y) with aclnnSoftmaxBackward
-// (then aclnnMuls for the scale). Masked positions have y = 0 and so get 0.
+// (then aclnnMuls for the scale). It needs no mask: masked positions
+// (causal or outside a sliding window) have y = 0, so they get 0 and add
+// nothing to the row's Σ dy⊙y.
 func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams) {
 	if b.Failed() {
 		return

@@ -333,23 +333,12 @@ func TestReductions(t *testing.T) {
 	}
 }
 
-// softmaxRef computes scale-softmax rows of x [batch, q, k] with the
-// causal rule j ≤ i + off, and its backward for dy.
-func softmaxRef(x, dy []float32, batch, q, k int, p backend.SoftmaxParams) (y, dx []float64) {
-	y = refops.Softmax(f64(x), q, k, float64(p.EffectiveScale()), p.Causal, p.QueryOffset)
-	dx = make([]float64, len(x))
-	s := float64(p.EffectiveScale())
-	for r := 0; r < batch*q; r++ {
-		vis := refops.SoftmaxVisible(r, q, k, p.Causal, p.QueryOffset)
-		var dot float64
-		for j := 0; j < vis; j++ {
-			dot += y[r*k+j] * float64(dy[r*k+j])
-		}
-		for j := 0; j < vis; j++ {
-			dx[r*k+j] = s * y[r*k+j] * (float64(dy[r*k+j]) - dot)
-		}
-	}
-	return y, dx
+// softmaxRef computes scale-softmax rows of x [batch, q, k] with the mask
+// of p (j ≤ i + off, and within the sliding window), and its backward for
+// dy.
+func softmaxRef(x, dy []float32, q, k int, p backend.SoftmaxParams) (y, dx []float64) {
+	y = refops.SoftmaxMasked(f64(x), q, k, p)
+	return y, refops.SoftmaxGrad(y, f64(dy), q, k, p)
 }
 
 func TestSoftmax(t *testing.T) {
@@ -367,6 +356,15 @@ func TestSoftmax(t *testing.T) {
 		{[]int{3, 6}, backend.SoftmaxParams{Causal: true, QueryOffset: 3, Scale: 0.5}, true},
 		{[]int{2, 3, 5, 5}, backend.SoftmaxParams{Causal: true, Scale: 0.125}, false},
 		{[]int{1, 1}, backend.SoftmaxParams{Causal: true}, false},
+		// Sliding windows; the same shapes and offset with and without
+		// one, so that a mask table cached for one is not reused for the
+		// other.
+		{[]int{2, 6, 6}, backend.SoftmaxParams{Causal: true, Window: 2}, false},
+		{[]int{2, 6, 6}, backend.SoftmaxParams{Causal: true}, false},
+		{[]int{2, 6, 6}, backend.SoftmaxParams{Causal: true, Window: 3, Scale: 0.5}, true},
+		{[]int{2, 6, 6}, backend.SoftmaxParams{Causal: true, Window: 6}, false},
+		{[]int{2, 6, 6}, backend.SoftmaxParams{Causal: true, Window: 1}, false},
+		{[]int{3, 2, 9}, backend.SoftmaxParams{Causal: true, QueryOffset: 7, Window: 4}, true},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%v_%+v_alias%v", tc.shape, tc.p, tc.alias), func(t *testing.T) {
@@ -377,7 +375,7 @@ func TestSoftmax(t *testing.T) {
 				q = tc.shape[len(tc.shape)-2]
 			}
 			X, DY := randn(r, n, -3, 3), randn(r, n, -1, 1)
-			wy, wdx := softmaxRef(X, DY, n/k/q, q, k, tc.p)
+			wy, wdx := softmaxRef(X, DY, q, k, tc.p)
 			xt := upload(t, b, X, tc.shape...)
 			yt := xt
 			if !tc.alias {
