@@ -45,14 +45,12 @@ type EncodeStats struct {
 	// Tokens is the number of tokens kept, and Trained the number of target
 	// tokens the loss counts (LM) or sequences (classification).
 	Tokens, Trained int
-	// Split counts LM sequences in which the boundary between untrained
-	// and trained text falls inside a token of the whole text's encoding
-	// (a merge across it). How each encoder resolves that is in its
-	// documentation: EncodeLM and [Set.Encode] with a plain [Encoder]
-	// train the token that crosses the start of a trained span and not one
-	// that crosses its end; [Set.Encode] with a [ContinuationEncoder]
-	// encodes the two sides apart, so that its tokens differ from the whole
-	// text's encoding there.
+	// Split counts LM sequences in which a boundary between untrained and
+	// trained text falls inside a token of the whole text's encoding (a
+	// merge across it). EncodeLM and [Set.Encode] with a plain [Encoder]
+	// train that token; [Set.Encode] with a [ContinuationEncoder] encodes
+	// the two sides apart, so that its tokens differ from the whole text's
+	// encoding there.
 	Split int
 }
 

@@ -79,10 +79,11 @@ var ErrNoGeneration = errors.New("rows in the text format have no prompt to gene
 // differ from the whole text's encoding. With a plain Encoder the tokens
 // are the whole text's encoding, and a boundary at byte b falls after as
 // many tokens as the encoding of the text before b (with BOS) has in
-// common with it; that is exact unless a merge crosses the boundary, where
-// the crossing token goes with the text after the boundary (trained at the
-// start of a span, untrained at its end; the rule [EncodeLM] applies to
-// the prompt), and st.Split counts such sequences.
+// common with it. That is exact unless a merge crosses the boundary; then
+// the first token where the two encodings differ is taken to be the one
+// that crosses it, and is trained, at a span's start (the rule [EncodeLM]
+// applies to the prompt) as at its end, since it holds trained text; st.Split
+// counts such sequences.
 //
 // EOS is added only when it fits, as in EncodeLM; st.Truncated counts the
 // sequences cut, and a row with no trained token left is dropped and
@@ -293,6 +294,9 @@ func encodeSegments(enc Encoder, segs []segment, eos bool) (toks []int, mask []b
 				c := commonPrefix(p, whole)
 				if c < len(p) {
 					split = true
+					if !sg.trained && c < len(whole) {
+						c++ // the crossing token ends the span before
+					}
 				}
 				start = max(start, c)
 			}

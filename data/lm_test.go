@@ -221,10 +221,11 @@ func TestSetEncodeInstructionIsEncodeLM(t *testing.T) {
 
 // TestSetEncodeBoundaries checks where a merge across the boundary of a
 // trained span puts its token: with a plain Encoder the whole text's
-// tokens, the crossing token trained at a span's start and not at its
-// end; with a ContinuationEncoder the two sides encoded apart.
+// tokens, the crossing token trained at a span's start and at its end;
+// with a ContinuationEncoder the two sides encoded apart.
 func TestSetEncodeBoundaries(t *testing.T) {
-	// " x abcd y" with "ab" trained... and "ab cd" of " x ab cdef y".
+	// A conversation's text, encoded as " x ab cdef y" (the dummy prefix
+	// first), with "ab cd" trained.
 	text := "x ab cdef y"
 	spans := []Span{{2, 7, 1}} // "ab cd"
 	conv := &Set{Format: FormatMessages, Rows: []Row{{Messages: []Message{{"user", "x"}, {"assistant", "ab cd"}}}}}
@@ -235,16 +236,20 @@ func TestSetEncodeBoundaries(t *testing.T) {
 		name    string
 		set     *Set
 		cont    bool
+		spans   []Span   // of text, for conversations; nil for the spans above
 		tokens  []string // pieces; BOS and EOS as <s> and </s>
 		trained []string
 		split   int
 	}{
-		{"aligned", pc("say", " hello"), false, []string{"<s>", " say", " hello", "</s>"}, []string{" hello", "</s>"}, 0},
-		{"aligned, continuation", pc("say", " hello"), true, []string{"<s>", " say", " hello", "</s>"}, []string{" hello", "</s>"}, 0},
-		{"crossing the start", pc("say hel", "lo world"), false, []string{"<s>", " say", " hello", " world", "</s>"}, []string{" hello", " world", "</s>"}, 1},
-		{"crossing the start, continuation", pc("say hel", "lo world"), true, []string{"<s>", " say", " hel", "lo", " world", "</s>"}, []string{"lo", " world", "</s>"}, 1},
-		{"crossing the end", conv, false, []string{"<s>", " x", " ab", " cdef", " y"}, []string{" ab"}, 1},
-		{"crossing the end, continuation", conv, true, []string{"<s>", " x", " ", "ab", " cd", "ef", " y"}, []string{"ab", " cd"}, 1},
+		{"aligned", pc("say", " hello"), false, nil, []string{"<s>", " say", " hello", "</s>"}, []string{" hello", "</s>"}, 0},
+		{"aligned, continuation", pc("say", " hello"), true, nil, []string{"<s>", " say", " hello", "</s>"}, []string{" hello", "</s>"}, 0},
+		{"crossing the start", pc("say hel", "lo world"), false, nil, []string{"<s>", " say", " hello", " world", "</s>"}, []string{" hello", " world", "</s>"}, 1},
+		{"crossing the start, continuation", pc("say hel", "lo world"), true, nil, []string{"<s>", " say", " hel", "lo", " world", "</s>"}, []string{"lo", " world", "</s>"}, 1},
+		{"crossing the end", conv, false, nil, []string{"<s>", " x", " ab", " cdef", " y"}, []string{" ab", " cdef"}, 1},
+		{"inside one token", pc("say he", "l"), false, nil, []string{"<s>", " say", " hel", "</s>"}, []string{" hel", "</s>"}, 1},
+		{"span inside one token", conv, false, []Span{{6, 8, 1}}, []string{"<s>", " x", " ab", " cdef", " y"}, []string{" cdef"}, 1},
+		{"span inside one token, continuation", conv, true, []Span{{6, 8, 1}}, []string{"<s>", " x", " ab", " c", "de", "f", " y"}, []string{"de"}, 1},
+		{"crossing the end, continuation", conv, true, nil, []string{"<s>", " x", " ", "ab", " cd", "ef", " y"}, []string{"ab", " cd"}, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -253,7 +258,11 @@ func TestSetEncodeBoundaries(t *testing.T) {
 			if c.cont {
 				enc = contEncoder{w}
 			}
-			seqs, st, err := c.set.Encode(enc, fixedChat{text, spans}, 100)
+			sp := spans
+			if c.spans != nil {
+				sp = c.spans
+			}
+			seqs, st, err := c.set.Encode(enc, fixedChat{text, sp}, 100)
 			if err != nil {
 				t.Fatal(err)
 			}
