@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 type smCase struct {
@@ -40,6 +41,28 @@ func (c smCase) queries() int {
 		return c.shape[len(c.shape)-2]
 	}
 	return rows
+}
+
+// checkMaskedZero checks that every entry the mask of p hides (causal,
+// sliding window) is exactly 0 in o, as SoftmaxParams promises: a tiny
+// probability there would pass the NMSE check yet let attention leak
+// outside the window.
+func checkMaskedZero(e *Env, o *Out, queries, keys int, p backend.SoftmaxParams) {
+	if !p.Causal {
+		return
+	}
+	bad, first := 0, -1
+	for i, v := range e.Values(o) {
+		if v != 0 && !refops.SoftmaxSees(i/keys, i%keys, queries, p) {
+			if first < 0 {
+				first = i
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		e.Errorf("%s: %d masked entries are not exactly 0, first at row %d key %d", o.Name(), bad, first/keys, first%keys)
+	}
 }
 
 func init() {
@@ -94,6 +117,7 @@ func init() {
 				src, o := e.inOut(x, c.inPlace, c.shape...)
 				e.B.Softmax(o.T, src, c.p)
 				e.Check(o, refSoftmax(x, c.queries(), keys, c.p))
+				checkMaskedZero(e, o, c.queries(), keys, c.p)
 			},
 		})
 	}
@@ -120,6 +144,7 @@ func init() {
 				dy, o := e.inOut(dyv, c.inPlace, c.shape...)
 				e.B.SoftmaxGrad(o.T, y, dy, c.p)
 				e.Check(o, refSoftmaxGrad(yv, dyv, c.queries(), keys, c.p))
+				checkMaskedZero(e, o, c.queries(), keys, c.p)
 			},
 		})
 	}
