@@ -152,3 +152,39 @@ func TestSoftmaxGrad(t *testing.T) {
 		})
 	}
 }
+
+// TestSoftmaxGradNeedsOnlyY checks what makes the window in SoftmaxGrad
+// redundant when y is Softmax's own output: masked y are exactly 0, so
+// they get gradient 0 and add nothing to the row's Σ dy⊙y. The gradient
+// with the window, with the plain causal mask and with no mask at all is
+// then the same, exact zeros included. (The Ascend backend relies on it:
+// its SoftmaxGrad applies no mask.)
+func TestSoftmaxGradNeedsOnlyY(t *testing.T) {
+	shape := []int{2, 5, 23}
+	win := backend.SoftmaxParams{Causal: true, QueryOffset: 18, Window: 6, Scale: 0.5}
+	causal, plain := win, backend.SoftmaxParams{Scale: win.Scale}
+	causal.Window = 0
+	eachConfig(t, func(t *testing.T, be *Backend) {
+		rng := newRNG(7)
+		n := backend.Shape(shape).NumElements()
+		x := upload(t, be, uniform(rng, n, -3, 3), shape...)
+		dy := upload(t, be, uniform(rng, n, -1, 1), shape...)
+		y := poisoned(t, be, shape...)
+		be.Softmax(y, x, win)
+		var grads [3][]float32
+		for i, p := range []backend.SoftmaxParams{win, causal, plain} {
+			dx := poisoned(t, be, shape...)
+			be.SoftmaxGrad(dx, y, dy, p)
+			grads[i] = download(t, be, dx)
+		}
+		ys := download(t, be, y)
+		for i, p := range []string{"causal", "unmasked"} {
+			assertClose(t, "dx with the "+p+" mask", grads[i+1], f64(grads[0]), 1e-6, 1e-12)
+		}
+		for j, v := range ys {
+			if v == 0 && (grads[0][j] != 0 || grads[1][j] != 0 || grads[2][j] != 0) {
+				t.Fatalf("element %d: y = 0 but dx = %g, %g, %g", j, grads[0][j], grads[1][j], grads[2][j])
+			}
+		}
+	})
+}
