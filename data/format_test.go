@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -143,6 +144,20 @@ func TestParseAgreesWithParseAdapters(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "train.data")
+	if err := os.WriteFile(path, []byte("{\"text\": \"a\"}\n{\"text\": \"b\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := Load(path)
+	if err != nil || set.Name != path || set.Format != FormatText || len(set.Rows) != 2 || set.Rows[1].Line != 2 {
+		t.Errorf("Load = %+v, %v", set, err)
+	}
+	if _, err := Load(path + ".absent"); err == nil || !strings.Contains(err.Error(), "train.data.absent") {
+		t.Errorf("missing file: error %v", err)
 	}
 }
 

@@ -524,6 +524,10 @@ func FuzzSetEncodeChat(f *testing.F) {
 				if n := Targets(seqs, []int{0}, false); n != st.Trained || n == 0 {
 					t.Errorf("Targets %d, stats %+v", n, st)
 				}
+				// A plain encoder's tokens are the whole text's.
+				if whole := enc.Encode(text, true, false); !cont && !slices.Equal(s.Tokens, toInt32(whole[:min(len(whole), int(maxLen))])) {
+					t.Errorf("tokens %v; the whole text encodes to %v", s.Tokens, whole)
+				}
 			}
 		}
 	})
