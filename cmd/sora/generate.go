@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/models/chat"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/tokenizer"
 	"github.com/sora-go/sora/peft"
@@ -26,7 +27,7 @@ func init() {
 }
 
 var generateDoc = usageDoc{
-	synopsis: "generate --model FILE|DIR [--tokenizer PATH] [--adapter DIR] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--backend NAME]",
+	synopsis: "generate --model FILE|DIR [--tokenizer PATH] [--adapter DIR] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--chat [--system TEXT] [--chat-template FILE] [--chat-var NAME=VALUE]...] [--backend NAME]",
 	description: "Continues a prompt with a LLaMA or Qwen2 model as llama2.c's run does: the prompt is encoded with BOS, " +
 		"run through the model in one batched pass, and each following token is sampled from the logits of the " +
 		"last (greedy at temperature 0, else from softmax(logits/T), restricted to the top-p nucleus when " +
@@ -46,11 +47,18 @@ var generateDoc = usageDoc{
 		"fine-tuning taught the model to end its answers with EOS. The model " +
 		"computes what the checkpoint \"sora merge\" writes from the adapter computes (to float32 rounding), at a little " +
 		"more cost per token. " +
-		"The prompt is used as given: an adapter trained on LLM-Adapters data expects its Alpaca template.",
+		"The prompt is used as given: an adapter trained on LLM-Adapters data expects its Alpaca template. " +
+		"With --chat the prompt is the user's message of a conversation (after a --system message, if given), rendered " +
+		"with the model's chat template as transformers' apply_chat_template renders it, ending with the header of the " +
+		"assistant's turn (add_generation_prompt), and encoded without an added BOS (the template writes it); only the " +
+		"reply is printed, without special tokens. The template is the tokenizer folder's (chat_template.jinja, " +
+		"chat_template.json, or tokenizer_config.json's chat_template), or --chat-template's file; --chat-var sets " +
+		"template variables such as enable_thinking=false.",
 	examples: []string{
 		"sora generate --model stories260K.bin --tokenizer tok512.bin --prompt \"Once upon a time\" --steps 60 --temperature 0",
 		"sora generate --adapter runs/boolq-sora/adapter --tokenizer tok512.bin --temperature 0 --prompt \"...\"",
 		"sora generate --model stories260K-hf --temperature 0.8 --top-p 0.9 --seed 42",
+		"sora generate --model Qwen3-0.6B --chat --chat-var enable_thinking=false --prompt \"Name three colours.\"",
 	},
 }
 
@@ -65,8 +73,14 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	temperature := fs.Float64("temperature", 1.0, "sampling temperature `T` ≥ 0; 0 is greedy (always the most likely token)")
 	topP := fs.Float64("top-p", 0.9, "nucleus sampling threshold `P` in [0, 1]; 0 or 1 samples from every token")
 	seed := fs.Uint64("seed", 0, "random seed `S` of the sampler; 0 picks one from the clock and prints it to stderr")
+	var cf chatFlags
+	cf.add(fs)
 	if code, ok := parseFlags(fs, generateDoc, args, stdout, stderr); !ok {
 		return code
+	}
+	if err := cf.check(); err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitUsage
 	}
 	var ad *adapterInfo
 	if *adapterDir != "" {
@@ -93,9 +107,18 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora generate: --steps %d: want 0 (the model's seq_len) or a positive number\n", *steps)
 		return exitUsage
 	}
-	if _, err := tokenizerSource(*modelPath, *tokPath); err != nil {
+	tokSrc, err := tokenizerSource(*modelPath, *tokPath)
+	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitUsage
+	}
+	var tmpl *chat.Template
+	if cf.enabled() {
+		// The template is read before the model, which may be large.
+		if tmpl, err = cf.template(tokSrc); err != nil {
+			fmt.Fprintf(stderr, "sora generate: %v\n", err)
+			return exitFailure
+		}
 	}
 	s := *seed
 	if s == 0 {
@@ -150,7 +173,24 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	defer gen.Close()
 
 	out := bufio.NewWriter(stdout)
-	ids := tok.Encode(*prompt, true, false)
+	var ids []int
+	// echo counts the tokens Generate emits that are the prompt's: all
+	// but the first are printed, as llama2.c prints them, except in a
+	// chat, whose output is the reply alone.
+	echo := 0
+	if tmpl != nil {
+		text, err := cf.render(tmpl, *prompt)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora generate: %v\n", err)
+			return exitFailure
+		}
+		// As transformers' apply_chat_template: the template writes
+		// BOS's text itself where the model wants it.
+		ids = tok.Encode(text, false, false)
+		echo = len(ids) - 1
+	} else {
+		ids = tok.Encode(*prompt, true, false)
+	}
 	if len(ids) == 0 {
 		fmt.Fprintf(stderr, "sora generate: the tokenizer %s has no BOS token to start from: give a --prompt\n", tok.Name())
 		return exitUsage
@@ -158,13 +198,21 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	// The printer holds back the byte tokens of a character until it is
 	// whole, where llama2.c drops them one by one.
 	pr := tok.NewPrinter(ids[0])
-	if tok.BOS() < 0 {
+	if tok.BOS() < 0 && tmpl == nil {
 		// Generate emits the tokens after the first, which is the
 		// prompt's own first token when there is no BOS before it.
 		pr = tok.NewPrinter(-1)
 		out.WriteString(pr.Next(ids[0]))
 	}
+	if tmpl != nil {
+		// The reply's first token decodes as the start of a text.
+		pr = tok.NewPrinter(-1)
+	}
 	emit := func(t int) error {
+		if echo > 0 {
+			echo--
+			return nil
+		}
 		out.WriteString(pr.Next(t))
 		// Flushing each token streams the text; the write error, if any,
 		// ends the generation.

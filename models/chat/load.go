@@ -238,3 +238,28 @@ func tokenContent(raw json.RawMessage, list bool) (any, error) {
 	}
 	return *obj.Content, nil
 }
+
+// LoadFile reads a chat template from the file at path, whose whole text
+// is the template (a chat_template.jinja, say), with the special tokens of
+// the tokenizer folder specialDir as LoadDir reads them ("" passes none).
+// A folder at path is read with LoadDir, its own special tokens included.
+func LoadFile(path, specialDir string) (*Template, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("chat: %w", err)
+	}
+	if st.IsDir() {
+		return LoadDir(path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("chat: %w", err)
+	}
+	var special map[string]any
+	if specialDir != "" {
+		if special, err = readSpecial(specialDir); err != nil {
+			return nil, err
+		}
+	}
+	return Parse(path, string(b), special)
+}
