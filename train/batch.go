@@ -45,22 +45,6 @@ func toLlama(b data.Batch) llama.Batch {
 	return llama.Batch{Tokens: b.Tokens, Size: b.Size, Len: b.Len, Lengths: b.Lengths}
 }
 
-// answerRows returns, for an LM batch, the flat positions (row·Len + t)
-// whose next token is trained on and those next tokens: the positions from
-// the last prompt token to the last-but-one real token of each sequence.
-func answerRows(b data.Batch) (rows []int32, targets []int32) {
-	for r := 0; r < b.Size; r++ {
-		n := b.Lengths[r]
-		start := max(b.PromptLens[r], 1)
-		row := b.Tokens[r*b.Len : (r+1)*b.Len]
-		for next := start; next < n; next++ {
-			rows = append(rows, int32(r*b.Len+next-1))
-			targets = append(targets, row[next])
-		}
-	}
-	return rows, targets
-}
-
 // lmLogits returns the logits [len(rows), vocab] of the model at the given
 // flat positions of the batch. Applying the output head only where a loss
 // or a prediction is needed (the answer tokens) spares the head's product
@@ -87,7 +71,7 @@ func stepLoss(g *graph.Tape, m *llama.Model, task Task, b data.Batch, divisor in
 		}
 		return g.CrossEntropy(logits, b.Labels, opts), b.Size, nil
 	}
-	rows, targets := answerRows(b)
+	rows, targets := b.LossPositions()
 	if len(rows) == 0 {
 		return nil, 0, nil
 	}

@@ -70,6 +70,18 @@ func digest(seqs []data.Sequence) string {
 		h.Write(buf[:])
 		binary.LittleEndian.PutUint32(buf[:], uint32(s.Label)^0x80000000)
 		h.Write(buf[:])
+		// A loss mask counts only where there is one, so that the runs
+		// before masks existed keep their digest and can be resumed.
+		if s.Trained != nil {
+			h.Write([]byte("mask"))
+			for _, on := range s.Trained {
+				b := byte(0)
+				if on {
+					b = 1
+				}
+				h.Write([]byte{b})
+			}
+		}
 	}
 	return strconv.FormatUint(h.Sum64(), 16)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 )
@@ -150,5 +151,25 @@ func TestStaleTemporariesRemoved(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(dir, s)); err != nil {
 			t.Errorf("the refused run removed %s: %v", s, err)
 		}
+	}
+}
+
+// TestDigestLossMask checks that the data digest a checkpoint records
+// tells sequences apart by their loss masks, and that a sequence without
+// one keeps the digest it had before masks existed (a literal taken from
+// this build's predecessor), so that older runs can still be resumed.
+func TestDigestLossMask(t *testing.T) {
+	plain := []data.Sequence{{Tokens: []int32{1, 5, 6, 2}, PromptLen: 2}}
+	if got, want := digest(plain), "e206ec769ceba917"; got != want {
+		t.Errorf("digest of a sequence without a mask is %s; want %s as before masks existed", got, want)
+	}
+	masks := [][]bool{{false, false, true, true}, {false, true, false, true}, {false, false, false, true}}
+	seen := map[string]bool{digest(plain): true}
+	for _, m := range masks {
+		d := digest([]data.Sequence{{Tokens: plain[0].Tokens, PromptLen: 2, Trained: m}})
+		if seen[d] {
+			t.Errorf("mask %v: digest %s repeats another's", m, d)
+		}
+		seen[d] = true
 	}
 }

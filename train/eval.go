@@ -66,7 +66,7 @@ func Evaluate(m *llama.Model, task Task, seqs []data.Sequence, batch, classes in
 		if task == Classify {
 			logits, err = m.Classify(g, toLlama(b))
 		} else {
-			rows, targets = answerRows(b)
+			rows, targets = b.LossPositions()
 			if len(rows) == 0 {
 				g.Reset()
 				continue

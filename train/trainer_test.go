@@ -759,3 +759,43 @@ func TestEvaluateReportsZeroMCC(t *testing.T) {
 		t.Errorf("LM evaluation has an MCC (%v)", *lm.MCC)
 	}
 }
+
+// TestEvaluateLossMask checks that a sequence's loss mask (Trained) puts
+// the loss on exactly the tokens it marks, through an identity with the
+// prompt-length rule, a different code path: the tokens from p on have the
+// summed loss S(p) = Loss(PromptLen p)·(n − p), the same tokens being
+// predicted from the same context, so a mask of the spans [a, b) and
+// [c, n) sums to S(a) − S(b) + S(c), to float32 rounding (each run takes
+// the output head's product over another set of rows).
+func TestEvaluateLossMask(t *testing.T) {
+	b := openCPU(t)
+	m, _ := tinyModel(t, b, "", 6)
+	toks := []int32{1, 5, 6, 9, 3, 7, 4, 8, 2}
+	n := len(toks)
+	sum := func(p int) float64 {
+		ev, err := Evaluate(m, LM, []data.Sequence{{Tokens: toks, PromptLen: p}}, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Targets != n-p {
+			t.Fatalf("PromptLen %d: %d targets, want %d", p, ev.Targets, n-p)
+		}
+		return ev.Loss * float64(n-p)
+	}
+	a, bEnd, c := 2, 4, 6
+	mask := make([]bool, n)
+	for i := range mask {
+		mask[i] = (i >= a && i < bEnd) || i >= c
+	}
+	ev, err := Evaluate(m, LM, []data.Sequence{{Tokens: toks, PromptLen: 1, Trained: mask}}, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (bEnd - a) + (n - c); ev.Targets != want {
+		t.Fatalf("masked sequence: %d targets, want %d", ev.Targets, want)
+	}
+	want := sum(a) - sum(bEnd) + sum(c)
+	if got := ev.Loss * float64(ev.Targets); math.Abs(got-want) > 1e-6*math.Max(1, math.Abs(want)) {
+		t.Errorf("masked summed loss %.12g, want S(a) − S(b) + S(c) = %.12g", got, want)
+	}
+}
