@@ -191,7 +191,7 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 	if !all && T > 1 {
 		x = g.Reshape(g.Slice(g.Reshape(x, B, T, m.cfg.Dim), 1, T-1, T), B, m.cfg.Dim)
 	}
-	logits := m.Output.Forward(g, g.RMSNorm(x, m.Norm, float32(m.cfg.NormEps)))
+	logits := m.Output.Forward(g, m.norm(g, x, m.Norm))
 	if all {
 		logits = g.Reshape(logits, B, T, m.cfg.VocabSize)
 	}
@@ -199,7 +199,8 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 }
 
 // attend stores the new keys and values of layer l at positions pos … pos+T−1
-// and returns the attention of the new queries over every cached position,
+// and returns the attention of the new queries over every cached position
+// (for a sliding layer, every position in their windows),
 // [B·T, H·hd], from the rotated queries q [B, T, H, hd], keys and values
 // [B, T, KV, hd]. It calls the backend directly, on the cache's buffers:
 // the result is a constant of g that stays valid until the next attend
@@ -226,6 +227,19 @@ func (kc *Cache) attend(g *graph.Tape, l, pos int, q, k, v *graph.Value) (*graph
 		out = out.MustReshape(B*T, dim)
 	}
 	return g.Const(out), nil
+}
+
+// firstKey returns the first cached position that layer l's queries from
+// position pos can see: 0, or for a sliding layer the start of the
+// first query's window, pos − window + 1. The keys before it are left out
+// of the products altogether (the softmax's window would give them weight
+// 0), so that a sliding layer's work per generated token stays bounded by
+// its window however long the sequence grows.
+func (kc *Cache) firstKey(l, pos int) int {
+	if w := kc.m.layers[l].window; w > 0 {
+		return max(0, pos-w+1)
+	}
+	return 0
 }
 
 // attendBlockDiag is attend with one product over all heads, on a cache
@@ -267,17 +281,18 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt, kt, vt backend.Tensor) (backend
 		b.Fill(v.qh, 0)
 		kc.qhT = T
 	}
-	scores, err := kc.scratch(&kc.scores, H*T*S, H*T, n)
+	lo := kc.firstKey(l, pos)
+	scores, err := kc.scratch(&kc.scores, H*T*S, H*T, n-lo)
 	if err != nil {
 		return backend.Tensor{}, err
 	}
-	sp := backend.SoftmaxParams{Scale: kc.m.attnScale(), Causal: T > 1, QueryOffset: pos}
+	sp := kc.m.softmaxParams(l, pos-lo, T)
 	// Rows of one query position are independent of T's other rows only
-	// through the causal mask; with T = 1 the [H·T, n] scores are the
-	// softmax's rows as they are.
+	// through the causal mask; without one the [H·T, n−lo] scores are
+	// the softmax's rows as they are.
 	s3 := scores
-	if T > 1 {
-		s3 = scores.MustReshape(H, T, n)
+	if sp.Causal {
+		s3 = scores.MustReshape(H, T, n-lo)
 	}
 	q4 := qt.MustReshape(B, T, KV, group, hd)
 	for i := range B {
@@ -286,8 +301,8 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt, kt, vt backend.Tensor) (backend
 			qi = q4.MustSlice(i, i+1)
 		}
 		b.Copy(v.diag, qi.MustReshape(T, KV, group, hd), false)
-		ki := kc.rows[l][i].MustSlice(0, n)
-		vi := kc.rows[l][B+i].MustSlice(0, n)
+		ki := kc.rows[l][i].MustSlice(lo, n)
+		vi := kc.rows[l][B+i].MustSlice(lo, n)
 		b.MatMul(scores, v.qh, ki, backend.MatMulParams{TransB: true, Alpha: 1})
 		b.Softmax(s3, s3, sp)
 		b.MatMul(v.ph, scores, vi, backend.MatMulParams{Alpha: 1})
@@ -375,18 +390,19 @@ func (kc *Cache) attendPerHead(l, pos int, qt, kt, vt backend.Tensor) (backend.T
 	if err != nil {
 		return backend.Tensor{}, err
 	}
-	scores, err := kc.scratch(&kc.scores, group*T*S, group*T, n)
+	lo := kc.firstKey(l, pos)
+	scores, err := kc.scratch(&kc.scores, group*T*S, group*T, n-lo)
 	if err != nil {
 		return backend.Tensor{}, err
 	}
-	sp := backend.SoftmaxParams{Scale: kc.m.attnScale(), Causal: T > 1, QueryOffset: pos}
+	sp := kc.m.softmaxParams(l, pos-lo, T)
 	kAll := kc.k[l].MustReshape(B*KV, S, hd)
 	vAll := kc.v[l].MustReshape(B*KV, S, hd)
-	scores3 := scores.MustReshape(group, T, n)
+	scores3 := scores.MustReshape(group, T, n-lo)
 	for i := 0; i < B*KV; i++ {
 		qi := qh.MustSlice(i, i+1).MustReshape(group*T, hd)
-		ki := kAll.MustSlice(i, i+1).MustReshape(S, hd).MustSlice(0, n)
-		vi := vAll.MustSlice(i, i+1).MustReshape(S, hd).MustSlice(0, n)
+		ki := kAll.MustSlice(i, i+1).MustReshape(S, hd).MustSlice(lo, n)
+		vi := vAll.MustSlice(i, i+1).MustReshape(S, hd).MustSlice(lo, n)
 		oi := oh.MustSlice(i, i+1).MustReshape(group*T, hd)
 		b.MatMul(scores, qi, ki, backend.MatMulParams{TransB: true, Alpha: 1})
 		b.Softmax(scores3, scores3, sp)

@@ -21,6 +21,8 @@
 //	model.layers.N.self_attn.q_norm.weight        [head_dim] (QKNorm only)
 //	model.layers.N.self_attn.k_norm.weight        [head_dim] (QKNorm only)
 //	model.layers.N.post_attention_layernorm.weight [dim]
+//	model.layers.N.pre_feedforward_layernorm.weight [dim] (Gemma 3 only)
+//	model.layers.N.post_feedforward_layernorm.weight [dim] (Gemma 3 only)
 //	model.layers.N.mlp.gate_proj.weight           [hidden, dim]
 //	model.layers.N.mlp.up_proj.weight             [hidden, dim]
 //	model.layers.N.mlp.down_proj.weight           [dim, hidden]
@@ -52,6 +54,28 @@
 // of a head, shared by all heads, with the model's epsilon, applied after
 // the projection (and its bias) and before the rotary embedding, as
 // transformers' Qwen3Attention applies them.
+//
+// # Gemma 3
+//
+// The same decoder runs Gemma 3's text models (Gemma3ForCausalLM: Gemma 3
+// 270M and 1B, and text-only configurations of the larger ones), with
+// [Config.Family] [FamilyGemma3]. What differs from LLaMA is computed in a
+// few places, each decided once per model: the embedding is multiplied by
+// √dim ([Config.EmbedScale]); every RMSNorm, q_norm and k_norm included,
+// multiplies by 1 + w, its weight stored as the offset w
+// ([Config.NormOffset]; weights are kept and written as stored); each layer
+// normalises the attention's output (post_attention_layernorm, which in
+// LLaMA is the feed-forward's input norm) and the feed-forward's output
+// (post_feedforward_layernorm) before adding them to the residual stream,
+// its feed-forward input norm being pre_feedforward_layernorm
+// ([Config.PostNorms]); the gate's activation is GELU's tanh approximation
+// ([GELUTanh]); attention logits are scaled by query_pre_attn_scalar^(−1/2)
+// ([Config.AttentionScale]); and the layers alternate between sliding
+// attention, which sees the last sliding_window positions and rotates with
+// the local base rope_local_base_freq, and full attention with rope_theta
+// and any rope_scaling ([Config.LayerKinds]). Each layer's rotary
+// parameters and window are worked out when the model is made. Gemma is
+// trained with <bos> in front of every text, which its tokenizer adds.
 //
 // # Rotary layouts
 //
@@ -131,18 +155,133 @@ type Config struct {
 	// (LLaMA, llama2.c), q/k/v (Qwen2) or all four (LLaMA with
 	// attention_bias).
 	AttentionBias AttentionBias
-	// Family is "" or FamilyMistral: the published architecture the
-	// weights belong to where the shapes above cannot tell (Mistral's
-	// decoder is LLaMA's, with no biases and no QK-norm), so that a
-	// writer can label a checkpoint as the model it came from. The
-	// decoder ignores it.
+	// Family is "", FamilyMistral or FamilyGemma3: the published
+	// architecture the weights belong to where the fields above cannot
+	// tell, so that a writer can label a checkpoint as the model it came
+	// from. Mistral's decoder is LLaMA's (no biases, no QK-norm), and
+	// the decoder ignores the label. Gemma 3's differs in fixed ways the
+	// family alone decides (see FamilyGemma3): the fields below are the
+	// ones its configurations vary.
 	Family string
+
+	// Activation is the feed-forward gate's activation: SiLU (LLaMA,
+	// SwiGLU) or the tanh approximation of GELU (Gemma, GeGLU). Only
+	// Gemma 3 may set GELUTanh.
+	Activation Activation
+	// QueryPreAttnScalar, where not 0, scales the attention logits by
+	// QueryPreAttnScalar^(−1/2) instead of HeadDim()^(−1/2): Gemma's
+	// query_pre_attn_scalar. See AttentionScale.
+	QueryPreAttnScalar float64
+	// LayerKinds gives, one byte per decoder layer, the attention of each
+	// layer where layers differ (Gemma 3): LayerFull ('f', transformers'
+	// "full_attention") attends to every earlier position with the rotary
+	// base RopeTheta and RopeScaling; LayerSliding ('s',
+	// "sliding_attention") attends to the last SlidingWindow positions
+	// (itself included) with the unscaled rotary base LocalRopeTheta.
+	// "" means every layer is LayerFull. (A string keeps Config
+	// comparable.)
+	LayerKinds string
+	// SlidingWindow is the number of positions a LayerSliding layer sees
+	// (sliding_window); 0 without sliding layers.
+	SlidingWindow int
+	// LocalRopeTheta is the rotary base of the LayerSliding layers
+	// (rope_local_base_freq); 0 without sliding layers.
+	LocalRopeTheta float64
 }
 
 // FamilyMistral is the Config.Family of Mistral checkpoints
 // (MistralForCausalLM), which must keep no attention biases and no
 // QK-norm.
 const FamilyMistral = "mistral"
+
+// FamilyGemma3 is the Config.Family of Gemma 3 text models
+// (Gemma3ForCausalLM). Its decoder differs from LLaMA's in ways the family
+// fixes: the token embedding is multiplied by √dim on the way in (not on
+// the tied output head); every RMSNorm multiplies by 1 + w, its weight w
+// stored as an offset from one (see NormOffset); each layer normalises the
+// attention's and the feed-forward's outputs too before adding them to the
+// residual stream (four norms a layer, see PostNorms); and it always has
+// QK-norm. Its configurations also set Activation GELUTanh,
+// QueryPreAttnScalar and the sliding-window layers (LayerKinds).
+const FamilyGemma3 = "gemma3"
+
+// The bytes of Config.LayerKinds.
+const (
+	LayerFull    = 'f'
+	LayerSliding = 's'
+)
+
+// Activation is the activation of the feed-forward gate.
+type Activation uint8
+
+const (
+	// SiLU is x·σ(x): LLaMA's SwiGLU.
+	SiLU Activation = iota
+	// GELUTanh is the tanh approximation of GELU,
+	// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): Gemma's GeGLU
+	// (transformers' "gelu_pytorch_tanh").
+	GELUTanh
+)
+
+// String returns "silu" or "gelu_pytorch_tanh", transformers' names.
+func (a Activation) String() string {
+	switch a {
+	case SiLU:
+		return "silu"
+	case GELUTanh:
+		return "gelu_pytorch_tanh"
+	}
+	return fmt.Sprintf("Activation(%d)", uint8(a))
+}
+
+// NormOffset reports whether the model's RMSNorm weights are offsets from
+// one, the norm multiplying by 1 + w (Gemma), rather than by w. An
+// identity norm then has weight 0.
+func (c Config) NormOffset() bool { return c.Family == FamilyGemma3 }
+
+// PostNorms reports whether each decoder layer normalises the outputs of
+// its attention and feed-forward blocks before the residual additions
+// (Gemma's post_attention_layernorm and post_feedforward_layernorm), so
+// that it has four norms where LLaMA has two.
+func (c Config) PostNorms() bool { return c.Family == FamilyGemma3 }
+
+// EmbedScale returns the factor the token embedding is multiplied by on
+// the way into the first layer: float32(√dim) for Gemma, 1 otherwise.
+// transformers multiplies by √hidden_size cast to the activations' dtype;
+// the model computes in float32, so that is float32(√dim) (a bfloat16 run
+// of transformers rounds it further, e.g. √1152 = 33.94 to 34).
+func (c Config) EmbedScale() float32 {
+	if c.Family == FamilyGemma3 {
+		return float32(math.Sqrt(float64(c.Dim)))
+	}
+	return 1
+}
+
+// AttentionScale returns the factor of the attention logits q·k:
+// QueryPreAttnScalar^(−1/2) where it is set (Gemma), HeadDim()^(−1/2)
+// otherwise.
+func (c Config) AttentionScale() float64 {
+	if c.QueryPreAttnScalar != 0 {
+		return 1 / math.Sqrt(c.QueryPreAttnScalar)
+	}
+	return 1 / math.Sqrt(float64(c.HeadDim()))
+}
+
+// Sliding reports whether decoder layer l attends through the sliding
+// window (LayerKinds).
+func (c Config) Sliding(l int) bool {
+	return l >= 0 && l < len(c.LayerKinds) && c.LayerKinds[l] == LayerSliding
+}
+
+// hasSliding reports whether any layer is LayerSliding.
+func (c Config) hasSliding() bool {
+	for i := range len(c.LayerKinds) {
+		if c.LayerKinds[i] == LayerSliding {
+			return true
+		}
+	}
+	return false
+}
 
 // AttentionBias says which attention projections of a decoder layer carry
 // a bias vector.
@@ -188,6 +327,11 @@ func (c Config) HasBias(module string) bool {
 // Face's rope_type "llama3").
 const RopeScalingLlama3 = "llama3"
 
+// RopeScalingLinear is the Type of linear position interpolation (Hugging
+// Face's rope_type "linear"): every frequency divided by Factor. Gemma 3's
+// 4B, 12B and 27B scale their full-attention layers so, by 8.
+const RopeScalingLinear = "linear"
+
 // RopeScaling describes how a model's rotary frequencies differ from the
 // plain θ^(−2i/d). The zero value is no scaling. With Type
 // [RopeScalingLlama3], a pair whose wavelength λ = 2π/f is shorter than
@@ -197,10 +341,14 @@ const RopeScalingLlama3 = "llama3"
 // s = (OriginalMaxPos/λ − LowFreqFactor)/(HighFreqFactor − LowFreqFactor),
 // f' = (1−s)·f/Factor + s·f, which meets both neighbours at the band's
 // ends. Field names follow Hugging Face's rope_scaling.
+//
+// With Type [RopeScalingLinear] every frequency is f/Factor, and the
+// other fields are 0.
 type RopeScaling struct {
-	// Type is "" (none) or RopeScalingLlama3.
+	// Type is "" (none), RopeScalingLlama3 or RopeScalingLinear.
 	Type string
-	// Factor divides the lowest frequencies (8 for Llama 3.1, 32 for 3.2).
+	// Factor divides the lowest frequencies (8 for Llama 3.1, 32 for
+	// 3.2), or all of them (linear).
 	Factor float64
 	// LowFreqFactor and HighFreqFactor set the band of wavelengths,
 	// OriginalMaxPos/LowFreqFactor down to OriginalMaxPos/HighFreqFactor,
@@ -214,20 +362,29 @@ type RopeScaling struct {
 // IsZero reports whether s is no scaling.
 func (s RopeScaling) IsZero() bool { return s == RopeScaling{} }
 
-// Validate checks that s is the zero value or a complete llama3 scaling:
-// a positive finite factor, positive finite low and high frequency factors
-// with low below high, and a positive original context length. Errors name
-// the field as rope_scaling spells it.
+// Validate checks that s is the zero value, a complete llama3 scaling (a
+// positive finite factor, positive finite low and high frequency factors
+// with low below high, and a positive original context length) or a
+// linear one (a positive finite factor and nothing else). Errors name the
+// field as rope_scaling spells it.
 func (s RopeScaling) Validate() error {
 	switch s.Type {
 	case "":
 		if !s.IsZero() {
-			return fmt.Errorf("llama: config rope scaling has no type but sets %+v; expected type %q or no fields", s, RopeScalingLlama3)
+			return fmt.Errorf("llama: config rope scaling has no type but sets %+v; expected type %q or %q, or no fields", s, RopeScalingLlama3, RopeScalingLinear)
+		}
+		return nil
+	case RopeScalingLinear:
+		if !(s.Factor > 0) || math.IsInf(s.Factor, 0) {
+			return fmt.Errorf("llama: config rope scaling factor = %v; expected a positive finite number", s.Factor)
+		}
+		if s != (RopeScaling{Type: s.Type, Factor: s.Factor}) {
+			return fmt.Errorf("llama: config rope scaling %q sets %+v; a linear scaling has a factor only", s.Type, s)
 		}
 		return nil
 	case RopeScalingLlama3:
 	default:
-		return fmt.Errorf("llama: config rope scaling type %q; only %q is supported", s.Type, RopeScalingLlama3)
+		return fmt.Errorf("llama: config rope scaling type %q; only %q and %q are supported", s.Type, RopeScalingLlama3, RopeScalingLinear)
 	}
 	for _, f := range []struct {
 		name string
@@ -252,18 +409,25 @@ func (s RopeScaling) Validate() error {
 // a valid configuration. The unscaled frequencies are computed as the
 // backends compute θ^(−2i/d), from θ rounded to float32 as the model
 // passes it, so a scaling that changes none of them (say Factor 1) rotates
-// exactly as no scaling does.
+// exactly as no scaling does. In a model with sliding layers the scaling
+// applies to the LayerFull layers only (Gemma 3).
 func (c Config) RopeFreqs() []float64 {
 	s := c.RopeScaling
-	if s.Type != RopeScalingLlama3 {
+	if s.Type != RopeScalingLlama3 && s.Type != RopeScalingLinear {
 		return nil
 	}
 	hd := c.HeadDim()
 	// The model hands the backends θ as a float32 (RoPEParams.Theta).
 	theta := float64(float32(c.RopeTheta))
+	f := make([]float64, hd/2)
+	if s.Type == RopeScalingLinear {
+		for i := range f {
+			f[i] = math.Pow(theta, -float64(2*i)/float64(hd)) / s.Factor
+		}
+		return f
+	}
 	orig := float64(s.OriginalMaxPos)
 	longest, shortest := orig/s.LowFreqFactor, orig/s.HighFreqFactor // the band's wavelengths
-	f := make([]float64, hd/2)
 	for i := range f {
 		base := math.Pow(theta, -float64(2*i)/float64(hd))
 		slow := base / s.Factor
@@ -369,8 +533,29 @@ func (c Config) Validate() error {
 		if c.QKNorm {
 			return fmt.Errorf("llama: config family %q has QK-norm; Mistral has none", c.Family)
 		}
+	case FamilyGemma3:
+		if !c.QKNorm {
+			return fmt.Errorf("llama: config family %q has no QK-norm; Gemma 3 always normalises queries and keys", c.Family)
+		}
+		if c.AttentionBias == BiasQKV {
+			return fmt.Errorf("llama: config family %q has biases on q/k/v only; Gemma 3's attention_bias puts one on all four projections", c.Family)
+		}
+		if err := c.validateGemma(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("llama: config family %q; expected \"\" or %q", c.Family, FamilyMistral)
+		return fmt.Errorf("llama: config family %q; expected \"\", %q or %q", c.Family, FamilyMistral, FamilyGemma3)
+	}
+	if c.Family != FamilyGemma3 {
+		// Gemma's settings: no other family's checkpoint can say them.
+		switch {
+		case c.Activation != SiLU:
+			return fmt.Errorf("llama: config activation %s in family %q; only Gemma 3 (family %q) uses another than silu", c.Activation, c.Family, FamilyGemma3)
+		case c.QueryPreAttnScalar != 0:
+			return fmt.Errorf("llama: config query_pre_attn_scalar %v in family %q; only Gemma 3 (family %q) has one", c.QueryPreAttnScalar, c.Family, FamilyGemma3)
+		case c.LayerKinds != "" || c.SlidingWindow != 0 || c.LocalRopeTheta != 0:
+			return fmt.Errorf("llama: config has per-layer attention kinds or a sliding window in family %q; only Gemma 3 (family %q) has them", c.Family, FamilyGemma3)
+		}
 	}
 	if err := c.RopeScaling.Validate(); err != nil {
 		return err
@@ -382,6 +567,41 @@ func (c Config) Validate() error {
 	}
 	if n > maxParams {
 		return fmt.Errorf("llama: config describes %.3g parameters; at most %.3g are supported", n, float64(maxParams))
+	}
+	return nil
+}
+
+// validateGemma checks the fields that Gemma 3 configurations vary: the
+// activation, a positive finite query_pre_attn_scalar (or 0), and layer
+// kinds that are empty or one 'f' or 's' per layer, with a positive
+// window and rotary base where some layer is sliding and neither where
+// none is.
+func (c Config) validateGemma() error {
+	if c.Activation > GELUTanh {
+		return fmt.Errorf("llama: config has unknown activation %d", c.Activation)
+	}
+	if c.QueryPreAttnScalar < 0 || math.IsNaN(c.QueryPreAttnScalar) || math.IsInf(c.QueryPreAttnScalar, 0) {
+		return fmt.Errorf("llama: config query_pre_attn_scalar %v; expected a positive finite number (or 0 for head_dim)", c.QueryPreAttnScalar)
+	}
+	if c.LayerKinds != "" && len(c.LayerKinds) != c.NumLayers {
+		return fmt.Errorf("llama: config gives the attention kinds of %d layers (layer_types); n_layers is %d", len(c.LayerKinds), c.NumLayers)
+	}
+	for i := range len(c.LayerKinds) {
+		if k := c.LayerKinds[i]; k != LayerFull && k != LayerSliding {
+			return fmt.Errorf("llama: config layer %d has attention kind %q; expected %q (full) or %q (sliding)", i, k, LayerFull, LayerSliding)
+		}
+	}
+	if !c.hasSliding() {
+		if c.SlidingWindow != 0 || c.LocalRopeTheta != 0 {
+			return fmt.Errorf("llama: config sets a sliding window (%d) or local rope theta (%v) but no layer is sliding", c.SlidingWindow, c.LocalRopeTheta)
+		}
+		return nil
+	}
+	if c.SlidingWindow < 1 || c.SlidingWindow > maxExtent {
+		return fmt.Errorf("llama: config sliding_window = %d with sliding layers; expected 1 to %d", c.SlidingWindow, maxExtent)
+	}
+	if !(c.LocalRopeTheta > 0) || math.IsInf(c.LocalRopeTheta, 0) {
+		return fmt.Errorf("llama: config local rope theta (rope_local_base_freq) %v with sliding layers; expected a positive finite number", c.LocalRopeTheta)
 	}
 	return nil
 }
@@ -405,11 +625,20 @@ func (c Config) NumParams() int64 {
 // layer, biases and QK-norm weights included.
 func (c Config) LayerParams() int64 {
 	d, h, q, kv := int64(c.Dim), int64(c.HiddenDim), int64(c.QDim()), int64(c.KVDim())
-	n := 2*d + 2*q*d + 2*kv*d + 3*h*d + c.layerBiases()
+	n := int64(c.layerNorms())*d + 2*q*d + 2*kv*d + 3*h*d + c.layerBiases()
 	if c.QKNorm {
 		n += 2 * int64(c.HeadDim())
 	}
 	return n
+}
+
+// layerNorms returns the number of RMSNorms of width dim in one decoder
+// layer: two, or four with PostNorms.
+func (c Config) layerNorms() int {
+	if c.PostNorms() {
+		return 4
+	}
+	return 2
 }
 
 // layerBiases returns the number of bias values in one decoder layer.
@@ -433,7 +662,7 @@ func (c Config) shapes() []shapeEntry {
 	L := c.NumLayers
 	s := []shapeEntry{
 		{"embed", [2]int{c.VocabSize, c.Dim}},
-		{"norms", [2]int{2*L + 1, c.Dim}},
+		{"norms", [2]int{c.layerNorms()*L + 1, c.Dim}},
 		{"wq+wo", [2]int{2 * L * c.QDim(), c.Dim}},
 		{"wk+wv", [2]int{2 * L * c.KVDim(), c.Dim}},
 		{"ffn", [2]int{3 * L * c.HiddenDim, c.Dim}},

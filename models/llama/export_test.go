@@ -3,3 +3,6 @@ package llama
 // SetPerHeadAttention makes caches created afterwards attend per
 // key/value head, so that tests cover both attention paths of Cache.
 func SetPerHeadAttention(m *Model, on bool) { m.perHeadAttention = on }
+
+// GELUTanhOp is the GeGLU activation's op, for its gradient check.
+var GELUTanhOp = geluTanh

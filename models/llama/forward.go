@@ -2,7 +2,6 @@ package llama
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
@@ -72,18 +71,42 @@ func checkTokens(ids []int32, vocab int) error {
 // returning [B·T, heads·headDim], the input of o_proj.
 type attendFunc func(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value
 
-// ropeParams returns the rotary parameters of the model's layout and
-// frequencies for a sequence whose first token is at position pos.
-func (m *Model) ropeParams(pos int) backend.RoPEParams {
+// ropeParams returns the rotary parameters of layer l, in the model's
+// layout, for a sequence whose first token is at position pos.
+func (m *Model) ropeParams(l, pos int) backend.RoPEParams {
 	layout := backend.Interleaved
 	if m.cfg.RopeLayout == RopeHalfSplit {
 		layout = backend.HalfSplit
 	}
-	return backend.RoPEParams{Layout: layout, Theta: float32(m.cfg.RopeTheta), Offset: pos, Freqs: m.ropeFreqs}
+	ls := &m.layers[l]
+	return backend.RoPEParams{Layout: layout, Theta: ls.theta, Offset: pos, Freqs: ls.freqs}
 }
 
-func (m *Model) attnScale() float32 {
-	return float32(1 / math.Sqrt(float64(m.cfg.HeadDim())))
+// softmaxParams returns the parameters of layer l's attention softmax
+// over keys from position 0 for queries from position pos: the model's
+// scale, the causal mask, and the layer's sliding window if it has one.
+// One query needs no causal mask but a windowed one does.
+func (m *Model) softmaxParams(l, pos, queries int) backend.SoftmaxParams {
+	w := m.layers[l].window
+	return backend.SoftmaxParams{Scale: m.attnScale, Causal: queries > 1 || w > 0, QueryOffset: pos, Window: w}
+}
+
+// norm returns the RMSNorm of the rows of x with weight w, which Gemma
+// (Config.NormOffset) stores as the offset from one: the norm multiplies
+// by 1 + w then, added in float32 as transformers adds it.
+func (m *Model) norm(g *graph.Tape, x, w *graph.Value) *graph.Value {
+	if m.cfg.NormOffset() {
+		w = g.AddScalar(w, 1)
+	}
+	return g.RMSNorm(x, w, float32(m.cfg.NormEps))
+}
+
+// activation applies the feed-forward gate's activation.
+func (m *Model) activation(g *graph.Tape, x *graph.Value) *graph.Value {
+	if m.cfg.Activation == GELUTanh {
+		return geluTanh(g, x)
+	}
+	return g.SiLU(x)
 }
 
 // decode runs the embedding and every decoder block over tokens [B·T] whose
@@ -93,36 +116,46 @@ func (m *Model) attnScale() float32 {
 // (each of which would be one more value on the tape).
 func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend attendFunc) *graph.Value {
 	c := m.cfg
-	eps := float32(c.NormEps)
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
-	rp := m.ropeParams(pos)
 	x := g.Gather(m.Embed, tokens)
+	if m.embedScale != 1 {
+		x = g.Scale(x, m.embedScale)
+	}
 	for l, blk := range m.Blocks {
-		h := g.RMSNorm(x, blk.AttnNorm, eps)
+		h := m.norm(g, x, blk.AttnNorm)
 		q := g.Reshape(blk.Q.Forward(g, h), B, T, H, hd)
 		k := g.Reshape(blk.K.Forward(g, h), B, T, KV, hd)
 		if blk.QNorm != nil {
 			// QK-norm: an RMSNorm over each head's vector, the rows of
-			// width hd, before the rotation (Qwen3).
-			q = g.RMSNorm(q, blk.QNorm, eps)
-			k = g.RMSNorm(k, blk.KNorm, eps)
+			// width hd, before the rotation (Qwen3, Gemma 3).
+			q = m.norm(g, q, blk.QNorm)
+			k = m.norm(g, k, blk.KNorm)
 		}
+		rp := m.ropeParams(l, pos)
 		q, k = g.RoPE(q, rp), g.RoPE(k, rp)
 		v := g.Reshape(blk.V.Forward(g, h), B, T, KV, hd)
-		x = g.Add(x, blk.O.Forward(g, attend(g, l, q, k, v)))
-		h = g.RMSNorm(x, blk.FFNNorm, eps)
-		f := g.Mul(g.SiLU(blk.Gate.Forward(g, h)), blk.Up.Forward(g, h))
-		x = g.Add(x, blk.Down.Forward(g, f))
+		a := blk.O.Forward(g, attend(g, l, q, k, v))
+		if blk.PostAttnNorm != nil {
+			a = m.norm(g, a, blk.PostAttnNorm)
+		}
+		x = g.Add(x, a)
+		h = m.norm(g, x, blk.FFNNorm)
+		f := blk.Down.Forward(g, g.Mul(m.activation(g, blk.Gate.Forward(g, h)), blk.Up.Forward(g, h)))
+		if blk.PostFFNNorm != nil {
+			f = m.norm(g, f, blk.PostFFNNorm)
+		}
+		x = g.Add(x, f)
 	}
 	return x
 }
 
 // attendFull is causal self-attention over a whole sequence, the training
-// path. Grouped-query attention needs no copies of the key/value heads:
+// path, through layer l's sliding window where it has one. Grouped-query
+// attention needs no copies of the key/value heads:
 // the query heads sharing key/value head j are heads j·group … j·group +
 // group−1, so with queries laid out [B, kvHeads, group·T, headDim] one
 // batched product per key/value head covers its whole group.
-func (m *Model) attendFull(g *graph.Tape, _ int, q, k, v *graph.Value) *graph.Value {
+func (m *Model) attendFull(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value {
 	c := m.cfg
 	B, T := q.Dim(0), q.Dim(1)
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
@@ -131,7 +164,9 @@ func (m *Model) attendFull(g *graph.Tape, _ int, q, k, v *graph.Value) *graph.Va
 	kp := g.Permute(k, 0, 2, 1, 3) // [B, KV, T, hd]
 	vp := g.Permute(v, 0, 2, 1, 3)
 	s := g.Reshape(g.MatMulNT(qp, kp), B*H, T, T)
-	p := g.Softmax(s, backend.SoftmaxParams{Scale: m.attnScale(), Causal: true})
+	sp := m.softmaxParams(l, 0, T)
+	sp.Causal = true // even for one position, as the training path always masks
+	p := g.Softmax(s, sp)
 	o := g.MatMul(g.Reshape(p, B, KV, group*T, T), vp) // [B, KV, group·T, hd] = [B, H, T, hd]
 	o = g.Permute(g.Reshape(o, B, H, T, hd), 0, 2, 1, 3)
 	return g.Reshape(o, B*T, c.QDim())
@@ -147,7 +182,7 @@ func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
 		return nil, err
 	}
 	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull)
-	x = g.RMSNorm(x, m.Norm, float32(m.cfg.NormEps))
+	x = m.norm(g, x, m.Norm)
 	return g.Reshape(x, bt.Size, bt.Len, m.cfg.Dim), nil
 }
 

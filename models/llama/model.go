@@ -37,17 +37,47 @@ type Model struct {
 	// "score", nil until [Model.AddScoreHead].
 	Score graph.Layer
 
-	// ropeFreqs are the rotary frequencies of a scaled configuration
-	// (Config.RopeFreqs), nil without scaling.
-	ropeFreqs []float64
+	// layers holds what each decoder layer computes with besides its
+	// weights, worked out once from the configuration: its rotary
+	// parameters and its attention window.
+	layers []layerSpec
+	// attnScale is Config.AttentionScale in float32, embedScale
+	// Config.EmbedScale (1: none).
+	attnScale, embedScale float32
 
 	// perHeadAttention forces caches to attend per key/value head even
 	// where blockDiagonal prefers all heads at once (tests of both paths).
 	perHeadAttention bool
 }
 
-// Block is one decoder layer: pre-norm attention and a pre-norm SwiGLU
-// feed-forward, each added to the residual stream.
+// layerSpec is what one decoder layer computes with besides its weights.
+type layerSpec struct {
+	theta  float32   // rotary base (RoPEParams.Theta)
+	freqs  []float64 // scaled rotary frequencies, nil for theta's own
+	window int       // sliding attention window, 0 for none
+}
+
+// layerSpecs works out every layer's layerSpec from c: the full-attention
+// layers rotate with RopeTheta under RopeScaling, Gemma's sliding ones
+// with LocalRopeTheta unscaled and see the last SlidingWindow positions.
+func layerSpecs(c Config) []layerSpec {
+	full := layerSpec{theta: float32(c.RopeTheta), freqs: c.RopeFreqs()}
+	local := layerSpec{theta: float32(c.LocalRopeTheta), window: c.SlidingWindow}
+	specs := make([]layerSpec, c.NumLayers)
+	for l := range specs {
+		specs[l] = full
+		if c.Sliding(l) {
+			specs[l] = local
+		}
+	}
+	return specs
+}
+
+// Block is one decoder layer: pre-norm attention and a pre-norm gated
+// feed-forward (SwiGLU, or Gemma's GeGLU), each added to the residual
+// stream, in Gemma after a norm of its own (PostAttnNorm, PostFFNNorm).
+// Norm weights are as the checkpoint stores them (for Gemma the offsets w
+// of norms that multiply by 1 + w).
 type Block struct {
 	AttnNorm   *graph.Value // [dim], input_layernorm
 	Q, K, V, O graph.Layer  // self_attn.{q,k,v,o}_proj
@@ -57,10 +87,17 @@ type Block struct {
 	// leave them as they are (frozen), full fine-tuning of the whole
 	// model makes them trainable like the other norms.
 	QNorm, KNorm *graph.Value
-	FFNNorm      *graph.Value // [dim], post_attention_layernorm
-	Gate         graph.Layer  // mlp.gate_proj (llama2.c w1)
-	Up           graph.Layer  // mlp.up_proj (llama2.c w3)
-	Down         graph.Layer  // mlp.down_proj (llama2.c w2)
+	// FFNNorm is the norm before the feed-forward, [dim]: LLaMA's
+	// post_attention_layernorm, Gemma's pre_feedforward_layernorm.
+	FFNNorm *graph.Value
+	Gate    graph.Layer // mlp.gate_proj (llama2.c w1)
+	Up      graph.Layer // mlp.up_proj (llama2.c w3)
+	Down    graph.Layer // mlp.down_proj (llama2.c w2)
+	// PostAttnNorm and PostFFNNorm are Gemma's norms of the attention's
+	// and the feed-forward's outputs, [dim], post_attention_layernorm and
+	// post_feedforward_layernorm; nil without Config.PostNorms. PEFT
+	// methods leave them frozen, like the other norms.
+	PostAttnNorm, PostFFNNorm *graph.Value
 }
 
 // Names of the layer slots outside the decoder blocks.
@@ -93,7 +130,7 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 		return nil, err
 	}
 	c := w.Config
-	m := &Model{cfg: c, b: b, ropeFreqs: c.RopeFreqs()}
+	m := &Model{cfg: c, b: b, layers: layerSpecs(c), attnScale: float32(c.AttentionScale()), embedScale: c.EmbedScale()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -133,7 +170,17 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 		if blk.AttnNorm, err = up(LayerParamName(i, ModInputNorm), l.AttnNorm, c.Dim); err != nil {
 			return nil, err
 		}
-		if blk.FFNNorm, err = up(LayerParamName(i, ModPostNorm), l.FFNNorm, c.Dim); err != nil {
+		ffnNorm := ModPostNorm
+		if c.PostNorms() {
+			ffnNorm = ModPreFFNNorm
+			if blk.PostAttnNorm, err = up(LayerParamName(i, ModPostNorm), l.PostAttnNorm, c.Dim); err != nil {
+				return nil, err
+			}
+			if blk.PostFFNNorm, err = up(LayerParamName(i, ModPostFFNNorm), l.PostFFNNorm, c.Dim); err != nil {
+				return nil, err
+			}
+		}
+		if blk.FFNNorm, err = up(LayerParamName(i, ffnNorm), l.FFNNorm, c.Dim); err != nil {
 			return nil, err
 		}
 		if c.QKNorm {
@@ -252,7 +299,8 @@ func LayerParams(l graph.Layer) []*graph.Value {
 // Params returns every parameter the model computes with, each once, in a
 // stable order: the embedding, then per block the attention norm, the
 // attention projections, the QK-norm weights (where the model has them),
-// the feed-forward norm and the feed-forward
+// Gemma's attention output norm, the feed-forward norm, Gemma's
+// feed-forward output norm and the feed-forward
 // projections (each with the [LayerParams] of whatever layer fills the
 // slot, so an adapted model lists its base weights and adapters), the
 // final norm, the output head (omitted when it is the tied embedding) and
@@ -276,7 +324,7 @@ func (m *Model) Params() []*graph.Value {
 			add(LayerParams(l)...)
 		}
 		add(blk.QNorm, blk.KNorm)
-		add(blk.FFNNorm)
+		add(blk.PostAttnNorm, blk.FFNNorm, blk.PostFFNNorm)
 		for _, l := range []graph.Layer{blk.Gate, blk.Up, blk.Down} {
 			add(LayerParams(l)...)
 		}
@@ -302,7 +350,7 @@ func (m *Model) Trainable() []*graph.Value {
 }
 
 // Free releases the device memory of the parameters the model owns: the
-// embedding, the norms (QK-norm included) and the weights of its layer slots, where a slot
+// embedding, the norms (QK-norm and Gemma's output norms included) and the weights of its layer slots, where a slot
 // holds either a *graph.Dense or a layer wrapping one (a layer with a
 // Base() *graph.Dense method, as package peft's), whose base weights are
 // the model's. The tensors a wrapping layer made (adapters, full
@@ -329,7 +377,7 @@ func (m *Model) Free() {
 	}
 	free(m.Embed, m.Norm)
 	for _, blk := range m.Blocks {
-		free(blk.AttnNorm, blk.FFNNorm, blk.QNorm, blk.KNorm)
+		free(blk.AttnNorm, blk.FFNNorm, blk.QNorm, blk.KNorm, blk.PostAttnNorm, blk.PostFFNNorm)
 		for _, s := range blk.slots() {
 			freeLayer(*s.slot)
 		}
@@ -339,7 +387,8 @@ func (m *Model) Free() {
 }
 
 // Weights downloads the model's base parameters into host weights with the
-// model's configuration (and rotary layout), QK-norm weights included, as
+// model's configuration (and rotary layout), QK-norm weights and Gemma's
+// output norms included (norm weights as stored: Gemma's offsets), as
 // they are now (trained, if they were made trainable). Slots must hold *graph.Dense
 // layers (merge PEFT layers first) with a bias exactly where the
 // configuration has one ([Config.HasBias]); the score head is not part of
@@ -400,6 +449,14 @@ func (m *Model) Weights() (*Weights, error) {
 				return nil, err
 			}
 			if err := get(fmt.Sprintf("block %d's key norm", i), blk.KNorm, l.KNorm); err != nil {
+				return nil, err
+			}
+		}
+		if m.cfg.PostNorms() {
+			if err := get(fmt.Sprintf("block %d's attention output norm", i), blk.PostAttnNorm, l.PostAttnNorm); err != nil {
+				return nil, err
+			}
+			if err := get(fmt.Sprintf("block %d's feed-forward output norm", i), blk.PostFFNNorm, l.PostFFNNorm); err != nil {
 				return nil, err
 			}
 		}

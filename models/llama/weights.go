@@ -30,6 +30,13 @@ const (
 	ModGate      = "mlp.gate_proj"
 	ModUp        = "mlp.up_proj"
 	ModDown      = "mlp.down_proj"
+
+	// Gemma's feed-forward norms (Config.PostNorms). In Gemma
+	// post_attention_layernorm (ModPostNorm) normalises the attention's
+	// output, and pre_feedforward_layernorm is the norm before the
+	// feed-forward that LLaMA calls post_attention_layernorm.
+	ModPreFFNNorm  = "pre_feedforward_layernorm"
+	ModPostFFNNorm = "post_feedforward_layernorm"
 )
 
 // LayerModules lists the module names that every decoder layer has, in
@@ -42,14 +49,19 @@ func LayerModules() []string {
 // Modules lists the weight modules of one decoder layer of a model with
 // configuration c, in Params order: [LayerModules], with ModQNorm and
 // ModKNorm after o_proj where c.QKNorm (the order of Qwen3Attention's
-// modules).
+// modules), and with Gemma's ModPreFFNNorm and ModPostFFNNorm after
+// ModPostNorm where c.PostNorms.
 func (c Config) Modules() []string {
 	mods := LayerModules()
-	if !c.QKNorm {
-		return mods
+	if c.QKNorm {
+		i := slices.Index(mods, ModO) + 1
+		mods = slices.Insert(mods, i, ModQNorm, ModKNorm)
 	}
-	i := slices.Index(mods, ModO) + 1
-	return slices.Insert(mods, i, ModQNorm, ModKNorm)
+	if c.PostNorms() {
+		i := slices.Index(mods, ModPostNorm) + 1
+		mods = slices.Insert(mods, i, ModPreFFNNorm, ModPostFFNNorm)
+	}
+	return mods
 }
 
 // LayerParamName returns the canonical tensor name of module (one of the
@@ -85,7 +97,7 @@ func BiasModules(c Config) []string {
 func ModuleShape(c Config, module string) []int {
 	d, h, q, kv := c.Dim, c.HiddenDim, c.QDim(), c.KVDim()
 	switch module {
-	case ModInputNorm, ModPostNorm:
+	case ModInputNorm, ModPostNorm, ModPreFFNNorm, ModPostFFNNorm:
 		return []int{d}
 	case ModQNorm, ModKNorm:
 		return []int{c.HeadDim()}
@@ -104,17 +116,28 @@ func ModuleShape(c Config, module string) []int {
 }
 
 // Layer holds one decoder layer's weights, each a row-major float32 slice.
-// The comments give the llama2.c names.
+// The comments give the llama2.c names. Norm weights are stored as the
+// checkpoint stores them: for Gemma (Config.NormOffset) the offsets w of
+// a norm that multiplies by 1 + w.
 type Layer struct {
-	AttnNorm []float32 // [dim] attention_norm (rms_att)
+	AttnNorm []float32 // [dim] attention_norm (rms_att), input_layernorm
 	Wq       []float32 // [q_dim, dim] wq, rows in Config.RopeLayout
 	Wk       []float32 // [kv_dim, dim] wk, rows in Config.RopeLayout
 	Wv       []float32 // [kv_dim, dim] wv
 	Wo       []float32 // [dim, q_dim] wo
-	FFNNorm  []float32 // [dim] ffn_norm (rms_ffn)
-	W1       []float32 // [hidden, dim] w1, gate_proj
-	W3       []float32 // [hidden, dim] w3, up_proj
-	W2       []float32 // [dim, hidden] w2, down_proj
+	// FFNNorm is the norm before the feed-forward, [dim]: llama2.c's
+	// ffn_norm (rms_ffn), LLaMA's post_attention_layernorm, Gemma's
+	// pre_feedforward_layernorm.
+	FFNNorm []float32
+	W1      []float32 // [hidden, dim] w1, gate_proj
+	W3      []float32 // [hidden, dim] w3, up_proj
+	W2      []float32 // [dim, hidden] w2, down_proj
+
+	// PostAttnNorm and PostFFNNorm normalise the outputs of the attention
+	// (o_proj) and of the feed-forward (down_proj) before they are added
+	// to the residual stream, [dim] each: Gemma's post_attention_layernorm
+	// and post_feedforward_layernorm; nil without Config.PostNorms.
+	PostAttnNorm, PostFFNNorm []float32
 
 	// The attention biases, nil where Config.HasBias says the module has
 	// none: Bq [q_dim] and Bk [kv_dim] in Config.RopeLayout like the rows
@@ -139,10 +162,20 @@ func (l *Layer) norm(mod string) *[]float32 {
 	return nil
 }
 
-// weight returns the weight of module mod (one of the Mod* constants), nil
-// for a module the layer does not hold.
-func (l *Layer) weight(mod string) []float32 {
+// weight returns the weight of module mod (one of the Mod* constants) in
+// a model with configuration c, nil for a module the layer does not hold.
+// post_attention_layernorm is FFNNorm in LLaMA and PostAttnNorm in Gemma.
+func (l *Layer) weight(c Config, mod string) []float32 {
 	switch mod {
+	case ModPostNorm:
+		if c.PostNorms() {
+			return l.PostAttnNorm
+		}
+		return l.FFNNorm
+	case ModPreFFNNorm:
+		return l.FFNNorm
+	case ModPostFFNNorm:
+		return l.PostFFNNorm
 	case ModInputNorm:
 		return l.AttnNorm
 	case ModQ:
@@ -157,8 +190,6 @@ func (l *Layer) weight(mod string) []float32 {
 		return l.QNorm
 	case ModKNorm:
 		return l.KNorm
-	case ModPostNorm:
-		return l.FFNNorm
 	case ModGate:
 		return l.W1
 	case ModUp:
@@ -235,6 +266,9 @@ func NewWeights(cfg Config) (*Weights, error) {
 		if cfg.QKNorm {
 			w.Layers[i].QNorm, w.Layers[i].KNorm = take(cfg.HeadDim()), take(cfg.HeadDim())
 		}
+		if cfg.PostNorms() {
+			w.Layers[i].PostAttnNorm, w.Layers[i].PostFFNNorm = take(d), take(d)
+		}
 	}
 	w.FinalNorm = take(d)
 	if !cfg.TiedEmbeddings {
@@ -256,7 +290,7 @@ func (w *Weights) Params() []Param {
 		l := &w.Layers[i]
 		for _, mod := range mods {
 			shape := ModuleShape(c, mod)
-			ps = append(ps, Param{LayerParamName(i, mod), shape, l.weight(mod)})
+			ps = append(ps, Param{LayerParamName(i, mod), shape, l.weight(c, mod)})
 			if c.HasBias(mod) {
 				ps = append(ps, Param{LayerBiasName(i, mod), shape[:1], *l.bias(mod)})
 			}
@@ -301,6 +335,9 @@ func (w *Weights) Validate() error {
 			if n := *w.Layers[i].norm(m); n != nil && !w.Config.QKNorm {
 				return fmt.Errorf("llama: layer %d has a %s weight but the config has no QK-norm", i, m)
 			}
+		}
+		if l := &w.Layers[i]; (l.PostAttnNorm != nil || l.PostFFNNorm != nil) && !w.Config.PostNorms() {
+			return fmt.Errorf("llama: layer %d has output norms (Gemma's post-attention and post-feed-forward norms) but the config's family %q has none", i, w.Config.Family)
 		}
 	}
 	for _, p := range w.Params() {
