@@ -58,7 +58,7 @@ func TestParseErrors(t *testing.T) {
 		want     []string
 	}{
 		{"empty", " \n", []string{"f:", "empty", "JSON Lines"}},
-		{"no rows", "[]", []string{"f:", "no rows"}},
+		{"no rows", "[]", []string{"f holds no rows"}},
 		{"not json", "hello", []string{"f:1", "expected a JSON list", "JSON Lines"}},
 		{"mixed list", "[\n{\"instruction\": \"a\", \"output\": \"b\"},\n{\"prompt\": \"p\", \"completion\": \"c\"}]",
 			[]string{"f:3", "row 2", "prompt and completion", "prompt/completion format", "row 1", "field instruction", "instruction format", "same format"}},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/models/chat"
 )
 
@@ -21,11 +22,18 @@ type chatFlags struct {
 	vars   map[string]any // --chat-var NAME=VALUE
 }
 
-// add defines the flags on fs.
+// add defines generate's flags on fs: --chat and --system, and the
+// template flags (see addTemplate).
 func (c *chatFlags) add(fs *flag.FlagSet) {
 	fs.BoolVar(&c.on, "chat", false, "render --prompt as a user message with the model's chat template (its folder's chat_template.jinja, chat_template.json or tokenizer_config.json), followed by the header of the assistant's turn, and print the reply alone")
 	fs.StringVar(&c.system, "system", "", "`TEXT` of a system message before the user's (with --chat)")
-	fs.StringVar(&c.file, "chat-template", "", "`FILE` holding a chat template (Jinja) to use instead of the model's; implies --chat")
+	c.addTemplate(fs, "; implies --chat")
+}
+
+// addTemplate defines --chat-template and --chat-var on fs; fileNote ends
+// the first's usage.
+func (c *chatFlags) addTemplate(fs *flag.FlagSet, fileNote string) {
+	fs.StringVar(&c.file, "chat-template", "", "`FILE` holding a chat template (Jinja) to use instead of the model's"+fileNote)
 	fs.Func("chat-var", "`NAME=VALUE` passed to the chat template as a variable (VALUE is JSON, or else a string), e.g. enable_thinking=false for Qwen3; may be repeated", func(s string) error {
 		name, value, ok := strings.Cut(s, "=")
 		if !ok || name == "" {
@@ -81,4 +89,74 @@ func (c *chatFlags) render(t *chat.Template, prompt string) (string, error) {
 	}
 	msgs = append(msgs, chat.Message{Role: "user", Content: prompt})
 	return t.Render(msgs, chat.Options{AddGenerationPrompt: true, Vars: c.vars})
+}
+
+// chatSource gives data files of conversations their chat template: the
+// --chat-template file, or the tokenizer folder's own, read once when the
+// first such file needs it, so that other data needs no template.
+type chatSource struct {
+	flags   *chatFlags
+	tokSrc  string // the tokenizer's path (see tokenizerSource)
+	addsBOS bool   // the tokenizer puts BOS before a text
+
+	r   data.ChatRenderer
+	err error
+}
+
+// renderer returns the renderer, reading the template the first time.
+func (s *chatSource) renderer() (data.ChatRenderer, error) {
+	if s.r == nil && s.err == nil {
+		t, err := s.flags.template(s.tokSrc)
+		if err != nil {
+			s.err = err
+		} else {
+			r := &chatRenderer{t: t, vars: s.flags.vars}
+			if bos, ok := t.Special["bos_token"].(string); ok && s.addsBOS {
+				r.bos = bos
+			}
+			s.r = r
+		}
+	}
+	return s.r, s.err
+}
+
+// chatRenderer renders the conversations of data files with a chat
+// template, for package data (data.ChatRenderer).
+type chatRenderer struct {
+	t    *chat.Template
+	vars map[string]any
+	bos  string // the text of BOS, which data's encoder adds itself
+}
+
+// Render renders messages as transformers' apply_chat_template does,
+// with the spans of the assistant's turns (chat.Template.Spans) unless
+// gen, which ends the text with the generation prompt instead. The BOS
+// text a template writes first is cut, with the spans moved to match:
+// the data encoder puts BOS before every sequence.
+func (r *chatRenderer) Render(messages []data.Message, gen bool) (string, []data.Span, error) {
+	msgs := make([]chat.Message, len(messages))
+	for i, m := range messages {
+		msgs[i] = chat.Message{Role: m.Role, Content: m.Content}
+	}
+	opts := chat.Options{AddGenerationPrompt: gen, Vars: r.vars}
+	var text string
+	var spans []chat.Span
+	var err error
+	if gen {
+		text, err = r.t.Render(msgs, opts)
+	} else {
+		text, spans, err = r.t.Spans(msgs, opts)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	cut := 0
+	if r.bos != "" && strings.HasPrefix(text, r.bos) {
+		cut = len(r.bos)
+	}
+	out := make([]data.Span, 0, len(spans))
+	for _, sp := range spans {
+		out = append(out, data.Span{Start: max(sp.Start-cut, 0), End: sp.End - cut, Message: sp.Message})
+	}
+	return text[cut:], out, nil
 }

@@ -27,12 +27,16 @@ func init() {
 var evalDoc = usageDoc{
 	synopsis: "eval --model FILE|DIR [--tokenizer PATH] --data FILE [--adapter DIR] [--task lm|classify] [flags]",
 	description: "Evaluates a model, with the adapter in --adapter applied to the base weights without merging them, " +
-		"on held-out data. For --task lm (LLM-Adapters JSON) each row's Alpaca prompt, whole as the loss scores it, " +
+		"on held-out data. For --task lm (JSON or JSON Lines rows, in any of the formats \"sora finetune\" trains on) each row's " +
+		"prompt (an instruction row's Alpaca prompt, a prompt/completion row's prompt, a conversation's messages before its last " +
+		"assistant message rendered with the chat template; text rows have none and are scored by their loss), whole as the loss scores it, " +
 		"is continued greedily for up to --max-new-tokens tokens (stopping at EOS; fewer for a prompt that leaves " +
 		"less room in the model's seq_len positions, counted in a note) and the answer is extracted from the text as LLM-Adapters' " +
 		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
 		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
-		"the majority-answer baseline. Rows without an \"answer\" field (or with a blank one) count in the loss but not in the accuracy, " +
+		"the majority-answer baseline. The gold answer is a row's \"answer\" field, else a prompt/completion row's completion or a " +
+		"conversation's last assistant message (scored only when they are answers of those kinds). " +
+		"Rows without a gold answer count in the loss but not in the accuracy, " +
 		"and are not generated for; when no row has one, eval reports the loss alone, and says so before it runs. " +
 		"For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +
 		"\"sora finetune --task classify\", whose score head it loads, or without --adapter a --model that " +
@@ -103,7 +107,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	modelPath := fs.String("model", "", "`PATH` of the base model (a llama2.c file or Hugging Face folder); default: the base_model_name_or_path of --adapter")
 	tokPath := fs.String("tokenizer", "", "`PATH` of the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, tokenizer.model or model folder (default: the --model folder's own, for a Hugging Face model; required for a llama2.c checkpoint)")
 	adapterDir := fs.String("adapter", "", "`DIR` of an adapter to apply to the base model, unmerged (none: the base model alone)")
-	dataPath := fs.String("data", "", "`FILE` of evaluation data: LLM-Adapters JSON, or CoLA TSV for --task classify (required)")
+	dataPath := fs.String("data", "", "`FILE` of evaluation data (required): for lm a JSON list or JSON Lines of rows, as \"sora finetune --data\" takes them; CoLA TSV or BoolQ JSON for --task classify")
 	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, or without --adapter when the model has one beside it in "+headFile+", else lm)")
 	maxEval := fs.Int("max-eval", 0, "evaluate a random subset of `N` rows (0: all)")
 	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset; \"sora finetune --seed S\" draws its --max-eval rows with S+1, so the default matches its default 42")
@@ -112,6 +116,8 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss and classification")
 	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to (\"\" for none)")
 	show := fs.Int("show", 3, "print the first `N` generations (lm)")
+	var cf chatFlags
+	cf.addTemplate(fs, ", for data of conversations (messages rows)")
 	if code, ok := parseFlags(fs, evalDoc, args, stdout, stderr); !ok {
 		return code
 	}
@@ -136,7 +142,8 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora eval: --model is required (or an --adapter whose config names its base model)")
 		return exitUsage
 	}
-	if _, err := tokenizerSource(*modelPath, *tokPath); err != nil {
+	tokSrc, err := tokenizerSource(*modelPath, *tokPath)
+	if err != nil {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitUsage
 	}
@@ -191,7 +198,8 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	limit := min(*maxLen, w.Config.MaxSeqLen)
-	set, err := loadTaskData(*dataPath, task, tok, limit, *maxEval, *seed)
+	chats := &chatSource{flags: &cf, tokSrc: tokSrc, addsBOS: tok.BOS() >= 0}
+	set, err := loadTaskData(*dataPath, task, tok, chats, limit, *maxEval, *seed)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
@@ -303,8 +311,8 @@ func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, tas
 	// LM: generate and extract, only for the rows that were encoded and
 	// have a gold answer to compare with (see answerNote).
 	rows, golds, scored := answered(set)
-	rep.AnswerRows = len(rows)
-	if len(rows) == 0 {
+	rep.AnswerRows = len(rows.Rows)
+	if len(rows.Rows) == 0 {
 		rep.Predictions = []prediction{} // the loss alone
 		return nil
 	}
@@ -323,7 +331,7 @@ func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, tas
 	// stops there); cutting them to leave room for maxNew would generate
 	// from another prompt than the one scored.
 	seqLen := m.Config().MaxSeqLen
-	prompts, pst, err := data.EncodePrompts(tok, rows, seqLen)
+	prompts, pst, err := rows.EncodePrompts(tok, set.chat, seqLen)
 	if err != nil {
 		return err
 	}
@@ -363,26 +371,43 @@ func answerNote(set *taskData, task train.Task) string {
 	if task != train.LM {
 		return ""
 	}
-	_, golds, _ := answered(set)
 	n := len(set.seqs)
+	if !set.lm.Format.Generates() {
+		return fmt.Sprintf("%v: reporting the loss of all %d rows, and no answer accuracy", data.ErrNoGeneration, n)
+	}
+	_, golds, _ := answered(set)
+	gold := goldName(set.lm.Format)
 	switch missing := n - len(golds); {
 	case missing == 0:
 		return ""
 	case missing == n:
-		return fmt.Sprintf("no row has an \"answer\" field: reporting the loss of all %d rows, and no answer accuracy", n)
+		return fmt.Sprintf("no row has an %s: reporting the loss of all %d rows, and no answer accuracy", gold, n)
 	default:
-		return fmt.Sprintf("%d of %d rows have no \"answer\" field: the answer accuracy is over the other %d, the loss over all %d", missing, n, n-missing, n)
+		return fmt.Sprintf("%d of %d rows have no %s: the answer accuracy is over the other %d, the loss over all %d", missing, n, gold, n-missing, n)
 	}
 }
 
+// goldName names, without an article, where the rows of a format take
+// their gold answer from (see data.Set.Gold).
+func goldName(f data.Format) string {
+	switch f {
+	case data.FormatPromptCompletion:
+		return "\"answer\" field or completion"
+	case data.FormatMessages, data.FormatChatPromptCompletion:
+		return "\"answer\" field or last assistant message"
+	}
+	return "\"answer\" field"
+}
+
 // answered returns the encoded rows of set that have a gold answer to
-// score a generation against (an "answer" field that is not blank; a
-// blank one counts as missing in the notes, which speak of the field),
-// their answers, and their positions in set.seqs.
-func answered(set *taskData) (rows []data.Example, golds []string, scored []int) {
+// score a generation against (see data.Set.Gold; a blank one counts as
+// missing), their answers, and their positions in set.seqs. Rows in the
+// text format have none.
+func answered(set *taskData) (rows *data.Set, golds []string, scored []int) {
+	rows = &data.Set{Name: set.lm.Name, Format: set.lm.Format}
 	for i, s := range set.seqs {
-		if r := set.rows[s.Row]; strings.TrimSpace(r.Answer) != "" {
-			rows, golds, scored = append(rows, r), append(golds, r.Answer), append(scored, i)
+		if g := set.lm.Gold(s.Row); strings.TrimSpace(g) != "" {
+			rows.Rows, golds, scored = append(rows.Rows, set.lm.Rows[s.Row]), append(golds, g), append(scored, i)
 		}
 	}
 	return rows, golds, scored

@@ -226,7 +226,7 @@ func TestEvalAfterTrainingNoAnswers(t *testing.T) {
 			for i := range rows {
 				rows[i].Answer = tc.answers[i]
 			}
-			set, err := loadTaskData(writeRows(t, dir, tc.name+".json", rows), train.LM, tk, 128, 0, 1)
+			set, err := loadTaskData(writeRows(t, dir, tc.name+".json", rows), train.LM, tk, nil, 128, 0, 1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -74,6 +74,7 @@ type finetuneFlags struct {
 	seed                                                                               uint64
 	resume, exactRotation, newHead                                                     bool
 	set                                                                                map[string]bool
+	chat                                                                               chatFlags
 }
 
 func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
@@ -81,7 +82,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	backendFlagVar(fs, &f.backend)
 	fs.StringVar(&f.model, "model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder; without it the built-in demonstration runs")
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "`PATH` of the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, tokenizer.model or model folder (default: the --model folder's own, for a Hugging Face model; required for a llama2.c checkpoint)")
-	fs.StringVar(&f.data, "data", "", "`FILE` of training data: LLM-Adapters JSON (--task lm or classify) or CoLA TSV (--task classify) (required with --model)")
+	fs.StringVar(&f.data, "data", "", "`FILE` of training data (required with --model): for --task lm a JSON list or JSON Lines of rows, each instruction/input/output (LLM-Adapters, Alpaca), prompt/completion, text, or messages (a conversation, rendered with the chat template); for --task classify CoLA TSV or BoolQ JSON")
 	fs.StringVar(&f.evalData, "eval-data", "", "`FILE` of held-out data in the same format, evaluated before training (zero-shot), every --eval-every steps and at the end")
 	fs.StringVar(&f.task, "task", "lm", "`TASK`: lm (causal LM, loss on the answer tokens) or classify (classification head on the last token; a --model with a head beside it in "+headFile+" continues that head)")
 	fs.BoolVar(&f.newHead, "new-head", false, "with --task classify, start a new random classification head even when --model has one beside it in "+headFile)
@@ -112,6 +113,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.IntVar(&f.maxEval, "max-eval", 0, "evaluate on a random subset of `N` rows of --eval-data (0: all)")
 	fs.IntVar(&f.pretrainSteps, "pretrain-steps", demo.DefaultPretrainSteps, "the demonstration's pretraining `STEPS`")
 	fs.IntVar(&f.repeats, "repeats", demo.DefaultRepeats, "the demonstration's fine-tuning runs per method, `N` (each with its own seed)")
+	f.chat.addTemplate(fs, ", for data of conversations (messages rows)")
 	return f
 }
 
@@ -322,7 +324,8 @@ type taskData struct {
 	path    string // the file, for error messages
 	seqs    []data.Sequence
 	stats   data.EncodeStats
-	rows    []data.Example    // LM: the rows (for answers and prompts)
+	lm      *data.Set         // LM: the rows (for answers and prompts)
+	chat    data.ChatRenderer // LM conversations: their chat template
 	set     *data.ClassifySet // classification
 	classes []string
 	// index holds, for a --max-train/--max-eval subset, the 0-based row in
@@ -341,8 +344,9 @@ func (td *taskData) fileRow(i int) int {
 	return td.index[i] + 1
 }
 
-// loadTaskData reads and encodes a data file for task.
-func loadTaskData(path string, task train.Task, tok data.Encoder, maxLen, limit int, seed uint64) (*taskData, error) {
+// loadTaskData reads and encodes a data file for task; chats gives
+// conversations their chat template.
+func loadTaskData(path string, task train.Task, tok data.Encoder, chats *chatSource, maxLen, limit int, seed uint64) (*taskData, error) {
 	td := &taskData{path: path}
 	var err error
 	if task == train.Classify {
@@ -358,14 +362,20 @@ func loadTaskData(path string, task train.Task, tok data.Encoder, maxLen, limit 
 		}
 	} else {
 		if strings.EqualFold(filepath.Ext(path), ".tsv") {
-			return nil, fmt.Errorf("%s is a TSV file; --task lm reads LLM-Adapters JSON (use --task classify for CoLA)", path)
+			return nil, fmt.Errorf("%s is a TSV file; --task lm reads JSON or JSON Lines rows (use --task classify for CoLA)", path)
 		}
-		rows, err := data.LoadAdapters(path)
+		set, err := data.Load(path)
 		if err != nil {
 			return nil, err
 		}
-		td.rows, td.index = sample(rows, limit, seed)
-		td.seqs, td.stats, err = data.EncodeLM(tok, td.rows, maxLen)
+		if set.Format.Chat() {
+			if td.chat, err = chats.renderer(); err != nil {
+				return nil, fmt.Errorf("%s holds conversations (%s rows): %w", path, set.Format, err)
+			}
+		}
+		set.Rows, td.index = sample(set.Rows, limit, seed)
+		td.lm = set
+		td.seqs, td.stats, err = set.Encode(tok, td.chat, maxLen)
 		if err != nil {
 			return nil, err
 		}
@@ -433,13 +443,18 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "note: --max-len %d exceeds the model's %d positions; using %d\n", maxLen, w.Config.MaxSeqLen, w.Config.MaxSeqLen)
 		maxLen = w.Config.MaxSeqLen
 	}
-	trainSet, err := loadTaskData(f.data, task, tok, maxLen, f.maxTrain, f.seed)
+	tokSrc, err := tokenizerSource(f.model, f.tokenizer)
+	if err != nil {
+		return fail("%v", err)
+	}
+	chats := &chatSource{flags: &f.chat, tokSrc: tokSrc, addsBOS: tok.BOS() >= 0}
+	trainSet, err := loadTaskData(f.data, task, tok, chats, maxLen, f.maxTrain, f.seed)
 	if err != nil {
 		return fail("%v", err)
 	}
 	var evalSet *taskData
 	if f.evalData != "" {
-		if evalSet, err = loadTaskData(f.evalData, task, tok, maxLen, f.maxEval, f.seed+1); err != nil {
+		if evalSet, err = loadTaskData(f.evalData, task, tok, chats, maxLen, f.maxEval, f.seed+1); err != nil {
 			return fail("%v", err)
 		}
 		if task == train.Classify && len(evalSet.classes) != len(trainSet.classes) {
@@ -675,9 +690,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 // the others (as "sora eval" does; see answerNote), and the note is
 // printed once, here.
 func answerScoring(set *taskData) (score bool, note string) {
+	if !set.lm.Format.Generates() {
+		return false, fmt.Sprintf("%v: the answers are not scored after training (the held-out loss is)", data.ErrNoGeneration)
+	}
 	_, golds, _ := answered(set)
 	if len(golds) == 0 {
-		return false, "no row has an \"answer\" field: the answers are not scored after training (the held-out loss is)"
+		return false, fmt.Sprintf("no row has an %s: the answers are not scored after training (the held-out loss is)", goldName(set.lm.Format))
 	}
 	if _, err := data.NewExtractor(golds); err != nil {
 		return false, fmt.Sprintf("the answers are not scored after training (the held-out loss is): %v", err)
@@ -718,7 +736,10 @@ func describeData(w io.Writer, what, path string, td *taskData, task train.Task,
 		}
 		msg += " (" + strings.Join(parts, ", ") + ")"
 	} else {
-		msg += fmt.Sprintf(", %d answer tokens", td.stats.Trained)
+		msg += fmt.Sprintf(" (%s rows), %d trained tokens", td.lm.Format, td.stats.Trained)
+		if td.stats.Split > 0 {
+			msg += fmt.Sprintf("; in %d a token spans the edge of the trained text (it is trained)", td.stats.Split)
+		}
 	}
 	if note := td.lengthNote(maxLen, modelLen); note != "" {
 		msg += "; " + note

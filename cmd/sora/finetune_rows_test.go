@@ -75,11 +75,14 @@ func TestSubsetRowsAreFileRows(t *testing.T) {
 		{"classify all", cola, train.Classify, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			td, err := loadTaskData(c.path, c.task, byteEncoder{}, 256, c.limit, 5)
+			td, err := loadTaskData(c.path, c.task, byteEncoder{}, nil, 256, c.limit, 5)
 			if err != nil {
 				t.Fatal(err)
 			}
-			n, moved := len(td.rows), 0
+			n, moved := 0, 0
+			if c.task == train.LM {
+				n = len(td.lm.Rows)
+			}
 			if c.task == train.Classify {
 				n = len(td.set.Examples)
 			}
@@ -95,8 +98,8 @@ func TestSubsetRowsAreFileRows(t *testing.T) {
 					if td.set.Examples[i] != colaAll.Examples[r-1] {
 						t.Errorf("row %d is %+v; file row %d is %+v", i, td.set.Examples[i], r, colaAll.Examples[r-1])
 					}
-				} else if td.rows[i] != all[r-1] {
-					t.Errorf("row %d answers %s; file row %d answers %s", i, td.rows[i].Answer, r, all[r-1].Answer)
+				} else if ex := td.lm.Rows[i].Example(); ex != all[r-1] {
+					t.Errorf("row %d answers %s; file row %d answers %s", i, ex.Answer, r, all[r-1].Answer)
 				}
 				if r != i+1 {
 					moved++

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// chatDataTemplate writes each turn as "role: content", ends the
+// assistant's with EOS and the others with a newline, and opens an
+// assistant turn for generation: so a one-turn conversation is the
+// prompt/completion row {"prompt": "user: P\nassistant: ", "completion":
+// C} with BOS before it and EOS after it.
+const chatDataTemplate = "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}{{ eos_token if m.role == 'assistant' else '\n' }}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
+
+// writeJSONL writes rows as JSON Lines.
+func writeJSONL(t *testing.T, path string, rows []map[string]any) {
+	t.Helper()
+	var b bytes.Buffer
+	for _, r := range rows {
+		line, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFinetuneDataFormats trains stories260K (as a Hugging Face folder
+// with a chat template) on the same BoolQ-like rows written in three
+// formats that must mean the same tokens and the same loss: one-turn
+// conversations (messages, rendered by the template, trained on the
+// assistant's turn), prompt/completion rows holding the template's text,
+// and, with the prompt left empty, text rows. The adapters must be the
+// same bytes, and the evaluation of conversations the same predictions as
+// that of prompt/completion rows. A multi-turn conversation, which needs a
+// loss mask of two spans, trains and is scored too.
+func TestFinetuneDataFormats(t *testing.T) {
+	model, tokBin := stories260K(t)
+	dir := t.TempDir()
+	hf := filepath.Join(dir, "stories260K-hf")
+	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", hf); code != 0 {
+		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
+	}
+	var chat, pc, text, multi []map[string]any
+	for i := range 12 {
+		ans := []string{"true", "false"}[i%3%2]
+		q := fmt.Sprintf("is %d a small number? Answer true or false.", i)
+		c := "the correct answer is " + ans
+		chat = append(chat, map[string]any{"messages": []map[string]string{{"role": "user", "content": q}, {"role": "assistant", "content": c}}, "answer": ans})
+		pc = append(pc, map[string]any{"prompt": "user: " + q + "\nassistant: ", "completion": c, "answer": ans})
+		text = append(text, map[string]any{"prompt": "", "completion": "user: " + q + "\nassistant: " + c})
+		multi = append(multi, map[string]any{"messages": []map[string]string{
+			{"role": "user", "content": q}, {"role": "assistant", "content": "Let me think."},
+			{"role": "user", "content": "And the answer?"}, {"role": "assistant", "content": c}}, "answer": ans})
+	}
+	files := map[string][]map[string]any{"chat": chat, "pc": pc, "text": text, "multi": multi}
+	for name, rows := range files {
+		writeJSONL(t, filepath.Join(dir, name+".jsonl"), rows)
+	}
+	textRows := make([]map[string]any, len(text))
+	for i, r := range text {
+		textRows[i] = map[string]any{"text": r["completion"]}
+	}
+	writeJSONL(t, filepath.Join(dir, "text-only.jsonl"), textRows)
+
+	finetune := func(name, data string, extra ...string) (stdout string) {
+		t.Helper()
+		args := append([]string{"finetune", "--model", hf, "--data", filepath.Join(dir, data), "--steps", "2", "--batch", "4",
+			"--method", "sora", "--out", filepath.Join(dir, "run-"+name)}, extra...)
+		code, out, errOut := runCLI(t, args...)
+		if code != exitOK {
+			t.Fatalf("finetune on %s: status %d; stderr:\n%s", data, code, errOut)
+		}
+		return out
+	}
+	adapter := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, "run-"+name, "adapter", "adapter_model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	// Without a template, conversations are refused, naming the flag.
+	code, _, errOut := runCLI(t, "finetune", "--model", hf, "--data", filepath.Join(dir, "chat.jsonl"), "--steps", "1", "--out", filepath.Join(dir, "run-none"))
+	if code == exitOK || !strings.Contains(errOut, "conversations") || !strings.Contains(errOut, "--chat-template") {
+		t.Fatalf("conversations without a chat template: status %d, stderr:\n%s\nwant a failure naming --chat-template", code, errOut)
+	}
+	tmpl := filepath.Join(dir, "chat.jinja")
+	if err := os.WriteFile(tmpl, []byte(chatDataTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	outChat := finetune("chat", "chat.jsonl", "--chat-template", tmpl)
+	finetune("pc", "pc.jsonl")
+	if !strings.Contains(outChat, "(messages rows)") {
+		t.Errorf("finetune on conversations does not name their format:\n%s", outChat)
+	}
+	if !bytes.Equal(adapter("chat"), adapter("pc")) {
+		t.Error("the adapter trained on one-turn conversations differs from the one trained on the same text as prompt/completion rows")
+	}
+	finetune("text", "text-only.jsonl")
+	finetune("pc-text", "text.jsonl")
+	if !bytes.Equal(adapter("text"), adapter("pc-text")) {
+		t.Error("the adapter trained on text rows differs from the one trained on prompt/completion rows with an empty prompt")
+	}
+
+	// The template may also come from the model's folder.
+	if err := os.WriteFile(filepath.Join(hf, "chat_template.jinja"), []byte(chatDataTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	outMulti := finetune("multi", "multi.jsonl", "--eval-data", filepath.Join(dir, "multi.jsonl"))
+	if !strings.Contains(outMulti, "answer accuracy") {
+		t.Errorf("finetune with conversations as --eval-data scored no answers:\n%s", outMulti)
+	}
+
+	// Evaluating the conversations generates from the same prompts as the
+	// prompt/completion rows: the same predictions.
+	preds := map[string][]prediction{}
+	for _, name := range []string{"chat", "pc"} {
+		js := filepath.Join(dir, "eval-"+name+".json")
+		code, out, errOut := runCLI(t, "eval", "--model", hf, "--adapter", filepath.Join(dir, "run-pc", "adapter"),
+			"--data", filepath.Join(dir, name+".jsonl"), "--json", js, "--show", "0")
+		if code != exitOK {
+			t.Fatalf("eval on %s: status %d; stderr:\n%s\n%s", name, code, errOut, out)
+		}
+		var rep evalReport
+		b, err := os.ReadFile(js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.AnswerRows != len(chat) {
+			t.Fatalf("eval on %s scored %d rows, want %d", name, rep.AnswerRows, len(chat))
+		}
+		preds[name] = rep.Predictions
+	}
+	for i := range preds["chat"] {
+		if c, p := preds["chat"][i], preds["pc"][i]; c.Output != p.Output || c.Pred != p.Pred {
+			t.Errorf("row %d: conversation generated %q, prompt/completion row %q", i+1, c.Output, p.Output)
+		}
+	}
+}
