@@ -1,18 +1,22 @@
-// Package hf reads and writes LLaMA, Qwen2, Qwen3 and Mistral checkpoints
-// in the Hugging Face layout: a folder holding config.json and the weights
-// in model.safetensors, or in several shards listed by
+// Package hf reads and writes LLaMA, Qwen2, Qwen3, Mistral and Gemma 3
+// checkpoints in the Hugging Face layout: a folder holding config.json and
+// the weights in model.safetensors, or in several shards listed by
 // model.safetensors.index.json.
 //
-// Four architectures load, all into package llama's decoder: transformers'
+// Five architectures load, all into package llama's decoder: transformers'
 // LlamaForCausalLM (model_type "llama", with or without attention_bias),
 // Qwen2ForCausalLM (model_type "qwen2": Qwen2 and Qwen2.5, which is LLaMA
 // with biases on q_proj, k_proj and v_proj; see
 // llama.Config.AttentionBias), Qwen3ForCausalLM (model_type "qwen3": the
 // dense Qwen3 models, LLaMA with a per-head RMSNorm of queries and keys,
 // q_norm and k_norm, and heads of their own width; see llama.Config.QKNorm
-// and llama.Config.HeadWidth) and MistralForCausalLM (model_type "mistral":
+// and llama.Config.HeadWidth), MistralForCausalLM (model_type "mistral":
 // LLaMA's decoder, whose sliding-window attention must not take effect; see
-// ParseConfig; llama.Config.Family remembers it). Any of them may give a
+// ParseConfig; llama.Config.Family remembers it) and Gemma3ForCausalLM
+// (model_type "gemma3_text": Gemma 3 270M and 1B, and text-only configs of
+// the larger ones; llama.FamilyGemma3, with its sliding-window layers; the
+// multimodal Gemma3ForConditionalGeneration, model_type "gemma3", and Gemma
+// 2 are refused by name). Any of them may give a
 // head_dim other than hidden_size / num_attention_heads (Mistral Nemo;
 // Qwen3-0.6B, 4B and 32B). Tensor names are theirs (see package llama).
 // F32, F16 and BF16 weights are read, converted to float32; the writer
@@ -66,6 +70,16 @@ const (
 	defaultQwen3MaxPos  = 32768
 	defaultQwen3KVHeads = 32  // num_key_value_heads when the field is absent
 	defaultQwen3HeadDim = 128 // head_dim when the field is absent, whatever the width
+
+	// Gemma3TextConfig's defaults (rms_norm_eps is LlamaConfig's).
+	defaultGemma3MaxPos      = 131072
+	defaultGemma3KVHeads     = 4
+	defaultGemma3HeadDim     = 256
+	defaultGemma3RopeTheta   = 1e6
+	defaultGemma3LocalTheta  = 10000.0
+	defaultGemma3Window      = 4096
+	defaultGemma3Pattern     = 6 // sliding_window_pattern: every 6th layer is full
+	defaultGemma3QueryScalar = 256
 )
 
 // The model types and architectures this package reads and writes.
@@ -74,10 +88,15 @@ const (
 	ModelTypeQwen2   = "qwen2"
 	ModelTypeMistral = "mistral"
 	ModelTypeQwen3   = "qwen3"
-	ArchLlama        = "LlamaForCausalLM"
-	ArchQwen2        = "Qwen2ForCausalLM"
-	ArchMistral      = "MistralForCausalLM"
-	ArchQwen3        = "Qwen3ForCausalLM"
+	// ModelTypeGemma3Text is Gemma 3's text model (Gemma3TextConfig);
+	// "gemma3" is the multimodal Gemma3ForConditionalGeneration, which
+	// is not read.
+	ModelTypeGemma3Text = "gemma3_text"
+	ArchLlama           = "LlamaForCausalLM"
+	ArchQwen2           = "Qwen2ForCausalLM"
+	ArchMistral         = "MistralForCausalLM"
+	ArchQwen3           = "Qwen3ForCausalLM"
+	ArchGemma3          = "Gemma3ForCausalLM"
 )
 
 // configJSON is the part of a LlamaConfig that this package reads. Pointers
@@ -118,14 +137,30 @@ type configJSON struct {
 	// use_mrope is the multimodal rotary embedding of Qwen2-VL, which
 	// Qwen2.5's text configs carry as false.
 	UseMRoPE *bool `json:"use_mrope"`
-	// SlidingWindow is read for Mistral only (Qwen2's counts only with
-	// use_sliding_window). Raw, to tell null (no window) from absent
-	// (MistralConfig's default of 4096).
+	// SlidingWindow is read for Mistral and Gemma 3 only (Qwen2's counts
+	// only with use_sliding_window). Raw, to tell null (no window) from
+	// absent (MistralConfig's default of 4096, Gemma3TextConfig's 4096).
 	SlidingWindow json.RawMessage `json:"sliding_window"`
+
+	// Gemma3TextConfig's own fields.
+	HiddenActivation   *string  `json:"hidden_activation"`
+	QueryPreAttnScalar *float64 `json:"query_pre_attn_scalar"`
+	RopeLocalBaseFreq  *float64 `json:"rope_local_base_freq"`
+	// sliding_window_pattern is the older spelling of layer_types (every
+	// pattern-th layer full, the others sliding); transformers saves it
+	// as _sliding_window_pattern since layer_types came in.
+	SlidingWindowPattern        json.RawMessage `json:"sliding_window_pattern"`
+	PrivateSlidingWindowPattern json.RawMessage `json:"_sliding_window_pattern"`
+	// Gemma 2's soft-capping, null in Gemma 3.
+	AttnLogitSoftcapping  json.RawMessage `json:"attn_logit_softcapping"`
+	FinalLogitSoftcapping json.RawMessage `json:"final_logit_softcapping"`
+	// EmbeddingGemma's bidirectional attention.
+	UseBidirectionalAttention *bool `json:"use_bidirectional_attention"`
 }
 
 // ParseConfig decodes a Hugging Face config.json of model_type "llama" (the
-// default when absent), "qwen2", "qwen3" or "mistral" into a llama.Config
+// default when absent), "qwen2", "qwen3", "mistral" or "gemma3_text" (see
+// parseGemma3 for Gemma 3's fields) into a llama.Config
 // (in the half-split rotary layout). A LLaMA config with attention_bias
 // true gives llama.BiasQKVO; a Qwen2 config always gives llama.BiasQKV, as
 // Qwen2's q/k/v projections always have a bias; a Qwen3 config gives
@@ -145,10 +180,11 @@ type configJSON struct {
 // refused. Absent optional fields get LlamaConfig's, Qwen2Config's,
 // Qwen3Config's or MistralConfig's defaults; features this project's
 // decoder does not implement (rotary scalings other than Llama 3.1's
-// "llama3", partial rotary embeddings, MLP biases, activations other than
+// "llama3" and "linear", partial rotary embeddings, MLP biases, activations other than
 // SiLU, attention dropout, Qwen2's and Qwen3's sliding-window attention,
 // Qwen2-VL's multimodal rotary embedding) are reported as errors naming the
-// field. The rotary base comes from rope_theta at the top level (older
+// field. Linear rope scaling (rope_type "linear", a factor) is read for
+// every type. The rotary base comes from rope_theta at the top level (older
 // transformers) or inside rope_parameters (newer ones); a config giving
 // both must give the same value. A llama3 scaling (Llama 3.1 and 3.2) is
 // read from rope_scaling (older transformers) or rope_parameters (newer
@@ -173,8 +209,20 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	}
 	switch modelType {
 	case ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral:
+	case ModelTypeGemma3Text:
+		cfg, err := parseGemma3(c)
+		if err != nil {
+			return fail("%v", err)
+		}
+		return cfg, nil
+	case "gemma3":
+		return fail("model_type is \"gemma3\": Gemma3ForConditionalGeneration, the multimodal Gemma 3 (4B, 12B, 27B: a SigLIP vision tower and the text decoder under text_config), is not supported; only the text models, model_type %q (Gemma3ForCausalLM: Gemma 3 270M and 1B), are", ModelTypeGemma3Text)
+	case "gemma2":
+		return fail("model_type is \"gemma2\": Gemma 2 (attention and final logit soft-capping) is not supported; Gemma 3's text models (model_type %q) are", ModelTypeGemma3Text)
+	case "gemma", "gemma3n", "gemma3n_text":
+		return fail("model_type is %q, which is not supported; of the Gemma family only Gemma 3's text models (model_type %q) are", modelType, ModelTypeGemma3Text)
 	default:
-		return fail("model_type is %q; expected %q, %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral)
+		return fail("model_type is %q; expected %q, %q, %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral, ModelTypeGemma3Text)
 	}
 	qwen2, qwen3, mistral := modelType == ModelTypeQwen2, modelType == ModelTypeQwen3, modelType == ModelTypeMistral
 	for _, f := range []struct {
@@ -264,17 +312,8 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		cfg.NumKVHeads = defaultMistralKVHeads
 		cfg.Family = llama.FamilyMistral
 	}
-	switch kv := string(bytes.TrimSpace(c.NumKeyValueHeads)); kv {
-	case "":
-		// absent: the model type's default, set above
-	case "null":
-		cfg.NumKVHeads = cfg.NumHeads
-	default:
-		var n float64
-		if err := json.Unmarshal(c.NumKeyValueHeads, &n); err != nil || n != math.Trunc(n) || n < 1 || n > math.MaxInt32 {
-			return fail("num_key_value_heads is %s; expected null or a positive whole number", truncate(compactJSON(c.NumKeyValueHeads), 60))
-		}
-		cfg.NumKVHeads = int(n)
+	if cfg.NumKVHeads, err = parseKVHeads(c.NumKeyValueHeads, cfg.NumKVHeads, cfg.NumHeads); err != nil {
+		return fail("%v", err)
 	}
 	if c.MaxPositionEmbeddings != nil {
 		cfg.MaxSeqLen = *c.MaxPositionEmbeddings
@@ -309,6 +348,22 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseKVHeads reads num_key_value_heads: absent it is def (the model
+// type's default), null it is heads, else a positive whole number.
+func parseKVHeads(raw json.RawMessage, def, heads int) (int, error) {
+	switch string(bytes.TrimSpace(raw)) {
+	case "":
+		return def, nil
+	case "null":
+		return heads, nil
+	}
+	var n float64
+	if err := json.Unmarshal(raw, &n); err != nil || n != math.Trunc(n) || n < 1 || n > math.MaxInt32 {
+		return 0, fmt.Errorf("num_key_value_heads is %s; expected null or a positive whole number", truncate(compactJSON(raw), 60))
+	}
+	return int(n), nil
 }
 
 // checkMistralWindow refuses a Mistral sliding_window that would take
@@ -409,9 +464,10 @@ func truncate(s string, n int) string {
 // rope_parameters only, its rope_theta (nil if absent).
 //
 // rope_type (or its older spelling "type"; both must agree) may be
-// "default", which takes no scaling fields, or "llama3", which needs
+// "default", which takes no scaling fields, "llama3", which needs
 // factor, low_freq_factor, high_freq_factor and
-// original_max_position_embeddings. A partial_rotary_factor must be 1.
+// original_max_position_embeddings, or "linear", which needs factor
+// alone. A partial_rotary_factor must be 1.
 // Every other field (the scalings this model cannot honour: attention_factor,
 // beta_fast, beta_slow, short_factor, long_factor, per-layer-type parameter
 // sets) is refused rather than ignored. Fields set to null count as absent.
@@ -456,7 +512,7 @@ func parseRopeObject(field string, raw json.RawMessage) (*llama.RopeScaling, *fl
 		v := fields[k]
 		switch k {
 		case "rope_theta":
-			if field != "rope_parameters" {
+			if !strings.HasPrefix(field, "rope_parameters") {
 				return nil, nil, fmt.Errorf("%s.rope_theta is set; the rotary base belongs in rope_theta or rope_parameters.rope_theta", field)
 			}
 			t, err := number(k)
@@ -472,8 +528,8 @@ func parseRopeObject(field string, raw json.RawMessage) (*llama.RopeScaling, *fl
 			if typeKey != "" && t != typ {
 				return nil, nil, fmt.Errorf("%s.%s is %q but %s.%s is %q; expected one rope type", field, typeKey, typ, field, k, t)
 			}
-			if t != "default" && t != llama.RopeScalingLlama3 {
-				return nil, nil, fmt.Errorf("%s.%s is %q (%s); only plain rotary embeddings (\"default\") and Llama 3.1's \"llama3\" scaling are supported", field, k, t, compactJSON(raw))
+			if t != "default" && t != llama.RopeScalingLlama3 && t != llama.RopeScalingLinear {
+				return nil, nil, fmt.Errorf("%s.%s is %q (%s); only plain rotary embeddings (\"default\"), Llama 3.1's \"llama3\" and \"linear\" scaling are supported", field, k, t, compactJSON(raw))
 			}
 			typ, typeKey = t, k
 		case "partial_rotary_factor":
@@ -482,8 +538,8 @@ func parseRopeObject(field string, raw json.RawMessage) (*llama.RopeScaling, *fl
 				return nil, nil, fmt.Errorf("%s.partial_rotary_factor is %s; only rotary embeddings over the whole head (1.0) are supported", field, v)
 			}
 		case "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings":
-			if typ != llama.RopeScalingLlama3 {
-				return nil, nil, fmt.Errorf("%s.%s is set (%s) without rope_type \"llama3\"; only plain rotary embeddings and Llama 3.1's \"llama3\" scaling are supported", field, k, compactJSON(raw))
+			if typ != llama.RopeScalingLlama3 && !(typ == llama.RopeScalingLinear && k == "factor") {
+				return nil, nil, fmt.Errorf("%s.%s is set (%s) without rope_type \"llama3\"; only plain rotary embeddings, Llama 3.1's \"llama3\" scaling and \"linear\" scaling (a factor alone) are supported", field, k, compactJSON(raw))
 			}
 			f, err := number(k)
 			if err != nil {
@@ -512,6 +568,14 @@ func parseRopeObject(field string, raw json.RawMessage) (*llama.RopeScaling, *fl
 		return nil, theta, nil
 	case "default":
 		return &llama.RopeScaling{}, theta, nil
+	case llama.RopeScalingLinear:
+		if !set["factor"] {
+			return nil, nil, fmt.Errorf("%s.factor is missing; rope_type \"linear\" needs one", field)
+		}
+		if !(s.Factor > 0) {
+			return nil, nil, fmt.Errorf("%s.factor is %v; expected a positive number", field, s.Factor)
+		}
+		return &llama.RopeScaling{Type: llama.RopeScalingLinear, Factor: s.Factor}, theta, nil
 	}
 	s.Type = llama.RopeScalingLlama3
 	for _, k := range []string{"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"} {
@@ -547,11 +611,15 @@ func isRopeTypeKey(k string) bool { return k == "rope_type" || k == "type" }
 
 // Architecture returns the model_type and architecture under which
 // transformers runs a model of configuration cfg: MistralForCausalLM for
-// Family llama.FamilyMistral, Qwen3ForCausalLM for QK-norm,
-// Qwen2ForCausalLM for biases on q/k/v alone, LlamaForCausalLM otherwise.
+// Family llama.FamilyMistral, Gemma3ForCausalLM for llama.FamilyGemma3,
+// Qwen3ForCausalLM for QK-norm, Qwen2ForCausalLM for biases on q/k/v
+// alone, LlamaForCausalLM otherwise.
 func Architecture(cfg llama.Config) (modelType, arch string) {
-	if cfg.Family == llama.FamilyMistral {
+	switch cfg.Family {
+	case llama.FamilyMistral:
 		return ModelTypeMistral, ArchMistral
+	case llama.FamilyGemma3:
+		return ModelTypeGemma3Text, ArchGemma3
 	}
 	if cfg.QKNorm {
 		return ModelTypeQwen3, ArchQwen3
@@ -568,8 +636,10 @@ func Architecture(cfg llama.Config) (modelType, arch string) {
 // Qwen2's q/k/v biases, a Qwen3Config for Qwen3ForCausalLM when cfg has
 // QK-norm (with no biases, or with llama.BiasQKVO as attention_bias true;
 // Qwen2's q/k/v biases with QK-norm are no transformers model and an
-// error), or a MistralConfig with a null sliding_window for Family
-// llama.FamilyMistral (see [Architecture]). head_dim is written for every
+// error), a MistralConfig with a null sliding_window for Family
+// llama.FamilyMistral, or a Gemma3TextConfig for Family
+// llama.FamilyGemma3 (see [Architecture] and encodeGemma3). head_dim is
+// written for every
 // type but Qwen2 (whose config has no such field), and for Qwen2 where it
 // differs from hidden_size / num_attention_heads. It names no bos_token_id
 // or eos_token_id: cfg does not know them, and the tokenizer and
@@ -582,6 +652,9 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 		return nil, fmt.Errorf("hf: a model with QK-norm and biases on q/k/v but not o_proj has no transformers architecture (Qwen3's attention_bias puts one on all four projections)")
 	}
 	modelType, arch := Architecture(cfg)
+	if modelType == ModelTypeGemma3Text {
+		return encodeGemma3(cfg)
+	}
 	m := map[string]any{
 		"architectures":           []string{arch},
 		"model_type":              modelType,
@@ -643,6 +716,9 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 func encodeRopeScaling(s llama.RopeScaling) any {
 	if s.IsZero() {
 		return nil
+	}
+	if s.Type == llama.RopeScalingLinear {
+		return map[string]any{"rope_type": s.Type, "factor": pyFloat(s.Factor)}
 	}
 	return map[string]any{
 		"rope_type":                        s.Type,

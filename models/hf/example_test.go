@@ -50,3 +50,17 @@ func ExampleParseConfig() {
 	fmt.Println(cfg.HeadDim(), cfg.QDim(), cfg.QKNorm, cfg.NumParams())
 	// Output: 128 2048 true 596049920
 }
+
+// ExampleParseConfig_gemma3 reads Gemma 3 1B's layer layout: every sixth
+// layer attends to the whole sequence with rope_theta, the others to the
+// last 512 positions with rope_local_base_freq.
+func ExampleParseConfig_gemma3() {
+	cfg, err := hf.ParseConfig([]byte(`{"model_type": "gemma3_text", "hidden_size": 1152, "intermediate_size": 6912,
+		"num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
+		"vocab_size": 262144, "sliding_window": 512, "sliding_window_pattern": 6, "max_position_embeddings": 32768}`), "config.json")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Family, cfg.LayerKinds, cfg.SlidingWindow, cfg.LocalRopeTheta, cfg.RopeTheta, cfg.NumParams())
+	// Output: gemma3 sssssfsssssfsssssfsssssfss 512 10000 1e+06 999885952
+}

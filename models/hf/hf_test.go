@@ -447,11 +447,14 @@ func TestParseConfig(t *testing.T) {
 	bad := []struct{ json, want string }{
 		{`[]`, "not a valid config"},
 		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0}}`, `rope_parameters.low_freq_factor is missing`},
-		{`{` + base + `, "rope_parameters": {"type": "linear", "factor": 2.0}}`, `rope_parameters.type is "linear"`},
+		{`{` + base + `, "rope_parameters": {"type": "dynamic", "factor": 2.0}}`, `rope_parameters.type is "dynamic"`},
+		{`{` + base + `, "rope_parameters": {"type": "linear"}}`, `rope_parameters.factor is missing; rope_type "linear" needs one`},
+		{`{` + base + `, "rope_parameters": {"type": "linear", "factor": -2.0}}`, `rope_parameters.factor is -2; expected a positive number`},
+		{`{` + base + `, "rope_parameters": {"type": "linear", "factor": 2.0, "low_freq_factor": 1.0}}`, `rope_parameters.low_freq_factor is set`},
 		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "factor": 2.0}}`, `rope_parameters.factor is set ({"rope_theta":500000.0,"factor":2.0}) without rope_type "llama3"`},
 		// Indented objects are quoted on one line.
 		{`{` + base + `, "rope_parameters": {` + "\n  " + `"rope_type": "yarn"` + "\n" + `}}`, `rope_parameters.rope_type is "yarn" ({"rope_type":"yarn"})`},
-		{`{` + base + `, "rope_scaling": {` + "\n  " + `"type": "linear"` + "\n" + `}}`, `rope_scaling.type is "linear" ({"type":"linear"})`},
+		{`{` + base + `, "rope_scaling": {` + "\n  " + `"type": "dynamic"` + "\n" + `}}`, `rope_scaling.type is "dynamic" ({"type":"dynamic"})`},
 		{`{` + base + `, "rope_parameters": {"full_attention": {"rope_theta": 500000.0}}}`, "rope_parameters.full_attention is set"},
 		{`{` + base + `, "rope_parameters": {"rope_theta": 500000.0, "partial_rotary_factor": 0.5}}`, "rope_parameters.partial_rotary_factor is 0.5"},
 		{`{` + base + `, "partial_rotary_factor": 0.25}`, "partial_rotary_factor is 0.25"},
@@ -463,7 +466,7 @@ func TestParseConfig(t *testing.T) {
 		{`{"hidden_size": 16}`, "missing required field intermediate_size"},
 		{`{` + base + `, "model_type": "gpt2"}`, `model_type is "gpt2"`},
 		{`{` + base + `, "hidden_act": "gelu"}`, `hidden_act is "gelu"`},
-		{`{` + base + `, "rope_scaling": {"type": "linear", "factor": 2.0}}`, `rope_scaling.type is "linear"`},
+		{`{` + base + `, "rope_scaling": {"type": "yarn", "factor": 2.0}}`, `rope_scaling.type is "yarn"`},
 		{`{` + base + `, "mlp_bias": true}`, "mlp_bias is true"},
 		{`{` + base + `, "attention_dropout": 0.5}`, "attention_dropout is 0.5"},
 		{`{` + base + `, "num_key_value_heads": 3}`, "n_kv_heads 3"},
@@ -705,6 +708,11 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"model_type": "mistral", "hidden_size": 20, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 19, "sliding_window": null, "head_dim": 8}`))
 	f.Add([]byte(`{"model_type": "llama", "attention_bias": true, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19}`))
 	f.Add([]byte(`{"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "rope_parameters": {"type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}`))
+	f.Add([]byte(gemma3_270MConfig))
+	f.Add([]byte(gemma3_1BConfig))
+	f.Add([]byte(gemma3_4BTextConfig))
+	f.Add([]byte(`{"model_type": "gemma3_text", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 19, "head_dim": 6, "sliding_window": 2, "sliding_window_pattern": 2, "rope_scaling": {"rope_type": "linear", "factor": 2.0}}`))
+	f.Add([]byte(`{"model_type": "gemma3_text", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "layer_types": ["full_attention", "full_attention"], "rope_parameters": {"full_attention": {"rope_theta": 5.0}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := ParseConfig(b, "fuzz.json")
 		if err != nil {
