@@ -275,7 +275,8 @@ func readFloats(r io.Reader, dst []float32) error {
 // not modified). The formats cannot record NormEps, RopeTheta,
 // RopeScaling, attention biases, a head width other than dim / n_heads or
 // QK-norm, so Write refuses weights whose values differ from llama2.c's
-// (no scaling, no biases, heads dim / n_heads wide, no QK-norm).
+// (no scaling, no biases, heads dim / n_heads wide, no QK-norm), and
+// Gemma 3's, whose decoder differs in more than the format can say.
 func Write(path string, w *llama.Weights, format Format) error {
 	if err := checkWritable(w, format); err != nil {
 		return fmt.Errorf("llama2c: writing %s: %w", path, err)
@@ -291,6 +292,9 @@ func checkWritable(w *llama.Weights, format Format) error {
 		return err
 	}
 	c := w.Config
+	if c.Family == llama.FamilyGemma3 {
+		return fmt.Errorf("llama2.c checkpoints cannot hold Gemma 3 (family %q: its norms of 1 + w, post-attention and post-feed-forward norms, √dim embedding scale, GeGLU and sliding-window layers have no place in the format); write a Hugging Face folder instead", c.Family)
+	}
 	if c.AttentionBias != llama.NoBias {
 		return fmt.Errorf("llama2.c checkpoints cannot store attention biases (this model has them on %s, as Qwen2 and LLaMA with attention_bias do); write a Hugging Face folder instead", c.AttentionBias)
 	}

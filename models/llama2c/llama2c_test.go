@@ -387,6 +387,10 @@ func TestWriteRejects(t *testing.T) {
 	}{
 		{"head width", func(c *llama.Config) { c.HeadWidth = 2 * c.Dim / c.NumHeads }, "cannot record head_dim"},
 		{"qk-norm", func(c *llama.Config) { c.QKNorm = true }, "cannot store QK-norm weights"},
+		// Gemma 3 in llama2.c's own eps and theta: refused for what it is.
+		{"gemma 3", func(c *llama.Config) {
+			c.QKNorm, c.Family, c.Activation = true, llama.FamilyGemma3, llama.GELUTanh
+		}, `cannot hold Gemma 3 (family "gemma3"`},
 		{"same head width", func(c *llama.Config) { c.HeadWidth = c.Dim / c.NumHeads }, ""},
 	} {
 		cfg := small(true)
