@@ -410,6 +410,25 @@ func TestGemma3ForwardMatchesFloat64(t *testing.T) {
 				if d > tol {
 					t.Errorf("%v: forward differs from the float64 reference by %.3g", layout, d)
 				}
+				// The float32 reference, one position at a time through
+				// its cache.
+				V := tc.cfg.VocabSize
+				for row := range B {
+					ref, err := reference.New(lw)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for pos := range T {
+						rl, err := ref.Forward(int(ids[row*T+pos]), pos)
+						if err != nil {
+							t.Fatal(err)
+						}
+						k := row*T + pos
+						if d := maxRelDiff(rl, want[k*V:(k+1)*V]); d > tol {
+							t.Fatalf("%v: the float32 reference differs from the float64 one by %.3g at row %d position %d", layout, d, row, pos)
+						}
+					}
+				}
 			}
 		})
 	}

@@ -3,7 +3,12 @@
 // directly from the math (RMSNorm, attention biases, Qwen3's per-head
 // query/key RMSNorm, rotary embedding in either row layout, grouped-query
 // causal attention with any head width, SwiGLU feed-forward, tied or
-// separate classifier) with no backend and no optimisation.
+// separate classifier) with no backend and no optimisation. It also runs
+// Gemma 3 (llama.FamilyGemma3): the embedding times √dim, norms
+// multiplying by 1 + w, the attention's and feed-forward's outputs
+// normalised before the residual additions, GeGLU with GELU's tanh
+// approximation, query_pre_attn_scalar, and sliding layers that see the
+// last sliding_window positions and rotate with their own base.
 //
 // It is the yardstick for the rest of the project: tests use it to check
 // the checkpoint loaders and the tokenizer end to end against llama2.c's
@@ -15,6 +20,7 @@ package reference
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/sora-go/sora/models/llama"
 )
@@ -32,9 +38,15 @@ type Model struct {
 	// attention's output, which o_proj maps back to dim.
 	x, xb, xb2, q, ao, att, hb, hb2, logits []float32
 	cos, sin                                []float32 // per pair i of a head: cos/sin of the current angle
+
+	// norms holds 1 + w of every norm weight of a Gemma model (in
+	// float32, as transformers adds it), by the weight's first element;
+	// nil for other models, whose norms multiply by w.
+	norms map[*float32][]float32
 }
 
-// New returns a model over w (which must be valid; it is not copied).
+// New returns a model over w (which must be valid; it is not copied, but
+// a Gemma model's norm weights are read now, as 1 + w).
 func New(w *llama.Weights) (*Model, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
@@ -58,7 +70,57 @@ func New(w *llama.Weights) (*Model, error) {
 	m.logits = make([]float32, c.VocabSize)
 	m.cos = make([]float32, c.HeadDim()/2)
 	m.sin = make([]float32, c.HeadDim()/2)
+	if c.NormOffset() {
+		m.norms = map[*float32][]float32{}
+		for _, p := range w.Params() {
+			if len(p.Shape) == 1 && !strings.HasSuffix(p.Name, ".bias") {
+				one := make([]float32, len(p.Data))
+				for i, v := range p.Data {
+					one[i] = 1 + v
+				}
+				m.norms[&p.Data[0]] = one
+			}
+		}
+	}
 	return m, nil
+}
+
+// norm sets out = RMSNorm(x) with weight w: w itself, or for Gemma 1 + w.
+func (m *Model) norm(out, x, w []float32) {
+	if m.norms != nil {
+		w = m.norms[&w[0]]
+	}
+	rmsNorm(out, x, w, float32(m.cfg.NormEps))
+}
+
+// angles sets m.cos and m.sin to the rotation of position pos in layer l:
+// θ^(−2i/d) with the layer's base (Gemma's sliding layers have their own,
+// unscaled), or the scaled frequencies of a full layer.
+func (m *Model) angles(l, pos int) {
+	c := m.cfg
+	hd := c.HeadDim()
+	theta, scaled := c.RopeTheta, c.RopeFreqs() // nil without rope scaling
+	if c.Sliding(l) {
+		theta, scaled = c.LocalRopeTheta, nil
+	}
+	for i := 0; i < hd/2; i++ {
+		freq := float32(1 / math.Pow(theta, float64(2*i)/float64(hd)))
+		if scaled != nil {
+			freq = float32(scaled[i])
+		}
+		ang := float64(float32(pos) * freq)
+		m.cos[i], m.sin[i] = float32(math.Cos(ang)), float32(math.Sin(ang))
+	}
+}
+
+// activate applies the feed-forward gate's activation to g: SiLU, or
+// GELU's tanh approximation 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))).
+func (m *Model) activate(g float32) float32 {
+	if m.cfg.Activation == llama.GELUTanh {
+		x := float64(g)
+		return float32(0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x))))
+	}
+	return g * (1 / (1 + exp32(-g)))
 }
 
 // matVec sets out = W·x for W of shape [len(out), len(x)], summing each row
@@ -138,26 +200,27 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 		return nil, fmt.Errorf("reference: position %d outside 0..%d", pos, c.MaxSeqLen-1)
 	}
 	d, hd, kvDim := c.Dim, c.HeadDim(), c.KVDim()
-	eps := float32(c.NormEps)
 	group := c.NumHeads / c.NumKVHeads
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := float32(c.AttentionScale())
 	w := m.w
 
-	scaled := c.RopeFreqs() // nil without rope scaling
-	for i := 0; i < hd/2; i++ {
-		freq := float32(1 / math.Pow(c.RopeTheta, float64(2*i)/float64(hd)))
-		if scaled != nil {
-			freq = float32(scaled[i])
-		}
-		ang := float64(float32(pos) * freq)
-		m.cos[i], m.sin[i] = float32(math.Cos(ang)), float32(math.Sin(ang))
-	}
-
 	copy(m.x, w.TokenEmbedding[token*d:(token+1)*d])
+	if s := c.EmbedScale(); s != 1 {
+		for i := range m.x {
+			m.x[i] *= s
+		}
+	}
 	for l := range w.Layers {
 		ly := &w.Layers[l]
+		m.angles(l, pos)
+		// The first position the query sees: 0, or the start of a
+		// sliding layer's window.
+		first := 0
+		if c.Sliding(l) {
+			first = max(0, pos-c.SlidingWindow+1)
+		}
 		// Attention block.
-		rmsNorm(m.xb, m.x, ly.AttnNorm, eps)
+		m.norm(m.xb, m.x, ly.AttnNorm)
 		k := m.keys[l][pos*kvDim : (pos+1)*kvDim]
 		v := m.values[l][pos*kvDim : (pos+1)*kvDim]
 		matVec(m.q, ly.Wq, m.xb)
@@ -170,10 +233,10 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 		if c.QKNorm {
 			// Qwen3: each head's query and key normalised on its own.
 			for h := 0; h < c.NumHeads; h++ {
-				rmsNorm(m.q[h*hd:(h+1)*hd], m.q[h*hd:(h+1)*hd], ly.QNorm, eps)
+				m.norm(m.q[h*hd:(h+1)*hd], m.q[h*hd:(h+1)*hd], ly.QNorm)
 			}
 			for h := 0; h < c.NumKVHeads; h++ {
-				rmsNorm(k[h*hd:(h+1)*hd], k[h*hd:(h+1)*hd], ly.KNorm, eps)
+				m.norm(k[h*hd:(h+1)*hd], k[h*hd:(h+1)*hd], ly.KNorm)
 			}
 		}
 		m.rotate(m.q, c.RopeLayout)
@@ -181,19 +244,21 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 		for h := 0; h < c.NumHeads; h++ {
 			q := m.q[h*hd : (h+1)*hd]
 			kvOff := (h / group) * hd
-			att := m.att[:pos+1]
-			for t := range att {
+			att := m.att[first : pos+1]
+			for i := range att {
+				t := first + i
 				kt := m.keys[l][t*kvDim+kvOff : t*kvDim+kvOff+hd]
 				var s float32
 				for i := range q {
 					s += q[i] * kt[i]
 				}
-				att[t] = s * scale
+				att[i] = s * scale
 			}
 			softmax(att)
 			out := m.ao[h*hd : (h+1)*hd]
 			clear(out)
-			for t, a := range att {
+			for i, a := range att {
+				t := first + i
 				vt := m.values[l][t*kvDim+kvOff : t*kvDim+kvOff+hd]
 				for i := range out {
 					out[i] += a * vt[i]
@@ -202,23 +267,28 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 		}
 		matVec(m.xb2, ly.Wo, m.ao)
 		addBias(m.xb2, ly.Bo)
+		if ly.PostAttnNorm != nil {
+			m.norm(m.xb2, m.xb2, ly.PostAttnNorm)
+		}
 		for i := range m.x {
 			m.x[i] += m.xb2[i]
 		}
-		// Feed-forward block: W2 (silu(W1 x) ⊙ W3 x).
-		rmsNorm(m.xb, m.x, ly.FFNNorm, eps)
+		// Feed-forward block: W2 (act(W1 x) ⊙ W3 x).
+		m.norm(m.xb, m.x, ly.FFNNorm)
 		matVec(m.hb, ly.W1, m.xb)
 		matVec(m.hb2, ly.W3, m.xb)
 		for i, g := range m.hb {
-			g *= 1 / (1 + exp32(-g))
-			m.hb[i] = g * m.hb2[i]
+			m.hb[i] = m.activate(g) * m.hb2[i]
 		}
 		matVec(m.xb, ly.W2, m.hb)
+		if ly.PostFFNNorm != nil {
+			m.norm(m.xb, m.xb, ly.PostFFNNorm)
+		}
 		for i := range m.x {
 			m.x[i] += m.xb[i]
 		}
 	}
-	rmsNorm(m.x, m.x, w.FinalNorm, eps)
+	m.norm(m.x, m.x, w.FinalNorm)
 	cls := w.Output
 	if c.TiedEmbeddings {
 		cls = w.TokenEmbedding
