@@ -240,6 +240,8 @@ func OpCases() []Case {
 		{"softmax/causal", []int{2, 4, 4}, backend.SoftmaxParams{Causal: true, Scale: 1.5}},
 		{"softmax/causal_offset", []int{2, 3, 5}, backend.SoftmaxParams{Causal: true, QueryOffset: 2}},
 		{"softmax/causal_rank4", []int{2, 2, 3, 3}, backend.SoftmaxParams{Causal: true}},
+		{"softmax/window", []int{2, 5, 5}, backend.SoftmaxParams{Causal: true, Window: 2, Scale: 0.7}},
+		{"softmax/window_offset", []int{2, 3, 6}, backend.SoftmaxParams{Causal: true, QueryOffset: 3, Window: 4}},
 	}
 	for _, c := range sm {
 		add(unaryCase(c.name, inRange("x", -2, 2, c.shape...),
@@ -250,7 +252,7 @@ func OpCases() []Case {
 				if len(c.shape) >= 3 {
 					queries = c.shape[len(c.shape)-2]
 				}
-				return refops.Softmax(x, queries, keys, float64(c.p.EffectiveScale()), c.p.Causal, c.p.QueryOffset)
+				return refops.SoftmaxMasked(x, queries, keys, c.p)
 			}))
 	}
 	add(Case{

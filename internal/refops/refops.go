@@ -109,13 +109,6 @@ func SoftmaxSees(r, j, queries int, p backend.SoftmaxParams) bool {
 	return p.Window == 0 || pos-j < p.Window
 }
 
-// Softmax computes softmax(scale·x) over each row of keys elements. With
-// causal the rows are grouped as [batch, queries, keys] and masked entries
-// (see SoftmaxVisible) are exactly 0.
-func Softmax(x []float64, queries, keys int, scale float64, causal bool, offset int) []float64 {
-	return softmax(x, queries, keys, scale, backend.SoftmaxParams{Causal: causal, QueryOffset: offset})
-}
-
 // SoftmaxMasked computes softmax(s·x) over each row of keys elements, with
 // s = p.EffectiveScale() and the mask of p (causal, query offset, sliding
 // window; see SoftmaxSees): masked entries are exactly 0, and a row that

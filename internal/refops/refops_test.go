@@ -42,7 +42,7 @@ func TestSoftmaxRows(t *testing.T) {
 	const batch, queries, keys = 2, 3, 5
 	x := randn(rng, batch*queries*keys)
 	for _, causal := range []bool{false, true} {
-		y := Softmax(x, queries, keys, 0.7, causal, 1)
+		y := SoftmaxMasked(x, queries, keys, backend.SoftmaxParams{Scale: 0.75, Causal: causal, QueryOffset: 1})
 		for r := 0; r < batch*queries; r++ {
 			vis := SoftmaxVisible(r, queries, keys, causal, 1)
 			var s float64
@@ -57,7 +57,7 @@ func TestSoftmaxRows(t *testing.T) {
 				t.Errorf("causal=%v row %d sums to %g", causal, r, s)
 			}
 			// Ratios of visible entries are exp(scale·Δx).
-			if vis >= 2 && !near(y[r*keys+1]/y[r*keys], math.Exp(0.7*(x[r*keys+1]-x[r*keys])), 1e-12) {
+			if vis >= 2 && !near(y[r*keys+1]/y[r*keys], math.Exp(0.75*(x[r*keys+1]-x[r*keys])), 1e-12) {
 				t.Errorf("causal=%v row %d: ratio of the first two entries is off", causal, r)
 			}
 		}
