@@ -490,7 +490,7 @@ func TestLoadGemma3Errors(t *testing.T) {
 			}
 			return true
 		}), `tensor "model.layers.0.pre_feedforward_layernorm.weight" has shape [4 4]; the config implies [16]`},
-		{"gemma norms in a qwen3 folder", plain, good, "model.layers.0.post_feedforward_layernorm.weight"},
+		{"gemma norms in a qwen3 folder", plain, good, `Gemma's feed-forward norms: a Gemma 3 checkpoint needs model_type "gemma3_text"`},
 	} {
 		_, err := Load(writeRaw(t, c.cfg, c.tensors))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

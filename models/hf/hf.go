@@ -193,6 +193,10 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 				hint = fmt.Sprintf(" (attention biases, where the config's attention bias is %s: a Qwen2 checkpoint needs model_type \"qwen2\" in config.json, a LLaMA or Qwen3 one with them attention_bias true)", cfg.AttentionBias)
 				break
 			}
+			if strings.HasSuffix(name, "."+llama.ModPreFFNNorm+".weight") || strings.HasSuffix(name, "."+llama.ModPostFFNNorm+".weight") {
+				hint = " (Gemma's feed-forward norms: a Gemma 3 checkpoint needs model_type \"gemma3_text\" in config.json)"
+				break
+			}
 			if strings.HasSuffix(name, "."+llama.ModQNorm+".weight") || strings.HasSuffix(name, "."+llama.ModKNorm+".weight") {
 				hint = " (QK-norm weights: a Qwen3 checkpoint needs model_type \"qwen3\" in config.json)"
 				break
