@@ -11,8 +11,9 @@
 // dense Qwen3 models, LLaMA with a per-head RMSNorm of queries and keys,
 // q_norm and k_norm, and heads of their own width; see llama.Config.QKNorm
 // and llama.Config.HeadWidth), MistralForCausalLM (model_type "mistral":
-// LLaMA's decoder, whose sliding-window attention must not take effect; see
-// ParseConfig; llama.Config.Family remembers it) and Gemma3ForCausalLM
+// LLaMA's decoder, with a sliding window on every layer where one takes
+// effect, as in Mistral 7B v0.1; see ParseConfig; llama.Config.Family
+// remembers it) and Gemma3ForCausalLM
 // (model_type "gemma3_text": Gemma 3 270M and 1B, and text-only configs of
 // the larger ones; llama.FamilyGemma3, with its sliding-window layers; the
 // multimodal Gemma3ForConditionalGeneration, model_type "gemma3", and Gemma
@@ -173,11 +174,11 @@ type configJSON struct {
 // num_attention_heads); absent or null it is hidden_size /
 // num_attention_heads, except for Qwen3, whose absent head_dim is
 // Qwen3Config's 128 and whose null one is refused. Mistral's sliding_window
-// must be null (Mistral 7B v0.2 and v0.3) or at least
-// max_position_embeddings, where it never masks anything: this decoder
-// attends to every earlier position, so a smaller window (v0.1's 4096 with
-// a 32768 context, or the default 4096 when the field is absent) is
-// refused. Absent optional fields get LlamaConfig's, Qwen2Config's,
+// that takes effect (v0.1's 4096 with a 32768 context, or the default 4096
+// when the field is absent) makes every layer sliding
+// (llama.Config.LayerKinds); one that is null (Mistral 7B v0.2 and v0.3)
+// or at least max_position_embeddings never masks anything and is left
+// out. Absent optional fields get LlamaConfig's, Qwen2Config's,
 // Qwen3Config's or MistralConfig's defaults; features this project's
 // decoder does not implement (rotary scalings other than Llama 3.1's
 // "llama3" and "linear", partial rotary embeddings, MLP biases, activations other than
@@ -339,13 +340,21 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	if headDim != 0 && (cfg.NumHeads <= 0 || cfg.Dim%cfg.NumHeads != 0 || cfg.Dim/cfg.NumHeads != headDim) {
 		cfg.HeadWidth = headDim
 	}
-	if err := cfg.Validate(); err != nil {
-		return fail("%v", err)
-	}
 	if mistral {
-		if err := checkMistralWindow(c.SlidingWindow, cfg.MaxSeqLen); err != nil {
+		window, err := mistralWindow(c.SlidingWindow, cfg.MaxSeqLen)
+		if err != nil {
 			return fail("%v", err)
 		}
+		if window > 0 {
+			if !cfg.RopeScaling.IsZero() {
+				return fail("sliding_window %d together with rope_scaling is not supported", window)
+			}
+			cfg.LayerKinds = strings.Repeat(string(llama.LayerSliding), cfg.NumLayers)
+			cfg.SlidingWindow, cfg.LocalRopeTheta = window, cfg.RopeTheta
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail("%v", err)
 	}
 	return cfg, nil
 }
@@ -366,33 +375,32 @@ func parseKVHeads(raw json.RawMessage, def, heads int) (int, error) {
 	return int(n), nil
 }
 
-// checkMistralWindow refuses a Mistral sliding_window that would take
-// effect. Mistral's attention lets position q see key k only where
-// q − k < sliding_window; with a window of at least maxPos that holds for
-// every pair of positions the model runs (this decoder refuses longer
-// sequences), so the model is LLaMA's. raw is the field's JSON: absent
-// means MistralConfig's default of 4096, null means no window.
-func checkMistralWindow(raw json.RawMessage, maxPos int) error {
+// mistralWindow returns the sliding window of a Mistral config, 0 where it
+// never takes effect. Mistral's attention lets position q see key k only
+// where q − k < sliding_window: a window of at least maxPos never bites
+// within the positions the model runs (this decoder refuses longer
+// sequences), and then the model is LLaMA's. raw is the field's JSON:
+// absent means MistralConfig's default of 4096, null means no window.
+func mistralWindow(raw json.RawMessage, maxPos int) (int, error) {
 	trimmed := string(bytes.TrimSpace(raw))
 	if trimmed == "null" {
-		return nil
+		return 0, nil
 	}
-	window, how := defaultMistralWindow, "absent, so MistralConfig's default"
+	window := defaultMistralWindow
 	if len(raw) > 0 {
 		var f float64
 		if err := json.Unmarshal(raw, &f); err != nil || f != math.Trunc(f) || f < 1 {
-			return fmt.Errorf("sliding_window is %s; expected null or a positive whole number", truncate(compactJSON(raw), 60))
+			return 0, fmt.Errorf("sliding_window is %s; expected null or a positive whole number", truncate(compactJSON(raw), 60))
 		}
 		if f >= float64(maxPos) {
-			return nil
+			return 0, nil
 		}
-		window, how = int(f), "set to"
+		window = int(f)
 	}
 	if window >= maxPos {
-		return nil
+		return 0, nil
 	}
-	return fmt.Errorf("sliding_window is %s %d, below max_position_embeddings %d: Mistral attends only to the last %d positions, and this decoder does not mask attention beyond the window, so longer sequences would run a different model (expected null, as Mistral 7B v0.2 and v0.3 set it, or at least %d)",
-		how, window, maxPos, window, maxPos)
+	return window, nil
 }
 
 // parseHeadDim reads head_dim: 0 where it is absent or null (the head
@@ -695,10 +703,13 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 		m["sliding_window"] = nil
 		m["max_window_layers"] = cfg.NumLayers
 	case ModelTypeMistral:
-		// MistralConfig has no attention_bias or mlp_bias. The window
+		// MistralConfig has no attention_bias or mlp_bias. No window
 		// must be written null: an absent one means 4096.
 		m["head_dim"] = cfg.HeadDim()
 		m["sliding_window"] = nil
+		if cfg.SlidingWindow > 0 {
+			m["sliding_window"] = cfg.SlidingWindow
+		}
 	default:
 		m["head_dim"] = cfg.HeadDim()
 		m["attention_bias"] = cfg.AttentionBias == llama.BiasQKVO

@@ -106,6 +106,16 @@ func TestParseMistralConfig(t *testing.T) {
 		t.Errorf("Mistral Nemo has %d parameters, want 12247782400", n)
 	}
 
+	// Mistral 7B v0.1: a 4096-token window over a 32768-token context, on
+	// every layer.
+	v01, err := ParseConfig([]byte(mistral7Bv01Config), "Mistral-7B-v0.1/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v01.LayerKinds != strings.Repeat("s", 32) || v01.SlidingWindow != 4096 || v01.LocalRopeTheta != 10000 || v01.Family != llama.FamilyMistral {
+		t.Errorf("Mistral-7B-v0.1: layer kinds %q, window %d, local theta %v, family %q", v01.LayerKinds, v01.SlidingWindow, v01.LocalRopeTheta, v01.Family)
+	}
+
 	// MistralConfig's defaults for absent fields (8 key/value heads, a
 	// 131072-token context) and the windows that never take effect.
 	base := `"model_type": "mistral", "hidden_size": 32, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 8, "vocab_size": 19`
@@ -125,6 +135,9 @@ func TestParseMistralConfig(t *testing.T) {
 		// transformers' Mistral reads no attention_bias, mlp_bias or layer_types.
 		{`{` + base + `, "sliding_window": null, "attention_bias": true, "mlp_bias": true, "layer_types": ["sliding_attention"]}`, small},
 		{`{` + base + `, "sliding_window": null, "head_dim": 4, "tie_word_embeddings": true}`, with(func(c *llama.Config) { c.TiedEmbeddings = true })},
+		// Windows that bite: every layer slides, with the model's own base.
+		{`{` + base + `}`, with(func(c *llama.Config) { c.LayerKinds, c.SlidingWindow, c.LocalRopeTheta = "sss", 4096, 10000 })},
+		{`{` + base + `, "sliding_window": 131071}`, with(func(c *llama.Config) { c.LayerKinds, c.SlidingWindow, c.LocalRopeTheta = "sss", 131071, 10000 })},
 	} {
 		got, err := ParseConfig([]byte(c.json), "c.json")
 		if err != nil {
@@ -135,9 +148,7 @@ func TestParseMistralConfig(t *testing.T) {
 	}
 
 	bad := []struct{ json, want string }{
-		{mistral7Bv01Config, "sliding_window is set to 4096, below max_position_embeddings 32768: Mistral attends only to the last 4096 positions, and this decoder does not mask attention beyond the window"},
-		{`{` + base + `}`, "sliding_window is absent, so MistralConfig's default 4096, below max_position_embeddings 131072"},
-		{`{` + base + `, "sliding_window": 131071}`, "sliding_window is set to 131071, below max_position_embeddings 131072"},
+		{`{` + base + `, "sliding_window": 8, "rope_scaling": {"type": "linear", "factor": 2}}`, "sliding_window 8 together with rope_scaling is not supported"},
 		{`{` + base + `, "sliding_window": 0}`, "sliding_window is 0; expected null or a positive whole number"},
 		{`{` + base + `, "sliding_window": 4096.5}`, "sliding_window is 4096.5; expected null or a positive whole number"},
 		{`{` + base + `, "sliding_window": "4096"}`, `sliding_window is "4096"; expected null or a positive whole number`},
@@ -191,6 +202,26 @@ func TestWriteLoadMistral(t *testing.T) {
 		}
 		tokens := []int{1, 7, 18, 3, 3}
 		sameLogits(t, logitsAt(t, got, tokens), logitsAt(t, src, tokens))
+	}
+
+	// A window that bites is written and read back (Mistral 7B v0.1).
+	cfg := tinyConfig(false, 2)
+	cfg.Family, cfg.SlidingWindow, cfg.LocalRopeTheta = llama.FamilyMistral, 3, cfg.RopeTheta
+	cfg.LayerKinds = strings.Repeat("s", cfg.NumLayers)
+	src := randomWeights(t, rng, cfg)
+	dir, got := writeLoad(t, src, nil)
+	want := cfg
+	want.RopeLayout = llama.RopeHalfSplit // as Hugging Face stores it
+	if got.Config != want {
+		t.Errorf("windowed Mistral read back as %+v, want %+v", got.Config, want)
+	}
+	sameLogits(t, logitsAt(t, got, []int{1, 7, 18, 3, 3, 9, 2}), logitsAt(t, src, []int{1, 7, 18, 3, 3, 9, 2}))
+	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"sliding_window": 3`) {
+		t.Errorf("windowed Mistral's config.json has no sliding_window 3:\n%s", data)
 	}
 
 	// A LLaMA stays a LLaMA, and a family with biases is refused.

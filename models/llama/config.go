@@ -94,6 +94,7 @@ package llama
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // RopeLayout says which pairs of a head's dimensions rotary embedding
@@ -173,7 +174,8 @@ type Config struct {
 	// query_pre_attn_scalar. See AttentionScale.
 	QueryPreAttnScalar float64
 	// LayerKinds gives, one byte per decoder layer, the attention of each
-	// layer where layers differ (Gemma 3): LayerFull ('f', transformers'
+	// layer where layers differ (Gemma 3), or every layer sliding
+	// (Mistral 7B v0.1's window, with LocalRopeTheta = RopeTheta): LayerFull ('f', transformers'
 	// "full_attention") attends to every earlier position with the rotary
 	// base RopeTheta and RopeScaling; LayerSliding ('s',
 	// "sliding_attention") attends to the last SlidingWindow positions
@@ -191,7 +193,7 @@ type Config struct {
 
 // FamilyMistral is the Config.Family of Mistral checkpoints
 // (MistralForCausalLM), which must keep no attention biases and no
-// QK-norm.
+// QK-norm, and may slide a window over every layer (see LayerKinds).
 const FamilyMistral = "mistral"
 
 // FamilyGemma3 is the Config.Family of Gemma 3 text models
@@ -533,6 +535,9 @@ func (c Config) Validate() error {
 		if c.QKNorm {
 			return fmt.Errorf("llama: config family %q has QK-norm; Mistral has none", c.Family)
 		}
+		if err := c.validateMistralWindow(); err != nil {
+			return err
+		}
 	case FamilyGemma3:
 		if !c.QKNorm {
 			return fmt.Errorf("llama: config family %q has no QK-norm; Gemma 3 always normalises queries and keys", c.Family)
@@ -553,8 +558,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("llama: config activation %s in family %q; only Gemma 3 (family %q) uses another than silu", c.Activation, c.Family, FamilyGemma3)
 		case c.QueryPreAttnScalar != 0:
 			return fmt.Errorf("llama: config query_pre_attn_scalar %v in family %q; only Gemma 3 (family %q) has one", c.QueryPreAttnScalar, c.Family, FamilyGemma3)
-		case c.LayerKinds != "" || c.SlidingWindow != 0 || c.LocalRopeTheta != 0:
-			return fmt.Errorf("llama: config has per-layer attention kinds or a sliding window in family %q; only Gemma 3 (family %q) has them", c.Family, FamilyGemma3)
+		case c.Family != FamilyMistral && (c.LayerKinds != "" || c.SlidingWindow != 0 || c.LocalRopeTheta != 0):
+			return fmt.Errorf("llama: config has per-layer attention kinds or a sliding window in family %q; only Gemma 3 (family %q) and Mistral (family %q) have them", c.Family, FamilyGemma3, FamilyMistral)
 		}
 	}
 	if err := c.RopeScaling.Validate(); err != nil {
@@ -567,6 +572,27 @@ func (c Config) Validate() error {
 	}
 	if n > maxParams {
 		return fmt.Errorf("llama: config describes %.3g parameters; at most %.3g are supported", n, float64(maxParams))
+	}
+	return nil
+}
+
+// validateMistralWindow checks Mistral's sliding window, which every
+// layer has or none: all layers sliding, with the model's own rotary base
+// (LocalRopeTheta = RopeTheta) and no rope scaling, since sliding layers
+// rotate with LocalRopeTheta unscaled.
+func (c Config) validateMistralWindow() error {
+	if c.LayerKinds == "" && c.SlidingWindow == 0 && c.LocalRopeTheta == 0 {
+		return nil
+	}
+	switch {
+	case c.LayerKinds != strings.Repeat(string(LayerSliding), c.NumLayers):
+		return fmt.Errorf("llama: config family %q has layer kinds %q; Mistral's sliding window applies to all %d layers or none", c.Family, c.LayerKinds, c.NumLayers)
+	case c.SlidingWindow < 1 || c.SlidingWindow > maxExtent:
+		return fmt.Errorf("llama: config sliding_window = %d; expected 1 to %d", c.SlidingWindow, maxExtent)
+	case c.LocalRopeTheta != c.RopeTheta:
+		return fmt.Errorf("llama: config family %q has a local rope theta %v other than rope_theta %v; Mistral has one", c.Family, c.LocalRopeTheta, c.RopeTheta)
+	case !c.RopeScaling.IsZero():
+		return fmt.Errorf("llama: config family %q has both a sliding window and rope_scaling, which this decoder does not combine", c.Family)
 	}
 	return nil
 }
