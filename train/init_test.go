@@ -57,3 +57,32 @@ func TestInitWeightsValues(t *testing.T) {
 		t.Errorf("matrix standard deviation %g over %d draws; want %g within 5%%", std, n, InitStd)
 	}
 }
+
+// TestInitWeightsGemmaNorms checks that Gemma's norm weights, offsets from
+// one (the norm multiplies by 1 + w), start at 0, the identity, as
+// transformers' Gemma initialises them.
+func TestInitWeightsGemmaNorms(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Family, cfg.QKNorm, cfg.Activation = llama.FamilyGemma3, true, llama.GELUTanh
+	w, err := InitWeights(cfg, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	norms := 0
+	for _, p := range w.Params() {
+		if len(p.Shape) != 1 {
+			continue
+		}
+		norms++
+		for i, v := range p.Data {
+			if v != 0 {
+				t.Fatalf("%s[%d] = %g; want Gemma's norm offset initialised to 0", p.Name, i, v)
+			}
+		}
+	}
+	// Per layer: input, post-attention, pre- and post-feed-forward, q and k
+	// norms; and the final norm.
+	if want := 6*cfg.NumLayers + 1; norms != want {
+		t.Fatalf("%d norm weights; want %d", norms, want)
+	}
+}
