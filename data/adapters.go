@@ -119,29 +119,7 @@ func parseExample(raw json.RawMessage) (Example, error) {
 	}
 	var ex Example
 	str := func(key string, required, number bool) (string, error) {
-		v, ok := fields[key]
-		if !ok {
-			if required {
-				return "", fmt.Errorf("field %q is missing", key)
-			}
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			return s, nil
-		}
-		if number {
-			var n json.Number
-			d := json.NewDecoder(bytes.NewReader(v))
-			d.UseNumber()
-			if d.Decode(&n) == nil {
-				return n.String(), nil
-			}
-		}
-		if !required && string(v) == "null" {
-			return "", nil
-		}
-		return "", fmt.Errorf("field %q: expected a string, found %s", key, describeRaw(v))
+		return stringField(fields, key, required, number)
 	}
 	var err error
 	if ex.Instruction, err = str("instruction", true, false); err != nil {
