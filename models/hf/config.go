@@ -349,6 +349,9 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 			if !cfg.RopeScaling.IsZero() {
 				return fail("sliding_window %d together with rope_scaling is not supported", window)
 			}
+			if err := checkLayerCount(cfg.NumLayers); err != nil {
+				return fail("%v", err)
+			}
 			cfg.LayerKinds = strings.Repeat(string(llama.LayerSliding), cfg.NumLayers)
 			cfg.SlidingWindow, cfg.LocalRopeTheta = window, cfg.RopeTheta
 		}
@@ -357,6 +360,22 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		return fail("%v", err)
 	}
 	return cfg, nil
+}
+
+// maxLayerKinds bounds num_hidden_layers where the configuration gives
+// each layer an attention kind (Gemma 3, Mistral with a window), kept as
+// one byte per layer: far beyond any real model (Gemma 3 27B has 62
+// layers), and small enough that a corrupt count costs no large
+// allocation.
+const maxLayerKinds = 1 << 20
+
+// checkLayerCount checks num_hidden_layers before a string of one
+// attention kind per layer is made from it.
+func checkLayerCount(n int) error {
+	if n < 1 || n > maxLayerKinds {
+		return fmt.Errorf("num_hidden_layers is %d; expected 1 to %d", n, maxLayerKinds)
+	}
+	return nil
 }
 
 // parseKVHeads reads num_key_value_heads: absent it is def (the model

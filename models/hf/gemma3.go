@@ -116,6 +116,9 @@ func parseGemma3(c configJSON) (llama.Config, error) {
 	if cfg.NumHeads <= 0 || cfg.Dim%cfg.NumHeads != 0 || cfg.Dim/cfg.NumHeads != headDim {
 		cfg.HeadWidth = headDim
 	}
+	if err := checkLayerCount(cfg.NumLayers); err != nil {
+		return llama.Config{}, err
+	}
 	kinds, err := gemma3LayerKinds(c, cfg.NumLayers)
 	if err != nil {
 		return llama.Config{}, err

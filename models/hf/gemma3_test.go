@@ -303,6 +303,11 @@ func TestParseGemma3Configs(t *testing.T) {
 		{strings.Replace(gemma3_4BTextConfig, `"rope_local_base_freq": 10000.0,`, `"rope_local_base_freq": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 4.0},`, 1),
 			`rope_scaling ({"rope_type":"linear","factor":4.0}) and rope_parameters.full_attention`},
 		{`{"model_type": "gemma3_text", "hidden_size": 64}`, "missing required field intermediate_size"},
+		// Checked before the layers' kinds are made (a negative count
+		// panicked in make, a huge one allocated a byte per layer).
+		{strings.Replace(gemma3_1BConfig, `"num_hidden_layers": 26`, `"num_hidden_layers": -1`, 1), "num_hidden_layers is -1; expected 1 to 1048576"},
+		{strings.Replace(gemma3_1BConfig, `"num_hidden_layers": 26`, `"num_hidden_layers": 0`, 1), "num_hidden_layers is 0; expected 1 to 1048576"},
+		{strings.Replace(gemma3_1BConfig, `"num_hidden_layers": 26`, `"num_hidden_layers": 2000000000`, 1), "num_hidden_layers is 2000000000; expected 1 to 1048576"},
 	} {
 		_, err := ParseConfig([]byte(c.json), "c.json")
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "c.json") {

@@ -150,6 +150,10 @@ func TestParseMistralConfig(t *testing.T) {
 	bad := []struct{ json, want string }{
 		{`{` + base + `, "sliding_window": 8, "rope_scaling": {"type": "linear", "factor": 2}}`, "sliding_window 8 together with rope_scaling is not supported"},
 		{`{` + base + `, "sliding_window": 0}`, "sliding_window is 0; expected null or a positive whole number"},
+		// A window makes one attention kind per layer: the layer count
+		// is checked first (a negative one panicked in strings.Repeat).
+		{strings.Replace(`{`+base+`, "sliding_window": 8}`, `"num_hidden_layers": 3`, `"num_hidden_layers": -1`, 1), "num_hidden_layers is -1; expected 1 to 1048576"},
+		{strings.Replace(`{`+base+`, "sliding_window": 8}`, `"num_hidden_layers": 3`, `"num_hidden_layers": 2000000000`, 1), "num_hidden_layers is 2000000000; expected 1 to 1048576"},
 		{`{` + base + `, "sliding_window": 4096.5}`, "sliding_window is 4096.5; expected null or a positive whole number"},
 		{`{` + base + `, "sliding_window": "4096"}`, `sliding_window is "4096"; expected null or a positive whole number`},
 		{`{` + base + `, "sliding_window": null, "num_attention_heads": 4}`, "n_heads 4 is not a multiple of n_kv_heads 8"}, // default 8 kv heads
