@@ -243,7 +243,7 @@ func fCenter(r *renderer, v Value, a *argList) (Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("center() width must be an integer")
 	}
-	return pad(toStr(v), int(w), " ", "center"), nil
+	return pad(toStr(v), w, " ", "center", r.lim.MaxOutput)
 }
 
 func fLength(r *renderer, v Value, a *argList) (Value, error) {
@@ -419,9 +419,9 @@ func fFormat(r *renderer, v Value, a *argList) (Value, error) {
 		for _, kv := range a.kwargs {
 			_ = d.Set(kv.Key, kv.Value)
 		}
-		return percentFormat(s, d)
+		return percentFormat(s, d, r.lim.MaxOutput)
 	}
-	return percentFormat(s, Tuple(a.args))
+	return percentFormat(s, Tuple(a.args), r.lim.MaxOutput)
 }
 
 func fIndent(r *renderer, v Value, a *argList) (Value, error) {
@@ -437,12 +437,20 @@ func fIndent(r *renderer, v Value, a *argList) (Value, error) {
 		if !ok {
 			return nil, fmt.Errorf("indent() width must be an integer or a string")
 		}
+		if n > int64(r.lim.MaxOutput) {
+			return nil, errTooLong(r.lim.MaxOutput)
+		}
 		ind = strings.Repeat(" ", int(max(n, 0)))
 	}
 	first := truth(a.get(1, "first", false))
 	blank := truth(a.get(2, "blank", false))
-	lines, _ := strMethod(toStr(v)+"\n", "splitlines", nil, nil)
+	lines, _ := strMethod(toStr(v)+"\n", "splitlines", nil, nil, r.lim.MaxOutput)
 	ls := lines.([]Value)
+	// At most one indentation per line: the text's length is bounded
+	// before it is built.
+	if int64(len(toStr(v)))+int64(len(ls)+1)*int64(len(ind)) > int64(r.lim.MaxOutput) {
+		return nil, errTooLong(r.lim.MaxOutput)
+	}
 	var b strings.Builder
 	for i, l := range ls {
 		line := l.(string)
@@ -647,7 +655,7 @@ func fReplace(r *renderer, v Value, a *argList) (Value, error) {
 	if c := a.get(2, "count", nil); c != nil {
 		args = append(args, c)
 	}
-	out, err := strMethod(toStr(v), "replace", args, nil)
+	out, err := strMethod(toStr(v), "replace", args, nil, r.lim.MaxOutput)
 	if err != nil {
 		return nil, err
 	}
@@ -690,6 +698,11 @@ func fRound(r *renderer, v Value, a *argList) (Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("type %s doesn't define __round__ method", typeName(v))
 	}
+	// A float64's exact decimal expansion ends within 1074 places after
+	// the point, so rounding to more places changes nothing; the clamp
+	// keeps FormatFloat from writing p digits (and math.Pow overflows to
+	// +Inf or 0 long before ±1100 either way).
+	p = max(min(p, 1100), -1100)
 	switch method {
 	case "common":
 		if i, isInt := asInt(v); isInt {
@@ -700,6 +713,9 @@ func fRound(r *renderer, v Value, a *argList) (Value, error) {
 		}
 		if p < 0 {
 			scale := math.Pow(10, float64(-p))
+			if math.IsInf(scale, 1) {
+				return math.Copysign(0, f), nil // as Python's round
+			}
 			out, _ := strconv.ParseFloat(strconv.FormatFloat(f/scale, 'f', 0, 64), 64)
 			return out * scale, nil
 		}
@@ -707,6 +723,10 @@ func fRound(r *renderer, v Value, a *argList) (Value, error) {
 		return out, nil
 	case "ceil", "floor":
 		scale := math.Pow(10, float64(p))
+		if math.IsInf(scale, 1) || scale == 0 {
+			// Python's value * 10**precision overflows, or divides by 0.
+			return nil, fmt.Errorf("round() precision %d is out of range for method %s", p, method)
+		}
 		fn := math.Ceil
 		if method == "floor" {
 			fn = math.Floor
@@ -860,6 +880,9 @@ func fToJSON(r *renderer, v Value, a *argList) (Value, error) {
 		if !ok {
 			return nil, fmt.Errorf("tojson() indent must be an integer or a string")
 		}
+		if n > int64(r.lim.MaxOutput) {
+			return nil, errTooLong(r.lim.MaxOutput)
+		}
 		opts.indent, opts.pretty = strings.Repeat(" ", int(max(n, 0))), true
 		opts.itemSep = ","
 	}
@@ -893,7 +916,7 @@ func fTrim(r *renderer, v Value, a *argList) (Value, error) {
 	if c := a.get(0, "chars", nil); c != nil {
 		args = []Value{c}
 	}
-	return strMethod(toStr(v), "strip", args, nil)
+	return strMethod(toStr(v), "strip", args, nil, r.lim.MaxOutput)
 }
 
 func fTruncate(r *renderer, v Value, a *argList) (Value, error) {

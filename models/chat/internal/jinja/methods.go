@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // The Python methods templates call on strings, dicts and lists. Methods
@@ -60,9 +61,9 @@ func (r *renderer) callMethod(m *method, args []Value, kwargs []KV, at interface
 	}
 	switch recv := m.recv.(type) {
 	case string:
-		return strMethod(recv, m.name, args, kwargs)
+		return strMethod(recv, m.name, args, kwargs, r.lim.MaxOutput)
 	case Markup:
-		return strMethod(string(recv), m.name, args, kwargs)
+		return strMethod(string(recv), m.name, args, kwargs, r.lim.MaxOutput)
 	case *Dict:
 		if mutators[m.name] {
 			return nil, fmt.Errorf("access to attribute '%s' of 'dict' object is unsafe.", m.name)
@@ -170,8 +171,10 @@ func isPySpace(r rune) bool {
 	return unicode.IsSpace(r) || r == '\x1c' || r == '\x1d' || r == '\x1e' || r == '\x1f'
 }
 
-func strMethod(s, name string, args []Value, kwargs []KV) (Value, error) {
-	if name != "format" && len(kwargs) > 0 && name != "split" && name != "rsplit" && name != "splitlines" {
+// strMethod calls Python's str method name on s; limit bounds the length
+// of the strings it builds.
+func strMethod(s, name string, args []Value, kwargs []KV, limit int) (Value, error) {
+	if name != "format" && len(kwargs) > 0 && name != "split" && name != "rsplit" && name != "splitlines" && name != "expandtabs" {
 		return nil, fmt.Errorf("%s() takes no keyword arguments", name)
 	}
 	kw := func(key string, pos int) (Value, bool) {
@@ -327,9 +330,21 @@ func strMethod(s, name string, args []Value, kwargs []KV) (Value, error) {
 			}
 			n = int(c)
 		}
+		// The text's length is known before it is built: a replacement
+		// of an empty old string goes between every two characters.
+		k := int64(utf8.RuneCountInString(s) + 1)
+		if old != "" {
+			k = int64(strings.Count(s, old))
+		}
+		if n >= 0 {
+			k = min(k, int64(n))
+		}
+		if int64(len(s))+k*int64(len(repl)-len(old)) > int64(limit) {
+			return nil, errTooLong(limit)
+		}
 		return strings.Replace(s, old, repl, n), nil
 	case "format":
-		return strFormat(s, args, kwargs)
+		return strFormat(s, args, kwargs, limit)
 	case "count", "find", "rfind", "index", "rindex":
 		if err := wantArgs(name, args, 1, 1); err != nil {
 			return nil, err
@@ -365,12 +380,16 @@ func strMethod(s, name string, args []Value, kwargs []KV) (Value, error) {
 			return nil, err
 		}
 		parts := make([]string, len(items))
+		var total int64
 		for i, it := range items {
 			p, ok := asString(it)
 			if !ok {
 				return nil, fmt.Errorf("sequence item %d: expected str instance, %s found", i, typeName(it))
 			}
 			parts[i] = p
+			if total += int64(len(p) + len(s)); total > int64(limit) {
+				return nil, errTooLong(limit)
+			}
 		}
 		return strings.Join(parts, s), nil
 	case "isdigit", "isdecimal", "isnumeric", "isalpha", "isalnum", "isspace":
@@ -430,12 +449,18 @@ func strMethod(s, name string, args []Value, kwargs []KV) (Value, error) {
 			}
 			fill = f
 		}
-		return pad(s, int(w), fill, name), nil
+		return pad(s, w, fill, name, limit)
 	case "zfill":
 		if err := wantArgs(name, args, 1, 1); err != nil {
 			return nil, err
 		}
-		w, _ := asInt(args[0])
+		w, ok := asInt(args[0])
+		if !ok {
+			return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(args[0]))
+		}
+		if w > int64(limit) {
+			return nil, errTooLong(limit)
+		}
 		n := int(w) - len([]rune(s))
 		if n <= 0 {
 			return s, nil
@@ -478,7 +503,16 @@ func strMethod(s, name string, args []Value, kwargs []KV) (Value, error) {
 		}
 		return strings.TrimSuffix(s, a), nil
 	case "expandtabs":
-		return strings.ReplaceAll(s, "\t", "        "), nil
+		if err := wantArgs(name, args, 0, 1); err != nil {
+			return nil, err
+		}
+		size := int64(8)
+		if t, ok := kw("tabsize", 0); ok {
+			if size, ok = asInt(t); !ok {
+				return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(t))
+			}
+		}
+		return expandTabs(s, size, limit)
 	}
 	return nil, fmt.Errorf("'str' object has no attribute '%s'", name)
 }
@@ -576,21 +610,27 @@ func pyCapitalize(s string) string {
 	return s
 }
 
-func pad(s string, width int, fill, how string) string {
-	n := width - len([]rune(s))
-	if n <= 0 {
-		return s
+// pad is str.center, ljust or rjust (how) with fill to width characters;
+// a text longer than limit bytes is an error.
+func pad(s string, width int64, fill, how string, limit int) (string, error) {
+	n64 := width - int64(utf8.RuneCountInString(s))
+	if n64 <= 0 {
+		return s, nil
 	}
+	if width > int64(limit) || int64(len(s))+n64*int64(len(fill)) > int64(limit) {
+		return "", errTooLong(limit)
+	}
+	n, w := int(n64), int(width)
 	switch how {
 	case "ljust":
-		return s + strings.Repeat(fill, n)
+		return s + strings.Repeat(fill, n), nil
 	case "rjust":
-		return strings.Repeat(fill, n) + s
+		return strings.Repeat(fill, n) + s, nil
 	}
 	// Python's centering puts the extra fill on the right when n and
 	// width are both odd... precisely: left = n/2 + (n & width & 1).
-	left := n/2 + (n & width & 1)
-	return strings.Repeat(fill, left) + s + strings.Repeat(fill, n-left)
+	left := n/2 + (n & w & 1)
+	return strings.Repeat(fill, left) + s + strings.Repeat(fill, n-left), nil
 }
 
 // specialUpper holds the characters whose upper case is more than one
@@ -641,4 +681,34 @@ func pyTitleRune(r rune) string {
 		return u
 	}
 	return string(unicode.ToTitle(r))
+}
+
+// expandTabs is str.expandtabs: each tab becomes the spaces up to the next
+// column that is a multiple of size (none for size <= 0), the column
+// counting characters since the last newline or carriage return.
+func expandTabs(s string, size int64, limit int) (string, error) {
+	var b strings.Builder
+	col := int64(0)
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		c := s[i : i+w]
+		i += w
+		switch r {
+		case '\t':
+			if size > 0 {
+				n := size - col%size
+				if int64(b.Len())+n > int64(limit) {
+					return "", errTooLong(limit)
+				}
+				b.WriteString(strings.Repeat(" ", int(n)))
+				col += n
+			}
+			continue
+		case '\n', '\r':
+			col = -1
+		}
+		b.WriteString(c)
+		col++
+	}
+	return b.String(), nil
 }

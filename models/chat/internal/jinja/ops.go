@@ -63,7 +63,7 @@ func arith(op string, a, b Value, limit int) (Value, error) {
 		}
 	case "%":
 		if as, ok := asString(a); ok {
-			return percentFormat(as, b)
+			return percentFormat(as, b, limit)
 		}
 	}
 	return nil, fmt.Errorf("unsupported operand type(s) for %s: '%s' and '%s'", op, typeName(a), typeName(b))
@@ -108,6 +108,9 @@ func repeat(v Value, n int64, limit int) (Value, error) {
 	}
 	return nil, fmt.Errorf("can't multiply sequence by non-int of type '%s'", typeName(v))
 }
+
+// errTooLong is the error for a string that would pass limit bytes.
+func errTooLong(limit int) error { return fmt.Errorf("string exceeds %d bytes", limit) }
 
 var errOverflow = fmt.Errorf("integer overflow (integers here have 64 bits)")
 
@@ -234,8 +237,9 @@ func abs64(i int64) int64 {
 }
 
 // percentFormat is Python's printf-style "fmt % args" for the
-// conversions s, r, d, i, f, F, e, g, x, X, o, c and %%.
-func percentFormat(format string, args Value) (Value, error) {
+// conversions s, r, d, i, f, F, e, g, x, X, o, c and %%; limit bounds the
+// text it builds.
+func percentFormat(format string, args Value, limit int) (Value, error) {
 	var list []Value
 	var mapping *Dict
 	switch a := args.(type) {
@@ -301,6 +305,9 @@ func percentFormat(format string, args Value) (Value, error) {
 		if err != nil {
 			return nil, err
 		}
+		if b.Len()+len(s) > limit {
+			return nil, errTooLong(limit)
+		}
 		b.WriteString(s)
 	}
 	if mapping == nil && next < len(list) {
@@ -309,7 +316,16 @@ func percentFormat(format string, args Value) (Value, error) {
 	return b.String(), nil
 }
 
+// maxFmtWidth is the largest width or precision formatOne accepts: Go's
+// fmt, which does its padding, prints an error into the text past it.
+const maxFmtWidth = 1_000_000
+
 func formatOne(spec string, verb byte, arg Value) (string, error) {
+	for _, num := range strings.FieldsFunc(spec, func(r rune) bool { return r < '0' || r > '9' }) {
+		if n, err := strconv.Atoi(num); err != nil || n > maxFmtWidth {
+			return "", fmt.Errorf("%%-format width or precision %s is too large (the most is %d)", num, maxFmtWidth)
+		}
+	}
 	switch verb {
 	case 's':
 		return fmt.Sprintf("%"+spec+"s", toStr(arg)), nil
@@ -346,8 +362,9 @@ func formatOne(spec string, verb byte, arg Value) (string, error) {
 }
 
 // strFormat is str.format with positional and keyword fields and simple
-// format specs (fill, align, width, precision, type).
-func strFormat(format string, args []Value, kwargs []KV) (string, error) {
+// format specs (fill, align, width, precision, type); limit bounds the
+// text it builds.
+func strFormat(format string, args []Value, kwargs []KV, limit int) (string, error) {
 	var b strings.Builder
 	auto := 0
 	for i := 0; i < len(format); i++ {
@@ -405,17 +422,21 @@ func strFormat(format string, args []Value, kwargs []KV) (string, error) {
 		}
 		if spec != "" {
 			var err error
-			if s, err = applySpec(spec, v, s); err != nil {
+			if s, err = applySpec(spec, v, s, limit); err != nil {
 				return "", err
 			}
+		}
+		if b.Len()+len(s) > limit {
+			return "", errTooLong(limit)
 		}
 		b.WriteString(s)
 	}
 	return b.String(), nil
 }
 
-// applySpec applies a format spec [[fill]align][width][.precision][type].
-func applySpec(spec string, v Value, s string) (string, error) {
+// applySpec applies a format spec [[fill]align][width][.precision][type];
+// a width or precision past limit would make a text longer than limit.
+func applySpec(spec string, v Value, s string, limit int) (string, error) {
 	fill, align := " ", byte(0)
 	if len(spec) >= 2 && strings.IndexByte("<>^", spec[1]) >= 0 {
 		fill, align, spec = spec[:1], spec[1], spec[2:]
@@ -426,7 +447,10 @@ func applySpec(spec string, v Value, s string) (string, error) {
 	for i < len(spec) && spec[i] >= '0' && spec[i] <= '9' {
 		i++
 	}
-	width, _ := strconv.Atoi(spec[:i])
+	width, err := strconv.Atoi(spec[:i])
+	if err != nil && i > 0 || width > limit {
+		return "", errTooLong(limit)
+	}
 	rest := spec[i:]
 	prec := -1
 	if strings.HasPrefix(rest, ".") {
@@ -434,7 +458,9 @@ func applySpec(spec string, v Value, s string) (string, error) {
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
 		}
-		prec, _ = strconv.Atoi(rest[1:j])
+		if prec, err = strconv.Atoi(rest[1:j]); err != nil && j > 1 || prec > limit {
+			return "", errTooLong(limit)
+		}
 		rest = rest[j:]
 	}
 	switch rest {

@@ -54,11 +54,11 @@ func init() {
 		}),
 		"escaped": is(func(v Value) bool { _, ok := v.(Markup); return ok }),
 		"lower": is(func(v Value) bool {
-			ok, _ := strMethod(toStr(v), "islower", nil, nil)
+			ok, _ := strMethod(toStr(v), "islower", nil, nil, 0)
 			return ok.(bool)
 		}),
 		"upper": is(func(v Value) bool {
-			ok, _ := strMethod(toStr(v), "isupper", nil, nil)
+			ok, _ := strMethod(toStr(v), "isupper", nil, nil, 0)
 			return ok.(bool)
 		}),
 		"even": intTest(func(n int64) bool { return n%2 == 0 }),

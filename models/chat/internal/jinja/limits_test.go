@@ -1,0 +1,94 @@
+package jinja
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestSizeLimits renders templates whose one number (a width, a
+// precision, an indentation) or whose pair of bounded strings asks for a
+// text far past MaxOutput: each must fail with a positioned error before
+// building it. Before the checks, the widths made the interpreter
+// allocate whatever a template asked (a fatal out-of-memory for
+// 'a'.ljust(10**11)), a replace of the empty string by a long s panicked in makeslice,
+// and %-format widths past a million printed Go's "%!(NOVERB)" as text.
+func TestSizeLimits(t *testing.T) {
+	lim := Limits{MaxOutput: 1 << 16}
+	for _, src := range []string{
+		"{{ 'a'.ljust(2**24)|length }}",
+		"{{ 'a'.rjust(2**24)|length }}",
+		"{{ 'a'.center(2**24)|length }}",
+		"{{ 'a'.center(2**62)|length }}",
+		"{{ 'a'|center(2**24)|length }}",
+		"{{ 'a'.zfill(2**24)|length }}",
+		"{{ 'a\tb'.expandtabs(2**24)|length }}",
+		"{{ '{:>16777216}'.format(1)|length }}",
+		"{{ '{:.16777216f}'.format(1.5)|length }}",
+		"{{ ('%2000000d' % 1)|length }}",
+		"{{ ('%.2000000f' % 1.5)|length }}",
+		"{{ ('%99999999999999999999s' % 'a')|length }}",
+		"{{ 'a\nb'|indent(2**24)|length }}",
+		"{{ [1, [2]]|tojson(indent=2**24)|length }}",
+		"{% set s = 'x' * 3000 %}{{ s.replace('', s)|length }}",
+		"{% set s = 'x' * 3000 %}{{ s|replace('', s)|length }}",
+		"{% set s = 'x' * 3000 %}{{ s.join([s] * 30)|length }}",
+		"{% set s = 'x' * 3000 %}{{ ('{0}' * 30).format(s)|length }}",
+		"{% set s = 'x' * 3000 %}{{ (('%(a)s' * 30) % {'a': s})|length }}",
+		"{% set s = 'x\n' * 1000 %}{{ s|indent(100)|length }}",
+	} {
+		tmpl, err := Parse("limits", src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		out, err := tmpl.Render(nil, nil, lim)
+		var e *Error
+		if !errors.As(err, &e) || e.Line < 1 || !strings.Contains(err.Error(), "too large") && !strings.Contains(err.Error(), "exceeds") {
+			text := ""
+			if out != nil {
+				text = out.Text
+			}
+			t.Errorf("%s: rendered %.40q, error %v; want an error at a position saying the text would be too long", src, text, err)
+		}
+	}
+}
+
+// TestSizedOperations checks the operations the limits guard against
+// Python's Jinja2 3.1.6 in transformers' environment
+// (scripts/chat-ref/pyref.py), where the limits do not bite: the texts
+// are Python's, and the errors are where Python raised one.
+func TestSizedOperations(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{`{{ 'a\tb'.expandtabs() }}|{{ 'ab\tc\n\td'.expandtabs(4) }}|{{ '\t'.expandtabs(0) }}|{{ 'é\tx'.expandtabs(tabsize=3) }}|{{ 'a\r\tb'.expandtabs(2) }}|{{ '\t'.expandtabs(-1) }}`,
+			"a       b|ab  c\n    d||é  x|a\r  b|"},
+		{"{{ 1.5|round(-400) }} {{ -1.5|round(-400) }} {{ 1.5|round(400) }} {{ 1.5|round(10**12) }} {{ 12345|round(-400) }} {{ 5e-324|round(400) }} {{ 0.1|round(1100) }}",
+			"0.0 -0.0 1.5 1.5 0 5e-324 0.1"},
+		{"{{ 1.5|round(400, 'ceil') }}", "error"},   // OverflowError
+		{"{{ 1.5|round(-400, 'floor') }}", "error"}, // ZeroDivisionError
+		{"{{ 1.55|round(1, 'ceil') }} {{ 1.55|round(-1, 'floor') }}", "1.6 0.0"},
+		{"{{ 'ab'.center(7, '*') }}|{{ 'ab'.ljust(1) }}|{{ 'é'.rjust(3, 'ü') }}|{{ 'ab'|center(6) }}|{{ '-5'.zfill(4) }}|{{ 'x'.zfill(-3) }}",
+			"***ab**|ab|üüé|  ab  |-005|x"},
+		{"{{ 'x'.zfill('3') }}", "error"},
+		{"{{ 'abc'.replace('', '-') }}|{{ 'abc'.replace('', '-', 2) }}|{{ 'aaa'.replace('a', 'bb', 2) }}|{{ 'aaa'.replace('a', '', -1) }}|{{ 'éé'.replace('', '.') }}|{{ 'abc'|replace('b', 'XY') }}",
+			"-a-b-c-|-a-bc|bbbba||.é.é.|aXYc"},
+		{"{{ ', '.join(['a', 'b']) }}|{{ ''.join([]) }}|{{ '-'.join('abc') }}", "a, b||a-b-c"},
+		{"{{ '{:>6.2f}|{:^7}|{:*<4}'.format(3.14159, 'ab', 1) }} {{ '%-4s|%6.2f|%03d' % ('a', 2.5, 7) }} {{ '%(a)s=%(b)d'|format(a='x', b=2) }}",
+			"  3.14|  ab   |1*** a   |  2.50|007 x=2"},
+		{`{{ 'a\nb\n\nc'|indent(2) }}|{{ 'a\nb'|indent('> ', first=true) }}|{{ ''|indent }}`, "a\n  b\n\n  c|> a\n> b|"},
+		{"{{ [1, {'a': [2]}]|tojson(indent=3) }}", "[\n   1,\n   {\n      \"a\": [\n         2\n      ]\n   }\n]"},
+	} {
+		tmpl, err := Parse("sized", c.src)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		out, err := tmpl.Render(nil, nil, Limits{})
+		switch {
+		case c.want == "error" && err == nil:
+			t.Errorf("%s: rendered %q; Python raised an error", c.src, out.Text)
+		case c.want != "error" && err != nil:
+			t.Errorf("%s: %v; Python rendered %q", c.src, err, c.want)
+		case c.want != "error" && out.Text != c.want:
+			t.Errorf("%s: rendered\n%q\nPython\n%q", c.src, out.Text, c.want)
+		}
+	}
+}
