@@ -488,7 +488,7 @@ func TestLoadGemma3Errors(t *testing.T) {
 		want    string
 	}{
 		{"missing post-ffn norm", cfg, edit(func(x *safetensors.Tensor) bool { return x.Name != "model.layers.1.post_feedforward_layernorm.weight" }),
-			`no tensor "model.layers.1.post_feedforward_layernorm.weight"`},
+			`model.safetensors: no tensor "model.layers.1.post_feedforward_layernorm.weight"`},
 		{"pre-ffn norm shape", cfg, edit(func(x *safetensors.Tensor) bool {
 			if x.Name == "model.layers.0.pre_feedforward_layernorm.weight" {
 				x.Shape = []int{4, 4}

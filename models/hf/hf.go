@@ -141,7 +141,7 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 			if name == llama.OutputName {
 				hint = " (config.json says tie_word_embeddings is false)"
 			}
-			return fmt.Errorf("hf: checkpoint has no tensor %q%s", name, hint)
+			return fmt.Errorf("hf: %s: no tensor %q%s", filesName(files), name, hint)
 		}
 		info, _ := f.Info(name)
 		if !equalShape(info.Shape, shape) {
@@ -218,6 +218,18 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 		}
 	}
 	return w, nil
+}
+
+// filesName names the weight files of a checkpoint for an error message:
+// the file's path, or the shards' folder.
+func filesName(files []*safetensors.File) string {
+	switch len(files) {
+	case 0:
+		return "checkpoint without weight files"
+	case 1:
+		return files[0].Name()
+	}
+	return fmt.Sprintf("%s (%d shards)", filepath.Dir(files[0].Name()), len(files))
 }
 
 func equalShape(a, b []int) bool {

@@ -322,7 +322,7 @@ func TestLoadQwen3Errors(t *testing.T) {
 		want    string
 	}{
 		{"missing k_norm", cfg, edit(func(x *safetensors.Tensor) bool { return x.Name != "model.layers.1.self_attn.k_norm.weight" }),
-			`no tensor "model.layers.1.self_attn.k_norm.weight"`},
+			`model.safetensors: no tensor "model.layers.1.self_attn.k_norm.weight"`},
 		{"q_norm shape", cfg, edit(func(x *safetensors.Tensor) bool {
 			if x.Name == "model.layers.0.self_attn.q_norm.weight" {
 				x.Shape = []int{2, 3}
