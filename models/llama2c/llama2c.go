@@ -273,10 +273,11 @@ func readFloats(r io.Reader, dst []float32) error {
 // is renamed into place. Weights in the half-split rotary layout are
 // converted to llama2.c's interleaved layout on the way out (w itself is
 // not modified). The formats cannot record NormEps, RopeTheta,
-// RopeScaling, attention biases, a head width other than dim / n_heads or
-// QK-norm, so Write refuses weights whose values differ from llama2.c's
-// (no scaling, no biases, heads dim / n_heads wide, no QK-norm), and
-// Gemma 3's, whose decoder differs in more than the format can say.
+// RopeScaling, attention biases, a head width other than dim / n_heads,
+// QK-norm or a sliding window, so Write refuses weights whose values
+// differ from llama2.c's (no scaling, no biases, heads dim / n_heads wide,
+// no QK-norm, no window: Mistral 7B v0.1's is refused), and Gemma 3's,
+// whose decoder differs in more than the format can say.
 func Write(path string, w *llama.Weights, format Format) error {
 	if err := checkWritable(w, format); err != nil {
 		return fmt.Errorf("llama2c: writing %s: %w", path, err)
@@ -294,6 +295,11 @@ func checkWritable(w *llama.Weights, format Format) error {
 	c := w.Config
 	if c.Family == llama.FamilyGemma3 {
 		return fmt.Errorf("llama2.c checkpoints cannot hold Gemma 3 (family %q: its norms of 1 + w, post-attention and post-feed-forward norms, √dim embedding scale, GeGLU and sliding-window layers have no place in the format); write a Hugging Face folder instead", c.Family)
+	}
+	if c.SlidingWindow > 0 {
+		// Mistral 7B v0.1 (the only other family with a window) is
+		// otherwise within the format, and would silently lose it.
+		return fmt.Errorf("llama2.c checkpoints cannot record a sliding window (%d positions, every layer, as Mistral 7B v0.1 has); write a Hugging Face folder instead", c.SlidingWindow)
 	}
 	if c.AttentionBias != llama.NoBias {
 		return fmt.Errorf("llama2.c checkpoints cannot store attention biases (this model has them on %s, as Qwen2 and LLaMA with attention_bias do); write a Hugging Face folder instead", c.AttentionBias)

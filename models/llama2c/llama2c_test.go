@@ -391,6 +391,13 @@ func TestWriteRejects(t *testing.T) {
 		{"gemma 3", func(c *llama.Config) {
 			c.QKNorm, c.Family, c.Activation = true, llama.FamilyGemma3, llama.GELUTanh
 		}, `cannot hold Gemma 3 (family "gemma3"`},
+		// Mistral 7B v0.1 keeps llama2.c's eps and theta; its sliding
+		// window has no header field and would be dropped, changing
+		// every position past the window. Without one it is LLaMA.
+		{"mistral window", func(c *llama.Config) {
+			c.Family, c.LayerKinds, c.SlidingWindow, c.LocalRopeTheta = llama.FamilyMistral, strings.Repeat("s", c.NumLayers), 3, c.RopeTheta
+		}, "cannot record a sliding window (3 positions, every layer"},
+		{"mistral without window", func(c *llama.Config) { c.Family = llama.FamilyMistral }, ""},
 		{"same head width", func(c *llama.Config) { c.HeadWidth = c.Dim / c.NumHeads }, ""},
 	} {
 		cfg := small(true)
