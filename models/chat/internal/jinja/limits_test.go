@@ -92,3 +92,46 @@ func TestSizedOperations(t *testing.T) {
 		}
 	}
 }
+
+// TestLongChains parses chains that nest to the left: a + b + c..., x|f|g,
+// x.a.b, x[0:][0:], a and b and c..., x if c if c.... Each link
+// makes the tree, and the renderer's recursion, one level deeper, so a
+// long chain counts against the nesting limit as brackets do (before, a
+// chain of some 2 million links overflowed the goroutine stack, a fatal
+// error; Python's Jinja2 fails with RecursionError from about 1000). A
+// chain of 100 links, which Python renders, still renders.
+func TestLongChains(t *testing.T) {
+	d := NewDict() // d.a is d
+	_ = d.Set("a", d)
+	vars := map[string]Value{"x": []Value{int64(1)}, "d": d}
+	for _, c := range []struct{ first, link, last string }{
+		{"{{ 1", " + 1", " }}"},
+		{"{{ 1", " * 1", " }}"},
+		{"{{ 1", " ** 1", " }}"},
+		{"{{ 1", " and 1", " }}"},
+		{"{{ 0", " or 0", " }}"},
+		{"{{ 1", "|abs", " }}"},
+		{"{{ d", ".a", " is defined }}"},
+		{"{{ x", "[0:]", "|length }}"},
+		{"{{ 1", " if 1", " }}"},
+	} {
+		for _, n := range []int{100, 300} {
+			src := c.first + strings.Repeat(c.link, n) + c.last
+			tmpl, err := Parse("chain", src)
+			if n == 300 {
+				var e *Error
+				if !errors.As(err, &e) || e.Line < 1 || !strings.Contains(err.Error(), "nests deeper") {
+					t.Errorf("%q x %d: parse error %v; want one saying it nests too deeply", c.link, n, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%q x %d: %v", c.link, n, err)
+				continue
+			}
+			if _, err := tmpl.Render(vars, nil, Limits{}); err != nil {
+				t.Errorf("%q x %d: %v", c.link, n, err)
+			}
+		}
+	}
+}

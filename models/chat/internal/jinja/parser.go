@@ -104,6 +104,17 @@ func (p *parser) enter(at pos) error {
 
 func (p *parser) leave() { p.depth-- }
 
+// link counts one more link of a chain that nests to the left (a + b + c,
+// x|f|g, x.a.b): each makes the tree, and the renderer's recursion, one
+// level deeper, as a bracket does. The caller gives the links back with
+// unlink when the chain is parsed.
+func (p *parser) link(at pos, links *int) error {
+	*links++
+	return p.enter(at)
+}
+
+func (p *parser) unlink(links *int) { p.depth -= *links }
+
 // statements parses nodes until a block tag whose name is in ends (which
 // is consumed up to the name) or the end of input; it returns the name of
 // the tag that ended it ("" at the end of input).
@@ -546,8 +557,13 @@ func (p *parser) expression(withCond bool) (expr, error) {
 	if err != nil || !withCond {
 		return x, err
 	}
+	links := 0
+	defer p.unlink(&links)
 	for p.isName("if") {
 		ifTok := p.next()
+		if err := p.link(ifTok.pos, &links); err != nil {
+			return nil, err
+		}
 		cond, err := p.or()
 		if err != nil {
 			return nil, err
@@ -566,8 +582,13 @@ func (p *parser) expression(withCond bool) (expr, error) {
 
 func (p *parser) or() (expr, error) {
 	x, err := p.and()
+	links := 0
+	defer p.unlink(&links)
 	for err == nil && p.isName("or") {
 		t := p.next()
+		if err = p.link(t.pos, &links); err != nil {
+			break
+		}
 		var r expr
 		if r, err = p.and(); err == nil {
 			x = &binExpr{at{t.pos}, "or", x, r}
@@ -578,8 +599,13 @@ func (p *parser) or() (expr, error) {
 
 func (p *parser) and() (expr, error) {
 	x, err := p.not()
+	links := 0
+	defer p.unlink(&links)
 	for err == nil && p.isName("and") {
 		t := p.next()
+		if err = p.link(t.pos, &links); err != nil {
+			break
+		}
 		var r expr
 		if r, err = p.not(); err == nil {
 			x = &binExpr{at{t.pos}, "and", x, r}
@@ -644,8 +670,13 @@ func (p *parser) compare() (expr, error) {
 
 func (p *parser) math1() (expr, error) {
 	x, err := p.concat()
+	links := 0
+	defer p.unlink(&links)
 	for err == nil && (p.isOp("+") || p.isOp("-")) {
 		t := p.next()
+		if err = p.link(t.pos, &links); err != nil {
+			break
+		}
 		var r expr
 		if r, err = p.concat(); err == nil {
 			x = &binExpr{at{t.pos}, t.val, x, r}
@@ -677,8 +708,13 @@ func (p *parser) concat() (expr, error) {
 
 func (p *parser) math2() (expr, error) {
 	x, err := p.pow()
+	links := 0
+	defer p.unlink(&links)
 	for err == nil && (p.isOp("*") || p.isOp("/") || p.isOp("//") || p.isOp("%")) {
 		t := p.next()
+		if err = p.link(t.pos, &links); err != nil {
+			break
+		}
 		var r expr
 		if r, err = p.pow(); err == nil {
 			x = &binExpr{at{t.pos}, t.val, x, r}
@@ -689,8 +725,13 @@ func (p *parser) math2() (expr, error) {
 
 func (p *parser) pow() (expr, error) {
 	x, err := p.unary(true)
+	links := 0
+	defer p.unlink(&links)
 	for err == nil && p.isOp("**") {
 		t := p.next()
+		if err = p.link(t.pos, &links); err != nil {
+			break
+		}
 		var r expr
 		if r, err = p.unary(true); err == nil {
 			x = &binExpr{at{t.pos}, "**", x, r}
@@ -826,10 +867,17 @@ func (p *parser) items(closing string) ([]expr, error) {
 }
 
 func (p *parser) postfix(x expr) (expr, error) {
+	links := 0
+	defer p.unlink(&links)
 	for {
 		t := p.peek()
 		if t.kind != tokOp {
 			return x, nil
+		}
+		if t.val == "." || t.val == "[" || t.val == "(" {
+			if err := p.link(t.pos, &links); err != nil {
+				return nil, err
+			}
 		}
 		switch t.val {
 		case ".":
@@ -987,7 +1035,14 @@ func (p *parser) call(fn expr) (*callExpr, error) {
 
 // filterChain parses the filters, tests and calls that follow a value.
 func (p *parser) filterChain(x expr) (expr, error) {
+	links := 0
+	defer p.unlink(&links)
 	for {
+		if p.isOp("|") || p.isName("is") || p.isOp("(") {
+			if err := p.link(p.peek().pos, &links); err != nil {
+				return nil, err
+			}
+		}
 		switch {
 		case p.isOp("|"):
 			p.next()
