@@ -14,9 +14,9 @@ import (
 // TestGenerateChat runs "sora generate --chat" on stories260K converted to
 // a Hugging Face folder with a chat template, and checks its reply against
 // a generation run here from the template's text written out by hand: the
-// text is encoded without an added BOS (the template writes <s> itself, as
-// transformers' apply_chat_template expects), and only the reply is
-// printed. It also checks --chat-template and --chat-var, and the errors
+// template writes <s> first, so the tokens are the text's own, as
+// transformers' apply_chat_template makes them (one BOS, first), and only
+// the reply is printed. It also checks --chat-template and --chat-var, and the errors
 // for a folder without a template and for --system without --chat.
 func TestGenerateChat(t *testing.T) {
 	model, tokBin := stories260K(t)

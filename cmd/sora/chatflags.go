@@ -80,15 +80,28 @@ func (c *chatFlags) template(tokSrc string) (*chat.Template, error) {
 	return t, err
 }
 
-// render returns the text of a conversation of the --system message, if
-// any, and prompt as the user's, ending with the assistant's header.
-func (c *chatFlags) render(t *chat.Template, prompt string) (string, error) {
-	var msgs []chat.Message
+// encode returns the tokens to generate a reply from: a conversation of
+// the --system message, if any, and prompt as the user's, rendered with
+// the generation prompt and encoded exactly as evaluation encodes the
+// prompts of conversation rows (data.Set.EncodePrompts through
+// chatRenderer): BOS where the tokenizer has one, then the text, less the
+// BOS text the template writes first. So a fine-tuned model is prompted
+// as it was trained and evaluated. For a template that writes BOS first
+// (Llama 3, Gemma, Mistral) or a tokenizer without BOS (Qwen) these are
+// the tokens of transformers' apply_chat_template(tokenize=True), which
+// adds no special tokens; a template that writes none for a tokenizer
+// that has one (TinyLlama, Zephyr) gets BOS here and not there.
+func (c *chatFlags) encode(t *chat.Template, tok data.Encoder, addsBOS bool, prompt string) ([]int, error) {
+	var msgs []data.Message
 	if c.system != "" {
-		msgs = append(msgs, chat.Message{Role: "system", Content: c.system})
+		msgs = append(msgs, data.Message{Role: "system", Content: c.system})
 	}
-	msgs = append(msgs, chat.Message{Role: "user", Content: prompt})
-	return t.Render(msgs, chat.Options{AddGenerationPrompt: true, Vars: c.vars})
+	msgs = append(msgs, data.Message{Role: "user", Content: prompt})
+	text, _, err := newChatRenderer(t, c.vars, addsBOS).Render(msgs, true)
+	if err != nil {
+		return nil, err
+	}
+	return tok.Encode(text, true, false), nil
 }
 
 // chatSource gives data files of conversations their chat template: the
@@ -110,11 +123,7 @@ func (s *chatSource) renderer() (data.ChatRenderer, error) {
 		if err != nil {
 			s.err = err
 		} else {
-			r := &chatRenderer{t: t, vars: s.flags.vars}
-			if bos, ok := t.Special["bos_token"].(string); ok && s.addsBOS {
-				r.bos = bos
-			}
-			s.r = r
+			s.r = newChatRenderer(t, s.flags.vars, s.addsBOS)
 		}
 	}
 	return s.r, s.err
@@ -126,6 +135,17 @@ type chatRenderer struct {
 	t    *chat.Template
 	vars map[string]any
 	bos  string // the text of BOS, which data's encoder adds itself
+}
+
+// newChatRenderer returns the renderer of conversations with t and the
+// template variables vars, for a tokenizer that puts BOS before a text
+// (addsBOS) or not.
+func newChatRenderer(t *chat.Template, vars map[string]any, addsBOS bool) *chatRenderer {
+	r := &chatRenderer{t: t, vars: vars}
+	if bos, ok := t.Special["bos_token"].(string); ok && addsBOS {
+		r.bos = bos
+	}
+	return r
 }
 
 // Render renders messages as transformers' apply_chat_template does,

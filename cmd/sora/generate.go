@@ -50,7 +50,9 @@ var generateDoc = usageDoc{
 		"The prompt is used as given: an adapter trained on LLM-Adapters data expects its Alpaca template. " +
 		"With --chat the prompt is the user's message of a conversation (after a --system message, if given), rendered " +
 		"with the model's chat template as transformers' apply_chat_template renders it, ending with the header of the " +
-		"assistant's turn (add_generation_prompt), and encoded without an added BOS (the template writes it); only the " +
+		"assistant's turn (add_generation_prompt), and encoded as \"sora finetune\" and \"sora eval\" encode a conversation's prompt: BOS " +
+		"(where the tokenizer has one) and the text, less the BOS text the template writes first (the same tokens as " +
+		"apply_chat_template's for templates that write BOS first, and for tokenizers without BOS); only the " +
 		"reply is printed, without special tokens. The template is the tokenizer folder's (chat_template.jinja, " +
 		"chat_template.json, or tokenizer_config.json's chat_template), or --chat-template's file; --chat-var sets " +
 		"template variables such as enable_thinking=false.",
@@ -179,14 +181,11 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	// chat, whose output is the reply alone.
 	echo := 0
 	if tmpl != nil {
-		text, err := cf.render(tmpl, *prompt)
-		if err != nil {
+		// As evaluation encodes a conversation's prompt (see encode).
+		if ids, err = cf.encode(tmpl, tok, tok.BOS() >= 0, *prompt); err != nil {
 			fmt.Fprintf(stderr, "sora generate: %v\n", err)
 			return exitFailure
 		}
-		// As transformers' apply_chat_template: the template writes
-		// BOS's text itself where the model wants it.
-		ids = tok.Encode(text, false, false)
 		echo = len(ids) - 1
 	} else {
 		ids = tok.Encode(*prompt, true, false)
