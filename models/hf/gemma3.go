@@ -140,7 +140,7 @@ func parseGemma3(c configJSON) (llama.Config, error) {
 		default:
 			var f float64
 			if err := json.Unmarshal(c.SlidingWindow, &f); err != nil || f != math.Trunc(f) || f < 1 || f > math.MaxInt32 {
-				return llama.Config{}, fmt.Errorf("sliding_window is %s; expected a positive whole number", truncate(compactJSON(c.SlidingWindow), 60))
+				return llama.Config{}, fmt.Errorf("sliding_window is %s; expected a whole number from 1 to %d", truncate(compactJSON(c.SlidingWindow), 60), math.MaxInt32)
 			}
 			cfg.SlidingWindow = int(f)
 		}
@@ -192,7 +192,7 @@ func gemma3LayerKinds(c configJSON, layers int) (string, error) {
 		}
 		var p float64
 		if err := json.Unmarshal(f.raw, &p); err != nil || p != math.Trunc(p) || p < 1 || p > math.MaxInt32 {
-			return "", fmt.Errorf("%s is %s; expected a positive whole number", f.name, truncate(compactJSON(f.raw), 60))
+			return "", fmt.Errorf("%s is %s; expected a whole number from 1 to %d", f.name, truncate(compactJSON(f.raw), 60), math.MaxInt32)
 		}
 		if pattern != 0 && int(p) != pattern {
 			return "", fmt.Errorf("sliding_window_pattern is %d but _sliding_window_pattern is %v; expected one pattern", pattern, p)

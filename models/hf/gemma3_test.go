@@ -281,8 +281,10 @@ func TestParseGemma3Configs(t *testing.T) {
 		{strings.Replace(gemma3_1BConfig, `"head_dim": 256`, `"head_dim": null`, 1), "head_dim is null; Gemma 3 needs the width"},
 		{strings.Replace(gemma3_1BConfig, `"head_dim": 256`, `"head_dim": 255`, 1), "head_dim 255 must be even"},
 		{strings.Replace(gemma3_1BConfig, `"sliding_window": 512`, `"sliding_window": null`, 1), "sliding_window is null but layer 0 is sliding_attention"},
-		{strings.Replace(gemma3_1BConfig, `"sliding_window": 512`, `"sliding_window": 0`, 1), "sliding_window is 0; expected a positive whole number"},
-		{strings.Replace(gemma3_1BConfig, `"sliding_window_pattern": 6`, `"sliding_window_pattern": 0`, 1), "sliding_window_pattern is 0; expected a positive whole number"},
+		{strings.Replace(gemma3_1BConfig, `"sliding_window": 512`, `"sliding_window": 0`, 1), "sliding_window is 0; expected a whole number from 1 to 2147483647"},
+		{strings.Replace(gemma3_1BConfig, `"sliding_window": 512`, `"sliding_window": 1e12`, 1), "sliding_window is 1e12; expected a whole number from 1 to 2147483647"},
+		{strings.Replace(gemma3_1BConfig, `"sliding_window_pattern": 6`, `"sliding_window_pattern": 0`, 1), "sliding_window_pattern is 0; expected a whole number from 1 to 2147483647"},
+		{strings.Replace(gemma3_1BConfig, `"sliding_window_pattern": 6`, `"sliding_window_pattern": 6e9`, 1), "sliding_window_pattern is 6e9; expected a whole number from 1 to 2147483647"},
 		{strings.Replace(gemma3_1BConfig, `"sliding_window_pattern": 6`, `"sliding_window_pattern": 6, "_sliding_window_pattern": 3`, 1),
 			"sliding_window_pattern is 6 but _sliding_window_pattern is 3"},
 		{strings.Replace(gemma3_270MConfig, `"full_attention"
