@@ -189,7 +189,16 @@ var BinaryOps = []BinaryOp{Add, Sub, Mul, Div}
 type UnaryOp uint8
 
 // The unary ops. GELU is the exact form x·Φ(x) with the Gaussian CDF Φ
-// (PyTorch's default), not the tanh approximation.
+// (PyTorch's default). GELUTanh is GELU's tanh approximation, PyTorch's
+// gelu(approximate="tanh") and transformers' "gelu_pytorch_tanh" (Gemma's
+// activation):
+//
+//	GELUTanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+//	            = x·σ(y),  y = 2·√(2/π)·(x + 0.044715·x³),
+//
+// σ the logistic function, with derivative σ(y) + x·σ(y)·σ(−y)·y′, y′ =
+// 2·√(2/π)·(1 + 3·0.044715·x²). It tends to x for large x and to −0 for
+// very negative x, and is finite for every finite x.
 const (
 	Exp UnaryOp = iota + 1
 	Log
@@ -202,10 +211,12 @@ const (
 	Neg
 	Square
 	Sigmoid
+	GELUTanh
 )
 
 var unaryNames = [...]string{Exp: "exp", Log: "log", Sqrt: "sqrt", Rsqrt: "rsqrt", Tanh: "tanh",
-	SiLU: "silu", GELU: "gelu", ReLU: "relu", Neg: "neg", Square: "square", Sigmoid: "sigmoid"}
+	SiLU: "silu", GELU: "gelu", ReLU: "relu", Neg: "neg", Square: "square", Sigmoid: "sigmoid",
+	GELUTanh: "gelu_tanh"}
 
 func (o UnaryOp) String() string {
 	if int(o) < len(unaryNames) && unaryNames[o] != "" {
@@ -218,7 +229,7 @@ func (o UnaryOp) String() string {
 func (o UnaryOp) Valid() bool { return slices.Contains(UnaryOps, o) }
 
 // UnaryOps lists every UnaryOp.
-var UnaryOps = []UnaryOp{Exp, Log, Sqrt, Rsqrt, Tanh, SiLU, GELU, ReLU, Neg, Square, Sigmoid}
+var UnaryOps = []UnaryOp{Exp, Log, Sqrt, Rsqrt, Tanh, SiLU, GELU, ReLU, Neg, Square, Sigmoid, GELUTanh}
 
 // ReduceOp is a row-wise reduction.
 type ReduceOp uint8

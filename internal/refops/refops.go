@@ -16,6 +16,44 @@ func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 // gaussCDF is Φ(x), the standard normal distribution function.
 func gaussCDF(x float64) float64 { return 0.5 * (1 + math.Erf(x/math.Sqrt2)) }
 
+// The constants of GELU's tanh approximation: √(2/π) and κ.
+const (
+	geluTanhBeta  = 0.7978845608028654 // √(2/π)
+	geluTanhKappa = 0.044715
+)
+
+// sigmoidPair returns σ(y) and σ(−y) without overflow or cancellation:
+// with e = exp(−|y|), σ(|y|) = 1/(1+e) and σ(−|y|) = e/(1+e).
+func sigmoidPair(y float64) (s, sNeg float64) {
+	e := math.Exp(-math.Abs(y))
+	hi, lo := 1/(1+e), e/(1+e)
+	if y >= 0 {
+		return hi, lo
+	}
+	return lo, hi
+}
+
+// geluTanh returns GELU's tanh approximation and its derivative in the
+// form x·σ(y), y = 2β·(x + κx³), which is 0.5·x·(1 + tanh(y/2)) exactly
+// but keeps its relative precision in the left tail, where 1 + tanh
+// cancels (it is 0 in float64 from x ≈ −7.4 on, though the function is a
+// normal float32 down to x ≈ −9.9). y is formed as x·(2β + 2βκ·x²) so that
+// it stays finite for every finite float32 x (|x|³ ≤ 4e115).
+func geluTanh(x float64) (f, df float64) {
+	x2 := x * x
+	y := x * (2*geluTanhBeta + 2*geluTanhBeta*geluTanhKappa*x2)
+	dy := 2*geluTanhBeta + 6*geluTanhBeta*geluTanhKappa*x2
+	s, sNeg := sigmoidPair(y)
+	f = x * s
+	df = s
+	// t underflows to 0 from |x| ≈ 20; skipping the term then keeps
+	// huge x (beyond 1e100 or so, where dy overflows) from giving 0·∞.
+	if t := s * sNeg; t != 0 {
+		df += x * t * dy
+	}
+	return f, df
+}
+
 // Unary returns f(x) for a unary op; it panics on an op it does not know,
 // which is a missing reference, not a data error.
 func Unary(op backend.UnaryOp, x float64) float64 {
@@ -42,6 +80,9 @@ func Unary(op backend.UnaryOp, x float64) float64 {
 		return x * x
 	case backend.Sigmoid:
 		return sigmoid(x)
+	case backend.GELUTanh:
+		f, _ := geluTanh(x)
+		return f
 	}
 	panic("refops: no reference for unary op " + op.String())
 }
@@ -78,6 +119,9 @@ func UnaryDeriv(op backend.UnaryOp, x float64) float64 {
 	case backend.Sigmoid:
 		s := sigmoid(x)
 		return s * (1 - s)
+	case backend.GELUTanh:
+		_, d := geluTanh(x)
+		return d
 	}
 	panic("refops: no reference derivative for unary op " + op.String())
 }

@@ -198,3 +198,69 @@ func TestSoftmaxWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestGELUTanh checks the tanh-approximate GELU against its definition
+// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) where float64 evaluates that
+// without cancelling (x ≥ −3), against the tail's own expansion below,
+// its derivative against central differences and the definition's
+// derivative, and its limits.
+func TestGELUTanh(t *testing.T) {
+	const beta, kappa = 0.7978845608028654, 0.044715
+	def := func(x float64) float64 { return 0.5 * x * (1 + math.Tanh(beta*(x+kappa*x*x*x))) }
+	defDeriv := func(x float64) float64 {
+		th := math.Tanh(beta * (x + kappa*x*x*x))
+		return 0.5*(1+th) + 0.5*x*(1-th*th)*beta*(1+3*kappa*x*x)
+	}
+	rel := func(got, want float64) float64 { return math.Abs(got-want) / math.Max(math.Abs(want), 1e-300) }
+	for x := -3.0; x <= 6; x += 0.0625 {
+		// The definition's own rounding: that of 1 + tanh z, relative
+		// to its size (1e−3 at x = −3).
+		tanhTol := 1e-15 / (1 + math.Tanh(beta*(x+kappa*x*x*x)))
+		if e := rel(Unary(backend.GELUTanh, x), def(x)); e > tanhTol {
+			t.Errorf("GELUTanh(%g) = %g, definition %g (relative %.2g)", x, Unary(backend.GELUTanh, x), def(x), e)
+		}
+		if d := UnaryDeriv(backend.GELUTanh, x); math.Abs(d-defDeriv(x)) > 1e-14+tanhTol {
+			t.Errorf("GELUTanh'(%g) = %g, definition's derivative %g", x, d, defDeriv(x))
+		}
+	}
+	// Below, 1 + tanh cancels; with z = β(x + κx³), 1 + tanh z =
+	// 2e^{2z}/(1 + e^{2z}), which float64 evaluates to the precision of
+	// 2z, whose rounding (1e−16 of up to 280 at x = −12) is the exponent's.
+	for x := -12.0; x < -3; x += 0.25 {
+		z := beta * (x + kappa*x*x*x)
+		want := x * math.Exp(2*z) / (1 + math.Exp(2*z))
+		if e := rel(Unary(backend.GELUTanh, x), want); e > 1e-13 {
+			t.Errorf("GELUTanh(%g) = %g, want %g (relative %.2g)", x, Unary(backend.GELUTanh, x), want, e)
+		}
+	}
+	// The derivative against central differences over the whole range
+	// where it is not negligible, the left tail included, relative to
+	// the larger of its two terms (σ(y) = f/x and the whole), since they
+	// cancel at x ≈ −0.75. The differences' truncation error, h²·f‴/6,
+	// is about 1e−8 of f′ at x = −11.
+	for x := -11.0; x <= 11; x += 0.125 {
+		h := 1e-5
+		fd := (Unary(backend.GELUTanh, x+h) - Unary(backend.GELUTanh, x-h)) / (2 * h)
+		d := UnaryDeriv(backend.GELUTanh, x)
+		scale := math.Abs(d)
+		if x != 0 {
+			scale = math.Max(scale, math.Abs(Unary(backend.GELUTanh, x)/x))
+		}
+		if math.Abs(d-fd) > 1e-7*scale {
+			t.Errorf("GELUTanh'(%g) = %.12g, central difference %.12g", x, d, fd)
+		}
+	}
+	// Limits: x for large x, −0 for very negative x, derivative 1 and 0,
+	// finite everywhere on the float32 range.
+	for _, x := range []float64{10, 30, 100, 1e10, 1e30, math.MaxFloat32} {
+		if f, d := Unary(backend.GELUTanh, x), UnaryDeriv(backend.GELUTanh, x); f != x || d != 1 {
+			t.Errorf("GELUTanh(%g) = %g, derivative %g; want %g and 1", x, f, d, x)
+		}
+		if x < 30 {
+			continue // GELUTanh(−10) is −1.2e−37, not yet 0
+		}
+		if f, d := Unary(backend.GELUTanh, -x), UnaryDeriv(backend.GELUTanh, -x); f != 0 || d != 0 {
+			t.Errorf("GELUTanh(%g) = %g, derivative %g; want 0 and 0", -x, f, d)
+		}
+	}
+}
