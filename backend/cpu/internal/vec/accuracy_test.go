@@ -79,6 +79,13 @@ func phi64(x float64) float64 { return 0.5 * math.Erfc(-x/math.Sqrt2) }
 
 func pdf64(x float64) float64 { return math.Exp(-0.5*x*x) / math.Sqrt(2*math.Pi) }
 
+// geluTanhY64 is the argument y = 2·√(2/π)·(x + 0.044715·x³) of GELU's
+// tanh approximation x·σ(y), and y′.
+func geluTanhY64(x float64) (y, dy float64) {
+	b := 2 * math.Sqrt(2/math.Pi)
+	return b * (x + 0.044715*x*x*x), b * (1 + 3*0.044715*x*x)
+}
+
 // withOnes adapts a derivative kernel dx = dy·f′(x) to f′ by passing
 // dy = 1.
 func withOnes(f func(k *Kernels) func(dx, x, dy []float32)) func(k *Kernels) func(dst, x []float32) {
@@ -110,6 +117,10 @@ var accuracyCases = []accuracyCase{
 	// float32 (below, the kernels flush Φ's tail to 0).
 	{"GELU", -13, 13, func(x float64) float64 { return x * phi64(x) }, absRef,
 		func(k *Kernels) func(d, x []float32) { return k.GELU }, 6},
+	// GELU's tanh approximation down to x = −10, where x·σ(y) ≈
+	// −1.2e−37 is still a normal float32.
+	{"GELUTanh", -10, 20, func(x float64) float64 { y, _ := geluTanhY64(x); return x * sigmoid64(y) }, absRef,
+		func(k *Kernels) func(d, x []float32) { return k.GELUTanh }, 3},
 	{"ExpGrad", -103, 88.7, math.Exp, absRef,
 		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.ExpGrad }), 2},
 	{"TanhGrad", -10, 10, func(x float64) float64 { t := math.Tanh(x); return 1 - t*t },
@@ -124,6 +135,13 @@ var accuracyCases = []accuracyCase{
 	{"GELUGrad", -13, 13, func(x float64) float64 { return phi64(x) + x*pdf64(x) },
 		func(x, ref float64) float64 { return math.Max(phi64(x), math.Abs(x*pdf64(x))) },
 		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.GELUGrad }), 6},
+	{"GELUTanhGrad", -10, 20, func(x float64) float64 {
+		y, dy := geluTanhY64(x)
+		return sigmoid64(y) + x*sigmoid64(y)*sigmoid64(-y)*dy
+	}, func(x, ref float64) float64 {
+		y, dy := geluTanhY64(x)
+		return math.Max(sigmoid64(y), math.Abs(x*sigmoid64(y)*sigmoid64(-y)*dy))
+	}, withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.GELUTanhGrad }), 6},
 }
 
 // TestAccuracy sweeps each function over its range with 2²⁰ points (2¹⁶
@@ -405,5 +423,62 @@ func TestExpSumNextMax(t *testing.T) {
 			}()
 			k.ExpShiftNextMax(make([]float32, 8), make([]float32, 8), make([]float32, 7), 0)
 		}()
+	}
+}
+
+// TestGELUTanhLimits checks GELU's tanh approximation where it saturates,
+// in every kernel set and through the vector tails: x itself from x = 10
+// on (e^{−y} is below half an ulp of 1 there), ±0 from x = −10.6 down
+// (e^{−y} overflows: the function is below 2⁻¹⁴⁹ there), derivative 1 and
+// 0, nothing infinite or NaN for any finite x up to the largest float
+// (where x³, or x·y′ in the derivative, would overflow in float32), and
+// NaN kept.
+func TestGELUTanhLimits(t *testing.T) {
+	big := []float32{10, 10.5, 13, 20, 50, 100, 1e4, 1.9e19, 1e30, 3e38, math.MaxFloat32}
+	for _, k := range All() {
+		for _, n := range []int{1, 7, 9, 17, 23, 35} {
+			for _, v := range big {
+				for _, sign := range []float32{1, -1} {
+					x, dy := make([]float32, n), make([]float32, n)
+					for i := range x {
+						x[i], dy[i] = sign*v, 1
+					}
+					y, dx := make([]float32, n), make([]float32, n)
+					k.GELUTanh(y, x)
+					k.GELUTanhGrad(dx, x, dy)
+					wantY, wantDX := x[0], float32(1)
+					if sign < 0 {
+						wantY, wantDX = 0, 0
+					}
+					if sign < 0 && v < 10.6 {
+						// Not yet 0 but tiny: x·e^y, about −1e−37 at −10.
+						wantY, wantDX = y[0], dx[0]
+						if !(math.Abs(float64(y[0])) < 2e-37 && math.Abs(float64(dx[0])) < 4e-36) {
+							t.Errorf("%s: GELUTanh(%g) = %g, derivative %g; want tiny", k.Name, x[0], y[0], dx[0])
+						}
+					}
+					for i := range y {
+						if y[i] != wantY || dx[i] != wantDX {
+							t.Fatalf("%s, %d elements: GELUTanh(%g) = %g, derivative %g at %d; want %g and %g",
+								k.Name, n, x[i], y[i], dx[i], i, wantY, wantDX)
+						}
+					}
+				}
+			}
+		}
+		inf, nan := float32(math.Inf(1)), float32(math.NaN())
+		x := []float32{inf, nan, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 1e-40}
+		y, dx := make([]float32, len(x)), make([]float32, len(x))
+		k.GELUTanh(y, x)
+		k.GELUTanhGrad(dx, x, []float32{1, 1, 1, 1, 1, 1, 1})
+		want := []float32{inf, nan, 0, 0, 0.5e-30, -0.5e-30, 0.5e-40}
+		for i := range x {
+			if !(y[i] == want[i] || y[i] != y[i] && want[i] != want[i]) {
+				t.Errorf("%s: GELUTanh(%g) = %g, want %g", k.Name, x[i], y[i], want[i])
+			}
+		}
+		if dx[0] != 1 || dx[1] == dx[1] || dx[2] != 0.5 || dx[4] != 0.5 {
+			t.Errorf("%s: GELUTanh′ at +Inf, NaN, 0, 1e−30 = %v, want 1, NaN, 0.5, 0.5", k.Name, dx)
+		}
 	}
 }

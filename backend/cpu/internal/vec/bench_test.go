@@ -101,6 +101,8 @@ func BenchmarkKernels(b *testing.B) {
 		{"tanh", 8, ew(func(k *Kernels, lo, hi int) { k.Tanh(z[lo:hi], x[lo:hi]) })},
 		{"silu_grad", 12, ew(func(k *Kernels, lo, hi int) { k.SiLUGrad(z[lo:hi], x[lo:hi], y[lo:hi]) })},
 		{"gelu_grad", 12, ew(func(k *Kernels, lo, hi int) { k.GELUGrad(z[lo:hi], x[lo:hi], y[lo:hi]) })},
+		{"gelu_tanh", 8, ew(func(k *Kernels, lo, hi int) { k.GELUTanh(z[lo:hi], x[lo:hi]) })},
+		{"gelu_tanh_grad", 12, ew(func(k *Kernels, lo, hi int) { k.GELUTanhGrad(z[lo:hi], x[lo:hi], y[lo:hi]) })},
 		{"sum_rows", 4, func(k *Kernels) func() { return rows(k, func(r int) { _ = k.Sum(row(x, r)) }) }},
 		{"softmax", 8, func(k *Kernels) func() {
 			return rows(k, func(r int) {

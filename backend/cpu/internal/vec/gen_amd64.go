@@ -69,7 +69,17 @@ func (g *gen) I(format string, args ...any) {
 	// arithmetic instruction; MOVQ and friends load pointers and counts.
 	scalarArg := strings.Contains(line, "(FP)") && strings.HasPrefix(line, "V") &&
 		!strings.HasPrefix(line, "VBROADCAST") && !strings.HasPrefix(line, "VMOVS")
-	if g.wide() && (strings.Contains(line, "(SB)") && strings.Contains(line, "·c") || scalarArg) {
+	// A float64 constant (·f64…(SB)) is broadcast the same way, as one
+	// double: VBROADCASTSD for a load, the .BCST form otherwise.
+	if g.wide() && strings.Contains(line, "(SB)") && strings.Contains(line, "·f64") {
+		op, rest, _ := strings.Cut(line, " ")
+		if op == "VMOVUPD" {
+			op = "VBROADCASTSD"
+		} else {
+			op += ".BCST"
+		}
+		line = op + " " + rest
+	} else if g.wide() && (strings.Contains(line, "(SB)") && strings.Contains(line, "·c") || scalarArg) {
 		op, rest, _ := strings.Cut(line, " ")
 		switch op {
 		case "VMOVUPS":
@@ -128,6 +138,15 @@ func (g *gen) round(s, d string) {
 		g.I("VRNDSCALEPS $0, %s, %s", s, d)
 	} else {
 		g.I("VROUNDPS $0, %s, %s", s, d)
+	}
+}
+
+// roundPD rounds float64 lanes to the nearest integer, ties to even.
+func (g *gen) roundPD(s, d string) {
+	if g.wide() {
+		g.I("VRNDSCALEPD $0, %s, %s", s, d)
+	} else {
+		g.I("VROUNDPD $0, %s, %s", s, d)
 	}
 }
 
@@ -496,6 +515,46 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 	g.I("VSUBPS %s, %s, %s", p, s, s) // 1 − h
 	g.blend(m, s, p, d)
 }
+
+// geluTanhExp sets e = 2^v for v = x·(gtA1 + gtA3·x²) = −y·log2e, the
+// e^{−y} of GELU's tanh approximation x/(1 + e^{−y}); see geluTanhExp in
+// math32.go. v, its clamp to [gtVLo, gtVHi], its integer part n and r =
+// (v − n)·ln2 are computed in float64, on each half of x widened in
+// turn, as the Go code does in the same order (without fused
+// multiply-adds, so that the two agree bit for bit up to here); r and n
+// are then narrowed back into one float32 vector each, and e = e^r·2ⁿ
+// as exp does it. It uses temporaries t[0..3]: two float64 halves and the
+// float32 r and n.
+func (g *gen) geluTanhExp(x, e string, t []string) {
+	d, m, r, n := t[0], t[1], t[2], t[3]
+	for hi := range 2 {
+		g.widen(x, hi, d, d)
+		g.I("VMULPD %s, %s, %s", d, d, m)
+		g.I("VMULPD %s, %s, %s", c64("f64GtA3"), m, m)
+		g.I("VADDPD %s, %s, %s", c64("f64GtA1"), m, m)
+		g.I("VMULPD %s, %s, %s", m, d, d) // v
+		// Clamp with v as the second source, which VMAXPD and VMINPD
+		// return when either is NaN.
+		g.I("VMOVUPD %s, %s", c64("f64GtVLo"), m)
+		g.I("VMAXPD %s, %s, %s", d, m, d)
+		g.I("VMOVUPD %s, %s", c64("f64GtVHi"), m)
+		g.I("VMINPD %s, %s, %s", d, m, d)
+		g.roundPD(d, m)                   // n
+		g.I("VSUBPD %s, %s, %s", m, d, d) // v − n, exact
+		g.I("VMULPD %s, %s, %s", c64("f64Ln2"), d, d)
+		g.narrow(d, hi, r, d, false)
+		g.narrow(m, hi, n, m, false)
+	}
+	g.horner("cExpQ", 4, r, e)
+	g.I("VMULPS %s, %s, %s", r, r, d)
+	g.I("VFMADD213PS %s, %s, %s", r, e, d) // r²·Q + r
+	g.I("VADDPS %s, %s, %s", c("cOne"), d, e)
+	g.scale2n(e, n, m, true)
+}
+
+// c64 returns the memory operand of a float64 constant vector (an
+// [8]float64 declared in stubs_amd64.go).
+func c64(name string) string { return "·" + name + "(SB)" }
 
 // ---- element-wise maps ----
 
@@ -1729,6 +1788,15 @@ var consts = [][2]string{
 	{"cGaussQ", "[6][16]float32(splatTable(gaussQ[:], 6))"},
 	{"tGelu", fmt.Sprintf("[%d][16]float32(phiT)", geluDeg+2)},
 	{"cInvSqrt2Pi", "splat(invSqrt2Pi)"},
+	{"cGtC1", "splat(gtC1)"},
+	{"cGtC3x3", "splat(3 * gtC3)"},
+	{"cGtXMax", "splat(gtXMax)"},
+	{"cGtXMin", "splat(-gtXMax)"},
+	{"f64GtA1", "splat64(gtA1)"},
+	{"f64GtA3", "splat64(gtA3)"},
+	{"f64GtVLo", "splat64(gtVLo)"},
+	{"f64GtVHi", "splat64(gtVHi)"},
+	{"f64Ln2", "splat64(gtLn2)"},
 }
 
 // ---- the kernels ----
@@ -1782,6 +1850,13 @@ var maps = []mapK{
 	{name: "gelu", ins: []string{"x"}, tabRows: geluDeg + 2, temps: 9, temps512: 6, masks: 1, unroll: 3,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.phi(in[0], out, "", true, t, m[0], s)
+		}},
+	// GELU's tanh approximation x/(1 + e^{−y}).
+	{name: "geluTanh", ins: []string{"x"}, temps: 4, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.geluTanhExp(in[0], out, t)
+			g.I("VADDPS %s, %s, %s", c("cOne"), out, out)
+			g.I("VDIVPS %s, %s, %s", out, in[0], out)
 		}},
 	{name: "relu", ins: []string{"x"}, masks: 1, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) {
@@ -1841,6 +1916,29 @@ var maps = []mapK{
 			g.phi(in[0], out, t[8], false, t[:8], m[0], s)
 			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[8], t[8])
 			g.I("VFMADD231PS %s, %s, %s", in[0], t[8], out) // x·φ(x) + Φ(x)
+			g.I("VMULPS %s, %s, %s", out, in[1], out)
+		}},
+	// σ(y) + (x·y′)·σ(y)σ(−y) from e = e^{−|y|} (r = 1/(1+e), s0 = e·r,
+	// σ(y)σ(−y) = s0 − s0²), with x clamped to ±gtXMax in the second
+	// term; see geluTanhGrad32.
+	{name: "geluTanhGrad", ins: []string{"x", "dy"}, temps: 6, masks: 1, unroll: 2,
+		body: func(g *gen, out string, in, s, t, m []string) {
+			g.and(c("cAbs"), in[0], t[4])
+			g.geluTanhExp(t[4], t[5], t[:4]) // e
+			g.I("VADDPS %s, %s, %s", c("cOne"), t[5], t[0])
+			g.I("VMOVUPS %s, %s", c("cOne"), t[1])
+			g.I("VDIVPS %s, %s, %s", t[0], t[1], t[1])  // r
+			g.I("VMULPS %s, %s, %s", t[1], t[5], t[5])  // s0
+			g.sigmoidPick(in[0], t[1], t[5], out, m[0]) // σ(y)
+			g.I("VMOVAPS %s, %s", t[5], t[1])
+			g.I("VFNMADD231PS %s, %s, %s", t[5], t[5], t[1]) // σ(y)σ(−y) = s0 − s0²
+			g.I("VMAXPS %s, %s, %s", c("cGtXMin"), in[0], t[2])
+			g.I("VMINPS %s, %s, %s", c("cGtXMax"), t[2], t[2]) // x clamped
+			g.I("VMULPS %s, %s, %s", t[2], t[2], t[3])
+			g.I("VMOVUPS %s, %s", c("cGtC3x3"), t[4])
+			g.I("VFMADD213PS %s, %s, %s", c("cGtC1"), t[3], t[4]) // y′
+			g.I("VMULPS %s, %s, %s", t[4], t[2], t[2])            // x·y′
+			g.I("VFMADD231PS %s, %s, %s", t[1], t[2], out)
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
 	{name: "reluGrad", ins: []string{"x", "dy"}, masks: 1, unroll: 4,

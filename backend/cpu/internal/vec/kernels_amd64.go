@@ -21,6 +21,14 @@ func splat(v float32) (s [16]float32) {
 
 func splatBits(b uint32) [16]float32 { return splat(math.Float32frombits(b)) }
 
+// splat64 fills a 64-byte vector of float64 lanes with v.
+func splat64(v float64) (s [8]float64) {
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
 // splatTable splats each coefficient of t; the assembly was generated for
 // n of them, so any other length is a programming error.
 func splatTable(t []float32, n int) [][16]float32 {
@@ -97,12 +105,14 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 
 		Exp: b.unary(f.exp), Log: b.unary(f.log), Sqrt: b.unary(f.sqrt), Rsqrt: b.unary(f.rsqrt),
 		Tanh: b.unary(f.tanh), Sigmoid: b.unary(f.sigmoid), SiLU: b.unary(f.silu), GELU: b.unary(f.gelu),
-		ReLU: b.unary(f.relu), Neg: b.unary(f.neg), Square: b.unary(f.square),
+		GELUTanh: b.unary(f.geluTanh),
+		ReLU:     b.unary(f.relu), Neg: b.unary(f.neg), Square: b.unary(f.square),
 
 		ExpGrad: b.bin(f.expGrad), LogGrad: b.bin(f.logGrad), SqrtGrad: b.bin(f.sqrtGrad),
 		RsqrtGrad: b.bin(f.rsqrtGrad), TanhGrad: b.bin(f.tanhGrad), SigmoidGrad: b.bin(f.sigmoidGrad),
 		SiLUGrad: b.bin(f.siluGrad), GELUGrad: b.bin(f.geluGrad), ReLUGrad: b.bin(f.reluGrad),
-		NegGrad: b.bin(f.negGrad), SquareGrad: b.bin(f.squareGrad),
+		GELUTanhGrad: b.bin(f.geluTanhGrad),
+		NegGrad:      b.bin(f.negGrad), SquareGrad: b.bin(f.squareGrad),
 
 		Sum:        reduce(f.sum),
 		SumSquares: reduce(f.sumSquares),

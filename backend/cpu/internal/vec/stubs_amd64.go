@@ -45,6 +45,15 @@ var (
 	cGaussQ       = [6][16]float32(splatTable(gaussQ[:], 6))
 	tGelu         = [7][16]float32(phiT)
 	cInvSqrt2Pi   = splat(invSqrt2Pi)
+	cGtC1         = splat(gtC1)
+	cGtC3x3       = splat(3 * gtC3)
+	cGtXMax       = splat(gtXMax)
+	cGtXMin       = splat(-gtXMax)
+	f64GtA1       = splat64(gtA1)
+	f64GtA3       = splat64(gtA3)
+	f64GtVLo      = splat64(gtVLo)
+	f64GtVHi      = splat64(gtVHi)
+	f64Ln2        = splat64(gtLn2)
 )
 
 // fillAVX2 is the AVX2 fill kernel.
@@ -227,6 +236,16 @@ func geluAVX2(dst *float32, x *float32, n int)
 //go:noescape
 func geluAVX2NT(dst *float32, x *float32, n int)
 
+// geluTanhAVX2 is the AVX2 geluTanh kernel.
+//
+//go:noescape
+func geluTanhAVX2(dst *float32, x *float32, n int)
+
+// geluTanhAVX2NT is the AVX2 geluTanh kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func geluTanhAVX2NT(dst *float32, x *float32, n int)
+
 // reluAVX2 is the AVX2 relu kernel.
 //
 //go:noescape
@@ -336,6 +355,16 @@ func geluGradAVX2(dst *float32, x *float32, dy *float32, n int)
 //
 //go:noescape
 func geluGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
+
+// geluTanhGradAVX2 is the AVX2 geluTanhGrad kernel.
+//
+//go:noescape
+func geluTanhGradAVX2(dst *float32, x *float32, dy *float32, n int)
+
+// geluTanhGradAVX2NT is the AVX2 geluTanhGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func geluTanhGradAVX2NT(dst *float32, x *float32, dy *float32, n int)
 
 // reluGradAVX2 is the AVX2 reluGrad kernel.
 //
@@ -702,6 +731,16 @@ func geluAVX512(dst *float32, x *float32, n int)
 //go:noescape
 func geluAVX512NT(dst *float32, x *float32, n int)
 
+// geluTanhAVX512 is the AVX512 geluTanh kernel.
+//
+//go:noescape
+func geluTanhAVX512(dst *float32, x *float32, n int)
+
+// geluTanhAVX512NT is the AVX512 geluTanh kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func geluTanhAVX512NT(dst *float32, x *float32, n int)
+
 // reluAVX512 is the AVX512 relu kernel.
 //
 //go:noescape
@@ -811,6 +850,16 @@ func geluGradAVX512(dst *float32, x *float32, dy *float32, n int)
 //
 //go:noescape
 func geluGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
+
+// geluTanhGradAVX512 is the AVX512 geluTanhGrad kernel.
+//
+//go:noescape
+func geluTanhGradAVX512(dst *float32, x *float32, dy *float32, n int)
+
+// geluTanhGradAVX512NT is the AVX512 geluTanhGrad kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func geluTanhGradAVX512NT(dst *float32, x *float32, dy *float32, n int)
 
 // reluGradAVX512 is the AVX512 reluGrad kernel.
 //
@@ -1019,6 +1068,7 @@ type asmFuncs struct {
 	sigmoid            [2]func(*float32, *float32, int)
 	silu               [2]func(*float32, *float32, int)
 	gelu               [2]func(*float32, *float32, int)
+	geluTanh           [2]func(*float32, *float32, int)
 	relu               [2]func(*float32, *float32, int)
 	neg                [2]func(*float32, *float32, int)
 	square             [2]func(*float32, *float32, int)
@@ -1030,6 +1080,7 @@ type asmFuncs struct {
 	sigmoidGrad        [2]func(*float32, *float32, *float32, int)
 	siluGrad           [2]func(*float32, *float32, *float32, int)
 	geluGrad           [2]func(*float32, *float32, *float32, int)
+	geluTanhGrad       [2]func(*float32, *float32, *float32, int)
 	reluGrad           [2]func(*float32, *float32, *float32, int)
 	negGrad            [2]func(*float32, *float32, *float32, int)
 	squareGrad         [2]func(*float32, *float32, *float32, int)
@@ -1078,6 +1129,7 @@ var funcsAVX2 = asmFuncs{
 	sigmoid:            [2]func(*float32, *float32, int){sigmoidAVX2, sigmoidAVX2NT},
 	silu:               [2]func(*float32, *float32, int){siluAVX2, siluAVX2NT},
 	gelu:               [2]func(*float32, *float32, int){geluAVX2, geluAVX2NT},
+	geluTanh:           [2]func(*float32, *float32, int){geluTanhAVX2, geluTanhAVX2NT},
 	relu:               [2]func(*float32, *float32, int){reluAVX2, reluAVX2NT},
 	neg:                [2]func(*float32, *float32, int){negAVX2, negAVX2NT},
 	square:             [2]func(*float32, *float32, int){squareAVX2, squareAVX2NT},
@@ -1089,6 +1141,7 @@ var funcsAVX2 = asmFuncs{
 	sigmoidGrad:        [2]func(*float32, *float32, *float32, int){sigmoidGradAVX2, sigmoidGradAVX2NT},
 	siluGrad:           [2]func(*float32, *float32, *float32, int){siluGradAVX2, siluGradAVX2NT},
 	geluGrad:           [2]func(*float32, *float32, *float32, int){geluGradAVX2, geluGradAVX2NT},
+	geluTanhGrad:       [2]func(*float32, *float32, *float32, int){geluTanhGradAVX2, geluTanhGradAVX2NT},
 	reluGrad:           [2]func(*float32, *float32, *float32, int){reluGradAVX2, reluGradAVX2NT},
 	negGrad:            [2]func(*float32, *float32, *float32, int){negGradAVX2, negGradAVX2NT},
 	squareGrad:         [2]func(*float32, *float32, *float32, int){squareGradAVX2, squareGradAVX2NT},
@@ -1137,6 +1190,7 @@ var funcsAVX512 = asmFuncs{
 	sigmoid:            [2]func(*float32, *float32, int){sigmoidAVX512, sigmoidAVX512NT},
 	silu:               [2]func(*float32, *float32, int){siluAVX512, siluAVX512NT},
 	gelu:               [2]func(*float32, *float32, int){geluAVX512, geluAVX512NT},
+	geluTanh:           [2]func(*float32, *float32, int){geluTanhAVX512, geluTanhAVX512NT},
 	relu:               [2]func(*float32, *float32, int){reluAVX512, reluAVX512NT},
 	neg:                [2]func(*float32, *float32, int){negAVX512, negAVX512NT},
 	square:             [2]func(*float32, *float32, int){squareAVX512, squareAVX512NT},
@@ -1148,6 +1202,7 @@ var funcsAVX512 = asmFuncs{
 	sigmoidGrad:        [2]func(*float32, *float32, *float32, int){sigmoidGradAVX512, sigmoidGradAVX512NT},
 	siluGrad:           [2]func(*float32, *float32, *float32, int){siluGradAVX512, siluGradAVX512NT},
 	geluGrad:           [2]func(*float32, *float32, *float32, int){geluGradAVX512, geluGradAVX512NT},
+	geluTanhGrad:       [2]func(*float32, *float32, *float32, int){geluTanhGradAVX512, geluTanhGradAVX512NT},
 	reluGrad:           [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
 	negGrad:            [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
 	squareGrad:         [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},

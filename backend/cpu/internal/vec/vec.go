@@ -12,8 +12,9 @@
 // # Accuracy
 //
 // Element-wise arithmetic rounds once, as a scalar float32 operation does.
-// Exp, Log, Tanh, Sigmoid, SiLU and GELU (the exact, erf-based one) and
-// their derivatives use float32 range reductions and polynomial
+// Exp, Log, Tanh, Sigmoid, SiLU, GELU (the exact, erf-based one) and
+// GELUTanh (its tanh approximation, whose exponent is formed in float64)
+// and their derivatives use float32 range reductions and polynomial
 // approximations (math32.go, coefficients fitted by fit_coeffs.go) good to
 // a few float32 ulps; accuracy_test.go states and checks each bound
 // against float64 math over dense sweeps of inputs (2²⁰ points per
@@ -26,6 +27,8 @@
 //	Sigmoid, SiLU       3 ulps (2.0, 2.0) for |x| ≤ 87, where σ is normal
 //	SigmoidGrad         5 ulps (4.4)    SiLUGrad 5 ulps (4.0)
 //	GELU, GELUGrad      6 ulps (3.6, 3.0) for |x| ≤ 13, where x·Φ(x) is normal
+//	GELUTanh            3 ulps (1.96)   for x ≥ −10, where x·σ(y) is normal
+//	GELUTanhGrad        6 ulps (4.1)    for x ≥ −10 (both over 2²³ points)
 //	ExpShiftSum         1.2e−7 relative (7.5e−8) for sums shifted by their maximum
 //
 // where an ulp is that of the result (for derivatives that subtract, of
@@ -62,10 +65,13 @@ type Kernels struct {
 	// Element-wise functions dst = f(x). Sqrt is correctly rounded; Rsqrt
 	// is 1/Sqrt, rounded twice; Neg, Square and ReLU are exact, and ReLU
 	// passes NaN through.
-	Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU, ReLU, Neg, Square func(dst, x []float32)
+	// GELUTanh is GELU's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x +
+	// 0.044715·x³))), computed as x/(1 + e^{−y}) with y = 2·√(2/π)·(x +
+	// 0.044715·x³) formed in float64.
+	Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU, GELUTanh, ReLU, Neg, Square func(dst, x []float32)
 	// Derivatives dx = dy·f′(x) of the functions above. ReLUGrad is dy
 	// where x > 0 and 0 elsewhere (also where dy is NaN), as PyTorch's.
-	ExpGrad, LogGrad, SqrtGrad, RsqrtGrad, TanhGrad, SigmoidGrad, SiLUGrad, GELUGrad, ReLUGrad, NegGrad, SquareGrad func(dx, x, dy []float32)
+	ExpGrad, LogGrad, SqrtGrad, RsqrtGrad, TanhGrad, SigmoidGrad, SiLUGrad, GELUGrad, GELUTanhGrad, ReLUGrad, NegGrad, SquareGrad func(dx, x, dy []float32)
 
 	// Sum returns Σ x and SumSquares Σ x², accumulated in float64.
 	Sum, SumSquares func(x []float32) float64
@@ -226,19 +232,20 @@ var Go = &Kernels{
 
 	Exp: mapper(exp32), Log: mapper(log32), Sqrt: goSqrt, Rsqrt: goRsqrt,
 	Tanh: mapper(tanh32), Sigmoid: mapper(sigmoid32), SiLU: mapper(silu32), GELU: mapper(gelu32),
-	ReLU: goReLU, Neg: goNeg, Square: goSquare,
+	GELUTanh: mapper(geluTanh32), ReLU: goReLU, Neg: goNeg, Square: goSquare,
 
-	ExpGrad:     gradMapper(func(x, g float32) float32 { return g * exp32(x) }),
-	LogGrad:     gradMapper(func(x, g float32) float32 { return g / x }),
-	SqrtGrad:    gradMapper(func(x, g float32) float32 { return g * 0.5 / sqrt32(x) }),
-	RsqrtGrad:   gradMapper(func(x, g float32) float32 { return g * -0.5 * (1 / sqrt32(x)) / x }),
-	TanhGrad:    gradMapper(func(x, g float32) float32 { _, d := tanhParts(x); return g * d }),
-	SigmoidGrad: gradMapper(func(x, g float32) float32 { _, d := sigmoidParts(x); return g * d }),
-	SiLUGrad:    gradMapper(func(x, g float32) float32 { return g * siluGrad32(x) }),
-	GELUGrad:    gradMapper(func(x, g float32) float32 { return g * geluGrad32(x) }),
-	ReLUGrad:    goReLUGrad,
-	NegGrad:     gradMapper(func(_, g float32) float32 { return -g }),
-	SquareGrad:  gradMapper(func(x, g float32) float32 { return (x + x) * g }),
+	ExpGrad:      gradMapper(func(x, g float32) float32 { return g * exp32(x) }),
+	LogGrad:      gradMapper(func(x, g float32) float32 { return g / x }),
+	SqrtGrad:     gradMapper(func(x, g float32) float32 { return g * 0.5 / sqrt32(x) }),
+	RsqrtGrad:    gradMapper(func(x, g float32) float32 { return g * -0.5 * (1 / sqrt32(x)) / x }),
+	TanhGrad:     gradMapper(func(x, g float32) float32 { _, d := tanhParts(x); return g * d }),
+	SigmoidGrad:  gradMapper(func(x, g float32) float32 { _, d := sigmoidParts(x); return g * d }),
+	SiLUGrad:     gradMapper(func(x, g float32) float32 { return g * siluGrad32(x) }),
+	GELUGrad:     gradMapper(func(x, g float32) float32 { return g * geluGrad32(x) }),
+	GELUTanhGrad: gradMapper(func(x, g float32) float32 { return g * geluTanhGrad32(x) }),
+	ReLUGrad:     goReLUGrad,
+	NegGrad:      gradMapper(func(_, g float32) float32 { return -g }),
+	SquareGrad:   gradMapper(func(x, g float32) float32 { return (x + x) * g }),
 
 	Sum: goSum, SumSquares: goSumSquares, Dot: goDot, SumSquaresDot3: goSumSquaresDot3,
 	SumsAbout: goSumsAbout,

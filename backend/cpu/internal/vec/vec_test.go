@@ -177,6 +177,7 @@ var elementwiseCases = []elementwise{
 	{"Sigmoid", un(func(k *Kernels) func(d, x []float32) { return k.Sigmoid }), 1, mixedIn(-20, 20), within(4, 0)},
 	{"SiLU", un(func(k *Kernels) func(d, x []float32) { return k.SiLU }), 1, mixedIn(-20, 20), within(6, 0)},
 	{"GELU", un(func(k *Kernels) func(d, x []float32) { return k.GELU }), 1, mixedIn(-8, 8), within(10, 0)},
+	{"GELUTanh", un(func(k *Kernels) func(d, x []float32) { return k.GELUTanh }), 1, mixedIn(-12, 12), within(4, 0)},
 	{"ReLU", un(func(k *Kernels) func(d, x []float32) { return k.ReLU }), 1, wildIn, exact},
 	{"Neg", un(func(k *Kernels) func(d, x []float32) { return k.Neg }), 1, wildIn, exact},
 	{"Square", un(func(k *Kernels) func(d, x []float32) { return k.Square }), 1, wildIn, exact},
@@ -190,6 +191,7 @@ var elementwiseCases = []elementwise{
 	// their zero crossings the two differ by the rounding of the terms.
 	{"SiLUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SiLUGrad }), 2, gradIn(mixedIn(-20, 20)), within(9, 3e-7)},
 	{"GELUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUGrad }), 2, gradIn(mixedIn(-8, 8)), within(11, 3e-7)},
+	{"GELUTanhGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUTanhGrad }), 2, gradIn(mixedIn(-12, 12)), within(9, 3e-7)},
 	{"ReLUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.ReLUGrad }), 2, wildIn, exact},
 	{"NegGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.NegGrad }), 2, wildIn, exact},
 	{"SquareGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SquareGrad }), 2, wildIn, exact},
