@@ -161,6 +161,8 @@ func BenchmarkOps(b *testing.B) {
 		{"gelu", 8, func() { be.Unary(backend.GELU, out, x) }},
 		{"silu_grad", 12, func() { be.UnaryGrad(backend.SiLU, out, x, y) }},
 		{"gelu_grad", 12, func() { be.UnaryGrad(backend.GELU, out, x, y) }},
+		{"gelu_tanh", 8, func() { be.Unary(backend.GELUTanh, out, x) }},
+		{"gelu_tanh_grad", 12, func() { be.UnaryGrad(backend.GELUTanh, out, x, y) }},
 		{"sum_rows", 4, func() { be.ReduceRows(backend.Sum, col, x) }},
 		{"sum_columns", 4, func() { be.SumColumns(w, x) }},
 		{"softmax", 8, func() { be.Softmax(out, x, backend.SoftmaxParams{}) }},

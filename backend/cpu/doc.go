@@ -47,10 +47,11 @@
 // that combine a row with its statistics compute in float32 (with a
 // subtracted statistic split into two float32s, so that x − mean keeps its
 // digits), and AdamW in float64, rounding once. Exp, Log, Tanh, Sigmoid,
-// SiLU and GELU (exact, erf-based) and their derivatives are float32
-// approximations good to a few ulps (at most 6; package vec's accuracy
-// tests state each bound and check it against float64 over dense sweeps),
-// the same algorithm on both paths.
+// SiLU, GELU (exact, erf-based) and GELUTanh (GELU's tanh approximation,
+// one fused pass, its exponent's argument formed in float64) and their
+// derivatives are float32 approximations good to a few ulps (at most 6;
+// package vec's accuracy tests state each bound and check it against
+// float64 over dense sweeps), the same algorithm on both paths.
 //
 // Element-wise ops whose operands and output together exceed the
 // last-level cache write their output with non-temporal stores, which

@@ -5,10 +5,10 @@ import (
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
-// Unary computes dst = f(src) element-wise. Exp, Log, Tanh, Sigmoid, SiLU
-// and GELU use package vec's float32 approximations, accurate to a few
-// ulps (at most 6 for GELU; see vec's accuracy tests); the others round
-// once.
+// Unary computes dst = f(src) element-wise. Exp, Log, Tanh, Sigmoid, SiLU,
+// GELU and GELUTanh use package vec's float32 approximations, accurate to
+// a few ulps (at most 6 for GELU; GELUTanh, whose exponent is formed in
+// float64, 3; see vec's accuracy tests); the others round once.
 func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpUnary) {
 		return
@@ -76,6 +76,8 @@ func unaryKernel(k *vec.Kernels, op backend.UnaryOp) func(dst, src []float32) {
 		return k.SiLU
 	case backend.GELU:
 		return k.GELU
+	case backend.GELUTanh:
+		return k.GELUTanh
 	case backend.ReLU:
 		return k.ReLU
 	case backend.Neg:
@@ -106,6 +108,8 @@ func gradKernel(k *vec.Kernels, op backend.UnaryOp) func(dx, x, dy []float32) {
 		return k.SiLUGrad
 	case backend.GELU:
 		return k.GELUGrad
+	case backend.GELUTanh:
+		return k.GELUTanhGrad
 	case backend.ReLU:
 		return k.ReLUGrad
 	case backend.Neg:

@@ -24,6 +24,11 @@ var unaryRef = map[backend.UnaryOp]struct {
 	backend.Neg:     {func(x float64) float64 { return -x }, -2, 2},
 	backend.Square:  {func(x float64) float64 { return x * x }, -2, 2},
 	backend.Sigmoid: {func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }, -8, 8},
+	// PyTorch's gelu(approximate="tanh") as written, over a range where
+	// float64 evaluates it without cancelling.
+	backend.GELUTanh: {func(x float64) float64 {
+		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+	}, -4, 6},
 }
 
 func TestUnary(t *testing.T) {
@@ -66,7 +71,7 @@ func TestUnary(t *testing.T) {
 // TestUnaryExtremes checks that the saturating functions stay finite and
 // exact at large |x|, where naive formulas give NaN or Inf.
 func TestUnaryExtremes(t *testing.T) {
-	xs := []float32{-1e30, -1000, -100, -40, 40, 100, 1000, 1e30}
+	xs := []float32{-math.MaxFloat32, -1e30, -1000, -100, -40, 40, 100, 1000, 1e30, math.MaxFloat32}
 	tests := []struct {
 		op   backend.UnaryOp
 		want func(x float64) float64 // the limit value
@@ -75,6 +80,7 @@ func TestUnaryExtremes(t *testing.T) {
 		{backend.Sigmoid, func(x float64) float64 { return math.Max(math.Copysign(1, x), 0) }, func(float64) float64 { return 0 }},
 		{backend.SiLU, func(x float64) float64 { return math.Max(x, 0) }, func(x float64) float64 { return math.Max(math.Copysign(1, x), 0) }},
 		{backend.GELU, func(x float64) float64 { return math.Max(x, 0) }, func(x float64) float64 { return math.Max(math.Copysign(1, x), 0) }},
+		{backend.GELUTanh, func(x float64) float64 { return math.Max(x, 0) }, func(x float64) float64 { return math.Max(math.Copysign(1, x), 0) }},
 		{backend.Tanh, func(x float64) float64 { return math.Copysign(1, x) }, func(float64) float64 { return 0 }},
 	}
 	be := New(Options{})
@@ -88,7 +94,11 @@ func TestUnaryExtremes(t *testing.T) {
 		}
 		assertClose(t, tt.op.String(), download(t, be, y), want, 1e-7, 1e-15) // sigmoid(-40) ≈ 4e-18
 
-		dy := upload(t, be, []float32{1, 1, 1, 1, 1, 1, 1, 1}, len(xs))
+		ones := make([]float32, len(xs))
+		for i := range ones {
+			ones[i] = 1
+		}
+		dy := upload(t, be, ones, len(xs))
 		be.UnaryGrad(tt.op, y, x, dy)
 		for i, v := range xs {
 			want[i] = tt.grad(float64(v))
