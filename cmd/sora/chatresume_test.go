@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestFinetuneResumeChatTemplate checks that a run on conversations is not
+// resumed with another chat template or another --chat-var that changes
+// the rendered text: the training data's digest covers the tokens and loss
+// masks the template made, so the resume is refused as one on other data.
+// The same flags resume (the run had finished, so nothing is trained).
+func TestFinetuneResumeChatTemplate(t *testing.T) {
+	model, tokBin := stories260K(t)
+	dir := t.TempDir()
+	hf := filepath.Join(dir, "stories260K-hf")
+	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", hf); code != 0 {
+		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
+	}
+	const tmpl = "{{ bos_token }}{% for m in messages %}{{ m.role }}{{ sep if sep is defined else ': ' }}{{ m.content }}{{ eos_token if m.role == 'assistant' else '\n' }}{% endfor %}{% if add_generation_prompt %}assistant{{ sep if sep is defined else ': ' }}{% endif %}"
+	if err := os.WriteFile(filepath.Join(hf, "chat_template.jinja"), []byte(tmpl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.jinja")
+	if err := os.WriteFile(other, []byte(strings.Replace(tmpl, "else '\n'", "else ' \n'", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	for i := range 8 {
+		rows = append(rows, map[string]any{"messages": []map[string]string{
+			{"role": "user", "content": "Once upon a time"}, {"role": "assistant", "content": []string{"there was a dog.", "a cat sat."}[i%2]}}})
+	}
+	data := filepath.Join(dir, "chat.jsonl")
+	writeJSONL(t, data, rows)
+	out := filepath.Join(dir, "run")
+	args := []string{"finetune", "--model", hf, "--data", data, "--steps", "2", "--batch", "4", "--method", "lora", "--out", out}
+	if code, stdout, errOut := runCLI(t, args...); code != exitOK {
+		t.Fatalf("first run: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	for _, extra := range [][]string{{"--chat-template", other}, {"--chat-var", "sep=-> "}} {
+		code, stdout, errOut := runCLI(t, append(append(args, "--resume"), extra...)...)
+		if code == exitOK || !strings.Contains(errOut, "other data") {
+			t.Errorf("--resume %v: status %d, stderr %q; want it refused as other data\n%s", extra, code, errOut, stdout)
+		}
+	}
+	if code, stdout, errOut := runCLI(t, append(args, "--resume", "--chat-var", "unused=1")...); code != exitOK || !strings.Contains(stdout, "nothing left to train") {
+		t.Errorf("--resume with a variable the template does not read: status %d\n%s\n%s", code, stdout, errOut)
+	}
+}
