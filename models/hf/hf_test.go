@@ -760,7 +760,10 @@ func FuzzAssemble(f *testing.F) {
 	biased.AttentionBias = llama.BiasQKV
 	qwen3 := cfg
 	qwen3.HeadWidth, qwen3.QKNorm = 4, true
-	configs := []llama.Config{cfg, biased, qwen3}
+	gemma := qwen3
+	gemma.Family, gemma.Activation, gemma.QueryPreAttnScalar = llama.FamilyGemma3, llama.GELUTanh, 4
+	gemma.LayerKinds, gemma.SlidingWindow, gemma.LocalRopeTheta = "s", 2, 1e4
+	configs := []llama.Config{cfg, biased, qwen3, gemma}
 	rng := rand.New(rand.NewSource(17))
 	for _, c := range configs {
 		w := randomWeights(f, rng, c)
