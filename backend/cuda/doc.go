@@ -133,8 +133,10 @@
 // pass instead of atomics, and ScatterAdd groups equal ids on the host and
 // adds each table row's contributions in order, so every op is
 // deterministic run to run. Element-wise functions use the single-precision
-// device math library (GELU is the exact erf form); AdamW and RoPE's angles
-// are computed in double.
+// device math library (GELU is the exact erf form; GELUTanh, its tanh
+// approximation, is x/(1 + e^{−y}) with y formed in double and expf
+// corrected for y's float rounding, so that the left tail keeps its
+// relative precision); AdamW and RoPE's angles are computed in double.
 //
 // # Matrix products
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/conformance"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 // twin runs the same ops on a CUDA backend and on the CPU backend, whose
@@ -628,6 +629,91 @@ func checkEdgeShapes(t *testing.T, b *Backend, ec edgeCase) {
 	}
 }
 
+// checkGELUTanh checks GELU's tanh approximation element by element, in
+// relative terms, against the float64 reference, over n points from x =
+// −10 (where x·σ(y) ≈ −1.2e−37 is still a normal float) to 12 and at
+// saturation out to the largest float. The NMSE of the conformance suite
+// is led by the largest outputs; this is the kernel's precision where the
+// outputs are small, the left tail, where 0.5·x·(1 + tanh z) in float
+// would cancel and y's float rounding alone would cost 70 ulps. Limits:
+// 5e−7 relative (about 4 ulps: expf's 2 and a few roundings) forward, 1e−6
+// of the derivative's larger term (σ(y) or x·y′·σ(y)σ(−y)) backward.
+func checkGELUTanh(t *testing.T, b *Backend, n int) {
+	x := make([]float32, 0, n+30)
+	for i := range n {
+		x = append(x, float32(-10+22*float64(i)/float64(n-1)))
+	}
+	for _, v := range []float32{13, 20, 100, 1e4, 1.9e19, 1e30, math.MaxFloat32} {
+		x = append(x, v, -v)
+	}
+	m := len(x)
+	dy := make([]float32, m)
+	for i := range dy {
+		dy[i] = 1
+	}
+	tensor := func(data []float32) backend.Tensor {
+		tt, err := b.Alloc(backend.Float32, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Free(tt) })
+		if data != nil {
+			b.Upload(tt, data)
+		}
+		return tt
+	}
+	get := func(tt backend.Tensor) []float32 {
+		h := make([]float32, m)
+		if err := b.Download(h, tt); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	xt, dyt, y, dx := tensor(x), tensor(dy), tensor(nil), tensor(nil)
+	b.Unary(backend.GELUTanh, y, xt)
+	b.UnaryGrad(backend.GELUTanh, dx, xt, dyt)
+	gy, gdx := get(y), get(dx)
+	var worstY, worstDX float64
+	atY, atDX := -1, -1
+	for i, v := range x {
+		xv := float64(v)
+		ref, dref := refops.Unary(backend.GELUTanh, xv), refops.UnaryDeriv(backend.GELUTanh, xv)
+		if math.IsNaN(float64(gy[i])) || math.IsInf(float64(gy[i]), 0) || math.IsNaN(float64(gdx[i])) || math.IsInf(float64(gdx[i]), 0) {
+			t.Errorf("GELUTanh at %g: %g, derivative %g; want finite values", xv, gy[i], gdx[i])
+			continue
+		}
+		if math.Abs(ref) >= 0x1p-126 {
+			if e := math.Abs(float64(gy[i])-ref) / math.Abs(ref); e > worstY {
+				worstY, atY = e, i
+			}
+		} else if math.Abs(float64(gy[i])) > 0x1p-126 {
+			t.Errorf("GELUTanh(%g) = %g, want %g (below the normal range)", xv, gy[i], ref)
+		}
+		// The derivative's larger term: σ(y) = f/x, or f′ itself.
+		scale := math.Abs(dref)
+		if xv != 0 {
+			scale = math.Max(scale, math.Abs(ref/xv))
+		}
+		if scale >= 0x1p-126 {
+			if e := math.Abs(float64(gdx[i])-dref) / scale; e > worstDX {
+				worstDX, atDX = e, i
+			}
+		} else if math.Abs(float64(gdx[i])) > 0x1p-120 {
+			t.Errorf("GELUTanh′(%g) = %g, want %g (below the normal range)", xv, gdx[i], dref)
+		}
+	}
+	if worstY > 5e-7 {
+		t.Errorf("GELUTanh: relative error %.3g at x = %g (%g, want %g), limit 5e-7",
+			worstY, x[atY], gy[atY], refops.Unary(backend.GELUTanh, float64(x[atY])))
+	}
+	if worstDX > 1e-6 {
+		t.Errorf("GELUTanh′: error %.3g of the larger term at x = %g (%g, want %g), limit 1e-6",
+			worstDX, x[atDX], gdx[atDX], refops.UnaryDeriv(backend.GELUTanh, float64(x[atDX])))
+	}
+	t.Logf("GELUTanh over [−10, 12] (%d points) and at saturation: largest relative error %.3g forward, %.3g of the larger term backward",
+		n, worstY, worstDX)
+}
+
 // ---------------------------------------------------------------------------
 // The checks on the device, at full size.
 
@@ -677,6 +763,12 @@ func TestGPUMemoryFull(t *testing.T) {
 	})
 }
 
+// TestGPUGELUTanh checks the GELUTanh kernel's precision as NVRTC and the
+// device's expf give it.
+func TestGPUGELUTanh(t *testing.T) {
+	checkGELUTanh(t, openGPU(t, Options{}), 1<<20)
+}
+
 func TestGPUEdgeShapes(t *testing.T) {
 	b := openGPU(t, Options{})
 	checkEdgeShapes(t, b, edgeCase{keys: 131072, softmaxRows: 8, vocab: 128256, ceRows: 16, manyRows: 1_000_000, dim: 64})
@@ -718,5 +810,8 @@ func TestEmulatedGPUChecks(t *testing.T) {
 	})
 	t.Run("edge shapes", func(t *testing.T) {
 		checkEdgeShapes(t, b, edgeCase{keys: 2053, softmaxRows: 3, vocab: 1031, ceRows: 4, manyRows: 600, dim: 8})
+	})
+	t.Run("gelu tanh", func(t *testing.T) {
+		checkGELUTanh(t, b, 1<<14)
 	})
 }

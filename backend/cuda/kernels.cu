@@ -45,6 +45,7 @@
 #define U_NEG 9
 #define U_SQUARE 10
 #define U_SIGMOID 11
+#define U_GELU_TANH 12
 
 #define R_SUM 1
 #define R_SUMSQ 2
@@ -209,7 +210,7 @@ extern "C" __global__ void axpy(long long n, float alpha, float *y, const float 
 // ---------------------------------------------------------------------------
 // Unary functions and their derivatives. Single-precision library functions
 // are within a few ulps; GELU is the exact x·Φ(x), with Φ through erfc so
-// the left tail keeps its relative precision.
+// the left tail keeps its relative precision; GELU_TANH is below.
 
 __device__ __forceinline__ float sigmoidf(float x) {
 	if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
@@ -221,6 +222,52 @@ __device__ __forceinline__ float sigmoidf(float x) {
 #define INV_SQRT_2PI 0.39894228040143268f
 
 __device__ __forceinline__ float gaussCDF(float x) { return 0.5f * erfcf(-x * SQRT1_2F); }
+
+// GELU's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) is
+// x·σ(y) = x/(1 + e^{−y}) with y = GT_C1·x + GT_C3·x³, which keeps its
+// relative precision in the left tail where 1 + tanh cancels. y is formed
+// in double, where it is finite for every float x (|x|³ < 4e115), and its
+// exponential taken as expf of y's float part times 1 + its remainder
+// (a first-order correction, exact to float precision since the remainder
+// is below 2⁻²⁴·|y|): in float, y's own rounding would make e^{−y} err by
+// |y|·2⁻²⁴ relative, 70 ulps where |y| nears 87. The clamp to ±104 keeps
+// the float part finite; expf gives 0 or +Inf there either way.
+#define GT_C1 1.5957691216057308          // 2·√(2/π)
+#define GT_C3 0.071354816272600256        // 2·√(2/π)·0.044715
+#define GT_XMAX 20.0f                     // σ(y)σ(−y) is 0 beyond |x| ≈ 10.6
+
+// gtExp returns e^z for z given in double.
+__device__ __forceinline__ float gtExp(double z) {
+	z = fmin(fmax(z, -104.0), 104.0);
+	float zh = (float)z;
+	float zl = (float)(z - (double)zh);
+	return expf(zh) * (1.0f + zl);
+}
+
+// gtY returns y = GT_C1·x + GT_C3·x³ in double.
+__device__ __forceinline__ double gtY(float x) {
+	double xd = x;
+	return xd * (GT_C1 + GT_C3 * (xd * xd));
+}
+
+__device__ float geluTanhF(float x) {
+	if (x != x) return x;
+	return x / (1.0f + gtExp(-gtY(x)));
+}
+
+// geluTanhDF is σ(y) + x·y′·σ(y)σ(−y) with y′ = GT_C1 + 3·GT_C3·x², from
+// e = e^{−|y|}: s0 = e/(1+e) = σ(−|y|), σ(y)σ(−y) = s0·(1 − s0), and x
+// clamped to ±GT_XMAX in the second term, where beyond it σ(y)σ(−y) is
+// 0 and x·y′ would overflow to ∞ (∞·0 is NaN).
+__device__ float geluTanhDF(float x) {
+	if (x != x) return x;
+	float e = gtExp(-fabs(gtY(x)));
+	float r = 1.0f / (1.0f + e), s0 = e * r;
+	float s = x >= 0.0f ? r : s0;
+	float xc = fminf(fmaxf(x, -GT_XMAX), GT_XMAX);
+	float yp = fmaf(xc * xc, (float)(3.0 * GT_C3), (float)GT_C1);
+	return fmaf(xc * yp, fmaf(-s0, s0, s0), s);
+}
 
 __device__ float unaryF(int op, float x) {
 	switch (op) {
@@ -234,6 +281,7 @@ __device__ float unaryF(int op, float x) {
 	case U_RELU: return x <= 0.0f ? 0.0f : x; // NaN passes through
 	case U_NEG: return -x;
 	case U_SQUARE: return x * x;
+	case U_GELU_TANH: return geluTanhF(x);
 	default: return sigmoidf(x);
 	}
 }
@@ -256,6 +304,7 @@ __device__ float unaryDF(int op, float x) {
 	case U_RELU: return x > 0.0f ? 1.0f : 0.0f;
 	case U_NEG: return -1.0f;
 	case U_SQUARE: return 2.0f * x;
+	case U_GELU_TANH: return geluTanhDF(x);
 	default: {
 		float s = sigmoidf(x);
 		return s * (1.0f - s);
