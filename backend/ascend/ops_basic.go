@@ -16,9 +16,19 @@ func flag(v bool) uintptr {
 	return 0
 }
 
-// cNone is GELU's "none" approximation as a C string for
-// aclnnGeluBackwardV2. A package variable never moves.
-var cNone = []byte("none\x00")
+// cNone and cTanh are GELU's "none" and "tanh" approximations as C
+// strings for aclnnGeluBackwardV2. Package variables never move.
+var (
+	cNone = []byte("none\x00")
+	cTanh = []byte("tanh\x00")
+)
+
+// GELU's approximate argument of aclnnGeluV2: 0 for none (the exact
+// x·Φ(x)), 1 for tanh.
+const (
+	geluExact = 0
+	geluTanh  = 1
+)
 
 // overlap reports whether two tensors share elements of one buffer.
 func overlap(a, b backend.Tensor) bool {
@@ -201,7 +211,8 @@ var unaryOps = map[backend.UnaryOp]string{
 }
 
 // Unary computes dst = f(src). GELU is aclnnGeluV2 with approximate 0, the
-// exact x·Φ(x); Square is aclnnMul of src with itself.
+// exact x·Φ(x), and GELUTanh the same operator with approximate 1, its
+// tanh form; Square is aclnnMul of src with itself.
 func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 	if b.Failed() {
 		return
@@ -218,7 +229,9 @@ func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 		s, d := c.tensor(c.tensorOf(src).reshape(n)), c.tensor(c.tensorOf(dst).reshape(n))
 		switch op {
 		case backend.GELU:
-			c.launch("GeluV2", s, 0, d)
+			c.launch("GeluV2", s, geluExact, d)
+		case backend.GELUTanh:
+			c.launch("GeluV2", s, geluTanh, d)
 		case backend.Square:
 			c.launch("Mul", s, s, d)
 		default:
@@ -228,7 +241,8 @@ func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 }
 
 // UnaryGrad computes dx = dy ⊙ f'(x), with the aclnn backward operator
-// where there is one (tanh, sigmoid, SiLU, GELU, ReLU via
+// where there is one (tanh, sigmoid, SiLU, GELU and GELUTanh through
+// aclnnGeluBackwardV2 with approximate "none" and "tanh", ReLU via
 // ThresholdBackward) and from forward operators otherwise.
 func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 	if b.Failed() {
@@ -276,6 +290,8 @@ func (b *Backend) UnaryGrad(op backend.UnaryOp, dx, x, dy backend.Tensor) {
 			c.launch("SiluBackward", DY, X, DX)
 		case backend.GELU:
 			c.launch("GeluBackwardV2", DY, X, uintptr(unsafe.Pointer(&cNone[0])), DX)
+		case backend.GELUTanh:
+			c.launch("GeluBackwardV2", DY, X, uintptr(unsafe.Pointer(&cTanh[0])), DX)
 		case backend.ReLU: // dy where x > 0
 			c.launch("ThresholdBackward", DY, X, c.scalar(0), DX)
 		case backend.Neg:
