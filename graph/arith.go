@@ -295,6 +295,12 @@ func (g *Tape) SiLU(x *Value) *Value { return g.Unary(backend.SiLU, x) }
 // GELU returns the exact GELU x·Φ(x) element-wise.
 func (g *Tape) GELU(x *Value) *Value { return g.Unary(backend.GELU, x) }
 
+// GELUTanh returns GELU's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x +
+// 0.044715·x³))) element-wise (PyTorch's gelu(approximate="tanh"),
+// transformers' "gelu_pytorch_tanh", Gemma's activation), one fused op
+// forward and backward.
+func (g *Tape) GELUTanh(x *Value) *Value { return g.Unary(backend.GELUTanh, x) }
+
 // ReLU returns max(x, 0) element-wise.
 func (g *Tape) ReLU(x *Value) *Value { return g.Unary(backend.ReLU, x) }
 

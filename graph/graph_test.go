@@ -433,6 +433,7 @@ func TestUnaryWrappers(t *testing.T) {
 		backend.Exp: g.Exp, backend.Log: g.Log, backend.Sqrt: g.Sqrt, backend.Rsqrt: g.Rsqrt,
 		backend.Tanh: g.Tanh, backend.SiLU: g.SiLU, backend.GELU: g.GELU, backend.ReLU: g.ReLU,
 		backend.Neg: g.Neg, backend.Square: g.Square, backend.Sigmoid: g.Sigmoid,
+		backend.GELUTanh: g.GELUTanh,
 	}
 	if len(named) != len(backend.UnaryOps) {
 		t.Fatalf("%d named methods for %d unary ops", len(named), len(backend.UnaryOps))

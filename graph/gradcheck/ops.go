@@ -94,6 +94,10 @@ func OpCases() []Case {
 			x = inRange("x", 0.5, 2, 3, 5)
 		case backend.Exp, backend.Tanh, backend.SiLU, backend.GELU, backend.Sigmoid:
 			x = inRange("x", -2, 2, 3, 5)
+		case backend.GELUTanh:
+			// Past the bend near −0.75 and into both tails, where the
+			// cubic term matters.
+			x = inRange("x", -4, 4, 3, 5)
 		}
 		add(unaryCase(op.String(), x,
 			func(g *graph.Tape, x *graph.Value) *graph.Value { return g.Unary(op, x) },
