@@ -203,6 +203,16 @@ var benchOps = []benchOp{
 		func(e *opsEnv) error {
 			return checkElementwise(e, func(i int) float64 { return float64(e.hy[i]) * refops.UnaryDeriv(backend.GELU, float64(e.hx[i])) })
 		}},
+	{"gelu_tanh", 8, func(e *opsEnv) { e.b.Unary(backend.GELUTanh, e.out, e.x) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 { return refops.Unary(backend.GELUTanh, float64(e.hx[i])) })
+		}},
+	{"gelu_tanh_grad", 12, func(e *opsEnv) { e.b.UnaryGrad(backend.GELUTanh, e.out, e.x, e.y) },
+		func(e *opsEnv) error {
+			return checkElementwise(e, func(i int) float64 {
+				return float64(e.hy[i]) * refops.UnaryDeriv(backend.GELUTanh, float64(e.hx[i]))
+			})
+		}},
 	{"sum_rows", 4, func(e *opsEnv) { e.b.ReduceRows(backend.Sum, e.r, e.x) }, nil},
 	{"softmax", 8, func(e *opsEnv) { e.b.Softmax(e.out, e.x, backend.SoftmaxParams{}) },
 		func(e *opsEnv) error {
@@ -454,9 +464,9 @@ func opOf(name string) backend.Op {
 		return backend.OpScale
 	case "axpy":
 		return backend.OpAxpy
-	case "exp", "silu", "gelu":
+	case "exp", "silu", "gelu", "gelu_tanh":
 		return backend.OpUnary
-	case "silu_grad", "gelu_grad":
+	case "silu_grad", "gelu_grad", "gelu_tanh_grad":
 		return backend.OpUnaryGrad
 	case "softmax_grad":
 		return backend.OpSoftmaxGrad
