@@ -1,7 +1,9 @@
 package jinja
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -75,6 +77,7 @@ func TestSizedOperations(t *testing.T) {
 		{"{{ '{:>6.2f}|{:^7}|{:*<4}'.format(3.14159, 'ab', 1) }} {{ '%-4s|%6.2f|%03d' % ('a', 2.5, 7) }} {{ '%(a)s=%(b)d'|format(a='x', b=2) }}",
 			"  3.14|  ab   |1*** a   |  2.50|007 x=2"},
 		{`{{ 'a\nb\n\nc'|indent(2) }}|{{ 'a\nb'|indent('> ', first=true) }}|{{ ''|indent }}`, "a\n  b\n\n  c|> a\n> b|"},
+		{"{{ '%c|%c|%3c' % ('x', 65, 'é') }}", "x|A|  é"},
 		{"{{ [1, {'a': [2]}]|tojson(indent=3) }}", "[\n   1,\n   {\n      \"a\": [\n         2\n      ]\n   }\n]"},
 	} {
 		tmpl, err := Parse("sized", c.src)
@@ -133,5 +136,59 @@ func TestLongChains(t *testing.T) {
 				t.Errorf("%q x %d: %v", c.link, n, err)
 			}
 		}
+	}
+}
+
+// TestFormatSpecs renders {{ ('{:SPEC}').format(v) }} for every spec and
+// value of testdata/format_specs.json and compares with Python's Jinja2
+// (scripts/chat-ref/format-specs.py): the same text, or an error where
+// Python raised one. Before, zero padding ('{:05d}', '{:08.3f}'), signs,
+// '=' alignment, the types b, o, x, X, c, grouping, a precision with 's'
+// or with no type for floats, and bools and None with a spec all came out
+// differently or not at all.
+func TestFormatSpecs(t *testing.T) {
+	b, err := os.ReadFile("testdata/format_specs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][3]json.RawMessage
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for _, r := range rows {
+		var spec string
+		var want *string
+		if err := json.Unmarshal(r[0], &spec); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(r[2], &want); err != nil {
+			t.Fatal(err)
+		}
+		v, err := FromJSON(r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := Parse("spec", "{{ ('{:"+strings.ReplaceAll(spec, "'", `\'`)+"}').format(v) }}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := tmpl.Render(map[string]Value{"v": v}, nil, Limits{})
+		switch {
+		case want == nil && err == nil:
+			t.Errorf("format(%s, %q): %q; Python raised an error", r[1], spec, out.Text)
+		case want != nil && err != nil:
+			t.Errorf("format(%s, %q): %v; Python %q", r[1], spec, err, *want)
+		case want != nil && out.Text != *want:
+			t.Errorf("format(%s, %q): %q; Python %q", r[1], spec, out.Text, *want)
+		default:
+			continue
+		}
+		if bad++; bad > 20 {
+			t.Fatal("and more")
+		}
+	}
+	if len(rows) < 900 {
+		t.Fatalf("%d rows; the file is short", len(rows))
 	}
 }

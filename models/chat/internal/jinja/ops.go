@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // arith applies a binary operator with Python's semantics; limit bounds
@@ -332,6 +334,9 @@ func formatOne(spec string, verb byte, arg Value) (string, error) {
 	case 'r', 'a':
 		return fmt.Sprintf("%"+spec+"s", repr(arg)), nil
 	case 'd', 'i', 'x', 'X', 'o', 'c':
+		if str, ok := asString(arg); ok && verb == 'c' && utf8.RuneCountInString(str) == 1 {
+			return fmt.Sprintf("%"+spec+"s", str), nil
+		}
 		var n int64
 		if f, ok := arg.(float64); ok {
 			n = int64(f)
@@ -416,13 +421,16 @@ func strFormat(format string, args []Value, kwargs []KV, limit int) (string, err
 				return "", fmt.Errorf("KeyError: %s", quoteRepr(name))
 			}
 		}
-		s := toStr(v)
-		if conv == "r" {
-			s = repr(v)
+		switch conv { // the spec then formats the conversion's string
+		case "r", "a":
+			v = repr(v)
+		case "s":
+			v = toStr(v)
 		}
+		s := toStr(v)
 		if spec != "" {
 			var err error
-			if s, err = applySpec(spec, v, s, limit); err != nil {
+			if s, err = applySpec(spec, v, limit); err != nil {
 				return "", err
 			}
 		}
@@ -434,83 +442,310 @@ func strFormat(format string, args []Value, kwargs []KV, limit int) (string, err
 	return b.String(), nil
 }
 
-// applySpec applies a format spec [[fill]align][width][.precision][type];
-// a width or precision past limit would make a text longer than limit.
-func applySpec(spec string, v Value, s string, limit int) (string, error) {
-	fill, align := " ", byte(0)
-	if len(spec) >= 2 && strings.IndexByte("<>^", spec[1]) >= 0 {
-		fill, align, spec = spec[:1], spec[1], spec[2:]
-	} else if len(spec) >= 1 && strings.IndexByte("<>^", spec[0]) >= 0 {
-		align, spec = spec[0], spec[1:]
+// applySpec formats v by a format spec of Python's
+// mini-language, [[fill]align][sign][#][0][width][,|_][.precision][type],
+// as format(v, spec) does for strings, ints, bools (as ints) and floats;
+// other values take no spec, as in Python. A width or precision past
+// limit would make a text longer than limit.
+func applySpec(spec string, v Value, limit int) (string, error) {
+	bad := func() (string, error) {
+		return "", fmt.Errorf("invalid format spec %q for object of type '%s'", spec, typeName(v))
+	}
+	var f fmtSpec
+	rest := spec
+	if r, n := utf8.DecodeRuneInString(rest); n > 0 && n < len(rest) && strings.IndexByte("<>^=", rest[n]) >= 0 && r != utf8.RuneError {
+		f.fill, f.align, rest = rest[:n], rest[n], rest[n+1:]
+	} else if rest != "" && strings.IndexByte("<>^=", rest[0]) >= 0 {
+		f.align, rest = rest[0], rest[1:]
+	}
+	if rest != "" && strings.IndexByte("+- ", rest[0]) >= 0 {
+		f.sign, rest = rest[0], rest[1:]
+	}
+	if strings.HasPrefix(rest, "#") {
+		f.alt, rest = true, rest[1:]
+	}
+	if strings.HasPrefix(rest, "0") {
+		f.zero, rest = true, rest[1:]
 	}
 	i := 0
-	for i < len(spec) && spec[i] >= '0' && spec[i] <= '9' {
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
 		i++
 	}
-	width, err := strconv.Atoi(spec[:i])
-	if err != nil && i > 0 || width > limit {
-		return "", errTooLong(limit)
+	if i > 0 {
+		w, err := strconv.Atoi(rest[:i])
+		if err != nil || w > limit {
+			return "", errTooLong(limit)
+		}
+		f.width, rest = w, rest[i:]
 	}
-	rest := spec[i:]
-	prec := -1
+	if rest != "" && (rest[0] == ',' || rest[0] == '_') {
+		f.group, rest = rest[0], rest[1:]
+	}
+	f.prec = -1
 	if strings.HasPrefix(rest, ".") {
 		j := 1
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
 		}
-		if prec, err = strconv.Atoi(rest[1:j]); err != nil && j > 1 || prec > limit {
+		if j == 1 {
+			return "", fmt.Errorf("format specifier missing precision")
+		}
+		p, err := strconv.Atoi(rest[1:j])
+		if err != nil || p > limit {
 			return "", errTooLong(limit)
 		}
-		rest = rest[j:]
+		f.prec, rest = p, rest[j:]
 	}
-	switch rest {
-	case "":
-		if prec >= 0 {
-			if _, ok := asString(v); ok {
-				s = string([]rune(s)[:min(prec, len([]rune(s)))])
+	if len(rest) > 1 {
+		return bad()
+	}
+	typ := byte(0)
+	if rest != "" {
+		typ = rest[0]
+	}
+	if b, ok := v.(bool); ok { // bool's format is int's once a spec is given
+		v = int64(0)
+		if b {
+			v = int64(1)
+		}
+	}
+	var body, sign string
+	numeric := true
+	switch x := v.(type) {
+	case string, Markup:
+		str, _ := asString(x)
+		if typ != 0 && typ != 's' || f.sign != 0 || f.alt || f.group != 0 || f.align == '=' {
+			return bad()
+		}
+		if f.prec >= 0 {
+			if rs := []rune(str); f.prec < len(rs) {
+				str = string(rs[:f.prec])
 			}
 		}
-	case "f", "e", "g", "%":
-		f, ok := asFloat(v)
-		if !ok {
-			return "", fmt.Errorf("unknown format code '%s' for object of type '%s'", rest, typeName(v))
+		body, numeric = str, false
+	case int64:
+		switch typ {
+		case 0, 'd', 'n', 'b', 'o', 'x', 'X', 'c':
+			if f.prec >= 0 {
+				return "", fmt.Errorf("precision not allowed in integer format specifier")
+			}
+			var err error
+			if sign, body, err = f.formatInt(x, typ); err != nil {
+				return "", err
+			}
+		case 'e', 'E', 'f', 'F', 'g', 'G', '%':
+			sign, body = f.formatFloat(float64(x), typ)
+		default:
+			return bad()
 		}
-		if prec < 0 {
-			prec = 6
+	case float64:
+		switch typ {
+		case 0, 'e', 'E', 'f', 'F', 'g', 'G', '%', 'n':
+			if typ == 'n' {
+				typ = 'g'
+			}
+			sign, body = f.formatFloat(x, typ)
+		default:
+			return bad()
 		}
-		if rest == "%" {
-			s = strconv.FormatFloat(f*100, 'f', prec, 64) + "%"
-		} else {
-			s = strconv.FormatFloat(f, rest[0], prec, 64)
-		}
-	case "d":
-		n, ok := asInt(v)
-		if !ok {
-			return "", fmt.Errorf("unknown format code 'd' for object of type '%s'", typeName(v))
-		}
-		s = strconv.FormatInt(n, 10)
-	case "s":
 	default:
-		return "", fmt.Errorf("unsupported format spec %q", spec)
+		return "", fmt.Errorf("unsupported format string passed to %s.__format__", typeName(v))
+	}
+	if numeric {
+		switch {
+		case strings.HasPrefix(sign, "-"):
+		case f.sign == '+':
+			sign = "+" + sign
+		case f.sign == ' ':
+			sign = " " + sign
+		}
+	}
+	fill, align := f.fill, f.align
+	if f.zero && fill == "" {
+		fill = "0"
+		if align == 0 && numeric {
+			align = '='
+		}
+	}
+	if fill == "" {
+		fill = " "
 	}
 	if align == 0 {
 		align = '<'
-		if isNumber(v) {
+		if numeric {
 			align = '>'
 		}
 	}
-	pad := width - len([]rune(s))
-	if pad <= 0 {
-		return s, nil
+	n := f.width - utf8.RuneCountInString(sign) - utf8.RuneCountInString(body)
+	if n <= 0 {
+		return sign + body, nil
+	}
+	if f.group != 0 && align == '=' && fill == "0" {
+		return "", fmt.Errorf("zero padding with a thousands separator is not supported")
 	}
 	switch align {
 	case '<':
-		return s + strings.Repeat(fill, pad), nil
+		return sign + body + strings.Repeat(fill, n), nil
 	case '>':
-		return strings.Repeat(fill, pad) + s, nil
+		return strings.Repeat(fill, n) + sign + body, nil
+	case '=':
+		return sign + strings.Repeat(fill, n) + body, nil
 	}
-	left := pad / 2
-	return strings.Repeat(fill, left) + s + strings.Repeat(fill, pad-left), nil
+	left := n / 2
+	return strings.Repeat(fill, left) + sign + body + strings.Repeat(fill, n-left), nil
+}
+
+// fmtSpec is a parsed format spec (see applySpec).
+type fmtSpec struct {
+	fill               string
+	align, sign, group byte
+	alt, zero          bool
+	width, prec        int
+}
+
+// formatInt formats an int by type typ (0 for none), returning its sign
+// ("-" or "") and its digits with any prefix.
+func (f fmtSpec) formatInt(x int64, typ byte) (sign, body string, err error) {
+	if typ == 'c' {
+		if f.sign != 0 || f.alt || f.group != 0 {
+			return "", "", fmt.Errorf("sign, alternate form and grouping are not allowed with integer format specifier 'c'")
+		}
+		if x < 0 || x > unicode.MaxRune {
+			return "", "", fmt.Errorf("%%c arg not in range(0x110000)")
+		}
+		return "", string(rune(x)), nil
+	}
+	u := uint64(x)
+	if x < 0 {
+		sign, u = "-", uint64(-x)
+	}
+	base, prefix, every := 10, "", 3
+	switch typ {
+	case 'b':
+		base, prefix, every = 2, "0b", 4
+	case 'o':
+		base, prefix, every = 8, "0o", 4
+	case 'x', 'X':
+		base, prefix, every = 16, "0x", 4
+	}
+	if f.group == ',' && base != 10 || typ == 'n' && f.group != 0 {
+		return "", "", fmt.Errorf("cannot specify ',' with '%c'", typ)
+	}
+	body = strconv.FormatUint(u, base)
+	if f.group != 0 {
+		body = groupDigits(body, string(f.group), every)
+	}
+	if typ == 'X' {
+		body, prefix = strings.ToUpper(body), "0X"
+	}
+	if f.alt { // the prefix goes with the sign, before any zero padding
+		sign += prefix
+	}
+	return sign, body, nil
+}
+
+// formatFloat formats a float by type typ (0 for none: str(), or with a
+// precision 'g' that keeps a digit after the point and switches to
+// exponents one place sooner), returning its sign ("-" or "") and the
+// rest.
+func (f fmtSpec) formatFloat(x float64, typ byte) (sign, body string) {
+	if math.Signbit(x) && !math.IsNaN(x) {
+		sign, x = "-", -x
+	}
+	upper := typ == 'E' || typ == 'F' || typ == 'G'
+	switch {
+	case math.IsInf(x, 0):
+		body = "inf"
+	case math.IsNaN(x):
+		body = "nan"
+	case typ == 0 && f.prec < 0:
+		body = formatFloat(x)
+	default:
+		prec := f.prec
+		if prec < 0 {
+			prec = 6
+		}
+		switch typ {
+		case 'f', 'F':
+			body = strconv.FormatFloat(x, 'f', prec, 64)
+		case '%':
+			body = strconv.FormatFloat(x*100, 'f', prec, 64)
+		case 'e', 'E':
+			body = strconv.FormatFloat(x, 'e', prec, 64)
+		default: // 'g', 'G', or none with a precision
+			p := max(prec, 1)
+			e := strconv.FormatFloat(x, 'e', p-1, 64)
+			exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:])
+			limit := p
+			if typ == 0 {
+				limit = p - 1
+			}
+			if exp < -4 || exp >= limit {
+				mant, ex, _ := strings.Cut(e, "e")
+				if !f.alt {
+					mant = trimZeros(mant)
+				}
+				body = mant + "e" + ex
+			} else {
+				body = strconv.FormatFloat(x, 'f', max(p-1-exp, 0), 64)
+				if !f.alt {
+					body = trimZeros(body)
+				}
+				if typ == 0 && !strings.Contains(body, ".") {
+					body += ".0"
+				}
+			}
+		}
+		if f.alt && !strings.ContainsAny(body, ".e") {
+			body += "."
+		}
+		if typ == '%' {
+			body += "%"
+		}
+	}
+	if f.group != 0 {
+		intPart := body
+		for i, c := range body {
+			if c < '0' || c > '9' {
+				intPart = body[:i]
+				break
+			}
+		}
+		body = groupDigits(intPart, string(f.group), 3) + body[len(intPart):]
+	}
+	if upper {
+		body = strings.ToUpper(body)
+	}
+	return sign, body
+}
+
+// trimZeros drops the zeros that end the fraction of a decimal, and its
+// point if nothing is left after it.
+func trimZeros(s string) string {
+	if !strings.Contains(s, ".") {
+		return s
+	}
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
+}
+
+// groupDigits puts sep between every group of `every` digits of digits,
+// from the right.
+func groupDigits(digits, sep string, every int) string {
+	if len(digits) <= every {
+		return digits
+	}
+	var b strings.Builder
+	first := len(digits) % every
+	if first > 0 {
+		b.WriteString(digits[:first])
+	}
+	for i := first; i < len(digits); i += every {
+		if b.Len() > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(digits[i : i+every])
+	}
+	return b.String()
 }
 
 // htmlEscape is markupsafe's escape.
