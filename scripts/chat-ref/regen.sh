@@ -22,3 +22,4 @@ ref() {
 ref "$work/cases.in.json" $T/cases.json $T/templates
 ref "$work/e2e-cases.json" $J/e2e.json
 ref $R/constructs.json $J/constructs.json
+python3 $R/format-specs.py > $J/format_specs.json
