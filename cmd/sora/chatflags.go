@@ -64,8 +64,10 @@ func (c *chatFlags) check() error {
 
 // template reads the chat template: --chat-template's file, with the
 // special tokens of the tokenizer at tokSrc (a folder, or a file in one),
-// or else the tokenizer folder's own.
-func (c *chatFlags) template(tokSrc string) (*chat.Template, error) {
+// or else the tokenizer folder's own. A folder without one is an error
+// wrapping chat.ErrNoTemplate that ends with noneHint, which says what to
+// do instead.
+func (c *chatFlags) template(tokSrc, noneHint string) (*chat.Template, error) {
 	dir := tokSrc
 	if st, err := os.Stat(tokSrc); err == nil && !st.IsDir() {
 		dir = filepath.Dir(tokSrc)
@@ -75,7 +77,7 @@ func (c *chatFlags) template(tokSrc string) (*chat.Template, error) {
 	}
 	t, err := chat.LoadDir(dir)
 	if errors.Is(err, chat.ErrNoTemplate) {
-		return nil, fmt.Errorf("--chat: %w; a base model has none: give one with --chat-template FILE, or leave out --chat", err)
+		return nil, fmt.Errorf("%w; a base model has none: %s", err, noneHint)
 	}
 	return t, err
 }
@@ -119,7 +121,7 @@ type chatSource struct {
 // renderer returns the renderer, reading the template the first time.
 func (s *chatSource) renderer() (data.ChatRenderer, error) {
 	if s.r == nil && s.err == nil {
-		t, err := s.flags.template(s.tokSrc)
+		t, err := s.flags.template(s.tokSrc, "give one with --chat-template FILE, or write the rows as prompt/completion or text rows")
 		if err != nil {
 			s.err = err
 		} else {

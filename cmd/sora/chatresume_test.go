@@ -49,3 +49,28 @@ func TestFinetuneResumeChatTemplate(t *testing.T) {
 		t.Errorf("--resume with a variable the template does not read: status %d\n%s\n%s", code, stdout, errOut)
 	}
 }
+
+// TestFinetuneChatNoTemplate checks the error for conversations and a
+// model folder without a chat template: it names the data file and the
+// folder, and says to give --chat-template or to write other rows, not to
+// leave out --chat, which finetune and eval do not have.
+func TestFinetuneChatNoTemplate(t *testing.T) {
+	model, tokBin := stories260K(t)
+	dir := t.TempDir()
+	hf := filepath.Join(dir, "stories260K-hf")
+	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", hf); code != 0 {
+		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
+	}
+	data := filepath.Join(dir, "chat.jsonl")
+	writeJSONL(t, data, []map[string]any{{"messages": []map[string]string{{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}}}})
+	for _, args := range [][]string{
+		{"finetune", "--model", hf, "--data", data, "--steps", "1", "--out", filepath.Join(dir, "run")},
+		{"eval", "--model", hf, "--data", data, "--json", ""},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code != exitFailure || !strings.Contains(errOut, data) || !strings.Contains(errOut, "no chat template in "+hf) ||
+			!strings.Contains(errOut, "--chat-template FILE") || strings.Contains(errOut, "--chat:") || strings.Contains(errOut, "leave out --chat") {
+			t.Errorf("%s: status %d, stderr %q; want a failure naming the data and the folder, pointing to --chat-template", args[0], code, errOut)
+		}
+	}
+}

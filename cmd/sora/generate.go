@@ -117,7 +117,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	var tmpl *chat.Template
 	if cf.enabled() {
 		// The template is read before the model, which may be large.
-		if tmpl, err = cf.template(tokSrc); err != nil {
+		if tmpl, err = cf.template(tokSrc, "give one with --chat-template FILE, or leave out --chat"); err != nil {
 			fmt.Fprintf(stderr, "sora generate: %v\n", err)
 			return exitFailure
 		}
