@@ -518,32 +518,32 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 
 // geluTanhExp sets e = 2^v for v = x·(gtA1 + gtA3·x²) = −y·log2e, the
 // e^{−y} of GELU's tanh approximation x/(1 + e^{−y}); see geluTanhExp in
-// math32.go. v, its clamp to [gtVLo, gtVHi], its integer part n and r =
-// (v − n)·ln2 are computed in float64, on each half of x widened in
-// turn, as the Go code does in the same order (without fused
-// multiply-adds, so that the two agree bit for bit up to here); r and n
-// are then narrowed back into one float32 vector each, and e = e^r·2ⁿ
-// as exp does it. It uses temporaries t[0..3]: two float64 halves and the
-// float32 r and n.
+// math32.go. v, its integer part n and r = (v − n)·ln2 are computed in
+// float64, on each half of x widened in turn, as the Go code does in the
+// same order (and with the same fused multiply-add, so that the two agree
+// bit for bit up to here); r and n are then narrowed back into one float32
+// vector each, and e = e^r·2ⁿ as exp does it. n needs no clamp for
+// AVX-512's VSCALEFPS, which takes any float exponent (±Inf included, from
+// the narrowing of a huge n); AVX2's scaling through integers gets n
+// clamped to [gtVLo, gtVHi] in float32, which changes no result. It uses
+// temporaries t[0..4]: three float64 halves and the float32 r and n.
 func (g *gen) geluTanhExp(x, e string, t []string) {
-	d, m, r, n := t[0], t[1], t[2], t[3]
+	d, m, k, r, n := t[0], t[1], t[2], t[3], t[4]
 	for hi := range 2 {
 		g.widen(x, hi, d, d)
 		g.I("VMULPD %s, %s, %s", d, d, m)
-		g.I("VMULPD %s, %s, %s", c64("f64GtA3"), m, m)
-		g.I("VADDPD %s, %s, %s", c64("f64GtA1"), m, m)
-		g.I("VMULPD %s, %s, %s", m, d, d) // v
-		// Clamp with v as the second source, which VMAXPD and VMINPD
-		// return when either is NaN.
-		g.I("VMOVUPD %s, %s", c64("f64GtVLo"), m)
-		g.I("VMAXPD %s, %s, %s", d, m, d)
-		g.I("VMOVUPD %s, %s", c64("f64GtVHi"), m)
-		g.I("VMINPD %s, %s, %s", d, m, d)
-		g.roundPD(d, m)                   // n
-		g.I("VSUBPD %s, %s, %s", m, d, d) // v − n, exact
+		g.I("VMOVUPD %s, %s", c64("f64GtA3"), k)
+		g.I("VFMADD213PD %s, %s, %s", c64("f64GtA1"), k, m) // a3·x² + a1
+		g.I("VMULPD %s, %s, %s", m, d, d)                   // v
+		g.roundPD(d, m)                                     // n
+		g.I("VSUBPD %s, %s, %s", m, d, d)                   // v − n, exact
 		g.I("VMULPD %s, %s, %s", c64("f64Ln2"), d, d)
 		g.narrow(d, hi, r, d, false)
 		g.narrow(m, hi, n, m, false)
+	}
+	if !g.wide() {
+		g.I("VMAXPS %s, %s, %s", c("cGtVLo"), n, n)
+		g.I("VMINPS %s, %s, %s", c("cGtVHi"), n, n)
 	}
 	g.horner("cExpQ", 4, r, e)
 	g.I("VMULPS %s, %s, %s", r, r, d)
@@ -1794,8 +1794,8 @@ var consts = [][2]string{
 	{"cGtXMin", "splat(-gtXMax)"},
 	{"f64GtA1", "splat64(gtA1)"},
 	{"f64GtA3", "splat64(gtA3)"},
-	{"f64GtVLo", "splat64(gtVLo)"},
-	{"f64GtVHi", "splat64(gtVHi)"},
+	{"cGtVLo", "splat(gtVLo)"},
+	{"cGtVHi", "splat(gtVHi)"},
 	{"f64Ln2", "splat64(gtLn2)"},
 }
 
@@ -1852,9 +1852,13 @@ var maps = []mapK{
 			g.phi(in[0], out, "", true, t, m[0], s)
 		}},
 	// GELU's tanh approximation x/(1 + e^{−y}).
-	{name: "geluTanh", ins: []string{"x"}, temps: 4, unroll: 2,
+	{name: "geluTanh", ins: []string{"x"}, temps: 5, unroll: 3,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.geluTanhExp(in[0], out, t)
+			// x clamped to ±gtXMax for the exponential (a NaN x, which
+			// may become a bound here, still gives NaN below).
+			g.I("VMAXPS %s, %s, %s", c("cGtXMin"), in[0], out)
+			g.I("VMINPS %s, %s, %s", c("cGtXMax"), out, out)
+			g.geluTanhExp(out, out, t)
 			g.I("VADDPS %s, %s, %s", c("cOne"), out, out)
 			g.I("VDIVPS %s, %s, %s", out, in[0], out)
 		}},
@@ -1921,10 +1925,17 @@ var maps = []mapK{
 	// σ(y) + (x·y′)·σ(y)σ(−y) from e = e^{−|y|} (r = 1/(1+e), s0 = e·r,
 	// σ(y)σ(−y) = s0 − s0²), with x clamped to ±gtXMax in the second
 	// term; see geluTanhGrad32.
-	{name: "geluTanhGrad", ins: []string{"x", "dy"}, temps: 6, masks: 1, unroll: 2,
+	{name: "geluTanhGrad", ins: []string{"x", "dy"}, temps: 7, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.and(c("cAbs"), in[0], t[4])
-			g.geluTanhExp(t[4], t[5], t[:4]) // e
+			// x clamped to ±gtXMax with x as the second source, which
+			// VMAXPS and VMINPS return when either is NaN.
+			xc := t[6]
+			g.I("VMOVUPS %s, %s", c("cGtXMin"), xc)
+			g.I("VMAXPS %s, %s, %s", in[0], xc, xc)
+			g.I("VMOVUPS %s, %s", c("cGtXMax"), t[5])
+			g.I("VMINPS %s, %s, %s", xc, t[5], xc)
+			g.and(c("cAbs"), xc, t[5])
+			g.geluTanhExp(t[5], t[5], t[:5]) // e
 			g.I("VADDPS %s, %s, %s", c("cOne"), t[5], t[0])
 			g.I("VMOVUPS %s, %s", c("cOne"), t[1])
 			g.I("VDIVPS %s, %s, %s", t[0], t[1], t[1])  // r
@@ -1932,12 +1943,10 @@ var maps = []mapK{
 			g.sigmoidPick(in[0], t[1], t[5], out, m[0]) // σ(y)
 			g.I("VMOVAPS %s, %s", t[5], t[1])
 			g.I("VFNMADD231PS %s, %s, %s", t[5], t[5], t[1]) // σ(y)σ(−y) = s0 − s0²
-			g.I("VMAXPS %s, %s, %s", c("cGtXMin"), in[0], t[2])
-			g.I("VMINPS %s, %s, %s", c("cGtXMax"), t[2], t[2]) // x clamped
-			g.I("VMULPS %s, %s, %s", t[2], t[2], t[3])
+			g.I("VMULPS %s, %s, %s", xc, xc, t[3])
 			g.I("VMOVUPS %s, %s", c("cGtC3x3"), t[4])
 			g.I("VFMADD213PS %s, %s, %s", c("cGtC1"), t[3], t[4]) // y′
-			g.I("VMULPS %s, %s, %s", t[4], t[2], t[2])            // x·y′
+			g.I("VMULPS %s, %s, %s", t[4], xc, t[2])              // x·y′
 			g.I("VFMADD231PS %s, %s, %s", t[1], t[2], out)
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},

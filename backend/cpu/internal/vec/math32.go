@@ -43,9 +43,9 @@ const (
 
 	// GELU's tanh approximation is x·σ(y) with y = c1·x + c3·x³, c1 =
 	// 2·√(2/π) and c3 = c1·0.044715. Its exponential takes, in float64,
-	// v = −y·log2e = x·(gtA1 + gtA3·x²), clamped to [gtVLo, gtVHi]: 2^v is
-	// 0 below −160 and +Inf above 130 either way, and the clamp keeps the
-	// integer part small enough for the scaling by 2ⁿ.
+	// v = −y·log2e = x·(gtA1 + gtA3·x²), whose integer part is clamped to
+	// [gtVLo, gtVHi]: 2^v is 0 below −160 and +Inf above 130 either way,
+	// and the clamp keeps the integers of the scaling by 2ⁿ small.
 	gtC1  = 1.5957691216057308 // 2·√(2/π)
 	gtC3  = gtC1 * 0.044715    // 2·√(2/π)·0.044715
 	gtA1  = -gtC1 * math.Log2E // −c1·log2e
@@ -53,10 +53,11 @@ const (
 	gtVLo = -160
 	gtVHi = 130
 	gtLn2 = math.Ln2
-	// gtXMax bounds |x| in the derivative's x·y′(x) term, which is
-	// multiplied by σ(y)·σ(−y) = 0 beyond |x| ≈ 10.6 (e^{−|y|} below the
-	// float32 range): clamping keeps x·y′ finite there, so that the
-	// product is 0 rather than ∞·0 for |x| up to the largest float.
+	// gtXMax bounds |x| in the exponential's argument and in the
+	// derivative's x·y′(x) term: from |x| ≈ 10.6 on, e^{−|y|} is below the
+	// float32 range, so the results do not change, and the bound keeps v
+	// finite for infinite x (whose v − n would be NaN) and x·y′ finite,
+	// so that its product with σ(y)·σ(−y) = 0 is 0 rather than ∞·0.
 	gtXMax = 20
 )
 
@@ -299,10 +300,11 @@ func geluGrad32(x float32) float32 {
 
 // geluTanhExp returns e^{−y} for y = c1·x + c3·x³, the exponential of
 // GELU's tanh approximation x·σ(y) = x/(1 + e^{−y}) (for x ≥ 0 the
-// derivative's e^{−|y|}). The argument in base 2, v = x·(gtA1 + gtA3·x²),
+// derivative's e^{−|y|}), for |x| ≤ gtXMax or NaN. The argument in base 2, v = x·(gtA1 + gtA3·x²),
 // is formed in float64, where it is finite for every float32 x and good to
 // about 1e−16 relative, then reduced to v = n + f, n an integer and |f| ≤
-// ½ (f exact), and 2^v = e^r·2ⁿ with r = f·ln2 rounded once to float32. In
+// ½ (f exact), and 2^v = e^r·2ⁿ with r = f·ln2 rounded once to float32
+// and n clamped to [gtVLo, gtVHi]. In
 // float32 the argument's own rounding would make e^{−y} err by |y|·2⁻²⁴
 // relative, 70 ulps in the left tail where |y| nears 87; here the error
 // is exp's (expCore's) and r's rounding, about 1e−8 relative. The
@@ -310,15 +312,12 @@ func geluGrad32(x float32) float32 {
 // of each vector.
 func geluTanhExp(x float32) float32 {
 	xd := float64(x)
-	v := xd * (gtA3*(xd*xd) + gtA1)
-	if v < gtVLo { // NaN passes
-		v = gtVLo
-	}
-	if v > gtVHi {
-		v = gtVHi
-	}
+	v := xd * math.FMA(gtA3, xd*xd, gtA1)
 	n := math.RoundToEven(v)
 	r := float32((v - n) * gtLn2)
+	// Beyond [gtVLo, gtVHi] 2^v is 0 or +Inf whatever n is clamped to,
+	// and clamping keeps the scaling's integers small (NaN passes).
+	n = max(min(n, gtVHi), gtVLo)
 	i := int32(n)
 	i1 := i >> 1
 	return expCore(r) * pow2(i1) * pow2(i-i1)
@@ -328,7 +327,7 @@ func geluTanhExp(x float32) float32 {
 // 0.044715·x³))) as x/(1 + e^{−y}), which does not cancel in the left tail
 // where 1 + tanh does: x for large x (e^{−y} is below half an ulp of 1
 // from x ≈ 5.6), −0 below x ≈ −10.5, where e^{−y} overflows.
-func geluTanh32(x float32) float32 { return x / (1 + geluTanhExp(x)) }
+func geluTanh32(x float32) float32 { return x / (1 + geluTanhExp(clamp(x, -gtXMax, gtXMax))) }
 
 // geluTanhGrad32 is the derivative σ(y) + x·σ(y)·σ(−y)·y′ with y′ = c1 +
 // 3c3·x², σ(y) from e = e^{−|y|} as sigmoidParts takes it (y has x's
@@ -336,14 +335,14 @@ func geluTanh32(x float32) float32 { return x / (1 + geluTanhExp(x)) }
 // s0's error alone (r·s0 would add r's). The fused multiply-adds are
 // the assembly's.
 func geluTanhGrad32(x float32) float32 {
-	e := geluTanhExp(abs32(x))
+	xc := clamp(x, -gtXMax, gtXMax)
+	e := geluTanhExp(abs32(xc))
 	r := 1 / (1 + e)
 	s0 := e * r
 	s := s0
 	if x >= 0 {
 		s = r
 	}
-	xc := clamp(x, -gtXMax, gtXMax)
 	yp := fma32(xc*xc, 3*gtC3, gtC1)
 	t := fma32(-s0, s0, s0) // σ(y)·σ(−y) = s0·(1 − s0), s0 = σ(−|y|) ≤ ½
 	return fma32(xc*yp, t, s)

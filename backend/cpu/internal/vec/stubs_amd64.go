@@ -51,8 +51,8 @@ var (
 	cGtXMin       = splat(-gtXMax)
 	f64GtA1       = splat64(gtA1)
 	f64GtA3       = splat64(gtA3)
-	f64GtVLo      = splat64(gtVLo)
-	f64GtVHi      = splat64(gtVHi)
+	cGtVLo        = splat(gtVLo)
+	cGtVHi        = splat(gtVHi)
 	f64Ln2        = splat64(gtLn2)
 )
 
