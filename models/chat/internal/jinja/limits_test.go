@@ -14,7 +14,9 @@ import (
 // building it. Before the checks, the widths made the interpreter
 // allocate whatever a template asked (a fatal out-of-memory for
 // 'a'.ljust(10**11)), a replace of the empty string by a long s panicked in makeslice,
-// and %-format widths past a million printed Go's "%!(NOVERB)" as text.
+// %-format widths past a million printed Go's "%!(NOVERB)" as text, and
+// ranges wider than int64 counted their items with wrap-around (empty, or
+// where Python's sandbox refuses).
 func TestSizeLimits(t *testing.T) {
 	lim := Limits{MaxOutput: 1 << 16}
 	for _, src := range []string{
@@ -38,6 +40,8 @@ func TestSizeLimits(t *testing.T) {
 		"{% set s = 'x' * 3000 %}{{ ('{0}' * 30).format(s)|length }}",
 		"{% set s = 'x' * 3000 %}{{ (('%(a)s' * 30) % {'a': s})|length }}",
 		"{% set s = 'x\n' * 1000 %}{{ s|indent(100)|length }}",
+		"{{ range(-9223372036854775807, 9223372036854775807)|length }}",
+		"{{ range(9223372036854775807, -9223372036854775807, -1)|length }}",
 	} {
 		tmpl, err := Parse("limits", src)
 		if err != nil {
@@ -45,7 +49,7 @@ func TestSizeLimits(t *testing.T) {
 		}
 		out, err := tmpl.Render(nil, nil, lim)
 		var e *Error
-		if !errors.As(err, &e) || e.Line < 1 || !strings.Contains(err.Error(), "too large") && !strings.Contains(err.Error(), "exceeds") {
+		if !errors.As(err, &e) || e.Line < 1 || !strings.Contains(err.Error(), "too large") && !strings.Contains(err.Error(), "exceeds") && !strings.Contains(err.Error(), "too big") {
 			text := ""
 			if out != nil {
 				text = out.Text
@@ -78,6 +82,8 @@ func TestSizedOperations(t *testing.T) {
 			"  3.14|  ab   |1*** a   |  2.50|007 x=2"},
 		{`{{ 'a\nb\n\nc'|indent(2) }}|{{ 'a\nb'|indent('> ', first=true) }}|{{ ''|indent }}`, "a\n  b\n\n  c|> a\n> b|"},
 		{"{{ '%c|%c|%3c' % ('x', 65, 'é') }}", "x|A|  é"},
+		{"{{ range(-9223372036854775807, 9223372036854775807, 4611686018427387904)|list }} {{ range(5, 0, -2)|list }} {{ range(0, 10, 3)|list }} {{ range(3, 3)|list }} {{ range(-3)|list }}",
+			"[-9223372036854775807, -4611686018427387903, 1, 4611686018427387905] [5, 3, 1] [0, 3, 6, 9] [] []"},
 		{"{{ [1, {'a': [2]}]|tojson(indent=3) }}", "[\n   1,\n   {\n      \"a\": [\n         2\n      ]\n   }\n]"},
 	} {
 		tmpl, err := Parse("sized", c.src)

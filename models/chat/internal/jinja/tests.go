@@ -327,11 +327,13 @@ var builtinGlobals = map[string]Value{
 		if step == 0 {
 			return nil, fmt.Errorf("range() arg 3 must not be zero")
 		}
-		var n int64
+		// The count in unsigned arithmetic: stop - start and -step wrap
+		// around in int64 for the widest ranges.
+		var n uint64
 		if step > 0 && stop > start {
-			n = (stop - start + step - 1) / step
+			n = (uint64(stop)-uint64(start)-1)/uint64(step) + 1
 		} else if step < 0 && stop < start {
-			n = (start - stop - step - 1) / -step
+			n = (uint64(start)-uint64(stop)-1)/(-uint64(step)) + 1
 		}
 		// Jinja's sandbox refuses ranges longer than this (MAX_RANGE).
 		if n > 100000 {
