@@ -557,7 +557,7 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	case old.TotalSteps != st.TotalSteps:
 		return nil, mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
 	case old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest:
-		return nil, fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len and tokenizer", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
+		return nil, fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len, tokenizer and chat template (with the same --chat-var; a template that writes the date, as Llama 3.2's does, renders other text on another day unless --chat-var date_string=... fixes it)", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
 	case old.Step < 0 || old.Step > old.TotalSteps:
 		return nil, fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
 	}

@@ -108,6 +108,22 @@ func TestFinetuneDataFormats(t *testing.T) {
 	if !bytes.Equal(adapter("chat"), adapter("pc")) {
 		t.Error("the adapter trained on one-turn conversations differs from the one trained on the same text as prompt/completion rows")
 	}
+	// The template goes with the adapter (the model's folder has none), so
+	// eval and generate with the adapter render as training did; only the
+	// adapter trained on conversations carries one.
+	chatAdapter := filepath.Join(dir, "run-chat", "adapter")
+	if b, err := os.ReadFile(filepath.Join(chatAdapter, adapterTemplateFile)); err != nil || string(b) != chatDataTemplate {
+		t.Errorf("the adapter trained on conversations holds %q (%v); want the template it was trained with", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run-pc", "adapter", adapterTemplateFile)); err == nil {
+		t.Error("the adapter trained on prompt/completion rows holds a chat template")
+	}
+	if code, out, errOut := runCLI(t, "eval", "--model", hf, "--adapter", chatAdapter, "--data", filepath.Join(dir, "chat.jsonl"), "--json", "", "--show", "0"); code != exitOK {
+		t.Errorf("eval of conversations with the adapter's template: status %d; stderr:\n%s\n%s", code, errOut, out)
+	}
+	if code, out, errOut := runCLI(t, "generate", "--model", hf, "--adapter", chatAdapter, "--chat", "--prompt", "is 3 a small number?", "--steps", "40", "--temperature", "0"); code != exitOK || strings.TrimSpace(out) == "" {
+		t.Errorf("generate --chat with the adapter's template: status %d, output %q; stderr:\n%s", code, out, errOut)
+	}
 	finetune("text", "text-only.jsonl")
 	finetune("pc-text", "text.jsonl")
 	if !bytes.Equal(adapter("text"), adapter("pc-text")) {

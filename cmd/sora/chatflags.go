@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/chat"
 )
 
@@ -20,6 +21,9 @@ type chatFlags struct {
 	system string         // --system
 	file   string         // --chat-template
 	vars   map[string]any // --chat-var NAME=VALUE
+	// adapter is the --adapter folder, whose template, where it has one,
+	// wins over the model's.
+	adapter string
 }
 
 // add defines generate's flags on fs: --chat and --system, and the
@@ -64,7 +68,8 @@ func (c *chatFlags) check() error {
 
 // template reads the chat template: --chat-template's file, with the
 // special tokens of the tokenizer at tokSrc (a folder, or a file in one),
-// or else the tokenizer folder's own. A folder without one is an error
+// or else the one the adapter was trained with (adapterTemplateFile in
+// its folder), or else the tokenizer folder's own. A folder without one is an error
 // wrapping chat.ErrNoTemplate that ends with noneHint, which says what to
 // do instead.
 func (c *chatFlags) template(tokSrc, noneHint string) (*chat.Template, error) {
@@ -74,6 +79,13 @@ func (c *chatFlags) template(tokSrc, noneHint string) (*chat.Template, error) {
 	}
 	if c.file != "" {
 		return chat.LoadFile(c.file, dir)
+	}
+	if c.adapter != "" {
+		// The template an adapter was trained with goes with it.
+		p := filepath.Join(c.adapter, adapterTemplateFile)
+		if _, err := os.Stat(p); err == nil {
+			return chat.LoadFile(p, dir)
+		}
 	}
 	t, err := chat.LoadDir(dir)
 	if errors.Is(err, chat.ErrNoTemplate) {
@@ -116,6 +128,22 @@ type chatSource struct {
 
 	r   data.ChatRenderer
 	err error
+}
+
+// adapterTemplateFile is the file in an adapter folder that holds the
+// chat template its conversations were rendered with, as transformers
+// saves a tokenizer's template beside it.
+const adapterTemplateFile = "chat_template.jinja"
+
+// saveTemplate writes the chat template that rendered the data, if any
+// did, into dir as adapterTemplateFile, so that eval and generate with
+// the adapter render prompts as training did.
+func (s *chatSource) saveTemplate(dir string) error {
+	r, ok := s.r.(*chatRenderer)
+	if !ok {
+		return nil
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, adapterTemplateFile), []byte(r.t.Text))
 }
 
 // renderer returns the renderer, reading the template the first time.

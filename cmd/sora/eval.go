@@ -132,7 +132,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitFailure
 		}
-		ad, hasHead = &a, a.head
+		ad, hasHead, cf.adapter = &a, a.head, a.dir
 		if *modelPath, err = a.modelPath(*modelPath); err != nil {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitUsage

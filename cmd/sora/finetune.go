@@ -568,6 +568,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed}}
+	if f.chat.file != "" {
+		summary.Config["chat_template"] = f.chat.file
+	}
+	if len(f.chat.vars) > 0 {
+		summary.Config["chat_vars"] = f.chat.vars
+	}
 	var evalSeqs []data.Sequence
 	if evalSet != nil {
 		evalSeqs = evalSet.seqs
@@ -589,7 +595,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	tr := &train.Trainer{Model: m, Adapter: pm, Task: task, Classes: classes, Train: trainSet.seqs, Eval: evalSeqs,
 		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)), OutputLock: lock,
-		SaveAdapter: func(dir string) error { return saveAdapter(dir, m, pm, meta, w, f.model) }}
+		SaveAdapter: func(dir string) error {
+			if err := saveAdapter(dir, m, pm, meta, w, f.model); err != nil {
+				return err
+			}
+			return chats.saveTemplate(dir)
+		}}
 	// The training phase begins before its line prints, so that a signal
 	// sent on seeing the line stops the training, not the process.
 	ctx, stop := interrupts.training("finishing the current step and saving a checkpoint")

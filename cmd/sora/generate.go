@@ -99,7 +99,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora generate: %v\n", err)
 			return exitUsage
 		}
-		ad = &a
+		ad, cf.adapter = &a, a.dir
 	}
 	switch {
 	case *modelPath == "":
