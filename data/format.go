@@ -76,15 +76,18 @@ func (f Format) Generates() bool { return f != FormatText && f != 0 }
 // [ChatRenderer] to be encoded.
 func (f Format) Chat() bool { return f == FormatMessages || f == FormatChatPromptCompletion }
 
-// Message is one turn of a conversation: a role (system, user, assistant
-// or tool) and its text.
+// Message is one turn of a conversation: a role (system, developer,
+// user, assistant, tool, or ipython: Llama 3.1's tool results) and its
+// text.
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
 }
 
-// The roles a message may have.
-var roles = []string{"system", "user", "assistant", "tool"}
+// The roles a message may have: those of the chat templates of released
+// models. The list catches a misspelt role, which a template would
+// otherwise render as it is or skip without a word.
+var roles = []string{"system", "developer", "user", "assistant", "tool", "ipython"}
 
 // Row is one row of a language-modelling data file. Which fields are set
 // depends on the set's Format.

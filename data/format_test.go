@@ -83,7 +83,7 @@ func TestParseErrors(t *testing.T) {
 		{"messages string", `{"messages": "hi"}`, []string{"row 1", `"messages"`, "expected a list of messages", "a string"}},
 		{"messages empty", `{"messages": []}`, []string{"row 1", `"messages" is an empty list`}},
 		{"message not object", `{"messages": ` + msgs(user, `"a"`) + `}`, []string{"row 1", "messages[1]", "expected a message object", "a string"}},
-		{"bad role", `{"messages": ` + msgs(`{"role": "bot", "content": "x"}`) + `}`, []string{"row 1", "messages[0]", `role "bot"`, "system, user, assistant, tool"}},
+		{"bad role", `{"messages": ` + msgs(`{"role": "bot", "content": "x"}`) + `}`, []string{"row 1", "messages[0]", `role "bot"`, "system, developer, user, assistant, tool, ipython"}},
 		{"role missing", `{"messages": ` + msgs(`{"content": "x"}`) + `}`, []string{"messages[0]", `"role" is missing`}},
 		{"content missing", `{"messages": ` + msgs(user, `{"role": "assistant"}`) + `}`, []string{"messages[1]", `"content" is missing`}},
 		{"content null", `{"messages": ` + msgs(user, `{"role": "assistant", "content": null}`) + `}`, []string{"messages[1]", `"content"`, "found null"}},
