@@ -130,24 +130,8 @@ func TestForwardMatchesReference(t *testing.T) {
 			}
 			got := download(t, lv)
 			g.Close()
-			V := cfg.VocabSize
-			var worst float64
-			for row := range B {
-				ref, err := reference.New(w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for pos := range T {
-					rl, err := ref.Forward(int(ids[row*T+pos]), pos)
-					if err != nil {
-						t.Fatal(err)
-					}
-					worst = max(worst, maxRelDiff(got[(row*T+pos)*V:(row*T+pos+1)*V], rl))
-				}
-			}
-			if worst > 1e-5 {
-				t.Errorf("tied=%v %v: training forward differs from the reference by %.3g", tied, layout, worst)
-			}
+			samePositions(t, got, referenceLogits(t, w, ids, B), B, T, cfg.VocabSize, 1e-5,
+				fmt.Sprintf("tied=%v %v: the training forward's logits", tied, layout), "the reference")
 		}
 	}
 }
@@ -182,7 +166,7 @@ func TestDecodeMatchesForward(t *testing.T) {
 					{11},
 				} {
 					got := decodeChunks(t, m, g, ids, B, T, chunks)
-					samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("tied=%v %v per-head=%v chunks %v", tied, layout, perHead, chunks), "the training forward")
+					samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("tied=%v %v per-head=%v chunks %v: cached logits", tied, layout, perHead, chunks), "the training forward")
 					// The last-position form, over the prefix up to each
 					// chunk's end, returns that chunk's last row.
 					end := 0
@@ -241,18 +225,8 @@ func TestHuggingFaceRoundTrip(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(13, 14))
 	bt := llama.Batch{Tokens: randomTokens(rng, 2*10, cfg.VocabSize), Size: 2, Len: 10}
-	var logits [2][]float32
-	for i, ww := range []*llama.Weights{w, hw} {
-		m := newModel(t, b, ww)
-		g := graph.New(b)
-		lv, err := m.Forward(g, bt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		logits[i] = download(t, lv)
-		g.Close()
-	}
-	if d := maxRelDiff(logits[1], logits[0]); d > 1e-5 {
+	orig, loaded := forwardLogits(t, newModel(t, b, w), bt.Tokens, bt.Size), forwardLogits(t, newModel(t, b, hw), bt.Tokens, bt.Size)
+	if d := maxRelDiff(loaded, orig); d > 1e-5 {
 		t.Fatalf("the model loaded from the Hugging Face folder differs by %.3g", d)
 	}
 }

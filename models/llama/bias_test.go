@@ -25,26 +25,6 @@ func biasConfig(bias llama.AttentionBias, layout llama.RopeLayout) llama.Config 
 	return c
 }
 
-// plainFreqs64 returns θ^(−2i/d) for the d/2 rotary pairs of a head.
-func plainFreqs64(theta float64, d int) []float64 {
-	f := make([]float64, d/2)
-	for i := range f {
-		f[i] = math.Pow(theta, -float64(2*i)/float64(d))
-	}
-	return f
-}
-
-// forwardRows64 is forward64 over each of the B rows of ids ([B·T]),
-// concatenated: [B, T, vocab].
-func forwardRows64(w *llama.Weights, ids []int32, B int) []float64 {
-	T := len(ids) / B
-	var out []float64
-	for r := range B {
-		out = append(out, forward64(w, ids[r*T:(r+1)*T], plainFreqs64(w.Config.RopeTheta, w.Config.HeadDim()))...)
-	}
-	return out
-}
-
 // withoutBiases returns a copy of w with every attention bias dropped.
 func withoutBiases(tb testing.TB, w *llama.Weights) *llama.Weights {
 	tb.Helper()
@@ -73,12 +53,7 @@ func TestAttentionBiasConfig(t *testing.T) {
 		plain.AttentionBias = llama.NoBias
 		d, kv := int64(c.Dim), int64(c.KVDim())
 		perLayer := map[llama.AttentionBias]int64{llama.NoBias: 0, llama.BiasQKV: d + 2*kv, llama.BiasQKVO: 2*d + 2*kv}[kind]
-		if got, want := c.NumParams(), plain.NumParams()+int64(c.NumLayers)*perLayer; got != want {
-			t.Errorf("%v: NumParams %d, want %d", kind, got, want)
-		}
-		if got, want := c.LayerParams(), plain.LayerParams()+perLayer; got != want {
-			t.Errorf("%v: LayerParams %d, want %d", kind, got, want)
-		}
+		checkParamCounts(t, c, plain.LayerParams()+perLayer, plain.NumParams()+int64(c.NumLayers)*perLayer, fmt.Sprintf("%v: ", kind))
 		w, err := llama.NewWeights(c)
 		if err != nil {
 			t.Fatal(err)
@@ -147,7 +122,8 @@ func TestAttentionBiasWeightsValidate(t *testing.T) {
 
 // TestAttentionBiasForwardMatchesFloat64 checks the training forward of
 // biased models (Qwen2's q/k/v, LLaMA's q/k/v/o) against the float64
-// forward, in both rotary layouts: the interleaved model is the half-split
+// forward, and the float32 one-position reference against it too, in
+// both rotary layouts: the interleaved model is the half-split
 // one converted by ToLayout, and must compute the same logits, so ToLayout
 // must permute the q and k biases with their rows. The biases must move
 // the logits well beyond the tolerance, or the comparison would not test
@@ -163,70 +139,30 @@ func TestAttentionBiasForwardMatchesFloat64(t *testing.T) {
 		if d := maxRelDiff(forwardRows64(withoutBiases(t, w), ids, B), want); d < 1e-2 {
 			t.Fatalf("%v: the biases move the float64 logits by only %.3g", kind, d)
 		}
-		for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
-			lw, err := w.Clone()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := lw.ToLayout(layout); err != nil {
-				t.Fatal(err)
-			}
-			m := newModel(t, b, lw)
-			g := graph.New(b)
-			lv, err := m.Forward(g, llama.Batch{Tokens: ids, Size: B, Len: T})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := maxRelDiff(download(t, lv), want); d > 1e-5 {
-				t.Errorf("%v %v: forward differs from the float64 reference by %.3g", kind, layout, d)
-			}
-			g.Close()
-		}
+		label := fmt.Sprintf("%v ", kind)
+		checkForward64(t, b, w, ids, B, want, forwardRows64, 1e-5, label)
 		// ToLayout and back is the identity, biases included.
-		lw, _ := w.Clone()
-		if err := lw.ToLayout(llama.RopeInterleaved); err != nil {
-			t.Fatal(err)
-		}
+		checkLayoutRoundTrip(t, w, label)
+		lw := inLayout(t, w, llama.RopeInterleaved)
 		if slices.Equal(lw.Layers[0].Bq, w.Layers[0].Bq) || slices.Equal(lw.Layers[0].Bk, w.Layers[0].Bk) {
 			t.Errorf("%v: ToLayout left the q/k biases in place", kind)
 		}
 		if !slices.Equal(lw.Layers[0].Bv, w.Layers[0].Bv) {
 			t.Errorf("%v: ToLayout moved the v bias, whose rows no rotation touches", kind)
 		}
-		if err := lw.ToLayout(llama.RopeHalfSplit); err != nil {
-			t.Fatal(err)
-		}
-		for i, p := range lw.Params() {
-			if !slices.Equal(p.Data, w.Params()[i].Data) {
-				t.Errorf("%v: %s changed after ToLayout there and back", kind, p.Name)
-			}
-		}
 	}
 }
 
 // TestAttentionBiasDecodeMatchesFloat64 checks generation through the KV
 // cache of a biased model, a token at a time and in chunks, both ways the
-// cache attends, against the float64 forward.
+// cache attends, against the float64 forward, and greedy generation
+// through the cache against the full forward rerun at every step.
 func TestAttentionBiasDecodeMatchesFloat64(t *testing.T) {
 	b := openCPU(t)
 	for _, kind := range biasKinds {
-		for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
+		for _, layout := range bothLayouts {
 			w := randomWeights(t, biasConfig(kind, layout), 81)
-			rng := rand.New(rand.NewPCG(9, 10))
-			const B, T = 2, 11
-			V := w.Config.VocabSize
-			ids := randomTokens(rng, B*T, V)
-			want := forwardRows64(w, ids, B)
-			for _, perHead := range []bool{false, true} {
-				m := newModel(t, b, w)
-				llama.SetPerHeadAttention(m, perHead)
-				g := graph.New(b)
-				for _, chunks := range [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}} {
-					got := decodeChunks(t, m, g, ids, B, T, chunks)
-					samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("%v %v per-head=%v chunks %v", kind, layout, perHead, chunks), "the float64 reference")
-				}
-				g.Close()
-			}
+			checkDecode64(t, b, w, forwardRows64, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}}, fmt.Sprintf("%v %v", kind, layout))
 		}
 	}
 }
@@ -240,11 +176,8 @@ func TestAttentionBiasGradients(t *testing.T) {
 	for _, kind := range biasKinds {
 		cfg := biasConfig(kind, llama.RopeHalfSplit)
 		cfg.NumLayers = 1
-		m := newModel(t, b, randomWeights(t, cfg, 91))
 		rng := rand.New(rand.NewPCG(12, 13))
-		bt := llama.Batch{Tokens: randomTokens(rng, 2*6, cfg.VocabSize), Size: 2, Len: 6, Lengths: []int{6, 4}}
-		f := newFDProbe(t, b, m, bt, []int{2, 1})
-		full := f.grads()
+		m, f, full := paddedProbe(t, b, randomWeights(t, cfg, 91), 6, rng)
 		var biases []*graph.Value
 		for _, p := range m.Params() {
 			if strings.HasSuffix(p.Name(), ".bias") {
@@ -254,15 +187,7 @@ func TestAttentionBiasGradients(t *testing.T) {
 		if want := 3 + map[llama.AttentionBias]int{llama.BiasQKV: 0, llama.BiasQKVO: 1}[kind]; len(biases) != want {
 			t.Fatalf("%v: %d bias parameters, want %d", kind, len(biases), want)
 		}
-		for _, p := range biases {
-			var norm float64
-			for _, v := range full[p.Name()] {
-				norm += float64(v) * float64(v)
-			}
-			if norm == 0 {
-				t.Errorf("%v: %s has a zero gradient", kind, p.Name())
-			}
-		}
+		f.nonzero(kind.String(), biases, full)
 		f.check(kind.String(), biases, full, 6, rng)
 		for _, p := range biases {
 			if err := p.SetTrainable(false); err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/graph/gradcheck"
-	"github.com/sora-go/sora/models/internal/reference"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 )
@@ -69,212 +68,84 @@ const (
 var gemmaVariantNames = [...]string{"exact", "no window", "one rope theta", "head_dim scale", "norms w not 1+w",
 	"no embedding scale", "no post norms", "exact GELU", "no linear rope scaling"}
 
-// gemma64 is Gemma 3's forward over one sequence in float64, written from
-// transformers' Gemma3ForCausalLM: the embedding times √dim; per layer
-// h = norm(x) with every RMSNorm multiplying by 1 + w; q, k, v projections
-// (plus biases where the layer has them); each head's query and key
-// normalised (q_norm, k_norm, also 1 + w); rotation by pos·f_i with
-// f_i = θ^(−2i/d) (θ the local base on sliding layers, the global one,
-// divided by a linear rope_scaling factor, on full ones) in the weights'
-// layout; scores q·k·query_pre_attn_scalar^(−1/2), causal, and on sliding
-// layers only keys with pos − key < sliding_window; o_proj, then the
-// post-attention norm, added to x; the feed-forward
+// gemmaArch64 is Gemma 3's decoder as decoder64 computes it, written
+// from transformers' Gemma3ForCausalLM: the embedding times √dim; per
+// layer h = norm(x) with every RMSNorm multiplying by 1 + w; q, k, v
+// projections (plus biases where the layer has them); each head's query
+// and key normalised (q_norm, k_norm, also 1 + w); rotation by pos·f_i
+// with f_i = θ^(−2i/d) (θ the local base on sliding layers, the global
+// one, divided by a linear rope_scaling factor, on full ones) in the
+// weights' layout; scores q·k·query_pre_attn_scalar^(−1/2), causal, and on
+// sliding layers only keys with pos − key < sliding_window; o_proj, then
+// the post-attention norm, added to x; the feed-forward
 // down(gelu_tanh(gate(h))·up(h)) of h = pre_feedforward_norm(x), then the
 // post-feed-forward norm, added to x; the final norm and the tied
-// embedding (unscaled) as the output head. v selects an ablation. It
-// returns the logits [len(ids), vocab].
-func gemma64(w *llama.Weights, ids []int32, v gemmaVariant) []float64 {
-	c := w.Config
-	T, d, hd, kv := len(ids), c.Dim, c.HeadDim(), c.KVDim()
-	qd := c.NumHeads * hd
-	group := c.NumHeads / c.NumKVHeads
-	matVec := func(m []float32, x []float64, rows int) []float64 {
-		y := make([]float64, rows)
-		for r := range rows {
-			for j, val := range x {
-				y[r] += float64(m[r*len(x)+j]) * val
+// embedding (unscaled) as the output head. v selects an ablation.
+func gemmaArch64(c llama.Config, v gemmaVariant) arch64 {
+	hd := c.HeadDim()
+	a := arch64{
+		freqs: func(layer int) []float64 {
+			theta, factor := c.RopeTheta, 1.0
+			if c.RopeScaling.Type == llama.RopeScalingLinear && v != gemmaNoLinearScaling {
+				factor = c.RopeScaling.Factor
 			}
-		}
-		return y
-	}
-	plus := func(y []float64, b []float32) []float64 {
-		for i := range b {
-			y[i] += float64(b[i])
-		}
-		return y
-	}
-	norm := func(x []float64, wt []float32) []float64 {
-		var ss float64
-		for _, val := range x {
-			ss += val * val
-		}
-		r := 1 / math.Sqrt(ss/float64(len(x))+c.NormEps)
-		y := make([]float64, len(x))
-		for i, val := range x {
-			scale := 1 + float64(wt[i])
-			if v == gemmaNoNormOffset {
-				scale = float64(wt[i])
+			if c.Sliding(layer) && v != gemmaOneTheta {
+				theta, factor = c.LocalRopeTheta, 1
 			}
-			y[i] = val * r * scale
-		}
-		return y
-	}
-	freqs := func(layer int) []float64 {
-		theta, factor := c.RopeTheta, 1.0
-		if c.RopeScaling.Type == llama.RopeScalingLinear && v != gemmaNoLinearScaling {
-			factor = c.RopeScaling.Factor
-		}
-		if c.Sliding(layer) && v != gemmaOneTheta {
-			theta, factor = c.LocalRopeTheta, 1
-		}
-		f := make([]float64, hd/2)
-		for i := range f {
-			f[i] = math.Pow(theta, -float64(2*i)/float64(hd)) / factor
-		}
-		return f
-	}
-	rotate := func(x []float64, pos int, f []float64) {
-		for h := 0; h < len(x)/hd; h++ {
-			for i := range hd / 2 {
-				a, b := h*hd+2*i, h*hd+2*i+1
-				if c.RopeLayout == llama.RopeHalfSplit {
-					a, b = h*hd+i, h*hd+i+hd/2
-				}
-				s, co := math.Sincos(float64(pos) * f[i])
-				x[a], x[b] = x[a]*co-x[b]*s, x[a]*s+x[b]*co
+			f := make([]float64, hd/2)
+			for i := range f {
+				f[i] = math.Pow(theta, -float64(2*i)/float64(hd)) / factor
 			}
-		}
+			return f
+		},
+		window: func(layer int) int {
+			if c.Sliding(layer) && v != gemmaNoWindow {
+				return c.SlidingWindow
+			}
+			return 0
+		},
+		normOffset: v != gemmaNoNormOffset,
+		embedScale: math.Sqrt(float64(c.Dim)),
+		postNorms:  v != gemmaNoPostNorms,
+		qkNorm:     true,
+		scale:      1 / math.Sqrt(c.QueryPreAttnScalar),
+		act: func(x float64) float64 {
+			if v == gemmaExactGELU {
+				return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
+			}
+			return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+		},
 	}
-	gelu := func(x float64) float64 {
-		if v == gemmaExactGELU {
-			return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
-		}
-		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
-	}
-	scale := 1 / math.Sqrt(c.QueryPreAttnScalar)
 	if v == gemmaHeadDimScale {
-		scale = 1 / math.Sqrt(float64(hd))
+		a.scale = 1 / math.Sqrt(float64(hd))
 	}
-	embScale := math.Sqrt(float64(d))
 	if v == gemmaNoEmbedScale {
-		embScale = 1
+		a.embedScale = 1
 	}
-	xs := make([][]float64, T)
-	for t, id := range ids {
-		xs[t] = make([]float64, d)
-		for j := range d {
-			xs[t][j] = float64(w.TokenEmbedding[int(id)*d+j]) * embScale
-		}
-	}
-	for l, ly := range w.Layers {
-		f := freqs(l)
-		window := T + 1
-		if c.Sliding(l) && v != gemmaNoWindow {
-			window = c.SlidingWindow
-		}
-		qs, ks, vs := make([][]float64, T), make([][]float64, T), make([][]float64, T)
-		for t := range T {
-			h := norm(xs[t], ly.AttnNorm)
-			qs[t], ks[t], vs[t] = plus(matVec(ly.Wq, h, qd), ly.Bq), plus(matVec(ly.Wk, h, kv), ly.Bk), plus(matVec(ly.Wv, h, kv), ly.Bv)
-			for j := 0; j < qd; j += hd {
-				copy(qs[t][j:j+hd], norm(qs[t][j:j+hd], ly.QNorm))
-			}
-			for j := 0; j < kv; j += hd {
-				copy(ks[t][j:j+hd], norm(ks[t][j:j+hd], ly.KNorm))
-			}
-			rotate(qs[t], t, f)
-			rotate(ks[t], t, f)
-		}
-		for t := range T {
-			att := make([]float64, qd)
-			for h := range c.NumHeads {
-				kh := h / group
-				q := qs[t][h*hd : (h+1)*hd]
-				var keys []int
-				for u := 0; u <= t; u++ {
-					if t-u < window {
-						keys = append(keys, u)
-					}
-				}
-				scores := make([]float64, len(keys))
-				mx := math.Inf(-1)
-				for i, u := range keys {
-					for j := range hd {
-						scores[i] += q[j] * ks[u][kh*hd+j]
-					}
-					scores[i] *= scale
-					mx = max(mx, scores[i])
-				}
-				var sum float64
-				for i := range scores {
-					scores[i] = math.Exp(scores[i] - mx)
-					sum += scores[i]
-				}
-				for i, u := range keys {
-					for j := range hd {
-						att[h*hd+j] += scores[i] / sum * vs[u][kh*hd+j]
-					}
-				}
-			}
-			o := plus(matVec(ly.Wo, att, d), ly.Bo)
-			if v != gemmaNoPostNorms {
-				o = norm(o, ly.PostAttnNorm)
-			}
-			for j := range d {
-				xs[t][j] += o[j]
-			}
-			h := norm(xs[t], ly.FFNNorm)
-			gate, up := matVec(ly.W1, h, c.HiddenDim), matVec(ly.W3, h, c.HiddenDim)
-			for j := range gate {
-				gate[j] = gelu(gate[j]) * up[j]
-			}
-			down := matVec(ly.W2, gate, d)
-			if v != gemmaNoPostNorms {
-				down = norm(down, ly.PostFFNNorm)
-			}
-			for j := range d {
-				xs[t][j] += down[j]
-			}
-		}
-	}
-	out := w.Output
-	if c.TiedEmbeddings {
-		out = w.TokenEmbedding
-	}
-	logits := make([]float64, 0, T*c.VocabSize)
-	for t := range T {
-		logits = append(logits, matVec(out, norm(xs[t], w.FinalNorm), c.VocabSize)...)
-	}
-	return logits
+	return a
 }
 
-// gemmaRows64 runs gemma64 over each of the B rows of ids and concatenates
-// the logits, [B, T, vocab].
+// gemmaRows64 runs Gemma 3's float64 forward (gemmaArch64) over each of
+// the B rows of ids and concatenates the logits, [B, T, vocab].
 func gemmaRows64(w *llama.Weights, ids []int32, B int, v gemmaVariant) []float64 {
-	T := len(ids) / B
-	var out []float64
-	for row := range B {
-		out = append(out, gemma64(w, ids[row*T:(row+1)*T], v)...)
-	}
-	return out
+	return decoderRows64(w, ids, B, gemmaArch64(w.Config, v))
+}
+
+// gemmaExact64 is gemmaRows64 without an ablation.
+func gemmaExact64(w *llama.Weights, ids []int32, B int) []float64 {
+	return gemmaRows64(w, ids, B, gemmaExact)
 }
 
 // gemmaCases are the tiny Gemma 3 of gemmaConfig, the same with linear
 // rope scaling on its full layer (as Gemma 3 4B–27B scale theirs, by 8),
 // and one untied with attention biases on all four projections
 // (attention_bias true).
-func gemmaCases() []struct {
-	name string
-	cfg  llama.Config
-} {
+func gemmaCases() []namedConfig {
 	scaled := gemmaConfig(llama.RopeHalfSplit)
 	scaled.RopeScaling = llama.RopeScaling{Type: llama.RopeScalingLinear, Factor: 8}
 	bias := gemmaConfig(llama.RopeHalfSplit)
 	bias.AttentionBias, bias.TiedEmbeddings = llama.BiasQKVO, false
-	return []struct {
-		name string
-		cfg  llama.Config
-	}{
+	return []namedConfig{
 		{"gemma3", gemmaConfig(llama.RopeHalfSplit)},
 		{"linear rope scaling", scaled},
 		{"bias untied", bias},
@@ -290,12 +161,7 @@ func TestGemma3Config(t *testing.T) {
 	// q_proj 64·32, k_proj and v_proj 32·32, o_proj 32·64, q_norm and
 	// k_norm 16 each, gate and up 40·32, down 32·40; the final norm 32.
 	perLayer := int64(4*32 + 64*32 + 2*32*32 + 32*64 + 2*16 + 3*40*32)
-	if got := c.LayerParams(); got != perLayer {
-		t.Errorf("LayerParams = %d, want %d", got, perLayer)
-	}
-	if got, want := c.NumParams(), 29*32+4*perLayer+32; got != want {
-		t.Errorf("NumParams = %d, want %d", got, want)
-	}
+	checkParamCounts(t, c, perLayer, 29*32+4*perLayer+32, "")
 	if got, want := c.Modules(), []string{llama.ModInputNorm, llama.ModQ, llama.ModK, llama.ModV, llama.ModO,
 		llama.ModQNorm, llama.ModKNorm, llama.ModPostNorm, llama.ModPreFFNNorm, llama.ModPostFFNNorm,
 		llama.ModGate, llama.ModUp, llama.ModDown}; !slices.Equal(got, want) {
@@ -332,11 +198,7 @@ func TestGemma3Config(t *testing.T) {
 		t.Error("NormOffset/PostNorms/EmbedScale: Gemma only")
 	}
 
-	for _, tc := range []struct {
-		name string
-		edit func(*llama.Config)
-		want string
-	}{
+	checkConfigErrors(t, gemmaConfig(llama.RopeHalfSplit), []configError{
 		{"kinds length", func(c *llama.Config) { c.LayerKinds = "ssf" }, "attention kinds of 3 layers"},
 		{"kind byte", func(c *llama.Config) { c.LayerKinds = "ssxs" }, "layer 2 has attention kind 'x'"},
 		{"no window", func(c *llama.Config) { c.SlidingWindow = 0 }, "sliding_window = 0"},
@@ -358,17 +220,11 @@ func TestGemma3Config(t *testing.T) {
 			c.RopeScaling = llama.RopeScaling{Type: llama.RopeScalingLinear, Factor: 8, OriginalMaxPos: 10}
 		}, "a linear scaling has a factor only"},
 		{"linear factor", func(c *llama.Config) { c.RopeScaling = llama.RopeScaling{Type: llama.RopeScalingLinear} }, "factor = 0"},
-	} {
-		c := gemmaConfig(llama.RopeHalfSplit)
-		tc.edit(&c)
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: Validate = %v, want an error containing %q", tc.name, err, tc.want)
-		}
-	}
+	})
 }
 
 // TestGemma3ForwardMatchesFloat64 checks the backend model's logits
-// against gemma64 in both rotary layouts, on sequences of 8 positions,
+// against gemmaRows64 in both rotary layouts, on sequences of 8 positions,
 // longer than the window of 3, to 2e-6 of the largest logit (float32
 // rounding leaves about 2e-7). Each ablation of the reference (a model
 // without one of Gemma's features) differs from it by at least ten times
@@ -383,7 +239,7 @@ func TestGemma3ForwardMatchesFloat64(t *testing.T) {
 			w := gemmaWeights(t, tc.cfg, 61)
 			rng := rand.New(rand.NewPCG(6, 7))
 			ids := randomTokens(rng, B*T, tc.cfg.VocabSize)
-			want := gemmaRows64(w, ids, B, gemmaExact)
+			want := gemmaExact64(w, ids, B)
 			for v := gemmaExact + 1; v < gemmaVariants; v++ {
 				if v == gemmaNoLinearScaling && tc.cfg.RopeScaling.IsZero() {
 					continue
@@ -392,102 +248,21 @@ func TestGemma3ForwardMatchesFloat64(t *testing.T) {
 					t.Errorf("ablation %q moves the float64 logits by only %.3g", gemmaVariantNames[v], d)
 				}
 			}
-			for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
-				lw := inLayout(t, w, layout)
-				if d := maxRelDiff(gemmaRows64(lw, ids, B, gemmaExact), want); d > 1e-9 {
-					t.Errorf("%v: the float64 forward of the converted weights differs by %.3g", layout, d)
-				}
-				m := newModel(t, b, lw)
-				g := graph.New(b)
-				lv, err := m.Forward(g, llama.Batch{Tokens: ids, Size: B, Len: T})
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := download(t, lv)
-				g.Close()
-				d := maxRelDiff(got, want)
-				t.Logf("%v: forward differs from the float64 reference by %.3g", layout, d)
-				if d > tol {
-					t.Errorf("%v: forward differs from the float64 reference by %.3g", layout, d)
-				}
-				// The float32 reference, one position at a time through
-				// its cache.
-				V := tc.cfg.VocabSize
-				for row := range B {
-					ref, err := reference.New(lw)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for pos := range T {
-						rl, err := ref.Forward(int(ids[row*T+pos]), pos)
-						if err != nil {
-							t.Fatal(err)
-						}
-						k := row*T + pos
-						if d := maxRelDiff(rl, want[k*V:(k+1)*V]); d > tol {
-							t.Fatalf("%v: the float32 reference differs from the float64 one by %.3g at row %d position %d", layout, d, row, pos)
-						}
-					}
-				}
-			}
+			checkForward64(t, b, w, ids, B, want, gemmaExact64, tol, "")
 		})
 	}
 }
 
 // TestGemma3DecodeMatchesFloat64 checks the KV-cache path (both ways the
 // cache attends, a token at a time and in chunks, to positions well past
-// the window) against gemma64, and greedy generation through the cache
+// the window) against gemmaRows64, and greedy generation through the cache
 // against the full forward rerun over the sequence at every step.
 func TestGemma3DecodeMatchesFloat64(t *testing.T) {
 	b := openCPU(t)
 	for _, tc := range gemmaCases() {
-		for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
+		for _, layout := range bothLayouts {
 			w := inLayout(t, gemmaWeights(t, tc.cfg, 71), layout)
-			rng := rand.New(rand.NewPCG(9, 10))
-			const B, T = 2, 11
-			V := w.Config.VocabSize
-			ids := randomTokens(rng, B*T, V)
-			want := gemmaRows64(w, ids, B, gemmaExact)
-			for _, perHead := range []bool{false, true} {
-				m := newModel(t, b, w)
-				llama.SetPerHeadAttention(m, perHead)
-				g := graph.New(b)
-				for _, chunks := range [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}, {2, 7, 2}} {
-					got := decodeChunks(t, m, g, ids, B, T, chunks)
-					samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("%s %v per-head=%v chunks %v", tc.name, layout, perHead, chunks), "the float64 reference")
-				}
-				prompt := []int{3, 17, 5}
-				const steps = 20
-				seq := slices.Clone(prompt)
-				for len(seq) < steps+1 {
-					toks := make([]int32, len(seq))
-					for i, v := range seq {
-						toks[i] = int32(v)
-					}
-					g.Reset()
-					lv, err := m.Forward(g, llama.Batch{Tokens: toks, Size: 1, Len: len(toks)})
-					if err != nil {
-						t.Fatal(err)
-					}
-					l := download(t, lv)
-					seq = append(seq, reference.Argmax(l[(len(seq)-1)*V:]))
-				}
-				g.Close()
-				gen, err := m.NewGenerator(0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, byToken := range []bool{false, true} {
-					got, err := gen.Generate(prompt, llama.GenerateOptions{Steps: steps, TokenByToken: byToken}, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !slices.Equal(got, seq) {
-						t.Errorf("%s %v per-head=%v token-by-token=%v: cached greedy tokens %v, full forward's %v", tc.name, layout, perHead, byToken, got, seq)
-					}
-				}
-				gen.Close()
-			}
+			checkDecode64(t, b, w, gemmaExact64, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}, {2, 7, 2}}, fmt.Sprintf("%s %v", tc.name, layout))
 		}
 	}
 }
@@ -499,14 +274,11 @@ func TestGemma3DecodeMatchesFloat64(t *testing.T) {
 // sliding window (sequences of 7 and 5 positions over a window of 3).
 func TestGemma3Gradients(t *testing.T) {
 	b := openCPU(t)
-	for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
+	for _, layout := range bothLayouts {
 		cfg := gemmaConfig(layout)
 		cfg.NumLayers, cfg.LayerKinds = 2, "sf"
-		m := newModel(t, b, gemmaWeights(t, cfg, 81))
 		rng := rand.New(rand.NewPCG(12, 13))
-		bt := llama.Batch{Tokens: randomTokens(rng, 2*7, cfg.VocabSize), Size: 2, Len: 7, Lengths: []int{7, 5}}
-		f := newFDProbe(t, b, m, bt, []int{2, 1})
-		grads := f.grads()
+		m, f, grads := paddedProbe(t, b, gemmaWeights(t, cfg, 81), 7, rng)
 		var check []*graph.Value
 		for i, blk := range m.Blocks {
 			check = append(check, blk.AttnNorm, blk.QNorm, blk.KNorm, blk.PostAttnNorm, blk.FFNNorm, blk.PostFFNNorm)
@@ -515,15 +287,7 @@ func TestGemma3Gradients(t *testing.T) {
 			}
 		}
 		check = append(check, m.Norm, m.Embed)
-		for _, p := range check {
-			var n float64
-			for _, v := range grads[p.Name()] {
-				n += float64(v) * float64(v)
-			}
-			if n == 0 {
-				t.Errorf("%v: %s has a zero gradient", layout, p.Name())
-			}
-		}
+		f.nonzero(layout.String(), check, grads)
 		f.check(layout.String(), check, grads, 4, rng)
 	}
 }
@@ -588,58 +352,7 @@ func TestGemma3PEFTMerge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(16, 17))
 	bt := llama.Batch{Tokens: randomTokens(rng, 2*9, cfg.VocabSize), Size: 2, Len: 9}
 	for _, method := range []peft.Method{peft.LoRA, peft.SORA, peft.DoRA} {
-		m := newModel(t, b, w)
-		pm, err := peft.Inject(m, peft.Config{Method: method, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: 5})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range m.Trainable() {
-			if strings.Contains(p.Name(), "norm") {
-				t.Errorf("%v: %s is trainable", method, p.Name())
-			}
-		}
-		if len(pm.Layers()) != 7*cfg.NumLayers {
-			t.Errorf("%v: %d adapted layers; want the 7 linear layers of each block", method, len(pm.Layers()))
-		}
-		for _, l := range pm.Layers() {
-			for _, nt := range l.Tensors() {
-				data := download(t, nt.Value)
-				for i := range data {
-					data[i] += float32(0.2 * rng.NormFloat64())
-				}
-				b.Upload(nt.Value.Tensor(), data)
-			}
-		}
-		g := graph.New(b)
-		g.SetNoGrad(true)
-		lv, err := m.Forward(g, bt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		adapted := download(t, lv)
-		g.Close()
-		if d := maxRelDiff(adapted, gemmaRows64(w, bt.Tokens, bt.Size, gemmaExact)); d < 1e-2 {
-			t.Fatalf("%v: the adapters move the logits by only %.3g", method, d)
-		}
-		if err := pm.MergeAndUnload(); err != nil {
-			t.Fatal(err)
-		}
-		mw, err := m.Weights()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range mw.Layers {
-			a, o := &mw.Layers[i], &w.Layers[i]
-			for _, pair := range [][2][]float32{{a.AttnNorm, o.AttnNorm}, {a.PostAttnNorm, o.PostAttnNorm}, {a.FFNNorm, o.FFNNorm},
-				{a.PostFFNNorm, o.PostFFNNorm}, {a.QNorm, o.QNorm}, {a.KNorm, o.KNorm}} {
-				if !slices.Equal(pair[0], pair[1]) {
-					t.Errorf("%v: layer %d: merging changed a norm weight", method, i)
-				}
-			}
-		}
-		if d := maxRelDiff(gemmaRows64(mw, bt.Tokens, bt.Size, gemmaExact), adapted); d > 1e-4 {
-			t.Errorf("%v: the merged weights compute logits %.3g from the adapted model's", method, d)
-		}
+		checkPEFTMerge(t, b, w, bt, method, gemmaExact64, rng)
 	}
 }
 

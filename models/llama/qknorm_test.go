@@ -10,7 +10,6 @@ import (
 
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/graph/optim"
-	"github.com/sora-go/sora/models/internal/reference"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 )
@@ -30,20 +29,14 @@ func qwen3Config(layout llama.RopeLayout) llama.Config {
 // (wider heads, QK-norm), Qwen3 with attention_bias (biases on all four
 // projections, untied), heads narrower than dim / heads with QK-norm, and
 // Mistral Nemo's shape (wider heads, no QK-norm).
-func headWidthCases() []struct {
-	name string
-	cfg  llama.Config
-} {
+func headWidthCases() []namedConfig {
 	bias := qwen3Config(llama.RopeHalfSplit)
 	bias.AttentionBias, bias.TiedEmbeddings = llama.BiasQKVO, false
 	narrow := qwen3Config(llama.RopeHalfSplit)
 	narrow.HeadWidth = 4
 	nemo := qwen3Config(llama.RopeHalfSplit)
 	nemo.QKNorm = false
-	return []struct {
-		name string
-		cfg  llama.Config
-	}{
+	return []namedConfig{
 		{"qwen3", qwen3Config(llama.RopeHalfSplit)},
 		{"qwen3+bias", bias},
 		{"narrow heads", narrow},
@@ -68,19 +61,6 @@ func qkWeights(tb testing.TB, cfg llama.Config, seed uint64) *llama.Weights {
 	return w
 }
 
-// inLayout returns a copy of w converted to layout l.
-func inLayout(tb testing.TB, w *llama.Weights, l llama.RopeLayout) *llama.Weights {
-	tb.Helper()
-	c, err := w.Clone()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := c.ToLayout(l); err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
 func TestHeadWidthConfig(t *testing.T) {
 	c := qwen3Config(llama.RopeHalfSplit)
 	if err := c.Validate(); err != nil {
@@ -93,12 +73,7 @@ func TestHeadWidthConfig(t *testing.T) {
 	// q_proj 40·24, k_proj and v_proj 20·24, o_proj 24·40, q_norm and
 	// k_norm 10 each, gate and up 37·24, down 24·37; the final norm 24.
 	perLayer := int64(2*24 + 40*24 + 2*20*24 + 24*40 + 2*10 + 3*37*24)
-	if got := c.LayerParams(); got != perLayer {
-		t.Errorf("LayerParams = %d, want %d", got, perLayer)
-	}
-	if got, want := c.NumParams(), 29*24+2*perLayer+24; got != want {
-		t.Errorf("NumParams = %d, want %d", got, want)
-	}
+	checkParamCounts(t, c, perLayer, 29*24+2*perLayer+24, "")
 	for mod, want := range map[string][]int{
 		llama.ModQ: {40, 24}, llama.ModO: {24, 40}, llama.ModK: {20, 24}, llama.ModV: {20, 24},
 		llama.ModQNorm: {10}, llama.ModKNorm: {10}, llama.ModInputNorm: {24},
@@ -128,11 +103,7 @@ func TestHeadWidthConfig(t *testing.T) {
 		t.Errorf("dim 26 over 4 heads of 10: %v", err)
 	}
 
-	for _, tc := range []struct {
-		name string
-		edit func(*llama.Config)
-		want string
-	}{
+	checkConfigErrors(t, qwen3Config(llama.RopeHalfSplit), []configError{
 		{"odd head width", func(c *llama.Config) { c.HeadWidth = 9 }, "head_dim 9 must be even"},
 		{"odd derived width", func(c *llama.Config) { c.HeadWidth, c.Dim = 0, 20 }, "head_dim 5 (dim 20 / n_heads 4) must be even"},
 		{"negative", func(c *llama.Config) { c.HeadWidth = -2 }, "head_dim = -2"},
@@ -140,13 +111,7 @@ func TestHeadWidthConfig(t *testing.T) {
 		{"huge product", func(c *llama.Config) { c.HeadWidth, c.NumHeads, c.NumKVHeads = 1<<20, 1<<10, 1<<10 }, "n_heads 1024 × head_dim 1048576"},
 		{"not a multiple", func(c *llama.Config) { c.HeadWidth, c.Dim = 0, 26 }, "dim 26 is not a multiple of n_heads 4"},
 		{"mistral with QK-norm", func(c *llama.Config) { c.Family = llama.FamilyMistral }, "has QK-norm; Mistral has none"},
-	} {
-		c := qwen3Config(llama.RopeHalfSplit)
-		tc.edit(&c)
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: Validate = %v, want an error containing %q", tc.name, err, tc.want)
-		}
-	}
+	})
 
 	// QK-norm weights without QK-norm in the config are refused.
 	w := randomWeights(t, tinyConfig(true, 0), 1)
@@ -202,48 +167,8 @@ func TestHeadWidthForwardMatchesFloat64(t *testing.T) {
 					t.Fatalf("norm weights in the wrong order move the float64 logits by only %.3g", d)
 				}
 			}
-			for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
-				lw := inLayout(t, w, layout)
-				if d := maxRelDiff(forwardRows64(lw, ids, B), want); d > 1e-9 {
-					t.Errorf("%v: the float64 forward of the converted weights differs by %.3g", layout, d)
-				}
-				m := newModel(t, b, lw)
-				g := graph.New(b)
-				lv, err := m.Forward(g, llama.Batch{Tokens: ids, Size: B, Len: T})
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := download(t, lv)
-				g.Close()
-				if d := maxRelDiff(got, want); d > 1e-5 {
-					t.Errorf("%v: forward differs from the float64 reference by %.3g", layout, d)
-				}
-				// The float32 reference, one position at a time.
-				V := tc.cfg.VocabSize
-				for row := range B {
-					ref, err := reference.New(lw)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for pos := range T {
-						rl, err := ref.Forward(int(ids[row*T+pos]), pos)
-						if err != nil {
-							t.Fatal(err)
-						}
-						k := row*T + pos
-						if d := maxRelDiff(rl, want[k*V:(k+1)*V]); d > 1e-5 {
-							t.Fatalf("%v: the float32 reference differs from the float64 one by %.3g at row %d position %d", layout, d, row, pos)
-						}
-					}
-				}
-			}
-			// ToLayout there and back is the identity.
-			back := inLayout(t, inLayout(t, w, llama.RopeInterleaved), llama.RopeHalfSplit)
-			for i, p := range back.Params() {
-				if !slices.Equal(p.Data, w.Params()[i].Data) {
-					t.Errorf("%s changed after ToLayout there and back", p.Name)
-				}
-			}
+			checkForward64(t, b, w, ids, B, want, forwardRows64, 1e-5, "")
+			checkLayoutRoundTrip(t, w, "")
 		})
 	}
 }
@@ -256,55 +181,9 @@ func TestHeadWidthForwardMatchesFloat64(t *testing.T) {
 func TestHeadWidthDecodeMatchesFloat64(t *testing.T) {
 	b := openCPU(t)
 	for _, tc := range headWidthCases() {
-		for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
+		for _, layout := range bothLayouts {
 			w := inLayout(t, qkWeights(t, tc.cfg, 71), layout)
-			rng := rand.New(rand.NewPCG(9, 10))
-			const B, T = 2, 11
-			V := w.Config.VocabSize
-			ids := randomTokens(rng, B*T, V)
-			want := forwardRows64(w, ids, B)
-			for _, perHead := range []bool{false, true} {
-				m := newModel(t, b, w)
-				llama.SetPerHeadAttention(m, perHead)
-				g := graph.New(b)
-				for _, chunks := range [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}} {
-					got := decodeChunks(t, m, g, ids, B, T, chunks)
-					samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("%s %v per-head=%v chunks %v", tc.name, layout, perHead, chunks), "the float64 reference")
-				}
-				// Greedy: the cache's tokens against argmax of the full
-				// forward over the sequence so far.
-				prompt := []int{3, 17, 5}
-				const steps = 20
-				seq := slices.Clone(prompt)
-				for len(seq) < steps+1 {
-					toks := make([]int32, len(seq))
-					for i, v := range seq {
-						toks[i] = int32(v)
-					}
-					g.Reset()
-					lv, err := m.Forward(g, llama.Batch{Tokens: toks, Size: 1, Len: len(toks)})
-					if err != nil {
-						t.Fatal(err)
-					}
-					l := download(t, lv)
-					seq = append(seq, reference.Argmax(l[(len(seq)-1)*V:]))
-				}
-				g.Close()
-				gen, err := m.NewGenerator(0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, byToken := range []bool{false, true} {
-					got, err := gen.Generate(prompt, llama.GenerateOptions{Steps: steps, TokenByToken: byToken}, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !slices.Equal(got, seq) {
-						t.Errorf("%s %v per-head=%v token-by-token=%v: cached greedy tokens %v, full forward's %v", tc.name, layout, perHead, byToken, got, seq)
-					}
-				}
-				gen.Close()
-			}
+			checkDecode64(t, b, w, forwardRows64, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}}, fmt.Sprintf("%s %v", tc.name, layout))
 		}
 	}
 }
@@ -315,15 +194,12 @@ func TestHeadWidthDecodeMatchesFloat64(t *testing.T) {
 // included) against central differences of the loss.
 func TestHeadWidthGradients(t *testing.T) {
 	b := openCPU(t)
-	for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
+	for _, layout := range bothLayouts {
 		for _, tc := range headWidthCases()[:2] {
 			cfg := tc.cfg
 			cfg.NumLayers, cfg.RopeLayout = 1, layout
-			m := newModel(t, b, qkWeights(t, cfg, 81))
 			rng := rand.New(rand.NewPCG(12, 13))
-			bt := llama.Batch{Tokens: randomTokens(rng, 2*6, cfg.VocabSize), Size: 2, Len: 6, Lengths: []int{6, 4}}
-			f := newFDProbe(t, b, m, bt, []int{2, 1})
-			grads := f.grads()
+			m, f, grads := paddedProbe(t, b, qkWeights(t, cfg, 81), 6, rng)
 			blk := m.Blocks[0]
 			var check []*graph.Value
 			for _, p := range m.Params() {
@@ -331,16 +207,9 @@ func TestHeadWidthGradients(t *testing.T) {
 					check = append(check, p)
 				}
 			}
-			for _, p := range []*graph.Value{blk.QNorm, blk.KNorm} {
-				var n float64
-				for _, v := range grads[p.Name()] {
-					n += float64(v) * float64(v)
-				}
-				if n == 0 {
-					t.Errorf("%s %v: %s has a zero gradient", tc.name, layout, p.Name())
-				}
-			}
-			f.check(fmt.Sprintf("%s %v", tc.name, layout), check, grads, 6, rng)
+			label := fmt.Sprintf("%s %v", tc.name, layout)
+			f.nonzero(label, []*graph.Value{blk.QNorm, blk.KNorm}, grads)
+			f.check(label, check, grads, 6, rng)
 		}
 	}
 }
@@ -355,60 +224,8 @@ func TestQKNormTraining(t *testing.T) {
 	w := qkWeights(t, cfg, 91)
 	rng := rand.New(rand.NewPCG(16, 17))
 	bt := llama.Batch{Tokens: randomTokens(rng, 2*7, cfg.VocabSize), Size: 2, Len: 7}
-	forward := func(m *llama.Model) []float32 {
-		g := graph.New(b)
-		defer g.Close()
-		g.SetNoGrad(true)
-		lv, err := m.Forward(g, bt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return download(t, lv)
-	}
-
 	t.Run("peft", func(t *testing.T) {
-		m := newModel(t, b, w)
-		pm, err := peft.Inject(m, peft.Config{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: 5})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range m.Trainable() {
-			if strings.Contains(p.Name(), "_norm") {
-				t.Errorf("%s is trainable under PEFT", p.Name())
-			}
-		}
-		if len(pm.Layers()) != 7*cfg.NumLayers {
-			t.Errorf("%d adapted layers; want the 7 linear layers of each block", len(pm.Layers()))
-		}
-		// Move every adapter tensor off its identity start.
-		for _, l := range pm.Layers() {
-			for _, nt := range l.Tensors() {
-				data := download(t, nt.Value)
-				for i := range data {
-					data[i] += float32(0.2 * rng.NormFloat64())
-				}
-				b.Upload(nt.Value.Tensor(), data)
-			}
-		}
-		adapted := forward(m)
-		if d := maxRelDiff(adapted, forwardRows64(w, bt.Tokens, bt.Size)); d < 1e-2 {
-			t.Fatalf("the adapters move the logits by only %.3g", d)
-		}
-		if err := pm.MergeAndUnload(); err != nil {
-			t.Fatal(err)
-		}
-		mw, err := m.Weights()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range mw.Layers {
-			if !slices.Equal(mw.Layers[i].QNorm, w.Layers[i].QNorm) || !slices.Equal(mw.Layers[i].KNorm, w.Layers[i].KNorm) {
-				t.Errorf("layer %d: merging changed the QK-norm weights", i)
-			}
-		}
-		if d := maxRelDiff(forwardRows64(mw, bt.Tokens, bt.Size), adapted); d > 1e-4 {
-			t.Errorf("the merged weights compute logits %.3g from the adapted model's", d)
-		}
+		checkPEFTMerge(t, b, w, bt, peft.SORA, forwardRows64, rng)
 	})
 
 	t.Run("full", func(t *testing.T) {

@@ -6,35 +6,67 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/models/llama"
 )
 
-// forwardLogits returns the logits [B, T, vocab] of the training forward
-// over ids, B rows of equal length.
-func forwardLogits(t *testing.T, m *llama.Model, ids []int32, B int) []float32 {
+// checkWindowOneLayer checks a one-layer model with a sliding window of W
+// through an identity: a query sees the last W keys, whose keys and values
+// a single layer computes from their own tokens, and rotary embedding
+// makes the scores depend on relative positions only. So at each position
+// t the windowed model's logits (windowed) are those of the model without
+// a window (plain) run on tokens t−W+1…t alone, at its last position: a
+// computation that shares nothing with the mask (to 1e-5). From position W
+// on, where the window hides a key, plain over the whole sequence must
+// differ by at least 1e-3, or the test could not see the window.
+func checkWindowOneLayer(t *testing.T, b backend.Backend, windowed, plain *llama.Weights, ids []int32, W int, label string) {
 	t.Helper()
-	g := graph.New(m.Backend())
-	defer g.Close()
-	lv, err := m.Forward(g, llama.Batch{Tokens: ids, Size: B, Len: len(ids) / B})
-	if err != nil {
-		t.Fatal(err)
+	V := plain.Config.VocabSize
+	got := forwardLogits(t, newModel(t, b, windowed), ids, 1)
+	mp := newModel(t, b, plain)
+	full := forwardLogits(t, mp, ids, 1)
+	for pos := W - 1; pos < len(ids); pos++ {
+		want := forwardLogits(t, mp, ids[pos-W+1:pos+1], 1)[(W-1)*V:]
+		if d := maxRelDiff(got[pos*V:(pos+1)*V], want); d > 1e-5 {
+			t.Errorf("%s: position %d: windowed logits differ by %.3g from the last %d tokens run alone", label, pos, d, W)
+		}
+		if d := maxRelDiff(full[pos*V:(pos+1)*V], want); pos >= W && d < 1e-3 {
+			t.Errorf("%s: position %d: without the window the logits differ by only %.3g; the test cannot see the window", label, pos, d)
+		}
 	}
-	return download(t, lv)
+}
+
+// TestMistralWindowOneLayer checks Mistral's sliding window (every layer
+// sliding) through the identity of checkWindowOneLayer.
+func TestMistralWindowOneLayer(t *testing.T) {
+	const window, T = 3, 9
+	b := openCPU(t)
+	for _, layout := range bothLayouts {
+		plain := tinyConfig(false, layout)
+		plain.NumLayers, plain.Family = 1, llama.FamilyMistral
+		windowed := plain
+		windowed.LayerKinds, windowed.SlidingWindow, windowed.LocalRopeTheta = strings.Repeat("s", plain.NumLayers), window, plain.RopeTheta
+		w := randomWeights(t, plain, 71)
+		ww := *w
+		ww.Config = windowed
+		ids := randomTokens(rand.New(rand.NewPCG(8, 9)), T, plain.VocabSize)
+		checkWindowOneLayer(t, b, &ww, w, ids, window, layout.String())
+	}
 }
 
 // TestGemma3WindowOneLayer checks a Gemma sliding layer through the
-// identity TestMistralWindowOneLayer uses, independently of the float64
-// reference: with one layer, the query at position t sees the keys of
-// the last W tokens, computed from those tokens alone, and rotary scores
-// depend on relative positions only, so the windowed model's logits at t
-// are those of a model without a window, rotating with the local base
-// rope_local_base_freq unscaled, run on tokens t−W+1…t alone. The
-// windowed model is given a global base and a linear rope scaling, which
-// its sliding layer must ignore; without the window the logits differ.
+// identity TestMistralWindowOneLayer uses (checkWindowOneLayer),
+// independently of the float64 reference: with one layer, the query at
+// position t sees the keys of the last W tokens, computed from those
+// tokens alone, and rotary scores depend on relative positions only, so
+// the windowed model's logits at t are those of a model without a window,
+// rotating with the local base rope_local_base_freq unscaled, run on
+// tokens t−W+1…t alone. The windowed model is given a global base and a
+// linear rope scaling, which its sliding layer must ignore; without the
+// window the logits differ.
 func TestGemma3WindowOneLayer(t *testing.T) {
 	b := openCPU(t)
-	for _, layout := range []llama.RopeLayout{llama.RopeHalfSplit, llama.RopeInterleaved} {
+	for _, layout := range bothLayouts {
 		for _, W := range []int{1, 2, 4} {
 			cfg := gemmaConfig(layout)
 			cfg.NumLayers, cfg.LayerKinds, cfg.SlidingWindow = 1, "s", W
@@ -47,19 +79,7 @@ func TestGemma3WindowOneLayer(t *testing.T) {
 			pw.Config = plain
 			const T = 10
 			ids := randomTokens(rand.New(rand.NewPCG(1, uint64(W))), T, cfg.VocabSize)
-			V := cfg.VocabSize
-			got := forwardLogits(t, newModel(t, b, w), ids, 1)
-			mp := newModel(t, b, &pw)
-			full := forwardLogits(t, mp, ids, 1)
-			for pos := W - 1; pos < T; pos++ {
-				want := forwardLogits(t, mp, ids[pos-W+1:pos+1], 1)[(W-1)*V:]
-				if d := maxRelDiff(got[pos*V:(pos+1)*V], want); d > 1e-5 {
-					t.Errorf("%v window %d: position %d: windowed logits differ by %.3g from the last %d tokens run alone", layout, W, pos, d, W)
-				}
-				if d := maxRelDiff(full[pos*V:(pos+1)*V], want); pos >= W && d < 1e-3 {
-					t.Errorf("%v window %d: position %d: without the window the logits differ by only %.3g; the test cannot see the window", layout, W, pos, d)
-				}
-			}
+			checkWindowOneLayer(t, b, w, &pw, ids, W, fmt.Sprintf("%v window %d", layout, W))
 		}
 	}
 }
@@ -85,19 +105,11 @@ func TestMistralWindowDecode(t *testing.T) {
 		V := cfg.VocabSize
 		noWindow := *w
 		noWindow.Config.LayerKinds, noWindow.Config.SlidingWindow, noWindow.Config.LocalRopeTheta = "", 0, 0
-		for _, perHead := range []bool{false, true} {
-			m := newModel(t, b, w)
-			llama.SetPerHeadAttention(m, perHead)
-			want := forwardLogits(t, m, ids, B)
-			if d := maxRelDiff(forwardLogits(t, newModel(t, b, &noWindow), ids, B)[(T-1)*V:T*V], want[(T-1)*V:T*V]); d < 1e-3 {
-				t.Fatalf("the window moves the last logits by only %.3g; the test cannot see it", d)
-			}
-			g := graph.New(b)
-			for _, chunks := range [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {9, 1, 1}, {3, 5, 3}, {11}} {
-				got := decodeChunks(t, m, g, ids, B, T, chunks)
-				samePositions(t, got, want, B, T, V, 1e-5, fmt.Sprintf("wide %v per-head %v chunks %v", wide, perHead, chunks), "the training forward")
-			}
-			g.Close()
+		want := forwardLogits(t, newModel(t, b, w), ids, B)
+		if d := maxRelDiff(forwardLogits(t, newModel(t, b, &noWindow), ids, B)[(T-1)*V:T*V], want[(T-1)*V:T*V]); d < 1e-3 {
+			t.Fatalf("the window moves the last logits by only %.3g; the test cannot see it", d)
 		}
+		checkDecode(t, b, w, ids, B, T, want, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {9, 1, 1}, {3, 5, 3}, {11}},
+			false, fmt.Sprintf("wide %v", wide), "the training forward")
 	}
 }
