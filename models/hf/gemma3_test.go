@@ -1,17 +1,13 @@
 package hf
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
-	"github.com/sora-go/sora/safetensors"
 )
 
 // gemma3_270MConfig is google/gemma-3-270m's config.json as published on
@@ -240,10 +236,7 @@ func TestParseGemma3Configs(t *testing.T) {
 		Family: llama.FamilyGemma3, Activation: llama.GELUTanh, QueryPreAttnScalar: 256, LayerKinds: "sssssfs",
 		SlidingWindow: 4096, LocalRopeTheta: 10000}
 	with := func(f func(*llama.Config)) llama.Config { c := small; f(&c); return c }
-	for _, c := range []struct {
-		json string
-		want llama.Config
-	}{
+	checkParsed(t, []parsed{
 		{`{` + base + `}`, small},
 		{`{` + base + `, "head_dim": 16, "num_key_value_heads": 2, "tie_word_embeddings": false, "hidden_act": "gelu"}`,
 			with(func(c *llama.Config) { c.HeadWidth, c.NumKVHeads, c.TiedEmbeddings = 0, 2, false })},
@@ -260,16 +253,9 @@ func TestParseGemma3Configs(t *testing.T) {
 			with(func(c *llama.Config) { c.RopeTheta, c.LocalRopeTheta = 5e5, 1000 })},
 		{`{` + base + `, "rope_theta": 500000.0, "rope_local_base_freq": 1000.0, "rope_parameters": {"full_attention": {"rope_theta": 500000.0}, "sliding_attention": null}}`,
 			with(func(c *llama.Config) { c.RopeTheta, c.LocalRopeTheta = 5e5, 1000 })},
-	} {
-		got, err := ParseConfig([]byte(c.json), "c.json")
-		if err != nil {
-			t.Errorf("%s: %v", c.json, err)
-		} else if got != c.want {
-			t.Errorf("%s:\n got %+v\nwant %+v", c.json, got, c.want)
-		}
-	}
+	})
 
-	for _, c := range []struct{ json, want string }{
+	checkRefused(t, []refused{
 		{`{"model_type": "gemma3", "text_config": {"model_type": "gemma3_text"}}`, `model_type is "gemma3": Gemma3ForConditionalGeneration, the multimodal Gemma 3`},
 		{strings.Replace(gemma3_1BConfig, `"gemma3_text"`, `"gemma2"`, 1), `model_type is "gemma2": Gemma 2 (attention and final logit soft-capping) is not supported`},
 		{strings.Replace(gemma3_1BConfig, `"gemma3_text"`, `"gemma"`, 1), `model_type is "gemma", which is not supported`},
@@ -310,12 +296,7 @@ func TestParseGemma3Configs(t *testing.T) {
 		{strings.Replace(gemma3_1BConfig, `"num_hidden_layers": 26`, `"num_hidden_layers": -1`, 1), "num_hidden_layers is -1; expected 1 to 1048576"},
 		{strings.Replace(gemma3_1BConfig, `"num_hidden_layers": 26`, `"num_hidden_layers": 0`, 1), "num_hidden_layers is 0; expected 1 to 1048576"},
 		{strings.Replace(gemma3_1BConfig, `"num_hidden_layers": 26`, `"num_hidden_layers": 2000000000`, 1), "num_hidden_layers is 2000000000; expected 1 to 1048576"},
-	} {
-		_, err := ParseConfig([]byte(c.json), "c.json")
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "c.json") {
-			t.Errorf("%.120s…: error %v, want one naming c.json and containing %q", c.json, err, c.want)
-		}
-	}
+	})
 }
 
 // gemmaTiny is a tiny Gemma 3 for files: heads 6 wide over width 16,
@@ -340,49 +321,15 @@ func TestEncodeGemma3Config(t *testing.T) {
 	full.LayerKinds, full.SlidingWindow, full.LocalRopeTheta = "", 0, 0
 	odd := gemmaTiny(true)
 	odd.LayerKinds = "fs" // no pattern gives a full layer before a sliding one
-	for _, tc := range []struct {
-		cfg    llama.Config
-		fields map[string]any
-		absent []string
-	}{
-		{gemmaTiny(true), map[string]any{"model_type": "gemma3_text", "architectures": []any{"Gemma3ForCausalLM"}, "head_dim": 6.0,
-			"hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 6.0, "sliding_window": 3.0, "rope_local_base_freq": 10000.0,
-			"layer_types": []any{"sliding_attention", "full_attention"}, "sliding_window_pattern": 2.0, "attn_logit_softcapping": nil,
-			"final_logit_softcapping": nil, "tie_word_embeddings": true, "attention_bias": false, "rope_scaling": nil}, []string{"hidden_act", "mlp_bias"}},
-		{scaled, map[string]any{"rope_scaling": map[string]any{"rope_type": "linear", "factor": 8.0}, "attention_bias": true, "tie_word_embeddings": false}, nil},
-		{full, map[string]any{"layer_types": []any{"full_attention", "full_attention"}, "sliding_window_pattern": 1.0, "sliding_window": 4096.0}, nil},
-		{odd, map[string]any{"layer_types": []any{"full_attention", "sliding_attention"}}, []string{"sliding_window_pattern"}},
-	} {
-		raw, err := EncodeConfig(tc.cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatal(err)
-		}
-		for k, want := range tc.fields {
-			gj, _ := json.Marshal(m[k])
-			wj, _ := json.Marshal(want)
-			if _, ok := m[k]; !ok || string(gj) != string(wj) {
-				t.Errorf("%+v: config.json %s = %s, want %s", tc.cfg, k, gj, wj)
-			}
-		}
-		for _, k := range tc.absent {
-			if _, ok := m[k]; ok {
-				t.Errorf("config.json sets %s, which Gemma3TextConfig does not have or the layers contradict", k)
-			}
-		}
-		back, err := ParseConfig(raw, "again.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := tc.cfg
-		want.RopeLayout = llama.RopeHalfSplit
-		if back != want {
-			t.Errorf("round trip:\n got %+v\nwant %+v", back, want)
-		}
-	}
+	// The absent fields are ones Gemma3TextConfig does not have or the
+	// layers contradict.
+	checkEncoded(t, gemmaTiny(true), map[string]any{"model_type": "gemma3_text", "architectures": []any{"Gemma3ForCausalLM"}, "head_dim": 6.0,
+		"hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 6.0, "sliding_window": 3.0, "rope_local_base_freq": 10000.0,
+		"layer_types": []any{"sliding_attention", "full_attention"}, "sliding_window_pattern": 2.0, "attn_logit_softcapping": nil,
+		"final_logit_softcapping": nil, "tie_word_embeddings": true, "attention_bias": false, "rope_scaling": nil}, []string{"hidden_act", "mlp_bias"})
+	checkEncoded(t, scaled, map[string]any{"rope_scaling": map[string]any{"rope_type": "linear", "factor": 8.0}, "attention_bias": true, "tie_word_embeddings": false}, nil)
+	checkEncoded(t, full, map[string]any{"layer_types": []any{"full_attention", "full_attention"}, "sliding_window_pattern": 1.0, "sliding_window": 4096.0}, nil)
+	checkEncoded(t, odd, map[string]any{"layer_types": []any{"full_attention", "sliding_attention"}}, []string{"sliding_window_pattern"})
 	for _, published := range []string{gemma3_270MConfig, gemma3_1BConfig, gemma3_4BTextConfig} {
 		cfg, err := ParseConfig([]byte(published), "c.json")
 		if err != nil {
@@ -408,33 +355,17 @@ func TestEncodeGemma3Config(t *testing.T) {
 func TestWriteLoadGemma3(t *testing.T) {
 	b := testbackend.Open(t, "cpu")
 	rng := rand.New(rand.NewSource(53))
-	for _, tc := range []struct {
-		name   string
-		tied   bool
-		bias   llama.AttentionBias
-		shard  int64
-		layout llama.RopeLayout
-	}{
-		{"tied", true, llama.NoBias, 0, llama.RopeHalfSplit},
-		{"untied sharded interleaved", false, llama.NoBias, 3000, llama.RopeInterleaved},
-		{"attention_bias interleaved", true, llama.BiasQKVO, 0, llama.RopeInterleaved},
-	} {
+	for _, tc := range fileCases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := gemmaTiny(tc.tied)
-			cfg.AttentionBias, cfg.RopeLayout = tc.bias, tc.layout
+			cfg := tc.config(gemmaTiny)
 			src := randomWeights(t, rng, cfg)
 			src.Layers[1].PostFFNNorm[3] = 1e-9
 			src.FinalNorm[0] = -3e-10
-			dir, got := writeLoad(t, src, &WriteOptions{MaxShardSize: tc.shard})
+			f, got := roundTrip(t, b, src, tc.shard, []int32{1, 7, 18, 3, 3, 11, 4}, "gemma3_text", ArchGemma3)
 			if got.Layers[1].PostFFNNorm[3] != 1e-9 || got.FinalNorm[0] != -3e-10 {
 				t.Errorf("norm offsets read back as %v and %v", got.Layers[1].PostFFNNorm[3], got.FinalNorm[0])
 			}
-			if tc.shard == 0 {
-				f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
+			if f != nil {
 				for name, want := range map[string][]float32{
 					"model.layers.1.post_attention_layernorm.weight":   src.Layers[1].PostAttnNorm,
 					"model.layers.1.pre_feedforward_layernorm.weight":  src.Layers[1].FFNNorm,
@@ -452,15 +383,6 @@ func TestWriteLoadGemma3(t *testing.T) {
 					}
 				}
 			}
-			tokens := []int32{1, 7, 18, 3, 3, 11, 4}
-			sameLogits(t, forwardLogits(t, b, got, tokens), forwardLogits(t, b, src, tokens))
-			data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(data), `"model_type": "gemma3_text"`) || !strings.Contains(string(data), ArchGemma3) {
-				t.Errorf("config.json does not name Gemma 3:\n%s", data)
-			}
 		})
 	}
 }
@@ -472,36 +394,13 @@ func TestLoadGemma3Errors(t *testing.T) {
 	cfg := gemmaTiny(true)
 	cfg.RopeLayout = llama.RopeHalfSplit
 	good := tensorsOf(randomWeights(t, rng, cfg))
-	edit := func(f func(*safetensors.Tensor) bool) []safetensors.Tensor {
-		var out []safetensors.Tensor
-		for _, x := range good {
-			if f(&x) {
-				out = append(out, x)
-			}
-		}
-		return out
-	}
 	plain := qwen3Tiny(true)
 	plain.RopeLayout = llama.RopeHalfSplit
-	for _, c := range []struct {
-		name    string
-		cfg     llama.Config
-		tensors []safetensors.Tensor
-		want    string
-	}{
-		{"missing post-ffn norm", cfg, edit(func(x *safetensors.Tensor) bool { return x.Name != "model.layers.1.post_feedforward_layernorm.weight" }),
+	checkBadFolders(t, []badFolder{
+		{"missing post-ffn norm", cfg, without(good, "model.layers.1.post_feedforward_layernorm.weight"),
 			`model.safetensors: no tensor "model.layers.1.post_feedforward_layernorm.weight"`},
-		{"pre-ffn norm shape", cfg, edit(func(x *safetensors.Tensor) bool {
-			if x.Name == "model.layers.0.pre_feedforward_layernorm.weight" {
-				x.Shape = []int{4, 4}
-			}
-			return true
-		}), `tensor "model.layers.0.pre_feedforward_layernorm.weight" has shape [4 4]; the config implies [16]`},
+		{"pre-ffn norm shape", cfg, reshaped(good, "model.layers.0.pre_feedforward_layernorm.weight", 4, 4),
+			`tensor "model.layers.0.pre_feedforward_layernorm.weight" has shape [4 4]; the config implies [16]`},
 		{"gemma norms in a qwen3 folder", plain, good, `Gemma's feed-forward norms: a Gemma 3 checkpoint needs model_type "gemma3_text"`},
-	} {
-		_, err := Load(writeRaw(t, c.cfg, c.tensors))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
-		}
-	}
+	})
 }

@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"encoding/json"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -122,10 +121,7 @@ func TestParseMistralConfig(t *testing.T) {
 	small := llama.Config{Dim: 32, HiddenDim: 24, NumLayers: 3, NumHeads: 8, NumKVHeads: 8, VocabSize: 19,
 		MaxSeqLen: 131072, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, Family: llama.FamilyMistral}
 	with := func(f func(*llama.Config)) llama.Config { c := small; f(&c); return c }
-	for _, c := range []struct {
-		json string
-		want llama.Config
-	}{
+	checkParsed(t, []parsed{
 		{`{` + base + `, "sliding_window": null}`, small},
 		{`{` + base + `, "sliding_window": 131072}`, small},
 		{`{` + base + `, "sliding_window": 1e9}`, small},
@@ -138,16 +134,9 @@ func TestParseMistralConfig(t *testing.T) {
 		// Windows that bite: every layer slides, with the model's own base.
 		{`{` + base + `}`, with(func(c *llama.Config) { c.LayerKinds, c.SlidingWindow, c.LocalRopeTheta = "sss", 4096, 10000 })},
 		{`{` + base + `, "sliding_window": 131071}`, with(func(c *llama.Config) { c.LayerKinds, c.SlidingWindow, c.LocalRopeTheta = "sss", 131071, 10000 })},
-	} {
-		got, err := ParseConfig([]byte(c.json), "c.json")
-		if err != nil {
-			t.Errorf("%s: %v", c.json, err)
-		} else if got != c.want {
-			t.Errorf("%s:\n got %+v\nwant %+v", c.json, got, c.want)
-		}
-	}
+	})
 
-	bad := []struct{ json, want string }{
+	checkRefused(t, []refused{
 		{`{` + base + `, "sliding_window": 8, "rope_scaling": {"type": "linear", "factor": 2}}`, "sliding_window 8 together with rope_scaling is not supported"},
 		{`{` + base + `, "sliding_window": 0}`, "sliding_window is 0; expected null or a positive whole number"},
 		// A window makes one attention kind per layer: the layer count
@@ -159,13 +148,7 @@ func TestParseMistralConfig(t *testing.T) {
 		{`{` + base + `, "sliding_window": null, "num_attention_heads": 4}`, "n_heads 4 is not a multiple of n_kv_heads 8"}, // default 8 kv heads
 		{strings.Replace(mistral7Bv03Config, `"attention_dropout": 0.0`, `"attention_dropout": 0.1`, 1), "attention_dropout is 0.1"},
 		{strings.Replace(mistral7Bv03Config, `"model_type": "mistral"`, `"model_type": "mixtral"`, 1), `model_type is "mixtral"; expected "llama", "qwen2", "qwen3", "mistral" or "gemma3_text"`},
-	}
-	for _, c := range bad {
-		_, err := ParseConfig([]byte(c.json), "c.json")
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "c.json") {
-			t.Errorf("%.80s…: error %v, want one naming c.json and containing %q", c.json, err, c.want)
-		}
-	}
+	})
 }
 
 // TestWriteLoadMistral: Write labels a Mistral model as one, with a null
@@ -186,24 +169,9 @@ func TestWriteLoadMistral(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m map[string]any
-		if err := json.Unmarshal(data, &m); err != nil {
-			t.Fatal(err)
-		}
-		if m["model_type"] != "mistral" {
-			t.Errorf("model_type %v, want mistral", m["model_type"])
-		}
-		if a, _ := m["architectures"].([]any); len(a) != 1 || a[0] != "MistralForCausalLM" {
-			t.Errorf("architectures %v, want [MistralForCausalLM]", m["architectures"])
-		}
-		if w, ok := m["sliding_window"]; !ok || w != nil {
-			t.Errorf("sliding_window %v (present %v), want null", w, ok)
-		}
-		for _, k := range []string{"attention_bias", "mlp_bias", "use_sliding_window"} {
-			if _, ok := m[k]; ok {
-				t.Errorf("MistralConfig has no %s, but config.json sets it", k)
-			}
-		}
+		// MistralConfig has no attention_bias, mlp_bias or use_sliding_window.
+		checkFields(t, data, map[string]any{"model_type": "mistral", "architectures": []any{"MistralForCausalLM"}, "sliding_window": nil},
+			[]string{"attention_bias", "mlp_bias", "use_sliding_window"}, "Mistral")
 		tokens := []int{1, 7, 18, 3, 3}
 		sameLogits(t, logitsAt(t, got, tokens), logitsAt(t, src, tokens))
 	}

@@ -1,11 +1,9 @@
 package hf
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,10 +101,7 @@ func TestParseQwen2Config(t *testing.T) {
 	// Qwen2Config's defaults for the absent fields, which are not
 	// LlamaConfig's; and a LLaMA with attention_bias has all four biases.
 	base := `"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 4, "vocab_size": 19`
-	for _, c := range []struct {
-		json string
-		want llama.Config
-	}{
+	checkParsed(t, []parsed{
 		// An absent num_key_value_heads is Qwen2Config's 32, a null one
 		// num_attention_heads.
 		{`{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 32, "vocab_size": 19}`,
@@ -122,15 +117,8 @@ func TestParseQwen2Config(t *testing.T) {
 			MaxSeqLen: 2048, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, AttentionBias: llama.BiasQKVO}},
 		{`{"attention_bias": false, ` + base + `}`, llama.Config{Dim: 16, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19,
 			MaxSeqLen: 2048, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit}},
-	} {
-		got, err := ParseConfig([]byte(c.json), "c.json")
-		if err != nil {
-			t.Errorf("%s: %v", c.json, err)
-		} else if got != c.want {
-			t.Errorf("%s:\n got %+v\nwant %+v", c.json, got, c.want)
-		}
-	}
-	bad := []struct{ json, want string }{
+	})
+	checkRefused(t, []refused{
 		{strings.Replace(qwen25Config, `"use_sliding_window": false`, `"use_sliding_window": true`, 1), "use_sliding_window is true; sliding-window attention is not supported"},
 		{strings.Replace(qwen25Config, `"use_mrope": false`, `"use_mrope": true`, 1), "use_mrope is true"},
 		{strings.Replace(qwen25Config, `"attention_dropout": 0.0`, `"attention_dropout": 0.1`, 1), "attention_dropout is 0.1"},
@@ -141,13 +129,7 @@ func TestParseQwen2Config(t *testing.T) {
 		{`{"model_type": "qwen2", "layer_types": "full_attention", ` + base + `}`, `layer_types is "full_attention"; expected a list of strings`},
 		{`{"model_type": "qwen2", "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}, ` + base + `}`, `rope_scaling.type is "yarn"`},
 		{`{"model_type": "llama", "mlp_bias": true, ` + base + `}`, "mlp_bias is true"},
-	}
-	for _, c := range bad {
-		_, err := ParseConfig([]byte(c.json), "c.json")
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "c.json") {
-			t.Errorf("%.80s…: error %v, want one naming c.json and containing %q", c.json, err, c.want)
-		}
-	}
+	})
 }
 
 // TestEncodeQwen2Config checks the config.json Write gives each kind of
@@ -161,54 +143,13 @@ func TestEncodeQwen2Config(t *testing.T) {
 	}
 	llamaBias := tinyConfig(false, 2)
 	llamaBias.AttentionBias = llama.BiasQKVO
-	for _, tc := range []struct {
-		cfg     llama.Config
-		fields  map[string]any
-		missing []string
-	}{
-		{qwen, map[string]any{"model_type": "qwen2", "architectures": []any{"Qwen2ForCausalLM"}, "use_sliding_window": false,
-			"sliding_window": nil, "max_window_layers": 24.0, "rope_theta": 1e6, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
-			"num_key_value_heads": 2.0, "attention_dropout": 0.0},
-			[]string{"head_dim", "attention_bias", "mlp_bias", "bos_token_id", "eos_token_id"}},
-		{llamaBias, map[string]any{"model_type": "llama", "architectures": []any{"LlamaForCausalLM"}, "attention_bias": true, "mlp_bias": false, "head_dim": 4.0},
-			[]string{"use_sliding_window", "bos_token_id", "eos_token_id"}},
-		{tinyConfig(true, 2), map[string]any{"model_type": "llama", "attention_bias": false}, nil},
-	} {
-		raw, err := EncodeConfig(tc.cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatal(err)
-		}
-		for k, want := range tc.fields {
-			got, ok := m[k]
-			if !ok {
-				t.Errorf("%v: config.json lacks %s", tc.cfg.AttentionBias, k)
-				continue
-			}
-			gj, _ := json.Marshal(got)
-			wj, _ := json.Marshal(want)
-			if string(gj) != string(wj) {
-				t.Errorf("%v: config.json %s = %s, want %s", tc.cfg.AttentionBias, k, gj, wj)
-			}
-		}
-		for _, k := range tc.missing {
-			if _, ok := m[k]; ok {
-				t.Errorf("%v: config.json has %s", tc.cfg.AttentionBias, k)
-			}
-		}
-		back, err := ParseConfig(raw, "again.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := tc.cfg
-		want.RopeLayout = llama.RopeHalfSplit
-		if back != want {
-			t.Errorf("round trip: %+v, want %+v", back, want)
-		}
-	}
+	checkEncoded(t, qwen, map[string]any{"model_type": "qwen2", "architectures": []any{"Qwen2ForCausalLM"}, "use_sliding_window": false,
+		"sliding_window": nil, "max_window_layers": 24.0, "rope_theta": 1e6, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
+		"num_key_value_heads": 2.0, "attention_dropout": 0.0},
+		[]string{"head_dim", "attention_bias", "mlp_bias", "bos_token_id", "eos_token_id"})
+	checkEncoded(t, llamaBias, map[string]any{"model_type": "llama", "architectures": []any{"LlamaForCausalLM"}, "attention_bias": true, "mlp_bias": false, "head_dim": 4.0},
+		[]string{"use_sliding_window", "bos_token_id", "eos_token_id"})
+	checkEncoded(t, tinyConfig(true, 2), map[string]any{"model_type": "llama", "attention_bias": false}, nil)
 }
 
 // TestWriteLoadBiases writes biased models (Qwen2's q/k/v and LLaMA's
@@ -219,56 +160,28 @@ func TestEncodeQwen2Config(t *testing.T) {
 func TestWriteLoadBiases(t *testing.T) {
 	b := testbackend.Open(t, "cpu")
 	rng := rand.New(rand.NewSource(41))
-	for _, tc := range []struct {
-		name   string
-		kind   llama.AttentionBias
-		tied   bool
-		shard  int64
-		layout llama.RopeLayout
-	}{
-		{"qwen2 tied", llama.BiasQKV, true, 0, llama.RopeHalfSplit},
-		{"qwen2 untied sharded interleaved", llama.BiasQKV, false, 3000, llama.RopeInterleaved},
-		{"llama attention_bias", llama.BiasQKVO, false, 0, llama.RopeHalfSplit},
-		{"llama attention_bias tied interleaved", llama.BiasQKVO, true, 0, llama.RopeInterleaved},
+	for _, tc := range []fileCase{
+		{"qwen2 tied", true, llama.BiasQKV, 0, llama.RopeHalfSplit},
+		{"qwen2 untied sharded interleaved", false, llama.BiasQKV, 3000, llama.RopeInterleaved},
+		{"llama attention_bias", false, llama.BiasQKVO, 0, llama.RopeHalfSplit},
+		{"llama attention_bias tied interleaved", true, llama.BiasQKVO, 0, llama.RopeInterleaved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := tinyConfig(tc.tied, 2)
-			cfg.AttentionBias, cfg.RopeLayout = tc.kind, tc.layout
+			cfg := tc.config(func(tied bool) llama.Config { return tinyConfig(tied, 2) })
 			src := randomWeights(t, rng, cfg)
-			dir, got := writeLoad(t, src, &WriteOptions{MaxShardSize: tc.shard})
-			if tc.shard == 0 {
-				f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
-				// k_proj.bias of layer 1: row 2i+j of head g of an
-				// interleaved source is row j·hd/2+i in the file.
-				k, err := f.Float32("model.layers.1.self_attn.k_proj.bias")
-				if err != nil {
-					t.Fatal(err)
-				}
-				hd := cfg.HeadDim()
-				for g := range 2 {
-					for i := range hd / 2 {
-						for j := range 2 {
-							srcRow, dstRow := g*hd+2*i+j, g*hd+j*hd/2+i
-							if tc.layout == llama.RopeHalfSplit {
-								srcRow = dstRow
-							}
-							if k[dstRow] != src.Layers[1].Bk[srcRow] {
-								t.Fatalf("k_proj.bias row %d is not source row %d", dstRow, srcRow)
-							}
-						}
-					}
-				}
+			modelType, arch := "qwen2", "Qwen2ForCausalLM"
+			if tc.bias == llama.BiasQKVO {
+				modelType, arch = "llama", "LlamaForCausalLM"
+			}
+			f, _ := roundTrip(t, b, src, tc.shard, []int32{1, 7, 18, 3, 3, 11}, modelType, arch)
+			if f != nil {
+				// k_proj.bias of layer 1, over its two heads.
+				checkHalfSplitRows(t, f, "model.layers.1.self_attn.k_proj.bias", src.Layers[1].Bk, cfg.HeadDim(), tc.layout == llama.RopeInterleaved)
 				_, hasO := f.Info("model.layers.0.self_attn.o_proj.bias")
-				if hasO != (tc.kind == llama.BiasQKVO) {
+				if hasO != (tc.bias == llama.BiasQKVO) {
 					t.Errorf("o_proj.bias in the file: %v", hasO)
 				}
 			}
-			tokens := []int32{1, 7, 18, 3, 3, 11}
-			sameLogits(t, forwardLogits(t, b, got, tokens), forwardLogits(t, b, src, tokens))
 		})
 	}
 }
@@ -280,59 +193,20 @@ func TestLoadBiasErrors(t *testing.T) {
 	cfg := tinyConfig(true, 2)
 	cfg.AttentionBias, cfg.RopeLayout = llama.BiasQKV, llama.RopeHalfSplit
 	good := tensorsOf(randomWeights(t, rng, cfg))
-	edit := func(f func([]safetensors.Tensor) []safetensors.Tensor) []safetensors.Tensor {
-		return f(append([]safetensors.Tensor{}, good...))
-	}
-	drop := func(name string) []safetensors.Tensor {
-		return edit(func(ts []safetensors.Tensor) []safetensors.Tensor {
-			var out []safetensors.Tensor
-			for _, x := range ts {
-				if x.Name != name {
-					out = append(out, x)
-				}
-			}
-			return out
-		})
-	}
 	plain := cfg
 	plain.AttentionBias = llama.NoBias
-	for _, c := range []struct {
-		name    string
-		cfg     llama.Config
-		tensors []safetensors.Tensor
-		want    string
-	}{
-		{"missing v bias", cfg, drop("model.layers.1.self_attn.v_proj.bias"), `no tensor "model.layers.1.self_attn.v_proj.bias"`},
-		{"bias shape", cfg, edit(func(ts []safetensors.Tensor) []safetensors.Tensor {
-			for i := range ts {
-				if ts[i].Name == "model.layers.0.self_attn.q_proj.bias" {
-					ts[i].Shape = []int{1, 16}
-				}
-			}
-			return ts
-		}), `tensor "model.layers.0.self_attn.q_proj.bias" has shape [1 16]; the config implies [16]`},
-		{"o bias on qwen2", cfg, edit(func(ts []safetensors.Tensor) []safetensors.Tensor {
-			return append(ts, safetensors.Tensor{Name: "model.layers.0.self_attn.o_proj.bias", Shape: []int{16}, Data: make([]float32, 16)})
-		}), "does not use: model.layers.0.self_attn.o_proj.bias"},
+	checkBadFolders(t, []badFolder{
+		{"missing v bias", cfg, without(good, "model.layers.1.self_attn.v_proj.bias"), `no tensor "model.layers.1.self_attn.v_proj.bias"`},
+		{"bias shape", cfg, reshaped(good, "model.layers.0.self_attn.q_proj.bias", 1, 16),
+			`tensor "model.layers.0.self_attn.q_proj.bias" has shape [1 16]; the config implies [16]`},
+		{"o bias on qwen2", cfg, append(slices.Clone(good), safetensors.Tensor{Name: "model.layers.0.self_attn.o_proj.bias", Shape: []int{16}, Data: make([]float32, 16)}),
+			"does not use: model.layers.0.self_attn.o_proj.bias"},
 		{"biases in a llama folder", plain, good, `model.layers.0.self_attn.k_proj.bias, model.layers.0.self_attn.q_proj.bias, model.layers.0.self_attn.v_proj.bias, model.layers.1.self_attn.k_proj.bias, model.layers.1.self_attn.q_proj.bias, … (attention biases, where the config's attention bias is none: a Qwen2 checkpoint needs model_type "qwen2"`},
-	} {
-		_, err := Load(writeRaw(t, c.cfg, c.tensors))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
-		}
-	}
+	})
 	// The config as Qwen writes it, over the same tensors, loads.
-	dir := writeRaw(t, cfg, good)
-	small := strings.NewReplacer(`"hidden_size": 896`, `"hidden_size": 16`, `"intermediate_size": 4864`, `"intermediate_size": 24`,
+	w := loadPublished(t, cfg, good, qwen25Config, `"hidden_size": 896`, `"hidden_size": 16`, `"intermediate_size": 4864`, `"intermediate_size": 24`,
 		`"num_attention_heads": 14`, `"num_attention_heads": 4`, `"num_hidden_layers": 24`, `"num_hidden_layers": 2`,
-		`"vocab_size": 151936`, `"vocab_size": 19`).Replace(qwen25Config)
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(small), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+		`"vocab_size": 151936`, `"vocab_size": 19`)
 	if w.Config.AttentionBias != llama.BiasQKV || w.Config.RopeTheta != 1e6 || w.Layers[1].Bv == nil {
 		t.Errorf("loaded %+v", w.Config)
 	}

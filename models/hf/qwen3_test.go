@@ -1,16 +1,13 @@
 package hf
 
 import (
-	"encoding/json"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
-	"github.com/sora-go/sora/safetensors"
 )
 
 // qwen3_0_6BConfig is Qwen/Qwen3-0.6B's config.json as published on the
@@ -103,10 +100,7 @@ func TestParseQwen3Config(t *testing.T) {
 	small := llama.Config{Dim: 64, HiddenDim: 24, NumLayers: 3, NumHeads: 4, NumKVHeads: 4, VocabSize: 19, MaxSeqLen: 32768,
 		HeadWidth: 16, NormEps: 1e-6, RopeTheta: 10000, RopeLayout: llama.RopeHalfSplit, QKNorm: true}
 	with := func(f func(*llama.Config)) llama.Config { c := small; f(&c); return c }
-	for _, c := range []struct {
-		json string
-		want llama.Config
-	}{
+	checkParsed(t, []parsed{
 		{`{` + base + `, "num_key_value_heads": 4, "head_dim": 16}`, with(func(c *llama.Config) { c.HeadWidth = 0 })},
 		{`{` + base + `, "num_key_value_heads": 2}`, with(func(c *llama.Config) { c.NumKVHeads, c.HeadWidth = 2, 128 })},
 		{`{` + base + `, "num_attention_heads": 32, "head_dim": 2}`, with(func(c *llama.Config) { c.NumHeads, c.NumKVHeads, c.HeadWidth = 32, 32, 0 })},
@@ -118,16 +112,9 @@ func TestParseQwen3Config(t *testing.T) {
 			with(func(c *llama.Config) { c.HeadWidth = 8 })},
 		{`{` + base + `, "num_key_value_heads": 4, "head_dim": 16, "tie_word_embeddings": true, "max_position_embeddings": 40960, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}`,
 			with(func(c *llama.Config) { c.HeadWidth, c.TiedEmbeddings, c.MaxSeqLen, c.RopeTheta = 0, true, 40960, 1e6 })},
-	} {
-		got, err := ParseConfig([]byte(c.json), "c.json")
-		if err != nil {
-			t.Errorf("%s: %v", c.json, err)
-		} else if got != c.want {
-			t.Errorf("%s:\n got %+v\nwant %+v", c.json, got, c.want)
-		}
-	}
+	})
 
-	bad := []struct{ json, want string }{
+	checkRefused(t, []refused{
 		{strings.Replace(qwen3_0_6BConfig, `"use_sliding_window": false`, `"use_sliding_window": true`, 1),
 			"use_sliding_window is true; sliding-window attention is not supported (expected false, as released Qwen3 checkpoints set it)"},
 		{`{` + base + `, "layer_types": ["full_attention", "sliding_attention", "full_attention"]}`, `layer_types[1] is "sliding_attention"; only "full_attention" is supported`},
@@ -142,13 +129,7 @@ func TestParseQwen3Config(t *testing.T) {
 		{strings.Replace(qwen3_0_6BConfig, `"hidden_act": "silu"`, `"hidden_act": "gelu"`, 1), `hidden_act is "gelu"`},
 		{strings.Replace(qwen3_0_6BConfig, `"num_key_value_heads": 8`, `"num_key_value_heads": 3`, 1), "n_heads 16 is not a multiple of n_kv_heads 3"},
 		{strings.Replace(qwen3_0_6BConfig, `"model_type": "qwen3"`, `"model_type": "qwen3_moe"`, 1), `model_type is "qwen3_moe"`},
-	}
-	for _, c := range bad {
-		_, err := ParseConfig([]byte(c.json), "c.json")
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "c.json") {
-			t.Errorf("%.80s…: error %v, want one naming c.json and containing %q", c.json, err, c.want)
-		}
-	}
+	})
 }
 
 // qwen3Tiny is hf's tiny model with Qwen3's attention: heads 6 wide over a
@@ -169,43 +150,11 @@ func TestEncodeQwen3Config(t *testing.T) {
 	biased.AttentionBias = llama.BiasQKVO
 	wide := qwen3Tiny(true)
 	wide.HeadWidth = 0 // 16 / 4 heads: head_dim 4, still written
-	for _, tc := range []struct {
-		cfg    llama.Config
-		fields map[string]any
-	}{
-		{qwen3Tiny(true), map[string]any{"model_type": "qwen3", "architectures": []any{"Qwen3ForCausalLM"}, "head_dim": 6.0,
-			"attention_bias": false, "use_sliding_window": false, "sliding_window": nil, "max_window_layers": 2.0, "tie_word_embeddings": true}},
-		{biased, map[string]any{"model_type": "qwen3", "attention_bias": true, "tie_word_embeddings": false}},
-		{wide, map[string]any{"model_type": "qwen3", "head_dim": 4.0}},
-	} {
-		raw, err := EncodeConfig(tc.cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatal(err)
-		}
-		for k, want := range tc.fields {
-			gj, _ := json.Marshal(m[k])
-			wj, _ := json.Marshal(want)
-			if _, ok := m[k]; !ok || string(gj) != string(wj) {
-				t.Errorf("%+v: config.json %s = %s, want %s", tc.cfg, k, gj, wj)
-			}
-		}
-		if _, ok := m["mlp_bias"]; ok {
-			t.Errorf("Qwen3Config has no mlp_bias, but config.json sets it")
-		}
-		back, err := ParseConfig(raw, "again.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := tc.cfg
-		want.RopeLayout = llama.RopeHalfSplit
-		if back != want {
-			t.Errorf("round trip: %+v, want %+v", back, want)
-		}
-	}
+	// Qwen3Config has no mlp_bias.
+	checkEncoded(t, qwen3Tiny(true), map[string]any{"model_type": "qwen3", "architectures": []any{"Qwen3ForCausalLM"}, "head_dim": 6.0,
+		"attention_bias": false, "use_sliding_window": false, "sliding_window": nil, "max_window_layers": 2.0, "tie_word_embeddings": true}, []string{"mlp_bias"})
+	checkEncoded(t, biased, map[string]any{"model_type": "qwen3", "attention_bias": true, "tie_word_embeddings": false}, []string{"mlp_bias"})
+	checkEncoded(t, wide, map[string]any{"model_type": "qwen3", "head_dim": 4.0}, []string{"mlp_bias"})
 	bad := qwen3Tiny(true)
 	bad.AttentionBias = llama.BiasQKV
 	if _, err := EncodeConfig(bad); err == nil || !strings.Contains(err.Error(), "QK-norm and biases on q/k/v but not o_proj") {
@@ -238,59 +187,20 @@ func TestEncodeQwen3Config(t *testing.T) {
 func TestWriteLoadQwen3(t *testing.T) {
 	b := testbackend.Open(t, "cpu")
 	rng := rand.New(rand.NewSource(47))
-	for _, tc := range []struct {
-		name   string
-		tied   bool
-		bias   llama.AttentionBias
-		shard  int64
-		layout llama.RopeLayout
-	}{
-		{"tied", true, llama.NoBias, 0, llama.RopeHalfSplit},
-		{"untied sharded interleaved", false, llama.NoBias, 3000, llama.RopeInterleaved},
-		{"attention_bias interleaved", true, llama.BiasQKVO, 0, llama.RopeInterleaved},
-	} {
+	for _, tc := range fileCases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := qwen3Tiny(tc.tied)
-			cfg.AttentionBias, cfg.RopeLayout = tc.bias, tc.layout
+			cfg := tc.config(qwen3Tiny)
 			src := randomWeights(t, rng, cfg)
-			dir, got := writeLoad(t, src, &WriteOptions{MaxShardSize: tc.shard})
+			f, got := roundTrip(t, b, src, tc.shard, []int32{1, 7, 18, 3, 3, 11}, "qwen3", ArchQwen3)
 			if got.Config.HeadWidth != 6 || !got.Config.QKNorm {
 				t.Fatalf("loaded %+v", got.Config)
 			}
-			if tc.shard == 0 {
-				f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
-				qn, err := f.Float32("model.layers.1.self_attn.q_norm.weight")
-				if err != nil {
-					t.Fatal(err)
-				}
-				hd := cfg.HeadDim()
-				for i := range hd / 2 {
-					for j := range 2 {
-						srcRow, dstRow := 2*i+j, j*hd/2+i
-						if tc.layout == llama.RopeHalfSplit {
-							srcRow = dstRow
-						}
-						if qn[dstRow] != src.Layers[1].QNorm[srcRow] {
-							t.Fatalf("q_norm value %d is not source value %d", dstRow, srcRow)
-						}
-					}
-				}
+			if f != nil {
+				// q_norm of layer 1: one head's width of weights.
+				checkHalfSplitRows(t, f, "model.layers.1.self_attn.q_norm.weight", src.Layers[1].QNorm, cfg.HeadDim(), tc.layout == llama.RopeInterleaved)
 				if info, ok := f.Info("model.layers.0.self_attn.q_proj.weight"); !ok || len(info.Shape) != 2 || info.Shape[0] != 24 || info.Shape[1] != 16 {
 					t.Errorf("q_proj in the file: %+v", info)
 				}
-			}
-			tokens := []int32{1, 7, 18, 3, 3, 11}
-			sameLogits(t, forwardLogits(t, b, got, tokens), forwardLogits(t, b, src, tokens))
-			data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(data), `"model_type": "qwen3"`) || !strings.Contains(string(data), ArchQwen3) {
-				t.Errorf("config.json does not name Qwen3:\n%s", data)
 			}
 		})
 	}
@@ -304,56 +214,20 @@ func TestLoadQwen3Errors(t *testing.T) {
 	cfg := qwen3Tiny(true)
 	cfg.RopeLayout = llama.RopeHalfSplit
 	good := tensorsOf(randomWeights(t, rng, cfg))
-	edit := func(f func(*safetensors.Tensor) bool) []safetensors.Tensor {
-		var out []safetensors.Tensor
-		for _, x := range good {
-			if f(&x) {
-				out = append(out, x)
-			}
-		}
-		return out
-	}
 	plain := cfg
 	plain.QKNorm = false
-	for _, c := range []struct {
-		name    string
-		cfg     llama.Config
-		tensors []safetensors.Tensor
-		want    string
-	}{
-		{"missing k_norm", cfg, edit(func(x *safetensors.Tensor) bool { return x.Name != "model.layers.1.self_attn.k_norm.weight" }),
-			`model.safetensors: no tensor "model.layers.1.self_attn.k_norm.weight"`},
-		{"q_norm shape", cfg, edit(func(x *safetensors.Tensor) bool {
-			if x.Name == "model.layers.0.self_attn.q_norm.weight" {
-				x.Shape = []int{2, 3}
-			}
-			return true
-		}), `tensor "model.layers.0.self_attn.q_norm.weight" has shape [2 3]; the config implies [6]`},
-		{"q_proj as if square", cfg, edit(func(x *safetensors.Tensor) bool {
-			if x.Name == "model.layers.0.self_attn.q_proj.weight" {
-				x.Shape, x.Data = []int{16, 16}, x.Data[:256]
-			}
-			return true
-		}), `tensor "model.layers.0.self_attn.q_proj.weight" has shape [16 16]; the config implies [24 16]`},
+	checkBadFolders(t, []badFolder{
+		{"missing k_norm", cfg, without(good, "model.layers.1.self_attn.k_norm.weight"), `model.safetensors: no tensor "model.layers.1.self_attn.k_norm.weight"`},
+		{"q_norm shape", cfg, reshaped(good, "model.layers.0.self_attn.q_norm.weight", 2, 3),
+			`tensor "model.layers.0.self_attn.q_norm.weight" has shape [2 3]; the config implies [6]`},
+		{"q_proj as if square", cfg, reshaped(good, "model.layers.0.self_attn.q_proj.weight", 16, 16),
+			`tensor "model.layers.0.self_attn.q_proj.weight" has shape [16 16]; the config implies [24 16]`},
 		{"norms in a llama folder", plain, good, `QK-norm weights: a Qwen3 checkpoint needs model_type "qwen3"`},
-	} {
-		_, err := Load(writeRaw(t, c.cfg, c.tensors))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
-		}
-	}
+	})
 	// The config as Qwen writes it, over the same tensors, loads.
-	dir := writeRaw(t, cfg, good)
-	small := strings.NewReplacer(`"hidden_size": 1024`, `"hidden_size": 16`, `"intermediate_size": 3072`, `"intermediate_size": 24`,
+	w := loadPublished(t, cfg, good, qwen3_0_6BConfig, `"hidden_size": 1024`, `"hidden_size": 16`, `"intermediate_size": 3072`, `"intermediate_size": 24`,
 		`"num_attention_heads": 16`, `"num_attention_heads": 4`, `"num_key_value_heads": 8`, `"num_key_value_heads": 2`,
-		`"num_hidden_layers": 28`, `"num_hidden_layers": 2`, `"head_dim": 128`, `"head_dim": 6`, `"vocab_size": 151936`, `"vocab_size": 19`).Replace(qwen3_0_6BConfig)
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(small), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+		`"num_hidden_layers": 28`, `"num_hidden_layers": 2`, `"head_dim": 128`, `"head_dim": 6`, `"vocab_size": 151936`, `"vocab_size": 19`)
 	if !w.Config.QKNorm || w.Config.HeadDim() != 6 || w.Config.RopeTheta != 1e6 || w.Layers[1].KNorm == nil {
 		t.Errorf("loaded %+v", w.Config)
 	}
