@@ -262,7 +262,7 @@ func TestGemma3DecodeMatchesFloat64(t *testing.T) {
 	for _, tc := range gemmaCases() {
 		for _, layout := range bothLayouts {
 			w := inLayout(t, gemmaWeights(t, tc.cfg, 71), layout)
-			checkDecode64(t, b, w, gemmaExact64, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}, {2, 7, 2}}, fmt.Sprintf("%s %v", tc.name, layout))
+			checkDecode64(t, b, w, gemmaExact64, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}, {2, 7, 2}}, true, fmt.Sprintf("%s %v", tc.name, layout))
 		}
 	}
 }

@@ -399,13 +399,13 @@ func checkDecode[W float32 | float64](t *testing.T, b backend.Backend, w *llama.
 	}
 }
 
-// checkDecode64 is checkDecode, greedy generation included, of w on two
-// rows of 11 random tokens (seeded 9, 10) against ref's float64 logits.
-func checkDecode64(t *testing.T, b backend.Backend, w *llama.Weights, ref rows64, chunkings [][]int, label string) {
+// checkDecode64 is checkDecode of w on two rows of 11 random tokens
+// (seeded 9, 10) against ref's float64 logits.
+func checkDecode64(t *testing.T, b backend.Backend, w *llama.Weights, ref rows64, chunkings [][]int, greedy bool, label string) {
 	t.Helper()
 	const B, T = 2, 11
 	ids := randomTokens(rand.New(rand.NewPCG(9, 10)), B*T, w.Config.VocabSize)
-	checkDecode(t, b, w, ids, B, T, ref(w, ids, B), chunkings, true, label, "the float64 reference")
+	checkDecode(t, b, w, ids, B, T, ref(w, ids, B), chunkings, greedy, label, "the float64 reference")
 }
 
 // checkGreedy checks that greedy generation through m's cache, token by

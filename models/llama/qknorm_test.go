@@ -183,7 +183,7 @@ func TestHeadWidthDecodeMatchesFloat64(t *testing.T) {
 	for _, tc := range headWidthCases() {
 		for _, layout := range bothLayouts {
 			w := inLayout(t, qkWeights(t, tc.cfg, 71), layout)
-			checkDecode64(t, b, w, forwardRows64, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}}, fmt.Sprintf("%s %v", tc.name, layout))
+			checkDecode64(t, b, w, forwardRows64, [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {4, 1, 1, 5}}, true, fmt.Sprintf("%s %v", tc.name, layout))
 		}
 	}
 }
