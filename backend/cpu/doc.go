@@ -48,8 +48,8 @@
 // subtracted statistic split into two float32s, so that x − mean keeps its
 // digits), and AdamW in float64, rounding once. Exp, Log, Tanh, Sigmoid,
 // SiLU, GELU (exact, erf-based) and GELUTanh (GELU's tanh approximation,
-// one fused pass, its exponent's argument formed in float64) and their
-// derivatives are float32 approximations good to a few ulps (at most 6;
+// one fused pass, its exponent's cubic argument reduced in float32 with
+// its roundings compensated) and their derivatives are float32 approximations good to a few ulps (at most 6;
 // package vec's accuracy tests state each bound and check it against
 // float64 over dense sweeps), the same algorithm on both paths.
 //

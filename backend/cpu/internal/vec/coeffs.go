@@ -10,6 +10,10 @@ var expQ = [...]float32{0.49999994, 0.16666521, 0.04166839, 0.00836871, 0.001381
 // 2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).
 var exp2P = [...]float32{0.693147, 0.24022242, 0.055507336, 0.009671513, 0.0013264726}
 
+// gtExp2P is generated; see fit_coeffs.go.
+// 2^g ≈ 1 + g·Σ gtExp2P[k]·g^k for |g| ≤ 2⁻⁵·1.008 (geluTanhExp).
+var gtExp2P = [...]float32{0.6931472, 0.2402344, 0.055502106}
+
 // logL is generated; see fit_coeffs.go.
 // log(1+f) ≈ f − f²/2 + f³·Σ logL[k]·f^k for √½−1 ≤ f < √2−1.
 var logL = [...]float32{0.3333333, -0.25000823, 0.20001227, -0.16623357, 0.14201759, -0.13160184, 0.12761573, -0.076344885}

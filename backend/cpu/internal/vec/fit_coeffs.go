@@ -181,6 +181,22 @@ func main() {
 		fmt.Fprintf(os.Stderr, "exp2Sum: max rel err %.3g\n", maxErr(-0.5, 0.5, c, id, f, w))
 		print("exp2P", "2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).", c)
 	}
+	// 2^g = 1 + g·P(g) for GELUTanh's exponential, whose reduction
+	// leaves g = v − m/16 within 1/32 plus x·Ql (below 10⁻⁵); see
+	// geluTanhExp.
+	{
+		const h = 0x1.02p-5
+		f := func(t float64) float64 {
+			if math.Abs(t) < 1e-4 {
+				return math.Ln2 * (1 + float64(t*math.Ln2/2) + float64(t*t*math.Ln2*math.Ln2/6))
+			}
+			return math.Expm1(t*math.Ln2) / t
+		}
+		w := func(t float64) float64 { return math.Abs(t) / math.Exp2(t) }
+		c := fit(-h, h, deg("GTEXP2", 2), id, f, w)
+		fmt.Fprintf(os.Stderr, "gtExp2: max rel err %.3g\n", maxErr(-h, h, c, id, f, w))
+		print("gtExp2P", "2^g ≈ 1 + g·Σ gtExp2P[k]·g^k for |g| ≤ 2⁻⁵·1.008 (geluTanhExp).", c)
+	}
 	// log(1+f) = f − f²/2 + f³·L(f) on [√½−1, √2−1].
 	{
 		lo, hi := math.Sqrt(0.5)-1, math.Sqrt2-1

@@ -2,7 +2,8 @@
 
 // Command gen_amd64 writes kernels_amd64.s and stubs_amd64.go: every vector
 // kernel of package vec in two instruction sets, AVX2 with FMA (8 float32
-// lanes in YMM registers) and AVX-512F (16 lanes in ZMM registers), from
+// lanes in YMM registers) and AVX-512F with DQ (16 lanes in ZMM registers;
+// DQ for VRANGEPS), from
 // one description per kernel. The per-vector arithmetic of each kernel is
 // written once below against a small set of helpers that spell the few
 // instructions that differ between the two (compares into a vector or a
@@ -69,17 +70,7 @@ func (g *gen) I(format string, args ...any) {
 	// arithmetic instruction; MOVQ and friends load pointers and counts.
 	scalarArg := strings.Contains(line, "(FP)") && strings.HasPrefix(line, "V") &&
 		!strings.HasPrefix(line, "VBROADCAST") && !strings.HasPrefix(line, "VMOVS")
-	// A float64 constant (·f64…(SB)) is broadcast the same way, as one
-	// double: VBROADCASTSD for a load, the .BCST form otherwise.
-	if g.wide() && strings.Contains(line, "(SB)") && strings.Contains(line, "·f64") {
-		op, rest, _ := strings.Cut(line, " ")
-		if op == "VMOVUPD" {
-			op = "VBROADCASTSD"
-		} else {
-			op += ".BCST"
-		}
-		line = op + " " + rest
-	} else if g.wide() && (strings.Contains(line, "(SB)") && strings.Contains(line, "·c") || scalarArg) {
+	if g.wide() && (strings.Contains(line, "(SB)") && strings.Contains(line, "·c") || scalarArg) {
 		op, rest, _ := strings.Cut(line, " ")
 		switch op {
 		case "VMOVUPS":
@@ -138,15 +129,6 @@ func (g *gen) round(s, d string) {
 		g.I("VRNDSCALEPS $0, %s, %s", s, d)
 	} else {
 		g.I("VROUNDPS $0, %s, %s", s, d)
-	}
-}
-
-// roundPD rounds float64 lanes to the nearest integer, ties to even.
-func (g *gen) roundPD(s, d string) {
-	if g.wide() {
-		g.I("VRNDSCALEPD $0, %s, %s", s, d)
-	} else {
-		g.I("VROUNDPD $0, %s, %s", s, d)
 	}
 }
 
@@ -516,45 +498,90 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 	g.blend(m, s, p, d)
 }
 
-// geluTanhExp sets e = 2^v for v = x·(gtA1 + gtA3·x²) = −y·log2e, the
-// e^{−y} of GELU's tanh approximation x/(1 + e^{−y}); see geluTanhExp in
-// math32.go. v, its integer part n and r = (v − n)·ln2 are computed in
-// float64, on each half of x widened in turn, as the Go code does in the
-// same order (and with the same fused multiply-add, so that the two agree
-// bit for bit up to here); r and n are then narrowed back into one float32
-// vector each, and e = e^r·2ⁿ as exp does it. n needs no clamp for
-// AVX-512's VSCALEFPS, which takes any float exponent (±Inf included, from
-// the narrowing of a huge n); AVX2's scaling through integers gets n
-// clamped to [gtVLo, gtVHi] in float32, which changes no result. It uses
-// temporaries t[0..4]: three float64 halves and the float32 r and n.
-func (g *gen) geluTanhExp(x, e string, t []string) {
-	d, m, k, r, n := t[0], t[1], t[2], t[3], t[4]
-	for hi := range 2 {
-		g.widen(x, hi, d, d)
-		g.I("VMULPD %s, %s, %s", d, d, m)
-		g.I("VMOVUPD %s, %s", c64("f64GtA3"), k)
-		g.I("VFMADD213PD %s, %s, %s", c64("f64GtA1"), k, m) // a3·x² + a1
-		g.I("VMULPD %s, %s, %s", m, d, d)                   // v
-		g.roundPD(d, m)                                     // n
-		g.I("VSUBPD %s, %s, %s", m, d, d)                   // v − n, exact
-		g.I("VMULPD %s, %s, %s", c64("f64Ln2"), d, d)
-		g.narrow(d, hi, r, d, false)
-		g.narrow(m, hi, n, m, false)
+// geluTanhExp sets e = 2^v for v = a·Q, Q = a1 + a3·a², the e^{−y} of
+// GELU's tanh approximation x/(1 + e^{−y}) (a is x, or |x| for the
+// derivative, clamped to ±gtXMax); see geluTanhExp in math32.go, whose
+// operations these are, in the same order. a stays unchanged (e may be
+// a), and with keepS t[0] ends up holding a² rounded. tab holds, for
+// AVX-512, the registers of the table tGtExp2's two rows (2^(j/16) and
+// its rounding errors, one 16-lane vector each); AVX2 reads them from
+// memory as two 8-lane halves each, picked by bit 3 of the index, in a
+// mask that takes t[0] or, with keepS, a seventh temporary: t[0..5] are
+// used, and t[6] for AVX2 with keepS.
+func (g *gen) geluTanhExp(a, e string, t []string, tab []string, keepS bool) {
+	s, sl, qh, ql, lo, gg := t[0], t[1], t[2], t[3], t[4], t[5]
+	g.I("VMULPS %s, %s, %s", a, a, s)
+	g.I("VMOVAPS %s, %s", s, sl)
+	g.I("VFMSUB231PS %s, %s, %s", a, a, sl) // a² − s, exact
+	g.I("VMOVUPS %s, %s", c("cGtA3Hi"), qh)
+	g.I("VFMADD213PS %s, %s, %s", c("cGtA1Hi"), s, qh) // Qh
+	g.I("VSUBPS %s, %s, %s", c("cGtA1Hi"), qh, ql)     // Qh − a1h, exact
+	g.I("VFMSUB231PS %s, %s, %s", c("cGtA3Hi"), s, ql) // Qh's rounding error
+	g.I("VMOVUPS %s, %s", c("cGtA3Lo"), lo)
+	g.I("VFMADD213PS %s, %s, %s", c("cGtA1Lo"), s, lo)
+	g.I("VFMADD231PS %s, %s, %s", c("cGtA3Hi"), sl, lo)
+	g.I("VADDPS %s, %s, %s", ql, lo, lo) // Ql
+	idx, m16 := sl, ql
+	g.I("VMOVUPS %s, %s", c("cGtMagic"), idx)
+	g.I("VFMADD231PS %s, %s, %s", qh, a, idx)         // a·Qh + magic, rounded to 1/16
+	g.I("VSUBPS %s, %s, %s", c("cGtMagic"), idx, m16) // m/16
+	g.I("VMOVAPS %s, %s", m16, gg)
+	g.I("VFMSUB231PS %s, %s, %s", qh, a, gg) // a·Qh − m/16
+	g.I("VFMADD231PS %s, %s, %s", lo, a, gg) // g
+	tt, tau, p := qh, lo, idx
+	if g.wide() {
+		g.I("VPERMPS %s, %s, %s", tab[0], idx, tt)
+		g.I("VPERMPS %s, %s, %s", tab[1], idx, tau)
+	} else {
+		// Entries 0..7 from the low half, 8..15 from the high one, as
+		// bit 3 of the index (moved to sel's sign bits) picks.
+		sel := s
+		if keepS {
+			sel = t[6]
+		}
+		g.I("VPSLLD $28, %s, %s", idx, sel)
+		g.I("VPERMPS %s, %s, %s", "·tGtExp2(SB)", idx, tau)
+		g.I("VPERMPS %s, %s, %s", "·tGtExp2+32(SB)", idx, tt)
+		g.blend(sel, tt, tau, tt)
+		g.I("VPERMPS %s, %s, %s", "·tGtExp2+64(SB)", idx, tau)
+		g.I("VPERMPS %s, %s, %s", "·tGtExp2+96(SB)", idx, idx)
+		g.blend(sel, idx, tau, tau)
+		p = sel
 	}
-	if !g.wide() {
-		g.I("VMAXPS %s, %s, %s", c("cGtVLo"), n, n)
-		g.I("VMINPS %s, %s, %s", c("cGtVHi"), n, n)
+	g.horner("cGtExp2P", 2, gg, p)
+	g.I("VFMADD213PS %s, %s, %s", tau, gg, p) // u = τ + g·P(g)
+	g.I("VFMADD213PS %s, %s, %s", tt, p, tt)  // T + T·u
+	if g.wide() {
+		// VSCALEFPS scales by 2^⌊m/16⌋ itself, overflowing to +Inf and
+		// rounding subnormal results once.
+		g.I("VSCALEFPS %s, %s, %s", m16, tt, e)
+		return
 	}
-	g.horner("cExpQ", 4, r, e)
-	g.I("VMULPS %s, %s, %s", r, r, d)
-	g.I("VFMADD213PS %s, %s, %s", r, e, d) // r²·Q + r
-	g.I("VADDPS %s, %s, %s", c("cOne"), d, e)
-	g.scale2n(e, n, m, true)
+	g.I("VROUNDPS $1, %s, %s", m16, m16) // ⌊m/16⌋
+	g.scale2n(tt, m16, gg, true)
+	g.I("VMOVAPS %s, %s", tt, e)
 }
 
-// c64 returns the memory operand of a float64 constant vector (an
-// [8]float64 declared in stubs_amd64.go).
-func c64(name string) string { return "·" + name + "(SB)" }
+// clamp sets d = x clamped to [lo, hi] = [−h, h] (memory operands). With
+// keepNaN, a NaN x gives NaN: VMAXPS and VMINPS with x as the second
+// source, which they return when either is NaN (the bounds in d and tmp
+// first). Otherwise AVX-512 uses one AVX-512DQ VRANGEPS (the smaller
+// magnitude of x and h, with x's sign), which returns h for NaN, as AVX2's
+// VMAXPS and VMINPS with the bounds second return a bound. d must not be x.
+func (g *gen) clamp(x, lo, hi, d, tmp string, keepNaN bool) {
+	switch {
+	case keepNaN:
+		g.I("VMOVUPS %s, %s", lo, d)
+		g.I("VMAXPS %s, %s, %s", x, d, d)
+		g.I("VMOVUPS %s, %s", hi, tmp)
+		g.I("VMINPS %s, %s, %s", d, tmp, d)
+	case g.wide():
+		g.I("VRANGEPS $2, %s, %s, %s", hi, x, d)
+	default:
+		g.I("VMAXPS %s, %s, %s", lo, x, d)
+		g.I("VMINPS %s, %s, %s", hi, d, d)
+	}
+}
 
 // ---- element-wise maps ----
 
@@ -567,9 +594,10 @@ type mapK struct {
 	// ordinary stores: they are small and read again soon).
 	updates []string
 	scalars []string // float32 arguments, broadcast
-	// tabRows rows of the table tGelu stay in registers through the
-	// loop (AVX-512 only), after the scalars in body's s[].
+	// tabRows rows of the table tab (tGelu if empty) stay in registers
+	// through the loop (AVX-512 only), after the scalars in body's s[].
 	tabRows int
+	tab     string
 	temps   int
 	// temps512, if set, is the number of temporaries AVX-512 needs
 	// instead of temps (t[temps512:] are then absent).
@@ -799,9 +827,13 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		sc = append(sc, v)
 	}
 	if g.wide() {
+		tab := k.tab
+		if tab == "" {
+			tab = "tGelu"
+		}
 		for j := 0; j < k.tabRows; j++ {
 			v := r.v()
-			g.I("VMOVUPS ·tGelu+%d(SB), %s", 64*j, v)
+			g.I("VMOVUPS ·%s+%d(SB), %s", tab, 64*j, v)
 			sc = append(sc, v)
 		}
 	}
@@ -1792,11 +1824,13 @@ var consts = [][2]string{
 	{"cGtC3x3", "splat(3 * gtC3)"},
 	{"cGtXMax", "splat(gtXMax)"},
 	{"cGtXMin", "splat(-gtXMax)"},
-	{"f64GtA1", "splat64(gtA1)"},
-	{"f64GtA3", "splat64(gtA3)"},
-	{"cGtVLo", "splat(gtVLo)"},
-	{"cGtVHi", "splat(gtVHi)"},
-	{"f64Ln2", "splat64(gtLn2)"},
+	{"cGtA1Hi", "splat(gtA1Hi)"},
+	{"cGtA1Lo", "splat(gtA1Lo)"},
+	{"cGtA3Hi", "splat(gtA3Hi)"},
+	{"cGtA3Lo", "splat(gtA3Lo)"},
+	{"cGtMagic", "splat(gtMagic)"},
+	{"cGtExp2P", "[3][16]float32(splatTable(gtExp2P[:], 3))"},
+	{"tGtExp2", "[2][16]float32{gtExp2T, gtExp2Tau}"},
 }
 
 // ---- the kernels ----
@@ -1852,13 +1886,12 @@ var maps = []mapK{
 			g.phi(in[0], out, "", true, t, m[0], s)
 		}},
 	// GELU's tanh approximation x/(1 + e^{−y}).
-	{name: "geluTanh", ins: []string{"x"}, temps: 5, unroll: 3,
+	{name: "geluTanh", ins: []string{"x"}, tabRows: 2, tab: "tGtExp2", temps: 6, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			// x clamped to ±gtXMax for the exponential (a NaN x, which
 			// may become a bound here, still gives NaN below).
-			g.I("VMAXPS %s, %s, %s", c("cGtXMin"), in[0], out)
-			g.I("VMINPS %s, %s, %s", c("cGtXMax"), out, out)
-			g.geluTanhExp(out, out, t)
+			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), out, "", false)
+			g.geluTanhExp(out, out, t, s, false)
 			g.I("VADDPS %s, %s, %s", c("cOne"), out, out)
 			g.I("VDIVPS %s, %s, %s", out, in[0], out)
 		}},
@@ -1924,28 +1957,23 @@ var maps = []mapK{
 		}},
 	// σ(y) + (x·y′)·σ(y)σ(−y) from e = e^{−|y|} (r = 1/(1+e), s0 = e·r,
 	// σ(y)σ(−y) = s0 − s0²), with x clamped to ±gtXMax in the second
-	// term; see geluTanhGrad32.
-	{name: "geluTanhGrad", ins: []string{"x", "dy"}, temps: 7, masks: 1, unroll: 2,
+	// term and y′ = c1 + 3c3·x² from the exponential's x²; see
+	// geluTanhGrad32.
+	{name: "geluTanhGrad", ins: []string{"x", "dy"}, tabRows: 2, tab: "tGtExp2", temps: 9, masks: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			// x clamped to ±gtXMax with x as the second source, which
-			// VMAXPS and VMINPS return when either is NaN.
-			xc := t[6]
-			g.I("VMOVUPS %s, %s", c("cGtXMin"), xc)
-			g.I("VMAXPS %s, %s, %s", in[0], xc, xc)
-			g.I("VMOVUPS %s, %s", c("cGtXMax"), t[5])
-			g.I("VMINPS %s, %s, %s", xc, t[5], xc)
-			g.and(c("cAbs"), xc, t[5])
-			g.geluTanhExp(t[5], t[5], t[:5]) // e
-			g.I("VADDPS %s, %s, %s", c("cOne"), t[5], t[0])
-			g.I("VMOVUPS %s, %s", c("cOne"), t[1])
-			g.I("VDIVPS %s, %s, %s", t[0], t[1], t[1])  // r
-			g.I("VMULPS %s, %s, %s", t[1], t[5], t[5])  // s0
-			g.sigmoidPick(in[0], t[1], t[5], out, m[0]) // σ(y)
-			g.I("VMOVAPS %s, %s", t[5], t[1])
-			g.I("VFNMADD231PS %s, %s, %s", t[5], t[5], t[1]) // σ(y)σ(−y) = s0 − s0²
-			g.I("VMULPS %s, %s, %s", xc, xc, t[3])
+			xc, e := t[7], t[8]
+			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), xc, e, true)
+			g.and(c("cAbs"), xc, e)
+			g.geluTanhExp(e, e, t[:7], s, true) // e; t[0] = x²
+			g.I("VADDPS %s, %s, %s", c("cOne"), e, t[1])
+			g.I("VMOVUPS %s, %s", c("cOne"), t[2])
+			g.I("VDIVPS %s, %s, %s", t[1], t[2], t[2]) // r
+			g.I("VMULPS %s, %s, %s", t[2], e, e)       // s0
+			g.sigmoidPick(in[0], t[2], e, out, m[0])   // σ(y)
+			g.I("VMOVAPS %s, %s", e, t[1])
+			g.I("VFNMADD231PS %s, %s, %s", e, e, t[1]) // σ(y)σ(−y) = s0 − s0²
 			g.I("VMOVUPS %s, %s", c("cGtC3x3"), t[4])
-			g.I("VFMADD213PS %s, %s, %s", c("cGtC1"), t[3], t[4]) // y′
+			g.I("VFMADD213PS %s, %s, %s", c("cGtC1"), t[0], t[4]) // y′
 			g.I("VMULPS %s, %s, %s", t[4], xc, t[2])              // x·y′
 			g.I("VFMADD231PS %s, %s, %s", t[1], t[2], out)
 			g.I("VMULPS %s, %s, %s", out, in[1], out)

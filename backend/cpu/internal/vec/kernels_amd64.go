@@ -21,14 +21,6 @@ func splat(v float32) (s [16]float32) {
 
 func splatBits(b uint32) [16]float32 { return splat(math.Float32frombits(b)) }
 
-// splat64 fills a 64-byte vector of float64 lanes with v.
-func splat64(v float64) (s [8]float64) {
-	for i := range s {
-		s[i] = v
-	}
-	return s
-}
-
 // splatTable splats each coefficient of t; the assembly was generated for
 // n of them, so any other length is a programming error.
 func splatTable(t []float32, n int) [][16]float32 {
@@ -50,7 +42,7 @@ var simdSets = sync.OnceValue(func() []*Kernels {
 	if cpuid.CPU.Supports(cpuid.AVX, cpuid.AVX2, cpuid.FMA3) {
 		ks = append(ks, build("avx2", &funcsAVX2))
 	}
-	if cpuid.CPU.Supports(cpuid.AVX, cpuid.AVX2, cpuid.FMA3, cpuid.AVX512F) {
+	if cpuid.CPU.Supports(cpuid.AVX, cpuid.AVX2, cpuid.FMA3, cpuid.AVX512F, cpuid.AVX512DQ) {
 		ks = append(ks, build("avx512", &funcsAVX512))
 	}
 	return ks

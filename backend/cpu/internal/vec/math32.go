@@ -42,24 +42,44 @@ const (
 	invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
 
 	// GELU's tanh approximation is x·σ(y) with y = c1·x + c3·x³, c1 =
-	// 2·√(2/π) and c3 = c1·0.044715. Its exponential takes, in float64,
-	// v = −y·log2e = x·(gtA1 + gtA3·x²), whose integer part is clamped to
-	// [gtVLo, gtVHi]: 2^v is 0 below −160 and +Inf above 130 either way,
-	// and the clamp keeps the integers of the scaling by 2ⁿ small.
-	gtC1  = 1.5957691216057308 // 2·√(2/π)
-	gtC3  = gtC1 * 0.044715    // 2·√(2/π)·0.044715
-	gtA1  = -gtC1 * math.Log2E // −c1·log2e
-	gtA3  = -gtC3 * math.Log2E // −c3·log2e
-	gtVLo = -160
-	gtVHi = 130
-	gtLn2 = math.Ln2
-	// gtXMax bounds |x| in the exponential's argument and in the
-	// derivative's x·y′(x) term: from |x| ≈ 10.6 on, e^{−|y|} is below the
-	// float32 range, so the results do not change, and the bound keeps v
-	// finite for infinite x (whose v − n would be NaN) and x·y′ finite,
-	// so that its product with σ(y)·σ(−y) = 0 is 0 rather than ∞·0.
-	gtXMax = 20
+	// 2·√(2/π) and c3 = c1·0.044715. Its exponential e^{−y} is 2^v for
+	// v = −y·log2e = x·Q, Q = a1 + a3·x², a1 = −c1·log2e and a3 =
+	// −c3·log2e, each split into a float32 head and tail (gtA1Hi + gtA1Lo,
+	// gtA3Hi + gtA3Lo; see geluTanhExp). gtA1Hi is a1 rounded to a multiple
+	// of 2⁻¹⁸ (20 significant bits), which makes Q's head minus it exact.
+	gtC1   = 1.5957691216057308 // 2·√(2/π)
+	gtC3   = gtC1 * 0.044715    // 2·√(2/π)·0.044715
+	gtA1   = -gtC1 * math.Log2E
+	gtA3   = -gtC3 * math.Log2E
+	gtA1Hi = float32(-603510.0 / (1 << 18)) // a1 = −2.3022082… to 2⁻¹⁸
+	gtA1Lo = float32(gtA1 - float64(gtA1Hi))
+	gtA3Hi = float32(gtA3)
+	gtA3Lo = float32(gtA3 - float64(gtA3Hi))
+	// gtMagic (1.5·2¹⁹) added to t, |t| < 2¹⁸, rounds the sum to a
+	// multiple of 1/16 (the binade's spacing), leaving m = round(16·t) in
+	// its low mantissa bits.
+	gtMagic = 0x1.8p19
+	// gtXMax bounds |x| in the exponential and in the derivative's
+	// x·y′(x) term: from |x| = 10.75 on, e^{−|y|} < 2⁻¹⁵⁰ (|y| > 105.8)
+	// rounds to 0, so the results do not change (x, −0, derivative 1 or
+	// 0), and the bound keeps |v| ≤ 153, where 2^v is scaled in two steps
+	// without a clamp, x·y′ finite (its product with σ(y)·σ(−y) = 0 is
+	// 0 rather than ∞·0), and x² and Q small enough for geluTanhExp's
+	// exact steps.
+	gtXMax = 10.75
 )
+
+// gtExp2T and gtExp2Tau are the table of 2^(j/16), j = 0..15, rounded to
+// float32, and each entry's relative rounding error (2^(j/16) − T)/T, so
+// that T·(1 + τ) is 2^(j/16) to about 2⁻⁴⁸.
+var gtExp2T, gtExp2Tau = func() (t, tau [16]float32) {
+	for j := range t {
+		e := math.Exp2(float64(j) / 16)
+		t[j] = float32(e)
+		tau[j] = float32((e - float64(t[j])) / float64(t[j]))
+	}
+	return t, tau
+}()
 
 // roundEven rounds x, |x| < 2²², to the nearest integer, ties to even, as
 // the assembly's VROUNDPS does: adding and subtracting 1.5·2²³ leaves no
@@ -298,36 +318,64 @@ func geluGrad32(x float32) float32 {
 	return x*(g*invSqrt2Pi) + c
 }
 
-// geluTanhExp returns e^{−y} for y = c1·x + c3·x³, the exponential of
-// GELU's tanh approximation x·σ(y) = x/(1 + e^{−y}) (for x ≥ 0 the
-// derivative's e^{−|y|}), for |x| ≤ gtXMax or NaN. The argument in base 2, v = x·(gtA1 + gtA3·x²),
-// is formed in float64, where it is finite for every float32 x and good to
-// about 1e−16 relative, then reduced to v = n + f, n an integer and |f| ≤
-// ½ (f exact), and 2^v = e^r·2ⁿ with r = f·ln2 rounded once to float32
-// and n clamped to [gtVLo, gtVHi]. In
-// float32 the argument's own rounding would make e^{−y} err by |y|·2⁻²⁴
-// relative, 70 ulps in the left tail where |y| nears 87; here the error
-// is exp's (expCore's) and r's rounding, about 1e−8 relative. The
-// assembly does the same operations in the same order on float64 halves
-// of each vector.
-func geluTanhExp(x float32) float32 {
-	xd := float64(x)
-	v := xd * math.FMA(gtA3, xd*xd, gtA1)
-	n := math.RoundToEven(v)
-	r := float32((v - n) * gtLn2)
-	// Beyond [gtVLo, gtVHi] 2^v is 0 or +Inf whatever n is clamped to,
-	// and clamping keeps the scaling's integers small (NaN passes).
-	n = max(min(n, gtVHi), gtVLo)
-	i := int32(n)
-	i1 := i >> 1
-	return expCore(r) * pow2(i1) * pow2(i-i1)
+// geluTanhExp returns 2^v = e^{−y} for v = −y·log2e = a·Q, Q = a1 +
+// a3·a², for |a| ≤ gtXMax (NaN gives some number; callers' results are
+// NaN through a itself), and a² rounded, which the derivative reuses.
+// Where e^{−y} is large (the left tail) its relative error is v's
+// absolute one, and v in float32 would be off by up to |v|·2⁻²⁴, 70 ulps
+// as |v| nears 126; here v is reduced with float32 operations whose
+// roundings are compensated, so that its error stays about 2⁻²⁸.
+//
+// Q = Qh + Ql in two parts: with s = fl(a²) and sl = a² − s (exact, a
+// fused multiply-add), Qh = fl(gtA3Hi·s + gtA1Hi) (fused), and its
+// rounding error exactly as fl(gtA3Hi·s − (Qh − gtA1Hi)): Qh − gtA1Hi is
+// exact because gtA1Hi is a multiple of 2⁻¹⁸ and |Qh| < 2⁶ (and Qh has
+// gtA1Hi's sign, and is larger). Ql adds that error to gtA3Hi·sl +
+// gtA3Lo·s + gtA1Lo, about 2⁻²⁴ of Q, which float32 holds to 2⁻⁴⁸.
+//
+// Then v = m/16 + g: m = round(16·a·Qh) from a·Qh + gtMagic rounded once
+// (fused), g = (a·Qh − m/16) + a·Ql, two fused multiply-adds whose first
+// is exact before its rounding, so that g, |g| ≤ 1/32 + 10⁻⁵, is off by
+// two roundings of 2⁻²⁹. With m = 16n + j, 2^v = 2ⁿ·2^(j/16)·
+// 2^g: 2^(j/16) = T_j·(1 + τ_j) from the tables, 2^g = 1 + g·P(g) with
+// P of degree 2 (gtExp2P, 1.6e−9 relative), so that 2^v = 2ⁿ·(T_j + T_j·
+// (τ_j + g·P(g))), one fused multiply-add rounded, then scaled in two
+// steps so that results beyond the normal range overflow or go subnormal
+// with one rounding. The assembly does the same operations in the same
+// order (and, where Go rounds a fused multiply-add's float64 sum twice,
+// may differ from it in the last bit).
+func geluTanhExp(a float32) (e, s float32) {
+	s = float32(a * a) // conversions keep Go from fusing a product and a sum
+	sl := fma32(a, a, -s)
+	qh := fma32(gtA3Hi, s, gtA1Hi)
+	ql := fma32(gtA3Hi, s, -(qh - gtA1Hi))
+	ql += fma32(gtA3Hi, sl, fma32(gtA3Lo, s, gtA1Lo))
+	idx := fma32(a, qh, gtMagic)
+	m16 := idx - gtMagic // exactly m/16
+	g := fma32(a, qh, -m16)
+	g = fma32(a, ql, g)
+	// idx and gtMagic share a binade: their bits differ by m (for NaN,
+	// by anything, which only picks some table entry).
+	m := int32(math.Float32bits(idx) - math.Float32bits(gtMagic))
+	j := m & 15
+	p := fma32(gtExp2P[2], g, gtExp2P[1])
+	p = fma32(p, g, gtExp2P[0])
+	u := fma32(g, p, gtExp2Tau[j])
+	e = fma32(gtExp2T[j], u, gtExp2T[j])
+	n := m >> 4 // ⌊m/16⌋
+	n1 := n >> 1
+	return e * pow2(n1) * pow2(n-n1), s
 }
 
 // geluTanh32 is GELU's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x +
 // 0.044715·x³))) as x/(1 + e^{−y}), which does not cancel in the left tail
 // where 1 + tanh does: x for large x (e^{−y} is below half an ulp of 1
-// from x ≈ 5.6), −0 below x ≈ −10.5, where e^{−y} overflows.
-func geluTanh32(x float32) float32 { return x / (1 + geluTanhExp(clamp(x, -gtXMax, gtXMax))) }
+// from x ≈ 5.6), −0 from x ≈ −10.06 down, where e^{−y} overflows (and
+// the function is below 3e−38).
+func geluTanh32(x float32) float32 {
+	e, _ := geluTanhExp(clamp(x, -gtXMax, gtXMax))
+	return x / (1 + e)
+}
 
 // geluTanhGrad32 is the derivative σ(y) + x·σ(y)·σ(−y)·y′ with y′ = c1 +
 // 3c3·x², σ(y) from e = e^{−|y|} as sigmoidParts takes it (y has x's
@@ -336,14 +384,14 @@ func geluTanh32(x float32) float32 { return x / (1 + geluTanhExp(clamp(x, -gtXMa
 // the assembly's.
 func geluTanhGrad32(x float32) float32 {
 	xc := clamp(x, -gtXMax, gtXMax)
-	e := geluTanhExp(abs32(xc))
+	e, x2 := geluTanhExp(abs32(xc))
 	r := 1 / (1 + e)
 	s0 := e * r
 	s := s0
 	if x >= 0 {
 		s = r
 	}
-	yp := fma32(xc*xc, 3*gtC3, gtC1)
+	yp := fma32(x2, 3*gtC3, gtC1)
 	t := fma32(-s0, s0, s0) // σ(y)·σ(−y) = s0·(1 − s0), s0 = σ(−|y|) ≤ ½
 	return fma32(xc*yp, t, s)
 }

@@ -49,11 +49,13 @@ var (
 	cGtC3x3       = splat(3 * gtC3)
 	cGtXMax       = splat(gtXMax)
 	cGtXMin       = splat(-gtXMax)
-	f64GtA1       = splat64(gtA1)
-	f64GtA3       = splat64(gtA3)
-	cGtVLo        = splat(gtVLo)
-	cGtVHi        = splat(gtVHi)
-	f64Ln2        = splat64(gtLn2)
+	cGtA1Hi       = splat(gtA1Hi)
+	cGtA1Lo       = splat(gtA1Lo)
+	cGtA3Hi       = splat(gtA3Hi)
+	cGtA3Lo       = splat(gtA3Lo)
+	cGtMagic      = splat(gtMagic)
+	cGtExp2P      = [3][16]float32(splatTable(gtExp2P[:], 3))
+	tGtExp2       = [2][16]float32{gtExp2T, gtExp2Tau}
 )
 
 // fillAVX2 is the AVX2 fill kernel.
