@@ -134,9 +134,10 @@
 // adds each table row's contributions in order, so every op is
 // deterministic run to run. Element-wise functions use the single-precision
 // device math library (GELU is the exact erf form; GELUTanh, its tanh
-// approximation, is x/(1 + e^{−y}) with y formed in double and expf
-// corrected for y's float rounding, so that the left tail keeps its
-// relative precision); AdamW and RoPE's angles are computed in double.
+// approximation, is x/(1 + e^{−y}) with y formed in float as a sum of two
+// floats, its roundings compensated with fused multiply-adds, and expf
+// corrected for the second, so that the left tail keeps its relative
+// precision); AdamW and RoPE's angles are computed in double.
 //
 // # Matrix products
 //

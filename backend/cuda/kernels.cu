@@ -224,48 +224,62 @@ __device__ __forceinline__ float sigmoidf(float x) {
 __device__ __forceinline__ float gaussCDF(float x) { return 0.5f * erfcf(-x * SQRT1_2F); }
 
 // GELU's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) is
-// x·σ(y) = x/(1 + e^{−y}) with y = GT_C1·x + GT_C3·x³, which keeps its
-// relative precision in the left tail where 1 + tanh cancels. y is formed
-// in double, where it is finite for every float x (|x|³ < 4e115), and its
-// exponential taken as expf of y's float part times 1 + its remainder
-// (a first-order correction, exact to float precision since the remainder
-// is below 2⁻²⁴·|y|): in float, y's own rounding would make e^{−y} err by
-// |y|·2⁻²⁴ relative, 70 ulps where |y| nears 87. The clamp to ±104 keeps
-// the float part finite; expf gives 0 or +Inf there either way.
-#define GT_C1 1.5957691216057308          // 2·√(2/π)
-#define GT_C3 0.071354816272600256        // 2·√(2/π)·0.044715
-#define GT_XMAX 20.0f                     // σ(y)σ(−y) is 0 beyond |x| ≈ 10.6
+// x·σ(y) = x/(1 + e^{−y}) with y = x·P, P = c1 + c3·x² (c1 = 2·√(2/π), c3 =
+// c1·0.044715), which keeps its relative precision in the left tail where
+// 1 + tanh cancels. There e^{−y} is huge or tiny and its relative error is
+// y's absolute one: y's float rounding alone would cost |y|·2⁻²⁴, 50 ulps
+// where |y| nears 87. So y is formed as yh + yl in float with the
+// roundings compensated by fused multiply-adds (as the CPU kernels do,
+// without double, which consumer GPUs run at 1/64 of float's rate), and
+// e^{−y} = expf(−yh)·(1 − yl) (|yl| ≤ 2⁻²³·|y|, so the second order is
+// below 2⁻⁴⁰). P = Ph + Pl: with s = x² rounded and sl = x² − s (exact),
+// Ph = fmaf(c3h, s, c1h) and its rounding error exactly as fmaf(c3h, s,
+// −(Ph − c1h)), Ph − c1h being exact because GT_C1H is a multiple of 2⁻²⁰
+// and |Ph| < 16; Pl adds to that c3h·sl + c3l·s + c1l. yh = x·Ph rounded
+// and yl = (x·Ph − yh) + x·Pl. x is clamped to ±GT_XMAX first: from
+// |x| = 10.75 on e^{−|y|} < 2⁻¹⁵⁰ (|y| > 105.8), so results do not change,
+// and the clamp keeps x², P and, in the derivative, x·y′ finite and small.
+#define GT_C1H 1.595768928527832f         // c1 to a multiple of 2⁻²⁰
+#define GT_C1L 1.9307789500544e-07f       // c1 − GT_C1H
+#define GT_C3H 0.07135481387376785f       // c3 rounded to float
+#define GT_C3L 2.3988324659996e-09f       // c3 − GT_C3H
+#define GT_C1 1.5957691216057308f         // 2·√(2/π), for y′
+#define GT_3C3 0.21406444881780075f       // 3·c3, for y′
+#define GT_XMAX 10.75f
 
-// gtExp returns e^z for z given in double.
-__device__ __forceinline__ float gtExp(double z) {
-	z = fmin(fmax(z, -104.0), 104.0);
-	float zh = (float)z;
-	float zl = (float)(z - (double)zh);
-	return expf(zh) * (1.0f + zl);
-}
-
-// gtY returns y = GT_C1·x + GT_C3·x³ in double.
-__device__ __forceinline__ double gtY(float x) {
-	double xd = x;
-	return xd * (GT_C1 + GT_C3 * (xd * xd));
+// gtExpNeg returns e^{−y} for y = a·(c1 + c3·a²), |a| ≤ GT_XMAX, and
+// a² rounded in *a2. The operations are kept apart where the compiler
+// could contract them (each product feeding an addition is an explicit
+// fmaf or is needed rounded).
+__device__ __forceinline__ float gtExpNeg(float a, float *a2) {
+	float s = a * a;
+	float sl = fmaf(a, a, -s);
+	float ph = fmaf(GT_C3H, s, GT_C1H);
+	float pl = fmaf(GT_C3H, s, -(ph - GT_C1H));
+	pl += fmaf(GT_C3H, sl, fmaf(GT_C3L, s, GT_C1L));
+	float yh = a * ph;
+	float yl = fmaf(a, pl, fmaf(a, ph, -yh));
+	*a2 = s;
+	return expf(-yh) * (1.0f - yl);
 }
 
 __device__ float geluTanhF(float x) {
 	if (x != x) return x;
-	return x / (1.0f + gtExp(-gtY(x)));
+	float s;
+	return x / (1.0f + gtExpNeg(fminf(fmaxf(x, -GT_XMAX), GT_XMAX), &s));
 }
 
-// geluTanhDF is σ(y) + x·y′·σ(y)σ(−y) with y′ = GT_C1 + 3·GT_C3·x², from
+// geluTanhDF is σ(y) + x·y′·σ(y)σ(−y) with y′ = c1 + 3·c3·x², from
 // e = e^{−|y|}: s0 = e/(1+e) = σ(−|y|), σ(y)σ(−y) = s0·(1 − s0), and x
 // clamped to ±GT_XMAX in the second term, where beyond it σ(y)σ(−y) is
 // 0 and x·y′ would overflow to ∞ (∞·0 is NaN).
 __device__ float geluTanhDF(float x) {
 	if (x != x) return x;
-	float e = gtExp(-fabs(gtY(x)));
+	float xc = fminf(fmaxf(x, -GT_XMAX), GT_XMAX), x2;
+	float e = gtExpNeg(fabsf(xc), &x2);
 	float r = 1.0f / (1.0f + e), s0 = e * r;
 	float s = x >= 0.0f ? r : s0;
-	float xc = fminf(fmaxf(x, -GT_XMAX), GT_XMAX);
-	float yp = fmaf(xc * xc, (float)(3.0 * GT_C3), (float)GT_C1);
+	float yp = fmaf(x2, GT_3C3, GT_C1);
 	return fmaf(xc * yp, fmaf(-s0, s0, s0), s);
 }
 
