@@ -3,8 +3,12 @@
 // compare PEFT methods: singular value entropy (how evenly the update's
 // energy spreads over directions) and stable rank.
 //
-// All computation is in float64 with gonum's SVD, whatever precision the
-// weights were trained in.
+// All computation is in float64 with gonum's LAPACK, whatever precision the
+// weights were trained in. A matrix given densely is reduced by a full SVD
+// ([Analyze], O(m·n·min(m, n))); one given as a product of thin factors
+// L·R, as a LoRA update is, by QR factorisations of the factors and the
+// SVD of a small core ([AnalyzeFactored], O((m + n)·k²)), which gives the
+// same singular values without forming the product.
 package spectral
 
 import (
@@ -12,6 +16,9 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack"
+	"gonum.org/v1/gonum/lapack/lapack64"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -41,21 +48,129 @@ type Stats struct {
 // ErrShape reports a matrix whose data does not match its dimensions.
 var ErrShape = errors.New("spectral: data length does not match rows×cols")
 
-// Analyze computes the spectrum of the rows×cols row-major matrix m.
+// Analyze computes the spectrum of the rows×cols row-major matrix m,
+// leaving m as it was.
 func Analyze(rows, cols int, m []float64) (Stats, error) {
+	if err := checkDense(rows, cols, m); err != nil {
+		return Stats{}, err
+	}
+	return analyzeInPlace(rows, cols, append([]float64(nil), m...))
+}
+
+// AnalyzeInPlace is [Analyze] using m itself as the SVD's workspace: m is
+// overwritten, and the copy of it that Analyze makes (rows·cols·8 bytes) is
+// saved. For a caller that builds a matrix only to analyse it.
+func AnalyzeInPlace(rows, cols int, m []float64) (Stats, error) {
+	if err := checkDense(rows, cols, m); err != nil {
+		return Stats{}, err
+	}
+	return analyzeInPlace(rows, cols, m)
+}
+
+func checkDense(rows, cols int, m []float64) error {
 	if rows <= 0 || cols <= 0 || len(m) != rows*cols {
-		return Stats{}, fmt.Errorf("%w: %d×%d with %d values", ErrShape, rows, cols, len(m))
+		return fmt.Errorf("%w: %d×%d with %d values", ErrShape, rows, cols, len(m))
 	}
 	for i, v := range m {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return Stats{}, fmt.Errorf("spectral: element %d (row %d, column %d) is %v", i, i/cols, i%cols, v)
+			return fmt.Errorf("spectral: element %d (row %d, column %d) is %v", i, i/cols, i%cols, v)
 		}
 	}
-	var svd mat.SVD
-	if !svd.Factorize(mat.NewDense(rows, cols, m), mat.SVDNone) {
+	return nil
+}
+
+// analyzeInPlace runs LAPACK's dgesvd without singular vectors on m
+// (destroyed), as gonum's mat.SVD does on its own copy.
+func analyzeInPlace(rows, cols int, m []float64) (Stats, error) {
+	s, ok := singularInPlace(rows, cols, m)
+	if !ok {
 		return Stats{}, errors.New("spectral: SVD did not converge")
 	}
-	return FromSingular(svd.Values(nil), max(rows, cols)), nil
+	return FromSingular(s, max(rows, cols)), nil
+}
+
+func singularInPlace(rows, cols int, m []float64) ([]float64, bool) {
+	a := blas64.General{Rows: rows, Cols: cols, Stride: cols, Data: m}
+	none := blas64.General{Stride: 1}
+	s := make([]float64, min(rows, cols))
+	work := []float64{0}
+	lapack64.Gesvd(lapack.SVDNone, lapack.SVDNone, a, none, none, s, work, -1)
+	work = make([]float64, int(work[0]))
+	ok := lapack64.Gesvd(lapack.SVDNone, lapack.SVDNone, a, none, none, s, work, len(work))
+	return s, ok
+}
+
+// AnalyzeFactored computes the spectrum of the rows×cols matrix M = L·R
+// from its factors, L [rows, k] and R [k, cols] (both row-major), without
+// forming M: with the thin QR factorisations L = Q_L·T_L and
+// Rᵀ = Q_R·T_R (T_L, T_R upper triangular k×k), M = Q_L·(T_L·T_Rᵀ)·Q_Rᵀ,
+// and since Q_L and Q_R have orthonormal columns M has the singular values
+// of the k×k core T_L·T_Rᵀ, and min(rows, cols) − k zeros. The Stats are
+// those [Analyze] gives for M, whose min(rows, cols) singular values they
+// hold, the zeros included, so that the two agree to rounding (about
+// ε·‖L‖·‖R‖ in each singular value) in every field. Householder QR is
+// backward stable, so the small singular values are as accurate as a dense
+// SVD makes them.
+//
+// When k ≥ min(rows, cols) the factors are no thinner than M and M is
+// formed and analysed densely.
+func AnalyzeFactored(rows, cols, k int, l, r []float64) (Stats, error) {
+	if rows <= 0 || cols <= 0 || k < 0 || len(l) != rows*k || len(r) != k*cols {
+		return Stats{}, fmt.Errorf("%w: factors [%d×%d]·[%d×%d] with %d and %d values", ErrShape, rows, k, k, cols, len(l), len(r))
+	}
+	for _, f := range []struct {
+		name       string
+		data       []float64
+		rows, cols int
+	}{{"left", l, rows, k}, {"right", r, k, cols}} {
+		for i, v := range f.data {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return Stats{}, fmt.Errorf("spectral: element %d (row %d, column %d) of the %s factor is %v", i, i/f.cols, i%f.cols, f.name, v)
+			}
+		}
+	}
+	n := min(rows, cols)
+	if k >= n {
+		var p mat.Dense
+		p.Mul(mat.NewDense(rows, k, l), mat.NewDense(k, cols, r))
+		return analyzeInPlace(rows, cols, p.RawMatrix().Data)
+	}
+	sigma := make([]float64, n)
+	if k > 0 {
+		tl := upperQR(rows, k, append([]float64(nil), l...))
+		rt := make([]float64, cols*k) // Rᵀ, row-major [cols, k]
+		for i := range k {
+			for j, v := range r[i*cols : (i+1)*cols] {
+				rt[j*k+i] = v
+			}
+		}
+		tr := upperQR(cols, k, rt)
+		var core mat.Dense
+		core.Mul(mat.NewDense(k, k, tl), mat.NewDense(k, k, tr).T())
+		s, ok := singularInPlace(k, k, core.RawMatrix().Data)
+		if !ok {
+			return Stats{}, errors.New("spectral: SVD of the factored core did not converge")
+		}
+		copy(sigma, s)
+	}
+	return FromSingular(sigma, max(rows, cols)), nil
+}
+
+// upperQR returns the k×k upper-triangular factor T of the QR
+// factorisation of the row-major rows×k matrix a (rows ≥ k), which it
+// overwrites.
+func upperQR(rows, k int, a []float64) []float64 {
+	g := blas64.General{Rows: rows, Cols: k, Stride: k, Data: a}
+	tau := make([]float64, k)
+	work := []float64{0}
+	lapack64.Geqrf(g, tau, work, -1)
+	work = make([]float64, int(work[0]))
+	lapack64.Geqrf(g, tau, work, len(work))
+	t := make([]float64, k*k)
+	for i := range k {
+		copy(t[i*k+i:(i+1)*k], a[i*k+i:(i+1)*k])
+	}
+	return t
 }
 
 // Delta analyses W' − W0 for two row-major float32 matrices of the same
