@@ -434,10 +434,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	w, tok, err := loadModelAndTokenizer(f.model, f.tokenizer)
+	base, tok, err := loadBaseAndTokenizer(f.model, f.tokenizer)
 	if err != nil {
 		return fail("%v", err)
 	}
+	w := base.w
 	maxLen := f.maxLen
 	if maxLen > w.Config.MaxSeqLen {
 		fmt.Fprintf(stdout, "note: --max-len %d exceeds the model's %d positions; using %d\n", maxLen, w.Config.MaxSeqLen, w.Config.MaxSeqLen)
@@ -504,6 +505,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return code
 	}
 	defer release()
+	cfg := w.Config
+	if method != peft.Full {
+		// The model holds its own copy; only full fine-tuning writes the
+		// host weights out again (saveFullModel). Letting them go halves
+		// what a large model keeps in memory.
+		base.w, w = nil, nil
+	}
 	classes := 0
 	if task == train.Classify {
 		classes = len(trainSet.classes)
@@ -529,7 +537,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 	}
 	count := pm.Report()
-	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, w.Config.Dim, w.Config.NumLayers, w.Config.VocabSize, m.Backend().Device())
+	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, m.Backend().Device())
 	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, len(pm.Layers()), f.target,
 		commas(count.Trainable), commas(count.Total), count.Percent(), count.PercentOfBase(), commas(count.Base))
 	switch {
@@ -540,11 +548,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 
 	baseModel := fmt.Sprintf("llama dim %d, %d layers, %d heads (%d key/value), vocab %d, q/k rows %s",
-		w.Config.Dim, w.Config.NumLayers, w.Config.NumHeads, w.Config.NumKVHeads, w.Config.VocabSize, w.Config.RopeLayout)
-	if w.Config.AttentionBias != llama.NoBias {
+		cfg.Dim, cfg.NumLayers, cfg.NumHeads, cfg.NumKVHeads, cfg.VocabSize, cfg.RopeLayout)
+	if cfg.AttentionBias != llama.NoBias {
 		// Appended, so that the record of a model without biases reads as
 		// it did before biases existed and its checkpoints still resume.
-		baseModel += fmt.Sprintf(", %s attention biases", w.Config.AttentionBias)
+		baseModel += fmt.Sprintf(", %s attention biases", cfg.AttentionBias)
 	}
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
@@ -596,7 +604,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	tr := &train.Trainer{Model: m, Adapter: pm, Task: task, Classes: classes, Train: trainSet.seqs, Eval: evalSeqs,
 		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)), OutputLock: lock,
 		SaveAdapter: func(dir string) error {
-			if err := saveAdapter(dir, m, pm, meta, w, f.model); err != nil {
+			if err := saveAdapter(dir, m, pm, meta, base); err != nil {
 				return err
 			}
 			return chats.saveTemplate(dir)
@@ -803,9 +811,9 @@ func newProgress(w io.Writer, every int) train.Progress {
 // with the trained weights in the base model's own format, with a
 // classifier's head beside it in headFile, since that format has no room
 // for it.
-func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *llama.Weights, modelPath string) error {
+func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *baseModel) error {
 	if pm.Config().Method == peft.Full {
-		if err := saveFullModel(dir, pm, base, modelPath); err != nil {
+		if err := saveFullModel(dir, pm, base); err != nil {
 			return err
 		}
 		if m.Score != nil {

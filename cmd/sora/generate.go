@@ -273,12 +273,22 @@ func tokenizerSource(modelPath, tokPath string) (string, error) {
 	return "", fmt.Errorf("--tokenizer is required with --model %s: only a Hugging Face folder holding tokenizer.json or tokenizer.model brings its own (a llama2.c checkpoint needs its tokenizer.bin)", modelPath)
 }
 
-// loadModelAndTokenizer loads the tokenizer (see tokenizerSource) and the
-// base model at modelPath (see loadWeights), and checks that the tokenizer
-// fits the model's vocabulary. The tokenizer is read once the model is
-// known to exist but before it is read: it is small, and a bad one is then
-// reported before a large model is read.
+// loadModelAndTokenizer loads the tokenizer and the base model's weights
+// (see loadBaseAndTokenizer).
 func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenizer.Tokenizer, error) {
+	bm, tok, err := loadBaseAndTokenizer(modelPath, tokPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bm.w, tok, nil
+}
+
+// loadBaseAndTokenizer loads the tokenizer (see tokenizerSource) and the
+// base model at modelPath with its format (see loadBase), and checks that
+// the tokenizer fits the model's vocabulary. The tokenizer is read once
+// the model is known to exist but before it is read: it is small, and a
+// bad one is then reported before a large model is read.
+func loadBaseAndTokenizer(modelPath, tokPath string) (*baseModel, *tokenizer.Tokenizer, error) {
 	if _, err := os.Stat(modelPath); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("model %s does not exist", modelPath)
 	}
@@ -290,14 +300,14 @@ func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenize
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := loadWeights(modelPath)
+	bm, err := loadBase(modelPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := tok.CheckVocab(w.Config.VocabSize); err != nil {
+	if err := tok.CheckVocab(bm.w.Config.VocabSize); err != nil {
 		return nil, nil, fmt.Errorf("tokenizer %s does not fit model %s: %w", src, modelPath, err)
 	}
-	return w, tok, nil
+	return bm, tok, nil
 }
 
 // stopTokens returns the ids that end a generation: BOS, with which

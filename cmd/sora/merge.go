@@ -198,17 +198,12 @@ func hfSideFiles(dir string) (map[string][]byte, error) {
 }
 
 // saveFullModel writes the model trained by full fine-tuning: the base
-// weights with every trained layer's weight replaced, in the base model's
-// format (model.bin or a Hugging Face folder "model" inside dir).
-func saveFullModel(dir string, pm *peft.Model, base *llama.Weights, modelPath string) error {
-	bm, err := loadBase(modelPath)
-	if err != nil {
-		return err
-	}
-	w, err := base.Clone()
-	if err != nil {
-		return err
-	}
+// weights bm.w with every trained layer's weight (and bias) replaced, in
+// the base model's format (model.bin or a Hugging Face folder "model"
+// inside dir). The trained values are written into bm.w itself, whose
+// other parameters are frozen: a second call writes the same model.
+func saveFullModel(dir string, pm *peft.Model, bm *baseModel) error {
+	w := bm.w
 	for _, l := range pm.Layers() {
 		eff, bias, err := l.EffectiveWeight()
 		if err != nil {
