@@ -426,6 +426,40 @@ func TestExpSumNextMax(t *testing.T) {
 	}
 }
 
+// TestGELUTanhExp checks GELUTanh's exponential, 2^v for v = x·(a1 +
+// a3·x²), against float64 over 2²² points of [−gtXMax, gtXMax] where 2^v
+// is a normal float32 (|v| reaches 126, so that v's float32 rounding
+// alone would cost up to 2⁻¹⁸ relative): the compensated reduction keeps
+// v's error near 2⁻²⁸, so that the error is the final rounding's, at most
+// 2⁻²⁴ relative, plus a little (1.045·2⁻²⁴ measured; 28·2⁻²⁴ with a head
+// gtA1Hi that makes Qh − gtA1Hi inexact).
+func TestGELUTanhExp(t *testing.T) {
+	n := 1 << 22
+	if testing.Short() {
+		n = 1 << 16
+	}
+	var worst, worstX float64
+	for _, a := range sweep(-gtXMax, gtXMax, n) {
+		x := float64(a)
+		v := x * (gtA1 + gtA3*x*x)
+		if v < -126 || v >= 128 {
+			continue
+		}
+		e, x2 := geluTanhExp(a)
+		if x2 != a*a {
+			t.Fatalf("geluTanhExp(%g): x² = %g, want %g", a, x2, a*a)
+		}
+		ref := math.Exp2(v)
+		if r := math.Abs(float64(e)-ref) / ref; !(r <= worst) {
+			worst, worstX = r, x
+		}
+	}
+	t.Logf("2^v: max relative error %.3g = %.3f·2⁻²⁴ (at x = %.7g)", worst, worst/0x1p-24, worstX)
+	if !(worst <= 1.1*0x1p-24) {
+		t.Errorf("2^v: relative error %.3g at x = %.9g, above 1.1·2⁻²⁴", worst, worstX)
+	}
+}
+
 // TestGELUTanhLimits checks GELU's tanh approximation where it saturates,
 // in every kernel set and through the vector tails: x itself from x = 10
 // on (e^{−y} is below half an ulp of 1 there), ±0 from x = −10.6 down

@@ -319,8 +319,8 @@ func geluGrad32(x float32) float32 {
 }
 
 // geluTanhExp returns 2^v = e^{−y} for v = −y·log2e = a·Q, Q = a1 +
-// a3·a², for |a| ≤ gtXMax (NaN gives some number; callers' results are
-// NaN through a itself), and a² rounded, which the derivative reuses.
+// a3·a², for |a| ≤ gtXMax (for NaN, NaN or some number: callers' results
+// are NaN through x itself), and a² rounded, which the derivative reuses.
 // Where e^{−y} is large (the left tail) its relative error is v's
 // absolute one, and v in float32 would be off by up to |v|·2⁻²⁴, 70 ulps
 // as |v| nears 126; here v is reduced with float32 operations whose
