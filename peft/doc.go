@@ -86,8 +86,11 @@
 // [Model.Merge] folds every layer into one dense W' and b' (merged and
 // unmerged forwards agree to float32 rounding; W0 is never overwritten, so
 // unmerging restores it bit for bit); [Model.Spectra] analyses
-// ΔW = W' − W0 per layer with package peft/spectral, computing ΔW in
-// float64 from the factors.
+// ΔW = W' − W0 per layer with package peft/spectral, in float64: from the
+// update's factors where it is low-rank by construction (LoRA, LoRA+,
+// Pre-Ortho, Post-Ortho: thin QRs and the SVD of a small core, never
+// forming ΔW), otherwise by a full SVD of ΔW computed from the parameters,
+// the layers spread over the cores.
 //
 // # Parameters and ownership
 //

@@ -92,16 +92,23 @@ func phi64(m *mat.Dense) *mat.Dense {
 	return mat.DenseCopyOf(e.Slice(0, n, n, 2*n))
 }
 
-// minusI returns (R − I)·x.
-func (r rot64) minusI(x mat.Matrix) *mat.Dense {
-	var t, y mat.Dense
+// inner returns φ·vᵀ·x ([2r_p, k] for x [out, k]), so that
+// (R − I)·x = u·inner(x).
+func (r rot64) inner(x mat.Matrix) *mat.Dense {
+	var t mat.Dense
 	t.Mul(r.v.T(), x)
 	if r.phi != nil {
 		var p mat.Dense
 		p.Mul(r.phi, &t)
-		t = p
+		return &p
 	}
-	y.Mul(r.u, &t)
+	return &t
+}
+
+// minusI returns (R − I)·x.
+func (r rot64) minusI(x mat.Matrix) *mat.Dense {
+	var y mat.Dense
+	y.Mul(r.u, r.inner(x))
 	return &y
 }
 
@@ -133,6 +140,19 @@ type hostParams struct {
 // Update64 downloads the layer's parameters and computes its update in
 // float64.
 func (l *Layer) Update64() (Update64, error) {
+	p, err := l.hostParams(true)
+	if err != nil {
+		return Update64{}, err
+	}
+	return l.update64(p), nil
+}
+
+// hostParams downloads the layer's parameters to the host in float64.
+// withBase false leaves out the frozen W0 and bias, for a caller that
+// computes something they do not enter (LoRA's factored update): for a
+// large layer W0 is most of what there is to download. It uses the
+// layer's backend, so it runs on the goroutine that owns the backend.
+func (l *Layer) hostParams(withBase bool) (hostParams, error) {
 	var p hostParams
 	var err error
 	get := func(v *graph.Value) []float64 {
@@ -143,7 +163,9 @@ func (l *Layer) Update64() (Update64, error) {
 		h, err = download64(v)
 		return h
 	}
-	p.w0, p.b0 = get(l.base.W), get(l.base.B)
+	if withBase {
+		p.w0, p.b0 = get(l.base.W), get(l.base.B)
+	}
 	p.a, p.bm, p.diag, p.mag = get(l.a), get(l.bm), get(l.diag), get(l.mag)
 	p.c, p.d, p.oft, p.w, p.wb = get(l.c), get(l.d), get(l.oftR), get(l.w), get(l.wb)
 	if err == nil && l.spec.Post == NormDiagonal {
@@ -161,9 +183,9 @@ func (l *Layer) Update64() (Update64, error) {
 		g.Close()
 	}
 	if err != nil {
-		return Update64{}, fmt.Errorf("peft: update of %q: %w", l.name, err)
+		return hostParams{}, fmt.Errorf("peft: update of %q: %w", l.name, err)
 	}
-	return l.update64(p), nil
+	return p, nil
 }
 
 // update64 computes the update from host parameters.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/graph/optim"
-	"github.com/sora-go/sora/peft/spectral"
 )
 
 // Model is a [graph.Module] with some of its linear layers replaced by
@@ -311,39 +310,4 @@ func (m *Model) MergeAndUnload() error {
 	}
 	m.Unload()
 	return nil
-}
-
-// LayerSpectrum is the spectral analysis of one layer's update.
-type LayerSpectrum struct {
-	Name       string
-	Rows, Cols int
-	spectral.Stats
-}
-
-// Spectra analyses the update ΔW = W' − W0 of every layer (see
-// [Layer.Update64] and package spectral): singular values, singular value
-// entropy, stable rank.
-func (m *Model) Spectra() ([]LayerSpectrum, error) {
-	out := make([]LayerSpectrum, 0, len(m.layers))
-	for _, l := range m.layers {
-		s, err := l.Spectrum()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-// Spectrum analyses the layer's update ΔW = W' − W0.
-func (l *Layer) Spectrum() (LayerSpectrum, error) {
-	u, err := l.Update64()
-	if err != nil {
-		return LayerSpectrum{}, err
-	}
-	st, err := spectral.Analyze(u.Rows, u.Cols, u.Delta)
-	if err != nil {
-		return LayerSpectrum{}, fmt.Errorf("peft: spectrum of %q: %w", l.name, err)
-	}
-	return LayerSpectrum{Name: l.name, Rows: u.Rows, Cols: u.Cols, Stats: st}, nil
 }
