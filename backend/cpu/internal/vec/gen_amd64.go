@@ -501,15 +501,24 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 // geluTanhExp sets e = 2^v for v = a·Q, Q = a1 + a3·a², the e^{−y} of
 // GELU's tanh approximation x/(1 + e^{−y}) (a is x, or |x| for the
 // derivative, clamped to ±gtXMax); see geluTanhExp in math32.go, whose
-// operations these are, in the same order. a stays unchanged (e may be
-// a), and with keepS t[0] ends up holding a² rounded. tab holds, for
-// AVX-512, the registers of the table tGtExp2's two rows (2^(j/16) and
-// its rounding errors, one 16-lane vector each); AVX2 reads them from
-// memory as two 8-lane halves each, picked by bit 3 of the index, in a
-// mask that takes t[0] or, with keepS, a seventh temporary: t[0..5] are
-// used, and t[6] for AVX2 with keepS.
+// operations these are, in the same order. tab holds, for AVX-512, the
+// registers of the table tGtExp2's two rows (2^(j/16) and its rounding
+// errors, one 16-lane vector each); AVX2 reads them from memory as two
+// 8-lane halves each, picked by bit 3 of the index through a mask
+// register. With keepS, a stays unchanged and t[0] ends up holding a²
+// rounded, using t[0..5] and, for AVX2, t[6] for the mask; without, e
+// must be a, which serves as the mask, and t[0..4] are used.
 func (g *gen) geluTanhExp(a, e string, t []string, tab []string, keepS bool) {
-	s, sl, qh, ql, lo, gg := t[0], t[1], t[2], t[3], t[4], t[5]
+	s, sl, qh, ql, lo := t[0], t[1], t[2], t[3], t[4]
+	gg, sel := s, a // s is dead once g is formed, a once the fetch starts
+	if keepS {
+		gg = t[5]
+		if !g.wide() {
+			sel = t[6]
+		}
+	} else if e != a {
+		panic("geluTanhExp: without keepS, e must be a")
+	}
 	g.I("VMULPS %s, %s, %s", a, a, s)
 	g.I("VMOVAPS %s, %s", s, sl)
 	g.I("VFMSUB231PS %s, %s, %s", a, a, sl) // a² − s, exact
@@ -535,10 +544,6 @@ func (g *gen) geluTanhExp(a, e string, t []string, tab []string, keepS bool) {
 	} else {
 		// Entries 0..7 from the low half, 8..15 from the high one, as
 		// bit 3 of the index (moved to sel's sign bits) picks.
-		sel := s
-		if keepS {
-			sel = t[6]
-		}
 		g.I("VPSLLD $28, %s, %s", idx, sel)
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2(SB)", idx, tau)
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2+32(SB)", idx, tt)
@@ -546,7 +551,6 @@ func (g *gen) geluTanhExp(a, e string, t []string, tab []string, keepS bool) {
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2+64(SB)", idx, tau)
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2+96(SB)", idx, idx)
 		g.blend(sel, idx, tau, tau)
-		p = sel
 	}
 	g.horner("cGtExp2P", 2, gg, p)
 	g.I("VFMADD213PS %s, %s, %s", tau, gg, p) // u = τ + g·P(g)
@@ -1886,7 +1890,7 @@ var maps = []mapK{
 			g.phi(in[0], out, "", true, t, m[0], s)
 		}},
 	// GELU's tanh approximation x/(1 + e^{−y}).
-	{name: "geluTanh", ins: []string{"x"}, tabRows: 2, tab: "tGtExp2", temps: 6, unroll: 2,
+	{name: "geluTanh", ins: []string{"x"}, tabRows: 2, tab: "tGtExp2", temps: 5, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			// x clamped to ±gtXMax for the exponential (a NaN x, which
 			// may become a bound here, still gives NaN below).
