@@ -2,7 +2,11 @@ package peft
 
 import (
 	"fmt"
+	"math"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -24,16 +28,54 @@ type SpectraOptions struct {
 	// are spread over the cores instead.
 	Workers int
 	// MemoryBytes bounds the estimated host memory held by the layers in
-	// flight (default DefaultSpectraMemory). A full-rank update is analysed
-	// densely, and one [out, in] layer then holds several float64 copies
-	// of that size (W0, ΔW, the products forming it; about 48 bytes per
-	// element in all): 470 MB a copy for a 4096×14336 projection. A layer
-	// over the bound on its own is still analysed, alone.
+	// flight (default: half the memory the system reports available, or
+	// DefaultSpectraMemory where it reports none). A full-rank update is
+	// analysed densely, and one [out, in] layer then holds several float64
+	// copies of that size (W0, ΔW, the products forming it; about 48 bytes
+	// per element in all): 470 MB a copy for a 4096×14336 projection. A
+	// layer over the bound on its own is still analysed, alone. The bound
+	// is on what the analyses hold, not on the process's size: freed
+	// matrices stay in the heap until the garbage collector returns them.
 	MemoryBytes int64
 }
 
-// DefaultSpectraMemory is [SpectraOptions.MemoryBytes]' default, 4 GiB.
+// DefaultSpectraMemory is [SpectraOptions.MemoryBytes]' default on a
+// system that does not report its available memory, 4 GiB.
 const DefaultSpectraMemory = 4 << 30
+
+// defaultSpectraMemory returns half of Linux's MemAvailable, or
+// DefaultSpectraMemory where /proc/meminfo does not say.
+func defaultSpectraMemory() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return DefaultSpectraMemory
+	}
+	if n, ok := parseMemAvailable(data); ok && n > 0 {
+		return n / 2
+	}
+	return DefaultSpectraMemory
+}
+
+// parseMemAvailable returns the "MemAvailable: N kB" line of a
+// /proc/meminfo in bytes, and whether there was one to read.
+func parseMemAvailable(data []byte) (int64, bool) {
+	for line := range strings.Lines(string(data)) {
+		rest, ok := strings.CutPrefix(line, "MemAvailable:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, false
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb < 0 || kb > math.MaxInt64/1024 {
+			return 0, false
+		}
+		return kb * 1024, true
+	}
+	return 0, false
+}
 
 // Spectra analyses the update ΔW = W' − W0 of every layer, in the layers'
 // order: singular values, singular value entropy, stable rank (see
@@ -57,7 +99,7 @@ func (m *Model) SpectraWith(o SpectraOptions) ([]LayerSpectrum, error) {
 	}
 	budget := o.MemoryBytes
 	if budget <= 0 {
-		budget = DefaultSpectraMemory
+		budget = defaultSpectraMemory()
 	}
 	out := make([]LayerSpectrum, len(m.layers))
 	if workers = min(workers, len(m.layers)); workers <= 1 {
