@@ -505,19 +505,31 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m string, tab []string)
 // registers of the table tGtExp2's two rows (2^(j/16) and its rounding
 // errors, one 16-lane vector each); AVX2 reads them from memory as two
 // 8-lane halves each, picked by bit 3 of the index through a mask
-// register. With keepS, a stays unchanged and t[0] ends up holding a²
-// rounded, using t[0..5] and, for AVX2, t[6] for the mask; without, e
-// must be a, which serves as the mask, and t[0..4] are used.
-func (g *gen) geluTanhExp(a, e string, t []string, tab []string, keepS bool) {
+// register. e must be a (a's register is reused once a is spent).
+//
+// As Go's geluTanhExp does, 2ⁿ goes into T_j's exponent field before the
+// last fused multiply-add, and 2^v is flushed to 0 where n < −126 (2^v <
+// 2⁻¹²⁶), through the mask register k (AVX-512) or a compare and an AND
+// (AVX2). Where n > 127, 2^v overflows (only in the forward: the
+// derivative's v is never positive); the forward leaves a mask of the
+// lanes where n > 127 in t[0] (AVX2), whose e is then meaningless, for
+// the caller to set its result to 0. The exception is AVX-512's forward,
+// which scales 2^(j/16 + g) with VSCALEFPS at the end instead (as fast
+// there; 1 + e^{−y} is 1 either way where e^{−y} < 2⁻¹²⁶) and sets k to
+// the lanes where n ≤ 127, for the caller to zero the others. The forward
+// (grad false) uses t[0..4]; the derivative t[0..5] (and t[6] for AVX2's
+// mask), and leaves a² rounded in t[0].
+func (g *gen) geluTanhExp(a, e string, t []string, tab []string, grad bool, k string) {
+	if e != a {
+		panic("geluTanhExp: e must be a")
+	}
 	s, sl, qh, ql, lo := t[0], t[1], t[2], t[3], t[4]
 	gg, sel := s, a // s is dead once g is formed, a once the fetch starts
-	if keepS {
+	if grad {
 		gg = t[5]
 		if !g.wide() {
 			sel = t[6]
 		}
-	} else if e != a {
-		panic("geluTanhExp: without keepS, e must be a")
 	}
 	g.I("VMULPS %s, %s, %s", a, a, s)
 	g.I("VMOVAPS %s, %s", s, sl)
@@ -538,9 +550,21 @@ func (g *gen) geluTanhExp(a, e string, t []string, tab []string, keepS bool) {
 	g.I("VFMSUB231PS %s, %s, %s", qh, a, gg) // a·Qh − m/16
 	g.I("VFMADD231PS %s, %s, %s", lo, a, gg) // g
 	tt, tau, p := qh, lo, idx
+	// nsh sets d = n << 23 from idx, whose bits are gtMagic's, a multiple
+	// of 16 that the shift by 23 drops, plus m.
+	nsh := func(d string) {
+		g.I("VPSRLD $4, %s, %s", idx, d)
+		g.I("VPSLLD $23, %s, %s", d, d)
+	}
 	if g.wide() {
 		g.I("VPERMPS %s, %s, %s", tab[0], idx, tt)
 		g.I("VPERMPS %s, %s, %s", tab[1], idx, tau)
+		if grad {
+			nsh(idx)
+			g.I("VPADDD %s, %s, %s", idx, tt, tt) // T_j·2ⁿ
+			g.cmp(geOS, c("cGtNMin"), m16, k)     // n ≥ −126
+			p = e
+		}
 	} else {
 		// Entries 0..7 from the low half, 8..15 from the high one, as
 		// bit 3 of the index (moved to sel's sign bits) picks.
@@ -548,30 +572,44 @@ func (g *gen) geluTanhExp(a, e string, t []string, tab []string, keepS bool) {
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2(SB)", idx, tau)
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2+32(SB)", idx, tt)
 		g.blend(sel, tt, tau, tt)
+		nsh(tau)
+		g.I("VPADDD %s, %s, %s", tau, tt, tt) // T_j·2ⁿ
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2+64(SB)", idx, tau)
 		g.I("VPERMPS %s, %s, %s", "·tGtExp2+96(SB)", idx, idx)
 		g.blend(sel, idx, tau, tau)
+		p = sel
 	}
 	g.horner("cGtExp2P", 2, gg, p)
 	g.I("VFMADD213PS %s, %s, %s", tau, gg, p) // u = τ + g·P(g)
-	g.I("VFMADD213PS %s, %s, %s", tt, p, tt)  // T + T·u
-	if g.wide() {
+	switch {
+	case grad && g.wide():
+		g.I("VFMADD213PS.Z %s, %s, %s, %s", tt, tt, k, p) // T' + T'·u, 0 where n < −126
+		if p != e {
+			g.I("VMOVAPS %s, %s", p, e)
+		}
+	case g.wide():
+		g.I("VFMADD213PS %s, %s, %s", tt, p, tt) // T + T·u
+		g.cmp(ltOS, c("cGtNOver"), m16, k)       // n ≤ 127
 		// VSCALEFPS scales by 2^⌊m/16⌋ itself, overflowing to +Inf and
 		// rounding subnormal results once.
 		g.I("VSCALEFPS %s, %s, %s", m16, tt, e)
-		return
+	default:
+		g.I("VFMADD213PS %s, %s, %s", tt, p, tt) // T' + T'·u
+		if !grad {
+			g.cmp(geOS, c("cGtNOver"), m16, gg) // n > 127, for the caller
+		}
+		g.cmp(geOS, c("cGtNMin"), m16, m16) // n ≥ −126
+		g.I("VANDPS %s, %s, %s", m16, tt, e)
 	}
-	g.I("VROUNDPS $1, %s, %s", m16, m16) // ⌊m/16⌋
-	g.scale2n(tt, m16, gg, true)
-	g.I("VMOVAPS %s, %s", tt, e)
 }
 
 // clamp sets d = x clamped to [lo, hi] = [−h, h] (memory operands). With
 // keepNaN, a NaN x gives NaN: VMAXPS and VMINPS with x as the second
 // source, which they return when either is NaN (the bounds in d and tmp
-// first). Otherwise AVX-512 uses one AVX-512DQ VRANGEPS (the smaller
-// magnitude of x and h, with x's sign), which returns h for NaN, as AVX2's
-// VMAXPS and VMINPS with the bounds second return a bound. d must not be x.
+// first). Otherwise a NaN x gives h: AVX-512 uses one AVX-512DQ VRANGEPS
+// (the smaller magnitude of x and h, with x's sign), which returns h for
+// NaN, as AVX2's VMINPS and VMAXPS with the bounds second do. d must not
+// be x.
 func (g *gen) clamp(x, lo, hi, d, tmp string, keepNaN bool) {
 	switch {
 	case keepNaN:
@@ -582,8 +620,8 @@ func (g *gen) clamp(x, lo, hi, d, tmp string, keepNaN bool) {
 	case g.wide():
 		g.I("VRANGEPS $2, %s, %s, %s", hi, x, d)
 	default:
-		g.I("VMAXPS %s, %s, %s", lo, x, d)
-		g.I("VMINPS %s, %s, %s", hi, d, d)
+		g.I("VMINPS %s, %s, %s", hi, x, d)
+		g.I("VMAXPS %s, %s, %s", lo, d, d)
 	}
 }
 
@@ -607,6 +645,10 @@ type mapK struct {
 	// instead of temps (t[temps512:] are then absent).
 	temps512 int
 	masks    int
+	// masks512 more masks are there for AVX-512 only (opmask registers,
+	// which AVX2 would have to take from the vector registers), as
+	// m[masks:].
+	masks512 int
 	unroll   int
 	// body computes out from the loaded inputs in[], the broadcast
 	// scalars s[], temporaries t[] and masks m[]; out is a register of its
@@ -859,9 +901,13 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		per += k.masks
 	}
 	unroll := min(k.unroll, (g.regs-r.next)/per)
+	masks := k.masks
+	if g.wide() {
+		masks += k.masks512
+	}
 	var cp []copyRegs
 	for u := 0; u < unroll; u++ {
-		cp = append(cp, copyRegs{r.v(), r.vs(len(ins)), r.vs(temps), r.masks(k.masks)})
+		cp = append(cp, copyRegs{r.v(), r.vs(len(ins)), r.vs(temps), r.masks(masks)})
 	}
 	L, B := g.lanes, g.bytes()
 	store := "VMOVUPS"
@@ -1833,6 +1879,8 @@ var consts = [][2]string{
 	{"cGtA3Hi", "splat(gtA3Hi)"},
 	{"cGtA3Lo", "splat(gtA3Lo)"},
 	{"cGtMagic", "splat(gtMagic)"},
+	{"cGtNMin", "splat(-126)"},
+	{"cGtNOver", "splat(128)"},
 	{"cGtExp2P", "[3][16]float32(splatTable(gtExp2P[:], 3))"},
 	{"tGtExp2", "[2][16]float32{gtExp2T, gtExp2Tau}"},
 }
@@ -1890,14 +1938,25 @@ var maps = []mapK{
 			g.phi(in[0], out, "", true, t, m[0], s)
 		}},
 	// GELU's tanh approximation x/(1 + e^{−y}).
-	{name: "geluTanh", ins: []string{"x"}, tabRows: 2, tab: "tGtExp2", temps: 5, unroll: 2,
+	{name: "geluTanh", ins: []string{"x"}, tabRows: 2, tab: "tGtExp2", temps: 5, masks512: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			// x clamped to ±gtXMax for the exponential (a NaN x, which
-			// may become a bound here, still gives NaN below).
+			// becomes gtXMax here, still gives NaN below).
 			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), out, "", false)
-			g.geluTanhExp(out, out, t, s, false)
+			k := ""
+			if g.wide() {
+				k = m[0]
+			}
+			g.geluTanhExp(out, out, t, s, false, k)
 			g.I("VADDPS %s, %s, %s", c("cOne"), out, out)
+			// 0 where e^{−y} ≥ 2^127.97 (x ≤ −10.06, x·σ(y) below 3e−38,
+			// −Inf included).
+			if g.wide() {
+				g.I("VDIVPS.Z %s, %s, %s, %s", out, in[0], k, out)
+				return
+			}
 			g.I("VDIVPS %s, %s, %s", out, in[0], out)
+			g.I("VANDNPS %s, %s, %s", out, t[0], out)
 		}},
 	{name: "relu", ins: []string{"x"}, masks: 1, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) {
@@ -1963,12 +2022,12 @@ var maps = []mapK{
 	// σ(y)σ(−y) = s0 − s0²), with x clamped to ±gtXMax in the second
 	// term and y′ = c1 + 3c3·x² from the exponential's x²; see
 	// geluTanhGrad32.
-	{name: "geluTanhGrad", ins: []string{"x", "dy"}, tabRows: 2, tab: "tGtExp2", temps: 9, masks: 1, unroll: 2,
+	{name: "geluTanhGrad", ins: []string{"x", "dy"}, tabRows: 2, tab: "tGtExp2", temps: 9, masks: 2, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			xc, e := t[7], t[8]
 			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), xc, e, true)
 			g.and(c("cAbs"), xc, e)
-			g.geluTanhExp(e, e, t[:7], s, true) // e; t[0] = x²
+			g.geluTanhExp(e, e, t[:7], s, true, m[1]) // e; t[0] = x²
 			g.I("VADDPS %s, %s, %s", c("cOne"), e, t[1])
 			g.I("VMOVUPS %s, %s", c("cOne"), t[2])
 			g.I("VDIVPS %s, %s, %s", t[1], t[2], t[2]) // r

@@ -336,12 +336,16 @@ func geluGrad32(x float32) float32 {
 // Then v = m/16 + g: m = round(16·a·Qh) from a·Qh + gtMagic rounded once
 // (fused), g = (a·Qh − m/16) + a·Ql, two fused multiply-adds whose first
 // is exact before its rounding, so that g, |g| ≤ 1/32 + 10⁻⁵, is off by
-// two roundings of 2⁻²⁹. With m = 16n + j, 2^v = 2ⁿ·2^(j/16)·
-// 2^g: 2^(j/16) = T_j·(1 + τ_j) from the tables, 2^g = 1 + g·P(g) with
-// P of degree 2 (gtExp2P, 1.6e−9 relative), so that 2^v = 2ⁿ·(T_j + T_j·
-// (τ_j + g·P(g))), one fused multiply-add rounded, then scaled in two
-// steps so that results beyond the normal range overflow or go subnormal
-// with one rounding. The assembly does the same operations in the same
+// two roundings of 2⁻²⁹. With m = 16n + j, 2^v = 2ⁿ·2^(j/16)·2^g:
+// 2^(j/16) = T_j·(1 + τ_j) from the tables, 2^g = 1 + g·P(g) with P of
+// degree 2 (gtExp2P, 1.6e−9 relative), so that 2^v = 2ⁿ·T_j + 2ⁿ·T_j·(τ_j
+// + g·P(g)), one fused multiply-add rounded. The scaling by 2ⁿ is exact
+// where it leaves T_j normal, n ≥ −126, and done on T_j's exponent field
+// before the last multiply-add (off the dependency chain in the
+// assembly). Below, where 2^v < 2⁻¹²⁶, it is flushed to 0; above 127,
+// where 2^v ≥ 2^127.97, +Inf is returned (the derivative's argument is
+// never positive, and the forward's result x/(1 + e^{−y}) is then below
+// 3e−38 in magnitude). The assembly does the same operations in the same
 // order (and, where Go rounds a fused multiply-add's float64 sum twice,
 // may differ from it in the last bit).
 func geluTanhExp(a float32) (e, s float32) {
@@ -358,22 +362,33 @@ func geluTanhExp(a float32) (e, s float32) {
 	// by anything, which only picks some table entry).
 	m := int32(math.Float32bits(idx) - math.Float32bits(gtMagic))
 	j := m & 15
+	n := m >> 4 // ⌊m/16⌋
 	p := fma32(gtExp2P[2], g, gtExp2P[1])
 	p = fma32(p, g, gtExp2P[0])
 	u := fma32(g, p, gtExp2Tau[j])
-	e = fma32(gtExp2T[j], u, gtExp2T[j])
-	n := m >> 4 // ⌊m/16⌋
-	n1 := n >> 1
-	return e * pow2(n1) * pow2(n-n1), s
+	switch {
+	case n < -126:
+		return 0, s
+	case n > 127:
+		return float32(math.Inf(1)), s
+	}
+	t := math.Float32frombits(math.Float32bits(gtExp2T[j]) + uint32(n)<<23) // T_j·2ⁿ
+	return fma32(t, u, t), s
 }
 
 // geluTanh32 is GELU's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x +
 // 0.044715·x³))) as x/(1 + e^{−y}), which does not cancel in the left tail
 // where 1 + tanh does: x for large x (e^{−y} is below half an ulp of 1
-// from x ≈ 5.6), −0 from x ≈ −10.06 down, where e^{−y} overflows (and
-// the function is below 3e−38).
+// from x ≈ 5.6), 0 from x ≈ −10.06 down, where e^{−y} overflows (and the
+// function is below 3e−38).
 func geluTanh32(x float32) float32 {
+	if x != x {
+		return x
+	}
 	e, _ := geluTanhExp(clamp(x, -gtXMax, gtXMax))
+	if e > math.MaxFloat32 {
+		return 0 // −Inf included, which x/(1 + e) would make NaN
+	}
 	return x / (1 + e)
 }
 
@@ -381,7 +396,8 @@ func geluTanh32(x float32) float32 {
 // 3c3·x², σ(y) from e = e^{−|y|} as sigmoidParts takes it (y has x's
 // sign), and σ(y)·σ(−y) as s0 − s0² for s0 = σ(−|y|), which carries
 // s0's error alone (r·s0 would add r's). The fused multiply-adds are
-// the assembly's.
+// the assembly's. e is 0 from |x| ≈ 9.95 on, where e^{−|y|} < 2⁻¹²⁶: the
+// derivative is then 1 or 0 (it is below 4e−36 in magnitude for x < 0).
 func geluTanhGrad32(x float32) float32 {
 	xc := clamp(x, -gtXMax, gtXMax)
 	e, x2 := geluTanhExp(abs32(xc))

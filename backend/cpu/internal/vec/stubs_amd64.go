@@ -54,6 +54,8 @@ var (
 	cGtA3Hi       = splat(gtA3Hi)
 	cGtA3Lo       = splat(gtA3Lo)
 	cGtMagic      = splat(gtMagic)
+	cGtNMin       = splat(-126)
+	cGtNOver      = splat(128)
 	cGtExp2P      = [3][16]float32(splatTable(gtExp2P[:], 3))
 	tGtExp2       = [2][16]float32{gtExp2T, gtExp2Tau}
 )

@@ -67,7 +67,11 @@ type Kernels struct {
 	// passes NaN through.
 	// GELUTanh is GELU's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x +
 	// 0.044715·x³))), computed as x/(1 + e^{−y}) with y = 2·√(2/π)·(x +
-	// 0.044715·x³), whose rounding the exponential compensates.
+	// 0.044715·x³), whose rounding the exponential compensates; it is 0
+	// from x ≈ −10.06 down (−Inf included), where e^{−y} overflows and
+	// x·σ(y) is below 3e−38, and its derivative is 0 or 1 where e^{−|y|}
+	// < 2⁻¹²⁶ (|x| > 9.95; the derivative is below 4e−36 in magnitude
+	// there for x < 0).
 	Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, SiLU, GELU, GELUTanh, ReLU, Neg, Square func(dst, x []float32)
 	// Derivatives dx = dy·f′(x) of the functions above. ReLUGrad is dy
 	// where x > 0 and 0 elsewhere (also where dy is NaN), as PyTorch's.
