@@ -19,7 +19,10 @@ func init() {
 var spectrumDoc = usageDoc{
 	synopsis: "spectrum --adapter DIR [--model FILE|DIR] [--plot FILE.png] [--json FILE] [--backend NAME]",
 	description: "Applies the adapter to its base model and analyses, layer by layer, the update it makes to the " +
-		"weights, ΔW = W' − W0 (W' the merged weight), with a float64 SVD: the singular value entropy " +
+		"weights, ΔW = W' − W0 (W' the merged weight), in float64: for LoRA, LoRA+, Pre-Ortho and Post-Ortho, whose " +
+		"updates are low-rank by construction, from the update's factors (thin QRs and the SVD of a small core, " +
+		"never forming ΔW); for the other methods by a full SVD of ΔW, the layers spread over the cores. It reports " +
+		"the singular value entropy " +
 		"H = −Σ pᵢ ln pᵢ with pᵢ = σᵢ²/Σⱼσⱼ² (how evenly the update spreads over directions; also divided by the " +
 		"log of the numerical rank), the stable rank ‖ΔW‖_F²/‖ΔW‖₂², the numerical rank and the norms. It prints " +
 		"one line per layer and the means, and draws the normalised spectra and the entropies into a PNG.",
