@@ -82,6 +82,11 @@ type Options struct {
 	Out string
 	// Resume continues from the newest checkpoint in Out.
 	Resume bool
+	// NoSpectra leaves out the spectra of the adapter's updates
+	// (spectrum.png, spectrum.json) that a run with Out writes at its end:
+	// for the full-rank methods each layer is one SVD of a dense [out, in]
+	// matrix, minutes on a large model.
+	NoSpectra bool
 	// BaseModel describes the base model in whatever way tells apart bases
 	// whose trainable tensors would mean something else (for a LLaMA: its
 	// shape and the row order of its q/k projections, which differs

@@ -454,16 +454,18 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		res.Eval = ev
 	}
 	if o.Out != "" {
-		if err := t.writePlots(); err != nil {
+		if err := t.writePlots(prog); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
 }
 
-// writePlots draws the loss curves from metrics.jsonl and, for an adapter,
-// the spectra of the weight updates (also written as spectrum.json).
-func (t *Trainer) writePlots() error {
+// writePlots draws the loss curves from metrics.jsonl and, for an adapter
+// unless Options.NoSpectra, the spectra of the weight updates (also
+// written as spectrum.json), saying so through prog first: on a large
+// model they take a while.
+func (t *Trainer) writePlots(prog Progress) error {
 	o := t.Options
 	rs, err := ReadMetrics(filepath.Join(o.Out, MetricsFile))
 	if err != nil {
@@ -474,9 +476,10 @@ func (t *Trainer) writePlots() error {
 			return err
 		}
 	}
-	if t.Adapter == nil {
+	if t.Adapter == nil || o.NoSpectra {
 		return nil
 	}
+	prog.Message(fmt.Sprintf("spectra: analysing the updates of %d layers (spectrum.png, spectrum.json)", len(t.Adapter.Layers())))
 	spectra, err := t.Adapter.Spectra()
 	if err != nil {
 		return fmt.Errorf("train: spectra of the updates: %w", err)

@@ -72,7 +72,7 @@ type finetuneFlags struct {
 	maxTrain, maxEval, pretrainSteps, repeats                                          int
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
-	resume, exactRotation, newHead                                                     bool
+	resume, exactRotation, newHead, noSpectrum                                         bool
 	set                                                                                map[string]bool
 	chat                                                                               chatFlags
 }
@@ -107,6 +107,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order and the --max-train/--max-eval samples")
 	fs.StringVar(&f.out, "out", "", "output `DIR` (default runs/<method>-<task> in the current folder; the demonstration writes nothing unless given)")
 	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change)")
+	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
@@ -556,7 +557,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
-		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel}
+		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel, NoSpectra: f.noSpectrum}
 	opts = opts.WithDefaults(len(trainSet.seqs))
 	if f.warmup < 0 {
 		opts.Warmup = opts.Steps / 20
@@ -696,7 +697,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
 		return fail("%v", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s, checkpoints/, metrics.jsonl, loss.png, spectrum.png, spectrum.json, run.json\n", f.out, savedWhat(method, task, f.model))
+	spectra := " spectrum.png, spectrum.json,"
+	if f.noSpectrum {
+		spectra = ""
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s, checkpoints/, metrics.jsonl, loss.png,%s run.json\n", f.out, savedWhat(method, task, f.model), spectra)
 	return status
 }
 

@@ -395,3 +395,35 @@ func checkPNG(t *testing.T, path string) {
 		t.Errorf("%s: %v", path, err)
 	}
 }
+
+// TestFinetuneNoSpectrum checks that --no-spectrum leaves out the spectra
+// (their files and the line that announces them), and that a run without
+// it announces them before writing them.
+func TestFinetuneNoSpectrum(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows := filepath.Join(dir, "train.json")
+	writeBoolQ(t, rows, 8)
+	for _, skip := range []bool{false, true} {
+		out := filepath.Join(dir, fmt.Sprintf("run-%v", skip))
+		args := []string{"finetune", "--model", model, "--tokenizer", tok, "--data", rows, "--steps", "2", "--batch", "4", "--method", "sora", "--out", out}
+		if skip {
+			args = append(args, "--no-spectrum")
+		}
+		code, stdout, errOut := runCLI(t, args...)
+		if code != exitOK {
+			t.Fatalf("finetune (--no-spectrum %v): status %d; stderr:\n%s", skip, code, errOut)
+		}
+		for _, name := range []string{"spectrum.png", "spectrum.json"} {
+			if _, err := os.Stat(filepath.Join(out, name)); (err == nil) == skip {
+				t.Errorf("--no-spectrum %v: %s exists: %v", skip, name, err == nil)
+			}
+		}
+		if announced := strings.Contains(stdout, "spectra: analysing the updates of 35 layers"); announced == skip {
+			t.Errorf("--no-spectrum %v: spectra announced: %v\n%s", skip, announced, stdout)
+		}
+		if listed := strings.Contains(stdout, "spectrum.png"); listed == skip {
+			t.Errorf("--no-spectrum %v: spectrum.png in the list of what was written: %v\n%s", skip, listed, stdout)
+		}
+	}
+}
