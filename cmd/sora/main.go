@@ -16,6 +16,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/debug"
 	"slices"
 )
 
@@ -47,7 +48,25 @@ func addCommand(set map[string]command, c command) {
 }
 
 func main() {
+	tuneGC()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// gcPercent is the garbage collector's target that sora runs with unless
+// GOGC is set. Go's default, 100, lets the heap grow to twice what is live
+// before it collects: with a model's tensors live (gigabytes, on the CPU
+// backend in the Go heap) that doubles the peak memory of a run. The
+// tensors hold no pointers, so a collection costs little: a LoRA run on a
+// Qwen3-0.6B-shaped model peaked at 6.7 GB with 25 against 9.4 GB with
+// 100, at the same speed (measured 2026-11-27).
+const gcPercent = 25
+
+// tuneGC sets the collector's target to gcPercent where GOGC does not say
+// otherwise.
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 // run is main without os.Exit, for tests.
