@@ -580,38 +580,33 @@ func (p *parser) expression(withCond bool) (expr, error) {
 	return x, nil
 }
 
-func (p *parser) or() (expr, error) {
-	x, err := p.and()
+// leftAssoc parses operand (op operand)… as binary expressions nested to
+// the left, ops being the tokens for which isOp holds; each link counts
+// against the nesting limit as a bracket does, so that a long chain
+// cannot overflow the stack when it is evaluated.
+func (p *parser) leftAssoc(operand func() (expr, error), isOp func() bool) (expr, error) {
+	x, err := operand()
 	links := 0
 	defer p.unlink(&links)
-	for err == nil && p.isName("or") {
+	for err == nil && isOp() {
 		t := p.next()
 		if err = p.link(t.pos, &links); err != nil {
 			break
 		}
 		var r expr
-		if r, err = p.and(); err == nil {
-			x = &binExpr{at{t.pos}, "or", x, r}
+		if r, err = operand(); err == nil {
+			x = &binExpr{at{t.pos}, t.val, x, r}
 		}
 	}
 	return x, err
 }
 
+func (p *parser) or() (expr, error) {
+	return p.leftAssoc(p.and, func() bool { return p.isName("or") })
+}
+
 func (p *parser) and() (expr, error) {
-	x, err := p.not()
-	links := 0
-	defer p.unlink(&links)
-	for err == nil && p.isName("and") {
-		t := p.next()
-		if err = p.link(t.pos, &links); err != nil {
-			break
-		}
-		var r expr
-		if r, err = p.not(); err == nil {
-			x = &binExpr{at{t.pos}, "and", x, r}
-		}
-	}
-	return x, err
+	return p.leftAssoc(p.not, func() bool { return p.isName("and") })
 }
 
 func (p *parser) not() (expr, error) {
@@ -669,20 +664,7 @@ func (p *parser) compare() (expr, error) {
 }
 
 func (p *parser) math1() (expr, error) {
-	x, err := p.concat()
-	links := 0
-	defer p.unlink(&links)
-	for err == nil && (p.isOp("+") || p.isOp("-")) {
-		t := p.next()
-		if err = p.link(t.pos, &links); err != nil {
-			break
-		}
-		var r expr
-		if r, err = p.concat(); err == nil {
-			x = &binExpr{at{t.pos}, t.val, x, r}
-		}
-	}
-	return x, err
+	return p.leftAssoc(p.concat, func() bool { return p.isOp("+") || p.isOp("-") })
 }
 
 func (p *parser) concat() (expr, error) {
@@ -707,20 +689,7 @@ func (p *parser) concat() (expr, error) {
 }
 
 func (p *parser) math2() (expr, error) {
-	x, err := p.pow()
-	links := 0
-	defer p.unlink(&links)
-	for err == nil && (p.isOp("*") || p.isOp("/") || p.isOp("//") || p.isOp("%")) {
-		t := p.next()
-		if err = p.link(t.pos, &links); err != nil {
-			break
-		}
-		var r expr
-		if r, err = p.pow(); err == nil {
-			x = &binExpr{at{t.pos}, t.val, x, r}
-		}
-	}
-	return x, err
+	return p.leftAssoc(p.pow, func() bool { return p.isOp("*") || p.isOp("/") || p.isOp("//") || p.isOp("%") })
 }
 
 func (p *parser) pow() (expr, error) {
