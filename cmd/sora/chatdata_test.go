@@ -124,6 +124,17 @@ func TestFinetuneDataFormats(t *testing.T) {
 	if code, out, errOut := runCLI(t, "generate", "--model", hf, "--adapter", chatAdapter, "--chat", "--prompt", "is 3 a small number?", "--steps", "40", "--temperature", "0"); code != exitOK || strings.TrimSpace(out) == "" {
 		t.Errorf("generate --chat with the adapter's template: status %d, output %q; stderr:\n%s", code, out, errOut)
 	}
+	// Full fine-tuning writes a whole model folder, which "sora eval" and
+	// "sora generate" take as --model: the template it was trained with
+	// goes into that folder, in place of the base's (here none).
+	finetune("full", "chat.jsonl", "--chat-template", tmpl, "--method", "full")
+	fullModel := filepath.Join(dir, "run-full", "adapter", "model")
+	if b, err := os.ReadFile(filepath.Join(fullModel, "chat_template.jinja")); err != nil || string(b) != chatDataTemplate {
+		t.Errorf("the fully fine-tuned model folder holds the template %q (%v); want the one it was trained with", b, err)
+	}
+	if code, out, errOut := runCLI(t, "eval", "--model", fullModel, "--data", filepath.Join(dir, "chat.jsonl"), "--json", "", "--show", "0"); code != exitOK {
+		t.Errorf("eval of conversations with the fully fine-tuned model: status %d; stderr:\n%s\n%s", code, errOut, out)
+	}
 	finetune("text", "text-only.jsonl")
 	finetune("pc-text", "text.jsonl")
 	if !bytes.Equal(adapter("text"), adapter("pc-text")) {

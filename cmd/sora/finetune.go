@@ -608,6 +608,15 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			if err := saveAdapter(dir, m, pm, meta, base); err != nil {
 				return err
 			}
+			if method == peft.Full && base.hf {
+				// The trained model is its own folder, which eval and
+				// generate take as --model and read the template from:
+				// it gets the one training rendered with (chat_template.jinja
+				// wins over the base's tokenizer_config.json).
+				if err := chats.saveTemplate(filepath.Join(dir, "model")); err != nil {
+					return err
+				}
+			}
 			return chats.saveTemplate(dir)
 		}}
 	// The training phase begins before its line prints, so that a signal
