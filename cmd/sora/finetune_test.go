@@ -72,6 +72,7 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--dropout", "0.1"}, "OFT has no input dropout"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--exact-rotation"}, "only the rotation methods"},
 		{[]string{"--dropout", "0.1"}, "--dropout needs --model"},
+		{[]string{"--no-spectrum"}, "--no-spectrum needs --model"}, // the demonstration reports its spectra
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--task", "classify", "--target", "q_proj,score"}, `selects the classification head "score"`},
 		// The backend is checked before anything loads (m.bin does not exist).
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--backend", "nope"}, `unknown backend "nope"`},
