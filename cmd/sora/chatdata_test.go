@@ -124,6 +124,18 @@ func TestFinetuneDataFormats(t *testing.T) {
 	if code, out, errOut := runCLI(t, "generate", "--model", hf, "--adapter", chatAdapter, "--chat", "--prompt", "is 3 a small number?", "--steps", "40", "--temperature", "0"); code != exitOK || strings.TrimSpace(out) == "" {
 		t.Errorf("generate --chat with the adapter's template: status %d, output %q; stderr:\n%s", code, out, errOut)
 	}
+	// So does a merge of the adapter: the merged folder is a model that
+	// renders as the adapter was trained.
+	merged := filepath.Join(dir, "merged-chat")
+	if code, out, errOut := runCLI(t, "merge", "--model", hf, "--adapter", chatAdapter, "--out", merged); code != exitOK {
+		t.Fatalf("merge: status %d; stderr:\n%s\n%s", code, errOut, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(merged, "chat_template.jinja")); err != nil || string(b) != chatDataTemplate {
+		t.Errorf("the merged model folder holds the template %q (%v); want the adapter's", b, err)
+	}
+	if code, out, errOut := runCLI(t, "eval", "--model", merged, "--data", filepath.Join(dir, "chat.jsonl"), "--json", "", "--show", "0"); code != exitOK {
+		t.Errorf("eval of conversations with the merged model: status %d; stderr:\n%s\n%s", code, errOut, out)
+	}
 	// Full fine-tuning writes a whole model folder, which "sora eval" and
 	// "sora generate" take as --model: the template it was trained with
 	// goes into that folder, in place of the base's (here none).

@@ -28,7 +28,7 @@ var mergeDoc = usageDoc{
 		"adapter_model.safetensors in Hugging Face PEFT's layout) to the base model, folds every adapted layer " +
 		"into one dense weight W' (as PEFT's merge_and_unload does; for SORA W' = R·(diag(d)·W0 + s·B·A)) and " +
 		"writes the result in the base model's own format: a llama2.c checkpoint file (same format version) for " +
-		"a .bin base, a Hugging Face folder for a folder base. The merged model computes what base + adapter " +
+		"a .bin base, a Hugging Face folder for a folder base (with the chat template the adapter was trained with, where it has one). The merged model computes what base + adapter " +
 		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint. " +
 		"--model defaults to the adapter's base_model_name_or_path, as in eval, generate and spectrum. " +
 		"Classification adapters (with a score head) cannot be merged into a language model checkpoint.",
@@ -102,7 +102,14 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
-	if err := base.write(*out, merged); err != nil {
+	// The template the adapter was trained with (see chatSource.saveTemplate)
+	// goes into the merged folder, which eval and generate take as --model.
+	tmpl, err := os.ReadFile(filepath.Join(*adapterDir, adapterTemplateFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	if err := base.writeWith(*out, merged, tmpl); err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
@@ -162,12 +169,23 @@ func (bm *baseModel) formatName() string {
 // takes the base folder's tokenizer and generation files along (see
 // hfSideFiles), so that it is as complete a model as its base.
 func (bm *baseModel) write(path string, w *llama.Weights) error {
+	return bm.writeWith(path, w, nil)
+}
+
+// writeWith is write with the chat template chatTemplate, where not nil,
+// as the Hugging Face folder's chat_template.jinja (which a loader prefers
+// to tokenizer_config.json's) in place of the base's; a llama2.c
+// checkpoint has no place for one.
+func (bm *baseModel) writeWith(path string, w *llama.Weights, chatTemplate []byte) error {
 	if !bm.hf {
 		return llama2c.Write(path, w, bm.format)
 	}
 	files, err := hfSideFiles(bm.path)
 	if err != nil {
 		return err
+	}
+	if chatTemplate != nil {
+		files["chat_template.jinja"] = chatTemplate
 	}
 	return hf.Write(path, w, &hf.WriteOptions{Files: files, Stale: hfSideNames})
 }
