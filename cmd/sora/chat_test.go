@@ -19,11 +19,7 @@ import (
 // the reply is printed. It also checks --chat-template and --chat-var, and the errors
 // for a folder without a template and for --system without --chat.
 func TestGenerateChat(t *testing.T) {
-	model, tokBin := stories260K(t)
-	dir := filepath.Join(t.TempDir(), "stories260K-hf")
-	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", dir); code != 0 {
-		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
-	}
+	dir := storiesHF(t)
 	code, _, errOut := runCLI(t, "generate", "--model", dir, "--chat", "--prompt", "Once upon a time")
 	if code != exitFailure || !strings.Contains(errOut, "no chat template") || !strings.Contains(errOut, "--chat-template") {
 		t.Errorf("--chat on a folder without a template: status %d, stderr:\n%s\nwant %d, saying so and naming --chat-template", code, errOut, exitFailure)

@@ -22,11 +22,7 @@ import (
 // that writes none prompted the model without the BOS it was trained and
 // evaluated with.
 func TestGenerateChatAsEval(t *testing.T) {
-	model, tokBin := stories260K(t)
-	dir := filepath.Join(t.TempDir(), "stories260K-hf")
-	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", dir); code != 0 {
-		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
-	}
+	dir := storiesHF(t)
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -44,12 +44,7 @@ func writeJSONL(t *testing.T, path string, rows []map[string]any) {
 // that of prompt/completion rows. A multi-turn conversation, which needs a
 // loss mask of two spans, trains and is scored too.
 func TestFinetuneDataFormats(t *testing.T) {
-	model, tokBin := stories260K(t)
-	dir := t.TempDir()
-	hf := filepath.Join(dir, "stories260K-hf")
-	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", hf); code != 0 {
-		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
-	}
+	dir, hf := t.TempDir(), storiesHF(t)
 	var chat, pc, text, multi []map[string]any
 	for i := range 12 {
 		ans := []string{"true", "false"}[i%3%2]

@@ -13,12 +13,7 @@ import (
 // masks the template made, so the resume is refused as one on other data.
 // The same flags resume (the run had finished, so nothing is trained).
 func TestFinetuneResumeChatTemplate(t *testing.T) {
-	model, tokBin := stories260K(t)
-	dir := t.TempDir()
-	hf := filepath.Join(dir, "stories260K-hf")
-	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", hf); code != 0 {
-		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
-	}
+	dir, hf := t.TempDir(), storiesHF(t)
 	const tmpl = "{{ bos_token }}{% for m in messages %}{{ m.role }}{{ sep if sep is defined else ': ' }}{{ m.content }}{{ eos_token if m.role == 'assistant' else '\n' }}{% endfor %}{% if add_generation_prompt %}assistant{{ sep if sep is defined else ': ' }}{% endif %}"
 	if err := os.WriteFile(filepath.Join(hf, "chat_template.jinja"), []byte(tmpl), 0o644); err != nil {
 		t.Fatal(err)
@@ -55,12 +50,7 @@ func TestFinetuneResumeChatTemplate(t *testing.T) {
 // folder, and says to give --chat-template or to write other rows, not to
 // leave out --chat, which finetune and eval do not have.
 func TestFinetuneChatNoTemplate(t *testing.T) {
-	model, tokBin := stories260K(t)
-	dir := t.TempDir()
-	hf := filepath.Join(dir, "stories260K-hf")
-	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tokBin, "--out", hf); code != 0 {
-		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
-	}
+	dir, hf := t.TempDir(), storiesHF(t)
 	data := filepath.Join(dir, "chat.jsonl")
 	writeJSONL(t, data, []map[string]any{{"messages": []map[string]string{{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}}}})
 	for _, args := range [][]string{

@@ -43,6 +43,19 @@ func newGenerator(t *testing.T, b backend.Backend, w *llama.Weights) *llama.Gene
 	return g
 }
 
+// storiesHF converts stories260K with its tokenizer into a Hugging Face
+// folder (config.json, model.safetensors, tokenizer.json and
+// tokenizer_config.json) in a new temporary folder, and returns its path.
+func storiesHF(t *testing.T) string {
+	t.Helper()
+	model, tok := stories260K(t)
+	dir := filepath.Join(t.TempDir(), "stories260K-hf")
+	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tok, "--out", dir); code != 0 {
+		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
+	}
+	return dir
+}
+
 func stories260K(t *testing.T) (model, tok string) {
 	t.Helper()
 	return testdata.Stories260K(t)

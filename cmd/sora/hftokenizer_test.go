@@ -178,11 +178,7 @@ func TestTokenizerRequired(t *testing.T) {
 // checks that every eos_token_id of generation_config.json stops the
 // generation, not only tokenizer_config.json's EOS.
 func TestGenerateHFGenerationSettings(t *testing.T) {
-	model, tok := stories260K(t)
-	dir := filepath.Join(t.TempDir(), "hf")
-	if code, _, errOut := runCLI(t, "convert", "--model", model, "--tokenizer", tok, "--out", dir); code != 0 {
-		t.Fatalf("convert: exit status %d; stderr:\n%s", code, errOut)
-	}
+	dir := storiesHF(t)
 	cfgPath := filepath.Join(dir, "tokenizer_config.json")
 	cfg, err := os.ReadFile(cfgPath)
 	if err != nil {
