@@ -454,7 +454,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		res.Eval = ev
 	}
 	if o.Out != "" {
-		if err := t.writePlots(prog); err != nil {
+		if err := t.writePlots(ctx, prog); err != nil {
 			return res, err
 		}
 	}
@@ -462,10 +462,10 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 }
 
 // writePlots draws the loss curves from metrics.jsonl and, for an adapter
-// unless Options.NoSpectra, the spectra of the weight updates (also
-// written as spectrum.json), saying so through prog first: on a large
-// model they take a while.
-func (t *Trainer) writePlots(prog Progress) error {
+// unless Options.NoSpectra or ctx is cancelled, the spectra of the weight
+// updates (also written as spectrum.json), saying so through prog first:
+// on a large model they take a while.
+func (t *Trainer) writePlots(ctx context.Context, prog Progress) error {
 	o := t.Options
 	rs, err := ReadMetrics(filepath.Join(o.Out, MetricsFile))
 	if err != nil {
@@ -477,6 +477,11 @@ func (t *Trainer) writePlots(prog Progress) error {
 		}
 	}
 	if t.Adapter == nil || o.NoSpectra {
+		return nil
+	}
+	if ctx.Err() != nil {
+		// Interrupted after the last step: the spectra can take minutes.
+		prog.Message("spectra: skipped (interrupted); sora spectrum --adapter computes them")
 		return nil
 	}
 	prog.Message(fmt.Sprintf("spectra: analysing the updates of %d layers (spectrum.png, spectrum.json)", len(t.Adapter.Layers())))

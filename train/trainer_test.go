@@ -799,3 +799,43 @@ func TestEvaluateLossMask(t *testing.T) {
 		t.Errorf("masked summed loss %.12g, want S(a) − S(b) + S(c) = %.12g", got, want)
 	}
 }
+
+// TestInterruptAfterLastStepSkipsSpectra: a cancellation that arrives
+// during the last step finishes the run (adapter, evaluation, loss plot)
+// but leaves out the spectra, which take minutes on a large model, saying
+// so; an uninterrupted run writes them.
+func TestInterruptAfterLastStepSkipsSpectra(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(8, tinyConfig().VocabSize, 4)
+	for _, interrupt := range []bool{false, true} {
+		dir := t.TempDir()
+		_, pm := tinyModel(t, b, peft.SORA, 5)
+		var log strings.Builder
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Progress: NewLog(&log, 1),
+			Options: Options{Steps: 3, Batch: 4, LR: 1e-3, Out: dir}}
+		tr.beforeStep = func(done int) {
+			if interrupt && done == 2 {
+				cancel()
+			}
+		}
+		res, err := tr.Run(ctx)
+		if err != nil {
+			t.Fatalf("interrupt %v: %v", interrupt, err)
+		}
+		if res.Steps != 3 {
+			t.Fatalf("interrupt %v: %d steps, want 3", interrupt, res.Steps)
+		}
+		_, serr := os.Stat(filepath.Join(dir, SpectrumJSON))
+		if (serr == nil) == interrupt {
+			t.Errorf("interrupt %v: %s written: %v", interrupt, SpectrumJSON, serr == nil)
+		}
+		if _, err := os.Stat(filepath.Join(dir, LossPlot)); err != nil {
+			t.Errorf("interrupt %v: no %s: %v", interrupt, LossPlot, err)
+		}
+		if skipped := strings.Contains(log.String(), "spectra: skipped (interrupted)"); skipped != interrupt {
+			t.Errorf("interrupt %v: skip announced %v:\n%s", interrupt, skipped, log.String())
+		}
+	}
+}
