@@ -186,3 +186,36 @@ func TestFinetuneDataFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestFinetuneChatNotPrefixStable: conversations of several assistant
+// turns with a template that renders earlier turns otherwise once later
+// ones follow (here: marks the last message, as Qwen3's drops earlier
+// thinking) are refused with the way out; the same conversations with the
+// assistant's turns marked by {% generation %} blocks train.
+func TestFinetuneChatNotPrefixStable(t *testing.T) {
+	dir, hf := t.TempDir(), storiesHF(t)
+	rows := []map[string]any{}
+	for i := range 4 {
+		rows = append(rows, map[string]any{"messages": []map[string]string{
+			{"role": "user", "content": fmt.Sprintf("is %d small?", i)}, {"role": "assistant", "content": "maybe"},
+			{"role": "user", "content": "and?"}, {"role": "assistant", "content": "yes"}}})
+	}
+	data := filepath.Join(dir, "multi.jsonl")
+	writeJSONL(t, data, rows)
+	unstable := filepath.Join(dir, "unstable.jinja")
+	marked := filepath.Join(dir, "marked.jinja")
+	const body = "{% for m in messages %}{{ m.role }}: {% if loop.last %}(last) {% endif %}"
+	if err := os.WriteFile(unstable, []byte(body+"{{ m.content }}{{ eos_token if m.role == 'assistant' else '\n' }}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(marked, []byte(body+"{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{{ eos_token }}{% endgeneration %}{% else %}{{ m.content }}\n{% endif %}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "finetune", "--model", hf, "--data", data, "--chat-template", unstable, "--steps", "1", "--batch", "2", "--out", filepath.Join(dir, "r1"))
+	if code == exitOK || !strings.Contains(errOut, "not prefix-stable") || !strings.Contains(errOut, "{% generation %}") {
+		t.Errorf("a template that is not prefix-stable: status %d, stderr:\n%s\nwant a failure naming {%% generation %%} blocks", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "finetune", "--model", hf, "--data", data, "--chat-template", marked, "--steps", "1", "--batch", "2", "--out", filepath.Join(dir, "r2")); code != exitOK {
+		t.Errorf("the same conversations with {%% generation %%} blocks: status %d, stderr:\n%s", code, errOut)
+	}
+}

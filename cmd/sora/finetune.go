@@ -18,6 +18,7 @@ import (
 
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/internal/atomicfile"
+	"github.com/sora-go/sora/models/chat"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
@@ -377,6 +378,9 @@ func loadTaskData(path string, task train.Task, tok data.Encoder, chats *chatSou
 		set.Rows, td.index = sample(set.Rows, limit, seed)
 		td.lm = set
 		td.seqs, td.stats, err = set.Encode(tok, td.chat, maxLen)
+		if errors.Is(err, chat.ErrNotPrefixStable) {
+			return nil, fmt.Errorf("%w\n(the template renders earlier turns otherwise once later ones follow, as Qwen3's drops their thinking, so the assistant's turns cannot be found by rendering the conversation a message at a time: give with --chat-template a template that marks them with {%% generation %%}…{%% endgeneration %%} blocks, or train on one-turn conversations)", err)
+		}
 		if err != nil {
 			return nil, err
 		}
