@@ -8,7 +8,6 @@ import (
 
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/internal/testbackend"
-	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/tokenizer"
 )
 
@@ -59,16 +58,7 @@ func TestGenerateChatAsEval(t *testing.T) {
 			if ids[0] != tok.BOS() || countID(ids, tok.BOS()) != 1 {
 				t.Fatalf("evaluation's prompt %v: want one BOS, first", ids)
 			}
-			gen, err := m.NewGenerator(steps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer gen.Close()
-			seq, err := gen.Generate(ids, llama.GenerateOptions{Steps: steps, Stop: stopTokens(tok, false)}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := tok.DecodeAll(seq[len(ids):]) + "\n"
+			want := greedyReply(t, m, tok, ids, steps)
 			if strings.TrimSpace(want) == "" {
 				t.Fatal("the reference generated nothing")
 			}
