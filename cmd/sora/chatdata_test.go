@@ -219,3 +219,49 @@ func TestFinetuneChatNotPrefixStable(t *testing.T) {
 		t.Errorf("the same conversations with {%% generation %%} blocks: status %d, stderr:\n%s", code, errOut)
 	}
 }
+
+// TestFinetuneSavesChatVars: the --chat-var variables a run rendered its
+// conversations with are saved beside the adapter's template, and
+// generate with the adapter renders with them unless --chat-var says
+// otherwise.
+func TestFinetuneSavesChatVars(t *testing.T) {
+	dir, hf := t.TempDir(), storiesHF(t)
+	rows := []map[string]any{}
+	for i := range 4 {
+		rows = append(rows, map[string]any{"messages": []map[string]string{
+			{"role": "user", "content": fmt.Sprintf("is %d small?", i)}, {"role": "assistant", "content": "yes"}}})
+	}
+	data := filepath.Join(dir, "chat.jsonl")
+	writeJSONL(t, data, rows)
+	tmpl := filepath.Join(dir, "greet.jinja")
+	const text = "{{ bos_token }}{{ greet }}{% for m in messages %}{{ m.role }}: {{ m.content }}{{ eos_token if m.role == 'assistant' else '\n' }}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
+	if err := os.WriteFile(tmpl, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	if code, _, errOut := runCLI(t, "finetune", "--model", hf, "--data", data, "--chat-template", tmpl, "--chat-var", "greet=Once upon a time. ",
+		"--steps", "1", "--batch", "2", "--out", out); code != exitOK {
+		t.Fatalf("finetune: status %d; stderr:\n%s", code, errOut)
+	}
+	ad := filepath.Join(out, "adapter")
+	vars, err := readChatVars(filepath.Join(ad, adapterVarsFile))
+	if err != nil || len(vars) != 1 || vars["greet"] != "Once upon a time. " {
+		t.Fatalf("saved variables %v (%v); want greet", vars, err)
+	}
+	gen := func(extra ...string) string {
+		t.Helper()
+		args := append([]string{"generate", "--model", hf, "--adapter", ad, "--chat", "--prompt", "Lily", "--steps", "40", "--temperature", "0"}, extra...)
+		code, stdout, errOut := runCLI(t, args...)
+		if code != exitOK {
+			t.Fatalf("generate %v: status %d; stderr:\n%s", extra, code, errOut)
+		}
+		return stdout
+	}
+	saved, given, other := gen(), gen("--chat-var", "greet=Once upon a time. "), gen("--chat-var", "greet=")
+	if saved != given {
+		t.Errorf("generate with the adapter's saved variables printed %q; with them given, %q", saved, given)
+	}
+	if saved == other {
+		t.Errorf("generate printed %q with and without the variable; the test cannot see it", saved)
+	}
+}

@@ -81,9 +81,18 @@ func (c *chatFlags) template(tokSrc, noneHint string) (*chat.Template, error) {
 		return chat.LoadFile(c.file, dir)
 	}
 	if c.adapter != "" {
-		// The template an adapter was trained with goes with it.
+		// The template an adapter was trained with goes with it, and so
+		// do the variables it was rendered with, unless --chat-var gives
+		// others.
 		p := filepath.Join(c.adapter, adapterTemplateFile)
 		if _, err := os.Stat(p); err == nil {
+			if len(c.vars) == 0 {
+				vars, err := readChatVars(filepath.Join(c.adapter, adapterVarsFile))
+				if err != nil {
+					return nil, err
+				}
+				c.vars = vars
+			}
 			return chat.LoadFile(p, dir)
 		}
 	}
@@ -135,15 +144,53 @@ type chatSource struct {
 // saves a tokenizer's template beside it.
 const adapterTemplateFile = "chat_template.jinja"
 
+// adapterVarsFile is the file beside adapterTemplateFile that holds the
+// --chat-var variables the template rendered the data with, as a JSON
+// object (absent when there were none).
+const adapterVarsFile = "chat_template_vars.json"
+
 // saveTemplate writes the chat template that rendered the data, if any
-// did, into dir as adapterTemplateFile, so that eval and generate with
-// the adapter render prompts as training did.
+// did, into dir as adapterTemplateFile, and its --chat-var variables as
+// adapterVarsFile, so that eval and generate with the adapter render
+// prompts as training did.
 func (s *chatSource) saveTemplate(dir string) error {
 	r, ok := s.r.(*chatRenderer)
 	if !ok {
 		return nil
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, adapterTemplateFile), []byte(r.t.Text))
+	if err := atomicfile.WriteFile(filepath.Join(dir, adapterTemplateFile), []byte(r.t.Text)); err != nil {
+		return err
+	}
+	p := filepath.Join(dir, adapterVarsFile)
+	if len(r.vars) == 0 {
+		// A template saved again without variables must not keep old ones.
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	b, err := json.MarshalIndent(r.vars, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(p, append(b, '\n'))
+}
+
+// readChatVars reads an adapterVarsFile: nil where there is none, and an
+// error naming the file where it is not a JSON object.
+func readChatVars(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var vars map[string]any
+	if err := json.Unmarshal(b, &vars); err != nil || vars == nil {
+		return nil, fmt.Errorf("%s: expected a JSON object of chat template variables (%v)", path, err)
+	}
+	return vars, nil
 }
 
 // renderer returns the renderer, reading the template the first time.
