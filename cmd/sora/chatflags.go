@@ -67,11 +67,12 @@ func (c *chatFlags) check() error {
 }
 
 // template reads the chat template: --chat-template's file, with the
-// special tokens of the tokenizer at tokSrc (a folder, or a file in one),
+// special tokens of the tokenizer at tokSrc (a folder, or a file in one);
 // or else the one the adapter was trained with (adapterTemplateFile in
-// its folder), or else the tokenizer folder's own. A folder without one is an error
-// wrapping chat.ErrNoTemplate that ends with noneHint, which says what to
-// do instead.
+// its folder), whose saved variables (adapterVarsFile) become c.vars
+// unless --chat-var gave some; or else the tokenizer folder's own. A
+// folder without one is an error wrapping chat.ErrNoTemplate that ends
+// with noneHint, which says what to do instead.
 func (c *chatFlags) template(tokSrc, noneHint string) (*chat.Template, error) {
 	dir := tokSrc
 	if st, err := os.Stat(tokSrc); err == nil && !st.IsDir() {
