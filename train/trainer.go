@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -476,12 +477,31 @@ func (t *Trainer) writePlots(ctx context.Context, prog Progress) error {
 			return err
 		}
 	}
-	if t.Adapter == nil || o.NoSpectra {
+	if t.Adapter == nil {
 		return nil
 	}
-	if ctx.Err() != nil {
+	skip := ""
+	switch {
+	case o.NoSpectra:
+		skip = "spectra: left out"
+	case ctx.Err() != nil:
 		// Interrupted after the last step: the spectra can take minutes.
-		prog.Message("spectra: skipped (interrupted); sora spectrum --adapter computes them")
+		skip = "spectra: skipped (interrupted); sora spectrum --adapter computes them"
+	}
+	if skip != "" {
+		// Spectra an earlier run of this folder wrote describe other
+		// weights than the adapter now saved.
+		for _, name := range []string{SpectrumPlot, SpectrumJSON} {
+			err := os.Remove(filepath.Join(o.Out, name))
+			if err == nil {
+				skip += "; removed the older " + name
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("train: removing the older %s: %w", name, err)
+			}
+		}
+		if !o.NoSpectra || strings.Contains(skip, "removed") {
+			prog.Message(skip)
+		}
 		return nil
 	}
 	prog.Message(fmt.Sprintf("spectra: analysing the updates of %d layers (spectrum.png, spectrum.json)", len(t.Adapter.Layers())))

@@ -839,3 +839,29 @@ func TestInterruptAfterLastStepSkipsSpectra(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSpectraRemovesOlder: a run with NoSpectra into a folder whose
+// earlier run wrote spectra removes them, saying so, since they describe
+// other weights than the adapter it saves.
+func TestNoSpectraRemovesOlder(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(8, tinyConfig().VocabSize, 4)
+	dir := t.TempDir()
+	for _, no := range []bool{false, true} {
+		_, pm := tinyModel(t, b, peft.LoRA, 5)
+		var log strings.Builder
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Progress: NewLog(&log, 1),
+			Options: Options{Steps: 2, Batch: 4, LR: 1e-3, Out: dir, NoSpectra: no, Resume: no}}
+		if _, err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{SpectrumPlot, SpectrumJSON} {
+			if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) == no {
+				t.Errorf("NoSpectra %v: %s present: %v", no, name, err == nil)
+			}
+		}
+		if said := strings.Contains(log.String(), "removed the older "+SpectrumJSON); said != no {
+			t.Errorf("NoSpectra %v: removal announced %v:\n%s", no, said, log.String())
+		}
+	}
+}
