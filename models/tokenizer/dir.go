@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // LoadDir reads the tokenizer of a Hugging Face model folder: its
@@ -50,13 +51,16 @@ func LoadDir(dir string) (*Tokenizer, error) {
 		return nil, err
 	}
 	if t.kind == kindHF {
-		if t.bos < 0 && !cfg.bosNull {
+		// Where tokenizer.json's post_processor adds no BOS, only the
+		// tokenizer classes that rebuild it from add_bos_token add one.
+		configBOS := !cfg.bosNull && (cfg.class == "" || addsConfigBOS(cfg.class))
+		if t.bos < 0 && configBOS {
 			t.bos = cfg.bos
 		}
 		if t.eos < 0 {
 			t.eos = cfg.eos
 		}
-		if t.bos < 0 && !cfg.bosNull {
+		if t.bos < 0 && configBOS {
 			t.bos = guessSpecial(t, bosNames)
 		}
 		if t.eos < 0 {
@@ -68,6 +72,21 @@ func LoadDir(dir string) (*Tokenizer, error) {
 	}
 	t.stops = cfg.stops
 	return t, nil
+}
+
+// addsConfigBOS reports whether transformers' tokenizer class (the
+// tokenizer_class of tokenizer_config.json) adds the configured BOS to a
+// text whatever tokenizer.json's post_processor says: the LLaMA-style
+// classes rebuild the post_processor from add_bos_token (true by default)
+// when they load. Every other class adds only what the post_processor
+// adds, so that a GPT-2 or SmolLM2 folder, whose bos_token is named but
+// whose post_processor adds none, encodes its text without it.
+func addsConfigBOS(class string) bool {
+	switch strings.TrimSuffix(class, "Fast") {
+	case "LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer", "CohereTokenizer":
+		return true
+	}
+	return false
 }
 
 // DirFile returns the file of the Hugging Face model folder dir that
@@ -93,7 +112,8 @@ func exists(path string) bool {
 type dirConfig struct {
 	bos, eos int
 	addBOS   *bool
-	bosNull  bool // tokenizer_config.json says "bos_token": null
+	bosNull  bool   // tokenizer_config.json says "bos_token": null
+	class    string // tokenizer_config.json's tokenizer_class, "" where absent
 	stops    []int
 }
 
@@ -109,12 +129,16 @@ func readDirConfig(dir string, t *Tokenizer) (dirConfig, error) {
 			BOS    json.RawMessage `json:"bos_token"`
 			EOS    json.RawMessage `json:"eos_token"`
 			AddBOS json.RawMessage `json:"add_bos_token"`
+			Class  string          `json:"tokenizer_class"`
 		}
 		if ok, err := readJSON(path, &v); err != nil || !ok {
 			if err != nil {
 				return cfg, err
 			}
 			continue
+		}
+		if f == "tokenizer_config.json" {
+			cfg.class = v.Class
 		}
 		if f == "tokenizer_config.json" && !isNull(v.AddBOS) {
 			var add bool

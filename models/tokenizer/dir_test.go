@@ -38,7 +38,8 @@ func dirTokenizerFiles() (withBOS, plain, sp string) {
 
 // TestLoadDir checks where BOS and EOS come from: the tokenizer file's
 // template first, then tokenizer_config.json, special_tokens_map.json and
-// config.json, then the guess from special added tokens.
+// config.json, then the guess from special added tokens; a BOS the
+// template does not add only for the tokenizer classes that add it.
 func TestLoadDir(t *testing.T) {
 	withBOS, plain, sp := dirTokenizerFiles()
 	cases := []struct {
@@ -55,6 +56,14 @@ func TestLoadDir(t *testing.T) {
 		{"config.json list", map[string]string{"tokenizer.json": plain, "config.json": `{"bos_token_id": 3, "eos_token_id": [3, 2]}`}, 3, 3, kindHF},
 		{"tokenizer.json first", map[string]string{"tokenizer.json": plain, "tokenizer.model": sp}, 1, 2, kindHF},
 		{"tokenizer.model", map[string]string{"tokenizer.model": sp, "tokenizer_config.json": `{"eos_token": "<eot>"}`}, 1, 2, kindSentencePiece},
+		// A post_processor that adds no BOS: the LLaMA-style classes add
+		// the configured one (they rebuild the post_processor from
+		// add_bos_token), every other class adds none (GPT-2, SmolLM2).
+		{"class adds config BOS", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"tokenizer_class": "LlamaTokenizerFast", "bos_token": "<eot>"}`}, 3, 2, kindHF},
+		{"gemma class", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"tokenizer_class": "GemmaTokenizer", "bos_token": "<eot>"}`}, 3, 2, kindHF},
+		{"class adds no BOS", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"tokenizer_class": "GPT2Tokenizer", "bos_token": "<eot>"}`}, -1, 2, kindHF},
+		{"class adds no guessed BOS", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"tokenizer_class": "PreTrainedTokenizerFast"}`}, -1, 2, kindHF},
+		{"template wins over class", map[string]string{"tokenizer.json": withBOS, "tokenizer_config.json": `{"tokenizer_class": "GPT2TokenizerFast"}`}, 1, 2, kindHF},
 	}
 	for _, c := range cases {
 		dir := writeDir(t, c.files)
@@ -208,7 +217,11 @@ func TestLoadDirRealFolders(t *testing.T) {
 	for _, c := range []struct {
 		dir, ref, bos, eos string
 	}{
-		{"llama3", "bl-llama3.ref.json", "<|begin_of_text|>", "<|end_of_text|>"},
+		// Llama 3's first tokenizer.json (this copy) has a ByteLevel
+		// post_processor alone, and its class, PreTrainedTokenizerFast,
+		// adds what that adds: no BOS, as transformers encoded it then;
+		// the file was later given Llama 3.1's template.
+		{"llama3", "bl-llama3.ref.json", "", "<|end_of_text|>"},
 		{"llama3.1", "bl-llama3.1.ref.json", "<|begin_of_text|>", "<|eot_id|>"},
 		{"mistral", "sp-mistral.ref.json", "<s>", "</s>"},
 		{"qwen3", "bl-qwen3.ref.json", "", "<|im_end|>"}, // "" for no BOS
