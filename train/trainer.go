@@ -491,15 +491,19 @@ func (t *Trainer) writePlots(ctx context.Context, prog Progress) error {
 	if skip != "" {
 		// Spectra an earlier run of this folder wrote describe other
 		// weights than the adapter now saved.
+		removed := false
 		for _, name := range []string{SpectrumPlot, SpectrumJSON} {
 			err := os.Remove(filepath.Join(o.Out, name))
 			if err == nil {
 				skip += "; removed the older " + name
+				removed = true
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("train: removing the older %s: %w", name, err)
 			}
 		}
-		if !o.NoSpectra || strings.Contains(skip, "removed") {
+		// Leaving them out as asked is worth a line only where it
+		// removed something.
+		if !o.NoSpectra || removed {
 			prog.Message(skip)
 		}
 		return nil

@@ -150,10 +150,19 @@ const adapterTemplateFile = "chat_template.jinja"
 // object (absent when there were none).
 const adapterVarsFile = "chat_template_vars.json"
 
+// templateText returns the text of the chat template that rendered the
+// data, nil where no data needed one.
+func (s *chatSource) templateText() []byte {
+	if r, ok := s.r.(*chatRenderer); ok {
+		return []byte(r.t.Text)
+	}
+	return nil
+}
+
 // saveTemplate writes the chat template that rendered the data, if any
-// did, into dir as adapterTemplateFile, and its --chat-var variables as
-// adapterVarsFile, so that eval and generate with the adapter render
-// prompts as training did.
+// did, into the new adapter folder dir as adapterTemplateFile, and its
+// --chat-var variables, if any, as adapterVarsFile, so that eval and
+// generate with the adapter render prompts as training did.
 func (s *chatSource) saveTemplate(dir string) error {
 	r, ok := s.r.(*chatRenderer)
 	if !ok {
@@ -162,19 +171,14 @@ func (s *chatSource) saveTemplate(dir string) error {
 	if err := atomicfile.WriteFile(filepath.Join(dir, adapterTemplateFile), []byte(r.t.Text)); err != nil {
 		return err
 	}
-	p := filepath.Join(dir, adapterVarsFile)
 	if len(r.vars) == 0 {
-		// A template saved again without variables must not keep old ones.
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
 		return nil
 	}
 	b, err := json.MarshalIndent(r.vars, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(p, append(b, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, adapterVarsFile), append(b, '\n'))
 }
 
 // readChatVars reads an adapterVarsFile: nil where there is none, and an

@@ -609,17 +609,8 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	tr := &train.Trainer{Model: m, Adapter: pm, Task: task, Classes: classes, Train: trainSet.seqs, Eval: evalSeqs,
 		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)), OutputLock: lock,
 		SaveAdapter: func(dir string) error {
-			if err := saveAdapter(dir, m, pm, meta, base); err != nil {
+			if err := saveAdapter(dir, m, pm, meta, base, chats.templateText()); err != nil {
 				return err
-			}
-			if method == peft.Full && base.hf {
-				// The trained model is its own folder, which eval and
-				// generate take as --model and read the template from:
-				// it gets the one training rendered with (chat_template.jinja
-				// wins over the base's tokenizer_config.json).
-				if err := chats.saveTemplate(filepath.Join(dir, "model")); err != nil {
-					return err
-				}
 			}
 			return chats.saveTemplate(dir)
 		}}
@@ -676,18 +667,21 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	status := exitOK
 	summary.AnswerNote = answersNote
+	// notScored reports answers left unscored by a signal, and returns the
+	// run's status.
+	notScored := func(when string) int {
+		fmt.Fprintf(stderr, "sora finetune: %s: the answers are not scored (sora eval scores them)\n", when)
+		summary.AnswerNote = "interrupted before the answers were scored"
+		return exitInterrupted
+	}
 	switch {
 	case scoreAnswers && interrupted:
-		fmt.Fprintf(stderr, "sora finetune: interrupted after the last step: the answers are not scored (sora eval scores them)\n")
-		summary.AnswerNote = "interrupted before the answers were scored"
-		status = exitInterrupted
+		status = notScored("interrupted after the last step")
 	case scoreAnswers:
 		actx, astop := interrupts.training("skipping the rest of the answer evaluation and writing run.json")
 		rep, err := evalAfterTraining(actx, m, tok, task, evalSet, opts.EvalBatch, stdout)
 		if astop() {
-			fmt.Fprintf(stderr, "sora finetune: interrupted: the answers are not scored (sora eval scores them)\n")
-			summary.AnswerNote = "interrupted before the answers were scored"
-			status = exitInterrupted
+			status = notScored("interrupted")
 			break
 		}
 		if err != nil {
@@ -828,10 +822,12 @@ func newProgress(w io.Writer, every int) train.Progress {
 // base_model.model.score.weight), and for full fine-tuning the whole model
 // with the trained weights in the base model's own format, with a
 // classifier's head beside it in headFile, since that format has no room
-// for it.
-func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *baseModel) error {
+// for it. chatTemplate, where not nil, is the chat template the data was
+// rendered with, which a fully fine-tuned Hugging Face folder holds in
+// place of its base's: eval and generate read it from there.
+func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *baseModel, chatTemplate []byte) error {
 	if pm.Config().Method == peft.Full {
-		if err := saveFullModel(dir, pm, base); err != nil {
+		if err := saveFullModel(dir, pm, base, chatTemplate); err != nil {
 			return err
 		}
 		if m.Score != nil {

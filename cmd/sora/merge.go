@@ -220,7 +220,9 @@ func hfSideFiles(dir string) (map[string][]byte, error) {
 // the base model's format (model.bin or a Hugging Face folder "model"
 // inside dir). The trained values are written into bm.w itself, whose
 // other parameters are frozen: a second call writes the same model.
-func saveFullModel(dir string, pm *peft.Model, bm *baseModel) error {
+// chatTemplate, where not nil, replaces the base folder's chat template
+// (see writeWith).
+func saveFullModel(dir string, pm *peft.Model, bm *baseModel, chatTemplate []byte) error {
 	w := bm.w
 	for _, l := range pm.Layers() {
 		eff, bias, err := l.EffectiveWeight()
@@ -242,7 +244,7 @@ func saveFullModel(dir string, pm *peft.Model, bm *baseModel) error {
 		}
 	}
 	if bm.hf {
-		return bm.write(filepath.Join(dir, "model"), w)
+		return bm.writeWith(filepath.Join(dir, "model"), w, chatTemplate)
 	}
 	return bm.write(filepath.Join(dir, "model.bin"), w)
 }
