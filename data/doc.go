@@ -63,14 +63,11 @@
 // A [Sequence] trains the tokens after PromptLen, or, where that cannot
 // say it (a conversation with several assistant turns, or text after the
 // last), the tokens its Trained mask marks; [MakeBatch], [Targets] and
-// [Batch.LossPositions] honour both. A trained span's text becomes tokens
-// one of two ways (see [Set.Encode]): with a [ContinuationEncoder] the
-// untrained and trained segments are encoded apart and concatenated, so
-// that the mask is exact by construction; with a plain [Encoder] the whole
-// text is encoded and each boundary is placed where the encoding of the
-// text before it stops agreeing with the whole. Either way,
+// [Batch.LossPositions] honour both. The whole text is encoded and each
+// boundary of a trained span is placed where the encoding of the text
+// before it stops agreeing with the whole (see [Set.Encode]);
 // [EncodeStats].Split counts the sequences where a merge crosses a
-// boundary, the only place the two differ.
+// boundary, whose crossing token is trained.
 //
 // # Prompt template
 //

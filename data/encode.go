@@ -47,10 +47,7 @@ type EncodeStats struct {
 	Tokens, Trained int
 	// Split counts LM sequences in which a boundary between untrained and
 	// trained text falls inside a token of the whole text's encoding (a
-	// merge across it). EncodeLM and [Set.Encode] with a plain [Encoder]
-	// train that token; [Set.Encode] with a [ContinuationEncoder] encodes
-	// the two sides apart, so that its tokens differ from the whole text's
-	// encoding there.
+	// merge across it). EncodeLM and [Set.Encode] train that token.
 	Split int
 }
 

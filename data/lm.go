@@ -36,23 +36,6 @@ type Span struct {
 	Message    int
 }
 
-// ContinuationEncoder is an [Encoder] that can also encode text that
-// continues earlier text: without BOS, EOS, or anything the tokenizer puts
-// at the start of a text (such as SentencePiece's dummy-prefix space).
-//
-// Given one, [Set.Encode] encodes the untrained and trained segments of a
-// prompt/completion, text or conversation row apart (the first with
-// Encode and BOS, the others with EncodeContinuation) and concatenates
-// them, so that every trained span starts and ends on a token boundary,
-// as it does when a model generates after a prompt; [EncodeStats].Split
-// counts the sequences whose tokens then differ from the whole text's
-// encoding. Given a plain Encoder, it encodes the whole text and finds
-// each boundary by encoding the text before it (see [Set.Encode]).
-type ContinuationEncoder interface {
-	Encoder
-	EncodeContinuation(text string) []int
-}
-
 // ErrNoGeneration is the error [Set.EncodePrompts] wraps for rows in the
 // text format, which have no prompt: such rows are evaluated by their loss
 // alone.
@@ -73,11 +56,8 @@ var ErrNoGeneration = errors.New("rows in the text format have no prompt to gene
 // chat may be nil unless the rows are conversations.
 //
 // A row is split into segments, untrained and trained, at the span
-// boundaries. With a [ContinuationEncoder] the segments are encoded apart
-// and concatenated (BOS only before the first), so every trained token
-// holds only trained text and st.Split counts the sequences whose tokens
-// differ from the whole text's encoding. With a plain Encoder the tokens
-// are the whole text's encoding, and a boundary at byte b falls after as
+// boundaries. The tokens are the whole text's encoding, as a model sees
+// the text when it generates, and a boundary at byte b falls after as
 // many tokens as the encoding of the text before b (with BOS) has in
 // common with it. That is exact unless a merge crosses the boundary; then
 // the first token where the two encodings differ is taken to be the one
@@ -249,8 +229,8 @@ func (s *Set) chatSegments(chat ChatRenderer, r Row) ([]segment, error) {
 // encodeSegments encodes the concatenation of segs with BOS first and,
 // when eos is set, EOS last, and returns the tokens, which of them are
 // trained (EOS is), and whether a boundary between an untrained and a
-// trained segment fell inside a token of the whole text's encoding (see
-// Set.Encode for how it is resolved).
+// trained segment fell inside a token (see Set.Encode for how it is
+// resolved).
 func encodeSegments(enc Encoder, segs []segment, eos bool) (toks []int, mask []bool, split bool) {
 	segs = joinSegments(segs)
 	var sb strings.Builder
@@ -263,54 +243,30 @@ func encodeSegments(enc Encoder, segs []segment, eos bool) (toks []int, mask []b
 	if eos {
 		eosToks = enc.Encode("", false, true)
 	}
-	if ce, ok := enc.(ContinuationEncoder); ok {
-		for i, sg := range segs {
-			var t []int
-			if i == 0 {
-				t = enc.Encode(sg.text, true, false)
-			} else {
-				t = ce.EncodeContinuation(sg.text)
-			}
-			toks = append(toks, t...)
-			for range t {
-				mask = append(mask, sg.trained)
-			}
-		}
-		if len(segs) == 0 {
-			toks = enc.Encode("", true, false)
-			mask = make([]bool, len(toks))
-		}
-		for _, t := range eosToks {
-			toks = append(toks, t)
-			mask = append(mask, true)
-		}
-		split = !slices.Equal(toks, whole)
-	} else {
-		toks, mask = whole, make([]bool, len(whole))
-		start, pos := 0, 0 // token and byte where the segment begins
-		for i, sg := range segs {
-			if i > 0 {
-				p := enc.Encode(text[:pos], true, false)
-				c := commonPrefix(p, whole)
-				if c < len(p) {
-					split = true
-					if !sg.trained && c < len(whole) {
-						c++ // the crossing token ends the span before
-					}
+	toks, mask = whole, make([]bool, len(whole))
+	start, pos := 0, 0 // token and byte where the segment begins
+	for i, sg := range segs {
+		if i > 0 {
+			p := enc.Encode(text[:pos], true, false)
+			c := commonPrefix(p, whole)
+			if c < len(p) {
+				split = true
+				if !sg.trained && c < len(whole) {
+					c++ // the crossing token ends the span before
 				}
-				start = max(start, c)
 			}
-			// Marked to the end; the next segment overwrites from its
-			// own start.
-			for t := start; t < len(toks); t++ {
-				mask[t] = sg.trained
-			}
-			pos += len(sg.text)
+			start = max(start, c)
 		}
-		if len(eosToks) > 0 && len(toks) >= len(eosToks) && slices.Equal(toks[len(toks)-len(eosToks):], eosToks) {
-			for t := len(toks) - len(eosToks); t < len(toks); t++ {
-				mask[t] = true
-			}
+		// Marked to the end; the next segment overwrites from its
+		// own start.
+		for t := start; t < len(toks); t++ {
+			mask[t] = sg.trained
+		}
+		pos += len(sg.text)
+	}
+	if len(eosToks) > 0 && len(toks) >= len(eosToks) && slices.Equal(toks[len(toks)-len(eosToks):], eosToks) {
+		for t := len(toks) - len(eosToks); t < len(toks); t++ {
+			mask[t] = true
 		}
 	}
 	if len(mask) > 0 {

@@ -104,11 +104,6 @@ func (w *wordEncoder) Encode(s string, bos, eos bool) []int {
 	return t
 }
 
-// contEncoder is wordEncoder with EncodeContinuation.
-type contEncoder struct{ *wordEncoder }
-
-func (c contEncoder) EncodeContinuation(s string) []int { return c.pieces(s) }
-
 // trainedText returns the text of the trained tokens of a charEncoder
 // sequence, as LossPositions of a one-sequence batch finds them (EOS as
 // "<eos>").
@@ -205,7 +200,7 @@ func TestSetEncodeSingleSpanIsPromptLen(t *testing.T) {
 func TestSetEncodeInstructionIsEncodeLM(t *testing.T) {
 	set := &Set{Format: FormatInstruction, Rows: []Row{{Instruction: "say hello", Output: "hel lo"}, {Instruction: "x", Input: "in put", Output: "out", Answer: "out"}}}
 	ex := []Example{set.Rows[0].Example(), set.Rows[1].Example()}
-	for _, enc := range []Encoder{charEncoder{}, newWordEncoder(), contEncoder{newWordEncoder()}} {
+	for _, enc := range []Encoder{charEncoder{}, newWordEncoder()} {
 		got, gst, err := set.Encode(enc, nil, 60)
 		want, wst, err2 := EncodeLM(enc, ex, 60)
 		if err != nil || err2 != nil || !reflect.DeepEqual(got, want) || gst != wst {
@@ -220,9 +215,8 @@ func TestSetEncodeInstructionIsEncodeLM(t *testing.T) {
 }
 
 // TestSetEncodeBoundaries checks where a merge across the boundary of a
-// trained span puts its token: with a plain Encoder the whole text's
-// tokens, the crossing token trained at a span's start and at its end;
-// with a ContinuationEncoder the two sides encoded apart.
+// trained span puts its token: the whole text's
+// tokens, the crossing token trained at a span's start and at its end.
 func TestSetEncodeBoundaries(t *testing.T) {
 	// A conversation's text, encoded as " x ab cdef y" (the dummy prefix
 	// first), with "ab cd" trained.
@@ -235,29 +229,21 @@ func TestSetEncodeBoundaries(t *testing.T) {
 	cases := []struct {
 		name    string
 		set     *Set
-		cont    bool
 		spans   []Span   // of text, for conversations; nil for the spans above
 		tokens  []string // pieces; BOS and EOS as <s> and </s>
 		trained []string
 		split   int
 	}{
-		{"aligned", pc("say", " hello"), false, nil, []string{"<s>", " say", " hello", "</s>"}, []string{" hello", "</s>"}, 0},
-		{"aligned, continuation", pc("say", " hello"), true, nil, []string{"<s>", " say", " hello", "</s>"}, []string{" hello", "</s>"}, 0},
-		{"crossing the start", pc("say hel", "lo world"), false, nil, []string{"<s>", " say", " hello", " world", "</s>"}, []string{" hello", " world", "</s>"}, 1},
-		{"crossing the start, continuation", pc("say hel", "lo world"), true, nil, []string{"<s>", " say", " hel", "lo", " world", "</s>"}, []string{"lo", " world", "</s>"}, 1},
-		{"crossing the end", conv, false, nil, []string{"<s>", " x", " ab", " cdef", " y"}, []string{" ab", " cdef"}, 1},
-		{"inside one token", pc("say he", "l"), false, nil, []string{"<s>", " say", " hel", "</s>"}, []string{" hel", "</s>"}, 1},
-		{"span inside one token", conv, false, []Span{{6, 8, 1}}, []string{"<s>", " x", " ab", " cdef", " y"}, []string{" cdef"}, 1},
-		{"span inside one token, continuation", conv, true, []Span{{6, 8, 1}}, []string{"<s>", " x", " ab", " c", "de", "f", " y"}, []string{"de"}, 1},
-		{"crossing the end, continuation", conv, true, nil, []string{"<s>", " x", " ", "ab", " cd", "ef", " y"}, []string{"ab", " cd"}, 1},
+		{"aligned", pc("say", " hello"), nil, []string{"<s>", " say", " hello", "</s>"}, []string{" hello", "</s>"}, 0},
+		{"crossing the start", pc("say hel", "lo world"), nil, []string{"<s>", " say", " hello", " world", "</s>"}, []string{" hello", " world", "</s>"}, 1},
+		{"crossing the end", conv, nil, []string{"<s>", " x", " ab", " cdef", " y"}, []string{" ab", " cdef"}, 1},
+		{"inside one token", pc("say he", "l"), nil, []string{"<s>", " say", " hel", "</s>"}, []string{" hel", "</s>"}, 1},
+		{"span inside one token", conv, []Span{{6, 8, 1}}, []string{"<s>", " x", " ab", " cdef", " y"}, []string{" cdef"}, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			w := newWordEncoder()
 			var enc Encoder = w
-			if c.cont {
-				enc = contEncoder{w}
-			}
 			sp := spans
 			if c.spans != nil {
 				sp = c.spans
@@ -483,20 +469,17 @@ func (c chatFuzzRenderer) Render(ms []Message, _ bool) (string, []Span, error) {
 }
 
 // FuzzSetEncodeChat feeds Set.Encode whatever spans a chat template might
-// return, with both kinds of encoder, and checks that it never panics and
-// that what it returns is consistent: tokens within maxLen, a mask of one
-// entry per token that trains nothing before PromptLen, and statistics
-// that add up.
+// return and checks that it never panics and that what it returns is
+// consistent: the whole text's tokens within maxLen, a mask of one entry
+// per token that trains nothing before PromptLen, and statistics that add
+// up.
 func FuzzSetEncodeChat(f *testing.F) {
-	f.Add("x ab cdef y", []byte{10, 15, 2}, uint8(20), false)
-	f.Add("<user>\nq\n<assistant>\nhello</s>\n", []byte{30, 40, 2, 2, 3, 1}, uint8(9), true)
-	f.Add("", []byte{8, 8, 2}, uint8(2), false)
-	f.Fuzz(func(t *testing.T, text string, cuts []byte, maxLen uint8, cont bool) {
+	f.Add("x ab cdef y", []byte{10, 15, 2}, uint8(20))
+	f.Add("<user>\nq\n<assistant>\nhello</s>\n", []byte{30, 40, 2, 2, 3, 1}, uint8(9))
+	f.Add("", []byte{8, 8, 2}, uint8(2))
+	f.Fuzz(func(t *testing.T, text string, cuts []byte, maxLen uint8) {
 		msgs := []Message{{"user", "u"}, {"assistant", "a"}, {"assistant", "b"}}
 		var enc Encoder = newWordEncoder()
-		if cont {
-			enc = contEncoder{newWordEncoder()}
-		}
 		for _, f := range []Format{FormatMessages, FormatChatPromptCompletion} {
 			set := &Set{Name: "fuzz", Format: f, Rows: []Row{{Line: 1, Messages: msgs, PromptMessages: 2}}}
 			seqs, st, err := set.Encode(enc, chatFuzzRenderer{text, cuts}, int(maxLen))
@@ -524,8 +507,8 @@ func FuzzSetEncodeChat(f *testing.F) {
 				if n := Targets(seqs, []int{0}, false); n != st.Trained || n == 0 {
 					t.Errorf("Targets %d, stats %+v", n, st)
 				}
-				// A plain encoder's tokens are the whole text's.
-				if whole := enc.Encode(text, true, false); !cont && !slices.Equal(s.Tokens, toInt32(whole[:min(len(whole), int(maxLen))])) {
+				// The tokens are the whole text's.
+				if whole := enc.Encode(text, true, false); !slices.Equal(s.Tokens, toInt32(whole[:min(len(whole), int(maxLen))])) {
 					t.Errorf("tokens %v; the whole text encodes to %v", s.Tokens, whole)
 				}
 			}
