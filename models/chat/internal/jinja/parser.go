@@ -174,8 +174,22 @@ func (p *parser) endTag() error {
 	return err
 }
 
-// body parses the statements of a block up to one of ends, and the end
-// tag's "%}"; the end tag's name is returned.
+// block parses the "%}" that closes a block tag's opening, its body up to
+// the tag end, and that tag's "%}": every block with one body.
+func (p *parser) block(end string) ([]node, error) {
+	if err := p.endTag(); err != nil {
+		return nil, err
+	}
+	nodes, _, err := p.body(end)
+	if err != nil {
+		return nil, err
+	}
+	return nodes, p.endTag()
+}
+
+// body parses the statements of a block up to the tag named by one of
+// ends, which it consumes up to the name (the caller reads the "%}"), and
+// returns that name.
 func (p *parser) body(ends ...string) ([]node, string, error) {
 	nodes, end, err := p.statements(ends)
 	if err != nil {
@@ -210,14 +224,11 @@ func (p *parser) statement() (node, error) {
 	case "with":
 		return p.withStmt(a)
 	case "generation":
-		if err := p.endTag(); err != nil {
-			return nil, err
-		}
-		body, _, err := p.body("endgeneration")
+		body, err := p.block("endgeneration")
 		if err != nil {
 			return nil, err
 		}
-		return &generationNode{a, body}, p.endTag()
+		return &generationNode{a, body}, nil
 	case "break":
 		return &breakNode{a}, p.endTag()
 	case "continue":
@@ -377,13 +388,10 @@ func (p *parser) setStmt(a at) (node, error) {
 		}
 		n.filters = append(n.filters, f)
 	}
-	if err := p.endTag(); err != nil {
+	if n.body, err = p.block("endset"); err != nil {
 		return nil, err
 	}
-	if n.body, _, err = p.body("endset"); err != nil {
-		return nil, err
-	}
-	return n, p.endTag()
+	return n, nil
 }
 
 // signature parses a macro's or caller's parameters: (a, b=1, ...).
@@ -429,13 +437,10 @@ func (p *parser) macroStmt(a at) (node, error) {
 	if err := p.signature(m); err != nil {
 		return nil, err
 	}
-	if err := p.endTag(); err != nil {
+	if m.body, err = p.block("endmacro"); err != nil {
 		return nil, err
 	}
-	if m.body, _, err = p.body("endmacro"); err != nil {
-		return nil, err
-	}
-	return &macroNode{a, m}, p.endTag()
+	return &macroNode{a, m}, nil
 }
 
 func (p *parser) callStmt(a at) (node, error) {
@@ -453,13 +458,10 @@ func (p *parser) callStmt(a at) (node, error) {
 	if !ok {
 		return nil, p.errorf(a.p, "expected a call after 'call'")
 	}
-	if err := p.endTag(); err != nil {
+	if caller.body, err = p.block("endcall"); err != nil {
 		return nil, err
 	}
-	if caller.body, _, err = p.body("endcall"); err != nil {
-		return nil, err
-	}
-	return &callBlockNode{a, call, caller}, p.endTag()
+	return &callBlockNode{a, call, caller}, nil
 }
 
 func (p *parser) filterStmt(a at) (node, error) {
@@ -475,14 +477,11 @@ func (p *parser) filterStmt(a at) (node, error) {
 		}
 		p.next()
 	}
-	if err := p.endTag(); err != nil {
-		return nil, err
-	}
 	var err error
-	if n.body, _, err = p.body("endfilter"); err != nil {
+	if n.body, err = p.block("endfilter"); err != nil {
 		return nil, err
 	}
-	return n, p.endTag()
+	return n, nil
 }
 
 func (p *parser) withStmt(a at) (node, error) {
@@ -507,14 +506,11 @@ func (p *parser) withStmt(a at) (node, error) {
 		n.names = append(n.names, t.val)
 		n.values = append(n.values, x)
 	}
-	if err := p.endTag(); err != nil {
-		return nil, err
-	}
 	var err error
-	if n.body, _, err = p.body("endwith"); err != nil {
+	if n.body, err = p.block("endwith"); err != nil {
 		return nil, err
 	}
-	return n, p.endTag()
+	return n, nil
 }
 
 // tuple parses an expression, or a tuple of them separated by commas
