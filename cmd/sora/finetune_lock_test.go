@@ -198,13 +198,7 @@ func TestFinetuneInterruptedInTraining(t *testing.T) {
 	writeBoolQ(t, rows, 8)
 	cmd, stdout, errOut := startFinetune(t, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
 		"--method", "lora", "--steps", "100000", "--batch", "2", "--out", out})
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() && !strings.HasPrefix(lines.Text(), "training:") {
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	waitInterrupted(t, cmd, stdout, errOut)
+	interruptAt(t, cmd, stdout, errOut, "training:")
 	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted: finishing the current step") ||
 		!strings.Contains(errOut.String(), "resume with the same flags and --resume") {
 		t.Fatalf("run interrupted in training: status %d (%v); want %d, saying how to resume:\n%s", code, cmd.ProcessState, exitInterrupted, errOut.String())
@@ -231,13 +225,7 @@ func TestFinetuneInterruptedScoringAnswers(t *testing.T) {
 	writeBoolQ(t, evalRows, 400)
 	cmd, stdout, errOut := startFinetune(t, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
 		"--eval-data", evalRows, "--method", "lora", "--steps", "1", "--batch", "2", "--out", out})
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() && !strings.HasPrefix(lines.Text(), "generating up to") {
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	waitInterrupted(t, cmd, stdout, errOut)
+	interruptAt(t, cmd, stdout, errOut, "generating up to")
 	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted: skipping the rest of the answer evaluation") ||
 		!strings.Contains(errOut.String(), "the answers are not scored") {
 		t.Fatalf("run interrupted scoring answers: status %d (%v); want %d, saying the answers are not scored:\n%s", code, cmd.ProcessState, exitInterrupted, errOut.String())
@@ -286,10 +274,17 @@ func startFinetune(t *testing.T, args []string) (*exec.Cmd, io.ReadCloser, *byte
 	return cmd, stdout, errOut
 }
 
-// waitInterrupted waits for a process sent a signal to end, failing the
-// test if it runs on for two minutes; the rest of its output is discarded.
-func waitInterrupted(t *testing.T, cmd *exec.Cmd, stdout io.Reader, errOut *bytes.Buffer) {
+// interruptAt sends Ctrl-C to a "sora finetune" process once it prints a
+// line starting with prefix, and waits for it to end, failing the test if
+// it runs on for two minutes; the rest of its output is discarded.
+func interruptAt(t *testing.T, cmd *exec.Cmd, stdout io.Reader, errOut *bytes.Buffer, prefix string) {
 	t.Helper()
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), prefix) {
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
 	go io.Copy(io.Discard, stdout)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
