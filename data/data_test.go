@@ -442,7 +442,8 @@ func TestEncodeLM(t *testing.T) {
 }
 
 // TestEncodePrompts checks where prompts are cut: only one that fills
-// maxLen positions, to BOS and its last maxLen−2 tokens; and that no
+// maxLen positions, to BOS and its last maxLen−2 tokens (its last maxLen−1
+// where the tokenizer adds no BOS); and that no
 // maxLen disables the limit (0 and 1 did, so that --max-new-tokens 511 or
 // 600 left 512-position prompts whole while 400 cut them to 111 tokens).
 func TestEncodePrompts(t *testing.T) {
@@ -484,6 +485,23 @@ func TestEncodePrompts(t *testing.T) {
 				t.Errorf("stats %+v; want %d truncated, %d tokens", st, tc.truncated, tokens)
 			}
 		})
+	}
+	// A tokenizer that adds no BOS (GPT-2's): a cut prompt is its last
+	// maxLen−1 tokens, its first text token not kept as if it were BOS.
+	for _, maxLen := range []int{2, 5, n - 1} {
+		got, st, err := EncodePrompts(noBOSEncoder{}, rows, maxLen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range got {
+			text := noBOSEncoder{}.Encode(rows[i].Prompt(), true, false)
+			if want := text[len(text)-(maxLen-1):]; !reflect.DeepEqual(p, want) {
+				t.Errorf("no BOS, maxLen %d: prompt %d is %v, want its last %d tokens %v", maxLen, i, p, maxLen-1, want)
+			}
+		}
+		if st.Truncated != 2 {
+			t.Errorf("no BOS, maxLen %d: %d truncated, want 2", maxLen, st.Truncated)
+		}
 	}
 	for _, maxLen := range []int{1, 0, -3} {
 		if _, _, err := EncodePrompts(charEncoder{}, rows, maxLen); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("maximum prompt length %d", maxLen)) {

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"slices"
 )
 
 // Encoder turns text into token ids, optionally with BOS first and EOS
@@ -86,28 +87,39 @@ func EncodeLM(enc Encoder, rows []Example, maxLen int) ([]Sequence, EncodeStats,
 	return out, st, nil
 }
 
-// EncodePrompts tokenizes the prompts of rows (BOS first), for generation
-// by a model with maxLen positions. A prompt that fills them (maxLen tokens
-// or more) keeps BOS and its last maxLen−2 tokens, maxLen−1 in all, so that
-// one token can still be generated; st.Truncated counts such prompts and
-// st.Tokens the tokens kept. maxLen must be at least 2: there is no value
-// that means "no limit".
+// EncodePrompts tokenizes the prompts of rows (BOS first where the
+// tokenizer adds one), for generation by a model with maxLen positions. A
+// prompt that fills them (maxLen tokens or more) keeps its BOS and its
+// last tokens, maxLen−1 in all, so that one token can still be generated;
+// st.Truncated counts such prompts and st.Tokens the tokens kept. maxLen
+// must be at least 2: there is no value that means "no limit".
 func EncodePrompts(enc Encoder, rows []Example, maxLen int) (prompts [][]int, st EncodeStats, err error) {
 	if maxLen < 2 {
 		return nil, st, fmt.Errorf("data: maximum prompt length %d; want at least 2 tokens (BOS and one more, leaving room for one generated token)", maxLen)
 	}
+	bos := bosPrefix(enc)
 	prompts = make([][]int, len(rows))
 	for i, r := range rows {
-		prompts[i] = cutPrompt(enc.Encode(r.Prompt(), true, false), maxLen, &st)
+		prompts[i] = cutPrompt(enc.Encode(r.Prompt(), true, false), maxLen, bos, &st)
 	}
 	return prompts, st, nil
 }
 
-// cutPrompt cuts a prompt p that fills maxLen positions to its first token
-// (BOS) and its last maxLen−2 tokens, and counts it in st.
-func cutPrompt(p []int, maxLen int, st *EncodeStats) []int {
+// bosPrefix returns what enc puts before every text asked to start with
+// BOS: the BOS token, or nothing for a tokenizer that adds none (GPT-2's,
+// SmolLM2's).
+func bosPrefix(enc Encoder) []int { return enc.Encode("", true, false) }
+
+// cutPrompt cuts a prompt p that fills maxLen positions to its last
+// maxLen−1 tokens, keeping the bos prefix in front where p starts with it,
+// and counts it in st.
+func cutPrompt(p []int, maxLen int, bos []int, st *EncodeStats) []int {
 	if len(p) >= maxLen {
-		p = append([]int{p[0]}, p[len(p)-(maxLen-2):]...)
+		keep := 0
+		if len(bos) <= maxLen-1 && len(p) >= len(bos) && slices.Equal(p[:len(bos)], bos) {
+			keep = len(bos)
+		}
+		p = append(slices.Clone(p[:keep]), p[len(p)-(maxLen-1-keep):]...)
 		st.Truncated++
 	}
 	st.Tokens += len(p)

@@ -120,7 +120,7 @@ func (s *Set) Encode(enc Encoder, chat ChatRenderer, maxLen int) ([]Sequence, En
 }
 
 // EncodePrompts tokenizes what greedy generation is prompted with for each
-// row (BOS first), for a model with maxLen positions, cutting a prompt
+// row (BOS first where the tokenizer adds one), for a model with maxLen positions, cutting a prompt
 // that fills them as [EncodePrompts] does:
 //
 //   - instruction rows: the Alpaca prompt, as EncodePrompts;
@@ -148,6 +148,7 @@ func (s *Set) EncodePrompts(enc Encoder, chat ChatRenderer, maxLen int) ([][]int
 	if err := s.checkFormat(chat); err != nil {
 		return nil, st, err
 	}
+	bos := bosPrefix(enc)
 	prompts := make([][]int, len(s.Rows))
 	for i, r := range s.Rows {
 		text := r.Prompt
@@ -161,7 +162,7 @@ func (s *Set) EncodePrompts(enc Encoder, chat ChatRenderer, maxLen int) ([][]int
 		if len(p) == 0 {
 			return nil, st, fmt.Errorf("data: %s:%d: the prompt has no tokens (empty, and the tokenizer adds no BOS); nothing to generate from", s.Name, r.Line)
 		}
-		prompts[i] = cutPrompt(p, maxLen, &st)
+		prompts[i] = cutPrompt(p, maxLen, bos, &st)
 	}
 	return prompts, st, nil
 }
