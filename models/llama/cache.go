@@ -191,7 +191,7 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 	if !all && T > 1 {
 		x = g.Reshape(g.Slice(g.Reshape(x, B, T, m.cfg.Dim), 1, T-1, T), B, m.cfg.Dim)
 	}
-	logits := m.Output.Forward(g, m.norm(g, x, m.Norm))
+	logits := m.capLogits(g, m.Output.Forward(g, m.norm(g, x, m.Norm)))
 	if all {
 		logits = g.Reshape(logits, B, T, m.cfg.VocabSize)
 	}
@@ -303,12 +303,26 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt, kt, vt backend.Tensor) (backend
 		b.Copy(v.diag, qi.MustReshape(T, KV, group, hd), false)
 		ki := kc.rows[l][i].MustSlice(lo, n)
 		vi := kc.rows[l][B+i].MustSlice(lo, n)
-		b.MatMul(scores, v.qh, ki, backend.MatMulParams{TransB: true, Alpha: 1})
+		kc.logits(scores, v.qh, ki)
 		b.Softmax(s3, s3, sp)
 		b.MatMul(v.ph, scores, vi, backend.MatMulParams{Alpha: 1})
 		b.Copy(v.outBlocks[i], v.pdiag, false)
 	}
 	return v.outFlat, nil
+}
+
+// logits sets dst = q·kᵀ, the attention logits of queries q over keys k,
+// soft-capped as Model.capScores caps them where the model has
+// Config.AttnLogitSoftcap (the product's alpha taking the scale, tanh in
+// place), for the softmax of softmaxParams to finish.
+func (kc *Cache) logits(dst, q, k backend.Tensor) {
+	b, cs := kc.m.b, kc.m.capScale
+	if cs == 0 {
+		b.MatMul(dst, q, k, backend.MatMulParams{TransB: true, Alpha: 1})
+		return
+	}
+	b.MatMul(dst, q, k, backend.MatMulParams{TransB: true, Alpha: cs})
+	b.Unary(backend.Tanh, dst, dst)
 }
 
 // blockViews returns attendBlockDiag's views of the scratch buffers for T
@@ -404,7 +418,7 @@ func (kc *Cache) attendPerHead(l, pos int, qt, kt, vt backend.Tensor) (backend.T
 		ki := kAll.MustSlice(i, i+1).MustReshape(S, hd).MustSlice(lo, n)
 		vi := vAll.MustSlice(i, i+1).MustReshape(S, hd).MustSlice(lo, n)
 		oi := oh.MustSlice(i, i+1).MustReshape(group*T, hd)
-		b.MatMul(scores, qi, ki, backend.MatMulParams{TransB: true, Alpha: 1})
+		kc.logits(scores, qi, ki)
 		b.Softmax(scores3, scores3, sp)
 		b.MatMul(oi, scores, vi, backend.MatMulParams{Alpha: 1})
 	}

@@ -21,8 +21,8 @@
 //	model.layers.N.self_attn.q_norm.weight        [head_dim] (QKNorm only)
 //	model.layers.N.self_attn.k_norm.weight        [head_dim] (QKNorm only)
 //	model.layers.N.post_attention_layernorm.weight [dim]
-//	model.layers.N.pre_feedforward_layernorm.weight [dim] (Gemma 3 only)
-//	model.layers.N.post_feedforward_layernorm.weight [dim] (Gemma 3 only)
+//	model.layers.N.pre_feedforward_layernorm.weight [dim] (Gemma only)
+//	model.layers.N.post_feedforward_layernorm.weight [dim] (Gemma only)
 //	model.layers.N.mlp.gate_proj.weight           [hidden, dim]
 //	model.layers.N.mlp.up_proj.weight             [hidden, dim]
 //	model.layers.N.mlp.down_proj.weight           [dim, hidden]
@@ -76,6 +76,27 @@
 // and any rope_scaling ([Config.LayerKinds]). Each layer's rotary
 // parameters and window are worked out when the model is made. Gemma is
 // trained with <bos> in front of every text, which its tokenizer adds.
+//
+// # Gemma 2
+//
+// Gemma 2's text models (Gemma2ForCausalLM: gemma-2-2b, 9b and 27b and
+// their -it versions) run on the same decoder with [Config.Family]
+// [FamilyGemma2]. They share Gemma 3's √dim embedding scale, 1 + w norms,
+// four norms a layer, GeGLU, query_pre_attn_scalar and alternating
+// sliding and full layers, but have no QK-norm and rotate every layer
+// with the one base rope_theta (LocalRopeTheta equals RopeTheta). What is
+// theirs alone is logit soft-capping, x ↦ c·tanh(x/c), which bounds x to
+// (−c, c) smoothly: of the attention logits, after their scaling by
+// query_pre_attn_scalar^(−1/2) and before the mask and the softmax
+// ([Config.AttnLogitSoftcap], attn_logit_softcapping, 50 in the released
+// models), and of the output head's logits
+// ([Config.FinalLogitSoftcap], final_logit_softcapping, 30), as
+// transformers' Gemma2 eager attention and Gemma2ForCausalLM compute them.
+// Both are written with the backend's Scale and Tanh ops (the attention
+// softmax's own scale multiplying by c), in the training forward and in
+// cached decoding alike, so every backend runs them without kernels of
+// their own. The sequence-classification head reads the hidden states,
+// which are not capped (Gemma2ForSequenceClassification caps nothing).
 //
 // # Rotary layouts
 //
@@ -156,18 +177,19 @@ type Config struct {
 	// (LLaMA, llama2.c), q/k/v (Qwen2) or all four (LLaMA with
 	// attention_bias).
 	AttentionBias AttentionBias
-	// Family is "", FamilyMistral or FamilyGemma3: the published
-	// architecture the weights belong to where the fields above cannot
-	// tell, so that a writer can label a checkpoint as the model it came
-	// from. Mistral's decoder is LLaMA's (no biases, no QK-norm), and
-	// the decoder ignores the label. Gemma 3's differs in fixed ways the
-	// family alone decides (see FamilyGemma3): the fields below are the
-	// ones its configurations vary.
+	// Family is "", FamilyMistral, FamilyGemma2 or FamilyGemma3: the
+	// published architecture the weights belong to where the fields
+	// above cannot tell, so that a writer can label a checkpoint as the
+	// model it came from. Mistral's decoder is LLaMA's (no biases, no
+	// QK-norm), and the decoder ignores the label. Gemma's differs in
+	// fixed ways the family alone decides (see FamilyGemma3 and
+	// FamilyGemma2): the fields below are the ones its configurations
+	// vary.
 	Family string
 
 	// Activation is the feed-forward gate's activation: SiLU (LLaMA,
 	// SwiGLU) or the tanh approximation of GELU (Gemma, GeGLU). Only
-	// Gemma 3 may set GELUTanh.
+	// Gemma 2 and 3 may set GELUTanh.
 	Activation Activation
 	// QueryPreAttnScalar, where not 0, scales the attention logits by
 	// QueryPreAttnScalar^(−1/2) instead of HeadDim()^(−1/2): Gemma's
@@ -187,8 +209,19 @@ type Config struct {
 	// (sliding_window); 0 without sliding layers.
 	SlidingWindow int
 	// LocalRopeTheta is the rotary base of the LayerSliding layers
-	// (rope_local_base_freq); 0 without sliding layers.
+	// (rope_local_base_freq); 0 without sliding layers. Gemma 2 and
+	// Mistral have one base, so theirs is RopeTheta.
 	LocalRopeTheta float64
+
+	// AttnLogitSoftcap, where not 0, caps every attention logit s (q·k
+	// already scaled, see AttentionScale) to c·tanh(s/c) before the mask
+	// and the softmax: Gemma 2's attn_logit_softcapping. Only FamilyGemma2
+	// may set it.
+	AttnLogitSoftcap float64
+	// FinalLogitSoftcap, where not 0, caps the output head's logits z
+	// (not the classification head's) to c·tanh(z/c): Gemma 2's
+	// final_logit_softcapping. Only FamilyGemma2 may set it.
+	FinalLogitSoftcap float64
 }
 
 // FamilyMistral is the Config.Family of Mistral checkpoints
@@ -206,6 +239,18 @@ const FamilyMistral = "mistral"
 // QK-norm. Its configurations also set Activation GELUTanh,
 // QueryPreAttnScalar and the sliding-window layers (LayerKinds).
 const FamilyGemma3 = "gemma3"
+
+// FamilyGemma2 is the Config.Family of Gemma 2 text models
+// (Gemma2ForCausalLM). Its decoder is Gemma 3's (the √dim embedding scale,
+// norms of 1 + w, four norms a layer, see FamilyGemma3) without QK-norm,
+// with one rotary base for all layers (LocalRopeTheta = RopeTheta where
+// some layer slides) and no rope scaling, and with the logit soft-capping
+// that AttnLogitSoftcap and FinalLogitSoftcap set.
+const FamilyGemma2 = "gemma2"
+
+// gemma reports whether c is of a Gemma family, whose decoder scales the
+// embedding, offsets the norms and normalises the blocks' outputs.
+func (c Config) gemma() bool { return c.Family == FamilyGemma3 || c.Family == FamilyGemma2 }
 
 // The bytes of Config.LayerKinds.
 const (
@@ -239,13 +284,13 @@ func (a Activation) String() string {
 // NormOffset reports whether the model's RMSNorm weights are offsets from
 // one, the norm multiplying by 1 + w (Gemma), rather than by w. An
 // identity norm then has weight 0.
-func (c Config) NormOffset() bool { return c.Family == FamilyGemma3 }
+func (c Config) NormOffset() bool { return c.gemma() }
 
 // PostNorms reports whether each decoder layer normalises the outputs of
 // its attention and feed-forward blocks before the residual additions
 // (Gemma's post_attention_layernorm and post_feedforward_layernorm), so
 // that it has four norms where LLaMA has two.
-func (c Config) PostNorms() bool { return c.Family == FamilyGemma3 }
+func (c Config) PostNorms() bool { return c.gemma() }
 
 // EmbedScale returns the factor the token embedding is multiplied by on
 // the way into the first layer: float32(√dim) for Gemma, 1 otherwise.
@@ -253,7 +298,7 @@ func (c Config) PostNorms() bool { return c.Family == FamilyGemma3 }
 // the model computes in float32, so that is float32(√dim) (a bfloat16 run
 // of transformers rounds it further, e.g. √1152 = 33.94 to 34).
 func (c Config) EmbedScale() float32 {
-	if c.Family == FamilyGemma3 {
+	if c.gemma() {
 		return float32(math.Sqrt(float64(c.Dim)))
 	}
 	return 1
@@ -548,19 +593,35 @@ func (c Config) Validate() error {
 		if err := c.validateGemma(); err != nil {
 			return err
 		}
+	case FamilyGemma2:
+		if c.QKNorm {
+			return fmt.Errorf("llama: config family %q has QK-norm; Gemma 2 has none", c.Family)
+		}
+		if c.AttentionBias == BiasQKV {
+			return fmt.Errorf("llama: config family %q has biases on q/k/v only; Gemma 2's attention_bias puts one on all four projections", c.Family)
+		}
+		if err := c.validateGemma(); err != nil {
+			return err
+		}
+		if err := c.validateGemma2(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("llama: config family %q; expected \"\", %q or %q", c.Family, FamilyMistral, FamilyGemma3)
+		return fmt.Errorf("llama: config family %q; expected \"\", %q, %q or %q", c.Family, FamilyMistral, FamilyGemma2, FamilyGemma3)
 	}
-	if c.Family != FamilyGemma3 {
+	if !c.gemma() {
 		// Gemma's settings: no other family's checkpoint can say them.
 		switch {
 		case c.Activation != SiLU:
-			return fmt.Errorf("llama: config activation %s in family %q; only Gemma 3 (family %q) uses another than silu", c.Activation, c.Family, FamilyGemma3)
+			return fmt.Errorf("llama: config activation %s in family %q; only Gemma 2 and 3 (families %q, %q) use another than silu", c.Activation, c.Family, FamilyGemma2, FamilyGemma3)
 		case c.QueryPreAttnScalar != 0:
-			return fmt.Errorf("llama: config query_pre_attn_scalar %v in family %q; only Gemma 3 (family %q) has one", c.QueryPreAttnScalar, c.Family, FamilyGemma3)
+			return fmt.Errorf("llama: config query_pre_attn_scalar %v in family %q; only Gemma 2 and 3 (families %q, %q) have one", c.QueryPreAttnScalar, c.Family, FamilyGemma2, FamilyGemma3)
 		case c.Family != FamilyMistral && (c.LayerKinds != "" || c.SlidingWindow != 0 || c.LocalRopeTheta != 0):
-			return fmt.Errorf("llama: config has per-layer attention kinds or a sliding window in family %q; only Gemma 3 (family %q) and Mistral (family %q) have them", c.Family, FamilyGemma3, FamilyMistral)
+			return fmt.Errorf("llama: config has per-layer attention kinds or a sliding window in family %q; only Gemma 2 and 3 (families %q, %q) and Mistral (family %q) have them", c.Family, FamilyGemma2, FamilyGemma3, FamilyMistral)
 		}
+	}
+	if c.Family != FamilyGemma2 && (c.AttnLogitSoftcap != 0 || c.FinalLogitSoftcap != 0) {
+		return fmt.Errorf("llama: config has logit soft-capping (attention %v, final %v) in family %q; only Gemma 2 (family %q) has it", c.AttnLogitSoftcap, c.FinalLogitSoftcap, c.Family, FamilyGemma2)
 	}
 	if err := c.RopeScaling.Validate(); err != nil {
 		return err
@@ -597,7 +658,29 @@ func (c Config) validateMistralWindow() error {
 	return nil
 }
 
-// validateGemma checks the fields that Gemma 3 configurations vary: the
+// validateGemma2 checks what Gemma 2 adds to validateGemma: soft-caps
+// that are 0 (none) or positive and finite, one rotary base for every
+// layer, and no rope scaling (no Gemma 2 model has one, and sliding
+// layers rotate unscaled here).
+func (c Config) validateGemma2() error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"attn_logit_softcapping", c.AttnLogitSoftcap}, {"final_logit_softcapping", c.FinalLogitSoftcap}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("llama: config %s %v; expected a positive finite number (or 0 for no capping)", f.name, f.v)
+		}
+	}
+	if c.hasSliding() && c.LocalRopeTheta != c.RopeTheta {
+		return fmt.Errorf("llama: config family %q has a local rope theta %v other than rope_theta %v; Gemma 2 rotates every layer with rope_theta", c.Family, c.LocalRopeTheta, c.RopeTheta)
+	}
+	if !c.RopeScaling.IsZero() {
+		return fmt.Errorf("llama: config family %q has rope scaling %q; Gemma 2's rotary embedding is unscaled", c.Family, c.RopeScaling.Type)
+	}
+	return nil
+}
+
+// validateGemma checks the fields that Gemma 2 and 3 configurations vary: the
 // activation, a positive finite query_pre_attn_scalar (or 0), and layer
 // kinds that are empty or one 'f' or 's' per layer, with a positive
 // window and rotary base where some layer is sliding and neither where

@@ -7,9 +7,10 @@ import (
 )
 
 // arch64 is what decoder64 needs beyond the weights: each choice in which
-// Gemma 3's decoder differs from LLaMA's, spelled out here rather than
-// read from the config's methods, so that the reference does not share
-// the model's reading of the config and an ablation can drop one choice.
+// Gemma 2's and 3's decoders differ from LLaMA's, spelled out here rather
+// than read from the config's methods, so that the reference does not
+// share the model's reading of the config and an ablation can drop one
+// choice.
 type arch64 struct {
 	freqs      func(layer int) []float64 // the rotary frequencies of the layer's heads, pair by pair
 	window     func(layer int) int       // nil or 0: the layer attends to every earlier position; else to keys with pos − key < window
@@ -19,6 +20,9 @@ type arch64 struct {
 	qkNorm     bool                      // each head of the queries and keys normalised (q_norm, k_norm)
 	scale      float64                   // attention scores are q·k·scale
 	act        func(float64) float64     // the gate's activation in the feed-forward
+	attnCap    float64                   // where not 0, scores s (already scaled) become attnCap·tanh(s/attnCap) before the mask
+	capFirst   bool                      // an ablation: cap q·k before the scaling instead of after
+	finalCap   float64                   // where not 0, logits z become finalCap·tanh(z/finalCap)
 }
 
 // llama64 is LLaMA's decoder (Qwen2's, Qwen3's, Mistral's) rotating by
@@ -78,14 +82,16 @@ func decoderRows64(w *llama.Weights, ids []int32, B int, a arch64) []float64 {
 // projections plus their biases where the layer has them; with a.qkNorm
 // each head's query and key normalised (q_norm, k_norm); rotation of pair
 // i of each head by pos·f_i, f = a.freqs(layer), in the weights' layout
-// (the rotation after the bias and the norm); scores q·k·a.scale, causal,
+// (the rotation after the bias and the norm); scores s = q·k·a.scale,
+// with a.attnCap capped to a.attnCap·tanh(s/a.attnCap), causal,
 // grouped-query, and where a.window gives the layer a window W only keys
 // with pos − key < W; o_proj (plus its bias), with a.postNorms normed by
 // the post-attention norm, added to x; the feed-forward
 // down(act(gate(h))·up(h)) of h = norm(x) by the feed-forward norm, with
 // a.postNorms normed by the post-feed-forward norm, added to x; the final
-// norm and the output head (the embedding, unscaled, where tied). It
-// returns the logits [len(ids), vocab].
+// norm and the output head (the embedding, unscaled, where tied), its
+// logits z capped to a.finalCap·tanh(z/a.finalCap) where a.finalCap is
+// set. It returns the logits [len(ids), vocab].
 func decoder64(w *llama.Weights, ids []int32, a arch64) []float64 {
 	c := w.Config
 	T, d, hd, kv := len(ids), c.Dim, c.HeadDim(), c.KVDim()
@@ -180,7 +186,14 @@ func decoder64(w *llama.Weights, ids []int32, a arch64) []float64 {
 					for j := range hd {
 						scores[i] += q[j] * ks[u][kh*hd+j]
 					}
-					scores[i] *= a.scale
+					switch {
+					case a.attnCap == 0:
+						scores[i] *= a.scale
+					case a.capFirst:
+						scores[i] = a.attnCap * math.Tanh(scores[i]/a.attnCap) * a.scale
+					default:
+						scores[i] = a.attnCap * math.Tanh(scores[i]*a.scale/a.attnCap)
+					}
 					mx = max(mx, scores[i])
 				}
 				var sum float64
@@ -222,6 +235,11 @@ func decoder64(w *llama.Weights, ids []int32, a arch64) []float64 {
 	logits := make([]float64, 0, T*c.VocabSize)
 	for t := range T {
 		logits = append(logits, matVec(out, norm(xs[t], w.FinalNorm), c.VocabSize)...)
+	}
+	if a.finalCap != 0 {
+		for i, z := range logits {
+			logits[i] = a.finalCap * math.Tanh(z/a.finalCap)
+		}
 	}
 	return logits
 }

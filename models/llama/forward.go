@@ -91,6 +91,26 @@ func (m *Model) softmaxParams(l, pos, queries int) backend.SoftmaxParams {
 	return backend.SoftmaxParams{Scale: m.attnScale, Causal: queries > 1 || w > 0, QueryOffset: pos, Window: w}
 }
 
+// capScores soft-caps attention logits s (q·k, unscaled) where the
+// model has Config.AttnLogitSoftcap c: tanh(s·scale/c), which the
+// softmax's scale c (softmaxParams) turns into c·tanh(s·scale/c). Without
+// a cap it returns s as it is, the softmax applying the scale itself.
+func (m *Model) capScores(g *graph.Tape, s *graph.Value) *graph.Value {
+	if m.capScale == 0 {
+		return s
+	}
+	return g.Tanh(g.Scale(s, m.capScale))
+}
+
+// capLogits returns the output head's logits z soft-capped to c·tanh(z/c)
+// where the model has Config.FinalLogitSoftcap c, z as it is otherwise.
+func (m *Model) capLogits(g *graph.Tape, z *graph.Value) *graph.Value {
+	if m.finalCap == 0 {
+		return z
+	}
+	return g.Scale(g.Tanh(g.Scale(z, 1/m.finalCap)), m.finalCap)
+}
+
 // norm returns the RMSNorm of the rows of x with weight w, which Gemma
 // (Config.NormOffset) stores as the offset from one: the norm multiplies
 // by 1 + w then, added in float32 as transformers adds it.
@@ -163,7 +183,7 @@ func (m *Model) attendFull(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Va
 	qp := g.Reshape(g.Permute(q, 0, 2, 1, 3), B, KV, group*T, hd)
 	kp := g.Permute(k, 0, 2, 1, 3) // [B, KV, T, hd]
 	vp := g.Permute(v, 0, 2, 1, 3)
-	s := g.Reshape(g.MatMulNT(qp, kp), B*H, T, T)
+	s := m.capScores(g, g.Reshape(g.MatMulNT(qp, kp), B*H, T, T))
 	sp := m.softmaxParams(l, 0, T)
 	sp.Causal = true // even for one position, as the training path always masks
 	p := g.Softmax(s, sp)
@@ -187,13 +207,14 @@ func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
 }
 
 // Forward returns the logits [B, T, vocab] of the batch: at each position
-// the scores of the next token.
+// the scores of the next token (soft-capped where the model has
+// Config.FinalLogitSoftcap).
 func (m *Model) Forward(g *graph.Tape, bt Batch) (*graph.Value, error) {
 	h, err := m.Hidden(g, bt)
 	if err != nil {
 		return nil, err
 	}
-	return m.Output.Forward(g, h), nil
+	return m.capLogits(g, m.Output.Forward(g, h)), nil
 }
 
 // LMTargets returns the targets of a causal language-model loss over the

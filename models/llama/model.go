@@ -41,9 +41,15 @@ type Model struct {
 	// weights, worked out once from the configuration: its rotary
 	// parameters and its attention window.
 	layers []layerSpec
-	// attnScale is Config.AttentionScale in float32, embedScale
-	// Config.EmbedScale (1: none).
-	attnScale, embedScale float32
+	// attnScale is the scale the attention softmax applies to its
+	// logits, embedScale Config.EmbedScale (1: none). Without
+	// soft-capping attnScale is Config.AttentionScale in float32 and
+	// capScale is 0. With Config.AttnLogitSoftcap c, the logits s are
+	// multiplied by capScale, AttentionScale/c, and capped by tanh
+	// before the softmax, whose attnScale c then gives c·tanh(scale·s/c).
+	attnScale, embedScale, capScale float32
+	// finalCap is Config.FinalLogitSoftcap in float32 (0: none).
+	finalCap float32
 
 	// perHeadAttention forces caches to attend per key/value head even
 	// where blockDiagonal prefers all heads at once (tests of both paths).
@@ -130,7 +136,11 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 		return nil, err
 	}
 	c := w.Config
-	m := &Model{cfg: c, b: b, layers: layerSpecs(c), attnScale: float32(c.AttentionScale()), embedScale: c.EmbedScale()}
+	m := &Model{cfg: c, b: b, layers: layerSpecs(c), attnScale: float32(c.AttentionScale()), embedScale: c.EmbedScale(),
+		finalCap: float32(c.FinalLogitSoftcap)}
+	if cp := c.AttnLogitSoftcap; cp != 0 {
+		m.capScale, m.attnScale = float32(c.AttentionScale()/cp), float32(cp)
+	}
 	ok := false
 	defer func() {
 		if !ok {
