@@ -9,8 +9,10 @@
 // layout. On amd64 the micro-kernel is assembly, for AVX-512 (12×32
 // tiles), AVX2 with FMA (6×16) or, on CPUs with neither, SSE2 (6×8),
 // chosen at run time with cpuid, and the AVX kernels' packing uses AVX2
-// transposes; elsewhere, when Config.Portable is set, or in a build with
-// the noasm tag, everything is pure Go (1×7 tiles).
+// transposes. On arm64 it is NEON assembly (8×12 tiles), which every
+// ARMv8-A CPU runs, with packing in Go. Elsewhere, when Config.Portable
+// is set, or in a build with the noasm tag, everything is pure Go (1×7
+// tiles).
 //
 // Two shapes skip the tiles. A C at most 16 columns wide (LoRA's x·A) is
 // computed as dot products of A's rows, read in place, with the few rows
@@ -41,8 +43,8 @@ type Config struct {
 	// Threads caps the goroutines one call uses; 0 means GOMAXPROCS.
 	Threads int
 	// Kernel asks for one micro-kernel by its short name ("avx512",
-	// "avx2", "sse", "go"; see Kernels) instead of the fastest this CPU runs, to
-	// compare them. When empty, $SORA_CPU_GEMM_KERNEL is used, so that
+	// "avx2", "sse" on amd64, "neon" on arm64, "go" anywhere; see
+	// Kernels) instead of the fastest this CPU runs, to compare them. When empty, $SORA_CPU_GEMM_KERNEL is used, so that
 	// benchmarks through the backend can pick one too. A name this CPU
 	// cannot run is ignored; Engine.Kernel tells which one is in use.
 	// Portable takes precedence.
@@ -54,7 +56,7 @@ const EnvKernel = "SORA_CPU_GEMM_KERNEL"
 
 // KernelNames lists every micro-kernel name Config.Kernel knows, on any
 // CPU or architecture; Kernels says which of them this CPU runs.
-var KernelNames = []string{"avx512", "avx2", "sse", "go"}
+var KernelNames = []string{"avx512", "avx2", "sse", "neon", "go"}
 
 // Kernels returns the short names of the micro-kernels this CPU can run,
 // fastest first; the last is always the pure-Go "go".

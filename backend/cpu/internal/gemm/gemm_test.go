@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -293,6 +294,10 @@ func TestKernelSelection(t *testing.T) {
 	for _, name := range names {
 		if got := NewEngine(Config{Kernel: name}).k.id; got != name {
 			t.Errorf("Config{Kernel: %q} runs %q", name, got)
+		}
+		// The backend accepts $SORA_CPU_GEMM_KERNEL only from KernelNames.
+		if !slices.Contains(KernelNames, name) {
+			t.Errorf("kernel %q runs here but is missing from KernelNames %v", name, KernelNames)
 		}
 	}
 	if got := NewEngine(Config{Kernel: names[0], Portable: true}).Kernel(); got != goKernel.name {
