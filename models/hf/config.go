@@ -1,9 +1,9 @@
-// Package hf reads and writes LLaMA, Qwen2, Qwen3, Mistral and Gemma 3
-// checkpoints in the Hugging Face layout: a folder holding config.json and
-// the weights in model.safetensors, or in several shards listed by
-// model.safetensors.index.json.
+// Package hf reads and writes LLaMA, Qwen2, Qwen3, Mistral, Gemma 2 and
+// Gemma 3 checkpoints in the Hugging Face layout: a folder holding
+// config.json and the weights in model.safetensors, or in several shards
+// listed by model.safetensors.index.json.
 //
-// Five architectures load, all into package llama's decoder: transformers'
+// Six architectures load, all into package llama's decoder: transformers'
 // LlamaForCausalLM (model_type "llama", with or without attention_bias),
 // Qwen2ForCausalLM (model_type "qwen2": Qwen2 and Qwen2.5, which is LLaMA
 // with biases on q_proj, k_proj and v_proj; see
@@ -13,11 +13,14 @@
 // and llama.Config.HeadWidth), MistralForCausalLM (model_type "mistral":
 // LLaMA's decoder, with a sliding window on every layer where one takes
 // effect, as in Mistral 7B v0.1; see ParseConfig; llama.Config.Family
-// remembers it) and Gemma3ForCausalLM
-// (model_type "gemma3_text": Gemma 3 270M and 1B, and text-only configs of
-// the larger ones; llama.FamilyGemma3, with its sliding-window layers; the
-// multimodal Gemma3ForConditionalGeneration, model_type "gemma3", and Gemma
-// 2 are refused by name). Any of them may give a
+// remembers it), Gemma2ForCausalLM (model_type "gemma2": Gemma 2 2B, 9B
+// and 27B; llama.FamilyGemma2, with its attention and final logit
+// soft-capping and alternating sliding-window layers) and
+// Gemma3ForCausalLM (model_type "gemma3_text": Gemma 3 270M and 1B, and
+// text-only configs of the larger ones; llama.FamilyGemma3, with its
+// sliding-window layers; the multimodal Gemma3ForConditionalGeneration,
+// model_type "gemma3", and the first Gemma, model_type "gemma", are
+// refused by name). Any of them may give a
 // head_dim other than hidden_size / num_attention_heads (Mistral Nemo;
 // Qwen3-0.6B, 4B and 32B). Tensor names are theirs (see package llama).
 // F32, F16 and BF16 weights are read, converted to float32; the writer
@@ -93,11 +96,14 @@ const (
 	// "gemma3" is the multimodal Gemma3ForConditionalGeneration, which
 	// is not read.
 	ModelTypeGemma3Text = "gemma3_text"
-	ArchLlama           = "LlamaForCausalLM"
-	ArchQwen2           = "Qwen2ForCausalLM"
-	ArchMistral         = "MistralForCausalLM"
-	ArchQwen3           = "Qwen3ForCausalLM"
-	ArchGemma3          = "Gemma3ForCausalLM"
+	// ModelTypeGemma2 is Gemma 2's (Gemma2Config).
+	ModelTypeGemma2 = "gemma2"
+	ArchLlama       = "LlamaForCausalLM"
+	ArchQwen2       = "Qwen2ForCausalLM"
+	ArchMistral     = "MistralForCausalLM"
+	ArchQwen3       = "Qwen3ForCausalLM"
+	ArchGemma3      = "Gemma3ForCausalLM"
+	ArchGemma2      = "Gemma2ForCausalLM"
 )
 
 // configJSON is the part of a LlamaConfig that this package reads. Pointers
@@ -143,7 +149,7 @@ type configJSON struct {
 	// absent (MistralConfig's default of 4096, Gemma3TextConfig's 4096).
 	SlidingWindow json.RawMessage `json:"sliding_window"`
 
-	// Gemma3TextConfig's own fields.
+	// Gemma3TextConfig's (and Gemma2Config's) own fields.
 	HiddenActivation   *string  `json:"hidden_activation"`
 	QueryPreAttnScalar *float64 `json:"query_pre_attn_scalar"`
 	RopeLocalBaseFreq  *float64 `json:"rope_local_base_freq"`
@@ -152,7 +158,8 @@ type configJSON struct {
 	// as _sliding_window_pattern since layer_types came in.
 	SlidingWindowPattern        json.RawMessage `json:"sliding_window_pattern"`
 	PrivateSlidingWindowPattern json.RawMessage `json:"_sliding_window_pattern"`
-	// Gemma 2's soft-capping, null in Gemma 3.
+	// Gemma 2's soft-capping, null in Gemma 3. Raw, to tell null (no
+	// capping) from absent (Gemma2Config's 50.0 and 30.0).
 	AttnLogitSoftcapping  json.RawMessage `json:"attn_logit_softcapping"`
 	FinalLogitSoftcapping json.RawMessage `json:"final_logit_softcapping"`
 	// EmbeddingGemma's bidirectional attention.
@@ -160,8 +167,9 @@ type configJSON struct {
 }
 
 // ParseConfig decodes a Hugging Face config.json of model_type "llama" (the
-// default when absent), "qwen2", "qwen3", "mistral" or "gemma3_text" (see
-// parseGemma3 for Gemma 3's fields) into a llama.Config
+// default when absent), "qwen2", "qwen3", "mistral", "gemma2" (see
+// parseGemma2 for Gemma 2's fields) or "gemma3_text" (see parseGemma3 for
+// Gemma 3's) into a llama.Config
 // (in the half-split rotary layout). A LLaMA config with attention_bias
 // true gives llama.BiasQKVO; a Qwen2 config always gives llama.BiasQKV, as
 // Qwen2's q/k/v projections always have a bias; a Qwen3 config gives
@@ -210,20 +218,22 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 	}
 	switch modelType {
 	case ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral:
-	case ModelTypeGemma3Text:
-		cfg, err := parseGemma3(c)
+	case ModelTypeGemma3Text, ModelTypeGemma2:
+		parse := parseGemma3
+		if modelType == ModelTypeGemma2 {
+			parse = parseGemma2
+		}
+		cfg, err := parse(c)
 		if err != nil {
 			return fail("%v", err)
 		}
 		return cfg, nil
 	case "gemma3":
 		return fail("model_type is \"gemma3\": Gemma3ForConditionalGeneration, the multimodal Gemma 3 (4B, 12B, 27B: a SigLIP vision tower and the text decoder under text_config), is not supported; only the text models, model_type %q (Gemma3ForCausalLM: Gemma 3 270M and 1B), are", ModelTypeGemma3Text)
-	case "gemma2":
-		return fail("model_type is \"gemma2\": Gemma 2 (attention and final logit soft-capping) is not supported; Gemma 3's text models (model_type %q) are", ModelTypeGemma3Text)
 	case "gemma", "gemma3n", "gemma3n_text":
-		return fail("model_type is %q, which is not supported; of the Gemma family only Gemma 3's text models (model_type %q) are", modelType, ModelTypeGemma3Text)
+		return fail("model_type is %q, which is not supported; of the Gemma family only Gemma 2 (model_type %q) and Gemma 3's text models (model_type %q) are", modelType, ModelTypeGemma2, ModelTypeGemma3Text)
 	default:
-		return fail("model_type is %q; expected %q, %q, %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral, ModelTypeGemma3Text)
+		return fail("model_type is %q; expected %q, %q, %q, %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral, ModelTypeGemma2, ModelTypeGemma3Text)
 	}
 	qwen2, qwen3, mistral := modelType == ModelTypeQwen2, modelType == ModelTypeQwen3, modelType == ModelTypeMistral
 	for _, f := range []struct {
@@ -638,13 +648,16 @@ func isRopeTypeKey(k string) bool { return k == "rope_type" || k == "type" }
 
 // Architecture returns the model_type and architecture under which
 // transformers runs a model of configuration cfg: MistralForCausalLM for
-// Family llama.FamilyMistral, Gemma3ForCausalLM for llama.FamilyGemma3,
+// Family llama.FamilyMistral, Gemma2ForCausalLM for llama.FamilyGemma2,
+// Gemma3ForCausalLM for llama.FamilyGemma3,
 // Qwen3ForCausalLM for QK-norm, Qwen2ForCausalLM for biases on q/k/v
 // alone, LlamaForCausalLM otherwise.
 func Architecture(cfg llama.Config) (modelType, arch string) {
 	switch cfg.Family {
 	case llama.FamilyMistral:
 		return ModelTypeMistral, ArchMistral
+	case llama.FamilyGemma2:
+		return ModelTypeGemma2, ArchGemma2
 	case llama.FamilyGemma3:
 		return ModelTypeGemma3Text, ArchGemma3
 	}
@@ -664,8 +677,9 @@ func Architecture(cfg llama.Config) (modelType, arch string) {
 // QK-norm (with no biases, or with llama.BiasQKVO as attention_bias true;
 // Qwen2's q/k/v biases with QK-norm are no transformers model and an
 // error), a MistralConfig with a null sliding_window for Family
-// llama.FamilyMistral, or a Gemma3TextConfig for Family
-// llama.FamilyGemma3 (see [Architecture] and encodeGemma3). head_dim is
+// llama.FamilyMistral, a Gemma2Config for Family llama.FamilyGemma2 (see
+// encodeGemma2), or a Gemma3TextConfig for Family llama.FamilyGemma3 (see
+// [Architecture] and encodeGemma3). head_dim is
 // written for every
 // type but Qwen2 (whose config has no such field), and for Qwen2 where it
 // differs from hidden_size / num_attention_heads. It names no bos_token_id
@@ -679,8 +693,11 @@ func EncodeConfig(cfg llama.Config) ([]byte, error) {
 		return nil, fmt.Errorf("hf: a model with QK-norm and biases on q/k/v but not o_proj has no transformers architecture (Qwen3's attention_bias puts one on all four projections)")
 	}
 	modelType, arch := Architecture(cfg)
-	if modelType == ModelTypeGemma3Text {
+	switch modelType {
+	case ModelTypeGemma3Text:
 		return encodeGemma3(cfg)
+	case ModelTypeGemma2:
+		return encodeGemma2(cfg)
 	}
 	m := map[string]any{
 		"architectures":           []string{arch},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/sora-go/sora/models/llama"
 )
@@ -27,8 +28,9 @@ const (
 // ("linear" in the 4B–27B models' text configs); the sliding ones' is
 // rope_local_base_freq, unscaled. Newer transformers may give both as
 // rope_parameters keyed by layer type, which must then agree with the
-// top-level fields where both are present. Refused by name: the soft-capping
-// of Gemma 2 (attn_logit_softcapping, final_logit_softcapping not null),
+// top-level fields where both are present. Refused by name: logit
+// soft-capping (attn_logit_softcapping, final_logit_softcapping not null:
+// Gemma 2's, model_type "gemma2", see parseGemma2; no Gemma 3 model has it),
 // bidirectional attention (use_bidirectional_attention, EmbeddingGemma),
 // activations other than gelu_pytorch_tanh and silu, attention dropout,
 // partial rotary embeddings, a null head_dim, a null sliding_window where
@@ -52,7 +54,7 @@ func parseGemma3(c configJSON) (llama.Config, error) {
 		raw  json.RawMessage
 	}{{"attn_logit_softcapping", c.AttnLogitSoftcapping}, {"final_logit_softcapping", c.FinalLogitSoftcapping}} {
 		if v := string(bytes.TrimSpace(f.raw)); v != "" && v != "null" {
-			return llama.Config{}, fmt.Errorf("%s is %s; logit soft-capping (Gemma 2's) is not supported (expected null, as Gemma 3 sets it)", f.name, truncate(compactJSON(f.raw), 40))
+			return llama.Config{}, fmt.Errorf("%s is %s; logit soft-capping is not supported in a Gemma 3 config (expected null, as Gemma 3 sets it; Gemma 2's configs, model_type %q, have it)", f.name, truncate(compactJSON(f.raw), 40), ModelTypeGemma2)
 		}
 	}
 	if c.UseBidirectionalAttention != nil && *c.UseBidirectionalAttention {
@@ -126,27 +128,13 @@ func parseGemma3(c configJSON) (llama.Config, error) {
 	if err := gemma3Rope(c, &cfg); err != nil {
 		return llama.Config{}, err
 	}
-	for i := range len(kinds) {
-		if kinds[i] != llama.LayerSliding {
-			continue
-		}
+	if cfg.SlidingWindow, err = gemmaWindow(c.SlidingWindow, kinds, defaultGemma3Window); err != nil {
+		return llama.Config{}, err
+	}
+	if cfg.SlidingWindow > 0 {
 		// Some layer slides: it needs the window and the local base.
 		cfg.LayerKinds = kinds
-		switch w := string(bytes.TrimSpace(c.SlidingWindow)); w {
-		case "":
-			cfg.SlidingWindow = defaultGemma3Window
-		case "null":
-			return llama.Config{}, fmt.Errorf("sliding_window is null but layer %d is %s; expected the window's width", i, slidingAttention)
-		default:
-			var f float64
-			if err := json.Unmarshal(c.SlidingWindow, &f); err != nil || f != math.Trunc(f) || f < 1 || f > math.MaxInt32 {
-				return llama.Config{}, fmt.Errorf("sliding_window is %s; expected a whole number from 1 to %d", truncate(compactJSON(c.SlidingWindow), 60), math.MaxInt32)
-			}
-			cfg.SlidingWindow = int(f)
-		}
-		break
-	}
-	if cfg.LayerKinds == "" {
+	} else {
 		// No layer slides: the window and the local base go unused,
 		// and are left out (LayerKinds "" is every layer full) so that
 		// one model has one Config.
@@ -158,29 +146,63 @@ func parseGemma3(c configJSON) (llama.Config, error) {
 	return cfg, nil
 }
 
+// gemmaWindow returns the sliding window of a Gemma model whose layers'
+// kinds are kinds: 0 where no layer slides (sliding_window is then not
+// read), else sliding_window, def where the field is absent. A null
+// window with sliding layers is refused.
+func gemmaWindow(raw json.RawMessage, kinds string, def int) (int, error) {
+	i := strings.IndexByte(kinds, llama.LayerSliding)
+	if i < 0 {
+		return 0, nil
+	}
+	switch string(bytes.TrimSpace(raw)) {
+	case "":
+		return def, nil
+	case "null":
+		return 0, fmt.Errorf("sliding_window is null but layer %d is %s; expected the window's width", i, slidingAttention)
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil || f != math.Trunc(f) || f < 1 || f > math.MaxInt32 {
+		return 0, fmt.Errorf("sliding_window is %s; expected a whole number from 1 to %d", truncate(compactJSON(raw), 60), math.MaxInt32)
+	}
+	return int(f), nil
+}
+
+// layerTypes returns the layers' kinds as llama.Config.LayerKinds spells
+// them from layer_types (raw), one "full_attention" or
+// "sliding_attention" per layer, and whether the field gives them (not
+// where it is absent or null).
+func layerTypes(raw json.RawMessage, layers int) (string, bool, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", false, nil
+	}
+	var types []string
+	if err := json.Unmarshal(raw, &types); err != nil {
+		return "", false, fmt.Errorf("layer_types is %s; expected a list of strings", truncate(compactJSON(raw), 60))
+	}
+	if len(types) != layers {
+		return "", false, fmt.Errorf("layer_types lists %d layers; num_hidden_layers is %d", len(types), layers)
+	}
+	kinds := make([]byte, len(types))
+	for i, t := range types {
+		switch t {
+		case fullAttention:
+			kinds[i] = llama.LayerFull
+		case slidingAttention:
+			kinds[i] = llama.LayerSliding
+		default:
+			return "", false, fmt.Errorf("layer_types[%d] is %q; expected %q or %q", i, t, fullAttention, slidingAttention)
+		}
+	}
+	return string(kinds), true, nil
+}
+
 // gemma3LayerKinds returns the layers' kinds as llama.Config.LayerKinds
 // spells them, from layer_types or from the sliding-window pattern.
 func gemma3LayerKinds(c configJSON, layers int) (string, error) {
-	if raw := bytes.TrimSpace(c.LayerTypes); len(raw) > 0 && string(raw) != "null" {
-		var types []string
-		if err := json.Unmarshal(raw, &types); err != nil {
-			return "", fmt.Errorf("layer_types is %s; expected a list of strings", truncate(compactJSON(c.LayerTypes), 60))
-		}
-		if len(types) != layers {
-			return "", fmt.Errorf("layer_types lists %d layers; num_hidden_layers is %d", len(types), layers)
-		}
-		kinds := make([]byte, len(types))
-		for i, t := range types {
-			switch t {
-			case fullAttention:
-				kinds[i] = llama.LayerFull
-			case slidingAttention:
-				kinds[i] = llama.LayerSliding
-			default:
-				return "", fmt.Errorf("layer_types[%d] is %q; expected %q or %q", i, t, fullAttention, slidingAttention)
-			}
-		}
-		return string(kinds), nil
+	if kinds, ok, err := layerTypes(c.LayerTypes, layers); ok || err != nil {
+		return kinds, err
 	}
 	pattern := 0
 	for _, f := range []struct {
@@ -280,12 +302,8 @@ func gemma3Rope(c configJSON, cfg *llama.Config) error {
 	return nil
 }
 
-// encodeGemma3 returns the config.json of a Gemma 3 text model as
-// Gemma3TextConfig writes it: layer_types, and sliding_window_pattern too
-// where a pattern gives the same layers (the key that transformers 4.50 to
-// 4.52 read instead); sliding_window and rope_local_base_freq are
-// Gemma3TextConfig's defaults when no layer slides.
-func encodeGemma3(cfg llama.Config) ([]byte, error) {
+// encodeLayerTypes returns cfg's layers' kinds as layer_types spells them.
+func encodeLayerTypes(cfg llama.Config) []string {
 	types := make([]string, cfg.NumLayers)
 	for i := range types {
 		types[i] = fullAttention
@@ -293,6 +311,16 @@ func encodeGemma3(cfg llama.Config) ([]byte, error) {
 			types[i] = slidingAttention
 		}
 	}
+	return types
+}
+
+// encodeGemma3 returns the config.json of a Gemma 3 text model as
+// Gemma3TextConfig writes it: layer_types, and sliding_window_pattern too
+// where a pattern gives the same layers (the key that transformers 4.50 to
+// 4.52 read instead); sliding_window and rope_local_base_freq are
+// Gemma3TextConfig's defaults when no layer slides.
+func encodeGemma3(cfg llama.Config) ([]byte, error) {
+	types := encodeLayerTypes(cfg)
 	window, local := cfg.SlidingWindow, cfg.LocalRopeTheta
 	if window == 0 {
 		window, local = defaultGemma3Window, defaultGemma3LocalTheta

@@ -257,10 +257,9 @@ func TestParseGemma3Configs(t *testing.T) {
 
 	checkRefused(t, []refused{
 		{`{"model_type": "gemma3", "text_config": {"model_type": "gemma3_text"}}`, `model_type is "gemma3": Gemma3ForConditionalGeneration, the multimodal Gemma 3`},
-		{strings.Replace(gemma3_1BConfig, `"gemma3_text"`, `"gemma2"`, 1), `model_type is "gemma2": Gemma 2 (attention and final logit soft-capping) is not supported`},
 		{strings.Replace(gemma3_1BConfig, `"gemma3_text"`, `"gemma"`, 1), `model_type is "gemma", which is not supported`},
 		{strings.Replace(gemma3_1BConfig, `"attn_logit_softcapping": null`, `"attn_logit_softcapping": 50.0`, 1),
-			"attn_logit_softcapping is 50.0; logit soft-capping (Gemma 2's) is not supported (expected null, as Gemma 3 sets it)"},
+			`attn_logit_softcapping is 50.0; logit soft-capping is not supported in a Gemma 3 config (expected null, as Gemma 3 sets it; Gemma 2's configs, model_type "gemma2", have it)`},
 		{strings.Replace(gemma3_1BConfig, `"final_logit_softcapping": null`, `"final_logit_softcapping": 30.0`, 1), "final_logit_softcapping is 30.0"},
 		{strings.Replace(gemma3_270MConfig, `"use_bidirectional_attention": false`, `"use_bidirectional_attention": true`, 1), "use_bidirectional_attention is true"},
 		{strings.Replace(gemma3_1BConfig, `"gelu_pytorch_tanh"`, `"gelu"`, 1), `hidden_activation is "gelu"; only "gelu_pytorch_tanh" (Gemma's) and "silu" are supported`},
@@ -401,6 +400,6 @@ func TestLoadGemma3Errors(t *testing.T) {
 			`model.safetensors: no tensor "model.layers.1.post_feedforward_layernorm.weight"`},
 		{"pre-ffn norm shape", cfg, reshaped(good, "model.layers.0.pre_feedforward_layernorm.weight", 4, 4),
 			`tensor "model.layers.0.pre_feedforward_layernorm.weight" has shape [4 4]; the config implies [16]`},
-		{"gemma norms in a qwen3 folder", plain, good, `Gemma's feed-forward norms: a Gemma 3 checkpoint needs model_type "gemma3_text"`},
+		{"gemma norms in a qwen3 folder", plain, good, `Gemma's feed-forward norms: a Gemma 2 checkpoint needs model_type "gemma2" in config.json, a Gemma 3 one "gemma3_text"`},
 	})
 }

@@ -41,7 +41,7 @@ func readJSONFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// Load reads the Hugging Face LLaMA, Qwen2, Qwen3 or Mistral checkpoint in folder dir: config.json
+// Load reads the Hugging Face LLaMA, Qwen2, Qwen3, Mistral, Gemma 2 or Gemma 3 checkpoint in folder dir: config.json
 // and either model.safetensors or the shards that model.safetensors.index.json
 // lists (the index wins when both exist). The weights come back in the
 // half-split rotary layout.
@@ -194,7 +194,7 @@ func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]
 				break
 			}
 			if strings.HasSuffix(name, "."+llama.ModPreFFNNorm+".weight") || strings.HasSuffix(name, "."+llama.ModPostFFNNorm+".weight") {
-				hint = " (Gemma's feed-forward norms: a Gemma 3 checkpoint needs model_type \"gemma3_text\" in config.json)"
+				hint = " (Gemma's feed-forward norms: a Gemma 2 checkpoint needs model_type \"gemma2\" in config.json, a Gemma 3 one \"gemma3_text\")"
 				break
 			}
 			if strings.HasSuffix(name, "."+llama.ModQNorm+".weight") || strings.HasSuffix(name, "."+llama.ModKNorm+".weight") {
@@ -282,7 +282,8 @@ func (o *WriteOptions) checkFiles(dir string) error {
 
 // Write writes w as a Hugging Face checkpoint into folder dir: config.json
 // (LLaMA's, Qwen2's for weights with its q/k/v biases, Qwen3's for
-// weights with QK-norm, or Mistral's for Family llama.FamilyMistral: see
+// weights with QK-norm, Mistral's for Family llama.FamilyMistral, Gemma
+// 2's and Gemma 3's for theirs: see
 // [EncodeConfig]) and F32 safetensors weights, biases and QK-norm weights
 // included. Weights in llama2.c's interleaved rotary layout have q_proj
 // and k_proj (and their biases, and q_norm and k_norm within the head)

@@ -678,6 +678,11 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(gemma3_4BTextConfig))
 	f.Add([]byte(`{"model_type": "gemma3_text", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 19, "head_dim": 6, "sliding_window": 2, "sliding_window_pattern": 2, "rope_scaling": {"rope_type": "linear", "factor": 2.0}}`))
 	f.Add([]byte(`{"model_type": "gemma3_text", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "layer_types": ["full_attention", "full_attention"], "rope_parameters": {"full_attention": {"rope_theta": 5.0}}}`))
+	for _, name := range []string{"gemma-2-2b.json", "gemma-2-2b-it.json"} {
+		f.Add([]byte(readGemma2Config(f, name)))
+	}
+	f.Add([]byte(`{"model_type": "gemma2", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 19, "head_dim": 6, "sliding_window": 2, "attn_logit_softcapping": null, "final_logit_softcapping": 2.5}`))
+	f.Add([]byte(`{"model_type": "gemma2", "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 19, "layer_types": ["full_attention", "sliding_attention"], "rope_parameters": {"rope_theta": 5.0}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := ParseConfig(b, "fuzz.json")
 		if err != nil {
@@ -728,7 +733,11 @@ func FuzzAssemble(f *testing.F) {
 	gemma := qwen3
 	gemma.Family, gemma.Activation, gemma.QueryPreAttnScalar = llama.FamilyGemma3, llama.GELUTanh, 4
 	gemma.LayerKinds, gemma.SlidingWindow, gemma.LocalRopeTheta = "s", 2, 1e4
-	configs := []llama.Config{cfg, biased, qwen3, gemma}
+	gemma2 := cfg
+	gemma2.HeadWidth, gemma2.Family, gemma2.Activation, gemma2.QueryPreAttnScalar = 4, llama.FamilyGemma2, llama.GELUTanh, 4
+	gemma2.LayerKinds, gemma2.SlidingWindow, gemma2.LocalRopeTheta = "s", 2, cfg.RopeTheta
+	gemma2.AttnLogitSoftcap, gemma2.FinalLogitSoftcap = 50, 30
+	configs := []llama.Config{cfg, biased, qwen3, gemma, gemma2}
 	rng := rand.New(rand.NewSource(17))
 	for _, c := range configs {
 		w := randomWeights(f, rng, c)

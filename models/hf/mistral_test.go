@@ -147,7 +147,7 @@ func TestParseMistralConfig(t *testing.T) {
 		{`{` + base + `, "sliding_window": "4096"}`, `sliding_window is "4096"; expected null or a positive whole number`},
 		{`{` + base + `, "sliding_window": null, "num_attention_heads": 4}`, "n_heads 4 is not a multiple of n_kv_heads 8"}, // default 8 kv heads
 		{strings.Replace(mistral7Bv03Config, `"attention_dropout": 0.0`, `"attention_dropout": 0.1`, 1), "attention_dropout is 0.1"},
-		{strings.Replace(mistral7Bv03Config, `"model_type": "mistral"`, `"model_type": "mixtral"`, 1), `model_type is "mixtral"; expected "llama", "qwen2", "qwen3", "mistral" or "gemma3_text"`},
+		{strings.Replace(mistral7Bv03Config, `"model_type": "mistral"`, `"model_type": "mixtral"`, 1), `model_type is "mixtral"; expected "llama", "qwen2", "qwen3", "mistral", "gemma2" or "gemma3_text"`},
 	})
 }
 

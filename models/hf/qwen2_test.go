@@ -122,7 +122,7 @@ func TestParseQwen2Config(t *testing.T) {
 		{strings.Replace(qwen25Config, `"use_sliding_window": false`, `"use_sliding_window": true`, 1), "use_sliding_window is true; sliding-window attention is not supported"},
 		{strings.Replace(qwen25Config, `"use_mrope": false`, `"use_mrope": true`, 1), "use_mrope is true"},
 		{strings.Replace(qwen25Config, `"attention_dropout": 0.0`, `"attention_dropout": 0.1`, 1), "attention_dropout is 0.1"},
-		{strings.Replace(qwen25Config, `"model_type": "qwen2"`, `"model_type": "qwen3_moe"`, 1), `model_type is "qwen3_moe"; expected "llama", "qwen2", "qwen3", "mistral" or "gemma3_text"`},
+		{strings.Replace(qwen25Config, `"model_type": "qwen2"`, `"model_type": "qwen3_moe"`, 1), `model_type is "qwen3_moe"; expected "llama", "qwen2", "qwen3", "mistral", "gemma2" or "gemma3_text"`},
 		{strings.Replace(qwen25Config, `"hidden_act": "silu"`, `"hidden_act": "gelu"`, 1), `hidden_act is "gelu"`},
 		{`{"model_type": "qwen2", "layer_types": ["full_attention", "full_attention", "sliding_attention"], ` + base + `}`, `layer_types[2] is "sliding_attention"; only "full_attention" is supported`},
 		{`{"model_type": "qwen2", "layer_types": ["full_attention"], ` + base + `}`, "layer_types lists 1 layers; num_hidden_layers is 3"},
