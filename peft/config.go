@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -55,8 +56,12 @@ const (
 	// block-diagonal R from the Cayley–Neumann series of skew-symmetric
 	// blocks, applied to the input (y = (x·R)·W0ᵀ + b).
 	OFT Method = "oft"
-	// Full is full fine-tuning of the targeted layers: W (and the bias)
-	// trainable, starting from W0.
+	// Full is full fine-tuning: the model's own parameters train in
+	// place, from their pretrained values, as Hugging Face's Trainer
+	// trains a model without PEFT. With the target [AllParameters] every
+	// parameter the module lists trains (embeddings, norms, the output
+	// head, tied or not, biases and every linear layer); with other
+	// targets only the selected linear layers' weights and biases do.
 	Full Method = "full"
 )
 
@@ -164,7 +169,8 @@ type Config struct {
 	// follows Hugging Face PEFT instead and drops the input of its frozen
 	// correction term too (see [DoRAPEFT]).
 	Dropout float64
-	// TargetModules selects the layers to adapt by name (see [Match]).
+	// TargetModules selects the layers to adapt by name (see [Match]);
+	// for [Full], [AllParameters] trains the whole module instead.
 	TargetModules []string
 	// LoRAPlusRatio is LoRA+'s λ: B matrices train with λ times the
 	// learning rate of the rest. Default 16 for the lora+ method; 0 (one
@@ -252,7 +258,13 @@ func (c Config) Validate() error {
 		if c.Dropout != 0 {
 			return bad("Dropout", c.Dropout, "full fine-tuning has no LoRA input to drop; use 0")
 		}
+		if slices.Contains(c.TargetModules, AllParameters) && len(c.TargetModules) != 1 {
+			return bad("TargetModules", c.TargetModules, fmt.Sprintf("%q selects every parameter; give it alone", AllParameters))
+		}
 		return nil
+	}
+	if slices.Contains(c.TargetModules, AllParameters) {
+		return bad("TargetModules", c.TargetModules, fmt.Sprintf("%q (every parameter) is full fine-tuning's target; an adapter adapts linear layers (%q)", AllParameters, AllLinear))
 	}
 	if c.R < 1 {
 		return bad("R", c.R, "want a rank ≥ 1")
@@ -275,6 +287,14 @@ func (c Config) Validate() error {
 // classifier), as Hugging Face PEFT's "all-linear" does.
 const AllLinear = "all-linear"
 
+// AllParameters, as the target of [Full], trains every parameter of the
+// module: the layers [AllLinear] selects, as [Layer]s (whose updates
+// [Model.Spectra] analyses), and every other parameter the module lists
+// (embeddings, norms, the output and classification heads, biases) as it
+// is. As a pattern ([Match]) it selects every layer. No other method takes
+// it.
+const AllParameters = "all"
+
 var plainName = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
 
 // target is one compiled TargetModules entry.
@@ -282,6 +302,7 @@ type target struct {
 	name string         // suffix match when re is nil
 	re   *regexp.Regexp // whole-name match
 	all  bool           // all-linear
+	any  bool           // AllParameters: every layer
 }
 
 func compileTargets(entries []string) ([]target, error) {
@@ -290,6 +311,8 @@ func compileTargets(entries []string) ([]target, error) {
 		switch {
 		case e == AllLinear:
 			ts = append(ts, target{all: true})
+		case e == AllParameters:
+			ts = append(ts, target{any: true})
 		case strings.HasPrefix(e, "re:"):
 			re, err := regexp.Compile(`^(?:` + e[3:] + `)$`)
 			if err != nil {
@@ -313,6 +336,8 @@ func compileTargets(entries []string) ([]target, error) {
 
 func (t target) match(name string) bool {
 	switch {
+	case t.any:
+		return true
 	case t.all:
 		last := name[strings.LastIndexByte(name, '.')+1:]
 		switch last {
@@ -332,7 +357,8 @@ func (t target) match(name string) bool {
 // or any layer whose name ends in '.' followed by it ("q_proj" selects
 // "model.layers.0.self_attn.q_proj"); any other entry, or one written
 // "re:<expression>", is a regular expression that must match the whole
-// name; [AllLinear] selects every layer but the output head.
+// name; [AllLinear] selects every layer but the output head, and
+// [AllParameters] every layer.
 func Match(targets []string, name string) (bool, error) {
 	ts, err := compileTargets(targets)
 	if err != nil {
@@ -360,6 +386,8 @@ func HFTargetModules(entries []string) (any, error) {
 	parts := make([]string, 0, len(entries))
 	for _, e := range entries {
 		switch {
+		case e == AllParameters:
+			return nil, fmt.Errorf("peft: target modules %q: %q is full fine-tuning's, which writes no adapter file", entries, AllParameters)
 		case e == AllLinear:
 			if len(entries) != 1 {
 				return nil, fmt.Errorf("peft: target modules %q: %q cannot be written together with other entries in Hugging Face's target_modules", entries, AllLinear)

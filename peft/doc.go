@@ -78,11 +78,17 @@
 // TargetModules select (the names the module gives its layers, such as
 // q_proj or down_proj in models/llama, which names them as Hugging Face
 // does, matched as dotted suffixes, or regular expressions, see [Match])
-// and freezes the rest;
+// and freezes the rest; full fine-tuning trains the module's own tensors
+// in place instead (every parameter with the target [AllParameters]:
+// embeddings, norms, heads, biases; a tied head is the embedding, one
+// parameter with one gradient and one optimizer state), keeping the
+// pretrained values on the host, not beside the trained ones on the device;
 // [Model.Report] counts trainable parameters as Hugging Face's
 // print_trainable_parameters does (of the adapted model) and of the base
 // model, the two conventions of papers' tables;
-// [Model.ParamGroups] gives graph/optim its groups (LoRA+: B at λ·lr);
+// [Model.ParamGroups] gives graph/optim its groups (LoRA+: B at λ·lr;
+// full fine-tuning: no weight decay on biases and norm weights, as
+// Hugging Face's Trainer);
 // [Model.Merge] folds every layer into one dense W' and b' (merged and
 // unmerged forwards agree to float32 rounding; W0 is never overwritten, so
 // unmerging restores it bit for bit); [Model.Spectra] analyses
@@ -98,7 +104,8 @@
 // the frozen base weight included, so that a module whose Params lists
 // its slots' parameters (as [graph.Module] asks) lists the whole adapted
 // model once; [Layer.Trainable] and [Model.Trainable] are the adapters'
-// tensors alone. The adapters' tensors belong to the [Model] and are freed
-// by [Model.Unload] (or [Model.MergeAndUnload]); the base weights belong to
-// the module, which frees them, before or after Unload.
+// tensors alone (Full's: the module's tensors it trains). The adapters'
+// tensors belong to the [Model] and are freed by [Model.Unload] (or
+// [Model.MergeAndUnload]); the base weights belong to the module, which
+// frees them, before or after Unload.
 package peft

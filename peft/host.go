@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -31,6 +32,22 @@ func (u Update64) Weight() []float64 {
 		w[i] = u.W0[i] + u.Delta[i]
 	}
 	return w
+}
+
+// errPretrainedGone is the error of a Full layer's update after
+// [Model.ForgetPretrained].
+var errPretrainedGone = errors.New("the pretrained weights W0 were let go (Model.ForgetPretrained), so the update W − W0 is unknown")
+
+// widen returns x in float64 (nil for nil).
+func widen(x []float32) []float64 {
+	if x == nil {
+		return nil
+	}
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
 }
 
 func download64(v *graph.Value) ([]float64, error) {
@@ -163,7 +180,15 @@ func (l *Layer) hostParams(withBase bool) (hostParams, error) {
 		h, err = download64(v)
 		return h
 	}
-	if withBase {
+	switch {
+	case withBase && l.method == Full:
+		// Full trains the base tensors themselves: W0 is the copy kept on
+		// the host.
+		if l.w0Host == nil {
+			err = errPretrainedGone
+		}
+		p.w0, p.b0 = widen(l.w0Host), widen(l.b0Host)
+	case withBase:
 		p.w0, p.b0 = get(l.base.W), get(l.base.B)
 	}
 	p.a, p.bm, p.diag, p.mag = get(l.a), get(l.bm), get(l.diag), get(l.mag)

@@ -3,6 +3,7 @@ package peft
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sora-go/sora/graph"
@@ -18,6 +19,13 @@ type Model struct {
 	layers []*Layer
 	slots  []*graph.Layer
 	frozen []*graph.Value // module parameters that were trainable before Inject
+
+	// others are, for Full with AllParameters, the module's parameters
+	// outside the layers (embeddings, norms, heads, biases of other
+	// slots), trained in place, and othersHost their pretrained values,
+	// kept on the host for Unload until ForgetPretrained.
+	others     []*graph.Value
+	othersHost [][]float32
 }
 
 // Inject replaces every layer slot of m whose name the config's
@@ -25,6 +33,15 @@ type Model struct {
 // and freezes every parameter of m, so that only the adapters train. Each
 // selected slot must hold a *graph.Dense. At initialisation the model
 // computes exactly what it computed before.
+//
+// [Full] trains in place instead: the selected slots keep their dense
+// layers, whose weights and biases become trainable (each [Layer] of
+// [Model.Layers] then stands for one of them, for its update's spectrum),
+// and with the target [AllParameters] so does every other parameter m
+// lists, a tied output head being the embedding it shares, one
+// parameter. The device then holds the trained weights alone; their
+// pretrained values stay on the host (see [Model.ForgetPretrained]). Unload a
+// Full model before injecting another method into its module.
 func Inject(m graph.Module, cfg Config) (*Model, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -34,9 +51,19 @@ func Inject(m graph.Module, cfg Config) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	whole := cfg.Method == Full && len(targets) == 1 && targets[0].any
+	if whole {
+		// Every parameter trains; the layers that stand for their
+		// updates are those an adapter run with all-linear adapts, so
+		// that spectra compare.
+		targets = []target{{all: true}}
+	}
 	refs := m.Layers()
 	var picked []graph.LayerRef
 	for _, ref := range refs {
+		if l, ok := (*ref.Slot).(*Layer); ok && whole {
+			return nil, fmt.Errorf("peft: layer %q already holds a %s adapter; Unload it first", ref.Name, l.method)
+		}
 		for _, t := range targets {
 			if t.match(ref.Name) {
 				picked = append(picked, ref)
@@ -44,7 +71,7 @@ func Inject(m graph.Module, cfg Config) (*Model, error) {
 			}
 		}
 	}
-	if len(picked) == 0 {
+	if len(picked) == 0 && !whole {
 		names := make([]string, 0, 6)
 		for i, ref := range refs {
 			if i == 6 {
@@ -85,19 +112,112 @@ func Inject(m graph.Module, cfg Config) (*Model, error) {
 	for _, ref := range picked {
 		l, err := NewLayer(ref.Name, (*ref.Slot).(*graph.Dense), cfg)
 		if err != nil {
-			for _, l := range pm.layers {
-				l.Free()
-			}
-			pm.restore()
+			pm.abort()
 			return nil, err
 		}
 		pm.layers = append(pm.layers, l)
 		pm.slots = append(pm.slots, ref.Slot)
 	}
-	for i, l := range pm.layers {
-		*pm.slots[i] = l
+	if whole {
+		if err := pm.trainOthers(); err != nil {
+			pm.abort()
+			return nil, err
+		}
+		if len(pm.Trainable()) == 0 {
+			pm.abort()
+			return nil, fmt.Errorf("peft: full fine-tuning of every parameter: the module has none")
+		}
+	}
+	if cfg.Method != Full {
+		for i, l := range pm.layers {
+			*pm.slots[i] = l
+		}
 	}
 	return pm, nil
+}
+
+// trainOthers makes trainable, in place, every parameter of the module
+// that no layer of m trains (Full with AllParameters), keeping its value
+// on the host for Unload.
+func (m *Model) trainOthers() error {
+	seen := map[*graph.Value]bool{}
+	for _, l := range m.layers {
+		for _, p := range l.Trainable() {
+			seen[p] = true
+		}
+	}
+	for _, p := range m.module.Params() {
+		if p == nil || seen[p] {
+			continue
+		}
+		seen[p] = true
+		h, err := p.Download()
+		if err != nil {
+			return fmt.Errorf("peft: keeping the pretrained %s: %w", p.Name(), err)
+		}
+		// Recorded before it can fail, so that abort freezes it again.
+		m.others = append(m.others, p)
+		m.othersHost = append(m.othersHost, h)
+		if err := p.SetTrainable(true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abort undoes a failed Inject: what Full made trainable is frozen
+// again, the layers are freed and what Inject froze is trainable again.
+func (m *Model) abort() {
+	m.leave(false)
+	m.layers, m.slots = nil, nil
+	m.restore()
+}
+
+// leave ends the layers and, for Full, the training in place: with
+// restore, the trained tensors get their pretrained values back (where
+// they are still kept), and either way they are frozen again, except
+// those the module has freed already. The slots are not touched.
+func (m *Model) leave(restore bool) {
+	freeze := func(p *graph.Value, pretrained []float32) {
+		if p == nil || p.Tensor().IsZero() {
+			return
+		}
+		if restore && pretrained != nil {
+			// Upload records an error on the backend, which its next
+			// Sync reports, as for any op.
+			p.Backend().Upload(p.Tensor(), pretrained)
+		}
+		p.SetTrainable(false)
+	}
+	for _, l := range m.layers {
+		if l.method == Full {
+			freeze(l.base.W, l.w0Host)
+			freeze(l.base.B, l.b0Host)
+		}
+		l.Free()
+	}
+	for i, p := range m.others {
+		var h []float32
+		if m.othersHost != nil {
+			h = m.othersHost[i]
+		}
+		freeze(p, h)
+	}
+	m.others, m.othersHost = nil, nil
+}
+
+// ForgetPretrained lets go of the host copies of the pretrained values that
+// full fine-tuning keeps (the other methods keep none, and for them it does
+// nothing): a copy of every trained tensor. Afterwards the updates of
+// Full's layers are unknown, so [Model.Spectra], [Layer.Update64] and
+// [Layer.Spectrum] fail, and [Model.Unload] leaves the trained values in
+// place (frozen), as [Model.MergeAndUnload] does. A program that needs
+// neither (sora finetune --no-spectrum) saves that memory.
+func (m *Model) ForgetPretrained() {
+	for _, l := range m.layers {
+		l.w0Host, l.b0Host = nil, nil
+	}
+	m.othersHost = nil
 }
 
 // restore makes trainable again what Inject froze, except parameters the
@@ -121,12 +241,26 @@ func (m *Model) Module() graph.Module { return m.module }
 // Layers returns the conditioned layers in the module's layer order.
 func (m *Model) Layers() []*Layer { return append([]*Layer(nil), m.layers...) }
 
-// Trainable returns every trainable parameter of the adapters, layer by
-// layer.
+// Trainable returns every parameter the method trains, each once: the
+// adapters' tensors layer by layer, or for Full the layers' weights and
+// biases and then, with [AllParameters], the module's other parameters in
+// the module's order.
 func (m *Model) Trainable() []*graph.Value {
 	var ps []*graph.Value
+	seen := map[*graph.Value]bool{}
 	for _, l := range m.layers {
-		ps = append(ps, l.Trainable()...)
+		for _, p := range l.Trainable() {
+			if !seen[p] {
+				seen[p] = true
+				ps = append(ps, p)
+			}
+		}
+	}
+	for _, p := range m.others {
+		if !seen[p] {
+			seen[p] = true
+			ps = append(ps, p)
+		}
 	}
 	return ps
 }
@@ -136,7 +270,35 @@ func (m *Model) Trainable() []*graph.Value {
 // [Config.LoRAPlusRatio] is positive (LoRA+, the lora+ method's default
 // 16), a group "lora_B" of the B matrices with lr·ratio and a group
 // "adapter" of the rest with lr.
+//
+// Full fine-tuning follows the rule of Hugging Face's Trainer, which
+// exempts biases and norm weights from weight decay: a group "decay" of
+// the matrices (the linear layers' weights, embeddings, heads) with wd and
+// a group "no_decay" of the vectors (biases, norm weights) without. (In
+// the LLaMA family every bias and norm weight is a vector and every other
+// parameter a matrix, so the rule by rank is the Trainer's rule by name.)
+// The adapters' tensors, vectors included (DoRA's m, Pre-Diag's d), all
+// take wd, as Hugging Face's Trainer gives it to PEFT's parameters, none
+// of which it names as biases or norms.
 func (m *Model) ParamGroups(lr, wd float64) []optim.Group {
+	if m.cfg.Method == Full {
+		var decay, none []*graph.Value
+		for _, p := range m.Trainable() {
+			if p.Rank() >= 2 {
+				decay = append(decay, p)
+			} else {
+				none = append(none, p)
+			}
+		}
+		var gs []optim.Group
+		if len(decay) > 0 {
+			gs = append(gs, optim.Group{Name: "decay", Params: decay, LR: lr, WeightDecay: wd})
+		}
+		if len(none) > 0 {
+			gs = append(gs, optim.Group{Name: "no_decay", Params: none, LR: lr})
+		}
+		return gs
+	}
 	ratio := m.cfg.LoRAPlusRatio
 	if ratio <= 0 {
 		return []optim.Group{{Name: "adapter", Params: m.Trainable(), LR: lr, WeightDecay: wd}}
@@ -168,8 +330,12 @@ func (m *Model) ParamGroups(lr, wd float64) []optim.Group {
 // LLaMA-7B's q, k, v, up and down projections).
 type Report struct {
 	Method Method
-	// Layers is the number of adapted layers.
+	// Layers is the number of adapted layers (for Full, of the linear
+	// layers it trains).
 	Layers int
+	// AllParameters is set for Full with the target [AllParameters]:
+	// every parameter trains, not just the layers'.
+	AllParameters bool
 	// Trainable is the number of trainable parameter elements: the
 	// adapters' and any module parameter left trainable (a new
 	// classification head).
@@ -177,7 +343,8 @@ type Report struct {
 	// Total is the number of elements of every parameter the adapted model
 	// computes with, each counted once: the base model and the adapters
 	// (Full's trainable copies replace the weights they copy). It is
-	// print_trainable_parameters' "all params".
+	// print_trainable_parameters' "all params". Full trains the model's
+	// own tensors, so for Full it is the model's size.
 	Total int64
 	// Base is the number of elements of the model without its adapters:
 	// Total less the adapters' own tensors (Full adds none).
@@ -205,8 +372,12 @@ func (r Report) PercentOfBase() float64 {
 // String formats r as Hugging Face PEFT prints it, after the method, and
 // then the percentage of the base model.
 func (r Report) String() string {
-	return fmt.Sprintf("%s on %d layers: trainable params: %s || all params: %s || trainable%%: %.4f || of the base model's %s: %.4f%%",
-		r.Method, r.Layers, thousands(r.Trainable), thousands(r.Total), r.Percent(), thousands(r.Base), r.PercentOfBase())
+	what := fmt.Sprintf("on %d layers", r.Layers)
+	if r.AllParameters {
+		what = fmt.Sprintf("of every parameter (%d linear layers and the rest)", r.Layers)
+	}
+	return fmt.Sprintf("%s %s: trainable params: %s || all params: %s || trainable%%: %.4f || of the base model's %s: %.4f%%",
+		r.Method, what, thousands(r.Trainable), thousands(r.Total), r.Percent(), thousands(r.Base), r.PercentOfBase())
 }
 
 func thousands(n int64) string {
@@ -227,7 +398,8 @@ func thousands(n int64) string {
 // [graph.Module] asks) and one that lists only its original weights count
 // the same.
 func (m *Model) Report() Report {
-	r := Report{Method: m.cfg.Method, Layers: len(m.layers)}
+	r := Report{Method: m.cfg.Method, Layers: len(m.layers),
+		AllParameters: m.cfg.Method == Full && slices.Contains(m.cfg.TargetModules, AllParameters)}
 	seen := map[*graph.Value]bool{}
 	count := func(ps []*graph.Value) {
 		for _, p := range ps {
@@ -242,6 +414,7 @@ func (m *Model) Report() Report {
 		}
 	}
 	count(m.module.Params())
+	count(m.others) // listed by the module already, unless it left some out
 	var adapters int64
 	for _, l := range m.layers {
 		count(l.Params())
@@ -255,9 +428,13 @@ func (m *Model) Report() Report {
 	return r
 }
 
-// Merge merges every layer (see [Layer.Merge]).
+// Merge merges every layer (see [Layer.Merge]). Full's layers are left as
+// they are: the module computes with the trained weights themselves.
 func (m *Model) Merge() error {
 	for _, l := range m.layers {
+		if l.method == Full {
+			continue
+		}
 		if err := l.Merge(); err != nil {
 			return err
 		}
@@ -274,8 +451,9 @@ func (m *Model) Unmerge() {
 
 // Unload puts the original layers back into their slots, frees the
 // adapters and makes trainable again the module parameters Inject froze.
-// The model then computes what it computed before Inject. m must not be
-// used afterwards.
+// The model then computes what it computed before Inject: Full's trained
+// tensors get their pretrained values back (unless [Model.ForgetPretrained]
+// let those go) and are frozen again. m must not be used afterwards.
 //
 // Ownership: the adapters' tensors ([Layer.Trainable], caches, merged
 // weights) belong to m and only Unload (or [Model.MergeAndUnload]) frees
@@ -285,11 +463,15 @@ func (m *Model) Unmerge() {
 // order: a module that frees the base layers through the wrapping layers
 // (as llama's does, via [Layer.Base]) leaves the adapters to Unload, and
 // Unload does not bring freed module parameters back to life.
-func (m *Model) Unload() {
+func (m *Model) Unload() { m.unload(true) }
+
+// unload is Unload; restore false keeps Full's trained values
+// (MergeAndUnload).
+func (m *Model) unload(restore bool) {
 	for i, l := range m.layers {
 		*m.slots[i] = l.base
-		l.Free()
 	}
+	m.leave(restore)
 	m.layers, m.slots = nil, nil
 	m.restore()
 }
@@ -299,15 +481,19 @@ func (m *Model) Unload() {
 // adapters: the model becomes a plain model that computes the adapted
 // function at the base model's cost (save it with the model's own
 // writer). A weight shared with another part of the model (tied
-// embeddings) changes there too. m must not be used afterwards.
+// embeddings) changes there too. Full has trained the base tensors
+// themselves: they keep their trained values and are frozen. m must not be
+// used afterwards.
 func (m *Model) MergeAndUnload() error {
 	var errs []error
 	for _, l := range m.layers {
-		errs = append(errs, l.fold())
+		if l.method != Full {
+			errs = append(errs, l.fold())
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	m.Unload()
+	m.unload(false)
 	return nil
 }

@@ -268,20 +268,41 @@ func TestReport(t *testing.T) {
 			pm.Unload()
 		}
 	}
-	// Full fine-tuning trains copies of the targeted weights in their
-	// place: q's W and v's W and b; the model's size does not change.
-	b := openCPU(t)
-	pm, err := Inject(slotToy{newToy(t, b, 6)}, Config{Method: Full, TargetModules: targets})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pm.Unload()
-	want := Report{Method: Full, Layers: 2, Trainable: 8*8 + 8*8 + 8, Total: base, Base: base}
-	if got := pm.Report(); got != want {
-		t.Errorf("full: report %+v, want %+v", got, want)
-	}
-	if got, want := pm.Report().PercentOfBase(), 100*float64(136)/312; math.Abs(got-want) > 1e-12 {
-		t.Errorf("full: %g%% of the base model, want %g", got, want)
+	// Full fine-tuning trains the targeted weights themselves: q's W and
+	// v's W and b; the model's size does not change. With AllParameters
+	// everything trains, 100%.
+	for _, listSlots := range []bool{false, true} {
+		b := openCPU(t)
+		toy := newToy(t, b, 6)
+		var mod graph.Module = toy
+		if listSlots {
+			mod = slotToy{toy}
+		}
+		pm, err := Inject(mod, Config{Method: Full, TargetModules: targets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Report{Method: Full, Layers: 2, Trainable: 8*8 + 8*8 + 8, Total: base, Base: base}
+		if got := pm.Report(); got != want {
+			t.Errorf("full: report %+v, want %+v", got, want)
+		}
+		if got, want := pm.Report().PercentOfBase(), 100*float64(136)/312; math.Abs(got-want) > 1e-12 {
+			t.Errorf("full: %g%% of the base model, want %g", got, want)
+		}
+		pm.Unload()
+		pm, err = Inject(mod, Config{Method: Full, TargetModules: []string{AllParameters}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The layers are those all-linear selects: q, v, up (not lm_head).
+		want = Report{Method: Full, Layers: 3, AllParameters: true, Trainable: base, Total: base, Base: base}
+		if got := pm.Report(); got != want {
+			t.Errorf("full, all parameters: report %+v, want %+v", got, want)
+		}
+		if got, want := pm.Report().String(), "full of every parameter (3 linear layers and the rest): trainable params: 312 || all params: 312 || trainable%: 100.0000 || of the base model's 312: 100.0000%"; got != want {
+			t.Errorf("report string %q, want %q", got, want)
+		}
+		pm.Unload()
 	}
 }
 
@@ -307,8 +328,9 @@ func TestUnloadFreesAdapters(t *testing.T) {
 			l := pm.Layers()[0]
 			ps := l.Params()
 			if method == Full {
-				if len(ps) != 2 || ps[0] == toy.dv.W || ps[1] == toy.dv.B {
-					t.Errorf("full: Params should be the trainable copies alone, got %v", ps)
+				// Trained in place: v's own W and b, trainable.
+				if len(ps) != 2 || ps[0] != toy.dv.W || ps[1] != toy.dv.B || !ps[0].Trainable() || !ps[1].Trainable() {
+					t.Errorf("full: Params should be v's own W and b, trainable, got %v", ps)
 				}
 			} else if len(ps) < 3 || ps[0] != toy.dv.W || ps[1] != toy.dv.B || len(ps) != 2+len(l.Trainable()) {
 				t.Errorf("%s: Params %v, want v's W and b, then %v", method, ps, l.Trainable())
@@ -355,6 +377,9 @@ func TestInjectErrors(t *testing.T) {
 		{Config{Method: OFT, OFTBlockSize: 3, TargetModules: []string{"q_proj"}}, "block size 3 does not divide the 8 input features"},
 		{Config{Method: OFT, R: 2, OFTBlockSize: 4, TargetModules: []string{"q_proj"}}, "set exactly one"},
 		{Config{Method: LoRA, TargetModules: []string{"q_proj", "[bad"}}, "TargetModules[1]"},
+		{Config{Method: LoRA, TargetModules: []string{AllParameters}}, `"all" (every parameter) is full fine-tuning's target`},
+		{Config{Method: Full, TargetModules: []string{AllParameters, "q_proj"}}, "give it alone"},
+		{Config{Method: Full, TargetModules: []string{"k_proj"}}, "select none of the model's 4 layers"},
 	}
 	for _, c := range cases {
 		_, err := Inject(m, c.cfg)
@@ -402,7 +427,8 @@ func TestTrainStep(t *testing.T) {
 			}
 			defer pm.Unload()
 			groups := pm.ParamGroups(1e-2, 0)
-			if method == LoRAPlus {
+			switch method {
+			case LoRAPlus:
 				if len(groups) != 2 || groups[1].Name != "lora_B" || groups[1].LR != 16*groups[0].LR {
 					t.Fatalf("LoRA+ groups %+v: want lora_B at 16× the rate", groups)
 				}
@@ -411,15 +437,28 @@ func TestTrainStep(t *testing.T) {
 						t.Errorf("lora_B group holds %s", p.Name())
 					}
 				}
-			} else if len(groups) != 1 {
-				t.Fatalf("%d groups, want 1", len(groups))
+			case Full:
+				// The matrices decay, the biases do not.
+				if len(groups) != 2 || groups[0].Name != "decay" || groups[1].Name != "no_decay" || len(groups[0].Params) != 3 || len(groups[1].Params) != 2 {
+					t.Fatalf("full groups %+v: want 3 weights to decay and 2 biases not", groups)
+				}
+			default:
+				if len(groups) != 1 {
+					t.Fatalf("%d groups, want 1", len(groups))
+				}
 			}
 			opt, err := optim.NewAdamW(groups, optim.DefaultAdamWConfig(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer opt.Free()
-			frozenBefore, _ := m.dq.W.Download()
+			// Full trains q's own weight; the norm stays frozen under
+			// every method but Full with AllParameters.
+			frozen := m.dq.W
+			if method == Full {
+				frozen = m.norm
+			}
+			frozenBefore, _ := frozen.Download()
 			g := graph.New(b)
 			defer g.Close()
 			var losses []float32
@@ -443,7 +482,7 @@ func TestTrainStep(t *testing.T) {
 				t.Errorf("loss %v → %v: did not fall by 20%%", losses[0], losses[len(losses)-1])
 			}
 			t.Logf("loss %.4f → %.4f", losses[0], losses[len(losses)-1])
-			frozenAfter, _ := m.dq.W.Download()
+			frozenAfter, _ := frozen.Download()
 			for i := range frozenBefore {
 				if frozenBefore[i] != frozenAfter[i] {
 					t.Fatal("a frozen base weight moved")

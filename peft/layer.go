@@ -20,7 +20,8 @@ import (
 // [out, out] product, and no [out, in] one except DoRAPEFT's B·A, which
 // is that method's point (and, when training on at least as many rows as
 // inputs, diag(d)·W0 for the input gradient of a column-scaled method).
-// OFT rotates the input; Full trains a copy of W.
+// OFT rotates the input; Full trains the base layer's own W and b in
+// place.
 type Layer struct {
 	name    string
 	cfg     Config
@@ -39,7 +40,12 @@ type Layer struct {
 	swap  *graph.Value // rotation's J = [[0, −I], [I, 0]] [2r_p, 2r_p], frozen
 	oftR  *graph.Value // OFT's skew-symmetric blocks, packed [nb, bs(bs−1)/2]
 	oft   *oftConsts
-	w, wb *graph.Value // Full: trainable copies of W0 and b
+	w, wb *graph.Value // Full: the base layer's W and b, trained in place
+	// w0Host and b0Host are Full's pretrained W0 and b on the host, for
+	// the update's spectrum and for Model.Unload, until
+	// Model.ForgetPretrained lets them go: the device holds the trained
+	// weights alone.
+	w0Host, b0Host []float32
 
 	// Dropout masks are a function of dropSeed (the layer's name and
 	// Config.Seed), the step and micro-batch of the last SetDropoutStep
@@ -57,7 +63,9 @@ type Layer struct {
 // reference (see the package documentation). name (the layer's path in its
 // model, e.g. "model.layers.0.self_attn.q_proj") names the new parameters
 // and, with cfg.Seed, seeds their random initialisation. base's parameters
-// are neither modified nor frozen: [Inject] freezes them.
+// are neither modified nor frozen ([Inject] freezes them), except by Full,
+// which makes them trainable: it trains them in place, keeping their
+// pretrained values on the host.
 func NewLayer(name string, base *graph.Dense, cfg Config) (*Layer, error) {
 	cfg = cfg.WithDefaults()
 	if cfg.TargetModules == nil {
@@ -125,13 +133,7 @@ func (l *Layer) init(rng *rand.Rand) error {
 	var err error
 	switch l.method {
 	case Full:
-		if l.w, err = l.copyParam("weight", l.base.W, graph.Trainable); err != nil {
-			return err
-		}
-		if l.base.B != nil {
-			l.wb, err = l.copyParam("bias", l.base.B, graph.Trainable)
-		}
-		return err
+		return l.initFull()
 	case OFT:
 		return l.initOFT()
 	}
@@ -183,9 +185,29 @@ func (l *Layer) init(rng *rand.Rand) error {
 	return nil
 }
 
-// copyParam makes a new parameter holding a copy of v's data.
-func (l *Layer) copyParam(suffix string, v *graph.Value, train graph.Trainability) (*graph.Value, error) {
-	return l.copyTensor(suffix, v.Tensor(), train, v.Shape()...)
+// initFull keeps W0 and b on the host and makes the base layer's own
+// tensors trainable: full fine-tuning updates the weights the model
+// computes with, so no second device copy of them exists (a trained copy
+// beside a frozen W0 would double the layer's device memory).
+func (l *Layer) initFull() error {
+	var err error
+	if l.w0Host, err = l.base.W.Download(); err != nil {
+		return err
+	}
+	if l.base.B != nil {
+		if l.b0Host, err = l.base.B.Download(); err != nil {
+			return err
+		}
+	}
+	for _, p := range []*graph.Value{l.base.W, l.base.B} {
+		if p != nil && !p.Trainable() {
+			if err := p.SetTrainable(true); err != nil {
+				return err
+			}
+		}
+	}
+	l.w, l.wb = l.base.W, l.base.B
+	return nil
 }
 
 func (l *Layer) copyTensor(suffix string, src backend.Tensor, train graph.Trainability, shape ...int) (*graph.Value, error) {
@@ -224,12 +246,10 @@ func (l *Layer) Dims() (in, out int) { return l.in, l.out }
 // Params returns every parameter the layer computes with, in a stable
 // order: the frozen base weight W0 and bias b (when it has one), then the
 // adapter's tensors as [Layer.Trainable] lists them. Full fine-tuning
-// computes with its trainable copies W and b alone, so for Full Params is
-// [Layer.Trainable]: the frozen originals it keeps for [Layer.Update64]
-// and [Model.Unload] take no part in the function. A module that lists its
-// slots' parameters through Params (as [graph.Module] asks) thus counts
-// each weight of the adapted model once, and a Full copy in place of the
-// weight it replaces.
+// computes with the base layer's own W and b, which it trains, so for Full
+// Params is [Layer.Trainable]. A module that lists its slots' parameters
+// through Params (as [graph.Module] asks) thus counts each weight of the
+// adapted model once.
 //
 // Params says what the layer uses, not what it owns: the base layer's
 // tensors belong to the model, the adapter's to the layer (see
@@ -245,10 +265,11 @@ func (l *Layer) Params() []*graph.Value {
 	return append(ps, l.Trainable()...)
 }
 
-// Trainable returns the tensors the method trains, which the layer
-// allocated and owns, in a stable order: A, B, then d, m, C, D as the
-// method has them (OFT's packed blocks; Full's copies of W and b). The base
-// layer is not among them ([Inject] freezes it).
+// Trainable returns the tensors the method trains, in a stable order: A,
+// B, then d, m, C, D as the method has them (OFT's packed blocks), which
+// the layer allocated and owns; for Full the base layer's own W and b,
+// which the module owns. For the other methods the base layer is not
+// among them ([Inject] freezes it).
 func (l *Layer) Trainable() []*graph.Value {
 	var ps []*graph.Value
 	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.c, l.d, l.oftR, l.w, l.wb} {
@@ -265,9 +286,14 @@ func (l *Layer) LoRAB() *graph.Value { return l.bm }
 
 // Free releases every tensor the layer allocated: the adapter's
 // parameters, its caches (DoRA's ‖W0ᵢ‖², the rotation's J, OFT's constants) and the merged
-// weight. The base layer's tensors are not the layer's and stay: the model
-// that holds them frees them. The layer must not be used afterwards.
+// weight. The base layer's tensors are not the layer's and stay, as they
+// are (Full's trained, and trainable): the model that holds them frees
+// them. The layer must not be used afterwards.
 func (l *Layer) Free() {
+	if l.method == Full {
+		l.w, l.wb = nil, nil // the base layer's, not the layer's
+		l.w0Host, l.b0Host = nil, nil
+	}
 	for _, p := range []*graph.Value{l.a, l.bm, l.diag, l.mag, l.w0sq, l.c, l.d, l.swap, l.oftR, l.w, l.wb} {
 		if p != nil {
 			p.Free()
