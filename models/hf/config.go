@@ -144,9 +144,9 @@ type configJSON struct {
 	// use_mrope is the multimodal rotary embedding of Qwen2-VL, which
 	// Qwen2.5's text configs carry as false.
 	UseMRoPE *bool `json:"use_mrope"`
-	// SlidingWindow is read for Mistral and Gemma 3 only (Qwen2's counts
+	// SlidingWindow is read for Mistral and Gemma only (Qwen2's counts
 	// only with use_sliding_window). Raw, to tell null (no window) from
-	// absent (MistralConfig's default of 4096, Gemma3TextConfig's 4096).
+	// absent (MistralConfig's default of 4096, Gemma2Config's and Gemma3TextConfig's 4096).
 	SlidingWindow json.RawMessage `json:"sliding_window"`
 
 	// Gemma3TextConfig's (and Gemma2Config's) own fields.
@@ -373,7 +373,7 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 }
 
 // maxLayerKinds bounds num_hidden_layers where the configuration gives
-// each layer an attention kind (Gemma 3, Mistral with a window), kept as
+// each layer an attention kind (Gemma, Mistral with a window), kept as
 // one byte per layer: far beyond any real model (Gemma 3 27B has 62
 // layers), and small enough that a corrupt count costs no large
 // allocation.

@@ -196,7 +196,7 @@ type Config struct {
 	// query_pre_attn_scalar. See AttentionScale.
 	QueryPreAttnScalar float64
 	// LayerKinds gives, one byte per decoder layer, the attention of each
-	// layer where layers differ (Gemma 3), or every layer sliding
+	// layer where layers differ (Gemma 2 and 3), or every layer sliding
 	// (Mistral 7B v0.1's window, with LocalRopeTheta = RopeTheta): LayerFull ('f', transformers'
 	// "full_attention") attends to every earlier position with the rotary
 	// base RopeTheta and RopeScaling; LayerSliding ('s',
