@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,10 +25,11 @@ type Trainer struct {
 	// score head ([llama.Model.AddScoreHead]).
 	Model *llama.Model
 	// Adapter, when not nil, is the PEFT method injected into Model: its
-	// parameters (in its groups, e.g. LoRA+'s) and, for classification,
-	// the score head are trained. When nil, every trainable parameter of
-	// Model is (pretraining, or a caller that chose them), with weight decay
-	// on matrices only.
+	// parameters (in its groups: LoRA+'s, or full fine-tuning's, which
+	// exempt biases and norm weights from weight decay) and, for
+	// classification, the score head are trained. When nil, every
+	// trainable parameter of Model is (pretraining, or a caller that chose
+	// them), with weight decay on matrices only.
 	Adapter *peft.Model
 	// Task says how the sequences are scored.
 	Task Task
@@ -145,6 +147,15 @@ func (t *Trainer) groups(o Options) ([]optim.Group, error) {
 	}
 	if t.Adapter != nil {
 		gs := t.Adapter.ParamGroups(o.LR, o.WeightDecay)
+		// Full fine-tuning of every parameter trains a head that was there
+		// at Inject among the rest: one group each.
+		inGroups := map[*graph.Value]bool{}
+		for _, g := range gs {
+			for _, p := range g.Params {
+				inGroups[p] = true
+			}
+		}
+		head = slices.DeleteFunc(head, func(p *graph.Value) bool { return inGroups[p] })
 		if len(head) > 0 {
 			gs = append(gs, optim.Group{Name: "score", Params: head, LR: o.LR, WeightDecay: o.WeightDecay})
 		}

@@ -132,21 +132,26 @@ func resumeOptions(out string) Options {
 // and adapter from the same seeds, a new trainer) and checks that the final
 // trainable weights and the logged losses equal, bit for bit, those of an
 // uninterrupted run, with dropout too (whose masks a resumed run must draw
-// as the uninterrupted one does).
+// as the uninterrupted one does), and for full fine-tuning of every
+// parameter (the tied embedding, the norms, and their optimizer state).
 func TestResumeBitIdentical(t *testing.T) {
 	b := openCPU(t)
 	train := randomSeqs(13, tinyConfig().VocabSize, 5) // 13: batches cross epoch boundaries
 	for _, c := range []struct {
 		method  peft.Method
 		dropout float64
+		target  string
 	}{
-		{peft.SORA, 0}, {peft.LoRAPlus, 0}, {peft.SORA, 0.1}, {peft.DoRAPEFT, 0.1},
+		{peft.SORA, 0, ""}, {peft.LoRAPlus, 0, ""}, {peft.SORA, 0.1, ""}, {peft.DoRAPEFT, 0.1, ""}, {peft.Full, 0, peft.AllParameters},
 	} {
 		method := c.method
 		tinyModel := func(t testing.TB, b backend.Backend, method peft.Method, seed uint64) (*llama.Model, *peft.Model) {
+			if c.target != "" {
+				return tinyAdapted(t, b, seed, &peft.Config{Method: method, TargetModules: []string{c.target}, Seed: seed})
+			}
 			return tinyModelDropout(t, b, method, seed, c.dropout)
 		}
-		t.Run(fmt.Sprintf("%s/dropout=%g", method, c.dropout), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/dropout=%g/%s", method, c.dropout, c.target), func(t *testing.T) {
 			dirA, dirB := t.TempDir(), t.TempDir()
 			_, pmA := tinyModel(t, b, method, 1)
 			mA := pmA.Module().(*llama.Model)
@@ -156,6 +161,12 @@ func TestResumeBitIdentical(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := download(t, pmA.Trainable())
+			if c.target == peft.AllParameters {
+				// Every parameter of the model is among those compared.
+				if n, all := len(pmA.Trainable()), len(mA.Params()); n != all {
+					t.Fatalf("full fine-tuning trains %d of the model's %d parameters", n, all)
+				}
+			}
 
 			// Interrupted run: the context is cancelled during step 5 (as
 			// Ctrl-C would be); the run finishes that step and stops.

@@ -214,8 +214,12 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 		100*ev.Accuracy, 100*base.Accuracy, ReverseIncrement.Name, base.Loss)
 
 	for i, method := range o.Methods {
-		fmt.Fprintf(o.Log, "fine-tuning %d/%d with %s: %d × %d steps of %d sequences, lr %g, r=%d alpha=%g on all linear layers\n",
-			i+1, len(o.Methods), method, o.Repeats, o.FinetuneSteps, finetuneBatch, o.FinetuneLR, o.Rank, o.Alpha)
+		what := fmt.Sprintf("r=%d alpha=%g on all linear layers", o.Rank, o.Alpha)
+		if method == peft.Full {
+			what = "every parameter"
+		}
+		fmt.Fprintf(o.Log, "fine-tuning %d/%d with %s: %d × %d steps of %d sequences, lr %g, %s\n",
+			i+1, len(o.Methods), method, o.Repeats, o.FinetuneSteps, finetuneBatch, o.FinetuneLR, what)
 		var runs []Row
 		for k := range o.Repeats {
 			if err := ctx.Err(); err != nil {
@@ -236,8 +240,12 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 // finetune injects method into m, trains it, measures it and removes it
 // again, leaving m as it was.
 func finetune(ctx context.Context, m *llama.Model, method peft.Method, o Options, seed uint64, trainSet, evalSet []data.Sequence, prog train.Progress) (Row, error) {
+	target := peft.AllLinear
+	if method == peft.Full {
+		target = peft.AllParameters // as sora finetune --method full trains
+	}
 	pm, err := peft.Inject(m, peft.Config{Method: method, R: o.Rank, Alpha: o.Alpha, RotationRank: o.RotationRank,
-		TargetModules: []string{peft.AllLinear}, Seed: seed})
+		TargetModules: []string{target}, Seed: seed})
 	if err != nil {
 		return Row{}, err
 	}
