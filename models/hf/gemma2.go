@@ -201,7 +201,7 @@ func gemma2Rope(c configJSON, cfg *llama.Config) error {
 }
 
 // encodeGemma2 returns the config.json of a Gemma 2 model as Gemma2Config
-// writes it: layer_types (which transformers before 4.53 did not read,
+// writes it: layer_types (which older transformers did not read,
 // sliding the even-indexed layers whatever it says: the alternation
 // Gemma 2's models have), and the soft-caps as numbers or null for none;
 // sliding_window is Gemma2Config's default when no layer slides, and
