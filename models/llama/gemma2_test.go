@@ -172,27 +172,6 @@ func TestGemma2Config(t *testing.T) {
 	})
 }
 
-// checkGemma2Forward64 converts w to each rotary layout and checks that
-// Gemma 2's float64 forward of the converted weights is want's (to 1e-9)
-// and that the backend model's training forward gives want to tol. (The
-// float32 reference of package models/internal/reference, which
-// checkForward64 also runs, has no soft-capping.)
-func checkGemma2Forward64(t *testing.T, w *llama.Weights, ids []int32, B int, want []float64, tol float64) {
-	t.Helper()
-	b := openCPU(t)
-	for _, layout := range bothLayouts {
-		lw := inLayout(t, w, layout)
-		if d := maxRelDiff(gemma2Exact64(lw, ids, B), want); d > 1e-9 {
-			t.Errorf("%v: the float64 forward of the converted weights differs by %.3g", layout, d)
-		}
-		d := maxRelDiff(forwardLogits(t, newModel(t, b, lw), ids, B), want)
-		t.Logf("%v: forward differs from the float64 reference by %.3g", layout, d)
-		if d > tol {
-			t.Errorf("%v: forward differs from the float64 reference by %.3g", layout, d)
-		}
-	}
-}
-
 // TestGemma2ForwardMatchesFloat64 checks the backend model's logits
 // against gemma2Rows64 in both rotary layouts, on sequences of 8
 // positions, longer than the window of 3, to 2e-6 of the largest logit
@@ -200,11 +179,13 @@ func checkGemma2Forward64(t *testing.T, w *llama.Weights, ids []int32, B int, wa
 // something there (no attention cap, no final cap, the cap taken before
 // the scaling, no window, and the other Gemma features) moves the float64
 // logits by at least ten times the tolerance, so the agreement shows that
-// the model has each of them, the caps in their place. The smallest is
+// the model (and the float32 reference, models/internal/reference) has
+// each of them, the caps in their place. The smallest is
 // dropping the released models' attention cap of 50, about 1e-4: it
 // hardly bends the logits of a tiny random model, which is why
 // gemma2Config's caps are 2 and 4.
 func TestGemma2ForwardMatchesFloat64(t *testing.T) {
+	b := openCPU(t)
 	const B, T, tol = 2, 8, 2e-6
 	for _, tc := range gemma2Cases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,7 +203,7 @@ func TestGemma2ForwardMatchesFloat64(t *testing.T) {
 					t.Errorf("ablation %q moves the float64 logits by only %.3g", gemma2VariantNames[v], d)
 				}
 			}
-			checkGemma2Forward64(t, w, ids, B, want, tol)
+			checkForward64(t, b, w, ids, B, want, gemma2Exact64, tol, "")
 		})
 	}
 }

@@ -8,7 +8,9 @@
 // multiplying by 1 + w, the attention's and feed-forward's outputs
 // normalised before the residual additions, GeGLU with GELU's tanh
 // approximation, query_pre_attn_scalar, and sliding layers that see the
-// last sliding_window positions and rotate with their own base.
+// last sliding_window positions and rotate with their own base, and
+// Gemma 2 (llama.FamilyGemma2): Gemma 3's layer without the per-head
+// norms, with its attention and output logits soft-capped, c·tanh(x/c).
 //
 // It is the yardstick for the rest of the project: tests use it to check
 // the checkpoint loaders and the tokenizer end to end against llama2.c's
@@ -252,7 +254,7 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 				for i := range q {
 					s += q[i] * kt[i]
 				}
-				att[i] = s * scale
+				att[i] = softcap(s*scale, c.AttnLogitSoftcap)
 			}
 			softmax(att)
 			out := m.ao[h*hd : (h+1)*hd]
@@ -294,7 +296,19 @@ func (m *Model) Forward(token, pos int) ([]float32, error) {
 		cls = w.TokenEmbedding
 	}
 	matVec(m.logits, cls, m.x)
+	for i, v := range m.logits {
+		m.logits[i] = softcap(v, c.FinalLogitSoftcap)
+	}
 	return m.logits, nil
+}
+
+// softcap returns Gemma 2's soft-capped logit c·tanh(x/c), or x where c is
+// 0 (no capping).
+func softcap(x float32, c float64) float32 {
+	if c == 0 {
+		return x
+	}
+	return float32(c * math.Tanh(float64(x)/c))
 }
 
 // addBias adds b to x, where the layer has a bias (b not nil).
