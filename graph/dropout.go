@@ -12,33 +12,44 @@ import (
 // by 1/(1−p). It draws one seed from rng and applies [Tape.DropoutSeed]
 // with it, so a seeded rng gives the same mask on every backend and for
 // any number of threads. With p = 0 or a nil rng (evaluation) it returns
-// x itself.
+// x itself and draws nothing. Inside the recomputation of a checkpointed
+// segment it draws nothing either: it replays the seed of the segment's
+// forward (see [Tape.Checkpoint]).
 func (g *Tape) Dropout(x *Value, p float64, rng *rand.Rand) *Value {
 	if rng == nil && p > 0 && p < 1 {
 		p = 0 // evaluation; a p outside [0, 1) is still reported
 	}
-	if !(p > 0 && p < 1) {
-		// Nothing to draw for: x itself, or the error, and rng untouched.
-		return g.DropoutSeed(x, p, 0)
-	}
-	return g.DropoutSeed(x, p, rng.Uint64())
+	return g.dropout("Dropout", x, p, 0, rng)
 }
 
 // DropoutSeed is [Tape.Dropout] with the mask given by its seed: it
 // multiplies x by the mask [DropoutMask] fills for p and seed. A caller
 // that derives seeds itself (one per layer and step, say) uses it to make
 // masks reproducible without a generator. With p = 0 it returns x itself;
-// p outside [0, 1) records an error on the tape.
+// p outside [0, 1) records an error on the tape. Inside the recomputation
+// of a checkpointed segment the k-th mask of the segment uses the seed of
+// the k-th mask of its forward, whatever seed is passed (see
+// [Tape.Checkpoint]).
 func (g *Tape) DropoutSeed(x *Value, p float64, seed uint64) *Value {
-	if !g.check("Dropout", x) {
+	return g.dropout("DropoutSeed", x, p, seed, nil)
+}
+
+// dropout applies a mask of probability p whose seed is seed, or a draw of
+// rng when rng is not nil, unless a checkpointed segment replays it.
+func (g *Tape) dropout(op string, x *Value, p float64, seed uint64, rng *rand.Rand) *Value {
+	if !g.check(op, x) {
 		return g.placeholder(shapeOf(x))
 	}
 	if p < 0 || p >= 1 {
-		g.failf("Dropout: probability %g outside [0, 1)", p)
+		g.failf("%s: probability %g outside [0, 1)", op, p)
 		return g.placeholder(x.shape)
 	}
 	if p == 0 {
 		return x
+	}
+	seed, ok := g.maskSeed(seed, rng)
+	if !ok {
+		return g.placeholder(x.shape)
 	}
 	mask := make([]float32, x.Len())
 	DropoutMask(mask, p, seed)

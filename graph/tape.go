@@ -33,13 +33,24 @@ type Tape struct {
 	epoch       int // number of Resets so far
 	liveBytes   int64
 	pooledBytes int64
+	peakLive    int64 // most liveBytes since the last Reset
+	peakHeld    int64 // most liveBytes + pooledBytes since the last Reset
+
+	// segs is the stack of checkpointed segments whose function is
+	// running (see checkpoint.go): their dropout seeds are logged or
+	// replayed. recomputing counts those being recomputed.
+	segs        []segCtx
+	recomputing int
 }
 
 // node is one recorded op: back receives the gradient dy of out, owns it,
-// and must either hand it on (give) or release it.
+// and must either hand it on (give) or release it. A checkpointed segment
+// is one node with seg set instead: it has several outputs, and its
+// backward reads their gradients itself.
 type node struct {
 	out  *Value
 	back func(dy backend.Tensor)
+	seg  *segment
 }
 
 type pooled struct {
@@ -119,8 +130,26 @@ func (g *Tape) Backward(loss *Value) error {
 		g.b.Fill(loss.grad, 1)
 		loss.seed = true
 	}
-	for i := len(g.nodes) - 1; i >= 0 && g.err == nil; i-- {
+	g.backprop(0)
+	if g.err == nil {
+		clear(g.nodes)
+		g.nodes = g.nodes[:0]
+	}
+	return g.Err()
+}
+
+// backprop runs the backward of the recorded ops from the last to
+// nodes[from], stopping at the first error. A checkpointed segment's node
+// recomputes the segment, appending its ops after the current end and
+// backpropagating through them before it returns (with from at the old
+// end), so the loop reads g.nodes afresh at every index.
+func (g *Tape) backprop(from int) {
+	for i := len(g.nodes) - 1; i >= from && g.err == nil; i-- {
 		n := g.nodes[i]
+		if n.seg != nil {
+			g.recompute(n.seg)
+			continue
+		}
 		dy := n.out.grad
 		if dy.IsZero() {
 			continue
@@ -128,11 +157,6 @@ func (g *Tape) Backward(loss *Value) error {
 		n.out.grad = backend.Tensor{}
 		n.back(dy)
 	}
-	if g.err == nil {
-		clear(g.nodes)
-		g.nodes = g.nodes[:0]
-	}
-	return g.Err()
 }
 
 // Reset ends a step: it releases every buffer the tape made (values and any
@@ -145,6 +169,13 @@ func (g *Tape) Backward(loss *Value) error {
 // about one step's working set.
 func (g *Tape) Reset() {
 	for _, n := range g.nodes {
+		if n.seg != nil {
+			for _, o := range n.seg.outs {
+				g.release(o.grad)
+				o.grad = backend.Tensor{}
+			}
+			continue
+		}
 		if !n.out.grad.IsZero() {
 			g.release(n.out.grad)
 		}
@@ -187,6 +218,10 @@ func (g *Tape) Reset() {
 	g.epoch++
 	g.err = nil
 	g.backwardDone = false
+	clear(g.segs)
+	g.segs = g.segs[:0]
+	g.recomputing = 0
+	g.peakLive, g.peakHeld = g.liveBytes, g.liveBytes+g.pooledBytes
 }
 
 // Close resets the tape and frees its pool. The tape may be used again.
@@ -199,6 +234,7 @@ func (g *Tape) Close() {
 	}
 	g.pool, g.poolIndex = nil, map[int]int{}
 	g.pooledBytes = 0
+	g.peakLive, g.peakHeld = g.liveBytes, g.liveBytes
 }
 
 // Stats reports the device memory a tape holds.
@@ -207,13 +243,21 @@ type Stats struct {
 	LiveBytes int64
 	// PooledBytes is held by released buffers kept for reuse.
 	PooledBytes int64
-	// Ops is the number of recorded ops awaiting Backward.
+	// PeakLiveBytes is the most LiveBytes since the last Reset: the
+	// step's working set, activations and gradients together.
+	PeakLiveBytes int64
+	// PeakBytes is the most LiveBytes + PooledBytes since the last
+	// Reset: what the tape had allocated on the device at its fullest.
+	PeakBytes int64
+	// Ops is the number of recorded ops awaiting Backward (a
+	// checkpointed segment counts as one).
 	Ops int
 }
 
 // Stats reports the tape's memory and recorded ops.
 func (g *Tape) Stats() Stats {
-	return Stats{LiveBytes: g.liveBytes, PooledBytes: g.pooledBytes, Ops: len(g.nodes)}
+	return Stats{LiveBytes: g.liveBytes, PooledBytes: g.pooledBytes,
+		PeakLiveBytes: g.peakLive, PeakBytes: g.peakHeld, Ops: len(g.nodes)}
 }
 
 // ---- errors ----
@@ -239,6 +283,8 @@ func (g *Tape) check(op string, vs ...*Value) bool {
 		switch {
 		case v == nil:
 			g.failf("%s: input %d is nil", op, i)
+		case v.dead && v.dropped:
+			g.failf("%s: input %d %v is an intermediate of a checkpointed segment, released when the segment ended (only the segment's results outlive it)", op, i, v.shape)
 		case v.dead:
 			g.failf("%s: input %d %v was made before the tape was Reset", op, i, v.shape)
 		case !v.param && v.tape != g:
@@ -274,6 +320,7 @@ func (g *Tape) alloc(shape backend.Shape) backend.Tensor {
 		bk.list = bk.list[:last]
 		g.pooledBytes -= int64(n) * float32Bytes
 		g.liveBytes += int64(n) * float32Bytes
+		g.peakLive = max(g.peakLive, g.liveBytes)
 		return t.MustReshape(shape...)
 	}
 	t, err := g.b.Alloc(backend.Float32, shape...)
@@ -282,6 +329,8 @@ func (g *Tape) alloc(shape backend.Shape) backend.Tensor {
 		return backend.Tensor{}
 	}
 	g.liveBytes += bytesOf(t)
+	g.peakLive = max(g.peakLive, g.liveBytes)
+	g.peakHeld = max(g.peakHeld, g.liveBytes+g.pooledBytes)
 	return t
 }
 

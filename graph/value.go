@@ -26,6 +26,7 @@ type Value struct {
 	hasGrad   bool // parameters: grad holds a gradient since the last ZeroGrad
 	seed      bool // the loss of a Backward: its gradient is exactly 1
 	dead      bool // its tape was Reset
+	dropped   bool // dead: an intermediate of a checkpointed segment
 }
 
 // Trainability says whether a parameter receives gradients.

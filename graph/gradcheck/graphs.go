@@ -12,7 +12,9 @@ import (
 // backend: an MLP with a cross-entropy loss, a causal self-attention block
 // with RoPE and grouped-query heads, an RMSNorm + SwiGLU block, a SORA
 // layer (diagonal, LoRA and the rotation with its differentiated scale),
-// and an embedding + LayerNorm regression with MSE. Every input, frozen
+// an embedding + LayerNorm regression with MSE, and two RMSNorm + SwiGLU
+// blocks with dropout as checkpointed segments (graph.Tape.Checkpoint),
+// whose gradients come from recomputing each block. Every input, frozen
 // weights included, is differentiated, so that every backward path is
 // covered.
 func GraphCases() []Case {
@@ -79,6 +81,25 @@ func GraphCases() []Case {
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
 				h := g.LayerNorm(g.Gather(v[0], []int32{2, 5, 2, 0}), v[1], v[2], 1e-5)
 				return g.MSE(g.Tanh(g.Linear(h, v[3], nil)), v[4])
+			},
+		},
+		{
+			Name: "grad/graph/checkpointed_blocks",
+			Op:   backend.OpRMSNormGrad,
+			Inputs: []Input{in("x", 4, 6), inRange("w", 0.5, 1.5, 6), in("w1", 8, 6),
+				in("w3", 8, 6), in("w2", 6, 8)},
+			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
+				// The blocks share their weights (captured, not passed),
+				// and each drops with its own fixed mask, which the
+				// recomputation must draw again.
+				blk := func(seed uint64) func(*graph.Tape, []*graph.Value) []*graph.Value {
+					return func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+						h := g.RMSNorm(in[0], v[1], 1e-5)
+						m := g.Mul(g.SiLU(g.Linear(h, v[2], nil)), g.DropoutSeed(g.Linear(h, v[3], nil), 0.25, seed))
+						return []*graph.Value{g.Add(in[0], g.Linear(m, v[4], nil))}
+					}
+				}
+				return g.Checkpoint(blk(2), g.Checkpoint(blk(1), v[0])...)[0]
 			},
 		},
 	}
