@@ -291,6 +291,15 @@ func TestArchFinetuneMerge(t *testing.T) {
 						t.Errorf("the saved %s equals the base's: the trained weights were not saved", name)
 					}
 				}
+				// Full fine-tuning trains every parameter: the embedding
+				// and every norm (QK-norm's, Gemma's four per layer) too.
+				// Only a key bias, whose gradient is zero (see qwen2's
+				// case), stays.
+				for _, p := range base.Params() {
+					if q, _ := saved.Param(p.Name); !strings.HasSuffix(p.Name, "k_proj.bias") && slices.Equal(q.Data, p.Data) {
+						t.Errorf("the saved %s equals the base's: full fine-tuning did not train it", p.Name)
+					}
+				}
 			})
 		})
 	}

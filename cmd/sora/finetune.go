@@ -93,7 +93,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.IntVar(&f.rotationRank, "rotation-rank", peft.DefaultRotationRank, "rank `r_p` of the rotation factors C and D (sora, preortho, postortho)")
 	fs.Float64Var(&f.dropout, "dropout", 0, "dropout `P` on the input of the low-rank path while training (the paper's reference code uses 0.05; dora-peft then computes PEFT's own function); not for oft or full")
 	fs.BoolVar(&f.exactRotation, "exact-rotation", false, "use the exactly orthogonal rotation exp(S) instead of the paper's first-order I + S (sora, preortho, postortho)")
-	fs.StringVar(&f.target, "target", peft.AllLinear, "comma-separated `PATTERNS` of the layers to adapt: module names such as q_proj,v_proj (matched as name suffixes), regular expressions, or all-linear")
+	fs.StringVar(&f.target, "target", peft.AllLinear, "comma-separated `PATTERNS` of the layers to adapt: module names such as q_proj,v_proj (matched as name suffixes), regular expressions, or all-linear; with --method full the default is "+peft.AllParameters+" (every parameter: embeddings, norms, the head, biases and every linear layer), and patterns train those linear layers alone")
 	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning `RATE` of AdamW (the demonstration's default is 2e-3)")
 	fs.Float64Var(&f.epochs, "epochs", 1, "passes over the training data, `E` (may be fractional; ignored when --steps is set)")
 	fs.IntVar(&f.steps, "steps", 0, "optimizer `STEPS` to train; 0 uses --epochs (the demonstration: fine-tuning steps per run, default 300)")
@@ -128,6 +128,11 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	}
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	if m, err := peft.ParseMethod(f.method); err == nil && m == peft.Full && !f.set["target"] {
+		// Full fine-tuning means every parameter, as with Hugging Face's
+		// Trainer; --target narrows it to linear layers.
+		f.target = peft.AllParameters
+	}
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
@@ -207,9 +212,10 @@ func (f *finetuneFlags) check() error {
 	if f.newHead && task != train.Classify {
 		return fmt.Errorf("--new-head needs --task classify (only a classifier has a head)")
 	}
-	if task == train.Classify {
+	if task == train.Classify && f.target != peft.AllParameters {
 		// The head is trained whole; an adapter on it as well would put
-		// its parameters in two optimizer groups.
+		// its parameters in two optimizer groups. (Full fine-tuning of
+		// every parameter trains it whole with the rest.)
 		if hit, err := peft.Match(splitList(f.target), llama.ScoreModule); err == nil && hit {
 			return fmt.Errorf("--target %s selects the classification head %q, which --task classify trains whole; leave it out", f.target, llama.ScoreModule)
 		}
@@ -511,12 +517,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	defer release()
 	cfg := w.Config
-	if method != peft.Full {
-		// The model holds its own copy; only full fine-tuning writes the
-		// host weights out again (saveFullModel). Letting them go halves
-		// what a large model keeps in memory.
-		base.w, w = nil, nil
-	}
+	// The model holds its own copy: full fine-tuning writes its trained
+	// weights from there (saveFullModel) and keeps the pretrained values
+	// it needs itself (peft.Model.ForgetPretrained). Letting the host
+	// weights go halves what a large model keeps in memory.
+	base.w, w = nil, nil
 	classes := 0
 	if task == train.Classify {
 		classes = len(trainSet.classes)
@@ -541,9 +546,18 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	if method == peft.Full && f.noSpectrum {
+		// Without the spectra of W − W0, the pretrained values full
+		// fine-tuning keeps on the host serve nothing here.
+		pm.ForgetPretrained()
+	}
 	count := pm.Report()
 	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, m.Backend().Device())
-	fmt.Fprintf(stdout, "method: %s on %d layers (%s); trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, len(pm.Layers()), f.target,
+	on := fmt.Sprintf("on %d layers (%s)", len(pm.Layers()), f.target)
+	if count.AllParameters {
+		on = fmt.Sprintf("of every parameter (embeddings, norms, heads, biases and %d linear layers; --target %s)", len(pm.Layers()), f.target)
+	}
+	fmt.Fprintf(stdout, "method: %s %s; trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, on,
 		commas(count.Trainable), commas(count.Total), count.Percent(), count.PercentOfBase(), commas(count.Base))
 	switch {
 	case head != "":
@@ -623,6 +637,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// A signal after the last step stops nothing in Run, which saves and
 	// evaluates as usual; it skips the answer evaluation that follows.
 	interrupted := stop() && err == nil
+	// The spectra are written: the pretrained values full fine-tuning
+	// kept are of no more use (and Unload, at the end, need not put them
+	// back into a model about to be freed).
+	pm.ForgetPretrained()
 	var ie *train.InterruptedError
 	switch {
 	case errors.As(err, &ie):
@@ -827,7 +845,7 @@ func newProgress(w io.Writer, every int) train.Progress {
 // place of its base's: eval and generate read it from there.
 func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, base *baseModel, chatTemplate []byte) error {
 	if pm.Config().Method == peft.Full {
-		if err := saveFullModel(dir, pm, base, chatTemplate); err != nil {
+		if err := saveFullModel(dir, m, base, chatTemplate); err != nil {
 			return err
 		}
 		if m.Score != nil {

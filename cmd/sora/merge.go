@@ -10,7 +10,6 @@ import (
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
-	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
 )
 
@@ -215,33 +214,17 @@ func hfSideFiles(dir string) (map[string][]byte, error) {
 	return files, nil
 }
 
-// saveFullModel writes the model trained by full fine-tuning: the base
-// weights bm.w with every trained layer's weight (and bias) replaced, in
-// the base model's format (model.bin or a Hugging Face folder "model"
-// inside dir). The trained values are written into bm.w itself, whose
-// other parameters are frozen: a second call writes the same model.
-// chatTemplate, where not nil, replaces the base folder's chat template
-// (see writeWith).
-func saveFullModel(dir string, pm *peft.Model, bm *baseModel, chatTemplate []byte) error {
-	w := bm.w
-	for _, l := range pm.Layers() {
-		eff, bias, err := l.EffectiveWeight()
-		if err != nil {
-			return err
-		}
-		p, ok := w.Param(l.Name() + ".weight")
-		if !ok || len(p.Data) != len(eff) {
-			return fmt.Errorf("layer %s is not a weight of the base checkpoint", l.Name())
-		}
-		copy(p.Data, eff)
-		if bias != nil {
-			// Qwen2's q/k/v biases, trained with their layers.
-			pb, ok := w.Param(l.Name() + ".bias")
-			if !ok || len(pb.Data) != len(bias) {
-				return fmt.Errorf("layer %s has a bias, which the base checkpoint has no place for", l.Name())
-			}
-			copy(pb.Data, bias)
-		}
+// saveFullModel writes the model trained by full fine-tuning, every
+// parameter as it is now on the device (full fine-tuning trains the
+// model's own tensors in place; those it left frozen hold their pretrained
+// values), in the base model's format (model.bin or a Hugging Face folder
+// "model" inside dir). bm gives the format alone: its host weights are not
+// needed, nor kept. chatTemplate, where not nil, replaces the base
+// folder's chat template (see writeWith).
+func saveFullModel(dir string, m *llama.Model, bm *baseModel, chatTemplate []byte) error {
+	w, err := m.Weights()
+	if err != nil {
+		return err
 	}
 	if bm.hf {
 		return bm.writeWith(filepath.Join(dir, "model"), w, chatTemplate)
