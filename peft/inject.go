@@ -341,10 +341,9 @@ type Report struct {
 	// classification head).
 	Trainable int64
 	// Total is the number of elements of every parameter the adapted model
-	// computes with, each counted once: the base model and the adapters
-	// (Full's trainable copies replace the weights they copy). It is
-	// print_trainable_parameters' "all params". Full trains the model's
-	// own tensors, so for Full it is the model's size.
+	// computes with, each counted once: the base model and the adapters.
+	// It is print_trainable_parameters' "all params". Full trains the
+	// model's own tensors, so for Full it is the model's size.
 	Total int64
 	// Base is the number of elements of the model without its adapters:
 	// Total less the adapters' own tensors (Full adds none).

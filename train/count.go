@@ -8,8 +8,8 @@ import (
 // CountParams returns the trainable and total parameter elements of m with
 // its adapter pm: pm's [peft.Model.Report], Hugging Face's
 // print_trainable_parameters (every parameter the adapted model computes
-// with, each once; full fine-tuning's trainable copies replace the weights
-// they copy). With a nil adapter it counts m's parameters alone.
+// with, each once; full fine-tuning trains the model's own tensors, which
+// are counted once). With a nil adapter it counts m's parameters alone.
 func CountParams(m *llama.Model, pm *peft.Model) (trainable, total int64) {
 	if pm != nil {
 		r := pm.Report()
