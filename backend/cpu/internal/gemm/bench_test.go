@@ -24,6 +24,9 @@ import (
 //
 //	go test -run '^$' -bench 'Sgemm/.*/NN/n=1024' ./backend/cpu/internal/gemm
 //	go test -tags noasm -run '^$' -bench 'Sgemm/go.*/NN/n=1024' ./backend/cpu/internal/gemm
+//
+// On arm64 the first lists the neon and go kernels side by side;
+// BenchmarkSgemmVsGo puts their ratio in one line.
 func BenchmarkSgemm(b *testing.B) {
 	sizes := []int{256, 512, 1024}
 	if !testing.Short() {
@@ -63,6 +66,55 @@ func BenchmarkSgemm(b *testing.B) {
 					})
 				}
 			}
+		}
+	}
+}
+
+// BenchmarkSgemmVsGo compares each SIMD micro-kernel (neon on arm64; the
+// AVX and SSE ones on amd64) with the pure-Go kernel and gonum on square
+// NN products on one thread, all three measured in the same run:
+// alternately, three rounds of at least 0.1 s each, best round counting,
+// so that load from other processes shows up in all of them. It reports
+// the kernel's GFLOP/s, the pure-Go kernel's (go_GFLOP/s) and gonum's,
+// and the ratios x_go and x_gonum. On an arm64 machine:
+//
+//	go test -run '^$' -bench SgemmVsGo ./backend/cpu/internal/gemm
+func BenchmarkSgemmVsGo(b *testing.B) {
+	for _, kr := range kernelsUnderTest() {
+		if kr == goKernel {
+			continue
+		}
+		for _, n := range []int{256, 512, 1024} {
+			b.Run(fmt.Sprintf("%s/n=%d", kr.name, n), func(b *testing.B) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+				a, bm, c := randMatrices(n)
+				e := NewEngine(Config{Threads: 1})
+				e.k = kr
+				g := NewEngine(Config{Threads: 1})
+				g.k = goKernel
+				ours := func() { e.Sgemm(false, false, n, n, n, 1, a, n, bm, n, 0, c, n) }
+				pure := func() { g.Sgemm(false, false, n, n, n, 1, a, n, bm, n, 0, c, n) }
+				gonum := gonumSgemm(false, false, n, n, n, a, n, bm, n, c, n)
+				ours()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					ours()
+				}
+				b.StopTimer()
+				flops := 2 * float64(n) * float64(n) * float64(n)
+				gf := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+				var goGF, gonumGF float64
+				for range 3 {
+					gf = max(gf, flops*callRate(ours, 100*time.Millisecond)/1e9)
+					goGF = max(goGF, flops*callRate(pure, 100*time.Millisecond)/1e9)
+					gonumGF = max(gonumGF, flops*callRate(gonum, 100*time.Millisecond)/1e9)
+				}
+				b.ReportMetric(gf, "GFLOP/s")
+				b.ReportMetric(goGF, "go_GFLOP/s")
+				b.ReportMetric(gonumGF, gonumName+"_GFLOP/s")
+				b.ReportMetric(gf/goGF, "x_go")
+				b.ReportMetric(gf/gonumGF, "x_"+gonumName)
+			})
 		}
 	}
 }
