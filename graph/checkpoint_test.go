@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
@@ -478,7 +479,7 @@ func TestCheckpointErrors(t *testing.T) {
 		name string
 		// segment is the segment's function; calls counts its runs.
 		segment func(calls int) func(g *graph.Tape, in []*graph.Value) []*graph.Value
-		after   func(g *graph.Tape, r []*graph.Value) *graph.Value // the loss
+		after   func(t *testing.T, g *graph.Tape, r []*graph.Value) *graph.Value // the loss
 		want    string
 	}{
 		{"an op error in the forward", func(int) func(*graph.Tape, []*graph.Value) []*graph.Value {
@@ -533,13 +534,18 @@ func TestCheckpointErrors(t *testing.T) {
 		}, nil, "draws 0 dropout masks, the forward drew 1"},
 		{"a nil result", func(int) func(*graph.Tape, []*graph.Value) []*graph.Value {
 			return func(g *graph.Tape, in []*graph.Value) []*graph.Value { return []*graph.Value{good(g, in[0]), nil} }
-		}, func(g *graph.Tape, r []*graph.Value) *graph.Value { return g.Sum(r[0]) }, "result 1 is nil"},
+		}, func(_ *testing.T, g *graph.Tape, r []*graph.Value) *graph.Value { return g.Sum(r[0]) }, "result 1 is nil"},
 		{"an intermediate used after the segment", func(int) func(*graph.Tape, []*graph.Value) []*graph.Value {
 			return func(g *graph.Tape, in []*graph.Value) []*graph.Value {
 				leaked = g.Linear(in[0], w, nil)
 				return []*graph.Value{g.Tanh(leaked)}
 			}
-		}, func(g *graph.Tape, r []*graph.Value) *graph.Value { return g.Sum(g.Add(r[0], leaked)) }, "intermediate of a checkpointed segment"},
+		}, func(t *testing.T, g *graph.Tape, r []*graph.Value) *graph.Value {
+			if _, err := leaked.Download(); err == nil || !strings.Contains(err.Error(), "checkpointed segment") {
+				t.Errorf("Download of a released intermediate: %v, want an error naming the segment", err)
+			}
+			return g.Sum(g.Add(r[0], leaked))
+		}, "intermediate of a checkpointed segment"},
 		{"a segment that resets the tape", func(int) func(*graph.Tape, []*graph.Value) []*graph.Value {
 			return func(g *graph.Tape, in []*graph.Value) []*graph.Value {
 				y := good(g, in[0])
@@ -568,7 +574,7 @@ func TestCheckpointErrors(t *testing.T) {
 			r := g.Checkpoint(f, x)
 			var loss *graph.Value
 			if tt.after != nil {
-				loss = tt.after(g, r)
+				loss = tt.after(t, g, r)
 			} else {
 				loss = g.Sum(r[0])
 			}
@@ -685,9 +691,11 @@ func TestCheckpointMemory(t *testing.T) {
 
 // BenchmarkCheckpoint trains a stack of decoder blocks (attention scores
 // [B·H, T, T] dominate the activations) with and without a checkpointed
-// segment per block, on the same shapes in the same run, and reports each
-// step's peak tape bytes; the log line gives checkpointed/plain ratios of
-// time and peak.
+// segment per block, on the same shapes, alternating the two in every
+// iteration so that both see the same machine load. It reports each run's
+// time per step and peak tape bytes (peak_live: values and gradients at
+// once; peak_held: with the pool), and the checkpointed run's over the
+// plain run's (x_plain_*).
 func BenchmarkCheckpoint(b *testing.B) {
 	be := openCPU(b)
 	d := dims{B: 2, T: 128, D: 64, H: 4, F: 256, V: 64}
@@ -700,37 +708,44 @@ func BenchmarkCheckpoint(b *testing.B) {
 		params = append(params, blocks[l].list()...)
 	}
 	xs := randVals(rng, d.B*d.T*d.D, 1)
-	var nsPerStep, peakLive, peakHeld [2]float64
-	for i, ckpt := range []bool{false, true} {
-		name := map[bool]string{false: "plain", true: "checkpointed"}[ckpt]
-		b.Run(name, func(b *testing.B) {
-			g := graph.New(be)
-			defer g.Close()
-			var st graph.Stats
-			for b.Loop() {
-				drop := counterDrop(0.1, 1)
-				x := g.Input(xs, d.B*d.T, d.D)
-				for _, p := range blocks {
-					x = maybeCheckpoint(g, ckpt, blockSeg(p, d, drop), x)[0]
-				}
-				if err := g.Backward(g.Mean(g.Square(x))); err != nil {
-					b.Fatal(err)
-				}
-				s := g.Stats()
-				st.PeakLiveBytes, st.PeakBytes = max(st.PeakLiveBytes, s.PeakLiveBytes), max(st.PeakBytes, s.PeakBytes)
-				g.Reset()
-				for _, p := range params {
-					p.ZeroGrad()
-				}
-			}
-			peakLive[i], peakHeld[i] = float64(st.PeakLiveBytes), float64(st.PeakBytes)
-			nsPerStep[i] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-			b.ReportMetric(peakLive[i]/(1<<20), "peak-live-MiB")
-			b.ReportMetric(peakHeld[i]/(1<<20), "peak-held-MiB")
-		})
+	tapes := [2]*graph.Tape{graph.New(be), graph.New(be)}
+	defer tapes[0].Close()
+	defer tapes[1].Close()
+	var ns [2]float64
+	var live, held [2]int64
+	step := func(i int) {
+		g, ckpt := tapes[i], i == 1
+		start := nanotime()
+		drop := counterDrop(0.1, 1)
+		x := g.Input(xs, d.B*d.T, d.D)
+		for _, p := range blocks {
+			x = maybeCheckpoint(g, ckpt, blockSeg(p, d, drop), x)[0]
+		}
+		if err := g.Backward(g.Mean(g.Square(x))); err != nil {
+			b.Fatal(err)
+		}
+		ns[i] += float64(nanotime() - start)
+		s := g.Stats()
+		live[i], held[i] = max(live[i], s.PeakLiveBytes), max(held[i], s.PeakBytes)
+		g.Reset()
+		for _, p := range params {
+			p.ZeroGrad()
+		}
 	}
-	if nsPerStep[0] > 0 && nsPerStep[1] > 0 {
-		b.Logf("%d blocks %+v, checkpointed/plain: time %.2fx, peak live bytes %.2fx (%.1f / %.1f MiB), peak held bytes %.2fx",
-			layers, d, nsPerStep[1]/nsPerStep[0], peakLive[1]/peakLive[0], peakLive[1]/(1<<20), peakLive[0]/(1<<20), peakHeld[1]/peakHeld[0])
+	for b.Loop() {
+		step(0)
+		step(1)
 	}
+	n := float64(b.N)
+	b.ReportMetric(ns[0]/n/1e6, "plain_ms/step")
+	b.ReportMetric(ns[1]/n/1e6, "ckpt_ms/step")
+	b.ReportMetric(float64(live[0])/(1<<20), "plain_peak_live_MiB")
+	b.ReportMetric(float64(live[1])/(1<<20), "ckpt_peak_live_MiB")
+	b.ReportMetric(float64(held[0])/(1<<20), "plain_peak_held_MiB")
+	b.ReportMetric(float64(held[1])/(1<<20), "ckpt_peak_held_MiB")
+	b.ReportMetric(ns[1]/ns[0], "x_plain_time")
+	b.ReportMetric(float64(live[1])/float64(live[0]), "x_plain_peak_live")
+	b.ReportMetric(float64(held[1])/float64(held[0]), "x_plain_peak_held")
 }
+
+func nanotime() int64 { return time.Now().UnixNano() }

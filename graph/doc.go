@@ -64,8 +64,22 @@
 // are reused; buffers a whole step did not reuse are freed at Reset, so a
 // training loop of fixed shapes reaches a steady state in which the
 // backend's memory use does not change from step to step. [Tape.Stats]
-// reports the tape's share. Parameters' data and gradient buffers belong to
-// the parameters ([Value.Free]).
+// reports the tape's share, now and at its peak since the last Reset.
+// Parameters' data and gradient buffers belong to the parameters
+// ([Value.Free]).
+//
+// Activations dominate a training step's memory: a decoder layer keeps
+// its attention scores and probabilities, [batch·heads, seq, seq] each,
+// and its feed-forward intermediates until Backward. [Tape.Checkpoint]
+// (gradient checkpointing) trades time for that memory: a checkpointed
+// segment, one decoder layer say, keeps only its results, returning its
+// intermediates' buffers to the pool as soon as it returns, where the
+// next segment reuses them; Backward runs the segment again to get them
+// back, one segment at a time. A stack of N checkpointed layers then
+// holds N layer outputs and one layer's intermediates instead of N
+// layers' intermediates, for one more forward per segment. Losses and
+// gradients do not change (dropout masks included), and with recording
+// off Checkpoint just runs its function.
 //
 // # Broadcasting and shapes
 //

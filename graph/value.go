@@ -215,6 +215,8 @@ func (v *Value) download(t backend.Tensor, what string) ([]float32, error) {
 	}
 	if t.IsZero() {
 		switch {
+		case v.dropped:
+			return nil, fmt.Errorf("graph: download of %s: the value is an intermediate of a checkpointed segment, released when the segment ended", what)
 		case v.dead:
 			return nil, fmt.Errorf("graph: download of %s: the value's tape was Reset", what)
 		default:
