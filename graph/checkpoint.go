@@ -312,9 +312,10 @@ func backsAny(t backend.Tensor, vs []*Value) bool {
 }
 
 // sameBuffer reports whether a and b may be the same device buffer.
-// Backends' buffers are pointers; for a buffer type that cannot be
-// compared it answers true, which only keeps a buffer until Reset rather
-// than releasing one that is still in use.
+// Backends' buffers are pointers. For a buffer type that cannot be
+// compared it answers true, and a value type (gradcheck's op recorder
+// uses lengths) may compare equal to other buffers: either only keeps a
+// buffer until Reset, never releases one that is still in use.
 func sameBuffer(a, b backend.Buffer) bool {
 	ta := reflect.TypeOf(a)
 	switch {
