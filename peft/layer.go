@@ -236,8 +236,10 @@ func (l *Layer) Method() Method { return l.method }
 // Config returns the layer's configuration, defaults filled in.
 func (l *Layer) Config() Config { return l.cfg }
 
-// Base returns the frozen layer that l wraps. Its tensors always hold W0
-// and b: merging does not write into them (see [Model.MergeAndUnload]).
+// Base returns the frozen layer that l wraps. Its tensors hold W0 and b:
+// merging does not write into them (see [Model.MergeAndUnload]). Full is
+// the exception: it trains them in place, so they hold the trained W and
+// b, and the pretrained values are kept on the host.
 func (l *Layer) Base() *graph.Dense { return l.base }
 
 // Dims returns the layer's input and output sizes.
