@@ -183,7 +183,7 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 		}
 		return out
 	}
-	x := m.decode(g, tokens, B, T, pos, attend)
+	x := m.decode(g, tokens, B, T, pos, attend, false)
 	if serr != nil {
 		return nil, serr
 	}

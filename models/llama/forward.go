@@ -134,40 +134,64 @@ func (m *Model) activation(g *graph.Tape, x *graph.Value) *graph.Value {
 // norm. Activations stay two-dimensional, [B·T, dim] (the attention's
 // output [B·T, q_dim]), between the attention blocks, so that the linear layers take and return them without reshapes
 // (each of which would be one more value on the tape).
-func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend attendFunc) *graph.Value {
-	c := m.cfg
-	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
+func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend attendFunc, checkpoint bool) *graph.Value {
 	x := g.Gather(m.Embed, tokens)
 	if m.embedScale != 1 {
 		x = g.Scale(x, m.embedScale)
 	}
-	for l, blk := range m.Blocks {
-		h := m.norm(g, x, blk.AttnNorm)
-		q := g.Reshape(blk.Q.Forward(g, h), B, T, H, hd)
-		k := g.Reshape(blk.K.Forward(g, h), B, T, KV, hd)
-		if blk.QNorm != nil {
-			// QK-norm: an RMSNorm over each head's vector, the rows of
-			// width hd, before the rotation (Qwen3, Gemma 3).
-			q = m.norm(g, q, blk.QNorm)
-			k = m.norm(g, k, blk.KNorm)
+	for l := range m.Blocks {
+		if !checkpoint {
+			x = m.block(g, l, x, B, T, pos, attend)
+			continue
 		}
-		rp := m.ropeParams(l, pos)
-		q, k = g.RoPE(q, rp), g.RoPE(k, rp)
-		v := g.Reshape(blk.V.Forward(g, h), B, T, KV, hd)
-		a := blk.O.Forward(g, attend(g, l, q, k, v))
-		if blk.PostAttnNorm != nil {
-			a = m.norm(g, a, blk.PostAttnNorm)
-		}
-		x = g.Add(x, a)
-		h = m.norm(g, x, blk.FFNNorm)
-		f := blk.Down.Forward(g, g.Mul(m.activation(g, blk.Gate.Forward(g, h)), blk.Up.Forward(g, h)))
-		if blk.PostFFNNorm != nil {
-			f = m.norm(g, f, blk.PostFFNNorm)
-		}
-		x = g.Add(x, f)
+		// One segment per layer: its activations are recomputed in
+		// Backward instead of kept until the step's end.
+		x = g.Checkpoint(func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+			return []*graph.Value{m.block(g, l, in[0], B, T, pos, attend)}
+		}, x)[0]
 	}
 	return x
 }
+
+// block runs decoder layer l on the residual stream x [B·T, dim], whose
+// first position is pos, and returns the stream after the layer.
+func (m *Model) block(g *graph.Tape, l int, x *graph.Value, B, T, pos int, attend attendFunc) *graph.Value {
+	c := m.cfg
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
+	blk := m.Blocks[l]
+	h := m.norm(g, x, blk.AttnNorm)
+	q := g.Reshape(blk.Q.Forward(g, h), B, T, H, hd)
+	k := g.Reshape(blk.K.Forward(g, h), B, T, KV, hd)
+	if blk.QNorm != nil {
+		// QK-norm: an RMSNorm over each head's vector, the rows of
+		// width hd, before the rotation (Qwen3, Gemma 3).
+		q = m.norm(g, q, blk.QNorm)
+		k = m.norm(g, k, blk.KNorm)
+	}
+	rp := m.ropeParams(l, pos)
+	q, k = g.RoPE(q, rp), g.RoPE(k, rp)
+	v := g.Reshape(blk.V.Forward(g, h), B, T, KV, hd)
+	a := blk.O.Forward(g, attend(g, l, q, k, v))
+	if blk.PostAttnNorm != nil {
+		a = m.norm(g, a, blk.PostAttnNorm)
+	}
+	x = g.Add(x, a)
+	h = m.norm(g, x, blk.FFNNorm)
+	f := blk.Down.Forward(g, g.Mul(m.activation(g, blk.Gate.Forward(g, h)), blk.Up.Forward(g, h)))
+	if blk.PostFFNNorm != nil {
+		f = m.norm(g, f, blk.PostFFNNorm)
+	}
+	return g.Add(x, f)
+}
+
+// SetGradientCheckpointing makes the training forward (Hidden and what
+// calls it: Forward, LMLoss, Classify) run each decoder layer as a
+// checkpointed segment ([graph.Tape.Checkpoint]): a layer's activations
+// are recomputed in Backward instead of kept from the forward to the
+// backward pass, for one more forward of the layers per step. Losses and
+// gradients do not change (on the CPU backend, not by a bit); cached
+// decoding and no-grad evaluation are unaffected.
+func (m *Model) SetGradientCheckpointing(on bool) { m.checkpoint = on }
 
 // attendFull is causal self-attention over a whole sequence, the training
 // path, through layer l's sliding window where it has one. Grouped-query
@@ -201,7 +225,7 @@ func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
 	if err := m.validate(bt); err != nil {
 		return nil, err
 	}
-	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull)
+	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull, m.checkpoint)
 	x = m.norm(g, x, m.Norm)
 	return g.Reshape(x, bt.Size, bt.Len, m.cfg.Dim), nil
 }

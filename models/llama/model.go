@@ -54,6 +54,9 @@ type Model struct {
 	// perHeadAttention forces caches to attend per key/value head even
 	// where blockDiagonal prefers all heads at once (tests of both paths).
 	perHeadAttention bool
+	// checkpoint makes the training forward checkpoint each decoder
+	// layer (SetGradientCheckpointing).
+	checkpoint bool
 }
 
 // layerSpec is what one decoder layer computes with besides its weights.
