@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/graph/optim"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 )
@@ -95,5 +96,64 @@ func TestFullFineTuneEveryParameter(t *testing.T) {
 				t.Errorf("spectrum.json: %d layers, mean entropy %g; want the 14 linear layers' non-zero updates", len(sum.Layers), sum.MeanEntropy)
 			}
 		})
+	}
+}
+
+// TestFullFineTuneMemory: full fine-tuning of every parameter holds on the
+// device each parameter once, its gradient and AdamW's two moments (16
+// bytes per parameter), and nothing else: no second copy of a weight (the
+// tied embedding included); Unload gives back all but the model.
+func TestFullFineTuneMemory(t *testing.T) {
+	b := openCPU(t)
+	cfg := tinyConfig()
+	w, err := InitWeights(cfg, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := b.BytesInUse()
+	m, err := llama.New(b, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	n := cfg.NumParams() // tied: the embedding once
+	if got := b.BytesInUse() - start; got != 4*n {
+		t.Fatalf("the model holds %d bytes, want 4 × %d parameters", got, n)
+	}
+	pm, err := peft.Inject(m, peft.Config{Method: peft.Full, TargetModules: []string{peft.AllParameters}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.BytesInUse() - start; got != 8*n {
+		t.Errorf("after Inject %d bytes, want 8 × %d (each parameter and its gradient)", got, n)
+	}
+	opt, err := optim.NewAdamW(pm.ParamGroups(1e-3, 0.01), optim.DefaultAdamWConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := graph.New(b)
+	bt := llama.Batch{Tokens: []int32{1, 5, 9, 3, 7, 2}, Size: 1, Len: 6}
+	targets, err := llama.LMTargets(bt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Backward(loss); err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	if err := opt.Step(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.BytesInUse() - start; got != 16*n {
+		t.Errorf("after a step %d bytes, want 16 × %d (parameter, gradient, two moments)", got, n)
+	}
+	opt.Free()
+	pm.Unload()
+	if got := b.BytesInUse() - start; got != 4*n {
+		t.Errorf("after Unload %d bytes, want the model's 4 × %d", got, n)
 	}
 }
