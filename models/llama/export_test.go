@@ -6,3 +6,11 @@ func SetPerHeadAttention(m *Model, on bool) { m.perHeadAttention = on }
 
 // GELUTanhOp is the GeGLU activation's op, for its gradient check.
 var GELUTanhOp = geluTanh
+
+// SetHeadChunkBytes sets the logits bytes of one chunk of LossAt's
+// checkpointed head, so that tests chunk small vocabularies, and returns
+// the previous value.
+func SetHeadChunkBytes(n int) (previous int) {
+	previous, headChunkBytes = headChunkBytes, n
+	return previous
+}

@@ -282,19 +282,113 @@ func LMTargets(bt Batch, promptLens []int) ([]int32, error) {
 // LMLoss returns the mean cross-entropy of the batch's logits against
 // targets (from [LMTargets], one per position; [graph.IgnoreIndex] skipped),
 // as a one-element value ready for Backward. opts may set a divisor for
-// gradient accumulation or label smoothing.
+// gradient accumulation or label smoothing. The output head runs only at
+// the positions counted, as in [Model.LossAt].
 func (m *Model) LMLoss(g *graph.Tape, bt Batch, targets []int32, opts graph.CrossEntropyOptions) (*graph.Value, error) {
 	if len(targets) != bt.Size*bt.Len {
 		return nil, fmt.Errorf("llama: LMLoss: %d targets for %d × %d positions", len(targets), bt.Size, bt.Len)
 	}
+	var rows, kept []int32
 	for i, t := range targets {
-		if t != graph.IgnoreIndex && (t < 0 || int(t) >= m.cfg.VocabSize) {
+		if t == graph.IgnoreIndex {
+			continue
+		}
+		if t < 0 || int(t) >= m.cfg.VocabSize {
 			return nil, fmt.Errorf("llama: LMLoss: target %d at position %d is outside the vocabulary of %d", t, i, m.cfg.VocabSize)
 		}
+		rows, kept = append(rows, int32(i)), append(kept, t)
 	}
-	logits, err := m.Forward(g, bt)
+	if len(rows) == 0 {
+		// Nothing to train: a loss of 0 whose gradients are 0, still one
+		// that Backward takes.
+		logits, err := m.Forward(g, bt)
+		if err != nil {
+			return nil, err
+		}
+		return g.CrossEntropy(logits, targets, opts), nil
+	}
+	return m.LossAt(g, bt, rows, kept, opts)
+}
+
+// LogitsAt returns the logits [len(rows), vocab] of the batch at the given
+// flat positions (b·Len + t), soft-capped where the model has
+// Config.FinalLogitSoftcap: the output head applied only where a loss or a
+// prediction needs it (the answer tokens), sparing its product over the
+// rest.
+func (m *Model) LogitsAt(g *graph.Tape, bt Batch, rows []int32) (*graph.Value, error) {
+	h, err := m.hiddenAt(g, bt, rows)
 	if err != nil {
 		return nil, err
 	}
-	return g.CrossEntropy(logits, targets, opts), nil
+	return m.capLogits(g, m.Output.Forward(g, h)), nil
+}
+
+// hiddenAt returns the final hidden states [len(rows), dim] of the batch
+// at the given flat positions.
+func (m *Model) hiddenAt(g *graph.Tape, bt Batch, rows []int32) (*graph.Value, error) {
+	n := int32(bt.Size * bt.Len)
+	for i, r := range rows {
+		if r < 0 || r >= n {
+			return nil, fmt.Errorf("llama: position %d (row %d) outside the batch's %d × %d", r, i, bt.Size, bt.Len)
+		}
+	}
+	h, err := m.Hidden(g, bt)
+	if err != nil {
+		return nil, err
+	}
+	return g.Gather(g.Reshape(h, bt.Size*bt.Len, m.cfg.Dim), rows), nil
+}
+
+// headChunkBytes bounds the logits one chunk of LossAt's checkpointed
+// head holds: for a vocabulary of 262,144 (Gemma's) 128 rows.
+var headChunkBytes = 128 << 20
+
+// LossAt returns the cross-entropy of the logits at the given flat
+// positions of the batch (as [Model.LogitsAt]) against targets, one per
+// position, none [graph.IgnoreIndex], summed and divided by len(rows) or
+// opts.Divisor: a one-element value ready for Backward.
+//
+// With gradient checkpointing on ([Model.SetGradientCheckpointing]) the
+// head and the loss run in chunks of rows, each a checkpointed segment, so
+// that only one chunk's logits and their gradient exist at a time instead
+// of all of them: with a large vocabulary they outgrow the activations of
+// the layers (4096 positions of Gemma's 262,144 logits are 4 GiB, and as
+// much again for their gradient). The chunks' losses are added, which
+// rounds the sum differently from one pass.
+func (m *Model) LossAt(g *graph.Tape, bt Batch, rows, targets []int32, opts graph.CrossEntropyOptions) (*graph.Value, error) {
+	if len(targets) != len(rows) || len(rows) == 0 {
+		return nil, fmt.Errorf("llama: LossAt: %d targets for %d positions; want as many, at least one", len(targets), len(rows))
+	}
+	for i, t := range targets {
+		if t < 0 || int(t) >= m.cfg.VocabSize {
+			return nil, fmt.Errorf("llama: LossAt: target %d at position %d is outside the vocabulary of %d", t, rows[i], m.cfg.VocabSize)
+		}
+	}
+	h, err := m.hiddenAt(g, bt, rows)
+	if err != nil {
+		return nil, err
+	}
+	head := func(g *graph.Tape, h *graph.Value, targets []int32) *graph.Value {
+		return g.CrossEntropy(m.capLogits(g, m.Output.Forward(g, h)), targets, opts)
+	}
+	chunk := max(1, headChunkBytes/(4*m.cfg.VocabSize))
+	if !m.checkpoint || len(rows) <= chunk || g.NoGrad() {
+		return head(g, h, targets), nil
+	}
+	if opts.Divisor <= 0 {
+		opts.Divisor = float32(len(rows)) // every chunk divides by the whole count
+	}
+	var loss *graph.Value
+	for lo := 0; lo < len(rows); lo += chunk {
+		hi := min(lo+chunk, len(rows))
+		part := g.Checkpoint(func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+			return []*graph.Value{head(g, in[0], targets[lo:hi])}
+		}, g.Slice(h, 0, lo, hi))[0]
+		if loss == nil {
+			loss = part
+		} else {
+			loss = g.Add(loss, part)
+		}
+	}
+	return loss, nil
 }
