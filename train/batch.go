@@ -45,20 +45,6 @@ func toLlama(b data.Batch) llama.Batch {
 	return llama.Batch{Tokens: b.Tokens, Size: b.Size, Len: b.Len, Lengths: b.Lengths}
 }
 
-// lmLogits returns the logits [len(rows), vocab] of the model at the given
-// flat positions of the batch. Applying the output head only where a loss
-// or a prediction is needed (the answer tokens) spares the head's product
-// over the prompt.
-func lmLogits(g *graph.Tape, m *llama.Model, b data.Batch, rows []int32) (*graph.Value, error) {
-	h, err := m.Hidden(g, toLlama(b))
-	if err != nil {
-		return nil, err
-	}
-	dim := m.Config().Dim
-	sel := g.Gather(g.Reshape(h, b.Size*b.Len, dim), rows)
-	return m.Output.Forward(g, sel), nil
-}
-
 // stepLoss computes the loss of one micro-batch with the given divisor
 // (the number of targets of the whole optimizer step) and returns it with
 // the number of targets it holds.
@@ -75,11 +61,11 @@ func stepLoss(g *graph.Tape, m *llama.Model, task Task, b data.Batch, divisor in
 	if len(rows) == 0 {
 		return nil, 0, nil
 	}
-	logits, err := lmLogits(g, m, b, rows)
+	loss, err := m.LossAt(g, toLlama(b), rows, targets, opts)
 	if err != nil {
 		return nil, 0, err
 	}
-	return g.CrossEntropy(logits, targets, opts), len(rows), nil
+	return loss, len(rows), nil
 }
 
 // microBatches splits idx into slices of at most size.

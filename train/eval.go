@@ -71,7 +71,7 @@ func Evaluate(m *llama.Model, task Task, seqs []data.Sequence, batch, classes in
 				g.Reset()
 				continue
 			}
-			logits, err = lmLogits(g, m, b, rows)
+			logits, err = m.LogitsAt(g, toLlama(b), rows)
 		}
 		if err != nil {
 			g.Reset()

@@ -87,6 +87,15 @@ type Options struct {
 	// for the full-rank methods each layer is one SVD of a dense [out, in]
 	// matrix, minutes on a large model.
 	NoSpectra bool
+	// GradientCheckpointing recomputes each decoder layer's activations,
+	// and the output head's logits in chunks, during the backward pass
+	// instead of keeping them from the forward pass
+	// (llama.Model.SetGradientCheckpointing): far less memory for long
+	// sequences and large vocabularies, for about a third more compute.
+	// The results are those of a run without it, the layers' bit for bit
+	// and the loss but for the rounding of the chunks' sum, so a resume
+	// may turn it on or off.
+	GradientCheckpointing bool
 	// BaseModel describes the base model in whatever way tells apart bases
 	// whose trainable tensors would mean something else (for a LLaMA: its
 	// shape and the row order of its q/k projections, which differs
