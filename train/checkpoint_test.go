@@ -120,4 +120,3 @@ func item(t *testing.T, v *graph.Value) float64 {
 	}
 	return float64(x)
 }
-
