@@ -16,12 +16,14 @@ func sgemm8x12(kc int, a, b *float32, ldb int, c *float32, ldc int, beta float32
 // more of L1 data and 1 MiB or more of L2 per core): a 256×12 B panel is
 // 12 KiB, a 128×256 A block 128 KiB. They have not been tuned on arm64
 // hardware. Packing is the generic Go code (the AVX2 packing routines
-// are amd64's); the skinny and row-dot paths use the pure-Go kernels.
+// are amd64's). The dot-product paths (Engine.skinny, Engine.rowDots) have
+// NEON kernels too, in dot_arm64.s.
 var neonKernel = &kernel{
 	id: "neon", name: "neon 8x12", mr: 8, nr: 12,
 	kc: 256, mc: 128, nc: 4096,
-	full:   neonFull,
-	rowDot: rowDotGo,
+	full: neonFull,
+	dot:  dot4x4n, dotRows: 4, dotK: 4,
+	rowDot: rowDot8n,
 }
 
 // neonFull bounds-checks the panels and the tile before handing raw

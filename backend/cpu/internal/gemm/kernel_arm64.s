@@ -68,14 +68,22 @@
 //
 // Registers: V0-V23 accumulate the tile, three per row; V24, V25 hold the
 // step's A values and V26-V28 its B row (KSTEP); V31 holds beta at the
-// end. That is 29 of the 32 vector registers: the tile is the largest
-// whose accumulators, one B row and one A column fit together.
+// end. Why 8×12: an mr×nr tile (multiples of 4) needs mr·nr/4
+// accumulators plus nr/4 registers for a B row and mr/4 for an A column,
+// at most 32 in all, and does mr·nr/4 FMLAs per (mr+nr)/4 vectors loaded.
+// 8×12 (24+3+2 = 29 registers) and 12×8 give the most FMLAs per load
+// among the tiles that fit, 24 per 5; 16×4 gives 16 per 5, 4×24 24 per
+// 7, and 8×16 or 12×12 would need 38 or 42 registers. Of the two, 8×12
+// keeps the A column to one two-register load.
 //
 // The main loop runs four k steps per iteration: 8 loads and 96 FMLAs,
 // then one SUBS and one BNE, so 106 instructions for 384 multiply-adds.
-// The steps reuse the same A and B registers; the cores this is for
-// (Apple M-series, Neoverse) rename registers, so a step's loads need not
-// wait for the previous step's FMLAs to finish reading them.
+// The steps reuse the same A and B registers; out-of-order cores (Apple
+// M-series, Neoverse) rename registers, so a step's loads need not wait
+// for the previous step's FMLAs to finish reading them. An in-order core
+// (Cortex-A53/A55) would stall on each step's first FMLA, which waits for
+// its loads; software pipelining (loading the next step's A into the
+// spare V29, V30) would help there, and has not been done.
 TEXT ·sgemm8x12(SB), NOSPLIT, $0-52
 	MOVD kc+0(FP), R0
 	MOVD a+8(FP), R1
