@@ -41,7 +41,9 @@ const gemma3Window = 6
 // width 64, so q_proj is [96, 64] and o_proj [64, 96], with QK-norm and
 // Qwen3's rope theta and norm epsilon) and Gemma 3 (heads 12 wide, GeGLU,
 // query_pre_attn_scalar 12, layers sliding, sliding, full, sliding, full
-// with a window of gemma3Window, and Gemma's rotary bases). Their text is
+// with a window of gemma3Window, and Gemma's rotary bases), and Gemma 2
+// (Gemma 3's layer without QK-norm, alternating sliding and full layers,
+// one rotary base, the published soft-caps of 50 and 30). Their text is
 // no story; the commands only need models of these shapes.
 var archCases = []archCase{
 	{
@@ -92,34 +94,47 @@ var archCases = []archCase{
 			c.QueryPreAttnScalar, c.LayerKinds, c.SlidingWindow, c.LocalRopeTheta = 12, "ssfsf", gemma3Window, 1e4
 			c.RopeTheta, c.NormEps, c.RopeLayout = 1e6, 1e-6, llama.RopeHalfSplit
 		},
-		// stories260K's embedding and feed-forward weights, its norms as
-		// Gemma's offsets (w − 1), random attention for the wider heads
-		// (q_proj [96, 64]), random output norms, q_norm and k_norm
-		// around 0.
-		fill: func(p llama.Param, st *llama.Weights, rng *rand.Rand) {
-			// LLaMA's feed-forward norm is post_attention_layernorm,
-			// Gemma's pre_feedforward_layernorm; Gemma's
-			// post_attention_layernorm is an output norm LLaMA lacks.
-			src, ok := st.Param(strings.Replace(p.Name, "pre_feedforward_layernorm", "post_attention_layernorm", 1))
-			ok = ok && len(src.Data) == len(p.Data)
-			switch {
-			case ok && len(p.Shape) == 2 && !strings.Contains(p.Name, ".self_attn."):
-				copy(p.Data, src.Data)
-			case ok && len(p.Shape) == 1 && !strings.Contains(p.Name, "post_attention"):
-				for i, v := range src.Data {
-					p.Data[i] = v - 1 // LLaMA's w is Gemma's 1 + w
-				}
-			case len(p.Shape) == 1:
-				for i := range p.Data {
-					p.Data[i] = float32(0.3 * rng.NormFloat64())
-				}
-			default:
-				randomProjection(p, rng)
-			}
-		},
+		fill:    gemmaFill,
 		json:    []string{`"sliding_window": 6`, `"layer_types"`, `"hidden_activation": "gelu_pytorch_tanh"`, `"final_logit_softcapping": null`},
 		trained: []string{"model.layers.0.self_attn.q_proj.weight", "model.layers.2.mlp.gate_proj.weight"},
 	},
+	{
+		name: "gemma2", arch: "Gemma2ForCausalLM", seed: 11,
+		config: func(c *llama.Config) {
+			c.HeadWidth, c.Family, c.Activation = 12, llama.FamilyGemma2, llama.GELUTanh
+			c.QueryPreAttnScalar, c.LayerKinds, c.SlidingWindow, c.LocalRopeTheta = 12, "sfsfs", gemma3Window, c.RopeTheta
+			c.AttnLogitSoftcap, c.FinalLogitSoftcap, c.NormEps, c.RopeLayout = 50, 30, 1e-6, llama.RopeHalfSplit
+		},
+		fill:    gemmaFill,
+		json:    []string{`"sliding_window": 6`, `"layer_types"`, `"attn_logit_softcapping": 50.0`, `"final_logit_softcapping": 30.0`},
+		trained: []string{"model.layers.0.self_attn.q_proj.weight", "model.layers.2.mlp.gate_proj.weight"},
+	},
+}
+
+// gemmaFill makes a Gemma folder's tensors from stories260K's: its
+// embedding and feed-forward weights, its norms as Gemma's offsets
+// (w − 1), random attention for the wider heads (q_proj [96, 64]), random
+// output norms, q_norm and k_norm (Gemma 3's) around 0.
+func gemmaFill(p llama.Param, st *llama.Weights, rng *rand.Rand) {
+	// LLaMA's feed-forward norm is post_attention_layernorm, Gemma's
+	// pre_feedforward_layernorm; Gemma's post_attention_layernorm is an
+	// output norm LLaMA lacks.
+	src, ok := st.Param(strings.Replace(p.Name, "pre_feedforward_layernorm", "post_attention_layernorm", 1))
+	ok = ok && len(src.Data) == len(p.Data)
+	switch {
+	case ok && len(p.Shape) == 2 && !strings.Contains(p.Name, ".self_attn."):
+		copy(p.Data, src.Data)
+	case ok && len(p.Shape) == 1 && !strings.Contains(p.Name, "post_attention"):
+		for i, v := range src.Data {
+			p.Data[i] = v - 1 // LLaMA's w is Gemma's 1 + w
+		}
+	case len(p.Shape) == 1:
+		for i := range p.Data {
+			p.Data[i] = float32(0.3 * rng.NormFloat64())
+		}
+	default:
+		randomProjection(p, rng)
+	}
 }
 
 // copyOrBias copies stories260K's tensor of p's name and draws those it

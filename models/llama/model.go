@@ -293,8 +293,8 @@ type paramLister interface {
 
 // LayerParams returns the parameters a layer computes with: W and B of a
 // *graph.Dense, or what a layer with a Params() []*graph.Value method lists
-// (a PEFT layer: the frozen weights it wraps and its adapter, or full
-// fine-tuning's trainable copies). Other layers have none that the model
+// (a PEFT layer: the weights it wraps, frozen, or trained in place by full
+// fine-tuning, and its adapter). Other layers have none that the model
 // can see.
 func LayerParams(l graph.Layer) []*graph.Value {
 	switch l := l.(type) {
@@ -363,11 +363,12 @@ func (m *Model) Trainable() []*graph.Value {
 }
 
 // Free releases the device memory of the parameters the model owns: the
-// embedding, the norms (QK-norm and Gemma's output norms included) and the weights of its layer slots, where a slot
+// embedding, the norms (QK-norm and Gemma's output norms included) and
+// the weights of its layer slots, where a slot
 // holds either a *graph.Dense or a layer wrapping one (a layer with a
 // Base() *graph.Dense method, as package peft's), whose base weights are
-// the model's. The tensors a wrapping layer made (adapters, full
-// fine-tuning's copies) belong to whoever made it: free them there
+// the model's. The tensors a wrapping layer made (adapters) belong to
+// whoever made it: free them there
 // (peft.Model.Unload), before or after Free; Free never touches them, so
 // nothing is freed twice. The model must not be used afterwards.
 func (m *Model) Free() {
