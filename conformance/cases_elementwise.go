@@ -24,7 +24,8 @@ func binaryRef(op backend.BinaryOp, a, b float64) float64 {
 
 func init() {
 	// Binary: same shape, row broadcast ([cols]), column broadcast
-	// ([rows, 1]), and in place (dst aliases a).
+	// ([rows, 1]), one element for all ([n, 1] by [1]), and in place (dst
+	// aliases a).
 	type bin struct {
 		kind    string
 		a, b    []int
@@ -43,6 +44,10 @@ func init() {
 		{"column", []int{300, 301}, []int{300, 1}, false},
 		{"inplace", []int{13, 7}, []int{13, 7}, true},
 		{"inplace_row", []int{3, 127}, []int{127}, true},
+		// One element for all, as package graph broadcasts a scalar: a
+		// [n, 1] view against [1], long enough to be split over threads.
+		{"scalar", []int{70001, 1}, []int{1}, false},
+		{"inplace_scalar", []int{70001, 1}, []int{1}, true},
 	}
 	for _, op := range backend.BinaryOps {
 		for _, s := range shapes {

@@ -29,6 +29,14 @@ func (b *Backend) Binary(op backend.BinaryOp, dst, a, bt backend.Tensor) {
 		return
 	}
 	fs := binaryScalarKernel(k, op)
+	if bc == backend.RowBroadcast && cols == 1 {
+		// One element applied to every element (a [n, 1] view against a
+		// [1] operand, as graph broadcasts scalars): one scalar kernel over
+		// the flat range, not a call per element.
+		s := y[0]
+		b.streamFor(k, len(d), 1, func(lo, hi int) { fs(d[lo:hi], x[lo:hi], s) })
+		return
+	}
 	b.streamFor(k, rows, cols, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := r * cols
