@@ -26,7 +26,7 @@ func init() {
 }
 
 var benchTrainDoc = usageDoc{
-	synopsis: "bench train [--backend NAME] [--methods LIST] [--dim 512 --layers 8 --heads 8 --kv-heads 4 --hidden 1376 --vocab 512 --seq 256 --batch 4] [--steps N] [--rounds N] [--threads N] [--json]",
+	synopsis: "bench train [--backend NAME] [--methods LIST] [--dim 512 --layers 8 --heads 8 --kv-heads 4 --hidden 1376 --vocab 512 --seq 256 --batch 4] [--steps N] [--rounds N] [--threads N] [--gradient-checkpointing] [--json]",
 	description: "Times optimizer steps of a LLaMA-shaped model built in memory (random weights; RMSNorm, rotary " +
 		"embeddings, grouped-query attention, SwiGLU) trained as a causal language model on random tokens, with " +
 		"every method's adapters on all seven linear layers of every block (r = --rank, alpha = --alpha, " +
@@ -36,7 +36,11 @@ var benchTrainDoc = usageDoc{
 		"turns, --rounds times, each timing --steps steps, and each keeps its fastest round (so that load from " +
 		"other processes does not land on one method): the mean milliseconds per step with its forward, backward " +
 		"and optimizer parts, " +
-		"tokens per second, and the ratio to LoRA's step time measured in the same run. The PyTorch column " +
+		"tokens per second, the ratio to LoRA's step time measured in the same run, and the most memory the " +
+		"step's tape held (activations, gradients and the buffers it pooled for reuse; the weights and the " +
+		"optimizer state are not counted). With --gradient-checkpointing every method also runs with each " +
+		"decoder layer and the head's logits recomputed in the backward pass (method+gc), timed in the same " +
+		"turns, with its step time and tape memory over the plain run's. The PyTorch column " +
 		"quotes the rates issue 7 reports for PyTorch 1.13 on a 2-core machine of this project for the default " +
 		"shape (not measured here; compare only on that machine and shape). With --json each result is one " +
 		"JSON object per line.",
@@ -44,6 +48,7 @@ var benchTrainDoc = usageDoc{
 		"sora bench train",
 		"sora bench train --methods lora,sora --rounds 5 --json",
 		"sora bench train --dim 256 --layers 4 --hidden 688 --seq 128",
+		"sora bench train --methods lora --seq 1024 --vocab 32000 --gradient-checkpointing",
 	},
 }
 
@@ -70,6 +75,13 @@ type trainResult struct {
 	Batch        int     `json:"batch"`
 	Threads      int     `json:"threads"`
 	Loss         fixed3  `json:"final_loss"`
+	// PeakTapeMiB is the most the step's tape held (Tape.Stats.PeakBytes).
+	PeakTapeMiB fixed1 `json:"peak_tape_mib"`
+	// Checkpointing marks the run with gradient checkpointing; TimeVsPlain
+	// and PeakVsPlain are its step time and tape peak over the plain run's.
+	Checkpointing bool   `json:"gradient_checkpointing,omitempty"`
+	TimeVsPlain   fixed3 `json:"step_time_vs_plain,omitempty"`
+	PeakVsPlain   fixed3 `json:"peak_tape_vs_plain,omitempty"`
 }
 
 func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
@@ -90,6 +102,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	steps := fs.Int("steps", 2, "timed steps per method and round, `N`")
 	rounds := fs.Int("rounds", 3, "timing `ROUNDS`: the methods are timed in turn, round after round, and each reports its fastest round")
 	threads := fs.Int("threads", 0, "`N` threads for the CPU backend and GOMAXPROCS; 0 keeps the defaults")
+	checkpointing := fs.Bool("gradient-checkpointing", false, "also run every method with gradient checkpointing (method+gc) and compare its step time and tape memory with the plain run's")
 	asJSON := fs.Bool("json", false, "print one JSON object per method instead of a table")
 	profile := cpuProfileFlag(fs)
 	if code, ok := parseFlags(fs, benchTrainDoc, args, stdout, stderr); !ok {
@@ -159,17 +172,22 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	// turn, round after round, and each keeps its best round: load from
 	// other processes on a shared machine then slows all methods alike
 	// instead of whichever ran at a bad moment.
-	runs := make([]*trainRun, len(methods))
-	for i, method := range methods {
-		r, err := newTrainRun(b, w, method, peft.Config{R: *rank, Alpha: *alpha, RotationRank: *rotRank, TargetModules: []string{peft.AllLinear}, Seed: 1}, bt, targets)
-		if err != nil {
-			for _, r := range runs[:i] {
-				r.close()
+	var runs []*trainRun
+	for _, method := range methods {
+		for _, gc := range []bool{false, true} {
+			if gc && !*checkpointing {
+				continue
 			}
-			fmt.Fprintf(stderr, "sora bench train: %s: %v\n", method, err)
-			return exitFailure
+			r, err := newTrainRun(b, w, method, gc, peft.Config{R: *rank, Alpha: *alpha, RotationRank: *rotRank, TargetModules: []string{peft.AllLinear}, Seed: 1}, bt, targets)
+			if err != nil {
+				for _, r := range runs {
+					r.close()
+				}
+				fmt.Fprintf(stderr, "sora bench train: %s: %v\n", method, err)
+				return exitFailure
+			}
+			runs = append(runs, r)
 		}
-		runs[i] = r
 	}
 	defer func() {
 		for _, r := range runs {
@@ -187,10 +205,17 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	isDefault := *dim == 512 && *layers == 8 && *heads == 8 && *kvHeads == 4 && *hidden == 1376 && *vocab == 512 && *seq == 256 && *batch == 4 && *rank == 8 && *rotRank == 4
 	var results []trainResult
 	var loraMs float64
-	for _, run := range runs {
+	for i, run := range runs {
 		r := run.res
 		r.Steps = *steps * *rounds
 		r.Dim, r.Layers, r.Seq, r.Batch, r.Threads = cfg.Dim, cfg.NumLayers, *seq, *batch, nthreads
+		if r.Checkpointing {
+			plain := runs[i-1].res // each checkpointed run follows its plain twin
+			r.TimeVsPlain = fixed3(float64(r.MsPerStep) / float64(plain.MsPerStep))
+			r.PeakVsPlain = fixed3(float64(r.PeakTapeMiB) / float64(plain.PeakTapeMiB))
+			results = append(results, r)
+			continue
+		}
 		if r.Method == "lora" {
 			loraMs = float64(r.MsPerStep)
 		}
@@ -201,7 +226,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		results = append(results, r)
 	}
 	for i := range results {
-		if loraMs > 0 {
+		if loraMs > 0 && !results[i].Checkpointing {
 			results[i].VsLoRA = fixed3(float64(results[i].MsPerStep) / loraMs)
 		}
 	}
@@ -215,20 +240,32 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		}
 		return exitOK
 	}
-	const row = "%-9s %11s %9s %9s %9s %9s %9s %9s %9s\n"
-	fmt.Fprintf(stdout, row, "method", "trainable", "ms/step", "forward", "backward", "AdamW", "tokens/s", "vs LoRA", "vs PyTorch")
+	const row = "%-12s %11s %9s %9s %9s %9s %9s %9s %10s %9s\n"
+	fmt.Fprintf(stdout, row, "method", "trainable", "ms/step", "forward", "backward", "AdamW", "tokens/s", "tape MiB", "vs LoRA", "vs PyTorch")
+	ratio := func(v fixed3) string {
+		if v > 0 {
+			return fmt.Sprintf("%.2f×", float64(v))
+		}
+		return "-"
+	}
 	for _, r := range results {
-		vsl, vsp := "-", "-"
-		if r.VsLoRA > 0 {
-			vsl = fmt.Sprintf("%.2f×", r.VsLoRA)
+		name, vsl := r.Method, ratio(r.VsLoRA)
+		if r.Checkpointing {
+			name += "+gc"
 		}
-		if r.PyTorch > 0 {
-			vsp = fmt.Sprintf("%.2f×", r.VsPyTorch)
-		}
-		fmt.Fprintf(stdout, row, r.Method, commas(r.Trainable), fmt.Sprintf("%.1f", float64(r.MsPerStep)), fmt.Sprintf("%.1f", float64(r.ForwardMs)),
-			fmt.Sprintf("%.1f", float64(r.BackwardMs)), fmt.Sprintf("%.1f", float64(r.OptimizerMs)), fmt.Sprintf("%.1f", float64(r.TokensPerSec)), vsl, vsp)
+		fmt.Fprintf(stdout, row, name, commas(r.Trainable), fmt.Sprintf("%.1f", float64(r.MsPerStep)), fmt.Sprintf("%.1f", float64(r.ForwardMs)),
+			fmt.Sprintf("%.1f", float64(r.BackwardMs)), fmt.Sprintf("%.1f", float64(r.OptimizerMs)), fmt.Sprintf("%.1f", float64(r.TokensPerSec)),
+			fmt.Sprintf("%.1f", float64(r.PeakTapeMiB)), vsl, ratio(r.VsPyTorch))
 	}
 	fmt.Fprintf(stdout, "\nvs LoRA: step time over LoRA's in this run. vs PyTorch: tokens/s over PyTorch 1.13's (issue 7, same shape, 2 threads; not measured in this run).\n")
+	if *checkpointing {
+		fmt.Fprintln(stdout, "method+gc: with gradient checkpointing, against the plain run of the method in this run:")
+		for _, r := range results {
+			if r.Checkpointing {
+				fmt.Fprintf(stdout, "  %s+gc: %.2f× the step time, %.2f× the tape memory\n", r.Method, float64(r.TimeVsPlain), float64(r.PeakVsPlain))
+			}
+		}
+	}
 	return exitOK
 }
 
@@ -253,16 +290,17 @@ type trainRun struct {
 	best    time.Duration // fastest round's mean step time
 }
 
-// newTrainRun builds the model with the method applied and runs one
-// untimed warm-up step (first-use allocations, packing buffers, optimizer
-// state).
-func newTrainRun(b backend.Backend, w *llama.Weights, method string, pc peft.Config, bt llama.Batch, targets []int32) (*trainRun, error) {
-	r := &trainRun{bt: bt, targets: targets, res: trainResult{Method: method}}
+// newTrainRun builds the model with the method applied, and gradient
+// checkpointing where gc, and runs one untimed warm-up step (first-use
+// allocations, packing buffers, optimizer state).
+func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, pc peft.Config, bt llama.Batch, targets []int32) (*trainRun, error) {
+	r := &trainRun{bt: bt, targets: targets, res: trainResult{Method: method, Checkpointing: gc}}
 	m, err := llama.New(b, w)
 	if err != nil {
 		return nil, err
 	}
 	r.m = m
+	m.SetGradientCheckpointing(gc)
 	var params []*graph.Value
 	if method == "full" {
 		for _, p := range m.Params() {
@@ -328,6 +366,7 @@ func (r *trainRun) step() (fwd, bwd, upd time.Duration, err error) {
 		return 0, 0, 0, err
 	}
 	r.res.Loss = fixed3(l)
+	r.res.PeakTapeMiB = max(r.res.PeakTapeMiB, fixed1(float64(g.Stats().PeakBytes)/(1<<20)))
 	g.Reset()
 	t2 := time.Now()
 	if err := r.opt.Step(); err != nil {

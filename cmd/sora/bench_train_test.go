@@ -67,3 +67,45 @@ func TestBenchTrainBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchTrainCheckpointing checks --gradient-checkpointing: each method
+// is followed by its checkpointed run, which reports its step time and
+// tape memory over the plain run's, the memory lower (four layers of
+// activations are not kept), the loss the same (to print precision).
+func TestBenchTrainCheckpointing(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "train", "--backend", "cpu", "--dim", "32", "--layers", "4", "--heads", "4", "--kv-heads", "2",
+		"--hidden", "48", "--vocab", "40", "--seq", "32", "--batch", "2", "--steps", "1", "--rounds", "1", "--methods", "lora,full",
+		"--gradient-checkpointing", "--json")
+	if code != 0 {
+		t.Fatalf("status %d\n%s", code, errOut)
+	}
+	var rs []trainResult
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r trainResult
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) != 4 {
+		t.Fatalf("%d results, want lora, lora+gc, full, full+gc:\n%s", len(rs), out)
+	}
+	for i := 0; i < 4; i += 2 {
+		plain, gc := rs[i], rs[i+1]
+		if plain.Checkpointing || !gc.Checkpointing || plain.Method != gc.Method || plain.TimeVsPlain != 0 {
+			t.Errorf("results %d, %d: %+v then %+v; want the plain run, then its checkpointed twin", i, i+1, plain, gc)
+		}
+		if !(plain.PeakTapeMiB > 0 && gc.PeakTapeMiB < plain.PeakTapeMiB) {
+			t.Errorf("%s: tape peak %v MiB checkpointed, %v plain; want it lower", gc.Method, gc.PeakTapeMiB, plain.PeakTapeMiB)
+		}
+		// The MiB figures are printed to 0.05 MiB, the ratio from the
+		// exact ones.
+		g, p := float64(gc.PeakTapeMiB), float64(plain.PeakTapeMiB)
+		if r := float64(gc.PeakVsPlain); r < (g-0.05)/(p+0.05)-1e-3 || r > (g+0.05)/(p-0.05)+1e-3 || gc.TimeVsPlain <= 0 {
+			t.Errorf("%s: tape ratio %v for %v MiB over %v, time ratio %v", gc.Method, r, g, p, gc.TimeVsPlain)
+		}
+		if gc.Loss != plain.Loss || gc.VsLoRA != 0 {
+			t.Errorf("%s: loss %v checkpointed, %v plain; vs LoRA %v", gc.Method, gc.Loss, plain.Loss, gc.VsLoRA)
+		}
+	}
+}

@@ -378,6 +378,11 @@ func (m *Model) LossAt(g *graph.Tape, bt Batch, rows, targets []int32, opts grap
 	if opts.Divisor <= 0 {
 		opts.Divisor = float32(len(rows)) // every chunk divides by the whole count
 	}
+	// Chunks of one size (but for the last, shorter by less than the
+	// number of chunks), so that each reuses the buffers the tape pooled
+	// from the one before.
+	n := (len(rows) + chunk - 1) / chunk
+	chunk = (len(rows) + n - 1) / n
 	var loss *graph.Value
 	for lo := 0; lo < len(rows); lo += chunk {
 		hi := min(lo+chunk, len(rows))
