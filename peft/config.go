@@ -239,6 +239,11 @@ func (c Config) Validate() error {
 	if _, err := compileTargets(c.TargetModules); err != nil {
 		return err
 	}
+	if c.Method != Full && slices.Contains(c.TargetModules, AllParameters) {
+		// Before the methods' own checks, OFT's included: any adapter
+		// would wrap the output head too.
+		return bad("TargetModules", c.TargetModules, fmt.Sprintf("%q (every parameter) is full fine-tuning's target; an adapter adapts linear layers (%q)", AllParameters, AllLinear))
+	}
 	switch c.Method {
 	case OFT:
 		if c.R < 0 || c.OFTBlockSize < 0 {
@@ -262,9 +267,6 @@ func (c Config) Validate() error {
 			return bad("TargetModules", c.TargetModules, fmt.Sprintf("%q selects every parameter; give it alone", AllParameters))
 		}
 		return nil
-	}
-	if slices.Contains(c.TargetModules, AllParameters) {
-		return bad("TargetModules", c.TargetModules, fmt.Sprintf("%q (every parameter) is full fine-tuning's target; an adapter adapts linear layers (%q)", AllParameters, AllLinear))
 	}
 	if c.R < 1 {
 		return bad("R", c.R, "want a rank ≥ 1")

@@ -378,6 +378,9 @@ func TestInjectErrors(t *testing.T) {
 		{Config{Method: OFT, R: 2, OFTBlockSize: 4, TargetModules: []string{"q_proj"}}, "set exactly one"},
 		{Config{Method: LoRA, TargetModules: []string{"q_proj", "[bad"}}, "TargetModules[1]"},
 		{Config{Method: LoRA, TargetModules: []string{AllParameters}}, `"all" (every parameter) is full fine-tuning's target`},
+		// OFT validates on its own path; "all" would wrap the output head too
+		// and leave an adapter that no adapter file can name.
+		{Config{Method: OFT, OFTBlockSize: 4, TargetModules: []string{AllParameters}}, `"all" (every parameter) is full fine-tuning's target`},
 		{Config{Method: Full, TargetModules: []string{AllParameters, "q_proj"}}, "give it alone"},
 		{Config{Method: Full, TargetModules: []string{"k_proj"}}, "select none of the model's 4 layers"},
 	}
