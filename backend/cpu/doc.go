@@ -26,10 +26,11 @@
 //     conformance suite once with it set so that both paths stay correct.
 //   - SORA_CPU_THREADS=N caps the goroutines one op uses at N (default
 //     GOMAXPROCS).
-//   - SORA_CPU_GEMM_KERNEL=avx512|avx2|sse|go picks the matrix-multiply
-//     micro-kernel, to compare them in benchmarks; one the CPU cannot run
-//     is passed over for the fastest it can. CI runs the conformance suite
-//     with sse too.
+//   - SORA_CPU_GEMM_KERNEL=avx512|avx2|sse|neon|go picks the
+//     matrix-multiply micro-kernel (neon on arm64, the others but go on
+//     amd64), to compare them in benchmarks; one the CPU cannot run is
+//     passed over for the fastest it can. CI runs the conformance suite
+//     with sse too, and on arm64 under qemu.
 //
 // A build with -tags noasm leaves all assembly out, as on architectures
 // without it.

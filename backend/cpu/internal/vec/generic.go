@@ -364,7 +364,9 @@ func goLayerNormGrad(dx, x, w, dy []float32, mean, rstd, mg, mgx float64) {
 	r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
 	for i := range dx {
 		xh := (x[i] - mh - ml) * r
-		dx[i] = (dy[i]*w[i] - mg32 - xh*mgx32) * r
+		// The conversions round each product, as amd64 does: Go on
+		// arm64 would otherwise fuse them into the subtractions.
+		dx[i] = (float32(dy[i]*w[i]) - mg32 - float32(xh*mgx32)) * r
 	}
 }
 
@@ -389,7 +391,7 @@ func goLayerNormGradAcc(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx 
 	for i := range dx {
 		xh := (x[i] - mh - ml) * r
 		d := dy[i]
-		dx[i] = (d*w[i] - mg32 - xh*mgx32) * r
+		dx[i] = (float32(d*w[i]) - mg32 - float32(xh*mgx32)) * r // products rounded, as above
 		accG[i] += xh * d
 		accB[i] += d
 	}
