@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -224,6 +225,15 @@ func (f *finetuneFlags) check() error {
 	m, err := peft.ParseMethod(f.method)
 	if err != nil {
 		return fmt.Errorf("--method: %v", err)
+	}
+	if targets := splitList(f.target); slices.Contains(targets, peft.AllParameters) {
+		// Said in the flags' words, before the method's own check.
+		switch {
+		case m != peft.Full:
+			return fmt.Errorf("--target %s (every parameter) is --method full's; --method %s adapts linear layers (--target %s, the default, or patterns)", peft.AllParameters, m, peft.AllLinear)
+		case len(targets) != 1:
+			return fmt.Errorf("--target %s: %s selects every parameter; give it alone (or leave --target out), or name the linear layers to train without it", f.target, peft.AllParameters)
+		}
 	}
 	// Combinations the method refuses (--dropout with oft, --exact-rotation
 	// without a rotation) are usage errors, found before anything loads.

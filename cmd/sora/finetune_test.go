@@ -71,8 +71,9 @@ func TestFinetuneBadFlags(t *testing.T) {
 		// Combinations a method refuses are found before anything loads.
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--dropout", "0.1"}, "OFT has no input dropout"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--exact-rotation"}, "only the rotation methods"},
-		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--target", "all"}, `"all" (every parameter) is full fine-tuning's target`},
-		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--target", "all,q_proj"}, "give it alone"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--target", "all"}, `--target all (every parameter) is --method full's`},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--target", "all"}, `--target all (every parameter) is --method full's`},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--target", "all,q_proj"}, "--target all,q_proj: all selects every parameter; give it alone"},
 		{[]string{"--dropout", "0.1"}, "--dropout needs --model"},
 		{[]string{"--no-spectrum"}, "--no-spectrum needs --model"}, // the demonstration reports its spectra
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--task", "classify", "--target", "q_proj,score"}, `selects the classification head "score"`},

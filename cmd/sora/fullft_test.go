@@ -193,7 +193,7 @@ func TestFinetuneFullTarget(t *testing.T) {
 	}
 	code, _, errOut = runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath,
 		"--method", "lora", "--target", "all", "--out", filepath.Join(dir, "lora"))
-	if code != exitUsage || !strings.Contains(errOut, "full fine-tuning's target") {
+	if code != exitUsage || !strings.Contains(errOut, "--target all (every parameter) is --method full's") {
 		t.Errorf("--method lora --target all: status %d, stderr %q; want a usage error", code, errOut)
 	}
 }
