@@ -45,6 +45,10 @@
 #      CPU then CUDA, same seed, if the binary has the subcommand (pass:
 #      every logged training loss of the CUDA run within 2% + 0.01 of the
 #      CPU run's)
+#   8. sora bench train --backend cuda --methods lora,sora,full --seq 1024
+#      --vocab 32000 --gradient-checkpointing (pass: each checkpointed run
+#      ends at its plain run's loss, within 1e-3, with less tape memory;
+#      the tokens/s and ratios are recorded)
 # The summary (PASS, FAIL or SKIP per step, with the key numbers) is printed
 # last. The exit status is 1 when a step failed, 2 on bad usage, else 0.
 set -u
@@ -317,6 +321,21 @@ if kind == "finetune":
     ok = all(abs(gpu[s] - cpu[s]) <= 0.02 * abs(cpu[s]) + 0.01 for s in steps)
     print("%d steps; largest gap at step %d: cuda %.4f, cpu %.4f (tolerance 2%% + 0.01)" % (len(steps), worst, gpu[worst], cpu[worst]))
     sys.exit(0 if ok else 1)
+if kind == "train":
+    rs = lines(sys.argv[2])
+    plain = {r["method"]: r for r in rs if not r.get("gradient_checkpointing")}
+    gc = [r for r in rs if r.get("gradient_checkpointing")]
+    if not gc:
+        print("no checkpointed runs in bench output"); sys.exit(1)
+    notes, ok = [], True
+    for r in gc:
+        p = plain.get(r["method"])
+        same = p is not None and abs(r["final_loss"] - p["final_loss"]) <= 1e-3 * max(1, abs(p["final_loss"]))
+        ok = ok and same and r["peak_tape_vs_plain"] < 1
+        notes.append("%s %.0f tok/s, gc %.2fx time %.2fx tape%s" % (r["method"], p["tokens_per_s"] if p else 0,
+                     r["step_time_vs_plain"], r["peak_tape_vs_plain"], "" if same else " (loss differs)"))
+    print("; ".join(notes))
+    sys.exit(0 if ok else 1)
 EOF
 }
 
@@ -366,6 +385,21 @@ else
 		verdict=$(compare finetune "$outdir/finetune-cpu/metrics.jsonl" "$outdir/finetune-cuda/metrics.jsonl")
 		if [ $? -eq 0 ]; then record finetune PASS "$total" "$verdict"; else record finetune FAIL "$total" "$verdict"; fi
 	fi
+fi
+
+# 8. Training steps on the device, plain and with gradient checkpointing.
+if "$sora" bench train --help 2>&1 | grep -q -- '--gradient-checkpointing'; then
+	run bench-train 60 "$sora" bench train --backend cuda --methods lora,sora,full --seq 1024 --vocab 32000 --batch 4 --gradient-checkpointing --json
+	if [ $rc -ne 0 ]; then
+		record bench-train FAIL "$secs" "exit status $rc; see bench-train.err"
+	elif [ -z "$python" ]; then
+		record bench-train INFO "$secs" "ran; no python3 to read the results"
+	else
+		verdict=$(compare train "$outdir/bench-train.out")
+		if [ $? -eq 0 ]; then record bench-train PASS "$secs" "$verdict"; else record bench-train FAIL "$secs" "$verdict"; fi
+	fi
+else
+	record bench-train SKIP 0 "this sora's bench train has no --gradient-checkpointing"
 fi
 
 elapsed=$(($(date +%s) - start))
