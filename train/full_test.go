@@ -3,9 +3,11 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/graph"
@@ -155,5 +157,113 @@ func TestFullFineTuneMemory(t *testing.T) {
 	pm.Unload()
 	if got := b.BytesInUse() - start; got != 4*n {
 		t.Errorf("after Unload %d bytes, want the model's 4 × %d", got, n)
+	}
+}
+
+// TestResumeFullOlderGroups resumes full fine-tuning of the linear layers
+// of a model with Qwen2's q/k/v biases from a checkpoint as sora wrote it
+// before full fine-tuning exempted biases and norm weights from weight
+// decay: one optimizer group, each layer's bias after its weight, so its
+// optimizer state lists the parameters in another order. Without weight
+// decay the groups differ in nothing but order, and the resumed run ends
+// with the uninterrupted run's weights bit for bit; with weight decay the
+// old run decayed the biases, which this one does not, and the resume is
+// refused with a message that says so and names the checkpoint.
+func TestResumeFullOlderGroups(t *testing.T) {
+	b := openCPU(t)
+	cfg := tinyConfig()
+	cfg.AttentionBias = llama.BiasQKV
+	seqs := randomSeqs(13, cfg.VocabSize, 5)
+	model := func() *peft.Model {
+		t.Helper()
+		w, err := InitWeights(cfg, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range w.Params() {
+			for i := range p.Data {
+				p.Data[i] *= 10 // biases away from 0 too
+				if len(p.Shape) == 1 {
+					p.Data[i] += 0.1 * float32(i%5)
+				}
+			}
+		}
+		m, err := llama.New(b, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Free)
+		pm, err := peft.Inject(m, peft.Config{Method: peft.Full, TargetModules: []string{peft.AllLinear}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pm
+	}
+	for _, wd := range []float64{0, 0.01} {
+		t.Run(fmt.Sprintf("weight-decay=%g", wd), func(t *testing.T) {
+			opts := func(dir string) Options {
+				o := resumeOptions(dir)
+				o.WeightDecay = wd
+				return o
+			}
+			pmA := model()
+			if _, err := (&Trainer{Model: pmA.Module().(*llama.Model), Adapter: pmA, Train: seqs, Options: opts(t.TempDir())}).Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want := download(t, pmA.Trainable())
+
+			dir := t.TempDir()
+			pmB := model()
+			if _, err := runStoppingAt(&Trainer{Model: pmB.Module().(*llama.Model), Adapter: pmB, Train: seqs, Options: opts(dir)}, 4); !IsInterrupted(err) {
+				t.Fatalf("interrupted run: %v", err)
+			}
+			// The older layout: layer by layer, weight then bias.
+			var old []string
+			for _, l := range pmB.Layers() {
+				for _, p := range l.Trainable() {
+					old = append(old, p.Name())
+				}
+			}
+			ck, err := LatestCheckpoint(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(ck, optimizerFile)
+			s, err := loadOptimizer(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := map[string]optim.ParamState{}
+			for _, ps := range s.Params {
+				byName[ps.Name] = ps
+			}
+			reordered := &optim.State{Kind: s.Kind, Steps: s.Steps}
+			for _, n := range old {
+				reordered.Params = append(reordered.Params, byName[n])
+			}
+			if len(old) != len(s.Params) || reordered.Params[1].Name == s.Params[1].Name {
+				t.Fatalf("the older order %v is not another order of the checkpoint's %d parameters", old, len(s.Params))
+			}
+			if err := saveOptimizer(path, reordered); err != nil {
+				t.Fatal(err)
+			}
+
+			pmC := model()
+			o := opts(dir)
+			o.Resume = true
+			_, err = (&Trainer{Model: pmC.Module().(*llama.Model), Adapter: pmC, Train: seqs, Options: o}).Run(context.Background())
+			if wd != 0 {
+				if err == nil || !strings.Contains(err.Error(), ck) || !strings.Contains(err.Error(), "weight decay") || !strings.Contains(err.Error(), "biases") {
+					t.Fatalf("resuming an older checkpoint with weight decay: %v; want a refusal that names the checkpoint and says why", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i, j, same := sameBits(download(t, pmC.Trainable()), want); !same {
+				t.Errorf("resumed %s[%d] differs from the uninterrupted run's", pmC.Trainable()[i].Name(), j)
+			}
+		})
 	}
 }

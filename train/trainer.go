@@ -254,7 +254,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 		if o.Resume {
-			if resumeNotes, err = t.resume(dir, &st, opt, params); err != nil {
+			if resumeNotes, err = t.resume(dir, &st, opt, params, gs); err != nil {
 				return nil, err
 			}
 			res.Checkpoint = dir
@@ -582,7 +582,7 @@ func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, step int, epoch f
 // resuming with a lower one is the usual remedy, so a changed rate is
 // taken, with a note that the run no longer matches an uninterrupted one.
 // The notes are for the user: that, and the checks that could not be made.
-func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value) (notes []string, err error) {
+func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value, gs []optim.Group) (notes []string, err error) {
 	old, err := readState(dir)
 	if err != nil {
 		return nil, err
@@ -621,11 +621,14 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 			notes = append(notes, fmt.Sprintf("warning: checkpoint %s does not record %s (it predates that record), so a change there is not detected; the checkpoints this run writes record it", dir, strings.Join(unrecorded, ", ")))
 		}
 	}
-	if err := loadParams(filepath.Join(dir, tensorsFile), params); err != nil {
-		return nil, err
-	}
 	s, err := loadOptimizer(filepath.Join(dir, optimizerFile))
 	if err != nil {
+		return nil, err
+	}
+	if s, err = stateInGroupOrder(dir, s, params, gs); err != nil {
+		return nil, err
+	}
+	if err := loadParams(filepath.Join(dir, tensorsFile), params); err != nil {
 		return nil, err
 	}
 	if err := opt.SetState(s); err != nil {
@@ -662,6 +665,52 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 			"the run no longer matches an uninterrupted one. The checkpoints this run writes record them.", dir))
 	}
 	return notes, nil
+}
+
+// stateInGroupOrder returns the optimizer state s of checkpoint dir with
+// its parameters in the order of the run's, params (the groups gs, one
+// after the other), where s lists the same parameters in another order.
+// Checkpoints of full fine-tuning made before it exempted biases and norm
+// weights from weight decay do: it had one group then, each layer's bias
+// after its weight. The order is the optimizer's alone (each parameter's
+// moments are its own), so where every group trains with one learning
+// rate and one weight decay (0, say) the run goes on as it would have;
+// otherwise the older run put parameters in groups other than this run's,
+// with another rate or decay, and it is refused. A state that lists other
+// parameters is returned as it is, for SetState to name the difference.
+func stateInGroupOrder(dir string, s *optim.State, params []*graph.Value, gs []optim.Group) (*optim.State, error) {
+	if len(s.Params) != len(params) {
+		return s, nil
+	}
+	inOrder := true
+	byName := make(map[string]optim.ParamState, len(s.Params))
+	for i, ps := range s.Params {
+		inOrder = inOrder && ps.Name == params[i].Name()
+		byName[ps.Name] = ps
+	}
+	if inOrder {
+		return s, nil
+	}
+	out := &optim.State{Kind: s.Kind, Steps: s.Steps, Params: make([]optim.ParamState, 0, len(params))}
+	for _, p := range params {
+		ps, ok := byName[p.Name()]
+		if !ok {
+			return s, nil
+		}
+		out.Params = append(out.Params, ps)
+	}
+	for _, g := range gs[1:] {
+		if g.LR != gs[0].LR || g.WeightDecay != gs[0].WeightDecay {
+			names := make([]string, len(gs))
+			for i, g := range gs {
+				names[i] = fmt.Sprintf("%s (lr %g, weight decay %g)", g.Name, g.LR, g.WeightDecay)
+			}
+			return nil, fmt.Errorf("train: cannot resume from %s: its optimizer state groups the parameters otherwise than this run, whose groups are %s: "+
+				"it was made by an earlier version (full fine-tuning then gave biases and norm weights the weight decay of the rest; it now exempts them, as Hugging Face's Trainer does), "+
+				"so the run cannot go on as it began; start it afresh", dir, strings.Join(names, ", "))
+		}
+	}
+	return out, nil
 }
 
 // IsInterrupted reports whether err is (or wraps) an [*InterruptedError].
