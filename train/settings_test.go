@@ -24,6 +24,7 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
 	sora := peft.Config{Method: peft.SORA, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: 1, Dropout: 0.1}
 	dora := peft.Config{Method: peft.DoRA, R: 4, Alpha: 8, TargetModules: []string{peft.AllLinear}, Seed: 1}
+	full := peft.Config{Method: peft.Full, TargetModules: []string{peft.AllLinear}}
 	// run trains (or resumes) in dir, stopping after the step that begins
 	// with stopAt steps done (none when stopAt < 0).
 	run := func(dir string, cfg peft.Config, o Options, stopAt int) (*messages, error) {
@@ -34,7 +35,7 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 		return prog, err
 	}
 	made := map[string]string{} // method → folder of a run interrupted after step 5
-	for _, cfg := range []peft.Config{sora, dora} {
+	for _, cfg := range []peft.Config{sora, dora, full} {
 		dir := t.TempDir()
 		if _, err := run(dir, cfg, resumeOptions(dir), 4); !IsInterrupted(err) {
 			t.Fatalf("%s: %v, want an interruption", cfg.Method, err)
@@ -60,6 +61,10 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 		{"clip", sora, nil, func(o *Options) { o.ClipNorm = 0.5 }, "clip 1 (now 0.5)"},
 		{"weight decay", sora, nil, func(o *Options) { o.WeightDecay = 0.02 }, "weight-decay 0.01 (now 0.02)"},
 		{"micro-batch", sora, nil, func(o *Options) { o.MicroBatch = 4 }, "micro-batch 2 (now 4)"},
+		// A run of the linear layers made when that was full fine-tuning's
+		// default, resumed with the same flags, meets the new default.
+		{"full's target", full, func(c *peft.Config) { c.TargetModules = []string{peft.AllParameters} }, nil,
+			"target all-linear (now all); full fine-tuning with the target all trains every parameter: a run of the linear layers alone goes on with --target all-linear"},
 		{"two at once", sora, func(c *peft.Config) { c.Alpha = 4 }, func(o *Options) { o.ClipNorm = 2 }, "alpha 8 (now 4), clip 1 (now 2)"},
 	}
 	for _, c := range cases {

@@ -609,7 +609,14 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	if old.Settings != nil {
 		diffs, lrWas, lrIs, unrecorded := compareSettings(old.Settings, st.Settings)
 		if len(diffs) > 0 {
-			return nil, fmt.Errorf("train: cannot resume from %s: it was made with %s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "))
+			hint := ""
+			if st.Settings["method"] == string(peft.Full) && old.Settings["method"] == string(peft.Full) &&
+				st.Settings["target"] == peft.AllParameters && old.Settings["target"] != peft.AllParameters {
+				// Runs made when full fine-tuning trained the linear layers
+				// alone, by default, meet its new default target.
+				hint = fmt.Sprintf("; full fine-tuning with the target %s trains every parameter: a run of the linear layers alone goes on with --target %s", peft.AllParameters, old.Settings["target"])
+			}
+			return nil, fmt.Errorf("train: cannot resume from %s: it was made with %s%s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "), hint)
 		}
 		switch {
 		case lrWas != "" && old.Step >= old.TotalSteps:
