@@ -454,3 +454,71 @@ func TestFullTiedEmbedding(t *testing.T) {
 		t.Errorf("optimizer state of %d parameters (first updated %d times); want 4, each 40 times", len(st.Params), st.Params[0].Steps)
 	}
 }
+
+// TestFullForgetOutsideLayers: after ForgetPretrainedOutsideLayers full
+// fine-tuning of every parameter keeps on the host the pretrained values
+// of the layers alone (those the spectra need), not those of the other
+// parameters, which only Unload used: the spectra are still those of
+// W − W0, and Unload restores the layers' weights and biases and leaves
+// the other parameters with their trained values.
+func TestFullForgetOutsideLayers(t *testing.T) {
+	b := openCPU(t)
+	m := newToy(t, b, 23)
+	own := m.Params()
+	before := downloadAll(t, own)
+	pm, err := Inject(m, Config{Method: Full, TargetModules: []string{AllParameters}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm.ForgetPretrainedOutsideLayers()
+	if pm.othersHost != nil {
+		t.Error("the pretrained values outside the layers are still kept")
+	}
+	inLayers := map[*graph.Value]bool{}
+	for _, l := range pm.Layers() {
+		if l.w0Host == nil {
+			t.Errorf("%s: W0 was let go", l.Name())
+		}
+		for _, p := range l.Trainable() {
+			inLayers[p] = true
+		}
+	}
+	// A step that moves every parameter.
+	for _, p := range own {
+		h, err := p.Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range h {
+			h[i] += 0.01 * float32(i%7+1)
+		}
+		set(t, p, h)
+	}
+	trained := downloadAll(t, own)
+	spectra, err := pm.Spectra()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range spectra {
+		k := slices.Index(own, pm.Layers()[i].Base().W)
+		var f2 float64
+		for j := range trained[k] {
+			d := float64(trained[k][j]) - float64(before[k][j])
+			f2 += d * d
+		}
+		if math.Abs(s.Frobenius-math.Sqrt(f2)) > 1e-9*math.Sqrt(f2) {
+			t.Errorf("%s: ‖ΔW‖_F %g, want ‖W − W0‖_F = %g", s.Name, s.Frobenius, math.Sqrt(f2))
+		}
+	}
+	pm.Unload()
+	after := downloadAll(t, own)
+	for i, p := range own {
+		want := trained[i]
+		if inLayers[p] {
+			want = before[i]
+		}
+		if !sameBits32(after[i], want) {
+			t.Errorf("after Unload %s holds neither its pretrained nor its trained values as it should (in a layer: %v)", p.Name(), inLayers[p])
+		}
+	}
+}

@@ -220,6 +220,19 @@ func (m *Model) ForgetPretrained() {
 	m.othersHost = nil
 }
 
+// ForgetPretrainedOutsideLayers lets go of the host copies that only
+// [Model.Unload] uses: the pretrained values of the parameters full
+// fine-tuning of every parameter trains outside its layers (embeddings,
+// norms, heads), as much as a fifth of a small model. The layers' W0 and
+// b stay, so [Model.Spectra] still gives the spectra of W − W0. Afterwards
+// Unload restores the layers alone and leaves the other parameters with
+// their trained values (frozen). A program that frees the model instead
+// of unloading it (sora finetune) calls it at once. For other targets and
+// methods it does nothing.
+func (m *Model) ForgetPretrainedOutsideLayers() {
+	m.othersHost = nil
+}
+
 // restore makes trainable again what Inject froze, except parameters the
 // module has freed already (see [Model.Unload]): a gradient buffer given
 // to a freed parameter would never be freed.

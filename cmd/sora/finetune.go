@@ -557,9 +557,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if method == peft.Full && f.noSpectrum {
-		// Without the spectra of W − W0, the pretrained values full
-		// fine-tuning keeps on the host serve nothing here.
+	// The model is freed, not unloaded, at the end: of the pretrained
+	// values full fine-tuning keeps on the host only the layers' serve,
+	// for the spectra of W − W0 (the embedding's would be a copy of up to
+	// a fifth of the model), and without the spectra none do.
+	pm.ForgetPretrainedOutsideLayers()
+	if f.noSpectrum {
 		pm.ForgetPretrained()
 	}
 	count := pm.Report()
