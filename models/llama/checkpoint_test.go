@@ -192,3 +192,88 @@ func TestLogitsAt(t *testing.T) {
 		}
 	}
 }
+
+// trainAll makes every parameter of m trainable and zeroes the gradients.
+func trainAll(t *testing.T, m *llama.Model) {
+	t.Helper()
+	for _, p := range m.Params() {
+		if err := p.SetTrainable(true); err != nil {
+			t.Fatal(err)
+		}
+		p.ZeroGrad()
+	}
+}
+
+// stepGrads runs one step of the loss build makes on a fresh tape and
+// returns its loss, every trainable parameter's gradient by name (nil
+// where none was written) and the step's peak live bytes; gradients are
+// zeroed first.
+func stepGrads(t *testing.T, m *llama.Model, build func(g *graph.Tape) (*graph.Value, error)) checkpointRun {
+	t.Helper()
+	for _, p := range m.Trainable() {
+		p.ZeroGrad()
+	}
+	g := graph.New(m.Backend())
+	defer g.Close()
+	loss, err := build(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Backward(loss); err != nil {
+		t.Fatal(err)
+	}
+	r := checkpointRun{grads: map[string][]float32{}, peak: g.Stats().PeakLiveBytes}
+	if r.loss, err = loss.Item(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.Trainable() {
+		if p.Grad().IsZero() {
+			r.grads[p.Name()] = nil
+			continue
+		}
+		if r.grads[p.Name()], err = p.DownloadGrad(); err != nil {
+			t.Fatalf("%s: %v", p.Name(), err)
+		}
+	}
+	return r
+}
+
+// TestLossAtTargetsReused checks that LossAt's checkpointed chunks do not
+// read the caller's targets again when Backward recomputes them: a caller
+// may reuse its slice once LossAt has returned (as it may after
+// CrossEntropy or Gather), and the gradients must be those of the targets
+// LossAt was given.
+func TestLossAtTargetsReused(t *testing.T) {
+	defer llama.SetHeadChunkBytes(llama.SetHeadChunkBytes(3 * 4 * 29))
+	cfg := tinyConfig(true, llama.RopeInterleaved)
+	m := newModel(t, openCPU(t), randomWeights(t, cfg, 31))
+	trainAll(t, m)
+	m.SetGradientCheckpointing(true)
+	const B, T = 2, 6
+	rng := rand.New(rand.NewPCG(2, 3))
+	bt := llama.Batch{Tokens: randomTokens(rng, B*T, cfg.VocabSize), Size: B, Len: T}
+	rows := []int32{0, 1, 2, 4, 6, 7, 8, 10}
+	want := randomTokens(rng, len(rows), cfg.VocabSize)
+	loss := func(reuse bool) func(g *graph.Tape) (*graph.Value, error) {
+		return func(g *graph.Tape) (*graph.Value, error) {
+			targets := slices.Clone(want)
+			l, err := m.LossAt(g, bt, rows, targets, graph.CrossEntropyOptions{})
+			if reuse {
+				for i := range targets { // the caller's next batch, say
+					targets[i] = (targets[i] + 1) % int32(cfg.VocabSize)
+				}
+			}
+			return l, err
+		}
+	}
+	kept, reused := stepGrads(t, m, loss(false)), stepGrads(t, m, loss(true))
+	if reused.loss != kept.loss {
+		t.Errorf("loss %v with the targets slice reused, %v kept", reused.loss, kept.loss)
+	}
+	for name, w := range kept.grads {
+		if !slices.Equal(reused.grads[name], w) {
+			t.Errorf("%s: the gradient changes when the caller reuses its targets slice after LossAt (max relative %.3g)",
+				name, maxRelDiff(reused.grads[name], w))
+		}
+	}
+}

@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
@@ -378,6 +379,10 @@ func (m *Model) LossAt(g *graph.Tape, bt Batch, rows, targets []int32, opts grap
 	if opts.Divisor <= 0 {
 		opts.Divisor = float32(len(rows)) // every chunk divides by the whole count
 	}
+	// Backward's recomputation of the chunks reads the targets again:
+	// our own copy, since the caller may reuse its slice once we return
+	// (as it may after CrossEntropy, which copies them).
+	targets = slices.Clone(targets)
 	// Chunks of one size (but for the last, shorter by less than the
 	// number of chunks), so that each reuses the buffers the tape pooled
 	// from the one before.
