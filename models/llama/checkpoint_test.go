@@ -277,3 +277,48 @@ func TestLossAtTargetsReused(t *testing.T) {
 		}
 	}
 }
+
+// TestLMLossAllIgnored checks LMLoss on a batch with no counted target:
+// a loss of 0 that Backward takes, writing a gradient of 0 to every
+// trainable parameter, without the logits of the whole batch, which
+// gradient checkpointing's chunked head exists to avoid (the step's peak
+// stays within one chunk's logits of that of the same batch with every
+// target counted).
+func TestLMLossAllIgnored(t *testing.T) {
+	cfg := tinyConfig(true, llama.RopeInterleaved)
+	cfg.VocabSize = 1500
+	m := newModel(t, openCPU(t), randomWeights(t, cfg, 37))
+	trainAll(t, m)
+	chunkBytes := 8 * 4 * cfg.VocabSize // 8 rows of logits
+	defer llama.SetHeadChunkBytes(llama.SetHeadChunkBytes(chunkBytes))
+	const B, T = 2, 32
+	rng := rand.New(rand.NewPCG(4, 4))
+	bt := llama.Batch{Tokens: randomTokens(rng, B*T, cfg.VocabSize), Size: B, Len: T}
+	counted, err := llama.LMTargets(bt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := slices.Repeat([]int32{graph.IgnoreIndex}, B*T)
+	for _, checkpoint := range []bool{false, true} {
+		m.SetGradientCheckpointing(checkpoint)
+		lm := func(targets []int32) func(g *graph.Tape) (*graph.Value, error) {
+			return func(g *graph.Tape) (*graph.Value, error) {
+				return m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
+			}
+		}
+		all, empty := stepGrads(t, m, lm(counted)), stepGrads(t, m, lm(none))
+		if empty.loss != 0 {
+			t.Errorf("checkpointing %v: loss %v with every target ignored, want 0", checkpoint, empty.loss)
+		}
+		for name, g := range empty.grads {
+			if g == nil || slices.ContainsFunc(g, func(v float32) bool { return v != 0 }) {
+				t.Errorf("checkpointing %v: %s: gradient %v..., want zeros", checkpoint, name, g[:min(3, len(g))])
+			}
+		}
+		t.Logf("checkpointing %v: peak live bytes %d with every target ignored, %d with every target counted", checkpoint, empty.peak, all.peak)
+		if checkpoint && empty.peak > all.peak+int64(chunkBytes) {
+			t.Errorf("peak live bytes %d with every target ignored, above the %d of the batch with every target counted in chunks of %d bytes of logits: the whole batch's logits (%d bytes) were made",
+				empty.peak, all.peak, chunkBytes, B*T*4*cfg.VocabSize)
+		}
+	}
+}

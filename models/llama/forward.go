@@ -301,12 +301,15 @@ func (m *Model) LMLoss(g *graph.Tape, bt Batch, targets []int32, opts graph.Cros
 	}
 	if len(rows) == 0 {
 		// Nothing to train: a loss of 0 whose gradients are 0, still one
-		// that Backward takes.
-		logits, err := m.Forward(g, bt)
+		// that Backward takes. The head runs on one position, its target
+		// ignored: the logits of the whole batch (and their gradient) are
+		// what the chunked head of gradient checkpointing avoids making.
+		h, err := m.Hidden(g, bt)
 		if err != nil {
 			return nil, err
 		}
-		return g.CrossEntropy(logits, targets, opts), nil
+		h = g.Slice(g.Reshape(h, bt.Size*bt.Len, m.cfg.Dim), 0, 0, 1)
+		return g.CrossEntropy(m.capLogits(g, m.Output.Forward(g, h)), []int32{graph.IgnoreIndex}, opts), nil
 	}
 	return m.LossAt(g, bt, rows, kept, opts)
 }
