@@ -83,6 +83,28 @@ func TestAdapterPathMistakes(t *testing.T) {
 	if code != exitFailure || !strings.Contains(errOut, "--method full") || !strings.Contains(errOut, "use --model "+filepath.Join(full, "model.bin")) {
 		t.Errorf("adapter/ of a full fine-tuning: status %d, stderr %q", code, errOut)
 	}
+	// Each command says what to do with it in its own terms: merge has
+	// nothing to fold, spectrum no adapter to analyse.
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"generate", "--adapter", full, "--prompt", "x"}, []string{"use --model " + filepath.Join(full, "model.bin")}},
+		{[]string{"merge", "--adapter", full, "--out", filepath.Join(dir, "m.bin")}, []string{"nothing to merge", "--model " + filepath.Join(full, "model.bin")}},
+		{[]string{"spectrum", "--adapter", full}, []string{"spectrum.json", "W − W0"}},
+		// The output folder of the run instead of its adapter/.
+		{[]string{"eval", "--tokenizer", "t.bin", "--data", "d.json", "--adapter", filepath.Dir(full)}, []string{"--method full", "use --model " + filepath.Join(full, "model.bin")}},
+		{[]string{"merge", "--adapter", filepath.Dir(full), "--out", filepath.Join(dir, "m.bin")}, []string{"nothing to merge"}},
+	} {
+		code, _, errOut := runCLI(t, c.args...)
+		bad := code != exitFailure
+		for _, w := range c.want {
+			bad = bad || !strings.Contains(errOut, w)
+		}
+		if bad || (c.args[0] != "eval" && c.args[0] != "generate" && strings.Contains(errOut, "use --model")) {
+			t.Errorf("%v on a full fine-tune's folder: status %d, stderr %q; want %q", c.args, code, errOut, c.want)
+		}
+	}
 	// A folder that holds neither keeps the plain error.
 	code, _, errOut = runCLI(t, "spectrum", "--adapter", filepath.Join(dir, "none"))
 	if code != exitFailure || strings.Contains(errOut, "output folder") || !strings.Contains(errOut, filepath.Join(dir, "none")) {

@@ -127,7 +127,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	var ad *adapterInfo
 	hasHead := false
 	if *adapterDir != "" {
-		a, err := readAdapter(*adapterDir)
+		a, err := readAdapter("eval", *adapterDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitFailure

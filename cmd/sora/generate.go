@@ -86,7 +86,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	}
 	var ad *adapterInfo
 	if *adapterDir != "" {
-		a, err := readAdapter(*adapterDir)
+		a, err := readAdapter("generate", *adapterDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "sora generate: %v\n", err)
 			return exitFailure
@@ -357,8 +357,10 @@ type adapterInfo struct {
 }
 
 // readAdapter reads the config of the adapter in dir (see
-// [adapter.ReadConfig]).
-func readAdapter(dir string) (adapterInfo, error) {
+// [adapter.ReadConfig]) for command cmd. Where dir holds the whole model
+// that "sora finetune --method full" writes instead (or is the output
+// folder of such a run), the error says what cmd can do with it.
+func readAdapter(cmd, dir string) (adapterInfo, error) {
 	_, meta, err := adapter.ReadConfig(dir)
 	if err != nil {
 		// Passing the output folder of "sora finetune" instead of its
@@ -368,16 +370,40 @@ func readAdapter(dir string) (adapterInfo, error) {
 			if _, ierr := os.Stat(filepath.Join(inner, adapter.ConfigFile)); ierr == nil {
 				return adapterInfo{}, fmt.Errorf("%s holds no %s, but its adapter/ folder does (a \"sora finetune\" output folder?): use --adapter %s", dir, adapter.ConfigFile, inner)
 			}
-			// "sora finetune --method full" leaves the whole model here.
-			for _, m := range []struct{ probe, model string }{{"model.bin", "model.bin"}, {filepath.Join("model", "config.json"), "model"}} {
-				if _, merr := os.Stat(filepath.Join(dir, m.probe)); merr == nil {
-					return adapterInfo{}, fmt.Errorf("%s holds no adapter but the whole model that \"sora finetune --method full\" trains: use --model %s", dir, filepath.Join(dir, m.model))
-				}
+			if model := fullModel(dir); model != "" {
+				return adapterInfo{}, fullModelError(cmd, dir, model)
+			}
+			if model := fullModel(inner); model != "" {
+				return adapterInfo{}, fullModelError(cmd, inner, model)
 			}
 		}
 		return adapterInfo{}, err
 	}
 	return adapterInfo{dir: dir, meta: meta, head: slices.Contains(meta.ModulesToSave, llama.ScoreModule)}, nil
+}
+
+// fullModel returns the model that "sora finetune --method full" leaves
+// in dir (its adapter/ folder), "" where there is none.
+func fullModel(dir string) string {
+	for _, m := range []struct{ probe, model string }{{"model.bin", "model.bin"}, {filepath.Join("model", "config.json"), "model"}} {
+		if _, err := os.Stat(filepath.Join(dir, m.probe)); err == nil {
+			return filepath.Join(dir, m.model)
+		}
+	}
+	return ""
+}
+
+// fullModelError says, for command cmd, that dir holds the whole model
+// (at model) of a full fine-tuning rather than an adapter.
+func fullModelError(cmd, dir, model string) error {
+	what := fmt.Sprintf("%s holds no adapter but the whole model that \"sora finetune --method full\" trains", dir)
+	switch cmd {
+	case "merge":
+		return fmt.Errorf("%s: there is nothing to merge; it is a plain model already, which eval and generate take as --model %s", what, model)
+	case "spectrum":
+		return fmt.Errorf("%s: sora spectrum analyses adapters; the run wrote the spectra of its linear layers' W − W0 into spectrum.json and spectrum.png in its output folder (unless --no-spectrum)", what)
+	}
+	return fmt.Errorf("%s: use --model %s", what, model)
 }
 
 // baseModel returns the base model named by the adapter's config

@@ -54,7 +54,7 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora merge: --out is required")
 		return exitUsage
 	}
-	ad, err := readAdapter(*adapterDir)
+	ad, err := readAdapter("merge", *adapterDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure

@@ -46,7 +46,7 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora spectrum: --adapter is required (a folder with adapter_config.json)")
 		return exitUsage
 	}
-	ad, err := readAdapter(*adapterDir)
+	ad, err := readAdapter("spectrum", *adapterDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
