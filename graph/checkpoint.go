@@ -26,7 +26,9 @@ import (
 // that f reads; on a deterministic backend they are the same to the bit,
 // since the recomputation runs the same ops on the same data and Backward
 // accumulates every gradient in the same order. Checkpoint returns new
-// Values that stand for f's results (same shapes and data).
+// Values that stand for the results f made (same shapes and data), and
+// the results it did not make (its inputs, values of g made before the
+// call, parameters) as they are.
 //
 // Dropout inside f draws the same masks in the recomputation: the seeds
 // of the forward's masks are kept, in order, and the recomputation's k-th
@@ -104,9 +106,20 @@ func (g *Tape) Checkpoint(f func(g *Tape, in []*Value) []*Value, in ...*Value) [
 	g.owned = g.owned[:o0+len(keep)]
 	g.dropSince(n0, v0)
 
+	// A result that f did not make (one of its inputs, a value made
+	// before the call, a parameter: no value dropSince invalidated) is
+	// returned as it is, not through a new value whose gradient the
+	// recomputation would add to it: its uses after the segment then add
+	// their gradients into it in the plain run's order, and the segment
+	// has nothing to propagate for it.
 	s.outs = make([]*Value, len(res))
+	s.pass = make([]bool, len(res))
 	record := false
 	for i, r := range res {
+		if !outs[i].dead {
+			s.outs[i], s.pass[i] = outs[i], true
+			continue
+		}
 		s.outs[i] = g.newValue(r.data, r.shape, r.needsGrad)
 		record = record || r.needsGrad
 	}
@@ -127,6 +140,7 @@ type segment struct {
 	f     func(g *Tape, in []*Value) []*Value
 	in    []*Value
 	outs  []*Value // the values Checkpoint returned
+	pass  []bool   // outs[i] is a value f did not make, returned as it is
 	seeds []uint64 // the seeds of the forward's dropout masks, in order
 	next  int      // during the recomputation: the next seed to use
 }
@@ -178,6 +192,9 @@ func (g *Tape) recompute(s *segment) {
 	dys := make([]backend.Tensor, len(s.outs))
 	some := false
 	for i, o := range s.outs {
+		if s.pass[i] {
+			continue // its gradient is its own, not the segment's
+		}
 		dys[i], o.grad = o.grad, backend.Tensor{}
 		some = some || !dys[i].IsZero()
 	}
@@ -214,8 +231,11 @@ func (g *Tape) recompute(s *segment) {
 		if !g.checkResult(i, r) {
 			break
 		}
-		if !r.shape.Equal(o.shape) || r.needsGrad != o.needsGrad {
+		switch {
+		case !r.shape.Equal(o.shape) || r.needsGrad != o.needsGrad:
 			g.failf("Checkpoint: the recomputation's result %d is %v, the forward's was %v: the segment's function is not a pure function of its inputs", i, r, o)
+		case s.pass[i] && r != o:
+			g.failf("Checkpoint: the recomputation's result %d is not the value %v that the forward returned without making it: the segment's function is not a pure function of its inputs", i, o)
 		}
 	}
 	if g.err == nil {

@@ -369,6 +369,23 @@ func TestCheckpointMatchesPlain(t *testing.T) {
 				r := maybeCheckpoint(g, ckpt, f, x)
 				return g.Add(g.Add(m.loss(g, r[0], mi), g.Mean(g.Tanh(r[1]))), g.Mean(g.Square(r[2])))
 			}},
+		{name: "results that are the input and a parameter themselves, used beside them", layers: 1, micro: 1,
+			build: func(m *ckptModel, g *graph.Tape, ckpt bool, mi int) *graph.Value {
+				// Later ops read x and the head both directly and through
+				// the results: their gradients must add up in the plain
+				// run's order.
+				x := g.Linear(g.Input(m.xs[mi], d.B*d.T, d.D), m.extra, nil)
+				f := func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+					return []*graph.Value{in[0], g.Tanh(in[0]), m.head}
+				}
+				r := maybeCheckpoint(g, ckpt, f, x)
+				l := g.Add(g.Mean(g.Tanh(x)), g.Mean(g.Square(g.Scale(r[0], 1.37))))
+				l = g.Add(l, g.Mean(g.Exp(g.Scale(x, 0.71))))
+				l = g.Add(l, g.Mean(g.Mul(r[1], r[0])))
+				l = g.Add(l, g.Mean(g.Square(m.head)))
+				l = g.Add(l, g.Mean(g.Tanh(r[2])))
+				return g.Add(l, m.loss(g, x, mi))
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -532,6 +549,15 @@ func TestCheckpointErrors(t *testing.T) {
 				return []*graph.Value{y}
 			}
 		}, nil, "draws 0 dropout masks, the forward drew 1"},
+		{"a recomputation passing another value through", func(calls int) func(*graph.Tape, []*graph.Value) []*graph.Value {
+			return func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+				through := w // the forward returns the parameter as it is
+				if calls > 0 {
+					through = in[0] // of its shape, but another value
+				}
+				return []*graph.Value{good(g, in[0]), through}
+			}
+		}, nil, "not the value"},
 		{"a nil result", func(int) func(*graph.Tape, []*graph.Value) []*graph.Value {
 			return func(g *graph.Tape, in []*graph.Value) []*graph.Value { return []*graph.Value{good(g, in[0]), nil} }
 		}, func(_ *testing.T, g *graph.Tape, r []*graph.Value) *graph.Value { return g.Sum(r[0]) }, "result 1 is nil"},

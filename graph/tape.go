@@ -170,7 +170,10 @@ func (g *Tape) backprop(from int) {
 func (g *Tape) Reset() {
 	for _, n := range g.nodes {
 		if n.seg != nil {
-			for _, o := range n.seg.outs {
+			for i, o := range n.seg.outs {
+				if n.seg.pass[i] {
+					continue // a value of its own, released as such
+				}
 				g.release(o.grad)
 				o.grad = backend.Tensor{}
 			}
