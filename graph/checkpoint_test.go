@@ -369,6 +369,49 @@ func TestCheckpointMatchesPlain(t *testing.T) {
 				r := maybeCheckpoint(g, ckpt, f, x)
 				return g.Add(g.Add(m.loss(g, r[0], mi), g.Mean(g.Tanh(r[1]))), g.Mean(g.Square(r[2])))
 			}},
+		{name: "inputs that are row slices of one value (a chunked head)", layers: 1, micro: 2,
+			build: func(m *ckptModel, g *graph.Tape, ckpt bool, mi int) *graph.Value {
+				x := g.Input(m.xs[mi], d.B*d.T, d.D)
+				x = maybeCheckpoint(g, ckpt, blockSeg(m.blocks[0], d, nil), x)[0]
+				h := g.Gather(x, []int32{0, 3, 4, 5, 7, 8, 9})
+				tg := []int32{1, 2, 3, 4, 5, 6, 0}
+				var loss *graph.Value
+				for lo := 0; lo < len(tg); lo += 3 {
+					hi := min(lo+3, len(tg))
+					chunk := func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+						return []*graph.Value{g.CrossEntropy(g.Linear(in[0], m.head, nil), tg[lo:hi], graph.CrossEntropyOptions{Divisor: 7})}
+					}
+					part := maybeCheckpoint(g, ckpt, chunk, g.Slice(h, 0, lo, hi))[0]
+					if loss == nil {
+						loss = part
+					} else {
+						loss = g.Add(loss, part)
+					}
+				}
+				return loss
+			}},
+		{name: "results that are views of the input, a captured value, an intermediate and a parameter", layers: 1, micro: 1,
+			build: func(m *ckptModel, g *graph.Tape, ckpt bool, mi int) *graph.Value {
+				x := g.Linear(g.Input(m.xs[mi], d.B*d.T, d.D), m.extra, nil)
+				side := g.Tanh(x)
+				f := func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+					y := g.Linear(in[0], m.extra, nil)
+					return []*graph.Value{g.Reshape(in[0], d.B, d.T*d.D), g.Slice(side, 0, 2, 5), g.Slice(y, 0, 1, 4), g.Reshape(m.extra, d.D*d.D)}
+				}
+				r := maybeCheckpoint(g, ckpt, f, x)
+				l := g.Add(g.Mean(g.Square(r[0])), g.Mean(g.Mul(r[1], r[2])))
+				l = g.Add(l, g.Mean(g.Square(r[3])))
+				return g.Add(l, m.loss(g, block(g, x, m.blocks[0], d, nil), mi))
+			}},
+		{name: "a value passed twice, a parameter passed and captured", layers: 1, micro: 1,
+			build: func(m *ckptModel, g *graph.Tape, ckpt bool, mi int) *graph.Value {
+				x := g.Gather(m.embed, m.ids[mi])
+				f := func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+					return []*graph.Value{g.Add(g.Linear(in[0], in[2], nil), g.Linear(in[1], m.embed, nil))}
+				}
+				r := maybeCheckpoint(g, ckpt, f, x, x, m.embed)
+				return g.CrossEntropy(r[0], m.targets[mi], graph.CrossEntropyOptions{})
+			}},
 		{name: "results that are the input and a parameter themselves, used beside them", layers: 1, micro: 1,
 			build: func(m *ckptModel, g *graph.Tape, ckpt bool, mi int) *graph.Value {
 				// Later ops read x and the head both directly and through
