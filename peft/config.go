@@ -244,6 +244,9 @@ func (c Config) Validate() error {
 		// would wrap the output head too.
 		return bad("TargetModules", c.TargetModules, fmt.Sprintf("%q (every parameter) is full fine-tuning's target; an adapter adapts linear layers (%q)", AllParameters, AllLinear))
 	}
+	if spec := c.Method.Spec(); c.ExactRotation && spec.Pre != Rotation && spec.Post != Rotation {
+		return bad("ExactRotation", true, "only the rotation methods (sora, preortho, postortho) have a rotation")
+	}
 	switch c.Method {
 	case OFT:
 		if c.R < 0 || c.OFTBlockSize < 0 {
@@ -278,8 +281,6 @@ func (c Config) Validate() error {
 		if c.RotationRank < 1 {
 			return bad("RotationRank", c.RotationRank, "want a rank ≥ 1")
 		}
-	} else if c.ExactRotation {
-		return bad("ExactRotation", true, "only the rotation methods (sora, preortho, postortho) have a rotation")
 	}
 	return nil
 }

@@ -374,6 +374,8 @@ func TestInjectErrors(t *testing.T) {
 		{Config{Method: LoRA, R: -1, TargetModules: []string{"q_proj"}}, "Config.R = -1"},
 		{Config{Method: LoRA, Dropout: 1, TargetModules: []string{"q_proj"}}, "Config.Dropout"},
 		{Config{Method: LoRA, ExactRotation: true, TargetModules: []string{"q_proj"}}, "ExactRotation"},
+		{Config{Method: Full, ExactRotation: true, TargetModules: []string{"q_proj"}}, "ExactRotation"},
+		{Config{Method: OFT, OFTBlockSize: 4, ExactRotation: true, TargetModules: []string{"q_proj"}}, "ExactRotation"},
 		{Config{Method: OFT, OFTBlockSize: 3, TargetModules: []string{"q_proj"}}, "block size 3 does not divide the 8 input features"},
 		{Config{Method: OFT, R: 2, OFTBlockSize: 4, TargetModules: []string{"q_proj"}}, "set exactly one"},
 		{Config{Method: LoRA, TargetModules: []string{"q_proj", "[bad"}}, "TargetModules[1]"},

@@ -71,6 +71,7 @@ func TestFinetuneBadFlags(t *testing.T) {
 		// Combinations a method refuses are found before anything loads.
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--dropout", "0.1"}, "OFT has no input dropout"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--exact-rotation"}, "only the rotation methods"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--exact-rotation"}, "only the rotation methods"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--target", "all"}, `--target all (every parameter) is --method full's`},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--target", "all"}, `--target all (every parameter) is --method full's`},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--target", "all,q_proj"}, "--target all,q_proj: all selects every parameter; give it alone"},
