@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -319,6 +320,102 @@ func TestLMLossAllIgnored(t *testing.T) {
 		if checkpoint && empty.peak > all.peak+int64(chunkBytes) {
 			t.Errorf("peak live bytes %d with every target ignored, above the %d of the batch with every target counted in chunks of %d bytes of logits: the whole batch's logits (%d bytes) were made",
 				empty.peak, all.peak, chunkBytes, B*T*4*cfg.VocabSize)
+		}
+	}
+}
+
+// TestLMLossMatchesFullLogits checks LMLoss, which runs the head only at
+// the counted positions, against what it computed before it did so: the
+// cross-entropy of Forward's logits at every position with the ignored
+// ones skipped. Without gradient checkpointing the loss and every
+// gradient agree to float32 rounding (1e-6 and 1e-5 relative), for
+// untied, tied and soft-capped (Gemma 2) heads, with label smoothing and
+// a divisor too.
+func TestLMLossMatchesFullLogits(t *testing.T) {
+	configs := []namedConfig{
+		{"llama", tinyConfig(false, llama.RopeInterleaved)},
+		{"llama tied", tinyConfig(true, llama.RopeHalfSplit)},
+		{"gemma2", gemma2Config(llama.RopeHalfSplit)},
+	}
+	const B, T = 3, 7
+	for _, nc := range configs {
+		m := newModel(t, openCPU(t), gemmaWeights(t, nc.cfg, 41))
+		trainAll(t, m)
+		rng := rand.New(rand.NewPCG(5, 6))
+		bt := llama.Batch{Tokens: randomTokens(rng, B*T, nc.cfg.VocabSize), Size: B, Len: T, Lengths: []int{7, 4, 6}}
+		targets, err := llama.LMTargets(bt, []int{2, 1, 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, opts := range []graph.CrossEntropyOptions{{}, {Smoothing: 0.1, Divisor: 23}} {
+			name := fmt.Sprintf("%s/%+v", nc.name, opts)
+			full := stepGrads(t, m, func(g *graph.Tape) (*graph.Value, error) {
+				logits, err := m.Forward(g, bt)
+				if err != nil {
+					return nil, err
+				}
+				return g.CrossEntropy(logits, targets, opts), nil
+			})
+			at := stepGrads(t, m, func(g *graph.Tape) (*graph.Value, error) { return m.LMLoss(g, bt, targets, opts) })
+			if d := maxRelDiff([]float32{at.loss}, []float32{full.loss}); d > 1e-6 {
+				t.Errorf("%s: loss %v at the counted positions, %v from every position's logits", name, at.loss, full.loss)
+			}
+			if len(full.grads) == 0 {
+				t.Fatalf("%s: no trainable parameter", name)
+			}
+			for p, want := range full.grads {
+				if want == nil || at.grads[p] == nil {
+					t.Errorf("%s: %s: gradient written %v from every position's logits, %v at the counted positions", name, p, want != nil, at.grads[p] != nil)
+					continue
+				}
+				if d := maxRelDiff(at.grads[p], want); d > 1e-5 {
+					t.Errorf("%s: %s: gradient differs by %.3g", name, p, d)
+				}
+			}
+		}
+	}
+}
+
+// TestCheckpointedHeadManyChunks checks that the checkpointed head's
+// memory does not grow with its number of chunks: the step's peak with
+// one row of logits per chunk (62 chunks) is at most that with 8 rows
+// per chunk, itself below the single pass's, but for the chunks' [1]
+// losses. A chunk's backward must
+// hold no more than its own rows (its slice of the hidden states adds
+// into one gradient of them, not a full-size one per chunk), and the
+// loss comes out the same to float32 rounding.
+func TestCheckpointedHeadManyChunks(t *testing.T) {
+	cfg := tinyConfig(true, llama.RopeInterleaved)
+	cfg.VocabSize = 1500
+	m := newModel(t, openCPU(t), randomWeights(t, cfg, 43))
+	trainAll(t, m)
+	m.SetGradientCheckpointing(true)
+	const B, T = 2, 32
+	rng := rand.New(rand.NewPCG(7, 7))
+	bt := llama.Batch{Tokens: randomTokens(rng, B*T, cfg.VocabSize), Size: B, Len: T}
+	targets, err := llama.LMTargets(bt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peaks := map[int]checkpointRun{}
+	for _, rows := range []int{B * T, 8, 1} {
+		prev := llama.SetHeadChunkBytes(rows * 4 * cfg.VocabSize)
+		peaks[rows] = stepGrads(t, m, func(g *graph.Tape) (*graph.Value, error) {
+			return m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
+		})
+		llama.SetHeadChunkBytes(prev)
+		t.Logf("chunks of %d rows: peak live bytes %d", rows, peaks[rows].peak)
+	}
+	// Each chunk keeps its loss and the running sum, [1] each, to the end
+	// of the forward: 8 bytes a chunk, all the growth allowed.
+	const chunks = B*T - 2
+	if one, eight, all := peaks[1], peaks[8], peaks[B*T]; one.peak > eight.peak+8*chunks || eight.peak >= all.peak {
+		t.Errorf("peak live bytes %d with 1-row chunks, %d with 8-row chunks (+ %d bytes of chunk losses), %d in one pass; want them in that order",
+			one.peak, eight.peak, 8*chunks, all.peak)
+	}
+	for _, rows := range []int{8, 1} {
+		if d := maxRelDiff([]float32{peaks[rows].loss}, []float32{peaks[B*T].loss}); d > 1e-6 {
+			t.Errorf("chunks of %d rows: loss %v, %v in one pass", rows, peaks[rows].loss, peaks[B*T].loss)
 		}
 	}
 }

@@ -186,11 +186,14 @@ func (m *Model) block(g *graph.Tape, l int, x *graph.Value, B, T, pos int, atten
 }
 
 // SetGradientCheckpointing makes the training forward (Hidden and what
-// calls it: Forward, LMLoss, Classify) run each decoder layer as a
-// checkpointed segment ([graph.Tape.Checkpoint]): a layer's activations
+// calls it: Forward, LMLoss, LossAt, Classify) run each decoder layer as
+// a checkpointed segment ([graph.Tape.Checkpoint]): a layer's activations
 // are recomputed in Backward instead of kept from the forward to the
-// backward pass, for one more forward of the layers per step. Losses and
-// gradients do not change (on the CPU backend, not by a bit); cached
+// backward pass, for one more forward of the layers per step. LossAt (and
+// LMLoss) also run the output head and loss in checkpointed chunks of
+// rows, 128 MiB of logits each, where there are more. Losses and
+// gradients do not change (on the CPU backend, not by a bit), but for
+// the rounding of the chunks' sum where the head is chunked; cached
 // decoding and no-grad evaluation are unaffected.
 func (m *Model) SetGradientCheckpointing(on bool) { m.checkpoint = on }
 
