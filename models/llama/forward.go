@@ -193,7 +193,8 @@ func (m *Model) block(g *graph.Tape, l int, x *graph.Value, B, T, pos int, atten
 // LMLoss) also run the output head and loss in checkpointed chunks of
 // rows, 128 MiB of logits each, where there are more. Losses and
 // gradients do not change (on the CPU backend, not by a bit), but for
-// the rounding of the chunks' sum where the head is chunked; cached
+// the rounding of the chunks' sum where the head is chunked (and the
+// masks of an output-head adapter's dropout, drawn per chunk); cached
 // decoding and no-grad evaluation are unaffected.
 func (m *Model) SetGradientCheckpointing(on bool) { m.checkpoint = on }
 
