@@ -28,7 +28,11 @@ func (m *Model) SetDropoutStep(step, micro int) {
 // [Layer.SetDropoutStep]).
 func (l *Layer) dropout(g *graph.Tape, x *graph.Value) *graph.Value {
 	seed := l.maskSeed(l.dropStep, l.dropMicro, l.dropCalls)
-	l.dropCalls++
+	if !g.Recomputing() {
+		// A checkpointed segment's recomputation replays the seeds its
+		// forward drew (graph.Tape.Checkpoint): it is not another forward.
+		l.dropCalls++
+	}
 	return g.DropoutSeed(x, l.cfg.Dropout, seed)
 }
 

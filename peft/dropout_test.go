@@ -78,3 +78,46 @@ func TestDropoutStepDeterminesMasks(t *testing.T) {
 		})
 	}
 }
+
+// TestDropoutCheckpointedForwardCountsOnce checks that a forward inside a
+// checkpointed segment counts as one forward for the masks: its
+// recomputation during Backward (which replays the segment's seeds) does
+// not advance the layer's count, so the next forward after a checkpointed
+// step drops what it drops after a plain one.
+func TestDropoutCheckpointedForwardCountsOnce(t *testing.T) {
+	b := openCPU(t)
+	const out, in, n = 9, 8, 6
+	x := randn(rand.New(rand.NewPCG(4, 5)), n*in, 1)
+	cfg := Config{Method: LoRA, R: 2, Alpha: 4, Dropout: 0.4}
+	var second [][]float32
+	for _, checkpoint := range []bool{false, true} {
+		l := testLayer(t, b, cfg, out, in, 53)
+		perturb(t, l, 6)
+		l.SetDropoutStep(2, 0)
+		g := graph.New(b)
+		in0 := g.Input(x, n, in)
+		var y *graph.Value
+		if checkpoint {
+			y = g.Checkpoint(func(g *graph.Tape, v []*graph.Value) []*graph.Value {
+				return []*graph.Value{l.Forward(g, v[0])}
+			}, in0)[0]
+		} else {
+			y = l.Forward(g, in0)
+		}
+		if err := g.Backward(g.Sum(y)); err != nil {
+			t.Fatal(err)
+		}
+		g.Reset()
+		y2, err := l.Forward(g, g.Input(x, n, in)).Download()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Close()
+		second = append(second, y2)
+	}
+	for i := range second[0] {
+		if math.Float32bits(second[0][i]) != math.Float32bits(second[1][i]) {
+			t.Fatalf("the forward after a checkpointed one drops differently from the forward after a plain one (element %d: %v, %v)", i, second[1][i], second[0][i])
+		}
+	}
+}
