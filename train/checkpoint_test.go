@@ -19,17 +19,22 @@ import (
 // Options.GradientCheckpointing (LoRA with dropout, micro-batches) ends
 // with the trainable weights of one without, bit for bit (the tiny
 // vocabulary keeps the head in one chunk, so only the layers are
-// recomputed), and that the trainer leaves the model as it found it.
+// recomputed), and that the trainer leaves the model's own setting as it
+// found it.
 func TestGradientCheckpointingRun(t *testing.T) {
 	b := openCPU(t)
 	seqs := randomSeqs(8, tinyConfig().VocabSize, 6)
 	var got [][][]float32
 	for _, on := range []bool{false, true} {
 		m, pm := tinyModelDropout(t, b, peft.LoRA, 9, 0.2)
+		m.SetGradientCheckpointing(!on) // the run's option rules, and the model's own setting is back after
 		o := Options{Steps: 3, Batch: 4, MicroBatch: 2, LR: 1e-2, Seed: 2, GradientCheckpointing: on}
 		tr := &Trainer{Model: m, Adapter: pm, Train: seqs, Options: o}
 		if _, err := tr.Run(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+		if m.GradientCheckpointing() != !on {
+			t.Errorf("after a run with GradientCheckpointing %v the model's setting is %v, not its own %v", on, m.GradientCheckpointing(), !on)
 		}
 		got = append(got, download(t, pm.Trainable()))
 	}

@@ -199,8 +199,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	t.Options = o
+	defer t.Model.SetGradientCheckpointing(t.Model.GradientCheckpointing())
 	t.Model.SetGradientCheckpointing(o.GradientCheckpointing)
-	defer t.Model.SetGradientCheckpointing(false)
 	if t.Task == Classify && t.Classes < 2 {
 		return nil, fmt.Errorf("train: classification needs at least 2 classes, got %d", t.Classes)
 	}

@@ -198,6 +198,10 @@ func (m *Model) block(g *graph.Tape, l int, x *graph.Value, B, T, pos int, atten
 // decoding and no-grad evaluation are unaffected.
 func (m *Model) SetGradientCheckpointing(on bool) { m.checkpoint = on }
 
+// GradientCheckpointing reports whether SetGradientCheckpointing turned
+// checkpointing on.
+func (m *Model) GradientCheckpointing() bool { return m.checkpoint }
+
 // attendFull is causal self-attention over a whole sequence, the training
 // path, through layer l's sliding window where it has one. Grouped-query
 // attention needs no copies of the key/value heads:
