@@ -236,17 +236,8 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 		return fail("model_type is %q; expected %q, %q, %q, %q, %q or %q", modelType, ModelTypeLlama, ModelTypeQwen2, ModelTypeQwen3, ModelTypeMistral, ModelTypeGemma2, ModelTypeGemma3Text)
 	}
 	qwen2, qwen3, mistral := modelType == ModelTypeQwen2, modelType == ModelTypeQwen3, modelType == ModelTypeMistral
-	for _, f := range []struct {
-		name string
-		v    *int
-	}{
-		{"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
-		{"num_hidden_layers", c.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads},
-		{"vocab_size", c.VocabSize},
-	} {
-		if f.v == nil {
-			return fail("missing required field %s", f.name)
-		}
+	if err := c.checkShapeFields(); err != nil {
+		return fail("%v", err)
 	}
 	if c.HiddenAct != nil && *c.HiddenAct != "silu" {
 		return fail("hidden_act is %q; only \"silu\" is supported", *c.HiddenAct)
@@ -378,6 +369,24 @@ func ParseConfig(data []byte, name string) (llama.Config, error) {
 // layers), and small enough that a corrupt count costs no large
 // allocation.
 const maxLayerKinds = 1 << 20
+
+// checkShapeFields refuses a config without one of the fields that give
+// the model's shape, which have no defaults here.
+func (c configJSON) checkShapeFields() error {
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{
+		{"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
+		{"num_hidden_layers", c.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads},
+		{"vocab_size", c.VocabSize},
+	} {
+		if f.v == nil {
+			return fmt.Errorf("missing required field %s", f.name)
+		}
+	}
+	return nil
+}
 
 // checkLayerCount checks num_hidden_layers before a string of one
 // attention kind per layer is made from it.

@@ -41,17 +41,8 @@ const (
 // hidden_activation), sliding_window_pattern and rope_local_base_freq
 // are not read, as Gemma2Config reads none of them.
 func parseGemma2(c configJSON) (llama.Config, error) {
-	for _, f := range []struct {
-		name string
-		v    *int
-	}{
-		{"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
-		{"num_hidden_layers", c.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads},
-		{"vocab_size", c.VocabSize},
-	} {
-		if f.v == nil {
-			return llama.Config{}, fmt.Errorf("missing required field %s", f.name)
-		}
+	if err := c.checkShapeFields(); err != nil {
+		return llama.Config{}, err
 	}
 	attnCap, err := parseSoftcap("attn_logit_softcapping", c.AttnLogitSoftcapping, defaultGemma2AttnCap)
 	if err != nil {
@@ -61,65 +52,12 @@ func parseGemma2(c configJSON) (llama.Config, error) {
 	if err != nil {
 		return llama.Config{}, err
 	}
-	if c.UseBidirectionalAttention != nil && *c.UseBidirectionalAttention {
-		return llama.Config{}, fmt.Errorf("use_bidirectional_attention is true; only causal attention is supported")
-	}
-	act := llama.GELUTanh
-	if c.HiddenActivation != nil {
-		switch *c.HiddenActivation {
-		case "gelu_pytorch_tanh":
-		case "silu":
-			act = llama.SiLU
-		default:
-			return llama.Config{}, fmt.Errorf("hidden_activation is %q; only \"gelu_pytorch_tanh\" (Gemma's) and \"silu\" are supported", *c.HiddenActivation)
-		}
-	}
-	if c.AttentionDropout != nil && *c.AttentionDropout != 0 {
-		return llama.Config{}, fmt.Errorf("attention_dropout is %v; attention dropout is not implemented (expected 0)", *c.AttentionDropout)
-	}
-	if c.PartialRotaryFactor != nil && *c.PartialRotaryFactor != 1 {
-		return llama.Config{}, fmt.Errorf("partial_rotary_factor is %v; only rotary embeddings over the whole head (1.0) are supported", *c.PartialRotaryFactor)
-	}
 	cfg := llama.Config{
-		Dim: *c.HiddenSize, HiddenDim: *c.IntermediateSize, NumLayers: *c.NumHiddenLayers,
-		NumHeads: *c.NumAttentionHeads, VocabSize: *c.VocabSize,
-		MaxSeqLen: defaultGemma2MaxPos, NormEps: defaultNormEps, RopeTheta: defaultGemma2RopeTheta,
-		TiedEmbeddings: true, RopeLayout: llama.RopeHalfSplit, Family: llama.FamilyGemma2, Activation: act,
+		MaxSeqLen: defaultGemma2MaxPos, RopeTheta: defaultGemma2RopeTheta, Family: llama.FamilyGemma2,
 		QueryPreAttnScalar: defaultGemma2QueryScalar, AttnLogitSoftcap: attnCap, FinalLogitSoftcap: finalCap,
 	}
-	if c.AttentionBias != nil && *c.AttentionBias {
-		cfg.AttentionBias = llama.BiasQKVO
-	}
-	if cfg.NumKVHeads, err = parseKVHeads(c.NumKeyValueHeads, defaultGemma2KVHeads, cfg.NumHeads); err != nil {
+	if err := gemmaCommon(c, &cfg, "", "Gemma 2", "Gemma2Config", defaultGemma2HeadDim, defaultGemma2KVHeads); err != nil {
 		return llama.Config{}, err
-	}
-	if c.MaxPositionEmbeddings != nil {
-		cfg.MaxSeqLen = *c.MaxPositionEmbeddings
-	}
-	if c.RMSNormEps != nil {
-		cfg.NormEps = *c.RMSNormEps
-	}
-	if c.TieWordEmbeddings != nil {
-		cfg.TiedEmbeddings = *c.TieWordEmbeddings
-	}
-	if c.QueryPreAttnScalar != nil {
-		if v := *c.QueryPreAttnScalar; !(v > 0) || math.IsInf(v, 0) {
-			return llama.Config{}, fmt.Errorf("query_pre_attn_scalar is %v; expected a positive number", v)
-		}
-		cfg.QueryPreAttnScalar = *c.QueryPreAttnScalar
-	}
-	headDim := defaultGemma2HeadDim
-	switch string(bytes.TrimSpace(c.HeadDim)) {
-	case "":
-	case "null":
-		return llama.Config{}, fmt.Errorf("head_dim is null; Gemma 2 needs the width of its attention heads (expected a positive whole number, or no field for Gemma2Config's default of %d)", defaultGemma2HeadDim)
-	default:
-		if headDim, err = parseHeadDim(c.HeadDim, false); err != nil {
-			return llama.Config{}, err
-		}
-	}
-	if cfg.NumHeads <= 0 || cfg.Dim%cfg.NumHeads != 0 || cfg.Dim/cfg.NumHeads != headDim {
-		cfg.HeadWidth = headDim
 	}
 	if err := gemma2Rope(c, &cfg); err != nil {
 		return llama.Config{}, err

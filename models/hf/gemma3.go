@@ -37,17 +37,8 @@ const (
 // some layer slides, and scalings of the sliding layers. hidden_act is not
 // read (Gemma3TextConfig reads hidden_activation).
 func parseGemma3(c configJSON) (llama.Config, error) {
-	for _, f := range []struct {
-		name string
-		v    *int
-	}{
-		{"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
-		{"num_hidden_layers", c.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads},
-		{"vocab_size", c.VocabSize},
-	} {
-		if f.v == nil {
-			return llama.Config{}, fmt.Errorf("missing required field %s", f.name)
-		}
+	if err := c.checkShapeFields(); err != nil {
+		return llama.Config{}, err
 	}
 	for _, f := range []struct {
 		name string
@@ -57,67 +48,14 @@ func parseGemma3(c configJSON) (llama.Config, error) {
 			return llama.Config{}, fmt.Errorf("%s is %s; logit soft-capping is not supported in a Gemma 3 config (expected null, as Gemma 3 sets it; Gemma 2's configs, model_type %q, have it)", f.name, truncate(compactJSON(f.raw), 40), ModelTypeGemma2)
 		}
 	}
-	if c.UseBidirectionalAttention != nil && *c.UseBidirectionalAttention {
-		return llama.Config{}, fmt.Errorf("use_bidirectional_attention is true (EmbeddingGemma's encoder); only causal attention is supported")
-	}
-	act := llama.GELUTanh
-	if c.HiddenActivation != nil {
-		switch *c.HiddenActivation {
-		case "gelu_pytorch_tanh":
-		case "silu":
-			act = llama.SiLU
-		default:
-			return llama.Config{}, fmt.Errorf("hidden_activation is %q; only \"gelu_pytorch_tanh\" (Gemma's) and \"silu\" are supported", *c.HiddenActivation)
-		}
-	}
-	if c.AttentionDropout != nil && *c.AttentionDropout != 0 {
-		return llama.Config{}, fmt.Errorf("attention_dropout is %v; attention dropout is not implemented (expected 0)", *c.AttentionDropout)
-	}
-	if c.PartialRotaryFactor != nil && *c.PartialRotaryFactor != 1 {
-		return llama.Config{}, fmt.Errorf("partial_rotary_factor is %v; only rotary embeddings over the whole head (1.0) are supported", *c.PartialRotaryFactor)
-	}
 	cfg := llama.Config{
-		Dim: *c.HiddenSize, HiddenDim: *c.IntermediateSize, NumLayers: *c.NumHiddenLayers,
-		NumHeads: *c.NumAttentionHeads, VocabSize: *c.VocabSize,
-		MaxSeqLen: defaultGemma3MaxPos, NormEps: defaultNormEps, RopeTheta: defaultGemma3RopeTheta,
-		TiedEmbeddings: true, RopeLayout: llama.RopeHalfSplit, QKNorm: true,
-		Family: llama.FamilyGemma3, Activation: act, QueryPreAttnScalar: defaultGemma3QueryScalar,
+		MaxSeqLen: defaultGemma3MaxPos, RopeTheta: defaultGemma3RopeTheta, QKNorm: true,
+		Family: llama.FamilyGemma3, QueryPreAttnScalar: defaultGemma3QueryScalar,
 	}
-	if c.AttentionBias != nil && *c.AttentionBias {
-		cfg.AttentionBias = llama.BiasQKVO
-	}
-	var err error
-	if cfg.NumKVHeads, err = parseKVHeads(c.NumKeyValueHeads, defaultGemma3KVHeads, cfg.NumHeads); err != nil {
+	if err := gemmaCommon(c, &cfg, " (EmbeddingGemma's encoder)", "Gemma 3", "Gemma3TextConfig", defaultGemma3HeadDim, defaultGemma3KVHeads); err != nil {
 		return llama.Config{}, err
 	}
-	if c.MaxPositionEmbeddings != nil {
-		cfg.MaxSeqLen = *c.MaxPositionEmbeddings
-	}
-	if c.RMSNormEps != nil {
-		cfg.NormEps = *c.RMSNormEps
-	}
-	if c.TieWordEmbeddings != nil {
-		cfg.TiedEmbeddings = *c.TieWordEmbeddings
-	}
-	if c.QueryPreAttnScalar != nil {
-		if v := *c.QueryPreAttnScalar; !(v > 0) || math.IsInf(v, 0) {
-			return llama.Config{}, fmt.Errorf("query_pre_attn_scalar is %v; expected a positive number", v)
-		}
-		cfg.QueryPreAttnScalar = *c.QueryPreAttnScalar
-	}
-	headDim := defaultGemma3HeadDim
-	switch string(bytes.TrimSpace(c.HeadDim)) {
-	case "":
-	case "null":
-		return llama.Config{}, fmt.Errorf("head_dim is null; Gemma 3 needs the width of its attention heads (expected a positive whole number, or no field for Gemma3TextConfig's default of %d)", defaultGemma3HeadDim)
-	default:
-		if headDim, err = parseHeadDim(c.HeadDim, false); err != nil {
-			return llama.Config{}, err
-		}
-	}
-	if cfg.NumHeads <= 0 || cfg.Dim%cfg.NumHeads != 0 || cfg.Dim/cfg.NumHeads != headDim {
-		cfg.HeadWidth = headDim
-	}
+	var err error
 	if err := checkLayerCount(cfg.NumLayers); err != nil {
 		return llama.Config{}, err
 	}
@@ -144,6 +82,75 @@ func parseGemma3(c configJSON) (llama.Config, error) {
 		return llama.Config{}, err
 	}
 	return cfg, nil
+}
+
+// gemmaCommon reads into cfg what Gemma 2's and Gemma 3's configs share
+// (cfg holds the family, its defaults and what the caller read): the
+// shape, the activation (GeGLU with tanh GELU unless hidden_activation says
+// silu), norms, tied embeddings, attention bias, key/value heads,
+// query_pre_attn_scalar and head_dim, whose defaults are the model's
+// (model names it in errors, class is its transformers config class), and
+// refuses what neither supports: bidirectional attention (bidirectional
+// says where it comes from), attention dropout, partial rotary embeddings.
+func gemmaCommon(c configJSON, cfg *llama.Config, bidirectional, model, class string, defHeadDim, defKVHeads int) error {
+	if c.UseBidirectionalAttention != nil && *c.UseBidirectionalAttention {
+		return fmt.Errorf("use_bidirectional_attention is true%s; only causal attention is supported", bidirectional)
+	}
+	cfg.Activation = llama.GELUTanh
+	if c.HiddenActivation != nil {
+		switch *c.HiddenActivation {
+		case "gelu_pytorch_tanh":
+		case "silu":
+			cfg.Activation = llama.SiLU
+		default:
+			return fmt.Errorf("hidden_activation is %q; only \"gelu_pytorch_tanh\" (Gemma's) and \"silu\" are supported", *c.HiddenActivation)
+		}
+	}
+	if c.AttentionDropout != nil && *c.AttentionDropout != 0 {
+		return fmt.Errorf("attention_dropout is %v; attention dropout is not implemented (expected 0)", *c.AttentionDropout)
+	}
+	if c.PartialRotaryFactor != nil && *c.PartialRotaryFactor != 1 {
+		return fmt.Errorf("partial_rotary_factor is %v; only rotary embeddings over the whole head (1.0) are supported", *c.PartialRotaryFactor)
+	}
+	cfg.Dim, cfg.HiddenDim, cfg.NumLayers = *c.HiddenSize, *c.IntermediateSize, *c.NumHiddenLayers
+	cfg.NumHeads, cfg.VocabSize = *c.NumAttentionHeads, *c.VocabSize
+	cfg.NormEps, cfg.TiedEmbeddings, cfg.RopeLayout = defaultNormEps, true, llama.RopeHalfSplit
+	if c.AttentionBias != nil && *c.AttentionBias {
+		cfg.AttentionBias = llama.BiasQKVO
+	}
+	var err error
+	if cfg.NumKVHeads, err = parseKVHeads(c.NumKeyValueHeads, defKVHeads, cfg.NumHeads); err != nil {
+		return err
+	}
+	if c.MaxPositionEmbeddings != nil {
+		cfg.MaxSeqLen = *c.MaxPositionEmbeddings
+	}
+	if c.RMSNormEps != nil {
+		cfg.NormEps = *c.RMSNormEps
+	}
+	if c.TieWordEmbeddings != nil {
+		cfg.TiedEmbeddings = *c.TieWordEmbeddings
+	}
+	if c.QueryPreAttnScalar != nil {
+		if v := *c.QueryPreAttnScalar; !(v > 0) || math.IsInf(v, 0) {
+			return fmt.Errorf("query_pre_attn_scalar is %v; expected a positive number", v)
+		}
+		cfg.QueryPreAttnScalar = *c.QueryPreAttnScalar
+	}
+	headDim := defHeadDim
+	switch string(bytes.TrimSpace(c.HeadDim)) {
+	case "":
+	case "null":
+		return fmt.Errorf("head_dim is null; %s needs the width of its attention heads (expected a positive whole number, or no field for %s's default of %d)", model, class, defHeadDim)
+	default:
+		if headDim, err = parseHeadDim(c.HeadDim, false); err != nil {
+			return err
+		}
+	}
+	if cfg.NumHeads <= 0 || cfg.Dim%cfg.NumHeads != 0 || cfg.Dim/cfg.NumHeads != headDim {
+		cfg.HeadWidth = headDim
+	}
+	return nil
 }
 
 // gemmaWindow returns the sliding window of a Gemma model whose layers'
