@@ -120,28 +120,7 @@ func TestFullAllParameters(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer opt.Free()
-			g := graph.New(b)
-			defer g.Close()
-			var losses []float32
-			for range 30 {
-				loss := g.MSE(m.Forward(g, g.Input(x, 16, m.dim)), g.Input(target, 16, m.nout))
-				if err := g.Backward(loss); err != nil {
-					t.Fatal(err)
-				}
-				l, err := loss.Item()
-				if err != nil {
-					t.Fatal(err)
-				}
-				losses = append(losses, l)
-				g.Reset()
-				if err := opt.Step(); err != nil {
-					t.Fatal(err)
-				}
-				opt.ZeroGrad()
-			}
-			if !(losses[len(losses)-1] < 0.8*losses[0]) {
-				t.Errorf("loss %v → %v: did not fall by 20%%", losses[0], losses[len(losses)-1])
-			}
+			m.fit(t, b, opt, x, target, 30)
 			trained := downloadAll(t, own)
 			for i, p := range own {
 				if sameBits32(trained[i], before[i]) {

@@ -21,6 +21,36 @@ type toyModel struct {
 	dim, hidden, nout int
 }
 
+// fit takes steps optimizer steps of the toy model on b towards target
+// (16 rows) from x, by mean squared error, and returns the losses, after
+// checking that they fell by a fifth.
+func (m *toyModel) fit(t *testing.T, b backend.Backend, opt *optim.AdamW, x, target []float32, steps int) []float32 {
+	t.Helper()
+	g := graph.New(b)
+	defer g.Close()
+	var losses []float32
+	for range steps {
+		loss := g.MSE(m.Forward(g, g.Input(x, 16, m.dim)), g.Input(target, 16, m.nout))
+		if err := g.Backward(loss); err != nil {
+			t.Fatal(err)
+		}
+		l, err := loss.Item()
+		if err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, l)
+		g.Reset()
+		if err := opt.Step(); err != nil {
+			t.Fatal(err)
+		}
+		opt.ZeroGrad()
+	}
+	if !(losses[len(losses)-1] < 0.8*losses[0]) {
+		t.Errorf("loss %v → %v: did not fall by 20%%", losses[0], losses[len(losses)-1])
+	}
+	return losses
+}
+
 func newToy(t testing.TB, b backend.Backend, seed uint64) *toyModel {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	const dim, hidden, nout = 8, 12, 5
@@ -464,28 +494,7 @@ func TestTrainStep(t *testing.T) {
 				frozen = m.norm
 			}
 			frozenBefore, _ := frozen.Download()
-			g := graph.New(b)
-			defer g.Close()
-			var losses []float32
-			for range 30 {
-				loss := g.MSE(m.Forward(g, g.Input(x, 16, m.dim)), g.Input(target, 16, m.nout))
-				if err := g.Backward(loss); err != nil {
-					t.Fatal(err)
-				}
-				l, err := loss.Item()
-				if err != nil {
-					t.Fatal(err)
-				}
-				losses = append(losses, l)
-				g.Reset()
-				if err := opt.Step(); err != nil {
-					t.Fatal(err)
-				}
-				opt.ZeroGrad()
-			}
-			if !(losses[len(losses)-1] < 0.8*losses[0]) {
-				t.Errorf("loss %v → %v: did not fall by 20%%", losses[0], losses[len(losses)-1])
-			}
+			losses := m.fit(t, b, opt, x, target, 30)
 			t.Logf("loss %.4f → %.4f", losses[0], losses[len(losses)-1])
 			frozenAfter, _ := frozen.Download()
 			for i := range frozenBefore {
