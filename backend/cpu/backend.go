@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/blas"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
@@ -25,14 +26,73 @@ const (
 	// sse or go. A kernel this CPU cannot run is passed over for the
 	// fastest one; a name that is none of these is an error.
 	EnvGemmKernel = gemm.EnvKernel
+	// EnvBLAS names a system BLAS whose cblas_sgemm computes MatMul
+	// instead of this package's kernels: "off" (the default), one of
+	// accelerate (macOS), openblas, blis or mkl, or a library file's name
+	// or path. See [LoadBLAS].
+	EnvBLAS = "SORA_CPU_BLAS"
 )
+
+// defaultBLAS is the BLAS used when $SORA_CPU_BLAS is unset or empty; ""
+// is none. It stays none on every system for now. On Linux this
+// package's kernels beat OpenBLAS where we measured. On macOS Accelerate
+// would be the obvious default, but it has never been run through this
+// package (no Mac was available), and a default must not be the first
+// thing to try an untested calling convention on every Mac user. Once a
+// Mac has passed the conformance suite with SORA_CPU_BLAS=accelerate, set
+// it to "accelerate" there: OptionsFromEnv then falls back to the
+// package's kernels, silently, when the default does not load.
+var defaultBLAS = ""
+
+// BLAS is a system BLAS loaded with [LoadBLAS], for [Options.BLAS]. It
+// may be shared by any number of backends.
+type BLAS struct{ lib *blas.Library }
+
+// LoadBLAS loads the BLAS that name says, for [Options.BLAS]: "accelerate"
+// (Apple's Accelerate framework, macOS only), "openblas", "blis" or "mkl"
+// (each searched for under the file names it has on this system), or a
+// library file's name (found by the dynamic linker, e.g.
+// "libopenblas64_.so.0") or path. The library must export cblas_sgemm
+// with 32-bit integers, and its answers to a few small products are
+// checked before it is accepted. The error names what was looked for and
+// why each file failed. Loading needs purego without cgo: Linux and macOS
+// on amd64 and arm64; elsewhere LoadBLAS always fails.
+//
+// Accelerate has not been run (no Mac was available); OpenBLAS and BLIS
+// have, on linux/amd64, through the same calls.
+func LoadBLAS(name string) (*BLAS, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || name == "off" {
+		return nil, fmt.Errorf("cpu: BLAS %q: name a library (%s, or a file); leave Options.BLAS nil for this package's kernels",
+			name, strings.Join(blas.Names(), ", "))
+	}
+	lib, err := blas.Load(name)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: BLAS %q: %w", name, err)
+	}
+	return &BLAS{lib: lib}, nil
+}
+
+// String names the library and what it says of itself, e.g.
+// "libopenblas.so.0 (OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell
+// MAX_THREADS=64, 2 threads)".
+func (b *BLAS) String() string { return b.lib.String() }
 
 // Options configures a CPU backend.
 type Options struct {
 	// Portable forces the pure-Go kernels even where SIMD ones exist.
 	Portable bool
-	// Threads caps the goroutines one op uses; 0 means GOMAXPROCS.
+	// Threads caps the goroutines one op uses; 0 means GOMAXPROCS. It does
+	// not reach a BLAS, which runs its own threads (see BLAS).
 	Threads int
+	// BLAS, when not nil, computes MatMul with the library's cblas_sgemm,
+	// one call per matrix of a batch, instead of this package's kernels
+	// (which still take products with k = 0 or alpha = 0, or a dimension
+	// beyond 32 bits). Portable does not apply to it. The library
+	// parallelises each call with threads of its own, set by its variable:
+	// OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS, MKL_NUM_THREADS or
+	// VECLIB_MAXIMUM_THREADS (Accelerate).
+	BLAS *BLAS
 }
 
 // Backend is the CPU implementation of [backend.Backend]. Like every
@@ -81,10 +141,12 @@ func (b *Backend) Name() string { return "cpu" }
 
 // Device describes the processor, its relevant SIMD features, the thread
 // cap, the active kernel path ("simd" or "portable"), the matrix
-// multiply's micro-kernel and the row kernels' instruction set, e.g.
-// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)".
+// multiply's micro-kernel, or the BLAS that does it, and the row kernels'
+// instruction set, e.g.
+// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)" or
+// "..., simd (matmul blas libopenblas.so.0 (OpenBLAS 0.3.21 ..., 2 threads), rows avx2)".
 func (b *Backend) Device() string {
-	return describe(b.threads(), b.simd)
+	return describe(b.threads(), b.simd, b.opts.BLAS)
 }
 
 // Portable reports whether the portable pure-Go path is active, because it
@@ -195,7 +257,7 @@ func features() []string {
 
 // describe formats the device description shared by Device and Probe,
 // e.g. "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)".
-func describe(threads int, simd bool) string {
+func describe(threads int, simd bool, lib *BLAS) string {
 	brand := strings.TrimSpace(cpuid.CPU.BrandName)
 	if brand == "" {
 		brand = "unknown " + runtime.GOARCH + " CPU"
@@ -219,13 +281,18 @@ func describe(threads int, simd bool) string {
 	if simd {
 		rows = vec.Best().Name
 	}
-	return fmt.Sprintf("%s (%s), %d %s, %s (matmul %s, rows %s)", brand, feats, threads, unit, path, gemmKernel(!simd), rows)
+	matmul := gemmKernel(!simd)
+	if lib != nil {
+		matmul = "blas " + lib.String()
+	}
+	return fmt.Sprintf("%s (%s), %d %s, %s (matmul %s, rows %s)", brand, feats, threads, unit, path, matmul, rows)
 }
 
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read
-// from SORA_CPU_PORTABLE and SORA_CPU_THREADS, or an error naming the
-// variable whose value cannot be used (SORA_CPU_GEMM_KERNEL is checked
-// too).
+// from SORA_CPU_PORTABLE, SORA_CPU_THREADS and SORA_CPU_BLAS (which it
+// loads), or an error naming the variable whose value cannot be used
+// (SORA_CPU_GEMM_KERNEL is checked too). A BLAS named in SORA_CPU_BLAS
+// that does not load is an error; "off" turns off a system's default.
 func OptionsFromEnv() (Options, error) {
 	var o Options
 	if s := strings.TrimSpace(os.Getenv(EnvPortable)); s != "" {
@@ -247,7 +314,33 @@ func OptionsFromEnv() (Options, error) {
 	if s := strings.TrimSpace(os.Getenv(EnvGemmKernel)); s != "" && !slices.Contains(gemm.KernelNames, s) {
 		return Options{}, fmt.Errorf("cpu: %s=%q: want one of %s", EnvGemmKernel, s, strings.Join(gemm.KernelNames, ", "))
 	}
+	lib, err := blasFromEnv()
+	if err != nil {
+		return Options{}, err
+	}
+	o.BLAS = lib
 	return o, nil
+}
+
+// blasFromEnv loads the BLAS that $SORA_CPU_BLAS names, or defaultBLAS
+// when it is unset or empty. A library the variable names must load; the
+// default is used only if it does.
+func blasFromEnv() (*BLAS, error) {
+	s, explicit := strings.TrimSpace(os.Getenv(EnvBLAS)), true
+	if s == "" {
+		s, explicit = defaultBLAS, false
+	}
+	if s == "" || s == "off" {
+		return nil, nil
+	}
+	lib, err := blas.Load(s)
+	switch {
+	case err == nil:
+		return &BLAS{lib: lib}, nil
+	case !explicit:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("cpu: %s=%q: %w", EnvBLAS, s, err)
 }
 
 // driver registers the backend as "cpu".
@@ -267,7 +360,7 @@ func (driver) Probe() (string, error) {
 	if threads == 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return describe(threads, !o.Portable && simdSupported()), nil
+	return describe(threads, !o.Portable && simdSupported(), o.BLAS), nil
 }
 
 // Open returns a backend configured from the environment.

@@ -64,6 +64,7 @@ func TestOptionsFromEnv(t *testing.T) {
 		{"", "", "avx", Options{}, EnvGemmKernel},
 		{"", "", "bogus", Options{}, EnvGemmKernel},
 	}
+	t.Setenv(EnvBLAS, "") // BLAS settings: TestBLASFromEnv
 	for _, tt := range tests {
 		t.Setenv(EnvPortable, tt.portable)
 		t.Setenv(EnvThreads, tt.threads)
@@ -108,6 +109,7 @@ func TestPathSelection(t *testing.T) {
 
 	t.Setenv(EnvPortable, "1")
 	t.Setenv(EnvThreads, "1")
+	t.Setenv(EnvBLAS, "")
 	desc, err := driver{}.Probe()
 	if err != nil || !strings.Contains(desc, ", 1 thread, portable (matmul ") {
 		t.Errorf("Probe with %s=1: %q, %v", EnvPortable, desc, err)

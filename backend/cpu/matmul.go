@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/blas"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 )
 
@@ -16,7 +17,8 @@ const gemmMinFlops = 2 * 64 * 64 * 64
 
 // MatMul computes C = alpha·op(A)·op(B) + beta·C for each matrix of the
 // batch with the blocked matrix multiply of package gemm, which also
-// handles k = 0 (C = beta·C, C unread when beta is 0).
+// handles k = 0 (C = beta·C, C unread when beta is 0), or with the BLAS of
+// Options.BLAS, one cblas_sgemm call per matrix.
 func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	if b.skip(backend.OpMatMul) {
 		return
@@ -42,6 +44,17 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		ldb = d.K
 	}
 	sizeA, sizeB, sizeC := d.M*d.K, d.K*d.N, d.M*d.N
+	// Every operand is dense (CheckMatMul), so a BLAS takes any product
+	// whose sizes it can express; k = 0 and alpha = 0 only scale C, which
+	// the package's kernels do without a library call.
+	if lib := b.opts.BLAS; lib != nil && p.Alpha != 0 && blas.Fits(d.M, d.N, d.K, lda, ldb, d.N) {
+		for i := range d.Batch {
+			ai, bi, ci := i*d.StrideA, i*d.StrideB, i*d.StrideC
+			lib.lib.Sgemm(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,
+				as[ai:ai+sizeA], lda, bs[bi:bi+sizeB], ldb, p.Beta, cs[ci:ci+sizeC], d.N)
+		}
+		return
+	}
 	one := func(e *gemm.Engine, i int) {
 		ai, bi, ci := i*d.StrideA, i*d.StrideB, i*d.StrideC
 		e.Sgemm(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,

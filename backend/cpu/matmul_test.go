@@ -33,26 +33,28 @@ func matmulRef(c []float64, a, b []float32, m, n, k int, ta, tb bool, alpha, bet
 	}
 }
 
+// matmulCases are the MatMul tests' shapes, run with every transpose.
+var matmulCases = []struct {
+	batchA, batchB, batchC int // 0: rank 2
+	m, n, k                int
+	alpha, beta            float32
+}{
+	{0, 0, 0, 1, 1, 1, 1, 0},
+	{0, 0, 0, 3, 5, 7, 1, 0},
+	{0, 0, 0, 13, 1, 127, 0.5, 0},
+	{0, 0, 0, 1, 13, 3, -2, 1},
+	{0, 0, 0, 17, 19, 23, 1, 0.5},
+	{0, 0, 0, 2, 3, 0, 1, 0.5}, // k = 0: C = beta·C
+	{0, 0, 0, 0, 3, 4, 1, 0},   // empty C
+	{4, 4, 4, 3, 5, 2, 1, 0},
+	{1, 6, 6, 4, 3, 5, 1, 0},    // A shared across the batch
+	{5, 1, 5, 7, 2, 3, 1, 1},    // B shared (rank 3, batch 1)
+	{3, 0, 3, 2, 4, 6, 1, 0},    // B rank 2, shared
+	{8, 8, 8, 16, 16, 16, 1, 0}, // enough work to go batch-parallel
+}
+
 func TestMatMul(t *testing.T) {
-	tests := []struct {
-		batchA, batchB, batchC int // 0: rank 2
-		m, n, k                int
-		alpha, beta            float32
-	}{
-		{0, 0, 0, 1, 1, 1, 1, 0},
-		{0, 0, 0, 3, 5, 7, 1, 0},
-		{0, 0, 0, 13, 1, 127, 0.5, 0},
-		{0, 0, 0, 1, 13, 3, -2, 1},
-		{0, 0, 0, 17, 19, 23, 1, 0.5},
-		{0, 0, 0, 2, 3, 0, 1, 0.5}, // k = 0: C = beta·C
-		{0, 0, 0, 0, 3, 4, 1, 0},   // empty C
-		{4, 4, 4, 3, 5, 2, 1, 0},
-		{1, 6, 6, 4, 3, 5, 1, 0},    // A shared across the batch
-		{5, 1, 5, 7, 2, 3, 1, 1},    // B shared (rank 3, batch 1)
-		{3, 0, 3, 2, 4, 6, 1, 0},    // B rank 2, shared
-		{8, 8, 8, 16, 16, 16, 1, 0}, // enough work to go batch-parallel
-	}
-	for _, tt := range tests {
+	for _, tt := range matmulCases {
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
 				name := fmt.Sprintf("b%d,%d,%d_m%d_n%d_k%d_a%g_b%g_ta%v_tb%v", tt.batchA, tt.batchB, tt.batchC, tt.m, tt.n, tt.k, tt.alpha, tt.beta, ta, tb)
