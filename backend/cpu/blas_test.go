@@ -81,6 +81,25 @@ func TestMatMulBLASCalled(t *testing.T) {
 	}
 }
 
+// TestMatMulBLASConcurrent runs two backends sharing one OpenBLAS on two
+// goroutines at once, each checking its products against the reference:
+// backends are per goroutine, the library is per process.
+func TestMatMulBLASConcurrent(t *testing.T) {
+	lib := systemBLAS(t, "openblas")
+	for g := range 2 {
+		t.Run(fmt.Sprint(g), func(t *testing.T) {
+			t.Parallel() // the two run at once
+			be := New(Options{BLAS: lib})
+			for i := range 10 {
+				testMatMul(t, be, 2, 2, 2, 33+g, 40+i, 50, i%2 == 0, g == 0, 1, 0)
+			}
+			if err := be.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func TestBLASFromEnv(t *testing.T) {
 	if _, err := blas.Load("openblas"); err != nil {
 		t.Skipf("OpenBLAS is not installed here (Debian: apt-get install libopenblas0-pthread): %v", err)

@@ -18,8 +18,8 @@
 //
 // # Environment
 //
-// [backend.Open] reads three variables; [New] takes the first two as
-// [Options]:
+// [backend.Open] reads four variables; [New] takes the first two and the
+// last as [Options]:
 //
 //   - SORA_CPU_PORTABLE=1 forces the portable pure-Go kernels even on CPUs
 //     that have the SIMD features the fast kernels use. CI runs the
@@ -31,11 +31,48 @@
 //     amd64), to compare them in benchmarks; one the CPU cannot run is
 //     passed over for the fastest it can. CI runs the conformance suite
 //     with sse too, and on arm64 under qemu.
+//   - SORA_CPU_BLAS=off|accelerate|openblas|blis|mkl|FILE hands MatMul
+//     to a system BLAS (see below); off, the default, keeps this
+//     package's kernels.
 //
 // A build with -tags noasm leaves all assembly out, as on architectures
 // without it.
 //
 // An unparsable value makes Open fail with an error naming the variable.
+//
+// # System BLAS
+//
+// With SORA_CPU_BLAS (or [Options.BLAS], from [LoadBLAS]) MatMul calls
+// the cblas_sgemm of a BLAS loaded at run time with purego, without cgo,
+// once per matrix of a batch: "accelerate" is Apple's Accelerate
+// framework on macOS (whose sgemm runs on the M-series matrix units),
+// "openblas", "blis" and "mkl" are searched for under their usual file
+// names, and anything else that looks like a file (a path, or a name with
+// .so or .dylib in it) is loaded as given. A library that does not load,
+// lacks cblas_sgemm or fails a check on a few small exact products makes
+// Open fail with an error naming the variable, the value and each file
+// tried. The device line names the library, e.g. "matmul blas
+// libopenblas.so.0 (OpenBLAS 0.3.21 ... Haswell MAX_THREADS=64, 2
+// threads)", so "sora backends" and every benchmark show it.
+//
+// It is off by default on every system. On Linux this package's kernels
+// were faster than OpenBLAS on the machines measured (BenchmarkMatMulBLAS
+// compares the two in one run). On macOS Accelerate should be the better
+// choice, but it has not been run: no Mac was available, and only
+// OpenBLAS and BLIS (linux/amd64, and OpenBLAS on linux/arm64 under qemu)
+// have gone through the same calls and the conformance suite. Mac users
+// who set SORA_CPU_BLAS=accelerate are the first to run it.
+//
+// The library runs its own threads, which SORA_CPU_THREADS does not
+// reach: set OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS (BLIS defaults to one
+// thread), MKL_NUM_THREADS or VECLIB_MAXIMUM_THREADS (Accelerate) before
+// the program starts. Each call costs about a microsecond and a few small
+// allocations in purego on top of the library's own work, which matters
+// only for tiny products. Loading needs purego's dlopen without cgo, so
+// it works on Linux and macOS for amd64 and arm64; elsewhere a value
+// other than off is an error. Importing this package links purego, which
+// makes Linux binaries dynamically linked against the C library; a build
+// with -tags noblas leaves it out (and the BLAS with it).
 //
 // # Execution
 //

@@ -67,3 +67,35 @@ func ExampleNew() {
 	// [1.0000 0.0000 0.0000 0.5000 0.5000 0.0000]
 	// true
 }
+
+// ExampleLoadBLAS hands the matrix multiply to OpenBLAS where it is
+// installed and keeps the package's own kernels where it is not; the
+// product is the same either way.
+func ExampleLoadBLAS() {
+	var opts cpu.Options
+	if lib, err := cpu.LoadBLAS("openblas"); err == nil {
+		opts.BLAS = lib
+	} else {
+		log.Printf("the built-in matrix multiply: %v", err)
+	}
+	be := cpu.New(opts)
+	defer be.Close()
+	log.Print(be.Device()) // "..., simd (matmul blas libopenblas.so.0 (OpenBLAS ...), rows ...)"
+
+	a, err := be.Alloc(backend.Float32, 2, 2)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := be.Alloc(backend.Float32, 2, 2)
+	if err != nil {
+		log.Fatal(err)
+	}
+	be.Upload(a, []float32{1, 2, 3, 4})
+	be.MatMul(c, a, a, backend.MatMulParams{Alpha: 1}) // A·A
+	out := make([]float32, 4)
+	if err := be.Download(out, c); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out)
+	// Output: [7 10 15 22]
+}

@@ -223,8 +223,9 @@ func orList(s []string) string {
 
 // ErrUnsupported is returned by Load in builds that cannot load a shared
 // library without cgo.
-var ErrUnsupported = errors.New("this build cannot load a BLAS: it needs purego's dlopen without cgo, " +
-	"which the CPU backend uses on linux and darwin for amd64 and arm64, not on " + runtime.GOOS + "/" + runtime.GOARCH)
+var ErrUnsupported = errors.New("this build cannot load a BLAS: loading one needs purego's dlopen without cgo, " +
+	"which the CPU backend uses only on linux and darwin for amd64 and arm64, and not with -tags noblas (this build: " +
+	runtime.GOOS + "/" + runtime.GOARCH + ")")
 
 var (
 	mu     sync.Mutex

@@ -3,7 +3,8 @@
 // framework, OpenBLAS, BLIS, Intel MKL or any library file that exports
 // it. The library is found with dlopen through purego, without cgo, on
 // Linux and macOS for amd64 and arm64; other builds (Windows, FreeBSD,
-// other architectures) compile a stub whose Load reports that.
+// other architectures, or any build with -tags noblas, which keeps a
+// Linux binary statically linked) compile a stub whose Load reports that.
 //
 // Every call is row-major cblas_sgemm with 32-bit integer arguments (the
 // LP64 interface that the usual builds of these libraries export under
