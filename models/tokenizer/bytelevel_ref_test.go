@@ -51,8 +51,9 @@ func nilIfEmpty(ids []int) []int {
 // Face's JS tokenizers on byte-level BPE fixtures truncated from real files:
 // Llama 3.1 (Split + ByteLevel, ignore_merges, BOS template, special tokens
 // in the text), GPT-2 (ByteLevel with its regex), Digits +
-// ByteLevel(add_prefix_space) and Qwen3 (NFC, Split + ByteLevel, no BOS),
-// over the shared corpus and 300 random texts.
+// ByteLevel(add_prefix_space), Qwen3 (NFC, Split + ByteLevel, no BOS) and
+// Mistral Nemo (Tekken's Split + ByteLevel, BOS <s>), over the shared corpus
+// and 300 random texts.
 // The texts where the JS library's pre-tokenizer differs from the Rust
 // crate's (see TestPreTokenizerReference) are skipped.
 func TestByteLevelBPEReference(t *testing.T) {
@@ -65,6 +66,7 @@ func TestByteLevelBPEReference(t *testing.T) {
 		{"bl-gpt2-mini", hasJSOnlySpace, false},
 		{"bl-digits-mini", func(s string) bool { return hasJSOnlySpace(s) || hasNonASCIINumber(s) }, false},
 		{"bl-qwen3-mini", nil, false}, // NFC, Qwen2's Split + ByteLevel; no BOS
+		{"bl-tekken-mini", nil, true}, // Mistral Nemo's Tekken Split + ByteLevel; BOS <s>
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			dir := filepath.Join("testdata", tc.dir)

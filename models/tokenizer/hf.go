@@ -56,7 +56,8 @@ func fieldError(name, field, format string, args ...any) error {
 }
 
 // LoadHF reads a Hugging Face tokenizer.json whose model is BPE (the
-// LLaMA, Mistral, Llama 3, GPT-2 and Qwen2/Qwen3 families). BOS and EOS
+// LLaMA, Mistral, Mistral Nemo, Llama 3, GPT-2, Gemma and Qwen2/Qwen3
+// families). BOS and EOS
 // come from its post_processor template where it has one; otherwise they
 // are guessed from its special added tokens ("<s>", "</s>", "<|begin_of_text|>",
 // "<|end_of_text|>", "<|endoftext|>"), which LoadDir replaces with what a

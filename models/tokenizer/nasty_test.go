@@ -25,7 +25,7 @@ import (
 //	T=models/tokenizer/testdata
 //	node scripts/tokenizer-ref/nastycorpus.mjs > $T/corpus-nasty.json
 //	for n in bl-llama3-mini bl-gpt2-mini bl-digits-mini bl-strip-mini sp-tok512 sp-strip sp-metaspace \
-//	  bl-qwen3-mini bl-nfd-mini bl-nfkc-mini bl-nfkd-mini; do
+//	  bl-qwen3-mini bl-nfd-mini bl-nfkc-mini bl-nfkd-mini bl-tekken-mini; do
 //	  node scripts/tokenizer-ref/gen.mjs --engine hf --compact $T/$n $T/corpus-nasty.json | gzip -9n > $T/nasty/$n.ref.json.gz
 //	done
 //	node scripts/tokenizer-ref/gen.mjs --engine sp --compact $T/sp-tok512 $T/corpus-nasty.json | gzip -9n > $T/nasty/sp-tok512.ref-sp.json.gz
@@ -169,6 +169,7 @@ func TestNastyCorpus(t *testing.T) {
 		{"bl-digits-mini", T + "/bl-digits-mini/tokenizer.json", T + "/nasty/bl-digits-mini.ref.json.gz",
 			func(s string) bool { return hasJSOnlySpace(s) || hasNonASCIINumber(s) }, nil},
 		{"bl-qwen3-mini", T + "/bl-qwen3-mini/tokenizer.json", T + "/nasty/bl-qwen3-mini.ref.json.gz", nil, nil},
+		{"bl-tekken-mini", T + "/bl-tekken-mini/tokenizer.json", T + "/nasty/bl-tekken-mini.ref.json.gz", nil, nil},
 		{"bl-nfd-mini", T + "/bl-nfd-mini/tokenizer.json", T + "/nasty/bl-nfd-mini.ref.json.gz", nil, nil},
 		{"bl-nfkc-mini", T + "/bl-nfkc-mini/tokenizer.json", T + "/nasty/bl-nfkc-mini.ref.json.gz", nil, nil},
 		{"bl-nfkd-mini", T + "/bl-nfkd-mini/tokenizer.json", T + "/nasty/bl-nfkd-mini.ref.json.gz", nil, nil},

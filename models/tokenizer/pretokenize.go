@@ -80,7 +80,7 @@ func (p *preTokenizer) run(s string, atStart bool) []string {
 // Supported pre-tokenizer types and Split patterns, for error messages.
 const (
 	supportedPreTokenizers = "ByteLevel, Split, Digits, Whitespace, WhitespaceSplit, Metaspace, Sequence"
-	supportedSplitPatterns = `a {"String": ...} pattern, or the Regex pattern of GPT-2, of Llama 3 (cl100k) or of Qwen2`
+	supportedSplitPatterns = `a {"String": ...} pattern, or the Regex pattern of GPT-2, of Llama 3 (cl100k), of Qwen2 or of Mistral's Tekken`
 )
 
 // preTokenizerJSON holds the fields of every supported pre-tokenizer;
@@ -463,9 +463,16 @@ func whitespaceWords(s string) [][2]int {
 //	GPT-2:   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 //	Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //
-// Qwen2's pattern is Llama 3's with \p{N} for \p{N}{1,3}.
+// Qwen2's pattern is Llama 3's with \p{N} for \p{N}{1,3}. Mistral's Tekken
+// (Mistral Nemo) cuts words where lower case turns to upper, has no
+// contractions, and keeps "/" after punctuation:
+//
+//	Tekken:  [^\r\n\p{L}\p{N}]?U*L+|[^\r\n\p{L}\p{N}]?U+L*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+//
+// with U = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and L = [\p{Ll}\p{Lm}\p{Lo}\p{M}].
 type splitRegex struct {
-	llama3    bool // the Llama 3 family, else GPT-2
+	llama3    bool // the Llama 3 family, else GPT-2 (unless tekken)
+	tekken    bool // Mistral's Tekken
 	maxDigits int  // Llama 3 family: most digits in one match
 }
 
@@ -474,12 +481,14 @@ const (
 	gpt2Pattern   = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 	llama3Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	qwen2Pattern  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	tekkenPattern = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
 var knownRegexes = map[string]splitRegex{
 	gpt2Pattern:   {},
 	llama3Pattern: {llama3: true, maxDigits: 3},
 	qwen2Pattern:  {llama3: true, maxDigits: 1},
+	tekkenPattern: {tekken: true},
 }
 
 // findAll returns the leftmost-first matches of the pattern in s, as a
@@ -500,6 +509,9 @@ func (x splitRegex) findAll(s string) [][2]int {
 
 // matchAt returns the end of the pattern's match starting at i, or -1.
 func (x splitRegex) matchAt(s string, i int) int {
+	if x.tekken {
+		return tekkenAt(s, i)
+	}
 	if end := contractionAt(s, i, x.llama3); end > 0 {
 		return end
 	}
@@ -535,18 +547,8 @@ func (x splitRegex) matchAt(s string, i int) int {
 		if end := runOf(s, j, isOther); end > j {
 			return runOf(s, end, isCRLF)
 		}
-		// \s*[\r\n]+: backtracking leaves the whitespace run at its last
-		// \r or \n, which [\r\n]+ then takes.
-		if end := runOf(s, i, isSpace); end > i {
-			last := -1
-			for k := i; k < end; k++ {
-				if s[k] == '\r' || s[k] == '\n' {
-					last = k
-				}
-			}
-			if last >= 0 {
-				return last + 1
-			}
+		if end := newlinesAt(s, i); end > 0 {
+			return end
 		}
 	} else {
 		// " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+": the optional space
@@ -562,9 +564,30 @@ func (x splitRegex) matchAt(s string, i int) int {
 			}
 		}
 	}
-	// \s+(?!\S) then \s+: the longest whitespace run, less its last
-	// character when something other than whitespace follows and the run
-	// has more than one character.
+	return spacesAt(s, i)
+}
+
+// newlinesAt matches \s*[\r\n]+ at i: backtracking leaves the whitespace
+// run at its last \r or \n, which [\r\n]+ then takes. It returns -1 where
+// the run has neither.
+func newlinesAt(s string, i int) int {
+	end := runOf(s, i, isSpace)
+	last := -1
+	for k := i; k < end; k++ {
+		if s[k] == '\r' || s[k] == '\n' {
+			last = k
+		}
+	}
+	if last < 0 {
+		return -1
+	}
+	return last + 1
+}
+
+// spacesAt matches \s+(?!\S) then \s+ at i: the longest whitespace run,
+// less its last character when something other than whitespace follows and
+// the run has more than one character.
+func spacesAt(s string, i int) int {
 	end := runOf(s, i, isSpace)
 	if end == i {
 		return -1
@@ -577,6 +600,90 @@ func (x splitRegex) matchAt(s string, i int) int {
 		return end - last
 	}
 	return end
+}
+
+// Tekken's letter classes: U is [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}], L is
+// [\p{Ll}\p{Lm}\p{Lo}\p{M}]; modifier and other letters and marks are in both.
+func isTekkenU(r rune) bool {
+	return unicode.In(r, unicode.Lu, unicode.Lt, unicode.Lm, unicode.Lo, unicode.M)
+}
+
+func isTekkenL(r rune) bool {
+	return unicode.In(r, unicode.Ll, unicode.Lm, unicode.Lo, unicode.M)
+}
+
+// tekkenAt matches Tekken's pattern at i, its alternatives in order and
+// each optional leading character first taken, then not, as a
+// backtracking engine tries them.
+func tekkenAt(s string, i int) int {
+	r, n := runeAt(s, i)
+	lead := !isCRLF(r) && !isLetter(r) && !isNumber(r) // [^\r\n\p{L}\p{N}]
+	if lead {
+		if end := upperLowerAt(s, i+n); end > 0 {
+			return end
+		}
+	}
+	if end := upperLowerAt(s, i); end > 0 {
+		return end
+	}
+	if lead {
+		if end := upperThenLowerAt(s, i+n); end > 0 {
+			return end
+		}
+	}
+	if end := upperThenLowerAt(s, i); end > 0 {
+		return end
+	}
+	if isNumber(r) {
+		return i + n
+	}
+	// " ?[^\s\p{L}\p{N}]+[\r\n/]*", the optional space as in Llama 3's.
+	j := i
+	if r == ' ' {
+		j++
+	}
+	if end := runOf(s, j, isOther); end > j {
+		return runOf(s, end, func(r rune) bool { return isCRLF(r) || r == '/' })
+	}
+	if end := newlinesAt(s, i); end > 0 {
+		return end
+	}
+	return spacesAt(s, i)
+}
+
+// upperLowerAt matches U*L+ at j. U* first takes its longest run, then
+// gives back characters until L+ can start: L+ starts at the last place in
+// that run, or just after it, holding an L character; it then takes its
+// longest run. -1 when there is none.
+func upperLowerAt(s string, j int) int {
+	last := -1
+	k := j
+	for k < len(s) {
+		r, n := runeAt(s, k)
+		if !isTekkenU(r) {
+			break
+		}
+		if isTekkenL(r) {
+			last = k
+		}
+		k += n
+	}
+	if r, n := runeAt(s, k); n > 0 && isTekkenL(r) {
+		last = k
+	}
+	if last < 0 {
+		return -1
+	}
+	return runOf(s, last, isTekkenL)
+}
+
+// upperThenLowerAt matches U+L* at j, or returns -1.
+func upperThenLowerAt(s string, j int) int {
+	end := runOf(s, j, isTekkenU)
+	if end == j {
+		return -1
+	}
+	return runOf(s, end, isTekkenL)
 }
 
 // contractionAt matches 's|'t|'re|'ve|'m|'ll|'d at i, ignoring case (with

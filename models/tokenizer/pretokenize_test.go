@@ -110,8 +110,9 @@ func comparePretokens(t *testing.T, p *preTokenizer, ref jsRef, skip func(string
 // TestPreTokenizerReference compares our pre-tokenizers with Hugging Face's
 // JS implementation (scripts/tokenizer-ref) on the shared corpus and on 300
 // random texts, for the pre_tokenizer of Llama 3.1 (Split with the Llama 3
-// regex + ByteLevel), GPT-2 (ByteLevel with its regex) and a Digits +
-// ByteLevel(add_prefix_space) sequence.
+// regex + ByteLevel), GPT-2 (ByteLevel with its regex), a Digits +
+// ByteLevel(add_prefix_space) sequence and Mistral Nemo (Split with
+// Tekken's regex + ByteLevel).
 func TestPreTokenizerReference(t *testing.T) {
 	for _, tc := range []struct {
 		dir  string
@@ -120,6 +121,7 @@ func TestPreTokenizerReference(t *testing.T) {
 		{"bl-llama3-mini", nil},
 		{"bl-gpt2-mini", hasJSOnlySpace},
 		{"bl-digits-mini", func(s string) bool { return hasJSOnlySpace(s) || hasNonASCIINumber(s) }},
+		{"bl-tekken-mini", nil},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			dir := filepath.Join("testdata", tc.dir)
@@ -168,6 +170,7 @@ const (
 	specLlama3    = `{"type":"Split","pattern":{"Regex":"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false}`
 	specQwen2     = `{"type":"Split","pattern":{"Regex":"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false}`
 	specGPT2Split = `{"type":"Split","pattern":{"Regex":"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false}`
+	specTekken    = `{"type":"Split","pattern":{"Regex":"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false}`
 	specDigits    = `{"type":"Digits","individual_digits":false}`
 	specDigits1   = `{"type":"Digits","individual_digits":true}`
 	specMeta      = `{"type":"Metaspace","replacement":"▁","prepend_scheme":"always","split":true}`
@@ -225,6 +228,30 @@ func TestPreTokenizerCases(t *testing.T) {
 		{"llama3 NEL is space", specLlama3, "a\u0085\u0085b", []string{"a", "\u0085", "\u0085b"}},
 		{"llama3 BOM is not space", specLlama3, "a\ufeff b", []string{"a", "\ufeff", " b"}},
 		{"qwen2 single digits", specQwen2, "x123", []string{"x", "1", "2", "3"}},
+		// Mistral's Tekken (Nemo): words end where lower case turns to
+		// upper, no contractions, single digits, "/" kept after
+		// punctuation. The pieces are what Python's regex module (a
+		// backtracking engine, as Oniguruma) finds with the pattern.
+		{"tekken case split", specTekken, "HelloWorld", []string{"Hello", "World"}},
+		{"tekken upper run", specTekken, "HTTPServer is ABC", []string{"HTTPServer", " is", " ABC"}},
+		{"tekken upper then lower", specTekken, "ABCdEF aB", []string{"ABCd", "EF", " a", "B"}},
+		{"tekken no contractions", specTekken, "don't I'M WE'LL", []string{"don", "'t", " I", "'M", " WE", "'LL"}},
+		{"tekken long s", specTekken, "'ſ's", []string{"'ſ", "'s"}},
+		{"tekken single digits", specTekken, "x12345y", []string{"x", "1", "2", "3", "4", "5", "y"}},
+		{"tekken number letters", specTekken, "Ⅻ ⅻ x²", []string{"Ⅻ", " ", "ⅻ", " x", "²"}},
+		{"tekken slashes", specTekken, "a/b//\nc", []string{"a", "/b", "//\n", "c"}},
+		{"tekken slash after newline", specTekken, "path/to/\r\n/x", []string{"path", "/to", "/\r\n/", "x"}},
+		{"tekken marks", specTekken, "e\u0301te \u0301a स्ते", []string{"e\u0301te", " \u0301a", " स्ते"}},
+		{"tekken titlecase", specTekken, "ǅemal ǅ", []string{"ǅemal", " ǅ"}},
+		{"tekken greek", specTekken, "ΑΒΓδ ΑΒΓ", []string{"ΑΒΓδ", " ΑΒΓ"}},
+		{"tekken other letters", specTekken, "日本語テキスト", []string{"日本語テキスト"}},
+		// ʰ (Lm) is in both classes: U*L+ backtracks to it alone.
+		{"tekken modifier letter", specTekken, "ʰello ʰ ʰA", []string{"ʰello", " ʰ", " ʰ", "A"}},
+		{"tekken spaces", specTekken, "  hi  \n\n there \t", []string{" ", " hi", "  \n\n", " there", " \t"}},
+		{"tekken punct then newlines", specTekken, "end.\r\n\r\nNext", []string{"end", ".\r\n\r\n", "Next"}},
+		{"tekken NEL is space", specTekken, "a\u0085\u0085b", []string{"a", "\u0085", "\u0085b"}},
+		{"tekken BOM is not space", specTekken, "a\ufeff b", []string{"a", "\ufeff", " b"}},
+		{"tekken invalid utf8", specTekken, "a\xffb \xfe", []string{"a", "\xffb", " \xfe"}},
 		{"bytelevel prefix", specGPT2Space, "Hi", []string{"ĠHi"}},
 		{"bytelevel prefix kept", specGPT2Space, " Hi", []string{"ĠHi"}},
 		{"bytelevel no regex", specByteOnly, "a b\n", []string{"aĠbĊ"}},
@@ -348,6 +375,7 @@ var fuzzSpecs = []struct {
 }{
 	{specLlama3, func(s string) string { return s }},
 	{specQwen2, func(s string) string { return s }},
+	{specTekken, func(s string) string { return s }},
 	{specGPT2Split, func(s string) string { return s }},
 	{specGPT2, byteLevelEncode},
 	{specGPT2Space, func(s string) string {
