@@ -59,7 +59,8 @@ type BLAS struct{ lib *blas.Library }
 // on amd64 and arm64; elsewhere LoadBLAS always fails.
 //
 // Accelerate has not been run (no Mac was available); OpenBLAS and BLIS
-// have, on linux/amd64, through the same calls.
+// have, on linux/amd64, through the same calls, and OpenBLAS on
+// linux/arm64 under qemu.
 func LoadBLAS(name string) (*BLAS, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || name == "off" {
@@ -91,7 +92,9 @@ type Options struct {
 	// beyond 32 bits). Portable does not apply to it. The library
 	// parallelises each call with threads of its own, set by its variable:
 	// OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS, MKL_NUM_THREADS or
-	// VECLIB_MAXIMUM_THREADS (Accelerate).
+	// VECLIB_MAXIMUM_THREADS (Accelerate). Each call goes through purego's
+	// reflection-based call (about 1.2 µs and a dozen small allocations
+	// measured with OpenBLAS on amd64), which only tiny products notice.
 	BLAS *BLAS
 }
 

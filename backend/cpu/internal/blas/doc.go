@@ -16,8 +16,9 @@
 // convention that purego and the library disagree on.
 //
 // What has been run: OpenBLAS 0.3.21 (Debian's libopenblas0-pthread) and
-// BLIS 0.9 (libblis4-pthread) on linux/amd64, through the same calls as
-// every other library. Accelerate has NOT been run: no macOS machine was
+// BLIS 0.9 (libblis4-pthread) on linux/amd64, and Debian's arm64 OpenBLAS
+// 0.3.21 on linux/arm64 under qemu-aarch64 (this package's tests and the
+// conformance suite), through the same calls as every other library. Accelerate has NOT been run: no macOS machine was
 // available. Its path, symbol and calling convention (purego packs
 // darwin/arm64's stack arguments by their C sizes, which the 32-bit
 // ldb/ldc rely on) are as Apple documents them, and the load-time check
