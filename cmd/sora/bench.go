@@ -76,10 +76,14 @@ var benchGemmDoc = usageDoc{
 		"(avx512, avx2, sse, neon or go) makes the CPU backend use that micro-kernel instead of the fastest this CPU runs, " +
 		"for instance to measure the AVX2 kernel on an AVX-512 machine; a kernel the CPU cannot run is ignored, " +
 		"and the backend line printed first names the kernel in use. $SORA_CPU_PORTABLE=1 selects the " +
-		"portable pure-Go path. With --json each result is one JSON object per line.",
+		"portable pure-Go path. $SORA_CPU_BLAS (openblas, blis, mkl, accelerate or a library's path) makes the CPU " +
+		"backend's MatMul call that library's cblas_sgemm; its threads follow the library's own variable " +
+		"(OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS, VECLIB_MAXIMUM_THREADS), not --threads, and the backend line names " +
+		"the library: run once with it and once without to compare. With --json each result is one JSON object per line.",
 	examples: []string{
 		"sora bench gemm",
 		"sora bench gemm --sizes 1024 --threads 1 --trans NN,NT,TN --json",
+		"SORA_CPU_BLAS=openblas OPENBLAS_NUM_THREADS=1 sora bench gemm --sizes 1024 --threads 1 --json",
 		"sora bench gemm --backend cuda --sizes 4096 --trans NN --json",
 		cpuGemmKernelEnv + "=avx2 sora bench gemm --sizes 1024",
 		"SORA_CPU_PORTABLE=1 sora bench gemm --sizes 256,512",
