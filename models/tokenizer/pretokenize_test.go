@@ -2,9 +2,11 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode"
@@ -143,13 +145,16 @@ func TestPreTokenizerReference(t *testing.T) {
 func TestPreTokenizerRealFiles(t *testing.T) {
 	root := os.Getenv("SORA_TOKENIZER_DIR")
 	if root == "" {
-		t.Skip("SORA_TOKENIZER_DIR is not set; run scripts/fetch-tokenizers.sh to test the real Llama 3 / GPT-2 / Qwen3 files")
+		t.Skip("SORA_TOKENIZER_DIR is not set; run scripts/fetch-tokenizers.sh to test the real byte-level BPE files (Llama 3, GPT-2, Qwen, Mistral Nemo)")
 	}
 	for _, tc := range []struct{ dir, ref string }{
 		{"llama3", "bl-llama3.ref.json"},
 		{"llama3.1", "bl-llama3.1.ref.json"},
 		{"gpt2", "bl-gpt2.ref.json"},
 		{"qwen3", "bl-qwen3.ref.json"},
+		{"qwen2.5", "bl-qwen2.5.ref.json"},
+		{"llama3.2", "bl-llama3.2.ref.json"},
+		{"mistral-nemo", "bl-mistral-nemo.ref.json"},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			path := filepath.Join(root, tc.dir, "tokenizer.json")
@@ -293,6 +298,77 @@ func TestPreTokenizerCases(t *testing.T) {
 	}
 }
 
+// tekkenHead is Tekken's pattern less its last two alternatives, whose
+// lookahead Go's regexp lacks, anchored; \s is spelled out as Unicode
+// White_Space, since Go's \s is ASCII. Go's regexp picks, among an
+// alternation and greedy repeats, the match a backtracking engine picks,
+// so it checks the hand-written matcher's backtracking.
+var tekkenHead = func() *regexp.Regexp {
+	ws := `\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}`
+	return regexp.MustCompile(`^(?:[^\r\n\pL\pN]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\pM]*[\p{Ll}\p{Lm}\p{Lo}\pM]+` +
+		`|[^\r\n\pL\pN]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\pM]+[\p{Ll}\p{Lm}\p{Lo}\pM]*` +
+		`|\pN| ?[^` + ws + `\pL\pN]+[\r\n/]*|[` + ws + `]*[\r\n]+)`)
+}()
+
+// tekkenByRegexp finds the matches of Tekken's pattern in s with
+// tekkenHead, and \s+(?!\S)|\s+ where it does not match.
+func tekkenByRegexp(s string) [][2]int {
+	var m [][2]int
+	for i := 0; i < len(s); {
+		end := -1
+		if h := tekkenHead.FindStringIndex(s[i:]); h != nil && h[1] > 0 {
+			end = i + h[1]
+		} else {
+			var last int // start of the run's last character
+			for end = i; end < len(s); {
+				r, n := utf8.DecodeRuneInString(s[end:])
+				if !unicode.Is(unicode.White_Space, r) {
+					break
+				}
+				last, end = end, end+n
+			}
+			if end < len(s) && last > i {
+				end = last
+			}
+		}
+		if end <= i {
+			panic("tekkenByRegexp: no match at " + s[i:])
+		}
+		m = append(m, [2]int{i, end})
+		i = end
+	}
+	return m
+}
+
+// TestTekkenMatchesRegexp compares the hand-written matcher of Tekken's
+// pattern with Go's regexp on random texts made of characters from each
+// class the pattern tells apart (upper, lower, title, modifier and other
+// letters, marks, numbers, White_Space, \r, \n, "/", punctuation, an
+// invalid byte).
+func TestTekkenMatchesRegexp(t *testing.T) {
+	x := knownRegexes[tekkenPattern]
+	if !x.tekken {
+		t.Fatal("Tekken's pattern is not known")
+	}
+	pool := []string{"a", "z", "B", "Q", "ǅ", "ʰ", "日", "\u0301", "\u0903", "1", "Ⅻ", "²", " ", " ", "\t", "\n", "\r", "\u00a0",
+		"\u0085", "\u3000", "/", ".", "'", "😀", "\xff", "\ufeff"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	for k := 0; k < n; k++ {
+		var b strings.Builder
+		for j := rng.IntN(14); j > 0; j-- {
+			b.WriteString(pool[rng.IntN(len(pool))])
+		}
+		s := b.String()
+		if got, want := x.findAll(s), tekkenByRegexp(s); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%+q: matches %v, regexp %v", s, got, want)
+		}
+	}
+}
+
 // TestPreTokenizeSection checks that Metaspace's prepend_scheme "first"
 // prepends only at the start of the text, and the nil pre-tokenizer.
 func TestPreTokenizeSection(t *testing.T) {
@@ -403,7 +479,8 @@ var fuzzSpecs = []struct {
 // return an empty piece, and that the pieces concatenate to what the
 // pre-tokenizer's rewriting says; for the regex splitters it also checks
 // that no piece could have been longer by the pattern's own rules
-// (findAll's matches are the pieces, so every piece is a match).
+// (findAll's matches are the pieces, so every piece is a match), and it
+// compares Tekken's matches with Go's regexp (tekkenByRegexp).
 func FuzzPreTokenizers(f *testing.F) {
 	for _, s := range []string{"", " ", "Hello world", "a  \n\n b", "I'M 123456 don't", "é 日本 🤗", "\xff\xfe", "'ſ\u0085\ufeff", "<|eot_id|>x"} {
 		f.Add(s)
@@ -443,6 +520,9 @@ func FuzzPreTokenizers(f *testing.F) {
 			if prev != len(s) {
 				t.Fatalf("%+v: matches of %q end at %d of %d", x, s, prev, len(s))
 			}
+		}
+		if got, want := knownRegexes[tekkenPattern].findAll(s), tekkenByRegexp(s); !reflect.DeepEqual(got, want) {
+			t.Fatalf("Tekken: matches of %+q %v, regexp %v", s, got, want)
 		}
 		if utf8.ValidString(s) {
 			if b, ok := byteLevelDecode(byteLevelEncode(s)); !ok || string(b) != s {
