@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFiles(t *testing.T, files map[string]string) string {
@@ -109,28 +110,45 @@ func TestRenderErrors(t *testing.T) {
 	}
 }
 
-// TestLoadDirRealTokenizers loads the real tokenizer folders of
-// scripts/fetch-tokenizers.sh when they are there, and checks a rendering
-// against the reference corpus.
+// TestLoadDirRealTokenizers loads the chat templates of the real tokenizer
+// folders that scripts/fetch-tokenizers.sh puts in SORA_TOKENIZER_DIR
+// (their tokenizer_config.json's chat_template and special tokens) and
+// renders every case of the reference corpus written for them, comparing
+// with Python's Jinja2.
 func TestLoadDirRealTokenizers(t *testing.T) {
-	root := filepath.Join("..", "..", ".tokenizers")
-	if _, err := os.Stat(root); err != nil {
-		t.Skip("no .tokenizers folder (scripts/fetch-tokenizers.sh makes it)")
+	root := os.Getenv("SORA_TOKENIZER_DIR")
+	if root == "" {
+		t.Skip("SORA_TOKENIZER_DIR is not set (scripts/fetch-tokenizers.sh fills a folder for it)")
 	}
 	cases := loadCases(t)
-	for _, name := range []string{"llama3", "llama3.1", "qwen3"} {
-		tmpl, err := LoadDir(filepath.Join(root, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cases {
-			if c.TemplateName != name || c.Python == nil {
-				continue
+	for _, name := range []string{"llama3", "llama3.1", "llama3.2", "qwen3", "qwen2.5", "mistral-nemo"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(root, name)
+			if _, err := os.Stat(dir); err != nil {
+				t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
 			}
-			got, err := tmpl.Render(c.Messages, c.options())
-			if err != nil || got != *c.Python {
-				t.Fatalf("%s: %q, %v; want %q", c.Name, got, err, *c.Python)
+			tmpl, err := LoadDir(dir)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			tmpl.Now = func() time.Time { return refClock }
+			n := 0
+			for _, c := range cases {
+				if c.TemplateName != name {
+					continue
+				}
+				got, err := tmpl.Render(c.Messages, c.options())
+				switch {
+				case c.Python == nil && err == nil:
+					t.Errorf("%s: rendered %q; Python raised %s", c.Name, got, c.PythonErr)
+				case c.Python != nil && (err != nil || got != *c.Python):
+					t.Errorf("%s: %q, %v; want %q", c.Name, got, err, *c.Python)
+				}
+				n++
+			}
+			if n < 18 {
+				t.Errorf("only %d cases", n)
+			}
+		})
 	}
 }

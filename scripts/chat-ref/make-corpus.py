@@ -25,12 +25,14 @@ CURATED = {
     "llama3.1": ("tokenizers", "llama3.1", None),
     "qwen3": ("tokenizers", "qwen3", None),
     "llama3.1-tools": ("e2e", "meta-llama/Llama-3.1-8B-Instruct", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
-    "llama3.2": ("automap", "library/llama3.2:3b", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
-    "qwen2.5": ("e2e", "Qwen/Qwen2.5-7B-Instruct", {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
+    # The GGUF file's and the e2e entry's templates of these three are the
+    # same text as their tokenizer_config.json's.
+    "llama3.2": ("tokenizers", "llama3.2", None),
+    "qwen2.5": ("tokenizers", "qwen2.5", None),
     "smollm2": ("automap", "library/smollm2:135m", {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>", "pad_token": "<|im_end|>"}),
     "tinyllama": ("automap", "library/tinyllama:1.1b", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "</s>"}),
     "mistral-v0.3": ("e2e", "mistralai/Mistral-7B-Instruct-v0.3 (JSON Schema)", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}),
-    "mistral-nemo": ("e2e", "mistralai/Mistral-Nemo-Instruct-2407", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}),
+    "mistral-nemo": ("tokenizers", "mistral-nemo", None),
     "mixtral": ("e2e", "mistralai/Mixtral-8x7B-Instruct-v0.1", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}),
     "phi3": ("automap", "library/phi3:3.8b", {"bos_token": "<s>", "eos_token": "<|endoftext|>", "unk_token": "<unk>", "pad_token": "<|endoftext|>"}),
     "phi3.5": ("automap", "library/phi3.5:3.8b", {"bos_token": "<s>", "eos_token": "<|endoftext|>", "unk_token": "<unk>", "pad_token": "<|endoftext|>"}),
