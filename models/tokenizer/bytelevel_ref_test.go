@@ -96,11 +96,16 @@ func TestByteLevelBPEReference(t *testing.T) {
 
 // TestByteLevelBPERealFiles is TestByteLevelBPEReference over the full real
 // tokenizer.json files that scripts/fetch-tokenizers.sh puts in
-// SORA_TOKENIZER_DIR, against the JS reference's outputs committed for them.
+// SORA_TOKENIZER_DIR, against the JS reference's outputs committed for them,
+// made by
+//
+//	for n in llama3 llama3.1 llama3.2 gpt2 qwen3 qwen2.5 mistral-nemo; do
+//	  node scripts/tokenizer-ref/gen.mjs .tokenizers/$n models/tokenizer/testdata/corpus.json > models/tokenizer/testdata/bl-$n.ref.json
+//	done
 func TestByteLevelBPERealFiles(t *testing.T) {
 	root := os.Getenv("SORA_TOKENIZER_DIR")
 	if root == "" {
-		t.Skip("SORA_TOKENIZER_DIR is not set; run scripts/fetch-tokenizers.sh to test the real Llama 3 / GPT-2 / Qwen3 files")
+		t.Skip("SORA_TOKENIZER_DIR is not set; run scripts/fetch-tokenizers.sh to test the real byte-level BPE files (Llama 3, GPT-2, Qwen, Mistral Nemo)")
 	}
 	for _, tc := range []struct {
 		dir, ref string
@@ -110,6 +115,9 @@ func TestByteLevelBPERealFiles(t *testing.T) {
 		{"llama3.1", "bl-llama3.1.ref.json", true},
 		{"gpt2", "bl-gpt2.ref.json", false},
 		{"qwen3", "bl-qwen3.ref.json", false},
+		{"qwen2.5", "bl-qwen2.5.ref.json", false},
+		{"llama3.2", "bl-llama3.2.ref.json", true}, // merges as ["a", "b"] pairs
+		{"mistral-nemo", "bl-mistral-nemo.ref.json", true},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			path := filepath.Join(root, tc.dir, "tokenizer.json")

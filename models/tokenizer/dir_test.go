@@ -205,10 +205,11 @@ func TestLoadKinds(t *testing.T) {
 
 // TestLoadDirRealFolders checks BOS and EOS of the real folders that
 // scripts/fetch-tokenizers.sh fills (tokenizer.json with
-// tokenizer_config.json): Llama 3's base and 3.1's instruct settings,
-// Qwen3's (no BOS, "<|im_end|>"), and that Encode(text, true, true) is BOS
-// (if any), the text's ids as Hugging Face's JS tokenizers give them, and
-// EOS, as a training example is fed.
+// tokenizer_config.json): Llama 3's base and 3.1's and 3.2's instruct
+// settings, Qwen3's and Qwen2.5's (no BOS, "<|im_end|>"), Mistral's and
+// Mistral Nemo's, Gemma 2's (its base model's "<eos>"), and that
+// Encode(text, true, true) is BOS (if any), the text's ids as Hugging
+// Face's JS tokenizers give them, and EOS, as a training example is fed.
 func TestLoadDirRealFolders(t *testing.T) {
 	root := os.Getenv("SORA_TOKENIZER_DIR")
 	if root == "" {
@@ -225,32 +226,38 @@ func TestLoadDirRealFolders(t *testing.T) {
 		{"llama3.1", "bl-llama3.1.ref.json", "<|begin_of_text|>", "<|eot_id|>"},
 		{"mistral", "sp-mistral.ref.json", "<s>", "</s>"},
 		{"qwen3", "bl-qwen3.ref.json", "", "<|im_end|>"}, // "" for no BOS
+		{"qwen2.5", "bl-qwen2.5.ref.json", "", "<|im_end|>"},
+		{"llama3.2", "bl-llama3.2.ref.json", "<|begin_of_text|>", "<|eot_id|>"},
+		{"mistral-nemo", "bl-mistral-nemo.ref.json", "<s>", "</s>"},
+		{"gemma2", "sp-gemma2.ref.json", "<bos>", "<eos>"},
 	} {
-		dir := filepath.Join(root, c.dir)
-		if _, err := os.Stat(dir); err != nil {
-			t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
-		}
-		tok, err := LoadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if (c.bos == "") != (tok.BOS() < 0) || tok.Piece(tok.BOS()) != c.bos || tok.Piece(tok.EOS()) != c.eos {
-			t.Errorf("%s: BOS %d %q, EOS %d %q; want %q and %q", c.dir, tok.BOS(), tok.Piece(tok.BOS()), tok.EOS(), tok.Piece(tok.EOS()), c.bos, c.eos)
-		}
-		n := 0
-		for _, r := range readJSRef(t, filepath.Join("testdata", c.ref)).Results {
-			var want []int
-			if tok.BOS() >= 0 {
-				want = append(want, tok.BOS())
+		t.Run(c.dir, func(t *testing.T) {
+			dir := filepath.Join(root, c.dir)
+			if _, err := os.Stat(dir); err != nil {
+				t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
 			}
-			want = append(append(want, r.IDsNoSpecial...), tok.EOS())
-			if got := tok.Encode(r.Text, true, true); !reflect.DeepEqual(got, want) {
-				t.Errorf("%s: %q: Encode(text, true, true) = %v, want %v", c.dir, r.Name, got, want)
+			tok, err := LoadDir(dir)
+			if err != nil {
+				t.Fatal(err)
 			}
-			n++
-		}
-		if n < 50 {
-			t.Errorf("%s: only %d texts", c.dir, n)
-		}
+			if (c.bos == "") != (tok.BOS() < 0) || tok.Piece(tok.BOS()) != c.bos || tok.Piece(tok.EOS()) != c.eos {
+				t.Errorf("BOS %d %q, EOS %d %q; want %q and %q", tok.BOS(), tok.Piece(tok.BOS()), tok.EOS(), tok.Piece(tok.EOS()), c.bos, c.eos)
+			}
+			n := 0
+			for _, r := range readJSRef(t, filepath.Join("testdata", c.ref)).Results {
+				var want []int
+				if tok.BOS() >= 0 {
+					want = append(want, tok.BOS())
+				}
+				want = append(append(want, r.IDsNoSpecial...), tok.EOS())
+				if got := tok.Encode(r.Text, true, true); !reflect.DeepEqual(got, want) {
+					t.Errorf("%q: Encode(text, true, true) = %v, want %v", r.Name, got, want)
+				}
+				n++
+			}
+			if n < 50 {
+				t.Errorf("only %d texts", n)
+			}
+		})
 	}
 }

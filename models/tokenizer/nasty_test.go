@@ -29,7 +29,7 @@ import (
 //	  node scripts/tokenizer-ref/gen.mjs --engine hf --compact $T/$n $T/corpus-nasty.json | gzip -9n > $T/nasty/$n.ref.json.gz
 //	done
 //	node scripts/tokenizer-ref/gen.mjs --engine sp --compact $T/sp-tok512 $T/corpus-nasty.json | gzip -9n > $T/nasty/sp-tok512.ref-sp.json.gz
-//	for n in llama3 llama3.1 gpt2 qwen3 mistral; do
+//	for n in llama3 llama3.1 llama3.2 gpt2 qwen3 qwen2.5 mistral mistral-nemo gemma2 gemma3; do
 //	  node scripts/tokenizer-ref/gen.mjs --compact .tokenizers/$n $T/corpus-nasty.json | gzip -9n > $T/nasty/$n.ref.json.gz
 //	done
 //	node scripts/tokenizer-ref/gen.mjs --engine sp --compact .tokenizers/llama2-sp $T/corpus-nasty.json | gzip -9n > $T/nasty/llama2-sp.ref-sp.json.gz
@@ -197,12 +197,48 @@ func TestNastyCorpusRealFiles(t *testing.T) {
 		{"qwen3", filepath.Join(root, "qwen3", "tokenizer.json"), T + "qwen3.ref.json.gz", nil, nil},
 		{"mistral", filepath.Join(root, "mistral", "tokenizer.json"), T + "mistral.ref.json.gz", nil, hasBOM},
 		{"llama2-sp", filepath.Join(root, "llama2-sp", "tokenizer.model"), T + "llama2-sp.ref-sp.json.gz", nil, nil},
+		{"llama3.2", filepath.Join(root, "llama3.2", "tokenizer.json"), T + "llama3.2.ref.json.gz", nil, nil},
+		{"qwen2.5", filepath.Join(root, "qwen2.5", "tokenizer.json"), T + "qwen2.5.ref.json.gz", nil, nil},
+		{"mistral-nemo", filepath.Join(root, "mistral-nemo", "tokenizer.json"), T + "mistral-nemo.ref.json.gz", nil, nil},
+		{"gemma2", filepath.Join(root, "gemma2", "tokenizer.json"), T + "gemma2.ref.json.gz", nil, hasBOM},
+		{"gemma3", filepath.Join(root, "gemma3", "tokenizer.json"), T + "gemma3.ref.json.gz", nil, hasBOM},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := os.Stat(c.tok); err != nil {
 				t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
 			}
 			checkNasty(t, c)
+		})
+	}
+}
+
+// TestRandomCorpusRealFiles checks the real files added after the first
+// ones (Gemma 2 and 3, Llama 3.2, Qwen2.5, Mistral Nemo) on the 300 random
+// texts of testdata/corpus-random.json, against compact references made by
+//
+//	for n in gemma2 gemma3 llama3.2 qwen2.5 mistral-nemo; do
+//	  node scripts/tokenizer-ref/gen.mjs --compact .tokenizers/$n $T/corpus-random.json | gzip -9n > $T/random/$n.ref.json.gz
+//	done
+func TestRandomCorpusRealFiles(t *testing.T) {
+	root := os.Getenv("SORA_TOKENIZER_DIR")
+	if root == "" {
+		t.Skip("SORA_TOKENIZER_DIR is not set (scripts/fetch-tokenizers.sh fills a folder for it)")
+	}
+	for _, c := range []struct {
+		name       string
+		skipDecode func(string) bool
+	}{
+		{"gemma2", hasBOM}, {"gemma3", hasBOM}, {"llama3.2", nil}, {"qwen2.5", nil}, {"mistral-nemo", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(root, c.name, "tokenizer.json")
+			if _, err := os.Stat(path); err != nil {
+				t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
+			}
+			ref := filepath.Join("testdata", "random", c.name+".ref.json.gz")
+			if n := checkCompact(t, nastyCase{c.name, path, ref, nil, c.skipDecode}, "corpus-random.json"); n < 300 {
+				t.Errorf("only %d texts compared", n)
+			}
 		})
 	}
 }
@@ -354,7 +390,8 @@ func TestPrinterMatchesDecodeAll(t *testing.T) {
 	paths := []string{"testdata/bl-strip-mini/tokenizer.json", "testdata/bl-gpt2-mini/tokenizer.json", "testdata/bl-qwen3-mini/tokenizer.json",
 		"testdata/sp-strip/tokenizer.json", "testdata/sp-metaspace/tokenizer.json", "testdata/sp-tok512/tokenizer.model"}
 	if root := os.Getenv("SORA_TOKENIZER_DIR"); root != "" {
-		for _, p := range []string{"llama3.1/tokenizer.json", "gpt2/tokenizer.json", "qwen3/tokenizer.json", "mistral/tokenizer.json", "llama2-sp/tokenizer.model"} {
+		for _, p := range []string{"llama3.1/tokenizer.json", "gpt2/tokenizer.json", "qwen3/tokenizer.json", "mistral/tokenizer.json", "llama2-sp/tokenizer.model",
+			"llama3.2/tokenizer.json", "qwen2.5/tokenizer.json", "mistral-nemo/tokenizer.json", "gemma2/tokenizer.json", "gemma3/tokenizer.json"} {
 			if _, err := os.Stat(filepath.Join(root, p)); err == nil {
 				paths = append(paths, filepath.Join(root, p))
 			}

@@ -28,7 +28,9 @@ import (
 //	for n in bl-qwen3-mini bl-qwen3-added bl-nfd-mini bl-nfkc-mini bl-nfkd-mini; do
 //	  node scripts/tokenizer-ref/gen.mjs --compact --keep normalized $T/$n $T/corpus-norm.json | gzip -9n > $T/norm/$n.ref.json.gz
 //	done
-//	node scripts/tokenizer-ref/gen.mjs --compact --keep normalized .tokenizers/qwen3 $T/corpus-norm.json | gzip -9n > $T/norm/qwen3.ref.json.gz
+//	for n in qwen3 qwen2.5; do
+//	  node scripts/tokenizer-ref/gen.mjs --compact --keep normalized .tokenizers/$n $T/corpus-norm.json | gzip -9n > $T/norm/$n.ref.json.gz
+//	done
 //
 // The fixtures are described in scripts/tokenizer-ref/README.md.
 
@@ -258,18 +260,22 @@ func TestUnicodeNormalizerReference(t *testing.T) {
 }
 
 // TestUnicodeNormalizerRealFile is TestUnicodeNormalizerReference for the
-// real Qwen3 tokenizer.json that scripts/fetch-tokenizers.sh puts in
-// SORA_TOKENIZER_DIR.
+// real Qwen3 and Qwen2.5 tokenizer.json files (NFC) that
+// scripts/fetch-tokenizers.sh puts in SORA_TOKENIZER_DIR.
 func TestUnicodeNormalizerRealFile(t *testing.T) {
 	root := os.Getenv("SORA_TOKENIZER_DIR")
 	if root == "" {
 		t.Skip("SORA_TOKENIZER_DIR is not set (scripts/fetch-tokenizers.sh fills a folder for it)")
 	}
-	path := filepath.Join(root, "qwen3", "tokenizer.json")
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
+	for _, n := range []string{"qwen3", "qwen2.5"} {
+		t.Run(n, func(t *testing.T) {
+			path := filepath.Join(root, n, "tokenizer.json")
+			if _, err := os.Stat(path); err != nil {
+				t.Skipf("%v (run scripts/fetch-tokenizers.sh)", err)
+			}
+			checkNormRef(t, n, path, filepath.Join("testdata", "norm", n+".ref.json.gz"))
+		})
 	}
-	checkNormRef(t, "qwen3", path, filepath.Join("testdata", "norm", "qwen3.ref.json.gz"))
 }
 
 // TestNormalizedAddedTokens pins how added tokens meet NFC, as the Rust
