@@ -1,8 +1,10 @@
 package train
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
@@ -10,15 +12,38 @@ import (
 )
 
 // order yields the training data order: a stream of epochs, each a
-// permutation drawn from a generator seeded with (seed, epoch).
+// permutation drawn from a generator seeded with (seed, epoch). With
+// lengths (Options.GroupByLength), each epoch's permutation is then cut
+// into megabatches of group positions, and each megabatch sorted longest
+// first: consecutive batches hold sequences of similar length, and so
+// little padding, while which sequences meet in a megabatch stays random
+// (Hugging Face's group_by_length samples the same way, with megabatches
+// of 50 batches).
 type order struct {
-	n     int
-	seed  uint64
-	epoch int
-	perm  []int
+	n       int
+	seed    uint64
+	epoch   int
+	perm    []int
+	lengths []int // nil: no grouping
+	group   int
 }
 
+// groupBatches is the number of batches in a megabatch of GroupByLength.
+const groupBatches = 50
+
 func newOrder(n int, seed uint64) *order { return &order{n: n, seed: seed, epoch: -1} }
+
+// groupedOrder is newOrder grouping by the lengths of seqs, in megabatches
+// of groupBatches batches of batch sequences.
+func groupedOrder(seqs []data.Sequence, seed uint64, batch int) *order {
+	o := newOrder(len(seqs), seed)
+	o.lengths = make([]int, len(seqs))
+	for i, s := range seqs {
+		o.lengths[i] = len(s.Tokens)
+	}
+	o.group = groupBatches * batch
+	return o
+}
 
 // at returns the sequence index at stream position p.
 func (o *order) at(p int) int {
@@ -27,6 +52,11 @@ func (o *order) at(p int) int {
 		rng := rand.New(rand.NewPCG(o.seed, uint64(e)))
 		o.perm = rng.Perm(o.n)
 		o.epoch = e
+		if o.lengths != nil {
+			for k := 0; k < o.n; k += o.group {
+				slices.SortStableFunc(o.perm[k:min(k+o.group, o.n)], func(a, b int) int { return cmp.Compare(o.lengths[b], o.lengths[a]) })
+			}
+		}
 	}
 	return o.perm[p%o.n]
 }

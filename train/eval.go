@@ -1,9 +1,11 @@
 package train
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
@@ -51,10 +53,14 @@ func Evaluate(m *llama.Model, task Task, seqs []data.Sequence, batch, classes in
 	res := &EvalResult{Sequences: len(seqs)}
 	var lossSum float64
 	correct := 0
+	// Longest first: each batch holds sequences of similar length, and
+	// so little padding. The results do not depend on the order (but for
+	// the float64 rounding of the loss's sum).
 	idx := make([]int, len(seqs))
 	for i := range idx {
 		idx[i] = i
 	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(len(seqs[b].Tokens), len(seqs[a].Tokens)) })
 	var preds, golds []int
 	for _, mb := range microBatches(idx, batch) {
 		b, err := data.MakeBatch(seqs, mb)

@@ -96,6 +96,12 @@ type Options struct {
 	// and the loss but for the rounding of the chunks' sum, so a resume
 	// may turn it on or off.
 	GradientCheckpointing bool
+	// GroupByLength draws each epoch's order at random, then sorts each
+	// run of 50 batches longest first, so that a batch holds sequences of
+	// similar length and pads little (Hugging Face's group_by_length):
+	// the same sequences are seen, in another order, for less compute
+	// where lengths vary. A resume must keep it.
+	GroupByLength bool
 	// BaseModel describes the base model in whatever way tells apart bases
 	// whose trainable tensors would mean something else (for a LLaMA: its
 	// shape and the row order of its q/k projections, which differs

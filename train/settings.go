@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,11 @@ func (t *Trainer) settings(o Options) map[string]string {
 		"clip":         f(o.ClipNorm),
 		"weight-decay": f(o.WeightDecay),
 		"micro-batch":  strconv.Itoa(o.MicroBatch),
+	}
+	if o.GroupByLength {
+		// Recorded only when on, so that checkpoints from before it
+		// existed still match a run without it (see settingDefaults).
+		s["group-by-length"] = "true"
 	}
 	if t.Adapter == nil {
 		return s
@@ -93,12 +99,31 @@ func priorLRs(st trainerState) []LRSpan {
 	return nil
 }
 
+// settingDefaults are the values of settings recorded only when they
+// differ from them.
+var settingDefaults = map[string]string{"group-by-length": "false"}
+
+// withDefaults returns s with settingDefaults' values where it has none.
+func withDefaults(s map[string]string) map[string]string {
+	out := maps.Clone(s)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for k, v := range settingDefaults {
+		if _, ok := out[k]; !ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // compareSettings compares the settings a checkpoint recorded (was) with
 // the run's (is). It returns the differences that forbid resuming, each
 // "name was (now is)", the learning rates when only they differ (which a
 // resume may change: see [Trainer.resume]), and the names the checkpoint
 // does not record (made by a version that recorded fewer).
 func compareSettings(was, is map[string]string) (diffs []string, lrWas, lrIs string, unrecorded []string) {
+	was, is = withDefaults(was), withDefaults(is)
 	var names []string
 	for k := range was {
 		names = append(names, k)

@@ -295,6 +295,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	g := graph.New(t.Model.Backend())
 	defer g.Close()
 	ord := newOrder(len(t.Train), o.Seed)
+	if o.GroupByLength {
+		ord = groupedOrder(t.Train, o.Seed, o.Batch)
+	}
 	maxNorm := o.ClipNorm
 	if maxNorm < 0 {
 		maxNorm = math.Inf(1)

@@ -74,7 +74,7 @@ type finetuneFlags struct {
 	maxTrain, maxEval, pretrainSteps, repeats                                          int
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
-	resume, exactRotation, newHead, noSpectrum, gradientCheckpointing                  bool
+	resume, exactRotation, newHead, noSpectrum, gradientCheckpointing, groupByLength   bool
 	set                                                                                map[string]bool
 	chat                                                                               chatFlags
 }
@@ -111,6 +111,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change)")
 	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
 	fs.BoolVar(&f.gradientCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer's activations, and the output head's logits in chunks, in the backward pass instead of keeping them: far less memory for long sequences and large vocabularies, one more forward pass per step (1.5x the time on our machine); the trained weights are those of a run without it")
+	fs.BoolVar(&f.groupByLength, "group-by-length", false, "draw the data order at random, then sort each run of 50 batches longest first, so that a batch holds sequences of similar length and pads little (Hugging Face's group_by_length): the same data for less compute where lengths vary; a resume must keep it")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
@@ -138,7 +139,7 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
-			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing"} {
+			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
@@ -590,7 +591,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
 		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel, NoSpectra: f.noSpectrum,
-		GradientCheckpointing: f.gradientCheckpointing}
+		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength}
 	opts = opts.WithDefaults(len(trainSet.seqs))
 	if f.warmup < 0 {
 		opts.Warmup = opts.Steps / 20
