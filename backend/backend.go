@@ -383,7 +383,18 @@ const (
 	OpCrossEntropy     Op = "cross_entropy"
 	OpCrossEntropyGrad Op = "cross_entropy_grad"
 	OpAdamW            Op = "adamw"
+
+	// OpMatMulBF16 is optional (not in AllOps): MatMul with a BFloat16 B
+	// operand (A and C float32), and with it BFloat16 buffers (Alloc,
+	// Upload rounding to nearest even, Download, Free, and Copy into a
+	// float32 tensor). A backend without it refuses BFloat16 everywhere;
+	// models keep float32 weights there.
+	OpMatMulBF16 Op = "matmul_bf16"
 )
+
+// OptionalOps lists the ops a backend may lack; [Backend.Supports] says
+// which it has.
+var OptionalOps = []Op{OpMatMulBF16}
 
 // AllOps lists every op of the interface.
 var AllOps = []Op{OpCopy, OpFill, OpMatMul, OpBinary, OpScale, OpAxpy, OpUnary, OpUnaryGrad,

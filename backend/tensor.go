@@ -12,6 +12,13 @@ type DType uint8
 const (
 	// Float32 is IEEE-754 binary32, the compute type of every op.
 	Float32 DType = iota + 1
+	// BFloat16 is bfloat16: binary32's sign, exponent and top 7 fraction
+	// bits. It is a storage type only, for frozen weights at half the
+	// memory: a backend that reports [OpMatMulBF16] allocates it, uploads
+	// float32 into it rounding to nearest even, downloads it exactly, copies
+	// it into float32 tensors, and takes it as MatMul's B operand; no other
+	// op accepts it.
+	BFloat16
 )
 
 // Size returns the number of bytes of one element.
@@ -19,6 +26,8 @@ func (d DType) Size() int {
 	switch d {
 	case Float32:
 		return 4
+	case BFloat16:
+		return 2
 	}
 	return 0
 }
@@ -27,6 +36,8 @@ func (d DType) String() string {
 	switch d {
 	case Float32:
 		return "float32"
+	case BFloat16:
+		return "bfloat16"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
