@@ -27,7 +27,7 @@ func denseFault(ts ...Tensor) (int, string) {
 			return i, why
 		}
 		if !t.Contiguous() {
-			return i, "is a strided view; only Copy accepts those"
+			return i, stridedFault
 		}
 	}
 	return -1, ""
@@ -38,8 +38,36 @@ func float32Fault(t Tensor) string {
 	switch {
 	case t.IsZero():
 		return "is missing"
+	case t.DType() == BFloat16:
+		return bf16Refused
 	case t.DType() != Float32:
 		return fmt.Sprintf("has dtype %s, want float32", t.DType())
+	}
+	return ""
+}
+
+// bf16Refused is why an op that computes refuses a BFloat16 tensor.
+const bf16Refused = "has dtype bfloat16, want float32 (bfloat16 is a storage type: only MatMul's B operand and Copy's src take it, on a backend with the op " + string(OpMatMulBF16) + ")"
+
+// bf16Unsupported is why a backend without OpMatMulBF16 refuses a
+// BFloat16 tensor in the calls that take one where it is supported.
+const bf16Unsupported = "has dtype bfloat16, which this backend does not support (it lacks the optional op " + string(OpMatMulBF16) + "); want float32"
+
+// stridedFault is why an op other than Copy refuses a strided view.
+const stridedFault = "is a strided view; only Copy accepts those"
+
+// storedFault says why t is missing, strided, or of a dtype the backend
+// does not store (BFloat16 is stored when bf16 is set), or returns "".
+func storedFault(t Tensor, bf16 bool) string {
+	switch {
+	case t.IsZero():
+		return "is missing"
+	case t.DType() == BFloat16 && !bf16:
+		return bf16Unsupported
+	case t.DType() != Float32 && t.DType() != BFloat16:
+		return fmt.Sprintf("has dtype %s, want float32", t.DType())
+	case !t.Contiguous():
+		return stridedFault
 	}
 	return ""
 }
@@ -118,11 +146,29 @@ type MatMulDims struct {
 	StrideA, StrideB, StrideC int
 }
 
-// CheckMatMul validates MatMul.
+// CheckMatMul validates MatMul on a backend without [OpMatMulBF16]: every
+// operand float32. It is CheckMatMulDType(c, a, b, p, false).
 func CheckMatMul(c, a, b Tensor, p MatMulParams) (MatMulDims, error) {
+	return CheckMatMulDType(c, a, b, p, false)
+}
+
+// CheckMatMulDType validates MatMul. A and C must be float32; B may also
+// be BFloat16 when bf16 is set, which a backend passes when it supports
+// [OpMatMulBF16]. The dimensions and batch rules do not depend on B's
+// dtype.
+func CheckMatMulDType(c, a, b Tensor, p MatMulParams, bf16 bool) (MatMulDims, error) {
 	all := []Tensor{c, a, b}
-	if err := checkDense(OpMatMul, all, all...); err != nil {
-		return MatMulDims{}, err
+	if i, why := denseFault(c, a); i >= 0 {
+		return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument %d %s", i, why)
+	}
+	if b.DType() == BFloat16 {
+		if why := storedFault(b, bf16); why != "" {
+			return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument 2 %s", why)
+		}
+	} else if why := float32Fault(b); why != "" {
+		return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument 2 %s", why)
+	} else if !b.Contiguous() {
+		return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument 2 %s", stridedFault)
 	}
 	mat := func(t Tensor) (batch, r, cl int, ok bool) {
 		s := t.Shape()
@@ -378,13 +424,36 @@ func CheckCrossEntropy(op Op, out, logits Tensor, targets []int32, p CrossEntrop
 	return rows, vocab, nil
 }
 
-// CheckCopy validates Copy: same shape, float32, both present.
-func CheckCopy(dst, src Tensor) error {
+// CheckCopy validates Copy on a backend without [OpMatMulBF16]: same
+// shape, float32, both present, dst not broadcast. It is
+// CheckCopyDType(dst, src, false).
+func CheckCopy(dst, src Tensor) error { return CheckCopyDType(dst, src, false) }
+
+// CheckCopyDType validates Copy: same shape, both present, dst not
+// broadcast, and float32, except that with bf16 (the backend supports
+// [OpMatMulBF16]) src may be BFloat16, converted into a float32 dst; both
+// must then be contiguous, since the conversion serves to widen stored
+// weights, not to permute them.
+func CheckCopyDType(dst, src Tensor, bf16 bool) error {
 	all := []Tensor{dst, src}
-	for i, t := range all {
-		if why := float32Fault(t); why != "" {
-			return Errorf(OpCopy, all, "tensor argument %d %s", i, why)
+	if why := float32Fault(dst); why != "" {
+		if !bf16 && dst.DType() == BFloat16 {
+			why = bf16Unsupported
 		}
+		return Errorf(OpCopy, all, "tensor argument 0 %s", why)
+	}
+	if src.DType() == BFloat16 {
+		if why := storedFault(src, bf16); why != "" {
+			if why == stridedFault {
+				why = "is a strided bfloat16 view; Copy converts bfloat16 only between contiguous tensors"
+			}
+			return Errorf(OpCopy, all, "tensor argument 1 %s", why)
+		}
+		if !dst.Contiguous() {
+			return Errorf(OpCopy, all, "tensor argument 0 is a strided view; Copy converts bfloat16 only between contiguous tensors")
+		}
+	} else if why := float32Fault(src); why != "" {
+		return Errorf(OpCopy, all, "tensor argument 1 %s", why)
 	}
 	if !dst.Shape().Equal(src.Shape()) {
 		return Errorf(OpCopy, all, "shapes differ")
@@ -402,13 +471,22 @@ func CheckFill(dst Tensor) error {
 	return checkDense(OpFill, []Tensor{dst}, dst)
 }
 
-// CheckTransfer validates Upload and Download: a contiguous float32 tensor
-// and a host slice of the same length. op is "upload" or "download", the
-// name the error carries.
+// CheckTransfer validates Upload and Download on a backend without
+// [OpMatMulBF16]: a contiguous float32 tensor and a host slice of the same
+// length. op is "upload" or "download", the name the error carries. It is
+// CheckTransferDType(op, t, hostLen, false).
 func CheckTransfer(op string, t Tensor, hostLen int) error {
+	return CheckTransferDType(op, t, hostLen, false)
+}
+
+// CheckTransferDType validates Upload and Download: a contiguous tensor
+// and a host slice of float32 of the same length. The tensor is float32,
+// or BFloat16 when bf16 is set (the backend supports [OpMatMulBF16]):
+// Upload rounds into it, Download widens out of it.
+func CheckTransferDType(op string, t Tensor, hostLen int, bf16 bool) error {
 	all := []Tensor{t}
-	if err := checkDense(Op(op), all, t); err != nil {
-		return err
+	if why := storedFault(t, bf16); why != "" {
+		return Errorf(Op(op), all, "tensor argument 0 %s", why)
 	}
 	if t.Len() != hostLen {
 		return Errorf(Op(op), all, "host slice has %d elements, tensor %d", hostLen, t.Len())
@@ -471,11 +549,24 @@ func CheckAdamW(param, grad, m, v Tensor, p AdamWParams) (n int, err error) {
 // platforms, an int32 on 32-bit ones).
 const MaxElements = math.MaxInt / 16
 
-// CheckAlloc validates the arguments of Alloc and returns the number of
-// elements: the dtype must be Float32 (the only one the ops compute in) and
-// no extent may be negative or make the size overflow.
+// CheckAlloc validates the arguments of Alloc on a backend without
+// [OpMatMulBF16] and returns the number of elements: the dtype must be
+// Float32 (the only one the ops compute in) and no extent may be negative
+// or make the size overflow. It is CheckAllocDType(dt, false, shape...).
 func CheckAlloc(dt DType, shape ...int) (n int, err error) {
-	if dt != Float32 {
+	return CheckAllocDType(dt, false, shape...)
+}
+
+// CheckAllocDType validates the arguments of Alloc and returns the number
+// of elements: the dtype must be Float32, or BFloat16 when bf16 is set,
+// which a backend passes when it supports [OpMatMulBF16] (the op that
+// comes with BFloat16 buffers); no extent may be negative or make the size
+// overflow.
+func CheckAllocDType(dt DType, bf16 bool, shape ...int) (n int, err error) {
+	switch {
+	case dt == BFloat16 && !bf16:
+		return 0, fmt.Errorf("Alloc %v: dtype bfloat16 not supported by this backend (it lacks the optional op %s), want float32", Shape(shape), OpMatMulBF16)
+	case dt != Float32 && dt != BFloat16:
 		return 0, fmt.Errorf("Alloc %v: dtype %s not supported, want float32", Shape(shape), dt)
 	}
 	n = 1

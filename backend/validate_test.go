@@ -233,3 +233,211 @@ func TestCheckSoftmaxWindow(t *testing.T) {
 		}
 	}
 }
+
+// testBF16Buf is a Buffer of n bfloat16 elements with no storage.
+type testBF16Buf int
+
+func (b testBF16Buf) Len() int     { return int(b) }
+func (b testBF16Buf) DType() DType { return BFloat16 }
+
+func bf16Tensor(t *testing.T, shape ...int) Tensor {
+	t.Helper()
+	x, err := NewTensor(testBF16Buf(Shape(shape).NumElements()), 0, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// TestCheckAllocDType checks that BFloat16 is allocated only by a backend
+// that says it supports OpMatMulBF16, and that the refusal says why.
+func TestCheckAllocDType(t *testing.T) {
+	tests := []struct {
+		dt   DType
+		bf16 bool
+		want string // "" for accepted
+	}{
+		{Float32, false, ""},
+		{Float32, true, ""},
+		{BFloat16, true, ""},
+		{BFloat16, false, "lacks the optional op matmul_bf16"},
+		{DType(0), true, "dtype DType(0) not supported"},
+		{DType(9), false, "dtype DType(9) not supported"},
+	}
+	for _, tt := range tests {
+		n, err := CheckAllocDType(tt.dt, tt.bf16, 3, 5)
+		switch {
+		case tt.want == "" && (err != nil || n != 15):
+			t.Errorf("CheckAllocDType(%v, %v): %d, %v; want 15 elements", tt.dt, tt.bf16, n, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("CheckAllocDType(%v, %v): %v, want an error saying %q", tt.dt, tt.bf16, err, tt.want)
+		}
+	}
+	if _, err := CheckAlloc(BFloat16, 2); err == nil || !strings.Contains(err.Error(), "matmul_bf16") {
+		t.Errorf("CheckAlloc(BFloat16): %v, want the refusal of a backend without matmul_bf16", err)
+	}
+	if _, err := CheckAllocDType(BFloat16, true, 3, -1); err == nil || !strings.Contains(err.Error(), "negative") {
+		t.Errorf("CheckAllocDType(BFloat16, [3 -1]): %v, want the negative extent refused", err)
+	}
+}
+
+// TestCheckBF16Operands checks the calls that take a BFloat16 tensor on a
+// backend with OpMatMulBF16 (Upload, Download, Copy's src, MatMul's B)
+// and refuse it, naming the optional op, on one without.
+func TestCheckBF16Operands(t *testing.T) {
+	x, c := mustTensor(t, 3, 4), mustTensor(t, 3, 5)
+	h, hT := bf16Tensor(t, 4, 5), bf16Tensor(t, 5, 4)
+	hx := bf16Tensor(t, 3, 4)
+	strided, err := bf16Tensor(t, 4, 8).Strided(0, Shape{4, 5}, []int{8, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide, err := mustTensor(t, 3, 8).Strided(0, Shape{3, 4}, []int{8, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		call func(bf16 bool) error
+		// want is the error with bf16 set ("" for accepted); without it,
+		// every call with a BFloat16 tensor must be refused.
+		want string
+	}{
+		{"upload", func(b bool) error { return CheckTransferDType("upload", h, 20, b) }, ""},
+		{"download", func(b bool) error { return CheckTransferDType("download", h, 20, b) }, ""},
+		{"transfer length", func(b bool) error { return CheckTransferDType("upload", h, 19, b) }, "host slice has 19 elements, tensor 20"},
+		{"transfer strided", func(b bool) error { return CheckTransferDType("download", strided, 20, b) }, "strided"},
+		{"copy widens", func(b bool) error { return CheckCopyDType(x, hx, b) }, ""},
+		{"copy into bf16", func(b bool) error { return CheckCopyDType(hx, x, b) }, "argument 0 has dtype bfloat16, want float32"},
+		{"copy bf16 to bf16", func(b bool) error { return CheckCopyDType(hx, hx, b) }, "argument 0 has dtype bfloat16, want float32"},
+		{"copy strided src", func(b bool) error { return CheckCopyDType(mustTensor(t, 4, 5), strided, b) }, "strided bfloat16 view"},
+		{"copy strided dst", func(b bool) error { return CheckCopyDType(wide, hx, b) }, "argument 0 is a strided view"},
+		{"copy shapes", func(b bool) error { return CheckCopyDType(x, h, b) }, "shapes differ"},
+		{"matmul B", func(b bool) error { _, err := CheckMatMulDType(c, x, h, MatMulParams{}, b); return err }, ""},
+		{"matmul Bᵀ", func(b bool) error {
+			_, err := CheckMatMulDType(c, x, hT, MatMulParams{TransB: true}, b)
+			return err
+		}, ""},
+		{"matmul dims", func(b bool) error { _, err := CheckMatMulDType(c, x, hT, MatMulParams{}, b); return err }, "inner or outer dimensions disagree"},
+		{"matmul A", func(b bool) error {
+			_, err := CheckMatMulDType(mustTensor(t, 4, 4), hT, mustTensor(t, 4, 4), MatMulParams{}, b)
+			return err
+		}, "argument 1 has dtype bfloat16, want float32"},
+		{"matmul C", func(b bool) error {
+			_, err := CheckMatMulDType(bf16Tensor(t, 3, 5), x, mustTensor(t, 4, 5), MatMulParams{}, b)
+			return err
+		}, "argument 0 has dtype bfloat16, want float32"},
+		{"matmul strided B", func(b bool) error { _, err := CheckMatMulDType(c, x, strided, MatMulParams{}, b); return err }, "strided"},
+	}
+	for _, tt := range tests {
+		err := tt.call(true)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s with bf16: %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s with bf16: %v, want an error saying %q", tt.name, err, tt.want)
+		}
+		var oe *OpError
+		if err != nil && !errors.As(err, &oe) {
+			t.Errorf("%s with bf16: %v is not an *OpError", tt.name, err)
+		}
+		if err := tt.call(false); err == nil || !strings.Contains(err.Error(), "bfloat16") {
+			t.Errorf("%s without bf16: %v, want a refusal of bfloat16", tt.name, err)
+		}
+	}
+	// The plain checks are those of a backend without bf16.
+	if err := CheckTransfer("upload", h, 20); err == nil || !strings.Contains(err.Error(), "lacks the optional op matmul_bf16") {
+		t.Errorf("CheckTransfer of bfloat16: %v", err)
+	}
+	if err := CheckCopy(x, hx); err == nil || !strings.Contains(err.Error(), "lacks the optional op matmul_bf16") {
+		t.Errorf("CheckCopy of bfloat16: %v", err)
+	}
+	if _, err := CheckMatMul(c, x, h, MatMulParams{}); err == nil || !strings.Contains(err.Error(), "lacks the optional op matmul_bf16") {
+		t.Errorf("CheckMatMul of bfloat16: %v", err)
+	}
+	// The bf16 MatMul's dimensions are those of the float32 one.
+	d16, err16 := CheckMatMulDType(c, x, h, MatMulParams{}, true)
+	d32, err32 := CheckMatMul(c, x, mustTensor(t, 4, 5), MatMulParams{})
+	if err16 != nil || err32 != nil || d16 != d32 {
+		t.Errorf("bf16 dims %+v (%v), float32 dims %+v (%v)", d16, err16, d32, err32)
+	}
+	var n float64
+	if n = testing.AllocsPerRun(10, func() { _, err = CheckMatMulDType(c, x, hT, MatMulParams{TransB: true}, true) }); n != 0 || err != nil {
+		t.Errorf("CheckMatMulDType with a bf16 B: %v allocations, error %v; want none", n, err)
+	}
+	if n = testing.AllocsPerRun(10, func() { err = CheckCopyDType(x, hx, true) }); n != 0 || err != nil {
+		t.Errorf("CheckCopyDType of a bf16 src: %v allocations, error %v; want none", n, err)
+	}
+}
+
+// TestChecksRefuseBF16 checks that every op that computes refuses a
+// BFloat16 tensor in any argument position, with an *OpError that says it
+// is a storage type.
+func TestChecksRefuseBF16(t *testing.T) {
+	calls := map[string]struct {
+		args []Tensor
+		call func(ts []Tensor) error
+	}{
+		"elementwise": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error { _, err := CheckElementwise(OpScale, ts...); return err }},
+		"unary grad": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error { _, err := CheckUnary(OpUnaryGrad, SiLU, ts...); return err }},
+		"binary": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 4)},
+			func(ts []Tensor) error { _, _, _, err := CheckBinary(Add, ts[0], ts[1], ts[2]); return err }},
+		"reduce rows": {[]Tensor{mustTensor(t, 3, 1), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error { _, _, err := CheckReduceRows(Sum, ts[0], ts[1]); return err }},
+		"sum columns": {[]Tensor{mustTensor(t, 4), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error { _, _, err := CheckSumColumns(ts[0], ts[1]); return err }},
+		"softmax grad": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error {
+				_, _, _, err := CheckSoftmax(OpSoftmaxGrad, ts[0], ts[1], ts[2], SoftmaxParams{})
+				return err
+			}},
+		"layernorm": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 4), mustTensor(t, 4)},
+			func(ts []Tensor) error { _, _, err := CheckNorm(OpLayerNorm, ts[0], ts[1], ts[2], ts[3]); return err }},
+		"layernorm grad": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 4), mustTensor(t, 4), mustTensor(t, 4)},
+			func(ts []Tensor) error {
+				_, _, err := CheckNormGrad(OpLayerNormGrad, ts[0], ts[1], ts[2], ts[3], ts[4], ts[5])
+				return err
+			}},
+		"rope": {[]Tensor{mustTensor(t, 1, 2, 2, 4), mustTensor(t, 1, 2, 2, 4)},
+			func(ts []Tensor) error {
+				_, _, _, _, err := CheckRoPE(ts[0], ts[1], RoPEParams{Theta: 10000, Layout: HalfSplit})
+				return err
+			}},
+		"gather": {[]Tensor{mustTensor(t, 2, 4), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error { _, _, err := CheckGather(OpGather, ts[0], ts[1], []int32{0, 2}); return err }},
+		"cross entropy": {[]Tensor{mustTensor(t, 3), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error {
+				_, _, err := CheckCrossEntropy(OpCrossEntropy, ts[0], ts[1], []int32{0, 1, 2}, CrossEntropyParams{IgnoreIndex: -100})
+				return err
+			}},
+		"fill": {[]Tensor{mustTensor(t, 3, 4)}, func(ts []Tensor) error { return CheckFill(ts[0]) }},
+		"adamw": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error {
+				_, err := CheckAdamW(ts[0], ts[1], ts[2], ts[3], AdamWParams{Step: 1, LR: 1e-3, Beta1: 0.9, Beta2: 0.99})
+				return err
+			}},
+		"matmul": {[]Tensor{mustTensor(t, 3, 5), mustTensor(t, 3, 4), mustTensor(t, 4, 5)},
+			func(ts []Tensor) error { _, err := CheckMatMul(ts[0], ts[1], ts[2], MatMulParams{}); return err }},
+		"copy": {[]Tensor{mustTensor(t, 3, 4), mustTensor(t, 3, 4)},
+			func(ts []Tensor) error { return CheckCopy(ts[0], ts[1]) }},
+		"transfer": {[]Tensor{mustTensor(t, 3, 4)},
+			func(ts []Tensor) error { return CheckTransfer("upload", ts[0], 12) }},
+	}
+	for name, c := range calls {
+		if err := c.call(c.args); err != nil {
+			t.Errorf("%s with float32 tensors: %v", name, err)
+			continue
+		}
+		for i := range c.args {
+			ts := append([]Tensor(nil), c.args...)
+			ts[i] = bf16Tensor(t, ts[i].Shape()...)
+			err := c.call(ts)
+			var oe *OpError
+			if !errors.As(err, &oe) || !strings.Contains(err.Error(), "bfloat16") {
+				t.Errorf("%s with a bfloat16 argument %d: %v, want an *OpError refusing bfloat16", name, i, err)
+			}
+		}
+	}
+}
