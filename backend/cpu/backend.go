@@ -156,9 +156,10 @@ func (b *Backend) Device() string {
 // was asked for or because this CPU lacks the SIMD features.
 func (b *Backend) Portable() bool { return !b.simd }
 
-// Supports reports true for every op of [backend.AllOps].
+// Supports reports true for every op of [backend.AllOps] and for the
+// optional [backend.OpMatMulBF16]: the CPU stores bfloat16 weights.
 func (b *Backend) Supports(op backend.Op) bool {
-	return slices.Contains(backend.AllOps, op)
+	return slices.Contains(backend.AllOps, op) || op == backend.OpMatMulBF16
 }
 
 // Sync returns and clears the first error recorded since the previous Sync.

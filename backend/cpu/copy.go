@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 	"github.com/sora-go/sora/backend/internal/strided"
 )
@@ -15,8 +16,12 @@ func (b *Backend) Copy(dst, src backend.Tensor, accumulate bool) {
 	if b.skip(backend.OpCopy) {
 		return
 	}
-	if err := backend.CheckCopy(dst, src); err != nil {
+	if err := backend.CheckCopyDType(dst, src, true); err != nil {
 		b.Record(err)
+		return
+	}
+	if src.DType() == backend.BFloat16 {
+		b.copyBF16(dst, src, accumulate)
 		return
 	}
 	dbuf, err := b.storage(dst)
@@ -30,14 +35,33 @@ func (b *Backend) Copy(dst, src backend.Tensor, accumulate bool) {
 	b.Record(backend.Errorf(backend.OpCopy, []backend.Tensor{dst, src}, "%w", err))
 }
 
-// storage returns the whole live buffer behind t, for strided access.
-func (b *Backend) storage(t backend.Tensor) ([]float32, error) {
-	buf, ok := t.Buffer().(*buffer)
-	if !ok || buf.owner != b {
-		return nil, errForeign
+// copyBF16 widens the contiguous bfloat16 tensor src into the contiguous
+// float32 tensor dst of the same shape (CheckCopyDType), or adds it there.
+func (b *Backend) copyBF16(dst, src backend.Tensor, accumulate bool) {
+	d, err := b.view(dst)
+	var h []uint16
+	if err == nil {
+		h, err = b.viewBF16(src)
 	}
-	if buf.data == nil && buf.n > 0 {
-		return nil, errFreed
+	if err != nil {
+		b.Record(backend.Errorf(backend.OpCopy, []backend.Tensor{dst, src}, "%w", err))
+		return
+	}
+	b.parallelFor(len(d), 1, func(lo, hi int) {
+		if accumulate {
+			bf16.AddTo(d[lo:hi], h[lo:hi])
+		} else {
+			bf16.ToFloat32(d[lo:hi], h[lo:hi])
+		}
+	})
+}
+
+// storage returns the whole live float32 buffer behind t, for strided
+// access.
+func (b *Backend) storage(t backend.Tensor) ([]float32, error) {
+	buf, err := b.live(t, backend.Float32)
+	if err != nil {
+		return nil, err
 	}
 	return buf.data, nil
 }

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 	"github.com/sora-go/sora/backend/cpu/internal/blas"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 )
@@ -23,12 +24,29 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	if b.skip(backend.OpMatMul) {
 		return
 	}
-	d, err := backend.CheckMatMul(c, a, bm, p)
+	d, err := backend.CheckMatMulDType(c, a, bm, p, true)
 	if err != nil {
 		b.Record(err)
 		return
 	}
-	v, ok := b.views(backend.OpMatMul, c, a, bm)
+	var v [maxViews][]float32
+	var ok bool
+	if bm.DType() == backend.BFloat16 {
+		v, ok = b.views(backend.OpMatMul, c, a)
+		h, err := b.viewBF16(bm)
+		if ok && err != nil {
+			b.Record(backend.Errorf(backend.OpMatMul, []backend.Tensor{c, a, bm}, "tensor argument 2: %w", err))
+			ok = false
+		}
+		if ok {
+			// A first, simple path: B widened into scratch.
+			w := b.scratch32(1, len(h))[0]
+			bf16.ToFloat32(w, h)
+			v[2] = w
+		}
+	} else {
+		v, ok = b.views(backend.OpMatMul, c, a, bm)
+	}
 	if !ok {
 		return
 	}
@@ -55,25 +73,41 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		}
 		return
 	}
-	one := func(e *gemm.Engine, i int) {
-		ai, bi, ci := i*d.StrideA, i*d.StrideB, i*d.StrideC
-		e.Sgemm(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,
-			as[ai:ai+sizeA], lda, bs[bi:bi+sizeB], ldb, p.Beta, cs[ci:ci+sizeC], d.N)
-	}
+	mm := mmCall{d: d, p: p, lda: lda, ldb: ldb, c: cs, a: as, b: bs}
 	if chunks := b.batchChunks(d); chunks > 1 {
 		for len(b.batch) < chunks {
 			b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
 		}
+		// Only this branch hands the call to goroutines, so only here
+		// does it escape (and cost an allocation).
+		par := mm
 		b.parallelChunks(d.Batch, chunks, func(ch, lo, hi int) {
 			for i := lo; i < hi; i++ {
-				one(b.batch[ch], i)
+				par.one(b.batch[ch], i)
 			}
 		})
 		return
 	}
 	for i := 0; i < d.Batch; i++ {
-		one(b.gemm, i)
+		mm.one(b.gemm, i)
 	}
+}
+
+// mmCall is one validated MatMul on resolved operands.
+type mmCall struct {
+	d        backend.MatMulDims
+	p        backend.MatMulParams
+	lda, ldb int
+	c, a, b  []float32
+}
+
+// one computes matrix i of the batch with e.
+func (m *mmCall) one(e *gemm.Engine, i int) {
+	d, p := &m.d, &m.p
+	sizeA, sizeB, sizeC := d.M*d.K, d.K*d.N, d.M*d.N
+	ai, bi, ci := i*d.StrideA, i*d.StrideB, i*d.StrideC
+	e.Sgemm(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,
+		m.a[ai:ai+sizeA], m.lda, m.b[bi:bi+sizeB], m.ldb, p.Beta, m.c[ci:ci+sizeC], d.N)
 }
 
 // batchChunks returns how many goroutines should each multiply a share of

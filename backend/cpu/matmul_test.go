@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 )
 
 // matmulRef computes one C = alpha·op(A)·op(B) + beta·C in float64.
@@ -69,6 +70,12 @@ func TestMatMul(t *testing.T) {
 }
 
 func testMatMul(t *testing.T, be *Backend, batchA, batchB, batchC, m, n, k int, ta, tb bool, alpha, beta float32) {
+	testMatMulDType(t, be, backend.Float32, batchA, batchB, batchC, m, n, k, ta, tb, alpha, beta)
+}
+
+// testMatMulDType checks one MatMul whose B operand has dtype bdt against
+// the float64 product; a bfloat16 B is compared on its rounded values.
+func testMatMulDType(t *testing.T, be *Backend, bdt backend.DType, batchA, batchB, batchC, m, n, k int, ta, tb bool, alpha, beta float32) {
 	rng := newRNG(uint64(m*1000 + n*10 + k))
 	shape := func(batch, r, c int) []int {
 		if batch == 0 {
@@ -94,7 +101,12 @@ func testMatMul(t *testing.T, be *Backend, batchA, batchB, batchC, m, n, k int, 
 		}
 	}
 	a := upload(t, be, aData, shape(batchA, ar, ac)...)
-	b := upload(t, be, bData, shape(batchB, br, bc)...)
+	b := uploadDType(t, be, bdt, bData, shape(batchB, br, bc)...)
+	if bdt == backend.BFloat16 {
+		for i, v := range bData {
+			bData[i] = bf16.Widen(bf16.Round(v))
+		}
+	}
 	c := upload(t, be, cData, shape(batchC, m, n)...)
 	be.MatMul(c, a, b, backend.MatMulParams{TransA: ta, TransB: tb, Alpha: alpha, Beta: beta})
 

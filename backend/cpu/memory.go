@@ -6,55 +6,68 @@ import (
 	"sync/atomic"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 )
 
-// buffer is a block of host memory owned by one Backend.
+// buffer is a block of host memory owned by one Backend: float32 elements
+// in data or, for a BFloat16 buffer, bfloat16 ones in half.
 type buffer struct {
-	data  []float32 // nil once freed
+	data  []float32 // float32 elements; nil once freed, and for bfloat16
+	half  []uint16  // bfloat16 elements (a float32's top 16 bits); nil once freed, and for float32
 	n     int       // the length at allocation, kept after Free
+	dt    backend.DType
 	owner *Backend
 }
 
-// Len returns the number of float32 elements allocated.
+// Len returns the number of elements allocated.
 func (f *buffer) Len() int { return f.n }
 
-// DType returns backend.Float32.
-func (f *buffer) DType() backend.DType { return backend.Float32 }
+// DType returns backend.Float32 or backend.BFloat16.
+func (f *buffer) DType() backend.DType { return f.dt }
+
+// freed reports whether the buffer held elements and Free released them.
+func (f *buffer) freed() bool { return f.n > 0 && f.data == nil && f.half == nil }
 
 // bytesCounter counts live bytes. It is atomic so that BytesInUse may be
 // read from a goroutine other than the one issuing ops (a progress
 // reporter, a test).
 type bytesCounter struct{ n atomic.Int64 }
 
-// Alloc returns a new zeroed contiguous float32 tensor of the given shape.
-// It fails for other dtypes, negative extents and sizes that overflow.
+// Alloc returns a new zeroed contiguous tensor of the given shape, float32
+// or bfloat16 (2 bytes an element). It fails for other dtypes, negative
+// extents and sizes that overflow.
 func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) {
 	if b.closed {
 		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), errClosed)
 	}
-	n, err := backend.CheckAlloc(dt, shape...)
+	n, err := backend.CheckAllocDType(dt, true, shape...)
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cpu: %w", err)
 	}
-	data, err := makeFloats(n)
+	buf := &buffer{n: n, dt: dt, owner: b}
+	if dt == backend.BFloat16 {
+		buf.half, err = makeSlice[uint16](n)
+	} else {
+		buf.data, err = makeSlice[float32](n)
+	}
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), err)
 	}
-	buf := &buffer{data: data, n: n, owner: b}
-	b.inUse.n.Add(int64(n) * 4)
+	b.inUse.n.Add(int64(n) * int64(dt.Size()))
 	return backend.NewTensor(buf, 0, shape...)
 }
 
-// makeFloats allocates n zeroed floats, turning the runtime's refusal of a
-// length beyond what the platform can address into an error. (Running out
-// of memory for a length it accepts stays fatal: Go cannot recover that.)
-func makeFloats(n int) (data []float32, err error) {
+// makeSlice allocates n zeroed elements, turning the runtime's refusal of
+// a length beyond what the platform can address into an error. (Running
+// out of memory for a length it accepts stays fatal: Go cannot recover
+// that.)
+func makeSlice[T float32 | uint16](n int) (data []T, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("cannot allocate %d elements: %v", n, r)
 		}
 	}()
-	return make([]float32, n), nil
+	return make([]T, n), nil
 }
 
 // Free releases t's buffer. Freeing the zero Tensor does nothing; freeing a
@@ -68,38 +81,64 @@ func (b *Backend) Free(t backend.Tensor) {
 		b.Record(&backend.OpError{Op: "free", Shapes: []backend.Shape{t.Shape()}, Err: errForeign})
 		return
 	}
-	if buf.data == nil && buf.n > 0 {
+	if buf.freed() {
 		b.Record(&backend.OpError{Op: "free", Shapes: []backend.Shape{t.Shape()}, Err: errFreed})
 		return
 	}
-	if buf.data == nil { // empty buffer: nothing held, nothing to count
+	if buf.data == nil && buf.half == nil { // empty buffer: nothing held, nothing to count
 		return
 	}
-	buf.data = nil
-	b.inUse.n.Add(-int64(buf.n) * 4)
+	buf.data, buf.half = nil, nil
+	b.inUse.n.Add(-int64(buf.n) * int64(buf.dt.Size()))
 }
 
 // BytesInUse returns the bytes held by live allocations: 4 per element of
-// every buffer allocated and not yet freed.
+// every float32 buffer and 2 per element of every bfloat16 one allocated
+// and not yet freed.
 func (b *Backend) BytesInUse() int64 { return b.inUse.n.Load() }
 
 var (
 	errForeign = fmt.Errorf("tensor belongs to another backend")
 	errFreed   = fmt.Errorf("tensor's buffer was freed")
+	errDType   = fmt.Errorf("tensor's buffer has another dtype than its checks allowed")
 )
 
-// view returns the elements of the contiguous tensor t, or an error when t
-// is not backed by a live buffer of this backend. Callers have validated t.
-func (b *Backend) view(t backend.Tensor) ([]float32, error) {
+// live returns t's buffer when it is a live one of this backend with
+// dtype dt. Callers have validated t, so a dtype mismatch is a bug in
+// this package; it is reported rather than read as the wrong type.
+func (b *Backend) live(t backend.Tensor, dt backend.DType) (*buffer, error) {
 	buf, ok := t.Buffer().(*buffer)
-	if !ok || buf.owner != b {
+	switch {
+	case !ok || buf.owner != b:
 		return nil, errForeign
-	}
-	if buf.data == nil && buf.n > 0 {
+	case buf.freed():
 		return nil, errFreed
+	case buf.dt != dt:
+		return nil, errDType
+	}
+	return buf, nil
+}
+
+// view returns the elements of the contiguous float32 tensor t, or an
+// error when t is not backed by a live float32 buffer of this backend.
+// Callers have validated t.
+func (b *Backend) view(t backend.Tensor) ([]float32, error) {
+	buf, err := b.live(t, backend.Float32)
+	if err != nil {
+		return nil, err
 	}
 	off := t.Offset()
 	return buf.data[off : off+t.Len() : off+t.Len()], nil
+}
+
+// viewBF16 is view for a contiguous bfloat16 tensor.
+func (b *Backend) viewBF16(t backend.Tensor) ([]uint16, error) {
+	buf, err := b.live(t, backend.BFloat16)
+	if err != nil {
+		return nil, err
+	}
+	off := t.Offset()
+	return buf.half[off : off+t.Len() : off+t.Len()], nil
 }
 
 // maxViews is the most tensors one op resolves (LayerNormGrad's six).
@@ -128,14 +167,24 @@ func (b *Backend) views(op backend.Op, ts ...backend.Tensor) (out [maxViews][]fl
 	return out, true
 }
 
-// Upload copies src into the contiguous tensor dst.
+// Upload copies src into the contiguous tensor dst, rounding each value
+// to nearest even when dst is bfloat16.
 func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 	const op = "upload"
 	if b.skip(op) {
 		return
 	}
-	if err := backend.CheckTransfer(op, dst, len(src)); err != nil {
+	if err := backend.CheckTransferDType(op, dst, len(src), true); err != nil {
 		b.Record(err)
+		return
+	}
+	if dst.DType() == backend.BFloat16 {
+		h, err := b.viewBF16(dst)
+		if err != nil {
+			b.Record(backend.Errorf(op, []backend.Tensor{dst}, "tensor argument 0: %w", err))
+			return
+		}
+		b.parallelFor(len(h), 1, func(lo, hi int) { bf16.FromFloat32(h[lo:hi], src[lo:hi]) })
 		return
 	}
 	v, ok := b.views(op, dst)
@@ -153,8 +202,16 @@ func (b *Backend) Download(dst []float32, src backend.Tensor) error {
 		b.Record(&backend.OpError{Op: op, Err: errClosed})
 		return b.Take()
 	}
-	if err := backend.CheckTransfer(op, src, len(dst)); err != nil {
+	if err := backend.CheckTransferDType(op, src, len(dst), true); err != nil {
 		b.Record(err)
+		return b.Take()
+	}
+	if src.DType() == backend.BFloat16 {
+		if h, err := b.viewBF16(src); err != nil {
+			b.Record(backend.Errorf(op, []backend.Tensor{src}, "tensor argument 0: %w", err))
+		} else {
+			b.parallelFor(len(h), 1, func(lo, hi int) { bf16.ToFloat32(dst[lo:hi], h[lo:hi]) })
+		}
 		return b.Take()
 	}
 	if v, ok := b.views(op, src); ok {
