@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 	"github.com/sora-go/sora/backend/cpu/internal/blas"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 )
@@ -19,7 +18,9 @@ const gemmMinFlops = 2 * 64 * 64 * 64
 // MatMul computes C = alpha·op(A)·op(B) + beta·C for each matrix of the
 // batch with the blocked matrix multiply of package gemm, which also
 // handles k = 0 (C = beta·C, C unread when beta is 0), or with the BLAS of
-// Options.BLAS, one cblas_sgemm call per matrix.
+// Options.BLAS, one cblas_sgemm call per matrix. B may be bfloat16
+// (backend.OpMatMulBF16): package gemm widens it, exactly, as it packs or
+// streams it, never into a float32 copy of the whole of B.
 func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	if b.skip(backend.OpMatMul) {
 		return
@@ -29,20 +30,17 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		b.Record(err)
 		return
 	}
-	var v [maxViews][]float32
-	var ok bool
+	var (
+		v  [maxViews][]float32
+		hs []uint16 // B when it is bfloat16
+		ok bool
+	)
 	if bm.DType() == backend.BFloat16 {
-		v, ok = b.views(backend.OpMatMul, c, a)
-		h, err := b.viewBF16(bm)
-		if ok && err != nil {
-			b.Record(backend.Errorf(backend.OpMatMul, []backend.Tensor{c, a, bm}, "tensor argument 2: %w", err))
-			ok = false
-		}
-		if ok {
-			// A first, simple path: B widened into scratch.
-			w := b.scratch32(1, len(h))[0]
-			bf16.ToFloat32(w, h)
-			v[2] = w
+		if v, ok = b.views(backend.OpMatMul, c, a); ok {
+			if hs, err = b.viewBF16(bm); err != nil {
+				b.Record(backend.Errorf(backend.OpMatMul, []backend.Tensor{c, a, bm}, "tensor argument 2: %w", err))
+				return
+			}
 		}
 	} else {
 		v, ok = b.views(backend.OpMatMul, c, a, bm)
@@ -62,10 +60,12 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		ldb = d.K
 	}
 	sizeA, sizeB, sizeC := d.M*d.K, d.K*d.N, d.M*d.N
-	// Every operand is dense (CheckMatMul), so a BLAS takes any product
-	// whose sizes it can express; k = 0 and alpha = 0 only scale C, which
-	// the package's kernels do without a library call.
-	if lib := b.opts.BLAS; lib != nil && p.Alpha != 0 && blas.Fits(d.M, d.N, d.K, lda, ldb, d.N) {
+	// Every operand is dense (CheckMatMul), so a BLAS takes any float32
+	// product whose sizes it can express; k = 0 and alpha = 0 only scale
+	// C, which the package's kernels do without a library call. A
+	// bfloat16 B stays with the package's kernels, which widen it as they
+	// pack it (cblas_sgemm would need a float32 copy of it).
+	if lib := b.opts.BLAS; lib != nil && hs == nil && p.Alpha != 0 && blas.Fits(d.M, d.N, d.K, lda, ldb, d.N) {
 		for i := range d.Batch {
 			ai, bi, ci := i*d.StrideA, i*d.StrideB, i*d.StrideC
 			lib.lib.Sgemm(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,
@@ -73,7 +73,7 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		}
 		return
 	}
-	mm := mmCall{d: d, p: p, lda: lda, ldb: ldb, c: cs, a: as, b: bs}
+	mm := mmCall{d: d, p: p, lda: lda, ldb: ldb, c: cs, a: as, b: bs, h: hs}
 	if chunks := b.batchChunks(d); chunks > 1 {
 		for len(b.batch) < chunks {
 			b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
@@ -99,6 +99,7 @@ type mmCall struct {
 	p        backend.MatMulParams
 	lda, ldb int
 	c, a, b  []float32
+	h        []uint16 // B when it is bfloat16 (b is then nil)
 }
 
 // one computes matrix i of the batch with e.
@@ -106,6 +107,11 @@ func (m *mmCall) one(e *gemm.Engine, i int) {
 	d, p := &m.d, &m.p
 	sizeA, sizeB, sizeC := d.M*d.K, d.K*d.N, d.M*d.N
 	ai, bi, ci := i*d.StrideA, i*d.StrideB, i*d.StrideC
+	if m.h != nil {
+		e.SgemmBF16(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,
+			m.a[ai:ai+sizeA], m.lda, m.h[bi:bi+sizeB], m.ldb, p.Beta, m.c[ci:ci+sizeC], d.N)
+		return
+	}
 	e.Sgemm(p.TransA, p.TransB, d.M, d.N, d.K, p.Alpha,
 		m.a[ai:ai+sizeA], m.lda, m.b[bi:bi+sizeB], m.ldb, p.Beta, m.c[ci:ci+sizeC], d.N)
 }

@@ -34,6 +34,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 )
 
 // Config selects how an Engine computes.
@@ -157,6 +159,9 @@ type call struct {
 	ldb            int
 	c              []float32
 	ldc            int
+	// b16, when not nil, is B as bfloat16 values in place of b (see
+	// SgemmBF16).
+	b16 []uint16
 }
 
 // Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
@@ -166,6 +171,12 @@ type call struct {
 // NaNs in C do not propagate. The slices must be long enough for the shapes;
 // the caller (the backend) validates that.
 func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	e.sgemm(transA, transB, m, n, k, alpha, a, lda, b, nil, ldb, beta, c, ldc)
+}
+
+// sgemm is Sgemm with B given either as float32 values (b) or, when b16
+// is not nil, as bfloat16 ones.
+func (e *Engine) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, b16 []uint16, ldb int, beta float32, c []float32, ldc int) {
 	if m <= 0 || n <= 0 {
 		return
 	}
@@ -174,14 +185,17 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 		return
 	}
 	if !transA && transB && m <= e.rowDotMax && e.k.rowDot != nil {
-		e.rowDots(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		e.rowDots(m, n, k, alpha, a, lda, b, b16, ldb, beta, c, ldc)
 		return
 	}
 	if e.k.dot != nil && !transA && n <= maxSkinny && k >= minSkinnyK && m >= e.k.dotRows {
-		e.skinny(transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		e.skinny(transB, m, n, k, alpha, a, lda, b, b16, ldb, beta, c, ldc)
 		return
 	}
-	if e.swapBetter(transA, transB, m, n) {
+	// A bfloat16 B is never swapped into the A operand, which the packing
+	// of A would have to widen too: its products have a wide C anyway
+	// (a weight's rows or columns), and the narrow ones go to skinny.
+	if b16 == nil && e.swapBetter(transA, transB, m, n) {
 		// A narrow C (n well under the kernel's nr, as in LoRA's x·A with
 		// rank 8) would waste most of each tile. Cᵀ = op(B)ᵀ·op(A)ᵀ has
 		// the long side across the tiles instead: compute it into scratch
@@ -196,7 +210,7 @@ func (e *Engine) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	}
 	// The call lives in the Engine rather than on the stack because the
 	// workers see it through a pointer, which would make it escape.
-	e.cl = call{transA, transB, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc}
+	e.cl = call{transA, transB, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, b16}
 	defer func() { e.cl = call{} }() // do not keep the caller's slices alive
 	t := e.threadsFor(m, n, k)
 	e.t = t
@@ -223,7 +237,7 @@ const (
 // rows of op(B)ᵀ, copied once into a buffer padded to a multiple of 4 rows.
 // Unlike the tiled product it packs nothing of size m·k, which for such
 // a narrow C would cost as much as the arithmetic (LoRA's x·A and dY·Bᵀ).
-func (e *Engine) skinny(transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func (e *Engine) skinny(transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, b16 []uint16, ldb int, beta float32, c []float32, ldc int) {
 	nPad := (n + 3) &^ 3
 	if len(e.bt) < nPad*k {
 		e.bt = make([]float32, nPad*k)
@@ -234,6 +248,12 @@ func (e *Engine) skinny(transB bool, m, n, k int, alpha float32, a []float32, ld
 		switch {
 		case j >= n:
 			clear(row)
+		case b16 != nil && transB:
+			widen(row, b16[j*ldb:j*ldb+k])
+		case b16 != nil:
+			for p := range row {
+				row[p] = bf16.Widen(b16[p*ldb+j])
+			}
 		case transB: // op(B)ᵀ is B: copy its row
 			copy(row, b[j*ldb:j*ldb+k])
 		default: // op(B)ᵀ is Bᵀ: gather its column
@@ -242,8 +262,8 @@ func (e *Engine) skinny(transB bool, m, n, k int, alpha float32, a []float32, ld
 			}
 		}
 	}
-	// The call's b is op(B)ᵀ with row stride k.
-	e.cl = call{false, false, m, n, k, alpha, beta, a, lda, bt, k, c, ldc}
+	// The call's b is op(B)ᵀ with row stride k, in float32.
+	e.cl = call{false, false, m, n, k, alpha, beta, a, lda, bt, k, c, ldc, nil}
 	defer func() { e.cl = call{} }()
 	e.phase, e.nitems = phaseSkinny, (m+skinnyRowsPerItem-1)/skinnyRowsPerItem
 	e.t = e.threadsFor(m, n, k)
@@ -268,22 +288,25 @@ const defaultRowDotMax = 4
 // group of fewer columns reuses the kernel on the last rowDotN rows of B
 // (recomputing a few) or, when B has fewer rows than that, on a copy
 // padded with zero rows.
-func (e *Engine) rowDots(m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func (e *Engine) rowDots(m, n, k int, alpha float32, a []float32, lda int, b []float32, b16 []uint16, ldb int, beta float32, c []float32, ldc int) {
 	if n < rowDotN {
 		if len(e.bt) < rowDotN*k {
 			e.bt = make([]float32, rowDotN*k)
 		}
 		bt := e.bt[:rowDotN*k]
 		for j := 0; j < rowDotN; j++ {
-			if j < n {
-				copy(bt[j*k:(j+1)*k], b[j*ldb:j*ldb+k])
-			} else {
+			switch {
+			case j >= n:
 				clear(bt[j*k : (j+1)*k])
+			case b16 != nil:
+				widen(bt[j*k:(j+1)*k], b16[j*ldb:j*ldb+k])
+			default:
+				copy(bt[j*k:(j+1)*k], b[j*ldb:j*ldb+k])
 			}
 		}
-		b, ldb = bt, k
+		b, b16, ldb = bt, nil, k
 	}
-	e.cl = call{false, true, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc}
+	e.cl = call{false, true, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, b16}
 	defer func() { e.cl = call{} }()
 	e.phase, e.nitems = phaseRowDot, (n+rowDotColsPerItem-1)/rowDotColsPerItem
 	e.t = e.threadsFor(m, n, k)
@@ -313,7 +336,7 @@ func (e *Engine) rowDotCols(ws *workspace, j0, j1 int) {
 		for j := j0; j < j1; j += rowDotN {
 			cols := min(rowDotN, j1-j)
 			if cols == rowDotN && direct {
-				kr.rowDot(k, arow, cl.b[j*cl.ldb:], cl.ldb, crow[j:j+rowDotN])
+				cl.rowDot(kr, arow, j, crow[j:j+rowDotN])
 				continue
 			}
 			// A partial group, or alpha and beta to apply: sums into
@@ -321,7 +344,7 @@ func (e *Engine) rowDotCols(ws *workspace, j0, j1 int) {
 			// B's last rowDotN rows instead, the first few of which
 			// recompute entries left of j, skipped here.
 			jb := min(j, rowsB-rowDotN)
-			kr.rowDot(k, arow, cl.b[jb*cl.ldb:], cl.ldb, sums)
+			cl.rowDot(kr, arow, jb, sums)
 			src, dst := sums[j-jb:j-jb+cols], crow[j:j+cols]
 			if cl.beta == 0 {
 				for q, s := range src {
@@ -334,6 +357,16 @@ func (e *Engine) rowDotCols(ws *workspace, j0, j1 int) {
 			}
 		}
 	}
+}
+
+// rowDot sets out[:rowDotN] to the dot products of arow with rows j to
+// j+rowDotN−1 of the call's B, with kr's kernel for B's dtype.
+func (cl *call) rowDot(kr *kernel, arow []float32, j int, out []float32) {
+	if cl.b16 != nil {
+		kr.rowDotBF16()(cl.k, arow, cl.b16[j*cl.ldb:], cl.ldb, out)
+		return
+	}
+	kr.rowDot(cl.k, arow, cl.b[j*cl.ldb:], cl.ldb, out)
 }
 
 // skinnyRowsPerItem is how many rows of C one work item of skinny covers.
@@ -571,7 +604,7 @@ func (e *Engine) work(id int) {
 			j1 := min(j0+e.group*kr.nr, e.ncb)
 			ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
 			dst := e.bShared[(pc-e.pc0)*ncPad+j0*kcb:]
-			packB(cl.transB, cl.b, cl.ldb, pc, e.jc+j0, kcb, j1-j0, kr.nr, dst, kr.asmPack)
+			cl.packB(pc, e.jc+j0, kcb, j1-j0, kr.nr, dst, kr.asmPack)
 		case phaseRows:
 			// Item i is the i-th block of mc rows of C.
 			ncPad := (e.ncb + kr.nr - 1) / kr.nr * kr.nr
@@ -649,7 +682,7 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 	// worst, with a power-of-two stride that defeats the caches, each use
 	// reads B again, which costs about what packing (a read, a write and a
 	// read back) does.
-	direct := kr.readsBInPlace(m, cl.transB)
+	direct := cl.b16 == nil && kr.readsBInPlace(m, cl.transB)
 	if need := kc * ((min(nc, n) + nr - 1) / nr * nr); !direct && len(ws.b) < need {
 		ws.b = make([]float32, need)
 	}
@@ -664,7 +697,7 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 			if direct {
 				bp, panel, ldb = cl.b[pc*cl.ldb+p.n0+jc:], nr, cl.ldb
 			} else {
-				packB(cl.transB, cl.b, cl.ldb, pc, p.n0+jc, kcb, ncb, nr, ws.b, kr.asmPack)
+				cl.packB(pc, p.n0+jc, kcb, ncb, nr, ws.b, kr.asmPack)
 			}
 			beta := cl.beta
 			if pc > 0 {

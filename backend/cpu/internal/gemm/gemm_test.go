@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 )
 
 // kernelsUnderTest is every micro-kernel this machine can run, so the
@@ -86,6 +88,14 @@ var testShapes = []shape{
 // untouched padding of C, against the float64 reference.
 func checkSgemm(t *testing.T, e *Engine, rng *rand.Rand, transA, transB bool, s shape, alpha, beta float32, pad int) {
 	t.Helper()
+	checkSgemmDType(t, e, rng, transA, transB, s, alpha, beta, pad, false)
+}
+
+// checkSgemmDType is checkSgemm, through SgemmBF16 with B rounded to
+// bfloat16 when bf16 is set (the reference then uses the rounded values;
+// B's NaN padding stays NaN).
+func checkSgemmDType(t *testing.T, e *Engine, rng *rand.Rand, transA, transB bool, s shape, alpha, beta float32, pad int, bf16B bool) {
+	t.Helper()
 	ar, ac := s.m, s.k
 	if transA {
 		ar, ac = s.k, s.m
@@ -96,6 +106,14 @@ func checkSgemm(t *testing.T, e *Engine, rng *rand.Rand, transA, transB bool, s 
 	}
 	a := newOperand(rng, ar, ac, pad)
 	b := newOperand(rng, br, bc, pad+1)
+	var b16 []uint16
+	if bf16B {
+		b16 = make([]uint16, len(b.data))
+		for i, v := range b.data {
+			b16[i] = bf16.Round(v)
+			b.data[i] = bf16.Widen(b16[i])
+		}
+	}
 	c := newOperand(rng, s.m, s.n, pad+2)
 	const sentinel = 12345
 	for i := 0; i < s.m; i++ {
@@ -112,7 +130,11 @@ func checkSgemm(t *testing.T, e *Engine, rng *rand.Rand, transA, transB bool, s 
 		}
 	}
 	want, mag := reference(transA, transB, s.m, s.n, s.k, alpha, a, b, beta, c)
-	e.Sgemm(transA, transB, s.m, s.n, s.k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)
+	if bf16B {
+		e.SgemmBF16(transA, transB, s.m, s.n, s.k, alpha, a.data, a.ld, b16, b.ld, beta, c.data, c.ld)
+	} else {
+		e.Sgemm(transA, transB, s.m, s.n, s.k, alpha, a.data, a.ld, b.data, b.ld, beta, c.data, c.ld)
+	}
 	const eps32 = 1.0 / (1 << 23)
 	bad := 0
 	for i := 0; i < s.m; i++ {

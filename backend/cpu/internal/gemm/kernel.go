@@ -35,6 +35,9 @@ type kernel struct {
 	// the kernel of the path for short C times a transposed B (see
 	// Engine.rowDots). It reads nothing of a row past its k values.
 	rowDot func(k int, a, bt []float32, ldbt int, out []float32)
+	// rowDot16 is rowDot for a bfloat16 Bᵀ, widening as it loads; when
+	// nil, the portable rowDotGoBF16 stands in (see kernel.rowDotBF16).
+	rowDot16 func(k int, a []float32, bt []uint16, ldbt int, out []float32)
 }
 
 // readsBInPlace reports whether a product of rows rows of C reads B's

@@ -53,3 +53,11 @@ func copyRowsFast(d []float32, w int, src []float32, off, ld, n int) bool {
 	copyRows(&d[0], &src[off], ld, w, n)
 	return true
 }
+
+// interleaveFastBF16 and widenRowsFast are interleaveFast and
+// copyRowsFast for a bfloat16 source; for now the Go code does it all.
+func interleaveFastBF16(d []float32, w int, src []uint16, off, ld, rows, kc int) (r, kd int) {
+	return 0, 0
+}
+
+func widenRowsFast(d []float32, w int, src []uint16, off, ld, n int) bool { return false }
