@@ -14,10 +14,13 @@ import (
 // grads. dy belongs to the tape; backward may overwrite it. Temporaries are
 // the caller's to allocate and free on the backend.
 //
+// An input may be a weight stored in bfloat16 ([Value.DType]), which the
+// op must hand to the backend only as MatMul's B operand.
+//
 // Check a custom op with package graph/gradcheck against a float64
 // reference of its forward.
 func (g *Tape) Custom(name string, shape backend.Shape, ins []*Value, forward func(out backend.Tensor), backward func(dy backend.Tensor, grads *Grads)) *Value {
-	if !g.check(name, ins...) {
+	if !g.checkStored(name, ins...) {
 		return g.placeholder(shape)
 	}
 	out := g.output(shape, ins...)

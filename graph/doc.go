@@ -81,6 +81,17 @@
 // gradients do not change (dropout masks included), and with recording
 // off Checkpoint just runs its function.
 //
+// # Weights stored in bfloat16
+//
+// A frozen weight may be stored in bfloat16 at half the memory
+// ([UploadParamAs] with [backend.BFloat16], on a backend that supports
+// [backend.OpMatMulBF16]). The matrix products ([Tape.MatMul] and its
+// transposed forms, [Tape.Linear]) take it as either operand and
+// differentiate through it to the other; [Tape.ToFloat32] widens it, into
+// a float32 copy of its size, for any other op; [Tape.Detach] and
+// [Tape.Custom] pass it on as it is. Every other op refuses it with an
+// error naming it, and it cannot be made trainable.
+//
 // # Broadcasting and shapes
 //
 // Element-wise binary ops take a second operand of the first's shape, or

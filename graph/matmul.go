@@ -10,6 +10,13 @@ import (
 // (rank 2) shared by every matrix of the other: [B, H, T, D]·[B, H, D, T]
 // multiplies B·H pairs, [B, T, in]·[in, out] multiplies each of B matrices
 // by one weight.
+//
+// One operand, not both, may be a weight stored in bfloat16 ([Value.DType],
+// frozen): the backend reads it as MatMul's B operand in every product,
+// forward and backward; where the algebra puts it first, the product is
+// computed transposed (Cᵀ = op(B)ᵀ·op(A)ᵀ) into a scratch buffer of C's
+// size and copied back. A bfloat16 operand of rank above 2 must be the
+// second one.
 func (g *Tape) MatMul(a, b *Value) *Value { return g.matmul("MatMul", a, b, false, false) }
 
 // MatMulNT returns a·bᵀ (each matrix of b transposed), batched as
@@ -22,11 +29,15 @@ func (g *Tape) MatMulNT(a, b *Value) *Value { return g.matmul("MatMulNT", a, b, 
 func (g *Tape) MatMulTN(a, b *Value) *Value { return g.matmul("MatMulTN", a, b, true, false) }
 
 func (g *Tape) matmul(name string, a, b *Value, ta, tb bool) *Value {
-	if !g.check(name, a, b) {
+	if !g.checkStored(name, a, b) {
 		return g.placeholder(nil)
 	}
 	if a.Rank() < 2 || b.Rank() < 2 {
 		g.failf("%s: operands need rank 2 or more, have %v and %v", name, a.shape, b.shape)
+		return g.placeholder(nil)
+	}
+	if a.DType() == backend.BFloat16 && (b.DType() == backend.BFloat16 || a.Rank() > 2) {
+		g.failf("%s: operands %v and %v: one bfloat16 operand at most, and a bfloat16 first operand must be a single matrix", name, a, b)
 		return g.placeholder(nil)
 	}
 	ab, bb := a.shape[:a.Rank()-2], b.shape[:b.Rank()-2]
@@ -65,7 +76,7 @@ func (g *Tape) matmul(name string, a, b *Value, ta, tb bool) *Value {
 		// larger product when a is not transposed.
 		fold: len(ab) > 0 && len(bb) == 0 && !ta}
 	av, bv := v.a(a.data), v.b(b.data)
-	g.b.MatMul(v.c(out.data), av, bv, backend.MatMulParams{TransA: ta, TransB: tb, Alpha: 1})
+	g.mm(v.c(out.data), av, bv, backend.MatMulParams{TransA: ta, TransB: tb, Alpha: 1})
 	if g.recording(out) {
 		g.record(out, func(dy backend.Tensor) {
 			dc := v.c(dy)
@@ -149,7 +160,7 @@ func (g *Tape) matmulGrad(v *Value, views mmViews, isA bool, x, y backend.Tensor
 		if acc {
 			p.Beta = 1
 		}
-		g.b.MatMul(d, x, y, p)
+		g.mm(d, x, y, p)
 		return
 	}
 	// A fused batched-reduce product would do this in one call.
@@ -164,19 +175,56 @@ func (g *Tape) matmulGrad(v *Value, views mmViews, isA bool, x, y backend.Tensor
 		if acc || i > 0 {
 			p.Beta = 1
 		}
-		g.b.MatMul(d, pick(x, i), pick(y, i), p)
+		g.mm(d, pick(x, i), pick(y, i), p)
 	}
+}
+
+// mm is the backend's MatMul, c = op(a)·op(b) + beta·c with beta 0 or 1,
+// for operands of which one may be bfloat16. The backend takes bfloat16
+// only as its B operand, so a bfloat16 a is multiplied transposed, as
+// cᵀ = op(b)ᵀ·op(a)ᵀ, into a scratch buffer that is then copied (or, with
+// beta 1, added) into c through a transposed view.
+func (g *Tape) mm(c, a, b backend.Tensor, p backend.MatMulParams) {
+	if a.DType() != backend.BFloat16 {
+		g.b.MatMul(c, a, b, p)
+		return
+	}
+	if p.Beta != 0 && p.Beta != 1 {
+		g.failf("MatMul: beta %g with a bfloat16 first operand; want 0 or 1", p.Beta)
+		return
+	}
+	perm := []int{1, 0}
+	ts := backend.Shape{c.Dim(1), c.Dim(0)}
+	if c.Rank() == 3 {
+		perm = []int{0, 2, 1}
+		ts = backend.Shape{c.Dim(0), c.Dim(2), c.Dim(1)}
+	}
+	tmp := g.alloc(ts)
+	if tmp.IsZero() {
+		return
+	}
+	g.b.MatMul(tmp, b, a, backend.MatMulParams{TransA: !p.TransB, TransB: !p.TransA, Alpha: p.Alpha})
+	view, err := tmp.Permute(perm...)
+	if err != nil {
+		g.fail(err)
+	} else {
+		g.b.Copy(c, view, p.Beta == 1)
+	}
+	g.release(tmp)
 }
 
 // Linear returns x·wᵀ + bias for a weight w of shape [out, in] and x of
 // shape [..., in]; the result has shape [..., out]. bias, of shape [out],
-// may be nil.
+// may be nil. w may be a frozen weight stored in bfloat16 (see
+// [UploadParamAs]).
 func (g *Tape) Linear(x, w, bias *Value) *Value {
 	ins := []*Value{x, w}
 	if bias != nil {
 		ins = append(ins, bias)
 	}
-	if !g.check("Linear", ins...) {
+	// w may be a bfloat16 weight, which MatMulNT takes; the ops below
+	// refuse bfloat16 wherever else it turns up.
+	if !g.checkStored("Linear", ins...) {
 		return g.placeholder(nil)
 	}
 	if w.Rank() != 2 || x.Rank() < 1 || x.Dim(-1) != w.Dim(1) {

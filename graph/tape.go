@@ -277,8 +277,15 @@ func (g *Tape) failf(format string, args ...any) {
 
 // check validates the inputs of op and reports whether the op should run:
 // false after an earlier error or when an input is unusable (then it records
-// why).
-func (g *Tape) check(op string, vs ...*Value) bool {
+// why). Inputs must be float32: a bfloat16 weight goes only to the ops
+// that check with checkStored.
+func (g *Tape) check(op string, vs ...*Value) bool { return g.checkInputs(op, false, vs) }
+
+// checkStored is check for the ops that take bfloat16 storage as it is
+// (the matrix products, ToFloat32, Detach, Custom).
+func (g *Tape) checkStored(op string, vs ...*Value) bool { return g.checkInputs(op, true, vs) }
+
+func (g *Tape) checkInputs(op string, bf16 bool, vs []*Value) bool {
 	if g.err != nil {
 		return false
 	}
@@ -296,6 +303,8 @@ func (g *Tape) check(op string, vs ...*Value) bool {
 			g.failf("%s: parameter %q belongs to another backend", op, v.name)
 		case v.data.IsZero():
 			g.failf("%s: input %d %v has no data (a freed parameter?)", op, i, v.shape)
+		case v.data.DType() == backend.BFloat16 && !bf16:
+			g.failf("%s: input %d %s is stored in bfloat16, which only the matrix products (MatMul, Linear) take; widen it with ToFloat32 first", op, i, v)
 		}
 		if g.err != nil {
 			return false
@@ -500,12 +509,32 @@ func (g *Tape) CopyOf(t backend.Tensor) *Value {
 }
 
 // Detach returns a value that shares x's data but stops gradients: nothing
-// flows back into x through it (DoRA's detached weight norm).
+// flows back into x through it (DoRA's detached weight norm). A bfloat16
+// x gives a bfloat16 value, which the matrix products take.
 func (g *Tape) Detach(x *Value) *Value {
-	if !g.check("Detach", x) {
+	if !g.checkStored("Detach", x) {
 		return g.placeholder(shapeOf(x))
 	}
 	return g.newValue(x.data, x.shape, false)
+}
+
+// ToFloat32 returns x in float32: x itself when it is float32, and for a
+// weight stored in bfloat16 (see [UploadParamAs]) a float32 copy the tape
+// owns, holding the stored values exactly, for the ops that compute only
+// in float32. The copy is as large as x in float32, for as long as the
+// step lasts. It requires no gradient: bfloat16 values are frozen.
+func (g *Tape) ToFloat32(x *Value) *Value {
+	if !g.checkStored("ToFloat32", x) {
+		return g.placeholder(shapeOf(x))
+	}
+	if x.data.DType() == backend.Float32 {
+		return x
+	}
+	v := g.output(x.shape)
+	if g.err == nil {
+		g.b.Copy(v.data, x.data, false)
+	}
+	return v
 }
 
 func shapeOf(v *Value) backend.Shape {

@@ -45,6 +45,12 @@ const (
 // trainable parameter also allocates a gradient buffer of t's shape; a
 // frozen one allocates nothing.
 //
+// t may also be a contiguous [backend.BFloat16] tensor, for a frozen
+// weight stored at half the memory (see [UploadParamAs]): such a
+// parameter is Frozen and stays so (its gradient and any optimizer would
+// be float32, and an update would be lost to the rounding of the
+// storage), and only the matrix products take it (see [Tape.MatMul]).
+//
 // Parameters are shared by every tape that uses them. Their gradients
 // accumulate across Backward calls (gradient accumulation over
 // micro-batches) until [Value.ZeroGrad].
@@ -52,8 +58,11 @@ func NewParam(b backend.Backend, name string, t backend.Tensor, train Trainabili
 	if b == nil {
 		return nil, fmt.Errorf("graph: NewParam %q: nil backend", name)
 	}
-	if t.IsZero() || t.DType() != backend.Float32 || !t.Contiguous() {
-		return nil, fmt.Errorf("graph: NewParam %q: want a contiguous float32 tensor, got %v", name, t)
+	if t.IsZero() || (t.DType() != backend.Float32 && t.DType() != backend.BFloat16) || !t.Contiguous() {
+		return nil, fmt.Errorf("graph: NewParam %q: want a contiguous float32 (or bfloat16) tensor, got %v", name, t)
+	}
+	if t.DType() == backend.BFloat16 && train == Trainable {
+		return nil, fmt.Errorf("graph: NewParam %q: %s", name, bf16Frozen)
 	}
 	v := &Value{data: t, shape: append(backend.Shape(nil), t.Shape()...), b: b, name: name, param: true}
 	if err := v.SetTrainable(bool(train)); err != nil {
@@ -62,16 +71,35 @@ func NewParam(b backend.Backend, name string, t backend.Tensor, train Trainabili
 	return v, nil
 }
 
-// UploadParam allocates a tensor of the given shape on b, uploads data into
-// it and makes it a parameter (see [NewParam]).
+// bf16Frozen is why a bfloat16 parameter cannot train.
+const bf16Frozen = "a parameter stored in bfloat16 is frozen storage and cannot be trained (gradients and optimizer states are float32, and an update would be lost to the storage's rounding); keep it in float32 to train it"
+
+// UploadParam allocates a float32 tensor of the given shape on b, uploads
+// data into it and makes it a parameter (see [NewParam]).
 func UploadParam(b backend.Backend, name string, data []float32, train Trainability, shape ...int) (*Value, error) {
+	return UploadParamAs(b, name, data, backend.Float32, train, shape...)
+}
+
+// UploadParamAs is [UploadParam] with the storage type dt: Float32, or
+// BFloat16 for a Frozen weight at half the memory, which the backend
+// rounds data into (to nearest even) and which needs a backend that
+// supports [backend.OpMatMulBF16].
+func UploadParamAs(b backend.Backend, name string, data []float32, dt backend.DType, train Trainability, shape ...int) (*Value, error) {
 	if b == nil {
 		return nil, fmt.Errorf("graph: UploadParam %q: nil backend", name)
 	}
 	if n := backend.Shape(shape).NumElements(); n != len(data) {
 		return nil, fmt.Errorf("graph: UploadParam %q: %d values for shape %v (%d elements)", name, len(data), backend.Shape(shape), n)
 	}
-	t, err := b.Alloc(backend.Float32, shape...)
+	switch {
+	case dt == backend.BFloat16 && train == Trainable:
+		return nil, fmt.Errorf("graph: UploadParam %q: %s", name, bf16Frozen)
+	case dt == backend.BFloat16 && !b.Supports(backend.OpMatMulBF16):
+		return nil, fmt.Errorf("graph: UploadParam %q in bfloat16: backend %s does not support bfloat16 storage (it lacks the optional op %s)", name, b.Name(), backend.OpMatMulBF16)
+	case dt != backend.Float32 && dt != backend.BFloat16:
+		return nil, fmt.Errorf("graph: UploadParam %q: dtype %s; want float32 or bfloat16", name, dt)
+	}
+	t, err := b.Alloc(dt, shape...)
 	if err != nil {
 		return nil, fmt.Errorf("graph: UploadParam %q: %w", name, err)
 	}
@@ -94,6 +122,9 @@ func UploadParam(b backend.Backend, name string, data []float32, train Trainabil
 func (v *Value) SetTrainable(train bool) error {
 	if !v.param {
 		return fmt.Errorf("graph: SetTrainable on a value that is not a parameter")
+	}
+	if train && v.data.DType() == backend.BFloat16 {
+		return fmt.Errorf("graph: SetTrainable %q: %s", v.name, bf16Frozen)
 	}
 	switch {
 	case train && v.grad.IsZero():
@@ -168,6 +199,12 @@ func (v *Value) Dim(i int) int {
 
 // Len returns the number of elements.
 func (v *Value) Len() int { return v.shape.NumElements() }
+
+// DType returns the storage type of v's data: [backend.Float32], or
+// [backend.BFloat16] for a frozen weight stored at half the memory (see
+// [UploadParamAs]; only the matrix products and [Tape.ToFloat32] take
+// those). It is 0 for a value without data.
+func (v *Value) DType() backend.DType { return v.data.DType() }
 
 // Tensor returns v's data. It is the zero Tensor for the placeholder an op
 // returns after an error, and after v's tape was Reset.
@@ -244,6 +281,9 @@ func (v *Value) String() string {
 		kind = "frozen " + v.name
 	case v.needsGrad:
 		kind = "value (requires grad)"
+	}
+	if v.data.DType() == backend.BFloat16 {
+		kind += " bfloat16"
 	}
 	return fmt.Sprintf("%s%v", kind, v.shape)
 }

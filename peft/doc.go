@@ -98,6 +98,34 @@
 // forming ΔW), otherwise by a full SVD of ΔW computed from the parameters,
 // the layers spread over the cores.
 //
+// # Base weights stored in bfloat16
+//
+// A base layer's W0 may be stored in bfloat16 (graph.UploadParamAs; the
+// linear layers of a llama model built with Options.BaseDType), frozen at
+// half the memory. Every method but Full adapts such a layer, computing
+// with W0's stored values exactly as with a float32 W0 holding them (to
+// float32 rounding, the products' order of summation aside):
+//
+//   - LoRA, LoRA+, Pre-Diag, SORA, Pre-Ortho, Post-Ortho and OFT use W0
+//     only in matrix products, which read it as it is stored: no copy.
+//     (The input gradient of Pre-Diag, SORA and DoRA then scales the
+//     [N, out] gradient rather than forming diag(d)·W0.)
+//   - DoRA widens W0 into a float32 copy once, when the layer is made,
+//     for its cached row norms ‖W0ᵢ‖²: one layer's [out, in] float32 at a
+//     time, freed at once.
+//   - DoRAPEFT widens W0 each forward into a float32 copy to materialise
+//     W0 + s·B·A: one more [out, in] float32 temporary per layer until the
+//     step ends, as large as the B·A that method makes anyway.
+//   - Full is refused: it trains W0 itself, which bfloat16 storage cannot
+//     hold (load the base in float32).
+//
+// Merging ([Layer.Merge], [Layer.EffectiveWeight]) widens W0 into a
+// float32 copy for the duration of one layer's merge; merged weights are
+// float32 (W0's stored values plus the update), and
+// [Model.MergeAndUnload] gives the base layer that float32 weight in place
+// of its bfloat16 one. The host side (spectra, [Layer.Update64]) downloads
+// W0 exactly.
+//
 // # Parameters and ownership
 //
 // An adapted layer's [Layer.Params] are every parameter it computes with,

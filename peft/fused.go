@@ -53,11 +53,14 @@ func fusedLinear(g *graph.Tape, x, w0, d, row *graph.Value, terms []fusedTerm) *
 	var q, w0d *graph.Value
 	if d != nil {
 		q = g.MatMulNT(g.Detach(x), g.Detach(w0))
-		if training && x.RequiresGrad() && n >= x.Dim(1) {
+		if training && x.RequiresGrad() && n >= x.Dim(1) && w0.DType() == backend.Float32 {
 			// dx = (G ⊙ d)·W0 = G·(diag(d)·W0): with at least as many
 			// rows as inputs, scaling the [out, in] weight costs less
 			// than scaling the [N, out] gradient (with fewer, backward
-			// scales G instead, and no [out, in] temporary is made).
+			// scales G instead, and no [out, in] temporary is made; so
+			// too for a W0 stored in bfloat16, which only the products
+			// take, and whose float32 diag(d)·W0 would cost twice its
+			// memory).
 			w0d = g.ScaleRows(g.Detach(w0), g.Detach(d))
 		}
 	}

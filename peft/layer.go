@@ -87,6 +87,9 @@ func NewLayer(name string, base *graph.Dense, cfg Config) (*Layer, error) {
 	if base.B != nil && base.B.Backend() != base.W.Backend() {
 		return nil, fmt.Errorf("peft: layer %q: bias and weight live on different backends", name)
 	}
+	if dt := base.W.DType(); dt != backend.Float32 && cfg.Method == Full {
+		return nil, fmt.Errorf("peft: layer %q: full fine-tuning trains the base weight itself, which is stored in %s, frozen storage: load the model with float32 base weights (sora's --base-dtype f32) to train it fully, or use an adapter method", name, dt)
+	}
 	l := &Layer{
 		name: name, cfg: cfg, method: cfg.Method, spec: cfg.Method.Spec(),
 		b: base.W.Backend(), base: base, in: in, out: out,
@@ -151,11 +154,13 @@ func (l *Layer) init(rng *rand.Rand) error {
 	}
 	if l.spec.Post == NormDiagonal {
 		// m and ‖W0ᵢ‖² come from the same device kernels the forward uses
-		// for n, so that m ⊘ n is exactly 1 at initialisation.
+		// for n, so that m ⊘ n is exactly 1 at initialisation. A W0
+		// stored in bfloat16 is widened for the sum into a float32 copy,
+		// one layer's at a time, freed with the tape.
 		g := graph.New(l.b)
 		defer g.Close()
 		g.SetNoGrad(true)
-		sq := g.SumSqRows(l.base.W)
+		sq := g.SumSqRows(g.ToFloat32(l.base.W))
 		norm := g.Sqrt(sq)
 		if err := g.Err(); err != nil {
 			return err
@@ -384,14 +389,16 @@ func (l *Layer) doraNorm(g *graph.Tape) *graph.Value {
 	// PEFT detaches the whole norm, W0 included when it is trainable.
 	a, bm, w0 := g.Detach(l.a), g.Detach(l.bm), g.Detach(l.base.W)
 	if l.method == DoRAPEFT {
-		// The PEFT way: materialise the [out, in] weight.
-		w := g.Add(w0, g.Scale(g.MatMul(bm, a), l.scaling))
+		// The PEFT way: materialise the [out, in] weight (from a float32
+		// copy of W0 where it is stored in bfloat16: one more [out, in]
+		// temporary, as large as the one PEFT's way makes anyway).
+		w := g.Add(g.ToFloat32(w0), g.Scale(g.MatMul(bm, a), l.scaling))
 		return g.Reshape(g.Sqrt(g.SumSqRows(w)), l.out)
 	}
 	// ‖W0ᵢ + s(BA)ᵢ‖² = ‖W0ᵢ‖² + 2s·(W0Aᵀ)ᵢ·Bᵢ + s²·Bᵢ(AAᵀ)Bᵢᵀ: products of
 	// sizes [out, r] and [r, r] only, and ‖W0ᵢ‖² cached.
 	s := float64(l.scaling)
-	wa := g.MatMulNT(w0, a)               // [out, r]
+	wa := g.MatMulNT(w0, a)               // [out, r] (computed transposed when W0 is bfloat16)
 	baa := g.MatMul(bm, g.MatMulNT(a, a)) // [out, r]
 	cross := g.SumRows(g.Mul(wa, bm))     // [out, 1]
 	quad := g.SumRows(g.Mul(baa, bm))     // [out, 1]

@@ -3,6 +3,7 @@ package peft
 import (
 	"fmt"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
 )
 
@@ -10,8 +11,12 @@ import (
 // ([out], nil when the base has none) of the layer's current parameters.
 // The bias follows the method's rule: DoRA keeps b (outside its scale),
 // Pre-Diag gives d ⊙ b, SORA R(d ⊙ b), Pre- and Post-Ortho R·b, OFT b.
+//
+// A W0 stored in bfloat16 is widened first into a float32 copy on g (one
+// [out, in] float32 temporary, freed with g), since W' is not a bfloat16
+// value and the conditioners' ops compute in float32 only.
 func (l *Layer) effective(g *graph.Tape) (w, bias *graph.Value) {
-	w0, b0 := l.base.W, l.base.B
+	w0, b0 := g.ToFloat32(l.base.W), l.base.B
 	switch l.method {
 	case Full:
 		return l.w, l.wb
@@ -91,7 +96,9 @@ func (l *Layer) freeMerged() {
 	if l.merged == nil {
 		return
 	}
-	l.merged.W.Free()
+	if l.merged.W != nil {
+		l.merged.W.Free()
+	}
 	if l.merged.B != nil {
 		l.merged.B.Free()
 	}
@@ -100,12 +107,25 @@ func (l *Layer) freeMerged() {
 
 // fold writes W' and b' into the base layer's own tensors (for
 // [Model.MergeAndUnload]). A base without a bias keeps none: no method
-// makes a bias out of nothing.
+// makes a bias out of nothing. A W0 stored in bfloat16 could hold W' only
+// rounded: the base layer takes the merged float32 weight in its place
+// instead (under W0's name), and W0's buffer is freed.
 func (l *Layer) fold() error {
 	if err := l.Merge(); err != nil {
 		return err
 	}
-	l.b.Copy(l.base.W.Tensor(), l.merged.W.Tensor(), false)
+	if w0 := l.base.W; w0.DType() != backend.Float32 {
+		w, err := graph.NewParam(l.b, w0.Name(), l.merged.W.Tensor(), graph.Frozen)
+		if err != nil {
+			return fmt.Errorf("peft: folding %q into its base layer: %w", l.name, err)
+		}
+		// The merged weight's tensor now belongs to w.
+		l.merged.W = nil
+		w0.Free()
+		l.base.W = w
+	} else {
+		l.b.Copy(w0.Tensor(), l.merged.W.Tensor(), false)
+	}
 	if l.base.B != nil {
 		src := l.merged.B.Tensor()
 		l.b.Copy(l.base.B.Tensor(), src.MustReshape(l.base.B.Shape()...), false)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/peft"
 )
 
@@ -30,6 +31,11 @@ func (t *Trainer) settings(o Options) map[string]string {
 		// Recorded only when on, so that checkpoints from before it
 		// existed still match a run without it (see settingDefaults).
 		s["group-by-length"] = "true"
+	}
+	if t.Model != nil && t.Model.BaseDType() == backend.BFloat16 {
+		// The base weights' rounding to bfloat16 changes every step's
+		// result; recorded only when not float32, as group-by-length.
+		s["base-dtype"] = BaseDTypeName(backend.BFloat16)
 	}
 	if t.Adapter == nil {
 		return s
@@ -101,7 +107,31 @@ func priorLRs(st trainerState) []LRSpan {
 
 // settingDefaults are the values of settings recorded only when they
 // differ from them.
-var settingDefaults = map[string]string{"group-by-length": "false"}
+var settingDefaults = map[string]string{"group-by-length": "false", "base-dtype": BaseDTypeName(backend.Float32)}
+
+// BaseDTypeName returns the name sora's --base-dtype flag gives a storage
+// type of base weights, and checkpoints record: "f32" or "bf16".
+func BaseDTypeName(dt backend.DType) string {
+	switch dt {
+	case backend.Float32:
+		return "f32"
+	case backend.BFloat16:
+		return "bf16"
+	}
+	return dt.String()
+}
+
+// ParseBaseDType returns the storage type of base weights that s names:
+// "f32" (or "float32") or "bf16" (or "bfloat16"), case-insensitive.
+func ParseBaseDType(s string) (backend.DType, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "f32", "float32", "fp32":
+		return backend.Float32, nil
+	case "bf16", "bfloat16":
+		return backend.BFloat16, nil
+	}
+	return 0, fmt.Errorf("base dtype %q: want f32 or bf16", s)
+}
 
 // withDefaults returns s with settingDefaults' values where it has none.
 func withDefaults(s map[string]string) map[string]string {

@@ -116,10 +116,17 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss and classification")
 	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to (\"\" for none)")
 	show := fs.Int("show", 3, "print the first `N` generations (lm)")
+	var dtName string
+	baseDTypeFlagVar(fs, &dtName)
 	var cf chatFlags
 	cf.addTemplate(fs, ", for data of conversations (messages rows)")
 	if code, ok := parseFlags(fs, evalDoc, args, stdout, stderr); !ok {
 		return code
+	}
+	mopts, err := baseDType(dtName)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora eval: %v\n", err)
+		return exitUsage
 	}
 	if code := evalCheck(*dataPath, *maxEval, *maxLen, *maxNew, *batch, stderr); code != exitOK {
 		return code
@@ -214,7 +221,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora eval: the classification head %s has %d classes, %s has %d\n", head, headClasses, *dataPath, len(set.classes))
 		return exitFailure
 	}
-	m, release, code := openModel("eval", b, w, *modelPath, stderr)
+	m, release, code := openModel("eval", b, w, mopts, *modelPath, stderr)
 	if m == nil {
 		return code
 	}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/chat"
@@ -70,6 +71,7 @@ var finetuneDoc = usageDoc{
 // finetuneFlags are the flags of "sora finetune".
 type finetuneFlags struct {
 	backend, model, tokenizer, data, evalData, task, method, target, schedule, out     string
+	baseDType                                                                          string
 	rank, rotationRank, steps, batch, microBatch, maxLen, warmup, saveEvery, evalEvery int
 	maxTrain, maxEval, pretrainSteps, repeats                                          int
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
@@ -83,6 +85,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	f := &finetuneFlags{}
 	backendFlagVar(fs, &f.backend)
 	fs.StringVar(&f.model, "model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder; without it the built-in demonstration runs")
+	baseDTypeFlagVar(fs, &f.baseDType)
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "`PATH` of the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, tokenizer.model or model folder (default: the --model folder's own, for a Hugging Face model; required for a llama2.c checkpoint)")
 	fs.StringVar(&f.data, "data", "", "`FILE` of training data (required with --model): for --task lm a JSON list or JSON Lines of rows, each instruction/input/output (LLM-Adapters, Alpaca), prompt/completion, text, or messages (a conversation, rendered with the chat template); for --task classify CoLA TSV or BoolQ JSON")
 	fs.StringVar(&f.evalData, "eval-data", "", "`FILE` of held-out data in the same format, evaluated before training (zero-shot), every --eval-every steps and at the end")
@@ -139,7 +142,7 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
-			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length"} {
+			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "base-dtype"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
@@ -226,6 +229,13 @@ func (f *finetuneFlags) check() error {
 	m, err := peft.ParseMethod(f.method)
 	if err != nil {
 		return fmt.Errorf("--method: %v", err)
+	}
+	mopts, err := baseDType(f.baseDType)
+	if err != nil {
+		return err
+	}
+	if m == peft.Full && mopts.BaseDType == backend.BFloat16 {
+		return fmt.Errorf("--base-dtype %s stores the base weights frozen, in bfloat16, and --method full trains them: use --base-dtype f32 (the default) for full fine-tuning, or an adapter method", f.baseDType)
 	}
 	if targets := splitList(f.target); slices.Contains(targets, peft.AllParameters) {
 		// Said in the flags' words, before the method's own check.
@@ -523,7 +533,8 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 	}
 
-	m, release, code := openModel("finetune", b, w, f.model, stderr)
+	mopts, _ := baseDType(f.baseDType) // checked by f.check
+	m, release, code := openModel("finetune", b, w, mopts, f.model, stderr)
 	if m == nil {
 		return code
 	}
@@ -567,7 +578,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		pm.ForgetPretrained()
 	}
 	count := pm.Report()
-	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, m.Backend().Device())
+	stored := ""
+	if m.BaseDType() == backend.BFloat16 {
+		stored = ", linear layers' weights in bfloat16"
+	}
+	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d%s) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, stored, m.Backend().Device())
 	on := fmt.Sprintf("on %d layers (%s)", len(pm.Layers()), f.target)
 	if count.AllParameters {
 		on = fmt.Sprintf("of every parameter (embeddings, norms, heads, biases and %d linear layers; --target %s)", len(pm.Layers()), f.target)
@@ -610,7 +625,8 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Head: head, Device: m.Backend().Device(), Config: map[string]any{
 			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
-			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed}}
+			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed,
+			"base_dtype": train.BaseDTypeName(m.BaseDType())}}
 	if f.chat.file != "" {
 		summary.Config["chat_template"] = f.chat.file
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/train"
 )
 
 // Exit statuses of every subcommand.
@@ -198,6 +200,21 @@ func addBackendFlag(fs *flag.FlagSet) *string {
 	p := new(string)
 	backendFlagVar(fs, p)
 	return p
+}
+
+// baseDTypeFlagVar defines --base-dtype on fs, stored in p.
+func baseDTypeFlagVar(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "base-dtype", "f32", "storage `TYPE` of the base model's linear-layer weights on the backend: f32, or bf16 for half their memory, rounded to bfloat16 (exact for checkpoints saved in bfloat16, as most Hugging Face ones are) and frozen; the embedding and norms stay f32. bf16 needs a backend with bfloat16 products (op "+string(backend.OpMatMulBF16)+") and an adapter method (not --method full)")
+}
+
+// baseDType returns the model options that a --base-dtype value s names,
+// or a usage error naming the flag.
+func baseDType(s string) (llama.Options, error) {
+	dt, err := train.ParseBaseDType(s)
+	if err != nil {
+		return llama.Options{}, fmt.Errorf("--base-dtype %q: want f32 or bf16", s)
+	}
+	return llama.Options{BaseDType: dt}, nil
 }
 
 // backendFlagVar defines --backend on fs, stored in p, for commands that

@@ -75,10 +75,17 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	temperature := fs.Float64("temperature", 1.0, "sampling temperature `T` ≥ 0; 0 is greedy (always the most likely token)")
 	topP := fs.Float64("top-p", 0.9, "nucleus sampling threshold `P` in [0, 1]; 0 or 1 samples from every token")
 	seed := fs.Uint64("seed", 0, "random seed `S` of the sampler; 0 picks one from the clock and prints it to stderr")
+	var dtName string
+	baseDTypeFlagVar(fs, &dtName)
 	var cf chatFlags
 	cf.add(fs)
 	if code, ok := parseFlags(fs, generateDoc, args, stdout, stderr); !ok {
 		return code
+	}
+	mopts, err := baseDType(dtName)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitUsage
 	}
 	if err := cf.check(); err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
@@ -145,7 +152,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("generate", b, w, *modelPath, stderr)
+	m, release, code := openModel("generate", b, w, mopts, *modelPath, stderr)
 	if m == nil {
 		return code
 	}
@@ -333,14 +340,15 @@ func stopTokens(tok *tokenizer.Tokenizer, adapted bool) []int {
 	return stop
 }
 
-// openModel loads w (read from modelPath) onto the backend b, which the
+// openModel loads w (read from modelPath) onto the backend b with the
+// options o (--base-dtype), which the
 // commands open before they read the model, so that a backend this machine
 // cannot run is reported at once rather than after a long load. On failure
 // it prints why to stderr, prefixed with "sora cmd:", and returns a nil
 // model and the exit status; otherwise release frees the model (the caller
 // closes b).
-func openModel(cmd string, b backend.Backend, w *llama.Weights, modelPath string, stderr io.Writer) (m *llama.Model, release func(), code int) {
-	m, err := llama.New(b, w)
+func openModel(cmd string, b backend.Backend, w *llama.Weights, o llama.Options, modelPath string, stderr io.Writer) (m *llama.Model, release func(), code int) {
+	m, err := llama.NewWithOptions(b, w, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora %s: loading %s on %s: %v\n", cmd, modelPath, b.Name(), err)
 		return nil, nil, exitFailure

@@ -81,7 +81,7 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("merge", b, base.w, *model, stderr)
+	m, release, code := openModel("merge", b, base.w, llama.Options{}, *model, stderr)
 	if m == nil {
 		return code
 	}

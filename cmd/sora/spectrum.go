@@ -5,6 +5,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/train"
 )
 
@@ -65,7 +66,7 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("spectrum", b, w, *modelPath, stderr)
+	m, release, code := openModel("spectrum", b, w, llama.Options{}, *modelPath, stderr)
 	if m == nil {
 		return code
 	}

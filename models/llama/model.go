@@ -16,12 +16,15 @@ import (
 // [*graph.Dense] when loaded) so that a PEFT method can wrap it by name
 // without the model knowing (see [Model.Layers] for the names). Parameters
 // are frozen when loaded; make the ones to train trainable with
-// [graph.Value.SetTrainable].
+// [graph.Value.SetTrainable] (not the linear layers' weights of a model
+// built with bfloat16 base weights: see [Options]).
 //
 // A Model is used from one goroutine at a time, like its backend.
 type Model struct {
 	cfg Config
 	b   backend.Backend
+	// baseDType is Options.BaseDType, Float32 for 0.
+	baseDType backend.DType
 
 	// Embed is the token embedding [vocab, dim], model.embed_tokens.weight.
 	Embed *graph.Value
@@ -123,12 +126,53 @@ func ModuleName(layer int, module string) string {
 	return "model.layers." + strconv.Itoa(layer) + "." + module
 }
 
-// New uploads w to b and returns the model, every parameter frozen; an
-// attention bias becomes the B of its slot's *graph.Dense. Each
-// tensor is copied to the backend once; New does not keep w, so a caller
-// that drops w after New returns holds at most the host weights and the
-// device copy at the peak (on the CPU backend, twice the parameters).
+// Options say how [NewWithOptions] builds a model. The zero value is
+// what [New] does.
+type Options struct {
+	// BaseDType is the storage type of the linear layers' weights: the
+	// attention and feed-forward projections (q, k, v, o, gate, up,
+	// down) and the output head lm_head where it is not tied to the
+	// embedding. backend.Float32 (or 0) keeps them in float32;
+	// backend.BFloat16 stores them at half the memory, rounded to
+	// nearest even (exact for checkpoints saved in bfloat16, as most
+	// Hugging Face ones are), and frozen for good: the model computes
+	// with them in float32 (the backend's bfloat16 matrix product), PEFT
+	// methods adapt them (see package peft for which), and they cannot
+	// be trained (full fine-tuning needs float32). The embedding (which
+	// Gather reads, and a tied head shares), norms, biases and a score
+	// head stay float32. BFloat16 needs a backend that supports
+	// backend.OpMatMulBF16; New fails on any other.
+	BaseDType backend.DType
+}
+
+// baseDType returns o.BaseDType with 0 read as Float32, or an error
+// naming the backend where it cannot store it.
+func (o Options) baseDType(b backend.Backend) (backend.DType, error) {
+	switch o.BaseDType {
+	case 0, backend.Float32:
+		return backend.Float32, nil
+	case backend.BFloat16:
+		if !b.Supports(backend.OpMatMulBF16) {
+			return 0, fmt.Errorf("llama: base weights in bfloat16 (Options.BaseDType, sora's --base-dtype bf16) need a backend with bfloat16 matrix products (op %s); backend %s (%s) has none: use float32", backend.OpMatMulBF16, b.Name(), b.Device())
+		}
+		return backend.BFloat16, nil
+	}
+	return 0, fmt.Errorf("llama: Options.BaseDType %s: want float32 or bfloat16", o.BaseDType)
+}
+
+// New uploads w to b and returns the model, every parameter frozen and
+// float32; an attention bias becomes the B of its slot's *graph.Dense.
+// Each tensor is copied to the backend once; New does not keep w, so a
+// caller that drops w after New returns holds at most the host weights
+// and the device copy at the peak (on the CPU backend, twice the
+// parameters). It is NewWithOptions with the zero Options.
 func New(b backend.Backend, w *Weights) (*Model, error) {
+	return NewWithOptions(b, w, Options{})
+}
+
+// NewWithOptions is [New] with options: o.BaseDType BFloat16 stores the
+// linear layers' weights in bfloat16 (see [Options]).
+func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 	if b == nil {
 		return nil, fmt.Errorf("llama: New: nil backend")
 	}
@@ -138,8 +182,12 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
+	dt, err := o.baseDType(b)
+	if err != nil {
+		return nil, err
+	}
 	c := w.Config
-	m := &Model{cfg: c, b: b, layers: layerSpecs(c), attnScale: float32(c.AttentionScale()), embedScale: c.EmbedScale(),
+	m := &Model{cfg: c, b: b, baseDType: dt, layers: layerSpecs(c), attnScale: float32(c.AttentionScale()), embedScale: c.EmbedScale(),
 		finalCap: float32(c.FinalLogitSoftcap)}
 	if cp := c.AttnLogitSoftcap; cp != 0 {
 		m.capScale, m.attnScale = float32(c.AttentionScale()/cp), float32(cp)
@@ -150,16 +198,19 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 			m.Free()
 		}
 	}()
-	up := func(name string, data []float32, shape ...int) (*graph.Value, error) {
-		v, err := graph.UploadParam(b, name, data, graph.Frozen, shape...)
+	upAs := func(name string, data []float32, dt backend.DType, shape ...int) (*graph.Value, error) {
+		v, err := graph.UploadParamAs(b, name, data, dt, graph.Frozen, shape...)
 		if err != nil {
 			return nil, fmt.Errorf("llama: uploading %s: %w", name, err)
 		}
 		return v, nil
 	}
+	up := func(name string, data []float32, shape ...int) (*graph.Value, error) {
+		return upAs(name, data, backend.Float32, shape...)
+	}
 	dense := func(layer int, mod string, data, bias []float32) (graph.Layer, error) {
 		s := ModuleShape(c, mod)
-		v, err := up(LayerParamName(layer, mod), data, s...)
+		v, err := upAs(LayerParamName(layer, mod), data, dt, s...)
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +223,6 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 		}
 		return d, nil
 	}
-	var err error
 	if m.Embed, err = up(EmbedName, w.TokenEmbedding, c.VocabSize, c.Dim); err != nil {
 		return nil, err
 	}
@@ -223,7 +273,7 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 	if c.TiedEmbeddings {
 		m.Output = &graph.Dense{W: m.Embed}
 	} else {
-		out, err := up(OutputName, w.Output, c.VocabSize, c.Dim)
+		out, err := upAs(OutputName, w.Output, dt, c.VocabSize, c.Dim)
 		if err != nil {
 			return nil, err
 		}
@@ -235,6 +285,10 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 
 // Config returns the model's configuration.
 func (m *Model) Config() Config { return m.cfg }
+
+// BaseDType returns the storage type of the linear layers' base weights
+// (see [Options]): backend.Float32, or backend.BFloat16.
+func (m *Model) BaseDType() backend.DType { return m.baseDType }
 
 // Backend returns the backend that holds the model.
 func (m *Model) Backend() backend.Backend { return m.b }
@@ -403,7 +457,8 @@ func (m *Model) Free() {
 // Weights downloads the model's base parameters into host weights with the
 // model's configuration (and rotary layout), QK-norm weights and Gemma's
 // output norms included (norm weights as stored: Gemma's offsets), as
-// they are now (trained, if they were made trainable). Slots must hold *graph.Dense
+// they are now (trained, if they were made trainable; weights stored in
+// bfloat16 as their float32 values, exactly). Slots must hold *graph.Dense
 // layers (merge PEFT layers first) with a bias exactly where the
 // configuration has one ([Config.HasBias]); the score head is not part of
 // Weights.
