@@ -1,0 +1,201 @@
+package graph_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
+)
+
+// noBF16 is the CPU backend reporting no bfloat16 support.
+type noBF16 struct{ backend.Backend }
+
+func (b noBF16) Supports(op backend.Op) bool {
+	return op != backend.OpMatMulBF16 && b.Backend.Supports(op)
+}
+
+func randData(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+// bf16Param uploads data as a frozen bfloat16 parameter.
+func bf16Param(t testing.TB, b backend.Backend, name string, data []float32, shape ...int) *graph.Value {
+	t.Helper()
+	p, err := graph.UploadParamAs(b, name, data, backend.BFloat16, graph.Frozen, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Free)
+	return p
+}
+
+// maxRel returns max|a − b| / max(1e-30, max|b|).
+func maxRel(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var d, s float64
+	for i := range b {
+		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+		s = max(s, math.Abs(float64(b[i])))
+	}
+	return d / max(s, 1e-30)
+}
+
+// TestBF16MatMul checks the products with a bfloat16 operand, in either
+// place and with every transpose, batched or not: the result and the
+// gradient of the float32 operand (accumulated over two uses, so that
+// both the writing and the adding backward run) equal those of the same
+// product with a float32 copy of the stored values, to float32 rounding.
+func TestBF16MatMul(t *testing.T) {
+	b := openCPU(t)
+	type op func(g *graph.Tape, x, w *graph.Value) *graph.Value
+	cases := []struct {
+		name   string
+		xShape []int // the float32 operand, trained
+		wShape []int // the bfloat16 one
+		f      op
+	}{
+		{"x·w", []int{3, 5}, []int{5, 4}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMul(x, w) }},
+		{"x·wᵀ", []int{3, 5}, []int{4, 5}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMulNT(x, w) }},
+		{"xᵀ·w", []int{5, 3}, []int{5, 4}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMulTN(x, w) }},
+		{"batch x·w", []int{2, 3, 5}, []int{5, 4}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMul(x, w) }},
+		{"batch xᵀ·w", []int{2, 5, 3}, []int{5, 4}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMulTN(x, w) }},
+		{"batch x·wᵀ", []int{2, 3, 5}, []int{4, 5}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMulNT(x, w) }},
+		{"w·x", []int{5, 3}, []int{4, 5}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMul(w, x) }},
+		{"w·xᵀ", []int{3, 5}, []int{4, 5}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMulNT(w, x) }},
+		{"wᵀ·x", []int{5, 3}, []int{5, 4}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMulTN(w, x) }},
+		{"w·batch x", []int{2, 5, 3}, []int{4, 5}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.MatMul(w, x) }},
+		{"wᵀ·batch xᵀ", []int{2, 3, 5}, []int{5, 4}, func(g *graph.Tape, x, w *graph.Value) *graph.Value {
+			return g.MatMulTN(w, g.Transpose(x, 1, 2))
+		}},
+		{"linear", []int{2, 3, 5}, []int{4, 5}, func(g *graph.Tape, x, w *graph.Value) *graph.Value { return g.Linear(x, w, nil) }},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			nw := backend.Shape(tc.wShape).NumElements()
+			w16 := bf16Param(t, b, "w", randData(rng, nw), tc.wShape...)
+			w32 := param(t, b, "w32", graph.Frozen, host(t, w16), tc.wShape...)
+			xData := randData(rng, backend.Shape(tc.xShape).NumElements())
+			run := func(w *graph.Value) (y, dx []float32) {
+				x := param(t, b, "x", graph.Trainable, xData, tc.xShape...)
+				g := graph.New(b)
+				defer g.Close()
+				out := tc.f(g, x, w)
+				r := g.Input(randData(rand.New(rand.NewPCG(7, 7)), out.Len()), out.Shape()...)
+				loss := g.Add(g.Sum(g.Mul(out, r)), g.Sum(g.Square(tc.f(g, x, w))))
+				if err := g.Backward(loss); err != nil {
+					t.Fatal(err)
+				}
+				return host(t, out), grad(t, x)
+			}
+			y16, dx16 := run(w16)
+			y32, dx32 := run(w32)
+			if d := maxRel(y16, y32); d > 1e-6 {
+				t.Errorf("product differs from float32's by %.3g", d)
+			}
+			if d := maxRel(dx16, dx32); d > 1e-6 {
+				t.Errorf("gradient differs from float32's by %.3g", d)
+			}
+		})
+	}
+}
+
+// TestBF16Storage checks what a bfloat16 parameter holds and what it
+// refuses: its bytes, exact download, ToFloat32, and the errors of every
+// other use.
+func TestBF16Storage(t *testing.T) {
+	b := openCPU(t)
+	// Values around bfloat16's rounding, worked out by hand: 1 + 2⁻⁸ is a
+	// tie (to even: 1), 1 + 3·2⁻⁸ a tie up to 1 + 2⁻⁶, 1 + 2⁻⁸ + 2⁻²⁰
+	// just above a tie (up to 1 + 2⁻⁷), 3.3962e38 past the largest finite
+	// bfloat16 by more than half a step (to +Inf); then a subnormal.
+	data := []float32{1 + 1.0/256, 1 + 3.0/256, 1 + 1.0/256 + 1.0/(1<<20), -2.5, 0, 3.3962e38, 1e-40}
+	want := []float32{1, 1 + 4.0/256, 1 + 2.0/256, -2.5, 0, float32(math.Inf(1)), math.Float32frombits(0x00010000)}
+	before := b.BytesInUse()
+	w := bf16Param(t, b, "w", data, 7, 1)
+	if got := b.BytesInUse() - before; got != 14 {
+		t.Errorf("7 bfloat16 elements hold %d bytes, want 14", got)
+	}
+	if w.DType() != backend.BFloat16 || w.Trainable() || !strings.Contains(w.String(), "bfloat16") {
+		t.Errorf("dtype %v, trainable %v, %q", w.DType(), w.Trainable(), w)
+	}
+	if got := host(t, w); !slices.Equal(got, want) {
+		t.Errorf("downloaded %v, want %v", got, want)
+	}
+
+	g := graph.New(b)
+	defer g.Close()
+	g.SetNoGrad(false)
+	f := g.ToFloat32(w)
+	if f.DType() != backend.Float32 || f.RequiresGrad() || !slices.Equal(host(t, f), want) {
+		t.Errorf("ToFloat32: %v, requires grad %v, values %v", f.DType(), f.RequiresGrad(), host(t, f))
+	}
+	x := param(t, b, "x", graph.Trainable, data, 7, 1)
+	if g.ToFloat32(x) != x {
+		t.Error("ToFloat32 of a float32 value is not the value itself")
+	}
+	if d := g.Detach(w); d.DType() != backend.BFloat16 || d.RequiresGrad() {
+		t.Errorf("Detach of a bfloat16 weight: %v, requires grad %v", d.DType(), d.RequiresGrad())
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	w3 := bf16Param(t, b, "w3", make([]float32, 8), 2, 2, 2)
+	for _, tc := range []struct {
+		name string
+		f    func(g *graph.Tape) *graph.Value
+		want []string
+	}{
+		{"add", func(g *graph.Tape) *graph.Value { return g.Add(w, x) }, []string{"Add", "frozen w bfloat16[7, 1]", "ToFloat32"}},
+		{"reshape", func(g *graph.Tape) *graph.Value { return g.Reshape(w, 7) }, []string{"Reshape", "bfloat16"}},
+		{"rows", func(g *graph.Tape) *graph.Value { return g.SumSqRows(w) }, []string{"bfloat16"}},
+		{"two bfloat16 operands", func(g *graph.Tape) *graph.Value { return g.MatMulNT(w, w) }, []string{"MatMulNT", "one bfloat16 operand at most"}},
+		{"batched bfloat16 first", func(g *graph.Tape) *graph.Value { return g.MatMul(w3, g.Full(1, 2, 2)) }, []string{"single matrix"}},
+	} {
+		g := graph.New(b)
+		tc.f(g)
+		err := g.Err()
+		g.Close()
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		for _, s := range tc.want {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%s: error %q does not mention %q", tc.name, err, s)
+			}
+		}
+	}
+
+	if err := w.SetTrainable(true); err == nil || !strings.Contains(err.Error(), "bfloat16") || w.Trainable() {
+		t.Errorf("SetTrainable(true) on a bfloat16 weight: %v, trainable %v", err, w.Trainable())
+	}
+	if _, err := graph.UploadParamAs(b, "t", data, backend.BFloat16, graph.Trainable, 7); err == nil || !strings.Contains(err.Error(), "cannot be trained") {
+		t.Errorf("a trainable bfloat16 upload: %v", err)
+	}
+	if _, err := graph.NewParam(b, "t", w.Tensor(), graph.Trainable); err == nil || !strings.Contains(err.Error(), "cannot be trained") {
+		t.Errorf("a trainable bfloat16 NewParam: %v", err)
+	}
+	before = b.BytesInUse()
+	_, err := graph.UploadParamAs(noBF16{b}, "u", data, backend.BFloat16, graph.Frozen, 7)
+	if err == nil || !strings.Contains(err.Error(), "backend cpu") || !strings.Contains(err.Error(), string(backend.OpMatMulBF16)) {
+		t.Errorf("bfloat16 on a backend without it: %v", err)
+	}
+	if _, err := graph.UploadParamAs(b, "u", data, backend.DType(9), graph.Frozen, 7); err == nil || !strings.Contains(err.Error(), "DType(9)") {
+		t.Errorf("an unknown dtype: %v", err)
+	}
+	if b.BytesInUse() != before {
+		t.Errorf("the refused uploads left %d bytes allocated", b.BytesInUse()-before)
+	}
+}
