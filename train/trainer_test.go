@@ -51,6 +51,12 @@ func tinyModelDropout(t testing.TB, b backend.Backend, method peft.Method, seed 
 // tinyAdapted is tinyModel with the adapter of cfg (none when nil).
 func tinyAdapted(t testing.TB, b backend.Backend, seed uint64, cfg *peft.Config) (*llama.Model, *peft.Model) {
 	t.Helper()
+	return tinyAdaptedAs(t, b, seed, cfg, llama.Options{})
+}
+
+// tinyAdaptedAs is tinyAdapted with the model built with options o.
+func tinyAdaptedAs(t testing.TB, b backend.Backend, seed uint64, cfg *peft.Config, o llama.Options) (*llama.Model, *peft.Model) {
+	t.Helper()
 	w, err := InitWeights(tinyConfig(), seed)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +70,7 @@ func tinyAdapted(t testing.TB, b backend.Backend, seed uint64, cfg *peft.Config)
 			}
 		}
 	}
-	m, err := llama.New(b, w)
+	m, err := llama.NewWithOptions(b, w, o)
 	if err != nil {
 		t.Fatal(err)
 	}
