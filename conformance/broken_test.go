@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"bytes"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -121,6 +122,64 @@ func (b silentErrors) Download(dst []float32, src backend.Tensor) error {
 	return nil
 }
 
+// truncBF16 truncates what it uploads into a bfloat16 tensor instead of
+// rounding it to nearest even.
+type truncBF16 struct{ backend.Backend }
+
+func (b truncBF16) Upload(dst backend.Tensor, src []float32) {
+	if dst.DType() == backend.BFloat16 {
+		t := make([]float32, len(src))
+		for i, v := range src {
+			if u := math.Float32bits(v); u&0x7f800000 != 0x7f800000 { // NaN and Inf as they are
+				t[i] = math.Float32frombits(u &^ 0xffff)
+			} else {
+				t[i] = v
+			}
+		}
+		src = t
+	}
+	b.Backend.Upload(dst, src)
+}
+
+// offMatMulBF16 computes C 0.1% too large when B is bfloat16.
+type offMatMulBF16 struct{ backend.Backend }
+
+func (b offMatMulBF16) MatMul(c, a, x backend.Tensor, p backend.MatMulParams) {
+	if x.DType() == backend.BFloat16 {
+		p.Alpha *= 1.001
+		p.Beta *= 1.001
+	}
+	b.Backend.MatMul(c, a, x, p)
+}
+
+// overwriteBF16 ignores accumulate when Copy widens bfloat16.
+type overwriteBF16 struct{ backend.Backend }
+
+func (b overwriteBF16) Copy(dst, src backend.Tensor, accumulate bool) {
+	b.Backend.Copy(dst, src, accumulate && src.DType() != backend.BFloat16)
+}
+
+// noBF16 lacks matmul_bf16, truthfully: it refuses to allocate bfloat16.
+type noBF16 struct{ backend.Backend }
+
+func (b noBF16) Supports(op backend.Op) bool {
+	return op != backend.OpMatMulBF16 && b.Backend.Supports(op)
+}
+
+func (b noBF16) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) {
+	if _, err := backend.CheckAlloc(dt, shape...); err != nil {
+		return backend.Tensor{}, err
+	}
+	return b.Backend.Alloc(dt, shape...)
+}
+
+// lyingNoBF16 says it lacks matmul_bf16 but allocates bfloat16 anyway.
+type lyingNoBF16 struct{ backend.Backend }
+
+func (b lyingNoBF16) Supports(op backend.Op) bool {
+	return op != backend.OpMatMulBF16 && b.Backend.Supports(op)
+}
+
 // noRoPE claims not to support RoPE.
 type noRoPE struct{ backend.Backend }
 
@@ -151,7 +210,17 @@ func TestBrokenBackendsAreCaught(t *testing.T) {
 		{"rmsnorm wrong in place", clobberRMSNorm{cpu}, inPlace("rmsnorm/"), backend.OpRMSNorm},
 		{"layernorm wrong in place", clobberLayerNorm{cpu}, inPlace("layernorm/"), backend.OpLayerNorm},
 		{"softmax backward with a wrong sign", signSoftmaxGrad{cpu}, prefix("softmax_grad/"), backend.OpSoftmaxGrad},
-		{"errors never reported", silentErrors{cpu}, prefix("sticky/"), ""},
+		{"errors never reported", silentErrors{cpu}, func(name string) bool {
+			// The cases of invalid calls: sticky/ and the refusals of
+			// bfloat16.
+			return strings.HasPrefix(name, "sticky/") || strings.HasPrefix(name, "matmul_bf16/refused/") ||
+				name == "memory/bf16_refused_where_not_owned"
+		}, ""},
+		{"bfloat16 upload truncates", truncBF16{cpu}, prefix("matmul_bf16/upload_rounding/"), backend.OpMatMulBF16},
+		{"matmul with a bfloat16 B off by a relative 1e-3", offMatMulBF16{cpu}, func(name string) bool {
+			return strings.HasPrefix(name, "matmul_bf16/m=") || strings.HasPrefix(name, "matmul_bf16/batch=")
+		}, backend.OpMatMulBF16},
+		{"copy from bfloat16 ignores accumulate", overwriteBF16{cpu}, prefix("matmul_bf16/copy/accumulate/"), backend.OpMatMulBF16},
 	}
 	calls := func(c conformance.Case, op backend.Op) bool {
 		if op == "" {
@@ -243,6 +312,43 @@ func TestBrokenBackendsAreCaught(t *testing.T) {
 			t.Errorf("report does not give the reason for skipping:\n%s", out.String())
 		}
 	})
+
+	// Without matmul_bf16 its cases are skipped, and only the refusal
+	// case checks the backend: it passes when the backend refuses
+	// bfloat16, and fails when the backend allocates it all the same.
+	bf16Cases := 0
+	for _, c := range conformance.Cases() {
+		if calls(c, backend.OpMatMulBF16) {
+			bf16Cases++
+		}
+	}
+	if bf16Cases < 50 {
+		t.Fatalf("%d cases call matmul_bf16: the test is wrong", bf16Cases)
+	}
+	for _, tc := range []struct {
+		name   string
+		b      backend.Backend
+		failed []string
+	}{
+		{"without bfloat16, truthfully", noBF16{cpu}, nil},
+		{"without bfloat16, yet allocating it", lyingNoBF16{cpu}, []string{"memory/bf16_refused_where_not_owned"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			sum, err := conformance.Run(tc.b, &out, conformance.Options{})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if sum.Skipped != bf16Cases || sum.Failed != len(tc.failed) {
+				t.Errorf("summary %q, want %d skipped and %d failed:\n%s", sum, bf16Cases, len(tc.failed), out.String())
+			}
+			for _, name := range tc.failed {
+				if !strings.Contains(out.String(), "FAIL "+name+":") {
+					t.Errorf("case %s did not fail:\n%s", name, out.String())
+				}
+			}
+		})
+	}
 
 	t.Run("unbroken cpu passes", func(t *testing.T) {
 		var out bytes.Buffer

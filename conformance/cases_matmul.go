@@ -15,11 +15,16 @@ type mmCase struct {
 	m, n, k               int
 	transA, transB        bool
 	alpha, beta           float32
+	// bf16 gives B as a bfloat16 tensor (op matmul_bf16).
+	bf16 bool
 }
 
 func (c mmCase) name() string {
 	t := map[bool]string{false: "N", true: "T"}
 	s := "matmul/"
+	if c.bf16 {
+		s = string(backend.OpMatMulBF16) + "/"
+	}
 	if c.batch > 1 || c.rankA == 3 || c.rankB == 3 {
 		s += fmt.Sprintf("batch=%d", c.batch)
 		if c.batchA == 1 {
@@ -55,7 +60,13 @@ func (c mmCase) run(e *Env) {
 	av := e.Uniform(c.batchA*ar*ac, -1, 1)
 	bv := e.Uniform(c.batchB*br*bc, -1, 1)
 	a := e.Input(av, shapeOf(c.batchA, c.rankA, ar, ac)...)
-	b := e.Input(bv, shapeOf(c.batchB, c.rankB, br, bc)...)
+	var b backend.Tensor
+	if c.bf16 {
+		// The reference multiplies the values B holds: rounded.
+		b, bv = e.InputBF16(bv, shapeOf(c.batchB, c.rankB, br, bc)...)
+	} else {
+		b = e.Input(bv, shapeOf(c.batchB, c.rankB, br, bc)...)
+	}
 	cShape := []int{c.m, c.n}
 	if c.rankA == 3 || c.rankB == 3 || c.batch > 1 {
 		cShape = []int{c.batch, c.m, c.n}

@@ -90,7 +90,7 @@ func TestCaseCount(t *testing.T) {
 	for _, c := range cases {
 		perOp[c.Op]++
 	}
-	for _, op := range backend.AllOps {
+	for _, op := range append(backend.AllOps, backend.OptionalOps...) {
 		if perOp[op] == 0 {
 			t.Errorf("no case checks op %s", op)
 		}

@@ -77,7 +77,7 @@ type guarded struct {
 	name   string
 	view   backend.Tensor // what the op sees
 	full   backend.Tensor // the whole buffer
-	before []float32      // the buffer's contents as uploaded
+	before []float32      // the buffer's contents as uploaded (rounded, for bfloat16)
 	index  []int          // buffer position of each view element, row-major
 }
 
@@ -136,13 +136,20 @@ func layout(off int, shape backend.Shape, strides []int) (index []int, end int) 
 // of the given shape and strides (nil: contiguous), uploads contents and
 // returns the view.
 func (e *Env) place(name string, shape backend.Shape, strides []int, fill func(full []float32, index []int)) guarded {
+	return e.placeDType(backend.Float32, name, shape, strides, fill)
+}
+
+// placeDType is place for a buffer of dtype dt. For BFloat16 the backend
+// rounds what it is given, and the guarded contents (before) are the
+// values rounded by this package's reference, RoundBF16.
+func (e *Env) placeDType(dt backend.DType, name string, shape backend.Shape, strides []int, fill func(full []float32, index []int)) guarded {
 	if strides == nil {
 		strides = shape.ContiguousStrides()
 	}
 	lead := 16 + e.Rand.Intn(16)
 	tail := 16 + e.Rand.Intn(16)
 	index, end := layout(lead, shape, strides)
-	full, err := e.B.Alloc(backend.Float32, end+tail)
+	full, err := e.B.Alloc(dt, end+tail)
 	if err != nil {
 		e.Fatalf("Alloc(%d) for %s %v: %v", end+tail, name, shape, err)
 	}
@@ -162,6 +169,11 @@ func (e *Env) place(name string, shape backend.Shape, strides []int, fill func(f
 	data := make([]float32, full.Len())
 	fill(data, index)
 	e.B.Upload(full, data)
+	if dt == backend.BFloat16 {
+		for i, v := range data {
+			data[i] = RoundBF16(v)
+		}
+	}
 	return guarded{name: name, view: view, full: full, before: data, index: index}
 }
 
@@ -194,6 +206,33 @@ func (e *Env) Input(data []float32, shape ...int) backend.Tensor {
 	})
 	e.inputs = append(e.inputs, &g)
 	return g.view
+}
+
+// InputBF16 uploads data into a contiguous bfloat16 tensor of the given
+// shape, between NaN guards, for backends that support
+// [backend.OpMatMulBF16]. It returns the tensor and the values it holds:
+// data rounded to bfloat16 by [RoundBF16], the values a reference must
+// use. The input must be unchanged when the case ends.
+func (e *Env) InputBF16(data []float32, shape ...int) (backend.Tensor, []float32) {
+	s := backend.Shape(shape)
+	if s.NumElements() != len(data) {
+		e.Fatalf("InputBF16: %d values for shape %v", len(data), s)
+	}
+	g := e.placeDType(backend.BFloat16, fmt.Sprintf("bfloat16 input %d", len(e.inputs)), s, nil, func(full []float32, index []int) {
+		nan := float32(math.NaN())
+		for i := range full {
+			full[i] = nan
+		}
+		for i, p := range index {
+			full[p] = data[i]
+		}
+	})
+	e.inputs = append(e.inputs, &g)
+	rounded := make([]float32, len(data))
+	for i, p := range g.index {
+		rounded[i] = g.before[p]
+	}
+	return g.view, rounded
 }
 
 // InputStrided returns a strided view (see [backend.Tensor.Strided]) of a
@@ -441,12 +480,22 @@ func (e *Env) verifyInputs() {
 			return
 		}
 		changed := 0
+		bf16 := g.full.DType() == backend.BFloat16
 		for p := range full {
-			if math.Float32bits(full[p]) != math.Float32bits(g.before[p]) {
-				changed++
+			if math.Float32bits(full[p]) == math.Float32bits(g.before[p]) {
+				continue
 			}
+			// A bfloat16 NaN guard need only stay a NaN: the contract
+			// does not fix its bits.
+			if bf16 && math.IsNaN(float64(full[p])) && math.IsNaN(float64(g.before[p])) {
+				continue
+			}
+			changed++
 		}
-		if changed > 0 {
+		switch {
+		case changed > 0 && bf16:
+			e.Errorf("%s %v: %d element(s) of its buffer differ from the values uploaded, rounded to bfloat16 (ties to even); the upload rounded them otherwise, or the op wrote its input", g.name, g.view.Shape(), changed)
+		case changed > 0:
 			e.Errorf("%s %v: %d element(s) of its buffer changed; inputs must stay as they were", g.name, g.view.Shape(), changed)
 		}
 	}

@@ -136,3 +136,39 @@ func TestThresholdsCatchARelativeError(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundBF16 checks the reference rounding on values whose bfloat16
+// is known by hand.
+func TestRoundBF16(t *testing.T) {
+	tests := []struct {
+		in   uint32 // float32 bits
+		want uint32
+	}{
+		{0x3f800000, 0x3f800000},
+		{0x3f808000, 0x3f800000}, // tie, even below
+		{0x3f818000, 0x3f820000}, // tie, even above
+		{0xbf818000, 0xbf820000},
+		{0x3f807fff, 0x3f800000},
+		{0x3f808001, 0x3f810000},
+		{0x3f80ffff, 0x3f810000},
+		{0x3fffffff, 0x40000000}, // carries into the exponent
+		{0x7f7f7fff, 0x7f7f0000},
+		{0x7f7f8000, 0x7f800000}, // halfway to 2^128: infinity
+		{0xff7fffff, 0xff800000},
+		{0x00000001, 0x00000000},
+		{0x80000001, 0x80000000},
+		{0x00008000, 0x00000000}, // subnormal tie, even below
+		{0x00018000, 0x00020000}, // subnormal tie, even above
+		{0x007fffff, 0x00800000}, // the largest subnormal rounds up to the smallest normal
+		{0x7f800000, 0x7f800000},
+	}
+	for _, tt := range tests {
+		got := math.Float32bits(RoundBF16(math.Float32frombits(tt.in)))
+		if got != tt.want {
+			t.Errorf("RoundBF16(%#08x) = %#08x, want %#08x", tt.in, got, tt.want)
+		}
+	}
+	if !math.IsNaN(float64(RoundBF16(float32(math.NaN())))) {
+		t.Error("RoundBF16(NaN) is not NaN")
+	}
+}

@@ -189,3 +189,24 @@ func refAdamW(param, grad, m, v []float32, p backend.AdamWParams) (np, nm, nv []
 	}
 	return np, nm, nv
 }
+
+// RoundBF16 returns f rounded to bfloat16 ([backend.BFloat16]) and widened
+// back to float32: to 8 significant bits (2⁻¹³³ apart below 2⁻¹²⁶, where
+// bfloat16 is subnormal), ties to even, with magnitudes from halfway
+// between the largest bfloat16 and 2¹²⁸ up becoming infinite, as a
+// backend's Upload into a bfloat16 tensor must. NaN and the infinities
+// are returned as they are. It is computed in float64, by scaling, not
+// with the bit manipulation backends use.
+func RoundBF16(f float32) float32 {
+	x := float64(f)
+	if math.IsNaN(x) || math.IsInf(x, 0) || x == 0 {
+		return f
+	}
+	_, exp := math.Frexp(x) // |x| = frac·2^exp, frac in [0.5, 1)
+	q := math.Ldexp(1, max(exp-8, -133))
+	r := math.RoundToEven(x/q) * q
+	if math.Abs(r) >= 0x1p128 {
+		return float32(math.Inf(int(math.Copysign(1, x))))
+	}
+	return float32(r)
+}

@@ -47,8 +47,11 @@ var thresholds = map[string]float64{
 	string(backend.OpSumColumns): 1e-9,
 
 	// Matrix products; "large_k" is for inner dimensions in the thousands.
-	string(backend.OpMatMul): 1e-9,
-	"matmul_large_k":         1e-8,
+	// A bfloat16 B is compared with the product of the values it holds
+	// (rounded on upload), so its products get the float32 limits.
+	string(backend.OpMatMul):     1e-9,
+	string(backend.OpMatMulBF16): 1e-9,
+	"matmul_large_k":             1e-8,
 
 	// Row-wise normalisations and their backwards (which subtract
 	// correlated terms and so lose a few more bits).
