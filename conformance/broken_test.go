@@ -308,6 +308,11 @@ func TestBrokenBackendsAreCaught(t *testing.T) {
 		if sum.Skipped != want || sum.Failed != 0 {
 			t.Errorf("summary %q, want %d skipped and 0 failed", sum, want)
 		}
+		for _, c := range conformance.Cases() {
+			if conformance.SkippedOptional(noRoPE{cpu}, c) {
+				t.Errorf("SkippedOptional(%s) is true for a backend lacking rope, which is not optional", c.Name)
+			}
+		}
 		if !strings.Contains(out.String(), "does not support op rope") {
 			t.Errorf("report does not give the reason for skipping:\n%s", out.String())
 		}
@@ -345,6 +350,11 @@ func TestBrokenBackendsAreCaught(t *testing.T) {
 			for _, name := range tc.failed {
 				if !strings.Contains(out.String(), "FAIL "+name+":") {
 					t.Errorf("case %s did not fail:\n%s", name, out.String())
+				}
+			}
+			for _, c := range conformance.Cases() {
+				if got, want := conformance.SkippedOptional(tc.b, c), calls(c, backend.OpMatMulBF16); got != want {
+					t.Errorf("SkippedOptional(%s) = %v, want %v", c.Name, got, want)
 				}
 			}
 		})

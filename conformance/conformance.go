@@ -90,6 +90,7 @@ import (
 	"io"
 	"math/rand"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -136,6 +137,33 @@ type Case struct {
 	Needs []backend.Op
 	// Run performs the check, reporting through e.
 	Run func(e *Env)
+}
+
+// Ops returns the ops the case calls, which the backend must support:
+// Op, unless it is empty, then Needs.
+func (c Case) Ops() []backend.Op {
+	var ops []backend.Op
+	if c.Op != "" {
+		ops = append(ops, c.Op)
+	}
+	return append(ops, c.Needs...)
+}
+
+// SkippedOptional reports whether b skips c only for lacking ops of
+// [backend.OptionalOps]: a backend that supports every op of
+// [backend.AllOps] may skip those cases and no other.
+func SkippedOptional(b backend.Backend, c Case) bool {
+	optional := false
+	for _, op := range c.Ops() {
+		switch {
+		case b.Supports(op):
+		case slices.Contains(backend.OptionalOps, op):
+			optional = true
+		default:
+			return false
+		}
+	}
+	return optional
 }
 
 var (
@@ -263,8 +291,8 @@ func caseSeed(seed int64, name string) int64 {
 // allocated is freed.
 func RunCase(b backend.Backend, c Case, seed int64) (out Outcome) {
 	out = Outcome{Case: c.Name, Op: c.Op}
-	for _, op := range append([]backend.Op{c.Op}, c.Needs...) {
-		if op != "" && !b.Supports(op) {
+	for _, op := range c.Ops() {
+		if !b.Supports(op) {
 			out.Status = Skipped
 			out.Reason = fmt.Sprintf("backend %s does not support op %s", b.Name(), op)
 			return out
