@@ -109,7 +109,9 @@ func (l *Layer) freeMerged() {
 // [Model.MergeAndUnload]). A base without a bias keeps none: no method
 // makes a bias out of nothing. A W0 stored in bfloat16 could hold W' only
 // rounded: the base layer takes the merged float32 weight in its place
-// instead (under W0's name), and W0's buffer is freed.
+// instead (under W0's name), and W0's buffer is freed. (A bfloat16 W0
+// shared with another part of the module would be freed under it;
+// models/llama shares none: a tied head shares the float32 embedding.)
 func (l *Layer) fold() error {
 	if err := l.Merge(); err != nil {
 		return err
