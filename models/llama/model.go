@@ -141,7 +141,7 @@ type Options struct {
 	// be trained (full fine-tuning needs float32). The embedding (which
 	// Gather reads, and a tied head shares), norms, biases and a score
 	// head stay float32. BFloat16 needs a backend that supports
-	// backend.OpMatMulBF16; New fails on any other.
+	// backend.OpMatMulBF16; NewWithOptions fails on any other.
 	BaseDType backend.DType
 }
 
@@ -286,8 +286,10 @@ func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 // Config returns the model's configuration.
 func (m *Model) Config() Config { return m.cfg }
 
-// BaseDType returns the storage type of the linear layers' base weights
-// (see [Options]): backend.Float32, or backend.BFloat16.
+// BaseDType returns the storage type the linear layers' base weights were
+// given (see [Options]): backend.Float32, or backend.BFloat16. (Merging
+// an adapter into a bfloat16 layer, peft.Model.MergeAndUnload, gives that
+// layer a float32 weight.)
 func (m *Model) BaseDType() backend.DType { return m.baseDType }
 
 // Backend returns the backend that holds the model.
