@@ -58,14 +58,14 @@ func eachConfig(t *testing.T, f func(t *testing.T, be *Backend)) {
 }
 
 // upload allocates a tensor of the given shape holding data.
-func upload(t *testing.T, be *Backend, data []float32, shape ...int) backend.Tensor {
+func upload(t testing.TB, be *Backend, data []float32, shape ...int) backend.Tensor {
 	t.Helper()
 	return uploadDType(t, be, backend.Float32, data, shape...)
 }
 
 // uploadDType allocates a tensor of dtype dt and the given shape holding
 // data (rounded, for bfloat16).
-func uploadDType(t *testing.T, be *Backend, dt backend.DType, data []float32, shape ...int) backend.Tensor {
+func uploadDType(t testing.TB, be *Backend, dt backend.DType, data []float32, shape ...int) backend.Tensor {
 	t.Helper()
 	x, err := be.Alloc(dt, shape...)
 	if err != nil {

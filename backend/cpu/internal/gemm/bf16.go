@@ -130,3 +130,19 @@ func rowDotGoBF16(k int, a []float32, bt []uint16, ldbt int, out []float32) {
 		out[j], out[j+1], out[j+2], out[j+3] = s0, s1, s2, s3
 	}
 }
+
+// rowDotTailBF16 adds to out[j] the products of a[p] with row j of bt for
+// p from p0 to len(a), j < rowDotN: the k tail an assembly rowDot leaves.
+func rowDotTailBF16(p0 int, a []float32, bt []uint16, ldbt int, out []float32) {
+	if p0 >= len(a) {
+		return
+	}
+	k := len(a)
+	for j := range out[:rowDotN] {
+		s := out[j]
+		for p, h := range bt[j*ldbt+p0 : j*ldbt+k] {
+			s += a[p0+p] * bf16.Widen(h)
+		}
+		out[j] = s
+	}
+}

@@ -15,7 +15,7 @@ var avx2Kernel = &kernel{
 	kc: 256, mc: 144, nc: 4096,
 	full: avx2Full, asmPack: true,
 	dot: dot2x4y, dotRows: 2, dotK: 8,
-	rowDot: rowDot8y,
+	rowDot: rowDot8y, rowDot16: rowDot8y16,
 }
 
 // avx2Full bounds-checks the panels and the tile before handing raw
@@ -39,7 +39,7 @@ var avx512Kernel = &kernel{
 	kc: 256, mc: 240, nc: 4096,
 	full: avx512Full, asmPack: true,
 	dot: dot4x4z, dotRows: 4, dotK: 16,
-	rowDot: rowDot8z,
+	rowDot: rowDot8z, rowDot16: rowDot8z16,
 }
 
 func avx512Full(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {

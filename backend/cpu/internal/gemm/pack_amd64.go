@@ -54,10 +54,43 @@ func copyRowsFast(d []float32, w int, src []float32, off, ld, n int) bool {
 	return true
 }
 
-// interleaveFastBF16 and widenRowsFast are interleaveFast and
-// copyRowsFast for a bfloat16 source; for now the Go code does it all.
+// The bfloat16 twins of the routines above, in pack_amd64.s.
+//
+//go:noescape
+func transpose8h(dst *float32, src *uint16, ld, w, n int)
+
+//go:noescape
+func transpose4h(dst *float32, src *uint16, ld, w, n int)
+
+//go:noescape
+func copyRowsh(dst *float32, src *uint16, ld, w, n int)
+
+// interleaveFastBF16 is interleaveFast for a bfloat16 source, widening.
 func interleaveFastBF16(d []float32, w int, src []uint16, off, ld, rows, kc int) (r, kd int) {
-	return 0, 0
+	kd = kc &^ 7
+	if !packAsm || kd == 0 {
+		return 0, 0
+	}
+	for ; r+8 <= rows; r += 8 {
+		_ = src[off+(r+7)*ld+kd-1]
+		_ = d[(kd-1)*w+r+7]
+		transpose8h(&d[r], &src[off+r*ld], ld, w, kd)
+	}
+	for ; r+4 <= rows; r += 4 {
+		_ = src[off+(r+3)*ld+kd-1]
+		_ = d[(kd-1)*w+r+3]
+		transpose4h(&d[r], &src[off+r*ld], ld, w, kd)
+	}
+	return r, kd
 }
 
-func widenRowsFast(d []float32, w int, src []uint16, off, ld, n int) bool { return false }
+// widenRowsFast is copyRowsFast for a bfloat16 source, widening.
+func widenRowsFast(d []float32, w int, src []uint16, off, ld, n int) bool {
+	if !packAsm || w%4 != 0 || w == 0 || n == 0 {
+		return false
+	}
+	_ = src[off+(n-1)*ld+w-1]
+	_ = d[n*w-1]
+	copyRowsh(&d[0], &src[off], ld, w, n)
+	return true
+}

@@ -194,3 +194,134 @@ DATA tailMask<>+40(SB)/8, $0
 DATA tailMask<>+48(SB)/8, $0
 DATA tailMask<>+56(SB)/8, $0
 GLOBL tailMask<>(SB), RODATA|NOPTR, $64
+
+// WIDEN loads eight bfloat16 values at mem into the eight float32 lanes
+// of Y: zero-extended to 32 bits and shifted to the top half, which is
+// exactly the float32 that a bfloat16 is the top half of.
+#define WIDEN(mem, Y) \
+	VPMOVZXWD mem, Y \
+	VPSLLD    $16, Y, Y
+
+// func sdot1x8y16(k8 int, a *float32, bt *uint16, ldbt int, out *float32)
+//
+// AVX2 with FMA: out[j] = Σ_{p<k8} a[p]·widen(bt[j*ldbt+p]) for j < 8, k8
+// a positive multiple of 8: sdot1x8y for a bfloat16 Bᵀ, widened as it is
+// loaded. The caller adds the last k mod 8 products.
+TEXT ·sdot1x8y16(SB), NOSPLIT, $0-40
+	MOVQ k8+0(FP), BX
+	MOVQ a+8(FP), SI
+	MOVQ bt+16(FP), DI
+	MOVQ ldbt+24(FP), R10
+	SHLQ $1, R10           // row stride in bytes
+	LEAQ (R10)(R10*2), R11 // 3 rows
+	LEAQ (DI)(R10*4), R12  // row 4
+	MOVQ out+32(FP), DX
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	SHRQ   $3, BX
+
+loop8h:
+	VMOVUPS     (SI), Y8
+	WIDEN((DI), Y9)
+	VFMADD231PS Y9, Y8, Y0
+	WIDEN((DI)(R10*1), Y10)
+	VFMADD231PS Y10, Y8, Y1
+	WIDEN((DI)(R10*2), Y11)
+	VFMADD231PS Y11, Y8, Y2
+	WIDEN((DI)(R11*1), Y12)
+	VFMADD231PS Y12, Y8, Y3
+	WIDEN((R12), Y9)
+	VFMADD231PS Y9, Y8, Y4
+	WIDEN((R12)(R10*1), Y10)
+	VFMADD231PS Y10, Y8, Y5
+	WIDEN((R12)(R10*2), Y11)
+	VFMADD231PS Y11, Y8, Y6
+	WIDEN((R12)(R11*1), Y12)
+	VFMADD231PS Y12, Y8, Y7
+	ADDQ        $32, SI
+	ADDQ        $16, DI
+	ADDQ        $16, R12
+	DECQ        BX
+	JNZ         loop8h
+
+	REDUCE8
+	RET
+
+// WIDEN16 is WIDEN for sixteen values into a ZMM register.
+#define WIDEN16(mem, Z) \
+	VPMOVZXWD mem, Z \
+	VPSLLD    $16, Z, Z
+
+// func sdot1x8z16(k16 int, a *float32, bt *uint16, ldbt int, out *float32)
+//
+// AVX-512: sdot1x8y16 sixteen lanes wide, for k16 a positive multiple of
+// 16.
+TEXT ·sdot1x8z16(SB), NOSPLIT, $0-40
+	MOVQ k16+0(FP), BX
+	MOVQ a+8(FP), SI
+	MOVQ bt+16(FP), DI
+	MOVQ ldbt+24(FP), R10
+	SHLQ $1, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R10*4), R12
+	MOVQ out+32(FP), DX
+
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	SHRQ   $4, BX
+
+loop16h:
+	VMOVUPS     (SI), Z8
+	WIDEN16((DI), Z9)
+	VFMADD231PS Z9, Z8, Z0
+	WIDEN16((DI)(R10*1), Z10)
+	VFMADD231PS Z10, Z8, Z1
+	WIDEN16((DI)(R10*2), Z11)
+	VFMADD231PS Z11, Z8, Z2
+	WIDEN16((DI)(R11*1), Z12)
+	VFMADD231PS Z12, Z8, Z3
+	WIDEN16((R12), Z13)
+	VFMADD231PS Z13, Z8, Z4
+	WIDEN16((R12)(R10*1), Z14)
+	VFMADD231PS Z14, Z8, Z5
+	WIDEN16((R12)(R10*2), Z15)
+	VFMADD231PS Z15, Z8, Z6
+	WIDEN16((R12)(R11*1), Z16)
+	VFMADD231PS Z16, Z8, Z7
+	ADDQ        $64, SI
+	ADDQ        $32, DI
+	ADDQ        $32, R12
+	DECQ        BX
+	JNZ         loop16h
+
+	VEXTRACTF64X4 $1, Z0, Y8
+	VADDPS        Y8, Y0, Y0
+	VEXTRACTF64X4 $1, Z1, Y8
+	VADDPS        Y8, Y1, Y1
+	VEXTRACTF64X4 $1, Z2, Y8
+	VADDPS        Y8, Y2, Y2
+	VEXTRACTF64X4 $1, Z3, Y8
+	VADDPS        Y8, Y3, Y3
+	VEXTRACTF64X4 $1, Z4, Y8
+	VADDPS        Y8, Y4, Y4
+	VEXTRACTF64X4 $1, Z5, Y8
+	VADDPS        Y8, Y5, Y5
+	VEXTRACTF64X4 $1, Z6, Y8
+	VADDPS        Y8, Y6, Y6
+	VEXTRACTF64X4 $1, Z7, Y8
+	VADDPS        Y8, Y7, Y7
+	REDUCE8
+	RET
