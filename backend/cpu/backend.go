@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 	"github.com/sora-go/sora/backend/cpu/internal/blas"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
@@ -107,6 +108,7 @@ type Backend struct {
 	opts      Options
 	simd      bool         // the SIMD path is active: supported here and not disabled
 	kern      *vec.Kernels // the element-wise and row kernels of the active path
+	conv      *bf16.Funcs  // the bfloat16 conversions of the active path
 	stream    int          // see streamBytes
 	gemm      *gemm.Engine
 	batch     []*gemm.Engine // single-threaded engines for batch-parallel MatMul
@@ -124,14 +126,15 @@ var _ backend.Backend = (*Backend)(nil)
 // treated as 0.
 func New(opts Options) *Backend {
 	opts.Threads = max(opts.Threads, 0)
-	kern := vec.Go
+	kern, conv := vec.Go, bf16.Go
 	if !opts.Portable {
-		kern = vec.Best()
+		kern, conv = vec.Best(), bf16.Best()
 	}
 	return &Backend{
 		opts:      opts,
 		simd:      !opts.Portable && simdSupported(),
 		kern:      kern,
+		conv:      conv,
 		stream:    streamBytes(),
 		grain:     defaultGrain,
 		gemmGrain: gemmMinFlops,

@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 	"github.com/sora-go/sora/backend/internal/strided"
 )
@@ -49,9 +48,9 @@ func (b *Backend) copyBF16(dst, src backend.Tensor, accumulate bool) {
 	}
 	b.parallelFor(len(d), 1, func(lo, hi int) {
 		if accumulate {
-			bf16.AddTo(d[lo:hi], h[lo:hi])
+			b.conv.AddTo(d[lo:hi], h[lo:hi])
 		} else {
-			bf16.ToFloat32(d[lo:hi], h[lo:hi])
+			b.conv.ToFloat32(d[lo:hi], h[lo:hi])
 		}
 	})
 }

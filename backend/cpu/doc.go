@@ -91,6 +91,20 @@
 // package vec's accuracy tests state each bound and check it against
 // float64 over dense sweeps), the same algorithm on both paths.
 //
+// # Bfloat16 weights
+//
+// The backend supports the optional op [backend.OpMatMulBF16]: Alloc
+// takes [backend.BFloat16] (2 bytes an element, as BytesInUse counts
+// them), Upload rounds float32 into it to nearest even (NaN stays NaN,
+// values past the largest bfloat16 become infinite), Download and Copy
+// into float32 widen it exactly, and MatMul takes it as B. The matrix
+// multiply widens B where it reads it, into its packed panels (AVX2
+// packing routines on amd64) or, for one token times Wᵀ, in row-dot
+// kernels that load bfloat16 directly (AVX2 and AVX-512), so no float32
+// copy of a weight is ever made and a warmed-up MatMul allocates nothing.
+// BenchmarkMatMulBF16 times it against the same product with a float32
+// B. Every other op refuses a bfloat16 tensor, as the shared checks say.
+//
 // Element-wise ops whose operands and output together exceed the
 // last-level cache write their output with non-temporal stores, which
 // skip reading the destination first and leave the cache to the inputs.

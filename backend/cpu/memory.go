@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 )
 
 // buffer is a block of host memory owned by one Backend: float32 elements
@@ -184,7 +183,7 @@ func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 			b.Record(backend.Errorf(op, []backend.Tensor{dst}, "tensor argument 0: %w", err))
 			return
 		}
-		b.parallelFor(len(h), 1, func(lo, hi int) { bf16.FromFloat32(h[lo:hi], src[lo:hi]) })
+		b.parallelFor(len(h), 1, func(lo, hi int) { b.conv.FromFloat32(h[lo:hi], src[lo:hi]) })
 		return
 	}
 	v, ok := b.views(op, dst)
@@ -210,7 +209,7 @@ func (b *Backend) Download(dst []float32, src backend.Tensor) error {
 		if h, err := b.viewBF16(src); err != nil {
 			b.Record(backend.Errorf(op, []backend.Tensor{src}, "tensor argument 0: %w", err))
 		} else {
-			b.parallelFor(len(h), 1, func(lo, hi int) { bf16.ToFloat32(dst[lo:hi], h[lo:hi]) })
+			b.parallelFor(len(h), 1, func(lo, hi int) { b.conv.ToFloat32(dst[lo:hi], h[lo:hi]) })
 		}
 		return b.Take()
 	}

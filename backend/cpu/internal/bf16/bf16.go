@@ -7,8 +7,10 @@
 // bfloat16 (about 3.39e38), halfway included, to infinity, as PyTorch's
 // conversion does.
 //
-// The slice functions are loops that the Go compiler turns into straight
-// scalar code; callers split big slices over goroutines themselves.
+// The slice conversions come as a [Funcs]: [Go] is the portable one, and
+// [Best] the fastest this CPU runs (AVX2 assembly on amd64). Both compute
+// exactly [Round] and [Widen] element by element; callers split big
+// slices over goroutines themselves.
 package bf16
 
 import "math"
@@ -33,27 +35,53 @@ func Round(f float32) uint16 {
 // Widen returns the float32 whose value h holds, exactly.
 func Widen(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
-// FromFloat32 sets dst[i] = Round(src[i]) for i < len(dst); src must be
-// at least as long.
-func FromFloat32(dst []uint16, src []float32) {
+// Funcs is one implementation of the slice conversions. In each, dst
+// sets the length and src must be at least as long.
+type Funcs struct {
+	// Name is "go" or "avx2".
+	Name string
+	// FromFloat32 sets dst[i] = Round(src[i]).
+	FromFloat32 func(dst []uint16, src []float32)
+	// ToFloat32 sets dst[i] = Widen(src[i]).
+	ToFloat32 func(dst []float32, src []uint16)
+	// AddTo sets dst[i] += Widen(src[i]).
+	AddTo func(dst []float32, src []uint16)
+}
+
+// Go is the portable implementation.
+var Go = &Funcs{Name: "go", FromFloat32: fromFloat32Go, ToFloat32: toFloat32Go, AddTo: addToGo}
+
+// Best returns the fastest implementation this CPU runs.
+func Best() *Funcs {
+	if simd != nil {
+		return simd
+	}
+	return Go
+}
+
+// All returns every implementation this CPU runs, Go first.
+func All() []*Funcs {
+	if simd != nil {
+		return []*Funcs{Go, simd}
+	}
+	return []*Funcs{Go}
+}
+
+func fromFloat32Go(dst []uint16, src []float32) {
 	src = src[:len(dst)]
 	for i, f := range src {
 		dst[i] = Round(f)
 	}
 }
 
-// ToFloat32 sets dst[i] = Widen(src[i]) for i < len(dst); src must be at
-// least as long.
-func ToFloat32(dst []float32, src []uint16) {
+func toFloat32Go(dst []float32, src []uint16) {
 	src = src[:len(dst)]
 	for i, h := range src {
 		dst[i] = Widen(h)
 	}
 }
 
-// AddTo sets dst[i] += Widen(src[i]) for i < len(dst); src must be at
-// least as long.
-func AddTo(dst []float32, src []uint16) {
+func addToGo(dst []float32, src []uint16) {
 	src = src[:len(dst)]
 	for i, h := range src {
 		dst[i] += Widen(h)

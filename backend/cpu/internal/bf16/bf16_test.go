@@ -102,25 +102,43 @@ func TestWidenExact(t *testing.T) {
 	}
 }
 
+// TestSlices checks every implementation's slice conversions, on lengths
+// around their block sizes, against Round and Widen element by element,
+// on random bit patterns (NaNs included) and random ties.
 func TestSlices(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{0, 1, 7, 8, 15, 16, 17, 33, 100} {
-		src := make([]float32, n)
-		for i := range src {
-			src[i] = float32(rng.NormFloat64() * 100)
-		}
-		h := make([]uint16, n)
-		FromFloat32(h, src)
-		back := make([]float32, n)
-		ToFloat32(back, h)
-		acc := make([]float32, n)
-		for i := range acc {
-			acc[i] = float32(i)
-		}
-		AddTo(acc, h)
-		for i := range src {
-			if h[i] != Round(src[i]) || back[i] != Widen(h[i]) || acc[i] != float32(i)+Widen(h[i]) {
-				t.Fatalf("n=%d, element %d: %#04x %g %g from %g", n, i, h[i], back[i], acc[i], src[i])
+	for _, fn := range All() {
+		for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1000} {
+			src := make([]float32, n)
+			for i := range src {
+				u := rng.Uint32()
+				if i%3 == 0 {
+					u = u&0xffff0000 | 0x8000
+				}
+				src[i] = math.Float32frombits(u)
+			}
+			h := make([]uint16, n+1)
+			h[n] = 0xbeef // past the end: must stay
+			fn.FromFloat32(h[:n], src)
+			back := make([]float32, n)
+			fn.ToFloat32(back, h[:n])
+			acc := make([]float32, n)
+			for i := range acc {
+				acc[i] = float32(i)
+			}
+			fn.AddTo(acc, h[:n])
+			for i := range src {
+				w := Widen(Round(src[i]))
+				if h[i] != Round(src[i]) || math.Float32bits(back[i]) != math.Float32bits(w) {
+					t.Fatalf("%s, n=%d, element %d: %#08x rounds to %#04x and widens to %#08x; want %#04x, %#08x",
+						fn.Name, n, i, math.Float32bits(src[i]), h[i], math.Float32bits(back[i]), Round(src[i]), math.Float32bits(w))
+				}
+				if want := float32(i) + w; math.Float32bits(acc[i]) != math.Float32bits(want) && !(math.IsNaN(float64(want)) && math.IsNaN(float64(acc[i]))) {
+					t.Fatalf("%s, n=%d, element %d: AddTo gave %g, want %g", fn.Name, n, i, acc[i], want)
+				}
+			}
+			if h[n] != 0xbeef {
+				t.Fatalf("%s, n=%d: FromFloat32 wrote past its destination", fn.Name, n)
 			}
 		}
 	}
