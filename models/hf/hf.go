@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/sora-go/sora/internal/atomicfile"
@@ -44,56 +43,16 @@ func readJSONFile(path string) ([]byte, error) {
 // Load reads the Hugging Face LLaMA, Qwen2, Qwen3, Mistral, Gemma 2 or Gemma 3 checkpoint in folder dir: config.json
 // and either model.safetensors or the shards that model.safetensors.index.json
 // lists (the index wins when both exist). The weights come back in the
-// half-split rotary layout.
+// half-split rotary layout. It holds every tensor in float32 on the host:
+// to put the model on a backend without that copy, [Open] the folder and
+// build the model from the [Source] (llama.NewFromSource).
 func Load(dir string) (*llama.Weights, error) {
-	cfgData, err := readJSONFile(filepath.Join(dir, ConfigFile))
+	s, err := Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := ParseConfig(cfgData, filepath.Join(dir, ConfigFile))
-	if err != nil {
-		return nil, err
-	}
-	var files []*safetensors.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	var weightMap map[string]string
-	idxPath := filepath.Join(dir, IndexFile)
-	idxData, err := readJSONFile(idxPath)
-	switch {
-	case err == nil:
-		if weightMap, err = ParseIndex(idxData, idxPath); err != nil {
-			return nil, err
-		}
-		seen := map[string]bool{}
-		var shards []string
-		for _, s := range weightMap {
-			if !seen[s] {
-				seen[s] = true
-				shards = append(shards, s)
-			}
-		}
-		sort.Strings(shards)
-		for _, s := range shards {
-			f, err := safetensors.Open(filepath.Join(dir, s))
-			if err != nil {
-				return nil, fmt.Errorf("hf: shard listed in %s: %w", idxPath, err)
-			}
-			files = append(files, f)
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
-		if err != nil {
-			return nil, fmt.Errorf("hf: %s has neither %s nor a readable %s: %w", dir, IndexFile, WeightsFile, err)
-		}
-		files = append(files, f)
-	default:
-		return nil, err
-	}
-	return Assemble(cfg, files, weightMap)
+	defer s.Close()
+	return s.Weights()
 }
 
 // Assemble builds weights for cfg from tensors in already opened
@@ -102,122 +61,14 @@ func Load(dir string) (*llama.Weights, error) {
 // tensor the model needs must be present with its exact shape and a float
 // dtype before anything is allocated; unknown tensors are an error, except
 // rotary inv_freq buffers that old checkpoints carry and an lm_head.weight
-// beside tied embeddings, which are ignored.
+// beside tied embeddings, which are ignored. The files stay open (the
+// caller closes them).
 func Assemble(cfg llama.Config, files []*safetensors.File, weightMap map[string]string) (*llama.Weights, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("hf: %w", err)
-	}
-	where := map[string]*safetensors.File{}
-	for _, f := range files {
-		for _, info := range f.Tensors() {
-			if other, dup := where[info.Name]; dup {
-				return nil, fmt.Errorf("hf: tensor %q is in both %s and %s", info.Name, other.Name(), f.Name())
-			}
-			if weightMap != nil {
-				listed, ok := weightMap[info.Name]
-				if !ok {
-					return nil, fmt.Errorf("hf: %s holds tensor %q, which the index does not list", f.Name(), info.Name)
-				}
-				if listed != filepath.Base(f.Name()) {
-					return nil, fmt.Errorf("hf: tensor %q is in %s but the index says %s", info.Name, f.Name(), listed)
-				}
-			}
-			where[info.Name] = f
-		}
-	}
-	for name, file := range weightMap {
-		if _, ok := where[name]; !ok {
-			return nil, fmt.Errorf("hf: the index lists tensor %q in %s, which does not hold it", name, file)
-		}
-	}
-
-	// Check presence, shape and dtype of everything the model needs, in
-	// Params order, without allocating the model.
-	used := map[string]bool{}
-	check := func(name string, shape []int) error {
-		f, ok := where[name]
-		if !ok {
-			hint := ""
-			if name == llama.OutputName {
-				hint = " (config.json says tie_word_embeddings is false)"
-			}
-			return fmt.Errorf("hf: %s: no tensor %q%s", filesName(files), name, hint)
-		}
-		info, _ := f.Info(name)
-		if !equalShape(info.Shape, shape) {
-			return fmt.Errorf("hf: %s: tensor %q has shape %v; the config implies %v", f.Name(), name, info.Shape, shape)
-		}
-		switch info.DType {
-		case safetensors.F32, safetensors.F16, safetensors.BF16:
-		default:
-			return fmt.Errorf("hf: %s: tensor %q has dtype %s; expected F32, F16 or BF16", f.Name(), name, info.DType)
-		}
-		used[name] = true
-		return nil
-	}
-	if err := check(llama.EmbedName, []int{cfg.VocabSize, cfg.Dim}); err != nil {
-		return nil, err
-	}
-	for i := 0; i < cfg.NumLayers; i++ {
-		for _, m := range cfg.Modules() {
-			if err := check(llama.LayerParamName(i, m), llama.ModuleShape(cfg, m)); err != nil {
-				return nil, err
-			}
-		}
-		for _, m := range llama.BiasModules(cfg) {
-			if err := check(llama.LayerBiasName(i, m), llama.ModuleShape(cfg, m)[:1]); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := check(llama.NormName, []int{cfg.Dim}); err != nil {
-		return nil, err
-	}
-	if !cfg.TiedEmbeddings {
-		if err := check(llama.OutputName, []int{cfg.VocabSize, cfg.Dim}); err != nil {
-			return nil, err
-		}
-	}
-	var unknown []string
-	for name := range where {
-		ignorable := strings.HasSuffix(name, ".rotary_emb.inv_freq") || (cfg.TiedEmbeddings && name == llama.OutputName)
-		if !used[name] && !ignorable {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		hint := ""
-		for _, name := range unknown {
-			if strings.HasSuffix(name, "_proj.bias") && strings.Contains(name, ".self_attn.") {
-				hint = fmt.Sprintf(" (attention biases, where the config's attention bias is %s: a Qwen2 checkpoint needs model_type \"qwen2\" in config.json, a LLaMA or Qwen3 one with them attention_bias true)", cfg.AttentionBias)
-				break
-			}
-			if strings.HasSuffix(name, "."+llama.ModPreFFNNorm+".weight") || strings.HasSuffix(name, "."+llama.ModPostFFNNorm+".weight") {
-				hint = " (Gemma's feed-forward norms: a Gemma 2 checkpoint needs model_type \"gemma2\" in config.json, a Gemma 3 one \"gemma3_text\")"
-				break
-			}
-			if strings.HasSuffix(name, "."+llama.ModQNorm+".weight") || strings.HasSuffix(name, "."+llama.ModKNorm+".weight") {
-				hint = " (QK-norm weights: a Qwen3 checkpoint needs model_type \"qwen3\" in config.json)"
-				break
-			}
-		}
-		if len(unknown) > 5 {
-			unknown = append(unknown[:5], "…")
-		}
-		return nil, fmt.Errorf("hf: checkpoint has tensors a model of this config does not use: %s%s", strings.Join(unknown, ", "), hint)
-	}
-
-	w, err := llama.NewWeights(cfg)
+	s, err := newSource(cfg, files, weightMap)
 	if err != nil {
-		return nil, fmt.Errorf("hf: %w", err)
+		return nil, err
 	}
-	for _, p := range w.Params() {
-		if err := where[p.Name].ReadFloat32(p.Name, p.Data); err != nil {
-			return nil, fmt.Errorf("hf: %w", err)
-		}
-	}
-	return w, nil
+	return s.Weights()
 }
 
 // filesName names the weight files of a checkpoint for an error message:

@@ -182,11 +182,35 @@ func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
+	data := map[string][]float32{}
+	for _, p := range w.Params() {
+		data[p.Name] = p.Data
+	}
+	// The host slices go to the backend as they are: nothing is copied
+	// on the host.
+	return build(b, w.Config, o, func(name string, n int) ([]float32, error) {
+		d, ok := data[name]
+		if !ok || len(d) != n {
+			// Validate and Params name every tensor build asks for.
+			return nil, fmt.Errorf("llama: New: internal error: no tensor %s of %d elements in the weights", name, n)
+		}
+		return d, nil
+	})
+}
+
+// tensorFunc returns the values of the tensor of n elements called name
+// (a canonical name, as [Weights.Params] gives it), which the caller
+// uploads before asking for the next one: the slice may be reused.
+type tensorFunc func(name string, n int) ([]float32, error)
+
+// build makes the model of configuration c, valid, on b with options o,
+// uploading each tensor as soon as get gives it. On failure it frees
+// what it uploaded.
+func build(b backend.Backend, c Config, o Options, get tensorFunc) (*Model, error) {
 	dt, err := o.baseDType(b)
 	if err != nil {
 		return nil, err
 	}
-	c := w.Config
 	m := &Model{cfg: c, b: b, baseDType: dt, layers: layerSpecs(c), attnScale: float32(c.AttentionScale()), embedScale: c.EmbedScale(),
 		finalCap: float32(c.FinalLogitSoftcap)}
 	if cp := c.AttnLogitSoftcap; cp != 0 {
@@ -198,82 +222,78 @@ func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 			m.Free()
 		}
 	}()
-	upAs := func(name string, data []float32, dt backend.DType, shape ...int) (*graph.Value, error) {
+	upAs := func(name string, dt backend.DType, shape ...int) (*graph.Value, error) {
+		data, err := get(name, backend.Shape(shape).NumElements())
+		if err != nil {
+			return nil, err
+		}
 		v, err := graph.UploadParamAs(b, name, data, dt, graph.Frozen, shape...)
 		if err != nil {
 			return nil, fmt.Errorf("llama: uploading %s: %w", name, err)
 		}
 		return v, nil
 	}
-	up := func(name string, data []float32, shape ...int) (*graph.Value, error) {
-		return upAs(name, data, backend.Float32, shape...)
+	up := func(name string, shape ...int) (*graph.Value, error) {
+		return upAs(name, backend.Float32, shape...)
 	}
-	dense := func(layer int, mod string, data, bias []float32) (graph.Layer, error) {
+	dense := func(layer int, mod string) (graph.Layer, error) {
 		s := ModuleShape(c, mod)
-		v, err := upAs(LayerParamName(layer, mod), data, dt, s...)
+		v, err := upAs(LayerParamName(layer, mod), dt, s...)
 		if err != nil {
 			return nil, err
 		}
 		d := &graph.Dense{W: v}
 		if c.HasBias(mod) {
-			if d.B, err = up(LayerBiasName(layer, mod), bias, s[0]); err != nil {
+			if d.B, err = up(LayerBiasName(layer, mod), s[0]); err != nil {
 				v.Free()
 				return nil, err
 			}
 		}
 		return d, nil
 	}
-	if m.Embed, err = up(EmbedName, w.TokenEmbedding, c.VocabSize, c.Dim); err != nil {
+	if m.Embed, err = up(EmbedName, c.VocabSize, c.Dim); err != nil {
 		return nil, err
 	}
-	for i := range w.Layers {
-		l := &w.Layers[i]
+	for i := range c.NumLayers {
 		blk := &Block{}
 		m.Blocks = append(m.Blocks, blk)
-		if blk.AttnNorm, err = up(LayerParamName(i, ModInputNorm), l.AttnNorm, c.Dim); err != nil {
+		if blk.AttnNorm, err = up(LayerParamName(i, ModInputNorm), c.Dim); err != nil {
 			return nil, err
 		}
 		ffnNorm := ModPostNorm
 		if c.PostNorms() {
 			ffnNorm = ModPreFFNNorm
-			if blk.PostAttnNorm, err = up(LayerParamName(i, ModPostNorm), l.PostAttnNorm, c.Dim); err != nil {
+			if blk.PostAttnNorm, err = up(LayerParamName(i, ModPostNorm), c.Dim); err != nil {
 				return nil, err
 			}
-			if blk.PostFFNNorm, err = up(LayerParamName(i, ModPostFFNNorm), l.PostFFNNorm, c.Dim); err != nil {
+			if blk.PostFFNNorm, err = up(LayerParamName(i, ModPostFFNNorm), c.Dim); err != nil {
 				return nil, err
 			}
 		}
-		if blk.FFNNorm, err = up(LayerParamName(i, ffnNorm), l.FFNNorm, c.Dim); err != nil {
+		if blk.FFNNorm, err = up(LayerParamName(i, ffnNorm), c.Dim); err != nil {
 			return nil, err
 		}
 		if c.QKNorm {
-			if blk.QNorm, err = up(LayerParamName(i, ModQNorm), l.QNorm, c.HeadDim()); err != nil {
+			if blk.QNorm, err = up(LayerParamName(i, ModQNorm), c.HeadDim()); err != nil {
 				return nil, err
 			}
-			if blk.KNorm, err = up(LayerParamName(i, ModKNorm), l.KNorm, c.HeadDim()); err != nil {
+			if blk.KNorm, err = up(LayerParamName(i, ModKNorm), c.HeadDim()); err != nil {
 				return nil, err
 			}
 		}
-		for _, s := range []struct {
-			slot       *graph.Layer
-			mod        string
-			data, bias []float32
-		}{
-			{&blk.Q, ModQ, l.Wq, l.Bq}, {&blk.K, ModK, l.Wk, l.Bk}, {&blk.V, ModV, l.Wv, l.Bv}, {&blk.O, ModO, l.Wo, l.Bo},
-			{&blk.Gate, ModGate, l.W1, nil}, {&blk.Up, ModUp, l.W3, nil}, {&blk.Down, ModDown, l.W2, nil},
-		} {
-			if *s.slot, err = dense(i, s.mod, s.data, s.bias); err != nil {
+		for _, s := range blk.slots() {
+			if *s.slot, err = dense(i, s.mod); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if m.Norm, err = up(NormName, w.FinalNorm, c.Dim); err != nil {
+	if m.Norm, err = up(NormName, c.Dim); err != nil {
 		return nil, err
 	}
 	if c.TiedEmbeddings {
 		m.Output = &graph.Dense{W: m.Embed}
 	} else {
-		out, err := upAs(OutputName, w.Output, dt, c.VocabSize, c.Dim)
+		out, err := upAs(OutputName, dt, c.VocabSize, c.Dim)
 		if err != nil {
 			return nil, err
 		}
