@@ -44,3 +44,19 @@ func dot4x4n(k int, a []float32, lda int, bt []float32, ldbt int, out []float32)
 	_ = out[15]
 	sdot4x4n(k, &a[0], lda, &bt[0], ldbt, &out[0])
 }
+
+//go:noescape
+func sdot1x8n16(k8 int, a *float32, bt *uint16, ldbt int, out *float32)
+
+// rowDot8n16 is rowDot8n for a bfloat16 Bᵀ.
+func rowDot8n16(k int, a []float32, bt []uint16, ldbt int, out []float32) {
+	a, out = a[:k], out[:rowDotN]
+	k8 := k &^ 7
+	if k8 > 0 {
+		_ = bt[7*ldbt+k8-1]
+		sdot1x8n16(k8, &a[0], &bt[0], ldbt, &out[0])
+	} else {
+		clear(out)
+	}
+	rowDotTailBF16(k8, a, bt, ldbt, out)
+}

@@ -195,3 +195,84 @@ dotloop:
 	VST1.P [V8.S4], 16(R12)
 	VST1   [V12.S4], (R12)
 	RET
+
+// ROWSTEP16 is ROWSTEP for a bfloat16 row of Bᵀ: it loads 8 values (16
+// bytes) into x and widens them into w0 (the first four) and w1 (the last
+// four) by interleaving them with V30's zeros, which puts each in the top
+// half of a 32-bit lane: exactly the float32 it is the top half of.
+#define ROWSTEP16(ptr, x, w0, w1, acc0, acc1) \
+	VLD1.P 16(ptr), [x.H8]; \
+	VZIP1  x.H8, V30.H8, w0.H8; \
+	VZIP2  x.H8, V30.H8, w1.H8; \
+	VFMLA  V16.S4, w0.S4, acc0.S4; \
+	VFMLA  V17.S4, w1.S4, acc1.S4
+
+// func sdot1x8n16(k8 int, a *float32, bt *uint16, ldbt int, out *float32)
+//
+// sdot1x8n for a bfloat16 Bᵀ (ldbt in elements): out[j] = Σ_{p<k8}
+// a[p]·widen(bt[j*ldbt+p]) for j < 8, k8 a positive multiple of 8. Rows
+// take their registers from V18-V29 in turn, three each.
+TEXT ·sdot1x8n16(SB), NOSPLIT, $0-40
+	MOVD k8+0(FP), R0
+	MOVD a+8(FP), R1
+	MOVD bt+16(FP), R2
+	MOVD ldbt+24(FP), R3
+	LSL  $1, R3               // row stride in bytes
+	MOVD out+32(FP), R12
+	ADD  R3, R2, R5           // rows 1-7 of Bᵀ
+	ADD  R3, R5, R6
+	ADD  R3, R6, R7
+	ADD  R3, R7, R8
+	ADD  R3, R8, R9
+	ADD  R3, R9, R10
+	ADD  R3, R10, R11
+	LSR  $3, R0, R0           // iterations of 8 k steps
+
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	VEOR V2.B16, V2.B16, V2.B16
+	VEOR V3.B16, V3.B16, V3.B16
+	VEOR V4.B16, V4.B16, V4.B16
+	VEOR V5.B16, V5.B16, V5.B16
+	VEOR V6.B16, V6.B16, V6.B16
+	VEOR V7.B16, V7.B16, V7.B16
+	VEOR V8.B16, V8.B16, V8.B16
+	VEOR V9.B16, V9.B16, V9.B16
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	VEOR V14.B16, V14.B16, V14.B16
+	VEOR V15.B16, V15.B16, V15.B16
+	VEOR V30.B16, V30.B16, V30.B16
+
+rowloop16:
+	VLD1.P 32(R1), [V16.S4, V17.S4]
+	ROWSTEP16(R2, V18, V19, V20, V0, V1)
+	ROWSTEP16(R5, V21, V22, V23, V2, V3)
+	ROWSTEP16(R6, V24, V25, V26, V4, V5)
+	ROWSTEP16(R7, V27, V28, V29, V6, V7)
+	ROWSTEP16(R8, V18, V19, V20, V8, V9)
+	ROWSTEP16(R9, V21, V22, V23, V10, V11)
+	ROWSTEP16(R10, V24, V25, V26, V12, V13)
+	ROWSTEP16(R11, V27, V28, V29, V14, V15)
+	SUBS $1, R0, R0
+	BNE  rowloop16
+
+	FADDV(0, 0, 1)
+	FADDV(2, 2, 3)
+	FADDV(4, 4, 5)
+	FADDV(6, 6, 7)
+	FADDV(8, 8, 9)
+	FADDV(10, 10, 11)
+	FADDV(12, 12, 13)
+	FADDV(14, 14, 15)
+	FADDPV(0, 0, 2)
+	FADDPV(4, 4, 6)
+	FADDPV(8, 8, 10)
+	FADDPV(12, 12, 14)
+	FADDPV(0, 0, 4)
+	FADDPV(8, 8, 12)
+	VST1.P [V0.S4], 16(R12)
+	VST1   [V8.S4], (R12)
+	RET

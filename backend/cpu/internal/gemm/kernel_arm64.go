@@ -23,7 +23,7 @@ var neonKernel = &kernel{
 	kc: 256, mc: 128, nc: 4096,
 	full: neonFull,
 	dot:  dot4x4n, dotRows: 4, dotK: 4,
-	rowDot: rowDot8n,
+	rowDot: rowDot8n, rowDot16: rowDot8n16,
 }
 
 // neonFull bounds-checks the panels and the tile before handing raw
