@@ -12,7 +12,9 @@ import (
 // LoRA fine-tune's frozen linear layer (hidden 2048, as Llama 3.2 1B; a
 // 512-token batch): the forward x·Wᵀ, the backward dy·W, and one token's
 // x·Wᵀ during generation, for a 2048×2048 W and an 8192×3072 one (Llama
-// 3.2 3B's MLP, too big for the caches). It reports "bf16/f32", the time
+// 3.2 3B's MLP, too big for the caches); and products of a few tokens,
+// where a float32 B not transposed is read in place but a bfloat16 one
+// has to be widened into packed panels first. It reports "bf16/f32", the time
 // with the bfloat16 B over the time with the float32 one (below 1: the
 // bfloat16 weight is faster), and each one's GFLOP/s. ns/op covers both.
 // It asserts nothing.
@@ -27,6 +29,8 @@ func BenchmarkMatMulBF16(b *testing.B) {
 		{"forward_xWt/512x2048x2048", 512, 2048, 2048, true},
 		{"backward_dyW/512x2048x2048", 512, 2048, 2048, false},
 		{"token_xWt/1x2048x2048", 1, 2048, 2048, true},
+		{"few_tokens_dyW/8x2048x2048", 8, 2048, 2048, false},
+		{"few_tokens_xWt/16x2048x2048", 16, 2048, 2048, true},
 		{"token_xWt/1x8192x3072", 1, 8192, 3072, true},
 	}
 	for _, c := range cases {
