@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sora-go/sora/backend"
+	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 )
@@ -36,6 +38,44 @@ func Example() {
 	}
 	fmt.Println(loaded.Config.RopeLayout, loaded.Config.TiedEmbeddings, len(loaded.Params()))
 	// Output: half-split true 20
+}
+
+// ExampleOpen puts a Hugging Face checkpoint on a backend one tensor at a
+// time, with its linear layers' weights in bfloat16, as "sora finetune"
+// does: the host never holds the whole model in float32.
+func ExampleOpen() {
+	cfg := llama.Config{Dim: 8, HiddenDim: 16, NumLayers: 2, NumHeads: 2, NumKVHeads: 1, VocabSize: 32, MaxSeqLen: 16,
+		NormEps: llama.DefaultNormEps, RopeTheta: llama.DefaultRopeTheta}
+	w, err := llama.NewWeights(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "hf-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := hf.Write(dir, w, nil); err != nil {
+		log.Fatal(err)
+	}
+
+	b, err := backend.Open("cpu")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+	src, err := hf.Open(dir) // config.json and the files' headers; no tensor yet
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	m, err := llama.NewFromSource(b, src, llama.Options{BaseDType: backend.BFloat16})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Free()
+	fmt.Println(m.Config().RopeLayout, m.BaseDType(), len(m.Params()), b.BytesInUse())
+	// Output: half-split bfloat16 21 4000
 }
 
 // ExampleParseConfig reads the shape of a Qwen3 config.json: heads wider

@@ -744,6 +744,15 @@ func FuzzAssemble(f *testing.F) {
 		var buf bytes.Buffer
 		safetensors.Encode(&buf, tensorsOf(w), nil)
 		f.Add(buf.Bytes())
+		// The same tensors in BF16, and in F16, F32 and BF16 mixed, as
+		// real checkpoints (and Open's streamed reads) have them.
+		for _, dtypeOf := range []func(string) safetensors.DType{allOf(safetensors.BF16), mixedTypes} {
+			var typed []typedTensor
+			for _, p := range w.Params() {
+				typed = append(typed, randomTyped(rng, p.Name, p.Shape, dtypeOf(p.Name)))
+			}
+			f.Add(encodeTyped(typed))
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, c := range configs {

@@ -110,6 +110,16 @@
 // adapter on q_proj/k_proj has its output rows in the model's layout in
 // memory and in Hugging Face's in its files, whatever the base's format:
 // [HFRowOrder] gives the permutation that package peft/adapter applies.
+//
+// # Loading
+//
+// [New] and [NewWithOptions] upload host [Weights], which a loader filled
+// with every tensor in float32. [NewFromSource] reads a [Source] instead,
+// one tensor at a time, uploading each before reading the next: the host
+// then holds one tensor in float32 while the model loads, which with
+// bfloat16 base weights ([Options]) is what keeps a large model's load
+// within the memory the model takes on the backend. Package hf's Source
+// reads a Hugging Face folder so.
 package llama
 
 import (
