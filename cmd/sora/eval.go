@@ -191,27 +191,29 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	w, tok, err := loadModelAndTokenizer(*modelPath, *tokPath)
+	base, tok, err := openBaseAndTokenizer(*modelPath, *tokPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
 	}
+	defer base.close()
+	cfg := base.config()
 	var headClasses int
 	var headW []float32
 	if head != "" {
-		if headClasses, headW, err = readHead(head, w.Config.Dim); err != nil {
+		if headClasses, headW, err = readHead(head, cfg.Dim); err != nil {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitFailure
 		}
 	}
-	limit := min(*maxLen, w.Config.MaxSeqLen)
+	limit := min(*maxLen, cfg.MaxSeqLen)
 	chats := &chatSource{flags: &cf, tokSrc: tokSrc, addsBOS: tok.BOS() >= 0}
 	set, err := loadTaskData(*dataPath, task, tok, chats, limit, *maxEval, *seed)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
 	}
-	if note := set.lengthNote(limit, w.Config.MaxSeqLen); note != "" {
+	if note := set.lengthNote(limit, cfg.MaxSeqLen); note != "" {
 		fmt.Fprintf(stdout, "note: %s: %s\n", *dataPath, note)
 	}
 	if note := answerNote(set, task); note != "" {
@@ -221,7 +223,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora eval: the classification head %s has %d classes, %s has %d\n", head, headClasses, *dataPath, len(set.classes))
 		return exitFailure
 	}
-	m, release, code := openModel("eval", b, w, mopts, *modelPath, stderr)
+	m, release, code := openBaseModel("eval", b, base, mopts, stderr)
 	if m == nil {
 		return code
 	}

@@ -467,15 +467,16 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	base, tok, err := loadBaseAndTokenizer(f.model, f.tokenizer)
+	base, tok, err := openBaseAndTokenizer(f.model, f.tokenizer)
 	if err != nil {
 		return fail("%v", err)
 	}
-	w := base.w
+	defer base.close()
+	cfg := base.config()
 	maxLen := f.maxLen
-	if maxLen > w.Config.MaxSeqLen {
-		fmt.Fprintf(stdout, "note: --max-len %d exceeds the model's %d positions; using %d\n", maxLen, w.Config.MaxSeqLen, w.Config.MaxSeqLen)
-		maxLen = w.Config.MaxSeqLen
+	if maxLen > cfg.MaxSeqLen {
+		fmt.Fprintf(stdout, "note: --max-len %d exceeds the model's %d positions; using %d\n", maxLen, cfg.MaxSeqLen, cfg.MaxSeqLen)
+		maxLen = cfg.MaxSeqLen
 	}
 	tokSrc, err := tokenizerSource(f.model, f.tokenizer)
 	if err != nil {
@@ -495,10 +496,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			return fail("%s has %d classes, %s has %d", f.evalData, len(evalSet.classes), f.data, len(trainSet.classes))
 		}
 	}
-	describeData(stdout, "train", f.data, trainSet, task, maxLen, w.Config.MaxSeqLen)
+	describeData(stdout, "train", f.data, trainSet, task, maxLen, cfg.MaxSeqLen)
 	scoreAnswers, answersNote := false, ""
 	if evalSet != nil {
-		describeData(stdout, "eval", f.evalData, evalSet, task, maxLen, w.Config.MaxSeqLen)
+		describeData(stdout, "eval", f.evalData, evalSet, task, maxLen, cfg.MaxSeqLen)
 		// Whether the answers generated after training can be scored is
 		// decided now, not after training, where a refusal would lose
 		// the run's report.
@@ -520,7 +521,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		if f.newHead {
 			oldHead = p
 		} else {
-			n, hw, err := readHead(p, w.Config.Dim)
+			n, hw, err := readHead(p, cfg.Dim)
 			if err != nil {
 				return fail("%v", err)
 			}
@@ -534,17 +535,18 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 
 	mopts, _ := baseDType(f.baseDType) // checked by f.check
-	m, release, code := openModel("finetune", b, w, mopts, f.model, stderr)
+	// A Hugging Face folder is read tensor by tensor as it is uploaded;
+	// a llama2.c checkpoint's host weights go once uploaded. Nothing
+	// needs them afterwards: full fine-tuning writes its trained weights
+	// from the device (saveFullModel) and keeps the pretrained values it
+	// needs itself (peft.Model.ForgetPretrained). Not holding the whole
+	// model in float32 on the host keeps a large model's load within
+	// what the model takes on the backend.
+	m, release, code := openBaseModel("finetune", b, base, mopts, stderr)
 	if m == nil {
 		return code
 	}
 	defer release()
-	cfg := w.Config
-	// The model holds its own copy: full fine-tuning writes its trained
-	// weights from there (saveFullModel) and keeps the pretrained values
-	// it needs itself (peft.Model.ForgetPretrained). Letting the host
-	// weights go halves what a large model keeps in memory.
-	base.w, w = nil, nil
 	classes := 0
 	if task == train.Classify {
 		classes = len(trainSet.classes)

@@ -147,17 +147,17 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	w, tok, err := loadModelAndTokenizer(*modelPath, *tokPath)
+	base, tok, err := openBaseAndTokenizer(*modelPath, *tokPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("generate", b, w, mopts, *modelPath, stderr)
+	defer base.close()
+	m, release, code := openBaseModel("generate", b, base, mopts, stderr)
 	if m == nil {
 		return code
 	}
 	defer release()
-	w = nil // the model holds its own copy; let the host one go
 	if ad != nil {
 		pm, _, err := ad.apply(m)
 		if err != nil {
@@ -296,6 +296,18 @@ func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenize
 // the model is known to exist but before it is read: it is small, and a
 // bad one is then reported before a large model is read.
 func loadBaseAndTokenizer(modelPath, tokPath string) (*baseModel, *tokenizer.Tokenizer, error) {
+	return baseAndTokenizer(modelPath, tokPath, loadBase)
+}
+
+// openBaseAndTokenizer is loadBaseAndTokenizer with the base model opened
+// (openBase), for commands that only need it on a backend: a Hugging Face
+// folder's tensors are read as openBaseModel uploads them. Close the base
+// model when done.
+func openBaseAndTokenizer(modelPath, tokPath string) (*baseModel, *tokenizer.Tokenizer, error) {
+	return baseAndTokenizer(modelPath, tokPath, openBase)
+}
+
+func baseAndTokenizer(modelPath, tokPath string, load func(string) (*baseModel, error)) (*baseModel, *tokenizer.Tokenizer, error) {
 	if _, err := os.Stat(modelPath); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("model %s does not exist", modelPath)
 	}
@@ -307,11 +319,12 @@ func loadBaseAndTokenizer(modelPath, tokPath string) (*baseModel, *tokenizer.Tok
 	if err != nil {
 		return nil, nil, err
 	}
-	bm, err := loadBase(modelPath)
+	bm, err := load(modelPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := tok.CheckVocab(bm.w.Config.VocabSize); err != nil {
+	if err := tok.CheckVocab(bm.config().VocabSize); err != nil {
+		bm.close()
 		return nil, nil, fmt.Errorf("tokenizer %s does not fit model %s: %w", src, modelPath, err)
 	}
 	return bm, tok, nil
@@ -348,9 +361,17 @@ func stopTokens(tok *tokenizer.Tokenizer, adapted bool) []int {
 // model and the exit status; otherwise release frees the model (the caller
 // closes b).
 func openModel(cmd string, b backend.Backend, w *llama.Weights, o llama.Options, modelPath string, stderr io.Writer) (m *llama.Model, release func(), code int) {
-	m, err := llama.NewWithOptions(b, w, o)
+	return openBaseModel(cmd, b, &baseModel{path: modelPath, w: w}, o, stderr)
+}
+
+// openBaseModel is openModel for a base model that loadBase or openBase
+// gave (see baseModel.newModel): an opened Hugging Face folder is read
+// tensor by tensor as it is uploaded, and host weights are dropped once
+// uploaded.
+func openBaseModel(cmd string, b backend.Backend, bm *baseModel, o llama.Options, stderr io.Writer) (m *llama.Model, release func(), code int) {
+	m, err := bm.newModel(b, o)
 	if err != nil {
-		fmt.Fprintf(stderr, "sora %s: loading %s on %s: %v\n", cmd, modelPath, b.Name(), err)
+		fmt.Fprintf(stderr, "sora %s: loading %s on %s: %v\n", cmd, bm.path, b.Name(), err)
 		return nil, nil, exitFailure
 	}
 	return m, m.Free, exitOK

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
@@ -76,12 +77,13 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	base, err := loadBase(*model)
+	base, err := openBase(*model)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("merge", b, base.w, llama.Options{}, *model, stderr)
+	defer base.close()
+	m, release, code := openBaseModel("merge", b, base, llama.Options{}, stderr)
 	if m == nil {
 		return code
 	}
@@ -124,10 +126,17 @@ func abs(p string) string {
 	return a
 }
 
-// baseModel is a loaded base checkpoint and how to write one like it.
+// baseModel is a base checkpoint, read (loadBase) or opened (openBase),
+// and how to write one like it.
 type baseModel struct {
-	path   string
-	w      *llama.Weights
+	path string
+	// w holds the host weights of a checkpoint that was read whole: what
+	// loadBase gives, and openBase for a llama2.c file. newModel lets it
+	// go.
+	w *llama.Weights
+	// src is the Hugging Face folder openBase opened, whose tensors
+	// newModel reads one at a time as it uploads them; nil otherwise.
+	src    *hf.Source
 	hf     bool
 	format llama2c.Format
 }
@@ -135,6 +144,20 @@ type baseModel struct {
 // loadBase reads a llama2.c checkpoint file or a Hugging Face folder,
 // remembering its format.
 func loadBase(path string) (*baseModel, error) {
+	return readBase(path, false)
+}
+
+// openBase is loadBase for commands that only need the model on a
+// backend (see newModel): a Hugging Face folder is opened and checked
+// (hf.Open) but its tensors are left in the files until newModel reads
+// them, one at a time, so the whole model never sits in float32 on the
+// host. A llama2.c checkpoint is read whole, as loadBase reads it. Close
+// the result when done.
+func openBase(path string) (*baseModel, error) {
+	return readBase(path, true)
+}
+
+func readBase(path string, stream bool) (*baseModel, error) {
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -143,6 +166,13 @@ func loadBase(path string) (*baseModel, error) {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 	if st.IsDir() {
+		if stream {
+			src, err := hf.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			return &baseModel{path: path, src: src, hf: true}, nil
+		}
 		w, err := hf.Load(path)
 		if err != nil {
 			return nil, err
@@ -154,6 +184,37 @@ func loadBase(path string) (*baseModel, error) {
 		return nil, err
 	}
 	return &baseModel{path: path, w: w, format: format}, nil
+}
+
+// config returns the base model's configuration.
+func (bm *baseModel) config() llama.Config {
+	if bm.src != nil {
+		return bm.src.Config()
+	}
+	return bm.w.Config
+}
+
+// newModel builds the base model on b with the options o: from the opened
+// folder, each tensor uploaded as it is read (llama.NewFromSource), or
+// from the host weights, which it then drops (the caller must hold no
+// other reference to them for their memory to go). It can be called once.
+func (bm *baseModel) newModel(b backend.Backend, o llama.Options) (*llama.Model, error) {
+	if bm.src != nil {
+		return llama.NewFromSource(b, bm.src, o)
+	}
+	if bm.w == nil {
+		return nil, fmt.Errorf("model %s: its weights were already uploaded", bm.path)
+	}
+	m, err := llama.NewWithOptions(b, bm.w, o)
+	bm.w = nil
+	return m, err
+}
+
+// close closes the files of an opened folder; the format stays known.
+func (bm *baseModel) close() {
+	if bm.src != nil {
+		bm.src.Close()
+	}
 }
 
 func (bm *baseModel) formatName() string {

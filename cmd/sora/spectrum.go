@@ -61,12 +61,13 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	w, err := loadWeights(*modelPath)
+	base, err := openBase(*modelPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
 		return exitFailure
 	}
-	m, release, code := openModel("spectrum", b, w, llama.Options{}, *modelPath, stderr)
+	defer base.close()
+	m, release, code := openBaseModel("spectrum", b, base, llama.Options{}, stderr)
 	if m == nil {
 		return code
 	}
