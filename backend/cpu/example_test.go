@@ -99,3 +99,40 @@ func ExampleLoadBLAS() {
 	fmt.Println(out)
 	// Output: [7 10 15 22]
 }
+
+// Example_bfloat16Weights keeps a frozen weight W in bfloat16, at half
+// the memory, and computes y = x·Wᵀ with it. Upload rounds W to 8
+// significant bits, ties to even: 1.00390625 becomes 1, and 3.0078125 and
+// 3.0234375, both halfway between two bfloat16 values, become the even
+// one, 3 and 3.03125. MatMul widens the stored values exactly.
+func Example_bfloat16Weights() {
+	be := cpu.New(cpu.Options{})
+	if !be.Supports(backend.OpMatMulBF16) {
+		log.Fatal("no bfloat16 weights on this backend")
+	}
+	w, err := be.Alloc(backend.BFloat16, 3, 3) // [out, in]
+	if err != nil {
+		log.Fatal(err)
+	}
+	x, err := be.Alloc(backend.Float32, 1, 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	y, err := be.Alloc(backend.Float32, 1, 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	be.Upload(w, []float32{
+		1.00390625, 0, 0,
+		0, 3.0078125, 0,
+		0, 0, 3.0234375,
+	})
+	be.Upload(x, []float32{1, 1, 1})
+	be.MatMul(y, x, w, backend.MatMulParams{TransB: true, Alpha: 1})
+	out := make([]float32, 3)
+	if err := be.Download(out, y); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out, be.BytesInUse()) // 9·2 bytes of W, 6·4 of x and y
+	// Output: [1 3 3.03125] 42
+}
