@@ -26,3 +26,20 @@ func dot2x4s(k int, a []float32, lda int, bt []float32, ldbt int, out []float32)
 	_ = out[7]
 	sdot2x4s(k, &a[0], lda, &bt[0], ldbt, &out[0])
 }
+
+//go:noescape
+func sdot1x8s16(k8 int, a *float32, bt *uint16, ldbt int, out *float32)
+
+// rowDot8s16 is rowDot8s for a bfloat16 Bᵀ: the leading multiple of 8 of
+// k in assembly, the rest in Go.
+func rowDot8s16(k int, a []float32, bt []uint16, ldbt int, out []float32) {
+	a, out = a[:k], out[:rowDotN]
+	kv := k &^ 7
+	if kv > 0 {
+		_ = bt[7*ldbt+kv-1]
+		sdot1x8s16(kv, &a[0], &bt[0], ldbt, &out[0])
+	} else {
+		clear(out)
+	}
+	rowDotTailBF16(kv, a, bt, ldbt, out)
+}

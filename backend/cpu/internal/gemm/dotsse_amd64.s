@@ -194,3 +194,66 @@ loop:
 	REDUCE4(X4, X5, X6, X7, X8, X9)
 	MOVUPS X6, 16(DX)
 	RET
+
+// ROWSTEPS16 widens the eight bfloat16 values of one row of Bᵀ at mem by
+// interleaving them with zero words (which puts each in the top half of
+// a 32-bit lane: the float32 it is the top half of), into lo and hi, and
+// adds their products with A's eight values (X8, X9) to acc. SSE2 only;
+// PUNPCKLWL and PUNPCKHWL are Go's names for PUNPCKLWD and PUNPCKHWD.
+#define ROWSTEPS16(mem, x, lo, hi, acc) \
+	MOVOU     mem, x \
+	PXOR      lo, lo \
+	PXOR      hi, hi \
+	PUNPCKLWL x, lo \
+	PUNPCKHWL x, hi \
+	MULPS     X8, lo \
+	MULPS     X9, hi \
+	ADDPS     lo, acc \
+	ADDPS     hi, acc
+
+// func sdot1x8s16(k8 int, a *float32, bt *uint16, ldbt int, out *float32)
+//
+// sdot1x8s for a bfloat16 Bᵀ: out[j] = Σ_{p<k8} a[p]·widen(bt[j*ldbt+p])
+// for j < 8, k8 a positive multiple of 8 (the caller adds the rest).
+TEXT ·sdot1x8s16(SB), NOSPLIT, $0-40
+	MOVQ k8+0(FP), BX
+	MOVQ a+8(FP), SI
+	MOVQ bt+16(FP), DI
+	MOVQ ldbt+24(FP), R10
+	SHLQ $1, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R10*4), R12
+	MOVQ out+32(FP), DX
+
+	XORPS X0, X0
+	XORPS X1, X1
+	XORPS X2, X2
+	XORPS X3, X3
+	XORPS X4, X4
+	XORPS X5, X5
+	XORPS X6, X6
+	XORPS X7, X7
+	SHRQ  $3, BX
+
+loop8s16:
+	MOVUPS (SI), X8
+	MOVUPS 16(SI), X9
+	ROWSTEPS16((DI), X10, X11, X12, X0)
+	ROWSTEPS16((DI)(R10*1), X13, X14, X15, X1)
+	ROWSTEPS16((DI)(R10*2), X10, X11, X12, X2)
+	ROWSTEPS16((DI)(R11*1), X13, X14, X15, X3)
+	ROWSTEPS16((R12), X10, X11, X12, X4)
+	ROWSTEPS16((R12)(R10*1), X13, X14, X15, X5)
+	ROWSTEPS16((R12)(R10*2), X10, X11, X12, X6)
+	ROWSTEPS16((R12)(R11*1), X13, X14, X15, X7)
+	ADDQ $32, SI
+	ADDQ $16, DI
+	ADDQ $16, R12
+	DECQ BX
+	JNZ  loop8s16
+
+	REDUCE4(X0, X1, X2, X3, X8, X9)
+	MOVUPS X2, (DX)
+	REDUCE4(X4, X5, X6, X7, X8, X9)
+	MOVUPS X6, 16(DX)
+	RET

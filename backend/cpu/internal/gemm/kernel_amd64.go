@@ -65,7 +65,7 @@ var sseKernel = &kernel{
 	kc: 256, mc: 96, nc: 4096,
 	full: sseFull, bcastA: true,
 	dot: dot2x4s, dotRows: 2, dotK: 4,
-	rowDot: rowDot8s,
+	rowDot: rowDot8s, rowDot16: rowDot8s16,
 }
 
 func sseFull(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
