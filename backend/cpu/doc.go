@@ -100,8 +100,12 @@
 // into float32 widen it exactly, and MatMul takes it as B. The matrix
 // multiply widens B where it reads it, into its packed panels (AVX2
 // packing routines on amd64) or, for one token times Wᵀ, in row-dot
-// kernels that load bfloat16 directly (AVX2 and AVX-512), so no float32
-// copy of a weight is ever made and a warmed-up MatMul allocates nothing.
+// kernels that load bfloat16 directly (AVX-512, AVX2, SSE2 and NEON), so
+// no float32 copy of a weight is ever made and a warmed-up MatMul
+// allocates nothing. A product of a few rows (at most two of the
+// micro-kernel's row panels) by a B not transposed is the one case
+// slower than with a float32 B: a float32 B is read in place there,
+// while a bfloat16 one is widened into packed panels first.
 // BenchmarkMatMulBF16 times it against the same product with a float32
 // B. Every other op refuses a bfloat16 tensor, as the shared checks say.
 //

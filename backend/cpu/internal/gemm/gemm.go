@@ -21,6 +21,10 @@
 // with W's rows, both read in place, so W streams through once and
 // nothing is packed (Engine.rowDots).
 //
+// B may also be given in bfloat16 (Engine.SgemmBF16, for frozen weights
+// stored at half the memory): it is widened to float32 where it is read,
+// so the micro-kernels are the same; see bf16.go.
+//
 // A call is shared among up to Config.Threads goroutines: an Engine keeps
 // its worker goroutines, which take packing jobs and blocks of rows of C
 // from a shared counter, so the work balances itself when another process
