@@ -304,8 +304,8 @@ func registerBF16RefusalCases() {
 
 	// Every backend, with the op or without: a bfloat16 tensor the backend
 	// does not own (or, without the op, any bfloat16 tensor) is refused
-	// by Upload, Download, Copy and MatMul with an error, never a panic,
-	// and the output is left alone. A backend without the op refuses to
+	// by Upload, Download, Copy (either way), MatMul (B or Bᵀ) and Scale
+	// with an error, never a panic, and the output is left alone. A backend without the op refuses to
 	// allocate one.
 	Register(Case{
 		Name:  "memory/bf16_refused_where_not_owned",
@@ -332,6 +332,11 @@ func registerBF16RefusalCases() {
 				{"MatMul with it as B", backend.OpMatMul, func(o *Out) {
 					e.B.MatMul(o.T, scratch(e, 4, 4), h, backend.MatMulParams{Alpha: 1})
 				}},
+				{"MatMul with it as Bᵀ", backend.OpMatMul, func(o *Out) {
+					e.B.MatMul(o.T, scratch(e, 4, 4), h.MustReshape(8, 4), backend.MatMulParams{TransB: true, Alpha: 1})
+				}},
+				{"Copy into it", backend.OpCopy, func(o *Out) { e.B.Copy(h, o.T, true) }},
+				{"Scale into it", backend.OpScale, func(o *Out) { e.B.Scale(h, o.T, 2) }},
 			}
 			for _, c := range calls {
 				o := e.Output(4, 8).SetName("output of " + c.what)
