@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -454,5 +455,70 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if err := src.ReadTensor(llama.NormName, norm); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("ReadTensor after Close: %v", err)
+	}
+}
+
+// TestOpenHostMemory checks what Open and llama.NewFromSource allocate on
+// the host for a BF16 folder, the CPU backend's buffers included (they
+// are host memory): the model as the backend holds it, one float32
+// buffer of the largest tensor, the reader's chunk buffer per tensor
+// (at most 256 KiB each) and a small overhead, where Load + New allocate
+// the whole model in float32 besides. Everything allocated is counted
+// (TotalAlloc), which bounds the peak from above.
+func TestOpenHostMemory(t *testing.T) {
+	b := testbackend.Open(t, "cpu")
+	rng := rand.New(rand.NewSource(73))
+	cfg := llama.Config{Dim: 128, HiddenDim: 344, NumLayers: 4, NumHeads: 4, NumKVHeads: 2, VocabSize: 1500,
+		MaxSeqLen: 64, NormEps: 1e-5, RopeTheta: 1e4, TiedEmbeddings: true, RopeLayout: llama.RopeHalfSplit}
+	dir, w := typedFolder(t, rng, cfg, allOf(safetensors.BF16), 1)
+	largest, chunks := 0, int64(0)
+	for _, p := range w.Params() {
+		largest = max(largest, len(p.Data))
+		chunks += min(1<<18, 2*int64(len(p.Data)))
+	}
+	const overhead = 512 << 10
+	for _, o := range []llama.Options{{BaseDType: backend.Float32}, {BaseDType: backend.BFloat16}} {
+		measure := func(load func() *llama.Model) (allocated, held int64) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := b.BytesInUse()
+			m := load()
+			runtime.ReadMemStats(&after)
+			held = b.BytesInUse() - start
+			m.Free()
+			return int64(after.TotalAlloc - before.TotalAlloc), held
+		}
+		streamed, held := measure(func() *llama.Model {
+			src, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			m, err := llama.NewFromSource(b, src, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		})
+		whole, _ := measure(func() *llama.Model {
+			w, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := llama.NewWithOptions(b, w, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		})
+		limit := held + 4*int64(largest) + chunks + overhead
+		t.Logf("base %s: backend %d bytes; Open + NewFromSource allocated %d (limit %d), Load + New %d", o.BaseDType, held, streamed, limit, whole)
+		if streamed > limit {
+			t.Errorf("base %s: Open + NewFromSource allocated %d bytes, more than the backend's %d + the largest tensor's %d + chunks of %d + %d", o.BaseDType, streamed, held, 4*largest, chunks, overhead)
+		}
+		if host := 4 * cfg.NumParams(); whole < held+host {
+			t.Errorf("base %s: Load + New allocated %d bytes, less than the backend's %d + the host weights' %d: the comparison measures nothing", o.BaseDType, whole, held, host)
+		}
 	}
 }
