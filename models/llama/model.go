@@ -165,7 +165,9 @@ func (o Options) baseDType(b backend.Backend) (backend.DType, error) {
 // Each tensor is copied to the backend once; New does not keep w, so a
 // caller that drops w after New returns holds at most the host weights
 // and the device copy at the peak (on the CPU backend, twice the
-// parameters). It is NewWithOptions with the zero Options.
+// parameters; [NewFromSource] reads a checkpoint tensor by tensor
+// instead, without the host weights). It is NewWithOptions with the zero
+// Options.
 func New(b backend.Backend, w *Weights) (*Model, error) {
 	return NewWithOptions(b, w, Options{})
 }
