@@ -197,9 +197,13 @@ func (bm *baseModel) config() llama.Config {
 // newModel builds the base model on b with the options o: from the opened
 // folder, each tensor uploaded as it is read (llama.NewFromSource), or
 // from the host weights, which it then drops (the caller must hold no
-// other reference to them for their memory to go). It can be called once.
+// other reference to them for their memory to go). It can be called once:
+// an opened folder's files are closed when it returns.
 func (bm *baseModel) newModel(b backend.Backend, o llama.Options) (*llama.Model, error) {
 	if bm.src != nil {
+		// Built once: the files are of no more use, and a fine-tune
+		// would otherwise hold them open for hours.
+		defer bm.src.Close()
 		return llama.NewFromSource(b, bm.src, o)
 	}
 	if bm.w == nil {
