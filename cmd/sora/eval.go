@@ -140,6 +140,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		ad, hasHead, cf.adapter = &a, a.head, a.dir
+		noteTrainedBaseDType(stderr, "eval", a.dir, train.BaseDTypeName(mopts.BaseDType))
 		if *modelPath, err = a.modelPath(*modelPath); err != nil {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitUsage

@@ -8,11 +8,13 @@ package main
 // scripts can tell a failed check from a typo or a missing GPU.
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -215,6 +217,28 @@ func baseDType(s string) (llama.Options, error) {
 		return llama.Options{}, fmt.Errorf("--base-dtype %q: want f32 or bf16", s)
 	}
 	return llama.Options{BaseDType: dt}, nil
+}
+
+// noteTrainedBaseDType writes a note to w where the adapter in dir was
+// trained (by the "sora finetune" run whose output folder holds it, as
+// its run.json records) on a base stored in another type than dt, the
+// --base-dtype of command cmd: the adapter then meets weights rounded
+// otherwise than in training, which moves losses by a few 1e-4.
+func noteTrainedBaseDType(w io.Writer, cmd, dir, dt string) {
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Clean(dir)), "run.json"))
+	if err != nil {
+		return // not a finetune output folder, or nothing to say
+	}
+	var run struct {
+		Config struct {
+			BaseDType string `json:"base_dtype"`
+		} `json:"config"`
+	}
+	if json.Unmarshal(data, &run) != nil || run.Config.BaseDType == "" || run.Config.BaseDType == dt {
+		return
+	}
+	fmt.Fprintf(w, "sora %s: note: the adapter was trained on a base stored in %s (%s); this run stores it in %s (pass --base-dtype %s to evaluate it as trained)\n",
+		cmd, run.Config.BaseDType, filepath.Join(filepath.Dir(filepath.Clean(dir)), "run.json"), dt, run.Config.BaseDType)
 }
 
 // backendFlagVar defines --backend on fs, stored in p, for commands that

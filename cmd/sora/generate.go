@@ -16,6 +16,7 @@ import (
 	"github.com/sora-go/sora/models/tokenizer"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
+	"github.com/sora-go/sora/train"
 )
 
 func init() {
@@ -107,6 +108,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		ad, cf.adapter = &a, a.dir
+		noteTrainedBaseDType(stderr, "generate", a.dir, train.BaseDTypeName(mopts.BaseDType))
 	}
 	switch {
 	case *modelPath == "":
