@@ -260,9 +260,10 @@ func (b *Backend) Device() string {
 // TF32 reports whether matrix products run in TF32 mode.
 func (b *Backend) TF32() bool { return b.opts.TF32 }
 
-// Supports reports true for every op of [backend.AllOps].
+// Supports reports true for every op of [backend.AllOps] and for the
+// optional [backend.OpMatMulBF16]: the backend stores bfloat16 tensors.
 func (b *Backend) Supports(op backend.Op) bool {
-	return slices.Contains(backend.AllOps, op)
+	return slices.Contains(backend.AllOps, op) || op == backend.OpMatMulBF16
 }
 
 // enter locks the goroutine to its OS thread and makes the backend's

@@ -207,6 +207,19 @@ extern "C" __global__ void axpy(long long n, float alpha, float *y, const float 
 	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) y[i] += alpha * x[i];
 }
 
+// widen_bf16 sets (accumulate = 0) or adds to (accumulate = 1) dst[i] the
+// float32 whose top half is the bfloat16 src[i]: exact, a shift of the bits
+// (NaNs, infinities and signed zeros included). The union is the bit cast
+// that NVRTC, clang and the host emulation all accept without intrinsics.
+extern "C" __global__ void widen_bf16(long long n, int accumulate, float *dst, const unsigned short *src) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+		union { unsigned int u; float f; } v;
+		v.u = (unsigned int)src[i] << 16;
+		dst[i] = accumulate ? dst[i] + v.f : v.f;
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Unary functions and their derivatives. Single-precision library functions
 // are within a few ulps; GELU is the exact x·Φ(x), with Φ through erfc so

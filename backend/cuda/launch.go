@@ -75,6 +75,7 @@ var (
 	kBinary        = &kernelSpec{"binary", []argKind{argI32, argI32, argI64, argI64, argPtr, argPtr, argPtr}}
 	kScale         = &kernelSpec{"scale", []argKind{argI64, argF32, argPtr, argPtr}}
 	kAxpy          = &kernelSpec{"axpy", []argKind{argI64, argF32, argPtr, argPtr}}
+	kWidenBF16     = &kernelSpec{"widen_bf16", []argKind{argI64, argI32, argPtr, argPtr}}
 	kUnary         = &kernelSpec{"unary", []argKind{argI32, argI64, argPtr, argPtr}}
 	kUnaryGrad     = &kernelSpec{"unary_grad", []argKind{argI32, argI64, argPtr, argPtr, argPtr}}
 	kReduceRows    = &kernelSpec{"reduce_rows", []argKind{argI32, argI32, argI32, argPtr, argPtr}}
@@ -102,7 +103,7 @@ var kernelSpecs = []*kernelSpec{
 	kCopyStrided, kCopyStrided32, kBinary, kScale, kAxpy, kUnary, kUnaryGrad, kReduceRows,
 	kColsumPartial, kColsumFinal, kSoftmax, kSoftmaxGrad, kRMSNorm, kRMSNormGrad, kRMSNormDW,
 	kLayerNorm, kLayerNormGrad, kLayerNormPG, kRoPE, kGather, kScatterAdd, kCrossEntropy,
-	kCrossEntGrad, kAdamW,
+	kCrossEntGrad, kAdamW, kWidenBF16,
 }
 
 // Limits of the argument pack: more than any kernel needs.

@@ -60,12 +60,14 @@ func (g gemmCall) fits() bool {
 // MatMul computes C = alpha·op(A)·op(B) + beta·C for each matrix of the
 // batch with cublasSgemm_v2 (batch of one) or cublasSgemmStridedBatched,
 // a shared operand having stride 0. An empty inner dimension (k = 0)
-// gives C = beta·C without cuBLAS, C unread when beta is 0.
+// gives C = beta·C without cuBLAS, C unread when beta is 0. A bfloat16 B
+// (backend.OpMatMulBF16) is widened into a float32 scratch block of the
+// pool first, which goes back to the pool once the GEMM is enqueued.
 func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	if b.skip(backend.OpMatMul) {
 		return
 	}
-	d, err := backend.CheckMatMul(c, a, bm, p)
+	d, err := backend.CheckMatMulDType(c, a, bm, p, true)
 	if err != nil {
 		b.Record(err)
 		return
@@ -81,7 +83,22 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		if d.K == 0 {
 			return b.scaleOutput(ptrs[0], int64(c.Len()), p.Beta)
 		}
-		return b.gemm(gemmMapping(d, p), p.Alpha, p.Beta, ptrs[1], ptrs[2], ptrs[0])
+		pc, pa, pb := ptrs[0], ptrs[1], ptrs[2]
+		if bm.DType() == backend.BFloat16 {
+			n := int64(bm.Len())
+			scratch, err := b.tempAlloc(n * 4)
+			if err != nil {
+				return fmt.Errorf("float32 scratch for the bfloat16 B (%d bytes): %w", n*4, err)
+			}
+			// Stream order: the pool may hand the block out again once
+			// the GEMM reading it is enqueued (see package devpool).
+			defer b.tempFree(scratch)
+			if err := b.widen(scratch.ptr, pb, n, false); err != nil {
+				return err
+			}
+			pb = scratch.ptr
+		}
+		return b.gemm(gemmMapping(d, p), p.Alpha, p.Beta, pa, pb, pc)
 	})
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // buffer is a block of device memory holding float32 elements (see
-// devpool.Buffer).
+// devpool.Buffer); bf16Buffer wraps it for bfloat16 ones.
 type buffer = devpool.Buffer[Backend]
 
 // newPool returns the backend's caching pool (see package devpool): blocks
@@ -60,29 +60,35 @@ func (b *Backend) reclaimAndRetry(err error, retry func() error) error {
 // caller has entered the context.
 func (b *Backend) alloc(bytes int64) (uintptr, int64, error) { return b.pool.Get(bytes) }
 
-// Alloc returns a new contiguous float32 tensor; its contents are
-// unspecified. The block comes from the pool when one of its size class
-// is free.
+// Alloc returns a new contiguous tensor of float32 (4 bytes an element)
+// or bfloat16 (2 bytes an element); its contents are unspecified. The
+// block comes from the pool when one of its size class is free.
 func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) {
 	if b.closed {
 		return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v: %w", backend.Shape(shape), errClosed)
 	}
-	n, err := backend.CheckAlloc(dt, shape...)
+	n, err := backend.CheckAllocDType(dt, true, shape...)
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cuda: %w", err)
 	}
+	size := int64(dt.Size())
 	if err := b.enter(); err != nil {
 		b.leave()
 		return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v: %w", backend.Shape(shape), err)
 	}
-	ptr, class, err := b.alloc(int64(max(n, 1)) * 4)
+	ptr, class, err := b.alloc(int64(max(n, 1)) * size)
 	b.leave()
 	if err != nil {
-		return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v (%d bytes): %w", backend.Shape(shape), int64(n)*4, err)
+		return backend.Tensor{}, fmt.Errorf("cuda: Alloc %v (%d bytes): %w", backend.Shape(shape), int64(n)*size, err)
 	}
 	buf := &buffer{Owner: b, Ptr: ptr, N: n, Class: class}
+	var tb backend.Buffer = buf
+	if dt == backend.BFloat16 {
+		hb := &bf16Buffer{buffer{Owner: b, Ptr: ptr, N: n, Class: class}}
+		buf, tb = &hb.buffer, hb
+	}
 	b.live[buf] = struct{}{}
-	return backend.NewTensor(buf, 0, shape...)
+	return backend.NewTensor(tb, 0, shape...)
 }
 
 // Free returns t's buffer to the pool. Freeing the zero Tensor does
@@ -91,9 +97,9 @@ func (b *Backend) Free(t backend.Tensor) {
 	if t.IsZero() {
 		return
 	}
-	buf, ok := t.Buffer().(*buffer)
+	buf, _ := blockOf(t)
 	switch {
-	case !ok || buf.Owner != b:
+	case buf == nil || buf.Owner != b:
 		b.Record(&backend.OpError{Op: "free", Shapes: []backend.Shape{t.Shape()}, Err: errForeign})
 		return
 	case buf.Freed:
@@ -120,6 +126,19 @@ var (
 	errFreed   = fmt.Errorf("tensor's buffer was freed")
 )
 
+// blockOf returns the pool block behind t's buffer and its element size
+// (4 for float32, 2 for bfloat16), or nil when the buffer is not of this
+// package.
+func blockOf(t backend.Tensor) (*buffer, int) {
+	switch x := t.Buffer().(type) {
+	case *buffer:
+		return x, 4
+	case *bf16Buffer:
+		return &x.buffer, 2
+	}
+	return nil, 0
+}
+
 // dptr returns the device address of t's first element, checking that t
 // is backed by a live buffer of this backend. The zero Tensor gives 0 (an
 // absent optional argument).
@@ -127,14 +146,14 @@ func (b *Backend) dptr(t backend.Tensor) (uintptr, error) {
 	if t.IsZero() {
 		return 0, nil
 	}
-	buf, ok := t.Buffer().(*buffer)
-	if !ok || buf.Owner != b {
+	buf, size := blockOf(t)
+	if buf == nil || buf.Owner != b {
 		return 0, errForeign
 	}
 	if buf.Freed {
 		return 0, errFreed
 	}
-	return buf.Ptr + uintptr(t.Offset())*4, nil
+	return buf.Ptr + uintptr(t.Offset())*uintptr(size), nil
 }
 
 // dptrs resolves several tensors; the error names the argument. The
@@ -189,13 +208,15 @@ func (b *Backend) upload(dst uintptr, src unsafe.Pointer, n int) error {
 	return b.api.cu("cuMemcpyHtoDAsync_v2", call(b.api.cuMemcpyHtoDAsync, dst, uintptr(src), uintptr(n), b.stream))
 }
 
-// Upload copies src into the contiguous tensor dst.
+// Upload copies src into the contiguous tensor dst. Into a bfloat16
+// tensor it rounds on the host, to nearest even (NaN stays NaN), and
+// copies the two-byte values.
 func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 	const op = "upload"
 	if b.skip(op) {
 		return
 	}
-	if err := backend.CheckTransfer(op, dst, len(src)); err != nil {
+	if err := backend.CheckTransferDType(op, dst, len(src), true); err != nil {
 		b.Record(err)
 		return
 	}
@@ -205,19 +226,30 @@ func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 		if err != nil || len(src) == 0 {
 			return err
 		}
+		if dst.DType() == backend.BFloat16 {
+			// The driver stages pageable memory before the call
+			// returns, so h may go as soon as upload does.
+			h := make([]uint16, len(src))
+			for i, f := range src {
+				h[i] = roundBF16(f)
+			}
+			return b.upload(d, unsafe.Pointer(&h[0]), len(h)*2)
+		}
 		return b.upload(d, unsafe.Pointer(&src[0]), len(src)*4)
 	})
 }
 
 // Download waits for pending work, copies the contiguous tensor src into
-// dst and returns, clearing it, the first error recorded so far.
+// dst and returns, clearing it, the first error recorded so far. A
+// bfloat16 src comes over as two-byte values, widened exactly on the
+// host.
 func (b *Backend) Download(dst []float32, src backend.Tensor) error {
 	const op = "download"
 	if b.closed {
 		b.Record(&backend.OpError{Op: op, Err: errClosed})
 		return b.Take()
 	}
-	if err := backend.CheckTransfer(op, src, len(dst)); err != nil {
+	if err := backend.CheckTransferDType(op, src, len(dst), true); err != nil {
 		b.Record(err)
 		return b.Take()
 	}
@@ -232,6 +264,9 @@ func (b *Backend) Download(dst []float32, src backend.Tensor) error {
 		if err != nil {
 			return err
 		}
+		if src.DType() == backend.BFloat16 {
+			return b.downloadBF16(dst, s)
+		}
 		if len(dst) > 0 {
 			var pin runtime.Pinner
 			pin.Pin(&dst[0])
@@ -244,6 +279,29 @@ func (b *Backend) Download(dst []float32, src backend.Tensor) error {
 		return b.api.cu("cuStreamSynchronize", call(b.api.cuStreamSynchronize, b.stream))
 	})
 	return b.Take()
+}
+
+// downloadBF16 copies len(dst) bfloat16 values from device address s to
+// the host and widens them into dst.
+func (b *Backend) downloadBF16(dst []float32, s uintptr) error {
+	if len(dst) == 0 {
+		return b.api.cu("cuStreamSynchronize", call(b.api.cuStreamSynchronize, b.stream))
+	}
+	h := make([]uint16, len(dst))
+	var pin runtime.Pinner
+	pin.Pin(&h[0])
+	defer pin.Unpin()
+	if err := b.api.cu("cuMemcpyDtoHAsync_v2", call(b.api.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&h[0])), s, uintptr(len(h)*2), b.stream)); err != nil {
+		return err
+	}
+	// h must not be read (nor unpinned) before the copy is done.
+	if err := b.api.cu("cuStreamSynchronize", call(b.api.cuStreamSynchronize, b.stream)); err != nil {
+		return err
+	}
+	for i, v := range h {
+		dst[i] = widenBF16(v)
+	}
+	return nil
 }
 
 // Fill sets every element of the contiguous tensor dst to v, with

@@ -36,12 +36,13 @@ func offsetPtr(p uintptr, off int) uintptr { return uintptr(int64(p) + int64(off
 // both may be strided views and src may broadcast. Axes are merged first:
 // a copy between contiguous views becomes one device-to-device memcpy (or,
 // accumulating, one axpy), anything else one launch of the strided kernel
-// over at most 8 merged axes (more are split on the host).
+// over at most 8 merged axes (more are split on the host). A bfloat16 src
+// (both then contiguous) is widened into dst by one widen_bf16 launch.
 func (b *Backend) Copy(dst, src backend.Tensor, accumulate bool) {
 	if b.skip(backend.OpCopy) {
 		return
 	}
-	if err := backend.CheckCopy(dst, src); err != nil {
+	if err := backend.CheckCopyDType(dst, src, true); err != nil {
 		b.Record(err)
 		return
 	}
@@ -50,6 +51,9 @@ func (b *Backend) Copy(dst, src backend.Tensor, accumulate bool) {
 		p, err := b.dptrs(dst, src)
 		if err != nil {
 			return err
+		}
+		if src.DType() == backend.BFloat16 {
+			return b.widen(p[0], p[1], int64(dst.Len()), accumulate)
 		}
 		axes, ok := strided.Merge(dst.Shape(), dst.Strides(), src.Strides())
 		if !ok {
@@ -113,6 +117,25 @@ func (b *Backend) axpy(y, x uintptr, n int64, alpha float32) error {
 	args.ptr(x)
 	grid, block := elementwiseGrid(n, b.sms)
 	return b.launch(kAxpy, grid, block)
+}
+
+// widen enqueues dst = widen(src) (or dst += widen(src) with acc) over n
+// elements: float32 at device address dst, bfloat16 at src.
+func (b *Backend) widen(dst, src uintptr, n int64, acc bool) error {
+	if n == 0 {
+		return nil
+	}
+	args := b.kernel(kWidenBF16)
+	args.i64(n)
+	flag := 0
+	if acc {
+		flag = 1
+	}
+	args.i32(flag)
+	args.ptr(dst)
+	args.ptr(src)
+	grid, block := elementwiseGrid(n, b.sms)
+	return b.launch(kWidenBF16, grid, block)
 }
 
 // Binary computes dst = a op b element-wise, with b of a's shape, a row
