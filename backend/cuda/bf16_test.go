@@ -1,0 +1,280 @@
+package cuda
+
+import (
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/devpool"
+)
+
+// nearestBF16 is the reference for roundBF16, computed another way: the
+// two bfloat16 values around f (truncation and the next one up in
+// magnitude), the nearer by exact big.Float distance, the even one on a
+// tie; past the largest finite bfloat16 by half an ulp or more, infinity.
+func nearestBF16(f float32) uint16 {
+	u := math.Float32bits(f)
+	lo := uint16(u >> 16)
+	if u&0xffff == 0 {
+		return lo
+	}
+	hi := lo + 1 // next magnitude up, same sign (carries into the exponent)
+	x := new(big.Float).SetFloat64(float64(f))
+	dlo := new(big.Float).Sub(x, new(big.Float).SetFloat64(float64(widenBF16(lo))))
+	dlo.Abs(dlo)
+	var dhi *big.Float
+	if hi&0x7fff == 0x7f80 {
+		// hi is infinity: measure against 2^128, where the next finite
+		// value would be, which is the overflow threshold's convention.
+		top := new(big.Float).SetMantExp(big.NewFloat(1), 128)
+		if f < 0 {
+			top.Neg(top)
+		}
+		dhi = new(big.Float).Sub(x, top)
+	} else {
+		dhi = new(big.Float).Sub(x, new(big.Float).SetFloat64(float64(widenBF16(hi))))
+	}
+	dhi.Abs(dhi)
+	switch dlo.Cmp(dhi) {
+	case -1:
+		return lo
+	case 1:
+		return hi
+	}
+	if lo&1 == 0 {
+		return lo
+	}
+	return hi
+}
+
+func TestRoundBF16(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   uint32 // float32 bits
+		want uint16
+	}{
+		{"one", 0x3f800000, 0x3f80},
+		{"just above one, rounds down", 0x3f800001, 0x3f80},
+		{"tie to even (down)", 0x3f808000, 0x3f80},
+		{"tie to even (up)", 0x3f818000, 0x3f82},
+		{"above tie", 0x3f808001, 0x3f81},
+		{"negative tie", 0xbf818000, 0xbf82},
+		{"largest finite stays", 0x7f7f0000, 0x7f7f},
+		{"overflow at halfway", 0x7f7f8000, 0x7f80},
+		{"largest float32 overflows", 0x7f7fffff, 0x7f80},
+		{"-inf", 0xff800000, 0xff80},
+		{"-0", 0x80000000, 0x8000},
+		{"smallest subnormal rounds to 0", 0x00000001, 0x0000},
+		{"subnormal tie up to odd->even", 0x00018000, 0x0002},
+		{"NaN with only low payload stays NaN", 0x7f800001, 0x7fc0},
+		{"negative NaN keeps sign", 0xff800100, 0xffc0},
+		{"quiet NaN", 0x7fc00000, 0x7fc0},
+	} {
+		got := roundBF16(math.Float32frombits(tc.in))
+		if got != tc.want {
+			t.Errorf("%s: roundBF16(%#08x) = %#04x, want %#04x", tc.name, tc.in, got, tc.want)
+		}
+	}
+	// Every NaN stays NaN; every other value matches the reference.
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func(u uint32) {
+		f := math.Float32frombits(u)
+		got := roundBF16(f)
+		if f != f {
+			if w := widenBF16(got); w == w {
+				t.Fatalf("roundBF16(NaN %#08x) = %#04x, not a NaN", u, got)
+			}
+			return
+		}
+		if want := nearestBF16(f); got != want {
+			t.Fatalf("roundBF16(%#08x) = %#04x, want %#04x", u, got, want)
+		}
+	}
+	for range 200000 {
+		check(r.Uint32())
+	}
+	// Every tie and its neighbours over a spread of exponents.
+	for e := uint32(0); e < 256; e += 5 {
+		for _, frac := range []uint32{0x8000, 0x7fff, 0x8001, 0x18000, 0x7f8000, 0x7fffff} {
+			for _, s := range []uint32{0, 1 << 31} {
+				check(s | e<<23 | frac&0x7fffff)
+			}
+		}
+	}
+}
+
+func TestWidenBF16(t *testing.T) {
+	for _, h := range []uint16{0, 0x8000, 0x3f80, 0xbf80, 0x7f7f, 0x7f80, 0xff80, 0x0001} {
+		got := widenBF16(h)
+		if math.Float32bits(got) != uint32(h)<<16 {
+			t.Errorf("widenBF16(%#04x) = %#08x", h, math.Float32bits(got))
+		}
+		if roundBF16(got) != h {
+			t.Errorf("roundBF16(widenBF16(%#04x)) = %#04x, want it back", h, roundBF16(got))
+		}
+	}
+}
+
+// TestBF16Emulated covers what the conformance cases do not see from the
+// outside: bfloat16 blocks take 2 bytes an element from the pool; views
+// at an offset address 2-byte elements (Upload, Download, Copy and MatMul
+// through a Slice); MatMul with a bfloat16 B gives bit for bit what the
+// float32 product of the widened values gives, with one extra launch and
+// its scratch back in the pool afterwards; Free, use after free and Close
+// treat bfloat16 buffers like float32 ones.
+func TestBF16Emulated(t *testing.T) {
+	b := openFake(t, Options{})
+	if !b.Supports(backend.OpMatMulBF16) {
+		t.Fatal("Supports(matmul_bf16) is false")
+	}
+	driverStats := fakeCounters(t, b.api.drv, "sora_fake_stats")
+
+	// 64×32 elements: 4096 bytes as bfloat16, 8192 as float32, both
+	// exact size classes.
+	const rows, cols = 64, 32
+	n := rows * cols
+	in0 := b.MemoryStats().InUse
+	h, err := b.Alloc(backend.BFloat16, rows, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.MemoryStats().InUse-in0, devpool.SizeClass(int64(2*n)); got != want || want != int64(2*n) {
+		t.Errorf("bfloat16 %d×%d took %d pool bytes, want %d", rows, cols, got, 2*n)
+	}
+	f := mustAlloc(t, b, rows, cols)
+	if got := b.MemoryStats().InUse - in0 - int64(2*n); got != int64(4*n) {
+		t.Errorf("float32 %d×%d took %d pool bytes, want %d", rows, cols, got, 4*n)
+	}
+	if h.DType() != backend.BFloat16 || f.DType() != backend.Float32 {
+		t.Fatalf("dtypes %v, %v", h.DType(), f.DType())
+	}
+
+	r := rand.New(rand.NewPCG(3, 4))
+	vals := make([]float32, n)
+	for i := range vals {
+		vals[i] = float32(r.NormFloat64())
+	}
+	b.Upload(h, vals)
+	// Overwrite rows 16..47 through a view at an offset.
+	view := h.MustSlice(16, 48)
+	part := make([]float32, view.Len())
+	for i := range part {
+		part[i] = float32(r.NormFloat64()) * 100
+	}
+	b.Upload(view, part)
+	want := slices.Clone(vals)
+	copy(want[16*cols:], part)
+	for i := range want {
+		want[i] = widenBF16(roundBF16(want[i]))
+	}
+	got := make([]float32, n)
+	if err := b.Download(got, h); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatal("Download after Upload into a whole tensor and a view: not the rounded values")
+	}
+	gotView := make([]float32, view.Len())
+	if err := b.Download(gotView, view); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gotView, want[16*cols:48*cols]) {
+		t.Error("Download of a view at an offset: wrong elements")
+	}
+
+	// Copy from the view, then accumulate it again: 2× exactly (the
+	// values are bfloat16, so doubling is exact).
+	dst := mustAlloc(t, b, 32, cols)
+	b.Copy(dst, view, false)
+	b.Copy(dst, view, true)
+	gotCopy := make([]float32, dst.Len())
+	if err := b.Download(gotCopy, dst); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range gotCopy {
+		if w := 2 * want[16*cols+i]; v != w {
+			t.Fatalf("Copy+accumulate from a view: element %d = %v, want %v", i, v, w)
+		}
+	}
+
+	// MatMul: C = A·Bᵀ and A·B with B the bfloat16 view, against the same
+	// product with B's widened values in float32.
+	bf := mustAlloc(t, b, 32, cols)
+	b.Upload(bf, want[16*cols:48*cols])
+	for _, transB := range []bool{false, true} {
+		m, k := 5, 32
+		nn := cols
+		if transB {
+			k, nn = cols, 32
+		}
+		a := mustAlloc(t, b, m, k)
+		av := make([]float32, m*k)
+		for i := range av {
+			av[i] = float32(r.NormFloat64())
+		}
+		b.Upload(a, av)
+		c1, c2 := mustAlloc(t, b, m, nn), mustAlloc(t, b, m, nn)
+		p := backend.MatMulParams{TransB: transB, Alpha: 1}
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		launches, inUse, allocs := driverStats[2], b.MemoryStats().InUse, b.MemoryStats().DeviceAllocs
+		b.MatMul(c1, a, view, p)
+		if err := b.Sync(); err != nil {
+			t.Fatalf("transB=%v: MatMul with a bfloat16 B: %v", transB, err)
+		}
+		if d := driverStats[2] - launches; d != 1 {
+			t.Errorf("transB=%v: %d kernel launches, want 1 (the widening)", transB, d)
+		}
+		if got := b.MemoryStats().InUse; got != inUse {
+			t.Errorf("transB=%v: pool bytes in use %d after MatMul, %d before: the scratch was not given back", transB, got, inUse)
+		}
+		if transB && b.MemoryStats().DeviceAllocs != allocs {
+			t.Errorf("the second MatMul allocated device memory; the first one's scratch should have been reused")
+		}
+		b.MatMul(c2, a, bf, p)
+		g1, g2 := make([]float32, c1.Len()), make([]float32, c2.Len())
+		if err := b.Download(g1, c1); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Download(g2, c2); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(g1, g2) {
+			t.Errorf("transB=%v: MatMul with bfloat16 B differs from float32 B holding the same values", transB)
+		}
+		if slices.Equal(g1, make([]float32, len(g1))) {
+			t.Errorf("transB=%v: product is all zeros", transB)
+		}
+	}
+
+	// Free, use after free, double free; Close with a live one.
+	b.Free(h)
+	b.Copy(dst, view, false)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "freed") {
+		t.Errorf("Copy from a freed bfloat16 tensor: %v", err)
+	}
+	b.Free(h)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "tensor's buffer was freed") {
+		t.Errorf("double free of a bfloat16 tensor: %v", err)
+	}
+	live, err := b.Alloc(backend.BFloat16, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bytesBefore := driverStats[3]
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if freed := bytesBefore - driverStats[3]; freed < 2000 {
+		t.Errorf("Close returned %d bytes to the device, want at least the live bfloat16 tensor's 2000", freed)
+	}
+	b.Free(live) // after Close: nothing, no error
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Sync after Close: %v", err)
+	}
+}
