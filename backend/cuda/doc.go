@@ -152,6 +152,26 @@
 // the bare cuBLAS call and the driver's device-to-device copy as baselines
 // for benchmarks.
 //
+// # bfloat16
+//
+// The backend supports the optional op [backend.OpMatMulBF16]: Alloc of
+// [backend.BFloat16] takes 2 bytes an element from the pool (frozen
+// weights at half the memory). Upload rounds float32 to bfloat16 on the
+// host (nearest, ties to even; NaN stays NaN; overflow to infinity, as the
+// CPU backend rounds) and copies the 2-byte values; Download copies them
+// back and widens them exactly on the host; Copy from a bfloat16 tensor
+// into a float32 one (or adding to it) is one launch of the widen_bf16
+// kernel (a 16-bit shift). MatMul with a bfloat16 B widens B into a
+// float32 scratch block of the pool (4 bytes an element of B, for the
+// duration of the call; the pool keeps the block cached for the next
+// product of that size) and then runs the float32 cuBLAS path above, so
+// its results equal those of a float32 B holding the widened values;
+// [Backend.VendorMatMul] stays float32 only. This path has been checked on
+// the emulated device (the conformance suite's matmul_bf16 cases and the
+// package's own tests) and through the PTX compile below; it has not run
+// on a GPU, and nothing is claimed about its speed (the widening costs an
+// extra pass over B per product).
+//
 // # Status and verification
 //
 // This backend was written and unit-tested without a GPU; conformance on a
@@ -159,7 +179,7 @@
 //
 //   - the library search and the error messages for missing libraries and
 //     symbols, against test doubles built with the C compiler;
-//   - the kernel source compiles to PTX for sm_80 and sm_90 with clang
+//   - the kernel source (widen_bf16 included) compiles to PTX for sm_80 and sm_90 with clang
 //     (when installed), and every kernel's parameters in the PTX match the
 //     types and sizes the Go side packs;
 //   - the whole conformance suite passes on an emulated device: a test
