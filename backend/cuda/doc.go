@@ -179,9 +179,9 @@
 //
 //   - the library search and the error messages for missing libraries and
 //     symbols, against test doubles built with the C compiler;
-//   - the kernel source (widen_bf16 included) compiles to PTX for sm_80 and sm_90 with clang
-//     (when installed), and every kernel's parameters in the PTX match the
-//     types and sizes the Go side packs;
+//   - the kernel source (widen_bf16 included) compiles to PTX for sm_80
+//     and sm_90 with clang (when installed), and every kernel's parameters
+//     in the PTX match the types and sizes the Go side packs;
 //   - the whole conformance suite passes on an emulated device: a test
 //     double of libcuda that runs kernels.cu itself, compiled for the host
 //     against an emulation of CUDA threads as fibers (barriers and warp
