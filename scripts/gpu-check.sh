@@ -28,7 +28,9 @@
 #                                          (17 GB; skipped with less free), the
 #                                          device's memory filled then MatMuls,
 #                                          long-row and offset/degenerate shapes
-#                                          against the CPU backend; about 10 s)
+#                                          against the CPU backend, a bfloat16
+#                                          MatMul's scratch reused at once;
+#                                          about 10 s)
 #   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
 #                                          the device-to-device copy bandwidth;
 #                                          skipped without python3 and torch)
