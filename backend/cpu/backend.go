@@ -12,10 +12,10 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
 	"github.com/sora-go/sora/backend/cpu/internal/blas"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
+	"github.com/sora-go/sora/backend/internal/bf16"
 )
 
 // Environment variables read by [backend.Open]("cpu").

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
+	"github.com/sora-go/sora/backend/internal/bf16"
 )
 
 // TestBF16Memory checks bfloat16 buffers: 2 bytes an element in

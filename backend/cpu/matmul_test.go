@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
+	"github.com/sora-go/sora/backend/internal/bf16"
 )
 
 // matmulRef computes one C = alpha·op(A)·op(B) + beta·C in float64.

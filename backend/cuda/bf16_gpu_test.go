@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/bf16"
 )
 
 // checkBF16ScratchReuse checks that MatMul's float32 scratch for a
@@ -30,7 +31,7 @@ func checkBF16ScratchReuse(t *testing.T, b *Backend, m, n, k, rounds int) {
 	}
 	bv := uniform(rng, k*n, -1, 1)
 	for i, v := range bv {
-		bv[i] = widenBF16(roundBF16(v))
+		bv[i] = bf16.Widen(bf16.Round(v))
 	}
 	bh, bf := alloc(backend.BFloat16, k, n), alloc(backend.Float32, k, n)
 	b.Upload(bh, bv)

@@ -1,123 +1,15 @@
 package cuda
 
 import (
-	"math"
-	"math/big"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/bf16"
 	"github.com/sora-go/sora/backend/internal/devpool"
 )
-
-// nearestBF16 is the reference for roundBF16, computed another way: the
-// two bfloat16 values around f (truncation and the next one up in
-// magnitude), the nearer by exact big.Float distance, the even one on a
-// tie; past the largest finite bfloat16 by half an ulp or more, infinity.
-func nearestBF16(f float32) uint16 {
-	u := math.Float32bits(f)
-	lo := uint16(u >> 16)
-	if u&0xffff == 0 {
-		return lo
-	}
-	hi := lo + 1 // next magnitude up, same sign (carries into the exponent)
-	x := new(big.Float).SetFloat64(float64(f))
-	dlo := new(big.Float).Sub(x, new(big.Float).SetFloat64(float64(widenBF16(lo))))
-	dlo.Abs(dlo)
-	var dhi *big.Float
-	if hi&0x7fff == 0x7f80 {
-		// hi is infinity: measure against 2^128, where the next finite
-		// value would be, which is the overflow threshold's convention.
-		top := new(big.Float).SetMantExp(big.NewFloat(1), 128)
-		if f < 0 {
-			top.Neg(top)
-		}
-		dhi = new(big.Float).Sub(x, top)
-	} else {
-		dhi = new(big.Float).Sub(x, new(big.Float).SetFloat64(float64(widenBF16(hi))))
-	}
-	dhi.Abs(dhi)
-	switch dlo.Cmp(dhi) {
-	case -1:
-		return lo
-	case 1:
-		return hi
-	}
-	if lo&1 == 0 {
-		return lo
-	}
-	return hi
-}
-
-func TestRoundBF16(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		in   uint32 // float32 bits
-		want uint16
-	}{
-		{"one", 0x3f800000, 0x3f80},
-		{"just above one, rounds down", 0x3f800001, 0x3f80},
-		{"tie to even (down)", 0x3f808000, 0x3f80},
-		{"tie to even (up)", 0x3f818000, 0x3f82},
-		{"above tie", 0x3f808001, 0x3f81},
-		{"negative tie", 0xbf818000, 0xbf82},
-		{"largest finite stays", 0x7f7f0000, 0x7f7f},
-		{"overflow at halfway", 0x7f7f8000, 0x7f80},
-		{"largest float32 overflows", 0x7f7fffff, 0x7f80},
-		{"-inf", 0xff800000, 0xff80},
-		{"-0", 0x80000000, 0x8000},
-		{"smallest subnormal rounds to 0", 0x00000001, 0x0000},
-		{"subnormal tie up to odd->even", 0x00018000, 0x0002},
-		{"NaN with only low payload stays NaN", 0x7f800001, 0x7fc0},
-		{"negative NaN keeps sign", 0xff800100, 0xffc0},
-		{"quiet NaN", 0x7fc00000, 0x7fc0},
-	} {
-		got := roundBF16(math.Float32frombits(tc.in))
-		if got != tc.want {
-			t.Errorf("%s: roundBF16(%#08x) = %#04x, want %#04x", tc.name, tc.in, got, tc.want)
-		}
-	}
-	// Every NaN stays NaN; every other value matches the reference.
-	r := rand.New(rand.NewPCG(1, 2))
-	check := func(u uint32) {
-		f := math.Float32frombits(u)
-		got := roundBF16(f)
-		if f != f {
-			if w := widenBF16(got); w == w {
-				t.Fatalf("roundBF16(NaN %#08x) = %#04x, not a NaN", u, got)
-			}
-			return
-		}
-		if want := nearestBF16(f); got != want {
-			t.Fatalf("roundBF16(%#08x) = %#04x, want %#04x", u, got, want)
-		}
-	}
-	for range 200000 {
-		check(r.Uint32())
-	}
-	// Every tie and its neighbours over a spread of exponents.
-	for e := uint32(0); e < 256; e += 5 {
-		for _, frac := range []uint32{0x8000, 0x7fff, 0x8001, 0x18000, 0x7f8000, 0x7fffff} {
-			for _, s := range []uint32{0, 1 << 31} {
-				check(s | e<<23 | frac&0x7fffff)
-			}
-		}
-	}
-}
-
-func TestWidenBF16(t *testing.T) {
-	for _, h := range []uint16{0, 0x8000, 0x3f80, 0xbf80, 0x7f7f, 0x7f80, 0xff80, 0x0001} {
-		got := widenBF16(h)
-		if math.Float32bits(got) != uint32(h)<<16 {
-			t.Errorf("widenBF16(%#04x) = %#08x", h, math.Float32bits(got))
-		}
-		if roundBF16(got) != h {
-			t.Errorf("roundBF16(widenBF16(%#04x)) = %#04x, want it back", h, roundBF16(got))
-		}
-	}
-}
 
 // TestBF16Emulated covers what the conformance cases do not see from the
 // outside: bfloat16 blocks take 2 bytes an element from the pool; views
@@ -169,7 +61,7 @@ func TestBF16Emulated(t *testing.T) {
 	want := slices.Clone(vals)
 	copy(want[16*cols:], part)
 	for i := range want {
-		want[i] = widenBF16(roundBF16(want[i]))
+		want[i] = bf16.Widen(bf16.Round(want[i]))
 	}
 	got := make([]float32, n)
 	if err := b.Download(got, h); err != nil {

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/internal/bf16"
 	"github.com/sora-go/sora/backend/internal/devpool"
 )
 
@@ -231,7 +232,7 @@ func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 			// returns, so h may go as soon as upload does.
 			h := make([]uint16, len(src))
 			for i, f := range src {
-				h[i] = roundBF16(f)
+				h[i] = bf16.Round(f)
 			}
 			return b.upload(d, unsafe.Pointer(&h[0]), len(h)*2)
 		}
@@ -299,7 +300,7 @@ func (b *Backend) downloadBF16(dst []float32, s uintptr) error {
 		return err
 	}
 	for i, v := range h {
-		dst[i] = widenBF16(v)
+		dst[i] = bf16.Widen(v)
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 package gemm
 
-import "github.com/sora-go/sora/backend/cpu/internal/bf16"
+import "github.com/sora-go/sora/backend/internal/bf16"
 
 // A B operand in bfloat16 (the frozen weights of a fine-tune, stored at
 // half the memory) goes through the same paths as a float32 one, widened

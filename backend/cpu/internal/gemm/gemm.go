@@ -39,7 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
+	"github.com/sora-go/sora/backend/internal/bf16"
 )
 
 // Config selects how an Engine computes.

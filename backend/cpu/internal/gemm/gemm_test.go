@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sora-go/sora/backend/cpu/internal/bf16"
+	"github.com/sora-go/sora/backend/internal/bf16"
 )
 
 // kernelsUnderTest is every micro-kernel this machine can run, so the

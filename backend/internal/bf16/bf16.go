@@ -1,5 +1,7 @@
 // Package bf16 converts between float32 and bfloat16, the storage type of
-// the CPU backend's frozen weights (backend.BFloat16). A bfloat16 is held
+// the backends' frozen weights (backend.BFloat16): the CPU backend's
+// buffers and the host side of the CUDA backend's uploads and downloads,
+// which must round alike. A bfloat16 is held
 // as a uint16: the top half of a float32's bits, sign, exponent and seven
 // fraction bits. Widening to float32 is exact (the low half is zero);
 // narrowing rounds to nearest, ties to even, keeps NaNs NaN (quieted, sign
