@@ -149,40 +149,15 @@ func encodeGemma2(cfg llama.Config) ([]byte, error) {
 	if window == 0 {
 		window = defaultGemma2Window
 	}
-	scalar := cfg.QueryPreAttnScalar
-	if scalar == 0 {
-		scalar = float64(cfg.HeadDim())
-	}
 	softcap := func(v float64) any {
 		if v == 0 {
 			return nil
 		}
 		return pyFloat(v)
 	}
-	m := map[string]any{
-		"architectures":           []string{ArchGemma2},
-		"model_type":              ModelTypeGemma2,
-		"hidden_activation":       cfg.Activation.String(),
-		"hidden_size":             cfg.Dim,
-		"intermediate_size":       cfg.HiddenDim,
-		"num_hidden_layers":       cfg.NumLayers,
-		"num_attention_heads":     cfg.NumHeads,
-		"num_key_value_heads":     cfg.NumKVHeads,
-		"head_dim":                cfg.HeadDim(),
-		"vocab_size":              cfg.VocabSize,
-		"max_position_embeddings": cfg.MaxSeqLen,
-		"rms_norm_eps":            pyFloat(cfg.NormEps),
-		"rope_theta":              pyFloat(cfg.RopeTheta),
-		"tie_word_embeddings":     cfg.TiedEmbeddings,
-		"attention_bias":          cfg.AttentionBias == llama.BiasQKVO,
-		"attention_dropout":       pyFloat(0),
-		"query_pre_attn_scalar":   scalar,
-		"sliding_window":          window,
-		"layer_types":             encodeLayerTypes(cfg),
-		"attn_logit_softcapping":  softcap(cfg.AttnLogitSoftcap),
-		"final_logit_softcapping": softcap(cfg.FinalLogitSoftcap),
-		"torch_dtype":             "float32",
-	}
+	m := gemmaConfigJSON(cfg, ArchGemma2, ModelTypeGemma2, window)
+	m["attn_logit_softcapping"] = softcap(cfg.AttnLogitSoftcap)
+	m["final_logit_softcapping"] = softcap(cfg.FinalLogitSoftcap)
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err

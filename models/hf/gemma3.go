@@ -321,24 +321,18 @@ func encodeLayerTypes(cfg llama.Config) []string {
 	return types
 }
 
-// encodeGemma3 returns the config.json of a Gemma 3 text model as
-// Gemma3TextConfig writes it: layer_types, and sliding_window_pattern too
-// where a pattern gives the same layers (the key that transformers 4.50 to
-// 4.52 read instead); sliding_window and rope_local_base_freq are
-// Gemma3TextConfig's defaults when no layer slides.
-func encodeGemma3(cfg llama.Config) ([]byte, error) {
-	types := encodeLayerTypes(cfg)
-	window, local := cfg.SlidingWindow, cfg.LocalRopeTheta
-	if window == 0 {
-		window, local = defaultGemma3Window, defaultGemma3LocalTheta
-	}
+// gemmaConfigJSON returns the fields of a Gemma config.json that Gemma 2's
+// and Gemma 3's share, for architecture arch and model_type modelType,
+// with the sliding window given and query_pre_attn_scalar head_dim where
+// the config leaves it 0.
+func gemmaConfigJSON(cfg llama.Config, arch, modelType string, window int) map[string]any {
 	scalar := cfg.QueryPreAttnScalar
 	if scalar == 0 {
 		scalar = float64(cfg.HeadDim())
 	}
-	m := map[string]any{
-		"architectures":           []string{ArchGemma3},
-		"model_type":              ModelTypeGemma3Text,
+	return map[string]any{
+		"architectures":           []string{arch},
+		"model_type":              modelType,
 		"hidden_activation":       cfg.Activation.String(),
 		"hidden_size":             cfg.Dim,
 		"intermediate_size":       cfg.HiddenDim,
@@ -350,18 +344,31 @@ func encodeGemma3(cfg llama.Config) ([]byte, error) {
 		"max_position_embeddings": cfg.MaxSeqLen,
 		"rms_norm_eps":            pyFloat(cfg.NormEps),
 		"rope_theta":              pyFloat(cfg.RopeTheta),
-		"rope_local_base_freq":    pyFloat(local),
-		"rope_scaling":            encodeRopeScaling(cfg.RopeScaling),
 		"tie_word_embeddings":     cfg.TiedEmbeddings,
 		"attention_bias":          cfg.AttentionBias == llama.BiasQKVO,
 		"attention_dropout":       pyFloat(0),
 		"query_pre_attn_scalar":   scalar,
 		"sliding_window":          window,
-		"layer_types":             types,
-		"attn_logit_softcapping":  nil,
-		"final_logit_softcapping": nil,
+		"layer_types":             encodeLayerTypes(cfg),
 		"torch_dtype":             "float32",
 	}
+}
+
+// encodeGemma3 returns the config.json of a Gemma 3 text model as
+// Gemma3TextConfig writes it: layer_types, and sliding_window_pattern too
+// where a pattern gives the same layers (the key that transformers 4.50 to
+// 4.52 read instead); sliding_window and rope_local_base_freq are
+// Gemma3TextConfig's defaults when no layer slides.
+func encodeGemma3(cfg llama.Config) ([]byte, error) {
+	window, local := cfg.SlidingWindow, cfg.LocalRopeTheta
+	if window == 0 {
+		window, local = defaultGemma3Window, defaultGemma3LocalTheta
+	}
+	m := gemmaConfigJSON(cfg, ArchGemma3, ModelTypeGemma3Text, window)
+	m["rope_local_base_freq"] = pyFloat(local)
+	m["rope_scaling"] = encodeRopeScaling(cfg.RopeScaling)
+	m["attn_logit_softcapping"] = nil
+	m["final_logit_softcapping"] = nil
 	for p := 1; p <= cfg.NumLayers+1; p++ {
 		same := true
 		for i := range cfg.NumLayers {
