@@ -26,7 +26,7 @@ func init() {
 }
 
 var benchTrainDoc = usageDoc{
-	synopsis: "bench train [--backend NAME] [--methods LIST] [--dim 512 --layers 8 --heads 8 --kv-heads 4 --hidden 1376 --vocab 512 --seq 256 --batch 4] [--steps N] [--rounds N] [--threads N] [--gradient-checkpointing] [--json]",
+	synopsis: "bench train [--backend NAME] [--methods LIST] [--dim 512 --layers 8 --heads 8 --kv-heads 4 --hidden 1376 --vocab 512 --seq 256 --batch 4] [--steps N] [--rounds N] [--threads N] [--gradient-checkpointing] [--base-dtype f32|bf16] [--json]",
 	description: "Times optimizer steps of a LLaMA-shaped model built in memory (random weights; RMSNorm, rotary " +
 		"embeddings, grouped-query attention, SwiGLU) trained as a causal language model on random tokens, with " +
 		"every method's adapters on all seven linear layers of every block (r = --rank, alpha = --alpha, " +
@@ -40,7 +40,8 @@ var benchTrainDoc = usageDoc{
 		"step's tape held (activations, gradients and the buffers it pooled for reuse; the weights and the " +
 		"optimizer state are not counted). With --gradient-checkpointing every method also runs with each " +
 		"decoder layer and the head's logits recomputed in the backward pass (method+gc), timed in the same " +
-		"turns, with its step time and tape memory over the plain run's. The PyTorch column " +
+		"turns, with its step time and tape memory over the plain run's. --base-dtype bf16 stores the frozen linear " +
+		"layers' weights in bfloat16 (not for full fine-tuning): run it once with and once without to compare. The PyTorch column " +
 		"quotes the rates issue 7 reports for PyTorch 1.13 on a 2-core machine of this project for the default " +
 		"shape (not measured here; compare only on that machine and shape). With --json each result is one " +
 		"JSON object per line.",
@@ -80,6 +81,7 @@ type trainResult struct {
 	// Checkpointing marks the run with gradient checkpointing; TimeVsPlain
 	// and PeakVsPlain are its step time and tape peak over the plain run's.
 	Checkpointing bool   `json:"gradient_checkpointing,omitempty"`
+	BaseDType     string `json:"base_dtype"`
 	TimeVsPlain   fixed3 `json:"step_time_vs_plain,omitempty"`
 	PeakVsPlain   fixed3 `json:"peak_tape_vs_plain,omitempty"`
 }
@@ -102,6 +104,8 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	steps := fs.Int("steps", 2, "timed steps per method and round, `N`")
 	rounds := fs.Int("rounds", 3, "timing `ROUNDS`: the methods are timed in turn, round after round, and each reports its fastest round")
 	threads := fs.Int("threads", 0, "`N` threads for the CPU backend and GOMAXPROCS; 0 keeps the defaults")
+	var dtName string
+	baseDTypeFlagVar(fs, &dtName)
 	checkpointing := fs.Bool("gradient-checkpointing", false, "also run every method with gradient checkpointing (method+gc) and compare its step time and tape memory with the plain run's")
 	asJSON := fs.Bool("json", false, "print one JSON object per method instead of a table")
 	profile := cpuProfileFlag(fs)
@@ -122,11 +126,20 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		fmt.Fprintf(stderr, "sora bench train: --threads %d: want a positive number, or 0 for the defaults\n", *threads)
 		return exitUsage
 	}
+	mopts, err := baseDType(dtName)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora bench train: %v\n", err)
+		return exitUsage
+	}
 	var methods []string
 	for _, s := range splitList(*methodsFlag) {
 		m, err := peft.ParseMethod(s)
 		if err != nil {
 			fmt.Fprintf(stderr, "sora bench train: --methods: %v\n", err)
+			return exitUsage
+		}
+		if m == peft.Full && mopts.BaseDType == backend.BFloat16 {
+			fmt.Fprintln(stderr, "sora bench train: --base-dtype bf16 stores the base weights frozen, and full fine-tuning trains them: leave full out of --methods")
 			return exitUsage
 		}
 		methods = append(methods, string(m))
@@ -157,9 +170,13 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		return exitFailure
 	}
 	if !*asJSON {
-		fmt.Fprintf(stdout, "backend %s: %s\nmodel: dim %d, %d layers, %d heads / %d KV heads, SwiGLU %d, vocab %d (%s parameters); batch %d × %d tokens; adapters on all 7 linear layers, r=%d alpha=%g rotation rank %d\n\n",
+		storage := ""
+		if mopts.BaseDType == backend.BFloat16 {
+			storage = "; frozen linear weights in bfloat16"
+		}
+		fmt.Fprintf(stdout, "backend %s: %s\nmodel: dim %d, %d layers, %d heads / %d KV heads, SwiGLU %d, vocab %d (%s parameters); batch %d × %d tokens; adapters on all 7 linear layers, r=%d alpha=%g rotation rank %d%s\n\n",
 			b.Name(), b.Device(), cfg.Dim, cfg.NumLayers, cfg.NumHeads, cfg.NumKVHeads, cfg.HiddenDim, cfg.VocabSize,
-			commas(cfg.NumParams()), *batch, *seq, *rank, *alpha, *rotRank)
+			commas(cfg.NumParams()), *batch, *seq, *rank, *alpha, *rotRank, storage)
 	}
 	rng := rand.New(rand.NewPCG(7, 7))
 	tokens := make([]int32, *batch**seq)
@@ -178,7 +195,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 			if gc && !*checkpointing {
 				continue
 			}
-			r, err := newTrainRun(b, w, method, gc, peft.Config{R: *rank, Alpha: *alpha, RotationRank: *rotRank, TargetModules: []string{peft.AllLinear}, Seed: 1}, bt, targets)
+			r, err := newTrainRun(b, w, method, gc, mopts, peft.Config{R: *rank, Alpha: *alpha, RotationRank: *rotRank, TargetModules: []string{peft.AllLinear}, Seed: 1}, bt, targets)
 			if err != nil {
 				for _, r := range runs {
 					r.close()
@@ -290,12 +307,12 @@ type trainRun struct {
 	best    time.Duration // fastest round's mean step time
 }
 
-// newTrainRun builds the model with the method applied, and gradient
-// checkpointing where gc, and runs one untimed warm-up step (first-use
+// newTrainRun builds the model with the options o (its base weights'
+// storage type) and the method applied, and gradient checkpointing where gc, and runs one untimed warm-up step (first-use
 // allocations, packing buffers, optimizer state).
-func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, pc peft.Config, bt llama.Batch, targets []int32) (*trainRun, error) {
-	r := &trainRun{bt: bt, targets: targets, res: trainResult{Method: method, Checkpointing: gc}}
-	m, err := llama.New(b, w)
+func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, o llama.Options, pc peft.Config, bt llama.Batch, targets []int32) (*trainRun, error) {
+	r := &trainRun{bt: bt, targets: targets, res: trainResult{Method: method, Checkpointing: gc, BaseDType: train.BaseDTypeName(o.BaseDType)}}
+	m, err := llama.NewWithOptions(b, w, o)
 	if err != nil {
 		return nil, err
 	}

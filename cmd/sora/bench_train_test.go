@@ -109,3 +109,27 @@ func TestBenchTrainCheckpointing(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchTrainBaseDType checks --base-dtype on bench train: the results
+// say which storage the base weights had, and bfloat16 with full
+// fine-tuning is refused.
+func TestBenchTrainBaseDType(t *testing.T) {
+	for _, dt := range []string{"f32", "bf16"} {
+		code, out, errOut := runCLI(t, "bench", "train", "--backend", "cpu", "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+			"--hidden", "48", "--vocab", "40", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "1", "--methods", "lora", "--base-dtype", dt, "--json")
+		if code != 0 {
+			t.Fatalf("--base-dtype %s: status %d\n%s", dt, code, errOut)
+		}
+		var r trainResult
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
+			t.Fatalf("%q: %v", out, err)
+		}
+		if r.BaseDType != dt || !(r.Loss > 0) {
+			t.Errorf("--base-dtype %s: result %+v", dt, r)
+		}
+	}
+	code, _, errOut := runCLI(t, "bench", "train", "--methods", "lora,full", "--base-dtype", "bf16")
+	if code != exitUsage || !strings.Contains(errOut, "full") {
+		t.Errorf("bf16 with full: status %d, %q; want a usage error naming full", code, errOut)
+	}
+}
