@@ -18,8 +18,10 @@ import (
 // stack of N checkpointed layers thus keeps N layer outputs and one
 // layer's intermediates alive, instead of N layers' intermediates (see
 // the package documentation, Memory), at the cost of a second forward of
-// every segment during Backward: about a third more arithmetic for a
-// whole model.
+// every segment during Backward: a third more arithmetic for a model
+// whose every weight trains (backward about twice the forward), about half
+// more where the weights are frozen and only adapters train (backward
+// about one forward).
 //
 // The results are those of calling f directly, and so are the gradients
 // that reach in, the parameters and any value of g made before the call
