@@ -28,6 +28,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/sora-go/sora/internal/atomicfile"
 )
@@ -363,21 +364,18 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 	if int64(len(dst)) != info.NumElements() {
 		return fmt.Errorf("safetensors: %s: tensor %q has %d elements (shape %v) but the destination holds %d", f.name, name, info.NumElements(), info.Shape, len(dst))
 	}
-	es := int64(info.DType.Size())
-	// Read in bounded chunks so loading needs no second full-size copy.
-	const chunk = 1 << 18
-	buf := make([]byte, min(chunk, info.End-info.Begin))
-	off := f.dataStart + info.Begin
-	for i := 0; i < len(dst); {
-		n := min(int64(len(dst)-i), int64(len(buf))/es)
-		b := buf[:n*es]
-		if err := readAt(f.r, b, off); err != nil {
-			return fmt.Errorf("safetensors: %s: reading tensor %q: %v", f.name, name, err)
-		}
-		decode(dst[i:i+int(n)], b, info.DType)
-		off += n * es
-		i += int(n)
+	// The raw values go straight into the tail of dst's own memory and are
+	// widened in place, front to back: value i (at byte 4n-k·n+k·i, k its
+	// size) is read before dst[i] (bytes 4i to 4i+3) is written, and no
+	// later value lies below byte 4i+4. So a read needs no buffer of its
+	// own, however often it is called (a streamed load calls it once a
+	// tensor).
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 4*len(dst))
+	b := raw[len(raw)-int(info.End-info.Begin):]
+	if err := readAt(f.r, b, f.dataStart+info.Begin); err != nil {
+		return fmt.Errorf("safetensors: %s: reading tensor %q: %v", f.name, name, err)
 	}
+	decode(dst, b, info.DType)
 	return nil
 }
 

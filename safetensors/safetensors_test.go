@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand"
@@ -100,11 +101,11 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestLargeTensorChunks reads a tensor bigger than the read chunk so the
-// chunk loop's boundaries are exercised.
-func TestLargeTensorChunks(t *testing.T) {
+// TestLargeTensor reads a tensor of some hundred kilobytes, not a round
+// size, behind another.
+func TestLargeTensor(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
-	big := randTensor(rng, "big", 3, 40001) // 480012 bytes, not a multiple of the chunk
+	big := randTensor(rng, "big", 3, 40001) // 480012 bytes
 	var buf bytes.Buffer
 	if err := Encode(&buf, []Tensor{randTensor(rng, "pre", 3), big}, nil); err != nil {
 		t.Fatal(err)
@@ -169,6 +170,41 @@ func TestReadHalfTypes(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestReadHalfTypesInPlace reads long F16 and BF16 tensors, which
+// ReadFloat32 widens in place inside the destination, and checks every
+// value against the conversion of its own bytes, so that a value
+// overwritten before it was read shows.
+func TestReadHalfTypesInPlace(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	const n = 10007
+	data := make([]byte, 4*n)
+	rng.Read(data)
+	hdr := fmt.Sprintf(`{"h":{"dtype":"F16","shape":[%d],"data_offsets":[0,%d]},"b":{"dtype":"BF16","shape":[%d],"data_offsets":[%d,%d]}}`, n, 2*n, n, 2*n, 4*n)
+	f, err := open(t, rawFile(hdr, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		conv func(uint16) float32
+	}{
+		{"h", data[:2*n], HalfToFloat32},
+		{"b", data[2*n:], func(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }},
+	} {
+		got, err := f.Float32(tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, g := range got {
+			want := tc.conv(binary.LittleEndian.Uint16(tc.raw[2*i:]))
+			if math.Float32bits(g) != math.Float32bits(want) {
+				t.Fatalf("%s[%d] = %v, want %v", tc.name, i, g, want)
+			}
 		}
 	}
 }

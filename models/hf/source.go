@@ -214,8 +214,9 @@ func (s *Source) Config() llama.Config { return s.cfg }
 // (llama.Weights.Params names them; not an lm_head.weight beside tied
 // embeddings), from its file into dst, converting F16 and BF16 values to
 // float32 exactly. dst must have exactly the tensor's element count. The
-// file is read in bounded chunks at the tensor's offset: nothing else of it
-// is read or held. Errors name the file and the tensor.
+// tensor's bytes are read at its offset into dst itself and widened there:
+// nothing else of the file is read or held. Errors name the file and the
+// tensor.
 func (s *Source) ReadTensor(name string, dst []float32) error {
 	f, ok := s.where[name]
 	switch {
