@@ -260,12 +260,10 @@ func (p *parser) ifStmt(a at) (node, error) {
 		case "elif":
 			continue
 		case "else":
-			if err := p.endTag(); err != nil {
+			if n.els, err = p.block("endif"); err != nil {
 				return nil, err
 			}
-			if n.els, _, err = p.body("endif"); err != nil {
-				return nil, err
-			}
+			return n, nil
 		}
 		return n, p.endTag()
 	}
@@ -303,12 +301,10 @@ func (p *parser) forStmt(a at) (node, error) {
 	}
 	n.body = body
 	if end == "else" {
-		if err := p.endTag(); err != nil {
+		if n.els, err = p.block("endfor"); err != nil {
 			return nil, err
 		}
-		if n.els, _, err = p.body("endfor"); err != nil {
-			return nil, err
-		}
+		return n, nil
 	}
 	return n, p.endTag()
 }
