@@ -171,6 +171,22 @@ func (r *renderer) write(n node, s string) error {
 	return nil
 }
 
+// captureFiltered renders body into a string, as a set block and a filter
+// block both do, and passes it through filters, innermost first.
+func (r *renderer) captureFiltered(body []node, filters []*filterExpr, s *scope) (Value, error) {
+	text, _, err := r.capture(body, s)
+	if err != nil {
+		return nil, err
+	}
+	var v Value = text
+	for _, f := range filters {
+		if v, err = r.applyFilter(f, v, s); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
 // capture renders body into a fresh buffer and returns its text.
 func (r *renderer) capture(body []node, s *scope) (string, flow, error) {
 	saved := r.out
@@ -221,15 +237,9 @@ func (r *renderer) execNode(n node, s *scope) (flow, error) {
 		}
 		return flowNormal, r.assign(n.target, v, s)
 	case *setBlockNode:
-		text, _, err := r.capture(n.body, s)
+		v, err := r.captureFiltered(n.body, n.filters, s)
 		if err != nil {
 			return flowNormal, err
-		}
-		var v Value = text
-		for _, f := range n.filters {
-			if v, err = r.applyFilter(f, v, s); err != nil {
-				return flowNormal, err
-			}
 		}
 		s.vars[n.name] = v
 		return flowNormal, nil
@@ -244,15 +254,9 @@ func (r *renderer) execNode(n node, s *scope) (flow, error) {
 		}
 		return flowNormal, r.write(n, toStr(v))
 	case *filterBlockNode:
-		text, _, err := r.capture(n.body, s)
+		v, err := r.captureFiltered(n.body, n.filters, s)
 		if err != nil {
 			return flowNormal, err
-		}
-		var v Value = text
-		for _, f := range n.filters {
-			if v, err = r.applyFilter(f, v, s); err != nil {
-				return flowNormal, err
-			}
 		}
 		return flowNormal, r.write(n, toStr(v))
 	case *withNode:
