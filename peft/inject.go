@@ -295,22 +295,7 @@ func (m *Model) Trainable() []*graph.Value {
 // of which it names as biases or norms.
 func (m *Model) ParamGroups(lr, wd float64) []optim.Group {
 	if m.cfg.Method == Full {
-		var decay, none []*graph.Value
-		for _, p := range m.Trainable() {
-			if p.Rank() >= 2 {
-				decay = append(decay, p)
-			} else {
-				none = append(none, p)
-			}
-		}
-		var gs []optim.Group
-		if len(decay) > 0 {
-			gs = append(gs, optim.Group{Name: "decay", Params: decay, LR: lr, WeightDecay: wd})
-		}
-		if len(none) > 0 {
-			gs = append(gs, optim.Group{Name: "no_decay", Params: none, LR: lr})
-		}
-		return gs
+		return optim.DecayGroups(m.Trainable(), lr, wd)
 	}
 	ratio := m.cfg.LoRAPlusRatio
 	if ratio <= 0 {

@@ -161,21 +161,7 @@ func (t *Trainer) groups(o Options) ([]optim.Group, error) {
 		}
 		return gs, nil
 	}
-	var decay, none []*graph.Value
-	for _, p := range t.Model.Trainable() {
-		if p.Rank() >= 2 {
-			decay = append(decay, p)
-		} else {
-			none = append(none, p)
-		}
-	}
-	var gs []optim.Group
-	if len(decay) > 0 {
-		gs = append(gs, optim.Group{Name: "decay", Params: decay, LR: o.LR, WeightDecay: o.WeightDecay})
-	}
-	if len(none) > 0 {
-		gs = append(gs, optim.Group{Name: "no_decay", Params: none, LR: o.LR})
-	}
+	gs := optim.DecayGroups(t.Model.Trainable(), o.LR, o.WeightDecay)
 	if len(gs) == 0 {
 		return nil, fmt.Errorf("train: the model has no trainable parameters")
 	}

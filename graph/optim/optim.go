@@ -39,6 +39,31 @@ type Group struct {
 	WeightDecay float64
 }
 
+// DecayGroups splits params into a group "decay" of the matrices (rank 2
+// or more: linear weights, embeddings, heads) with weight decay wd and a
+// group "no_decay" of the vectors (biases, norm weights) without, both
+// with learning rate lr, keeping params' order within each; an empty group
+// is left out. Hugging Face's Trainer exempts biases and norm weights by
+// name; in the LLaMA family the rule by rank picks the same tensors.
+func DecayGroups(params []*graph.Value, lr, wd float64) []Group {
+	var decay, none []*graph.Value
+	for _, p := range params {
+		if p.Rank() >= 2 {
+			decay = append(decay, p)
+		} else {
+			none = append(none, p)
+		}
+	}
+	var gs []Group
+	if len(decay) > 0 {
+		gs = append(gs, Group{Name: "decay", Params: decay, LR: lr, WeightDecay: wd})
+	}
+	if len(none) > 0 {
+		gs = append(gs, Group{Name: "no_decay", Params: none, LR: lr})
+	}
+	return gs
+}
+
 // Optimizer updates parameters from their gradients.
 type Optimizer interface {
 	// Step applies one update to every parameter that has a gradient

@@ -1,8 +1,10 @@
 package optim_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -499,5 +501,41 @@ func TestConstructorAndStateErrors(t *testing.T) {
 	}
 	if after.Params[0].Steps != good.Params[0].Steps || after.Params[0].Slots["exp_avg"][0] != good.Params[0].Slots["exp_avg"][0] {
 		t.Error("a rejected state changed the optimizer")
+	}
+}
+
+func TestDecayGroups(t *testing.T) {
+	b := openCPU(t)
+	w1 := param(t, b, "w1", make([]float32, 6), 2, 3)
+	bias := param(t, b, "bias", make([]float32, 2), 2)
+	w2 := param(t, b, "w2", make([]float32, 8), 2, 2, 2)
+	norm := param(t, b, "norm", make([]float32, 3), 3)
+	names := func(gs []optim.Group) []string {
+		var out []string
+		for _, g := range gs {
+			s := fmt.Sprintf("%s lr=%g wd=%g:", g.Name, g.LR, g.WeightDecay)
+			for _, p := range g.Params {
+				s += " " + p.Name()
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		params []*graph.Value
+		want   []string
+	}{
+		{"mixed", []*graph.Value{w1, bias, w2, norm}, []string{"decay lr=0.1 wd=0.01: w1 w2", "no_decay lr=0.1 wd=0: bias norm"}},
+		{"matrices only", []*graph.Value{w2, w1}, []string{"decay lr=0.1 wd=0.01: w2 w1"}},
+		{"vectors only", []*graph.Value{norm}, []string{"no_decay lr=0.1 wd=0: norm"}},
+		{"none", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := names(optim.DecayGroups(tc.params, 0.1, 0.01))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("DecayGroups = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
