@@ -56,16 +56,7 @@ func TestFullAllParameters(t *testing.T) {
 			rng := rand.New(rand.NewPCG(21, 1))
 			x := randn(rng, 16*m.dim, 1)
 			target := randn(rng, 16*m.nout, 1)
-			run := func() []float32 {
-				g := graph.New(b)
-				defer g.Close()
-				g.SetNoGrad(true)
-				y, err := m.Forward(g, g.Input(x, 16, m.dim)).Download()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return y
-			}
+			run := func() []float32 { return forward(t, m, b, x, 16, m.dim) }
 			y0 := run()
 			pm, err := Inject(m, Config{Method: Full, TargetModules: []string{AllParameters}})
 			if err != nil {

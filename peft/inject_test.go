@@ -546,16 +546,7 @@ func TestMergeAndUnload(t *testing.T) {
 				}
 			}
 			x := randn(rng, 4*m.dim, 1)
-			run := func() []float32 {
-				g := graph.New(b)
-				defer g.Close()
-				g.SetNoGrad(true)
-				y, err := m.Forward(g, g.Input(x, 4, m.dim)).Download()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return y
-			}
+			run := func() []float32 { return forward(t, m, b, x, 4, m.dim) }
 			adapted := run()
 			if err := pm.MergeAndUnload(); err != nil {
 				t.Fatal(err)
