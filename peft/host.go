@@ -55,11 +55,7 @@ func download64(v *graph.Value) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float64, len(h))
-	for i, x := range h {
-		out[i] = float64(x)
-	}
-	return out, nil
+	return widen(h), nil
 }
 
 // rot64 is the rotation of package documentation in float64: R − I = u·φ·vᵀ
