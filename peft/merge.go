@@ -16,11 +16,11 @@ import (
 // [out, in] float32 temporary, freed with g), since W' is not a bfloat16
 // value and the conditioners' ops compute in float32 only.
 func (l *Layer) effective(g *graph.Tape) (w, bias *graph.Value) {
+	if l.method == Full {
+		return l.w, l.wb // W0 does not enter: no copy of it to make
+	}
 	w0, b0 := g.ToFloat32(l.base.W), l.base.B
-	switch l.method {
-	case Full:
-		return l.w, l.wb
-	case OFT:
+	if l.method == OFT {
 		return l.oftApply(g, w0, l.oftMatrix(g), true), b0
 	}
 	w, bias = w0, b0
