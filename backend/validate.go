@@ -161,14 +161,10 @@ func CheckMatMulDType(c, a, b Tensor, p MatMulParams, bf16 bool) (MatMulDims, er
 	if i, why := denseFault(c, a); i >= 0 {
 		return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument %d %s", i, why)
 	}
-	if b.DType() == BFloat16 {
-		if why := storedFault(b, bf16); why != "" {
-			return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument 2 %s", why)
-		}
-	} else if why := float32Fault(b); why != "" {
+	// For a B that is not bfloat16, storedFault says what denseFault
+	// would, in the same words.
+	if why := storedFault(b, bf16); why != "" {
 		return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument 2 %s", why)
-	} else if !b.Contiguous() {
-		return MatMulDims{}, Errorf(OpMatMul, all, "tensor argument 2 %s", stridedFault)
 	}
 	mat := func(t Tensor) (batch, r, cl int, ok bool) {
 		s := t.Shape()
