@@ -20,13 +20,10 @@ func (e *Engine) SgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []
 	e.sgemm(transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, beta, c, ldc)
 }
 
-// widen sets dst[i] to the float32 value of src[i], for i < len(dst).
-func widen(dst []float32, src []uint16) {
-	src = src[:len(dst)]
-	for i, h := range src {
-		dst[i] = bf16.Widen(h)
-	}
-}
+// widen sets dst[i] to the float32 value of src[i], for i < len(dst). It
+// is package bf16's portable loop, so that Config.Portable leaves no
+// assembly in use.
+var widen = bf16.Go.ToFloat32
 
 // packB packs the kc×nc block of the call's op(B) at row p0 and column j0
 // into dst, as the package function packB does for a float32 B,
