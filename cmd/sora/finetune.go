@@ -42,7 +42,7 @@ const exitInterrupted = 130
 
 var finetuneDoc = usageDoc{
 	synopsis: "finetune [--model FILE|DIR [--tokenizer PATH] --data FILE] [flags]",
-	description: "Fine-tunes a LLaMA-family model (LLaMA, Qwen2, Qwen3, Mistral, Gemma 3) with a parameter-efficient method and saves the adapter in Hugging Face " +
+	description: "Fine-tunes a LLaMA-family model (LLaMA, Qwen2, Qwen3, Mistral, Gemma 2, Gemma 3) with a parameter-efficient method and saves the adapter in Hugging Face " +
 		"PEFT's layout. " +
 		"Without --model it runs the built-in demonstration, which needs no files: it pretrains a small " +
 		"LLaMA-style model on a synthetic language of digit strings (copy, reverse, sort), fine-tunes it on a new " +
