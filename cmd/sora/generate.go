@@ -22,14 +22,14 @@ import (
 func init() {
 	register(command{
 		name:    "generate",
-		summary: "generate text with a LLaMA, Qwen, Mistral or Gemma 3 model (llama2.c checkpoint or Hugging Face folder)",
+		summary: "generate text with a LLaMA, Qwen, Mistral or Gemma 2/3 model (llama2.c checkpoint or Hugging Face folder)",
 		run:     runGenerate,
 	})
 }
 
 var generateDoc = usageDoc{
 	synopsis: "generate --model FILE|DIR [--tokenizer PATH] [--adapter DIR] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--chat [--system TEXT] [--chat-template FILE] [--chat-var NAME=VALUE]...] [--backend NAME]",
-	description: "Continues a prompt with a LLaMA, Qwen, Mistral or Gemma 3 model as llama2.c's run does: the prompt is encoded with BOS, " +
+	description: "Continues a prompt with a LLaMA, Qwen, Mistral or Gemma 2/3 model as llama2.c's run does: the prompt is encoded with BOS, " +
 		"run through the model in one batched pass, and each following token is sampled from the logits of the " +
 		"last (greedy at temperature 0, else from softmax(logits/T), restricted to the top-p nucleus when " +
 		"0 < P < 1), with a key/value cache, until N positions (prompt included) have run or the model emits BOS. " +
