@@ -250,16 +250,6 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// loadWeights reads a llama2.c checkpoint file, or a Hugging Face
-// checkpoint folder.
-func loadWeights(path string) (*llama.Weights, error) {
-	bm, err := loadBase(path)
-	if err != nil {
-		return nil, err
-	}
-	return bm.w, nil
-}
-
 // tokenizerSource returns where the tokenizer of the model at modelPath
 // is read from (see tokenizer.Load): tokPath when given, else the model's
 // own folder when it is a Hugging Face folder holding tokenizer.json or
@@ -282,33 +272,19 @@ func tokenizerSource(modelPath, tokPath string) (string, error) {
 	return "", fmt.Errorf("--tokenizer is required with --model %s: only a Hugging Face folder holding tokenizer.json or tokenizer.model brings its own (a llama2.c checkpoint needs its tokenizer.bin)", modelPath)
 }
 
-// loadModelAndTokenizer loads the tokenizer and the base model's weights
-// (see loadBaseAndTokenizer).
-func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenizer.Tokenizer, error) {
-	bm, tok, err := loadBaseAndTokenizer(modelPath, tokPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	return bm.w, tok, nil
-}
-
-// loadBaseAndTokenizer loads the tokenizer (see tokenizerSource) and the
-// base model at modelPath with its format (see loadBase), and checks that
-// the tokenizer fits the model's vocabulary. The tokenizer is read once
-// the model is known to exist but before it is read: it is small, and a
-// bad one is then reported before a large model is read.
-func loadBaseAndTokenizer(modelPath, tokPath string) (*baseModel, *tokenizer.Tokenizer, error) {
-	return baseAndTokenizer(modelPath, tokPath, loadBase)
-}
-
-// openBaseAndTokenizer is loadBaseAndTokenizer with the base model opened
-// (openBase), for commands that only need it on a backend: a Hugging Face
-// folder's tensors are read as openBaseModel uploads them. Close the base
-// model when done.
+// openBaseAndTokenizer loads the tokenizer (see tokenizerSource) and opens
+// the base model at modelPath (openBase: a Hugging Face folder's tensors
+// are read as openBaseModel uploads them), and checks that the tokenizer
+// fits the model's vocabulary. The tokenizer is read once the model is
+// known to exist but before it is opened: it is small, and a bad one is
+// then reported before a large model is read. Close the base model when
+// done.
 func openBaseAndTokenizer(modelPath, tokPath string) (*baseModel, *tokenizer.Tokenizer, error) {
 	return baseAndTokenizer(modelPath, tokPath, openBase)
 }
 
+// baseAndTokenizer is openBaseAndTokenizer with load reading the model
+// (tests read it whole with loadBase).
 func baseAndTokenizer(modelPath, tokPath string, load func(string) (*baseModel, error)) (*baseModel, *tokenizer.Tokenizer, error) {
 	if _, err := os.Stat(modelPath); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("model %s does not exist", modelPath)
@@ -355,21 +331,15 @@ func stopTokens(tok *tokenizer.Tokenizer, adapted bool) []int {
 	return stop
 }
 
-// openModel loads w (read from modelPath) onto the backend b with the
-// options o (--base-dtype), which the
-// commands open before they read the model, so that a backend this machine
-// cannot run is reported at once rather than after a long load. On failure
-// it prints why to stderr, prefixed with "sora cmd:", and returns a nil
-// model and the exit status; otherwise release frees the model (the caller
-// closes b).
-func openModel(cmd string, b backend.Backend, w *llama.Weights, o llama.Options, modelPath string, stderr io.Writer) (m *llama.Model, release func(), code int) {
-	return openBaseModel(cmd, b, &baseModel{path: modelPath, w: w}, o, stderr)
-}
-
-// openBaseModel is openModel for a base model that loadBase or openBase
-// gave (see baseModel.newModel): an opened Hugging Face folder is read
-// tensor by tensor as it is uploaded, and host weights are dropped once
-// uploaded.
+// openBaseModel builds the base model that openBase (or loadBase) gave on
+// the backend b with the options o (--base-dtype; see baseModel.newModel:
+// an opened Hugging Face folder is read tensor by tensor as it is
+// uploaded, and host weights are dropped once uploaded). The commands open
+// b before they read the model, so that a backend this machine cannot run
+// is reported at once rather than after a long load. On failure it prints
+// why to stderr, prefixed with "sora cmd:", and returns a nil model and
+// the exit status; otherwise release frees the model (the caller closes
+// b).
 func openBaseModel(cmd string, b backend.Backend, bm *baseModel, o llama.Options, stderr io.Writer) (m *llama.Model, release func(), code int) {
 	m, err := bm.newModel(b, o)
 	if err != nil {

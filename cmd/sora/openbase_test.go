@@ -10,6 +10,7 @@ import (
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/models/tokenizer"
 	"github.com/sora-go/sora/train"
 )
 
@@ -96,4 +97,24 @@ func TestOpenBase(t *testing.T) {
 			bm.close()
 		}
 	}
+}
+
+// loadWeights reads a llama2.c checkpoint file, or a Hugging Face
+// checkpoint folder, whole (see loadBase).
+func loadWeights(path string) (*llama.Weights, error) {
+	bm, err := loadBase(path)
+	if err != nil {
+		return nil, err
+	}
+	return bm.w, nil
+}
+
+// loadModelAndTokenizer is openBaseAndTokenizer with the base model's
+// weights read whole (loadBase), for tests that build models from them.
+func loadModelAndTokenizer(modelPath, tokPath string) (*llama.Weights, *tokenizer.Tokenizer, error) {
+	bm, tok, err := baseAndTokenizer(modelPath, tokPath, loadBase)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bm.w, tok, nil
 }
