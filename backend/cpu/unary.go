@@ -7,8 +7,9 @@ import (
 
 // Unary computes dst = f(src) element-wise. Exp, Log, Tanh, Sigmoid, SiLU,
 // GELU and GELUTanh use package vec's float32 approximations, accurate to
-// a few ulps (at most 6 for GELU; GELUTanh, whose exponent is formed in
-// float64, 3; see vec's accuracy tests); the others round once.
+// a few ulps (at most 6 for GELU; 3 for GELUTanh, whose exponent's
+// argument is reduced with compensated float32 arithmetic; see vec's
+// accuracy tests); the others round once.
 func (b *Backend) Unary(op backend.UnaryOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpUnary) {
 		return
