@@ -231,9 +231,7 @@ func (b *Backend) Upload(dst backend.Tensor, src []float32) {
 			// The driver stages pageable memory before the call
 			// returns, so h may go as soon as upload does.
 			h := make([]uint16, len(src))
-			for i, f := range src {
-				h[i] = bf16.Round(f)
-			}
+			bf16.Best().FromFloat32(h, src)
 			return b.upload(d, unsafe.Pointer(&h[0]), len(h)*2)
 		}
 		return b.upload(d, unsafe.Pointer(&src[0]), len(src)*4)
@@ -299,9 +297,7 @@ func (b *Backend) downloadBF16(dst []float32, s uintptr) error {
 	if err := b.api.cu("cuStreamSynchronize", call(b.api.cuStreamSynchronize, b.stream)); err != nil {
 		return err
 	}
-	for i, v := range h {
-		dst[i] = bf16.Widen(v)
-	}
+	bf16.Best().ToFloat32(dst, h)
 	return nil
 }
 
