@@ -127,11 +127,7 @@ func (b *Backend) widen(dst, src uintptr, n int64, acc bool) error {
 	}
 	args := b.kernel(kWidenBF16)
 	args.i64(n)
-	flag := 0
-	if acc {
-		flag = 1
-	}
-	args.i32(flag)
+	args.bool32(acc)
 	args.ptr(dst)
 	args.ptr(src)
 	grid, block := elementwiseGrid(n, b.sms)
