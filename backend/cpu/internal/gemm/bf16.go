@@ -99,15 +99,6 @@ func interleaveGoBF16(d []float32, w int, src []uint16, off, ld, r0, r1, p0, p1 
 	}
 }
 
-// rowDotBF16 returns the kernel's rowDot for a bfloat16 B, or the
-// portable one.
-func (k *kernel) rowDotBF16() func(k int, a []float32, bt []uint16, ldbt int, out []float32) {
-	if k.rowDot16 != nil {
-		return k.rowDot16
-	}
-	return rowDotGoBF16
-}
-
 // rowDotGoBF16 is rowDotGo for a bfloat16 B.
 func rowDotGoBF16(k int, a []float32, bt []uint16, ldbt int, out []float32) {
 	a = a[:k]

@@ -367,7 +367,7 @@ func (e *Engine) rowDotCols(ws *workspace, j0, j1 int) {
 // j+rowDotN−1 of the call's B, with kr's kernel for B's dtype.
 func (cl *call) rowDot(kr *kernel, arow []float32, j int, out []float32) {
 	if cl.b16 != nil {
-		kr.rowDotBF16()(cl.k, arow, cl.b16[j*cl.ldb:], cl.ldb, out)
+		kr.rowDot16(cl.k, arow, cl.b16[j*cl.ldb:], cl.ldb, out)
 		return
 	}
 	kr.rowDot(cl.k, arow, cl.b[j*cl.ldb:], cl.ldb, out)

@@ -35,8 +35,7 @@ type kernel struct {
 	// the kernel of the path for short C times a transposed B (see
 	// Engine.rowDots). It reads nothing of a row past its k values.
 	rowDot func(k int, a, bt []float32, ldbt int, out []float32)
-	// rowDot16 is rowDot for a bfloat16 Bᵀ, widening as it loads; when
-	// nil, the portable rowDotGoBF16 stands in (see kernel.rowDotBF16).
+	// rowDot16 is rowDot for a bfloat16 Bᵀ, widening as it loads.
 	rowDot16 func(k int, a []float32, bt []uint16, ldbt int, out []float32)
 }
 
@@ -78,7 +77,7 @@ const maxTile = 384
 var goKernel = &kernel{
 	id: "go", name: "go 1x7", mr: 1, nr: 7,
 	kc: 512, mc: 128, nc: 1024,
-	full: kernelGo1x7, rowDot: rowDotGo,
+	full: kernelGo1x7, rowDot: rowDotGo, rowDot16: rowDotGoBF16,
 }
 
 // rowDotGo is the portable rowDot: two passes of four rows, each with
