@@ -132,6 +132,31 @@ type Ops interface {
 	// opposite angle, which is RoPE's backward. dst may alias src.
 	RoPE(dst, src Tensor, p RoPEParams)
 
+	// Attention is fused scaled dot-product attention (optional: see
+	// [OpAttention]): per batch element b, query head h and query i,
+	//
+	//	s_j   = cap(Scale · q[b,i,h]·k[b,j,g])    (cap: see AttentionParams.Softcap)
+	//	out[b,i,h] = Σ_j softmax_j(s) · v[b,j,g]
+	//
+	// over the keys j the mask of p lets query i see, where g = h / (heads /
+	// kvHeads) is the key/value head that query head h shares with its
+	// group (grouped-query attention; heads a multiple of kvHeads). q and
+	// out are [batch, queries, heads, headDim], k and v [batch, keys,
+	// kvHeads, headDim]: the layout of the projections' outputs, so no
+	// transpose is needed on either side. The [queries, keys] scores are
+	// never stored whole. lse, when not the zero Tensor, is [batch, heads,
+	// queries] and receives each row's log Σ_j exp(s_j) (natural log, over
+	// the visible keys), which AttentionGrad takes. out must not alias an
+	// input.
+	Attention(out, lse, q, k, v Tensor, p AttentionParams)
+	// AttentionGrad is Attention's backward: given the forward's inputs,
+	// its out and lse, and the upstream gradient dout, it writes
+	// (overwrites) dq, dk and dv, the gradients of q, k and v; dk and dv
+	// sum over each key/value head's group of query heads. Masked scores
+	// contribute nothing. The outputs must not alias any input or each
+	// other.
+	AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout Tensor, p AttentionParams)
+
 	// Gather copies rows of table [vocab, dim] into dst [len(ids), dim]:
 	// dst[i] = table[ids[i]]. ids live on the host and are copied before
 	// the call returns; an id outside [0, vocab) is an error.
@@ -291,6 +316,34 @@ func (p SoftmaxParams) EffectiveScale() float32 {
 	return p.Scale
 }
 
+// AttentionParams configures Attention and AttentionGrad.
+//
+// The mask fields mean what SoftmaxParams' do, with queries and keys the
+// sequence lengths of q and k: Causal lets query i see key j only when j ≤
+// i + QueryOffset, Window (which needs Causal) narrows that to the last
+// Window keys, and the same rules apply (every query must see a key).
+type AttentionParams struct {
+	// Scale multiplies q·k; it must be positive (1/√headDim for the usual
+	// attention; there is no default, so that a forgotten scale is an
+	// error, not a silently different model).
+	Scale float32
+	// Softcap, when positive, caps the scaled scores to
+	// Softcap·tanh(Scale·q·k / Softcap), Gemma 2's attention soft-capping.
+	// 0 means no cap.
+	Softcap     float32
+	Causal      bool
+	QueryOffset int
+	Window      int
+}
+
+// Mask returns p's mask as SoftmaxParams (with p's Scale), the form in
+// which Softmax takes the same mask: an unfused attention computes
+// Softmax(cap(q·kᵀ), p.Mask()) (with the cap scaling by Scale/Softcap
+// first and the softmax by Softcap, when there is one).
+func (p AttentionParams) Mask() SoftmaxParams {
+	return SoftmaxParams{Scale: p.Scale, Causal: p.Causal, QueryOffset: p.QueryOffset, Window: p.Window}
+}
+
 // RoPELayout says which elements of a head are rotated together.
 type RoPELayout uint8
 
@@ -390,11 +443,18 @@ const (
 	// float32 tensor). A backend without it refuses BFloat16 everywhere;
 	// models keep float32 weights there.
 	OpMatMulBF16 Op = "matmul_bf16"
+
+	// OpAttention and OpAttentionGrad are optional (not in AllOps): fused
+	// attention, Attention and AttentionGrad. A backend that lacks them
+	// records an error when they are called; package graph then composes
+	// attention from MatMul and Softmax instead, storing the scores.
+	OpAttention     Op = "attention"
+	OpAttentionGrad Op = "attention_grad"
 )
 
 // OptionalOps lists the ops a backend may lack; [Backend.Supports] says
 // which it has.
-var OptionalOps = []Op{OpMatMulBF16}
+var OptionalOps = []Op{OpMatMulBF16, OpAttention, OpAttentionGrad}
 
 // AllOps lists every op of the interface.
 var AllOps = []Op{OpCopy, OpFill, OpMatMul, OpBinary, OpScale, OpAxpy, OpUnary, OpUnaryGrad,

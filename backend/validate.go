@@ -265,21 +265,152 @@ func CheckSoftmax(op Op, dst, src, y Tensor, p SoftmaxParams) (batch, queries, k
 	if keys == 0 {
 		return 0, 0, 0, Errorf(op, all, "rows are empty")
 	}
+	if err := checkMask(op, all, p, queries, keys); err != nil {
+		return 0, 0, 0, err
+	}
+	return batch, queries, keys, nil
+}
+
+// checkMask enforces the rules of SoftmaxParams' causal mask and window
+// for queries queries over keys keys (keys > 0).
+func checkMask(op Op, all []Tensor, p SoftmaxParams, queries, keys int) error {
 	if p.Causal && p.QueryOffset < 0 {
-		return 0, 0, 0, Errorf(op, all, "negative query offset %d", p.QueryOffset)
+		return Errorf(op, all, "negative query offset %d", p.QueryOffset)
 	}
 	switch {
 	case p.Window < 0:
-		return 0, 0, 0, Errorf(op, all, "negative sliding window %d", p.Window)
+		return Errorf(op, all, "negative sliding window %d", p.Window)
 	case p.Window > 0 && !p.Causal:
-		return 0, 0, 0, Errorf(op, all, "sliding window %d without Causal: a window is a narrowed causal mask", p.Window)
+		return Errorf(op, all, "sliding window %d without Causal: a window is a narrowed causal mask", p.Window)
 	case p.Window > 0 && p.QueryOffset-p.Window >= keys-queries: // cannot overflow
 		// The last query has the latest window; it starts at its position
 		// − Window + 1, which must be a key for the row to have any.
 		last := queries - 1 + p.QueryOffset
-		return 0, 0, 0, Errorf(op, all, "sliding window %d leaves the query at position %d (query offset %d) none of the %d keys: its window starts at key %d", p.Window, last, p.QueryOffset, keys, last-p.Window+1)
+		return Errorf(op, all, "sliding window %d leaves the query at position %d (query offset %d) none of the %d keys: its window starts at key %d", p.Window, last, p.QueryOffset, keys, last-p.Window+1)
 	}
-	return batch, queries, keys, nil
+	return nil
+}
+
+// AttentionDims are the dimensions of a validated Attention or
+// AttentionGrad call.
+type AttentionDims struct {
+	Batch, Queries, Keys int
+	Heads, KVHeads       int // query heads and key/value heads
+	HeadDim              int
+}
+
+// Group returns how many query heads share each key/value head.
+func (d AttentionDims) Group() int { return d.Heads / d.KVHeads }
+
+// CheckAttention validates Attention: q and out are [batch, queries,
+// heads, headDim], k and v [batch, keys, kvHeads, headDim] with keys and
+// headDim positive and heads a positive multiple of kvHeads, lse is the
+// zero Tensor or [batch, heads, queries], all float32 and contiguous;
+// p.Scale is positive and finite, p.Softcap finite and not negative, and
+// the mask follows SoftmaxParams' rules.
+func CheckAttention(out, lse, q, k, v Tensor, p AttentionParams) (AttentionDims, error) {
+	all := []Tensor{out, lse, q, k, v}
+	d, err := checkAttention(OpAttention, all, q, k, v, p)
+	if err != nil {
+		return AttentionDims{}, err
+	}
+	named := []namedTensor{{"out", out}}
+	if !lse.IsZero() {
+		named = append(named, namedTensor{"lse", lse})
+	}
+	if err := checkDenseNamed(OpAttention, all, named...); err != nil {
+		return AttentionDims{}, err
+	}
+	if !out.Shape().Equal(q.Shape()) {
+		return AttentionDims{}, Errorf(OpAttention, all, "out must have q's shape")
+	}
+	if !lse.IsZero() && !lse.Shape().Equal(Shape{d.Batch, d.Heads, d.Queries}) {
+		return AttentionDims{}, Errorf(OpAttention, all, "lse must be [batch, heads, queries] = [%d, %d, %d]", d.Batch, d.Heads, d.Queries)
+	}
+	return d, nil
+}
+
+// CheckAttentionGrad validates AttentionGrad: q, k, v, the mask and
+// scale as CheckAttention requires; out, dout and dq with q's shape, dk
+// and dv with k's, and lse [batch, heads, queries], all present.
+func CheckAttentionGrad(dq, dk, dv, q, k, v, out, lse, dout Tensor, p AttentionParams) (AttentionDims, error) {
+	all := []Tensor{dq, dk, dv, q, k, v, out, lse, dout}
+	d, err := checkAttention(OpAttentionGrad, all, q, k, v, p)
+	if err != nil {
+		return AttentionDims{}, err
+	}
+	if err := checkDenseNamed(OpAttentionGrad, all, namedTensor{"dq", dq}, namedTensor{"dk", dk}, namedTensor{"dv", dv},
+		namedTensor{"out", out}, namedTensor{"lse", lse}, namedTensor{"dout", dout}); err != nil {
+		return AttentionDims{}, err
+	}
+	for _, t := range []Tensor{dq, out, dout} {
+		if !t.Shape().Equal(q.Shape()) {
+			return AttentionDims{}, Errorf(OpAttentionGrad, all, "dq, out and dout must have q's shape")
+		}
+	}
+	if !dk.Shape().Equal(k.Shape()) || !dv.Shape().Equal(k.Shape()) {
+		return AttentionDims{}, Errorf(OpAttentionGrad, all, "dk and dv must have k's shape")
+	}
+	if !lse.Shape().Equal(Shape{d.Batch, d.Heads, d.Queries}) {
+		return AttentionDims{}, Errorf(OpAttentionGrad, all, "lse must be [batch, heads, queries] = [%d, %d, %d]", d.Batch, d.Heads, d.Queries)
+	}
+	return d, nil
+}
+
+// checkAttention checks the shapes of q, k and v and the parameters, the
+// part CheckAttention and CheckAttentionGrad share.
+func checkAttention(op Op, all []Tensor, q, k, v Tensor, p AttentionParams) (AttentionDims, error) {
+	if err := checkDenseNamed(op, all, namedTensor{"q", q}, namedTensor{"k", k}, namedTensor{"v", v}); err != nil {
+		return AttentionDims{}, err
+	}
+	qs, ks := q.Shape(), k.Shape()
+	if len(qs) != 4 || len(ks) != 4 {
+		return AttentionDims{}, Errorf(op, all, "q, k and v must have rank 4: [batch, sequence, heads, headDim]")
+	}
+	d := AttentionDims{Batch: qs[0], Queries: qs[1], Heads: qs[2], HeadDim: qs[3], Keys: ks[1], KVHeads: ks[2]}
+	switch {
+	case !v.Shape().Equal(ks):
+		return AttentionDims{}, Errorf(op, all, "v must have k's shape")
+	case ks[0] != d.Batch:
+		return AttentionDims{}, Errorf(op, all, "q has batch %d, k %d", d.Batch, ks[0])
+	case ks[3] != d.HeadDim:
+		return AttentionDims{}, Errorf(op, all, "q has head size %d, k %d", d.HeadDim, ks[3])
+	case d.HeadDim == 0 || d.Keys == 0:
+		return AttentionDims{}, Errorf(op, all, "no keys or empty heads")
+	case d.KVHeads == 0 || d.Heads%d.KVHeads != 0:
+		return AttentionDims{}, Errorf(op, all, "%d query heads are not a multiple of %d key/value heads", d.Heads, d.KVHeads)
+	case !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0):
+		return AttentionDims{}, Errorf(op, all, "scale %g, want a positive finite number (1/√headDim for the usual attention)", p.Scale)
+	case !(p.Softcap >= 0) || math.IsInf(float64(p.Softcap), 0):
+		return AttentionDims{}, Errorf(op, all, "softcap %g, want 0 (none) or a positive finite number", p.Softcap)
+	}
+	if err := checkMask(op, all, p.Mask(), d.Queries, d.Keys); err != nil {
+		return AttentionDims{}, err
+	}
+	return d, nil
+}
+
+// namedTensor is an argument and its name in the op's documentation, for
+// ops with too many arguments for an index to say which is meant.
+type namedTensor struct {
+	name string
+	t    Tensor
+}
+
+// checkDenseNamed is checkDense for named arguments.
+func checkDenseNamed(op Op, all []Tensor, ts ...namedTensor) error {
+	for _, n := range ts {
+		if _, why := denseFault(n.t); why != "" {
+			return Errorf(op, all, "%s %s", n.name, why)
+		}
+	}
+	return nil
+}
+
+// Unsupported is the error a backend records when an optional op it
+// lacks ([Backend.Supports] reports false) is called anyway.
+func Unsupported(op Op, backendName string, ts ...Tensor) error {
+	return Errorf(op, ts, "the %s backend does not implement this optional op (its Supports reports false)", backendName)
 }
 
 // CheckNorm validates RMSNorm (weight w) and LayerNorm (weight gamma and

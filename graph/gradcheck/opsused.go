@@ -164,6 +164,18 @@ func (r *recorder) Softmax(d, s backend.Tensor, p backend.SoftmaxParams) {
 	}
 }
 
+func (r *recorder) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
+	if r.note(backend.OpAttention) {
+		r.inner.Attention(out, lse, q, k, v, p)
+	}
+}
+
+func (r *recorder) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
+	if r.note(backend.OpAttentionGrad) {
+		r.inner.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+	}
+}
+
 func (r *recorder) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams) {
 	if r.note(backend.OpSoftmaxGrad) {
 		r.inner.SoftmaxGrad(dx, y, dy, p)
