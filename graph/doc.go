@@ -69,8 +69,13 @@
 // ([Value.Free]).
 //
 // Activations dominate a training step's memory: a decoder layer keeps
-// its attention scores and probabilities, [batch·heads, seq, seq] each,
-// and its feed-forward intermediates until Backward. [Tape.Checkpoint]
+// its feed-forward intermediates until Backward and, where attention is
+// composed from MatMul and Softmax, its attention scores and
+// probabilities, [batch·heads, seq, seq] each. [Tape.Attention] avoids
+// the latter on backends with the fused attention kernel: it keeps one
+// log-sum-exp per query and head instead, memory linear in the sequence
+// length (SORA_ATTENTION=unfused, see [AttentionEnv], or
+// [Tape.SetFusedAttention] turns it off). [Tape.Checkpoint]
 // (gradient checkpointing) trades time for that memory: a checkpointed
 // segment, one decoder layer say, keeps only its results, returning its
 // intermediates' buffers to the pool as soon as it returns, where the

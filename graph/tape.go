@@ -41,6 +41,9 @@ type Tape struct {
 	// replayed. recomputing counts those being recomputed.
 	segs        []segCtx
 	recomputing int
+
+	// attn says how Attention computes (see attention.go).
+	attn attentionMode
 }
 
 // node is one recorded op: back receives the gradient dy of out, owns it,
@@ -66,9 +69,12 @@ type poolBucket struct {
 // float32Bytes is the size of the only element type a tape allocates.
 const float32Bytes = 4
 
-// New returns an empty tape over b, recording gradients.
+// New returns an empty tape over b, recording gradients. It reads the
+// environment variable SORA_ATTENTION ([AttentionEnv]): "unfused" makes
+// [Tape.Attention] compose attention from MatMul and Softmax even where b
+// has the fused kernel ([Tape.SetFusedAttention] overrides it).
 func New(b backend.Backend) *Tape {
-	return &Tape{b: b, poolIndex: map[int]int{}}
+	return &Tape{b: b, poolIndex: map[int]int{}, attn: attentionModeFromEnv()}
 }
 
 // Backend returns the tape's backend.
