@@ -312,9 +312,10 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt, kt, vt backend.Tensor) (backend
 }
 
 // logits sets dst = q·kᵀ, the attention logits of queries q over keys k,
-// soft-capped as Model.capScores caps them where the model has
-// Config.AttnLogitSoftcap (the product's alpha taking the scale, tanh in
-// place), for the softmax of softmaxParams to finish.
+// soft-capped where the model has Config.AttnLogitSoftcap c to
+// tanh(q·kᵀ·scale/c) (the product's alpha taking capScale, tanh in
+// place), for the softmax of softmaxParams, whose scale c gives
+// c·tanh(scale·q·kᵀ/c).
 func (kc *Cache) logits(dst, q, k backend.Tensor) {
 	b, cs := kc.m.b, kc.m.capScale
 	if cs == 0 {

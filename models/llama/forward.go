@@ -92,17 +92,6 @@ func (m *Model) softmaxParams(l, pos, queries int) backend.SoftmaxParams {
 	return backend.SoftmaxParams{Scale: m.attnScale, Causal: queries > 1 || w > 0, QueryOffset: pos, Window: w}
 }
 
-// capScores soft-caps attention logits s (q·k, unscaled) where the
-// model has Config.AttnLogitSoftcap c: tanh(s·scale/c), which the
-// softmax's scale c (softmaxParams) turns into c·tanh(s·scale/c). Without
-// a cap it returns s as it is, the softmax applying the scale itself.
-func (m *Model) capScores(g *graph.Tape, s *graph.Value) *graph.Value {
-	if m.capScale == 0 {
-		return s
-	}
-	return g.Tanh(g.Scale(s, m.capScale))
-}
-
 // capLogits returns the output head's logits z soft-capped to c·tanh(z/c)
 // where the model has Config.FinalLogitSoftcap c, z as it is otherwise.
 func (m *Model) capLogits(g *graph.Tape, z *graph.Value) *graph.Value {
@@ -203,26 +192,24 @@ func (m *Model) SetGradientCheckpointing(on bool) { m.checkpoint = on }
 func (m *Model) GradientCheckpointing() bool { return m.checkpoint }
 
 // attendFull is causal self-attention over a whole sequence, the training
-// path, through layer l's sliding window where it has one. Grouped-query
-// attention needs no copies of the key/value heads:
-// the query heads sharing key/value head j are heads j·group … j·group +
-// group−1, so with queries laid out [B, kvHeads, group·T, headDim] one
-// batched product per key/value head covers its whole group.
+// path, through layer l's sliding window where it has one: one
+// [graph.Tape.Attention], fused where the backend has the kernel (no
+// [B·heads, T, T] scores kept for Backward), composed from MatMul and
+// Softmax where it has not.
 func (m *Model) attendFull(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value {
-	c := m.cfg
 	B, T := q.Dim(0), q.Dim(1)
-	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
-	group := H / KV
-	qp := g.Reshape(g.Permute(q, 0, 2, 1, 3), B, KV, group*T, hd)
-	kp := g.Permute(k, 0, 2, 1, 3) // [B, KV, T, hd]
-	vp := g.Permute(v, 0, 2, 1, 3)
-	s := m.capScores(g, g.Reshape(g.MatMulNT(qp, kp), B*H, T, T))
-	sp := m.softmaxParams(l, 0, T)
-	sp.Causal = true // even for one position, as the training path always masks
-	p := g.Softmax(s, sp)
-	o := g.MatMul(g.Reshape(p, B, KV, group*T, T), vp) // [B, KV, group·T, hd] = [B, H, T, hd]
-	o = g.Permute(g.Reshape(o, B, H, T, hd), 0, 2, 1, 3)
-	return g.Reshape(o, B*T, c.QDim())
+	o := g.Attention(q, k, v, m.attentionParams(l))
+	return g.Reshape(o, B*T, m.cfg.QDim())
+}
+
+// attentionParams returns layer l's attention over a whole sequence: the
+// model's scale and soft-cap, and the causal mask, with the layer's
+// sliding window where it has one. The mask is causal even for one
+// position, as the training path always masks.
+func (m *Model) attentionParams(l int) backend.AttentionParams {
+	c := m.cfg
+	return backend.AttentionParams{Scale: float32(c.AttentionScale()), Softcap: float32(c.AttnLogitSoftcap),
+		Causal: true, Window: m.layers[l].window}
 }
 
 // Hidden returns the final hidden states [B, T, dim] of the batch: the
