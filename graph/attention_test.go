@@ -238,6 +238,7 @@ var attnCases = []struct {
 	{"causal", attnShape{2, 5, 5, 2, 2, 3}, backend.AttentionParams{Scale: 0.7, Causal: true}},
 	{"not causal", attnShape{1, 4, 6, 2, 2, 3}, backend.AttentionParams{Scale: 0.5}},
 	{"gqa", attnShape{2, 5, 5, 4, 2, 3}, backend.AttentionParams{Scale: 0.6, Causal: true}},
+	{"gqa, wide heads", attnShape{1, 9, 9, 4, 2, 16}, backend.AttentionParams{Scale: 0.25, Causal: true, Window: 3}},
 	{"gqa 3 per kv head", attnShape{1, 4, 4, 6, 2, 2}, backend.AttentionParams{Scale: 0.8, Causal: true}},
 	{"window", attnShape{1, 7, 7, 2, 1, 3}, backend.AttentionParams{Scale: 0.6, Causal: true, Window: 3}},
 	{"softcap", attnShape{1, 5, 5, 4, 2, 3}, backend.AttentionParams{Scale: 1.3, Softcap: 0.9, Causal: true}},
