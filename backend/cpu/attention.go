@@ -1,15 +1,493 @@
 package cpu
 
-import "github.com/sora-go/sora/backend"
+import (
+	"math"
+	"slices"
+	"sync/atomic"
 
-// Attention records an error: this backend lacks the optional fused
-// attention ([backend.OpAttention]; Supports reports false), and package
-// graph composes attention from MatMul and Softmax on it instead.
-func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
-	b.Record(backend.Unsupported(backend.OpAttention, b.Name(), out, lse, q, k, v))
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/gemm"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
+)
+
+// Fused attention works on blocks of score rows. A block is a run of
+// consecutive query positions of one batch element together with every
+// query head of one key/value group: the group's heads share the keys,
+// the values and, at the same position, the mask, so stacking them makes
+// each matrix product taller for the same keys (fewer passes over k and
+// v) while the run of positions, and with it the keys the mask hides
+// inside the block's key range, stays short. A block's products see only
+// the keys its rows can see (for a causal mask: none after its last
+// position; with a window: none before its first position's window), so
+// a causal attention does about half the work of the unfused one, which
+// computes every score and masks afterwards. The scores of a block live in
+// a per-worker scratch of rows × keys floats, never the whole
+// [queries, keys] matrix.
+
+// attnBlockRows is the number of score rows (positions × heads of a
+// group) a block aims at: tall enough for the matrix products to run near
+// their peak, short enough that a causal block computes few masked
+// scores and that its scratch (three rows × keys buffers in the backward)
+// stays in the L2 cache for the usual few thousand keys.
+const attnBlockRows = 64
+
+// attnCall is one validated Attention or AttentionGrad on resolved
+// operands.
+type attnCall struct {
+	d    backend.AttentionDims
+	mask backend.SoftmaxParams
+	kern *vec.Kernels
+	// alpha scales q·k in the scores' product; scale multiplies the
+	// product's result inside the softmax. Without a cap they are 1 and
+	// Scale (the exponentials then take Scale·q·k unrounded); with one,
+	// Scale/Softcap and Softcap, with tanh applied in between.
+	alpha, scale float32
+	softcap      bool
+	gradScale    float64 // Scale, which the scores' gradient carries
+
+	q, k, v, out, lse, dout, dq, dk, dv []float32
+
+	bp, nb int // query positions per block, blocks per sequence
 }
 
-// AttentionGrad records an error, as Attention does.
+// newAttnCall sets up the geometry and scaling of a validated call.
+func newAttnCall(d backend.AttentionDims, p backend.AttentionParams, kern *vec.Kernels) attnCall {
+	c := attnCall{d: d, mask: p.Mask(), kern: kern, alpha: 1, scale: p.Scale, gradScale: float64(p.Scale)}
+	if p.Softcap > 0 {
+		c.alpha, c.scale, c.softcap = p.Scale/p.Softcap, p.Softcap, true
+	}
+	c.bp = max(attnBlockRows/max(d.Group(), 1), 1)
+	c.nb = (d.Queries + c.bp - 1) / c.bp
+	return c
+}
+
+// rows returns the number of score rows of a full block.
+func (c *attnCall) rows() int { return min(c.bp, c.d.Queries) * c.d.Group() }
+
+// block returns the positions [i0, i1) of block t and the keys [lo, hi)
+// that some row of it sees.
+func (c *attnCall) block(t int) (i0, i1, lo, hi int) {
+	i0, i1 = t*c.bp, min((t+1)*c.bp, c.d.Queries)
+	lo, _ = visible(i0, c.d.Queries, c.d.Keys, c.mask)
+	_, hi = visible(i1-1, c.d.Queries, c.d.Keys, c.mask)
+	return i0, i1, lo, hi
+}
+
+// blockCost estimates block t's work in multiply-adds per head dimension
+// (rows × keys), for balancing.
+func (c *attnCall) blockCost(t int) int {
+	i0, i1, lo, hi := c.block(t)
+	return (i1 - i0) * c.d.Group() * (hi - lo)
+}
+
+// qRow returns the offset in q, out, dq and dout of query position i,
+// head h of batch element b.
+func (c *attnCall) qRow(b, i, h int) int { return ((b*c.d.Queries+i)*c.d.Heads + h) * c.d.HeadDim }
+
+// kRow returns the offset in k, v, dk and dv of key j, head g of batch
+// element b.
+func (c *attnCall) kRow(b, j, g int) int { return ((b*c.d.Keys+j)*c.d.KVHeads + g) * c.d.HeadDim }
+
+// lseAt returns the offset in lse of query position i, head h of batch
+// element b.
+func (c *attnCall) lseAt(b, i, h int) int { return (b*c.d.Heads+h)*c.d.Queries + i }
+
+// blockRows returns the rows of src (q or dout) for positions [i0, i1),
+// heads of group g, as a matrix with its row stride: in place for one head
+// per group, where they are evenly strided, else packed into pack
+// (position-major, the group's heads of one position adjacent, as they
+// are in src).
+func (c *attnCall) blockRows(src, pack []float32, b, g, i0, i1 int) ([]float32, int) {
+	G, D := c.d.Group(), c.d.HeadDim
+	if G == 1 {
+		return src[c.qRow(b, i0, g):], c.d.Heads * D
+	}
+	for i := i0; i < i1; i++ {
+		o := c.qRow(b, i, g*G)
+		copy(pack[(i-i0)*G*D:(i-i0+1)*G*D], src[o:o+G*D])
+	}
+	return pack, D
+}
+
+// attnScratch is one worker's share of the scratch: score rows and packed
+// head rows.
+type attnScratch struct {
+	s, p, dp []float32 // rows × keys: scores, probabilities, their gradient
+	qp, dop  []float32 // rows × headDim: packed q and dout rows
+	o        []float32 // rows × headDim: a product's output before it is placed
+	inv      []float32 // rows: reciprocal row sums
+	e        *gemm.Engine
+}
+
+// scratchLen returns the floats one worker's attnScratch needs.
+func (c *attnCall) scratchLen(backwards bool) int {
+	m, n, D := c.rows(), c.d.Keys, c.d.HeadDim
+	if backwards {
+		return 3*m*n + 3*m*D
+	}
+	return m*n + 2*m*D + m
+}
+
+// carve cuts a worker's attnScratch out of buf (scratchLen long).
+func (c *attnCall) carve(buf []float32, e *gemm.Engine, backwards bool) attnScratch {
+	m, n, D := c.rows(), c.d.Keys, c.d.HeadDim
+	take := func(k int) []float32 {
+		s := buf[:k:k]
+		buf = buf[k:]
+		return s
+	}
+	w := attnScratch{e: e}
+	w.s, w.qp, w.o = take(m*n), take(m*D), take(m*D)
+	if backwards {
+		w.p, w.dp, w.dop = take(m*n), take(m*n), take(m*D)
+	} else {
+		w.inv = take(m)
+	}
+	return w
+}
+
+// Attention computes fused scaled dot-product attention, block by block
+// of query rows (see the comment at the top of this file): per block, the
+// scores over the keys the block can see with one matrix product, an exact
+// two-pass softmax per row in float32 with the exponentials summed in
+// float64 (as Softmax does: the row maximum of the scaled scores shifts
+// the exponentials, and only a row's visible keys are exponentiated), the
+// unnormalised output with a second product, then each output row scaled
+// by its reciprocal sum. Blocks are spread over the threads, largest
+// first, each worker taking the next one when it is done. Once warm, a
+// single-threaded call allocates nothing.
+func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
+	if b.skip(backend.OpAttention) {
+		return
+	}
+	d, err := backend.CheckAttention(out, lse, q, k, v, p)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	vs, ok := b.attnViews(backend.OpAttention, out, lse, q, k, v)
+	if !ok {
+		return
+	}
+	if d.Batch == 0 || d.Queries == 0 || d.Heads == 0 {
+		return
+	}
+	c := newAttnCall(d, p, b.kern)
+	c.out, c.lse, c.q, c.k, c.v = vs[0], vs[1], vs[2], vs[3], vs[4]
+	items := d.Batch * d.KVHeads
+	tasks := items * c.nb
+	workers := b.chunks(tasks, c.rows()*d.Keys*d.HeadDim*4)
+	need := c.scratchLen(false)
+	buf := b.scratch32(1, workers*need)[0]
+	b.attnEngines(workers)
+	if workers == 1 {
+		w := c.carve(buf, b.batch[0], false)
+		for t := range tasks {
+			c.forwardTask(&w, t, items)
+		}
+		return
+	}
+	// Only this branch hands the call to goroutines, so only here does
+	// it escape (and cost allocations).
+	var next atomic.Int64
+	pc := c
+	b.parallelChunks(workers, workers, func(ch, _, _ int) {
+		w := pc.carve(buf[ch*need:(ch+1)*need], b.batch[ch], false)
+		for t := int(next.Add(1) - 1); t < tasks; t = int(next.Add(1) - 1) {
+			pc.forwardTask(&w, t, items)
+		}
+	})
+}
+
+// forwardTask computes task t of tasks items·nb, taken largest first:
+// the last blocks of every sequence (which, under a causal mask, see the
+// most keys) come first.
+func (c *attnCall) forwardTask(w *attnScratch, t, items int) {
+	it := t % items
+	c.forwardBlock(w, it/c.d.KVHeads, it%c.d.KVHeads, c.nb-1-t/items)
+}
+
+// forwardBlock computes out (and lse) for block t of batch element b and
+// key/value head g.
+func (c *attnCall) forwardBlock(w *attnScratch, b, g, t int) {
+	d, kern := &c.d, c.kern
+	G, D, ldk := d.Group(), d.HeadDim, d.KVHeads*d.HeadDim
+	i0, i1, lo, hi := c.block(t)
+	m, n := (i1-i0)*G, hi-lo
+	qa, lda := c.blockRows(c.q, w.qp, b, g, i0, i1)
+	s := w.s[:m*n]
+	w.e.Sgemm(false, true, m, n, D, c.alpha, qa, lda, c.k[c.kRow(b, lo, g):], ldk, 0, s, n)
+	if c.softcap {
+		kern.Tanh(s, s)
+	}
+	for r := range m {
+		i, h := i0+r/G, g*G+r%G
+		a, e := visible(i, d.Queries, d.Keys, c.mask)
+		a, e = a-lo, e-lo
+		row := s[r*n : (r+1)*n]
+		mx := kern.MaxScaled(row[a:e], c.scale)
+		sum := kern.ExpShift(row[a:e], row[a:e], c.scale, mx)
+		clear(row[:a])
+		clear(row[e:])
+		w.inv[r] = float32(1 / sum)
+		if c.lse != nil {
+			c.lse[c.lseAt(b, i, h)] = float32(float64(mx) + math.Log(sum))
+		}
+	}
+	// out = (E·v) / Σ E row by row, with E the unnormalised exponentials.
+	if G == 1 {
+		o := c.out[c.qRow(b, i0, g):]
+		ldo := d.Heads * D
+		w.e.Sgemm(false, false, m, D, n, 1, s, n, c.v[c.kRow(b, lo, g):], ldk, 0, o, ldo)
+		for r := range m {
+			row := o[r*ldo : r*ldo+D]
+			kern.ScaleTo(row, row, float64(w.inv[r]))
+		}
+		return
+	}
+	o := w.o[:m*D]
+	w.e.Sgemm(false, false, m, D, n, 1, s, n, c.v[c.kRow(b, lo, g):], ldk, 0, o, D)
+	for r := range m {
+		off := c.qRow(b, i0+r/G, g*G+r%G)
+		kern.ScaleTo(c.out[off:off+D], o[r*D:(r+1)*D], float64(w.inv[r]))
+	}
+}
+
+// AttentionGrad computes Attention's backward, FlashAttention's way: per
+// block of query rows it recomputes the scores and, from lse, the
+// probabilities P (exactly 0 where masked), then with δ_i = dout_i·out_i
+// (which equals Σ_j P_ij·dP_ij) the scores' gradient dS = Scale·P⊙(dP − δ)
+// (times 1 − tanh² under a cap), and from them dq = dS·k, dk += dSᵀ·q and
+// dv += Pᵀ·dout. A worker owns the dk and dv rows of one batch element
+// and key/value head at a time, so that no two write the same rows; when
+// there are fewer of those than threads (batch 1 with one key/value head,
+// say), each one's blocks are split between workers that sum into private
+// dk and dv copies, added into dk and dv in a fixed order at the end.
+// Once warm, a single-threaded call allocates nothing.
 func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
-	b.Record(backend.Unsupported(backend.OpAttentionGrad, b.Name(), dq, dk, dv, q, k, v, out, lse, dout))
+	if b.skip(backend.OpAttentionGrad) {
+		return
+	}
+	d, err := backend.CheckAttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+	if err != nil {
+		b.Record(err)
+		return
+	}
+	vs, ok := b.attnViews(backend.OpAttentionGrad, dq, dk, dv, q, k, v, out, lse, dout)
+	if !ok {
+		return
+	}
+	if d.Batch == 0 || d.Queries == 0 || d.Heads == 0 {
+		// No query sees any key: the keys' gradients are zero.
+		clear(vs[1])
+		clear(vs[2])
+		return
+	}
+	c := newAttnCall(d, p, b.kern)
+	c.dq, c.dk, c.dv, c.q, c.k, c.v, c.out, c.lse, c.dout = vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6], vs[7], vs[8]
+	items := d.Batch * d.KVHeads
+	workers, splits := b.gradPlan(&c)
+	tasks := items * splits
+	need, part := c.scratchLen(true), 2*d.Keys*d.HeadDim
+	// Split s > 0 of an item sums into its own dk and dv copies; split 0
+	// sums into dk and dv themselves.
+	buf := b.scratch32(1, workers*need+items*(splits-1)*part)[0]
+	parts := buf[workers*need:]
+	b.attnEngines(workers)
+	if workers == 1 {
+		w := c.carve(buf, b.batch[0], true)
+		for t := range tasks {
+			c.backwardTask(&w, t, splits, parts)
+		}
+		return
+	}
+	var next atomic.Int64
+	pc := c
+	b.parallelChunks(workers, workers, func(ch, _, _ int) {
+		w := pc.carve(buf[ch*need:(ch+1)*need], b.batch[ch], true)
+		for t := int(next.Add(1) - 1); t < tasks; t = int(next.Add(1) - 1) {
+			pc.backwardTask(&w, t, splits, parts)
+		}
+	})
+	if splits > 1 {
+		pc.reduceSplits(b, items, splits, parts)
+	}
+}
+
+// gradPlan returns how many workers AttentionGrad uses for c and into
+// how many splits it cuts each (batch element, key/value head) pair.
+func (b *Backend) gradPlan(c *attnCall) (workers, splits int) {
+	items := c.d.Batch * c.d.KVHeads
+	// A block's backward is five products to the forward's two, plus the
+	// exponentials again.
+	workers = b.chunks(items*c.nb, c.rows()*c.d.Keys*c.d.HeadDim*10)
+	return workers, attnSplits(items, workers, c.nb)
+}
+
+// attnSplits returns how many workers share the blocks of each of items
+// (batch element, key/value head) pairs in the backward: 1 when the items
+// keep workers evenly busy (a multiple of them, or so many that the last
+// round hardly matters), else enough that items·splits is a multiple of
+// workers, but never more than the blocks there are.
+func attnSplits(items, workers, blocks int) int {
+	if workers <= 1 || items%workers == 0 || items >= 4*workers {
+		return 1
+	}
+	g := items
+	for w := workers; w != 0; g, w = w, g%w {
+	}
+	return max(min(workers/g, blocks), 1)
+}
+
+// backwardTask runs split s = t % splits of item t / splits: its share of
+// the item's blocks, balanced by cost, summed into dk and dv (split 0) or
+// into the split's copies in parts.
+func (c *attnCall) backwardTask(w *attnScratch, t, splits int, parts []float32) {
+	d := &c.d
+	it, s := t/splits, t%splits
+	b, g := it/d.KVHeads, it%d.KVHeads
+	t0, t1 := c.splitBlocks(s, splits)
+	D, ldk := d.HeadDim, d.KVHeads*d.HeadDim
+	var dk, dv []float32
+	if s == 0 {
+		dk, dv = c.dk[c.kRow(b, 0, g):], c.dv[c.kRow(b, 0, g):]
+	} else {
+		n := d.Keys * D
+		o := (it*(splits-1) + s - 1) * 2 * n
+		dk, dv, ldk = parts[o:o+n], parts[o+n:o+2*n], D
+	}
+	for j := range d.Keys {
+		clear(dk[j*ldk : j*ldk+D])
+		clear(dv[j*ldk : j*ldk+D])
+	}
+	// Last blocks first, as in the forward. A split's blocks and their
+	// order are fixed whichever worker takes it, so the sums come out
+	// the same however the work was scheduled.
+	for blk := t1 - 1; blk >= t0; blk-- {
+		c.backwardBlock(w, b, g, blk, dk, dv, ldk)
+	}
+}
+
+// splitBlocks returns the blocks [t0, t1) of split s of splits, cut
+// where the running cost passes s/splits of the total.
+func (c *attnCall) splitBlocks(s, splits int) (t0, t1 int) {
+	if splits == 1 {
+		return 0, c.nb
+	}
+	total := 0
+	for t := range c.nb {
+		total += c.blockCost(t)
+	}
+	cut := func(k int) int {
+		if k == splits {
+			return c.nb
+		}
+		goal, run := total*k/splits, 0
+		for t := range c.nb {
+			if run >= goal {
+				return t
+			}
+			run += c.blockCost(t)
+		}
+		return c.nb
+	}
+	return cut(s), cut(s + 1)
+}
+
+// backwardBlock adds block t's contributions of batch element b and
+// key/value head g to dk and dv (rows of stride ldk from the item's key
+// 0) and writes its rows of dq.
+func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, ldk int) {
+	d, kern := &c.d, c.kern
+	G, D, ldkv := d.Group(), d.HeadDim, d.KVHeads*d.HeadDim
+	i0, i1, lo, hi := c.block(t)
+	m, n := (i1-i0)*G, hi-lo
+	qa, lda := c.blockRows(c.q, w.qp, b, g, i0, i1)
+	da, ldd := c.blockRows(c.dout, w.dop, b, g, i0, i1)
+	kb, vb := c.k[c.kRow(b, lo, g):], c.v[c.kRow(b, lo, g):]
+	s, pm, dp := w.s[:m*n], w.p[:m*n], w.dp[:m*n]
+	w.e.Sgemm(false, true, m, n, D, c.alpha, qa, lda, kb, ldkv, 0, s, n)
+	src := s
+	if c.softcap {
+		kern.Tanh(pm, s) // s keeps tanh's argument for its derivative
+		src = pm
+	}
+	w.e.Sgemm(false, true, m, n, D, 1, da, ldd, vb, ldkv, 0, dp, n)
+	for r := range m {
+		i, h := i0+r/G, g*G+r%G
+		a, e := visible(i, d.Queries, d.Keys, c.mask)
+		a, e = a-lo, e-lo
+		prow, dprow := pm[r*n:(r+1)*n], dp[r*n:(r+1)*n]
+		kern.ExpShift(prow[a:e], src[r*n+a:r*n+e], c.scale, c.lse[c.lseAt(b, i, h)])
+		clear(prow[:a])
+		clear(prow[e:])
+		o := c.qRow(b, i, h)
+		delta := kern.Dot(c.dout[o:o+D], c.out[o:o+D])
+		kern.SoftmaxGrad(dprow[a:e], prow[a:e], dprow[a:e], c.gradScale, delta)
+		if c.softcap {
+			kern.TanhGrad(dprow[a:e], s[r*n+a:r*n+e], dprow[a:e])
+		}
+		clear(dprow[:a])
+		clear(dprow[e:])
+	}
+	// dq = dS·k, in place for one head per group, else placed row by row.
+	if G == 1 {
+		w.e.Sgemm(false, false, m, D, n, 1, dp, n, kb, ldkv, 0, c.dq[c.qRow(b, i0, g):], d.Heads*D)
+	} else {
+		o := w.o[:m*D]
+		w.e.Sgemm(false, false, m, D, n, 1, dp, n, kb, ldkv, 0, o, D)
+		for i := i0; i < i1; i++ {
+			off := c.qRow(b, i, g*G)
+			copy(c.dq[off:off+G*D], o[(i-i0)*G*D:(i-i0+1)*G*D])
+		}
+	}
+	w.e.Sgemm(true, false, n, D, m, 1, dp, n, qa, lda, 1, dk[lo*ldk:], ldk)
+	w.e.Sgemm(true, false, n, D, m, 1, pm, n, da, ldd, 1, dv[lo*ldk:], ldk)
+}
+
+// reduceSplits adds the dk and dv copies of splits 1 to splits−1 of
+// every item into dk and dv, in split order, spread over the key rows.
+func (c *attnCall) reduceSplits(b *Backend, items, splits int, parts []float32) {
+	d := &c.d
+	D, n := d.HeadDim, d.Keys*d.HeadDim
+	b.parallelFor(items*d.Keys, 2*D*(splits-1), func(lo, hi int) {
+		for x := lo; x < hi; x++ {
+			it, j := x/d.Keys, x%d.Keys
+			o := c.kRow(it/d.KVHeads, j, it%d.KVHeads)
+			dk, dv := c.dk[o:o+D], c.dv[o:o+D]
+			for s := 1; s < splits; s++ {
+				po := (it*(splits-1)+s-1)*2*n + j*D
+				c.kern.Add(dk, dk, parts[po:po+D])
+				c.kern.Add(dv, dv, parts[po+n:po+n+D])
+			}
+		}
+	})
+}
+
+// attnEngines makes sure b.batch holds at least n single-threaded
+// engines, one per worker.
+func (b *Backend) attnEngines(n int) {
+	for len(b.batch) < n {
+		b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
+	}
+}
+
+// maxAttnViews is the most tensors the attention ops resolve.
+const maxAttnViews = 9
+
+// attnViews is views for the attention ops, which take more tensors than
+// views resolves.
+func (b *Backend) attnViews(op backend.Op, ts ...backend.Tensor) (out [maxAttnViews][]float32, ok bool) {
+	for i, t := range ts {
+		if t.IsZero() {
+			continue
+		}
+		v, err := b.view(t)
+		if err != nil {
+			b.Record(backend.Errorf(op, slices.Clone(ts), "tensor argument %d: %w", i, err))
+			return out, false
+		}
+		out[i] = v
+	}
+	return out, true
 }

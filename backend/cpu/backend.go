@@ -160,9 +160,10 @@ func (b *Backend) Device() string {
 func (b *Backend) Portable() bool { return !b.simd }
 
 // Supports reports true for every op of [backend.AllOps] and for the
-// optional [backend.OpMatMulBF16]: the CPU stores bfloat16 weights.
+// optional ones: [backend.OpMatMulBF16] (the CPU stores bfloat16 weights)
+// and fused attention, [backend.OpAttention] and [backend.OpAttentionGrad].
 func (b *Backend) Supports(op backend.Op) bool {
-	return slices.Contains(backend.AllOps, op) || op == backend.OpMatMulBF16
+	return slices.Contains(backend.AllOps, op) || op == backend.OpMatMulBF16 || op == backend.OpAttention || op == backend.OpAttentionGrad
 }
 
 // Sync returns and clears the first error recorded since the previous Sync.

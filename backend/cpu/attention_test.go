@@ -1,0 +1,484 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// attnShape is the shape of an attention call: q and out [B, Tq, H, D],
+// k and v [B, Tk, KV, D].
+type attnShape struct{ B, Tq, Tk, H, KV, D int }
+
+func (s attnShape) qLen() int { return s.B * s.Tq * s.H * s.D }
+func (s attnShape) kLen() int { return s.B * s.Tk * s.KV * s.D }
+
+// refSees reports whether query i sees key j under p's mask, written out
+// from the definition in backend.SoftmaxParams rather than shared with
+// the kernels.
+func refSees(p backend.AttentionParams, i, j int) bool {
+	if !p.Causal {
+		return true
+	}
+	pos := i + p.QueryOffset
+	return j <= pos && (p.Window == 0 || pos-j < p.Window)
+}
+
+// refAttn holds a float64 reference attention's results.
+type refAttn struct {
+	out, lse      []float64
+	dq, dk, dv    []float64 // set by refAttentionGrad
+	probs, scores [][]float64
+}
+
+// refAttention computes attention in float64 with plain loops: out, lse,
+// and, when dout is not nil, the gradients of Σ dout⊙out with respect to
+// q, k and v, from the softmax's own backward (δ = Σ_j P·dP, not the
+// dout·out shortcut the kernels take).
+func refAttention(s attnShape, p backend.AttentionParams, q, k, v, dout []float64) refAttn {
+	r := refAttn{out: make([]float64, s.qLen()), lse: make([]float64, s.B*s.H*s.Tq)}
+	if dout != nil {
+		r.dq, r.dk, r.dv = make([]float64, s.qLen()), make([]float64, s.kLen()), make([]float64, s.kLen())
+	}
+	G := s.H / s.KV
+	qi := func(b, i, h int) int { return ((b*s.Tq+i)*s.H + h) * s.D }
+	kj := func(b, j, g int) int { return ((b*s.Tk+j)*s.KV + g) * s.D }
+	sc := make([]float64, s.Tk)  // capped scores
+	raw := make([]float64, s.Tk) // Scale·q·k
+	pr := make([]float64, s.Tk)
+	for b := range s.B {
+		for h := range s.H {
+			g := h / G
+			for i := range s.Tq {
+				m := math.Inf(-1)
+				for j := range s.Tk {
+					if !refSees(p, i, j) {
+						continue
+					}
+					dot := 0.0
+					for x := range s.D {
+						dot += q[qi(b, i, h)+x] * k[kj(b, j, g)+x]
+					}
+					raw[j] = float64(p.Scale) * dot
+					sc[j] = raw[j]
+					if p.Softcap > 0 {
+						c := float64(p.Softcap)
+						sc[j] = c * math.Tanh(raw[j]/c)
+					}
+					m = max(m, sc[j])
+				}
+				sum := 0.0
+				for j := range s.Tk {
+					pr[j] = 0
+					if refSees(p, i, j) {
+						pr[j] = math.Exp(sc[j] - m)
+						sum += pr[j]
+					}
+				}
+				r.lse[(b*s.H+h)*s.Tq+i] = m + math.Log(sum)
+				o := r.out[qi(b, i, h) : qi(b, i, h)+s.D]
+				for j := range s.Tk {
+					pr[j] /= sum
+					for x := range o {
+						o[x] += pr[j] * v[kj(b, j, g)+x]
+					}
+				}
+				if dout == nil {
+					continue
+				}
+				dO := dout[qi(b, i, h) : qi(b, i, h)+s.D]
+				dP := make([]float64, s.Tk)
+				delta := 0.0
+				for j := range s.Tk {
+					for x := range dO {
+						dP[j] += dO[x] * v[kj(b, j, g)+x]
+					}
+					delta += pr[j] * dP[j]
+				}
+				for j := range s.Tk {
+					if !refSees(p, i, j) {
+						continue
+					}
+					dS := pr[j] * (dP[j] - delta) * float64(p.Scale)
+					if p.Softcap > 0 {
+						t := math.Tanh(raw[j] / float64(p.Softcap))
+						dS *= 1 - t*t
+					}
+					for x := range s.D {
+						r.dq[qi(b, i, h)+x] += dS * k[kj(b, j, g)+x]
+						r.dk[kj(b, j, g)+x] += dS * q[qi(b, i, h)+x]
+						r.dv[kj(b, j, g)+x] += pr[j] * dO[x]
+					}
+				}
+			}
+		}
+	}
+	return r
+}
+
+// attnCases covers the mask variants, grouped-query attention, head sizes
+// odd and even, and sequence lengths that are not multiples of the block
+// (64 rows: 64 positions for one head per group, 32 for two, 16 for four,
+// 8 for eight).
+var attnCases = []struct {
+	name string
+	s    attnShape
+	p    backend.AttentionParams
+}{
+	{"full", attnShape{1, 5, 7, 2, 2, 4}, backend.AttentionParams{Scale: 0.5}},
+	{"full/blocks", attnShape{2, 70, 45, 2, 1, 6}, backend.AttentionParams{Scale: 0.4}},
+	{"causal", attnShape{2, 70, 70, 2, 2, 8}, backend.AttentionParams{Scale: 0.35, Causal: true}},
+	{"causal/gqa2/odd", attnShape{2, 67, 67, 4, 2, 5}, backend.AttentionParams{Scale: 0.45, Causal: true}},
+	{"causal/mqa/odd", attnShape{1, 37, 37, 4, 1, 7}, backend.AttentionParams{Scale: 0.38, Causal: true}},
+	{"causal/gqa8", attnShape{1, 20, 20, 8, 1, 4}, backend.AttentionParams{Scale: 0.5, Causal: true}},
+	{"causal/offset", attnShape{1, 9, 20, 2, 1, 6}, backend.AttentionParams{Scale: 0.4, Causal: true, QueryOffset: 11}},
+	{"causal/offset/blocks", attnShape{2, 40, 90, 4, 2, 8}, backend.AttentionParams{Scale: 0.35, Causal: true, QueryOffset: 50}},
+	{"causal/more-queries", attnShape{1, 10, 4, 2, 2, 3}, backend.AttentionParams{Scale: 0.6, Causal: true}},
+	{"decode", attnShape{2, 1, 37, 4, 2, 8}, backend.AttentionParams{Scale: 0.35, Causal: true, QueryOffset: 36}},
+	{"decode/full", attnShape{1, 1, 13, 3, 1, 5}, backend.AttentionParams{Scale: 0.45}},
+	{"window", attnShape{1, 50, 50, 4, 2, 6}, backend.AttentionParams{Scale: 0.4, Causal: true, Window: 7}},
+	{"window/1", attnShape{1, 12, 12, 2, 1, 4}, backend.AttentionParams{Scale: 0.5, Causal: true, Window: 1}},
+	{"window/offset", attnShape{2, 10, 30, 2, 2, 5}, backend.AttentionParams{Scale: 0.45, Causal: true, QueryOffset: 20, Window: 5}},
+	{"window/decode", attnShape{1, 1, 40, 4, 1, 8}, backend.AttentionParams{Scale: 0.35, Causal: true, QueryOffset: 39, Window: 9}},
+	{"window/wide", attnShape{1, 70, 70, 1, 1, 4}, backend.AttentionParams{Scale: 0.5, Causal: true, Window: 100}},
+	{"softcap", attnShape{1, 33, 33, 2, 2, 16}, backend.AttentionParams{Scale: 1, Softcap: 2, Causal: true}},
+	{"softcap/full/gqa", attnShape{2, 9, 14, 4, 2, 9}, backend.AttentionParams{Scale: 0.8, Softcap: 1.5}},
+	{"softcap/window/gqa", attnShape{1, 40, 40, 4, 2, 8}, backend.AttentionParams{Scale: 0.7, Softcap: 3, Causal: true, Window: 6}},
+	{"peaky", attnShape{1, 30, 30, 2, 1, 8}, backend.AttentionParams{Scale: 4, Causal: true}},
+}
+
+// relErr returns max |got − want| / max |want|: errors measured against
+// the tensor's scale, so that elements near zero (gradients that nearly
+// cancel) do not dominate, while a wrong mask edge, which moves outputs
+// by a sizeable fraction of their scale, stands out.
+func relErr(got []float32, want []float64) float64 {
+	var e, m float64
+	for i, w := range want {
+		g := float64(got[i])
+		if math.IsNaN(g) || math.IsInf(g, 0) {
+			return math.Inf(1)
+		}
+		e, m = max(e, math.Abs(g-w)), max(m, math.Abs(w))
+	}
+	if m == 0 {
+		return e
+	}
+	return e / m
+}
+
+// checkRel fails when got is further than tol from want by relErr.
+func checkRel(t *testing.T, name string, got []float32, want []float64, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
+	}
+	if e := relErr(got, want); !(e <= tol) {
+		t.Errorf("%s: relative error %.3g > %.1g", name, e, tol)
+		assertClose(t, name, got, want, 0, tol*maxAbs(want))
+	}
+}
+
+func maxAbs(x []float64) float64 {
+	m := 0.0
+	for _, v := range x {
+		m = max(m, math.Abs(v))
+	}
+	return m
+}
+
+// attnTol bounds relErr for the fused kernels: float32 scores and
+// exponentials against float64 ones, a few ulps of the largest output.
+const attnTol = 5e-6
+
+func TestAttention(t *testing.T) {
+	for ci, tc := range attnCases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.s
+			rng := newRNG(uint64(100 + ci))
+			q32, k32, v32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1)
+			do32 := uniform(rng, s.qLen(), -1, 1)
+			ref := refAttention(s, tc.p, f64(q32), f64(k32), f64(v32), f64(do32))
+			eachConfig(t, func(t *testing.T, be *Backend) {
+				q := upload(t, be, q32, s.B, s.Tq, s.H, s.D)
+				k := upload(t, be, k32, s.B, s.Tk, s.KV, s.D)
+				v := upload(t, be, v32, s.B, s.Tk, s.KV, s.D)
+				dout := upload(t, be, do32, s.B, s.Tq, s.H, s.D)
+				out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
+				be.Attention(out, lse, q, k, v, tc.p)
+				checkRel(t, "out", download(t, be, out), ref.out, attnTol)
+				// lse is compared absolutely: it is a logarithm, whose
+				// error is relative to the sum.
+				assertClose(t, "lse", download(t, be, lse), ref.lse, 0, 2e-6*max(1, maxAbs(ref.lse)))
+
+				// Without lse the outputs are the same.
+				out2 := poisoned(t, be, s.B, s.Tq, s.H, s.D)
+				be.Attention(out2, backend.Tensor{}, q, k, v, tc.p)
+				if got, want := download(t, be, out2), download(t, be, out); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("out without lse differs from out with it")
+				}
+
+				dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
+				be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, tc.p)
+				checkRel(t, "dq", download(t, be, dq), ref.dq, attnTol)
+				checkRel(t, "dk", download(t, be, dk), ref.dk, attnTol)
+				checkRel(t, "dv", download(t, be, dv), ref.dv, attnTol)
+			})
+		})
+	}
+}
+
+// TestAttentionRefGrad checks the float64 reference's gradients, and the
+// kernels' on the same tiny case, against central finite differences of
+// the reference's forward: the loss Σ w⊙out for fixed random w.
+func TestAttentionRefGrad(t *testing.T) {
+	cases := []struct {
+		name string
+		s    attnShape
+		p    backend.AttentionParams
+	}{
+		{"causal/offset/gqa", attnShape{1, 3, 5, 4, 2, 3}, backend.AttentionParams{Scale: 0.7, Causal: true, QueryOffset: 2}},
+		{"softcap/window", attnShape{2, 4, 4, 2, 1, 3}, backend.AttentionParams{Scale: 1.3, Softcap: 1.5, Causal: true, Window: 2}},
+		{"full", attnShape{1, 2, 3, 1, 1, 5}, backend.AttentionParams{Scale: 0.9}},
+	}
+	for ci, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.s
+			rng := newRNG(uint64(7 + ci))
+			q32, k32, v32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1)
+			w32 := uniform(rng, s.qLen(), -1, 1)
+			q, k, v, w := f64(q32), f64(k32), f64(v32), f64(w32)
+			ref := refAttention(s, tc.p, q, k, v, w)
+			loss := func(q, k, v []float64) float64 {
+				out := refAttention(s, tc.p, q, k, v, nil).out
+				l := 0.0
+				for i := range out {
+					l += w[i] * out[i]
+				}
+				return l
+			}
+			num := map[string][]float64{
+				"dq": numGrad(func(x []float64) float64 { return loss(x, k, v) }, q),
+				"dk": numGrad(func(x []float64) float64 { return loss(q, x, v) }, k),
+				"dv": numGrad(func(x []float64) float64 { return loss(q, k, x) }, v),
+			}
+			for name, analytic := range map[string][]float64{"dq": ref.dq, "dk": ref.dk, "dv": ref.dv} {
+				for i := range analytic {
+					if d := math.Abs(analytic[i] - num[name][i]); d > 1e-7*max(1, maxAbs(num[name])) {
+						t.Errorf("reference %s[%d] = %.10g, finite differences %.10g", name, i, analytic[i], num[name][i])
+					}
+				}
+			}
+			be := New(Options{Threads: 1})
+			qt, kt, vt := upload(t, be, q32, s.B, s.Tq, s.H, s.D), upload(t, be, k32, s.B, s.Tk, s.KV, s.D), upload(t, be, v32, s.B, s.Tk, s.KV, s.D)
+			wt := upload(t, be, w32, s.B, s.Tq, s.H, s.D)
+			out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
+			dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
+			be.Attention(out, lse, qt, kt, vt, tc.p)
+			be.AttentionGrad(dq, dk, dv, qt, kt, vt, out, lse, wt, tc.p)
+			checkRel(t, "dq", download(t, be, dq), num["dq"], attnTol)
+			checkRel(t, "dk", download(t, be, dk), num["dk"], attnTol)
+			checkRel(t, "dv", download(t, be, dv), num["dv"], attnTol)
+			if err := be.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestAttentionMatchesUnfused checks the fused ops against the backend's
+// own unfused composition (MatMul, Softmax with the same mask, MatMul;
+// SoftmaxGrad and the three gradient products), on one head with a
+// causal mask and an offset, as an independent path through other
+// kernels.
+func TestAttentionMatchesUnfused(t *testing.T) {
+	const tq, tk, d = 19, 27, 6
+	p := backend.AttentionParams{Scale: 0.4, Causal: true, QueryOffset: 8}
+	rng := newRNG(3)
+	q32, k32, v32, do32 := uniform(rng, tq*d, -1, 1), uniform(rng, tk*d, -1, 1), uniform(rng, tk*d, -1, 1), uniform(rng, tq*d, -1, 1)
+	be := New(Options{Threads: 1})
+	q, k, v, dout := upload(t, be, q32, 1, tq, 1, d), upload(t, be, k32, 1, tk, 1, d), upload(t, be, v32, 1, tk, 1, d), upload(t, be, do32, 1, tq, 1, d)
+	q2, k2, v2, do2 := q.MustReshape(tq, d), k.MustReshape(tk, d), v.MustReshape(tk, d), dout.MustReshape(tq, d)
+	sc, pr, o := poisoned(t, be, tq, tk), poisoned(t, be, tq, tk), poisoned(t, be, tq, d)
+	be.MatMul(sc, q2, k2, backend.MatMulParams{TransB: true, Alpha: 1})
+	be.Softmax(pr, sc, p.Mask())
+	be.MatMul(o, pr, v2, backend.MatMulParams{Alpha: 1})
+	dp, dq, dk, dv := poisoned(t, be, tq, tk), poisoned(t, be, tq, d), poisoned(t, be, tk, d), poisoned(t, be, tk, d)
+	be.MatMul(dp, do2, v2, backend.MatMulParams{TransB: true, Alpha: 1})
+	be.SoftmaxGrad(dp, pr, dp, p.Mask())
+	be.MatMul(dq, dp, k2, backend.MatMulParams{Alpha: 1})
+	be.MatMul(dk, dp, q2, backend.MatMulParams{TransA: true, Alpha: 1})
+	be.MatMul(dv, pr, do2, backend.MatMulParams{TransA: true, Alpha: 1})
+
+	out, lse := poisoned(t, be, 1, tq, 1, d), poisoned(t, be, 1, 1, tq)
+	fdq, fdk, fdv := poisoned(t, be, 1, tq, 1, d), poisoned(t, be, 1, tk, 1, d), poisoned(t, be, 1, tk, 1, d)
+	be.Attention(out, lse, q, k, v, p)
+	be.AttentionGrad(fdq, fdk, fdv, q, k, v, out, lse, dout, p)
+	for _, c := range []struct {
+		name      string
+		got, want backend.Tensor
+	}{{"out", out, o}, {"dq", fdq, dq}, {"dk", fdk, dk}, {"dv", fdv, dv}} {
+		checkRel(t, c.name, download(t, be, c.got), f64(download(t, be, c.want)), attnTol)
+	}
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttentionSplits runs the backward where there are fewer (batch,
+// key/value head) pairs than workers, which splits each pair's blocks
+// between workers with private dk and dv sums, and checks the results are
+// the reference's and the same as a single thread's, bit for bit.
+func TestAttentionSplits(t *testing.T) {
+	cases := []struct {
+		s       attnShape
+		threads int
+	}{
+		{attnShape{1, 150, 150, 2, 1, 8}, 2},
+		{attnShape{1, 150, 150, 4, 1, 8}, 3},
+		{attnShape{3, 70, 70, 1, 1, 5}, 2},
+		{attnShape{1, 200, 200, 1, 1, 4}, 4},
+	}
+	p := backend.AttentionParams{Scale: 0.4, Causal: true}
+	for ci, tc := range cases {
+		s := tc.s
+		t.Run(fmt.Sprintf("%v/threads%d", s, tc.threads), func(t *testing.T) {
+			rng := newRNG(uint64(50 + ci))
+			q32, k32, v32, do32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.qLen(), -1, 1)
+			ref := refAttention(s, p, f64(q32), f64(k32), f64(v32), f64(do32))
+			var first [][]float32
+			for _, threads := range []int{1, tc.threads} {
+				be := New(Options{Threads: threads})
+				be.grain = 1
+				d := backend.AttentionDims{Batch: s.B, Queries: s.Tq, Keys: s.Tk, Heads: s.H, KVHeads: s.KV, HeadDim: s.D}
+				c := newAttnCall(d, p, be.kern)
+				if workers, splits := be.gradPlan(&c); threads > 1 && splits == 1 {
+					t.Fatalf("case does not split: %d pairs on %d workers", s.B*s.KV, workers)
+				}
+				q, k, v, dout := upload(t, be, q32, s.B, s.Tq, s.H, s.D), upload(t, be, k32, s.B, s.Tk, s.KV, s.D), upload(t, be, v32, s.B, s.Tk, s.KV, s.D), upload(t, be, do32, s.B, s.Tq, s.H, s.D)
+				out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
+				dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
+				be.Attention(out, lse, q, k, v, p)
+				be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+				got := [][]float32{download(t, be, dq), download(t, be, dk), download(t, be, dv)}
+				checkRel(t, "dq", got[0], ref.dq, attnTol)
+				checkRel(t, "dk", got[1], ref.dk, attnTol)
+				checkRel(t, "dv", got[2], ref.dv, attnTol)
+				if err := be.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				if first == nil {
+					first = got
+					continue
+				}
+				// The split sums add in another order, so they are
+				// compared with the reference above, and dq, which no
+				// split shares, bit for bit.
+				if fmt.Sprint(got[0]) != fmt.Sprint(first[0]) {
+					t.Errorf("dq differs between 1 and %d threads", threads)
+				}
+			}
+		})
+	}
+}
+
+func TestAttentionSplitCount(t *testing.T) {
+	for _, c := range []struct{ items, workers, blocks, want int }{
+		{1, 1, 8, 1}, {8, 2, 8, 1}, {1, 2, 8, 2}, {1, 2, 1, 1}, {3, 2, 8, 2},
+		{2, 3, 8, 3}, {5, 4, 8, 4}, {6, 4, 8, 2}, {9, 2, 8, 1}, {1, 16, 4, 4},
+	} {
+		if got := attnSplits(c.items, c.workers, c.blocks); got != c.want {
+			t.Errorf("attnSplits(%d items, %d workers, %d blocks) = %d, want %d", c.items, c.workers, c.blocks, got, c.want)
+		}
+	}
+}
+
+// TestAttentionEmpty checks calls with no queries: nothing to write in
+// the forward, and zero key gradients in the backward.
+func TestAttentionEmpty(t *testing.T) {
+	be := New(Options{Threads: 1})
+	q, out, dq, dout := poisoned(t, be, 2, 0, 2, 4), poisoned(t, be, 2, 0, 2, 4), poisoned(t, be, 2, 0, 2, 4), poisoned(t, be, 2, 0, 2, 4)
+	k, v := upload(t, be, make([]float32, 2*3*2*4), 2, 3, 2, 4), upload(t, be, make([]float32, 2*3*2*4), 2, 3, 2, 4)
+	lse := poisoned(t, be, 2, 2, 0)
+	dk, dv := poisoned(t, be, 2, 3, 2, 4), poisoned(t, be, 2, 3, 2, 4)
+	p := backend.AttentionParams{Scale: 0.5}
+	be.Attention(out, lse, q, k, v, p)
+	be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []backend.Tensor{dk, dv} {
+		for i, g := range download(t, be, x) {
+			if g != 0 {
+				t.Fatalf("key gradient [%d] = %g with no queries, want 0", i, g)
+			}
+		}
+	}
+}
+
+// TestAttentionErrors checks that invalid calls record an error (the
+// shared validation's) and write nothing.
+func TestAttentionErrors(t *testing.T) {
+	be := New(Options{Threads: 1})
+	q, k, v := poisoned(t, be, 1, 3, 2, 4), poisoned(t, be, 1, 3, 2, 4), poisoned(t, be, 1, 3, 2, 4)
+	out := upload(t, be, make([]float32, 24), 1, 3, 2, 4)
+	bad := []struct {
+		name string
+		call func()
+	}{
+		{"scale 0", func() { be.Attention(out, backend.Tensor{}, q, k, v, backend.AttentionParams{}) }},
+		{"window without causal", func() {
+			be.Attention(out, backend.Tensor{}, q, k, v, backend.AttentionParams{Scale: 1, Window: 2})
+		}},
+		{"grad without lse", func() {
+			be.AttentionGrad(out, k, v, q, k, v, out, backend.Tensor{}, out, backend.AttentionParams{Scale: 1})
+		}},
+	}
+	for _, c := range bad {
+		c.call()
+		if err := be.Sync(); err == nil {
+			t.Errorf("%s: no error recorded", c.name)
+		}
+	}
+	for i, x := range download(t, be, out) {
+		if x != 0 {
+			t.Fatalf("out[%d] = %g after refused calls, want it untouched", i, x)
+		}
+	}
+	if !be.Supports(backend.OpAttention) || !be.Supports(backend.OpAttentionGrad) {
+		t.Error("Supports does not report the attention ops")
+	}
+}
+
+// TestAttentionNoAllocs checks that warmed-up single-threaded calls
+// allocate nothing: scratch and matrix-multiply engines are reused.
+func TestAttentionNoAllocs(t *testing.T) {
+	s := attnShape{2, 70, 70, 4, 2, 8}
+	p := backend.AttentionParams{Scale: 0.35, Causal: true, Softcap: 20}
+	be := New(Options{Threads: 1})
+	rng := newRNG(9)
+	q, k, v := upload(t, be, uniform(rng, s.qLen(), -1, 1), s.B, s.Tq, s.H, s.D), upload(t, be, uniform(rng, s.kLen(), -1, 1), s.B, s.Tk, s.KV, s.D), upload(t, be, uniform(rng, s.kLen(), -1, 1), s.B, s.Tk, s.KV, s.D)
+	dout := upload(t, be, uniform(rng, s.qLen(), -1, 1), s.B, s.Tq, s.H, s.D)
+	out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
+	dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
+	fwd := func() { be.Attention(out, backend.Tensor{}, q, k, v, p) }
+	fwdLSE := func() { be.Attention(out, lse, q, k, v, p) }
+	bwd := func() { be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p) }
+	fwdLSE()
+	bwd()
+	if n := testing.AllocsPerRun(5, fwd); n != 0 {
+		t.Errorf("Attention allocates %v times per call once warm", n)
+	}
+	// With lse, backend.CheckAttention appends it to a one-element slice
+	// of named tensors, which costs one allocation; the kernels add none.
+	if n := testing.AllocsPerRun(5, fwdLSE); n > 1 {
+		t.Errorf("Attention with lse allocates %v times per call once warm", n)
+	}
+	if n := testing.AllocsPerRun(5, bwd); n != 0 {
+		t.Errorf("AttentionGrad allocates %v times per call once warm", n)
+	}
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
