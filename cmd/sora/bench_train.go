@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,7 +27,7 @@ func init() {
 }
 
 var benchTrainDoc = usageDoc{
-	synopsis: "bench train [--backend NAME] [--methods LIST] [--dim 512 --layers 8 --heads 8 --kv-heads 4 --hidden 1376 --vocab 512 --seq 256 --batch 4] [--steps N] [--rounds N] [--threads N] [--gradient-checkpointing] [--base-dtype f32|bf16] [--json]",
+	synopsis: "bench train [--backend NAME] [--methods LIST] [--dim 512 --layers 8 --heads 8 --kv-heads 4 --hidden 1376 --vocab 512 --seq 256 --batch 4] [--steps N] [--rounds N] [--threads N] [--gradient-checkpointing] [--attention auto|fused|unfused|both] [--base-dtype f32|bf16] [--json]",
 	description: "Times optimizer steps of a LLaMA-shaped model built in memory (random weights; RMSNorm, rotary " +
 		"embeddings, grouped-query attention, SwiGLU) trained as a causal language model on random tokens, with " +
 		"every method's adapters on all seven linear layers of every block (r = --rank, alpha = --alpha, " +
@@ -40,7 +41,11 @@ var benchTrainDoc = usageDoc{
 		"step's tape held (activations, gradients and the buffers it pooled for reuse; the weights and the " +
 		"optimizer state are not counted). With --gradient-checkpointing every method also runs with each " +
 		"decoder layer and the head's logits recomputed in the backward pass (method+gc), timed in the same " +
-		"turns, with its step time and tape memory over the plain run's. --base-dtype bf16 stores the frozen linear " +
+		"turns, with its step time and tape memory over the plain run's. Attention is the backend's fused kernel where it has " +
+		"one (no [batch·heads, seq, seq] scores kept for the backward pass; SORA_ATTENTION=unfused turns it off) and " +
+		"composed from matrix products and a softmax elsewhere; --attention fused or unfused picks one (fused needs a " +
+		"backend with the kernel), and --attention both runs every method (and method+gc) both ways, timed in the same " +
+		"turns, the fused run reporting its step time and tape memory over the unfused one's. --base-dtype bf16 stores the frozen linear " +
 		"layers' weights in bfloat16 (not for full fine-tuning): run it once with and once without to compare. The PyTorch column " +
 		"quotes the rates issue 7 reports for PyTorch 1.13 on a 2-core machine of this project for the default " +
 		"shape (not measured here; compare only on that machine and shape). With --json each result is one " +
@@ -50,6 +55,7 @@ var benchTrainDoc = usageDoc{
 		"sora bench train --methods lora,sora --rounds 5 --json",
 		"sora bench train --dim 256 --layers 4 --hidden 688 --seq 128",
 		"sora bench train --methods lora --seq 1024 --vocab 32000 --gradient-checkpointing",
+		"sora bench train --methods lora --seq 1024 --attention both",
 	},
 }
 
@@ -84,7 +90,20 @@ type trainResult struct {
 	BaseDType     string `json:"base_dtype"`
 	TimeVsPlain   fixed3 `json:"step_time_vs_plain,omitempty"`
 	PeakVsPlain   fixed3 `json:"peak_tape_vs_plain,omitempty"`
+	// Attention says how the run computed attention: "fused" (the
+	// backend's kernel) or "unfused" (composed from MatMul and Softmax).
+	// With --attention both, a fused run's TimeVsUnfused and
+	// PeakVsUnfused are its step time and tape peak over its unfused
+	// twin's.
+	Attention     string `json:"attention"`
+	TimeVsUnfused fixed3 `json:"step_time_vs_unfused,omitempty"`
+	PeakVsUnfused fixed3 `json:"peak_tape_vs_unfused,omitempty"`
 }
+
+// attentionModes are the values of bench train's --attention: which
+// attention paths each run takes (true: fused), nil for the tape's own
+// choice.
+var attentionModes = map[string][]bool{"auto": nil, "fused": {true}, "unfused": {false}, "both": {true, false}}
 
 func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	fs := newFlagSet("bench train")
@@ -107,6 +126,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	var dtName string
 	baseDTypeFlagVar(fs, &dtName)
 	checkpointing := fs.Bool("gradient-checkpointing", false, "also run every method with gradient checkpointing (method+gc) and compare its step time and tape memory with the plain run's")
+	attention := fs.String("attention", "auto", "attention `PATH`: auto (the backend's fused kernel where it has one, unless SORA_ATTENTION=unfused), fused, unfused, or both (every run twice, compared)")
 	asJSON := fs.Bool("json", false, "print one JSON object per method instead of a table")
 	profile := cpuProfileFlag(fs)
 	if code, ok := parseFlags(fs, benchTrainDoc, args, stdout, stderr); !ok {
@@ -124,6 +144,11 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	}
 	if *threads < 0 {
 		fmt.Fprintf(stderr, "sora bench train: --threads %d: want a positive number, or 0 for the defaults\n", *threads)
+		return exitUsage
+	}
+	attnModes, ok := attentionModes[*attention]
+	if !ok {
+		fmt.Fprintf(stderr, "sora bench train: --attention %q: want auto, fused, unfused or both\n", *attention)
 		return exitUsage
 	}
 	mopts, err := baseDType(dtName)
@@ -164,6 +189,11 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		return code
 	}
 	defer release()
+	if slices.Contains(attnModes, true) && !(b.Supports(backend.OpAttention) && b.Supports(backend.OpAttentionGrad)) {
+		fmt.Fprintf(stderr, "sora bench train: --attention %s: the %s backend has no fused attention kernel (it lacks the optional ops %s and %s); use auto or unfused\n",
+			*attention, b.Name(), backend.OpAttention, backend.OpAttentionGrad)
+		return exitFailure
+	}
 	w, err := train.InitWeights(cfg, 1)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora bench train: %v\n", err)
@@ -190,20 +220,31 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	// other processes on a shared machine then slows all methods alike
 	// instead of whichever ran at a bad moment.
 	var runs []*trainRun
+	paths := attnModes
+	if paths == nil {
+		paths = []bool{true} // the tape's choice: see newTrainRun
+	}
 	for _, method := range methods {
 		for _, gc := range []bool{false, true} {
 			if gc && !*checkpointing {
 				continue
 			}
-			r, err := newTrainRun(b, w, method, gc, mopts, peft.Config{R: *rank, Alpha: *alpha, RotationRank: *rotRank, TargetModules: []string{peft.AllLinear}, Seed: 1}, bt, targets)
-			if err != nil {
-				for _, r := range runs {
-					r.close()
+			for _, fused := range paths {
+				// The tape's own choice where --attention is auto.
+				var force *bool
+				if attnModes != nil {
+					force = &fused
 				}
-				fmt.Fprintf(stderr, "sora bench train: %s: %v\n", method, err)
-				return exitFailure
+				r, err := newTrainRun(b, w, method, gc, force, mopts, peft.Config{R: *rank, Alpha: *alpha, RotationRank: *rotRank, TargetModules: []string{peft.AllLinear}, Seed: 1}, bt, targets)
+				if err != nil {
+					for _, r := range runs {
+						r.close()
+					}
+					fmt.Fprintf(stderr, "sora bench train: %s: %v\n", method, err)
+					return exitFailure
+				}
+				runs = append(runs, r)
 			}
-			runs = append(runs, r)
 		}
 	}
 	defer func() {
@@ -220,30 +261,48 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		}
 	}
 	isDefault := *dim == 512 && *layers == 8 && *heads == 8 && *kvHeads == 4 && *hidden == 1376 && *vocab == 512 && *seq == 256 && *batch == 4 && *rank == 8 && *rotRank == 4
+	// A run's twins: the plain run of the same method and attention path
+	// (for a checkpointed one), the unfused run of the same method and
+	// checkpointing (for a fused one, with --attention both).
+	type twinKey struct {
+		method    string
+		gc        bool
+		attention string
+	}
+	byKey := map[twinKey]trainResult{}
+	for _, run := range runs {
+		byKey[twinKey{run.res.Method, run.res.Checkpointing, run.res.Attention}] = run.res
+	}
+	first := runs[0].res.Attention // the attention path of the baselines
 	var results []trainResult
 	var loraMs float64
-	for i, run := range runs {
+	for _, run := range runs {
 		r := run.res
 		r.Steps = *steps * *rounds
 		r.Dim, r.Layers, r.Seq, r.Batch, r.Threads = cfg.Dim, cfg.NumLayers, *seq, *batch, nthreads
+		if len(attnModes) == 2 && r.Attention == "fused" {
+			unfused := byKey[twinKey{r.Method, r.Checkpointing, "unfused"}]
+			r.TimeVsUnfused = fixed3(float64(r.MsPerStep) / float64(unfused.MsPerStep))
+			r.PeakVsUnfused = fixed3(float64(r.PeakTapeMiB) / float64(unfused.PeakTapeMiB))
+		}
 		if r.Checkpointing {
-			plain := runs[i-1].res // each checkpointed run follows its plain twin
+			plain := byKey[twinKey{r.Method, false, r.Attention}]
 			r.TimeVsPlain = fixed3(float64(r.MsPerStep) / float64(plain.MsPerStep))
 			r.PeakVsPlain = fixed3(float64(r.PeakTapeMiB) / float64(plain.PeakTapeMiB))
-			results = append(results, r)
-			continue
 		}
-		if r.Method == "lora" {
-			loraMs = float64(r.MsPerStep)
-		}
-		if pt, ok := pytorchTokensPerSec[r.Method]; ok && isDefault {
-			r.PyTorch = pt
-			r.VsPyTorch = fixed3(float64(r.TokensPerSec) / pt)
+		if !r.Checkpointing && r.Attention == first {
+			if r.Method == "lora" {
+				loraMs = float64(r.MsPerStep)
+			}
+			if pt, ok := pytorchTokensPerSec[r.Method]; ok && isDefault {
+				r.PyTorch = pt
+				r.VsPyTorch = fixed3(float64(r.TokensPerSec) / pt)
+			}
 		}
 		results = append(results, r)
 	}
 	for i := range results {
-		if loraMs > 0 && !results[i].Checkpointing {
+		if loraMs > 0 && !results[i].Checkpointing && results[i].Attention == first {
 			results[i].VsLoRA = fixed3(float64(results[i].MsPerStep) / loraMs)
 		}
 	}
@@ -257,7 +316,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		}
 		return exitOK
 	}
-	const row = "%-12s %11s %9s %9s %9s %9s %9s %9s %10s %9s\n"
+	const row = "%-20s %11s %9s %9s %9s %9s %9s %9s %10s %9s\n"
 	fmt.Fprintf(stdout, row, "method", "trainable", "ms/step", "forward", "backward", "AdamW", "tokens/s", "tape MiB", "vs LoRA", "vs PyTorch")
 	ratio := func(v fixed3) string {
 		if v > 0 {
@@ -270,20 +329,62 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		if r.Checkpointing {
 			name += "+gc"
 		}
+		if len(attnModes) == 2 {
+			name += " " + r.Attention
+		}
 		fmt.Fprintf(stdout, row, name, commas(r.Trainable), fmt.Sprintf("%.1f", float64(r.MsPerStep)), fmt.Sprintf("%.1f", float64(r.ForwardMs)),
 			fmt.Sprintf("%.1f", float64(r.BackwardMs)), fmt.Sprintf("%.1f", float64(r.OptimizerMs)), fmt.Sprintf("%.1f", float64(r.TokensPerSec)),
 			fmt.Sprintf("%.1f", float64(r.PeakTapeMiB)), vsl, ratio(r.VsPyTorch))
 	}
-	fmt.Fprintf(stdout, "\nvs LoRA: step time over LoRA's in this run. vs PyTorch: tokens/s over PyTorch 1.13's (issue 7, same shape, 2 threads; not measured in this run).\n")
+	fmt.Fprintf(stdout, "\nattention: %s. vs LoRA: step time over LoRA's in this run. vs PyTorch: tokens/s over PyTorch 1.13's (issue 7, same shape, 2 threads; not measured in this run).\n", attentionNote(results))
 	if *checkpointing {
 		fmt.Fprintln(stdout, "method+gc: with gradient checkpointing, against the plain run of the method in this run:")
 		for _, r := range results {
 			if r.Checkpointing {
-				fmt.Fprintf(stdout, "  %s+gc: %.2f× the step time, %.2f× the tape memory\n", r.Method, float64(r.TimeVsPlain), float64(r.PeakVsPlain))
+				fmt.Fprintf(stdout, "  %s+gc%s: %.2f× the step time, %.2f× the tape memory\n", r.Method, attentionSuffix(r, len(attnModes) == 2),
+					float64(r.TimeVsPlain), float64(r.PeakVsPlain))
+			}
+		}
+	}
+	if len(attnModes) == 2 {
+		fmt.Fprintln(stdout, "fused attention against the unfused (composed) run of the method in this run:")
+		for _, r := range results {
+			if r.Attention == "fused" {
+				gc := ""
+				if r.Checkpointing {
+					gc = "+gc"
+				}
+				fmt.Fprintf(stdout, "  %s%s: %.2f× the step time, %.2f× the tape memory\n", r.Method, gc, float64(r.TimeVsUnfused), float64(r.PeakVsUnfused))
 			}
 		}
 	}
 	return exitOK
+}
+
+// attentionNote says how the results computed attention, for the table's
+// footnote.
+func attentionNote(results []trainResult) string {
+	fused, unfused := false, false
+	for _, r := range results {
+		fused = fused || r.Attention == "fused"
+		unfused = unfused || r.Attention == "unfused"
+	}
+	switch {
+	case fused && unfused:
+		return "each run fused (the backend's kernel) and unfused (composed from matrix products and a softmax)"
+	case fused:
+		return "fused (the backend's kernel)"
+	default:
+		return "unfused (composed from matrix products and a softmax)"
+	}
+}
+
+// attentionSuffix names r's attention path where runs differ in it.
+func attentionSuffix(r trainResult, both bool) string {
+	if !both {
+		return ""
+	}
+	return " " + r.Attention
 }
 
 func methodNames() string {
@@ -308,9 +409,11 @@ type trainRun struct {
 }
 
 // newTrainRun builds the model with the options o (its base weights'
-// storage type) and the method applied, and gradient checkpointing where gc, and runs one untimed warm-up step (first-use
-// allocations, packing buffers, optimizer state).
-func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, o llama.Options, pc peft.Config, bt llama.Batch, targets []int32) (*trainRun, error) {
+// storage type) and the method applied, and gradient checkpointing where
+// gc, its tape taking the fused attention path where *fused (the tape's
+// own choice where fused is nil), and runs one untimed warm-up step
+// (first-use allocations, packing buffers, optimizer state).
+func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, fused *bool, o llama.Options, pc peft.Config, bt llama.Batch, targets []int32) (*trainRun, error) {
 	r := &trainRun{bt: bt, targets: targets, res: trainResult{Method: method, Checkpointing: gc, BaseDType: train.BaseDTypeName(o.BaseDType)}}
 	m, err := llama.NewWithOptions(b, w, o)
 	if err != nil {
@@ -343,6 +446,13 @@ func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, o 
 		return nil, err
 	}
 	r.g = graph.New(b)
+	if fused != nil {
+		r.g.SetFusedAttention(*fused)
+	}
+	r.res.Attention = "unfused"
+	if r.g.FusedAttention() {
+		r.res.Attention = "fused"
+	}
 	if _, _, _, err := r.step(); err != nil {
 		r.close()
 		return nil, err

@@ -2,8 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/testbackend"
 )
 
 func TestBenchTrainJSON(t *testing.T) {
@@ -60,6 +64,7 @@ func TestBenchTrainBadFlags(t *testing.T) {
 		{[]string{"--dim", "0"}, "--dim"},
 		{[]string{"--heads", "3"}, "not a multiple"},
 		{[]string{"--threads", "-1"}, "--threads"},
+		{[]string{"--attention", "flash"}, "--attention \"flash\""},
 	} {
 		code, _, errOut := runCLI(t, append([]string{"bench", "train"}, c.args...)...)
 		if code != exitUsage || !strings.Contains(errOut, c.want) {
@@ -131,5 +136,93 @@ func TestBenchTrainBaseDType(t *testing.T) {
 	code, _, errOut := runCLI(t, "bench", "train", "--methods", "lora,full", "--base-dtype", "bf16")
 	if code != exitUsage || !strings.Contains(errOut, "full") {
 		t.Errorf("bf16 with full: status %d, %q; want a usage error naming full", code, errOut)
+	}
+}
+
+// benchTrainLines runs bench train with args and --json and decodes its
+// results.
+func benchTrainLines(t *testing.T, args ...string) []trainResult {
+	t.Helper()
+	code, out, errOut := runCLI(t, append([]string{"bench", "train", "--backend", "cpu", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("%v: status %d\n%s", args, code, errOut)
+	}
+	var rs []trainResult
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r trainResult
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// TestBenchTrainAttention checks --attention: auto takes the backend's
+// fused kernel where it has one, unfused and SORA_ATTENTION=unfused the
+// composition, and both runs each method (and its checkpointed twin) both
+// ways, the fused run reporting its step time and tape memory over the
+// unfused one's, the memory lower (the scores of 64 positions outweigh
+// this narrow model's other activations) and the loss the same to print
+// precision. On a backend without the kernel, fused and both are refused.
+func TestBenchTrainAttention(t *testing.T) {
+	t.Setenv("SORA_ATTENTION", "")
+	cpu := testbackend.Open(t, "cpu")
+	hasKernel := cpu.Supports(backend.OpAttention) && cpu.Supports(backend.OpAttentionGrad)
+	shape := []string{"--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--hidden", "48", "--vocab", "40",
+		"--seq", "64", "--batch", "2", "--steps", "1", "--rounds", "1", "--methods", "lora,full"}
+	want := map[bool]string{true: "fused", false: "unfused"}[hasKernel]
+	for _, r := range benchTrainLines(t, shape...) {
+		if r.Attention != want || r.TimeVsUnfused != 0 {
+			t.Errorf("--attention auto: %s ran %q (vs unfused %v); the backend's kernel: %v", r.Method, r.Attention, r.TimeVsUnfused, hasKernel)
+		}
+	}
+	t.Setenv("SORA_ATTENTION", "unfused")
+	for _, args := range [][]string{shape, append([]string{"--attention", "unfused"}, shape...)} {
+		for _, r := range benchTrainLines(t, args...) {
+			if r.Attention != "unfused" {
+				t.Errorf("%v with SORA_ATTENTION=unfused: %s ran %q", args[:2], r.Method, r.Attention)
+			}
+		}
+	}
+	t.Setenv("SORA_ATTENTION", "")
+	if !hasKernel {
+		for _, mode := range []string{"fused", "both"} {
+			code, _, errOut := runCLI(t, append([]string{"bench", "train", "--backend", "cpu", "--attention", mode}, shape...)...)
+			if code != exitFailure || !strings.Contains(errOut, "no fused attention kernel") {
+				t.Errorf("--attention %s without the kernel: status %d, %q", mode, code, errOut)
+			}
+		}
+		t.Skip("the cpu backend has no fused attention kernel: --attention both is not compared")
+	}
+	rs := benchTrainLines(t, append([]string{"--attention", "both", "--gradient-checkpointing"}, shape...)...)
+	if len(rs) != 8 {
+		t.Fatalf("%d results, want lora, lora unfused, lora+gc, lora+gc unfused, and the same for full", len(rs))
+	}
+	for i := 0; i < 8; i += 2 {
+		fused, unfused := rs[i], rs[i+1]
+		if fused.Attention != "fused" || unfused.Attention != "unfused" || fused.Method != unfused.Method ||
+			fused.Checkpointing != unfused.Checkpointing || fused.Checkpointing != (i%4 == 2) {
+			t.Fatalf("results %d, %d: %+v then %+v; want a fused run, then its unfused twin", i, i+1, fused, unfused)
+		}
+		if unfused.TimeVsUnfused != 0 || unfused.PeakVsUnfused != 0 || !(fused.TimeVsUnfused > 0) {
+			t.Errorf("%s: ratios %v, %v fused; %v, %v unfused", fused.Method, fused.TimeVsUnfused, fused.PeakVsUnfused, unfused.TimeVsUnfused, unfused.PeakVsUnfused)
+		}
+		f, u := float64(fused.PeakTapeMiB), float64(unfused.PeakTapeMiB)
+		if !(f < u) {
+			t.Errorf("%s (checkpointing %v): tape peak %v MiB fused, %v unfused; want it lower", fused.Method, fused.Checkpointing, f, u)
+		}
+		if r := float64(fused.PeakVsUnfused); r < (f-0.05)/(u+0.05)-1e-3 || r > (f+0.05)/(u-0.05)+1e-3 {
+			t.Errorf("%s: tape ratio %v for %v MiB over %v", fused.Method, r, f, u)
+		}
+		if math.Abs(float64(fused.Loss-unfused.Loss)) > 0.0011 {
+			t.Errorf("%s: loss %v fused, %v unfused", fused.Method, fused.Loss, unfused.Loss)
+		}
+		if fused.Checkpointing && !(fused.TimeVsPlain > 0 && unfused.TimeVsPlain > 0) {
+			t.Errorf("%s+gc: vs plain %v fused, %v unfused", fused.Method, fused.TimeVsPlain, unfused.TimeVsPlain)
+		}
+	}
+	if rs[0].VsLoRA != 1 || rs[1].VsLoRA != 0 || rs[4].VsLoRA == 0 {
+		t.Errorf("vs LoRA %v, %v, %v: want it on the fused plain runs only", rs[0].VsLoRA, rs[1].VsLoRA, rs[4].VsLoRA)
 	}
 }
