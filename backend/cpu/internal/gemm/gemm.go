@@ -624,7 +624,7 @@ func (e *Engine) work(id int) {
 				if pc > 0 {
 					beta = 1
 				}
-				e.macro(ws, ws.a, e.bShared[(pc-e.pc0)*ncPad:], kcb*kr.nr, kr.nr, mcb, e.ncb, kcb, cl.c[ic*cl.ldc+e.jc:], cl.ldc, beta)
+				e.macro(ws, ws.a, e.bShared[(pc-e.pc0)*ncPad:], kcb*kr.nr, kr.nr, false, mcb, e.ncb, kcb, cl.c[ic*cl.ldc+e.jc:], cl.ldc, beta)
 			}
 		}
 	}
@@ -710,7 +710,7 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 			for ic := 0; ic < m; ic += mc {
 				mcb := min(mc, m-ic)
 				packA(cl.transA, cl.a, cl.lda, p.m0+ic, pc, mcb, kcb, mr, kr.aDup(), cl.alpha, ws.a, kr.asmPack)
-				e.macro(ws, ws.a, bp, panel, ldb, mcb, ncb, kcb, cl.c[(p.m0+ic)*cl.ldc+p.n0+jc:], cl.ldc, beta)
+				e.macro(ws, ws.a, bp, panel, ldb, direct, mcb, ncb, kcb, cl.c[(p.m0+ic)*cl.ldc+p.n0+jc:], cl.ldc, beta)
 			}
 		}
 	}
@@ -719,17 +719,19 @@ func (e *Engine) run(cl *call, ws *workspace, p part) {
 // macro multiplies a packed mcb×kcb block of A by a kcb×ncb block of B
 // into the mcb×ncb block of C at c: C = A·B + beta·C. B's panels of nr
 // columns start panel elements apart in bp and their rows ldb apart: a
-// packed block has panel = kcb·nr and ldb = nr; B read in place has
-// panel = nr and ldb its row stride, and its last, partial panel, if any,
-// is packed here so that the kernel finds zeros past the edge.
-func (e *Engine) macro(ws *workspace, ap, bp []float32, panel, ldb, mcb, ncb, kcb int, c []float32, ldc int, beta float32) {
+// packed block has panel = kcb·nr and ldb = nr; B read in place (direct)
+// has panel = nr and ldb its row stride, and its last, partial panel, if
+// any, is packed here so that the kernel finds zeros past the edge (and
+// reads nothing past the end of B). Direct is a flag of its own because a
+// B read in place may have a row stride of nr too.
+func (e *Engine) macro(ws *workspace, ap, bp []float32, panel, ldb int, direct bool, mcb, ncb, kcb int, c []float32, ldc int, beta float32) {
 	kr := e.k
 	mr, nr, dup := kr.mr, kr.nr, kr.aDup()
 	for jr := 0; jr < ncb; jr += nr {
 		b := bp[jr/nr*panel:]
 		nv := min(nr, ncb-jr)
 		bld := ldb
-		if nv < nr && ldb != nr {
+		if nv < nr && direct {
 			if len(ws.bEdge) < kcb*nr {
 				ws.bEdge = make([]float32, kcb*nr)
 			}

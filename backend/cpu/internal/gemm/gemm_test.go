@@ -540,3 +540,30 @@ func TestDotKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectBStrideNR multiplies a few rows by a B read in place whose row
+// stride is exactly the kernel's panel width nr, with fewer than nr
+// columns and B's slice ending at its last element: the partial panel
+// must be copied out, not read nr wide as if it were packed (which ran
+// past the end of B and panicked).
+func TestDirectBStrideNR(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	for _, kr := range kernelsUnderTest() {
+		e := NewEngine(Config{Kernel: kr.id, Threads: 1})
+		if e.Kernel() != kr.name {
+			t.Fatalf("asked for kernel %s, got %s", kr.id, e.Kernel())
+		}
+		m, n, k := 2, kr.nr-3, 20
+		a := newOperand(rng, m, k, 0)
+		b := newOperand(rng, k, n, kr.nr-n)
+		b.data = b.data[:(k-1)*b.ld+n]
+		c := newOperand(rng, m, n, 0)
+		want, mag := reference(false, false, m, n, k, 1, a, b, 0, c)
+		e.Sgemm(false, false, m, n, k, 1, a.data, a.ld, b.data, b.ld, 0, c.data, c.ld)
+		for i, w := range want {
+			if got := float64(c.data[i]); math.Abs(got-w) > 1e-6*(mag[i]+1) {
+				t.Fatalf("%s: C[%d] = %v, want %v", kr.name, i, got, w)
+			}
+		}
+	}
+}
