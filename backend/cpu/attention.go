@@ -356,16 +356,57 @@ func (c *attnCall) backwardTask(w *attnScratch, t, splits int, parts []float32) 
 		o := (it*(splits-1) + s - 1) * 2 * n
 		dk, dv, ldk = parts[o:o+n], parts[o+n:o+2*n], D
 	}
-	for j := range d.Keys {
-		clear(dk[j*ldk : j*ldk+D])
-		clear(dv[j*ldk : j*ldk+D])
-	}
 	// Last blocks first, as in the forward. A split's blocks and their
 	// order are fixed whichever worker takes it, so the sums come out
-	// the same however the work was scheduled.
+	// the same however the work was scheduled. The key rows written so
+	// far, [cov.lo, cov.hi), are summed into; the others are written
+	// (beta 0), so that dk and dv need no clearing first.
+	cov := keyRange{-1, -1}
 	for blk := t1 - 1; blk >= t0; blk-- {
-		c.backwardBlock(w, b, g, blk, dk, dv, ldk)
+		cov = c.backwardBlock(w, b, g, blk, dk, dv, ldk, cov)
 	}
+	// Keys no query of the split sees get zero gradients.
+	if cov.lo < 0 {
+		cov = keyRange{0, 0}
+	}
+	for j := range d.Keys {
+		if j < cov.lo || j >= cov.hi {
+			clear(dk[j*ldk : j*ldk+D])
+			clear(dv[j*ldk : j*ldk+D])
+		}
+	}
+}
+
+// keyRange is a range [lo, hi) of keys; lo < 0 for none.
+type keyRange struct{ lo, hi int }
+
+// addKeyGrads adds op(A)·B to the key rows [lo, hi) of dst (row stride
+// ldk) for A the block's m × (hi−lo) matrix a (P or dS, row stride
+// hi−lo, op transposing it) and B the block's m × headDim rows bm (row
+// stride ldb), writing instead of adding in rows outside cov, those not
+// written before; a gap between [lo, hi) and cov is cleared. It returns
+// the rows written so far.
+func (c *attnCall) addKeyGrads(e *gemm.Engine, dst []float32, ldk int, a []float32, bm []float32, ldb, m, lo, hi int, cov keyRange) keyRange {
+	D, n := c.d.HeadDim, hi-lo
+	put := func(j0, j1 int, beta float32) {
+		if j0 < j1 {
+			e.Sgemm(true, false, j1-j0, D, m, 1, a[j0-lo:], n, bm, ldb, beta, dst[j0*ldk:], ldk)
+		}
+	}
+	if cov.lo < 0 {
+		put(lo, hi, 0)
+		return keyRange{lo, hi}
+	}
+	for j := hi; j < cov.lo; j++ {
+		clear(dst[j*ldk : j*ldk+D])
+	}
+	for j := cov.hi; j < lo; j++ {
+		clear(dst[j*ldk : j*ldk+D])
+	}
+	put(lo, min(hi, cov.lo), 0)
+	put(max(lo, cov.lo), min(hi, cov.hi), 1)
+	put(max(lo, cov.hi), hi, 0)
+	return keyRange{min(lo, cov.lo), max(hi, cov.hi)}
 }
 
 // splitBlocks returns the blocks [t0, t1) of split s of splits, cut
@@ -396,8 +437,9 @@ func (c *attnCall) splitBlocks(s, splits int) (t0, t1 int) {
 
 // backwardBlock adds block t's contributions of batch element b and
 // key/value head g to dk and dv (rows of stride ldk from the item's key
-// 0) and writes its rows of dq.
-func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, ldk int) {
+// 0; the rows outside cov are written, not added to) and writes its rows
+// of dq. It returns the key rows of dk and dv written so far.
+func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, ldk int, cov keyRange) keyRange {
 	d, kern := &c.d, c.kern
 	G, D, ldkv := d.Group(), d.HeadDim, d.KVHeads*d.HeadDim
 	i0, i1, lo, hi := c.block(t)
@@ -441,8 +483,8 @@ func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, 
 			copy(c.dq[off:off+G*D], o[(i-i0)*G*D:(i-i0+1)*G*D])
 		}
 	}
-	w.e.Sgemm(true, false, n, D, m, 1, dp, n, qa, lda, 1, dk[lo*ldk:], ldk)
-	w.e.Sgemm(true, false, n, D, m, 1, pm, n, da, ldd, 1, dv[lo*ldk:], ldk)
+	c.addKeyGrads(w.e, dk, ldk, dp, qa, lda, m, lo, hi, cov)
+	return c.addKeyGrads(w.e, dv, ldk, pm, da, ldd, m, lo, hi, cov)
 }
 
 // reduceSplits adds the dk and dv copies of splits 1 to splits−1 of

@@ -331,19 +331,23 @@ func TestAttentionMatchesUnfused(t *testing.T) {
 // between workers with private dk and dv sums, and checks the results are
 // the reference's and the same as a single thread's, bit for bit.
 func TestAttentionSplits(t *testing.T) {
+	causal := backend.AttentionParams{Scale: 0.4, Causal: true}
 	cases := []struct {
 		s       attnShape
 		threads int
+		p       backend.AttentionParams
 	}{
-		{attnShape{1, 150, 150, 2, 1, 8}, 2},
-		{attnShape{1, 150, 150, 4, 1, 8}, 3},
-		{attnShape{3, 70, 70, 1, 1, 5}, 2},
-		{attnShape{1, 200, 200, 1, 1, 4}, 4},
+		{attnShape{1, 150, 150, 2, 1, 8}, 2, causal},
+		{attnShape{1, 150, 150, 4, 1, 8}, 3, causal},
+		{attnShape{3, 70, 70, 1, 1, 5}, 2, causal},
+		{attnShape{1, 200, 200, 1, 1, 4}, 4, causal},
+		{attnShape{1, 150, 150, 2, 1, 8}, 2, backend.AttentionParams{Scale: 0.4, Causal: true, Window: 20}},
+		{attnShape{1, 100, 180, 4, 1, 8}, 3, backend.AttentionParams{Scale: 0.4, Causal: true, QueryOffset: 70, Window: 33}},
+		{attnShape{1, 130, 90, 1, 1, 4}, 2, backend.AttentionParams{Scale: 0.4}},
 	}
-	p := backend.AttentionParams{Scale: 0.4, Causal: true}
 	for ci, tc := range cases {
-		s := tc.s
-		t.Run(fmt.Sprintf("%v/threads%d", s, tc.threads), func(t *testing.T) {
+		s, p := tc.s, tc.p
+		t.Run(fmt.Sprintf("%v/threads%d/window%d", s, tc.threads, p.Window), func(t *testing.T) {
 			rng := newRNG(uint64(50 + ci))
 			q32, k32, v32, do32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.qLen(), -1, 1)
 			ref := refAttention(s, p, f64(q32), f64(k32), f64(v32), f64(do32))
