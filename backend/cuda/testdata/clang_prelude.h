@@ -42,3 +42,7 @@ static __device__ __forceinline__ double __shfl_sync(unsigned mask, double v, in
 	int hi = __nvvm_shfl_sync_idx_i32(mask, (int)(x >> 32), src, 31);
 	return __nvvm_bitcast_ll2d(((long long)hi << 32) | (unsigned)lo);
 }
+
+static __device__ __forceinline__ float __shfl_xor_sync(unsigned mask, float v, int laneMask) {
+	return __nvvm_shfl_sync_bfly_f32(mask, v, laneMask, 31);
+}

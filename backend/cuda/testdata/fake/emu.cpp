@@ -63,15 +63,15 @@ static void warp_barrier() {
 	yield_to_scheduler();
 }
 
-// sora_emu_shfl returns the value of lane (down = 0) or of this lane plus
-// lane (down = 1) of the calling warp, or the caller's own value when that
-// lane is outside the warp.
-double sora_emu_shfl(double v, int lane, int down) {
+// sora_emu_shfl returns the value of lane (mode 0), of this lane plus lane
+// (mode 1, a shuffle down) or of this lane xor lane (mode 2) of the calling
+// warp, or the caller's own value when that lane is outside the warp.
+double sora_emu_shfl(double v, int lane, int mode) {
 	sora_thread *me = sora_emu_cur;
 	me->shfl = v;
 	warp_barrier();
 	int self = (int)(me - threads) - me->warp * 32;
-	int src = down ? self + lane : lane;
+	int src = mode == 1 ? self + lane : mode == 2 ? self ^ lane : lane;
 	double r = v;
 	if (src >= 0 && src < warp_size_of[me->warp]) r = threads[me->warp * 32 + src].shfl;
 	warp_barrier(); // nobody overwrites shfl before every lane has read

@@ -34,7 +34,8 @@ const sora_dim3 &sora_emu_thread_idx();
 #define __shared__ static
 
 void __syncthreads();
-double sora_emu_shfl(double v, int lane, int down);
+// mode: 0 reads lane, 1 this lane + lane (down), 2 this lane ^ lane (xor).
+double sora_emu_shfl(double v, int lane, int mode);
 
 template <class T>
 static inline T __shfl_down_sync(unsigned, T v, int delta) {
@@ -43,6 +44,10 @@ static inline T __shfl_down_sync(unsigned, T v, int delta) {
 template <class T>
 static inline T __shfl_sync(unsigned, T v, int src) {
 	return (T)sora_emu_shfl((double)v, src, 0);
+}
+template <class T>
+static inline T __shfl_xor_sync(unsigned, T v, int laneMask) {
+	return (T)sora_emu_shfl((double)v, laneMask, 2);
 }
 
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
