@@ -261,9 +261,15 @@ func (b *Backend) Device() string {
 func (b *Backend) TF32() bool { return b.opts.TF32 }
 
 // Supports reports true for every op of [backend.AllOps] and for the
-// optional [backend.OpMatMulBF16]: the backend stores bfloat16 tensors.
+// optional [backend.OpMatMulBF16] (the backend stores bfloat16 tensors),
+// [backend.OpAttention] and [backend.OpAttentionGrad] (fused attention,
+// attention.go).
 func (b *Backend) Supports(op backend.Op) bool {
-	return slices.Contains(backend.AllOps, op) || op == backend.OpMatMulBF16
+	switch op {
+	case backend.OpMatMulBF16, backend.OpAttention, backend.OpAttentionGrad:
+		return true
+	}
+	return slices.Contains(backend.AllOps, op)
 }
 
 // enter locks the goroutine to its OS thread and makes the backend's

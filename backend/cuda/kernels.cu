@@ -767,3 +767,524 @@ extern "C" __global__ void adamw(long long n, double beta1, double beta2, double
 		param[i] = (float)((double)param[i] * decay - stepSize * mi / (sqrt(vi) / sqrtBC2 + eps));
 	}
 }
+
+// ---------------------------------------------------------------------------
+// Fused attention, in the manner of FlashAttention-2, in float32 on the CUDA
+// cores (no tensor cores, so that results keep float32 precision).
+//
+// q and out are [batch, queries, heads, D], k and v [batch, keys, kvHeads,
+// D]; query head h reads key/value head h / group. The [queries, keys]
+// scores are never stored: attn_fwd keeps a running maximum and sum per
+// query (online softmax) over tiles of keys and writes out and the
+// log-sum-exp lse [batch, heads, queries]; the backward recomputes the
+// probabilities from lse, P = exp(s − lse), in attn_dq (one block per query
+// tile: dq) and attn_dkdv (one block per key tile and key/value head: dk
+// and dv, summed over the group's query heads in registers), after
+// attn_delta has formed δ = Σ_d dout·out per query. No atomics: every output
+// element is written by one thread, its sums in a fixed order.
+//
+// Any D works with fixed static shared memory: the dot products of the
+// scores read q, k, v and dout in slices of ATT_KD head elements, and the
+// per-thread accumulators (rows of out or dq, or of dk and dv) cover DCH
+// columns of the head, the kernel variant's (64, 128 or 256; the host picks
+// the smallest that holds D). A head wider than 256 is done in passes of
+// 256 columns, each recomputing the scores. Columns past D and rows past
+// the sequences are loaded as zeros and never written.
+//
+// Threads are (ty, tx) = (threadIdx.x / 16, threadIdx.x % 16): a thread
+// holds RA consecutive rows ty·RA.. of one operand of a tile and the
+// columns tx, tx + 16, ... of the other (or of the head), so that the 16
+// lanes of a row group read consecutive or broadcast shared-memory words.
+// Exponentials are expf of float arguments, as the softmax kernel's.
+
+#define ATT_KD 32     // head elements per shared slice of the dot products
+#define ATT_NT 128    // threads of attn_fwd and attn_dq: 8 row groups × 16
+#define ATT_BR 32     // queries per tile of attn_fwd and attn_dq (4 per row group)
+#define ATT_BC 64     // keys per tile of attn_fwd and attn_dq (4 per lane)
+#define ATT_VK 16     // rows of v, k, dout or q per shared slice of the accumulations
+#define ATT_KV_NT 256 // threads of attn_dkdv: 16 row groups × 16
+#define ATT_BK 32     // keys per block of attn_dkdv (2 per row group)
+#define ATT_BQ 64     // queries per tile of attn_dkdv (4 per lane)
+
+#define NEG_INF_F ((float)NEG_INF)
+
+// AttnParams mirrors attnParams of attention.go.
+struct AttnParams {
+	int batch, queries, keys, heads, kvHeads, headDim;
+	int group;  // heads / kvHeads
+	int causal; // 0 or 1
+	int qoff;   // the position of query 0 (causal masks only)
+	int window; // sliding window in keys, 0 for none (causal masks only)
+	float scale, softcap;
+};
+
+__device__ __forceinline__ int attnMin(int a, int b) { return a < b ? a : b; }
+
+// attnSees reports whether query i sees key j under p's mask.
+__device__ __forceinline__ bool attnSees(const AttnParams p, int i, int j) {
+	if (!p.causal) return true;
+	int pos = i + p.qoff;
+	return j <= pos && (p.window == 0 || pos - j < p.window);
+}
+
+// attnKeys sets [lo, hi) to the keys that some query of [i0, i1) sees
+// (i1 > i0): a causal mask hides those after the last query's position, a
+// window those before the first query's window.
+__device__ __forceinline__ void attnKeys(const AttnParams p, int i0, int i1, int *lo, int *hi) {
+	*lo = 0;
+	*hi = p.keys;
+	if (!p.causal) return;
+	int last = i1 - 1 + p.qoff;
+	if (last + 1 < p.keys) *hi = last + 1;
+	if (p.window > 0 && i0 + p.qoff - p.window + 1 > 0) *lo = i0 + p.qoff - p.window + 1;
+}
+
+// attnQueries sets [lo, hi) to the queries that see some key of [j0, j1)
+// (j1 > j0): those from the position of j0 on, and with a window only those
+// whose window still reaches j1 − 1.
+__device__ __forceinline__ void attnQueries(const AttnParams p, int j0, int j1, int *lo, int *hi) {
+	*lo = 0;
+	*hi = p.queries;
+	if (!p.causal) return;
+	if (j0 - p.qoff > 0) *lo = j0 - p.qoff;
+	if (p.window > 0) {
+		long long end = (long long)j1 - 1 + p.window - p.qoff; // queries i < end
+		if (end < *hi) *hi = end > 0 ? (int)end : 0;
+	}
+}
+
+// attnScore turns a dot product q·k into the score: scaled and, with a
+// soft cap c, c·tanh(x/c).
+__device__ __forceinline__ float attnScore(const AttnParams p, float dot) {
+	float x = dot * p.scale;
+	if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
+	return x;
+}
+
+// attnScoreGrad is the derivative of the score x = attnScore(dot) with
+// respect to dot, from x: scale·(1 − (x/c)²) with a cap, scale without.
+__device__ __forceinline__ float attnScoreGrad(const AttnParams p, float x) {
+	if (p.softcap > 0.0f) {
+		float t = x / p.softcap;
+		return p.scale * (1.0f - t * t);
+	}
+	return p.scale;
+}
+
+// attnRowMax and attnRowSum reduce over the 16 lanes of a row group (lanes
+// 0–15 or 16–31 of a warp; every lane gets the result).
+__device__ __forceinline__ float attnRowMax(float v) {
+	for (int o = 8; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+	return v;
+}
+
+__device__ __forceinline__ float attnRowSum(float v) {
+	for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+	return v;
+}
+
+// attnDots sets s[a][c] = A[ty·RA + a]·B[tx + 16c], dot products over the D
+// elements of rows of A (na rows of the tile's AR exist, stride aStride
+// floats) and of B (nb of BR, stride bStride); missing rows count as
+// zeros. as and bs are shared slices; it starts with a barrier, so shared
+// data the caller read before the call may be overwritten after it.
+template <int RA, int AR, int BR>
+__device__ __forceinline__ void attnDots(float s[RA][BR / 16], const float *A, long long aStride, int na, const float *B, long long bStride,
+                         int nb, int D, float (*as)[ATT_KD + 1], float (*bs)[ATT_KD + 1]) {
+	const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15, nt = blockDim.x;
+#pragma unroll
+	for (int a = 0; a < RA; a++)
+#pragma unroll
+		for (int c = 0; c < BR / 16; c++) s[a][c] = 0.0f;
+	for (int d0 = 0; d0 < D; d0 += ATT_KD) {
+		__syncthreads();
+		for (int e = tid; e < AR * ATT_KD; e += nt) {
+			int r = e / ATT_KD, c = e % ATT_KD;
+			as[r][c] = r < na && d0 + c < D ? A[r * aStride + d0 + c] : 0.0f;
+		}
+		for (int e = tid; e < BR * ATT_KD; e += nt) {
+			int r = e / ATT_KD, c = e % ATT_KD;
+			bs[r][c] = r < nb && d0 + c < D ? B[r * bStride + d0 + c] : 0.0f;
+		}
+		__syncthreads();
+#pragma unroll 8
+		for (int kk = 0; kk < ATT_KD; kk++) {
+			float av[RA], bv[BR / 16];
+#pragma unroll
+			for (int a = 0; a < RA; a++) av[a] = as[ty * RA + a][kk];
+#pragma unroll
+			for (int c = 0; c < BR / 16; c++) bv[c] = bs[tx + 16 * c][kk];
+#pragma unroll
+			for (int a = 0; a < RA; a++)
+#pragma unroll
+				for (int c = 0; c < BR / 16; c++) s[a][c] = fmaf(av[a], bv[c], s[a][c]);
+		}
+	}
+}
+
+// attnAccumulate adds W·X to acc: acc[a][e] += Σ_j w[ty·RA + a][j] ·
+// X[j][d0 + tx + 16e] over the n rows of X (stride xStride floats), which
+// pass through rows in slices of ATT_VK; w is a shared tile with LD
+// columns, n ≤ its width. It starts with a barrier, as attnDots does.
+template <int RA, int DCH, int LD>
+__device__ __forceinline__ void attnAccumulate(float acc[RA][DCH / 16], float (*w)[LD], const float *X, long long xStride, int n, int d0,
+                               int D, float (*rows)[DCH]) {
+	const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15, nt = blockDim.x;
+	for (int j0 = 0; j0 < n; j0 += ATT_VK) {
+		__syncthreads();
+		for (int e = tid; e < ATT_VK * DCH; e += nt) {
+			int r = e / DCH, c = e % DCH;
+			rows[r][c] = j0 + r < n && d0 + c < D ? X[(j0 + r) * xStride + d0 + c] : 0.0f;
+		}
+		__syncthreads();
+#pragma unroll 4
+		for (int jj = 0; jj < ATT_VK; jj++) {
+			float wv[RA];
+#pragma unroll
+			for (int a = 0; a < RA; a++) wv[a] = w[ty * RA + a][j0 + jj];
+#pragma unroll
+			for (int e = 0; e < DCH / 16; e++) {
+				float x = rows[jj][tx + 16 * e];
+#pragma unroll
+				for (int a = 0; a < RA; a++) acc[a][e] = fmaf(wv[a], x, acc[a][e]);
+			}
+		}
+	}
+}
+
+// Shared memory of attn_fwd and attn_dq: the tile's probabilities (or dS)
+// and, at different times, the slices of the dot products or rows of v
+// (or k). 24.7 KB for DCH = 256.
+template <int DCH>
+struct AttnRowsShared {
+	float p[ATT_BR][ATT_BC + 1];
+	union {
+		struct {
+			float a[ATT_BR][ATT_KD + 1];
+			float b[ATT_BC][ATT_KD + 1];
+		} dots;
+		float rows[ATT_VK][DCH];
+	} u;
+};
+
+// Shared memory of attn_dkdv: Pᵀ and dSᵀ of the tile, the tile's lse and δ,
+// and the slices of the dot products or rows of dout (or q). 33.5 KB for
+// DCH = 256.
+template <int DCH>
+struct AttnColsShared {
+	float pt[ATT_BK][ATT_BQ + 1];
+	float dst[ATT_BK][ATT_BQ + 1];
+	float lse[ATT_BQ], delta[ATT_BQ];
+	union {
+		struct {
+			float a[ATT_BK][ATT_KD + 1];
+			float b[ATT_BQ][ATT_KD + 1];
+		} dots;
+		float rows[ATT_VK][DCH];
+	} u;
+};
+
+// attnForward is attn_fwd: a block per (query tile, batch element, head),
+// blocks striding over them; 4 queries per row group, keys in tiles of
+// ATT_BC, the tiles the mask hides entirely skipped.
+template <int DCH>
+__device__ __forceinline__ void attnForward(const AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v,
+                            AttnRowsShared<DCH> &sh) {
+	const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, D = p.headDim;
+	const int qTiles = (p.queries + ATT_BR - 1) / ATT_BR;
+	const long long heads = (long long)p.batch * p.heads, tiles = heads * qTiles;
+	const long long qStride = (long long)p.heads * D, kStride = (long long)p.kvHeads * D;
+	for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {
+		// The last query tiles first: under a causal mask they see the most keys.
+		const int i0 = (qTiles - 1 - (int)(t / heads)) * ATT_BR, nq = attnMin(ATT_BR, p.queries - i0);
+		const long long bh = t % heads;
+		const int b = (int)(bh / p.heads), h = (int)(bh % p.heads), g = h / p.group;
+		const float *qt = q + ((long long)b * p.queries + i0) * qStride + (long long)h * D;
+		const float *kt = k + (long long)b * p.keys * kStride + (long long)g * D;
+		const float *vt = v + (long long)b * p.keys * kStride + (long long)g * D;
+		int lo, hi;
+		attnKeys(p, i0, i0 + nq, &lo, &hi);
+		for (int d0 = 0; d0 < D; d0 += DCH) {
+			float o[4][DCH / 16], m[4], l[4];
+#pragma unroll
+			for (int a = 0; a < 4; a++) {
+				m[a] = NEG_INF_F;
+				l[a] = 0.0f;
+#pragma unroll
+				for (int e = 0; e < DCH / 16; e++) o[a][e] = 0.0f;
+			}
+			for (int j0 = lo - lo % ATT_BC; j0 < hi; j0 += ATT_BC) {
+				const int nk = attnMin(ATT_BC, p.keys - j0);
+				float s[4][4];
+				attnDots<4, ATT_BR, ATT_BC>(s, qt, qStride, nq, kt + j0 * kStride, kStride, nk, D, sh.u.dots.a, sh.u.dots.b);
+#pragma unroll
+				for (int a = 0; a < 4; a++) {
+					const int r = ty * 4 + a;
+					float mt = NEG_INF_F;
+#pragma unroll
+					for (int c = 0; c < 4; c++) {
+						const int j = tx + 16 * c;
+						float x = NEG_INF_F;
+						if (r < nq && j < nk && attnSees(p, i0 + r, j0 + j)) x = attnScore(p, s[a][c]);
+						s[a][c] = x;
+						mt = fmaxf(mt, x);
+					}
+					const float mn = fmaxf(m[a], attnRowMax(mt));
+					// A row that has seen no key yet keeps 0 for its sum
+					// and output (exp(−∞ − 0)); −∞ − −∞ would be NaN.
+					const float base = mn == NEG_INF_F ? 0.0f : mn;
+					const float alpha = expf(m[a] - base);
+					float rs = 0.0f;
+#pragma unroll
+					for (int c = 0; c < 4; c++) {
+						const float e = expf(s[a][c] - base);
+						sh.p[r][tx + 16 * c] = e;
+						rs += e;
+					}
+					l[a] = l[a] * alpha + attnRowSum(rs);
+					m[a] = mn;
+#pragma unroll
+					for (int e = 0; e < DCH / 16; e++) o[a][e] *= alpha;
+				}
+				attnAccumulate<4, DCH, ATT_BC + 1>(o, sh.p, vt + j0 * kStride, kStride, nk, d0, D, sh.u.rows);
+			}
+#pragma unroll
+			for (int a = 0; a < 4; a++) {
+				const int r = ty * 4 + a;
+				if (r >= nq) continue;
+				float *orow = out + ((long long)b * p.queries + i0 + r) * qStride + (long long)h * D;
+#pragma unroll
+				for (int e = 0; e < DCH / 16; e++) {
+					const int col = d0 + tx + 16 * e;
+					if (col < D) orow[col] = o[a][e] / l[a];
+				}
+				if (lse && d0 == 0 && tx == 0) lse[bh * p.queries + i0 + r] = m[a] + logf(l[a]);
+			}
+		}
+	}
+}
+
+// attnGradQ is attn_dq: the tiling of attnForward, with dS = P·(dP − δ)·s′
+// in place of P and k in place of v.
+template <int DCH>
+__device__ __forceinline__ void attnGradQ(const AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
+                          const float *lse, const float *delta, AttnRowsShared<DCH> &sh) {
+	const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, D = p.headDim;
+	const int qTiles = (p.queries + ATT_BR - 1) / ATT_BR;
+	const long long heads = (long long)p.batch * p.heads, tiles = heads * qTiles;
+	const long long qStride = (long long)p.heads * D, kStride = (long long)p.kvHeads * D;
+	for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {
+		const int i0 = (qTiles - 1 - (int)(t / heads)) * ATT_BR, nq = attnMin(ATT_BR, p.queries - i0);
+		const long long bh = t % heads;
+		const int b = (int)(bh / p.heads), h = (int)(bh % p.heads), g = h / p.group;
+		const long long qOff = ((long long)b * p.queries + i0) * qStride + (long long)h * D;
+		const float *qt = q + qOff, *ot = dout + qOff;
+		const float *kt = k + (long long)b * p.keys * kStride + (long long)g * D;
+		const float *vt = v + (long long)b * p.keys * kStride + (long long)g * D;
+		float lr[4], dl[4];
+#pragma unroll
+		for (int a = 0; a < 4; a++) {
+			const int r = ty * 4 + a;
+			lr[a] = r < nq ? lse[bh * p.queries + i0 + r] : 0.0f;
+			dl[a] = r < nq ? delta[bh * p.queries + i0 + r] : 0.0f;
+		}
+		int lo, hi;
+		attnKeys(p, i0, i0 + nq, &lo, &hi);
+		for (int d0 = 0; d0 < D; d0 += DCH) {
+			float acc[4][DCH / 16];
+#pragma unroll
+			for (int a = 0; a < 4; a++)
+#pragma unroll
+				for (int e = 0; e < DCH / 16; e++) acc[a][e] = 0.0f;
+			for (int j0 = lo - lo % ATT_BC; j0 < hi; j0 += ATT_BC) {
+				const int nk = attnMin(ATT_BC, p.keys - j0);
+				float s[4][4], dp[4][4];
+				attnDots<4, ATT_BR, ATT_BC>(s, qt, qStride, nq, kt + j0 * kStride, kStride, nk, D, sh.u.dots.a, sh.u.dots.b);
+				attnDots<4, ATT_BR, ATT_BC>(dp, ot, qStride, nq, vt + j0 * kStride, kStride, nk, D, sh.u.dots.a, sh.u.dots.b);
+#pragma unroll
+				for (int a = 0; a < 4; a++) {
+					const int r = ty * 4 + a;
+#pragma unroll
+					for (int c = 0; c < 4; c++) {
+						const int j = tx + 16 * c;
+						float ds = 0.0f;
+						if (r < nq && j < nk && attnSees(p, i0 + r, j0 + j)) {
+							const float x = attnScore(p, s[a][c]);
+							ds = expf(x - lr[a]) * (dp[a][c] - dl[a]) * attnScoreGrad(p, x);
+						}
+						sh.p[r][j] = ds;
+					}
+				}
+				attnAccumulate<4, DCH, ATT_BC + 1>(acc, sh.p, kt + j0 * kStride, kStride, nk, d0, D, sh.u.rows);
+			}
+#pragma unroll
+			for (int a = 0; a < 4; a++) {
+				const int r = ty * 4 + a;
+				if (r >= nq) continue;
+				float *row = dq + qOff + (long long)r * qStride;
+#pragma unroll
+				for (int e = 0; e < DCH / 16; e++) {
+					const int col = d0 + tx + 16 * e;
+					if (col < D) row[col] = acc[a][e];
+				}
+			}
+		}
+	}
+}
+
+// attnGradKV is attn_dkdv: a block per (key tile of ATT_BK, batch element,
+// key/value head), blocks striding over them; 2 keys per row group. It
+// loops over the group's query heads and the query tiles that see the key
+// tile, accumulating dv += Pᵀ·dout and dk += dSᵀ·q in registers, and
+// writes every element of its rows of dk and dv (zeros for keys no query
+// sees).
+template <int DCH>
+__device__ __forceinline__ void attnGradKV(const AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
+                           const float *dout, const float *lse, const float *delta, AttnColsShared<DCH> &sh) {
+	const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15, D = p.headDim;
+	const int kTiles = (p.keys + ATT_BK - 1) / ATT_BK;
+	const long long kvHeads = (long long)p.batch * p.kvHeads, tiles = kvHeads * kTiles;
+	const long long qStride = (long long)p.heads * D, kStride = (long long)p.kvHeads * D;
+	for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {
+		// The first key tiles first: under a causal mask the most queries see them.
+		const int j0 = (int)(t / kvHeads) * ATT_BK, nk = attnMin(ATT_BK, p.keys - j0);
+		const long long bg = t % kvHeads;
+		const int b = (int)(bg / p.kvHeads), g = (int)(bg % p.kvHeads);
+		const long long kOff = ((long long)b * p.keys + j0) * kStride + (long long)g * D;
+		const float *kt = k + kOff, *vt = v + kOff;
+		int lo, hi;
+		attnQueries(p, j0, j0 + nk, &lo, &hi);
+		for (int d0 = 0; d0 < D; d0 += DCH) {
+			float gk[2][DCH / 16], gv[2][DCH / 16];
+#pragma unroll
+			for (int a = 0; a < 2; a++)
+#pragma unroll
+				for (int e = 0; e < DCH / 16; e++) gk[a][e] = gv[a][e] = 0.0f;
+			for (int hh = 0; hh < p.group; hh++) {
+				const int h = g * p.group + hh;
+				const long long bh = (long long)b * p.heads + h;
+				for (int i0 = lo - lo % ATT_BQ; i0 < hi; i0 += ATT_BQ) {
+					const int nq = attnMin(ATT_BQ, p.queries - i0);
+					const long long qOff = ((long long)b * p.queries + i0) * qStride + (long long)h * D;
+					const float *qt = q + qOff, *ot = dout + qOff;
+					// The previous tile's reads of lse and delta ended
+					// before the barriers of its accumulations; attnDots
+					// starts with one before these are read.
+					for (int e = tid; e < ATT_BQ; e += blockDim.x) {
+						sh.lse[e] = e < nq ? lse[bh * p.queries + i0 + e] : 0.0f;
+						sh.delta[e] = e < nq ? delta[bh * p.queries + i0 + e] : 0.0f;
+					}
+					float s[2][4], dp[2][4];
+					attnDots<2, ATT_BK, ATT_BQ>(s, kt, kStride, nk, qt, qStride, nq, D, sh.u.dots.a, sh.u.dots.b);
+					attnDots<2, ATT_BK, ATT_BQ>(dp, vt, kStride, nk, ot, qStride, nq, D, sh.u.dots.a, sh.u.dots.b);
+#pragma unroll
+					for (int a = 0; a < 2; a++) {
+						const int r = ty * 2 + a;
+#pragma unroll
+						for (int c = 0; c < 4; c++) {
+							const int i = tx + 16 * c;
+							float pr = 0.0f, ds = 0.0f;
+							if (r < nk && i < nq && attnSees(p, i0 + i, j0 + r)) {
+								const float x = attnScore(p, s[a][c]);
+								pr = expf(x - sh.lse[i]);
+								ds = pr * (dp[a][c] - sh.delta[i]) * attnScoreGrad(p, x);
+							}
+							sh.pt[r][i] = pr;
+							sh.dst[r][i] = ds;
+						}
+					}
+					attnAccumulate<2, DCH, ATT_BQ + 1>(gv, sh.pt, ot, qStride, nq, d0, D, sh.u.rows);
+					attnAccumulate<2, DCH, ATT_BQ + 1>(gk, sh.dst, qt, qStride, nq, d0, D, sh.u.rows);
+				}
+			}
+#pragma unroll
+			for (int a = 0; a < 2; a++) {
+				const int r = ty * 2 + a;
+				if (r >= nk) continue;
+				float *krow = dk + kOff + (long long)r * kStride, *vrow = dv + kOff + (long long)r * kStride;
+#pragma unroll
+				for (int e = 0; e < DCH / 16; e++) {
+					const int col = d0 + tx + 16 * e;
+					if (col < D) {
+						krow[col] = gk[a][e];
+						vrow[col] = gv[a][e];
+					}
+				}
+			}
+		}
+	}
+}
+
+// The kernels, one per DCH: attn_fwd_* and attn_dq_* take blocks of
+// ATT_NT threads, attn_dkdv_* of ATT_KV_NT. lse may be 0 in attn_fwd.
+
+extern "C" __global__ void attn_fwd_64(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v) {
+	__shared__ AttnRowsShared<64> sh;
+	attnForward<64>(p, out, lse, q, k, v, sh);
+}
+
+extern "C" __global__ void attn_fwd_128(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v) {
+	__shared__ AttnRowsShared<128> sh;
+	attnForward<128>(p, out, lse, q, k, v, sh);
+}
+
+extern "C" __global__ void attn_fwd_256(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v) {
+	__shared__ AttnRowsShared<256> sh;
+	attnForward<256>(p, out, lse, q, k, v, sh);
+}
+
+extern "C" __global__ void attn_dq_64(AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
+                                      const float *lse, const float *delta) {
+	__shared__ AttnRowsShared<64> sh;
+	attnGradQ<64>(p, dq, q, k, v, dout, lse, delta, sh);
+}
+
+extern "C" __global__ void attn_dq_128(AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
+                                       const float *lse, const float *delta) {
+	__shared__ AttnRowsShared<128> sh;
+	attnGradQ<128>(p, dq, q, k, v, dout, lse, delta, sh);
+}
+
+extern "C" __global__ void attn_dq_256(AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
+                                       const float *lse, const float *delta) {
+	__shared__ AttnRowsShared<256> sh;
+	attnGradQ<256>(p, dq, q, k, v, dout, lse, delta, sh);
+}
+
+extern "C" __global__ void attn_dkdv_64(AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
+                                        const float *dout, const float *lse, const float *delta) {
+	__shared__ AttnColsShared<64> sh;
+	attnGradKV<64>(p, dk, dv, q, k, v, dout, lse, delta, sh);
+}
+
+extern "C" __global__ void attn_dkdv_128(AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
+                                         const float *dout, const float *lse, const float *delta) {
+	__shared__ AttnColsShared<128> sh;
+	attnGradKV<128>(p, dk, dv, q, k, v, dout, lse, delta, sh);
+}
+
+extern "C" __global__ void attn_dkdv_256(AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
+                                         const float *dout, const float *lse, const float *delta) {
+	__shared__ AttnColsShared<256> sh;
+	attnGradKV<256>(p, dk, dv, q, k, v, dout, lse, delta, sh);
+}
+
+// attn_delta: delta[b, h, i] = Σ_d dout·out over row (b, i, h) of the
+// [batch, queries, heads, D] tensors, summed in double, one warp per row
+// (blockDim.x a multiple of 32), warps striding over the rows.
+extern "C" __global__ void attn_delta(AttnParams p, float *delta, const float *out, const float *dout) {
+	const int lane = threadIdx.x & 31, D = p.headDim;
+	const long long rows = (long long)p.batch * p.queries * p.heads;
+	const long long warps = ((long long)gridDim.x * blockDim.x) >> 5;
+	for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+		const float *o = out + r * D, *g = dout + r * D;
+		double s = 0.0;
+		for (int d = lane; d < D; d += 32) s += (double)o[d] * (double)g[d];
+		s = warpSum(s);
+		if (lane == 0) {
+			const long long bi = r / p.heads, b = bi / p.queries;
+			const int h = (int)(r % p.heads), i = (int)(bi % p.queries);
+			delta[(b * p.heads + h) * p.queries + i] = (float)s;
+		}
+	}
+}

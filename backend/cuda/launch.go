@@ -15,6 +15,7 @@ const (
 	argF32                     // float
 	argF64                     // double
 	argCopy                    // struct CopyParams, by value
+	argAttn                    // struct AttnParams, by value
 )
 
 // size is the parameter's size in bytes, as cuLaunchKernel copies it.
@@ -24,6 +25,8 @@ func (k argKind) size() int {
 		return 4
 	case argCopy:
 		return int(unsafe.Sizeof(copyParams{}))
+	case argAttn:
+		return int(unsafe.Sizeof(attnParams{}))
 	}
 	return 8
 }
@@ -42,6 +45,8 @@ func (k argKind) String() string {
 		return "double"
 	case argCopy:
 		return "CopyParams"
+	case argAttn:
+		return "AttnParams"
 	}
 	return fmt.Sprintf("argKind(%d)", uint8(k))
 }
@@ -95,7 +100,30 @@ var (
 	kCrossEntropy  = &kernelSpec{"cross_entropy", []argKind{argI32, argI32, argI32, argF32, argPtr, argPtr, argPtr}}
 	kCrossEntGrad  = &kernelSpec{"cross_entropy_grad", []argKind{argI32, argI32, argI32, argF32, argF32, argPtr, argPtr, argPtr}}
 	kAdamW         = &kernelSpec{"adamw", []argKind{argI64, argF64, argF64, argF64, argF64, argF64, argF64, argPtr, argPtr, argPtr, argPtr}}
+	kAttnDelta     = &kernelSpec{"attn_delta", []argKind{argAttn, argPtr, argPtr, argPtr}}
 )
+
+// The fused-attention kernels, one per head-column chunk of attnChunks.
+var (
+	kAttnFwd = [len(attnChunks)]*kernelSpec{attnFwdSpec("attn_fwd_64"), attnFwdSpec("attn_fwd_128"), attnFwdSpec("attn_fwd_256")}
+	kAttnDQ  = [len(attnChunks)]*kernelSpec{attnDQSpec("attn_dq_64"), attnDQSpec("attn_dq_128"), attnDQSpec("attn_dq_256")}
+	kAttnDKV = [len(attnChunks)]*kernelSpec{attnDKVSpec("attn_dkdv_64"), attnDKVSpec("attn_dkdv_128"), attnDKVSpec("attn_dkdv_256")}
+)
+
+// attn_fwd_*(AttnParams, out, lse, q, k, v).
+func attnFwdSpec(name string) *kernelSpec {
+	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr}}
+}
+
+// attn_dq_*(AttnParams, dq, q, k, v, dout, lse, delta).
+func attnDQSpec(name string) *kernelSpec {
+	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
+}
+
+// attn_dkdv_*(AttnParams, dk, dv, q, k, v, dout, lse, delta).
+func attnDKVSpec(name string) *kernelSpec {
+	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
+}
 
 // kernelSpecs lists every kernel, in the order the module's functions are
 // looked up.
@@ -103,7 +131,8 @@ var kernelSpecs = []*kernelSpec{
 	kCopyStrided, kCopyStrided32, kBinary, kScale, kAxpy, kUnary, kUnaryGrad, kReduceRows,
 	kColsumPartial, kColsumFinal, kSoftmax, kSoftmaxGrad, kRMSNorm, kRMSNormGrad, kRMSNormDW,
 	kLayerNorm, kLayerNormGrad, kLayerNormPG, kRoPE, kGather, kScatterAdd, kCrossEntropy,
-	kCrossEntGrad, kAdamW, kWidenBF16,
+	kCrossEntGrad, kAdamW, kWidenBF16, kAttnDelta,
+	kAttnFwd[0], kAttnFwd[1], kAttnFwd[2], kAttnDQ[0], kAttnDQ[1], kAttnDQ[2], kAttnDKV[0], kAttnDKV[1], kAttnDKV[2],
 }
 
 // Limits of the argument pack: more than any kernel needs.
@@ -212,6 +241,12 @@ func (p *argPack) f64(v float64) {
 func (p *argPack) copyParams(c *copyParams) {
 	if s := p.slot(argCopy); s != nil {
 		*(*copyParams)(s) = *c
+	}
+}
+
+func (p *argPack) attnParams(a *attnParams) {
+	if s := p.slot(argAttn); s != nil {
+		*(*attnParams)(s) = *a
 	}
 }
 

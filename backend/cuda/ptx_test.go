@@ -102,7 +102,7 @@ func ptxKind(k argKind) string {
 		return "f32"
 	case argF64:
 		return "f64"
-	case argCopy:
+	case argCopy, argAttn:
 		return "b8[" + strconv.Itoa(k.size()) + "]"
 	}
 	return "u64" // pointers and long long
@@ -149,6 +149,7 @@ func TestKernelsCompileToPTX(t *testing.T) {
 			for name := range got {
 				t.Errorf("kernel %s is in kernels.cu but not in kernelSpecs", name)
 			}
+			checkPTXMemory(t, ptx)
 		})
 	}
 }
@@ -170,5 +171,54 @@ func TestPTXParamParsing(t *testing.T) {
 	got := ptxParamKinds(t, ptx)
 	if strings.Join(got["k"], " ") != "b8[208] u64 u32 f64" || strings.Join(got["other"], " ") != "f32" || len(got) != 2 {
 		t.Errorf("parsed %v", got)
+	}
+}
+
+// maxStaticShared is the static shared memory a block may declare on every
+// architecture (48 KiB; more needs dynamic shared memory and an opt-in).
+const maxStaticShared = 48 << 10
+
+var (
+	ptxShared = regexp.MustCompile(`(?m)^\s*\.shared \.align \d+ \.b8 (\S+)\[(\d+)\];`)
+	ptxLocal  = regexp.MustCompile(`(?m)^\s*\.local \.align \d+ \.b8\s+(\S+)\[(\d+)\];`)
+)
+
+// checkPTXMemory checks the memory the kernels declare in ptx: each
+// kernel's static shared memory (its own declarations and, conservatively,
+// every one at module scope, which the device functions' reductions use)
+// stays within maxStaticShared, and the attention kernels keep their
+// accumulator arrays in registers: no local memory, which would mean an
+// array indexed at run time or a device function not inlined.
+func checkPTXMemory(t *testing.T, ptx string) {
+	t.Helper()
+	entries := ptxEntry.FindAllStringIndex(ptx, -1)
+	if len(entries) == 0 {
+		t.Fatal("no kernels in the PTX")
+	}
+	module := 0
+	for _, m := range ptxShared.FindAllStringSubmatchIndex(ptx[:entries[0][0]], -1) {
+		n, _ := strconv.Atoi(ptx[m[4]:m[5]])
+		module += n
+	}
+	for i, e := range entries {
+		end := len(ptx)
+		if i+1 < len(entries) {
+			end = entries[i+1][0]
+		}
+		body := ptx[e[0]:end]
+		name := ptxEntry.FindStringSubmatch(body)[1]
+		shared := module
+		for _, m := range ptxShared.FindAllStringSubmatch(body, -1) {
+			n, _ := strconv.Atoi(m[2])
+			shared += n
+		}
+		if shared > maxStaticShared {
+			t.Errorf("kernel %s: %d bytes of static shared memory, more than %d", name, shared, maxStaticShared)
+		}
+		if strings.HasPrefix(name, "attn_") {
+			if m := ptxLocal.FindStringSubmatch(body); m != nil {
+				t.Errorf("kernel %s: %s bytes of local memory (%s): an accumulator array left registers", name, m[2], m[1])
+			}
+		}
 	}
 }
