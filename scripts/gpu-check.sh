@@ -29,8 +29,12 @@
 #                                          device's memory filled then MatMuls,
 #                                          long-row and offset/degenerate shapes
 #                                          against the CPU backend, a bfloat16
-#                                          MatMul's scratch reused at once;
-#                                          about 10 s)
+#                                          MatMul's scratch reused at once,
+#                                          fused attention against float64 and,
+#                                          at B=4 H=16 T=2048 D=64, against the
+#                                          MatMul+Softmax composition, whose
+#                                          time and memory ratios are recorded
+#                                          as the attention line; about 15 s)
 #   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
 #                                          the device-to-device copy bandwidth;
 #                                          skipped without python3 and torch)
@@ -200,6 +204,11 @@ if [ -x "$cudatest" ]; then
 		record gpu-tests FAIL "$secs" "the GPU tests skipped: $(grep -m1 'no usable CUDA device' "$outdir/gpu-tests.out" | cut -c1-150)"
 	else
 		record gpu-tests FAIL "$secs" "exit status $rc; see gpu-tests.out"
+	fi
+	# TestGPUAttention's comparison of fused and unfused attention.
+	att=$(grep -m1 -o 'fused attention B=.*' "$outdir/gpu-tests.out" || true)
+	if [ -n "$att" ]; then
+		record attention INFO 0 "$(echo "$att" | cut -c1-300)"
 	fi
 else
 	record gpu-tests SKIP 0 "no $cudatest (build it with: CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda)"

@@ -1,0 +1,203 @@
+package cuda
+
+// Fused attention on a GPU (scripts/gpu-check.sh runs every TestGPU test):
+// the emulator's cases against the float64 reference, then a training-size
+// shape against the composition from MatMul and Softmax (the path package
+// graph takes on a backend without the fused ops), with the time and
+// memory of both and whether the fused gradients repeat bit for bit.
+// TestEmulatedAttentionUnfused runs the comparison at a small size on the
+// emulated device, which tests the check itself.
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// unfusedAttention holds the composition's tensors: q, k and v permuted to
+// [B·H, T, D], the scores (then probabilities, then dS) and dP [B·H, T, T],
+// and the [B·H, T, D] output and gradients before they are permuted back.
+type unfusedAttention struct {
+	batch, heads, seq, dim int
+	qp, kp, vp, s, o       backend.Tensor // forward
+	dop, dp, dqp, dkp, dvp backend.Tensor // backward
+	forwardBytes, bytes    int64          // device memory of the forward's tensors, and of all
+}
+
+func newUnfusedAttention(t testing.TB, b *Backend, batch, heads, seq, dim int) *unfusedAttention {
+	u := &unfusedAttention{batch: batch, heads: heads, seq: seq, dim: dim}
+	bh := batch * heads
+	before := b.MemoryStats().InUse
+	u.qp, u.kp, u.vp = mustAlloc(t, b, bh, seq, dim), mustAlloc(t, b, bh, seq, dim), mustAlloc(t, b, bh, seq, dim)
+	u.s, u.o = mustAlloc(t, b, bh, seq, seq), mustAlloc(t, b, bh, seq, dim)
+	u.forwardBytes = b.MemoryStats().InUse - before
+	u.dop, u.dp = mustAlloc(t, b, bh, seq, dim), mustAlloc(t, b, bh, seq, seq)
+	u.dqp, u.dkp, u.dvp = mustAlloc(t, b, bh, seq, dim), mustAlloc(t, b, bh, seq, dim), mustAlloc(t, b, bh, seq, dim)
+	u.bytes = b.MemoryStats().InUse - before
+	return u
+}
+
+// toHeads copies x [B, T, H, D] into dst [B·H, T, D]; fromHeads the reverse.
+func (u *unfusedAttention) toHeads(b *Backend, dst, x backend.Tensor) {
+	src, err := x.Permute(0, 2, 1, 3)
+	if err != nil {
+		panic(err)
+	}
+	b.Copy(dst.MustReshape(u.batch, u.heads, u.seq, u.dim), src, false)
+}
+
+func (u *unfusedAttention) fromHeads(b *Backend, dst, x backend.Tensor) {
+	src, err := x.MustReshape(u.batch, u.heads, u.seq, u.dim).Permute(0, 2, 1, 3)
+	if err != nil {
+		panic(err)
+	}
+	b.Copy(dst, src, false)
+}
+
+func (u *unfusedAttention) forward(b *Backend, out, q, k, v backend.Tensor, p backend.AttentionParams) {
+	u.toHeads(b, u.qp, q)
+	u.toHeads(b, u.kp, k)
+	u.toHeads(b, u.vp, v)
+	b.MatMul(u.s, u.qp, u.kp, backend.MatMulParams{TransB: true, Alpha: 1})
+	b.Softmax(u.s, u.s, p.Mask())
+	b.MatMul(u.o, u.s, u.vp, backend.MatMulParams{Alpha: 1})
+	u.fromHeads(b, out, u.o)
+}
+
+// backward needs forward's state (the probabilities in s).
+func (u *unfusedAttention) backward(b *Backend, dq, dk, dv, dout backend.Tensor, p backend.AttentionParams) {
+	u.toHeads(b, u.dop, dout)
+	b.MatMul(u.dp, u.dop, u.vp, backend.MatMulParams{TransB: true, Alpha: 1})
+	b.MatMul(u.dvp, u.s, u.dop, backend.MatMulParams{TransA: true, Alpha: 1})
+	b.SoftmaxGrad(u.dp, u.s, u.dp, p.Mask()) // dS, with the scale
+	b.MatMul(u.dqp, u.dp, u.kp, backend.MatMulParams{Alpha: 1})
+	b.MatMul(u.dkp, u.dp, u.qp, backend.MatMulParams{TransA: true, Alpha: 1})
+	u.fromHeads(b, dq, u.dqp)
+	u.fromHeads(b, dk, u.dkp)
+	u.fromHeads(b, dv, u.dvp)
+}
+
+// bestTime runs f once to warm up, then reps times, and returns the
+// fastest run (each ended by a Sync).
+func bestTime(t testing.TB, b *Backend, reps int, f func()) time.Duration {
+	t.Helper()
+	f()
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	best := time.Duration(math.MaxInt64)
+	for range reps {
+		t0 := time.Now()
+		f()
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		best = min(best, time.Since(t0))
+	}
+	return best
+}
+
+// downloadAll returns x's elements.
+func downloadAll(t testing.TB, b *Backend, x backend.Tensor) []float32 {
+	t.Helper()
+	out := make([]float32, x.Len())
+	if err := b.Download(out, x); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// nmse32 is nmse against a float32 reference.
+func nmse32(got, want []float32) float64 {
+	w := make([]float64, len(want))
+	for i, x := range want {
+		w[i] = float64(x)
+	}
+	return nmse(got, w)
+}
+
+// checkAttentionUnfused compares fused causal attention with the
+// composition on [batch, seq, heads, dim] inputs: the fused outputs and
+// gradients must match the composition's within the conformance limits
+// (both are float32 computations of the same values), and two runs of the
+// fused backward must agree bit for bit. It logs the time of each path
+// (best of reps) and the device memory of the tensors each allocates,
+// with the ratios fused/unfused.
+func checkAttentionUnfused(t *testing.T, b *Backend, batch, heads, seq, dim, reps int) {
+	rng := rand.New(rand.NewPCG(17, uint64(seq)))
+	shape := []int{batch, seq, heads, dim}
+	n := batch * seq * heads * dim
+	q, k, v := upload(t, b, uniform(rng, n, -1, 1), shape...), upload(t, b, uniform(rng, n, -1, 1), shape...), upload(t, b, uniform(rng, n, -1, 1), shape...)
+	dout := upload(t, b, uniform(rng, n, -1, 1), shape...)
+	p := backend.AttentionParams{Scale: float32(1 / math.Sqrt(float64(dim))), Causal: true}
+	out, outU := mustAlloc(t, b, shape...), mustAlloc(t, b, shape...)
+	grads := func() [3]backend.Tensor {
+		return [3]backend.Tensor{mustAlloc(t, b, shape...), mustAlloc(t, b, shape...), mustAlloc(t, b, shape...)}
+	}
+	g, g2, gU := grads(), grads(), grads()
+
+	before := b.MemoryStats().InUse
+	lse := mustAlloc(t, b, batch, heads, seq)
+	fusedBytes := b.MemoryStats().InUse - before
+	u := newUnfusedAttention(t, b, batch, heads, seq, dim)
+
+	fwdF := bestTime(t, b, reps, func() { b.Attention(out, lse, q, k, v, p) })
+	fwdU := bestTime(t, b, reps, func() { u.forward(b, outU, q, k, v, p) })
+	bwdF := bestTime(t, b, reps, func() { b.AttentionGrad(g[0], g[1], g[2], q, k, v, out, lse, dout, p) })
+	bwdU := bestTime(t, b, reps, func() { u.backward(b, gU[0], gU[1], gU[2], dout, p) })
+	b.AttentionGrad(g2[0], g2[1], g2[2], q, k, v, out, lse, dout, p)
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, name := range []string{"out", "dq", "dk", "dv"} {
+		fused, unfused, again := out, outU, out
+		limit := 1e-9 // the conformance limits of attention and attention_grad
+		if i > 0 {
+			fused, unfused, again = g[i-1], gU[i-1], g2[i-1]
+		}
+		f := downloadAll(t, b, fused)
+		if e := nmse32(f, downloadAll(t, b, unfused)); !(e <= limit) {
+			t.Errorf("%s: fused against unfused NMSE %.3g, limit %g", name, e, limit)
+		} else {
+			t.Logf("%s: fused against unfused NMSE %.3g", name, e)
+		}
+		for j, x := range downloadAll(t, b, again) {
+			if math.Float32bits(x) != math.Float32bits(f[j]) {
+				t.Errorf("%s: a second fused run differs at element %d: %g, then %g", name, j, f[j], x)
+				break
+			}
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+	t.Logf("fused attention B=%d H=%d T=%d D=%d causal: forward %.3g ms vs unfused %.3g ms (%.3gx the time); backward %.3g ms vs %.3g ms (%.3gx); "+
+		"tensors allocated: forward %.4g MiB vs %.4g MiB (%.3gx), with backward %.4g MiB vs %.4g MiB (%.3gx)",
+		batch, heads, seq, dim, ms(fwdF), ms(fwdU), float64(fwdF)/float64(fwdU), ms(bwdF), ms(bwdU), float64(bwdF)/float64(bwdU),
+		mib(fusedBytes), mib(u.forwardBytes), float64(fusedBytes)/float64(u.forwardBytes),
+		mib(fusedBytes), mib(u.bytes), float64(fusedBytes)/float64(u.bytes))
+}
+
+// TestGPUAttention runs the emulator's attention cases on the device
+// against the float64 reference, then the comparison with the unfused
+// composition at B=4, H=16, T=2048, D=64 (about 2.5 GB of device memory).
+func TestGPUAttention(t *testing.T) {
+	b := openGPU(t, Options{})
+	for i, c := range attnCases() {
+		t.Run(c.String(), func(t *testing.T) { checkAttentionCase(t, b, c, uint64(i+1)) })
+	}
+	t.Run("unfused", func(t *testing.T) {
+		checkAttentionUnfused(t, b, 4, 16, 2048, 64, 5)
+	})
+}
+
+// TestEmulatedAttentionUnfused runs checkAttentionUnfused at a small size
+// on the emulated device (its timings mean nothing).
+func TestEmulatedAttentionUnfused(t *testing.T) {
+	b := openFake(t, Options{})
+	checkAttentionUnfused(t, b, 1, 2, 70, 8, 1)
+}
+
