@@ -200,4 +200,3 @@ func TestEmulatedAttentionUnfused(t *testing.T) {
 	b := openFake(t, Options{})
 	checkAttentionUnfused(t, b, 1, 2, 70, 8, 1)
 }
-
