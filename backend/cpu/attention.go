@@ -154,8 +154,9 @@ func (c *attnCall) carve(buf []float32, e *gemm.Engine, backwards bool) attnScra
 // the exponentials, and only a row's visible keys are exponentiated), the
 // unnormalised output with a second product, then each output row scaled
 // by its reciprocal sum. Blocks are spread over the threads, largest
-// first, each worker taking the next one when it is done. Once warm, a
-// single-threaded call allocates nothing.
+// first, each worker taking the next one when it is done. Scratch and
+// matrix-multiply engines are kept, so that once warm a single-threaded
+// call allocates nothing of its own.
 func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
 	if b.skip(backend.OpAttention) {
 		return
@@ -263,7 +264,7 @@ func (c *attnCall) forwardBlock(w *attnScratch, b, g, t int) {
 // there are fewer of those than threads (batch 1 with one key/value head,
 // say), each one's blocks are split between workers that sum into private
 // dk and dv copies, added into dk and dv in a fixed order at the end.
-// Once warm, a single-threaded call allocates nothing.
+// Once warm, a single-threaded call allocates nothing of its own.
 func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
 	if b.skip(backend.OpAttentionGrad) {
 		return
