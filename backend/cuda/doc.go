@@ -172,6 +172,30 @@
 // on a GPU, and nothing is claimed about its speed (the widening costs an
 // extra pass over B per product).
 //
+// # Fused attention
+//
+// The backend supports the optional ops [backend.OpAttention] and
+// [backend.OpAttentionGrad] with float32 kernels in the manner of
+// FlashAttention-2 on the CUDA cores (attention.go, kernels.cu). The
+// forward, attn_fwd, gives each block 32 queries of one head and walks the
+// keys in tiles of 64 through shared memory with a running maximum and sum
+// per query, skipping the tiles a causal mask or sliding window hides
+// entirely, and writes out and the log-sum-exp; the [queries, keys]
+// scores are never stored. The backward recomputes the probabilities from
+// the log-sum-exp: attn_delta forms δ = Σ dout⊙out per query (in a scratch
+// block of the pool), attn_dkdv gives each block 32 keys of one key/value
+// head and accumulates dk and dv in registers over the group's query heads
+// and the query tiles that see them, attn_dq gives each block 32 queries
+// and accumulates dq; no atomics, so results repeat bit for bit. Heads of
+// any size work: each kernel has variants that hold 64, 128 or 256
+// columns of the head per pass, and a wider head takes several passes,
+// each recomputing the scores. The kernels have been checked on the
+// emulated device (against a float64 reference in this package and the
+// conformance suite's attention cases) and compiled with clang; they have
+// not run on a GPU, and nothing is claimed about their speed
+// (TestGPUAttention measures it against the MatMul and Softmax
+// composition).
+//
 // # Status and verification
 //
 // This backend was written and unit-tested without a GPU; conformance on a
@@ -179,9 +203,12 @@
 //
 //   - the library search and the error messages for missing libraries and
 //     symbols, against test doubles built with the C compiler;
-//   - the kernel source (widen_bf16 included) compiles to PTX for sm_80
-//     and sm_90 with clang (when installed), and every kernel's parameters
-//     in the PTX match the types and sizes the Go side packs;
+//   - the kernel source (widen_bf16 and the attention kernels included)
+//     compiles to PTX for sm_80 and sm_90 with clang (when installed),
+//     every kernel's parameters in the PTX match the types and sizes the
+//     Go side packs, every kernel's static shared memory fits 48 KiB, and
+//     the attention kernels keep their accumulators in registers (no
+//     local memory);
 //   - the whole conformance suite passes on an emulated device: a test
 //     double of libcuda that runs kernels.cu itself, compiled for the host
 //     against an emulation of CUDA threads as fibers (barriers and warp
