@@ -210,3 +210,190 @@ func RoundBF16(f float32) float32 {
 	}
 	return float32(r)
 }
+
+// attnShape gives the dimensions of an attention call: q and out are
+// [B, Tq, H, D], k and v [B, Tk, KV, D], lse [B, H, Tq].
+type attnShape struct{ B, Tq, Tk, H, KV, D int }
+
+// attnSees reports whether query i sees key j under p's mask, spelled out
+// from AttentionParams' documentation: without Causal every key; with it,
+// keys at or before the query's position i + QueryOffset, and with a
+// Window w > 0 only those fewer than w positions before it.
+func attnSees(i, j int, p backend.AttentionParams) bool {
+	if !p.Causal {
+		return true
+	}
+	pos := i + p.QueryOffset
+	return j <= pos && (p.Window == 0 || pos-j < p.Window)
+}
+
+// attnRow holds, for one query of one head, the raw scaled scores r_j =
+// Scale·q·k_j of the keys it sees, their capped values c_j and the
+// softmax weights P_j of the capped scores; keys lists which keys they are.
+type attnRow struct {
+	keys    []int
+	r, c, w []float64
+	lse     float64
+}
+
+// row computes attnRow for batch b, query head h, query i.
+func (s attnShape) row(q, k []float64, b, h, i int, p backend.AttentionParams) attnRow {
+	g := h / (s.H / s.KV)
+	qi := q[((b*s.Tq+i)*s.H+h)*s.D:][:s.D]
+	var a attnRow
+	for j := 0; j < s.Tk; j++ {
+		if !attnSees(i, j, p) {
+			continue
+		}
+		kj := k[((b*s.Tk+j)*s.KV+g)*s.D:][:s.D]
+		var dot float64
+		for d := range qi {
+			dot += qi[d] * kj[d]
+		}
+		r := float64(p.Scale) * dot
+		c := r
+		if p.Softcap > 0 {
+			c = float64(p.Softcap) * math.Tanh(r/float64(p.Softcap))
+		}
+		a.keys = append(a.keys, j)
+		a.r = append(a.r, r)
+		a.c = append(a.c, c)
+	}
+	m := math.Inf(-1)
+	for _, c := range a.c {
+		m = math.Max(m, c)
+	}
+	var sum float64
+	a.w = make([]float64, len(a.c))
+	for n, c := range a.c {
+		a.w[n] = math.Exp(c - m)
+		sum += a.w[n]
+	}
+	for n := range a.w {
+		a.w[n] /= sum
+	}
+	a.lse = m + math.Log(sum)
+	return a
+}
+
+// refAttention computes Attention in float64: out [B, Tq, H, D] and lse
+// [B, H, Tq] (natural log of the sum of exp of the capped scores over the
+// visible keys). Key/value head g = h / (H/KV) serves query head h.
+func refAttention(q, k, v []float64, s attnShape, p backend.AttentionParams) (out, lse []float64) {
+	out = make([]float64, s.B*s.Tq*s.H*s.D)
+	lse = make([]float64, s.B*s.H*s.Tq)
+	for b := 0; b < s.B; b++ {
+		for h := 0; h < s.H; h++ {
+			g := h / (s.H / s.KV)
+			for i := 0; i < s.Tq; i++ {
+				a := s.row(q, k, b, h, i, p)
+				o := out[((b*s.Tq+i)*s.H+h)*s.D:][:s.D]
+				for n, j := range a.keys {
+					vj := v[((b*s.Tk+j)*s.KV+g)*s.D:][:s.D]
+					for d := range o {
+						o[d] += a.w[n] * vj[d]
+					}
+				}
+				lse[(b*s.H+h)*s.Tq+i] = a.lse
+			}
+		}
+	}
+	return out, lse
+}
+
+// refAttentionGrad computes the gradients of Σ dout⊙out with respect to
+// q, k and v in float64, from q, k and v alone (the forward is recomputed
+// here, not taken from a backend). With P the softmax weights of the
+// capped scores c = cap(r), r = Scale·q·k:
+//
+//	dv_j = Σ_i P_ij dout_i
+//	dc_ij = P_ij (dout_i·v_j − Σ_l P_il dout_i·v_l)
+//	dr_ij = dc_ij · (1 − tanh²(r_ij/Softcap))   (dc_ij without a cap)
+//	dq_i = Scale Σ_j dr_ij k_j,  dk_j = Scale Σ_i dr_ij q_i
+//
+// with dk and dv summed over the query heads that share a key/value head.
+func refAttentionGrad(q, k, v, dout []float64, s attnShape, p backend.AttentionParams) (dq, dk, dv []float64) {
+	dq = make([]float64, len(q))
+	dk = make([]float64, len(k))
+	dv = make([]float64, len(v))
+	scale := float64(p.Scale)
+	for b := 0; b < s.B; b++ {
+		for h := 0; h < s.H; h++ {
+			g := h / (s.H / s.KV)
+			for i := 0; i < s.Tq; i++ {
+				a := s.row(q, k, b, h, i, p)
+				qOff := ((b*s.Tq+i)*s.H + h) * s.D
+				qi, doi, dqi := q[qOff:][:s.D], dout[qOff:][:s.D], dq[qOff:][:s.D]
+				dp := make([]float64, len(a.keys))
+				var dot float64 // Σ_l P_il dout_i·v_l
+				for n, j := range a.keys {
+					vj := v[((b*s.Tk+j)*s.KV+g)*s.D:][:s.D]
+					for d := range vj {
+						dp[n] += doi[d] * vj[d]
+					}
+					dot += a.w[n] * dp[n]
+				}
+				for n, j := range a.keys {
+					kvOff := ((b*s.Tk+j)*s.KV + g) * s.D
+					kj, dkj, dvj := k[kvOff:][:s.D], dk[kvOff:][:s.D], dv[kvOff:][:s.D]
+					dr := a.w[n] * (dp[n] - dot)
+					if p.Softcap > 0 {
+						t := math.Tanh(a.r[n] / float64(p.Softcap))
+						dr *= 1 - t*t
+					}
+					for d := 0; d < s.D; d++ {
+						dqi[d] += scale * dr * kj[d]
+						dkj[d] += scale * dr * qi[d]
+						dvj[d] += a.w[n] * doi[d]
+					}
+				}
+			}
+		}
+	}
+	return dq, dk, dv
+}
+
+// refAttentionGradTerms returns, for dq and dk, the size of the terms a
+// kernel sums to form each element: with M_ij = P_ij·(Σ|dout_i⊙v_j| +
+// Σ|dout_i⊙out_i|), the bound on |dP_ij − Σ_l P_il dP_il| before it
+// cancels, Scale·Σ_j M_ij·|k_j| for dq and Scale·Σ_i M_ij·|q_i| for dk
+// (summed over each group, as dk is). A float32 kernel errs by a few ulps
+// of these sums (its float32 out and lse, which the backward takes,
+// already carry that much), not of the result, which cancels to almost
+// nothing in rows that one key dominates. (The cap's factor 1 − tanh² ≤
+// 1 is left out: it only shrinks the terms, and the float32 tanh errs by
+// ulps of 1 where it saturates.)
+func refAttentionGradTerms(q, k, v, dout []float64, s attnShape, p backend.AttentionParams) (mq, mk []float64) {
+	mq = make([]float64, len(q))
+	mk = make([]float64, len(k))
+	out, _ := refAttention(q, k, v, s, p)
+	scale := float64(p.Scale)
+	for b := 0; b < s.B; b++ {
+		for h := 0; h < s.H; h++ {
+			g := h / (s.H / s.KV)
+			for i := 0; i < s.Tq; i++ {
+				a := s.row(q, k, b, h, i, p)
+				qOff := ((b*s.Tq+i)*s.H + h) * s.D
+				qi, oi, doi, mqi := q[qOff:][:s.D], out[qOff:][:s.D], dout[qOff:][:s.D], mq[qOff:][:s.D]
+				var dsum float64
+				for d := range oi {
+					dsum += math.Abs(doi[d] * oi[d])
+				}
+				for n, j := range a.keys {
+					kvOff := ((b*s.Tk+j)*s.KV + g) * s.D
+					kj, vj, mkj := k[kvOff:][:s.D], v[kvOff:][:s.D], mk[kvOff:][:s.D]
+					var dp float64
+					for d := range vj {
+						dp += math.Abs(doi[d] * vj[d])
+					}
+					m := a.w[n] * (dp + dsum)
+					for d := 0; d < s.D; d++ {
+						mqi[d] += scale * m * math.Abs(kj[d])
+						mkj[d] += scale * m * math.Abs(qi[d])
+					}
+				}
+			}
+		}
+	}
+	return mq, mk
+}
