@@ -404,6 +404,25 @@ func (e *Env) CheckValues(what, key string, got []float64, ref []float64) {
 	e.compareF64(what, key, Threshold(key), got, ref)
 }
 
+// checkTerms is CheckTol for outputs that are sums of terms which
+// cancel: the squared error is divided by Σ mag², the squares of the
+// terms' sizes (see refAttentionGradTerms), instead of Σ ref², so that a
+// result that cancels to almost nothing is judged by the rounding of what
+// was summed. Its measure is reported as "terms".
+func (e *Env) checkTerms(key string, o *Out, ref, mag []float64) {
+	tol := Threshold(key)
+	full := e.download(o.full, o.name)
+	e.checkGuards(&o.guarded, full)
+	if len(ref) != len(o.index) || len(mag) != len(ref) {
+		e.Fatalf("%s: reference has %d values and %d sizes for %d elements (a bug in the case)", o.name, len(ref), len(mag), len(o.index))
+	}
+	got := make([]float64, len(o.index))
+	for i, p := range o.index {
+		got[i] = float64(full[p])
+	}
+	e.compareNorm(o.name, key, "terms", tol, got, ref, mag)
+}
+
 func (e *Env) compare(what, key string, tol float64, got []float32, ref []float64) {
 	g := make([]float64, len(got))
 	for i, v := range got {
@@ -413,6 +432,12 @@ func (e *Env) compare(what, key string, tol float64, got []float32, ref []float6
 }
 
 func (e *Env) compareF64(what, key string, tol float64, got, ref []float64) {
+	e.compareNorm(what, key, "", tol, got, ref, nil)
+}
+
+// compareNorm compares got with ref: NMSE, or with norm, Σ(got−ref)² /
+// Σ norm² reported under the metric name metric.
+func (e *Env) compareNorm(what, key, metric string, tol float64, got, ref, norm []float64) {
 	nonFinite, first := 0, -1
 	for i, v := range got {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -428,6 +453,17 @@ func (e *Env) compareF64(what, key string, tol float64, got, ref []float64) {
 		return
 	}
 	err, kind := nmse(got, ref)
+	if norm != nil {
+		var num, den float64
+		for i := range got {
+			num += (got[i] - ref[i]) * (got[i] - ref[i])
+			den += norm[i] * norm[i]
+		}
+		err, kind = num, "sse"
+		if den != 0 {
+			err, kind = num/den, metric
+		}
+	}
 	worst, wi := 0.0, 0
 	for i := range got {
 		if d := math.Abs(got[i] - ref[i]); d > worst {

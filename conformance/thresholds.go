@@ -62,6 +62,16 @@ var thresholds = map[string]float64{
 	string(backend.OpLayerNorm):     1e-9,
 	string(backend.OpLayerNormGrad): 1e-9,
 
+	// Fused attention: a softmax between two products over head sizes
+	// and sequences of up to 130; its backward subtracts Σ dout⊙out, as
+	// softmax's does. The limits are those of Softmax and MatMul. The CPU
+	// backend's portable path and a plain float32 host implementation
+	// (broken_attention_test.go) stay at or below 4e-13 over 100 seeds,
+	// and at 3e-11 on the cases of scores in the hundreds, whose dq and
+	// dk are measured against the size of their terms (Env.checkTerms).
+	string(backend.OpAttention):     1e-9,
+	string(backend.OpAttentionGrad): 1e-9,
+
 	// RoPE: float32 angles pos·θ^(−2i/d) lose about pos·2⁻²⁴ radians.
 	string(backend.OpRoPE): 1e-8,
 
