@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/sora-go/sora/backend"
 )
@@ -362,5 +363,26 @@ func TestAttentionVariant(t *testing.T) {
 	}
 	if got := tileGrid(1 << 40); !got.validGrid() {
 		t.Errorf("tileGrid(2^40) = %v, not a valid grid", got)
+	}
+}
+
+// TestAttnParamsLayout: attnParams has struct AttnParams' layout (twelve
+// 4-byte fields in declaration order), which kernels.cu reads by value.
+func TestAttnParamsLayout(t *testing.T) {
+	var a attnParams
+	if got := unsafe.Sizeof(a); got != 48 || argAttn.size() != 48 {
+		t.Errorf("size %d (argument size %d), want 48", got, argAttn.size())
+	}
+	for _, f := range []struct {
+		name     string
+		got, off uintptr
+	}{
+		{"keys", unsafe.Offsetof(a.keys), 8}, {"headDim", unsafe.Offsetof(a.headDim), 20},
+		{"group", unsafe.Offsetof(a.group), 24}, {"window", unsafe.Offsetof(a.window), 36},
+		{"scale", unsafe.Offsetof(a.scale), 40}, {"softcap", unsafe.Offsetof(a.softcap), 44},
+	} {
+		if f.got != f.off {
+			t.Errorf("%s at offset %d, want %d", f.name, f.got, f.off)
+		}
 	}
 }
