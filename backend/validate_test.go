@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,7 @@ func TestChecksAllocateNothing(t *testing.T) {
 	x, y, z, w := mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4), mustTensor(t, 3, 4)
 	c, r, col := mustTensor(t, 3, 3), mustTensor(t, 3, 1), mustTensor(t, 4)
 	q, q2 := mustTensor(t, 1, 2, 2, 4), mustTensor(t, 1, 2, 2, 4)
+	kv, lse := mustTensor(t, 1, 3, 1, 4), mustTensor(t, 1, 2, 2)
 	ids := []int32{0, 1, 2}
 	freqs := []float64{1, 0.01}
 	cases := map[string]func() error{
@@ -107,6 +109,16 @@ func TestChecksAllocateNothing(t *testing.T) {
 		},
 		"rope freqs": func() error {
 			_, _, _, _, err := CheckRoPE(q, q2, RoPEParams{Freqs: freqs, Layout: HalfSplit})
+			return err
+		},
+		// CheckAttention with an lse is not here: it allocates once, as
+		// it grows its list of named arguments.
+		"attention without lse": func() error {
+			_, err := CheckAttention(q, Tensor{}, q2, kv, kv, AttentionParams{Scale: 0.3, Causal: true})
+			return err
+		},
+		"attention grad": func() error {
+			_, err := CheckAttentionGrad(q, kv, kv, q2, kv, kv, q2, lse, q, AttentionParams{Scale: 0.3, Softcap: 5})
 			return err
 		},
 		"gather": func() error { _, _, err := CheckGather(OpGather, x, y, ids); return err },
@@ -439,5 +451,204 @@ func TestChecksRefuseBF16(t *testing.T) {
 				t.Errorf("%s with a bfloat16 argument %d: %v, want an *OpError refusing bfloat16", name, i, err)
 			}
 		}
+	}
+}
+
+// TestCheckAttention checks every rule of CheckAttention and
+// CheckAttentionGrad: each rejected call is an *OpError of the op, with
+// every argument's shape, whose message names the argument or parameter
+// at fault; the limits themselves are accepted.
+func TestCheckAttention(t *testing.T) {
+	// Batch 2, 3 queries over 5 keys, 4 query heads sharing 2 key/value
+	// heads, head size 8.
+	q, k, v := mustTensor(t, 2, 3, 4, 8), mustTensor(t, 2, 5, 2, 8), mustTensor(t, 2, 5, 2, 8)
+	out, lse := mustTensor(t, 2, 3, 4, 8), mustTensor(t, 2, 4, 3)
+	strided := func(shape ...int) Tensor {
+		// Every other element of a buffer twice as long.
+		s := Shape(shape)
+		st := s.ContiguousStrides()
+		for i := range st {
+			st[i] *= 2
+		}
+		x, err := mustTensor(t, 2*s.NumElements()).Strided(0, s, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	p := AttentionParams{Scale: 0.35}
+	causal := AttentionParams{Scale: 0.35, Causal: true, QueryOffset: 2}
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+
+	type args struct {
+		out, lse, q, k, v Tensor
+		p                 AttentionParams
+	}
+	base := args{out, lse, q, k, v, p}
+	with := func(f func(a *args)) args {
+		a := base
+		f(&a)
+		return a
+	}
+	forward := []struct {
+		name string
+		a    args
+		want string // "" for accepted
+	}{
+		{"valid", base, ""},
+		{"no lse", with(func(a *args) { a.lse = Tensor{} }), ""},
+		{"multi-query", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 1, 8), mustTensor(t, 2, 5, 1, 8) }), ""},
+		{"as many kv heads", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 4, 8), mustTensor(t, 2, 5, 4, 8) }), ""},
+		{"one query", with(func(a *args) {
+			a.q, a.out, a.lse = mustTensor(t, 2, 1, 4, 8), mustTensor(t, 2, 1, 4, 8), mustTensor(t, 2, 4, 1)
+			a.p = AttentionParams{Scale: 1, Causal: true, QueryOffset: 4, Window: 1}
+		}), ""},
+		{"softcap", with(func(a *args) { a.p.Softcap = 50 }), ""},
+		{"causal with offset", with(func(a *args) { a.p = causal }), ""},
+		// Queries at 2, 3, 4 over keys 0..4: window 1 leaves the last one
+		// key 4; an offset of 3 puts it at 5, past the keys.
+		{"window to the last key", with(func(a *args) { a.p = AttentionParams{Scale: 1, Causal: true, QueryOffset: 2, Window: 1} }), ""},
+
+		{"q missing", with(func(a *args) { a.q = Tensor{} }), "q is missing"},
+		{"k missing", with(func(a *args) { a.k = Tensor{} }), "k is missing"},
+		{"v missing", with(func(a *args) { a.v = Tensor{} }), "v is missing"},
+		{"out missing", with(func(a *args) { a.out = Tensor{} }), "out is missing"},
+		{"q bfloat16", with(func(a *args) { a.q = bf16Tensor(t, 2, 3, 4, 8) }), "q has dtype bfloat16"},
+		{"k bfloat16", with(func(a *args) { a.k = bf16Tensor(t, 2, 5, 2, 8) }), "k has dtype bfloat16"},
+		{"v bfloat16", with(func(a *args) { a.v = bf16Tensor(t, 2, 5, 2, 8) }), "v has dtype bfloat16"},
+		{"out bfloat16", with(func(a *args) { a.out = bf16Tensor(t, 2, 3, 4, 8) }), "out has dtype bfloat16"},
+		{"lse bfloat16", with(func(a *args) { a.lse = bf16Tensor(t, 2, 4, 3) }), "lse has dtype bfloat16"},
+		{"q strided", with(func(a *args) { a.q = strided(2, 3, 4, 8) }), "q is a strided view"},
+		{"k strided", with(func(a *args) { a.k = strided(2, 5, 2, 8) }), "k is a strided view"},
+		{"v strided", with(func(a *args) { a.v = strided(2, 5, 2, 8) }), "v is a strided view"},
+		{"out strided", with(func(a *args) { a.out = strided(2, 3, 4, 8) }), "out is a strided view"},
+		{"lse strided", with(func(a *args) { a.lse = strided(2, 4, 3) }), "lse is a strided view"},
+		{"q rank 3", with(func(a *args) { a.q = mustTensor(t, 6, 4, 8) }), "must have rank 4"},
+		{"k rank 5", with(func(a *args) { a.k = mustTensor(t, 2, 5, 2, 2, 4) }), "must have rank 4"},
+		{"v shape", with(func(a *args) { a.v = mustTensor(t, 2, 4, 2, 8) }), "v must have k's shape"},
+		{"batch", with(func(a *args) { a.k, a.v = mustTensor(t, 1, 5, 2, 8), mustTensor(t, 1, 5, 2, 8) }), "q has batch 2, k 1"},
+		{"head size", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 2, 6), mustTensor(t, 2, 5, 2, 6) }), "q has head size 8, k 6"},
+		{"no keys", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 0, 2, 8), mustTensor(t, 2, 0, 2, 8) }), "no keys or empty heads"},
+		{"empty heads", with(func(a *args) {
+			a.q, a.out = mustTensor(t, 2, 3, 4, 0), mustTensor(t, 2, 3, 4, 0)
+			a.k, a.v = mustTensor(t, 2, 5, 2, 0), mustTensor(t, 2, 5, 2, 0)
+		}), "no keys or empty heads"},
+		{"heads not a multiple", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 3, 8), mustTensor(t, 2, 5, 3, 8) }), "4 query heads are not a multiple of 3 key/value heads"},
+		{"more kv heads than heads", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 8, 8), mustTensor(t, 2, 5, 8, 8) }), "4 query heads are not a multiple of 8"},
+		{"no kv heads", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 0, 8), mustTensor(t, 2, 5, 0, 8) }), "not a multiple of 0 key/value heads"},
+		{"scale 0", with(func(a *args) { a.p.Scale = 0 }), "scale 0, want a positive finite number"},
+		{"scale negative", with(func(a *args) { a.p.Scale = -0.5 }), "scale -0.5, want a positive"},
+		{"scale NaN", with(func(a *args) { a.p.Scale = nan }), "scale NaN, want a positive"},
+		{"scale Inf", with(func(a *args) { a.p.Scale = inf }), "scale +Inf, want a positive"},
+		{"softcap negative", with(func(a *args) { a.p.Softcap = -1 }), "softcap -1, want 0 (none) or a positive finite number"},
+		{"softcap NaN", with(func(a *args) { a.p.Softcap = nan }), "softcap NaN"},
+		{"softcap Inf", with(func(a *args) { a.p.Softcap = inf }), "softcap +Inf"},
+		{"negative offset", with(func(a *args) { a.p = AttentionParams{Scale: 1, Causal: true, QueryOffset: -1} }), "negative query offset -1"},
+		{"negative window", with(func(a *args) { a.p = AttentionParams{Scale: 1, Causal: true, Window: -2} }), "negative sliding window -2"},
+		{"window without causal", with(func(a *args) { a.p = AttentionParams{Scale: 1, Window: 2} }), "sliding window 2 without Causal"},
+		{"window past the keys", with(func(a *args) { a.p = AttentionParams{Scale: 1, Causal: true, QueryOffset: 3, Window: 1} }), "position 5 (query offset 3) none of the 5 keys: its window starts at key 5"},
+		{"out shape", with(func(a *args) { a.out = mustTensor(t, 2, 3, 2, 16) }), "out must have q's shape"},
+		{"lse shape", with(func(a *args) { a.lse = mustTensor(t, 2, 3, 4) }), "lse must be [batch, heads, queries] = [2, 4, 3]"},
+		{"lse rank", with(func(a *args) { a.lse = mustTensor(t, 8, 3) }), "lse must be [batch, heads, queries]"},
+	}
+	check := func(name string, op Op, err error, want string, nargs int) {
+		t.Helper()
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s, %s: %v", name, op, err)
+			}
+			return
+		}
+		var oe *OpError
+		switch {
+		case !errors.As(err, &oe):
+			t.Errorf("%s, %s: got %v, want an *OpError saying %q", name, op, err, want)
+		case oe.Op != string(op):
+			t.Errorf("%s, %s: the error names op %q", name, op, oe.Op)
+		case !strings.Contains(err.Error(), want):
+			t.Errorf("%s, %s: %q does not say %q", name, op, err, want)
+		case len(oe.Shapes) != nargs:
+			t.Errorf("%s, %s: %d shapes in the error, want %d", name, op, len(oe.Shapes), nargs)
+		}
+	}
+	for _, tt := range forward {
+		a := tt.a
+		d, err := CheckAttention(a.out, a.lse, a.q, a.k, a.v, a.p)
+		check(tt.name, OpAttention, err, tt.want, 5)
+		if err == nil {
+			want := AttentionDims{Batch: 2, Queries: a.q.Dim(1), Keys: 5, Heads: 4, KVHeads: a.k.Dim(2), HeadDim: 8}
+			if d != want {
+				t.Errorf("%s: dims %+v, want %+v", tt.name, d, want)
+			}
+			if d.Group()*d.KVHeads != d.Heads {
+				t.Errorf("%s: Group() = %d for %d heads over %d", tt.name, d.Group(), d.Heads, d.KVHeads)
+			}
+		}
+		// The backward shares the rules of q, k, v and the parameters;
+		// its outputs and inputs are those of the forward's call.
+		if tt.a.lse.IsZero() || strings.HasPrefix(tt.want, "out") || strings.HasPrefix(tt.want, "lse") {
+			continue
+		}
+		dq, dk, dv := mustTensor(t, a.q.Shape()...), mustTensor(t, a.k.Shape()...), mustTensor(t, a.k.Shape()...)
+		if len(a.k.Shape()) != 4 {
+			dk, dv = mustTensor(t, 2, 5, 2, 8), mustTensor(t, 2, 5, 2, 8)
+		}
+		lseG := a.lse
+		if a.q.Rank() == 4 && (a.lse.Rank() != 3 || a.lse.Dim(2) != a.q.Dim(1)) {
+			lseG = mustTensor(t, 2, 4, a.q.Dim(1))
+		}
+		_, err = CheckAttentionGrad(dq, dk, dv, a.q, a.k, a.v, a.out, lseG, a.q, a.p)
+		check(tt.name, OpAttentionGrad, err, tt.want, 9)
+	}
+
+	// The backward's own arguments.
+	type gargs struct{ dq, dk, dv, q, k, v, out, lse, dout Tensor }
+	gbase := gargs{mustTensor(t, 2, 3, 4, 8), mustTensor(t, 2, 5, 2, 8), mustTensor(t, 2, 5, 2, 8), q, k, v, out, lse, mustTensor(t, 2, 3, 4, 8)}
+	gwith := func(f func(a *gargs)) gargs {
+		a := gbase
+		f(&a)
+		return a
+	}
+	backward := []struct {
+		name string
+		a    gargs
+		want string
+	}{
+		{"valid", gbase, ""},
+		{"dq missing", gwith(func(a *gargs) { a.dq = Tensor{} }), "dq is missing"},
+		{"dk missing", gwith(func(a *gargs) { a.dk = Tensor{} }), "dk is missing"},
+		{"dv missing", gwith(func(a *gargs) { a.dv = Tensor{} }), "dv is missing"},
+		{"out missing", gwith(func(a *gargs) { a.out = Tensor{} }), "out is missing"},
+		{"lse missing", gwith(func(a *gargs) { a.lse = Tensor{} }), "lse is missing"},
+		{"dout missing", gwith(func(a *gargs) { a.dout = Tensor{} }), "dout is missing"},
+		{"dq bfloat16", gwith(func(a *gargs) { a.dq = bf16Tensor(t, 2, 3, 4, 8) }), "dq has dtype bfloat16"},
+		{"dk bfloat16", gwith(func(a *gargs) { a.dk = bf16Tensor(t, 2, 5, 2, 8) }), "dk has dtype bfloat16"},
+		{"dout bfloat16", gwith(func(a *gargs) { a.dout = bf16Tensor(t, 2, 3, 4, 8) }), "dout has dtype bfloat16"},
+		{"lse bfloat16", gwith(func(a *gargs) { a.lse = bf16Tensor(t, 2, 4, 3) }), "lse has dtype bfloat16"},
+		{"dv strided", gwith(func(a *gargs) { a.dv = strided(2, 5, 2, 8) }), "dv is a strided view"},
+		{"out strided", gwith(func(a *gargs) { a.out = strided(2, 3, 4, 8) }), "out is a strided view"},
+		{"dq shape", gwith(func(a *gargs) { a.dq = mustTensor(t, 2, 3, 2, 16) }), "dq, out and dout must have q's shape"},
+		{"out shape", gwith(func(a *gargs) { a.out = mustTensor(t, 2, 3, 4, 7) }), "dq, out and dout must have q's shape"},
+		{"dout shape", gwith(func(a *gargs) { a.dout = mustTensor(t, 1, 3, 4, 8) }), "dq, out and dout must have q's shape"},
+		{"dk shape", gwith(func(a *gargs) { a.dk = mustTensor(t, 2, 5, 4, 8) }), "dk and dv must have k's shape"},
+		{"dv shape", gwith(func(a *gargs) { a.dv = mustTensor(t, 2, 3, 2, 8) }), "dk and dv must have k's shape"},
+		{"lse shape", gwith(func(a *gargs) { a.lse = mustTensor(t, 2, 2, 3) }), "lse must be [batch, heads, queries] = [2, 4, 3]"},
+		{"q first", gwith(func(a *gargs) { a.q, a.dq = Tensor{}, Tensor{} }), "q is missing"},
+	}
+	for _, tt := range backward {
+		a := tt.a
+		_, err := CheckAttentionGrad(a.dq, a.dk, a.dv, a.q, a.k, a.v, a.out, a.lse, a.dout, causal)
+		check(tt.name, OpAttentionGrad, err, tt.want, 9)
+	}
+
+	// A backend without the ops records Unsupported: an *OpError of the
+	// op that names the backend and says why.
+	err := Unsupported(OpAttentionGrad, "ascend", gbase.dq, gbase.dk, gbase.dv, q, k, v, out, lse, gbase.dout)
+	check("unsupported", OpAttentionGrad, err, "the ascend backend does not implement this optional op", 9)
+
+	// Mask gives Softmax the same mask and scale.
+	m := AttentionParams{Scale: 0.25, Softcap: 30, Causal: true, QueryOffset: 4, Window: 3}.Mask()
+	if want := (SoftmaxParams{Scale: 0.25, Causal: true, QueryOffset: 4, Window: 3}); m != want {
+		t.Errorf("Mask() = %+v, want %+v", m, want)
 	}
 }
