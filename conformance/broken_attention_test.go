@@ -14,9 +14,10 @@ import (
 
 // The attention cases must be able to fail too. hostAttention adds
 // Attention and AttentionGrad to a backend that lacks them, computed on
-// the host in float32 the way a tiled kernel computes them (scores
-// materialised a row at a time, the row maximum subtracted, the backward
-// from the forward's out and lse), with one planted fault at a time. The
+// the host in float32 as FlashAttention-style kernels compute them (each
+// row's maximum subtracted; the backward recomputing every weight from
+// lse and taking Σ dout⊙out from the forward's out), with one planted
+// fault at a time. The
 // faultless one must pass every attention case: it shows that the
 // thresholds leave room for float32 arithmetic that is not the CPU
 // backend's. When the backend it wraps already has the ops, it replaces
