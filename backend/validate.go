@@ -314,11 +314,12 @@ func CheckAttention(out, lse, q, k, v Tensor, p AttentionParams) (AttentionDims,
 	if err != nil {
 		return AttentionDims{}, err
 	}
-	named := []namedTensor{{"out", out}}
+	named := [2]namedTensor{{"out", out}, {"lse", lse}}
+	n := 1
 	if !lse.IsZero() {
-		named = append(named, namedTensor{"lse", lse})
+		n = 2 // lse is optional
 	}
-	if err := checkDenseNamed(OpAttention, all, named...); err != nil {
+	if err := checkDenseNamed(OpAttention, all, named[:n]...); err != nil {
 		return AttentionDims{}, err
 	}
 	if !out.Shape().Equal(q.Shape()) {

@@ -111,8 +111,10 @@ func TestChecksAllocateNothing(t *testing.T) {
 			_, _, _, _, err := CheckRoPE(q, q2, RoPEParams{Freqs: freqs, Layout: HalfSplit})
 			return err
 		},
-		// CheckAttention with an lse is not here: it allocates once, as
-		// it grows its list of named arguments.
+		"attention with lse": func() error {
+			_, err := CheckAttention(q, lse, q2, kv, kv, AttentionParams{Scale: 0.3, Causal: true})
+			return err
+		},
 		"attention without lse": func() error {
 			_, err := CheckAttention(q, Tensor{}, q2, kv, kv, AttentionParams{Scale: 0.3, Causal: true})
 			return err
