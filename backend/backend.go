@@ -334,6 +334,41 @@ type AttentionParams struct {
 	Causal      bool
 	QueryOffset int
 	Window      int
+	// Segments, when not nil, packs several documents into each sequence
+	// (sequence packing): it holds one document number per key, batch·keys
+	// of them (Segments[b·keys + j] for key j of sequence b),
+	// non-decreasing along each sequence, and a query sees only the keys
+	// of its own document, on top of the causal mask and window. Query i
+	// sits at key position i + QueryOffset, which must be a key (queries +
+	// QueryOffset ≤ keys), and belongs to that key's document; it always
+	// sees at least that key. Each document then attends as if it were
+	// alone in its sequence, but for the positions RoPE gave it, which run
+	// on across a sequence's documents; rotary scores depend only on the
+	// distance between query and key, so they come out the same. The
+	// backend reads the slice during the call only. Only fused attention
+	// takes segments: Mask drops them.
+	Segments []int32
+}
+
+// SegmentBounds writes, for every key of every sequence of a batch packed
+// as AttentionParams.Segments describes (segments holds batch·keys
+// document numbers), the first key of its document into starts and one
+// past the last into ends; both have segments' length. Kernels turn a
+// query's document into its range of visible keys with them.
+func SegmentBounds(segments []int32, keys int, starts, ends []int32) {
+	for b0 := 0; b0+keys <= len(segments); b0 += keys {
+		seq := segments[b0 : b0+keys]
+		for j0 := 0; j0 < keys; {
+			j1 := j0 + 1
+			for j1 < keys && seq[j1] == seq[j0] {
+				j1++
+			}
+			for j := j0; j < j1; j++ {
+				starts[b0+j], ends[b0+j] = int32(j0), int32(j1)
+			}
+			j0 = j1
+		}
+	}
 }
 
 // Mask returns p's mask as SoftmaxParams (with p's Scale), the form in

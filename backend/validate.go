@@ -388,7 +388,31 @@ func checkAttention(op Op, all []Tensor, q, k, v Tensor, p AttentionParams) (Att
 	if err := checkMask(op, all, p.Mask(), d.Queries, d.Keys); err != nil {
 		return AttentionDims{}, err
 	}
+	if p.Segments != nil {
+		if err := checkSegments(op, all, p, d); err != nil {
+			return AttentionDims{}, err
+		}
+	}
 	return d, nil
+}
+
+// checkSegments enforces the rules of AttentionParams.Segments.
+func checkSegments(op Op, all []Tensor, p AttentionParams, d AttentionDims) error {
+	if len(p.Segments) != d.Batch*d.Keys {
+		return Errorf(op, all, "%d segment numbers, want one per key of each sequence: batch·keys = %d", len(p.Segments), d.Batch*d.Keys)
+	}
+	if p.QueryOffset < 0 || d.Queries+p.QueryOffset > d.Keys {
+		return Errorf(op, all, "with segments every query must sit at a key: queries %d + query offset %d > keys %d", d.Queries, p.QueryOffset, d.Keys)
+	}
+	for b := range d.Batch {
+		seq := p.Segments[b*d.Keys : (b+1)*d.Keys]
+		for j := 1; j < len(seq); j++ {
+			if seq[j] < seq[j-1] {
+				return Errorf(op, all, "segment numbers decrease in sequence %d at key %d (%d after %d); a sequence's documents must be contiguous, numbered in order", b, j, seq[j], seq[j-1])
+			}
+		}
+	}
+	return nil
 }
 
 // namedTensor is an argument and its name in the op's documentation, for

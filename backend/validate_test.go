@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -552,6 +553,14 @@ func TestCheckAttention(t *testing.T) {
 		{"out shape", with(func(a *args) { a.out = mustTensor(t, 2, 3, 2, 16) }), "out must have q's shape"},
 		{"lse shape", with(func(a *args) { a.lse = mustTensor(t, 2, 3, 4) }), "lse must be [batch, heads, queries] = [2, 4, 3]"},
 		{"lse rank", with(func(a *args) { a.lse = mustTensor(t, 8, 3) }), "lse must be [batch, heads, queries]"},
+		// Batch 2 of 5 keys; the 3 queries sit at keys 2, 3, 4.
+		{"segments", with(func(a *args) { a.p = causal; a.p.Segments = []int32{0, 0, 1, 1, 1, 7, 8, 8, 8, 9} }), ""},
+		{"segments without causal", with(func(a *args) { a.p.Segments = []int32{0, 0, 0, 0, 0, 0, 1, 2, 3, 4} }), ""},
+		{"segments short", with(func(a *args) { a.p = causal; a.p.Segments = []int32{0, 0, 1, 1, 1} }), "5 segment numbers, want one per key of each sequence: batch·keys = 10"},
+		{"segments decrease", with(func(a *args) { a.p = causal; a.p.Segments = []int32{0, 0, 1, 1, 1, 2, 3, 2, 3, 3} }), "segment numbers decrease in sequence 1 at key 2 (2 after 3)"},
+		{"segments and queries past the keys", with(func(a *args) {
+			a.p = AttentionParams{Scale: 1, Causal: true, QueryOffset: 3, Segments: make([]int32, 10)}
+		}), "with segments every query must sit at a key: queries 3 + query offset 3 > keys 5"},
 	}
 	check := func(name string, op Op, err error, want string, nargs int) {
 		t.Helper()
@@ -652,5 +661,18 @@ func TestCheckAttention(t *testing.T) {
 	m := AttentionParams{Scale: 0.25, Softcap: 30, Causal: true, QueryOffset: 4, Window: 3}.Mask()
 	if want := (SoftmaxParams{Scale: 0.25, Causal: true, QueryOffset: 4, Window: 3}); m != want {
 		t.Errorf("Mask() = %+v, want %+v", m, want)
+	}
+}
+
+func TestSegmentBounds(t *testing.T) {
+	// Two sequences of five keys: documents {0,1}, {2}, {3,4}; and one
+	// document of all five.
+	segs := []int32{4, 4, 5, 9, 9, -1, -1, -1, -1, -1}
+	starts, ends := make([]int32, len(segs)), make([]int32, len(segs))
+	SegmentBounds(segs, 5, starts, ends)
+	wantStarts := []int32{0, 0, 2, 3, 3, 0, 0, 0, 0, 0}
+	wantEnds := []int32{2, 2, 3, 5, 5, 5, 5, 5, 5, 5}
+	if !slices.Equal(starts, wantStarts) || !slices.Equal(ends, wantEnds) {
+		t.Errorf("starts %v, ends %v; want %v, %v", starts, ends, wantStarts, wantEnds)
 	}
 }
