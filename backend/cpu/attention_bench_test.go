@@ -22,7 +22,7 @@ import (
 func BenchmarkAttention(b *testing.B) {
 	type shape struct{ B, T, H, KV, D int }
 	var shapes []shape
-	for _, t := range []int{128, 512, 1024} {
+	for _, t := range []int{128, 256, 512, 1024} {
 		for _, kv := range []int{8, 2} {
 			shapes = append(shapes, shape{4, t, 8, kv, 64})
 		}
