@@ -2,6 +2,7 @@ package graph
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/sora-go/sora/backend"
@@ -18,6 +19,7 @@ const AttentionEnv = "SORA_ATTENTION"
 // attentionMode is how a tape computes Attention.
 type attentionMode struct {
 	unfused bool   // compose even where the backend has the fused ops
+	fromEnv bool   // unfused because AttentionEnv says so, not SetFusedAttention
 	bad     string // an unknown value of AttentionEnv, reported by Attention
 }
 
@@ -27,7 +29,7 @@ func attentionModeFromEnv() attentionMode {
 	case "", "fused":
 		return attentionMode{}
 	case "unfused":
-		return attentionMode{unfused: true}
+		return attentionMode{unfused: true, fromEnv: true}
 	default:
 		return attentionMode{bad: v}
 	}
@@ -56,6 +58,18 @@ func (g *Tape) FusedAttention() bool {
 		g.b.Supports(backend.OpAttention) && g.b.Supports(backend.OpAttentionGrad)
 }
 
+// whyComposed says why Attention composes instead of running the fused
+// kernel: the backend lacks it, or the tape was told not to use it.
+func (g *Tape) whyComposed() string {
+	switch {
+	case !g.b.Supports(backend.OpAttention) || !g.b.Supports(backend.OpAttentionGrad):
+		return fmt.Sprintf("the %s backend has none (it lacks %s or %s)", g.b.Name(), backend.OpAttention, backend.OpAttentionGrad)
+	case g.attn.fromEnv:
+		return fmt.Sprintf("%s=unfused turns it off", AttentionEnv)
+	}
+	return "SetFusedAttention(false) turned it off"
+}
+
 // Attention returns scaled dot-product attention of the queries q
 // [batch, queries, heads, headDim] over the keys k and values v [batch,
 // keys, kvHeads, headDim], as [batch, queries, heads, headDim]: what
@@ -74,6 +88,13 @@ func (g *Tape) FusedAttention() bool {
 // Permute, MatMulNT, Tanh (with a cap), Softmax and MatMul, and keeps the
 // [batch·heads, queries, keys] scores and probabilities until Backward.
 // The two agree to float32 rounding.
+//
+// p.Segments (sequence packing: several documents per sequence, each
+// attending only to its own keys) is taken by the fused path alone: the
+// composed one has no mask for it, so there it is a tape error naming the
+// cause, never a silently unmasked attention. The fused path reads the
+// slice again in Backward (and in a checkpointed segment's recomputation),
+// so it must not change until then.
 func (g *Tape) Attention(q, k, v *Value, p backend.AttentionParams) *Value {
 	if !g.check("Attention", q, k, v) {
 		return g.placeholder(shapeOf(q))
@@ -93,6 +114,10 @@ func (g *Tape) Attention(q, k, v *Value, p backend.AttentionParams) *Value {
 	}
 	if g.FusedAttention() {
 		return g.attentionFused(q, k, v, p, d)
+	}
+	if p.Segments != nil {
+		g.failf("Attention: q %v, k %v, v %v: segments (sequence packing) need the backend's fused attention, and %s", q.shape, k.shape, v.shape, g.whyComposed())
+		return g.placeholder(q.shape)
 	}
 	return g.attentionComposed(q, k, v, p, d)
 }
