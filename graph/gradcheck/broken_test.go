@@ -95,20 +95,34 @@ func (b matmulNoBeta) MatMul(c, a, x backend.Tensor, p backend.MatMulParams) {
 	b.Backend.MatMul(c, a, x, p)
 }
 
+// attentionGradNoCap's AttentionGrad leaves out the soft-cap's
+// derivative (its forward still caps).
+type attentionGradNoCap struct{ backend.Backend }
+
+func (b attentionGradNoCap) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
+	// Uncapped scores for the probabilities too, so the backward is that
+	// of a different forward.
+	p.Softcap = 0
+	b.Backend.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+}
+
 func TestBrokenBackwardsAreCaught(t *testing.T) {
 	cpu := openCPU(t)
 	tests := []struct {
 		name string
 		b    backend.Backend
 		// graphs lists every whole-graph case that must fail (the others
-		// must pass); op names an op case prefix that must fail too.
+		// must pass); op names an op case prefix that must fail too, if
+		// not empty.
 		graphs []string
 		op     string
 	}{
 		{"wrong sign in silu backward", signSiLUGrad{cpu},
 			[]string{"rmsnorm_swiglu", "checkpointed_blocks"}, "grad/op/silu"},
 		{"rope backward rotates forward", ropeNoInverse{cpu},
-			[]string{"attention_rope_gqa", "attention_rope_interleaved"}, "grad/op/rope/"},
+			[]string{"attention_rope_gqa", "attention_rope_interleaved", "fused_attention_gqa_window_softcap"}, "grad/op/rope/"},
+		{"fused attention backward without the cap", attentionGradNoCap{cpu},
+			[]string{"fused_attention_gqa_window_softcap"}, ""},
 		{"rmsnorm backward drops a term", rmsNormGradNoMeanTerm{cpu},
 			[]string{"rmsnorm_swiglu", "checkpointed_blocks"}, "grad/op/rmsnorm"},
 		{"softmax backward drops the scale", softmaxGradNoScale{cpu},
@@ -139,6 +153,9 @@ func TestBrokenBackwardsAreCaught(t *testing.T) {
 			sort.Strings(failed)
 			if strings.Join(failed, ",") != strings.Join(want, ",") {
 				t.Errorf("failing graph cases %v, want %v", failed, want)
+			}
+			if tc.op == "" {
+				return // no op case of its own
 			}
 			opFailed := false
 			for _, c := range gradcheck.OpCases() {

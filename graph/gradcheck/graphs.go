@@ -10,7 +10,9 @@ import (
 // GraphCases returns whole small graphs, the building blocks of the models
 // and PEFT layers, checked against central finite differences run on the
 // backend: an MLP with a cross-entropy loss, a causal self-attention block
-// with RoPE and grouped-query heads, an RMSNorm + SwiGLU block, a SORA
+// with RoPE and grouped-query heads (composed from products and a softmax,
+// and fused where the backend has the op, with a window and a soft-cap),
+// an RMSNorm + SwiGLU block, a SORA
 // layer (diagonal, LoRA and the rotation with its differentiated scale),
 // an embedding + LayerNorm regression with MSE, and two RMSNorm + SwiGLU
 // blocks with dropout as checkpointed segments (graph.Tape.Checkpoint),
@@ -46,6 +48,25 @@ func GraphCases() []Case {
 				in("wv", 8, 8), in("wo", 8, 8)},
 			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
 				return attention(g, v[0], v[1], v[2], v[3], v[4], 2, 2, backend.Interleaved)
+			},
+		},
+		{
+			// Where the backend has the op, one fused Attention whose
+			// backward is AttentionGrad.
+			Name: "grad/graph/fused_attention_gqa_window_softcap",
+			Op:   backend.OpAttentionGrad,
+			Inputs: []Input{in("x", 2, 6, 8), in("wq", 8, 8), in("wk", 4, 8),
+				in("wv", 4, 8), in("wo", 8, 8)},
+			Forward: func(g *graph.Tape, v []*graph.Value) *graph.Value {
+				x := v[0]
+				bsz, seq, dim := x.Dim(0), x.Dim(1), x.Dim(2)
+				const heads, kvHeads, hd = 4, 2, 2
+				rope := backend.RoPEParams{Layout: backend.HalfSplit, Theta: 10000}
+				q := g.RoPE(g.Reshape(g.Linear(x, v[1], nil), bsz, seq, heads, hd), rope)
+				k := g.RoPE(g.Reshape(g.Linear(x, v[2], nil), bsz, seq, kvHeads, hd), rope)
+				val := g.Reshape(g.Linear(x, v[3], nil), bsz, seq, kvHeads, hd)
+				o := g.Attention(q, k, val, backend.AttentionParams{Scale: 0.7, Softcap: 2, Causal: true, Window: 3})
+				return g.Add(x, g.Linear(g.Reshape(o, bsz, seq, dim), v[4], nil))
 			},
 		},
 		{
