@@ -46,20 +46,44 @@ func (m *Model) AddScoreHead(numLabels int, seed uint64) error {
 // real token (position Lengths[b]−1; padding, which follows it, cannot
 // influence it under the causal mask), as LlamaForSequenceClassification
 // does.
+//
+// A packed batch (Batch.Segments) holds several sequences per row, so a
+// row's last token is not each sequence's: Classify refuses it, and
+// [Model.ClassifyAt] takes each sequence's last position instead.
 func (m *Model) Classify(g *graph.Tape, bt Batch) (*graph.Value, error) {
+	if bt.Segments != nil {
+		return nil, fmt.Errorf("llama: Classify: a packed batch (with segments) has several sequences per row, and Classify reads one per row; use ClassifyAt with each sequence's last position")
+	}
 	if m.Score == nil {
 		return nil, fmt.Errorf("llama: Classify: the model has no score head (AddScoreHead)")
 	}
-	h, err := m.Hidden(g, bt)
-	if err != nil {
+	if err := m.validate(bt); err != nil { // before Length reads the lengths
 		return nil, err
 	}
 	rows := make([]int32, bt.Size)
 	for b := range rows {
 		rows[b] = int32(b*bt.Len + bt.Length(b) - 1)
 	}
-	last := g.Gather(g.Reshape(h, bt.Size*bt.Len, m.cfg.Dim), rows)
-	return m.Score.Forward(g, last), nil
+	return m.ClassifyAt(g, bt, rows)
+}
+
+// ClassifyAt returns the classification logits [len(rows), numLabels] of
+// the score head applied to the final hidden states at the given flat
+// positions (b·Len + t) of the batch: each sequence's last real position,
+// which in a packed batch (Batch.Segments) is the last position of each
+// document, its hidden state that of the document alone.
+func (m *Model) ClassifyAt(g *graph.Tape, bt Batch, rows []int32) (*graph.Value, error) {
+	if m.Score == nil {
+		return nil, fmt.Errorf("llama: Classify: the model has no score head (AddScoreHead)")
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("llama: ClassifyAt: no positions to classify")
+	}
+	h, err := m.hiddenAt(g, bt, rows)
+	if err != nil {
+		return nil, err
+	}
+	return m.Score.Forward(g, h), nil
 }
 
 // ClassifyLoss returns the mean cross-entropy of the batch's classification

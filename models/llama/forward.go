@@ -26,6 +26,21 @@ type Batch struct {
 	// Lengths gives the number of real tokens of each sequence (1 to Len);
 	// nil means every sequence fills all Len positions.
 	Lengths []int
+	// Segments, when not nil, packs several documents into each row
+	// (sequence packing): Size·Len document numbers, Segments[b·Len + t]
+	// for position t of row b, non-decreasing along each row. A position
+	// attends only to the earlier positions of its own document, so each
+	// document's hidden states and logits are what it would get alone in
+	// a row, to float32 rounding: the positions run on across a row's
+	// documents, and rotary attention depends only on the distance between
+	// query and key. Padding after a row's real tokens is best given a
+	// number of its own. Packing needs the backend's fused attention
+	// ([graph.Tape.FusedAttention]); elsewhere the forward is a tape error.
+	// Losses must not let a document's last position predict the next
+	// document's first token (see [LMTargets]); [Model.Classify] refuses a
+	// packed batch ([Model.ClassifyAt] reads any positions). The forward
+	// keeps its own copy.
+	Segments []int32
 }
 
 // Length returns the number of real tokens in row b.
@@ -55,7 +70,29 @@ func (m *Model) validate(bt Batch) error {
 			return fmt.Errorf("llama: batch sequence %d has length %d, want 1 to %d", b, n, bt.Len)
 		}
 	}
+	if err := bt.checkSegments(); err != nil {
+		return err
+	}
 	return checkTokens(bt.Tokens, c.VocabSize)
+}
+
+// checkSegments checks Segments' length and order (nil passes).
+func (bt Batch) checkSegments() error {
+	if bt.Segments == nil {
+		return nil
+	}
+	if len(bt.Segments) != bt.Size*bt.Len {
+		return fmt.Errorf("llama: batch has %d segment numbers, want one per position: %d sequences × %d = %d", len(bt.Segments), bt.Size, bt.Len, bt.Size*bt.Len)
+	}
+	for b := range bt.Size {
+		row := bt.Segments[b*bt.Len : (b+1)*bt.Len]
+		for t := 1; t < len(row); t++ {
+			if row[t] < row[t-1] {
+				return fmt.Errorf("llama: batch segment numbers decrease in sequence %d at position %d (%d after %d); a row's documents must be contiguous, numbered in order", b, t, row[t], row[t-1])
+			}
+		}
+	}
+	return nil
 }
 
 func checkTokens(ids []int32, vocab int) error {
@@ -191,15 +228,20 @@ func (m *Model) SetGradientCheckpointing(on bool) { m.checkpoint = on }
 // checkpointing on.
 func (m *Model) GradientCheckpointing() bool { return m.checkpoint }
 
-// attendFull is causal self-attention over a whole sequence, the training
-// path, through layer l's sliding window where it has one: one
-// [graph.Tape.Attention], fused where the backend has the kernel (no
-// [B·heads, T, T] scores kept for Backward), composed from MatMul and
-// Softmax where it has not.
-func (m *Model) attendFull(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value {
-	B, T := q.Dim(0), q.Dim(1)
-	o := g.Attention(q, k, v, m.attentionParams(l))
-	return g.Reshape(o, B*T, m.cfg.QDim())
+// attendFull returns causal self-attention over a whole sequence, the
+// training path, through layer l's sliding window where it has one, and
+// within each document where segments (Batch.Segments) pack several into
+// a row: one [graph.Tape.Attention], fused where the backend has the
+// kernel (no [B·heads, T, T] scores kept for Backward), composed from
+// MatMul and Softmax where it has not (which refuses segments).
+func (m *Model) attendFull(segments []int32) attendFunc {
+	return func(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value {
+		B, T := q.Dim(0), q.Dim(1)
+		p := m.attentionParams(l)
+		p.Segments = segments
+		o := g.Attention(q, k, v, p)
+		return g.Reshape(o, B*T, m.cfg.QDim())
+	}
 }
 
 // attentionParams returns layer l's attention over a whole sequence: the
@@ -221,7 +263,10 @@ func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
 	if err := m.validate(bt); err != nil {
 		return nil, err
 	}
-	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull, m.checkpoint)
+	// Our own copy of the segments: the tape reads them again in Backward
+	// (and in a checkpointed layer's recomputation), after the caller may
+	// have reused its slice. (Cloning nil gives nil.)
+	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull(slices.Clone(bt.Segments)), m.checkpoint)
 	x = m.norm(g, x, m.Norm)
 	return g.Reshape(x, bt.Size, bt.Len, m.cfg.Dim), nil
 }
@@ -244,12 +289,23 @@ func (m *Model) Forward(g *graph.Tape, bt Batch) (*graph.Value, error) {
 // prompt token). promptLens[b] is the number of prompt tokens at the start
 // of row b (BOS included), whose prediction is not trained: the answer-only
 // loss of instruction tuning. nil promptLens trains every next token.
+//
+// In a packed batch (Batch.Segments) a position does not predict a token
+// of the next document either: each document's last position is ignored.
+// Prompts there are per document, which promptLens cannot say: it must be
+// nil (package data's packed batches list each document's trained tokens).
 func LMTargets(bt Batch, promptLens []int) ([]int32, error) {
 	if len(bt.Tokens) != bt.Size*bt.Len || (bt.Lengths != nil && len(bt.Lengths) != bt.Size) {
 		return nil, fmt.Errorf("llama: LMTargets: batch of %d ids, %d lengths for %d × %d", len(bt.Tokens), len(bt.Lengths), bt.Size, bt.Len)
 	}
 	if promptLens != nil && len(promptLens) != bt.Size {
 		return nil, fmt.Errorf("llama: LMTargets: %d prompt lengths for %d sequences", len(promptLens), bt.Size)
+	}
+	if err := bt.checkSegments(); err != nil {
+		return nil, fmt.Errorf("llama: LMTargets: %w", err)
+	}
+	if bt.Segments != nil && promptLens != nil {
+		return nil, fmt.Errorf("llama: LMTargets: prompt lengths per row for a packed batch (with segments), whose rows hold several documents with a prompt each; give nil and ignore the prompts' targets yourself")
 	}
 	out := make([]int32, len(bt.Tokens))
 	for b := 0; b < bt.Size; b++ {
@@ -267,7 +323,8 @@ func LMTargets(bt Batch, promptLens []int) ([]int32, error) {
 		row := bt.Tokens[b*bt.Len : (b+1)*bt.Len]
 		for t := range bt.Len {
 			out[b*bt.Len+t] = graph.IgnoreIndex
-			if next := t + 1; next < n && next >= start {
+			next := t + 1
+			if next < n && next >= start && (bt.Segments == nil || bt.Segments[b*bt.Len+next] == bt.Segments[b*bt.Len+t]) {
 				out[b*bt.Len+t] = row[next]
 			}
 		}
