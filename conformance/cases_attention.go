@@ -48,6 +48,9 @@ func (c attnCase) suffix() string {
 	if c.span != 1 {
 		s += "/range=" + fmtF(c.span)
 	}
+	if c.p.Segments != nil {
+		s += "/docs=" + docsString(c.p.Segments, c.s.Tk)
+	}
 	return s
 }
 
@@ -97,19 +100,20 @@ func (c attnCase) forward(e *Env, in attnInputs, noLSE bool) (out, lse *Out) {
 // checkUnseenKeysZero checks that the key/value rows no query of their
 // group sees get gradients of exactly 0: masked scores contribute
 // nothing, so a kernel may not leave them unwritten (the NaN poison would
-// show) nor write anything else.
+// show) nor write anything else. With segments, which keys those are
+// depends on the sequence.
 func (c attnCase) checkUnseenKeysZero(e *Env, dk, dv *Out) {
-	unseen := make([]bool, c.s.Tk)
+	unseen := make([]bool, c.s.B*c.s.Tk) // by sequence and key
 	some := false
-	for j := range unseen {
-		unseen[j] = true
-		for i := 0; i < c.s.Tq; i++ {
-			if attnSees(i, j, c.p) {
-				unseen[j] = false
-				break
+	for b := 0; b < c.s.B; b++ {
+		for j := 0; j < c.s.Tk; j++ {
+			u := true
+			for i := 0; i < c.s.Tq && u; i++ {
+				u = !c.s.sees(b, i, j, c.p)
 			}
+			unseen[b*c.s.Tk+j] = u
+			some = some || u
 		}
-		some = some || unseen[j]
 	}
 	if !some {
 		return
@@ -118,8 +122,7 @@ func (c attnCase) checkUnseenKeysZero(e *Env, dk, dv *Out) {
 		vals := e.Values(o)
 		bad, first := 0, -1
 		for i, x := range vals {
-			j := i / (c.s.KV * c.s.D) % c.s.Tk
-			if unseen[j] && x != 0 {
+			if unseen[i/(c.s.KV*c.s.D)] && x != 0 {
 				if first < 0 {
 					first = i
 				}
@@ -127,8 +130,9 @@ func (c attnCase) checkUnseenKeysZero(e *Env, dk, dv *Out) {
 			}
 		}
 		if bad > 0 {
-			e.Errorf("%s: %d elements of keys no query sees are not exactly 0, first at index %d (key %d): %g",
-				o.Name(), bad, first, first/(c.s.KV*c.s.D)%c.s.Tk, vals[first])
+			bj := first / (c.s.KV * c.s.D)
+			e.Errorf("%s: %d elements of keys no query sees are not exactly 0, first at index %d (sequence %d, key %d): %g",
+				o.Name(), bad, first, bj/c.s.Tk, bj%c.s.Tk, vals[first])
 		}
 	}
 }
@@ -193,22 +197,7 @@ var attnCases = []attnCase{
 
 func init() {
 	for _, c := range attnCases {
-		for _, noLSE := range []bool{false, true} {
-			if noLSE && !c.noLSE {
-				continue
-			}
-			name := string(backend.OpAttention) + "/" + c.suffix()
-			if noLSE {
-				name += "/no_lse"
-			}
-			Register(Case{
-				Name: name,
-				Op:   backend.OpAttention,
-				Run: func(e *Env) {
-					c.forward(e, c.inputs(e), noLSE)
-				},
-			})
-		}
+		registerAttention(c)
 	}
 	for _, c := range attnCases {
 		registerAttentionGrad(c, "", nil)
@@ -220,6 +209,27 @@ func init() {
 		return e.OutputInit(e.Uniform(backend.Shape(shape).NumElements(), -1000, 1000), shape...)
 	})
 	registerAttentionRefusals()
+}
+
+// registerAttention registers the forward of c, and with c.noLSE its
+// variant without lse.
+func registerAttention(c attnCase) {
+	for _, noLSE := range []bool{false, true} {
+		if noLSE && !c.noLSE {
+			continue
+		}
+		name := string(backend.OpAttention) + "/" + c.suffix()
+		if noLSE {
+			name += "/no_lse"
+		}
+		Register(Case{
+			Name: name,
+			Op:   backend.OpAttention,
+			Run: func(e *Env) {
+				c.forward(e, c.inputs(e), noLSE)
+			},
+		})
+	}
 }
 
 // registerAttentionGrad registers the backward of c. The forward runs on

@@ -33,6 +33,15 @@ var refAttnTests = []struct {
 	{"decode window 1", attnShape{B: 1, Tq: 1, Tk: 6, H: 2, KV: 1, D: 3}, backend.AttentionParams{Scale: 0.5, Causal: true, QueryOffset: 5, Window: 1}, 1},
 	{"decode window 3", attnShape{B: 2, Tq: 1, Tk: 9, H: 4, KV: 2, D: 3}, backend.AttentionParams{Scale: 0.5, Causal: true, QueryOffset: 8, Window: 3}, 1},
 	{"queries beyond keys", attnShape{B: 1, Tq: 6, Tk: 3, H: 2, KV: 1, D: 2}, backend.AttentionParams{Scale: 0.8, Causal: true}, 1},
+	// Segments: documents of 3, 1 and 3 keys; two sequences packed
+	// differently, not causal; queries the last 4 of 9 keys with a window
+	// and a cap; not causal with a query offset (the last key's document
+	// holds no query); one document.
+	{"segments causal", attnShape{B: 1, Tq: 7, Tk: 7, H: 2, KV: 1, D: 3}, backend.AttentionParams{Scale: 0.6, Causal: true, Segments: docs("0:3+1:1+2:3")}, 1},
+	{"segments gqa batch", attnShape{B: 2, Tq: 5, Tk: 5, H: 4, KV: 2, D: 2}, backend.AttentionParams{Scale: 0.8, Segments: docs("4:2+9:3", "-1:1+0:4")}, 1},
+	{"segments offset window softcap", attnShape{B: 1, Tq: 4, Tk: 9, H: 2, KV: 1, D: 3}, backend.AttentionParams{Scale: 1, Softcap: 2, Causal: true, QueryOffset: 5, Window: 3, Segments: docs("0:6+1:3")}, 2},
+	{"segments offset not causal", attnShape{B: 1, Tq: 3, Tk: 6, H: 2, KV: 2, D: 2}, backend.AttentionParams{Scale: 0.7, QueryOffset: 2, Segments: docs("3:3+7:2+8:1")}, 1},
+	{"segments one document", attnShape{B: 1, Tq: 5, Tk: 5, H: 2, KV: 1, D: 3}, backend.AttentionParams{Scale: 0.5, Causal: true, Segments: docs("2:5")}, 1},
 }
 
 func randVals(rng *rand.Rand, n int, span float64) []float64 {
@@ -62,6 +71,20 @@ func TestRefAttentionMatchesComposition(t *testing.T) {
 				}
 			}
 			mask := backend.SoftmaxParams{Scale: 1, Causal: p.Causal, QueryOffset: p.QueryOffset, Window: p.Window}
+			// Segments, another way: number each key's document by
+			// counting the changes of number before it in its sequence.
+			docOf := make([]int, s.B*s.Tk)
+			for b := 0; b < s.B && p.Segments != nil; b++ {
+				for j := 1; j < s.Tk; j++ {
+					docOf[b*s.Tk+j] = docOf[b*s.Tk+j-1]
+					if p.Segments[b*s.Tk+j] != p.Segments[b*s.Tk+j-1] {
+						docOf[b*s.Tk+j]++
+					}
+				}
+			}
+			sameDoc := func(b, i, j int) bool {
+				return p.Segments == nil || docOf[b*s.Tk+j] == docOf[b*s.Tk+i+p.QueryOffset]
+			}
 			for b := 0; b < s.B; b++ {
 				for h := 0; h < s.H; h++ {
 					// Gather this head's q [Tq, D], k and v [Tk, D].
@@ -88,6 +111,9 @@ func TestRefAttentionMatchesComposition(t *testing.T) {
 							if p.Softcap > 0 {
 								x = float64(p.Softcap) * math.Tanh(x/float64(p.Softcap))
 							}
+							if !sameDoc(b, i, j) {
+								x = math.Inf(-1) // exp gives it weight 0
+							}
 							scores[i*s.Tk+j] = x
 						}
 					}
@@ -105,10 +131,11 @@ func TestRefAttentionMatchesComposition(t *testing.T) {
 						// test's scores are small enough not to overflow).
 						var sum float64
 						for j := 0; j < s.Tk; j++ {
-							if refops.SoftmaxSees(i, j, s.Tq, mask) != attnSees(i, j, p) {
-								t.Fatalf("query %d, key %d: attnSees disagrees with refops.SoftmaxSees", i, j)
+							sees := refops.SoftmaxSees(i, j, s.Tq, mask) && sameDoc(b, i, j)
+							if s.sees(b, i, j, p) != sees {
+								t.Fatalf("sequence %d, query %d, key %d: attnShape.sees says %v, refops.SoftmaxSees and the document count %v", b, i, j, !sees, sees)
 							}
-							if attnSees(i, j, p) {
+							if sees {
 								sum += math.Exp(scores[i*s.Tk+j])
 							}
 						}
@@ -178,5 +205,96 @@ func TestRefAttentionGradFiniteDifferences(t *testing.T) {
 				t.Logf("%s: relative error %.2g", x.name, r)
 			}
 		})
+	}
+}
+
+// TestRefAttentionSegmentsAreDocumentsAlone checks the reference's
+// segment rule against what it means: packed attention, forward and
+// backward, equals each document's attention computed alone, without
+// segments (a document's keys get no gradient from other documents'
+// queries, and keys of a document without queries none at all), and a
+// sequence that is one document equals no segments.
+func TestRefAttentionSegmentsAreDocumentsAlone(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	n := 0
+	for _, tt := range append(refAttnTests, struct {
+		name string
+		s    attnShape
+		p    backend.AttentionParams
+		span float64
+	}{"tiles", attnShape{B: 2, Tq: 40, Tk: 70, H: 4, KV: 2, D: 3}, backend.AttentionParams{Scale: 0.5, Causal: true, QueryOffset: 30, Window: 20, Segments: docs("0:1+1:33+2:36", "0:31+1:1+5:38")}, 2}) {
+		if tt.p.Segments == nil {
+			continue
+		}
+		n++
+		t.Run(tt.name, func(t *testing.T) {
+			c := attnCase{s: tt.s, p: tt.p, span: tt.span}
+			q := randVals(rng, c.s.B*c.s.Tq*c.s.H*c.s.D, tt.span)
+			k := randVals(rng, c.s.B*c.s.Tk*c.s.KV*c.s.D, tt.span)
+			v := randVals(rng, len(k), 1)
+			dout := randVals(rng, len(q), 1)
+			out, lse := refAttention(q, k, v, c.s, c.p)
+			dq, dk, dv := refAttentionGrad(q, k, v, dout, c.s, c.p)
+			qw, kw := c.s.H*c.s.D, c.s.KV*c.s.D
+			// What the documents alone give, put back in place; keys of
+			// documents without queries keep 0.
+			aOut, aLSE := make([]float64, len(out)), make([]float64, len(lse))
+			aDQ, aDK, aDV := make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
+			seen := make([]bool, c.s.B*c.s.Tq)
+			for _, r := range c.docRuns() {
+				if r.i1 == r.i0 {
+					continue
+				}
+				a := c.alone(r)
+				qa := rowsOf(q, r.b, r.i0, r.i1, c.s.Tq, qw)
+				ka, va := rowsOf(k, r.b, r.k0, r.k1, c.s.Tk, kw), rowsOf(v, r.b, r.k0, r.k1, c.s.Tk, kw)
+				o, l := refAttention(qa, ka, va, a.s, a.p)
+				gq, gk, gv := refAttentionGrad(qa, ka, va, rowsOf(dout, r.b, r.i0, r.i1, c.s.Tq, qw), a.s, a.p)
+				copy(rowsOf(aOut, r.b, r.i0, r.i1, c.s.Tq, qw), o)
+				copy(rowsOf(aDQ, r.b, r.i0, r.i1, c.s.Tq, qw), gq)
+				copy(rowsOf(aDK, r.b, r.k0, r.k1, c.s.Tk, kw), gk)
+				copy(rowsOf(aDV, r.b, r.k0, r.k1, c.s.Tk, kw), gv)
+				for h := 0; h < c.s.H; h++ {
+					for i := r.i0; i < r.i1; i++ {
+						aLSE[(r.b*c.s.H+h)*c.s.Tq+i] = l[h*a.s.Tq+i-r.i0]
+						seen[r.b*c.s.Tq+i] = true
+					}
+				}
+			}
+			for i, ok := range seen {
+				if !ok {
+					t.Fatalf("query %d of sequence %d is in no document: docRuns is wrong", i%c.s.Tq, i/c.s.Tq)
+				}
+			}
+			for _, x := range []struct {
+				name        string
+				packed, doc []float64
+			}{{"out", out, aOut}, {"lse", lse, aLSE}, {"dq", dq, aDQ}, {"dk", dk, aDK}, {"dv", dv, aDV}} {
+				for i := range x.packed {
+					if math.Abs(x.packed[i]-x.doc[i]) > 1e-12 {
+						t.Fatalf("%s[%d] = %.15g packed, %.15g from its document alone", x.name, i, x.packed[i], x.doc[i])
+					}
+				}
+			}
+			// One document: the segments change nothing.
+			if len(c.docRuns()) == c.s.B {
+				np := c.p
+				np.Segments = nil
+				o, l := refAttention(q, k, v, c.s, np)
+				for i := range o {
+					if o[i] != out[i] {
+						t.Fatalf("out[%d] = %.15g with one document, %.15g without segments", i, out[i], o[i])
+					}
+				}
+				for i := range l {
+					if l[i] != lse[i] {
+						t.Fatalf("lse[%d] = %.15g with one document, %.15g without segments", i, lse[i], l[i])
+					}
+				}
+			}
+		})
+	}
+	if n < 5 {
+		t.Fatalf("%d reference tests have segments: the test is wrong", n)
 	}
 }
