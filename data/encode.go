@@ -157,19 +157,28 @@ func EncodeClassify(enc Encoder, set *ClassifySet, maxLen int) ([]Sequence, Enco
 }
 
 // Batch is a set of sequences padded on the right to one length, in the
-// layout of models/llama's Batch.
+// layout of models/llama's Batch: one sequence per row ([MakeBatch]), or
+// several ([MakePackedBatch]: sequence packing).
 type Batch struct {
 	// Tokens holds Size·Len ids, row-major; padding is id 0.
 	Tokens []int32
-	// Size is the number of sequences, Len the longest one's length.
+	// Size is the number of rows, Len the longest one's length.
 	Size, Len int
-	// Lengths are the real lengths, PromptLens the prompt lengths and
-	// Labels the classes, one per sequence.
+	// Lengths are the rows' real lengths. PromptLens the prompt lengths and
+	// Labels the classes, one per sequence, of a batch of one sequence per
+	// row (nil in a packed batch, whose Docs hold them).
 	Lengths, PromptLens []int
 	Labels              []int32
 	// Trained holds each sequence's Trained mask (see [Sequence]); an
 	// entry is nil where PromptLens says what is trained.
 	Trained [][]bool
+	// Segments and Docs are those of a packed batch (nil otherwise):
+	// Segments numbers each position's sequence within its row, Size·Len
+	// of them, the padding after a row's sequences numbered after them
+	// (models/llama's Batch.Segments); Docs lists each row's sequences in
+	// order.
+	Segments []int32
+	Docs     [][]Doc
 }
 
 // MakeBatch pads seqs[idx[0]], seqs[idx[1]], … into one batch.
@@ -206,8 +215,24 @@ func MakeBatch(seqs []Sequence, idx []int) (Batch, error) {
 // whose logits predict a trained token, and those tokens: position t−1
 // with target token t for every trained token t of each sequence (from
 // Trained where a sequence has a mask, else from max(PromptLen, 1) to its
-// end).
+// end). In a packed batch these are each sequence's own, so the last
+// position of a sequence, which would predict the next one's first token,
+// is never among them.
 func (b Batch) LossPositions() (positions, targets []int32) {
+	if b.Docs != nil {
+		for r, docs := range b.Docs {
+			row := b.Tokens[r*b.Len : (r+1)*b.Len]
+			for _, d := range docs {
+				for next := 1; next < d.Len; next++ {
+					if trainedAt(d.PromptLen, d.Trained, next) {
+						positions = append(positions, int32(r*b.Len+d.Start+next-1))
+						targets = append(targets, row[d.Start+next])
+					}
+				}
+			}
+		}
+		return positions, targets
+	}
 	for r := 0; r < b.Size; r++ {
 		n := b.Lengths[r]
 		var mask []bool
