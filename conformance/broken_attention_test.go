@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,17 +28,21 @@ import (
 type attnFault int
 
 const (
-	noFault           attnFault = iota
-	causalOffByOne              // the causal mask lets each query see one key ahead
-	windowOffByOne              // the window keeps one key too many (pos − j ≤ Window)
-	gqaModulo                   // query head h uses key/value head h % KV, not h / (H/KV)
-	softcapDerivative           // the backward omits the cap's derivative 1 − tanh²
-	capBeforeScale              // the cap is applied to q·k and the scale after it
-	groupNotSummed              // dk and dv get the last query head of each group only
-	lseLog2                     // lse is written in base 2
-	noMaxSubtracted             // exp of the raw scores, with no row maximum subtracted
-	unsupported                 // Supports says no, and a call records backend.Unsupported
-	lyingUnsupported            // Supports says no, but the calls compute all the same
+	noFault             attnFault = iota
+	causalOffByOne                // the causal mask lets each query see one key ahead
+	windowOffByOne                // the window keeps one key too many (pos − j ≤ Window)
+	gqaModulo                     // query head h uses key/value head h % KV, not h / (H/KV)
+	softcapDerivative             // the backward omits the cap's derivative 1 − tanh²
+	capBeforeScale                // the cap is applied to q·k and the scale after it
+	groupNotSummed                // dk and dv get the last query head of each group only
+	lseLog2                       // lse is written in base 2
+	noMaxSubtracted               // exp of the raw scores, with no row maximum subtracted
+	segmentsIgnored               // Segments are ignored, forward and backward
+	docStartEarly                 // a query sees the key before its document's first too
+	docStartLate                  // a query misses its document's first key (unless it sits there)
+	segmentsForwardOnly           // the forward applies Segments, the backward ignores them
+	unsupported                   // Supports says no, and a call records backend.Unsupported
+	lyingUnsupported              // Supports says no, but the calls compute all the same
 )
 
 // hostAttention is a backend with host-computed attention (see above). Its
@@ -88,8 +93,36 @@ func (h *hostAttention) get(t backend.Tensor) ([]float32, bool) {
 	return x, true
 }
 
-// sees is the mask, with the off-by-one faults.
-func (h *hostAttention) sees(i, j int, p backend.AttentionParams) bool {
+// docBounds are the first key and one past the last of every key's
+// document, from backend.SegmentBounds as a kernel would take them; nil
+// without segments.
+type docBounds struct{ starts, ends []int32 }
+
+func boundsOf(p backend.AttentionParams, keys int) docBounds {
+	if p.Segments == nil {
+		return docBounds{}
+	}
+	db := docBounds{make([]int32, len(p.Segments)), make([]int32, len(p.Segments))}
+	backend.SegmentBounds(p.Segments, keys, db.starts, db.ends)
+	return db
+}
+
+// sees is the mask of query i of sequence b over key j (of keys), with
+// the mask's faults; grad says whether the backward asks.
+func (h *hostAttention) sees(b, i, j, keys int, p backend.AttentionParams, db docBounds, grad bool) bool {
+	if db.starts != nil && h.fault != segmentsIgnored && !(grad && h.fault == segmentsForwardOnly) {
+		pos := i + p.QueryOffset
+		lo, hi := int(db.starts[b*keys+pos]), int(db.ends[b*keys+pos])
+		switch h.fault {
+		case docStartEarly:
+			lo = max(lo-1, 0)
+		case docStartLate:
+			lo = min(lo+1, pos)
+		}
+		if j < lo || j >= hi {
+			return false
+		}
+	}
 	if !p.Causal {
 		return true
 	}
@@ -112,7 +145,7 @@ func (h *hostAttention) sees(i, j int, p backend.AttentionParams) bool {
 
 // scores returns the capped scores of query i of head h (batch b) over
 // the visible keys, -Inf elsewhere, and tanh(r/Softcap) for the backward.
-func (h *hostAttention) scores(q, k []float32, d backend.AttentionDims, b, hd, i int, p backend.AttentionParams) (s, th []float32) {
+func (h *hostAttention) scores(q, k []float32, d backend.AttentionDims, b, hd, i int, p backend.AttentionParams, db docBounds, grad bool) (s, th []float32) {
 	g := hd / d.Group()
 	if h.fault == gqaModulo {
 		g = hd % d.KVHeads
@@ -120,7 +153,7 @@ func (h *hostAttention) scores(q, k []float32, d backend.AttentionDims, b, hd, i
 	s, th = make([]float32, d.Keys), make([]float32, d.Keys)
 	qi := q[((b*d.Queries+i)*d.Heads+hd)*d.HeadDim:][:d.HeadDim]
 	for j := range s {
-		if !h.sees(i, j, p) {
+		if !h.sees(b, i, j, d.Keys, p, db, grad) {
 			s[j] = float32(math.Inf(-1))
 			continue
 		}
@@ -164,6 +197,7 @@ func (h *hostAttention) Attention(out, lse, q, k, v backend.Tensor, p backend.At
 	}
 	ov := make([]float32, out.Len())
 	lv := make([]float32, d.Batch*d.Heads*d.Queries)
+	db := boundsOf(p, d.Keys)
 	for b := 0; b < d.Batch; b++ {
 		for hd := 0; hd < d.Heads; hd++ {
 			g := hd / d.Group()
@@ -171,7 +205,7 @@ func (h *hostAttention) Attention(out, lse, q, k, v backend.Tensor, p backend.At
 				g = hd % d.KVHeads
 			}
 			for i := 0; i < d.Queries; i++ {
-				s, _ := h.scores(qv, kv, d, b, hd, i, p)
+				s, _ := h.scores(qv, kv, d, b, hd, i, p, db, false)
 				m := float32(math.Inf(-1))
 				if h.fault == noMaxSubtracted {
 					m = 0
@@ -230,6 +264,7 @@ func (h *hostAttention) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backen
 	qv, kv, vv, ov, lv, dov := in[0], in[1], in[2], in[3], in[4], in[5]
 	dqv, dkv, dvv := make([]float32, len(qv)), make([]float32, len(kv)), make([]float32, len(vv))
 	D := d.HeadDim
+	db := boundsOf(p, d.Keys)
 	for b := 0; b < d.Batch; b++ {
 		for hd := 0; hd < d.Heads; hd++ {
 			g := hd / d.Group()
@@ -245,7 +280,7 @@ func (h *hostAttention) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backen
 				}
 			}
 			for i := 0; i < d.Queries; i++ {
-				s, th := h.scores(qv, kv, d, b, hd, i, p)
+				s, th := h.scores(qv, kv, d, b, hd, i, p, db, true)
 				off := ((b*d.Queries+i)*d.Heads + hd) * D
 				qi, oi, doi, dqi := qv[off:][:D], ov[off:][:D], dov[off:][:D], dqv[off:][:D]
 				var dsum float32 // Σ dout⊙out, from the forward's out
@@ -439,14 +474,74 @@ func (w accumulatingGrad) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout back
 	w.Backend.Copy(dk, dk2, true)
 }
 
+// droppedSegments hands the CPU kernels no segments, in the forward or
+// (inGrad) in the backward.
+type droppedSegments struct {
+	backend.Backend
+	inGrad bool
+}
+
+func (w droppedSegments) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
+	if !w.inGrad {
+		p.Segments = nil
+	}
+	w.Backend.Attention(out, lse, q, k, v, p)
+}
+
+func (w droppedSegments) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
+	if w.inGrad {
+		p.Segments = nil
+	}
+	w.Backend.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+}
+
+// laterBoundaries moves every document boundary one key later, as a
+// kernel would whose document starts are off by one: the first key of
+// each document but a sequence's first joins the document before.
+type laterBoundaries struct{ backend.Backend }
+
+func laterDocs(seg []int32, keys int) []int32 {
+	if seg == nil || keys == 0 || len(seg)%keys != 0 {
+		return seg // invalid: let the backend refuse it
+	}
+	out := slices.Clone(seg)
+	for b0 := 0; b0 < len(seg); b0 += keys {
+		for j := b0 + 1; j < b0+keys; j++ {
+			if seg[j] != seg[j-1] {
+				out[j] = seg[j-1]
+			}
+		}
+	}
+	return out
+}
+
+func (w laterBoundaries) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
+	if s := k.Shape(); len(s) == 4 {
+		p.Segments = laterDocs(p.Segments, s[1])
+	}
+	w.Backend.Attention(out, lse, q, k, v, p)
+}
+
+func (w laterBoundaries) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
+	if s := k.Shape(); len(s) == 4 {
+		p.Segments = laterDocs(p.Segments, s[1])
+	}
+	w.Backend.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+}
+
 // attnName holds what the attention cases' names say of them.
 type attnName struct {
 	grad                              bool
-	tq, tk, h, kv, offset, window     int
+	b, tq, tk, h, kv, offset, window  int
 	causal, lse, softcap, largeScores bool
+	// p holds the mask and the segments the name gives (not Scale or
+	// Softcap).
+	p backend.AttentionParams
 }
 
-var attnNameRE = regexp.MustCompile(`^attention(_grad)?/b=\d+,tq=(\d+),tk=(\d+),h=(\d+),kv=(\d+),d=\d+/scale=[^/]+(/softcap=[^/]+)?(/causal,offset=(\d+)(,window=(\d+))?)?(/range=([^/]+))?(/no_lse)?`)
+var attnNameRE = regexp.MustCompile(`^attention(?P<grad>_grad)?/b=(?P<b>\d+),tq=(?P<tq>\d+),tk=(?P<tk>\d+),h=(?P<h>\d+),kv=(?P<kv>\d+),d=\d+/scale=[^/]+` +
+	`(?P<softcap>/softcap=[^/]+)?(?P<causal>/causal,offset=(?P<offset>\d+)(,window=(?P<window>\d+))?)?(/offset=(?P<ncoffset>\d+))?` +
+	`(/range=(?P<range>[^/]+))?(/docs=(?P<docs>[^/]+))?(?P<nolse>/no_lse)?`)
 
 // parseAttnName parses the name of an attention or attention_grad case.
 func parseAttnName(name string) (attnName, bool) {
@@ -454,16 +549,61 @@ func parseAttnName(name string) (attnName, bool) {
 	if m == nil {
 		return attnName{}, false
 	}
-	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	g := func(s string) string { return m[attnNameRE.SubexpIndex(s)] }
+	atoi := func(s string) int { n, _ := strconv.Atoi(g(s)); return n }
 	a := attnName{
-		grad: m[1] != "", tq: atoi(m[2]), tk: atoi(m[3]), h: atoi(m[4]), kv: atoi(m[5]),
-		softcap: m[6] != "", causal: m[7] != "", offset: atoi(m[8]), window: atoi(m[10]),
-		lse: m[13] == "",
+		grad: g("grad") != "", b: atoi("b"), tq: atoi("tq"), tk: atoi("tk"), h: atoi("h"), kv: atoi("kv"),
+		softcap: g("softcap") != "", causal: g("causal") != "", offset: atoi("offset") + atoi("ncoffset"), window: atoi("window"),
+		lse: g("nolse") == "",
 	}
-	if r, err := strconv.ParseFloat(m[12], 64); err == nil && r >= 7 {
+	if r, err := strconv.ParseFloat(g("range"), 64); err == nil && r >= 7 {
 		a.largeScores = true
 	}
+	a.p = backend.AttentionParams{Causal: a.causal, QueryOffset: a.offset, Window: a.window}
+	if d := g("docs"); d != "" {
+		// Sequences "," apart, documents number:length "+" apart.
+		for _, seq := range strings.Split(d, ",") {
+			n := 0
+			for _, doc := range strings.Split(seq, "+") {
+				num, length, _ := strings.Cut(doc, ":")
+				id, err1 := strconv.ParseInt(num, 10, 32)
+				l, err2 := strconv.Atoi(length)
+				if err1 != nil || err2 != nil {
+					return attnName{}, false
+				}
+				for range l {
+					a.p.Segments = append(a.p.Segments, int32(id))
+				}
+				n += l
+			}
+			if n != a.tk {
+				return attnName{}, false
+			}
+		}
+		if len(a.p.Segments) != a.b*a.tk {
+			return attnName{}, false
+		}
+	}
 	return a, true
+}
+
+// maskChanges reports whether h (a faulty host, or a faultless one given
+// the parameters p a wrapper hands the kernels) shows some query of a's
+// case another set of keys than the faultless mask of a's own parameters;
+// grad asks about the backward's mask.
+func maskChanges(a attnName, h *hostAttention, p backend.AttentionParams, grad bool) bool {
+	var right hostAttention
+	dbRight, db := boundsOf(a.p, a.tk), boundsOf(p, a.tk)
+	for b := 0; b < a.b; b++ {
+		for i := 0; i < a.tq; i++ {
+			for j := 0; j < a.tk; j++ {
+				if right.sees(b, i, j, a.tk, a.p, dbRight, grad) != h.sees(b, i, j, a.tk, p, db, grad) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func TestBrokenAttentionIsCaught(t *testing.T) {
@@ -476,6 +616,21 @@ func TestBrokenAttentionIsCaught(t *testing.T) {
 		}
 	}
 	host := func(f attnFault) backend.Backend { return &hostAttention{Backend: cpu, fault: f} }
+	// With segments, a mask fault must be caught wherever it changes a
+	// query's keys (scores in the hundreds excepted, where the keys it
+	// adds or drops may weigh nothing against the dominant one).
+	segmentMask := func(f attnFault, grad bool) func(a attnName) bool {
+		return func(a attnName) bool {
+			return (a.grad || !grad) && !a.largeScores && maskChanges(a, &hostAttention{fault: f}, a.p, grad)
+		}
+	}
+	wrappedMask := func(change func(p backend.AttentionParams, keys int) backend.AttentionParams, grad bool) func(a attnName) bool {
+		return func(a attnName) bool {
+			return a.p.Segments != nil && (a.grad || !grad) && !a.largeScores &&
+				maskChanges(a, &hostAttention{}, change(a.p, a.tk), grad)
+		}
+	}
+	noSegments := func(p backend.AttentionParams, _ int) backend.AttentionParams { p.Segments = nil; return p }
 	tests := []struct {
 		name   string
 		b      backend.Backend
@@ -487,10 +642,16 @@ func TestBrokenAttentionIsCaught(t *testing.T) {
 		// key. With scores of hundreds the extra key's weight may
 		// underflow, so those cases need not notice.
 		{"causal mask one key ahead", host(causalOffByOne), must(func(a attnName) bool {
+			if a.p.Segments != nil {
+				return segmentMask(causalOffByOne, false)(a)
+			}
 			return a.causal && a.offset < a.tk-1 && !a.largeScores
 		}), backend.OpAttention, false},
 		// The extra key pos − Window exists for the last query.
 		{"window one key wide", host(windowOffByOne), must(func(a attnName) bool {
+			if a.p.Segments != nil {
+				return segmentMask(windowOffByOne, false)(a)
+			}
 			return a.window > 0 && a.tq-1+a.offset >= a.window && !a.largeScores
 		}), backend.OpAttention, false},
 		{"query head h uses kv head h % KV", host(gqaModulo), must(func(a attnName) bool { return a.kv > 1 && a.h > a.kv }), backend.OpAttention, false},
@@ -500,6 +661,10 @@ func TestBrokenAttentionIsCaught(t *testing.T) {
 		{"lse in base 2", host(lseLog2), must(func(a attnName) bool { return a.lse || a.grad }), backend.OpAttention, false},
 		// A cap of 50 keeps exp of the capped scores finite.
 		{"row maximum not subtracted", host(noMaxSubtracted), must(func(a attnName) bool { return a.largeScores && !a.softcap }), backend.OpAttention, false},
+		{"segments ignored", host(segmentsIgnored), must(segmentMask(segmentsIgnored, false)), backend.OpAttention, false},
+		{"document starts one key early", host(docStartEarly), must(segmentMask(docStartEarly, false)), backend.OpAttention, false},
+		{"document starts one key late", host(docStartLate), must(segmentMask(docStartLate, false)), backend.OpAttention, false},
+		{"segments in the forward only", host(segmentsForwardOnly), must(segmentMask(segmentsForwardOnly, true)), backend.OpAttentionGrad, false},
 
 		// With a window the shifted window always differs (or leaves
 		// the last query no key, which is refused).
@@ -510,6 +675,12 @@ func TestBrokenAttentionIsCaught(t *testing.T) {
 		{"cpu: query head h uses kv head h % KV", moduloGroups{cpu}, must(func(a attnName) bool { return a.kv > 1 && a.h > a.kv }), backend.OpAttention, true},
 		{"cpu: dk and dv of the last head of each group", lastHeadOnly{cpu}, must(func(a attnName) bool { return a.grad && a.h > a.kv }), backend.OpAttentionGrad, true},
 		{"cpu: dk accumulated into", accumulatingGrad{cpu}, must(func(a attnName) bool { return a.grad }), backend.OpAttentionGrad, true},
+		{"cpu: segments dropped in the forward", droppedSegments{cpu, false}, must(wrappedMask(noSegments, false)), backend.OpAttention, true},
+		{"cpu: segments dropped in the backward", droppedSegments{cpu, true}, must(wrappedMask(noSegments, true)), backend.OpAttentionGrad, true},
+		{"cpu: document boundaries one key late", laterBoundaries{cpu}, must(wrappedMask(func(p backend.AttentionParams, keys int) backend.AttentionParams {
+			p.Segments = laterDocs(p.Segments, keys)
+			return p
+		}, false)), backend.OpAttention, true},
 	}
 	var attnCases []conformance.Case
 	for _, c := range conformance.Cases() {
@@ -520,12 +691,24 @@ func TestBrokenAttentionIsCaught(t *testing.T) {
 	if len(attnCases) < 50 {
 		t.Fatalf("%d cases call attention: the test is wrong", len(attnCases))
 	}
+	packed := 0
 	for _, c := range attnCases {
-		if (c.Op == backend.OpAttention || c.Op == backend.OpAttentionGrad) && !strings.HasPrefix(c.Name, "sticky/") {
-			if _, ok := parseAttnName(c.Name); !ok {
+		// Other packages' cases (graph/gradcheck's "grad/graph/…") call
+		// attention too; only this package's are named by their shapes.
+		if (c.Op == backend.OpAttention || c.Op == backend.OpAttentionGrad) && strings.HasPrefix(c.Name, "attention") {
+			a, ok := parseAttnName(c.Name)
+			if !ok {
 				t.Errorf("case %s: its name does not parse: the test is wrong", c.Name)
 			}
+			if a.p.Segments != nil {
+				packed++
+			} else if strings.Contains(c.Name, "/docs=") {
+				t.Errorf("case %s: its documents do not parse: the test is wrong", c.Name)
+			}
 		}
+	}
+	if packed < 30 {
+		t.Errorf("%d attention cases with segments parsed: the test is wrong", packed)
 	}
 	t.Run("faultless", func(t *testing.T) {
 		h := &hostAttention{Backend: cpu}

@@ -44,6 +44,9 @@ func (c attnCase) suffix() string {
 		if c.p.Window != 0 {
 			s += fmt.Sprintf(",window=%d", c.p.Window)
 		}
+	} else if c.p.QueryOffset != 0 {
+		// Without the causal mask only segments give the offset a meaning.
+		s += fmt.Sprintf("/offset=%d", c.p.QueryOffset)
 	}
 	if c.span != 1 {
 		s += "/range=" + fmtF(c.span)
@@ -200,14 +203,14 @@ func init() {
 		registerAttention(c)
 	}
 	for _, c := range attnCases {
-		registerAttentionGrad(c, "", nil)
+		registerAttentionGrad(c, "", nil, nil)
 	}
 	// dq, dk and dv start out holding finite garbage rather than NaN:
 	// they are overwritten, not accumulated into.
 	c := attnCases[3]
 	registerAttentionGrad(c, "/garbage_outputs", func(e *Env, shape []int) *Out {
 		return e.OutputInit(e.Uniform(backend.Shape(shape).NumElements(), -1000, 1000), shape...)
-	})
+	}, nil)
 	registerAttentionRefusals()
 }
 
@@ -235,8 +238,11 @@ func registerAttention(c attnCase) {
 // registerAttentionGrad registers the backward of c. The forward runs on
 // the backend first and its out and lse, as computed, are AttentionGrad's
 // inputs, as the graph passes them; the reference gradients come from q,
-// k and v alone. output makes dq, dk and dv (nil: poisoned with NaN).
-func registerAttentionGrad(c attnCase, variant string, output func(e *Env, shape []int) *Out) {
+// k and v alone. output makes dq, dk and dv (nil: poisoned with NaN);
+// more, when not nil, checks them further, given the inputs and the
+// upstream gradient.
+func registerAttentionGrad(c attnCase, variant string, output func(e *Env, shape []int) *Out,
+	more func(e *Env, in attnInputs, dov []float32, dq, dk, dv *Out)) {
 	if output == nil {
 		output = func(e *Env, shape []int) *Out { return e.Output(shape...) }
 	}
@@ -269,6 +275,9 @@ func registerAttentionGrad(c attnCase, variant string, output func(e *Env, shape
 			}
 			e.Check(dv, rv)
 			c.checkUnseenKeysZero(e, dk, dv)
+			if more != nil {
+				more(e, in, dov, dq, dk, dv)
+			}
 		},
 	})
 }

@@ -26,7 +26,9 @@ import (
 // Besides the float64 reference (ref.go, which applies the segment rule
 // as the contract words it), the "vs_separate" cases run every document
 // alone on the same backend, without segments, and compare: packed
-// attention must be the documents' attention side by side.
+// attention must be the documents' attention side by side. (Their
+// backward checks against the reference too and stands in for the plain
+// backward case.)
 
 // docs builds AttentionParams.Segments from one spec per sequence, each
 // its documents as number:length joined by "+" ("0:3+1:1+2:4" is three
@@ -207,16 +209,19 @@ var attnSegmentCases = []struct {
 func init() {
 	for _, c := range attnSegmentCases {
 		registerAttention(c.attnCase)
-		registerAttentionGrad(c.attnCase, "", nil)
 		if c.vs {
 			registerSeparate(c.attnCase)
+		} else {
+			registerAttentionGrad(c.attnCase, "", nil, nil)
 		}
 	}
 	registerSegmentRefusals()
 }
 
 // registerSeparate registers the comparisons of c, forward and backward,
-// with its documents run alone (see separate).
+// with its documents run alone (see separate). Both check against the
+// reference first, as the plain cases do; the backward is c's only
+// backward case.
 func registerSeparate(c attnCase) {
 	Register(Case{
 		Name: string(backend.OpAttention) + "/" + c.suffix() + "/vs_separate",
@@ -230,27 +235,12 @@ func registerSeparate(c attnCase) {
 			e.CheckValues("packed lse against the documents' alone", key, F64(e.Values(lse)), sl)
 		},
 	})
-	Register(Case{
-		Name:  string(backend.OpAttentionGrad) + "/" + c.suffix() + "/vs_separate",
-		Op:    backend.OpAttentionGrad,
-		Needs: []backend.Op{backend.OpAttention},
-		Run: func(e *Env) {
-			in := c.inputs(e)
-			fo, fl := c.forward(e, in, false)
-			out := e.Input(e.Values(fo), c.qShape()...)
-			lse := e.Input(e.Values(fl), c.lseShape()...)
-			dov := e.Uniform(len(in.qv), -1, 1)
-			dout := e.Input(dov, c.qShape()...)
-			dq := e.Output(c.qShape()...).SetName("dq")
-			dk := e.Output(c.kShape()...).SetName("dk")
-			dv := e.Output(c.kShape()...).SetName("dv")
-			e.B.AttentionGrad(dq.T, dk.T, dv.T, in.q, in.k, in.v, out, lse, dout, c.p)
-			_, _, sq, sk, sv := c.separate(e, in, dov)
-			key := string(backend.OpAttentionGrad)
-			e.CheckValues("packed dq against the documents' alone", key, F64(e.Values(dq)), sq)
-			e.CheckValues("packed dk against the documents' alone", key, F64(e.Values(dk)), sk)
-			e.CheckValues("packed dv against the documents' alone", key, F64(e.Values(dv)), sv)
-		},
+	registerAttentionGrad(c, "/vs_separate", nil, func(e *Env, in attnInputs, dov []float32, dq, dk, dv *Out) {
+		_, _, sq, sk, sv := c.separate(e, in, dov)
+		key := string(backend.OpAttentionGrad)
+		e.CheckValues("packed dq against the documents' alone", key, F64(e.Values(dq)), sq)
+		e.CheckValues("packed dk against the documents' alone", key, F64(e.Values(dk)), sk)
+		e.CheckValues("packed dv against the documents' alone", key, F64(e.Values(dv)), sv)
 	})
 }
 
