@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/models/llama"
@@ -72,7 +74,50 @@ func (o *order) batch(s, b int) []int {
 
 // toLlama converts a padded data batch to the model's batch type.
 func toLlama(b data.Batch) llama.Batch {
-	return llama.Batch{Tokens: b.Tokens, Size: b.Size, Len: b.Len, Lengths: b.Lengths}
+	return llama.Batch{Tokens: b.Tokens, Size: b.Size, Len: b.Len, Lengths: b.Lengths, Segments: b.Segments}
+}
+
+// makeBatch lays out the sequences seqs[idx[0]], seqs[idx[1]], … as a
+// batch: one per row, or with packLen > 0 packed into rows of at most
+// packLen tokens (Options.Packing).
+func makeBatch(seqs []data.Sequence, idx []int, packLen int) (data.Batch, error) {
+	if packLen == 0 {
+		return data.MakeBatch(seqs, idx)
+	}
+	rows, err := data.Pack(seqs, idx, packLen)
+	if err != nil {
+		return data.Batch{}, err
+	}
+	return data.MakePackedBatch(seqs, rows)
+}
+
+// packLength is the length of a packed row for the sequences seqs: the
+// longest one's, so that a packed micro-batch never has more positions
+// than the longest sequences would take one per row.
+func packLength(seqs []data.Sequence) int {
+	n := 0
+	for _, s := range seqs {
+		n = max(n, len(s.Tokens))
+	}
+	return n
+}
+
+// CheckPacking returns nil where b can train packed batches
+// (Options.Packing), and otherwise an error that says why not: packing
+// needs the backend's fused attention, the only kind that keeps each
+// packed sequence to itself, and b lacks it, or the environment variable
+// graph.AttentionEnv turns it off.
+func CheckPacking(b backend.Backend) error {
+	g := graph.New(b)
+	defer g.Close()
+	if g.FusedAttention() {
+		return nil
+	}
+	why := fmt.Sprintf("the %s backend has none (it lacks %s or %s)", b.Name(), backend.OpAttention, backend.OpAttentionGrad)
+	if b.Supports(backend.OpAttention) && b.Supports(backend.OpAttentionGrad) {
+		why = fmt.Sprintf("%s=%q turns it off", graph.AttentionEnv, os.Getenv(graph.AttentionEnv))
+	}
+	return fmt.Errorf("train: packing needs the backend's fused attention, which keeps each packed sequence to its own tokens, and %s; train without packing", why)
 }
 
 // stepLoss computes the loss of one micro-batch with the given divisor
@@ -81,11 +126,13 @@ func toLlama(b data.Batch) llama.Batch {
 func stepLoss(g *graph.Tape, m *llama.Model, task Task, b data.Batch, divisor int) (*graph.Value, int, error) {
 	opts := graph.CrossEntropyOptions{Divisor: float32(divisor)}
 	if task == Classify {
-		logits, err := m.Classify(g, toLlama(b))
+		// Each sequence's last token, one per row or, packed, several.
+		rows, labels := b.ClassifyPositions()
+		logits, err := m.ClassifyAt(g, toLlama(b), rows)
 		if err != nil {
 			return nil, 0, err
 		}
-		return g.CrossEntropy(logits, b.Labels, opts), b.Size, nil
+		return g.CrossEntropy(logits, labels, opts), len(labels), nil
 	}
 	rows, targets := b.LossPositions()
 	if len(rows) == 0 {

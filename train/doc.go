@@ -34,4 +34,17 @@
 // and the epoch number; optimizer step s takes positions s·Batch to
 // (s+1)·Batch−1 of the stream. The order is thus a function of the seed and
 // the step alone, which is what lets a resumed run see the same batches.
+//
+// # Packing
+//
+// With Options.Packing each micro-batch's sequences share rows
+// (data.Pack, data.MakePackedBatch), each attending only to itself
+// (llama.Batch.Segments, through the backend's fused attention), instead of
+// one sequence per row padded to the longest. The data order, the batches
+// and the targets stay those of an unpacked run, so a packed run trains as
+// an unpacked one does, to float32 rounding, with less padding to compute
+// (Result.Padding and the positions of metrics.jsonl say how much).
+// TRL's SFTTrainer packs the whole data set into rows of a fixed length
+// instead, which changes the number of sequences a step trains on; here
+// --batch, --epochs and the learning rate keep their meaning.
 package train

@@ -19,12 +19,16 @@ type Record struct {
 	Step  int     `json:"step"`
 	Epoch float64 `json:"epoch"`
 	// Training step.
-	Loss         *float64 `json:"loss,omitempty"`
-	LR           *float64 `json:"lr,omitempty"`
-	GradNorm     *float64 `json:"grad_norm,omitempty"`
-	Tokens       int      `json:"tokens,omitempty"`
-	TokensPerSec float64  `json:"tokens_per_s,omitempty"`
-	StepMillis   float64  `json:"step_ms,omitempty"`
+	Loss     *float64 `json:"loss,omitempty"`
+	LR       *float64 `json:"lr,omitempty"`
+	GradNorm *float64 `json:"grad_norm,omitempty"`
+	Tokens   int      `json:"tokens,omitempty"`
+	// Positions is the number of positions the step ran through the model,
+	// padding included: rows times their padded length, summed over the
+	// micro-batches (Tokens of them are real).
+	Positions    int     `json:"positions,omitempty"`
+	TokensPerSec float64 `json:"tokens_per_s,omitempty"`
+	StepMillis   float64 `json:"step_ms,omitempty"`
 	// Evaluation.
 	EvalLoss     *float64 `json:"eval_loss,omitempty"`
 	EvalAccuracy *float64 `json:"eval_accuracy,omitempty"`

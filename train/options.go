@@ -103,6 +103,21 @@ type Options struct {
 	// the same sequences are seen, in another order, for less compute
 	// where lengths vary. A resume must keep it.
 	GroupByLength bool
+	// Packing runs each micro-batch with several sequences to a row
+	// (sequence packing, TRL's packing): the micro-batch's sequences are
+	// dealt, whole, into as few rows of at most the longest training
+	// sequence's length as pad least (data.Pack), and each attends only
+	// to itself (llama.Batch.Segments), so that short sequences stop
+	// paying for the padding of long ones. A step trains the same
+	// sequences on the same targets as without it (the data order, the
+	// batches and the loss, the mean over the step's targets, are
+	// unchanged; the last token of one sequence never predicts the next
+	// one's first), and its loss and gradients match an unpacked step's to
+	// float32 rounding, not bit for bit, so a resume must keep it. It
+	// needs the backend's fused attention (see [CheckPacking]), and does
+	// not combine with GroupByLength, which saves the same padding another
+	// way. Evaluation is not packed.
+	Packing bool
 	// BaseModel describes the base model in whatever way tells apart bases
 	// whose trainable tensors would mean something else (for a LLaMA: its
 	// shape and the row order of its q/k projections, which differs
@@ -204,6 +219,8 @@ func (o Options) Validate() error {
 		return bad("eval-every", o.EvalEvery, "want 0 (only at the end) or a positive number of steps")
 	case o.EvalBatch < 1:
 		return bad("eval batch", o.EvalBatch, "want at least 1")
+	case o.Packing && o.GroupByLength:
+		return fmt.Errorf("train: packing and group-by-length both cut padding, one by packing a micro-batch's sequences into full rows, the other by batching sequences of similar length; use one")
 	case o.Resume && o.Out == "":
 		return fmt.Errorf("train: resume needs the output folder that holds the checkpoints")
 	}

@@ -32,6 +32,11 @@ func (t *Trainer) settings(o Options) map[string]string {
 		// existed still match a run without it (see settingDefaults).
 		s["group-by-length"] = "true"
 	}
+	if o.Packing {
+		// Recorded only when on, as group-by-length: a packed step
+		// rounds otherwise than an unpacked one.
+		s["packing"] = "true"
+	}
 	if t.Model != nil && t.Model.BaseDType() == backend.BFloat16 {
 		// The base weights' rounding to bfloat16 changes every step's
 		// result; recorded only when not float32, as group-by-length.
@@ -107,7 +112,7 @@ func priorLRs(st trainerState) []LRSpan {
 
 // settingDefaults are the values of settings recorded only when they
 // differ from them.
-var settingDefaults = map[string]string{"group-by-length": "false", "base-dtype": BaseDTypeName(backend.Float32)}
+var settingDefaults = map[string]string{"group-by-length": "false", "packing": "false", "base-dtype": BaseDTypeName(backend.Float32)}
 
 // BaseDTypeName returns the name sora's --base-dtype flag gives a storage
 // type of base weights, and checkpoints record: "f32" or "bf16".

@@ -76,6 +76,11 @@ type Result struct {
 	// steps before it as metrics.jsonl records them (step_ms, tokens).
 	StepTime     time.Duration
 	TokensPerSec float64
+	// Padding is the share of the positions those steps ran through the
+	// model that were padding, not real tokens (what Options.GroupByLength
+	// and Options.Packing save), over the steps whose records say (those
+	// of an older version's run before a resume do not).
+	Padding float64
 	// Checkpoint is the last checkpoint written ("" without Out), and
 	// Adapter the folder of the final adapter ("" without Out or
 	// SaveAdapter).
@@ -196,6 +201,13 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if err := checkSequences(t.Eval, t.Model, t.Task, t.Classes, "evaluation"); err != nil {
 		return nil, err
 	}
+	packLen := 0
+	if o.Packing {
+		if err := CheckPacking(t.Model.Backend()); err != nil {
+			return nil, err
+		}
+		packLen = packLength(t.Train)
+	}
 	prog := t.Progress
 	if prog == nil {
 		prog = Quiet{}
@@ -267,12 +279,17 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	var recentLoss []float64
 	var priorSteps, priorTokens int
 	var priorTime time.Duration
+	var posTokens, positions int // over the steps that record their positions
 	for _, r := range kept {
 		if r.Loss == nil {
 			continue
 		}
 		priorSteps++
 		priorTokens += r.Tokens
+		if r.Positions > 0 {
+			posTokens += r.Tokens
+			positions += r.Positions
+		}
 		priorTime += time.Duration(r.StepMillis * float64(time.Millisecond))
 		recentLoss = append(recentLoss, *r.Loss)
 	}
@@ -335,7 +352,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		idx := ord.batch(st.Step, o.Batch)
 		divisor := data.Targets(t.Train, idx, t.Task == Classify)
 		var stepLossSum float64
-		stepTokens := 0
+		stepTokens, stepPositions := 0, 0
 		for mi, mb := range microBatches(idx, o.MicroBatch) {
 			if t.Adapter != nil {
 				// The dropout masks follow (step, micro-batch), not the
@@ -343,13 +360,14 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 				// what an uninterrupted one drops.
 				t.Adapter.SetDropoutStep(st.Step, mi)
 			}
-			b, err := data.MakeBatch(t.Train, mb)
+			b, err := makeBatch(t.Train, mb, packLen)
 			if err != nil {
 				return res, err
 			}
 			for _, l := range b.Lengths {
 				stepTokens += l
 			}
+			stepPositions += b.Size * b.Len
 			loss, n, err := stepLoss(g, t.Model, t.Task, b, divisor)
 			if err != nil {
 				g.Reset()
@@ -390,6 +408,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		st.Step++
 		st.Loss = stepLossSum
 		tokens += stepTokens
+		posTokens += stepTokens
+		positions += stepPositions
 		dur := time.Since(stepStart)
 		stepsTime += dur
 		window = append(window, stepTiming{dur, stepTokens})
@@ -408,7 +428,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		prog.Step(Status{Step: st.Step, Total: o.Steps, Epoch: epoch, Loss: stepLossSum, LR: lr, GradNorm: norm,
 			TokensPerSec: tps, Elapsed: elapsed, ETA: eta})
 		if err := metrics.add(Record{Step: st.Step, Epoch: epoch, Loss: ptr(stepLossSum), LR: ptr(lr), GradNorm: ptr(norm),
-			Tokens: stepTokens, TokensPerSec: tps, StepMillis: float64(dur.Microseconds()) / 1000, ElapsedSec: elapsed.Seconds()}); err != nil {
+			Tokens: stepTokens, Positions: stepPositions, TokensPerSec: tps, StepMillis: float64(dur.Microseconds()) / 1000, ElapsedSec: elapsed.Seconds()}); err != nil {
 			return res, err
 		}
 		if o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 && st.Step < o.Steps && len(t.Eval) > 0 {
@@ -429,6 +449,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if n, d := priorSteps+st.Step-res.StartStep, priorTime+stepsTime; n > 0 && d > 0 {
 		res.StepTime = d / time.Duration(n)
 		res.TokensPerSec = float64(priorTokens+tokens) / d.Seconds()
+	}
+	if positions > 0 {
+		res.Padding = 1 - float64(posTokens)/float64(positions)
 	}
 	var sum float64
 	for _, l := range recentLoss {

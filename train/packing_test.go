@@ -1,0 +1,238 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/peft"
+)
+
+func requireFused(t *testing.T, b backend.Backend) {
+	t.Helper()
+	if err := CheckPacking(b); err != nil {
+		t.Skipf("packing cannot run here: %v", err)
+	}
+}
+
+// TestPackingMatchesUnpacked trains the same steps with and without
+// packing, for causal LM (LoRA) and classification (full fine-tuning with
+// a score head), and checks that the runs agree to float32 rounding: the
+// weights after the steps, and each step's loss; that each step counts
+// the same real tokens; and that packing ran fewer padded positions.
+func TestPackingMatchesUnpacked(t *testing.T) {
+	b := openCPU(t)
+	requireFused(t, b)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	for _, task := range []Task{LM, Classify} {
+		t.Run(task.String(), func(t *testing.T) {
+			type run struct {
+				weights [][]float32
+				records []Record
+				res     *Result
+			}
+			do := func(packing bool) run {
+				var m *llama.Model
+				var pm *peft.Model
+				var params func() []*graph.Value
+				if task == LM {
+					_, pm = tinyModel(t, b, peft.LoRA, 8)
+					m = pm.Module().(*llama.Model)
+					params = pm.Trainable
+				} else {
+					m, _ = tinyModel(t, b, "", 8)
+					if err := m.AddScoreHead(2, 3); err != nil {
+						t.Fatal(err)
+					}
+					params = m.Trainable
+				}
+				dir := t.TempDir()
+				tr := &Trainer{Model: m, Adapter: pm, Task: task, Classes: 2, Train: seqs,
+					Options: Options{Steps: 3, Batch: 6, MicroBatch: 3, LR: 1e-2, Schedule: "constant", Seed: 1, Out: dir, NoSpectra: true, Packing: packing}}
+				res, err := tr.Run(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return run{download(t, params()), rs, res}
+			}
+			plain, packed := do(false), do(true)
+			var maxDiff, maxAbs float64
+			for i := range plain.weights {
+				for j := range plain.weights[i] {
+					maxDiff = math.Max(maxDiff, math.Abs(float64(plain.weights[i][j]-packed.weights[i][j])))
+					maxAbs = math.Max(maxAbs, math.Abs(float64(plain.weights[i][j])))
+				}
+			}
+			if maxDiff > 1e-5*math.Max(1, maxAbs) {
+				t.Errorf("weights after 3 steps differ by up to %g packed against unpacked (max |w| %g)", maxDiff, maxAbs)
+			}
+			steps := 0
+			for k, r := range plain.records {
+				if r.Loss == nil {
+					continue
+				}
+				steps++
+				p := packed.records[k]
+				if p.Step != r.Step || p.Loss == nil || math.Abs(*p.Loss-*r.Loss) > 1e-5*math.Abs(*r.Loss) {
+					t.Errorf("step %d: loss %v packed, %v unpacked", r.Step, ptrVal(p.Loss), *r.Loss)
+				}
+				if p.Tokens != r.Tokens || r.Tokens == 0 {
+					t.Errorf("step %d: %d real tokens packed, %d unpacked", r.Step, p.Tokens, r.Tokens)
+				}
+				if p.Positions > r.Positions || p.Positions < p.Tokens {
+					t.Errorf("step %d: %d positions packed (%d tokens), %d unpacked; want between the tokens and the unpacked positions", r.Step, p.Positions, p.Tokens, r.Positions)
+				}
+			}
+			if steps != 3 {
+				t.Fatalf("%d step records; want 3", steps)
+			}
+			if !(packed.res.Padding < plain.res.Padding) {
+				t.Errorf("padding %.3f packed, %.3f unpacked; want less packed", packed.res.Padding, plain.res.Padding)
+			}
+			t.Logf("max weight difference %.3g (max |w| %.3g); padding %.1f%% unpacked, %.1f%% packed", maxDiff, maxAbs, 100*plain.res.Padding, 100*packed.res.Padding)
+		})
+	}
+}
+
+func ptrVal(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// TestPackedBatchesOfARun builds the batches of a run's first 13 steps as
+// Run does (the data order, micro-batches of the step, each packed), 4
+// epochs of 13 sequences, and checks that each micro-batch's packed rows
+// hold exactly its sequences, whole, in rows no longer than the longest
+// sequence and no more rows than sequences, with the targets Targets
+// counts; that every sequence is trained once per epoch; and that the
+// same seed makes the same batches.
+func TestPackedBatchesOfARun(t *testing.T) {
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	packLen := packLength(seqs)
+	batches := func(seed uint64) []data.Batch {
+		ord := newOrder(len(seqs), seed)
+		var out []data.Batch
+		seen := make([]int, len(seqs))
+		for s := range 13 {
+			for _, mb := range microBatches(ord.batch(s, 4), 3) {
+				b, err := makeBatch(seqs, mb, packLen)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []int
+				for r, docs := range b.Docs {
+					for _, d := range docs {
+						got = append(got, d.Seq)
+						if !reflect.DeepEqual(b.Tokens[r*b.Len+d.Start:r*b.Len+d.Start+d.Len], seqs[d.Seq].Tokens) {
+							t.Fatalf("step %d: sequence %d is not whole in row %d", s, d.Seq, r)
+						}
+					}
+				}
+				want := slices.Clone(mb)
+				slices.Sort(got)
+				slices.Sort(want)
+				if !slices.Equal(got, want) {
+					t.Fatalf("step %d: packed rows hold %v, the micro-batch %v", s, got, want)
+				}
+				if b.Len > packLen || b.Size > len(mb) {
+					t.Fatalf("step %d: %d rows of %d for %d sequences of at most %d", s, b.Size, b.Len, len(mb), packLen)
+				}
+				if pos, _ := b.LossPositions(); len(pos) != data.Targets(seqs, mb, false) {
+					t.Fatalf("step %d: %d loss positions, %d targets", s, len(pos), data.Targets(seqs, mb, false))
+				}
+				for _, i := range mb {
+					seen[i]++
+				}
+				out = append(out, b)
+			}
+			// Each 13 positions of the stream are one epoch.
+			if (s+1)*4%13 == 0 {
+				for i, n := range seen {
+					if n != (s+1)*4/13 {
+						t.Fatalf("after step %d (epoch %d): sequence %d trained %d times", s, (s+1)*4/13, i, n)
+					}
+				}
+			}
+		}
+		return out
+	}
+	a := batches(7)
+	if !reflect.DeepEqual(a, batches(7)) {
+		t.Error("the same seed made other packed batches")
+	}
+	if reflect.DeepEqual(a, batches(8)) {
+		t.Error("another seed made the same packed batches")
+	}
+}
+
+// noFused hides the fused attention ops of the backend it wraps.
+type noFused struct{ backend.Backend }
+
+func (n noFused) Supports(op backend.Op) bool {
+	return op != backend.OpAttention && op != backend.OpAttentionGrad && n.Backend.Supports(op)
+}
+
+// TestPackingRefusals checks the refusals of packing: with group-by-length,
+// on a backend without fused attention or with it turned off by the
+// environment (before any step), and a resume that turns packing on or
+// off.
+func TestPackingRefusals(t *testing.T) {
+	b := openCPU(t)
+	o := Options{Steps: 2, Packing: true, GroupByLength: true}.WithDefaults(10)
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "group-by-length") {
+		t.Errorf("packing with group-by-length: error %v", err)
+	}
+	if err := CheckPacking(noFused{b}); err == nil || !strings.Contains(err.Error(), "backend has none") {
+		t.Errorf("CheckPacking of a backend without the ops: %v", err)
+	}
+	requireFused(t, b)
+
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	run := func(dir string, packing, resume bool, stopAt int) error {
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := resumeOptions(dir)
+		o.Packing, o.Resume = packing, resume
+		_, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o}, stopAt)
+		return err
+	}
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv(graph.AttentionEnv, "unfused")
+		dir := t.TempDir()
+		if err := run(dir, true, false, -1); err == nil || !strings.Contains(err.Error(), graph.AttentionEnv+`="unfused"`) {
+			t.Errorf("packing with %s=unfused: %v; want an error naming it", graph.AttentionEnv, err)
+		}
+		if ck, _ := LatestCheckpoint(dir); ck != "" {
+			t.Errorf("the refused run wrote %s", ck)
+		}
+	})
+	for _, was := range []bool{false, true} {
+		t.Run(fmt.Sprintf("resume from packing %v", was), func(t *testing.T) {
+			dir := t.TempDir()
+			if err := run(dir, was, false, 4); !IsInterrupted(err) {
+				t.Fatalf("%v; want an interruption", err)
+			}
+			want := fmt.Sprintf("packing %v (now %v)", was, !was)
+			if err := run(dir, !was, true, -1); err == nil || !strings.Contains(err.Error(), "cannot resume") || !strings.Contains(err.Error(), want) {
+				t.Errorf("resume with packing %v: %v; want a refusal saying %q", !was, err, want)
+			}
+			if err := run(dir, was, true, -1); err != nil {
+				t.Errorf("resume with the same packing: %v", err)
+			}
+		})
+	}
+}
