@@ -90,6 +90,7 @@ type outViews struct {
 	flat   backend.Tensor   // [B·T, H·hd], what attend returns
 	rows   []backend.Tensor // sequence i as [1, T, H, hd] (fused)
 	blocks []backend.Tensor // sequence i as [T, KV, group, hd] (block-diagonal)
+	heads  backend.Tensor   // [B·T·KV, group, hd] (per head)
 }
 
 // blockDiagonal reports whether attention over a cache should use one
@@ -377,7 +378,7 @@ func (kc *Cache) outViews(T int) (outViews, error) {
 	if err != nil {
 		return outViews{}, err
 	}
-	ov := outViews{T: T, flat: out.MustReshape(B*T, c.QDim())}
+	ov := outViews{T: T, flat: out.MustReshape(B*T, c.QDim()), heads: out.MustReshape(B*T*KV, H/KV, hd)}
 	for i := range B {
 		r := out.MustSlice(i, i+1)
 		ov.rows = append(ov.rows, r)
@@ -467,6 +468,9 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt backend.Tensor, ov outViews) err
 	group := H / KV
 	n := pos + T
 	q4 := qt.MustReshape(B, T, KV, group, hd)
+	var scores, s3 backend.Tensor
+	var sp backend.SoftmaxParams
+	lastTi, lastLo := -1, -1
 	for i := range B {
 		t0, lo := kc.span(l, i, pos, T)
 		if t0 == T {
@@ -484,17 +488,19 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt backend.Tensor, ov outViews) err
 			b.Fill(v.qh, 0)
 			kc.qhT = Ti
 		}
-		scores, err := kc.scratch(&kc.scores, H*T*S, H*Ti, n-lo)
-		if err != nil {
-			return err
-		}
-		sp := kc.m.softmaxParams(l, pos+t0-lo, Ti)
-		// Rows of one query position are independent of the other
-		// positions' rows but through the causal mask; without one the
-		// [H·T, n−lo] scores are the softmax's rows as they are.
-		s3 := scores
-		if sp.Causal {
-			s3 = scores.MustReshape(H, Ti, n-lo)
+		if Ti != lastTi || lo != lastLo {
+			if scores, err = kc.scratch(&kc.scores, H*T*S, H*Ti, n-lo); err != nil {
+				return err
+			}
+			sp = kc.m.softmaxParams(l, pos+t0-lo, Ti)
+			// Rows of one query position are independent of the other
+			// positions' rows but through the causal mask; without one
+			// the [H·T, n−lo] scores are the softmax's rows as they are.
+			s3 = scores
+			if sp.Causal {
+				s3 = scores.MustReshape(H, Ti, n-lo)
+			}
+			lastTi, lastLo = Ti, lo
 		}
 		qi, oi := q4, ov.blocks[i]
 		if B > 1 {
@@ -565,8 +571,11 @@ func (kc *Cache) blockViews(T int) (blockViews, error) {
 // attendPerHead is attend with one product per key/value head, on the
 // per-head layout [B, KV, S, hd], sequence by sequence. A sequence's
 // queries in [H, T, hd] order are [KV, group·T, hd]: the queries of the
-// heads that share one key/value head are one matrix. A row's padding
-// queries are left out (T is then the number of its real ones).
+// heads that share one key/value head are one matrix. For one query
+// position that is its own layout, so the products read q and write the
+// output in place; for more, the queries and outputs go through scratch
+// in that order. A row's padding queries are left out (T is then the
+// number of its real ones).
 func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error {
 	c := kc.m.cfg
 	b := kc.m.b
@@ -576,7 +585,12 @@ func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error
 	n := pos + T
 	kAll := kc.k[l].MustReshape(B*KV, S, hd)
 	vAll := kc.v[l].MustReshape(B*KV, S, hd)
-	q3 := qt.MustReshape(B*T, H, hd)
+	// Query position t of row i, key/value head j, is matrix
+	// (i·T + t)·KV + j of these, [group, hd].
+	qAll, oAll := qt.MustReshape(B*T*KV, group, hd), ov.heads
+	var scores, scores3 backend.Tensor
+	var sp backend.SoftmaxParams
+	lastTi, lastLo := -1, -1
 	for i := range B {
 		t0, lo := kc.span(l, i, pos, T)
 		if t0 == T {
@@ -584,21 +598,30 @@ func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error
 			continue
 		}
 		Ti := T - t0
-		qi := q3.MustSlice(i*T+t0, (i+1)*T) // [Ti, H, hd]
-		oi := ov.rows[i].MustReshape(T, H, hd)
+		if Ti != lastTi || lo != lastLo {
+			var err error
+			if scores, err = kc.scratch(&kc.scores, group*T*S, group*Ti, n-lo); err != nil {
+				return err
+			}
+			scores3 = scores.MustReshape(group, Ti, n-lo)
+			sp = kc.m.softmaxParams(l, pos+t0-lo, Ti)
+			lastTi, lastLo = Ti, lo
+		}
+		var oi, qh, oh backend.Tensor // oh, qh: [KV, group·Ti, hd] for Ti > 1
 		if t0 > 0 {
 			oi = kc.padded(ov.rows[i], t0)
 		}
-		var qh, oh backend.Tensor // [KV, group·Ti, hd]
-		if Ti == 1 {
-			qh, oh = qi.MustReshape(KV, group, hd), oi.MustReshape(KV, group, hd)
-		} else {
+		if Ti > 1 {
 			// [Ti, H, hd] to [H, Ti, hd] and back.
+			if t0 == 0 {
+				oi = ov.rows[i].MustReshape(T, H, hd)
+			}
 			var err error
 			if qh, err = kc.scratch(&kc.qh, 0, H, Ti, hd); err != nil {
 				return err
 			}
 			kc.qhT = 0 // no longer the block-diagonal zeros
+			qi := qt.MustReshape(B*T, H, hd).MustSlice(i*T+t0, (i+1)*T)
 			perm, err := qi.Permute(1, 0, 2)
 			if err != nil {
 				return err
@@ -609,18 +632,19 @@ func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error
 				return err
 			}
 		}
-		scores, err := kc.scratch(&kc.scores, group*T*S, group*Ti, n-lo)
-		if err != nil {
-			return err
-		}
-		sp := kc.m.softmaxParams(l, pos+t0-lo, Ti)
-		scores3 := scores.MustReshape(group, Ti, n-lo)
 		for j := range KV {
+			var qj, oj backend.Tensor
+			if Ti == 1 {
+				m := (i*T+t0)*KV + j
+				qj, oj = qAll.MustSlice(m, m+1).MustReshape(group, hd), oAll.MustSlice(m, m+1).MustReshape(group, hd)
+			} else {
+				qj, oj = qh.MustSlice(j, j+1).MustReshape(group*Ti, hd), oh.MustSlice(j, j+1).MustReshape(group*Ti, hd)
+			}
 			ki := kAll.MustSlice(i*KV+j, i*KV+j+1).MustReshape(S, hd).MustSlice(lo, n)
 			vi := vAll.MustSlice(i*KV+j, i*KV+j+1).MustReshape(S, hd).MustSlice(lo, n)
-			kc.logits(scores, qh.MustSlice(j, j+1).MustReshape(group*Ti, hd), ki)
+			kc.logits(scores, qj, ki)
 			b.Softmax(scores3, scores3, sp)
-			b.MatMul(oh.MustSlice(j, j+1).MustReshape(group*Ti, hd), scores, vi, backend.MatMulParams{Alpha: 1})
+			b.MatMul(oj, scores, vi, backend.MatMulParams{Alpha: 1})
 		}
 		if Ti > 1 {
 			perm, err := oh.MustReshape(H, Ti, hd).Permute(1, 0, 2)

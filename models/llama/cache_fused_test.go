@@ -341,3 +341,99 @@ func toInt32(ids []int) []int32 {
 	}
 	return out
 }
+
+// TestCacheSetPaddingErrors checks SetPadding's refusals, each naming what
+// was wrong, and that Reset forgets the padding: a row decoded after it
+// sees its first positions again.
+func TestCacheSetPaddingErrors(t *testing.T) {
+	b := openCPU(t)
+	cfg := tinyConfig(false, llama.RopeInterleaved)
+	m := newModel(t, b, randomWeights(t, cfg, 5))
+	kc, err := m.NewCache(2, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Free()
+	for _, tc := range []struct {
+		name string
+		pad  []int
+		want string
+	}{
+		{"too few", []int{1}, "1 counts for a batch of 2"},
+		{"too many", []int{1, 2, 3}, "3 counts for a batch of 2"},
+		{"negative", []int{0, -1}, "row 1 has -1 padding positions, want 0 to 9"},
+		{"whole cache", []int{10, 0}, "row 0 has 10 padding positions, want 0 to 9"},
+	} {
+		if err := kc.SetPadding(tc.pad); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: SetPadding(%v) = %v, want an error containing %q", tc.name, tc.pad, err, tc.want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids := randomTokens(rng, 2*6, cfg.VocabSize)
+	if err := kc.SetPadding([]int{0, 3}); err != nil {
+		t.Fatal(err)
+	}
+	g := graph.New(b)
+	defer g.Close()
+	if _, err := m.Decode(g, kc, ids, 6, false); err != nil {
+		t.Fatal(err)
+	}
+	g.Reset()
+	if err := kc.SetPadding([]int{0, 1}); err == nil || !strings.Contains(err.Error(), "already holds 6 positions") {
+		t.Errorf("SetPadding after the prefill = %v, want a refusal naming the 6 positions held", err)
+	}
+	kc.Reset()
+	lv, err := m.Decode(g, kc, ids, 6, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := download(t, lv)
+	V := cfg.VocabSize
+	want := aloneLogits(t, m, ids[6:])
+	if d := maxRelDiff(got[6*V:], want); d > 1e-5 {
+		t.Errorf("after Reset, row 1 differs from its tokens run alone by %.3g: the old padding still hides positions", d)
+	}
+}
+
+// TestCacheAttentionEnv checks that the cache follows the tape's fused
+// setting as package graph's Attention does: SORA_ATTENTION=unfused (read
+// by graph.New) makes it compose attention, unset or "fused" lets it use
+// the backend's op; SetFusedAttention overrides the variable.
+func TestCacheAttentionEnv(t *testing.T) {
+	b := openCPU(t)
+	if !b.Supports(backend.OpAttention) || !b.Supports(backend.OpAttentionGrad) {
+		t.Skipf("the %s backend lacks the fused attention ops", b.Name())
+	}
+	cfg := tinyConfig(false, llama.RopeInterleaved)
+	m := newModel(t, b, randomWeights(t, cfg, 5))
+	ids := randomTokens(rand.New(rand.NewPCG(3, 4)), 5, cfg.VocabSize)
+	for _, tc := range []struct {
+		env      string
+		override int // 0: none, 1: SetFusedAttention(true), -1: (false)
+		want     string
+	}{
+		{"", 0, "fused"},
+		{"fused", 0, "fused"},
+		{"unfused", 0, "block-diagonal"},
+		{"unfused", 1, "fused"},
+		{"fused", -1, "block-diagonal"},
+	} {
+		t.Setenv(graph.AttentionEnv, tc.env)
+		g := graph.New(b)
+		if tc.override != 0 {
+			g.SetFusedAttention(tc.override > 0)
+		}
+		kc, err := m.NewCache(1, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Decode(g, kc, ids, 5, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := llama.CachePath(kc); got != tc.want {
+			t.Errorf("%s=%q, override %d: the cache ran %s, want %s", graph.AttentionEnv, tc.env, tc.override, got, tc.want)
+		}
+		kc.Free()
+		g.Close()
+	}
+}
