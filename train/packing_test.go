@@ -187,11 +187,12 @@ func (n noFused) Supports(op backend.Op) bool {
 	return op != backend.OpAttention && op != backend.OpAttentionGrad && n.Backend.Supports(op)
 }
 
-// TestPackingRefusals checks the refusals of packing: with group-by-length,
+// TestPackingRefusalsAndResume checks the refusals of packing: with group-by-length,
 // on a backend without fused attention or with it turned off by the
 // environment (before any step), and a resume that turns packing on or
-// off.
-func TestPackingRefusals(t *testing.T) {
+// off; a resume that keeps it ends with the weights of an uninterrupted
+// run, bit for bit.
+func TestPackingRefusalsAndResume(t *testing.T) {
 	b := openCPU(t)
 	o := Options{Steps: 2, Packing: true, GroupByLength: true}.WithDefaults(10)
 	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "group-by-length") {
@@ -203,11 +204,13 @@ func TestPackingRefusals(t *testing.T) {
 	requireFused(t, b)
 
 	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	var last [][]float32 // the trainable weights after the last run
 	run := func(dir string, packing, resume bool, stopAt int) error {
 		_, pm := tinyModel(t, b, peft.LoRA, 1)
 		o := resumeOptions(dir)
 		o.Packing, o.Resume = packing, resume
 		_, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o}, stopAt)
+		last = download(t, pm.Trainable())
 		return err
 	}
 	t.Run("environment", func(t *testing.T) {
@@ -231,7 +234,14 @@ func TestPackingRefusals(t *testing.T) {
 				t.Errorf("resume with packing %v: %v; want a refusal saying %q", !was, err, want)
 			}
 			if err := run(dir, was, true, -1); err != nil {
-				t.Errorf("resume with the same packing: %v", err)
+				t.Fatalf("resume with the same packing: %v", err)
+			}
+			resumed := last
+			if err := run(t.TempDir(), was, false, -1); err != nil {
+				t.Fatal(err)
+			}
+			if i, j, ok := sameBits(resumed, last); !ok {
+				t.Errorf("packing %v: the resumed run's weights differ from an uninterrupted run's at tensor %d element %d", was, i, j)
 			}
 		})
 	}
