@@ -1,9 +1,11 @@
 package cpu
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
@@ -23,6 +25,15 @@ import (
 // computes every score and masks afterwards. The scores of a block live in
 // a per-worker scratch of rows × keys floats, never the whole
 // [queries, keys] matrix.
+//
+// With segments (sequence packing) a row sees, on top of the mask, only
+// its own document's keys: an interval again, the mask's cut to the
+// document's bounds. Every row's bounds grow with its position, so a
+// block's keys still run from its first row's first key to its last row's
+// last one, and a block inside one document multiplies only that
+// document's keys. Blocks are then cut per sequence at document ends
+// where that pays (see planBlocks), so that a block does not multiply,
+// for every row, the keys of the two documents it spans.
 
 // attnBlockRows is the number of score rows (positions × heads of a
 // group) a block aims at: tall enough for the matrix products to run near
@@ -47,7 +58,19 @@ type attnCall struct {
 
 	q, k, v, out, lse, dout, dq, dk, dv []float32
 
-	bp, nb int // query positions per block, blocks per sequence
+	bp, nb int // query positions per block, blocks per sequence (without segments)
+
+	// With segments (segs), the first and one past the last key of each
+	// key's document (backend.SegmentBounds; batch·keys of each), and the
+	// blocks, which differ between sequences: batch element b has the
+	// blocks first[b] to first[b+1]−1 of all, and its block t covers the
+	// query positions [edges[e], edges[e+1]) for e = first[b] + b + t (each
+	// sequence's edges run from 0 to queries). order lists all blocks in
+	// the order the workers take them: costliest first when there are
+	// several workers (see sortBlocks).
+	segs                bool
+	starts, ends        []int32
+	first, edges, order []int32
 }
 
 // newAttnCall sets up the geometry and scaling of a validated call.
@@ -64,20 +87,161 @@ func newAttnCall(d backend.AttentionDims, p backend.AttentionParams, kern *vec.K
 // rows returns the number of score rows of a full block.
 func (c *attnCall) rows() int { return min(c.bp, c.d.Queries) * c.d.Group() }
 
-// block returns the positions [i0, i1) of block t and the keys [lo, hi)
-// that some row of it sees.
-func (c *attnCall) block(t int) (i0, i1, lo, hi int) {
-	i0, i1 = t*c.bp, min((t+1)*c.bp, c.d.Queries)
-	lo, _ = visible(i0, c.d.Queries, c.d.Keys, c.mask)
-	_, hi = visible(i1-1, c.d.Queries, c.d.Keys, c.mask)
+// rowKeys returns the keys [lo, hi) that query position i of batch
+// element b sees: the mask's, cut to its document's with segments.
+func (c *attnCall) rowKeys(b, i int) (lo, hi int) {
+	lo, hi = visible(i, c.d.Queries, c.d.Keys, c.mask)
+	if c.segs {
+		at := b*c.d.Keys + i + c.mask.QueryOffset
+		lo, hi = max(lo, int(c.starts[at])), min(hi, int(c.ends[at]))
+	}
+	return lo, hi
+}
+
+// blocks returns the number of blocks of batch element b.
+func (c *attnCall) blocks(b int) int {
+	if !c.segs {
+		return c.nb
+	}
+	return int(c.first[b+1] - c.first[b])
+}
+
+// block returns the positions [i0, i1) of block t of batch element b and
+// the keys [lo, hi) that some row of it sees.
+func (c *attnCall) block(b, t int) (i0, i1, lo, hi int) {
+	if c.segs {
+		e := int(c.first[b]) + b + t
+		i0, i1 = int(c.edges[e]), int(c.edges[e+1])
+	} else {
+		i0, i1 = t*c.bp, min((t+1)*c.bp, c.d.Queries)
+	}
+	lo, _ = c.rowKeys(b, i0)
+	_, hi = c.rowKeys(b, i1-1)
 	return i0, i1, lo, hi
 }
 
-// blockCost estimates block t's work in multiply-adds per head dimension
-// (rows × keys), for balancing.
-func (c *attnCall) blockCost(t int) int {
-	i0, i1, lo, hi := c.block(t)
+// blockCost estimates the work of block t of batch element b in
+// multiply-adds per head dimension (rows × keys), for balancing.
+func (c *attnCall) blockCost(b, t int) int {
+	i0, i1, lo, hi := c.block(b, t)
 	return (i1 - i0) * c.d.Group() * (hi - lo)
+}
+
+// attnBlockOverhead is the fixed cost of a block, in score entries (rows
+// × keys), that planBlocks weighs against the scores a longer block
+// computes in vain: the products' set-up and packing, which a block pays
+// however few rows it has. Measured with BenchmarkAttentionPacked (head
+// size 64): see planBlocks.
+const attnBlockOverhead = 512
+
+// segLen returns the int32s segment scratch takes: the bounds, first,
+// edges and order.
+func (c *attnCall) segLen() int {
+	B, Tq, Tk := c.d.Batch, c.d.Queries, c.d.Keys
+	return 2*B*Tk + (B + 1) + B*(Tq+1) + B*Tq
+}
+
+// planBlocks sets c up for p.Segments out of scratch (segLen int32s): the
+// document bounds of every key and the blocks of every sequence. A
+// sequence's blocks are cut greedily, left to right: from the first
+// position not yet in a block, the block ends at the end of a document
+// within bp positions, or after bp positions (or at the last query),
+// whichever gives the least cost per row, counting its scores (rows ×
+// the keys some row sees) and a fixed attnBlockOverhead per block; ties
+// go to the block of bp positions. So a block inside a long document is
+// bp positions as without segments, documents much shorter than a block
+// get blocks of their own, and runs of tiny documents share one rather
+// than paying for products of their own.
+func (c *attnCall) planBlocks(segments []int32, scratch []int32) {
+	B, Tq, Tk, G := c.d.Batch, c.d.Queries, c.d.Keys, c.d.Group()
+	off := c.mask.QueryOffset
+	take := func(n int) []int32 {
+		s := scratch[:n:n]
+		scratch = scratch[n:]
+		return s
+	}
+	c.segs = true
+	c.starts, c.ends = take(B*Tk), take(B*Tk)
+	c.first, c.edges, c.order = take(B+1), take(B*(Tq+1)), take(B*Tq)
+	backend.SegmentBounds(segments, Tk, c.starts, c.ends)
+	// cost returns the scores and overhead of a block [i0, i1).
+	cost := func(b, i0, i1 int) int {
+		lo, _ := c.rowKeys(b, i0)
+		_, hi := c.rowKeys(b, i1-1)
+		return (i1-i0)*G*(hi-lo) + attnBlockOverhead
+	}
+	ne := 0
+	for b := range B {
+		c.first[b] = int32(ne - b)
+		c.edges[ne] = 0
+		ne++
+		for i0 := 0; i0 < Tq; {
+			end := min(i0+c.bp, Tq)
+			best, bestCost := end, cost(b, i0, end)
+			// Document ends within the block, in query positions.
+			for e := int(c.ends[b*Tk+i0+off]) - off; e < end; e = int(c.ends[b*Tk+e+off]) - off {
+				// e's cost per row below best's: cost/(e−i0) <
+				// bestCost/(best−i0).
+				if x := cost(b, i0, e); x*(best-i0) < bestCost*(e-i0) {
+					best, bestCost = e, x
+				}
+			}
+			c.edges[ne] = int32(best)
+			ne++
+			i0 = best
+		}
+	}
+	c.first[B] = int32(ne - B)
+	c.order = c.order[:c.first[B]]
+	for x := range c.order {
+		c.order[x] = int32(x)
+	}
+}
+
+// globalBlock returns the batch element and block of block x of all
+// (with segments).
+func (c *attnCall) globalBlock(x int) (b, t int) {
+	lo, hi := 0, c.d.Batch // first[lo] ≤ x < first[hi]
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; int(c.first[mid]) <= x {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo, x - int(c.first[lo])
+}
+
+// segTasks returns, with segments, the tasks of a call (a block and a
+// key/value head each) and their mean cost in element-operations for
+// work operations per multiply-add, for Backend.chunks.
+func (c *attnCall) segTasks(work int) (tasks, cost int) {
+	n, total := int(c.first[c.d.Batch]), 0
+	for x := range n {
+		total += c.blockCost(c.globalBlock(x))
+	}
+	return n * c.d.KVHeads, (total + n - 1) / n * c.d.HeadDim * work
+}
+
+// sortBlocks orders c.order costliest first (with segments), so that the
+// workers, taking blocks in that order, finish close together.
+func (c *attnCall) sortBlocks() {
+	slices.SortFunc(c.order, func(x, y int32) int {
+		if r := cmp.Compare(c.blockCost(c.globalBlock(int(y))), c.blockCost(c.globalBlock(int(x)))); r != 0 {
+			return r
+		}
+		return cmp.Compare(x, y)
+	})
+}
+
+// attnSegments sets c up for segments, in scratch of b's kept between
+// calls.
+func (b *Backend) attnSegments(c *attnCall, segments []int32) {
+	n := c.segLen()
+	// The float64 scratch pool, which no other part of the attention ops
+	// uses, holds the int32s: two to a float64.
+	buf := scratch(&b.rows64, 1, (n+1)/2)[0]
+	c.planBlocks(segments, unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(buf))), n))
 }
 
 // qRow returns the offset in q, out, dq and dout of query position i,
@@ -176,11 +340,18 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 	c := newAttnCall(d, p, b.kern)
 	c.out, c.lse, c.q, c.k, c.v = vs[0], vs[1], vs[2], vs[3], vs[4]
 	items := d.Batch * d.KVHeads
-	tasks := items * c.nb
-	workers := b.chunks(tasks, c.rows()*d.Keys*d.HeadDim*4)
+	tasks, cost := items*c.nb, c.rows()*d.Keys*d.HeadDim*4
+	if p.Segments != nil {
+		b.attnSegments(&c, p.Segments)
+		tasks, cost = c.segTasks(4)
+	}
+	workers := b.chunks(tasks, cost)
 	need := c.scratchLen(false)
 	buf := b.scratch32(1, workers*need)[0]
 	b.attnEngines(workers)
+	if workers > 1 && c.segs {
+		c.sortBlocks()
+	}
 	if workers == 1 {
 		w := c.carve(buf, b.batch[0], false)
 		for t := range tasks {
@@ -202,8 +373,14 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 
 // forwardTask computes task t of tasks items·nb, taken largest first:
 // the last blocks of every sequence (which, under a causal mask, see the
-// most keys) come first.
+// most keys) come first. With segments task t is key/value head t % KVHeads
+// of block c.order[t / KVHeads].
 func (c *attnCall) forwardTask(w *attnScratch, t, items int) {
+	if c.segs {
+		b, blk := c.globalBlock(int(c.order[t/c.d.KVHeads]))
+		c.forwardBlock(w, b, t%c.d.KVHeads, blk)
+		return
+	}
 	it := t % items
 	c.forwardBlock(w, it/c.d.KVHeads, it%c.d.KVHeads, c.nb-1-t/items)
 }
@@ -213,7 +390,7 @@ func (c *attnCall) forwardTask(w *attnScratch, t, items int) {
 func (c *attnCall) forwardBlock(w *attnScratch, b, g, t int) {
 	d, kern := &c.d, c.kern
 	G, D, ldk := d.Group(), d.HeadDim, d.KVHeads*d.HeadDim
-	i0, i1, lo, hi := c.block(t)
+	i0, i1, lo, hi := c.block(b, t)
 	m, n := (i1-i0)*G, hi-lo
 	qa, lda := c.blockRows(c.q, w.qp, b, g, i0, i1)
 	s := w.s[:m*n]
@@ -223,7 +400,7 @@ func (c *attnCall) forwardBlock(w *attnScratch, b, g, t int) {
 	}
 	for r := range m {
 		i, h := i0+r/G, g*G+r%G
-		a, e := visible(i, d.Queries, d.Keys, c.mask)
+		a, e := c.rowKeys(b, i)
 		a, e = a-lo, e-lo
 		row := s[r*n : (r+1)*n]
 		mx := kern.MaxScaled(row[a:e], c.scale)
@@ -286,6 +463,9 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 	}
 	c := newAttnCall(d, p, b.kern)
 	c.dq, c.dk, c.dv, c.q, c.k, c.v, c.out, c.lse, c.dout = vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6], vs[7], vs[8]
+	if p.Segments != nil {
+		b.attnSegments(&c, p.Segments)
+	}
 	items := d.Batch * d.KVHeads
 	workers, splits := b.gradPlan(&c)
 	tasks := items * splits
@@ -321,8 +501,16 @@ func (b *Backend) gradPlan(c *attnCall) (workers, splits int) {
 	items := c.d.Batch * c.d.KVHeads
 	// A block's backward is five products to the forward's two, plus the
 	// exponentials again.
-	workers = b.chunks(items*c.nb, c.rows()*c.d.Keys*c.d.HeadDim*10)
-	return workers, attnSplits(items, workers, c.nb)
+	if !c.segs {
+		workers = b.chunks(items*c.nb, c.rows()*c.d.Keys*c.d.HeadDim*10)
+		return workers, attnSplits(items, workers, c.nb)
+	}
+	workers = b.chunks(c.segTasks(10))
+	fewest := c.blocks(0)
+	for bi := range c.d.Batch {
+		fewest = min(fewest, c.blocks(bi))
+	}
+	return workers, attnSplits(items, workers, fewest)
 }
 
 // attnSplits returns how many workers share the blocks of each of items
@@ -347,7 +535,7 @@ func (c *attnCall) backwardTask(w *attnScratch, t, splits int, parts []float32) 
 	d := &c.d
 	it, s := t/splits, t%splits
 	b, g := it/d.KVHeads, it%d.KVHeads
-	t0, t1 := c.splitBlocks(s, splits)
+	t0, t1 := c.splitBlocks(b, s, splits)
 	D, ldk := d.HeadDim, d.KVHeads*d.HeadDim
 	var dk, dv []float32
 	if s == 0 {
@@ -410,28 +598,29 @@ func (c *attnCall) addKeyGrads(e *gemm.Engine, dst []float32, ldk int, a []float
 	return keyRange{min(lo, cov.lo), max(hi, cov.hi)}
 }
 
-// splitBlocks returns the blocks [t0, t1) of split s of splits, cut
-// where the running cost passes s/splits of the total.
-func (c *attnCall) splitBlocks(s, splits int) (t0, t1 int) {
+// splitBlocks returns the blocks [t0, t1) of batch element b for split
+// s of splits, cut where the running cost passes s/splits of the total.
+func (c *attnCall) splitBlocks(b, s, splits int) (t0, t1 int) {
+	nb := c.blocks(b)
 	if splits == 1 {
-		return 0, c.nb
+		return 0, nb
 	}
 	total := 0
-	for t := range c.nb {
-		total += c.blockCost(t)
+	for t := range nb {
+		total += c.blockCost(b, t)
 	}
 	cut := func(k int) int {
 		if k == splits {
-			return c.nb
+			return nb
 		}
 		goal, run := total*k/splits, 0
-		for t := range c.nb {
+		for t := range nb {
 			if run >= goal {
 				return t
 			}
-			run += c.blockCost(t)
+			run += c.blockCost(b, t)
 		}
-		return c.nb
+		return nb
 	}
 	return cut(s), cut(s + 1)
 }
@@ -443,7 +632,7 @@ func (c *attnCall) splitBlocks(s, splits int) (t0, t1 int) {
 func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, ldk int, cov keyRange) keyRange {
 	d, kern := &c.d, c.kern
 	G, D, ldkv := d.Group(), d.HeadDim, d.KVHeads*d.HeadDim
-	i0, i1, lo, hi := c.block(t)
+	i0, i1, lo, hi := c.block(b, t)
 	m, n := (i1-i0)*G, hi-lo
 	qa, lda := c.blockRows(c.q, w.qp, b, g, i0, i1)
 	da, ldd := c.blockRows(c.dout, w.dop, b, g, i0, i1)
@@ -458,7 +647,7 @@ func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, 
 	w.e.Sgemm(false, true, m, n, D, 1, da, ldd, vb, ldkv, 0, dp, n)
 	for r := range m {
 		i, h := i0+r/G, g*G+r%G
-		a, e := visible(i, d.Queries, d.Keys, c.mask)
+		a, e := c.rowKeys(b, i)
 		a, e = a-lo, e-lo
 		prow, dprow := pm[r*n:(r+1)*n], dp[r*n:(r+1)*n]
 		kern.ExpShift(prow[a:e], src[r*n+a:r*n+e], c.scale, c.lse[c.lseAt(b, i, h)])

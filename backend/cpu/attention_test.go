@@ -15,15 +15,44 @@ type attnShape struct{ B, Tq, Tk, H, KV, D int }
 func (s attnShape) qLen() int { return s.B * s.Tq * s.H * s.D }
 func (s attnShape) kLen() int { return s.B * s.Tk * s.KV * s.D }
 
-// refSees reports whether query i sees key j under p's mask, written out
-// from the definition in backend.SoftmaxParams rather than shared with
-// the kernels.
-func refSees(p backend.AttentionParams, i, j int) bool {
+// refSees reports whether query i of batch element b sees key j under
+// p's mask and segments (of sequences of keys keys), written out from the
+// definitions in backend.SoftmaxParams and backend.AttentionParams rather
+// than shared with the kernels: with segments, only keys whose document
+// number is that of the key at the query's position.
+func refSees(p backend.AttentionParams, keys, b, i, j int) bool {
+	pos := i + p.QueryOffset
+	if p.Segments != nil && p.Segments[b*keys+j] != p.Segments[b*keys+pos] {
+		return false
+	}
 	if !p.Causal {
 		return true
 	}
-	pos := i + p.QueryOffset
 	return j <= pos && (p.Window == 0 || pos-j < p.Window)
+}
+
+// packed returns AttentionParams.Segments for sequences of the given
+// document lengths, one list per batch element. The document numbers
+// grow in uneven steps and do not restart per sequence, as only equality
+// within a sequence may matter.
+func packed(docs ...[]int) []int32 {
+	var seg []int32
+	id := int32(3)
+	for _, lens := range docs {
+		for x, n := range lens {
+			for range n {
+				seg = append(seg, id)
+			}
+			id += int32(1 + x%3)
+		}
+	}
+	return seg
+}
+
+// withSegments returns p with Segments set.
+func withSegments(p backend.AttentionParams, seg []int32) backend.AttentionParams {
+	p.Segments = seg
+	return p
 }
 
 // refAttn holds a float64 reference attention's results.
@@ -54,7 +83,7 @@ func refAttention(s attnShape, p backend.AttentionParams, q, k, v, dout []float6
 			for i := range s.Tq {
 				m := math.Inf(-1)
 				for j := range s.Tk {
-					if !refSees(p, i, j) {
+					if !refSees(p, s.Tk, b, i, j) {
 						continue
 					}
 					dot := 0.0
@@ -72,7 +101,7 @@ func refAttention(s attnShape, p backend.AttentionParams, q, k, v, dout []float6
 				sum := 0.0
 				for j := range s.Tk {
 					pr[j] = 0
-					if refSees(p, i, j) {
+					if refSees(p, s.Tk, b, i, j) {
 						pr[j] = math.Exp(sc[j] - m)
 						sum += pr[j]
 					}
@@ -98,7 +127,7 @@ func refAttention(s attnShape, p backend.AttentionParams, q, k, v, dout []float6
 					delta += pr[j] * dP[j]
 				}
 				for j := range s.Tk {
-					if !refSees(p, i, j) {
+					if !refSees(p, s.Tk, b, i, j) {
 						continue
 					}
 					dS := pr[j] * (dP[j] - delta) * float64(p.Scale)
@@ -147,6 +176,28 @@ var attnCases = []struct {
 	{"softcap/full/gqa", attnShape{2, 9, 14, 4, 2, 9}, backend.AttentionParams{Scale: 0.8, Softcap: 1.5}},
 	{"softcap/window/gqa", attnShape{1, 40, 40, 4, 2, 8}, backend.AttentionParams{Scale: 0.7, Softcap: 3, Causal: true, Window: 6}},
 	{"peaky", attnShape{1, 30, 30, 2, 1, 8}, backend.AttentionParams{Scale: 4, Causal: true}},
+
+	// Packed sequences: documents of length 1, documents across the
+	// block edges (64, 32 and 16 positions for 1, 2 and 4 heads per
+	// group), sequences of a batch packed differently, one document per
+	// sequence, and queries placed at the later keys.
+	{"seg/causal", attnShape{2, 150, 150, 2, 2, 8}, withSegments(backend.AttentionParams{Scale: 0.35, Causal: true}, packed([]int{1, 63, 2, 70, 14}, []int{100, 1, 1, 48}))},
+	{"seg/causal/single", attnShape{2, 70, 70, 2, 1, 6}, withSegments(backend.AttentionParams{Scale: 0.4, Causal: true}, packed([]int{70}, []int{69, 1}))},
+	{"seg/full/gqa2", attnShape{2, 90, 90, 2, 1, 6}, withSegments(backend.AttentionParams{Scale: 0.4}, packed([]int{5, 40, 1, 44}, []int{90}))},
+	{"seg/causal/gqa4/odd", attnShape{1, 77, 77, 4, 1, 5}, withSegments(backend.AttentionParams{Scale: 0.45, Causal: true}, packed([]int{16, 17, 1, 1, 42}))},
+	{"seg/causal/gqa8", attnShape{2, 30, 30, 8, 1, 4}, withSegments(backend.AttentionParams{Scale: 0.5, Causal: true}, packed([]int{7, 9, 1, 13}, []int{2, 28}))},
+	{"seg/ones", attnShape{1, 20, 20, 2, 1, 4}, withSegments(backend.AttentionParams{Scale: 0.5, Causal: true}, packed([]int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}))},
+	{"seg/ones/full", attnShape{1, 6, 6, 2, 2, 4}, withSegments(backend.AttentionParams{Scale: 0.5}, packed([]int{1, 1, 2, 1, 1}))},
+	{"seg/window", attnShape{2, 100, 100, 2, 1, 8}, withSegments(backend.AttentionParams{Scale: 0.4, Causal: true, Window: 9}, packed([]int{3, 30, 67}, []int{50, 50}))},
+	{"seg/window/wide", attnShape{1, 70, 70, 1, 1, 4}, withSegments(backend.AttentionParams{Scale: 0.5, Causal: true, Window: 40}, packed([]int{20, 50}))},
+	{"seg/softcap", attnShape{1, 70, 70, 2, 2, 16}, withSegments(backend.AttentionParams{Scale: 1, Softcap: 2, Causal: true}, packed([]int{33, 37}))},
+	{"seg/softcap/full/gqa", attnShape{2, 40, 40, 4, 2, 9}, withSegments(backend.AttentionParams{Scale: 0.8, Softcap: 1.5}, packed([]int{10, 10, 20}, []int{1, 39}))},
+	{"seg/softcap/window/gqa", attnShape{1, 60, 60, 4, 2, 8}, withSegments(backend.AttentionParams{Scale: 0.7, Softcap: 3, Causal: true, Window: 6}, packed([]int{15, 2, 43}))},
+	{"seg/offset", attnShape{2, 40, 100, 4, 2, 8}, withSegments(backend.AttentionParams{Scale: 0.35, Causal: true, QueryOffset: 60}, packed([]int{30, 40, 30}, []int{99, 1}))},
+	{"seg/offset/inner", attnShape{1, 10, 30, 2, 1, 5}, withSegments(backend.AttentionParams{Scale: 0.45, Causal: true, QueryOffset: 5}, packed([]int{4, 3, 20, 3}))},
+	{"seg/offset/full", attnShape{1, 20, 50, 2, 1, 6}, withSegments(backend.AttentionParams{Scale: 0.4, QueryOffset: 25}, packed([]int{20, 10, 20}))},
+	{"seg/offset/window", attnShape{2, 30, 60, 2, 2, 5}, withSegments(backend.AttentionParams{Scale: 0.45, Causal: true, QueryOffset: 30, Window: 12}, packed([]int{35, 5, 20}, []int{1, 1, 58}))},
+	{"seg/decode", attnShape{2, 1, 37, 4, 2, 8}, withSegments(backend.AttentionParams{Scale: 0.35, Causal: true, QueryOffset: 36}, packed([]int{20, 17}, []int{36, 1}))},
 }
 
 // relErr returns max |got − want| / max |want|: errors measured against
@@ -241,6 +292,8 @@ func TestAttentionRefGrad(t *testing.T) {
 		{"causal/offset/gqa", attnShape{1, 3, 5, 4, 2, 3}, backend.AttentionParams{Scale: 0.7, Causal: true, QueryOffset: 2}},
 		{"softcap/window", attnShape{2, 4, 4, 2, 1, 3}, backend.AttentionParams{Scale: 1.3, Softcap: 1.5, Causal: true, Window: 2}},
 		{"full", attnShape{1, 2, 3, 1, 1, 5}, backend.AttentionParams{Scale: 0.9}},
+		{"seg/causal/gqa", attnShape{2, 5, 5, 2, 1, 3}, withSegments(backend.AttentionParams{Scale: 0.8, Causal: true}, packed([]int{2, 3}, []int{1, 4}))},
+		{"seg/full/offset", attnShape{1, 3, 6, 1, 1, 4}, withSegments(backend.AttentionParams{Scale: 0.9, QueryOffset: 2}, packed([]int{3, 3}))},
 	}
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -283,6 +336,94 @@ func TestAttentionRefGrad(t *testing.T) {
 			if err := be.Sync(); err != nil {
 				t.Fatal(err)
 			}
+		})
+	}
+}
+
+// TestAttentionPackedMatchesAlone checks the promise of sequence packing
+// with the kernels themselves: every document of a packed batch gets the
+// outputs, lse and gradients of the same document run alone as a batch
+// of one (its keys, and the queries at them, with the offset that places
+// them), and the keys no query sees get zero gradients.
+func TestAttentionPackedMatchesAlone(t *testing.T) {
+	cases := []struct {
+		name string
+		s    attnShape
+		p    backend.AttentionParams
+		docs [][]int
+	}{
+		{"causal", attnShape{2, 130, 130, 2, 2, 8}, backend.AttentionParams{Scale: 0.4, Causal: true}, [][]int{{1, 64, 3, 62}, {90, 40}}},
+		{"full/gqa4", attnShape{2, 60, 60, 4, 1, 6}, backend.AttentionParams{Scale: 0.5}, [][]int{{17, 1, 42}, {60}}},
+		{"window/softcap/gqa2", attnShape{1, 80, 80, 4, 2, 8}, backend.AttentionParams{Scale: 0.7, Softcap: 2, Causal: true, Window: 10}, [][]int{{5, 33, 2, 40}}},
+		{"offset", attnShape{2, 30, 70, 2, 1, 5}, backend.AttentionParams{Scale: 0.45, Causal: true, QueryOffset: 35}, [][]int{{20, 30, 20}, {40, 30}}},
+		{"offset/full", attnShape{1, 12, 40, 2, 2, 4}, backend.AttentionParams{Scale: 0.45, QueryOffset: 14}, [][]int{{10, 10, 20}}},
+	}
+	for ci, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, p := tc.s, withSegments(tc.p, packed(tc.docs...))
+			rng := newRNG(uint64(300 + ci))
+			q32, k32, v32, do32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.qLen(), -1, 1)
+			eachConfig(t, func(t *testing.T, be *Backend) {
+				q, k, v, dout := upload(t, be, q32, s.B, s.Tq, s.H, s.D), upload(t, be, k32, s.B, s.Tk, s.KV, s.D), upload(t, be, v32, s.B, s.Tk, s.KV, s.D), upload(t, be, do32, s.B, s.Tq, s.H, s.D)
+				out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
+				dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
+				be.Attention(out, lse, q, k, v, p)
+				be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
+				gOut, gLSE, gdq, gdk, gdv := download(t, be, out), download(t, be, lse), download(t, be, dq), download(t, be, dk), download(t, be, dv)
+				qw, kw := s.H*s.D, s.KV*s.D // floats per position
+				for b, lens := range tc.docs {
+					j0 := 0
+					for _, n := range lens {
+						j1 := j0 + n
+						// The queries at keys [j0, j1).
+						i0, i1 := max(j0-p.QueryOffset, 0), min(j1-p.QueryOffset, s.Tq)
+						kr := func(x []float32) []float32 { return x[(b*s.Tk+j0)*kw : (b*s.Tk+j1)*kw] }
+						name := fmt.Sprintf("sequence %d keys [%d, %d)", b, j0, j1)
+						if i0 >= i1 {
+							for _, g := range [][]float32{kr(gdk), kr(gdv)} {
+								for x, val := range g {
+									if val != 0 {
+										t.Fatalf("%s: no query sees them, but key gradient [%d] = %g", name, x, val)
+									}
+								}
+							}
+							j0 = j1
+							continue
+						}
+						qr := func(x []float32) []float32 { return x[(b*s.Tq+i0)*qw : (b*s.Tq+i1)*qw] }
+						a := attnShape{1, i1 - i0, n, s.H, s.KV, s.D}
+						ap := tc.p
+						ap.QueryOffset = i0 + p.QueryOffset - j0
+						aq, ak, av, ado := upload(t, be, qr(q32), 1, a.Tq, a.H, a.D), upload(t, be, kr(k32), 1, a.Tk, a.KV, a.D), upload(t, be, kr(v32), 1, a.Tk, a.KV, a.D), upload(t, be, qr(do32), 1, a.Tq, a.H, a.D)
+						aout, alse := poisoned(t, be, 1, a.Tq, a.H, a.D), poisoned(t, be, 1, a.H, a.Tq)
+						adq, adk, adv := poisoned(t, be, 1, a.Tq, a.H, a.D), poisoned(t, be, 1, a.Tk, a.KV, a.D), poisoned(t, be, 1, a.Tk, a.KV, a.D)
+						be.Attention(aout, alse, aq, ak, av, ap)
+						be.AttentionGrad(adq, adk, adv, aq, ak, av, aout, alse, ado, ap)
+						var lseRows []float32
+						for h := range s.H {
+							o := (b*s.H + h) * s.Tq
+							lseRows = append(lseRows, gLSE[o+i0:o+i1]...)
+						}
+						// Errors are measured against the scale of the
+						// whole packed tensor: a document's gradients may
+						// be all rounding (one key without a mask: zero
+						// but for it).
+						for _, c := range []struct {
+							what           string
+							got, want, all []float32
+						}{
+							{"out", qr(gOut), download(t, be, aout), gOut},
+							{"lse", lseRows, download(t, be, alse), gLSE},
+							{"dq", qr(gdq), download(t, be, adq), gdq},
+							{"dk", kr(gdk), download(t, be, adk), gdk},
+							{"dv", kr(gdv), download(t, be, adv), gdv},
+						} {
+							assertClose(t, name+" "+c.what, c.got, f64(c.want), 0, 1e-6*maxAbs(f64(c.all)))
+						}
+						j0 = j1
+					}
+				}
+			})
 		})
 	}
 }
@@ -344,10 +485,14 @@ func TestAttentionSplits(t *testing.T) {
 		{attnShape{1, 150, 150, 2, 1, 8}, 2, backend.AttentionParams{Scale: 0.4, Causal: true, Window: 20}},
 		{attnShape{1, 100, 180, 4, 1, 8}, 3, backend.AttentionParams{Scale: 0.4, Causal: true, QueryOffset: 70, Window: 33}},
 		{attnShape{1, 130, 90, 1, 1, 4}, 2, backend.AttentionParams{Scale: 0.4}},
+		{attnShape{1, 200, 200, 2, 1, 8}, 2, withSegments(causal, packed([]int{1, 70, 30, 64, 35}))},
+		{attnShape{1, 150, 150, 4, 1, 8}, 3, withSegments(causal, packed([]int{150}))},
+		{attnShape{2, 100, 100, 1, 1, 4}, 3, withSegments(backend.AttentionParams{Scale: 0.4}, packed([]int{50, 50}, []int{10, 1, 89}))},
+		{attnShape{1, 80, 160, 4, 1, 8}, 3, withSegments(backend.AttentionParams{Scale: 0.4, Causal: true, QueryOffset: 80, Window: 33}, packed([]int{100, 20, 40}))},
 	}
 	for ci, tc := range cases {
 		s, p := tc.s, tc.p
-		t.Run(fmt.Sprintf("%v/threads%d/window%d", s, tc.threads, p.Window), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/threads%d/window%d/segments%v", s, tc.threads, p.Window, p.Segments != nil), func(t *testing.T) {
 			rng := newRNG(uint64(50 + ci))
 			q32, k32, v32, do32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.qLen(), -1, 1)
 			ref := refAttention(s, p, f64(q32), f64(k32), f64(v32), f64(do32))
@@ -357,6 +502,9 @@ func TestAttentionSplits(t *testing.T) {
 				be.grain = 1
 				d := backend.AttentionDims{Batch: s.B, Queries: s.Tq, Keys: s.Tk, Heads: s.H, KVHeads: s.KV, HeadDim: s.D}
 				c := newAttnCall(d, p, be.kern)
+				if p.Segments != nil {
+					be.attnSegments(&c, p.Segments)
+				}
 				if workers, splits := be.gradPlan(&c); threads > 1 && splits == 1 {
 					t.Fatalf("case does not split: %d pairs on %d workers", s.B*s.KV, workers)
 				}
@@ -466,23 +614,24 @@ func TestAttentionNoAllocs(t *testing.T) {
 	dout := upload(t, be, uniform(rng, s.qLen(), -1, 1), s.B, s.Tq, s.H, s.D)
 	out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
 	dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
-	fwd := func() { be.Attention(out, backend.Tensor{}, q, k, v, p) }
-	fwdLSE := func() { be.Attention(out, lse, q, k, v, p) }
-	bwd := func() { be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p) }
-	fwdLSE()
-	bwd()
-	if n := testing.AllocsPerRun(5, fwd); n != 0 {
-		t.Errorf("Attention allocates %v times per call once warm", n)
-	}
-	// With lse, backend.CheckAttention appends it to a one-element slice
-	// of named tensors, which costs one allocation; the kernels add none.
-	if n := testing.AllocsPerRun(5, fwdLSE); n > 1 {
-		t.Errorf("Attention with lse allocates %v times per call once warm", n)
-	}
-	if n := testing.AllocsPerRun(5, bwd); n != 0 {
-		t.Errorf("AttentionGrad allocates %v times per call once warm", n)
-	}
-	if err := be.Sync(); err != nil {
-		t.Fatal(err)
+	for _, p := range []backend.AttentionParams{p, withSegments(p, packed([]int{1, 40, 29}, []int{70}))} {
+		fwd := func() { be.Attention(out, backend.Tensor{}, q, k, v, p) }
+		fwdLSE := func() { be.Attention(out, lse, q, k, v, p) }
+		bwd := func() { be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p) }
+		fwdLSE()
+		bwd()
+		seg := p.Segments != nil
+		if n := testing.AllocsPerRun(5, fwd); n != 0 {
+			t.Errorf("Attention (segments %v) allocates %v times per call once warm", seg, n)
+		}
+		if n := testing.AllocsPerRun(5, fwdLSE); n != 0 {
+			t.Errorf("Attention with lse (segments %v) allocates %v times per call once warm", seg, n)
+		}
+		if n := testing.AllocsPerRun(5, bwd); n != 0 {
+			t.Errorf("AttentionGrad (segments %v) allocates %v times per call once warm", seg, n)
+		}
+		if err := be.Sync(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
