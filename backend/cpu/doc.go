@@ -9,6 +9,20 @@
 // AVX-512 assembly, chosen at run time, and pure-Go versions for other
 // CPUs.
 //
+// The optional fused attention ops ([backend.OpAttention],
+// [backend.OpAttentionGrad]) are built on those two: blocks of up to 64
+// score rows (consecutive query positions times the query heads of one
+// key/value group) whose scores, over only the keys some row of the block
+// sees, live in per-worker scratch, never the whole [queries, keys]
+// matrix; an exact softmax per row (float32, exponentials summed in
+// float64) and FlashAttention's backward from the saved log-sum-exp. A
+// causal mask, a sliding window and packed sequences
+// ([backend.AttentionParams] Segments: each query sees only its own
+// document's keys) narrow every row to an interval of keys, so a causal
+// attention does about half the work of the unfused one, and a packed
+// block multiplies only its own document's keys. Once warm, a
+// single-threaded call allocates nothing.
+//
 // Programs select it by name after a blank import:
 //
 //	import _ "github.com/sora-go/sora/backend/cpu"
