@@ -91,15 +91,16 @@ func makeBatch(seqs []data.Sequence, idx []int, packLen int) (data.Batch, error)
 	return data.MakePackedBatch(seqs, rows)
 }
 
-// packLength is the length of a packed row for the sequences seqs: the
-// longest one's, so that a packed micro-batch never has more positions
-// than the longest sequences would take one per row.
-func packLength(seqs []data.Sequence) int {
-	n := 0
-	for _, s := range seqs {
-		n = max(n, len(s.Tokens))
+// packLength returns the length of a packed row of a run with options o
+// (0 without packing): o.PackLen, or the model's maximum sequence length.
+func (t *Trainer) packLength(o Options) int {
+	switch {
+	case !o.Packing:
+		return 0
+	case o.PackLen > 0:
+		return o.PackLen
 	}
-	return n
+	return t.Model.Config().MaxSeqLen
 }
 
 // CheckPacking returns nil where b can train packed batches

@@ -105,10 +105,10 @@ type Options struct {
 	GroupByLength bool
 	// Packing runs each micro-batch with several sequences to a row
 	// (sequence packing, TRL's packing): the micro-batch's sequences are
-	// dealt, whole, into as few rows of at most the longest training
-	// sequence's length as pad least (data.Pack), and each attends only
-	// to itself (llama.Batch.Segments), so that short sequences stop
-	// paying for the padding of long ones. A step trains the same
+	// dealt, whole, into the rows of at most PackLen tokens that pad least
+	// (data.Pack; never more positions than one sequence per row), and
+	// each attends only to itself (llama.Batch.Segments), so that short
+	// sequences stop paying for the padding of long ones. A step trains the same
 	// sequences on the same targets as without it (the data order, the
 	// batches and the loss, the mean over the step's targets, are
 	// unchanged; the last token of one sequence never predicts the next
@@ -118,6 +118,10 @@ type Options struct {
 	// not combine with GroupByLength, which saves the same padding another
 	// way. Evaluation is not packed.
 	Packing bool
+	// PackLen is the most tokens a packed row holds (default: the model's
+	// maximum sequence length); at least the longest training sequence.
+	// Only with Packing.
+	PackLen int
 	// BaseModel describes the base model in whatever way tells apart bases
 	// whose trainable tensors would mean something else (for a LLaMA: its
 	// shape and the row order of its q/k projections, which differs
@@ -219,6 +223,8 @@ func (o Options) Validate() error {
 		return bad("eval-every", o.EvalEvery, "want 0 (only at the end) or a positive number of steps")
 	case o.EvalBatch < 1:
 		return bad("eval batch", o.EvalBatch, "want at least 1")
+	case o.PackLen < 0 || (o.PackLen > 0 && !o.Packing):
+		return bad("pack length", o.PackLen, "want 0 (the model's maximum sequence length), or a positive number of tokens with packing")
 	case o.Packing && o.GroupByLength:
 		return fmt.Errorf("train: packing and group-by-length both cut padding, one by packing a micro-batch's sequences into full rows, the other by batching sequences of similar length; use one")
 	case o.Resume && o.Out == "":

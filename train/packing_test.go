@@ -117,13 +117,13 @@ func ptrVal(p *float64) any {
 // TestPackedBatchesOfARun builds the batches of a run's first 13 steps as
 // Run does (the data order, micro-batches of the step, each packed), 4
 // epochs of 13 sequences, and checks that each micro-batch's packed rows
-// hold exactly its sequences, whole, in rows no longer than the longest
-// sequence and no more rows than sequences, with the targets Targets
+// hold exactly its sequences, whole, in rows no longer than the pack
+// length and no more rows than sequences, with the targets Targets
 // counts; that every sequence is trained once per epoch; and that the
 // same seed makes the same batches.
 func TestPackedBatchesOfARun(t *testing.T) {
 	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
-	packLen := packLength(seqs)
+	const packLen = 20 // tinyConfig's MaxSeqLen is 24; the sequences have up to 16 tokens
 	batches := func(seed uint64) []data.Batch {
 		ord := newOrder(len(seqs), seed)
 		var out []data.Batch
@@ -189,14 +189,23 @@ func (n noFused) Supports(op backend.Op) bool {
 
 // TestPackingRefusalsAndResume checks the refusals of packing: with group-by-length,
 // on a backend without fused attention or with it turned off by the
-// environment (before any step), and a resume that turns packing on or
-// off; a resume that keeps it ends with the weights of an uninterrupted
+// environment (before any step), pack lengths beyond the model or short
+// of a sequence, and a resume that turns packing on or off or changes the
+// pack length; a resume that keeps it ends with the weights of an uninterrupted
 // run, bit for bit.
 func TestPackingRefusalsAndResume(t *testing.T) {
 	b := openCPU(t)
-	o := Options{Steps: 2, Packing: true, GroupByLength: true}.WithDefaults(10)
-	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "group-by-length") {
-		t.Errorf("packing with group-by-length: error %v", err)
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Steps: 2, Packing: true, GroupByLength: true}, "group-by-length"},
+		{Options{Steps: 2, PackLen: 8}, "pack length = 8"},
+		{Options{Steps: 2, Packing: true, PackLen: -1}, "pack length = -1"},
+	} {
+		if err := c.o.WithDefaults(10).Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v; want one containing %q", c.o, err, c.want)
+		}
 	}
 	if err := CheckPacking(noFused{b}); err == nil || !strings.Contains(err.Error(), "backend has none") {
 		t.Errorf("CheckPacking of a backend without the ops: %v", err)
@@ -204,14 +213,32 @@ func TestPackingRefusalsAndResume(t *testing.T) {
 	requireFused(t, b)
 
 	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	for _, c := range []struct {
+		packLen int
+		want    string
+	}{
+		{25, "pack length 25: the model takes at most 24 positions"},
+		{10, "more than a packed row's 10"},
+	} {
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		_, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs,
+			Options: Options{Steps: 1, Batch: 2, Packing: true, PackLen: c.packLen}}).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("pack length %d: error %v; want one containing %q", c.packLen, err, c.want)
+		}
+	}
+
 	var last [][]float32 // the trainable weights after the last run
-	run := func(dir string, packing, resume bool, stopAt int) error {
+	runPacked := func(dir string, packing bool, packLen int, resume bool, stopAt int) error {
 		_, pm := tinyModel(t, b, peft.LoRA, 1)
 		o := resumeOptions(dir)
-		o.Packing, o.Resume = packing, resume
+		o.Packing, o.PackLen, o.Resume = packing, packLen, resume
 		_, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o}, stopAt)
 		last = download(t, pm.Trainable())
 		return err
+	}
+	run := func(dir string, packing, resume bool, stopAt int) error {
+		return runPacked(dir, packing, 0, resume, stopAt)
 	}
 	t.Run("environment", func(t *testing.T) {
 		t.Setenv(graph.AttentionEnv, "unfused")
@@ -229,9 +256,17 @@ func TestPackingRefusalsAndResume(t *testing.T) {
 			if err := run(dir, was, false, 4); !IsInterrupted(err) {
 				t.Fatalf("%v; want an interruption", err)
 			}
-			want := fmt.Sprintf("packing %v (now %v)", was, !was)
+			want := "packing false (now true, rows of up to 24 tokens)"
+			if was {
+				want = "packing true, rows of up to 24 tokens (now false)"
+			}
 			if err := run(dir, !was, true, -1); err == nil || !strings.Contains(err.Error(), "cannot resume") || !strings.Contains(err.Error(), want) {
 				t.Errorf("resume with packing %v: %v; want a refusal saying %q", !was, err, want)
+			}
+			if was {
+				if err := runPacked(dir, true, 20, true, -1); err == nil || !strings.Contains(err.Error(), "packing true, rows of up to 24 tokens (now true, rows of up to 20 tokens)") {
+					t.Errorf("resume with another pack length: %v; want a refusal naming both", err)
+				}
 			}
 			if err := run(dir, was, true, -1); err != nil {
 				t.Fatalf("resume with the same packing: %v", err)

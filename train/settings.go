@@ -34,8 +34,9 @@ func (t *Trainer) settings(o Options) map[string]string {
 	}
 	if o.Packing {
 		// Recorded only when on, as group-by-length: a packed step
-		// rounds otherwise than an unpacked one.
-		s["packing"] = "true"
+		// rounds otherwise than an unpacked one, or one packed into rows
+		// of another length.
+		s["packing"] = fmt.Sprintf("true, rows of up to %d tokens", t.packLength(o))
 	}
 	if t.Model != nil && t.Model.BaseDType() == backend.BFloat16 {
 		// The base weights' rounding to bfloat16 changes every step's

@@ -201,12 +201,19 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if err := checkSequences(t.Eval, t.Model, t.Task, t.Classes, "evaluation"); err != nil {
 		return nil, err
 	}
-	packLen := 0
+	packLen := t.packLength(o)
 	if o.Packing {
 		if err := CheckPacking(t.Model.Backend()); err != nil {
 			return nil, err
 		}
-		packLen = packLength(t.Train)
+		if limit := t.Model.Config().MaxSeqLen; packLen > limit {
+			return nil, fmt.Errorf("train: pack length %d: the model takes at most %d positions", packLen, limit)
+		}
+		for i, s := range t.Train {
+			if len(s.Tokens) > packLen {
+				return nil, fmt.Errorf("train: training sequence %d has %d tokens, more than a packed row's %d (the pack length)", i, len(s.Tokens), packLen)
+			}
+		}
 	}
 	prog := t.Progress
 	if prog == nil {
