@@ -77,6 +77,7 @@ type finetuneFlags struct {
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
 	resume, exactRotation, newHead, noSpectrum, gradientCheckpointing, groupByLength   bool
+	packing                                                                            bool
 	set                                                                                map[string]bool
 	chat                                                                               chatFlags
 }
@@ -115,6 +116,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
 	fs.BoolVar(&f.gradientCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer's activations, and the output head's logits in chunks, in the backward pass instead of keeping them: far less memory for long sequences and large vocabularies, one more forward pass per step (1.5x the time on our machine); the trained weights are those of a run without it")
 	fs.BoolVar(&f.groupByLength, "group-by-length", false, "draw the data order at random, then sort each run of 50 batches longest first, so that a batch holds sequences of similar length and pads little (Hugging Face's group_by_length): the same data for less compute where lengths vary; a resume must keep it")
+	fs.BoolVar(&f.packing, "packing", false, "sequence packing: run each micro-batch's sequences several to a row (rows of up to --max-len tokens, never more positions than one per row), each attending only to itself, instead of one per row padded to the longest, so that short rows stop paying for padding; the batches, targets and loss are those of a run without it, to float32 rounding. Needs fused attention (the cpu and cuda backends have it, ascend has not; SORA_ATTENTION=unfused turns it off); not with --group-by-length; a resume must keep it")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
@@ -142,7 +144,7 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
-			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "base-dtype"} {
+			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "packing", "base-dtype"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
@@ -210,6 +212,8 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--loraplus-ratio %g: want a finite positive number", f.loraPlusRatio)
 	case !(f.dropout >= 0 && f.dropout < 1):
 		return fmt.Errorf("--dropout %g: want a probability in [0, 1)", f.dropout)
+	case f.packing && f.groupByLength:
+		return fmt.Errorf("--packing and --group-by-length both cut padding, one by packing a micro-batch's sequences into full rows, the other by batching sequences of similar length; use one")
 	}
 	task, err := train.ParseTask(f.task)
 	if err != nil {
@@ -311,6 +315,9 @@ type runSummary struct {
 	// throughput over the whole run, across resumes.
 	StepMillis   float64 `json:"ms_per_step"`
 	TokensPerSec float64 `json:"tokens_per_s"`
+	// Padding is the share of the positions the steps ran that were
+	// padding (train.Result.Padding).
+	Padding float64 `json:"padding"`
 	// ResumedAfter is the step this invocation resumed after (0: it
 	// started the run).
 	ResumedAfter int `json:"resumed_after_step,omitempty"`
@@ -467,6 +474,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
+	if f.packing {
+		// Said before the model and data load, which take a while.
+		if err := train.CheckPacking(b); err != nil {
+			fmt.Fprintf(stderr, "sora finetune: --packing: %v\n", err)
+			return exitUsage
+		}
+	}
 	base, tok, err := openBaseAndTokenizer(f.model, f.tokenizer)
 	if err != nil {
 		return fail("%v", err)
@@ -608,7 +622,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
 		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel, NoSpectra: f.noSpectrum,
-		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength}
+		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength, Packing: f.packing}
+	if f.packing {
+		opts.PackLen = maxLen
+	}
 	opts = opts.WithDefaults(len(trainSet.seqs))
 	if f.warmup < 0 {
 		opts.Warmup = opts.Steps / 20
@@ -628,7 +645,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed,
-			"base_dtype": train.BaseDTypeName(m.BaseDType())}}
+			"base_dtype": train.BaseDTypeName(m.BaseDType()), "group_by_length": f.groupByLength, "packing": f.packing}}
 	if f.chat.file != "" {
 		summary.Config["chat_template"] = f.chat.file
 	}
@@ -670,6 +687,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if opts.GradientCheckpointing {
 		fmt.Fprintln(stdout, "gradient checkpointing: each layer's activations and the head's logits are recomputed in the backward pass")
 	}
+	if opts.Packing {
+		fmt.Fprintf(stdout, "packing: each micro-batch's sequences share rows of up to %d tokens (--max-len), each attending only to itself\n", opts.PackLen)
+	}
 	res, err := tr.Run(ctx)
 	// A signal after the last step stops nothing in Run, which saves and
 	// evaluates as usual; it skips the answer evaluation that follows.
@@ -690,6 +710,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	summary.Final = res.Eval
 	summary.StepMillis = float64(res.StepTime.Microseconds()) / 1000
 	summary.TokensPerSec = res.TokensPerSec
+	summary.Padding = res.Padding
 	summary.Finished = time.Now().UTC().Format(time.RFC3339)
 	summary.ResumedAfter = res.StartStep
 	// What the steps trained with, not what this command was given: a
@@ -700,10 +721,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			summary.LRHistory = res.LRs
 		}
 	}
-	trained := fmt.Sprintf("trained %d steps (%.1f ms/step, %.0f tokens/s)", res.Steps, summary.StepMillis, res.TokensPerSec)
+	trained := fmt.Sprintf("trained %d steps (%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding)", res.Steps, summary.StepMillis, res.TokensPerSec, 100*res.Padding)
 	// After a resume the trainer's figures cover the whole run, the steps
 	// before it as metrics.jsonl records them.
-	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s over all %d steps, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, res.Steps)
+	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding over all %d steps, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, 100*res.Padding, res.Steps)
 	switch {
 	case res.StartStep > 0 && res.StartStep >= res.Steps:
 		trained = fmt.Sprintf("nothing left to train: the run had finished its %d steps %s", res.Steps, whole)
