@@ -21,6 +21,12 @@ import (
 //
 // Grids larger than the hardware's x limit stride: every kernel loops over
 // its tiles (or rows) by the grid's size.
+//
+// Packed sequences (AttentionParams.Segments) reach the kernels as each
+// key's document bounds, computed on the host with backend.SegmentBounds
+// and copied on the stream into a scratch block (see uploadSegments); the
+// kernels then skip the key tiles (and in attn_dkdv the query tiles) that
+// lie wholly in other documents.
 const (
 	attnRowThreads = 128 // ATT_NT
 	attnColThreads = 256 // ATT_KV_NT
@@ -54,10 +60,10 @@ type attnParams struct {
 }
 
 // newAttnParams checks that d's extents and p's mask fit the kernels'
-// 32-bit ints and returns the kernels' parameters. Without Causal the
-// offset and window mean nothing and are passed as 0; a window wider than
-// the last query's position + 1 hides no key and is clamped there, as
-// Softmax does.
+// 32-bit ints and returns the kernels' parameters. Without Causal or
+// Segments the offset means nothing and is passed as 0, and so is the
+// window without Causal; a window wider than the last query's position + 1
+// hides no key and is clamped there, as Softmax does.
 func newAttnParams(d backend.AttentionDims, p backend.AttentionParams) (attnParams, error) {
 	for _, e := range []struct {
 		what string
@@ -83,7 +89,32 @@ func newAttnParams(d backend.AttentionDims, p backend.AttentionParams) (attnPara
 		a.causal, a.qoff = 1, int32(p.QueryOffset)
 		a.window = int32(min(p.Window, d.Queries+p.QueryOffset))
 	}
+	if p.Segments != nil {
+		// Queries sit at keys (CheckAttention saw to it), so the offset
+		// is below keys.
+		a.qoff = int32(p.QueryOffset)
+	}
 	return a, nil
+}
+
+// uploadSegments copies the document bounds of p.Segments (the first key
+// of each key's document for every sequence, then one past its last: the
+// seg argument of the kernels, 2·batch·keys int32) into a scratch block on
+// the stream, to be freed with tempFree once the kernels that read it are
+// enqueued. Without segments it returns the zero temp, whose null pointer
+// tells the kernels there are none. The host staging is reused; the driver
+// has copied it before the upload returns.
+func (b *Backend) uploadSegments(p backend.AttentionParams, d backend.AttentionDims) (temp, error) {
+	if p.Segments == nil {
+		return temp{}, nil
+	}
+	n := len(p.Segments)
+	if cap(b.segs) < 2*n {
+		b.segs = make([]int32, 2*n)
+	}
+	bounds := b.segs[:2*n]
+	backend.SegmentBounds(p.Segments, d.Keys, bounds[:n], bounds[n:])
+	return uploadScratch(b, bounds)
 }
 
 // tileGrid returns a grid of one block per tile, up to the x limit (the
@@ -105,7 +136,9 @@ func attnColTiles(d backend.AttentionDims) int64 {
 // Attention computes fused scaled dot-product attention (see
 // [backend.Ops.Attention]) in one launch of attn_fwd: out and, when lse is
 // not the zero Tensor, the rows' log-sum-exp. Scores, their exponentials
-// and the output accumulate in float32.
+// and the output accumulate in float32. With p.Segments, the documents'
+// bounds go to the device first (an asynchronous copy, 8·batch·keys
+// bytes).
 func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
 	const op = backend.OpAttention
 	if b.skip(op) {
@@ -128,12 +161,18 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 		if err != nil {
 			return err
 		}
+		seg, err := b.uploadSegments(p, d)
+		if err != nil {
+			return err
+		}
+		defer b.tempFree(seg)
 		spec := kAttnFwd[attnVariant(d.HeadDim)]
 		args := b.kernel(spec)
 		args.attnParams(&ap)
 		for _, ptr := range ptrs {
 			args.ptr(ptr)
 		}
+		args.ptr(seg.ptr)
 		return b.launch(spec, tileGrid(attnRowTiles(d)), dim3{attnRowThreads, 1, 1})
 	})
 }
@@ -143,6 +182,8 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 // in a scratch block, attn_dkdv writes dk and dv (every element, zeros for
 // keys no query sees), attn_dq writes dq. No atomics: each output element
 // is summed by one thread in a fixed order, so results repeat exactly.
+// With p.Segments, attn_dkdv and attn_dq share one upload of the
+// documents' bounds.
 func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
 	const op = backend.OpAttentionGrad
 	if b.skip(op) {
@@ -167,8 +208,13 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		}
 		pdq, pdk, pdv, pq, pk, pv, pout, plse, pdout := ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], ptrs[7], ptrs[8]
 		variant := attnVariant(d.HeadDim)
-		var delta temp
+		var delta, seg temp
 		if d.Queries > 0 {
+			// Without queries dk and dv are zeros whatever the documents.
+			if seg, err = b.uploadSegments(p, d); err != nil {
+				return err
+			}
+			defer b.tempFree(seg)
 			rows := int64(d.Batch) * int64(d.Queries) * int64(d.Heads)
 			if delta, err = b.tempAlloc(rows * 4); err != nil {
 				return err
@@ -188,7 +234,7 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		}
 		args := b.kernel(kAttnDKV[variant])
 		args.attnParams(&ap)
-		for _, ptr := range []uintptr{pdk, pdv, pq, pk, pv, pdout, plse, delta.ptr} {
+		for _, ptr := range []uintptr{pdk, pdv, pq, pk, pv, pdout, plse, delta.ptr, seg.ptr} {
 			args.ptr(ptr)
 		}
 		if err := b.launch(kAttnDKV[variant], tileGrid(attnColTiles(d)), dim3{attnColThreads, 1, 1}); err != nil {
@@ -199,7 +245,7 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		}
 		args = b.kernel(kAttnDQ[variant])
 		args.attnParams(&ap)
-		for _, ptr := range []uintptr{pdq, pq, pk, pv, pdout, plse, delta.ptr} {
+		for _, ptr := range []uintptr{pdq, pq, pk, pv, pdout, plse, delta.ptr, seg.ptr} {
 			args.ptr(ptr)
 		}
 		return b.launch(kAttnDQ[variant], tileGrid(attnRowTiles(d)), dim3{attnRowThreads, 1, 1})

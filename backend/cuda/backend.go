@@ -99,6 +99,7 @@ type Backend struct {
 	live map[*buffer]struct{}
 	args *argPack
 	ids  []int32 // host staging of ScatterAdd's grouped indices
+	segs []int32 // host staging of Attention's document bounds
 	// ptrs holds the device addresses dptrs returns: one op's tensor
 	// arguments (LayerNormGrad's six at most).
 	ptrs [6]uintptr

@@ -783,6 +783,21 @@ extern "C" __global__ void adamw(long long n, double beta1, double beta2, double
 // attn_delta has formed δ = Σ_d dout·out per query. No atomics: every output
 // element is written by one thread, its sums in a fixed order.
 //
+// The keys a query sees are an interval: [0, keys) without a mask, up to
+// its position under a causal mask, from the window's first key with a
+// window, and within its own document when the sequences are packed
+// (AttentionParams.Segments). For packing the host passes seg, 2·batch·keys
+// ints: the first key of each key's document (starts, [batch, keys]), then
+// one past its last (ends); without packing seg is 0. Each block puts the
+// intervals of its rows in shared memory (the keys each query sees in
+// attn_fwd and attn_dq, the queries that see each key in attn_dkdv), masks
+// with them, and visits only the tiles some row's interval reaches: without
+// seg, those between the bounds of the mask (attnKeys, attnQueries), as
+// before packing existed; with seg, each next tile is found from the rows'
+// intervals (attnNextTile), which skips the tiles of the documents before
+// the first row's and after the last row's. (The intervals of consecutive
+// rows meet, so there are no gaps between; the search does not rely on it.)
+//
 // Any D works with fixed static shared memory: the dot products of the
 // scores read q, k, v and dout in slices of ATT_KD head elements, and the
 // per-thread accumulators (rows of out or dq, or of dk and dv) cover DCH
@@ -813,18 +828,71 @@ struct AttnParams {
 	int batch, queries, keys, heads, kvHeads, headDim;
 	int group;  // heads / kvHeads
 	int causal; // 0 or 1
-	int qoff;   // the position of query 0 (causal masks only)
+	int qoff;   // the position of query 0 (causal masks and segments only)
 	int window; // sliding window in keys, 0 for none (causal masks only)
 	float scale, softcap;
 };
 
 __device__ __forceinline__ int attnMin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int attnMax(int a, int b) { return a > b ? a : b; }
 
-// attnSees reports whether query i sees key j under p's mask.
-__device__ __forceinline__ bool attnSees(const AttnParams p, int i, int j) {
-	if (!p.causal) return true;
-	int pos = i + p.qoff;
-	return j <= pos && (p.window == 0 || pos - j < p.window);
+// attnRowKeys sets [*lo, *hi) to the keys that query i of sequence b sees:
+// under a causal mask those up to its position (from the window's first
+// one with a window), with seg only those of its position's document.
+__device__ __forceinline__ void attnRowKeys(const AttnParams p, const int *seg, int b, int i, int *lo, int *hi) {
+	const int pos = i + p.qoff;
+	int l = 0, h = p.keys;
+	if (p.causal) {
+		if (pos + 1 < h) h = pos + 1;
+		if (p.window > 0 && pos - p.window + 1 > 0) l = pos - p.window + 1;
+	}
+	if (seg) {
+		const long long at = (long long)b * p.keys + pos;
+		l = attnMax(l, seg[at]);
+		h = attnMin(h, seg[(long long)p.batch * p.keys + at]);
+	}
+	*lo = l;
+	*hi = h;
+}
+
+// attnKeyQueries sets [*lo, *hi) to the queries that see key j of sequence
+// b (empty when none does): under a causal mask those from its position
+// on, with a window only those whose window reaches it, and with seg only
+// those at positions of its document.
+__device__ __forceinline__ void attnKeyQueries(const AttnParams p, const int *seg, int b, int j, int *lo, int *hi) {
+	// Positions minus qoff: a window's end can pass the int range.
+	long long l = 0, h = p.queries;
+	if (p.causal) {
+		l = (long long)j - p.qoff;
+		const long long end = (long long)j - p.qoff + p.window;
+		if (p.window > 0 && end < h) h = end;
+	}
+	if (seg) {
+		const long long at = (long long)b * p.keys + j;
+		const long long first = (long long)seg[at] - p.qoff, last = (long long)seg[(long long)p.batch * p.keys + at] - p.qoff;
+		if (first > l) l = first;
+		if (last < h) h = last;
+	}
+	if (l < 0) l = 0;
+	if (h < l) h = l;
+	*lo = (int)l;
+	*hi = (int)h;
+}
+
+// attnNextTile returns the first index of the tile of T (a multiple of T)
+// that holds the smallest index ≥ i (a multiple of T) lying in one of the
+// n intervals [lo[r], hi[r]), or end when there is none. The intervals'
+// bounds must be non-decreasing in r, as the rows' are (positions and
+// documents run in order): then the first interval that is not empty and
+// ends after i holds the answer, max(i, its start), and the intervals
+// before it never matter again as i grows. *cur is the first interval not
+// yet passed over (0 to begin).
+template <int T>
+__device__ __forceinline__ int attnNextTile(const int *lo, const int *hi, int n, int i, int *cur, int end) {
+	while (*cur < n && (hi[*cur] <= i || hi[*cur] <= lo[*cur])) ++*cur;
+	if (*cur == n) return end;
+	const int x = attnMax(i, lo[*cur]);
+	return x - x % T;
 }
 
 // attnKeys sets [lo, hi) to the keys that some query of [i0, i1) sees
@@ -952,11 +1020,12 @@ __device__ __forceinline__ void attnAccumulate(float acc[RA][DCH / 16], float (*
 	}
 }
 
-// Shared memory of attn_fwd and attn_dq: the tile's probabilities (or dS)
-// and, at different times, the slices of the dot products or rows of v
-// (or k). 24.7 KB for DCH = 256.
+// Shared memory of attn_fwd and attn_dq: the keys [lo, hi) each query of
+// the tile sees, the tile's probabilities (or dS) and, at different times,
+// the slices of the dot products or rows of v (or k). 25 KB for DCH = 256.
 template <int DCH>
 struct AttnRowsShared {
+	int lo[ATT_BR], hi[ATT_BR];
 	float p[ATT_BR][ATT_BC + 1];
 	union {
 		struct {
@@ -967,11 +1036,12 @@ struct AttnRowsShared {
 	} u;
 };
 
-// Shared memory of attn_dkdv: Pᵀ and dSᵀ of the tile, the tile's lse and δ,
-// and the slices of the dot products or rows of dout (or q). 33.5 KB for
-// DCH = 256.
+// Shared memory of attn_dkdv: the queries [lo, hi) that see each key of
+// the block, Pᵀ and dSᵀ of the tile, the tile's lse and δ, and the slices
+// of the dot products or rows of dout (or q). 33.8 KB for DCH = 256.
 template <int DCH>
 struct AttnColsShared {
+	int lo[ATT_BK], hi[ATT_BK];
 	float pt[ATT_BK][ATT_BQ + 1];
 	float dst[ATT_BK][ATT_BQ + 1];
 	float lse[ATT_BQ], delta[ATT_BQ];
@@ -984,12 +1054,40 @@ struct AttnColsShared {
 	} u;
 };
 
+// attnRowBounds puts the keys [lo, hi) each query of the tile at i0 (nq
+// of them) sees into sh (the rows past nq see none) and sets [*lo, *hi) to
+// the range of key tiles to visit, *lo the first tile's start. It starts
+// with a barrier (the previous tile's last reads of sh's bounds come before
+// it) and ends with one.
+template <int DCH>
+__device__ __forceinline__ void attnRowBounds(const AttnParams p, const int *seg, int b, int i0, int nq, AttnRowsShared<DCH> &sh, int *lo,
+                              int *hi) {
+	__syncthreads();
+	for (int r = threadIdx.x; r < ATT_BR; r += blockDim.x) {
+		if (r < nq) {
+			attnRowKeys(p, seg, b, i0 + r, &sh.lo[r], &sh.hi[r]);
+		} else {
+			sh.lo[r] = sh.hi[r] = 0;
+		}
+	}
+	__syncthreads();
+	if (seg) {
+		int cur = 0;
+		*lo = attnNextTile<ATT_BC>(sh.lo, sh.hi, nq, 0, &cur, p.keys);
+		*hi = p.keys;
+	} else {
+		// A mask alone leaves no gaps between the rows' keys.
+		attnKeys(p, i0, i0 + nq, lo, hi);
+		*lo -= *lo % ATT_BC;
+	}
+}
+
 // attnForward is attn_fwd: a block per (query tile, batch element, head),
 // blocks striding over them; 4 queries per row group, keys in tiles of
-// ATT_BC, the tiles the mask hides entirely skipped.
+// ATT_BC, the tiles no query of the tile sees skipped.
 template <int DCH>
 __device__ __forceinline__ void attnForward(const AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v,
-                            AttnRowsShared<DCH> &sh) {
+                            const int *seg, AttnRowsShared<DCH> &sh) {
 	const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, D = p.headDim;
 	const int qTiles = (p.queries + ATT_BR - 1) / ATT_BR;
 	const long long heads = (long long)p.batch * p.heads, tiles = heads * qTiles;
@@ -1003,7 +1101,7 @@ __device__ __forceinline__ void attnForward(const AttnParams p, float *out, floa
 		const float *kt = k + (long long)b * p.keys * kStride + (long long)g * D;
 		const float *vt = v + (long long)b * p.keys * kStride + (long long)g * D;
 		int lo, hi;
-		attnKeys(p, i0, i0 + nq, &lo, &hi);
+		attnRowBounds(p, seg, b, i0, nq, sh, &lo, &hi);
 		for (int d0 = 0; d0 < D; d0 += DCH) {
 			float o[4][DCH / 16], m[4], l[4];
 #pragma unroll
@@ -1013,19 +1111,22 @@ __device__ __forceinline__ void attnForward(const AttnParams p, float *out, floa
 #pragma unroll
 				for (int e = 0; e < DCH / 16; e++) o[a][e] = 0.0f;
 			}
-			for (int j0 = lo - lo % ATT_BC; j0 < hi; j0 += ATT_BC) {
+			int cur = 0;
+			for (int j0 = lo; j0 < hi; j0 = seg ? attnNextTile<ATT_BC>(sh.lo, sh.hi, nq, j0 + ATT_BC, &cur, hi) : j0 + ATT_BC) {
 				const int nk = attnMin(ATT_BC, p.keys - j0);
 				float s[4][4];
 				attnDots<4, ATT_BR, ATT_BC>(s, qt, qStride, nq, kt + j0 * kStride, kStride, nk, D, sh.u.dots.a, sh.u.dots.b);
 #pragma unroll
 				for (int a = 0; a < 4; a++) {
 					const int r = ty * 4 + a;
+					// The row's keys, as offsets in the tile (none past nq).
+					const int rlo = sh.lo[r] - j0, rhi = sh.hi[r] - j0;
 					float mt = NEG_INF_F;
 #pragma unroll
 					for (int c = 0; c < 4; c++) {
 						const int j = tx + 16 * c;
 						float x = NEG_INF_F;
-						if (r < nq && j < nk && attnSees(p, i0 + r, j0 + j)) x = attnScore(p, s[a][c]);
+						if (j >= rlo && j < rhi) x = attnScore(p, s[a][c]);
 						s[a][c] = x;
 						mt = fmaxf(mt, x);
 					}
@@ -1068,7 +1169,7 @@ __device__ __forceinline__ void attnForward(const AttnParams p, float *out, floa
 // in place of P and k in place of v.
 template <int DCH>
 __device__ __forceinline__ void attnGradQ(const AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
-                          const float *lse, const float *delta, AttnRowsShared<DCH> &sh) {
+                          const float *lse, const float *delta, const int *seg, AttnRowsShared<DCH> &sh) {
 	const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, D = p.headDim;
 	const int qTiles = (p.queries + ATT_BR - 1) / ATT_BR;
 	const long long heads = (long long)p.batch * p.heads, tiles = heads * qTiles;
@@ -1089,14 +1190,15 @@ __device__ __forceinline__ void attnGradQ(const AttnParams p, float *dq, const f
 			dl[a] = r < nq ? delta[bh * p.queries + i0 + r] : 0.0f;
 		}
 		int lo, hi;
-		attnKeys(p, i0, i0 + nq, &lo, &hi);
+		attnRowBounds(p, seg, b, i0, nq, sh, &lo, &hi);
 		for (int d0 = 0; d0 < D; d0 += DCH) {
 			float acc[4][DCH / 16];
 #pragma unroll
 			for (int a = 0; a < 4; a++)
 #pragma unroll
 				for (int e = 0; e < DCH / 16; e++) acc[a][e] = 0.0f;
-			for (int j0 = lo - lo % ATT_BC; j0 < hi; j0 += ATT_BC) {
+			int cur = 0;
+			for (int j0 = lo; j0 < hi; j0 = seg ? attnNextTile<ATT_BC>(sh.lo, sh.hi, nq, j0 + ATT_BC, &cur, hi) : j0 + ATT_BC) {
 				const int nk = attnMin(ATT_BC, p.keys - j0);
 				float s[4][4], dp[4][4];
 				attnDots<4, ATT_BR, ATT_BC>(s, qt, qStride, nq, kt + j0 * kStride, kStride, nk, D, sh.u.dots.a, sh.u.dots.b);
@@ -1104,11 +1206,12 @@ __device__ __forceinline__ void attnGradQ(const AttnParams p, float *dq, const f
 #pragma unroll
 				for (int a = 0; a < 4; a++) {
 					const int r = ty * 4 + a;
+					const int rlo = sh.lo[r] - j0, rhi = sh.hi[r] - j0;
 #pragma unroll
 					for (int c = 0; c < 4; c++) {
 						const int j = tx + 16 * c;
 						float ds = 0.0f;
-						if (r < nq && j < nk && attnSees(p, i0 + r, j0 + j)) {
+						if (j >= rlo && j < rhi) {
 							const float x = attnScore(p, s[a][c]);
 							ds = expf(x - lr[a]) * (dp[a][c] - dl[a]) * attnScoreGrad(p, x);
 						}
@@ -1134,13 +1237,13 @@ __device__ __forceinline__ void attnGradQ(const AttnParams p, float *dq, const f
 
 // attnGradKV is attn_dkdv: a block per (key tile of ATT_BK, batch element,
 // key/value head), blocks striding over them; 2 keys per row group. It
-// loops over the group's query heads and the query tiles that see the key
-// tile, accumulating dv += Pᵀ·dout and dk += dSᵀ·q in registers, and
+// loops over the group's query heads and the query tiles in which some
+// query sees a key of the tile, accumulating dv += Pᵀ·dout and dk += dSᵀ·q in registers, and
 // writes every element of its rows of dk and dv (zeros for keys no query
 // sees).
 template <int DCH>
 __device__ __forceinline__ void attnGradKV(const AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
-                           const float *dout, const float *lse, const float *delta, AttnColsShared<DCH> &sh) {
+                           const float *dout, const float *lse, const float *delta, const int *seg, AttnColsShared<DCH> &sh) {
 	const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15, D = p.headDim;
 	const int kTiles = (p.keys + ATT_BK - 1) / ATT_BK;
 	const long long kvHeads = (long long)p.batch * p.kvHeads, tiles = kvHeads * kTiles;
@@ -1152,8 +1255,26 @@ __device__ __forceinline__ void attnGradKV(const AttnParams p, float *dk, float 
 		const int b = (int)(bg / p.kvHeads), g = (int)(bg % p.kvHeads);
 		const long long kOff = ((long long)b * p.keys + j0) * kStride + (long long)g * D;
 		const float *kt = k + kOff, *vt = v + kOff;
+		// The queries [lo, hi) that see each key, as attnRowBounds does
+		// for queries' keys.
+		__syncthreads();
+		for (int r = tid; r < ATT_BK; r += blockDim.x) {
+			if (r < nk) {
+				attnKeyQueries(p, seg, b, j0 + r, &sh.lo[r], &sh.hi[r]);
+			} else {
+				sh.lo[r] = sh.hi[r] = 0;
+			}
+		}
+		__syncthreads();
 		int lo, hi;
-		attnQueries(p, j0, j0 + nk, &lo, &hi);
+		if (seg) {
+			int cur = 0;
+			lo = attnNextTile<ATT_BQ>(sh.lo, sh.hi, nk, 0, &cur, p.queries);
+			hi = p.queries;
+		} else {
+			attnQueries(p, j0, j0 + nk, &lo, &hi);
+			lo -= lo % ATT_BQ;
+		}
 		for (int d0 = 0; d0 < D; d0 += DCH) {
 			float gk[2][DCH / 16], gv[2][DCH / 16];
 #pragma unroll
@@ -1163,7 +1284,8 @@ __device__ __forceinline__ void attnGradKV(const AttnParams p, float *dk, float 
 			for (int hh = 0; hh < p.group; hh++) {
 				const int h = g * p.group + hh;
 				const long long bh = (long long)b * p.heads + h;
-				for (int i0 = lo - lo % ATT_BQ; i0 < hi; i0 += ATT_BQ) {
+				int cur = 0;
+				for (int i0 = lo; i0 < hi; i0 = seg ? attnNextTile<ATT_BQ>(sh.lo, sh.hi, nk, i0 + ATT_BQ, &cur, hi) : i0 + ATT_BQ) {
 					const int nq = attnMin(ATT_BQ, p.queries - i0);
 					const long long qOff = ((long long)b * p.queries + i0) * qStride + (long long)h * D;
 					const float *qt = q + qOff, *ot = dout + qOff;
@@ -1180,11 +1302,13 @@ __device__ __forceinline__ void attnGradKV(const AttnParams p, float *dk, float 
 #pragma unroll
 					for (int a = 0; a < 2; a++) {
 						const int r = ty * 2 + a;
+						// The key's queries, as offsets in the tile (none past nk).
+						const int rlo = sh.lo[r] - i0, rhi = sh.hi[r] - i0;
 #pragma unroll
 						for (int c = 0; c < 4; c++) {
 							const int i = tx + 16 * c;
 							float pr = 0.0f, ds = 0.0f;
-							if (r < nk && i < nq && attnSees(p, i0 + i, j0 + r)) {
+							if (i >= rlo && i < rhi) {
 								const float x = attnScore(p, s[a][c]);
 								pr = expf(x - sh.lse[i]);
 								ds = pr * (dp[a][c] - sh.delta[i]) * attnScoreGrad(p, x);
@@ -1216,57 +1340,61 @@ __device__ __forceinline__ void attnGradKV(const AttnParams p, float *dk, float 
 }
 
 // The kernels, one per DCH: attn_fwd_* and attn_dq_* take blocks of
-// ATT_NT threads, attn_dkdv_* of ATT_KV_NT. lse may be 0 in attn_fwd.
+// ATT_NT threads, attn_dkdv_* of ATT_KV_NT. lse may be 0 in attn_fwd, seg
+// is 0 without packed sequences.
 
-extern "C" __global__ void attn_fwd_64(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v) {
+extern "C" __global__ void attn_fwd_64(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v,
+                                        const int *seg) {
 	__shared__ AttnRowsShared<64> sh;
-	attnForward<64>(p, out, lse, q, k, v, sh);
+	attnForward<64>(p, out, lse, q, k, v, seg, sh);
 }
 
-extern "C" __global__ void attn_fwd_128(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v) {
+extern "C" __global__ void attn_fwd_128(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v,
+                                        const int *seg) {
 	__shared__ AttnRowsShared<128> sh;
-	attnForward<128>(p, out, lse, q, k, v, sh);
+	attnForward<128>(p, out, lse, q, k, v, seg, sh);
 }
 
-extern "C" __global__ void attn_fwd_256(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v) {
+extern "C" __global__ void attn_fwd_256(AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v,
+                                        const int *seg) {
 	__shared__ AttnRowsShared<256> sh;
-	attnForward<256>(p, out, lse, q, k, v, sh);
+	attnForward<256>(p, out, lse, q, k, v, seg, sh);
 }
 
 extern "C" __global__ void attn_dq_64(AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
-                                      const float *lse, const float *delta) {
+                                      const float *lse, const float *delta, const int *seg) {
 	__shared__ AttnRowsShared<64> sh;
-	attnGradQ<64>(p, dq, q, k, v, dout, lse, delta, sh);
+	attnGradQ<64>(p, dq, q, k, v, dout, lse, delta, seg, sh);
 }
 
 extern "C" __global__ void attn_dq_128(AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
-                                       const float *lse, const float *delta) {
+                                       const float *lse, const float *delta, const int *seg) {
 	__shared__ AttnRowsShared<128> sh;
-	attnGradQ<128>(p, dq, q, k, v, dout, lse, delta, sh);
+	attnGradQ<128>(p, dq, q, k, v, dout, lse, delta, seg, sh);
 }
 
 extern "C" __global__ void attn_dq_256(AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
-                                       const float *lse, const float *delta) {
+                                       const float *lse, const float *delta, const int *seg) {
 	__shared__ AttnRowsShared<256> sh;
-	attnGradQ<256>(p, dq, q, k, v, dout, lse, delta, sh);
+	attnGradQ<256>(p, dq, q, k, v, dout, lse, delta, seg, sh);
 }
 
 extern "C" __global__ void attn_dkdv_64(AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
-                                        const float *dout, const float *lse, const float *delta) {
+                                        const float *dout, const float *lse, const float *delta, const int *seg) {
 	__shared__ AttnColsShared<64> sh;
-	attnGradKV<64>(p, dk, dv, q, k, v, dout, lse, delta, sh);
+	attnGradKV<64>(p, dk, dv, q, k, v, dout, lse, delta, seg, sh);
 }
 
 extern "C" __global__ void attn_dkdv_128(AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
-                                         const float *dout, const float *lse, const float *delta) {
+                                         const float *dout, const float *lse, const float *delta, const int *seg) {
 	__shared__ AttnColsShared<128> sh;
-	attnGradKV<128>(p, dk, dv, q, k, v, dout, lse, delta, sh);
+	attnGradKV<128>(p, dk, dv, q, k, v, dout, lse, delta, seg, sh);
 }
 
 extern "C" __global__ void attn_dkdv_256(AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
-                                         const float *dout, const float *lse, const float *delta) {
+                                         const float *dout, const float *lse, const float *delta, const int *seg) {
 	__shared__ AttnColsShared<256> sh;
-	attnGradKV<256>(p, dk, dv, q, k, v, dout, lse, delta, sh);
+	attnGradKV<256>(p, dk, dv, q, k, v, dout, lse, delta, seg, sh);
 }
 
 // attn_delta: delta[b, h, i] = Σ_d dout·out over row (b, i, h) of the

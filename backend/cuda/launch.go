@@ -110,19 +110,19 @@ var (
 	kAttnDKV = [len(attnChunks)]*kernelSpec{attnDKVSpec("attn_dkdv_64"), attnDKVSpec("attn_dkdv_128"), attnDKVSpec("attn_dkdv_256")}
 )
 
-// attn_fwd_*(AttnParams, out, lse, q, k, v).
+// attn_fwd_*(AttnParams, out, lse, q, k, v, seg).
 func attnFwdSpec(name string) *kernelSpec {
-	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr}}
+	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
 }
 
-// attn_dq_*(AttnParams, dq, q, k, v, dout, lse, delta).
+// attn_dq_*(AttnParams, dq, q, k, v, dout, lse, delta, seg).
 func attnDQSpec(name string) *kernelSpec {
-	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
+	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
 }
 
-// attn_dkdv_*(AttnParams, dk, dv, q, k, v, dout, lse, delta).
+// attn_dkdv_*(AttnParams, dk, dv, q, k, v, dout, lse, delta, seg).
 func attnDKVSpec(name string) *kernelSpec {
-	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
+	return &kernelSpec{name, []argKind{argAttn, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
 }
 
 // kernelSpecs lists every kernel, in the order the module's functions are
