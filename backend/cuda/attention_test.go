@@ -32,18 +32,29 @@ func (c attnCase) String() string {
 	if c.p.Softcap > 0 {
 		s += fmt.Sprintf("_cap%g", c.p.Softcap)
 	}
+	if c.p.Segments != nil {
+		s += "_docs"
+		if !c.p.Causal && c.p.QueryOffset > 0 {
+			s += fmt.Sprintf("_off%d", c.p.QueryOffset)
+		}
+	}
 	return s
 }
 
 func (c attnCase) qShape() []int { return []int{c.batch, c.queries, c.heads, c.dim} }
 func (c attnCase) kShape() []int { return []int{c.batch, c.keys, c.kvHeads, c.dim} }
 
-// sees is the mask, written from AttentionParams' documentation.
-func (c attnCase) sees(i, j int) bool {
+// sees is the mask of sequence b, written from AttentionParams'
+// documentation: the causal mask and window, and with segments only the
+// keys whose document number is that of the query's position.
+func (c attnCase) sees(b, i, j int) bool {
+	pos := i + c.p.QueryOffset
+	if c.p.Segments != nil && c.p.Segments[b*c.keys+j] != c.p.Segments[b*c.keys+pos] {
+		return false
+	}
 	if !c.p.Causal {
 		return true
 	}
-	pos := i + c.p.QueryOffset
 	return j <= pos && (c.p.Window == 0 || pos-j < c.p.Window)
 }
 
@@ -73,7 +84,7 @@ func attentionRef(c attnCase, q, k, v, dout []float32) attnRef {
 			for i := 0; i < c.queries; i++ {
 				m := math.Inf(-1)
 				for j := 0; j < c.keys; j++ {
-					if !c.sees(i, j) {
+					if !c.sees(b, i, j) {
 						continue
 					}
 					var dot float64
@@ -92,7 +103,7 @@ func attentionRef(c attnCase, q, k, v, dout []float32) attnRef {
 				}
 				var sum float64
 				for j := 0; j < c.keys; j++ {
-					if c.sees(i, j) {
+					if c.sees(b, i, j) {
 						sum += math.Exp(s[j] - m)
 					}
 				}
@@ -100,7 +111,7 @@ func attentionRef(c attnCase, q, k, v, dout []float32) attnRef {
 				r.lse[(b*H+h)*c.queries+i] = lse
 				o := r.out[qi(b, i, h) : qi(b, i, h)+D]
 				for j := 0; j < c.keys; j++ {
-					if !c.sees(i, j) {
+					if !c.sees(b, i, j) {
 						continue
 					}
 					p := math.Exp(s[j] - lse)
@@ -114,7 +125,7 @@ func attentionRef(c attnCase, q, k, v, dout []float32) attnRef {
 					delta += float64(dout[qi(b, i, h)+d]) * o[d]
 				}
 				for j := 0; j < c.keys; j++ {
-					if !c.sees(i, j) {
+					if !c.sees(b, i, j) {
 						continue
 					}
 					p := math.Exp(s[j] - lse)
