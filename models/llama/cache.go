@@ -16,8 +16,9 @@ import (
 //
 // The cache also keeps the scratch buffers of the attention, so that a
 // generation step allocates nothing on the device for it. Attention over
-// the cache runs in one of three ways, chosen when a sequence starts (its
-// first [Model.Decode] after NewCache or Reset):
+// the cache runs in one of three ways. The layout of the keys and values
+// is chosen when a sequence starts (its first [Model.Decode] after
+// NewCache or Reset), the way for each Decode:
 //
 //   - fused: where the tape allows the backend's fused attention
 //     ([graph.Tape.FusedAttention]: the backend has the ops, and neither
@@ -26,12 +27,20 @@ import (
 //     cached keys, with keys and values laid out [batch, maxSeq,
 //     kvHeads·headDim], so that a sequence's positions lo … n−1 are a
 //     dense [1, n−lo, kvHeads, headDim] tensor, the op's layout. No
-//     scores are stored, and a prefill of T positions does about half
-//     the work of the composition (the op skips the keys the causal mask
-//     hides).
+//     scores are stored (the block-diagonal composition's scratch holds
+//     [heads·T, n] of them, 128 MiB for a prefill of 2048 positions with
+//     8 heads; the per-head one [heads/kvHeads·T, n]),
+//     and a prefill of T positions does about half the work of the
+//     composition (the op skips the keys the causal mask hides).
 //   - block-diagonal: without the fused op, for narrow models (see
 //     blockDiagonal), all heads at once, on the same layout, from MatMul
-//     and Softmax.
+//     and Softmax. Narrow models also take it for steps of one position
+//     where the fused op is allowed: with heads of 8 (stories260K's
+//     shape) the CPU backend's fused kernel took 2 to 2.7 times as long
+//     for one query over 512 or 2048 keys as the block-diagonal
+//     products, while its prefill of 512 positions was 1.8 times as
+//     fast (BenchmarkCacheDecode, BenchmarkCachePrefill). With heads of
+//     64 a fused step took as long as the per-head one.
 //   - per head: without the fused op, for wider models, one product per
 //     key/value head, with keys and values laid out [batch, kvHeads,
 //     maxSeq, headDim] so that one head's positions form one matrix.
@@ -53,9 +62,11 @@ type Cache struct {
 	// cache was made, which always picks it.
 	perHead, forcePerHead bool
 	// fused says whether the current Decode call attends with the fused
-	// op, path names the attention it ran last (for tests).
-	fused bool
-	path  string
+	// op, path names the attention it ran last (for tests). fusedSteps
+	// makes one-position steps of narrow models fused too (tests and
+	// benchmarks; see Cache).
+	fused, fusedSteps bool
+	path              string
 	// pad[i] is the number of padding positions at the start of row i
 	// (SetPadding); nil when there are none.
 	pad []int
@@ -259,7 +270,7 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 		// A new sequence: its layout is free to choose.
 		kc.perHead = kc.forcePerHead || (!fused && !blockDiagonal(m.cfg))
 	}
-	kc.fused = fused && !kc.perHead
+	kc.fused = fused && !kc.perHead && (T > 1 || !blockDiagonal(m.cfg) || kc.fusedSteps)
 	pos := kc.pos
 	var serr error
 	attend := func(g *graph.Tape, l int, q, k, v *graph.Value) *graph.Value {

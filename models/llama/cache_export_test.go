@@ -31,3 +31,9 @@ func CacheScratchBytes(kc *Cache) int {
 	}
 	return n
 }
+
+// SetFusedSteps makes kc attend with the fused op (where the tape allows
+// it) in one-position steps of narrow models too, which otherwise take
+// the block-diagonal composition, so that tests cover the fused op on
+// every shape and benchmarks can time it.
+func SetFusedSteps(kc *Cache, on bool) { kc.fusedSteps = on }

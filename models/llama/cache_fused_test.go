@@ -15,33 +15,42 @@ import (
 
 // cacheMode is one way of running a cache's attention: the tape's fused
 // setting for the first Decode of a sequence and for the later ones (a
-// change in the middle keeps the sequence's layout), and whether the
-// model forces the per-head layout. want names the path the last Decode
-// must have run.
+// change in the middle keeps the sequence's layout), whether the model
+// forces the per-head layout, and whether one-position steps of narrow
+// models use the fused op too (SetFusedSteps). want names the path the
+// last Decode, of lastT positions, must have run.
 type cacheMode struct {
 	name                  string
 	fusedFirst, fusedRest bool
-	perHead               bool
-	want                  func(c llama.Config) string
+	perHead, fusedSteps   bool
+	want                  func(c llama.Config, lastT int) string
 }
 
-// cacheModes are every path of Cache: fused; composed, as a backend
-// without the fused op gets it (block-diagonal for narrow models, per
-// head for wide ones); per head forced; and fused for the prefill, then
-// composed on the fused layout (block-diagonal whatever the width).
+// cacheModes are every path of Cache: fused where the cache chooses it
+// (not for steps of one position in narrow models); fused always;
+// composed, as a backend without the fused op gets it (block-diagonal for
+// narrow models, per head for wide ones); per head forced; and fused for
+// the prefill, then composed on the fused layout (block-diagonal whatever
+// the width).
 func cacheModes() []cacheMode {
 	const fused, blockDiag, perHead = "fused", "block-diagonal", "per-head"
-	composed := func(c llama.Config) string {
-		if c.KVDim() <= 128 {
-			return blockDiag
-		}
-		return perHead
-	}
+	narrow := func(c llama.Config) bool { return c.KVDim() <= 128 }
 	return []cacheMode{
-		{"fused", true, true, false, func(llama.Config) string { return fused }},
-		{"composed", false, false, false, composed},
-		{"per-head", true, true, true, func(llama.Config) string { return perHead }},
-		{"fused-then-composed", true, false, false, func(llama.Config) string { return blockDiag }},
+		{"fused", true, true, false, false, func(c llama.Config, lastT int) string {
+			if lastT == 1 && narrow(c) {
+				return blockDiag
+			}
+			return fused
+		}},
+		{"fused-steps", true, true, false, true, func(llama.Config, int) string { return fused }},
+		{"composed", false, false, false, false, func(c llama.Config, _ int) string {
+			if narrow(c) {
+				return blockDiag
+			}
+			return perHead
+		}},
+		{"per-head", true, true, true, true, func(llama.Config, int) string { return perHead }},
+		{"fused-then-composed", true, false, false, true, func(llama.Config, int) string { return blockDiag }},
 	}
 }
 
@@ -82,6 +91,7 @@ func decodePadded(tb testing.TB, m *llama.Model, ids []int32, B, T int, pad, chu
 	if err := kc.SetPadding(pad); err != nil {
 		tb.Fatal(err)
 	}
+	llama.SetFusedSteps(kc, mode.fusedSteps)
 	out := make([]float32, B*T*V)
 	pos := 0
 	for c, n := range chunks {
@@ -196,7 +206,7 @@ func TestCachePathsAgree(t *testing.T) {
 					}
 					got, path := decodePadded(t, m, ids, 2, T, pad, chunks, mode)
 					label := fmt.Sprintf("%s chunks %v", mode.name, chunks)
-					if w := mode.want(nc.cfg); path != w {
+					if w := mode.want(nc.cfg, chunks[len(chunks)-1]); path != w {
 						t.Fatalf("%s: the cache ran the %s path, want %s", label, path, w)
 					}
 					for row := range 2 {
@@ -293,6 +303,7 @@ func TestCacheStoriesBatchedGreedy(t *testing.T) {
 			if err := kc.SetPadding(pad); err != nil {
 				t.Fatal(err)
 			}
+			llama.SetFusedSteps(kc, mode.fusedSteps)
 			g := graph.New(b)
 			defer g.Close()
 			g.SetFusedAttention(mode.fusedFirst)
@@ -320,7 +331,7 @@ func TestCacheStoriesBatchedGreedy(t *testing.T) {
 				}
 				in, n = next, 1
 			}
-			if want := mode.want(w.Config); llama.CachePath(kc) != want {
+			if want := mode.want(w.Config, 1); llama.CachePath(kc) != want {
 				t.Fatalf("the cache ran the %s path, want %s", llama.CachePath(kc), want)
 			}
 			t.Logf("prompts of %d and %d tokens, %d steps: tokens as the reference's; largest logit difference %.3g", len(prompts[0]), len(prompts[1]), steps, worst)
