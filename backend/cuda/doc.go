@@ -189,12 +189,28 @@
 // and accumulates dq; no atomics, so results repeat bit for bit. Heads of
 // any size work: each kernel has variants that hold 64, 128 or 256
 // columns of the head per pass, and a wider head takes several passes,
-// each recomputing the scores. The kernels have been checked on the
-// emulated device (against a float64 reference in this package and the
+// each recomputing the scores.
+//
+// Packed sequences ([backend.AttentionParams].Segments) are honoured: the
+// host turns the document numbers into each key's document bounds with
+// [backend.SegmentBounds] (2·batch·keys int32, staged in a host buffer the
+// backend reuses) and copies them on the stream into a scratch block of
+// the pool, with no synchronisation; the kernels take them as one more
+// pointer, null without packing. Each block puts the interval of keys
+// each of its queries sees (in attn_dkdv, of queries that see each of its
+// keys) in shared memory, masks with it, and visits only the tiles some
+// row reaches, so the tiles of other documents are skipped, not just
+// masked. Without segments the kernels visit the same tiles in the same
+// order as before and give the same bits (checked on the emulated
+// device).
+//
+// The kernels have been checked on the emulated device (against a float64
+// reference in this package, packed sequences included, and the
 // conformance suite's attention cases) and compiled with clang; they have
 // not run on a GPU, and nothing is claimed about their speed
 // (TestGPUAttention measures it against the MatMul and Softmax
-// composition).
+// composition, and packed attention against the documents run as separate
+// sequences and against attention over whole sequences).
 //
 // # Status and verification
 //
