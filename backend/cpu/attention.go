@@ -67,10 +67,17 @@ type attnCall struct {
 	// query positions [edges[e], edges[e+1]) for e = first[b] + b + t (each
 	// sequence's edges run from 0 to queries). order lists all blocks in
 	// the order the workers take them: costliest first when there are
-	// several workers (see sortBlocks).
-	segs                bool
-	starts, ends        []int32
-	first, edges, order []int32
+	// several workers (see sortBlocks). The blocks of a sequence are also
+	// grouped into units, maximal runs of consecutive blocks whose keys
+	// overlap, each laid out like the blocks (ufirst, uedges, the block
+	// edges of each sequence's units, from 0 to its blocks, and uorder);
+	// no key of a unit is seen by a block of another, so that in the
+	// backward each (unit, key/value head) writes its own rows of dk and
+	// dv.
+	segs                   bool
+	starts, ends           []int32
+	first, edges, order    []int32
+	ufirst, uedges, uorder []int32
 }
 
 // newAttnCall sets up the geometry and scaling of a validated call.
@@ -130,15 +137,21 @@ func (c *attnCall) blockCost(b, t int) int {
 // attnBlockOverhead is the fixed cost of a block, in score entries (rows
 // × keys), that planBlocks weighs against the scores a longer block
 // computes in vain: the products' set-up and packing, which a block pays
-// however few rows it has. Measured with BenchmarkAttentionPacked (head
-// size 64): see planBlocks.
-const attnBlockOverhead = 512
+// however few rows it has. Chosen by timing packed sequences of 1024
+// positions (head size 64, 8 query heads, 8 or 2 key/value heads; one
+// thread on a loaded two-core machine) with documents of 1 to 300
+// positions: values from 64 to 512 came out alike within the noise
+// (about ±10%), 0 (a block for every tiny document) up to 1.6× slower
+// with documents of one position, and no cutting at all up to 1.5×
+// slower with documents of 4 or 8 and about 10% slower with lengths mixed
+// from 1 to 300.
+const attnBlockOverhead = 256
 
-// segLen returns the int32s segment scratch takes: the bounds, first,
-// edges and order.
+// segLen returns the int32s segment scratch takes: the bounds, and
+// first, edges and order for the blocks and for the units.
 func (c *attnCall) segLen() int {
 	B, Tq, Tk := c.d.Batch, c.d.Queries, c.d.Keys
-	return 2*B*Tk + (B + 1) + B*(Tq+1) + B*Tq
+	return 2*B*Tk + 2*((B+1)+B*(Tq+1)+B*Tq)
 }
 
 // planBlocks sets c up for p.Segments out of scratch (segLen int32s): the
@@ -163,6 +176,7 @@ func (c *attnCall) planBlocks(segments []int32, scratch []int32) {
 	c.segs = true
 	c.starts, c.ends = take(B*Tk), take(B*Tk)
 	c.first, c.edges, c.order = take(B+1), take(B*(Tq+1)), take(B*Tq)
+	c.ufirst, c.uedges, c.uorder = take(B+1), take(B*(Tq+1)), take(B*Tq)
 	backend.SegmentBounds(segments, Tk, c.starts, c.ends)
 	// cost returns the scores and overhead of a block [i0, i1).
 	cost := func(b, i0, i1 int) int {
@@ -196,20 +210,111 @@ func (c *attnCall) planBlocks(segments []int32, scratch []int32) {
 	for x := range c.order {
 		c.order[x] = int32(x)
 	}
+	// Units: a new one wherever a block's first key comes at or after
+	// the previous block's last (keys grow with the blocks, so no later
+	// block reaches back).
+	nu := 0
+	for b := range B {
+		c.ufirst[b] = int32(nu - b)
+		c.uedges[nu] = 0
+		nu++
+		_, _, _, prev := c.block(b, 0)
+		for t := 1; t < c.blocks(b); t++ {
+			_, _, lo, hi := c.block(b, t)
+			if lo >= prev {
+				c.uedges[nu] = int32(t)
+				nu++
+			}
+			prev = hi
+		}
+		c.uedges[nu] = int32(c.blocks(b))
+		nu++
+	}
+	c.ufirst[B] = int32(nu - B)
+	c.uorder = c.uorder[:c.ufirst[B]]
+	for x := range c.uorder {
+		c.uorder[x] = int32(x)
+	}
+}
+
+// gradItem is a share of the backward that alone writes some rows of dk
+// and dv: key/value head g of blocks [t0, t1) of batch element b, whose
+// rows [own0, own1) of dk and dv no other item's blocks reach (it clears
+// those its blocks do not reach either).
+type gradItem struct{ b, g, t0, t1, own0, own1 int }
+
+// gradItems returns the number of backward items: without segments one
+// per batch element and key/value head, with them one per unit and
+// key/value head.
+func (c *attnCall) gradItems() int {
+	if !c.segs {
+		return c.d.Batch * c.d.KVHeads
+	}
+	return int(c.ufirst[c.d.Batch]) * c.d.KVHeads
+}
+
+// gradItem returns item it: without segments batch element it / KVHeads
+// whole; with them unit uorder[it / KVHeads], so that one unit's heads
+// come one after another (and find its rows in the cache), owning the
+// keys from its first block's first (0 for a sequence's first unit) to
+// the next unit's (keys for the last).
+func (c *attnCall) gradItem(it int) gradItem {
+	KV := c.d.KVHeads
+	if !c.segs {
+		return gradItem{it / KV, it % KV, 0, c.nb, 0, c.d.Keys}
+	}
+	b, u := globalIndex(c.ufirst, c.d.Batch, int(c.uorder[it/KV]))
+	e := int(c.ufirst[b]) + b + u
+	x := gradItem{b: b, g: it % KV, t0: int(c.uedges[e]), t1: int(c.uedges[e+1]), own1: c.d.Keys}
+	if x.t0 > 0 {
+		_, _, x.own0, _ = c.block(b, x.t0)
+	}
+	if x.t1 < c.blocks(b) {
+		_, _, x.own1, _ = c.block(b, x.t1)
+	}
+	return x
+}
+
+// unitCost returns the cost of unit x of all (with segments), for
+// ordering.
+func (c *attnCall) unitCost(x int) int {
+	b, u := globalIndex(c.ufirst, c.d.Batch, x)
+	e := int(c.ufirst[b]) + b + u
+	total := 0
+	for t := int(c.uedges[e]); t < int(c.uedges[e+1]); t++ {
+		total += c.blockCost(b, t)
+	}
+	return total
+}
+
+// sortUnits orders c.uorder costliest first (with segments), as
+// sortBlocks the blocks.
+func (c *attnCall) sortUnits() {
+	slices.SortFunc(c.uorder, func(x, y int32) int {
+		if r := cmp.Compare(c.unitCost(int(y)), c.unitCost(int(x))); r != 0 {
+			return r
+		}
+		return cmp.Compare(x, y)
+	})
 }
 
 // globalBlock returns the batch element and block of block x of all
 // (with segments).
-func (c *attnCall) globalBlock(x int) (b, t int) {
-	lo, hi := 0, c.d.Batch // first[lo] ≤ x < first[hi]
+func (c *attnCall) globalBlock(x int) (b, t int) { return globalIndex(c.first, c.d.Batch, x) }
+
+// globalIndex returns the batch element b and its index x − first[b] for
+// x counted over all batch elements, with first as attnCall's first or
+// ufirst.
+func globalIndex(first []int32, batch, x int) (b, t int) {
+	lo, hi := 0, batch // first[lo] ≤ x < first[hi]
 	for hi-lo > 1 {
-		if mid := (lo + hi) / 2; int(c.first[mid]) <= x {
+		if mid := (lo + hi) / 2; int(first[mid]) <= x {
 			lo = mid
 		} else {
 			hi = mid
 		}
 	}
-	return lo, x - int(c.first[lo])
+	return lo, x - int(first[lo])
 }
 
 // segTasks returns, with segments, the tasks of a call (a block and a
@@ -466,8 +571,11 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 	if p.Segments != nil {
 		b.attnSegments(&c, p.Segments)
 	}
-	items := d.Batch * d.KVHeads
+	items := c.gradItems()
 	workers, splits := b.gradPlan(&c)
+	if workers > 1 && c.segs {
+		c.sortUnits()
+	}
 	tasks := items * splits
 	need, part := c.scratchLen(true), 2*d.Keys*d.HeadDim
 	// Split s > 0 of an item sums into its own dk and dv copies; split 0
@@ -496,9 +604,9 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 }
 
 // gradPlan returns how many workers AttentionGrad uses for c and into
-// how many splits it cuts each (batch element, key/value head) pair.
+// how many splits it cuts each item (see gradItem).
 func (b *Backend) gradPlan(c *attnCall) (workers, splits int) {
-	items := c.d.Batch * c.d.KVHeads
+	items := c.gradItems()
 	// A block's backward is five products to the forward's two, plus the
 	// exponentials again.
 	if !c.segs {
@@ -506,11 +614,12 @@ func (b *Backend) gradPlan(c *attnCall) (workers, splits int) {
 		return workers, attnSplits(items, workers, c.nb)
 	}
 	workers = b.chunks(c.segTasks(10))
-	fewest := c.blocks(0)
-	for bi := range c.d.Batch {
-		fewest = min(fewest, c.blocks(bi))
+	most := 0
+	for it := 0; it < items; it += c.d.KVHeads {
+		x := c.gradItem(it)
+		most = max(most, x.t1-x.t0)
 	}
-	return workers, attnSplits(items, workers, fewest)
+	return workers, attnSplits(items, workers, most)
 }
 
 // attnSplits returns how many workers share the blocks of each of items
@@ -534,8 +643,9 @@ func attnSplits(items, workers, blocks int) int {
 func (c *attnCall) backwardTask(w *attnScratch, t, splits int, parts []float32) {
 	d := &c.d
 	it, s := t/splits, t%splits
-	b, g := it/d.KVHeads, it%d.KVHeads
-	t0, t1 := c.splitBlocks(b, s, splits)
+	x := c.gradItem(it)
+	b, g := x.b, x.g
+	t0, t1 := c.splitBlocks(x, s, splits)
 	D, ldk := d.HeadDim, d.KVHeads*d.HeadDim
 	var dk, dv []float32
 	if s == 0 {
@@ -556,9 +666,9 @@ func (c *attnCall) backwardTask(w *attnScratch, t, splits int, parts []float32) 
 	}
 	// Keys no query of the split sees get zero gradients.
 	if cov.lo < 0 {
-		cov = keyRange{0, 0}
+		cov = keyRange{x.own0, x.own0}
 	}
-	for j := range d.Keys {
+	for j := x.own0; j < x.own1; j++ {
 		if j < cov.lo || j >= cov.hi {
 			clear(dk[j*ldk : j*ldk+D])
 			clear(dv[j*ldk : j*ldk+D])
@@ -598,29 +708,28 @@ func (c *attnCall) addKeyGrads(e *gemm.Engine, dst []float32, ldk int, a []float
 	return keyRange{min(lo, cov.lo), max(hi, cov.hi)}
 }
 
-// splitBlocks returns the blocks [t0, t1) of batch element b for split
-// s of splits, cut where the running cost passes s/splits of the total.
-func (c *attnCall) splitBlocks(b, s, splits int) (t0, t1 int) {
-	nb := c.blocks(b)
+// splitBlocks returns the blocks [t0, t1) of item x for split s of
+// splits, cut where the running cost passes s/splits of the total.
+func (c *attnCall) splitBlocks(x gradItem, s, splits int) (t0, t1 int) {
 	if splits == 1 {
-		return 0, nb
+		return x.t0, x.t1
 	}
 	total := 0
-	for t := range nb {
-		total += c.blockCost(b, t)
+	for t := x.t0; t < x.t1; t++ {
+		total += c.blockCost(x.b, t)
 	}
 	cut := func(k int) int {
 		if k == splits {
-			return nb
+			return x.t1
 		}
 		goal, run := total*k/splits, 0
-		for t := range nb {
+		for t := x.t0; t < x.t1; t++ {
 			if run >= goal {
 				return t
 			}
-			run += c.blockCost(b, t)
+			run += c.blockCost(x.b, t)
 		}
-		return nb
+		return x.t1
 	}
 	return cut(s), cut(s + 1)
 }
@@ -678,14 +787,19 @@ func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, 
 }
 
 // reduceSplits adds the dk and dv copies of splits 1 to splits−1 of
-// every item into dk and dv, in split order, spread over the key rows.
+// every item into dk and dv (the rows the item owns), in split order,
+// spread over the key rows.
 func (c *attnCall) reduceSplits(b *Backend, items, splits int, parts []float32) {
 	d := &c.d
 	D, n := d.HeadDim, d.Keys*d.HeadDim
 	b.parallelFor(items*d.Keys, 2*D*(splits-1), func(lo, hi int) {
 		for x := lo; x < hi; x++ {
 			it, j := x/d.Keys, x%d.Keys
-			o := c.kRow(it/d.KVHeads, j, it%d.KVHeads)
+			item := c.gradItem(it)
+			if j < item.own0 || j >= item.own1 {
+				continue
+			}
+			o := c.kRow(item.b, j, item.g)
 			dk, dv := c.dk[o:o+D], c.dv[o:o+D]
 			for s := 1; s < splits; s++ {
 				po := (it*(splits-1)+s-1)*2*n + j*D

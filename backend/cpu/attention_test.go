@@ -189,6 +189,7 @@ var attnCases = []struct {
 	{"seg/ones", attnShape{1, 20, 20, 2, 1, 4}, withSegments(backend.AttentionParams{Scale: 0.5, Causal: true}, packed([]int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}))},
 	{"seg/ones/full", attnShape{1, 6, 6, 2, 2, 4}, withSegments(backend.AttentionParams{Scale: 0.5}, packed([]int{1, 1, 2, 1, 1}))},
 	{"seg/window", attnShape{2, 100, 100, 2, 1, 8}, withSegments(backend.AttentionParams{Scale: 0.4, Causal: true, Window: 9}, packed([]int{3, 30, 67}, []int{50, 50}))},
+	{"seg/window/2", attnShape{1, 150, 150, 1, 1, 4}, withSegments(backend.AttentionParams{Scale: 0.5, Causal: true, Window: 2}, packed([]int{70, 80}))},
 	{"seg/window/wide", attnShape{1, 70, 70, 1, 1, 4}, withSegments(backend.AttentionParams{Scale: 0.5, Causal: true, Window: 40}, packed([]int{20, 50}))},
 	{"seg/softcap", attnShape{1, 70, 70, 2, 2, 16}, withSegments(backend.AttentionParams{Scale: 1, Softcap: 2, Causal: true}, packed([]int{33, 37}))},
 	{"seg/softcap/full/gqa", attnShape{2, 40, 40, 4, 2, 9}, withSegments(backend.AttentionParams{Scale: 0.8, Softcap: 1.5}, packed([]int{10, 10, 20}, []int{1, 39}))},
@@ -198,6 +199,22 @@ var attnCases = []struct {
 	{"seg/offset/full", attnShape{1, 20, 50, 2, 1, 6}, withSegments(backend.AttentionParams{Scale: 0.4, QueryOffset: 25}, packed([]int{20, 10, 20}))},
 	{"seg/offset/window", attnShape{2, 30, 60, 2, 2, 5}, withSegments(backend.AttentionParams{Scale: 0.45, Causal: true, QueryOffset: 30, Window: 12}, packed([]int{35, 5, 20}, []int{1, 1, 58}))},
 	{"seg/decode", attnShape{2, 1, 37, 4, 2, 8}, withSegments(backend.AttentionParams{Scale: 0.35, Causal: true, QueryOffset: 36}, packed([]int{20, 17}, []int{36, 1}))},
+}
+
+// poisonScratch fills the scratch the attention ops reuse with NaN, as a
+// previous op may leave it with anything, so that reading scratch the
+// call did not write first shows in the results.
+func poisonScratch(be *Backend) {
+	for _, buf := range be.scratch32(1, 1<<18) {
+		for i := range buf {
+			buf[i] = float32(math.NaN())
+		}
+	}
+	for _, buf := range scratch(&be.rows64, 1, 1<<17) {
+		for i := range buf {
+			buf[i] = math.NaN()
+		}
+	}
 }
 
 // relErr returns max |got − want| / max |want|: errors measured against
@@ -252,6 +269,7 @@ func TestAttention(t *testing.T) {
 			do32 := uniform(rng, s.qLen(), -1, 1)
 			ref := refAttention(s, tc.p, f64(q32), f64(k32), f64(v32), f64(do32))
 			eachConfig(t, func(t *testing.T, be *Backend) {
+				poisonScratch(be)
 				q := upload(t, be, q32, s.B, s.Tq, s.H, s.D)
 				k := upload(t, be, k32, s.B, s.Tk, s.KV, s.D)
 				v := upload(t, be, v32, s.B, s.Tk, s.KV, s.D)
@@ -485,7 +503,7 @@ func TestAttentionSplits(t *testing.T) {
 		{attnShape{1, 150, 150, 2, 1, 8}, 2, backend.AttentionParams{Scale: 0.4, Causal: true, Window: 20}},
 		{attnShape{1, 100, 180, 4, 1, 8}, 3, backend.AttentionParams{Scale: 0.4, Causal: true, QueryOffset: 70, Window: 33}},
 		{attnShape{1, 130, 90, 1, 1, 4}, 2, backend.AttentionParams{Scale: 0.4}},
-		{attnShape{1, 200, 200, 2, 1, 8}, 2, withSegments(causal, packed([]int{1, 70, 30, 64, 35}))},
+		{attnShape{1, 200, 200, 2, 1, 8}, 3, withSegments(causal, packed([]int{1, 70, 30, 64, 35}))},
 		{attnShape{1, 150, 150, 4, 1, 8}, 3, withSegments(causal, packed([]int{150}))},
 		{attnShape{2, 100, 100, 1, 1, 4}, 3, withSegments(backend.AttentionParams{Scale: 0.4}, packed([]int{50, 50}, []int{10, 1, 89}))},
 		{attnShape{1, 80, 160, 4, 1, 8}, 3, withSegments(backend.AttentionParams{Scale: 0.4, Causal: true, QueryOffset: 80, Window: 33}, packed([]int{100, 20, 40}))},
@@ -500,13 +518,14 @@ func TestAttentionSplits(t *testing.T) {
 			for _, threads := range []int{1, tc.threads} {
 				be := New(Options{Threads: threads})
 				be.grain = 1
+				poisonScratch(be)
 				d := backend.AttentionDims{Batch: s.B, Queries: s.Tq, Keys: s.Tk, Heads: s.H, KVHeads: s.KV, HeadDim: s.D}
 				c := newAttnCall(d, p, be.kern)
 				if p.Segments != nil {
 					be.attnSegments(&c, p.Segments)
 				}
 				if workers, splits := be.gradPlan(&c); threads > 1 && splits == 1 {
-					t.Fatalf("case does not split: %d pairs on %d workers", s.B*s.KV, workers)
+					t.Fatalf("case does not split: %d items on %d workers", c.gradItems(), workers)
 				}
 				q, k, v, dout := upload(t, be, q32, s.B, s.Tq, s.H, s.D), upload(t, be, k32, s.B, s.Tk, s.KV, s.D), upload(t, be, v32, s.B, s.Tk, s.KV, s.D), upload(t, be, do32, s.B, s.Tq, s.H, s.D)
 				out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
