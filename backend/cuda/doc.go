@@ -205,8 +205,8 @@
 // device).
 //
 // The kernels have been checked on the emulated device (against a float64
-// reference in this package, packed sequences included, and the
-// conformance suite's attention cases) and compiled with clang; they have
+// reference in this package and the conformance suite's attention cases,
+// packed sequences included in both) and compiled with clang; they have
 // not run on a GPU, and nothing is claimed about their speed
 // (TestGPUAttention measures it against the MatMul and Softmax
 // composition, and packed attention against the documents run as separate

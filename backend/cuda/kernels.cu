@@ -1238,9 +1238,9 @@ __device__ __forceinline__ void attnGradQ(const AttnParams p, float *dq, const f
 // attnGradKV is attn_dkdv: a block per (key tile of ATT_BK, batch element,
 // key/value head), blocks striding over them; 2 keys per row group. It
 // loops over the group's query heads and the query tiles in which some
-// query sees a key of the tile, accumulating dv += Pᵀ·dout and dk += dSᵀ·q in registers, and
-// writes every element of its rows of dk and dv (zeros for keys no query
-// sees).
+// query sees a key of the tile, accumulating dv += Pᵀ·dout and dk += dSᵀ·q
+// in registers, and writes every element of its rows of dk and dv (zeros
+// for keys no query sees).
 template <int DCH>
 __device__ __forceinline__ void attnGradKV(const AttnParams p, float *dk, float *dv, const float *q, const float *k, const float *v,
                            const float *dout, const float *lse, const float *delta, const int *seg, AttnColsShared<DCH> &sh) {
