@@ -210,6 +210,11 @@ if [ -x "$cudatest" ]; then
 	if [ -n "$att" ]; then
 		record attention INFO 0 "$(echo "$att" | cut -c1-300)"
 	fi
+	# And packed (segmented) attention against the documents run apart.
+	packed=$(grep -m1 -o 'packed attention B=.*' "$outdir/gpu-tests.out" || true)
+	if [ -n "$packed" ]; then
+		record packed-attention INFO 0 "$(echo "$packed" | cut -c1-300)"
+	fi
 else
 	record gpu-tests SKIP 0 "no $cudatest (build it with: CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda)"
 fi
