@@ -35,6 +35,7 @@ func (s *segmentsSeen) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend
 // refuses them with an error naming segments and the cause, instead of
 // attending across the documents.
 func TestAttentionSegments(t *testing.T) {
+	t.Setenv(graph.AttentionEnv, "") // the test sets the mode itself
 	cpu := openCPU(t)
 	segs := []int32{0, 0, 1, 1, 1, 2, 0, 1, 1, 1, 1, 1} // B=2, T=6
 	p := backend.AttentionParams{Scale: 0.5, Causal: true, Segments: segs}

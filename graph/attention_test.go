@@ -500,6 +500,7 @@ func TestAttentionErrors(t *testing.T) {
 // Supports, SetFusedAttention and the environment variable, which a bad
 // value of turns into an error naming it.
 func TestAttentionSwitch(t *testing.T) {
+	t.Setenv(graph.AttentionEnv, "") // the test sets the mode itself
 	cpu := openCPU(t)
 	ref := &refFused{Backend: cpu}
 	g := graph.New(ref)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/graph/gradcheck"
 )
 
@@ -107,6 +108,7 @@ func (b attentionGradNoCap) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout ba
 }
 
 func TestBrokenBackwardsAreCaught(t *testing.T) {
+	t.Setenv(graph.AttentionEnv, "") // the fused case must run fused
 	cpu := openCPU(t)
 	tests := []struct {
 		name string

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/graph"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/internal/testbackend"
 )
@@ -12,6 +13,7 @@ import (
 // OpsUsed runs a case on a backend that computes nothing; the ops it finds
 // must be exactly those that checking the case on the CPU backend calls.
 func TestOpsUsedMatchesARealCheck(t *testing.T) {
+	t.Setenv(graph.AttentionEnv, "") // the fused case must run fused
 	cpu := testbackend.Open(t, "cpu")
 	for _, c := range append(GraphCases(), OpCases()...) {
 		dry := OpsUsed(c)

@@ -91,6 +91,9 @@ var (
 
 func requireFused(t *testing.T, b backend.Backend) {
 	t.Helper()
+	// These tests are about the fused path: a SORA_ATTENTION=unfused in
+	// the environment (CI runs the package so once) must not turn it off.
+	t.Setenv(graph.AttentionEnv, "")
 	if !b.Supports(backend.OpAttention) || !b.Supports(backend.OpAttentionGrad) {
 		t.Skipf("the %s backend lacks the fused attention ops (Supports reports false for %s, %s), which packing needs", b.Name(), backend.OpAttention, backend.OpAttentionGrad)
 	}
