@@ -33,7 +33,10 @@ import (
 // last one, and a block inside one document multiplies only that
 // document's keys. Blocks are then cut per sequence at document ends
 // where that pays (see planBlocks), so that a block does not multiply,
-// for every row, the keys of the two documents it spans.
+// for every row, the keys of the two documents it spans. The backward
+// hands out the blocks of a document (more exactly, of a unit: blocks
+// whose keys overlap) with each key/value head in turn, as it would the
+// documents of an unpacked batch.
 
 // attnBlockRows is the number of score rows (positions × heads of a
 // group) a block aims at: tall enough for the matrix products to run near
@@ -542,7 +545,8 @@ func (c *attnCall) forwardBlock(w *attnScratch, b, g, t int) {
 // (which equals Σ_j P_ij·dP_ij) the scores' gradient dS = Scale·P⊙(dP − δ)
 // (times 1 − tanh² under a cap), and from them dq = dS·k, dk += dSᵀ·q and
 // dv += Pᵀ·dout. A worker owns the dk and dv rows of one batch element
-// and key/value head at a time, so that no two write the same rows; when
+// and key/value head at a time (with segments, of one unit of blocks and
+// key/value head: see attnCall), so that no two write the same rows; when
 // there are fewer of those than threads (batch 1 with one key/value head,
 // say), each one's blocks are split between workers that sum into private
 // dk and dv copies, added into dk and dv in a fixed order at the end.
