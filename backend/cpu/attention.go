@@ -5,7 +5,6 @@ import (
 	"math"
 	"slices"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
@@ -346,10 +345,10 @@ func (c *attnCall) sortBlocks() {
 // calls.
 func (b *Backend) attnSegments(c *attnCall, segments []int32) {
 	n := c.segLen()
-	// The float64 scratch pool, which no other part of the attention ops
-	// uses, holds the int32s: two to a float64.
-	buf := scratch(&b.rows64, 1, (n+1)/2)[0]
-	c.planBlocks(segments, unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(buf))), n))
+	if cap(b.ints) < n {
+		b.ints = make([]int32, n)
+	}
+	c.planBlocks(segments, b.ints[:n])
 }
 
 // qRow returns the offset in q, out, dq and dout of query position i,

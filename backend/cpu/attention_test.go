@@ -210,10 +210,12 @@ func poisonScratch(be *Backend) {
 			buf[i] = float32(math.NaN())
 		}
 	}
-	for _, buf := range scratch(&be.rows64, 1, 1<<17) {
-		for i := range buf {
-			buf[i] = math.NaN()
-		}
+	if cap(be.ints) < 1<<18 {
+		be.ints = make([]int32, 1<<18)
+	}
+	be.ints = be.ints[:cap(be.ints)]
+	for i := range be.ints {
+		be.ints[i] = math.MinInt32 / 2
 	}
 }
 

@@ -115,6 +115,7 @@ type Backend struct {
 	inUse     bytesCounter
 	rows32    [][]float32 // see scratch32
 	rows64    [][]float64 // see scratch64
+	ints      []int32     // integer scratch (attention's document bounds and block plans)
 	grain     int         // see defaultGrain
 	gemmGrain int         // see gemmMinFlops
 	closed    bool
@@ -175,7 +176,7 @@ func (b *Backend) Sync() error { return b.Take() }
 func (b *Backend) Close() error {
 	b.closed = true
 	b.gemm, b.batch = nil, nil
-	b.rows32, b.rows64 = nil, nil
+	b.rows32, b.rows64, b.ints = nil, nil, nil
 	return b.Take()
 }
 
