@@ -27,6 +27,16 @@
 // [Backend.Copy] accepts strided views. "Rows" of a tensor are its last
 // axis: a tensor of shape [a, b, c] has a·b rows of c elements.
 //
+// # Optional ops
+//
+// A backend implements every method of [Ops], but some ops are optional
+// ([OptionalOps]): [Backend.Supports] says whether it has them, and one
+// that lacks an op records an error when it is called ([Unsupported]).
+// Callers ask first and fall back: models keep float32 weights where
+// [OpMatMulBF16] is missing, and package graph composes attention from
+// MatMul and Softmax where [OpAttention] and [OpAttentionGrad] are, the way
+// ggml's supports_op lets a scheduler choose.
+//
 // # Registry
 //
 // A backend package registers a [Driver] under its name in an init function;
