@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/graph"
 	_ "github.com/sora-go/sora/backend/cpu"
+	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/testbackend"
 )
 
