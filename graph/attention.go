@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/sora-go/sora/backend"
 )
@@ -92,9 +93,10 @@ func (g *Tape) whyComposed() string {
 // p.Segments (sequence packing: several documents per sequence, each
 // attending only to its own keys) is taken by the fused path alone: the
 // composed one has no mask for it, so there it is a tape error naming the
-// cause, never a silently unmasked attention. The fused path reads the
-// slice again in Backward (and in a checkpointed segment's recomputation),
-// so it must not change until then.
+// cause, never a silently unmasked attention. The segments are copied for
+// Backward, as [Tape.Gather]'s ids are: the caller may reuse its slice
+// once Attention returns. (A checkpointed segment's recomputation calls
+// Attention again with whatever its function passes then.)
 func (g *Tape) Attention(q, k, v *Value, p backend.AttentionParams) *Value {
 	if !g.check("Attention", q, k, v) {
 		return g.placeholder(shapeOf(q))
@@ -140,6 +142,7 @@ func (g *Tape) attentionFused(q, k, v *Value, p backend.AttentionParams, d backe
 		return out
 	}
 	g.owned = append(g.owned, lse)
+	p.Segments = slices.Clone(p.Segments) // Backward reads them; the caller may reuse its slice
 	g.b.Attention(out.data, lse, q.data, k.data, v.data, p)
 	g.record(out, func(dy backend.Tensor) {
 		// The kernel writes all three gradients; one for an input that

@@ -30,7 +30,8 @@ func (s *segmentsSeen) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend
 }
 
 // TestAttentionSegments checks that the fused path hands segments to the
-// forward and backward kernels, and that every composed path (a backend
+// forward and backward kernels (the backward the forward's, whatever the
+// caller wrote to its slice in between), and that every composed path (a backend
 // without the ops, SetFusedAttention(false), SORA_ATTENTION=unfused)
 // refuses them with an error naming segments and the cause, instead of
 // attending across the documents.
@@ -50,7 +51,15 @@ func TestAttentionSegments(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Free()
-		out := g.Attention(w, w, w, p)
+		mine := slices.Clone(segs)
+		q := p
+		q.Segments = mine
+		out := g.Attention(w, w, w, q)
+		// The caller's slice is its own again once Attention returns:
+		// the backward must see the segments of the forward.
+		for i := range mine {
+			mine[i] = 9
+		}
 		if err := g.Backward(g.Sum(out)); err != nil {
 			t.Fatal(err)
 		}

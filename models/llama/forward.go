@@ -263,9 +263,10 @@ func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
 	if err := m.validate(bt); err != nil {
 		return nil, err
 	}
-	// Our own copy of the segments: the tape reads them again in Backward
-	// (and in a checkpointed layer's recomputation), after the caller may
-	// have reused its slice. (Cloning nil gives nil.)
+	// Our own copy of the segments: the tape copies them for Backward, but
+	// a checkpointed layer's recomputation in Backward calls attendFull's
+	// function again, after the caller may have reused its slice.
+	// (Cloning nil gives nil.)
 	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull(slices.Clone(bt.Segments)), m.checkpoint)
 	x = m.norm(g, x, m.Norm)
 	return g.Reshape(x, bt.Size, bt.Len, m.cfg.Dim), nil
