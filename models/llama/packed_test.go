@@ -3,6 +3,7 @@ package llama_test
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,7 +104,8 @@ func requireFused(t *testing.T, b backend.Backend) {
 // several to a row (LLaMA; Gemma 3 with sliding windows of 3; Gemma 2 with
 // windows and attention and final soft-caps) give the loss and every
 // parameter's gradient that they give one per row, to float32 rounding,
-// with and without gradient checkpointing; so do their no-grad logits and
+// with and without gradient checkpointing, even where the caller reuses
+// its segments' slice before Backward; so do their no-grad logits and
 // a score head's classification logits (ClassifyAt at each document's last
 // position). The same packing without segments gives other logits, so
 // the comparison can see documents attending to each other.
@@ -137,7 +139,13 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 				m.SetGradientCheckpointing(checkpoint)
 				defer m.SetGradientCheckpointing(false)
 				return stepGrads(t, m, func(g *graph.Tape) (*graph.Value, error) {
-					return m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
+					// The segments are the caller's again once the forward
+					// returns, though Backward (and a checkpointed layer's
+					// recomputation) attends again: one document from here.
+					bt.Segments = slices.Clone(bt.Segments)
+					loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
+					clear(bt.Segments)
+					return loss, err
 				})
 			}
 			want := run(c.unpacked, unTargets, false)
