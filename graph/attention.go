@@ -59,16 +59,29 @@ func (g *Tape) FusedAttention() bool {
 		g.b.Supports(backend.OpAttention) && g.b.Supports(backend.OpAttentionGrad)
 }
 
-// whyComposed says why Attention composes instead of running the fused
-// kernel: the backend lacks it, or the tape was told not to use it.
-func (g *Tape) whyComposed() string {
+// CheckFusedAttention returns nil where [Tape.Attention] runs the
+// backend's fused kernel ([Tape.FusedAttention] is true), and otherwise an
+// error that says why not: the backend lacks the ops, [AttentionEnv] holds
+// "unfused" or a value it does not know, or [Tape.SetFusedAttention](false)
+// turned the kernel off. For callers that need the fused kernel, as
+// sequence packing does, and must tell the user why they cannot run.
+func (g *Tape) CheckFusedAttention() error {
 	switch {
 	case !g.b.Supports(backend.OpAttention) || !g.b.Supports(backend.OpAttentionGrad):
-		return fmt.Sprintf("the %s backend has none (it lacks %s or %s)", g.b.Name(), backend.OpAttention, backend.OpAttentionGrad)
+		return fmt.Errorf("the %s backend has none (it lacks %s or %s)", g.b.Name(), backend.OpAttention, backend.OpAttentionGrad)
+	case g.attn.bad != "":
+		return g.attn.badEnv()
 	case g.attn.fromEnv:
-		return fmt.Sprintf("%s=unfused turns it off", AttentionEnv)
+		return fmt.Errorf("%s=unfused turns it off", AttentionEnv)
+	case g.attn.unfused:
+		return errors.New("SetFusedAttention(false) turned it off")
 	}
-	return "SetFusedAttention(false) turned it off"
+	return nil
+}
+
+// badEnv is the error of an unknown value of AttentionEnv.
+func (m attentionMode) badEnv() error {
+	return fmt.Errorf("environment variable %s=%q; want \"fused\", \"unfused\" or unset", AttentionEnv, m.bad)
 }
 
 // Attention returns scaled dot-product attention of the queries q
@@ -102,7 +115,7 @@ func (g *Tape) Attention(q, k, v *Value, p backend.AttentionParams) *Value {
 		return g.placeholder(shapeOf(q))
 	}
 	if g.attn.bad != "" {
-		g.failf("Attention: environment variable %s=%q; want \"fused\", \"unfused\" or unset", AttentionEnv, g.attn.bad)
+		g.failf("Attention: %v", g.attn.badEnv())
 		return g.placeholder(q.shape)
 	}
 	d, err := backend.CheckAttention(q.data, backend.Tensor{}, q.data, k.data, v.data, p)
@@ -118,7 +131,7 @@ func (g *Tape) Attention(q, k, v *Value, p backend.AttentionParams) *Value {
 		return g.attentionFused(q, k, v, p, d)
 	}
 	if p.Segments != nil {
-		g.failf("Attention: q %v, k %v, v %v: segments (sequence packing) need the backend's fused attention, and %s", q.shape, k.shape, v.shape, g.whyComposed())
+		g.failf("Attention: q %v, k %v, v %v: segments (sequence packing) need the backend's fused attention, and %v", q.shape, k.shape, v.shape, g.CheckFusedAttention())
 		return g.placeholder(q.shape)
 	}
 	return g.attentionComposed(q, k, v, p, d)

@@ -498,7 +498,8 @@ func TestAttentionErrors(t *testing.T) {
 
 // TestAttentionSwitch checks the ways to choose the path: the backend's
 // Supports, SetFusedAttention and the environment variable, which a bad
-// value of turns into an error naming it.
+// value of turns into an error naming it; and that CheckFusedAttention
+// names each cause.
 func TestAttentionSwitch(t *testing.T) {
 	t.Setenv(graph.AttentionEnv, "") // the test sets the mode itself
 	cpu := openCPU(t)
@@ -528,6 +529,33 @@ func TestAttentionSwitch(t *testing.T) {
 			t.Errorf("%s=%q: FusedAttention() %v, want %v", graph.AttentionEnv, env.value, got, env.fused)
 		}
 	}
+	// CheckFusedAttention is nil exactly where FusedAttention is true,
+	// and names the cause elsewhere.
+	for _, c := range []struct {
+		name string
+		b    backend.Backend
+		env  string
+		off  bool
+		want string // "" for nil
+	}{
+		{"fused", ref, "", false, ""},
+		{"backend without the ops", noFused{cpu}, "", false, "the cpu backend has none"},
+		{"unfused by the environment", ref, "unfused", false, "SORA_ATTENTION=unfused turns it off"},
+		{"bad environment value", ref, "fast", false, `SORA_ATTENTION="fast"`},
+		{"SetFusedAttention(false)", ref, "", true, "SetFusedAttention(false)"},
+	} {
+		t.Setenv(graph.AttentionEnv, c.env)
+		g := graph.New(c.b)
+		if c.off {
+			g.SetFusedAttention(false)
+		}
+		err := g.CheckFusedAttention()
+		if (err == nil) != (c.want == "") || (err != nil && !strings.Contains(err.Error(), c.want)) || (err == nil) != g.FusedAttention() {
+			t.Errorf("%s: CheckFusedAttention() %v, FusedAttention() %v; want an error naming %q (none for \"\"), and FusedAttention() true exactly without one", c.name, err, g.FusedAttention(), c.want)
+		}
+		g.Close()
+	}
+
 	t.Setenv(graph.AttentionEnv, "fast")
 	g2 := graph.New(ref)
 	defer g2.Close()

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 
 	"github.com/sora-go/sora/backend"
@@ -107,18 +106,14 @@ func (t *Trainer) packLength(o Options) int {
 // (Options.Packing), and otherwise an error that says why not: packing
 // needs the backend's fused attention, the only kind that keeps each
 // packed sequence to itself, and b lacks it, or the environment variable
-// graph.AttentionEnv turns it off.
+// graph.AttentionEnv turns it off (see [graph.Tape.CheckFusedAttention]).
 func CheckPacking(b backend.Backend) error {
 	g := graph.New(b)
 	defer g.Close()
-	if g.FusedAttention() {
-		return nil
+	if err := g.CheckFusedAttention(); err != nil {
+		return fmt.Errorf("train: packing needs the backend's fused attention, which keeps each packed sequence to its own tokens, and %w; train without packing", err)
 	}
-	why := fmt.Sprintf("the %s backend has none (it lacks %s or %s)", b.Name(), backend.OpAttention, backend.OpAttentionGrad)
-	if b.Supports(backend.OpAttention) && b.Supports(backend.OpAttentionGrad) {
-		why = fmt.Sprintf("%s=%q turns it off", graph.AttentionEnv, os.Getenv(graph.AttentionEnv))
-	}
-	return fmt.Errorf("train: packing needs the backend's fused attention, which keeps each packed sequence to its own tokens, and %s; train without packing", why)
+	return nil
 }
 
 // stepLoss computes the loss of one micro-batch with the given divisor

@@ -243,7 +243,7 @@ func TestPackingRefusalsAndResume(t *testing.T) {
 	t.Run("environment", func(t *testing.T) {
 		t.Setenv(graph.AttentionEnv, "unfused")
 		dir := t.TempDir()
-		if err := run(dir, true, false, -1); err == nil || !strings.Contains(err.Error(), graph.AttentionEnv+`="unfused"`) {
+		if err := run(dir, true, false, -1); err == nil || !strings.Contains(err.Error(), graph.AttentionEnv+"=unfused turns it off") {
 			t.Errorf("packing with %s=unfused: %v; want an error naming it", graph.AttentionEnv, err)
 		}
 		if ck, _ := LatestCheckpoint(dir); ck != "" {

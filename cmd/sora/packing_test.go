@@ -32,7 +32,7 @@ func TestFinetunePackingFlags(t *testing.T) {
 	}{
 		{"no model", "", []string{"finetune", "--packing"}, "--packing needs --model"},
 		{"group-by-length", "", append(base[:len(base):len(base)], "--group-by-length"), "--packing and --group-by-length both cut padding"},
-		{"unfused", "unfused", base, `--packing: train: packing needs the backend's fused attention, which keeps each packed sequence to its own tokens, and SORA_ATTENTION="unfused" turns it off`},
+		{"unfused", "unfused", base, `--packing: train: packing needs the backend's fused attention, which keeps each packed sequence to its own tokens, and SORA_ATTENTION=unfused turns it off`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv(graph.AttentionEnv, c.env)
