@@ -11,22 +11,10 @@ import (
 )
 
 func TestBenchTrainJSON(t *testing.T) {
-	code, out, errOut := runCLI(t, "bench", "train", "--backend", "cpu", "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
-		"--hidden", "48", "--vocab", "40", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "2", "--methods", "lora,sora,full", "--json")
-	if code != 0 {
-		t.Fatalf("status %d\n%s", code, errOut)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("%d lines, want one per method:\n%s", len(lines), out)
-	}
-	var rs []trainResult
-	for _, l := range lines {
-		var r trainResult
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		rs = append(rs, r)
+	rs := benchTrainLines(t, "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+		"--hidden", "48", "--vocab", "40", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "2", "--methods", "lora,sora,full")
+	if len(rs) != 3 {
+		t.Fatalf("%d results, want one per method: %+v", len(rs), rs)
 	}
 	for _, r := range rs {
 		if !(r.MsPerStep > 0 && r.TokensPerSec > 0 && r.Trainable > 0 && r.Steps == 2 && r.Dim == 32) {
@@ -78,22 +66,11 @@ func TestBenchTrainBadFlags(t *testing.T) {
 // tape memory over the plain run's, the memory lower (four layers of
 // activations are not kept), the loss the same (to print precision).
 func TestBenchTrainCheckpointing(t *testing.T) {
-	code, out, errOut := runCLI(t, "bench", "train", "--backend", "cpu", "--dim", "32", "--layers", "4", "--heads", "4", "--kv-heads", "2",
+	rs := benchTrainLines(t, "--dim", "32", "--layers", "4", "--heads", "4", "--kv-heads", "2",
 		"--hidden", "48", "--vocab", "40", "--seq", "32", "--batch", "2", "--steps", "1", "--rounds", "1", "--methods", "lora,full",
-		"--gradient-checkpointing", "--json")
-	if code != 0 {
-		t.Fatalf("status %d\n%s", code, errOut)
-	}
-	var rs []trainResult
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		var r trainResult
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		rs = append(rs, r)
-	}
+		"--gradient-checkpointing")
 	if len(rs) != 4 {
-		t.Fatalf("%d results, want lora, lora+gc, full, full+gc:\n%s", len(rs), out)
+		t.Fatalf("%d results, want lora, lora+gc, full, full+gc: %+v", len(rs), rs)
 	}
 	for i := 0; i < 4; i += 2 {
 		plain, gc := rs[i], rs[i+1]
@@ -120,17 +97,10 @@ func TestBenchTrainCheckpointing(t *testing.T) {
 // fine-tuning is refused.
 func TestBenchTrainBaseDType(t *testing.T) {
 	for _, dt := range []string{"f32", "bf16"} {
-		code, out, errOut := runCLI(t, "bench", "train", "--backend", "cpu", "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
-			"--hidden", "48", "--vocab", "40", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "1", "--methods", "lora", "--base-dtype", dt, "--json")
-		if code != 0 {
-			t.Fatalf("--base-dtype %s: status %d\n%s", dt, code, errOut)
-		}
-		var r trainResult
-		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
-			t.Fatalf("%q: %v", out, err)
-		}
-		if r.BaseDType != dt || !(r.Loss > 0) {
-			t.Errorf("--base-dtype %s: result %+v", dt, r)
+		rs := benchTrainLines(t, "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+			"--hidden", "48", "--vocab", "40", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "1", "--methods", "lora", "--base-dtype", dt)
+		if len(rs) != 1 || rs[0].BaseDType != dt || !(rs[0].Loss > 0) {
+			t.Errorf("--base-dtype %s: results %+v; want one, with that storage and a loss", dt, rs)
 		}
 	}
 	code, _, errOut := runCLI(t, "bench", "train", "--methods", "lora,full", "--base-dtype", "bf16")
