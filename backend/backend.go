@@ -354,8 +354,12 @@ type AttentionParams struct {
 // as AttentionParams.Segments describes (segments holds batch·keys
 // document numbers), the first key of its document into starts and one
 // past the last into ends; both have segments' length. Kernels turn a
-// query's document into its range of visible keys with them.
+// query's document into its range of visible keys with them. With keys 0
+// there are no sequences to bound, and it writes nothing.
 func SegmentBounds(segments []int32, keys int, starts, ends []int32) {
+	if keys <= 0 {
+		return // a step of 0 would never leave the loop below
+	}
 	for b0 := 0; b0+keys <= len(segments); b0 += keys {
 		seq := segments[b0 : b0+keys]
 		for j0 := 0; j0 < keys; {

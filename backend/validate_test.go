@@ -675,4 +675,10 @@ func TestSegmentBounds(t *testing.T) {
 	if !slices.Equal(starts, wantStarts) || !slices.Equal(ends, wantEnds) {
 		t.Errorf("starts %v, ends %v; want %v, %v", starts, ends, wantStarts, wantEnds)
 	}
+	// No keys: nothing to write, and it returns (it looped forever).
+	SegmentBounds(nil, 0, nil, nil)
+	SegmentBounds(segs, 0, starts, ends)
+	if !slices.Equal(starts, wantStarts) || !slices.Equal(ends, wantEnds) {
+		t.Errorf("keys 0 wrote starts %v, ends %v", starts, ends)
+	}
 }
