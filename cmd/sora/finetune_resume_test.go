@@ -75,14 +75,6 @@ func TestFinetuneResumeFinished(t *testing.T) {
 	out := filepath.Join(dir, "run")
 	args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
 		"--method", "lora", "--steps", "4", "--batch", "4", "--lr", "1e-2", "--save-every", "2", "--out", out}
-	finalLoss := func(stdout string) string {
-		t.Helper()
-		_, after, ok := strings.Cut(stdout, "final training loss ")
-		if !ok {
-			t.Fatalf("no final training loss in:\n%s", stdout)
-		}
-		return strings.Fields(after)[0]
-	}
 	evals := func() int {
 		t.Helper()
 		rs, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
@@ -103,13 +95,13 @@ func TestFinetuneResumeFinished(t *testing.T) {
 	}
 	var first runSummary
 	readJSON(t, filepath.Join(out, "run.json"), &first)
-	loss, nEval := finalLoss(stdout), evals()
+	loss, nEval := finalLoss(t, stdout), evals()
 
 	code, stdout, errOut = runCLI(t, append(args, "--resume")...)
 	if code != exitOK || !strings.Contains(stdout, "nothing left to train") {
 		t.Fatalf("resume of the finished run: status %d\n%s\n%s", code, stdout, errOut)
 	}
-	if got := finalLoss(stdout); got != loss {
+	if got := finalLoss(t, stdout); got != loss {
 		t.Errorf("the resumed finished run reports final training loss %s; the run ended with %s", got, loss)
 	}
 	var again runSummary
@@ -185,4 +177,15 @@ func TestFinetuneResumeNewLR(t *testing.T) {
 	if got.Config["lr"] != 0.005 || !slices.Equal(got.LRHistory, want) {
 		t.Errorf("run.json after resuming the finished run with --lr 1e-2: lr %v, lr_history %+v; want 0.005 and %+v", got.Config["lr"], got.LRHistory, want)
 	}
+}
+
+// finalLoss returns the final training loss sora finetune printed on
+// stdout, as printed.
+func finalLoss(t *testing.T, stdout string) string {
+	t.Helper()
+	_, after, ok := strings.Cut(stdout, "final training loss ")
+	if !ok {
+		t.Fatalf("no final training loss in:\n%s", stdout)
+	}
+	return strings.Fields(after)[0]
 }

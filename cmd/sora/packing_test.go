@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/train"
 )
 
@@ -73,12 +73,7 @@ func writeVariedRows(t *testing.T, path string, n int) {
 // naming it.
 func TestFinetunePacking(t *testing.T) {
 	model, tok := stories260K(t)
-	b, err := backend.Open("cpu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := train.CheckPacking(b); err != nil {
+	if err := train.CheckPacking(testbackend.Open(t, "cpu")); err != nil {
 		t.Skipf("packing cannot run here: %v", err)
 	}
 	dir := t.TempDir()
@@ -96,13 +91,9 @@ func TestFinetunePacking(t *testing.T) {
 		readJSON(t, filepath.Join(out, "run.json"), &sum)
 		return stdout, sum
 	}
-	finalLoss := func(stdout string) float64 {
+	lossOf := func(stdout string) float64 {
 		t.Helper()
-		_, after, ok := strings.Cut(stdout, "final training loss ")
-		if !ok {
-			t.Fatalf("no final training loss in:\n%s", stdout)
-		}
-		v, err := strconv.ParseFloat(strings.Fields(after)[0], 64)
+		v, err := strconv.ParseFloat(finalLoss(t, stdout), 64)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +101,7 @@ func TestFinetunePacking(t *testing.T) {
 	}
 	plainOut, plain := run("plain")
 	packedOut, packed := run("packed", "--packing")
-	if lp, lu := finalLoss(packedOut), finalLoss(plainOut); math.Abs(lp-lu) > 2e-4*math.Abs(lu) {
+	if lp, lu := lossOf(packedOut), lossOf(plainOut); math.Abs(lp-lu) > 2e-4*math.Abs(lu) {
 		t.Errorf("final training loss %v packed, %v unpacked", lp, lu)
 	}
 	if !(packed.Padding < plain.Padding) || plain.Padding <= 0 {
