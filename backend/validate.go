@@ -344,13 +344,15 @@ func CheckAttentionGrad(dq, dk, dv, q, k, v, out, lse, dout Tensor, p AttentionP
 		namedTensor{"out", out}, namedTensor{"lse", lse}, namedTensor{"dout", dout}); err != nil {
 		return AttentionDims{}, err
 	}
-	for _, t := range []Tensor{dq, out, dout} {
-		if !t.Shape().Equal(q.Shape()) {
-			return AttentionDims{}, Errorf(OpAttentionGrad, all, "dq, out and dout must have q's shape")
+	for _, n := range [...]namedTensor{{"dq", dq}, {"out", out}, {"dout", dout}} {
+		if !n.t.Shape().Equal(q.Shape()) {
+			return AttentionDims{}, Errorf(OpAttentionGrad, all, "%s must have q's shape", n.name)
 		}
 	}
-	if !dk.Shape().Equal(k.Shape()) || !dv.Shape().Equal(k.Shape()) {
-		return AttentionDims{}, Errorf(OpAttentionGrad, all, "dk and dv must have k's shape")
+	for _, n := range [...]namedTensor{{"dk", dk}, {"dv", dv}} {
+		if !n.t.Shape().Equal(k.Shape()) {
+			return AttentionDims{}, Errorf(OpAttentionGrad, all, "%s must have k's shape", n.name)
+		}
 	}
 	if !lse.Shape().Equal(Shape{d.Batch, d.Heads, d.Queries}) {
 		return AttentionDims{}, Errorf(OpAttentionGrad, all, "lse must be [batch, heads, queries] = [%d, %d, %d]", d.Batch, d.Heads, d.Queries)
@@ -376,8 +378,10 @@ func checkAttention(op Op, all []Tensor, q, k, v Tensor, p AttentionParams) (Att
 		return AttentionDims{}, Errorf(op, all, "q has batch %d, k %d", d.Batch, ks[0])
 	case ks[3] != d.HeadDim:
 		return AttentionDims{}, Errorf(op, all, "q has head size %d, k %d", d.HeadDim, ks[3])
-	case d.HeadDim == 0 || d.Keys == 0:
-		return AttentionDims{}, Errorf(op, all, "no keys or empty heads")
+	case d.Keys == 0:
+		return AttentionDims{}, Errorf(op, all, "k and v hold no keys: every query must see one")
+	case d.HeadDim == 0:
+		return AttentionDims{}, Errorf(op, all, "head size 0")
 	case d.KVHeads == 0 || d.Heads%d.KVHeads != 0:
 		return AttentionDims{}, Errorf(op, all, "%d query heads are not a multiple of %d key/value heads", d.Heads, d.KVHeads)
 	case !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0):

@@ -531,11 +531,11 @@ func TestCheckAttention(t *testing.T) {
 		{"v shape", with(func(a *args) { a.v = mustTensor(t, 2, 4, 2, 8) }), "v must have k's shape"},
 		{"batch", with(func(a *args) { a.k, a.v = mustTensor(t, 1, 5, 2, 8), mustTensor(t, 1, 5, 2, 8) }), "q has batch 2, k 1"},
 		{"head size", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 2, 6), mustTensor(t, 2, 5, 2, 6) }), "q has head size 8, k 6"},
-		{"no keys", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 0, 2, 8), mustTensor(t, 2, 0, 2, 8) }), "no keys or empty heads"},
+		{"no keys", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 0, 2, 8), mustTensor(t, 2, 0, 2, 8) }), "k and v hold no keys"},
 		{"empty heads", with(func(a *args) {
 			a.q, a.out = mustTensor(t, 2, 3, 4, 0), mustTensor(t, 2, 3, 4, 0)
 			a.k, a.v = mustTensor(t, 2, 5, 2, 0), mustTensor(t, 2, 5, 2, 0)
-		}), "no keys or empty heads"},
+		}), "head size 0"},
 		{"heads not a multiple", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 3, 8), mustTensor(t, 2, 5, 3, 8) }), "4 query heads are not a multiple of 3 key/value heads"},
 		{"more kv heads than heads", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 8, 8), mustTensor(t, 2, 5, 8, 8) }), "4 query heads are not a multiple of 8"},
 		{"no kv heads", with(func(a *args) { a.k, a.v = mustTensor(t, 2, 5, 0, 8), mustTensor(t, 2, 5, 0, 8) }), "not a multiple of 0 key/value heads"},
@@ -638,11 +638,11 @@ func TestCheckAttention(t *testing.T) {
 		{"lse bfloat16", gwith(func(a *gargs) { a.lse = bf16Tensor(t, 2, 4, 3) }), "lse has dtype bfloat16"},
 		{"dv strided", gwith(func(a *gargs) { a.dv = strided(2, 5, 2, 8) }), "dv is a strided view"},
 		{"out strided", gwith(func(a *gargs) { a.out = strided(2, 3, 4, 8) }), "out is a strided view"},
-		{"dq shape", gwith(func(a *gargs) { a.dq = mustTensor(t, 2, 3, 2, 16) }), "dq, out and dout must have q's shape"},
-		{"out shape", gwith(func(a *gargs) { a.out = mustTensor(t, 2, 3, 4, 7) }), "dq, out and dout must have q's shape"},
-		{"dout shape", gwith(func(a *gargs) { a.dout = mustTensor(t, 1, 3, 4, 8) }), "dq, out and dout must have q's shape"},
-		{"dk shape", gwith(func(a *gargs) { a.dk = mustTensor(t, 2, 5, 4, 8) }), "dk and dv must have k's shape"},
-		{"dv shape", gwith(func(a *gargs) { a.dv = mustTensor(t, 2, 3, 2, 8) }), "dk and dv must have k's shape"},
+		{"dq shape", gwith(func(a *gargs) { a.dq = mustTensor(t, 2, 3, 2, 16) }), "dq must have q's shape"},
+		{"out shape", gwith(func(a *gargs) { a.out = mustTensor(t, 2, 3, 4, 7) }), "out must have q's shape"},
+		{"dout shape", gwith(func(a *gargs) { a.dout = mustTensor(t, 1, 3, 4, 8) }), "dout must have q's shape"},
+		{"dk shape", gwith(func(a *gargs) { a.dk = mustTensor(t, 2, 5, 4, 8) }), "dk must have k's shape"},
+		{"dv shape", gwith(func(a *gargs) { a.dv = mustTensor(t, 2, 3, 2, 8) }), "dv must have k's shape"},
 		{"lse shape", gwith(func(a *gargs) { a.lse = mustTensor(t, 2, 2, 3) }), "lse must be [batch, heads, queries] = [2, 4, 3]"},
 		{"q first", gwith(func(a *gargs) { a.q, a.dq = Tensor{}, Tensor{} }), "q is missing"},
 	}
