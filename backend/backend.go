@@ -146,8 +146,8 @@ type Ops interface {
 	// transpose is needed on either side. The [queries, keys] scores are
 	// never stored whole. lse, when not the zero Tensor, is [batch, heads,
 	// queries] and receives each row's log Σ_j exp(s_j) (natural log, over
-	// the visible keys), which AttentionGrad takes. out must not alias an
-	// input.
+	// the visible keys), which AttentionGrad takes. out and lse must not
+	// alias an input or each other.
 	Attention(out, lse, q, k, v Tensor, p AttentionParams)
 	// AttentionGrad is Attention's backward: given the forward's inputs,
 	// its out and lse, and the upstream gradient dout, it writes
@@ -322,6 +322,7 @@ func (p SoftmaxParams) EffectiveScale() float32 {
 // sequence lengths of q and k: Causal lets query i see key j only when j ≤
 // i + QueryOffset, Window (which needs Causal) narrows that to the last
 // Window keys, and the same rules apply (every query must see a key).
+// Without Causal, QueryOffset only places the queries for Segments.
 type AttentionParams struct {
 	// Scale multiplies q·k; it must be positive (1/√headDim for the usual
 	// attention; there is no default, so that a forgotten scale is an
