@@ -437,7 +437,7 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 		b.Record(err)
 		return
 	}
-	vs, ok := b.attnViews(backend.OpAttention, out, lse, q, k, v)
+	vs, ok := b.views(backend.OpAttention, out, lse, q, k, v)
 	if !ok {
 		return
 	}
@@ -559,7 +559,7 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		b.Record(err)
 		return
 	}
-	vs, ok := b.attnViews(backend.OpAttentionGrad, dq, dk, dv, q, k, v, out, lse, dout)
+	vs, ok := b.views(backend.OpAttentionGrad, dq, dk, dv, q, k, v, out, lse, dout)
 	if !ok {
 		return
 	}
@@ -819,24 +819,4 @@ func (b *Backend) attnEngines(n int) {
 	for len(b.batch) < n {
 		b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
 	}
-}
-
-// maxAttnViews is the most tensors the attention ops resolve.
-const maxAttnViews = 9
-
-// attnViews is views for the attention ops, which take more tensors than
-// views resolves.
-func (b *Backend) attnViews(op backend.Op, ts ...backend.Tensor) (out [maxAttnViews][]float32, ok bool) {
-	for i, t := range ts {
-		if t.IsZero() {
-			continue
-		}
-		v, err := b.view(t)
-		if err != nil {
-			b.Record(backend.Errorf(op, slices.Clone(ts), "tensor argument %d: %w", i, err))
-			return out, false
-		}
-		out[i] = v
-	}
-	return out, true
 }

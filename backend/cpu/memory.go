@@ -140,8 +140,8 @@ func (b *Backend) viewBF16(t backend.Tensor) ([]uint16, error) {
 	return buf.half[off : off+t.Len() : off+t.Len()], nil
 }
 
-// maxViews is the most tensors one op resolves (LayerNormGrad's six).
-const maxViews = 6
+// maxViews is the most tensors one op resolves (AttentionGrad's nine).
+const maxViews = 9
 
 // views resolves up to maxViews contiguous tensors for op, in order. A zero
 // Tensor (an absent optional argument) resolves to nil. On failure it
