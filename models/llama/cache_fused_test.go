@@ -79,9 +79,7 @@ func leftPad(rows [][]int32) (ids []int32, T int, pad []int) {
 // with the path the last chunk ran.
 func decodePadded(tb testing.TB, m *llama.Model, ids []int32, B, T int, pad, chunks []int, mode cacheMode) ([]float32, string) {
 	tb.Helper()
-	b := m.Backend()
-	V := m.Config().VocabSize
-	g := graph.New(b)
+	g := graph.New(m.Backend())
 	defer g.Close()
 	kc, err := m.NewCache(B, T+3)
 	if err != nil {
@@ -92,34 +90,12 @@ func decodePadded(tb testing.TB, m *llama.Model, ids []int32, B, T int, pad, chu
 		tb.Fatal(err)
 	}
 	llama.SetFusedSteps(kc, mode.fusedSteps)
-	out := make([]float32, B*T*V)
-	pos := 0
-	for c, n := range chunks {
+	out := decodeInto(tb, m, g, kc, ids, B, T, chunks, func(c int) {
 		g.SetFusedAttention(mode.fusedRest)
 		if c == 0 {
 			g.SetFusedAttention(mode.fusedFirst)
 		}
-		chunk := make([]int32, 0, B*n)
-		for row := range B {
-			chunk = append(chunk, ids[row*T+pos:row*T+pos+n]...)
-		}
-		lv, err := m.Decode(g, kc, chunk, n, true)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		got := download(tb, lv)
-		if err := g.Err(); err != nil {
-			tb.Fatal(err)
-		}
-		for row := range B {
-			copy(out[(row*T+pos)*V:(row*T+pos+n)*V], got[row*n*V:(row+1)*n*V])
-		}
-		g.Reset()
-		pos += n
-	}
-	if pos != T {
-		tb.Fatalf("chunks %v cover %d positions, want %d", chunks, pos, T)
-	}
+	})
 	return out, llama.CachePath(kc)
 }
 

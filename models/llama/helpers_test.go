@@ -133,15 +133,25 @@ func samePositions[W float32 | float64](tb testing.TB, got []float32, want []W, 
 // [B, T, vocab]. The cache is longer than T, as generation leaves it.
 func decodeChunks(tb testing.TB, m *llama.Model, g *graph.Tape, ids []int32, B, T int, chunks []int) []float32 {
 	tb.Helper()
-	V := m.Config().VocabSize
 	kc, err := m.NewCache(B, T+5)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer kc.Free()
+	return decodeInto(tb, m, g, kc, ids, B, T, chunks, nil)
+}
+
+// decodeInto is decodeChunks through the empty cache kc, calling before(c)
+// (where not nil) ahead of chunk c.
+func decodeInto(tb testing.TB, m *llama.Model, g *graph.Tape, kc *llama.Cache, ids []int32, B, T int, chunks []int, before func(c int)) []float32 {
+	tb.Helper()
+	V := m.Config().VocabSize
 	out := make([]float32, B*T*V)
 	pos := 0
-	for _, n := range chunks {
+	for c, n := range chunks {
+		if before != nil {
+			before(c)
+		}
 		chunk := make([]int32, 0, B*n)
 		for row := range B {
 			chunk = append(chunk, ids[row*T+pos:row*T+pos+n]...)
