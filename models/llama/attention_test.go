@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -22,6 +23,36 @@ func normRelDiff(a, b []float32) float64 {
 		return 0
 	}
 	return math.Sqrt(d / n)
+}
+
+// sameStep checks that the step got gives want's loss and every parameter
+// want has a gradient for the same gradient, to tol (relative; normwise
+// for the gradients), and logs the worst gradient. what says which runs
+// these are, for the messages: say "checkpointing true", "fused",
+// "composed".
+func sameStep(t *testing.T, got, want checkpointRun, tol float64, what, gotName, wantName string) {
+	t.Helper()
+	if d := math.Abs(float64(got.loss-want.loss)) / math.Abs(float64(want.loss)); d > tol {
+		t.Errorf("%s: loss %v %s, %v %s (relative %.3g)", what, got.loss, gotName, want.loss, wantName, d)
+	}
+	if len(got.grads) != len(want.grads) || len(want.grads) == 0 {
+		t.Fatalf("%s: %d gradients %s, %d %s", what, len(got.grads), gotName, len(want.grads), wantName)
+	}
+	worst, worstName := 0.0, ""
+	for name, w := range want.grads {
+		g := got.grads[name]
+		if w == nil || g == nil {
+			t.Errorf("%s: %s: no gradient (%s %v, %s %v)", what, name, gotName, g != nil, wantName, w != nil)
+			continue
+		}
+		if d := normRelDiff(g, w); d > worst {
+			worst, worstName = d, name
+		}
+	}
+	if worst > tol {
+		t.Errorf("%s: gradient of %s differs by %.3g (normwise relative) %s against %s", what, worstName, worst, gotName, wantName)
+	}
+	t.Logf("%s: loss %v %s, %v %s; worst gradient %s %.2g", what, got.loss, gotName, want.loss, wantName, worstName, worst)
 }
 
 // TestFusedAttentionMatchesComposed runs the same batch through each kind
@@ -72,28 +103,8 @@ func TestFusedAttentionMatchesComposed(t *testing.T) {
 			composed := run(false, false)
 			for _, checkpoint := range []bool{false, true} {
 				fused := run(true, checkpoint)
-				if d := math.Abs(float64(fused.loss-composed.loss)) / math.Abs(float64(composed.loss)); d > tol {
-					t.Errorf("checkpointing %v: loss %v fused, %v composed (relative %.3g)", checkpoint, fused.loss, composed.loss, d)
-				}
-				if len(fused.grads) != len(composed.grads) || len(composed.grads) == 0 {
-					t.Fatalf("%d gradients fused, %d composed", len(fused.grads), len(composed.grads))
-				}
-				worst, worstName := 0.0, ""
-				for name, want := range composed.grads {
-					got := fused.grads[name]
-					if want == nil || got == nil {
-						t.Errorf("%s: no gradient (fused %v, composed %v)", name, got != nil, want != nil)
-						continue
-					}
-					if d := normRelDiff(got, want); d > worst {
-						worst, worstName = d, name
-					}
-				}
-				if worst > tol {
-					t.Errorf("checkpointing %v: gradient of %s differs by %.3g (normwise relative) fused against composed", checkpoint, worstName, worst)
-				}
-				t.Logf("checkpointing %v: loss %v fused, %v composed; worst gradient %s %.2g; tape peak %d bytes fused, %d composed",
-					checkpoint, fused.loss, composed.loss, worstName, worst, fused.peak, composed.peak)
+				sameStep(t, fused, composed, tol, fmt.Sprintf("checkpointing %v", checkpoint), "fused", "composed")
+				t.Logf("checkpointing %v: tape peak %d bytes fused, %d composed", checkpoint, fused.peak, composed.peak)
 			}
 
 			// Evaluation: no backward, so the fused forward keeps no

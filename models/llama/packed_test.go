@@ -1,7 +1,7 @@
 package llama_test
 
 import (
-	"math"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -151,27 +151,7 @@ func TestPackedMatchesUnpacked(t *testing.T) {
 			want := run(c.unpacked, unTargets, false)
 			for _, checkpoint := range []bool{false, true} {
 				got := run(c.packed, pkTargets, checkpoint)
-				if d := math.Abs(float64(got.loss-want.loss)) / math.Abs(float64(want.loss)); d > tol {
-					t.Errorf("checkpointing %v: loss %v packed, %v unpacked (relative %.3g)", checkpoint, got.loss, want.loss, d)
-				}
-				if len(got.grads) != len(want.grads) || len(want.grads) == 0 {
-					t.Fatalf("%d gradients packed, %d unpacked", len(got.grads), len(want.grads))
-				}
-				worst, worstName := 0.0, ""
-				for name, w := range want.grads {
-					g := got.grads[name]
-					if w == nil || g == nil {
-						t.Errorf("%s: no gradient (packed %v, unpacked %v)", name, g != nil, w != nil)
-						continue
-					}
-					if d := normRelDiff(g, w); d > worst {
-						worst, worstName = d, name
-					}
-				}
-				if worst > tol {
-					t.Errorf("checkpointing %v: gradient of %s differs by %.3g (normwise relative) packed against unpacked", checkpoint, worstName, worst)
-				}
-				t.Logf("checkpointing %v: loss %v packed, %v unpacked; worst gradient %s %.2g", checkpoint, got.loss, want.loss, worstName, worst)
+				sameStep(t, got, want, tol, fmt.Sprintf("checkpointing %v", checkpoint), "packed", "unpacked")
 			}
 
 			// No-grad logits at each document's positions.
