@@ -455,7 +455,7 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 	workers := b.chunks(tasks, cost)
 	need := c.scratchLen(false)
 	buf := b.scratch32(1, workers*need)[0]
-	b.attnEngines(workers)
+	b.batchEngines(workers)
 	if workers > 1 && c.segs {
 		c.sortBlocks()
 	}
@@ -585,7 +585,7 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 	// sums into dk and dv themselves.
 	buf := b.scratch32(1, workers*need+items*(splits-1)*part)[0]
 	parts := buf[workers*need:]
-	b.attnEngines(workers)
+	b.batchEngines(workers)
 	if workers == 1 {
 		w := c.carve(buf, b.batch[0], true)
 		for t := range tasks {
@@ -811,12 +811,4 @@ func (c *attnCall) reduceSplits(b *Backend, items, splits int, parts []float32) 
 			}
 		}
 	})
-}
-
-// attnEngines makes sure b.batch holds at least n single-threaded
-// engines, one per worker.
-func (b *Backend) attnEngines(n int) {
-	for len(b.batch) < n {
-		b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
-	}
 }

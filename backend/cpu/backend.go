@@ -111,7 +111,7 @@ type Backend struct {
 	conv      *bf16.Funcs  // the bfloat16 conversions of the active path
 	stream    int          // see streamBytes
 	gemm      *gemm.Engine
-	batch     []*gemm.Engine // single-threaded engines for batch-parallel MatMul
+	batch     []*gemm.Engine // single-threaded engines, one per worker (see batchEngines)
 	inUse     bytesCounter
 	rows32    [][]float32 // see scratch32
 	rows64    [][]float64 // see scratch64

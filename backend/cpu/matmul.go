@@ -75,9 +75,7 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	}
 	mm := mmCall{d: d, p: p, lda: lda, ldb: ldb, c: cs, a: as, b: bs, h: hs}
 	if chunks := b.batchChunks(d); chunks > 1 {
-		for len(b.batch) < chunks {
-			b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
-		}
+		b.batchEngines(chunks)
 		// Only this branch hands the call to goroutines, so only here
 		// does it escape (and cost an allocation).
 		par := mm
@@ -90,6 +88,15 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	}
 	for i := 0; i < d.Batch; i++ {
 		mm.one(b.gemm, i)
+	}
+}
+
+// batchEngines makes sure b.batch holds at least n single-threaded
+// engines, one per worker of an op that runs products side by side
+// (batched MatMul, the attention ops).
+func (b *Backend) batchEngines(n int) {
+	for len(b.batch) < n {
+		b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
 	}
 }
 
