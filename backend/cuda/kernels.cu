@@ -1020,6 +1020,18 @@ __device__ __forceinline__ void attnAccumulate(float acc[RA][DCH / 16], float (*
 	}
 }
 
+// AttnStage is the shared memory that attnDots and attnAccumulate use in
+// turn (each starts with a barrier): the slices of the dot products' AR
+// and BR rows, or ATT_VK rows of DCH head columns being accumulated.
+template <int AR, int BR, int DCH>
+union AttnStage {
+	struct {
+		float a[AR][ATT_KD + 1];
+		float b[BR][ATT_KD + 1];
+	} dots;
+	float rows[ATT_VK][DCH];
+};
+
 // Shared memory of attn_fwd and attn_dq: the keys [lo, hi) each query of
 // the tile sees, the tile's probabilities (or dS) and, at different times,
 // the slices of the dot products or rows of v (or k). 25 KB for DCH = 256.
@@ -1027,13 +1039,7 @@ template <int DCH>
 struct AttnRowsShared {
 	int lo[ATT_BR], hi[ATT_BR];
 	float p[ATT_BR][ATT_BC + 1];
-	union {
-		struct {
-			float a[ATT_BR][ATT_KD + 1];
-			float b[ATT_BC][ATT_KD + 1];
-		} dots;
-		float rows[ATT_VK][DCH];
-	} u;
+	AttnStage<ATT_BR, ATT_BC, DCH> u;
 };
 
 // Shared memory of attn_dkdv: the queries [lo, hi) that see each key of
@@ -1045,13 +1051,7 @@ struct AttnColsShared {
 	float pt[ATT_BK][ATT_BQ + 1];
 	float dst[ATT_BK][ATT_BQ + 1];
 	float lse[ATT_BQ], delta[ATT_BQ];
-	union {
-		struct {
-			float a[ATT_BK][ATT_KD + 1];
-			float b[ATT_BQ][ATT_KD + 1];
-		} dots;
-		float rows[ATT_VK][DCH];
-	} u;
+	AttnStage<ATT_BK, ATT_BQ, DCH> u;
 };
 
 // attnRowBounds puts the keys [lo, hi) each query of the tile at i0 (nq
@@ -1082,6 +1082,37 @@ __device__ __forceinline__ void attnRowBounds(const AttnParams p, const int *seg
 	}
 }
 
+// attnRowTileCount is the number of query tiles of attn_fwd and attn_dq:
+// ⌈queries/ATT_BR⌉ for each (batch element, head).
+__device__ __forceinline__ long long attnRowTileCount(const AttnParams p) {
+	return (long long)p.batch * p.heads * ((p.queries + ATT_BR - 1) / ATT_BR);
+}
+
+// AttnRowTile is query tile t of attn_fwd and attn_dq: its first query i0
+// and number of queries nq, batch element b, query head h, bh = b·heads + h
+// (the row of lse and δ), and the offsets of its first query in q (out,
+// dq, dout) and of its sequence's first key of key/value head h / group
+// in k and v.
+struct AttnRowTile {
+	int i0, nq, b, h;
+	long long bh, qOff, kOff;
+};
+
+__device__ __forceinline__ AttnRowTile attnRowTile(const AttnParams p, long long t) {
+	const long long heads = (long long)p.batch * p.heads;
+	const int qTiles = (p.queries + ATT_BR - 1) / ATT_BR;
+	AttnRowTile r;
+	// The last query tiles first: under a causal mask they see the most keys.
+	r.i0 = (qTiles - 1 - (int)(t / heads)) * ATT_BR;
+	r.nq = attnMin(ATT_BR, p.queries - r.i0);
+	r.bh = t % heads;
+	r.b = (int)(r.bh / p.heads);
+	r.h = (int)(r.bh % p.heads);
+	r.qOff = ((long long)r.b * p.queries + r.i0) * p.heads * p.headDim + (long long)r.h * p.headDim;
+	r.kOff = ((long long)r.b * p.keys * p.kvHeads + r.h / p.group) * p.headDim;
+	return r;
+}
+
 // attnForward is attn_fwd: a block per (query tile, batch element, head),
 // blocks striding over them; 4 queries per row group, keys in tiles of
 // ATT_BC, the tiles no query of the tile sees skipped.
@@ -1089,17 +1120,12 @@ template <int DCH>
 __device__ __forceinline__ void attnForward(const AttnParams p, float *out, float *lse, const float *q, const float *k, const float *v,
                             const int *seg, AttnRowsShared<DCH> &sh) {
 	const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, D = p.headDim;
-	const int qTiles = (p.queries + ATT_BR - 1) / ATT_BR;
-	const long long heads = (long long)p.batch * p.heads, tiles = heads * qTiles;
 	const long long qStride = (long long)p.heads * D, kStride = (long long)p.kvHeads * D;
-	for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {
-		// The last query tiles first: under a causal mask they see the most keys.
-		const int i0 = (qTiles - 1 - (int)(t / heads)) * ATT_BR, nq = attnMin(ATT_BR, p.queries - i0);
-		const long long bh = t % heads;
-		const int b = (int)(bh / p.heads), h = (int)(bh % p.heads), g = h / p.group;
-		const float *qt = q + ((long long)b * p.queries + i0) * qStride + (long long)h * D;
-		const float *kt = k + (long long)b * p.keys * kStride + (long long)g * D;
-		const float *vt = v + (long long)b * p.keys * kStride + (long long)g * D;
+	for (long long t = blockIdx.x; t < attnRowTileCount(p); t += gridDim.x) {
+		const AttnRowTile rt = attnRowTile(p, t);
+		const int i0 = rt.i0, nq = rt.nq, b = rt.b;
+		const long long bh = rt.bh;
+		const float *qt = q + rt.qOff, *kt = k + rt.kOff, *vt = v + rt.kOff;
 		int lo, hi;
 		attnRowBounds(p, seg, b, i0, nq, sh, &lo, &hi);
 		for (int d0 = 0; d0 < D; d0 += DCH) {
@@ -1153,7 +1179,7 @@ __device__ __forceinline__ void attnForward(const AttnParams p, float *out, floa
 			for (int a = 0; a < 4; a++) {
 				const int r = ty * 4 + a;
 				if (r >= nq) continue;
-				float *orow = out + ((long long)b * p.queries + i0 + r) * qStride + (long long)h * D;
+				float *orow = out + rt.qOff + (long long)r * qStride;
 #pragma unroll
 				for (int e = 0; e < DCH / 16; e++) {
 					const int col = d0 + tx + 16 * e;
@@ -1171,17 +1197,12 @@ template <int DCH>
 __device__ __forceinline__ void attnGradQ(const AttnParams p, float *dq, const float *q, const float *k, const float *v, const float *dout,
                           const float *lse, const float *delta, const int *seg, AttnRowsShared<DCH> &sh) {
 	const int ty = threadIdx.x >> 4, tx = threadIdx.x & 15, D = p.headDim;
-	const int qTiles = (p.queries + ATT_BR - 1) / ATT_BR;
-	const long long heads = (long long)p.batch * p.heads, tiles = heads * qTiles;
 	const long long qStride = (long long)p.heads * D, kStride = (long long)p.kvHeads * D;
-	for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {
-		const int i0 = (qTiles - 1 - (int)(t / heads)) * ATT_BR, nq = attnMin(ATT_BR, p.queries - i0);
-		const long long bh = t % heads;
-		const int b = (int)(bh / p.heads), h = (int)(bh % p.heads), g = h / p.group;
-		const long long qOff = ((long long)b * p.queries + i0) * qStride + (long long)h * D;
-		const float *qt = q + qOff, *ot = dout + qOff;
-		const float *kt = k + (long long)b * p.keys * kStride + (long long)g * D;
-		const float *vt = v + (long long)b * p.keys * kStride + (long long)g * D;
+	for (long long t = blockIdx.x; t < attnRowTileCount(p); t += gridDim.x) {
+		const AttnRowTile rt = attnRowTile(p, t);
+		const int i0 = rt.i0, nq = rt.nq, b = rt.b;
+		const long long bh = rt.bh, qOff = rt.qOff;
+		const float *qt = q + qOff, *ot = dout + qOff, *kt = k + rt.kOff, *vt = v + rt.kOff;
 		float lr[4], dl[4];
 #pragma unroll
 		for (int a = 0; a < 4; a++) {
