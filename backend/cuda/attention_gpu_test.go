@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/conformance"
 )
 
 // unfusedAttention holds the composition's tensors: q, k and v permuted to
@@ -110,13 +111,13 @@ func downloadAll(t testing.TB, b *Backend, x backend.Tensor) []float32 {
 	return out
 }
 
-// nmse32 is nmse against a float32 reference.
+// nmse32 is conformance.NMSE against a float32 reference.
 func nmse32(got, want []float32) float64 {
 	w := make([]float64, len(want))
 	for i, x := range want {
 		w[i] = float64(x)
 	}
-	return nmse(got, w)
+	return conformance.NMSE(got, w)
 }
 
 // checkAttentionUnfused compares fused causal attention with the

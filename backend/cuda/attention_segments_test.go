@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/conformance"
 )
 
 // packDocs returns segment numbers for sequences made of documents of the
@@ -242,7 +243,7 @@ func TestAttentionSegmentsSkipTiles(t *testing.T) {
 					{"lse", lseRows(got[1], good), lseRows64(ref.lse, good)},
 					{"dq", rows(got[2], good, H*D), rows64(ref.dq, good, H*D)},
 				} {
-					if e := nmse(o.got, o.want); !(e <= 1e-9) {
+					if e := conformance.NMSE(o.got, o.want); !(e <= 1e-9) {
 						t.Errorf("document %d's %s with NaN in document %d's k and v: NMSE %.3g against clean float64 (a key tile of document %d was visited)", good, o.name, bad, e, bad)
 					}
 				}
@@ -251,7 +252,7 @@ func TestAttentionSegmentsSkipTiles(t *testing.T) {
 					{"dk", rows(got[3], good, D), rows64(ref.dk, good, D)},
 					{"dv", rows(got[4], good, D), rows64(ref.dv, good, D)},
 				} {
-					if e := nmse(o.got, o.want); !(e <= 1e-9) {
+					if e := conformance.NMSE(o.got, o.want); !(e <= 1e-9) {
 						t.Errorf("document %d's %s with NaN in document %d's q and dout: NMSE %.3g against clean float64 (a query tile of document %d was visited)", good, o.name, bad, e, bad)
 					}
 				}

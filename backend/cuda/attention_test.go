@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/conformance"
 )
 
 // attnCase is one shape and parameter set.
@@ -146,27 +147,6 @@ func attentionRef(c attnCase, q, k, v, dout []float32) attnRef {
 	return r
 }
 
-// nmse is Σ(got − want)² / Σ want², +Inf where got is not finite, 0 for
-// an empty or all-zero reference matched exactly.
-func nmse(got []float32, want []float64) float64 {
-	var num, den float64
-	for i, w := range want {
-		g := float64(got[i])
-		if math.IsNaN(g) || math.IsInf(g, 0) {
-			return math.Inf(1)
-		}
-		num += (g - w) * (g - w)
-		den += w * w
-	}
-	if den == 0 {
-		if num == 0 {
-			return 0
-		}
-		return math.Inf(1)
-	}
-	return num / den
-}
-
 // attnGuard is how many elements of sentinel surround each output.
 const attnGuard = 37
 
@@ -254,7 +234,7 @@ func checkAttentionCase(t *testing.T, b *Backend, c attnCase, seed uint64) {
 		{"dk", dk.download(t, b, "dk"), ref.dk, grad},
 		{"dv", dv.download(t, b, "dv"), ref.dv, grad},
 	} {
-		e := nmse(o.got, o.want)
+		e := conformance.NMSE(o.got, o.want)
 		if !(e <= o.limit) {
 			t.Errorf("%s: NMSE %.3g against float64, limit %g", o.name, e, o.limit)
 		} else {
