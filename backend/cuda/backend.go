@@ -101,8 +101,8 @@ type Backend struct {
 	ids  []int32 // host staging of ScatterAdd's grouped indices
 	segs []int32 // host staging of Attention's document bounds
 	// ptrs holds the device addresses dptrs returns: one op's tensor
-	// arguments (LayerNormGrad's six at most).
-	ptrs [6]uintptr
+	// arguments (AttentionGrad's nine at most).
+	ptrs [9]uintptr
 
 	// scalars holds cuBLAS's alpha and beta, which it reads through host
 	// pointers (CUBLAS_POINTER_MODE_HOST) during the call.
