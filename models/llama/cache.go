@@ -475,13 +475,11 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt backend.Tensor, ov outViews) err
 	c := kc.m.cfg
 	b := kc.m.b
 	B, T := kc.batch, qt.Dim(1)
-	H, KV, hd, S := c.NumHeads, c.NumKVHeads, c.HeadDim(), kc.maxSeq
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim()
 	group := H / KV
 	n := pos + T
 	q4 := qt.MustReshape(B, T, KV, group, hd)
-	var scores, s3 backend.Tensor
-	var sp backend.SoftmaxParams
-	lastTi, lastLo := -1, -1
+	var sv scoreView
 	for i := range B {
 		t0, lo := kc.span(l, i, pos, T)
 		if t0 == T {
@@ -499,19 +497,8 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt backend.Tensor, ov outViews) err
 			b.Fill(v.qh, 0)
 			kc.qhT = Ti
 		}
-		if Ti != lastTi || lo != lastLo {
-			if scores, err = kc.scratch(&kc.scores, H*T*S, H*Ti, n-lo); err != nil {
-				return err
-			}
-			sp = kc.m.softmaxParams(l, pos+t0-lo, Ti)
-			// Rows of one query position are independent of the other
-			// positions' rows but through the causal mask; without one
-			// the [H·T, n−lo] scores are the softmax's rows as they are.
-			s3 = scores
-			if sp.Causal {
-				s3 = scores.MustReshape(H, Ti, n-lo)
-			}
-			lastTi, lastLo = Ti, lo
+		if sv, err = kc.scoreView(sv, H, l, pos, T, Ti, lo); err != nil {
+			return err
 		}
 		qi, oi := q4, ov.blocks[i]
 		if B > 1 {
@@ -523,9 +510,9 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt backend.Tensor, ov outViews) err
 			oi = kc.padded(ov.rows[i], t0).MustReshape(Ti, KV, group, hd)
 		}
 		b.Copy(v.diag, qi, false)
-		kc.logits(scores, v.qh, kc.rows[l][i].MustSlice(lo, n))
-		b.Softmax(s3, s3, sp)
-		b.MatMul(v.ph, scores, kc.rows[l][B+i].MustSlice(lo, n), backend.MatMulParams{Alpha: 1})
+		kc.logits(sv.scores, v.qh, kc.rows[l][i].MustSlice(lo, n))
+		b.Softmax(sv.rows, sv.rows, sv.mask)
+		b.MatMul(v.ph, sv.scores, kc.rows[l][B+i].MustSlice(lo, n), backend.MatMulParams{Alpha: 1})
 		b.Copy(oi, v.pdiag, false)
 	}
 	return nil
@@ -544,6 +531,38 @@ func (kc *Cache) logits(dst, q, k backend.Tensor) {
 	}
 	b.MatMul(dst, q, k, backend.MatMulParams{TransB: true, Alpha: cs})
 	b.Unary(backend.Tanh, dst, dst)
+}
+
+// scoreView is the composed attention's scores scratch for Ti query
+// positions of `heads` heads over the keys lo … n−1 of a sequence.
+type scoreView struct {
+	Ti, lo int
+	scores backend.Tensor        // [heads·Ti, n−lo], the products' view
+	rows   backend.Tensor        // the view the softmax takes (see kc.scoreView)
+	mask   backend.SoftmaxParams // the mask of those queries over those keys
+}
+
+// scoreView returns the scores scratch for Ti of T new positions from pos
+// (the last Ti: those before are a row's padding) of `heads` heads in
+// layer l, over the keys lo … pos+T−1, growing the buffer as needed; it
+// returns prev (made by the previous call) where that covers the same Ti
+// and lo, as it does for every row without padding, so that rows do not
+// make views again. The softmax's rows are the scores as they are, but
+// for a causal mask, which needs each head's [Ti, n−lo] block apart.
+func (kc *Cache) scoreView(prev scoreView, heads, l, pos, T, Ti, lo int) (scoreView, error) {
+	if !prev.scores.IsZero() && prev.Ti == Ti && prev.lo == lo {
+		return prev, nil
+	}
+	n := pos + T
+	scores, err := kc.scratch(&kc.scores, heads*T*kc.maxSeq, heads*Ti, n-lo)
+	if err != nil {
+		return scoreView{}, err
+	}
+	sv := scoreView{Ti: Ti, lo: lo, scores: scores, rows: scores, mask: kc.m.softmaxParams(l, pos+T-Ti-lo, Ti)}
+	if sv.mask.Causal {
+		sv.rows = scores.MustReshape(heads, Ti, n-lo)
+	}
+	return sv, nil
 }
 
 // blockViews returns attendBlockDiag's views of the scratch buffers for T
@@ -599,9 +618,7 @@ func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error
 	// Query position t of row i, key/value head j, is matrix
 	// (i·T + t)·KV + j of these, [group, hd].
 	qAll, oAll := qt.MustReshape(B*T*KV, group, hd), ov.heads
-	var scores, scores3 backend.Tensor
-	var sp backend.SoftmaxParams
-	lastTi, lastLo := -1, -1
+	var sv scoreView
 	for i := range B {
 		t0, lo := kc.span(l, i, pos, T)
 		if t0 == T {
@@ -609,14 +626,9 @@ func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error
 			continue
 		}
 		Ti := T - t0
-		if Ti != lastTi || lo != lastLo {
-			var err error
-			if scores, err = kc.scratch(&kc.scores, group*T*S, group*Ti, n-lo); err != nil {
-				return err
-			}
-			scores3 = scores.MustReshape(group, Ti, n-lo)
-			sp = kc.m.softmaxParams(l, pos+t0-lo, Ti)
-			lastTi, lastLo = Ti, lo
+		var err error
+		if sv, err = kc.scoreView(sv, group, l, pos, T, Ti, lo); err != nil {
+			return err
 		}
 		var oi, qh, oh backend.Tensor // oh, qh: [KV, group·Ti, hd] for Ti > 1
 		if t0 > 0 {
@@ -653,9 +665,9 @@ func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error
 			}
 			ki := kAll.MustSlice(i*KV+j, i*KV+j+1).MustReshape(S, hd).MustSlice(lo, n)
 			vi := vAll.MustSlice(i*KV+j, i*KV+j+1).MustReshape(S, hd).MustSlice(lo, n)
-			kc.logits(scores, qj, ki)
-			b.Softmax(scores3, scores3, sp)
-			b.MatMul(oj, scores, vi, backend.MatMulParams{Alpha: 1})
+			kc.logits(sv.scores, qj, ki)
+			b.Softmax(sv.rows, sv.rows, sv.mask)
+			b.MatMul(oj, sv.scores, vi, backend.MatMulParams{Alpha: 1})
 		}
 		if Ti > 1 {
 			perm, err := oh.MustReshape(H, Ti, hd).Permute(1, 0, 2)
