@@ -2,8 +2,6 @@ package llama
 
 import "github.com/sora-go/sora/backend"
 
-type backendTensor = backend.Tensor
-
 // CachePath names the attention kc ran in its last Decode: "fused",
 // "block-diagonal" or "per-head" ("" before the first), so that tests can
 // check which path they exercised.
@@ -24,7 +22,7 @@ func SetCacheLen(kc *Cache, n int) {
 // output), which the fused path mostly does without.
 func CacheScratchBytes(kc *Cache) int {
 	n := 0
-	for _, t := range []backendTensor{kc.scores, kc.qh, kc.oh, kc.ot} {
+	for _, t := range []backend.Tensor{kc.scores, kc.qh, kc.oh, kc.ot} {
 		if !t.IsZero() {
 			n += 4 * t.Len()
 		}
