@@ -147,7 +147,10 @@ type Ops interface {
 	// never stored whole. lse, when not the zero Tensor, is [batch, heads,
 	// queries] and receives each row's log Σ_j exp(s_j) (natural log, over
 	// the visible keys), which AttentionGrad takes. out and lse must not
-	// alias an input or each other.
+	// alias an input or each other. k and v must be finite, hidden keys'
+	// too: a kernel, like the unfused composition, may multiply a hidden
+	// key's weight of exactly 0 by its value (the CPU's does, for keys
+	// inside the range a block of rows reads), and 0·NaN is NaN.
 	Attention(out, lse, q, k, v Tensor, p AttentionParams)
 	// AttentionGrad is Attention's backward: given the forward's inputs,
 	// its out and lse, and the upstream gradient dout, it writes
