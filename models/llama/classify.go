@@ -74,7 +74,7 @@ func (m *Model) Classify(g *graph.Tape, bt Batch) (*graph.Value, error) {
 // document, its hidden state that of the document alone.
 func (m *Model) ClassifyAt(g *graph.Tape, bt Batch, rows []int32) (*graph.Value, error) {
 	if m.Score == nil {
-		return nil, fmt.Errorf("llama: Classify: the model has no score head (AddScoreHead)")
+		return nil, fmt.Errorf("llama: ClassifyAt: the model has no score head (AddScoreHead)")
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("llama: ClassifyAt: no positions to classify")

@@ -71,24 +71,25 @@ func (m *Model) validate(bt Batch) error {
 		}
 	}
 	if err := bt.checkSegments(); err != nil {
-		return err
+		return fmt.Errorf("llama: %w", err)
 	}
 	return checkTokens(bt.Tokens, c.VocabSize)
 }
 
-// checkSegments checks Segments' length and order (nil passes).
+// checkSegments checks Segments' length and order (nil passes); its
+// errors are for the caller to prefix.
 func (bt Batch) checkSegments() error {
 	if bt.Segments == nil {
 		return nil
 	}
 	if len(bt.Segments) != bt.Size*bt.Len {
-		return fmt.Errorf("llama: batch has %d segment numbers, want one per position: %d sequences × %d = %d", len(bt.Segments), bt.Size, bt.Len, bt.Size*bt.Len)
+		return fmt.Errorf("batch has %d segment numbers, want one per position: %d sequences × %d = %d", len(bt.Segments), bt.Size, bt.Len, bt.Size*bt.Len)
 	}
 	for b := range bt.Size {
 		row := bt.Segments[b*bt.Len : (b+1)*bt.Len]
 		for t := 1; t < len(row); t++ {
 			if row[t] < row[t-1] {
-				return fmt.Errorf("llama: batch segment numbers decrease in sequence %d at position %d (%d after %d); a row's documents must be contiguous, numbered in order", b, t, row[t], row[t-1])
+				return fmt.Errorf("batch segment numbers decrease in sequence %d at position %d (%d after %d); a row's documents must be contiguous, numbered in order", b, t, row[t], row[t-1])
 			}
 		}
 	}

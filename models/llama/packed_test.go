@@ -294,9 +294,9 @@ func TestPackedErrors(t *testing.T) {
 		call func() error
 		want string
 	}{
-		{"short segments", func() error { _, err := m.Hidden(tape(), short); return err }, "segment numbers, want one per position"},
+		{"short segments", func() error { _, err := m.Hidden(tape(), short); return err }, "llama: batch has 27 segment numbers, want one per position"},
 		{"decreasing", func() error { _, err := m.Hidden(tape(), down); return err }, "decrease in sequence 1 at position 5"},
-		{"LMTargets decreasing", func() error { _, err := llama.LMTargets(down, nil); return err }, "decrease"},
+		{"LMTargets decreasing", func() error { _, err := llama.LMTargets(down, nil); return err }, "llama: LMTargets: batch segment numbers decrease"},
 		{"Classify", func() error { _, err := m.Classify(tape(), c.packed); return err }, "ClassifyAt"},
 		{"prompts", func() error { _, err := llama.LMTargets(c.packed, make([]int, 2)); return err }, "packed batch"},
 		{"ClassifyAt nothing", func() error { _, err := m.ClassifyAt(tape(), c.packed, nil); return err }, "no positions"},
