@@ -117,10 +117,15 @@ func (b *Backend) uploadSegments(p backend.AttentionParams, d backend.AttentionD
 	return uploadScratch(b, bounds)
 }
 
-// tileGrid returns a grid of one block per tile, up to the x limit (the
+// attnMaxGrid caps the attention kernels' grids: the hardware's x limit.
+// Tests lower it so that blocks stride over several tiles, which otherwise
+// only a grid beyond that limit (2³¹ − 1 tiles) would make them do.
+var attnMaxGrid int64 = maxGridX
+
+// tileGrid returns a grid of one block per tile, up to attnMaxGrid (the
 // kernels stride over the rest).
 func tileGrid(tiles int64) dim3 {
-	return dim3{int(max(min(tiles, maxGridX), 1)), 1, 1}
+	return dim3{int(max(min(tiles, attnMaxGrid), 1)), 1, 1}
 }
 
 // attnRowTiles is the number of query tiles of attn_fwd and attn_dq.

@@ -274,3 +274,37 @@ func TestAttentionSegmentsPooled(t *testing.T) {
 		t.Errorf("a second call with segments made %d cuMemAlloc calls, want 0 (the pool's blocks)", stats[0]-allocs)
 	}
 }
+
+// TestAttentionGridStride: with grids smaller than the tiles, each block
+// strides over several tiles (of different query or key positions, heads
+// and batch elements, documents included), reusing its shared memory
+// from one tile to the next; every output must have the bits of one block
+// per tile. A barrier missing between the last reads of one tile's row
+// bounds, probabilities or staged rows and the next tile's writes would
+// show here, the emulator running the warps in varying order.
+func TestAttentionGridStride(t *testing.T) {
+	b := openFake(t, Options{})
+	cases := attnCases()
+	segs := attnSegmentCases()
+	for i, c := range []attnCase{cases[1], cases[6], cases[10], segs[0], segs[1], segs[2], segs[3], segs[9]} {
+		t.Run(c.String(), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(i), 77))
+			nq, nk := backend.Shape(c.qShape()).NumElements(), backend.Shape(c.kShape()).NumElements()
+			qh, kh, vh, douth := uniform(rng, nq, -1, 1), uniform(rng, nk, -1, 1), uniform(rng, nk, -1, 1), uniform(rng, nq, -1, 1)
+			want := runAttentionOn(t, b, c, qh, kh, vh, douth)
+			for _, grid := range []int64{1, 3} {
+				attnMaxGrid = grid
+				got := runAttentionOn(t, b, c, qh, kh, vh, douth)
+				attnMaxGrid = maxGridX
+				for o, name := range []string{"out", "lse", "dq", "dk", "dv"} {
+					for j, x := range got[o] {
+						if math.Float32bits(x) != math.Float32bits(want[o][j]) {
+							t.Errorf("grid of %d blocks: %s[%d] = %g, with a block per tile %g", grid, name, j, x, want[o][j])
+							break
+						}
+					}
+				}
+			}
+		})
+	}
+}
