@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
@@ -53,6 +54,53 @@ func packed(docs ...[]int) []int32 {
 func withSegments(p backend.AttentionParams, seg []int32) backend.AttentionParams {
 	p.Segments = seg
 	return p
+}
+
+// attnData is an attention call's inputs on the host: q, k, v and the
+// upstream gradient dout.
+type attnData struct{ q, k, v, dout []float32 }
+
+// newAttnData draws q, k, v and dout for shape s, uniform in [-1, 1].
+func newAttnData(rng *rand.Rand, s attnShape) attnData {
+	q, k, v := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1)
+	return attnData{q, k, v, uniform(rng, s.qLen(), -1, 1)}
+}
+
+// ref returns the float64 reference's results for x, gradients included.
+func (x attnData) ref(s attnShape, p backend.AttentionParams) refAttn {
+	return refAttention(s, p, f64(x.q), f64(x.k), f64(x.v), f64(x.dout))
+}
+
+// attnRun is one call's tensors on a backend: x's inputs uploaded, the
+// outputs poisoned with NaN.
+type attnRun struct{ q, k, v, dout, out, lse, dq, dk, dv backend.Tensor }
+
+func newAttnRun(t *testing.T, be *Backend, s attnShape, x attnData) attnRun {
+	t.Helper()
+	return attnRun{
+		q: upload(t, be, x.q, s.B, s.Tq, s.H, s.D), k: upload(t, be, x.k, s.B, s.Tk, s.KV, s.D),
+		v: upload(t, be, x.v, s.B, s.Tk, s.KV, s.D), dout: upload(t, be, x.dout, s.B, s.Tq, s.H, s.D),
+		out: poisoned(t, be, s.B, s.Tq, s.H, s.D), lse: poisoned(t, be, s.B, s.H, s.Tq),
+		dq: poisoned(t, be, s.B, s.Tq, s.H, s.D), dk: poisoned(t, be, s.B, s.Tk, s.KV, s.D), dv: poisoned(t, be, s.B, s.Tk, s.KV, s.D),
+	}
+}
+
+// forward runs Attention with lse.
+func (r attnRun) forward(be *Backend, p backend.AttentionParams) {
+	be.Attention(r.out, r.lse, r.q, r.k, r.v, p)
+}
+
+// backward runs AttentionGrad on the forward's out and lse.
+func (r attnRun) backward(be *Backend, p backend.AttentionParams) {
+	be.AttentionGrad(r.dq, r.dk, r.dv, r.q, r.k, r.v, r.out, r.lse, r.dout, p)
+}
+
+// checkGrads compares dq, dk and dv with want's by checkRel.
+func (r attnRun) checkGrads(t *testing.T, be *Backend, want refAttn) {
+	t.Helper()
+	checkRel(t, "dq", download(t, be, r.dq), want.dq, attnTol)
+	checkRel(t, "dk", download(t, be, r.dk), want.dk, attnTol)
+	checkRel(t, "dv", download(t, be, r.dv), want.dv, attnTol)
 }
 
 // refAttn holds a float64 reference attention's results.
@@ -266,35 +314,26 @@ func TestAttention(t *testing.T) {
 	for ci, tc := range attnCases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
-			rng := newRNG(uint64(100 + ci))
-			q32, k32, v32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1)
-			do32 := uniform(rng, s.qLen(), -1, 1)
-			ref := refAttention(s, tc.p, f64(q32), f64(k32), f64(v32), f64(do32))
+			x := newAttnData(newRNG(uint64(100+ci)), s)
+			ref := x.ref(s, tc.p)
 			eachConfig(t, func(t *testing.T, be *Backend) {
 				poisonScratch(be)
-				q := upload(t, be, q32, s.B, s.Tq, s.H, s.D)
-				k := upload(t, be, k32, s.B, s.Tk, s.KV, s.D)
-				v := upload(t, be, v32, s.B, s.Tk, s.KV, s.D)
-				dout := upload(t, be, do32, s.B, s.Tq, s.H, s.D)
-				out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
-				be.Attention(out, lse, q, k, v, tc.p)
-				checkRel(t, "out", download(t, be, out), ref.out, attnTol)
+				r := newAttnRun(t, be, s, x)
+				r.forward(be, tc.p)
+				checkRel(t, "out", download(t, be, r.out), ref.out, attnTol)
 				// lse is compared absolutely: it is a logarithm, whose
 				// error is relative to the sum.
-				assertClose(t, "lse", download(t, be, lse), ref.lse, 0, 2e-6*max(1, maxAbs(ref.lse)))
+				assertClose(t, "lse", download(t, be, r.lse), ref.lse, 0, 2e-6*max(1, maxAbs(ref.lse)))
 
 				// Without lse the outputs are the same.
 				out2 := poisoned(t, be, s.B, s.Tq, s.H, s.D)
-				be.Attention(out2, backend.Tensor{}, q, k, v, tc.p)
-				if got, want := download(t, be, out2), download(t, be, out); fmt.Sprint(got) != fmt.Sprint(want) {
+				be.Attention(out2, backend.Tensor{}, r.q, r.k, r.v, tc.p)
+				if got, want := download(t, be, out2), download(t, be, r.out); fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Errorf("out without lse differs from out with it")
 				}
 
-				dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
-				be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, tc.p)
-				checkRel(t, "dq", download(t, be, dq), ref.dq, attnTol)
-				checkRel(t, "dk", download(t, be, dk), ref.dk, attnTol)
-				checkRel(t, "dv", download(t, be, dv), ref.dv, attnTol)
+				r.backward(be, tc.p)
+				r.checkGrads(t, be, ref)
 			})
 		})
 	}
@@ -318,11 +357,9 @@ func TestAttentionRefGrad(t *testing.T) {
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
-			rng := newRNG(uint64(7 + ci))
-			q32, k32, v32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1)
-			w32 := uniform(rng, s.qLen(), -1, 1)
-			q, k, v, w := f64(q32), f64(k32), f64(v32), f64(w32)
-			ref := refAttention(s, tc.p, q, k, v, w)
+			x := newAttnData(newRNG(uint64(7+ci)), s) // dout is the loss's weights w
+			q, k, v, w := f64(x.q), f64(x.k), f64(x.v), f64(x.dout)
+			ref := x.ref(s, tc.p)
 			loss := func(q, k, v []float64) float64 {
 				out := refAttention(s, tc.p, q, k, v, nil).out
 				l := 0.0
@@ -344,15 +381,10 @@ func TestAttentionRefGrad(t *testing.T) {
 				}
 			}
 			be := New(Options{Threads: 1})
-			qt, kt, vt := upload(t, be, q32, s.B, s.Tq, s.H, s.D), upload(t, be, k32, s.B, s.Tk, s.KV, s.D), upload(t, be, v32, s.B, s.Tk, s.KV, s.D)
-			wt := upload(t, be, w32, s.B, s.Tq, s.H, s.D)
-			out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
-			dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
-			be.Attention(out, lse, qt, kt, vt, tc.p)
-			be.AttentionGrad(dq, dk, dv, qt, kt, vt, out, lse, wt, tc.p)
-			checkRel(t, "dq", download(t, be, dq), num["dq"], attnTol)
-			checkRel(t, "dk", download(t, be, dk), num["dk"], attnTol)
-			checkRel(t, "dv", download(t, be, dv), num["dv"], attnTol)
+			r := newAttnRun(t, be, s, x)
+			r.forward(be, tc.p)
+			r.backward(be, tc.p)
+			r.checkGrads(t, be, refAttn{dq: num["dq"], dk: num["dk"], dv: num["dv"]})
 			if err := be.Sync(); err != nil {
 				t.Fatal(err)
 			}
@@ -381,15 +413,12 @@ func TestAttentionPackedMatchesAlone(t *testing.T) {
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s, p := tc.s, withSegments(tc.p, packed(tc.docs...))
-			rng := newRNG(uint64(300 + ci))
-			q32, k32, v32, do32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.qLen(), -1, 1)
+			x := newAttnData(newRNG(uint64(300+ci)), s)
 			eachConfig(t, func(t *testing.T, be *Backend) {
-				q, k, v, dout := upload(t, be, q32, s.B, s.Tq, s.H, s.D), upload(t, be, k32, s.B, s.Tk, s.KV, s.D), upload(t, be, v32, s.B, s.Tk, s.KV, s.D), upload(t, be, do32, s.B, s.Tq, s.H, s.D)
-				out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
-				dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
-				be.Attention(out, lse, q, k, v, p)
-				be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
-				gOut, gLSE, gdq, gdk, gdv := download(t, be, out), download(t, be, lse), download(t, be, dq), download(t, be, dk), download(t, be, dv)
+				r := newAttnRun(t, be, s, x)
+				r.forward(be, p)
+				r.backward(be, p)
+				gOut, gLSE, gdq, gdk, gdv := download(t, be, r.out), download(t, be, r.lse), download(t, be, r.dq), download(t, be, r.dk), download(t, be, r.dv)
 				qw, kw := s.H*s.D, s.KV*s.D // floats per position
 				for b, lens := range tc.docs {
 					j0 := 0
@@ -414,11 +443,9 @@ func TestAttentionPackedMatchesAlone(t *testing.T) {
 						a := attnShape{1, i1 - i0, n, s.H, s.KV, s.D}
 						ap := tc.p
 						ap.QueryOffset = i0 + p.QueryOffset - j0
-						aq, ak, av, ado := upload(t, be, qr(q32), 1, a.Tq, a.H, a.D), upload(t, be, kr(k32), 1, a.Tk, a.KV, a.D), upload(t, be, kr(v32), 1, a.Tk, a.KV, a.D), upload(t, be, qr(do32), 1, a.Tq, a.H, a.D)
-						aout, alse := poisoned(t, be, 1, a.Tq, a.H, a.D), poisoned(t, be, 1, a.H, a.Tq)
-						adq, adk, adv := poisoned(t, be, 1, a.Tq, a.H, a.D), poisoned(t, be, 1, a.Tk, a.KV, a.D), poisoned(t, be, 1, a.Tk, a.KV, a.D)
-						be.Attention(aout, alse, aq, ak, av, ap)
-						be.AttentionGrad(adq, adk, adv, aq, ak, av, aout, alse, ado, ap)
+						ar := newAttnRun(t, be, a, attnData{qr(x.q), kr(x.k), kr(x.v), qr(x.dout)})
+						ar.forward(be, ap)
+						ar.backward(be, ap)
 						var lseRows []float32
 						for h := range s.H {
 							o := (b*s.H + h) * s.Tq
@@ -432,11 +459,11 @@ func TestAttentionPackedMatchesAlone(t *testing.T) {
 							what           string
 							got, want, all []float32
 						}{
-							{"out", qr(gOut), download(t, be, aout), gOut},
-							{"lse", lseRows, download(t, be, alse), gLSE},
-							{"dq", qr(gdq), download(t, be, adq), gdq},
-							{"dk", kr(gdk), download(t, be, adk), gdk},
-							{"dv", kr(gdv), download(t, be, adv), gdv},
+							{"out", qr(gOut), download(t, be, ar.out), gOut},
+							{"lse", lseRows, download(t, be, ar.lse), gLSE},
+							{"dq", qr(gdq), download(t, be, ar.dq), gdq},
+							{"dk", kr(gdk), download(t, be, ar.dk), gdk},
+							{"dv", kr(gdv), download(t, be, ar.dv), gdv},
 						} {
 							assertClose(t, name+" "+c.what, c.got, f64(c.want), 0, 1e-6*maxAbs(f64(c.all)))
 						}
@@ -513,9 +540,8 @@ func TestAttentionSplits(t *testing.T) {
 	for ci, tc := range cases {
 		s, p := tc.s, tc.p
 		t.Run(fmt.Sprintf("%v/threads%d/window%d/segments%v", s, tc.threads, p.Window, p.Segments != nil), func(t *testing.T) {
-			rng := newRNG(uint64(50 + ci))
-			q32, k32, v32, do32 := uniform(rng, s.qLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.kLen(), -1, 1), uniform(rng, s.qLen(), -1, 1)
-			ref := refAttention(s, p, f64(q32), f64(k32), f64(v32), f64(do32))
+			x := newAttnData(newRNG(uint64(50+ci)), s)
+			ref := x.ref(s, p)
 			var first [][]float32
 			for _, threads := range []int{1, tc.threads} {
 				be := New(Options{Threads: threads})
@@ -529,15 +555,11 @@ func TestAttentionSplits(t *testing.T) {
 				if workers, splits := be.gradPlan(&c); threads > 1 && splits == 1 {
 					t.Fatalf("case does not split: %d items on %d workers", c.gradItems(), workers)
 				}
-				q, k, v, dout := upload(t, be, q32, s.B, s.Tq, s.H, s.D), upload(t, be, k32, s.B, s.Tk, s.KV, s.D), upload(t, be, v32, s.B, s.Tk, s.KV, s.D), upload(t, be, do32, s.B, s.Tq, s.H, s.D)
-				out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
-				dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
-				be.Attention(out, lse, q, k, v, p)
-				be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p)
-				got := [][]float32{download(t, be, dq), download(t, be, dk), download(t, be, dv)}
-				checkRel(t, "dq", got[0], ref.dq, attnTol)
-				checkRel(t, "dk", got[1], ref.dk, attnTol)
-				checkRel(t, "dv", got[2], ref.dv, attnTol)
+				r := newAttnRun(t, be, s, x)
+				r.forward(be, p)
+				r.backward(be, p)
+				r.checkGrads(t, be, ref)
+				got := [][]float32{download(t, be, r.dq), download(t, be, r.dk), download(t, be, r.dv)}
 				if err := be.Sync(); err != nil {
 					t.Fatal(err)
 				}
@@ -630,15 +652,11 @@ func TestAttentionNoAllocs(t *testing.T) {
 	s := attnShape{2, 70, 70, 4, 2, 8}
 	p := backend.AttentionParams{Scale: 0.35, Causal: true, Softcap: 20}
 	be := New(Options{Threads: 1})
-	rng := newRNG(9)
-	q, k, v := upload(t, be, uniform(rng, s.qLen(), -1, 1), s.B, s.Tq, s.H, s.D), upload(t, be, uniform(rng, s.kLen(), -1, 1), s.B, s.Tk, s.KV, s.D), upload(t, be, uniform(rng, s.kLen(), -1, 1), s.B, s.Tk, s.KV, s.D)
-	dout := upload(t, be, uniform(rng, s.qLen(), -1, 1), s.B, s.Tq, s.H, s.D)
-	out, lse := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.H, s.Tq)
-	dq, dk, dv := poisoned(t, be, s.B, s.Tq, s.H, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D), poisoned(t, be, s.B, s.Tk, s.KV, s.D)
+	r := newAttnRun(t, be, s, newAttnData(newRNG(9), s))
 	for _, p := range []backend.AttentionParams{p, withSegments(p, packed([]int{1, 40, 29}, []int{70}))} {
-		fwd := func() { be.Attention(out, backend.Tensor{}, q, k, v, p) }
-		fwdLSE := func() { be.Attention(out, lse, q, k, v, p) }
-		bwd := func() { be.AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout, p) }
+		fwd := func() { be.Attention(r.out, backend.Tensor{}, r.q, r.k, r.v, p) }
+		fwdLSE := func() { r.forward(be, p) }
+		bwd := func() { r.backward(be, p) }
 		fwdLSE()
 		bwd()
 		seg := p.Segments != nil
