@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"iter"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/graph"
@@ -418,8 +419,30 @@ func (kc *Cache) span(l, i, pos, T int) (t0, lo int) {
 	return t0, lo
 }
 
+// rowSpan is a sequence's span of new positions and keys (see span).
+type rowSpan struct{ t0, lo int }
+
+// realRows yields each sequence i with a real query among the T new
+// positions from pos, with its span in layer l (see span), for the attend
+// functions; the outputs (ov.rows) of the sequences whose new positions
+// are all padding are zeroed instead, as they attend to nothing.
+func (kc *Cache) realRows(l, pos, T int, ov outViews) iter.Seq2[int, rowSpan] {
+	return func(yield func(int, rowSpan) bool) {
+		for i := range kc.batch {
+			t0, lo := kc.span(l, i, pos, T)
+			if t0 == T {
+				kc.m.b.Fill(ov.rows[i], 0)
+				continue
+			}
+			if !yield(i, rowSpan{t0, lo}) {
+				return
+			}
+		}
+	}
+}
+
 // padded returns sequence i's output positions [t0, T) as [T−t0, H, hd]
-// (rows is ov.rows[i]), zeroing the padding positions before t0.
+// (row is ov.rows[i]), zeroing the padding positions before t0.
 func (kc *Cache) padded(row backend.Tensor, t0 int) backend.Tensor {
 	r3 := row.MustReshape(row.Dim(1), row.Dim(2), row.Dim(3))
 	kc.m.b.Fill(r3.MustSlice(0, t0), 0)
@@ -440,12 +463,8 @@ func (kc *Cache) attendFused(l, pos int, qt backend.Tensor, ov outViews) {
 	n := pos + T
 	p := kc.m.attentionParams(l)
 	p.Causal, p.Segments = true, nil
-	for i := range B {
-		t0, lo := kc.span(l, i, pos, T)
-		if t0 == T {
-			kc.m.b.Fill(ov.rows[i], 0)
-			continue
-		}
+	for i, sp := range kc.realRows(l, pos, T, ov) {
+		t0, lo := sp.t0, sp.lo
 		qi, oi := qt, ov.rows[i]
 		if B > 1 {
 			qi = qt.MustSlice(i, i+1)
@@ -480,12 +499,8 @@ func (kc *Cache) attendBlockDiag(l, pos int, qt backend.Tensor, ov outViews) err
 	n := pos + T
 	q4 := qt.MustReshape(B, T, KV, group, hd)
 	var sv scoreView
-	for i := range B {
-		t0, lo := kc.span(l, i, pos, T)
-		if t0 == T {
-			b.Fill(ov.rows[i], 0)
-			continue
-		}
+	for i, sp := range kc.realRows(l, pos, T, ov) {
+		t0, lo := sp.t0, sp.lo
 		Ti := T - t0
 		v, err := kc.blockViews(Ti)
 		if err != nil {
@@ -619,12 +634,8 @@ func (kc *Cache) attendPerHead(l, pos int, qt backend.Tensor, ov outViews) error
 	// (i·T + t)·KV + j of these, [group, hd].
 	qAll, oAll := qt.MustReshape(B*T*KV, group, hd), ov.heads
 	var sv scoreView
-	for i := range B {
-		t0, lo := kc.span(l, i, pos, T)
-		if t0 == T {
-			b.Fill(ov.rows[i], 0)
-			continue
-		}
+	for i, sp := range kc.realRows(l, pos, T, ov) {
+		t0, lo := sp.t0, sp.lo
 		Ti := T - t0
 		var err error
 		if sv, err = kc.scoreView(sv, group, l, pos, T, Ti, lo); err != nil {
