@@ -674,3 +674,85 @@ func TestAttentionNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestAttentionRandom runs calls of random shapes and parameters (causal
+// or not, offsets, windows, caps, groups, packed documents of 1 to 100
+// keys, 1 to 4 threads with the smallest grain, so that the backward
+// splits and the workers take blocks in every order) against the float64
+// reference: the tables above pick the edges, this looks between them.
+func TestAttentionRandom(t *testing.T) {
+	n := 1000
+	if testing.Short() {
+		n = 200
+	}
+	rng := newRNG(12345)
+	for c := range n {
+		s := attnShape{B: 1 + rng.IntN(3), Tk: 1 + rng.IntN(90), KV: 1 + rng.IntN(2), D: 1 + rng.IntN(9)}
+		s.H = s.KV * (1 + rng.IntN(5))
+		p := backend.AttentionParams{Scale: float32(0.2 + rng.Float64()), Causal: rng.IntN(4) != 0}
+		if rng.IntN(3) == 0 {
+			p.Softcap = float32(0.5 + 3*rng.Float64())
+		}
+		if rng.IntN(2) == 0 {
+			// Packed: every query sits at a key.
+			s.Tq = 1 + rng.IntN(s.Tk)
+			p.QueryOffset = rng.IntN(s.Tk - s.Tq + 1)
+			docs := make([][]int, s.B)
+			for b := range docs {
+				for left := s.Tk; left > 0; {
+					n := 1 + rng.IntN(min(left, []int{2, 8, 40, 100}[rng.IntN(4)]))
+					docs[b] = append(docs[b], n)
+					left -= n
+				}
+			}
+			p.Segments = packed(docs...)
+		} else {
+			s.Tq = 1 + rng.IntN(90)
+			p.QueryOffset = rng.IntN(s.Tk + 3)
+			if !p.Causal {
+				p.QueryOffset -= 2 // ignored, negative included
+			}
+		}
+		if p.Causal && rng.IntN(2) == 0 {
+			p.Window = 1 + rng.IntN(30)
+			if p.QueryOffset-p.Window >= s.Tk-s.Tq {
+				p.Window = 0 // it would leave the last query no key
+			}
+		}
+		threads := 1 + rng.IntN(4)
+		x := newAttnData(rng, s)
+		name := fmt.Sprintf("call %d: %+v, %+v, %d threads", c, s, p, threads)
+		ref := x.ref(s, p)
+		be := New(Options{Threads: threads})
+		be.grain, be.gemmGrain = 1, 1
+		poisonScratch(be)
+		r := newAttnRun(t, be, s, x)
+		r.forward(be, p)
+		r.backward(be, p)
+		if err := be.Sync(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// dq and dk may cancel to almost nothing (a query that sees two
+		// keys of nearly the same value, say), where the rounding of
+		// their terms, of the order of Scale·D for inputs in [-1, 1],
+		// is what is left: they are measured against that scale at
+		// least.
+		terms := float64(p.Scale) * float64(s.D)
+		for _, o := range []struct {
+			what  string
+			got   backend.Tensor
+			want  []float64
+			floor float64
+		}{{"out", r.out, ref.out, 0}, {"dq", r.dq, ref.dq, terms}, {"dk", r.dk, ref.dk, terms}, {"dv", r.dv, ref.dv, 0}} {
+			got := download(t, be, o.got)
+			e := 0.0
+			for i, w := range o.want {
+				e = max(e, math.Abs(float64(got[i])-w))
+			}
+			if e /= max(maxAbs(o.want), o.floor); !(e <= attnTol) {
+				t.Fatalf("%s: %s relative error %.3g > %.1g", name, o.what, e, attnTol)
+			}
+		}
+		assertClose(t, name+" lse", download(t, be, r.lse), ref.lse, 0, 2e-6*max(1, maxAbs(ref.lse)))
+	}
+}
