@@ -46,5 +46,5 @@
 // (Result.Padding and the positions of metrics.jsonl say how much).
 // TRL's SFTTrainer packs the whole data set into rows of a fixed length
 // instead, which changes the number of sequences a step trains on; here
-// --batch, --epochs and the learning rate keep their meaning.
+// Options.Batch, Epochs and LR keep their meaning.
 package train
