@@ -228,7 +228,9 @@
 //   - the whole conformance suite passes on an emulated device: a test
 //     double of libcuda that runs kernels.cu itself, compiled for the host
 //     against an emulation of CUDA threads as fibers (barriers and warp
-//     shuffles included, warps run in varying order between barriers), with
+//     shuffles included, warps run in varying order between barriers, a
+//     barrier or shuffle that threads reach from different places in
+//     divergent code refused), with
 //     a per-thread current context that refuses calls made without it, and
 //     doubles of cuBLAS (column-major SGEMM on the host) and NVRTC;
 //   - host logic: argument packing, the pool's size classes and steady

@@ -185,3 +185,43 @@ func fakeCounters(t testing.TB, lib *library, symbol string) *[16]int64 {
 	}
 	return (*[16]int64)(*(*unsafe.Pointer)(unsafe.Pointer(&p)))
 }
+
+// TestEmulatorDivergentBarriers builds testdata/fake/emu_selftest.cpp
+// against the emulator and runs it: a kernel whose threads meet at the
+// same barriers runs, and kernels whose threads reach a __syncthreads or
+// a warp shuffle from different places (in divergent code, the same number
+// of times) are refused with the emulator's error. Every kernel of
+// kernels.cu runs under that check in the other tests.
+func TestEmulatorDivergentBarriers(t *testing.T) {
+	fakeLibs(t) // skips where the emulator cannot be built
+	src, err := filepath.Abs(filepath.Join("testdata", "fake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "emu_selftest")
+	build := exec.Command(findCXX(), "-std=c++17", "-O1", "-I", src, "-o", exe,
+		filepath.Join(src, "emu_selftest.cpp"), filepath.Join(src, "emu.cpp"))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the emulator's self-test: %v\n%s", err, out)
+	}
+	out, err := exec.Command(exe).CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the emulator's self-test: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for line := range strings.Lines(string(out)) {
+		name, result, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		if ok {
+			got[name] = result
+		}
+	}
+	for name, want := range map[string]string{
+		"uniform":        "ok",
+		"divergent_sync": "emulator: divergent __syncthreads",
+		"divergent_shfl": "emulator: divergent warp shuffle",
+	} {
+		if r, ok := got[name]; !ok || !strings.HasPrefix(r, want) {
+			t.Errorf("kernel %s: %q, want %q...", name, r, want)
+		}
+	}
+}

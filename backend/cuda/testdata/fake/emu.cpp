@@ -16,6 +16,9 @@ struct sora_thread {
 	int state;
 	int warp;
 	double shfl;
+	// site is where the thread called the barrier it waits at (the
+	// return address of __syncthreads or of the shuffle).
+	const void *site;
 };
 
 sora_thread *sora_emu_cur;
@@ -31,6 +34,26 @@ static int nthreads, block_arrived, warp_arrived[32], warp_size_of[32];
 static void (*thread_fn)(void *);
 static unsigned long long rng = 0x9e3779b97f4a7c15ull; // fixed seed: runs repeat exactly
 static void *thread_arg;
+// divergence describes the first barrier of the launch that threads
+// reached from different places ("" while none did).
+static char divergence[256];
+
+// check_sites records a divergence when the n threads from first on (those
+// a barrier just released, the caller among them) called it from more than
+// one place: a __syncthreads or a shuffle in code that not every thread of
+// the block (or lane of the warp) runs, undefined behaviour on a GPU even
+// where the numbers of arrivals happen to match.
+static void check_sites(int first, int n, const char *what) {
+	if (divergence[0]) return;
+	for (int i = first + 1; i < first + n; i++) {
+		if (threads[i].site != threads[first].site) {
+			snprintf(divergence, sizeof divergence,
+			         "emulator: divergent %s: thread %d called it at %p, thread %d at %p (a barrier in code that not every thread runs)",
+			         what, first, threads[first].site, i, threads[i].site);
+			return;
+		}
+	}
+}
 
 static void fiber_main() {
 	thread_fn(thread_arg);
@@ -41,8 +64,10 @@ static void fiber_main() {
 static void yield_to_scheduler() { swapcontext(&sora_emu_cur->ctx, &sched); }
 
 void __syncthreads() {
+	sora_emu_cur->site = __builtin_return_address(0);
 	if (++block_arrived == nthreads) {
 		block_arrived = 0;
+		check_sites(0, nthreads, "__syncthreads");
 		for (int i = 0; i < nthreads; i++)
 			if (threads[i].state == WAIT_BLOCK) threads[i].state = RUNNABLE;
 		return;
@@ -51,10 +76,12 @@ void __syncthreads() {
 	yield_to_scheduler();
 }
 
-static void warp_barrier() {
+static void warp_barrier(const void *site) {
 	int w = sora_emu_cur->warp;
+	sora_emu_cur->site = site;
 	if (++warp_arrived[w] == warp_size_of[w]) {
 		warp_arrived[w] = 0;
+		check_sites(w * 32, warp_size_of[w], "warp shuffle");
 		for (int i = w * 32; i < w * 32 + warp_size_of[w]; i++)
 			if (threads[i].state == WAIT_WARP) threads[i].state = RUNNABLE;
 		return;
@@ -68,13 +95,14 @@ static void warp_barrier() {
 // warp, or the caller's own value when that lane is outside the warp.
 double sora_emu_shfl(double v, int lane, int mode) {
 	sora_thread *me = sora_emu_cur;
+	const void *site = __builtin_return_address(0);
 	me->shfl = v;
-	warp_barrier();
+	warp_barrier(site);
 	int self = (int)(me - threads) - me->warp * 32;
 	int src = mode == 1 ? self + lane : mode == 2 ? self ^ lane : lane;
 	double r = v;
 	if (src >= 0 && src < warp_size_of[me->warp]) r = threads[me->warp * 32 + src].shfl;
-	warp_barrier(); // nobody overwrites shfl before every lane has read
+	warp_barrier(site); // nobody overwrites shfl before every lane has read
 	return r;
 }
 
@@ -87,6 +115,7 @@ extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, so
 	sora_emu_grid_dim = grid;
 	sora_emu_block_dim = block;
 	int nwarps = (nthreads + 31) / 32;
+	divergence[0] = 0;
 	for (int w = 0; w < nwarps; w++) warp_size_of[w] = w == nwarps - 1 ? nthreads - w * 32 : 32;
 	for (unsigned bz = 0; bz < grid.z; bz++)
 		for (unsigned by = 0; by < grid.y; by++)
@@ -141,6 +170,10 @@ extern "C" int sora_emu_launch(void (*fn)(void *), void *arg, sora_dim3 grid, so
 						         bx, by, bz, done, waiting_block, waiting_warp);
 						return 1;
 					}
+				}
+				if (divergence[0]) {
+					snprintf(err, errlen, "%s in block (%u,%u,%u)", divergence, bx, by, bz);
+					return 1;
 				}
 			}
 	return 0;

@@ -7,7 +7,11 @@
 //
 // Because fibers switch only at barriers, a missing __syncthreads shows as
 // a wrong result (one thread runs far ahead of the others), and a barrier
-// reached by only part of a block is reported as a deadlock.
+// reached by only part of a block is reported as a deadlock. Each barrier
+// also records where it was called from: threads of a block (or lanes of a
+// warp, for a shuffle) released together from different places, which a
+// barrier in divergent code gives even when the numbers of arrivals match,
+// fail the launch as divergent.
 #ifndef SORA_EMU_H
 #define SORA_EMU_H
 
