@@ -11,7 +11,8 @@ import (
 // BenchmarkAttention times a training step's attention, forward and
 // backward, fused (Attention + AttentionGrad) and unfused on the same
 // backend in the same run, alternating, and reports the unfused time
-// over the fused one as "speedup" (ns/op covers both together). The
+// over the fused one as "speedup" (ns/op covers both together; each
+// goes first in every other iteration). The
 // unfused composition is what package graph does without the fused ops
 // (models/llama's attention): q, k and v permuted from [B, T, heads, D]
 // to [B, heads, T, D] with Copy, the scores with a batched MatMul of
@@ -31,18 +32,10 @@ func BenchmarkAttention(b *testing.B) {
 		b.Run(fmt.Sprintf("B%d/T%d/H%d/KV%d/D%d/causal", s.B, s.T, s.H, s.KV, s.D), func(b *testing.B) {
 			be := New(Options{})
 			p := backend.AttentionParams{Scale: 0.125, Causal: true}
-			alloc := func(shape ...int) backend.Tensor {
-				t, err := be.Alloc(backend.Float32, shape...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				return t
-			}
+			alloc := func(shape ...int) backend.Tensor { return poisoned(b, be, shape...) }
 			rng := newRNG(1)
 			input := func(shape ...int) backend.Tensor {
-				t := alloc(shape...)
-				be.Upload(t, uniform(rng, t.Len(), -1, 1))
-				return t
+				return upload(b, be, uniform(rng, backend.Shape(shape).NumElements(), -1, 1), shape...)
 			}
 			G := s.H / s.KV
 			q, dout := input(s.B, s.T, s.H, s.D), input(s.B, s.T, s.H, s.D)
@@ -100,33 +93,18 @@ func BenchmarkAttention(b *testing.B) {
 			}
 			// The two must agree, or the comparison means nothing.
 			for _, c := range [][2]backend.Tensor{{out, uout}, {dq, udq}, {dk, udk}, {dv, udv}} {
-				got, want := make([]float32, c[0].Len()), make([]float32, c[1].Len())
-				if err := be.Download(got, c[0]); err != nil {
-					b.Fatal(err)
-				}
-				if err := be.Download(want, c[1]); err != nil {
-					b.Fatal(err)
-				}
-				if e := relErr(got, f64(want)); e > 1e-4 {
+				if e := relErr(download(b, be, c[0]), f64(download(b, be, c[1]))); !(e <= 1e-4) {
 					b.Fatalf("fused and unfused differ: relative error %.3g", e)
 				}
 			}
-			var tf, tu time.Duration
-			for b.Loop() {
-				t0 := time.Now()
-				fused()
-				t1 := time.Now()
-				unfused()
-				tu += time.Since(t1)
-				tf += t1.Sub(t0)
-			}
+			t := inTurns(b, fused, unfused)
 			if err := be.Sync(); err != nil {
 				b.Fatal(err)
 			}
 			n := float64(b.N)
-			b.ReportMetric(float64(tf.Microseconds())/n/1e3, "fused-ms")
-			b.ReportMetric(float64(tu.Microseconds())/n/1e3, "unfused-ms")
-			b.ReportMetric(float64(tu)/float64(tf), "speedup")
+			b.ReportMetric(float64(t[0].Microseconds())/n/1e3, "fused-ms")
+			b.ReportMetric(float64(t[1].Microseconds())/n/1e3, "unfused-ms")
+			b.ReportMetric(float64(t[1])/float64(t[0]), "speedup")
 		})
 	}
 }
@@ -161,6 +139,24 @@ func BenchmarkAttentionPacked(b *testing.B) {
 	}
 }
 
+// inTurns runs the steps in turn for b.Loop, each iteration starting
+// one step later than the one before, so that none always follows the
+// same one (and finds the caches as it left them), and returns each
+// step's total time.
+func inTurns(b *testing.B, steps ...func()) []time.Duration {
+	sums := make([]time.Duration, len(steps))
+	for i := 0; b.Loop(); i++ {
+		for x := range steps {
+			s := (i + x) % len(steps)
+			t0 := time.Now()
+			steps[s]()
+			sums[s] += time.Since(t0)
+		}
+	}
+	return sums
+}
+
+// repeatLen returns n lengths of l.
 func repeatLen(n, l int) []int {
 	r := make([]int, n)
 	for i := range r {
@@ -172,25 +168,9 @@ func repeatLen(n, l int) []int {
 func benchPacked(b *testing.B, B, T, H, KV, D int, docs []int) {
 	be := New(Options{})
 	p := backend.AttentionParams{Scale: 0.125, Causal: true}
-	alloc := func(shape ...int) backend.Tensor {
-		t, err := be.Alloc(backend.Float32, shape...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return t
-	}
-	put := func(data []float32, shape ...int) backend.Tensor {
-		t := alloc(shape...)
-		be.Upload(t, data)
-		return t
-	}
-	get := func(t backend.Tensor) []float32 {
-		x := make([]float32, t.Len())
-		if err := be.Download(x, t); err != nil {
-			b.Fatal(err)
-		}
-		return x
-	}
+	alloc := func(shape ...int) backend.Tensor { return poisoned(b, be, shape...) }
+	put := func(data []float32, shape ...int) backend.Tensor { return upload(b, be, data, shape...) }
+	get := func(t backend.Tensor) []float32 { return download(b, be, t) }
 	// call is one fused step on its own tensors.
 	type call struct {
 		q, k, v, dout, out, lse, dq, dk, dv backend.Tensor
@@ -273,21 +253,8 @@ func benchPacked(b *testing.B, B, T, H, KV, D int, docs []int) {
 		b.Fatalf("packed and unpacked differ: relative error %.3g", e)
 	}
 
-	// Each goes first, second and third in turn, so that none always
-	// follows the same one (and finds the caches as it left them).
-	var tp, ta, tf time.Duration
-	steps := []struct {
-		f   func()
-		sum *time.Duration
-	}{{func() { run(packedCall) }, &tp}, {runAlone, &ta}, {func() { run(fullCall) }, &tf}}
-	for i := 0; b.Loop(); i++ {
-		for x := range steps {
-			st := steps[(i+x)%len(steps)]
-			t0 := time.Now()
-			st.f()
-			*st.sum += time.Since(t0)
-		}
-	}
+	t := inTurns(b, func() { run(packedCall) }, runAlone, func() { run(fullCall) })
+	tp, ta, tf := t[0], t[1], t[2]
 	if err := be.Sync(); err != nil {
 		b.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func uploadDType(t testing.TB, be *Backend, dt backend.DType, data []float32, sh
 
 // poisoned allocates a tensor filled with NaN, so that an element an op
 // fails to write shows up in the comparison.
-func poisoned(t *testing.T, be *Backend, shape ...int) backend.Tensor {
+func poisoned(t testing.TB, be *Backend, shape ...int) backend.Tensor {
 	t.Helper()
 	x, err := be.Alloc(backend.Float32, shape...)
 	if err != nil {
@@ -91,7 +91,7 @@ func poisoned(t *testing.T, be *Backend, shape ...int) backend.Tensor {
 }
 
 // download returns a tensor's contents, failing on a recorded error.
-func download(t *testing.T, be *Backend, x backend.Tensor) []float32 {
+func download(t testing.TB, be *Backend, x backend.Tensor) []float32 {
 	t.Helper()
 	out := make([]float32, x.Len())
 	if err := be.Download(out, x); err != nil {
