@@ -256,16 +256,38 @@ type attnRow struct {
 	lse     float64
 }
 
-// row computes attnRow for batch b, query head h, query i.
-func (s attnShape) row(q, k []float64, b, h, i int, p backend.AttentionParams) attnRow {
-	g := h / (s.H / s.KV)
-	qi := q[((b*s.Tq+i)*s.H+h)*s.D:][:s.D]
+// qAt returns the offset of query i, head h of sequence b in q, out, dq
+// and dout [B, Tq, H, D].
+func (s attnShape) qAt(b, i, h int) int { return ((b*s.Tq+i)*s.H + h) * s.D }
+
+// kAt returns the offset of key j, key/value head g of sequence b in k, v,
+// dk and dv [B, Tk, KV, D].
+func (s attnShape) kAt(b, j, g int) int { return ((b*s.Tk+j)*s.KV + g) * s.D }
+
+// eachRow calls f with the attnRow of every query i of every query head h
+// of every sequence b, and the key/value head g = h / (H/KV) that serves
+// h.
+func (s attnShape) eachRow(q, k []float64, p backend.AttentionParams, f func(b, h, g, i int, a attnRow)) {
+	for b := 0; b < s.B; b++ {
+		for h := 0; h < s.H; h++ {
+			g := h / (s.H / s.KV)
+			for i := 0; i < s.Tq; i++ {
+				f(b, h, g, i, s.row(q, k, b, h, g, i, p))
+			}
+		}
+	}
+}
+
+// row computes attnRow for batch b, query head h (key/value head g),
+// query i.
+func (s attnShape) row(q, k []float64, b, h, g, i int, p backend.AttentionParams) attnRow {
+	qi := q[s.qAt(b, i, h):][:s.D]
 	var a attnRow
 	for j := 0; j < s.Tk; j++ {
 		if !s.sees(b, i, j, p) {
 			continue
 		}
-		kj := k[((b*s.Tk+j)*s.KV+g)*s.D:][:s.D]
+		kj := k[s.kAt(b, j, g):][:s.D]
 		var dot float64
 		for d := range qi {
 			dot += qi[d] * kj[d]
@@ -302,22 +324,16 @@ func (s attnShape) row(q, k []float64, b, h, i int, p backend.AttentionParams) a
 func refAttention(q, k, v []float64, s attnShape, p backend.AttentionParams) (out, lse []float64) {
 	out = make([]float64, s.B*s.Tq*s.H*s.D)
 	lse = make([]float64, s.B*s.H*s.Tq)
-	for b := 0; b < s.B; b++ {
-		for h := 0; h < s.H; h++ {
-			g := h / (s.H / s.KV)
-			for i := 0; i < s.Tq; i++ {
-				a := s.row(q, k, b, h, i, p)
-				o := out[((b*s.Tq+i)*s.H+h)*s.D:][:s.D]
-				for n, j := range a.keys {
-					vj := v[((b*s.Tk+j)*s.KV+g)*s.D:][:s.D]
-					for d := range o {
-						o[d] += a.w[n] * vj[d]
-					}
-				}
-				lse[(b*s.H+h)*s.Tq+i] = a.lse
+	s.eachRow(q, k, p, func(b, h, g, i int, a attnRow) {
+		o := out[s.qAt(b, i, h):][:s.D]
+		for n, j := range a.keys {
+			vj := v[s.kAt(b, j, g):][:s.D]
+			for d := range o {
+				o[d] += a.w[n] * vj[d]
 			}
 		}
-	}
+		lse[(b*s.H+h)*s.Tq+i] = a.lse
+	})
 	return out, lse
 }
 
@@ -337,39 +353,33 @@ func refAttentionGrad(q, k, v, dout []float64, s attnShape, p backend.AttentionP
 	dk = make([]float64, len(k))
 	dv = make([]float64, len(v))
 	scale := float64(p.Scale)
-	for b := 0; b < s.B; b++ {
-		for h := 0; h < s.H; h++ {
-			g := h / (s.H / s.KV)
-			for i := 0; i < s.Tq; i++ {
-				a := s.row(q, k, b, h, i, p)
-				qOff := ((b*s.Tq+i)*s.H + h) * s.D
-				qi, doi, dqi := q[qOff:][:s.D], dout[qOff:][:s.D], dq[qOff:][:s.D]
-				dp := make([]float64, len(a.keys))
-				var dot float64 // Σ_l P_il dout_i·v_l
-				for n, j := range a.keys {
-					vj := v[((b*s.Tk+j)*s.KV+g)*s.D:][:s.D]
-					for d := range vj {
-						dp[n] += doi[d] * vj[d]
-					}
-					dot += a.w[n] * dp[n]
-				}
-				for n, j := range a.keys {
-					kvOff := ((b*s.Tk+j)*s.KV + g) * s.D
-					kj, dkj, dvj := k[kvOff:][:s.D], dk[kvOff:][:s.D], dv[kvOff:][:s.D]
-					dr := a.w[n] * (dp[n] - dot)
-					if p.Softcap > 0 {
-						t := math.Tanh(a.r[n] / float64(p.Softcap))
-						dr *= 1 - t*t
-					}
-					for d := 0; d < s.D; d++ {
-						dqi[d] += scale * dr * kj[d]
-						dkj[d] += scale * dr * qi[d]
-						dvj[d] += a.w[n] * doi[d]
-					}
-				}
+	s.eachRow(q, k, p, func(b, h, g, i int, a attnRow) {
+		qOff := s.qAt(b, i, h)
+		qi, doi, dqi := q[qOff:][:s.D], dout[qOff:][:s.D], dq[qOff:][:s.D]
+		dp := make([]float64, len(a.keys))
+		var dot float64 // Σ_l P_il dout_i·v_l
+		for n, j := range a.keys {
+			vj := v[s.kAt(b, j, g):][:s.D]
+			for d := range vj {
+				dp[n] += doi[d] * vj[d]
+			}
+			dot += a.w[n] * dp[n]
+		}
+		for n, j := range a.keys {
+			kvOff := s.kAt(b, j, g)
+			kj, dkj, dvj := k[kvOff:][:s.D], dk[kvOff:][:s.D], dv[kvOff:][:s.D]
+			dr := a.w[n] * (dp[n] - dot)
+			if p.Softcap > 0 {
+				t := math.Tanh(a.r[n] / float64(p.Softcap))
+				dr *= 1 - t*t
+			}
+			for d := 0; d < s.D; d++ {
+				dqi[d] += scale * dr * kj[d]
+				dkj[d] += scale * dr * qi[d]
+				dvj[d] += a.w[n] * doi[d]
 			}
 		}
-	}
+	})
 	return dq, dk, dv
 }
 
@@ -388,32 +398,26 @@ func refAttentionGradTerms(q, k, v, dout []float64, s attnShape, p backend.Atten
 	mk = make([]float64, len(k))
 	out, _ := refAttention(q, k, v, s, p)
 	scale := float64(p.Scale)
-	for b := 0; b < s.B; b++ {
-		for h := 0; h < s.H; h++ {
-			g := h / (s.H / s.KV)
-			for i := 0; i < s.Tq; i++ {
-				a := s.row(q, k, b, h, i, p)
-				qOff := ((b*s.Tq+i)*s.H + h) * s.D
-				qi, oi, doi, mqi := q[qOff:][:s.D], out[qOff:][:s.D], dout[qOff:][:s.D], mq[qOff:][:s.D]
-				var dsum float64
-				for d := range oi {
-					dsum += math.Abs(doi[d] * oi[d])
-				}
-				for n, j := range a.keys {
-					kvOff := ((b*s.Tk+j)*s.KV + g) * s.D
-					kj, vj, mkj := k[kvOff:][:s.D], v[kvOff:][:s.D], mk[kvOff:][:s.D]
-					var dp float64
-					for d := range vj {
-						dp += math.Abs(doi[d] * vj[d])
-					}
-					m := a.w[n] * (dp + dsum)
-					for d := 0; d < s.D; d++ {
-						mqi[d] += scale * m * math.Abs(kj[d])
-						mkj[d] += scale * m * math.Abs(qi[d])
-					}
-				}
+	s.eachRow(q, k, p, func(b, h, g, i int, a attnRow) {
+		qOff := s.qAt(b, i, h)
+		qi, oi, doi, mqi := q[qOff:][:s.D], out[qOff:][:s.D], dout[qOff:][:s.D], mq[qOff:][:s.D]
+		var dsum float64
+		for d := range oi {
+			dsum += math.Abs(doi[d] * oi[d])
+		}
+		for n, j := range a.keys {
+			kvOff := s.kAt(b, j, g)
+			kj, vj, mkj := k[kvOff:][:s.D], v[kvOff:][:s.D], mk[kvOff:][:s.D]
+			var dp float64
+			for d := range vj {
+				dp += math.Abs(doi[d] * vj[d])
+			}
+			m := a.w[n] * (dp + dsum)
+			for d := 0; d < s.D; d++ {
+				mqi[d] += scale * m * math.Abs(kj[d])
+				mkj[d] += scale * m * math.Abs(qi[d])
 			}
 		}
-	}
+	})
 	return mq, mk
 }
