@@ -52,14 +52,20 @@ func randVals(rng *rand.Rand, n int, span float64) []float64 {
 	return x
 }
 
+// refQKV draws q, k and v for shape s: q and k uniform in [-span, span],
+// v in [-1, 1].
+func refQKV(rng *rand.Rand, s attnShape, span float64) (q, k, v []float64) {
+	q = randVals(rng, s.B*s.Tq*s.H*s.D, span)
+	k = randVals(rng, s.B*s.Tk*s.KV*s.D, span)
+	return q, k, randVals(rng, len(k), 1)
+}
+
 func TestRefAttentionMatchesComposition(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for _, tt := range refAttnTests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, p := tt.s, tt.p
-			q := randVals(rng, s.B*s.Tq*s.H*s.D, tt.span)
-			k := randVals(rng, s.B*s.Tk*s.KV*s.D, tt.span)
-			v := randVals(rng, s.B*s.Tk*s.KV*s.D, 1)
+			q, k, v := refQKV(rng, s, tt.span)
 			out, lse := refAttention(q, k, v, s, p)
 
 			// Which key/value head serves each query head, by counting:
@@ -156,9 +162,7 @@ func TestRefAttentionGradFiniteDifferences(t *testing.T) {
 	for _, tt := range refAttnTests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, p := tt.s, tt.p
-			q := randVals(rng, s.B*s.Tq*s.H*s.D, tt.span)
-			k := randVals(rng, s.B*s.Tk*s.KV*s.D, tt.span)
-			v := randVals(rng, s.B*s.Tk*s.KV*s.D, 1)
+			q, k, v := refQKV(rng, s, tt.span)
 			dout := randVals(rng, len(q), 1)
 			dq, dk, dv := refAttentionGrad(q, k, v, dout, s, p)
 			loss := func() float64 {
@@ -229,9 +233,7 @@ func TestRefAttentionSegmentsAreDocumentsAlone(t *testing.T) {
 		n++
 		t.Run(tt.name, func(t *testing.T) {
 			c := attnCase{s: tt.s, p: tt.p, span: tt.span}
-			q := randVals(rng, c.s.B*c.s.Tq*c.s.H*c.s.D, tt.span)
-			k := randVals(rng, c.s.B*c.s.Tk*c.s.KV*c.s.D, tt.span)
-			v := randVals(rng, len(k), 1)
+			q, k, v := refQKV(rng, c.s, tt.span)
 			dout := randVals(rng, len(q), 1)
 			out, lse := refAttention(q, k, v, c.s, c.p)
 			dq, dk, dv := refAttentionGrad(q, k, v, dout, c.s, c.p)
