@@ -18,11 +18,10 @@ import (
 // the host in float32 as FlashAttention-style kernels compute them (each
 // row's maximum subtracted; the backward recomputing every weight from
 // lse and taking Σ dout⊙out from the forward's out), with one planted
-// fault at a time. The
-// faultless one must pass every attention case: it shows that the
-// thresholds leave room for float32 arithmetic that is not the CPU
-// backend's. When the backend it wraps already has the ops, it replaces
-// them.
+// fault at a time. The faultless one must pass every attention case: it
+// shows that the thresholds leave room for float32 arithmetic that is not
+// the CPU backend's. When the backend it wraps already has the ops, it
+// replaces them.
 
 // attnFault is a mistake planted in hostAttention.
 type attnFault int
@@ -176,6 +175,15 @@ func (h *hostAttention) scores(q, k []float32, d backend.AttentionDims, b, hd, i
 	return s, th
 }
 
+// kvHead returns the key/value head that serves query head hd: hd /
+// Group, or with the gqaModulo fault hd % KVHeads.
+func (h *hostAttention) kvHead(hd int, d backend.AttentionDims) int {
+	if h.fault == gqaModulo {
+		return hd % d.KVHeads
+	}
+	return hd / d.Group()
+}
+
 func (h *hostAttention) Attention(out, lse, q, k, v backend.Tensor, p backend.AttentionParams) {
 	if h.err != nil {
 		return
@@ -200,10 +208,7 @@ func (h *hostAttention) Attention(out, lse, q, k, v backend.Tensor, p backend.At
 	db := boundsOf(p, d.Keys)
 	for b := 0; b < d.Batch; b++ {
 		for hd := 0; hd < d.Heads; hd++ {
-			g := hd / d.Group()
-			if h.fault == gqaModulo {
-				g = hd % d.KVHeads
-			}
+			g := h.kvHead(hd, d)
 			for i := 0; i < d.Queries; i++ {
 				s, _ := h.scores(qv, kv, d, b, hd, i, p, db, false)
 				m := float32(math.Inf(-1))
@@ -267,10 +272,7 @@ func (h *hostAttention) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backen
 	db := boundsOf(p, d.Keys)
 	for b := 0; b < d.Batch; b++ {
 		for hd := 0; hd < d.Heads; hd++ {
-			g := hd / d.Group()
-			if h.fault == gqaModulo {
-				g = hd % d.KVHeads
-			}
+			g := h.kvHead(hd, d)
 			if h.fault == groupNotSummed {
 				// Each head overwrites what the heads before it in its
 				// group left, as if dk and dv were assigned per head.
@@ -321,9 +323,8 @@ func (h *hostAttention) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backen
 	h.Backend.Upload(dv, dvv)
 }
 
-// Faults planted around a backend's own kernels (the CPU backend's, once
-// it has them): the calls are rearranged so that the real kernel computes
-// the wrong thing.
+// Faults planted around a backend's own kernels (the CPU backend's): the
+// calls are rearranged so that the real kernel computes the wrong thing.
 
 // shiftedMask places every causal query one position later than asked.
 type shiftedMask struct{ backend.Backend }
