@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 )
 
 // attnShape is the shape of an attention call: q and out [B, Tq, H, D],
@@ -754,5 +755,62 @@ func TestAttentionRandom(t *testing.T) {
 			}
 		}
 		assertClose(t, name+" lse", download(t, be, r.lse), ref.lse, 0, 2e-6*max(1, maxAbs(ref.lse)))
+	}
+}
+
+// TestAddKeyGrads checks addKeyGrads on every placement of a block's keys
+// against the rows written before, cov: the calls' blocks always overlap
+// the rows written before them and reach no further than they do, but
+// its gap and past-the-end cases must keep its promise too (rows in cov
+// summed into, others written, a gap between them cleared).
+func TestAddKeyGrads(t *testing.T) {
+	const keys, D, m, ldk = 12, 3, 2, 4 // dst rows of D values, ldk apart
+	c := attnCall{d: backend.AttentionDims{HeadDim: D}}
+	e := gemm.NewEngine(gemm.Config{Threads: 1})
+	rng := newRNG(5)
+	bm := uniform(rng, m*D, -1, 1)
+	for _, tc := range []struct {
+		lo, hi int
+		cov    keyRange
+	}{
+		{3, 7, keyRange{-1, -1}}, // nothing written yet
+		{2, 6, keyRange{4, 10}},  // overlapping, earlier (the kernels' case)
+		{4, 10, keyRange{4, 10}}, // the same keys
+		{5, 8, keyRange{2, 10}},  // inside
+		{1, 4, keyRange{7, 10}},  // before, with a gap of 3
+		{8, 11, keyRange{2, 5}},  // after, with a gap of 3
+		{0, 12, keyRange{4, 6}},  // around
+	} {
+		a := uniform(rng, m*(tc.hi-tc.lo), -1, 1)
+		dst := uniform(rng, keys*ldk, -1, 1)
+		want := f64(dst)
+		for j := range keys {
+			inCov, inBlock := j >= tc.cov.lo && j < tc.cov.hi, j >= tc.lo && j < tc.hi
+			gap := tc.cov.lo >= 0 && !inCov && !inBlock && j >= min(tc.lo, tc.cov.lo) && j < max(tc.hi, tc.cov.hi)
+			for x := range D {
+				w := &want[j*ldk+x]
+				switch {
+				case inBlock:
+					if !inCov {
+						*w = 0
+					}
+					for r := range m {
+						*w += float64(a[r*(tc.hi-tc.lo)+j-tc.lo]) * float64(bm[r*D+x])
+					}
+				case gap:
+					*w = 0
+				}
+			}
+		}
+		got := c.addKeyGrads(e, dst, ldk, a, bm, D, m, tc.lo, tc.hi, tc.cov)
+		name := fmt.Sprintf("keys [%d, %d) after %v", tc.lo, tc.hi, tc.cov)
+		wantCov := keyRange{tc.lo, tc.hi}
+		if tc.cov.lo >= 0 {
+			wantCov = keyRange{min(tc.lo, tc.cov.lo), max(tc.hi, tc.cov.hi)}
+		}
+		if got != wantCov {
+			t.Errorf("%s: returned %v, want %v", name, got, wantCov)
+		}
+		assertClose(t, name, dst, want, 0, 1e-6)
 	}
 }
