@@ -79,6 +79,18 @@ func (g *Tape) CheckFusedAttention() error {
 	return nil
 }
 
+// CheckAttentionEnv returns an error naming [AttentionEnv] when it holds a
+// value other than "fused" or "unfused" (or is empty), nil otherwise: for
+// programs to refuse a mistyped setting at start, rather than at the
+// first Attention (or, where a caller only asks [Tape.FusedAttention],
+// never).
+func CheckAttentionEnv() error {
+	if m := attentionModeFromEnv(); m.bad != "" {
+		return m.badEnv()
+	}
+	return nil
+}
+
 // badEnv is the error of an unknown value of AttentionEnv.
 func (m attentionMode) badEnv() error {
 	return fmt.Errorf("environment variable %s=%q; want \"fused\", \"unfused\" or unset", AttentionEnv, m.bad)

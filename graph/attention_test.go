@@ -577,3 +577,19 @@ func TestAttentionSwitch(t *testing.T) {
 		t.Errorf("after SetFusedAttention(true): %v", err)
 	}
 }
+
+func TestCheckAttentionEnv(t *testing.T) {
+	for _, c := range []struct {
+		value string
+		ok    bool
+	}{{"", true}, {"fused", true}, {"unfused", true}, {"fast", false}, {"Unfused", false}} {
+		t.Setenv(graph.AttentionEnv, c.value)
+		err := graph.CheckAttentionEnv()
+		if (err == nil) != c.ok {
+			t.Errorf("%s=%q: error %v, want ok %v", graph.AttentionEnv, c.value, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), graph.AttentionEnv+"=\""+c.value+"\"") {
+			t.Errorf("%s=%q: error %q does not name the variable and its value", graph.AttentionEnv, c.value, err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/sora-go/sora/graph"
 	"io"
 	"maps"
 	"os"
@@ -94,6 +95,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		fmt.Fprintf(stderr, "sora: unknown command %q\n\n", args[0])
 		usage(stderr)
+		return exitUsage
+	}
+	// Every command builds tapes; a mistyped SORA_ATTENTION would
+	// otherwise surface at a training step, or never in generation.
+	if err := graph.CheckAttentionEnv(); err != nil {
+		fmt.Fprintf(stderr, "sora: %v\n", err)
 		return exitUsage
 	}
 	return c.run(args[1:], stdout, stderr)

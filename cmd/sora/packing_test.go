@@ -121,3 +121,16 @@ func TestFinetunePacking(t *testing.T) {
 		t.Errorf("resume without --packing: status %d, stderr %q; want a refusal naming packing\n%s", code, errOut, stdout)
 	}
 }
+
+// TestBadAttentionEnv checks that every command refuses a mistyped
+// SORA_ATTENTION at start, generation included (whose cache would
+// otherwise quietly compose attention).
+func TestBadAttentionEnv(t *testing.T) {
+	t.Setenv(graph.AttentionEnv, "fast")
+	for _, args := range [][]string{{"backends"}, {"generate", "--model", "m.bin"}, {"finetune"}} {
+		code, _, errOut := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(errOut, `SORA_ATTENTION="fast"`) {
+			t.Errorf("sora %v: status %d, stderr %q; want status %d naming SORA_ATTENTION", args, code, errOut, exitUsage)
+		}
+	}
+}
