@@ -15,10 +15,13 @@ import (
 // dv += Pᵀ·dout. A worker owns the dk and dv rows of one batch element
 // and key/value head at a time (with segments, of one unit of blocks and
 // key/value head: see attnCall), so that no two write the same rows; when
-// there are fewer of those than threads (batch 1 with one key/value head,
-// say), each one's blocks are split between workers that sum into private
-// dk and dv copies, added into dk and dv in a fixed order at the end.
-// Once warm, a single-threaded call allocates nothing of its own.
+// there are too few of those to keep the threads evenly busy (fewer than
+// threads, as batch 1 with one key/value head, or a number that leaves
+// the last round part idle: see attnSplits), each one's blocks are split
+// between workers that sum into private dk and dv copies, added into dk
+// and dv in a fixed order at the end. dk and dv rows that no query sees
+// are written as zeros. Once warm, a single-threaded call allocates
+// nothing of its own.
 func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
 	if b.skip(backend.OpAttentionGrad) {
 		return
