@@ -34,7 +34,10 @@
 #                                          at B=4 H=16 T=2048 D=64, against the
 #                                          MatMul+Softmax composition, whose
 #                                          time and memory ratios are recorded
-#                                          as the attention line; about 15 s)
+#                                          as the attention line, and the
+#                                          kernels' registers and local memory
+#                                          (none allowed) as attn-kernels;
+#                                          about 15 s)
 #   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
 #                                          the device-to-device copy bandwidth;
 #                                          skipped without python3 and torch)
@@ -214,6 +217,12 @@ if [ -x "$cudatest" ]; then
 	packed=$(grep -m1 -o 'packed attention B=.*' "$outdir/gpu-tests.out" || true)
 	if [ -n "$packed" ]; then
 		record packed-attention INFO 0 "$(echo "$packed" | cut -c1-300)"
+	fi
+	# And the registers and local memory the driver reports of the
+	# attention kernels' code (local memory in attn_fwd/dq/dkdv fails the test).
+	attres=$(grep -m1 -o 'attention kernels: .*' "$outdir/gpu-tests.out" || true)
+	if [ -n "$attres" ]; then
+		record attn-kernels INFO 0 "$(echo "$attres" | cut -c1-700)"
 	fi
 else
 	record gpu-tests SKIP 0 "no $cudatest (build it with: CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda)"

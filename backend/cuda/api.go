@@ -106,7 +106,7 @@ type api struct {
 	cuMemsetD32Async                                     uintptr
 	cuStreamCreate, cuStreamDestroy, cuStreamSynchronize uintptr
 	cuModuleLoadData, cuModuleUnload, cuModuleGetFunc    uintptr
-	cuLaunchKernel                                       uintptr
+	cuFuncGetAttribute, cuLaunchKernel                   uintptr
 
 	// cuBLAS
 	cublasCreate, cublasDestroy, cublasSetStream       uintptr
@@ -149,6 +149,7 @@ func newAPI(drv, blas, rtc *library) *api {
 		cuModuleLoadData:          drv.sym("cuModuleLoadData"),
 		cuModuleUnload:            drv.sym("cuModuleUnload"),
 		cuModuleGetFunc:           drv.sym("cuModuleGetFunction"),
+		cuFuncGetAttribute:        drv.sym("cuFuncGetAttribute"),
 		cuLaunchKernel:            drv.sym("cuLaunchKernel"),
 
 		cublasCreate:              blas.sym("cublasCreate_v2"),

@@ -9,8 +9,10 @@ package cuda
 // emulated device, which tests the check itself.
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,6 +198,7 @@ func TestGPUAttention(t *testing.T) {
 	for i, c := range attnSegmentCases() {
 		t.Run(c.String(), func(t *testing.T) { checkAttentionCase(t, b, c, uint64(100+i)) })
 	}
+	t.Run("resources", func(t *testing.T) { checkAttentionResources(t, b) })
 	t.Run("unfused", func(t *testing.T) {
 		checkAttentionUnfused(t, b, 4, 16, 2048, 64, 5)
 	})
@@ -323,4 +326,50 @@ func TestEmulatedAttentionPacked(t *testing.T) {
 func TestEmulatedAttentionUnfused(t *testing.T) {
 	b := openFake(t, Options{})
 	checkAttentionUnfused(t, b, 1, 2, 70, 8, 1)
+}
+
+// checkAttentionResources logs what the driver reports of each attention
+// kernel's code (registers, local and static shared memory) in one line,
+// and fails where a kernel cannot take the block size it is launched with,
+// or where one of attn_fwd, attn_dq and attn_dkdv uses local memory: their
+// accumulators are meant to stay in registers (the PTX checks see only
+// arrays left in local memory by the front end, not ptxas's spills).
+func checkAttentionResources(t *testing.T, b *Backend) {
+	var report []string
+	for _, k := range []*kernelSpec{kAttnFwd[0], kAttnFwd[1], kAttnFwd[2], kAttnDQ[0], kAttnDQ[1], kAttnDQ[2],
+		kAttnDKV[0], kAttnDKV[1], kAttnDKV[2], kAttnDelta} {
+		r, err := b.resources(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		threads := attnRowThreads
+		switch {
+		case k == kAttnDelta:
+			threads = elemBlock
+		case strings.HasPrefix(k.name, "attn_dkdv"):
+			threads = attnColThreads
+		}
+		if r.maxThreads < threads {
+			t.Errorf("%s: at most %d threads a block (%d registers a thread), launched with %d", k.name, r.maxThreads, r.registers, threads)
+		}
+		if k != kAttnDelta && r.localBytes > 0 {
+			t.Errorf("%s: %d bytes of local memory a thread (%d registers): registers spilled", k.name, r.localBytes, r.registers)
+		}
+		report = append(report, fmt.Sprintf("%s %d regs %d B local %d B shared", k.name, r.registers, r.localBytes, r.sharedBytes))
+	}
+	t.Logf("attention kernels: %s", strings.Join(report, "; "))
+}
+
+// TestEmulatedAttentionResources: the emulated driver reports the largest
+// block but, compiling nothing to SASS, no registers; resources passes its
+// refusal on as an error naming the call.
+func TestEmulatedAttentionResources(t *testing.T) {
+	b := openFake(t, Options{})
+	r, err := b.resources(kAttnFwd[0])
+	if err == nil || !strings.Contains(err.Error(), "cuFuncGetAttribute(attn_fwd_64") || !strings.Contains(err.Error(), "CUDA_ERROR_NOT_SUPPORTED") {
+		t.Errorf("resources on the emulated device: %v, want cuFuncGetAttribute's CUDA_ERROR_NOT_SUPPORTED", err)
+	}
+	if r.maxThreads != 1024 {
+		t.Errorf("max threads a block %d, want the emulator's 1024", r.maxThreads)
+	}
 }

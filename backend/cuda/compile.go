@@ -253,6 +253,47 @@ func (b *Backend) loadModule(cubin []byte) error {
 	return nil
 }
 
+// kernelResources is what the driver reports of a loaded kernel's code:
+// registers and local memory per thread (local memory holds spilled
+// registers and arrays the compiler could not keep in registers), static
+// shared memory per block, and the most threads a block of it can have.
+type kernelResources struct {
+	registers, localBytes, sharedBytes, maxThreads int
+}
+
+// The CUfunction_attribute values kernelResources reads.
+const (
+	cuFuncMaxThreadsPerBlock = 0 // CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK
+	cuFuncSharedSizeBytes    = 1 // CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES
+	cuFuncLocalSizeBytes     = 3 // CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES
+	cuFuncNumRegs            = 4 // CU_FUNC_ATTRIBUTE_NUM_REGS
+)
+
+// resources asks the driver (cuFuncGetAttribute) about kernel k of the
+// loaded module. Tests on a GPU use it to see what the compiler made of
+// the kernels, which the PTX checks on a machine without one cannot.
+func (b *Backend) resources(k *kernelSpec) (kernelResources, error) {
+	var r kernelResources
+	err := b.enter()
+	for _, a := range []struct {
+		attr int
+		v    *int
+	}{
+		{cuFuncMaxThreadsPerBlock, &r.maxThreads}, {cuFuncSharedSizeBytes, &r.sharedBytes},
+		{cuFuncLocalSizeBytes, &r.localBytes}, {cuFuncNumRegs, &r.registers},
+	} {
+		if err != nil {
+			break
+		}
+		var v int32
+		err = b.api.cu(fmt.Sprintf("cuFuncGetAttribute(%s, %d)", k.name, a.attr),
+			call(b.api.cuFuncGetAttribute, uintptr(unsafe.Pointer(&v)), uintptr(a.attr), b.fns[k]))
+		*a.v = int(v)
+	}
+	b.leave()
+	return r, err
+}
+
 // launch enqueues k, whose arguments b.args holds, on the stream.
 func (b *Backend) launch(k *kernelSpec, grid, block dim3) error {
 	params, err := b.args.finish()

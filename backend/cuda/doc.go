@@ -210,7 +210,10 @@
 // not run on a GPU, and nothing is claimed about their speed
 // (TestGPUAttention measures it against the MatMul and Softmax
 // composition, and packed attention against the documents run as separate
-// sequences and against attention over whole sequences).
+// sequences and against attention over whole sequences; it also reports
+// each attention kernel's registers and local memory as the driver gives
+// them, and fails where ptxas spilled the accumulators, which the PTX
+// check below cannot see).
 //
 // # Status and verification
 //

@@ -65,6 +65,7 @@ enum {
 	INVALID_HANDLE = 400,
 	NOT_FOUND = 500,
 	LAUNCH_FAILED = 719,
+	NOT_SUPPORTED = 801,
 };
 
 // Counters read by the tests: [0] cuMemAlloc calls, [1] cuMemFree calls,
@@ -157,6 +158,7 @@ int cuGetErrorName(int r, const char **s) {
 	case INVALID_HANDLE: *s = "CUDA_ERROR_INVALID_HANDLE"; return 0;
 	case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; return 0;
 	case LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; return 0;
+	case NOT_SUPPORTED: *s = "CUDA_ERROR_NOT_SUPPORTED"; return 0;
 	}
 	*s = 0;
 	return INVALID_VALUE;
@@ -171,6 +173,7 @@ int cuGetErrorString(int r, const char **s) {
 	case INVALID_HANDLE: *s = "invalid resource handle"; return 0;
 	case NOT_FOUND: *s = "named symbol not found"; return 0;
 	case LAUNCH_FAILED: *s = launch_error[0] ? launch_error : "unspecified launch failure"; return 0;
+	case NOT_SUPPORTED: *s = "operation not supported"; return 0;
 	}
 	*s = 0;
 	return INVALID_VALUE;
@@ -322,6 +325,19 @@ int cuModuleGetFunction(const kernel_entry **fn, void *mod, const char *name) {
 		}
 	}
 	return NOT_FOUND;
+}
+
+// cuFuncGetAttribute knows the largest block (the emulator's 1024
+// threads); the kernels are compiled for the host, not to SASS, so there
+// are no registers, local or shared memory of a GPU's to report.
+int cuFuncGetAttribute(int *v, int attr, const kernel_entry *f) {
+	NEED_CTX();
+	if (!f || !v) return INVALID_HANDLE;
+	if (attr == 0) {
+		*v = 1024;
+		return SUCCESS;
+	}
+	return NOT_SUPPORTED;
 }
 
 struct launch_arg {
