@@ -19,6 +19,7 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/chat"
 	"github.com/sora-go/sora/models/llama"
@@ -646,6 +647,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed,
 			"base_dtype": train.BaseDTypeName(m.BaseDType()), "group_by_length": f.groupByLength, "packing": f.packing}}
+	summary.Config["attention"] = attentionPath(m.Backend())
 	if f.chat.file != "" {
 		summary.Config["chat_template"] = f.chat.file
 	}
@@ -1163,4 +1165,17 @@ func interruptible(stderr io.Writer, next string) (ctx context.Context, stop fun
 			cancel()
 		}
 	}
+}
+
+// attentionPath names how training on b computes attention, for run.json:
+// "fused" (the backend's kernel) or "composed" (products and a softmax:
+// the backend lacks the kernel, or SORA_ATTENTION=unfused), since the two
+// round differently and differ in memory.
+func attentionPath(b backend.Backend) string {
+	g := graph.New(b)
+	defer g.Close()
+	if g.FusedAttention() {
+		return "fused"
+	}
+	return "composed"
 }

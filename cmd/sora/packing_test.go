@@ -113,6 +113,9 @@ func TestFinetunePacking(t *testing.T) {
 	if packed.Config["packing"] != true || plain.Config["packing"] != false {
 		t.Errorf("run.json records packing %v (packed run), %v (plain run)", packed.Config["packing"], plain.Config["packing"])
 	}
+	if packed.Config["attention"] != "fused" || plain.Config["attention"] != "fused" {
+		t.Errorf("run.json records attention %v (packed run), %v (plain run); want fused for both on the CPU backend", packed.Config["attention"], plain.Config["attention"])
+	}
 	t.Logf("padding %.1f%% unpacked, %.1f%% packed", 100*plain.Padding, 100*packed.Padding)
 
 	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
