@@ -30,7 +30,8 @@
 #                                          long-row and offset/degenerate shapes
 #                                          against the CPU backend, a bfloat16
 #                                          MatMul's scratch reused at once,
-#                                          fused attention against float64 and,
+#                                          fused attention against float64 (two
+#                                          packings issued unsynchronised too) and,
 #                                          at B=4 H=16 T=2048 D=64, against the
 #                                          MatMul+Softmax composition, whose
 #                                          time and memory ratios are recorded

@@ -199,6 +199,7 @@ func TestGPUAttention(t *testing.T) {
 		t.Run(c.String(), func(t *testing.T) { checkAttentionCase(t, b, c, uint64(100+i)) })
 	}
 	t.Run("resources", func(t *testing.T) { checkAttentionResources(t, b) })
+	t.Run("segments-unsynced", func(t *testing.T) { checkAttentionSegmentsUnsynced(t, b, 4, 8192, 2, 1, 64) })
 	t.Run("unfused", func(t *testing.T) {
 		checkAttentionUnfused(t, b, 4, 16, 2048, 64, 5)
 	})
@@ -372,4 +373,67 @@ func TestEmulatedAttentionResources(t *testing.T) {
 	if r.maxThreads != 1024 {
 		t.Errorf("max threads a block %d, want the emulator's 1024", r.maxThreads)
 	}
+}
+
+// checkAttentionSegmentsUnsynced issues Attention and AttentionGrad with
+// one packing and then with another over the same tensors, with no Sync in
+// between, and wants each call's outputs to have the bits they have when
+// run alone. The calls share the backend's host staging of the document
+// bounds: each upload must have consumed it (the driver stages pageable
+// memory) before the next call rewrites it, and their scratch blocks,
+// handed back to the pool at once, must not be overwritten before the
+// kernels that read them have run (stream order).
+func checkAttentionSegmentsUnsynced(t *testing.T, b *Backend, batch, seq, heads, kvHeads, dim int) {
+	rng := rand.New(rand.NewPCG(5, uint64(seq)))
+	a := attnCase{batch: batch, queries: seq, keys: seq, heads: heads, kvHeads: kvHeads, dim: dim,
+		p: backend.AttentionParams{Scale: float32(1 / math.Sqrt(float64(dim))), Causal: true}}
+	c := a
+	lensA, lensC := make([][]int, batch), make([][]int, batch)
+	for i := range batch {
+		// Documents of seq/8 tokens, and a document of 1 token then one
+		// of the rest of the sequence.
+		for range 8 {
+			lensA[i] = append(lensA[i], seq/8)
+		}
+		lensC[i] = []int{1, seq - 1}
+	}
+	a.p.Segments, c.p.Segments = packDocs(lensA...), packDocs(lensC...)
+	nq, nk := batch*seq*heads*dim, batch*seq*kvHeads*dim
+	qh, kh, vh, douth := uniform(rng, nq, -1, 1), uniform(rng, nk, -1, 1), uniform(rng, nk, -1, 1), uniform(rng, nq, -1, 1)
+	wantA, wantC := runAttentionOn(t, b, a, qh, kh, vh, douth), runAttentionOn(t, b, c, qh, kh, vh, douth)
+
+	q, k, v := upload(t, b, qh, a.qShape()...), upload(t, b, kh, a.kShape()...), upload(t, b, vh, a.kShape()...)
+	dout := upload(t, b, douth, a.qShape()...)
+	outs := func() [5]backend.Tensor {
+		return [5]backend.Tensor{mustAlloc(t, b, a.qShape()...), mustAlloc(t, b, batch, heads, seq),
+			mustAlloc(t, b, a.qShape()...), mustAlloc(t, b, a.kShape()...), mustAlloc(t, b, a.kShape()...)}
+	}
+	oa, oc := outs(), outs()
+	b.Attention(oa[0], oa[1], q, k, v, a.p)
+	b.Attention(oc[0], oc[1], q, k, v, c.p)
+	b.AttentionGrad(oa[2], oa[3], oa[4], q, k, v, oa[0], oa[1], dout, a.p)
+	b.AttentionGrad(oc[2], oc[3], oc[4], q, k, v, oc[0], oc[1], dout, c.p)
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		name string
+		got  [5]backend.Tensor
+		want [5][]float32
+	}{{"documents of " + fmt.Sprint(seq/8), oa, wantA}, {"documents of 1 and " + fmt.Sprint(seq-1), oc, wantC}} {
+		for o, name := range []string{"out", "lse", "dq", "dk", "dv"} {
+			for j, x := range downloadAll(t, b, w.got[o]) {
+				if math.Float32bits(x) != math.Float32bits(w.want[o][j]) {
+					t.Errorf("%s, unsynchronised: %s[%d] = %g, run alone %g", w.name, name, j, x, w.want[o][j])
+					break
+				}
+			}
+		}
+	}
+}
+
+// TestEmulatedAttentionSegmentsUnsynced runs the check small on the
+// emulated device (which copies at once, so it tests the check itself).
+func TestEmulatedAttentionSegmentsUnsynced(t *testing.T) {
+	checkAttentionSegmentsUnsynced(t, openFake(t, Options{}), 2, 128, 2, 1, 8)
 }
