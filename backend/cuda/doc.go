@@ -206,7 +206,9 @@
 //
 // The kernels have been checked on the emulated device (against a float64
 // reference in this package and the conformance suite's attention cases,
-// packed sequences included in both) and compiled with clang; they have
+// packed sequences included in both; and, bit for bit, with grids of one
+// and three blocks striding over every tile, as only grids beyond the
+// hardware's limit otherwise make them) and compiled with clang; they have
 // not run on a GPU, and nothing is claimed about their speed
 // (TestGPUAttention measures it against the MatMul and Softmax
 // composition, and packed attention against the documents run as separate
