@@ -2,7 +2,6 @@ package train
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -149,38 +148,4 @@ func nll(logits []float32, target int) float64 {
 		s += math.Exp(float64(x) - mx)
 	}
 	return math.Log(s) + mx - float64(logits[target])
-}
-
-// Generate continues each prompt (token ids starting with BOS) greedily for
-// up to maxNew tokens, stopping early at any token of stop (not returned),
-// and returns the new tokens of each. A cancelled ctx stops it before the
-// next prompt, with ctx's error.
-func Generate(ctx context.Context, m *llama.Model, prompts [][]int, maxNew int, stop []int) ([][]int, error) {
-	maxLen := 0
-	for _, p := range prompts {
-		maxLen = max(maxLen, len(p))
-	}
-	limit := min(maxLen+maxNew, m.Config().MaxSeqLen)
-	gen, err := m.NewGenerator(limit)
-	if err != nil {
-		return nil, err
-	}
-	defer gen.Close()
-	out := make([][]int, len(prompts))
-	for i, p := range prompts {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("train: generation stopped before prompt %d of %d: %w", i+1, len(prompts), err)
-		}
-		if len(p) >= limit {
-			return nil, fmt.Errorf("train: prompt %d has %d tokens, leaving no room to generate within the model's %d positions", i, len(p), m.Config().MaxSeqLen)
-		}
-		seq, err := gen.Generate(p, llama.GenerateOptions{Steps: min(len(p)+maxNew, limit), Stop: stop}, nil)
-		if err != nil {
-			return nil, fmt.Errorf("train: generating for prompt %d: %w", i, err)
-		}
-		if len(seq) > len(p) {
-			out[i] = seq[len(p):min(len(seq), len(p)+maxNew)]
-		}
-	}
-	return out, nil
 }

@@ -113,7 +113,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset; \"sora finetune --seed S\" draws its --max-eval rows with S+1, so the default matches its default 42")
 	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len)")
 	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm); a prompt generates fewer when only fewer fit in the model's seq_len")
-	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss and classification")
+	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss, classification and generation (prompts generate N at a time, left-padded, each as it would alone)")
 	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to (\"\" for none)")
 	show := fs.Int("show", 3, "print the first `N` generations (lm)")
 	var dtName string
@@ -349,7 +349,7 @@ func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, tas
 		fmt.Fprintf(log, "note: %s: %s\n", set.path, note)
 	}
 	fmt.Fprintf(log, "generating up to %d tokens for %d prompts…\n", maxNew, len(prompts))
-	outs, err := train.Generate(ctx, m, prompts, maxNew, stopTokens(tok, true))
+	outs, err := train.Generate(ctx, m, prompts, maxNew, batch, stopTokens(tok, true))
 	if err != nil {
 		return err
 	}
