@@ -162,9 +162,13 @@ type Ops interface {
 
 	// Gather copies rows of table [vocab, dim] into dst [len(ids), dim]:
 	// dst[i] = table[ids[i]]. ids live on the host and are copied before
-	// the call returns; an id outside [0, vocab) is an error.
+	// the call returns; an id outside [0, vocab) is an error. dst is
+	// float32; table is float32, or BFloat16 on a backend that supports
+	// [OpMatMulBF16] (a frozen embedding stored at half the memory), whose
+	// rows are widened into dst exactly.
 	Gather(dst, table Tensor, ids []int32)
-	// ScatterAdd is Gather's backward: dtable[ids[i]] += dy[i].
+	// ScatterAdd is Gather's backward: dtable[ids[i]] += dy[i]. Both are
+	// float32 (a bfloat16 table is frozen: it has no gradient).
 	ScatterAdd(dtable, dy Tensor, ids []int32)
 
 	// CrossEntropy writes into loss (one element per row of logits
@@ -482,9 +486,10 @@ const (
 
 	// OpMatMulBF16 is optional (not in AllOps): MatMul with a BFloat16 B
 	// operand (A and C float32), and with it BFloat16 buffers (Alloc,
-	// Upload rounding to nearest even, Download, Free, and Copy into a
-	// float32 tensor). A backend without it refuses BFloat16 everywhere;
-	// models keep float32 weights there.
+	// Upload rounding to nearest even, Download, Free, Copy into a
+	// float32 tensor, and Gather from a BFloat16 table into a float32
+	// dst). A backend without it refuses BFloat16 everywhere; models keep
+	// float32 weights there.
 	OpMatMulBF16 Op = "matmul_bf16"
 
 	// OpAttention and OpAttentionGrad are optional (not in AllOps): fused

@@ -47,7 +47,7 @@ func float32Fault(t Tensor) string {
 }
 
 // bf16Refused is why an op that computes refuses a BFloat16 tensor.
-const bf16Refused = "has dtype bfloat16, want float32 (bfloat16 is a storage type: only MatMul's B operand and Copy's src take it, on a backend with the op " + string(OpMatMulBF16) + ")"
+const bf16Refused = "has dtype bfloat16, want float32 (bfloat16 is a storage type: only MatMul's B operand, Gather's table and Copy's src take it, on a backend with the op " + string(OpMatMulBF16) + ")"
 
 // bf16Unsupported is why a backend without OpMatMulBF16 refuses a
 // BFloat16 tensor in the calls that take one where it is supported.
@@ -533,11 +533,33 @@ func CheckRoPE(dst, src Tensor, p RoPEParams) (batch, seq, heads, headDim int, e
 }
 
 // CheckGather validates Gather (and, with the roles of dst and table taken
-// by dy and dtable, ScatterAdd).
+// by dy and dtable, ScatterAdd) on a backend without [OpMatMulBF16]: every
+// tensor float32. It is CheckGatherDType(op, rowsT, table, ids, false).
 func CheckGather(op Op, rowsT, table Tensor, ids []int32) (vocab, dim int, err error) {
+	return CheckGatherDType(op, rowsT, table, ids, false)
+}
+
+// CheckGatherDType validates Gather (op OpGather: rowsT is dst) and
+// ScatterAdd (op OpScatterAdd: rowsT is dy, table is dtable): table
+// [vocab, dim], a rows tensor of len(ids)·dim elements, both contiguous,
+// and every id in [0, vocab). Both are float32, except that Gather's
+// table may be BFloat16 when bf16 is set, which a backend passes when it
+// supports [OpMatMulBF16]: a frozen embedding stored at half the memory,
+// whose rows Gather widens. ScatterAdd's dtable stays float32, since it
+// accumulates gradients.
+func CheckGatherDType(op Op, rowsT, table Tensor, ids []int32, bf16 bool) (vocab, dim int, err error) {
 	all := []Tensor{rowsT, table}
-	if err := checkDense(op, all, all...); err != nil {
-		return 0, 0, err
+	if i, why := denseFault(rowsT); i >= 0 {
+		return 0, 0, Errorf(op, all, "tensor argument 0 %s", why)
+	}
+	why := ""
+	if op == OpGather && table.DType() == BFloat16 {
+		why = storedFault(table, bf16)
+	} else if _, f := denseFault(table); f != "" {
+		why = f
+	}
+	if why != "" {
+		return 0, 0, Errorf(op, all, "tensor argument 1 %s", why)
 	}
 	if table.Rank() != 2 {
 		return 0, 0, Errorf(op, all, "table must be [vocab, dim]")

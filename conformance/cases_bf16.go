@@ -17,6 +17,7 @@ import (
 func init() {
 	registerMatMulBF16Cases()
 	registerBF16MemoryCases()
+	registerBF16GatherCases()
 	registerBF16RefusalCases()
 }
 
@@ -235,6 +236,88 @@ func registerBF16MemoryCases() {
 	}
 }
 
+// bf16GatherSpecials are bfloat16 values (by their bits) whose widening
+// is easy to get wrong: signed zeros, subnormals, the extremes, infinities
+// and a NaN.
+var bf16GatherSpecials = []uint16{
+	0x0000, 0x8000, 0x0001, 0x807f, 0x0080, 0x8080, 0x7f7f, 0xff7f,
+	0x7f80, 0xff80, 0x7fc0, 0x3f80, 0xbf81, 0x4049, 0x0040,
+}
+
+// registerBF16GatherCases registers what the gather cases of
+// cases_embed.go (bfloat16 tables of the shapes of the float32 ones) do
+// not cover: every special value widened bit for bit, and ids out of
+// range refused with the output untouched.
+func registerBF16GatherCases() {
+	Register(Case{
+		Name:  string(backend.OpMatMulBF16) + "/gather/specials/9/table=6x37",
+		Op:    backend.OpMatMulBF16,
+		Needs: []backend.Op{backend.OpGather},
+		Run: func(e *Env) {
+			const vocab, dim = 6, 37
+			vals := make([]float32, vocab*dim)
+			for i := range vals {
+				h := uint32(e.Rand.Intn(1 << 16))
+				if i%dim < len(bf16GatherSpecials) && i/dim%2 == 0 {
+					h = uint32(bf16GatherSpecials[(i%dim+i/dim)%len(bf16GatherSpecials)])
+				}
+				vals[i] = math.Float32frombits(h << 16)
+			}
+			table, tv := e.InputBF16(vals, vocab, dim)
+			ids := []int32{5, 0, 2, 2, 4, 1, 3, 0, 5}
+			o := e.Output(len(ids), dim)
+			e.B.Gather(o.T, table, ids)
+			full := e.download(o.full, o.name)
+			e.checkGuards(&o.guarded, full)
+			bad := 0
+			for r, id := range ids {
+				for j := range dim {
+					got, want := full[o.index[r*dim+j]], tv[int(id)*dim+j]
+					same := math.Float32bits(got) == math.Float32bits(want)
+					if math.IsNaN(float64(want)) {
+						same = math.IsNaN(float64(got))
+					}
+					if !same {
+						if bad++; bad <= 5 {
+							e.Errorf("row %d (id %d) column %d: %g (%#08x), want the stored bfloat16 widened: %g (%#08x)",
+								r, id, j, got, math.Float32bits(got), want, math.Float32bits(want))
+						}
+					}
+				}
+			}
+			if bad > 0 {
+				e.Errorf("%d of %d elements differ", bad, len(ids)*dim)
+			}
+		},
+	})
+
+	// An id outside [0, vocab) is refused as for a float32 table: a
+	// recorded *OpError, no element written, the backend working after.
+	for _, bad := range []int32{7, -1} {
+		Register(Case{
+			Name:  fmt.Sprintf("%s/refused/gather_id_out_of_range/%d", backend.OpMatMulBF16, bad),
+			Op:    backend.OpMatMulBF16,
+			Needs: []backend.Op{backend.OpGather, backend.OpScale},
+			Run: func(e *Env) {
+				table, _ := e.InputBF16(e.Uniform(7*5, -1, 1), 7, 5)
+				o := e.Output(3, 5)
+				e.B.Gather(o.T, table, []int32{0, bad, 6})
+				expectOpError(e, fmt.Sprintf("Sync after Gather of id %d from a bfloat16 table of 7 rows", bad), e.B.Sync(), backend.OpGather)
+				expectCleared(e)
+				full := e.download(o.full, o.name)
+				e.checkGuards(&o.guarded, full)
+				for i, p := range o.index {
+					if !math.IsNaN(float64(full[p])) {
+						e.Errorf("element %d of the poisoned output became %g; a refused Gather must not write", i, full[p])
+						break
+					}
+				}
+				afterwards(e)
+			},
+		})
+	}
+}
+
 // hostBF16 is a Buffer no backend owns, of n bfloat16 elements.
 type hostBF16 int
 
@@ -288,8 +371,13 @@ func registerBF16RefusalCases() {
 	refuse("rmsnorm_weight", backend.OpRMSNorm, func(e *Env, h backend.Tensor) {
 		e.B.RMSNorm(e.Output(1, 32).T, scratch(e, 1, 32), h.MustReshape(32), 1e-5)
 	})
-	refuse("gather_table", backend.OpGather, func(e *Env, h backend.Tensor) {
-		e.B.Gather(e.Output(2, 8).T, h, []int32{0, 3})
+	// Gather takes a bfloat16 table (registerBF16GatherCases), but not a
+	// bfloat16 dst; ScatterAdd's dtable accumulates gradients in float32.
+	refuse("gather_dst", backend.OpGather, func(e *Env, h backend.Tensor) {
+		e.B.Gather(h, scratch(e, 5, 8), []int32{0, 1, 2, 3})
+	})
+	refuse("scatter_add_table", backend.OpScatterAdd, func(e *Env, h backend.Tensor) {
+		e.B.ScatterAdd(h, scratch(e, 2, 8), []int32{0, 3})
 	})
 	refuse("softmax_src", backend.OpSoftmax, func(e *Env, h backend.Tensor) {
 		e.B.Softmax(e.Output(4, 8).T, h, backend.SoftmaxParams{})
@@ -304,12 +392,13 @@ func registerBF16RefusalCases() {
 
 	// Every backend, with the op or without: a bfloat16 tensor the backend
 	// does not own (or, without the op, any bfloat16 tensor) is refused
-	// by Upload, Download, Copy (either way), MatMul (B or Bᵀ) and Scale
-	// with an error, never a panic, and the output is left alone. A backend without the op refuses to
+	// by Upload, Download, Copy (either way), MatMul (B or Bᵀ), Gather
+	// (as its table) and Scale with an error, never a panic, and the
+	// output is left alone. A backend without the op refuses to
 	// allocate one.
 	Register(Case{
 		Name:  "memory/bf16_refused_where_not_owned",
-		Needs: []backend.Op{backend.OpCopy, backend.OpMatMul, backend.OpScale},
+		Needs: []backend.Op{backend.OpCopy, backend.OpMatMul, backend.OpScale, backend.OpGather},
 		Run: func(e *Env) {
 			if !e.B.Supports(backend.OpMatMulBF16) {
 				t, err := e.B.Alloc(backend.BFloat16, 4, 8)
@@ -335,6 +424,7 @@ func registerBF16RefusalCases() {
 				{"MatMul with it as Bᵀ", backend.OpMatMul, func(o *Out) {
 					e.B.MatMul(o.T, scratch(e, 4, 4), h.MustReshape(8, 4), backend.MatMulParams{TransB: true, Alpha: 1})
 				}},
+				{"Gather from it", backend.OpGather, func(o *Out) { e.B.Gather(o.T, h, []int32{0, 3, 1, 2}) }},
 				{"Copy into it", backend.OpCopy, func(o *Out) { e.B.Copy(h, o.T, true) }},
 				{"Scale into it", backend.OpScale, func(o *Out) { e.B.Scale(h, o.T, 2) }},
 			}

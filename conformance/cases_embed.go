@@ -58,6 +58,25 @@ func init() {
 				e.Check(o, ref)
 			},
 		})
+		// The same lookups from a bfloat16 table (a frozen embedding at
+		// half the memory), on backends with the optional op: each row
+		// the stored values widened, exactly.
+		Register(Case{
+			Name:  fmt.Sprintf("%s/gather/%s", backend.OpMatMulBF16, suffix),
+			Op:    backend.OpMatMulBF16,
+			Needs: []backend.Op{backend.OpGather},
+			Run: func(e *Env) {
+				table, tv := e.InputBF16(e.Uniform(c.vocab*c.dim, -3, 3), c.vocab, c.dim)
+				id := ids(e, c)
+				o := e.Output(rowsShape...)
+				e.B.Gather(o.T, table, id)
+				ref := make([]float64, 0, len(id)*c.dim)
+				for _, i := range id {
+					ref = append(ref, F64(tv[int(i)*c.dim:(int(i)+1)*c.dim])...)
+				}
+				e.CheckTol(string(backend.OpGather), o, ref)
+			},
+		})
 		Register(Case{
 			Name: "scatter_add/" + suffix,
 			Op:   backend.OpScatterAdd,

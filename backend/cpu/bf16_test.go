@@ -132,9 +132,12 @@ func TestBF16Refused(t *testing.T) {
 		backend.OpScale:   func() { be.Scale(h, f, 2) },
 		backend.OpBinary:  func() { be.Binary(backend.Add, f, f, h) },
 		backend.OpRMSNorm: func() { be.RMSNorm(f, f, h.MustReshape(16).MustSlice(0, 4), 1e-5) },
-		backend.OpGather:  func() { be.Gather(f, h, []int32{0, 1, 2, 3}) },
-		backend.OpMatMul:  func() { be.MatMul(h, f, f, backend.MatMulParams{Alpha: 1}) },
-		backend.OpCopy:    func() { be.Copy(h, f, false) },
+		// Gather takes a bfloat16 table (TestGatherBF16), not a bfloat16
+		// dst; ScatterAdd takes none.
+		backend.OpGather:     func() { be.Gather(h, f, []int32{0, 1, 2, 3}) },
+		backend.OpScatterAdd: func() { be.ScatterAdd(h, f, []int32{0, 1, 2, 3}) },
+		backend.OpMatMul:     func() { be.MatMul(h, f, f, backend.MatMulParams{Alpha: 1}) },
+		backend.OpCopy:       func() { be.Copy(h, f, false) },
 		backend.OpAdamW: func() {
 			be.AdamW(f, h, f, f, backend.AdamWParams{Step: 1, LR: 1, Beta1: 0.9, Beta2: 0.9})
 		},
@@ -173,6 +176,10 @@ func TestBF16Refused(t *testing.T) {
 	be.Copy(f, oh, false)
 	if err := be.Sync(); err == nil || !strings.Contains(err.Error(), "another backend") {
 		t.Errorf("Copy of another backend's bfloat16 tensor: %v", err)
+	}
+	be.Gather(f, oh, []int32{0, 1, 2, 3})
+	if err := be.Sync(); err == nil || !strings.Contains(err.Error(), "another backend") {
+		t.Errorf("Gather from another backend's bfloat16 table: %v", err)
 	}
 	be.Upload(oh, make([]float32, 16))
 	if err := be.Sync(); err == nil || !strings.Contains(err.Error(), "another backend") {

@@ -3,13 +3,19 @@ package cpu
 import "github.com/sora-go/sora/backend"
 
 // Gather copies rows of table [vocab, dim] into dst: dst[i] = table[ids[i]].
+// A bfloat16 table's rows are widened (exactly) by the active path's
+// conversion, the one Copy uses.
 func (b *Backend) Gather(dst, table backend.Tensor, ids []int32) {
 	if b.skip(backend.OpGather) {
 		return
 	}
-	_, dim, err := backend.CheckGather(backend.OpGather, dst, table, ids)
+	_, dim, err := backend.CheckGatherDType(backend.OpGather, dst, table, ids, true)
 	if err != nil {
 		b.Record(err)
+		return
+	}
+	if table.DType() == backend.BFloat16 {
+		b.gatherBF16(dst, table, ids, dim)
 		return
 	}
 	v, ok := b.views(backend.OpGather, dst, table)
@@ -21,6 +27,25 @@ func (b *Backend) Gather(dst, table backend.Tensor, ids []int32) {
 		for i := lo; i < hi; i++ {
 			id := int(ids[i])
 			copy(d[i*dim:(i+1)*dim], tb[id*dim:(id+1)*dim])
+		}
+	})
+}
+
+// gatherBF16 is Gather from a bfloat16 table (validated by the caller).
+func (b *Backend) gatherBF16(dst, table backend.Tensor, ids []int32, dim int) {
+	d, err := b.view(dst)
+	var h []uint16
+	if err == nil {
+		h, err = b.viewBF16(table)
+	}
+	if err != nil {
+		b.Record(backend.Errorf(backend.OpGather, []backend.Tensor{dst, table}, "%w", err))
+		return
+	}
+	b.parallelFor(len(ids), dim, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			id := int(ids[i])
+			b.conv.ToFloat32(d[i*dim:(i+1)*dim], h[id*dim:(id+1)*dim])
 		}
 	})
 }
