@@ -6,7 +6,9 @@ import "github.com/sora-go/sora/backend"
 // tensors of frozen weights stored two bytes an element on the device.
 // Upload rounds on the host (package backend/internal/bf16, as the CPU
 // backend rounds: the two agree bit for bit) and copies the halves; Download copies them
-// back and widens on the host; Copy widens on the device (widen_bf16); and
+// back and widens on the host; Copy widens on the device (widen_bf16);
+// Gather reads a bfloat16 table as it is stored, widening each element it
+// copies (gather_bf16: an embedding needs no float32 copy); and
 // MatMul widens a bfloat16 B into a float32 scratch block from the pool
 // for the cuBLAS call, giving it back once the call is enqueued (stream
 // order keeps it alive until the GEMM has read it, as for every other

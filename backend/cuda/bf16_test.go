@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -168,5 +169,75 @@ func TestBF16Emulated(t *testing.T) {
 	b.Free(live) // after Close: nothing, no error
 	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("Sync after Close: %v", err)
+	}
+}
+
+// TestGatherBF16Emulated checks Gather from a bfloat16 table on the
+// emulated device: from a view at a row offset (2-byte element
+// addressing), each gathered row is the table's stored values widened,
+// bit for bit (Download widens on the host, the kernel on the device);
+// the call is one kernel launch that takes no scratch beyond the ids' (no
+// float32 copy of the table, as MatMul's B gets); and ScatterAdd into a
+// bfloat16 table is refused.
+func TestGatherBF16Emulated(t *testing.T) {
+	b := openFake(t, Options{})
+	driverStats := fakeCounters(t, b.api.drv, "sora_fake_stats")
+	const rows, vocab, dim = 310, 300, 37
+	whole, err := b.Alloc(backend.BFloat16, rows, dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	vals := make([]float32, rows*dim)
+	for i := range vals {
+		vals[i] = math.Float32frombits(uint32(r.IntN(1<<16)) << 16)
+		if math.IsNaN(float64(vals[i])) {
+			vals[i] = float32(i) // NaN bits are not what this checks
+		}
+	}
+	b.Upload(whole, vals)
+	table := whole.MustSlice(5, 5+vocab)
+	stored := make([]float32, table.Len())
+	if err := b.Download(stored, table); err != nil {
+		t.Fatal(err)
+	}
+	ids := []int32{0, 299, 17, 17, 150, 3, 298, 0, 64}
+	f32 := mustAlloc(t, b, vocab, dim)
+	b.Upload(f32, stored)
+	want, got := mustAlloc(t, b, len(ids), dim), mustAlloc(t, b, len(ids), dim)
+	b.Fill(got, float32(math.NaN()))
+	b.Gather(want, f32, ids) // the float32 path, which also warms the ids' scratch
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	launches, inUse, allocs := driverStats[2], b.MemoryStats().InUse, b.MemoryStats().DeviceAllocs
+	b.Gather(got, table, ids)
+	if err := b.Sync(); err != nil {
+		t.Fatalf("Gather from a bfloat16 table: %v", err)
+	}
+	if d := driverStats[2] - launches; d != 1 {
+		t.Errorf("%d kernel launches, want 1 (gather_bf16)", d)
+	}
+	if b.MemoryStats().InUse != inUse || b.MemoryStats().DeviceAllocs != allocs {
+		t.Errorf("pool bytes in use %d → %d, device blocks %d → %d: Gather from bfloat16 should take no scratch beyond the ids'",
+			inUse, b.MemoryStats().InUse, allocs, b.MemoryStats().DeviceAllocs)
+	}
+	g, w := make([]float32, got.Len()), make([]float32, want.Len())
+	if err := b.Download(g, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Download(w, want); err != nil {
+		t.Fatal(err)
+	}
+	for i := range g {
+		row, col := i/dim, i%dim
+		ref := stored[int(ids[row])*dim+col]
+		if math.Float32bits(g[i]) != math.Float32bits(ref) || math.Float32bits(w[i]) != math.Float32bits(ref) {
+			t.Fatalf("row %d (id %d) column %d: bfloat16 table gives %g, float32 table %g; the stored value is %g", row, ids[row], col, g[i], w[i], ref)
+		}
+	}
+	b.ScatterAdd(table, got, ids)
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "bfloat16") {
+		t.Errorf("ScatterAdd into a bfloat16 table: %v, want a refusal naming bfloat16", err)
 	}
 }

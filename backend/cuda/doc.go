@@ -161,7 +161,10 @@
 // CPU backend rounds) and copies the 2-byte values; Download copies them
 // back and widens them exactly on the host; Copy from a bfloat16 tensor
 // into a float32 one (or adding to it) is one launch of the widen_bf16
-// kernel (a 16-bit shift). MatMul with a bfloat16 B widens B into a
+// kernel (a 16-bit shift). Gather from a bfloat16 table (a frozen
+// embedding) is one launch of gather_bf16, which reads the rows it copies
+// as they are stored and widens each element; no float32 copy of the
+// table is made. MatMul with a bfloat16 B widens B into a
 // float32 scratch block of the pool (4 bytes an element of B, for the
 // duration of the call; the pool keeps the block cached for the next
 // product of that size) and then runs the float32 cuBLAS path above, so

@@ -675,6 +675,19 @@ extern "C" __global__ void gather(long long n, int dim, const int *ids, float *d
 	}
 }
 
+// gather_bf16 is gather from a bfloat16 table: each element widened to the
+// float32 whose top half it is, exactly (as widen_bf16 does).
+extern "C" __global__ void gather_bf16(long long n, int dim, const int *ids, float *dst, const unsigned short *table) {
+	long long step = (long long)gridDim.x * blockDim.x;
+	for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < n * dim; k += step) {
+		long long i = k / dim;
+		int j = (int)(k - i * dim);
+		union { unsigned int u; float f; } v;
+		v.u = (unsigned int)table[(long long)ids[i] * dim + j] << 16;
+		dst[k] = v.f;
+	}
+}
+
 // scatter_add adds the rows of dy into dtable without atomics: the host
 // groups equal ids (packed = [ids of the segments | segment starts (one
 // more) | positions in dy, grouped by id, in increasing order]); each block

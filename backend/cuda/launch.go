@@ -96,6 +96,7 @@ var (
 	kLayerNormPG   = &kernelSpec{"layernorm_params_partial", []argKind{argI32, argI32, argI32, argPtr, argPtr, argPtr, argPtr, argPtr}}
 	kRoPE          = &kernelSpec{"rope", []argKind{argI32, argI32, argI64, argI32, argI32, argI32, argI32, argF32, argPtr, argPtr, argPtr}}
 	kGather        = &kernelSpec{"gather", []argKind{argI64, argI32, argPtr, argPtr, argPtr}}
+	kGatherBF16    = &kernelSpec{"gather_bf16", []argKind{argI64, argI32, argPtr, argPtr, argPtr}}
 	kScatterAdd    = &kernelSpec{"scatter_add", []argKind{argI32, argI32, argPtr, argPtr, argPtr}}
 	kCrossEntropy  = &kernelSpec{"cross_entropy", []argKind{argI32, argI32, argI32, argF32, argPtr, argPtr, argPtr}}
 	kCrossEntGrad  = &kernelSpec{"cross_entropy_grad", []argKind{argI32, argI32, argI32, argF32, argF32, argPtr, argPtr, argPtr}}
@@ -131,7 +132,7 @@ var kernelSpecs = []*kernelSpec{
 	kCopyStrided, kCopyStrided32, kBinary, kScale, kAxpy, kUnary, kUnaryGrad, kReduceRows,
 	kColsumPartial, kColsumFinal, kSoftmax, kSoftmaxGrad, kRMSNorm, kRMSNormGrad, kRMSNormDW,
 	kLayerNorm, kLayerNormGrad, kLayerNormPG, kRoPE, kGather, kScatterAdd, kCrossEntropy,
-	kCrossEntGrad, kAdamW, kWidenBF16, kAttnDelta,
+	kCrossEntGrad, kAdamW, kWidenBF16, kAttnDelta, kGatherBF16,
 	kAttnFwd[0], kAttnFwd[1], kAttnFwd[2], kAttnDQ[0], kAttnDQ[1], kAttnDQ[2], kAttnDKV[0], kAttnDKV[1], kAttnDKV[2],
 }
 

@@ -61,12 +61,14 @@ func (b *Backend) RoPE(dst, src backend.Tensor, p backend.RoPEParams) {
 }
 
 // Gather copies rows of table into dst: dst[i] = table[ids[i]]. The ids
-// go to a scratch block on the stream before the kernel.
+// go to a scratch block on the stream before the kernel. A bfloat16 table
+// (backend.OpMatMulBF16) is read as it is stored, each element widened
+// by the kernel gather_bf16: no float32 copy of the table is made.
 func (b *Backend) Gather(dst, table backend.Tensor, ids []int32) {
 	if b.skip(backend.OpGather) {
 		return
 	}
-	_, dim, err := backend.CheckGather(backend.OpGather, dst, table, ids)
+	_, dim, err := backend.CheckGatherDType(backend.OpGather, dst, table, ids, true)
 	if err != nil {
 		b.Record(err)
 		return
@@ -88,14 +90,18 @@ func (b *Backend) Gather(dst, table backend.Tensor, ids []int32) {
 		}
 		defer b.tempFree(dev)
 		n := int64(len(ids))
-		args := b.kernel(kGather)
+		k := kGather
+		if table.DType() == backend.BFloat16 {
+			k = kGatherBF16
+		}
+		args := b.kernel(k)
 		args.i64(n)
 		args.i32(dim)
 		args.ptr(dev.ptr)
 		args.ptr(p[0])
 		args.ptr(p[1])
 		grid, block := elementwiseGrid(n*int64(dim), b.sms)
-		return b.launch(kGather, grid, block)
+		return b.launch(k, grid, block)
 	})
 }
 
