@@ -37,9 +37,10 @@ func roundBF16(x float32) float32 {
 }
 
 // linearNames returns the names of the tensors a bfloat16 base stores in
-// bfloat16: every layer's projections and an untied output head.
+// bfloat16: every layer's projections, the embedding (which a tied head
+// shares) and an untied output head.
 func linearNames(c llama.Config) map[string]bool {
-	names := map[string]bool{}
+	names := map[string]bool{llama.EmbedName: true}
 	for l := range c.NumLayers {
 		for _, mod := range []string{llama.ModQ, llama.ModK, llama.ModV, llama.ModO, llama.ModGate, llama.ModUp, llama.ModDown} {
 			names[llama.LayerParamName(l, mod)] = true
@@ -51,9 +52,9 @@ func linearNames(c llama.Config) map[string]bool {
 	return names
 }
 
-// roundedLinear returns a copy of w whose linear-layer weights are rounded
-// to bfloat16 on the host, and the number of elements rounded: the float32
-// model a bfloat16 base should compute as.
+// roundedLinear returns a copy of w whose linear-layer weights and
+// embedding are rounded to bfloat16 on the host, and the number of
+// elements rounded: the float32 model a bfloat16 base should compute as.
 func roundedLinear(tb testing.TB, w *llama.Weights) (*llama.Weights, int) {
 	tb.Helper()
 	rw, err := llama.NewWeights(w.Config)
@@ -85,9 +86,8 @@ func newBF16Model(tb testing.TB, b backend.Backend, w *llama.Weights) *llama.Mod
 }
 
 // bf16Configs are the tiny models the bfloat16 tests run: a tied head
-// (float32, shared with the embedding), an untied one (bfloat16), and one
-// with attention biases on every projection (float32 beside bfloat16
-// weights).
+// (the bfloat16 embedding), an untied one (bfloat16 too), and one with
+// attention biases on every projection (float32 beside bfloat16 weights).
 var bf16Configs = []struct {
 	name string
 	cfg  llama.Config
@@ -195,8 +195,8 @@ func TestBF16BaseDecode(t *testing.T) {
 }
 
 // TestBF16BaseMemory checks that the backend holds the linear layers'
-// weights at two bytes an element: the bfloat16 model takes exactly
-// 2 bytes × their elements less than the float32 one.
+// weights and the embedding at two bytes an element: the bfloat16 model
+// takes exactly 2 bytes × their elements less than the float32 one.
 func TestBF16BaseMemory(t *testing.T) {
 	b := openCPU(t)
 	for i, tc := range bf16Configs {
@@ -216,9 +216,9 @@ func TestBF16BaseMemory(t *testing.T) {
 			t.Errorf("%s: the float32 model holds %d bytes, want 4 × %d parameters = %d", tc.name, f32, tc.cfg.NumParams(), want)
 		}
 		if want := f32 - 2*int64(nLinear); bf16 != want {
-			t.Errorf("%s: the bfloat16 base holds %d bytes, want %d (float32's %d less 2 × %d linear elements)", tc.name, bf16, want, f32, nLinear)
+			t.Errorf("%s: the bfloat16 base holds %d bytes, want %d (float32's %d less 2 × %d bfloat16 elements)", tc.name, bf16, want, f32, nLinear)
 		}
-		t.Logf("%s: float32 %d bytes, bfloat16 base %d bytes (%d linear elements of %d)", tc.name, f32, bf16, nLinear, tc.cfg.NumParams())
+		t.Logf("%s: float32 %d bytes, bfloat16 base %d bytes (%d bfloat16 elements of %d)", tc.name, f32, bf16, nLinear, tc.cfg.NumParams())
 	}
 }
 
@@ -356,14 +356,14 @@ func TestBF16BaseAdapterGradients(t *testing.T) {
 			}
 			r16, r32 := step(newBF16Model(t, b, w)), step(newModel(t, b, rw))
 			// Merged layers hold float32 weights (W0 + ΔW), the others
-			// keep their bfloat16 ones; the tied embedding is float32.
+			// keep their bfloat16 ones.
 			for name, dt := range r16.merged {
 				hit, err := peft.Match(tc.target, name)
 				if err != nil {
 					t.Fatal(err)
 				}
 				want := backend.BFloat16
-				if hit || (name == llama.OutputModule && cfg.TiedEmbeddings) {
+				if hit {
 					want = backend.Float32
 				}
 				if dt != want {
@@ -383,6 +383,131 @@ func TestBF16BaseAdapterGradients(t *testing.T) {
 			}
 			if d := maxRelDiff(r16.l, r32.l); d > 1e-5 {
 				t.Errorf("merged logits differ by %.3g", d)
+			}
+		})
+	}
+}
+
+// withFloat32Embedding returns the model w builds with bfloat16 base
+// weights, except that its embedding (and so a tied head) is a float32
+// tensor holding the same rounded values: the model a bfloat16 base built
+// before the embedding took the base dtype.
+func withFloat32Embedding(tb testing.TB, b backend.Backend, w *llama.Weights) *llama.Model {
+	tb.Helper()
+	rw, _ := roundedLinear(tb, w)
+	m := newBF16Model(tb, b, rw)
+	ep, _ := rw.Param(llama.EmbedName)
+	e, err := graph.UploadParam(b, llama.EmbedName, ep.Data, graph.Frozen, ep.Shape...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.Embed.Free()
+	m.Embed = e
+	if w.Config.TiedEmbeddings {
+		m.Output = &graph.Dense{W: e}
+	}
+	return m
+}
+
+// TestBF16Embedding checks the embedding of a bfloat16 base: it is stored
+// in bfloat16 (a tied head being the same tensor), takes 2 bytes an
+// element, and the model computes what it computes with a float32
+// embedding holding the rounded values: the loss and the adapters'
+// gradients of a LoRA step bit for bit where the head is untied (the
+// lookup widens exactly), and to float32 rounding where it is tied (the
+// head's product then reads a bfloat16 B, which the CPU's kernels may
+// sum in another order than a float32 one).
+func TestBF16Embedding(t *testing.T) {
+	b := openCPU(t)
+	for i, tc := range []struct {
+		name string
+		cfg  llama.Config
+		w    func(testing.TB, llama.Config, uint64) *llama.Weights
+	}{
+		{"tied", tinyConfig(true, llama.RopeHalfSplit), randomWeights},
+		{"untied", tinyConfig(false, llama.RopeInterleaved), randomWeights},
+		{"gemma3", gemmaConfig(llama.RopeHalfSplit), gemmaWeights}, // tied, with the √dim embedding scale
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := tc.w(t, tc.cfg, uint64(90+i))
+			before := b.BytesInUse()
+			m16 := newBF16Model(t, b, w)
+			held16 := b.BytesInUse() - before
+			m32 := withFloat32Embedding(t, b, w)
+			held32 := b.BytesInUse() - before - held16
+			if m16.Embed.DType() != backend.BFloat16 || m32.Embed.DType() != backend.Float32 {
+				t.Fatalf("embeddings %v and %v, want bfloat16 and float32", m16.Embed.DType(), m32.Embed.DType())
+			}
+			if d, ok := m16.Output.(*graph.Dense); !ok || (d.W == m16.Embed) != tc.cfg.TiedEmbeddings {
+				t.Fatalf("output head %T: shares the embedding %v, want %v", m16.Output, ok && d.W == m16.Embed, tc.cfg.TiedEmbeddings)
+			}
+			if want := 2 * int64(tc.cfg.VocabSize*tc.cfg.Dim); held32-held16 != want {
+				t.Errorf("the bfloat16 embedding saves %d bytes, want 2 × %d elements = %d", held32-held16, tc.cfg.VocabSize*tc.cfg.Dim, want)
+			}
+			bt := paddedBatch(tc.cfg.VocabSize, 8)
+			targets, err := llama.LMTargets(bt, []int{1, 2, 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			step := func(m *llama.Model) (float32, map[string][]float32) {
+				pm, err := peft.Inject(m, peft.Config{Method: peft.LoRA, R: 4, TargetModules: []string{peft.AllLinear, llama.OutputModule}, Seed: 5})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pm.Unload()
+				rng := rand.New(rand.NewPCG(13, 14))
+				for _, p := range pm.Trainable() {
+					data := make([]float32, p.Len())
+					for i := range data {
+						data[i] = float32(0.2 * rng.NormFloat64())
+					}
+					b.Upload(p.Tensor(), data)
+				}
+				g := graph.New(b)
+				defer g.Close()
+				loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := g.Backward(loss); err != nil {
+					t.Fatal(err)
+				}
+				l, err := loss.Item()
+				if err != nil {
+					t.Fatal(err)
+				}
+				grads := map[string][]float32{}
+				for _, p := range pm.Trainable() {
+					if grads[p.Name()], err = p.DownloadGrad(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return l, grads
+			}
+			l16, g16 := step(m16)
+			l32, g32 := step(m32)
+			t.Logf("loss %.9g with the bfloat16 embedding, %.9g with the float32 one (%d bytes less held)", l16, l32, held32-held16)
+			if len(g16) == 0 || len(g16) != len(g32) {
+				t.Fatalf("%d and %d trainable tensors", len(g16), len(g32))
+			}
+			if !tc.cfg.TiedEmbeddings {
+				if math.Float32bits(l16) != math.Float32bits(l32) {
+					t.Errorf("loss %.9g with the bfloat16 embedding, %.9g with the float32 one: want the same bits", l16, l32)
+				}
+				for name, g := range g32 {
+					if !slices.Equal(g16[name], g) {
+						t.Errorf("gradient of %s differs from the float32 embedding's", name)
+					}
+				}
+				return
+			}
+			if d := math.Abs(float64(l16 - l32)); d > 1e-6*math.Abs(float64(l32)) {
+				t.Errorf("loss %.9g with the bfloat16 embedding, %.9g with the float32 one", l16, l32)
+			}
+			for name, g := range g32 {
+				if d := maxRelDiff(g16[name], g); d > 1e-5 || math.IsNaN(d) {
+					t.Errorf("gradient of %s differs by %.3g (relative to its largest element)", name, d)
+				}
 			}
 		})
 	}

@@ -110,9 +110,9 @@ func ExampleModel_LMLoss() {
 	// loss 3.4657, embedding gradient [32, 16]
 }
 
-// A model whose linear layers' weights are stored in bfloat16, at half
-// their memory, adapted with LoRA (which trains in float32 beside them),
-// as "sora finetune --base-dtype bf16" builds it.
+// A model whose linear layers' weights and embedding are stored in
+// bfloat16, at half their memory, adapted with LoRA (which trains in
+// float32 beside them), as "sora finetune --base-dtype bf16" builds it.
 func ExampleNewWithOptions() {
 	cfg := llama.Config{Dim: 16, HiddenDim: 40, NumLayers: 2, NumHeads: 4, NumKVHeads: 2,
 		VocabSize: 32, MaxSeqLen: 64, NormEps: 1e-5, RopeTheta: 10000, TiedEmbeddings: true}
@@ -132,8 +132,8 @@ func ExampleNewWithOptions() {
 	defer m.Free()
 	q := m.Blocks[0].Q.(*graph.Dense).W
 	fmt.Println(q.Name(), q.DType(), "|", m.Embed.Name(), m.Embed.DType())
-	// 2 × 2,688 linear weights at 2 bytes each, the embedding's 512
-	// and the norms' 80 parameters at 4.
+	// 2 × 2,688 linear weights and the embedding's 512 (the tied head's
+	// too) at 2 bytes each, the norms' 80 parameters at 4.
 	fmt.Printf("%d parameters in %d bytes (float32: %d)\n", cfg.NumParams(), b.BytesInUse(), 4*cfg.NumParams())
 	pm, err := peft.Inject(m, peft.Config{Method: peft.LoRA, TargetModules: []string{peft.AllLinear}})
 	if err != nil {
@@ -142,7 +142,7 @@ func ExampleNewWithOptions() {
 	defer pm.Unload()
 	fmt.Println(pm.Report())
 	// Output:
-	// model.layers.0.self_attn.q_proj.weight bfloat16 | model.embed_tokens.weight float32
-	// 5968 parameters in 13120 bytes (float32: 23872)
+	// model.layers.0.self_attn.q_proj.weight bfloat16 | model.embed_tokens.weight bfloat16
+	// 5968 parameters in 12096 bytes (float32: 23872)
 	// lora on 14 layers: trainable params: 4,480 || all params: 10,448 || trainable%: 42.8790 || of the base model's 5,968: 75.0670%
 }

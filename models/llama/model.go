@@ -16,8 +16,8 @@ import (
 // [*graph.Dense] when loaded) so that a PEFT method can wrap it by name
 // without the model knowing (see [Model.Layers] for the names). Parameters
 // are frozen when loaded; make the ones to train trainable with
-// [graph.Value.SetTrainable] (not the linear layers' weights of a model
-// built with bfloat16 base weights: see [Options]).
+// [graph.Value.SetTrainable] (not the linear layers' weights nor the
+// embedding of a model built with bfloat16 base weights: see [Options]).
 //
 // A Model is used from one goroutine at a time, like its backend.
 type Model struct {
@@ -129,19 +129,20 @@ func ModuleName(layer int, module string) string {
 // Options say how [NewWithOptions] builds a model. The zero value is
 // what [New] does.
 type Options struct {
-	// BaseDType is the storage type of the linear layers' weights: the
+	// BaseDType is the storage type of the base model's matrices: the
 	// attention and feed-forward projections (q, k, v, o, gate, up,
-	// down) and the output head lm_head where it is not tied to the
-	// embedding. backend.Float32 (or 0) keeps them in float32;
-	// backend.BFloat16 stores them at half the memory, rounded to
-	// nearest even (exact for checkpoints saved in bfloat16, as most
-	// Hugging Face ones are), and frozen for good: the model computes
-	// with them in float32 (the backend's bfloat16 matrix product), PEFT
-	// methods adapt them (see package peft for which), and they cannot
-	// be trained (full fine-tuning needs float32). The embedding (which
-	// Gather reads, and a tied head shares), norms, biases and a score
-	// head stay float32. BFloat16 needs a backend that supports
-	// backend.OpMatMulBF16; NewWithOptions fails on any other.
+	// down), the token embedding, and the output head lm_head (the
+	// embedding itself where it is tied). backend.Float32 (or 0) keeps
+	// them in float32; backend.BFloat16 stores them at half the memory,
+	// rounded to nearest even (exact for checkpoints saved in bfloat16,
+	// as most Hugging Face ones are), and frozen for good: the model
+	// computes with them in float32 (the backend's bfloat16 matrix
+	// product, and its Gather, which widens the embedding's rows
+	// exactly), PEFT methods adapt the linear layers (see package peft
+	// for which), and none of them can be trained (full fine-tuning
+	// needs float32). Norms, biases and a score head stay float32.
+	// BFloat16 needs a backend that supports backend.OpMatMulBF16;
+	// NewWithOptions fails on any other.
 	BaseDType backend.DType
 }
 
@@ -173,7 +174,7 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 }
 
 // NewWithOptions is [New] with options: o.BaseDType BFloat16 stores the
-// linear layers' weights in bfloat16 (see [Options]).
+// linear layers' weights and the embedding in bfloat16 (see [Options]).
 func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 	if b == nil {
 		return nil, fmt.Errorf("llama: New: nil backend")
@@ -253,7 +254,10 @@ func build(b backend.Backend, c Config, o Options, get tensorFunc) (*Model, erro
 		}
 		return d, nil
 	}
-	if m.Embed, err = up(EmbedName, c.VocabSize, c.Dim); err != nil {
+	// The embedding takes the base dtype too: in models with a large
+	// vocabulary it is much of the model (Gemma 3 270M: 168M of 268M
+	// parameters), and a tied head shares it.
+	if m.Embed, err = upAs(EmbedName, dt, c.VocabSize, c.Dim); err != nil {
 		return nil, err
 	}
 	for i := range c.NumLayers {
@@ -308,10 +312,10 @@ func build(b backend.Backend, c Config, o Options, get tensorFunc) (*Model, erro
 // Config returns the model's configuration.
 func (m *Model) Config() Config { return m.cfg }
 
-// BaseDType returns the storage type the linear layers' base weights were
-// given (see [Options]): backend.Float32, or backend.BFloat16. (Merging
-// an adapter into a bfloat16 layer, peft.Model.MergeAndUnload, gives that
-// layer a float32 weight.)
+// BaseDType returns the storage type the linear layers' base weights and
+// the embedding were given (see [Options]): backend.Float32, or
+// backend.BFloat16. (Merging an adapter into a bfloat16 layer,
+// peft.Model.MergeAndUnload, gives that layer a float32 weight.)
 func (m *Model) BaseDType() backend.DType { return m.baseDType }
 
 // Backend returns the backend that holds the model.

@@ -29,9 +29,10 @@ type Source interface {
 // when it is uploaded: besides what the backend holds, the host holds
 // one float32 buffer the size of the largest tensor (the embedding or the
 // output head, in most models) for as long as the load takes. With
-// o.BaseDType BFloat16 the backend rounds the linear layers' weights as
-// it uploads them, which keeps their values exactly where src read them
-// from bfloat16. On failure, a read error from src included, everything
+// o.BaseDType BFloat16 the backend rounds the linear layers' weights and
+// the embedding as it uploads them, which keeps their values exactly
+// where src read them from bfloat16 (the float32 buffer is still the size
+// of the largest tensor). On failure, a read error from src included, everything
 // uploaded is freed before it returns. src is not closed.
 func NewFromSource(b backend.Backend, src Source, o Options) (*Model, error) {
 	if b == nil {
