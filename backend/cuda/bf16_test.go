@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/internal/bf16"
 	"github.com/sora-go/sora/backend/internal/devpool"
+	"github.com/sora-go/sora/conformance"
 )
 
 // TestBF16Emulated covers what the conformance cases do not see from the
@@ -239,5 +241,124 @@ func TestGatherBF16Emulated(t *testing.T) {
 	b.ScatterAdd(table, got, ids)
 	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "bfloat16") {
 		t.Errorf("ScatterAdd into a bfloat16 table: %v, want a refusal naming bfloat16", err)
+	}
+}
+
+// TestMatMulBF16SlabsEmulated checks MatMul with a bfloat16 B larger than
+// the scratch cap (made small here, so that B's rows come in slabs that
+// do not divide them evenly): every matmul_bf16 product case of the
+// conformance suite passes on the emulated device (not with -short: 3 s),
+// and on shapes of either transpose (batched A sharing B, alpha and beta included) the
+// product is the float32-B product of the same values — bit for bit when
+// B is transposed (each slab writes whole columns of C, each element one
+// dot product as unslabbed), to a few roundings otherwise (the slabs'
+// products are added in float32) — while the scratch the pool hands out
+// stays the size of one slab.
+func TestMatMulBF16SlabsEmulated(t *testing.T) {
+	b := openFake(t, Options{})
+	defer func(n int64) { bf16ScratchElems = n }(bf16ScratchElems)
+	bf16ScratchElems = 300
+	ran := 0
+	for _, c := range conformance.Cases() {
+		if testing.Short() {
+			break
+		}
+		if !strings.HasPrefix(c.Name, "matmul_bf16/m=") && !strings.HasPrefix(c.Name, "matmul_bf16/batch=") {
+			continue
+		}
+		if out := conformance.RunCase(b, c, conformance.DefaultSeed); out.Status != conformance.Passed {
+			t.Errorf("%v", out)
+		}
+		ran++
+	}
+	if ran < 50 && !testing.Short() {
+		t.Fatalf("only %d matmul_bf16 product cases found", ran)
+	}
+
+	bf16ScratchElems = 50 // 3 or 4 rows a slab below
+
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, tc := range []struct {
+		batch, m, n, k int
+		transA, transB bool
+		alpha, beta    float32
+	}{
+		{1, 5, 37, 13, false, true, 1, 0},
+		{1, 5, 37, 13, true, true, 0.5, -1},
+		{1, 6, 13, 37, false, false, 1, 0},
+		{1, 6, 13, 37, true, false, -2, 0.5},
+		{3, 4, 29, 11, false, true, 1, 1},
+		{3, 4, 11, 29, true, false, 1, 0},
+	} {
+		name := fmt.Sprintf("batch=%d m=%d n=%d k=%d transA=%v transB=%v", tc.batch, tc.m, tc.n, tc.k, tc.transA, tc.transB)
+		bShape := []int{tc.k, tc.n}
+		if tc.transB {
+			bShape = []int{tc.n, tc.k}
+		}
+		aShape := []int{tc.m, tc.k}
+		if tc.transA {
+			aShape = []int{tc.k, tc.m}
+		}
+		if tc.batch > 1 {
+			aShape = append([]int{tc.batch}, aShape...)
+		}
+		cShape := []int{tc.m, tc.n}
+		if tc.batch > 1 {
+			cShape = append([]int{tc.batch}, cShape...)
+		}
+		bv := uniform(r, tc.k*tc.n, -1, 1)
+		for i, v := range bv {
+			bv[i] = bf16.Widen(bf16.Round(v))
+		}
+		bh, err := b.Alloc(backend.BFloat16, bShape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bf := mustAlloc(t, b, bShape...)
+		b.Upload(bh, bv)
+		b.Upload(bf, bv)
+		a := mustAlloc(t, b, aShape...)
+		b.Upload(a, uniform(r, a.Len(), -1, 1))
+		c0 := uniform(r, tc.batch*tc.m*tc.n, -1, 1)
+		c16, c32 := mustAlloc(t, b, cShape...), mustAlloc(t, b, cShape...)
+		b.Upload(c16, c0)
+		b.Upload(c32, c0)
+		p := backend.MatMulParams{TransA: tc.transA, TransB: tc.transB, Alpha: tc.alpha, Beta: tc.beta}
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		st := b.MemoryStats()
+		b.MatMul(c16, a, bh, p)
+		if err := b.Sync(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := b.MemoryStats(); got.InUse != st.InUse || got.Cached-st.Cached > devpool.SizeClass(4*bf16ScratchElems) {
+			t.Errorf("%s: pool in use %d → %d, cached %d → %d: the scratch should be one slab, at most %d bytes", name,
+				st.InUse, got.InUse, st.Cached, got.Cached, devpool.SizeClass(4*bf16ScratchElems))
+		}
+		b.MatMul(c32, a, bf, p)
+		g16, g32 := make([]float32, c16.Len()), make([]float32, c32.Len())
+		if err := b.Download(g16, c16); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Download(g32, c32); err != nil {
+			t.Fatal(err)
+		}
+		// The largest difference relative to the largest element.
+		worst, scale := 0.0, 0.0
+		for i := range g16 {
+			worst = max(worst, math.Abs(float64(g16[i]-g32[i])))
+			scale = max(scale, math.Abs(float64(g32[i])))
+		}
+		worst /= scale
+		switch {
+		case tc.transB && worst != 0:
+			t.Errorf("%s: slabbed product differs from the float32-B product (worst relative %.3g), want the same bits", name, worst)
+		case worst > 1e-5:
+			t.Errorf("%s: slabbed product differs from the float32-B product by a relative %.3g", name, worst)
+		}
+		for _, x := range []backend.Tensor{bh, bf, a, c16, c32} {
+			b.Free(x)
+		}
 	}
 }

@@ -168,7 +168,13 @@
 // float32 scratch block of the pool (4 bytes an element of B, for the
 // duration of the call; the pool keeps the block cached for the next
 // product of that size) and then runs the float32 cuBLAS path above, so
-// its results equal those of a float32 B holding the widened values;
+// its results equal those of a float32 B holding the widened values. A
+// B matrix of more than 16 Mi elements (64 MiB in float32; a tied head
+// that is a large vocabulary's embedding) is widened a slab of rows at a
+// time into a scratch of that size, one GEMM per slab: transposed (the
+// forward x·Wᵀ), each slab writes its own columns of C, as one GEMM
+// would; not transposed (the backward dy·W), the slabs split the inner
+// dimension and their products are added, a rounding per slab more;
 // [Backend.VendorMatMul] stays float32 only. This path has been checked on
 // the emulated device (the conformance suite's matmul_bf16 cases and the
 // package's own tests) and through the PTX compile below; it has not run

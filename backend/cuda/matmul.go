@@ -62,7 +62,8 @@ func (g gemmCall) fits() bool {
 // a shared operand having stride 0. An empty inner dimension (k = 0)
 // gives C = beta·C without cuBLAS, C unread when beta is 0. A bfloat16 B
 // (backend.OpMatMulBF16) is widened into a float32 scratch block of the
-// pool first, which goes back to the pool once the GEMM is enqueued.
+// pool first, a large one in slabs of rows (see gemmBF16), and the block
+// goes back to the pool once the GEMMs are enqueued.
 func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 	if b.skip(backend.OpMatMul) {
 		return
@@ -85,18 +86,7 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 		}
 		pc, pa, pb := ptrs[0], ptrs[1], ptrs[2]
 		if bm.DType() == backend.BFloat16 {
-			n := int64(bm.Len())
-			scratch, err := b.tempAlloc(n * 4)
-			if err != nil {
-				return fmt.Errorf("float32 scratch for the bfloat16 B (%d bytes): %w", n*4, err)
-			}
-			// Stream order: the pool may hand the block out again once
-			// the GEMM reading it is enqueued (see package devpool).
-			defer b.tempFree(scratch)
-			if err := b.widen(scratch.ptr, pb, n, false); err != nil {
-				return err
-			}
-			pb = scratch.ptr
+			return b.gemmBF16(d, p, int64(bm.Len()), pa, pb, pc)
 		}
 		return b.gemm(gemmMapping(d, p), p.Alpha, p.Beta, pa, pb, pc)
 	})
