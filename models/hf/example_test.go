@@ -41,7 +41,7 @@ func Example() {
 }
 
 // ExampleOpen puts a Hugging Face checkpoint on a backend one tensor at a
-// time, with its linear layers' weights in bfloat16, as "sora finetune"
+// time, with its linear layers' weights and its embedding in bfloat16, as "sora finetune"
 // does: the host never holds the whole model in float32.
 func ExampleOpen() {
 	cfg := llama.Config{Dim: 8, HiddenDim: 16, NumLayers: 2, NumHeads: 2, NumKVHeads: 1, VocabSize: 32, MaxSeqLen: 16,
@@ -75,7 +75,7 @@ func ExampleOpen() {
 	}
 	defer m.Free()
 	fmt.Println(m.Config().RopeLayout, m.BaseDType(), len(m.Params()), b.BytesInUse())
-	// Output: half-split bfloat16 21 4000
+	// Output: half-split bfloat16 21 3488
 }
 
 // ExampleParseConfig reads the shape of a Qwen3 config.json: heads wider
