@@ -16,8 +16,8 @@ const (
 	// bits. It is a storage type only, for frozen weights at half the
 	// memory: a backend that reports [OpMatMulBF16] allocates it, uploads
 	// float32 into it rounding to nearest even, downloads it exactly, copies
-	// it into float32 tensors, and takes it as MatMul's B operand; no other
-	// op accepts it.
+	// it into float32 tensors, and takes it as MatMul's B operand and as
+	// Gather's table; no other op accepts it.
 	BFloat16
 )
 

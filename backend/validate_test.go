@@ -91,6 +91,7 @@ func TestChecksAllocateNothing(t *testing.T) {
 	q, q2 := mustTensor(t, 1, 2, 2, 4), mustTensor(t, 1, 2, 2, 4)
 	kv, lse := mustTensor(t, 1, 3, 1, 4), mustTensor(t, 1, 2, 2)
 	ids := []int32{0, 1, 2}
+	table16 := bf16Tensor(t, 3, 4)
 	freqs := []float64{1, 0.01}
 	cases := map[string]func() error{
 		"elementwise": func() error { _, err := CheckElementwise(OpScale, x, y); return err },
@@ -125,6 +126,10 @@ func TestChecksAllocateNothing(t *testing.T) {
 			return err
 		},
 		"gather": func() error { _, _, err := CheckGather(OpGather, x, y, ids); return err },
+		"gather bfloat16": func() error {
+			_, _, err := CheckGatherDType(OpGather, x, table16, ids, true)
+			return err
+		},
 		"copy":   func() error { return CheckCopy(x, y) },
 		"fill":   func() error { return CheckFill(x) },
 		"adamw": func() error {
@@ -680,5 +685,40 @@ func TestSegmentBounds(t *testing.T) {
 	SegmentBounds(segs, 0, starts, ends)
 	if !slices.Equal(starts, wantStarts) || !slices.Equal(ends, wantEnds) {
 		t.Errorf("keys 0 wrote starts %v, ends %v", starts, ends)
+	}
+}
+
+// TestCheckGatherDType checks which dtypes Gather's table and ScatterAdd's
+// take: a bfloat16 table only for Gather on a backend with bfloat16 (bf16
+// set), float32 rows tensors everywhere.
+func TestCheckGatherDType(t *testing.T) {
+	rows, table := mustTensor(t, 2, 4), mustTensor(t, 3, 4)
+	rows16, table16 := bf16Tensor(t, 2, 4), bf16Tensor(t, 3, 4)
+	ids := []int32{2, 0}
+	for _, c := range []struct {
+		name        string
+		op          Op
+		rows, table Tensor
+		bf16        bool
+		want        string // "" for accepted
+	}{
+		{"float32", OpGather, rows, table, false, ""},
+		{"bfloat16 table", OpGather, rows, table16, true, ""},
+		{"bfloat16 table, backend without it", OpGather, rows, table16, false, "tensor argument 1 has dtype bfloat16, which this backend does not support"},
+		{"bfloat16 rows", OpGather, rows16, table16, true, "tensor argument 0 has dtype bfloat16, want float32"},
+		{"scatter-add into bfloat16", OpScatterAdd, rows, table16, true, "tensor argument 1 has dtype bfloat16, want float32"},
+		{"id outside", OpGather, rows, table16, true, "id 3 at index 1 outside [0, 3)"},
+	} {
+		ids := ids
+		if c.name == "id outside" {
+			ids = []int32{0, 3}
+		}
+		vocab, dim, err := CheckGatherDType(c.op, c.rows, c.table, ids, c.bf16)
+		switch {
+		case c.want == "" && (err != nil || vocab != 3 || dim != 4):
+			t.Errorf("%s: vocab %d, dim %d, error %v; want 3, 4, nil", c.name, vocab, dim, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.want)
+		}
 	}
 }

@@ -52,7 +52,7 @@ func TestFinetuneBaseDTypeBF16(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("finetune --base-dtype bf16: status %d\n%s\n%s", code, stdout, errOut)
 	}
-	if !strings.Contains(stdout, "linear layers' weights in bfloat16") {
+	if !strings.Contains(stdout, "linear layers' weights and embedding in bfloat16") {
 		t.Errorf("the run does not say its weights are bfloat16:\n%s", stdout)
 	}
 	var sum runSummary

@@ -597,7 +597,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	count := pm.Report()
 	stored := ""
 	if m.BaseDType() == backend.BFloat16 {
-		stored = ", linear layers' weights in bfloat16"
+		stored = ", linear layers' weights and embedding in bfloat16"
 	}
 	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d%s) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, stored, m.Backend().Device())
 	on := fmt.Sprintf("on %d layers (%s)", len(pm.Layers()), f.target)

@@ -206,7 +206,7 @@ func addBackendFlag(fs *flag.FlagSet) *string {
 
 // baseDTypeFlagVar defines --base-dtype on fs, stored in p.
 func baseDTypeFlagVar(fs *flag.FlagSet, p *string) {
-	fs.StringVar(p, "base-dtype", "f32", "storage `TYPE` of the base model's linear-layer weights on the backend: f32, or bf16 for half their memory, rounded to bfloat16 (exact for checkpoints saved in bfloat16, as most Hugging Face ones are) and frozen; the embedding and norms stay f32. bf16 needs a backend with bfloat16 products (op "+string(backend.OpMatMulBF16)+") and an adapter method (not --method full)")
+	fs.StringVar(p, "base-dtype", "f32", "storage `TYPE` of the base model's linear-layer weights and token embedding (and so a tied head) on the backend: f32, or bf16 for half their memory, rounded to bfloat16 (exact for checkpoints saved in bfloat16, as most Hugging Face ones are) and frozen; norms and biases stay f32. bf16 needs a backend with bfloat16 products (op "+string(backend.OpMatMulBF16)+") and an adapter method (not --method full)")
 }
 
 // baseDType returns the model options that a --base-dtype value s names,
