@@ -130,8 +130,8 @@ func TestChecksAllocateNothing(t *testing.T) {
 			_, _, err := CheckGatherDType(OpGather, x, table16, ids, true)
 			return err
 		},
-		"copy":   func() error { return CheckCopy(x, y) },
-		"fill":   func() error { return CheckFill(x) },
+		"copy": func() error { return CheckCopy(x, y) },
+		"fill": func() error { return CheckFill(x) },
 		"adamw": func() error {
 			_, err := CheckAdamW(x, y, z, w, AdamWParams{Step: 1, LR: 1e-3, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8})
 			return err
