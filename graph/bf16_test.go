@@ -199,3 +199,66 @@ func TestBF16Storage(t *testing.T) {
 		t.Errorf("the refused uploads left %d bytes allocated", b.BytesInUse()-before)
 	}
 }
+
+// TestReplace checks that a frozen parameter takes new data of its shape,
+// of another dtype too, in place (every holder sees it), with its old
+// buffer freed, and that the misuses are refused with nothing changed.
+func TestReplace(t *testing.T) {
+	b := openCPU(t)
+	w, err := graph.UploadParamAs(b, "w", []float32{1, 2, 3, 4, 5, 6}, backend.BFloat16, graph.Frozen, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Free()
+	before := b.BytesInUse()
+	t32, err := b.Alloc(backend.Float32, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Upload(t32, []float32{0.5, 1.5, 2.5, 3.5, 4.5, 5.5})
+	if err := w.Replace(t32); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.DType() != backend.Float32 || !slices.Equal(got, []float32{0.5, 1.5, 2.5, 3.5, 4.5, 5.5}) {
+		t.Errorf("after Replace: %v %v", w.DType(), got)
+	}
+	// The float32 buffer (24 bytes) replaced the bfloat16 one (12).
+	if d := b.BytesInUse() - before; d != 12 {
+		t.Errorf("bytes in use changed by %d, want 12 (the bfloat16 buffer freed)", d)
+	}
+
+	wrong, err := b.Alloc(backend.Float32, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free(wrong)
+	tr, err := graph.UploadParam(b, "tr", make([]float32, 6), graph.Trainable, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Free()
+	g := graph.New(b)
+	defer g.Close()
+	for _, c := range []struct {
+		name string
+		v    *graph.Value
+		t    backend.Tensor
+		want string
+	}{
+		{"another shape", w, wrong, "new data [3, 2] for a parameter of shape [2, 3]"},
+		{"no data", w, backend.Tensor{}, "no new data"},
+		{"trainable", tr, t32, "the parameter is trainable"},
+		{"not a parameter", g.Full(0, 2, 3), t32, "not a parameter"},
+	} {
+		if err := c.v.Replace(c.t); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.want)
+		}
+	}
+	if got, _ := w.Download(); !slices.Equal(got, []float32{0.5, 1.5, 2.5, 3.5, 4.5, 5.5}) {
+		t.Errorf("a refused Replace changed the data: %v", got)
+	}
+}

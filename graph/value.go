@@ -155,6 +155,30 @@ func (v *Value) Free() {
 	v.needsGrad, v.hasGrad = false, false
 }
 
+// Replace gives a frozen parameter new data of the same shape, t (whose
+// buffer the parameter then owns, as NewParam's), and frees its old
+// buffer; t may have another dtype. Everything holding the parameter
+// sees the new data: this is how a weight shared by two parts of a model
+// (a tied embedding and output head) changes for both at once, for
+// example when a bfloat16 weight takes a merged float32 one that
+// bfloat16 could hold only rounded. A trainable parameter, or a t of
+// another shape, is an error and changes nothing.
+func (v *Value) Replace(t backend.Tensor) error {
+	switch {
+	case !v.param:
+		return fmt.Errorf("graph: Replace on a value that is not a parameter")
+	case v.needsGrad:
+		return fmt.Errorf("graph: Replace %q: the parameter is trainable (its gradient and optimizer state belong to its data)", v.name)
+	case t.IsZero():
+		return fmt.Errorf("graph: Replace %q: no new data", v.name)
+	case !t.Shape().Equal(v.shape):
+		return fmt.Errorf("graph: Replace %q: new data %v for a parameter of shape %v", v.name, t.Shape(), v.shape)
+	}
+	v.b.Free(v.data)
+	v.data = t
+	return nil
+}
+
 // ZeroGrad empties a parameter's gradient: the next Backward overwrites the
 // buffer instead of adding to it, and until then [Value.Grad] is the zero
 // Tensor (optimizers skip such parameters, as PyTorch skips a None grad).

@@ -108,23 +108,20 @@ func (l *Layer) freeMerged() {
 // fold writes W' and b' into the base layer's own tensors (for
 // [Model.MergeAndUnload]). A base without a bias keeps none: no method
 // makes a bias out of nothing. A W0 stored in bfloat16 could hold W' only
-// rounded: the base layer takes the merged float32 weight in its place
-// instead (under W0's name), and W0's buffer is freed. (A bfloat16 W0
-// shared with another part of the module would be freed under it;
-// models/llama shares none: a tied head shares the float32 embedding.)
+// rounded: it takes the merged float32 weight's buffer in place of its
+// own ([graph.Value.Replace]), so that whatever shares W0 (a tied
+// embedding, under bfloat16 base weights) sees W' too, as it does when
+// W' is copied into a float32 W0.
 func (l *Layer) fold() error {
 	if err := l.Merge(); err != nil {
 		return err
 	}
 	if w0 := l.base.W; w0.DType() != backend.Float32 {
-		w, err := graph.NewParam(l.b, w0.Name(), l.merged.W.Tensor(), graph.Frozen)
-		if err != nil {
+		if err := w0.Replace(l.merged.W.Tensor()); err != nil {
 			return fmt.Errorf("peft: folding %q into its base layer: %w", l.name, err)
 		}
-		// The merged weight's tensor now belongs to w.
+		// The merged weight's buffer now belongs to W0.
 		l.merged.W = nil
-		w0.Free()
-		l.base.W = w
 	} else {
 		l.b.Copy(w0.Tensor(), l.merged.W.Tensor(), false)
 	}

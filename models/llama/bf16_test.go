@@ -280,28 +280,35 @@ func TestBF16BaseErrors(t *testing.T) {
 // the rounded float32 model (to float32 rounding; the products' order of
 // summation may differ), with and without gradient checkpointing; then
 // merging gives float32 weights computing the same logits as the float32
-// model merged.
+// model merged, a tied head's merge reaching the embedding it shares in
+// both.
 func TestBF16BaseAdapterGradients(t *testing.T) {
 	b := openCPU(t)
-	cfg := bf16Configs[2].cfg // untied, with biases
-	w := randomWeights(t, cfg, 80)
-	rw, _ := roundedLinear(t, w)
-	bt := paddedBatch(cfg.VocabSize, 6)
-	targets, err := llama.LMTargets(bt, []int{2, 1, 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		method     peft.Method
 		target     []string
 		checkpoint bool
+		tied       bool // a tied head: merging it changes the embedding too
 	}{
-		{peft.LoRA, []string{peft.AllLinear, llama.OutputModule}, false},
-		{peft.DoRA, []string{peft.AllLinear}, true},
-		{peft.SORA, []string{peft.AllLinear, llama.OutputModule}, false},
-		{peft.OFT, []string{"q_proj", "o_proj"}, false},
+		{peft.LoRA, []string{peft.AllLinear, llama.OutputModule}, false, false},
+		{peft.DoRA, []string{peft.AllLinear}, true, false},
+		{peft.SORA, []string{peft.AllLinear, llama.OutputModule}, false, false},
+		{peft.OFT, []string{"q_proj", "o_proj"}, false, false},
+		{peft.LoRA, []string{"q_proj", llama.OutputModule}, false, true},
 	} {
-		t.Run(string(tc.method), func(t *testing.T) {
+		cfg := bf16Configs[2].cfg // untied, with biases
+		name := string(tc.method)
+		if tc.tied {
+			cfg, name = bf16Configs[0].cfg, name+"/tied"
+		}
+		w := randomWeights(t, cfg, 80)
+		rw, _ := roundedLinear(t, w)
+		bt := paddedBatch(cfg.VocabSize, 6)
+		targets, err := llama.LMTargets(bt, []int{2, 1, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) {
 			pc := peft.Config{Method: tc.method, R: 4, RotationRank: 2, TargetModules: tc.target, Seed: 3}
 			if tc.method == peft.OFT {
 				pc.R, pc.OFTBlockSize = 0, 4
