@@ -364,16 +364,78 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 	if int64(len(dst)) != info.NumElements() {
 		return fmt.Errorf("safetensors: %s: tensor %q has %d elements (shape %v) but the destination holds %d", f.name, name, info.NumElements(), info.Shape, len(dst))
 	}
+	if err := f.readElems(info, 0, dst); err != nil {
+		return fmt.Errorf("safetensors: %s: reading tensor %q: %w", f.name, name, err)
+	}
+	return nil
+}
+
+// ReadFloat32Rows reads rows [row0, row0+len(dst)/cols) of the named F32,
+// F16 or BF16 tensor into dst, converted to float32 exactly as
+// [File.ReadFloat32] converts them: a row is the tensor's elements for
+// one index of its first axis, cols of them (the product of the other
+// extents; 1 for a vector). len(dst) must be a whole number of rows, all
+// within the tensor; a scalar has no rows. Only those rows' bytes are
+// read, into dst itself, so that a caller reads a large tensor a slab at
+// a time with a buffer of one slab.
+func (f *File) ReadFloat32Rows(name string, row0 int, dst []float32) error {
+	info, ok := f.Info(name)
+	if !ok {
+		return fmt.Errorf("safetensors: %s: %w: %q", f.name, ErrNotFound, name)
+	}
+	if err := checkConvertible(f.name, info); err != nil {
+		return err
+	}
+	if len(info.Shape) == 0 {
+		return fmt.Errorf("safetensors: %s: tensor %q is a scalar, which has no rows to read", f.name, name)
+	}
+	rows := int64(info.Shape[0])
+	cols := int64(1)
+	for _, d := range info.Shape[1:] {
+		cols *= int64(d) // checkEntry bounds the product
+	}
+	n := int64(len(dst))
+	switch {
+	case row0 < 0 || int64(row0) > rows:
+		return fmt.Errorf("safetensors: %s: tensor %q (shape %v) has %d rows; cannot read from row %d", f.name, name, info.Shape, rows, row0)
+	case cols == 0 && n != 0:
+		return fmt.Errorf("safetensors: %s: tensor %q (shape %v) has empty rows but the destination holds %d values", f.name, name, info.Shape, n)
+	case cols != 0 && n%cols != 0:
+		return fmt.Errorf("safetensors: %s: tensor %q (shape %v) has rows of %d values; the destination holds %d, not a whole number of rows", f.name, name, info.Shape, cols, n)
+	case cols != 0 && int64(row0)+n/cols > rows:
+		return fmt.Errorf("safetensors: %s: tensor %q (shape %v) has %d rows; rows [%d, %d) run past them", f.name, name, info.Shape, rows, row0, int64(row0)+n/cols)
+	}
+	if err := f.readElems(info, int64(row0)*cols, dst); err != nil {
+		end := int64(row0)
+		if cols != 0 {
+			end += n / cols
+		}
+		return fmt.Errorf("safetensors: %s: reading rows [%d, %d) of tensor %q: %w", f.name, row0, end, name, err)
+	}
+	return nil
+}
+
+// readElems reads elements [e0, e0+len(dst)) of the tensor info, which
+// the caller has checked hold them, into dst, widened to float32.
+func (f *File) readElems(info TensorInfo, e0 int64, dst []float32) error {
+	if len(dst) == 0 {
+		return nil
+	}
 	// The raw values go straight into the tail of dst's own memory and are
 	// widened in place, front to back: value i (at byte 4n-k·n+k·i, k its
 	// size) is read before dst[i] (bytes 4i to 4i+3) is written, and no
 	// later value lies below byte 4i+4. So a read needs no buffer of its
 	// own, however often it is called (a streamed load calls it once a
-	// tensor).
+	// slab).
+	k := int64(info.DType.Size())
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 4*len(dst))
-	b := raw[len(raw)-int(info.End-info.Begin):]
-	if err := readAt(f.r, b, f.dataStart+info.Begin); err != nil {
-		return fmt.Errorf("safetensors: %s: reading tensor %q: %v", f.name, name, err)
+	b := raw[int64(len(raw))-k*int64(len(dst)):]
+	off := f.dataStart + info.Begin + k*e0
+	if err := readAt(f.r, b, off); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%d bytes at offset %d: %w (file truncated?)", len(b), off, err)
+		}
+		return err
 	}
 	decode(dst, b, info.DType)
 	return nil
