@@ -262,3 +262,52 @@ func TestReplace(t *testing.T) {
 		t.Errorf("a refused Replace changed the data: %v", got)
 	}
 }
+
+// TestGatherBF16 checks that Gather reads a bfloat16 table as stored,
+// its rows widened exactly, and that a step through it trains what comes
+// after while the frozen table gets no gradient.
+func TestGatherBF16(t *testing.T) {
+	b := openCPU(t)
+	data := []float32{1, 2.5, -3, 0.1, 7, 8, 9, 10, 11} // 0.1 rounds
+	table, err := graph.UploadParamAs(b, "embed", data, backend.BFloat16, graph.Frozen, 3, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer table.Free()
+	w, err := graph.UploadParam(b, "w", []float32{1, 0, 0, 0, 1, 0}, graph.Trainable, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Free()
+	g := graph.New(b)
+	defer g.Close()
+	rows := g.Gather(table, []int32{1, 0})
+	loss := g.Sum(g.Linear(rows, w, nil))
+	if err := g.Backward(loss); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rows.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := table.Download() // widened exactly
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(stored[3:6]), stored[0:3]...)
+	if !slices.Equal(got, want) || stored[3] == 0.1 {
+		t.Errorf("rows %v, want the stored rows %v (row 1 holding 0.1 rounded to bfloat16)", got, want)
+	}
+	dw, err := w.DownloadGrad()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// d(Σ rows·wᵀ)/dw = Σ over the rows, for each output.
+	sum := []float32{want[0] + want[3], want[1] + want[4], want[2] + want[5]}
+	if !slices.Equal(dw, append(slices.Clone(sum), sum...)) {
+		t.Errorf("dw %v, want each row %v", dw, sum)
+	}
+	if !table.Grad().IsZero() {
+		t.Errorf("the frozen bfloat16 table has a gradient buffer")
+	}
+}

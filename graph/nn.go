@@ -126,9 +126,12 @@ func (g *Tape) RoPE(x *Value, p backend.RoPEParams) *Value {
 
 // Gather returns the rows ids of table [n, dim] as a value of shape
 // [len(ids), dim]: an embedding lookup, or the selection of some rows of a
-// batch (the last token of each sequence). ids are copied.
+// batch (the last token of each sequence). ids are copied. table may be
+// a parameter stored in bfloat16 (a frozen embedding at half the memory,
+// on a backend with [backend.OpMatMulBF16]), whose rows come out widened
+// exactly to float32; such a table is frozen, so no gradient goes to it.
 func (g *Tape) Gather(table *Value, ids []int32) *Value {
-	if !g.check("Gather", table) {
+	if !g.checkStored("Gather", table) {
 		return g.placeholder(nil)
 	}
 	if table.Rank() != 2 {

@@ -288,7 +288,7 @@ func (g *Tape) failf(format string, args ...any) {
 func (g *Tape) check(op string, vs ...*Value) bool { return g.checkInputs(op, false, vs) }
 
 // checkStored is check for the ops that take bfloat16 storage as it is
-// (the matrix products, ToFloat32, Detach, Custom).
+// (the matrix products, Gather's table, ToFloat32, Detach, Custom).
 func (g *Tape) checkStored(op string, vs ...*Value) bool { return g.checkInputs(op, true, vs) }
 
 func (g *Tape) checkInputs(op string, bf16 bool, vs []*Value) bool {
@@ -310,7 +310,7 @@ func (g *Tape) checkInputs(op string, bf16 bool, vs []*Value) bool {
 		case v.data.IsZero():
 			g.failf("%s: input %d %v has no data (a freed parameter?)", op, i, v.shape)
 		case v.data.DType() == backend.BFloat16 && !bf16:
-			g.failf("%s: input %d %s is stored in bfloat16, which only the matrix products (MatMul, Linear) take; widen it with ToFloat32 first", op, i, v)
+			g.failf("%s: input %d %s is stored in bfloat16, which only the matrix products (MatMul, Linear) and Gather's table take; widen it with ToFloat32 first", op, i, v)
 		}
 		if g.err != nil {
 			return false

@@ -181,21 +181,11 @@ func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend atte
 	return x
 }
 
-// embed returns the embedding's rows of tokens, [len(tokens), dim]. The
-// tape's Gather takes a float32 table only; a bfloat16 embedding
-// (Options.BaseDType) goes to the backend's Gather as it is stored,
-// through Tape.Custom, and the backend widens its rows exactly. That op
-// has no backward: a bfloat16 parameter cannot be made trainable, so
-// nothing upstream of it needs a gradient.
+// embed returns the embedding's rows of tokens, [len(tokens), dim]; a
+// bfloat16 embedding (Options.BaseDType) is read as it is stored, its rows
+// widened exactly.
 func (m *Model) embed(g *graph.Tape, tokens []int32) *graph.Value {
-	table := m.Embed
-	if table == nil || table.DType() != backend.BFloat16 {
-		return g.Gather(table, tokens)
-	}
-	shape := backend.Shape{len(tokens), table.Dim(1)}
-	return g.Custom("Gather", shape, []*graph.Value{table}, func(out backend.Tensor) {
-		m.b.Gather(out, table.Tensor(), tokens)
-	}, func(backend.Tensor, *graph.Grads) {})
+	return g.Gather(m.Embed, tokens)
 }
 
 // block runs decoder layer l on the residual stream x [B·T, dim], whose
