@@ -92,7 +92,8 @@
 // ([UploadParamAs] with [backend.BFloat16], on a backend that supports
 // [backend.OpMatMulBF16]). The matrix products ([Tape.MatMul] and its
 // transposed forms, [Tape.Linear]) take it as either operand and
-// differentiate through it to the other; [Tape.ToFloat32] widens it, into
+// differentiate through it to the other; [Tape.Gather] reads a bfloat16
+// table's rows, widened (an embedding); [Tape.ToFloat32] widens it, into
 // a float32 copy of its size, for any other op; [Tape.Detach] and
 // [Tape.Custom] pass it on as it is. Every other op refuses it with an
 // error naming it, and it cannot be made trainable.

@@ -49,7 +49,8 @@ const (
 // weight stored at half the memory (see [UploadParamAs]): such a
 // parameter is Frozen and stays so (its gradient and any optimizer would
 // be float32, and an update would be lost to the rounding of the
-// storage), and only the matrix products take it (see [Tape.MatMul]).
+// storage), and only the matrix products and Gather's table take it (see
+// [Tape.MatMul], [Tape.Gather]).
 //
 // Parameters are shared by every tape that uses them. Their gradients
 // accumulate across Backward calls (gradient accumulation over
@@ -226,8 +227,8 @@ func (v *Value) Len() int { return v.shape.NumElements() }
 
 // DType returns the storage type of v's data: [backend.Float32], or
 // [backend.BFloat16] for a frozen weight stored at half the memory (see
-// [UploadParamAs]; only the matrix products and [Tape.ToFloat32] take
-// those). It is 0 for a value without data.
+// [UploadParamAs]; only the matrix products, [Tape.Gather]'s table and
+// [Tape.ToFloat32] take those). It is 0 for a value without data.
 func (v *Value) DType() backend.DType { return v.data.DType() }
 
 // Tensor returns v's data. It is the zero Tensor for the placeholder an op
