@@ -40,11 +40,13 @@
 // allocation.
 //
 // [Load] returns every tensor at once in float32 host memory. [Open] makes
-// the same checks and returns a [Source] that reads one tensor at a time
-// from the files, by offset: llama.NewFromSource uploads each to a
-// backend as it is read, so that loading a model holds one tensor in
-// float32 on the host rather than all of them (for a 3B model, about 12 GB
-// less at the peak of a load).
+// the same checks and returns a [Source] that reads one tensor, or a run
+// of its rows, at a time from the files, by offset: llama.NewFromSource
+// uploads each slab of rows to a backend as it is read, so that loading a
+// model holds at most llama.LoadSlabBytes of it in float32 on the host
+// rather than all of it (for a 3B model, about 12 GB less at the peak of
+// a load) or its largest tensor (a large vocabulary's embedding: 0.67 GB
+// for Gemma 3).
 package hf
 
 import (

@@ -40,9 +40,10 @@ func Example() {
 	// Output: half-split true 20
 }
 
-// ExampleOpen puts a Hugging Face checkpoint on a backend one tensor at a
-// time, with its linear layers' weights and its embedding in bfloat16, as "sora finetune"
-// does: the host never holds the whole model in float32.
+// ExampleOpen puts a Hugging Face checkpoint on a backend a slab of one
+// tensor's rows at a time, with its linear layers' weights and its
+// embedding in bfloat16, as "sora finetune" does: the host never holds
+// the whole model, nor its largest tensor, in float32.
 func ExampleOpen() {
 	cfg := llama.Config{Dim: 8, HiddenDim: 16, NumLayers: 2, NumHeads: 2, NumKVHeads: 1, VocabSize: 32, MaxSeqLen: 16,
 		NormEps: llama.DefaultNormEps, RopeTheta: llama.DefaultRopeTheta}

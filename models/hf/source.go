@@ -13,13 +13,14 @@ import (
 )
 
 // Source is a Hugging Face checkpoint folder opened for reading one
-// tensor at a time: its configuration, checked, and its weight files,
-// whose every tensor the model needs has been found with the right shape
-// and a float dtype, read from the files by offset only when asked for.
-// It is a llama.Source, so llama.NewFromSource builds a model from it
-// while holding one tensor at a time in float32 on the host, where
-// [Load] holds them all. Close it when done. A Source is used from one
-// goroutine at a time.
+// tensor, or a run of a tensor's rows, at a time: its configuration,
+// checked, and its weight files, whose every tensor the model needs has
+// been found with the right shape and a float dtype, read from the files
+// by offset only when asked for. It is a llama.Source, so
+// llama.NewFromSource builds a model from it while holding a slab of one
+// tensor's rows in float32 on the host (at most llama.LoadSlabBytes),
+// where [Load] holds every tensor. Close it when done. A Source is used
+// from one goroutine at a time.
 type Source struct {
 	cfg   llama.Config
 	files []*safetensors.File
@@ -218,17 +219,46 @@ func (s *Source) Config() llama.Config { return s.cfg }
 // nothing else of the file is read or held. Errors name the file and the
 // tensor.
 func (s *Source) ReadTensor(name string, dst []float32) error {
-	f, ok := s.where[name]
-	switch {
-	case !ok:
-		return fmt.Errorf("hf: %s: %q is not a tensor that a model of this config uses", filesName(s.files), name)
-	case s.closed:
-		return fmt.Errorf("hf: %s: reading tensor %q from a closed checkpoint", f.Name(), name)
+	f, err := s.file(name)
+	if err != nil {
+		return err
 	}
 	if err := f.ReadFloat32(name, dst); err != nil {
 		return fmt.Errorf("hf: %w", err)
 	}
 	return nil
+}
+
+// ReadRows reads rows [row0, row0+len(dst)/cols) of the tensor called
+// name, one of those the model uses, from its file into dst, converted
+// as [Source.ReadTensor] converts them: a row is the tensor's elements
+// for one index of its first axis, cols of them (1 for a vector), and dst
+// must hold a whole number of rows, all within the tensor. Only those
+// rows' bytes are read, into dst itself, so [llama.NewFromSource] loads
+// a tensor of any size through one buffer of a bounded number of rows.
+// Errors name the file, the tensor and the rows.
+func (s *Source) ReadRows(name string, row0 int, dst []float32) error {
+	f, err := s.file(name)
+	if err != nil {
+		return err
+	}
+	if err := f.ReadFloat32Rows(name, row0, dst); err != nil {
+		return fmt.Errorf("hf: %w", err)
+	}
+	return nil
+}
+
+// file returns the open file that holds the tensor called name, or an
+// error naming it if the model does not use it or s is closed.
+func (s *Source) file(name string) (*safetensors.File, error) {
+	f, ok := s.where[name]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("hf: %s: %q is not a tensor that a model of this config uses", filesName(s.files), name)
+	case s.closed:
+		return nil, fmt.Errorf("hf: %s: reading tensor %q from a closed checkpoint", f.Name(), name)
+	}
+	return f, nil
 }
 
 // Weights reads every tensor into new host weights, as [Load] returns

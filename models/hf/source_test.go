@@ -461,8 +461,9 @@ func TestOpenErrors(t *testing.T) {
 // TestOpenHostMemory checks what Open and llama.NewFromSource allocate on
 // the host for a BF16 folder, the CPU backend's buffers included (they
 // are host memory): the model as the backend holds it, one float32
-// buffer of the largest tensor, the reader's chunk buffer per tensor
-// (at most 256 KiB each) and a small overhead, where Load + New allocate
+// buffer of the largest tensor (whole: it is smaller than a load's slab,
+// TestOpenSlabbedEmbedding loads one larger), a margin of 256 KiB a
+// tensor and a small overhead, where Load + New allocate
 // the whole model in float32 besides. Everything allocated is counted
 // (TotalAlloc), which bounds the peak from above.
 func TestOpenHostMemory(t *testing.T) {

@@ -115,11 +115,12 @@
 //
 // [New] and [NewWithOptions] upload host [Weights], which a loader filled
 // with every tensor in float32. [NewFromSource] reads a [Source] instead,
-// one tensor at a time, uploading each before reading the next: the host
-// then holds one tensor in float32 while the model loads, which with
-// bfloat16 base weights ([Options]) is what keeps a large model's load
-// within the memory the model takes on the backend. Package hf's Source
-// reads a Hugging Face folder so.
+// a slab of one tensor's rows at a time, uploading each before reading
+// the next: the host then holds at most [LoadSlabBytes] in float32 while
+// the model loads, whatever the vocabulary, which with bfloat16 base
+// weights ([Options]) is what keeps a large model's load within the
+// memory the model takes on the backend. Package hf's Source reads a
+// Hugging Face folder so.
 package llama
 
 import (

@@ -191,24 +191,28 @@ func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 	}
 	// The host slices go to the backend as they are: nothing is copied
 	// on the host.
-	return build(b, w.Config, o, func(name string, n int) ([]float32, error) {
+	return build(b, w.Config, o, func(name string, dt backend.DType, shape []int) (*graph.Value, error) {
 		d, ok := data[name]
-		if !ok || len(d) != n {
+		if n := backend.Shape(shape).NumElements(); !ok || len(d) != n {
 			// Validate and Params name every tensor build asks for.
 			return nil, fmt.Errorf("llama: New: internal error: no tensor %s of %d elements in the weights", name, n)
 		}
-		return d, nil
+		v, err := graph.UploadParamAs(b, name, d, dt, graph.Frozen, shape...)
+		if err != nil {
+			return nil, fmt.Errorf("llama: uploading %s: %w", name, err)
+		}
+		return v, nil
 	})
 }
 
-// tensorFunc returns the values of the tensor of n elements called name
-// (a canonical name, as [Weights.Params] gives it), which the caller
-// uploads before asking for the next one: the slice may be reused.
-type tensorFunc func(name string, n int) ([]float32, error)
+// tensorFunc uploads the tensor called name (a canonical name, as
+// [Weights.Params] gives it) of the given shape to the backend in
+// storage type dt and returns it, a frozen parameter; on failure it
+// leaves nothing of it allocated.
+type tensorFunc func(name string, dt backend.DType, shape []int) (*graph.Value, error)
 
 // build makes the model of configuration c, valid, on b with options o,
-// uploading each tensor as soon as get gives it. On failure it frees
-// what it uploaded.
+// each tensor uploaded by get. On failure it frees what it uploaded.
 func build(b backend.Backend, c Config, o Options, get tensorFunc) (*Model, error) {
 	dt, err := o.baseDType(b)
 	if err != nil {
@@ -226,15 +230,7 @@ func build(b backend.Backend, c Config, o Options, get tensorFunc) (*Model, erro
 		}
 	}()
 	upAs := func(name string, dt backend.DType, shape ...int) (*graph.Value, error) {
-		data, err := get(name, backend.Shape(shape).NumElements())
-		if err != nil {
-			return nil, err
-		}
-		v, err := graph.UploadParamAs(b, name, data, dt, graph.Frozen, shape...)
-		if err != nil {
-			return nil, fmt.Errorf("llama: uploading %s: %w", name, err)
-		}
-		return v, nil
+		return get(name, dt, shape)
 	}
 	up := func(name string, shape ...int) (*graph.Value, error) {
 		return upAs(name, backend.Float32, shape...)
