@@ -26,8 +26,8 @@ import (
 // from a single row's, which can flip a near tie between two tokens). A
 // row whose padding would cost it new tokens within seq_len (a short
 // prompt beside one near the limit) is finished alone afterwards. batch
-// 1 generates one prompt at a time. A cancelled ctx stops it between
-// batches, with ctx's error.
+// 1 generates one prompt at a time. A cancelled ctx stops it before the
+// next decoding step, with ctx's error.
 func Generate(ctx context.Context, m *llama.Model, prompts [][]int, maxNew, batch int, stop []int) ([][]int, error) {
 	seqLen := m.Config().MaxSeqLen
 	vocab := m.Config().VocabSize
@@ -58,21 +58,15 @@ func Generate(ctx context.Context, m *llama.Model, prompts [][]int, maxNew, batc
 	defer d.close()
 	var alone []int // rows the batch's padding cut short
 	for lo := 0; lo < len(order); lo += batch {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("train: generation stopped before prompt %d of %d: %w", lo+1, len(prompts), err)
-		}
 		rows := order[lo:min(lo+batch, len(order))]
-		cut, err := d.run(prompts, rows, out)
+		cut, err := d.run(ctx, prompts, rows, out)
 		if err != nil {
 			return nil, err
 		}
 		alone = append(alone, cut...)
 	}
 	for _, i := range alone {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("train: generation stopped before finishing prompt %d alone: %w", i, err)
-		}
-		if _, err := d.run(prompts, []int{i}, out); err != nil {
+		if _, err := d.run(ctx, prompts, []int{i}, out); err != nil {
 			return nil, err
 		}
 	}
@@ -120,7 +114,7 @@ func (d *decoder) cache(rows, positions int) (*llama.Cache, error) {
 // out, and returns the rows that stopped short of what they would
 // generate alone because the batch's longest prompt used up the
 // positions.
-func (d *decoder) run(prompts [][]int, rows []int, out [][]int) (cut []int, err error) {
+func (d *decoder) run(ctx context.Context, prompts [][]int, rows []int, out [][]int) (cut []int, err error) {
 	m, g := d.m, d.g
 	seqLen, V := m.Config().MaxSeqLen, m.Config().VocabSize
 	T := 0
@@ -152,6 +146,11 @@ func (d *decoder) run(prompts [][]int, rows []int, out [][]int) (cut []int, err 
 	d.logits = slices.Grow(d.logits[:0], len(rows)*V)[:len(rows)*V]
 	greedy := &llama.Sampler{}
 	for n := T; ; n = 1 { // the prefill, then one position per row
+		// Checked every step: a batch of long generations can run for
+		// minutes, and an interrupt should not wait for all of it.
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("train: generation for prompts %v stopped: %w", rows, err)
+		}
 		logits, err := m.Decode(g, kc, ids, n, false)
 		if err == nil {
 			err = g.Err()

@@ -144,6 +144,27 @@ func TestGenerateErrors(t *testing.T) {
 	if _, err := Generate(ctx, m, [][]int{{1, 5}}, 4, 2, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: error %v, want context.Canceled", err)
 	}
+	// Cancelled in the middle of a batch: it stops at the next step
+	// rather than after the batch's 40 steps.
+	sc := &stepsCtx{Context: context.Background(), left: 5}
+	if _, err := Generate(sc, m, [][]int{{1, 5}, {1, 6, 7}, {1}}, 40, 3, nil); !errors.Is(err, context.Canceled) || sc.calls != 6 {
+		t.Errorf("cancelled after 5 steps: error %v after %d checks, want context.Canceled after 6", err, sc.calls)
+	}
+}
+
+// stepsCtx is a context that is cancelled once its Err has been asked
+// left times, counting the calls.
+type stepsCtx struct {
+	context.Context
+	left, calls int
+}
+
+func (c *stepsCtx) Err() error {
+	c.calls++
+	if c.left--; c.left < 0 {
+		return context.Canceled
+	}
+	return nil
 }
 
 // BenchmarkGenerate times greedy generation of 32 new tokens for 16
