@@ -123,6 +123,57 @@ func TestGenerateBatches(t *testing.T) {
 	}
 }
 
+// TestGenerateEdges checks the limits of batched generation against each
+// prompt alone: one new token (the prefill's), a prompt one position
+// short of seq_len beside a short one (it gets two tokens; its neighbour
+// is finished alone), one two short on its own, BOS-only prompts beside
+// a long one, a batch of 0 (taken as 1) and no prompts at all.
+func TestGenerateEdges(t *testing.T) {
+	m, tok := stories(t)
+	seqLen := m.Config().MaxSeqLen
+	text := tok.Encode("Once upon a time there was a dog. The dog", true, false)
+	prompt := func(n int) []int {
+		p := slices.Clone(text)
+		for len(p) < n {
+			p = append(p, text[1:]...)
+		}
+		return p[:n]
+	}
+	stop := []int{1}
+	for _, c := range []struct {
+		name    string
+		prompts [][]int
+		maxNew  int
+		batch   int
+		lens    []int // the new tokens of each prompt
+	}{
+		{"one new token", [][]int{prompt(3), prompt(10), prompt(7)}, 1, 3, []int{1, 1, 1}},
+		{"seq_len-1 in a batch", [][]int{prompt(seqLen - 1), prompt(5)}, 10, 2, []int{2, 10}},
+		{"seq_len-1, one new token", [][]int{prompt(seqLen - 1), prompt(5)}, 1, 2, []int{1, 1}},
+		{"seq_len-2 alone", [][]int{prompt(seqLen - 2)}, 10, 4, []int{3}},
+		{"BOS only beside a long prompt", [][]int{{1}, prompt(300), {1}}, 400, 3, nil},
+		{"batch 0", [][]int{prompt(4), prompt(9)}, 6, 0, []int{6, 6}},
+		{"no prompts", nil, 5, 4, []int{}},
+	} {
+		got, err := Generate(context.Background(), m, c.prompts, c.maxNew, c.batch, stop)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(got) != len(c.prompts) {
+			t.Fatalf("%s: %d outputs for %d prompts", c.name, len(got), len(c.prompts))
+		}
+		want := alone(t, m, c.prompts, c.maxNew, stop)
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("%s, prompt %d: %d tokens %v, alone %d tokens %v", c.name, i, len(got[i]), got[i], len(want[i]), want[i])
+			}
+			if c.lens != nil && len(got[i]) != c.lens[i] {
+				t.Errorf("%s, prompt %d: %d new tokens, want %d", c.name, i, len(got[i]), c.lens[i])
+			}
+		}
+	}
+}
+
 func TestGenerateErrors(t *testing.T) {
 	m, _ := stories(t)
 	seqLen := m.Config().MaxSeqLen
