@@ -163,7 +163,7 @@ func (m *Model) activation(g *graph.Tape, x *graph.Value) *graph.Value {
 // output [B·T, q_dim]), between the attention blocks, so that the linear layers take and return them without reshapes
 // (each of which would be one more value on the tape).
 func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend attendFunc, checkpoint bool) *graph.Value {
-	x := m.embed(g, tokens)
+	x := g.Gather(m.Embed, tokens)
 	if m.embedScale != 1 {
 		x = g.Scale(x, m.embedScale)
 	}
@@ -179,13 +179,6 @@ func (m *Model) decode(g *graph.Tape, tokens []int32, B, T, pos int, attend atte
 		}, x)[0]
 	}
 	return x
-}
-
-// embed returns the embedding's rows of tokens, [len(tokens), dim]; a
-// bfloat16 embedding (Options.BaseDType) is read as it is stored, its rows
-// widened exactly.
-func (m *Model) embed(g *graph.Tape, tokens []int32) *graph.Value {
-	return g.Gather(m.Embed, tokens)
 }
 
 // block runs decoder layer l on the residual stream x [B·T, dim], whose
