@@ -325,32 +325,8 @@ func TestBF16BaseAdapterGradients(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				rng := rand.New(rand.NewPCG(11, 12))
-				for _, p := range pm.Trainable() {
-					data := make([]float32, p.Len())
-					for i := range data {
-						data[i] = float32(0.2 * rng.NormFloat64())
-					}
-					m.Backend().Upload(p.Tensor(), data)
-				}
-				g := graph.New(m.Backend())
-				defer g.Close()
-				loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := g.Backward(loss); err != nil {
-					t.Fatal(err)
-				}
-				r := run{grads: map[string][]float32{}}
-				if r.loss, err = loss.Item(); err != nil {
-					t.Fatal(err)
-				}
-				for _, p := range pm.Trainable() {
-					if r.grads[p.Name()], err = p.DownloadGrad(); err != nil {
-						t.Fatal(err)
-					}
-				}
+				var r run
+				r.loss, r.grads = adapterStep(t, m, pm, bt, targets, 11)
 				if err := pm.MergeAndUnload(); err != nil {
 					t.Fatal(err)
 				}
@@ -393,6 +369,42 @@ func TestBF16BaseAdapterGradients(t *testing.T) {
 			}
 		})
 	}
+}
+
+// adapterStep gives pm's trainable tensors values of scale 0.2 drawn
+// from a generator seeded with seed, runs m's LM loss on bt and its
+// backward, and returns the loss and every trainable tensor's gradient by
+// name.
+func adapterStep(t *testing.T, m *llama.Model, pm *peft.Model, bt llama.Batch, targets []int32, seed uint64) (float32, map[string][]float32) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for _, p := range pm.Trainable() {
+		data := make([]float32, p.Len())
+		for i := range data {
+			data[i] = float32(0.2 * rng.NormFloat64())
+		}
+		m.Backend().Upload(p.Tensor(), data)
+	}
+	g := graph.New(m.Backend())
+	defer g.Close()
+	loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Backward(loss); err != nil {
+		t.Fatal(err)
+	}
+	l, err := loss.Item()
+	if err != nil {
+		t.Fatal(err)
+	}
+	grads := map[string][]float32{}
+	for _, p := range pm.Trainable() {
+		if grads[p.Name()], err = p.DownloadGrad(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, grads
 }
 
 // withFloat32Embedding returns the model w builds with bfloat16 base
@@ -462,34 +474,7 @@ func TestBF16Embedding(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer pm.Unload()
-				rng := rand.New(rand.NewPCG(13, 14))
-				for _, p := range pm.Trainable() {
-					data := make([]float32, p.Len())
-					for i := range data {
-						data[i] = float32(0.2 * rng.NormFloat64())
-					}
-					b.Upload(p.Tensor(), data)
-				}
-				g := graph.New(b)
-				defer g.Close()
-				loss, err := m.LMLoss(g, bt, targets, graph.CrossEntropyOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := g.Backward(loss); err != nil {
-					t.Fatal(err)
-				}
-				l, err := loss.Item()
-				if err != nil {
-					t.Fatal(err)
-				}
-				grads := map[string][]float32{}
-				for _, p := range pm.Trainable() {
-					if grads[p.Name()], err = p.DownloadGrad(); err != nil {
-						t.Fatal(err)
-					}
-				}
-				return l, grads
+				return adapterStep(t, m, pm, bt, targets, 13)
 			}
 			l16, g16 := step(m16)
 			l32, g32 := step(m32)
