@@ -51,11 +51,7 @@ func init() {
 				id := ids(e, c)
 				o := e.Output(rowsShape...)
 				e.B.Gather(o.T, table, id)
-				ref := make([]float64, 0, len(id)*c.dim)
-				for _, i := range id {
-					ref = append(ref, F64(tv[int(i)*c.dim:(int(i)+1)*c.dim])...)
-				}
-				e.Check(o, ref)
+				e.Check(o, gathered(tv, id, c.dim))
 			},
 		})
 		// The same lookups from a bfloat16 table (a frozen embedding at
@@ -70,11 +66,7 @@ func init() {
 				id := ids(e, c)
 				o := e.Output(rowsShape...)
 				e.B.Gather(o.T, table, id)
-				ref := make([]float64, 0, len(id)*c.dim)
-				for _, i := range id {
-					ref = append(ref, F64(tv[int(i)*c.dim:(int(i)+1)*c.dim])...)
-				}
-				e.CheckTol(string(backend.OpGather), o, ref)
+				e.CheckTol(string(backend.OpGather), o, gathered(tv, id, c.dim))
 			},
 		})
 		Register(Case{
@@ -97,4 +89,14 @@ func init() {
 			},
 		})
 	}
+}
+
+// gathered is the reference of a Gather: the rows ids of table, whose rows
+// have dim elements, one after another.
+func gathered(table []float32, ids []int32, dim int) []float64 {
+	ref := make([]float64, 0, len(ids)*dim)
+	for _, i := range ids {
+		ref = append(ref, F64(table[int(i)*dim:(int(i)+1)*dim])...)
+	}
+	return ref
 }
