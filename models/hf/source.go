@@ -34,8 +34,8 @@ type Source struct {
 // and either model.safetensors or the shards that
 // model.safetensors.index.json lists, the index winning), with the same
 // checks and the same errors, but reads no tensor data: that is left to
-// [Source.ReadTensor]. The tensors are in the half-split rotary layout,
-// which the config records.
+// [Source.ReadRows] and [Source.ReadTensor]. The tensors are in the
+// half-split rotary layout, which the config records.
 func Open(dir string) (*Source, error) {
 	cfgData, err := readJSONFile(filepath.Join(dir, ConfigFile))
 	if err != nil {
