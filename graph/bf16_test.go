@@ -236,6 +236,10 @@ func TestReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Free(wrong)
+	strided, err := wrong.Permute(1, 0) // [2, 3], not contiguous
+	if err != nil {
+		t.Fatal(err)
+	}
 	tr, err := graph.UploadParam(b, "tr", make([]float32, 6), graph.Trainable, 2, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +255,8 @@ func TestReplace(t *testing.T) {
 	}{
 		{"another shape", w, wrong, "new data [3, 2] for a parameter of shape [2, 3]"},
 		{"no data", w, backend.Tensor{}, "no new data"},
+		{"strided", w, strided, "want a contiguous float32"},
+		{"its own buffer", w, w.Tensor(), "a view of the parameter's own buffer"},
 		{"trainable", tr, t32, "the parameter is trainable"},
 		{"not a parameter", g.Full(0, 2, 3), t32, "not a parameter"},
 	} {

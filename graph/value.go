@@ -162,8 +162,10 @@ func (v *Value) Free() {
 // sees the new data: this is how a weight shared by two parts of a model
 // (a tied embedding and output head) changes for both at once, for
 // example when a bfloat16 weight takes a merged float32 one that
-// bfloat16 could hold only rounded. A trainable parameter, or a t of
-// another shape, is an error and changes nothing.
+// bfloat16 could hold only rounded. t must be what [NewParam] takes (a
+// contiguous float32 or bfloat16 tensor), not a view of the buffer it
+// replaces. Anything else, a trainable parameter or a t of another shape
+// among them, is an error and changes nothing.
 func (v *Value) Replace(t backend.Tensor) error {
 	switch {
 	case !v.param:
@@ -172,8 +174,12 @@ func (v *Value) Replace(t backend.Tensor) error {
 		return fmt.Errorf("graph: Replace %q: the parameter is trainable (its gradient and optimizer state belong to its data)", v.name)
 	case t.IsZero():
 		return fmt.Errorf("graph: Replace %q: no new data", v.name)
+	case (t.DType() != backend.Float32 && t.DType() != backend.BFloat16) || !t.Contiguous():
+		return fmt.Errorf("graph: Replace %q: want a contiguous float32 (or bfloat16) tensor, got %v", v.name, t)
 	case !t.Shape().Equal(v.shape):
 		return fmt.Errorf("graph: Replace %q: new data %v for a parameter of shape %v", v.name, t.Shape(), v.shape)
+	case !v.data.IsZero() && t.Buffer() == v.data.Buffer():
+		return fmt.Errorf("graph: Replace %q: the new data is a view of the parameter's own buffer, which Replace frees", v.name)
 	}
 	v.b.Free(v.data)
 	v.data = t
