@@ -251,6 +251,13 @@ func (f *finetuneFlags) check() error {
 			return fmt.Errorf("--target %s: %s selects every parameter; give it alone (or leave --target out), or name the linear layers to train without it", f.target, peft.AllParameters)
 		}
 	}
+	// The adapter is saved in Hugging Face's adapter_config.json, whose
+	// target_modules must express --target: found now, not after training.
+	if m != peft.Full {
+		if _, err := peft.HFTargetModules(splitList(f.target)); err != nil {
+			return fmt.Errorf("--target %s cannot be saved with the adapter: %v (name the layers instead, e.g. q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,%s)", f.target, err, llama.OutputModule)
+		}
+	}
 	// Combinations the method refuses (--dropout with oft, --exact-rotation
 	// without a rotation) are usage errors, found before anything loads.
 	if err := f.peftConfig(m).WithDefaults().Validate(); err != nil {

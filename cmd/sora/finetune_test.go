@@ -73,6 +73,9 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--exact-rotation"}, "only the rotation methods"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--exact-rotation"}, "only the rotation methods"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--target", "all"}, `--target all (every parameter) is --method full's`},
+		// The adapter's target_modules could not say this: refused before
+		// training, not when the adapter is saved.
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--target", "all-linear,lm_head"}, `--target all-linear,lm_head cannot be saved with the adapter`},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--target", "all"}, `--target all (every parameter) is --method full's`},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--target", "all,q_proj"}, "--target all,q_proj: all selects every parameter; give it alone"},
 		{[]string{"--dropout", "0.1"}, "--dropout needs --model"},
