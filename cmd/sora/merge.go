@@ -11,6 +11,7 @@ import (
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
 )
 
@@ -29,7 +30,9 @@ var mergeDoc = usageDoc{
 		"into one dense weight W' (as PEFT's merge_and_unload does; for SORA W' = R·(diag(d)·W0 + s·B·A)) and " +
 		"writes the result in the base model's own format: a llama2.c checkpoint file (same format version) for " +
 		"a .bin base, a Hugging Face folder for a folder base (with the chat template the adapter was trained with, where it has one). The merged model computes what base + adapter " +
-		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint. " +
+		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint; the exception is " +
+		"an adapter on the output head (lm_head) of a model whose head is tied to the token embedding: the merge " +
+		"changes the one shared weight, embedding included (as PEFT's merge_and_unload does), which merge says when it happens. " +
 		"--model defaults to the adapter's base_model_name_or_path, as in eval, generate and spectrum. " +
 		"Classification adapters (with a score head) cannot be merged into a language model checkpoint.",
 	examples: []string{
@@ -94,6 +97,9 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	method, layers := pm.Config().Method, len(pm.Layers())
+	if m.Config().TiedEmbeddings && adaptsHead(pm) {
+		fmt.Fprintf(stderr, "sora merge: note: the adapter adapts %s, which this model ties to its token embedding: the merge changes that one weight, so the merged model's embedding changes too and its outputs differ somewhat from base + adapter (Hugging Face PEFT's merge does the same)\n", llama.OutputModule)
+	}
 	if err := pm.MergeAndUnload(); err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
@@ -295,4 +301,14 @@ func saveFullModel(dir string, m *llama.Model, bm *baseModel, chatTemplate []byt
 		return bm.writeWith(filepath.Join(dir, "model"), w, chatTemplate)
 	}
 	return bm.write(filepath.Join(dir, "model.bin"), w)
+}
+
+// adaptsHead reports whether pm adapts the model's output head.
+func adaptsHead(pm *peft.Model) bool {
+	for _, l := range pm.Layers() {
+		if l.Name() == llama.OutputModule {
+			return true
+		}
+	}
+	return false
 }
