@@ -479,9 +479,10 @@ func (m *Model) unload(restore bool) {
 // function at the base model's cost (save it with the model's own
 // writer). A weight shared with another part of the model (tied
 // embeddings) changes there too. A base weight stored in bfloat16 cannot
-// hold W' but rounded: its layer gets a float32 weight holding W' in its
-// place (the bfloat16 one is freed), so the merged model's linear layers
-// are float32 (twice the memory of bfloat16). Full has trained the base
+// hold W' but rounded: the parameter takes a float32 buffer holding W' in
+// place of its bfloat16 one ([graph.Value.Replace], so a weight shared
+// with the embedding follows), and the merged model's linear layers are
+// float32 (twice the memory of bfloat16). Full has trained the base
 // tensors themselves: they keep their trained values and are frozen. m
 // must not be used afterwards.
 func (m *Model) MergeAndUnload() error {

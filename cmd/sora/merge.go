@@ -141,7 +141,8 @@ type baseModel struct {
 	// go.
 	w *llama.Weights
 	// src is the Hugging Face folder openBase opened, whose tensors
-	// newModel reads one at a time as it uploads them; nil otherwise.
+	// newModel reads a slab of rows at a time as it uploads them; nil
+	// otherwise.
 	src    *hf.Source
 	hf     bool
 	format llama2c.Format
@@ -156,8 +157,8 @@ func loadBase(path string) (*baseModel, error) {
 // openBase is loadBase for commands that only need the model on a
 // backend (see newModel): a Hugging Face folder is opened and checked
 // (hf.Open) but its tensors are left in the files until newModel reads
-// them, one at a time, so the whole model never sits in float32 on the
-// host. A llama2.c checkpoint is read whole, as loadBase reads it. Close
+// them, a slab of rows at a time, so neither the whole model nor one
+// whole tensor sits in float32 on the host. A llama2.c checkpoint is read whole, as loadBase reads it. Close
 // the result when done.
 func openBase(path string) (*baseModel, error) {
 	return readBase(path, true)
