@@ -52,10 +52,13 @@ import (
 // between its forward and backward other than tape values, as its backward
 // may never run for the forward's copy.
 //
-// With recording off ([Tape.SetNoGrad]) Checkpoint just returns f(g, in):
-// nothing is recomputed, and the intermediates stay until Reset as usual.
-// After an error, likewise: f runs on placeholders and Backward reports
-// the error. Segments may be nested (f may call Checkpoint); a segment's
+// With recording off ([Tape.SetNoGrad]) there is no Backward to recompute
+// for: Checkpoint runs f once and releases its intermediates as soon as it
+// returns, keeping only its results (as new Values, or as they are when f
+// did not make them), so that a no-grad forward through a chain of
+// segments (the layers of a model being evaluated) holds one segment's
+// intermediates at a time instead of every layer's until Reset. After an
+// error f runs on placeholders and Backward reports the error. Segments may be nested (f may call Checkpoint); a segment's
 // results may be used any number of times, and inputs that need no
 // gradient (or are parameters, trainable or frozen) are fine. Gradients
 // of parameters accumulate across Backward calls as without
@@ -68,13 +71,15 @@ func (g *Tape) Checkpoint(f func(g *Tape, in []*Value) []*Value, in ...*Value) [
 	// Our own copy: the recomputation needs the inputs as they are now,
 	// whatever the caller or f does to the slice.
 	in = append([]*Value(nil), in...)
-	if g.noGrad || !g.check("Checkpoint", in...) {
+	if !g.check("Checkpoint", in...) {
 		return f(g, in)
 	}
 	n0, o0, v0, epoch, done := len(g.nodes), len(g.owned), len(g.values), g.epoch, g.backwardDone
 	s := &segment{f: f, in: in}
 	depth := len(g.segs)
-	g.segs = append(g.segs, segCtx{seg: s})
+	if !g.noGrad {
+		g.segs = append(g.segs, segCtx{seg: s})
+	}
 	outs := f(g, append([]*Value(nil), in...))
 	g.segs = g.segs[:min(depth, len(g.segs))] // f may have Reset the tape
 	if !g.segmentIntact("Checkpoint", epoch, done, n0, o0, v0) || g.err != nil {
@@ -125,7 +130,7 @@ func (g *Tape) Checkpoint(f func(g *Tape, in []*Value) []*Value, in ...*Value) [
 		s.outs[i] = g.newValue(r.data, r.shape, r.needsGrad)
 		record = record || r.needsGrad
 	}
-	if record {
+	if record && !g.noGrad {
 		g.nodes = append(g.nodes, node{seg: s})
 	}
 	return append([]*Value(nil), s.outs...)

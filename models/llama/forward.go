@@ -222,7 +222,9 @@ func (m *Model) block(g *graph.Tape, l int, x *graph.Value, B, T, pos int, atten
 // gradients do not change (on the CPU backend, not by a bit), but for
 // the rounding of the chunks' sum where the head is chunked (and the
 // masks of an output-head adapter's dropout, drawn per chunk); cached
-// decoding and no-grad evaluation are unaffected.
+// decoding is unaffected. A no-grad forward (evaluation) runs each layer
+// as a segment whatever this says: with nothing to recompute, a segment
+// only releases the layer's intermediates when it ends.
 func (m *Model) SetGradientCheckpointing(on bool) { m.checkpoint = on }
 
 // GradientCheckpointing reports whether SetGradientCheckpointing turned
@@ -267,8 +269,10 @@ func (m *Model) Hidden(g *graph.Tape, bt Batch) (*graph.Value, error) {
 	// Our own copy of the segments: the tape copies them for Backward, but
 	// a checkpointed layer's recomputation in Backward calls attendFull's
 	// function again, after the caller may have reused its slice.
-	// (Cloning nil gives nil.)
-	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull(slices.Clone(bt.Segments)), m.checkpoint)
+	// (Cloning nil gives nil.) Without recording, every layer is a
+	// segment too: there a segment only releases its intermediates when
+	// it ends, so an evaluation holds one layer's activations at a time.
+	x := m.decode(g, bt.Tokens, bt.Size, bt.Len, 0, m.attendFull(slices.Clone(bt.Segments)), m.checkpoint || g.NoGrad())
 	x = m.norm(g, x, m.Norm)
 	return g.Reshape(x, bt.Size, bt.Len, m.cfg.Dim), nil
 }
