@@ -30,9 +30,9 @@ var mergeDoc = usageDoc{
 		"into one dense weight W' (as PEFT's merge_and_unload does; for SORA W' = R·(diag(d)·W0 + s·B·A)) and " +
 		"writes the result in the base model's own format: a llama2.c checkpoint file (same format version) for " +
 		"a .bin base, a Hugging Face folder for a folder base (with the chat template the adapter was trained with, where it has one). The merged model computes what base + adapter " +
-		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint; the exception is " +
-		"an adapter on the output head (lm_head) of a model whose head is tied to the token embedding: the merge " +
-		"changes the one shared weight, embedding included (as PEFT's merge_and_unload does), which merge says when it happens. " +
+		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint; an adapter on the output head (lm_head) " +
+		"of a model whose head is tied to the token embedding is merged into an untied head (the embedding keeps the base's weights, " +
+		"where PEFT's merge_and_unload would change the shared weight), which merge says when it happens. " +
 		"--model defaults to the adapter's base_model_name_or_path, as in eval, generate and spectrum. " +
 		"Classification adapters (with a score head) cannot be merged into a language model checkpoint.",
 	examples: []string{
@@ -97,8 +97,15 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	method, layers := pm.Config().Method, len(pm.Layers())
+	// A head tied to the embedding is one weight: merged in place, the
+	// embedding would become W' too. The merged model unties them
+	// instead, keeping the embedding's W0 (read before the merge).
+	var embed []float32
 	if m.Config().TiedEmbeddings && adaptsHead(pm) {
-		fmt.Fprintf(stderr, "sora merge: note: the adapter adapts %s, which this model ties to its token embedding: the merge changes that one weight, so the merged model's embedding changes too and its outputs differ somewhat from base + adapter (Hugging Face PEFT's merge does the same)\n", llama.OutputModule)
+		if embed, err = m.Embed.Download(); err != nil {
+			fmt.Fprintf(stderr, "sora merge: %v\n", err)
+			return exitFailure
+		}
 	}
 	if err := pm.MergeAndUnload(); err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
@@ -108,6 +115,13 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
+	}
+	if embed != nil {
+		if merged, err = untieHead(merged, embed); err != nil {
+			fmt.Fprintf(stderr, "sora merge: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stderr, "sora merge: note: the adapter adapts %s, which the base model ties to its token embedding: the merged model unties them (%s holds W', the embedding keeps the base's weights), so it computes what base + adapter computes; it is larger by one vocab×dim matrix (Hugging Face PEFT's merge would change the shared weight, embedding included)\n", llama.OutputModule, llama.OutputName)
 	}
 	// The template the adapter was trained with (see chatSource.saveTemplate)
 	// goes into the merged folder, which eval and generate take as --model.
@@ -302,6 +316,37 @@ func saveFullModel(dir string, m *llama.Model, bm *baseModel, chatTemplate []byt
 		return bm.writeWith(filepath.Join(dir, "model"), w, chatTemplate)
 	}
 	return bm.write(filepath.Join(dir, "model.bin"), w)
+}
+
+// untieHead returns w, whose tied head and embedding hold the merged
+// head's W', as weights with an untied head holding W' and the embedding
+// embed (the base's).
+func untieHead(w *llama.Weights, embed []float32) (*llama.Weights, error) {
+	cfg := w.Config
+	cfg.TiedEmbeddings = false
+	u, err := llama.NewWeights(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range u.Params() {
+		src := embed
+		if p.Name != llama.EmbedName {
+			name := p.Name
+			if name == llama.OutputName {
+				name = llama.EmbedName // W', where the tied weights keep it
+			}
+			q, ok := w.Param(name)
+			if !ok {
+				return nil, fmt.Errorf("untying the head: the merged weights have no %s", name)
+			}
+			src = q.Data
+		}
+		if len(src) != len(p.Data) {
+			return nil, fmt.Errorf("untying the head: %s has %d values, want %d", p.Name, len(src), len(p.Data))
+		}
+		copy(p.Data, src)
+	}
+	return u, nil
 }
 
 // adaptsHead reports whether pm adapts the model's output head.
