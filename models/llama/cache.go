@@ -281,7 +281,9 @@ func (m *Model) Decode(g *graph.Tape, kc *Cache, tokens []int32, T int, all bool
 		}
 		return out
 	}
-	x := m.decode(g, tokens, B, T, pos, attend, false)
+	// Each layer a segment: without recording, it releases the layer's
+	// intermediates when it ends, so a long prefill holds one layer's.
+	x := m.decode(g, tokens, B, T, pos, attend, true)
 	if serr != nil {
 		return nil, serr
 	}
