@@ -195,15 +195,7 @@ func (e *Env) Input(data []float32, shape ...int) backend.Tensor {
 	if s.NumElements() != len(data) {
 		e.Fatalf("Input: %d values for shape %v", len(data), s)
 	}
-	g := e.place(fmt.Sprintf("input %d", len(e.inputs)), s, nil, func(full []float32, index []int) {
-		nan := float32(math.NaN())
-		for i := range full {
-			full[i] = nan
-		}
-		for i, p := range index {
-			full[p] = data[i]
-		}
-	})
+	g := e.place(fmt.Sprintf("input %d", len(e.inputs)), s, nil, guardedFill(data))
 	e.inputs = append(e.inputs, &g)
 	return g.view
 }
@@ -218,7 +210,19 @@ func (e *Env) InputBF16(data []float32, shape ...int) (backend.Tensor, []float32
 	if s.NumElements() != len(data) {
 		e.Fatalf("InputBF16: %d values for shape %v", len(data), s)
 	}
-	g := e.placeDType(backend.BFloat16, fmt.Sprintf("bfloat16 input %d", len(e.inputs)), s, nil, func(full []float32, index []int) {
+	g := e.placeDType(backend.BFloat16, fmt.Sprintf("bfloat16 input %d", len(e.inputs)), s, nil, guardedFill(data))
+	e.inputs = append(e.inputs, &g)
+	rounded := make([]float32, len(data))
+	for i, p := range g.index {
+		rounded[i] = g.before[p]
+	}
+	return g.view, rounded
+}
+
+// guardedFill returns the fill of a guarded buffer holding data at the
+// indexed places and NaN everywhere else.
+func guardedFill(data []float32) func(full []float32, index []int) {
+	return func(full []float32, index []int) {
 		nan := float32(math.NaN())
 		for i := range full {
 			full[i] = nan
@@ -226,13 +230,7 @@ func (e *Env) InputBF16(data []float32, shape ...int) (backend.Tensor, []float32
 		for i, p := range index {
 			full[p] = data[i]
 		}
-	})
-	e.inputs = append(e.inputs, &g)
-	rounded := make([]float32, len(data))
-	for i, p := range g.index {
-		rounded[i] = g.before[p]
 	}
-	return g.view, rounded
 }
 
 // InputStrided returns a strided view (see [backend.Tensor.Strided]) of a
