@@ -3,6 +3,7 @@ package conformance
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/sora-go/sora/backend"
@@ -32,6 +33,19 @@ func expectOpError(e *Env, what string, err error, op backend.Op) {
 func expectCleared(e *Env) {
 	if err := e.B.Sync(); err != nil {
 		e.Fatalf("second Sync returned %v; the first Sync must clear the error", err)
+	}
+}
+
+// expectUntouched checks that a refused call (named what) left the
+// poisoned output o as it was: NaN, guards intact.
+func expectUntouched(e *Env, o *Out, what string) {
+	full := e.download(o.full, o.name)
+	e.checkGuards(&o.guarded, full)
+	for i, p := range o.index {
+		if !math.IsNaN(float64(full[p])) {
+			e.Errorf("%s: element %d of the poisoned output became %g; a refused call must not write", what, i, full[p])
+			return
+		}
 	}
 }
 
