@@ -155,8 +155,16 @@ type Config struct {
 	// the number of blocks per layer when OFTBlockSize is 0.
 	R int
 	// Alpha is lora_alpha; the update is scaled by s = Alpha / R (default
-	// 8, as Hugging Face PEFT).
+	// 8, as Hugging Face PEFT), or Alpha / √R with RSLoRA.
 	Alpha float64
+	// RSLoRA scales the low-rank update by Alpha / √R instead of Alpha / R:
+	// rank-stabilized LoRA (Kalajdzievski, 2023; Hugging Face PEFT's
+	// use_rslora), under which the update's scale no longer shrinks as the
+	// rank grows, so that larger ranks keep learning at the same learning
+	// rate. It applies to every method with a low-rank update B·A and to
+	// nothing else: the rotation's own scale s_p and DoRA's magnitude
+	// are unchanged.
+	RSLoRA bool
 	// RotationRank is r_p, the rank of the rotation's factors C and D
 	// (default 4, the reference's GLUE setting; it uses 2 for math).
 	RotationRank int
@@ -215,8 +223,14 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Scaling returns s = Alpha / R.
-func (c Config) Scaling() float64 { return c.Alpha / float64(c.R) }
+// Scaling returns the low-rank update's scale s: Alpha / R, or
+// Alpha / √R with RSLoRA.
+func (c Config) Scaling() float64 {
+	if c.RSLoRA {
+		return c.Alpha / math.Sqrt(float64(c.R))
+	}
+	return c.Alpha / float64(c.R)
+}
 
 // Validate checks c (after [Config.WithDefaults]) and says which field is
 // wrong and why.
@@ -243,6 +257,9 @@ func (c Config) Validate() error {
 		// Before the methods' own checks, OFT's included: any adapter
 		// would wrap the output head too.
 		return bad("TargetModules", c.TargetModules, fmt.Sprintf("%q (every parameter) is full fine-tuning's target; an adapter adapts linear layers (%q)", AllParameters, AllLinear))
+	}
+	if c.RSLoRA && !c.Method.Spec().LowRank {
+		return bad("RSLoRA", true, "only the methods with a low-rank update B·A have its scale to change")
 	}
 	if spec := c.Method.Spec(); c.ExactRotation && spec.Pre != Rotation && spec.Post != Rotation {
 		return bad("ExactRotation", true, "only the rotation methods (sora, preortho, postortho) have a rotation")

@@ -55,6 +55,11 @@ func (t *Trainer) settings(o Options) map[string]string {
 	}
 	if spec.LowRank {
 		s["alpha"] = f(c.Alpha)
+		if c.RSLoRA {
+			// Recorded only when set, so that the settings of runs from
+			// before rsLoRA existed still compare equal.
+			s["rslora"] = "true"
+		}
 		// The masks follow the adapter's seed (peft.Model.SetDropoutStep).
 		s["dropout"] = f(c.Dropout)
 		if c.Dropout > 0 {

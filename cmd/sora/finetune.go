@@ -78,7 +78,7 @@ type finetuneFlags struct {
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
 	resume, exactRotation, newHead, noSpectrum, gradientCheckpointing, groupByLength   bool
-	packing                                                                            bool
+	packing, rslora                                                                    bool
 	set                                                                                map[string]bool
 	chat                                                                               chatFlags
 }
@@ -95,7 +95,8 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.BoolVar(&f.newHead, "new-head", false, "with --task classify, start a new random classification head even when --model has one beside it in "+headFile)
 	fs.StringVar(&f.method, "method", "sora", "PEFT `METHOD`: one of "+methodNames()+" (the demonstration takes a comma-separated list; default lora,dora,prediag,sora there)")
 	fs.IntVar(&f.rank, "rank", peft.DefaultR, "LoRA rank `r` (for oft: the number of blocks per layer)")
-	fs.Float64Var(&f.alpha, "alpha", 16, "lora_alpha; the low-rank update is scaled by `alpha`/rank")
+	fs.Float64Var(&f.alpha, "alpha", 16, "lora_alpha; the low-rank update is scaled by `alpha`/rank (alpha/√rank with --rslora)")
+	fs.BoolVar(&f.rslora, "rslora", false, "rank-stabilized LoRA: scale the low-rank update by alpha/√rank instead of alpha/rank (Hugging Face PEFT's use_rslora), so that a higher rank does not shrink the update; for every method with a low-rank update (not oft or full)")
 	fs.IntVar(&f.rotationRank, "rotation-rank", peft.DefaultRotationRank, "rank `r_p` of the rotation factors C and D (sora, preortho, postortho)")
 	fs.Float64Var(&f.dropout, "dropout", 0, "dropout `P` on the input of the low-rank path while training (the paper's reference code uses 0.05; dora-peft then computes PEFT's own function); not for oft or full")
 	fs.BoolVar(&f.exactRotation, "exact-rotation", false, "use the exactly orthogonal rotation exp(S) instead of the paper's first-order I + S (sora, preortho, postortho)")
@@ -145,7 +146,7 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
-			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "packing", "base-dtype"} {
+			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "packing", "base-dtype", "rslora"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
@@ -274,7 +275,7 @@ func (f *finetuneFlags) check() error {
 // peftConfig returns the method configuration of the flags.
 func (f *finetuneFlags) peftConfig(method peft.Method) peft.Config {
 	c := peft.Config{Method: method, R: f.rank, Alpha: f.alpha, RotationRank: f.rotationRank,
-		TargetModules: splitList(f.target), Seed: f.seed, Dropout: f.dropout, ExactRotation: f.exactRotation}
+		TargetModules: splitList(f.target), Seed: f.seed, Dropout: f.dropout, ExactRotation: f.exactRotation, RSLoRA: f.rslora}
 	if method == peft.LoRAPlus {
 		c.LoRAPlusRatio = f.loraPlusRatio
 	}
@@ -608,6 +609,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d%s) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, stored, m.Backend().Device())
 	on := fmt.Sprintf("on %d layers (%s)", len(pm.Layers()), f.target)
+	if c := pm.Config(); c.RSLoRA {
+		on += fmt.Sprintf(", rsLoRA scale alpha/√r = %.4g", c.Scaling())
+	}
 	if count.AllParameters {
 		on = fmt.Sprintf("of every parameter (embeddings, norms, heads, biases and %d linear layers; --target %s)", len(pm.Layers()), f.target)
 	}
@@ -650,7 +654,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	summary := runSummary{Command: "sora finetune " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Model: f.model, Data: f.data,
 		EvalData: f.evalData, Task: task.String(), Method: string(method), TrainRows: len(trainSet.seqs),
 		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Head: head, Device: m.Backend().Device(), Config: map[string]any{
-			"rank": f.rank, "alpha": f.alpha, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
+			"rank": f.rank, "alpha": f.alpha, "rslora": f.rslora, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed,
 			"base_dtype": train.BaseDTypeName(m.BaseDType()), "group_by_length": f.groupByLength, "packing": f.packing}}

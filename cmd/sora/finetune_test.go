@@ -80,6 +80,9 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--target", "all,q_proj"}, "--target all,q_proj: all selects every parameter; give it alone"},
 		{[]string{"--dropout", "0.1"}, "--dropout needs --model"},
 		{[]string{"--no-spectrum"}, "--no-spectrum needs --model"}, // the demonstration reports its spectra
+		{[]string{"--rslora"}, "--rslora needs --model"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--rslora"}, "only the methods with a low-rank update"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--rslora"}, "only the methods with a low-rank update"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--task", "classify", "--target", "q_proj,score"}, `selects the classification head "score"`},
 		// The backend is checked before anything loads (m.bin does not exist).
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--backend", "nope"}, `unknown backend "nope"`},

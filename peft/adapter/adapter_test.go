@@ -180,11 +180,16 @@ func roundTripName(i int, cfg peft.Config) string {
 	if cfg.ExactRotation {
 		name += "/exact"
 	}
+	if cfg.RSLoRA {
+		name += "/rslora"
+	}
 	return fmt.Sprintf("%d/%s", i, name)
 }
 
 var roundTrips = []peft.Config{
 	{Method: peft.LoRA, R: 2, Alpha: 4, Dropout: 0.05},
+	{Method: peft.LoRA, R: 3, Alpha: 5, RSLoRA: true},
+	{Method: peft.SORA, R: 2, Alpha: 4, RotationRank: 2, RSLoRA: true},
 	{Method: peft.LoRAPlus, R: 2, Alpha: 3.5},
 	{Method: peft.DoRA, R: 3, Alpha: 6},
 	{Method: peft.DoRAPEFT, R: 3, Alpha: 6},
@@ -355,6 +360,15 @@ func TestParseHFConfig(t *testing.T) {
 	if meta.BaseModel != "meta-llama/Llama-2-7b-hf" || meta.TaskType != "CAUSAL_LM" {
 		t.Errorf("meta %+v", meta)
 	}
+	// PEFT's rank-stabilized scaling, alpha/√r.
+	rs := strings.Replace(hfLoRAConfig, `"use_rslora": false`, `"use_rslora": true`, 1)
+	cfg, _, err = ParseConfig([]byte(rs), "hf.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.RSLoRA = true; !reflect.DeepEqual(cfg, want) {
+		t.Errorf("use_rslora true: config\n got %+v\nwant %+v", cfg, want)
+	}
 	oft := `{"peft_type": "OFT", "r": 0, "oft_block_size": 32, "module_dropout": 0.0, "coft": false, "eps": 6e-05,
 	  "block_share": false, "use_cayley_neumann": true, "num_cayley_neumann_terms": 5, "init_weights": true,
 	  "target_modules": "model\\.layers\\.\\d+\\.self_attn\\.(q|v)_proj", "bias": "none", "task_type": null}`
@@ -409,7 +423,6 @@ func TestParseConfigErrors(t *testing.T) {
 		{with("target_modules", []string{"q.*"}), "list entries are module names"},
 		{with("target_modules", "(unclosed"), "bad regular expression"},
 		{with("bias", "all"), `bias: "all"`},
-		{with("use_rslora", true), "use_rslora"},
 		{with("lora_bias", true), "lora_bias"},
 		{with("fan_in_fan_out", true), "fan_in_fan_out"},
 		{with("modules_to_save", []string{"score", ""}), "modules_to_save: entry 1"},

@@ -91,7 +91,7 @@ type fileConfig struct {
 // errors) into a method configuration and its metadata. It accepts the
 // configs Hugging Face PEFT writes for LoRA, DoRA and OFT and those [Save]
 // writes; a config that asks for something this package does not compute
-// (rsLoRA, rank patterns, trainable biases, exact Cayley OFT, …) is refused
+// (rank patterns, trainable biases, exact Cayley OFT, …) is refused
 // with the field named.
 func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	fail := func(format string, args ...any) (peft.Config, Meta, error) {
@@ -158,9 +158,6 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 
 	switch fc.PeftType {
 	case "LORA":
-		if fc.UseRSLoRA != nil && *fc.UseRSLoRA {
-			return fail("use_rslora: true (scaling alpha/√r) is not supported")
-		}
 		if fc.LoraBias != nil && *fc.LoraBias {
 			return fail("lora_bias: true (a bias on lora_B) is not supported")
 		}
@@ -196,6 +193,7 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 		if !(cfg.Alpha > 0) {
 			return fail("lora_alpha %g: want a positive number", cfg.Alpha)
 		}
+		cfg.RSLoRA = fc.UseRSLoRA != nil && *fc.UseRSLoRA
 		if fc.LoraDropout != nil {
 			cfg.Dropout = *fc.LoraDropout
 		}
@@ -404,7 +402,7 @@ func encodeConfig(cfg peft.Config, meta Meta) ([]byte, error) {
 		m["lora_alpha"] = jsonNumber(cfg.Alpha)
 		m["lora_dropout"] = cfg.Dropout
 		m["use_dora"] = cfg.Method == peft.DoRA || cfg.Method == peft.DoRAPEFT
-		m["use_rslora"] = false
+		m["use_rslora"] = cfg.RSLoRA
 		m["init_lora_weights"] = true
 		m["lora_bias"] = false
 		m["rank_pattern"] = map[string]any{}
