@@ -51,9 +51,13 @@ type trainerState struct {
 	Settings map[string]string `json:"settings,omitempty"`
 	// LRs are the peak learning rates steps 1 to Step trained with (see
 	// Result.LRs); absent in checkpoints made before they were kept.
-	LRs  []LRSpan `json:"lr_history,omitempty"`
-	Loss float64  `json:"loss"`
-	Time string   `json:"time"`
+	LRs []LRSpan `json:"lr_history,omitempty"`
+	// Selection is, for a run that keeps its best evaluation or stops
+	// early, its best evaluation so far, its patience count and whether
+	// it has stopped.
+	Selection *selection `json:"selection,omitempty"`
+	Loss      float64    `json:"loss"`
+	Time      string     `json:"time"`
 }
 
 // digest fingerprints the training sequences, so that a run is not resumed
@@ -96,7 +100,6 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 	}
 	name := fmt.Sprintf("step-%06d", st.Step)
 	final := filepath.Join(root, name)
-	st.LRs = lrsUpTo(st.LRs, st.Step)
 	err := writeDirAtomic(final, func(dir string) error {
 		if err := saveParams(filepath.Join(dir, tensorsFile), params); err != nil {
 			return err
@@ -116,8 +119,7 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 				return fmt.Errorf("train: writing the adapter: %w", err)
 			}
 		}
-		st.Time = time.Now().UTC().Format(time.RFC3339)
-		return writeJSONAtomic(filepath.Join(dir, stateFile), st)
+		return writeState(dir, st)
 	})
 	if err != nil {
 		return "", err
@@ -127,6 +129,15 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 	}
 	pruneCheckpoints(root, name, t.Options.KeepCheckpoints)
 	return final, nil
+}
+
+// writeState writes st as checkpoint dir's trainer state, stamped with
+// the time: in saveCheckpoint, and again when the final evaluation, taken
+// after the final checkpoint, changes the run's selection.
+func writeState(dir string, st trainerState) error {
+	st.LRs = lrsUpTo(st.LRs, st.Step)
+	st.Time = time.Now().UTC().Format(time.RFC3339)
+	return writeJSONAtomic(filepath.Join(dir, stateFile), st)
 }
 
 // pruneCheckpoints removes all but the newest keep step-N folders (never

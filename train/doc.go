@@ -21,6 +21,11 @@
 //     (refusing other settings but the learning rate) and, on the CPU,
 //     reaches bit for bit the weights of an uninterrupted run, dropout
 //     included (its masks follow the step: see peft.Model.SetDropoutStep);
+//   - with evaluation data, an evaluation every EvalEvery steps and at the
+//     end; optionally the weights of the best evaluation so far kept in
+//     best/ (KeepBest) and early stopping after EarlyStopping evaluations
+//     without improvement, both by BestMetric, both resumed as they
+//     stood;
 //   - a NaN or infinite loss or gradient stops the run with an error before
 //     the optimizer touches the weights, leaving the last good checkpoint;
 //   - one run at a time writes into an output folder: a run holds it

@@ -33,6 +33,10 @@ type Record struct {
 	EvalLoss     *float64 `json:"eval_loss,omitempty"`
 	EvalAccuracy *float64 `json:"eval_accuracy,omitempty"`
 	EvalMCC      *float64 `json:"eval_mcc,omitempty"`
+	// Best marks the evaluation that was the best so far when it was
+	// taken, by Options.BestMetric, in a run that keeps the best or stops
+	// early: the last record so marked is the run's best.
+	Best bool `json:"best,omitempty"`
 	// ElapsedSec is the wall time since the run (or its resumption) began.
 	ElapsedSec float64 `json:"elapsed_s"`
 }

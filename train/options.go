@@ -73,6 +73,34 @@ type Options struct {
 	EvalEvery int
 	// EvalBatch is the batch size of evaluation (default: MicroBatch).
 	EvalBatch int
+	// BestMetric is the metric that KeepBest and EarlyStopping compare
+	// evaluations by: "loss" (the default; lower is better), "accuracy"
+	// or "mcc" (higher is better), or the same with metrics.jsonl's
+	// "eval_" prefix (see [ParseMetric]); the task's evaluation must
+	// report it (MCC: classification only). Only with one of them.
+	// The evaluations compared are those of the run, every EvalEvery
+	// steps and at the end, not one before training: as Hugging Face's
+	// Trainer, which picks among its evaluations at save points, the
+	// best is a trained model, and early stopping counts from the first
+	// of them.
+	BestMetric string
+	// KeepBest saves the trained weights whenever an evaluation is the
+	// best so far (strictly better by BestMetric) into BestDir in Out, as
+	// the final adapter is saved (by Trainer.SaveAdapter, which it needs),
+	// with BestFile describing the evaluation; the folder is replaced
+	// whole. Each new best also writes a checkpoint at its step first, so
+	// that a resume never starts from before the weights in BestDir.
+	// Needs EvalEvery, evaluation data and Out.
+	KeepBest bool
+	// EarlyStopping, when positive, ends the run after that many
+	// evaluations in a row that do not improve on the best so far by more
+	// than EarlyStoppingDelta (Hugging Face's early_stopping_patience and
+	// early_stopping_threshold), with the checkpoint and final adapter of
+	// a normal end. Needs EvalEvery and evaluation data.
+	EarlyStopping int
+	// EarlyStoppingDelta is the least change of BestMetric that counts as
+	// an improvement for EarlyStopping (default 0: any).
+	EarlyStoppingDelta float64
 	// LogEvery is the interval of plain progress lines (default: about 20
 	// lines per run).
 	LogEvery int
@@ -223,6 +251,18 @@ func (o Options) Validate() error {
 		return bad("eval-every", o.EvalEvery, "want 0 (only at the end) or a positive number of steps")
 	case o.EvalBatch < 1:
 		return bad("eval batch", o.EvalBatch, "want at least 1")
+	case o.EarlyStopping < 0:
+		return bad("early-stopping", o.EarlyStopping, "want 0 (off) or the number of evaluations without improvement that stop the run")
+	case !(o.EarlyStoppingDelta >= 0) || math.IsInf(o.EarlyStoppingDelta, 0):
+		return bad("early-stopping-delta", o.EarlyStoppingDelta, "want a finite number ≥ 0")
+	case o.EarlyStoppingDelta != 0 && o.EarlyStopping == 0:
+		return bad("early-stopping-delta", o.EarlyStoppingDelta, "is the least improvement that early stopping counts; set early-stopping too")
+	case o.BestMetric != "" && !o.KeepBest && o.EarlyStopping == 0:
+		return bad("best-metric", o.BestMetric, "chooses the best evaluation for keep-best and early-stopping; set one of them")
+	case (o.KeepBest || o.EarlyStopping > 0) && o.EvalEvery == 0:
+		return bad("eval-every", o.EvalEvery, "keep-best and early-stopping compare the evaluations during training; want a positive number of steps")
+	case o.KeepBest && o.Out == "":
+		return fmt.Errorf("train: keep-best needs the output folder to save the best weights in")
 	case o.PackLen < 0 || (o.PackLen > 0 && !o.Packing):
 		return bad("pack length", o.PackLen, "want 0 (the model's maximum sequence length), or a positive number of tokens with packing")
 	case o.Packing && o.GroupByLength:
@@ -233,8 +273,15 @@ func (o Options) Validate() error {
 	if _, err := o.schedule(); err != nil {
 		return err
 	}
+	if _, err := ParseMetric(o.BestMetric); err != nil {
+		return bad("best-metric", o.BestMetric, "want loss, accuracy or mcc")
+	}
 	return nil
 }
+
+// selects reports whether the run chooses among its evaluations: keeps the
+// best, or stops early.
+func (o Options) selects() bool { return o.KeepBest || o.EarlyStopping > 0 }
 
 // schedule returns the learning-rate schedule of the options.
 func (o Options) schedule() (optim.Schedule, error) {

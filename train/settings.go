@@ -14,7 +14,8 @@ import (
 // settings returns, by the sora finetune flag that sets each, what a run's
 // result depends on besides what the trainer state checks on its own
 // (task, seed, batch, steps, data and base model): the optimizer's
-// hyper-parameters and, with an adapter, the method's. They are kept in
+// hyper-parameters, the choice of the best evaluation and early stopping,
+// and, with an adapter, the method's. They are kept in
 // every checkpoint, and a resume with other values is refused (the
 // learning rate excepted: see [Trainer.resume]).
 func (t *Trainer) settings(o Options) map[string]string {
@@ -37,6 +38,26 @@ func (t *Trainer) settings(o Options) map[string]string {
 		// rounds otherwise than an unpacked one, or one packed into rows
 		// of another length.
 		s["packing"] = fmt.Sprintf("true, rows of up to %d tokens", t.packLength(o))
+	}
+	if o.selects() {
+		// Recorded only when on, as group-by-length. Each decides what
+		// the run leaves: the metric and keep-best what best/ holds, and
+		// the patience and delta the step early stopping ends the run
+		// at; which evaluations they compare follows from the interval
+		// and the evaluation data, recorded with them. A resume that
+		// changed one would judge its evaluations otherwise than the
+		// checkpoint's best and patience count were judged.
+		m, _ := ParseMetric(o.BestMetric)
+		s["best-metric"] = string(m)
+		s["eval-every"] = strconv.Itoa(o.EvalEvery)
+		s["eval-data"] = fmt.Sprintf("%d sequences, digest %s", len(t.Eval), digest(t.Eval))
+		if o.KeepBest {
+			s["keep-best"] = "true"
+		}
+		if o.EarlyStopping > 0 {
+			s["early-stopping"] = strconv.Itoa(o.EarlyStopping)
+			s["early-stopping-delta"] = f(o.EarlyStoppingDelta)
+		}
 	}
 	if t.Model != nil && t.Model.BaseDType() == backend.BFloat16 {
 		// The base weights' rounding to bfloat16 changes every step's
@@ -118,7 +139,8 @@ func priorLRs(st trainerState) []LRSpan {
 
 // settingDefaults are the values of settings recorded only when they
 // differ from them.
-var settingDefaults = map[string]string{"group-by-length": "false", "packing": "false", "base-dtype": BaseDTypeName(backend.Float32)}
+var settingDefaults = map[string]string{"group-by-length": "false", "packing": "false", "base-dtype": BaseDTypeName(backend.Float32),
+	"keep-best": "false", "early-stopping": "0", "early-stopping-delta": "0", "best-metric": "unused", "eval-every": "unused", "eval-data": "unused"}
 
 // BaseDTypeName returns the name sora's --base-dtype flag gives a storage
 // type of base weights, and checkpoints record: "f32" or "bf16".

@@ -11,14 +11,14 @@ import (
 // staleSweeps lists where in the output folder the run's atomic writes
 // (internal/atomicfile) may leave temporaries, and what it writes there:
 // folders, by the name it gives them, and files. In the output folder:
-// the final adapter folder and the trainer's files (run.json is the
-// command's: see sora finetune); in checkpoints/: the checkpoint folders
-// and the "latest" file.
+// the final adapter folder, the best one (BestDir) and the trainer's
+// files (run.json is the command's: see sora finetune); in checkpoints/:
+// the checkpoint folders and the "latest" file.
 var staleSweeps = []struct {
 	sub       string
 	dir, file func(name string) bool
 }{
-	{".", func(n string) bool { return n == AdapterDir },
+	{".", func(n string) bool { return n == AdapterDir || n == BestDir },
 		func(n string) bool {
 			return n == MetricsFile || n == LossPlot || n == SpectrumPlot || n == SpectrumJSON
 		}},

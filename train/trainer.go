@@ -85,6 +85,15 @@ type Result struct {
 	// Adapter the folder of the final adapter ("" without Out or
 	// SaveAdapter).
 	Checkpoint, Adapter string
+	// Best is the run's best evaluation by Options.BestMetric (nil unless
+	// it keeps the best or stops early), and BestDir the folder holding
+	// its weights (with Options.KeepBest; "" when the folder does not
+	// hold them: see the run's messages).
+	Best    *Best
+	BestDir string
+	// EarlyStop, when not nil, says that early stopping ended the run
+	// after step Steps, before Options.Steps.
+	EarlyStop *EarlyStop
 	// Trainable is the number of trained parameter elements.
 	Trainable int64
 	// LRs are the peak learning rates the run's steps trained with, in
@@ -201,6 +210,18 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if err := checkSequences(t.Eval, t.Model, t.Task, t.Classes, "evaluation"); err != nil {
 		return nil, err
 	}
+	metric, _ := ParseMetric(o.BestMetric) // checked by Validate
+	if o.selects() {
+		switch {
+		case len(t.Eval) == 0:
+			return nil, fmt.Errorf("train: keep-best and early-stopping compare the evaluations during training, and the run has no evaluation data")
+		case o.KeepBest && t.SaveAdapter == nil:
+			return nil, fmt.Errorf("train: keep-best saves the best weights as the final adapter is saved, and the trainer has no SaveAdapter")
+		}
+		if err := metric.ForTask(t.Task); err != nil {
+			return nil, fmt.Errorf("train: best-metric: %w", err)
+		}
+	}
 	packLen := t.packLength(o)
 	if o.Packing {
 		if err := CheckPacking(t.Model.Backend()); err != nil {
@@ -237,6 +258,9 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 
 	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, TrainSize: len(t.Train), TrainDigest: digest(t.Train), Task: t.Task.String(),
 		BaseModel: o.BaseModel, Settings: t.settings(o)}
+	if o.selects() {
+		st.Selection = &selection{}
+	}
 	var metrics *metricsLog
 	var kept []Record        // the records before the resume
 	var resumeNotes []string // shown once the progress display has started
@@ -272,7 +296,15 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 		defer metrics.close()
+		note, err := t.checkBestDir(st)
+		if err != nil {
+			return nil, err
+		}
+		if note != "" {
+			resumeNotes = append(resumeNotes, note)
+		}
 	}
+	sel := st.Selection
 	res.StartStep = st.Step
 	if st.Step < o.Steps && (len(st.LRs) == 0 || st.LRs[len(st.LRs)-1].LR != o.LR) {
 		// Checkpoints record the span only once a step has trained in it
@@ -328,6 +360,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	var stepsTime time.Duration
 	var lastSaved = st.Step
 	var window []stepTiming
+	lastEval := -1 // the step res.Eval is of, when this process took it
 
 	save := func() error {
 		if o.Out == "" {
@@ -341,7 +374,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		return nil
 	}
 
-	for st.Step < o.Steps {
+	for st.Step < o.Steps && (sel == nil || sel.Stop == nil) {
 		if err := ctx.Err(); err != nil {
 			ie := &InterruptedError{Step: st.Step, Cause: err}
 			if st.Step != lastSaved || res.Checkpoint == "" {
@@ -439,13 +472,32 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 		if o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 && st.Step < o.Steps && len(t.Eval) > 0 {
-			ev, err := t.evaluate(prog, metrics, st.Step, epoch, start)
+			ev, best, err := t.evaluate(prog, metrics, sel, metric, st.Step, epoch, start)
 			if err != nil {
 				return res, err
 			}
-			res.Eval = ev
+			res.Eval, lastEval = ev, st.Step
+			if sel != nil && sel.stops(o.EarlyStopping) {
+				sel.Stop = &EarlyStop{Step: st.Step, Reason: t.stopReason(sel)}
+			}
+			if best && o.KeepBest {
+				// The checkpoint first: a resume then never starts from
+				// before the weights in best/ (see checkBestDir).
+				if st.Step != lastSaved {
+					if err := save(); err != nil {
+						return res, err
+					}
+				}
+				if _, err := t.writeBest(sel.Best); err != nil {
+					return res, err
+				}
+			}
+			if sel != nil && sel.Stop != nil {
+				prog.Message(fmt.Sprintf("early stopping after step %d of %d: %s", st.Step, o.Steps, sel.Stop.Reason))
+				break
+			}
 		}
-		if o.SaveEvery > 0 && st.Step%o.SaveEvery == 0 && st.Step < o.Steps {
+		if o.SaveEvery > 0 && st.Step%o.SaveEvery == 0 && st.Step < o.Steps && st.Step != lastSaved {
 			if err := save(); err != nil {
 				return res, err
 			}
@@ -479,12 +531,36 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 		res.Adapter = dir
 	}
-	if len(t.Eval) > 0 {
-		ev, err := t.evaluate(prog, metrics, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
+	if len(t.Eval) > 0 && lastEval != st.Step {
+		// After the checkpoint and the adapter, so that a failing
+		// evaluation loses neither.
+		judged := sel != nil && sel.Judged == st.Step
+		ev, best, err := t.evaluate(prog, metrics, sel, metric, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
 		if err != nil {
 			return res, err
 		}
 		res.Eval = ev
+		if sel != nil && !judged && res.Checkpoint != "" && lastSaved == st.Step {
+			// The final checkpoint was written before this evaluation:
+			// it records the judgment too, so that a resume does not
+			// judge it again.
+			if err := writeState(res.Checkpoint, st); err != nil {
+				return res, err
+			}
+		}
+		if best && o.KeepBest {
+			if _, err := t.writeBest(sel.Best); err != nil {
+				return res, err
+			}
+		}
+	}
+	if sel != nil {
+		res.Best, res.EarlyStop = sel.Best, sel.Stop
+		if o.KeepBest && sel.Best != nil {
+			if onDisk, err := readBest(o.Out); err == nil && onDisk != nil && onDisk.Step == sel.Best.Step {
+				res.BestDir = filepath.Join(o.Out, BestDir)
+			}
+		}
 	}
 	if o.Out != "" {
 		if err := t.writePlots(ctx, prog); err != nil {
@@ -580,11 +656,14 @@ func throughput(w []stepTiming) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// evaluate runs Evaluate on the evaluation set and logs the result.
-func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, step int, epoch float64, start time.Time) (*EvalResult, error) {
-	ev, err := Evaluate(t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
+// evaluate runs Evaluate on the evaluation set after step and logs the
+// result. A run that selects among its evaluations (sel not nil) judges
+// it by metric first: best reports that it is the best so far, now
+// sel.Best, and its record in metrics.jsonl says so.
+func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, sel *selection, metric Metric, step int, epoch float64, start time.Time) (ev *EvalResult, best bool, err error) {
+	ev, err = Evaluate(t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	r := Record{Step: step, Epoch: epoch, EvalLoss: ptr(ev.Loss), EvalAccuracy: ptr(ev.Accuracy), ElapsedSec: time.Since(start).Seconds()}
 	msg := fmt.Sprintf("eval at step %d: loss %.4f  exact match %.4f", step, ev.Loss, ev.Accuracy)
@@ -592,8 +671,89 @@ func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, step int, epoch f
 		r.EvalMCC = ev.MCC
 		msg = fmt.Sprintf("eval at step %d: loss %.4f  accuracy %.4f  MCC %.4f", step, ev.Loss, ev.Accuracy, *ev.MCC)
 	}
+	if sel != nil {
+		v, err := metric.value(ev)
+		if err != nil {
+			return nil, false, err
+		}
+		prev := sel.Judged
+		if best = sel.judge(step, v, metric.HigherIsBetter(), t.Options.EarlyStoppingDelta); best {
+			sel.Best = &Best{Step: step, Epoch: epoch, Metric: metric.Field(), Value: v, Eval: ev}
+			r.Best = true
+			msg += "  (best so far"
+			if t.Options.KeepBest {
+				msg += ", saved in " + BestDir + "/"
+			}
+			msg += ")"
+		} else if sel.Best != nil {
+			msg += "  (best: " + describeBest(sel.Best) + ")"
+		}
+		if n := t.Options.EarlyStopping; n > 0 && sel.Judged != prev && sel.Stale > 0 {
+			msg += fmt.Sprintf("; %d of %d evaluations without improvement", sel.Stale, n)
+		}
+	}
 	prog.Message(msg)
-	return ev, metrics.add(r)
+	return ev, best, metrics.add(r)
+}
+
+// stopReason says why early stopping ends the run after sel's last
+// evaluation.
+func (t *Trainer) stopReason(sel *selection) string {
+	o := t.Options
+	by := ""
+	if o.EarlyStoppingDelta > 0 {
+		by = fmt.Sprintf(" by more than %g", o.EarlyStoppingDelta)
+	}
+	if sel.Best == nil {
+		return fmt.Sprintf("%d evaluations in a row gave no usable value (NaN)", sel.Stale)
+	}
+	return fmt.Sprintf("%d evaluations in a row did not improve%s on the best %s (early stopping after %d)",
+		sel.Stale, by, describeBest(sel.Best), o.EarlyStopping)
+}
+
+// checkBestDir looks at the best/ folder of the output folder as the run
+// begins, after a resume has restored st. A fresh run removes one that an
+// earlier run in the folder left (it holds BestFile), so that best/ is
+// always the run's own. A resumed run that keeps the best checks that
+// best/ holds the best evaluation its checkpoint records: the
+// checkpoint of a new best is written before best/ (see Run), so where a
+// run was killed between the two, best/ is written now from the weights
+// just restored, which are the best's; otherwise (best/ removed, say) the
+// note says what is amiss until a better evaluation replaces it.
+func (t *Trainer) checkBestDir(st trainerState) (note string, err error) {
+	o := t.Options
+	dir := filepath.Join(o.Out, BestDir)
+	if !o.Resume {
+		if _, err := os.Stat(filepath.Join(dir, BestFile)); err != nil {
+			return "", nil
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return "", fmt.Errorf("train: removing the best/ folder of an earlier run: %w", err)
+		}
+		return fmt.Sprintf("removed %s, an earlier run's best weights", dir), nil
+	}
+	if !o.KeepBest || st.Selection == nil || st.Selection.Best == nil {
+		return "", nil
+	}
+	want := st.Selection.Best
+	onDisk, rerr := readBest(o.Out)
+	if rerr == nil && onDisk != nil && onDisk.Step == want.Step {
+		return "", nil
+	}
+	has := "nothing"
+	switch {
+	case rerr != nil:
+		has = "an unreadable record (" + rerr.Error() + ")"
+	case onDisk != nil:
+		has = "step " + fmt.Sprint(onDisk.Step) + "'s weights"
+	}
+	if want.Step == st.Step {
+		if _, err := t.writeBest(want); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("wrote %s: the checkpoint records its best evaluation (%s) at its own step, and %s held %s (the run was stopped between the two saves)", dir, describeBest(want), dir, has), nil
+	}
+	return fmt.Sprintf("warning: the checkpoint records the best evaluation %s, but %s holds %s; it is replaced at the next evaluation better than that", describeBest(want), dir, has), nil
 }
 
 // resume restores the run from checkpoint dir, which must have been made
@@ -637,9 +797,14 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 			}
 			return nil, fmt.Errorf("train: cannot resume from %s: it was made with %s%s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "), hint)
 		}
+		stopped := old.Selection != nil && old.Selection.Stop != nil
 		switch {
-		case lrWas != "" && old.Step >= old.TotalSteps:
-			notes = append(notes, fmt.Sprintf("note: resuming %s with learning rate %s where it was made with %s: the run had finished its %d steps, so no step trains with the new rate, and the run's rate stays %s", dir, lrIs, lrWas, old.Step, lrWas))
+		case lrWas != "" && (old.Step >= old.TotalSteps || stopped):
+			how := fmt.Sprintf("had finished its %d steps", old.Step)
+			if stopped {
+				how = fmt.Sprintf("was stopped early after step %d", old.Step)
+			}
+			notes = append(notes, fmt.Sprintf("note: resuming %s with learning rate %s where it was made with %s: the run %s, so no step trains with the new rate, and the run's rate stays %s", dir, lrIs, lrWas, how, lrWas))
 		case lrWas != "":
 			notes = append(notes, fmt.Sprintf("note: resuming %s with learning rate %s where it was made with %s: the schedule goes on from step %d with the new peak, so the run no longer matches an uninterrupted one", dir, lrIs, lrWas, old.Step))
 		}
@@ -666,6 +831,13 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	st.Step = old.Step
 	st.Loss = old.Loss
 	st.LRs = priorLRs(old)
+	if st.Selection != nil && old.Selection != nil {
+		// The settings compared above make it this run's: the same
+		// metric, patience, evaluation data and interval.
+		st.Selection = old.Selection
+	} else if st.Selection != nil && old.Step > 0 {
+		notes = append(notes, fmt.Sprintf("warning: checkpoint %s records no best evaluation (it predates that record), so the evaluations before step %d are not among those compared", dir, old.Step))
+	}
 	if st.BaseModel == "" {
 		// A run that does not describe its base (library use) keeps the
 		// checkpoint's description for the checkpoints it writes.
