@@ -19,6 +19,7 @@ type Backend struct {
 
 	lib    *lib
 	opts   Options
+	soc    string // the chip, as aclrtGetSocName names it ("" when it did not say)
 	dev    int32
 	ctx    uintptr // aclrtContext
 	stream uintptr // aclrtStream
@@ -67,7 +68,7 @@ func Open(o Options) (*Backend, error) {
 		return nil, err
 	}
 	o.MatMul = mode
-	b := &Backend{lib: l, opts: o, dev: int32(o.Device), live: map[*buffer]struct{}{}, tables: map[tableKey]*buffer{}}
+	b := &Backend{lib: l, opts: o, soc: soc, dev: int32(o.Device), live: map[*buffer]struct{}{}, tables: map[tableKey]*buffer{}}
 	b.pool = b.newDevicePool()
 	b.host = b.newHostPool()
 	dev := uintptr(o.Device)
@@ -146,13 +147,24 @@ var opNeeds = map[backend.Op][]string{
 	backend.OpCrossEntropy:     {"LogSoftmax", "Gather", "ReduceSum", "Muls", "InplaceAdd", "InplaceFillScalar", "InplaceMaskedFillScalar"},
 	backend.OpCrossEntropyGrad: {"Softmax", "InplaceAdds", "ScatterAdd", "InplaceMuls", "InplaceFillScalar", "InplaceMaskedFillScalar"},
 	backend.OpAdamW:            {"InplaceMuls", "InplaceAdd", "Mul", "Sqrt", "InplaceAdds", "Div"},
+	// The fused attention (attention.go): CANN's operators, the
+	// conversions of their statistics, and the composition that calls
+	// with a soft-cap take.
+	backend.OpAttention: {"FlashAttentionScore", "FlashAttentionVarLenScore", "Log", "Add", "InplaceCopy",
+		"BatchMatMul", "Muls", "InplaceMuls", "Tanh", "InplaceAdd", "Amax", "Sub", "Exp", "ReduceSum", "Div"},
+	backend.OpAttentionGrad: {"FlashAttentionScoreGrad", "FlashAttentionUnpaddingScoreGrad", "InplaceCopy", "InplaceFillScalar",
+		"BatchMatMul", "Muls", "InplaceMuls", "Tanh", "InplaceAdd", "Sub", "Exp", "Mul", "ReduceSum", "TanhBackward"},
 }
 
 // Supports reports whether every aclnn operator op is built from was found
-// in the operator libraries.
+// in the operator libraries; for the fused attention also whether the chip
+// has CANN's attention operators (see flashAttentionChip).
 func (b *Backend) Supports(op backend.Op) bool {
 	needs, ok := opNeeds[op]
 	if !ok {
+		return false
+	}
+	if (op == backend.OpAttention || op == backend.OpAttentionGrad) && !flashAttentionChip(b.soc) {
 		return false
 	}
 	for _, n := range needs {

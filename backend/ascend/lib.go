@@ -98,6 +98,8 @@ var opNames = []string{
 	"Softmax", "LogSoftmax", "SoftmaxBackward",
 	"LayerNorm", "LayerNormBackward", "RmsNorm", "RmsNormGrad",
 	"Embedding", "IndexAdd", "Gather", "ScatterAdd",
+	// The fused attention operators (optional: see attention.go).
+	"FlashAttentionScore", "FlashAttentionVarLenScore", "FlashAttentionScoreGrad", "FlashAttentionUnpaddingScoreGrad",
 }
 
 // opFn are the two phases of one aclnn operator.
@@ -126,6 +128,13 @@ type lib struct {
 	// cannot pass.
 	rmsNormWS   func(x, gamma uintptr, eps float64, y, rstd uintptr, ws *uint64, ex *uintptr) int32
 	layerNormWS func(input, normShape, weight, bias uintptr, eps float64, out, mean, rstd uintptr, ws *uint64, ex *uintptr) int32
+
+	// Phase one of the fused attention operators, which take doubles
+	// (scaleValue, keepProb); see attention.go for the arguments.
+	faScoreWS     faScoreFunc
+	faVarLenWS    faVarLenFunc
+	faGradWS      faGradFunc
+	faUnpadGradWS faUnpadGradFunc
 }
 
 var (
@@ -257,6 +266,7 @@ func openLibrary(loc location) (*lib, error) {
 	if f, ok := l.ops["LayerNorm"]; ok {
 		registerFunc(&l.layerNormWS, f.getWS)
 	}
+	l.registerAttention()
 	return l, nil
 }
 

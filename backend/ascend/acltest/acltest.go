@@ -150,6 +150,22 @@ func Build(dir string) (string, error) { return BuildLayout(dir, Monolithic) }
 // (created if needed) and returns dir. The sources are written to
 // dir/src.
 func BuildLayout(dir string, layout Layout) (string, error) {
+	return BuildWith(dir, BuildOptions{Layout: layout})
+}
+
+// BuildOptions select what BuildWith compiles.
+type BuildOptions struct {
+	Layout Layout
+	// NoFlashAttention leaves out the fused attention operators
+	// (aclnnFlashAttentionScore, aclnnFlashAttentionVarLenScore and their
+	// gradients), as in a CANN release that lacks them.
+	NoFlashAttention bool
+}
+
+// BuildWith compiles the double as o says into dir (created if needed)
+// and returns dir. The sources are written to dir/src.
+func BuildWith(dir string, o BuildOptions) (string, error) {
+	layout := o.Layout
 	cc, err := Compiler()
 	if err != nil {
 		return "", err
@@ -193,6 +209,12 @@ func BuildLayout(dir string, layout Layout) (string, error) {
 		}
 		return nil
 	}
+	// The fused attention operators (ops_attention.c) go with the
+	// transformer operators, where CANN's split layout ships them.
+	var attention []string
+	if !o.NoFlashAttention {
+		attention = []string{"ops_attention.c"}
+	}
 	if err := build("libascendcl.so", nil, "ascendcl.c"); err != nil {
 		return "", err
 	}
@@ -201,19 +223,23 @@ func BuildLayout(dir string, layout Layout) (string, error) {
 	}
 	if layout == Monolithic || layout == Both {
 		if err := build("libopapi.so", []string{`-DOPAPI_LIBNAME="libopapi.so"`},
-			"opapi_common.c", "ops_math.c", "ops_nn.c", "ops_transformer.c"); err != nil {
+			append([]string{"opapi_common.c", "ops_math.c", "ops_nn.c", "ops_transformer.c"}, attention...)...); err != nil {
 			return "", err
 		}
 	}
 	if layout != Monolithic {
-		parts := []struct{ lib, file string }{
-			{"libopapi_math.so", "ops_math.c"}, {"libopapi_nn.so", "ops_nn.c"}, {"libopapi_transformer.so", "ops_transformer.c"},
+		parts := []struct {
+			lib   string
+			files []string
+		}{
+			{"libopapi_math.so", []string{"ops_math.c"}}, {"libopapi_nn.so", []string{"ops_nn.c"}},
+			{"libopapi_transformer.so", append([]string{"ops_transformer.c"}, attention...)},
 		}
 		if layout == Partial {
 			parts = parts[:2]
 		}
 		for _, p := range parts {
-			if err := build(p.lib, []string{`-DOPAPI_LIBNAME="` + p.lib + `"`}, "opapi_common.c", p.file); err != nil {
+			if err := build(p.lib, []string{`-DOPAPI_LIBNAME="` + p.lib + `"`}, append([]string{"opapi_common.c"}, p.files...)...); err != nil {
 				return "", err
 			}
 		}

@@ -27,11 +27,16 @@ struct aclOpExecutor {
     int narr;
     bool mask[3];
     double (*fn)(const double *x, const double *p);
+    /* Longer integer lists (the cumulative sequence lengths of the
+     * variable-length attention operators), owned by the executor and
+     * freed with it. */
+    int64_t *list;
+    int64_t nlist;
 };
 
 /* Argument kinds for ex_tensor. */
 enum { T_REQ = 0, T_OPT = 1 };
-enum { DT_FLOAT = 0, DT_INDEX = 1, DT_MASK = 2 };
+enum { DT_FLOAT = 0, DT_INDEX = 1, DT_MASK = 2, DT_ANY = 3 /* the operator checks the dtype itself */ };
 
 TD_HIDDEN aclOpExecutor *ex_new(const char *name);
 TD_HIDDEN void ex_free(aclOpExecutor *e);

@@ -186,6 +186,7 @@ aclOpExecutor *ex_new(const char *name) {
 void ex_free(aclOpExecutor *e) {
     if (!e) return;
     e->magic = TD_MAGIC_DEAD;
+    free(e->list);
     free(e);
 }
 
