@@ -86,8 +86,9 @@ func (m Metric) ForTask(task Task) error {
 	return fmt.Errorf("the evaluation of --task %s does not report %s; it reports %s", task, m, strings.Join(names, " and "))
 }
 
-// value returns m's value in ev.
-func (m Metric) value(ev *EvalResult) (float64, error) {
+// Value returns m's value in ev, or an error where ev does not report it
+// (MCC of an LM evaluation).
+func (m Metric) Value(ev *EvalResult) (float64, error) {
 	switch m {
 	case MetricLoss:
 		return ev.Loss, nil

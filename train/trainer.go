@@ -672,7 +672,7 @@ func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, sel *selection, m
 		msg = fmt.Sprintf("eval at step %d: loss %.4f  accuracy %.4f  MCC %.4f", step, ev.Loss, ev.Accuracy, *ev.MCC)
 	}
 	if sel != nil {
-		v, err := metric.value(ev)
+		v, err := metric.Value(ev)
 		if err != nil {
 			return nil, false, err
 		}
@@ -707,8 +707,7 @@ func (t *Trainer) stopReason(sel *selection) string {
 	if sel.Best == nil {
 		return fmt.Sprintf("%d evaluations in a row gave no usable value (NaN)", sel.Stale)
 	}
-	return fmt.Sprintf("%d evaluations in a row did not improve%s on the best %s (early stopping after %d)",
-		sel.Stale, by, describeBest(sel.Best), o.EarlyStopping)
+	return fmt.Sprintf("%d evaluations in a row did not improve%s on the best %s", sel.Stale, by, describeBest(sel.Best))
 }
 
 // checkBestDir looks at the best/ folder of the output folder as the run

@@ -57,7 +57,7 @@ var finetuneDoc = usageDoc{
 		"it saved beside it in " + headFile + "; --new-head starts a new one). The run shows a progress bar on a terminal and log lines otherwise, and writes into " +
 		"--out: adapter/ (adapter_config.json, adapter_model.safetensors; for --method full the whole model, model.bin " +
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
-		"steps and at the end; Ctrl-C saves one and exits with status 130), metrics.jsonl, loss.png, " +
+		"steps and at the end; Ctrl-C saves one and exits with status 130), with --keep-best best/ (the weights of the best evaluation during training, saved as adapter/ is, and best.json), metrics.jsonl, loss.png, " +
 		"spectrum.png, spectrum.json and run.json. --resume continues from the newest checkpoint with the same " +
 		"flags (a flag that changes the result is refused, naming it; only --lr may change, with a note). One run at a time uses " +
 		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run and leaves the last good checkpoint.",
@@ -81,6 +81,13 @@ type finetuneFlags struct {
 	packing, rslora                                                                    bool
 	set                                                                                map[string]bool
 	chat                                                                               chatFlags
+
+	// The choice among the evaluations: --best-metric, --keep-best,
+	// --early-stopping and --early-stopping-delta.
+	bestMetric         string
+	keepBest           bool
+	earlyStopping      int
+	earlyStoppingDelta float64
 }
 
 func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
@@ -121,6 +128,10 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.BoolVar(&f.packing, "packing", false, "sequence packing: run each micro-batch's sequences several to a row (rows of up to --max-len tokens, never more positions than one per row), each attending only to itself, instead of one per row padded to the longest, so that short rows stop paying for padding; the batches, targets and loss are those of a run without it, to float32 rounding. Needs fused attention (the cpu and cuda backends have it, ascend has not; SORA_ATTENTION=unfused turns it off); not with --group-by-length; a resume must keep it")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
+	fs.StringVar(&f.bestMetric, "best-metric", string(train.MetricLoss), "`METRIC` that --keep-best and --early-stopping compare the evaluations during training by, as metrics.jsonl names it with or without eval_: loss (lower is better), accuracy (higher; for --task lm the share of answers predicted exactly token by token) or mcc (higher; --task classify)")
+	fs.BoolVar(&f.keepBest, "keep-best", false, "whenever an evaluation during training is the best so far by --best-metric (the zero-shot one before training does not count), save the weights into --out/best/ as adapter/ is saved, with best.json (step, metric, value); needs --eval-data and --eval-every")
+	fs.IntVar(&f.earlyStopping, "early-stopping", 0, "stop training after `N` evaluations in a row that do not improve on the best --best-metric so far (Hugging Face's early_stopping_patience), saving the checkpoint and adapter/ as at the last step; 0: off; needs --eval-data and --eval-every")
+	fs.Float64Var(&f.earlyStoppingDelta, "early-stopping-delta", 0, "with --early-stopping, an evaluation improves only if it beats the best so far by more than `D` (early_stopping_threshold)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
 	fs.IntVar(&f.maxEval, "max-eval", 0, "evaluate on a random subset of `N` rows of --eval-data (0: all)")
 	fs.IntVar(&f.pretrainSteps, "pretrain-steps", demo.DefaultPretrainSteps, "the demonstration's pretraining `STEPS`")
@@ -146,7 +157,8 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 	if f.model == "" {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
-			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "packing", "base-dtype", "rslora"} {
+			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "packing", "base-dtype", "rslora",
+			"best-metric", "keep-best", "early-stopping", "early-stopping-delta"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
@@ -210,6 +222,18 @@ func (f *finetuneFlags) check() error {
 	case f.evalData == "" && (f.set["eval-every"] || f.set["max-eval"]):
 		// Without held-out data they would do nothing, silently.
 		return fmt.Errorf("--eval-every and --max-eval need --eval-data (the held-out data to evaluate)")
+	case f.earlyStopping < 0:
+		return fmt.Errorf("--early-stopping %d: want 0 (off) or the number of evaluations without improvement that stop the run", f.earlyStopping)
+	case !(f.earlyStoppingDelta >= 0) || math.IsInf(f.earlyStoppingDelta, 1):
+		return fmt.Errorf("--early-stopping-delta %g: want a finite number ≥ 0", f.earlyStoppingDelta)
+	case f.set["early-stopping-delta"] && f.earlyStopping == 0:
+		return fmt.Errorf("--early-stopping-delta is the least improvement that --early-stopping counts; set --early-stopping too")
+	case f.set["best-metric"] && !f.keepBest && f.earlyStopping == 0:
+		return fmt.Errorf("--best-metric chooses among the evaluations for --keep-best and --early-stopping; set one of them")
+	case (f.keepBest || f.earlyStopping > 0) && (f.evalData == "" || f.evalEvery == 0):
+		// Without them the run evaluates at most once, at its end:
+		// nothing to choose from, nothing to stop.
+		return fmt.Errorf("--keep-best and --early-stopping compare the evaluations during training: they need --eval-data and --eval-every N (N > 0)")
 	case !positive(f.loraPlusRatio):
 		return fmt.Errorf("--loraplus-ratio %g: want a finite positive number", f.loraPlusRatio)
 	case !(f.dropout >= 0 && f.dropout < 1):
@@ -223,6 +247,11 @@ func (f *finetuneFlags) check() error {
 	}
 	if f.newHead && task != train.Classify {
 		return fmt.Errorf("--new-head needs --task classify (only a classifier has a head)")
+	}
+	if metric, err := train.ParseMetric(f.bestMetric); err != nil {
+		return fmt.Errorf("--best-metric: %v", err)
+	} else if err := metric.ForTask(task); err != nil {
+		return fmt.Errorf("--best-metric %s: %v", f.bestMetric, err)
 	}
 	if task == train.Classify && f.target != peft.AllParameters {
 		// The head is trained whole; an adapter on it as well would put
@@ -337,8 +366,16 @@ type runSummary struct {
 	// steps: a --resume with another --lr changes it only once a step
 	// trains with the new rate (a finished run trains none).
 	LRHistory []train.LRSpan `json:"lr_history,omitempty"`
-	Device    string         `json:"device"`
-	Finished  string         `json:"finished"`
+	// Best is the best evaluation during training by --best-metric
+	// (with --keep-best or --early-stopping), and BestDir the folder
+	// holding its weights (--keep-best).
+	Best    *train.Best `json:"best,omitempty"`
+	BestDir string      `json:"best_dir,omitempty"`
+	// StoppedEarly says after which step and why --early-stopping ended
+	// the run.
+	StoppedEarly *train.EarlyStop `json:"stopped_early,omitempty"`
+	Device       string           `json:"device"`
+	Finished     string           `json:"finished"`
 }
 
 // sample returns n rows of xs drawn without replacement with a seeded
@@ -638,6 +675,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if f.packing {
 		opts.PackLen = maxLen
 	}
+	if f.keepBest || f.earlyStopping > 0 {
+		opts.BestMetric, opts.KeepBest, opts.EarlyStopping, opts.EarlyStoppingDelta = f.bestMetric, f.keepBest, f.earlyStopping, f.earlyStoppingDelta
+	}
 	opts = opts.WithDefaults(len(trainSet.seqs))
 	if f.warmup < 0 {
 		opts.Warmup = opts.Steps / 20
@@ -659,6 +699,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed,
 			"base_dtype": train.BaseDTypeName(m.BaseDType()), "group_by_length": f.groupByLength, "packing": f.packing}}
 	summary.Config["attention"] = attentionPath(m.Backend())
+	if opts.KeepBest || opts.EarlyStopping > 0 {
+		summary.Config["eval_every"] = opts.EvalEvery
+		summary.Config["best_metric"] = f.bestMetric
+		summary.Config["keep_best"] = opts.KeepBest
+		summary.Config["early_stopping"] = opts.EarlyStopping
+		summary.Config["early_stopping_delta"] = opts.EarlyStoppingDelta
+	}
 	if f.chat.file != "" {
 		summary.Config["chat_template"] = f.chat.file
 	}
@@ -739,6 +786,8 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// before it as metrics.jsonl records them.
 	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding over all %d steps, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, 100*res.Padding, res.Steps)
 	switch {
+	case res.StartStep > 0 && res.StartStep >= res.Steps && res.EarlyStop != nil:
+		trained = fmt.Sprintf("nothing left to train: early stopping had ended the run after step %d of %d %s", res.Steps, opts.Steps, whole)
 	case res.StartStep > 0 && res.StartStep >= res.Steps:
 		trained = fmt.Sprintf("nothing left to train: the run had finished its %d steps %s", res.Steps, whole)
 	case res.StartStep > 0:
@@ -753,6 +802,14 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		if summary.Majority != nil {
 			fmt.Fprintf(stdout, "majority-class baseline accuracy: %.4f\n", *summary.Majority)
 		}
+	}
+	if res.EarlyStop != nil {
+		summary.StoppedEarly = res.EarlyStop
+		fmt.Fprintf(stdout, "stopped early after step %d of %d: %s\n", res.EarlyStop.Step, opts.Steps, res.EarlyStop.Reason)
+	}
+	if res.Best != nil {
+		summary.Best, summary.BestDir = res.Best, res.BestDir
+		fmt.Fprintf(stdout, "best evaluation: %s\n", describeBest(res.Best, res.BestDir, opts.KeepBest, summary.ZeroShot))
 	}
 	status := exitOK
 	summary.AnswerNote = answersNote
@@ -797,7 +854,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if f.noSpectrum {
 		spectra = ""
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s, checkpoints/, metrics.jsonl, loss.png,%s run.json\n", f.out, savedWhat(method, task, f.model), spectra)
+	best := ""
+	if summary.BestDir != "" {
+		best = fmt.Sprintf(" best/ (step %d, %s %.4f),", summary.Best.Step, summary.Best.Metric, summary.Best.Value)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s,%s checkpoints/, metrics.jsonl, loss.png,%s run.json\n", f.out, savedWhat(method, task, f.model), best, spectra)
 	return status
 }
 
@@ -887,6 +948,28 @@ func (td *taskData) lengthNote(maxLen, modelLen int) string {
 		parts = append(parts, fmt.Sprintf("the model takes up to %d positions: --max-len %d keeps more", modelLen, modelLen))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// describeBest says which evaluation during training was the best, where
+// its weights are (dir, with keepBest) and how to use them, and whether
+// it beat the zero-shot evaluation, which is no candidate (see
+// train.Options.BestMetric).
+func describeBest(b *train.Best, dir string, keepBest bool, zeroShot *train.EvalResult) string {
+	s := fmt.Sprintf("%s %.4f at step %d", b.Metric, b.Value, b.Step)
+	switch {
+	case dir != "" && fullModel(dir) != "":
+		s += fmt.Sprintf("; the whole model at that step is in %s (sora eval --model %s)", dir, fullModel(dir))
+	case dir != "":
+		s += fmt.Sprintf("; its adapter is in %s (sora eval --adapter %s)", dir, dir)
+	case keepBest:
+		s += "; best/ does not hold its weights (see the warning above)"
+	}
+	if m, err := train.ParseMetric(b.Metric); err == nil && zeroShot != nil {
+		if z, err := m.Value(zeroShot); err == nil && ((z >= b.Value) == m.HigherIsBetter() || z == b.Value) {
+			s += fmt.Sprintf("; no evaluation during training beat the zero-shot %s %.4f", b.Metric, z)
+		}
+	}
+	return s
 }
 
 func describeEval(e *train.EvalResult, task train.Task) string {

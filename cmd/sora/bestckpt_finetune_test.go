@@ -1,0 +1,163 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/train"
+)
+
+// TestBestCkptBadFlags checks that the flag combinations --keep-best and
+// --early-stopping cannot serve are usage errors naming the flags, found
+// before anything loads (the model named does not exist).
+func TestBestCkptBadFlags(t *testing.T) {
+	model := filepath.Join(t.TempDir(), "m.bin")
+	base := []string{"--model", model, "--tokenizer", "t.bin", "--data", "x"}
+	plus := func(args []string, more ...string) []string { return append(slices.Clone(args), more...) }
+	withEval := plus(base, "--eval-data", "y", "--eval-every", "5")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--keep-best"}, "--keep-best needs --model"},
+		{[]string{"--early-stopping", "3"}, "--early-stopping needs --model"},
+		{plus(base, "--keep-best"), "they need --eval-data and --eval-every N"},
+		{plus(base, "--eval-data", "y", "--early-stopping", "3"), "they need --eval-data and --eval-every N"},
+		{plus(withEval, "--early-stopping", "-1"), "--early-stopping -1"},
+		{plus(withEval, "--early-stopping-delta", "0.1"), "set --early-stopping too"},
+		{plus(withEval, "--early-stopping", "2", "--early-stopping-delta", "NaN"), "--early-stopping-delta NaN"},
+		{plus(withEval, "--best-metric", "accuracy"), "set one of them"},
+		{plus(withEval, "--keep-best", "--best-metric", "f1"), `unknown metric "f1"; want loss, accuracy or mcc`},
+		{plus(withEval, "--keep-best", "--best-metric", "mcc"), "the evaluation of --task lm does not report mcc; it reports loss and accuracy"},
+	} {
+		code, stdout, errOut := runCLI(t, append([]string{"finetune"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("finetune %v: status %d, stderr %q; want status %d and %q", c.args, code, errOut, exitUsage, c.want)
+		}
+		if stdout != "" {
+			t.Errorf("finetune %v printed %q before refusing", c.args, stdout)
+		}
+	}
+	// The classifier's evaluation reports the MCC: the same flags pass the
+	// checks and fail only on the missing model.
+	code, _, errOut := runCLI(t, plus(append([]string{"finetune"}, withEval...), "--task", "classify", "--keep-best", "--best-metric", "eval_mcc")...)
+	if code == exitOK || strings.Contains(errOut, "metric") || !strings.Contains(errOut, "m.bin") {
+		t.Errorf("classify with --best-metric eval_mcc: status %d, stderr %q; want a failure about m.bin alone", code, errOut)
+	}
+}
+
+// TestBestCkptFinetuneEval runs sora finetune with --keep-best and
+// --early-stopping on stories260K until the evaluations stop improving,
+// then scores best/ with sora eval: it must get the loss that best.json
+// and metrics.jsonl record for the best step, not the final weights'
+// (the run makes the two differ). run.json and the summary line say where
+// the best is and why the run stopped; a resume with another
+// --early-stopping is refused naming it. With --method full, best/ holds
+// the whole model, which sora eval takes as --model.
+func TestBestCkptFinetuneEval(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
+	writeBoolQ(t, trainPath, 16)
+	writeBoolQ(t, evalPath, 8)
+	for _, method := range []string{"lora", "full"} {
+		t.Run(method, func(t *testing.T) {
+			out := filepath.Join(dir, method)
+			lr := "2e-2"
+			if method == "full" {
+				lr = "5e-3"
+			}
+			args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
+				"--method", method, "--steps", "40", "--batch", "4", "--lr", lr, "--eval-every", "2", "--keep-best", "--early-stopping", "2",
+				"--no-spectrum", "--out", out}
+			code, stdout, errOut := runCLI(t, args...)
+			if code != exitOK {
+				t.Fatalf("finetune: status %d\n%s\n%s", code, stdout, errOut)
+			}
+			var sum runSummary
+			b, err := os.ReadFile(filepath.Join(out, "run.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &sum); err != nil {
+				t.Fatal(err)
+			}
+			if sum.StoppedEarly == nil || sum.Best == nil || sum.BestDir != filepath.Join(out, train.BestDir) {
+				t.Fatalf("run.json: stopped %+v, best %+v in %q; want an early stop and best/ (raise --steps or --lr if the loss no longer turns up)\n%s", sum.StoppedEarly, sum.Best, sum.BestDir, stdout)
+			}
+			if sum.Steps != sum.StoppedEarly.Step || sum.Steps >= 40 || sum.Best.Step >= sum.Steps {
+				t.Errorf("run.json: %d steps, stopped after %d, best at %d", sum.Steps, sum.StoppedEarly.Step, sum.Best.Step)
+			}
+			rec, err := train.ReadBest(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Step != sum.Best.Step || rec.Value != sum.Best.Value || rec.Metric != "eval_loss" {
+				t.Errorf("best.json %+v, run.json %+v", rec, sum.Best)
+			}
+			rs, err := train.ReadMetrics(filepath.Join(out, train.MetricsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lastBest := 0
+			for _, r := range rs {
+				if r.Best {
+					lastBest = r.Step
+					if *r.EvalLoss != rec.Value && r.Step == rec.Step {
+						t.Errorf("metrics.jsonl's best at step %d has loss %v, best.json %v", r.Step, *r.EvalLoss, rec.Value)
+					}
+				}
+			}
+			if lastBest != rec.Step {
+				t.Errorf("metrics.jsonl's last best is step %d, best.json's %d", lastBest, rec.Step)
+			}
+			wantLine := "best/ (step " + itoa(rec.Step) + ", eval_loss "
+			if !strings.Contains(lastLine(stdout), wantLine) || !strings.Contains(stdout, "stopped early after step "+itoa(sum.Steps)+" of 40") {
+				t.Errorf("the summary does not say where the best is (%q) or that the run stopped:\n%s", wantLine, stdout)
+			}
+			if math.Abs(sum.Final.Loss-rec.Value) < 1e-3 {
+				t.Fatalf("the final loss %v is the best's %v: the check below would not tell the two apart", sum.Final.Loss, rec.Value)
+			}
+
+			evalArgs := []string{"eval", "--backend", "cpu", "--tokenizer", tok, "--data", evalPath, "--json", filepath.Join(dir, method+"-eval.json")}
+			if method == "full" {
+				evalArgs = append(evalArgs, "--model", filepath.Join(out, train.BestDir, "model.bin"))
+			} else {
+				evalArgs = append(evalArgs, "--model", model, "--adapter", filepath.Join(out, train.BestDir))
+			}
+			code, eout, eerr := runCLI(t, evalArgs...)
+			if code != exitOK {
+				t.Fatalf("eval of best/: status %d\n%s\n%s", code, eout, eerr)
+			}
+			var rep evalReport
+			b, err = os.ReadFile(filepath.Join(dir, method+"-eval.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(rep.Loss-rec.Value) > 1e-4*rec.Value {
+				t.Errorf("sora eval of best/: loss %v; best.json records %v (the final weights' is %v)", rep.Loss, rec.Value, sum.Final.Loss)
+			}
+
+			resume := append(slices.Clone(args), "--resume")
+			for i, a := range resume {
+				if a == "--early-stopping" {
+					resume[i+1] = "4"
+				}
+			}
+			code, _, errOut = runCLI(t, resume...)
+			if code != exitFailure || !strings.Contains(errOut, "early-stopping 2 (now 4)") {
+				t.Errorf("resume with --early-stopping 4: status %d, stderr %q; want a refusal naming it", code, errOut)
+			}
+		})
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
