@@ -41,7 +41,7 @@ func TestFinetuneRSLoRA(t *testing.T) {
 	if sum.Config["rslora"] != true {
 		t.Errorf("run.json config rslora = %v, want true", sum.Config["rslora"])
 	}
-	if code, stdout, errOut := runCLI(t, "spectrum", "--backend", "cpu", "--adapter", adapterDir); code != exitOK {
+	if code, stdout, errOut := runCLI(t, "spectrum", "--backend", "cpu", "--adapter", adapterDir, "--plot", filepath.Join(dir, "spectrum.png")); code != exitOK {
 		t.Errorf("spectrum of an rsLoRA adapter: status %d\n%s\n%s", code, stdout, errOut)
 	}
 	// The same run resumed without --rslora would scale the update by
