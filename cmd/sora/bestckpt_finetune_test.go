@@ -161,3 +161,80 @@ func TestBestCkptFinetuneEval(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestBestCkptClassify keeps the best classifier by its MCC and scores
+// best/ with sora eval, which must restore the head saved with the
+// adapter there and find best.json's MCC and loss.
+func TestBestCkptClassify(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	cola := writeCoLA(t, dir, 24)
+	out := filepath.Join(dir, "run")
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--task", "classify",
+		"--data", cola, "--eval-data", cola, "--method", "lora", "--steps", "12", "--batch", "8", "--lr", "1e-2", "--eval-every", "3",
+		"--keep-best", "--best-metric", "mcc", "--no-spectrum", "--out", out)
+	if code != exitOK {
+		t.Fatalf("finetune: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	rec, err := train.ReadBest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Metric != "eval_mcc" || rec.Eval == nil || rec.Eval.MCC == nil || *rec.Eval.MCC != rec.Value {
+		t.Fatalf("best.json %+v: want the eval_mcc of its evaluation", rec)
+	}
+	jsonPath := filepath.Join(dir, "eval.json")
+	code, eout, eerr := runCLI(t, "eval", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--adapter", filepath.Join(out, train.BestDir),
+		"--data", cola, "--json", jsonPath)
+	if code != exitOK {
+		t.Fatalf("eval of best/: status %d\n%s\n%s", code, eout, eerr)
+	}
+	var rep evalReport
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Task != "classify" || rep.MCC == nil || math.Abs(*rep.MCC-rec.Value) > 1e-9 || math.Abs(rep.Loss-rec.Eval.Loss) > 1e-4*rec.Eval.Loss {
+		t.Errorf("sora eval of best/: task %s, MCC %v, loss %v; best.json: MCC %v, loss %v", rep.Task, rep.MCC, rep.Loss, rec.Value, rec.Eval.Loss)
+	}
+}
+
+// TestBestCkptDescribe checks the summary's line on the best evaluation:
+// where its weights are and how to score them, and the note when no
+// evaluation during training beat the zero-shot one, for a lower-is-better
+// and a higher-is-better metric.
+func TestBestCkptDescribe(t *testing.T) {
+	mcc := func(v float64) *float64 { return &v }
+	loss := &train.Best{Step: 40, Metric: "eval_loss", Value: 0.5}
+	acc := &train.Best{Step: 20, Metric: "eval_mcc", Value: 0.3}
+	for _, c := range []struct {
+		name     string
+		best     *train.Best
+		dir      string
+		zeroShot *train.EvalResult
+		want     []string
+		not      []string
+	}{
+		{"adapter, trained better", loss, "runs/x/best", &train.EvalResult{Loss: 0.9}, []string{"eval_loss 0.5000 at step 40", "sora eval --adapter runs/x/best"}, []string{"zero-shot"}},
+		{"loss no better than zero-shot", loss, "runs/x/best", &train.EvalResult{Loss: 0.4}, []string{"no evaluation during training beat the zero-shot eval_loss 0.4000"}, nil},
+		{"mcc better", acc, "", &train.EvalResult{MCC: mcc(0.1)}, []string{"eval_mcc 0.3000 at step 20"}, []string{"zero-shot", "sora eval"}},
+		{"mcc no better", acc, "", &train.EvalResult{MCC: mcc(0.5)}, []string{"beat the zero-shot eval_mcc 0.5000"}, nil},
+		{"mcc equal", acc, "", &train.EvalResult{MCC: mcc(0.3)}, []string{"beat the zero-shot"}, nil},
+		{"no zero-shot", acc, "", nil, nil, []string{"zero-shot"}},
+	} {
+		got := describeBest(c.best, c.dir, c.dir != "", c.zeroShot)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q lacks %q", c.name, got, w)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(got, w) {
+				t.Errorf("%s: %q says %q", c.name, got, w)
+			}
+		}
+	}
+}
