@@ -54,6 +54,22 @@
 // views of the pair halves), cross-entropy with an ignore index and label
 // smoothing, and AdamW.
 //
+// # Fused attention
+//
+// The optional ops Attention and AttentionGrad run on CANN's
+// aclnnFlashAttentionScore and aclnnFlashAttentionScoreGrad (layout BSND,
+// the causal mask and sliding window as sparse modes 2, 3 and 4 with
+// preTokens/nextTokens) and, for sequence packing (Segments), on
+// aclnnFlashAttentionVarLenScore and aclnnFlashAttentionUnpaddingScoreGrad
+// (layout TND, each document a sequence); the log-sum-exp is derived from
+// the operators' softmaxMax and softmaxSum. Supports reports them only
+// where the four operators are in the libraries and the chip is an Atlas
+// A2 or A3 part, for which CANN documents them; elsewhere package graph
+// composes attention, as it did before. Soft-capped calls (Gemma 2), which
+// the operators cannot compute, are composed inside the op. attention.go
+// describes the mapping, the CANN documentation it follows and every
+// assumption made where that documentation is silent.
+//
 // # Matrix products and chips
 //
 // Open reads the chip's name (aclrtGetSocName). On Atlas A2 and A3 parts
@@ -93,5 +109,7 @@
 // exact functions it calls, on host memory, with stream ordering,
 // workspace checks, failure injection and a call log (package acltest and
 // its testdata). The operator signatures and enum values follow CANN
-// 8.1's public headers.
+// 8.1's public headers; the fused attention operators' follow CANN 8.0's
+// aclnn reference (see attention.go), and their float32 precision on the
+// device is unverified.
 package ascend

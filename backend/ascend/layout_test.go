@@ -22,21 +22,25 @@ func TestLayouts(t *testing.T) {
 		t.Skip("builds the double three more times")
 	}
 	cases := []struct {
-		name   string
-		layout acltest.Layout
-		build  bool
-		want   []string // lines the child must print
+		name  string
+		opts  acltest.BuildOptions
+		build bool
+		want  []string // lines the child must print
 	}{
-		{"split", acltest.Split, true, []string{"loaded: libopapi_math.so,libopapi_nn.so,libopapi_transformer.so"}},
-		{"both", acltest.Both, true, []string{"loaded: libopapi.so"}},
-		{"partial", acltest.Partial, true, []string{"unavailable:", "incomplete split operator libraries, missing libopapi_transformer.so"}},
-		{"missing", 0, false, []string{"unavailable:", "not found: libascendcl.so, libnnopbase.so, libopapi.so", "($SORA_ASCEND_PATH): nothing", "lib64 ($SORA_ASCEND_PATH): no such folder"}},
+		{"split", acltest.BuildOptions{Layout: acltest.Split}, true, []string{"loaded: libopapi_math.so,libopapi_nn.so,libopapi_transformer.so", "fused attention: true"}},
+		{"both", acltest.BuildOptions{Layout: acltest.Both}, true, []string{"loaded: libopapi.so", "fused attention: true"}},
+		{"partial", acltest.BuildOptions{Layout: acltest.Partial}, true, []string{"unavailable:", "incomplete split operator libraries, missing libopapi_transformer.so"}},
+		{"missing", acltest.BuildOptions{}, false, []string{"unavailable:", "not found: libascendcl.so, libnnopbase.so, libopapi.so", "($SORA_ASCEND_PATH): nothing", "lib64 ($SORA_ASCEND_PATH): no such folder"}},
+		// A CANN release without the fused attention operators: the
+		// backend opens, and says it lacks the optional ops.
+		{"no-flash-attention", acltest.BuildOptions{Layout: acltest.Split, NoFlashAttention: true}, true, []string{"fused attention: false",
+			"missing operators: aclnnFlashAttentionScore, aclnnFlashAttentionScoreGrad, aclnnFlashAttentionUnpaddingScoreGrad, aclnnFlashAttentionVarLenScore"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if tc.build {
-				if _, err := acltest.BuildLayout(dir, tc.layout); err != nil {
+				if _, err := acltest.BuildWith(dir, tc.opts); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -111,8 +115,27 @@ func TestChildProcess(t *testing.T) {
 	b.RMSNorm(y, x, w, 0)
 	r1, r2 := 1/2.23606797749979*1.4142135623730951, 1/5.0*1.4142135623730951
 	checkClose(t, "rmsnorm", download(t, b, y), []float64{r1, 2 * r1, 3 * r2, 4 * r2}, 1e-12)
-	want := map[string]string{"split": "operators from split (", "both": "operators from libopapi.so"}[mode]
+	want := map[string]string{"split": "operators from split (", "both": "operators from libopapi.so",
+		"no-flash-attention": "operators from split ("}[mode]
 	if !strings.Contains(b.Device(), want) {
 		t.Errorf("device %q does not say %q", b.Device(), want)
 	}
+	// The fused attention, from libopapi_transformer.so in the split
+	// layout; without its operators Supports says no and a call is
+	// refused, so that package graph composes attention instead.
+	fused := b.Supports(backend.OpAttention) && b.Supports(backend.OpAttentionGrad)
+	t.Logf("fused attention: %v", fused)
+	q := upload(t, b, []float32{1, 0, 0, 1}, 1, 2, 1, 2)
+	kv := upload(t, b, []float32{1, 2, 3, 4}, 1, 2, 1, 2)
+	o, _ := b.Alloc(backend.Float32, 1, 2, 1, 2)
+	b.Attention(o, backend.Tensor{}, q, q, kv, backend.AttentionParams{Scale: 1, Causal: true})
+	if !fused {
+		if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "does not implement this optional op") {
+			t.Errorf("Attention without the operators: %v, want the unsupported-op error", err)
+		}
+		return
+	}
+	// Query 0 sees key 0 alone; query 1 weighs keys 0 and 1 by e^0 and e^1.
+	w0 := 1 / (1 + 2.718281828459045)
+	checkClose(t, "attention", download(t, b, o), []float64{1, 2, w0*1 + (1-w0)*3, w0*2 + (1-w0)*4}, 1e-12)
 }

@@ -12,7 +12,13 @@
 // on a stream runs only when the stream is synchronised, so a program that
 // skips synchronisation reads stale data.
 // It records every call, counts live allocations and objects, and can make
-// any call fail (see [Double.Inject]).
+// any call fail (see [Double.Inject]). Its fused attention operators
+// (FlashAttentionScore, FlashAttentionVarLenScore and their gradients)
+// compute what CANN's documentation says they compute, refuse what it says
+// they refuse, and fail when they run on inputs whose result CANN leaves
+// undefined; testdata/ops_attention.c lists what they implement and what
+// not. [BuildOptions.NoFlashAttention] builds the double without them, as
+// an older CANN.
 //
 // Typical use in a test:
 //
