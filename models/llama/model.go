@@ -175,6 +175,8 @@ func New(b backend.Backend, w *Weights) (*Model, error) {
 
 // NewWithOptions is [New] with options: o.BaseDType BFloat16 stores the
 // linear layers' weights and the embedding in bfloat16 (see [Options]).
+// Weights holding a NaN or an infinity are refused, naming the tensor and
+// the element.
 func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 	if b == nil {
 		return nil, fmt.Errorf("llama: New: nil backend")
@@ -196,6 +198,9 @@ func NewWithOptions(b backend.Backend, w *Weights, o Options) (*Model, error) {
 		if n := backend.Shape(shape).NumElements(); !ok || len(d) != n {
 			// Validate and Params name every tensor build asks for.
 			return nil, fmt.Errorf("llama: New: internal error: no tensor %s of %d elements in the weights", name, n)
+		}
+		if err := checkFinite(name, shape, 0, d); err != nil {
+			return nil, err
 		}
 		v, err := graph.UploadParamAs(b, name, d, dt, graph.Frozen, shape...)
 		if err != nil {

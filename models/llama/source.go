@@ -52,7 +52,8 @@ var loadSlabBytes = LoadSlabBytes
 // the linear layers' weights and the embedding as it uploads them, which
 // keeps their values exactly where src read them from bfloat16. Nothing
 // is transformed on the way (the model keeps src's rotary layout and
-// norm weights as stored), so every tensor goes in slabs. On failure, a
+// norm weights as stored), so every tensor goes in slabs. A NaN or an
+// infinity read is refused, naming the tensor and the element. On failure, a
 // read error from src included, everything uploaded is freed before it
 // returns. src is not closed.
 func NewFromSource(b backend.Backend, src Source, o Options) (*Model, error) {
@@ -122,6 +123,9 @@ func uploadSlabs(b backend.Backend, src Source, name string, dt backend.DType, s
 		if err := src.ReadRows(name, r0, data); err != nil {
 			return nil, err
 		}
+		if err := checkFinite(name, shape, r0*cols, data); err != nil {
+			return nil, err
+		}
 		view, err := t.Slice(r0, r1)
 		if err != nil {
 			return nil, fmt.Errorf("llama: uploading %s: %w", name, err)
@@ -152,4 +156,24 @@ func paramShapes(c Config) [][]int {
 		shapes = append(shapes, ModuleShape(c, m)[:1])
 	}
 	return shapes
+}
+
+// checkFinite returns an error naming the tensor and the element where
+// data, the elements of the tensor name of the given shape from offset
+// on, holds a NaN or an infinity. Such a weight would make every output
+// NaN, and the losses of training NaN at once, without a word about the
+// file.
+func checkFinite(name string, shape []int, offset int, data []float32) error {
+	for i, v := range data {
+		if v-v == 0 { // 0 for every finite v, NaN for NaN and ±Inf
+			continue
+		}
+		at := fmt.Sprintf("element %d", offset+i)
+		if len(shape) > 1 {
+			_, cols := rowsOf(shape)
+			at = fmt.Sprintf("row %d, column %d", (offset+i)/cols, (offset+i)%cols)
+		}
+		return fmt.Errorf("llama: %s holds %v at %s: a model's weights must be finite (a damaged file, or one saved after its training diverged)", name, v, at)
+	}
+	return nil
 }
