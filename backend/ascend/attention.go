@@ -1,7 +1,6 @@
 package ascend
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"strings"
@@ -279,7 +278,7 @@ func (varlenCall) last(x []int64) int64 {
 }
 
 // composeReason says why a valid call cannot run on the fused operators,
-// or "" when it can.
+// or "" when it can. Packed calls also need a plan (varlenPlan's ok).
 func composeReason(p backend.AttentionParams, d backend.AttentionDims) string {
 	switch {
 	case p.Softcap > 0:
@@ -288,11 +287,6 @@ func composeReason(p backend.AttentionParams, d backend.AttentionDims) string {
 		return fmt.Sprintf("%d query heads, more than the operators' %d", d.Heads, faMaxHeads)
 	case d.HeadDim > faMaxHeadDim:
 		return fmt.Sprintf("head size %d, more than the operators' %d", d.HeadDim, faMaxHeadDim)
-	}
-	if p.Segments != nil {
-		if _, _, ok := varlenPlan(p.Segments, d.Batch, d.Queries, d.Keys, p.QueryOffset, p.Causal); !ok {
-			return fmt.Sprintf("a row with more than %d documents", faMaxSeqs)
-		}
 	}
 	return ""
 }
@@ -318,11 +312,16 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 		return
 	}
 	b.do(backend.OpAttention, all, func(c *call) {
+		var calls []varlenCall
+		fused := composeReason(p, d) == ""
+		if fused && p.Segments != nil {
+			calls, _, fused = varlenPlan(p.Segments, d.Batch, d.Queries, d.Keys, p.QueryOffset, p.Causal)
+		}
 		switch {
-		case composeReason(p, d) != "":
+		case !fused:
 			c.attentionComposed(out, lse, q, k, v, p, d)
 		case p.Segments != nil:
-			c.attentionVarLen(out, lse, q, k, v, p, d)
+			c.attentionVarLen(out, lse, q, k, v, p, d, calls)
 		default:
 			c.attentionDense(out, lse, q, k, v, p, d)
 		}
@@ -356,11 +355,17 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 			c.launch("InplaceFillScalar", c.tensor(c.tensorOf(dv)), c.scalar(0))
 			return
 		}
+		var calls []varlenCall
+		var gaps bool
+		fused := composeReason(p, d) == ""
+		if fused && p.Segments != nil {
+			calls, gaps, fused = varlenPlan(p.Segments, d.Batch, d.Queries, d.Keys, p.QueryOffset, p.Causal)
+		}
 		switch {
-		case composeReason(p, d) != "":
+		case !fused:
 			c.attentionGradComposed(dq, dk, dv, q, k, v, out, lse, dout, p, d)
 		case p.Segments != nil:
-			c.attentionGradVarLen(dq, dk, dv, q, k, v, out, lse, dout, p, d)
+			c.attentionGradVarLen(dq, dk, dv, q, k, v, out, lse, dout, p, d, calls, gaps)
 		default:
 			c.attentionGradDense(dq, dk, dv, q, k, v, out, lse, dout, p, d)
 		}
@@ -535,8 +540,7 @@ func varlenStats(st view, c varlenCall, heads, queries int) (first, all8 view) {
 	return first, all8
 }
 
-func (c *call) attentionVarLen(out, lse, q, k, v backend.Tensor, p backend.AttentionParams, d backend.AttentionDims) {
-	calls, _, _ := varlenPlan(p.Segments, d.Batch, d.Queries, d.Keys, p.QueryOffset, p.Causal)
+func (c *call) attentionVarLen(out, lse, q, k, v backend.Tensor, p backend.AttentionParams, d backend.AttentionDims, calls []varlenCall) {
 	plan := varlenMode(p)
 	Q, K, V, O := c.tensorOf(q), c.tensorOf(k), c.tensorOf(v), c.tensorOf(out)
 	var L view
@@ -558,8 +562,8 @@ func (c *call) attentionVarLen(out, lse, q, k, v backend.Tensor, p backend.Atten
 	}
 }
 
-func (c *call) attentionGradVarLen(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams, d backend.AttentionDims) {
-	calls, gaps, _ := varlenPlan(p.Segments, d.Batch, d.Queries, d.Keys, p.QueryOffset, p.Causal)
+func (c *call) attentionGradVarLen(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams, d backend.AttentionDims,
+	calls []varlenCall, gaps bool) {
 	plan := varlenMode(p)
 	Q, K, V, O, DO := c.tensorOf(q), c.tensorOf(k), c.tensorOf(v), c.tensorOf(out), c.tensorOf(dout)
 	DQ, DK, DV, L := c.tensorOf(dq), c.tensorOf(dk), c.tensorOf(dv), c.tensorOf(lse)
@@ -608,49 +612,36 @@ func transposed(x view) view {
 }
 
 // composedMask returns the additive mask of p (0 where a query sees a key,
-// −Inf elsewhere): [queries, keys] from causalMask without segments,
-// [batch, 1, queries, keys] with them; the zero view when nothing is
-// masked.
-func (c *call) composedMask(p backend.AttentionParams, d backend.AttentionDims) (view, bool) {
+// −Inf elsewhere): [queries, keys] from causalMask (cached) without
+// segments, [batch, 1, queries, keys] with them (a temporary of the call:
+// segments change with every batch); ok is false when nothing is masked.
+func (c *call) composedMask(p backend.AttentionParams, d backend.AttentionDims) (m view, ok bool) {
 	if p.Segments == nil {
 		if !p.Causal {
 			return view{}, false
 		}
 		return c.causalMask(d.Queries, d.Keys, p.QueryOffset, p.Window), true
 	}
-	bits := make([]byte, 0, 8+4*len(p.Segments))
-	bits = binary.LittleEndian.AppendUint32(bits, uint32(p.Window))
-	if p.Causal {
-		bits = append(bits, 1)
-	} else {
-		bits = append(bits, 0)
-	}
-	for _, s := range p.Segments {
-		bits = binary.LittleEndian.AppendUint32(bits, uint32(s))
-	}
 	B, Tq, Tk := d.Batch, d.Queries, d.Keys
-	key := tableKey{kind: "segments", a: B, b: Tq, c: Tk, d: p.QueryOffset, bits: string(bits)}
-	return c.table(key, []int{B, 1, Tq, Tk}, func() []float32 {
-		m := make([]float32, B*Tq*Tk)
-		inf := float32(math.Inf(-1))
-		for b := range B {
-			seg := p.Segments[b*Tk : (b+1)*Tk]
-			for i := range Tq {
-				pos := i + p.QueryOffset
-				row := m[(b*Tq+i)*Tk : (b*Tq+i+1)*Tk]
-				for j := range Tk {
-					sees := seg[j] == seg[pos]
-					if p.Causal {
-						sees = sees && j <= pos && (p.Window == 0 || pos-j < p.Window)
-					}
-					if !sees {
-						row[j] = inf
-					}
+	host := make([]float32, B*Tq*Tk)
+	inf := float32(math.Inf(-1))
+	for b := range B {
+		seg := p.Segments[b*Tk : (b+1)*Tk]
+		for i := range Tq {
+			pos := i + p.QueryOffset
+			row := host[(b*Tq+i)*Tk : (b*Tq+i+1)*Tk]
+			for j := range Tk {
+				sees := seg[j] == seg[pos]
+				if p.Causal {
+					sees = sees && j <= pos && (p.Window == 0 || pos-j < p.Window)
+				}
+				if !sees {
+					row[j] = inf
 				}
 			}
 		}
-		return m
-	}), true
+	}
+	return c.uploadF32(host, B, 1, Tq, Tk), true
 }
 
 // composedScores returns the scores of the composition, [batch·kvHeads,
