@@ -187,7 +187,7 @@ func CheckOutput(out string, resume bool) (latest string, err error) {
 	case resume && err != nil:
 		return "", err
 	case !resume && err == nil:
-		return "", fmt.Errorf("train: %s already holds checkpoints of a run; resume it (--resume) or choose another output folder", out)
+		return "", fmt.Errorf("train: %s already holds checkpoints of a run; resume it (--resume), choose another output folder, or remove %s to start afresh there", out, filepath.Join(out, CheckpointsDir))
 	case !resume:
 		return "", nil
 	}

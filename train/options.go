@@ -59,9 +59,17 @@ type Options struct {
 	Schedule string
 	// WeightDecay is AdamW's decoupled weight decay (default 0).
 	WeightDecay float64
-	// ClipNorm clips the global gradient norm (default 1; negative turns
-	// clipping off but still measures the norm).
+	// ClipNorm clips the global gradient norm at that value; 0 takes the
+	// default 1 (DefaultClipNorm), so that Options left zero clip as
+	// Hugging Face's Trainer does by default. A negative value turns
+	// clipping off, as NoClip does.
 	ClipNorm float64
+	// NoClip turns gradient clipping off; the norm is still measured and
+	// logged (Hugging Face's max_grad_norm 0, and sora finetune's --clip
+	// 0). It is the spelling of "off" that a zero ClipNorm cannot be, as
+	// zero takes the default; it does not combine with a positive
+	// ClipNorm.
+	NoClip bool
 	// Seed fixes the data order (the adapters' initialisation is seeded by
 	// the caller that makes them).
 	Seed uint64
@@ -190,7 +198,10 @@ func (o Options) WithDefaults(trainSize int) Options {
 	if o.Schedule == "" {
 		o.Schedule = DefaultSchedule
 	}
-	if o.ClipNorm == 0 {
+	if o.ClipNorm < 0 {
+		o.NoClip = true
+	}
+	if o.ClipNorm == 0 && !o.NoClip {
 		o.ClipNorm = DefaultClipNorm
 	}
 	if o.Epochs == 0 && o.Steps == 0 {
@@ -245,6 +256,8 @@ func (o Options) Validate() error {
 		return bad("weight-decay", o.WeightDecay, "want a finite number ≥ 0")
 	case math.IsNaN(o.ClipNorm) || math.IsInf(o.ClipNorm, 0):
 		return bad("clip-norm", o.ClipNorm, "want a finite number (negative: no clipping)")
+	case o.NoClip && o.ClipNorm > 0:
+		return bad("clip-norm", o.ClipNorm, "is a norm to clip at, and no-clip turns clipping off; set one")
 	case o.SaveEvery < 0:
 		return bad("save-every", o.SaveEvery, "want 0 (only at the end) or a positive number of steps")
 	case o.EvalEvery < 0:
@@ -277,6 +290,19 @@ func (o Options) Validate() error {
 		return bad("best-metric", o.BestMetric, "want loss, accuracy or mcc")
 	}
 	return nil
+}
+
+// clipping reports whether the run clips the gradient norm (after
+// WithDefaults).
+func (o Options) clipping() bool { return !o.NoClip && o.ClipNorm > 0 }
+
+// maxGradNorm returns the norm the gradients are clipped at: +Inf when
+// clipping is off.
+func (o Options) maxGradNorm() float64 {
+	if !o.clipping() {
+		return math.Inf(1)
+	}
+	return o.ClipNorm
 }
 
 // selects reports whether the run chooses among its evaluations: keeps the

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/peft"
 )
 
@@ -19,12 +20,34 @@ import (
 // every checkpoint, and a resume with other values is refused (the
 // learning rate excepted: see [Trainer.resume]).
 func (t *Trainer) settings(o Options) map[string]string {
+	var c *peft.Config
+	if t.Adapter != nil {
+		cfg := t.Adapter.Config()
+		c = &cfg
+	}
+	dt := backend.Float32
+	if t.Model != nil {
+		dt = t.Model.BaseDType()
+	}
+	return runSettings(o, c, dt, t.Eval, t.packLength(o))
+}
+
+// runSettings returns the settings (see Trainer.settings) of a run with
+// options o (after WithDefaults), the adapter configuration c (as
+// peft.Inject keeps it; nil without an adapter), base weights stored as
+// baseDType, the evaluation sequences eval, and packed rows of packLen
+// tokens (with Options.Packing).
+func runSettings(o Options, c *peft.Config, baseDType backend.DType, eval []data.Sequence, packLen int) map[string]string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	clip := "off"
+	if o.clipping() {
+		clip = f(o.ClipNorm)
+	}
 	s := map[string]string{
 		"lr":           f(o.LR),
 		"schedule":     strings.ToLower(o.Schedule),
 		"warmup":       strconv.Itoa(o.Warmup),
-		"clip":         f(o.ClipNorm),
+		"clip":         clip,
 		"weight-decay": f(o.WeightDecay),
 		"micro-batch":  strconv.Itoa(o.MicroBatch),
 	}
@@ -37,7 +60,7 @@ func (t *Trainer) settings(o Options) map[string]string {
 		// Recorded only when on, as group-by-length: a packed step
 		// rounds otherwise than an unpacked one, or one packed into rows
 		// of another length.
-		s["packing"] = fmt.Sprintf("true, rows of up to %d tokens", t.packLength(o))
+		s["packing"] = fmt.Sprintf("true, rows of up to %d tokens", packLen)
 	}
 	if o.selects() {
 		// Recorded only when on, as group-by-length. Each decides what
@@ -50,7 +73,7 @@ func (t *Trainer) settings(o Options) map[string]string {
 		m, _ := ParseMetric(o.BestMetric)
 		s["best-metric"] = string(m)
 		s["eval-every"] = strconv.Itoa(o.EvalEvery)
-		s["eval-data"] = fmt.Sprintf("%d sequences, digest %s", len(t.Eval), digest(t.Eval))
+		s["eval-data"] = fmt.Sprintf("%d sequences, digest %s", len(eval), digest(eval))
 		if o.KeepBest {
 			s["keep-best"] = "true"
 		}
@@ -59,15 +82,14 @@ func (t *Trainer) settings(o Options) map[string]string {
 			s["early-stopping-delta"] = f(o.EarlyStoppingDelta)
 		}
 	}
-	if t.Model != nil && t.Model.BaseDType() == backend.BFloat16 {
+	if baseDType == backend.BFloat16 {
 		// The base weights' rounding to bfloat16 changes every step's
 		// result; recorded only when not float32, as group-by-length.
 		s["base-dtype"] = BaseDTypeName(backend.BFloat16)
 	}
-	if t.Adapter == nil {
+	if c == nil {
 		return s
 	}
-	c := t.Adapter.Config()
 	s["method"] = string(c.Method)
 	s["target"] = strings.Join(c.TargetModules, ",")
 	spec := c.Method.Spec()
@@ -166,7 +188,9 @@ func ParseBaseDType(s string) (backend.DType, error) {
 	return 0, fmt.Errorf("base dtype %q: want f32 or bf16", s)
 }
 
-// withDefaults returns s with settingDefaults' values where it has none.
+// withDefaults returns s with settingDefaults' values where it has none,
+// and with the clip of a checkpoint made before "off" was recorded, a
+// negative norm, as "off".
 func withDefaults(s map[string]string) map[string]string {
 	out := maps.Clone(s)
 	if out == nil {
@@ -176,6 +200,9 @@ func withDefaults(s map[string]string) map[string]string {
 		if _, ok := out[k]; !ok {
 			out[k] = v
 		}
+	}
+	if v, err := strconv.ParseFloat(out["clip"], 64); err == nil && v < 0 {
+		out["clip"] = "off"
 	}
 	return out
 }

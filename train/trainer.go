@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/graph/optim"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
+	"github.com/sora-go/sora/safetensors"
 )
 
 // Trainer trains a model on token sequences. Set the fields, then call
@@ -53,6 +56,14 @@ type Trainer struct {
 	// When nil, Run takes the lock itself for the length of the run, and
 	// fails at once if another run holds the folder.
 	OutputLock *OutputLock
+	// ZeroShot, when not nil, is the caller's evaluation of the model on
+	// Eval before training, which a fresh run with Out logs in
+	// metrics.jsonl as the evaluation of step 0 (and so loss.png draws).
+	// It is no candidate for Options.KeepBest and EarlyStopping.
+	ZeroShot *EvalResult
+	// EvalNote, when not "", is a caveat said with each evaluation during
+	// the run (that the evaluation sequences were cut short, say).
+	EvalNote string
 
 	// beforeStep, when set (by tests), runs before each optimizer step
 	// with the number of steps done.
@@ -94,6 +105,11 @@ type Result struct {
 	// EarlyStop, when not nil, says that early stopping ended the run
 	// after step Steps, before Options.Steps.
 	EarlyStop *EarlyStop
+	// LossPlot and Spectra say what the run drew into Out at its end:
+	// LossPlot, and SpectrumPlot with SpectrumJSON (not with
+	// Options.NoSpectra, without an adapter, or when ctx was cancelled
+	// during the last step).
+	LossPlot, Spectra bool
 	// Trainable is the number of trained parameter elements.
 	Trainable int64
 	// LRs are the peak learning rates the run's steps trained with, in
@@ -126,21 +142,86 @@ func (e *InterruptedError) Error() string {
 func (e *InterruptedError) Unwrap() error { return e.Cause }
 
 // NonFiniteError is returned when a loss or gradient is NaN or infinite.
-// The step that produced it was not applied; Checkpoint is the last good
-// checkpoint ("" if none was written).
+// The step that produced it was not applied.
 type NonFiniteError struct {
-	Step       int     // the step that failed, 1-based
-	What       string  // what was not finite, e.g. "loss" or "gradient norm"
-	Value      float64 // its value: NaN or ±Inf
-	Checkpoint string
+	Step  int     // the step that failed, 1-based
+	What  string  // what was not finite, e.g. "loss" or "gradient norm"
+	Value float64 // its value: NaN or ±Inf
+	// Checkpoint is the newest checkpoint ("" if none was written), made
+	// after step CheckpointStep. Its weights are finite, but not
+	// necessarily sane: a learning rate that ends in NaN has often blown
+	// the weights up steps before, so resuming from it may fail again.
+	Checkpoint     string
+	CheckpointStep int
+	// Largest is the largest magnitude among the trainable weights
+	// Checkpoint holds, and LargestIn the tensor holding it, for the user
+	// to judge them by (0 and "" when not known: no checkpoint, or one too
+	// large to read on the way out).
+	Largest   float64
+	LargestIn string
 }
 
 func (e *NonFiniteError) Error() string {
 	msg := fmt.Sprintf("train: the %s is %v at step %d; the step was not applied", e.What, e.Value, e.Step)
-	if e.Checkpoint != "" {
-		return msg + "; the last good checkpoint is " + e.Checkpoint + " (resume from it with a lower learning rate, or check the data)"
+	if e.Checkpoint == "" {
+		return msg + " and no checkpoint was written yet (try a lower learning rate, or check the data)"
 	}
-	return msg + " and no checkpoint was written yet (try a lower learning rate, or check the data)"
+	msg += fmt.Sprintf("; the newest checkpoint, %s (step %d), holds finite weights, but they may have diverged already", e.Checkpoint, e.CheckpointStep)
+	if e.LargestIn != "" {
+		msg += fmt.Sprintf(" (its largest trainable weight is %.3g, in %s)", e.Largest, e.LargestIn)
+	}
+	return msg + ": resume from it with a lower learning rate where they look sane, or start the run afresh with one; check the data too"
+}
+
+// absent reports whether nothing exists at path.
+func absent(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// removeUnbegun removes from the output folder out what a run that failed
+// made there without training a step: its metrics log (newLog: the run
+// created it), where the log records no training step, only the
+// evaluation before training or nothing, and the checkpoints folder
+// (newCheckpoints), where it is empty.
+func removeUnbegun(out string, newLog, newCheckpoints bool) {
+	if newLog {
+		path := filepath.Join(out, MetricsFile)
+		if rs, err := ReadMetrics(path); err == nil && !slices.ContainsFunc(rs, func(r Record) bool { return r.Loss != nil }) {
+			os.Remove(path)
+		}
+	}
+	if newCheckpoints {
+		os.Remove(filepath.Join(out, CheckpointsDir)) // only if empty
+	}
+}
+
+// largestWeight returns the largest magnitude among the trainable weights
+// of checkpoint dir and the tensor that holds it ("" where they cannot be
+// read, or hold more than a run's failure should wait to read).
+func largestWeight(dir string) (float64, string) {
+	path := filepath.Join(dir, tensorsFile)
+	if fi, err := os.Stat(path); err != nil || fi.Size() > 1<<30 {
+		return 0, ""
+	}
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return 0, ""
+	}
+	defer f.Close()
+	largest, in := 0.0, ""
+	for _, info := range f.Tensors() {
+		h, err := f.Float32(info.Name)
+		if err != nil {
+			return 0, ""
+		}
+		for _, v := range h {
+			if a := math.Abs(float64(v)); a > largest || in == "" {
+				largest, in = a, info.Name
+			}
+		}
+	}
+	return largest, in
 }
 
 // groups returns the optimizer's parameter groups.
@@ -187,7 +268,7 @@ func (t *Trainer) groups(o Options) ([]optim.Group, error) {
 // evaluates at the end. A cancelled ctx stops the run after the current
 // step with a checkpoint and an [*InterruptedError]; a non-finite loss or
 // gradient stops it with a [*NonFiniteError].
-func (t *Trainer) Run(ctx context.Context) (*Result, error) {
+func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	if t.Model == nil {
 		return nil, fmt.Errorf("train: no model")
 	}
@@ -292,10 +373,26 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		// Only now that the folder is known to be this run's: a fresh run
 		// refused above keeps another run's folder as it is.
 		removed = removeStaleTemporaries(o.Out)
+		// A run that fails before it trains a step leaves no trace of
+		// itself: the folder it began holds what the user had there, and,
+		// where the run made the folder, nothing, so that the lock removes
+		// it (see OutputLock.Unlock). Run after the log is closed.
+		newLog, newCheckpoints := absent(filepath.Join(o.Out, MetricsFile)), absent(filepath.Join(o.Out, CheckpointsDir))
+		defer func() {
+			if runErr != nil && !IsInterrupted(runErr) {
+				removeUnbegun(o.Out, newLog, newCheckpoints)
+			}
+		}()
 		if metrics, kept, err = openMetrics(o.Out, keep); err != nil {
 			return nil, err
 		}
 		defer metrics.close()
+		if !o.Resume && t.ZeroShot != nil {
+			z := t.ZeroShot
+			if err := metrics.add(Record{Step: 0, EvalLoss: ptr(z.Loss), EvalAccuracy: ptr(z.Accuracy), EvalMCC: z.MCC}); err != nil {
+				return nil, err
+			}
+		}
 		note, err := t.checkBestDir(st)
 		if err != nil {
 			return nil, err
@@ -340,10 +437,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if o.GroupByLength {
 		ord = groupedOrder(t.Train, o.Seed, o.Batch)
 	}
-	maxNorm := o.ClipNorm
-	if maxNorm < 0 {
-		maxNorm = math.Inf(1)
-	}
+	maxNorm := o.maxGradNorm()
 	prog.Start(o.Steps, st.Step)
 	defer prog.Finish()
 	if len(removed) > 0 {
@@ -372,6 +466,16 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 		res.Checkpoint, lastSaved = dir, st.Step
 		return nil
+	}
+	nonFinite := func(what string, v float64) error {
+		e := &NonFiniteError{Step: st.Step + 1, What: what, Value: v, Checkpoint: res.Checkpoint}
+		if e.Checkpoint != "" {
+			if prev, err := readState(e.Checkpoint); err == nil {
+				e.CheckpointStep = prev.Step
+			}
+			e.Largest, e.LargestIn = largestWeight(e.Checkpoint)
+		}
+		return e
 	}
 
 	for st.Step < o.Steps && (sel == nil || sel.Stop == nil) {
@@ -428,7 +532,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			}
 			if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
 				opt.ZeroGrad()
-				return res, &NonFiniteError{Step: st.Step + 1, What: "loss", Value: float64(l), Checkpoint: res.Checkpoint}
+				return res, nonFinite("loss", float64(l))
 			}
 			stepLossSum += float64(l)
 		}
@@ -436,7 +540,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		if err != nil {
 			opt.ZeroGrad()
 			if math.IsNaN(norm) || math.IsInf(norm, 0) {
-				return res, &NonFiniteError{Step: st.Step + 1, What: "gradient norm", Value: norm, Checkpoint: res.Checkpoint}
+				return res, nonFinite("gradient norm", norm)
 			}
 			return res, fmt.Errorf("train: step %d: %w", st.Step+1, err)
 		}
@@ -563,7 +667,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		}
 	}
 	if o.Out != "" {
-		if err := t.writePlots(ctx, prog); err != nil {
+		if err := t.writePlots(ctx, prog, res); err != nil {
 			return res, err
 		}
 	}
@@ -573,8 +677,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 // writePlots draws the loss curves from metrics.jsonl and, for an adapter
 // unless Options.NoSpectra or ctx is cancelled, the spectra of the weight
 // updates (also written as spectrum.json), saying so through prog first:
-// on a large model they take a while.
-func (t *Trainer) writePlots(ctx context.Context, prog Progress) error {
+// on a large model they take a while. It records in res what it wrote.
+func (t *Trainer) writePlots(ctx context.Context, prog Progress, res *Result) error {
 	o := t.Options
 	rs, err := ReadMetrics(filepath.Join(o.Out, MetricsFile))
 	if err != nil {
@@ -584,6 +688,7 @@ func (t *Trainer) writePlots(ctx context.Context, prog Progress) error {
 		if err := PlotLoss(filepath.Join(o.Out, LossPlot), fmt.Sprintf("%s, %d steps", t.describe(), o.Steps), curves); err != nil {
 			return err
 		}
+		res.LossPlot = true
 	}
 	if t.Adapter == nil {
 		return nil
@@ -624,7 +729,11 @@ func (t *Trainer) writePlots(ctx context.Context, prog Progress) error {
 	if err := PlotSpectra(filepath.Join(o.Out, SpectrumPlot), "spectra of ΔW = W' − W0, "+t.describe(), spectra); err != nil {
 		return err
 	}
-	return writeJSONAtomic(filepath.Join(o.Out, SpectrumJSON), SpectrumSummary(spectra))
+	if err := writeJSONAtomic(filepath.Join(o.Out, SpectrumJSON), SpectrumSummary(spectra)); err != nil {
+		return err
+	}
+	res.Spectra = true
+	return nil
 }
 
 func (t *Trainer) describe() string {
@@ -691,6 +800,9 @@ func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, sel *selection, m
 		if n := t.Options.EarlyStopping; n > 0 && sel.Judged != prev && sel.Stale > 0 {
 			msg += fmt.Sprintf("; %d of %d evaluations without improvement", sel.Stale, n)
 		}
+	}
+	if t.EvalNote != "" {
+		msg += "  (" + t.EvalNote + ")"
 	}
 	prog.Message(msg)
 	return ev, best, metrics.add(r)
@@ -765,37 +877,11 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	if err != nil {
 		return nil, err
 	}
-	mismatch := func(what string, was, is any) error {
-		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
-	}
-	switch {
-	case old.BaseModel != "" && st.BaseModel != "" && old.BaseModel != st.BaseModel:
-		return nil, fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
-	case old.Task != st.Task:
-		return nil, mismatch("task", old.Task, st.Task)
-	case old.Seed != st.Seed:
-		return nil, mismatch("seed", old.Seed, st.Seed)
-	case old.Batch != st.Batch:
-		return nil, mismatch("batch", old.Batch, st.Batch)
-	case old.TotalSteps != st.TotalSteps:
-		return nil, mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
-	case old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest:
-		return nil, fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len, tokenizer and chat template (with the same --chat-var; a template that writes the date, as Llama 3.2's does, renders other text on another day unless --chat-var date_string=... fixes it)", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
-	case old.Step < 0 || old.Step > old.TotalSteps:
-		return nil, fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
+	if err := checkResumable(dir, old, *st, nil); err != nil {
+		return nil, err
 	}
 	if old.Settings != nil {
-		diffs, lrWas, lrIs, unrecorded := compareSettings(old.Settings, st.Settings)
-		if len(diffs) > 0 {
-			hint := ""
-			if st.Settings["method"] == string(peft.Full) && old.Settings["method"] == string(peft.Full) &&
-				st.Settings["target"] == peft.AllParameters && old.Settings["target"] != peft.AllParameters {
-				// Runs made when full fine-tuning trained the linear layers
-				// alone, by default, meet its new default target.
-				hint = fmt.Sprintf("; full fine-tuning with the target %s trains every parameter: a run of the linear layers alone goes on with --target %s", peft.AllParameters, old.Settings["target"])
-			}
-			return nil, fmt.Errorf("train: cannot resume from %s: it was made with %s%s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "), hint)
-		}
+		_, lrWas, lrIs, unrecorded := compareSettings(old.Settings, st.Settings)
 		stopped := old.Selection != nil && old.Selection.Stop != nil
 		switch {
 		case lrWas != "" && (old.Step >= old.TotalSteps || stopped):
@@ -862,6 +948,117 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 			"the run no longer matches an uninterrupted one. The checkpoints this run writes record them.", dir))
 	}
 	return notes, nil
+}
+
+// checkResumable returns the error that refuses to resume run st from
+// checkpoint dir, whose state is old: another base model, task, seed,
+// batch, number of steps, training data or setting (the learning rate
+// excepted). unknown, when not nil, names what st does not know yet (see
+// CheckResume): the settings it names, and then also the base model and
+// the training data, and the number of steps where st's is 0; they are
+// not compared.
+func checkResumable(dir string, old, st trainerState, unknown map[string]bool) error {
+	mismatch := func(what string, was, is any) error {
+		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
+	}
+	early := unknown != nil
+	switch {
+	case !early && old.BaseModel != "" && st.BaseModel != "" && old.BaseModel != st.BaseModel:
+		return fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
+	case old.Task != st.Task:
+		return mismatch("task", old.Task, st.Task)
+	case old.Seed != st.Seed:
+		return mismatch("seed", old.Seed, st.Seed)
+	case old.Batch != st.Batch:
+		return mismatch("batch", old.Batch, st.Batch)
+	case old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0):
+		return mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
+	case !early && (old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest):
+		return fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len, tokenizer and chat template (with the same --chat-var; a template that writes the date, as Llama 3.2's does, renders other text on another day unless --chat-var date_string=... fixes it)", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
+	case old.Step < 0 || old.Step > old.TotalSteps:
+		return fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
+	}
+	if old.Settings == nil {
+		return nil
+	}
+	was, is := old.Settings, st.Settings
+	if early {
+		was, is = maps.Clone(was), maps.Clone(is)
+		for k := range unknown {
+			delete(was, k)
+			delete(is, k)
+		}
+	}
+	diffs, _, _, _ := compareSettings(was, is)
+	if len(diffs) == 0 {
+		return nil
+	}
+	hint := ""
+	if st.Settings["method"] == string(peft.Full) && old.Settings["method"] == string(peft.Full) &&
+		st.Settings["target"] == peft.AllParameters && old.Settings["target"] != peft.AllParameters {
+		// Runs made when full fine-tuning trained the linear layers
+		// alone, by default, meet its new default target.
+		hint = fmt.Sprintf("; full fine-tuning with the target %s trains every parameter: a run of the linear layers alone goes on with --target %s", peft.AllParameters, old.Settings["target"])
+	}
+	return fmt.Errorf("train: cannot resume from %s: it was made with %s%s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "), hint)
+}
+
+// ResumePlan is what a caller knows of a run that is to resume before its
+// model and data load, for [CheckResume].
+type ResumePlan struct {
+	// Task is the run's task.
+	Task Task
+	// Options are the run's options as the trainer will be given them,
+	// after WithDefaults; Steps is 0 where the data decides it (Epochs),
+	// and then so does the warm-up, which is not compared either.
+	Options Options
+	// Adapter is the method's configuration as peft.Inject is given it
+	// (nil: no adapter).
+	Adapter *peft.Config
+	// BaseDType is the type the base weights will be stored in.
+	BaseDType backend.DType
+}
+
+// CheckResume returns the error with which [Trainer.Run] would refuse to
+// resume the run that p describes from the newest checkpoint in
+// p.Options.Out, as far as p can tell: the task, seed, batch, number of
+// steps (when known) and every recorded setting but those that depend on
+// the data or the model (the evaluation data of keep-best and early
+// stopping, a packed row's length) are compared; the training data and the
+// base model are checked by the run. It returns nil when the options do
+// not resume. A caller with slow work before the run (loading a large
+// model, a zero-shot evaluation) calls it first, so that a resume with a
+// wrong flag is refused at once.
+func CheckResume(p ResumePlan) error {
+	o := p.Options
+	if !o.Resume || o.Out == "" {
+		return nil
+	}
+	dir, err := CheckOutput(o.Out, true)
+	if err != nil {
+		return err
+	}
+	old, err := readState(dir)
+	if err != nil {
+		return err
+	}
+	var c *peft.Config
+	if p.Adapter != nil {
+		cfg := p.Adapter.WithDefaults()
+		c = &cfg
+	}
+	st := trainerState{TotalSteps: o.Steps, Seed: o.Seed, Batch: o.Batch, Task: p.Task.String(),
+		Settings: runSettings(o, c, p.BaseDType, nil, 0)}
+	unknown := map[string]bool{"eval-data": true}
+	if o.Packing {
+		// Its value names the row length, which the model's size caps;
+		// that packing is off where the checkpoint's was on is known.
+		unknown["packing"] = true
+	}
+	if o.Steps == 0 {
+		unknown["warmup"] = true
+	}
+	return checkResumable(dir, old, st, unknown)
 }
 
 // stateInGroupOrder returns the optimizer state s of checkpoint dir with

@@ -851,6 +851,10 @@ func TestInterruptAfterLastStepSkipsSpectra(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, LossPlot)); err != nil {
 			t.Errorf("interrupt %v: no %s: %v", interrupt, LossPlot, err)
 		}
+		// What the caller lists as written (sora finetune's last line).
+		if !res.LossPlot || res.Spectra == interrupt {
+			t.Errorf("interrupt %v: Result says loss plot %v, spectra %v", interrupt, res.LossPlot, res.Spectra)
+		}
 		if skipped := strings.Contains(log.String(), "spectra: skipped (interrupted)"); skipped != interrupt {
 			t.Errorf("interrupt %v: skip announced %v:\n%s", interrupt, skipped, log.String())
 		}
