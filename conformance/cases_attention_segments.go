@@ -190,6 +190,10 @@ var attnSegmentCases = []struct {
 	// Queries the last 30 of 100 keys: the first document holds none of
 	// them (its keys' gradients are 0), the second is cut.
 	{attnCase{s: attnShape{B: 1, Tq: 30, Tk: 100, H: 4, KV: 1, D: 8}, p: backend.AttentionParams{Scale: 0.3536, Causal: true, QueryOffset: 70, Segments: docs("0:50+1:30+2:20")}, span: 2}, true},
+	// Keys after the last query (queries at keys 30 to 49 of 60), causal:
+	// the last document's keys 50 to 59 are seen by no query (their
+	// gradients are 0), the first document by all.
+	{attnCase{s: attnShape{B: 1, Tq: 20, Tk: 60, H: 4, KV: 2, D: 8}, p: backend.AttentionParams{Scale: 0.3536, Causal: true, QueryOffset: 30, Segments: docs("0:25+1:20+2:15")}, span: 2}, true},
 	// Decoding with a window of 17: the query's document is shorter than
 	// the window, in the second sequence a single key.
 	{attnCase{s: attnShape{B: 2, Tq: 1, Tk: 37, H: 4, KV: 2, D: 7}, p: backend.AttentionParams{Scale: 0.378, Causal: true, QueryOffset: 36, Window: 17, Segments: docs("0:30+1:7", "0:36+1:1")}, span: 2, noLSE: true}, false},
