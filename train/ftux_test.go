@@ -355,3 +355,82 @@ func TestEvalNote(t *testing.T) {
 		t.Errorf("%d evaluation lines, want 2 (steps 2 and 4): %q", n, prog.got)
 	}
 }
+
+// TestMetricsNonFinite: a NaN or infinite value, which a JSON number
+// cannot hold, is logged (as text under non_finite) and read back as it
+// was, so that a NaN evaluation neither fails the run nor loses its
+// record.
+func TestMetricsNonFinite(t *testing.T) {
+	dir := t.TempDir()
+	m, _, err := openMetrics(dir, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nan, inf := math.NaN(), math.Inf(-1)
+	in := []Record{
+		{Step: 0, EvalLoss: &nan, EvalAccuracy: ptr(0)},
+		{Step: 1, Loss: ptr(2.5), GradNorm: &inf, LR: ptr(1e-3)},
+	}
+	for _, r := range in {
+		if err := m.add(r); err != nil {
+			t.Fatalf("logging %+v: %v", r, err)
+		}
+	}
+	m.close()
+	raw, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
+	if !strings.Contains(string(raw), `"non_finite":{"eval_loss":"NaN"}`) {
+		t.Errorf("metrics.jsonl:\n%s\nwant the NaN under non_finite", raw)
+	}
+	rs, err := ReadMetrics(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || rs[0].EvalLoss == nil || !math.IsNaN(*rs[0].EvalLoss) || *rs[0].EvalAccuracy != 0 ||
+		rs[1].GradNorm == nil || !math.IsInf(*rs[1].GradNorm, -1) || *rs[1].Loss != 2.5 || rs[0].NonFinite != nil {
+		t.Errorf("read back %+v", rs)
+	}
+	// A resume keeps them too.
+	if _, kept, err := openMetrics(dir, 1); err != nil || len(kept) != 2 || kept[0].EvalLoss == nil || !math.IsNaN(*kept[0].EvalLoss) {
+		t.Errorf("a resume kept %+v (%v)", kept, err)
+	}
+	for _, bad := range []string{`{"step":1,"non_finite":{"loss":"7"}}`, `{"step":1,"non_finite":{"tokens":"NaN"}}`} {
+		if err := os.WriteFile(filepath.Join(dir, MetricsFile), []byte(bad+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadMetrics(filepath.Join(dir, MetricsFile)); err == nil || !strings.Contains(err.Error(), ":1: not a metrics record") {
+			t.Errorf("%s: %v; want an error naming the line", bad, err)
+		}
+	}
+}
+
+// FuzzReadMetrics: any file reads without a panic, and what it reads
+// writes and reads back the same.
+func FuzzReadMetrics(f *testing.F) {
+	f.Add([]byte(`{"step":0,"epoch":0,"eval_loss":1.5,"eval_accuracy":0,"elapsed_s":0,"non_finite":{"eval_mcc":"NaN"}}` + "\n" +
+		`{"step":1,"epoch":0.5,"loss":2,"lr":0.001,"grad_norm":3,"tokens":10,"elapsed_s":0.1}` + "\n"))
+	f.Add([]byte(`{"step":1,"non_finite":{"loss":"+Inf"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, MetricsFile)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := ReadMetrics(path)
+		if err != nil {
+			return
+		}
+		m, _, err := openMetrics(dir, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if err := m.add(r); err != nil {
+				t.Fatalf("writing %+v read from %q: %v", r, b, err)
+			}
+		}
+		m.close()
+		if _, err := ReadMetrics(path); err != nil {
+			t.Fatalf("reading back what %q read as: %v", b, err)
+		}
+	})
+}

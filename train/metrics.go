@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // MetricsFile is the name of the metrics log in the output folder.
@@ -39,6 +41,53 @@ type Record struct {
 	Best bool `json:"best,omitempty"`
 	// ElapsedSec is the wall time since the run (or its resumption) began.
 	ElapsedSec float64 `json:"elapsed_s"`
+	// NonFinite holds, in a line of metrics.jsonl, the fields above whose
+	// values are NaN or infinite, which JSON numbers cannot be, with the
+	// value as text ("NaN", "+Inf", "-Inf"); the fields themselves are
+	// left out of the line. ReadMetrics puts the values back into the
+	// fields and leaves this nil.
+	NonFinite map[string]string `json:"non_finite,omitempty"`
+}
+
+// floats returns the record's optional values, by their JSON names.
+func (r *Record) floats() map[string]**float64 {
+	return map[string]**float64{"loss": &r.Loss, "lr": &r.LR, "grad_norm": &r.GradNorm,
+		"eval_loss": &r.EvalLoss, "eval_accuracy": &r.EvalAccuracy, "eval_mcc": &r.EvalMCC}
+}
+
+// encodable returns r with its NaN and infinite values moved into
+// NonFinite, so that it can be written as JSON.
+func (r Record) encodable() Record {
+	for name, p := range r.floats() {
+		if *p != nil && (math.IsNaN(**p) || math.IsInf(**p, 0)) {
+			if r.NonFinite == nil {
+				r.NonFinite = map[string]string{}
+			}
+			r.NonFinite[name] = strconv.FormatFloat(**p, 'g', -1, 64)
+			*p = nil
+		}
+	}
+	return r
+}
+
+// decodeRecord parses a line of metrics.jsonl, the values in NonFinite
+// put back into their fields.
+func decodeRecord(line []byte) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(line, &r); err != nil {
+		return r, err
+	}
+	fields := r.floats()
+	for name, v := range r.NonFinite {
+		p, ok := fields[name]
+		x, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || !(math.IsNaN(x) || math.IsInf(x, 0)) {
+			return r, fmt.Errorf("non_finite: %q: %q is not a NaN or infinite value of a field that can hold one", name, v)
+		}
+		*p = &x
+	}
+	r.NonFinite = nil
+	return r, nil
 }
 
 // metricsLog appends records to metrics.jsonl.
@@ -66,8 +115,11 @@ func openMetrics(dir string, keep int) (*metricsLog, []Record, error) {
 	} else if old, err := os.ReadFile(path); err == nil {
 		var kept bytes.Buffer
 		for _, line := range bytes.Split(old, []byte{'\n'}) {
-			var r Record
-			if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &r) != nil || r.Step > keep {
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			r, err := decodeRecord(line)
+			if err != nil || r.Step > keep {
 				continue
 			}
 			records = append(records, r)
@@ -104,7 +156,7 @@ func (m *metricsLog) add(r Record) error {
 		}
 		m.evaluated[r.Step] = true
 	}
-	b, err := json.Marshal(r)
+	b, err := json.Marshal(r.encodable())
 	if err != nil {
 		return err
 	}
@@ -136,8 +188,8 @@ func ReadMetrics(path string) ([]Record, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		var r Record
-		if err := json.Unmarshal(line, &r); err != nil {
+		r, err := decodeRecord(line)
+		if err != nil {
 			return nil, fmt.Errorf("train: %s:%d: not a metrics record: %v", path, i+1, err)
 		}
 		out = append(out, r)
