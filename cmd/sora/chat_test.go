@@ -88,7 +88,7 @@ func greedyReply(t *testing.T, m *llama.Model, tok *tokenizer.Tokenizer, ids []i
 		t.Fatal(err)
 	}
 	defer gen.Close()
-	seq, err := gen.Generate(ids, llama.GenerateOptions{Steps: steps, Stop: stopTokens(tok, false)}, nil)
+	seq, err := gen.Generate(ids, llama.GenerateOptions{Steps: steps, Stop: stopTokens(tok)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

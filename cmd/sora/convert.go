@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
@@ -31,8 +32,13 @@ var convertDoc = usageDoc{
 		"encode text as the tokenizer.bin does (strings such as \"<s>\" and \"</s>\" in the text become the " +
 		"special tokens, as in transformers), so that the folder is a whole model that the commands (and transformers) " +
 		"take without --tokenizer. \"sora generate --model DIR\" gives the same text from the folder as from the " +
-		"original file. DIR is created if needed; files in it " +
-		"are replaced atomically.",
+		"original file. DIR is created, with its missing parent folders, if it does not exist (completely or not at all); " +
+		"it may also be an empty folder, or a folder holding a Hugging Face checkpoint (config.json or weights), which is replaced: " +
+		"config.json and the weights (model.safetensors, or the shards and their index; old weight files the new ones do not use go too) " +
+		"are replaced file by file, config.json last, and the old checkpoint's files among " + strings.Join(hfSideNames, ", ") +
+		" that this conversion does not write are removed, each named on stdout, since they would describe another model " +
+		"(with --tokenizer it writes tokenizer.json and tokenizer_config.json; without it, none of them). Other files in DIR are left alone. " +
+		"A file, a folder that holds other things, and the folder that holds --model are refused before anything is written.",
 	examples: []string{
 		"sora convert --model stories260K.bin --tokenizer tok512.bin --out stories260K-hf",
 	},
@@ -41,7 +47,7 @@ var convertDoc = usageDoc{
 func runConvert(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("convert")
 	model := fs.String("model", "", "`FILE` of the llama2.c checkpoint to convert (required)")
-	out := fs.String("out", "", "`DIR` to write the Hugging Face checkpoint into (required)")
+	out := fs.String("out", "", "`DIR` to write the Hugging Face checkpoint into (required): a new or empty folder, or one holding a Hugging Face checkpoint to replace (see above for the files removed)")
 	shard := fs.Int64("shard-size", 0, "split the weights into shards of at most `BYTES` each; 0 writes one model.safetensors")
 	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin, written into the folder as Hugging Face's tokenizer.json and tokenizer_config.json (none: the folder has no tokenizer, and the commands then need --tokenizer with it)")
 	if code, ok := parseFlags(fs, convertDoc, args, stdout, stderr); !ok {
@@ -62,19 +68,36 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora convert: %s is a folder; convert reads a llama2.c checkpoint file (a Hugging Face folder needs no conversion: every command takes it as --model)\n", *model)
 		return exitFailure
 	}
+	// The folder is written into in place when it exists: refuse one whose
+	// files are not a checkpoint's (the source's own folder, say) before
+	// reading anything.
+	if abs(*out) == abs(filepath.Dir(*model)) {
+		fmt.Fprintf(stderr, "sora convert: --out %s is the folder that holds --model %s: write the Hugging Face checkpoint into a folder of its own, such as %s\n", *out, *model, filepath.Join(*out, strings.TrimSuffix(filepath.Base(*model), filepath.Ext(*model))+"-hf"))
+		return exitUsage
+	}
+	replacing, err := checkHFOut(*out, "convert writes a Hugging Face checkpoint, a folder")
+	if err != nil {
+		fmt.Fprintf(stderr, "sora convert: %v\n", err)
+		return exitUsage
+	}
 	w, format, err := llama2c.Load(*model)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora convert: %v\n", err)
 		return exitFailure
 	}
-	// A tokenizer left in --out by an earlier model goes: the commands
-	// would read it as this model's.
+	// The side files of a checkpoint replaced go, named: they belong to
+	// another model, and the commands would read a tokenizer, chat template
+	// or generation settings left there as this model's.
 	opts := &hf.WriteOptions{MaxShardSize: *shard, Stale: hfSideNames}
 	if *tokPath != "" {
 		if opts.Files, err = hfTokenizerFiles(*tokPath, w.Config.VocabSize); err != nil {
 			fmt.Fprintf(stderr, "sora convert: %v\n", err)
 			return exitFailure
 		}
+	}
+	var removed []string
+	if replacing {
+		removed = staleSideFiles(*out, opts.Files)
 	}
 	// hf.Write makes the folder's missing parents and writes the folder
 	// whole through a temporary one beside it.
@@ -91,8 +114,16 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	if *tokPath != "" {
 		withTok = ", with its tokenizer"
 	}
+	if replacing {
+		withTok += ", replacing the checkpoint that was there"
+	}
 	fmt.Fprintf(stdout, "converted %s (llama2.c %s) to %s: %d parameters, dim %d, %d layers, %d heads (%d key/value), vocab %d, %s, rotary layout %s%s\n",
 		*model, format, filepath.Clean(*out), c.NumParams(), c.Dim, c.NumLayers, c.NumHeads, c.NumKVHeads, c.VocabSize, tied, llama.RopeHalfSplit, withTok)
+	why := "this conversion writes no tokenizer"
+	if *tokPath != "" {
+		why = "this conversion writes tokenizer.json and tokenizer_config.json, and no other side file"
+	}
+	printRemoved(stdout, *out, removed, why)
 	return exitOK
 }
 

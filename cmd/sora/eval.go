@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -42,8 +47,15 @@ var evalDoc = usageDoc{
 		"\"sora finetune --task classify\", whose score head it loads, or without --adapter a --model that " +
 		"\"sora finetune --method full --task classify\" wrote, whose head it loads from score.safetensors beside " +
 		"the model) it reports accuracy, the Matthews " +
-		"correlation and the majority-class baseline. Both also give the loss per answer token or sequence. " +
-		"The table goes to stdout and every prediction to the --json file.",
+		"correlation and the majority-class baseline. A head trained on other labels than the data's is refused, even with as many " +
+		"classes: its labels are those its folder's " + labelsFile + " records, else those of the training data its \"sora finetune\" " +
+		"run.json names; a head with neither is taken to have the data's labels, with a note. " +
+		"Both also give the loss per answer token or sequence. " +
+		"An --adapter (or fully fine-tuned --model) in the output folder of \"sora finetune\" (adapter/, best/ or checkpoints/step-N/adapter/, " +
+		"beside run.json) is evaluated at the --max-len the run trained at, which a note names, unless --max-len is given; " +
+		"answers stop at EOS and BOS, as in \"sora generate\". " +
+		"The table goes to stdout and every prediction to the --json file (eval.json in the current folder unless given), " +
+		"whose folder is checked before the evaluation starts; an earlier file there is replaced, which the last line says.",
 	examples: []string{
 		"sora eval --model stories260K.bin --tokenizer tok512.bin --adapter runs/boolq-sora/adapter --data boolq/test.json --max-eval 500",
 		"sora eval --model stories260K.bin --tokenizer tok512.bin --adapter runs/cola/adapter --task classify --data cola/in_domain_dev.tsv",
@@ -111,13 +123,13 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, or without --adapter when the model has one beside it in "+headFile+", else lm)")
 	maxEval := fs.Int("max-eval", 0, "evaluate a random subset of `N` rows (0: all)")
 	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset; \"sora finetune --seed S\" draws its --max-eval rows with S+1, so the default matches its default 42")
-	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len)")
+	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len); default for an --adapter (or a fully fine-tuned --model) in a \"sora finetune\" output folder: the --max-len its run.json records")
 	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm); a prompt generates fewer when only fewer fit in the model's seq_len")
 	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss, classification and generation (prompts generate N at a time, left-padded, each as it would alone)")
-	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to (\"\" for none)")
+	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to, replacing an earlier one (\"\" for none); its folder is checked before the evaluation starts")
 	show := fs.Int("show", 3, "print the first `N` generations (lm)")
 	var dtName string
-	baseDTypeFlagVar(fs, &dtName)
+	runBaseDTypeFlagVar(fs, &dtName)
 	var cf chatFlags
 	cf.addTemplate(fs, ", for data of conversations (messages rows)")
 	if code, ok := parseFlags(fs, evalDoc, args, stdout, stderr); !ok {
@@ -130,6 +142,15 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	}
 	if code := evalCheck(*dataPath, *maxEval, *maxLen, *maxNew, *batch, stderr); code != exitOK {
 		return code
+	}
+	// The report is written after the evaluation, which may take hours:
+	// a path it cannot be written to is refused now.
+	replacing := false
+	if *jsonPath != "" {
+		if replacing, err = checkOutputFile(*jsonPath); err != nil {
+			fmt.Fprintf(stderr, "sora eval: --json: %v\n", err)
+			return exitFailure
+		}
 	}
 	var ad *adapterInfo
 	hasHead := false
@@ -162,6 +183,13 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if ad == nil {
 		head = findHead(*modelPath)
 		hasHead = head != ""
+	}
+	// Rows the training kept whole would be cut at a shorter --max-len
+	// (or left out): the run's own is the default.
+	run := findTrainingRun(trainedDir(ad, *modelPath))
+	if run != nil && run.Config.MaxLen >= 2 && run.Config.MaxLen != *maxLen && !flagSet(fs, "max-len") {
+		*maxLen = run.Config.MaxLen
+		fmt.Fprintf(stdout, "note: --max-len %d, as the training run recorded it in %s (give --max-len to evaluate at another)\n", *maxLen, run.path)
 	}
 	task := train.LM
 	if hasHead {
@@ -220,6 +248,22 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if note := answerNote(set, task); note != "" {
 		fmt.Fprintf(stdout, "note: %s: %s\n", *dataPath, note)
 	}
+	if task == train.Classify {
+		// Counts alone would let a head trained on other labels read the
+		// data's classes as its own.
+		dir := filepath.Dir(head)
+		if ad != nil {
+			dir = ad.dir
+		}
+		note, err := checkHeadLabels(dir, run, set.classes, *dataPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora eval: %v\n", err)
+			return exitFailure
+		}
+		if note != "" {
+			fmt.Fprintf(stdout, "note: %s\n", note)
+		}
+	}
 	if head != "" && headClasses != len(set.classes) {
 		fmt.Fprintf(stderr, "sora eval: the classification head %s has %d classes, %s has %d\n", head, headClasses, *dataPath, len(set.classes))
 		return exitFailure
@@ -261,7 +305,11 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora eval: %v\n", err)
 			return exitFailure
 		}
-		fmt.Fprintf(stdout, "wrote %s\n", *jsonPath)
+		if replacing {
+			fmt.Fprintf(stdout, "wrote %s (replaced the earlier file)\n", *jsonPath)
+		} else {
+			fmt.Fprintf(stdout, "wrote %s\n", *jsonPath)
+		}
 	}
 	return exitOK
 }
@@ -282,6 +330,68 @@ func evalCheck(dataPath string, maxEval, maxLen, maxNew, batch int, stderr io.Wr
 		return exitOK
 	}
 	return exitUsage
+}
+
+// trainedDir returns the folder of what "sora eval" evaluates that a
+// "sora finetune" run may have written: the adapter's folder, or without
+// one the folder that holds a fully fine-tuned --model (see fullModel); ""
+// for a plain model.
+func trainedDir(ad *adapterInfo, modelPath string) string {
+	if ad != nil {
+		return ad.dir
+	}
+	if dir := filepath.Dir(filepath.Clean(modelPath)); fullModel(dir) == filepath.Clean(modelPath) {
+		return dir
+	}
+	return ""
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// checkOutputFile checks that a file can be written to path later, as
+// writeJSON writes it (a temporary file in its folder, renamed into place;
+// missing folders made): path is no folder, and a file can be created in
+// its folder, or where that is yet to be made, in its nearest existing
+// parent. It reports whether path exists, for the file then replaces it.
+func checkOutputFile(path string) (exists bool, err error) {
+	switch st, err := os.Stat(path); {
+	case err == nil && st.IsDir():
+		return false, fmt.Errorf("%s is a folder; want the path of a file", path)
+	case err == nil:
+		exists = true
+	case !errors.Is(err, iofs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+		return false, err // a part of the path that is a file is named below
+	}
+	dir := filepath.Dir(filepath.Clean(path))
+	for {
+		st, err := os.Stat(dir)
+		if err == nil && !st.IsDir() {
+			return false, fmt.Errorf("cannot write %s: %s is not a folder", path, dir)
+		}
+		if err == nil {
+			break
+		}
+		up := filepath.Dir(dir)
+		if !errors.Is(err, iofs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) || up == dir {
+			return false, fmt.Errorf("cannot write %s: %w", path, err)
+		}
+		dir = up // to be made: its parent must take it
+	}
+	f, err := os.CreateTemp(dir, ".sora-write-check-*")
+	if err != nil {
+		var pe *iofs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return false, fmt.Errorf("cannot write %s: no file can be created in %s: %v", path, dir, err)
+	}
+	f.Close()
+	return exists, os.Remove(f.Name())
 }
 
 // scoreSet evaluates m on set and fills rep: generation and answer
@@ -349,7 +459,7 @@ func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, tas
 		fmt.Fprintf(log, "note: %s: %s\n", set.path, note)
 	}
 	fmt.Fprintf(log, "generating up to %d tokens for %d prompts…\n", maxNew, len(prompts))
-	outs, err := train.Generate(ctx, m, prompts, maxNew, batch, stopTokens(tok, true))
+	outs, err := train.Generate(ctx, m, prompts, maxNew, batch, stopTokens(tok))
 	if err != nil {
 		return err
 	}

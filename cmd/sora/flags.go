@@ -204,9 +204,24 @@ func addBackendFlag(fs *flag.FlagSet) *string {
 	return p
 }
 
-// baseDTypeFlagVar defines --base-dtype on fs, stored in p.
+// baseDTypeUsage says what --base-dtype stores; each command's flag adds
+// what bf16 means for it.
+const baseDTypeUsage = "storage `TYPE` of the base model's linear-layer weights and token embedding (and so a tied head) on the backend: f32, or bf16 for half their memory, rounded to bfloat16 (exact for checkpoints saved in bfloat16, as most Hugging Face ones are); norms and biases stay f32. bf16 needs a backend with bfloat16 products (op " + string(backend.OpMatMulBF16) + ")"
+
+// baseDTypeFlagVar defines --base-dtype on fs, stored in p, for the
+// commands that train (finetune, bench train): bf16 freezes the weights
+// that full fine-tuning would train.
 func baseDTypeFlagVar(fs *flag.FlagSet, p *string) {
-	fs.StringVar(p, "base-dtype", "f32", "storage `TYPE` of the base model's linear-layer weights and token embedding (and so a tied head) on the backend: f32, or bf16 for half their memory, rounded to bfloat16 (exact for checkpoints saved in bfloat16, as most Hugging Face ones are) and frozen; norms and biases stay f32. bf16 needs a backend with bfloat16 products (op "+string(backend.OpMatMulBF16)+") and an adapter method (not --method full)")
+	fs.StringVar(p, "base-dtype", "f32", baseDTypeUsage+" and an adapter method: bf16 weights are frozen, and full fine-tuning trains them")
+}
+
+// runBaseDTypeFlagVar defines --base-dtype on fs, stored in p, for the
+// commands that run a model without training it (eval, generate), where
+// bf16 works for any model, adapted or not.
+func runBaseDTypeFlagVar(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "base-dtype", "f32", baseDTypeUsage+". It works with any model, with or without --adapter (a fully fine-tuned or merged model too), "+
+		"and moves the outputs by the weights' rounding (losses by a few 1e-4). An adapter computes what it was trained to with the --base-dtype "+
+		"of its training, which its run's run.json records; a note says when this one differs")
 }
 
 // baseDType returns the model options that a --base-dtype value s names,
@@ -221,24 +236,69 @@ func baseDType(s string) (llama.Options, error) {
 
 // noteTrainedBaseDType writes a note to w where the adapter in dir was
 // trained (by the "sora finetune" run whose output folder holds it, as
-// its run.json records) on a base stored in another type than dt, the
-// --base-dtype of command cmd: the adapter then meets weights rounded
-// otherwise than in training, which moves losses by a few 1e-4.
+// its run.json records: see findTrainingRun) on a base stored in another
+// type than dt, the --base-dtype of command cmd: the adapter then meets
+// weights rounded otherwise than in training, which moves losses by a few
+// 1e-4.
 func noteTrainedBaseDType(w io.Writer, cmd, dir, dt string) {
-	data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Clean(dir)), "run.json"))
-	if err != nil {
+	run := findTrainingRun(dir)
+	if run == nil || run.Config.BaseDType == "" || run.Config.BaseDType == dt {
 		return // not a finetune output folder, or nothing to say
 	}
-	var run struct {
-		Config struct {
-			BaseDType string `json:"base_dtype"`
-		} `json:"config"`
-	}
-	if json.Unmarshal(data, &run) != nil || run.Config.BaseDType == "" || run.Config.BaseDType == dt {
-		return
-	}
 	fmt.Fprintf(w, "sora %s: note: the adapter was trained on a base stored in %s (%s); this run stores it in %s (pass --base-dtype %s to evaluate it as trained)\n",
-		cmd, run.Config.BaseDType, filepath.Join(filepath.Dir(filepath.Clean(dir)), "run.json"), dt, run.Config.BaseDType)
+		cmd, run.Config.BaseDType, run.path, dt, run.Config.BaseDType)
+}
+
+// trainingRun is what the run.json of a "sora finetune" run records of the
+// flags that shaped it, as far as the commands that use its output read
+// them.
+type trainingRun struct {
+	path string // the run.json read
+	// Data is the training data as --data named it (relative to the
+	// folder the run was started in), and Task its task.
+	Data   string `json:"data"`
+	Task   string `json:"task"`
+	Config struct {
+		BaseDType string `json:"base_dtype"`
+		MaxLen    int    `json:"max_len"`
+	} `json:"config"`
+}
+
+// findTrainingRun returns the run.json of the "sora finetune" run whose
+// output folder holds dir, the folder of an adapter or of a fully
+// fine-tuned model: the run's adapter/ or best/ (run.json in the parent),
+// or a checkpoint's checkpoints/step-N/adapter (three folders up). It
+// returns nil where there is none, or the file is not a run.json of "sora
+// finetune" (then dir may not come from a run at all, and nothing is
+// assumed about it).
+func findTrainingRun(dir string) *trainingRun {
+	if dir == "" {
+		return nil
+	}
+	// Joining ".." (not taking Dir) finds the parent of "." too, and
+	// keeps a relative path relative for the note that names it.
+	up := filepath.Join(dir, "..")
+	cands := []string{up}
+	if a, err := filepath.Abs(up); err == nil && strings.HasPrefix(filepath.Base(a), "step-") && filepath.Base(filepath.Dir(a)) == "checkpoints" {
+		cands = append(cands, filepath.Join(up, "..", ".."))
+	}
+	for _, c := range cands {
+		p := filepath.Join(c, "run.json")
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var run struct {
+			trainingRun
+			Command string `json:"command"`
+		}
+		if json.Unmarshal(data, &run) != nil || !strings.HasPrefix(run.Command, "sora finetune") {
+			continue
+		}
+		run.trainingRun.path = p
+		return &run.trainingRun
+	}
+	return nil
 }
 
 // backendFlagVar defines --backend on fs, stored in p, for commands that

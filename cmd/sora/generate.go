@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,7 @@ var generateDoc = usageDoc{
 	description: "Continues a prompt with a LLaMA, Qwen, Mistral or Gemma 2/3 model as llama2.c's run does: the prompt is encoded with BOS, " +
 		"run through the model in one batched pass, and each following token is sampled from the logits of the " +
 		"last (greedy at temperature 0, else from softmax(logits/T), restricted to the top-p nucleus when " +
-		"0 < P < 1), with a key/value cache, until N positions (prompt included) have run or the model emits BOS. " +
+		"0 < P < 1), with a key/value cache, until N positions (prompt included) have run or the model emits BOS or EOS. " +
 		"The prompt and its continuation are printed to stdout as they are produced (a character the vocabulary " +
 		"spells in byte tokens once its last byte arrives; bytes that are not valid UTF-8 and control characters " +
 		"other than whitespace are left out, as llama2.c leaves them out); the speed, in tokens per " +
@@ -40,14 +41,16 @@ var generateDoc = usageDoc{
 		"version 1) or a Hugging Face folder holding config.json and model.safetensors (or shards with an " +
 		"index). --tokenizer is the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, " +
 		"tokenizer.model or folder; a Hugging Face model folder brings its own, used when --tokenizer is not given. " +
-		"Generation stops at BOS, and also at EOS with a Hugging Face tokenizer or an adapter (and at every eos_token_id " +
-		"that a Hugging Face folder's generation_config.json or config.json lists). A tokenizer without BOS (add_bos_token " +
+		"Generation stops at BOS (llama2.c's models start a new story with it), at EOS, which fine-tuning teaches a model " +
+		"to end its answers with (llama2.c's run stops at BOS alone, but its pretrained models never emit EOS), and at every eos_token_id " +
+		"that a Hugging Face folder's generation_config.json or config.json lists; \"sora eval\" stops its answers at the same tokens. " +
+		"A prompt that does not fit in N positions (or the model's seq_len) is printed cut short, nothing is generated, " +
+		"and a note on stderr says what to change. A tokenizer without BOS (add_bos_token " +
 		"false in tokenizer_config.json) needs a --prompt to start from. --adapter applies a " +
 		"language-model adapter (as \"sora finetune\" writes it, or Hugging Face PEFT's LoRA/DoRA/OFT files) to the " +
-		"base model without merging it; --model then defaults to the adapter's base_model_name_or_path; " +
-		"fine-tuning taught the model to end its answers with EOS. The model " +
+		"base model without merging it; --model then defaults to the adapter's base_model_name_or_path. The model " +
 		"computes what the checkpoint \"sora merge\" writes from the adapter computes (to float32 rounding), at a little " +
-		"more cost per token. " +
+		"more cost per token: the two give the same text, ending at the same EOS. " +
 		"The prompt is used as given: an adapter trained on LLM-Adapters data expects its Alpaca template. " +
 		"With --chat the prompt is the user's message of a conversation (after a --system message, if given), rendered " +
 		"with the model's chat template as transformers' apply_chat_template renders it, ending with the header of the " +
@@ -77,7 +80,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	topP := fs.Float64("top-p", 0.9, "nucleus sampling threshold `P` in [0, 1]; 0 or 1 samples from every token")
 	seed := fs.Uint64("seed", 0, "random seed `S` of the sampler; 0 picks one from the clock and prints it to stderr")
 	var dtName string
-	baseDTypeFlagVar(fs, &dtName)
+	runBaseDTypeFlagVar(fs, &dtName)
 	var cf chatFlags
 	cf.add(fs)
 	if code, ok := parseFlags(fs, generateDoc, args, stdout, stderr); !ok {
@@ -89,6 +92,21 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if err := cf.check(); err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitUsage
+	}
+	if *steps < 0 {
+		fmt.Fprintf(stderr, "sora generate: --steps %d: want 0 (the model's seq_len) or a positive number\n", *steps)
+		return exitUsage
+	}
+	// The sampler checks --temperature and --top-p, before anything is
+	// read; a seed picked from the clock is printed once generation starts.
+	s := *seed
+	if s == 0 {
+		s = uint64(time.Now().UnixNano())
+	}
+	sampler, err := llama.NewSampler(*temperature, *topP, s)
+	if err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitUsage
 	}
@@ -110,12 +128,8 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		ad, cf.adapter = &a, a.dir
 		noteTrainedBaseDType(stderr, "generate", a.dir, train.BaseDTypeName(mopts.BaseDType))
 	}
-	switch {
-	case *modelPath == "":
+	if *modelPath == "" {
 		fmt.Fprintln(stderr, "sora generate: --model is required (a llama2.c .bin file or a Hugging Face folder, or an --adapter whose config names its base model)")
-		return exitUsage
-	case *steps < 0:
-		fmt.Fprintf(stderr, "sora generate: --steps %d: want 0 (the model's seq_len) or a positive number\n", *steps)
 		return exitUsage
 	}
 	tokSrc, err := tokenizerSource(*modelPath, *tokPath)
@@ -130,18 +144,6 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora generate: %v\n", err)
 			return exitFailure
 		}
-	}
-	s := *seed
-	if s == 0 {
-		s = uint64(time.Now().UnixNano())
-		if *temperature != 0 {
-			fmt.Fprintf(stderr, "sora generate: seed %d\n", s)
-		}
-	}
-	sampler, err := llama.NewSampler(*temperature, *topP, s)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora generate: %v\n", err)
-		return exitUsage
 	}
 
 	b, code := openBackend(*name, stderr)
@@ -168,12 +170,13 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		}
 		defer pm.Unload()
 	}
-	stop := stopTokens(tok, ad != nil)
+	stop := stopTokens(tok)
 	// The cache holds the positions the run can reach, not the model's
 	// whole seq_len, which for long-context models (Llama 3.1's 131072)
 	// would take gigabytes the run never touches.
+	seqLen := m.Config().MaxSeqLen
 	positions := 0 // the model's seq_len
-	if *steps > 0 && *steps < m.Config().MaxSeqLen {
+	if *steps > 0 && *steps < seqLen {
 		positions = *steps
 	}
 	gen, err := m.NewGenerator(positions)
@@ -226,6 +229,12 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		// ends the generation.
 		return out.Flush()
 	}
+	// A prompt longer than the positions the run may take leaves nothing
+	// to sample: there is no seed to report.
+	fits := len(ids) <= cmp.Or(positions, seqLen)
+	if fits && *seed == 0 && *temperature != 0 {
+		fmt.Fprintf(stderr, "sora generate: seed %d\n", s)
+	}
 	start := time.Now()
 	_, err = gen.Generate(ids, llama.GenerateOptions{Steps: *steps, Sampler: sampler, Stop: stop}, emit)
 	elapsed := time.Since(start)
@@ -237,17 +246,42 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
 		return exitFailure
 	}
-	// Every position run counts: the prompt's and the sampled ones.
-	n := gen.Positions()
-	if n == 0 && *steps > 0 && *steps < len(ids) {
-		// As llama2.c does, the prompt was printed up to --steps and
-		// nothing ran; say why rather than report 0 tokens/s.
-		fmt.Fprintf(stderr, "sora generate: --steps %d is less than the prompt's %d tokens (BOS included): nothing was generated; raise --steps\n", *steps, len(ids))
+	if !fits {
+		// As llama2.c does, the prompt was printed up to the last
+		// position and nothing ran; say why rather than report 0 tokens/s.
+		fmt.Fprintf(stderr, "sora generate: %s\n", noRoomNote(len(ids), *steps, seqLen, tmpl == nil))
 		return exitOK
 	}
+	// Every position run counts: the prompt's and the sampled ones.
+	n := gen.Positions()
 	fmt.Fprintf(stderr, "sora generate: %d tokens in %.3fs, %.1f tokens/s on %s (%s)\n",
 		n, elapsed.Seconds(), float64(n)/max(elapsed.Seconds(), 1e-9), m.Backend().Name(), m.Backend().Device())
 	return exitOK
+}
+
+// noRoomNote says why nothing was generated for a prompt of n tokens (BOS
+// included) with --steps steps in a model of seqLen positions, when n is
+// more than the positions the run may take (steps, where 0 < steps <
+// seqLen, else seqLen): the prompt was cut there (and printed so, as
+// llama2.c's run prints it, unless printed is false: a chat prints the
+// reply alone), and what would leave room for an answer.
+func noRoomNote(n, steps, seqLen int, printed bool) string {
+	limited := steps > 0 && steps < seqLen
+	s := fmt.Sprintf("the prompt's %d tokens (BOS included) are more than the model's seq_len of %d positions: nothing was generated", n, seqLen)
+	if limited {
+		s = fmt.Sprintf("--steps %d is less than the prompt's %d tokens (BOS included): nothing was generated", steps, n)
+	}
+	if printed {
+		s += " (the prompt printed above is cut short there)"
+	}
+	switch {
+	case n <= seqLen:
+		// Steps alone stand in the way: n positions generate one token.
+		return s + fmt.Sprintf("; raise --steps to at least %d, which generates one token (--steps counts the prompt's positions; 0 means the model's %d)", n, seqLen)
+	case limited:
+		return s + fmt.Sprintf("; the model's seq_len is %d, so shorten the prompt below that and raise --steps", seqLen)
+	}
+	return s + fmt.Sprintf("; shorten the prompt to fewer than %d tokens, to leave room for an answer", seqLen)
 }
 
 // tokenizerSource returns where the tokenizer of the model at modelPath
@@ -309,23 +343,25 @@ func baseAndTokenizer(modelPath, tokPath string, load func(string) (*baseModel, 
 }
 
 // stopTokens returns the ids that end a generation: BOS, with which
-// llama2.c's models start a new story, and EOS where the model was taught
-// to end with it (fine-tuning appends it to every answer, as LLM-Adapters
-// does) or where the tokenizer is a Hugging Face one, whose models end
-// their text with it; with EOS come the other end-of-sequence ids a Hugging
-// Face folder lists (see tokenizer.Tokenizer.Stops: Llama 3 Instruct ends
-// its turns with <|eot_id|> whichever EOS its tokenizer_config.json names).
-// Ids the tokenizer lacks (-1) are left out.
-func stopTokens(tok *tokenizer.Tokenizer, adapted bool) []int {
+// llama2.c's models start a new story, and EOS with the other
+// end-of-sequence ids a Hugging Face folder lists (see
+// tokenizer.Tokenizer.Stops: Llama 3 Instruct ends its turns with
+// <|eot_id|> whichever EOS its tokenizer_config.json names). EOS stops
+// every model, llama2.c's included: fine-tuning appends it to every answer
+// (as LLM-Adapters does), so an adapter, the checkpoint merged from it and
+// a fully fine-tuned model all end their answers with it, and must stop
+// there alike, in generate as in eval. llama2.c's run stops at BOS alone,
+// but its pretrained models never emit EOS (their stories are delimited
+// by BOS), so their text is run's. Ids the tokenizer lacks (-1) are left
+// out.
+func stopTokens(tok *tokenizer.Tokenizer) []int {
 	var stop []int
 	if id := tok.BOS(); id >= 0 {
 		stop = append(stop, id)
 	}
-	if adapted || tok.HuggingFace() {
-		for _, id := range tok.Stops() {
-			if !slices.Contains(stop, id) {
-				stop = append(stop, id)
-			}
+	for _, id := range tok.Stops() {
+		if !slices.Contains(stop, id) {
+			stop = append(stop, id)
 		}
 	}
 	return stop
@@ -365,17 +401,27 @@ func readAdapter(cmd, dir string) (adapterInfo, error) {
 	_, meta, err := adapter.ReadConfig(dir)
 	if err != nil {
 		// Passing the output folder of "sora finetune" instead of its
-		// adapter/ is an easy slip; name the folder meant.
-		inner := filepath.Join(dir, "adapter")
+		// adapter/ (or best/, which --keep-best writes as adapter/ is) is
+		// an easy slip; name the folders meant.
+		inner, best := filepath.Join(dir, "adapter"), filepath.Join(dir, "best")
 		if _, serr := os.Stat(filepath.Join(dir, adapter.ConfigFile)); errors.Is(serr, os.ErrNotExist) {
-			if _, ierr := os.Stat(filepath.Join(inner, adapter.ConfigFile)); ierr == nil {
+			hasInner, hasBest := fileExists(filepath.Join(inner, adapter.ConfigFile)), fileExists(filepath.Join(best, adapter.ConfigFile))
+			switch {
+			case hasInner && hasBest:
+				return adapterInfo{}, fmt.Errorf("%s holds no %s, but its adapter/ and best/ folders do (a \"sora finetune\" output folder?): use --adapter %s for the final weights, or --adapter %s for those of the best evaluation (--keep-best)", dir, adapter.ConfigFile, inner, best)
+			case hasInner:
 				return adapterInfo{}, fmt.Errorf("%s holds no %s, but its adapter/ folder does (a \"sora finetune\" output folder?): use --adapter %s", dir, adapter.ConfigFile, inner)
+			case hasBest:
+				return adapterInfo{}, fmt.Errorf("%s holds no %s, but its best/ folder does (a \"sora finetune --keep-best\" output folder?): use --adapter %s", dir, adapter.ConfigFile, best)
 			}
 			if model := fullModel(dir); model != "" {
-				return adapterInfo{}, fullModelError(cmd, dir, model)
+				return adapterInfo{}, fullModelError(cmd, dir, model, "")
 			}
 			if model := fullModel(inner); model != "" {
-				return adapterInfo{}, fullModelError(cmd, inner, model)
+				return adapterInfo{}, fullModelError(cmd, inner, model, fullModel(best))
+			}
+			if model := fullModel(best); model != "" {
+				return adapterInfo{}, fullModelError(cmd, best, model, "")
 			}
 		}
 		return adapterInfo{}, err
@@ -395,16 +441,22 @@ func fullModel(dir string) string {
 }
 
 // fullModelError says, for command cmd, that dir holds the whole model
-// (at model) of a full fine-tuning rather than an adapter.
-func fullModelError(cmd, dir, model string) error {
+// (at model) of a full fine-tuning rather than an adapter; best, where not
+// "", is the model of the run's best evaluation (in best/), named beside
+// it.
+func fullModelError(cmd, dir, model, best string) error {
 	what := fmt.Sprintf("%s holds no adapter but the whole model that \"sora finetune --method full\" trains", dir)
+	orBest := ""
+	if best != "" {
+		orBest = fmt.Sprintf(" (or %s, the best evaluation's)", best)
+	}
 	switch cmd {
 	case "merge":
-		return fmt.Errorf("%s: there is nothing to merge; it is a plain model already, which eval and generate take as --model %s", what, model)
+		return fmt.Errorf("%s: there is nothing to merge; it is a plain model already, which eval and generate take as --model %s%s", what, model, orBest)
 	case "spectrum":
 		return fmt.Errorf("%s: sora spectrum analyses adapters; the run wrote the spectra of its linear layers' W − W0 into spectrum.json and spectrum.png in its output folder (unless --no-spectrum)", what)
 	}
-	return fmt.Errorf("%s: use --model %s", what, model)
+	return fmt.Errorf("%s: use --model %s%s", what, model, orBest)
 }
 
 // baseModel returns the base model named by the adapter's config

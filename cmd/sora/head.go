@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
+	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/safetensors"
 )
@@ -121,4 +127,96 @@ func setHead(m *llama.Model, classes int, w []float32) error {
 		return fmt.Errorf("uploading the classification head: %w", err)
 	}
 	return nil
+}
+
+// labelsFile is the file, in the folder that holds a classification head
+// (an adapter's folder, or the folder that holds a fully fine-tuned model
+// and its headFile), that names the head's classes in order, as the
+// training data named them: {"labels": ["unacceptable", "acceptable"]}.
+// The head's weights say only how many classes there are, and a CoLA head
+// evaluated on BoolQ would silently read unacceptable as false.
+const labelsFile = llama.ScoreModule + "_labels.json"
+
+// headLabels is labelsFile's content.
+type headLabels struct {
+	Labels []string `json:"labels"`
+}
+
+// writeHeadLabels records labels, the names of a classification head's
+// classes in order, in dir's labelsFile (through a temporary file renamed
+// into place), for eval to check data against.
+func writeHeadLabels(dir string, labels []string) error {
+	return atomicfile.WriteJSON(filepath.Join(dir, labelsFile), headLabels{Labels: labels})
+}
+
+// readHeadLabels returns the class names that dir's labelsFile records,
+// nil without error where there is no such file (a head saved before
+// the names were recorded). Its errors name the file.
+func readHeadLabels(dir string) ([]string, error) {
+	p := filepath.Join(dir, labelsFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("classification head labels: %w", err)
+	}
+	return parseHeadLabels(b, p)
+}
+
+// parseHeadLabels parses labelsFile's content b, read from path: at least
+// two distinct, non-empty names.
+func parseHeadLabels(b []byte, path string) ([]string, error) {
+	var h headLabels
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("classification head labels %s: %v; want {\"labels\": [two or more class names]}", path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("classification head labels %s: data after the JSON object", path)
+	}
+	if len(h.Labels) < 2 {
+		return nil, fmt.Errorf("classification head labels %s: %d labels; want two or more class names", path, len(h.Labels))
+	}
+	for i, l := range h.Labels {
+		if strings.TrimSpace(l) == "" {
+			return nil, fmt.Errorf("classification head labels %s: label %d is blank", path, i)
+		}
+		if slices.Contains(h.Labels[:i], l) {
+			return nil, fmt.Errorf("classification head labels %s: label %q appears twice", path, l)
+		}
+	}
+	return h.Labels, nil
+}
+
+// checkHeadLabels checks the classification head in dir against classes,
+// the labels of the data at dataPath in order. The head's labels are those
+// its labelsFile records, else those of the data that run, the "sora
+// finetune" run that wrote it (nil if none), trained on, where that file
+// still reads. A head trained on other labels is an error naming both
+// sets, even where the counts agree: its classes would be read as the
+// data's. A head whose labels cannot be known loads, with note saying
+// whose names its classes take.
+func checkHeadLabels(dir string, run *trainingRun, classes []string, dataPath string) (note string, err error) {
+	labels, err := readHeadLabels(dir)
+	if err != nil {
+		return "", err
+	}
+	from := filepath.Join(dir, labelsFile)
+	if labels == nil && run != nil && run.Task == "classify" && run.Data != "" {
+		// The run's data names the classes as it named them in training.
+		if set, err := data.LoadClassification(run.Data); err == nil {
+			labels, from = set.Classes, fmt.Sprintf("those of %s, which %s says it was trained on", run.Data, run.path)
+		}
+	}
+	switch {
+	case labels == nil:
+		return fmt.Sprintf("the classification head in %s records no class names (no %s, nor the run.json of a \"sora finetune\" run whose training data still reads): its %d classes are taken to be %s's %s, in that order",
+			dir, labelsFile, len(classes), dataPath, strings.Join(classes, ", ")), nil
+	case !slices.Equal(labels, classes):
+		return "", fmt.Errorf("the classification head in %s was trained on the labels %s (%s), and %s has the labels %s: its classes would be read as the wrong labels; evaluate it on data with its labels, or train a head for these",
+			dir, strings.Join(labels, ", "), from, dataPath, strings.Join(classes, ", "))
+	}
+	return "", nil
 }

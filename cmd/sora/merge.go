@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/models/hf"
@@ -30,11 +31,16 @@ var mergeDoc = usageDoc{
 		"into one dense weight W' (as PEFT's merge_and_unload does; for SORA W' = R·(diag(d)·W0 + s·B·A)) and " +
 		"writes the result in the base model's own format: a llama2.c checkpoint file (same format version) for " +
 		"a .bin base, a Hugging Face folder for a folder base (with the chat template the adapter was trained with, where it has one). The merged model computes what base + adapter " +
-		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint; an adapter on the output head (lm_head) " +
+		"computes, at the base model's cost, and \"sora generate\" runs it like any other checkpoint, giving the text that \"sora generate --adapter\" gives (ending at the same EOS); an adapter on the output head (lm_head) " +
 		"of a model whose head is tied to the token embedding is merged into an untied head (the embedding keeps the base's weights, " +
 		"where PEFT's merge_and_unload would change the shared weight), which merge says when it happens. " +
 		"--model defaults to the adapter's base_model_name_or_path, as in eval, generate and spectrum. " +
-		"Classification adapters (with a score head) cannot be merged into a language model checkpoint.",
+		"Classification adapters (with a score head) cannot be merged into a language model checkpoint. " +
+		"--out must suit the base, which is checked before anything is merged: a file path for a .bin base (an existing file " +
+		"is replaced; a folder is refused); for a folder base a folder that does not exist yet (made with its parents), an empty one, " +
+		"or one holding a Hugging Face checkpoint (config.json or weights), which is replaced: its config.json and weights are replaced, " +
+		"the base's side files written, and the old checkpoint's files among " + strings.Join(hfSideNames, ", ") +
+		" that the base lacks removed, each named on stdout; other files are left alone. A file, or a folder that holds other things, is refused.",
 	examples: []string{
 		"sora merge --model stories260K.bin --adapter runs/boolq-sora/adapter --out stories260K-boolq.bin",
 		"sora generate --model stories260K-boolq.bin --tokenizer tok512.bin --temperature 0 --prompt \"...\"",
@@ -46,7 +52,7 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	name := addBackendFlag(fs)
 	model := fs.String("model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder (default: the base_model_name_or_path of --adapter)")
 	adapterDir := fs.String("adapter", "", "`DIR` of the adapter to fold in (required)")
-	out := fs.String("out", "", "`PATH` to write the merged model to: a file for a llama2.c base, a folder for a Hugging Face base (required)")
+	out := fs.String("out", "", "`PATH` to write the merged model to (required): for a llama2.c base a file path (a file there is replaced); for a Hugging Face base a new or empty folder, or one holding a Hugging Face checkpoint, which is replaced (see above)")
 	if code, ok := parseFlags(fs, mergeDoc, args, stdout, stderr); !ok {
 		return code
 	}
@@ -73,6 +79,14 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	}
 	if abs(*out) == abs(*model) {
 		fmt.Fprintln(stderr, "sora merge: --out must not be the base model itself")
+		return exitUsage
+	}
+	// What --out must be depends on the base's format; a wrong kind would
+	// otherwise fail only once the merge is done, or write into a folder
+	// that holds other things.
+	replacing, err := checkMergeOut(*model, *out)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitUsage
 	}
 	b, code := openBackend(*name, stderr)
@@ -130,12 +144,138 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
+	var removed []string
+	if base.hf {
+		files, err := base.sideFiles(tmpl)
+		if err != nil {
+			fmt.Fprintf(stderr, "sora merge: %v\n", err)
+			return exitFailure
+		}
+		removed = staleSideFiles(*out, files)
+	}
 	if err := base.writeWith(*out, merged, tmpl); err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "merged the %s adapter of %d layers from %s into %s: wrote %s (%s)\n", method, layers, *adapterDir, *model, *out, base.formatName())
+	what := ""
+	switch {
+	case replacing && base.hf:
+		what = ", replacing the checkpoint that was there"
+	case replacing:
+		what = ", replacing the file that was there"
+	}
+	fmt.Fprintf(stdout, "merged the %s adapter of %d layers from %s into %s: wrote %s (%s%s)\n", method, layers, *adapterDir, *model, *out, base.formatName(), what)
+	printRemoved(stdout, *out, removed, "the base model has none of them")
 	return exitOK
+}
+
+// checkMergeOut checks that out is a place the merge of an adapter into
+// the base model at model can be written to, before anything is merged:
+// for a llama2.c base (a file), a file path, missing or an earlier
+// checkpoint file that is replaced; for a Hugging Face base (a folder), a
+// folder path (see checkHFOut). It reports whether out is replaced. A base
+// that cannot be read is left for the load to report.
+func checkMergeOut(model, out string) (replacing bool, err error) {
+	st, err := os.Stat(model)
+	if err != nil {
+		return false, nil
+	}
+	if st.IsDir() {
+		return checkHFOut(out, "a Hugging Face base merges into a folder, written as the base is")
+	}
+	switch ost, err := os.Stat(out); {
+	case err == nil && ost.IsDir():
+		return false, fmt.Errorf("--out %s is a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path, such as %s", out, filepath.Join(out, strings.TrimSuffix(filepath.Base(model), filepath.Ext(model))+"-merged.bin"))
+	case err == nil:
+		return true, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return false, fmt.Errorf("--out %s: %w", out, err)
+	case strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)):
+		return false, fmt.Errorf("--out %s names a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path", out)
+	}
+	return false, nil
+}
+
+// checkHFOut checks that out can take a Hugging Face checkpoint, before
+// anything is written: missing (it is made, with its parent folders), an
+// empty folder, or a folder holding a Hugging Face checkpoint (config.json
+// or weights: see isHFCheckpoint), which is replaced. A file, or a folder
+// that holds other things, is refused, its error ending with why (a
+// sentence saying what --out must be). It reports whether out holds a
+// checkpoint that is replaced.
+func checkHFOut(out, why string) (replacing bool, err error) {
+	st, err := os.Stat(out)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("--out %s: %w", out, err)
+	case !st.IsDir():
+		return false, fmt.Errorf("--out %s is a file: %s", out, why)
+	}
+	if isHFCheckpoint(out) {
+		return true, nil
+	}
+	ents, err := os.ReadDir(out)
+	if err != nil {
+		return false, fmt.Errorf("--out %s: %w", out, err)
+	}
+	if len(ents) > 0 {
+		names := make([]string, 0, 3)
+		for _, e := range ents[:min(3, len(ents))] {
+			names = append(names, e.Name())
+		}
+		more := ""
+		if len(ents) > 3 {
+			more = fmt.Sprintf(" and %d more", len(ents)-3)
+		}
+		return false, fmt.Errorf("--out %s is a folder that holds other things (%s%s) and no Hugging Face checkpoint: writing one into it would mix the two; give a new or empty folder, or one that holds a checkpoint to replace", out, strings.Join(names, ", "), more)
+	}
+	return false, nil
+}
+
+// isHFCheckpoint reports whether the folder dir holds a Hugging Face
+// checkpoint, which writing one replaces: its config.json, or weights
+// (model.safetensors or the shards' index) that a write interrupted before
+// its config.json left.
+func isHFCheckpoint(dir string) bool {
+	for _, name := range []string{hf.ConfigFile, hf.WeightsFile, hf.IndexFile} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
+// staleSideFiles returns the paths of the side files (hfSideNames) in the
+// folder out that hf.Write removes, as WriteOptions.Stale, when it writes
+// files (by name) there: those of the checkpoint it replaces that the new
+// one lacks.
+func staleSideFiles(out string, files map[string][]byte) []string {
+	var stale []string
+	for _, name := range hfSideNames {
+		if _, ok := files[name]; ok {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(out, name)); err == nil && !st.IsDir() {
+			stale = append(stale, filepath.Join(out, name))
+		}
+	}
+	return stale
+}
+
+// printRemoved says on w which side files of the checkpoint replaced in
+// the folder out were removed (removed: their paths), and why they were
+// not rewritten (a clause).
+func printRemoved(w io.Writer, out string, removed []string, why string) {
+	if len(removed) == 0 {
+		return
+	}
+	names := make([]string, len(removed))
+	for i, p := range removed {
+		names[i] = filepath.Base(p)
+	}
+	fmt.Fprintf(w, "removed from %s the replaced checkpoint's %s, which would describe another model (%s)\n", out, strings.Join(names, ", "), why)
 }
 
 func abs(p string) string {
@@ -265,14 +405,27 @@ func (bm *baseModel) writeWith(path string, w *llama.Weights, chatTemplate []byt
 	if !bm.hf {
 		return llama2c.Write(path, w, bm.format)
 	}
-	files, err := hfSideFiles(bm.path)
+	files, err := bm.sideFiles(chatTemplate)
 	if err != nil {
 		return err
+	}
+	// The side files of a checkpoint at path that the base lacks go (see
+	// staleSideFiles): they belong to the model replaced.
+	return hf.Write(path, w, &hf.WriteOptions{Files: files, Stale: hfSideNames})
+}
+
+// sideFiles returns the side files that writeWith writes into a Hugging
+// Face folder: the base folder's (hfSideFiles), with chatTemplate, where
+// not nil, as chat_template.jinja.
+func (bm *baseModel) sideFiles(chatTemplate []byte) (map[string][]byte, error) {
+	files, err := hfSideFiles(bm.path)
+	if err != nil {
+		return nil, err
 	}
 	if chatTemplate != nil {
 		files["chat_template.jinja"] = chatTemplate
 	}
-	return hf.Write(path, w, &hf.WriteOptions{Files: files, Stale: hfSideNames})
+	return files, nil
 }
 
 // hfSideNames are the files of a Hugging Face model folder besides its

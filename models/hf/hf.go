@@ -144,7 +144,8 @@ func (o *WriteOptions) checkFiles(dir string) error {
 // atomically, config.json last; a stale index or single weights file that
 // would shadow the new weights is removed, and, once everything new is in
 // place, so are shard files (model-*-of-*.safetensors) this write did not
-// produce. Other files in dir are left alone.
+// produce and the files named in WriteOptions.Stale that
+// WriteOptions.Files does not hold. Other files in dir are left alone.
 func Write(dir string, w *llama.Weights, opts *WriteOptions) error {
 	if err := w.Validate(); err != nil {
 		return fmt.Errorf("hf: writing %s: %w", dir, err)
