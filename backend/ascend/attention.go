@@ -53,56 +53,79 @@ import (
 // document as a sequence of its own: the queries in a document are a
 // sequence's queries and its keys (cut at the last query when causal, as
 // later keys are hidden) the sequence's keys, given as cumulative
-// actualSeqQLen / actualSeqKvLen. Every document then has its queries at
-// the end of its keys, so causal is sparseMode 3 per sequence and a window
-// is sparseMode 4 with preTokens = Window − 1, nextTokens = 0; not causal is
-// sparseMode 0 without a mask. When every document of every packed row
-// holds a query and nothing is cut (training's QueryOffset 0, queries =
-// keys), one call covers the whole batch, q and k reshaped to [B·T, N, D];
-// otherwise one call per row covers that row's keys from its first
-// document that holds a query to the end of its last, and dk and dv are
-// zeroed first for the keys outside. Documents without queries never
-// become empty sequences, which only the newest documentation allows.
+// actualSeqQLen / actualSeqKvLen. Every document then has its queries at the
+// end of its keys, so causal is sparseMode 3 per sequence and a window is
+// sparseMode 4 with preTokens = Window − 1, nextTokens = 0; not causal is
+// sparseMode 0 without a mask. When every document of every packed row holds
+// a query and nothing is cut (training's QueryOffset 0, queries = keys), one
+// call covers the whole batch, q and k reshaped to [B·T, N, D]; otherwise one call per row covers that row's keys
+// from its first document that holds a query to the end of its last, and dk
+// and dv are zeroed first for the keys outside. Documents without queries
+// never become empty sequences, which only the newest documentation allows.
 //
 // softmaxMax and softmaxSum are [B, N, Sq, 8] (each value 8 times); the
 // log-sum-exp the interface wants is softmaxMax + log(softmaxSum). For the
 // gradient they are made from lse: softmaxMax = lse (all 8 copies) and
 // softmaxSum = 1, so that the operator's exp(s − max)/sum is exp(s − lse).
-// The variable-length operators' statistics are declared [T, N, 8] (that
-// is the shape their shape inference gives) but laid out [N, T, 8]: CANN's
-// documentation of aclnnFlashAttentionVarLenScoreV4 says so of the earlier
-// operators, which is why V4 added softmaxOutLayout.
+//
+// The variable-length operators' statistics are declared [T, N, 8] (the
+// shape their shape inference gives) but laid out as one [N, s_d, 8] block
+// per sequence d, the blocks in actualSeqQLen order: token t of sequence d
+// (which starts at cumulative query Q_d and holds s_d queries) has head h's
+// statistic at row Q_d·N + h·s_d + (t − Q_d) of the [T·N, 8] data. That
+// agrees with a single [N, T, 8] block (what the V4 documentation's "NTD"
+// suggests) only for one sequence per call or N = 1. The layout is read from
+// the V1 kernels of the open ops-transformer sources (snapshot c29bc10):
+// flash_attention_score_s1s2_bn2gs1.h writes softmaxMax at (s1SizeAcc·n2G +
+// n2oIdx·G·s1Size + goIdx·s1Size + s1oIdx·s1Base)·8 with s1Size the current
+// sequence's queries and s1SizeAcc those before it;
+// flash_attention_var_len_score.h zero-fills an empty sequence's as one run
+// at accumSize·n2G·8; the gradient reads them back the same way
+// (flash_attention_score_grad_s1s2_bn2gs1s2.h, basic_modules/vec_op.h), and
+// Ascend's MindSpeed (context_parallel/utils.py, flatten_softmax) splits TND
+// softmax_max into per-sequence [N, s, 8] blocks. So the forward computes
+// lse in that row order (the first of the 8 copies, viewed [T·N, 8]) and
+// gathers it into [B, N, T] with aclnnEmbedding through an index built on
+// the host from the sequence lengths (statRows); the gradient gathers lse
+// through the inverse permutation (every token of a call is in one sequence)
+// and broadcasts it into the 8 copies. The softmaxOutLayout =
+// "same_as_input" of aclnnFlashAttentionVarLenScoreV4 (CANN 8.3+) would give
+// a [T, N, 8] layout instead. It is not used: in the same snapshot the
+// forward writes that layout at (t·N + h)·8, while the gradient's reader for
+// softmaxInLayout (flash_attention_score_grad_s1s2_bn2gs1s2.h, tndSoftmaxIn)
+// computes (h·T + t)·8, so which layouts pair is not certain without
+// hardware.
 //
 // # What CANN has no counterpart for
 //
 // Soft-capping (Gemma 2): the operators compute no tanh of the scores. The
-// interface gives a backend no way to refuse one call so that package
-// graph composes it (Supports takes no parameters), so calls with a
-// Softcap, and calls past the operators' documented limits (more than 256
-// query heads, head size above 768, more than 2048 documents in a row), are
-// composed here, in one op, from aclnnBatchMatMul, aclnnTanh, the additive
-// mask, aclnnAmax/aclnnExp/aclnnReduceSum and aclnnTanhBackward: the same
+// interface gives a backend no way to refuse one call so that package graph
+// composes it (Supports takes no parameters), so calls with a Softcap, and
+// calls past the operators' documented limits (more than 256 query heads,
+// head size above 768, more than 2048 documents in a row), are composed here, in one op, from
+// aclnnBatchMatMul, aclnnTanh, the additive mask,
+// aclnnAmax/aclnnExp/aclnnReduceSum and aclnnTanhBackward: the same
 // arithmetic as graph's composition, with the [heads·queries, keys] scores
-// as temporaries of the call (freed when it returns) rather than kept on
-// the tape. Every other call runs on the fused operators.
+// as temporaries of the call (freed when it returns) rather than kept on the
+// tape. Every other call runs on the fused operators.
 //
 // # Assumptions not checked on hardware
 //
-// Beyond what the documentation states (float32 inputs are supported;
-// BSND and TND layouts; attenMask true means masked; GQA; D ≤ 768; N ≤ 256;
-// at most 2048 sequences), the backend assumes: that float32 inputs are
-// computed in float32 (no HF32 rounding in the cube unit), which the
-// conformance thresholds need; the sparse-mode semantics and the
-// preTokens/nextTokens corner conventions read from the sparse-mode
-// introduction and the host code; the [N, T, 8] layout of the
-// variable-length statistics; that the gradient recomputes the weights
-// as exp(s − softmaxMax)/softmaxSum from any consistent pair (softmaxSum
-// = 1 included); that it writes every element of dq, dk and dv, 0 for keys
-// no query sees; that softmaxOut, softmaxIn, dpse and prefix may be NULL;
-// that the operators exist on Atlas A2 and A3 parts only (Supports is
-// false on the Atlas training and inference series and the 310B); and that
-// CANN releases with aclnnFlashAttentionVarLenScore have the 8.0
-// prototypes above.
+// Beyond what the documentation states (float32 inputs are supported; BSND
+// and TND layouts; attenMask true means masked; GQA; D ≤ 768; N ≤ 256; at
+// most 2048 sequences), the backend assumes: that float32 inputs are computed in
+// float32 (no HF32 rounding in the cube unit), which the conformance
+// thresholds need; the sparse-mode semantics and the preTokens/nextTokens
+// corner conventions read from the sparse-mode introduction and the host
+// code; the per-sequence [N, s_d, 8] blocks of the variable-length
+// statistics (read from the kernel sources above, not from a statement of
+// the documentation); that the gradient recomputes the weights as exp(s −
+// softmaxMax)/softmaxSum from any consistent pair (softmaxSum = 1 included);
+// that it writes every element of dq, dk and dv, 0 for keys no query sees;
+// that softmaxOut, softmaxIn, dpse and prefix may be NULL; that the
+// operators exist on Atlas A2 and A3 parts only (Supports is false on the
+// Atlas training and inference series and the 310B); and that CANN releases
+// with aclnnFlashAttentionVarLenScore have the 8.0 prototypes above.
 
 // Sparse modes (sparseMode) of the FlashAttention operators.
 const (
@@ -531,13 +554,40 @@ func rows(x view, r0, n int) view {
 	return x.sub(r0*width, []int{n, s[2], s[3]}, []int{width, s[3], 1})
 }
 
-// varlenStats are views of one call's statistics, declared [T, N, 8] and
-// laid out [N, T, 8]: mx and sum (the first copy) as [seqs, heads,
-// queries], mx8 with all 8 copies as [seqs, heads, queries, 8].
-func varlenStats(st view, c varlenCall, heads, queries int) (first, all8 view) {
-	first = st.sub(0, []int{c.seqs, heads, queries}, []int{queries * 8, c.qRows * 8, 8})
-	all8 = st.sub(0, []int{c.seqs, heads, queries, 8}, []int{queries * 8, c.qRows * 8, 8, 1})
-	return first, all8
+// statRows maps the log-sum-exp of call c onto the rows of its
+// statistics. The variable-length operators declare softmaxMax and
+// softmaxSum [T, N, 8] but lay them out as one [N, s_d, 8] block per
+// sequence d, the blocks in actualSeqQLen order (see the package notes):
+// token t of sequence d, which starts at cumulative query Q_d and holds
+// s_d queries, has head h's statistic in row Q_d·N + h·s_d + (t − Q_d) of
+// the [T·N, 8] data. Element (s·N + h)·Tq + i of the call's lse (packed
+// row seq0+s, head h, query i; token t = s·Tq + i of the call) is row
+// rows[(s·N + h)·Tq + i]. Every token of a call is in exactly one of its
+// sequences, so rows is a permutation of 0 … T·N − 1.
+func statRows(c varlenCall, heads, queries int) []int64 {
+	rows := make([]int64, c.qRows*heads)
+	d := 0
+	for t := range c.qRows {
+		for int64(t) >= c.cumQ[d] {
+			d++
+		}
+		q0 := c.last(c.cumQ[:d])
+		sd := c.cumQ[d] - q0
+		s, i := t/queries, t%queries
+		for h := range heads {
+			rows[(s*heads+h)*queries+i] = q0*int64(heads) + int64(h)*sd + int64(t) - q0
+		}
+	}
+	return rows
+}
+
+// inverse returns the inverse of the permutation p.
+func inverse(p []int64) []int64 {
+	inv := make([]int64, len(p))
+	for i, r := range p {
+		inv[r] = int64(i)
+	}
+	return inv
 }
 
 func (c *call) attentionVarLen(out, lse, q, k, v backend.Tensor, p backend.AttentionParams, d backend.AttentionDims, calls []varlenCall) {
@@ -554,11 +604,17 @@ func (c *call) attentionVarLen(out, lse, q, k, v backend.Tensor, p backend.Atten
 			v: c.tensor(rows(V, vc.kRow, vc.kRows)), mask: c.faMask(plan), seqQ: c.intArray(vc.cumQ...), seqKv: c.intArray(vc.cumK...),
 			scale: float64(p.Scale), heads: int64(H), plan: plan, layout: cTND,
 			max: c.tensor(mx), sum: c.tensor(sum), out: c.tensor(rows(O, vc.qRow, vc.qRows))})
-		if !lse.IsZero() {
-			m1, _ := varlenStats(mx, vc, H, Tq)
-			s1, _ := varlenStats(sum, vc, H, Tq)
-			c.lseFromStats(L.sub(vc.seq0*H*Tq, []int{vc.seqs, H, Tq}, []int{H * Tq, Tq, 1}), m1, s1)
+		if lse.IsZero() {
+			continue
 		}
+		// lse in the statistics' row order (the first of each row's 8
+		// copies), then gathered into the interface's order.
+		n := vc.qRows * H
+		first := []int{8, 1}
+		st := c.temp(n, 1)
+		c.lseFromStats(st, mx.sub(0, []int{n, 1}, first), sum.sub(0, []int{n, 1}, first))
+		c.launch("Embedding", c.tensor(st), c.tensor(c.uploadI64(statRows(vc, H, Tq), n)),
+			c.tensor(L.sub(vc.seq0*H*Tq, []int{n, 1}, []int{1, 1})))
 	}
 }
 
@@ -574,9 +630,13 @@ func (c *call) attentionGradVarLen(dq, dk, dv, q, k, v, out, lse, dout backend.T
 	}
 	H, Tq := d.Heads, d.Queries
 	for _, vc := range calls {
+		n := vc.qRows * H
 		mx, sum := c.temp(vc.qRows, H, 8), c.temp(vc.qRows, H, 8)
-		_, m8 := varlenStats(mx, vc, H, Tq)
-		c.statsFromLSE(m8, L.sub(vc.seq0*H*Tq, []int{vc.seqs, H, Tq, 1}, []int{H * Tq, Tq, 1, 1}), sum)
+		// The call's lse in the statistics' row order (statRows' inverse).
+		st := c.temp(n, 1)
+		c.launch("Embedding", c.tensor(L.sub(vc.seq0*H*Tq, []int{n, 1}, []int{1, 1})),
+			c.tensor(c.uploadI64(inverse(statRows(vc, H, Tq)), n)), c.tensor(st))
+		c.statsFromLSE(mx.reshape(n, 8), st, sum)
 		c.flash("FlashAttentionUnpaddingScoreGrad", faCall{q: c.tensor(rows(Q, vc.qRow, vc.qRows)),
 			k: c.tensor(rows(K, vc.kRow, vc.kRows)), v: c.tensor(rows(V, vc.kRow, vc.kRows)),
 			dy: c.tensor(rows(DO, vc.qRow, vc.qRows)), mask: c.faMask(plan), seqQ: c.intArray(vc.cumQ...), seqKv: c.intArray(vc.cumK...),

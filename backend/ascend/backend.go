@@ -150,9 +150,9 @@ var opNeeds = map[backend.Op][]string{
 	// The fused attention (attention.go): CANN's operators, the
 	// conversions of their statistics, and the composition that calls
 	// with a soft-cap take.
-	backend.OpAttention: {"FlashAttentionScore", "FlashAttentionVarLenScore", "Log", "Add", "InplaceCopy",
+	backend.OpAttention: {"FlashAttentionScore", "FlashAttentionVarLenScore", "Log", "Add", "InplaceCopy", "Embedding",
 		"BatchMatMul", "Muls", "InplaceMuls", "Tanh", "InplaceAdd", "Amax", "Sub", "Exp", "ReduceSum", "Div"},
-	backend.OpAttentionGrad: {"FlashAttentionScoreGrad", "FlashAttentionUnpaddingScoreGrad", "InplaceCopy", "InplaceFillScalar",
+	backend.OpAttentionGrad: {"FlashAttentionScoreGrad", "FlashAttentionUnpaddingScoreGrad", "InplaceCopy", "InplaceFillScalar", "Embedding",
 		"BatchMatMul", "Muls", "InplaceMuls", "Tanh", "InplaceAdd", "Sub", "Exp", "Mul", "ReduceSum", "TanhBackward"},
 }
 

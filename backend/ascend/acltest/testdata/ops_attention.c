@@ -15,13 +15,13 @@
  *
  * with key/value head n1 / (N1 / N2) (grouped-query attention), the two
  * statistics written 8 times ([B, N1, Sq, 8]; for TND declared [T1, N1, 8]
- * but laid out N-major, [N1, T1, 8], which CANN's documentation of
- * aclnnFlashAttentionVarLenScoreV4 says the older operators do). The
- * gradients recompute P = exp(s - softmaxMax) / softmaxSum from the
- * statistics they are given and return dQ = scale dS K, dK = scale dS^T Q
- * (summed over each group), dV = P^T dY with dS = P (dY V^T - rowsum(dY *
- * attentionIn)); every element of dq, dk and dv is written, 0 where nothing
- * contributes.
+ * but laid out as the V1 kernels of ops-transformer write it: one
+ * [N1, s_b, 8] block per sequence b in actualSeqQLen order, see
+ * fa_stat_off). The gradients recompute P = exp(s - softmaxMax) /
+ * softmaxSum from the statistics they are given and return dQ = scale dS
+ * K, dK = scale dS^T Q (summed over each group), dV = P^T dY with dS = P
+ * (dY V^T - rowsum(dY * attentionIn)); every element of dq, dk and dv is
+ * written, 0 where nothing contributes.
  *
  * Which keys a query sees (attenMask 1 = masked out):
  *   - no attenMask: every key, whatever sparseMode, preTokens and
@@ -359,12 +359,26 @@ static int64_t fa_off(const td_view *t, int L, int64_t b, int64_t s, int64_t n, 
 }
 
 /* fa_stat_off is the offset of copy r of the statistic of query i (token
- * s for TND) of head n: [B, N1, Sq, 8], or the N-major [N1, T1, 8] data
- * of a tensor declared [T1, N1, 8]. */
-static int64_t fa_stat_off(const td_view *t, int L, int64_t b, int64_t s, int64_t n, int r) {
+ * s for TND) of head n. Dense layouts: [B, N1, Sq, 8]. TND: the tensor is
+ * declared [T1, N1, 8], but the V1 kernels (ops-transformer,
+ * flash_attention_score_s1s2_bn2gs1.h, the softmaxMaxOffset written when
+ * tndSoftmaxOut is 0; the gradient reads it back the same way) lay out one
+ * [N1, s_b, 8] block per sequence b, the blocks one after another in
+ * actualSeqQLen order: token s of sequence b, which starts at cumulative
+ * query q0 and holds s1 queries, is row q0*N1 + n*s1 + (s - q0). Tokens
+ * after the last sequence (b = the number of sequences) are taken for one
+ * more such block. */
+static int64_t fa_stat_off(const aclOpExecutor *e, const td_view *t, int64_t b, int64_t s, int64_t n, int r) {
     int64_t idx[4];
-    if (L == L_TND) {
-        unravel((n * t->dims[0] + s) * 8 + r, t->dims, 3, idx);
+    if (e->i[3] == L_TND) {
+        int64_t nseq = e->nlist / 2, N1 = e->arr[3], q0, s1;
+        if (b < nseq) {
+            fa_seq sq = fa_seq_of(e, b);
+            q0 = sq.q0, s1 = sq.s1;
+        } else {
+            q0 = nseq ? e->list[nseq - 1] : 0, s1 = e->arr[1] - q0;
+        }
+        unravel((q0 * N1 + n * s1 + (s - q0)) * 8 + r, t->dims, 3, idx);
         return v_off(t, idx);
     }
     idx[0] = b, idx[1] = n, idx[2] = s, idx[3] = r;
@@ -477,8 +491,8 @@ static int run_fa_forward(aclOpExecutor *e, char *ws) {
                     v_set(out, fa_off(out, L, b, qs, n, d, Dv), acc / sum);
                 }
                 for (int r = 0; r < 8; r++) {
-                    v_set(mx, fa_stat_off(mx, L, b, qs, n, r), m);
-                    v_set(sm, fa_stat_off(sm, L, b, qs, n, r), sum);
+                    v_set(mx, fa_stat_off(e, mx, b, qs, n, r), m);
+                    v_set(sm, fa_stat_off(e, sm, b, qs, n, r), sum);
                 }
             }
         }
@@ -489,8 +503,8 @@ static int run_fa_forward(aclOpExecutor *e, char *ws) {
             for (int64_t n = 0; n < N1; n++) {
                 for (int64_t d = 0; d < Dv; d++) v_set(out, fa_off(out, L, 0, t, n, d, Dv), 0);
                 for (int r = 0; r < 8; r++) {
-                    v_set(mx, fa_stat_off(mx, L, 0, t, n, r), 0);
-                    v_set(sm, fa_stat_off(sm, L, 0, t, n, r), 0);
+                    v_set(mx, fa_stat_off(e, mx, fa_nseqs(e), t, n, r), 0);
+                    v_set(sm, fa_stat_off(e, sm, fa_nseqs(e), t, n, r), 0);
                 }
             }
     }
@@ -501,10 +515,9 @@ static int run_fa_forward(aclOpExecutor *e, char *ws) {
  * agree. */
 static int fa_stat(const aclOpExecutor *e, int slot, int64_t b, int64_t s, int64_t n, double *out) {
     const td_view *t = &e->t[slot];
-    int L = (int)e->i[3];
-    double x = v_get(t, fa_stat_off(t, L, b, s, n, 0));
+    double x = v_get(t, fa_stat_off(e, t, b, s, n, 0));
     for (int r = 1; r < 8; r++) {
-        double y = v_get(t, fa_stat_off(t, L, b, s, n, r));
+        double y = v_get(t, fa_stat_off(e, t, b, s, n, r));
         if (!(y == x) && !(isnan(x) && isnan(y))) {
             acltd_set_error("%s: the 8 copies of %s for token %lld of head %lld differ (%g, then %g)", e->name,
                             e->tname[slot], (long long)s, (long long)n, x, y);

@@ -1,0 +1,184 @@
+package ascend
+
+import (
+	"math"
+	"math/rand"
+	"slices"
+	"testing"
+
+	"github.com/sora-go/sora/backend"
+)
+
+// TestStatRows checks the map from the interface's lse to the rows of the
+// variable-length operators' statistics (one [N, s_d, 8] block per
+// sequence) on a case worked by hand, and that it is a permutation whose
+// inverse inverse returns, for random calls.
+func TestStatRows(t *testing.T) {
+	// One packed row of 8 queries in sequences of 3, 1 and 4 tokens, two
+	// heads: the blocks are [2, 3] at row 0, [2, 1] at row 6, [2, 4] at 8.
+	c := varlenCall{qRows: 8, kRows: 8, seqs: 1, cumQ: []int64{3, 4, 8}, cumK: []int64{3, 4, 8}}
+	got := statRows(c, 2, 8)
+	want := []int64{
+		0, 1, 2, 6, 8, 9, 10, 11, // head 0, tokens 0-7
+		3, 4, 5, 7, 12, 13, 14, 15, // head 1
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("statRows = %v, want %v", got, want)
+	}
+	// Two packed rows in one call: the second row's tokens are 4-7 of the
+	// call, its lse elements (1·N + h)·Tq + i.
+	c = varlenCall{qRows: 8, kRows: 8, seqs: 2, cumQ: []int64{1, 4, 6, 8}, cumK: []int64{1, 4, 6, 8}}
+	got = statRows(c, 2, 4)
+	want = []int64{
+		0, 2, 3, 4, // row 0, head 0: token 0 (sequence [0,1)), tokens 1-3 (sequence [1,4), block at row 2)
+		1, 5, 6, 7, // row 0, head 1
+		8, 9, 12, 13, // row 1, head 0: tokens 4-5 (block at 8), 6-7 (block at 12)
+		10, 11, 14, 15, // row 1, head 1
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("statRows (two rows) = %v, want %v", got, want)
+	}
+
+	r := rand.New(rand.NewSource(9))
+	for trial := range 200 {
+		seqs, queries, heads := 1+r.Intn(3), 1+r.Intn(9), 1+r.Intn(4)
+		c := varlenCall{qRows: seqs * queries, seqs: seqs}
+		for s := range seqs {
+			for t := 1; t <= queries; t++ {
+				if t == queries || r.Intn(3) == 0 {
+					c.cumQ = append(c.cumQ, int64(s*queries+t))
+				}
+			}
+		}
+		p := statRows(c, heads, queries)
+		inv := inverse(p)
+		for i, row := range p {
+			if row < 0 || int(row) >= len(p) || inv[row] != int64(i) {
+				t.Fatalf("trial %d: %+v, %d heads: statRows %v is not a permutation (inverse %v)", trial, c, heads, p, inv)
+			}
+		}
+	}
+}
+
+// refAttentionGrad is the interface's gradient in float64 for the loss
+// Σ out ⊙ dout: P = softmax of the visible scores, dv_j += P_j dout,
+// dS_j = P_j (dout·v_j − dout·out), dq += scale dS_j k_j, dk_j += scale
+// dS_j q.
+func refAttentionGrad(q, k, v, dout []float32, B, Tq, Tk, H, KV, D int, p backend.AttentionParams) (dq, dk, dv []float64) {
+	dq, dk, dv = make([]float64, B*Tq*H*D), make([]float64, B*Tk*KV*D), make([]float64, B*Tk*KV*D)
+	out, lse := refAttention(q, k, v, B, Tq, Tk, H, KV, D, p)
+	G := H / KV
+	for b := range B {
+		for h := range H {
+			g := h / G
+			for i := range Tq {
+				qi := ((b*Tq+i)*H + h) * D
+				delta := 0.0
+				for d := range D {
+					delta += float64(dout[qi+d]) * out[qi+d]
+				}
+				for j := range Tk {
+					if !contractSees(p, Tk, b, i, j) {
+						continue
+					}
+					kj := ((b*Tk+j)*KV + g) * D
+					s, dp := 0.0, 0.0
+					for d := range D {
+						s += float64(q[qi+d]) * float64(k[kj+d])
+						dp += float64(dout[qi+d]) * float64(v[kj+d])
+					}
+					P := math.Exp(s*float64(p.Scale) - lse[(b*H+h)*Tq+i])
+					ds := P * (dp - delta) * float64(p.Scale)
+					for d := range D {
+						dv[kj+d] += P * float64(dout[qi+d])
+						dq[qi+d] += ds * float64(k[kj+d])
+						dk[kj+d] += ds * float64(q[qi+d])
+					}
+				}
+			}
+		}
+	}
+	return dq, dk, dv
+}
+
+// TestAttentionPackedStats checks packed (Segments) attention with several
+// documents in each variable-length call and several heads, where the
+// order of the operators' statistics matters: lse and out of the forward,
+// and dq, dk, dv of the gradient against float64, the gradient fed both
+// the backend's own lse and the float64 one (a layout error the forward
+// and gradient made alike would cancel in the first). The cases cover
+// the single call for the whole batch and the call per packed row, with
+// grouped-query (2 and 4 query heads per key/value head) and multi-head
+// attention.
+func TestAttentionPackedStats(t *testing.T) {
+	b, d := openDouble(t, Options{})
+	docs := func(lens ...int) []int32 {
+		var s []int32
+		for i, n := range lens {
+			for range n {
+				s = append(s, int32(i))
+			}
+		}
+		return s
+	}
+	r := rand.New(rand.NewSource(11))
+	for _, tc := range []struct {
+		name                string
+		B, Tq, Tk, H, KV, D int
+		p                   backend.AttentionParams
+		calls               int // variable-length calls: 1 for the batch, B per row
+	}{
+		{"one call, causal, GQA 2", 2, 12, 12, 4, 2, 8, backend.AttentionParams{Scale: 0.4, Causal: true,
+			Segments: append(docs(3, 5, 1, 3), docs(7, 2, 3)...)}, 1},
+		{"one call, not causal, MQA", 2, 10, 10, 4, 1, 4, backend.AttentionParams{Scale: 0.5,
+			Segments: append(docs(4, 6), docs(1, 2, 3, 4)...)}, 1},
+		{"one call, window, MHA", 3, 9, 9, 3, 3, 4, backend.AttentionParams{Scale: 0.5, Causal: true, Window: 3,
+			Segments: slices.Concat(docs(2, 7), docs(9), docs(5, 1, 3))}, 1},
+		{"per row, a document before the queries, GQA 2", 2, 8, 12, 4, 2, 8, backend.AttentionParams{Scale: 0.4, Causal: true,
+			QueryOffset: 4, Segments: append(docs(3, 4, 2, 3), docs(6, 6)...)}, 2},
+		{"per row, not causal, keys after the queries, GQA 4", 2, 6, 10, 4, 1, 4, backend.AttentionParams{Scale: 0.5,
+			QueryOffset: 2, Segments: append(docs(2, 3, 5), docs(4, 4, 2)...)}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAttn(t, b, r, tc.B, tc.Tq, tc.Tk, tc.H, tc.KV, tc.D)
+			do := randn(r, tc.B*tc.Tq*tc.H*tc.D, -1, 1)
+			dout := upload(t, b, do, tc.B, tc.Tq, tc.H, tc.D)
+			wantOut, wantLSE := refAttention(a.qv, a.kv, a.vv, tc.B, tc.Tq, tc.Tk, tc.H, tc.KV, tc.D, tc.p)
+			lse64 := make([]float32, len(wantLSE))
+			for i, x := range wantLSE {
+				lse64[i] = float32(x)
+			}
+			refLSE := upload(t, b, lse64, tc.B, tc.H, tc.Tq)
+			if err := b.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			d.Reset()
+			b.Attention(a.out, a.lse, a.q, a.k, a.v, tc.p)
+			checkClose(t, "out", download(t, b, a.out), wantOut, 1e-10)
+			checkClose(t, "lse", download(t, b, a.lse), wantLSE, 1e-12)
+			if n := d.Calls("aclnnFlashAttentionVarLenScore"); n != tc.calls {
+				t.Errorf("aclnnFlashAttentionVarLenScore ran %d times, want %d", n, tc.calls)
+			}
+			wq, wk, wv := refAttentionGrad(a.qv, a.kv, a.vv, do, tc.B, tc.Tq, tc.Tk, tc.H, tc.KV, tc.D, tc.p)
+			for _, l := range []struct {
+				name string
+				lse  backend.Tensor
+			}{{"the backend's lse", a.lse}, {"the float64 lse", refLSE}} {
+				dq, _ := b.Alloc(backend.Float32, tc.B, tc.Tq, tc.H, tc.D)
+				dk, _ := b.Alloc(backend.Float32, tc.B, tc.Tk, tc.KV, tc.D)
+				dv, _ := b.Alloc(backend.Float32, tc.B, tc.Tk, tc.KV, tc.D)
+				d.Reset()
+				b.AttentionGrad(dq, dk, dv, a.q, a.k, a.v, a.out, l.lse, dout, tc.p)
+				checkClose(t, "dq from "+l.name, download(t, b, dq), wq, 1e-10)
+				checkClose(t, "dk from "+l.name, download(t, b, dk), wk, 1e-10)
+				checkClose(t, "dv from "+l.name, download(t, b, dv), wv, 1e-10)
+				if n := d.Calls("aclnnFlashAttentionUnpaddingScoreGrad"); n != tc.calls {
+					t.Errorf("aclnnFlashAttentionUnpaddingScoreGrad ran %d times, want %d", n, tc.calls)
+				}
+				b.Free(dq)
+				b.Free(dk)
+				b.Free(dv)
+			}
+		})
+	}
+}
