@@ -57,8 +57,10 @@ import (
 // end of its keys, so causal is sparseMode 3 per sequence and a window is
 // sparseMode 4 with preTokens = Window − 1, nextTokens = 0; not causal is
 // sparseMode 0 without a mask. When every document of every packed row holds
-// a query and nothing is cut (training's QueryOffset 0, queries = keys), one
-// call covers the whole batch, q and k reshaped to [B·T, N, D]; otherwise one call per row covers that row's keys
+// a query and nothing is cut (training's QueryOffset 0, queries = keys), and
+// the batch holds at most 2048 documents and 1M tokens (the operators'
+// limits on actualSeqQLen and T), one call covers the whole batch, q and k
+// reshaped to [B·T, N, D]; otherwise one call per row covers that row's keys
 // from its first document that holds a query to the end of its last, and dk
 // and dv are zeroed first for the keys outside. Documents without queries
 // never become empty sequences, which only the newest documentation allows.
@@ -102,7 +104,9 @@ import (
 // interface gives a backend no way to refuse one call so that package graph
 // composes it (Supports takes no parameters), so calls with a Softcap, and
 // calls past the operators' documented limits (more than 256 query heads,
-// head size above 768, more than 2048 documents in a row), are composed here, in one op, from
+// head size above 768 or, for the packed gradient
+// (aclnnFlashAttentionUnpaddingScoreGrad), above 512, more than 2048
+// documents or 1M tokens in a row), are composed here, in one op, from
 // aclnnBatchMatMul, aclnnTanh, the additive mask,
 // aclnnAmax/aclnnExp/aclnnReduceSum and aclnnTanhBackward: the same
 // arithmetic as graph's composition, with the [heads·queries, keys] scores
@@ -112,8 +116,9 @@ import (
 // # Assumptions not checked on hardware
 //
 // Beyond what the documentation states (float32 inputs are supported; BSND
-// and TND layouts; attenMask true means masked; GQA; D ≤ 768; N ≤ 256; at
-// most 2048 sequences), the backend assumes: that float32 inputs are computed in
+// and TND layouts; attenMask true means masked, BOOL for the gradients; GQA;
+// D ≤ 768, ≤ 512 for the packed gradient; N ≤ 256; at most 2048 sequences
+// and 1M tokens), the backend assumes: that float32 inputs are computed in
 // float32 (no HF32 rounding in the cube unit), which the conformance
 // thresholds need; the sparse-mode semantics and the preTokens/nextTokens
 // corner conventions read from the sparse-mode introduction and the host
@@ -138,10 +143,15 @@ const (
 	maxTokens = 2147483647
 	// compressedMask is the side of the compressed mask of modes 2 to 4.
 	compressedMask = 2048
-	// The operators' documented limits.
-	faMaxHeads   = 256
-	faMaxHeadDim = 768
-	faMaxSeqs    = 2048
+	// The operators' documented limits: query heads; head size (512 for
+	// aclnnFlashAttentionUnpaddingScoreGrad); sequences per call
+	// (actualSeqQLen entries); tokens: S of the dense operators, T (all
+	// the tokens of a call) of the variable-length ones.
+	faMaxHeads        = 256
+	faMaxHeadDim      = 768
+	faMaxUnpadHeadDim = 512
+	faMaxSeqs         = 2048
+	faMaxTokens       = 1 << 20
 )
 
 // The layouts, as NUL-terminated strings for inputLayout. Package
@@ -237,8 +247,10 @@ type varlenCall struct {
 
 // varlenPlan splits the packed batch (segments as AttentionParams.Segments
 // holds them) into variable-length calls; gaps reports whether some keys
-// are in no call (their gradients must be zeroed). ok is false when a row
-// holds more documents with queries than the operators take.
+// are in no call (their gradients must be zeroed). One call covers the
+// batch when it can (no gaps, at most faMaxSeqs sequences and faMaxTokens
+// tokens), else one per row. ok is false when a row holds more documents
+// with queries than the operators take.
 func varlenPlan(seg []int32, batch, queries, keys, off int, causal bool) (calls []varlenCall, gaps, ok bool) {
 	type doc struct{ nq, k0, k1 int }
 	rows := make([][]doc, batch)
@@ -278,7 +290,7 @@ func varlenPlan(seg []int32, batch, queries, keys, off int, causal bool) (calls 
 	for _, r := range rows {
 		total += len(r)
 	}
-	if !gaps && total <= faMaxSeqs {
+	if !gaps && total <= faMaxSeqs && batch*max(queries, keys) <= faMaxTokens {
 		c := varlenCall{qRows: batch * queries, kRows: batch * keys, seqs: batch}
 		for _, r := range rows {
 			add(&c, r)
@@ -300,9 +312,11 @@ func (varlenCall) last(x []int64) int64 {
 	return x[len(x)-1]
 }
 
-// composeReason says why a valid call cannot run on the fused operators,
-// or "" when it can. Packed calls also need a plan (varlenPlan's ok).
-func composeReason(p backend.AttentionParams, d backend.AttentionDims) string {
+// composeReason says why a valid call (of the gradient when grad) cannot
+// run on the fused operators, or "" when it can. Packed calls also need a
+// plan (varlenPlan's ok). The limit on tokens is the dense operators' S,
+// and for packed calls that one call per row respects.
+func composeReason(p backend.AttentionParams, d backend.AttentionDims, grad bool) string {
 	switch {
 	case p.Softcap > 0:
 		return "soft-capping has no counterpart in CANN's attention operators"
@@ -310,6 +324,10 @@ func composeReason(p backend.AttentionParams, d backend.AttentionDims) string {
 		return fmt.Sprintf("%d query heads, more than the operators' %d", d.Heads, faMaxHeads)
 	case d.HeadDim > faMaxHeadDim:
 		return fmt.Sprintf("head size %d, more than the operators' %d", d.HeadDim, faMaxHeadDim)
+	case grad && p.Segments != nil && d.HeadDim > faMaxUnpadHeadDim:
+		return fmt.Sprintf("head size %d, more than aclnnFlashAttentionUnpaddingScoreGrad's %d", d.HeadDim, faMaxUnpadHeadDim)
+	case d.Queries > faMaxTokens || d.Keys > faMaxTokens:
+		return fmt.Sprintf("%d queries over %d keys, more than the operators' %d tokens", d.Queries, d.Keys, faMaxTokens)
 	}
 	return ""
 }
@@ -336,7 +354,7 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 	}
 	b.do(backend.OpAttention, all, func(c *call) {
 		var calls []varlenCall
-		fused := composeReason(p, d) == ""
+		fused := composeReason(p, d, false) == ""
 		if fused && p.Segments != nil {
 			calls, _, fused = varlenPlan(p.Segments, d.Batch, d.Queries, d.Keys, p.QueryOffset, p.Causal)
 		}
@@ -380,7 +398,7 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		}
 		var calls []varlenCall
 		var gaps bool
-		fused := composeReason(p, d) == ""
+		fused := composeReason(p, d, true) == ""
 		if fused && p.Segments != nil {
 			calls, gaps, fused = varlenPlan(p.Segments, d.Batch, d.Queries, d.Keys, p.QueryOffset, p.Causal)
 		}

@@ -1,9 +1,11 @@
 package ascend
 
 import (
+	"errors"
 	"math"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
@@ -180,5 +182,162 @@ func TestAttentionPackedStats(t *testing.T) {
 				b.Free(dv)
 			}
 		})
+	}
+}
+
+// TestAttentionPackedHeadDim: aclnnFlashAttentionUnpaddingScoreGrad takes
+// head sizes up to 512 (the forward operator up to 768), so a packed
+// gradient with a head size between them is composed, and still matches
+// float64, while its forward runs on the fused operator.
+func TestAttentionPackedHeadDim(t *testing.T) {
+	b, d := openDouble(t, Options{})
+	const B, T, H, KV, D = 1, 5, 2, 1, 520
+	p := backend.AttentionParams{Scale: 0.05, Causal: true, Segments: []int32{0, 0, 1, 1, 1}}
+	r := rand.New(rand.NewSource(4))
+	a := newAttn(t, b, r, B, T, T, H, KV, D)
+	do := randn(r, B*T*H*D, -1, 1)
+	dout := upload(t, b, do, B, T, H, D)
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	d.Reset()
+	b.Attention(a.out, a.lse, a.q, a.k, a.v, p)
+	wantOut, wantLSE := refAttention(a.qv, a.kv, a.vv, B, T, T, H, KV, D, p)
+	checkClose(t, "out", download(t, b, a.out), wantOut, 1e-10)
+	checkClose(t, "lse", download(t, b, a.lse), wantLSE, 1e-12)
+	if n := d.Calls("aclnnFlashAttentionVarLenScore"); n != 1 {
+		t.Errorf("the forward ran aclnnFlashAttentionVarLenScore %d times, want 1", n)
+	}
+	dq, _ := b.Alloc(backend.Float32, B, T, H, D)
+	dk, _ := b.Alloc(backend.Float32, B, T, KV, D)
+	dv, _ := b.Alloc(backend.Float32, B, T, KV, D)
+	d.Reset()
+	b.AttentionGrad(dq, dk, dv, a.q, a.k, a.v, a.out, a.lse, dout, p)
+	wq, wk, wv := refAttentionGrad(a.qv, a.kv, a.vv, do, B, T, T, H, KV, D, p)
+	checkClose(t, "dq", download(t, b, dq), wq, 1e-10)
+	checkClose(t, "dk", download(t, b, dk), wk, 1e-10)
+	checkClose(t, "dv", download(t, b, dv), wv, 1e-10)
+	if n := d.Calls("aclnnFlashAttentionUnpaddingScoreGrad"); n != 0 || d.Calls("aclnnBatchMatMul") == 0 {
+		t.Errorf("the gradient ran aclnnFlashAttentionUnpaddingScoreGrad %d times and aclnnBatchMatMul %d; want the composition",
+			n, d.Calls("aclnnBatchMatMul"))
+	}
+}
+
+// TestVarLenPlanTokens: a variable-length call takes at most 1M tokens
+// (T), so a batch of more is split into calls per row, and a row of more
+// is composed (composeReason), as a dense call of more than 1M queries or
+// keys is.
+func TestVarLenPlanTokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds segments of 2^20 tokens")
+	}
+	const T = faMaxTokens/2 + 8
+	seg := make([]int32, 2*T)
+	for i := range seg {
+		seg[i] = int32(i % T / 1000) // documents of 1000 tokens
+	}
+	calls, gaps, ok := varlenPlan(seg, 2, T, T, 0, true)
+	if !ok || gaps || len(calls) != 2 {
+		t.Fatalf("%d tokens in 2 rows: %d calls, gaps %v, ok %v; want one per row", 2*T, len(calls), gaps, ok)
+	}
+	calls, _, ok = varlenPlan(seg[:2*(T-16)], 2, T-16, T-16, 0, true)
+	if !ok || len(calls) != 1 {
+		t.Fatalf("%d tokens in 2 rows: %d calls, ok %v; want one", 2*(T-16), len(calls), ok)
+	}
+	for _, d := range []backend.AttentionDims{
+		{Batch: 1, Queries: faMaxTokens + 1, Keys: faMaxTokens + 1, Heads: 1, KVHeads: 1, HeadDim: 8},
+		{Batch: 1, Queries: 1, Keys: faMaxTokens + 1, Heads: 1, KVHeads: 1, HeadDim: 8},
+	} {
+		if composeReason(backend.AttentionParams{Scale: 1}, d, false) == "" {
+			t.Errorf("%+v: not composed", d)
+		}
+	}
+	if r := composeReason(backend.AttentionParams{Scale: 1}, backend.AttentionDims{Batch: 4, Queries: faMaxTokens,
+		Keys: faMaxTokens, Heads: 1, KVHeads: 1, HeadDim: 8}, false); r != "" {
+		t.Errorf("a call at the limit is composed: %s", r)
+	}
+}
+
+// TestFlashAttentionGradDoubleLimits: the double refuses, in phase one,
+// what the gradients' documentation and operator definition refuse and
+// the forward takes: a UINT8 mask (FLOAT inputs pair with BOOL in the
+// gradient's definition) and, in the variable-length gradient, a head size
+// above 512.
+func TestFlashAttentionGradDoubleLimits(t *testing.T) {
+	b, _ := openDouble(t, Options{})
+	const T, H = 4, 2
+	causal := faPlan{mode: sparseRightDown, pre: maxTokens, next: 0, mask: true}
+	u8mask := func(c *call) uintptr {
+		m := make([]bool, compressedMask*compressedMask)
+		for i := range compressedMask {
+			for j := i + 1; j < compressedMask; j++ {
+				m[i*compressedMask+j] = true
+			}
+		}
+		v := c.uploadMask(m, compressedMask, compressedMask)
+		v.dtype = 4 // ACL_UINT8: the same bytes
+		return c.tensor(v)
+	}
+	args := func(op string, D int, u8 bool) func(c *call) faCall {
+		return func(c *call) faCall {
+			varlen := op == "FlashAttentionVarLenScore" || op == "FlashAttentionUnpaddingScoreGrad"
+			grad := strings.HasSuffix(op, "Grad")
+			shape := func(n int) []int {
+				if varlen {
+					return []int{T, n, D}
+				}
+				return []int{1, T, n, D}
+			}
+			filled := func(x float32, s ...int) uintptr {
+				v := c.temp(s...)
+				c.launch("InplaceFillScalar", c.tensor(v), c.scalar(x))
+				return c.tensor(v)
+			}
+			st := []int{1, H, T, 8}
+			a := faCall{q: filled(0.1, shape(H)...), k: filled(0.2, shape(1)...), v: filled(0.3, shape(1)...),
+				scale: 0.5, heads: H, plan: causal, layout: cBSND, mask: c.faMask(causal), out: filled(0.5, shape(H)...)}
+			if varlen {
+				a.layout, st = cTND, []int{T, H, 8}
+				a.seqQ, a.seqKv = c.intArray(1, 4), c.intArray(1, 4)
+			}
+			if u8 {
+				a.mask = u8mask(c)
+			}
+			a.max, a.sum = filled(0, st...), filled(1, st...)
+			if grad {
+				a.dy = filled(1, shape(H)...)
+				a.dq, a.dk, a.dv = c.tensor(c.temp(shape(H)...)), c.tensor(c.temp(shape(1)...)), c.tensor(c.temp(shape(1)...))
+			}
+			return a
+		}
+	}
+	for _, tc := range []struct {
+		op   string
+		D    int
+		u8   bool
+		want string // "" for a valid call
+	}{
+		{"FlashAttentionScore", 8, true, ""},
+		{"FlashAttentionVarLenScore", 8, true, ""},
+		{"FlashAttentionScoreGrad", 8, true, "takes ACL_BOOL only"},
+		{"FlashAttentionUnpaddingScoreGrad", 8, true, "takes ACL_BOOL only"},
+		{"FlashAttentionUnpaddingScoreGrad", 8, false, ""},
+		{"FlashAttentionVarLenScore", 520, false, ""},
+		{"FlashAttentionScoreGrad", 520, false, ""},
+		{"FlashAttentionUnpaddingScoreGrad", 512, false, ""},
+		{"FlashAttentionUnpaddingScoreGrad", 520, false, "1 <= D <= 512"},
+	} {
+		err := rawFlash(b, tc.op, args(tc.op, tc.D, tc.u8))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s, D %d, UINT8 mask %v: a valid call failed: %v", tc.op, tc.D, tc.u8, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s, D %d, UINT8 mask %v: error %v, want one containing %q", tc.op, tc.D, tc.u8, err, tc.want)
+		case tc.want != "":
+			var ae *ACLError
+			if !errors.As(err, &ae) {
+				t.Errorf("error %v is not an *ACLError", err)
+			}
+		}
 	}
 }

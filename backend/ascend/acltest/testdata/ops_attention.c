@@ -41,13 +41,16 @@
  *
  * The argument checks are those the documentation states and the
  * operators' open host code makes (ranks per layout, headNum equal to the
- * query's N, N1 a multiple of N2 and at most 256, D at most 768 and key D
- * equal to query D >= value D, equal batches, the mask shapes and the
- * compressed mask's [2048, 2048], the preTokens/nextTokens combinations
- * that leave a band, Sq <= Skv per sequence for variable-length mode 3,
- * "TND" for the variable-length operators, at most 2048 sequences),
- * dtypes, nulls, aliasing of outputs and inputs, and the chip: CANN
- * documents the operators for Atlas A2 and A3 parts only.
+ * query's N, N1 a multiple of N2 and at most 256, D at most 768 (512 for
+ * the variable-length gradient) and key D equal to query D >= value D,
+ * equal batches, the mask shapes and the compressed mask's [2048, 2048], a
+ * BOOL or UINT8 mask (BOOL only for the gradients, whose operator
+ * definition pairs FLOAT inputs with BOOL), the preTokens/nextTokens
+ * combinations that leave a band, Sq <= Skv per sequence for
+ * variable-length mode 3, "TND" for the variable-length operators, at
+ * most 2048 sequences), dtypes, nulls, aliasing of outputs and inputs,
+ * and the chip: CANN documents the operators for Atlas A2 and A3 parts
+ * only.
  *
  * Where CANN leaves the result undefined the double fails the operator
  * when it runs: a compressed mask that is not the documented triangle, a
@@ -74,6 +77,7 @@ static const char *const layout_names[] = {"BSH", "SBH", "BSND", "BNSD", "TND"};
 #define FA_MAX_SEQS 2048     /* actualSeqQLen entries (documented: 1 to 2K) */
 #define FA_MAX_HEADS 256     /* N1 (documented: 1 to 256) */
 #define FA_MAX_D 768         /* head size (documented: 1 to 768) */
+#define FA_MAX_UNPAD_D 512   /* aclnnFlashAttentionUnpaddingScoreGrad's (documented: 1 to 512) */
 #define FA_MAX_B (2LL << 20) /* B: 1 to 2M */
 #define FA_MAX_S (1LL << 20) /* S and T: 1 to 1M */
 #define FA_TOKEN_LIMIT (1LL << 40)
@@ -654,6 +658,14 @@ static int fa_sparse(const char *call, aclOpExecutor *e, const fa_dims *d, int64
         acltd_set_error("%s: attenMaskOptional has data type %d; want ACL_BOOL or ACL_UINT8", call, m->dtype);
         return ACLNN_ERR_PARAM_INVALID;
     }
+    /* The gradient's operator definition (flash_attention_score_grad_def.cpp)
+     * pairs FLOAT query with a BOOL atten_mask only; the forward takes
+     * UINT8 too. */
+    if (e->i[4] && m->dtype != ACL_BOOL) {
+        acltd_set_error("%s: attenMaskOptional has data type %d; with FLOAT inputs the gradient takes ACL_BOOL only",
+                        call, m->dtype);
+        return ACLNN_ERR_PARAM_INVALID;
+    }
     char x[128];
     shape_str(m, x, sizeof x);
     if (mode >= 2) {
@@ -747,6 +759,12 @@ static aclnnStatus fa_prepare(const char *call, const char *name, int grad, cons
     TRY(fa_unimplemented(call, pse, dropMask, paddingMask, prefix, keepProb));
     TRY(fa_layout(call, inputLayout, varlen, &L));
     TRY(fa_dims_of(call, &e->t[S_Q], &e->t[S_K], &e->t[S_V], L, headNum, &d));
+    if (varlen && grad && d.D > FA_MAX_UNPAD_D) {
+        acltd_set_error("%s: head size D %lld; this operator takes 1 <= D <= %d", call, (long long)d.D,
+                        FA_MAX_UNPAD_D);
+        st = ACLNN_ERR_PARAM_INVALID;
+        goto fail;
+    }
     if (varlen) TRY(fa_seqs(call, e, seqQ, seqKv, &d));
     TRY(fa_stat_shape(call, e, S_MAX, &d));
     TRY(fa_stat_shape(call, e, S_SUM, &d));
