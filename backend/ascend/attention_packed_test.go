@@ -228,9 +228,6 @@ func TestAttentionPackedHeadDim(t *testing.T) {
 // is composed (composeReason), as a dense call of more than 1M queries or
 // keys is.
 func TestVarLenPlanTokens(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds segments of 2^20 tokens")
-	}
 	const T = faMaxTokens/2 + 8
 	seg := make([]int32, 2*T)
 	for i := range seg {
