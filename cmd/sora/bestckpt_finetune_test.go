@@ -120,6 +120,16 @@ func TestBestCkptFinetuneEval(t *testing.T) {
 			if !strings.Contains(lastLine(stdout), wantLine) || !strings.Contains(stdout, "stopped early after step "+itoa(sum.Steps)+" of 40") {
 				t.Errorf("the summary does not say where the best is (%q) or that the run stopped:\n%s", wantLine, stdout)
 			}
+			// The reason is said once, as the run stops, not again in
+			// the summary.
+			if n := strings.Count(stdout, sum.StoppedEarly.Reason); n != 1 {
+				t.Errorf("the reason %q is printed %d times, want once:\n%s", sum.StoppedEarly.Reason, n, stdout)
+			}
+			// The zero-shot evaluation is the log's first record, step 0,
+			// and no candidate for the best.
+			if len(rs) == 0 || rs[0].Step != 0 || rs[0].EvalLoss == nil || sum.ZeroShot == nil || *rs[0].EvalLoss != sum.ZeroShot.Loss || rs[0].Best {
+				t.Errorf("metrics.jsonl begins with %+v; want the zero-shot evaluation %+v at step 0", rs[0], sum.ZeroShot)
+			}
 			if math.Abs(sum.Final.Loss-rec.Value) < 1e-3 {
 				t.Fatalf("the final loss %v is the best's %v: the check below would not tell the two apart", sum.Final.Loss, rec.Value)
 			}

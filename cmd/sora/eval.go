@@ -592,13 +592,14 @@ var errNoAnswers = errors.New("no row has an \"answer\" field: no answer accurac
 // way "sora eval" does, for the end of "sora finetune", whose start has
 // already said which rows have no answer (answerScoring). When no row has
 // a gold answer it returns an error wrapping errNoAnswers before running
-// anything; a cancelled ctx stops the generation (see scoreSet).
-func evalAfterTraining(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch int, w io.Writer) (*evalReport, error) {
+// anything; a cancelled ctx stops the generation (see scoreSet). maxNew
+// is finetune's --max-new-tokens, as eval's.
+func evalAfterTraining(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch, maxNew int, w io.Writer) (*evalReport, error) {
 	if _, golds, _ := answered(set); task == train.LM && len(golds) == 0 {
 		return nil, fmt.Errorf("%s: %w", set.path, errNoAnswers)
 	}
 	rep := &evalReport{Task: task.String()}
-	if err := scoreSet(ctx, m, tok, task, set, batch, 32, rep, w, 0); err != nil {
+	if err := scoreSet(ctx, m, tok, task, set, batch, maxNew, rep, w, 0); err != nil {
 		return nil, err
 	}
 	return rep, nil

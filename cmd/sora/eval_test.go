@@ -231,7 +231,7 @@ func TestEvalAfterTrainingNoAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			var log strings.Builder
-			rep, err := evalAfterTraining(context.Background(), m, tk, train.LM, set, 2, &log)
+			rep, err := evalAfterTraining(context.Background(), m, tk, train.LM, set, 2, 32, &log)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), set.path) {
 					t.Fatalf("error %v; want %v naming %s", err, tc.err, set.path)

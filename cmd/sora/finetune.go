@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -49,9 +50,10 @@ var finetuneDoc = usageDoc{
 		"LLaMA-style model on a synthetic language of digit strings (copy, reverse, sort), fine-tunes it on a new " +
 		"task with LoRA, DoRA, Pre-Diag and SORA in turn (3 runs each) and prints one table of trainable " +
 		"parameters, held-out accuracy, singular value entropy of the weight updates and time per step. " +
-		"With --model, it trains on --data: for --task lm an LLM-Adapters JSON file (a list of " +
-		"{instruction, input, output, answer}), each row trained as the Alpaca prompt followed by the output, " +
-		"with the loss on the output tokens only; for --task classify a CoLA TSV file (source, label, mark, " +
+		"With --model, it trains on --data: for --task lm a JSON list or JSON Lines file of rows of one of four kinds: " +
+		"instruction/input/output (LLM-Adapters, Alpaca; trained as the Alpaca prompt followed by the output), prompt/completion, " +
+		"text, or messages (a conversation, rendered with the chat template: the model's, or --chat-template), with the loss on the output, the completion, " +
+		"the whole text or the assistant's turns; for --task classify a CoLA TSV file (source, label, mark, " +
 		"sentence) or an LLM-Adapters JSON file with true/false answers (BoolQ), with a classification head on " +
 		"the last token (a --model that \"sora finetune --method full --task classify\" wrote continues the head " +
 		"it saved beside it in " + headFile + "; --new-head starts a new one). The run shows a progress bar on a terminal and log lines otherwise, and writes into " +
@@ -59,8 +61,10 @@ var finetuneDoc = usageDoc{
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), with --keep-best best/ (the weights of the best evaluation during training, saved as adapter/ is, and best.json), metrics.jsonl, loss.png, " +
 		"spectrum.png, spectrum.json and run.json. --resume continues from the newest checkpoint with the same " +
-		"flags (a flag that changes the result is refused, naming it; only --lr may change, with a note). One run at a time uses " +
-		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run and leaves the last good checkpoint.",
+		"flags (a flag that changes the result is refused, naming it, before the model loads; only --lr may change, with a note). One run at a time uses " +
+		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run; its newest checkpoint " +
+		"holds finite weights, which may have diverged already (the message says how large they grew), so it also says how to start afresh. " +
+		"A run that fails before it trains a step leaves no files behind, and removes the --out folder it made.",
 	examples: []string{
 		"sora finetune",
 		"sora finetune --model stories260K.bin --tokenizer tok512.bin --data boolq/train.json --eval-data boolq/test.json --max-train 2000 --max-eval 300 --method sora --lr 2e-3 --out runs/boolq-sora",
@@ -74,7 +78,7 @@ type finetuneFlags struct {
 	backend, model, tokenizer, data, evalData, task, method, target, schedule, out     string
 	baseDType                                                                          string
 	rank, rotationRank, steps, batch, microBatch, maxLen, warmup, saveEvery, evalEvery int
-	maxTrain, maxEval, pretrainSteps, repeats                                          int
+	maxTrain, maxEval, pretrainSteps, repeats, maxNew                                  int
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
 	resume, exactRotation, newHead, noSpectrum, gradientCheckpointing, groupByLength   bool
@@ -117,8 +121,8 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.IntVar(&f.warmup, "warmup", -1, "linear warm-up `STEPS`; -1 means 5% of the steps")
 	fs.StringVar(&f.schedule, "schedule", train.DefaultSchedule, "learning-rate decay after warm-up, `KIND`: constant, linear or cosine")
 	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW's decoupled weight decay `W`")
-	fs.Float64Var(&f.clip, "clip", train.DefaultClipNorm, "clip the gradients' global norm to `N`; negative turns clipping off")
-	fs.Float64Var(&f.loraPlusRatio, "loraplus-ratio", peft.DefaultLoRAPlusRatio, "LoRA+'s `λ`: the B matrices train at λ × --lr (method loraplus)")
+	fs.Float64Var(&f.clip, "clip", train.DefaultClipNorm, "clip the gradients' global norm to `N`; 0 (as Hugging Face's max_grad_norm 0) or negative: no clipping")
+	fs.Float64Var(&f.loraPlusRatio, "loraplus-ratio", peft.DefaultLoRAPlusRatio, "LoRA+'s `λ`: the B matrices train at λ × --lr (--method lora+ only)")
 	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order and the --max-train/--max-eval samples")
 	fs.StringVar(&f.out, "out", "", "output `DIR` (default runs/<method>-<task> in the current folder; the demonstration writes nothing unless given)")
 	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change)")
@@ -134,6 +138,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.Float64Var(&f.earlyStoppingDelta, "early-stopping-delta", 0, "with --early-stopping, an evaluation improves only if it beats the best so far by more than `D` (early_stopping_threshold)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
 	fs.IntVar(&f.maxEval, "max-eval", 0, "evaluate on a random subset of `N` rows of --eval-data (0: all)")
+	fs.IntVar(&f.maxNew, "max-new-tokens", 32, "with --task lm and --eval-data, the most tokens generated for each prompt when the answers are scored after training, `N`, as \"sora eval --max-new-tokens\" (math rows, whose reasoning comes before the answer, need hundreds)")
 	fs.IntVar(&f.pretrainSteps, "pretrain-steps", demo.DefaultPretrainSteps, "the demonstration's pretraining `STEPS`")
 	fs.IntVar(&f.repeats, "repeats", demo.DefaultRepeats, "the demonstration's fine-tuning runs per method, `N` (each with its own seed)")
 	f.chat.addTemplate(fs, ", for data of conversations (messages rows)")
@@ -158,7 +163,7 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
 			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "packing", "base-dtype", "rslora",
-			"best-metric", "keep-best", "early-stopping", "early-stopping-delta"} {
+			"best-metric", "keep-best", "early-stopping", "early-stopping-delta", "max-new-tokens", "loraplus-ratio"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
@@ -213,8 +218,8 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--warmup %d: want -1 (5%% of the steps) or a number of steps ≥ 0", f.warmup)
 	case !(f.weightDecay >= 0) || math.IsInf(f.weightDecay, 1):
 		return fmt.Errorf("--weight-decay %g: want a finite number ≥ 0", f.weightDecay)
-	case math.IsNaN(f.clip) || math.IsInf(f.clip, 1):
-		return fmt.Errorf("--clip %g: want a finite norm (negative turns clipping off)", f.clip)
+	case math.IsNaN(f.clip) || math.IsInf(f.clip, 0):
+		return fmt.Errorf("--clip %g: want a finite norm (0 or negative turns clipping off)", f.clip)
 	case f.saveEvery < 0 || f.evalEvery < 0:
 		return fmt.Errorf("--save-every and --eval-every want 0 or a positive number of steps")
 	case f.maxTrain < 0 || f.maxEval < 0:
@@ -222,6 +227,10 @@ func (f *finetuneFlags) check() error {
 	case f.evalData == "" && (f.set["eval-every"] || f.set["max-eval"]):
 		// Without held-out data they would do nothing, silently.
 		return fmt.Errorf("--eval-every and --max-eval need --eval-data (the held-out data to evaluate)")
+	case f.maxNew < 1:
+		return fmt.Errorf("--max-new-tokens %d: want at least 1", f.maxNew)
+	case f.set["max-new-tokens"] && f.evalData == "":
+		return fmt.Errorf("--max-new-tokens is how far the answers of --eval-data are generated after training; it needs --eval-data")
 	case f.earlyStopping < 0:
 		return fmt.Errorf("--early-stopping %d: want 0 (off) or the number of evaluations without improvement that stop the run", f.earlyStopping)
 	case !(f.earlyStoppingDelta >= 0) || math.IsInf(f.earlyStoppingDelta, 1):
@@ -248,6 +257,9 @@ func (f *finetuneFlags) check() error {
 	if f.newHead && task != train.Classify {
 		return fmt.Errorf("--new-head needs --task classify (only a classifier has a head)")
 	}
+	if f.set["max-new-tokens"] && task != train.LM {
+		return fmt.Errorf("--max-new-tokens is how far the answers are generated, with --task lm; a classifier generates none")
+	}
 	if metric, err := train.ParseMetric(f.bestMetric); err != nil {
 		return fmt.Errorf("--best-metric: %v", err)
 	} else if err := metric.ForTask(task); err != nil {
@@ -264,6 +276,11 @@ func (f *finetuneFlags) check() error {
 	m, err := peft.ParseMethod(f.method)
 	if err != nil {
 		return fmt.Errorf("--method: %v", err)
+	}
+	if f.set["loraplus-ratio"] && m != peft.LoRAPlus {
+		// Only LoRA+ has B matrices at their own rate; elsewhere the flag
+		// would do nothing, silently.
+		return fmt.Errorf("--loraplus-ratio is LoRA+'s ratio of the B matrices' learning rate; --method %s has none (use --method %s)", m, peft.LoRAPlus)
 	}
 	mopts, err := baseDType(f.baseDType)
 	if err != nil {
@@ -291,7 +308,7 @@ func (f *finetuneFlags) check() error {
 	// Combinations the method refuses (--dropout with oft, --exact-rotation
 	// without a rotation) are usage errors, found before anything loads.
 	if err := f.peftConfig(m).WithDefaults().Validate(); err != nil {
-		return fmt.Errorf("--method %s: %v", m, err)
+		return methodFlagError(m, err)
 	}
 	switch strings.ToLower(f.schedule) {
 	case "constant", "linear", "cosine":
@@ -299,6 +316,101 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--schedule %q: want constant, linear or cosine", f.schedule)
 	}
 	return nil
+}
+
+// configFlags are the flags that set the fields of peft.Config that
+// Config.Validate names.
+var configFlags = map[string]string{"R": "--rank", "Alpha": "--alpha", "RotationRank": "--rotation-rank", "Dropout": "--dropout",
+	"ExactRotation": "--exact-rotation", "RSLoRA": "--rslora", "LoRAPlusRatio": "--loraplus-ratio", "TargetModules": "--target", "R/OFTBlockSize": "--rank"}
+
+// configError matches peft.Config.Validate's errors: the field, its value
+// and what is wrong.
+var configError = regexp.MustCompile(`^peft: Config\.([A-Za-z/]+) = (.*?): (.*) \(method [a-z-]+\)$`)
+
+// methodFlagError says err, an error of peft.Config.Validate for method m,
+// in the words of the flags the user typed ("--exact-rotation: only the
+// rotation methods … (--method lora)"), not those of the library's fields.
+func methodFlagError(m peft.Method, err error) error {
+	g := configError.FindStringSubmatch(err.Error())
+	if g == nil || configFlags[g[1]] == "" {
+		return fmt.Errorf("--method %s: %v", m, err)
+	}
+	name, value, why := configFlags[g[1]], g[2], g[3]
+	if value == "true" {
+		return fmt.Errorf("%s with --method %s: %s", name, m, why)
+	}
+	return fmt.Errorf("%s %s with --method %s: %s", name, value, m, why)
+}
+
+// clipUsed is the gradient clip that run.json records: the norm clipped
+// at, or 0 for none (Hugging Face's max_grad_norm 0), whichever of 0 and
+// a negative --clip turned it off.
+func clipUsed(o train.Options) float64 {
+	if o.NoClip || o.ClipNorm < 0 {
+		return 0
+	}
+	return o.ClipNorm
+}
+
+// rankNote warns ("" when there is nothing to say) of a low-rank update
+// whose rank exceeds min(in, out) of adapted layers: B·A of such a layer
+// has at most that rank, so the extra rank adds parameters that can add
+// nothing (Hugging Face's PEFT takes such a rank too).
+func rankNote(pm *peft.Model) string {
+	c := pm.Config()
+	if !c.Method.Spec().LowRank {
+		return ""
+	}
+	var over []*peft.Layer
+	smallest := math.MaxInt
+	for _, l := range pm.Layers() {
+		in, out := l.Dims()
+		if min(in, out) < c.R {
+			over = append(over, l)
+		}
+		smallest = min(smallest, in, out)
+	}
+	if len(over) == 0 {
+		return ""
+	}
+	in, out := over[0].Dims()
+	which := fmt.Sprintf("%d of the %d adapted layers", len(over), len(pm.Layers()))
+	if len(over) == len(pm.Layers()) {
+		which = fmt.Sprintf("every adapted layer (%d)", len(over))
+	}
+	return fmt.Sprintf("--rank %d is more than min(in, out) of %s, e.g. %s (%d in, %d out): the update B·A of such a layer has rank min(in, out) at most, so the rank above it adds trainable parameters but no update that rank %d could not make (the smallest adapted layer, %d wide, is served by --rank %d)",
+		c.R, which, over[0].Name(), in, out, min(in, out), smallest, smallest)
+}
+
+// trainOptions returns the trainer's options of the flags, after
+// WithDefaults, for trainSize training sequences of at most maxLen tokens
+// (0: not known yet, for train.CheckResume: the steps of --epochs and
+// their warm-up are left 0) on the base model described by baseModel.
+func (f *finetuneFlags) trainOptions(trainSize, maxLen int, baseModel string) train.Options {
+	o := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
+		Schedule: f.schedule, WeightDecay: f.weightDecay, Seed: f.seed, SaveEvery: f.saveEvery,
+		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel, NoSpectra: f.noSpectrum,
+		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength, Packing: f.packing}
+	// --clip 0 is Hugging Face's max_grad_norm 0, no clipping; the
+	// trainer's zero ClipNorm is its default instead.
+	if f.clip > 0 {
+		o.ClipNorm = f.clip
+	} else {
+		o.NoClip = true
+	}
+	if f.packing {
+		o.PackLen = maxLen
+	}
+	if f.keepBest || f.earlyStopping > 0 {
+		o.BestMetric, o.KeepBest, o.EarlyStopping, o.EarlyStoppingDelta = f.bestMetric, f.keepBest, f.earlyStopping, f.earlyStoppingDelta
+	}
+	o = o.WithDefaults(trainSize)
+	if f.warmup < 0 {
+		o.Warmup = o.Steps / 20
+	} else {
+		o.Warmup = min(f.warmup, o.Steps)
+	}
+	return o
 }
 
 // peftConfig returns the method configuration of the flags.
@@ -326,15 +438,18 @@ func splitList(s string) []string {
 
 // runSummary is run.json: the flags of a run and what it achieved.
 type runSummary struct {
-	Command   string            `json:"command"`
-	Model     string            `json:"model"`
-	Data      string            `json:"data"`
-	EvalData  string            `json:"eval_data,omitempty"`
-	Task      string            `json:"task"`
-	Method    string            `json:"method"`
-	Config    map[string]any    `json:"config"` // the flags that shaped the run; "lr": see LRHistory
-	TrainRows int               `json:"train_sequences"`
-	EvalRows  int               `json:"eval_sequences,omitempty"`
+	Command   string         `json:"command"`
+	Model     string         `json:"model"`
+	Data      string         `json:"data"`
+	EvalData  string         `json:"eval_data,omitempty"`
+	Task      string         `json:"task"`
+	Method    string         `json:"method"`
+	Config    map[string]any `json:"config"` // the flags that shaped the run; "lr": see LRHistory
+	TrainRows int            `json:"train_sequences"`
+	EvalRows  int            `json:"eval_sequences,omitempty"`
+	// EvalCut counts the evaluation sequences (LM) whose output --max-len
+	// cut short: the loss and exact match score only the part that fits.
+	EvalCut   int               `json:"eval_sequences_cut,omitempty"`
 	Trainable int64             `json:"trainable_params"`
 	Total     int64             `json:"total_params"`
 	Base      int64             `json:"base_params"`
@@ -508,6 +623,18 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if _, err := train.CheckOutput(f.out, f.resume); err != nil {
 		return fail("%v", err)
 	}
+	if f.resume {
+		// A flag the checkpoint was not made with is refused now, not
+		// after the model has loaded and the zero-shot evaluation has run
+		// (minutes on a large model); the trainer checks the rest (the
+		// data, the base model) once they are known.
+		mopts, _ := baseDType(f.baseDType) // checked by f.check
+		c := f.peftConfig(method)
+		plan := train.ResumePlan{Task: task, Options: f.trainOptions(0, 0, ""), Adapter: &c, BaseDType: mopts.BaseDType}
+		if err := train.CheckResume(plan); err != nil {
+			return fail("%v", err)
+		}
+	}
 	// The trainer clears what a kill during its own saves left; run.json
 	// is written here.
 	for _, p := range staleRunJSON(f.out) {
@@ -567,6 +694,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			scoreAnswers, answersNote = answerScoring(evalSet)
 			if answersNote != "" {
 				fmt.Fprintf(stdout, "note: %s: %s\n", f.evalData, answersNote)
+			}
+			if n := len(evalSet.seqs); scoreAnswers && evalSet.stats.Trained > n*f.maxNew {
+				// The gold outputs are longer than what is generated:
+				// reasoning that comes before the answer (math) is cut
+				// before the answer.
+				fmt.Fprintf(stdout, "note: %s: the outputs run to %.0f tokens on average (up to --max-len), and the answers after training are generated up to --max-new-tokens %d tokens: a generation cut before its answer scores as wrong; a larger --max-new-tokens scores them whole\n",
+					f.evalData, float64(evalSet.stats.Trained)/float64(n), f.maxNew)
 			}
 		}
 	}
@@ -654,6 +788,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "method: %s %s; trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, on,
 		commas(count.Trainable), commas(count.Total), count.Percent(), count.PercentOfBase(), commas(count.Base))
+	if note := rankNote(pm); note != "" {
+		fmt.Fprintf(stderr, "sora finetune: warning: %s\n", note)
+	}
 	switch {
 	case head != "":
 		fmt.Fprintf(stdout, "classification head: continued from %s (%d classes)\n", head, classes)
@@ -668,21 +805,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		// it did before biases existed and its checkpoints still resume.
 		baseModel += fmt.Sprintf(", %s attention biases", cfg.AttentionBias)
 	}
-	opts := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
-		Schedule: f.schedule, WeightDecay: f.weightDecay, ClipNorm: f.clip, Seed: f.seed, SaveEvery: f.saveEvery,
-		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel, NoSpectra: f.noSpectrum,
-		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength, Packing: f.packing}
-	if f.packing {
-		opts.PackLen = maxLen
-	}
-	if f.keepBest || f.earlyStopping > 0 {
-		opts.BestMetric, opts.KeepBest, opts.EarlyStopping, opts.EarlyStoppingDelta = f.bestMetric, f.keepBest, f.earlyStopping, f.earlyStoppingDelta
-	}
-	opts = opts.WithDefaults(len(trainSet.seqs))
-	if f.warmup < 0 {
-		opts.Warmup = opts.Steps / 20
-	} else {
-		opts.Warmup = min(f.warmup, opts.Steps)
+	opts := f.trainOptions(len(trainSet.seqs), maxLen, baseModel)
+	if f.warmup > opts.Steps {
+		fmt.Fprintf(stdout, "note: --warmup %d is more than the run's %d steps: the learning rate warms up over all of them and never reaches its peak %g\n", f.warmup, opts.Steps, opts.LR)
 	}
 	// What only the data's size decides (an --epochs that makes more
 	// steps than a run can count) is refused before the zero-shot
@@ -696,9 +821,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Head: head, Device: m.Backend().Device(), Config: map[string]any{
 			"rank": f.rank, "alpha": f.alpha, "rslora": f.rslora, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
-			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": f.clip, "seed": f.seed,
+			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": clipUsed(opts), "seed": f.seed,
 			"base_dtype": train.BaseDTypeName(m.BaseDType()), "group_by_length": f.groupByLength, "packing": f.packing}}
 	summary.Config["attention"] = attentionPath(m.Backend())
+	if scoreAnswers {
+		summary.Config["max_new_tokens"] = f.maxNew
+	}
 	if opts.KeepBest || opts.EarlyStopping > 0 {
 		summary.Config["eval_every"] = opts.EvalEvery
 		summary.Config["best_metric"] = f.bestMetric
@@ -713,15 +841,22 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		summary.Config["chat_vars"] = f.chat.vars
 	}
 	var evalSeqs []data.Sequence
+	evalNote, evalNoteSuffix := "", "" // the caveat of every evaluation's numbers
 	if evalSet != nil {
 		evalSeqs = evalSet.seqs
 		summary.EvalRows = len(evalSeqs)
+		if task == train.LM {
+			if summary.EvalCut = evalSet.cutRows(); summary.EvalCut > 0 {
+				evalNote = cutNote(summary.EvalCut, len(evalSeqs), maxLen)
+				evalNoteSuffix = "; " + evalNote
+			}
+		}
 		zs, err := train.Evaluate(m, task, evalSeqs, opts.EvalBatch, classes)
 		if err != nil {
 			return fail("zero-shot evaluation: %v", err)
 		}
 		summary.ZeroShot = zs
-		fmt.Fprintf(stdout, "before training (zero-shot): %s\n", describeEval(zs, task))
+		fmt.Fprintf(stdout, "before training (zero-shot): %s%s\n", describeEval(zs, task), evalNoteSuffix)
 		if task == train.Classify {
 			_, acc, _ := data.Majority(evalSet.set.Labels())
 			summary.Majority = &acc
@@ -732,6 +867,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		meta.TaskType = "SEQ_CLS"
 	}
 	tr := &train.Trainer{Model: m, Adapter: pm, Task: task, Classes: classes, Train: trainSet.seqs, Eval: evalSeqs,
+		ZeroShot: summary.ZeroShot, EvalNote: evalNote,
 		Options: opts, Progress: newProgress(stdout, max(1, opts.Steps/20)), OutputLock: lock,
 		SaveAdapter: func(dir string) error {
 			if err := saveAdapter(dir, m, pm, meta, base, chats.templateText()); err != nil {
@@ -759,10 +895,18 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// back into a model about to be freed).
 	pm.ForgetPretrained()
 	var ie *train.InterruptedError
+	var nf *train.NonFiniteError
 	switch {
 	case errors.As(err, &ie):
 		fmt.Fprintf(stderr, "sora finetune: stopped after step %d; checkpoint in %s\nresume with the same flags and --resume\n", ie.Step, ie.Checkpoint)
 		return exitInterrupted
+	case errors.As(err, &nf) && nf.Checkpoint != "":
+		// A fresh run into the folder is refused while it holds the
+		// checkpoints, which may hold diverged weights: say how to start
+		// afresh, not only how to resume.
+		fail("%v", err)
+		fmt.Fprintf(stderr, "to resume: the same flags with --resume and a lower --lr; to start afresh: another --out, or remove %s and run again\n", filepath.Join(f.out, train.CheckpointsDir))
+		return exitFailure
 	case err != nil:
 		return fail("%v", err)
 	}
@@ -795,7 +939,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s; final training loss %.4f\n", trained, res.Loss)
 	if res.Eval != nil {
-		fmt.Fprintf(stdout, "after training: %s\n", describeEval(res.Eval, task))
+		fmt.Fprintf(stdout, "after training: %s%s\n", describeEval(res.Eval, task), evalNoteSuffix)
 		if summary.ZeroShot != nil {
 			fmt.Fprintf(stdout, "held-out loss: %.4f zero-shot → %.4f fine-tuned\n", summary.ZeroShot.Loss, res.Eval.Loss)
 		}
@@ -805,7 +949,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	if res.EarlyStop != nil {
 		summary.StoppedEarly = res.EarlyStop
-		fmt.Fprintf(stdout, "stopped early after step %d of %d: %s\n", res.EarlyStop.Step, opts.Steps, res.EarlyStop.Reason)
+		if res.StartStep < res.EarlyStop.Step {
+			// The trainer said why as it stopped, a few lines above.
+			fmt.Fprintf(stdout, "stopped early after step %d of %d (early stopping)\n", res.EarlyStop.Step, opts.Steps)
+		} else {
+			fmt.Fprintf(stdout, "stopped early after step %d of %d: %s\n", res.EarlyStop.Step, opts.Steps, res.EarlyStop.Reason)
+		}
 	}
 	if res.Best != nil {
 		summary.Best, summary.BestDir = res.Best, res.BestDir
@@ -825,7 +974,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		status = notScored("interrupted after the last step")
 	case scoreAnswers:
 		actx, astop := interrupts.training("skipping the rest of the answer evaluation and writing run.json")
-		rep, err := evalAfterTraining(actx, m, tok, task, evalSet, opts.EvalBatch, stdout)
+		rep, err := evalAfterTraining(actx, m, tok, task, evalSet, opts.EvalBatch, f.maxNew, stdout)
 		if astop() {
 			status = notScored("interrupted")
 			break
@@ -850,15 +999,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
 		return fail("%v", err)
 	}
-	spectra := " spectrum.png, spectrum.json,"
-	if f.noSpectrum {
-		spectra = ""
-	}
-	best := ""
-	if summary.BestDir != "" {
-		best = fmt.Sprintf(" best/ (step %d, %s %.4f),", summary.Best.Step, summary.Best.Metric, summary.Best.Value)
-	}
-	fmt.Fprintf(stdout, "wrote %s: %s,%s checkpoints/, metrics.jsonl, loss.png,%s run.json\n", f.out, savedWhat(method, task, f.model), best, spectra)
+	fmt.Fprintf(stdout, "wrote %s: %s\n", f.out, strings.Join(written(res, savedWhat(method, task, f.model), summary.Best), ", "))
 	return status
 }
 
@@ -882,6 +1023,26 @@ func answerScoring(set *taskData) (score bool, note string) {
 		return false, fmt.Sprintf("the answers are not scored after training (the held-out loss is): %v", err)
 	}
 	return true, answerNote(set, train.LM)
+}
+
+// written lists what a run that ended with res wrote into its output
+// folder, for its last line: the adapter (as savedWhat names it), best/
+// (of best, with --keep-best), the checkpoints, the metrics log, the plots
+// the trainer drew (the spectra are not drawn with --no-spectrum, nor
+// when a signal arrived during the last step) and run.json.
+func written(res *train.Result, adapter string, best *train.Best) []string {
+	out := []string{adapter}
+	if res.BestDir != "" && best != nil {
+		out = append(out, fmt.Sprintf("best/ (step %d, %s %.4f)", best.Step, best.Metric, best.Value))
+	}
+	out = append(out, "checkpoints/", train.MetricsFile)
+	if res.LossPlot {
+		out = append(out, train.LossPlot)
+	}
+	if res.Spectra {
+		out = append(out, train.SpectrumPlot, train.SpectrumJSON)
+	}
+	return append(out, "run.json")
 }
 
 // savedWhat names what the run left in adapter/: an adapter for every
@@ -926,6 +1087,26 @@ func describeData(w io.Writer, what, path string, td *taskData, task train.Task,
 		msg += "; " + note
 	}
 	fmt.Fprintln(w, msg)
+}
+
+// cutRows returns the number of the data set's sequences that were cut
+// short to fit --max-len, losing the end of what they train (an LM row's
+// output and EOS); rows left out whole are not among them.
+func (td *taskData) cutRows() int {
+	// Encoding counts a left-out row as cut too (see lengthNote).
+	return td.stats.Truncated - td.stats.Dropped
+}
+
+// cutNote is the caveat of an LM evaluation of n sequences, cut of which
+// --max-len maxLen cut short: their loss and exact match cover only the
+// beginning of the output, which may leave out the answer itself, and so
+// can look far better than the answers are.
+func cutNote(cut, n, maxLen int) string {
+	which := fmt.Sprintf("%d of %d rows", cut, n)
+	if cut == n {
+		which = fmt.Sprintf("all %d rows", n)
+	}
+	return fmt.Sprintf("%s cut at --max-len %d: loss and exact match score only the part of their outputs that fits, perhaps not the answer", which, maxLen)
 }
 
 // lengthNote says what fitting the rows into maxLen tokens cost ("" when
