@@ -9,7 +9,8 @@
 //     divided by the step's total number of target tokens);
 //   - AdamW with decoupled weight decay, LoRA+ parameter groups, a
 //     constant, linear or cosine schedule after a linear warm-up, and
-//     gradient clipping by global norm;
+//     gradient clipping by global norm (at 1 unless set; NoClip turns it
+//     off);
 //   - a progress bar on a terminal (loss, learning rate, tokens/s, ETA) or
 //     plain log lines otherwise, and one JSON object per step in
 //     metrics.jsonl in the output folder;
@@ -27,7 +28,10 @@
 //     without improvement, both by BestMetric, both resumed as they
 //     stood;
 //   - a NaN or infinite loss or gradient stops the run with an error before
-//     the optimizer touches the weights, leaving the last good checkpoint;
+//     the optimizer touches the weights, naming the newest checkpoint (its
+//     weights are finite, but may have diverged already: the error gives
+//     the largest); a run that fails before it trains a step removes the
+//     metrics log it began;
 //   - one run at a time writes into an output folder: a run holds it
 //     ([LockOutput]) and another into it fails at once, and the hold ends
 //     with the process however it ends (on Linux, macOS and the BSDs).
