@@ -873,6 +873,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			if err := saveAdapter(dir, m, pm, meta, base, chats.templateText()); err != nil {
 				return err
 			}
+			if task == train.Classify {
+				// Beside the head, so that sora eval can refuse data
+				// of other labels with as many classes.
+				if err := writeHeadLabels(dir, trainSet.classes); err != nil {
+					return err
+				}
+			}
 			return chats.saveTemplate(dir)
 		}}
 	// The training phase begins before its line prints, so that a signal

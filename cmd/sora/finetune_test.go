@@ -301,6 +301,10 @@ func TestFinetuneClassify(t *testing.T) {
 	if rep.Task != "classify" || rep.MCC == nil || rep.Rows != 20 || rep.Majority != 0.5 {
 		t.Fatalf("eval report: %+v", rep)
 	}
+	// The head's class names are saved beside it, for eval's label check.
+	if labels, err := readHeadLabels(filepath.Join(out, "adapter")); err != nil || fmt.Sprint(labels) != "[unacceptable acceptable]" {
+		t.Errorf("saved head labels %v, %v; want [unacceptable acceptable]", labels, err)
+	}
 	// The same data scored by finetune at the end and by eval from the
 	// saved files must agree.
 	if math.Abs(rep.Accuracy-sum.Final.Accuracy) > 1e-12 || sum.Final.MCC == nil || math.Abs(*rep.MCC-*sum.Final.MCC) > 1e-9 || math.Abs(rep.Loss-sum.Final.Loss) > 1e-4 {

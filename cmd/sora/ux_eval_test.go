@@ -120,6 +120,18 @@ func TestEvalHeadLabels(t *testing.T) {
 	lora, full := filepath.Join(dir, "lora"), filepath.Join(dir, "full")
 	finetuneCLI(t, "--model", model, "--tokenizer", tok, "--data", cola, "--task", "classify", "--method", "lora", "--steps", "2", "--out", lora)
 	finetuneCLI(t, "--model", model, "--tokenizer", tok, "--data", cola, "--task", "classify", "--method", "full", "--steps", "2", "--out", full)
+	// finetune saves the head's class names beside it; removed here, the
+	// heads are those of runs from before it did, which the cases below
+	// give a labels file, a run.json or neither.
+	for _, run := range []string{lora, full} {
+		p := filepath.Join(run, "adapter", labelsFile)
+		if labels, err := readHeadLabels(filepath.Dir(p)); err != nil || fmt.Sprint(labels) != "[unacceptable acceptable]" {
+			t.Fatalf("%s: labels %v, %v; want [unacceptable acceptable]", p, labels, err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The same heads outside their runs' folders: no run.json to go by.
 	loneLora, loneFull := filepath.Join(dir, "lone-lora", "adapter"), filepath.Join(dir, "lone-full", "adapter")
 	for from, to := range map[string]string{filepath.Join(lora, "adapter"): loneLora, filepath.Join(full, "adapter"): loneFull} {
