@@ -232,14 +232,32 @@ func (c Config) Scaling() float64 {
 	return c.Alpha / float64(c.R)
 }
 
+// ConfigError is the error [Config.Validate] returns for a field whose
+// value the method refuses, so that a caller can say it in its own words
+// (a command line names its flags).
+type ConfigError struct {
+	Method Method
+	// Field names the field of Config, or two joined by "/" when their
+	// combination is wrong ("R/OFTBlockSize").
+	Field string
+	// Value is the field's value, as Error prints it.
+	Value any
+	// Reason says what is wrong or what is wanted.
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("peft: Config.%s = %v: %s (method %s)", e.Field, e.Value, e.Reason, e.Method)
+}
+
 // Validate checks c (after [Config.WithDefaults]) and says which field is
-// wrong and why.
+// wrong and why: a [*ConfigError] where a field's value is refused.
 func (c Config) Validate() error {
 	if _, err := ParseMethod(string(c.Method)); err != nil || c.Method == "" {
 		return fmt.Errorf("peft: Config.Method %q: want one of %v", c.Method, Methods)
 	}
 	bad := func(field string, v any, want string) error {
-		return fmt.Errorf("peft: Config.%s = %v: %s (method %s)", field, v, want, c.Method)
+		return &ConfigError{Method: c.Method, Field: field, Value: v, Reason: want}
 	}
 	if !(c.Dropout >= 0 && c.Dropout < 1) {
 		return bad("Dropout", c.Dropout, "want a probability in [0, 1)")

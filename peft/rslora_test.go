@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -73,8 +74,9 @@ func TestRSLoRARefused(t *testing.T) {
 		{Method: Full, RSLoRA: true, TargetModules: []string{AllParameters}},
 	} {
 		err := cfg.WithDefaults().Validate()
-		if err == nil || !strings.Contains(err.Error(), "RSLoRA") {
-			t.Errorf("%s with RSLoRA: error %v, want one naming RSLoRA", cfg.Method, err)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != "RSLoRA" || ce.Method != cfg.Method || !strings.Contains(err.Error(), "Config.RSLoRA = true") {
+			t.Errorf("%s with RSLoRA: error %v, want a *ConfigError naming the field RSLoRA", cfg.Method, err)
 		}
 	}
 }

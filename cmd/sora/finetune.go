@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -323,23 +322,19 @@ func (f *finetuneFlags) check() error {
 var configFlags = map[string]string{"R": "--rank", "Alpha": "--alpha", "RotationRank": "--rotation-rank", "Dropout": "--dropout",
 	"ExactRotation": "--exact-rotation", "RSLoRA": "--rslora", "LoRAPlusRatio": "--loraplus-ratio", "TargetModules": "--target", "R/OFTBlockSize": "--rank"}
 
-// configError matches peft.Config.Validate's errors: the field, its value
-// and what is wrong.
-var configError = regexp.MustCompile(`^peft: Config\.([A-Za-z/]+) = (.*?): (.*) \(method [a-z-]+\)$`)
-
 // methodFlagError says err, an error of peft.Config.Validate for method m,
 // in the words of the flags the user typed ("--exact-rotation: only the
 // rotation methods … (--method lora)"), not those of the library's fields.
 func methodFlagError(m peft.Method, err error) error {
-	g := configError.FindStringSubmatch(err.Error())
-	if g == nil || configFlags[g[1]] == "" {
+	var ce *peft.ConfigError
+	if !errors.As(err, &ce) || configFlags[ce.Field] == "" {
 		return fmt.Errorf("--method %s: %v", m, err)
 	}
-	name, value, why := configFlags[g[1]], g[2], g[3]
-	if value == "true" {
-		return fmt.Errorf("%s with --method %s: %s", name, m, why)
+	name := configFlags[ce.Field]
+	if ce.Value == true {
+		return fmt.Errorf("%s with --method %s: %s", name, m, ce.Reason)
 	}
-	return fmt.Errorf("%s %s with --method %s: %s", name, value, m, why)
+	return fmt.Errorf("%s %v with --method %s: %s", name, ce.Value, m, ce.Reason)
 }
 
 // clipUsed is the gradient clip that run.json records: the norm clipped
