@@ -122,9 +122,9 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	dataPath := fs.String("data", "", "`FILE` of evaluation data (required): for lm a JSON list or JSON Lines of rows, as \"sora finetune --data\" takes them; CoLA TSV or BoolQ JSON for --task classify")
 	taskName := fs.String("task", "", "`TASK`: lm or classify (default: classify when the adapter has a score head, or without --adapter when the model has one beside it in "+headFile+", else lm)")
 	maxEval := fs.Int("max-eval", 0, "evaluate a random subset of `N` rows (0: all)")
-	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset; \"sora finetune --seed S\" draws its --max-eval rows with S+1, so the default matches its default 42")
+	seed := fs.Uint64("seed", 43, "`SEED` of the --max-eval subset; \"sora finetune --seed S\" draws its --max-eval rows with S+1, so the default matches its default 42, and for an --adapter (or a fully fine-tuned --model) in a \"sora finetune\" output folder it is the --seed its run.json records + 1")
 	maxLen := fs.Int("max-len", 256, "longest prompt or sequence in `TOKENS` (capped at the model's seq_len); default for an --adapter (or a fully fine-tuned --model) in a \"sora finetune\" output folder: the --max-len its run.json records")
-	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm); a prompt generates fewer when only fewer fit in the model's seq_len")
+	maxNew := fs.Int("max-new-tokens", 32, "tokens to generate per prompt at most, `N` (lm); a prompt generates fewer when only fewer fit in the model's seq_len; default for an --adapter (or a fully fine-tuned --model) in a \"sora finetune\" output folder: the --max-new-tokens its run.json records")
 	batch := fs.Int("batch", 16, "sequences per batch `N` for the loss, classification and generation (prompts generate N at a time, left-padded, each as it would alone)")
 	jsonPath := fs.String("json", "eval.json", "`FILE` to write the report and every prediction to, replacing an earlier one (\"\" for none); its folder is checked before the evaluation starts")
 	show := fs.Int("show", 3, "print the first `N` generations (lm)")
@@ -190,6 +190,16 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if run != nil && run.Config.MaxLen >= 2 && run.Config.MaxLen != *maxLen && !flagSet(fs, "max-len") {
 		*maxLen = run.Config.MaxLen
 		fmt.Fprintf(stdout, "note: --max-len %d, as the training run recorded it in %s (give --max-len to evaluate at another)\n", *maxLen, run.path)
+	}
+	// So are its answers' length and, for a sample of the evaluation
+	// data, the sample finetune drew (with its --seed + 1).
+	if run != nil && run.Config.MaxNewTokens > 0 && run.Config.MaxNewTokens != *maxNew && !flagSet(fs, "max-new-tokens") {
+		*maxNew = run.Config.MaxNewTokens
+		fmt.Fprintf(stdout, "note: --max-new-tokens %d, as the training run recorded it in %s\n", *maxNew, run.path)
+	}
+	if run != nil && run.Config.Seed != nil && *maxEval > 0 && *run.Config.Seed+1 != *seed && !flagSet(fs, "seed") {
+		*seed = *run.Config.Seed + 1
+		fmt.Fprintf(stdout, "note: --seed %d, which draws the --max-eval rows the training run (--seed %d in %s) drew from the same data (give --seed to draw others)\n", *seed, *run.Config.Seed, run.path)
 	}
 	task := train.LM
 	if hasHead {

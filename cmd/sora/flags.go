@@ -261,6 +261,11 @@ type trainingRun struct {
 	Config struct {
 		BaseDType string `json:"base_dtype"`
 		MaxLen    int    `json:"max_len"`
+		// Seed is the run's --seed (nil in a run.json without one), and
+		// MaxNewTokens the --max-new-tokens of the answers it scored
+		// after training (0 where it scored none).
+		Seed         *uint64 `json:"seed"`
+		MaxNewTokens int     `json:"max_new_tokens"`
 	} `json:"config"`
 }
 
