@@ -36,8 +36,8 @@ var mergeDoc = usageDoc{
 		"where PEFT's merge_and_unload would change the shared weight), which merge says when it happens. " +
 		"--model defaults to the adapter's base_model_name_or_path, as in eval, generate and spectrum. " +
 		"Classification adapters (with a score head) cannot be merged into a language model checkpoint. " +
-		"--out must suit the base, which is checked before anything is merged: a file path for a .bin base (an existing file " +
-		"is replaced; a folder is refused); for a folder base a folder that does not exist yet (made with its parents), an empty one, " +
+		"--out must suit the base, which is checked before anything is merged: a file path for a .bin base (an earlier llama2.c " +
+		"checkpoint there is replaced; any other file, or a folder, is refused); for a folder base a folder that does not exist yet (made with its parents), an empty one, " +
 		"or one holding a Hugging Face checkpoint (config.json or weights), which is replaced: its config.json and weights are replaced, " +
 		"the base's side files written, and the old checkpoint's files among " + strings.Join(hfSideNames, ", ") +
 		" that the base lacks removed, each named on stdout; other files are left alone. A file, or a folder that holds other things, is refused.",
@@ -52,7 +52,7 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	name := addBackendFlag(fs)
 	model := fs.String("model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder (default: the base_model_name_or_path of --adapter)")
 	adapterDir := fs.String("adapter", "", "`DIR` of the adapter to fold in (required)")
-	out := fs.String("out", "", "`PATH` to write the merged model to (required): for a llama2.c base a file path (a file there is replaced); for a Hugging Face base a new or empty folder, or one holding a Hugging Face checkpoint, which is replaced (see above)")
+	out := fs.String("out", "", "`PATH` to write the merged model to (required): for a llama2.c base a file path (a llama2.c checkpoint there is replaced, any other file refused); for a Hugging Face base a new or empty folder, or one holding a Hugging Face checkpoint, which is replaced (see above)")
 	if code, ok := parseFlags(fs, mergeDoc, args, stdout, stderr); !ok {
 		return code
 	}
@@ -187,6 +187,11 @@ func checkMergeOut(model, out string) (replacing bool, err error) {
 	case err == nil && ost.IsDir():
 		return false, fmt.Errorf("--out %s is a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path, such as %s", out, filepath.Join(out, strings.TrimSuffix(filepath.Base(model), filepath.Ext(model))+"-merged.bin"))
 	case err == nil:
+		// Only a checkpoint is replaced: --out naming the tokenizer
+		// beside the model, say, is a slip.
+		if _, _, err := llama2c.Stat(out); err != nil {
+			return false, fmt.Errorf("--out %s exists and is not a llama2.c checkpoint, which the merge would replace (%v): give a new path, or remove the file first", out, err)
+		}
 		return true, nil
 	case !errors.Is(err, os.ErrNotExist):
 		return false, fmt.Errorf("--out %s: %w", out, err)

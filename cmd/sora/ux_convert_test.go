@@ -160,6 +160,7 @@ func TestMergeOut(t *testing.T) {
 		"file": func(t *testing.T, p string) {
 			writeFiles(t, filepath.Dir(p), map[string]string{filepath.Base(p): "old"})
 		},
+		"checkpoint file": func(t *testing.T, p string) { copyFile(t, model, p) },
 		"empty folder": func(t *testing.T, p string) {
 			if err := os.MkdirAll(p, 0o755); err != nil {
 				t.Fatal(err)
@@ -179,7 +180,8 @@ func TestMergeOut(t *testing.T) {
 		want      string
 	}{
 		{"bin", "missing", 0, "(llama2.c legacy checkpoint)"},
-		{"bin", "file", 0, "replacing the file that was there"},
+		{"bin", "file", exitUsage, "exists and is not a llama2.c checkpoint, which the merge would replace"},
+		{"bin", "checkpoint file", 0, "replacing the file that was there"},
 		{"bin", "empty folder", exitUsage, "is a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path"},
 		{"bin", "checkpoint folder", exitUsage, "--out must be a file path"},
 		{"bin", "folder of other files", exitUsage, "--out must be a file path"},

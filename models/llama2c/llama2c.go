@@ -93,14 +93,8 @@ func Read(r io.ReaderAt, size int64, name string) (*llama.Weights, Format, error
 	if format == Legacy {
 		skip = legacyRopeFloats(cfg)
 	}
-	want := header + 4*(cfg.NumParams()+skip)
-	if size != want {
-		what := "truncated"
-		if size > want {
-			what = "has trailing data"
-		}
-		return nil, 0, fmt.Errorf("llama2c: %s: file %s: it holds %d bytes but a %s checkpoint with %s needs exactly %d",
-			name, what, size, format, describe(cfg), want)
+	if err := checkSize(cfg, format, header, size, name); err != nil {
+		return nil, 0, err
 	}
 	w, err := llama.NewWeights(cfg)
 	if err != nil {
@@ -119,6 +113,50 @@ func Read(r io.ReaderAt, size int64, name string) (*llama.Weights, Format, error
 		}
 	}
 	return w, format, nil
+}
+
+// Stat reads the header of the checkpoint at path and checks that the
+// file's size is the one the header implies, without reading the
+// weights: it returns the model's configuration and the file's format,
+// or the error [Load] would return for a file that is no checkpoint (a
+// tokenizer, a cut or padded file).
+func Stat(path string) (llama.Config, Format, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return llama.Config{}, 0, fmt.Errorf("llama2c: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return llama.Config{}, 0, fmt.Errorf("llama2c: %w", err)
+	}
+	cfg, format, header, err := readHeader(f, st.Size(), path)
+	if err != nil {
+		return llama.Config{}, 0, err
+	}
+	if err := checkSize(cfg, format, header, st.Size(), path); err != nil {
+		return llama.Config{}, 0, err
+	}
+	return cfg, format, nil
+}
+
+// checkSize returns an error unless size is that of a checkpoint of cfg
+// in format with a header of the given size.
+func checkSize(cfg llama.Config, format Format, header, size int64, name string) error {
+	skip := int64(0)
+	if format == Legacy {
+		skip = legacyRopeFloats(cfg)
+	}
+	want := header + 4*(cfg.NumParams()+skip)
+	if size != want {
+		what := "truncated"
+		if size > want {
+			what = "has trailing data"
+		}
+		return fmt.Errorf("llama2c: %s: file %s: it holds %d bytes but a %s checkpoint with %s needs exactly %d",
+			name, what, size, format, describe(cfg), want)
+	}
+	return nil
 }
 
 // readHeader decodes and validates the header, returning the config, the
