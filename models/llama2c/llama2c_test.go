@@ -464,3 +464,35 @@ func FuzzRead(f *testing.F) {
 		equalWeights(t, again, w)
 	})
 }
+
+// TestStat checks that Stat reads a checkpoint's configuration as Load
+// does, and refuses what Load refuses for its header or size: the
+// tokenizer beside the model, a cut file, a file with a byte too many.
+func TestStat(t *testing.T) {
+	path, tok := testdata.Stories260K(t)
+	w, format, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, sformat, err := Stat(path)
+	if err != nil || cfg != w.Config || sformat != format {
+		t.Fatalf("Stat = %+v, %v, %v; Load's config %+v, format %v", cfg, sformat, err, w.Config, format)
+	}
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"cut.bin": full[:len(full)-4], "long.bin": append(append([]byte{}, full...), 0)} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := Stat(p); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Stat of %s: %v, want an error naming it", name, err)
+		}
+	}
+	if _, _, err := Stat(tok); err == nil {
+		t.Errorf("Stat of the tokenizer %s: accepted", tok)
+	}
+}
