@@ -131,17 +131,40 @@ func BoolQClassification(rows []Example, name string) (*ClassifySet, error) {
 // .tsv is CoLA's format, .json is LLM-Adapters JSON with true/false
 // answers (BoolQ).
 func LoadClassification(path string) (*ClassifySet, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".tsv":
-		return LoadCoLA(path)
-	case ".json":
-		rows, err := LoadAdapters(path)
-		if err != nil {
-			return nil, err
-		}
-		return BoolQClassification(rows, path)
+	if err := classificationExt(path); err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("data: %s: unknown classification format; expected a CoLA .tsv file or an LLM-Adapters .json file with true/false answers", path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return ParseClassification(b, path)
+}
+
+// ParseClassification parses the classification data set b, read from the
+// file name, as [LoadClassification] reads that file: by name's extension.
+func ParseClassification(b []byte, name string) (*ClassifySet, error) {
+	if err := classificationExt(name); err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(filepath.Ext(name), ".tsv") {
+		return ParseCoLA(b, name)
+	}
+	rows, err := ParseAdapters(b, name)
+	if err != nil {
+		return nil, err
+	}
+	return BoolQClassification(rows, name)
+}
+
+// classificationExt refuses a file name whose extension names no
+// classification format.
+func classificationExt(name string) error {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".tsv", ".json":
+		return nil
+	}
+	return fmt.Errorf("data: %s: unknown classification format; expected a CoLA .tsv file or an LLM-Adapters .json file with true/false answers", name)
 }
 
 // Counts returns the number of examples of each class.

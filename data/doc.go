@@ -98,6 +98,15 @@
 // finetune.py and evaluation scripts use, written without the accidental
 // indentation of their Python f-strings.
 //
+// # Holding out rows for evaluation
+//
+// [ParseHoldout] reads how much of a data file to hold out (a fraction
+// of its rows or a number of rows), [Holdout.Size] rounds it to rows,
+// [Split] draws the held-out rows at random with a seed (stratified by
+// label, given labels), and [ReadRows] and [RowFile.Subset] write a part
+// of a file in the file's own layout, each row as it was written, for the
+// readers above to read back.
+//
 // # Errors
 //
 // A malformed file is an error that names the file, the row (1-based, and
