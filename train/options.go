@@ -168,6 +168,13 @@ type Options struct {
 	// checked. "" checks nothing, and a resume with "" keeps the
 	// checkpoint's description in the checkpoints it writes.
 	BaseModel string
+	// EvalSplit says how the evaluation data was held out of the
+	// training data, as sora finetune's --eval-split writes it ("0.05",
+	// "200"); "" when it was not. The split decides which rows train, so
+	// it is kept in every checkpoint's settings, and a resume with
+	// another is refused, by [CheckResume] before the data loads (the
+	// training data's digest, compared once it has, would refuse it too).
+	EvalSplit string
 
 	// epochSteps holds the number of steps that Epochs made in
 	// WithDefaults when it is too large for Steps, for Validate to report.

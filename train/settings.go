@@ -16,6 +16,7 @@ import (
 // result depends on besides what the trainer state checks on its own
 // (task, seed, batch, steps, data and base model): the optimizer's
 // hyper-parameters, the choice of the best evaluation and early stopping,
+// the evaluation split held out of the training data (Options.EvalSplit),
 // and, with an adapter, the method's. They are kept in
 // every checkpoint, and a resume with other values is refused (the
 // learning rate excepted: see [Trainer.resume]).
@@ -81,6 +82,10 @@ func runSettings(o Options, c *peft.Config, baseDType backend.DType, eval []data
 			s["early-stopping"] = strconv.Itoa(o.EarlyStopping)
 			s["early-stopping-delta"] = f(o.EarlyStoppingDelta)
 		}
+	}
+	if o.EvalSplit != "" {
+		// Recorded only when set, as group-by-length.
+		s["eval-split"] = o.EvalSplit
 	}
 	if baseDType == backend.BFloat16 {
 		// The base weights' rounding to bfloat16 changes every step's
@@ -162,7 +167,8 @@ func priorLRs(st trainerState) []LRSpan {
 // settingDefaults are the values of settings recorded only when they
 // differ from them.
 var settingDefaults = map[string]string{"group-by-length": "false", "packing": "false", "base-dtype": BaseDTypeName(backend.Float32),
-	"keep-best": "false", "early-stopping": "0", "early-stopping-delta": "0", "best-metric": "unused", "eval-every": "unused", "eval-data": "unused"}
+	"keep-best": "false", "early-stopping": "0", "early-stopping-delta": "0", "best-metric": "unused", "eval-every": "unused", "eval-data": "unused",
+	"eval-split": "none"}
 
 // BaseDTypeName returns the name sora's --base-dtype flag gives a storage
 // type of base weights, and checkpoints record: "f32" or "bf16".

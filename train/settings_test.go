@@ -61,6 +61,7 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 		{"clip", sora, nil, func(o *Options) { o.ClipNorm = 0.5 }, "clip 1 (now 0.5)"},
 		{"weight decay", sora, nil, func(o *Options) { o.WeightDecay = 0.02 }, "weight-decay 0.01 (now 0.02)"},
 		{"micro-batch", sora, nil, func(o *Options) { o.MicroBatch = 4 }, "micro-batch 2 (now 4)"},
+		{"eval split", sora, nil, func(o *Options) { o.EvalSplit = "0.1" }, "eval-split none (now 0.1)"},
 		// A run of the linear layers made when that was full fine-tuning's
 		// default, resumed with the same flags, meets the new default.
 		{"full's target", full, func(c *peft.Config) { c.TargetModules = []string{peft.AllParameters} }, nil,
