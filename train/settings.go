@@ -166,7 +166,7 @@ func priorLRs(st trainerState) []LRSpan {
 
 // settingDefaults are the values of settings recorded only when they
 // differ from them.
-var settingDefaults = map[string]string{"group-by-length": "false", "packing": "false", "base-dtype": BaseDTypeName(backend.Float32),
+var settingDefaults = map[string]string{"rslora": "false", "group-by-length": "false", "packing": "false", "base-dtype": BaseDTypeName(backend.Float32),
 	"keep-best": "false", "early-stopping": "0", "early-stopping-delta": "0", "best-metric": "unused", "eval-every": "unused", "eval-data": "unused",
 	"eval-split": "none"}
 

@@ -50,4 +50,14 @@ func TestFinetuneRSLoRA(t *testing.T) {
 	if code == exitOK || !strings.Contains(errOut, "rslora") {
 		t.Errorf("resume without --rslora: status %d\n%s\n%s\nwant a refusal naming rslora", code, stdout, errOut)
 	}
+	// Nor may a run without it resume with it (the setting is recorded
+	// only when on, so its absence must read as off, not as unrecorded).
+	plain := append(args[:len(args)-1:len(args)-1], filepath.Join(dir, "plain"))
+	if code, stdout, errOut := runCLI(t, plain...); code != exitOK {
+		t.Fatalf("finetune: status %d\n%s\n%s", code, stdout, errOut)
+	}
+	code, stdout, errOut = runCLI(t, append(plain, "--resume", "--rslora")...)
+	if code == exitOK || !strings.Contains(errOut, "rslora") || strings.Contains(stdout, "predates") {
+		t.Errorf("resume with --rslora added: status %d\n%s\n%s\nwant a refusal naming rslora", code, stdout, errOut)
+	}
 }
