@@ -71,7 +71,7 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	// The folder is written into in place when it exists: refuse one whose
 	// files are not a checkpoint's (the source's own folder, say) before
 	// reading anything.
-	if abs(*out) == abs(filepath.Dir(*model)) {
+	if samePath(*out, filepath.Dir(*model)) {
 		fmt.Fprintf(stderr, "sora convert: --out %s is the folder that holds --model %s: write the Hugging Face checkpoint into a folder of its own, such as %s\n", *out, *model, filepath.Join(*out, strings.TrimSuffix(filepath.Base(*model), filepath.Ext(*model))+"-hf"))
 		return exitUsage
 	}

@@ -77,7 +77,7 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitUsage
 	}
-	if abs(*out) == abs(*model) {
+	if samePath(*out, *model) {
 		fmt.Fprintln(stderr, "sora merge: --out must not be the base model itself")
 		return exitUsage
 	}
@@ -289,6 +289,18 @@ func abs(p string) string {
 		return p
 	}
 	return a
+}
+
+// samePath reports whether the paths a and b name the same file or
+// folder: the same one through a symbolic link or another spelling too,
+// where both exist, and the same absolute path otherwise.
+func samePath(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(sa, sb)
+	}
+	return abs(a) == abs(b)
 }
 
 // baseModel is a base checkpoint, read (loadBase) or opened (openBase),
