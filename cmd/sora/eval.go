@@ -40,7 +40,8 @@ var evalDoc = usageDoc{
 		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
 		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
 		"the majority-answer baseline. The gold answer is a row's \"answer\" field, else a prompt/completion row's completion or a " +
-		"conversation's last assistant message (scored only when they are answers of those kinds). " +
+		"conversation's last assistant message; gold answers that are not all of one of those kinds are compared whole instead " +
+		"(this project's rule, not LLM-Adapters': the generated text, trimmed, must equal the gold answer, ignoring case). " +
 		"Rows without a gold answer count in the loss but not in the accuracy, " +
 		"and are not generated for; when no row has one, eval reports the loss alone, and says so before it runs. " +
 		"For --task classify (CoLA TSV or BoolQ JSON, with an adapter trained by " +

@@ -128,7 +128,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
 	fs.BoolVar(&f.gradientCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer's activations, and the output head's logits in chunks, in the backward pass instead of keeping them: far less memory for long sequences and large vocabularies, one more forward pass per step (1.5x the time on our machine); the trained weights are those of a run without it")
 	fs.BoolVar(&f.groupByLength, "group-by-length", false, "draw the data order at random, then sort each run of 50 batches longest first, so that a batch holds sequences of similar length and pads little (Hugging Face's group_by_length): the same data for less compute where lengths vary; a resume must keep it")
-	fs.BoolVar(&f.packing, "packing", false, "sequence packing: run each micro-batch's sequences several to a row (rows of up to --max-len tokens, never more positions than one per row), each attending only to itself, instead of one per row padded to the longest, so that short rows stop paying for padding; the batches, targets and loss are those of a run without it, to float32 rounding. Needs fused attention (the cpu and cuda backends have it, ascend has not; SORA_ATTENTION=unfused turns it off); not with --group-by-length; a resume must keep it")
+	fs.BoolVar(&f.packing, "packing", false, "sequence packing: run each micro-batch's sequences several to a row (rows of up to --max-len tokens, never more positions than one per row), each attending only to itself, instead of one per row padded to the longest, so that short rows stop paying for padding; the batches, targets and loss are those of a run without it, to float32 rounding. Needs fused attention (the cpu and cuda backends have it, ascend on Atlas A2/A3; SORA_ATTENTION=unfused turns it off); not with --group-by-length; a resume must keep it")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
 	fs.StringVar(&f.bestMetric, "best-metric", string(train.MetricLoss), "`METRIC` that --keep-best and --early-stopping compare the evaluations during training by, as metrics.jsonl names it with or without eval_: loss (lower is better), accuracy (higher; for --task lm the share of answers predicted exactly token by token) or mcc (higher; --task classify)")
@@ -992,8 +992,12 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		if rep.AnswerRows < rep.Rows {
 			over = fmt.Sprintf(" over the %d rows with an answer", rep.AnswerRows)
 		}
-		fmt.Fprintf(stdout, "answer accuracy (greedy generation, %s answers extracted as LLM-Adapters does)%s: %.4f; majority baseline (always %q) %.4f; no answer in %d of %d\n",
-			rep.AnswerKind, over, rep.Accuracy, rep.MajorityAnswer, rep.Majority, rep.NoAnswer, rep.AnswerRows)
+		how := fmt.Sprintf("%s answers extracted as LLM-Adapters does", rep.AnswerKind)
+		if rep.AnswerKind == data.Text.String() {
+			how = "text answers compared whole, ignoring case"
+		}
+		fmt.Fprintf(stdout, "answer accuracy (greedy generation, %s)%s: %.4f; majority baseline (always %q) %.4f; no answer in %d of %d\n",
+			how, over, rep.Accuracy, rep.MajorityAnswer, rep.Majority, rep.NoAnswer, rep.AnswerRows)
 		summary.AnswerAccuracy, summary.Majority = &rep.Accuracy, &rep.Majority
 	case evalSet != nil && task == train.LM:
 		fmt.Fprintf(stdout, "no answer accuracy: %s\n", answersNote)
