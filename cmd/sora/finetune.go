@@ -347,6 +347,34 @@ func clipUsed(o train.Options) float64 {
 	return o.ClipNorm
 }
 
+// unmatchedTargets warns ("" when there is nothing to say) of --target
+// patterns that select none of the layers adapted, which the others
+// selected: a misspelt name (v_prj) or a module this architecture lacks
+// (c_attn) would otherwise be dropped without a word.
+func unmatchedTargets(pm *peft.Model, patterns []string) string {
+	var none []string
+	for _, p := range patterns {
+		if p == peft.AllLinear || p == peft.AllParameters {
+			continue
+		}
+		found := false
+		for _, l := range pm.Layers() {
+			if ok, _ := peft.Match([]string{p}, l.Name()); ok {
+				found = true
+				break
+			}
+		}
+		if !found {
+			none = append(none, p)
+		}
+	}
+	if len(none) == 0 || len(pm.Layers()) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("--target %s: %s matches no layer of this model, so it adapts nothing (the layers are named like %s)",
+		strings.Join(patterns, ","), strings.Join(none, ", "), pm.Layers()[0].Name())
+}
+
 // rankNote warns ("" when there is nothing to say) of a low-rank update
 // whose rank exceeds min(in, out) of adapted layers: B·A of such a layer
 // has at most that rank, so the extra rank adds parameters that can add
@@ -784,6 +812,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "method: %s %s; trainable params: %s of %s (%.4f%%; %.4f%% of the base model's %s)\n", method, on,
 		commas(count.Trainable), commas(count.Total), count.Percent(), count.PercentOfBase(), commas(count.Base))
 	if note := rankNote(pm); note != "" {
+		fmt.Fprintf(stderr, "sora finetune: warning: %s\n", note)
+	}
+	if note := unmatchedTargets(pm, splitList(f.target)); note != "" {
 		fmt.Fprintf(stderr, "sora finetune: warning: %s\n", note)
 	}
 	switch {
