@@ -76,6 +76,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	adapterDir := fs.String("adapter", "", "`DIR` of a language-model adapter to apply to the base model, unmerged (none: the model alone)")
 	prompt := fs.String("prompt", "", "`TEXT` to continue; empty starts from BOS alone")
 	steps := fs.Int("steps", 256, "`N` positions to run, the prompt's included; 0 or more than the model's seq_len means seq_len")
+	maxNew := fs.Int("max-new-tokens", 0, "generate at most `N` tokens after the prompt, as sora eval's flag does (0: as many as --steps leaves room for); with --chat the template's tokens are part of the prompt, so this is the simpler limit there")
 	temperature := fs.Float64("temperature", 1.0, "sampling temperature `T` ≥ 0; 0 is greedy (always the most likely token)")
 	topP := fs.Float64("top-p", 0.9, "nucleus sampling threshold `P` in [0, 1]; 0 or 1 samples from every token")
 	seed := fs.Uint64("seed", 0, "random seed `S` of the sampler; 0 picks one from the clock and prints it to stderr")
@@ -93,6 +94,10 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := cf.check(); err != nil {
 		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitUsage
+	}
+	if *maxNew < 0 {
+		fmt.Fprintf(stderr, "sora generate: --max-new-tokens %d: want 0 (no limit but --steps) or a positive number\n", *maxNew)
 		return exitUsage
 	}
 	if *steps < 0 {
@@ -171,21 +176,6 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		defer pm.Unload()
 	}
 	stop := stopTokens(tok)
-	// The cache holds the positions the run can reach, not the model's
-	// whole seq_len, which for long-context models (Llama 3.1's 131072)
-	// would take gigabytes the run never touches.
-	seqLen := m.Config().MaxSeqLen
-	positions := 0 // the model's seq_len
-	if *steps > 0 && *steps < seqLen {
-		positions = *steps
-	}
-	gen, err := m.NewGenerator(positions)
-	if err != nil {
-		fmt.Fprintf(stderr, "sora generate: %v\n", err)
-		return exitFailure
-	}
-	defer gen.Close()
-
 	out := bufio.NewWriter(stdout)
 	var ids []int
 	// echo counts the tokens Generate emits that are the prompt's: all
@@ -206,6 +196,25 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora generate: the tokenizer %s has no BOS token to start from: give a --prompt\n", tok.Name())
 		return exitUsage
 	}
+	// The positions the run takes: --steps, less where --max-new-tokens
+	// ends it sooner. The cache holds those, not the model's whole
+	// seq_len, which for long-context models (Llama 3.1's 131072) would
+	// take gigabytes the run never touches.
+	seqLen := m.Config().MaxSeqLen
+	limit := *steps
+	if *maxNew > 0 && (limit == 0 || limit > len(ids)+*maxNew) {
+		limit = len(ids) + *maxNew
+	}
+	positions := 0 // the model's seq_len
+	if limit > 0 && limit < seqLen {
+		positions = limit
+	}
+	gen, err := m.NewGenerator(positions)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora generate: %v\n", err)
+		return exitFailure
+	}
+	defer gen.Close()
 	// The printer holds back the byte tokens of a character until it is
 	// whole, where llama2.c drops them one by one.
 	pr := tok.NewPrinter(ids[0])
@@ -236,7 +245,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora generate: seed %d\n", s)
 	}
 	start := time.Now()
-	_, err = gen.Generate(ids, llama.GenerateOptions{Steps: *steps, Sampler: sampler, Stop: stop}, emit)
+	_, err = gen.Generate(ids, llama.GenerateOptions{Steps: limit, Sampler: sampler, Stop: stop}, emit)
 	elapsed := time.Since(start)
 	out.WriteString("\n")
 	if ferr := out.Flush(); err == nil {
