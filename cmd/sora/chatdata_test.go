@@ -264,4 +264,28 @@ func TestFinetuneSavesChatVars(t *testing.T) {
 	if saved == other {
 		t.Errorf("generate printed %q with and without the variable; the test cannot see it", saved)
 	}
+
+	// A full fine-tune's model folder is a --model of its own: the
+	// variables go into it, and generate from it renders with them.
+	full := filepath.Join(dir, "full")
+	if code, _, errOut := runCLI(t, "finetune", "--model", hf, "--data", data, "--chat-template", tmpl, "--chat-var", "greet=Once upon a time. ",
+		"--method", "full", "--steps", "1", "--batch", "2", "--no-spectrum", "--out", full); code != exitOK {
+		t.Fatalf("finetune --method full: status %d; stderr:\n%s", code, errOut)
+	}
+	model := filepath.Join(full, "adapter", "model")
+	if vars, err := readChatVars(filepath.Join(model, adapterVarsFile)); err != nil || vars["greet"] != "Once upon a time. " {
+		t.Fatalf("variables saved with the fully fine-tuned model: %v (%v); want greet", vars, err)
+	}
+	genFull := func(extra ...string) string {
+		t.Helper()
+		args := append([]string{"generate", "--model", model, "--chat", "--prompt", "Lily", "--steps", "40", "--temperature", "0"}, extra...)
+		code, stdout, errOut := runCLI(t, args...)
+		if code != exitOK {
+			t.Fatalf("generate --model %s %v: status %d; stderr:\n%s", model, extra, code, errOut)
+		}
+		return stdout
+	}
+	if saved, given, other := genFull(), genFull("--chat-var", "greet=Once upon a time. "), genFull("--chat-var", "greet="); saved != given || saved == other {
+		t.Errorf("generate from the full fine-tune's folder: %q; with the variable given %q, with it empty %q", saved, given, other)
+	}
 }

@@ -70,7 +70,9 @@ func (c *chatFlags) check() error {
 // special tokens of the tokenizer at tokSrc (a folder, or a file in one);
 // or else the one the adapter was trained with (adapterTemplateFile in
 // its folder), whose saved variables (adapterVarsFile) become c.vars
-// unless --chat-var gave some; or else the tokenizer folder's own. A
+// unless --chat-var gave some; or else the tokenizer folder's own, with
+// the variables an adapterVarsFile there holds (sora writes one into the
+// folders of fully fine-tuned and merged models). A
 // folder without one is an error wrapping chat.ErrNoTemplate that ends
 // with noneHint, which says what to do instead.
 func (c *chatFlags) template(tokSrc, noneHint string) (*chat.Template, error) {
@@ -100,6 +102,15 @@ func (c *chatFlags) template(tokSrc, noneHint string) (*chat.Template, error) {
 	t, err := chat.LoadDir(dir)
 	if errors.Is(err, chat.ErrNoTemplate) {
 		return nil, fmt.Errorf("%w; a base model has none: %s", err, noneHint)
+	}
+	if err == nil && len(c.vars) == 0 {
+		// A folder that sora wrote (a full fine-tune's model/, a merge)
+		// keeps the variables its template was trained with beside it.
+		vars, err := readChatVars(filepath.Join(dir, adapterVarsFile))
+		if err != nil {
+			return nil, err
+		}
+		c.vars = vars
 	}
 	return t, err
 }

@@ -906,6 +906,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 					return err
 				}
 			}
+			if method == peft.Full && base.hf {
+				// A fully fine-tuned Hugging Face folder is a --model
+				// of its own: its template's variables go with it.
+				if err := chats.saveTemplate(filepath.Join(dir, "model")); err != nil {
+					return err
+				}
+			}
 			return chats.saveTemplate(dir)
 		}}
 	// The training phase begins before its line prints, so that a signal
