@@ -16,13 +16,13 @@ import (
 func init() {
 	register(command{
 		name:    "convert",
-		summary: "convert a llama2.c checkpoint to a Hugging Face LLaMA folder",
+		summary: "convert a llama2.c checkpoint to a Hugging Face LLaMA folder, or a model to a GGUF file for llama.cpp",
 		run:     runConvert,
 	})
 }
 
 var convertDoc = usageDoc{
-	synopsis: "convert --model FILE.bin [--tokenizer FILE.bin] --out DIR [--shard-size BYTES]",
+	synopsis: "convert --model FILE.bin [--tokenizer FILE.bin] --out DIR [--shard-size BYTES]\n       convert --model FILE.bin|DIR [--tokenizer PATH] --out FILE.gguf [--gguf-type TYPE]",
 	description: "Reads a llama2.c checkpoint (legacy or version 1) and writes it as a Hugging Face LLaMA " +
 		"checkpoint into DIR: config.json and float32 weights in model.safetensors (or shards with " +
 		"model.safetensors.index.json when --shard-size is set), with Hugging Face's tensor names, q_proj and " +
@@ -38,9 +38,15 @@ var convertDoc = usageDoc{
 		"are replaced file by file, config.json last, and the old checkpoint's files among " + strings.Join(hfSideNames, ", ") +
 		" that this conversion does not write are removed, each named on stdout, since they would describe another model " +
 		"(with --tokenizer it writes tokenizer.json and tokenizer_config.json; without it, none of them). Other files in DIR are left alone. " +
-		"A file, a folder that holds other things, and the folder that holds --model are refused before anything is written.",
+		"A file, a folder that holds other things, and the folder that holds --model are refused before anything is written. " +
+		"An --out ending in .gguf writes instead one GGUF file that llama.cpp, Ollama and LM Studio run, from a llama2.c checkpoint " +
+		"(with --tokenizer, required) or a Hugging Face folder (its own tokenizer and chat template, or --tokenizer), read a slab of rows " +
+		"at a time: the weights as --gguf-type (f16 by default), the tokenizer and the chat template; a GGUF file there is replaced, any " +
+		"other file refused. What llama.cpp cannot run as this project does is refused, and what it runs differently noted on stderr " +
+		"(see docs/finetune.md, \"Running the model elsewhere (GGUF)\"); --shard-size does not apply.",
 	examples: []string{
 		"sora convert --model stories260K.bin --tokenizer tok512.bin --out stories260K-hf",
+		"sora convert --model stories260K.bin --tokenizer tok512.bin --out stories260K.gguf --gguf-type q8_0",
 	},
 }
 
@@ -49,9 +55,18 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 	model := fs.String("model", "", "`FILE` of the llama2.c checkpoint to convert (required)")
 	out := fs.String("out", "", "`DIR` to write the Hugging Face checkpoint into (required): a new or empty folder, or one holding a Hugging Face checkpoint to replace (see above for the files removed)")
 	shard := fs.Int64("shard-size", 0, "split the weights into shards of at most `BYTES` each; 0 writes one model.safetensors")
-	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin, written into the folder as Hugging Face's tokenizer.json and tokenizer_config.json (none: the folder has no tokenizer, and the commands then need --tokenizer with it)")
+	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin, written into the folder as Hugging Face's tokenizer.json and tokenizer_config.json (none: the folder has no tokenizer, and the commands then need --tokenizer with it); for a .gguf --out, the tokenizer to write (a llama2.c checkpoint needs it; a folder's own is the default)")
+	var gf ggufFlags
+	gf.add(fs)
 	if code, ok := parseFlags(fs, convertDoc, args, stdout, stderr); !ok {
 		return code
+	}
+	if isGGUF(*out) && *model != "" {
+		return convertGGUF(*model, *tokPath, *out, *shard, gf, stdout, stderr)
+	}
+	if gf.typ != defaultGGUFType {
+		fmt.Fprintf(stderr, "sora convert: --gguf-type is for a .gguf --out; %s is a Hugging Face folder\n", *out)
+		return exitUsage
 	}
 	switch {
 	case *model == "":

@@ -9,9 +9,11 @@ import (
 	"strings"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/models/gguf"
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/llama2c"
+	"github.com/sora-go/sora/models/tokenizer"
 	"github.com/sora-go/sora/peft"
 	"github.com/sora-go/sora/peft/adapter"
 )
@@ -25,7 +27,7 @@ func init() {
 }
 
 var mergeDoc = usageDoc{
-	synopsis: "merge --adapter DIR --out FILE|DIR [--model FILE|DIR] [--backend NAME]",
+	synopsis: "merge --adapter DIR --out FILE|DIR|FILE.gguf [--model FILE|DIR] [--tokenizer PATH] [--gguf-type TYPE] [--backend NAME]",
 	description: "Applies the adapter in DIR (as written by \"sora finetune\": adapter_config.json and " +
 		"adapter_model.safetensors in Hugging Face PEFT's layout) to the base model, folds every adapted layer " +
 		"into one dense weight W' (as PEFT's merge_and_unload does; for SORA W' = R·(diag(d)·W0 + s·B·A)) and " +
@@ -40,9 +42,15 @@ var mergeDoc = usageDoc{
 		"checkpoint there is replaced; any other file, or a folder, is refused); for a folder base a folder that does not exist yet (made with its parents), an empty one, " +
 		"or one holding a Hugging Face checkpoint (config.json or weights), which is replaced: its config.json and weights are replaced, " +
 		"the base's side files written, and the old checkpoint's files among " + strings.Join(hfSideNames, ", ") +
-		" that the base lacks removed, each named on stdout; other files are left alone. A file, or a folder that holds other things, is refused.",
+		" that the base lacks removed, each named on stdout; other files are left alone. A file, or a folder that holds other things, is refused. " +
+		"An --out ending in .gguf writes instead one GGUF file that llama.cpp, Ollama and LM Studio run, whatever the base's format: the merged " +
+		"weights (as --gguf-type, f16 by default), the tokenizer (the base folder's, or --tokenizer, which a llama2.c base needs) and the chat " +
+		"template (the adapter's, else the base folder's); a GGUF file there is replaced, any other file refused. What llama.cpp cannot run as " +
+		"this project does (a Gemma layer pattern other than llama.cpp's, say) is refused before anything is merged, and what it runs differently " +
+		"is noted on stderr (see docs/finetune.md, \"Running the model elsewhere (GGUF)\").",
 	examples: []string{
 		"sora merge --model stories260K.bin --adapter runs/boolq-sora/adapter --out stories260K-boolq.bin",
+		"sora merge --model stories260K.bin --tokenizer tok512.bin --adapter runs/boolq-sora/adapter --out stories260K-boolq.gguf",
 		"sora generate --model stories260K-boolq.bin --tokenizer tok512.bin --temperature 0 --prompt \"...\"",
 	},
 }
@@ -52,7 +60,10 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	name := addBackendFlag(fs)
 	model := fs.String("model", "", "`PATH` of the base model: a llama2.c checkpoint file or a Hugging Face folder (default: the base_model_name_or_path of --adapter)")
 	adapterDir := fs.String("adapter", "", "`DIR` of the adapter to fold in (required)")
-	out := fs.String("out", "", "`PATH` to write the merged model to (required): for a llama2.c base a file path (a llama2.c checkpoint there is replaced, any other file refused); for a Hugging Face base a new or empty folder, or one holding a Hugging Face checkpoint, which is replaced (see above)")
+	out := fs.String("out", "", "`PATH` to write the merged model to (required): for a llama2.c base a file path (a llama2.c checkpoint there is replaced, any other file refused); for a Hugging Face base a new or empty folder, or one holding a Hugging Face checkpoint, which is replaced (see above); for either, a FILE.gguf (see above)")
+	tokPath := fs.String("tokenizer", "", "`PATH` of the tokenizer written into a .gguf --out (default: the base folder's; a llama2.c base needs its tokenizer.bin)")
+	var gf ggufFlags
+	gf.add(fs)
 	if code, ok := parseFlags(fs, mergeDoc, args, stdout, stderr); !ok {
 		return code
 	}
@@ -84,7 +95,16 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	// What --out must be depends on the base's format; a wrong kind would
 	// otherwise fail only once the merge is done, or write into a folder
 	// that holds other things.
-	replacing, err := checkMergeOut(*model, *out)
+	var replacing bool
+	if isGGUF(*out) {
+		if _, err = gf.options(); err == nil {
+			replacing, err = checkGGUFOut(*out)
+		}
+	} else if *tokPath != "" || gf.typ != defaultGGUFType {
+		err = fmt.Errorf("--tokenizer and --gguf-type are for a .gguf --out; %s is written in the base model's own format", *out)
+	} else {
+		replacing, err = checkMergeOut(*model, *out)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitUsage
@@ -100,6 +120,23 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer base.close()
+	// A GGUF file's tokenizer and what llama.cpp can run are checked
+	// before the merge (the merged model has the base's configuration,
+	// its head untied if the adapter adapts a tied one).
+	var ggufTok *tokenizer.Tokenizer
+	var ggufOpts gguf.Options
+	if isGGUF(*out) {
+		if ggufOpts, err = gf.options(); err == nil {
+			ggufTok, err = ggufTokenizer(*model, *tokPath, base.config().VocabSize)
+		}
+		if err == nil {
+			err = gguf.Check(base.config(), ggufTok, ggufOpts)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sora merge: %v\n", err)
+			return exitFailure
+		}
+	}
 	m, release, code := openBaseModel("merge", b, base, llama.Options{}, stderr)
 	if m == nil {
 		return code
@@ -143,6 +180,19 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
+	}
+	if ggufTok != nil {
+		ggufChat(&ggufOpts, *model, tmpl, stderr)
+		src, err := gguf.WeightsSource(merged)
+		if err == nil {
+			err = writeGGUF("merge", *out, src, ggufTok, ggufOpts, replacing, stdout, stderr)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sora merge: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(stdout, "merged the %s adapter of %d layers from %s into %s\n", method, layers, *adapterDir, *model)
+		return exitOK
 	}
 	var removed []string
 	if base.hf {
