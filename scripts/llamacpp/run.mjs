@@ -19,17 +19,19 @@
 //    "tokenize": ["text", ...],     texts to tokenize: no BOS added, special tokens in the
 //                                   text recognised (as Hugging Face's tokenizers do)
 //    "parseSpecial": true,          optional; false spells special tokens out (llama2.c)
-//    "generate": [{"tokens": [1, 2], "max": 100}, ...],
-//                                   greedy continuations of token-id prompts: temperature 0,
-//                                   no top-k/top-p/min-p, no repeat penalty; the
-//                                   end-of-generation token, if one comes, is included
+//    "generate": [{"tokens": [1, 2], "max": 100}, {"text": "Once upon", "max": 20}, ...],
+//                                   greedy continuations of token-id prompts, or of a text
+//                                   (tokenized by llama.cpp, BOS first where the model adds
+//                                   it): temperature 0, no top-k/top-p/min-p, no repeat
+//                                   penalty; the end-of-generation token, if one comes, is
+//                                   included
 //    "next": [{"tokens": [1, 2], "top": 20}, ...]}
 //                                   the next-token distribution after each prompt: the
 //                                   "top" most likely ids with their probabilities (the
 //                                   softmax of llama.cpp's logits over the whole vocabulary)
 //
 // and the answer is {"tokenize": [[ids], ...], "generate": [{"tokens": [...],
-// "eog": bool}, ...], "next": [{"ids": [...], "probs": [...]}, ...],
+// "text": "the continuation, detokenized", "eog": bool}, ...], "next": [{"ids": [...], "probs": [...]}, ...],
 // "bos": id, "eos": id, "addBos": bool}. --info prints the
 // binaries' description and exits. Errors go to stderr with exit status 1.
 import {readFileSync} from "node:fs";
@@ -95,7 +97,9 @@ const greedy = {temperature: 0, topK: 0, topP: 1, minP: 0, repeatPenalty: false,
 const jobs = [...(req.generate ?? []), ...(req.next ?? [])];
 let longest = 16;
 for (const j of jobs) {
-	longest = Math.max(longest, (j.tokens?.length ?? 0) + (j.max ?? 1) + 1);
+	// A text's tokens are at most its bytes, and BOS.
+	const n = j.tokens?.length ?? (typeof j.text === "string" ? Buffer.byteLength(j.text) + 1 : 0);
+	longest = Math.max(longest, n + (j.max ?? 1) + 1);
 }
 const kvType = req.kvCacheType ?? "F32";
 const context = await model.createContext({
@@ -110,6 +114,12 @@ const sequence = context.getSequence();
 
 for (const g of req.generate ?? []) {
 	await sequence.clearHistory();
+	if (g.tokens === undefined && typeof g.text === "string") {
+		g.tokens = [...(model.tokens.shouldPrependBosToken && model.tokens.bos != null ? [model.tokens.bos] : []), ...model.tokenize(g.text, true)];
+	}
+	if (!Array.isArray(g.tokens) || g.tokens.length === 0) {
+		fail("a generate job needs \"tokens\" or a non-empty \"text\"");
+	}
 	const tokens = [];
 	let eog = false;
 	for await (const t of sequence.evaluate(g.tokens, greedy)) {
@@ -122,7 +132,7 @@ for (const g of req.generate ?? []) {
 			break;
 		}
 	}
-	out.generate.push({tokens, eog});
+	out.generate.push({tokens, text: model.detokenize(tokens), eog});
 }
 
 for (const n of req.next ?? []) {
