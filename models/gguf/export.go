@@ -344,6 +344,9 @@ func (p *Plan) addTensors(src llama.Source, c llama.Config, typ Type) error {
 		if len(shape) > 1 {
 			t = matrix(name, shape)
 		}
+		if t == F16 {
+			read = halfRange(name, read)
+		}
 		p.Tensors = append(p.Tensors, Tensor{Name: name, Shape: shape, Type: t, Read: read})
 	}
 	norm := func(srcName string) func(int, []float32) error {
@@ -411,6 +414,22 @@ func (p *Plan) addTensors(src llama.Source, c llama.Config, typ Type) error {
 		p.Notes = append(p.Notes, fmt.Sprintf("%d matrices whose rows are not a multiple of %d long are written f16 instead of q8_0 (as llama.cpp's converter falls back): %s", len(fellBack), QK8_0, abbreviate(fellBack, 6)))
 	}
 	return nil
+}
+
+// halfRange wraps read to refuse a value that float16 cannot hold (beyond
+// ±65504 it would become an infinity, and the model garbage).
+func halfRange(name string, read func(int, []float32) error) func(int, []float32) error {
+	return func(row0 int, dst []float32) error {
+		if err := read(row0, dst); err != nil {
+			return err
+		}
+		for i, v := range dst {
+			if v > 65504 || v < -65504 {
+				return fmt.Errorf("%s holds %v (value %d from row %d on), beyond float16's range of ±65504: export it as bf16 or f32", name, v, i, row0)
+			}
+		}
+		return nil
+	}
 }
 
 // cols returns the number of values in one row of a tensor of shape s:
@@ -492,4 +511,22 @@ func ropeFactors(c llama.Config) []float32 {
 		out[i] = float32(base / f)
 	}
 	return out
+}
+
+// configSource is a llama.Source with a configuration and no tensors, for
+// Check.
+type configSource llama.Config
+
+func (s configSource) Config() llama.Config { return llama.Config(s) }
+
+func (s configSource) ReadRows(name string, _ int, _ []float32) error {
+	return fmt.Errorf("gguf: no weights to read (%s): the model is only being checked", name)
+}
+
+// Check returns the error NewPlan would return for a model of
+// configuration c with the tokenizer tok, without any weights: a command
+// calls it to refuse an export before it loads or merges a model.
+func Check(c llama.Config, tok *tokenizer.Tokenizer, o Options) error {
+	_, err := NewPlan(configSource(c), tok, o)
+	return err
 }
