@@ -26,8 +26,8 @@ func TestBestCkptBadFlags(t *testing.T) {
 	}{
 		{[]string{"--keep-best"}, "--keep-best needs --model"},
 		{[]string{"--early-stopping", "3"}, "--early-stopping needs --model"},
-		{plus(base, "--keep-best"), "they need --eval-data and --eval-every N"},
-		{plus(base, "--eval-data", "y", "--early-stopping", "3"), "they need --eval-data and --eval-every N"},
+		{plus(base, "--keep-best"), "they need --eval-data (or --eval-split) and --eval-every N"},
+		{plus(base, "--eval-data", "y", "--early-stopping", "3"), "they need --eval-data (or --eval-split) and --eval-every N"},
 		{plus(withEval, "--early-stopping", "-1"), "--early-stopping -1"},
 		{plus(withEval, "--early-stopping-delta", "0.1"), "set --early-stopping too"},
 		{plus(withEval, "--early-stopping", "2", "--early-stopping-delta", "NaN"), "--early-stopping-delta NaN"},

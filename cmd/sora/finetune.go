@@ -75,6 +75,7 @@ var finetuneDoc = usageDoc{
 // finetuneFlags are the flags of "sora finetune".
 type finetuneFlags struct {
 	backend, model, tokenizer, data, evalData, task, method, target, schedule, out     string
+	evalSplit                                                                          string
 	baseDType                                                                          string
 	rank, rotationRank, steps, batch, microBatch, maxLen, warmup, saveEvery, evalEvery int
 	maxTrain, maxEval, pretrainSteps, repeats, maxNew                                  int
@@ -84,6 +85,8 @@ type finetuneFlags struct {
 	packing, rslora                                                                    bool
 	set                                                                                map[string]bool
 	chat                                                                               chatFlags
+	// holdout is --eval-split, parsed by check (zero without it).
+	holdout data.Holdout
 
 	// The choice among the evaluations: --best-metric, --keep-best,
 	// --early-stopping and --early-stopping-delta.
@@ -101,6 +104,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "`PATH` of the model's tokenizer: a llama2.c tokenizer.bin, or a Hugging Face tokenizer.json, tokenizer.model or model folder (default: the --model folder's own, for a Hugging Face model; required for a llama2.c checkpoint)")
 	fs.StringVar(&f.data, "data", "", "`FILE` of training data (required with --model): for --task lm a JSON list or JSON Lines of rows, each instruction/input/output (LLM-Adapters, Alpaca), prompt/completion, text, or messages (a conversation, rendered with the chat template); for --task classify CoLA TSV or BoolQ JSON")
 	fs.StringVar(&f.evalData, "eval-data", "", "`FILE` of held-out data in the same format, evaluated before training (zero-shot), every --eval-every steps and at the end")
+	fs.StringVar(&f.evalSplit, "eval-split", "", "hold out `X` of the rows of --data, never trained on, and evaluate on them as on --eval-data (not with --eval-data): a fraction in (0, 1), rounded up to whole rows, or a number of rows ≥ 1, drawn at random with --seed (stratified by label with --task classify) before --max-train and --max-eval sample; they are written into --out as "+evalSplitName+".json (.jsonl, .tsv: as --data), which \"sora eval --data\" scores as the run did")
 	fs.StringVar(&f.task, "task", "lm", "`TASK`: lm (causal LM, loss on the answer tokens) or classify (classification head on the last token; a --model with a head beside it in "+headFile+" continues that head)")
 	fs.BoolVar(&f.newHead, "new-head", false, "with --task classify, start a new random classification head even when --model has one beside it in "+headFile)
 	fs.StringVar(&f.method, "method", "sora", "PEFT `METHOD`: one of "+methodNames()+" (the demonstration takes a comma-separated list; default lora,dora,prediag,sora there)")
@@ -162,7 +166,7 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 		for _, name := range []string{"tokenizer", "data", "eval-data", "task", "resume", "target", "max-train", "max-eval",
 			"batch", "micro-batch", "max-len", "warmup", "schedule", "weight-decay", "epochs", "save-every", "eval-every", "clip",
 			"dropout", "exact-rotation", "new-head", "no-spectrum", "gradient-checkpointing", "group-by-length", "packing", "base-dtype", "rslora",
-			"best-metric", "keep-best", "early-stopping", "early-stopping-delta", "max-new-tokens", "loraplus-ratio"} {
+			"best-metric", "keep-best", "early-stopping", "early-stopping-delta", "max-new-tokens", "loraplus-ratio", "eval-split"} {
 			if f.set[name] {
 				fmt.Fprintf(stderr, "sora finetune: --%s needs --model (without --model the built-in demonstration runs; it takes --method, --rank, --alpha, --rotation-rank, --lr, --steps, --pretrain-steps, --repeats, --seed, --backend, --out and --cpuprofile)\n", name)
 				return exitUsage
@@ -223,13 +227,15 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--save-every and --eval-every want 0 or a positive number of steps")
 	case f.maxTrain < 0 || f.maxEval < 0:
 		return fmt.Errorf("--max-train and --max-eval want 0 (all rows) or a positive number")
-	case f.evalData == "" && (f.set["eval-every"] || f.set["max-eval"]):
+	case f.set["eval-split"] && f.evalData != "":
+		return fmt.Errorf("--eval-split and --eval-data both give the data to evaluate on: use one or the other (--eval-split holds out part of --data, --eval-data reads another file)")
+	case !f.evaluates() && (f.set["eval-every"] || f.set["max-eval"]):
 		// Without held-out data they would do nothing, silently.
-		return fmt.Errorf("--eval-every and --max-eval need --eval-data (the held-out data to evaluate)")
+		return fmt.Errorf("--eval-every and --max-eval need --eval-data or --eval-split (the held-out data to evaluate)")
 	case f.maxNew < 1:
 		return fmt.Errorf("--max-new-tokens %d: want at least 1", f.maxNew)
-	case f.set["max-new-tokens"] && f.evalData == "":
-		return fmt.Errorf("--max-new-tokens is how far the answers of --eval-data are generated after training; it needs --eval-data")
+	case f.set["max-new-tokens"] && !f.evaluates():
+		return fmt.Errorf("--max-new-tokens is how far the answers of the evaluation data are generated after training; it needs --eval-data or --eval-split")
 	case f.earlyStopping < 0:
 		return fmt.Errorf("--early-stopping %d: want 0 (off) or the number of evaluations without improvement that stop the run", f.earlyStopping)
 	case !(f.earlyStoppingDelta >= 0) || math.IsInf(f.earlyStoppingDelta, 1):
@@ -238,16 +244,23 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--early-stopping-delta is the least improvement that --early-stopping counts; set --early-stopping too")
 	case f.set["best-metric"] && !f.keepBest && f.earlyStopping == 0:
 		return fmt.Errorf("--best-metric chooses among the evaluations for --keep-best and --early-stopping; set one of them")
-	case (f.keepBest || f.earlyStopping > 0) && (f.evalData == "" || f.evalEvery == 0):
+	case (f.keepBest || f.earlyStopping > 0) && (!f.evaluates() || f.evalEvery == 0):
 		// Without them the run evaluates at most once, at its end:
 		// nothing to choose from, nothing to stop.
-		return fmt.Errorf("--keep-best and --early-stopping compare the evaluations during training: they need --eval-data and --eval-every N (N > 0)")
+		return fmt.Errorf("--keep-best and --early-stopping compare the evaluations during training: they need --eval-data (or --eval-split) and --eval-every N (N > 0)")
 	case !positive(f.loraPlusRatio):
 		return fmt.Errorf("--loraplus-ratio %g: want a finite positive number", f.loraPlusRatio)
 	case !(f.dropout >= 0 && f.dropout < 1):
 		return fmt.Errorf("--dropout %g: want a probability in [0, 1)", f.dropout)
 	case f.packing && f.groupByLength:
 		return fmt.Errorf("--packing and --group-by-length both cut padding, one by packing a micro-batch's sequences into full rows, the other by batching sequences of similar length; use one")
+	}
+	if f.set["eval-split"] {
+		h, err := data.ParseHoldout(f.evalSplit)
+		if err != nil {
+			return fmt.Errorf("--eval-split: %v", err)
+		}
+		f.holdout = h
 	}
 	task, err := train.ParseTask(f.task)
 	if err != nil {
@@ -316,6 +329,10 @@ func (f *finetuneFlags) check() error {
 	}
 	return nil
 }
+
+// evaluates reports whether the run has evaluation data: --eval-data, or
+// the rows --eval-split holds out.
+func (f *finetuneFlags) evaluates() bool { return f.evalData != "" || f.set["eval-split"] }
 
 // configFlags are the flags that set the fields of peft.Config that
 // Config.Validate names.
@@ -413,7 +430,8 @@ func (f *finetuneFlags) trainOptions(trainSize, maxLen int, baseModel string) tr
 	o := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, Seed: f.seed, SaveEvery: f.saveEvery,
 		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel, NoSpectra: f.noSpectrum,
-		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength, Packing: f.packing}
+		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength, Packing: f.packing,
+		EvalSplit: f.holdout.String()}
 	// --clip 0 is Hugging Face's max_grad_norm 0, no clipping; the
 	// trainer's zero ClipNorm is its default instead.
 	if f.clip > 0 {
@@ -470,6 +488,9 @@ type runSummary struct {
 	Config    map[string]any `json:"config"` // the flags that shaped the run; "lr": see LRHistory
 	TrainRows int            `json:"train_sequences"`
 	EvalRows  int            `json:"eval_sequences,omitempty"`
+	// EvalSplit is what --eval-split held out of Data to evaluate on
+	// (EvalData is then empty).
+	EvalSplit *evalSplit `json:"eval_split,omitempty"`
 	// EvalCut counts the evaluation sequences (LM) whose output --max-len
 	// cut short: the loss and exact match score only the part that fits.
 	EvalCut   int               `json:"eval_sequences_cut,omitempty"`
@@ -566,36 +587,125 @@ func (td *taskData) fileRow(i int) int {
 }
 
 // loadTaskData reads and encodes a data file for task; chats gives
-// conversations their chat template.
+// conversations their chat template. With limit > 0 it keeps a random
+// sample of limit rows, drawn with seed.
 func loadTaskData(path string, task train.Task, tok data.Encoder, chats *chatSource, maxLen, limit int, seed uint64) (*taskData, error) {
-	td := &taskData{path: path}
+	rows, _, err := readTaskRows(path, task, chats)
+	if err != nil {
+		return nil, err
+	}
+	return rows.encode(task, tok, maxLen, limit, seed)
+}
+
+// taskRows are rows of a data file for a task, read but not yet encoded:
+// the whole file, or a part of it (an --eval-split's).
+type taskRows struct {
+	path string // the file, for error messages
+	// part says which part of the file the rows are ("" for all of it),
+	// for messages about the rows as a whole.
+	part string
+	lm   *data.Set         // LM
+	chat data.ChatRenderer // LM conversations: their chat template
+	set  *data.ClassifySet // classification
+	// index holds the 0-based row in the file of each row; nil when
+	// they are the file's rows in order.
+	index []int
+}
+
+// readTaskRows reads the data file path for task, and returns its rows
+// and the file's bytes.
+func readTaskRows(path string, task train.Task, chats *chatSource) (*taskRows, []byte, error) {
+	tr := &taskRows{path: path}
+	if task == train.LM && strings.EqualFold(filepath.Ext(path), ".tsv") {
+		return nil, nil, fmt.Errorf("%s is a TSV file; --task lm reads JSON or JSON Lines rows (use --task classify for CoLA)", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("data: %w", err)
+	}
+	if task == train.Classify {
+		if tr.set, err = data.ParseClassification(b, path); err != nil {
+			return nil, nil, err
+		}
+		return tr, b, nil
+	}
+	if tr.lm, err = data.Parse(b, path); err != nil {
+		return nil, nil, err
+	}
+	if tr.lm.Format.Chat() {
+		if tr.chat, err = chats.renderer(); err != nil {
+			return nil, nil, fmt.Errorf("%s holds conversations (%s rows): %w", path, tr.lm.Format, err)
+		}
+	}
+	return tr, b, nil
+}
+
+// len returns the number of rows.
+func (tr *taskRows) len() int {
+	if tr.set != nil {
+		return len(tr.set.Examples)
+	}
+	return len(tr.lm.Rows)
+}
+
+// labels returns a classification data set's label of every row (nil for
+// LM rows, which have none).
+func (tr *taskRows) labels() []int {
+	if tr.set == nil {
+		return nil
+	}
+	return tr.set.Labels()
+}
+
+// subset returns the rows whose numbers (0-based, into tr's rows) keep
+// lists, in that order, as the part of the file part names.
+func (tr *taskRows) subset(keep []int, part string) *taskRows {
+	out := &taskRows{path: tr.path, part: part, chat: tr.chat, index: make([]int, len(keep))}
+	for j, i := range keep {
+		out.index[j] = tr.fileIndex(i)
+	}
+	if tr.set != nil {
+		ex := make([]data.Labeled, len(keep))
+		for j, i := range keep {
+			ex[j] = tr.set.Examples[i]
+		}
+		out.set = &data.ClassifySet{Examples: ex, Classes: tr.set.Classes}
+		return out
+	}
+	rows := make([]data.Row, len(keep))
+	for j, i := range keep {
+		rows[j] = tr.lm.Rows[i]
+	}
+	out.lm = &data.Set{Name: tr.lm.Name, Format: tr.lm.Format, Rows: rows}
+	return out
+}
+
+// fileIndex returns the 0-based row in the file of row i.
+func (tr *taskRows) fileIndex(i int) int {
+	if tr.index == nil {
+		return i
+	}
+	return tr.index[i]
+}
+
+// encode encodes the rows for task (keeping, with limit > 0, a random
+// sample of limit rows drawn with seed).
+func (tr *taskRows) encode(task train.Task, tok data.Encoder, maxLen, limit int, seed uint64) (*taskData, error) {
+	td := &taskData{path: tr.path, chat: tr.chat}
+	var pick []int
 	var err error
 	if task == train.Classify {
-		set, err := data.LoadClassification(path)
-		if err != nil {
-			return nil, err
-		}
-		set.Examples, td.index = sample(set.Examples, limit, seed)
-		td.set, td.classes = set, set.Classes
-		td.seqs, td.stats, err = data.EncodeClassify(tok, set, maxLen)
+		set := *tr.set
+		set.Examples, pick = sample(set.Examples, limit, seed)
+		td.set, td.classes = &set, set.Classes
+		td.seqs, td.stats, err = data.EncodeClassify(tok, &set, maxLen)
 		if err != nil {
 			return nil, err
 		}
 	} else {
-		if strings.EqualFold(filepath.Ext(path), ".tsv") {
-			return nil, fmt.Errorf("%s is a TSV file; --task lm reads JSON or JSON Lines rows (use --task classify for CoLA)", path)
-		}
-		set, err := data.Load(path)
-		if err != nil {
-			return nil, err
-		}
-		if set.Format.Chat() {
-			if td.chat, err = chats.renderer(); err != nil {
-				return nil, fmt.Errorf("%s holds conversations (%s rows): %w", path, set.Format, err)
-			}
-		}
-		set.Rows, td.index = sample(set.Rows, limit, seed)
-		td.lm = set
+		set := *tr.lm
+		set.Rows, pick = sample(set.Rows, limit, seed)
+		td.lm = &set
 		td.seqs, td.stats, err = set.Encode(tok, td.chat, maxLen)
 		if errors.Is(err, chat.ErrNotPrefixStable) {
 			return nil, fmt.Errorf("%w\n(the template renders earlier turns otherwise once later ones follow, as Qwen3's drops their thinking, so the assistant's turns cannot be found by rendering the conversation a message at a time: give with --chat-template a template that marks them with {%% generation %%}…{%% endgeneration %%} blocks, or train on one-turn conversations)", err)
@@ -604,13 +714,27 @@ func loadTaskData(path string, task train.Task, tok data.Encoder, chats *chatSou
 			return nil, err
 		}
 	}
-	if len(td.seqs) == 0 {
-		if td.stats.Dropped == 0 {
-			return nil, fmt.Errorf("%s holds no rows", path)
+	// The rows' numbers in the file: through the sample, then the part.
+	switch {
+	case pick == nil:
+		td.index = tr.index
+	default:
+		td.index = make([]int, len(pick))
+		for j, i := range pick {
+			td.index[j] = tr.fileIndex(i)
 		}
-		return nil, fmt.Errorf("%s: no usable rows: in all %d the prompt alone fills --max-len %d", path, td.stats.Dropped, maxLen)
 	}
-	return td, err
+	if len(td.seqs) == 0 {
+		what := tr.path
+		if tr.part != "" {
+			what = tr.part
+		}
+		if td.stats.Dropped == 0 {
+			return nil, fmt.Errorf("%s holds no rows", what)
+		}
+		return nil, fmt.Errorf("%s: no usable rows: in all %d the prompt alone fills --max-len %d", what, td.stats.Dropped, maxLen)
+	}
+	return td, nil
 }
 
 func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
@@ -659,10 +783,11 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 	}
 	// The trainer clears what a kill during its own saves left; run.json
-	// is written here.
+	// and the --eval-split rows are written here.
 	for _, p := range staleRunJSON(f.out) {
 		if os.Remove(p) == nil {
-			fmt.Fprintf(stdout, "removed %s, left by an interrupted write of run.json\n", p)
+			target, _, _ := atomicfile.Temporary(filepath.Base(p))
+			fmt.Fprintf(stdout, "removed %s, left by an interrupted write of %s\n", p, target)
 		}
 	}
 	b, code := openBackend(f.backend, stderr)
@@ -693,37 +818,50 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	chats := &chatSource{flags: &f.chat, tokSrc: tokSrc, addsBOS: tok.BOS() >= 0}
-	trainSet, err := loadTaskData(f.data, task, tok, chats, maxLen, f.maxTrain, f.seed)
-	if err != nil {
-		return fail("%v", err)
-	}
-	var evalSet *taskData
-	if f.evalData != "" {
-		if evalSet, err = loadTaskData(f.evalData, task, tok, chats, maxLen, f.maxEval, f.seed+1); err != nil {
+	var trainSet, evalSet *taskData
+	var split *evalSplit
+	evalName := f.evalData // the evaluation data, in messages
+	if f.set["eval-split"] {
+		var usage bool
+		if trainSet, evalSet, split, usage, err = f.splitData(task, tok, chats, maxLen); usage {
+			fmt.Fprintf(stderr, "sora finetune: %v\n", err)
+			return exitUsage
+		} else if err != nil {
 			return fail("%v", err)
 		}
-		if task == train.Classify && len(evalSet.classes) != len(trainSet.classes) {
-			return fail("%s has %d classes, %s has %d", f.evalData, len(evalSet.classes), f.data, len(trainSet.classes))
+		evalName = "the --eval-split rows of " + f.data
+		fmt.Fprintln(stdout, split.describe(f))
+	} else {
+		if trainSet, err = loadTaskData(f.data, task, tok, chats, maxLen, f.maxTrain, f.seed); err != nil {
+			return fail("%v", err)
+		}
+		if f.evalData != "" {
+			if evalSet, err = loadTaskData(f.evalData, task, tok, chats, maxLen, f.maxEval, f.seed+1); err != nil {
+				return fail("%v", err)
+			}
+			if task == train.Classify && len(evalSet.classes) != len(trainSet.classes) {
+				return fail("%s has %d classes, %s has %d", f.evalData, len(evalSet.classes), f.data, len(trainSet.classes))
+			}
 		}
 	}
 	describeData(stdout, "train", f.data, trainSet, task, maxLen, cfg.MaxSeqLen)
 	scoreAnswers, answersNote := false, ""
 	if evalSet != nil {
-		describeData(stdout, "eval", f.evalData, evalSet, task, maxLen, cfg.MaxSeqLen)
+		describeData(stdout, "eval", evalName, evalSet, task, maxLen, cfg.MaxSeqLen)
 		// Whether the answers generated after training can be scored is
 		// decided now, not after training, where a refusal would lose
 		// the run's report.
 		if task == train.LM {
 			scoreAnswers, answersNote = answerScoring(evalSet)
 			if answersNote != "" {
-				fmt.Fprintf(stdout, "note: %s: %s\n", f.evalData, answersNote)
+				fmt.Fprintf(stdout, "note: %s: %s\n", evalName, answersNote)
 			}
 			if n := len(evalSet.seqs); scoreAnswers && evalSet.stats.Trained > n*f.maxNew {
 				// The gold outputs are longer than what is generated:
 				// reasoning that comes before the answer (math) is cut
 				// before the answer.
 				fmt.Fprintf(stdout, "note: %s: the outputs run to %.0f tokens on average (up to --max-len), and the answers after training are generated up to --max-new-tokens %d tokens: a generation cut before its answer scores as wrong; a larger --max-new-tokens scores them whole\n",
-					f.evalData, float64(evalSet.stats.Trained)/float64(n), f.maxNew)
+					evalName, float64(evalSet.stats.Trained)/float64(n), f.maxNew)
 			}
 		}
 	}
@@ -844,7 +982,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	summary := runSummary{Command: "sora finetune " + strings.Join(os.Args[min(2, len(os.Args)):], " "), Model: f.model, Data: f.data,
 		EvalData: f.evalData, Task: task.String(), Method: string(method), TrainRows: len(trainSet.seqs),
-		Trainable: count.Trainable, Total: count.Total, Base: count.Base, Head: head, Device: m.Backend().Device(), Config: map[string]any{
+		EvalSplit: split, Trainable: count.Trainable, Total: count.Total, Base: count.Base, Head: head, Device: m.Backend().Device(), Config: map[string]any{
 			"rank": f.rank, "alpha": f.alpha, "rslora": f.rslora, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": clipUsed(opts), "seed": f.seed,
@@ -1040,11 +1178,105 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	case evalSet != nil && task == train.LM:
 		fmt.Fprintf(stdout, "no answer accuracy: %s\n", answersNote)
 	}
+	files := written(res, savedWhat(method, task, f.model), summary.Best)
+	if split != nil {
+		// Beside run.json, which names it; a resume writes the same rows
+		// again.
+		if err := atomicfile.WriteFile(split.File, split.content); err != nil {
+			return fail("%v", err)
+		}
+		files = slices.Insert(files, len(files)-1, filepath.Base(split.File))
+	}
 	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
 		return fail("%v", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s\n", f.out, strings.Join(written(res, savedWhat(method, task, f.model), summary.Best), ", "))
+	fmt.Fprintf(stdout, "wrote %s: %s\n", f.out, strings.Join(files, ", "))
 	return status
+}
+
+// evalSplitName is the name, without its extension, of the file in the
+// output folder that holds the rows --eval-split held out.
+const evalSplitName = "eval-split"
+
+// evalSplit is what --eval-split held out of --data: run.json's
+// eval_split.
+type evalSplit struct {
+	// Split is --eval-split as data.Holdout writes it: a fraction of the
+	// rows ("0.05") or a number of rows ("200").
+	Split string `json:"split"`
+	// Rows is the number of rows held out, and TrainRows the number left
+	// to train on; --max-eval and --max-train sample from them, and
+	// --max-len may leave some out (eval_sequences and train_sequences
+	// count what the run used).
+	Rows      int `json:"rows"`
+	TrainRows int `json:"train_rows"`
+	// Stratified says whether each label was held out in proportion
+	// (--task classify).
+	Stratified bool `json:"stratified_by_label"`
+	// File holds the rows held out, in --data's layout, each as it was
+	// written there, in the order of the file.
+	File string `json:"file"`
+
+	content []byte // File's
+}
+
+// splitData reads --data, holds out --eval-split of its rows at random
+// (seeded by --seed, stratified by label for classification) and encodes
+// both parts, sampling --max-train and --max-eval rows from them as from
+// --data and --eval-data. usage reports an --eval-split that the data
+// cannot be split by.
+func (f *finetuneFlags) splitData(task train.Task, tok data.Encoder, chats *chatSource, maxLen int) (trainSet, evalSet *taskData, split *evalSplit, usage bool, err error) {
+	rows, b, err := readTaskRows(f.data, task, chats)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	n := rows.len()
+	k, err := f.holdout.Size(n)
+	if err != nil {
+		return nil, nil, nil, true, fmt.Errorf("--eval-split %s: %s: %v", f.evalSplit, f.data, err)
+	}
+	labels := rows.labels()
+	trainIdx, heldIdx, err := data.Split(n, k, f.seed, labels)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	raw, err := data.ReadRows(b, f.data)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	if len(raw.Rows) != n {
+		// The readers and ReadRows count rows alike (FuzzReadRows).
+		return nil, nil, nil, false, fmt.Errorf("%s: %d rows read, but %d rows as written: cannot write the held-out rows", f.data, n, len(raw.Rows))
+	}
+	content, err := raw.Subset(heldIdx)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	split = &evalSplit{Split: f.holdout.String(), Rows: k, TrainRows: n - k, Stratified: labels != nil,
+		File: filepath.Join(f.out, evalSplitName+raw.Layout.Ext()), content: content}
+	trainPart := rows.subset(trainIdx, fmt.Sprintf("the %d rows of %s left to train on by --eval-split %s", n-k, f.data, f.evalSplit))
+	heldPart := rows.subset(heldIdx, fmt.Sprintf("the %d rows of %s held out by --eval-split %s", k, f.data, f.evalSplit))
+	if trainSet, err = trainPart.encode(task, tok, maxLen, f.maxTrain, f.seed); err != nil {
+		return nil, nil, nil, false, err
+	}
+	if evalSet, err = heldPart.encode(task, tok, maxLen, f.maxEval, f.seed+1); err != nil {
+		return nil, nil, nil, false, err
+	}
+	return trainSet, evalSet, split, false, nil
+}
+
+// describe says what the split held out, for the run's output.
+func (s *evalSplit) describe(f *finetuneFlags) string {
+	how := fmt.Sprintf("at random (--seed %d)", f.seed)
+	if s.Stratified {
+		how = fmt.Sprintf("at random (--seed %d), each label in proportion", f.seed)
+	}
+	msg := fmt.Sprintf("eval split: %d of the %d rows of %s held out %s by --eval-split %s, never trained on; %d left to train on. "+
+		"They are written to %s with run.json, for \"sora eval --data %s\"", s.Rows, s.Rows+s.TrainRows, f.data, how, f.evalSplit, s.TrainRows, s.File, s.File)
+	if f.maxEval > 0 && f.maxEval < s.Rows {
+		msg += fmt.Sprintf(" (with --max-eval %d: the run evaluates %d of them, the ones \"sora eval --max-eval %d\" draws)", f.maxEval, f.maxEval, f.maxEval)
+	}
+	return msg
 }
 
 // answerScoring decides, when the evaluation data of an LM run loads,
@@ -1238,9 +1470,10 @@ func saveAdapter(dir string, m *llama.Model, pm *peft.Model, meta adapter.Meta, 
 	return adapter.Save(dir, pm, meta)
 }
 
-// staleRunJSON returns the temporaries of run.json in out that a process
-// killed while writing it left behind: regular files that
-// atomicfile.Temporary knows as its temporaries of run.json.
+// staleRunJSON returns the temporaries of run.json, and of the rows
+// --eval-split held out (eval-split.json, .jsonl or .tsv), in out that a
+// process killed while writing them left behind: regular files that
+// atomicfile.Temporary knows as its temporaries of those files.
 func staleRunJSON(out string) []string {
 	ents, err := os.ReadDir(out)
 	if err != nil {
@@ -1249,7 +1482,8 @@ func staleRunJSON(out string) []string {
 	var stale []string
 	for _, e := range ents {
 		target, old, ok := atomicfile.Temporary(e.Name())
-		if ok && target == "run.json" && !old && e.Type().IsRegular() {
+		ours := target == "run.json" || strings.TrimSuffix(target, filepath.Ext(target)) == evalSplitName
+		if ok && ours && !old && e.Type().IsRegular() {
 			stale = append(stale, filepath.Join(out, e.Name()))
 		}
 	}

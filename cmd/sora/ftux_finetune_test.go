@@ -273,7 +273,7 @@ func TestFinetuneOddFlags(t *testing.T) {
 		{[]string{"--method", "oft", "--dropout", "0.1"}, "--dropout 0.1 with --method oft: OFT has no input dropout"},
 		{[]string{"--method", "full", "--rslora"}, "--rslora with --method full: only the methods with a low-rank update"},
 		{[]string{"--task", "classify", "--max-new-tokens", "8", "--eval-data", rows}, "--max-new-tokens is how far the answers are generated, with --task lm"},
-		{[]string{"--max-new-tokens", "8"}, "--max-new-tokens is how far the answers of --eval-data are generated after training; it needs --eval-data"},
+		{[]string{"--max-new-tokens", "8"}, "--max-new-tokens is how far the answers of the evaluation data are generated after training; it needs --eval-data or --eval-split"},
 		{[]string{"--max-new-tokens", "0", "--eval-data", rows}, "--max-new-tokens 0: want at least 1"},
 	} {
 		code, _, errOut := runCLI(t, append(base, c.args...)...)
