@@ -533,3 +533,26 @@ func TestVocabFit(t *testing.T) {
 		t.Errorf("an unknown padding token: %v", err)
 	}
 }
+
+// TestExportHalfRange checks that an f16 export refuses a weight float16
+// cannot hold, naming it, and that bf16 (float32's range) writes it.
+func TestExportHalfRange(t *testing.T) {
+	tok := miniTokenizer(t, "bl-llama3-mini")
+	cfg := llama.Config{Dim: 32, HiddenDim: 32, NumLayers: 1, NumHeads: 2, NumKVHeads: 2, VocabSize: tok.VocabSize(), MaxSeqLen: 64,
+		NormEps: 1e-5, RopeTheta: 10000, TiedEmbeddings: true}
+	w := randomWeights(t, cfg, 9)
+	w.Layers[0].W3[5] = 70000
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if _, err := Export(path, w, tok, Options{Type: F16}); err == nil || !strings.Contains(err.Error(), "blk.0.ffn_up.weight") || !strings.Contains(err.Error(), "65504") {
+		t.Fatalf("f16 export of a weight of 70000: %v; want a refusal naming blk.0.ffn_up.weight", err)
+	}
+	_, f := exportRead(t, w, tok, Options{Type: BF16})
+	if x := readTensor(t, f, "blk.0.ffn_up.weight"); x[5] != BF16ToFloat32(BF16Bits(70000)) {
+		t.Errorf("bf16 wrote %v for 70000", x[5])
+	}
+	// A padding token the tokenizer has is written by id.
+	v, err := newVocab(tok, tok.VocabSize(), tok.Piece(tok.EOS()))
+	if err != nil || v.pad != tok.EOS() {
+		t.Errorf("padding token %q: id %d, %v; want %d", tok.Piece(tok.EOS()), v.pad, err, tok.EOS())
+	}
+}
