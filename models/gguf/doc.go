@@ -50,5 +50,6 @@
 // [Export] and [ExportSource] write a llama.Weights or a llama.Source with
 // its tokenizer as the llama.cpp architecture that runs it: "llama" for
 // LLaMA, Mistral and llama2.c checkpoints, "qwen2", "qwen3", "gemma2" and
-// "gemma3". See [Plan] for what is written and what is refused.
+// "gemma3". See [NewPlan] for what is written and what is refused, and
+// [Plan.Notes] for what llama.cpp will run differently.
 package gguf

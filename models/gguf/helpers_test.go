@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
@@ -250,13 +249,3 @@ func modelFromFile(tb testing.TB, b backend.Backend, path string, cfg llama.Conf
 	tb.Cleanup(m.Free)
 	return m
 }
-
-func toInts(x []int32) []int {
-	out := make([]int, len(x))
-	for i, v := range x {
-		out[i] = int(v)
-	}
-	return out
-}
-
-var _ = slices.Equal[[]int]
