@@ -239,14 +239,18 @@ func TestFinetuneEvalSplitRefused(t *testing.T) {
 			t.Errorf("finetune %v: status %d, stderr %q; want %d and %q", c.args, code, errOut, exitUsage, c.want)
 		}
 	}
-	f := defineFinetuneFlags(newFlagSet("finetune"))
-	f.model, f.tokenizer, f.data, f.evalSplit, f.evalEvery, f.maxEval, f.keepBest, f.earlyStopping = "m.bin", "t.bin", "x", "0.1", 5, 3, true, 2
-	f.set = map[string]bool{"eval-split": true, "eval-every": true, "max-eval": true, "keep-best": true, "early-stopping": true, "max-new-tokens": true}
-	if err := f.check(); err != nil && !strings.Contains(err.Error(), "m.bin") {
-		t.Errorf("--eval-split with --eval-every, --max-eval, --keep-best, --early-stopping and --max-new-tokens: %v", err)
-	}
 
 	model, tok := stories260K(t)
+	f := defineFinetuneFlags(newFlagSet("finetune"))
+	f.model, f.tokenizer, f.data, f.evalSplit, f.evalEvery, f.maxEval, f.keepBest, f.earlyStopping = model, tok, "x", "0.1", 5, 3, true, 2
+	f.set = map[string]bool{"eval-split": true, "eval-every": true, "max-eval": true, "keep-best": true, "early-stopping": true, "max-new-tokens": true}
+	if err := f.check(); err != nil || f.holdout.String() != "0.1" {
+		t.Errorf("--eval-split with --eval-every, --max-eval, --keep-best, --early-stopping and --max-new-tokens: %v (split %q)", err, f.holdout)
+	}
+	f.set["eval-split"] = false
+	if err := f.check(); err == nil || !strings.Contains(err.Error(), "need --eval-data or --eval-split") {
+		t.Errorf("the same flags without --eval-split: %v; want them refused", err)
+	}
 	dir := t.TempDir()
 	rows := filepath.Join(dir, "rows.json")
 	writeBoolQ(t, rows, 12)
@@ -375,8 +379,22 @@ func TestFinetuneEvalSplitClassify(t *testing.T) {
 	dir := t.TempDir()
 	cola := writeCoLA(t, dir, 40)
 	run := filepath.Join(dir, "run")
-	finetuneCLI(t, "--model", model, "--tokenizer", tok, "--task", "classify", "--data", cola, "--eval-split", "0.1",
-		"--method", "lora", "--steps", "3", "--batch", "8", "--lr", "1e-2", "--out", run)
+	// What a kill while writing the held-out rows leaves is cleared.
+	stale := filepath.Join(run, ".eval-split.tsv.tmp-77")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stale, []byte("src\t1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--no-spectrum", "--model", model, "--tokenizer", tok, "--task", "classify",
+		"--data", cola, "--eval-split", "0.1", "--method", "lora", "--steps", "3", "--batch", "8", "--lr", "1e-2", "--out", run)
+	if code != exitOK {
+		t.Fatalf("status %d\n%s\n%s", code, stdout, errOut)
+	}
+	if _, err := os.Stat(stale); err == nil || !strings.Contains(stdout, "removed "+stale+", left by an interrupted write of eval-split.tsv") {
+		t.Errorf("the stale %s is still there, or not reported:\n%s", stale, stdout)
+	}
 	var sum runSummary
 	readJSON(t, filepath.Join(run, "run.json"), &sum)
 	file := filepath.Join(run, "eval-split.tsv")

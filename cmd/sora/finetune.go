@@ -59,7 +59,7 @@ var finetuneDoc = usageDoc{
 		"--out: adapter/ (adapter_config.json, adapter_model.safetensors; for --method full the whole model, model.bin " +
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), with --keep-best best/ (the weights of the best evaluation during training, saved as adapter/ is, and best.json), metrics.jsonl, loss.png, " +
-		"spectrum.png, spectrum.json and run.json. --resume continues from the newest checkpoint with the same " +
+		"spectrum.png, spectrum.json and run.json (with --eval-split, beside it, the rows held out of --data: eval-split.json). --resume continues from the newest checkpoint with the same " +
 		"flags (a flag that changes the result is refused, naming it, before the model loads; only --lr may change, with a note). One run at a time uses " +
 		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run; its newest checkpoint " +
 		"holds finite weights, which may have diverged already (the message says how large they grew), so it also says how to start afresh. " +
@@ -126,7 +126,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW's decoupled weight decay `W`")
 	fs.Float64Var(&f.clip, "clip", train.DefaultClipNorm, "clip the gradients' global norm to `N`; 0 (as Hugging Face's max_grad_norm 0) or negative: no clipping")
 	fs.Float64Var(&f.loraPlusRatio, "loraplus-ratio", peft.DefaultLoRAPlusRatio, "LoRA+'s `λ`: the B matrices train at λ × --lr (--method lora+ only)")
-	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order and the --max-train/--max-eval samples")
+	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order, the --max-train/--max-eval samples and the --eval-split rows")
 	fs.StringVar(&f.out, "out", "", "output `DIR` (default runs/<method>-<task> in the current folder; the demonstration writes nothing unless given)")
 	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change)")
 	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
@@ -134,14 +134,14 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.BoolVar(&f.groupByLength, "group-by-length", false, "draw the data order at random, then sort each run of 50 batches longest first, so that a batch holds sequences of similar length and pads little (Hugging Face's group_by_length): the same data for less compute where lengths vary; a resume must keep it")
 	fs.BoolVar(&f.packing, "packing", false, "sequence packing: run each micro-batch's sequences several to a row (rows of up to --max-len tokens, never more positions than one per row), each attending only to itself, instead of one per row padded to the longest, so that short rows stop paying for padding; the batches, targets and loss are those of a run without it, to float32 rounding. Needs fused attention (the cpu and cuda backends have it, ascend on Atlas A2/A3; SORA_ATTENTION=unfused turns it off); not with --group-by-length; a resume must keep it")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
-	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data every `N` steps (0: before and after training only)")
+	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on --eval-data (or the --eval-split rows) every `N` steps (0: before and after training only)")
 	fs.StringVar(&f.bestMetric, "best-metric", string(train.MetricLoss), "`METRIC` that --keep-best and --early-stopping compare the evaluations during training by, as metrics.jsonl names it with or without eval_: loss (lower is better), accuracy (higher; for --task lm the share of answers predicted exactly token by token) or mcc (higher; --task classify)")
-	fs.BoolVar(&f.keepBest, "keep-best", false, "whenever an evaluation during training is the best so far by --best-metric (the zero-shot one before training does not count), save the weights into --out/best/ as adapter/ is saved, with best.json (step, metric, value); needs --eval-data and --eval-every")
-	fs.IntVar(&f.earlyStopping, "early-stopping", 0, "stop training after `N` evaluations in a row that do not improve on the best --best-metric so far (Hugging Face's early_stopping_patience), saving the checkpoint and adapter/ as at the last step; 0: off; needs --eval-data and --eval-every")
+	fs.BoolVar(&f.keepBest, "keep-best", false, "whenever an evaluation during training is the best so far by --best-metric (the zero-shot one before training does not count), save the weights into --out/best/ as adapter/ is saved, with best.json (step, metric, value); needs --eval-data (or --eval-split) and --eval-every")
+	fs.IntVar(&f.earlyStopping, "early-stopping", 0, "stop training after `N` evaluations in a row that do not improve on the best --best-metric so far (Hugging Face's early_stopping_patience), saving the checkpoint and adapter/ as at the last step; 0: off; needs --eval-data (or --eval-split) and --eval-every")
 	fs.Float64Var(&f.earlyStoppingDelta, "early-stopping-delta", 0, "with --early-stopping, an evaluation improves only if it beats the best so far by more than `D` (early_stopping_threshold)")
 	fs.IntVar(&f.maxTrain, "max-train", 0, "train on a random subset of `N` rows of --data (0: all)")
-	fs.IntVar(&f.maxEval, "max-eval", 0, "evaluate on a random subset of `N` rows of --eval-data (0: all)")
-	fs.IntVar(&f.maxNew, "max-new-tokens", 32, "with --task lm and --eval-data, the most tokens generated for each prompt when the answers are scored after training, `N`, as \"sora eval --max-new-tokens\" (math rows, whose reasoning comes before the answer, need hundreds)")
+	fs.IntVar(&f.maxEval, "max-eval", 0, "evaluate on a random subset of `N` rows of --eval-data, or of the --eval-split rows (0: all)")
+	fs.IntVar(&f.maxNew, "max-new-tokens", 32, "with --task lm and --eval-data (or --eval-split), the most tokens generated for each prompt when the answers are scored after training, `N`, as \"sora eval --max-new-tokens\" (math rows, whose reasoning comes before the answer, need hundreds)")
 	fs.IntVar(&f.pretrainSteps, "pretrain-steps", demo.DefaultPretrainSteps, "the demonstration's pretraining `STEPS`")
 	fs.IntVar(&f.repeats, "repeats", demo.DefaultRepeats, "the demonstration's fine-tuning runs per method, `N` (each with its own seed)")
 	f.chat.addTemplate(fs, ", for data of conversations (messages rows)")

@@ -23,7 +23,7 @@ func TestFinetuneHelpListsEveryFlag(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit status %d", code)
 	}
-	for _, f := range []string{"backend", "model", "tokenizer", "data", "eval-data", "task", "method", "rank", "alpha",
+	for _, f := range []string{"backend", "model", "tokenizer", "data", "eval-data", "eval-split", "task", "method", "rank", "alpha",
 		"rotation-rank", "target", "lr", "epochs", "steps", "batch", "micro-batch", "max-len", "warmup", "schedule",
 		"weight-decay", "seed", "out", "resume", "save-every", "dropout", "exact-rotation", "group-by-length", "packing",
 		"clip", "loraplus-ratio", "max-new-tokens", "keep-best", "early-stopping", "best-metric"} {
