@@ -51,11 +51,13 @@ type lcJob struct {
 }
 
 type lcResponse struct {
-	BOS      *int    `json:"bos"`
-	EOS      *int    `json:"eos"`
-	AddBos   bool    `json:"addBos"`
-	Tokenize [][]int `json:"tokenize"`
-	Generate []struct {
+	Architecture string  `json:"architecture"`
+	ChatTemplate *string `json:"chatTemplate"`
+	BOS          *int    `json:"bos"`
+	EOS          *int    `json:"eos"`
+	AddBos       bool    `json:"addBos"`
+	Tokenize     [][]int `json:"tokenize"`
+	Generate     []struct {
 		Tokens []int `json:"tokens"`
 		EOG    bool  `json:"eog"`
 	} `json:"generate"`
@@ -550,7 +552,8 @@ func TestLlamaCppArchitectures(t *testing.T) {
 			w := randomWeights(t, cfg, 1)
 			m := soraModel(t, b, w)
 			path := filepath.Join(t.TempDir(), c.name+".gguf")
-			plan, err := Export(path, w, tok, Options{Type: F32, Name: c.name})
+			const tmpl = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+			plan, err := Export(path, w, tok, Options{Type: F32, Name: c.name, ChatTemplate: tmpl})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -585,6 +588,9 @@ func TestLlamaCppArchitectures(t *testing.T) {
 			resp := runLlamaCpp(t, dir, req)
 			if wantBOS := tok.BOS(); (wantBOS >= 0) != resp.AddBos || wantBOS >= 0 && (resp.BOS == nil || *resp.BOS != wantBOS) {
 				t.Errorf("llama.cpp adds BOS %v (id %v); the tokenizer's BOS is %d", resp.AddBos, resp.BOS, wantBOS)
+			}
+			if resp.Architecture != plan.Arch || resp.ChatTemplate == nil || *resp.ChatTemplate != tmpl {
+				t.Errorf("node-llama-cpp reads architecture %q and chat template %v; want %q and %q", resp.Architecture, resp.ChatTemplate, plan.Arch, tmpl)
 			}
 			if resp.EOS == nil || *resp.EOS != tok.EOS() {
 				t.Errorf("llama.cpp's EOS is %v; the tokenizer's is %d", resp.EOS, tok.EOS())

@@ -32,7 +32,8 @@
 //
 // and the answer is {"tokenize": [[ids], ...], "generate": [{"tokens": [...],
 // "text": "the continuation, detokenized", "eog": bool}, ...], "next": [{"ids": [...], "probs": [...]}, ...],
-// "bos": id, "eos": id, "addBos": bool}. --info prints the
+// "bos": id, "eos": id, "addBos": bool, "architecture": ..., "chatTemplate": ...}
+// (the last two as node-llama-cpp's own GGUF reader reads the file). --info prints the
 // binaries' description and exits. Errors go to stderr with exit status 1.
 import {readFileSync} from "node:fs";
 import {join} from "node:path";
@@ -79,6 +80,9 @@ if (typeof req.model !== "string") {
 
 const model = await llama.loadModel({modelPath: req.model, gpuLayers: 0});
 const out = {
+	// What node-llama-cpp's own GGUF reader finds (a second reader of the file).
+	architecture: model.fileInfo.metadata.general?.architecture ?? null,
+	chatTemplate: model.fileInfo.metadata.tokenizer?.chat_template ?? null,
 	bos: model.tokens.bos,
 	eos: model.tokens.eos,
 	addBos: model.tokens.shouldPrependBosToken,
