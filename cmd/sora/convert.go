@@ -22,7 +22,7 @@ func init() {
 }
 
 var convertDoc = usageDoc{
-	synopsis: "convert --model FILE.bin [--tokenizer FILE.bin] --out DIR [--shard-size BYTES]\n       convert --model FILE.bin|DIR [--tokenizer PATH] --out FILE.gguf [--gguf-type TYPE]",
+	synopsis: "convert --model FILE.bin [--tokenizer FILE.bin] --out DIR [--shard-size BYTES]\n       sora convert --model FILE.bin|DIR [--tokenizer PATH] --out FILE.gguf [--gguf-type TYPE]",
 	description: "Reads a llama2.c checkpoint (legacy or version 1) and writes it as a Hugging Face LLaMA " +
 		"checkpoint into DIR: config.json and float32 weights in model.safetensors (or shards with " +
 		"model.safetensors.index.json when --shard-size is set), with Hugging Face's tensor names, q_proj and " +
