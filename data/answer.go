@@ -29,6 +29,14 @@ const (
 	// Text answers are compared whole: the trimmed generated text must equal
 	// the gold answer, ignoring case.
 	Text
+	// Letter answers are one of the capital letters A to E: the first of
+	// them in the text, as LLM-Adapters' evaluate.py extracts AQuA's.
+	Letter
+	// NumberOrLetter is a data set whose answers are numbers in some rows
+	// and letters A to E in others (LLM-Adapters' math_10k mixes AQuA
+	// into the arithmetic sets): each row's answer is extracted as its
+	// gold answer's kind ([Extractor.For]).
+	NumberOrLetter
 )
 
 func (k AnswerKind) String() string {
@@ -41,6 +49,10 @@ func (k AnswerKind) String() string {
 		return "number"
 	case Text:
 		return "text"
+	case Letter:
+		return "letter"
+	case NumberOrLetter:
+		return "number/letter"
 	}
 	return fmt.Sprintf("AnswerKind(%d)", uint8(k))
 }
@@ -49,6 +61,7 @@ var (
 	reBool     = regexp.MustCompile(`true|false`)
 	reNumber   = regexp.MustCompile(`-?\d+\.?\d*`)
 	reChoice   = regexp.MustCompile(`^([a-z]+)([1-9])$`)
+	reLetter   = regexp.MustCompile(`A|B|C|D|E`)
 	numberTol  = 0.001
 	choiceForm = map[string]string{ // the alternatives LLM-Adapters searches for
 		"answer":   "answer1|answer2|answer3|answer4|answer5",
@@ -68,14 +81,15 @@ type Extractor struct {
 // NewExtractor returns the extractor for a data set whose gold answers are
 // golds: Bool when every answer is true or false, Choice when every answer
 // is one word followed by a digit (answer1, option2, …), Number when every
-// answer is a number, Text otherwise. It is an error for golds to be empty
-// or to hold an empty answer.
+// answer is a number, Letter when every answer is a letter A to E,
+// NumberOrLetter when every answer is one or the other, Text otherwise. It
+// is an error for golds to be empty or to hold an empty answer.
 func NewExtractor(golds []string) (*Extractor, error) {
 	if len(golds) == 0 {
 		return nil, fmt.Errorf("data: no gold answers to decide how to extract predictions")
 	}
 	allBool, allNum, word := true, true, ""
-	allChoice := true
+	allChoice, allLetter, allNumOrLetter := true, true, true
 	for i, g := range golds {
 		g = strings.TrimSpace(g)
 		if g == "" {
@@ -84,9 +98,11 @@ func NewExtractor(golds []string) (*Extractor, error) {
 		if g != "true" && g != "false" {
 			allBool = false
 		}
-		if _, err := strconv.ParseFloat(strings.ReplaceAll(g, ",", ""), 64); err != nil {
-			allNum = false
-		}
+		_, err := strconv.ParseFloat(strings.ReplaceAll(g, ",", ""), 64)
+		isNum, isLetter := err == nil, isAnswerLetter(g)
+		allNum = allNum && isNum
+		allLetter = allLetter && isLetter
+		allNumOrLetter = allNumOrLetter && (isNum || isLetter)
 		m := reChoice.FindStringSubmatch(g)
 		switch {
 		case m == nil:
@@ -108,16 +124,39 @@ func NewExtractor(golds []string) (*Extractor, error) {
 		return &Extractor{Kind: Choice, re: regexp.MustCompile(alt)}, nil
 	case allNum:
 		return &Extractor{Kind: Number}, nil
+	case allLetter:
+		return &Extractor{Kind: Letter, re: reLetter}, nil
+	case allNumOrLetter:
+		return &Extractor{Kind: NumberOrLetter}, nil
 	}
 	return &Extractor{Kind: Text}, nil
 }
 
+// isAnswerLetter reports whether g is one of the letters A to E.
+func isAnswerLetter(g string) bool { return len(g) == 1 && g[0] >= 'A' && g[0] <= 'E' }
+
+// For returns the extractor for a row whose gold answer is gold: for a
+// NumberOrLetter set the Letter or the Number extractor, as gold is a
+// letter or not; x itself for the other kinds.
+func (x *Extractor) For(gold string) *Extractor {
+	if x.Kind != NumberOrLetter {
+		return x
+	}
+	if isAnswerLetter(strings.TrimSpace(gold)) {
+		return &Extractor{Kind: Letter, re: reLetter}
+	}
+	return &Extractor{Kind: Number}
+}
+
 // Extract returns the predicted answer in text, or "" and false when the
-// text holds none.
+// text holds none. A NumberOrLetter extractor extracts nothing: take the
+// row's own with [Extractor.For].
 func (x *Extractor) Extract(text string) (string, bool) {
 	text = strings.TrimSpace(text)
 	switch x.Kind {
-	case Bool, Choice:
+	case NumberOrLetter:
+		return "", false
+	case Bool, Choice, Letter:
 		if m := firstMatch(x.re, text); m != "" {
 			return m, true
 		}
@@ -137,6 +176,8 @@ func (x *Extractor) Extract(text string) (string, bool) {
 func (x *Extractor) Correct(pred, gold string) bool {
 	gold = strings.TrimSpace(gold)
 	switch x.Kind {
+	case NumberOrLetter:
+		return x.For(gold).Correct(pred, gold)
 	case Number:
 		p, err1 := strconv.ParseFloat(pred, 64)
 		g, err2 := strconv.ParseFloat(strings.ReplaceAll(gold, ",", ""), 64)

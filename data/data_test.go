@@ -102,6 +102,8 @@ func TestLoadAdaptersRealFiles(t *testing.T) {
 		{"datasets/llm-adapters/boolq/test.json", 3270, Bool},
 		{"datasets/llm-adapters/ARC-Easy/test.json", 2376, Choice},
 		{"datasets/llm-adapters/gsm8k/test.json", 1319, Number},
+		// math_10k: the arithmetic sets' numbers and AQuA's letters.
+		{"datasets/llm-adapters/math_train/math_data.json", 3260, NumberOrLetter},
 	} {
 		t.Run(c.rel, func(t *testing.T) {
 			rows, err := LoadAdapters(sharedData(t, c.rel))
@@ -122,7 +124,7 @@ func TestLoadAdaptersRealFiles(t *testing.T) {
 			if x.Kind != c.kind {
 				t.Errorf("answer kind %v, want %v", x.Kind, c.kind)
 			}
-			if x.Kind == Number {
+			if x.Kind == Number || x.Kind == NumberOrLetter {
 				// The arithmetic sets' outputs are rationales written by a
 				// model, often wrong; only the answer field is gold.
 				return
@@ -258,6 +260,12 @@ func TestExtractor(t *testing.T) {
 		{[]string{"576.0", "3"}, Number, "12.002", "12.002", true, "12", false},
 		{[]string{"576.0", "3"}, Number, "no digits", "", false, "12", false},
 		{[]string{"Paris", "Rome"}, Text, "  paris ", "paris", true, "Paris", true},
+		// AQuA's letters: the first capital A to E, as LLM-Adapters takes it.
+		{[]string{"A", "E"}, Letter, "so the answer is (C), not D", "C", true, "C", true},
+		{[]string{"A", "E"}, Letter, "Answer: B", "A", true, "B", false},
+		{[]string{"A", "E"}, Letter, "no letter here", "", false, "B", false},
+		{[]string{"A", "12", "E"}, NumberOrLetter, "anything", "", false, "A", false},
+		{[]string{"Paris", "A"}, Text, "a", "a", true, "A", true},
 	}
 	for i, c := range cases {
 		x, err := NewExtractor(c.golds)
@@ -273,6 +281,28 @@ func TestExtractor(t *testing.T) {
 		}
 		if got := x.Correct(p, c.gold); got != c.correct {
 			t.Errorf("case %d: Correct(%q, %q) = %v, want %v", i, p, c.gold, got, c.correct)
+		}
+	}
+	// A set of numbers and letters: each row by its gold answer's kind.
+	mixed, err := NewExtractor([]string{"12", "C", "1,500"})
+	if err != nil || mixed.Kind != NumberOrLetter {
+		t.Fatalf("NewExtractor of numbers and letters: %v, %v", mixed, err)
+	}
+	for _, c := range []struct {
+		text, gold, pred string
+		kind             AnswerKind
+		correct          bool
+	}{
+		{"A train goes 12 km in 1 hour, so 1500", "1500", "1500", Number, true},
+		{"A train goes 12 km", "12", "12", Number, true},
+		{"Options: the answer is C", "C", "C", Letter, true},
+		{"Answer: E", "C", "A", Letter, false},
+		{"the answer is 12", "C", "", Letter, false},
+	} {
+		x := mixed.For(c.gold)
+		p, ok := x.Extract(c.text)
+		if x.Kind != c.kind || p != c.pred || ok != (c.pred != "") || x.Correct(p, c.gold) != c.correct || mixed.Correct(p, c.gold) != c.correct {
+			t.Errorf("mixed, gold %q: kind %v, Extract(%q) = %q, %v, correct %v; want %v, %q, %v", c.gold, x.Kind, c.text, p, ok, x.Correct(p, c.gold), c.kind, c.pred, c.correct)
 		}
 	}
 	if _, err := NewExtractor(nil); err == nil {

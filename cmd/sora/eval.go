@@ -38,7 +38,8 @@ var evalDoc = usageDoc{
 		"is continued greedily for up to --max-new-tokens tokens (stopping at EOS; fewer for a prompt that leaves " +
 		"less room in the model's seq_len positions, counted in a note) and the answer is extracted from the text as LLM-Adapters' " +
 		"evaluation scripts do: the first true/false for BoolQ, the first answer1…answer5 (or option/solution/" +
-		"ending N) for multiple choice, the last number (within 0.001) for arithmetic; accuracy is compared with " +
+		"ending N) for multiple choice, the last number (within 0.001) for arithmetic, the first capital A to E for AQuA (and in a set " +
+		"of numbers and letters, as math_10k is, each row's by its gold answer's kind); accuracy is compared with " +
 		"the majority-answer baseline. The gold answer is a row's \"answer\" field, else a prompt/completion row's completion or a " +
 		"conversation's last assistant message; gold answers that are not all of one of those kinds are compared whole instead " +
 		"(this project's rule, not LLM-Adapters': the generated text, trimmed, must equal the gold answer, ignoring case). " +
@@ -477,11 +478,12 @@ func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, tas
 	correct := 0
 	for i, o := range outs {
 		text := tok.DecodeAll(o)
-		pred, ok := x.Extract(text)
+		rx := x.For(golds[i])
+		pred, ok := rx.Extract(text)
 		if !ok {
 			rep.NoAnswer++
 		}
-		c := ok && x.Correct(pred, golds[i])
+		c := ok && rx.Correct(pred, golds[i])
 		if c {
 			correct++
 		}
