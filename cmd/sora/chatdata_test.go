@@ -265,6 +265,19 @@ func TestFinetuneSavesChatVars(t *testing.T) {
 		t.Errorf("generate printed %q with and without the variable; the test cannot see it", saved)
 	}
 
+	// A merged folder keeps them too, and generates what the adapter does.
+	merged := filepath.Join(dir, "merged")
+	if code, _, errOut := runCLI(t, "merge", "--adapter", ad, "--model", hf, "--out", merged); code != exitOK {
+		t.Fatalf("merge: status %d; stderr:\n%s", code, errOut)
+	}
+	if vars, err := readChatVars(filepath.Join(merged, adapterVarsFile)); err != nil || vars["greet"] != "Once upon a time. " {
+		t.Fatalf("variables in the merged folder: %v (%v); want greet", vars, err)
+	}
+	code, mergedOut, errOut := runCLI(t, "generate", "--model", merged, "--chat", "--prompt", "Lily", "--steps", "40", "--temperature", "0")
+	if code != exitOK || mergedOut != saved {
+		t.Errorf("generate from the merged folder: status %d, %q; with the adapter %q\n%s", code, mergedOut, saved, errOut)
+	}
+
 	// A full fine-tune's model folder is a --model of its own: the
 	// variables go into it, and generate from it renders with them.
 	full := filepath.Join(dir, "full")

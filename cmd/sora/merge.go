@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/atomicfile"
 	"github.com/sora-go/sora/models/gguf"
 	"github.com/sora-go/sora/models/hf"
 	"github.com/sora-go/sora/models/llama"
@@ -194,6 +195,12 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "merged the %s adapter of %d layers from %s into %s\n", method, layers, *adapterDir, *model)
 		return exitOK
 	}
+	// So do the --chat-var variables it was rendered with, if any.
+	vars, err := os.ReadFile(filepath.Join(*adapterDir, adapterVarsFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
 	var removed []string
 	if base.hf {
 		files, err := base.sideFiles(tmpl)
@@ -201,11 +208,20 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora merge: %v\n", err)
 			return exitFailure
 		}
+		if vars != nil {
+			files[adapterVarsFile] = vars
+		}
 		removed = staleSideFiles(*out, files)
 	}
 	if err := base.writeWith(*out, merged, tmpl); err != nil {
 		fmt.Fprintf(stderr, "sora merge: %v\n", err)
 		return exitFailure
+	}
+	if base.hf && vars != nil {
+		if err := atomicfile.WriteFile(filepath.Join(*out, adapterVarsFile), vars); err != nil {
+			fmt.Fprintf(stderr, "sora merge: %v\n", err)
+			return exitFailure
+		}
 	}
 	what := ""
 	switch {
@@ -502,7 +518,7 @@ func (bm *baseModel) sideFiles(chatTemplate []byte) (map[string][]byte, error) {
 // settings.
 var hfSideNames = []string{"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
 	"special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
-	"chat_template.jinja", "chat_template.json", "generation_config.json"}
+	"chat_template.jinja", "chat_template.json", adapterVarsFile, "generation_config.json"}
 
 // hfSideFiles reads those of hfSideNames that the folder dir has.
 func hfSideFiles(dir string) (map[string][]byte, error) {
