@@ -32,7 +32,7 @@ func widen(dt DType, raw []byte, i int) float32 {
 	case BF16:
 		return math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
 	case F16:
-		return HalfToFloat32(binary.LittleEndian.Uint16(raw[2*i:])) // checked exhaustively by TestHalfToFloat32
+		return HalfToFloat32(binary.LittleEndian.Uint16(raw[2*i:])) // checked exhaustively in package float16
 	}
 	panic("widen: " + dt)
 }

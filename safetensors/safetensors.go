@@ -31,6 +31,7 @@ import (
 	"unsafe"
 
 	"github.com/sora-go/sora/internal/atomicfile"
+	"github.com/sora-go/sora/internal/float16"
 )
 
 // MaxHeaderSize is the largest JSON header accepted, as in the reference
@@ -462,37 +463,20 @@ func decode(dst []float32, b []byte, dt DType) {
 		}
 	case F16:
 		for i := range dst {
-			dst[i] = HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
+			dst[i] = float16.HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	case BF16:
 		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
+			dst[i] = float16.BF16ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	}
 }
 
 // HalfToFloat32 converts an IEEE-754 binary16 value to float32 exactly
 // (every binary16 value, subnormals, infinities and NaNs included, is
-// representable in binary32).
-func HalfToFloat32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // Inf or NaN
-		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
-	case exp != 0: // normal
-		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-	case mant == 0: // signed zero
-		return math.Float32frombits(sign)
-	}
-	// Subnormal: value = mant · 2^-24, exact in float32.
-	v := float32(mant) * (1.0 / (1 << 24))
-	if sign != 0 {
-		v = -v
-	}
-	return v
-}
+// representable in binary32). It is float16.HalfToFloat32, the module's one
+// copy of the conversion, kept here for callers of this package.
+func HalfToFloat32(h uint16) float32 { return float16.HalfToFloat32(h) }
 
 // Tensor is a named float32 tensor to be written.
 type Tensor struct {

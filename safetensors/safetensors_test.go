@@ -123,38 +123,6 @@ func TestLargeTensor(t *testing.T) {
 	}
 }
 
-// TestHalfToFloat32 checks every binary16 value against the textbook
-// formula evaluated in float64.
-func TestHalfToFloat32(t *testing.T) {
-	for h := 0; h < 1<<16; h++ {
-		s, e, m := h>>15, (h>>10)&0x1f, h&0x3ff
-		var want float64
-		switch {
-		case e == 0x1f && m == 0:
-			want = math.Inf(1)
-		case e == 0x1f:
-			want = math.NaN()
-		case e == 0:
-			want = math.Ldexp(float64(m)/1024, -14)
-		default:
-			want = math.Ldexp(1+float64(m)/1024, e-15)
-		}
-		if s == 1 {
-			want = -want
-		}
-		got := float64(HalfToFloat32(uint16(h)))
-		if math.IsNaN(want) {
-			if !math.IsNaN(got) {
-				t.Fatalf("half %#04x: got %v, want NaN", h, got)
-			}
-			continue
-		}
-		if got != want || math.Signbit(got) != math.Signbit(want) {
-			t.Fatalf("half %#04x: got %v, want %v", h, got, want)
-		}
-	}
-}
-
 func TestReadHalfTypes(t *testing.T) {
 	// F16 1.0, -2.0, 65504; BF16 1.0, 3.140625, -0.5.
 	data := []byte{0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x80, 0x3f, 0x49, 0x40, 0x00, 0xbf}

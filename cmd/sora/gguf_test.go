@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/internal/float16"
 	"github.com/sora-go/sora/models/gguf"
 	"github.com/sora-go/sora/models/llama2c"
 )
@@ -64,7 +65,7 @@ func TestMergeGGUF(t *testing.T) {
 	half := func(x []float32) []float32 {
 		out := make([]float32, len(x))
 		for i, v := range x {
-			out[i] = gguf.HalfToFloat32(gguf.HalfBits(v))
+			out[i] = float16.HalfToFloat32(float16.HalfBits(v))
 		}
 		return out
 	}

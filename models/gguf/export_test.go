@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/internal/float16"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/models/tokenizer"
 )
@@ -547,7 +548,7 @@ func TestExportHalfRange(t *testing.T) {
 		t.Fatalf("f16 export of a weight of 70000: %v; want a refusal naming blk.0.ffn_up.weight", err)
 	}
 	_, f := exportRead(t, w, tok, Options{Type: BF16})
-	if x := readTensor(t, f, "blk.0.ffn_up.weight"); x[5] != BF16ToFloat32(BF16Bits(70000)) {
+	if x := readTensor(t, f, "blk.0.ffn_up.weight"); x[5] != float16.BF16ToFloat32(float16.BF16Bits(70000)) {
 		t.Errorf("bf16 wrote %v for 70000", x[5])
 	}
 	// A padding token the tokenizer has is written by id.

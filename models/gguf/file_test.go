@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sora-go/sora/internal/float16"
 )
 
 // rowsOf returns a Read function serving the row-major values x of a tensor
@@ -134,8 +136,8 @@ func TestWriteReadRoundTrip(t *testing.T) {
 		same := func(v float32) float32 { return v }
 		check("vec", vec, same)
 		check("wide", big, same)
-		check("mat.f16", mat, func(v float32) float32 { return HalfToFloat32(HalfBits(v)) })
-		check("mat.bf16", mat, func(v float32) float32 { return BF16ToFloat32(BF16Bits(v)) })
+		check("mat.f16", mat, func(v float32) float32 { return float16.HalfToFloat32(float16.HalfBits(v)) })
+		check("mat.bf16", mat, func(v float32) float32 { return float16.BF16ToFloat32(float16.BF16Bits(v)) })
 		for _, c := range []struct {
 			name string
 			x    []float32

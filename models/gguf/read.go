@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/sora-go/sora/internal/float16"
 )
 
 // TensorInfo describes a tensor of a file: its name, shape (outermost
@@ -208,11 +210,11 @@ func (f *File) ReadFloat32(name string) ([]float32, error) {
 		}
 	case F16:
 		for i := range out {
-			out[i] = HalfToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
+			out[i] = float16.HalfToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
 		}
 	case BF16:
 		for i := range out {
-			out[i] = BF16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
+			out[i] = float16.BF16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
 		}
 	case Q8_0:
 		if err := DequantizeQ8_0(out, raw); err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/sora-go/sora/internal/float16"
 )
 
 // Type is a ggml tensor type, as a tensor info stores it.
@@ -103,97 +105,6 @@ func (t Type) FileType() uint32 {
 	return 0
 }
 
-// HalfBits returns the IEEE 754 half-precision encoding of f rounded to
-// nearest, ties to even: values beyond the largest half (65504) by half a
-// unit or more become infinities, values below the smallest subnormal
-// (2^-24) by half of it or less become zeros, NaNs stay NaNs (quiet).
-// It is the conversion ggml and the x86 F16C instructions make.
-func HalfBits(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23) & 0xff
-	mant := b & 0x7fffff
-	switch {
-	case exp == 0xff: // infinity or NaN
-		if mant != 0 {
-			return sign | 0x7e00 | uint16(mant>>13)
-		}
-		return sign | 0x7c00
-	case exp > 127+15: // at least 2^16: beyond every half
-		return sign | 0x7c00
-	}
-	// The value is (2^23 + mant)·2^(exp−150) for a normal float32 (a
-	// subnormal float32 is far below every half and rounds to zero).
-	if exp == 0 {
-		return sign
-	}
-	m := mant | 0x800000
-	e := exp - 127 + 15 // the half's biased exponent
-	if e >= 1 {
-		// A normal half keeps 10 of the 23 fraction bits: drop 13,
-		// rounding to nearest even. A carry out of the fraction moves
-		// the exponent up by one (to infinity past 65504), which adding
-		// the rounded bits to the biased exponent does by itself.
-		h := uint32(e)<<10 | (m>>13)&0x3ff
-		rest := m & 0x1fff
-		if rest > 0x1000 || (rest == 0x1000 && h&1 == 1) {
-			h++
-		}
-		if h >= 0x7c00 {
-			return sign | 0x7c00
-		}
-		return sign | uint16(h)
-	}
-	// A subnormal half holds value/2^-24 as an integer: m·2^(exp−150+24).
-	shift := uint32(14 - e) // 13 + (1 − e)
-	if shift > 24 {
-		return sign // below half the smallest subnormal
-	}
-	h := m >> shift
-	rest := m & (1<<shift - 1)
-	halfway := uint32(1) << (shift - 1)
-	if rest > halfway || (rest == halfway && h&1 == 1) {
-		h++ // may carry into the smallest normal, which is the right value
-	}
-	return sign | uint16(h)
-}
-
-// HalfToFloat32 returns the value of the IEEE 754 half-precision encoding h.
-func HalfToFloat32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp == 0:
-		if mant == 0 {
-			return math.Float32frombits(sign)
-		}
-		// A subnormal half is mant·2^-24, exact in float32.
-		v := float32(mant) * (1.0 / (1 << 24))
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	}
-	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-}
-
-// BF16Bits returns the bfloat16 encoding of f as ggml computes it: the
-// upper 16 bits of the float32, rounded to nearest, ties to even, and a
-// NaN kept a (quiet) NaN.
-func BF16Bits(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-}
-
-// BF16ToFloat32 returns the value of the bfloat16 encoding h.
-func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
-
 // QuantizeQ8_0 quantizes x, whose length must be a multiple of QK8_0, into
 // dst (len(x)/QK8_0 blocks of 34 bytes: the scale as a little-endian
 // float16, then 32 signed bytes), as ggml's quantize_row_q8_0_ref does, in
@@ -221,7 +132,7 @@ func QuantizeQ8_0(dst []byte, x []float32) error {
 		if d != 0 {
 			id = 1 / d
 		}
-		h := HalfBits(d)
+		h := float16.HalfBits(d)
 		out[0], out[1] = byte(h), byte(h>>8)
 		for j, v := range blk {
 			// float32(v*id) keeps the product in float32, as ggml's C does.
@@ -240,7 +151,7 @@ func DequantizeQ8_0(dst []float32, src []byte) error {
 	}
 	for b := 0; b < len(src)/q8Block; b++ {
 		in := src[b*q8Block : (b+1)*q8Block]
-		d := HalfToFloat32(uint16(in[0]) | uint16(in[1])<<8)
+		d := float16.HalfToFloat32(uint16(in[0]) | uint16(in[1])<<8)
 		for j := range QK8_0 {
 			dst[b*QK8_0+j] = float32(int8(in[2+j])) * d
 		}

@@ -8,6 +8,7 @@ import (
 	"math"
 
 	"github.com/sora-go/sora/internal/atomicfile"
+	"github.com/sora-go/sora/internal/float16"
 )
 
 // Magic is the first four bytes of every GGUF file.
@@ -334,11 +335,11 @@ func encode(out []byte, t Type, x []float32) ([]byte, error) {
 		}
 	case F16:
 		for i, v := range x {
-			binary.LittleEndian.PutUint16(out[2*i:], HalfBits(v))
+			binary.LittleEndian.PutUint16(out[2*i:], float16.HalfBits(v))
 		}
 	case BF16:
 		for i, v := range x {
-			binary.LittleEndian.PutUint16(out[2*i:], BF16Bits(v))
+			binary.LittleEndian.PutUint16(out[2*i:], float16.BF16Bits(v))
 		}
 	case Q8_0:
 		if err := QuantizeQ8_0(out, x); err != nil {
