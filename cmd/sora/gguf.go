@@ -51,12 +51,10 @@ func (g *ggufFlags) options() (gguf.Options, error) {
 // which is replaced. A folder, or a file of another kind, is refused. It
 // reports whether out is replaced.
 func checkGGUFOut(out string) (replacing bool, err error) {
-	st, err := os.Stat(out)
+	st, err := statOut(out)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("--out %s: %w", out, err)
+	case err != nil || st == nil:
+		return false, err
 	case st.IsDir():
 		return false, fmt.Errorf("--out %s is a folder; a .gguf --out is one file", out)
 	}

@@ -249,22 +249,36 @@ func checkMergeOut(model, out string) (replacing bool, err error) {
 	if st.IsDir() {
 		return checkHFOut(out, "a Hugging Face base merges into a folder, written as the base is")
 	}
-	switch ost, err := os.Stat(out); {
-	case err == nil && ost.IsDir():
-		return false, fmt.Errorf("--out %s is a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path, such as %s", out, filepath.Join(out, strings.TrimSuffix(filepath.Base(model), filepath.Ext(model))+"-merged.bin"))
-	case err == nil:
-		// Only a checkpoint is replaced: --out naming the tokenizer
-		// beside the model, say, is a slip.
-		if _, _, err := llama2c.Stat(out); err != nil {
-			return false, fmt.Errorf("--out %s exists and is not a llama2.c checkpoint, which the merge would replace (%v): give a new path, or remove the file first", out, err)
-		}
-		return true, nil
-	case !errors.Is(err, os.ErrNotExist):
-		return false, fmt.Errorf("--out %s: %w", out, err)
-	case strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)):
+	switch ost, err := statOut(out); {
+	case err != nil:
+		return false, err
+	case ost == nil && (strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator))):
 		return false, fmt.Errorf("--out %s names a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path", out)
+	case ost == nil:
+		return false, nil
+	case ost.IsDir():
+		return false, fmt.Errorf("--out %s is a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path, such as %s", out, filepath.Join(out, strings.TrimSuffix(filepath.Base(model), filepath.Ext(model))+"-merged.bin"))
 	}
-	return false, nil
+	// Only a checkpoint is replaced: --out naming the tokenizer beside
+	// the model, say, is a slip.
+	if _, _, err := llama2c.Stat(out); err != nil {
+		return false, fmt.Errorf("--out %s exists and is not a llama2.c checkpoint, which the merge would replace (%v): give a new path, or remove the file first", out, err)
+	}
+	return true, nil
+}
+
+// statOut returns what the path out given as --out holds: its FileInfo,
+// nil where nothing is there yet (which every --out takes), or an error
+// naming --out where it cannot be looked at.
+func statOut(out string) (os.FileInfo, error) {
+	st, err := os.Stat(out)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("--out %s: %w", out, err)
+	}
+	return st, nil
 }
 
 // checkHFOut checks that out can take a Hugging Face checkpoint, before
@@ -275,12 +289,10 @@ func checkMergeOut(model, out string) (replacing bool, err error) {
 // sentence saying what --out must be). It reports whether out holds a
 // checkpoint that is replaced.
 func checkHFOut(out, why string) (replacing bool, err error) {
-	st, err := os.Stat(out)
+	st, err := statOut(out)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("--out %s: %w", out, err)
+	case err != nil || st == nil:
+		return false, err
 	case !st.IsDir():
 		return false, fmt.Errorf("--out %s is a file: %s", out, why)
 	}
