@@ -206,16 +206,10 @@ func TestNonFiniteSaysCheckpointMayBeDiverged(t *testing.T) {
 						biggest = max(biggest, math.Abs(float64(v)))
 					}
 				}
-				h, _ := victim.Download()
-				h[0] = float32(math.NaN())
-				victim.Backend().Upload(victim.Tensor(), h)
+				poison(victim)
 			}
 		}}
-	_, err := tr.Run(context.Background())
-	var nf *NonFiniteError
-	if !errors.As(err, &nf) {
-		t.Fatalf("Run returned %v; want a NonFiniteError", err)
-	}
+	nf, err := runNonFinite(t, tr)
 	if nf.CheckpointStep != 2 || nf.LargestIn == "" || nf.Largest != biggest {
 		t.Errorf("error names checkpoint step %d, largest weight %g in %q; want step 2 and %g", nf.CheckpointStep, nf.Largest, nf.LargestIn, biggest)
 	}
@@ -246,16 +240,10 @@ func TestFailedRunLeavesNoTrace(t *testing.T) {
 			Options: Options{Steps: 4, Batch: 4, LR: 1e-2, Out: out},
 			beforeStep: func(s int) {
 				if s == nanAt {
-					h, _ := victim.Download()
-					h[0] = float32(math.NaN())
-					victim.Backend().Upload(victim.Tensor(), h)
+					poison(victim)
 				}
 			}}
-		_, err := tr.Run(context.Background())
-		var nf *NonFiniteError
-		if !errors.As(err, &nf) {
-			t.Fatalf("Run returned %v; want a NonFiniteError", err)
-		}
+		_, err := runNonFinite(t, tr)
 		return err
 	}
 	made := filepath.Join(t.TempDir(), "new", "run")

@@ -279,16 +279,10 @@ func TestNaNStopsAndKeepsCheckpoint(t *testing.T) {
 	tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: train, Options: opts(dir),
 		beforeStep: func(s int) {
 			if s == 4 {
-				h, _ := victim.Download()
-				h[0] = float32(math.NaN())
-				victim.Backend().Upload(victim.Tensor(), h)
+				poison(victim)
 			}
 		}}
-	_, err := tr.Run(context.Background())
-	var nf *NonFiniteError
-	if !errors.As(err, &nf) {
-		t.Fatalf("Run returned %v; want a NonFiniteError", err)
-	}
+	nf, err := runNonFinite(t, tr)
 	if nf.Step != 5 || filepath.Base(nf.Checkpoint) != "step-000004" {
 		t.Errorf("error at step %d naming checkpoint %q; want step 5 and step-000004", nf.Step, nf.Checkpoint)
 	}
@@ -310,6 +304,26 @@ func TestNaNStopsAndKeepsCheckpoint(t *testing.T) {
 	if i, j, same := sameBits(download(t, pm2.Trainable()), want); !same {
 		t.Errorf("weights after resuming past the NaN differ from the clean run at %s[%d]", pm2.Trainable()[i].Name(), j)
 	}
+}
+
+// poison sets the first element of v to NaN, as a step that diverged
+// would leave it.
+func poison(v *graph.Value) {
+	h, _ := v.Download()
+	h[0] = float32(math.NaN())
+	v.Backend().Upload(v.Tensor(), h)
+}
+
+// runNonFinite runs tr and fails the test unless Run stops with a
+// NonFiniteError, which it returns with the error.
+func runNonFinite(t *testing.T, tr *Trainer) (*NonFiniteError, error) {
+	t.Helper()
+	_, err := tr.Run(context.Background())
+	var nf *NonFiniteError
+	if !errors.As(err, &nf) {
+		t.Fatalf("Run returned %v; want a NonFiniteError", err)
+	}
+	return nf, err
 }
 
 // TestAccumulationMatchesBatch checks that micro-batches accumulate the
