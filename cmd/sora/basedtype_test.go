@@ -42,9 +42,7 @@ var registerNoBF16 sync.Once
 func TestFinetuneBaseDTypeBF16(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
-	trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
-	writeBoolQ(t, trainPath, 12)
-	writeBoolQ(t, evalPath, 6)
+	trainPath, evalPath := writeBoolQPair(t, dir, 12, 6)
 	out := filepath.Join(dir, "run")
 	args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
 		"--method", "sora", "--steps", "4", "--batch", "4", "--lr", "1e-2", "--save-every", "2", "--out", out, "--base-dtype", "bf16"}

@@ -62,9 +62,7 @@ func TestBestCkptBadFlags(t *testing.T) {
 func TestBestCkptFinetuneEval(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
-	trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
-	writeBoolQ(t, trainPath, 16)
-	writeBoolQ(t, evalPath, 8)
+	trainPath, evalPath := writeBoolQPair(t, dir, 16, 8)
 	for _, method := range []string{"lora", "full"} {
 		t.Run(method, func(t *testing.T) {
 			out := filepath.Join(dir, method)

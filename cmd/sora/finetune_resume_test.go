@@ -69,9 +69,7 @@ func TestFinetuneRemovesStaleRunJSON(t *testing.T) {
 func TestFinetuneResumeFinished(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
-	trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
-	writeBoolQ(t, trainPath, 12)
-	writeBoolQ(t, evalPath, 4)
+	trainPath, evalPath := writeBoolQPair(t, dir, 12, 4)
 	out := filepath.Join(dir, "run")
 	args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
 		"--method", "lora", "--steps", "4", "--batch", "4", "--lr", "1e-2", "--save-every", "2", "--out", out}

@@ -118,6 +118,16 @@ func writeBoolQ(t *testing.T, path string, n int) {
 	}
 }
 
+// writeBoolQPair writes nTrain rows (writeBoolQ) to dir/train.json and
+// nEval to dir/test.json, and returns the two paths.
+func writeBoolQPair(t *testing.T, dir string, nTrain, nEval int) (trainPath, evalPath string) {
+	t.Helper()
+	trainPath, evalPath = filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
+	writeBoolQ(t, trainPath, nTrain)
+	writeBoolQ(t, evalPath, nEval)
+	return trainPath, evalPath
+}
+
 // TestFinetuneEvalMergeSpectrum runs the whole tool chain on stories260K:
 // finetune with checkpoints, a refused second run into the same folder,
 // eval with the adapter, spectrum, and merge, whose checkpoint must
@@ -125,9 +135,7 @@ func writeBoolQ(t *testing.T, path string, n int) {
 func TestFinetuneEvalMergeSpectrum(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
-	trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
-	writeBoolQ(t, trainPath, 24)
-	writeBoolQ(t, evalPath, 6)
+	trainPath, evalPath := writeBoolQPair(t, dir, 24, 6)
 	out := filepath.Join(dir, "run")
 	args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
 		"--method", "sora", "--steps", "6", "--batch", "4", "--micro-batch", "2", "--lr", "1e-2", "--save-every", "3", "--out", out}

@@ -110,9 +110,7 @@ func writeHugeModel(t *testing.T, model, path string) {
 func TestFinetuneNaNAdvice(t *testing.T) {
 	model, tok := stories260K(t)
 	dir := t.TempDir()
-	rows, evalRows := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
-	writeBoolQ(t, rows, 16)
-	writeBoolQ(t, evalRows, 4)
+	rows, evalRows := writeBoolQPair(t, dir, 16, 4)
 	out := filepath.Join(dir, "diverged")
 	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
 		"--method", "lora", "--steps", "5", "--batch", "4", "--lr", "1e6", "--save-every", "1", "--out", out)

@@ -74,9 +74,7 @@ func TestFinetuneFullEveryParameter(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			trainPath, evalPath := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
-			writeBoolQ(t, trainPath, 12)
-			writeBoolQ(t, evalPath, 4)
+			trainPath, evalPath := writeBoolQPair(t, dir, 12, 4)
 			out := filepath.Join(dir, "run")
 			args := []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath, "--eval-data", evalPath,
 				"--method", "full", "--steps", "4", "--batch", "4", "--lr", "2e-3", "--save-every", "2", "--out", out}
