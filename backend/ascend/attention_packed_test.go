@@ -114,15 +114,6 @@ func refAttentionGrad(q, k, v, dout []float32, B, Tq, Tk, H, KV, D int, p backen
 // attention.
 func TestAttentionPackedStats(t *testing.T) {
 	b, d := openDouble(t, Options{})
-	docs := func(lens ...int) []int32 {
-		var s []int32
-		for i, n := range lens {
-			for range n {
-				s = append(s, int32(i))
-			}
-		}
-		return s
-	}
 	r := rand.New(rand.NewSource(11))
 	for _, tc := range []struct {
 		name                string

@@ -129,6 +129,18 @@ func TestDensePlan(t *testing.T) {
 	t.Logf("%d masks checked", checked)
 }
 
+// docs returns AttentionParams.Segments for one sequence of documents of
+// the given lengths, numbered from 0.
+func docs(lens ...int) []int32 {
+	var s []int32
+	for d, n := range lens {
+		for range n {
+			s = append(s, int32(d))
+		}
+	}
+	return s
+}
+
 // TestVarLenPlan checks the split of packed rows into the variable-length
 // operators' sequences: the calls, cumulative lengths and gaps of a few
 // cases, and for random packings, offsets, windows and causality that the
@@ -136,15 +148,6 @@ func TestDensePlan(t *testing.T) {
 // counted within the sequence) are exactly the interface's, and that
 // every query is in exactly one sequence.
 func TestVarLenPlan(t *testing.T) {
-	seg := func(lens ...int) []int32 {
-		var s []int32
-		for d, n := range lens {
-			for range n {
-				s = append(s, int32(d))
-			}
-		}
-		return s
-	}
 	for _, tc := range []struct {
 		name        string
 		seg         []int32
@@ -154,15 +157,15 @@ func TestVarLenPlan(t *testing.T) {
 		calls       []varlenCall
 		gaps        bool
 	}{
-		{"training: one call for the batch", append(seg(3, 1, 4), seg(8)...), 2, 8, 8, 0, true,
+		{"training: one call for the batch", append(docs(3, 1, 4), docs(8)...), 2, 8, 8, 0, true,
 			[]varlenCall{{qRows: 16, kRows: 16, seqs: 2, cumQ: []int64{3, 4, 8, 16}, cumK: []int64{3, 4, 8, 16}}}, false},
-		{"queries the last 30 of 100 keys", seg(50, 30, 20), 1, 30, 100, 70, true,
+		{"queries the last 30 of 100 keys", docs(50, 30, 20), 1, 30, 100, 70, true,
 			[]varlenCall{{qRows: 30, kRow: 50, kRows: 50, seqs: 1, cumQ: []int64{10, 30}, cumK: []int64{30, 50}}}, true},
-		{"not causal: the whole last document", seg(10, 45, 15), 1, 20, 70, 50, false,
+		{"not causal: the whole last document", docs(10, 45, 15), 1, 20, 70, 50, false,
 			[]varlenCall{{qRows: 20, kRow: 10, kRows: 60, seqs: 1, cumQ: []int64{5, 20}, cumK: []int64{45, 60}}}, true},
-		{"causal: keys after the last query cut", seg(4, 8), 1, 6, 12, 2, true,
+		{"causal: keys after the last query cut", docs(4, 8), 1, 6, 12, 2, true,
 			[]varlenCall{{qRows: 6, kRows: 8, seqs: 1, cumQ: []int64{2, 6}, cumK: []int64{4, 8}}}, true},
-		{"a row per call when one has gaps", append(seg(6), seg(2, 4)...), 2, 4, 6, 2, true,
+		{"a row per call when one has gaps", append(docs(6), docs(2, 4)...), 2, 4, 6, 2, true,
 			[]varlenCall{
 				{qRows: 4, kRows: 6, seqs: 1, cumQ: []int64{4}, cumK: []int64{6}},
 				{qRow: 4, qRows: 4, kRow: 8, kRows: 4, seq0: 1, seqs: 1, cumQ: []int64{4}, cumK: []int64{4}},
