@@ -215,36 +215,10 @@ func RoundBF16(f float32) float32 {
 // [B, Tq, H, D], k and v [B, Tk, KV, D], lse [B, H, Tq].
 type attnShape struct{ B, Tq, Tk, H, KV, D int }
 
-// attnSees reports whether query i sees key j under p's mask, spelled out
-// from AttentionParams' documentation: without Causal every key; with it,
-// keys at or before the query's position i + QueryOffset, and with a
-// Window w > 0 only those fewer than w positions before it. Segments are
-// left to attnSameDoc.
-func attnSees(i, j int, p backend.AttentionParams) bool {
-	if !p.Causal {
-		return true
-	}
-	pos := i + p.QueryOffset
-	return j <= pos && (p.Window == 0 || pos-j < p.Window)
-}
-
-// attnSameDoc reports whether query i of sequence b may see key j under
-// p.Segments (always, without them), word for word from the contract: the
-// query sits at key position i + QueryOffset and sees key j only when
-// Segments[b·keys + j] equals Segments[b·keys + i + QueryOffset]. It
-// deliberately does not go through backend.SegmentBounds, which kernels
-// may use, so that a mistake there cannot hide in the reference too.
-func attnSameDoc(b, i, j, keys int, p backend.AttentionParams) bool {
-	if p.Segments == nil {
-		return true
-	}
-	return p.Segments[b*keys+j] == p.Segments[b*keys+i+p.QueryOffset]
-}
-
 // sees reports whether query i of sequence b sees key j: the mask and,
-// on top of it, the segments.
+// on top of it, the segments (refops.AttentionSees).
 func (s attnShape) sees(b, i, j int, p backend.AttentionParams) bool {
-	return attnSees(i, j, p) && attnSameDoc(b, i, j, s.Tk, p)
+	return refops.AttentionSees(p, s.Tk, b, i, j)
 }
 
 // attnRow holds, for one query of one head, the raw scaled scores r_j =

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 // TestStatRows checks the map from the interface's lse to the rows of the
@@ -80,7 +81,7 @@ func refAttentionGrad(q, k, v, dout []float32, B, Tq, Tk, H, KV, D int, p backen
 					delta += float64(dout[qi+d]) * out[qi+d]
 				}
 				for j := range Tk {
-					if !contractSees(p, Tk, b, i, j) {
+					if !refops.AttentionSees(p, Tk, b, i, j) {
 						continue
 					}
 					kj := ((b*Tk+j)*KV + g) * D

@@ -9,22 +9,8 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/refops"
 )
-
-// contractSees is the interface's rule (backend.AttentionParams): query i
-// of sequence b sits at key position i + QueryOffset; with Segments it
-// sees only its document's keys, and with Causal only keys up to its
-// position, within the last Window of them.
-func contractSees(p backend.AttentionParams, keys, b, i, j int) bool {
-	pos := i + p.QueryOffset
-	if p.Segments != nil && p.Segments[b*keys+j] != p.Segments[b*keys+pos] {
-		return false
-	}
-	if !p.Causal {
-		return true
-	}
-	return j <= pos && (p.Window == 0 || pos-j < p.Window)
-}
 
 // cannSees is which keys CANN's documentation says a sparse mode leaves to
 // query i of a sequence of s1 queries and s2 keys, when the mask (the
@@ -56,7 +42,7 @@ func validMask(p backend.AttentionParams, batch, queries, keys int) bool {
 		for i := range queries {
 			any := false
 			for j := range keys {
-				any = any || contractSees(p, keys, b, i, j)
+				any = any || refops.AttentionSees(p, keys, b, i, j)
 			}
 			if !any {
 				return false
@@ -115,7 +101,7 @@ func TestDensePlan(t *testing.T) {
 						pl := densePlan(p, tq, tk)
 						for i := range tq {
 							for j := range tk {
-								if got, want := cannSees(pl, tq, tk, i, j), contractSees(p, tk, 0, i, j); got != want {
+								if got, want := cannSees(pl, tq, tk, i, j), refops.AttentionSees(p, tk, 0, i, j); got != want {
 									t.Fatalf("tq %d, tk %d, %+v: plan %+v lets query %d see key %d: %v, want %v", tq, tk, p, pl, i, j, got, want)
 								}
 							}
@@ -234,7 +220,7 @@ func TestVarLenPlan(t *testing.T) {
 							t.Fatalf("trial %d: query row %d meets key row %d of another sequence", trial, qr, kr)
 						}
 						covered[kr] = true
-						if got, want := cannSees(pl, s1, s2, i, j), contractSees(p, keys, b, qi, kr%keys); got != want {
+						if got, want := cannSees(pl, s1, s2, i, j), refops.AttentionSees(p, keys, b, qi, kr%keys); got != want {
 							t.Fatalf("trial %d: %+v, batch %d: query %d sees key %d: %v, want %v (calls %+v)",
 								trial, p, b, qi, kr%keys, got, want, calls)
 						}
@@ -261,7 +247,7 @@ func TestVarLenPlan(t *testing.T) {
 				t.Fatalf("trial %d: key row %d is in no call but gaps is false", trial, kr)
 			}
 			for i := range queries {
-				if contractSees(p, keys, kr/keys, i, kr%keys) {
+				if refops.AttentionSees(p, keys, kr/keys, i, kr%keys) {
 					t.Fatalf("trial %d: key row %d is in no call but query %d sees it", trial, kr, i)
 				}
 			}
@@ -282,7 +268,7 @@ func refAttention(q, k, v []float32, B, Tq, Tk, H, KV, D int, p backend.Attentio
 				m := math.Inf(-1)
 				for j := range Tk {
 					s[j] = math.Inf(-1)
-					if !contractSees(p, Tk, b, i, j) {
+					if !refops.AttentionSees(p, Tk, b, i, j) {
 						continue
 					}
 					dot := 0.0

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
+	"github.com/sora-go/sora/internal/refops"
 )
 
 // attnShape is the shape of an attention call: q and out [B, Tq, H, D],
@@ -16,22 +17,6 @@ type attnShape struct{ B, Tq, Tk, H, KV, D int }
 
 func (s attnShape) qLen() int { return s.B * s.Tq * s.H * s.D }
 func (s attnShape) kLen() int { return s.B * s.Tk * s.KV * s.D }
-
-// refSees reports whether query i of batch element b sees key j under
-// p's mask and segments (of sequences of keys keys), written out from the
-// definitions in backend.SoftmaxParams and backend.AttentionParams rather
-// than shared with the kernels: with segments, only keys whose document
-// number is that of the key at the query's position.
-func refSees(p backend.AttentionParams, keys, b, i, j int) bool {
-	pos := i + p.QueryOffset
-	if p.Segments != nil && p.Segments[b*keys+j] != p.Segments[b*keys+pos] {
-		return false
-	}
-	if !p.Causal {
-		return true
-	}
-	return j <= pos && (p.Window == 0 || pos-j < p.Window)
-}
 
 // packed returns AttentionParams.Segments for sequences of the given
 // document lengths, one list per batch element. The document numbers
@@ -132,7 +117,7 @@ func refAttention(s attnShape, p backend.AttentionParams, q, k, v, dout []float6
 			for i := range s.Tq {
 				m := math.Inf(-1)
 				for j := range s.Tk {
-					if !refSees(p, s.Tk, b, i, j) {
+					if !refops.AttentionSees(p, s.Tk, b, i, j) {
 						continue
 					}
 					dot := 0.0
@@ -150,7 +135,7 @@ func refAttention(s attnShape, p backend.AttentionParams, q, k, v, dout []float6
 				sum := 0.0
 				for j := range s.Tk {
 					pr[j] = 0
-					if refSees(p, s.Tk, b, i, j) {
+					if refops.AttentionSees(p, s.Tk, b, i, j) {
 						pr[j] = math.Exp(sc[j] - m)
 						sum += pr[j]
 					}
@@ -176,7 +161,7 @@ func refAttention(s attnShape, p backend.AttentionParams, q, k, v, dout []float6
 					delta += pr[j] * dP[j]
 				}
 				for j := range s.Tk {
-					if !refSees(p, s.Tk, b, i, j) {
+					if !refops.AttentionSees(p, s.Tk, b, i, j) {
 						continue
 					}
 					dS := pr[j] * (dP[j] - delta) * float64(p.Scale)

@@ -153,6 +153,26 @@ func SoftmaxSees(r, j, queries int, p backend.SoftmaxParams) bool {
 	return p.Window == 0 || pos-j < p.Window
 }
 
+// AttentionSees reports whether query i of sequence b sees key j under
+// p, of a call whose sequences have keys keys each, spelled out from the
+// rule of backend.AttentionParams: the query sits at key position
+// pos = i + QueryOffset; with Segments it sees only keys of its document
+// (Segments[b·keys + j] equal to Segments[b·keys + pos]), and with Causal
+// only keys at or before pos, and with a Window w > 0 only those fewer
+// than w positions before it. It deliberately does not go through
+// backend.SegmentBounds, which kernels may use, so that a mistake there
+// cannot hide in the reference too.
+func AttentionSees(p backend.AttentionParams, keys, b, i, j int) bool {
+	pos := i + p.QueryOffset
+	if p.Segments != nil && p.Segments[b*keys+j] != p.Segments[b*keys+pos] {
+		return false
+	}
+	if !p.Causal {
+		return true
+	}
+	return j <= pos && (p.Window == 0 || pos-j < p.Window)
+}
+
 // SoftmaxMasked computes softmax(s·x) over each row of keys elements, with
 // s = p.EffectiveScale() and the mask of p (causal, query offset, sliding
 // window; see SoftmaxSees): masked entries are exactly 0, and a row that
