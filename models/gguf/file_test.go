@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,7 +107,7 @@ func TestWriteReadRoundTrip(t *testing.T) {
 		// llama.cpp's reader requires, and the file ends with the last.
 		var next int64
 		for i, ti := range f.Tensors {
-			if ti.Name != tensors[i].Name || !equalInts(ti.Shape, tensors[i].Shape) || ti.Type != tensors[i].Type {
+			if ti.Name != tensors[i].Name || !slices.Equal(ti.Shape, tensors[i].Shape) || ti.Type != tensors[i].Type {
 				t.Errorf("tensor %d: read %s %v %s, wrote %s %v %s", i, ti.Name, ti.Shape, ti.Type, tensors[i].Name, tensors[i].Shape, tensors[i].Type)
 			}
 			if ti.Offset != next {
@@ -161,18 +162,6 @@ func TestWriteReadRoundTrip(t *testing.T) {
 			t.Error("reading from a closed file succeeded")
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestWriteRefuses(t *testing.T) {

@@ -83,18 +83,6 @@ func filesName(files []*safetensors.File) string {
 	return fmt.Sprintf("%s (%d shards)", filepath.Dir(files[0].Name()), len(files))
 }
 
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // WriteOptions adjusts Write.
 type WriteOptions struct {
 	// MaxShardSize, if positive, splits the weights into shards

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -141,7 +142,7 @@ func newSource(cfg llama.Config, files []*safetensors.File, weightMap map[string
 			return fmt.Errorf("hf: %s: no tensor %q%s", filesName(files), name, hint)
 		}
 		info, _ := f.Info(name)
-		if !equalShape(info.Shape, shape) {
+		if !slices.Equal(info.Shape, shape) {
 			return fmt.Errorf("hf: %s: tensor %q has shape %v; the config implies %v", f.Name(), name, info.Shape, shape)
 		}
 		switch info.DType {
