@@ -10,6 +10,7 @@ import (
 	"github.com/sora-go/sora/backend"
 	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/graph"
+	"github.com/sora-go/sora/internal/refops"
 	"github.com/sora-go/sora/internal/testbackend"
 	"github.com/sora-go/sora/models/llama"
 )
@@ -103,23 +104,11 @@ func soraLogProbs(tb testing.TB, m *llama.Model, prompt []int) []float64 {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return logSoftmax(z)
-}
-
-func logSoftmax(z []float32) []float64 {
-	mx := math.Inf(-1)
-	for _, v := range z {
-		mx = math.Max(mx, float64(v))
-	}
-	var s float64
-	for _, v := range z {
-		s += math.Exp(float64(v) - mx)
-	}
-	out := make([]float64, len(z))
+	z64 := make([]float64, len(z))
 	for i, v := range z {
-		out[i] = float64(v) - mx - math.Log(s)
+		z64[i] = float64(v)
 	}
-	return out
+	return refops.LogSoftmax(z64)
 }
 
 // argmax returns the index of the largest value and the margin to the
