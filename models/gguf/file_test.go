@@ -143,14 +143,7 @@ func TestWriteReadRoundTrip(t *testing.T) {
 			name string
 			x    []float32
 		}{{"q", q}, {"cube", cube}} {
-			blocks := make([]byte, len(c.x)/QK8_0*q8Block)
-			if err := QuantizeQ8_0(blocks, c.x); err != nil {
-				t.Fatal(err)
-			}
-			want := make([]float32, len(c.x))
-			if err := DequantizeQ8_0(want, blocks); err != nil {
-				t.Fatal(err)
-			}
+			want := q8RoundTrip(t, c.x)
 			i := 0
 			check(c.name, want, func(float32) float32 { i++; return want[i-1] })
 		}

@@ -111,6 +111,21 @@ func soraLogProbs(tb testing.TB, m *llama.Model, prompt []int) []float64 {
 	return refops.LogSoftmax(z64)
 }
 
+// q8RoundTrip returns x quantized to Q8_0 (QuantizeQ8_0) and dequantized
+// back: the values a q8_0 tensor written from x holds.
+func q8RoundTrip(tb testing.TB, x []float32) []float32 {
+	tb.Helper()
+	blocks := make([]byte, len(x)/QK8_0*q8Block)
+	if err := QuantizeQ8_0(blocks, x); err != nil {
+		tb.Fatal(err)
+	}
+	out := make([]float32, len(x))
+	if err := DequantizeQ8_0(out, blocks); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
 // argmax returns the index of the largest value and the margin to the
 // second largest.
 func argmax(x []float64) (int, float64) {
