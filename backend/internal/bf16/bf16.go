@@ -15,27 +15,17 @@
 // slices over goroutines themselves.
 package bf16
 
-import "math"
+import "github.com/sora-go/sora/internal/float16"
 
 // Round returns the bfloat16 nearest to f, ties to even; see the package
-// documentation for NaN and overflow.
-func Round(f float32) uint16 {
-	u := math.Float32bits(f)
-	if u&0x7fffffff > 0x7f800000 {
-		// NaN: truncating could clear every fraction bit left and give
-		// an infinity, so set the quiet bit.
-		return uint16(u>>16) | 0x0040
-	}
-	// Adding 0x7fff rounds up exactly the values above halfway; the low
-	// bit of the kept half adds one more at halfway when it is odd. A
-	// carry out of the fraction bumps the exponent, which is right (and
-	// turns the largest finite values into infinity).
-	u += 0x7fff + (u>>16)&1
-	return uint16(u >> 16)
-}
+// documentation for NaN and overflow. It is [float16.BF16Bits], the one
+// conversion the project's file formats (safetensors, GGUF) use too, so
+// that weights stored on a backend round as those files do.
+func Round(f float32) uint16 { return float16.BF16Bits(f) }
 
-// Widen returns the float32 whose value h holds, exactly.
-func Widen(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+// Widen returns the float32 whose value h holds, exactly
+// ([float16.BF16ToFloat32]).
+func Widen(h uint16) float32 { return float16.BF16ToFloat32(h) }
 
 // Funcs is one implementation of the slice conversions. In each, dst
 // sets the length and src must be at least as long.
