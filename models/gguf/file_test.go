@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -375,4 +376,43 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// eofAtEnd is an io.ReaderAt that returns io.EOF with a complete read
+// that ends at the end of its data, as io.ReaderAt allows.
+type eofAtEnd struct{ b []byte }
+
+func (r eofAtEnd) ReadAt(p []byte, off int64) (int, error) {
+	n, err := bytes.NewReader(r.b).ReadAt(p, off)
+	if err == nil && off+int64(n) == int64(len(r.b)) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// TestReadEOFAtEnd checks that a tensor whose data ends the file reads
+// through a reader that says io.EOF with the last bytes.
+func TestReadEOFAtEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "last.gguf")
+	x := []float32{1, -2, 3.5, 4, 5, 6, 7, 8} // 32 bytes: no padding after them
+	err := Write(path, []KV{{Key: "general.architecture", Value: String("llama")}},
+		[]Tensor{{Name: "x", Shape: []int{8}, Type: F32, Read: func(_ int, dst []float32) error { copy(dst, x); return nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(eofAtEnd{b}, int64(len(b)), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti, _ := f.Tensor("x"); f.DataOffset+ti.Offset+ti.Size != int64(len(b)) {
+		t.Fatalf("tensor x ends at %d of %d bytes; the test needs it to end the file", f.DataOffset+ti.Offset+ti.Size, len(b))
+	}
+	got, err := f.ReadFloat32("x")
+	if err != nil || !slices.Equal(got, x) {
+		t.Errorf("ReadFloat32 = %v, %v; want %v", got, err, x)
+	}
 }

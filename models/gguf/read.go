@@ -199,7 +199,9 @@ func (f *File) ReadFloat32(name string) ([]float32, error) {
 	}
 	raw := make([]byte, t.Size)
 	at := f.DataOffset + t.Offset
-	if _, err := f.r.ReadAt(raw, at); err != nil {
+	// An io.ReaderAt may return io.EOF with a complete read that ends at
+	// the end of the file.
+	if got, err := f.r.ReadAt(raw, at); err != nil && !(errors.Is(err, io.EOF) && got == len(raw)) {
 		return nil, fmt.Errorf("gguf: %s: reading tensor %s at offset %d: %w", f.Name, name, at, err)
 	}
 	out := make([]float32, n)
