@@ -364,6 +364,14 @@ func clipUsed(o train.Options) float64 {
 	return o.ClipNorm
 }
 
+// plural returns n and noun, with an s unless n is 1: "1 step", "2 steps".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // unmatchedTargets warns ("" when there is nothing to say) of --target
 // patterns that select none of the layers adapted, which the others
 // selected: a misspelt name (v_prj) or a module this architecture lacks
@@ -1056,8 +1064,8 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// The training phase begins before its line prints, so that a signal
 	// sent on seeing the line stops the training, not the process.
 	ctx, stop := interrupts.training("finishing the current step and saving a checkpoint")
-	fmt.Fprintf(stdout, "training: %d steps of %d sequences (micro-batch %d), lr %g with %d warm-up steps and %s decay, into %s\n",
-		opts.Steps, opts.Batch, opts.MicroBatch, opts.LR, opts.Warmup, opts.Schedule, f.out)
+	fmt.Fprintf(stdout, "training: %s of %s (micro-batch %d), lr %g with %s and %s decay, into %s\n",
+		plural(opts.Steps, "step"), plural(opts.Batch, "sequence"), opts.MicroBatch, opts.LR, plural(opts.Warmup, "warm-up step"), opts.Schedule, f.out)
 	if opts.GradientCheckpointing {
 		fmt.Fprintln(stdout, "gradient checkpointing: each layer's activations and the head's logits are recomputed in the backward pass")
 	}
@@ -1103,15 +1111,15 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			summary.LRHistory = res.LRs
 		}
 	}
-	trained := fmt.Sprintf("trained %d steps (%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding)", res.Steps, summary.StepMillis, res.TokensPerSec, 100*res.Padding)
+	trained := fmt.Sprintf("trained %s (%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding)", plural(res.Steps, "step"), summary.StepMillis, res.TokensPerSec, 100*res.Padding)
 	// After a resume the trainer's figures cover the whole run, the steps
 	// before it as metrics.jsonl records them.
-	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding over all %d steps, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, 100*res.Padding, res.Steps)
+	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding over all %s, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, 100*res.Padding, plural(res.Steps, "step"))
 	switch {
 	case res.StartStep > 0 && res.StartStep >= res.Steps && res.EarlyStop != nil:
 		trained = fmt.Sprintf("nothing left to train: early stopping had ended the run after step %d of %d %s", res.Steps, opts.Steps, whole)
 	case res.StartStep > 0 && res.StartStep >= res.Steps:
-		trained = fmt.Sprintf("nothing left to train: the run had finished its %d steps %s", res.Steps, whole)
+		trained = fmt.Sprintf("nothing left to train: the run had finished its %s %s", plural(res.Steps, "step"), whole)
 	case res.StartStep > 0:
 		trained = fmt.Sprintf("trained steps %d to %d (resumed after step %d) %s", res.StartStep+1, res.Steps, res.StartStep, whole)
 	}
