@@ -117,6 +117,43 @@ type Best struct {
 	Eval *EvalResult `json:"eval"`
 }
 
+// bestJSON is a Best as JSON: Value optional, so that an infinite one
+// (the first evaluation's loss, from a diverged model) can be written as
+// text under non_finite, as the evaluation's own values are (see
+// EvalResult.MarshalJSON).
+type bestJSON struct {
+	Step      int               `json:"step"`
+	Epoch     float64           `json:"epoch"`
+	Metric    string            `json:"metric"`
+	Value     *float64          `json:"value,omitempty"`
+	Eval      *EvalResult       `json:"eval"`
+	NonFinite map[string]string `json:"non_finite,omitempty"`
+}
+
+// MarshalJSON writes b with its fields' JSON names, a NaN or infinite
+// Value as text under non_finite (see EvalResult.MarshalJSON).
+func (b Best) MarshalJSON() ([]byte, error) {
+	w := bestJSON{Step: b.Step, Epoch: b.Epoch, Metric: b.Metric, Value: &b.Value, Eval: b.Eval}
+	w.NonFinite = moveNonFinite(map[string]**float64{"value": &w.Value})
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (b *Best) UnmarshalJSON(data []byte) error {
+	var w bestJSON
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	if err := restoreNonFinite(map[string]**float64{"value": &w.Value}, w.NonFinite); err != nil {
+		return err
+	}
+	*b = Best{Step: w.Step, Epoch: w.Epoch, Metric: w.Metric, Eval: w.Eval}
+	if w.Value != nil {
+		b.Value = *w.Value
+	}
+	return nil
+}
+
 // EarlyStop says that early stopping (Options.EarlyStopping) ended a run
 // before its last step.
 type EarlyStop struct {

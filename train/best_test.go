@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -584,5 +585,117 @@ func TestKeepBestAtTheEnd(t *testing.T) {
 	res2, msgs := run(o)
 	if w := msgs.warnings(); len(w) > 0 || res2.Best.Step != 9 || res2.BestDir == "" {
 		t.Errorf("resuming the finished run: best %+v in %q, warnings %q", res2.Best, res2.BestDir, w)
+	}
+}
+
+// TestBestNonFiniteRoundTrip: an evaluation with a NaN loss (and an
+// infinite best value) is written into a checkpoint's trainer state and
+// best.json, which JSON numbers cannot hold, as text under non_finite,
+// and read back as it was.
+func TestBestNonFiniteRoundTrip(t *testing.T) {
+	mcc := math.Inf(-1)
+	for _, b := range []*Best{
+		{Step: 4, Epoch: 0.5, Metric: "eval_accuracy", Value: 0.75, Eval: &EvalResult{Loss: math.NaN(), Targets: 8, Accuracy: 0.75, MCC: &mcc, Sequences: 8}},
+		{Step: 2, Epoch: 0.25, Metric: "eval_loss", Value: math.Inf(1), Eval: &EvalResult{Loss: math.Inf(1), Targets: 3, Accuracy: 0, Sequences: 3}},
+	} {
+		same := func(got *Best) bool {
+			g, w := got.Eval, b.Eval
+			sameF := func(x, y float64) bool { return x == y || math.IsNaN(x) && math.IsNaN(y) }
+			return got.Step == b.Step && got.Epoch == b.Epoch && got.Metric == b.Metric && sameF(got.Value, b.Value) && g != nil &&
+				sameF(g.Loss, w.Loss) && g.Targets == w.Targets && g.Accuracy == w.Accuracy && g.Sequences == w.Sequences &&
+				(g.MCC == nil) == (w.MCC == nil) && (g.MCC == nil || sameF(*g.MCC, *w.MCC))
+		}
+		dir := t.TempDir()
+		if err := writeState(dir, trainerState{Step: 4, TotalSteps: 8, Selection: &selection{Best: b, Judged: 4}}); err != nil {
+			t.Fatalf("writing the trainer state: %v", err)
+		}
+		st, err := readState(dir)
+		if err != nil {
+			t.Fatalf("reading the trainer state: %v", err)
+		}
+		if st.Selection == nil || st.Selection.Best == nil || !same(st.Selection.Best) {
+			t.Errorf("trainer state read back %+v; want %+v", st.Selection, b)
+		}
+		raw, _ := os.ReadFile(filepath.Join(dir, stateFile))
+		if !strings.Contains(string(raw), `"non_finite"`) {
+			t.Errorf("trainer_state.json holds no non_finite:\n%s", raw)
+		}
+		tr := &Trainer{Options: Options{Out: dir}, SaveAdapter: func(string) error { return nil }}
+		if _, err := tr.writeBest(b); err != nil {
+			t.Fatalf("writing best/: %v", err)
+		}
+		got, err := ReadBest(dir)
+		if err != nil {
+			t.Fatalf("reading best.json: %v", err)
+		}
+		if !same(got) {
+			t.Errorf("best.json read back %+v (eval %+v); want %+v (eval %+v)", got, got.Eval, b, b.Eval)
+		}
+	}
+	// Finite values stay numbers, where they always were.
+	b, err := json.Marshal(Best{Step: 1, Metric: "eval_loss", Value: 1.5, Eval: &EvalResult{Loss: 1.5, Targets: 2, Sequences: 1}})
+	if err != nil || string(b) != `{"step":1,"epoch":0,"metric":"eval_loss","value":1.5,"eval":{"loss":1.5,"targets":2,"accuracy":0,"sequences":1}}` {
+		t.Errorf("finite best as JSON: %s (%v)", b, err)
+	}
+	for _, bad := range []string{`{"loss":1,"non_finite":{"loss":"7"}}`, `{"non_finite":{"targets":"NaN"}}`} {
+		var e EvalResult
+		if err := json.Unmarshal([]byte(bad), &e); err == nil {
+			t.Errorf("%s read as %+v; want an error", bad, e)
+		}
+	}
+}
+
+// TestNaNEvaluationKeepsBest runs a classifier whose embedding of a token
+// that only the evaluation data uses is NaN, so that every evaluation's
+// loss is NaN, keeping the best by accuracy: the first evaluation becomes
+// the best, NaN loss and all, and the run still checkpoints, writes
+// best/ and finishes.
+func TestNaNEvaluationKeepsBest(t *testing.T) {
+	b := openCPU(t)
+	m, pm := tinyModel(t, b, peft.LoRA, 4)
+	if err := m.AddScoreHead(2, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range llama.LayerParams(m.Score) {
+		if err := p.SetTrainable(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// randomSeqs never uses token 2: only the evaluation sequence that is
+	// given it reads its NaN embedding.
+	h, err := m.Embed.Download()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h[2*tinyConfig().Dim] = float32(math.NaN())
+	b.Upload(m.Embed.Tensor(), h)
+	tr, ev := randomSeqs(16, tinyConfig().VocabSize, 31), randomSeqs(8, tinyConfig().VocabSize, 32)
+	ev[0].Tokens[len(ev[0].Tokens)-1] = 2
+	out := filepath.Join(t.TempDir(), "cls")
+	o := Options{Steps: 6, Batch: 4, LR: 1e-2, Schedule: "constant", Seed: 2, EvalEvery: 2, KeepBest: true, BestMetric: "accuracy", Out: out, NoSpectra: true}
+	res, err := (&Trainer{Model: m, Adapter: pm, Task: Classify, Classes: 2, Train: tr, Eval: ev, Options: o, SaveAdapter: saveTrainable(pm)}).Run(context.Background())
+	if err != nil {
+		t.Fatalf("the run failed: %v", err)
+	}
+	if res.Steps != 6 || res.Best == nil || res.Best.Eval == nil || !math.IsNaN(res.Best.Eval.Loss) || res.Eval == nil || !math.IsNaN(res.Eval.Loss) {
+		t.Fatalf("result: %d steps, best %+v, final eval %+v; want 6 steps and NaN losses", res.Steps, res.Best, res.Eval)
+	}
+	rec, err := ReadBest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Step != res.Best.Step || rec.Eval == nil || !math.IsNaN(rec.Eval.Loss) || rec.Value != res.Best.Value {
+		t.Errorf("best.json %+v; want the run's best %+v with its NaN loss", rec, res.Best)
+	}
+	dir, err := LatestCheckpoint(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := readState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Step != 6 || st.Selection == nil || st.Selection.Best == nil || !math.IsNaN(st.Selection.Best.Eval.Loss) {
+		t.Errorf("checkpoint %s: step %d, selection %+v", dir, st.Step, st.Selection)
 	}
 }

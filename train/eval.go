@@ -2,6 +2,7 @@ package train
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -148,4 +149,55 @@ func nll(logits []float32, target int) float64 {
 		s += math.Exp(float64(x) - mx)
 	}
 	return math.Log(s) + mx - float64(logits[target])
+}
+
+// evalJSON is an EvalResult as JSON: its values optional, so that a NaN
+// or infinite one (a diverged model's loss) can be left out of its field
+// and written as text under non_finite, as metrics.jsonl writes it (see
+// moveNonFinite).
+type evalJSON struct {
+	Loss      *float64          `json:"loss,omitempty"`
+	Targets   int               `json:"targets"`
+	Accuracy  *float64          `json:"accuracy,omitempty"`
+	MCC       *float64          `json:"mcc,omitempty"`
+	Sequences int               `json:"sequences"`
+	NonFinite map[string]string `json:"non_finite,omitempty"`
+}
+
+func (w *evalJSON) floats() map[string]**float64 {
+	return map[string]**float64{"loss": &w.Loss, "accuracy": &w.Accuracy, "mcc": &w.MCC}
+}
+
+// MarshalJSON writes e with its fields' JSON names; a NaN or infinite
+// value is left out of its field and written as text ("NaN", "+Inf",
+// "-Inf") under non_finite, as metrics.jsonl does, which JSON numbers
+// cannot hold. Predictions are not written.
+func (e EvalResult) MarshalJSON() ([]byte, error) {
+	w := evalJSON{Loss: &e.Loss, Targets: e.Targets, Accuracy: &e.Accuracy, Sequences: e.Sequences}
+	if e.MCC != nil {
+		mcc := *e.MCC
+		w.MCC = &mcc
+	}
+	w.NonFinite = moveNonFinite(w.floats())
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, the values under
+// non_finite back in their fields.
+func (e *EvalResult) UnmarshalJSON(b []byte) error {
+	var w evalJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if err := restoreNonFinite(w.floats(), w.NonFinite); err != nil {
+		return err
+	}
+	*e = EvalResult{Targets: w.Targets, MCC: w.MCC, Sequences: w.Sequences}
+	if w.Loss != nil {
+		e.Loss = *w.Loss
+	}
+	if w.Accuracy != nil {
+		e.Accuracy = *w.Accuracy
+	}
+	return nil
 }

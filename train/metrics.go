@@ -58,15 +58,7 @@ func (r *Record) floats() map[string]**float64 {
 // encodable returns r with its NaN and infinite values moved into
 // NonFinite, so that it can be written as JSON.
 func (r Record) encodable() Record {
-	for name, p := range r.floats() {
-		if *p != nil && (math.IsNaN(**p) || math.IsInf(**p, 0)) {
-			if r.NonFinite == nil {
-				r.NonFinite = map[string]string{}
-			}
-			r.NonFinite[name] = strconv.FormatFloat(**p, 'g', -1, 64)
-			*p = nil
-		}
-	}
+	r.NonFinite = moveNonFinite(r.floats())
 	return r
 }
 
@@ -77,17 +69,47 @@ func decodeRecord(line []byte) (Record, error) {
 	if err := json.Unmarshal(line, &r); err != nil {
 		return r, err
 	}
-	fields := r.floats()
-	for name, v := range r.NonFinite {
-		p, ok := fields[name]
-		x, err := strconv.ParseFloat(v, 64)
-		if !ok || err != nil || !(math.IsNaN(x) || math.IsInf(x, 0)) {
-			return r, fmt.Errorf("non_finite: %q: %q is not a NaN or infinite value of a field that can hold one", name, v)
-		}
-		*p = &x
+	if err := restoreNonFinite(r.floats(), r.NonFinite); err != nil {
+		return r, err
 	}
 	r.NonFinite = nil
 	return r, nil
+}
+
+// moveNonFinite is how the files the trainer writes hold the NaN and
+// infinite values that JSON numbers cannot be (metrics.jsonl's records,
+// the evaluations in trainer_state.json and best.json): it takes the
+// optional values of a record by their JSON names, sets those that are
+// NaN or infinite to nil, so that the field is left out, and returns them
+// as text ("NaN", "+Inf", "-Inf") by name, for the record's non_finite
+// (nil when every value is finite).
+func moveNonFinite(fields map[string]**float64) map[string]string {
+	var out map[string]string
+	for name, p := range fields {
+		if *p != nil && (math.IsNaN(**p) || math.IsInf(**p, 0)) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = strconv.FormatFloat(**p, 'g', -1, 64)
+			*p = nil
+		}
+	}
+	return out
+}
+
+// restoreNonFinite undoes moveNonFinite: it puts the values of
+// nonFinite back into their fields, and fails on a name that is not one
+// of them or a value that is not NaN or infinite.
+func restoreNonFinite(fields map[string]**float64, nonFinite map[string]string) error {
+	for name, v := range nonFinite {
+		p, ok := fields[name]
+		x, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || !(math.IsNaN(x) || math.IsInf(x, 0)) {
+			return fmt.Errorf("non_finite: %q: %q is not a NaN or infinite value of a field that can hold one", name, v)
+		}
+		*p = &x
+	}
+	return nil
 }
 
 // metricsLog appends records to metrics.jsonl.

@@ -232,6 +232,8 @@ func TestBestCkptDescribe(t *testing.T) {
 		{"mcc no better", acc, "", &train.EvalResult{MCC: mcc(0.5)}, []string{"beat the zero-shot eval_mcc 0.5000"}, nil},
 		{"mcc equal", acc, "", &train.EvalResult{MCC: mcc(0.3)}, []string{"beat the zero-shot"}, nil},
 		{"no zero-shot", acc, "", nil, nil, []string{"zero-shot"}},
+		{"NaN zero-shot loss", loss, "", &train.EvalResult{Loss: math.NaN()}, []string{"the zero-shot eval_loss was NaN, so there is nothing to compare it with"}, []string{"beat"}},
+		{"NaN zero-shot mcc", acc, "", &train.EvalResult{MCC: mcc(math.NaN())}, []string{"the zero-shot eval_mcc was NaN"}, []string{"beat"}},
 	} {
 		got := describeBest(c.best, c.dir, c.dir != "", c.zeroShot)
 		for _, w := range c.want {
@@ -244,5 +246,30 @@ func TestBestCkptDescribe(t *testing.T) {
 				t.Errorf("%s: %q says %q", c.name, got, w)
 			}
 		}
+	}
+}
+
+// TestRunSummaryNonFinite: run.json holds evaluations with a NaN or
+// infinite loss (as text, the way the trainer's files hold them) and
+// reads them back.
+func TestRunSummaryNonFinite(t *testing.T) {
+	ev := &train.EvalResult{Loss: math.NaN(), Accuracy: 0.5, Targets: 4, Sequences: 4}
+	in := runSummary{Command: "finetune", ZeroShot: &train.EvalResult{Loss: math.Inf(1), Sequences: 4}, Final: ev,
+		Best: &train.Best{Step: 2, Metric: "eval_accuracy", Value: 0.5, Eval: ev}}
+	path := filepath.Join(t.TempDir(), "run.json")
+	if err := writeJSON(path, in); err != nil {
+		t.Fatalf("writing run.json: %v", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out runSummary
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("reading run.json back: %v\n%s", err, b)
+	}
+	if out.ZeroShot == nil || !math.IsInf(out.ZeroShot.Loss, 1) || out.Final == nil || !math.IsNaN(out.Final.Loss) || out.Final.Accuracy != 0.5 ||
+		out.Best == nil || out.Best.Eval == nil || !math.IsNaN(out.Best.Eval.Loss) {
+		t.Errorf("run.json read back zero-shot %+v, final %+v, best %+v", out.ZeroShot, out.Final, out.Best)
 	}
 }

@@ -1430,7 +1430,14 @@ func describeBest(b *train.Best, dir string, keepBest bool, zeroShot *train.Eval
 		s += "; best/ does not hold its weights (see the warning above)"
 	}
 	if m, err := train.ParseMetric(b.Metric); err == nil && zeroShot != nil {
-		if z, err := m.Value(zeroShot); err == nil && ((z >= b.Value) == m.HigherIsBetter() || z == b.Value) {
+		z, err := m.Value(zeroShot)
+		switch {
+		case err != nil:
+		case math.IsNaN(z):
+			// No value to compare with: a NaN beats nothing and is beaten
+			// by nothing.
+			s += fmt.Sprintf("; the zero-shot %s was NaN, so there is nothing to compare it with", b.Metric)
+		case (z >= b.Value) == m.HigherIsBetter() || z == b.Value:
 			s += fmt.Sprintf("; no evaluation during training beat the zero-shot %s %.4f", b.Metric, z)
 		}
 	}
