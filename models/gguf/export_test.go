@@ -3,6 +3,7 @@ package gguf
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -547,5 +548,40 @@ func TestExportHalfRange(t *testing.T) {
 	v, err := newVocab(tok, tok.VocabSize(), tok.Piece(tok.EOS()))
 	if err != nil || v.pad != tok.EOS() {
 		t.Errorf("padding token %q: id %d, %v; want %d", tok.Piece(tok.EOS()), v.pad, err, tok.EOS())
+	}
+}
+
+// TestVocabMetaspaceNoPrefix checks that an older tokenizer.json whose
+// Metaspace pre-tokenizer says add_prefix_space false (no prepend_scheme),
+// which the tokenizer package reads as "never", is exported without
+// llama.cpp's space prefix: with it, llama.cpp put "▁" before every text.
+func TestVocabMetaspaceNoPrefix(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "tokenizer", "testdata", "sp-metaspace", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j map[string]any
+	if err := json.Unmarshal(raw, &j); err != nil {
+		t.Fatal(err)
+	}
+	j["pre_tokenizer"] = map[string]any{"type": "Metaspace", "replacement": "▁", "add_prefix_space": false}
+	out, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.LoadHF(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newVocab(tok, tok.VocabSize(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.model != vocabSPM || v.addSpacePrefix {
+		t.Errorf("model %q, add_space_prefix %v; want %q and false", v.model, v.addSpacePrefix, vocabSPM)
 	}
 }

@@ -427,7 +427,7 @@ func (d *decoder) tensorInfo(i int, align int64) TensorInfo {
 		if d.err != nil {
 			return t
 		}
-		if dims[j] > math.MaxInt32*1024 || (dims[j] > 0 && count > math.MaxInt64/int64(dims[j])) {
+		if dims[j] > math.MaxInt32*1024 || uint64(dims[j]) > math.MaxInt || (dims[j] > 0 && count > math.MaxInt64/int64(dims[j])) {
 			d.fail(at, fmt.Sprintf("%s dimension %d", field, j), "%d makes the tensor's size overflow", dims[j])
 			return t
 		}

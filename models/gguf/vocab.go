@@ -431,13 +431,19 @@ func (v *vocab) spm(j tokenizerJSON, norms, pres []step, merges [][2]string, tok
 		switch {
 		case s.Type == "Metaspace" && s.Replacement == "▁" && !replace:
 			replace = true
-			switch s.PrependScheme {
+			scheme := s.PrependScheme
+			if scheme == "" && s.AddPrefixSpace != nil && !*s.AddPrefixSpace {
+				// Files older than prepend_scheme say add_prefix_space;
+				// false means never, as the tokenizer package reads it.
+				scheme = "never"
+			}
+			switch scheme {
 			case "always", "", "first":
 				prepend = true
-				v.notes = append(v.notes, fmt.Sprintf("%s: the tokenizer (a Metaspace pre-tokenizer, prepend_scheme %q) prepends \"▁\" only where the text does not start with a space or \"▁\", and (scheme \"first\") not after special tokens; llama.cpp prepends a space to every text and after every special token: texts that start with a space or \"▁\", or hold special tokens, tokenize differently there", noteMetaspace, s.PrependScheme))
+				v.notes = append(v.notes, fmt.Sprintf("%s: the tokenizer (a Metaspace pre-tokenizer, prepend_scheme %q) prepends \"▁\" only where the text does not start with a space or \"▁\", and (scheme \"first\") not after special tokens; llama.cpp prepends a space to every text and after every special token: texts that start with a space or \"▁\", or hold special tokens, tokenize differently there", noteMetaspace, scheme))
 			case "never":
 			default:
-				return fmt.Errorf("Metaspace prepend_scheme %q", s.PrependScheme)
+				return fmt.Errorf("Metaspace prepend_scheme %q", scheme)
 			}
 		case s.Type == "Split" && s.Pattern.String != nil && *s.Pattern.String == " " && replace:
 			// Splits at spaces the normalizer has already replaced.

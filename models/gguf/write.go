@@ -83,7 +83,7 @@ func plan(tensors []Tensor, align int64) ([]layout, error) {
 		names[t.Name] = true
 		n := int64(1)
 		for _, d := range t.Shape {
-			if d < 1 || d > 1<<40 || n > math.MaxInt64/int64(d) {
+			if d < 1 || int64(d) > 1<<40 || n > math.MaxInt64/int64(d) {
 				return nil, fmt.Errorf("tensor %s has shape %v; expected positive extents whose product fits in int64", t.Name, t.Shape)
 			}
 			n *= int64(d)
