@@ -70,19 +70,47 @@ func (h Holdout) Fraction() (float64, bool) {
 	return f, true
 }
 
-// String returns h as ParseHoldout reads it: the number of rows, or the
-// fraction in the shortest decimal that is the same float64 ("0.05"
-// whether it was written 0.05, .05, 5e-2 or 1/20); "" for the zero
-// Holdout.
+// String returns h as ParseHoldout reads it, exactly: the number of
+// rows, or the fraction as a decimal where it has one ("0.05" whether it
+// was written 0.05, .05, 5e-2 or 1/20; "0.1000000000000000000001" as it
+// was written, which holds out 2 of 10 rows where 0.1 holds out 1), and
+// otherwise as a ratio in lowest terms ("1/3"); "" for the zero Holdout.
+// A record of a run (run.json, a checkpoint's settings) thus says which
+// rows were held out.
 func (h Holdout) String() string {
 	switch {
 	case h.frac != nil:
-		f, _ := h.frac.Float64()
-		return strconv.FormatFloat(f, 'g', -1, 64)
+		return exactDecimal(h.frac)
 	case h.rows > 0:
 		return strconv.Itoa(h.rows)
 	}
 	return ""
+}
+
+// exactDecimal returns r as a decimal with no more digits than it needs
+// where its denominator in lowest terms divides a power of 10 (is
+// 2^a·5^b: then max(a, b) digits after the point), and otherwise as
+// big.Rat's ratio "a/b", which ParseHoldout reads back.
+func exactDecimal(r *big.Rat) string {
+	d := new(big.Int).Set(r.Denom())
+	var twos, fives int
+	two, five, rem := big.NewInt(2), big.NewInt(5), new(big.Int)
+	for q := new(big.Int); ; twos++ {
+		if q.QuoRem(d, two, rem); rem.Sign() != 0 {
+			break
+		}
+		d.Set(q)
+	}
+	for q := new(big.Int); ; fives++ {
+		if q.QuoRem(d, five, rem); rem.Sign() != 0 {
+			break
+		}
+		d.Set(q)
+	}
+	if d.Cmp(big.NewInt(1)) != 0 {
+		return r.RatString()
+	}
+	return r.FloatString(max(twos, fives))
 }
 
 // Size returns how many of n rows h holds out: its number of rows, or its

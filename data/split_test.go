@@ -26,6 +26,12 @@ func TestParseHoldout(t *testing.T) {
 		{in: "5e-2", want: "0.05", frac: true},
 		{in: "1/20", want: "0.05", frac: true},
 		{in: "0.999", want: "0.999", frac: true},
+		{in: "0.1000000000000000000001", want: "0.1000000000000000000001", frac: true},
+		{in: "0.10", want: "0.1", frac: true},
+		{in: "1/3", want: "1/3", frac: true},
+		{in: "2/6", want: "1/3", frac: true},
+		{in: "3/8", want: "0.375", frac: true},
+		{in: "1e-30", want: "0.000000000000000000000000000001", frac: true},
 		{in: "1", want: "1"},
 		{in: "200", want: "200"},
 		{in: "0200", want: "200"},
@@ -55,6 +61,17 @@ func TestParseHoldout(t *testing.T) {
 		}
 		if _, isFrac := h.Fraction(); isFrac != c.frac {
 			t.Errorf("ParseHoldout(%q): fraction %v, want %v", c.in, isFrac, c.frac)
+		}
+		// What String records reads back as the same split.
+		if back, err := ParseHoldout(h.String()); err != nil || back.String() != h.String() {
+			t.Errorf("ParseHoldout(%q) = %q, %v; want it read back as %q", h.String(), back, err, h.String())
+		}
+		for _, n := range []int{10, 300, 1 << 40} {
+			k, err := h.Size(n)
+			back, _ := ParseHoldout(h.String())
+			if kb, errb := back.Size(n); kb != k || (err == nil) != (errb == nil) {
+				t.Errorf("%q holds out %d of %d rows (%v), but %q, as String records it, %d (%v)", c.in, k, n, err, h.String(), kb, errb)
+			}
 		}
 	}
 	if !(Holdout{}).IsZero() || (Holdout{}).String() != "" {
