@@ -84,8 +84,13 @@ func TestClipOff(t *testing.T) {
 	if err := resume(dirs["negative"], Options{NoClip: true}); err != nil {
 		t.Errorf("resume without clipping of a checkpoint recording clip -0.5: %v", err)
 	}
-	if err := resume(dirs["one"], Options{NoClip: true}); err == nil || !strings.Contains(err.Error(), "clip 1 (now off)") {
-		t.Errorf("resume without clipping of a run that clipped at 1: %v; want a refusal saying clip 1 (now off)", err)
+	if err := resume(dirs["one"], Options{NoClip: true}); err == nil || !strings.Contains(err.Error(), "clip 1 (now off)") ||
+		!strings.Contains(err.Error(), "if it was made with --clip 0 before --clip 0 meant no clipping, it clipped at 1 (as it records): resume it with --clip 1") {
+		t.Errorf("resume without clipping of a run that clipped at 1: %v; want a refusal saying clip 1 (now off), with the hint to resume with --clip 1", err)
+	}
+	// Another clip is no old --clip 0: no hint.
+	if err := resume(dirs["one"], Options{ClipNorm: 2}); err == nil || !strings.Contains(err.Error(), "clip 1 (now 2)") || strings.Contains(err.Error(), "--clip 0") {
+		t.Errorf("resume clipping at 2 of a run that clipped at 1: %v; want a refusal saying clip 1 (now 2), without the --clip 0 hint", err)
 	}
 	o := Options{NoClip: true, ClipNorm: 2, Steps: 1}.WithDefaults(4)
 	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "no-clip") {

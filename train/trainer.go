@@ -1000,6 +1000,12 @@ func checkResumable(dir string, old, st trainerState, unknown map[string]bool) e
 		// alone, by default, meet its new default target.
 		hint = fmt.Sprintf("; full fine-tuning with the target %s trains every parameter: a run of the linear layers alone goes on with --target %s", peft.AllParameters, old.Settings["target"])
 	}
+	if withDefaults(was)["clip"] == "1" && withDefaults(is)["clip"] == "off" {
+		// Before --clip 0 meant no clipping (as Hugging Face's
+		// max_grad_norm 0 does), it clipped at the default, 1, and the
+		// checkpoint recorded that.
+		hint += "; if it was made with --clip 0 before --clip 0 meant no clipping, it clipped at 1 (as it records): resume it with --clip 1"
+	}
 	return fmt.Errorf("train: cannot resume from %s: it was made with %s%s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "), hint)
 }
 
