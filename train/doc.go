@@ -30,8 +30,11 @@
 //   - a NaN or infinite loss or gradient stops the run with an error before
 //     the optimizer touches the weights, naming the newest checkpoint (its
 //     weights are finite, but may have diverged already: the error gives
-//     the largest); a run that fails before it trains a step removes the
-//     metrics log it began;
+//     the largest); a run that fails before it trains a step leaves the
+//     output folder as it found it: a fresh run writes its metrics log
+//     under a temporary name until its first step (or a checkpoint of an
+//     interruption before it), and only then replaces an earlier run's
+//     metrics.jsonl and removes its best/;
 //   - one run at a time writes into an output folder: a run holds it
 //     ([LockOutput]) and another into it fails at once, and the hold ends
 //     with the process however it ends (on Linux, macOS and the BSDs).

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -369,6 +370,9 @@ func TestMetricsNonFinite(t *testing.T) {
 			t.Fatalf("logging %+v: %v", r, err)
 		}
 	}
+	if err := m.commit(); err != nil {
+		t.Fatal(err)
+	}
 	m.close()
 	raw, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
 	if !strings.Contains(string(raw), `"non_finite":{"eval_loss":"NaN"}`) {
@@ -421,9 +425,73 @@ func FuzzReadMetrics(f *testing.F) {
 				t.Fatalf("writing %+v read from %q: %v", r, b, err)
 			}
 		}
+		if err := m.commit(); err != nil {
+			t.Fatal(err)
+		}
 		m.close()
 		if _, err := ReadMetrics(path); err != nil {
 			t.Fatalf("reading back what %q read as: %v", b, err)
 		}
 	})
+}
+
+// TestFailedFreshRunKeepsEarlierRun: a fresh run into the folder of an
+// earlier one (its checkpoints removed, as the refusal advises) that fails
+// before its first step leaves the earlier run's metrics.jsonl and best/
+// as they were, and nothing of its own; one that fails after a step has
+// begun: its log replaced the earlier one and the earlier best/ is gone.
+func TestFailedFreshRunKeepsEarlierRun(t *testing.T) {
+	b := openCPU(t)
+	out := filepath.Join(t.TempDir(), "run")
+	tr, ev := selectData()
+	o := Options{Steps: 4, Batch: 4, LR: 1e-2, Seed: 5, EvalEvery: 2, KeepBest: true, Out: out, NoSpectra: true}
+	run := func(nanAt int) error {
+		_, pm := tinyModel(t, b, peft.LoRA, 3)
+		victim := pm.Trainable()[0]
+		_, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: tr, Eval: ev, Options: o, SaveAdapter: saveTrainable(pm),
+			ZeroShot: &EvalResult{Loss: 9, Targets: 1, Sequences: 1},
+			beforeStep: func(s int) {
+				if s == nanAt {
+					poison(victim)
+				}
+			}}).Run(context.Background())
+		return err
+	}
+	if err := run(-1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(out, CheckpointsDir)); err != nil {
+		t.Fatal(err)
+	}
+	log0, err := os.ReadFile(filepath.Join(out, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	best0 := readFiles(t, filepath.Join(out, BestDir))
+	top0 := readFiles(t, out, BestDir, AdapterDir)
+
+	var nf *NonFiniteError
+	if err := run(0); !errors.As(err, &nf) || nf.Step != 1 {
+		t.Fatalf("%v; want a NaN at step 1", err)
+	}
+	if log, _ := os.ReadFile(filepath.Join(out, MetricsFile)); !bytes.Equal(log, log0) {
+		t.Errorf("a fresh run that failed at step 1 changed the earlier run's metrics.jsonl:\n%s\nwas:\n%s", log, log0)
+	}
+	if d := sameFiles(readFiles(t, filepath.Join(out, BestDir)), best0); d != "" {
+		t.Errorf("a fresh run that failed at step 1 changed the earlier run's best/: %s", d)
+	}
+	if d := sameFiles(readFiles(t, out, BestDir, AdapterDir), top0); d != "" {
+		t.Errorf("a fresh run that failed at step 1 left the folder otherwise than it was: %s", d)
+	}
+
+	if err := run(1); !errors.As(err, &nf) || nf.Step != 2 {
+		t.Fatalf("%v; want a NaN at step 2", err)
+	}
+	rs, err := ReadMetrics(filepath.Join(out, MetricsFile))
+	if err != nil || len(rs) != 2 || rs[0].Step != 0 || rs[1].Step != 1 || rs[1].Loss == nil {
+		t.Errorf("a fresh run that failed at step 2 left the log %+v (%v); want its own: the zero-shot evaluation and step 1", rs, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, BestDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the earlier run's best/ outlived a fresh run that trained a step: %v", err)
+	}
 }

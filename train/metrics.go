@@ -116,6 +116,11 @@ func restoreNonFinite(fields map[string]**float64, nonFinite map[string]string) 
 type metricsLog struct {
 	f *os.File
 	w *bufio.Writer
+	// pending, when not "", is the path of metrics.jsonl that the log, a
+	// fresh run's, replaces once the run begins (commit); until then it
+	// is written under a temporary name beside it, so that a run that
+	// fails before it trains a step leaves an earlier run's log as it was.
+	pending string
 	// evaluated holds the steps the log has an evaluation of: a resumed
 	// run that had finished evaluates its final weights again (for the
 	// caller's report) but does not log them twice.
@@ -125,16 +130,26 @@ type metricsLog struct {
 // openMetrics opens dir's metrics.jsonl for appending and returns the
 // records it keeps. When resuming from step keep, records of later steps
 // (written after that checkpoint by the interrupted run) are removed
-// first, atomically, so the log describes exactly the run that continues;
-// a fresh run (keep < 0) empties the log in place.
+// first, atomically, so the log describes exactly the run that continues.
+// A fresh run (keep < 0) writes a new log under a temporary name (one
+// that removeStaleTemporaries knows), which commit puts in place of
+// metrics.jsonl and close, without commit, removes.
 func openMetrics(dir string, keep int) (*metricsLog, []Record, error) {
 	path := filepath.Join(dir, MetricsFile)
 	var records []Record
 	if keep < 0 {
-		if err := os.WriteFile(path, nil, 0o644); err != nil {
+		f, err := os.CreateTemp(dir, "."+MetricsFile+".tmp-*")
+		if err != nil {
 			return nil, nil, fmt.Errorf("train: %w", err)
 		}
-	} else if old, err := os.ReadFile(path); err == nil {
+		if err := f.Chmod(0o644); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, nil, fmt.Errorf("train: %w", err)
+		}
+		return &metricsLog{f: f, w: bufio.NewWriter(f), pending: path, evaluated: map[int]bool{}}, nil, nil
+	}
+	if old, err := os.ReadFile(path); err == nil {
 		var kept bytes.Buffer
 		for _, line := range bytes.Split(old, []byte{'\n'}) {
 			if len(bytes.TrimSpace(line)) == 0 {
@@ -165,6 +180,35 @@ func openMetrics(dir string, keep int) (*metricsLog, []Record, error) {
 	return m, records, nil
 }
 
+// commit puts a fresh run's log in place of metrics.jsonl (replacing an
+// earlier run's), once the run has begun: after its first step, or at the
+// checkpoint of a run interrupted before it. Later records are appended
+// there. It does nothing to a log already in place.
+func (m *metricsLog) commit() error {
+	if m == nil || m.pending == "" {
+		return nil
+	}
+	// Closed and opened again, rather than renamed while open, which not
+	// every system allows.
+	tmp := m.f.Name()
+	if err := m.w.Flush(); err != nil {
+		return fmt.Errorf("train: writing %s: %w", tmp, err)
+	}
+	if err := m.f.Close(); err != nil {
+		return fmt.Errorf("train: writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, m.pending); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	f, err := os.OpenFile(m.pending, os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	m.f, m.pending = f, ""
+	m.w.Reset(f)
+	return nil
+}
+
 // add writes one record and flushes it, so the log is current if the
 // process dies. An evaluation of a step the log already has one of is
 // left out.
@@ -190,12 +234,18 @@ func (m *metricsLog) add(r Record) error {
 	return nil
 }
 
+// close closes the log; a fresh run's log that was never committed (the
+// run did not begin) is removed.
 func (m *metricsLog) close() error {
 	if m == nil {
 		return nil
 	}
 	m.w.Flush()
-	return m.f.Close()
+	err := m.f.Close()
+	if m.pending != "" {
+		os.Remove(m.f.Name())
+	}
+	return err
 }
 
 // ReadMetrics reads a metrics.jsonl file. A line that is not a record is

@@ -181,9 +181,10 @@ func absent(path string) bool {
 
 // removeUnbegun removes from the output folder out what a run that failed
 // made there without training a step: its metrics log (newLog: the run
-// created it), where the log records no training step, only the
-// evaluation before training or nothing, and the checkpoints folder
-// (newCheckpoints), where it is empty.
+// created it; a resume's, as a fresh run's is under a temporary name
+// until the run begins, removed when it is closed), where the log records
+// no training step, only the evaluation before training or nothing, and
+// the checkpoints folder (newCheckpoints), where it is empty.
 func removeUnbegun(out string, newLog, newCheckpoints bool) {
 	if newLog {
 		path := filepath.Join(out, MetricsFile)
@@ -347,6 +348,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	var resumeNotes []string // shown once the progress display has started
 	var lockNote string      // how the folder is held, where not as usual; shown with them
 	var removed []string
+	var staleBest string // an earlier run's best/, which a fresh run removes once it begins
 	if o.Out != "" {
 		if t.OutputLock == nil {
 			lock, err := LockOutput(o.Out)
@@ -374,9 +376,11 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		// refused above keeps another run's folder as it is.
 		removed = removeStaleTemporaries(o.Out)
 		// A run that fails before it trains a step leaves no trace of
-		// itself: the folder it began holds what the user had there, and,
-		// where the run made the folder, nothing, so that the lock removes
-		// it (see OutputLock.Unlock). Run after the log is closed.
+		// itself: the folder it began holds what the user had there (a
+		// fresh run's log replaces an earlier run's, and its best/ goes,
+		// only once the run begins: see begin below), and, where the run
+		// made the folder, nothing, so that the lock removes it (see
+		// OutputLock.Unlock). Run after the log is closed.
 		newLog, newCheckpoints := absent(filepath.Join(o.Out, MetricsFile)), absent(filepath.Join(o.Out, CheckpointsDir))
 		defer func() {
 			if runErr != nil && !IsInterrupted(runErr) {
@@ -393,13 +397,14 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 				return nil, err
 			}
 		}
-		note, err := t.checkBestDir(st)
+		note, stale, err := t.checkBestDir(st)
 		if err != nil {
 			return nil, err
 		}
 		if note != "" {
 			resumeNotes = append(resumeNotes, note)
 		}
+		staleBest = stale
 	}
 	sel := st.Selection
 	res.StartStep = st.Step
@@ -456,9 +461,30 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	var window []stepTiming
 	lastEval := -1 // the step res.Eval is of, when this process took it
 
+	// begin marks the run as begun, once it has trained a step or saves
+	// a checkpoint (interrupted before its first step): a fresh run's log
+	// replaces an earlier run's metrics.jsonl, and an earlier run's best/
+	// goes, so that best/ is always the run's own.
+	begin := func() error {
+		if err := metrics.commit(); err != nil {
+			return err
+		}
+		if staleBest == "" {
+			return nil
+		}
+		if err := os.RemoveAll(staleBest); err != nil {
+			return fmt.Errorf("train: removing the best/ folder of an earlier run: %w", err)
+		}
+		prog.Message(fmt.Sprintf("removed %s, an earlier run's best weights", staleBest))
+		staleBest = ""
+		return nil
+	}
 	save := func() error {
 		if o.Out == "" {
 			return nil
+		}
+		if err := begin(); err != nil {
+			return err
 		}
 		dir, err := t.saveCheckpoint(st, opt, params)
 		if err != nil {
@@ -551,6 +577,9 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		opt.ZeroGrad()
 		st.Step++
 		st.Loss = stepLossSum
+		if err := begin(); err != nil {
+			return res, err
+		}
 		tokens += stepTokens
 		posTokens += stepTokens
 		positions += stepPositions
@@ -823,33 +852,32 @@ func (t *Trainer) stopReason(sel *selection) string {
 }
 
 // checkBestDir looks at the best/ folder of the output folder as the run
-// begins, after a resume has restored st. A fresh run removes one that an
-// earlier run in the folder left (it holds BestFile), so that best/ is
-// always the run's own. A resumed run that keeps the best checks that
+// begins, after a resume has restored st. For a fresh run it returns, as
+// stale, one that an earlier run in the folder left (it holds BestFile),
+// which Run removes once the run has begun, so that best/ is always the
+// run's own while a run that fails before its first step leaves it. A
+// resumed run that keeps the best checks that
 // best/ holds the best evaluation its checkpoint records: the
 // checkpoint of a new best is written before best/ (see Run), so where a
 // run was killed between the two, best/ is written now from the weights
 // just restored, which are the best's; otherwise (best/ removed, say) the
 // note says what is amiss until a better evaluation replaces it.
-func (t *Trainer) checkBestDir(st trainerState) (note string, err error) {
+func (t *Trainer) checkBestDir(st trainerState) (note, stale string, err error) {
 	o := t.Options
 	dir := filepath.Join(o.Out, BestDir)
 	if !o.Resume {
 		if _, err := os.Stat(filepath.Join(dir, BestFile)); err != nil {
-			return "", nil
+			return "", "", nil
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			return "", fmt.Errorf("train: removing the best/ folder of an earlier run: %w", err)
-		}
-		return fmt.Sprintf("removed %s, an earlier run's best weights", dir), nil
+		return "", dir, nil
 	}
 	if !o.KeepBest || st.Selection == nil || st.Selection.Best == nil {
-		return "", nil
+		return "", "", nil
 	}
 	want := st.Selection.Best
 	onDisk, rerr := readBest(o.Out)
 	if rerr == nil && onDisk != nil && onDisk.Step == want.Step {
-		return "", nil
+		return "", "", nil
 	}
 	has := "nothing"
 	switch {
@@ -860,11 +888,11 @@ func (t *Trainer) checkBestDir(st trainerState) (note string, err error) {
 	}
 	if want.Step == st.Step {
 		if _, err := t.writeBest(want); err != nil {
-			return "", err
+			return "", "", err
 		}
-		return fmt.Sprintf("wrote %s: the checkpoint records its best evaluation (%s) at its own step, and %s held %s (the run was stopped between the two saves)", dir, describeBest(want), dir, has), nil
+		return fmt.Sprintf("wrote %s: the checkpoint records its best evaluation (%s) at its own step, and %s held %s (the run was stopped between the two saves)", dir, describeBest(want), dir, has), "", nil
 	}
-	return fmt.Sprintf("warning: the checkpoint records the best evaluation %s, but %s holds %s; it is replaced at the next evaluation better than that", describeBest(want), dir, has), nil
+	return fmt.Sprintf("warning: the checkpoint records the best evaluation %s, but %s holds %s; it is replaced at the next evaluation better than that", describeBest(want), dir, has), "", nil
 }
 
 // resume restores the run from checkpoint dir, which must have been made
