@@ -26,6 +26,14 @@ type Options struct {
 	// PadToken is the padding token's text, which the tokenizer must hold
 	// (tokenizer.ggml.padding_token_id); "" writes none.
 	PadToken string
+	// BOSID and EOSID are the beginning- and end-of-sequence token ids
+	// the model names elsewhere than in its tokenizer (a Hugging Face
+	// config.json's bos_token_id and eos_token_id), nil where none:
+	// written where the tokenizer has no such token, so that llama.cpp
+	// does not take its own default (token 11 for a BPE vocabulary) in
+	// their place. A BOS given so is not added before the text, as the
+	// tokenizer adds none.
+	BOSID, EOSID *int
 }
 
 // Plan is a model laid out as a GGUF file: its llama.cpp architecture, the
@@ -135,6 +143,19 @@ func NewPlan(src llama.Source, tok *tokenizer.Tokenizer, o Options) (*Plan, erro
 	v, err := newVocab(tok, c.VocabSize, o.PadToken)
 	if err != nil {
 		return nil, err
+	}
+	for _, s := range []struct {
+		what string
+		id   *int
+		to   *int
+	}{{"BOS", o.BOSID, &v.bos}, {"EOS", o.EOSID, &v.eos}} {
+		if s.id == nil || *s.to >= 0 {
+			continue
+		}
+		if *s.id < 0 || *s.id >= c.VocabSize {
+			return nil, fmt.Errorf("gguf: %s token id %d lies outside the model's %d tokens", s.what, *s.id, c.VocabSize)
+		}
+		*s.to = *s.id
 	}
 	p.Notes = append(p.Notes, v.notes...)
 

@@ -79,7 +79,8 @@ func (f *File) Close() error {
 		return nil
 	}
 	err := f.closer.Close()
-	f.closer = nil
+	// Reading tensors from here on says the file is closed.
+	f.closer, f.r = nil, nil
 	return err
 }
 

@@ -192,7 +192,12 @@ func (v Value) Float() (float64, bool) {
 }
 
 // Bool returns a bool value, and false, false for other values.
-func (v Value) Bool() (val, ok bool) { return v.num != 0, v.typ == TypeBool }
+func (v Value) Bool() (val, ok bool) {
+	if v.typ != TypeBool {
+		return false, false
+	}
+	return v.num != 0, true
+}
 
 // Str returns a string value, and false for other values.
 func (v Value) Str() (string, bool) { return v.str, v.typ == TypeString }
