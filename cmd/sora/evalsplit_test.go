@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -449,5 +450,65 @@ func TestFinetuneEvalSplitChat(t *testing.T) {
 	rep, _, _ := evalRun(t, run, filepath.Join(dir, "eval.json"), "--backend", "cpu", "--tokenizer", tok, "--adapter", filepath.Join(run, "adapter"), "--data", file)
 	if rep.Rows != 3 || math.Abs(rep.Loss-sum.Final.Loss) > 1e-4 {
 		t.Errorf("eval of %s: %d rows, loss %v; the run's final loss %v", file, rep.Rows, rep.Loss, sum.Final.Loss)
+	}
+}
+
+// TestFinetuneEvalSplitWrittenFirst: the held-out rows are written before
+// training, so that a run that fails during it (a learning rate that
+// diverges at once) leaves them beside its checkpoints; and a fresh run
+// removes the held-out rows an earlier run in the folder wrote in another
+// layout, or in any layout where it holds out none.
+func TestFinetuneEvalSplitWrittenFirst(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows := filepath.Join(dir, "rows.json")
+	writeBoolQ(t, rows, 12)
+	run := filepath.Join(dir, "run")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"eval-split.tsv", "eval-split.jsonl"} {
+		if err := os.WriteFile(filepath.Join(run, name), []byte("stale\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"finetune", "--backend", "cpu", "--no-spectrum", "--model", model, "--tokenizer", tok, "--data", rows,
+		"--method", "lora", "--batch", "4", "--eval-split", "4", "--out", run}
+	code, stdout, errOut := runCLI(t, append(slices.Clone(args), "--steps", "3", "--save-every", "1", "--lr", "1e30")...)
+	if code != exitFailure || !strings.Contains(errOut, "NaN") && !strings.Contains(errOut, "Inf") {
+		t.Fatalf("a diverging run: status %d, want %d and a non-finite loss or gradient\n%s\n%s", code, exitFailure, stdout, errOut)
+	}
+	if _, err := train.LatestCheckpoint(run); err != nil {
+		t.Fatalf("the diverging run left no checkpoint: %v\n%s", err, errOut)
+	}
+	written, err := data.Load(filepath.Join(run, "eval-split.json"))
+	if err != nil || len(written.Rows) != 4 {
+		t.Errorf("the failed run's held-out rows: %v (%v); want 4 rows in eval-split.json", written, err)
+	}
+	for _, name := range []string{"eval-split.tsv", "eval-split.jsonl"} {
+		if _, err := os.Stat(filepath.Join(run, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("an earlier run's %s outlived a fresh run with another layout: %v", name, err)
+		}
+	}
+	if !strings.Contains(stdout, "removed eval-split.jsonl, eval-split.tsv, the held-out rows of an earlier run in "+run) {
+		t.Errorf("the run does not say it removed the earlier held-out rows:\n%s", stdout)
+	}
+	if _, err := os.Stat(filepath.Join(run, "run.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed run wrote run.json: %v", err)
+	}
+
+	// A fresh run without --eval-split (checkpoints removed, as the
+	// refusal advises) evaluates on other data: the rows it did not hold
+	// out go.
+	if err := os.RemoveAll(filepath.Join(run, train.CheckpointsDir)); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, errOut = runCLI(t, "finetune", "--backend", "cpu", "--no-spectrum", "--model", model, "--tokenizer", tok, "--data", rows,
+		"--method", "lora", "--batch", "4", "--steps", "1", "--out", run)
+	if code != exitOK {
+		t.Fatalf("status %d\n%s\n%s", code, stdout, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(run, "eval-split.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an earlier run's eval-split.json outlived a fresh run without --eval-split: %v", err)
 	}
 }

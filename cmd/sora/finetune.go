@@ -839,7 +839,16 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 		evalName = "the --eval-split rows of " + f.data
 		fmt.Fprintln(stdout, split.describe(f))
-	} else {
+	}
+	// The held-out rows are on disk before training, beside the
+	// checkpoints and best/ that a killed run leaves, not only at its end;
+	// a resume writes the same rows again.
+	if removed, err := writeEvalSplit(f.out, split, f.resume); err != nil {
+		return fail("%v", err)
+	} else if len(removed) > 0 {
+		fmt.Fprintf(stdout, "removed %s, the held-out rows of an earlier run in %s\n", strings.Join(removed, ", "), f.out)
+	}
+	if split == nil {
 		if trainSet, err = loadTaskData(f.data, task, tok, chats, maxLen, f.maxTrain, f.seed); err != nil {
 			return fail("%v", err)
 		}
@@ -1188,11 +1197,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	files := written(res, savedWhat(method, task, f.model), summary.Best)
 	if split != nil {
-		// Beside run.json, which names it; a resume writes the same rows
-		// again.
-		if err := atomicfile.WriteFile(split.File, split.content); err != nil {
-			return fail("%v", err)
-		}
+		// Written before training (writeEvalSplit); named beside run.json.
 		files = slices.Insert(files, len(files)-1, filepath.Base(split.File))
 	}
 	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
@@ -1273,6 +1278,35 @@ func (f *finetuneFlags) splitData(task train.Task, tok data.Encoder, chats *chat
 	return trainSet, evalSet, split, false, nil
 }
 
+// writeEvalSplit writes the rows split held out into out (split.File),
+// atomically, and for a fresh run (not resume) removes the files of held-out
+// rows that an earlier run in out wrote in another layout (eval-split.json,
+// .jsonl or .tsv), or in any layout where this run holds out nothing
+// (split nil): they are not this run's evaluation data. It returns the
+// names it removed. (A resume keeps the split its checkpoint records.)
+func writeEvalSplit(out string, split *evalSplit, resume bool) (removed []string, err error) {
+	if split != nil {
+		if err := atomicfile.WriteFile(split.File, split.content); err != nil {
+			return nil, err
+		}
+	}
+	if resume {
+		return nil, nil
+	}
+	for _, l := range []data.Layout{data.JSONList, data.JSONLines, data.TSV} {
+		path := filepath.Join(out, evalSplitName+l.Ext())
+		if split != nil && path == split.File {
+			continue
+		}
+		if err := os.Remove(path); err == nil {
+			removed = append(removed, filepath.Base(path))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return removed, fmt.Errorf("removing the held-out rows of an earlier run: %w", err)
+		}
+	}
+	return removed, nil
+}
+
 // describe says what the split held out, for the run's output.
 func (s *evalSplit) describe(f *finetuneFlags) string {
 	how := fmt.Sprintf("at random (--seed %d)", f.seed)
@@ -1280,7 +1314,7 @@ func (s *evalSplit) describe(f *finetuneFlags) string {
 		how = fmt.Sprintf("at random (--seed %d), each label in proportion", f.seed)
 	}
 	msg := fmt.Sprintf("eval split: %d of the %d rows of %s held out %s by --eval-split %s, never trained on; %d left to train on. "+
-		"They are written to %s with run.json, for \"sora eval --data %s\"", s.Rows, s.Rows+s.TrainRows, f.data, how, f.evalSplit, s.TrainRows, s.File, s.File)
+		"They are written to %s now, before training, for \"sora eval --data %s\"", s.Rows, s.Rows+s.TrainRows, f.data, how, f.evalSplit, s.TrainRows, s.File, s.File)
 	if f.maxEval > 0 && f.maxEval < s.Rows {
 		msg += fmt.Sprintf(" (with --max-eval %d: the run evaluates %d of them, the ones \"sora eval --max-eval %d\" draws)", f.maxEval, f.maxEval, f.maxEval)
 	}
