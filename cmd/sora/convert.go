@@ -52,8 +52,8 @@ var convertDoc = usageDoc{
 
 func runConvert(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("convert")
-	model := fs.String("model", "", "`FILE` of the llama2.c checkpoint to convert (required)")
-	out := fs.String("out", "", "`DIR` to write the Hugging Face checkpoint into (required): a new or empty folder, or one holding a Hugging Face checkpoint to replace (see above for the files removed)")
+	model := fs.String("model", "", "`PATH` of the model to convert (required): a llama2.c checkpoint file; for a .gguf --out, that or a Hugging Face folder")
+	out := fs.String("out", "", "`PATH` to write to (required): a folder for the Hugging Face checkpoint, new, empty or holding a Hugging Face checkpoint to replace (see above for the files removed); or a FILE.gguf, one GGUF file (a GGUF file there is replaced)")
 	shard := fs.Int64("shard-size", 0, "split the weights into shards of at most `BYTES` each; 0 writes one model.safetensors")
 	tokPath := fs.String("tokenizer", "", "`FILE` of the model's llama2.c tokenizer.bin, written into the folder as Hugging Face's tokenizer.json and tokenizer_config.json (none: the folder has no tokenizer, and the commands then need --tokenizer with it); for a .gguf --out, the tokenizer to write (a llama2.c checkpoint needs it; a folder's own is the default)")
 	var gf ggufFlags

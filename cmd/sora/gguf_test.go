@@ -97,7 +97,7 @@ func TestMergeGGUF(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--model", model, "--out", filepath.Join(dir, "x.gguf")}, exitFailure, "--tokenizer is required"},
+		{[]string{"--model", model, "--out", filepath.Join(dir, "x.gguf")}, exitUsage, "--tokenizer is required"},
 		{[]string{"--model", model, "--tokenizer", tok, "--out", filepath.Join(dir, "x.bin")}, exitUsage, "are for a .gguf --out"},
 		{[]string{"--model", model, "--gguf-type", "q4_0", "--tokenizer", tok, "--out", filepath.Join(dir, "x.gguf")}, exitUsage, "--gguf-type \"q4_0\""},
 		{[]string{"--model", model, "--tokenizer", tok, "--out", notGGUF}, exitUsage, "not a GGUF file"},
@@ -172,7 +172,7 @@ func TestConvertGGUF(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--model", model, "--out", filepath.Join(dir, "x.gguf")}, exitFailure, "--tokenizer is required"},
+		{[]string{"--model", model, "--out", filepath.Join(dir, "x.gguf")}, exitUsage, "--tokenizer is required"},
 		{[]string{"--model", model, "--tokenizer", tok, "--out", filepath.Join(dir, "x.gguf"), "--shard-size", "1000"}, exitUsage, "one file"},
 		{[]string{"--model", model, "--tokenizer", tok, "--out", filepath.Join(dir, "y"), "--gguf-type", "q8_0"}, exitUsage, "--gguf-type is for a .gguf --out"},
 	} {

@@ -46,7 +46,7 @@ var mergeDoc = usageDoc{
 		" that the base lacks removed, each named on stdout; other files are left alone. A file, or a folder that holds other things, is refused. " +
 		"An --out ending in .gguf writes instead one GGUF file that llama.cpp, Ollama and LM Studio run, whatever the base's format: the merged " +
 		"weights (as --gguf-type, f16 by default), the tokenizer (the base folder's, or --tokenizer, which a llama2.c base needs) and the chat " +
-		"template (the adapter's, else the base folder's); a GGUF file there is replaced, any other file refused. What llama.cpp cannot run as " +
+		"template (the adapter's, else the base folder's, with the --chat-var values it was trained with set at its start, since llama.cpp renders it without them); a GGUF file there is replaced, any other file refused. What llama.cpp cannot run as " +
 		"this project does (a Gemma layer pattern other than llama.cpp's, say) is refused before anything is merged, and what it runs differently " +
 		"is noted on stderr (see docs/finetune.md, \"Running the model elsewhere (GGUF)\").",
 	examples: []string{
@@ -99,7 +99,10 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	var replacing bool
 	if isGGUF(*out) {
 		if _, err = gf.options(); err == nil {
-			replacing, err = checkGGUFOut(*out)
+			err = ggufTokenizerGiven(*model, *tokPath)
+		}
+		if err == nil {
+			replacing, err = checkGGUFOut(*out, stderr)
 		}
 	} else if *tokPath != "" || gf.typ != defaultGGUFType {
 		err = fmt.Errorf("--tokenizer and --gguf-type are for a .gguf --out; %s is written in the base model's own format", *out)
@@ -121,17 +124,39 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer base.close()
-	// A GGUF file's tokenizer and what llama.cpp can run are checked
-	// before the merge (the merged model has the base's configuration,
-	// its head untied if the adapter adapts a tied one).
+	// The template the adapter was trained with (see chatSource.saveTemplate)
+	// goes into the merged folder, which eval and generate take as --model.
+	tmpl, err := os.ReadFile(filepath.Join(*adapterDir, adapterTemplateFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	// So do the --chat-var variables it was rendered with, if any.
+	vars, err := os.ReadFile(filepath.Join(*adapterDir, adapterVarsFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "sora merge: %v\n", err)
+		return exitFailure
+	}
+	// A GGUF file's tokenizer, chat template, padding token and what
+	// llama.cpp can run are checked before the merge, on the merged
+	// model's configuration: the base's, its head untied where the
+	// adapter adapts a tied one (see untieHead).
 	var ggufTok *tokenizer.Tokenizer
 	var ggufOpts gguf.Options
+	var ggufNotes []string
 	if isGGUF(*out) {
 		if ggufOpts, err = gf.options(); err == nil {
 			ggufTok, err = ggufTokenizer(*model, *tokPath, base.config().VocabSize)
 		}
 		if err == nil {
-			err = gguf.Check(base.config(), ggufTok, ggufOpts)
+			ggufOpts.Name = modelName(*out)
+			if len(tmpl) == 0 {
+				vars = nil // they go with the adapter's template alone
+			}
+			ggufNotes, err = ggufChat(&ggufOpts, *model, tmpl, vars, stderr)
+		}
+		if err == nil {
+			err = gguf.Check(mergedConfig(base.config(), *adapterDir), ggufTok, ggufOpts)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "sora merge: %v\n", err)
@@ -175,18 +200,10 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "sora merge: note: the adapter adapts %s, which the base model ties to its token embedding: the merged model unties them (%s holds W', the embedding keeps the base's weights), so it computes what base + adapter computes; it is larger by one vocab×dim matrix (Hugging Face PEFT's merge would change the shared weight, embedding included)\n", llama.OutputModule, llama.OutputName)
 	}
-	// The template the adapter was trained with (see chatSource.saveTemplate)
-	// goes into the merged folder, which eval and generate take as --model.
-	tmpl, err := os.ReadFile(filepath.Join(*adapterDir, adapterTemplateFile))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(stderr, "sora merge: %v\n", err)
-		return exitFailure
-	}
 	if ggufTok != nil {
-		ggufChat(&ggufOpts, *model, tmpl, stderr)
 		src, err := gguf.WeightsSource(merged)
 		if err == nil {
-			err = writeGGUF("merge", *out, src, ggufTok, ggufOpts, replacing, stdout, stderr)
+			err = writeGGUF("merge", *out, src, ggufTok, ggufOpts, replacing, ggufNotes, stdout, stderr)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "sora merge: %v\n", err)
@@ -194,12 +211,6 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "merged the %s adapter of %d layers from %s into %s\n", method, layers, *adapterDir, *model)
 		return exitOK
-	}
-	// So do the --chat-var variables it was rendered with, if any.
-	vars, err := os.ReadFile(filepath.Join(*adapterDir, adapterVarsFile))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(stderr, "sora merge: %v\n", err)
-		return exitFailure
 	}
 	var removed []string
 	if base.hf {
@@ -605,4 +616,20 @@ func adaptsHead(pm *peft.Model) bool {
 		}
 	}
 	return false
+}
+
+// mergedConfig returns the configuration of the model that merging the
+// adapter in adapterDir into a base of configuration c gives: c, its head
+// untied where c ties it and the adapter targets the head (runMerge
+// unties it then). An adapter whose configuration cannot be read is left
+// for its load to report.
+func mergedConfig(c llama.Config, adapterDir string) llama.Config {
+	cfg, _, err := adapter.ReadConfig(adapterDir)
+	if err != nil || !c.TiedEmbeddings {
+		return c
+	}
+	if ok, err := peft.Match(cfg.TargetModules, llama.OutputModule); err == nil && ok {
+		c.TiedEmbeddings = false
+	}
+	return c
 }
