@@ -364,6 +364,24 @@ func clipUsed(o train.Options) float64 {
 	return o.ClipNorm
 }
 
+// selectionNote says ("" when there is nothing to say) when the run makes
+// too few evaluations for --keep-best or --early-stopping to act: one
+// every --eval-every steps before the last and one after it, of which
+// early stopping needs more than its patience (the first sets the best).
+func selectionNote(o train.Options) string {
+	if (!o.KeepBest && o.EarlyStopping == 0) || o.EvalEvery <= 0 || o.Steps <= 0 {
+		return ""
+	}
+	evals := (o.Steps-1)/o.EvalEvery + 1
+	switch {
+	case evals == 1 && o.KeepBest:
+		return fmt.Sprintf("--eval-every %d is not below the run's %d steps: the only evaluation is the final one, so best/ will hold the final weights", o.EvalEvery, o.Steps)
+	case o.EarlyStopping > 0 && evals <= o.EarlyStopping:
+		return fmt.Sprintf("the run makes %s (every %d of its %d steps, and at the end), so --early-stopping %d can never stop it", plural(evals, "evaluation"), o.EvalEvery, o.Steps, o.EarlyStopping)
+	}
+	return ""
+}
+
 // plural returns n and noun, with an s unless n is 1: "1 step", "2 steps".
 func plural(n int, noun string) string {
 	if n == 1 {
@@ -989,6 +1007,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	opts := f.trainOptions(len(trainSet.seqs), maxLen, baseModel)
 	if f.warmup > opts.Steps {
 		fmt.Fprintf(stdout, "note: --warmup %d is more than the run's %d steps: the learning rate warms up over all of them and never reaches its peak %g\n", f.warmup, opts.Steps, opts.LR)
+	}
+	if note := selectionNote(opts); note != "" {
+		fmt.Fprintf(stdout, "note: %s\n", note)
 	}
 	// What only the data's size decides (an --epochs that makes more
 	// steps than a run can count) is refused before the zero-shot
