@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,8 +45,8 @@ func (c *chatFlags) addTemplate(fs *flag.FlagSet, fileNote string) {
 		if !ok || name == "" {
 			return fmt.Errorf("%q: want NAME=VALUE", s)
 		}
-		var v any
-		if err := json.Unmarshal([]byte(value), &v); err != nil {
+		v, err := decodeChatVar([]byte(value))
+		if err != nil {
 			v = value
 		}
 		if c.vars == nil {
@@ -202,11 +204,29 @@ func readChatVars(path string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var vars map[string]any
-	if err := json.Unmarshal(b, &vars); err != nil || vars == nil {
+	v, err := decodeChatVar(b)
+	vars, ok := v.(map[string]any)
+	if err != nil || !ok {
 		return nil, fmt.Errorf("%s: expected a JSON object of chat template variables (%v)", path, err)
 	}
 	return vars, nil
+}
+
+// decodeChatVar decodes one JSON value, keeping numbers as json.Number so
+// that the template sees an integer as an integer, as Python's json gives
+// it to transformers' templates ({{ n + 1 }} is 3 for n = 2, not 3.0). It
+// fails on anything but one JSON value.
+func decodeChatVar(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("trailing data after the JSON value")
+	}
+	return v, nil
 }
 
 // renderer returns the renderer, reading the template the first time.

@@ -230,6 +230,17 @@ var jinjaKeywords = map[string]bool{"true": true, "false": true, "none": true, "
 // so that loop bounds and comparisons with integers work); true, false;
 // none for null. It reports false for other values.
 func jinjaLiteral(v any) (string, bool) {
+	if n, ok := v.(json.Number); ok {
+		// As the --chat-var values and chat_template_vars.json decode.
+		if i, err := n.Int64(); err == nil {
+			return strconv.FormatInt(i, 10), true
+		}
+		f, err := n.Float64()
+		if err != nil {
+			return "", false
+		}
+		v = f
+	}
 	switch v := v.(type) {
 	case nil:
 		return "none", true
