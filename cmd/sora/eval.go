@@ -306,7 +306,17 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	start := time.Now()
-	if err := scoreSet(context.Background(), m, tok, task, set, *batch, *maxNew, rep, stdout, *show); err != nil {
+	// Ctrl-C stops the answers' generation between decoding steps and
+	// writes nothing; a second one quits at once.
+	ctx, stop := interruptible(stderr, "stopping the evaluation; nothing will be written")
+	err = scoreSet(ctx, m, tok, task, set, *batch, *maxNew, rep, stdout, *show)
+	interrupted := ctx.Err() != nil
+	stop()
+	switch {
+	case err != nil && interrupted:
+		fmt.Fprintln(stderr, "sora eval: interrupted: nothing written")
+		return exitInterrupted
+	case err != nil:
 		fmt.Fprintf(stderr, "sora eval: %v\n", err)
 		return exitFailure
 	}

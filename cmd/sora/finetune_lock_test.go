@@ -296,3 +296,22 @@ func interruptAt(t *testing.T, cmd *exec.Cmd, stdout io.Reader, errOut *bytes.Bu
 		t.Fatalf("the run went on after Ctrl-C:\n%s", errOut.String())
 	}
 }
+
+// TestEvalInterrupted interrupts a "sora eval" process while it generates
+// answers: it must stop, write no report and end with status 130.
+func TestEvalInterrupted(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows, report := filepath.Join(dir, "test.json"), filepath.Join(dir, "eval.json")
+	// Enough rows that generating their answers outlasts the signal.
+	writeBoolQ(t, rows, 400)
+	cmd, stdout, errOut := startFinetune(t, []string{"eval", "--backend", "cpu", "--model", model, "--tokenizer", tok,
+		"--data", rows, "--json", report})
+	interruptAt(t, cmd, stdout, errOut, "generating up to")
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(errOut.String(), "sora eval: interrupted: nothing written") {
+		t.Fatalf("eval interrupted while generating: status %d (%v); want %d, saying nothing was written:\n%s", code, cmd.ProcessState, exitInterrupted, errOut.String())
+	}
+	if _, err := os.Stat(report); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted eval wrote %s (%v)", report, err)
+	}
+}
