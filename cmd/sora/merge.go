@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -243,7 +245,27 @@ func runMerge(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "merged the %s adapter of %d layers from %s into %s: wrote %s (%s%s)\n", method, layers, *adapterDir, *model, *out, base.formatName(), what)
 	printRemoved(stdout, *out, removed, "the base model has none of them")
+	if dt := storedDType(base); base.hf && dt != "" && dt != "float32" {
+		fmt.Fprintf(stdout, "note: the base stores its weights in %s; the merged folder holds float32 (W0 + the update, unrounded), about twice the size: transformers' from_pretrained(..., torch_dtype=torch.%s) loads it at the base's size, or --out model.gguf --gguf-type bf16|f16 writes a smaller file\n", dt, dt)
+	}
 	return exitOK
+}
+
+// storedDType returns the torch_dtype (or dtype) that a Hugging Face
+// base's config.json records, "" where it records none or cannot be read.
+func storedDType(bm *baseModel) string {
+	b, err := os.ReadFile(filepath.Join(bm.path, "config.json"))
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		TorchDType string `json:"torch_dtype"`
+		DType      string `json:"dtype"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return ""
+	}
+	return cmp.Or(c.DType, c.TorchDType)
 }
 
 // checkMergeOut checks that out is a place the merge of an adapter into
