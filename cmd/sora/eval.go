@@ -187,21 +187,19 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 		hasHead = head != ""
 	}
 	// Rows the training kept whole would be cut at a shorter --max-len
-	// (or left out): the run's own is the default.
+	// (or left out): the run's own is the default. So are its answers'
+	// length and, for a sample of the evaluation data, the sample
+	// finetune drew (with its --seed + 1).
 	run := findTrainingRun(trainedDir(ad, *modelPath))
-	if run != nil && run.Config.MaxLen >= 2 && run.Config.MaxLen != *maxLen && !flagSet(fs, "max-len") {
-		*maxLen = run.Config.MaxLen
-		fmt.Fprintf(stdout, "note: --max-len %d, as the training run recorded it in %s (give --max-len to evaluate at another)\n", *maxLen, run.path)
-	}
-	// So are its answers' length and, for a sample of the evaluation
-	// data, the sample finetune drew (with its --seed + 1).
-	if run != nil && run.Config.MaxNewTokens > 0 && run.Config.MaxNewTokens != *maxNew && !flagSet(fs, "max-new-tokens") {
-		*maxNew = run.Config.MaxNewTokens
-		fmt.Fprintf(stdout, "note: --max-new-tokens %d, as the training run recorded it in %s\n", *maxNew, run.path)
-	}
-	if run != nil && run.Config.Seed != nil && *maxEval > 0 && *run.Config.Seed+1 != *seed && !flagSet(fs, "seed") {
-		*seed = *run.Config.Seed + 1
-		fmt.Fprintf(stdout, "note: --seed %d, which draws the --max-eval rows the training run (--seed %d in %s) drew from the same data (give --seed to draw others)\n", *seed, *run.Config.Seed, run.path)
+	if run != nil {
+		fromRun(stdout, fs, "max-len", maxLen, run.Config.MaxLen, run.Config.MaxLen >= 2,
+			fmt.Sprintf("as the training run recorded it in %s (give --max-len to evaluate at another)", run.path))
+		fromRun(stdout, fs, "max-new-tokens", maxNew, run.Config.MaxNewTokens, run.Config.MaxNewTokens > 0,
+			fmt.Sprintf("as the training run recorded it in %s", run.path))
+		if run.Config.Seed != nil {
+			fromRun(stdout, fs, "seed", seed, *run.Config.Seed+1, *maxEval > 0,
+				fmt.Sprintf("which draws the --max-eval rows the training run (--seed %d in %s) drew from the same data (give --seed to draw others)", *run.Config.Seed, run.path))
+		}
 	}
 	task := train.LM
 	if hasHead {
@@ -505,6 +503,17 @@ func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, tas
 	}
 	rep.Accuracy = float64(correct) / float64(len(outs))
 	return nil
+}
+
+// fromRun sets *p, the value of the flag name, to v, what the training
+// run recorded, where ok says the run recorded one, unless the flag was
+// given or already holds v; it says so on w, with why.
+func fromRun[T comparable](w io.Writer, fs *flag.FlagSet, name string, p *T, v T, ok bool, why string) {
+	if !ok || *p == v || flagSet(fs, name) {
+		return
+	}
+	*p = v
+	fmt.Fprintf(w, "note: --%s %v, %s\n", name, v, why)
 }
 
 // answerNote says, for LM data, when rows have no gold answer: their
