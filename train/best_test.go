@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
@@ -475,11 +476,10 @@ func TestBestRepairedOnResume(t *testing.T) {
 	}
 }
 
-// TestKeepBestByMCC keeps the best of a classifier by its MCC, which is
-// higher-is-better: best.json holds the largest eval_mcc that
-// metrics.jsonl records, at its first step.
-func TestKeepBestByMCC(t *testing.T) {
-	b := openCPU(t)
+// tinyClassifier is tinyModel with LoRA and a new trainable head of two
+// classes, as sora finetune --task classify trains.
+func tinyClassifier(t *testing.T, b backend.Backend) (*llama.Model, *peft.Model) {
+	t.Helper()
 	m, pm := tinyModel(t, b, peft.LoRA, 4)
 	if err := m.AddScoreHead(2, 1); err != nil {
 		t.Fatal(err)
@@ -489,6 +489,15 @@ func TestKeepBestByMCC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return m, pm
+}
+
+// TestKeepBestByMCC keeps the best of a classifier by its MCC, which is
+// higher-is-better: best.json holds the largest eval_mcc that
+// metrics.jsonl records, at its first step.
+func TestKeepBestByMCC(t *testing.T) {
+	b := openCPU(t)
+	m, pm := tinyClassifier(t, b)
 	out := filepath.Join(t.TempDir(), "cls")
 	tr, ev := randomSeqs(16, tinyConfig().VocabSize, 31), randomSeqs(16, tinyConfig().VocabSize, 32)
 	o := Options{Steps: 16, Batch: 4, LR: 1e-2, Schedule: "constant", Seed: 2, EvalEvery: 2, KeepBest: true, BestMetric: "mcc", Out: out, NoSpectra: true}
@@ -652,15 +661,7 @@ func TestBestNonFiniteRoundTrip(t *testing.T) {
 // best/ and finishes.
 func TestNaNEvaluationKeepsBest(t *testing.T) {
 	b := openCPU(t)
-	m, pm := tinyModel(t, b, peft.LoRA, 4)
-	if err := m.AddScoreHead(2, 1); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range llama.LayerParams(m.Score) {
-		if err := p.SetTrainable(true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	m, pm := tinyClassifier(t, b)
 	// randomSeqs never uses token 2: only the evaluation sequence that is
 	// given it reads its NaN embedding.
 	h, err := m.Embed.Download()
