@@ -305,7 +305,7 @@ func checkIndexBoundary(t *testing.T, b *Backend, side, big int) {
 	windows := [][2]int{{0, min(16, big)}, {max(big-16, 0), big}}
 	if big > math.MaxInt32 {
 		at := math.MaxInt32 - 8 // a variable, so that 32-bit builds compile
-		windows = append(windows, [2]int{at, at + 17})
+		windows = append(windows, [2]int{at, min(at+17, big)})
 	}
 	for _, win := range windows {
 		vals := make([]float32, win[1]-win[0])
@@ -554,9 +554,36 @@ func checkEdgeShapes(t *testing.T, b *Backend, ec edgeCase) {
 	w.check(fmt.Sprintf("CrossEntropy [%d, %d], smoothing 0.1", ec.ceRows, ec.vocab), string(backend.OpCrossEntropy), loss)
 	w.check(fmt.Sprintf("CrossEntropyGrad [%d, %d], smoothing 0.1", ec.ceRows, ec.vocab), string(backend.OpCrossEntropyGrad), dlogits)
 
-	// Many short rows.
-	const cols = 8
-	r := ec.manyRows
+	// The row ops over many short rows, and over a few long ones (longer
+	// than a row kernel holds in registers on the device).
+	checkRowOps(w, rng, ec.manyRows, 8)
+	checkRowOps(w, rng, ec.softmaxRows, ec.keys)
+
+	// Matrix products on views at element offsets, and with m, n or k = 1.
+	d := ec.dim
+	var cases []mmCase
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			cases = append(cases,
+				mmCase{m: d + 1, n: d + 15, k: 2*d + 1, transA: ta, transB: tb, offA: 1, offB: 2, offC: 3, alpha: 1.5, beta: 0.5},
+				mmCase{m: 1, n: d, k: 3 * d, transA: ta, transB: tb},
+				mmCase{m: d, n: 1, k: 3 * d, transA: ta, transB: tb},
+				mmCase{m: d, n: d + 5, k: 1, transA: ta, transB: tb},
+				mmCase{m: 1, n: 1, k: 4 * d, transA: ta, transB: tb})
+		}
+	}
+	cases = append(cases,
+		mmCase{batch: 3, m: d + 1, n: d - 1, k: d + 3, offA: 3, offB: 1, offC: 2},
+		mmCase{batch: 3, m: d + 1, n: d - 1, k: d + 3, transB: true, shareB: true, offA: 2, offB: 3, offC: 1, beta: 1})
+	for _, c := range cases {
+		w.prepareMatMul(rng, c)()
+	}
+}
+
+// checkRowOps compares the row ops with the CPU backend over rows rows of
+// cols elements: the reductions, column sums, softmax, the norms and their
+// backwards with parameter gradients, and cross-entropy.
+func checkRowOps(w *twin, rng *rand.Rand, r, cols int) {
 	mx := w.input(uniform(rng, r*cols, -2, 2), r, cols)
 	mdy := w.input(uniform(rng, r*cols, -1, 1), r, cols)
 	gain := w.input(uniform(rng, cols, 0.5, 1.5), cols)
@@ -608,25 +635,20 @@ func checkEdgeShapes(t *testing.T, b *Backend, ec edgeCase) {
 		w.check(c.what+" "+shape, string(c.op), c.p)
 	}
 
-	// Matrix products on views at element offsets, and with m, n or k = 1.
-	d := ec.dim
-	var cases []mmCase
-	for _, ta := range []bool{false, true} {
-		for _, tb := range []bool{false, true} {
-			cases = append(cases,
-				mmCase{m: d + 1, n: d + 15, k: 2*d + 1, transA: ta, transB: tb, offA: 1, offB: 2, offC: 3, alpha: 1.5, beta: 0.5},
-				mmCase{m: 1, n: d, k: 3 * d, transA: ta, transB: tb},
-				mmCase{m: d, n: 1, k: 3 * d, transA: ta, transB: tb},
-				mmCase{m: d, n: d + 5, k: 1, transA: ta, transB: tb},
-				mmCase{m: 1, n: 1, k: 4 * d, transA: ta, transB: tb})
-		}
+	// LayerNorm of rows whose mean is large next to their spread, where a
+	// mean rounded to float would shift every centred value.
+	far := uniform(rng, r*cols, -0.01, 0.01)
+	for i := range far {
+		far[i] += 300
 	}
-	cases = append(cases,
-		mmCase{batch: 3, m: d + 1, n: d - 1, k: d + 3, offA: 3, offB: 1, offC: 2},
-		mmCase{batch: 3, m: d + 1, n: d - 1, k: d + 3, transB: true, shareB: true, offA: 2, offB: 3, offC: 1, beta: 1})
-	for _, c := range cases {
-		w.prepareMatMul(rng, c)()
-	}
+	fx := w.input(far, r, cols)
+	fln, fdx := out(r, cols), out(r, cols)
+	w.do(func(b backend.Backend, on func(pair) backend.Tensor) {
+		b.LayerNorm(on(fln), on(fx), on(gain), on(bias), eps)
+		b.LayerNormGrad(on(fdx), backend.Tensor{}, backend.Tensor{}, on(fx), on(gain), on(mdy), eps)
+	})
+	w.check("LayerNorm of rows near 300 "+shape, string(backend.OpLayerNorm), fln)
+	w.check("LayerNormGrad dx of rows near 300 "+shape, string(backend.OpLayerNormGrad), fdx)
 }
 
 // checkGELUTanh checks GELU's tanh approximation element by element, in
@@ -809,7 +831,7 @@ func TestEmulatedGPUChecks(t *testing.T) {
 		})
 	})
 	t.Run("edge shapes", func(t *testing.T) {
-		checkEdgeShapes(t, b, edgeCase{keys: 2053, softmaxRows: 3, vocab: 1031, ceRows: 4, manyRows: 600, dim: 8})
+		checkEdgeShapes(t, b, edgeCase{keys: 9001, softmaxRows: 3, vocab: 5003, ceRows: 4, manyRows: 600, dim: 8})
 	})
 	t.Run("gelu tanh", func(t *testing.T) {
 		checkGELUTanh(t, b, 1<<14)

@@ -63,6 +63,7 @@
 #define REDUCE_SLOTS 32
 
 #define NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))
+#define NEG_INF_F ((float)NEG_INF)
 
 // ---------------------------------------------------------------------------
 // Group reductions. A group is the blockDim.x threads with the same
@@ -76,6 +77,12 @@ __device__ __forceinline__ double warpSum(double v) {
 
 // maxNaN is max that propagates NaN from either side.
 __device__ __forceinline__ double maxNaN(double a, double b) {
+	if (b != b || b > a) return b;
+	return a;
+}
+
+// maxNaNf is maxNaN in float.
+__device__ __forceinline__ float maxNaNf(float a, float b) {
 	if (b != b || b > a) return b;
 	return a;
 }
@@ -167,6 +174,28 @@ extern "C" __global__ void copy_strided32(CopyParams p, float *dst, const float 
 
 // ---------------------------------------------------------------------------
 // Element-wise arithmetic.
+//
+// The element-wise kernels take ELEM_UNROLL elements per thread on each trip
+// of their grid-stride loop, i + k·step for k < ELEM_UNROLL, and load them
+// all before computing any, so that each thread keeps that many loads in
+// flight: with one at a time, the memory sits idle while a thread computes
+// and stores, which held these kernels to about 60% of the device's copy
+// bandwidth on an H200. Outputs alias inputs only element for element, so
+// loading ahead of the stores is safe.
+
+#define ELEM_UNROLL 4
+
+// ELEM_EACH(k) runs the statement after it for each k < ELEM_UNROLL whose
+// element i + k·step is below n (the names of the loops below).
+#define ELEM_EACH(k)                                   \
+	_Pragma("unroll") for (int k = 0; k < ELEM_UNROLL; k++) \
+		if (i + k * step < n)
+
+// ELEM_LOOP steps i over this thread's first elements of each trip.
+#define ELEM_LOOP                                                              \
+	long long step = (long long)gridDim.x * blockDim.x;                        \
+	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; \
+	     i += ELEM_UNROLL * step)
 
 __device__ __forceinline__ float binaryOp(int op, float a, float b) {
 	switch (op) {
@@ -182,29 +211,40 @@ __device__ __forceinline__ float binaryOp(int op, float a, float b) {
 // one value per row). Broadcast indices use 32-bit division when n fits,
 // which costs a fraction of the 64-bit one.
 extern "C" __global__ void binary(int op, int bc, long long n, long long cols, float *dst, const float *a, const float *b) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-	if (bc == BC_NONE) {
-		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i]);
-	} else if (n <= 0x7fffffffLL) {
-		unsigned c = (unsigned)cols;
-		for (unsigned k = (unsigned)i; k < (unsigned)n; k += (unsigned)step)
-			dst[k] = binaryOp(op, a[k], b[bc == BC_ROW ? k % c : k / c]);
-	} else if (bc == BC_ROW) {
-		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i % cols]);
-	} else {
-		for (; i < n; i += step) dst[i] = binaryOp(op, a[i], b[i / cols]);
+	bool small = n <= 0x7fffffffLL;
+	unsigned c = (unsigned)cols;
+	ELEM_LOOP {
+		float va[ELEM_UNROLL], vb[ELEM_UNROLL];
+		ELEM_EACH(k) {
+			long long e = i + k * step;
+			long long at = bc == BC_NONE ? e
+			               : small    ? (long long)(bc == BC_ROW ? (unsigned)e % c : (unsigned)e / c)
+			               : bc == BC_ROW ? e % cols
+			                              : e / cols;
+			va[k] = a[e];
+			vb[k] = b[at];
+		}
+		ELEM_EACH(k) dst[i + k * step] = binaryOp(op, va[k], vb[k]);
 	}
 }
 
 extern "C" __global__ void scale(long long n, float alpha, float *dst, const float *src) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) dst[i] = alpha * src[i];
+	ELEM_LOOP {
+		float v[ELEM_UNROLL];
+		ELEM_EACH(k) v[k] = src[i + k * step];
+		ELEM_EACH(k) dst[i + k * step] = alpha * v[k];
+	}
 }
 
 extern "C" __global__ void axpy(long long n, float alpha, float *y, const float *x) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) y[i] += alpha * x[i];
+	ELEM_LOOP {
+		float vx[ELEM_UNROLL], vy[ELEM_UNROLL];
+		ELEM_EACH(k) {
+			vx[k] = x[i + k * step];
+			vy[k] = y[i + k * step];
+		}
+		ELEM_EACH(k) y[i + k * step] = vy[k] + alpha * vx[k];
+	}
 }
 
 // widen_bf16 sets (accumulate = 0) or adds to (accumulate = 1) dst[i] the
@@ -212,11 +252,18 @@ extern "C" __global__ void axpy(long long n, float alpha, float *y, const float 
 // (NaNs, infinities and signed zeros included). The union is the bit cast
 // that NVRTC, clang and the host emulation all accept without intrinsics.
 extern "C" __global__ void widen_bf16(long long n, int accumulate, float *dst, const unsigned short *src) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
-		union { unsigned int u; float f; } v;
-		v.u = (unsigned int)src[i] << 16;
-		dst[i] = accumulate ? dst[i] + v.f : v.f;
+	ELEM_LOOP {
+		unsigned short h[ELEM_UNROLL];
+		float d[ELEM_UNROLL];
+		ELEM_EACH(k) {
+			h[k] = src[i + k * step];
+			d[k] = accumulate ? dst[i + k * step] : 0.0f;
+		}
+		ELEM_EACH(k) {
+			union { unsigned int u; float f; } v;
+			v.u = (unsigned int)h[k] << 16;
+			dst[i + k * step] = accumulate ? d[k] + v.f : v.f;
+		}
 	}
 }
 
@@ -340,18 +387,44 @@ __device__ float unaryDF(int op, float x) {
 }
 
 extern "C" __global__ void unary(int op, long long n, float *dst, const float *src) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) dst[i] = unaryF(op, src[i]);
+	ELEM_LOOP {
+		float v[ELEM_UNROLL];
+		ELEM_EACH(k) v[k] = src[i + k * step];
+		ELEM_EACH(k) dst[i + k * step] = unaryF(op, v[k]);
+	}
 }
 
 extern "C" __global__ void unary_grad(int op, long long n, float *dx, const float *x, const float *dy) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) dx[i] = dy[i] * unaryDF(op, x[i]);
+	ELEM_LOOP {
+		float vx[ELEM_UNROLL], vg[ELEM_UNROLL];
+		ELEM_EACH(k) {
+			vx[k] = x[i + k * step];
+			vg[k] = dy[i + k * step];
+		}
+		ELEM_EACH(k) dx[i + k * step] = vg[k] * unaryDF(op, vx[k]);
+	}
 }
 
 // ---------------------------------------------------------------------------
-// Row reductions. ROW_LOOP steps every thread of a block over the block's
-// rows together; ROW_HEAD names this group's row and whether it exists.
+// Row kernels. ROW_LOOP steps every thread of a block over the block's rows
+// together; ROW_HEAD names this group's row and whether it exists.
+//
+// A row is read in chunks of ROW_CACHE elements per thread of its group,
+// element base + threadIdx.x + k·blockDim.x for k < ROW_CACHE, loaded into
+// registers together, so that each thread keeps that many loads in flight.
+// A row that fits in one chunk (up to 4096 elements at the 256 threads the
+// host gives long rows) stays in registers, and every pass a kernel makes
+// over it after the first reads the registers: the row comes from memory
+// once. Longer rows are loaded again, chunk by chunk, in each pass.
+//
+// Within a chunk a thread computes in float and sums its at most
+// ROW_CACHE terms in float; the chunks' sums and the reductions across
+// threads are in double. Double arithmetic per element, and above all the
+// conversions between float and double (a quarter of float's rate on
+// recent GPUs), held these kernels to half the memory's bandwidth.
+// Centred values x − mean are formed from the mean split into two floats,
+// (x − hi) − lo, so that they keep their relative precision when the mean
+// is large next to the spread.
 
 #define ROW_LOOP(rows)                                                            \
 	for (long long rowBase = (long long)blockIdx.x * blockDim.y; rowBase < (rows); \
@@ -361,29 +434,92 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 	long long row = rowBase + threadIdx.y; \
 	bool live = row < (rows);
 
+#define ROW_CACHE 16
+
+// ROW_CHUNKS(base, lo, hi) steps base over the chunks of [lo, hi). The
+// counter is unsigned: a chunk's end can pass 2^31 − 1 for rows near
+// check32's limit.
+#define ROW_CHUNKS(base, lo, hi) \
+	for (unsigned base = (unsigned)(lo); base < (unsigned)(hi); base += ROW_CACHE * blockDim.x)
+
+// ROW_EACH(j, base, end) runs the statement after it for this thread's
+// elements j of the chunk at base below end, k being the register slot.
+#define ROW_EACH(j, base, end)                                          \
+	_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++)                \
+		if (unsigned j = (base) + threadIdx.x + (unsigned)k * blockDim.x; \
+		    j < (unsigned)(end))
+
+// rowFits says whether [lo, hi) fits in one chunk, and so in registers.
+__device__ __forceinline__ bool rowFits(int lo, int hi) { return hi - lo <= ROW_CACHE * (int)blockDim.x; }
+
+// rowLoad loads this thread's elements of the chunk at base, those below
+// end, from x into v.
+__device__ __forceinline__ void rowLoad(float *v, const float *x, unsigned base, int end) {
+	ROW_EACH(j, base, end) v[k] = x[j];
+}
+
+// onlineAdd folds the chunk's values scale·v (those below end) into this
+// thread's running maximum *m and sum *s of exp(value − *m), rescaling the
+// sum once per chunk when the maximum grows, so that the row is read once.
+// The maximum is that of the float products scale·v, so the exponent
+// fmaf(scale, v, −m) is rounded once. A NaN makes both NaN; so does a
+// maximum of +∞ (exp(∞ − ∞)), as the two-pass form gives.
+__device__ __forceinline__ void onlineAdd(double *m, double *s, const float *v, float scale, unsigned base, int end) {
+	float cm = NEG_INF_F;
+	ROW_EACH(j, base, end) cm = maxNaNf(cm, scale * v[k]);
+	if (cm != cm || (double)cm > *m) {
+		if (*s != 0.0) *s *= exp(*m - (double)cm);
+		*m = cm;
+	}
+	float mm = (float)*m, acc = 0.0f;
+	ROW_EACH(j, base, end) acc += expf(fmaf(scale, v[k], -mm));
+	*s += acc;
+}
+
+// splitF returns x as hi + *lo, two floats.
+__device__ __forceinline__ float splitF(double x, float *lo) {
+	float hi = (float)x;
+	*lo = (float)(x - (double)hi);
+	return hi;
+}
+
+// groupOnline combines the group's running (m, s) pairs into the row's
+// maximum and its sum of exp(value − maximum), in every thread. Threads
+// that saw no element (s = 0) add nothing.
+__device__ __forceinline__ void groupOnline(double *m, double *s, double *sh) {
+	double top = groupMax(*m, sh);
+	double part = *s == 0.0 ? 0.0 : *s * exp(*m - top);
+	*s = groupSum(part, sh);
+	*m = top;
+}
+
 extern "C" __global__ void reduce_rows(int op, int rows, int cols, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *x = src + row * cols;
-		double r;
-		if (op == R_MAX) {
-			double m = NEG_INF;
-			for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)x[j]);
-			r = groupMax(m, sh);
-		} else {
-			double s = 0.0;
-			if (op == R_SUMSQ) {
-				for (int j = threadIdx.x; j < n; j += blockDim.x) {
-					double v = x[j];
-					s += v * v;
-				}
+		float v[ROW_CACHE];
+		double acc = op == R_MAX ? NEG_INF : 0.0;
+		ROW_CHUNKS(base, 0, n) {
+			rowLoad(v, x, base, n);
+			float c = op == R_MAX ? NEG_INF_F : 0.0f;
+			if (op == R_MAX) {
+				ROW_EACH(j, base, n) c = maxNaNf(c, v[k]);
+				acc = maxNaN(acc, (double)c);
 			} else {
-				for (int j = threadIdx.x; j < n; j += blockDim.x) s += x[j];
+				// Squares add without cancelling, so float is exact enough
+				// within a chunk; a sum can cancel to far below its terms
+				// and stays in double throughout.
+				if (op == R_SUMSQ) {
+					ROW_EACH(j, base, n) c = fmaf(v[k], v[k], c);
+					acc += c;
+				} else {
+					ROW_EACH(j, base, n) acc += (double)v[k];
+				}
 			}
-			r = groupSum(s, sh);
 		}
+		double r = op == R_MAX ? groupMax(acc, sh) : groupSum(acc, sh);
 		if (live && threadIdx.x == 0) dst[row] = (float)r;
 	}
 }
@@ -460,16 +596,21 @@ extern "C" __global__ void softmax(int rows, int queries, int keys, float scale,
 		if (live) visibleKeys(row, queries, keys, causal, qoff, window, &lo, &hi);
 		const float *x = src + row * keys;
 		float *y = dst + row * keys;
-		double m = NEG_INF;
-		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) m = maxNaN(m, (double)scale * (double)x[j]);
-		m = groupMax(m, sh);
-		double s = 0.0;
-		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) s += (double)expf((float)((double)scale * (double)x[j] - m));
-		s = groupSum(s, sh);
-		double inv = 1.0 / s;
-		// Every read of the row is done (groupSum synchronised), so dst may
-		// alias src.
-		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) y[j] = (float)((double)expf((float)((double)scale * (double)x[j] - m)) * inv);
+		bool fits = rowFits(lo, hi);
+		float v[ROW_CACHE];
+		double m = NEG_INF, s = 0.0;
+		ROW_CHUNKS(base, lo, hi) {
+			rowLoad(v, x, base, hi);
+			onlineAdd(&m, &s, v, scale, base, hi);
+		}
+		groupOnline(&m, &s, sh);
+		float mf = (float)m, inv = (float)(1.0 / s);
+		// Every read of the row is done (groupOnline synchronised) or is
+		// this thread's own, so dst may alias src.
+		ROW_CHUNKS(base, lo, hi) {
+			if (!fits) rowLoad(v, x, base, hi);
+			ROW_EACH(j, base, hi) y[j] = expf(fmaf(scale, v[k], -mf)) * inv;
+		}
 		if (live) {
 			for (int j = threadIdx.x; j < lo; j += blockDim.x) y[j] = 0.0f;
 			for (int j = hi + threadIdx.x; j < keys; j += blockDim.x) y[j] = 0.0f;
@@ -485,10 +626,24 @@ extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float s
 		if (live) visibleKeys(row, queries, keys, causal, qoff, window, &lo, &hi);
 		const float *yr = y + row * keys, *gr = dy + row * keys;
 		float *dr = dx + row * keys;
+		bool fits = rowFits(lo, hi);
+		float yv[ROW_CACHE], gv[ROW_CACHE];
 		double dot = 0.0;
-		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) dot += (double)yr[j] * (double)gr[j];
-		dot = groupSum(dot, sh);
-		for (int j = lo + threadIdx.x; j < hi; j += blockDim.x) dr[j] = (float)((double)scale * (double)yr[j] * ((double)gr[j] - dot));
+		ROW_CHUNKS(base, lo, hi) {
+			rowLoad(yv, yr, base, hi);
+			rowLoad(gv, gr, base, hi);
+			float c = 0.0f;
+			ROW_EACH(j, base, hi) c = fmaf(yv[k], gv[k], c);
+			dot += c;
+		}
+		float dl, dh = splitF(groupSum(dot, sh), &dl);
+		ROW_CHUNKS(base, lo, hi) {
+			if (!fits) {
+				rowLoad(yv, yr, base, hi);
+				rowLoad(gv, gr, base, hi);
+			}
+			ROW_EACH(j, base, hi) dr[j] = scale * yv[k] * ((gv[k] - dh) - dl);
+		}
 		if (live) {
 			for (int j = threadIdx.x; j < lo; j += blockDim.x) dr[j] = 0.0f;
 			for (int j = hi + threadIdx.x; j < keys; j += blockDim.x) dr[j] = 0.0f;
@@ -508,14 +663,21 @@ extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, co
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols;
 		float *dr = dst + row * cols;
+		bool fits = rowFits(0, n);
+		float xv[ROW_CACHE];
 		double ss = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double v = xr[j];
-			ss += v * v;
+		ROW_CHUNKS(base, 0, n) {
+			rowLoad(xv, xr, base, n);
+			float c = 0.0f;
+			ROW_EACH(j, base, n) c = fmaf(xv[k], xv[k], c);
+			ss += c;
 		}
 		ss = groupSum(ss, sh);
-		double r = 1.0 / sqrt(ss / cols + (double)eps);
-		for (int j = threadIdx.x; j < n; j += blockDim.x) dr[j] = (float)((double)xr[j] * r * (double)w[j]);
+		float r = (float)(1.0 / sqrt(ss / cols + (double)eps));
+		ROW_CHUNKS(base, 0, n) {
+			if (!fits) rowLoad(xv, xr, base, n);
+			ROW_EACH(j, base, n) dr[j] = xv[k] * r * w[j];
+		}
 	}
 }
 
@@ -526,17 +688,31 @@ extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols, *gr = dy + row * cols;
 		float *dr = dx + row * cols;
+		bool fits = rowFits(0, n);
+		float xv[ROW_CACHE], gv[ROW_CACHE];
 		double ss = 0.0, dot = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double v = xr[j];
-			ss += v * v;
-			dot += (double)w[j] * (double)gr[j] * v;
+		ROW_CHUNKS(base, 0, n) {
+			rowLoad(xv, xr, base, n);
+			rowLoad(gv, gr, base, n);
+			float cs = 0.0f, cd = 0.0f;
+			ROW_EACH(j, base, n) {
+				cs = fmaf(xv[k], xv[k], cs);
+				cd = fmaf(w[j] * gv[k], xv[k], cd);
+			}
+			ss += cs;
+			dot += cd;
 		}
 		ss = groupSum(ss, sh);
 		dot = groupSum(dot, sh);
 		double r = 1.0 / sqrt(ss / cols + (double)eps);
-		double c = r * r * r * dot / cols;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) dr[j] = (float)(r * (double)w[j] * (double)gr[j] - (double)xr[j] * c);
+		float rf = (float)r, c = (float)(r * r * r * dot / cols);
+		ROW_CHUNKS(base, 0, n) {
+			if (!fits) {
+				rowLoad(xv, xr, base, n);
+				rowLoad(gv, gr, base, n);
+			}
+			ROW_EACH(j, base, n) dr[j] = fmaf(rf * w[j], gv[k], -xv[k] * c);
+		}
 		if (live && stats && threadIdx.x == 0) stats[row] = r;
 	}
 }
@@ -556,6 +732,39 @@ extern "C" __global__ void rmsnorm_dw_partial(int rows, int cols, int rowsPerChu
 	colPartialFinish(s, col, cols, partial);
 }
 
+// layerStats returns the mean and 1/sqrt(variance + eps) of the row xr of
+// n elements (n = cols, or 0 for a group without a row), from the
+// registers xv when the row fits (fits), which it loads; the mean also as
+// the two floats *mh + *ml. The float sums within a chunk are of x − x₀,
+// x₀ being the row's first element, so that they are of the size of the
+// spread and not of the mean.
+__device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, int cols, float eps, bool fits, double *sh, double *mean, float *mh, float *ml, double *rstd) {
+	float x0 = n > 0 ? xr[0] : 0.0f;
+	double s = 0.0;
+	ROW_CHUNKS(base, 0, n) {
+		rowLoad(xv, xr, base, n);
+		float c = 0.0f;
+		ROW_EACH(j, base, n) c += xv[k] - x0;
+		s += c;
+	}
+	double mu = (double)x0 + groupSum(s, sh) / cols;
+	float lo, hi = splitF(mu, &lo);
+	double ss = 0.0;
+	ROW_CHUNKS(base, 0, n) {
+		if (!fits) rowLoad(xv, xr, base, n);
+		float c = 0.0f;
+		ROW_EACH(j, base, n) {
+			float d = (xv[k] - hi) - lo;
+			c = fmaf(d, d, c);
+		}
+		ss += c;
+	}
+	*mean = mu;
+	*mh = hi;
+	*ml = lo;
+	*rstd = 1.0 / sqrt(groupSum(ss, sh) / cols + (double)eps);
+}
+
 extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
 	__shared__ double sh[REDUCE_SLOTS];
 	ROW_LOOP(rows) {
@@ -563,19 +772,18 @@ extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, 
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols;
 		float *dr = dst + row * cols;
-		double s = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) s += xr[j];
-		double mean = groupSum(s, sh) / cols;
-		double ss = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double d = (double)xr[j] - mean;
-			ss += d * d;
-		}
-		double rstd = 1.0 / sqrt(groupSum(ss, sh) / cols + (double)eps);
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double v = ((double)xr[j] - mean) * rstd * (double)gamma[j];
-			if (beta) v += (double)beta[j];
-			dr[j] = (float)v;
+		bool fits = rowFits(0, n);
+		float xv[ROW_CACHE];
+		double mean, rstd;
+		float mh, ml;
+		layerStats(xr, xv, n, cols, eps, fits, sh, &mean, &mh, &ml, &rstd);
+		float r = (float)rstd;
+		ROW_CHUNKS(base, 0, n) {
+			if (!fits) rowLoad(xv, xr, base, n);
+			ROW_EACH(j, base, n) {
+				float v = ((xv[k] - mh) - ml) * r * gamma[j];
+				dr[j] = beta ? v + beta[j] : v;
+			}
 		}
 	}
 }
@@ -589,26 +797,36 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols, *gr = dy + row * cols;
 		float *dr = dx + row * cols;
-		double s = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) s += xr[j];
-		double mean = groupSum(s, sh) / cols;
-		double ss = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double d = (double)xr[j] - mean;
-			ss += d * d;
-		}
-		double rstd = 1.0 / sqrt(groupSum(ss, sh) / cols + (double)eps);
+		bool fits = rowFits(0, n);
+		float xv[ROW_CACHE], gv[ROW_CACHE];
+		double mean, rstd;
+		float mh, ml;
+		layerStats(xr, xv, n, cols, eps, fits, sh, &mean, &mh, &ml, &rstd);
+		float r = (float)rstd;
 		double sg = 0.0, sgx = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double g = (double)gr[j] * (double)gamma[j];
-			sg += g;
-			sgx += g * ((double)xr[j] - mean) * rstd;
+		ROW_CHUNKS(base, 0, n) {
+			if (!fits) rowLoad(xv, xr, base, n);
+			rowLoad(gv, gr, base, n);
+			float cg = 0.0f, cgx = 0.0f;
+			ROW_EACH(j, base, n) {
+				float g = gv[k] * gamma[j];
+				cg += g;
+				cgx = fmaf(g, ((xv[k] - mh) - ml) * r, cgx);
+			}
+			sg += cg;
+			sgx += cgx;
 		}
-		sg = groupSum(sg, sh);
-		sgx = groupSum(sgx, sh);
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double xh = ((double)xr[j] - mean) * rstd;
-			dr[j] = (float)(rstd * ((double)gr[j] * (double)gamma[j] - sg / cols - xh * sgx / cols));
+		float mg = (float)(groupSum(sg, sh) / cols);
+		float mgx = (float)(groupSum(sgx, sh) / cols);
+		ROW_CHUNKS(base, 0, n) {
+			if (!fits) {
+				rowLoad(xv, xr, base, n);
+				rowLoad(gv, gr, base, n);
+			}
+			ROW_EACH(j, base, n) {
+				float xh = ((xv[k] - mh) - ml) * r;
+				dr[j] = r * fmaf(-xh, mgx, gv[k] * gamma[j] - mg);
+			}
 		}
 		if (live && stats && threadIdx.x == 0) {
 			stats[2 * row] = mean;
@@ -710,6 +928,9 @@ extern "C" __global__ void scatter_add(int segments, int dim, const int *packed,
 
 // ---------------------------------------------------------------------------
 // Cross-entropy from logits [rows, vocab] with targets in device memory.
+// Both kernels read the row once for its maximum and sum of exponentials (online,
+// see onlineAdd); the gradient reads it again to write dlogits unless it
+// fits in registers.
 
 extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
@@ -718,15 +939,19 @@ extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float 
 		int t = live ? targets[row] : ignore;
 		int n = live && t != ignore ? vocab : 0;
 		const float *x = logits + row * vocab;
+		float v[ROW_CACHE];
 		double m = NEG_INF, s = 0.0, sx = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)x[j]);
-		m = groupMax(m, sh);
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			s += exp((double)x[j] - m);
-			sx += x[j];
+		ROW_CHUNKS(base, 0, n) {
+			rowLoad(v, x, base, n);
+			onlineAdd(&m, &s, v, 1.0f, base, n);
+			if (smoothing != 0.0f) {
+				float c = 0.0f;
+				ROW_EACH(j, base, n) c += v[k];
+				sx += c;
+			}
 		}
-		s = groupSum(s, sh);
-		sx = groupSum(sx, sh);
+		groupOnline(&m, &s, sh);
+		if (smoothing != 0.0f) sx = groupSum(sx, sh);
 		if (live && threadIdx.x == 0) {
 			if (n == 0) {
 				loss[row] = 0.0f;
@@ -748,18 +973,22 @@ extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, f
 		int n = live && t != ignore ? vocab : 0;
 		const float *x = logits + row * vocab;
 		float *d = dlogits + row * vocab;
+		bool fits = rowFits(0, n);
+		float v[ROW_CACHE];
 		double m = NEG_INF, s = 0.0;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) m = maxNaN(m, (double)x[j]);
-		m = groupMax(m, sh);
-		for (int j = threadIdx.x; j < n; j += blockDim.x) s += exp((double)x[j] - m);
-		double lse = m + log(groupSum(s, sh));
-		double eps = smoothing, uniform = eps / vocab;
+		ROW_CHUNKS(base, 0, n) {
+			rowLoad(v, x, base, n);
+			onlineAdd(&m, &s, v, 1.0f, base, n);
+		}
+		groupOnline(&m, &s, sh);
+		float ll, lh = splitF(m + log(s), &ll);
+		float uniform = (float)((double)smoothing / vocab);
+		float target = (float)((double)smoothing / vocab + (1.0 - (double)smoothing));
 		if (live && n == 0)
 			for (int j = threadIdx.x; j < vocab; j += blockDim.x) d[j] = 0.0f;
-		for (int j = threadIdx.x; j < n; j += blockDim.x) {
-			double q = uniform;
-			if (j == t) q += 1.0 - eps;
-			d[j] = (float)((double)scale * (exp((double)x[j] - lse) - q));
+		ROW_CHUNKS(base, 0, n) {
+			if (!fits) rowLoad(v, x, base, n);
+			ROW_EACH(j, base, n) d[j] = scale * (expf((v[k] - lh) - ll) - ((int)j == t ? target : uniform));
 		}
 	}
 }
@@ -770,14 +999,24 @@ extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, f
 // decay = 1 − lr·wd come from the host.
 
 extern "C" __global__ void adamw(long long n, double beta1, double beta2, double eps, double stepSize, double sqrtBC2, double decay, float *param, const float *grad, float *m, float *v) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
-		double g = grad[i];
-		double mi = beta1 * (double)m[i] + (1.0 - beta1) * g;
-		double vi = beta2 * (double)v[i] + (1.0 - beta2) * g * g;
-		m[i] = (float)mi;
-		v[i] = (float)vi;
-		param[i] = (float)((double)param[i] * decay - stepSize * mi / (sqrt(vi) / sqrtBC2 + eps));
+	ELEM_LOOP {
+		float pg[ELEM_UNROLL], pm[ELEM_UNROLL], pv[ELEM_UNROLL], pp[ELEM_UNROLL];
+		ELEM_EACH(k) {
+			long long e = i + k * step;
+			pg[k] = grad[e];
+			pm[k] = m[e];
+			pv[k] = v[e];
+			pp[k] = param[e];
+		}
+		ELEM_EACH(k) {
+			long long e = i + k * step;
+			double g = pg[k];
+			double mi = beta1 * (double)pm[k] + (1.0 - beta1) * g;
+			double vi = beta2 * (double)pv[k] + (1.0 - beta2) * g * g;
+			m[e] = (float)mi;
+			v[e] = (float)vi;
+			param[e] = (float)((double)pp[k] * decay - stepSize * mi / (sqrt(vi) / sqrtBC2 + eps));
+		}
 	}
 }
 
