@@ -107,6 +107,7 @@ type api struct {
 	cuStreamCreate, cuStreamDestroy, cuStreamSynchronize uintptr
 	cuModuleLoadData, cuModuleUnload, cuModuleGetFunc    uintptr
 	cuFuncGetAttribute, cuLaunchKernel                   uintptr
+	cuOccupancyMaxActiveBlocksPerMultiprocessor          uintptr
 
 	// cuBLAS
 	cublasCreate, cublasDestroy, cublasSetStream       uintptr
@@ -151,6 +152,7 @@ func newAPI(drv, blas, rtc *library) *api {
 		cuModuleGetFunc:           drv.sym("cuModuleGetFunction"),
 		cuFuncGetAttribute:        drv.sym("cuFuncGetAttribute"),
 		cuLaunchKernel:            drv.sym("cuLaunchKernel"),
+		cuOccupancyMaxActiveBlocksPerMultiprocessor: drv.sym("cuOccupancyMaxActiveBlocksPerMultiprocessor"),
 
 		cublasCreate:              blas.sym("cublasCreate_v2"),
 		cublasDestroy:             blas.sym("cublasDestroy_v2"),

@@ -91,6 +91,7 @@ type Backend struct {
 	blas         uintptr
 	module       uintptr
 	fns          map[*kernelSpec]uintptr
+	resident     map[*kernelSpec]int // blocks of rowBlock threads per multiprocessor
 	sms          int
 	nvrtc        [2]int // NVRTC version
 	kernelOrigin string

@@ -463,8 +463,11 @@ __device__ __forceinline__ void rowLoad(float *v, const float *x, unsigned base,
 // sum once per chunk when the maximum grows, so that the row is read once.
 // The maximum is that of the float products scale·v, so the exponent
 // fmaf(scale, v, −m) is rounded once. A NaN makes both NaN; so does a
-// maximum of +∞ (exp(∞ − ∞)), as the two-pass form gives.
-__device__ __forceinline__ void onlineAdd(double *m, double *s, const float *v, float scale, unsigned base, int end) {
+// maximum of +∞ (exp(∞ − ∞)), as the two-pass form gives. With keep, v
+// is overwritten with the exponentials, exp(scale·v − m) for the m after
+// the call: a row that fits in one chunk then needs no second exp (see
+// keptFactor).
+__device__ __forceinline__ void onlineAdd(double *m, double *s, float *v, float scale, unsigned base, int end, bool keep) {
 	float cm = NEG_INF_F;
 	ROW_EACH(j, base, end) cm = maxNaNf(cm, scale * v[k]);
 	if (cm != cm || (double)cm > *m) {
@@ -472,7 +475,11 @@ __device__ __forceinline__ void onlineAdd(double *m, double *s, const float *v, 
 		*m = cm;
 	}
 	float mm = (float)*m, acc = 0.0f;
-	ROW_EACH(j, base, end) acc += expf(fmaf(scale, v[k], -mm));
+	ROW_EACH(j, base, end) {
+		float e = expf(fmaf(scale, v[k], -mm));
+		acc += e;
+		if (keep) v[k] = e;
+	}
 	*s += acc;
 }
 
@@ -482,6 +489,11 @@ __device__ __forceinline__ float splitF(double x, float *lo) {
 	*lo = (float)(x - (double)hi);
 	return hi;
 }
+
+// keptFactor is what turns this thread's kept exponentials exp(x − m),
+// m being its own maximum, into exp(x − shift): exp(m − shift) (0 for a
+// thread that saw nothing, m = −∞).
+__device__ __forceinline__ float keptFactor(double m, double shift) { return (float)exp(m - shift); }
 
 // groupOnline combines the group's running (m, s) pairs into the row's
 // maximum and its sum of exp(value − maximum), in every thread. Threads
@@ -534,18 +546,24 @@ extern "C" __global__ void reduce_rows(int op, int rows, int cols, float *dst, c
 #define COL_TILE 32
 #define COL_LANES 8
 
-// colPartialFinish combines the COL_LANES lanes' sums of one column tile
-// and writes them to partial[chunk][col].
-__device__ void colPartialFinish(double v, int col, int cols, double *partial) {
+// colLanes returns to the threads of lane 0 the sum of the COL_LANES
+// lanes' v of their column, in lane order (others get 0).
+__device__ double colLanes(double v) {
 	__shared__ double sh[COL_LANES][COL_TILE];
 	sh[threadIdx.y][threadIdx.x] = v;
 	__syncthreads();
-	if (threadIdx.y == 0 && col < cols) {
-		double s = 0.0;
+	double s = 0.0;
+	if (threadIdx.y == 0)
 		for (int k = 0; k < COL_LANES; k++) s += sh[k][threadIdx.x];
-		partial[(long long)blockIdx.y * cols + col] = s;
-	}
-	__syncthreads();
+	__syncthreads(); // before the slots are written again
+	return s;
+}
+
+// colPartialFinish combines the COL_LANES lanes' sums of one column tile
+// and writes them to partial[chunk][col].
+__device__ void colPartialFinish(double v, int col, int cols, double *partial) {
+	double s = colLanes(v);
+	if (threadIdx.y == 0 && col < cols) partial[(long long)blockIdx.y * cols + col] = s;
 }
 
 // colsum_partial: grid (ceil(cols/32), chunks), block (32, 8).
@@ -559,14 +577,17 @@ extern "C" __global__ void colsum_partial(int rows, int cols, int rowsPerChunk, 
 	colPartialFinish(s, col, cols, partial);
 }
 
-// colsum_final: dst[col] (+)= Σ_chunks partial[chunk][col], in chunk order.
-// The column counter is 64-bit: it steps by the whole grid, which would
-// overflow an int for cols within one step of 2^31.
+// colsum_final: dst[col] (+)= Σ_chunks partial[chunk][col]. Grid and
+// block as colsum_partial's with one chunk row: lane y adds chunks y,
+// y + 8, ... in order and the lanes are combined in order, so that a
+// column's chunks are summed by eight threads at once.
 extern "C" __global__ void colsum_final(int chunks, int cols, int accumulate, const double *partial, float *dst) {
-	long long step = (long long)gridDim.x * blockDim.x;
-	for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < cols; col += step) {
-		double s = 0.0;
-		for (int c = 0; c < chunks; c++) s += partial[(long long)c * cols + col];
+	int col = blockIdx.x * COL_TILE + threadIdx.x;
+	double s = 0.0;
+	if (col < cols)
+		for (int c = threadIdx.y; c < chunks; c += COL_LANES) s += partial[(long long)c * cols + col];
+	s = colLanes(s);
+	if (threadIdx.y == 0 && col < cols) {
 		if (accumulate) s += (double)dst[col];
 		dst[col] = (float)s;
 	}
@@ -601,15 +622,21 @@ extern "C" __global__ void softmax(int rows, int queries, int keys, float scale,
 		double m = NEG_INF, s = 0.0;
 		ROW_CHUNKS(base, lo, hi) {
 			rowLoad(v, x, base, hi);
-			onlineAdd(&m, &s, v, scale, base, hi);
+			onlineAdd(&m, &s, v, scale, base, hi, fits);
 		}
+		double mine = m;
 		groupOnline(&m, &s, sh);
 		float mf = (float)m, inv = (float)(1.0 / s);
+		float kept = (float)((double)keptFactor(mine, m) / s);
 		// Every read of the row is done (groupOnline synchronised) or is
 		// this thread's own, so dst may alias src.
 		ROW_CHUNKS(base, lo, hi) {
-			if (!fits) rowLoad(v, x, base, hi);
-			ROW_EACH(j, base, hi) y[j] = expf(fmaf(scale, v[k], -mf)) * inv;
+			if (fits) {
+				ROW_EACH(j, base, hi) y[j] = v[k] * kept;
+			} else {
+				rowLoad(v, x, base, hi);
+				ROW_EACH(j, base, hi) y[j] = expf(fmaf(scale, v[k], -mf)) * inv;
+			}
 		}
 		if (live) {
 			for (int j = threadIdx.x; j < lo; j += blockDim.x) y[j] = 0.0f;
@@ -652,9 +679,27 @@ extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float s
 }
 
 // ---------------------------------------------------------------------------
-// RMSNorm and LayerNorm. The backward row kernels save per-row statistics
-// (rstd, or mean and rstd) for the weight-gradient partial kernels when
-// those are wanted (stats != 0).
+// RMSNorm and LayerNorm. The backward row kernels find the parameter
+// gradients, column sums over rows, in one of two ways. Where a row fits
+// in one chunk, every row of a group puts the same columns in the same
+// thread, which sums its columns' terms over the group's rows in
+// registers (in float: the host gives a group at most 64 rows) and writes
+// them as the group's row of a partial block (*Part != 0); colsum_final
+// adds those rows. The rows are then read once. Otherwise they save
+// per-row statistics (rstd, or mean and rstd; stats != 0) for the partial
+// kernels, which read the rows again.
+
+// zeroCache clears a register row.
+__device__ __forceinline__ void zeroCache(float *acc) {
+	_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) acc[k] = 0.0f;
+}
+
+// partialRow writes this group's column sums acc, for a row of cols that
+// fits in one chunk, as row blockIdx.x·blockDim.y + threadIdx.y of part.
+__device__ __forceinline__ void partialRow(double *part, const float *acc, int cols) {
+	double *p = part + ((long long)blockIdx.x * blockDim.y + threadIdx.y) * cols;
+	ROW_EACH(j, 0u, cols) p[j] = acc[k];
+}
 
 extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, const float *x, const float *w) {
 	__shared__ double sh[REDUCE_SLOTS];
@@ -681,8 +726,10 @@ extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, co
 	}
 }
 
-extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats) {
+extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats, double *dwPart) {
 	__shared__ double sh[REDUCE_SLOTS];
+	float aw[ROW_CACHE];
+	zeroCache(aw);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -711,10 +758,14 @@ extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx
 				rowLoad(xv, xr, base, n);
 				rowLoad(gv, gr, base, n);
 			}
-			ROW_EACH(j, base, n) dr[j] = fmaf(rf * w[j], gv[k], -xv[k] * c);
+			ROW_EACH(j, base, n) {
+				dr[j] = fmaf(rf * w[j], gv[k], -xv[k] * c);
+				if (dwPart) aw[k] = fmaf(gv[k], xv[k] * rf, aw[k]);
+			}
 		}
 		if (live && stats && threadIdx.x == 0) stats[row] = r;
 	}
+	if (dwPart) partialRow(dwPart, aw, cols);
 }
 
 // rmsnorm_dw_partial: partial sums of dy·x·rstd per column; grid and block
@@ -789,9 +840,13 @@ extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, 
 }
 
 // layernorm_grad writes dx and, when stats is not 0, mean and rstd of each
-// row at stats[2*row] and stats[2*row+1].
-extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats) {
+// row at stats[2*row] and stats[2*row+1]; with dgPart and dbPart, the
+// group's sums of dy·x̂ and of dy (see above).
+extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats, double *dgPart, double *dbPart) {
 	__shared__ double sh[REDUCE_SLOTS];
+	float ag[ROW_CACHE], ab[ROW_CACHE];
+	zeroCache(ag);
+	zeroCache(ab);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -826,6 +881,8 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 			ROW_EACH(j, base, n) {
 				float xh = ((xv[k] - mh) - ml) * r;
 				dr[j] = r * fmaf(-xh, mgx, gv[k] * gamma[j] - mg);
+				if (dgPart) ag[k] = fmaf(gv[k], xh, ag[k]);
+				if (dbPart) ab[k] += gv[k];
 			}
 		}
 		if (live && stats && threadIdx.x == 0) {
@@ -833,6 +890,8 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 			stats[2 * row + 1] = rstd;
 		}
 	}
+	if (dgPart) partialRow(dgPart, ag, cols);
+	if (dbPart) partialRow(dbPart, ab, cols);
 }
 
 // layernorm_params_partial: partial sums of dy·x̂ (into pg) and of dy (into
@@ -928,48 +987,64 @@ extern "C" __global__ void scatter_add(int segments, int dim, const int *packed,
 
 // ---------------------------------------------------------------------------
 // Cross-entropy from logits [rows, vocab] with targets in device memory.
-// Both kernels read the row once for its maximum and sum of exponentials (online,
-// see onlineAdd); the gradient reads it again to write dlogits unless it
-// fits in registers.
+// Both kernels read the row once for its maximum and sum of exponentials
+// (online, see onlineAdd); the gradient reads it again to write dlogits
+// unless it fits in registers. Each group loads the target of its next row
+// while it works on this one, so that a row's loads never wait for its
+// target, and the thread that holds the target's logit writes the loss.
+
+// targetOf returns the target of row, ignore past the last row.
+__device__ __forceinline__ int targetOf(long long row, int rows, int ignore, const int *targets) {
+	return row < rows ? targets[row] : ignore;
+}
+
+#define ROW_STRIDE ((long long)gridDim.x * blockDim.y)
+#define FIRST_ROW ((long long)blockIdx.x * blockDim.y + threadIdx.y)
 
 extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
+	int next = targetOf(FIRST_ROW, rows, ignore, targets);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
-		int t = live ? targets[row] : ignore;
+		int t = next;
+		next = targetOf(row + ROW_STRIDE, rows, ignore, targets);
 		int n = live && t != ignore ? vocab : 0;
 		const float *x = logits + row * vocab;
-		float v[ROW_CACHE];
+		float v[ROW_CACHE], xt = 0.0f;
+		bool owner = false;
 		double m = NEG_INF, s = 0.0, sx = 0.0;
 		ROW_CHUNKS(base, 0, n) {
 			rowLoad(v, x, base, n);
-			onlineAdd(&m, &s, v, 1.0f, base, n);
+			ROW_EACH(j, base, n) if ((int)j == t) {
+				xt = v[k];
+				owner = true;
+			}
 			if (smoothing != 0.0f) {
 				float c = 0.0f;
 				ROW_EACH(j, base, n) c += v[k];
 				sx += c;
 			}
+			onlineAdd(&m, &s, v, 1.0f, base, n, false);
 		}
 		groupOnline(&m, &s, sh);
 		if (smoothing != 0.0f) sx = groupSum(sx, sh);
-		if (live && threadIdx.x == 0) {
-			if (n == 0) {
-				loss[row] = 0.0f;
-			} else {
-				double eps = smoothing;
-				double l = m + log(s) - (1.0 - eps) * (double)x[t];
-				if (eps != 0.0) l -= eps * sx / vocab;
-				loss[row] = (float)l;
-			}
+		if (live && n == 0 && threadIdx.x == 0) loss[row] = 0.0f;
+		if (owner) {
+			double eps = smoothing;
+			double l = m + log(s) - (1.0 - eps) * (double)xt;
+			if (eps != 0.0) l -= eps * sx / vocab;
+			loss[row] = (float)l;
 		}
 	}
 }
 
 extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, float smoothing, float scale, const int *targets, float *dlogits, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
+	int next = targetOf(FIRST_ROW, rows, ignore, targets);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
-		int t = live ? targets[row] : ignore;
+		int t = next;
+		next = targetOf(row + ROW_STRIDE, rows, ignore, targets);
 		int n = live && t != ignore ? vocab : 0;
 		const float *x = logits + row * vocab;
 		float *d = dlogits + row * vocab;
@@ -978,17 +1053,23 @@ extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, f
 		double m = NEG_INF, s = 0.0;
 		ROW_CHUNKS(base, 0, n) {
 			rowLoad(v, x, base, n);
-			onlineAdd(&m, &s, v, 1.0f, base, n);
+			onlineAdd(&m, &s, v, 1.0f, base, n, fits);
 		}
+		double mine = m;
 		groupOnline(&m, &s, sh);
-		float ll, lh = splitF(m + log(s), &ll);
+		double lse = m + log(s);
+		float ll, lh = splitF(lse, &ll), kept = keptFactor(mine, lse);
 		float uniform = (float)((double)smoothing / vocab);
 		float target = (float)((double)smoothing / vocab + (1.0 - (double)smoothing));
 		if (live && n == 0)
 			for (int j = threadIdx.x; j < vocab; j += blockDim.x) d[j] = 0.0f;
 		ROW_CHUNKS(base, 0, n) {
-			if (!fits) rowLoad(v, x, base, n);
-			ROW_EACH(j, base, n) d[j] = scale * (expf((v[k] - lh) - ll) - ((int)j == t ? target : uniform));
+			if (fits) {
+				ROW_EACH(j, base, n) d[j] = scale * (v[k] * kept - ((int)j == t ? target : uniform));
+			} else {
+				rowLoad(v, x, base, n);
+				ROW_EACH(j, base, n) d[j] = scale * (expf((v[k] - lh) - ll) - ((int)j == t ? target : uniform));
+			}
 		}
 	}
 }

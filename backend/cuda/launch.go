@@ -89,10 +89,10 @@ var (
 	kSoftmax       = &kernelSpec{"softmax", []argKind{argI32, argI32, argI32, argF32, argI32, argI32, argI32, argPtr, argPtr}}
 	kSoftmaxGrad   = &kernelSpec{"softmax_grad", []argKind{argI32, argI32, argI32, argF32, argI32, argI32, argI32, argPtr, argPtr, argPtr}}
 	kRMSNorm       = &kernelSpec{"rmsnorm", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr}}
-	kRMSNormGrad   = &kernelSpec{"rmsnorm_grad", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr, argPtr}}
+	kRMSNormGrad   = &kernelSpec{"rmsnorm_grad", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
 	kRMSNormDW     = &kernelSpec{"rmsnorm_dw_partial", []argKind{argI32, argI32, argI32, argPtr, argPtr, argPtr, argPtr}}
 	kLayerNorm     = &kernelSpec{"layernorm", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr}}
-	kLayerNormGrad = &kernelSpec{"layernorm_grad", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr, argPtr}}
+	kLayerNormGrad = &kernelSpec{"layernorm_grad", []argKind{argI32, argI32, argF32, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr, argPtr}}
 	kLayerNormPG   = &kernelSpec{"layernorm_params_partial", []argKind{argI32, argI32, argI32, argPtr, argPtr, argPtr, argPtr, argPtr}}
 	kRoPE          = &kernelSpec{"rope", []argKind{argI32, argI32, argI64, argI32, argI32, argI32, argI32, argF32, argPtr, argPtr, argPtr}}
 	kGather        = &kernelSpec{"gather", []argKind{argI64, argI32, argPtr, argPtr, argPtr}}
@@ -273,15 +273,17 @@ type dim3 struct{ x, y, z int }
 // backend supports (3.5 and up): 1024 threads per block, 65535 blocks in
 // grid y and z, 2³¹−1 in x.
 const (
-	elemBlock   = 256
-	maxGridX    = 1<<31 - 1
-	maxGridYZ   = 65535
-	maxBlock    = 1024
-	rowBlock    = 256 // threads per block of the row kernels
-	colTile     = 32  // COL_TILE of kernels.cu
-	colLanes    = 8   // COL_LANES
-	maxChunks   = 256 // row chunks of a column sum, and so partials per column
-	minChunkLen = 64
+	elemBlock    = 256
+	maxGridX     = 1<<31 - 1
+	maxGridYZ    = 65535
+	maxBlock     = 1024
+	rowBlock     = 256 // threads per block of the row kernels
+	rowCache     = 16  // ROW_CACHE of kernels.cu
+	maxGroupRows = 64  // rows a norm gradient's group sums in float
+	colTile      = 32  // COL_TILE of kernels.cu
+	colLanes     = 8   // COL_LANES
+	maxChunks    = 256 // row chunks of a column sum, and so partials per column
+	minChunkLen  = 64
 )
 
 // elementwiseGrid returns the launch of a grid-stride kernel over n items:

@@ -21,6 +21,7 @@ var (
 		"cuMemsetD32Async",
 		"cuStreamCreate", "cuStreamDestroy_v2", "cuStreamSynchronize",
 		"cuModuleLoadData", "cuModuleUnload", "cuModuleGetFunction", "cuFuncGetAttribute", "cuLaunchKernel",
+		"cuOccupancyMaxActiveBlocksPerMultiprocessor",
 	}
 	cublasSymbols = []string{
 		"cublasCreate_v2", "cublasDestroy_v2", "cublasSetStream_v2", "cublasSetMathMode", "cublasSetPointerMode_v2",

@@ -1,6 +1,8 @@
 package cuda
 
 import (
+	"unsafe"
+
 	"github.com/sora-go/sora/backend"
 )
 
@@ -99,7 +101,7 @@ func (b *Backend) colsumFinal(chunks, cols int, partial, dst uintptr, accumulate
 	args.bool32(accumulate)
 	args.ptr(partial)
 	args.ptr(dst)
-	grid, block := elementwiseGrid(int64(cols), b.sms)
+	grid, block := columnGrid(cols, 1)
 	return b.launch(kColsumFinal, grid, block)
 }
 
@@ -289,15 +291,22 @@ func (b *Backend) normForward(op backend.Op, k *kernelSpec, all []backend.Tensor
 }
 
 // normGrad is the backward pass of RMSNorm and LayerNorm. The row kernel
-// kRow(rows, cols, eps, dx, x, w, dy, stats) computes dx and, when any
-// parameter gradient is wanted (grads holds its destinations, 0 where
-// absent), saves statsPerRow bytes per row; kParams(rows, cols, per, x, dy,
-// stats, one partial block per gradient) then leaves per-chunk partial
-// sums that colsumFinal adds into each gradient.
+// kRow(rows, cols, eps, dx, x, w, dy, stats, one partial block per
+// gradient) computes dx. grads holds the parameter gradients'
+// destinations, 0 where absent. Where any is wanted and a row fits in the
+// kernel's registers, kRow also sums them over each group's rows into
+// partial blocks (see normGradFused). Otherwise it saves statsPerRow bytes
+// per row, and kParams(rows, cols, per, x, dy, stats, one partial block per
+// gradient) then leaves per-chunk partial sums; colsumFinal adds either
+// kind into each gradient.
 func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float32, statsPerRow int64, pdx, px, pw, pdy uintptr, grads ...uintptr) error {
 	params := false
 	for _, g := range grads {
 		params = params || g != 0
+	}
+	grid, block := rowGeometry(rows, cols, b.sms)
+	if params && cols <= rowCache*block.x {
+		return b.normGradFused(kRow, rows, cols, eps, block, pdx, px, pw, pdy, grads)
 	}
 	var stats temp
 	if params {
@@ -316,21 +325,17 @@ func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float3
 	args.ptr(pw)
 	args.ptr(pdy)
 	args.ptr(stats.ptr)
-	grid, block := rowGeometry(rows, cols, b.sms)
+	for range grads {
+		args.ptr(0)
+	}
 	if err := b.launch(kRow, grid, block); err != nil || !params {
 		return err
 	}
 	chunks, per := chunking(rows)
-	parts := make([]temp, len(grads))
-	for i, g := range grads {
-		if g == 0 {
-			continue
-		}
-		var err error
-		if parts[i], err = b.tempAlloc(int64(chunks) * int64(cols) * 8); err != nil {
-			return err
-		}
-		defer b.tempFree(parts[i])
+	parts, err := b.partials(grads, chunks, cols)
+	defer b.freePartials(parts)
+	if err != nil {
+		return err
 	}
 	args = b.kernel(kParams)
 	args.i32(rows)
@@ -346,12 +351,98 @@ func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float3
 	if err := b.launch(kParams, grid, block); err != nil {
 		return err
 	}
+	return b.addPartials(grads, parts, chunks, cols)
+}
+
+// normGradFused runs kRow with partial blocks: each group of block.y ×
+// block.x threads sums its columns' terms over its rows and writes them as
+// one row of each block, so the rows are read once. The grid is as many
+// blocks as the multiprocessors hold at once (one wave, so no
+// multiprocessor idles through a last partial wave), or more where that
+// would give a group more than maxGroupRows rows (its sums are in float).
+// The partition, and so the rounding of the sums, depends on the device's
+// multiprocessor count and the kernel's registers, not on timing.
+func (b *Backend) normGradFused(kRow *kernelSpec, rows, cols int, eps float32, block dim3, pdx, px, pw, pdy uintptr, grads []uintptr) error {
+	groups := (rows + block.y - 1) / block.y
+	resident, err := b.residentBlocks(kRow, block.x*block.y)
+	if err != nil {
+		return err
+	}
+	blocks := min(groups, max(b.sms*resident, (groups+maxGroupRows-1)/maxGroupRows))
+	partRows := blocks * block.y
+	parts, err := b.partials(grads, partRows, cols)
+	defer b.freePartials(parts)
+	if err != nil {
+		return err
+	}
+	args := b.kernel(kRow)
+	args.i32(rows)
+	args.i32(cols)
+	args.f32(eps)
+	args.ptr(pdx)
+	args.ptr(px)
+	args.ptr(pw)
+	args.ptr(pdy)
+	args.ptr(0) // no statistics
+	for _, part := range parts {
+		args.ptr(part.ptr)
+	}
+	if err := b.launch(kRow, dim3{blocks, 1, 1}, block); err != nil {
+		return err
+	}
+	return b.addPartials(grads, parts, partRows, cols)
+}
+
+// partials allocates a block of n rows of cols doubles for each wanted
+// gradient (grads[i] != 0); the others stay zero. Free them with
+// freePartials, also after an error.
+func (b *Backend) partials(grads []uintptr, n, cols int) ([]temp, error) {
+	parts := make([]temp, len(grads))
+	for i, g := range grads {
+		if g == 0 {
+			continue
+		}
+		var err error
+		if parts[i], err = b.tempAlloc(int64(n) * int64(cols) * 8); err != nil {
+			return parts, err
+		}
+	}
+	return parts, nil
+}
+
+func (b *Backend) freePartials(parts []temp) {
+	for _, p := range parts {
+		b.tempFree(p)
+	}
+}
+
+// addPartials adds the n partial rows of each wanted gradient into it.
+func (b *Backend) addPartials(grads []uintptr, parts []temp, n, cols int) error {
 	for i, g := range grads {
 		if g != 0 {
-			if err := b.colsumFinal(chunks, cols, parts[i].ptr, g, true); err != nil {
+			if err := b.colsumFinal(n, cols, parts[i].ptr, g, true); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// residentBlocks returns how many blocks of threads threads of k a
+// multiprocessor holds at once (the driver's occupancy calculation, from
+// the kernel's registers and shared memory), at least 1.
+func (b *Backend) residentBlocks(k *kernelSpec, threads int) (int, error) {
+	if n, ok := b.resident[k]; ok {
+		return n, nil
+	}
+	var n int32
+	if err := b.api.cu("cuOccupancyMaxActiveBlocksPerMultiprocessor("+k.name+")",
+		call(b.api.cuOccupancyMaxActiveBlocksPerMultiprocessor, uintptr(unsafe.Pointer(&n)), b.fns[k], uintptr(threads), 0)); err != nil {
+		return 0, err
+	}
+	if b.resident == nil {
+		b.resident = map[*kernelSpec]int{}
+	}
+	b.resident[k] = max(int(n), 1)
+	return b.resident[k], nil
 }

@@ -340,6 +340,17 @@ int cuFuncGetAttribute(int *v, int attr, const kernel_entry *f) {
 	return NOT_SUPPORTED;
 }
 
+// cuOccupancyMaxActiveBlocksPerMultiprocessor answers as for a device of
+// 2048 threads per multiprocessor that no kernel's registers limit.
+int cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, const kernel_entry *f, int blockSize, size_t dynamicShared) {
+	NEED_CTX();
+	(void)dynamicShared;
+	if (!f || !n) return INVALID_HANDLE;
+	if (blockSize < 1 || blockSize > 1024) return INVALID_VALUE;
+	*n = 2048 / blockSize;
+	return SUCCESS;
+}
+
 struct launch_arg {
 	const kernel_entry *k;
 	void **params;
