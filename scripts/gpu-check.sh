@@ -225,6 +225,11 @@ if [ -x "$cudatest" ]; then
 	if [ -n "$attres" ]; then
 		record attn-kernels INFO 0 "$(echo "$attres" | cut -c1-700)"
 	fi
+	# And the row and element-wise kernels' registers and resident blocks.
+	rowres=$(grep -m1 -o 'row kernels: .*' "$outdir/gpu-tests.out" || true)
+	if [ -n "$rowres" ]; then
+		record row-kernels INFO 0 "$(echo "$rowres" | cut -c1-900)"
+	fi
 else
 	record gpu-tests SKIP 0 "no $cudatest (build it with: CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda)"
 fi

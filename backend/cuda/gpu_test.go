@@ -5,7 +5,9 @@ package cuda
 // "go test ./conformance -backend=cuda" or "sora conformance --backend cuda".
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
@@ -85,4 +87,31 @@ func TestGPUTF32Bound(t *testing.T) {
 			t.Errorf("TF32=%v: NMSE %.3g above %g", tf32, nmse, limit)
 		}
 	}
+}
+
+// TestGPURowKernelResources checks that the row kernels' register rows
+// (ROW_CACHE floats a thread, indexed by unrolled constants) stay in
+// registers: local memory there would mean the compiler spilled them or
+// indexed them at run time. It logs each kernel's registers and how many
+// blocks of rowBlock threads a multiprocessor holds, which with the
+// kernels' memory-level parallelism sets their bandwidth.
+func TestGPURowKernelResources(t *testing.T) {
+	b := openGPU(t, Options{})
+	var report []string
+	for _, k := range []*kernelSpec{kReduceRows, kSoftmax, kSoftmaxGrad, kRMSNorm, kRMSNormGrad,
+		kLayerNorm, kLayerNormGrad, kCrossEntropy, kCrossEntGrad, kUnary, kUnaryGrad, kBinary, kAdamW} {
+		r, err := b.resources(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resident, err := b.residentBlocks(k, rowBlock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.localBytes > 0 {
+			t.Errorf("%s: %d bytes of local memory a thread (%d registers)", k.name, r.localBytes, r.registers)
+		}
+		report = append(report, fmt.Sprintf("%s %d regs %d B local %d blocks", k.name, r.registers, r.localBytes, resident))
+	}
+	t.Logf("row kernels: %s", strings.Join(report, "; "))
 }

@@ -62,6 +62,10 @@
 // the block (blockDim.x * blockDim.y <= 1024, so at most 32 warps).
 #define REDUCE_SLOTS 32
 
+// ROW_BLOCK is the most threads the host gives a row kernel's block
+// (rowBlock in launch.go).
+#define ROW_BLOCK 256
+
 #define NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))
 #define NEG_INF_F ((float)NEG_INF)
 
@@ -104,6 +108,30 @@ __device__ double groupSum(double v, double *sh) {
 	v = lane < warps ? sh[base + lane] : 0.0;
 	v = warpSum(v);
 	return __shfl_sync(FULL_MASK, v, 0);
+}
+
+// groupSum2 is groupSum of two values at once, with one pair of barriers;
+// sh holds 2·REDUCE_SLOTS.
+__device__ void groupSum2(double *a, double *b, double *sh) {
+	double va = warpSum(*a), vb = warpSum(*b);
+	int warps = blockDim.x >> 5;
+	if (warps == 1) {
+		*a = __shfl_sync(FULL_MASK, va, 0);
+		*b = __shfl_sync(FULL_MASK, vb, 0);
+		return;
+	}
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	int base = threadIdx.y * warps;
+	__syncthreads();
+	if (lane == 0) {
+		sh[base + warp] = va;
+		sh[REDUCE_SLOTS + base + warp] = vb;
+	}
+	__syncthreads();
+	va = warpSum(lane < warps ? sh[base + lane] : 0.0);
+	vb = warpSum(lane < warps ? sh[REDUCE_SLOTS + base + lane] : 0.0);
+	*a = __shfl_sync(FULL_MASK, va, 0);
+	*b = __shfl_sync(FULL_MASK, vb, 0);
 }
 
 __device__ double groupMax(double v, double *sh) {
@@ -272,10 +300,12 @@ extern "C" __global__ void widen_bf16(long long n, int accumulate, float *dst, c
 // are within a few ulps; GELU is the exact x·Φ(x), with Φ through erfc so
 // the left tail keeps its relative precision; GELU_TANH is below.
 
+// sigmoidf is 1/(1 + e^{−x}) for x ≥ 0 and e^{x}/(1 + e^{x}) below, from
+// one e^{−|x|} without a branch: the two forms on either side of a warp's
+// mixed signs would otherwise both run, at twice the cost.
 __device__ __forceinline__ float sigmoidf(float x) {
-	if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-	float e = expf(x);
-	return e / (1.0f + e);
+	float e = expf(-fabsf(x));
+	return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
 #define SQRT1_2F 0.70710678118654752f
@@ -434,7 +464,20 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 	long long row = rowBase + threadIdx.y; \
 	bool live = row < (rows);
 
+// ROW_STRIDE is the step of ROW_LOOP; FIRST_ROW is this group's first row.
+#define ROW_STRIDE ((long long)gridDim.x * blockDim.y)
+#define FIRST_ROW ((long long)blockIdx.x * blockDim.y + threadIdx.y)
+
 #define ROW_CACHE 16
+
+// Where every row fits, ROW_AHEAD has each group load its next row's
+// elements (RowAhead) while it works on the current row, so that loads
+// are in flight through the current row's reductions and stores: without
+// it each row's loads wait for the previous row's reductions, and the
+// memory idles in between.
+#ifndef ROW_AHEAD
+#define ROW_AHEAD 1
+#endif
 
 // ROW_CHUNKS(base, lo, hi) steps base over the chunks of [lo, hi). The
 // counter is unsigned: a chunk's end can pass 2^31 − 1 for rows near
@@ -458,28 +501,37 @@ __device__ __forceinline__ void rowLoad(float *v, const float *x, unsigned base,
 	ROW_EACH(j, base, end) v[k] = x[j];
 }
 
+// RowAhead holds the next row's elements of one input, loaded ahead.
+struct RowAhead {
+	float next[ROW_CACHE];
+
+	// fetch starts loading elements [lo, hi) of the row at x (which must
+	// fit in one chunk).
+	__device__ __forceinline__ void fetch(const float *x, int lo, int hi) { rowLoad(next, x, (unsigned)lo, hi); }
+
+	// take copies the fetched elements into v.
+	__device__ __forceinline__ void take(float *v) const {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) v[k] = next[k];
+	}
+};
+
 // onlineAdd folds the chunk's values scale·v (those below end) into this
 // thread's running maximum *m and sum *s of exp(value − *m), rescaling the
 // sum once per chunk when the maximum grows, so that the row is read once.
 // The maximum is that of the float products scale·v, so the exponent
 // fmaf(scale, v, −m) is rounded once. A NaN makes both NaN; so does a
-// maximum of +∞ (exp(∞ − ∞)), as the two-pass form gives. With keep, v
-// is overwritten with the exponentials, exp(scale·v − m) for the m after
-// the call: a row that fits in one chunk then needs no second exp (see
-// keptFactor).
-__device__ __forceinline__ void onlineAdd(double *m, double *s, float *v, float scale, unsigned base, int end, bool keep) {
+// maximum of +∞ (exp(∞ − ∞)), as the two-pass form gives. The rescaling
+// factor is a float exp: it multiplies sums of terms that are smaller by
+// as much, so its relative error reaches the total only scaled down.
+__device__ __forceinline__ void onlineAdd(double *m, double *s, const float *v, float scale, unsigned base, int end) {
 	float cm = NEG_INF_F;
 	ROW_EACH(j, base, end) cm = maxNaNf(cm, scale * v[k]);
 	if (cm != cm || (double)cm > *m) {
-		if (*s != 0.0) *s *= exp(*m - (double)cm);
+		if (*s != 0.0) *s *= (double)expf((float)(*m - (double)cm));
 		*m = cm;
 	}
 	float mm = (float)*m, acc = 0.0f;
-	ROW_EACH(j, base, end) {
-		float e = expf(fmaf(scale, v[k], -mm));
-		acc += e;
-		if (keep) v[k] = e;
-	}
+	ROW_EACH(j, base, end) acc += expf(fmaf(scale, v[k], -mm));
 	*s += acc;
 }
 
@@ -490,31 +542,33 @@ __device__ __forceinline__ float splitF(double x, float *lo) {
 	return hi;
 }
 
-// keptFactor is what turns this thread's kept exponentials exp(x − m),
-// m being its own maximum, into exp(x − shift): exp(m − shift) (0 for a
-// thread that saw nothing, m = −∞).
-__device__ __forceinline__ float keptFactor(double m, double shift) { return (float)exp(m - shift); }
-
 // groupOnline combines the group's running (m, s) pairs into the row's
 // maximum and its sum of exp(value − maximum), in every thread. Threads
 // that saw no element (s = 0) add nothing.
 __device__ __forceinline__ void groupOnline(double *m, double *s, double *sh) {
 	double top = groupMax(*m, sh);
-	double part = *s == 0.0 ? 0.0 : *s * exp(*m - top);
+	double part = *s == 0.0 ? 0.0 : *s * (double)expf((float)(*m - top));
 	*s = groupSum(part, sh);
 	*m = top;
 }
 
 extern "C" __global__ void reduce_rows(int op, int rows, int cols, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
+	bool ahead = ROW_AHEAD && rowFits(0, cols);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) nx.fetch(src + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *x = src + row * cols;
 		float v[ROW_CACHE];
+		if (ahead) {
+			nx.take(v);
+			if (row + ROW_STRIDE < rows) nx.fetch(x + ROW_STRIDE * cols, 0, cols);
+		}
 		double acc = op == R_MAX ? NEG_INF : 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(v, x, base, n);
+			if (!ahead) rowLoad(v, x, base, n);
 			float c = op == R_MAX ? NEG_INF_F : 0.0f;
 			if (op == R_MAX) {
 				ROW_EACH(j, base, n) c = maxNaNf(c, v[k]);
@@ -611,6 +665,13 @@ __device__ __forceinline__ void visibleKeys(long long row, int queries, int keys
 
 extern "C" __global__ void softmax(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
+	bool ahead = ROW_AHEAD && rowFits(0, keys);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) {
+		int lo, hi;
+		visibleKeys(FIRST_ROW, queries, keys, causal, qoff, window, &lo, &hi);
+		nx.fetch(src + FIRST_ROW * keys, lo, hi);
+	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int lo = 0, hi = 0;
@@ -619,24 +680,27 @@ extern "C" __global__ void softmax(int rows, int queries, int keys, float scale,
 		float *y = dst + row * keys;
 		bool fits = rowFits(lo, hi);
 		float v[ROW_CACHE];
+		if (ahead) {
+			nx.take(v);
+			if (row + ROW_STRIDE < rows) {
+				int nlo, nhi;
+				visibleKeys(row + ROW_STRIDE, queries, keys, causal, qoff, window, &nlo, &nhi);
+				nx.fetch(x + ROW_STRIDE * keys, nlo, nhi);
+			}
+		}
 		double m = NEG_INF, s = 0.0;
 		ROW_CHUNKS(base, lo, hi) {
-			rowLoad(v, x, base, hi);
-			onlineAdd(&m, &s, v, scale, base, hi, fits);
+			if (!ahead) rowLoad(v, x, base, hi);
+			onlineAdd(&m, &s, v, scale, base, hi);
 		}
-		double mine = m;
 		groupOnline(&m, &s, sh);
-		float mf = (float)m, inv = (float)(1.0 / s);
-		float kept = (float)((double)keptFactor(mine, m) / s);
+		float mf = (float)m, inv = 1.0f / (float)s;
 		// Every read of the row is done (groupOnline synchronised) or is
-		// this thread's own, so dst may alias src.
+		// this thread's own, so dst may alias src; the row fetched ahead
+		// is another.
 		ROW_CHUNKS(base, lo, hi) {
-			if (fits) {
-				ROW_EACH(j, base, hi) y[j] = v[k] * kept;
-			} else {
-				rowLoad(v, x, base, hi);
-				ROW_EACH(j, base, hi) y[j] = expf(fmaf(scale, v[k], -mf)) * inv;
-			}
+			if (!fits) rowLoad(v, x, base, hi);
+			ROW_EACH(j, base, hi) y[j] = expf(fmaf(scale, v[k], -mf)) * inv;
 		}
 		if (live) {
 			for (int j = threadIdx.x; j < lo; j += blockDim.x) y[j] = 0.0f;
@@ -703,6 +767,10 @@ __device__ __forceinline__ void partialRow(double *part, const float *acc, int c
 
 extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, const float *x, const float *w) {
 	__shared__ double sh[REDUCE_SLOTS];
+	double invCols = 1.0 / cols;
+	bool ahead = ROW_AHEAD && rowFits(0, cols);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) nx.fetch(x + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -710,15 +778,19 @@ extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, co
 		float *dr = dst + row * cols;
 		bool fits = rowFits(0, n);
 		float xv[ROW_CACHE];
+		if (ahead) {
+			nx.take(xv);
+			if (row + ROW_STRIDE < rows) nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+		}
 		double ss = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(xv, xr, base, n);
+			if (!ahead) rowLoad(xv, xr, base, n);
 			float c = 0.0f;
 			ROW_EACH(j, base, n) c = fmaf(xv[k], xv[k], c);
 			ss += c;
 		}
 		ss = groupSum(ss, sh);
-		float r = (float)(1.0 / sqrt(ss / cols + (double)eps));
+		float r = 1.0f / sqrtf((float)(ss * invCols) + eps);
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) rowLoad(xv, xr, base, n);
 			ROW_EACH(j, base, n) dr[j] = xv[k] * r * w[j];
@@ -727,9 +799,16 @@ extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, co
 }
 
 extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats, double *dwPart) {
-	__shared__ double sh[REDUCE_SLOTS];
+	__shared__ double sh[2 * REDUCE_SLOTS];
+	double invCols = 1.0 / cols;
 	float aw[ROW_CACHE];
 	zeroCache(aw);
+	bool ahead = ROW_AHEAD && rowFits(0, cols);
+	RowAhead nx, ng;
+	if (ahead && FIRST_ROW < rows) {
+		nx.fetch(x + FIRST_ROW * cols, 0, cols);
+		ng.fetch(dy + FIRST_ROW * cols, 0, cols);
+	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -737,10 +816,20 @@ extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx
 		float *dr = dx + row * cols;
 		bool fits = rowFits(0, n);
 		float xv[ROW_CACHE], gv[ROW_CACHE];
+		if (ahead) {
+			nx.take(xv);
+			ng.take(gv);
+			if (row + ROW_STRIDE < rows) {
+				nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+				ng.fetch(gr + ROW_STRIDE * cols, 0, cols);
+			}
+		}
 		double ss = 0.0, dot = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(xv, xr, base, n);
-			rowLoad(gv, gr, base, n);
+			if (!ahead) {
+				rowLoad(xv, xr, base, n);
+				rowLoad(gv, gr, base, n);
+			}
 			float cs = 0.0f, cd = 0.0f;
 			ROW_EACH(j, base, n) {
 				cs = fmaf(xv[k], xv[k], cs);
@@ -749,10 +838,9 @@ extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx
 			ss += cs;
 			dot += cd;
 		}
-		ss = groupSum(ss, sh);
-		dot = groupSum(dot, sh);
-		double r = 1.0 / sqrt(ss / cols + (double)eps);
-		float rf = (float)r, c = (float)(r * r * r * dot / cols);
+		groupSum2(&ss, &dot, sh);
+		float rf = 1.0f / sqrtf((float)(ss * invCols) + eps);
+		float c = rf * rf * rf * (float)(dot * invCols);
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) {
 				rowLoad(xv, xr, base, n);
@@ -763,7 +851,7 @@ extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx
 				if (dwPart) aw[k] = fmaf(gv[k], xv[k] * rf, aw[k]);
 			}
 		}
-		if (live && stats && threadIdx.x == 0) stats[row] = r;
+		if (live && stats && threadIdx.x == 0) stats[row] = rf;
 	}
 	if (dwPart) partialRow(dwPart, aw, cols);
 }
@@ -785,20 +873,24 @@ extern "C" __global__ void rmsnorm_dw_partial(int rows, int cols, int rowsPerChu
 
 // layerStats returns the mean and 1/sqrt(variance + eps) of the row xr of
 // n elements (n = cols, or 0 for a group without a row), from the
-// registers xv when the row fits (fits), which it loads; the mean also as
-// the two floats *mh + *ml. The float sums within a chunk are of x − x₀,
-// x₀ being the row's first element, so that they are of the size of the
-// spread and not of the mean.
-__device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, int cols, float eps, bool fits, double *sh, double *mean, float *mh, float *ml, double *rstd) {
-	float x0 = n > 0 ? xr[0] : 0.0f;
+// registers xv when the row fits (fits), which it loads unless loaded
+// (they are when the row fits and loaded is set); the mean also as the two
+// floats *mh + *ml. A thread's float sums within a chunk are of x − x₀,
+// x₀ being its first element of the chunk, so that they are of the size of
+// the spread and not of the mean; the shifts are added back in double.
+__device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, double invCols, float eps, bool fits, bool loaded, double *sh, double *mean, float *mh, float *ml, float *rstd) {
 	double s = 0.0;
 	ROW_CHUNKS(base, 0, n) {
-		rowLoad(xv, xr, base, n);
-		float c = 0.0f;
-		ROW_EACH(j, base, n) c += xv[k] - x0;
-		s += c;
+		if (!(fits && loaded)) rowLoad(xv, xr, base, n);
+		float x0 = xv[0], c = 0.0f;
+		int count = 0;
+		ROW_EACH(j, base, n) {
+			c += xv[k] - x0;
+			count++;
+		}
+		if (count > 0) s += (double)c + (double)count * (double)x0;
 	}
-	double mu = (double)x0 + groupSum(s, sh) / cols;
+	double mu = groupSum(s, sh) * invCols;
 	float lo, hi = splitF(mu, &lo);
 	double ss = 0.0;
 	ROW_CHUNKS(base, 0, n) {
@@ -813,11 +905,15 @@ __device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, in
 	*mean = mu;
 	*mh = hi;
 	*ml = lo;
-	*rstd = 1.0 / sqrt(groupSum(ss, sh) / cols + (double)eps);
+	*rstd = 1.0f / sqrtf((float)(groupSum(ss, sh) * invCols) + eps);
 }
 
 extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
 	__shared__ double sh[REDUCE_SLOTS];
+	double invCols = 1.0 / cols;
+	bool ahead = ROW_AHEAD && rowFits(0, cols);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) nx.fetch(x + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -825,10 +921,13 @@ extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, 
 		float *dr = dst + row * cols;
 		bool fits = rowFits(0, n);
 		float xv[ROW_CACHE];
-		double mean, rstd;
-		float mh, ml;
-		layerStats(xr, xv, n, cols, eps, fits, sh, &mean, &mh, &ml, &rstd);
-		float r = (float)rstd;
+		if (ahead) {
+			nx.take(xv);
+			if (row + ROW_STRIDE < rows) nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+		}
+		double mean;
+		float mh, ml, r;
+		layerStats(xr, xv, n, invCols, eps, fits, ahead, sh, &mean, &mh, &ml, &r);
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) rowLoad(xv, xr, base, n);
 			ROW_EACH(j, base, n) {
@@ -841,12 +940,25 @@ extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, 
 
 // layernorm_grad writes dx and, when stats is not 0, mean and rstd of each
 // row at stats[2*row] and stats[2*row+1]; with dgPart and dbPart, the
-// group's sums of dy·x̂ and of dy (see above).
+// group's sums of dy·x̂ and of dy (see above), which it keeps in shared
+// memory, each thread in its own slots, to leave registers to the rows.
 extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats, double *dgPart, double *dbPart) {
-	__shared__ double sh[REDUCE_SLOTS];
-	float ag[ROW_CACHE], ab[ROW_CACHE];
-	zeroCache(ag);
-	zeroCache(ab);
+	__shared__ double sh[2 * REDUCE_SLOTS];
+	__shared__ float acc[2][ROW_CACHE * ROW_BLOCK];
+	double invCols = 1.0 / cols;
+	int slot = threadIdx.y * blockDim.x + threadIdx.x, slots = blockDim.x * blockDim.y;
+	if (dgPart || dbPart) {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) {
+			acc[0][k * slots + slot] = 0.0f;
+			acc[1][k * slots + slot] = 0.0f;
+		}
+	}
+	bool ahead = ROW_AHEAD && rowFits(0, cols);
+	RowAhead nx, ng;
+	if (ahead && FIRST_ROW < rows) {
+		nx.fetch(x + FIRST_ROW * cols, 0, cols);
+		ng.fetch(dy + FIRST_ROW * cols, 0, cols);
+	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -854,14 +966,25 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 		float *dr = dx + row * cols;
 		bool fits = rowFits(0, n);
 		float xv[ROW_CACHE], gv[ROW_CACHE];
-		double mean, rstd;
-		float mh, ml;
-		layerStats(xr, xv, n, cols, eps, fits, sh, &mean, &mh, &ml, &rstd);
-		float r = (float)rstd;
+		if (ahead) {
+			nx.take(xv);
+			ng.take(gv);
+			if (row + ROW_STRIDE < rows) {
+				nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+				ng.fetch(gr + ROW_STRIDE * cols, 0, cols);
+			}
+		} else if (fits) {
+			rowLoad(gv, gr, 0u, n); // in flight through the statistics
+		}
+		double mean;
+		float mh, ml, r;
+		layerStats(xr, xv, n, invCols, eps, fits, ahead, sh, &mean, &mh, &ml, &r);
 		double sg = 0.0, sgx = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			if (!fits) rowLoad(xv, xr, base, n);
-			rowLoad(gv, gr, base, n);
+			if (!fits) {
+				rowLoad(xv, xr, base, n);
+				rowLoad(gv, gr, base, n);
+			}
 			float cg = 0.0f, cgx = 0.0f;
 			ROW_EACH(j, base, n) {
 				float g = gv[k] * gamma[j];
@@ -871,8 +994,8 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 			sg += cg;
 			sgx += cgx;
 		}
-		float mg = (float)(groupSum(sg, sh) / cols);
-		float mgx = (float)(groupSum(sgx, sh) / cols);
+		groupSum2(&sg, &sgx, sh);
+		float mg = (float)(sg * invCols), mgx = (float)(sgx * invCols);
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) {
 				rowLoad(xv, xr, base, n);
@@ -881,17 +1004,24 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 			ROW_EACH(j, base, n) {
 				float xh = ((xv[k] - mh) - ml) * r;
 				dr[j] = r * fmaf(-xh, mgx, gv[k] * gamma[j] - mg);
-				if (dgPart) ag[k] = fmaf(gv[k], xh, ag[k]);
-				if (dbPart) ab[k] += gv[k];
+				if (dgPart) acc[0][k * slots + slot] = fmaf(gv[k], xh, acc[0][k * slots + slot]);
+				if (dbPart) acc[1][k * slots + slot] += gv[k];
 			}
 		}
 		if (live && stats && threadIdx.x == 0) {
 			stats[2 * row] = mean;
-			stats[2 * row + 1] = rstd;
+			stats[2 * row + 1] = r;
 		}
 	}
-	if (dgPart) partialRow(dgPart, ag, cols);
-	if (dbPart) partialRow(dbPart, ab, cols);
+	float part[ROW_CACHE];
+	if (dgPart) {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) part[k] = acc[0][k * slots + slot];
+		partialRow(dgPart, part, cols);
+	}
+	if (dbPart) {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) part[k] = acc[1][k * slots + slot];
+		partialRow(dbPart, part, cols);
+	}
 }
 
 // layernorm_params_partial: partial sums of dy·x̂ (into pg) and of dy (into
@@ -998,12 +1128,12 @@ __device__ __forceinline__ int targetOf(long long row, int rows, int ignore, con
 	return row < rows ? targets[row] : ignore;
 }
 
-#define ROW_STRIDE ((long long)gridDim.x * blockDim.y)
-#define FIRST_ROW ((long long)blockIdx.x * blockDim.y + threadIdx.y)
-
 extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
+	bool ahead = ROW_AHEAD && rowFits(0, vocab);
+	RowAhead nx;
 	int next = targetOf(FIRST_ROW, rows, ignore, targets);
+	if (ahead && next != ignore) nx.fetch(logits + FIRST_ROW * vocab, 0, vocab);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int t = next;
@@ -1011,10 +1141,14 @@ extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float 
 		int n = live && t != ignore ? vocab : 0;
 		const float *x = logits + row * vocab;
 		float v[ROW_CACHE], xt = 0.0f;
+		if (ahead) {
+			nx.take(v);
+			if (next != ignore) nx.fetch(x + ROW_STRIDE * vocab, 0, vocab);
+		}
 		bool owner = false;
 		double m = NEG_INF, s = 0.0, sx = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(v, x, base, n);
+			if (!ahead) rowLoad(v, x, base, n);
 			ROW_EACH(j, base, n) if ((int)j == t) {
 				xt = v[k];
 				owner = true;
@@ -1024,7 +1158,7 @@ extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float 
 				ROW_EACH(j, base, n) c += v[k];
 				sx += c;
 			}
-			onlineAdd(&m, &s, v, 1.0f, base, n, false);
+			onlineAdd(&m, &s, v, 1.0f, base, n);
 		}
 		groupOnline(&m, &s, sh);
 		if (smoothing != 0.0f) sx = groupSum(sx, sh);
@@ -1040,7 +1174,12 @@ extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float 
 
 extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, float smoothing, float scale, const int *targets, float *dlogits, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
+	bool ahead = ROW_AHEAD && rowFits(0, vocab);
+	RowAhead nx;
 	int next = targetOf(FIRST_ROW, rows, ignore, targets);
+	if (ahead && next != ignore) nx.fetch(logits + FIRST_ROW * vocab, 0, vocab);
+	float uniform = (float)((double)smoothing / vocab);
+	float target = (float)((double)smoothing / vocab + (1.0 - (double)smoothing));
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int t = next;
@@ -1050,26 +1189,22 @@ extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, f
 		float *d = dlogits + row * vocab;
 		bool fits = rowFits(0, n);
 		float v[ROW_CACHE];
+		if (ahead) {
+			nx.take(v);
+			if (next != ignore) nx.fetch(x + ROW_STRIDE * vocab, 0, vocab);
+		}
 		double m = NEG_INF, s = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(v, x, base, n);
-			onlineAdd(&m, &s, v, 1.0f, base, n, fits);
+			if (!ahead) rowLoad(v, x, base, n);
+			onlineAdd(&m, &s, v, 1.0f, base, n);
 		}
-		double mine = m;
 		groupOnline(&m, &s, sh);
-		double lse = m + log(s);
-		float ll, lh = splitF(lse, &ll), kept = keptFactor(mine, lse);
-		float uniform = (float)((double)smoothing / vocab);
-		float target = (float)((double)smoothing / vocab + (1.0 - (double)smoothing));
+		float ll, lh = splitF(m + (double)logf((float)s), &ll);
 		if (live && n == 0)
 			for (int j = threadIdx.x; j < vocab; j += blockDim.x) d[j] = 0.0f;
 		ROW_CHUNKS(base, 0, n) {
-			if (fits) {
-				ROW_EACH(j, base, n) d[j] = scale * (v[k] * kept - ((int)j == t ? target : uniform));
-			} else {
-				rowLoad(v, x, base, n);
-				ROW_EACH(j, base, n) d[j] = scale * (expf((v[k] - lh) - ll) - ((int)j == t ? target : uniform));
-			}
+			if (!fits) rowLoad(v, x, base, n);
+			ROW_EACH(j, base, n) d[j] = scale * (expf((v[k] - lh) - ll) - ((int)j == t ? target : uniform));
 		}
 	}
 }
