@@ -66,6 +66,10 @@
 // (rowBlock in launch.go).
 #define ROW_BLOCK 256
 
+// ROW_BLOCK is the most threads the host gives a row kernel's block
+// (rowBlock in launch.go).
+#define ROW_BLOCK 256
+
 #define NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))
 #define NEG_INF_F ((float)NEG_INF)
 
@@ -440,16 +444,12 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 // together; ROW_HEAD names this group's row and whether it exists.
 //
 // A row is read in chunks of ROW_CACHE elements per thread of its group,
-// element base + threadIdx.x + k·blockDim.x for k < ROW_CACHE, loaded
-// together, so that each thread keeps that many loads in flight. Kernels
-// that pass over a row more than once keep the chunk in shared memory
-// (RowSlots): a row that fits in one chunk (up to 4096 elements at the
-// 256 threads the host gives long rows) is then read from memory once.
-// Longer rows are loaded again, chunk by chunk, in each pass. Shared
-// memory rather than registers holds the rows because the registers
-// limited these kernels to two or three resident blocks a multiprocessor
-// on an H200, too few rows in flight to cover the memory's latency;
-// kernels that read a row once hold their chunk in registers.
+// element base + threadIdx.x + k·blockDim.x for k < ROW_CACHE, loaded into
+// registers together, so that each thread keeps that many loads in flight.
+// A row that fits in one chunk (up to 4096 elements at the 256 threads the
+// host gives long rows) stays in registers, and every pass a kernel makes
+// over it after the first reads the registers: the row comes from memory
+// once. Longer rows are loaded again, chunk by chunk, in each pass.
 //
 // Within a chunk a thread computes in float and sums its at most
 // ROW_CACHE terms in float; the chunks' sums and the reductions across
@@ -474,6 +474,29 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 
 #define ROW_CACHE 16
 
+// Where every row fits, some kernels have each group load its next row's
+// elements (RowAhead) while it works on the current row, so that loads
+// are in flight through the current row's reductions and stores. It costs
+// registers, and so resident blocks; on an H200 it paid in rmsnorm,
+// rmsnorm_grad and cross_entropy_grad and not elsewhere. ROW_AHEAD_ALL
+// turns it on in every row kernel, for such measurements.
+#ifndef ROW_AHEAD_ALL
+#define ROW_AHEAD_ALL 0
+#endif
+
+// ROW_BOUNDS(n) asks the compiler to fit n blocks of ROW_BLOCK threads on
+// a multiprocessor (at most 65536/(256·n) registers a thread): the row
+// kernels' bandwidth follows the rows in flight, and left alone the
+// compiler spent registers until two or three blocks fit.
+#ifndef ROW_OCCUPANCY
+#define ROW_OCCUPANCY 1
+#endif
+#if ROW_OCCUPANCY
+#define ROW_BOUNDS(n) __launch_bounds__(ROW_BLOCK, n)
+#else
+#define ROW_BOUNDS(n)
+#endif
+
 // ROW_CHUNKS(base, lo, hi) steps base over the chunks of [lo, hi). The
 // counter is unsigned: a chunk's end can pass 2^31 − 1 for rows near
 // check32's limit.
@@ -481,41 +504,34 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 	for (unsigned base = (unsigned)(lo); base < (unsigned)(hi); base += ROW_CACHE * blockDim.x)
 
 // ROW_EACH(j, base, end) runs the statement after it for this thread's
-// elements j of the chunk at base below end, k being the slot.
+// elements j of the chunk at base below end, k being the register slot.
 #define ROW_EACH(j, base, end)                                          \
 	_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++)                \
 		if (unsigned j = (base) + threadIdx.x + (unsigned)k * blockDim.x; \
 		    j < (unsigned)(end))
 
-// rowFits says whether [lo, hi) fits in one chunk.
+// rowFits says whether [lo, hi) fits in one chunk, and so in registers.
 __device__ __forceinline__ bool rowFits(int lo, int hi) { return hi - lo <= ROW_CACHE * (int)blockDim.x; }
 
-// RowSlots is a thread's ROW_CACHE slots of a block's chunk cache in
-// shared memory, an array of ROW_CACHE·ROW_BLOCK floats: slot k of thread
-// t = threadIdx.y·blockDim.x + threadIdx.x at [k·ROW_BLOCK + t], so that a
-// warp's accesses to a slot are consecutive words (no bank conflicts) at
-// constant offsets. Each thread reads only its own slots, so no barrier
-// orders them.
-struct RowSlots {
-	float *p;
-	__device__ __forceinline__ float &operator[](int k) const { return p[k * ROW_BLOCK]; }
-};
-
-__device__ __forceinline__ RowSlots rowSlots(float *cache) {
-	RowSlots r;
-	r.p = cache + threadIdx.y * blockDim.x + threadIdx.x;
-	return r;
-}
-
 // rowLoad loads this thread's elements of the chunk at base, those below
-// end, from x into v (registers or RowSlots): all loads first, so that
-// they are in flight together.
-template <typename V>
-__device__ __forceinline__ void rowLoad(V &v, const float *x, unsigned base, int end) {
-	float t[ROW_CACHE];
-	ROW_EACH(j, base, end) t[k] = x[j];
-	ROW_EACH(j, base, end) v[k] = t[k];
+// end, from x into v.
+__device__ __forceinline__ void rowLoad(float *v, const float *x, unsigned base, int end) {
+	ROW_EACH(j, base, end) v[k] = x[j];
 }
+
+// RowAhead holds the next row's elements of one input, loaded ahead.
+struct RowAhead {
+	float next[ROW_CACHE];
+
+	// fetch starts loading elements [lo, hi) of the row at x (which must
+	// fit in one chunk).
+	__device__ __forceinline__ void fetch(const float *x, int lo, int hi) { rowLoad(next, x, (unsigned)lo, hi); }
+
+	// take copies the fetched elements into v.
+	__device__ __forceinline__ void take(float *v) const {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) v[k] = next[k];
+	}
+};
 
 // onlineAdd folds the chunk's values scale·v (those below end) into this
 // thread's running maximum *m and sum *s of exp(value − *m), rescaling the
@@ -525,8 +541,7 @@ __device__ __forceinline__ void rowLoad(V &v, const float *x, unsigned base, int
 // maximum of +∞ (exp(∞ − ∞)), as the two-pass form gives. The rescaling
 // factor is a float exp: it multiplies sums of terms that are smaller by
 // as much, so its relative error reaches the total only scaled down.
-template <typename V>
-__device__ __forceinline__ void onlineAdd(double *m, double *s, const V &v, float scale, unsigned base, int end) {
+__device__ __forceinline__ void onlineAdd(double *m, double *s, const float *v, float scale, unsigned base, int end) {
 	float cm = NEG_INF_F;
 	ROW_EACH(j, base, end) cm = maxNaNf(cm, scale * v[k]);
 	if (cm != cm || (double)cm > *m) {
@@ -555,16 +570,23 @@ __device__ __forceinline__ void groupOnline(double *m, double *s, double *sh) {
 	*m = top;
 }
 
-extern "C" __global__ void reduce_rows(int op, int rows, int cols, float *dst, const float *src) {
+extern "C" __global__ void ROW_BOUNDS(4) reduce_rows(int op, int rows, int cols, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
+	bool ahead = ROW_AHEAD_ALL && rowFits(0, cols);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) nx.fetch(src + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *x = src + row * cols;
 		float v[ROW_CACHE];
+		if (ahead) {
+			nx.take(v);
+			if (row + ROW_STRIDE < rows) nx.fetch(x + ROW_STRIDE * cols, 0, cols);
+		}
 		double acc = op == R_MAX ? NEG_INF : 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(v, x, base, n);
+			if (!ahead) rowLoad(v, x, base, n);
 			float c = op == R_MAX ? NEG_INF_F : 0.0f;
 			if (op == R_MAX) {
 				ROW_EACH(j, base, n) c = maxNaNf(c, v[k]);
@@ -659,10 +681,15 @@ __device__ __forceinline__ void visibleKeys(long long row, int queries, int keys
 	if (window > 0 && pos - window + 1 > 0) *lo = (int)(pos - window + 1);
 }
 
-extern "C" __global__ void softmax(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dst, const float *src) {
+extern "C" __global__ void ROW_BOUNDS(4) softmax(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
-	__shared__ float cache[ROW_CACHE * ROW_BLOCK];
-	RowSlots v = rowSlots(cache);
+	bool ahead = ROW_AHEAD_ALL && rowFits(0, keys);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) {
+		int lo, hi;
+		visibleKeys(FIRST_ROW, queries, keys, causal, qoff, window, &lo, &hi);
+		nx.fetch(src + FIRST_ROW * keys, lo, hi);
+	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int lo = 0, hi = 0;
@@ -670,15 +697,25 @@ extern "C" __global__ void softmax(int rows, int queries, int keys, float scale,
 		const float *x = src + row * keys;
 		float *y = dst + row * keys;
 		bool fits = rowFits(lo, hi);
+		float v[ROW_CACHE];
+		if (ahead) {
+			nx.take(v);
+			if (row + ROW_STRIDE < rows) {
+				int nlo, nhi;
+				visibleKeys(row + ROW_STRIDE, queries, keys, causal, qoff, window, &nlo, &nhi);
+				nx.fetch(x + ROW_STRIDE * keys, nlo, nhi);
+			}
+		}
 		double m = NEG_INF, s = 0.0;
 		ROW_CHUNKS(base, lo, hi) {
-			rowLoad(v, x, base, hi);
+			if (!ahead) rowLoad(v, x, base, hi);
 			onlineAdd(&m, &s, v, scale, base, hi);
 		}
 		groupOnline(&m, &s, sh);
 		float mf = (float)m, inv = 1.0f / (float)s;
 		// Every read of the row is done (groupOnline synchronised) or is
-		// this thread's own, so dst may alias src.
+		// this thread's own, so dst may alias src; the row fetched ahead
+		// is another.
 		ROW_CHUNKS(base, lo, hi) {
 			if (!fits) rowLoad(v, x, base, hi);
 			ROW_EACH(j, base, hi) y[j] = expf(fmaf(scale, v[k], -mf)) * inv;
@@ -690,7 +727,7 @@ extern "C" __global__ void softmax(int rows, int queries, int keys, float scale,
 	}
 }
 
-extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dx, const float *y, const float *dy) {
+extern "C" __global__ void ROW_BOUNDS(3) softmax_grad(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dx, const float *y, const float *dy) {
 	__shared__ double sh[REDUCE_SLOTS];
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
@@ -741,26 +778,31 @@ __device__ __forceinline__ void zeroCache(float *acc) {
 
 // partialRow writes this group's column sums acc, for a row of cols that
 // fits in one chunk, as row blockIdx.x·blockDim.y + threadIdx.y of part.
-template <typename A>
-__device__ __forceinline__ void partialRow(double *part, const A &acc, int cols) {
+__device__ __forceinline__ void partialRow(double *part, const float *acc, int cols) {
 	double *p = part + ((long long)blockIdx.x * blockDim.y + threadIdx.y) * cols;
 	ROW_EACH(j, 0u, cols) p[j] = acc[k];
 }
 
-extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, const float *x, const float *w) {
+extern "C" __global__ void ROW_BOUNDS(4) rmsnorm(int rows, int cols, float eps, float *dst, const float *x, const float *w) {
 	__shared__ double sh[REDUCE_SLOTS];
-	__shared__ float cache[ROW_CACHE * ROW_BLOCK];
-	RowSlots xv = rowSlots(cache);
 	double invCols = 1.0 / cols;
+	bool ahead = rowFits(0, cols);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) nx.fetch(x + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols;
 		float *dr = dst + row * cols;
 		bool fits = rowFits(0, n);
+		float xv[ROW_CACHE];
+		if (ahead) {
+			nx.take(xv);
+			if (row + ROW_STRIDE < rows) nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+		}
 		double ss = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(xv, xr, base, n);
+			if (!ahead) rowLoad(xv, xr, base, n);
 			float c = 0.0f;
 			ROW_EACH(j, base, n) c = fmaf(xv[k], xv[k], c);
 			ss += c;
@@ -774,23 +816,38 @@ extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, co
 	}
 }
 
-extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats, double *dwPart) {
+extern "C" __global__ void ROW_BOUNDS(3) rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats, double *dwPart) {
 	__shared__ double sh[2 * REDUCE_SLOTS];
-	__shared__ float cacheX[ROW_CACHE * ROW_BLOCK], cacheG[ROW_CACHE * ROW_BLOCK];
-	RowSlots xv = rowSlots(cacheX), gv = rowSlots(cacheG);
 	double invCols = 1.0 / cols;
 	float aw[ROW_CACHE];
 	zeroCache(aw);
+	bool ahead = rowFits(0, cols);
+	RowAhead nx, ng;
+	if (ahead && FIRST_ROW < rows) {
+		nx.fetch(x + FIRST_ROW * cols, 0, cols);
+		ng.fetch(dy + FIRST_ROW * cols, 0, cols);
+	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols, *gr = dy + row * cols;
 		float *dr = dx + row * cols;
 		bool fits = rowFits(0, n);
+		float xv[ROW_CACHE], gv[ROW_CACHE];
+		if (ahead) {
+			nx.take(xv);
+			ng.take(gv);
+			if (row + ROW_STRIDE < rows) {
+				nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+				ng.fetch(gr + ROW_STRIDE * cols, 0, cols);
+			}
+		}
 		double ss = 0.0, dot = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(xv, xr, base, n);
-			rowLoad(gv, gr, base, n);
+			if (!ahead) {
+				rowLoad(xv, xr, base, n);
+				rowLoad(gv, gr, base, n);
+			}
 			float cs = 0.0f, cd = 0.0f;
 			ROW_EACH(j, base, n) {
 				cs = fmaf(xv[k], xv[k], cs);
@@ -833,16 +890,16 @@ extern "C" __global__ void rmsnorm_dw_partial(int rows, int cols, int rowsPerChu
 }
 
 // layerStats returns the mean and 1/sqrt(variance + eps) of the row xr of
-// n elements (n = cols, or 0 for a group without a row), from the chunk
-// cache xv when the row fits (fits), which it loads; the mean also as the
-// two floats *mh + *ml. A thread's float sums within a chunk are of
-// x − x₀, x₀ being its first element of the chunk, so that they are of the
-// size of the spread and not of the mean; the shifts are added back in
-// double.
-__device__ __forceinline__ void layerStats(const float *xr, RowSlots xv, int n, double invCols, float eps, bool fits, double *sh, double *mean, float *mh, float *ml, float *rstd) {
+// n elements (n = cols, or 0 for a group without a row), from the
+// registers xv when the row fits (fits), which it loads unless loaded
+// (they are when the row fits and loaded is set); the mean also as the two
+// floats *mh + *ml. A thread's float sums within a chunk are of x − x₀,
+// x₀ being its first element of the chunk, so that they are of the size of
+// the spread and not of the mean; the shifts are added back in double.
+__device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, double invCols, float eps, bool fits, bool loaded, double *sh, double *mean, float *mh, float *ml, float *rstd) {
 	double s = 0.0;
 	ROW_CHUNKS(base, 0, n) {
-		rowLoad(xv, xr, base, n);
+		if (!(fits && loaded)) rowLoad(xv, xr, base, n);
 		float x0 = xv[0], c = 0.0f;
 		int count = 0;
 		ROW_EACH(j, base, n) {
@@ -869,20 +926,26 @@ __device__ __forceinline__ void layerStats(const float *xr, RowSlots xv, int n, 
 	*rstd = 1.0f / sqrtf((float)(groupSum(ss, sh) * invCols) + eps);
 }
 
-extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
+extern "C" __global__ void ROW_BOUNDS(4) layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
 	__shared__ double sh[REDUCE_SLOTS];
-	__shared__ float cache[ROW_CACHE * ROW_BLOCK];
-	RowSlots xv = rowSlots(cache);
 	double invCols = 1.0 / cols;
+	bool ahead = ROW_AHEAD_ALL && rowFits(0, cols);
+	RowAhead nx;
+	if (ahead && FIRST_ROW < rows) nx.fetch(x + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols;
 		float *dr = dst + row * cols;
 		bool fits = rowFits(0, n);
+		float xv[ROW_CACHE];
+		if (ahead) {
+			nx.take(xv);
+			if (row + ROW_STRIDE < rows) nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+		}
 		double mean;
 		float mh, ml, r;
-		layerStats(xr, xv, n, invCols, eps, fits, sh, &mean, &mh, &ml, &r);
+		layerStats(xr, xv, n, invCols, eps, fits, ahead, sh, &mean, &mh, &ml, &r);
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) rowLoad(xv, xr, base, n);
 			ROW_EACH(j, base, n) {
@@ -895,25 +958,45 @@ extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, 
 
 // layernorm_grad writes dx and, when stats is not 0, mean and rstd of each
 // row at stats[2*row] and stats[2*row+1]; with dgPart and dbPart, the
-// group's sums of dy·x̂ and of dy (see above).
-extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats, double *dgPart, double *dbPart) {
+// group's sums of dy·x̂ and of dy (see above), which it keeps in shared
+// memory, each thread in its own slots, to leave registers to the rows.
+extern "C" __global__ void ROW_BOUNDS(3) layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats, double *dgPart, double *dbPart) {
 	__shared__ double sh[2 * REDUCE_SLOTS];
-	__shared__ float cacheX[ROW_CACHE * ROW_BLOCK], cacheG[ROW_CACHE * ROW_BLOCK];
-	RowSlots xv = rowSlots(cacheX), gv = rowSlots(cacheG);
+	__shared__ float acc[2][ROW_CACHE * ROW_BLOCK];
 	double invCols = 1.0 / cols;
-	float ag[ROW_CACHE], ab[ROW_CACHE];
-	zeroCache(ag);
-	zeroCache(ab);
+	int slot = threadIdx.y * blockDim.x + threadIdx.x, slots = blockDim.x * blockDim.y;
+	if (dgPart || dbPart) {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) {
+			acc[0][k * slots + slot] = 0.0f;
+			acc[1][k * slots + slot] = 0.0f;
+		}
+	}
+	bool ahead = ROW_AHEAD_ALL && rowFits(0, cols);
+	RowAhead nx, ng;
+	if (ahead && FIRST_ROW < rows) {
+		nx.fetch(x + FIRST_ROW * cols, 0, cols);
+		ng.fetch(dy + FIRST_ROW * cols, 0, cols);
+	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *xr = x + row * cols, *gr = dy + row * cols;
 		float *dr = dx + row * cols;
 		bool fits = rowFits(0, n);
-		if (fits) rowLoad(gv, gr, 0u, n); // in flight through the statistics
+		float xv[ROW_CACHE], gv[ROW_CACHE];
+		if (ahead) {
+			nx.take(xv);
+			ng.take(gv);
+			if (row + ROW_STRIDE < rows) {
+				nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
+				ng.fetch(gr + ROW_STRIDE * cols, 0, cols);
+			}
+		} else if (fits) {
+			rowLoad(gv, gr, 0u, n); // in flight through the statistics
+		}
 		double mean;
 		float mh, ml, r;
-		layerStats(xr, xv, n, invCols, eps, fits, sh, &mean, &mh, &ml, &r);
+		layerStats(xr, xv, n, invCols, eps, fits, ahead, sh, &mean, &mh, &ml, &r);
 		double sg = 0.0, sgx = 0.0;
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) {
@@ -939,8 +1022,8 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 			ROW_EACH(j, base, n) {
 				float xh = ((xv[k] - mh) - ml) * r;
 				dr[j] = r * fmaf(-xh, mgx, gv[k] * gamma[j] - mg);
-				if (dgPart) ag[k] = fmaf(gv[k], xh, ag[k]);
-				if (dbPart) ab[k] += gv[k];
+				if (dgPart) acc[0][k * slots + slot] = fmaf(gv[k], xh, acc[0][k * slots + slot]);
+				if (dbPart) acc[1][k * slots + slot] += gv[k];
 			}
 		}
 		if (live && stats && threadIdx.x == 0) {
@@ -948,8 +1031,15 @@ extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *
 			stats[2 * row + 1] = r;
 		}
 	}
-	if (dgPart) partialRow(dgPart, ag, cols);
-	if (dbPart) partialRow(dbPart, ab, cols);
+	float part[ROW_CACHE];
+	if (dgPart) {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) part[k] = acc[0][k * slots + slot];
+		partialRow(dgPart, part, cols);
+	}
+	if (dbPart) {
+		_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++) part[k] = acc[1][k * slots + slot];
+		partialRow(dbPart, part, cols);
+	}
 }
 
 // layernorm_params_partial: partial sums of dy·x̂ (into pg) and of dy (into
@@ -1056,9 +1146,12 @@ __device__ __forceinline__ int targetOf(long long row, int rows, int ignore, con
 	return row < rows ? targets[row] : ignore;
 }
 
-extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
+extern "C" __global__ void ROW_BOUNDS(4) cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
+	bool ahead = ROW_AHEAD_ALL && rowFits(0, vocab);
+	RowAhead nx;
 	int next = targetOf(FIRST_ROW, rows, ignore, targets);
+	if (ahead && next != ignore) nx.fetch(logits + FIRST_ROW * vocab, 0, vocab);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int t = next;
@@ -1066,19 +1159,23 @@ extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float 
 		int n = live && t != ignore ? vocab : 0;
 		const float *x = logits + row * vocab;
 		float v[ROW_CACHE], xt = 0.0f;
+		if (ahead) {
+			nx.take(v);
+			if (next != ignore) nx.fetch(x + ROW_STRIDE * vocab, 0, vocab);
+		}
 		bool owner = false;
 		double m = NEG_INF, s = 0.0, sx = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(v, x, base, n);
-			float c = 0.0f;
-			ROW_EACH(j, base, n) {
-				if ((int)j == t) {
-					xt = v[k];
-					owner = true;
-				}
-				c += v[k];
+			if (!ahead) rowLoad(v, x, base, n);
+			ROW_EACH(j, base, n) if ((int)j == t) {
+				xt = v[k];
+				owner = true;
 			}
-			sx += c;
+			if (smoothing != 0.0f) {
+				float c = 0.0f;
+				ROW_EACH(j, base, n) c += v[k];
+				sx += c;
+			}
 			onlineAdd(&m, &s, v, 1.0f, base, n);
 		}
 		groupOnline(&m, &s, sh);
@@ -1093,13 +1190,14 @@ extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float 
 	}
 }
 
-extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, float smoothing, float scale, const int *targets, float *dlogits, const float *logits) {
+extern "C" __global__ void ROW_BOUNDS(4) cross_entropy_grad(int rows, int vocab, int ignore, float smoothing, float scale, const int *targets, float *dlogits, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
-	__shared__ float cache[ROW_CACHE * ROW_BLOCK];
-	RowSlots v = rowSlots(cache);
+	bool ahead = rowFits(0, vocab);
+	RowAhead nx;
+	int next = targetOf(FIRST_ROW, rows, ignore, targets);
+	if (ahead && next != ignore) nx.fetch(logits + FIRST_ROW * vocab, 0, vocab);
 	float uniform = (float)((double)smoothing / vocab);
 	float target = (float)((double)smoothing / vocab + (1.0 - (double)smoothing));
-	int next = targetOf(FIRST_ROW, rows, ignore, targets);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int t = next;
@@ -1108,9 +1206,14 @@ extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, f
 		const float *x = logits + row * vocab;
 		float *d = dlogits + row * vocab;
 		bool fits = rowFits(0, n);
+		float v[ROW_CACHE];
+		if (ahead) {
+			nx.take(v);
+			if (next != ignore) nx.fetch(x + ROW_STRIDE * vocab, 0, vocab);
+		}
 		double m = NEG_INF, s = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			rowLoad(v, x, base, n);
+			if (!ahead) rowLoad(v, x, base, n);
 			onlineAdd(&m, &s, v, 1.0f, base, n);
 		}
 		groupOnline(&m, &s, sh);

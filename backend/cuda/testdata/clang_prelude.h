@@ -46,3 +46,4 @@ static __device__ __forceinline__ double __shfl_sync(unsigned mask, double v, in
 static __device__ __forceinline__ float __shfl_xor_sync(unsigned mask, float v, int laneMask) {
 	return __nvvm_shfl_sync_bfly_f32(mask, v, laneMask, 31);
 }
+#define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
