@@ -377,7 +377,7 @@ __device__ float geluTanhDF(float x) {
 	return fmaf(xc * yp, fmaf(-s0, s0, s0), s);
 }
 
-__device__ float unaryF(int op, float x) {
+__device__ __forceinline__ float unaryF(int op, float x) {
 	switch (op) {
 	case U_EXP: return expf(x);
 	case U_LOG: return logf(x);
@@ -394,7 +394,7 @@ __device__ float unaryF(int op, float x) {
 	}
 }
 
-__device__ float unaryDF(int op, float x) {
+__device__ __forceinline__ float unaryDF(int op, float x) {
 	switch (op) {
 	case U_EXP: return expf(x);
 	case U_LOG: return 1.0f / x;
@@ -420,23 +420,47 @@ __device__ float unaryDF(int op, float x) {
 	}
 }
 
-extern "C" __global__ void unary(int op, long long n, float *dst, const float *src) {
+// The unary kernels switch on the function once, outside their loops
+// (unaryLoop<OP>), so that the function is inlined and a thread's
+// ELEM_UNROLL elements are computed interleaved; a switch per element
+// computed them one after another.
+template <int OP>
+__device__ __forceinline__ void unaryLoop(long long n, float *dst, const float *src) {
 	ELEM_LOOP {
 		float v[ELEM_UNROLL];
 		ELEM_EACH(k) v[k] = src[i + k * step];
-		ELEM_EACH(k) dst[i + k * step] = unaryF(op, v[k]);
+		ELEM_EACH(k) dst[i + k * step] = unaryF(OP, v[k]);
 	}
 }
 
-extern "C" __global__ void unary_grad(int op, long long n, float *dx, const float *x, const float *dy) {
+template <int OP>
+__device__ __forceinline__ void unaryGradLoop(long long n, float *dx, const float *x, const float *dy) {
 	ELEM_LOOP {
 		float vx[ELEM_UNROLL], vg[ELEM_UNROLL];
 		ELEM_EACH(k) {
 			vx[k] = x[i + k * step];
 			vg[k] = dy[i + k * step];
 		}
-		ELEM_EACH(k) dx[i + k * step] = vg[k] * unaryDF(op, vx[k]);
+		ELEM_EACH(k) dx[i + k * step] = vg[k] * unaryDF(OP, vx[k]);
 	}
+}
+
+#define UNARY_OPS(F)                                                                          \
+	F(U_EXP) F(U_LOG) F(U_SQRT) F(U_RSQRT) F(U_TANH) F(U_SILU) F(U_GELU) F(U_RELU) F(U_NEG) \
+	F(U_SQUARE) F(U_SIGMOID) F(U_GELU_TANH)
+
+extern "C" __global__ void unary(int op, long long n, float *dst, const float *src) {
+#define UNARY_CASE(c) \
+	case c: unaryLoop<c>(n, dst, src); return;
+	switch (op) { UNARY_OPS(UNARY_CASE) }
+#undef UNARY_CASE
+}
+
+extern "C" __global__ void unary_grad(int op, long long n, float *dx, const float *x, const float *dy) {
+#define UNARY_CASE(c) \
+	case c: unaryGradLoop<c>(n, dx, x, dy); return;
+	switch (op) { UNARY_OPS(UNARY_CASE) }
+#undef UNARY_CASE
 }
 
 // ---------------------------------------------------------------------------
@@ -474,28 +498,13 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 
 #define ROW_CACHE 16
 
-// Where every row fits, some kernels have each group load its next row's
-// elements (RowAhead) while it works on the current row, so that loads
-// are in flight through the current row's reductions and stores. It costs
-// registers, and so resident blocks; on an H200 it paid in rmsnorm,
-// rmsnorm_grad and cross_entropy_grad and not elsewhere. ROW_AHEAD_ALL
-// turns it on in every row kernel, for such measurements.
-#ifndef ROW_AHEAD_ALL
-#define ROW_AHEAD_ALL 0
-#endif
-
-// ROW_BOUNDS(n) asks the compiler to fit n blocks of ROW_BLOCK threads on
-// a multiprocessor (at most 65536/(256·n) registers a thread): the row
-// kernels' bandwidth follows the rows in flight, and left alone the
-// compiler spent registers until two or three blocks fit.
-#ifndef ROW_OCCUPANCY
-#define ROW_OCCUPANCY 1
-#endif
-#if ROW_OCCUPANCY
-#define ROW_BOUNDS(n) __launch_bounds__(ROW_BLOCK, n)
-#else
-#define ROW_BOUNDS(n)
-#endif
+// Where every row fits, rmsnorm, rmsnorm_grad and cross_entropy_grad have
+// each group load its next row's elements (RowAhead) while it works on the
+// current row, so that loads are in flight through the current row's
+// reductions and stores. It costs registers, and so resident blocks: on an
+// H200 it paid in those three kernels and cost in the others. (Nor did
+// __launch_bounds__ asking for four resident blocks help: the kernels are
+// as much bound by instructions issued as by rows in flight.)
 
 // ROW_CHUNKS(base, lo, hi) steps base over the chunks of [lo, hi). The
 // counter is unsigned: a chunk's end can pass 2^31 − 1 for rows near
@@ -533,6 +542,16 @@ struct RowAhead {
 	}
 };
 
+// rowExp is e^t for the row kernels' exponents (t ≤ 0 up to rounding), as
+// 2^(t·log₂e) through exp2f: half the instructions of expf, whose care in
+// reducing its argument buys nothing here, where t carries a rounding of
+// |t|·2⁻²⁴ already; the product adds about as much again (relative error
+// of the result about 1.4·|t|·2⁻²⁴ + 2 ulps). The softmax and
+// cross-entropy kernels issue instructions as fast as they read memory,
+// so the exponentials set their speed.
+#define LOG2E_F 1.4426950408889634f
+__device__ __forceinline__ float rowExp(float t) { return exp2f(t * LOG2E_F); }
+
 // onlineAdd folds the chunk's values scale·v (those below end) into this
 // thread's running maximum *m and sum *s of exp(value − *m), rescaling the
 // sum once per chunk when the maximum grows, so that the row is read once.
@@ -549,7 +568,7 @@ __device__ __forceinline__ void onlineAdd(double *m, double *s, const float *v, 
 		*m = cm;
 	}
 	float mm = (float)*m, acc = 0.0f;
-	ROW_EACH(j, base, end) acc += expf(fmaf(scale, v[k], -mm));
+	ROW_EACH(j, base, end) acc += rowExp(fmaf(scale, v[k], -mm));
 	*s += acc;
 }
 
@@ -570,23 +589,16 @@ __device__ __forceinline__ void groupOnline(double *m, double *s, double *sh) {
 	*m = top;
 }
 
-extern "C" __global__ void ROW_BOUNDS(4) reduce_rows(int op, int rows, int cols, float *dst, const float *src) {
+extern "C" __global__ void reduce_rows(int op, int rows, int cols, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
-	bool ahead = ROW_AHEAD_ALL && rowFits(0, cols);
-	RowAhead nx;
-	if (ahead && FIRST_ROW < rows) nx.fetch(src + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
 		const float *x = src + row * cols;
 		float v[ROW_CACHE];
-		if (ahead) {
-			nx.take(v);
-			if (row + ROW_STRIDE < rows) nx.fetch(x + ROW_STRIDE * cols, 0, cols);
-		}
 		double acc = op == R_MAX ? NEG_INF : 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			if (!ahead) rowLoad(v, x, base, n);
+			rowLoad(v, x, base, n);
 			float c = op == R_MAX ? NEG_INF_F : 0.0f;
 			if (op == R_MAX) {
 				ROW_EACH(j, base, n) c = maxNaNf(c, v[k]);
@@ -681,15 +693,8 @@ __device__ __forceinline__ void visibleKeys(long long row, int queries, int keys
 	if (window > 0 && pos - window + 1 > 0) *lo = (int)(pos - window + 1);
 }
 
-extern "C" __global__ void ROW_BOUNDS(4) softmax(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dst, const float *src) {
+extern "C" __global__ void softmax(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dst, const float *src) {
 	__shared__ double sh[REDUCE_SLOTS];
-	bool ahead = ROW_AHEAD_ALL && rowFits(0, keys);
-	RowAhead nx;
-	if (ahead && FIRST_ROW < rows) {
-		int lo, hi;
-		visibleKeys(FIRST_ROW, queries, keys, causal, qoff, window, &lo, &hi);
-		nx.fetch(src + FIRST_ROW * keys, lo, hi);
-	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int lo = 0, hi = 0;
@@ -698,27 +703,18 @@ extern "C" __global__ void ROW_BOUNDS(4) softmax(int rows, int queries, int keys
 		float *y = dst + row * keys;
 		bool fits = rowFits(lo, hi);
 		float v[ROW_CACHE];
-		if (ahead) {
-			nx.take(v);
-			if (row + ROW_STRIDE < rows) {
-				int nlo, nhi;
-				visibleKeys(row + ROW_STRIDE, queries, keys, causal, qoff, window, &nlo, &nhi);
-				nx.fetch(x + ROW_STRIDE * keys, nlo, nhi);
-			}
-		}
 		double m = NEG_INF, s = 0.0;
 		ROW_CHUNKS(base, lo, hi) {
-			if (!ahead) rowLoad(v, x, base, hi);
+			rowLoad(v, x, base, hi);
 			onlineAdd(&m, &s, v, scale, base, hi);
 		}
 		groupOnline(&m, &s, sh);
 		float mf = (float)m, inv = 1.0f / (float)s;
 		// Every read of the row is done (groupOnline synchronised) or is
-		// this thread's own, so dst may alias src; the row fetched ahead
-		// is another.
+		// this thread's own, so dst may alias src.
 		ROW_CHUNKS(base, lo, hi) {
 			if (!fits) rowLoad(v, x, base, hi);
-			ROW_EACH(j, base, hi) y[j] = expf(fmaf(scale, v[k], -mf)) * inv;
+			ROW_EACH(j, base, hi) y[j] = rowExp(fmaf(scale, v[k], -mf)) * inv;
 		}
 		if (live) {
 			for (int j = threadIdx.x; j < lo; j += blockDim.x) y[j] = 0.0f;
@@ -727,7 +723,7 @@ extern "C" __global__ void ROW_BOUNDS(4) softmax(int rows, int queries, int keys
 	}
 }
 
-extern "C" __global__ void ROW_BOUNDS(3) softmax_grad(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dx, const float *y, const float *dy) {
+extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float scale, int causal, int qoff, int window, float *dx, const float *y, const float *dy) {
 	__shared__ double sh[REDUCE_SLOTS];
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
@@ -783,7 +779,7 @@ __device__ __forceinline__ void partialRow(double *part, const float *acc, int c
 	ROW_EACH(j, 0u, cols) p[j] = acc[k];
 }
 
-extern "C" __global__ void ROW_BOUNDS(4) rmsnorm(int rows, int cols, float eps, float *dst, const float *x, const float *w) {
+extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, const float *x, const float *w) {
 	__shared__ double sh[REDUCE_SLOTS];
 	double invCols = 1.0 / cols;
 	bool ahead = rowFits(0, cols);
@@ -816,7 +812,7 @@ extern "C" __global__ void ROW_BOUNDS(4) rmsnorm(int rows, int cols, float eps, 
 	}
 }
 
-extern "C" __global__ void ROW_BOUNDS(3) rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats, double *dwPart) {
+extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *w, const float *dy, double *stats, double *dwPart) {
 	__shared__ double sh[2 * REDUCE_SLOTS];
 	double invCols = 1.0 / cols;
 	float aw[ROW_CACHE];
@@ -891,15 +887,14 @@ extern "C" __global__ void rmsnorm_dw_partial(int rows, int cols, int rowsPerChu
 
 // layerStats returns the mean and 1/sqrt(variance + eps) of the row xr of
 // n elements (n = cols, or 0 for a group without a row), from the
-// registers xv when the row fits (fits), which it loads unless loaded
-// (they are when the row fits and loaded is set); the mean also as the two
-// floats *mh + *ml. A thread's float sums within a chunk are of x − x₀,
+// registers xv when the row fits (fits), which it loads; the mean also as
+// the two floats *mh + *ml. A thread's float sums within a chunk are of x − x₀,
 // x₀ being its first element of the chunk, so that they are of the size of
 // the spread and not of the mean; the shifts are added back in double.
-__device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, double invCols, float eps, bool fits, bool loaded, double *sh, double *mean, float *mh, float *ml, float *rstd) {
+__device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, double invCols, float eps, bool fits, double *sh, double *mean, float *mh, float *ml, float *rstd) {
 	double s = 0.0;
 	ROW_CHUNKS(base, 0, n) {
-		if (!(fits && loaded)) rowLoad(xv, xr, base, n);
+		rowLoad(xv, xr, base, n);
 		float x0 = xv[0], c = 0.0f;
 		int count = 0;
 		ROW_EACH(j, base, n) {
@@ -926,12 +921,9 @@ __device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, do
 	*rstd = 1.0f / sqrtf((float)(groupSum(ss, sh) * invCols) + eps);
 }
 
-extern "C" __global__ void ROW_BOUNDS(4) layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
+extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
 	__shared__ double sh[REDUCE_SLOTS];
 	double invCols = 1.0 / cols;
-	bool ahead = ROW_AHEAD_ALL && rowFits(0, cols);
-	RowAhead nx;
-	if (ahead && FIRST_ROW < rows) nx.fetch(x + FIRST_ROW * cols, 0, cols);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -939,13 +931,9 @@ extern "C" __global__ void ROW_BOUNDS(4) layernorm(int rows, int cols, float eps
 		float *dr = dst + row * cols;
 		bool fits = rowFits(0, n);
 		float xv[ROW_CACHE];
-		if (ahead) {
-			nx.take(xv);
-			if (row + ROW_STRIDE < rows) nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
-		}
 		double mean;
 		float mh, ml, r;
-		layerStats(xr, xv, n, invCols, eps, fits, ahead, sh, &mean, &mh, &ml, &r);
+		layerStats(xr, xv, n, invCols, eps, fits, sh, &mean, &mh, &ml, &r);
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) rowLoad(xv, xr, base, n);
 			ROW_EACH(j, base, n) {
@@ -960,7 +948,7 @@ extern "C" __global__ void ROW_BOUNDS(4) layernorm(int rows, int cols, float eps
 // row at stats[2*row] and stats[2*row+1]; with dgPart and dbPart, the
 // group's sums of dy·x̂ and of dy (see above), which it keeps in shared
 // memory, each thread in its own slots, to leave registers to the rows.
-extern "C" __global__ void ROW_BOUNDS(3) layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats, double *dgPart, double *dbPart) {
+extern "C" __global__ void layernorm_grad(int rows, int cols, float eps, float *dx, const float *x, const float *gamma, const float *dy, double *stats, double *dgPart, double *dbPart) {
 	__shared__ double sh[2 * REDUCE_SLOTS];
 	__shared__ float acc[2][ROW_CACHE * ROW_BLOCK];
 	double invCols = 1.0 / cols;
@@ -971,12 +959,6 @@ extern "C" __global__ void ROW_BOUNDS(3) layernorm_grad(int rows, int cols, floa
 			acc[1][k * slots + slot] = 0.0f;
 		}
 	}
-	bool ahead = ROW_AHEAD_ALL && rowFits(0, cols);
-	RowAhead nx, ng;
-	if (ahead && FIRST_ROW < rows) {
-		nx.fetch(x + FIRST_ROW * cols, 0, cols);
-		ng.fetch(dy + FIRST_ROW * cols, 0, cols);
-	}
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int n = live ? cols : 0;
@@ -984,19 +966,10 @@ extern "C" __global__ void ROW_BOUNDS(3) layernorm_grad(int rows, int cols, floa
 		float *dr = dx + row * cols;
 		bool fits = rowFits(0, n);
 		float xv[ROW_CACHE], gv[ROW_CACHE];
-		if (ahead) {
-			nx.take(xv);
-			ng.take(gv);
-			if (row + ROW_STRIDE < rows) {
-				nx.fetch(xr + ROW_STRIDE * cols, 0, cols);
-				ng.fetch(gr + ROW_STRIDE * cols, 0, cols);
-			}
-		} else if (fits) {
-			rowLoad(gv, gr, 0u, n); // in flight through the statistics
-		}
+		if (fits) rowLoad(gv, gr, 0u, n); // in flight through the statistics
 		double mean;
 		float mh, ml, r;
-		layerStats(xr, xv, n, invCols, eps, fits, ahead, sh, &mean, &mh, &ml, &r);
+		layerStats(xr, xv, n, invCols, eps, fits, sh, &mean, &mh, &ml, &r);
 		double sg = 0.0, sgx = 0.0;
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) {
@@ -1146,12 +1119,9 @@ __device__ __forceinline__ int targetOf(long long row, int rows, int ignore, con
 	return row < rows ? targets[row] : ignore;
 }
 
-extern "C" __global__ void ROW_BOUNDS(4) cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
+extern "C" __global__ void cross_entropy(int rows, int vocab, int ignore, float smoothing, const int *targets, float *loss, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
-	bool ahead = ROW_AHEAD_ALL && rowFits(0, vocab);
-	RowAhead nx;
 	int next = targetOf(FIRST_ROW, rows, ignore, targets);
-	if (ahead && next != ignore) nx.fetch(logits + FIRST_ROW * vocab, 0, vocab);
 	ROW_LOOP(rows) {
 		ROW_HEAD(rows)
 		int t = next;
@@ -1159,14 +1129,10 @@ extern "C" __global__ void ROW_BOUNDS(4) cross_entropy(int rows, int vocab, int 
 		int n = live && t != ignore ? vocab : 0;
 		const float *x = logits + row * vocab;
 		float v[ROW_CACHE], xt = 0.0f;
-		if (ahead) {
-			nx.take(v);
-			if (next != ignore) nx.fetch(x + ROW_STRIDE * vocab, 0, vocab);
-		}
 		bool owner = false;
 		double m = NEG_INF, s = 0.0, sx = 0.0;
 		ROW_CHUNKS(base, 0, n) {
-			if (!ahead) rowLoad(v, x, base, n);
+			rowLoad(v, x, base, n);
 			ROW_EACH(j, base, n) if ((int)j == t) {
 				xt = v[k];
 				owner = true;
@@ -1190,7 +1156,7 @@ extern "C" __global__ void ROW_BOUNDS(4) cross_entropy(int rows, int vocab, int 
 	}
 }
 
-extern "C" __global__ void ROW_BOUNDS(4) cross_entropy_grad(int rows, int vocab, int ignore, float smoothing, float scale, const int *targets, float *dlogits, const float *logits) {
+extern "C" __global__ void cross_entropy_grad(int rows, int vocab, int ignore, float smoothing, float scale, const int *targets, float *dlogits, const float *logits) {
 	__shared__ double sh[REDUCE_SLOTS];
 	bool ahead = rowFits(0, vocab);
 	RowAhead nx;
@@ -1222,7 +1188,7 @@ extern "C" __global__ void ROW_BOUNDS(4) cross_entropy_grad(int rows, int vocab,
 			for (int j = threadIdx.x; j < vocab; j += blockDim.x) d[j] = 0.0f;
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) rowLoad(v, x, base, n);
-			ROW_EACH(j, base, n) d[j] = scale * (expf((v[k] - lh) - ll) - ((int)j == t ? target : uniform));
+			ROW_EACH(j, base, n) d[j] = scale * (rowExp((v[k] - lh) - ll) - ((int)j == t ? target : uniform));
 		}
 	}
 }

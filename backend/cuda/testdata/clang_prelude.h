@@ -11,6 +11,7 @@
 
 extern "C" {
 __device__ float expf(float);
+__device__ float exp2f(float);
 __device__ float logf(float);
 __device__ float sqrtf(float);
 __device__ float rsqrtf(float);
@@ -46,4 +47,3 @@ static __device__ __forceinline__ double __shfl_sync(unsigned mask, double v, in
 static __device__ __forceinline__ float __shfl_xor_sync(unsigned mask, float v, int laneMask) {
 	return __nvvm_shfl_sync_bfly_f32(mask, v, laneMask, 31);
 }
-#define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))

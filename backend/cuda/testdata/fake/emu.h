@@ -33,7 +33,6 @@ const sora_dim3 &sora_emu_thread_idx();
 #define gridDim (sora_emu_grid_dim)
 
 #define __global__
-#define __launch_bounds__(...)
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
