@@ -37,8 +37,10 @@
 #                                          time and memory ratios are recorded
 #                                          as the attention line, and the
 #                                          kernels' registers and local memory
-#                                          (none allowed) as attn-kernels;
-#                                          about 15 s)
+#                                          (none allowed) as attn-kernels, and
+#                                          the row and element-wise kernels'
+#                                          registers and resident blocks as
+#                                          row-kernels; about 15 s)
 #   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
 #                                          the device-to-device copy bandwidth;
 #                                          skipped without python3 and torch)
