@@ -316,19 +316,8 @@ func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float3
 		}
 		defer b.tempFree(stats)
 	}
-	args := b.kernel(kRow)
-	args.i32(rows)
-	args.i32(cols)
-	args.f32(eps)
-	args.ptr(pdx)
-	args.ptr(px)
-	args.ptr(pw)
-	args.ptr(pdy)
-	args.ptr(stats.ptr)
-	for range grads {
-		args.ptr(0)
-	}
-	if err := b.launch(kRow, grid, block); err != nil || !params {
+	noParts := make([]temp, len(grads))
+	if err := b.launchNormRow(kRow, grid, block, rows, cols, eps, pdx, px, pw, pdy, stats.ptr, noParts); err != nil || !params {
 		return err
 	}
 	chunks, per := chunking(rows)
@@ -337,7 +326,7 @@ func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float3
 	if err != nil {
 		return err
 	}
-	args = b.kernel(kParams)
+	args := b.kernel(kParams)
 	args.i32(rows)
 	args.i32(cols)
 	args.i32(per)
@@ -375,6 +364,16 @@ func (b *Backend) normGradFused(kRow *kernelSpec, rows, cols int, eps float32, b
 	if err != nil {
 		return err
 	}
+	// No statistics: the partial blocks take the parameter gradients.
+	if err := b.launchNormRow(kRow, dim3{blocks, 1, 1}, block, rows, cols, eps, pdx, px, pw, pdy, 0, parts); err != nil {
+		return err
+	}
+	return b.addPartials(grads, parts, partRows, cols)
+}
+
+// launchNormRow enqueues kRow(rows, cols, eps, dx, x, w, dy, stats, the
+// partial blocks of parts, 0 where absent).
+func (b *Backend) launchNormRow(kRow *kernelSpec, grid, block dim3, rows, cols int, eps float32, pdx, px, pw, pdy, stats uintptr, parts []temp) error {
 	args := b.kernel(kRow)
 	args.i32(rows)
 	args.i32(cols)
@@ -383,14 +382,11 @@ func (b *Backend) normGradFused(kRow *kernelSpec, rows, cols int, eps float32, b
 	args.ptr(px)
 	args.ptr(pw)
 	args.ptr(pdy)
-	args.ptr(0) // no statistics
+	args.ptr(stats)
 	for _, part := range parts {
 		args.ptr(part.ptr)
 	}
-	if err := b.launch(kRow, dim3{blocks, 1, 1}, block); err != nil {
-		return err
-	}
-	return b.addPartials(grads, parts, partRows, cols)
+	return b.launch(kRow, grid, block)
 }
 
 // partials allocates a block of n rows of cols doubles for each wanted
