@@ -61,6 +61,11 @@
 #      --vocab 32000 --gradient-checkpointing (pass: each checkpointed run
 #      ends at its plain run's loss, within 1e-3, with less tape memory;
 #      the tokens/s and ratios are recorded)
+#   9. end to end, the device against the CPU on stories260K: greedy
+#      generation of 256 positions (pass: the same text), a fine-tune with
+#      --packing and --base-dtype bf16 (pass: step 7's tolerance), and
+#      "sora eval" of step 7's CPU adapter on 64 ARC-Easy test rows (pass:
+#      the same prediction in at least 95% of rows, loss within 1%)
 # The summary (PASS, FAIL or SKIP per step, with the key numbers) is printed
 # last. The exit status is 1 when a step failed, 2 on bad usage, else 0.
 set -u
@@ -82,7 +87,7 @@ prepare() {
 	if [ -f "$src/models/stories260K/stories260K.bin" ] && [ -f "$src/datasets/llm-adapters/ARC-Easy/train.json" ]; then
 		mkdir -p out/gpu-data/models out/gpu-data/datasets/llm-adapters/ARC-Easy
 		cp -r "$src/models/stories260K" out/gpu-data/models/
-		cp "$src/datasets/llm-adapters/ARC-Easy/train.json" out/gpu-data/datasets/llm-adapters/ARC-Easy/
+		cp "$src/datasets/llm-adapters/ARC-Easy/train.json" "$src/datasets/llm-adapters/ARC-Easy/test.json" out/gpu-data/datasets/llm-adapters/ARC-Easy/
 		chmod -R u+w out/gpu-data
 		echo "gpu-check -p: bin/sora built; data copied to out/gpu-data"
 	else
@@ -354,6 +359,14 @@ if kind == "finetune":
     ok = all(abs(gpu[s] - cpu[s]) <= 0.02 * abs(cpu[s]) + 0.01 for s in steps)
     print("%d steps; largest gap at step %d: cuda %.4f, cpu %.4f (tolerance 2%% + 0.01)" % (len(steps), worst, gpu[worst], cpu[worst]))
     sys.exit(0 if ok else 1)
+if kind == "eval":
+    a, b = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+    pa = {p["row"]: p["pred"] for p in a["predictions"]}
+    pb = {p["row"]: p["pred"] for p in b["predictions"]}
+    same = sum(1 for r in pa if pb.get(r) == pa[r])
+    ok = same >= 0.95 * len(pa) and abs(a["loss"] - b["loss"]) <= 0.01 * abs(a["loss"])
+    print("%d of %d predictions the same; accuracy cuda %.4f, cpu %.4f; loss cuda %.5f, cpu %.5f" % (same, len(pa), b["accuracy"], a["accuracy"], b["loss"], a["loss"]))
+    sys.exit(0 if ok else 1)
 if kind == "train":
     rs = lines(sys.argv[2])
     plain = {r["method"]: r for r in rs if not r.get("gradient_checkpointing")}
@@ -433,6 +446,49 @@ if "$sora" bench train --help 2>&1 | grep -q -- '--gradient-checkpointing'; then
 	fi
 else
 	record bench-train SKIP 0 "this sora's bench train has no --gradient-checkpointing"
+fi
+
+# 9. End to end against the CPU.
+if [ -z "$datadir" ] || [ ! -f "$model/stories260K.bin" ]; then
+	record end-to-end SKIP 0 "no stories260K (give -d DATADIR or set SORA_DATA)"
+else
+	gen=(generate --model "$model/stories260K.bin" --tokenizer "$model/tok512.bin" --prompt "Once upon a time" --steps 256 --temperature 0)
+	run generate-cpu 20 "$sora" "${gen[@]}" --backend cpu
+	cpurc=$rc
+	run generate-cuda 20 "$sora" "${gen[@]}" --backend cuda
+	if [ $cpurc -ne 0 ] || [ $rc -ne 0 ]; then
+		record generate FAIL "$secs" "exit status cpu $cpurc, cuda $rc; see generate-*.err"
+	elif cmp -s "$outdir/generate-cpu.out" "$outdir/generate-cuda.out"; then
+		record generate PASS "$secs" "the same $(wc -c <"$outdir/generate-cpu.out") bytes of greedy text"
+	else
+		record generate FAIL "$secs" "the texts differ: $(cmp "$outdir/generate-cpu.out" "$outdir/generate-cuda.out" | head -n 1)"
+	fi
+	if [ -n "${ft+x}" ] && [ -n "$python" ]; then
+		run packed-cpu 40 "$sora" "${ft[@]}" --packing --base-dtype bf16 --backend cpu --out "$outdir/packed-cpu"
+		cpurc=$rc
+		run packed-cuda 40 "$sora" "${ft[@]}" --packing --base-dtype bf16 --backend cuda --out "$outdir/packed-cuda"
+		if [ $cpurc -ne 0 ] || [ $rc -ne 0 ]; then
+			record packed-bf16 FAIL "$secs" "exit status cpu $cpurc, cuda $rc; see packed-*.err"
+		else
+			verdict=$(compare finetune "$outdir/packed-cpu/metrics.jsonl" "$outdir/packed-cuda/metrics.jsonl")
+			if [ $? -eq 0 ]; then record packed-bf16 PASS "$secs" "$verdict"; else record packed-bf16 FAIL "$secs" "$verdict"; fi
+		fi
+	fi
+	test=$datadir/datasets/llm-adapters/ARC-Easy/test.json
+	if [ -f "$test" ] && [ -d "$outdir/finetune-cpu/adapter" ] && [ -n "$python" ]; then
+		ev=(eval --model "$model/stories260K.bin" --tokenizer "$model/tok512.bin" --data "$test" --adapter "$outdir/finetune-cpu/adapter" --max-eval 64)
+		run eval-cpu 30 "$sora" "${ev[@]}" --backend cpu --json "$outdir/eval-cpu.json"
+		cpurc=$rc
+		run eval-cuda 30 "$sora" "${ev[@]}" --backend cuda --json "$outdir/eval-cuda.json"
+		if [ $cpurc -ne 0 ] || [ $rc -ne 0 ]; then
+			record eval FAIL "$secs" "exit status cpu $cpurc, cuda $rc; see eval-*.err"
+		else
+			verdict=$(compare eval "$outdir/eval-cpu.json" "$outdir/eval-cuda.json")
+			if [ $? -eq 0 ]; then record eval PASS "$secs" "$verdict"; else record eval FAIL "$secs" "$verdict"; fi
+		fi
+	else
+		record eval SKIP 0 "no ARC-Easy test.json, no step-7 CPU adapter, or no python3"
+	fi
 fi
 
 elapsed=$(($(date +%s) - start))
