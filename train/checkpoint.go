@@ -52,12 +52,35 @@ type trainerState struct {
 	// LRs are the peak learning rates steps 1 to Step trained with (see
 	// Result.LRs); absent in checkpoints made before they were kept.
 	LRs []LRSpan `json:"lr_history,omitempty"`
+	// StepsHistory are the numbers of steps the learning-rate schedule
+	// of steps 1 to Step was computed for (see Result.StepsHistory);
+	// absent in checkpoints made before a resume could change them.
+	StepsHistory []StepsSpan `json:"steps_history,omitempty"`
 	// Selection is, for a run that keeps its best evaluation or stops
 	// early, its best evaluation so far, its patience count and whether
 	// it has stopped.
 	Selection *selection `json:"selection,omitempty"`
-	Loss      float64    `json:"loss"`
-	Time      string     `json:"time"`
+	// ZeroShot is the evaluation before training that the caller gave
+	// the run (Trainer.ZeroShot), so that a resume need not take it
+	// again ([CheckpointInfo.ZeroShot]); absent without one and in
+	// checkpoints made before they kept it.
+	ZeroShot *zeroShotRecord `json:"zero_shot,omitempty"`
+	Loss     float64         `json:"loss"`
+	Time     string          `json:"time"`
+}
+
+// zeroShotRecord is a checkpoint's record of the evaluation before
+// training and of the sequences it was taken on.
+type zeroShotRecord struct {
+	Eval *EvalResult `json:"eval"`
+	// EvalData is evalDataID of the evaluation sequences.
+	EvalData string `json:"eval_data"`
+}
+
+// evalDataID names evaluation sequences by their number and digest, as
+// the settings and the zero-shot record compare them.
+func evalDataID(eval []data.Sequence) string {
+	return fmt.Sprintf("%d sequences, digest %s", len(eval), digest(eval))
 }
 
 // digest fingerprints the training sequences, so that a run is not resumed
@@ -136,6 +159,7 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 // after the final checkpoint, changes the run's selection.
 func writeState(dir string, st trainerState) error {
 	st.LRs = lrsUpTo(st.LRs, st.Step)
+	st.StepsHistory = spansUpTo(st.StepsHistory, st.Step)
 	st.Time = time.Now().UTC().Format(time.RFC3339)
 	return writeJSONAtomic(filepath.Join(dir, stateFile), st)
 }
@@ -214,6 +238,72 @@ func LatestCheckpoint(out string) (string, error) {
 		return "", fmt.Errorf("train: checkpoint %s is incomplete: %w", dir, err)
 	}
 	return dir, nil
+}
+
+// CheckpointInfo is what a run's newest checkpoint records of it, for a
+// caller that plans a resume before its model and data load (sora
+// finetune keeps the warm-up of a run whose --steps a resume changes, and
+// need not evaluate it before training again).
+type CheckpointInfo struct {
+	// Dir is the checkpoint folder.
+	Dir string
+	// Step is the number of steps trained, and TotalSteps the number the
+	// run was to train, which its learning-rate schedule was computed
+	// for.
+	Step, TotalSteps int
+	// Warmup is the run's number of warm-up steps, -1 where the
+	// checkpoint does not record it (one made before checkpoints kept
+	// their settings).
+	Warmup int
+	// StoppedEarly, when not nil, says that early stopping ended the run.
+	StoppedEarly *EarlyStop
+
+	zeroShot *zeroShotRecord
+}
+
+// ReadCheckpoint reads what the newest checkpoint in the output folder
+// out records of its run; it fails as CheckOutput(out, true) does where
+// there is none.
+func ReadCheckpoint(out string) (*CheckpointInfo, error) {
+	dir, err := LatestCheckpoint(out)
+	if err != nil {
+		return nil, err
+	}
+	st, err := readState(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &CheckpointInfo{Dir: dir, Step: st.Step, TotalSteps: st.TotalSteps, Warmup: -1, zeroShot: st.ZeroShot}
+	if w, err := strconv.Atoi(st.Settings["warmup"]); err == nil {
+		c.Warmup = w
+	}
+	if st.Selection != nil {
+		c.StoppedEarly = st.Selection.Stop
+	}
+	return c, nil
+}
+
+// ZeroShot returns the evaluation before training that the run recorded
+// (Trainer.ZeroShot) where it was taken on the evaluation sequences eval,
+// so that a resume can report it without evaluating the model again (it
+// describes the model the run started from, which a resume continues).
+// Otherwise it returns nil and
+// why not: the checkpoint records none (it was made without evaluation
+// data, or before checkpoints kept it), or one of other evaluation data.
+func (c *CheckpointInfo) ZeroShot(eval []data.Sequence) (*EvalResult, string) {
+	z := c.zeroShot
+	switch {
+	case z == nil || z.Eval == nil:
+		return nil, fmt.Sprintf("checkpoint %s records no zero-shot evaluation (it was made without evaluation data, or before checkpoints kept it)", c.Dir)
+	case z.EvalData != evalDataID(eval):
+		return nil, fmt.Sprintf("the zero-shot evaluation that checkpoint %s records was taken on other evaluation data (%s; now %s)", c.Dir, z.EvalData, evalDataID(eval))
+	}
+	ev := *z.Eval
+	if ev.MCC != nil {
+		mcc := *ev.MCC
+		ev.MCC = &mcc
+	}
+	return &ev, ""
 }
 
 func readState(dir string) (trainerState, error) {

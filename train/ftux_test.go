@@ -153,7 +153,7 @@ func TestCheckResumeEarly(t *testing.T) {
 	}{
 		{"seed", nil, func(o *Options) { o.Seed = 12 }, "seed 11, this run has 12"},
 		{"batch", nil, func(o *Options) { o.Batch = 3; o.MicroBatch = 3 }, "batch 4, this run has 3"},
-		{"steps", nil, func(o *Options) { o.Steps = 12 }, "steps (the schedule's length) 9, this run has 12"},
+		{"steps", nil, func(o *Options) { o.Steps, o.Warmup = 3, 2 }, "with steps 3: the run has trained 5 steps already, of the 9 it was made for; resume it with at least 5 steps (9 finishes the run as it was made)"},
 		{"rank", func(c *peft.Config) { c.R = 2 }, nil, "rank 4 (now 2)"},
 		{"method", func(c *peft.Config) { c.Method = peft.LoRA }, nil, "method sora (now lora)"},
 		{"clip", nil, func(o *Options) { o.NoClip = true }, "clip 1 (now off)"},

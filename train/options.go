@@ -116,7 +116,15 @@ type Options struct {
 	KeepCheckpoints int
 	// Out is the output folder; "" writes nothing.
 	Out string
-	// Resume continues from the newest checkpoint in Out.
+	// Resume continues from the newest checkpoint in Out, which must
+	// have been made with the same options but LR and Steps. A Steps
+	// other than the checkpoint's trains the run longer (or ends it
+	// sooner, but not before the step it has reached; not for a run
+	// that early stopping ended): the schedule is computed for the new
+	// Steps and goes on from the checkpoint's step, as Hugging Face's
+	// Trainer does on resuming with another max_steps, so the run
+	// matches neither the one it began as nor a fresh run of the new
+	// length (Result.StepsHistory records the lengths).
 	Resume bool
 	// NoSpectra leaves out the spectra of the adapter's updates
 	// (spectrum.png, spectrum.json) that a run with Out writes at its end:

@@ -74,7 +74,7 @@ func runSettings(o Options, c *peft.Config, baseDType backend.DType, eval []data
 		m, _ := ParseMetric(o.BestMetric)
 		s["best-metric"] = string(m)
 		s["eval-every"] = strconv.Itoa(o.EvalEvery)
-		s["eval-data"] = fmt.Sprintf("%d sequences, digest %s", len(eval), digest(eval))
+		s["eval-data"] = evalDataID(eval)
 		if o.KeepBest {
 			s["keep-best"] = "true"
 		}
@@ -137,17 +137,43 @@ type LRSpan struct {
 	LR       float64 `json:"lr"`
 }
 
-// lrsUpTo returns the spans of lrs that steps up to step trained in: a
-// span is added before its first step (see Trainer.Run), which a run
+// StepsSpan is a stretch of a run's steps whose learning-rate schedule
+// was computed for one number of steps (Options.Steps, which a resume may
+// change: see [Trainer.resume]): from step FromStep (1-based) up to the
+// step before the next span's, or to the end.
+type StepsSpan struct {
+	FromStep int `json:"from_step"`
+	Steps    int `json:"steps"`
+}
+
+func (s LRSpan) from() int    { return s.FromStep }
+func (s StepsSpan) from() int { return s.FromStep }
+
+// spansUpTo returns the spans that steps up to step trained in: a span
+// is added before its first step (see Trainer.Run), which a run
 // interrupted at once never takes.
-func lrsUpTo(lrs []LRSpan, step int) []LRSpan {
-	var out []LRSpan
-	for _, s := range lrs {
-		if s.FromStep <= step {
+func spansUpTo[S interface{ from() int }](spans []S, step int) []S {
+	var out []S
+	for _, s := range spans {
+		if s.from() <= step {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// lrsUpTo is spansUpTo of learning rates.
+func lrsUpTo(lrs []LRSpan, step int) []LRSpan { return spansUpTo(lrs, step) }
+
+// priorTotals returns the numbers of steps that checkpoint st's
+// schedule was computed for: its record, or for a checkpoint made before
+// checkpoints kept one its total throughout (no resume could change it
+// then). Nil when it has no steps.
+func priorTotals(st trainerState) []StepsSpan {
+	if len(st.StepsHistory) > 0 || st.Step == 0 {
+		return spansUpTo(st.StepsHistory, st.Step)
+	}
+	return []StepsSpan{{FromStep: 1, Steps: st.TotalSteps}}
 }
 
 // priorLRs returns the learning rates that checkpoint st's steps trained

@@ -59,7 +59,12 @@ type Trainer struct {
 	// ZeroShot, when not nil, is the caller's evaluation of the model on
 	// Eval before training, which a fresh run with Out logs in
 	// metrics.jsonl as the evaluation of step 0 (and so loss.png draws).
-	// It is no candidate for Options.KeepBest and EarlyStopping.
+	// It is no candidate for Options.KeepBest and EarlyStopping. The
+	// checkpoints record it with the evaluation data it was taken on,
+	// so that a caller resuming the run can take it from there
+	// ([CheckpointInfo.ZeroShot]) instead of evaluating again; a resume
+	// without one keeps the checkpoint's record, and one with one (of
+	// other evaluation data, say) records that.
 	ZeroShot *EvalResult
 	// EvalNote, when not "", is a caveat said with each evaluation during
 	// the run (that the evaluation sequences were cut short, say).
@@ -122,6 +127,13 @@ type Result struct {
 	// checkpoints kept their settings; the steps before are unknown), and
 	// are empty when no step was ever trained.
 	LRs []LRSpan
+	// StepsHistory are the numbers of steps the learning-rate schedule
+	// was computed for, in step order: one span from step 1 with
+	// Options.Steps, unless a resume changed the number of steps after
+	// some (see [Trainer.resume]), which starts a span where the first
+	// step trains with the new schedule. Empty when no step was ever
+	// trained.
+	StepsHistory []StepsSpan
 }
 
 // InterruptedError is returned by Run when its context is cancelled: the
@@ -397,6 +409,13 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 				return nil, err
 			}
 		}
+		if t.ZeroShot != nil && len(t.Eval) > 0 {
+			// Recorded with the data it was taken on, so that a resume
+			// need not take it again (CheckpointInfo.ZeroShot); a resume
+			// given one (of other evaluation data, say) records that.
+			// metrics.jsonl keeps the step 0 of the run's start.
+			st.ZeroShot = &zeroShotRecord{Eval: t.ZeroShot, EvalData: evalDataID(t.Eval)}
+		}
 		note, stale, err := t.checkBestDir(st)
 		if err != nil {
 			return nil, err
@@ -414,7 +433,14 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		// that have (see below).
 		st.LRs = append(st.LRs, LRSpan{FromStep: st.Step + 1, LR: o.LR})
 	}
-	defer func() { res.LRs = lrsUpTo(st.LRs, st.Step) }()
+	if st.Step < o.Steps && (len(st.StepsHistory) == 0 || st.StepsHistory[len(st.StepsHistory)-1].Steps != o.Steps) {
+		// As the rates: the schedule's length from the next step on.
+		st.StepsHistory = append(st.StepsHistory, StepsSpan{FromStep: st.Step + 1, Steps: o.Steps})
+	}
+	defer func() {
+		res.LRs = lrsUpTo(st.LRs, st.Step)
+		res.StepsHistory = spansUpTo(st.StepsHistory, st.Step)
+	}()
 	// A resumed run reports on the whole run: the steps before the resume
 	// count from their records.
 	var recentLoss []float64
@@ -458,6 +484,15 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	var tokens int
 	var stepsTime time.Duration
 	var lastSaved = st.Step
+	// savedTotal is the number of steps the checkpoint res.Checkpoint
+	// records: a resume that changed it and trains no step records the
+	// new number at the end (see below).
+	savedTotal := o.Steps
+	if o.Resume && o.Out != "" {
+		if prev, err := readState(res.Checkpoint); err == nil {
+			savedTotal = prev.TotalSteps
+		}
+	}
 	var window []stepTiming
 	lastEval := -1 // the step res.Eval is of, when this process took it
 
@@ -490,7 +525,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		if err != nil {
 			return err
 		}
-		res.Checkpoint, lastSaved = dir, st.Step
+		res.Checkpoint, lastSaved, savedTotal = dir, st.Step, st.TotalSteps
 		return nil
 	}
 	nonFinite := func(what string, v float64) error {
@@ -656,6 +691,13 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		if err := save(); err != nil {
 			return res, err
 		}
+	} else if o.Out != "" && savedTotal != st.TotalSteps {
+		// A resume with fewer steps that ends at the checkpoint's own
+		// step: it records the run's new length, as a step would have.
+		if err := writeState(res.Checkpoint, st); err != nil {
+			return res, err
+		}
+		savedTotal = st.TotalSteps
 	}
 	if o.Out != "" && t.SaveAdapter != nil {
 		dir := filepath.Join(o.Out, AdapterDir)
@@ -899,6 +941,10 @@ func (t *Trainer) checkBestDir(st trainerState) (note, stale string, err error) 
 // with the same settings (st's), except the learning rate: after a NaN,
 // resuming with a lower one is the usual remedy, so a changed rate is
 // taken, with a note that the run no longer matches an uninterrupted one.
+// The number of steps may change too, to train a run longer (or end it
+// sooner, but not before the checkpoint's step): the schedule is computed
+// for the new number, with a note (stepsNote), and the checkpoints
+// written from then on record it.
 // The notes are for the user: that, and the checks that could not be made.
 func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value, gs []optim.Group) (notes []string, err error) {
 	old, err := readState(dir)
@@ -912,7 +958,7 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 		_, lrWas, lrIs, unrecorded := compareSettings(old.Settings, st.Settings)
 		stopped := old.Selection != nil && old.Selection.Stop != nil
 		switch {
-		case lrWas != "" && (old.Step >= old.TotalSteps || stopped):
+		case lrWas != "" && (old.Step >= st.TotalSteps || stopped):
 			how := fmt.Sprintf("had finished its %d steps", old.Step)
 			if stopped {
 				how = fmt.Sprintf("was stopped early after step %d", old.Step)
@@ -944,6 +990,11 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	st.Step = old.Step
 	st.Loss = old.Loss
 	st.LRs = priorLRs(old)
+	st.StepsHistory = priorTotals(old)
+	st.ZeroShot = old.ZeroShot
+	if old.TotalSteps != st.TotalSteps {
+		notes = append(notes, t.stepsNote(dir, old))
+	}
 	if st.Selection != nil && old.Selection != nil {
 		// The settings compared above make it this run's: the same
 		// metric, patience, evaluation data and interval.
@@ -978,10 +1029,59 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	return notes, nil
 }
 
+// nSteps is n steps in words: "1 step", "2 steps".
+func nSteps(n int) string {
+	if n == 1 {
+		return "1 step"
+	}
+	return fmt.Sprintf("%d steps", n)
+}
+
+// stepsNote says what a resume from checkpoint dir, whose state is old,
+// with another number of steps does to the learning-rate schedule: it is
+// computed again for the new number and goes on from the checkpoint's
+// step, as Hugging Face's Trainer does on resuming with another
+// max_steps, so the steps before the checkpoint trained with the old
+// schedule's rates and the run matches neither the old one nor a fresh
+// run of the new length (but with a constant schedule, whose rates do
+// not depend on the length).
+func (t *Trainer) stepsNote(dir string, old trainerState) string {
+	o := t.Options
+	sched, _ := o.schedule()
+	// The optimizer's schedule takes the number of steps taken.
+	next := sched.Factor(old.Step)
+	how := fmt.Sprintf("resuming %s, made for %s, with %d: ", dir, nSteps(old.TotalSteps), o.Steps)
+	if o.Steps == old.Step {
+		how += "the run ends at its checkpoint's step, with no step to train"
+		return "note: " + how
+	}
+	if strings.ToLower(o.Schedule) == "constant" {
+		return fmt.Sprintf("note: %sthe constant schedule (with %s of warm-up) does not depend on the number of steps, so steps %d to %d train at the rates of a fresh %d-step run", how, nSteps(o.Warmup), old.Step+1, o.Steps, o.Steps)
+	}
+	was := "had come to its end"
+	if old.Step < old.TotalSteps {
+		oldO := o
+		oldO.Steps = old.TotalSteps
+		oldSched, _ := oldO.schedule()
+		was = fmt.Sprintf("would have trained it at %.4g × the peak", oldSched.Factor(old.Step))
+	}
+	// A longer schedule decays later: its rates are at least those of a
+	// shorter one at every step.
+	rates := "higher"
+	if o.Steps < old.TotalSteps {
+		rates = "lower"
+	}
+	return fmt.Sprintf("note: %sthe %s schedule (with %s of warm-up) is computed again for %d steps and goes on from step %d, as Hugging Face's Trainer does: step %d trains at %.4g × the peak rate %g, where the %d-step schedule %s; "+
+		"so the run differs from a fresh %d-step run, whose steps 1 to %d would have trained at %s rates after the warm-up",
+		how, strings.ToLower(o.Schedule), nSteps(o.Warmup), o.Steps, old.Step, old.Step+1, next, o.LR, old.TotalSteps, was, o.Steps, old.Step, rates)
+}
+
 // checkResumable returns the error that refuses to resume run st from
 // checkpoint dir, whose state is old: another base model, task, seed,
-// batch, number of steps, training data or setting (the learning rate
-// excepted). unknown, when not nil, names what st does not know yet (see
+// batch, training data or setting (the learning rate excepted), or a
+// number of steps that the run cannot go on to: fewer than it has
+// trained, or another than it was made for once early stopping ended it
+// (another number of steps is otherwise taken: see stepsNote). unknown, when not nil, names what st does not know yet (see
 // CheckResume): the settings it names, and then also the base model and
 // the training data, and the number of steps where st's is 0; they are
 // not compared.
@@ -999,8 +1099,14 @@ func checkResumable(dir string, old, st trainerState, unknown map[string]bool) e
 		return mismatch("seed", old.Seed, st.Seed)
 	case old.Batch != st.Batch:
 		return mismatch("batch", old.Batch, st.Batch)
-	case old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0):
-		return mismatch("steps (the schedule's length)", old.TotalSteps, st.TotalSteps)
+	case old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0) && st.TotalSteps < old.Step:
+		how := fmt.Sprintf("at least %s (%d finishes the run as it was made)", nSteps(old.Step), old.TotalSteps)
+		if old.Step == old.TotalSteps {
+			how = fmt.Sprintf("%s, as it was made (it has finished), or more to train it longer", nSteps(old.TotalSteps))
+		}
+		return fmt.Errorf("train: cannot resume from %s with steps %d: the run has trained %s already, of the %d it was made for; resume it with %s", dir, st.TotalSteps, nSteps(old.Step), old.TotalSteps, how)
+	case old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0) && old.Selection != nil && old.Selection.Stop != nil:
+		return fmt.Errorf("train: cannot resume from %s with steps %d: early stopping ended its run after step %d of the %d it was made for, and another number of steps does not undo that; resume it with steps %d (it trains no more), or start a new run", dir, st.TotalSteps, old.Step, old.TotalSteps, old.TotalSteps)
 	case !early && (old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest):
 		return fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len, tokenizer and chat template (with the same --chat-var; a template that writes the date, as Llama 3.2's does, renders other text on another day unless --chat-var date_string=... fixes it)", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
 	case old.Step < 0 || old.Step > old.TotalSteps:
@@ -1056,7 +1162,8 @@ type ResumePlan struct {
 // CheckResume returns the error with which [Trainer.Run] would refuse to
 // resume the run that p describes from the newest checkpoint in
 // p.Options.Out, as far as p can tell: the task, seed, batch, number of
-// steps (when known) and every recorded setting but those that depend on
+// steps (when known: fewer than the run has trained, or another than an
+// early-stopped run's, are refused) and every recorded setting but those that depend on
 // the data or the model (the evaluation data of keep-best and early
 // stopping, a packed row's length) are compared; the training data and the
 // base model are checked by the run. It returns nil when the options do

@@ -1,0 +1,411 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sora-go/sora/data"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/peft"
+)
+
+// wantFactor is the learning-rate factor of the step that follows step
+// steps taken, in a run of total steps with warmup warm-up steps, written
+// out from the Hugging Face schedulers' definitions (not from package
+// optim), for the tests to check the rates a run logs against.
+func wantFactor(schedule string, step, warmup, total int) float64 {
+	if step < warmup {
+		return float64(step) / float64(warmup)
+	}
+	switch schedule {
+	case "linear":
+		return math.Max(0, float64(total-step)/float64(total-warmup))
+	case "cosine":
+		return math.Max(0, 0.5*(1+math.Cos(math.Pi*float64(step-warmup)/float64(total-warmup))))
+	}
+	return 1
+}
+
+// stepLRs returns the learning rate metrics.jsonl logs for each step, by
+// step, and fails on a step logged twice.
+func stepLRs(t *testing.T, out string) map[int]float64 {
+	t.Helper()
+	rs, err := ReadMetrics(filepath.Join(out, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lrs := map[int]float64{}
+	for _, r := range rs {
+		if r.Loss == nil {
+			continue
+		}
+		if _, dup := lrs[r.Step]; dup {
+			t.Errorf("metrics.jsonl logs step %d twice", r.Step)
+		}
+		lrs[r.Step] = *r.LR
+	}
+	return lrs
+}
+
+// TestResumeExtendsSteps trains a run of 4 steps to its end, then resumes
+// it in fresh objects with 8: steps 5 to 8 train at the rates of the
+// schedule computed for 8 steps (checked against the schedulers'
+// formulas), steps 1 to 4 kept those of the 4-step one, a note says what
+// happened to the schedule, and the checkpoints record the new length
+// and its history. With the constant schedule, whose rates do not depend
+// on the length, the weights equal bit for bit those of a fresh 8-step
+// run (the data order and the optimizer state go on as they would have);
+// with the others they differ. A second resume with 8 steps trains
+// nothing; one with fewer steps than trained is refused naming both.
+func TestResumeExtendsSteps(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	const lr, warmup = 1e-2, 1
+	opts := func(out, schedule string, steps int, resume bool) Options {
+		return Options{Steps: steps, Batch: 4, MicroBatch: 2, LR: lr, Warmup: warmup, Schedule: schedule, Seed: 11,
+			SaveEvery: 3, Out: out, Resume: resume, NoSpectra: true}
+	}
+	run := func(o Options, prog Progress) (*Result, [][]float32, error) {
+		_, pm := tinyModelDropout(t, b, peft.SORA, 1, 0.1)
+		res, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: prog}).Run(context.Background())
+		return res, download(t, pm.Trainable()), err
+	}
+	for _, schedule := range []string{"constant", "linear", "cosine"} {
+		t.Run(schedule, func(t *testing.T) {
+			dir := t.TempDir()
+			short, fresh := filepath.Join(dir, "short"), filepath.Join(dir, "fresh")
+			if _, _, err := run(opts(short, schedule, 4, false), nil); err != nil {
+				t.Fatal(err)
+			}
+			var msgs messages
+			res, got, err := run(opts(short, schedule, 8, true), &msgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StartStep != 4 || res.Steps != 8 {
+				t.Errorf("the extended run went from step %d to %d; want 4 to 8", res.StartStep, res.Steps)
+			}
+			lrs := stepLRs(t, short)
+			for s := 1; s <= 8; s++ {
+				total := 4
+				if s > 4 {
+					total = 8
+				}
+				want := lr * wantFactor(schedule, s-1, warmup, total)
+				if got, ok := lrs[s]; !ok || math.Abs(got-want) > 1e-12*lr {
+					t.Errorf("step %d trained at %v (logged: %v); want %v, the %d-step schedule's", s, got, ok, want, total)
+				}
+			}
+			note := ""
+			for _, m := range msgs.got {
+				if strings.Contains(m, "made for 4 steps, with 8") {
+					note = m
+				}
+			}
+			wantNote := fmt.Sprintf("is computed again for 8 steps and goes on from step 4, as Hugging Face's Trainer does: step 5 trains at %.4g × the peak rate 0.01", wantFactor(schedule, 4, warmup, 8))
+			if schedule == "constant" {
+				wantNote = "does not depend on the number of steps, so steps 5 to 8 train at the rates of a fresh 8-step run"
+			}
+			if !strings.Contains(note, wantNote) {
+				t.Errorf("messages %q; want a note saying %q", msgs.got, wantNote)
+			}
+
+			wantHistory := []StepsSpan{{FromStep: 1, Steps: 4}, {FromStep: 5, Steps: 8}}
+			if !slices.Equal(res.StepsHistory, wantHistory) {
+				t.Errorf("Result.StepsHistory %+v; want %+v", res.StepsHistory, wantHistory)
+			}
+			info, err := ReadCheckpoint(short)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := readState(info.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Step != 8 || info.TotalSteps != 8 || info.Warmup != warmup || st.TotalSteps != 8 || !slices.Equal(st.StepsHistory, wantHistory) {
+				t.Errorf("the final checkpoint %s: step %d of %d, warm-up %d, history %+v; want 8 of 8, %d, %+v",
+					info.Dir, info.Step, info.TotalSteps, info.Warmup, st.StepsHistory, warmup, wantHistory)
+			}
+
+			_, want, err := run(opts(fresh, schedule, 8, false), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i, j, same := sameBits(got, want)
+			switch {
+			case schedule == "constant" && !same:
+				t.Errorf("the 4-step run extended to 8 differs from a fresh 8-step run at tensor %d[%d]: %v, want %v", i, j, got[i][j], want[i][j])
+			case schedule != "constant" && same:
+				t.Errorf("the 4-step run extended to 8 has the weights of a fresh 8-step run, which trained at other rates")
+			}
+
+			// Again with 8 steps: nothing to train; with fewer than
+			// trained: refused, naming both numbers.
+			res, _, err = run(opts(short, schedule, 8, true), nil)
+			if err != nil || res.StartStep != 8 || res.Steps != 8 {
+				t.Errorf("a second resume with 8 steps: %v, from step %d to %d; want nothing trained", err, res.StartStep, res.Steps)
+			}
+			_, _, err = run(opts(short, schedule, 6, true), nil)
+			if err == nil || !strings.Contains(err.Error(), "with steps 6: the run has trained 8 steps already, of the 8 it was made for; resume it with 8 steps, as it was made (it has finished), or more") {
+				t.Errorf("a resume with 6 steps after 8: %v; want a refusal naming 6 and 8", err)
+			}
+			if got := stepLRs(t, short); len(got) != 8 {
+				t.Errorf("metrics.jsonl logs %d steps after the refused resume; want 8", len(got))
+			}
+		})
+	}
+}
+
+// TestResumeChangesStepsOfInterruptedRun resumes a run of 9 steps
+// interrupted after step 5 with other numbers of steps: 12 trains steps 6
+// to 12 on the 12-step schedule; 5 ends the run at once, and its
+// checkpoint then records 5 steps, so that a later resume sees the new
+// length; 4, fewer than trained, is refused with CheckResume's message.
+func TestResumeChangesStepsOfInterruptedRun(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	interrupted := func(t *testing.T) string {
+		out := t.TempDir()
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		_, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: resumeOptions(out)}, 4)
+		var ie *InterruptedError
+		if !errors.As(err, &ie) || ie.Step != 5 {
+			t.Fatalf("%v; want an interruption after step 5", err)
+		}
+		return out
+	}
+	resume := func(out string, steps int) (*Result, *messages, error) {
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := resumeOptions(out)
+		o.Steps, o.Resume = steps, true
+		var msgs messages
+		res, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: &msgs}).Run(context.Background())
+		return res, &msgs, err
+	}
+
+	t.Run("longer", func(t *testing.T) {
+		out := interrupted(t)
+		res, msgs, err := resume(out, 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := resumeOptions(out)
+		lrs := stepLRs(t, out)
+		for s := 1; s <= 12; s++ {
+			total := 9
+			if s > 5 {
+				total = 12
+			}
+			want := o.LR * wantFactor(o.Schedule, s-1, o.Warmup, total)
+			if math.Abs(lrs[s]-want) > 1e-12*o.LR {
+				t.Errorf("step %d trained at %v; want %v, the %d-step schedule's", s, lrs[s], want, total)
+			}
+		}
+		want := fmt.Sprintf("where the 9-step schedule would have trained it at %.4g × the peak", wantFactor(o.Schedule, 5, o.Warmup, 9))
+		if !slices.ContainsFunc(msgs.got, func(m string) bool { return strings.Contains(m, want) }) {
+			t.Errorf("messages %q; want one saying %q", msgs.got, want)
+		}
+		if h := []StepsSpan{{1, 9}, {6, 12}}; !slices.Equal(res.StepsHistory, h) {
+			t.Errorf("steps history %+v; want %+v", res.StepsHistory, h)
+		}
+	})
+	t.Run("ends at its step", func(t *testing.T) {
+		out := interrupted(t)
+		res, _, err := resume(out, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := ReadCheckpoint(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StartStep != 5 || res.Steps != 5 || info.Step != 5 || info.TotalSteps != 5 {
+			t.Errorf("resumed with 5 steps: trained %d to %d, the checkpoint records step %d of %d; want 5 to 5, 5 of 5", res.StartStep, res.Steps, info.Step, info.TotalSteps)
+		}
+		// The next resume with the run's first length trains it on:
+		// the checkpoint's 5 steps are no longer its plan.
+		if res, _, err := resume(out, 9); err != nil || res.Steps != 9 {
+			t.Errorf("resumed again with 9 steps: %v, %v", err, res)
+		}
+	})
+	t.Run("fewer than trained", func(t *testing.T) {
+		out := interrupted(t)
+		o := resumeOptions(out)
+		o.Steps, o.Resume = 4, true
+		early := CheckResume(ResumePlan{Task: LM, Options: o.WithDefaults(0), Adapter: &peft.Config{Method: peft.LoRA, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: 1}})
+		_, _, late := resume(out, 4)
+		want := "with steps 4: the run has trained 5 steps already, of the 9 it was made for; resume it with at least 5 steps (9 finishes the run as it was made)"
+		if early == nil || late == nil || early.Error() != late.Error() || !strings.Contains(late.Error(), want) {
+			t.Errorf("CheckResume: %v; the run: %v; want both saying %q", early, late, want)
+		}
+	})
+}
+
+// TestSelectionAfterExtension trains a run that keeps its best and stops
+// early for 12 steps, before its best (step 20 on this machine) and its
+// stop, then resumes it with 40 steps: as its constant schedule makes the
+// extended run the very run of 40 steps, it must stop where that one
+// stops, with the same best, best/ and adapter byte for byte, and log the
+// same evaluations: the best and the patience count went on through the
+// extension. Resuming the stopped run with yet more steps is refused (and
+// CheckpointInfo says it stopped); with the same, it trains nothing.
+func TestSelectionAfterExtension(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	resA, err := runTo(t, selectOptions(a), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resA.EarlyStop == nil || resA.Best == nil || resA.Best.Step <= 12 {
+		t.Fatalf("the 40-step run: stop %+v, best %+v; the test needs a best after step 12 and an early stop", resA.EarlyStop, resA.Best)
+	}
+	o := selectOptions(b)
+	o.Steps = 12
+	res, err := runTo(t, o, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 12 || res.EarlyStop != nil {
+		t.Fatalf("the 12-step run: %d steps, stop %+v; want all 12, no stop", res.Steps, res.EarlyStop)
+	}
+	o = selectOptions(b)
+	o.Resume = true
+	resB, err := runTo(t, o, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resB.Steps != resA.Steps || resB.EarlyStop == nil || resB.EarlyStop.Step != resA.EarlyStop.Step ||
+		resB.Best.Step != resA.Best.Step || resB.Best.Value != resA.Best.Value {
+		t.Errorf("extended run: %d steps, stop %+v, best %+v; the 40-step run: %d steps, stop %+v, best %+v",
+			resB.Steps, resB.EarlyStop, resB.Best, resA.Steps, resA.EarlyStop, resA.Best)
+	}
+	for _, sub := range []string{BestDir, AdapterDir} {
+		if d := sameFiles(readFiles(t, filepath.Join(a, sub)), readFiles(t, filepath.Join(b, sub))); d != "" {
+			t.Errorf("%s/ of the extended run against the 40-step run's: %s", sub, d)
+		}
+	}
+	evals := func(out string) []Record {
+		rs, err := ReadMetrics(filepath.Join(out, MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev []Record
+		for _, r := range rs {
+			if r.EvalLoss != nil {
+				r.ElapsedSec = 0
+				ev = append(ev, r)
+			}
+		}
+		return ev
+	}
+	ea, eb := evals(a), evals(b)
+	if len(ea) != len(eb) {
+		t.Fatalf("%d evaluations logged by the extended run, %d by the 40-step run", len(eb), len(ea))
+	}
+	for i := range ea {
+		x, y := ea[i], eb[i]
+		if x.Step != y.Step || *x.EvalLoss != *y.EvalLoss || x.Best != y.Best {
+			t.Errorf("evaluation %d: step %d loss %v best %v extended; step %d loss %v best %v in the 40-step run", i, y.Step, *y.EvalLoss, y.Best, x.Step, *x.EvalLoss, x.Best)
+		}
+	}
+
+	info, err := ReadCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.StoppedEarly == nil || info.StoppedEarly.Step != resA.EarlyStop.Step {
+		t.Errorf("CheckpointInfo.StoppedEarly %+v; want the stop after step %d", info.StoppedEarly, resA.EarlyStop.Step)
+	}
+	o.Steps = 60
+	if _, err := runTo(t, o, -1); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("with steps 60: early stopping ended its run after step %d of the 40 it was made for", resA.EarlyStop.Step)) {
+		t.Errorf("resuming the stopped run with 60 steps: %v; want a refusal", err)
+	}
+	o.Steps = 40
+	if res, err := runTo(t, o, -1); err != nil || res.StartStep != resA.Steps || res.Steps != resA.Steps {
+		t.Errorf("resuming the stopped run with its 40 steps: %v, %+v; want nothing trained", err, res)
+	}
+}
+
+// TestZeroShotRecorded: the caller's zero-shot evaluation is kept in the
+// checkpoints with the evaluation data it was taken on, and
+// CheckpointInfo.ZeroShot gives it back, as it was, for those sequences
+// only. A resume that is not given it keeps the record; one given it
+// logs no second evaluation of step 0. A run given none records none.
+func TestZeroShotRecorded(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(8, tinyConfig().VocabSize, 9)
+	eval, other := seqs[:3], seqs[3:6]
+	dir := t.TempDir()
+	var zs *EvalResult
+	run := func(out string, steps int, resume, withZeroShot bool) {
+		t.Helper()
+		_, pm := tinyModel(t, b, peft.LoRA, 3)
+		m := pm.Module().(*llama.Model)
+		tr := &Trainer{Model: m, Adapter: pm, Train: seqs, Eval: eval,
+			Options: Options{Steps: steps, Batch: 4, LR: 1e-2, Out: out, Resume: resume, NoSpectra: true}}
+		if withZeroShot {
+			var err error
+			if zs, err = Evaluate(m, LM, eval, 3, 0); err != nil {
+				t.Fatal(err)
+			}
+			tr.ZeroShot = zs
+		}
+		if _, err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recorded := func(out string, eval []data.Sequence) (*EvalResult, string) {
+		t.Helper()
+		info, err := ReadCheckpoint(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.ZeroShot(eval)
+	}
+	out := filepath.Join(dir, "run")
+	run(out, 2, false, true)
+	want := *zs
+	check := func(when string) {
+		t.Helper()
+		got, why := recorded(out, eval)
+		if got == nil || got.Loss != want.Loss || got.Accuracy != want.Accuracy || got.Targets != want.Targets || got.Sequences != want.Sequences || why != "" {
+			t.Errorf("%s: the recorded zero-shot evaluation %+v (%q); want %+v", when, got, why, want)
+		}
+		if got, why := recorded(out, other); got != nil || !strings.Contains(why, "was taken on other evaluation data (3 sequences, digest") {
+			t.Errorf("%s: for other evaluation data: %+v, %q; want none, and why", when, got, why)
+		}
+	}
+	check("after the first run")
+	run(out, 4, true, false)
+	check("after a resume not given it")
+	run(out, 6, true, true)
+	check("after a resume given it")
+	rs, err := ReadMetrics(filepath.Join(out, MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := 0
+	for _, r := range rs {
+		if r.Step == 0 && r.EvalLoss != nil {
+			zeros++
+			if *r.EvalLoss != want.Loss {
+				t.Errorf("metrics.jsonl's step 0 loss %v; the zero-shot evaluation's %v", *r.EvalLoss, want.Loss)
+			}
+		}
+	}
+	if zeros != 1 {
+		t.Errorf("metrics.jsonl holds %d evaluations of step 0; want 1", zeros)
+	}
+
+	none := filepath.Join(dir, "none")
+	run(none, 2, false, false)
+	if got, why := recorded(none, eval); got != nil || !strings.Contains(why, "records no zero-shot evaluation") {
+		t.Errorf("a run given no zero-shot evaluation: %+v, %q; want none, and why", got, why)
+	}
+}
