@@ -242,15 +242,18 @@ func LatestCheckpoint(out string) (string, error) {
 
 // CheckpointInfo is what a run's newest checkpoint records of it, for a
 // caller that plans a resume before its model and data load (sora
-// finetune keeps the warm-up of a run whose --steps a resume changes, and
-// need not evaluate it before training again).
+// finetune takes the default warm-up of a run whose --steps a resume
+// changes from the steps it was made for, and need not evaluate it
+// before training again).
 type CheckpointInfo struct {
 	// Dir is the checkpoint folder.
 	Dir string
 	// Step is the number of steps trained, and TotalSteps the number the
-	// run was to train, which its learning-rate schedule was computed
-	// for.
+	// run is to train, which its learning-rate schedule is computed for.
 	Step, TotalSteps int
+	// MadeFor is the number of steps the run was made for, before a
+	// resume changed it (TotalSteps where none did).
+	MadeFor int
 	// Warmup is the run's number of warm-up steps, -1 where the
 	// checkpoint does not record it (one made before checkpoints kept
 	// their settings).
@@ -273,7 +276,10 @@ func ReadCheckpoint(out string) (*CheckpointInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &CheckpointInfo{Dir: dir, Step: st.Step, TotalSteps: st.TotalSteps, Warmup: -1, zeroShot: st.ZeroShot}
+	c := &CheckpointInfo{Dir: dir, Step: st.Step, TotalSteps: st.TotalSteps, MadeFor: st.TotalSteps, Warmup: -1, zeroShot: st.ZeroShot}
+	if h := priorTotals(st); len(h) > 0 {
+		c.MadeFor = h[0].Steps
+	}
 	if w, err := strconv.Atoi(st.Settings["warmup"]); err == nil {
 		c.Warmup = w
 	}

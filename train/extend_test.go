@@ -128,9 +128,9 @@ func TestResumeExtendsSteps(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.Step != 8 || info.TotalSteps != 8 || info.Warmup != warmup || st.TotalSteps != 8 || !slices.Equal(st.StepsHistory, wantHistory) {
-				t.Errorf("the final checkpoint %s: step %d of %d, warm-up %d, history %+v; want 8 of 8, %d, %+v",
-					info.Dir, info.Step, info.TotalSteps, info.Warmup, st.StepsHistory, warmup, wantHistory)
+			if info.Step != 8 || info.TotalSteps != 8 || info.MadeFor != 4 || info.Warmup != warmup || st.TotalSteps != 8 || !slices.Equal(st.StepsHistory, wantHistory) {
+				t.Errorf("the final checkpoint %s: step %d of %d (made for %d), warm-up %d, history %+v; want 8 of 8 (made for 4), %d, %+v",
+					info.Dir, info.Step, info.TotalSteps, info.MadeFor, info.Warmup, st.StepsHistory, warmup, wantHistory)
 			}
 
 			_, want, err := run(opts(fresh, schedule, 8, false), nil)
