@@ -60,7 +60,9 @@ var finetuneDoc = usageDoc{
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), with --keep-best best/ (the weights of the best evaluation during training, saved as adapter/ is, and best.json), metrics.jsonl, loss.png, " +
 		"spectrum.png, spectrum.json and run.json (with --eval-split, beside it, the rows held out of --data: eval-split.json). --resume continues from the newest checkpoint with the same " +
-		"flags (a flag that changes the result is refused, naming it, before the model loads; only --lr may change, with a note). One run at a time uses " +
+		"flags (a flag that changes the result is refused, naming it, before the model loads; only --lr may change, with a note, and --steps, to train the run longer: " +
+		"its learning-rate schedule is then computed again for the new number of steps and goes on from the checkpoint's step, as Hugging Face's Trainer does, " +
+		"so the result differs from a fresh run of that length; fewer steps than the run has trained are refused) and reports the zero-shot evaluation the run recorded, without taking it again. One run at a time uses " +
 		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run; its newest checkpoint " +
 		"holds finite weights, which may have diverged already (the message says how large they grew), so it also says how to start afresh. " +
 		"A run that fails before it trains a step leaves no files behind, and removes the --out folder it made.",
@@ -87,6 +89,9 @@ type finetuneFlags struct {
 	chat                                                                               chatFlags
 	// holdout is --eval-split, parsed by check (zero without it).
 	holdout data.Holdout
+	// resumed is, with --resume, what the checkpoint resumed from records
+	// of its run (read by run before anything loads).
+	resumed *train.CheckpointInfo
 
 	// The choice among the evaluations: --best-metric, --keep-best,
 	// --early-stopping and --early-stopping-delta.
@@ -117,18 +122,18 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.StringVar(&f.target, "target", peft.AllLinear, "comma-separated `PATTERNS` of the layers to adapt: module names such as q_proj,v_proj (matched as name suffixes), regular expressions, or all-linear; with --method full the default is "+peft.AllParameters+" (every parameter: embeddings, norms, the head, biases and every linear layer), and patterns train those linear layers alone")
 	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning `RATE` of AdamW (the demonstration's default is 2e-3)")
 	fs.Float64Var(&f.epochs, "epochs", 1, "passes over the training data, `E` (may be fractional; ignored when --steps is set)")
-	fs.IntVar(&f.steps, "steps", 0, "optimizer `STEPS` to train; 0 uses --epochs (the demonstration: fine-tuning steps per run, default 300)")
+	fs.IntVar(&f.steps, "steps", 0, "optimizer `STEPS` to train; 0 uses --epochs (the demonstration: fine-tuning steps per run, default 300); with --resume, more than the run was made for trains it longer, its learning-rate schedule computed again for the new number from the checkpoint's step (with the run's warm-up), not as a fresh run of that length")
 	fs.IntVar(&f.batch, "batch", train.DefaultBatch, "sequences per optimizer step, `N`")
 	fs.IntVar(&f.microBatch, "micro-batch", 0, "sequences run through the model at once, `N`; the gradients of --batch/--micro-batch micro-batches accumulate (0: --batch)")
 	fs.IntVar(&f.maxLen, "max-len", 256, "longest sequence in `TOKENS`; longer ones are cut (capped at the model's seq_len)")
-	fs.IntVar(&f.warmup, "warmup", -1, "linear warm-up `STEPS`; -1 means 5% of the steps")
+	fs.IntVar(&f.warmup, "warmup", -1, "linear warm-up `STEPS`; -1 means 5% of the steps (with --resume: of the steps the run was first made for, before a --resume changed --steps)")
 	fs.StringVar(&f.schedule, "schedule", train.DefaultSchedule, "learning-rate decay after warm-up, `KIND`: constant, linear or cosine")
 	fs.Float64Var(&f.weightDecay, "weight-decay", 0, "AdamW's decoupled weight decay `W`")
 	fs.Float64Var(&f.clip, "clip", train.DefaultClipNorm, "clip the gradients' global norm to `N`; 0 (as Hugging Face's max_grad_norm 0) or negative: no clipping")
 	fs.Float64Var(&f.loraPlusRatio, "loraplus-ratio", peft.DefaultLoRAPlusRatio, "LoRA+'s `λ`: the B matrices train at λ × --lr (--method lora+ only)")
 	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order, the --max-train/--max-eval samples and the --eval-split rows")
 	fs.StringVar(&f.out, "out", "", "output `DIR` (default runs/<method>-<task> in the current folder; the demonstration writes nothing unless given)")
-	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change)")
+	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change, and --steps, which may grow to train the run longer), reporting the zero-shot evaluation the run recorded instead of taking it again")
 	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
 	fs.BoolVar(&f.gradientCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer's activations, and the output head's logits in chunks, in the backward pass instead of keeping them: far less memory for long sequences and large vocabularies, one more forward pass per step (1.5x the time on our machine); the trained weights are those of a run without it")
 	fs.BoolVar(&f.groupByLength, "group-by-length", false, "draw the data order at random, then sort each run of 50 batches longest first, so that a batch holds sequences of similar length and pads little (Hugging Face's group_by_length): the same data for less compute where lengths vary; a resume must keep it")
@@ -472,7 +477,13 @@ func (f *finetuneFlags) trainOptions(trainSize, maxLen int, baseModel string) tr
 		o.BestMetric, o.KeepBest, o.EarlyStopping, o.EarlyStoppingDelta = f.bestMetric, f.keepBest, f.earlyStopping, f.earlyStoppingDelta
 	}
 	o = o.WithDefaults(trainSize)
-	if f.warmup < 0 {
+	if r := f.resumed; f.warmup < 0 && r != nil && o.Steps != 0 {
+		// 5% of the steps the run was made for: a resume that changes
+		// the number of steps keeps the warm-up its first steps did (5%
+		// of a larger number would start another), and a --warmup the
+		// run was made with is still asked for, as every setting.
+		o.Warmup = min(r.MadeFor/20, o.Steps)
+	} else if f.warmup < 0 {
 		o.Warmup = o.Steps / 20
 	} else {
 		o.Warmup = min(f.warmup, o.Steps)
@@ -544,6 +555,11 @@ type runSummary struct {
 	// ResumedAfter is the step this invocation resumed after (0: it
 	// started the run).
 	ResumedAfter int `json:"resumed_after_step,omitempty"`
+	// StepsHistory lists from which step on the learning-rate schedule
+	// was computed for each number of steps (train.Result.StepsHistory)
+	// when a --resume with another --steps changed it; absent when the
+	// run kept one. Config's "steps" is the last.
+	StepsHistory []train.StepsSpan `json:"steps_history,omitempty"`
 	// LRHistory lists from which step on each peak learning rate trained
 	// (train.Result.LRs) when a resume changed it, or when the run was
 	// resumed from a checkpoint that did not record it; absent when one
@@ -797,6 +813,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	if f.resume {
+		if f.resumed, err = train.ReadCheckpoint(f.out); err != nil {
+			return fail("%v", err)
+		}
 		// A flag the checkpoint was not made with is refused now, not
 		// after the model has loaded and the zero-shot evaluation has run
 		// (minutes on a large model); the trainer checks the rest (the
@@ -1005,6 +1024,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		baseModel += fmt.Sprintf(", %s attention biases", cfg.AttentionBias)
 	}
 	opts := f.trainOptions(len(trainSet.seqs), maxLen, baseModel)
+	if r := f.resumed; r != nil && opts.Steps != r.TotalSteps && !f.set["steps"] && !f.set["epochs"] {
+		// The trainer takes another number of steps as a resume that
+		// trains the run longer (or shorter); one the defaults make,
+		// where the run was made with --steps, is no such choice.
+		return fail("--resume: the run in %s was made for %d steps, and without --steps this run makes %d (--epochs %g of %d sequences in batches of %d): "+
+			"give --steps %d to resume it as it was made, or another --steps to train it longer", f.out, r.TotalSteps, opts.Steps, opts.Epochs, len(trainSet.seqs), opts.Batch, r.TotalSteps)
+	}
 	if f.warmup > opts.Steps {
 		fmt.Fprintf(stdout, "note: --warmup %d is more than the run's %d steps: the learning rate warms up over all of them and never reaches its peak %g\n", f.warmup, opts.Steps, opts.LR)
 	}
@@ -1053,12 +1079,24 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 				evalNoteSuffix = "; " + evalNote
 			}
 		}
-		zs, err := train.Evaluate(m, task, evalSeqs, opts.EvalBatch, classes)
-		if err != nil {
-			return fail("zero-shot evaluation: %v", err)
+		// A resume reports the evaluation the run took before it began
+		// (minutes on a large model), as its checkpoint records it.
+		var zs *train.EvalResult
+		if f.resumed != nil {
+			var why string
+			if zs, why = f.resumed.ZeroShot(evalSeqs); zs != nil {
+				fmt.Fprintf(stdout, "before training (zero-shot, as the run recorded it when it began; not evaluated again): %s%s\n", describeEval(zs, task), evalNoteSuffix)
+			} else {
+				fmt.Fprintf(stdout, "note: evaluating zero-shot again: %s\n", why)
+			}
+		}
+		if zs == nil {
+			if zs, err = train.Evaluate(m, task, evalSeqs, opts.EvalBatch, classes); err != nil {
+				return fail("zero-shot evaluation: %v", err)
+			}
+			fmt.Fprintf(stdout, "before training (zero-shot): %s%s\n", describeEval(zs, task), evalNoteSuffix)
 		}
 		summary.ZeroShot = zs
-		fmt.Fprintf(stdout, "before training (zero-shot): %s%s\n", describeEval(zs, task), evalNoteSuffix)
 		if task == train.Classify {
 			_, acc, _ := data.Majority(evalSet.set.Labels())
 			summary.Majority = &acc
@@ -1140,6 +1178,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		if n > 1 || res.LRs[0].FromStep != 1 {
 			summary.LRHistory = res.LRs
 		}
+	}
+	if len(res.StepsHistory) > 1 {
+		summary.StepsHistory = res.StepsHistory
 	}
 	trained := fmt.Sprintf("trained %s (%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding)", plural(res.Steps, "step"), summary.StepMillis, res.TokensPerSec, 100*res.Padding)
 	// After a resume the trainer's figures cover the whole run, the steps
