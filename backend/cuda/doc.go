@@ -127,12 +127,16 @@
 // the call), checked against each kernel's declared parameter list (see
 // launch.go).
 //
-// Numerics follow the CPU backend: sums accumulate in double, row
-// reductions use warp shuffles and a fixed combination order, column sums
-// (bias, norm-weight gradients) go through per-chunk partials and a second
-// pass instead of atomics, and ScatterAdd groups equal ids on the host and
-// adds each table row's contributions in order, so every op is
-// deterministic run to run. Element-wise functions use the single-precision
+// Numerics: row kernels sum a thread's few terms in float and everything
+// beyond in double (kernels.cu says where and why), row reductions use warp
+// shuffles and a fixed combination order, column sums (bias, norm-weight
+// gradients) go through partial rows and a second pass instead of atomics,
+// and ScatterAdd groups equal ids on the host and adds each table row's
+// contributions in order, so every op is deterministic run to run on a
+// device. The norm-weight gradients of rows of up to 4096 are partitioned
+// by the device's multiprocessor count and the kernel's resident blocks
+// (which depend on the compiler's register count), so their last bits can
+// differ between GPUs and between CUDA versions. Element-wise functions use the single-precision
 // device math library (GELU is the exact erf form; GELUTanh, its tanh
 // approximation, is x/(1 + e^{−y}) with y formed in float as a sum of two
 // floats, its roundings compensated with fused multiply-adds, and expf

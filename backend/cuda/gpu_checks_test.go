@@ -558,6 +558,8 @@ func checkEdgeShapes(t *testing.T, b *Backend, ec edgeCase) {
 	// than a row kernel holds in registers on the device).
 	checkRowOps(w, rng, ec.manyRows, 8)
 	checkRowOps(w, rng, ec.softmaxRows, ec.keys)
+	checkMaskedRows(w, rng, ec.keys)
+	checkNormExtremes(w, rng)
 
 	// Matrix products on views at element offsets, and with m, n or k = 1.
 	d := ec.dim
@@ -836,4 +838,68 @@ func TestEmulatedGPUChecks(t *testing.T) {
 	t.Run("gelu tanh", func(t *testing.T) {
 		checkGELUTanh(t, b, 1<<14)
 	})
+}
+
+// checkMaskedRows compares softmax (and its backward) and cross-entropy
+// (and its gradient) over rows whose keys past the first 100 are −∞, as a
+// padding mask leaves them: most of a row's threads then see nothing but
+// −∞, which must contribute 0, not NaN.
+func checkMaskedRows(w *twin, rng *rand.Rand, cols int) {
+	const rows, valid = 2, 100
+	x := uniform(rng, rows*cols, -4, 4)
+	for r := range rows {
+		for j := valid; j < cols; j++ {
+			x[r*cols+j] = float32(math.Inf(-1))
+		}
+	}
+	px := w.input(x, rows, cols)
+	dy := w.input(uniform(rng, rows*cols, -1, 1), rows, cols)
+	out := func(shape ...int) pair {
+		return w.input(make([]float32, backend.Shape(shape).NumElements()), shape...)
+	}
+	y, dx, loss, dlogits := out(rows, cols), out(rows, cols), out(rows), out(rows, cols)
+	targets := []int32{3, valid - 1}
+	p := backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 0.5}
+	w.do(func(b backend.Backend, on func(pair) backend.Tensor) {
+		b.Softmax(on(y), on(px), backend.SoftmaxParams{Scale: 2})
+		b.SoftmaxGrad(on(dx), on(y), on(dy), backend.SoftmaxParams{Scale: 2})
+		b.CrossEntropy(on(loss), on(px), targets, p)
+		b.CrossEntropyGrad(on(dlogits), on(px), targets, p)
+	})
+	shape := fmt.Sprintf("[%d, %d], keys past %d at −∞", rows, cols, valid)
+	w.check("Softmax "+shape, string(backend.OpSoftmax), y)
+	w.check("SoftmaxGrad "+shape, string(backend.OpSoftmaxGrad), dx)
+	w.check("CrossEntropy "+shape, string(backend.OpCrossEntropy), loss)
+	w.check("CrossEntropyGrad "+shape, string(backend.OpCrossEntropyGrad), dlogits)
+}
+
+// checkNormExtremes compares the norms and their backwards on rows whose
+// size is far from 1, where float statistics would fail: elements near
+// 1.5e19 (a thread's float sum of squares overflows), near 1e15 (r³
+// underflows float in RMSNormGrad) and near 1e-13 with eps 0 (r³
+// overflows it).
+func checkNormExtremes(w *twin, rng *rand.Rand) {
+	const rows, cols = 4, 64
+	gain := w.input(uniform(rng, cols, 0.5, 1.5), cols)
+	for _, c := range []struct {
+		size float64
+		eps  float32
+	}{{1.5e19, 1e-5}, {1e15, 1e-5}, {1e-13, 0}} {
+		x := uniform(rng, rows*cols, -c.size, c.size)
+		px := w.input(x, rows, cols)
+		dy := w.input(uniform(rng, rows*cols, -1, 1), rows, cols)
+		out := func() pair { return w.input(make([]float32, rows*cols), rows, cols) }
+		rms, ln, rdx, ldx := out(), out(), out(), out()
+		w.do(func(b backend.Backend, on func(pair) backend.Tensor) {
+			b.RMSNorm(on(rms), on(px), on(gain), c.eps)
+			b.LayerNorm(on(ln), on(px), on(gain), backend.Tensor{}, c.eps)
+			b.RMSNormGrad(on(rdx), backend.Tensor{}, on(px), on(gain), on(dy), c.eps)
+			b.LayerNormGrad(on(ldx), backend.Tensor{}, backend.Tensor{}, on(px), on(gain), on(dy), c.eps)
+		})
+		shape := fmt.Sprintf("[%d, %d] of size %g, eps %g", rows, cols, c.size, c.eps)
+		w.check("RMSNorm "+shape, string(backend.OpRMSNorm), rms)
+		w.check("LayerNorm "+shape, string(backend.OpLayerNorm), ln)
+		w.check("RMSNormGrad dx "+shape, string(backend.OpRMSNormGrad), rdx)
+		w.check("LayerNormGrad dx "+shape, string(backend.OpLayerNormGrad), ldx)
+	}
 }

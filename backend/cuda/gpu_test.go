@@ -104,7 +104,7 @@ func TestGPURowKernelResources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resident, err := b.residentBlocks(k, rowBlock)
+		resident, err := b.residentBlocks(k)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -455,5 +456,29 @@ func TestErrorText(t *testing.T) {
 	}
 	if !IsOutOfMemory(e) || IsOutOfMemory(&Error{Code: 2, Name: "NVRTC_ERROR_PROGRAM_CREATION_FAILURE"}) {
 		t.Error("IsOutOfMemory confuses a driver status with another library's")
+	}
+}
+
+// TestKernelConstantsMatch checks the launch constants the Go side and
+// kernels.cu share: a mismatch would launch row kernels with more threads
+// than their shared arrays and partial rows are sized for, or column sums
+// with the wrong tile, and corrupt results silently.
+func TestKernelConstantsMatch(t *testing.T) {
+	src, err := os.ReadFile("kernels.cu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		goes int
+	}{{"ROW_BLOCK", rowBlock}, {"ROW_CACHE", rowCache}, {"COL_TILE", colTile}, {"COL_LANES", colLanes}} {
+		m := regexp.MustCompile(`(?m)^#define `+c.name+` (\d+)\b`).FindAllSubmatch(src, -1)
+		if len(m) != 1 {
+			t.Errorf("kernels.cu: %d definitions of %s, want 1", len(m), c.name)
+			continue
+		}
+		if got, _ := strconv.Atoi(string(m[0][1])); got != c.goes {
+			t.Errorf("kernels.cu defines %s as %d, the Go side uses %d", c.name, got, c.goes)
+		}
 	}
 }

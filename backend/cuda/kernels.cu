@@ -22,8 +22,10 @@
 //     32) and blockDim.y groups per block; every thread of a block runs the
 //     same number of group reductions (rows past the end join with no
 //     elements), because the reductions synchronise the whole block;
-//   - sums accumulate in double and reductions combine in a fixed order,
-//     so results are deterministic; float outputs are rounded once.
+//   - reductions combine in a fixed order, so results are deterministic
+//     (on one device: the norm gradients' partition of rows follows its
+//     multiprocessor count); row kernels sum a thread's few terms in
+//     float and everything beyond in double (see "Row kernels").
 
 #define FULL_MASK 0xffffffffu
 
@@ -66,12 +68,9 @@
 // (rowBlock in launch.go).
 #define ROW_BLOCK 256
 
-// ROW_BLOCK is the most threads the host gives a row kernel's block
-// (rowBlock in launch.go).
-#define ROW_BLOCK 256
-
 #define NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))
 #define NEG_INF_F ((float)NEG_INF)
+#define FLT_MAX_F 3.40282347e38f
 
 // ---------------------------------------------------------------------------
 // Group reductions. A group is the blockDim.x threads with the same
@@ -211,7 +210,7 @@ extern "C" __global__ void copy_strided32(CopyParams p, float *dst, const float 
 // of their grid-stride loop, i + k·step for k < ELEM_UNROLL, and load them
 // all before computing any, so that each thread keeps that many loads in
 // flight: with one at a time, the memory sits idle while a thread computes
-// and stores, which held these kernels to about 60% of the device's copy
+// and stores, which held these kernels to 57-89% of the device's copy
 // bandwidth on an H200. Outputs alias inputs only element for element, so
 // loading ahead of the stores is safe.
 
@@ -568,8 +567,30 @@ __device__ __forceinline__ void onlineAdd(double *m, double *s, const float *v, 
 		*m = cm;
 	}
 	float mm = (float)*m, acc = 0.0f;
+	if (mm == NEG_INF_F) return; // nothing above −∞ yet: every term is 0
 	ROW_EACH(j, base, end) acc += rowExp(fmaf(scale, v[k], -mm));
 	*s += acc;
+}
+
+// chunkSquares returns Σ (v − hi − lo)² over this thread's elements of the
+// chunk at base below end: in float, or in double where the float sum
+// overflows (elements of size above about 4.6e18), which would otherwise
+// turn a norm's scale into 0. A NaN or ∞ among the elements passes
+// through either way.
+template <typename V>
+__device__ __forceinline__ double chunkSquares(const V &v, unsigned base, int end, float hi, float lo) {
+	float c = 0.0f;
+	ROW_EACH(j, base, end) {
+		float d = (v[k] - hi) - lo;
+		c = fmaf(d, d, c);
+	}
+	if (!(c > FLT_MAX_F)) return c;
+	double e = 0.0, mu = (double)hi + (double)lo;
+	ROW_EACH(j, base, end) {
+		double d = (double)v[k] - mu;
+		e += d * d;
+	}
+	return e;
 }
 
 // splitF returns x as hi + *lo, two floats.
@@ -760,10 +781,11 @@ extern "C" __global__ void softmax_grad(int rows, int queries, int keys, float s
 // RMSNorm and LayerNorm. The backward row kernels find the parameter
 // gradients, column sums over rows, in one of two ways. Where a row fits
 // in one chunk, every row of a group puts the same columns in the same
-// thread, which sums its columns' terms over the group's rows in
-// registers (in float: the host gives a group at most 64 rows) and writes
-// them as the group's row of a partial block (*Part != 0); colsum_final
-// adds those rows. The rows are then read once. Otherwise they save
+// thread, which sums its columns' terms over the group's rows (in float:
+// the host gives a group at most 64 rows; rmsnorm_grad in registers,
+// layernorm_grad, with two sums, in shared memory) and writes them as the
+// group's row of a partial block (*Part != 0); colsum_final adds those
+// rows. The rows are then read once. Otherwise they save
 // per-row statistics (rstd, or mean and rstd; stats != 0) for the partial
 // kernels, which read the rows again.
 
@@ -799,12 +821,10 @@ extern "C" __global__ void rmsnorm(int rows, int cols, float eps, float *dst, co
 		double ss = 0.0;
 		ROW_CHUNKS(base, 0, n) {
 			if (!ahead) rowLoad(xv, xr, base, n);
-			float c = 0.0f;
-			ROW_EACH(j, base, n) c = fmaf(xv[k], xv[k], c);
-			ss += c;
+			ss += chunkSquares(xv, base, n, 0.0f, 0.0f);
 		}
 		ss = groupSum(ss, sh);
-		float r = 1.0f / sqrtf((float)(ss * invCols) + eps);
+		float r = (float)(1.0 / sqrt(ss * invCols + eps));
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) rowLoad(xv, xr, base, n);
 			ROW_EACH(j, base, n) dr[j] = xv[k] * r * w[j];
@@ -844,17 +864,16 @@ extern "C" __global__ void rmsnorm_grad(int rows, int cols, float eps, float *dx
 				rowLoad(xv, xr, base, n);
 				rowLoad(gv, gr, base, n);
 			}
-			float cs = 0.0f, cd = 0.0f;
-			ROW_EACH(j, base, n) {
-				cs = fmaf(xv[k], xv[k], cs);
-				cd = fmaf(w[j] * gv[k], xv[k], cd);
-			}
-			ss += cs;
+			float cd = 0.0f;
+			ROW_EACH(j, base, n) cd = fmaf(w[j] * gv[k], xv[k], cd);
+			ss += chunkSquares(xv, base, n, 0.0f, 0.0f);
 			dot += cd;
 		}
 		groupSum2(&ss, &dot, sh);
-		float rf = 1.0f / sqrtf((float)(ss * invCols) + eps);
-		float c = rf * rf * rf * (float)(dot * invCols);
+		// The row's factors in double: r³ under- or overflows float for
+		// rows of size beyond about 1e13 or, with eps = 0, below 1e-13.
+		double rd = 1.0 / sqrt(ss * invCols + eps);
+		float rf = (float)rd, c = (float)(rd * rd * rd * dot * invCols);
 		ROW_CHUNKS(base, 0, n) {
 			if (!fits) {
 				rowLoad(xv, xr, base, n);
@@ -908,17 +927,12 @@ __device__ __forceinline__ void layerStats(const float *xr, float *xv, int n, do
 	double ss = 0.0;
 	ROW_CHUNKS(base, 0, n) {
 		if (!fits) rowLoad(xv, xr, base, n);
-		float c = 0.0f;
-		ROW_EACH(j, base, n) {
-			float d = (xv[k] - hi) - lo;
-			c = fmaf(d, d, c);
-		}
-		ss += c;
+		ss += chunkSquares(xv, base, n, hi, lo);
 	}
 	*mean = mu;
 	*mh = hi;
 	*ml = lo;
-	*rstd = 1.0f / sqrtf((float)(groupSum(ss, sh) * invCols) + eps);
+	*rstd = (float)(1.0 / sqrt(groupSum(ss, sh) * invCols + eps));
 }
 
 extern "C" __global__ void layernorm(int rows, int cols, float eps, float *dst, const float *x, const float *gamma, const float *beta) {
@@ -1262,7 +1276,7 @@ extern "C" __global__ void adamw(long long n, double beta1, double beta2, double
 // holds RA consecutive rows ty·RA.. of one operand of a tile and the
 // columns tx, tx + 16, ... of the other (or of the head), so that the 16
 // lanes of a row group read consecutive or broadcast shared-memory words.
-// Exponentials are expf of float arguments, as the softmax kernel's.
+// Exponentials are expf of float arguments.
 
 #define ATT_KD 32     // head elements per shared slice of the dot products
 #define ATT_NT 128    // threads of attn_fwd and attn_dq: 8 row groups × 16
@@ -1272,8 +1286,6 @@ extern "C" __global__ void adamw(long long n, double beta1, double beta2, double
 #define ATT_KV_NT 256 // threads of attn_dkdv: 16 row groups × 16
 #define ATT_BK 32     // keys per block of attn_dkdv (2 per row group)
 #define ATT_BQ 64     // queries per tile of attn_dkdv (4 per lane)
-
-#define NEG_INF_F ((float)NEG_INF)
 
 // AttnParams mirrors attnParams of attention.go.
 struct AttnParams {

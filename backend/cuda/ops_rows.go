@@ -14,8 +14,9 @@ func rowArgs(rows, cols int) error {
 	return check32("row length", cols)
 }
 
-// ReduceRows reduces each row of src to one element of dst: sums in double,
-// Max propagating NaN.
+// ReduceRows reduces each row of src to one element of dst: Sum in double,
+// SumSquares in float over a thread's few elements and double beyond, Max
+// propagating NaN.
 func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
 	if b.skip(backend.OpReduceRows) {
 		return
@@ -183,7 +184,8 @@ func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams)
 }
 
 // RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row, the
-// mean of squares in double. dst may alias x.
+// mean of squares summed in float over a thread's few elements and in
+// double beyond (see kernels.cu's row kernels). dst may alias x.
 func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	const op = backend.OpRMSNorm
 	if b.skip(op) {
@@ -199,7 +201,8 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 }
 
 // RMSNormGrad computes dx and, when dw is present, adds Σ_rows dy⊙x·rstd
-// into dw, through saved per-row rstd and the deterministic column sums.
+// into dw through deterministic column sums: partial sums the row kernel
+// leaves for rows of up to 4096, else saved per-row rstd (see normGrad).
 func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	const op = backend.OpRMSNormGrad
 	if b.skip(op) {
@@ -218,8 +221,9 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 }
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
-// each row, in double with a two-pass variance. beta may be absent; dst
-// may alias x.
+// each row, with a two-pass variance whose sums are in float over a
+// thread's few elements and in double beyond, the mean kept as two floats.
+// beta may be absent; dst may alias x.
 func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	const op = backend.OpLayerNorm
 	if b.skip(op) {
@@ -235,8 +239,8 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 }
 
 // LayerNormGrad computes dx and adds the parameter gradients into dgamma
-// and dbeta when present, through saved per-row mean and rstd and the
-// deterministic column sums.
+// and dbeta when present, through deterministic column sums (as
+// RMSNormGrad's).
 func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
 	const op = backend.OpLayerNormGrad
 	if b.skip(op) {
@@ -353,7 +357,7 @@ func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float3
 // multiprocessor count and the kernel's registers, not on timing.
 func (b *Backend) normGradFused(kRow *kernelSpec, rows, cols int, eps float32, block dim3, pdx, px, pw, pdy uintptr, grads []uintptr) error {
 	groups := (rows + block.y - 1) / block.y
-	resident, err := b.residentBlocks(kRow, block.x*block.y)
+	resident, err := b.residentBlocks(kRow)
 	if err != nil {
 		return err
 	}
@@ -424,16 +428,17 @@ func (b *Backend) addPartials(grads []uintptr, parts []temp, n, cols int) error 
 	return nil
 }
 
-// residentBlocks returns how many blocks of threads threads of k a
-// multiprocessor holds at once (the driver's occupancy calculation, from
-// the kernel's registers and shared memory), at least 1.
-func (b *Backend) residentBlocks(k *kernelSpec, threads int) (int, error) {
+// residentBlocks returns how many blocks of rowBlock threads of k (the
+// row kernels' block, whatever its shape) a multiprocessor holds at once:
+// the driver's occupancy calculation from the kernel's registers and
+// shared memory, at least 1.
+func (b *Backend) residentBlocks(k *kernelSpec) (int, error) {
 	if n, ok := b.resident[k]; ok {
 		return n, nil
 	}
 	var n int32
 	if err := b.api.cu("cuOccupancyMaxActiveBlocksPerMultiprocessor("+k.name+")",
-		call(b.api.cuOccupancyMaxActiveBlocksPerMultiprocessor, uintptr(unsafe.Pointer(&n)), b.fns[k], uintptr(threads), 0)); err != nil {
+		call(b.api.cuOccupancyMaxActiveBlocksPerMultiprocessor, uintptr(unsafe.Pointer(&n)), b.fns[k], rowBlock, 0)); err != nil {
 		return 0, err
 	}
 	if b.resident == nil {
