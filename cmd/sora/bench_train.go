@@ -48,7 +48,7 @@ var benchTrainDoc = usageDoc{
 		"turns, the fused run reporting its step time and tape memory over the unfused one's. --base-dtype bf16 stores the frozen linear " +
 		"layers' weights in bfloat16 (not for full fine-tuning): run it once with and once without to compare. The PyTorch column " +
 		"quotes the rates issue 7 reports for PyTorch 1.13 on a 2-core machine of this project for the default " +
-		"shape (not measured here; compare only on that machine and shape). With --json each result is one " +
+		"shape on the CPU backend (not measured here; compare only on that machine and shape; empty on other backends). With --json each result is one " +
 		"JSON object per line.",
 	examples: []string{
 		"sora bench train",
@@ -260,7 +260,9 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 			}
 		}
 	}
-	isDefault := *dim == 512 && *layers == 8 && *heads == 8 && *kvHeads == 4 && *hidden == 1376 && *vocab == 512 && *seq == 256 && *batch == 4 && *rank == 8 && *rotRank == 4
+	// PyTorch's rates were measured on two CPU threads: a comparison only
+	// for the CPU backend at the default shape.
+	isDefault := *dim == 512 && *layers == 8 && *heads == 8 && *kvHeads == 4 && *hidden == 1376 && *vocab == 512 && *seq == 256 && *batch == 4 && *rank == 8 && *rotRank == 4 && b.Name() == "cpu"
 	// A run's twins: the plain run of the same method and attention path
 	// (for a checkpointed one), the unfused run of the same method and
 	// checkpointing (for a fused one, with --attention both).
