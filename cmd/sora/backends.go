@@ -16,13 +16,16 @@ import (
 )
 
 var backendsDoc = usageDoc{
-	synopsis: "backends",
+	synopsis: "backends [NAME]",
 	description: "Lists every backend compiled into sora, one line each: its name, then \"available\" and a " +
 		"description of the device (for the CPU, the SIMD features detected with cpuid), or \"unavailable:\" " +
 		"and the reason, naming the libraries and folders that were looked for. Probing loads vendor " +
-		"libraries but allocates nothing on the device.",
+		"libraries but allocates nothing on the device. With a NAME, prints that backend's line alone and " +
+		"exits with status 3 when it cannot run here (2 for a name that is not a backend), so that a " +
+		"script can ask whether, say, cuda is usable.",
 	examples: []string{
 		"sora backends",
+		"sora backends cuda && sora finetune --backend cuda ...",
 		"SORA_CUDA_PATH=/opt/cuda/lib64 sora backends",
 	},
 }
@@ -36,19 +39,40 @@ func init() {
 }
 
 func runBackends(args []string, stdout, stderr io.Writer) int {
+	// The one positional argument, a backend's name, comes first.
+	name := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
 	fs := newFlagSet("backends")
 	if code, ok := parseFlags(fs, backendsDoc, args, stdout, stderr); !ok {
 		return code
+	}
+	if name != "" {
+		if msg := unknownBackend(name); msg != "" {
+			fmt.Fprintln(stderr, msg)
+			return exitUsage
+		}
 	}
 	infos := backend.List()
 	width := 0
 	for _, in := range infos {
 		width = max(width, len(in.Name))
 	}
+	code := exitOK
 	for _, in := range infos {
+		if name != "" && in.Name != name {
+			continue
+		}
 		fmt.Fprintf(stdout, "%-*s  %s\n", width, in.Name, availability(in))
+		if !in.Available {
+			code = exitUnavailable
+		}
 	}
-	return exitOK
+	if name == "" {
+		return exitOK
+	}
+	return code
 }
 
 // availability is the part of a "sora backends" line after the name.

@@ -206,7 +206,22 @@ func TestBackends(t *testing.T) {
 		t.Errorf("cuda line %q, want available or unavailable with a reason", cuda)
 	}
 	if code, _, _ := runCLI(t, "backends", "extra"); code != 2 {
-		t.Errorf("backends with an argument: status %d, want 2", code)
+		t.Errorf("backends with an argument that is no backend: status %d, want 2", code)
+	}
+	// With a name: that backend's line alone, and the status says whether
+	// it can run here.
+	for name, line := range lines {
+		code, out, _ := runCLI(t, "backends", name)
+		want := 0
+		if strings.HasPrefix(line, "unavailable") {
+			want = 3
+		}
+		if code != want || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, name+" ") {
+			t.Errorf("backends %s: status %d (want %d), output %q", name, code, want, out)
+		}
+	}
+	if code, _, _ := runCLI(t, "backends", "cpu", "extra"); code != 2 {
+		t.Errorf("backends cpu extra: status %d, want 2", code)
 	}
 }
 
