@@ -188,7 +188,7 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutco
 			out.found = true
 			tried[resolved(path)] = true
 			if maxMajor != 0 && c.major > maxMajor {
-				out.problems = append(out.problems, fmt.Sprintf("%s skipped: the driver supports CUDA up to %d", path, maxMajor))
+				out.problems = append(out.problems, fmt.Sprintf("%s skipped: the driver supports CUDA up to %d (install the CUDA %d libraries, or a newer driver)", path, maxMajor, maxMajor))
 				continue
 			}
 			lib, err := open(c, path, dirs, d.path)
@@ -254,16 +254,23 @@ func open(c candidate, path string, dirs []searchDir, dir string) (*library, err
 			return nil, fmt.Errorf("%s needs %s, which is in none of the folders searched", path, c.companion)
 		}
 		if _, err := dlOpen(comp); err != nil {
-			return nil, fmt.Errorf("%s (needed by %s): %v", comp, path, err)
+			return nil, fmt.Errorf("%s (needed by %s): %s", comp, path, dlReason(comp, err))
 		}
 		lib.companionPath = comp
 	}
 	h, err := dlOpen(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %s", path, dlReason(path, err))
 	}
 	lib.handle = h
 	return lib, nil
+}
+
+// dlReason is a loader's error about path without the path, which the
+// dynamic linker puts in front of most of its messages and the caller
+// names already.
+func dlReason(path string, err error) string {
+	return strings.TrimPrefix(err.Error(), path+": ")
 }
 
 // findCompanion returns the newest file matching pattern in dir, else in

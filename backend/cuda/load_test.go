@@ -108,7 +108,7 @@ func TestLoadSkipsVersionsNewerThanDriver(t *testing.T) {
 	touch(t, filepath.Join(dir, "libnvrtc.so.13"), filepath.Join(dir, "libnvrtc-builtins.so.13.0"))
 	env := testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir})
 	out := load(nvrtcSpec, env.searchDirs(), env, 12)
-	want := []string{filepath.Join(dir, "libnvrtc.so.13") + " skipped: the driver supports CUDA up to 12"}
+	want := []string{filepath.Join(dir, "libnvrtc.so.13") + " skipped: the driver supports CUDA up to 12 (install the CUDA 12 libraries, or a newer driver)"}
 	if out.lib != nil || !out.found || !slices.Equal(out.problems, want) {
 		t.Errorf("got lib %v found %v problems %q; want problems %q", out.lib, out.found, out.problems, want)
 	}

@@ -17,6 +17,9 @@ type searchDir struct {
 	// missing is set for folders named by an environment variable that do
 	// not exist, so that a typo shows in the report.
 	missing bool
+	// file is set for a missing folder that is a file (a library named
+	// where its folder was wanted).
+	file bool
 	// python marks the nvidia/*/lib folders of Python environments.
 	python bool
 }
@@ -27,7 +30,10 @@ func (d searchDir) label() string {
 	if d.origin != "" {
 		s += " ($" + d.origin + ")"
 	}
-	if d.missing {
+	switch {
+	case d.missing && d.file:
+		s += " (a file, not a folder: name its folder, " + filepath.Dir(d.path) + ")"
+	case d.missing:
 		s += " (no such folder)"
 	}
 	return s
@@ -107,7 +113,7 @@ func (l *dirList) add(path, origin string, fromEnv, python bool) {
 		return
 	}
 	l.seen[key] = true
-	l.dirs = append(l.dirs, searchDir{path: path, origin: origin, missing: !exists, python: python})
+	l.dirs = append(l.dirs, searchDir{path: path, origin: origin, missing: !exists, file: !exists && isFile(path), python: python})
 }
 
 // addIfDir adds a subfolder only when it exists: it is a guess, not
@@ -200,6 +206,15 @@ func (e searchEnv) sitePackages() []searchDir {
 	}
 	if home := e.getenv("HOME"); home != "" {
 		glob(filepath.Join(home, ".local", "lib", "python3*", "site-packages"), "")
+	}
+	// The environment of the first python3 on PATH, activated or not (an
+	// image's /opt/conda, a venv run as venv/bin/python3): its prefix is
+	// the folder above bin, read without running it.
+	for _, dir := range filepath.SplitList(e.getenv("PATH")) {
+		if dir != "" && isFile(filepath.Join(dir, "python3")) {
+			glob(filepath.Join(filepath.Dir(dir), "lib", "python3*", "site-packages"), "python3 on PATH")
+			break
+		}
 	}
 	for _, prefix := range []string{"/usr/local/lib", "/usr/lib"} {
 		for _, kind := range []string{"dist-packages", "site-packages"} {

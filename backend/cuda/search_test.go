@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,6 +169,8 @@ func TestSearchDirLabels(t *testing.T) {
 		{searchDir{path: "/usr/lib64"}, "/usr/lib64"},
 		{searchDir{path: "/opt/cuda", origin: "SORA_CUDA_PATH"}, "/opt/cuda ($SORA_CUDA_PATH)"},
 		{searchDir{path: "/opt/cudaa", origin: "SORA_CUDA_PATH", missing: true}, "/opt/cudaa ($SORA_CUDA_PATH) (no such folder)"},
+		{searchDir{path: "/opt/cuda/libcuda.so.1", origin: "SORA_CUDA_PATH", missing: true, file: true},
+			"/opt/cuda/libcuda.so.1 ($SORA_CUDA_PATH) (a file, not a folder: name its folder, /opt/cuda)"},
 	} {
 		if got := tc.d.label(); got != tc.want {
 			t.Errorf("label of %+v = %q, want %q", tc.d, got, tc.want)
@@ -192,6 +195,45 @@ func TestVersionLess(t *testing.T) {
 	} {
 		if got := versionLess(tc.a, tc.b); got != tc.want {
 			t.Errorf("versionLess(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestSearchPythonOnPath: the environment of the first python3 on PATH is
+// searched although it is not activated (no VIRTUAL_ENV or CONDA_PREFIX),
+// as in an image whose /opt/conda/bin is on PATH; a later python3 is not.
+func TestSearchPythonOnPath(t *testing.T) {
+	root := t.TempDir()
+	j := filepath.Join
+	conda, other := j(root, "opt/conda"), j(root, "opt/other")
+	lib := j(conda, "lib/python3.11/site-packages/nvidia/cublas/lib")
+	mkdirs(t, j(root, "nobin"), j(conda, "bin"), lib, j(other, "bin"), j(other, "lib/python3.12/site-packages/nvidia/cu13/lib"))
+	for _, py := range []string{j(conda, "bin/python3"), j(other, "bin/python3")} {
+		if err := os.WriteFile(py, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sep := string(filepath.ListSeparator)
+	env := testEnv(root, map[string]string{"PATH": j(root, "nobin") + sep + j(conda, "bin") + sep + j(other, "bin")})
+	var python []searchDir
+	for _, d := range env.searchDirs() {
+		if d.python {
+			python = append(python, d)
+		}
+	}
+	want := []searchDir{{path: lib, origin: "python3 on PATH", python: true}}
+	if !slices.Equal(python, want) {
+		t.Errorf("Python folders searched: %+v, want %+v", python, want)
+	}
+}
+
+func TestDLReason(t *testing.T) {
+	for _, tc := range []struct{ path, err, want string }{
+		{"/x/libcuda.so.1", "/x/libcuda.so.1: file too short", "file too short"},
+		{"/x/libcuda.so.1", "libcudart.so.12: cannot open shared object file", "libcudart.so.12: cannot open shared object file"},
+	} {
+		if got := dlReason(tc.path, errors.New(tc.err)); got != tc.want {
+			t.Errorf("dlReason(%q, %q) = %q, want %q", tc.path, tc.err, got, tc.want)
 		}
 	}
 }
