@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -248,48 +249,31 @@ func TestResumeChangesStepsOfInterruptedRun(t *testing.T) {
 }
 
 // TestSelectionAfterExtension trains a run that keeps its best and stops
-// early for 12 steps, before its best (step 20 on this machine) and its
-// stop, then resumes it with 40 steps: as its constant schedule makes the
-// extended run the very run of 40 steps, it must stop where that one
-// stops, with the same best, best/ and adapter byte for byte, and log the
-// same evaluations: the best and the patience count went on through the
-// extension. Resuming the stopped run with yet more steps is refused (and
+// early (selectOptions: 40 steps, constant schedule), and then, for
+// lengths short of its stop, a run of that length resumed with 40 steps:
+// as the constant schedule makes the extended run the very run of 40
+// steps, each must stop where that one stops, with the same best, best/
+// and adapter byte for byte, and log the same evaluations: the best and
+// the patience count went on through the extension. The lengths are
+// taken from the 40-step run's stop, not from this machine's numbers:
+// half-way, the evaluation before the stop, and the stop itself, where
+// the short run's final evaluation runs out the patience (its loop never
+// judges it) and the extension must stop at once, training nothing.
+// Resuming a stopped run with yet more steps is refused (and
 // CheckpointInfo says it stopped); with the same, it trains nothing.
 func TestSelectionAfterExtension(t *testing.T) {
+	patienceCount := regexp.MustCompile(`(\d+) of (\d+) evaluations without improvement`)
 	dir := t.TempDir()
-	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	a := filepath.Join(dir, "a")
 	resA, err := runTo(t, selectOptions(a), -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resA.EarlyStop == nil || resA.Best == nil || resA.Best.Step <= 12 {
-		t.Fatalf("the 40-step run: stop %+v, best %+v; the test needs a best after step 12 and an early stop", resA.EarlyStop, resA.Best)
+	every := selectOptions(a).EvalEvery
+	if resA.EarlyStop == nil || resA.Best == nil {
+		t.Fatalf("the 40-step run: stop %+v, best %+v; the test needs an early stop (its evaluations turn up as the model learns the training half of them by heart)", resA.EarlyStop, resA.Best)
 	}
-	o := selectOptions(b)
-	o.Steps = 12
-	res, err := runTo(t, o, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Steps != 12 || res.EarlyStop != nil {
-		t.Fatalf("the 12-step run: %d steps, stop %+v; want all 12, no stop", res.Steps, res.EarlyStop)
-	}
-	o = selectOptions(b)
-	o.Resume = true
-	resB, err := runTo(t, o, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resB.Steps != resA.Steps || resB.EarlyStop == nil || resB.EarlyStop.Step != resA.EarlyStop.Step ||
-		resB.Best.Step != resA.Best.Step || resB.Best.Value != resA.Best.Value {
-		t.Errorf("extended run: %d steps, stop %+v, best %+v; the 40-step run: %d steps, stop %+v, best %+v",
-			resB.Steps, resB.EarlyStop, resB.Best, resA.Steps, resA.EarlyStop, resA.Best)
-	}
-	for _, sub := range []string{BestDir, AdapterDir} {
-		if d := sameFiles(readFiles(t, filepath.Join(a, sub)), readFiles(t, filepath.Join(b, sub))); d != "" {
-			t.Errorf("%s/ of the extended run against the 40-step run's: %s", sub, d)
-		}
-	}
+	stop := resA.EarlyStop.Step
 	evals := func(out string) []Record {
 		rs, err := ReadMetrics(filepath.Join(out, MetricsFile))
 		if err != nil {
@@ -304,31 +288,80 @@ func TestSelectionAfterExtension(t *testing.T) {
 		}
 		return ev
 	}
-	ea, eb := evals(a), evals(b)
-	if len(ea) != len(eb) {
-		t.Fatalf("%d evaluations logged by the extended run, %d by the 40-step run", len(eb), len(ea))
-	}
-	for i := range ea {
-		x, y := ea[i], eb[i]
-		if x.Step != y.Step || *x.EvalLoss != *y.EvalLoss || x.Best != y.Best {
-			t.Errorf("evaluation %d: step %d loss %v best %v extended; step %d loss %v best %v in the 40-step run", i, y.Step, *y.EvalLoss, y.Best, x.Step, *x.EvalLoss, x.Best)
-		}
-	}
+	ea := evals(a)
+	for _, short := range slices.Compact([]int{max(every, stop/2/every*every), stop - every, stop}) {
+		t.Run(fmt.Sprintf("from %d", short), func(t *testing.T) {
+			b := filepath.Join(dir, fmt.Sprint(short))
+			o := selectOptions(b)
+			o.Steps = short
+			res, err := runTo(t, o, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Steps != short || res.EarlyStop != nil {
+				t.Fatalf("the %d-step run: %d steps, stop %+v; want all %d, no stop", short, res.Steps, res.EarlyStop, short)
+			}
+			o = selectOptions(b)
+			o.Resume = true
+			var msgs messages
+			_, pm := tinyModel(t, openCPU(t), peft.LoRA, 3)
+			tr, ev := selectData()
+			resB, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: tr, Eval: ev, Options: o, SaveAdapter: saveTrainable(pm), Progress: &msgs}).Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resB.StartStep != short || resB.Steps != resA.Steps || resB.EarlyStop == nil || resB.EarlyStop.Step != stop ||
+				resB.EarlyStop.Reason != resA.EarlyStop.Reason || resB.Best.Step != resA.Best.Step || resB.Best.Value != resA.Best.Value {
+				t.Errorf("extended run: from step %d to %d, stop %+v, best %+v; the 40-step run: %d steps, stop %+v, best %+v",
+					resB.StartStep, resB.Steps, resB.EarlyStop, resB.Best, resA.Steps, resA.EarlyStop, resA.Best)
+			}
+			for _, m := range msgs.got {
+				var n, of int
+				if c := patienceCount.FindStringSubmatch(m); c != nil {
+					fmt.Sscan(c[1]+" "+c[2], &n, &of)
+				}
+				if n > of {
+					t.Errorf("message %q counts past the patience", m)
+				}
+			}
+			if short == stop {
+				want := fmt.Sprintf("early stopping ends the run after step %d, where its evaluation ran out the patience, as in a run made for 40 steps: %s", stop, resA.EarlyStop.Reason)
+				if !slices.ContainsFunc(msgs.got, func(m string) bool { return strings.Contains(m, want) }) {
+					t.Errorf("messages %q; want one saying %q", msgs.got, want)
+				}
+			}
+			for _, sub := range []string{BestDir, AdapterDir} {
+				if d := sameFiles(readFiles(t, filepath.Join(a, sub)), readFiles(t, filepath.Join(b, sub))); d != "" {
+					t.Errorf("%s/ of the extended run against the 40-step run's: %s", sub, d)
+				}
+			}
+			eb := evals(b)
+			if len(ea) != len(eb) {
+				t.Fatalf("%d evaluations logged by the extended run, %d by the 40-step run", len(eb), len(ea))
+			}
+			for i := range ea {
+				x, y := ea[i], eb[i]
+				if x.Step != y.Step || *x.EvalLoss != *y.EvalLoss || x.Best != y.Best {
+					t.Errorf("evaluation %d: step %d loss %v best %v extended; step %d loss %v best %v in the 40-step run", i, y.Step, *y.EvalLoss, y.Best, x.Step, *x.EvalLoss, x.Best)
+				}
+			}
 
-	info, err := ReadCheckpoint(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.StoppedEarly == nil || info.StoppedEarly.Step != resA.EarlyStop.Step {
-		t.Errorf("CheckpointInfo.StoppedEarly %+v; want the stop after step %d", info.StoppedEarly, resA.EarlyStop.Step)
-	}
-	o.Steps = 60
-	if _, err := runTo(t, o, -1); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("with steps 60: early stopping ended its run after step %d of the 40 it was made for", resA.EarlyStop.Step)) {
-		t.Errorf("resuming the stopped run with 60 steps: %v; want a refusal", err)
-	}
-	o.Steps = 40
-	if res, err := runTo(t, o, -1); err != nil || res.StartStep != resA.Steps || res.Steps != resA.Steps {
-		t.Errorf("resuming the stopped run with its 40 steps: %v, %+v; want nothing trained", err, res)
+			info, err := ReadCheckpoint(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.StoppedEarly == nil || info.StoppedEarly.Step != stop || info.TotalSteps != 40 {
+				t.Errorf("the checkpoint: stop %+v, %d steps; want the stop after step %d, 40 steps", info.StoppedEarly, info.TotalSteps, stop)
+			}
+			o.Steps = 60
+			if _, err := runTo(t, o, -1); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("with steps 60: early stopping ended its run after step %d of the 40 it was made for", stop)) {
+				t.Errorf("resuming the stopped run with 60 steps: %v; want a refusal", err)
+			}
+			o.Steps = 40
+			if res, err := runTo(t, o, -1); err != nil || res.StartStep != stop || res.Steps != stop {
+				t.Errorf("resuming the stopped run with its 40 steps: %v, %+v; want nothing trained", err, res)
+			}
+		})
 	}
 }
 

@@ -359,6 +359,11 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	var kept []Record        // the records before the resume
 	var resumeNotes []string // shown once the progress display has started
 	var lockNote string      // how the folder is held, where not as usual; shown with them
+	// restate is whether the checkpoint res.Checkpoint does not record
+	// the run as it now is: a resume that changed the number of steps,
+	// or whose early stopping ended the run at once, writes its state
+	// again at the end where no step wrote a checkpoint (see below).
+	var restate bool
 	var removed []string
 	var staleBest string // an earlier run's best/, which a fresh run removes once it begins
 	if o.Out != "" {
@@ -378,7 +383,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 			return nil, err
 		}
 		if o.Resume {
-			if resumeNotes, err = t.resume(dir, &st, opt, params, gs); err != nil {
+			if resumeNotes, restate, err = t.resume(dir, &st, opt, params, gs); err != nil {
 				return nil, err
 			}
 			res.Checkpoint = dir
@@ -484,15 +489,6 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	var tokens int
 	var stepsTime time.Duration
 	var lastSaved = st.Step
-	// savedTotal is the number of steps the checkpoint res.Checkpoint
-	// records: a resume that changed it and trains no step records the
-	// new number at the end (see below).
-	savedTotal := o.Steps
-	if o.Resume && o.Out != "" {
-		if prev, err := readState(res.Checkpoint); err == nil {
-			savedTotal = prev.TotalSteps
-		}
-	}
 	var window []stepTiming
 	lastEval := -1 // the step res.Eval is of, when this process took it
 
@@ -525,7 +521,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		if err != nil {
 			return err
 		}
-		res.Checkpoint, lastSaved, savedTotal = dir, st.Step, st.TotalSteps
+		res.Checkpoint, lastSaved, restate = dir, st.Step, false
 		return nil
 	}
 	nonFinite := func(what string, v float64) error {
@@ -691,13 +687,15 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		if err := save(); err != nil {
 			return res, err
 		}
-	} else if o.Out != "" && savedTotal != st.TotalSteps {
-		// A resume with fewer steps that ends at the checkpoint's own
-		// step: it records the run's new length, as a step would have.
+	} else if o.Out != "" && restate {
+		// A resume that trains no step (it ends the run at the
+		// checkpoint's step, or early stopping ends it there): the
+		// checkpoint records the run's new length and stop, as a step
+		// would have.
 		if err := writeState(res.Checkpoint, st); err != nil {
 			return res, err
 		}
-		savedTotal = st.TotalSteps
+		restate = false
 	}
 	if o.Out != "" && t.SaveAdapter != nil {
 		dir := filepath.Join(o.Out, AdapterDir)
@@ -945,14 +943,21 @@ func (t *Trainer) checkBestDir(st trainerState) (note, stale string, err error) 
 // sooner, but not before the checkpoint's step): the schedule is computed
 // for the new number, with a note (stepsNote), and the checkpoints
 // written from then on record it.
-// The notes are for the user: that, and the checks that could not be made.
-func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value, gs []optim.Group) (notes []string, err error) {
+// A run whose final evaluation ran out the patience of its early
+// stopping, resumed with more steps, stops at once, as it would have
+// stopped had it been made that long: its loop never judged that
+// evaluation (see stopNote).
+// The notes are for the user: that, and the checks that could not be
+// made. restate reports that the checkpoint does not record the run as
+// it now is (its number of steps, its stop), for Run to write it again
+// where no step does.
+func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, params []*graph.Value, gs []optim.Group) (notes []string, restate bool, err error) {
 	old, err := readState(dir)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := checkResumable(dir, old, *st, nil); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if old.Settings != nil {
 		_, lrWas, lrIs, unrecorded := compareSettings(old.Settings, st.Settings)
@@ -973,34 +978,42 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	}
 	s, err := loadOptimizer(filepath.Join(dir, optimizerFile))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if s, err = stateInGroupOrder(dir, s, params, gs); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := loadParams(filepath.Join(dir, tensorsFile), params); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := opt.SetState(s); err != nil {
-		return nil, fmt.Errorf("train: %s: %w", dir, err)
+		return nil, false, fmt.Errorf("train: %s: %w", dir, err)
 	}
 	if opt.Steps() != old.Step {
-		return nil, fmt.Errorf("train: %s: optimizer has taken %d steps but the trainer state says %d", dir, opt.Steps(), old.Step)
+		return nil, false, fmt.Errorf("train: %s: optimizer has taken %d steps but the trainer state says %d", dir, opt.Steps(), old.Step)
 	}
 	st.Step = old.Step
 	st.Loss = old.Loss
 	st.LRs = priorLRs(old)
 	st.StepsHistory = priorTotals(old)
 	st.ZeroShot = old.ZeroShot
-	if old.TotalSteps != st.TotalSteps {
-		notes = append(notes, t.stepsNote(dir, old))
-	}
+	restate = old.TotalSteps != st.TotalSteps
 	if st.Selection != nil && old.Selection != nil {
 		// The settings compared above make it this run's: the same
 		// metric, patience, evaluation data and interval.
 		st.Selection = old.Selection
 	} else if st.Selection != nil && old.Step > 0 {
 		notes = append(notes, fmt.Sprintf("warning: checkpoint %s records no best evaluation (it predates that record), so the evaluations before step %d are not among those compared", dir, old.Step))
+	}
+	if sel := st.Selection; sel != nil && sel.Stop == nil && st.Step < st.TotalSteps && sel.Judged == st.Step && sel.stops(t.Options.EarlyStopping) {
+		// The final evaluation of a run that ended there judged
+		// without stopping it, there being no step left; a run made
+		// longer stops after it, as one made this long would have.
+		sel.Stop = &EarlyStop{Step: st.Step, Reason: t.stopReason(sel)}
+		restate = true
+		notes = append(notes, t.stopNote(dir, st.Step, sel.Stop))
+	} else if old.TotalSteps != st.TotalSteps {
+		notes = append(notes, t.stepsNote(dir, old))
 	}
 	if st.BaseModel == "" {
 		// A run that does not describe its base (library use) keeps the
@@ -1026,7 +1039,20 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 			"if it was made with another learning rate, schedule, warm-up, clip, weight decay, micro-batch, method, alpha, dropout or rotation, "+
 			"the run no longer matches an uninterrupted one. The checkpoints this run writes record them.", dir))
 	}
-	return notes, nil
+	return notes, restate, nil
+}
+
+// stopNote says that a resume with more steps ends at once, after step
+// step, where the evaluation at the end of the shorter run ran out the
+// patience of its early stopping (stop says so): as a run made with
+// the new number of steps stops there, where it evaluates at that step.
+func (t *Trainer) stopNote(dir string, step int, stop *EarlyStop) string {
+	o := t.Options
+	if step%o.EvalEvery != 0 {
+		return fmt.Sprintf("note: resuming %s with %d steps: early stopping ends the run after step %d, where its final evaluation ran out the patience: %s "+
+			"(a run made for %d steps, which evaluates every %s, makes no evaluation at step %d, and might have trained on)", dir, o.Steps, step, stop.Reason, o.Steps, nSteps(o.EvalEvery), step)
+	}
+	return fmt.Sprintf("note: resuming %s with %d steps: early stopping ends the run after step %d, where its evaluation ran out the patience, as in a run made for %d steps: %s", dir, o.Steps, step, o.Steps, stop.Reason)
 }
 
 // nSteps is n steps in words: "1 step", "2 steps".
