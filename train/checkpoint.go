@@ -254,6 +254,12 @@ type CheckpointInfo struct {
 	// MadeFor is the number of steps the run was made for, before a
 	// resume changed it (TotalSteps where none did).
 	MadeFor int
+	// ScheduleSteps is the number of steps the learning-rate schedule of
+	// its last step was computed for: TotalSteps, but where a resume
+	// ended the run at the step it had reached (a run made for 200 steps
+	// ended at step 55 has TotalSteps 55 and ScheduleSteps 200: resumed
+	// with 200, its schedule goes on as it was).
+	ScheduleSteps int
 	// Warmup is the run's number of warm-up steps, -1 where the
 	// checkpoint does not record it (one made before checkpoints kept
 	// their settings).
@@ -280,6 +286,7 @@ func ReadCheckpoint(out string) (*CheckpointInfo, error) {
 	if h := priorTotals(st); len(h) > 0 {
 		c.MadeFor = h[0].Steps
 	}
+	c.ScheduleSteps = scheduleSteps(st)
 	if w, err := strconv.Atoi(st.Settings["warmup"]); err == nil {
 		c.Warmup = w
 	}

@@ -20,8 +20,9 @@
 //     Face PEFT layout, the exact trainable tensors, the optimizer state and
 //     the step and the settings; Resume continues from the newest one
 //     (refusing other settings but the learning rate and the number of
-//     steps, which may grow: the schedule is then computed for the new
-//     number from the checkpoint's step on) and, on the CPU,
+//     steps, which may grow, or shrink to no fewer than trained: the
+//     schedule is then computed for the new number from the checkpoint's
+//     step on) and, on the CPU,
 //     reaches bit for bit the weights of an uninterrupted run, dropout
 //     included (its masks follow the step: see peft.Model.SetDropoutStep);
 //   - with evaluation data, an evaluation every EvalEvery steps and at the

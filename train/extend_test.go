@@ -2,9 +2,11 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -58,10 +60,12 @@ func stepLRs(t *testing.T, out string) map[int]float64 {
 // it in fresh objects with 8: steps 5 to 8 train at the rates of the
 // schedule computed for 8 steps (checked against the schedulers'
 // formulas), steps 1 to 4 kept those of the 4-step one, a note says what
-// happened to the schedule, and the checkpoints record the new length
+// happened to the schedule (naming the steps a fresh 8-step run would
+// have trained at other rates), and the checkpoints record the new length
 // and its history. With the constant schedule, whose rates do not depend
 // on the length, the weights equal bit for bit those of a fresh 8-step
-// run (the data order and the optimizer state go on as they would have);
+// run with the same warm-up (the data order and the optimizer state go
+// on as they would have), as the note says;
 // with the others they differ. A second resume with 8 steps trains
 // nothing; one with fewer steps than trained is refused naming both.
 func TestResumeExtendsSteps(t *testing.T) {
@@ -109,9 +113,13 @@ func TestResumeExtendsSteps(t *testing.T) {
 					note = m
 				}
 			}
-			wantNote := fmt.Sprintf("is computed again for 8 steps and goes on from step 4, as Hugging Face's Trainer does: step 5 trains at %.4g × the peak rate 0.01", wantFactor(schedule, 4, warmup, 8))
+			// Steps 1 and 2 train in the warm-up and at the peak after
+			// it, whatever the number of steps; 3 and 4 decay later in
+			// the 8-step schedule.
+			wantNote := fmt.Sprintf("is computed again for 8 steps and goes on from step 4, as Hugging Face's Trainer does: step 5 trains at %.4g × the peak rate 0.01, where the 4-step schedule had come to its end; "+
+				"so the run differs from a fresh 8-step run, whose steps 3 to 4 would have trained at higher rates", wantFactor(schedule, 4, warmup, 8))
 			if schedule == "constant" {
-				wantNote = "does not depend on the number of steps, so steps 5 to 8 train at the rates of a fresh 8-step run"
+				wantNote = "the constant schedule (with 1 step of warm-up) does not depend on the number of steps, so the run trains as a fresh 8-step run with 1 step of warm-up would"
 			}
 			if !strings.Contains(note, wantNote) {
 				t.Errorf("messages %q; want a note saying %q", msgs.got, wantNote)
@@ -163,41 +171,86 @@ func TestResumeExtendsSteps(t *testing.T) {
 	}
 }
 
-// TestResumeChangesStepsOfInterruptedRun resumes a run of 9 steps
-// interrupted after step 5 with other numbers of steps: 12 trains steps 6
-// to 12 on the 12-step schedule; 5 ends the run at once, and its
-// checkpoint then records 5 steps, so that a later resume sees the new
-// length; 4, fewer than trained, is refused with CheckResume's message.
+// TestResumeChangesStepsOfInterruptedRun resumes a run of 9 steps (cosine
+// schedule, 2 warm-up steps) interrupted after a step with other numbers
+// of steps. After step 5: 12 trains steps 6 to 12 on the 12-step
+// schedule, and the note names steps 4 and 5 as those a fresh 12-step
+// run would have trained at other rates (1 to 3, in the warm-up and at
+// the peak right after it, have the same rates); 5 ends the run at once,
+// and its checkpoint then records 5 steps, so that a later resume sees
+// the new length, but also the 9-step schedule its steps trained on: 9
+// then takes that schedule on, and the run ends bit for bit where an
+// uninterrupted 9-step run ends, as the note says; 7, interrupted again
+// after step 6, and then 9 again: the note names step 6 alone as
+// trained at other rates; 4, fewer than trained, is refused with
+// CheckResume's message. After step 3: 12 gives the weights of a fresh
+// 12-step run with the same warm-up, as the note says. After step 1: 1,
+// which ends the run inside its warm-up, is refused saying so.
 func TestResumeChangesStepsOfInterruptedRun(t *testing.T) {
 	b := openCPU(t)
 	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
-	interrupted := func(t *testing.T) string {
-		out := t.TempDir()
-		_, pm := tinyModel(t, b, peft.LoRA, 1)
-		_, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: resumeOptions(out)}, 4)
-		var ie *InterruptedError
-		if !errors.As(err, &ie) || ie.Step != 5 {
-			t.Fatalf("%v; want an interruption after step 5", err)
-		}
-		return out
-	}
-	resume := func(out string, steps int) (*Result, *messages, error) {
+	// run trains with resumeOptions(out) changed by steps (when not 0)
+	// and resume, interrupted after step stopAt when not negative (the
+	// step that begins with stopAt-1 done cancels the context, and the
+	// run stops once it has trained it).
+	run := func(t *testing.T, out string, steps int, resume bool, stopAt int) (*Result, *messages, [][]float32, error) {
+		t.Helper()
 		_, pm := tinyModel(t, b, peft.LoRA, 1)
 		o := resumeOptions(out)
-		o.Steps, o.Resume = steps, true
+		if steps > 0 {
+			o.Steps = steps
+		}
+		o.Resume = resume
 		var msgs messages
-		res, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: &msgs}).Run(context.Background())
-		return res, &msgs, err
+		res, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: &msgs}, max(-1, stopAt-1))
+		if stopAt >= 0 {
+			var ie *InterruptedError
+			if !errors.As(err, &ie) || ie.Step != stopAt {
+				t.Fatalf("%v; want an interruption after step %d", err, stopAt)
+			}
+			err = nil
+		}
+		return res, &msgs, download(t, pm.Trainable()), err
 	}
-
-	t.Run("longer", func(t *testing.T) {
-		out := interrupted(t)
-		res, msgs, err := resume(out, 12)
+	interrupted := func(t *testing.T, after int) string {
+		out := t.TempDir()
+		run(t, out, 0, false, after)
+		return out
+	}
+	resume := func(t *testing.T, out string, steps int) (*Result, *messages, [][]float32, error) {
+		t.Helper()
+		return run(t, out, steps, true, -1)
+	}
+	fresh := func(t *testing.T, steps int) [][]float32 {
+		t.Helper()
+		_, _, w, err := run(t, filepath.Join(t.TempDir(), "fresh"), steps, false, -1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := resumeOptions(out)
+		return w
+	}
+	hasNote := func(t *testing.T, msgs *messages, want string) {
+		t.Helper()
+		if !slices.ContainsFunc(msgs.got, func(m string) bool { return strings.Contains(m, want) }) {
+			t.Errorf("messages %q; want one saying %q", msgs.got, want)
+		}
+	}
+	same := func(t *testing.T, got, want [][]float32, what string) {
+		t.Helper()
+		if i, j, ok := sameBits(got, want); !ok {
+			t.Errorf("%s: tensor %d[%d] is %v, want %v", what, i, j, got[i][j], want[i][j])
+		}
+	}
+	o := resumeOptions("")
+
+	t.Run("longer", func(t *testing.T) {
+		out := interrupted(t, 5)
+		res, msgs, _, err := resume(t, out, 12)
+		if err != nil {
+			t.Fatal(err)
+		}
 		lrs := stepLRs(t, out)
+		var other []string
 		for s := 1; s <= 12; s++ {
 			total := 9
 			if s > 5 {
@@ -207,40 +260,128 @@ func TestResumeChangesStepsOfInterruptedRun(t *testing.T) {
 			if math.Abs(lrs[s]-want) > 1e-12*o.LR {
 				t.Errorf("step %d trained at %v; want %v, the %d-step schedule's", s, lrs[s], want, total)
 			}
+			if s <= 5 && wantFactor(o.Schedule, s-1, o.Warmup, 9) != wantFactor(o.Schedule, s-1, o.Warmup, 12) {
+				other = append(other, fmt.Sprint(s))
+			}
 		}
-		want := fmt.Sprintf("where the 9-step schedule would have trained it at %.4g × the peak", wantFactor(o.Schedule, 5, o.Warmup, 9))
-		if !slices.ContainsFunc(msgs.got, func(m string) bool { return strings.Contains(m, want) }) {
-			t.Errorf("messages %q; want one saying %q", msgs.got, want)
+		if !slices.Equal(other, []string{"4", "5"}) {
+			t.Fatalf("the formulas give steps %v other rates in a 12-step run; the test expects 4 and 5", other)
 		}
+		hasNote(t, msgs, fmt.Sprintf("made for 9 steps, with 12: the cosine schedule (with 2 steps of warm-up) is computed again for 12 steps and goes on from step 5, as Hugging Face's Trainer does: step 6 trains at %.4g × the peak rate 0.003, where the 9-step schedule would have trained it at %.4g × the peak; "+
+			"so the run differs from a fresh 12-step run, whose steps 4 to 5 would have trained at higher rates", wantFactor(o.Schedule, 5, o.Warmup, 12), wantFactor(o.Schedule, 5, o.Warmup, 9)))
 		if h := []StepsSpan{{1, 9}, {6, 12}}; !slices.Equal(res.StepsHistory, h) {
 			t.Errorf("steps history %+v; want %+v", res.StepsHistory, h)
 		}
 	})
 	t.Run("ends at its step", func(t *testing.T) {
-		out := interrupted(t)
-		res, _, err := resume(out, 5)
+		out := interrupted(t, 5)
+		res, msgs, _, err := resume(t, out, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
+		hasNote(t, msgs, "made for 9 steps, with 5: the run ends at its checkpoint's step, with no step to train")
 		info, err := ReadCheckpoint(out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.StartStep != 5 || res.Steps != 5 || info.Step != 5 || info.TotalSteps != 5 {
-			t.Errorf("resumed with 5 steps: trained %d to %d, the checkpoint records step %d of %d; want 5 to 5, 5 of 5", res.StartStep, res.Steps, info.Step, info.TotalSteps)
+		if res.StartStep != 5 || res.Steps != 5 || info.Step != 5 || info.TotalSteps != 5 || info.ScheduleSteps != 9 {
+			t.Errorf("resumed with 5 steps: trained %d to %d, the checkpoint records step %d of %d on the %d-step schedule; want 5 to 5, 5 of 5 on the 9-step one",
+				res.StartStep, res.Steps, info.Step, info.TotalSteps, info.ScheduleSteps)
 		}
 		// The next resume with the run's first length trains it on:
-		// the checkpoint's 5 steps are no longer its plan.
-		if res, _, err := resume(out, 9); err != nil || res.Steps != 9 {
-			t.Errorf("resumed again with 9 steps: %v, %v", err, res)
+		// the checkpoint's 5 steps are no longer its plan, and its
+		// steps trained on the 9-step schedule, which simply goes on.
+		res, msgs, got, err := resume(t, out, 9)
+		if err != nil || res.Steps != 9 {
+			t.Fatalf("resumed again with 9 steps: %v, %v", err, res)
+		}
+		hasNote(t, msgs, "made for 5 steps (steps 1 to 5 trained on the 9-step schedule), with 9: the 9-step cosine schedule that steps 1 to 5 trained on simply goes on, so the run trains as a fresh 9-step run with 2 steps of warm-up would")
+		same(t, got, fresh(t, 9), "the run ended at step 5 and taken on to 9 against an uninterrupted 9-step run")
+	})
+	t.Run("shorter then longer", func(t *testing.T) {
+		out := interrupted(t, 5)
+		run(t, out, 7, true, 6)
+		_, msgs, _, err := resume(t, out, 9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasNote(t, msgs, "made for 7 steps (steps 1 to 5 trained on the 9-step schedule, step 6 on the 7-step one), with 9: the cosine schedule (with 2 steps of warm-up) is computed again for 9 steps and goes on from step 6")
+		hasNote(t, msgs, "where the 7-step schedule would have trained it at")
+		hasNote(t, msgs, "so the run differs from a fresh 9-step run, whose step 6 would have trained at higher rates")
+	})
+	t.Run("within the warm-up", func(t *testing.T) {
+		// Step 3 trains at the rate that follows the 2 warm-up steps,
+		// the peak, whatever the number of steps.
+		out := interrupted(t, 3)
+		_, msgs, got, err := resume(t, out, 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasNote(t, msgs, "made for 9 steps, with 12: steps 1 to 3 trained at the rates the 12-step cosine schedule gives them too (in its warm-up of 2 steps, and at the peak right after it, the rates do not depend on the number of steps), so the run trains as a fresh 12-step run with 2 steps of warm-up would")
+		same(t, got, fresh(t, 12), "the run extended after step 3 to 12 against a fresh 12-step run")
+	})
+	t.Run("ends inside its warm-up", func(t *testing.T) {
+		out := interrupted(t, 1)
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := resumeOptions(out)
+		o.Steps, o.Warmup, o.Resume = 1, 1, true
+		_, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o}).Run(context.Background())
+		want := "with steps 1: the run cannot end before its warm-up of 2 steps does; resume it with at least 2 steps (9 finishes the run as it was made)"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("resumed after step 1 with 1 step: %v; want %q", err, want)
 		}
 	})
+	t.Run("refusals", func(t *testing.T) {
+		out := interrupted(t, 5)
+		refused := func(o Options, want string) {
+			t.Helper()
+			_, pm := tinyModel(t, b, peft.LoRA, 1)
+			o.Resume = true
+			_, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o}).Run(context.Background())
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("resumed with %d steps: %v; want %q", o.Steps, err, want)
+			}
+		}
+		o := resumeOptions(out)
+		o.WeightDecay = 0.1
+		refused(o, "it was made with weight-decay 0.01 (now 0.1); resuming needs the settings it was made with (only the learning rate and the number of steps may change)")
+		// Ended at its step, the run is refused fewer steps with what
+		// it was made for.
+		if _, _, _, err := resume(t, out, 5); err != nil {
+			t.Fatal(err)
+		}
+		o = resumeOptions(out)
+		o.Steps = 3
+		refused(o, "with steps 3: the run has trained 5 steps already, where an earlier resume ended it (it was made for 9); resume it with 5 steps, as it is, or more to train it longer (9 takes its schedule on as it was)")
+		// A state that lost its total_steps is named as damaged.
+		dir, err := LatestCheckpoint(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, stateFile)
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st map[string]any
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatal(err)
+		}
+		delete(st, "total_steps")
+		if raw, err = json.Marshal(st); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refused(resumeOptions(out), "checkpoint "+dir+" is damaged: its trainer_state.json records step 5 of a run of 0 steps (total_steps); want a step from 0 to the run's steps")
+	})
 	t.Run("fewer than trained", func(t *testing.T) {
-		out := interrupted(t)
+		out := interrupted(t, 5)
 		o := resumeOptions(out)
 		o.Steps, o.Resume = 4, true
 		early := CheckResume(ResumePlan{Task: LM, Options: o.WithDefaults(0), Adapter: &peft.Config{Method: peft.LoRA, R: 4, Alpha: 8, RotationRank: 2, TargetModules: []string{peft.AllLinear}, Seed: 1}})
-		_, _, late := resume(out, 4)
+		_, _, _, late := resume(t, out, 4)
 		want := "with steps 4: the run has trained 5 steps already, of the 9 it was made for; resume it with at least 5 steps (9 finishes the run as it was made)"
 		if early == nil || late == nil || early.Error() != late.Error() || !strings.Contains(late.Error(), want) {
 			t.Errorf("CheckResume: %v; the run: %v; want both saying %q", early, late, want)

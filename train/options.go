@@ -119,12 +119,16 @@ type Options struct {
 	// Resume continues from the newest checkpoint in Out, which must
 	// have been made with the same options but LR and Steps. A Steps
 	// other than the checkpoint's trains the run longer (or ends it
-	// sooner, but not before the step it has reached; not for a run
-	// that early stopping ended): the schedule is computed for the new
-	// Steps and goes on from the checkpoint's step, as Hugging Face's
-	// Trainer does on resuming with another max_steps, so the run
-	// matches neither the one it began as nor a fresh run of the new
-	// length (Result.StepsHistory records the lengths).
+	// sooner, but not before the step it has reached nor inside its
+	// warm-up; not for a run that early stopping ended): the schedule is
+	// computed for the new Steps and goes on from the checkpoint's step,
+	// as Hugging Face's Trainer does on resuming with another max_steps,
+	// so the run matches a fresh run of the new length with the same
+	// Warmup only where the steps trained had that schedule's rates too
+	// (a constant schedule, steps in the warm-up; a note says which
+	// differ), and Result.StepsHistory records the lengths. A run whose
+	// final evaluation ran out the patience of EarlyStopping stops at
+	// once when resumed with more steps.
 	Resume bool
 	// NoSpectra leaves out the spectra of the adapter's updates
 	// (spectrum.png, spectrum.json) that a run with Out writes at its end:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -1067,56 +1068,170 @@ func nSteps(n int) string {
 // with another number of steps does to the learning-rate schedule: it is
 // computed again for the new number and goes on from the checkpoint's
 // step, as Hugging Face's Trainer does on resuming with another
-// max_steps, so the steps before the checkpoint trained with the old
-// schedule's rates and the run matches neither the old one nor a fresh
-// run of the new length (but with a constant schedule, whose rates do
-// not depend on the length).
+// max_steps. The steps before the checkpoint keep the rates they trained
+// at, those of the schedules they were computed for (the checkpoint's
+// steps history), so the run matches a fresh run of the new length with
+// the same warm-up only where those rates are the new schedule's too:
+// with a constant schedule, when the schedule they trained on was
+// computed for the new number already (the run was ended at its step by
+// an earlier resume, and is now taken on), or when they all fall in the
+// warm-up, whose rates do not depend on the number of steps. Otherwise
+// it names the steps that a fresh run would have trained at other rates.
 func (t *Trainer) stepsNote(dir string, old trainerState) string {
 	o := t.Options
-	sched, _ := o.schedule()
-	// The optimizer's schedule takes the number of steps taken.
-	next := sched.Factor(old.Step)
-	how := fmt.Sprintf("resuming %s, made for %s, with %d: ", dir, nSteps(old.TotalSteps), o.Steps)
-	if o.Steps == old.Step {
-		how += "the run ends at its checkpoint's step, with no step to train"
-		return "note: " + how
+	spans := priorTotals(old)
+	last := scheduleSteps(old)
+	head := fmt.Sprintf("resuming %s, made for %s, with %d: ", dir, nSteps(old.TotalSteps), o.Steps)
+	if len(spans) > 1 || last != old.TotalSteps {
+		head = fmt.Sprintf("resuming %s, made for %s (%s), with %d: ", dir, nSteps(old.TotalSteps), describeSpans(spans, old.Step), o.Steps)
 	}
-	if strings.ToLower(o.Schedule) == "constant" {
-		return fmt.Sprintf("note: %sthe constant schedule (with %s of warm-up) does not depend on the number of steps, so steps %d to %d train at the rates of a fresh %d-step run", how, nSteps(o.Warmup), old.Step+1, o.Steps, o.Steps)
+	if o.Steps == old.Step {
+		return "note: " + head + "the run ends at its checkpoint's step, with no step to train"
+	}
+	sched, _ := o.schedule()
+	warm := nSteps(o.Warmup)
+	kind := strings.ToLower(o.Schedule)
+	// The steps trained whose rates the new schedule would have given
+	// otherwise: the optimizer's schedule takes the number of steps
+	// taken, so step s trains at Factor(s-1).
+	var diff []int
+	higher, lower := false, false
+	for i, sp := range spans {
+		end := old.Step
+		if i+1 < len(spans) {
+			end = spans[i+1].FromStep - 1
+		}
+		was := o
+		was.Steps = sp.Steps
+		wasSched, _ := was.schedule()
+		for s := sp.FromStep; s <= end; s++ {
+			if a, b := wasSched.Factor(s-1), sched.Factor(s-1); a != b {
+				diff = append(diff, s)
+				higher, lower = higher || b > a, lower || b < a
+			}
+		}
+	}
+	if len(diff) == 0 {
+		var why string
+		_, constant := sched.(optim.Constant)
+		switch {
+		case old.Step == 0:
+			why = "no step has trained yet"
+		case constant:
+			why = fmt.Sprintf("the constant schedule (with %s of warm-up) does not depend on the number of steps", warm)
+		case !slices.ContainsFunc(spans, func(sp StepsSpan) bool { return sp.Steps != o.Steps }):
+			why = fmt.Sprintf("the %d-step %s schedule that steps 1 to %d trained on simply goes on", o.Steps, kind, old.Step)
+		default:
+			why = fmt.Sprintf("steps 1 to %d trained at the rates the %d-step %s schedule gives them too (in its warm-up of %s, and at the peak right after it, the rates do not depend on the number of steps)", old.Step, o.Steps, kind, warm)
+		}
+		return fmt.Sprintf("note: %s%s, so the run trains as a fresh %d-step run with %s of warm-up would", head, why, o.Steps, warm)
 	}
 	was := "had come to its end"
-	if old.Step < old.TotalSteps {
-		oldO := o
-		oldO.Steps = old.TotalSteps
-		oldSched, _ := oldO.schedule()
-		was = fmt.Sprintf("would have trained it at %.4g × the peak", oldSched.Factor(old.Step))
+	if old.Step < last {
+		lastO := o
+		lastO.Steps = last
+		lastSched, _ := lastO.schedule()
+		was = fmt.Sprintf("would have trained it at %.4g × the peak", lastSched.Factor(old.Step))
 	}
-	// A longer schedule decays later: its rates are at least those of a
-	// shorter one at every step.
-	rates := "higher"
-	if o.Steps < old.TotalSteps {
+	rates := "other"
+	switch {
+	case !lower:
+		rates = "higher"
+	case !higher:
 		rates = "lower"
 	}
 	return fmt.Sprintf("note: %sthe %s schedule (with %s of warm-up) is computed again for %d steps and goes on from step %d, as Hugging Face's Trainer does: step %d trains at %.4g × the peak rate %g, where the %d-step schedule %s; "+
-		"so the run differs from a fresh %d-step run, whose steps 1 to %d would have trained at %s rates after the warm-up",
-		how, strings.ToLower(o.Schedule), nSteps(o.Warmup), o.Steps, old.Step, old.Step+1, next, o.LR, old.TotalSteps, was, o.Steps, old.Step, rates)
+		"so the run differs from a fresh %d-step run, whose %s would have trained at %s rates",
+		head, kind, warm, o.Steps, old.Step, old.Step+1, sched.Factor(old.Step), o.LR, last, was, o.Steps, stepRanges(diff), rates)
+}
+
+// scheduleSteps returns the number of steps that the schedule of
+// checkpoint st's last step was computed for: the last of its steps
+// history, which differs from its TotalSteps where a resume ended the
+// run at the step it had reached; TotalSteps before any step.
+func scheduleSteps(st trainerState) int {
+	if h := priorTotals(st); len(h) > 0 {
+		return h[len(h)-1].Steps
+	}
+	return st.TotalSteps
+}
+
+// describeSpans says which of steps 1 to step trained on the schedule of
+// which number of steps: "steps 1 to 55 trained on the 200-step
+// schedule, steps 56 to 87 on the 100-step one".
+func describeSpans(spans []StepsSpan, step int) string {
+	var parts []string
+	for i, sp := range spans {
+		end := step
+		if i+1 < len(spans) {
+			end = spans[i+1].FromStep - 1
+		}
+		r := fmt.Sprintf("steps %d to %d", sp.FromStep, end)
+		if sp.FromStep == end {
+			r = fmt.Sprintf("step %d", end)
+		}
+		if i == 0 {
+			parts = append(parts, fmt.Sprintf("%s trained on the %d-step schedule", r, sp.Steps))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s on the %d-step one", r, sp.Steps))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// stepRanges names the steps, given in increasing order, by their runs:
+// "step 4", "steps 3 to 20", "steps 3 to 5 and 9".
+func stepRanges(steps []int) string {
+	var runs []string
+	for i := 0; i < len(steps); {
+		j := i
+		for j+1 < len(steps) && steps[j+1] == steps[j]+1 {
+			j++
+		}
+		if i == j {
+			runs = append(runs, fmt.Sprint(steps[i]))
+		} else {
+			runs = append(runs, fmt.Sprintf("%d to %d", steps[i], steps[j]))
+		}
+		i = j + 1
+	}
+	word := "steps "
+	if len(steps) == 1 {
+		word = "step "
+	}
+	if len(runs) > 1 {
+		return word + strings.Join(runs[:len(runs)-1], ", ") + " and " + runs[len(runs)-1]
+	}
+	return word + runs[0]
 }
 
 // checkResumable returns the error that refuses to resume run st from
-// checkpoint dir, whose state is old: another base model, task, seed,
-// batch, training data or setting (the learning rate excepted), or a
-// number of steps that the run cannot go on to: fewer than it has
-// trained, or another than it was made for once early stopping ended it
-// (another number of steps is otherwise taken: see stepsNote). unknown, when not nil, names what st does not know yet (see
-// CheckResume): the settings it names, and then also the base model and
-// the training data, and the number of steps where st's is 0; they are
-// not compared.
+// checkpoint dir, whose state is old: a damaged state, another base
+// model, task, seed, batch, training data or setting (the learning rate
+// excepted), or a number of steps that the run cannot go on to: fewer
+// than it has trained, fewer than its warm-up, or another than it was
+// made for once early stopping ended it (another number of steps is
+// otherwise taken: see stepsNote). unknown, when not nil, names what st
+// does not know yet (see CheckResume): the settings it names, and then
+// also the base model and the training data, and the number of steps
+// where st's is 0; they are not compared.
 func checkResumable(dir string, old, st trainerState, unknown map[string]bool) error {
 	mismatch := func(what string, was, is any) error {
 		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
 	}
 	early := unknown != nil
+	changes := old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0)
+	// A run cannot end inside its warm-up: the options refuse a warm-up
+	// longer than the run, and a shorter one would change the rates of
+	// the steps trained. (A checkpoint without settings gives 0.)
+	warmup, _ := strconv.Atoi(old.Settings["warmup"])
+	// How to finish the run as it was made: its own number of steps, or
+	// for a run that an earlier resume ended at the step it had reached,
+	// the number its schedule was computed for.
+	finish := fmt.Sprintf("%d finishes the run as it was made", old.TotalSteps)
 	switch {
+	case old.Step < 0 || old.Step > old.TotalSteps:
+		return fmt.Errorf("train: checkpoint %s is damaged: its %s records step %d of a run of %s (total_steps); want a step from 0 to the run's steps", dir, stateFile, old.Step, nSteps(old.TotalSteps))
 	case !early && old.BaseModel != "" && st.BaseModel != "" && old.BaseModel != st.BaseModel:
 		return fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
 	case old.Task != st.Task:
@@ -1125,18 +1240,21 @@ func checkResumable(dir string, old, st trainerState, unknown map[string]bool) e
 		return mismatch("seed", old.Seed, st.Seed)
 	case old.Batch != st.Batch:
 		return mismatch("batch", old.Batch, st.Batch)
-	case old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0) && st.TotalSteps < old.Step:
-		how := fmt.Sprintf("at least %s (%d finishes the run as it was made)", nSteps(old.Step), old.TotalSteps)
-		if old.Step == old.TotalSteps {
-			how = fmt.Sprintf("%s, as it was made (it has finished), or more to train it longer", nSteps(old.TotalSteps))
+	case changes && st.TotalSteps < old.Step:
+		switch sched := scheduleSteps(old); {
+		case old.Step < old.TotalSteps:
+			return fmt.Errorf("train: cannot resume from %s with steps %d: the run has trained %s already, of the %d it was made for; resume it with at least %s (%s)", dir, st.TotalSteps, nSteps(old.Step), old.TotalSteps, nSteps(old.Step), finish)
+		case sched != old.TotalSteps:
+			return fmt.Errorf("train: cannot resume from %s with steps %d: the run has trained %s already, where an earlier resume ended it (it was made for %d); resume it with %s, as it is, or more to train it longer (%d takes its schedule on as it was)", dir, st.TotalSteps, nSteps(old.Step), sched, nSteps(old.Step), sched)
+		default:
+			return fmt.Errorf("train: cannot resume from %s with steps %d: the run has trained %s already, of the %d it was made for; resume it with %s, as it was made (it has finished), or more to train it longer", dir, st.TotalSteps, nSteps(old.Step), old.TotalSteps, nSteps(old.TotalSteps))
 		}
-		return fmt.Errorf("train: cannot resume from %s with steps %d: the run has trained %s already, of the %d it was made for; resume it with %s", dir, st.TotalSteps, nSteps(old.Step), old.TotalSteps, how)
-	case old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0) && old.Selection != nil && old.Selection.Stop != nil:
+	case changes && old.Selection != nil && old.Selection.Stop != nil:
 		return fmt.Errorf("train: cannot resume from %s with steps %d: early stopping ended its run after step %d of the %d it was made for, and another number of steps does not undo that; resume it with steps %d (it trains no more), or start a new run", dir, st.TotalSteps, old.Step, old.TotalSteps, old.TotalSteps)
+	case changes && st.TotalSteps < warmup:
+		return fmt.Errorf("train: cannot resume from %s with steps %d: the run cannot end before its warm-up of %s does; resume it with at least %s (%s)", dir, st.TotalSteps, nSteps(warmup), nSteps(warmup), finish)
 	case !early && (old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest):
 		return fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len, tokenizer and chat template (with the same --chat-var; a template that writes the date, as Llama 3.2's does, renders other text on another day unless --chat-var date_string=... fixes it)", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
-	case old.Step < 0 || old.Step > old.TotalSteps:
-		return fmt.Errorf("train: %s: step %d is outside 0..%d", dir, old.Step, old.TotalSteps)
 	}
 	if old.Settings == nil {
 		return nil
@@ -1166,7 +1284,7 @@ func checkResumable(dir string, old, st trainerState, unknown map[string]bool) e
 		// checkpoint recorded that.
 		hint += "; if it was made with --clip 0 before --clip 0 meant no clipping, it clipped at 1 (as it records): resume it with --clip 1"
 	}
-	return fmt.Errorf("train: cannot resume from %s: it was made with %s%s; resuming needs the settings it was made with (only the learning rate may change)", dir, strings.Join(diffs, ", "), hint)
+	return fmt.Errorf("train: cannot resume from %s: it was made with %s%s; resuming needs the settings it was made with (only the learning rate and the number of steps may change)", dir, strings.Join(diffs, ", "), hint)
 }
 
 // ResumePlan is what a caller knows of a run that is to resume before its
