@@ -267,6 +267,7 @@ type CheckpointInfo struct {
 	// StoppedEarly, when not nil, says that early stopping ended the run.
 	StoppedEarly *EarlyStop
 
+	task     string // the run's Task, as trainerState records it
 	zeroShot *zeroShotRecord
 }
 
@@ -282,7 +283,7 @@ func ReadCheckpoint(out string) (*CheckpointInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &CheckpointInfo{Dir: dir, Step: st.Step, TotalSteps: st.TotalSteps, MadeFor: st.TotalSteps, Warmup: -1, zeroShot: st.ZeroShot}
+	c := &CheckpointInfo{Dir: dir, Step: st.Step, TotalSteps: st.TotalSteps, MadeFor: st.TotalSteps, Warmup: -1, task: st.Task, zeroShot: st.ZeroShot}
 	if h := priorTotals(st); len(h) > 0 {
 		c.MadeFor = h[0].Steps
 	}
@@ -300,9 +301,12 @@ func ReadCheckpoint(out string) (*CheckpointInfo, error) {
 // (Trainer.ZeroShot) where it was taken on the evaluation sequences eval,
 // so that a resume can report it without evaluating the model again (it
 // describes the model the run started from, which a resume continues).
-// Otherwise it returns nil and
-// why not: the checkpoint records none (it was made without evaluation
-// data, or before checkpoints kept it), or one of other evaluation data.
+// Otherwise it returns nil and why not: the checkpoint records none (it
+// was made without evaluation data, or before checkpoints kept it), one
+// of other evaluation data, or one that is not an evaluation of eval by
+// the run's task (damaged: an MCC where a classifier's has one and a
+// language model's none, as many sequences as eval, targets, an accuracy
+// from 0 to 1), which the caller then takes again.
 func (c *CheckpointInfo) ZeroShot(eval []data.Sequence) (*EvalResult, string) {
 	z := c.zeroShot
 	switch {
@@ -311,7 +315,26 @@ func (c *CheckpointInfo) ZeroShot(eval []data.Sequence) (*EvalResult, string) {
 	case z.EvalData != evalDataID(eval):
 		return nil, fmt.Sprintf("the zero-shot evaluation that checkpoint %s records was taken on other evaluation data (%s; now %s)", c.Dir, z.EvalData, evalDataID(eval))
 	}
-	ev := *z.Eval
+	e := z.Eval
+	damaged := func(what string) (*EvalResult, string) {
+		return nil, fmt.Sprintf("the zero-shot evaluation that checkpoint %s records is damaged: %s", c.Dir, what)
+	}
+	classify := c.task == Classify.String()
+	switch {
+	case classify && e.MCC == nil:
+		return damaged("it has no mcc, which a classifier's evaluation has")
+	case !classify && e.MCC != nil:
+		return damaged("it has an mcc, which only a classifier's evaluation has")
+	case e.MCC != nil && !(*e.MCC >= -1 && *e.MCC <= 1):
+		return damaged(fmt.Sprintf("its mcc %v is outside -1 to 1", *e.MCC))
+	case e.Sequences != len(eval):
+		return damaged(fmt.Sprintf("it covers %d sequences, the evaluation data %d", e.Sequences, len(eval)))
+	case e.Targets <= 0:
+		return damaged(fmt.Sprintf("it averages its loss over %d targets", e.Targets))
+	case !(e.Accuracy >= 0 && e.Accuracy <= 1):
+		return damaged(fmt.Sprintf("its accuracy %v is outside 0 to 1", e.Accuracy))
+	}
+	ev := *e
 	if ev.MCC != nil {
 		mcc := *ev.MCC
 		ev.MCC = &mcc

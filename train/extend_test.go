@@ -583,3 +583,40 @@ func TestZeroShotRecorded(t *testing.T) {
 		t.Errorf("a run given no zero-shot evaluation: %+v, %q; want none, and why", got, why)
 	}
 }
+
+// TestZeroShotRecordDamaged: CheckpointInfo.ZeroShot gives back no
+// recorded evaluation that cannot be one of the evaluation data by the
+// run's task (a classifier's without its MCC, which a caller describing
+// it reads, a language model's with one, another number of sequences, no
+// targets, an accuracy or MCC out of range), saying why, so that the
+// caller evaluates again; an intact record of either task is given back.
+func TestZeroShotRecordDamaged(t *testing.T) {
+	eval := randomSeqs(4, tinyConfig().VocabSize, 9)
+	mcc := func(v float64) *float64 { return &v }
+	for _, c := range []struct {
+		name, task string
+		ev         EvalResult
+		want       string // "": given back
+	}{
+		{"classify", "classify", EvalResult{Loss: 0.7, Targets: 4, Accuracy: 0.5, MCC: mcc(0), Sequences: 4}, ""},
+		{"lm", "lm", EvalResult{Loss: 4.2, Targets: 30, Accuracy: 0, Sequences: 4}, ""},
+		{"classify without mcc", "classify", EvalResult{Loss: 0.7, Targets: 4, Accuracy: 0.5, Sequences: 4}, "is damaged: it has no mcc, which a classifier's evaluation has"},
+		{"lm with mcc", "lm", EvalResult{Loss: 4.2, Targets: 30, MCC: mcc(0.1), Sequences: 4}, "is damaged: it has an mcc, which only a classifier's evaluation has"},
+		{"mcc out of range", "classify", EvalResult{Loss: 0.7, Targets: 4, Accuracy: 0.5, MCC: mcc(3), Sequences: 4}, "its mcc 3 is outside -1 to 1"},
+		{"other sequences", "lm", EvalResult{Loss: 4.2, Targets: 30, Sequences: 3}, "it covers 3 sequences, the evaluation data 4"},
+		{"no targets", "lm", EvalResult{Loss: 4.2, Sequences: 4}, "it averages its loss over 0 targets"},
+		{"accuracy out of range", "lm", EvalResult{Loss: 4.2, Targets: 30, Accuracy: math.NaN(), Sequences: 4}, "its accuracy NaN is outside 0 to 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ev := c.ev
+			info := &CheckpointInfo{Dir: "ck", task: c.task, zeroShot: &zeroShotRecord{Eval: &ev, EvalData: evalDataID(eval)}}
+			got, why := info.ZeroShot(eval)
+			switch {
+			case c.want == "" && (got == nil || why != "" || got.Loss != c.ev.Loss):
+				t.Errorf("ZeroShot: %+v, %q; want the record back", got, why)
+			case c.want != "" && (got != nil || !strings.Contains(why, c.want)):
+				t.Errorf("ZeroShot: %+v, %q; want none, and why: %q", got, why, c.want)
+			}
+		})
+	}
+}
