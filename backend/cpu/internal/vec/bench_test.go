@@ -104,6 +104,18 @@ func BenchmarkKernels(b *testing.B) {
 		{"gelu_tanh", 8, ew(func(k *Kernels, lo, hi int) { k.GELUTanh(z[lo:hi], x[lo:hi]) })},
 		{"gelu_tanh_grad", 12, ew(func(k *Kernels, lo, hi int) { k.GELUTanhGrad(z[lo:hi], x[lo:hi], y[lo:hi]) })},
 		{"sum_rows", 4, func(k *Kernels) func() { return rows(k, func(r int) { _ = k.Sum(row(x, r)) }) }},
+		// Cross-entropy's pass over a row of logits: the sum of
+		// exponentials below the row's maximum, with the next row's
+		// maximum.
+		{"exp_sum_next_max", 4, func(k *Kernels) func() {
+			return rows(k, func(r int) {
+				var next []float32
+				if r+1 < benchN/cols {
+					next = row(x, r+1)
+				}
+				_, _ = k.ExpSumNextMax(row(x, r), next, 4)
+			})
+		}},
 		{"softmax", 8, func(k *Kernels) func() {
 			return rows(k, func(r int) {
 				xr, zr := row(x, r), row(z, r)

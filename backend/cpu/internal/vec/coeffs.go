@@ -10,6 +10,10 @@ var expQ = [...]float32{0.49999994, 0.16666521, 0.04166839, 0.00836871, 0.001381
 // 2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).
 var exp2P = [...]float32{0.693147, 0.24022242, 0.055507336, 0.009671513, 0.0013264726}
 
+// exp2T is generated; see fit_coeffs.go.
+// 2^g ≈ 1 + g·Σ exp2T[k]·g^k for 0 ≤ g ≤ 1/16 (AVX-512's sums, with gtExp2T).
+var exp2T = [...]float32{0.6931476, 0.24018425, 0.0566699}
+
 // gtExp2P is generated; see fit_coeffs.go.
 // 2^g ≈ 1 + g·Σ gtExp2P[k]·g^k for |g| ≤ 2⁻⁵·1.008 (geluTanhExp).
 var gtExp2P = [...]float32{0.6931472, 0.2402344, 0.055502106}

@@ -31,6 +31,7 @@ var (
 	cExpSumLo     = splat(expSumLo)
 	cMagic        = splat(0x1.8p23 + 127)
 	cExp2P        = [5][16]float32(splatTable(exp2P[:], 5))
+	cExp2T        = [3][16]float32(splatTable(exp2T[:], 3))
 	cMinNormal    = splat(0x1p-126)
 	cTwo23        = splat(0x1p23)
 	c23           = splat(23)

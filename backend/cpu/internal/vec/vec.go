@@ -108,10 +108,13 @@ type Kernels struct {
 	// the terms, for x − shift below 88 where finite, as the maximum of x
 	// keeps it; −Inf and NaN are fine. Its terms are not ExpShift's:
 	// each is 2 to the power x·log2e − shift·log2e, the exponent one
-	// fused multiply-add, with a shorter polynomial (expSum32, sumShift),
-	// and terms below 2.4e−38 count as that. A term's relative error is
-	// at most 1.8e−7 plus 1.4e−8 per unit of |x − shift| plus 0.35 of a
-	// float32 ulp of (x − shift)·log2e: larger than ExpShift's far
+	// fused multiply-add (sumShift), with a shorter polynomial (Go and
+	// AVX2: expSum32, where terms below 2.4e−38 count as that; AVX-512: a
+	// table of 2^(j/16) and a polynomial on [0, 1/16], see exp2Sum in
+	// gen_amd64.go, which computes terms down to subnormals and 0). A
+	// term's relative error is at most 1.8e−7 (AVX-512: 1e−7) plus
+	// 1.4e−8 per unit of |x − shift| plus 0.35 of a float32 ulp of
+	// (x − shift)·log2e: larger than ExpShift's far
 	// below the shift, where terms weigh nothing in a sum whose largest
 	// term is near 1 (shift the maximum), which is within a float32 ulp,
 	// 1.2e−7 relative, of the exact one. The float32 grouping of terms
