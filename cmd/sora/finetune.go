@@ -60,9 +60,9 @@ var finetuneDoc = usageDoc{
 		"or a Hugging Face folder model/, and with --task classify its head in score.safetensors), checkpoints/ (every --save-every " +
 		"steps and at the end; Ctrl-C saves one and exits with status 130), with --keep-best best/ (the weights of the best evaluation during training, saved as adapter/ is, and best.json), metrics.jsonl, loss.png, " +
 		"spectrum.png, spectrum.json and run.json (with --eval-split, beside it, the rows held out of --data: eval-split.json). --resume continues from the newest checkpoint with the same " +
-		"flags (a flag that changes the result is refused, naming it, before the model loads; only --lr may change, with a note, and --steps, to train the run longer: " +
+		"flags (a flag that changes the result is refused, naming it, before the model loads; only --lr may change, with a note, and --steps, to train the run longer or end it sooner: " +
 		"its learning-rate schedule is then computed again for the new number of steps and goes on from the checkpoint's step, as Hugging Face's Trainer does, " +
-		"so the result differs from a fresh run of that length; fewer steps than the run has trained are refused) and reports the zero-shot evaluation the run recorded, without taking it again. One run at a time uses " +
+		"so the result differs from a fresh run of that length where the steps trained had other rates, as a note says; fewer steps than the run has trained, or than its warm-up, are refused) and reports the zero-shot evaluation the run recorded, without taking it again. One run at a time uses " +
 		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run; its newest checkpoint " +
 		"holds finite weights, which may have diverged already (the message says how large they grew), so it also says how to start afresh. " +
 		"A run that fails before it trains a step leaves no files behind, and removes the --out folder it made.",
@@ -122,7 +122,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.StringVar(&f.target, "target", peft.AllLinear, "comma-separated `PATTERNS` of the layers to adapt: module names such as q_proj,v_proj (matched as name suffixes), regular expressions, or all-linear; with --method full the default is "+peft.AllParameters+" (every parameter: embeddings, norms, the head, biases and every linear layer), and patterns train those linear layers alone")
 	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning `RATE` of AdamW (the demonstration's default is 2e-3)")
 	fs.Float64Var(&f.epochs, "epochs", 1, "passes over the training data, `E` (may be fractional; ignored when --steps is set)")
-	fs.IntVar(&f.steps, "steps", 0, "optimizer `STEPS` to train; 0 uses --epochs (the demonstration: fine-tuning steps per run, default 300); with --resume, more than the run was made for trains it longer, its learning-rate schedule computed again for the new number from the checkpoint's step (with the run's warm-up), not as a fresh run of that length")
+	fs.IntVar(&f.steps, "steps", 0, "optimizer `STEPS` to train; 0 uses --epochs (the demonstration: fine-tuning steps per run, default 300); with --resume, another number than the run was made for trains it longer, or ends it sooner (not before the step it has reached, nor inside its warm-up), its learning-rate schedule computed again for the new number from the checkpoint's step (with the run's warm-up)")
 	fs.IntVar(&f.batch, "batch", train.DefaultBatch, "sequences per optimizer step, `N`")
 	fs.IntVar(&f.microBatch, "micro-batch", 0, "sequences run through the model at once, `N`; the gradients of --batch/--micro-batch micro-batches accumulate (0: --batch)")
 	fs.IntVar(&f.maxLen, "max-len", 256, "longest sequence in `TOKENS`; longer ones are cut (capped at the model's seq_len)")
@@ -133,7 +133,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.Float64Var(&f.loraPlusRatio, "loraplus-ratio", peft.DefaultLoRAPlusRatio, "LoRA+'s `λ`: the B matrices train at λ × --lr (--method lora+ only)")
 	fs.Uint64Var(&f.seed, "seed", 42, "random `SEED` of the adapters' initialisation, the data order, the --max-train/--max-eval samples and the --eval-split rows")
 	fs.StringVar(&f.out, "out", "", "output `DIR` (default runs/<method>-<task> in the current folder; the demonstration writes nothing unless given)")
-	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change, and --steps, which may grow to train the run longer), reporting the zero-shot evaluation the run recorded instead of taking it again")
+	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change, and --steps, which may grow to train the run longer or shrink, to no fewer than it has trained, to end it sooner), reporting the zero-shot evaluation the run recorded instead of taking it again")
 	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
 	fs.BoolVar(&f.gradientCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer's activations, and the output head's logits in chunks, in the backward pass instead of keeping them: far less memory for long sequences and large vocabularies, one more forward pass per step (1.5x the time on our machine); the trained weights are those of a run without it")
 	fs.BoolVar(&f.groupByLength, "group-by-length", false, "draw the data order at random, then sort each run of 50 batches longest first, so that a batch holds sequences of similar length and pads little (Hugging Face's group_by_length): the same data for less compute where lengths vary; a resume must keep it")
@@ -491,6 +491,50 @@ func (f *finetuneFlags) trainOptions(trainSize, maxLen int, baseModel string) tr
 	return o
 }
 
+// checkResume refuses, as the trainer would, a --resume with options o
+// (train.CheckResume, the flags' number of steps and its warm-up where
+// known) before the model loads, and a default warm-up that is not the
+// run's first, saying where it came from.
+func (f *finetuneFlags) checkResume(task train.Task, method peft.Method, o train.Options) error {
+	r := f.resumed
+	if f.warmup < 0 && r.Warmup >= 0 && o.Steps != 0 && o.Steps >= r.Step && o.Steps >= r.Warmup && o.Warmup != r.Warmup {
+		// The trainer would name the two numbers; the second is no
+		// flag the user gave.
+		return fmt.Errorf("train: cannot resume from %s: it was made with warmup %d (now %d, 5%% of the %d steps it was made for, which --warmup -1 takes); give --warmup %d, as it was made",
+			r.Dir, r.Warmup, o.Warmup, r.MadeFor, r.Warmup)
+	}
+	mopts, _ := baseDType(f.baseDType) // checked by f.check
+	c := f.peftConfig(method)
+	return train.CheckResume(train.ResumePlan{Task: task, Options: o, Adapter: &c, BaseDType: mopts.BaseDType})
+}
+
+// resumeLength refuses a --resume whose number of steps, o's, the
+// defaults made (--epochs 1 of trainSize sequences) and differs from the
+// run's: the trainer takes another number of steps as a resume that
+// trains the run longer or shorter, which the user did not ask for. A
+// positive --steps or an --epochs asks for it; --steps 0 is the flag's
+// "use --epochs", the default.
+func (f *finetuneFlags) resumeLength(o train.Options, trainSize int) error {
+	r := f.resumed
+	if o.Steps == r.TotalSteps || f.steps > 0 || f.set["epochs"] {
+		return nil
+	}
+	made := fmt.Sprintf("was made for %d steps", r.TotalSteps)
+	var how string
+	switch {
+	case r.StoppedEarly != nil:
+		how = fmt.Sprintf("give --steps %d to resume it as it was made (early stopping ended it after step %d: it trains no more)", r.TotalSteps, r.StoppedEarly.Step)
+	case r.Step < r.TotalSteps:
+		how = fmt.Sprintf("give --steps %d to resume it as it was made, or another --steps, at least %d, to change its length", r.TotalSteps, max(r.Step, r.Warmup, 1))
+	case r.ScheduleSteps != r.TotalSteps:
+		made = fmt.Sprintf("ended at step %d, the step it had reached (it was made for %d)", r.Step, r.ScheduleSteps)
+		how = fmt.Sprintf("give --steps %d to resume it as it is, or more to train it longer (%d takes its schedule on as it was)", r.TotalSteps, r.ScheduleSteps)
+	default:
+		how = fmt.Sprintf("give --steps %d to resume it as it was made (it has finished), or more to train it longer", r.TotalSteps)
+	}
+	return fmt.Errorf("--resume: the run in %s %s, and without --steps this run makes %d (--epochs %g of %d sequences in batches of %d): %s", f.out, made, o.Steps, o.Epochs, trainSize, o.Batch, how)
+}
+
 // peftConfig returns the method configuration of the flags.
 func (f *finetuneFlags) peftConfig(method peft.Method) peft.Config {
 	c := peft.Config{Method: method, R: f.rank, Alpha: f.alpha, RotationRank: f.rotationRank,
@@ -820,10 +864,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		// after the model has loaded and the zero-shot evaluation has run
 		// (minutes on a large model); the trainer checks the rest (the
 		// data, the base model) once they are known.
-		mopts, _ := baseDType(f.baseDType) // checked by f.check
-		c := f.peftConfig(method)
-		plan := train.ResumePlan{Task: task, Options: f.trainOptions(0, 0, ""), Adapter: &c, BaseDType: mopts.BaseDType}
-		if err := train.CheckResume(plan); err != nil {
+		if err := f.checkResume(task, method, f.trainOptions(0, 0, "")); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -899,6 +940,17 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 	}
 	describeData(stdout, "train", f.data, trainSet, task, maxLen, cfg.MaxSeqLen)
+	if f.resumed != nil {
+		// The number of steps of --epochs is known now: a resume that
+		// cannot take it is refused before the model loads.
+		o := f.trainOptions(len(trainSet.seqs), maxLen, "")
+		if err := f.resumeLength(o, len(trainSet.seqs)); err != nil {
+			return fail("%v", err)
+		}
+		if err := f.checkResume(task, method, o); err != nil {
+			return fail("%v", err)
+		}
+	}
 	scoreAnswers, answersNote := false, ""
 	if evalSet != nil {
 		describeData(stdout, "eval", evalName, evalSet, task, maxLen, cfg.MaxSeqLen)
@@ -1024,13 +1076,6 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		baseModel += fmt.Sprintf(", %s attention biases", cfg.AttentionBias)
 	}
 	opts := f.trainOptions(len(trainSet.seqs), maxLen, baseModel)
-	if r := f.resumed; r != nil && opts.Steps != r.TotalSteps && !f.set["steps"] && !f.set["epochs"] {
-		// The trainer takes another number of steps as a resume that
-		// trains the run longer (or shorter); one the defaults make,
-		// where the run was made with --steps, is no such choice.
-		return fail("--resume: the run in %s was made for %d steps, and without --steps this run makes %d (--epochs %g of %d sequences in batches of %d): "+
-			"give --steps %d to resume it as it was made, or another --steps to train it longer", f.out, r.TotalSteps, opts.Steps, opts.Epochs, len(trainSet.seqs), opts.Batch, r.TotalSteps)
-	}
 	if f.warmup > opts.Steps {
 		fmt.Fprintf(stdout, "note: --warmup %d is more than the run's %d steps: the learning rate warms up over all of them and never reaches its peak %g\n", f.warmup, opts.Steps, opts.LR)
 	}
@@ -1179,7 +1224,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			summary.LRHistory = res.LRs
 		}
 	}
-	if len(res.StepsHistory) > 1 {
+	if h := res.StepsHistory; len(h) > 1 || (len(h) == 1 && h[0].Steps != opts.Steps) {
+		// Also where config.steps is not what the schedule was
+		// computed for: a run that a resume ended at the step it had
+		// reached trained on its longer schedule.
 		summary.StepsHistory = res.StepsHistory
 	}
 	trained := fmt.Sprintf("trained %s (%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding)", plural(res.Steps, "step"), summary.StepMillis, res.TokensPerSec, 100*res.Padding)
@@ -1187,8 +1235,15 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// before it as metrics.jsonl records them.
 	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding over all %s, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, 100*res.Padding, plural(res.Steps, "step"))
 	switch {
+	case res.StartStep > 0 && res.StartStep >= res.Steps && res.EarlyStop != nil && f.resumed != nil && f.resumed.StoppedEarly == nil:
+		// The final evaluation of the shorter run had run out the
+		// patience; the trainer said so as it resumed.
+		trained = fmt.Sprintf("nothing left to train: early stopping ends the run after step %d of %d, where its final evaluation ran out the patience %s", res.Steps, opts.Steps, whole)
 	case res.StartStep > 0 && res.StartStep >= res.Steps && res.EarlyStop != nil:
 		trained = fmt.Sprintf("nothing left to train: early stopping had ended the run after step %d of %d %s", res.Steps, opts.Steps, whole)
+	case res.StartStep > 0 && res.StartStep >= res.Steps && len(res.StepsHistory) > 0 && res.StepsHistory[len(res.StepsHistory)-1].Steps != res.Steps:
+		made := res.StepsHistory[len(res.StepsHistory)-1].Steps
+		trained = fmt.Sprintf("nothing left to train: the run ends at step %d, the step it had reached (it was made for %d: --steps %d takes it on) %s", res.Steps, made, made, whole)
 	case res.StartStep > 0 && res.StartStep >= res.Steps:
 		trained = fmt.Sprintf("nothing left to train: the run had finished its %s %s", plural(res.Steps, "step"), whole)
 	case res.StartStep > 0:
