@@ -184,8 +184,9 @@ func TestResumeExtendsSteps(t *testing.T) {
 // after step 6, and then 9 again: the note names step 6 alone as
 // trained at other rates; 4, fewer than trained, is refused with
 // CheckResume's message. After step 3: 12 gives the weights of a fresh
-// 12-step run with the same warm-up, as the note says. After step 1: 1,
-// which ends the run inside its warm-up, is refused saying so.
+// 12-step run with the same warm-up, as the note says, and so does 12
+// from the checkpoint of a run interrupted before its first step. After
+// step 1: 1, which ends the run inside its warm-up, is refused saying so.
 func TestResumeChangesStepsOfInterruptedRun(t *testing.T) {
 	b := openCPU(t)
 	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
@@ -319,6 +320,26 @@ func TestResumeChangesStepsOfInterruptedRun(t *testing.T) {
 		}
 		hasNote(t, msgs, "made for 9 steps, with 12: steps 1 to 3 trained at the rates the 12-step cosine schedule gives them too (in its warm-up of 2 steps, and at the peak right after it, the rates do not depend on the number of steps), so the run trains as a fresh 12-step run with 2 steps of warm-up would")
 		same(t, got, fresh(t, 12), "the run extended after step 3 to 12 against a fresh 12-step run")
+	})
+	t.Run("before its first step", func(t *testing.T) {
+		// Interrupted before it trains a step, the run saves a
+		// checkpoint at step 0; resumed with 12 steps, it keeps the
+		// warm-up it was made with and is the fresh 12-step run with it.
+		out := t.TempDir()
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: resumeOptions(out)}).Run(ctx)
+		var ie *InterruptedError
+		if !errors.As(err, &ie) || ie.Step != 0 {
+			t.Fatalf("%v; want an interruption before step 1", err)
+		}
+		_, msgs, got, err := resume(t, out, 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasNote(t, msgs, "made for 9 steps, with 12: no step has trained yet, so the run trains as a fresh 12-step run with 2 steps of warm-up would")
+		same(t, got, fresh(t, 12), "the run resumed from step 0 with 12 steps against a fresh 12-step run")
 	})
 	t.Run("ends inside its warm-up", func(t *testing.T) {
 		out := interrupted(t, 1)

@@ -1306,11 +1306,13 @@ type ResumePlan struct {
 // CheckResume returns the error with which [Trainer.Run] would refuse to
 // resume the run that p describes from the newest checkpoint in
 // p.Options.Out, as far as p can tell: the task, seed, batch, number of
-// steps (when known: fewer than the run has trained, or another than an
-// early-stopped run's, are refused) and every recorded setting but those that depend on
-// the data or the model (the evaluation data of keep-best and early
-// stopping, a packed row's length) are compared; the training data and the
-// base model are checked by the run. It returns nil when the options do
+// steps (when known: fewer than the run has trained or than its warm-up,
+// or another than an early-stopped run's, are refused) and every
+// recorded setting but those that depend on the data or the model (the
+// evaluation data of keep-best and early stopping, a packed row's
+// length) are compared; the training data and the base model are checked
+// by the run. A caller may call it again once the data has decided
+// Options.Steps (from Epochs). It returns nil when the options do
 // not resume. A caller with slow work before the run (loading a large
 // model, a zero-shot evaluation) calls it first, so that a resume with a
 // wrong flag is refused at once.
