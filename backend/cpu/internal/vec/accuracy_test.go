@@ -104,6 +104,16 @@ var accuracyCases = []accuracyCase{
 	// exp over its whole range: results from subnormal to the largest
 	// float.
 	{"Exp", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) { return k.Exp }, 2},
+	// The exponentials of softmax and cross-entropy's gradient (AVX-512
+	// computes them with a table of 2^(j/16), see expTab in
+	// gen_amd64.go), with the shift 0, which leaves the argument exact;
+	// ExpShiftNextMax through its own kernel (next given).
+	{"ExpShift", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) {
+		return func(d, x []float32) { k.ExpShift(d, x, 1, 0) }
+	}, 2},
+	{"ExpShiftNext", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) {
+		return func(d, x []float32) { k.ExpShiftNextMax(d, x, x, 0) }
+	}, 2},
 	{"Log", 1e-45, math.MaxFloat32, math.Log, absRef, func(k *Kernels) func(d, x []float32) { return k.Log }, 2},
 	{"Tanh", -10, 10, math.Tanh, absRef, func(k *Kernels) func(d, x []float32) { return k.Tanh }, 3},
 	// Sigmoid, SiLU and their derivatives down to x = −87, where
@@ -445,6 +455,58 @@ func TestExpSumNextMax(t *testing.T) {
 			}()
 			k.ExpShiftNextMax(make([]float32, 8), make([]float32, 8), make([]float32, 7), 0)
 		}()
+	}
+}
+
+// TestExpShiftSpecial passes ExpShift and ExpShiftNextMax the arguments
+// their reductions must survive, at every position of rows long enough
+// for the unrolled loops and a tail: −Inf and arguments far below any
+// result give 0 (AVX-512's table reduction clamps them as exp does), NaNs
+// of any payload NaN in their lane and in the sum, and results that are
+// subnormal round once.
+func TestExpShiftSpecial(t *testing.T) {
+	inf := float32(math.Inf(1))
+	nan := math.Float32frombits(0x7fc001ff)
+	snan := math.Float32frombits(0xff800001)
+	cases := []float32{-inf, -3.4e38, -1e30, -1e6, -200, -104, -103.5, -100, -87.5, nan, snan, 88.5}
+	const n = 16*16 + 16*4 + 16*2 + 16 + 7 // every loop and the tail (AVX-512's widest)
+	for _, k := range All() {
+		for _, v := range cases {
+			for _, at := range []int{0, 5, 16*16 + 3, n - 1} {
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = float32(i%7) - 6
+				}
+				x[at] = v
+				e := make([]float32, n)
+				sum := k.ExpShift(e, x, 1, 0)
+				e2 := make([]float32, n)
+				sum2, _ := k.ExpShiftNextMax(e2, x, x, 0)
+				var ref float64
+				for _, xi := range x {
+					ref += math.Exp(float64(xi))
+				}
+				want := math.Exp(float64(v))
+				for _, r := range []struct {
+					name string
+					got  float32
+					sum  float64
+				}{{"ExpShift", e[at], sum}, {"ExpShiftNextMax", e2[at], sum2}} {
+					if v != v {
+						if r.got == r.got || r.sum == r.sum {
+							t.Errorf("%s (%s) of NaN at %d: %v, sum %v, want NaN", r.name, k.Name, at, r.got, r.sum)
+						}
+						continue
+					}
+					if !(math.Abs(float64(r.got)-want) <= 2*ulpOf(want)) {
+						t.Errorf("%s (%s) of %g at %d = %g, want %g", r.name, k.Name, v, at, r.got, want)
+					}
+					if !(math.Abs(r.sum-ref) <= 1e-6*ref) {
+						t.Errorf("%s (%s) with %g at %d: sum %g, want %g", r.name, k.Name, v, at, r.sum, ref)
+					}
+				}
+			}
+		}
 	}
 }
 

@@ -6,6 +6,10 @@ package vec
 // exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.
 var expQ = [...]float32{0.49999994, 0.16666521, 0.04166839, 0.00836871, 0.0013814613}
 
+// expT is generated; see fit_coeffs.go.
+// exp(r) ≈ 1 + r + r²·Σ expT[k]·r^k for |r| ≤ ln2/32 (AVX-512's ExpShift, with gtExp2T).
+var expT = [...]float32{0.5000165, 0.16666733}
+
 // exp2P is generated; see fit_coeffs.go.
 // 2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).
 var exp2P = [...]float32{0.693147, 0.24022242, 0.055507336, 0.009671513, 0.0013264726}

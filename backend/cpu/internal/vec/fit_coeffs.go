@@ -167,6 +167,23 @@ func main() {
 		fmt.Fprintf(os.Stderr, "exp: max rel err %.3g\n", maxErr(-h, h, c, id, f, w))
 		print("expQ", "exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.", c)
 	}
+	// exp(r) = 1 + r + r²·Q(r) on |r| ≤ ln2/32 (and a little: r is
+	// reduced by a multiple of ln2/16 rounded once), for AVX-512's
+	// ExpShift, which takes 2^(j/16) from a table (see expTab in
+	// gen_amd64.go).
+	{
+		h := math.Ln2 / 32 * 1.01
+		f := func(r float64) float64 {
+			if math.Abs(r) < 1e-4 {
+				return 0.5 + r/6 + r*r/24 + r*r*r/120
+			}
+			return (math.Expm1(r) - r) / (r * r)
+		}
+		w := func(r float64) float64 { return r * r / math.Exp(r) }
+		c := fit(-h, h, deg("EXPT", 1), id, f, w)
+		fmt.Fprintf(os.Stderr, "expT: max rel err %.3g\n", maxErr(-h, h, c, id, f, w))
+		print("expT", "exp(r) ≈ 1 + r + r²·Σ expT[k]·r^k for |r| ≤ ln2/32 (AVX-512's ExpShift, with gtExp2T).", c)
+	}
 	// 2^f = 1 + f·P(f) on |f| ≤ ½, for the terms of sums (expSum32),
 	// whose reduction leaves f = u − round(u) exactly.
 	{

@@ -28,6 +28,7 @@ var (
 	cExpHi        = splat(expHi)
 	cI127         = splatBits(127)
 	cExpQ         = [5][16]float32(splatTable(expQ[:], 5))
+	cExpT         = [2][16]float32(splatTable(expT[:], 2))
 	cExpSumLo     = splat(expSumLo)
 	cMagic        = splat(0x1.8p23 + 127)
 	cExp2P        = [5][16]float32(splatTable(exp2P[:], 5))
