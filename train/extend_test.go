@@ -320,6 +320,17 @@ func TestResumeChangesStepsOfInterruptedRun(t *testing.T) {
 		}
 		hasNote(t, msgs, "made for 9 steps, with 12: steps 1 to 3 trained at the rates the 12-step cosine schedule gives them too (in its warm-up of 2 steps, and at the peak right after it, the rates do not depend on the number of steps), so the run trains as a fresh 12-step run with 2 steps of warm-up would")
 		same(t, got, fresh(t, 12), "the run extended after step 3 to 12 against a fresh 12-step run")
+		// With another peak rate too, the note does not call it the
+		// fresh run.
+		out = interrupted(t, 3)
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o := resumeOptions(out)
+		o.Steps, o.LR, o.Resume = 12, o.LR/2, true
+		var lrMsgs messages
+		if _, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: o, Progress: &lrMsgs}).Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		hasNote(t, &lrMsgs, "so the run's schedule is that of a fresh 12-step run with 2 steps of warm-up (but not its peak rate, which changed: see the learning-rate note)")
 	})
 	t.Run("before its first step", func(t *testing.T) {
 		// Interrupted before it trains a step, the run saves a

@@ -1124,6 +1124,10 @@ func (t *Trainer) stepsNote(dir string, old trainerState) string {
 		default:
 			why = fmt.Sprintf("steps 1 to %d trained at the rates the %d-step %s schedule gives them too (in its warm-up of %s, and at the peak right after it, the rates do not depend on the number of steps)", old.Step, o.Steps, kind, warm)
 		}
+		if slices.ContainsFunc(priorLRs(old), func(l LRSpan) bool { return l.LR != o.LR }) {
+			// The schedule is the fresh run's; its peak is not.
+			return fmt.Sprintf("note: %s%s, so the run's schedule is that of a fresh %d-step run with %s of warm-up (but not its peak rate, which changed: see the learning-rate note)", head, why, o.Steps, warm)
+		}
 		return fmt.Sprintf("note: %s%s, so the run trains as a fresh %d-step run with %s of warm-up would", head, why, o.Steps, warm)
 	}
 	was := "had come to its end"
