@@ -23,11 +23,13 @@ const LockFile = ".sora.lock"
 // checkpoints, metrics or an adapter there.
 type OutputLock struct {
 	dir, path string
-	made      bool        // LockOutput created dir
-	file      *os.File    // the locked file (advisory locks), or nil
-	id        os.FileInfo // the lock file, as this process holds it
-	holder    string      // the holder line written into it
-	note      string      // see Note
+	// created are the folders LockOutput created, dir and the parents it
+	// lacked, deepest first: Unlock removes those left empty.
+	created []string
+	file    *os.File    // the locked file (advisory locks), or nil
+	id      os.FileInfo // the lock file, as this process holds it
+	holder  string      // the holder line written into it
+	note    string      // see Note
 }
 
 // held are the output locks this process holds. A second LockOutput of a
@@ -107,14 +109,11 @@ func LockOutput(out string) (*OutputLock, error) { return lockOutput(out, lockFi
 // lockOutput is LockOutput with the locking of the file, lock, given (so
 // that tests reach both kinds).
 func lockOutput(out string, lock func(*OutputLock) error) (*OutputLock, error) {
-	made := false
-	if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
-		made = true
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	created, err := mkdirAllCreated(out)
+	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	l := &OutputLock{dir: out, path: filepath.Join(out, LockFile), made: made, holder: holderLine()}
+	l := &OutputLock{dir: out, path: filepath.Join(out, LockFile), created: created, holder: holderLine()}
 	held.Lock()
 	defer held.Unlock()
 	if fi, err := os.Stat(l.path); err == nil {
@@ -125,9 +124,7 @@ func lockOutput(out string, lock func(*OutputLock) error) (*OutputLock, error) {
 		}
 	}
 	if err := lock(l); err != nil {
-		if made {
-			os.Remove(out)
-		}
+		removeEmpty(l.created)
 		return nil, err
 	}
 	if l.file != nil {
@@ -141,7 +138,10 @@ func lockOutput(out string, lock func(*OutputLock) error) (*OutputLock, error) {
 
 // Unlock releases the output folder: it removes the lock file and, if
 // LockOutput created the folder and the run left nothing in it, the
-// folder. It may be called more than once, from any goroutine.
+// folder, and then each parent folder LockOutput created that is left
+// empty (a run into runs/a/b that made runs/ leaves no runs/ behind
+// when it fails), stopping at the first that is not. It may be called
+// more than once, from any goroutine.
 func (l *OutputLock) Unlock() error {
 	held.Lock()
 	defer held.Unlock()
@@ -157,13 +157,46 @@ func (l *OutputLock) Unlock() error {
 		err = os.Remove(l.path)
 	}
 	l.path = ""
-	if l.made {
-		os.Remove(l.dir) // only if empty
-	}
+	removeEmpty(l.created)
+	l.created = nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("train: releasing %s: %w", l.dir, err)
 	}
 	return nil
+}
+
+// mkdirAllCreated creates the folder dir and its missing parents, as
+// os.MkdirAll does, and returns the folders that were missing, deepest
+// first: dir itself where it was missing, then its parents up to the
+// first that existed.
+func mkdirAllCreated(dir string) ([]string, error) {
+	var missing []string
+	for p := filepath.Clean(dir); ; {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		missing = append(missing, p)
+		parent := filepath.Dir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return missing, nil
+}
+
+// removeEmpty removes the folders dirs, deepest first, as long as each is
+// empty: os.Remove takes a folder only then, so a folder that another run
+// (or the user) has put something in since stays, and so do its parents.
+func removeEmpty(dirs []string) {
+	for _, d := range dirs {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
 }
 
 // holds reports whether the lock holds the folder dir (the same folder,

@@ -30,8 +30,14 @@ func lockAdvisory(l *OutputLock) error {
 		}
 		f, created, readOnly, err := openLockFile(l.path)
 		if errors.Is(err, fs.ErrNotExist) {
-			// The holder removed the folder it had made, and left.
-			if err = os.MkdirAll(l.dir, 0o755); err == nil {
+			// The holder removed the folder it had made, and left:
+			// what this call makes again is this run's to remove. Both
+			// lists run from l.dir up, so the longer holds the other.
+			var made []string
+			if made, err = mkdirAllCreated(l.dir); err == nil {
+				if len(made) > len(l.created) {
+					l.created = made
+				}
 				continue
 			}
 		}

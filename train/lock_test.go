@@ -83,6 +83,72 @@ func TestLockOutputExcludes(t *testing.T) {
 	}
 }
 
+// TestLockOutputRemovesParents takes an output folder several levels below
+// an existing one, deep/a/b/c under a temporary folder, and releases it:
+// Unlock removes what LockOutput created and is left empty, the parents
+// too, and no folder that was there before or holds something. A failed
+// lock removes what it created as well.
+func TestLockOutputRemovesParents(t *testing.T) {
+	for _, k := range lockKinds {
+		t.Run(k.name, func(t *testing.T) {
+			cases := []struct {
+				name    string
+				before  []string // folders made before the lock, under the root
+				during  string   // a file written during the run, under the root
+				remains []string // the folders left under the root after Unlock
+			}{
+				{name: "all made", remains: nil},
+				{name: "parent existed", before: []string{"deep/a"}, remains: []string{"deep", "deep/a"}},
+				{name: "file beside", during: "deep/a/notes", remains: []string{"deep", "deep/a"}},
+				{name: "file inside", during: "deep/a/b/c/notes", remains: []string{"deep", "deep/a", "deep/a/b", "deep/a/b/c"}},
+			}
+			for _, c := range cases {
+				root := t.TempDir()
+				for _, d := range c.before {
+					if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				l, err := lockOutput(filepath.Join(root, "deep", "a", "b", "c"), k.lock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.during != "" {
+					if err := os.WriteFile(filepath.Join(root, c.during), nil, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := l.Unlock(); err != nil {
+					t.Fatal(err)
+				}
+				var dirs []string
+				filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+					if err == nil && d.IsDir() && p != root {
+						rel, _ := filepath.Rel(root, p)
+						dirs = append(dirs, filepath.ToSlash(rel))
+					}
+					return err
+				})
+				if !slices.Equal(dirs, c.remains) {
+					t.Errorf("%s: after Unlock the folders %v remain; want %v", c.name, dirs, c.remains)
+				}
+			}
+		})
+	}
+	// A lock that fails removes what lockOutput made for it.
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "deep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refuse := func(*OutputLock) error { return errors.New("refused") }
+	if _, err := lockOutput(filepath.Join(root, "deep", "a", "b"), refuse); err == nil {
+		t.Fatal("the refusing lock was taken")
+	}
+	if ents, err := os.ReadDir(filepath.Join(root, "deep")); err != nil || len(ents) != 0 {
+		t.Errorf("a failed lock left %v in deep/ (%v); want deep/ as it was, empty", ents, err)
+	}
+}
+
 // TestLockOutputLeftBehind plants the lock file of a process that is gone,
 // as a run killed before it could remove it leaves it: the system's lock
 // takes it over (the lock died with its process), the exclusive file

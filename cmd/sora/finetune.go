@@ -65,7 +65,7 @@ var finetuneDoc = usageDoc{
 		"so the result differs from a fresh run of that length where the steps trained had other rates, as a note says; fewer steps than the run has trained, or than its warm-up, are refused) and reports the zero-shot evaluation the run recorded, without taking it again. One run at a time uses " +
 		"an --out folder: another run into it, or a --resume while it runs, fails at once. A NaN or infinite loss stops the run; its newest checkpoint " +
 		"holds finite weights, which may have diverged already (the message says how large they grew), so it also says how to start afresh. " +
-		"A run that fails before it trains a step leaves no files behind, and removes the --out folder it made.",
+		"A run that fails before it trains a step leaves no files behind, and removes the --out folder it made, and the parents of it that it made, where they are left empty.",
 	examples: []string{
 		"sora finetune",
 		"sora finetune --model stories260K.bin --tokenizer tok512.bin --data boolq/train.json --eval-data boolq/test.json --max-train 2000 --max-eval 300 --method sora --lr 2e-3 --out runs/boolq-sora",
