@@ -281,3 +281,89 @@ func TestPackingRefusalsAndResume(t *testing.T) {
 		})
 	}
 }
+
+// TestPackedPositions checks PackedPositions against runs of the trainer:
+// the positions it counts packed and unpacked are those that a packed run
+// and one without packing of the same steps record in metrics.jsonl. The
+// data are long sequences (12 to 16 tokens) and two short ones (5 tokens)
+// with rows of 16 tokens, so that only the two short ones can share a row
+// and whether packing saves anything depends on whether the data order
+// puts them in one micro-batch (with another sequence: two alone take as
+// many positions packed as not); and then with micro-batches of one
+// sequence, and without the short ones, where no two sequences fit
+// together.
+func TestPackedPositions(t *testing.T) {
+	b := openCPU(t)
+	requireFused(t, b)
+	seqs := randomSeqs(10, tinyConfig().VocabSize, 7)
+	for i := range seqs {
+		n := 12 + i%5
+		if i == 3 || i == 8 {
+			n = 5
+		}
+		seqs[i].Tokens = seqs[i].Tokens[:min(n, len(seqs[i].Tokens))]
+		for len(seqs[i].Tokens) < n {
+			seqs[i].Tokens = append(seqs[i].Tokens, 4)
+		}
+		seqs[i].PromptLen = 2
+	}
+	long := slices.Concat(seqs[:3], seqs[4:8], seqs[9:])
+	// positions returns the positions a run of o on train ran, from its
+	// metrics.
+	positions := func(train []data.Sequence, o Options) int {
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		o.Out, o.NoSpectra, o.LR = t.TempDir(), true, 1e-3
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: train, Options: o}
+		if _, err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := ReadMetrics(filepath.Join(o.Out, MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range rs {
+			n += r.Positions
+		}
+		return n
+	}
+	saves := map[bool]bool{}
+	cases := []struct {
+		name  string
+		train []data.Sequence
+		o     Options
+		order bool // whether the data order decides
+	}{
+		{name: "seed 1", train: seqs, o: Options{Seed: 1, MicroBatch: 3}, order: true},
+		{name: "seed 2", train: seqs, o: Options{Seed: 2, MicroBatch: 3}, order: true},
+		{name: "seed 9", train: seqs, o: Options{Seed: 9, MicroBatch: 3}, order: true},
+		{name: "seed 10", train: seqs, o: Options{Seed: 10, MicroBatch: 3}, order: true},
+		{name: "micro-batch 1", train: seqs, o: Options{Seed: 1, MicroBatch: 1}},
+		{name: "no two fit", train: long, o: Options{Seed: 1, MicroBatch: 6}},
+	}
+	for _, c := range cases {
+		o := c.o
+		o.Steps, o.Batch, o.Packing, o.PackLen = 4, 6, true, 16
+		packed, unpacked, err := PackedPositions(c.train, o.WithDefaults(len(c.train)))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		plain := o
+		plain.Packing, plain.PackLen = false, 0
+		if p, u := positions(c.train, o), positions(c.train, plain); packed != p || unpacked != u {
+			t.Errorf("%s: PackedPositions %d packed, %d unpacked; the runs ran %d and %d", c.name, packed, unpacked, p, u)
+		}
+		if !c.order && packed != unpacked {
+			t.Errorf("%s: %d positions packed, %d unpacked; packing can save nothing here", c.name, packed, unpacked)
+		}
+		if c.order {
+			saves[packed < unpacked] = true
+		}
+	}
+	if !saves[true] || !saves[false] {
+		t.Errorf("the seeds' orders all gave savings %v: the case where the order decides is not tested both ways", saves)
+	}
+	if _, _, err := PackedPositions(seqs, Options{Steps: 1, Batch: 2}.WithDefaults(len(seqs))); err == nil {
+		t.Error("PackedPositions without packing: no error")
+	}
+}

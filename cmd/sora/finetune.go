@@ -359,6 +359,44 @@ func methodFlagError(m peft.Method, err error) error {
 	return fmt.Errorf("%s %v with --method %s: %s", name, ce.Value, m, ce.Reason)
 }
 
+// packingNote says what --packing saves in the run with options o on
+// the training sequences seqs (train.PackedPositions, over all its
+// steps): the share of the positions it runs fewer than one sequence to a
+// row, or, where it saves none, why not, so that a user who asked for
+// packing to save compute learns that it does not.
+func packingNote(seqs []data.Sequence, o train.Options) string {
+	packed, unpacked, err := train.PackedPositions(seqs, o)
+	switch {
+	case err != nil || unpacked == 0:
+		return ""
+	case packed < unpacked:
+		share := 100 * float64(unpacked-packed) / float64(unpacked)
+		pct := fmt.Sprintf("%.1f%%", share)
+		if share < 1 {
+			// Two digits where they would round to 0.0% (a few rows
+			// of a long data set packed).
+			pct = fmt.Sprintf("%.2g%%", share)
+		}
+		return fmt.Sprintf("packing saves %s of the positions over the run's %s (%s packed, %s one sequence to a row)",
+			pct, plural(o.Steps, "step"), commas(int64(packed)), commas(int64(unpacked)))
+	case o.MicroBatch == 1:
+		flag := "--micro-batch 1"
+		if o.Batch == 1 {
+			flag = "--batch 1"
+		}
+		return fmt.Sprintf("packing saves nothing: each micro-batch holds one sequence (%s), and packing shares rows among a micro-batch's sequences", flag)
+	}
+	lens := make([]int, len(seqs))
+	for i, s := range seqs {
+		lens[i] = len(s.Tokens)
+	}
+	slices.Sort(lens)
+	if len(lens) >= 2 && lens[0]+lens[1] > o.PackLen {
+		return fmt.Sprintf("packing saves nothing: no two rows fit in --max-len %d (the two shortest training sequences have %d and %d tokens)", o.PackLen, lens[0], lens[1])
+	}
+	return fmt.Sprintf("packing saves nothing: no micro-batch of the run's %s holds sequences that take fewer positions packed into rows of --max-len %d than one to a row", plural(o.Steps, "step"), o.PackLen)
+}
+
 // clipUsed is the gradient clip that run.json records: the norm clipped
 // at, or 0 for none (Hugging Face's max_grad_norm 0), whichever of 0 and
 // a negative --clip turned it off.
@@ -1184,6 +1222,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	if opts.Packing {
 		fmt.Fprintf(stdout, "packing: each micro-batch's sequences share rows of up to %d tokens (--max-len), each attending only to itself\n", opts.PackLen)
+		if note := packingNote(trainSet.seqs, opts); note != "" {
+			fmt.Fprintf(stdout, "note: %s\n", note)
+		}
 	}
 	res, err := tr.Run(ctx)
 	// A signal after the last step stops nothing in Run, which saves and
