@@ -56,6 +56,10 @@ type trainerState struct {
 	// of steps 1 to Step was computed for (see Result.StepsHistory);
 	// absent in checkpoints made before a resume could change them.
 	StepsHistory []StepsSpan `json:"steps_history,omitempty"`
+	// Devices are the backends and devices that steps 1 to Step trained
+	// on (see Result.Devices); absent in checkpoints made before they
+	// were kept.
+	Devices []DeviceSpan `json:"device_history,omitempty"`
 	// Selection is, for a run that keeps its best evaluation or stops
 	// early, its best evaluation so far, its patience count and whether
 	// it has stopped.
@@ -160,6 +164,7 @@ func (t *Trainer) saveCheckpoint(st trainerState, opt optim.Optimizer, params []
 func writeState(dir string, st trainerState) error {
 	st.LRs = lrsUpTo(st.LRs, st.Step)
 	st.StepsHistory = spansUpTo(st.StepsHistory, st.Step)
+	st.Devices = spansUpTo(st.Devices, st.Step)
 	st.Time = time.Now().UTC().Format(time.RFC3339)
 	return writeJSONAtomic(filepath.Join(dir, stateFile), st)
 }

@@ -135,6 +135,15 @@ type Result struct {
 	// step trains with the new schedule. Empty when no step was ever
 	// trained.
 	StepsHistory []StepsSpan
+	// Devices are the backends and devices the run's steps trained on, in
+	// step order, each with the mean time and throughput of its steps:
+	// one span from step 1, unless a resume went on on another backend or
+	// device (which it says in a note), which starts a span where its
+	// first step trains. The spans start after step 1 when the run was
+	// resumed from a checkpoint that does not record its device (made
+	// before checkpoints kept it), and are empty when no step was ever
+	// trained.
+	Devices []DeviceSpan
 }
 
 // InterruptedError is returned by Run when its context is cancelled: the
@@ -443,9 +452,17 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		// As the rates: the schedule's length from the next step on.
 		st.StepsHistory = append(st.StepsHistory, StepsSpan{FromStep: st.Step + 1, Steps: o.Steps})
 	}
+	if dev := deviceOf(t.Model.Backend(), st.Step+1); st.Step < o.Steps && (len(st.Devices) == 0 || !st.Devices[len(st.Devices)-1].sameDevice(dev)) {
+		// As the rates: the device of the next steps.
+		st.Devices = append(st.Devices, dev)
+	}
 	defer func() {
 		res.LRs = lrsUpTo(st.LRs, st.Step)
 		res.StepsHistory = spansUpTo(st.StepsHistory, st.Step)
+		if res.Devices == nil {
+			// A run that failed: the spans, without their timings.
+			res.Devices = spansUpTo(st.Devices, st.Step)
+		}
 	}()
 	// A resumed run reports on the whole run: the steps before the resume
 	// count from their records.
@@ -677,6 +694,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	if positions > 0 {
 		res.Padding = 1 - float64(posTokens)/float64(positions)
 	}
+	res.Devices = deviceTimes(spansUpTo(st.Devices, st.Step), kept, res.StartStep, st.Step, stepsTime, tokens)
 	var sum float64
 	for _, l := range recentLoss {
 		sum += l
@@ -997,6 +1015,10 @@ func (t *Trainer) resume(dir string, st *trainerState, opt optim.Optimizer, para
 	st.Loss = old.Loss
 	st.LRs = priorLRs(old)
 	st.StepsHistory = priorTotals(old)
+	st.Devices = spansUpTo(old.Devices, old.Step)
+	if note := deviceNote(dir, st.Devices, old.Step, deviceOf(t.Model.Backend(), old.Step+1)); note != "" {
+		notes = append(notes, note)
+	}
 	st.ZeroShot = old.ZeroShot
 	restate = old.TotalSteps != st.TotalSteps
 	if st.Selection != nil && old.Selection != nil {

@@ -628,7 +628,8 @@ type runSummary struct {
 	// leaves out.
 	AnswerNote string `json:"answer_note,omitempty"`
 	// StepMillis and TokensPerSec are the training steps' mean time and
-	// throughput over the whole run, across resumes.
+	// throughput over the whole run, across resumes: over every device
+	// the run trained on, which DeviceHistory tells apart.
 	StepMillis   float64 `json:"ms_per_step"`
 	TokensPerSec float64 `json:"tokens_per_s"`
 	// Padding is the share of the positions the steps ran that were
@@ -657,8 +658,16 @@ type runSummary struct {
 	// StoppedEarly says after which step and why --early-stopping ended
 	// the run.
 	StoppedEarly *train.EarlyStop `json:"stopped_early,omitempty"`
-	Device       string           `json:"device"`
-	Finished     string           `json:"finished"`
+	// Device is the device this invocation ran on: of the last steps,
+	// and of the final evaluation.
+	Device string `json:"device"`
+	// DeviceHistory lists from which step on the run trained on which
+	// backend and device, with the mean time and throughput of those
+	// steps (train.Result.Devices), when a --resume went on on another
+	// (or resumed from a checkpoint that does not record its device);
+	// absent when every step trained on Device.
+	DeviceHistory []train.DeviceSpan `json:"device_history,omitempty"`
+	Finished      string             `json:"finished"`
 }
 
 // sample returns n rows of xs drawn without replacement with a seeded
@@ -1271,10 +1280,14 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		// reached trained on its longer schedule.
 		summary.StepsHistory = res.StepsHistory
 	}
+	if d := res.Devices; len(d) > 1 || (len(d) == 1 && d[0].FromStep != 1) {
+		summary.DeviceHistory = d
+	}
 	trained := fmt.Sprintf("trained %s (%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding)", plural(res.Steps, "step"), summary.StepMillis, res.TokensPerSec, 100*res.Padding)
 	// After a resume the trainer's figures cover the whole run, the steps
 	// before it as metrics.jsonl records them.
-	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding over all %s, as metrics.jsonl records them)", summary.StepMillis, res.TokensPerSec, 100*res.Padding, plural(res.Steps, "step"))
+	whole := fmt.Sprintf("(%.1f ms/step, %.0f tokens/s, %.1f%% of positions padding over all %s, as metrics.jsonl records them%s)",
+		summary.StepMillis, res.TokensPerSec, 100*res.Padding, plural(res.Steps, "step"), byDevice(summary.DeviceHistory, res.Steps))
 	switch {
 	case res.StartStep > 0 && res.StartStep >= res.Steps && res.EarlyStop != nil && f.resumed != nil && f.resumed.StoppedEarly == nil:
 		// The final evaluation of the shorter run had run out the
@@ -1363,6 +1376,34 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "wrote %s: %s\n", f.out, strings.Join(files, ", "))
 	return status
+}
+
+// byDevice says, for the line that ends a resumed run, how fast the steps
+// trained on each backend and device where they trained on more than one
+// (spans, run.json's device_history, of a run of steps steps): the mean
+// over all of them mixes the devices. "" when there is nothing to say.
+func byDevice(spans []train.DeviceSpan, steps int) string {
+	if len(spans) < 2 {
+		return ""
+	}
+	parts := make([]string, len(spans))
+	for i, sp := range spans {
+		end := steps
+		if i+1 < len(spans) {
+			end = spans[i+1].FromStep - 1
+		}
+		which := fmt.Sprintf("steps %d to %d", sp.FromStep, end)
+		if sp.FromStep == end {
+			which = fmt.Sprintf("step %d", end)
+		}
+		on := sp.Backend
+		if slices.ContainsFunc(spans, func(o train.DeviceSpan) bool { return o.Backend == sp.Backend && o.Device != sp.Device }) {
+			// Two devices of one backend: named by the device too.
+			on += " (" + sp.Device + ")"
+		}
+		parts[i] = fmt.Sprintf("%s on %s, %.1f ms/step", which, on, sp.StepMillis)
+	}
+	return "; by device: " + strings.Join(parts, ", ")
 }
 
 // evalSplitName is the name, without its extension, of the file in the

@@ -1,0 +1,174 @@
+package train
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/models/llama"
+	"github.com/sora-go/sora/peft"
+)
+
+// renamed is a backend that computes as the one it wraps but names
+// itself and its device otherwise: another backend, as far as the trainer
+// can tell.
+type renamed struct {
+	backend.Backend
+	name, device string
+}
+
+func (r renamed) Name() string   { return r.name }
+func (r renamed) Device() string { return r.device }
+
+// TestResumeOnAnotherDevice trains 2 steps of a 4-step run on one backend
+// and resumes it on another (the CPU under other names), then on the same
+// one: the resume onto another backend or device says so in a note
+// naming both and that the run goes on bit for bit only on the same one;
+// the checkpoints and the Result record from which step each trained,
+// with each span's own step time; a resume on the same backend and device
+// (its kernels' origin aside) says nothing and adds no span.
+func TestResumeOnAnotherDevice(t *testing.T) {
+	cpu := openCPU(t)
+	seqs := randomSeqs(8, tinyConfig().VocabSize, 5)
+	out := t.TempDir()
+	laptop := renamed{cpu, "cuda", "Laptop GPU, 4 SMs; driver CUDA 12.8; kernels compiled by NVRTC, cached in /tmp/a; matmul fp32"}
+	run := func(b backend.Backend, steps int, resume bool) (*Result, *messages) {
+		t.Helper()
+		_, pm := tinyModel(t, b, peft.LoRA, 1)
+		msgs := &messages{}
+		tr := &Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Progress: msgs,
+			Options: Options{Steps: steps, Batch: 2, LR: 1e-2, Seed: 3, Out: out, Resume: resume, NoSpectra: true, SaveEvery: 1}}
+		stopAt := -1
+		if !resume {
+			stopAt = 1 // after step 2
+		}
+		res, err := runStoppingAt(tr, stopAt)
+		if !resume {
+			if !IsInterrupted(err) {
+				t.Fatalf("first run: %v; want it interrupted after step 2", err)
+			}
+			return res, msgs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, msgs
+	}
+	first, _ := run(laptop, 4, false)
+	if want := []DeviceSpan{{FromStep: 1, Backend: "cuda", Device: "Laptop GPU, 4 SMs; driver CUDA 12.8; matmul fp32"}}; !slices.Equal(first.Devices, want) {
+		t.Errorf("first run's devices %+v; want %+v (the kernels' origin left out)", first.Devices, want)
+	}
+	// The same device, whose kernels now come from the cache: no note.
+	sameLaptop := laptop
+	sameLaptop.device = "Laptop GPU, 4 SMs; driver CUDA 12.8; kernels cached in /tmp/a; matmul fp32"
+	st, err := readState(mustLatest(t, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Devices) != 1 || st.Devices[0].Backend != "cuda" || st.Devices[0].StepMillis != 0 {
+		t.Errorf("checkpoint's device_history %+v; want the one span, without timings", st.Devices)
+	}
+
+	res, msgs := run(cpu, 4, true)
+	var note string
+	for _, m := range msgs.got {
+		if strings.Contains(m, "on another backend") {
+			note = m
+		}
+	}
+	for _, want := range []string{"note: resuming ", "on another backend: its steps 1 to 2 trained on cuda (Laptop GPU, 4 SMs; driver CUDA 12.8; matmul fp32), and it goes on on cpu (" + cpu.Device() + ")",
+		"goes on bit for bit only on the backend and device it was trained on"} {
+		if !strings.Contains(note, want) {
+			t.Errorf("resume on another backend: note %q lacks %q (messages %q)", note, want, msgs.got)
+		}
+	}
+	if len(res.Devices) != 2 || res.Devices[0].Backend != "cuda" || res.Devices[0].FromStep != 1 ||
+		res.Devices[1] != (DeviceSpan{FromStep: 3, Backend: "cpu", Device: cpu.Device(), StepMillis: res.Devices[1].StepMillis, TokensPerSec: res.Devices[1].TokensPerSec}) {
+		t.Fatalf("devices after the resume: %+v; want cuda from step 1, cpu from step 3", res.Devices)
+	}
+	for _, d := range res.Devices {
+		if !(d.StepMillis > 0 && d.TokensPerSec > 0) {
+			t.Errorf("span %+v has no step time", d)
+		}
+	}
+	// The run's mean step time is the steps' mean over both spans.
+	if mean := (res.Devices[0].StepMillis + res.Devices[1].StepMillis) / 2; math.Abs(float64(res.StepTime.Microseconds())/1000-mean) > 0.002 {
+		t.Errorf("run's step time %v; the two spans' (2 steps each) average %.3f ms", res.StepTime, mean)
+	}
+	if st, err = readState(mustLatest(t, out)); err != nil || len(st.Devices) != 2 || st.Devices[1].FromStep != 3 {
+		t.Errorf("the last checkpoint's device_history %+v (%v); want both spans", st.Devices, err)
+	}
+
+	// Longer, on the same CPU: no note, no new span.
+	res, msgs = run(cpu, 6, true)
+	for _, m := range msgs.got {
+		if strings.Contains(m, "another backend") || strings.Contains(m, "another device") {
+			t.Errorf("resume on the same device: %q", m)
+		}
+	}
+	if len(res.Devices) != 2 || res.Devices[1].FromStep != 3 {
+		t.Errorf("devices after a resume on the same device: %+v; want the two spans", res.Devices)
+	}
+	// Another device of the same backend, with kernels from the cache
+	// (which alone would not count): "another device".
+	if note := deviceNote("ckpt", []DeviceSpan{{FromStep: 1, Backend: "cuda", Device: deviceDescription(laptop.device)}}, 6, deviceOf(sameLaptop, 7)); note != "" {
+		t.Errorf("the kernels' origin alone makes a note: %q", note)
+	}
+	if note := deviceNote("ckpt", []DeviceSpan{{FromStep: 1, Backend: "cuda", Device: "A100"}}, 1, DeviceSpan{Backend: "cuda", Device: "H200"}); !strings.Contains(note, "on another device: its step 1 trained on cuda (A100), and it goes on on cuda (H200)") {
+		t.Errorf("another device of the same backend: note %q", note)
+	}
+}
+
+// mustLatest returns the newest checkpoint in out.
+func mustLatest(t *testing.T, out string) string {
+	t.Helper()
+	dir, err := LatestCheckpoint(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestDeviceTimes checks the spans' step times against sums worked by
+// hand: steps 1 and 2 (10 and 20 ms, 100 tokens each) on one device, step
+// 3 recorded on another (30 ms, 300 tokens), and steps 4 and 5 trained
+// by this run on that one (60 ms in all, 400 tokens); an evaluation
+// record counts for nothing.
+func TestDeviceTimes(t *testing.T) {
+	loss := 1.0
+	kept := []Record{
+		{Step: 0, EvalLoss: &loss},
+		{Step: 1, Loss: &loss, StepMillis: 10, Tokens: 100},
+		{Step: 2, Loss: &loss, StepMillis: 20, Tokens: 100},
+		{Step: 2, EvalLoss: &loss},
+		{Step: 3, Loss: &loss, StepMillis: 30, Tokens: 300},
+	}
+	spans := []DeviceSpan{{FromStep: 1, Backend: "a"}, {FromStep: 3, Backend: "b"}}
+	got := deviceTimes(spans, kept, 3, 5, 60*time.Millisecond, 400)
+	want := []DeviceSpan{{FromStep: 1, Backend: "a", StepMillis: 15, TokensPerSec: 200 / 0.030}, {FromStep: 3, Backend: "b", StepMillis: 30, TokensPerSec: 700 / 0.090}}
+	for i := range want {
+		if got[i].FromStep != want[i].FromStep || math.Abs(got[i].StepMillis-want[i].StepMillis) > 1e-9 || math.Abs(got[i].TokensPerSec-want[i].TokensPerSec) > 1e-6 {
+			t.Errorf("span %d: %+v; want %+v", i, got[i], want[i])
+		}
+	}
+	if spans[0].StepMillis != 0 {
+		t.Error("deviceTimes changed its argument")
+	}
+}
+
+// TestDeviceDescription checks which clauses of a device's description
+// identify it: the kernels' origin does not.
+func TestDeviceDescription(t *testing.T) {
+	for in, want := range map[string]string{
+		"NVIDIA H200, 132 SMs; driver CUDA 13.0, cuBLAS 13, NVRTC 13.0; kernels compiled by NVRTC, cached in /c/k.cubin; matmul fp32": "NVIDIA H200, 132 SMs; driver CUDA 13.0, cuBLAS 13, NVRTC 13.0; matmul fp32",
+		"NVIDIA H200, 132 SMs; driver CUDA 13.0, cuBLAS 13, NVRTC 13.0; kernels cached in /c/k.cubin; matmul tf32":                    "NVIDIA H200, 132 SMs; driver CUDA 13.0, cuBLAS 13, NVRTC 13.0; matmul tf32",
+		"AMD EPYC (avx2 fma), 2 threads, simd (matmul avx512 12x32, rows avx512)":                                                     "AMD EPYC (avx2 fma), 2 threads, simd (matmul avx512 12x32, rows avx512)",
+	} {
+		if got := deviceDescription(in); got != want {
+			t.Errorf("deviceDescription(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
