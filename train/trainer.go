@@ -195,6 +195,22 @@ func (e *NonFiniteError) Error() string {
 	return msg + ": resume from it with a lower learning rate where they look sane, or start the run afresh with one; check the data too"
 }
 
+// EvalError is Run's error when an evaluation of the held-out data
+// (Trainer.Eval) failed: one during training or the final one, after
+// step Step. A caller tells it from a failed step by it, since what helps
+// differs (a step's memory holds what the backward pass keeps; an
+// evaluation's does not).
+type EvalError struct {
+	Step int
+	Err  error
+}
+
+func (e *EvalError) Error() string {
+	return fmt.Sprintf("train: evaluating after step %d: %v", e.Step, e.Err)
+}
+
+func (e *EvalError) Unwrap() error { return e.Err }
+
 // absent reports whether nothing exists at path.
 func absent(path string) bool {
 	_, err := os.Lstat(path)
@@ -860,7 +876,7 @@ func throughput(w []stepTiming) float64 {
 func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, sel *selection, metric Metric, step int, epoch float64, start time.Time) (ev *EvalResult, best bool, err error) {
 	ev, err = Evaluate(t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
 	if err != nil {
-		return nil, false, err
+		return nil, false, &EvalError{Step: step, Err: err}
 	}
 	r := Record{Step: step, Epoch: epoch, EvalLoss: ptr(ev.Loss), EvalAccuracy: ptr(ev.Accuracy), ElapsedSec: time.Since(start).Seconds()}
 	msg := fmt.Sprintf("eval at step %d: loss %.4f  exact match %.4f", step, ev.Loss, ev.Accuracy)

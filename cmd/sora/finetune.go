@@ -1043,6 +1043,31 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 
 	mopts, _ := baseDType(f.baseDType) // checked by f.check
+	// Running out of memory anywhere from here on is followed by what to
+	// try (oomAdvice), from what the run's settings are.
+	oomFacts := oomRun{backend: b.Name(), method: method, bf16: mopts.BaseDType == backend.BFloat16, batch: f.batch,
+		microBatch: f.microBatch, checkpointing: f.gradientCheckpointing, packing: f.packing, groupByLength: f.groupByLength,
+		maxLen: maxLen, out: f.out}
+	if oomFacts.microBatch == 0 {
+		oomFacts.microBatch = f.batch
+	}
+	for _, s := range trainSet.seqs {
+		oomFacts.longest = max(oomFacts.longest, len(s.Tokens))
+	}
+	if evalSet != nil {
+		for _, s := range evalSet.seqs {
+			oomFacts.longestEval = max(oomFacts.longestEval, len(s.Tokens))
+		}
+	}
+	advise := func(err error, phase oomPhase) {
+		r := oomFacts
+		r.canPack = train.CheckPacking(b) == nil
+		_, cerr := train.LatestCheckpoint(f.out)
+		r.resumable = cerr == nil
+		if advice := oomAdvice(err, phase, r); advice != "" {
+			fmt.Fprintf(stderr, "sora finetune: %s\n", advice)
+		}
+	}
 	// A Hugging Face folder is read tensor by tensor as it is uploaded;
 	// a llama2.c checkpoint's host weights go once uploaded. Nothing
 	// needs them afterwards: full fine-tuning writes its trained weights
@@ -1050,11 +1075,14 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// needs itself (peft.Model.ForgetPretrained). Not holding the whole
 	// model in float32 on the host keeps a large model's load within
 	// what the model takes on the backend.
-	m, release, code := openBaseModel("finetune", b, base, mopts, stderr)
-	if m == nil {
-		return code
+	// (openBaseModel, with the advice.)
+	m, err := base.newModel(b, mopts)
+	if err != nil {
+		fmt.Fprintf(stderr, "sora finetune: loading %s on %s: %v\n", base.path, b.Name(), err)
+		advise(err, oomLoad)
+		return exitFailure
 	}
-	defer release()
+	defer m.Free()
 	classes := 0
 	if task == train.Classify {
 		classes = len(trainSet.classes)
@@ -1064,12 +1092,16 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			err = m.AddScoreHead(classes, f.seed)
 		}
 		if err != nil {
-			return fail("%v", err)
+			fail("%v", err)
+			advise(err, oomLoad)
+			return exitFailure
 		}
 	}
 	pm, err := peft.Inject(m, f.peftConfig(method))
 	if err != nil {
-		return fail("%v", err)
+		fail("%v", err)
+		advise(err, oomLoad)
+		return exitFailure
 	}
 	defer pm.Unload()
 	if m.Score != nil { // Inject froze every module parameter; the new head trains
@@ -1184,7 +1216,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 		if zs == nil {
 			if zs, err = train.Evaluate(m, task, evalSeqs, opts.EvalBatch, classes); err != nil {
-				return fail("zero-shot evaluation: %v", err)
+				fail("zero-shot evaluation: %v", err)
+				advise(err, oomEval)
+				return exitFailure
 			}
 			fmt.Fprintf(stdout, "before training (zero-shot): %s%s\n", describeEval(zs, task), evalNoteSuffix)
 		}
@@ -1257,7 +1291,13 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "to resume: the same flags with --resume and a lower --lr; to start afresh: another --out, or remove %s and run again\n", filepath.Join(f.out, train.CheckpointsDir))
 		return exitFailure
 	case err != nil:
-		return fail("%v", err)
+		fail("%v", err)
+		phase := oomTrain
+		if ee := (*train.EvalError)(nil); errors.As(err, &ee) {
+			phase = oomEval
+		}
+		advise(err, phase)
+		return exitFailure
 	}
 	summary.Steps = res.Steps
 	summary.Final = res.Eval
@@ -1348,6 +1388,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		if err != nil {
 			// The run itself is done: its report is still written.
 			fmt.Fprintf(stderr, "sora finetune: evaluating answers: %v (run.json has no answer accuracy)\n", err)
+			advise(err, oomAnswers)
 			summary.AnswerNote = "evaluating answers failed: " + err.Error()
 			status = exitFailure
 			break
