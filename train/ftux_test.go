@@ -232,8 +232,9 @@ func TestNonFiniteSaysCheckpointMayBeDiverged(t *testing.T) {
 
 // TestFailedRunLeavesNoTrace: a run that fails before it trains a step
 // removes the metrics log it began (holding at most the zero-shot
-// evaluation), and with it the folder it made, but nothing the folder held
-// before; a run that trained a step keeps its log.
+// evaluation), and with it the folder it made and the parents it made for
+// it, but nothing the folder held before; a run that trained a step keeps
+// its log.
 func TestFailedRunLeavesNoTrace(t *testing.T) {
 	b := openCPU(t)
 	seqs := randomSeqs(8, tinyConfig().VocabSize, 9)
@@ -252,13 +253,18 @@ func TestFailedRunLeavesNoTrace(t *testing.T) {
 		_, err := runNonFinite(t, tr)
 		return err
 	}
-	made := filepath.Join(t.TempDir(), "new", "run")
+	above := t.TempDir()
+	made := filepath.Join(above, "new", "run")
 	run(made, 0)
-	if _, err := os.Stat(made); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("a run that made %s and failed at step 1 left it (%v)", made, err)
+	// The folders the run made for it go too, empty (see
+	// TestLockOutputRemovesParents); the one that was there stays.
+	for _, dir := range []string{made, filepath.Dir(made)} {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a run that made %s and failed at step 1 left %s (%v)", made, dir, err)
+		}
 	}
-	if _, err := os.Stat(filepath.Dir(made)); err != nil {
-		t.Errorf("the folder above: %v; only the run's own folder goes", err)
+	if _, err := os.Stat(above); err != nil {
+		t.Errorf("the folder that was there before the run: %v; only the folders the run made go", err)
 	}
 
 	theirs := t.TempDir()
