@@ -1074,8 +1074,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	// from the device (saveFullModel) and keeps the pretrained values it
 	// needs itself (peft.Model.ForgetPretrained). Not holding the whole
 	// model in float32 on the host keeps a large model's load within
-	// what the model takes on the backend.
-	// (openBaseModel, with the advice.)
+	// what the model takes on the backend. (Built here, not by
+	// openBaseModel, so that running out of memory is followed by the
+	// advice.)
 	m, err := base.newModel(b, mopts)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora finetune: loading %s on %s: %v\n", base.path, b.Name(), err)
