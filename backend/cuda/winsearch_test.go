@@ -135,7 +135,7 @@ func TestWindowsCompanions(t *testing.T) {
 	}
 	out = load(rtc, dirs, env, 12)
 	want = []string{
-		filepath.Join(dir, "nvrtc64_130_0.dll") + " skipped: the driver supports CUDA up to 12",
+		filepath.Join(dir, "nvrtc64_130_0.dll") + " skipped: the driver supports CUDA up to 12 (install the CUDA 12 libraries, or a newer driver)",
 		filepath.Join(dir, "nvrtc64_120_0.dll") + " needs nvrtc-builtins64_12*.dll, which is in none of the folders searched",
 	}
 	if out.lib != nil || !slices.Equal(out.problems, want) {
