@@ -153,9 +153,9 @@ func main() {
 		}
 		return d
 	}
-	// exp(r) = 1 + r + r²·Q(r) on |r| ≤ ln2/2.
-	{
-		h := math.Ln2 / 2
+	// exp(r) = 1 + r + r²·Q(r) on |r| ≤ h, fitted with env's degree (dflt
+	// unless set) and printed as name.
+	fitExp := func(name, env string, dflt int, h float64, doc string) {
 		f := func(r float64) float64 {
 			if math.Abs(r) < 1e-4 {
 				return 0.5 + r/6 + r*r/24 + r*r*r/120
@@ -163,27 +163,15 @@ func main() {
 			return (math.Expm1(r) - r) / (r * r)
 		}
 		w := func(r float64) float64 { return r * r / math.Exp(r) }
-		c := fit(-h, h, deg("EXP", 4), id, f, w)
-		fmt.Fprintf(os.Stderr, "exp: max rel err %.3g\n", maxErr(-h, h, c, id, f, w))
-		print("expQ", "exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.", c)
+		c := fit(-h, h, deg(env, dflt), id, f, w)
+		fmt.Fprintf(os.Stderr, "%s: max rel err %.3g\n", name, maxErr(-h, h, c, id, f, w))
+		print(name, doc, c)
 	}
-	// exp(r) = 1 + r + r²·Q(r) on |r| ≤ ln2/32 (and a little: r is
-	// reduced by a multiple of ln2/16 rounded once), for AVX-512's
-	// ExpShift, which takes 2^(j/16) from a table (see expTab in
-	// gen_amd64.go).
-	{
-		h := math.Ln2 / 32 * 1.01
-		f := func(r float64) float64 {
-			if math.Abs(r) < 1e-4 {
-				return 0.5 + r/6 + r*r/24 + r*r*r/120
-			}
-			return (math.Expm1(r) - r) / (r * r)
-		}
-		w := func(r float64) float64 { return r * r / math.Exp(r) }
-		c := fit(-h, h, deg("EXPT", 1), id, f, w)
-		fmt.Fprintf(os.Stderr, "expT: max rel err %.3g\n", maxErr(-h, h, c, id, f, w))
-		print("expT", "exp(r) ≈ 1 + r + r²·Σ expT[k]·r^k for |r| ≤ ln2/32 (AVX-512's ExpShift, with gtExp2T).", c)
-	}
+	fitExp("expQ", "EXP", 4, math.Ln2/2, "exp(r) ≈ 1 + r + r²·Σ expQ[k]·r^k for |r| ≤ ln2/2.")
+	// On |r| ≤ ln2/32 (and a little: r is reduced by a multiple of ln2/16
+	// rounded once), for AVX-512's ExpShift, which takes 2^(j/16) from a
+	// table (see expTab in gen_amd64.go).
+	fitExp("expT", "EXPT", 1, math.Ln2/32*1.01, "exp(r) ≈ 1 + r + r²·Σ expT[k]·r^k for |r| ≤ ln2/32 (AVX-512's ExpShift, with gtExp2T).")
 	// 2^f = 1 + f·P(f) on |f| ≤ ½, for the terms of sums (expSum32),
 	// whose reduction leaves f = u − round(u) exactly.
 	{
