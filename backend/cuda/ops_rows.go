@@ -320,12 +320,13 @@ func (b *Backend) normGrad(kRow, kParams *kernelSpec, rows, cols int, eps float3
 		}
 		defer b.tempFree(stats)
 	}
-	noParts := make([]temp, len(grads))
-	if err := b.launchNormRow(kRow, grid, block, rows, cols, eps, pdx, px, pw, pdy, stats.ptr, noParts); err != nil || !params {
+	var buf [maxNormGrads]temp // the partial blocks, none until allocated
+	parts := buf[:len(grads)]
+	if err := b.launchNormRow(kRow, grid, block, rows, cols, eps, pdx, px, pw, pdy, stats.ptr, parts); err != nil || !params {
 		return err
 	}
 	chunks, per := chunking(rows)
-	parts, err := b.partials(grads, chunks, cols)
+	err := b.partials(parts, grads, chunks, cols)
 	defer b.freePartials(parts)
 	if err != nil {
 		return err
@@ -363,7 +364,9 @@ func (b *Backend) normGradFused(kRow *kernelSpec, rows, cols int, eps float32, b
 	}
 	blocks := min(groups, max(b.sms*resident, (groups+maxGroupRows-1)/maxGroupRows))
 	partRows := blocks * block.y
-	parts, err := b.partials(grads, partRows, cols)
+	var buf [maxNormGrads]temp
+	parts := buf[:len(grads)]
+	err = b.partials(parts, grads, partRows, cols)
 	defer b.freePartials(parts)
 	if err != nil {
 		return err
@@ -393,21 +396,25 @@ func (b *Backend) launchNormRow(kRow *kernelSpec, grid, block dim3, rows, cols i
 	return b.launch(kRow, grid, block)
 }
 
-// partials allocates a block of n rows of cols doubles for each wanted
-// gradient (grads[i] != 0); the others stay zero. Free them with
+// maxNormGrads is the most parameter gradients a norm has (LayerNorm's
+// gamma and beta): the partial blocks live in arrays of that size, so that
+// the backward of every norm layer allocates nothing on the host.
+const maxNormGrads = 2
+
+// partials sets parts[i] to a block of n rows of cols doubles for each
+// wanted gradient (grads[i] != 0); the others stay zero. Free them with
 // freePartials, also after an error.
-func (b *Backend) partials(grads []uintptr, n, cols int) ([]temp, error) {
-	parts := make([]temp, len(grads))
+func (b *Backend) partials(parts []temp, grads []uintptr, n, cols int) error {
 	for i, g := range grads {
 		if g == 0 {
 			continue
 		}
 		var err error
 		if parts[i], err = b.tempAlloc(int64(n) * int64(cols) * 8); err != nil {
-			return parts, err
+			return err
 		}
 	}
-	return parts, nil
+	return nil
 }
 
 func (b *Backend) freePartials(parts []temp) {
