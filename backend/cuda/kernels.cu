@@ -476,9 +476,11 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 //
 // Within a chunk a thread computes in float and sums its at most
 // ROW_CACHE terms in float; the chunks' sums and the reductions across
-// threads are in double. Double arithmetic per element, and above all the
-// conversions between float and double (a quarter of float's rate on
-// recent GPUs), held these kernels to half the memory's bandwidth.
+// threads are in double. Double arithmetic and float-double conversions
+// per element run at a fraction of float's rate, and these kernels issue
+// about as many instructions as the memory leaves time for: with them they
+// reached about half the H200's copy bandwidth (docs/cuda-h200.md, along
+// with the other changes of that run).
 // Centred values x − mean are formed from the mean split into two floats,
 // (x − hi) − lo, so that they keep their relative precision when the mean
 // is large next to the spread.
