@@ -94,10 +94,7 @@ func deviceNote(dir string, was []DeviceSpan, step int, now DeviceSpan) string {
 func deviceTimes(spans []DeviceSpan, kept []Record, start, end int, d time.Duration, tokens int) []DeviceSpan {
 	out := make([]DeviceSpan, len(spans))
 	for i, sp := range spans {
-		last := end
-		if i+1 < len(spans) {
-			last = spans[i+1].FromStep - 1
-		}
+		last := spanEnd(spans, i, end)
 		var n, tok int
 		var ms float64
 		for _, r := range kept {

@@ -162,6 +162,15 @@ func spansUpTo[S interface{ from() int }](spans []S, step int) []S {
 	return out
 }
 
+// spanEnd returns the last step of spans[i]: the step before the next
+// span's first, or last for the final span.
+func spanEnd[S interface{ from() int }](spans []S, i, last int) int {
+	if i+1 < len(spans) {
+		return spans[i+1].from() - 1
+	}
+	return last
+}
+
 // lrsUpTo is spansUpTo of learning rates.
 func lrsUpTo(lrs []LRSpan, step int) []LRSpan { return spansUpTo(lrs, step) }
 

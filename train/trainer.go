@@ -1135,10 +1135,7 @@ func (t *Trainer) stepsNote(dir string, old trainerState) string {
 	var diff []int
 	higher, lower := false, false
 	for i, sp := range spans {
-		end := old.Step
-		if i+1 < len(spans) {
-			end = spans[i+1].FromStep - 1
-		}
+		end := spanEnd(spans, i, old.Step)
 		was := o
 		was.Steps = sp.Steps
 		wasSched, _ := was.schedule()
@@ -1204,10 +1201,7 @@ func scheduleSteps(st trainerState) int {
 func describeSpans(spans []StepsSpan, step int) string {
 	var parts []string
 	for i, sp := range spans {
-		end := step
-		if i+1 < len(spans) {
-			end = spans[i+1].FromStep - 1
-		}
+		end := spanEnd(spans, i, step)
 		r := fmt.Sprintf("steps %d to %d", sp.FromStep, end)
 		if sp.FromStep == end {
 			r = fmt.Sprintf("step %d", end)
