@@ -57,17 +57,30 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 }
 
 // makeSlice allocates n zeroed elements, turning the runtime's refusal of
-// a length beyond what the platform can address into an error. (Running
-// out of memory for a length it accepts stays fatal: Go cannot recover
-// that.)
+// a length beyond what the platform can address into an *allocError.
+// (Running out of memory for a length it accepts stays fatal: Go cannot
+// recover that.)
 func makeSlice[T float32 | uint16](n int) (data []T, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("cannot allocate %d elements: %v", n, r)
+			err = &allocError{n: n, why: r}
 		}
 	}()
 	return make([]T, n), nil
 }
+
+// allocError is the runtime's refusal to make a buffer of n elements
+// (why is what it panicked with): more memory than the host can hold, so
+// it matches backend.ErrOutOfMemory.
+type allocError struct {
+	n   int
+	why any
+}
+
+func (e *allocError) Error() string { return fmt.Sprintf("cannot allocate %d elements: %v", e.n, e.why) }
+
+// Is reports whether target is backend.ErrOutOfMemory.
+func (e *allocError) Is(target error) bool { return target == backend.ErrOutOfMemory }
 
 // Free releases t's buffer. Freeing the zero Tensor does nothing; freeing a
 // buffer twice or one of another backend records an error.

@@ -10,6 +10,9 @@ import (
 	"github.com/sora-go/sora/backend"
 )
 
+// TestAllocRejectsBadRequests: invalid requests and one too large for
+// the platform fail with errors saying so; only the too large one is out
+// of memory (backend.ErrOutOfMemory).
 func TestAllocRejectsBadRequests(t *testing.T) {
 	be := New(Options{})
 	tests := []struct {
@@ -18,13 +21,15 @@ func TestAllocRejectsBadRequests(t *testing.T) {
 		shape  []int
 		want   string
 		only64 bool // the request is addressable on 32-bit platforms
+		oom    bool
 	}{
-		{"negative", backend.Float32, []int{3, -1}, "negative extent", false},
-		{"overflow", backend.Float32, []int{math.MaxInt / 2, 4}, "overflows", false},
-		{"overflow product", backend.Float32, []int{math.MaxInt>>16 + 1, 1 << 10, 1 << 10}, "overflows", false},
+		{"negative", backend.Float32, []int{3, -1}, "negative extent", false, false},
+		{"overflow", backend.Float32, []int{math.MaxInt / 2, 4}, "overflows", false, false},
+		{"overflow product", backend.Float32, []int{math.MaxInt>>16 + 1, 1 << 10, 1 << 10}, "overflows", false, false},
 		// 2⁵⁹ elements: no overflow, but more than Go can address.
-		{"beyond the address space", backend.Float32, []int{math.MaxInt / 16}, "cannot allocate", true},
-		{"dtype", backend.DType(0), []int{2}, "dtype", false},
+		{"beyond the address space", backend.Float32, []int{math.MaxInt / 16}, "cpu: Alloc [576460752303423487]: cannot allocate 576460752303423487 elements: ", true, true},
+		{"bfloat16 beyond the address space", backend.BFloat16, []int{1 << 30, 1 << 28}, "cannot allocate 288230376151711744 elements", true, true},
+		{"dtype", backend.DType(0), []int{2}, "dtype", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,6 +39,9 @@ func TestAllocRejectsBadRequests(t *testing.T) {
 			_, err := be.Alloc(tt.dt, tt.shape...)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Alloc(%v, %v) error = %v, want one containing %q", tt.dt, tt.shape, err, tt.want)
+			}
+			if got := errors.Is(err, backend.ErrOutOfMemory); got != tt.oom {
+				t.Errorf("errors.Is(%v, backend.ErrOutOfMemory) = %v, want %v", err, got, tt.oom)
 			}
 			if n := be.BytesInUse(); n != 0 {
 				t.Errorf("failed Alloc left BytesInUse = %d", n)
