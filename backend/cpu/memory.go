@@ -77,7 +77,9 @@ type allocError struct {
 	why any
 }
 
-func (e *allocError) Error() string { return fmt.Sprintf("cannot allocate %d elements: %v", e.n, e.why) }
+func (e *allocError) Error() string {
+	return fmt.Sprintf("cannot allocate %d elements: %v", e.n, e.why)
+}
 
 // Is reports whether target is backend.ErrOutOfMemory.
 func (e *allocError) Is(target error) bool { return target == backend.ErrOutOfMemory }
