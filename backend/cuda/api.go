@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"unsafe"
+
+	"github.com/sora-go/sora/backend"
 )
 
 // Error is a failed call into one of the NVIDIA libraries: the function,
@@ -30,7 +32,29 @@ func (e *Error) Error() string {
 	return s
 }
 
-// IsOutOfMemory reports whether err is a device allocation failure.
+// Is reports whether target is backend.ErrOutOfMemory and e a failure
+// for lack of memory: the driver's CUDA_ERROR_OUT_OF_MEMORY (cuMemAlloc,
+// or memory a launch or a module load needed), cuBLAS's
+// CUBLAS_STATUS_ALLOC_FAILED (its workspace) or NVRTC's
+// NVRTC_ERROR_OUT_OF_MEMORY (host memory for a compilation).
+func (e *Error) Is(target error) bool {
+	if target != backend.ErrOutOfMemory {
+		return false
+	}
+	if e.driver {
+		return e.Code == cuErrorOutOfMemory
+	}
+	// cuBLAS and NVRTC number their statuses alike (3 is an allocation
+	// failure to one, invalid input to the other): each table gives the
+	// name, which is the library's.
+	return e.Name == cublasStatusNames[cublasStatusAllocFailed] || e.Name == nvrtcResultNames[nvrtcErrorOutOfMemory]
+}
+
+// IsOutOfMemory reports whether err is the driver's refusal of a device
+// allocation (CUDA_ERROR_OUT_OF_MEMORY), which returning the pool's
+// cached blocks to the device may cure. errors.Is(err,
+// backend.ErrOutOfMemory) is the wider test, of every library's
+// allocation failures.
 func IsOutOfMemory(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.driver && e.Code == cuErrorOutOfMemory
@@ -45,6 +69,7 @@ const (
 	cublasSuccess      = 0
 
 	cublasStatusAllocFailed = 3 // CUBLAS_STATUS_ALLOC_FAILED
+	nvrtcErrorOutOfMemory   = 1 // NVRTC_ERROR_OUT_OF_MEMORY
 )
 
 // Enumerations passed to the libraries.

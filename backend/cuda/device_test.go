@@ -5,6 +5,7 @@ package cuda
 // cuBLAS modes.
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -199,8 +200,8 @@ func TestOutOfMemory(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if !IsOutOfMemory(err) {
-		t.Errorf("IsOutOfMemory(%v) = false", err)
+	if !IsOutOfMemory(err) || !errors.Is(err, backend.ErrOutOfMemory) {
+		t.Errorf("IsOutOfMemory(%v) = %v, errors.Is(err, backend.ErrOutOfMemory) = %v; want both true", err, IsOutOfMemory(err), errors.Is(err, backend.ErrOutOfMemory))
 	}
 	// A cached block that the new request cannot use goes back to the
 	// device so that the request fits.
@@ -288,6 +289,9 @@ func TestOutOfMemoryRetry(t *testing.T) {
 			if tc.name == "launch" && !IsOutOfMemory(err) {
 				t.Errorf("IsOutOfMemory(%v) = false", err)
 			}
+			if !errors.Is(err, backend.ErrOutOfMemory) {
+				t.Errorf("errors.Is(%v, backend.ErrOutOfMemory) = false", err)
+			}
 
 			// The retry fails too: both errors are reported.
 			b.Free(mustAlloc(t, b, 512<<10))
@@ -297,6 +301,9 @@ func TestOutOfMemoryRetry(t *testing.T) {
 			want := tc.errMsg + " (retried after returning 2097152 cached bytes to the device: " + tc.errMsg + ")"
 			if err == nil || !strings.HasSuffix(err.Error(), want) {
 				t.Errorf("a failed retry: %v, want an error ending %q", err, want)
+			}
+			if !errors.Is(err, backend.ErrOutOfMemory) {
+				t.Errorf("a failed retry: errors.Is(%v, backend.ErrOutOfMemory) = false", err)
 			}
 			if *tc.inject != 0 {
 				t.Errorf("%d refusals left after a failed retry, want 0", *tc.inject)
@@ -371,6 +378,36 @@ func TestCompileFailure(t *testing.T) {
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+// TestCompileOutOfMemory: NVRTC running out of memory compiling the
+// kernels fails the open with its status, which matches
+// backend.ErrOutOfMemory through the errors that wrap it; a compilation
+// that fails otherwise does not.
+func TestCompileOutOfMemory(t *testing.T) {
+	r := fakeProbe(t)
+	compiled.Clear()
+	t.Cleanup(compiled.Clear)
+	for _, c := range []struct {
+		fail, want string
+		oom        bool
+	}{
+		{"oom", "nvrtcCompileProgram: NVRTC_ERROR_OUT_OF_MEMORY", true},
+		{"1", "nvrtcCompileProgram: NVRTC_ERROR_COMPILATION", false},
+	} {
+		t.Setenv("SORA_FAKE_NVRTC_FAIL", c.fail)
+		b, err := openBackend(r, Options{NoCache: true})
+		if err == nil {
+			b.Close()
+			t.Fatalf("SORA_FAKE_NVRTC_FAIL=%s: open succeeded", c.fail)
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("SORA_FAKE_NVRTC_FAIL=%s: error %q lacks %q", c.fail, err, c.want)
+		}
+		if got := errors.Is(err, backend.ErrOutOfMemory); got != c.oom {
+			t.Errorf("SORA_FAKE_NVRTC_FAIL=%s: errors.Is(%v, backend.ErrOutOfMemory) = %v, want %v", c.fail, err, got, c.oom)
 		}
 	}
 }

@@ -105,8 +105,11 @@
 // a new shape). The backend then synchronises, releases the cache and
 // tries the call once more, so a steady-state training loop calls no
 // cuMemAlloc ([Backend.MemoryStats] counts the calls) and still leaves
-// the libraries room when memory runs short. Scratch memory of ops (index uploads, partial sums)
-// comes from the same pool. Upload and Download copy from and to pageable
+// the libraries room when memory runs short. A failure that remains is an
+// [*Error] naming the library's status, and it matches
+// [backend.ErrOutOfMemory] (errors.Is), as NVRTC_ERROR_OUT_OF_MEMORY does.
+// Scratch memory of ops (index uploads, partial sums) comes from the same
+// pool. Upload and Download copy from and to pageable
 // Go memory with cuMemcpyHtoDAsync/cuMemcpyDtoHAsync on the stream,
 // pinning the Go memory (runtime.Pinner) for the call; the driver stages a
 // pageable upload before the call returns, so the caller's slice may be

@@ -3,6 +3,8 @@ package cuda
 // Tests of host-side logic that needs no device and no compiler.
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -456,6 +458,39 @@ func TestErrorText(t *testing.T) {
 	}
 	if !IsOutOfMemory(e) || IsOutOfMemory(&Error{Code: 2, Name: "NVRTC_ERROR_PROGRAM_CREATION_FAILURE"}) {
 		t.Error("IsOutOfMemory confuses a driver status with another library's")
+	}
+}
+
+// TestErrorIsOutOfMemory: the three libraries' statuses for a failed
+// allocation, as api.cu, blasErr and rtcErr build them, match
+// backend.ErrOutOfMemory, wrapped as the backend wraps them; their other
+// statuses, the same codes in another library among them, do not.
+func TestErrorIsOutOfMemory(t *testing.T) {
+	for _, c := range []struct {
+		err  *Error
+		want bool
+	}{
+		{&Error{Call: "cuMemAlloc_v2", Code: cuErrorOutOfMemory, Name: "CUDA_ERROR_OUT_OF_MEMORY", driver: true}, true},
+		// cuGetErrorName failed: the code alone says it.
+		{&Error{Call: "cuLaunchKernel(scale)", Code: cuErrorOutOfMemory, Name: "CUresult 2", driver: true}, true},
+		{&Error{Call: "cublasSgemm_v2", Code: cublasStatusAllocFailed, Name: cublasStatusNames[cublasStatusAllocFailed]}, true},
+		{&Error{Call: "nvrtcCompileProgram", Code: nvrtcErrorOutOfMemory, Name: nvrtcResultNames[nvrtcErrorOutOfMemory]}, true},
+		{&Error{Call: "cuLaunchKernel(scale)", Code: 700, Name: "CUDA_ERROR_ILLEGAL_ADDRESS", driver: true}, false},
+		{&Error{Call: "cuMemFree_v2", Code: 3, Name: "CUDA_ERROR_NOT_INITIALIZED", driver: true}, false},
+		{&Error{Call: "nvrtcCreateProgram", Code: 3, Name: nvrtcResultNames[3]}, false}, // NVRTC's 3: invalid input
+		{&Error{Call: "cublasCreate_v2", Code: 1, Name: cublasStatusNames[1]}, false},   // cuBLAS's 1: not initialised
+		{&Error{Call: "cublasSgemm_v2", Code: 13, Name: cublasStatusNames[13]}, false},  // execution failed
+	} {
+		wrapped := fmt.Errorf("cuda: Alloc [4] (16 bytes): %w", &backend.OpError{Op: "matmul", Err: fmt.Errorf("%w (retried)", c.err)})
+		for _, err := range []error{c.err, wrapped} {
+			if got := errors.Is(err, backend.ErrOutOfMemory); got != c.want {
+				t.Errorf("errors.Is(%v, backend.ErrOutOfMemory) = %v, want %v", err, got, c.want)
+			}
+		}
+		var e *Error
+		if !errors.As(wrapped, &e) || e != c.err {
+			t.Errorf("errors.As(%v) does not find the *Error", wrapped)
+		}
 	}
 }
 

@@ -1,11 +1,12 @@
 // A test double of libnvrtc: it "compiles" by checking its input and
 // returns an image that the fake driver accepts (the magic line, then the
-// options). SORA_FAKE_NVRTC_FAIL=1 makes compilation fail with a log.
+// options). SORA_FAKE_NVRTC_FAIL=1 makes compilation fail with a log;
+// SORA_FAKE_NVRTC_FAIL=oom makes it fail with NVRTC_ERROR_OUT_OF_MEMORY.
 // sora_fake_nvrtc[0] counts compilations.
 #include <stdlib.h>
 #include <string.h>
 
-enum { OK = 0, INVALID_INPUT = 3, INVALID_PROGRAM = 4, INVALID_OPTION = 5, COMPILATION = 6 };
+enum { OK = 0, OUT_OF_MEMORY = 1, INVALID_INPUT = 3, INVALID_PROGRAM = 4, INVALID_OPTION = 5, COMPILATION = 6 };
 
 long long sora_fake_nvrtc[16];
 
@@ -24,6 +25,7 @@ int nvrtcVersion(int *major, int *minor) {
 const char *nvrtcGetErrorString(int r) {
 	switch (r) {
 	case OK: return "NVRTC_SUCCESS";
+	case OUT_OF_MEMORY: return "NVRTC_ERROR_OUT_OF_MEMORY";
 	case INVALID_INPUT: return "NVRTC_ERROR_INVALID_INPUT";
 	case INVALID_OPTION: return "NVRTC_ERROR_INVALID_OPTION";
 	case COMPILATION: return "NVRTC_ERROR_COMPILATION";
@@ -51,6 +53,7 @@ int nvrtcCompileProgram(struct prog *p, int n, const char *const *opts) {
 		p->log = "sora_kernels.cu(1): error: injected failure for the test";
 		return COMPILATION;
 	}
+	if (fail && strcmp(fail, "oom") == 0) return OUT_OF_MEMORY;
 	int arch = 0;
 	size_t len = strlen("SORA-FAKE-CUBIN\n") + 1;
 	for (int i = 0; i < n; i++) {
