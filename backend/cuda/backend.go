@@ -246,18 +246,29 @@ func (b *Backend) teardown() error {
 // Name returns "cuda".
 func (b *Backend) Name() string { return "cuda" }
 
-// Device describes the GPU and the libraries in use, e.g. "NVIDIA H100 80GB
-// HBM3, compute capability 9.0, 79.1 GiB, 132 SMs; driver CUDA 12.8,
-// cuBLAS 12, NVRTC 12.8; matmul fp32".
+// Device describes the GPU and what decides its numbers: the libraries'
+// versions and the matrix-product mode, e.g. "NVIDIA H100 80GB HBM3,
+// compute capability 9.0, 79.1 GiB, 132 SMs; driver CUDA 12.8, cuBLAS 12,
+// NVRTC 12.8; matmul fp32". It is the same for every backend opened on
+// one device with one configuration, so a resume compares it with the
+// checkpoint's; where the kernels came from, which differs between the
+// first open and later ones, is [Backend.Kernels].
 func (b *Backend) Device() string {
 	mode := "fp32"
 	if b.opts.TF32 {
 		mode = "tf32"
 	}
-	return fmt.Sprintf("%s, %d SMs; driver CUDA %s, cuBLAS %d, NVRTC %d.%d; kernels %s; matmul %s",
+	return fmt.Sprintf("%s, %d SMs; driver CUDA %s, cuBLAS %d, NVRTC %d.%d; matmul %s",
 		b.info.String(), b.sms, versionString(b.probe.driverVersion), b.probe.cublas.major,
-		b.nvrtc[0], b.nvrtc[1], b.kernelOrigin, mode)
+		b.nvrtc[0], b.nvrtc[1], mode)
 }
+
+// Kernels says where the backend's kernels came from: "compiled by NVRTC,
+// cached in PATH" (or "compiled by NVRTC (not cached: why)"), "cached in
+// PATH" or "compiled earlier in this process". Every origin holds the
+// same code, compiled from the same source for the same device by the
+// same NVRTC (the cache file's name is a hash of all of them).
+func (b *Backend) Kernels() string { return b.kernelOrigin }
 
 // TF32 reports whether matrix products run in TF32 mode.
 func (b *Backend) TF32() bool { return b.opts.TF32 }

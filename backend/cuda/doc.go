@@ -125,7 +125,9 @@
 // "off"), in a file named by the SHA-256 of the source, the architecture,
 // the options, the driver version and the NVRTC version, written through a
 // temporary file and a rename. A cached file that the driver rejects is
-// compiled afresh and replaced. Kernels are launched with cuLaunchKernel;
+// compiled afresh and replaced. [Backend.Kernels] says where an open
+// backend's kernels came from; [Backend.Device] leaves that out, since
+// every origin holds the same code. Kernels are launched with cuLaunchKernel;
 // their arguments are packed into a block owned by the backend (pinned for
 // the call), checked against each kernel's declared parameter list (see
 // launch.go).
