@@ -34,7 +34,9 @@
 // stream. Nothing waits: Sync and Download call aclrtSynchronizeStream.
 // Every status is checked; a failure becomes an *ACLError naming the call
 // and carrying aclGetRecentErrMsg's message, recorded under the op that
-// made it (the sticky-error convention of package backend). Because ACL's
+// made it (the sticky-error convention of package backend); one for lack
+// of memory (ACL_ERROR_RT_MEMORY_ALLOCATION, ACL_ERROR_BAD_ALLOC) matches
+// backend.ErrOutOfMemory (errors.Is). Because ACL's
 // current context and error message are per thread, every entry point
 // locks its goroutine to its OS thread and makes the context current.
 //

@@ -216,6 +216,11 @@ func TestFailureInjection(t *testing.T) {
 			if !errors.As(err, &ae) {
 				t.Errorf("error %q is not an *ACLError", msg)
 			}
+			// Memory that ran out, the device's or the pinned staging
+			// memory's, and that alone, is backend.ErrOutOfMemory.
+			if got, want := errors.Is(err, backend.ErrOutOfMemory), tc.inj.status == 207001; got != want {
+				t.Errorf("errors.Is(%q, backend.ErrOutOfMemory) = %v, want %v", msg, got, want)
+			}
 			// The error was taken; the backend works again.
 			if err := b.Sync(); err != nil {
 				t.Fatalf("second Sync: %v", err)
@@ -320,7 +325,7 @@ func TestOutOfMemory(t *testing.T) {
 	}
 	// 4 MiB never fit.
 	_, err = b.Alloc(backend.Float32, mib)
-	if err == nil || !IsOutOfMemory(err) || !strings.Contains(err.Error(), "out of device memory") {
+	if err == nil || !IsOutOfMemory(err) || !errors.Is(err, backend.ErrOutOfMemory) || !strings.Contains(err.Error(), "out of device memory") {
 		t.Fatalf("Alloc past the limit: %v, want an out-of-memory error", err)
 	}
 	t.Log(err)

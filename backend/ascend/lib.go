@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/sora-go/sora/backend"
 )
 
 // Enum values from CANN's public headers (acl/acl_base.h, acl/acl_rt.h).
@@ -80,10 +82,19 @@ func (e *ACLError) Error() string {
 	return fmt.Sprintf("%s returned %d%s: %s", e.Call, e.Status, name, msg)
 }
 
-// IsOutOfMemory reports whether err is a device allocation failure.
+// Is reports whether target is backend.ErrOutOfMemory and e an
+// allocation that failed for lack of memory (ACL_ERROR_RT_MEMORY_ALLOCATION
+// or ACL_ERROR_BAD_ALLOC).
+func (e *ACLError) Is(target error) bool {
+	return target == backend.ErrOutOfMemory && (e.Status == statusMemoryAllocation || e.Status == statusBadAlloc)
+}
+
+// IsOutOfMemory reports whether err is an ACL allocation that failed for
+// lack of memory, as the pool's retry needs to know. It is
+// errors.Is(err, backend.ErrOutOfMemory) restricted to ACL's own errors.
 func IsOutOfMemory(err error) bool {
 	var a *ACLError
-	return errors.As(err, &a) && (a.Status == statusMemoryAllocation || a.Status == statusBadAlloc)
+	return errors.As(err, &a) && a.Is(backend.ErrOutOfMemory)
 }
 
 // opNames lists the aclnn operators the backend calls; each is looked up

@@ -206,6 +206,16 @@ func TestACLErrorFormat(t *testing.T) {
 	if IsOutOfMemory(errors.New("aclrtMalloc 207001")) {
 		t.Error("IsOutOfMemory on a plain error")
 	}
+	for _, c := range []struct {
+		status int32
+		oom    bool
+	}{{207001, true}, {200000, true}, {207002, false}, {507015, false}, {0, false}} {
+		err := &backend.OpError{Op: "x", Err: &ACLError{Call: "aclrtMalloc", Status: c.status}}
+		if errors.Is(err, backend.ErrOutOfMemory) != c.oom || IsOutOfMemory(err) != c.oom {
+			t.Errorf("status %d: errors.Is(err, backend.ErrOutOfMemory) = %v, IsOutOfMemory = %v; want %v",
+				c.status, errors.Is(err, backend.ErrOutOfMemory), IsOutOfMemory(err), c.oom)
+		}
+	}
 	if !strings.Contains(e.Error(), "no message") {
 		t.Errorf("empty message reads %q", e.Error())
 	}
