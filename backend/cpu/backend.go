@@ -152,6 +152,11 @@ func (b *Backend) Name() string { return "cpu" }
 // instruction set, e.g.
 // "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)" or
 // "..., simd (matmul blas libopenblas.so.0 (OpenBLAS 0.3.21 ..., 2 threads), rows avx2)".
+// All of it decides the results' bits, the thread cap too: the rows of
+// a column sum (norm weights' gradients) and the blocks of attention's
+// key and value gradients are split among the threads, and the partial
+// sums round differently with another split, so a run resumed with
+// another SORA_CPU_THREADS does not go on bit for bit.
 func (b *Backend) Device() string {
 	return describe(b.threads(), b.simd, b.opts.BLAS)
 }
