@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sora-go/sora/backend"
@@ -17,8 +16,11 @@ type DeviceSpan struct {
 	FromStep int `json:"from_step"`
 	// Backend is the backend's registry name (backend.Backend.Name).
 	Backend string `json:"backend"`
-	// Device describes the device as the backend does (Device), less
-	// what differs between runs on one device (see deviceDescription).
+	// Device describes the device as the backend does
+	// (backend.Backend.Device: what decides the results' bits, nothing
+	// that differs between runs on one device). Checkpoints made before
+	// the CUDA backend left the kernels' origin out of Device recorded it
+	// with that clause taken out already, which is what Device says now.
 	Device string `json:"device"`
 	// StepMillis and TokensPerSec are, in Result.Devices, the mean time
 	// of the span's steps and their throughput, as Result.StepTime and
@@ -41,24 +43,7 @@ func (s DeviceSpan) name() string { return fmt.Sprintf("%s (%s)", s.Backend, s.D
 
 // deviceOf returns the span of steps from step on b.
 func deviceOf(b backend.Backend, from int) DeviceSpan {
-	return DeviceSpan{FromStep: from, Backend: b.Name(), Device: deviceDescription(b.Device())}
-}
-
-// deviceDescription returns a backend's description of its device, d,
-// without the clauses ("; "-separated) that say where the backend's
-// kernels came from ("kernels compiled by NVRTC, cached in …", "kernels
-// cached in …"): they differ between the first run on a device and the
-// next, which run the same kernels, and would make every resume on the
-// CUDA backend look like a move to another device.
-func deviceDescription(d string) string {
-	parts := strings.Split(d, "; ")
-	kept := parts[:0]
-	for _, p := range parts {
-		if !strings.HasPrefix(p, "kernels ") {
-			kept = append(kept, p)
-		}
-	}
-	return strings.Join(kept, "; ")
+	return DeviceSpan{FromStep: from, Backend: b.Name(), Device: b.Device()}
 }
 
 // deviceNote says ("" when there is nothing to say) that a resume from
