@@ -35,6 +35,7 @@ package gemm
 import (
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -49,8 +50,10 @@ type Config struct {
 	// Threads caps the goroutines one call uses; 0 means GOMAXPROCS.
 	Threads int
 	// Kernel asks for one micro-kernel by its short name ("avx512",
-	// "avx2", "sse" on amd64, "neon" on arm64, "go" anywhere; see
-	// Kernels) instead of the fastest this CPU runs, to compare them. When empty, $SORA_CPU_GEMM_KERNEL is used, so that
+	// "avx2", "sse" on amd64, "neon" on arm64, "go" anywhere, and
+	// "gosimd512" and "gosimd" on amd64 in a build with GOEXPERIMENT=simd;
+	// see Kernels) instead of the fastest this CPU runs, to compare them.
+	// When empty, $SORA_CPU_GEMM_KERNEL is used, so that
 	// benchmarks through the backend can pick one too. A name this CPU
 	// cannot run is ignored; Engine.Kernel tells which one is in use.
 	// Portable takes precedence.
@@ -60,9 +63,11 @@ type Config struct {
 // EnvKernel is the variable that supplies Config.Kernel when it is empty.
 const EnvKernel = "SORA_CPU_GEMM_KERNEL"
 
-// KernelNames lists every micro-kernel name Config.Kernel knows, on any
-// CPU or architecture; Kernels says which of them this CPU runs.
-var KernelNames = []string{"avx512", "avx2", "sse", "neon", "go"}
+// KernelNames lists every micro-kernel name Config.Kernel knows in this
+// build, on any CPU or architecture; Kernels says which of them this CPU
+// runs. The go-simd kernels' names are there only in a build that has
+// them (GOEXPERIMENT=simd, for amd64).
+var KernelNames = slices.Concat([]string{"avx512", "avx2", "sse", "neon"}, goSIMDNames, []string{"go"})
 
 // Kernels returns the short names of the micro-kernels this CPU can run,
 // fastest first; the last is always the pure-Go "go".

@@ -7,13 +7,16 @@ import "github.com/klauspost/cpuid/v2"
 // availableKernels lists the micro-kernels this CPU can run, best first.
 // cpuid also checks that the OS saves the YMM (and ZMM) registers.
 func availableKernels() []*kernel {
-	return kernelsFor(cpuid.CPU.Supports(cpuid.AVX512F), cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3))
+	return kernelsFor(cpuid.CPU.Supports(cpuid.AVX512F), cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3), goSIMDKernels())
 }
 
 // kernelsFor lists the micro-kernels for a CPU with the given features,
 // best first. Every amd64 CPU has SSE2, so the SSE kernel is always there:
-// a CPU without AVX2 and FMA runs it rather than the pure-Go one.
-func kernelsFor(avx512, avx2fma bool) []*kernel {
+// a CPU without AVX2 and FMA runs it rather than the pure-Go one. The
+// go-simd kernels this CPU runs (goSIMD; only in a build with
+// GOEXPERIMENT=simd) come after it, so that they are never the default
+// over assembly, and before the scalar pure-Go one.
+func kernelsFor(avx512, avx2fma bool, goSIMD []*kernel) []*kernel {
 	var ks []*kernel
 	if avx512 {
 		ks = append(ks, avx512Kernel)
@@ -21,5 +24,7 @@ func kernelsFor(avx512, avx2fma bool) []*kernel {
 	if avx2fma {
 		ks = append(ks, avx2Kernel)
 	}
-	return append(ks, sseKernel, goKernel)
+	ks = append(ks, sseKernel)
+	ks = append(ks, goSIMD...)
+	return append(ks, goKernel)
 }
