@@ -5,44 +5,18 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sora-go/sora/backend/ascend"
-	"github.com/sora-go/sora/backend/cuda"
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/peft"
 )
 
 // outOfMemory reports whether err is an allocation that failed for lack
-// of memory, on any backend: a CUDA driver allocation (cuda.IsOutOfMemory),
-// cuBLAS's or NVRTC's (CUBLAS_STATUS_ALLOC_FAILED,
-// NVRTC_ERROR_OUT_OF_MEMORY), an Ascend one (ascend.IsOutOfMemory), or the
-// CPU backend's refusal of a buffer larger than the platform can address
-// (the Go runtime ends the process when memory runs out for one it can, so
-// that leaves no error). Where an error on the way was formatted rather
-// than wrapped, the libraries' status names in its message still count.
-func outOfMemory(err error) bool {
-	if err == nil {
-		return false
-	}
-	if cuda.IsOutOfMemory(err) || ascend.IsOutOfMemory(err) {
-		return true
-	}
-	names := []string{"CUDA_ERROR_OUT_OF_MEMORY", "CUBLAS_STATUS_ALLOC_FAILED", "NVRTC_ERROR_OUT_OF_MEMORY"}
-	var ce *cuda.Error
-	if errors.As(err, &ce) {
-		for _, n := range names {
-			if ce.Name == n {
-				return true
-			}
-		}
-	}
-	msg := err.Error()
-	for _, n := range append(names, "ACL_ERROR_RT_MEMORY_ALLOCATION", "ACL_ERROR_BAD_ALLOC") {
-		if strings.Contains(msg, n) {
-			return true
-		}
-	}
-	// The CPU backend's Alloc (backend/cpu makeSlice).
-	return strings.Contains(msg, "cpu: Alloc ") && strings.Contains(msg, "cannot allocate")
-}
+// of memory, on any backend (backend.ErrOutOfMemory: a CUDA driver,
+// cuBLAS or NVRTC allocation, an Ascend one, or the CPU backend's refusal
+// of a buffer larger than the platform can address; the Go runtime ends
+// the process when memory runs out for one it can, so that leaves no
+// error). The packages between the backend and here wrap errors with %w,
+// which keeps the backend's error in the chain.
+func outOfMemory(err error) bool { return errors.Is(err, backend.ErrOutOfMemory) }
 
 // oomPhase is the part of a run that ran out of memory, which decides
 // what helps.

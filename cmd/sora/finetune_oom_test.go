@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,9 @@ import (
 // testSmallMemory is a backend registered in the tests only: the CPU
 // backend with a device whose buffers hold at most smallMemoryCap bytes
 // each, refusing larger ones with the error an Ascend device gives when
-// its memory runs out (ascend.IsOutOfMemory).
+// its memory runs out (an *ascend.ACLError, which matches
+// backend.ErrOutOfMemory), so that the advice depends on the error's
+// chain surviving every package between the backend and the command.
 const testSmallMemory = "test-small-memory"
 
 // smallMemoryCap is the largest buffer testSmallMemory allocates, in
@@ -123,28 +126,44 @@ func TestFinetuneOutOfMemoryAdvice(t *testing.T) {
 	}
 }
 
-// TestOutOfMemory checks which errors count as running out of memory: the
-// CUDA backend's (the driver's, wrapped as graph and train wrap it, cuBLAS's
-// and NVRTC's, and the message alone where a wrapper formatted the error),
-// Ascend's, and the CPU backend's refusal of a buffer it cannot address;
-// not other failures of the same libraries, nor others.
+// TestOutOfMemory checks which errors count as running out of memory:
+// each backend's (an Ascend allocation's, cuBLAS's and NVRTC's statuses
+// as *cuda.Error values, the CPU backend's refusal of a buffer it cannot
+// address, made by a real Alloc), wrapped as the packages on the way wrap
+// them; not other failures of the same libraries, nor others, nor an
+// error whose chain a wrapper cut by formatting it with %v (the status
+// name in a message no longer counts: the chain is what says it).
 func TestOutOfMemory(t *testing.T) {
-	driverOOM := &cuda.Error{Call: "cuMemAlloc_v2", Code: 2, Name: "CUDA_ERROR_OUT_OF_MEMORY", Text: "out of memory"}
+	cpu, err := backend.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpu.Close()
+	// More elements than a 64-bit platform can address (see
+	// backend.MaxElements); a 32-bit one could try to allocate them.
+	huge := []int{backend.MaxElements}
+	if strconv.IntSize < 64 {
+		huge = nil
+	}
+	_, cpuOOM := cpu.Alloc(backend.Float32, huge...)
+	cpuClosed, _ := backend.Open("cpu")
+	cpuClosed.Close()
+	_, closedErr := cpuClosed.Alloc(backend.Float32, 4)
+	cublas := &cuda.Error{Call: "cublasSgemm_v2", Code: 3, Name: "CUBLAS_STATUS_ALLOC_FAILED"}
 	for _, c := range []struct {
 		name string
 		err  error
 		want bool
 	}{
-		{"cuda, as the run reports it", fmt.Errorf("train: step 1, micro-batch 1: graph: allocating [694, 16]: cuda: Alloc [694, 16] (44416 bytes): %w", fmt.Errorf("%w (65536 bytes requested; pool holds 2943488 bytes in use)", driverOOM)), true},
-		{"cublas", fmt.Errorf("cuda: matmul: %w", &cuda.Error{Call: "cublasSgemm_v2", Code: 3, Name: "CUBLAS_STATUS_ALLOC_FAILED"}), true},
-		{"nvrtc", &cuda.Error{Call: "nvrtcCompileProgram", Code: 1, Name: "NVRTC_ERROR_OUT_OF_MEMORY"}, true},
-		{"cuda, formatted", errors.New("graph: allocating [8, 8]: cuda: Alloc [8, 8] (256 bytes): cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY (out of memory)"), true},
-		{"ascend", fmt.Errorf("ascend: Alloc [4]: %w", &ascend.ACLError{Call: "aclrtMalloc", Status: 207001, Message: "out of memory"}), true},
-		{"ascend, bad alloc", &ascend.ACLError{Call: "aclrtMalloc", Status: 200000}, true},
-		{"cpu", errors.New("graph: allocating [1099511627776, 1099511627776]: cpu: Alloc [1099511627776, 1099511627776]: cannot allocate 1208925819614629174706176 elements: runtime error: makeslice: len out of range"), true},
-		{"cuda, another failure", fmt.Errorf("cuda: %w", &cuda.Error{Call: "cuLaunchKernel", Code: 700, Name: "CUDA_ERROR_ILLEGAL_ADDRESS", Text: "an illegal memory access was encountered"}), false},
+		{"ascend, as the run reports it", fmt.Errorf("train: step 1, micro-batch 1: graph: allocating [694, 16]: ascend: Alloc [694, 16]: %w", &ascend.ACLError{Call: "aclrtMalloc", Status: 207001, Message: "out of memory"}), true},
+		{"ascend, bad alloc", &backend.OpError{Op: "matmul", Err: &ascend.ACLError{Call: "aclrtMalloc", Status: 200000}}, true},
+		{"cublas", fmt.Errorf("cuda: matmul: %w", cublas), true},
+		{"nvrtc", fmt.Errorf("cuda: compiling the kernels: %w", &cuda.Error{Call: "nvrtcCompileProgram", Code: 1, Name: "NVRTC_ERROR_OUT_OF_MEMORY"}), true},
+		{"cpu", fmt.Errorf("graph: allocating %v: %w", backend.Shape(huge), cpuOOM), strconv.IntSize == 64},
+		{"cublas, formatted", fmt.Errorf("graph: %v", cublas), false},
+		{"cuda, another failure", fmt.Errorf("cuda: %w", &cuda.Error{Call: "cublasSgemm_v2", Code: 13, Name: "CUBLAS_STATUS_EXECUTION_FAILED"}), false},
 		{"ascend, another failure", &ascend.ACLError{Call: "aclnnMm", Status: 561103, Message: "shape"}, false},
-		{"cpu, closed", errors.New("cpu: Alloc [4]: backend is closed"), false},
+		{"cpu, closed", closedErr, false},
 		{"data", errors.New("data: open train.json: no such file or directory"), false},
 		{"nil", nil, false},
 	} {
