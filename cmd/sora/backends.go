@@ -12,8 +12,29 @@ import (
 	// registers itself with the backend registry in its init.
 	_ "github.com/sora-go/sora/backend/ascend"
 	_ "github.com/sora-go/sora/backend/cpu"
-	_ "github.com/sora-go/sora/backend/cuda"
+	"github.com/sora-go/sora/backend/cuda"
 )
+
+// kernelSource is a backend that says where its compiled kernels came
+// from, which its Device leaves out (it differs between the first run on
+// a device and later ones, which run the same kernels).
+type kernelSource interface{ Kernels() string }
+
+// The CUDA backend is one: a rename there must not silently drop the
+// clause from the startup line.
+var _ kernelSource = (*cuda.Backend)(nil)
+
+// deviceLine describes b's device for the line a run starts with: its
+// Device, then, for a backend that compiles kernels, where they came from
+// ("; kernels cached in …"), so that a user sees whether this run
+// compiled them.
+func deviceLine(b backend.Backend) string {
+	d := b.Device()
+	if k, ok := b.(kernelSource); ok && k.Kernels() != "" {
+		d += "; kernels " + k.Kernels()
+	}
+	return d
+}
 
 var backendsDoc = usageDoc{
 	synopsis: "backends [NAME]",

@@ -1125,7 +1125,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if m.BaseDType() == backend.BFloat16 {
 		stored = ", linear layers' weights and embedding in bfloat16"
 	}
-	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d%s) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, stored, m.Backend().Device())
+	fmt.Fprintf(stdout, "model: %s (dim %d, %d layers, vocab %d%s) on %s\n", f.model, cfg.Dim, cfg.NumLayers, cfg.VocabSize, stored, deviceLine(m.Backend()))
 	on := fmt.Sprintf("on %d layers (%s)", len(pm.Layers()), f.target)
 	if c := pm.Config(); c.RSLoRA {
 		on += fmt.Sprintf(", rsLoRA scale alpha/√r = %.4g", c.Scaling())
