@@ -388,6 +388,35 @@ func TestKernelStridedB(t *testing.T) {
 	}
 }
 
+// TestKernelNegativeZeroBeta calls each micro-kernel with beta = −0 on a
+// C full of NaN: −0 is 0, so C must not be read (−0·NaN is NaN). A
+// kernel that tests beta's bits rather than its value would read it.
+func TestKernelNegativeZeroBeta(t *testing.T) {
+	negZero := float32(math.Copysign(0, -1))
+	for _, kr := range kernelsUnderTest() {
+		const kc = 9
+		dup := kr.aDup()
+		a := make([]float32, kr.mr*kc*dup)
+		b := make([]float32, kc*kr.nr)
+		c := make([]float32, kr.mr*kr.nr)
+		for i := range a {
+			a[i] = 1
+		}
+		for i := range b {
+			b[i] = 0.5
+		}
+		for i := range c {
+			c[i] = float32(math.NaN())
+		}
+		kr.full(kc, a, b, kr.nr, c, kr.nr, negZero)
+		for i, v := range c {
+			if v != kc*0.5 {
+				t.Fatalf("%s: C[%d] = %v after beta = −0, want %v (C read?)", kr.name, i, v, kc*0.5)
+			}
+		}
+	}
+}
+
 // TestSgemmRandomShapes runs many random shapes, strides, transposes,
 // scalars and thread counts through every kernel, reaching combinations
 // of the code paths (narrow products computed transposed, B read in

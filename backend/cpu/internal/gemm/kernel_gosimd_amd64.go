@@ -2,7 +2,10 @@
 
 package gemm
 
-import "simd/archsimd"
+import (
+	"math"
+	"simd/archsimd"
+)
 
 // The go-simd kernels are micro-kernels written in Go with the
 // experimental package simd/archsimd (Go 1.26, in a build with
@@ -86,7 +89,19 @@ var goSIMD256Kernel = &kernel{
 // rows of 32 B values ldb apart, plus beta·C (C unread when beta is 0).
 // Each row of the tile is two Float32x16 sums; see above for the shape.
 func goSIMD4x32(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
-	var c00, c01, c10, c11, c20, c21, c30, c31, b0, b1, x archsimd.Float32x16
+	goSIMD4x32Bits(kc, a, b, ldb, c, ldc, math.Float32bits(beta))
+}
+
+// goSIMD4x32Bits is goSIMD4x32 with beta given by its bits. A float32
+// argument arrives in a vector register, X0, and the compiler kept it
+// there through the loop, which then lacked the 15th register and spilled
+// a broadcast A value in every iteration; an integer waits in a
+// general-purpose register instead. It is not inlined, where the compiler
+// would see through the conversion.
+//
+//go:noinline
+func goSIMD4x32Bits(kc int, a, b []float32, ldb int, c []float32, ldc int, betaBits uint32) {
+	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x16
 	var z archsimd.Float32x4
 	a = a[:4*kc]
 	if ldb == 32 {
@@ -94,9 +109,9 @@ func goSIMD4x32(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 		b = b[:32*kc]
 		for len(a) >= 16 && len(b) >= 128 {
 			ap, bp := (*[16]float32)(a), (*[128]float32)(b)
-			b0 = archsimd.LoadFloat32x16((*[16]float32)(bp[0:16]))
-			b1 = archsimd.LoadFloat32x16((*[16]float32)(bp[16:32]))
-			x = z.SetElem(0, ap[0]).Broadcast1To16()
+			b0 := archsimd.LoadFloat32x16((*[16]float32)(bp[0:16]))
+			b1 := archsimd.LoadFloat32x16((*[16]float32)(bp[16:32]))
+			x := z.SetElem(0, ap[0]).Broadcast1To16()
 			c00 = x.MulAdd(b0, c00)
 			c01 = x.MulAdd(b1, c01)
 			x = z.SetElem(0, ap[1]).Broadcast1To16()
@@ -159,9 +174,9 @@ func goSIMD4x32(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 	// The last k steps, and B read with a row stride: one k step at a time.
 	for p := 0; len(a) >= 4; p++ {
 		ap, bp := (*[4]float32)(a), (*[32]float32)(b[p*ldb:])
-		b0 = archsimd.LoadFloat32x16((*[16]float32)(bp[0:16]))
-		b1 = archsimd.LoadFloat32x16((*[16]float32)(bp[16:32]))
-		x = z.SetElem(0, ap[0]).Broadcast1To16()
+		b0 := archsimd.LoadFloat32x16((*[16]float32)(bp[0:16]))
+		b1 := archsimd.LoadFloat32x16((*[16]float32)(bp[16:32]))
+		x := z.SetElem(0, ap[0]).Broadcast1To16()
 		c00 = x.MulAdd(b0, c00)
 		c01 = x.MulAdd(b1, c01)
 		x = z.SetElem(0, ap[1]).Broadcast1To16()
@@ -175,7 +190,7 @@ func goSIMD4x32(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 		c31 = x.MulAdd(b1, c31)
 		a = a[4:]
 	}
-	if beta == 0 {
+	if betaBits&^(1<<31) == 0 { // beta is ±0
 		c00.Store((*[16]float32)(c[0*ldc+0:]))
 		c01.Store((*[16]float32)(c[0*ldc+16:]))
 		c10.Store((*[16]float32)(c[1*ldc+0:]))
@@ -185,7 +200,7 @@ func goSIMD4x32(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 		c30.Store((*[16]float32)(c[3*ldc+0:]))
 		c31.Store((*[16]float32)(c[3*ldc+16:]))
 	} else {
-		bv := archsimd.BroadcastFloat32x16(beta)
+		bv := archsimd.BroadcastFloat32x16(math.Float32frombits(betaBits))
 		r00 := (*[16]float32)(c[0*ldc+0:])
 		bv.MulAdd(archsimd.LoadFloat32x16(r00), c00).Store(r00)
 		r01 := (*[16]float32)(c[0*ldc+16:])
@@ -206,10 +221,17 @@ func goSIMD4x32(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 	archsimd.ClearAVXUpperBits()
 }
 
-// goSIMD4x16 is goSIMD4x32 with AVX2 and FMA, on a 4×16 tile of
-// Float32x8 sums.
+// goSIMD4x16 is goSIMD4x32 with AVX2 and FMA, on a 4×16 tile of Float32x8
+// sums.
 func goSIMD4x16(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32) {
-	var c00, c01, c10, c11, c20, c21, c30, c31, b0, b1, x archsimd.Float32x8
+	goSIMD4x16Bits(kc, a, b, ldb, c, ldc, math.Float32bits(beta))
+}
+
+// goSIMD4x16Bits is goSIMD4x32Bits for goSIMD4x16.
+//
+//go:noinline
+func goSIMD4x16Bits(kc int, a, b []float32, ldb int, c []float32, ldc int, betaBits uint32) {
+	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x8
 	var z archsimd.Float32x4
 	a = a[:4*kc]
 	if ldb == 16 {
@@ -217,9 +239,9 @@ func goSIMD4x16(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 		b = b[:16*kc]
 		for len(a) >= 16 && len(b) >= 64 {
 			ap, bp := (*[16]float32)(a), (*[64]float32)(b)
-			b0 = archsimd.LoadFloat32x8((*[8]float32)(bp[0:8]))
-			b1 = archsimd.LoadFloat32x8((*[8]float32)(bp[8:16]))
-			x = z.SetElem(0, ap[0]).Broadcast1To8()
+			b0 := archsimd.LoadFloat32x8((*[8]float32)(bp[0:8]))
+			b1 := archsimd.LoadFloat32x8((*[8]float32)(bp[8:16]))
+			x := z.SetElem(0, ap[0]).Broadcast1To8()
 			c00 = x.MulAdd(b0, c00)
 			c01 = x.MulAdd(b1, c01)
 			x = z.SetElem(0, ap[1]).Broadcast1To8()
@@ -282,9 +304,9 @@ func goSIMD4x16(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 	// The last k steps, and B read with a row stride: one k step at a time.
 	for p := 0; len(a) >= 4; p++ {
 		ap, bp := (*[4]float32)(a), (*[16]float32)(b[p*ldb:])
-		b0 = archsimd.LoadFloat32x8((*[8]float32)(bp[0:8]))
-		b1 = archsimd.LoadFloat32x8((*[8]float32)(bp[8:16]))
-		x = z.SetElem(0, ap[0]).Broadcast1To8()
+		b0 := archsimd.LoadFloat32x8((*[8]float32)(bp[0:8]))
+		b1 := archsimd.LoadFloat32x8((*[8]float32)(bp[8:16]))
+		x := z.SetElem(0, ap[0]).Broadcast1To8()
 		c00 = x.MulAdd(b0, c00)
 		c01 = x.MulAdd(b1, c01)
 		x = z.SetElem(0, ap[1]).Broadcast1To8()
@@ -298,7 +320,7 @@ func goSIMD4x16(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 		c31 = x.MulAdd(b1, c31)
 		a = a[4:]
 	}
-	if beta == 0 {
+	if betaBits&^(1<<31) == 0 { // beta is ±0
 		c00.Store((*[8]float32)(c[0*ldc+0:]))
 		c01.Store((*[8]float32)(c[0*ldc+8:]))
 		c10.Store((*[8]float32)(c[1*ldc+0:]))
@@ -308,7 +330,7 @@ func goSIMD4x16(kc int, a, b []float32, ldb int, c []float32, ldc int, beta floa
 		c30.Store((*[8]float32)(c[3*ldc+0:]))
 		c31.Store((*[8]float32)(c[3*ldc+8:]))
 	} else {
-		bv := archsimd.BroadcastFloat32x8(beta)
+		bv := archsimd.BroadcastFloat32x8(math.Float32frombits(betaBits))
 		r00 := (*[8]float32)(c[0*ldc+0:])
 		bv.MulAdd(archsimd.LoadFloat32x8(r00), c00).Store(r00)
 		r01 := (*[8]float32)(c[0*ldc+8:])
