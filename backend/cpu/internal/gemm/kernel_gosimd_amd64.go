@@ -57,11 +57,12 @@ func goSIMDKernels() []*kernel {
 
 // goSIMDKernelsFor lists the go-simd kernels for a CPU with the given
 // features: archsimd's AVX512 (F, CD, BW, DQ and VL, which it requires
-// together) for Float32x16, AVX2 and FMA for Float32x8 (Broadcast1To8 is
-// AVX2, MulAdd FMA).
+// together) for Float32x16, AVX2 and FMA for Float32x8 (Broadcast1To8 and
+// ExtendToUint32 are AVX2, MulAdd FMA), which both kernels' rowDot and
+// dot use.
 func goSIMDKernelsFor(avx512, avx2fma bool) []*kernel {
 	var ks []*kernel
-	if avx512 {
+	if avx512 && avx2fma {
 		ks = append(ks, goSIMD512Kernel)
 	}
 	if avx2fma {
@@ -70,18 +71,23 @@ func goSIMDKernelsFor(avx512, avx2fma bool) []*kernel {
 	return ks
 }
 
-// goSIMD512Kernel and goSIMD256Kernel pack in Go and use the pure-Go
-// rowDot: everything they run is Go source.
+// goSIMD512Kernel and goSIMD256Kernel pack in Go (asmPack is off), and
+// their rowDot and dot are go-simd too (rowdot_gosimd_amd64.go):
+// everything they run is Go source.
 var goSIMD512Kernel = &kernel{
 	id: "gosimd512", name: "go-simd avx512 4x32", mr: 4, nr: 32,
 	kc: 256, mc: 240, nc: 4096,
-	full: goSIMD4x32, rowDot: rowDotGo, rowDot16: rowDotGoBF16,
+	full: goSIMD4x32,
+	dot:  dotGoSIMD, dotRows: 2, dotK: 8,
+	rowDot: rowDotGoSIMD, rowDot16: rowDotGoSIMDBF16,
 }
 
 var goSIMD256Kernel = &kernel{
 	id: "gosimd", name: "go-simd avx2 4x16", mr: 4, nr: 16,
 	kc: 256, mc: 144, nc: 4096,
-	full: goSIMD4x16, rowDot: rowDotGo, rowDot16: rowDotGoBF16,
+	full: goSIMD4x16,
+	dot:  dotGoSIMD, dotRows: 2, dotK: 8,
+	rowDot: rowDotGoSIMD, rowDot16: rowDotGoSIMDBF16,
 }
 
 // goSIMD4x32 is the AVX-512 go-simd micro-kernel: it sets the 4×32 tile

@@ -17,6 +17,7 @@ func TestGoSIMDKernelsFor(t *testing.T) {
 	}{
 		{false, false, nil},
 		{false, true, []string{"gosimd"}},
+		{true, false, nil},
 		{true, true, []string{"gosimd512", "gosimd"}},
 	}
 	for _, tt := range tests {
@@ -38,10 +39,11 @@ func TestGoSIMDKernelsFor(t *testing.T) {
 // go-simd code.
 func TestGoSIMDKernelsTested(t *testing.T) {
 	var want []string
-	if archsimd.X86.AVX512() {
+	avx2fma := archsimd.X86.AVX2() && archsimd.X86.FMA()
+	if archsimd.X86.AVX512() && avx2fma {
 		want = append(want, "gosimd512")
 	}
-	if archsimd.X86.AVX2() && archsimd.X86.FMA() {
+	if avx2fma {
 		want = append(want, "gosimd")
 	}
 	if len(want) == 0 {
