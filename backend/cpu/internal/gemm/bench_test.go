@@ -24,9 +24,11 @@ import (
 //
 //	go test -run '^$' -bench 'Sgemm/.*/NN/n=1024' ./backend/cpu/internal/gemm
 //	go test -tags noasm -run '^$' -bench 'Sgemm/go.*/NN/n=1024' ./backend/cpu/internal/gemm
+//	GOEXPERIMENT=simd go test -run '^$' -bench 'Sgemm/go-simd.*/n=1024/t=1' ./backend/cpu/internal/gemm
 //
 // On arm64 the first lists the neon and go kernels side by side;
-// BenchmarkSgemmVsGo puts their ratio in one line.
+// BenchmarkSgemmVsGo puts their ratio in one line. The last measures the
+// go-simd kernels, which exist only in a GOEXPERIMENT=simd build.
 func BenchmarkSgemm(b *testing.B) {
 	sizes := []int{256, 512, 1024}
 	if !testing.Short() {
@@ -71,10 +73,11 @@ func BenchmarkSgemm(b *testing.B) {
 }
 
 // BenchmarkSgemmVsGo compares each SIMD micro-kernel (neon on arm64; the
-// AVX and SSE ones on amd64) with the pure-Go kernel and gonum on square
-// NN products on one thread, all three measured in the same run:
-// alternately, three rounds of at least 0.1 s each, best round counting,
-// so that load from other processes shows up in all of them. It reports
+// AVX and SSE ones on amd64, and the go-simd ones in a GOEXPERIMENT=simd
+// build) with the scalar pure-Go kernel and gonum on square NN products
+// on one thread, all three measured in the same run: alternately, three
+// rounds of at least 0.1 s each, best round counting, so that load from
+// other processes shows up in all of them. It reports
 // the kernel's GFLOP/s, the pure-Go kernel's (go_GFLOP/s) and gonum's,
 // and the ratios x_go and x_gonum. On an arm64 machine:
 //
