@@ -12,8 +12,8 @@ import (
 )
 
 // TestGeneratedFilesUpToDate reruns the generators and checks that the
-// committed coeffs.go, kernels_amd64.s and stubs_amd64.go are what they
-// produce, so that the assembly, its Go declarations and the fitted
+// committed coeffs.go, kernels_amd64.s, stubs_amd64.go, kernels_arm64.s
+// and stubs_arm64.go are what they produce, so that the assembly, its Go declarations and the fitted
 // coefficients cannot drift from their sources. coeffs.go is compared
 // only where fit_coeffs.go reproduces it (see there): built for GOAMD64=v1,
 // whatever this test was built for, and run on an amd64 CPU with FMA.
@@ -52,13 +52,18 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 			t.Errorf("%s is not what its generator writes now; rerun go generate", name)
 		}
 	}
-	run(nil, "run", "gen_amd64.go", "-dir", dir)
-	for _, name := range []string{"kernels_amd64.s", "stubs_amd64.go"} {
-		got, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
+	for gen, names := range map[string][]string{
+		"gen_amd64.go": {"kernels_amd64.s", "stubs_amd64.go"},
+		"gen_arm64.go": {"kernels_arm64.s", "stubs_arm64.go"},
+	} {
+		run(nil, "run", gen, "-dir", dir)
+		for _, name := range names {
+			got, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			same(name, got)
 		}
-		same(name, got)
 	}
 	if runtime.GOARCH != "amd64" || !cpuid.CPU.Supports(cpuid.AVX, cpuid.FMA3) {
 		t.Skipf("coeffs.go not compared: fit_coeffs.go reproduces it only on amd64 with FMA (GOARCH=%s)", runtime.GOARCH)

@@ -1,0 +1,948 @@
+//go:build ignore
+
+// Command gen_arm64 writes kernels_arm64.s and stubs_arm64.go: the NEON
+// (Advanced SIMD) kernels of package vec for arm64, four float32 lanes
+// or two float64 lanes in each of the 32 vector registers, from one
+// description per kernel.
+//
+// Go's arm64 assembler has almost none of NEON's floating-point
+// instructions (it has VFMLA and VFMLS, the bitwise ones and the loads
+// and stores), so the rest are written as WORD with their encoding,
+// each followed by a comment with the instruction in GNU syntax, which
+// neon_test.go checks the word against (TestNEONWords): the base of
+// every form is taken from GNU as, and where aarch64-linux-gnu-as is on
+// the PATH every comment is assembled and compared too.
+//
+// Three loop shapes cover the kernels:
+//
+//   - element-wise float32 maps (dst = f(inputs, scalars)), sixteen
+//     elements (four vectors) per iteration, then four, then one at a
+//     time: the last elements are loaded into lane 0 (FMOVS, which zeroes
+//     the other lanes), run through the same vector instructions, and
+//     stored from lane 0, so that they are computed exactly as the
+//     others are;
+//   - float64 reductions and accumulations, which widen each float32
+//     vector into two float64 halves (FCVTL, FCVTL2), accumulate in
+//     float64 vectors, add the accumulators up and take the last
+//     elements one by one in scalar float64 arithmetic;
+//   - a few loops of their own (Max, MaxScaled, the exponentials).
+//
+// The element-wise kernels repeat the operations of the Go kernels
+// (generic.go) in the same order, fusing a multiply and an add exactly
+// where the Go compiler fuses them on arm64 (it does for y + a·b written
+// in one expression, unless a conversion rounds the product), so that the
+// two agree bit for bit.
+//
+// Run it with: go run gen_arm64.go (go generate does); -dir writes the
+// files elsewhere (generate_test.go compares such a run with the files).
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"go/format"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// gen accumulates the assembly and the Go declarations.
+type gen struct {
+	s     bytes.Buffer // kernels_arm64.s
+	stubs bytes.Buffer // stubs_arm64.go
+}
+
+// I emits an instruction.
+func (g *gen) I(format string, args ...any) { fmt.Fprintf(&g.s, "\t"+format+"\n", args...) }
+
+func (g *gen) label(l string) { fmt.Fprintf(&g.s, "%s:\n", l) }
+
+// ---- encodings ----
+
+// form is one NEON instruction form Go's assembler lacks: the encoding
+// with every register field 0, and its GNU syntax with %[1]d, %[2]d and
+// %[3]d standing for the registers d, n and m, which go in bits 0-4, 5-9
+// and 16-20 of the word.
+type form struct {
+	base   uint32
+	syntax string
+}
+
+var forms = map[string]form{
+	"fadd4s":  {0x4e20d400, "fadd v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fsub4s":  {0x4ea0d400, "fsub v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fmul4s":  {0x6e20dc00, "fmul v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fdiv4s":  {0x6e20fc00, "fdiv v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fmax4s":  {0x4e20f400, "fmax v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fmin4s":  {0x4ea0f400, "fmin v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fneg4s":  {0x6ea0f800, "fneg v%[1]d.4s, v%[2]d.4s"},
+	"fsqrt4s": {0x6ea1f800, "fsqrt v%[1]d.4s, v%[2]d.4s"},
+	"fcmle0":  {0x6ea0d800, "fcmle v%[1]d.4s, v%[2]d.4s, #0.0"},
+	"fcmgt0":  {0x4ea0c800, "fcmgt v%[1]d.4s, v%[2]d.4s, #0.0"},
+	"fmaxv":   {0x6e30f800, "fmaxv s%[1]d, v%[2]d.4s"},
+	"frintn":  {0x4e218800, "frintn v%[1]d.4s, v%[2]d.4s"},
+	"fcvtzs":  {0x4ea1b800, "fcvtzs v%[1]d.4s, v%[2]d.4s"},
+	"bic":     {0x4e601c00, "bic v%[1]d.16b, v%[2]d.16b, v%[3]d.16b"},
+	"fadd2d":  {0x4e60d400, "fadd v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
+	"fsub2d":  {0x4ee0d400, "fsub v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
+	"fmul2d":  {0x6e60dc00, "fmul v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
+	"faddp2d": {0x7e70d800, "faddp d%[1]d, v%[2]d.2d"},
+	"fcvtl":   {0x0e617800, "fcvtl v%[1]d.2d, v%[2]d.2s"},
+	"fcvtl2":  {0x4e617800, "fcvtl2 v%[1]d.2d, v%[2]d.4s"},
+}
+
+// W emits the instruction op with registers d, n and m (as many as the
+// form has).
+func (g *gen) W(op string, regs ...int) {
+	f, ok := forms[op]
+	if !ok {
+		panic("no form " + op)
+	}
+	r := [3]int{}
+	copy(r[:], regs)
+	for _, v := range r {
+		if v < 0 || v > 31 {
+			panic(fmt.Sprintf("%s: register %d", op, v))
+		}
+	}
+	w := f.base | uint32(r[0]) | uint32(r[1])<<5 | uint32(r[2])<<16
+	syn := f.syntax
+	// Drop the verbs for operands the form does not have, so that
+	// Sprintf does not complain of extra arguments.
+	args := []any{r[0], r[1], r[2]}[:strings.Count(syn, "%[")]
+	g.I("WORD $0x%08x // %s", w, fmt.Sprintf(syn, args...))
+}
+
+// V names vector register r with an arrangement: V(3, "S4") is V3.S4.
+func V(r int, arr string) string { return fmt.Sprintf("V%d.%s", r, arr) }
+
+// list is a register list for VLD1/VST1: n consecutive registers from r.
+func list(r, n int, arr string) string {
+	var s []string
+	for i := range n {
+		s = append(s, V(r+i, arr))
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+// ---- arguments ----
+
+// arg is one argument or result of an assembly function, laid out as Go's
+// ABI0 lays out the frame: each at the next multiple of its size.
+type arg struct {
+	name, typ string
+	off       int
+}
+
+func size(typ string) int {
+	switch typ {
+	case "float32":
+		return 4
+	}
+	return 8
+}
+
+// frame lays out args and results and returns them with the frame size
+// (args and results).
+func frame(args, results []arg) ([]arg, []arg, int) {
+	off := 0
+	place := func(as []arg) []arg {
+		var out []arg
+		for _, a := range as {
+			s := size(a.typ)
+			off = (off + s - 1) / s * s
+			a.off = off
+			off += s
+			out = append(out, a)
+		}
+		return out
+	}
+	args = place(args)
+	off = (off + 7) / 8 * 8 // results start at a word boundary
+	results = place(results)
+	return args, results, off
+}
+
+// fn starts an assembly function and writes its Go declaration, doc being
+// the comment above it.
+func (g *gen) fn(name, doc string, args, results []arg) map[string]arg {
+	args, results, fsize := frame(args, results)
+	var ps, rs []string
+	for _, a := range args {
+		ps = append(ps, a.name+" "+a.typ)
+	}
+	for _, a := range results {
+		rs = append(rs, a.name+" "+a.typ)
+	}
+	sig := "(" + strings.Join(ps, ", ") + ")"
+	switch len(rs) {
+	case 0:
+	case 1:
+		sig += " " + strings.TrimPrefix(rs[0], results[0].name+" ")
+	default:
+		sig += " (" + strings.Join(rs, ", ") + ")"
+	}
+	if len(results) == 1 {
+		results[0].name = "ret"
+	}
+	fmt.Fprintf(&g.stubs, "// %s\n//\n//go:noescape\nfunc %s%s\n\n", doc, name, sig)
+	fmt.Fprintf(&g.s, "\n// func %s%s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, sig, name, fsize)
+	m := map[string]arg{}
+	for _, a := range append(args, results...) {
+		m[a.name] = a
+	}
+	return m
+}
+
+// fp is the frame operand of argument a.
+func fp(a arg) string { return fmt.Sprintf("%s+%d(FP)", a.name, a.off) }
+
+// ---- element-wise kernels ----
+
+// mapK is an element-wise kernel dst[i] = f(ins[i]..., scalars). The
+// assembly function takes dst, the inputs and updates (pointers), the
+// float32 scalars and n.
+type mapK struct {
+	name, doc string
+	ins       []string
+	// updates are inputs that the body also changes in place and that
+	// are stored back (float32 accumulators).
+	updates []string
+	scalars []string
+	temps   int
+	// body computes one vector: in holds the registers of the inputs
+	// then the updates, s the scalars (in every lane), t temporaries. It
+	// returns the register holding dst's vector.
+	body func(g *gen, in, s, t []int) int
+}
+
+const unroll = 4 // vectors per iteration of the element-wise loops
+
+func (g *gen) mapKernel(k mapK) {
+	streams := append(append([]string{}, k.ins...), k.updates...)
+	args := []arg{{name: "dst", typ: "*float32"}}
+	for _, s := range streams {
+		args = append(args, arg{name: s, typ: "*float32"})
+	}
+	for _, s := range k.scalars {
+		args = append(args, arg{name: s, typ: "float32"})
+	}
+	args = append(args, arg{name: "n", typ: "int"})
+	a := g.fn(k.name, k.doc, args, nil)
+
+	// Registers: stream j in V(4j)..V(4j+3) (one per unrolled vector),
+	// temporary j after them, scalars from V31 down. Pointers: dst in
+	// R0, stream j in R(1+j), the store pointers of the updates after.
+	nS, nT := len(streams), k.temps
+	if unroll*(nS+nT)+len(k.scalars) > 32 {
+		panic(k.name + ": out of vector registers")
+	}
+	in := func(u int) []int {
+		var r []int
+		for j := range nS {
+			r = append(r, unroll*j+u)
+		}
+		return r
+	}
+	tmp := func(u int) []int {
+		var r []int
+		for j := range nT {
+			r = append(r, unroll*(nS+j)+u)
+		}
+		return r
+	}
+	var sc []int
+	for i := range k.scalars {
+		sc = append(sc, 31-i)
+	}
+	store := func(j int) int { return 1 + nS + j - len(k.ins) } // update j's store pointer
+	g.I("MOVD %s, R0", fp(a["dst"]))
+	for j, s := range streams {
+		g.I("MOVD %s, R%d", fp(a[s]), 1+j)
+	}
+	for j := len(k.ins); j < nS; j++ {
+		g.I("MOVD R%d, R%d", 1+j, store(j))
+	}
+	for i, s := range k.scalars {
+		g.I("FMOVS %s, F%d", fp(a[s]), sc[i])
+		g.I("VDUP V%d.S[0], %s", sc[i], V(sc[i], "S4"))
+	}
+	g.I("MOVD %s, R9", fp(a["n"]))
+	l := k.name
+	g.I("LSR $4, R9, R10")
+	g.I("CBZ R10, %s_4", l)
+
+	g.label(l + "_16")
+	for j := range nS {
+		g.I("VLD1.P %d(R%d), %s", 16*unroll, 1+j, list(unroll*j, unroll, "S4"))
+	}
+	var out int
+	for u := range unroll {
+		o := k.body(g, in(u), sc, tmp(u))
+		if u == 0 {
+			out = o
+		} else if o != out+u {
+			panic(k.name + ": results not in consecutive registers")
+		}
+	}
+	g.I("VST1.P %s, %d(R0)", list(out, unroll, "S4"), 16*unroll)
+	for j := len(k.ins); j < nS; j++ {
+		g.I("VST1.P %s, %d(R%d)", list(unroll*j, unroll, "S4"), 16*unroll, store(j))
+	}
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE %s_16", l)
+
+	g.label(l + "_4")
+	g.I("AND $15, R9, R9")
+	g.I("LSR $2, R9, R10")
+	g.I("CBZ R10, %s_1", l)
+	g.label(l + "_4loop")
+	for j := range nS {
+		g.I("VLD1.P 16(R%d), [%s]", 1+j, V(unroll*j, "S4"))
+	}
+	out = k.body(g, in(0), sc, tmp(0))
+	g.I("VST1.P [%s], 16(R0)", V(out, "S4"))
+	for j := len(k.ins); j < nS; j++ {
+		g.I("VST1.P [%s], 16(R%d)", V(unroll*j, "S4"), store(j))
+	}
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE %s_4loop", l)
+
+	// The last n%4 elements, one at a time in lane 0.
+	g.label(l + "_1")
+	g.I("ANDS $3, R9, R9")
+	g.I("BEQ %s_done", l)
+	g.label(l + "_1loop")
+	for j := range nS {
+		g.I("FMOVS.P 4(R%d), F%d", 1+j, unroll*j)
+	}
+	out = k.body(g, in(0), sc, tmp(0))
+	g.I("FMOVS.P F%d, 4(R0)", out)
+	for j := len(k.ins); j < nS; j++ {
+		g.I("FMOVS.P F%d, 4(R%d)", unroll*j, store(j))
+	}
+	g.I("SUBS $1, R9, R9")
+	g.I("BNE %s_1loop", l)
+	g.label(l + "_done")
+	g.I("RET")
+}
+
+// fill is Fill: the value in V0-V3, stored sixteen, four and one at a
+// time.
+func (g *gen) fill() {
+	a := g.fn("neonFill", "neonFill sets dst[0:n] to v.", []arg{{name: "dst", typ: "*float32"}, {name: "v", typ: "float32"}, {name: "n", typ: "int"}}, nil)
+	g.I("MOVD %s, R0", fp(a["dst"]))
+	g.I("FMOVS %s, F0", fp(a["v"]))
+	for r := range 4 {
+		g.I("VDUP V0.S[0], %s", V(r, "S4"))
+	}
+	g.I("MOVD %s, R9", fp(a["n"]))
+	g.I("LSR $4, R9, R10")
+	g.I("CBZ R10, fill_4")
+	g.label("fill_16")
+	g.I("VST1.P %s, 64(R0)", list(0, 4, "S4"))
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE fill_16")
+	g.label("fill_4")
+	g.I("AND $15, R9, R9")
+	g.I("LSR $2, R9, R10")
+	g.I("CBZ R10, fill_1")
+	g.label("fill_4loop")
+	g.I("VST1.P [V0.S4], 16(R0)")
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE fill_4loop")
+	g.label("fill_1")
+	g.I("ANDS $3, R9, R9")
+	g.I("BEQ fill_done")
+	g.label("fill_1loop")
+	g.I("FMOVS.P F0, 4(R0)")
+	g.I("SUBS $1, R9, R9")
+	g.I("BNE fill_1loop")
+	g.label("fill_done")
+	g.I("RET")
+}
+
+// bin is dst = a op b.
+func bin(op string) func(g *gen, in, s, t []int) int {
+	return func(g *gen, in, s, t []int) int { g.W(op, in[0], in[0], in[1]); return in[0] }
+}
+
+// scal is dst = a op s.
+func scal(op string) func(g *gen, in, s, t []int) int {
+	return func(g *gen, in, s, t []int) int { g.W(op, in[0], in[0], s[0]); return in[0] }
+}
+
+// fmla is d += n·m, rounded once.
+func (g *gen) fmla(d, n, m int) { g.I("VFMLA %s, %s, %s", V(m, "S4"), V(n, "S4"), V(d, "S4")) }
+
+// fmls is d −= n·m, rounded once.
+func (g *gen) fmls(d, n, m int) { g.I("VFMLS %s, %s, %s", V(m, "S4"), V(n, "S4"), V(d, "S4")) }
+
+var maps = []mapK{
+	{name: "neonAdd", doc: "neonAdd sets dst = a + b over n elements.", ins: []string{"a", "b"}, body: bin("fadd4s")},
+	{name: "neonSub", doc: "neonSub sets dst = a − b over n elements.", ins: []string{"a", "b"}, body: bin("fsub4s")},
+	{name: "neonMul", doc: "neonMul sets dst = a·b over n elements.", ins: []string{"a", "b"}, body: bin("fmul4s")},
+	{name: "neonDiv", doc: "neonDiv sets dst = a/b over n elements.", ins: []string{"a", "b"}, body: bin("fdiv4s")},
+	{name: "neonAddScalar", doc: "neonAddScalar sets dst = a + s over n elements.", ins: []string{"a"}, scalars: []string{"s"}, body: scal("fadd4s")},
+	{name: "neonSubScalar", doc: "neonSubScalar sets dst = a − s over n elements.", ins: []string{"a"}, scalars: []string{"s"}, body: scal("fsub4s")},
+	{name: "neonMulScalar", doc: "neonMulScalar sets dst = a·s over n elements.", ins: []string{"a"}, scalars: []string{"s"}, body: scal("fmul4s")},
+	{name: "neonDivScalar", doc: "neonDivScalar sets dst = a/s over n elements (divided, as a/s rounds).", ins: []string{"a"}, scalars: []string{"s"}, body: scal("fdiv4s")},
+	// y + alpha·x rounded once, as the Go kernel's y[i] += alpha*x[i]
+	// is on arm64, where the compiler fuses it (dst is y).
+	{name: "neonAxpy", doc: "neonAxpy sets dst = y + alpha·x (rounded once) over n elements.",
+		ins: []string{"y", "x"}, scalars: []string{"alpha"},
+		body: func(g *gen, in, s, t []int) int { g.fmla(in[0], in[1], s[0]); return in[0] }},
+
+	{name: "neonSqrt", doc: "neonSqrt sets dst = √x over n elements.", ins: []string{"x"},
+		body: func(g *gen, in, s, t []int) int { g.W("fsqrt4s", in[0], in[0]); return in[0] }},
+	// 1/√x: the square root, then 1 divided by it, as Go's 1 / sqrt32(x).
+	{name: "neonRsqrt", doc: "neonRsqrt sets dst = 1/√x (the root rounded, then the quotient) over n elements.",
+		ins: []string{"x"}, scalars: []string{"one"}, temps: 1,
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fsqrt4s", in[0], in[0])
+			g.W("fdiv4s", t[0], s[0], in[0])
+			return t[0]
+		}},
+	{name: "neonNeg", doc: "neonNeg sets dst = −x over n elements.", ins: []string{"x"},
+		body: func(g *gen, in, s, t []int) int { g.W("fneg4s", in[0], in[0]); return in[0] }},
+	{name: "neonSquare", doc: "neonSquare sets dst = x·x over n elements.", ins: []string{"x"},
+		body: func(g *gen, in, s, t []int) int { g.W("fmul4s", in[0], in[0], in[0]); return in[0] }},
+	// x where !(x ≤ 0), so NaN passes, and +0 elsewhere.
+	{name: "neonReLU", doc: "neonReLU sets dst = x where x > 0 or x is NaN, else 0, over n elements.",
+		ins: []string{"x"}, temps: 1,
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fcmle0", t[0], in[0])
+			g.W("bic", in[0], in[0], t[0])
+			return in[0]
+		}},
+	// Derivatives: in[0] is x, in[1] is dy; the operations of the Go
+	// kernels (vec.go), in their order.
+	{name: "neonReLUGrad", doc: "neonReLUGrad sets dx = dy where x > 0, else 0, over n elements.",
+		ins: []string{"x", "dy"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fcmgt0", in[0], in[0])
+			g.I("VAND %s, %s, %s", V(in[0], "B16"), V(in[1], "B16"), V(in[1], "B16"))
+			return in[1]
+		}},
+	{name: "neonNegGrad", doc: "neonNegGrad sets dx = −dy over n elements.", ins: []string{"x", "dy"},
+		body: func(g *gen, in, s, t []int) int { g.W("fneg4s", in[1], in[1]); return in[1] }},
+	{name: "neonSquareGrad", doc: "neonSquareGrad sets dx = (x + x)·dy over n elements.", ins: []string{"x", "dy"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fadd4s", in[0], in[0], in[0])
+			g.W("fmul4s", in[0], in[0], in[1])
+			return in[0]
+		}},
+	{name: "neonLogGrad", doc: "neonLogGrad sets dx = dy/x over n elements.", ins: []string{"x", "dy"},
+		body: func(g *gen, in, s, t []int) int { g.W("fdiv4s", in[1], in[1], in[0]); return in[1] }},
+	// dy·0.5/√x.
+	{name: "neonSqrtGrad", doc: "neonSqrtGrad sets dx = (dy·0.5)/√x over n elements.", ins: []string{"x", "dy"},
+		scalars: []string{"half"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fsqrt4s", in[0], in[0])
+			g.W("fmul4s", in[1], in[1], s[0])
+			g.W("fdiv4s", in[1], in[1], in[0])
+			return in[1]
+		}},
+	// dy·−0.5·(1/√x)/x.
+	{name: "neonRsqrtGrad", doc: "neonRsqrtGrad sets dx = ((dy·−0.5)·(1/√x))/x over n elements.", ins: []string{"x", "dy"},
+		scalars: []string{"negHalf", "one"}, temps: 1,
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fsqrt4s", t[0], in[0])
+			g.W("fdiv4s", t[0], s[1], t[0])
+			g.W("fmul4s", in[1], in[1], s[0])
+			g.W("fmul4s", in[1], in[1], t[0])
+			g.W("fdiv4s", in[1], in[1], in[0])
+			return in[1]
+		}},
+
+	// The row steps, as generic.go writes them.
+	{name: "neonScaleMul", doc: "neonScaleMul sets dst = (x·s)·w over n elements.", ins: []string{"x", "w"}, scalars: []string{"s"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fmul4s", in[0], in[0], s[0])
+			g.W("fmul4s", in[0], in[0], in[1])
+			return in[0]
+		}},
+	{name: "neonNormalize", doc: "neonNormalize sets dst = (((x − mh) − ml)·r)·gamma over n elements.",
+		ins: []string{"x", "gamma"}, scalars: []string{"mh", "ml", "r"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fsub4s", in[0], in[0], s[0])
+			g.W("fsub4s", in[0], in[0], s[1])
+			g.W("fmul4s", in[0], in[0], s[2])
+			g.W("fmul4s", in[0], in[0], in[1])
+			return in[0]
+		}},
+	// ·g + b fused, as Go fuses it on arm64.
+	{name: "neonNormalizeShift", doc: "neonNormalizeShift sets dst = (((x − mh) − ml)·r)·gamma + beta, the last two rounded once, over n elements.",
+		ins: []string{"x", "gamma", "beta"}, scalars: []string{"mh", "ml", "r"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fsub4s", in[0], in[0], s[0])
+			g.W("fsub4s", in[0], in[0], s[1])
+			g.W("fmul4s", in[0], in[0], s[2])
+			g.fmla(in[2], in[0], in[1])
+			return in[2]
+		}},
+	{name: "neonSoftmaxGrad", doc: "neonSoftmaxGrad sets dx = (y·s)·((dy − dh) − dl) over n elements.",
+		ins: []string{"y", "dy"}, scalars: []string{"s", "dh", "dl"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fsub4s", in[1], in[1], s[1])
+			g.W("fsub4s", in[1], in[1], s[2])
+			g.W("fmul4s", in[0], in[0], s[0])
+			g.W("fmul4s", in[0], in[0], in[1])
+			return in[0]
+		}},
+	// (rs·w)·dy − x·c, the last product fused into the subtraction, as
+	// Go fuses it on arm64.
+	{name: "neonRMSNormGrad", doc: "neonRMSNormGrad sets dx = (rs·w)·dy − x·c, the last product and difference rounded once, over n elements.",
+		ins: []string{"x", "w", "dy"}, scalars: []string{"rs", "c"},
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fmul4s", in[1], s[0], in[1])
+			g.W("fmul4s", in[1], in[1], in[2])
+			g.fmls(in[1], in[0], s[1])
+			return in[1]
+		}},
+	// And acc += (x·rs)·dy, rounded once (fused in Go too).
+	{name: "neonRMSNormGradAcc", doc: "neonRMSNormGradAcc is neonRMSNormGrad that also sets acc += (x·rs)·dy, rounded once.",
+		ins: []string{"x", "w", "dy"}, updates: []string{"acc"}, scalars: []string{"rs", "c"}, temps: 1,
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fmul4s", t[0], in[0], s[0])
+			g.fmla(in[3], t[0], in[2])
+			g.W("fmul4s", in[1], s[0], in[1])
+			g.W("fmul4s", in[1], in[1], in[2])
+			g.fmls(in[1], in[0], s[1])
+			return in[1]
+		}},
+	// (dy·w − mg − x̂·mgx)·r for x̂ = ((x − mh) − ml)·r, each product
+	// rounded (Go's conversions keep them apart).
+	{name: "neonLayerNormGrad", doc: "neonLayerNormGrad sets dx = ((dy·w − mg) − x̂·mgx)·r for x̂ = ((x − mh) − ml)·r over n elements.",
+		ins: []string{"x", "w", "dy"}, scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1,
+		body: func(g *gen, in, s, t []int) int {
+			layerNormGrad(g, in, s, t)
+			return in[1]
+		}},
+	// And accG += x̂·dy (rounded once, as Go fuses it), accB += dy.
+	{name: "neonLayerNormGradAcc", doc: "neonLayerNormGradAcc is neonLayerNormGrad that also sets accG += x̂·dy (rounded once) and accB += dy.",
+		ins: []string{"x", "w", "dy"}, updates: []string{"accG", "accB"}, scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1,
+		body: func(g *gen, in, s, t []int) int {
+			layerNormGrad(g, in, s, t)
+			g.fmla(in[3], in[0], in[2])
+			g.W("fadd4s", in[4], in[4], in[2])
+			return in[1]
+		}},
+}
+
+// layerNormGrad leaves x̂ in in[0] and dx in in[1], dy in in[2] as it
+// was, using t[0].
+func layerNormGrad(g *gen, in, s, t []int) {
+	x, w, dy := in[0], in[1], in[2]
+	g.W("fsub4s", x, x, s[0])
+	g.W("fsub4s", x, x, s[1])
+	g.W("fmul4s", x, x, s[2]) // x̂
+	g.W("fmul4s", w, dy, w)
+	g.W("fsub4s", w, w, s[3])
+	g.W("fmul4s", t[0], x, s[4])
+	g.W("fsub4s", w, w, t[0])
+	g.W("fmul4s", w, w, s[2])
+}
+
+// ---- float64 reductions ----
+
+// redK is a reduction Σ f(inputs) into float64 results over float32
+// streams.
+type redK struct {
+	name, doc string
+	ins       []string
+	scalars   []string // float64 scalars, each in both lanes
+	results   []string
+	// pre, where set, runs float32 arithmetic on a vector of each input
+	// (their registers in raw) before the widening; it runs on lane 0 for
+	// the last elements too.
+	pre func(g *gen, raw []int)
+	// wide lists the inputs widened to float64 (all where nil).
+	wide  []int
+	temps int
+	// body adds one float64 vector of terms: w holds the widened
+	// inputs, s the scalars, acc one accumulator per result, t
+	// temporaries.
+	body func(g *gen, w, s, acc, t []int)
+	// tail does what body does in scalar arithmetic (lane 0: F
+	// registers) for the last elements.
+	tail func(g *gen, w, s, acc, t []int)
+}
+
+// The scalar float64 instructions, in Go's operand order spelled out:
+// faddd sets d = n + m, fmaddd d = a + n·m (rounded once).
+func (g *gen) faddd(d, n, m int)     { g.I("FADDD F%d, F%d, F%d", m, n, d) }
+func (g *gen) fsubd(d, n, m int)     { g.I("FSUBD F%d, F%d, F%d", m, n, d) }
+func (g *gen) fmuld(d, n, m int)     { g.I("FMULD F%d, F%d, F%d", m, n, d) }
+func (g *gen) fmaddd(d, a, n, m int) { g.I("FMADDD F%d, F%d, F%d, F%d", m, a, n, d) }
+
+// fmla2d is d += n·m in float64 lanes, rounded once.
+func (g *gen) fmla2d(d, n, m int) { g.I("VFMLA %s, %s, %s", V(m, "D2"), V(n, "D2"), V(d, "D2")) }
+
+func (g *gen) redKernel(k redK) {
+	args := []arg{}
+	for _, s := range k.ins {
+		args = append(args, arg{name: s, typ: "*float32"})
+	}
+	for _, s := range k.scalars {
+		args = append(args, arg{name: s, typ: "float64"})
+	}
+	args = append(args, arg{name: "n", typ: "int"})
+	var res []arg
+	for _, r := range k.results {
+		res = append(res, arg{name: r, typ: "float64"})
+	}
+	a := g.fn(k.name, k.doc, args, res)
+	wide := k.wide
+	if wide == nil {
+		for j := range k.ins {
+			wide = append(wide, j)
+		}
+	}
+	// Two float32 vectors, four float64 halves, per iteration.
+	// Registers: input j's vectors in V(2j), V(2j+1); widened input i's
+	// halves after them, four each; the accumulators (four or two per
+	// result), the temporaries (four each), the scalars from V31 down.
+	nI, nW, nR := len(k.ins), len(wide), len(k.results)
+	baseW := 2 * nI
+	need := func(acc int) int { return baseW + 4*nW + acc*nR + 4*k.temps + len(k.scalars) }
+	nA := 4
+	if need(nA) > 32 {
+		nA = 2
+	}
+	if need(nA) > 32 {
+		panic(k.name + ": out of vector registers")
+	}
+	baseA := baseW + 4*nW
+	baseT := baseA + nA*nR
+	raw := func(u int) []int {
+		var r []int
+		for j := range nI {
+			r = append(r, 2*j+u)
+		}
+		return r
+	}
+	w := func(h int) []int {
+		var r []int
+		for i := range nW {
+			r = append(r, baseW+4*i+h)
+		}
+		return r
+	}
+	acc := func(h int) []int {
+		var r []int
+		for i := range nR {
+			r = append(r, baseA+nA*i+h%nA)
+		}
+		return r
+	}
+	tmp := func(h int) []int {
+		var r []int
+		for i := range k.temps {
+			r = append(r, baseT+4*i+h)
+		}
+		return r
+	}
+	var sc []int
+	for i := range k.scalars {
+		sc = append(sc, 31-i)
+	}
+	for j, s := range k.ins {
+		g.I("MOVD %s, R%d", fp(a[s]), 1+j)
+	}
+	for i, s := range k.scalars {
+		g.I("FMOVD %s, F%d", fp(a[s]), sc[i])
+		g.I("VDUP V%d.D[0], %s", sc[i], V(sc[i], "D2"))
+	}
+	g.I("MOVD %s, R9", fp(a["n"]))
+	for r := range nR {
+		for i := range nA {
+			v := baseA + nA*r + i
+			g.I("VEOR %s, %s, %s", V(v, "B16"), V(v, "B16"), V(v, "B16"))
+		}
+	}
+	// widen takes the vectors u of the inputs to halves 2u and 2u+1.
+	widen := func(u int) {
+		for i, j := range wide {
+			g.W("fcvtl", baseW+4*i+2*u, 2*j+u)
+			g.W("fcvtl2", baseW+4*i+2*u+1, 2*j+u)
+		}
+	}
+	l := k.name
+	g.I("LSR $3, R9, R10")
+	g.I("CBZ R10, %s_4", l)
+	g.label(l + "_8")
+	for j := range nI {
+		g.I("VLD1.P 32(R%d), %s", 1+j, list(2*j, 2, "S4"))
+	}
+	for u := range 2 {
+		if k.pre != nil {
+			k.pre(g, raw(u))
+		}
+		widen(u)
+	}
+	for h := range 4 {
+		k.body(g, w(h), sc, acc(h), tmp(h))
+	}
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE %s_8", l)
+
+	g.label(l + "_4")
+	g.I("TBZ $2, R9, %s_sum", l)
+	for j := range nI {
+		g.I("VLD1.P 16(R%d), [%s]", 1+j, V(2*j, "S4"))
+	}
+	if k.pre != nil {
+		k.pre(g, raw(0))
+	}
+	widen(0)
+	for h := range 2 {
+		k.body(g, w(h), sc, acc(h), tmp(h))
+	}
+
+	// The accumulators of each result added up into lane 0 of its
+	// first, then the last n%4 elements in scalar arithmetic.
+	g.label(l + "_sum")
+	for r := range nR {
+		v := baseA + nA*r
+		if nA == 4 {
+			g.W("fadd2d", v, v, v+1)
+			g.W("fadd2d", v+2, v+2, v+3)
+			g.W("fadd2d", v, v, v+2)
+		} else {
+			g.W("fadd2d", v, v, v+1)
+		}
+		g.W("faddp2d", v, v)
+	}
+	g.I("ANDS $3, R9, R9")
+	g.I("BEQ %s_done", l)
+	g.label(l + "_1")
+	for j := range nI {
+		g.I("FMOVS.P 4(R%d), F%d", 1+j, 2*j)
+	}
+	if k.pre != nil {
+		k.pre(g, raw(0))
+	}
+	for i, j := range wide {
+		g.I("FCVTSD F%d, F%d", 2*j, baseW+4*i)
+	}
+	k.tail(g, w(0), sc, acc(0), tmp(0))
+	g.I("SUBS $1, R9, R9")
+	g.I("BNE %s_1", l)
+	g.label(l + "_done")
+	for r, name := range k.results {
+		n := name
+		if nR == 1 {
+			n = "ret"
+		}
+		g.I("FMOVD F%d, %s", baseA+nA*r, fp(a[n]))
+	}
+	g.I("RET")
+}
+
+var reds = []redK{
+	{name: "neonSum", doc: "neonSum returns Σ x[0:n] in float64.", ins: []string{"x"}, results: []string{"s"},
+		body: func(g *gen, w, s, acc, t []int) { g.W("fadd2d", acc[0], acc[0], w[0]) },
+		tail: func(g *gen, w, s, acc, t []int) { g.faddd(acc[0], acc[0], w[0]) }},
+	{name: "neonSumSquares", doc: "neonSumSquares returns Σ x[0:n]² in float64.", ins: []string{"x"}, results: []string{"s"},
+		body: func(g *gen, w, s, acc, t []int) { g.fmla2d(acc[0], w[0], w[0]) },
+		tail: func(g *gen, w, s, acc, t []int) { g.fmaddd(acc[0], acc[0], w[0], w[0]) }},
+	{name: "neonDot", doc: "neonDot returns Σ a·b over n elements in float64.", ins: []string{"a", "b"}, results: []string{"s"},
+		body: func(g *gen, w, s, acc, t []int) { g.fmla2d(acc[0], w[0], w[1]) },
+		tail: func(g *gen, w, s, acc, t []int) { g.fmaddd(acc[0], acc[0], w[0], w[1]) }},
+	// ss += x², dot += (b·a)·x, the product b·a rounded, as in Go.
+	{name: "neonSumSquaresDot3", doc: "neonSumSquaresDot3 returns Σ x² and Σ (b·a)·x over n elements in float64.",
+		ins: []string{"x", "a", "b"}, results: []string{"ss", "dot"}, temps: 1,
+		body: func(g *gen, w, s, acc, t []int) {
+			g.fmla2d(acc[0], w[0], w[0])
+			g.W("fmul2d", t[0], w[2], w[1])
+			g.fmla2d(acc[1], t[0], w[0])
+		},
+		tail: func(g *gen, w, s, acc, t []int) {
+			g.fmaddd(acc[0], acc[0], w[0], w[0])
+			g.fmuld(t[0], w[2], w[1])
+			g.fmaddd(acc[1], acc[1], t[0], w[0])
+		}},
+	// d = x − c; sd += d, ssd += d².
+	{name: "neonSumsAbout", doc: "neonSumsAbout returns Σ (x − c) and Σ (x − c)² over n elements in float64.",
+		ins: []string{"x"}, scalars: []string{"c"}, results: []string{"sd", "ssd"},
+		body: func(g *gen, w, s, acc, t []int) {
+			g.W("fsub2d", w[0], w[0], s[0])
+			g.W("fadd2d", acc[0], acc[0], w[0])
+			g.fmla2d(acc[1], w[0], w[0])
+		},
+		tail: func(g *gen, w, s, acc, t []int) {
+			g.fsubd(w[0], w[0], s[0])
+			g.faddd(acc[0], acc[0], w[0])
+			g.fmaddd(acc[1], acc[1], w[0], w[0])
+		}},
+	// g = w·dy in float32, then d = x − c; sd += d, ssd += d², sg += g,
+	// sgd += d·g.
+	{name: "neonLayerNormGradStats", doc: "neonLayerNormGradStats returns Σ d, Σ d², Σ g and Σ d·g for d = x − c and g = w·dy (rounded to float32) over n elements in float64.",
+		ins: []string{"x", "w", "dy"}, scalars: []string{"c"}, results: []string{"sd", "ssd", "sg", "sgd"},
+		pre:  func(g *gen, raw []int) { g.W("fmul4s", raw[1], raw[1], raw[2]) },
+		wide: []int{0, 1},
+		body: func(g *gen, w, s, acc, t []int) {
+			g.W("fsub2d", w[0], w[0], s[0])
+			g.W("fadd2d", acc[0], acc[0], w[0])
+			g.fmla2d(acc[1], w[0], w[0])
+			g.W("fadd2d", acc[2], acc[2], w[1])
+			g.fmla2d(acc[3], w[0], w[1])
+		},
+		tail: func(g *gen, w, s, acc, t []int) {
+			g.fsubd(w[0], w[0], s[0])
+			g.faddd(acc[0], acc[0], w[0])
+			g.fmaddd(acc[1], acc[1], w[0], w[0])
+			g.faddd(acc[2], acc[2], w[1])
+			g.fmaddd(acc[3], acc[3], w[0], w[1])
+		}},
+}
+
+// accumulate is Accumulate: acc[i] += float64(x[i]).
+func (g *gen) accumulate() {
+	a := g.fn("neonAccumulate", "neonAccumulate sets acc[i] += x[i] for i < n, in float64.",
+		[]arg{{name: "acc", typ: "*float64"}, {name: "x", typ: "*float32"}, {name: "n", typ: "int"}}, nil)
+	g.I("MOVD %s, R0", fp(a["acc"]))
+	g.I("MOVD %s, R1", fp(a["x"]))
+	g.I("MOVD %s, R9", fp(a["n"]))
+	g.I("LSR $3, R9, R10")
+	g.I("CBZ R10, acc_4")
+	g.label("acc_8")
+	// x in V0, V1, widened into V2-V5; acc in V16-V19.
+	g.I("VLD1.P 32(R1), %s", list(0, 2, "S4"))
+	g.I("VLD1 (R0), %s", list(16, 4, "D2"))
+	for u := range 2 {
+		g.W("fcvtl", 2+2*u, u)
+		g.W("fcvtl2", 3+2*u, u)
+	}
+	for h := range 4 {
+		g.W("fadd2d", 16+h, 16+h, 2+h)
+	}
+	g.I("VST1.P %s, 64(R0)", list(16, 4, "D2"))
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE acc_8")
+	g.label("acc_4")
+	g.I("TBZ $2, R9, acc_1")
+	g.I("VLD1.P 16(R1), [V0.S4]")
+	g.I("VLD1 (R0), %s", list(16, 2, "D2"))
+	g.W("fcvtl", 2, 0)
+	g.W("fcvtl2", 3, 0)
+	g.W("fadd2d", 16, 16, 2)
+	g.W("fadd2d", 17, 17, 3)
+	g.I("VST1.P %s, 32(R0)", list(16, 2, "D2"))
+	g.label("acc_1")
+	g.I("ANDS $3, R9, R9")
+	g.I("BEQ acc_done")
+	g.label("acc_1loop")
+	g.I("FMOVS.P 4(R1), F0")
+	g.I("FCVTSD F0, F0")
+	g.I("FMOVD (R0), F1")
+	g.faddd(1, 1, 0)
+	g.I("FMOVD.P F1, 8(R0)")
+	g.I("SUBS $1, R9, R9")
+	g.I("BNE acc_1loop")
+	g.label("acc_done")
+	g.I("RET")
+}
+
+// ---- maxima ----
+
+// max is Max (scaled false) or MaxScaled: four running maxima, from x[0]
+// (times s) in every lane, then FMAXV across them and FMAXS over the
+// last elements. FMAX returns a NaN operand, so a NaN anywhere in x
+// makes the result NaN; the Go wrapper of Max then finds the NaN of x to
+// return.
+func (g *gen) max(scaled bool) {
+	name, doc := "neonMax", "neonMax returns the largest of x[0:n], n ≥ 1, or NaN where x holds one."
+	args := []arg{{name: "x", typ: "*float32"}}
+	if scaled {
+		name, doc = "neonMaxScaled", "neonMaxScaled returns the largest s·x[i] (products rounded) for i < n, n ≥ 1, or NaN where one is."
+		args = append(args, arg{name: "s", typ: "float32"})
+	}
+	args = append(args, arg{name: "n", typ: "int"})
+	a := g.fn(name, doc, args, []arg{{name: "m", typ: "float32"}})
+	g.I("MOVD %s, R0", fp(a["x"]))
+	g.I("MOVD %s, R9", fp(a["n"]))
+	g.I("VLD1R (R0), [V0.S4]")
+	if scaled {
+		g.I("FMOVS %s, F31", fp(a["s"]))
+		g.I("VDUP V31.S[0], V31.S4")
+		g.W("fmul4s", 0, 0, 31)
+	}
+	for r := 1; r < 4; r++ {
+		g.I("VORR %s, %s, %s", V(0, "B16"), V(0, "B16"), V(r, "B16"))
+	}
+	g.I("LSR $4, R9, R10")
+	g.I("CBZ R10, %s_4", name)
+	g.label(name + "_16")
+	g.I("VLD1.P 64(R0), %s", list(4, 4, "S4"))
+	for r := range 4 {
+		if scaled {
+			g.W("fmul4s", 4+r, 4+r, 31)
+		}
+		g.W("fmax4s", r, r, 4+r)
+	}
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE %s_16", name)
+	g.label(name + "_4")
+	g.I("AND $15, R9, R9")
+	g.I("LSR $2, R9, R10")
+	g.I("CBZ R10, %s_across", name)
+	g.label(name + "_4loop")
+	g.I("VLD1.P 16(R0), [V4.S4]")
+	if scaled {
+		g.W("fmul4s", 4, 4, 31)
+	}
+	g.W("fmax4s", 0, 0, 4)
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE %s_4loop", name)
+	g.label(name + "_across")
+	g.W("fmax4s", 0, 0, 1)
+	g.W("fmax4s", 2, 2, 3)
+	g.W("fmax4s", 0, 0, 2)
+	g.W("fmaxv", 0, 0)
+	g.I("ANDS $3, R9, R9")
+	g.I("BEQ %s_done", name)
+	g.label(name + "_1")
+	g.I("FMOVS.P 4(R0), F4")
+	if scaled {
+		g.I("FMULS F31, F4, F4")
+	}
+	g.I("FMAXS F4, F0, F0")
+	g.I("SUBS $1, R9, R9")
+	g.I("BNE %s_1", name)
+	g.label(name + "_done")
+	g.I("FMOVS F0, %s", fp(a["ret"]))
+	g.I("RET")
+}
+
+func main() {
+	dir := flag.String("dir", ".", "directory to write kernels_arm64.s and stubs_arm64.go to")
+	flag.Parse()
+	g := &gen{}
+	// -tags noasm leaves the assembly out (kernels_other.go then builds).
+	g.s.WriteString("// Code generated by gen_arm64.go; DO NOT EDIT.\n\n//go:build !noasm\n\n#include \"textflag.h\"\n")
+	g.stubs.WriteString("// Code generated by gen_arm64.go; DO NOT EDIT.\n\n//go:build !noasm\n\npackage vec\n\n")
+	g.fill()
+	for _, k := range maps {
+		g.mapKernel(k)
+	}
+	for _, k := range reds {
+		g.redKernel(k)
+	}
+	g.accumulate()
+	g.max(false)
+	g.max(true)
+	stubs, err := format.Source(g.stubs.Bytes())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gen_arm64:", err)
+		os.Exit(1)
+	}
+	for name, b := range map[string][]byte{"kernels_arm64.s": g.s.Bytes(), "stubs_arm64.go": stubs} {
+		if err := os.WriteFile(filepath.Join(*dir, name), b, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "gen_arm64:", err)
+			os.Exit(1)
+		}
+	}
+}
