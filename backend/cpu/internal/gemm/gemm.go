@@ -14,6 +14,14 @@
 // is set, or in a build with the noasm tag, everything is pure Go (1×7
 // tiles).
 //
+// A build with GOEXPERIMENT=simd adds, on amd64, the go-simd kernels:
+// SIMD written in Go with Go 1.26's experimental package simd/archsimd,
+// no assembly, on 4×32 tiles with AVX-512 and 4×16 with AVX2 and FMA,
+// packing in Go, at several times the scalar kernel's speed. They run
+// only when asked for by name (Config.Kernel), never by default over the
+// assembly kernels; in a noasm build, which has none, they come first.
+// See kernel_gosimd_amd64.go.
+//
 // Two shapes skip the tiles. A C at most 16 columns wide (LoRA's x·A) is
 // computed as dot products of A's rows, read in place, with the few rows
 // of op(B)ᵀ (Engine.skinny); a C of a few rows times a transposed B (x·Wᵀ

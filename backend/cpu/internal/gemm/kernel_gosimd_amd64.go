@@ -34,16 +34,19 @@ import (
 //
 // So the last k step holds 8 sums, 2 B vectors, 4 broadcast values and a
 // copy: 15 registers, none spilled. A 6-row tile (12 sums) would need 16
-// even with perfect scheduling, and spills to the stack in every step;
-// measured on the AVX-512 machine, 5×32 ran at 0.6× and 3×48 at 0.9× the
-// speed of 4×32. The loop body does four k steps, which halves the
-// loop's overhead against one step (the bounds checks are per body: the
-// panels are taken as arrays of four steps). Each A value is loaded
-// and broadcast by SetElem and Broadcast1To16 (or Broadcast1To8) written
-// out here, not by archsimd.BroadcastFloat32x16: an inlined function's
-// instructions carry its own file's positions, which the scheduler uses
-// to order otherwise equal instructions, and with them it hoisted every
-// load of the body to its top and spilled half of them.
+// even if the broadcasts were interleaved with the multiply-adds, and a
+// 5-row one 18 as scheduled: both spill to the stack in every iteration.
+// In a micro-benchmark of the kernel alone (on the AMD EPYC, Zen 5, where
+// these were measured) 5×32 ran at 0.6× and 3×48 at 0.9× the speed of
+// 4×32. The loop body does four k steps, with one bounds check per panel
+// for all four (the panels are taken as arrays of four steps): 1.3× as
+// fast as one step per iteration. Each A value is loaded and broadcast by
+// SetElem and Broadcast1To16 (or Broadcast1To8) written out here, not by
+// archsimd.BroadcastFloat32x16: an inlined function's instructions carry
+// its own file's positions, which the scheduler uses to order otherwise
+// equal instructions, and with them it loaded all the A values and B
+// vectors of the body at its top and spilled most of them, at 0.6× the
+// speed.
 
 // goSIMDNames is the go-simd kernels' short names, for KernelNames.
 var goSIMDNames = []string{"gosimd512", "gosimd"}
