@@ -83,6 +83,7 @@ var forms = map[string]form{
 	"fmaxv":   {0x6e30f800, "fmaxv s%[1]d, v%[2]d.4s"},
 	"frintn":  {0x4e218800, "frintn v%[1]d.4s, v%[2]d.4s"},
 	"fcvtzs":  {0x4ea1b800, "fcvtzs v%[1]d.4s, v%[2]d.4s"},
+	"sshr1":   {0x4f3f0400, "sshr v%[1]d.4s, v%[2]d.4s, #1"},
 	"bic":     {0x4e601c00, "bic v%[1]d.16b, v%[2]d.16b, v%[3]d.16b"},
 	"fadd2d":  {0x4e60d400, "fadd v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
 	"fsub2d":  {0x4ee0d400, "fsub v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
@@ -198,6 +199,116 @@ func (g *gen) fn(name, doc string, args, results []arg) map[string]arg {
 // fp is the frame operand of argument a.
 func fp(a arg) string { return fmt.Sprintf("%s+%d(FP)", a.name, a.off) }
 
+// ---- constants ----
+
+// neonConsts are the constants the kernels load from neonC (declared in
+// stubs_arm64.go, from math32.go's constants and coeffs.go's
+// coefficients, so that the assembly computes with the Go kernels'
+// numbers), each with its Go expression.
+var neonConsts = [][2]string{
+	{"one", "1"},
+	{"negInf", "float32(math.Inf(-1))"},
+	// exp32
+	{"expLo", "expLo"},
+	{"expHi", "expHi"},
+	{"log2e", "log2e"},
+	{"ln2Hi", "ln2Hi"},
+	{"ln2Lo", "ln2Lo"},
+	{"expQ0", "expQ[0]"},
+	{"expQ1", "expQ[1]"},
+	{"expQ2", "expQ[2]"},
+	{"expQ3", "expQ[3]"},
+	{"expQ4", "expQ[4]"},
+	// expSum32
+	{"expSumLo", "expSumLo"},
+	{"exp2P0", "exp2P[0]"},
+	{"exp2P1", "exp2P[1]"},
+	{"exp2P2", "exp2P[2]"},
+	{"exp2P3", "exp2P[3]"},
+	{"exp2P4", "exp2P[4]"},
+}
+
+func constIndex(name string) int {
+	for i, c := range neonConsts {
+		if c[0] == name {
+			return i
+		}
+	}
+	panic("no constant " + name)
+}
+
+// loadConsts loads the named constants of neonC into every lane of
+// V(top), V(top−1), ... and returns their registers. It uses R11.
+func (g *gen) loadConsts(top int, names ...string) []int {
+	if len(names) == 0 {
+		return nil
+	}
+	g.I("MOVD $·neonC(SB), R11")
+	var r []int
+	for i, name := range names {
+		v := top - i
+		g.I("FMOVS %d(R11), F%d // %s", 4*constIndex(name), v, name)
+		g.I("VDUP V%d.S[0], %s", v, V(v, "S4"))
+		r = append(r, v)
+	}
+	return r
+}
+
+// expConsts are the constants exp needs, in the order it takes them.
+var expConsts = []string{"one", "expLo", "expHi", "log2e", "ln2Hi", "ln2Lo", "expQ0", "expQ1", "expQ2", "expQ3", "expQ4"}
+
+// mov copies register s to d.
+func (g *gen) mov(d, s int) { g.I("VORR %s, %s, %s", V(s, "B16"), V(s, "B16"), V(d, "B16")) }
+
+// horner sets the polynomial Σ c[k]·x^k (c the registers of the
+// coefficients, degree 0 first) into one of t0, t1, evaluated as Go's
+// p = p·x + c[k], each step fused, and returns the register. FMLA adds
+// into its destination, so each step copies its coefficient there
+// first.
+func (g *gen) horner(x int, c []int, t0, t1 int) int {
+	p, q := t0, t1
+	g.mov(p, c[len(c)-1])
+	for k := len(c) - 2; k >= 0; k-- {
+		g.mov(q, c[k])
+		g.fmla(q, p, x)
+		p, q = q, p
+	}
+	return p
+}
+
+// exp sets x = e^x as exp32 does (math32.go), using t[0..2]; c holds the
+// registers of expConsts. The clamp returns a NaN x (FMAX and FMIN
+// return a NaN operand), which stays NaN throughout.
+func (g *gen) exp(x int, t []int, c []int) {
+	one, lo, hi, log2e, ln2Hi, ln2Lo, q := c[0], c[1], c[2], c[3], c[4], c[5], c[6:11]
+	n := t[0]
+	g.W("fmax4s", x, x, lo)
+	g.W("fmin4s", x, x, hi)
+	g.W("fmul4s", n, x, log2e)
+	g.W("frintn", n, n)   // n = round(x·log2e), ties to even
+	g.fmls(x, n, ln2Hi) // exact
+	g.fmls(x, n, ln2Lo) // r
+	p := g.horner(x, q, t[1], t[2])
+	r2 := t[1]
+	if p == t[1] {
+		r2 = t[2]
+	}
+	g.W("fmul4s", r2, x, x)
+	g.fmla(x, r2, p) // r²·Q + r
+	g.W("fadd4s", x, x, one)
+	// Times 2^(n>>1) and 2^(n − n>>1), each made by shifting the
+	// integer into the exponent field and adding 1.0's bits (127<<23).
+	h := t[1]
+	g.W("fcvtzs", n, n)
+	g.W("sshr1", h, n)
+	g.I("VSUB %s, %s, %s", V(h, "S4"), V(n, "S4"), V(n, "S4"))
+	for _, e := range []int{h, n} {
+		g.I("VSHL $23, %s, %s", V(e, "S4"), V(e, "S4"))
+		g.I("VADD %s, %s, %s", V(one, "S4"), V(e, "S4"), V(e, "S4"))
+		g.W("fmul4s", x, x, e)
+	}
+}
+
 // ---- element-wise kernels ----
 
 // mapK is an element-wise kernel dst[i] = f(ins[i]..., scalars). The
@@ -210,7 +321,10 @@ type mapK struct {
 	// are stored back (float32 accumulators).
 	updates []string
 	scalars []string
-	temps   int
+	// consts are constants of neonC (by name) that body finds after the
+	// scalars in s.
+	consts []string
+	temps  int
 	// body computes one vector: in holds the registers of the inputs
 	// then the updates, s the scalars (in every lane), t temporaries. It
 	// returns the register holding dst's vector.
@@ -235,7 +349,7 @@ func (g *gen) mapKernel(k mapK) {
 	// temporary j after them, scalars from V31 down. Pointers: dst in
 	// R0, stream j in R(1+j), the store pointers of the updates after.
 	nS, nT := len(streams), k.temps
-	if unroll*(nS+nT)+len(k.scalars) > 32 {
+	if unroll*(nS+nT)+len(k.scalars)+len(k.consts) > 32 {
 		panic(k.name + ": out of vector registers")
 	}
 	in := func(u int) []int {
@@ -268,6 +382,7 @@ func (g *gen) mapKernel(k mapK) {
 		g.I("FMOVS %s, F%d", fp(a[s]), sc[i])
 		g.I("VDUP V%d.S[0], %s", sc[i], V(sc[i], "S4"))
 	}
+	sc = append(sc, g.loadConsts(31-len(k.scalars), k.consts...)...)
 	g.I("MOVD %s, R9", fp(a["n"]))
 	l := k.name
 	g.I("LSR $4, R9, R10")
@@ -454,6 +569,37 @@ var maps = []mapK{
 			g.W("fmul4s", in[1], in[1], t[0])
 			g.W("fdiv4s", in[1], in[1], in[0])
 			return in[1]
+		}},
+
+	// The exponentials, as exp32 computes them.
+	{name: "neonExp", doc: "neonExp sets dst = e^x over n elements, as exp32.", ins: []string{"x"},
+		consts: expConsts, temps: 3,
+		body: func(g *gen, in, s, t []int) int { g.exp(in[0], t, s); return in[0] }},
+	{name: "neonExpGrad", doc: "neonExpGrad sets dx = dy·e^x over n elements.", ins: []string{"x", "dy"},
+		consts: expConsts, temps: 3,
+		body: func(g *gen, in, s, t []int) int {
+			g.exp(in[0], t, s)
+			g.W("fmul4s", in[1], in[1], in[0])
+			return in[1]
+		}},
+	// 1/(1 + e^−x) and x/(1 + e^−x), as sigmoid32 and silu32.
+	{name: "neonSigmoid", doc: "neonSigmoid sets dst = 1/(1 + e^−x) over n elements, as sigmoid32.", ins: []string{"x"},
+		consts: expConsts, temps: 4,
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fneg4s", t[3], in[0])
+			g.exp(t[3], t, s)
+			g.W("fadd4s", t[3], t[3], s[0])
+			g.W("fdiv4s", t[0], s[0], t[3])
+			return t[0]
+		}},
+	{name: "neonSiLU", doc: "neonSiLU sets dst = x/(1 + e^−x) over n elements, as silu32.", ins: []string{"x"},
+		consts: expConsts, temps: 4,
+		body: func(g *gen, in, s, t []int) int {
+			g.W("fneg4s", t[3], in[0])
+			g.exp(t[3], t, s)
+			g.W("fadd4s", t[3], t[3], s[0])
+			g.W("fdiv4s", in[0], in[0], t[3])
+			return in[0]
 		}},
 
 	// The row steps, as generic.go writes them.
@@ -917,13 +1063,208 @@ func (g *gen) max(scaled bool) {
 	g.I("RET")
 }
 
+// ---- sums of exponentials ----
+
+// expSumConsts are the constants expSum needs: 1, then the bound and the
+// polynomial's coefficients; log2e, which the caller needs, last.
+var expSumConsts = []string{"one", "expSumLo", "exp2P0", "exp2P1", "exp2P2", "exp2P3", "exp2P4", "log2e"}
+
+// expSum sets a register to 2^u as expSum32 does (math32.go) and returns
+// it, using t[0..2] (u is changed): u ≥ −125 clamped (a NaN u returned by
+// FMAX stays NaN, whatever the integer added to its bits), 2^f for f =
+// u − round(u) by the polynomial, and round(u) added to its exponent
+// field. c holds expSumConsts' registers.
+func (g *gen) expSum(u int, t []int, c []int) int {
+	one, lo, p := c[0], c[1], c[2:7]
+	n := t[0]
+	g.W("fmax4s", u, u, lo)
+	g.W("frintn", n, u)
+	g.W("fsub4s", u, u, n) // f
+	r := g.horner(u, append([]int{one}, p...), t[1], t[2])
+	g.W("fcvtzs", n, n)
+	g.I("VSHL $23, %s, %s", V(n, "S4"), V(n, "S4"))
+	g.I("VADD %s, %s, %s", V(n, "S4"), V(r, "S4"), V(r, "S4"))
+	return r
+}
+
+// expSums writes the exponential sums, two vectors (eight elements) per
+// iteration, then four, then one at a time in lane 0:
+//
+//   - sum false: ExpShift, dst = e^(scale·x − shift) (the argument one
+//     fused multiply-add, as Go fuses it) computed as exp does, stored,
+//     and summed;
+//   - sum true: ExpShiftSum's Σ 2^(x·log2e − c), the exponent one fused
+//     multiply-add, the terms as expSum makes them, not stored;
+//
+// with next, also the largest element of next (as long as x), from −Inf,
+// FMAX returning a NaN of next. The terms are widened to float64 and
+// summed in four float64 vectors, added up before the last elements.
+func (g *gen) expSums(sum, next bool) {
+	docs := map[[2]bool][2]string{
+		{false, false}: {"neonExpShift", "neonExpShift sets dst = e^(scale·x − shift) over n elements and returns their sum in float64."},
+		{false, true}: {"neonExpShiftNextMax", "neonExpShiftNextMax is neonExpShift that also returns the largest element of next[0:n]."},
+		{true, false}: {"neonExpShiftSum", "neonExpShiftSum returns Σ 2^(x·log2e − c) over n elements (the terms of ExpShiftSum) in float64."},
+		{true, true}: {"neonExpShiftSumNextMax", "neonExpShiftSumNextMax is neonExpShiftSum that also returns the largest element of next[0:n]."},
+	}
+	name, doc := docs[[2]bool{sum, next}][0], docs[[2]bool{sum, next}][1]
+	var args []arg
+	if !sum {
+		args = append(args, arg{name: "dst", typ: "*float32"})
+	}
+	args = append(args, arg{name: "x", typ: "*float32"})
+	if next {
+		args = append(args, arg{name: "next", typ: "*float32"})
+	}
+	if sum {
+		args = append(args, arg{name: "c", typ: "float32"})
+	} else {
+		args = append(args, arg{name: "scale", typ: "float32"}, arg{name: "shift", typ: "float32"})
+	}
+	args = append(args, arg{name: "n", typ: "int"})
+	res := []arg{{name: "sum", typ: "float64"}}
+	if next {
+		res = append(res, arg{name: "m", typ: "float32"})
+	}
+	a := g.fn(name, doc, args, res)
+	sumRes := "sum"
+	if !next {
+		sumRes = "ret"
+	}
+
+	// Registers: x in V0, V1, the terms in V2, V3, temporaries V4-V6 and
+	// V7-V9 (and the widened terms once the exponentials are done), the
+	// sums V10-V13, next V14, V15 and its maxima V16, V17, the scalars
+	// and constants from V31 down.
+	var c []int
+	var negShift, scale, log2e int
+	if sum {
+		c = g.loadConsts(31, expSumConsts...)
+		log2e = c[len(c)-1]
+		negShift = 23
+		g.I("FMOVS %s, F%d", fp(a["c"]), negShift)
+	} else {
+		c = g.loadConsts(31, expConsts...)
+		scale, negShift = 20, 19
+		g.I("FMOVS %s, F%d", fp(a["scale"]), scale)
+		g.I("VDUP V%d.S[0], %s", scale, V(scale, "S4"))
+		g.I("FMOVS %s, F%d", fp(a["shift"]), negShift)
+	}
+	g.I("FNEGS F%d, F%d", negShift, negShift)
+	g.I("VDUP V%d.S[0], %s", negShift, V(negShift, "S4"))
+	g.I("MOVD %s, R1", fp(a["x"]))
+	if !sum {
+		g.I("MOVD %s, R0", fp(a["dst"]))
+	}
+	if next {
+		g.I("MOVD %s, R2", fp(a["next"]))
+		negInf := g.loadConsts(18, "negInf")[0]
+		g.mov(16, negInf)
+		g.mov(17, negInf)
+	}
+	g.I("MOVD %s, R9", fp(a["n"]))
+	for r := 10; r < 14; r++ {
+		g.I("VEOR %s, %s, %s", V(r, "B16"), V(r, "B16"), V(r, "B16"))
+	}
+	// term computes vector u's terms (lane 0 only for the last
+	// elements) and returns their register.
+	term := func(u int) int {
+		d, t := 2+u, []int{4 + 3*u, 5 + 3*u, 6 + 3*u}
+		g.mov(d, negShift)
+		if sum {
+			g.fmla(d, u, log2e) // x·log2e − c
+			g.mov(d, g.expSum(d, t, c))
+			return d
+		}
+		g.fmla(d, u, scale) // scale·x − shift
+		g.exp(d, t, c)
+		return d
+	}
+	// add widens vector u's terms and adds them to sums 2u, 2u+1.
+	add := func(u int) {
+		w0, w1 := 4+3*u, 5+3*u
+		g.W("fcvtl", w0, 2+u)
+		g.W("fcvtl2", w1, 2+u)
+		g.W("fadd2d", 10+2*u, 10+2*u, w0)
+		g.W("fadd2d", 11+2*u, 11+2*u, w1)
+	}
+	l := name
+	g.I("LSR $3, R9, R10")
+	g.I("CBZ R10, %s_4", l)
+	g.label(l + "_8")
+	g.I("VLD1.P 32(R1), %s", list(0, 2, "S4"))
+	if next {
+		g.I("VLD1.P 32(R2), %s", list(14, 2, "S4"))
+		g.W("fmax4s", 16, 16, 14)
+		g.W("fmax4s", 17, 17, 15)
+	}
+	term(0)
+	term(1)
+	if !sum {
+		g.I("VST1.P %s, 32(R0)", list(2, 2, "S4"))
+	}
+	add(0)
+	add(1)
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE %s_8", l)
+
+	g.label(l + "_4")
+	g.I("TBZ $2, R9, %s_sum", l)
+	g.I("VLD1.P 16(R1), [V0.S4]")
+	if next {
+		g.I("VLD1.P 16(R2), [V14.S4]")
+		g.W("fmax4s", 16, 16, 14)
+	}
+	term(0)
+	if !sum {
+		g.I("VST1.P [V2.S4], 16(R0)")
+	}
+	add(0)
+
+	g.label(l + "_sum")
+	g.W("fadd2d", 10, 10, 11)
+	g.W("fadd2d", 12, 12, 13)
+	g.W("fadd2d", 10, 10, 12)
+	g.W("faddp2d", 10, 10)
+	if next {
+		g.W("fmax4s", 16, 16, 17)
+		g.W("fmaxv", 16, 16)
+	}
+	g.I("ANDS $3, R9, R9")
+	g.I("BEQ %s_done", l)
+	g.label(l + "_1")
+	g.I("FMOVS.P 4(R1), F0")
+	if next {
+		g.I("FMOVS.P 4(R2), F14")
+		g.I("FMAXS F14, F16, F16")
+	}
+	term(0)
+	if !sum {
+		g.I("FMOVS.P F2, 4(R0)")
+	}
+	g.I("FCVTSD F2, F4")
+	g.faddd(10, 10, 4)
+	g.I("SUBS $1, R9, R9")
+	g.I("BNE %s_1", l)
+	g.label(l + "_done")
+	g.I("FMOVD F10, %s", fp(a[sumRes]))
+	if next {
+		g.I("FMOVS F16, %s", fp(a["m"]))
+	}
+	g.I("RET")
+}
+
 func main() {
 	dir := flag.String("dir", ".", "directory to write kernels_arm64.s and stubs_arm64.go to")
 	flag.Parse()
 	g := &gen{}
 	// -tags noasm leaves the assembly out (kernels_other.go then builds).
 	g.s.WriteString("// Code generated by gen_arm64.go; DO NOT EDIT.\n\n//go:build !noasm\n\n#include \"textflag.h\"\n")
-	g.stubs.WriteString("// Code generated by gen_arm64.go; DO NOT EDIT.\n\n//go:build !noasm\n\npackage vec\n\n")
+	g.stubs.WriteString("// Code generated by gen_arm64.go; DO NOT EDIT.\n\n//go:build !noasm\n\npackage vec\n\nimport \"math\"\n\n")
+	g.stubs.WriteString("// neonC holds the constants of the assembly, which loads them by index.\nvar neonC = [...]float32{\n")
+	for i, c := range neonConsts {
+		fmt.Fprintf(&g.stubs, "\t%s, // %d: %s\n", c[1], i, c[0])
+	}
+	g.stubs.WriteString("}\n\n")
 	g.fill()
 	for _, k := range maps {
 		g.mapKernel(k)
@@ -934,6 +1275,10 @@ func main() {
 	g.accumulate()
 	g.max(false)
 	g.max(true)
+	for _, sum := range []bool{false, true} {
+		g.expSums(sum, false)
+		g.expSums(sum, true)
+	}
 	stubs, err := format.Source(g.stubs.Bytes())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gen_arm64:", err)

@@ -4,13 +4,17 @@ package vec
 
 //go:generate go run gen_arm64.go
 
+import "math"
+
 // The NEON kernel set. Advanced SIMD is part of every ARMv8-A CPU, so
 // nothing is checked before using it. It is [Go] with the kernels of
 // kernels_arm64.s in place of the Go ones where there are any; the rest
-// (the transcendental functions and their derivatives, the exponential
-// sums, AdamW, Prefetch) are the Go functions. The element-wise kernels
-// agree with the Go set bit for bit, as both do the same operations in
-// the same order and fuse the same multiply-adds (gen_arm64.go); the
+// (Log, Tanh, GELU, GELUTanh and most derivatives, AdamW, Prefetch) are
+// the Go functions. The element-wise arithmetic and the row steps agree
+// with the Go set bit for bit, as both do the same operations in the
+// same order and fuse the same multiply-adds (gen_arm64.go); the
+// exponentials use exp32's and expSum32's range reductions and
+// coefficients, with the assembly's own fused multiply-adds; the
 // reductions accumulate in float64 in another order. There are no
 // streaming stores: Streaming returns the set itself.
 
@@ -64,6 +68,54 @@ func newNEON() *Kernels {
 			x, dy = x[:n], dy[:n]
 			neonRsqrtGrad(&dx[0], &x[0], &dy[0], -0.5, 1, n)
 		}
+	}
+
+	k.Exp, k.Sigmoid, k.SiLU = unary(neonExp), unary(neonSigmoid), unary(neonSiLU)
+	k.ExpGrad = bin(neonExpGrad)
+	k.ExpShift = func(dst, x []float32, scale, shift float32) float64 {
+		if len(dst) == 0 {
+			return 0
+		}
+		x = x[:len(dst)]
+		return neonExpShift(&dst[0], &x[0], scale, shift, len(dst))
+	}
+	k.ExpShiftNextMax = func(dst, x, next []float32, shift float32) (float64, float32) {
+		switch {
+		case len(next) != 0 && len(next) != len(dst):
+			panic("vec: next row and row differ in length")
+		case len(dst) == 0:
+			return 0, float32(math.Inf(-1))
+		}
+		x = x[:len(dst)]
+		if len(next) == 0 {
+			return neonExpShift(&dst[0], &x[0], 1, shift, len(dst)), float32(math.Inf(-1))
+		}
+		return neonExpShiftNextMax(&dst[0], &x[0], &next[0], 1, shift, len(dst))
+	}
+	k.ExpShiftSum = func(x []float32, shift float32) float64 {
+		c, fix, ok := sumShift(shift)
+		switch {
+		case len(x) == 0:
+			return 0
+		case !ok:
+			return expShiftSumSlow(x, shift)
+		}
+		return neonExpShiftSum(&x[0], c, len(x)) * fix
+	}
+	k.ExpSumNextMax = func(x, next []float32, shift float32) (float64, float32) {
+		c, fix, ok := sumShift(shift)
+		switch {
+		case len(next) != 0 && len(next) != len(x):
+			panic("vec: next row and row differ in length")
+		case len(x) == 0:
+			return 0, float32(math.Inf(-1))
+		case !ok:
+			return expShiftSumSlow(x, shift), nextMax(next, len(x))
+		case len(next) == 0:
+			return neonExpShiftSum(&x[0], c, len(x)) * fix, float32(math.Inf(-1))
+		}
+		sum, m := neonExpShiftSumNextMax(&x[0], &next[0], c, len(x))
+		return sum * fix, m
 	}
 
 	k.Sum = func(x []float32) float64 {

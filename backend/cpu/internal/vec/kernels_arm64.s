@@ -919,6 +919,920 @@ neonRsqrtGrad_1loop:
 neonRsqrtGrad_done:
 	RET
 
+// func neonExp(dst *float32, x *float32, n int)
+TEXT ·neonExp(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	MOVD n+16(FP), R9
+	LSR $4, R9, R10
+	CBZ R10, neonExp_4
+neonExp_16:
+	VLD1.P 64(R1), [V0.S4, V1.S4, V2.S4, V3.S4]
+	WORD $0x4e3ef400 // fmax v0.4s, v0.4s, v30.4s
+	WORD $0x4ebdf400 // fmin v0.4s, v0.4s, v29.4s
+	WORD $0x6e3cdc04 // fmul v4.4s, v0.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V0.S4
+	VFMLS V26.S4, V4.S4, V0.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V0.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V0.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V0.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V0.S4, V12.S4, V8.S4
+	WORD $0x6e20dc0c // fmul v12.4s, v0.4s, v0.4s
+	VFMLA V8.S4, V12.S4, V0.S4
+	WORD $0x4e3fd400 // fadd v0.4s, v0.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc00 // fmul v0.4s, v0.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc00 // fmul v0.4s, v0.4s, v4.4s
+	WORD $0x4e3ef421 // fmax v1.4s, v1.4s, v30.4s
+	WORD $0x4ebdf421 // fmin v1.4s, v1.4s, v29.4s
+	WORD $0x6e3cdc25 // fmul v5.4s, v1.4s, v28.4s
+	WORD $0x4e2188a5 // frintn v5.4s, v5.4s
+	VFMLS V27.S4, V5.S4, V1.S4
+	VFMLS V26.S4, V5.S4, V1.S4
+	VORR V21.B16, V21.B16, V9.B16
+	VORR V22.B16, V22.B16, V13.B16
+	VFMLA V1.S4, V9.S4, V13.S4
+	VORR V23.B16, V23.B16, V9.B16
+	VFMLA V1.S4, V13.S4, V9.S4
+	VORR V24.B16, V24.B16, V13.B16
+	VFMLA V1.S4, V9.S4, V13.S4
+	VORR V25.B16, V25.B16, V9.B16
+	VFMLA V1.S4, V13.S4, V9.S4
+	WORD $0x6e21dc2d // fmul v13.4s, v1.4s, v1.4s
+	VFMLA V9.S4, V13.S4, V1.S4
+	WORD $0x4e3fd421 // fadd v1.4s, v1.4s, v31.4s
+	WORD $0x4ea1b8a5 // fcvtzs v5.4s, v5.4s
+	WORD $0x4f3f04a9 // sshr v9.4s, v5.4s, #1
+	VSUB V9.S4, V5.S4, V5.S4
+	VSHL $23, V9.S4, V9.S4
+	VADD V31.S4, V9.S4, V9.S4
+	WORD $0x6e29dc21 // fmul v1.4s, v1.4s, v9.4s
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dc21 // fmul v1.4s, v1.4s, v5.4s
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc46 // fmul v6.4s, v2.4s, v28.4s
+	WORD $0x4e2188c6 // frintn v6.4s, v6.4s
+	VFMLS V27.S4, V6.S4, V2.S4
+	VFMLS V26.S4, V6.S4, V2.S4
+	VORR V21.B16, V21.B16, V10.B16
+	VORR V22.B16, V22.B16, V14.B16
+	VFMLA V2.S4, V10.S4, V14.S4
+	VORR V23.B16, V23.B16, V10.B16
+	VFMLA V2.S4, V14.S4, V10.S4
+	VORR V24.B16, V24.B16, V14.B16
+	VFMLA V2.S4, V10.S4, V14.S4
+	VORR V25.B16, V25.B16, V10.B16
+	VFMLA V2.S4, V14.S4, V10.S4
+	WORD $0x6e22dc4e // fmul v14.4s, v2.4s, v2.4s
+	VFMLA V10.S4, V14.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b8c6 // fcvtzs v6.4s, v6.4s
+	WORD $0x4f3f04ca // sshr v10.4s, v6.4s, #1
+	VSUB V10.S4, V6.S4, V6.S4
+	VSHL $23, V10.S4, V10.S4
+	VADD V31.S4, V10.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26dc42 // fmul v2.4s, v2.4s, v6.4s
+	WORD $0x4e3ef463 // fmax v3.4s, v3.4s, v30.4s
+	WORD $0x4ebdf463 // fmin v3.4s, v3.4s, v29.4s
+	WORD $0x6e3cdc67 // fmul v7.4s, v3.4s, v28.4s
+	WORD $0x4e2188e7 // frintn v7.4s, v7.4s
+	VFMLS V27.S4, V7.S4, V3.S4
+	VFMLS V26.S4, V7.S4, V3.S4
+	VORR V21.B16, V21.B16, V11.B16
+	VORR V22.B16, V22.B16, V15.B16
+	VFMLA V3.S4, V11.S4, V15.S4
+	VORR V23.B16, V23.B16, V11.B16
+	VFMLA V3.S4, V15.S4, V11.S4
+	VORR V24.B16, V24.B16, V15.B16
+	VFMLA V3.S4, V11.S4, V15.S4
+	VORR V25.B16, V25.B16, V11.B16
+	VFMLA V3.S4, V15.S4, V11.S4
+	WORD $0x6e23dc6f // fmul v15.4s, v3.4s, v3.4s
+	VFMLA V11.S4, V15.S4, V3.S4
+	WORD $0x4e3fd463 // fadd v3.4s, v3.4s, v31.4s
+	WORD $0x4ea1b8e7 // fcvtzs v7.4s, v7.4s
+	WORD $0x4f3f04eb // sshr v11.4s, v7.4s, #1
+	VSUB V11.S4, V7.S4, V7.S4
+	VSHL $23, V11.S4, V11.S4
+	VADD V31.S4, V11.S4, V11.S4
+	WORD $0x6e2bdc63 // fmul v3.4s, v3.4s, v11.4s
+	VSHL $23, V7.S4, V7.S4
+	VADD V31.S4, V7.S4, V7.S4
+	WORD $0x6e27dc63 // fmul v3.4s, v3.4s, v7.4s
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R0)
+	SUBS $1, R10, R10
+	BNE neonExp_16
+neonExp_4:
+	AND $15, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonExp_1
+neonExp_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	WORD $0x4e3ef400 // fmax v0.4s, v0.4s, v30.4s
+	WORD $0x4ebdf400 // fmin v0.4s, v0.4s, v29.4s
+	WORD $0x6e3cdc04 // fmul v4.4s, v0.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V0.S4
+	VFMLS V26.S4, V4.S4, V0.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V0.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V0.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V0.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V0.S4, V12.S4, V8.S4
+	WORD $0x6e20dc0c // fmul v12.4s, v0.4s, v0.4s
+	VFMLA V8.S4, V12.S4, V0.S4
+	WORD $0x4e3fd400 // fadd v0.4s, v0.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc00 // fmul v0.4s, v0.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc00 // fmul v0.4s, v0.4s, v4.4s
+	VST1.P [V0.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonExp_4loop
+neonExp_1:
+	ANDS $3, R9, R9
+	BEQ neonExp_done
+neonExp_1loop:
+	FMOVS.P 4(R1), F0
+	WORD $0x4e3ef400 // fmax v0.4s, v0.4s, v30.4s
+	WORD $0x4ebdf400 // fmin v0.4s, v0.4s, v29.4s
+	WORD $0x6e3cdc04 // fmul v4.4s, v0.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V0.S4
+	VFMLS V26.S4, V4.S4, V0.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V0.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V0.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V0.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V0.S4, V12.S4, V8.S4
+	WORD $0x6e20dc0c // fmul v12.4s, v0.4s, v0.4s
+	VFMLA V8.S4, V12.S4, V0.S4
+	WORD $0x4e3fd400 // fadd v0.4s, v0.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc00 // fmul v0.4s, v0.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc00 // fmul v0.4s, v0.4s, v4.4s
+	FMOVS.P F0, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonExp_1loop
+neonExp_done:
+	RET
+
+// func neonExpGrad(dst *float32, x *float32, dy *float32, n int)
+TEXT ·neonExpGrad(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD dy+16(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	MOVD n+24(FP), R9
+	LSR $4, R9, R10
+	CBZ R10, neonExpGrad_4
+neonExpGrad_16:
+	VLD1.P 64(R1), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R2), [V4.S4, V5.S4, V6.S4, V7.S4]
+	WORD $0x4e3ef400 // fmax v0.4s, v0.4s, v30.4s
+	WORD $0x4ebdf400 // fmin v0.4s, v0.4s, v29.4s
+	WORD $0x6e3cdc08 // fmul v8.4s, v0.4s, v28.4s
+	WORD $0x4e218908 // frintn v8.4s, v8.4s
+	VFMLS V27.S4, V8.S4, V0.S4
+	VFMLS V26.S4, V8.S4, V0.S4
+	VORR V21.B16, V21.B16, V12.B16
+	VORR V22.B16, V22.B16, V16.B16
+	VFMLA V0.S4, V12.S4, V16.S4
+	VORR V23.B16, V23.B16, V12.B16
+	VFMLA V0.S4, V16.S4, V12.S4
+	VORR V24.B16, V24.B16, V16.B16
+	VFMLA V0.S4, V12.S4, V16.S4
+	VORR V25.B16, V25.B16, V12.B16
+	VFMLA V0.S4, V16.S4, V12.S4
+	WORD $0x6e20dc10 // fmul v16.4s, v0.4s, v0.4s
+	VFMLA V12.S4, V16.S4, V0.S4
+	WORD $0x4e3fd400 // fadd v0.4s, v0.4s, v31.4s
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	WORD $0x4f3f050c // sshr v12.4s, v8.4s, #1
+	VSUB V12.S4, V8.S4, V8.S4
+	VSHL $23, V12.S4, V12.S4
+	VADD V31.S4, V12.S4, V12.S4
+	WORD $0x6e2cdc00 // fmul v0.4s, v0.4s, v12.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc00 // fmul v0.4s, v0.4s, v8.4s
+	WORD $0x6e20dc84 // fmul v4.4s, v4.4s, v0.4s
+	WORD $0x4e3ef421 // fmax v1.4s, v1.4s, v30.4s
+	WORD $0x4ebdf421 // fmin v1.4s, v1.4s, v29.4s
+	WORD $0x6e3cdc29 // fmul v9.4s, v1.4s, v28.4s
+	WORD $0x4e218929 // frintn v9.4s, v9.4s
+	VFMLS V27.S4, V9.S4, V1.S4
+	VFMLS V26.S4, V9.S4, V1.S4
+	VORR V21.B16, V21.B16, V13.B16
+	VORR V22.B16, V22.B16, V17.B16
+	VFMLA V1.S4, V13.S4, V17.S4
+	VORR V23.B16, V23.B16, V13.B16
+	VFMLA V1.S4, V17.S4, V13.S4
+	VORR V24.B16, V24.B16, V17.B16
+	VFMLA V1.S4, V13.S4, V17.S4
+	VORR V25.B16, V25.B16, V13.B16
+	VFMLA V1.S4, V17.S4, V13.S4
+	WORD $0x6e21dc31 // fmul v17.4s, v1.4s, v1.4s
+	VFMLA V13.S4, V17.S4, V1.S4
+	WORD $0x4e3fd421 // fadd v1.4s, v1.4s, v31.4s
+	WORD $0x4ea1b929 // fcvtzs v9.4s, v9.4s
+	WORD $0x4f3f052d // sshr v13.4s, v9.4s, #1
+	VSUB V13.S4, V9.S4, V9.S4
+	VSHL $23, V13.S4, V13.S4
+	VADD V31.S4, V13.S4, V13.S4
+	WORD $0x6e2ddc21 // fmul v1.4s, v1.4s, v13.4s
+	VSHL $23, V9.S4, V9.S4
+	VADD V31.S4, V9.S4, V9.S4
+	WORD $0x6e29dc21 // fmul v1.4s, v1.4s, v9.4s
+	WORD $0x6e21dca5 // fmul v5.4s, v5.4s, v1.4s
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc4a // fmul v10.4s, v2.4s, v28.4s
+	WORD $0x4e21894a // frintn v10.4s, v10.4s
+	VFMLS V27.S4, V10.S4, V2.S4
+	VFMLS V26.S4, V10.S4, V2.S4
+	VORR V21.B16, V21.B16, V14.B16
+	VORR V22.B16, V22.B16, V18.B16
+	VFMLA V2.S4, V14.S4, V18.S4
+	VORR V23.B16, V23.B16, V14.B16
+	VFMLA V2.S4, V18.S4, V14.S4
+	VORR V24.B16, V24.B16, V18.B16
+	VFMLA V2.S4, V14.S4, V18.S4
+	VORR V25.B16, V25.B16, V14.B16
+	VFMLA V2.S4, V18.S4, V14.S4
+	WORD $0x6e22dc52 // fmul v18.4s, v2.4s, v2.4s
+	VFMLA V14.S4, V18.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b94a // fcvtzs v10.4s, v10.4s
+	WORD $0x4f3f054e // sshr v14.4s, v10.4s, #1
+	VSUB V14.S4, V10.S4, V10.S4
+	VSHL $23, V14.S4, V14.S4
+	VADD V31.S4, V14.S4, V14.S4
+	WORD $0x6e2edc42 // fmul v2.4s, v2.4s, v14.4s
+	VSHL $23, V10.S4, V10.S4
+	VADD V31.S4, V10.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	WORD $0x6e22dcc6 // fmul v6.4s, v6.4s, v2.4s
+	WORD $0x4e3ef463 // fmax v3.4s, v3.4s, v30.4s
+	WORD $0x4ebdf463 // fmin v3.4s, v3.4s, v29.4s
+	WORD $0x6e3cdc6b // fmul v11.4s, v3.4s, v28.4s
+	WORD $0x4e21896b // frintn v11.4s, v11.4s
+	VFMLS V27.S4, V11.S4, V3.S4
+	VFMLS V26.S4, V11.S4, V3.S4
+	VORR V21.B16, V21.B16, V15.B16
+	VORR V22.B16, V22.B16, V19.B16
+	VFMLA V3.S4, V15.S4, V19.S4
+	VORR V23.B16, V23.B16, V15.B16
+	VFMLA V3.S4, V19.S4, V15.S4
+	VORR V24.B16, V24.B16, V19.B16
+	VFMLA V3.S4, V15.S4, V19.S4
+	VORR V25.B16, V25.B16, V15.B16
+	VFMLA V3.S4, V19.S4, V15.S4
+	WORD $0x6e23dc73 // fmul v19.4s, v3.4s, v3.4s
+	VFMLA V15.S4, V19.S4, V3.S4
+	WORD $0x4e3fd463 // fadd v3.4s, v3.4s, v31.4s
+	WORD $0x4ea1b96b // fcvtzs v11.4s, v11.4s
+	WORD $0x4f3f056f // sshr v15.4s, v11.4s, #1
+	VSUB V15.S4, V11.S4, V11.S4
+	VSHL $23, V15.S4, V15.S4
+	VADD V31.S4, V15.S4, V15.S4
+	WORD $0x6e2fdc63 // fmul v3.4s, v3.4s, v15.4s
+	VSHL $23, V11.S4, V11.S4
+	VADD V31.S4, V11.S4, V11.S4
+	WORD $0x6e2bdc63 // fmul v3.4s, v3.4s, v11.4s
+	WORD $0x6e23dce7 // fmul v7.4s, v7.4s, v3.4s
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R0)
+	SUBS $1, R10, R10
+	BNE neonExpGrad_16
+neonExpGrad_4:
+	AND $15, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonExpGrad_1
+neonExpGrad_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V4.S4]
+	WORD $0x4e3ef400 // fmax v0.4s, v0.4s, v30.4s
+	WORD $0x4ebdf400 // fmin v0.4s, v0.4s, v29.4s
+	WORD $0x6e3cdc08 // fmul v8.4s, v0.4s, v28.4s
+	WORD $0x4e218908 // frintn v8.4s, v8.4s
+	VFMLS V27.S4, V8.S4, V0.S4
+	VFMLS V26.S4, V8.S4, V0.S4
+	VORR V21.B16, V21.B16, V12.B16
+	VORR V22.B16, V22.B16, V16.B16
+	VFMLA V0.S4, V12.S4, V16.S4
+	VORR V23.B16, V23.B16, V12.B16
+	VFMLA V0.S4, V16.S4, V12.S4
+	VORR V24.B16, V24.B16, V16.B16
+	VFMLA V0.S4, V12.S4, V16.S4
+	VORR V25.B16, V25.B16, V12.B16
+	VFMLA V0.S4, V16.S4, V12.S4
+	WORD $0x6e20dc10 // fmul v16.4s, v0.4s, v0.4s
+	VFMLA V12.S4, V16.S4, V0.S4
+	WORD $0x4e3fd400 // fadd v0.4s, v0.4s, v31.4s
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	WORD $0x4f3f050c // sshr v12.4s, v8.4s, #1
+	VSUB V12.S4, V8.S4, V8.S4
+	VSHL $23, V12.S4, V12.S4
+	VADD V31.S4, V12.S4, V12.S4
+	WORD $0x6e2cdc00 // fmul v0.4s, v0.4s, v12.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc00 // fmul v0.4s, v0.4s, v8.4s
+	WORD $0x6e20dc84 // fmul v4.4s, v4.4s, v0.4s
+	VST1.P [V4.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonExpGrad_4loop
+neonExpGrad_1:
+	ANDS $3, R9, R9
+	BEQ neonExpGrad_done
+neonExpGrad_1loop:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F4
+	WORD $0x4e3ef400 // fmax v0.4s, v0.4s, v30.4s
+	WORD $0x4ebdf400 // fmin v0.4s, v0.4s, v29.4s
+	WORD $0x6e3cdc08 // fmul v8.4s, v0.4s, v28.4s
+	WORD $0x4e218908 // frintn v8.4s, v8.4s
+	VFMLS V27.S4, V8.S4, V0.S4
+	VFMLS V26.S4, V8.S4, V0.S4
+	VORR V21.B16, V21.B16, V12.B16
+	VORR V22.B16, V22.B16, V16.B16
+	VFMLA V0.S4, V12.S4, V16.S4
+	VORR V23.B16, V23.B16, V12.B16
+	VFMLA V0.S4, V16.S4, V12.S4
+	VORR V24.B16, V24.B16, V16.B16
+	VFMLA V0.S4, V12.S4, V16.S4
+	VORR V25.B16, V25.B16, V12.B16
+	VFMLA V0.S4, V16.S4, V12.S4
+	WORD $0x6e20dc10 // fmul v16.4s, v0.4s, v0.4s
+	VFMLA V12.S4, V16.S4, V0.S4
+	WORD $0x4e3fd400 // fadd v0.4s, v0.4s, v31.4s
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	WORD $0x4f3f050c // sshr v12.4s, v8.4s, #1
+	VSUB V12.S4, V8.S4, V8.S4
+	VSHL $23, V12.S4, V12.S4
+	VADD V31.S4, V12.S4, V12.S4
+	WORD $0x6e2cdc00 // fmul v0.4s, v0.4s, v12.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc00 // fmul v0.4s, v0.4s, v8.4s
+	WORD $0x6e20dc84 // fmul v4.4s, v4.4s, v0.4s
+	FMOVS.P F4, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonExpGrad_1loop
+neonExpGrad_done:
+	RET
+
+// func neonSigmoid(dst *float32, x *float32, n int)
+TEXT ·neonSigmoid(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	MOVD n+16(FP), R9
+	LSR $4, R9, R10
+	CBZ R10, neonSigmoid_4
+neonSigmoid_16:
+	VLD1.P 64(R1), [V0.S4, V1.S4, V2.S4, V3.S4]
+	WORD $0x6ea0f810 // fneg v16.4s, v0.4s
+	WORD $0x4e3ef610 // fmax v16.4s, v16.4s, v30.4s
+	WORD $0x4ebdf610 // fmin v16.4s, v16.4s, v29.4s
+	WORD $0x6e3cde04 // fmul v4.4s, v16.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V16.S4
+	VFMLS V26.S4, V4.S4, V16.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	WORD $0x6e30de0c // fmul v12.4s, v16.4s, v16.4s
+	VFMLA V8.S4, V12.S4, V16.S4
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28de10 // fmul v16.4s, v16.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24de10 // fmul v16.4s, v16.4s, v4.4s
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x6e30ffe4 // fdiv v4.4s, v31.4s, v16.4s
+	WORD $0x6ea0f831 // fneg v17.4s, v1.4s
+	WORD $0x4e3ef631 // fmax v17.4s, v17.4s, v30.4s
+	WORD $0x4ebdf631 // fmin v17.4s, v17.4s, v29.4s
+	WORD $0x6e3cde25 // fmul v5.4s, v17.4s, v28.4s
+	WORD $0x4e2188a5 // frintn v5.4s, v5.4s
+	VFMLS V27.S4, V5.S4, V17.S4
+	VFMLS V26.S4, V5.S4, V17.S4
+	VORR V21.B16, V21.B16, V9.B16
+	VORR V22.B16, V22.B16, V13.B16
+	VFMLA V17.S4, V9.S4, V13.S4
+	VORR V23.B16, V23.B16, V9.B16
+	VFMLA V17.S4, V13.S4, V9.S4
+	VORR V24.B16, V24.B16, V13.B16
+	VFMLA V17.S4, V9.S4, V13.S4
+	VORR V25.B16, V25.B16, V9.B16
+	VFMLA V17.S4, V13.S4, V9.S4
+	WORD $0x6e31de2d // fmul v13.4s, v17.4s, v17.4s
+	VFMLA V9.S4, V13.S4, V17.S4
+	WORD $0x4e3fd631 // fadd v17.4s, v17.4s, v31.4s
+	WORD $0x4ea1b8a5 // fcvtzs v5.4s, v5.4s
+	WORD $0x4f3f04a9 // sshr v9.4s, v5.4s, #1
+	VSUB V9.S4, V5.S4, V5.S4
+	VSHL $23, V9.S4, V9.S4
+	VADD V31.S4, V9.S4, V9.S4
+	WORD $0x6e29de31 // fmul v17.4s, v17.4s, v9.4s
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25de31 // fmul v17.4s, v17.4s, v5.4s
+	WORD $0x4e3fd631 // fadd v17.4s, v17.4s, v31.4s
+	WORD $0x6e31ffe5 // fdiv v5.4s, v31.4s, v17.4s
+	WORD $0x6ea0f852 // fneg v18.4s, v2.4s
+	WORD $0x4e3ef652 // fmax v18.4s, v18.4s, v30.4s
+	WORD $0x4ebdf652 // fmin v18.4s, v18.4s, v29.4s
+	WORD $0x6e3cde46 // fmul v6.4s, v18.4s, v28.4s
+	WORD $0x4e2188c6 // frintn v6.4s, v6.4s
+	VFMLS V27.S4, V6.S4, V18.S4
+	VFMLS V26.S4, V6.S4, V18.S4
+	VORR V21.B16, V21.B16, V10.B16
+	VORR V22.B16, V22.B16, V14.B16
+	VFMLA V18.S4, V10.S4, V14.S4
+	VORR V23.B16, V23.B16, V10.B16
+	VFMLA V18.S4, V14.S4, V10.S4
+	VORR V24.B16, V24.B16, V14.B16
+	VFMLA V18.S4, V10.S4, V14.S4
+	VORR V25.B16, V25.B16, V10.B16
+	VFMLA V18.S4, V14.S4, V10.S4
+	WORD $0x6e32de4e // fmul v14.4s, v18.4s, v18.4s
+	VFMLA V10.S4, V14.S4, V18.S4
+	WORD $0x4e3fd652 // fadd v18.4s, v18.4s, v31.4s
+	WORD $0x4ea1b8c6 // fcvtzs v6.4s, v6.4s
+	WORD $0x4f3f04ca // sshr v10.4s, v6.4s, #1
+	VSUB V10.S4, V6.S4, V6.S4
+	VSHL $23, V10.S4, V10.S4
+	VADD V31.S4, V10.S4, V10.S4
+	WORD $0x6e2ade52 // fmul v18.4s, v18.4s, v10.4s
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26de52 // fmul v18.4s, v18.4s, v6.4s
+	WORD $0x4e3fd652 // fadd v18.4s, v18.4s, v31.4s
+	WORD $0x6e32ffe6 // fdiv v6.4s, v31.4s, v18.4s
+	WORD $0x6ea0f873 // fneg v19.4s, v3.4s
+	WORD $0x4e3ef673 // fmax v19.4s, v19.4s, v30.4s
+	WORD $0x4ebdf673 // fmin v19.4s, v19.4s, v29.4s
+	WORD $0x6e3cde67 // fmul v7.4s, v19.4s, v28.4s
+	WORD $0x4e2188e7 // frintn v7.4s, v7.4s
+	VFMLS V27.S4, V7.S4, V19.S4
+	VFMLS V26.S4, V7.S4, V19.S4
+	VORR V21.B16, V21.B16, V11.B16
+	VORR V22.B16, V22.B16, V15.B16
+	VFMLA V19.S4, V11.S4, V15.S4
+	VORR V23.B16, V23.B16, V11.B16
+	VFMLA V19.S4, V15.S4, V11.S4
+	VORR V24.B16, V24.B16, V15.B16
+	VFMLA V19.S4, V11.S4, V15.S4
+	VORR V25.B16, V25.B16, V11.B16
+	VFMLA V19.S4, V15.S4, V11.S4
+	WORD $0x6e33de6f // fmul v15.4s, v19.4s, v19.4s
+	VFMLA V11.S4, V15.S4, V19.S4
+	WORD $0x4e3fd673 // fadd v19.4s, v19.4s, v31.4s
+	WORD $0x4ea1b8e7 // fcvtzs v7.4s, v7.4s
+	WORD $0x4f3f04eb // sshr v11.4s, v7.4s, #1
+	VSUB V11.S4, V7.S4, V7.S4
+	VSHL $23, V11.S4, V11.S4
+	VADD V31.S4, V11.S4, V11.S4
+	WORD $0x6e2bde73 // fmul v19.4s, v19.4s, v11.4s
+	VSHL $23, V7.S4, V7.S4
+	VADD V31.S4, V7.S4, V7.S4
+	WORD $0x6e27de73 // fmul v19.4s, v19.4s, v7.4s
+	WORD $0x4e3fd673 // fadd v19.4s, v19.4s, v31.4s
+	WORD $0x6e33ffe7 // fdiv v7.4s, v31.4s, v19.4s
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R0)
+	SUBS $1, R10, R10
+	BNE neonSigmoid_16
+neonSigmoid_4:
+	AND $15, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonSigmoid_1
+neonSigmoid_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	WORD $0x6ea0f810 // fneg v16.4s, v0.4s
+	WORD $0x4e3ef610 // fmax v16.4s, v16.4s, v30.4s
+	WORD $0x4ebdf610 // fmin v16.4s, v16.4s, v29.4s
+	WORD $0x6e3cde04 // fmul v4.4s, v16.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V16.S4
+	VFMLS V26.S4, V4.S4, V16.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	WORD $0x6e30de0c // fmul v12.4s, v16.4s, v16.4s
+	VFMLA V8.S4, V12.S4, V16.S4
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28de10 // fmul v16.4s, v16.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24de10 // fmul v16.4s, v16.4s, v4.4s
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x6e30ffe4 // fdiv v4.4s, v31.4s, v16.4s
+	VST1.P [V4.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonSigmoid_4loop
+neonSigmoid_1:
+	ANDS $3, R9, R9
+	BEQ neonSigmoid_done
+neonSigmoid_1loop:
+	FMOVS.P 4(R1), F0
+	WORD $0x6ea0f810 // fneg v16.4s, v0.4s
+	WORD $0x4e3ef610 // fmax v16.4s, v16.4s, v30.4s
+	WORD $0x4ebdf610 // fmin v16.4s, v16.4s, v29.4s
+	WORD $0x6e3cde04 // fmul v4.4s, v16.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V16.S4
+	VFMLS V26.S4, V4.S4, V16.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	WORD $0x6e30de0c // fmul v12.4s, v16.4s, v16.4s
+	VFMLA V8.S4, V12.S4, V16.S4
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28de10 // fmul v16.4s, v16.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24de10 // fmul v16.4s, v16.4s, v4.4s
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x6e30ffe4 // fdiv v4.4s, v31.4s, v16.4s
+	FMOVS.P F4, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonSigmoid_1loop
+neonSigmoid_done:
+	RET
+
+// func neonSiLU(dst *float32, x *float32, n int)
+TEXT ·neonSiLU(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	MOVD n+16(FP), R9
+	LSR $4, R9, R10
+	CBZ R10, neonSiLU_4
+neonSiLU_16:
+	VLD1.P 64(R1), [V0.S4, V1.S4, V2.S4, V3.S4]
+	WORD $0x6ea0f810 // fneg v16.4s, v0.4s
+	WORD $0x4e3ef610 // fmax v16.4s, v16.4s, v30.4s
+	WORD $0x4ebdf610 // fmin v16.4s, v16.4s, v29.4s
+	WORD $0x6e3cde04 // fmul v4.4s, v16.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V16.S4
+	VFMLS V26.S4, V4.S4, V16.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	WORD $0x6e30de0c // fmul v12.4s, v16.4s, v16.4s
+	VFMLA V8.S4, V12.S4, V16.S4
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28de10 // fmul v16.4s, v16.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24de10 // fmul v16.4s, v16.4s, v4.4s
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x6e30fc00 // fdiv v0.4s, v0.4s, v16.4s
+	WORD $0x6ea0f831 // fneg v17.4s, v1.4s
+	WORD $0x4e3ef631 // fmax v17.4s, v17.4s, v30.4s
+	WORD $0x4ebdf631 // fmin v17.4s, v17.4s, v29.4s
+	WORD $0x6e3cde25 // fmul v5.4s, v17.4s, v28.4s
+	WORD $0x4e2188a5 // frintn v5.4s, v5.4s
+	VFMLS V27.S4, V5.S4, V17.S4
+	VFMLS V26.S4, V5.S4, V17.S4
+	VORR V21.B16, V21.B16, V9.B16
+	VORR V22.B16, V22.B16, V13.B16
+	VFMLA V17.S4, V9.S4, V13.S4
+	VORR V23.B16, V23.B16, V9.B16
+	VFMLA V17.S4, V13.S4, V9.S4
+	VORR V24.B16, V24.B16, V13.B16
+	VFMLA V17.S4, V9.S4, V13.S4
+	VORR V25.B16, V25.B16, V9.B16
+	VFMLA V17.S4, V13.S4, V9.S4
+	WORD $0x6e31de2d // fmul v13.4s, v17.4s, v17.4s
+	VFMLA V9.S4, V13.S4, V17.S4
+	WORD $0x4e3fd631 // fadd v17.4s, v17.4s, v31.4s
+	WORD $0x4ea1b8a5 // fcvtzs v5.4s, v5.4s
+	WORD $0x4f3f04a9 // sshr v9.4s, v5.4s, #1
+	VSUB V9.S4, V5.S4, V5.S4
+	VSHL $23, V9.S4, V9.S4
+	VADD V31.S4, V9.S4, V9.S4
+	WORD $0x6e29de31 // fmul v17.4s, v17.4s, v9.4s
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25de31 // fmul v17.4s, v17.4s, v5.4s
+	WORD $0x4e3fd631 // fadd v17.4s, v17.4s, v31.4s
+	WORD $0x6e31fc21 // fdiv v1.4s, v1.4s, v17.4s
+	WORD $0x6ea0f852 // fneg v18.4s, v2.4s
+	WORD $0x4e3ef652 // fmax v18.4s, v18.4s, v30.4s
+	WORD $0x4ebdf652 // fmin v18.4s, v18.4s, v29.4s
+	WORD $0x6e3cde46 // fmul v6.4s, v18.4s, v28.4s
+	WORD $0x4e2188c6 // frintn v6.4s, v6.4s
+	VFMLS V27.S4, V6.S4, V18.S4
+	VFMLS V26.S4, V6.S4, V18.S4
+	VORR V21.B16, V21.B16, V10.B16
+	VORR V22.B16, V22.B16, V14.B16
+	VFMLA V18.S4, V10.S4, V14.S4
+	VORR V23.B16, V23.B16, V10.B16
+	VFMLA V18.S4, V14.S4, V10.S4
+	VORR V24.B16, V24.B16, V14.B16
+	VFMLA V18.S4, V10.S4, V14.S4
+	VORR V25.B16, V25.B16, V10.B16
+	VFMLA V18.S4, V14.S4, V10.S4
+	WORD $0x6e32de4e // fmul v14.4s, v18.4s, v18.4s
+	VFMLA V10.S4, V14.S4, V18.S4
+	WORD $0x4e3fd652 // fadd v18.4s, v18.4s, v31.4s
+	WORD $0x4ea1b8c6 // fcvtzs v6.4s, v6.4s
+	WORD $0x4f3f04ca // sshr v10.4s, v6.4s, #1
+	VSUB V10.S4, V6.S4, V6.S4
+	VSHL $23, V10.S4, V10.S4
+	VADD V31.S4, V10.S4, V10.S4
+	WORD $0x6e2ade52 // fmul v18.4s, v18.4s, v10.4s
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26de52 // fmul v18.4s, v18.4s, v6.4s
+	WORD $0x4e3fd652 // fadd v18.4s, v18.4s, v31.4s
+	WORD $0x6e32fc42 // fdiv v2.4s, v2.4s, v18.4s
+	WORD $0x6ea0f873 // fneg v19.4s, v3.4s
+	WORD $0x4e3ef673 // fmax v19.4s, v19.4s, v30.4s
+	WORD $0x4ebdf673 // fmin v19.4s, v19.4s, v29.4s
+	WORD $0x6e3cde67 // fmul v7.4s, v19.4s, v28.4s
+	WORD $0x4e2188e7 // frintn v7.4s, v7.4s
+	VFMLS V27.S4, V7.S4, V19.S4
+	VFMLS V26.S4, V7.S4, V19.S4
+	VORR V21.B16, V21.B16, V11.B16
+	VORR V22.B16, V22.B16, V15.B16
+	VFMLA V19.S4, V11.S4, V15.S4
+	VORR V23.B16, V23.B16, V11.B16
+	VFMLA V19.S4, V15.S4, V11.S4
+	VORR V24.B16, V24.B16, V15.B16
+	VFMLA V19.S4, V11.S4, V15.S4
+	VORR V25.B16, V25.B16, V11.B16
+	VFMLA V19.S4, V15.S4, V11.S4
+	WORD $0x6e33de6f // fmul v15.4s, v19.4s, v19.4s
+	VFMLA V11.S4, V15.S4, V19.S4
+	WORD $0x4e3fd673 // fadd v19.4s, v19.4s, v31.4s
+	WORD $0x4ea1b8e7 // fcvtzs v7.4s, v7.4s
+	WORD $0x4f3f04eb // sshr v11.4s, v7.4s, #1
+	VSUB V11.S4, V7.S4, V7.S4
+	VSHL $23, V11.S4, V11.S4
+	VADD V31.S4, V11.S4, V11.S4
+	WORD $0x6e2bde73 // fmul v19.4s, v19.4s, v11.4s
+	VSHL $23, V7.S4, V7.S4
+	VADD V31.S4, V7.S4, V7.S4
+	WORD $0x6e27de73 // fmul v19.4s, v19.4s, v7.4s
+	WORD $0x4e3fd673 // fadd v19.4s, v19.4s, v31.4s
+	WORD $0x6e33fc63 // fdiv v3.4s, v3.4s, v19.4s
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R0)
+	SUBS $1, R10, R10
+	BNE neonSiLU_16
+neonSiLU_4:
+	AND $15, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonSiLU_1
+neonSiLU_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	WORD $0x6ea0f810 // fneg v16.4s, v0.4s
+	WORD $0x4e3ef610 // fmax v16.4s, v16.4s, v30.4s
+	WORD $0x4ebdf610 // fmin v16.4s, v16.4s, v29.4s
+	WORD $0x6e3cde04 // fmul v4.4s, v16.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V16.S4
+	VFMLS V26.S4, V4.S4, V16.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	WORD $0x6e30de0c // fmul v12.4s, v16.4s, v16.4s
+	VFMLA V8.S4, V12.S4, V16.S4
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28de10 // fmul v16.4s, v16.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24de10 // fmul v16.4s, v16.4s, v4.4s
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x6e30fc00 // fdiv v0.4s, v0.4s, v16.4s
+	VST1.P [V0.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonSiLU_4loop
+neonSiLU_1:
+	ANDS $3, R9, R9
+	BEQ neonSiLU_done
+neonSiLU_1loop:
+	FMOVS.P 4(R1), F0
+	WORD $0x6ea0f810 // fneg v16.4s, v0.4s
+	WORD $0x4e3ef610 // fmax v16.4s, v16.4s, v30.4s
+	WORD $0x4ebdf610 // fmin v16.4s, v16.4s, v29.4s
+	WORD $0x6e3cde04 // fmul v4.4s, v16.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V16.S4
+	VFMLS V26.S4, V4.S4, V16.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	VORR V24.B16, V24.B16, V12.B16
+	VFMLA V16.S4, V8.S4, V12.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V16.S4, V12.S4, V8.S4
+	WORD $0x6e30de0c // fmul v12.4s, v16.4s, v16.4s
+	VFMLA V8.S4, V12.S4, V16.S4
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0488 // sshr v8.4s, v4.4s, #1
+	VSUB V8.S4, V4.S4, V4.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28de10 // fmul v16.4s, v16.4s, v8.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24de10 // fmul v16.4s, v16.4s, v4.4s
+	WORD $0x4e3fd610 // fadd v16.4s, v16.4s, v31.4s
+	WORD $0x6e30fc00 // fdiv v0.4s, v0.4s, v16.4s
+	FMOVS.P F0, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonSiLU_1loop
+neonSiLU_done:
+	RET
+
 // func neonScaleMul(dst *float32, x *float32, w *float32, s float32, n int)
 TEXT ·neonScaleMul(SB), NOSPLIT, $0-40
 	MOVD dst+0(FP), R0
@@ -2109,4 +3023,716 @@ neonMaxScaled_1:
 	BNE neonMaxScaled_1
 neonMaxScaled_done:
 	FMOVS F0, ret+24(FP)
+	RET
+
+// func neonExpShift(dst *float32, x *float32, scale float32, shift float32, n int) float64
+TEXT ·neonExpShift(SB), NOSPLIT, $0-40
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	FMOVS scale+16(FP), F20
+	VDUP V20.S[0], V20.S4
+	FMOVS shift+20(FP), F19
+	FNEGS F19, F19
+	VDUP V19.S[0], V19.S4
+	MOVD x+8(FP), R1
+	MOVD dst+0(FP), R0
+	MOVD n+24(FP), R9
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	LSR $3, R9, R10
+	CBZ R10, neonExpShift_4
+neonExpShift_8:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VORR V19.B16, V19.B16, V2.B16
+	VFMLA V20.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc44 // fmul v4.4s, v2.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V2.S4
+	VFMLS V26.S4, V4.S4, V2.S4
+	VORR V21.B16, V21.B16, V5.B16
+	VORR V22.B16, V22.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V23.B16, V23.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V24.B16, V24.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V25.B16, V25.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VFMLA V5.S4, V6.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0485 // sshr v5.4s, v4.4s, #1
+	VSUB V5.S4, V4.S4, V4.S4
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
+	VORR V19.B16, V19.B16, V3.B16
+	VFMLA V20.S4, V1.S4, V3.S4
+	WORD $0x4e3ef463 // fmax v3.4s, v3.4s, v30.4s
+	WORD $0x4ebdf463 // fmin v3.4s, v3.4s, v29.4s
+	WORD $0x6e3cdc67 // fmul v7.4s, v3.4s, v28.4s
+	WORD $0x4e2188e7 // frintn v7.4s, v7.4s
+	VFMLS V27.S4, V7.S4, V3.S4
+	VFMLS V26.S4, V7.S4, V3.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	VORR V24.B16, V24.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	WORD $0x6e23dc69 // fmul v9.4s, v3.4s, v3.4s
+	VFMLA V8.S4, V9.S4, V3.S4
+	WORD $0x4e3fd463 // fadd v3.4s, v3.4s, v31.4s
+	WORD $0x4ea1b8e7 // fcvtzs v7.4s, v7.4s
+	WORD $0x4f3f04e8 // sshr v8.4s, v7.4s, #1
+	VSUB V8.S4, V7.S4, V7.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc63 // fmul v3.4s, v3.4s, v8.4s
+	VSHL $23, V7.S4, V7.S4
+	VADD V31.S4, V7.S4, V7.S4
+	WORD $0x6e27dc63 // fmul v3.4s, v3.4s, v7.4s
+	VST1.P [V2.S4, V3.S4], 32(R0)
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+	WORD $0x0e617867 // fcvtl v7.2d, v3.2s
+	WORD $0x4e617868 // fcvtl2 v8.2d, v3.4s
+	WORD $0x4e67d58c // fadd v12.2d, v12.2d, v7.2d
+	WORD $0x4e68d5ad // fadd v13.2d, v13.2d, v8.2d
+	SUBS $1, R10, R10
+	BNE neonExpShift_8
+neonExpShift_4:
+	TBZ $2, R9, neonExpShift_sum
+	VLD1.P 16(R1), [V0.S4]
+	VORR V19.B16, V19.B16, V2.B16
+	VFMLA V20.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc44 // fmul v4.4s, v2.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V2.S4
+	VFMLS V26.S4, V4.S4, V2.S4
+	VORR V21.B16, V21.B16, V5.B16
+	VORR V22.B16, V22.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V23.B16, V23.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V24.B16, V24.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V25.B16, V25.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VFMLA V5.S4, V6.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0485 // sshr v5.4s, v4.4s, #1
+	VSUB V5.S4, V4.S4, V4.S4
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
+	VST1.P [V2.S4], 16(R0)
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+neonExpShift_sum:
+	WORD $0x4e6bd54a // fadd v10.2d, v10.2d, v11.2d
+	WORD $0x4e6dd58c // fadd v12.2d, v12.2d, v13.2d
+	WORD $0x4e6cd54a // fadd v10.2d, v10.2d, v12.2d
+	WORD $0x7e70d94a // faddp d10, v10.2d
+	ANDS $3, R9, R9
+	BEQ neonExpShift_done
+neonExpShift_1:
+	FMOVS.P 4(R1), F0
+	VORR V19.B16, V19.B16, V2.B16
+	VFMLA V20.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc44 // fmul v4.4s, v2.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V2.S4
+	VFMLS V26.S4, V4.S4, V2.S4
+	VORR V21.B16, V21.B16, V5.B16
+	VORR V22.B16, V22.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V23.B16, V23.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V24.B16, V24.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V25.B16, V25.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VFMLA V5.S4, V6.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0485 // sshr v5.4s, v4.4s, #1
+	VSUB V5.S4, V4.S4, V4.S4
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
+	FMOVS.P F2, 4(R0)
+	FCVTSD F2, F4
+	FADDD F4, F10, F10
+	SUBS $1, R9, R9
+	BNE neonExpShift_1
+neonExpShift_done:
+	FMOVD F10, ret+32(FP)
+	RET
+
+// func neonExpShiftNextMax(dst *float32, x *float32, next *float32, scale float32, shift float32, n int) (sum float64, m float32)
+TEXT ·neonExpShiftNextMax(SB), NOSPLIT, $0-52
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	FMOVS scale+24(FP), F20
+	VDUP V20.S[0], V20.S4
+	FMOVS shift+28(FP), F19
+	FNEGS F19, F19
+	VDUP V19.S[0], V19.S4
+	MOVD x+8(FP), R1
+	MOVD dst+0(FP), R0
+	MOVD next+16(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 4(R11), F18 // negInf
+	VDUP V18.S[0], V18.S4
+	VORR V18.B16, V18.B16, V16.B16
+	VORR V18.B16, V18.B16, V17.B16
+	MOVD n+32(FP), R9
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	LSR $3, R9, R10
+	CBZ R10, neonExpShiftNextMax_4
+neonExpShiftNextMax_8:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VLD1.P 32(R2), [V14.S4, V15.S4]
+	WORD $0x4e2ef610 // fmax v16.4s, v16.4s, v14.4s
+	WORD $0x4e2ff631 // fmax v17.4s, v17.4s, v15.4s
+	VORR V19.B16, V19.B16, V2.B16
+	VFMLA V20.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc44 // fmul v4.4s, v2.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V2.S4
+	VFMLS V26.S4, V4.S4, V2.S4
+	VORR V21.B16, V21.B16, V5.B16
+	VORR V22.B16, V22.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V23.B16, V23.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V24.B16, V24.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V25.B16, V25.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VFMLA V5.S4, V6.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0485 // sshr v5.4s, v4.4s, #1
+	VSUB V5.S4, V4.S4, V4.S4
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
+	VORR V19.B16, V19.B16, V3.B16
+	VFMLA V20.S4, V1.S4, V3.S4
+	WORD $0x4e3ef463 // fmax v3.4s, v3.4s, v30.4s
+	WORD $0x4ebdf463 // fmin v3.4s, v3.4s, v29.4s
+	WORD $0x6e3cdc67 // fmul v7.4s, v3.4s, v28.4s
+	WORD $0x4e2188e7 // frintn v7.4s, v7.4s
+	VFMLS V27.S4, V7.S4, V3.S4
+	VFMLS V26.S4, V7.S4, V3.S4
+	VORR V21.B16, V21.B16, V8.B16
+	VORR V22.B16, V22.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V23.B16, V23.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	VORR V24.B16, V24.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V25.B16, V25.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	WORD $0x6e23dc69 // fmul v9.4s, v3.4s, v3.4s
+	VFMLA V8.S4, V9.S4, V3.S4
+	WORD $0x4e3fd463 // fadd v3.4s, v3.4s, v31.4s
+	WORD $0x4ea1b8e7 // fcvtzs v7.4s, v7.4s
+	WORD $0x4f3f04e8 // sshr v8.4s, v7.4s, #1
+	VSUB V8.S4, V7.S4, V7.S4
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28dc63 // fmul v3.4s, v3.4s, v8.4s
+	VSHL $23, V7.S4, V7.S4
+	VADD V31.S4, V7.S4, V7.S4
+	WORD $0x6e27dc63 // fmul v3.4s, v3.4s, v7.4s
+	VST1.P [V2.S4, V3.S4], 32(R0)
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+	WORD $0x0e617867 // fcvtl v7.2d, v3.2s
+	WORD $0x4e617868 // fcvtl2 v8.2d, v3.4s
+	WORD $0x4e67d58c // fadd v12.2d, v12.2d, v7.2d
+	WORD $0x4e68d5ad // fadd v13.2d, v13.2d, v8.2d
+	SUBS $1, R10, R10
+	BNE neonExpShiftNextMax_8
+neonExpShiftNextMax_4:
+	TBZ $2, R9, neonExpShiftNextMax_sum
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V14.S4]
+	WORD $0x4e2ef610 // fmax v16.4s, v16.4s, v14.4s
+	VORR V19.B16, V19.B16, V2.B16
+	VFMLA V20.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc44 // fmul v4.4s, v2.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V2.S4
+	VFMLS V26.S4, V4.S4, V2.S4
+	VORR V21.B16, V21.B16, V5.B16
+	VORR V22.B16, V22.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V23.B16, V23.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V24.B16, V24.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V25.B16, V25.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VFMLA V5.S4, V6.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0485 // sshr v5.4s, v4.4s, #1
+	VSUB V5.S4, V4.S4, V4.S4
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
+	VST1.P [V2.S4], 16(R0)
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+neonExpShiftNextMax_sum:
+	WORD $0x4e6bd54a // fadd v10.2d, v10.2d, v11.2d
+	WORD $0x4e6dd58c // fadd v12.2d, v12.2d, v13.2d
+	WORD $0x4e6cd54a // fadd v10.2d, v10.2d, v12.2d
+	WORD $0x7e70d94a // faddp d10, v10.2d
+	WORD $0x4e31f610 // fmax v16.4s, v16.4s, v17.4s
+	WORD $0x6e30fa10 // fmaxv s16, v16.4s
+	ANDS $3, R9, R9
+	BEQ neonExpShiftNextMax_done
+neonExpShiftNextMax_1:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F14
+	FMAXS F14, F16, F16
+	VORR V19.B16, V19.B16, V2.B16
+	VFMLA V20.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4ebdf442 // fmin v2.4s, v2.4s, v29.4s
+	WORD $0x6e3cdc44 // fmul v4.4s, v2.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V2.S4
+	VFMLS V26.S4, V4.S4, V2.S4
+	VORR V21.B16, V21.B16, V5.B16
+	VORR V22.B16, V22.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V23.B16, V23.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V24.B16, V24.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V25.B16, V25.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VFMLA V5.S4, V6.S4, V2.S4
+	WORD $0x4e3fd442 // fadd v2.4s, v2.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0485 // sshr v5.4s, v4.4s, #1
+	VSUB V5.S4, V4.S4, V4.S4
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dc42 // fmul v2.4s, v2.4s, v5.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
+	FMOVS.P F2, 4(R0)
+	FCVTSD F2, F4
+	FADDD F4, F10, F10
+	SUBS $1, R9, R9
+	BNE neonExpShiftNextMax_1
+neonExpShiftNextMax_done:
+	FMOVD F10, sum+40(FP)
+	FMOVS F16, m+48(FP)
+	RET
+
+// func neonExpShiftSum(x *float32, c float32, n int) float64
+TEXT ·neonExpShiftSum(SB), NOSPLIT, $0-32
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 48(R11), F30 // expSumLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 52(R11), F29 // exp2P0
+	VDUP V29.S[0], V29.S4
+	FMOVS 56(R11), F28 // exp2P1
+	VDUP V28.S[0], V28.S4
+	FMOVS 60(R11), F27 // exp2P2
+	VDUP V27.S[0], V27.S4
+	FMOVS 64(R11), F26 // exp2P3
+	VDUP V26.S[0], V26.S4
+	FMOVS 68(R11), F25 // exp2P4
+	VDUP V25.S[0], V25.S4
+	FMOVS 16(R11), F24 // log2e
+	VDUP V24.S[0], V24.S4
+	FMOVS c+8(FP), F23
+	FNEGS F23, F23
+	VDUP V23.S[0], V23.S4
+	MOVD x+0(FP), R1
+	MOVD n+16(FP), R9
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	LSR $3, R9, R10
+	CBZ R10, neonExpShiftSum_4
+neonExpShiftSum_8:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VORR V23.B16, V23.B16, V2.B16
+	VFMLA V24.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4e218844 // frintn v4.4s, v2.4s
+	WORD $0x4ea4d442 // fsub v2.4s, v2.4s, v4.4s
+	VORR V25.B16, V25.B16, V5.B16
+	VORR V26.B16, V26.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V27.B16, V27.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V28.B16, V28.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V29.B16, V29.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V31.B16, V31.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V4.S4, V6.S4, V6.S4
+	VORR V6.B16, V6.B16, V2.B16
+	VORR V23.B16, V23.B16, V3.B16
+	VFMLA V24.S4, V1.S4, V3.S4
+	WORD $0x4e3ef463 // fmax v3.4s, v3.4s, v30.4s
+	WORD $0x4e218867 // frintn v7.4s, v3.4s
+	WORD $0x4ea7d463 // fsub v3.4s, v3.4s, v7.4s
+	VORR V25.B16, V25.B16, V8.B16
+	VORR V26.B16, V26.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V27.B16, V27.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	VORR V28.B16, V28.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V29.B16, V29.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	VORR V31.B16, V31.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	WORD $0x4ea1b8e7 // fcvtzs v7.4s, v7.4s
+	VSHL $23, V7.S4, V7.S4
+	VADD V7.S4, V9.S4, V9.S4
+	VORR V9.B16, V9.B16, V3.B16
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+	WORD $0x0e617867 // fcvtl v7.2d, v3.2s
+	WORD $0x4e617868 // fcvtl2 v8.2d, v3.4s
+	WORD $0x4e67d58c // fadd v12.2d, v12.2d, v7.2d
+	WORD $0x4e68d5ad // fadd v13.2d, v13.2d, v8.2d
+	SUBS $1, R10, R10
+	BNE neonExpShiftSum_8
+neonExpShiftSum_4:
+	TBZ $2, R9, neonExpShiftSum_sum
+	VLD1.P 16(R1), [V0.S4]
+	VORR V23.B16, V23.B16, V2.B16
+	VFMLA V24.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4e218844 // frintn v4.4s, v2.4s
+	WORD $0x4ea4d442 // fsub v2.4s, v2.4s, v4.4s
+	VORR V25.B16, V25.B16, V5.B16
+	VORR V26.B16, V26.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V27.B16, V27.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V28.B16, V28.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V29.B16, V29.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V31.B16, V31.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V4.S4, V6.S4, V6.S4
+	VORR V6.B16, V6.B16, V2.B16
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+neonExpShiftSum_sum:
+	WORD $0x4e6bd54a // fadd v10.2d, v10.2d, v11.2d
+	WORD $0x4e6dd58c // fadd v12.2d, v12.2d, v13.2d
+	WORD $0x4e6cd54a // fadd v10.2d, v10.2d, v12.2d
+	WORD $0x7e70d94a // faddp d10, v10.2d
+	ANDS $3, R9, R9
+	BEQ neonExpShiftSum_done
+neonExpShiftSum_1:
+	FMOVS.P 4(R1), F0
+	VORR V23.B16, V23.B16, V2.B16
+	VFMLA V24.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4e218844 // frintn v4.4s, v2.4s
+	WORD $0x4ea4d442 // fsub v2.4s, v2.4s, v4.4s
+	VORR V25.B16, V25.B16, V5.B16
+	VORR V26.B16, V26.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V27.B16, V27.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V28.B16, V28.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V29.B16, V29.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V31.B16, V31.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V4.S4, V6.S4, V6.S4
+	VORR V6.B16, V6.B16, V2.B16
+	FCVTSD F2, F4
+	FADDD F4, F10, F10
+	SUBS $1, R9, R9
+	BNE neonExpShiftSum_1
+neonExpShiftSum_done:
+	FMOVD F10, ret+24(FP)
+	RET
+
+// func neonExpShiftSumNextMax(x *float32, next *float32, c float32, n int) (sum float64, m float32)
+TEXT ·neonExpShiftSumNextMax(SB), NOSPLIT, $0-44
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 48(R11), F30 // expSumLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 52(R11), F29 // exp2P0
+	VDUP V29.S[0], V29.S4
+	FMOVS 56(R11), F28 // exp2P1
+	VDUP V28.S[0], V28.S4
+	FMOVS 60(R11), F27 // exp2P2
+	VDUP V27.S[0], V27.S4
+	FMOVS 64(R11), F26 // exp2P3
+	VDUP V26.S[0], V26.S4
+	FMOVS 68(R11), F25 // exp2P4
+	VDUP V25.S[0], V25.S4
+	FMOVS 16(R11), F24 // log2e
+	VDUP V24.S[0], V24.S4
+	FMOVS c+16(FP), F23
+	FNEGS F23, F23
+	VDUP V23.S[0], V23.S4
+	MOVD x+0(FP), R1
+	MOVD next+8(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 4(R11), F18 // negInf
+	VDUP V18.S[0], V18.S4
+	VORR V18.B16, V18.B16, V16.B16
+	VORR V18.B16, V18.B16, V17.B16
+	MOVD n+24(FP), R9
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	LSR $3, R9, R10
+	CBZ R10, neonExpShiftSumNextMax_4
+neonExpShiftSumNextMax_8:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VLD1.P 32(R2), [V14.S4, V15.S4]
+	WORD $0x4e2ef610 // fmax v16.4s, v16.4s, v14.4s
+	WORD $0x4e2ff631 // fmax v17.4s, v17.4s, v15.4s
+	VORR V23.B16, V23.B16, V2.B16
+	VFMLA V24.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4e218844 // frintn v4.4s, v2.4s
+	WORD $0x4ea4d442 // fsub v2.4s, v2.4s, v4.4s
+	VORR V25.B16, V25.B16, V5.B16
+	VORR V26.B16, V26.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V27.B16, V27.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V28.B16, V28.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V29.B16, V29.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V31.B16, V31.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V4.S4, V6.S4, V6.S4
+	VORR V6.B16, V6.B16, V2.B16
+	VORR V23.B16, V23.B16, V3.B16
+	VFMLA V24.S4, V1.S4, V3.S4
+	WORD $0x4e3ef463 // fmax v3.4s, v3.4s, v30.4s
+	WORD $0x4e218867 // frintn v7.4s, v3.4s
+	WORD $0x4ea7d463 // fsub v3.4s, v3.4s, v7.4s
+	VORR V25.B16, V25.B16, V8.B16
+	VORR V26.B16, V26.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V27.B16, V27.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	VORR V28.B16, V28.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	VORR V29.B16, V29.B16, V8.B16
+	VFMLA V3.S4, V9.S4, V8.S4
+	VORR V31.B16, V31.B16, V9.B16
+	VFMLA V3.S4, V8.S4, V9.S4
+	WORD $0x4ea1b8e7 // fcvtzs v7.4s, v7.4s
+	VSHL $23, V7.S4, V7.S4
+	VADD V7.S4, V9.S4, V9.S4
+	VORR V9.B16, V9.B16, V3.B16
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+	WORD $0x0e617867 // fcvtl v7.2d, v3.2s
+	WORD $0x4e617868 // fcvtl2 v8.2d, v3.4s
+	WORD $0x4e67d58c // fadd v12.2d, v12.2d, v7.2d
+	WORD $0x4e68d5ad // fadd v13.2d, v13.2d, v8.2d
+	SUBS $1, R10, R10
+	BNE neonExpShiftSumNextMax_8
+neonExpShiftSumNextMax_4:
+	TBZ $2, R9, neonExpShiftSumNextMax_sum
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V14.S4]
+	WORD $0x4e2ef610 // fmax v16.4s, v16.4s, v14.4s
+	VORR V23.B16, V23.B16, V2.B16
+	VFMLA V24.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4e218844 // frintn v4.4s, v2.4s
+	WORD $0x4ea4d442 // fsub v2.4s, v2.4s, v4.4s
+	VORR V25.B16, V25.B16, V5.B16
+	VORR V26.B16, V26.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V27.B16, V27.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V28.B16, V28.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V29.B16, V29.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V31.B16, V31.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V4.S4, V6.S4, V6.S4
+	VORR V6.B16, V6.B16, V2.B16
+	WORD $0x0e617844 // fcvtl v4.2d, v2.2s
+	WORD $0x4e617845 // fcvtl2 v5.2d, v2.4s
+	WORD $0x4e64d54a // fadd v10.2d, v10.2d, v4.2d
+	WORD $0x4e65d56b // fadd v11.2d, v11.2d, v5.2d
+neonExpShiftSumNextMax_sum:
+	WORD $0x4e6bd54a // fadd v10.2d, v10.2d, v11.2d
+	WORD $0x4e6dd58c // fadd v12.2d, v12.2d, v13.2d
+	WORD $0x4e6cd54a // fadd v10.2d, v10.2d, v12.2d
+	WORD $0x7e70d94a // faddp d10, v10.2d
+	WORD $0x4e31f610 // fmax v16.4s, v16.4s, v17.4s
+	WORD $0x6e30fa10 // fmaxv s16, v16.4s
+	ANDS $3, R9, R9
+	BEQ neonExpShiftSumNextMax_done
+neonExpShiftSumNextMax_1:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F14
+	FMAXS F14, F16, F16
+	VORR V23.B16, V23.B16, V2.B16
+	VFMLA V24.S4, V0.S4, V2.S4
+	WORD $0x4e3ef442 // fmax v2.4s, v2.4s, v30.4s
+	WORD $0x4e218844 // frintn v4.4s, v2.4s
+	WORD $0x4ea4d442 // fsub v2.4s, v2.4s, v4.4s
+	VORR V25.B16, V25.B16, V5.B16
+	VORR V26.B16, V26.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V27.B16, V27.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V28.B16, V28.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	VORR V29.B16, V29.B16, V5.B16
+	VFMLA V2.S4, V6.S4, V5.S4
+	VORR V31.B16, V31.B16, V6.B16
+	VFMLA V2.S4, V5.S4, V6.S4
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V4.S4, V6.S4, V6.S4
+	VORR V6.B16, V6.B16, V2.B16
+	FCVTSD F2, F4
+	FADDD F4, F10, F10
+	SUBS $1, R9, R9
+	BNE neonExpShiftSumNextMax_1
+neonExpShiftSumNextMax_done:
+	FMOVD F10, sum+32(FP)
+	FMOVS F16, m+40(FP)
 	RET

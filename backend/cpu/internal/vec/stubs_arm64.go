@@ -4,6 +4,30 @@
 
 package vec
 
+import "math"
+
+// neonC holds the constants of the assembly, which loads them by index.
+var neonC = [...]float32{
+	1,                     // 0: one
+	float32(math.Inf(-1)), // 1: negInf
+	expLo,                 // 2: expLo
+	expHi,                 // 3: expHi
+	log2e,                 // 4: log2e
+	ln2Hi,                 // 5: ln2Hi
+	ln2Lo,                 // 6: ln2Lo
+	expQ[0],               // 7: expQ0
+	expQ[1],               // 8: expQ1
+	expQ[2],               // 9: expQ2
+	expQ[3],               // 10: expQ3
+	expQ[4],               // 11: expQ4
+	expSumLo,              // 12: expSumLo
+	exp2P[0],              // 13: exp2P0
+	exp2P[1],              // 14: exp2P1
+	exp2P[2],              // 15: exp2P2
+	exp2P[3],              // 16: exp2P3
+	exp2P[4],              // 17: exp2P4
+}
+
 // neonFill sets dst[0:n] to v.
 //
 //go:noescape
@@ -109,6 +133,26 @@ func neonSqrtGrad(dst *float32, x *float32, dy *float32, half float32, n int)
 //go:noescape
 func neonRsqrtGrad(dst *float32, x *float32, dy *float32, negHalf float32, one float32, n int)
 
+// neonExp sets dst = e^x over n elements, as exp32.
+//
+//go:noescape
+func neonExp(dst *float32, x *float32, n int)
+
+// neonExpGrad sets dx = dy·e^x over n elements.
+//
+//go:noescape
+func neonExpGrad(dst *float32, x *float32, dy *float32, n int)
+
+// neonSigmoid sets dst = 1/(1 + e^−x) over n elements, as sigmoid32.
+//
+//go:noescape
+func neonSigmoid(dst *float32, x *float32, n int)
+
+// neonSiLU sets dst = x/(1 + e^−x) over n elements, as silu32.
+//
+//go:noescape
+func neonSiLU(dst *float32, x *float32, n int)
+
 // neonScaleMul sets dst = (x·s)·w over n elements.
 //
 //go:noescape
@@ -193,3 +237,23 @@ func neonMax(x *float32, n int) float32
 //
 //go:noescape
 func neonMaxScaled(x *float32, s float32, n int) float32
+
+// neonExpShift sets dst = e^(scale·x − shift) over n elements and returns their sum in float64.
+//
+//go:noescape
+func neonExpShift(dst *float32, x *float32, scale float32, shift float32, n int) float64
+
+// neonExpShiftNextMax is neonExpShift that also returns the largest element of next[0:n].
+//
+//go:noescape
+func neonExpShiftNextMax(dst *float32, x *float32, next *float32, scale float32, shift float32, n int) (sum float64, m float32)
+
+// neonExpShiftSum returns Σ 2^(x·log2e − c) over n elements (the terms of ExpShiftSum) in float64.
+//
+//go:noescape
+func neonExpShiftSum(x *float32, c float32, n int) float64
+
+// neonExpShiftSumNextMax is neonExpShiftSum that also returns the largest element of next[0:n].
+//
+//go:noescape
+func neonExpShiftSumNextMax(x *float32, next *float32, c float32, n int) (sum float64, m float32)
