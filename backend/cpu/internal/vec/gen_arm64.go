@@ -285,7 +285,7 @@ func (g *gen) exp(x int, t []int, c []int) {
 	g.W("fmax4s", x, x, lo)
 	g.W("fmin4s", x, x, hi)
 	g.W("fmul4s", n, x, log2e)
-	g.W("frintn", n, n)   // n = round(x·log2e), ties to even
+	g.W("frintn", n, n) // n = round(x·log2e), ties to even
 	g.fmls(x, n, ln2Hi) // exact
 	g.fmls(x, n, ln2Lo) // r
 	p := g.horner(x, q, t[1], t[2])
@@ -1102,9 +1102,9 @@ func (g *gen) expSum(u int, t []int, c []int) int {
 func (g *gen) expSums(sum, next bool) {
 	docs := map[[2]bool][2]string{
 		{false, false}: {"neonExpShift", "neonExpShift sets dst = e^(scale·x − shift) over n elements and returns their sum in float64."},
-		{false, true}: {"neonExpShiftNextMax", "neonExpShiftNextMax is neonExpShift that also returns the largest element of next[0:n]."},
-		{true, false}: {"neonExpShiftSum", "neonExpShiftSum returns Σ 2^(x·log2e − c) over n elements (the terms of ExpShiftSum) in float64."},
-		{true, true}: {"neonExpShiftSumNextMax", "neonExpShiftSumNextMax is neonExpShiftSum that also returns the largest element of next[0:n]."},
+		{false, true}:  {"neonExpShiftNextMax", "neonExpShiftNextMax is neonExpShift that also returns the largest element of next[0:n]."},
+		{true, false}:  {"neonExpShiftSum", "neonExpShiftSum returns Σ 2^(x·log2e − c) over n elements (the terms of ExpShiftSum) in float64."},
+		{true, true}:   {"neonExpShiftSumNextMax", "neonExpShiftSumNextMax is neonExpShiftSum that also returns the largest element of next[0:n]."},
 	}
 	name, doc := docs[[2]bool{sum, next}][0], docs[[2]bool{sum, next}][1]
 	var args []arg
