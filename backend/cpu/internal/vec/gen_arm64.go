@@ -84,11 +84,17 @@ var forms = map[string]form{
 	"frintn":  {0x4e218800, "frintn v%[1]d.4s, v%[2]d.4s"},
 	"fcvtzs":  {0x4ea1b800, "fcvtzs v%[1]d.4s, v%[2]d.4s"},
 	"sshr1":   {0x4f3f0400, "sshr v%[1]d.4s, v%[2]d.4s, #1"},
+	"fabs4s":  {0x4ea0f800, "fabs v%[1]d.4s, v%[2]d.4s"},
+	"fcmge0":  {0x6ea0c800, "fcmge v%[1]d.4s, v%[2]d.4s, #0.0"},
 	"bic":     {0x4e601c00, "bic v%[1]d.16b, v%[2]d.16b, v%[3]d.16b"},
 	"fadd2d":  {0x4e60d400, "fadd v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
 	"fsub2d":  {0x4ee0d400, "fsub v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
 	"fmul2d":  {0x6e60dc00, "fmul v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
+	"fdiv2d":  {0x6e60fc00, "fdiv v%[1]d.2d, v%[2]d.2d, v%[3]d.2d"},
+	"fsqrt2d": {0x6ee1f800, "fsqrt v%[1]d.2d, v%[2]d.2d"},
 	"faddp2d": {0x7e70d800, "faddp d%[1]d, v%[2]d.2d"},
+	"fcvtn":   {0x0e616800, "fcvtn v%[1]d.2s, v%[2]d.2d"},
+	"fcvtn2":  {0x4e616800, "fcvtn2 v%[1]d.4s, v%[2]d.2d"},
 	"fcvtl":   {0x0e617800, "fcvtl v%[1]d.2d, v%[2]d.2s"},
 	"fcvtl2":  {0x4e617800, "fcvtl2 v%[1]d.2d, v%[2]d.4s"},
 }
@@ -325,15 +331,21 @@ type mapK struct {
 	// scalars in s.
 	consts []string
 	temps  int
+	// unroll is the number of vectors per iteration of the main loop:
+	// 4 where it is 0.
+	unroll int
 	// body computes one vector: in holds the registers of the inputs
 	// then the updates, s the scalars (in every lane), t temporaries. It
 	// returns the register holding dst's vector.
 	body func(g *gen, in, s, t []int) int
 }
 
-const unroll = 4 // vectors per iteration of the element-wise loops
-
 func (g *gen) mapKernel(k mapK) {
+	unroll := k.unroll
+	if unroll == 0 {
+		unroll = 4
+	}
+	shift := map[int]int{1: 2, 2: 3, 4: 4}[unroll] // log2 of the elements per iteration
 	streams := append(append([]string{}, k.ins...), k.updates...)
 	args := []arg{{name: "dst", typ: "*float32"}}
 	for _, s := range streams {
@@ -345,7 +357,8 @@ func (g *gen) mapKernel(k mapK) {
 	args = append(args, arg{name: "n", typ: "int"})
 	a := g.fn(k.name, k.doc, args, nil)
 
-	// Registers: stream j in V(4j)..V(4j+3) (one per unrolled vector),
+	// Registers: stream j in V(4j)..V(4j+3) (one per unrolled vector,
+	// four of them here),
 	// temporary j after them, scalars from V31 down. Pointers: dst in
 	// R0, stream j in R(1+j), the store pointers of the updates after.
 	nS, nT := len(streams), k.temps
@@ -385,7 +398,7 @@ func (g *gen) mapKernel(k mapK) {
 	sc = append(sc, g.loadConsts(31-len(k.scalars), k.consts...)...)
 	g.I("MOVD %s, R9", fp(a["n"]))
 	l := k.name
-	g.I("LSR $4, R9, R10")
+	g.I("LSR $%d, R9, R10", shift)
 	g.I("CBZ R10, %s_4", l)
 
 	g.label(l + "_16")
@@ -409,7 +422,7 @@ func (g *gen) mapKernel(k mapK) {
 	g.I("BNE %s_16", l)
 
 	g.label(l + "_4")
-	g.I("AND $15, R9, R9")
+	g.I("AND $%d, R9, R9", 1<<shift-1)
 	g.I("LSR $2, R9, R10")
 	g.I("CBZ R10, %s_1", l)
 	g.label(l + "_4loop")
@@ -602,6 +615,25 @@ var maps = []mapK{
 			return in[0]
 		}},
 
+	// Derivatives of σ and SiLU from sigmoidParts: e = e^−|x|, r =
+	// 1/(1 + e), s0 = e·r, σ = x ≥ 0 ? r : s0, σ(1 − σ) = r·s0; dy·r·s0
+	// and dy·(x·r·s0 + σ) (that multiply-add fused, as Go fuses it).
+	{name: "neonSigmoidGrad", doc: "neonSigmoidGrad sets dx = dy·σ(x)(1 − σ(x)) over n elements, as sigmoidParts.",
+		ins: []string{"x", "dy"}, consts: expConsts, temps: 4, unroll: 2,
+		body: func(g *gen, in, s, t []int) int {
+			sigmoidParts(g, in[0], s, t)
+			g.W("fmul4s", in[1], in[1], t[2])
+			return in[1]
+		}},
+	{name: "neonSiLUGrad", doc: "neonSiLUGrad sets dx = dy·(x·σ(x)(1 − σ(x)) + σ(x)) over n elements, as siluGrad32.",
+		ins: []string{"x", "dy"}, consts: expConsts, temps: 4, unroll: 2,
+		body: func(g *gen, in, s, t []int) int {
+			sigmoidParts(g, in[0], s, t)
+			g.fmla(t[3], in[0], t[2])
+			g.W("fmul4s", in[1], in[1], t[3])
+			return in[1]
+		}},
+
 	// The row steps, as generic.go writes them.
 	{name: "neonScaleMul", doc: "neonScaleMul sets dst = (x·s)·w over n elements.", ins: []string{"x", "w"}, scalars: []string{"s"},
 		body: func(g *gen, in, s, t []int) int {
@@ -675,6 +707,23 @@ var maps = []mapK{
 			g.W("fadd4s", in[4], in[4], in[2])
 			return in[1]
 		}},
+}
+
+// sigmoidParts leaves σ(x)(1 − σ(x)) in t[2] and σ(x) in t[3] as
+// sigmoidParts (math32.go) computes them, using t[0..3]; c holds
+// expConsts' registers.
+func sigmoidParts(g *gen, x int, c, t []int) {
+	one := c[0]
+	e := t[3]
+	g.W("fabs4s", e, x)
+	g.W("fneg4s", e, e)
+	g.exp(e, t, c)
+	g.W("fadd4s", t[0], e, one)
+	g.W("fdiv4s", t[0], one, t[0])                                         // r
+	g.W("fmul4s", t[1], e, t[0])                                           // s0
+	g.W("fmul4s", t[2], t[0], t[1])                                        // r·s0
+	g.W("fcmge0", t[3], x)                                                 // x ≥ 0
+	g.I("VBSL %s, %s, %s", V(t[1], "B16"), V(t[0], "B16"), V(t[3], "B16")) // r there, s0 elsewhere
 }
 
 // layerNormGrad leaves x̂ in in[0] and dx in in[1], dy in in[2] as it
@@ -992,6 +1041,96 @@ func (g *gen) accumulate() {
 	g.I("RET")
 }
 
+// adamw is AdamW, four elements (two float64 halves) per iteration and
+// then one at a time in lane 0, each step as goAdamW computes it in
+// float64, every product rounded (Go's conversions keep it from fusing),
+// then rounded to float32 (FCVTN, as Go's conversion rounds).
+func (g *gen) adamw() {
+	a := g.fn("neonAdamW", "neonAdamW performs one AdamW step on p, m and v over n elements with gradient g and the constants *s, as goAdamW.",
+		[]arg{{name: "p", typ: "*float32"}, {name: "grad", typ: "*float32"}, {name: "m", typ: "*float32"}, {name: "v", typ: "*float32"},
+			{name: "s", typ: "*AdamWStep"}, {name: "n", typ: "int"}}, nil)
+	for i, name := range []string{"p", "grad", "m", "v"} {
+		g.I("MOVD %s, R%d", fp(a[name]), i)
+	}
+	g.I("MOVD R0, R5")
+	g.I("MOVD R2, R6")
+	g.I("MOVD R3, R7")
+	// The constants, in AdamWStep's field order, in V31 down to V25.
+	g.I("MOVD %s, R4", fp(a["s"]))
+	const b1, omb1, b2, omb2, decay, step, eps = 31, 30, 29, 28, 27, 26, 25
+	for i := range 7 {
+		g.I("FMOVD %d(R4), F%d", 8*i, 31-i)
+		g.I("VDUP V%d.D[0], %s", 31-i, V(31-i, "D2"))
+	}
+	g.I("MOVD %s, R9", fp(a["n"]))
+	// body updates half h: p, g, m, v widened in V(4+h), V(6+h), V(8+h),
+	// V(10+h); temporaries V(12+2h), V(13+2h).
+	body := func(h int) {
+		p, gr, m, v, t0, t1 := 4+h, 6+h, 8+h, 10+h, 12+2*h, 13+2*h
+		g.W("fmul2d", t0, b1, m)
+		g.W("fmul2d", t1, omb1, gr)
+		g.W("fadd2d", m, t0, t1) // m
+		g.W("fmul2d", t0, b2, v)
+		g.W("fmul2d", t1, omb2, gr)
+		g.W("fmul2d", t1, t1, gr)
+		g.W("fadd2d", v, t0, t1) // v
+		g.W("fmul2d", p, decay, p)
+		g.W("fmul2d", t0, step, m)
+		g.W("fsqrt2d", t1, v)
+		g.W("fadd2d", t1, t1, eps)
+		g.W("fdiv2d", t0, t0, t1)
+		g.W("fsub2d", p, p, t0)
+	}
+	widen := func(halves int) {
+		for j := range 4 {
+			g.W("fcvtl", 4+2*j, j)
+			if halves == 2 {
+				g.W("fcvtl2", 5+2*j, j)
+			}
+		}
+	}
+	narrow := func(halves int) {
+		for _, j := range []int{0, 2, 3} { // p, m, v
+			g.W("fcvtn", j, 4+2*j)
+			if halves == 2 {
+				g.W("fcvtn2", j, 5+2*j)
+			}
+		}
+	}
+	g.I("LSR $2, R9, R10")
+	g.I("CBZ R10, adamw_1")
+	g.label("adamw_4")
+	for j := range 4 {
+		g.I("VLD1.P 16(R%d), [%s]", j, V(j, "S4"))
+	}
+	widen(2)
+	body(0)
+	body(1)
+	narrow(2)
+	for i, j := range []int{0, 2, 3} {
+		g.I("VST1.P [%s], 16(R%d)", V(j, "S4"), 5+i)
+	}
+	g.I("SUBS $1, R10, R10")
+	g.I("BNE adamw_4")
+	g.label("adamw_1")
+	g.I("ANDS $3, R9, R9")
+	g.I("BEQ adamw_done")
+	g.label("adamw_1loop")
+	for j := range 4 {
+		g.I("FMOVS.P 4(R%d), F%d", j, j)
+	}
+	widen(1)
+	body(0)
+	narrow(1)
+	for i, j := range []int{0, 2, 3} {
+		g.I("FMOVS.P F%d, 4(R%d)", j, 5+i)
+	}
+	g.I("SUBS $1, R9, R9")
+	g.I("BNE adamw_1loop")
+	g.label("adamw_done")
+	g.I("RET")
+}
+
 // ---- maxima ----
 
 // max is Max (scaled false) or MaxScaled: four running maxima, from x[0]
@@ -1273,6 +1412,7 @@ func main() {
 		g.redKernel(k)
 	}
 	g.accumulate()
+	g.adamw()
 	g.max(false)
 	g.max(true)
 	for _, sum := range []bool{false, true} {

@@ -9,8 +9,8 @@ import "math"
 // The NEON kernel set. Advanced SIMD is part of every ARMv8-A CPU, so
 // nothing is checked before using it. It is [Go] with the kernels of
 // kernels_arm64.s in place of the Go ones where there are any; the rest
-// (Log, Tanh, GELU, GELUTanh and most derivatives, AdamW, Prefetch) are
-// the Go functions. The element-wise arithmetic and the row steps agree
+// (Log, Tanh, GELU, GELUTanh and their derivatives, Prefetch) are the
+// Go functions. The element-wise arithmetic, the row steps and AdamW agree
 // with the Go set bit for bit, as both do the same operations in the
 // same order and fuse the same multiply-adds (gen_arm64.go); the
 // exponentials use exp32's and expSum32's range reductions and
@@ -71,7 +71,7 @@ func newNEON() *Kernels {
 	}
 
 	k.Exp, k.Sigmoid, k.SiLU = unary(neonExp), unary(neonSigmoid), unary(neonSiLU)
-	k.ExpGrad = bin(neonExpGrad)
+	k.ExpGrad, k.SigmoidGrad, k.SiLUGrad = bin(neonExpGrad), bin(neonSigmoidGrad), bin(neonSiLUGrad)
 	k.ExpShift = func(dst, x []float32, scale, shift float32) float64 {
 		if len(dst) == 0 {
 			return 0
@@ -229,6 +229,12 @@ func newNEON() *Kernels {
 		}
 		w, dy = w[:n], dy[:n]
 		return neonLayerNormGradStats(&x[0], &w[0], &dy[0], c, n)
+	}
+	k.AdamW = func(p, g, m, v []float32, s *AdamWStep) {
+		if n := len(p); n > 0 {
+			g, m, v = g[:n], m[:n], v[:n]
+			neonAdamW(&p[0], &g[0], &m[0], &v[0], s, n)
+		}
 	}
 	return &k
 }

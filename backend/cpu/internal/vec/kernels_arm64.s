@@ -1833,6 +1833,416 @@ neonSiLU_1loop:
 neonSiLU_done:
 	RET
 
+// func neonSigmoidGrad(dst *float32, x *float32, dy *float32, n int)
+TEXT ·neonSigmoidGrad(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD dy+16(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	MOVD n+24(FP), R9
+	LSR $3, R9, R10
+	CBZ R10, neonSigmoidGrad_4
+neonSigmoidGrad_16:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VLD1.P 32(R2), [V2.S4, V3.S4]
+	WORD $0x4ea0f80a // fabs v10.4s, v0.4s
+	WORD $0x6ea0f94a // fneg v10.4s, v10.4s
+	WORD $0x4e3ef54a // fmax v10.4s, v10.4s, v30.4s
+	WORD $0x4ebdf54a // fmin v10.4s, v10.4s, v29.4s
+	WORD $0x6e3cdd44 // fmul v4.4s, v10.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V10.S4
+	VFMLS V26.S4, V4.S4, V10.S4
+	VORR V21.B16, V21.B16, V6.B16
+	VORR V22.B16, V22.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V23.B16, V23.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	VORR V24.B16, V24.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V25.B16, V25.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	WORD $0x6e2add48 // fmul v8.4s, v10.4s, v10.4s
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x4e3fd54a // fadd v10.4s, v10.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0486 // sshr v6.4s, v4.4s, #1
+	VSUB V6.S4, V4.S4, V4.S4
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26dd4a // fmul v10.4s, v10.4s, v6.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dd4a // fmul v10.4s, v10.4s, v4.4s
+	WORD $0x4e3fd544 // fadd v4.4s, v10.4s, v31.4s
+	WORD $0x6e24ffe4 // fdiv v4.4s, v31.4s, v4.4s
+	WORD $0x6e24dd46 // fmul v6.4s, v10.4s, v4.4s
+	WORD $0x6e26dc88 // fmul v8.4s, v4.4s, v6.4s
+	WORD $0x6ea0c80a // fcmge v10.4s, v0.4s, #0.0
+	VBSL V6.B16, V4.B16, V10.B16
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	WORD $0x4ea0f82b // fabs v11.4s, v1.4s
+	WORD $0x6ea0f96b // fneg v11.4s, v11.4s
+	WORD $0x4e3ef56b // fmax v11.4s, v11.4s, v30.4s
+	WORD $0x4ebdf56b // fmin v11.4s, v11.4s, v29.4s
+	WORD $0x6e3cdd65 // fmul v5.4s, v11.4s, v28.4s
+	WORD $0x4e2188a5 // frintn v5.4s, v5.4s
+	VFMLS V27.S4, V5.S4, V11.S4
+	VFMLS V26.S4, V5.S4, V11.S4
+	VORR V21.B16, V21.B16, V7.B16
+	VORR V22.B16, V22.B16, V9.B16
+	VFMLA V11.S4, V7.S4, V9.S4
+	VORR V23.B16, V23.B16, V7.B16
+	VFMLA V11.S4, V9.S4, V7.S4
+	VORR V24.B16, V24.B16, V9.B16
+	VFMLA V11.S4, V7.S4, V9.S4
+	VORR V25.B16, V25.B16, V7.B16
+	VFMLA V11.S4, V9.S4, V7.S4
+	WORD $0x6e2bdd69 // fmul v9.4s, v11.4s, v11.4s
+	VFMLA V7.S4, V9.S4, V11.S4
+	WORD $0x4e3fd56b // fadd v11.4s, v11.4s, v31.4s
+	WORD $0x4ea1b8a5 // fcvtzs v5.4s, v5.4s
+	WORD $0x4f3f04a7 // sshr v7.4s, v5.4s, #1
+	VSUB V7.S4, V5.S4, V5.S4
+	VSHL $23, V7.S4, V7.S4
+	VADD V31.S4, V7.S4, V7.S4
+	WORD $0x6e27dd6b // fmul v11.4s, v11.4s, v7.4s
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dd6b // fmul v11.4s, v11.4s, v5.4s
+	WORD $0x4e3fd565 // fadd v5.4s, v11.4s, v31.4s
+	WORD $0x6e25ffe5 // fdiv v5.4s, v31.4s, v5.4s
+	WORD $0x6e25dd67 // fmul v7.4s, v11.4s, v5.4s
+	WORD $0x6e27dca9 // fmul v9.4s, v5.4s, v7.4s
+	WORD $0x6ea0c82b // fcmge v11.4s, v1.4s, #0.0
+	VBSL V7.B16, V5.B16, V11.B16
+	WORD $0x6e29dc63 // fmul v3.4s, v3.4s, v9.4s
+	VST1.P [V2.S4, V3.S4], 32(R0)
+	SUBS $1, R10, R10
+	BNE neonSigmoidGrad_16
+neonSigmoidGrad_4:
+	AND $7, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonSigmoidGrad_1
+neonSigmoidGrad_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V2.S4]
+	WORD $0x4ea0f80a // fabs v10.4s, v0.4s
+	WORD $0x6ea0f94a // fneg v10.4s, v10.4s
+	WORD $0x4e3ef54a // fmax v10.4s, v10.4s, v30.4s
+	WORD $0x4ebdf54a // fmin v10.4s, v10.4s, v29.4s
+	WORD $0x6e3cdd44 // fmul v4.4s, v10.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V10.S4
+	VFMLS V26.S4, V4.S4, V10.S4
+	VORR V21.B16, V21.B16, V6.B16
+	VORR V22.B16, V22.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V23.B16, V23.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	VORR V24.B16, V24.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V25.B16, V25.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	WORD $0x6e2add48 // fmul v8.4s, v10.4s, v10.4s
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x4e3fd54a // fadd v10.4s, v10.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0486 // sshr v6.4s, v4.4s, #1
+	VSUB V6.S4, V4.S4, V4.S4
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26dd4a // fmul v10.4s, v10.4s, v6.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dd4a // fmul v10.4s, v10.4s, v4.4s
+	WORD $0x4e3fd544 // fadd v4.4s, v10.4s, v31.4s
+	WORD $0x6e24ffe4 // fdiv v4.4s, v31.4s, v4.4s
+	WORD $0x6e24dd46 // fmul v6.4s, v10.4s, v4.4s
+	WORD $0x6e26dc88 // fmul v8.4s, v4.4s, v6.4s
+	WORD $0x6ea0c80a // fcmge v10.4s, v0.4s, #0.0
+	VBSL V6.B16, V4.B16, V10.B16
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	VST1.P [V2.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonSigmoidGrad_4loop
+neonSigmoidGrad_1:
+	ANDS $3, R9, R9
+	BEQ neonSigmoidGrad_done
+neonSigmoidGrad_1loop:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F2
+	WORD $0x4ea0f80a // fabs v10.4s, v0.4s
+	WORD $0x6ea0f94a // fneg v10.4s, v10.4s
+	WORD $0x4e3ef54a // fmax v10.4s, v10.4s, v30.4s
+	WORD $0x4ebdf54a // fmin v10.4s, v10.4s, v29.4s
+	WORD $0x6e3cdd44 // fmul v4.4s, v10.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V10.S4
+	VFMLS V26.S4, V4.S4, V10.S4
+	VORR V21.B16, V21.B16, V6.B16
+	VORR V22.B16, V22.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V23.B16, V23.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	VORR V24.B16, V24.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V25.B16, V25.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	WORD $0x6e2add48 // fmul v8.4s, v10.4s, v10.4s
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x4e3fd54a // fadd v10.4s, v10.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0486 // sshr v6.4s, v4.4s, #1
+	VSUB V6.S4, V4.S4, V4.S4
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26dd4a // fmul v10.4s, v10.4s, v6.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dd4a // fmul v10.4s, v10.4s, v4.4s
+	WORD $0x4e3fd544 // fadd v4.4s, v10.4s, v31.4s
+	WORD $0x6e24ffe4 // fdiv v4.4s, v31.4s, v4.4s
+	WORD $0x6e24dd46 // fmul v6.4s, v10.4s, v4.4s
+	WORD $0x6e26dc88 // fmul v8.4s, v4.4s, v6.4s
+	WORD $0x6ea0c80a // fcmge v10.4s, v0.4s, #0.0
+	VBSL V6.B16, V4.B16, V10.B16
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	FMOVS.P F2, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonSigmoidGrad_1loop
+neonSigmoidGrad_done:
+	RET
+
+// func neonSiLUGrad(dst *float32, x *float32, dy *float32, n int)
+TEXT ·neonSiLUGrad(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD dy+16(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 8(R11), F30 // expLo
+	VDUP V30.S[0], V30.S4
+	FMOVS 12(R11), F29 // expHi
+	VDUP V29.S[0], V29.S4
+	FMOVS 16(R11), F28 // log2e
+	VDUP V28.S[0], V28.S4
+	FMOVS 20(R11), F27 // ln2Hi
+	VDUP V27.S[0], V27.S4
+	FMOVS 24(R11), F26 // ln2Lo
+	VDUP V26.S[0], V26.S4
+	FMOVS 28(R11), F25 // expQ0
+	VDUP V25.S[0], V25.S4
+	FMOVS 32(R11), F24 // expQ1
+	VDUP V24.S[0], V24.S4
+	FMOVS 36(R11), F23 // expQ2
+	VDUP V23.S[0], V23.S4
+	FMOVS 40(R11), F22 // expQ3
+	VDUP V22.S[0], V22.S4
+	FMOVS 44(R11), F21 // expQ4
+	VDUP V21.S[0], V21.S4
+	MOVD n+24(FP), R9
+	LSR $3, R9, R10
+	CBZ R10, neonSiLUGrad_4
+neonSiLUGrad_16:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VLD1.P 32(R2), [V2.S4, V3.S4]
+	WORD $0x4ea0f80a // fabs v10.4s, v0.4s
+	WORD $0x6ea0f94a // fneg v10.4s, v10.4s
+	WORD $0x4e3ef54a // fmax v10.4s, v10.4s, v30.4s
+	WORD $0x4ebdf54a // fmin v10.4s, v10.4s, v29.4s
+	WORD $0x6e3cdd44 // fmul v4.4s, v10.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V10.S4
+	VFMLS V26.S4, V4.S4, V10.S4
+	VORR V21.B16, V21.B16, V6.B16
+	VORR V22.B16, V22.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V23.B16, V23.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	VORR V24.B16, V24.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V25.B16, V25.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	WORD $0x6e2add48 // fmul v8.4s, v10.4s, v10.4s
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x4e3fd54a // fadd v10.4s, v10.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0486 // sshr v6.4s, v4.4s, #1
+	VSUB V6.S4, V4.S4, V4.S4
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26dd4a // fmul v10.4s, v10.4s, v6.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dd4a // fmul v10.4s, v10.4s, v4.4s
+	WORD $0x4e3fd544 // fadd v4.4s, v10.4s, v31.4s
+	WORD $0x6e24ffe4 // fdiv v4.4s, v31.4s, v4.4s
+	WORD $0x6e24dd46 // fmul v6.4s, v10.4s, v4.4s
+	WORD $0x6e26dc88 // fmul v8.4s, v4.4s, v6.4s
+	WORD $0x6ea0c80a // fcmge v10.4s, v0.4s, #0.0
+	VBSL V6.B16, V4.B16, V10.B16
+	VFMLA V8.S4, V0.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	WORD $0x4ea0f82b // fabs v11.4s, v1.4s
+	WORD $0x6ea0f96b // fneg v11.4s, v11.4s
+	WORD $0x4e3ef56b // fmax v11.4s, v11.4s, v30.4s
+	WORD $0x4ebdf56b // fmin v11.4s, v11.4s, v29.4s
+	WORD $0x6e3cdd65 // fmul v5.4s, v11.4s, v28.4s
+	WORD $0x4e2188a5 // frintn v5.4s, v5.4s
+	VFMLS V27.S4, V5.S4, V11.S4
+	VFMLS V26.S4, V5.S4, V11.S4
+	VORR V21.B16, V21.B16, V7.B16
+	VORR V22.B16, V22.B16, V9.B16
+	VFMLA V11.S4, V7.S4, V9.S4
+	VORR V23.B16, V23.B16, V7.B16
+	VFMLA V11.S4, V9.S4, V7.S4
+	VORR V24.B16, V24.B16, V9.B16
+	VFMLA V11.S4, V7.S4, V9.S4
+	VORR V25.B16, V25.B16, V7.B16
+	VFMLA V11.S4, V9.S4, V7.S4
+	WORD $0x6e2bdd69 // fmul v9.4s, v11.4s, v11.4s
+	VFMLA V7.S4, V9.S4, V11.S4
+	WORD $0x4e3fd56b // fadd v11.4s, v11.4s, v31.4s
+	WORD $0x4ea1b8a5 // fcvtzs v5.4s, v5.4s
+	WORD $0x4f3f04a7 // sshr v7.4s, v5.4s, #1
+	VSUB V7.S4, V5.S4, V5.S4
+	VSHL $23, V7.S4, V7.S4
+	VADD V31.S4, V7.S4, V7.S4
+	WORD $0x6e27dd6b // fmul v11.4s, v11.4s, v7.4s
+	VSHL $23, V5.S4, V5.S4
+	VADD V31.S4, V5.S4, V5.S4
+	WORD $0x6e25dd6b // fmul v11.4s, v11.4s, v5.4s
+	WORD $0x4e3fd565 // fadd v5.4s, v11.4s, v31.4s
+	WORD $0x6e25ffe5 // fdiv v5.4s, v31.4s, v5.4s
+	WORD $0x6e25dd67 // fmul v7.4s, v11.4s, v5.4s
+	WORD $0x6e27dca9 // fmul v9.4s, v5.4s, v7.4s
+	WORD $0x6ea0c82b // fcmge v11.4s, v1.4s, #0.0
+	VBSL V7.B16, V5.B16, V11.B16
+	VFMLA V9.S4, V1.S4, V11.S4
+	WORD $0x6e2bdc63 // fmul v3.4s, v3.4s, v11.4s
+	VST1.P [V2.S4, V3.S4], 32(R0)
+	SUBS $1, R10, R10
+	BNE neonSiLUGrad_16
+neonSiLUGrad_4:
+	AND $7, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonSiLUGrad_1
+neonSiLUGrad_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V2.S4]
+	WORD $0x4ea0f80a // fabs v10.4s, v0.4s
+	WORD $0x6ea0f94a // fneg v10.4s, v10.4s
+	WORD $0x4e3ef54a // fmax v10.4s, v10.4s, v30.4s
+	WORD $0x4ebdf54a // fmin v10.4s, v10.4s, v29.4s
+	WORD $0x6e3cdd44 // fmul v4.4s, v10.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V10.S4
+	VFMLS V26.S4, V4.S4, V10.S4
+	VORR V21.B16, V21.B16, V6.B16
+	VORR V22.B16, V22.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V23.B16, V23.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	VORR V24.B16, V24.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V25.B16, V25.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	WORD $0x6e2add48 // fmul v8.4s, v10.4s, v10.4s
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x4e3fd54a // fadd v10.4s, v10.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0486 // sshr v6.4s, v4.4s, #1
+	VSUB V6.S4, V4.S4, V4.S4
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26dd4a // fmul v10.4s, v10.4s, v6.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dd4a // fmul v10.4s, v10.4s, v4.4s
+	WORD $0x4e3fd544 // fadd v4.4s, v10.4s, v31.4s
+	WORD $0x6e24ffe4 // fdiv v4.4s, v31.4s, v4.4s
+	WORD $0x6e24dd46 // fmul v6.4s, v10.4s, v4.4s
+	WORD $0x6e26dc88 // fmul v8.4s, v4.4s, v6.4s
+	WORD $0x6ea0c80a // fcmge v10.4s, v0.4s, #0.0
+	VBSL V6.B16, V4.B16, V10.B16
+	VFMLA V8.S4, V0.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	VST1.P [V2.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonSiLUGrad_4loop
+neonSiLUGrad_1:
+	ANDS $3, R9, R9
+	BEQ neonSiLUGrad_done
+neonSiLUGrad_1loop:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F2
+	WORD $0x4ea0f80a // fabs v10.4s, v0.4s
+	WORD $0x6ea0f94a // fneg v10.4s, v10.4s
+	WORD $0x4e3ef54a // fmax v10.4s, v10.4s, v30.4s
+	WORD $0x4ebdf54a // fmin v10.4s, v10.4s, v29.4s
+	WORD $0x6e3cdd44 // fmul v4.4s, v10.4s, v28.4s
+	WORD $0x4e218884 // frintn v4.4s, v4.4s
+	VFMLS V27.S4, V4.S4, V10.S4
+	VFMLS V26.S4, V4.S4, V10.S4
+	VORR V21.B16, V21.B16, V6.B16
+	VORR V22.B16, V22.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V23.B16, V23.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	VORR V24.B16, V24.B16, V8.B16
+	VFMLA V10.S4, V6.S4, V8.S4
+	VORR V25.B16, V25.B16, V6.B16
+	VFMLA V10.S4, V8.S4, V6.S4
+	WORD $0x6e2add48 // fmul v8.4s, v10.4s, v10.4s
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x4e3fd54a // fadd v10.4s, v10.4s, v31.4s
+	WORD $0x4ea1b884 // fcvtzs v4.4s, v4.4s
+	WORD $0x4f3f0486 // sshr v6.4s, v4.4s, #1
+	VSUB V6.S4, V4.S4, V4.S4
+	VSHL $23, V6.S4, V6.S4
+	VADD V31.S4, V6.S4, V6.S4
+	WORD $0x6e26dd4a // fmul v10.4s, v10.4s, v6.4s
+	VSHL $23, V4.S4, V4.S4
+	VADD V31.S4, V4.S4, V4.S4
+	WORD $0x6e24dd4a // fmul v10.4s, v10.4s, v4.4s
+	WORD $0x4e3fd544 // fadd v4.4s, v10.4s, v31.4s
+	WORD $0x6e24ffe4 // fdiv v4.4s, v31.4s, v4.4s
+	WORD $0x6e24dd46 // fmul v6.4s, v10.4s, v4.4s
+	WORD $0x6e26dc88 // fmul v8.4s, v4.4s, v6.4s
+	WORD $0x6ea0c80a // fcmge v10.4s, v0.4s, #0.0
+	VBSL V6.B16, V4.B16, V10.B16
+	VFMLA V8.S4, V0.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	FMOVS.P F2, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonSiLUGrad_1loop
+neonSiLUGrad_done:
+	RET
+
 // func neonScaleMul(dst *float32, x *float32, w *float32, s float32, n int)
 TEXT ·neonScaleMul(SB), NOSPLIT, $0-40
 	MOVD dst+0(FP), R0
@@ -2928,6 +3338,119 @@ acc_1loop:
 	SUBS $1, R9, R9
 	BNE acc_1loop
 acc_done:
+	RET
+
+// func neonAdamW(p *float32, grad *float32, m *float32, v *float32, s *AdamWStep, n int)
+TEXT ·neonAdamW(SB), NOSPLIT, $0-48
+	MOVD p+0(FP), R0
+	MOVD grad+8(FP), R1
+	MOVD m+16(FP), R2
+	MOVD v+24(FP), R3
+	MOVD R0, R5
+	MOVD R2, R6
+	MOVD R3, R7
+	MOVD s+32(FP), R4
+	FMOVD 0(R4), F31
+	VDUP V31.D[0], V31.D2
+	FMOVD 8(R4), F30
+	VDUP V30.D[0], V30.D2
+	FMOVD 16(R4), F29
+	VDUP V29.D[0], V29.D2
+	FMOVD 24(R4), F28
+	VDUP V28.D[0], V28.D2
+	FMOVD 32(R4), F27
+	VDUP V27.D[0], V27.D2
+	FMOVD 40(R4), F26
+	VDUP V26.D[0], V26.D2
+	FMOVD 48(R4), F25
+	VDUP V25.D[0], V25.D2
+	MOVD n+40(FP), R9
+	LSR $2, R9, R10
+	CBZ R10, adamw_1
+adamw_4:
+	VLD1.P 16(R0), [V0.S4]
+	VLD1.P 16(R1), [V1.S4]
+	VLD1.P 16(R2), [V2.S4]
+	VLD1.P 16(R3), [V3.S4]
+	WORD $0x0e617804 // fcvtl v4.2d, v0.2s
+	WORD $0x4e617805 // fcvtl2 v5.2d, v0.4s
+	WORD $0x0e617826 // fcvtl v6.2d, v1.2s
+	WORD $0x4e617827 // fcvtl2 v7.2d, v1.4s
+	WORD $0x0e617848 // fcvtl v8.2d, v2.2s
+	WORD $0x4e617849 // fcvtl2 v9.2d, v2.4s
+	WORD $0x0e61786a // fcvtl v10.2d, v3.2s
+	WORD $0x4e61786b // fcvtl2 v11.2d, v3.4s
+	WORD $0x6e68dfec // fmul v12.2d, v31.2d, v8.2d
+	WORD $0x6e66dfcd // fmul v13.2d, v30.2d, v6.2d
+	WORD $0x4e6dd588 // fadd v8.2d, v12.2d, v13.2d
+	WORD $0x6e6adfac // fmul v12.2d, v29.2d, v10.2d
+	WORD $0x6e66df8d // fmul v13.2d, v28.2d, v6.2d
+	WORD $0x6e66ddad // fmul v13.2d, v13.2d, v6.2d
+	WORD $0x4e6dd58a // fadd v10.2d, v12.2d, v13.2d
+	WORD $0x6e64df64 // fmul v4.2d, v27.2d, v4.2d
+	WORD $0x6e68df4c // fmul v12.2d, v26.2d, v8.2d
+	WORD $0x6ee1f94d // fsqrt v13.2d, v10.2d
+	WORD $0x4e79d5ad // fadd v13.2d, v13.2d, v25.2d
+	WORD $0x6e6dfd8c // fdiv v12.2d, v12.2d, v13.2d
+	WORD $0x4eecd484 // fsub v4.2d, v4.2d, v12.2d
+	WORD $0x6e69dfee // fmul v14.2d, v31.2d, v9.2d
+	WORD $0x6e67dfcf // fmul v15.2d, v30.2d, v7.2d
+	WORD $0x4e6fd5c9 // fadd v9.2d, v14.2d, v15.2d
+	WORD $0x6e6bdfae // fmul v14.2d, v29.2d, v11.2d
+	WORD $0x6e67df8f // fmul v15.2d, v28.2d, v7.2d
+	WORD $0x6e67ddef // fmul v15.2d, v15.2d, v7.2d
+	WORD $0x4e6fd5cb // fadd v11.2d, v14.2d, v15.2d
+	WORD $0x6e65df65 // fmul v5.2d, v27.2d, v5.2d
+	WORD $0x6e69df4e // fmul v14.2d, v26.2d, v9.2d
+	WORD $0x6ee1f96f // fsqrt v15.2d, v11.2d
+	WORD $0x4e79d5ef // fadd v15.2d, v15.2d, v25.2d
+	WORD $0x6e6ffdce // fdiv v14.2d, v14.2d, v15.2d
+	WORD $0x4eeed4a5 // fsub v5.2d, v5.2d, v14.2d
+	WORD $0x0e616880 // fcvtn v0.2s, v4.2d
+	WORD $0x4e6168a0 // fcvtn2 v0.4s, v5.2d
+	WORD $0x0e616902 // fcvtn v2.2s, v8.2d
+	WORD $0x4e616922 // fcvtn2 v2.4s, v9.2d
+	WORD $0x0e616943 // fcvtn v3.2s, v10.2d
+	WORD $0x4e616963 // fcvtn2 v3.4s, v11.2d
+	VST1.P [V0.S4], 16(R5)
+	VST1.P [V2.S4], 16(R6)
+	VST1.P [V3.S4], 16(R7)
+	SUBS $1, R10, R10
+	BNE adamw_4
+adamw_1:
+	ANDS $3, R9, R9
+	BEQ adamw_done
+adamw_1loop:
+	FMOVS.P 4(R0), F0
+	FMOVS.P 4(R1), F1
+	FMOVS.P 4(R2), F2
+	FMOVS.P 4(R3), F3
+	WORD $0x0e617804 // fcvtl v4.2d, v0.2s
+	WORD $0x0e617826 // fcvtl v6.2d, v1.2s
+	WORD $0x0e617848 // fcvtl v8.2d, v2.2s
+	WORD $0x0e61786a // fcvtl v10.2d, v3.2s
+	WORD $0x6e68dfec // fmul v12.2d, v31.2d, v8.2d
+	WORD $0x6e66dfcd // fmul v13.2d, v30.2d, v6.2d
+	WORD $0x4e6dd588 // fadd v8.2d, v12.2d, v13.2d
+	WORD $0x6e6adfac // fmul v12.2d, v29.2d, v10.2d
+	WORD $0x6e66df8d // fmul v13.2d, v28.2d, v6.2d
+	WORD $0x6e66ddad // fmul v13.2d, v13.2d, v6.2d
+	WORD $0x4e6dd58a // fadd v10.2d, v12.2d, v13.2d
+	WORD $0x6e64df64 // fmul v4.2d, v27.2d, v4.2d
+	WORD $0x6e68df4c // fmul v12.2d, v26.2d, v8.2d
+	WORD $0x6ee1f94d // fsqrt v13.2d, v10.2d
+	WORD $0x4e79d5ad // fadd v13.2d, v13.2d, v25.2d
+	WORD $0x6e6dfd8c // fdiv v12.2d, v12.2d, v13.2d
+	WORD $0x4eecd484 // fsub v4.2d, v4.2d, v12.2d
+	WORD $0x0e616880 // fcvtn v0.2s, v4.2d
+	WORD $0x0e616902 // fcvtn v2.2s, v8.2d
+	WORD $0x0e616943 // fcvtn v3.2s, v10.2d
+	FMOVS.P F0, 4(R5)
+	FMOVS.P F2, 4(R6)
+	FMOVS.P F3, 4(R7)
+	SUBS $1, R9, R9
+	BNE adamw_1loop
+adamw_done:
 	RET
 
 // func neonMax(x *float32, n int) float32

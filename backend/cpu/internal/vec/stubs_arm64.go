@@ -153,6 +153,16 @@ func neonSigmoid(dst *float32, x *float32, n int)
 //go:noescape
 func neonSiLU(dst *float32, x *float32, n int)
 
+// neonSigmoidGrad sets dx = dy·σ(x)(1 − σ(x)) over n elements, as sigmoidParts.
+//
+//go:noescape
+func neonSigmoidGrad(dst *float32, x *float32, dy *float32, n int)
+
+// neonSiLUGrad sets dx = dy·(x·σ(x)(1 − σ(x)) + σ(x)) over n elements, as siluGrad32.
+//
+//go:noescape
+func neonSiLUGrad(dst *float32, x *float32, dy *float32, n int)
+
 // neonScaleMul sets dst = (x·s)·w over n elements.
 //
 //go:noescape
@@ -227,6 +237,11 @@ func neonLayerNormGradStats(x *float32, w *float32, dy *float32, c float64, n in
 //
 //go:noescape
 func neonAccumulate(acc *float64, x *float32, n int)
+
+// neonAdamW performs one AdamW step on p, m and v over n elements with gradient g and the constants *s, as goAdamW.
+//
+//go:noescape
+func neonAdamW(p *float32, grad *float32, m *float32, v *float32, s *AdamWStep, n int)
 
 // neonMax returns the largest of x[0:n], n ≥ 1, or NaN where x holds one.
 //
