@@ -310,3 +310,42 @@ func TestShortInputsPanic(t *testing.T) {
 		}
 	}
 }
+
+// TestAdamWWild runs AdamW over special values (v kept non-negative, as
+// the optimizer keeps it) at every length 0..67 and several offsets:
+// every set computes each step as Go does, in float64 with every product
+// rounded, so p, m and v must be Go's, NaNs where Go has NaNs.
+func TestAdamWWild(t *testing.T) {
+	g := gen{rand.New(rand.NewPCG(15, 15))}
+	step := NewAdamWStep(1e-3, 0.9, 0.999, 1e-8, 0.01, 3)
+	for _, k := range All()[1:] {
+		for n := 0; n <= 67; n++ {
+			for _, off := range []int{0, 1, 3} {
+				in := make([][]float32, 4) // p, g, m, v
+				for i := range in {
+					in[i] = append(make([]float32, off), g.wild(n)...)[off:]
+				}
+				for i, v := range in[3] {
+					in[3][i] = abs32(v)
+				}
+				run := func(k *Kernels) [][]float32 {
+					cp := make([][]float32, 4)
+					for i := range in {
+						cp[i] = append(make([]float32, off), in[i]...)[off:]
+					}
+					k.AdamW(cp[0], cp[1], cp[2], cp[3], &step)
+					return cp
+				}
+				want, got := run(Go), run(k)
+				for o, name := range map[int]string{0: "p", 2: "m", 3: "v"} {
+					for i := range want[o] {
+						if !sameFloat(got[o][i], want[o][i]) {
+							t.Fatalf("AdamW (%s) n=%d off=%d: %s[%d] = %v, Go gives %v (p, g, m, v = %v, %v, %v, %v)", k.Name, n, off,
+								name, i, got[o][i], want[o][i], in[0][i], in[1][i], in[2][i], in[3][i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
