@@ -61,10 +61,10 @@ type Config struct {
 	// "avx2", "sse" on amd64, "neon" on arm64, "go" anywhere, and
 	// "gosimd512" and "gosimd" on amd64 in a build with GOEXPERIMENT=simd;
 	// see Kernels) instead of the fastest this CPU runs, to compare them.
-	// When empty, $SORA_CPU_GEMM_KERNEL is used, so that
-	// benchmarks through the backend can pick one too. A name this CPU
-	// cannot run is ignored; Engine.Kernel tells which one is in use.
-	// Portable takes precedence.
+	// When empty, $SORA_CPU_GEMM_KERNEL is used, so that benchmarks
+	// through the backend can pick one too. A name this CPU cannot run is
+	// ignored; Engine.Kernel tells which one is in use. Portable takes
+	// precedence.
 	Kernel string
 }
 
