@@ -13,8 +13,8 @@ type kernel struct {
 	// apart), never reading C when beta is 0.
 	full func(kc int, a, b []float32, ldb int, c []float32, ldc int, beta float32)
 	// asmPack lets packing use the AVX2 routines; off for the pure-Go
-	// kernel so that the portable path stays pure Go, and for the SSE
-	// one, whose CPUs lack AVX2.
+	// kernels (the scalar one and the go-simd ones) so that their paths
+	// stay pure Go, and for the SSE one, whose CPUs lack AVX2.
 	asmPack bool
 	// bcastA is set for a kernel that wants each value of a packed A
 	// panel stored four times in a row (4·mr floats per k step), so that
