@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 )
@@ -52,6 +53,79 @@ func TestChunks(t *testing.T) {
 	for _, tt := range tests {
 		if got := be.chunks(tt.n, tt.cost); got != tt.want {
 			t.Errorf("chunks(%d, %d) = %d, want %d", tt.n, tt.cost, got, tt.want)
+		}
+	}
+}
+
+// TestForPieces checks that forPieces runs every piece once, with ranges
+// that cover [0, n) once, start on multiples of align and are the same
+// whatever the thread cap (as is the number of pieces), and that no
+// worker number reaches the thread cap.
+func TestForPieces(t *testing.T) {
+	type piece struct{ lo, hi int }
+	for _, n := range []int{0, 1, 15, 16, 17, 300, 1001, 1 << 14} {
+		for _, cost := range []int{1, 64, defaultGrain} {
+			var want []piece
+			for _, threads := range []int{1, 2, 3, 8} {
+				be := New(Options{Threads: threads})
+				c := be.pieces(n, cost, 1)
+				align := flushRows
+				if n < 32 {
+					align = 1
+				}
+				var mu sync.Mutex
+				got := make([]piece, c)
+				seen := make([]int, c)
+				be.forPieces(n, cost, c, align, func(w, p, lo, hi int) {
+					mu.Lock()
+					defer mu.Unlock()
+					if w < 0 || w >= threads {
+						t.Errorf("n=%d: worker %d with %d threads", n, w, threads)
+					}
+					got[p] = piece{lo, hi}
+					seen[p]++
+				})
+				at := 0
+				for p, r := range got {
+					if seen[p] != 1 || r.lo != at || r.hi < r.lo || (r.lo%align != 0 && r.lo != n) {
+						t.Fatalf("n=%d cost=%d threads=%d: piece %d of %d ran %d times over %v, after %d", n, cost, threads, p, c, seen[p], r, at)
+					}
+					at = r.hi
+				}
+				if at != n {
+					t.Errorf("n=%d cost=%d threads=%d: pieces end at %d", n, cost, threads, at)
+				}
+				if want == nil {
+					want = got
+				} else if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("n=%d cost=%d: pieces %v with %d threads, %v with 1", n, cost, got, threads, want)
+				}
+			}
+		}
+	}
+}
+
+func TestPieces(t *testing.T) {
+	tests := []struct {
+		n, cost, partial, want int
+	}{
+		{0, 100, 1, 1},
+		{1, 1 << 30, 1, 1},
+		{100, 10, 1, 1},                                      // far below two grains
+		{2 * defaultGrain, 1, 1, 8},                          // two grains: a piece per quarter grain
+		{64, 2 * defaultGrain, 1, 64 / pieceRows},            // at least pieceRows rows a piece
+		{1 << 20, 64, 1, maxPieces},                          // capped
+		{4096, 1024, 1024, 4096 / pieceWork},                 // SumColumns: pieceWork per partial element
+		{4096, 1024 * 8, 2 * 1024, 4096 * 8 / 2 / pieceWork}, // a LayerNorm gradient's two sums
+		{256, 64 * 6, 64, 256 * 6 / pieceWork},               // stories260K's RMSNorm gradient
+		{2048, 768 * 6, 768, 2048 * 6 / pieceWork},
+	}
+	for _, threads := range []int{1, 4, 64} {
+		be := New(Options{Threads: threads})
+		for _, tt := range tests {
+			if got := be.pieces(tt.n, tt.cost, tt.partial); got != tt.want {
+				t.Errorf("%d threads: pieces(%d, %d, %d) = %d, want %d", threads, tt.n, tt.cost, tt.partial, got, tt.want)
+			}
 		}
 	}
 }

@@ -41,9 +41,9 @@ func (b *Backend) ReduceRows(op backend.ReduceOp, dst, src backend.Tensor) {
 	})
 }
 
-// SumColumns computes dst[j] = Σ_rows src[row, j]. Each goroutine sums a
-// block of rows into float64 partials; the partials are then added in block
-// order, so the result does not depend on scheduling.
+// SumColumns computes dst[j] = Σ_rows src[row, j]: each piece of rows
+// (see pieces) sums into float64 partials, which are then added in piece
+// order, so the result depends neither on the threads nor on scheduling.
 func (b *Backend) SumColumns(dst, src backend.Tensor) {
 	if b.skip(backend.OpSumColumns) {
 		return
@@ -67,16 +67,17 @@ func (b *Backend) SumColumns(dst, src backend.Tensor) {
 }
 
 // columnSums runs add(row, acc) for every row, with acc a float64 vector of
-// length cols private to the calling goroutine, and returns the sum of all
-// those vectors. It is the pattern of every "sum over rows" gradient
-// (bias, norm weights). cost is the work of one add call; each chunk ends
-// with k.Fence() for the streaming stores add may have made. The vectors
-// are the backend's scratch space: the result is valid until the next op.
+// length cols private to the row's piece (see pieces), and returns the sum
+// of the pieces' vectors, added in piece order. It is the pattern of every
+// "sum over rows" gradient (bias, norm weights). cost is the work of one
+// add call; each piece ends with k.Fence() for the streaming stores add
+// may have made. The vectors are the backend's scratch space: the result
+// is valid until the next op.
 func (b *Backend) columnSums(k *vec.Kernels, rows, cols, cost int, add func(row int, acc []float64)) []float64 {
-	chunks := b.chunks(rows, cost)
-	parts := b.scratch64(chunks, cols)
-	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
-		acc := parts[c]
+	c := b.pieces(rows, cost, cols)
+	parts := b.scratch64(c, cols)
+	b.forPieces(rows, cost, c, 1, func(_, p, lo, hi int) {
+		acc := parts[p]
 		for r := lo; r < hi; r++ {
 			add(r, acc)
 		}
@@ -93,15 +94,17 @@ const flushRows = 16
 // accumulators (sets of cols values each, laid end to end in acc32) in
 // the same pass as their other work, which costs far less than float64
 // accumulators read and written on every row. The float32 partials cover
-// at most flushRows rows before they are added into the chunk's float64
-// sums, so that their rounding error stays that of a short float32 sum.
-// It returns the sets' float64 column sums, end to end.
+// the rows of one block of flushRows (blocks counted from row 0: pieces
+// start on their boundaries) before they are added into the piece's
+// float64 sums, so that their rounding error stays that of a short
+// float32 sum. It returns the sets' float64 column sums, end to end.
 func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, add func(row int, acc32 []float32)) []float64 {
-	chunks := b.chunks(rows, cost)
-	parts := b.scratch64(chunks, sets*cols)
-	parts32 := b.scratch32(chunks, sets*cols)
-	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
-		acc, acc32 := parts[c], parts32[c]
+	c := b.pieces(rows, cost, sets*cols) // at most one per block of rows
+	parts := b.scratch64(c, sets*cols)
+	// The float32 partials last one block, so one set per goroutine.
+	parts32 := b.scratch32(min(b.chunks(rows, cost), c), sets*cols)
+	b.forPieces(rows, cost, c, flushRows, func(w, p, lo, hi int) {
+		acc, acc32 := parts[p], parts32[w]
 		for r0 := lo; r0 < hi; r0 += flushRows {
 			clear(acc32)
 			for r := r0; r < min(r0+flushRows, hi); r++ {
@@ -114,8 +117,9 @@ func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, 
 	return sumParts(parts)
 }
 
-// sumParts adds the per-chunk partials into parts[0], in chunk order so
-// that the result does not depend on scheduling, and returns it.
+// sumParts adds the per-piece partials into parts[0], in piece order so
+// that the result depends neither on the threads nor on scheduling, and
+// returns it.
 func sumParts(parts [][]float64) []float64 {
 	total := parts[0]
 	for _, p := range parts[1:] {
