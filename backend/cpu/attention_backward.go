@@ -15,12 +15,13 @@ import (
 // dv += Pᵀ·dout. A worker owns the dk and dv rows of one batch element
 // and key/value head at a time (with segments, of one unit of blocks and
 // key/value head: see attnCall), so that no two write the same rows; when
-// there are too few of those to keep the threads evenly busy (fewer than
-// threads, as batch 1 with one key/value head, or a number that leaves
-// the last round part idle: see attnSplits), each one's blocks are split
-// between workers that sum into private dk and dv copies, added into dk
-// and dv in a fixed order at the end. dk and dv rows that no query sees
-// are written as zeros. Once warm, a single-threaded call allocates
+// there are too few of those to keep several threads evenly busy (fewer
+// than attnTasks, as at batch 1 with a few key/value heads), each one's
+// blocks are split into parts that sum into private dk and dv copies,
+// added into dk and dv in a fixed order at the end. The splits follow
+// from the shape, never from the threads (see attnSplits), so dk and dv
+// come out the same, bit for bit, on any number of them. dk and dv rows
+// that no query sees are written as zeros. Once warm, a single-threaded call allocates
 // nothing of its own.
 func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
 	if b.skip(backend.OpAttentionGrad) {
@@ -52,16 +53,22 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		c.sortUnits()
 	}
 	tasks := items * splits
-	need, part := c.scratchLen(true), 2*d.Keys*d.HeadDim
-	// Split s > 0 of an item sums into its own dk and dv copies; split 0
-	// sums into dk and dv themselves.
-	buf := b.scratch32(1, workers*need+items*(splits-1)*part)[0]
+	// Split s > 0 sums into copies of dk and dv of its own, one per
+	// batch element and split, laid out as the batch element's rows of
+	// dk and dv (each item writes its own key/value head's columns and
+	// its own key rows, every one of them); split 0 sums into dk and dv
+	// themselves. The copies are added in at the end, in split order.
+	need := c.scratchLen(true)
+	buf := b.scratch32(1, workers*need+c.copiesLen(splits))[0]
 	parts := buf[workers*need:]
 	b.batchEngines(workers)
 	if workers == 1 {
 		w := c.carve(buf, b.batch[0], true)
 		for t := range tasks {
 			c.backwardTask(&w, t, splits, parts)
+		}
+		if splits > 1 {
+			c.reduceSplits(splits, parts, 0, len(c.dk))
 		}
 		return
 	}
@@ -74,42 +81,60 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		}
 	})
 	if splits > 1 {
-		pc.reduceSplits(b, items, splits, parts)
+		b.parallelFor(len(c.dk), 2*(splits-1), func(lo, hi int) { pc.reduceSplits(splits, parts, lo, hi) })
 	}
 }
 
 // gradPlan returns how many workers AttentionGrad uses for c and into
-// how many splits it cuts each item (see gradItem).
+// how many splits it cuts each item (see gradItem). The splits follow
+// from the shape alone (attnSplits), never from the workers, so that dk
+// and dv come out the same on any number of threads.
 func (b *Backend) gradPlan(c *attnCall) (workers, splits int) {
 	items := c.gradItems()
 	// A block's backward is five products to the forward's two, plus the
 	// exponentials again.
 	if !c.segs {
-		workers = b.chunks(items*c.nb, c.rows()*c.d.Keys*c.d.HeadDim*10)
-		return workers, attnSplits(items, workers, c.nb)
+		n, cost := items*c.nb, c.rows()*c.d.Keys*c.d.HeadDim*10
+		return b.chunks(n, cost), attnSplits(items, b.tasksFor(n, cost), c.nb)
 	}
-	workers = b.chunks(c.segTasks(10))
+	n, cost := c.segTasks(10)
 	most := 0
 	for it := 0; it < items; it += c.d.KVHeads {
 		x := c.gradItem(it)
 		most = max(most, x.t1-x.t0)
 	}
-	return workers, attnSplits(items, workers, most)
+	return b.chunks(n, cost), attnSplits(items, b.tasksFor(n, cost), most)
 }
 
-// attnSplits returns how many workers share the blocks of each of items
-// (batch element, key/value head) pairs in the backward: 1 when the items
-// keep workers evenly busy (a multiple of them, or so many that the last
-// round hardly matters), else enough that items·splits is a multiple of
-// workers, but never more than the blocks there are.
-func attnSplits(items, workers, blocks int) int {
-	if workers <= 1 || items%workers == 0 || items >= 4*workers {
+// attnTasks is how many tasks AttentionGrad's backward aims at, when its
+// work is big enough (see tasksFor): items (batch element and key/value
+// head, or unit) are split until there are that many, so that up to 4
+// threads get equal shares of them, 3, 5 and 6 nearly so (and more a
+// share of four fifths or better), whatever the shape. More splits cost
+// more copies of dk and dv to clear and add.
+const attnTasks = 16
+
+// tasksFor returns the tasks to cut n blocks of the given cost into for
+// the backward: attnTasks, or fewer where the whole work is less than a
+// grain for each (one below two grains, where it runs on one thread).
+// It depends on the shape (and the grain), never on the threads.
+func (b *Backend) tasksFor(n, cost int) int {
+	work := n * max(cost, 1)
+	if work < 2*b.grain {
 		return 1
 	}
-	g := items
-	for w := workers; w != 0; g, w = w, g%w {
+	return min(attnTasks, work/b.grain)
+}
+
+// attnSplits returns how many splits the blocks of each of items share in
+// the backward, for tasks tasks in all: 1 when the items are that many
+// already, else enough that items·splits reaches tasks, but never more
+// than the blocks there are.
+func attnSplits(items, tasks, blocks int) int {
+	if items >= tasks {
+		return 1
 	}
-	return max(min(workers/g, blocks), 1)
+	return max(min((tasks+items-1)/items, blocks), 1)
 }
 
 // gradItem is a share of the backward that alone writes some rows of dk
@@ -160,13 +185,11 @@ func (c *attnCall) backwardTask(w *attnScratch, t, splits int, parts []float32) 
 	b, g := x.b, x.g
 	t0, t1 := c.splitBlocks(x, s, splits)
 	D, ldk := d.HeadDim, d.KVHeads*d.HeadDim
-	var dk, dv []float32
-	if s == 0 {
-		dk, dv = c.dk[c.kRow(b, 0, g):], c.dv[c.kRow(b, 0, g):]
-	} else {
-		n := d.Keys * D
-		o := (it*(splits-1) + s - 1) * 2 * n
-		dk, dv, ldk = parts[o:o+n], parts[o+n:o+2*n], D
+	o := c.kRow(b, 0, g)
+	dk, dv := c.dk[o:], c.dv[o:]
+	if s > 0 {
+		o += c.copyAt(b, s, splits)
+		dk, dv = parts[o:], parts[o+len(c.dk)/d.Batch:]
 	}
 	// Last blocks first, as in the forward. A split's blocks and their
 	// order are fixed whichever worker takes it, so the sums come out
@@ -299,26 +322,31 @@ func (c *attnCall) backwardBlock(w *attnScratch, b, g, t int, dk, dv []float32, 
 	return c.addKeyGrads(w.e, dv, ldk, pm, da, ldd, m, lo, hi, cov)
 }
 
-// reduceSplits adds the dk and dv copies of splits 1 to splits−1 of
-// every item into dk and dv (the rows the item owns), in split order,
-// spread over the key rows.
-func (c *attnCall) reduceSplits(b *Backend, items, splits int, parts []float32) {
-	d := &c.d
-	D, n := d.HeadDim, d.Keys*d.HeadDim
-	b.parallelFor(items*d.Keys, 2*D*(splits-1), func(lo, hi int) {
-		for x := lo; x < hi; x++ {
-			it, j := x/d.Keys, x%d.Keys
-			item := c.gradItem(it)
-			if j < item.own0 || j >= item.own1 {
-				continue
-			}
-			o := c.kRow(item.b, j, item.g)
-			dk, dv := c.dk[o:o+D], c.dv[o:o+D]
-			for s := 1; s < splits; s++ {
-				po := (it*(splits-1)+s-1)*2*n + j*D
-				c.kern.Add(dk, dk, parts[po:po+D])
-				c.kern.Add(dv, dv, parts[po+n:po+n+D])
-			}
+// copiesLen returns the floats of the dk and dv copies of splits 1 to
+// splits−1 (see AttentionGrad): for each batch element and split, a copy
+// of the element's rows of dk, then one of dv's.
+func (c *attnCall) copiesLen(splits int) int { return 2 * (splits - 1) * len(c.dk) }
+
+// copyAt returns where in the copies the dk copy of batch element b and
+// split s > 0 would start if it held the rows of all batch elements
+// before b too: an offset to add to dk's, kRow(b, …).
+func (c *attnCall) copyAt(b, s, splits int) int {
+	n := len(c.dk) / c.d.Batch // one batch element's floats
+	return (b*(splits-1)+s-1)*2*n - b*n
+}
+
+// reduceSplits adds the dk and dv copies of splits 1 to splits−1 into dk
+// and dv, in split order, over the elements [lo, hi) of dk and dv.
+func (c *attnCall) reduceSplits(splits int, parts []float32, lo, hi int) {
+	n := len(c.dk) / c.d.Batch
+	for lo < hi {
+		b := lo / n
+		e := min(hi, (b+1)*n) // the end of batch element b's part
+		for s := 1; s < splits; s++ {
+			o := c.copyAt(b, s, splits)
+			c.kern.Add(c.dk[lo:e], c.dk[lo:e], parts[o+lo:o+e])
+			c.kern.Add(c.dv[lo:e], c.dv[lo:e], parts[o+n+lo:o+n+e])
 		}
-	})
+		lo = e
+	}
 }

@@ -501,9 +501,10 @@ func TestAttentionMatchesUnfused(t *testing.T) {
 }
 
 // TestAttentionSplits runs the backward where there are fewer (batch,
-// key/value head) pairs than workers, which splits each pair's blocks
-// between workers with private dk and dv sums, and checks the results are
-// the reference's and the same as a single thread's, bit for bit.
+// key/value head) pairs than attnTasks, which splits each pair's blocks
+// into parts with private dk and dv sums, and checks the results are the
+// reference's and, since the splits follow from the shape, the same as a
+// single thread's, bit for bit, dk and dv included.
 func TestAttentionSplits(t *testing.T) {
 	causal := backend.AttentionParams{Scale: 0.4, Causal: true}
 	cases := []struct {
@@ -538,8 +539,8 @@ func TestAttentionSplits(t *testing.T) {
 				if p.Segments != nil {
 					be.attnSegments(&c, p.Segments)
 				}
-				if workers, splits := be.gradPlan(&c); threads > 1 && splits == 1 {
-					t.Fatalf("case does not split: %d items on %d workers", c.gradItems(), workers)
+				if _, splits := be.gradPlan(&c); splits == 1 {
+					t.Fatalf("case does not split: %d items", c.gradItems())
 				}
 				r := newAttnRun(t, be, s, x)
 				r.forward(be, p)
@@ -553,11 +554,8 @@ func TestAttentionSplits(t *testing.T) {
 					first = got
 					continue
 				}
-				// The split sums add in another order, so they are
-				// compared with the reference above, and dq, which no
-				// split shares, bit for bit.
-				if fmt.Sprint(got[0]) != fmt.Sprint(first[0]) {
-					t.Errorf("dq differs between 1 and %d threads", threads)
+				if msg := bitsDiffer(got, first); msg != "" {
+					t.Errorf("dq, dk, dv differ between 1 and %d threads: %s", threads, msg)
 				}
 			}
 		})
@@ -565,12 +563,29 @@ func TestAttentionSplits(t *testing.T) {
 }
 
 func TestAttentionSplitCount(t *testing.T) {
-	for _, c := range []struct{ items, workers, blocks, want int }{
-		{1, 1, 8, 1}, {8, 2, 8, 1}, {1, 2, 8, 2}, {1, 2, 1, 1}, {3, 2, 8, 2},
-		{2, 3, 8, 3}, {5, 4, 8, 4}, {6, 4, 8, 2}, {9, 2, 8, 1}, {1, 16, 4, 4},
+	for _, c := range []struct{ items, tasks, blocks, want int }{
+		{1, 1, 8, 1}, {8, 2, 8, 1}, {1, 2, 8, 2}, {1, 2, 1, 1}, {3, 2, 8, 1},
+		{2, 16, 8, 8}, {2, 16, 32, 8}, {4, 16, 32, 4}, {5, 16, 32, 4}, {6, 16, 32, 3},
+		{16, 16, 8, 1}, {1, 16, 4, 4},
 	} {
-		if got := attnSplits(c.items, c.workers, c.blocks); got != c.want {
-			t.Errorf("attnSplits(%d items, %d workers, %d blocks) = %d, want %d", c.items, c.workers, c.blocks, got, c.want)
+		if got := attnSplits(c.items, c.tasks, c.blocks); got != c.want {
+			t.Errorf("attnSplits(%d items, %d tasks, %d blocks) = %d, want %d", c.items, c.tasks, c.blocks, got, c.want)
+		}
+	}
+}
+
+// TestAttentionTasks checks that the backward's tasks, and so its splits,
+// follow from the work and grain, whatever the thread cap.
+func TestAttentionTasks(t *testing.T) {
+	for _, threads := range []int{1, 2, 7} {
+		be := New(Options{Threads: threads})
+		for _, c := range []struct{ n, cost, want int }{
+			{1, 1, 1}, {4, defaultGrain / 4, 1}, {2, defaultGrain, 2}, {3, 2 * defaultGrain, 6},
+			{100, defaultGrain, attnTasks}, {1, 1 << 30, attnTasks},
+		} {
+			if got := be.tasksFor(c.n, c.cost); got != c.want {
+				t.Errorf("%d threads: tasksFor(%d, %d) = %d, want %d", threads, c.n, c.cost, got, c.want)
+			}
 		}
 	}
 }
