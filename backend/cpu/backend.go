@@ -146,19 +146,41 @@ func New(opts Options) *Backend {
 // Name returns "cpu".
 func (b *Backend) Name() string { return "cpu" }
 
-// Device describes the processor, its relevant SIMD features, the thread
-// cap, the active kernel path ("simd" or "portable"), the matrix
-// multiply's micro-kernel, or the BLAS that does it, and the row kernels'
-// instruction set, e.g.
-// "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)" or
+// Device describes what decides the bits of the backend's results: the
+// processor, its relevant SIMD features, the active kernel path ("simd"
+// or "portable"), the matrix multiply's micro-kernel, or the BLAS that
+// does it, and the row kernels' instruction set, e.g.
+// "AMD EPYC 7B13 (avx2 fma), simd (matmul avx2-fma 6x16, rows avx2)" or
 // "..., simd (matmul blas libopenblas.so.0 (OpenBLAS 0.3.21 ..., 2 threads), rows avx2)".
-// All of it decides the results' bits, the thread cap too: the rows of
-// a column sum (norm weights' gradients) and the blocks of attention's
-// key and value gradients are split among the threads, and the partial
-// sums round differently with another split, so a run resumed with
-// another SORA_CPU_THREADS does not go on bit for bit.
+//
+// The thread cap is not part of it (Threads reports it): every op cuts
+// its sums (the norms' parameter gradients, column sums, attention's key
+// and value gradients) into pieces by the shapes alone and adds the
+// pieces in a fixed order, so a run computes the same bits on any number
+// of threads, and resumes with another SORA_CPU_THREADS, or on a machine
+// with more cores but the same processor model, bit for bit. A BLAS's own
+// thread count stays, as the library reports it: whether its results
+// depend on it is the library's affair, and OpenBLAS and MKL do not
+// promise that they do not.
+//
+// Earlier builds put the thread cap in Device ("AMD EPYC 7B13 (avx2
+// fma), 2 threads, simd (...)"), and checkpoints they wrote recorded it,
+// so a run resumed from one with this build is noted as going on on
+// another device, once. That note is right: those builds cut their sums
+// by thread, this one by shape, so the run does not go on bit for bit
+// across the upgrade either.
 func (b *Backend) Device() string {
-	return describe(b.threads(), b.simd, b.opts.BLAS)
+	return describe(b.simd, b.opts.BLAS)
+}
+
+// Threads returns how many goroutines one op may use: Options.Threads,
+// or GOMAXPROCS when that is 0. It decides how fast ops run, never what
+// they compute (see Device).
+func (b *Backend) Threads() int {
+	if b.opts.Threads > 0 {
+		return b.opts.Threads
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // Portable reports whether the portable pure-Go path is active, because it
@@ -183,14 +205,6 @@ func (b *Backend) Close() error {
 	b.gemm, b.batch = nil, nil
 	b.rows32, b.rows64, b.ints = nil, nil, nil
 	return b.Take()
-}
-
-// threads returns how many goroutines one op may use.
-func (b *Backend) threads() int {
-	if b.opts.Threads > 0 {
-		return b.opts.Threads
-	}
-	return runtime.GOMAXPROCS(0)
 }
 
 // skip reports whether an op must do nothing: an error is already recorded
@@ -269,9 +283,10 @@ func features() []string {
 	return have
 }
 
-// describe formats the device description shared by Device and Probe,
-// e.g. "AMD EPYC 7B13 (avx2 fma), 2 threads, simd (matmul avx2-fma 6x16, rows avx2)".
-func describe(threads int, simd bool, lib *BLAS) string {
+// describe formats Device's description, which Probe extends with the
+// thread cap, e.g. "AMD EPYC 7B13 (avx2 fma), simd (matmul avx2-fma
+// 6x16, rows avx2)".
+func describe(simd bool, lib *BLAS) string {
 	brand := strings.TrimSpace(cpuid.CPU.BrandName)
 	if brand == "" {
 		brand = "unknown " + runtime.GOARCH + " CPU"
@@ -287,10 +302,6 @@ func describe(threads int, simd bool, lib *BLAS) string {
 	if simd {
 		path = "simd"
 	}
-	unit := "threads"
-	if threads == 1 {
-		unit = "thread"
-	}
 	rows := vec.Go.Name
 	if simd {
 		rows = vec.Best().Name
@@ -299,7 +310,15 @@ func describe(threads int, simd bool, lib *BLAS) string {
 	if lib != nil {
 		matmul = "blas " + lib.String()
 	}
-	return fmt.Sprintf("%s (%s), %d %s, %s (matmul %s, rows %s)", brand, feats, threads, unit, path, matmul, rows)
+	return fmt.Sprintf("%s (%s), %s (matmul %s, rows %s)", brand, feats, path, matmul, rows)
+}
+
+// threadsClause says a thread cap for Probe: "1 thread", "8 threads".
+func threadsClause(n int) string {
+	if n == 1 {
+		return "1 thread"
+	}
+	return fmt.Sprintf("%d threads", n)
 }
 
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read
@@ -362,9 +381,11 @@ type driver struct{}
 
 func init() { backend.Register("cpu", driver{}) }
 
-// Probe describes the CPU as Open would configure it: brand, SIMD features,
-// threads and the active path ("simd" or "portable"). It fails only when
-// the environment variables cannot be parsed.
+// Probe describes the CPU as Open would configure it: Device's
+// description (brand, SIMD features, the active path and kernels), then
+// the thread cap, e.g. "AMD EPYC 7B13 (avx2 fma), simd (matmul avx2-fma
+// 6x16, rows avx2), 2 threads". It fails only when the environment
+// variables cannot be parsed.
 func (driver) Probe() (string, error) {
 	o, err := OptionsFromEnv()
 	if err != nil {
@@ -374,7 +395,7 @@ func (driver) Probe() (string, error) {
 	if threads == 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return describe(threads, !o.Portable && simdSupported(), o.BLAS), nil
+	return describe(!o.Portable && simdSupported(), o.BLAS) + ", " + threadsClause(threads), nil
 }
 
 // Open returns a backend configured from the environment.

@@ -91,8 +91,8 @@ func TestOptionsFromEnv(t *testing.T) {
 // active.
 func TestPathSelection(t *testing.T) {
 	portable := New(Options{Portable: true, Threads: 2})
-	if !portable.Portable() || !strings.Contains(portable.Device(), ", 2 threads, portable (matmul ") {
-		t.Errorf("Portable option: Portable() = %v, Device() = %q", portable.Portable(), portable.Device())
+	if !portable.Portable() || !strings.Contains(portable.Device(), "), portable (matmul ") || portable.Threads() != 2 {
+		t.Errorf("Portable option: Portable() = %v, Device() = %q, Threads() = %d", portable.Portable(), portable.Device(), portable.Threads())
 	}
 	fast := New(Options{})
 	if fast.Portable() == simdSupported() {
@@ -111,7 +111,7 @@ func TestPathSelection(t *testing.T) {
 	t.Setenv(EnvThreads, "1")
 	t.Setenv(EnvBLAS, "")
 	desc, err := driver{}.Probe()
-	if err != nil || !strings.Contains(desc, ", 1 thread, portable (matmul ") {
+	if err != nil || !strings.Contains(desc, "), portable (matmul ") || !strings.HasSuffix(desc, "), 1 thread") {
 		t.Errorf("Probe with %s=1: %q, %v", EnvPortable, desc, err)
 	}
 	be, err := backend.Open("cpu")
@@ -134,5 +134,39 @@ func TestFeaturesMatchArch(t *testing.T) {
 	desc := New(Options{}).Device()
 	if runtime.GOARCH == "amd64" && simdSupported() && !strings.Contains(desc, "avx2") {
 		t.Errorf("SIMD path on amd64 but avx2 not listed: %q", desc)
+	}
+}
+
+// TestDeviceLeavesOutThreads checks that Device is the same whatever the
+// thread cap (results do not depend on it, see TestThreadIndependence, and
+// train compares Device across resumes), that Threads reports the cap,
+// and that Probe, which "sora backends" prints, still names it after
+// Device's description.
+func TestDeviceLeavesOutThreads(t *testing.T) {
+	t.Setenv(EnvBLAS, "")
+	t.Setenv(EnvPortable, "")
+	want := New(Options{Threads: 1}).Device()
+	for _, n := range []int{0, 2, 3, 64} {
+		be := New(Options{Threads: n})
+		if got := be.Device(); got != want {
+			t.Errorf("Threads %d: Device() = %q, with 1 thread %q", n, got, want)
+		}
+		wantThreads := n
+		if n == 0 {
+			wantThreads = runtime.GOMAXPROCS(0)
+		}
+		if got := be.Threads(); got != wantThreads {
+			t.Errorf("Threads %d: Threads() = %d, want %d", n, got, wantThreads)
+		}
+	}
+	if strings.Contains(want, "thread") {
+		t.Errorf("Device() = %q names threads", want)
+	}
+	for _, tc := range []struct{ env, clause string }{{"5", ", 5 threads"}, {"1", ", 1 thread"}} {
+		t.Setenv(EnvThreads, tc.env)
+		desc, err := driver{}.Probe()
+		if err != nil || desc != want+tc.clause {
+			t.Errorf("Probe with %s=%s: %q, %v; want %q", EnvThreads, tc.env, desc, err, want+tc.clause)
+		}
 	}
 }

@@ -39,7 +39,8 @@
 //     that have the SIMD features the fast kernels use. CI runs the
 //     conformance suite once with it set so that both paths stay correct.
 //   - SORA_CPU_THREADS=N caps the goroutines one op uses at N (default
-//     GOMAXPROCS).
+//     GOMAXPROCS). It changes how fast ops run, never what they compute
+//     (see Execution).
 //   - SORA_CPU_GEMM_KERNEL=avx512|avx2|sse|neon|go picks the
 //     matrix-multiply micro-kernel (neon on arm64, the others but go on
 //     amd64), to compare them in benchmarks; one the CPU cannot run is
@@ -104,6 +105,19 @@
 // its roundings compensated) and their derivatives are float32 approximations good to a few ulps (at most 6;
 // package vec's accuracy tests state each bound and check it against
 // float64 over dense sweeps), the same algorithm on both paths.
+//
+// Results do not depend on the number of threads. Ops that sum over rows
+// or blocks (SumColumns, the norms' parameter gradients, attention's key
+// and value gradients) cut their sums into pieces by the shapes alone and
+// add the pieces' partial sums in a fixed order, whichever goroutine
+// computed them; every other op computes each output element on one
+// goroutine, in an order the shapes fix, the matrix multiply included
+// (package gemm shares the rows and columns of C among threads, never k).
+// A run thus gives the same bits with SORA_CPU_THREADS=1 as on all the
+// cores of a server with the same processor, and can be resumed on
+// either, which is why [Backend.Device] leaves the thread cap out
+// ([Backend.Threads] reports it). TestThreadIndependence checks every op
+// at 1, 2, 3, 5 and 8 threads, bit for bit.
 //
 // # Bfloat16 weights
 //

@@ -128,7 +128,7 @@ func (m *mmCall) one(e *gemm.Engine, i int) {
 // when one matrix is too small to occupy every thread of the engine and
 // the batch as a whole gives each goroutine at least gemmMinFlops.
 func (b *Backend) batchChunks(d backend.MatMulDims) int {
-	t := b.threads()
+	t := b.Threads()
 	flops := 2 * d.M * d.N * d.K
 	if d.Batch < 2 || t < 2 || flops >= t*b.gemmGrain {
 		return 1

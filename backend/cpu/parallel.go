@@ -26,7 +26,7 @@ func (b *Backend) chunks(n, cost int) int {
 	if work < 2*b.grain {
 		return 1
 	}
-	c := min(b.threads(), work/b.grain, n)
+	c := min(b.Threads(), work/b.grain, n)
 	return max(c, 1)
 }
 
