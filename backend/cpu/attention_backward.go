@@ -21,8 +21,8 @@ import (
 // added into dk and dv in a fixed order at the end. The splits follow
 // from the shape, never from the threads (see attnSplits), so dk and dv
 // come out the same, bit for bit, on any number of them. dk and dv rows
-// that no query sees are written as zeros. Once warm, a single-threaded call allocates
-// nothing of its own.
+// that no query sees are written as zeros. Once warm, a single-threaded
+// call allocates nothing of its own.
 func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tensor, p backend.AttentionParams) {
 	if b.skip(backend.OpAttentionGrad) {
 		return

@@ -654,6 +654,13 @@ func TestAttentionNoAllocs(t *testing.T) {
 	p := backend.AttentionParams{Scale: 0.35, Causal: true, Softcap: 20}
 	be := New(Options{Threads: 1})
 	r := newAttnRun(t, be, s, newAttnData(newRNG(9), s))
+	// The backward splits each item even on one thread (the splits follow
+	// from the shape), so its copies' reduction is among what must not
+	// allocate.
+	c := newAttnCall(backend.AttentionDims{Batch: s.B, Queries: s.Tq, Keys: s.Tk, Heads: s.H, KVHeads: s.KV, HeadDim: s.D}, p, be.kern)
+	if _, splits := be.gradPlan(&c); splits < 2 {
+		t.Fatalf("the backward does not split at this shape (%d splits)", splits)
+	}
 	for _, p := range []backend.AttentionParams{p, withSegments(p, packed([]int{1, 40, 29}, []int{70}))} {
 		fwd := func() { be.Attention(r.out, backend.Tensor{}, r.q, r.k, r.v, p) }
 		fwdLSE := func() { r.forward(be, p) }
