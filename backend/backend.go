@@ -19,15 +19,16 @@ type Backend interface {
 	// Name returns the registry name ("cpu", "cuda", "ascend").
 	Name() string
 	// Device describes the device in words, with what decides the bits of
-	// its results (the libraries' versions, the matrix-product mode, the
-	// thread count), e.g. "AMD EPYC 7B13 (avx2 fma), 2 threads, simd
-	// (matmul avx2-fma 6x16, rows avx2)". Two backends with the same Name
+	// its results (the processor's kernels, the libraries' versions, the
+	// matrix-product mode), e.g. "AMD EPYC 7B13 (avx2 fma), simd (matmul
+	// avx2-fma 6x16, rows avx2)". Two backends with the same Name
 	// and Device are meant to compute the same bits, so that a run resumed
 	// on either goes on bit for bit: train compares it with what a
 	// checkpoint recorded. It leaves out what can differ between runs on
 	// one device and configuration, such as where compiled kernels were
-	// found (a backend reports that by a method of its own, as the CUDA
-	// backend's Kernels).
+	// found or how many threads share the work where that changes no bits
+	// (a backend reports those by methods of its own, as the CUDA
+	// backend's Kernels and the CPU backend's Threads).
 	Device() string
 	// Supports reports whether the backend implements op. The conformance
 	// suite skips, and reports, cases of unsupported ops.

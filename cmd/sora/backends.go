@@ -11,7 +11,7 @@ import (
 	// The CLI is the one place that pulls in every concrete backend; each
 	// registers itself with the backend registry in its init.
 	_ "github.com/sora-go/sora/backend/ascend"
-	_ "github.com/sora-go/sora/backend/cpu"
+	"github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/backend/cuda"
 )
 
@@ -24,12 +24,23 @@ type kernelSource interface{ Kernels() string }
 // clause from the startup line.
 var _ kernelSource = (*cuda.Backend)(nil)
 
+// threadCounter is a backend that shares an op's work among goroutines
+// and says how many, which its Device leaves out (the CPU backend's
+// results are the same bits for any count).
+type threadCounter interface{ Threads() int }
+
+var _ threadCounter = (*cpu.Backend)(nil)
+
 // deviceLine describes b's device for the line a run starts with: its
-// Device, then, for a backend that compiles kernels, where they came from
-// ("; kernels cached in …"), so that a user sees whether this run
+// Device, then the threads it uses, for a backend that says so (", 2
+// threads"), and, for a backend that compiles kernels, where they came
+// from ("; kernels cached in …"), so that a user sees whether this run
 // compiled them.
 func deviceLine(b backend.Backend) string {
 	d := b.Device()
+	if t, ok := b.(threadCounter); ok {
+		d += ", " + plural(t.Threads(), "thread")
+	}
 	if k, ok := b.(kernelSource); ok && k.Kernels() != "" {
 		d += "; kernels " + k.Kernels()
 	}

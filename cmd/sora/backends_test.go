@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	cpuBackend "github.com/sora-go/sora/backend/cpu"
 )
 
 // testKernels is a backend registered in the tests only: the CPU backend
@@ -36,7 +37,8 @@ func init() { backend.Register(testKernels, kernelsDriver{}) }
 
 // TestDeviceLine checks what a run's startup line says of the device: the
 // backend's Device, with where the kernels came from for a backend that
-// says so.
+// says so, and the threads of one that shares work among goroutines (the
+// CPU's, which its Device leaves out).
 func TestDeviceLine(t *testing.T) {
 	cpu, err := backend.Open("cpu")
 	if err != nil {
@@ -48,7 +50,8 @@ func TestDeviceLine(t *testing.T) {
 		b    backend.Backend
 		want string
 	}{
-		{"cpu", cpu, cpu.Device()},
+		{"cpu", cpuBackend.New(cpuBackend.Options{Threads: 3}), cpu.Device() + ", 3 threads"},
+		{"one thread", cpuBackend.New(cpuBackend.Options{Threads: 1}), cpu.Device() + ", 1 thread"},
 		{"compiled", withKernels{cpu, "compiled by NVRTC, cached in /c/k.cubin"}, cpu.Device() + "; kernels compiled by NVRTC, cached in /c/k.cubin"},
 		{"no origin", withKernels{cpu, ""}, cpu.Device()},
 	} {

@@ -206,9 +206,9 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 	const row = "%-5s %6v %6v %6v %7v %9v %15v %7v\n"
 	baseName, vendor := gemmBaseline(b)
 	if *asJSON {
-		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s\n", b.Name(), b.Device(), baseName)
+		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s\n", b.Name(), deviceLine(b), baseName)
 	} else {
-		fmt.Fprintf(stdout, "backend %s: %s\n", b.Name(), b.Device())
+		fmt.Fprintf(stdout, "backend %s: %s\n", b.Name(), deviceLine(b))
 		if vendor != nil {
 			fmt.Fprintf(stdout, "baseline %s: the vendor library's own call on the same device tensors\n\n", baseName)
 		} else {

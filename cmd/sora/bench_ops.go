@@ -428,10 +428,10 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 	const row = "%-18s %10v %6v %7v %11v %8v %11v %9v\n"
 	if *asJSON {
 		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s: %s, %.1f GB/s before the kernels and %.1f after; the larger is used\n",
-			b.Name(), b.Device(), baseName, baseDesc, copyBefore, copyAfter)
+			b.Name(), deviceLine(b), baseName, baseDesc, copyBefore, copyAfter)
 	} else {
 		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: %s, %.1f GB/s (the larger of %.1f before the kernels and %.1f after)\n\n",
-			b.Name(), b.Device(), baseDesc, copyGBPS, copyBefore, copyAfter)
+			b.Name(), deviceLine(b), baseDesc, copyGBPS, copyBefore, copyAfter)
 		fmt.Fprintf(stdout, row, "op", "n", "cols", "threads", "bytes/elem", "GB/s", "copy GB/s", "of copy")
 	}
 	enc := json.NewEncoder(stdout)

@@ -205,7 +205,7 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 			storage = "; frozen linear weights in bfloat16"
 		}
 		fmt.Fprintf(stdout, "backend %s: %s\nmodel: dim %d, %d layers, %d heads / %d KV heads, SwiGLU %d, vocab %d (%s parameters); batch %d × %d tokens; adapters on all 7 linear layers, r=%d alpha=%g rotation rank %d%s\n\n",
-			b.Name(), b.Device(), cfg.Dim, cfg.NumLayers, cfg.NumHeads, cfg.NumKVHeads, cfg.HiddenDim, cfg.VocabSize,
+			b.Name(), deviceLine(b), cfg.Dim, cfg.NumLayers, cfg.NumHeads, cfg.NumKVHeads, cfg.HiddenDim, cfg.VocabSize,
 			commas(cfg.NumParams()), *batch, *seq, *rank, *alpha, *rotRank, storage)
 	}
 	rng := rand.New(rand.NewPCG(7, 7))

@@ -264,7 +264,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	// Every position run counts: the prompt's and the sampled ones.
 	n := gen.Positions()
 	fmt.Fprintf(stderr, "sora generate: %d tokens in %.3fs, %.1f tokens/s on %s (%s)\n",
-		n, elapsed.Seconds(), float64(n)/max(elapsed.Seconds(), 1e-9), m.Backend().Name(), m.Backend().Device())
+		n, elapsed.Seconds(), float64(n)/max(elapsed.Seconds(), 1e-9), m.Backend().Name(), deviceLine(m.Backend()))
 	return exitOK
 }
 

@@ -147,8 +147,11 @@ type Report struct {
 	Rows             []Row   `json:"methods"`
 	// Elapsed is the wall time of the whole demonstration.
 	Elapsed time.Duration `json:"-"`
-	// Device describes the backend.
+	// Device describes the backend (its Device).
 	Device string `json:"device"`
+	// Threads is how many goroutines an op of the backend may use, for a
+	// backend that says so (the CPU's Threads); 0 otherwise.
+	Threads int `json:"threads,omitempty"`
 }
 
 // Run runs the demonstration on b.
@@ -156,6 +159,9 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 	start := time.Now()
 	o = o.withDefaults()
 	rep := &Report{Options: o, Device: b.Device()}
+	if t, ok := b.(interface{ Threads() int }); ok {
+		rep.Threads = t.Threads()
+	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed))
 	pretrainTasks := []Task{Copy, Reverse, Sort}
 	seen := map[string]bool{}
@@ -315,7 +321,14 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nSVD entropy: mean over the %d adapted layers of −Σ pᵢ ln pᵢ with pᵢ = σᵢ²/Σⱼσⱼ² for the update ΔW = W' − W0 (higher: spread over more directions).\n",
 		7*ModelConfig().NumLayers)
-	fmt.Fprintf(w, "Finished in %s on %s.\n", r.Elapsed.Round(time.Second), r.Device)
+	on := r.Device
+	switch {
+	case r.Threads == 1:
+		on += ", 1 thread"
+	case r.Threads > 1:
+		on += fmt.Sprintf(", %d threads", r.Threads)
+	}
+	fmt.Fprintf(w, "Finished in %s on %s.\n", r.Elapsed.Round(time.Second), on)
 }
 
 func thousands(n int64) string {
