@@ -16,22 +16,25 @@
 // Three loop shapes cover the kernels:
 //
 //   - element-wise float32 maps (dst = f(inputs, scalars)), sixteen
-//     elements (four vectors) per iteration, then four, then one at a
-//     time: the last elements are loaded into lane 0 (FMOVS, which zeroes
-//     the other lanes), run through the same vector instructions, and
-//     stored from lane 0, so that they are computed exactly as the
-//     others are;
+//     elements (four vectors; eight in two where a body needs more
+//     registers) per iteration, then four, then one at a time: the last
+//     elements are loaded into lane 0 (FMOVS, which zeroes the other
+//     lanes), run through the same vector instructions, and stored from
+//     lane 0, so that they are computed exactly as the others are;
 //   - float64 reductions and accumulations, which widen each float32
 //     vector into two float64 halves (FCVTL, FCVTL2), accumulate in
 //     float64 vectors, add the accumulators up and take the last
 //     elements one by one in scalar float64 arithmetic;
 //   - a few loops of their own (Max, MaxScaled, the exponentials).
 //
-// The element-wise kernels repeat the operations of the Go kernels
-// (generic.go) in the same order, fusing a multiply and an add exactly
-// where the Go compiler fuses them on arm64 (it does for y + a·b written
-// in one expression, unless a conversion rounds the product), so that the
-// two agree bit for bit.
+// The element-wise arithmetic, the row steps and AdamW repeat the
+// operations of the Go kernels (generic.go) in the same order, fusing a
+// multiply and an add exactly where the Go compiler fuses them on arm64
+// (it does for y + a·b written in one expression, unless a conversion
+// rounds the product), so that the two agree bit for bit. The
+// exponentials take exp32's and expSum32's steps and coefficients
+// (math32.go, coeffs.go) with every polynomial step fused, as the amd64
+// kernels do; they agree with Go to within the accuracy bounds.
 //
 // Run it with: go run gen_arm64.go (go generate does); -dir writes the
 // files elsewhere (generate_test.go compares such a run with the files).
@@ -357,10 +360,10 @@ func (g *gen) mapKernel(k mapK) {
 	args = append(args, arg{name: "n", typ: "int"})
 	a := g.fn(k.name, k.doc, args, nil)
 
-	// Registers: stream j in V(4j)..V(4j+3) (one per unrolled vector,
-	// four of them here),
-	// temporary j after them, scalars from V31 down. Pointers: dst in
-	// R0, stream j in R(1+j), the store pointers of the updates after.
+	// Registers: stream j in V(u·j)..V(u·j+u−1) (one per unrolled
+	// vector, u = unroll), temporary j after them, scalars and constants
+	// from V31 down. Pointers: dst in R0, stream j in R(1+j), the store
+	// pointers of the updates after.
 	nS, nT := len(streams), k.temps
 	if unroll*(nS+nT)+len(k.scalars)+len(k.consts) > 32 {
 		panic(k.name + ": out of vector registers")
