@@ -1,8 +1,9 @@
 // Package vec holds the CPU backend's vector kernels: element-wise
 // arithmetic, float32 transcendental functions, row reductions with
 // float64 accumulation and the fused row steps of softmax, the norms and
-// AdamW, each in pure Go and, on amd64, in AVX2/FMA and AVX-512 assembly
-// chosen at run time.
+// AdamW, each in pure Go and in assembly: AVX2/FMA and AVX-512 on amd64,
+// chosen at run time, and NEON on arm64 (where Log, Tanh and the GELUs
+// stay in Go).
 //
 // A [Kernels] value is one complete implementation. [Go] is the portable
 // one; [Best] returns the fastest one this CPU runs. Callers split work
@@ -51,7 +52,8 @@ import "math"
 // alias inputs element for element (dst == a) but must not overlap them
 // otherwise.
 type Kernels struct {
-	// Name says which implementation this is: "go", "avx2" or "avx512".
+	// Name says which implementation this is: "go", "avx2", "avx512" or
+	// "neon".
 	Name string
 
 	// Fill sets every element of dst to v.
@@ -99,9 +101,10 @@ type Kernels struct {
 	MaxScaled func(x []float32, s float32) float32
 	// ExpShift sets dst = exp(scale·x − shift) (the product not rounded
 	// before the subtraction) and returns Σ dst, accumulated in float64
-	// (the assembly adds groups of terms in float32 first: up to four,
-	// two roundings as small as the terms' own, with AVX2; up to
-	// sixteen, in a tree four roundings deep, with AVX-512). The shift
+	// (the amd64 assembly adds groups of terms in float32 first: up to
+	// four, two roundings as small as the terms' own, with AVX2; up to
+	// sixteen, in a tree four roundings deep, with AVX-512; NEON widens
+	// each term to float64 at once). The shift
 	// must keep every finite scale·x − shift below 88, as the maximum of
 	// scale·x does (see MaxScaled); −Inf and NaN are fine.
 	ExpShift func(dst, x []float32, scale, shift float32) float64
@@ -109,8 +112,8 @@ type Kernels struct {
 	// the terms, for x − shift below 88 where finite, as the maximum of x
 	// keeps it; −Inf and NaN are fine. Its terms are not ExpShift's:
 	// each is 2 to the power x·log2e − shift·log2e, the exponent one
-	// fused multiply-add (sumShift), with a shorter polynomial (Go and
-	// AVX2: expSum32, where terms below 2.4e−38 count as that; AVX-512: a
+	// fused multiply-add (sumShift), with a shorter polynomial (Go, AVX2
+	// and NEON: expSum32, where terms below 2.4e−38 count as that; AVX-512: a
 	// table of 2^(j/16) and a polynomial on [0, 1/16], see exp2Sum in
 	// gen_amd64.go, which computes terms down to subnormals and 0). A
 	// term's relative error is at most 1.8e−7 (AVX-512: 1e−7) plus
