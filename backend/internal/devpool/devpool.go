@@ -72,6 +72,9 @@ type Pool struct {
 	cached        int64 // bytes in free
 	inUse         int64 // bytes handed out
 	allocs, frees int   // calls of dev.Alloc and dev.Free
+	// peakInUse and peakReserved are the most inUse and inUse + cached
+	// have been since New or ResetPeak.
+	peakInUse, peakReserved int64
 }
 
 // New returns an empty pool over dev; dev.Alloc and dev.Free must be set.
@@ -87,11 +90,30 @@ type Stats struct {
 	// Allocs and Frees count the device allocations and releases made
 	// (attempted) since the pool was created.
 	Allocs, Frees int
+	// PeakInUse is the most InUse has been, and PeakReserved the most
+	// InUse + Cached (the bytes the pool held from the device) has been,
+	// since the pool was created or since the last ResetPeak.
+	PeakInUse, PeakReserved int64
 }
 
 // Stats returns the pool's counters.
 func (p *Pool) Stats() Stats {
-	return Stats{InUse: p.inUse, Cached: p.cached, Allocs: p.allocs, Frees: p.frees}
+	return Stats{InUse: p.inUse, Cached: p.cached, Allocs: p.allocs, Frees: p.frees,
+		PeakInUse: p.peakInUse, PeakReserved: p.peakReserved}
+}
+
+// ResetPeak sets the peaks to the present InUse and InUse + Cached, so
+// that they measure what follows.
+func (p *Pool) ResetPeak() {
+	p.peakInUse, p.peakReserved = p.inUse, p.inUse+p.cached
+}
+
+// raisePeaks takes the present figures into the peaks. Only Get can raise
+// them: Put moves bytes from in use to cached, which leaves the reserved
+// bytes as they were, and Release and Reclaim only lower them.
+func (p *Pool) raisePeaks() {
+	p.peakInUse = max(p.peakInUse, p.inUse)
+	p.peakReserved = max(p.peakReserved, p.inUse+p.cached)
 }
 
 // Get returns a block of at least bytes bytes and its size class, which
@@ -102,6 +124,7 @@ func (p *Pool) Stats() Stats {
 func (p *Pool) Get(bytes int64) (ptr uintptr, class int64, err error) {
 	c := SizeClass(bytes)
 	if ptr, ok := p.take(c); ok {
+		p.raisePeaks()
 		return ptr, c, nil
 	}
 	ptr, err = p.alloc(c)
@@ -118,6 +141,7 @@ func (p *Pool) Get(bytes int64) (ptr uintptr, class int64, err error) {
 		return 0, 0, err
 	}
 	p.inUse += c
+	p.raisePeaks()
 	return ptr, c, nil
 }
 

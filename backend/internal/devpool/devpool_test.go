@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -92,7 +93,7 @@ func TestPoolReuse(t *testing.T) {
 	}
 	p.Put(ptrs[0], 4096)
 	p.Put(ptrs[1], 4096)
-	if s := p.Stats(); s != (Stats{InUse: 4096, Cached: 8192, Allocs: 3}) {
+	if s := p.Stats(); s != (Stats{InUse: 4096, Cached: 8192, Allocs: 3, PeakInUse: 3 * 4096, PeakReserved: 3 * 4096}) {
 		t.Fatalf("after two puts: %+v", s)
 	}
 	if _, c, _ := p.Get(8000); c != 8192 || p.Stats().Allocs != 4 {
@@ -102,7 +103,9 @@ func TestPoolReuse(t *testing.T) {
 	if err != nil || got != ptrs[1] || c != 4096 {
 		t.Fatalf("Get = %#x, class %d, %v; want the last block put, %#x", got, c, err, ptrs[1])
 	}
-	if s := p.Stats(); s != (Stats{InUse: 8192 + 8192, Cached: 4096, Allocs: 4}) {
+	// The new 8192-byte block raised the reserved peak; the reuse, which
+	// takes a cached block, only the in-use one.
+	if s := p.Stats(); s != (Stats{InUse: 8192 + 8192, Cached: 4096, Allocs: 4, PeakInUse: 8192 + 8192, PeakReserved: 3*4096 + 8192}) {
 		t.Fatalf("after reuse: %+v", s)
 	}
 	if err := p.Release(); err != nil {
@@ -179,5 +182,148 @@ func TestPoolReclaim(t *testing.T) {
 	p.Put(kept, mib)
 	if freed, err := p.Reclaim(); err != d.syncErr || freed != 0 || p.Stats().Cached != mib {
 		t.Errorf("Reclaim with a failing Sync = %d, %v, cache %d; want the Sync error and the cache kept", freed, err, p.Stats().Cached)
+	}
+}
+
+// TestPoolPeaks follows the pool's peaks through sequences of Get, Put,
+// Release, Reclaim, an out-of-memory retry and ResetPeak, against peaks
+// worked out by hand from the size classes (every request here is its
+// own class: 4096, 8192, 2 MiB, 3 MiB).
+func TestPoolPeaks(t *testing.T) {
+	const mib = 1 << 20
+	type op struct {
+		do   string // get, put (the newest block not yet put), release, reclaim, reset
+		size int64  // for get
+		// want after the op: in use, cached, and the two peaks.
+		inUse, cached, peakInUse, peakReserved int64
+	}
+	tests := []struct {
+		name  string
+		limit int64
+		ops   []op
+	}{
+		{"get and put", 1 << 30, []op{
+			{"get", 4096, 4096, 0, 4096, 4096},
+			{"get", 8192, 12288, 0, 12288, 12288},
+			{"put", 0, 4096, 8192, 12288, 12288},    // the 8192 block goes to the cache
+			{"get", 4096, 8192, 8192, 12288, 16384}, // a new block: reserved grows past the peak
+			{"get", 8192, 16384, 0, 16384, 16384},   // the cached block: in use grows, reserved does not
+			{"put", 0, 8192, 8192, 16384, 16384},
+			{"put", 0, 4096, 12288, 16384, 16384},
+			{"put", 0, 0, 16384, 16384, 16384},
+		}},
+		{"release and reset", 1 << 30, []op{
+			{"get", 8192, 8192, 0, 8192, 8192},
+			{"get", 4096, 12288, 0, 12288, 12288},
+			{"put", 0, 8192, 4096, 12288, 12288},
+			{"release", 0, 8192, 0, 12288, 12288}, // lowering the figures keeps the peaks
+			{"reset", 0, 8192, 0, 8192, 8192},
+			{"get", 4096, 12288, 0, 12288, 12288}, // a new block after the release
+			{"put", 0, 8192, 4096, 12288, 12288},
+			{"reset", 0, 8192, 4096, 8192, 12288}, // a reset keeps the cache in the reserved peak
+			{"get", 4096, 12288, 0, 12288, 12288},
+		}},
+		{"reclaim", 1 << 30, []op{
+			{"get", 2 * mib, 2 * mib, 0, 2 * mib, 2 * mib},
+			{"put", 0, 0, 2 * mib, 2 * mib, 2 * mib},
+			{"reclaim", 0, 0, 0, 2 * mib, 2 * mib},
+			{"reset", 0, 0, 0, 0, 0},
+			{"get", 4096, 4096, 0, 4096, 4096},
+		}},
+		// 4 MiB of device: the 3 MiB request fits only after the cached
+		// 2 MiB goes back, so reserved never exceeds 3 MiB after it.
+		{"out-of-memory retry", 4 * mib, []op{
+			{"get", 2 * mib, 2 * mib, 0, 2 * mib, 2 * mib},
+			{"put", 0, 0, 2 * mib, 2 * mib, 2 * mib},
+			{"reset", 0, 0, 2 * mib, 0, 2 * mib},
+			{"get", 3 * mib, 3 * mib, 0, 3 * mib, 3 * mib},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newFake(tc.limit)
+			p := New(d.device())
+			type block struct {
+				ptr   uintptr
+				class int64
+			}
+			var held []block
+			for i, o := range tc.ops {
+				switch o.do {
+				case "get":
+					ptr, c, err := p.Get(o.size)
+					if err != nil {
+						t.Fatalf("op %d: Get(%d): %v", i, o.size, err)
+					}
+					held = append(held, block{ptr, c})
+				case "put":
+					b := held[len(held)-1]
+					held = held[:len(held)-1]
+					p.Put(b.ptr, b.class)
+				case "release":
+					if err := p.Release(); err != nil {
+						t.Fatalf("op %d: Release: %v", i, err)
+					}
+				case "reclaim":
+					if _, err := p.Reclaim(); err != nil {
+						t.Fatalf("op %d: Reclaim: %v", i, err)
+					}
+				case "reset":
+					p.ResetPeak()
+				default:
+					t.Fatalf("op %d: unknown %q", i, o.do)
+				}
+				s := p.Stats()
+				got := [4]int64{s.InUse, s.Cached, s.PeakInUse, s.PeakReserved}
+				if want := [4]int64{o.inUse, o.cached, o.peakInUse, o.peakReserved}; got != want {
+					t.Fatalf("after op %d (%s %d): in use, cached, peak in use, peak reserved = %v; want %v", i, o.do, o.size, got, want)
+				}
+				// What the device holds is what the pool says it reserved.
+				if s.InUse+s.Cached != d.used {
+					t.Fatalf("after op %d: the pool reserves %d bytes, the device has %d allocated", i, s.InUse+s.Cached, d.used)
+				}
+			}
+		})
+	}
+}
+
+// TestPoolPeaksRandom checks the peaks against the running maxima of the
+// figures over a long random sequence of gets and puts with resets in
+// between.
+func TestPoolPeaksRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	p := New(newFake(1 << 40).device())
+	type block struct {
+		ptr   uintptr
+		class int64
+	}
+	var held []block
+	var peakIn, peakRes int64
+	for i := range 5000 {
+		switch r := rng.IntN(100); {
+		case r < 2:
+			p.ResetPeak()
+			s := p.Stats()
+			peakIn, peakRes = s.InUse, s.InUse+s.Cached
+		case r < 4:
+			if err := p.Release(); err != nil {
+				t.Fatal(err)
+			}
+		case r < 50 && len(held) > 0:
+			k := rng.IntN(len(held))
+			p.Put(held[k].ptr, held[k].class)
+			held = slices.Delete(held, k, k+1)
+		default:
+			ptr, c, err := p.Get(rng.Int64N(3 << 20))
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, block{ptr, c})
+		}
+		s := p.Stats()
+		peakIn, peakRes = max(peakIn, s.InUse), max(peakRes, s.InUse+s.Cached)
+		if s.PeakInUse != peakIn || s.PeakReserved != peakRes {
+			t.Fatalf("op %d: peaks %d in use, %d reserved; the running maxima are %d and %d", i, s.PeakInUse, s.PeakReserved, peakIn, peakRes)
+		}
 	}
 }
