@@ -27,10 +27,22 @@ func (f *buffer) DType() backend.DType { return f.dt }
 // freed reports whether the buffer held elements and Free released them.
 func (f *buffer) freed() bool { return f.n > 0 && f.data == nil && f.half == nil }
 
-// bytesCounter counts live bytes. It is atomic so that BytesInUse may be
-// read from a goroutine other than the one issuing ops (a progress
-// reporter, a test).
-type bytesCounter struct{ n atomic.Int64 }
+// bytesCounter counts live bytes and their high-water mark. It is atomic
+// so that BytesInUse and MemoryUsage may be read from a goroutine other
+// than the one issuing ops (a progress reporter, a test).
+type bytesCounter struct{ n, peak atomic.Int64 }
+
+// add adds d (negative for a free) to the live bytes and raises the peak
+// to the new count.
+func (c *bytesCounter) add(d int64) {
+	n := c.n.Add(d)
+	for {
+		p := c.peak.Load()
+		if n <= p || c.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
 
 // Alloc returns a new zeroed contiguous tensor of the given shape, float32
 // or bfloat16 (2 bytes an element). It fails for other dtypes, negative
@@ -52,7 +64,7 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), err)
 	}
-	b.inUse.n.Add(int64(n) * int64(dt.Size()))
+	b.inUse.add(int64(n) * int64(dt.Size()))
 	return backend.NewTensor(buf, 0, shape...)
 }
 
@@ -103,13 +115,33 @@ func (b *Backend) Free(t backend.Tensor) {
 		return
 	}
 	buf.data, buf.half = nil, nil
-	b.inUse.n.Add(-int64(buf.n) * int64(buf.dt.Size()))
+	b.inUse.add(-int64(buf.n) * int64(buf.dt.Size()))
 }
 
 // BytesInUse returns the bytes held by live allocations: 4 per element of
 // every float32 buffer and 2 per element of every bfloat16 one allocated
 // and not yet freed.
 func (b *Backend) BytesInUse() int64 { return b.inUse.n.Load() }
+
+// MemoryUsage returns the bytes of live buffers, as BytesInUse counts them,
+// and their peak since New or the last ResetPeakMemory. The CPU keeps no
+// cache of freed buffers, so Reserved is InUse. Only the buffers of
+// tensors count: the ops' own scratch memory, the Go heap's slack and what
+// the rest of the program holds (a model's file while it loads, a
+// tokenizer) do not. DeviceTotal is 0. It may be called from any
+// goroutine.
+func (b *Backend) MemoryUsage() backend.MemoryUsage {
+	n := b.inUse.n.Load()
+	// An Alloc on another goroutine may have raised n and not yet the
+	// peak.
+	p := max(b.inUse.peak.Load(), n)
+	return backend.MemoryUsage{InUse: n, PeakInUse: p, Reserved: n, PeakReserved: p}
+}
+
+// ResetPeakMemory sets the peak to the bytes live now.
+func (b *Backend) ResetPeakMemory() { b.inUse.peak.Store(b.inUse.n.Load()) }
+
+var _ backend.MemoryTracker = (*Backend)(nil)
 
 var (
 	errForeign = fmt.Errorf("tensor belongs to another backend")

@@ -90,6 +90,96 @@ func TestBytesInUse(t *testing.T) {
 	}
 }
 
+// TestMemoryUsagePeak follows the peak through a pattern of allocations
+// and frees of both dtypes, a failed allocation, a double free and
+// resets, against peaks worked out from the element sizes (4 bytes for
+// float32, 2 for bfloat16).
+func TestMemoryUsagePeak(t *testing.T) {
+	be := New(Options{})
+	var live []backend.Tensor
+	alloc := func(dt backend.DType, shape ...int) func() {
+		return func() {
+			x, err := be.Alloc(dt, shape...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live = append(live, x)
+		}
+	}
+	free := func(i int) func() { return func() { be.Free(live[i]) } }
+	steps := []struct {
+		what             string
+		do               func()
+		inUse, peakInUse int64
+	}{
+		{"nothing yet", func() {}, 0, 0},
+		{"float32 [10, 10]", alloc(backend.Float32, 10, 10), 400, 400},
+		{"bfloat16 [50]", alloc(backend.BFloat16, 50), 500, 500},
+		{"free the float32", free(0), 100, 500},
+		{"float32 [64]", alloc(backend.Float32, 64), 356, 500},
+		{"float32 [100]: past the peak", alloc(backend.Float32, 100), 756, 756},
+		{"an empty tensor", alloc(backend.Float32, 3, 0), 756, 756},
+		{"a refused allocation", func() {
+			if _, err := be.Alloc(backend.Float32, 2, -1); err == nil {
+				t.Fatal("Alloc of a negative extent succeeded")
+			}
+		}, 756, 756},
+		{"free the float32 [100] through a view", func() { be.Free(live[3].MustSlice(0, 10)) }, 356, 756},
+		{"free it again (recorded, not counted)", free(3), 356, 756},
+		{"reset", be.ResetPeakMemory, 356, 356},
+		{"bfloat16 [2, 8]", alloc(backend.BFloat16, 2, 8), 388, 388},
+		{"free the bfloat16 [50]", free(1), 288, 388},
+		{"free the float32 [64]", free(2), 32, 388},
+		{"free the empty one", free(4), 32, 388},
+		{"free the last", free(5), 0, 388},
+		{"reset with nothing live", be.ResetPeakMemory, 0, 0},
+	}
+	for _, st := range steps {
+		st.do()
+		u := be.MemoryUsage()
+		want := backend.MemoryUsage{InUse: st.inUse, PeakInUse: st.peakInUse, Reserved: st.inUse, PeakReserved: st.peakInUse}
+		if u != want {
+			t.Fatalf("after %s: %+v; want %+v", st.what, u, want)
+		}
+		if be.BytesInUse() != u.InUse {
+			t.Fatalf("after %s: BytesInUse %d, MemoryUsage.InUse %d", st.what, be.BytesInUse(), u.InUse)
+		}
+	}
+	if err := be.Sync(); !errors.Is(err, errFreed) {
+		t.Errorf("the double free: Sync = %v, want the freed-buffer error", err)
+	}
+}
+
+// TestMemoryUsageConcurrent allocates and frees on several goroutines
+// at once (which a Backend's ops do not, but its counters allow, for a
+// reporter reading them): with everything freed, the peak is at least
+// what the largest goroutine held alone and at most what all held
+// together. Run with -race it also checks the counters' atomicity.
+func TestMemoryUsageConcurrent(t *testing.T) {
+	be := New(Options{})
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 200 {
+				x, err := be.Alloc(backend.Float32, 16*(g+1))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = be.MemoryUsage() // a reader racing the writers
+				be.Free(x)
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if u := be.MemoryUsage(); u.InUse != 0 || u.PeakInUse < 4*16*4 || u.PeakInUse > 4*(16+32+48+64) {
+		t.Errorf("after the goroutines: %+v; want nothing in use and a peak between %d and %d", u, 4*16*4, 4*(16+32+48+64))
+	}
+}
+
 func TestUploadDownloadFill(t *testing.T) {
 	eachConfig(t, func(t *testing.T, be *Backend) {
 		data := []float32{1, -2, 3.5, 0, 1e-30, -7}
