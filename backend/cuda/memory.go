@@ -122,6 +122,25 @@ func (b *Backend) BytesInUse() int64 {
 	return s.InUse + s.Cached
 }
 
+// MemoryUsage returns the pool's figures (see backend.MemoryUsage): the
+// blocks handed out, for live tensors and an op's scratch memory, as
+// InUse, and those with the freed blocks the pool keeps cached as
+// Reserved, each with its peak since the backend opened or since
+// ResetPeakMemory. What the driver and libraries allocate on their own
+// (the context, the kernels' modules, cuBLAS's workspace) is not counted;
+// nvidia-smi shows it too. DeviceTotal is the device's memory as
+// cuDeviceTotalMem reported it when the backend opened.
+func (b *Backend) MemoryUsage() backend.MemoryUsage {
+	s := b.pool.Stats()
+	return backend.MemoryUsage{InUse: s.InUse, PeakInUse: s.PeakInUse, Reserved: s.InUse + s.Cached, PeakReserved: s.PeakReserved,
+		DeviceTotal: int64(min(b.info.totalMem, math.MaxInt64))}
+}
+
+// ResetPeakMemory sets the peaks to the present figures.
+func (b *Backend) ResetPeakMemory() { b.pool.ResetPeak() }
+
+var _ backend.MemoryTracker = (*Backend)(nil)
+
 var (
 	errForeign = fmt.Errorf("tensor belongs to another backend")
 	errFreed   = fmt.Errorf("tensor's buffer was freed")
