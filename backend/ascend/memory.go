@@ -199,6 +199,24 @@ func (b *Backend) BytesInUse() int64 {
 	return s.InUse + s.Cached
 }
 
+// MemoryUsage returns the device pool's figures (see
+// backend.MemoryUsage): the blocks handed out, for live tensors, cached
+// tables and the temporaries and workspaces of an op while it is
+// enqueued, as InUse, and those with the freed blocks the pool keeps
+// cached as Reserved, each with its peak since the backend opened or since
+// ResetPeakMemory. The page-locked host memory that stages uploads is not
+// counted, nor what ACL and the operator libraries allocate on their own.
+// DeviceTotal is 0: the backend does not ask ACL for the device's memory.
+func (b *Backend) MemoryUsage() backend.MemoryUsage {
+	s := b.pool.Stats()
+	return backend.MemoryUsage{InUse: s.InUse, PeakInUse: s.PeakInUse, Reserved: s.InUse + s.Cached, PeakReserved: s.PeakReserved}
+}
+
+// ResetPeakMemory sets the peaks to the present figures.
+func (b *Backend) ResetPeakMemory() { b.pool.ResetPeak() }
+
+var _ backend.MemoryTracker = (*Backend)(nil)
+
 // bufferOf returns t's buffer if this backend owns it and it is live.
 func (b *Backend) bufferOf(op backend.Op, all []backend.Tensor, t backend.Tensor) (*buffer, error) {
 	buf, ok := t.Buffer().(*buffer)
