@@ -345,7 +345,11 @@ func OptionsFromEnv() (Options, error) {
 	// The kernel itself is read by package gemm; a misspelt name would be
 	// passed over silently there.
 	if s := strings.TrimSpace(os.Getenv(EnvGemmKernel)); s != "" && !slices.Contains(gemm.KernelNames, s) {
-		return Options{}, fmt.Errorf("cpu: %s=%q: want one of %s", EnvGemmKernel, s, strings.Join(gemm.KernelNames, ", "))
+		hint := ""
+		if strings.HasPrefix(s, "gosimd") {
+			hint = " (the go-simd kernels are in builds made with GOEXPERIMENT=simd only)"
+		}
+		return Options{}, fmt.Errorf("cpu: %s=%q: want one of %s%s", EnvGemmKernel, s, strings.Join(gemm.KernelNames, ", "), hint)
 	}
 	lib, err := blasFromEnv()
 	if err != nil {

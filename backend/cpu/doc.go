@@ -44,8 +44,10 @@
 //   - SORA_CPU_GEMM_KERNEL=avx512|avx2|sse|neon|go picks the
 //     matrix-multiply micro-kernel (neon on arm64, the others but go on
 //     amd64), to compare them in benchmarks; one the CPU cannot run is
-//     passed over for the fastest it can. CI runs the conformance suite
-//     with sse too, and on arm64 under qemu.
+//     passed over for the fastest it can. A build made with
+//     GOEXPERIMENT=simd on amd64 adds gosimd512 and gosimd, kernels
+//     written in Go with simd/archsimd rather than assembly. CI runs the
+//     conformance suite with sse and gosimd too, and on arm64 under qemu.
 //   - SORA_CPU_BLAS=off|accelerate|openblas|blis|mkl|FILE hands MatMul
 //     to a system BLAS (see below); off, the default, keeps this
 //     package's kernels.

@@ -73,7 +73,8 @@ var benchGemmDoc = usageDoc{
 		"against a float64 dot product, so a wrong kernel cannot report a speed. --threads sets the CPU " +
 		"backend's threads (through $" + cpuThreadsEnv + ", read when the backend opens) and GOMAXPROCS, which " +
 		"gonum's Sgemm parallelises over; without it both use their defaults. $" + cpuGemmKernelEnv + " " +
-		"(avx512, avx2, sse, neon or go) makes the CPU backend use that micro-kernel instead of the fastest this CPU runs, " +
+		"(avx512, avx2, sse, neon or go; gosimd512 and gosimd in a build made with GOEXPERIMENT=simd) makes the CPU " +
+		"backend use that micro-kernel instead of the fastest this CPU runs, " +
 		"for instance to measure the AVX2 kernel on an AVX-512 machine; a kernel the CPU cannot run is ignored, " +
 		"and the backend line printed first names the kernel in use. $SORA_CPU_PORTABLE=1 selects the " +
 		"portable pure-Go path. $SORA_CPU_BLAS (openblas, blis, mkl, accelerate or a library's path) makes the CPU " +
