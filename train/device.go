@@ -29,6 +29,15 @@ type DeviceSpan struct {
 	// recorded. Checkpoints do not keep them.
 	StepMillis   float64 `json:"ms_per_step,omitempty"`
 	TokensPerSec float64 `json:"tokens_per_s,omitempty"`
+	// PeakMemoryBytes and PeakReservedBytes are the most bytes the
+	// backend's tensors held, and it reserved from the device, during
+	// the span's training steps (Memory.TrainPeakInUse and
+	// TrainPeakReserved): the largest of the runs that trained them,
+	// where a resume went on on the same device. Checkpoints keep them.
+	// 0 (absent) for a backend that keeps no peaks, and for spans
+	// trained before sora recorded them.
+	PeakMemoryBytes   int64 `json:"peak_memory_bytes,omitempty"`
+	PeakReservedBytes int64 `json:"peak_reserved_bytes,omitempty"`
 }
 
 func (s DeviceSpan) from() int { return s.FromStep }

@@ -85,9 +85,18 @@ func TestResumeOnAnotherDevice(t *testing.T) {
 			t.Errorf("resume on another backend: note %q lacks %q (messages %q)", note, want, msgs.got)
 		}
 	}
+	if res.Memory == nil {
+		t.Fatal("a run on the CPU has no Memory")
+	}
 	if len(res.Devices) != 2 || res.Devices[0].Backend != "cuda" || res.Devices[0].FromStep != 1 ||
-		res.Devices[1] != (DeviceSpan{FromStep: 3, Backend: "cpu", Device: cpu.Device(), StepMillis: res.Devices[1].StepMillis, TokensPerSec: res.Devices[1].TokensPerSec}) {
-		t.Fatalf("devices after the resume: %+v; want cuda from step 1, cpu from step 3", res.Devices)
+		res.Devices[1] != (DeviceSpan{FromStep: 3, Backend: "cpu", Device: cpu.Device(), StepMillis: res.Devices[1].StepMillis, TokensPerSec: res.Devices[1].TokensPerSec,
+			PeakMemoryBytes: res.Memory.TrainPeakInUse, PeakReservedBytes: res.Memory.TrainPeakReserved}) {
+		t.Fatalf("devices after the resume: %+v (memory %+v); want cuda from step 1, cpu from step 3 with the training steps' peak", res.Devices, res.Memory)
+	}
+	// The renamed backend keeps no peaks (the wrapper hides the CPU's):
+	// its span has none; the CPU's has the steps' peak.
+	if first.Memory != nil || res.Devices[0].PeakMemoryBytes != 0 || res.Devices[1].PeakMemoryBytes <= 0 {
+		t.Errorf("memory of the first run %+v, spans %+v; want none for the renamed backend, a peak for the CPU", first.Memory, res.Devices)
 	}
 	for _, d := range res.Devices {
 		if !(d.StepMillis > 0 && d.TokensPerSec > 0) {
@@ -98,9 +107,11 @@ func TestResumeOnAnotherDevice(t *testing.T) {
 	if mean := (res.Devices[0].StepMillis + res.Devices[1].StepMillis) / 2; math.Abs(float64(res.StepTime.Microseconds())/1000-mean) > 0.002 {
 		t.Errorf("run's step time %v; the two spans' (2 steps each) average %.3f ms", res.StepTime, mean)
 	}
-	if st, err = readState(mustLatest(t, out)); err != nil || len(st.Devices) != 2 || st.Devices[1].FromStep != 3 {
-		t.Errorf("the last checkpoint's device_history %+v (%v); want both spans", st.Devices, err)
+	if st, err = readState(mustLatest(t, out)); err != nil || len(st.Devices) != 2 || st.Devices[1].FromStep != 3 ||
+		st.Devices[1].PeakMemoryBytes != res.Devices[1].PeakMemoryBytes {
+		t.Errorf("the last checkpoint's device_history %+v (%v); want both spans, the CPU's with its peak %d", st.Devices, err, res.Devices[1].PeakMemoryBytes)
 	}
+	cpuPeak := res.Devices[1].PeakMemoryBytes
 
 	// Longer, on the same CPU: no note, no new span.
 	res, msgs = run(cpu, 6, true)
@@ -111,6 +122,10 @@ func TestResumeOnAnotherDevice(t *testing.T) {
 	}
 	if len(res.Devices) != 2 || res.Devices[1].FromStep != 3 {
 		t.Errorf("devices after a resume on the same device: %+v; want the two spans", res.Devices)
+	}
+	// The span's peak is the larger of the two processes'.
+	if p := res.Devices[1].PeakMemoryBytes; p != max(cpuPeak, res.Memory.TrainPeakInUse) {
+		t.Errorf("the CPU span's peak after a resume on it: %d; want the larger of the earlier %d and this run's %d", p, cpuPeak, res.Memory.TrainPeakInUse)
 	}
 	// Another device of the same backend: "another device".
 	if note := deviceNote("ckpt", []DeviceSpan{{FromStep: 1, Backend: "cuda", Device: "A100"}}, 1, DeviceSpan{Backend: "cuda", Device: "H200"}); !strings.Contains(note, "on another device: its step 1 trained on cuda (A100), and it goes on on cuda (H200)") {

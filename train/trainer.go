@@ -144,6 +144,12 @@ type Result struct {
 	// before checkpoints kept it), and are empty when no step was ever
 	// trained.
 	Devices []DeviceSpan
+	// Memory is the most memory the backend held during the run, in
+	// all and over the training steps (nil for a backend that keeps no
+	// peaks: see backend.MemoryTracker). Run resets the backend's peaks
+	// to tell the phases apart. It covers this process only; the spans
+	// of Devices keep the training steps' peaks across resumes.
+	Memory *Memory
 }
 
 // InterruptedError is returned by Run when its context is cancelled: the
@@ -501,6 +507,12 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	}
 	recentLoss = recentLoss[max(0, len(recentLoss)-o.LogEvery):]
 
+	// Memory: the training steps' peaks apart from the evaluations',
+	// from here on; what the backend held before (loading the model, a
+	// zero-shot evaluation) counts in the run's.
+	mem := newMemWatch(t.Model.Backend(), st.Step < o.Steps && (sel == nil || sel.Stop == nil))
+	nowDev := deviceOf(t.Model.Backend(), st.Step+1)
+	defer func() { res.Memory = mem.result() }()
 	g := graph.New(t.Model.Backend())
 	defer g.Close()
 	ord := newOrder(len(t.Train), o.Seed)
@@ -551,6 +563,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		if err := begin(); err != nil {
 			return err
 		}
+		mem.noteSpan(st.Devices, nowDev)
 		dir, err := t.saveCheckpoint(st, opt, params)
 		if err != nil {
 			return err
@@ -670,10 +683,12 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 			return res, err
 		}
 		if o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 && st.Step < o.Steps && len(t.Eval) > 0 {
+			mem.phase(false)
 			ev, best, err := t.evaluate(prog, metrics, sel, metric, st.Step, epoch, start)
 			if err != nil {
 				return res, err
 			}
+			mem.phase(true)
 			res.Eval, lastEval = ev, st.Step
 			if sel != nil && sel.stops(o.EarlyStopping) {
 				sel.Stop = &EarlyStop{Step: st.Step, Reason: t.stopReason(sel)}
@@ -702,6 +717,8 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 			prog.Message(fmt.Sprintf("checkpoint: %s", res.Checkpoint))
 		}
 	}
+	mem.phase(false)
+	mem.noteSpan(st.Devices, nowDev)
 	res.Steps = st.Step
 	if n, d := priorSteps+st.Step-res.StartStep, priorTime+stepsTime; n > 0 && d > 0 {
 		res.StepTime = d / time.Duration(n)
