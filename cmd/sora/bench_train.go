@@ -37,9 +37,11 @@ var benchTrainDoc = usageDoc{
 		"turns, --rounds times, each timing --steps steps, and each keeps its fastest round (so that load from " +
 		"other processes does not land on one method): the mean milliseconds per step with its forward, backward " +
 		"and optimizer parts, " +
-		"tokens per second, the ratio to LoRA's step time measured in the same run, and the most memory the " +
+		"tokens per second, the ratio to LoRA's step time measured in the same run, the most memory the " +
 		"step's tape held (activations, gradients and the buffers it pooled for reuse; the weights and the " +
-		"optimizer state are not counted). With --gradient-checkpointing every method also runs with each " +
+		"optimizer state are not counted), and the most the method's own tensors held on the backend over its steps " +
+		"(peak MiB: the weights, adapters and optimizer state too, and the ops' scratch from the backend's allocator; " +
+		"not the other methods' models, nor the Go heap; for backends that keep memory peaks: cpu, cuda, ascend). With --gradient-checkpointing every method also runs with each " +
 		"decoder layer and the head's logits recomputed in the backward pass (method+gc), timed in the same " +
 		"turns, with its step time and tape memory over the plain run's. Attention is the backend's fused kernel where it has " +
 		"one (no [batch·heads, seq, seq] scores kept for the backward pass; SORA_ATTENTION=unfused turns it off) and " +
@@ -84,6 +86,14 @@ type trainResult struct {
 	Loss         fixed3  `json:"final_loss"`
 	// PeakTapeMiB is the most the step's tape held (Tape.Stats.PeakBytes).
 	PeakTapeMiB fixed1 `json:"peak_tape_mib"`
+	// PeakBackendMiB is the most the method's own tensors held on the
+	// backend (backend.MemoryTracker's in-use bytes): its weights,
+	// adapters, gradients, optimizer state, the tape's buffers and the
+	// ops' scratch blocks where the backend takes them from its pool,
+	// over its warm-up and timed steps. The other methods' models, which
+	// share the backend in the same process, are not counted. Absent for
+	// a backend that keeps no peaks.
+	PeakBackendMiB fixed1 `json:"peak_backend_mib,omitempty"`
 	// Checkpointing marks the run with gradient checkpointing; TimeVsPlain
 	// and PeakVsPlain are its step time and tape peak over the plain run's.
 	Checkpointing bool   `json:"gradient_checkpointing,omitempty"`
@@ -254,7 +264,8 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 	}()
 	for round := range *rounds {
 		for _, r := range runs {
-			if err := r.time(*steps); err != nil {
+			// The backend's peak, outside the timed steps.
+			if err := r.ownPeak(func() error { return r.time(*steps) }); err != nil {
 				fmt.Fprintf(stderr, "sora bench train: %s, round %d: %v\n", r.res.Method, round+1, err)
 				return exitFailure
 			}
@@ -318,8 +329,8 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		}
 		return exitOK
 	}
-	const row = "%-20s %11s %9s %9s %9s %9s %9s %9s %10s %9s\n"
-	fmt.Fprintf(stdout, row, "method", "trainable", "ms/step", "forward", "backward", "AdamW", "tokens/s", "tape MiB", "vs LoRA", "vs PyTorch")
+	const row = "%-20s %11s %9s %9s %9s %9s %9s %9s %9s %10s %9s\n"
+	fmt.Fprintf(stdout, row, "method", "trainable", "ms/step", "forward", "backward", "AdamW", "tokens/s", "tape MiB", "peak MiB", "vs LoRA", "vs PyTorch")
 	ratio := func(v fixed3) string {
 		if v > 0 {
 			return fmt.Sprintf("%.2f×", float64(v))
@@ -336,9 +347,14 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		}
 		fmt.Fprintf(stdout, row, name, commas(r.Trainable), fmt.Sprintf("%.1f", float64(r.MsPerStep)), fmt.Sprintf("%.1f", float64(r.ForwardMs)),
 			fmt.Sprintf("%.1f", float64(r.BackwardMs)), fmt.Sprintf("%.1f", float64(r.OptimizerMs)), fmt.Sprintf("%.1f", float64(r.TokensPerSec)),
-			fmt.Sprintf("%.1f", float64(r.PeakTapeMiB)), vsl, ratio(r.VsPyTorch))
+			fmt.Sprintf("%.1f", float64(r.PeakTapeMiB)), mib(r.PeakBackendMiB), vsl, ratio(r.VsPyTorch))
 	}
-	fmt.Fprintf(stdout, "\nattention: %s. vs LoRA: step time over LoRA's in this run. vs PyTorch: tokens/s over PyTorch 1.13's (issue 7, same shape, 2 threads; not measured in this run).\n", attentionNote(results))
+	if results[0].PeakBackendMiB > 0 {
+		fmt.Fprintf(stdout, "\npeak MiB: the most the method's own tensors held on the %s backend over its steps (weights, adapters, gradients, optimizer state, the tape's buffers and the ops' scratch from the backend's allocator), of which tape MiB is the tape's part; the other methods' models are not counted.\n", b.Name())
+	} else {
+		fmt.Fprintf(stdout, "\npeak MiB: the %s backend keeps no memory peaks.\n", b.Name())
+	}
+	fmt.Fprintf(stdout, "attention: %s. vs LoRA: step time over LoRA's in this run. vs PyTorch: tokens/s over PyTorch 1.13's (issue 7, same shape, 2 threads; not measured in this run).\n", attentionNote(results))
 	if *checkpointing {
 		fmt.Fprintln(stdout, "method+gc: with gradient checkpointing, against the plain run of the method in this run:")
 		for _, r := range results {
@@ -361,6 +377,14 @@ func runBenchTrain(args []string, stdout, stderr io.Writer) (status int) {
 		}
 	}
 	return exitOK
+}
+
+// mib writes a figure in MiB, "-" for none.
+func mib(v fixed1) string {
+	if v > 0 {
+		return fmt.Sprintf("%.1f", float64(v))
+	}
+	return "-"
 }
 
 // attentionNote says how the results computed attention, for the table's
@@ -408,6 +432,29 @@ type trainRun struct {
 	targets []int32
 	res     trainResult
 	best    time.Duration // fastest round's mean step time
+	// mem, where the backend keeps peaks, tells this run's memory from
+	// the other runs': own is the bytes this run's tensors hold between
+	// its steps, peak the most they held (see ownPeak).
+	mem       backend.MemoryTracker
+	own, peak int64
+}
+
+// ownPeak measures what f allocates, when only this run's work runs in it
+// (the runs take turns): the backend's in-use bytes less those of the
+// other runs, which hold what they held before f, at f's peak and after.
+func (r *trainRun) ownPeak(f func() error) error {
+	if r.mem == nil {
+		return f()
+	}
+	before := r.mem.MemoryUsage().InUse
+	others := before - r.own
+	r.mem.ResetPeakMemory()
+	err := f()
+	u := r.mem.MemoryUsage()
+	r.peak = max(r.peak, u.PeakInUse-others)
+	r.own += u.InUse - before
+	r.res.PeakBackendMiB = fixed1(float64(r.peak) / (1 << 20))
+	return err
 }
 
 // newTrainRun builds the model with the options o (its base weights'
@@ -417,9 +464,20 @@ type trainRun struct {
 // (first-use allocations, packing buffers, optimizer state).
 func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, fused *bool, o llama.Options, pc peft.Config, bt llama.Batch, targets []int32) (*trainRun, error) {
 	r := &trainRun{bt: bt, targets: targets, res: trainResult{Method: method, Checkpointing: gc, BaseDType: train.BaseDTypeName(o.BaseDType)}}
+	r.mem, _ = b.(backend.MemoryTracker)
+	if err := r.ownPeak(func() error { return r.build(b, w, method, gc, fused, o, pc) }); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// build makes the run's model, adapters, optimizer and tape, and runs
+// the warm-up step.
+func (r *trainRun) build(b backend.Backend, w *llama.Weights, method string, gc bool, fused *bool, o llama.Options, pc peft.Config) error {
 	m, err := llama.NewWithOptions(b, w, o)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.m = m
 	m.SetGradientCheckpointing(gc)
@@ -427,16 +485,14 @@ func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, fu
 	if method == "full" {
 		for _, p := range m.Params() {
 			if err := p.SetTrainable(true); err != nil {
-				r.close()
-				return nil, err
+				return err
 			}
 		}
 		params = m.Trainable()
 	} else {
 		pc.Method = peft.Method(method)
 		if r.pm, err = peft.Inject(m, pc); err != nil {
-			r.close()
-			return nil, err
+			return err
 		}
 		params = r.pm.Trainable()
 	}
@@ -444,8 +500,7 @@ func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, fu
 		r.res.Trainable += int64(p.Len())
 	}
 	if r.opt, err = optim.NewAdamW([]optim.Group{{Name: "all", Params: params, LR: 1e-4}}, optim.DefaultAdamWConfig(), nil); err != nil {
-		r.close()
-		return nil, err
+		return err
 	}
 	r.g = graph.New(b)
 	if fused != nil {
@@ -456,10 +511,9 @@ func newTrainRun(b backend.Backend, w *llama.Weights, method string, gc bool, fu
 		r.res.Attention = "fused"
 	}
 	if _, _, _, err := r.step(); err != nil {
-		r.close()
-		return nil, err
+		return err
 	}
-	return r, nil
+	return nil
 }
 
 func (r *trainRun) close() {
@@ -472,7 +526,9 @@ func (r *trainRun) close() {
 	if r.pm != nil {
 		r.pm.Unload()
 	}
-	r.m.Free()
+	if r.m != nil {
+		r.m.Free()
+	}
 }
 
 // step runs one optimizer step and returns the time of its parts.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/internal/testbackend"
+	"github.com/sora-go/sora/models/llama"
 )
 
 func TestBenchTrainJSON(t *testing.T) {
@@ -194,5 +195,39 @@ func TestBenchTrainAttention(t *testing.T) {
 	}
 	if rs[0].VsLoRA != 1 || rs[1].VsLoRA != 0 || rs[4].VsLoRA == 0 {
 		t.Errorf("vs LoRA %v, %v, %v: want it on the fused plain runs only", rs[0].VsLoRA, rs[1].VsLoRA, rs[4].VsLoRA)
+	}
+}
+
+// TestBenchTrainBackendPeak checks the backend's peak of each method: at
+// least its tape's peak with the model's weights beside it (and, for full
+// fine-tuning, AdamW's two moments of every weight too), and its own:
+// LoRA's is the same whether or not full fine-tuning's model shares the
+// backend in the same process.
+func TestBenchTrainBackendPeak(t *testing.T) {
+	shape := []string{"--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+		"--hidden", "48", "--vocab", "40", "--seq", "16", "--batch", "2", "--steps", "1", "--rounds", "2"}
+	both := benchTrainLines(t, append(shape, "--methods", "lora,full")...)
+	alone := benchTrainLines(t, append(shape, "--methods", "lora")...)
+	if len(both) != 2 || len(alone) != 1 {
+		t.Fatalf("%d and %d results", len(both), len(alone))
+	}
+	cfg := llama.Config{Dim: 32, HiddenDim: 48, NumLayers: 2, NumHeads: 4, NumKVHeads: 2, VocabSize: 40}
+	weights := float64(4*cfg.NumParams()) / (1 << 20)
+	for _, r := range both {
+		need := float64(r.PeakTapeMiB) + weights
+		if r.Method == "full" {
+			need += 2 * weights
+		}
+		// Each figure is rounded to 0.1 MiB.
+		if got := float64(r.PeakBackendMiB); got < need-0.1 {
+			t.Errorf("%s: backend peak %.1f MiB; want at least %.2f (tape %.1f, weights %.2f)", r.Method, got, need, float64(r.PeakTapeMiB), weights)
+		}
+	}
+	if both[0].PeakBackendMiB != alone[0].PeakBackendMiB {
+		t.Errorf("LoRA's backend peak %.1f MiB beside full fine-tuning, %.1f alone; want the same", float64(both[0].PeakBackendMiB), float64(alone[0].PeakBackendMiB))
+	}
+	code, out, errOut := runCLI(t, append([]string{"bench", "train", "--backend", "cpu", "--methods", "lora"}, shape...)...)
+	if code != exitOK || !strings.Contains(out, " peak MiB ") || !strings.Contains(out, "peak MiB: the most the method's own tensors held on the cpu backend") {
+		t.Errorf("table: status %d, output:\n%s\n%s", code, out, errOut)
 	}
 }
