@@ -667,7 +667,25 @@ type runSummary struct {
 	// (or resumed from a checkpoint that does not record its device);
 	// absent when every step trained on Device.
 	DeviceHistory []train.DeviceSpan `json:"device_history,omitempty"`
-	Finished      string             `json:"finished"`
+	// PeakMemoryBytes is the most bytes the backend's tensors held, and
+	// PeakReservedBytes the most it held from the device with the freed
+	// blocks its pool caches (the CPU caches none), during this
+	// invocation: from the backend's opening (loading the model, the
+	// zero-shot evaluation) to the end of the answer evaluation.
+	// TrainPeakMemoryBytes and TrainPeakReservedBytes are the same over
+	// the training steps alone, the evaluations between them left out.
+	// DeviceMemoryBytes is the device's memory where the backend tells
+	// it. All absent for a backend that keeps no peaks (see
+	// backend.MemoryTracker), and in the run.json of earlier versions;
+	// the training figures also where this invocation trained no step.
+	// They count the backend's tensors, not the Go heap: see
+	// docs/finetune.md.
+	PeakMemoryBytes        int64  `json:"peak_memory_bytes,omitempty"`
+	PeakReservedBytes      int64  `json:"peak_reserved_bytes,omitempty"`
+	TrainPeakMemoryBytes   int64  `json:"train_peak_memory_bytes,omitempty"`
+	TrainPeakReservedBytes int64  `json:"train_peak_reserved_bytes,omitempty"`
+	DeviceMemoryBytes      int64  `json:"device_memory_bytes,omitempty"`
+	Finished               string `json:"finished"`
 }
 
 // sample returns n rows of xs drawn without replacement with a seeded
@@ -1413,11 +1431,76 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		// Written before training (writeEvalSplit); named beside run.json.
 		files = slices.Insert(files, len(files)-1, filepath.Base(split.File))
 	}
+	if line := summary.noteMemory(res.Memory, m.Backend()); line != "" {
+		fmt.Fprintln(stdout, line)
+	}
 	if err := writeJSON(filepath.Join(f.out, "run.json"), summary); err != nil {
 		return fail("%v", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s: %s\n", f.out, strings.Join(files, ", "))
 	return status
+}
+
+// noteMemory records in s the peaks of run (the trainer's, to the end of
+// its final evaluation) taken together with what b held since (the
+// answer evaluation), and returns the summary's line about them: ""
+// where the backend keeps no peaks.
+func (s *runSummary) noteMemory(run *train.Memory, b backend.Backend) string {
+	tr, ok := b.(backend.MemoryTracker)
+	if run == nil || !ok {
+		return ""
+	}
+	// Run's last phase reset the backend's peaks; they cover what
+	// followed.
+	u := tr.MemoryUsage()
+	s.PeakMemoryBytes, s.PeakReservedBytes = max(run.PeakInUse, u.PeakInUse), max(run.PeakReserved, u.PeakReserved)
+	s.TrainPeakMemoryBytes, s.TrainPeakReservedBytes = run.TrainPeakInUse, run.TrainPeakReserved
+	s.DeviceMemoryBytes = max(run.DeviceTotal, u.DeviceTotal)
+	return memoryLine(run.Backend, s.PeakMemoryBytes, s.PeakReservedBytes, s.TrainPeakMemoryBytes, s.TrainPeakReservedBytes, s.DeviceMemoryBytes)
+}
+
+// memoryLine says how much memory a run took on backend name: "peak
+// memory on cuda: 3.2 GiB held by tensors, 3.6 GiB reserved, of the
+// device's 139.8 GiB (training steps: ...)". Reserved is said only where
+// it differs from in use (a device pool's cache), the training steps
+// only where some trained, and on the CPU what the figure leaves out.
+func memoryLine(name string, inUse, reserved, trainInUse, trainReserved, total int64) string {
+	pair := func(in, res int64) string {
+		if res == in {
+			return byteSize(in)
+		}
+		return fmt.Sprintf("%s, %s reserved", byteSize(in), byteSize(res))
+	}
+	line := fmt.Sprintf("peak memory on %s: %s held by tensors", name, byteSize(inUse))
+	if reserved != inUse {
+		line += fmt.Sprintf(", %s reserved", byteSize(reserved))
+	}
+	if total > 0 {
+		line += fmt.Sprintf(", of the device's %s", byteSize(total))
+	}
+	if trainInUse > 0 {
+		line += fmt.Sprintf(" (training steps: %s)", pair(trainInUse, trainReserved))
+	}
+	if name == "cpu" {
+		line += "; the Go heap beside them (the tokenizer, the data, the model file while it loads) is not counted"
+	}
+	return line
+}
+
+// byteSize writes n bytes in binary units with one decimal: "3.2 GiB".
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n)
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		v /= unit
+		if math.Round(v*10) < 10*unit || u == "TiB" { // 1023.97 MiB is 1.0 GiB, not 1024.0 MiB
+			return fmt.Sprintf("%.1f %s", v, u)
+		}
+	}
+	panic("unreachable")
 }
 
 // byDevice says, for the line that ends a resumed run, how fast the steps
