@@ -1082,6 +1082,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		r.canPack = train.CheckPacking(b) == nil
 		_, cerr := train.LatestCheckpoint(f.out)
 		r.resumable = cerr == nil
+		if tr, ok := b.(backend.MemoryTracker); ok {
+			u := tr.MemoryUsage()
+			r.held, r.total = u.PeakReserved, u.DeviceTotal
+		}
 		if advice := oomAdvice(err, phase, r); advice != "" {
 			fmt.Fprintf(stderr, "sora finetune: %s\n", advice)
 		}

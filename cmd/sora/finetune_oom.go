@@ -60,6 +60,10 @@ type oomRun struct {
 	resumable bool
 	// out is --out.
 	out string
+	// held is the most the backend held from the device before the
+	// failure (its peak reserved bytes, backend.MemoryTracker), and total
+	// the device's memory; 0 where the backend does not tell them.
+	held, total int64
 }
 
 // oomAdvice returns what to try after err, where the part of run r given
@@ -82,6 +86,14 @@ func oomAdvice(err error, phase oomPhase, r oomRun) string {
 		what += " loading the model"
 	case oomEval:
 		what += " evaluating"
+	}
+	if r.held > 0 {
+		// How close the run came says whether a small change can do.
+		what += fmt.Sprintf(" (it held %s", byteSize(r.held))
+		if r.total > 0 {
+			what += fmt.Sprintf(" of the device's %s", byteSize(r.total))
+		}
+		what += " at most)"
 	}
 	bf16 := !r.bf16 && r.method != peft.Full
 	smaller := func(why string) string {

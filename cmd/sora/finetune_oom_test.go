@@ -44,6 +44,13 @@ type smallMemory struct{ backend.Backend }
 
 func (smallMemory) Name() string { return testSmallMemory }
 
+// MemoryUsage and ResetPeakMemory pass on the CPU backend's figures, so
+// that the advice can say how much the run held.
+func (m smallMemory) MemoryUsage() backend.MemoryUsage {
+	return m.Backend.(backend.MemoryTracker).MemoryUsage()
+}
+func (m smallMemory) ResetPeakMemory() { m.Backend.(backend.MemoryTracker).ResetPeakMemory() }
+
 func (m smallMemory) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) {
 	n := int64(dt.Size())
 	for _, d := range shape {
@@ -81,10 +88,10 @@ func TestFinetuneOutOfMemoryAdvice(t *testing.T) {
 		// The embedding alone is 131,072 bytes.
 		{name: "load", cap: 100_000, want: []string{"sora finetune: out of device memory loading the model: try --base-dtype bf16"}},
 		{name: "zero-shot evaluation", cap: 400_000, extra: []string{"--eval-data", evalPath},
-			want:    []string{"sora finetune: out of device memory evaluating: try a smaller --micro-batch (4, with the same --batch 8", "--base-dtype bf16", "a shorter --max-len (now 256; the longest evaluation sequence has "},
+			want:    []string{"sora finetune: out of device memory evaluating (it held ", " at most): try a smaller --micro-batch (4, with the same --batch 8", "--base-dtype bf16", "a shorter --max-len (now 256; the longest evaluation sequence has "},
 			wantNot: []string{"--gradient-checkpointing", "--packing"}},
 		{name: "step", cap: 1 << 20,
-			want:      []string{"sora finetune: out of device memory: try a smaller --micro-batch (4, with the same --batch 8", "--gradient-checkpointing", "--base-dtype bf16", "--packing", "a shorter --max-len (now 256"},
+			want:      []string{"sora finetune: out of device memory (it held ", " at most): try a smaller --micro-batch (4, with the same --batch 8", "--gradient-checkpointing", "--base-dtype bf16", "--packing", "a shorter --max-len (now 256"},
 			okWithout: true},
 		{name: "step, bf16 and checkpointing already", cap: 1 << 20, extra: []string{"--base-dtype", "bf16", "--gradient-checkpointing"},
 			want: []string{"try a smaller --micro-batch (4,"}, wantNot: []string{"--base-dtype", "--gradient-checkpointing"}},
@@ -200,6 +207,9 @@ func TestOOMAdvice(t *testing.T) {
 		{name: "group-by-length", phase: oomTrain, r: with(func(r *oomRun) { r.groupByLength = true }), want: "--base-dtype bf16 or a shorter", wantNot: []string{"--packing"}},
 		{name: "cannot pack", phase: oomTrain, r: with(func(r *oomRun) { r.canPack = false }), want: "--base-dtype bf16 or a shorter", wantNot: []string{"--packing"}},
 		{name: "cpu", phase: oomTrain, r: with(func(r *oomRun) { r.backend = "cpu" }), want: "out of memory: try", wantNot: []string{"device"}},
+		{name: "held", phase: oomEval, r: with(func(r *oomRun) { r.held, r.total = 78<<30+1<<29, 80<<30 }),
+			want: "out of device memory evaluating (it held 78.5 GiB of the device's 80.0 GiB at most): try a smaller --micro-batch"},
+		{name: "held, no total", phase: oomTrain, r: with(func(r *oomRun) { r.held = 3 << 20 }), want: "out of device memory (it held 3.0 MiB at most): try"},
 		{name: "resumable", phase: oomTrain, r: with(func(r *oomRun) { r.resumable = true }),
 			want: "out of device memory: --resume with --gradient-checkpointing goes on from the newest checkpoint in runs/x; a fresh run into another --out can also try a smaller --micro-batch (4, with the same --batch 16: the same training, in more passes), --base-dtype bf16, --packing or a shorter --max-len (now 512; the longest training sequence has 498 tokens) (a resume keeps them)"},
 		{name: "resumable, checkpointing", phase: oomTrain, r: with(func(r *oomRun) { r.resumable, r.checkpointing = true, true }),
