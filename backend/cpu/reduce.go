@@ -101,8 +101,13 @@ const flushRows = 16
 func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, add func(row int, acc32 []float32)) []float64 {
 	c := b.pieces(rows, cost, sets*cols) // at most one per block of rows
 	parts := b.scratch64(c, sets*cols)
-	// The float32 partials last one block, so one set per goroutine.
-	parts32 := b.scratch32(min(b.chunks(rows, cost), c), sets*cols)
+	// The float32 partials last one block, so one set per goroutine,
+	// taken by worker number. There are c sets, the most workers
+	// forPieces can run, not as many as the threads allow now: forPieces
+	// reads the threads again, and with Options.Threads 0 they are
+	// GOMAXPROCS, which the runtime may raise in between (it follows the
+	// CPUs the process may use), and a worker beyond the sets would panic.
+	parts32 := b.scratch32(c, sets*cols)
 	b.forPieces(rows, cost, c, flushRows, func(w, p, lo, hi int) {
 		acc, acc32 := parts[p], parts32[w]
 		for r0 := lo; r0 < hi; r0 += flushRows {
