@@ -111,10 +111,10 @@ func (b *Backend) gradPlan(c *attnCall) (workers, splits int) {
 // head, or unit) are split until there are at least that many. Of 16
 // equal tasks, 1, 2, 4, 8 and 16 threads get equal shares, 3, 5, 6, 9
 // and 10 keep busy four fifths of the time or more, 7 and 11 about three
-// quarters, 12 to 15 from two thirds down to a half; where the items are
-// few (batch 1, a few key/value heads) no more than about 16 threads
-// take part, however many there are. More splits cost more copies of dk
-// and dv to write and add.
+// quarters, 12 to 15 from two thirds down to a half; where there are
+// fewer items than that (batch 1, a few key/value heads), no more than
+// items·⌈16/items⌉ threads (16 to 30) take part, however many there are.
+// More splits cost more copies of dk and dv to write and add.
 const attnTasks = 16
 
 // tasksFor returns the tasks to cut n blocks of the given cost into for
