@@ -70,3 +70,27 @@ func TestGeneratedFilesUpToDate(t *testing.T) {
 	}
 	same("coeffs.go", run([]string{"GOAMD64=v1"}, "run", "fit_coeffs.go"))
 }
+
+// TestGenerateRunsARM64Generator checks that go generate, run on this
+// machine for its own architecture, reruns gen_arm64.go: the NEON files
+// are edited on amd64 machines, where a directive in an _arm64.go file is
+// never reached (and GOARCH=arm64 go generate builds the generator for
+// arm64, which the host then cannot run).
+func TestGenerateRunsARM64Generator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go tool; skipped with -short")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	cmd := exec.Command(goTool, "generate", "-n", "-run", "gen_arm64", ".")
+	cmd.Env = append(os.Environ(), "GOOS=", "GOARCH=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go generate -n: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("go run gen_arm64.go")) {
+		t.Errorf("go generate on this machine does not run gen_arm64.go; it would run:\n%s", out)
+	}
+}

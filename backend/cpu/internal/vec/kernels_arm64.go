@@ -2,8 +2,6 @@
 
 package vec
 
-//go:generate go run gen_arm64.go
-
 import "math"
 
 // The NEON kernel set. Advanced SIMD is part of every ARMv8-A CPU, so

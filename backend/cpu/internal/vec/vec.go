@@ -44,6 +44,11 @@ package vec
 
 //go:generate sh -c "GOAMD64=v1 go run fit_coeffs.go > coeffs.go"
 
+// The arm64 generator's directive is here, in a file every architecture
+// builds, so that go generate on an amd64 machine rewrites the NEON files
+// too (in kernels_arm64.go only an arm64 machine would reach it).
+//go:generate go run gen_arm64.go
+
 import "math"
 
 // Kernels is one implementation of every vector kernel. Unless stated
