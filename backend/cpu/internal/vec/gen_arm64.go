@@ -16,11 +16,12 @@
 // Three loop shapes cover the kernels:
 //
 //   - element-wise float32 maps (dst = f(inputs, scalars)), sixteen
-//     elements (four vectors; eight in two where a body needs more
-//     registers) per iteration, then four, then one at a time: the last
-//     elements are loaded into lane 0 (FMOVS, which zeroes the other
-//     lanes), run through the same vector instructions, and stored from
-//     lane 0, so that they are computed exactly as the others are;
+//     elements (four vectors; eight in two, or four in one, where a body
+//     needs more registers) per iteration, then four, then one at a
+//     time: the last elements are loaded into lane 0 (FMOVS, which
+//     zeroes the other lanes), run through the same vector
+//     instructions, and stored from lane 0, so that they are computed
+//     exactly as the others are;
 //   - float64 reductions and accumulations, which widen each float32
 //     vector into two float64 halves (FCVTL, FCVTL2), accumulate in
 //     float64 vectors, add the accumulators up and take the last
@@ -31,10 +32,26 @@
 // operations of the Go kernels (generic.go) in the same order, fusing a
 // multiply and an add exactly where the Go compiler fuses them on arm64
 // (it does for y + a·b written in one expression, unless a conversion
-// rounds the product), so that the two agree bit for bit. The
-// exponentials take exp32's and expSum32's steps and coefficients
-// (math32.go, coeffs.go) with every polynomial step fused, as the amd64
-// kernels do; they agree with Go to within the accuracy bounds.
+// rounds the product), so that the two agree bit for bit. So do Log,
+// Tanh, GELU, GELUTanh and their derivatives, which take the steps of
+// log32, tanhParts, phiTail and geluTanhExp (math32.go) with their
+// constants, tables and coefficients (neonC, coeffs.go), computing both
+// sides of a branch and selecting lane by lane, fused where Go fuses
+// (roundEven's sum included); where Go rounds a float64 sum to float32
+// (fma32, gelu32's difference) they round once, which can differ only
+// where that sum is a float32 midpoint (never seen in the tests). The
+// exponentials of Exp, Sigmoid, SiLU and the exponential sums take
+// exp32's and expSum32's steps and coefficients with every polynomial
+// step fused, as the amd64 kernels do, and round x·log2e before rounding
+// it to an integer (Go rounds the exact product): they agree with Go to
+// within the accuracy bounds.
+//
+// Constants that are only multiplied by or copied are kept four to a
+// register and used by element (FMUL, FMLA, FMLS, MLA and DUP of a
+// lane), which leaves the transcendental kernels registers for their
+// temporaries; the sixteen-entry tables (GELUTanh's 2^(j/16), phiT's
+// rows) are looked up with TBL, sixteen byte indices computed from each
+// lane's entry number.
 //
 // Run it with: go run gen_arm64.go (go generate does); -dir writes the
 // files elsewhere (generate_test.go compares such a run with the files).
@@ -100,6 +117,26 @@ var forms = map[string]form{
 	"fcvtn2":  {0x4e616800, "fcvtn2 v%[1]d.4s, v%[2]d.2d"},
 	"fcvtl":   {0x0e617800, "fcvtl v%[1]d.2d, v%[2]d.2s"},
 	"fcvtl2":  {0x4e617800, "fcvtl2 v%[1]d.2d, v%[2]d.4s"},
+	"fcmeq":   {0x4e20e400, "fcmeq v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fcmgt":   {0x6ea0e400, "fcmgt v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fcmge":   {0x6e20e400, "fcmge v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"fcmeq0":  {0x4ea0d800, "fcmeq v%[1]d.4s, v%[2]d.4s, #0.0"},
+	"cmgt":    {0x4ea03400, "cmgt v%[1]d.4s, v%[2]d.4s, v%[3]d.4s"},
+	"sshr4":   {0x4f3c0400, "sshr v%[1]d.4s, v%[2]d.4s, #4"},
+	"sshr23":  {0x4f290400, "sshr v%[1]d.4s, v%[2]d.4s, #23"},
+	"scvtf":   {0x4e21d800, "scvtf v%[1]d.4s, v%[2]d.4s"},
+}
+
+// The by-element forms, op·d = n op m.s[i]: FMUL, FMLA and FMLS of
+// float32 lanes and MLA of int32 lanes, forms op0 to op3 by the lane,
+// whose number goes in bits L (21) and H (11) of the word.
+func init() {
+	for op, base := range map[string]uint32{"fmul": 0x4f809000, "fmla": 0x4f801000, "fmls": 0x4f805000, "mla": 0x6f800000} {
+		for i := range 4 {
+			forms[fmt.Sprintf("%s%d", op, i)] = form{base | uint32(i&1)<<21 | uint32(i>>1)<<11,
+				fmt.Sprintf("%s v%%[1]d.4s, v%%[2]d.4s, v%%[3]d.s[%d]", op, i)}
+		}
+	}
 }
 
 // W emits the instruction op with registers d, n and m (as many as the
@@ -235,6 +272,67 @@ var neonConsts = [][2]string{
 	{"exp2P2", "exp2P[2]"},
 	{"exp2P3", "exp2P[3]"},
 	{"exp2P4", "exp2P[4]"},
+	// roundEven's 1.5·2²³, which Go on arm64 adds to a product in one
+	// fused multiply-add (exp32, phiTail)
+	{"magic23", "0x1.8p23"},
+	// log32
+	{"tiny", "0x1p-126"},
+	{"twoP23", "0x1p23"},
+	{"k23", "23"},
+	{"sqrtHalfBits", "math.Float32frombits(0x3f3504f3)"},
+	{"logL0", "logL[0]"},
+	{"logL1", "logL[1]"},
+	{"logL2", "logL[2]"},
+	{"logL3", "logL[3]"},
+	{"logL4", "logL[4]"},
+	{"logL5", "logL[5]"},
+	{"logL6", "logL[6]"},
+	{"logL7", "logL[7]"},
+	{"negHalf", "-0.5"},
+	{"nan", "float32(math.NaN())"},
+	{"posInf", "float32(math.Inf(1))"},
+	// tanhParts
+	{"tanhSmall", "tanhSmall"},
+	{"two", "2"},
+	{"signBit", "math.Float32frombits(1 << 31)"},
+	{"tanhP0", "tanhP[0]"},
+	{"tanhP1", "tanhP[1]"},
+	{"tanhP2", "tanhP[2]"},
+	{"tanhP3", "tanhP[3]"},
+	{"tanhP4", "tanhP[4]"},
+	{"tanhP5", "tanhP[5]"},
+	// phiTail, gelu32, geluGrad32
+	{"geluMaxA", "geluMaxA"},
+	{"negHalfLog2e", "-0.5 * log2e"},
+	{"twoLn2Hi", "2 * ln2Hi"},
+	{"twoLn2Lo", "2 * ln2Lo"},
+	{"gaussQ0", "gaussQ[0]"},
+	{"gaussQ1", "gaussQ[1]"},
+	{"gaussQ2", "gaussQ[2]"},
+	{"gaussQ3", "gaussQ[3]"},
+	{"gaussQ4", "gaussQ[4]"},
+	{"gaussQ5", "gaussQ[5]"},
+	{"invSqrt2Pi", "invSqrt2Pi"},
+	// the byte indices of TBL for a table of sixteen float32: 4j + 0..3
+	// in the four bytes of a lane holding j (int32 lanes)
+	{"mask15", "math.Float32frombits(15)"},
+	{"byteOffsets", "math.Float32frombits(0x03020100)"},
+	{"byteStep", "math.Float32frombits(0x04040404)"},
+	// geluTanhExp, geluTanh32, geluTanhGrad32
+	{"gtA1Hi", "gtA1Hi"},
+	{"gtA1Lo", "gtA1Lo"},
+	{"gtA3Hi", "gtA3Hi"},
+	{"gtA3Lo", "gtA3Lo"},
+	{"gtMagic", "gtMagic"},
+	{"gtXMax", "gtXMax"},
+	{"negXMax", "-gtXMax"},
+	{"gtExp2P0", "gtExp2P[0]"},
+	{"gtExp2P1", "gtExp2P[1]"},
+	{"gtExp2P2", "gtExp2P[2]"},
+	{"nMin", "math.Float32frombits(0xffffff82)"}, // −126 in an int32 lane
+	{"nMax", "math.Float32frombits(127)"},        // 127 in an int32 lane
+	{"gtC1", "gtC1"},
+	{"gt3C3", "3 * gtC3"},
 }
 
 func constIndex(name string) int {
@@ -341,6 +439,61 @@ type mapK struct {
 	// then the updates, s the scalars (in every lane), t temporaries. It
 	// returns the register holding dst's vector.
 	body func(g *gen, in, s, t []int) int
+
+	// The transcendental kernels take these instead of body.
+	//
+	// lanes are constants of neonC packed four to a register, which
+	// vbody finds in kctx.c with consts (whole registers): a constant
+	// that is only multiplied by (FMUL, FMLA, FMLS by element) or copied
+	// (DUP) costs a quarter of a register.
+	lanes []string
+	// tables are Go arrays of sixteen float32, each kept in four
+	// consecutive registers for TBL.
+	tables []string
+	// shared is a number of consecutive temporaries for all the
+	// unrolled vectors at once (a row of a table loaded in the loop).
+	shared int
+	// setup runs before the loops; R12 to R15 and R19 to R21 are the
+	// kernel's.
+	setup func(g *gen)
+	// vbody computes the vectors of one iteration together, so that
+	// what they share (a row loaded from memory) is done once: in[u]
+	// and t[u] are vector u's inputs and temporaries. It returns the
+	// register of each vector's result.
+	vbody func(g *gen, c *kctx, in, t [][]int) []int
+}
+
+// cref is where a constant is: lane 0 to 3 of register r, or the whole
+// register where lane is −1.
+type cref struct{ r, lane int }
+
+// kctx holds what a vbody finds besides its vectors: the scalars, the
+// constants by name, the first register of each table and the shared
+// temporaries.
+type kctx struct {
+	s   []int
+	c   map[string]cref
+	tab map[string]int
+	sh  []int
+}
+
+// full returns the register of a constant kept whole, for the
+// instructions that take no element (additions, comparisons, selections).
+func (c *kctx) full(name string) int {
+	r, ok := c.c[name]
+	if !ok || r.lane >= 0 {
+		panic("no whole-register constant " + name)
+	}
+	return r.r
+}
+
+// at returns a constant's place, whole or in a lane.
+func (c *kctx) at(name string) cref {
+	r, ok := c.c[name]
+	if !ok {
+		panic("no constant " + name)
+	}
+	return r
 }
 
 func (g *gen) mapKernel(k mapK) {
@@ -361,11 +514,14 @@ func (g *gen) mapKernel(k mapK) {
 	a := g.fn(k.name, k.doc, args, nil)
 
 	// Registers: stream j in V(u·j)..V(u·j+u−1) (one per unrolled
-	// vector, u = unroll), temporary j after them, scalars and constants
-	// from V31 down. Pointers: dst in R0, stream j in R(1+j), the store
-	// pointers of the updates after.
+	// vector, u = unroll), temporary j after them, then the tables and
+	// the shared temporaries; scalars, constants and the registers of
+	// packed constants from V31 down. Pointers: dst in R0, stream j in
+	// R(1+j), the store pointers of the updates after.
 	nS, nT := len(streams), k.temps
-	if unroll*(nS+nT)+len(k.scalars)+len(k.consts) > 32 {
+	nLanes := (len(k.lanes) + 3) / 4
+	base := unroll * (nS + nT)
+	if base+4*len(k.tables)+k.shared+len(k.scalars)+len(k.consts)+nLanes > 32 {
 		panic(k.name + ": out of vector registers")
 	}
 	in := func(u int) []int {
@@ -398,7 +554,56 @@ func (g *gen) mapKernel(k mapK) {
 		g.I("FMOVS %s, F%d", fp(a[s]), sc[i])
 		g.I("VDUP V%d.S[0], %s", sc[i], V(sc[i], "S4"))
 	}
-	sc = append(sc, g.loadConsts(31-len(k.scalars), k.consts...)...)
+	full := g.loadConsts(31-len(k.scalars), k.consts...)
+	sc = append(sc, full...)
+	c := &kctx{s: sc[:len(k.scalars)], c: map[string]cref{}, tab: map[string]int{}}
+	for i, name := range k.consts {
+		c.c[name] = cref{full[i], -1}
+	}
+	top := 31 - len(k.scalars) - len(k.consts)
+	for i, name := range k.lanes {
+		r := cref{top - i/4, i % 4}
+		if i == 0 && len(k.consts) == 0 {
+			g.I("MOVD $·neonC(SB), R11")
+		}
+		g.I("MOVWU %d(R11), R12 // %s", 4*constIndex(name), name)
+		g.I("VMOV R12, V%d.S[%d]", r.r, r.lane)
+		c.c[name] = r
+	}
+	for i, name := range k.tables {
+		r := base + 4*i
+		g.I("MOVD $·%s(SB), R12", name)
+		g.I("VLD1 (R12), %s", list(r, 4, "S4"))
+		c.tab[name] = r
+	}
+	for i := range k.shared {
+		c.sh = append(c.sh, base+4*len(k.tables)+i)
+	}
+	if k.setup != nil {
+		k.setup(g)
+	}
+	// vectors computes vectors 0..m−1 and returns their results'
+	// registers, which must follow one another.
+	vectors := func(m int) int {
+		var outs []int
+		if k.vbody != nil {
+			ins, ts := make([][]int, m), make([][]int, m)
+			for u := range m {
+				ins[u], ts[u] = in(u), tmp(u)
+			}
+			outs = k.vbody(g, c, ins, ts)
+		} else {
+			for u := range m {
+				outs = append(outs, k.body(g, in(u), sc, tmp(u)))
+			}
+		}
+		for u, o := range outs {
+			if o != outs[0]+u {
+				panic(k.name + ": results not in consecutive registers")
+			}
+		}
+		return outs[0]
+	}
 	g.I("MOVD %s, R9", fp(a["n"]))
 	l := k.name
 	g.I("LSR $%d, R9, R10", shift)
@@ -408,15 +613,7 @@ func (g *gen) mapKernel(k mapK) {
 	for j := range nS {
 		g.I("VLD1.P %d(R%d), %s", 16*unroll, 1+j, list(unroll*j, unroll, "S4"))
 	}
-	var out int
-	for u := range unroll {
-		o := k.body(g, in(u), sc, tmp(u))
-		if u == 0 {
-			out = o
-		} else if o != out+u {
-			panic(k.name + ": results not in consecutive registers")
-		}
-	}
+	out := vectors(unroll)
 	g.I("VST1.P %s, %d(R0)", list(out, unroll, "S4"), 16*unroll)
 	for j := len(k.ins); j < nS; j++ {
 		g.I("VST1.P %s, %d(R%d)", list(unroll*j, unroll, "S4"), 16*unroll, store(j))
@@ -426,19 +623,21 @@ func (g *gen) mapKernel(k mapK) {
 
 	g.label(l + "_4")
 	g.I("AND $%d, R9, R9", 1<<shift-1)
-	g.I("LSR $2, R9, R10")
-	g.I("CBZ R10, %s_1", l)
-	g.label(l + "_4loop")
-	for j := range nS {
-		g.I("VLD1.P 16(R%d), [%s]", 1+j, V(unroll*j, "S4"))
+	if unroll > 1 {
+		g.I("LSR $2, R9, R10")
+		g.I("CBZ R10, %s_1", l)
+		g.label(l + "_4loop")
+		for j := range nS {
+			g.I("VLD1.P 16(R%d), [%s]", 1+j, V(unroll*j, "S4"))
+		}
+		out = vectors(1)
+		g.I("VST1.P [%s], 16(R0)", V(out, "S4"))
+		for j := len(k.ins); j < nS; j++ {
+			g.I("VST1.P [%s], 16(R%d)", V(unroll*j, "S4"), store(j))
+		}
+		g.I("SUBS $1, R10, R10")
+		g.I("BNE %s_4loop", l)
 	}
-	out = k.body(g, in(0), sc, tmp(0))
-	g.I("VST1.P [%s], 16(R0)", V(out, "S4"))
-	for j := len(k.ins); j < nS; j++ {
-		g.I("VST1.P [%s], 16(R%d)", V(unroll*j, "S4"), store(j))
-	}
-	g.I("SUBS $1, R10, R10")
-	g.I("BNE %s_4loop", l)
 
 	// The last n%4 elements, one at a time in lane 0.
 	g.label(l + "_1")
@@ -448,7 +647,7 @@ func (g *gen) mapKernel(k mapK) {
 	for j := range nS {
 		g.I("FMOVS.P 4(R%d), F%d", 1+j, unroll*j)
 	}
-	out = k.body(g, in(0), sc, tmp(0))
+	out = vectors(1)
 	g.I("FMOVS.P F%d, 4(R0)", out)
 	for j := len(k.ins); j < nS; j++ {
 		g.I("FMOVS.P F%d, 4(R%d)", unroll*j, store(j))
@@ -741,6 +940,502 @@ func layerNormGrad(g *gen, in, s, t []int) {
 	g.W("fmul4s", t[0], x, s[4])
 	g.W("fsub4s", w, w, t[0])
 	g.W("fmul4s", w, w, s[2])
+}
+
+// ---- transcendental functions ----
+
+// The scalar and bitwise operations of the kernels below, in the
+// operand order of the GNU syntax: d = n op m.
+
+func (g *gen) iadd(d, n, m int) { g.I("VADD %s, %s, %s", V(m, "S4"), V(n, "S4"), V(d, "S4")) }
+func (g *gen) isub(d, n, m int) { g.I("VSUB %s, %s, %s", V(m, "S4"), V(n, "S4"), V(d, "S4")) }
+func (g *gen) and(d, n, m int)  { g.I("VAND %s, %s, %s", V(m, "B16"), V(n, "B16"), V(d, "B16")) }
+
+// bsl sets d = n where the mask d is set, m elsewhere.
+func (g *gen) bsl(d, n, m int) { g.I("VBSL %s, %s, %s", V(m, "B16"), V(n, "B16"), V(d, "B16")) }
+
+// bit sets d = n where the mask m is set; bif where it is not.
+func (g *gen) bit(d, n, m int) { g.I("VBIT %s, %s, %s", V(m, "B16"), V(n, "B16"), V(d, "B16")) }
+func (g *gen) bif(d, n, m int) { g.I("VBIF %s, %s, %s", V(m, "B16"), V(n, "B16"), V(d, "B16")) }
+
+// dupc sets every lane of d to the constant c.
+func (g *gen) dupc(d int, c cref) {
+	if c.lane < 0 {
+		g.mov(d, c.r)
+		return
+	}
+	g.I("VDUP V%d.S[%d], %s", c.r, c.lane, V(d, "S4"))
+}
+
+// byElem emits op (fmul, fmla, fmls or mla) of d, n and the constant c,
+// by element where c is in a lane.
+func (g *gen) byElem(op string, d, n int, c cref) {
+	if c.lane >= 0 {
+		g.W(fmt.Sprintf("%s%d", op, c.lane), d, n, c.r)
+		return
+	}
+	switch op {
+	case "fmul":
+		g.W("fmul4s", d, n, c.r)
+	case "fmla":
+		g.fmla(d, n, c.r)
+	case "fmls":
+		g.fmls(d, n, c.r)
+	default:
+		g.W(op+"0", d, n, c.r) // any lane of a whole register
+	}
+}
+
+func (g *gen) fmulc(d, n int, c cref) { g.byElem("fmul", d, n, c) }
+func (g *gen) fmlac(d, n int, c cref) { g.byElem("fmla", d, n, c) }
+func (g *gen) fmlsc(d, n int, c cref) { g.byElem("fmls", d, n, c) }
+
+// crefs returns the places of the named constants.
+func (c *kctx) crefs(names ...string) []cref {
+	var r []cref
+	for _, n := range names {
+		r = append(r, c.at(n))
+	}
+	return r
+}
+
+// hornerc is horner with constants in lanes or whole registers.
+func (g *gen) hornerc(x int, cs []cref, t0, t1 int) int {
+	p, q := t0, t1
+	g.dupc(p, cs[len(cs)-1])
+	for k := len(cs) - 2; k >= 0; k-- {
+		g.dupc(q, cs[k])
+		g.fmla(q, p, x)
+		p, q = q, p
+	}
+	return p
+}
+
+// tbl sets d to the float32 entries of the sixteen-entry table in
+// registers tab..tab+3 that the byte indices in idx pick.
+func (g *gen) tbl(d, tab, idx int) {
+	g.I("VTBL %s, %s, %s", V(idx, "B16"), list(tab, 4, "B16"), V(d, "B16"))
+}
+
+// tableIndex sets d to TBL's byte indices for the entries j (0 to 15,
+// int32 lanes): 4j, 4j+1, 4j+2, 4j+3 in the bytes of each lane.
+func (g *gen) tableIndex(d, j int, c *kctx) {
+	g.dupc(d, c.at("byteOffsets"))
+	g.byElem("mla", d, j, c.at("byteStep"))
+}
+
+// expGoConsts are what expGo takes whole and in lanes.
+var (
+	expGoConsts = []string{"one", "expLo", "expHi", "magic23"}
+	expGoLanes  = []string{"log2e", "ln2Hi", "ln2Lo", "expQ0", "expQ1", "expQ2", "expQ3", "expQ4"}
+)
+
+// expGo sets x = e^x as exp32 computes it on arm64, using t[0..2]: the
+// steps of exp, except that n = round(x·log2e) is rounded from the exact
+// product, x·log2e + 1.5·2²³ in one fused multiply-add minus 1.5·2²³, as
+// Go fuses roundEven's sum there, so that the two agree bit for bit.
+func (g *gen) expGo(x int, t []int, c *kctx) {
+	one, magic := c.full("one"), c.full("magic23")
+	n := t[0]
+	g.W("fmax4s", x, x, c.full("expLo"))
+	g.W("fmin4s", x, x, c.full("expHi"))
+	g.mov(n, magic)
+	g.fmlac(n, x, c.at("log2e"))
+	g.W("fsub4s", n, n, magic)
+	g.fmlsc(x, n, c.at("ln2Hi")) // exact
+	g.fmlsc(x, n, c.at("ln2Lo")) // r
+	p := g.hornerc(x, c.crefs("expQ0", "expQ1", "expQ2", "expQ3", "expQ4"), t[1], t[2])
+	r2 := t[1]
+	if p == t[1] {
+		r2 = t[2]
+	}
+	g.W("fmul4s", r2, x, x)
+	g.fmla(x, r2, p) // r²·Q + r
+	g.W("fadd4s", x, x, one)
+	h := t[1]
+	g.W("fcvtzs", n, n)
+	g.W("sshr1", h, n)
+	g.isub(n, n, h)
+	for _, e := range []int{h, n} {
+		g.I("VSHL $23, %s, %s", V(e, "S4"), V(e, "S4"))
+		g.iadd(e, e, one)
+		g.W("fmul4s", x, x, e)
+	}
+}
+
+// tanhParts leaves tanh(x) (grad false) or 1 − tanh²(x) (grad true) in
+// t[1] as tanhParts (math32.go) computes it, using t[0..6]: both
+// branches, selected by |x| < tanhSmall (NaN takes the second).
+func tanhParts(g *gen, c *kctx, x int, t []int, grad bool) int {
+	one, two := c.full("one"), c.full("two")
+	a, small, u := t[0], t[1], t[2]
+	g.W("fabs4s", a, x)
+	g.W("fcmgt", small, c.full("tanhSmall"), a)
+	// The odd polynomial: t = (x·u)·p + x for u = x², and 1 − t².
+	g.W("fmul4s", u, x, x)
+	p := g.hornerc(u, c.crefs("tanhP0", "tanhP1", "tanhP2", "tanhP3", "tanhP4", "tanhP5"), t[3], t[4])
+	g.W("fmul4s", t[5], x, u)
+	t1 := t[6]
+	g.mov(t1, x)
+	g.fmla(t1, t[5], p)
+	if grad {
+		g.mov(u, one)
+		g.fmls(u, t1, t1) // 1 − t², rounded once
+	}
+	// q = 2/(e^{2|x|} + 1); tanh|x| = 1 − q with x's sign, 1 − tanh² =
+	// (2 − q)·q.
+	g.W("fadd4s", a, a, a)
+	g.expGo(a, t[3:6], c)
+	g.W("fadd4s", a, a, one)
+	g.W("fdiv4s", a, two, a) // q
+	if grad {
+		g.W("fsub4s", t[4], two, a)
+		g.W("fmul4s", t[4], t[4], a)
+		g.bsl(small, u, t[4])
+		return small
+	}
+	g.W("fsub4s", t[3], one, a)
+	g.bit(t[3], x, c.full("signBit"))
+	g.bsl(small, t1, t[3])
+	return small
+}
+
+var (
+	tanhConsts = append([]string{"tanhSmall", "two", "signBit"}, expGoConsts...)
+	tanhLanes  = append([]string{"tanhP0", "tanhP1", "tanhP2", "tanhP3", "tanhP4", "tanhP5"}, expGoLanes...)
+)
+
+// logBody sets a register to ln x as log32 (math32.go) computes it and
+// returns it, using t[0..5]: subnormal x scaled by 2²³ (k = 23), x =
+// 2^e·m for m in [√½, √2) from the bits, f = m − 1, the polynomial, then
+// the special values: −Inf for ±0, NaN below 0 and for NaN (Go's NaN,
+// float32(math.NaN())), +Inf for +Inf.
+func logBody(g *gen, c *kctx, x int, t []int) int {
+	sub, y, e := t[0], t[1], t[2]
+	g.W("fcmgt", sub, c.full("tiny"), x) // x < 2⁻¹²⁶
+	g.fmulc(y, x, c.at("twoP23"))
+	g.bif(y, x, sub)               // x·2²³ where subnormal, else x
+	g.and(sub, sub, c.full("k23")) // k: 23 or 0
+	g.isub(e, y, c.full("sqrtHalfBits"))
+	g.W("sshr23", e, e) // e, rounded to nearest
+	g.I("VSHL $23, %s, %s", V(e, "S4"), V(t[3], "S4"))
+	g.isub(y, y, t[3])
+	g.W("fsub4s", y, y, c.full("one")) // f
+	p := g.hornerc(y, c.crefs("logL0", "logL1", "logL2", "logL3", "logL4", "logL5", "logL6", "logL7"), t[3], t[4])
+	f2 := t[3]
+	if p == t[3] {
+		f2 = t[4]
+	}
+	h := t[5]
+	g.dupc(h, c.at("negHalf"))
+	g.fmla(h, y, p) // p·f − 0.5, rounded once
+	g.W("fmul4s", f2, y, y)
+	g.fmla(y, f2, h) // f + f²·(p·f − 0.5)
+	g.W("scvtf", e, e)
+	g.W("fsub4s", e, e, sub) // e − k
+	g.fmlac(y, e, c.at("ln2Lo"))
+	g.fmlac(y, e, c.at("ln2Hi"))
+	g.W("fcmeq0", sub, x)
+	g.bit(y, c.full("negInf"), sub)
+	g.W("fcmge0", sub, x)
+	g.bif(y, c.full("nan"), sub)
+	g.W("fcmeq", sub, x, c.full("posInf"))
+	g.bit(y, x, sub)
+	return y
+}
+
+var (
+	logConsts = []string{"one", "tiny", "k23", "sqrtHalfBits", "negInf", "nan", "posInf"}
+	logLanes  = []string{"twoP23", "logL0", "logL1", "logL2", "logL3", "logL4", "logL5", "logL6", "logL7", "negHalf", "ln2Lo", "ln2Hi"}
+)
+
+// phiRows are the general registers that point at the rows of phiT,
+// 64 bytes apart.
+var phiRows = []string{"R12", "R13", "R14", "R15", "R19", "R20", "R21"}
+
+func phiSetup(g *gen) {
+	g.I("MOVD $·phiT(SB), R12")
+	for k := 1; k < len(phiRows); k++ {
+		g.I("ADD $%d, R12, %s", 64*k, phiRows[k])
+	}
+}
+
+// phiTail computes h = Φ(−|x|) and g = e^{−x²/2} for the vectors xs as
+// phiTail (math32.go) does, each vector u with temporaries t[u][0..6]
+// and the rows of phiT loaded once for all of them into c.sh: it
+// returns, per vector, the registers of h, g and |x| (t[u][0]); t[u][1]
+// is free, and t[u][2], t[u][3] are. Where |x| > geluMaxA, h and g are 0.
+func phiTail(g *gen, c *kctx, xs []int, t [][]int) (h, gs, a []int) {
+	one, magic := c.full("one"), c.full("magic23")
+	ps := make([]int, len(xs))
+	for u, x := range xs {
+		t := t[u]
+		g.W("fabs4s", t[0], x)
+		g.W("fcmgt", t[1], t[0], c.full("geluMaxA"))
+		// n = round(fl(a²)·(−½log2e)), the product not rounded first;
+		// R = a² + 2n·ln2Hi rounded once (exact in Go's float64, one
+		// fused multiply-add here), + 2n·ln2Lo.
+		n, r := t[3], t[2]
+		g.W("fmul4s", r, t[0], t[0])
+		g.mov(n, magic)
+		g.fmlac(n, r, c.at("negHalfLog2e"))
+		g.W("fsub4s", n, n, magic)
+		g.fmulc(r, n, c.at("twoLn2Hi"))
+		g.fmla(r, t[0], t[0])
+		g.fmlac(r, n, c.at("twoLn2Lo"))
+		q := g.hornerc(r, c.crefs("gaussQ0", "gaussQ1", "gaussQ2", "gaussQ3", "gaussQ4", "gaussQ5"), t[4], t[5])
+		g.mov(t[6], one)
+		g.fmla(t[6], q, r)
+		g.W("fcvtzs", n, n)
+		g.I("VSHL $23, %s, %s", V(n, "S4"), V(n, "S4"))
+		g.iadd(n, n, one)
+		g.W("fmul4s", t[6], t[6], n) // g = (q·R + 1)·2ⁿ
+		// The interval: i = (bits(a+1) >> 21) & 15, as TBL's bytes.
+		g.W("fadd4s", r, t[0], one)
+		g.I("VUSHR $21, %s, %s", V(r, "S4"), V(r, "S4"))
+		g.and(r, r, c.full("mask15"))
+		g.tableIndex(n, r, c)
+	}
+	row := func(k int) { g.I("VLD1 (%s), %s", phiRows[k], list(c.sh[0], 4, "S4")) }
+	row(0)
+	for u := range xs {
+		g.tbl(t[u][4], c.sh[0], t[u][3])
+		g.W("fsub4s", t[u][2], t[u][0], t[u][4]) // a − centre
+	}
+	row(6)
+	for u := range xs {
+		g.tbl(t[u][4], c.sh[0], t[u][3])
+		ps[u] = t[u][4]
+	}
+	for k := 5; k >= 1; k-- {
+		row(k)
+		for u := range xs {
+			q := t[u][4] + t[u][5] - ps[u] // the other one
+			g.tbl(q, c.sh[0], t[u][3])
+			g.fmla(q, ps[u], t[u][2])
+			ps[u] = q
+		}
+	}
+	for u := range xs {
+		t := t[u]
+		hu := t[4] + t[5] - ps[u]
+		g.W("fmul4s", hu, t[6], ps[u])
+		g.W("bic", hu, hu, t[1])
+		g.W("bic", t[6], t[6], t[1])
+		h, gs, a = append(h, hu), append(gs, t[6]), append(a, t[0])
+	}
+	return h, gs, a
+}
+
+var (
+	geluConsts = []string{"one", "geluMaxA", "magic23", "mask15"}
+	geluLanes  = []string{"negHalfLog2e", "twoLn2Hi", "twoLn2Lo", "gaussQ0", "gaussQ1", "gaussQ2", "gaussQ3", "gaussQ4", "gaussQ5",
+		"byteOffsets", "byteStep", "invSqrt2Pi"}
+)
+
+// geluTanhExp sets e = 2^v = e^{−y} and s = fl(a²) as geluTanhExp
+// (math32.go) computes them for a (|a| ≤ gtXMax), using t[0..6], and
+// returns their registers (t[2], t[0]) with, where hi, that of the mask
+// of 2^v ≥ 2¹²⁸ (n > 127: t[6]). Each fma32 is one fused multiply-add,
+// rounded once where Go rounds its float64 sum a second time (they
+// differ only where that sum lands on a float32 midpoint). g is carried
+// negated, h = −g, which FMLS takes where Go's fused multiply-adds add
+// g's products: the same roundings of the same values.
+func geluTanhExp(g *gen, c *kctx, a int, t []int, hi bool) (e, s, mhi int) {
+	a1, magic := c.full("gtA1Hi"), c.full("gtMagic")
+	s, sl, qh, ql := t[0], t[1], t[2], t[3]
+	g.W("fmul4s", s, a, a)
+	g.W("fneg4s", sl, s)
+	g.fmla(sl, a, a) // a² − s, exact
+	g.mov(qh, a1)
+	g.fmlac(qh, s, c.at("gtA3Hi"))
+	g.W("fsub4s", ql, a1, qh) // −(Qh − gtA1Hi), exact
+	g.fmlac(ql, s, c.at("gtA3Hi"))
+	w := t[4]
+	g.dupc(w, c.at("gtA1Lo"))
+	g.fmlac(w, s, c.at("gtA3Lo"))
+	g.fmlac(w, sl, c.at("gtA3Hi"))
+	g.W("fadd4s", ql, ql, w) // Ql
+	idx, h := t[1], t[4]
+	g.mov(idx, magic)
+	g.fmla(idx, a, qh) // a·Qh + gtMagic
+	g.W("fsub4s", h, idx, magic)
+	g.fmls(h, a, qh)
+	g.fmls(h, a, ql) // h = −g
+	m, j, bytes := t[1], t[2], t[3]
+	g.isub(m, idx, magic) // m
+	g.and(j, m, c.full("mask15"))
+	g.tableIndex(bytes, j, c)
+	g.W("sshr4", m, m) // n = ⌊m/16⌋
+	tj, uj := t[2], t[5]
+	g.tbl(tj, c.tab["gtExp2T"], bytes)
+	g.tbl(uj, c.tab["gtExp2Tau"], bytes)
+	p, p0 := t[3], t[6]
+	g.dupc(p, c.at("gtExp2P1"))
+	g.fmlsc(p, h, c.at("gtExp2P2"))
+	g.dupc(p0, c.at("gtExp2P0"))
+	g.fmls(p0, p, h)
+	g.fmls(uj, h, p0) // u = τ_j + g·P(g)
+	lo := t[3]
+	g.W("cmgt", lo, c.full("nMin"), m) // n < −126
+	if hi {
+		g.W("cmgt", t[6], m, c.full("nMax")) // n > 127
+	}
+	g.I("VSHL $23, %s, %s", V(m, "S4"), V(m, "S4"))
+	g.iadd(tj, tj, m) // T_j·2ⁿ
+	g.fmla(tj, tj, uj)
+	g.W("bic", tj, tj, lo) // 0 below 2⁻¹²⁶
+	return tj, s, t[6]
+}
+
+var (
+	geluTanhConsts = []string{"one", "gtA1Hi", "gtMagic", "mask15", "gtXMax", "negXMax", "nMin"}
+	geluTanhLanes  = []string{"gtA3Hi", "gtA3Lo", "gtA1Lo", "gtExp2P0", "gtExp2P1", "gtExp2P2", "byteOffsets", "byteStep"}
+	geluTanhTables = []string{"gtExp2T", "gtExp2Tau"}
+)
+
+// fns are the kernels of the transcendental functions, each the steps of
+// its Go function in math32.go with the same constants.
+var fns = []mapK{
+	{name: "neonLog", doc: "neonLog sets dst = ln x over n elements, as log32.", ins: []string{"x"},
+		consts: logConsts, lanes: logLanes, temps: 6, unroll: 2,
+		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
+			var out []int
+			for u := range in {
+				out = append(out, logBody(g, c, in[u][0], t[u]))
+			}
+			return out
+		}},
+	{name: "neonTanh", doc: "neonTanh sets dst = tanh x over n elements, as tanhParts.", ins: []string{"x"},
+		consts: tanhConsts, lanes: tanhLanes, temps: 7, unroll: 2,
+		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
+			var out []int
+			for u := range in {
+				out = append(out, tanhParts(g, c, in[u][0], t[u], false))
+			}
+			return out
+		}},
+	{name: "neonTanhGrad", doc: "neonTanhGrad sets dx = dy·(1 − tanh² x) over n elements, as tanhParts.", ins: []string{"x", "dy"},
+		consts: tanhConsts, lanes: tanhLanes, temps: 7, unroll: 2,
+		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
+			var out []int
+			for u := range in {
+				d := tanhParts(g, c, in[u][0], t[u], true)
+				g.W("fmul4s", in[u][1], in[u][1], d)
+				out = append(out, in[u][1])
+			}
+			return out
+		}},
+	// x·Φ(x) = max(x, 0) − |x|·h, rounded once (gelu32 rounds the
+	// float64 difference to float32, a second rounding that differs only
+	// at a float32 midpoint); max(x, 0) as ReLU takes it (NaN kept).
+	{name: "neonGELU", doc: "neonGELU sets dst = x·Φ(x) over n elements, as gelu32.", ins: []string{"x"},
+		consts: geluConsts, lanes: geluLanes, temps: 7, unroll: 2, shared: 4, setup: phiSetup,
+		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
+			var xs []int
+			for u := range in {
+				xs = append(xs, in[u][0])
+			}
+			h, _, a := phiTail(g, c, xs, t)
+			var out []int
+			for u, x := range xs {
+				m := t[u][1]
+				g.W("fcmle0", t[u][3], x)
+				g.W("bic", m, x, t[u][3])
+				g.fmls(m, a[u], h[u])
+				out = append(out, m)
+			}
+			return out
+		}},
+	// dy·(x·(g·invSqrt2Pi) + c), c = 1 − h for x ≥ 0 and h below.
+	{name: "neonGELUGrad", doc: "neonGELUGrad sets dx = dy·(Φ(x) + x·φ(x)) over n elements, as geluGrad32.", ins: []string{"x", "dy"},
+		consts: geluConsts, lanes: geluLanes, temps: 7, unroll: 2, shared: 4, setup: phiSetup,
+		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
+			var xs []int
+			for u := range in {
+				xs = append(xs, in[u][0])
+			}
+			h, gs, _ := phiTail(g, c, xs, t)
+			var out []int
+			for u, x := range xs {
+				cu, omh := t[u][2], t[u][3]
+				g.W("fsub4s", omh, c.full("one"), h[u])
+				g.W("fcmge0", cu, x)
+				g.bsl(cu, omh, h[u])
+				g.fmulc(gs[u], gs[u], c.at("invSqrt2Pi"))
+				g.fmla(cu, x, gs[u])
+				g.W("fmul4s", in[u][1], in[u][1], cu)
+				out = append(out, in[u][1])
+			}
+			return out
+		}},
+	// x/(1 + e^{−y}) for x clamped to ±gtXMax in the exponential; 0
+	// where it overflows (n > 127), x itself for NaN (Go returns it).
+	{name: "neonGELUTanh", doc: "neonGELUTanh sets dst = x/(1 + e^−y) over n elements, as geluTanh32.", ins: []string{"x"},
+		consts: append(geluTanhConsts, "nMax"), lanes: geluTanhLanes, tables: geluTanhTables, temps: 8, unroll: 1,
+		vbody: func(g *gen, c *kctx, in, ts [][]int) []int {
+			x, t := in[0][0], ts[0]
+			xc := t[7]
+			g.W("fmax4s", xc, x, c.full("negXMax"))
+			g.W("fmin4s", xc, xc, c.full("gtXMax"))
+			e, _, hi := geluTanhExp(g, c, xc, t, true)
+			d := t[3]
+			g.W("fadd4s", d, e, c.full("one"))
+			g.W("fdiv4s", d, x, d)
+			g.W("bic", d, d, hi)
+			g.W("fcmeq", t[4], x, x)
+			g.bif(d, x, t[4])
+			return []int{d}
+		}},
+	// dy·(s + (xc·y′)·(s0 − s0²)) with e = e^{−|y|}, r = 1/(1 + e), s0 =
+	// e·r, s = r for x ≥ 0 and s0 below, y′ = gtC1 + 3·gtC3·xc².
+	{name: "neonGELUTanhGrad", doc: "neonGELUTanhGrad sets dx = dy·(σ(y) + x·σ(y)·σ(−y)·y′) over n elements, as geluTanhGrad32.",
+		ins: []string{"x", "dy"}, consts: geluTanhConsts, lanes: append(geluTanhLanes, "gtC1", "gt3C3"), tables: geluTanhTables,
+		temps: 9, unroll: 1,
+		vbody: func(g *gen, c *kctx, in, ts [][]int) []int {
+			x, dy, t := in[0][0], in[0][1], ts[0]
+			one := c.full("one")
+			xc, a := t[7], t[8]
+			g.W("fmax4s", xc, x, c.full("negXMax"))
+			g.W("fmin4s", xc, xc, c.full("gtXMax"))
+			g.W("fabs4s", a, xc)
+			e, s, _ := geluTanhExp(g, c, a, t, false)
+			r, s0, sig := t[3], t[4], t[5]
+			g.W("fadd4s", r, e, one)
+			g.W("fdiv4s", r, one, r)
+			g.W("fmul4s", s0, e, r)
+			g.W("fcmge0", sig, x)
+			g.bsl(sig, r, s0)
+			yp := t[6]
+			g.dupc(yp, c.at("gtC1"))
+			g.fmlac(yp, s, c.at("gt3C3"))
+			g.W("fmul4s", yp, xc, yp)
+			g.mov(t[1], s0)
+			g.fmls(t[1], s0, s0) // s0 − s0²
+			g.fmla(sig, yp, t[1])
+			g.W("fmul4s", dy, dy, sig)
+			return []int{dy}
+		}},
+}
+
+// prefetch is Prefetch: PRFM PLDL1KEEP at every 64 bytes from the cache
+// line of x[0] (aligned down) to the end of x[0:n], so that the last line
+// is asked for too.
+func (g *gen) prefetch() {
+	a := g.fn("neonPrefetch", "neonPrefetch asks for the cache lines of x[0:n] to be loaded, without waiting for them.",
+		[]arg{{name: "x", typ: "*float32"}, {name: "n", typ: "int"}}, nil)
+	g.I("MOVD %s, R0", fp(a["x"]))
+	g.I("MOVD %s, R9", fp(a["n"]))
+	g.I("ADD R9<<2, R0, R9") // the end
+	g.I("AND $~63, R0, R0")
+	g.label("prefetch_loop")
+	g.I("CMP R9, R0")
+	g.I("BHS prefetch_done")
+	g.I("PRFM (R0), PLDL1KEEP")
+	g.I("ADD $64, R0, R0")
+	g.I("B prefetch_loop")
+	g.label("prefetch_done")
+	g.I("RET")
 }
 
 // ---- float64 reductions ----
@@ -1411,6 +2106,10 @@ func main() {
 	for _, k := range maps {
 		g.mapKernel(k)
 	}
+	for _, k := range fns {
+		g.mapKernel(k)
+	}
+	g.prefetch()
 	for _, k := range reds {
 		g.redKernel(k)
 	}

@@ -5,15 +5,16 @@ package vec
 import "math"
 
 // The NEON kernel set. Advanced SIMD is part of every ARMv8-A CPU, so
-// nothing is checked before using it. It is [Go] with the kernels of
-// kernels_arm64.s in place of the Go ones where there are any; the rest
-// (Log, Tanh, GELU, GELUTanh and their derivatives, Prefetch) are the
-// Go functions. The element-wise arithmetic, the row steps and AdamW agree
-// with the Go set bit for bit, as both do the same operations in the
-// same order and fuse the same multiply-adds (gen_arm64.go); the
-// exponentials use exp32's and expSum32's range reductions and
-// coefficients, with the assembly's own fused multiply-adds; the
-// reductions accumulate in float64 in another order. There are no
+// nothing is checked before using it. Every kernel is in
+// kernels_arm64.s. The element-wise arithmetic, the row steps, AdamW,
+// Log, Tanh, GELU, GELUTanh and their derivatives agree with the Go set
+// bit for bit, as both do the same operations in the same order and fuse
+// the same multiply-adds (gen_arm64.go; GELU and GELUTanh round once
+// where Go rounds a float64 sum to float32, which can differ only at a
+// float32 midpoint); the exponentials use exp32's and expSum32's range
+// reductions and coefficients, with the assembly's own fused
+// multiply-adds; the reductions accumulate in float64 in another order.
+// Prefetch issues PRFM PLDL1KEEP for each cache line. There are no
 // streaming stores: Streaming returns the set itself.
 
 var neonSet = newNEON()
@@ -69,6 +70,13 @@ func newNEON() *Kernels {
 	}
 
 	k.Exp, k.Sigmoid, k.SiLU = unary(neonExp), unary(neonSigmoid), unary(neonSiLU)
+	k.Log, k.Tanh, k.GELU, k.GELUTanh = unary(neonLog), unary(neonTanh), unary(neonGELU), unary(neonGELUTanh)
+	k.TanhGrad, k.GELUGrad, k.GELUTanhGrad = bin(neonTanhGrad), bin(neonGELUGrad), bin(neonGELUTanhGrad)
+	k.Prefetch = func(x []float32) {
+		if len(x) > 0 {
+			neonPrefetch(&x[0], len(x))
+		}
+	}
 	k.ExpGrad, k.SigmoidGrad, k.SiLUGrad = bin(neonExpGrad), bin(neonSigmoidGrad), bin(neonSiLUGrad)
 	k.ExpShift = func(dst, x []float32, scale, shift float32) float64 {
 		if len(dst) == 0 {

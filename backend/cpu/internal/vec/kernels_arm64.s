@@ -2863,6 +2863,1727 @@ neonLayerNormGradAcc_1loop:
 neonLayerNormGradAcc_done:
 	RET
 
+// func neonLog(dst *float32, x *float32, n int)
+TEXT ·neonLog(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 76(R11), F30 // tiny
+	VDUP V30.S[0], V30.S4
+	FMOVS 84(R11), F29 // k23
+	VDUP V29.S[0], V29.S4
+	FMOVS 88(R11), F28 // sqrtHalfBits
+	VDUP V28.S[0], V28.S4
+	FMOVS 4(R11), F27 // negInf
+	VDUP V27.S[0], V27.S4
+	FMOVS 128(R11), F26 // nan
+	VDUP V26.S[0], V26.S4
+	FMOVS 132(R11), F25 // posInf
+	VDUP V25.S[0], V25.S4
+	MOVWU 80(R11), R12 // twoP23
+	VMOV R12, V24.S[0]
+	MOVWU 92(R11), R12 // logL0
+	VMOV R12, V24.S[1]
+	MOVWU 96(R11), R12 // logL1
+	VMOV R12, V24.S[2]
+	MOVWU 100(R11), R12 // logL2
+	VMOV R12, V24.S[3]
+	MOVWU 104(R11), R12 // logL3
+	VMOV R12, V23.S[0]
+	MOVWU 108(R11), R12 // logL4
+	VMOV R12, V23.S[1]
+	MOVWU 112(R11), R12 // logL5
+	VMOV R12, V23.S[2]
+	MOVWU 116(R11), R12 // logL6
+	VMOV R12, V23.S[3]
+	MOVWU 120(R11), R12 // logL7
+	VMOV R12, V22.S[0]
+	MOVWU 124(R11), R12 // negHalf
+	VMOV R12, V22.S[1]
+	MOVWU 24(R11), R12 // ln2Lo
+	VMOV R12, V22.S[2]
+	MOVWU 20(R11), R12 // ln2Hi
+	VMOV R12, V22.S[3]
+	MOVD n+16(FP), R9
+	LSR $3, R9, R10
+	CBZ R10, neonLog_4
+neonLog_16:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	WORD $0x6ea0e7c2 // fcmgt v2.4s, v30.4s, v0.4s
+	WORD $0x4f989004 // fmul v4.4s, v0.4s, v24.s[0]
+	VBIF V2.B16, V0.B16, V4.B16
+	VAND V29.B16, V2.B16, V2.B16
+	VSUB V28.S4, V4.S4, V6.S4
+	WORD $0x4f2904c6 // sshr v6.4s, v6.4s, #23
+	VSHL $23, V6.S4, V8.S4
+	VSUB V8.S4, V4.S4, V4.S4
+	WORD $0x4ebfd484 // fsub v4.4s, v4.4s, v31.4s
+	VDUP V22.S[0], V8.S4
+	VDUP V23.S[3], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V23.S[2], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V23.S[1], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V23.S[0], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V24.S[3], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V24.S[2], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V24.S[1], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V22.S[1], V12.S4
+	VFMLA V10.S4, V4.S4, V12.S4
+	WORD $0x6e24dc88 // fmul v8.4s, v4.4s, v4.4s
+	VFMLA V12.S4, V8.S4, V4.S4
+	WORD $0x4e21d8c6 // scvtf v6.4s, v6.4s
+	WORD $0x4ea2d4c6 // fsub v6.4s, v6.4s, v2.4s
+	WORD $0x4f9618c4 // fmla v4.4s, v6.4s, v22.s[2]
+	WORD $0x4fb618c4 // fmla v4.4s, v6.4s, v22.s[3]
+	WORD $0x4ea0d802 // fcmeq v2.4s, v0.4s, #0.0
+	VBIT V2.B16, V27.B16, V4.B16
+	WORD $0x6ea0c802 // fcmge v2.4s, v0.4s, #0.0
+	VBIF V2.B16, V26.B16, V4.B16
+	WORD $0x4e39e402 // fcmeq v2.4s, v0.4s, v25.4s
+	VBIT V2.B16, V0.B16, V4.B16
+	WORD $0x6ea1e7c3 // fcmgt v3.4s, v30.4s, v1.4s
+	WORD $0x4f989025 // fmul v5.4s, v1.4s, v24.s[0]
+	VBIF V3.B16, V1.B16, V5.B16
+	VAND V29.B16, V3.B16, V3.B16
+	VSUB V28.S4, V5.S4, V7.S4
+	WORD $0x4f2904e7 // sshr v7.4s, v7.4s, #23
+	VSHL $23, V7.S4, V9.S4
+	VSUB V9.S4, V5.S4, V5.S4
+	WORD $0x4ebfd4a5 // fsub v5.4s, v5.4s, v31.4s
+	VDUP V22.S[0], V9.S4
+	VDUP V23.S[3], V11.S4
+	VFMLA V5.S4, V9.S4, V11.S4
+	VDUP V23.S[2], V9.S4
+	VFMLA V5.S4, V11.S4, V9.S4
+	VDUP V23.S[1], V11.S4
+	VFMLA V5.S4, V9.S4, V11.S4
+	VDUP V23.S[0], V9.S4
+	VFMLA V5.S4, V11.S4, V9.S4
+	VDUP V24.S[3], V11.S4
+	VFMLA V5.S4, V9.S4, V11.S4
+	VDUP V24.S[2], V9.S4
+	VFMLA V5.S4, V11.S4, V9.S4
+	VDUP V24.S[1], V11.S4
+	VFMLA V5.S4, V9.S4, V11.S4
+	VDUP V22.S[1], V13.S4
+	VFMLA V11.S4, V5.S4, V13.S4
+	WORD $0x6e25dca9 // fmul v9.4s, v5.4s, v5.4s
+	VFMLA V13.S4, V9.S4, V5.S4
+	WORD $0x4e21d8e7 // scvtf v7.4s, v7.4s
+	WORD $0x4ea3d4e7 // fsub v7.4s, v7.4s, v3.4s
+	WORD $0x4f9618e5 // fmla v5.4s, v7.4s, v22.s[2]
+	WORD $0x4fb618e5 // fmla v5.4s, v7.4s, v22.s[3]
+	WORD $0x4ea0d823 // fcmeq v3.4s, v1.4s, #0.0
+	VBIT V3.B16, V27.B16, V5.B16
+	WORD $0x6ea0c823 // fcmge v3.4s, v1.4s, #0.0
+	VBIF V3.B16, V26.B16, V5.B16
+	WORD $0x4e39e423 // fcmeq v3.4s, v1.4s, v25.4s
+	VBIT V3.B16, V1.B16, V5.B16
+	VST1.P [V4.S4, V5.S4], 32(R0)
+	SUBS $1, R10, R10
+	BNE neonLog_16
+neonLog_4:
+	AND $7, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonLog_1
+neonLog_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	WORD $0x6ea0e7c2 // fcmgt v2.4s, v30.4s, v0.4s
+	WORD $0x4f989004 // fmul v4.4s, v0.4s, v24.s[0]
+	VBIF V2.B16, V0.B16, V4.B16
+	VAND V29.B16, V2.B16, V2.B16
+	VSUB V28.S4, V4.S4, V6.S4
+	WORD $0x4f2904c6 // sshr v6.4s, v6.4s, #23
+	VSHL $23, V6.S4, V8.S4
+	VSUB V8.S4, V4.S4, V4.S4
+	WORD $0x4ebfd484 // fsub v4.4s, v4.4s, v31.4s
+	VDUP V22.S[0], V8.S4
+	VDUP V23.S[3], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V23.S[2], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V23.S[1], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V23.S[0], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V24.S[3], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V24.S[2], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V24.S[1], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V22.S[1], V12.S4
+	VFMLA V10.S4, V4.S4, V12.S4
+	WORD $0x6e24dc88 // fmul v8.4s, v4.4s, v4.4s
+	VFMLA V12.S4, V8.S4, V4.S4
+	WORD $0x4e21d8c6 // scvtf v6.4s, v6.4s
+	WORD $0x4ea2d4c6 // fsub v6.4s, v6.4s, v2.4s
+	WORD $0x4f9618c4 // fmla v4.4s, v6.4s, v22.s[2]
+	WORD $0x4fb618c4 // fmla v4.4s, v6.4s, v22.s[3]
+	WORD $0x4ea0d802 // fcmeq v2.4s, v0.4s, #0.0
+	VBIT V2.B16, V27.B16, V4.B16
+	WORD $0x6ea0c802 // fcmge v2.4s, v0.4s, #0.0
+	VBIF V2.B16, V26.B16, V4.B16
+	WORD $0x4e39e402 // fcmeq v2.4s, v0.4s, v25.4s
+	VBIT V2.B16, V0.B16, V4.B16
+	VST1.P [V4.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonLog_4loop
+neonLog_1:
+	ANDS $3, R9, R9
+	BEQ neonLog_done
+neonLog_1loop:
+	FMOVS.P 4(R1), F0
+	WORD $0x6ea0e7c2 // fcmgt v2.4s, v30.4s, v0.4s
+	WORD $0x4f989004 // fmul v4.4s, v0.4s, v24.s[0]
+	VBIF V2.B16, V0.B16, V4.B16
+	VAND V29.B16, V2.B16, V2.B16
+	VSUB V28.S4, V4.S4, V6.S4
+	WORD $0x4f2904c6 // sshr v6.4s, v6.4s, #23
+	VSHL $23, V6.S4, V8.S4
+	VSUB V8.S4, V4.S4, V4.S4
+	WORD $0x4ebfd484 // fsub v4.4s, v4.4s, v31.4s
+	VDUP V22.S[0], V8.S4
+	VDUP V23.S[3], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V23.S[2], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V23.S[1], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V23.S[0], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V24.S[3], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V24.S[2], V8.S4
+	VFMLA V4.S4, V10.S4, V8.S4
+	VDUP V24.S[1], V10.S4
+	VFMLA V4.S4, V8.S4, V10.S4
+	VDUP V22.S[1], V12.S4
+	VFMLA V10.S4, V4.S4, V12.S4
+	WORD $0x6e24dc88 // fmul v8.4s, v4.4s, v4.4s
+	VFMLA V12.S4, V8.S4, V4.S4
+	WORD $0x4e21d8c6 // scvtf v6.4s, v6.4s
+	WORD $0x4ea2d4c6 // fsub v6.4s, v6.4s, v2.4s
+	WORD $0x4f9618c4 // fmla v4.4s, v6.4s, v22.s[2]
+	WORD $0x4fb618c4 // fmla v4.4s, v6.4s, v22.s[3]
+	WORD $0x4ea0d802 // fcmeq v2.4s, v0.4s, #0.0
+	VBIT V2.B16, V27.B16, V4.B16
+	WORD $0x6ea0c802 // fcmge v2.4s, v0.4s, #0.0
+	VBIF V2.B16, V26.B16, V4.B16
+	WORD $0x4e39e402 // fcmeq v2.4s, v0.4s, v25.4s
+	VBIT V2.B16, V0.B16, V4.B16
+	FMOVS.P F4, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonLog_1loop
+neonLog_done:
+	RET
+
+// func neonTanh(dst *float32, x *float32, n int)
+TEXT ·neonTanh(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD $·neonC(SB), R11
+	FMOVS 136(R11), F31 // tanhSmall
+	VDUP V31.S[0], V31.S4
+	FMOVS 140(R11), F30 // two
+	VDUP V30.S[0], V30.S4
+	FMOVS 144(R11), F29 // signBit
+	VDUP V29.S[0], V29.S4
+	FMOVS 0(R11), F28 // one
+	VDUP V28.S[0], V28.S4
+	FMOVS 8(R11), F27 // expLo
+	VDUP V27.S[0], V27.S4
+	FMOVS 12(R11), F26 // expHi
+	VDUP V26.S[0], V26.S4
+	FMOVS 72(R11), F25 // magic23
+	VDUP V25.S[0], V25.S4
+	MOVWU 148(R11), R12 // tanhP0
+	VMOV R12, V24.S[0]
+	MOVWU 152(R11), R12 // tanhP1
+	VMOV R12, V24.S[1]
+	MOVWU 156(R11), R12 // tanhP2
+	VMOV R12, V24.S[2]
+	MOVWU 160(R11), R12 // tanhP3
+	VMOV R12, V24.S[3]
+	MOVWU 164(R11), R12 // tanhP4
+	VMOV R12, V23.S[0]
+	MOVWU 168(R11), R12 // tanhP5
+	VMOV R12, V23.S[1]
+	MOVWU 16(R11), R12 // log2e
+	VMOV R12, V23.S[2]
+	MOVWU 20(R11), R12 // ln2Hi
+	VMOV R12, V23.S[3]
+	MOVWU 24(R11), R12 // ln2Lo
+	VMOV R12, V22.S[0]
+	MOVWU 28(R11), R12 // expQ0
+	VMOV R12, V22.S[1]
+	MOVWU 32(R11), R12 // expQ1
+	VMOV R12, V22.S[2]
+	MOVWU 36(R11), R12 // expQ2
+	VMOV R12, V22.S[3]
+	MOVWU 40(R11), R12 // expQ3
+	VMOV R12, V21.S[0]
+	MOVWU 44(R11), R12 // expQ4
+	VMOV R12, V21.S[1]
+	MOVD n+16(FP), R9
+	LSR $3, R9, R10
+	CBZ R10, neonTanh_4
+neonTanh_16:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	WORD $0x4ea0f802 // fabs v2.4s, v0.4s
+	WORD $0x6ea2e7e4 // fcmgt v4.4s, v31.4s, v2.4s
+	WORD $0x6e20dc06 // fmul v6.4s, v0.4s, v0.4s
+	VDUP V23.S[1], V8.S4
+	VDUP V23.S[0], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	VDUP V24.S[3], V8.S4
+	VFMLA V6.S4, V10.S4, V8.S4
+	VDUP V24.S[2], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	VDUP V24.S[1], V8.S4
+	VFMLA V6.S4, V10.S4, V8.S4
+	VDUP V24.S[0], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x6e26dc0c // fmul v12.4s, v0.4s, v6.4s
+	VORR V0.B16, V0.B16, V14.B16
+	VFMLA V10.S4, V12.S4, V14.S4
+	WORD $0x4e22d442 // fadd v2.4s, v2.4s, v2.4s
+	WORD $0x4e3bf442 // fmax v2.4s, v2.4s, v27.4s
+	WORD $0x4ebaf442 // fmin v2.4s, v2.4s, v26.4s
+	VORR V25.B16, V25.B16, V8.B16
+	WORD $0x4f971848 // fmla v8.4s, v2.4s, v23.s[2]
+	WORD $0x4eb9d508 // fsub v8.4s, v8.4s, v25.4s
+	WORD $0x4fb75902 // fmls v2.4s, v8.4s, v23.s[3]
+	WORD $0x4f965102 // fmls v2.4s, v8.4s, v22.s[0]
+	VDUP V21.S[1], V10.S4
+	VDUP V21.S[0], V12.S4
+	VFMLA V2.S4, V10.S4, V12.S4
+	VDUP V22.S[3], V10.S4
+	VFMLA V2.S4, V12.S4, V10.S4
+	VDUP V22.S[2], V12.S4
+	VFMLA V2.S4, V10.S4, V12.S4
+	VDUP V22.S[1], V10.S4
+	VFMLA V2.S4, V12.S4, V10.S4
+	WORD $0x6e22dc4c // fmul v12.4s, v2.4s, v2.4s
+	VFMLA V10.S4, V12.S4, V2.S4
+	WORD $0x4e3cd442 // fadd v2.4s, v2.4s, v28.4s
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	WORD $0x4f3f050a // sshr v10.4s, v8.4s, #1
+	VSUB V10.S4, V8.S4, V8.S4
+	VSHL $23, V10.S4, V10.S4
+	VADD V28.S4, V10.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V28.S4, V8.S4, V8.S4
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	WORD $0x4e3cd442 // fadd v2.4s, v2.4s, v28.4s
+	WORD $0x6e22ffc2 // fdiv v2.4s, v30.4s, v2.4s
+	WORD $0x4ea2d788 // fsub v8.4s, v28.4s, v2.4s
+	VBIT V29.B16, V0.B16, V8.B16
+	VBSL V8.B16, V14.B16, V4.B16
+	WORD $0x4ea0f823 // fabs v3.4s, v1.4s
+	WORD $0x6ea3e7e5 // fcmgt v5.4s, v31.4s, v3.4s
+	WORD $0x6e21dc27 // fmul v7.4s, v1.4s, v1.4s
+	VDUP V23.S[1], V9.S4
+	VDUP V23.S[0], V11.S4
+	VFMLA V7.S4, V9.S4, V11.S4
+	VDUP V24.S[3], V9.S4
+	VFMLA V7.S4, V11.S4, V9.S4
+	VDUP V24.S[2], V11.S4
+	VFMLA V7.S4, V9.S4, V11.S4
+	VDUP V24.S[1], V9.S4
+	VFMLA V7.S4, V11.S4, V9.S4
+	VDUP V24.S[0], V11.S4
+	VFMLA V7.S4, V9.S4, V11.S4
+	WORD $0x6e27dc2d // fmul v13.4s, v1.4s, v7.4s
+	VORR V1.B16, V1.B16, V15.B16
+	VFMLA V11.S4, V13.S4, V15.S4
+	WORD $0x4e23d463 // fadd v3.4s, v3.4s, v3.4s
+	WORD $0x4e3bf463 // fmax v3.4s, v3.4s, v27.4s
+	WORD $0x4ebaf463 // fmin v3.4s, v3.4s, v26.4s
+	VORR V25.B16, V25.B16, V9.B16
+	WORD $0x4f971869 // fmla v9.4s, v3.4s, v23.s[2]
+	WORD $0x4eb9d529 // fsub v9.4s, v9.4s, v25.4s
+	WORD $0x4fb75923 // fmls v3.4s, v9.4s, v23.s[3]
+	WORD $0x4f965123 // fmls v3.4s, v9.4s, v22.s[0]
+	VDUP V21.S[1], V11.S4
+	VDUP V21.S[0], V13.S4
+	VFMLA V3.S4, V11.S4, V13.S4
+	VDUP V22.S[3], V11.S4
+	VFMLA V3.S4, V13.S4, V11.S4
+	VDUP V22.S[2], V13.S4
+	VFMLA V3.S4, V11.S4, V13.S4
+	VDUP V22.S[1], V11.S4
+	VFMLA V3.S4, V13.S4, V11.S4
+	WORD $0x6e23dc6d // fmul v13.4s, v3.4s, v3.4s
+	VFMLA V11.S4, V13.S4, V3.S4
+	WORD $0x4e3cd463 // fadd v3.4s, v3.4s, v28.4s
+	WORD $0x4ea1b929 // fcvtzs v9.4s, v9.4s
+	WORD $0x4f3f052b // sshr v11.4s, v9.4s, #1
+	VSUB V11.S4, V9.S4, V9.S4
+	VSHL $23, V11.S4, V11.S4
+	VADD V28.S4, V11.S4, V11.S4
+	WORD $0x6e2bdc63 // fmul v3.4s, v3.4s, v11.4s
+	VSHL $23, V9.S4, V9.S4
+	VADD V28.S4, V9.S4, V9.S4
+	WORD $0x6e29dc63 // fmul v3.4s, v3.4s, v9.4s
+	WORD $0x4e3cd463 // fadd v3.4s, v3.4s, v28.4s
+	WORD $0x6e23ffc3 // fdiv v3.4s, v30.4s, v3.4s
+	WORD $0x4ea3d789 // fsub v9.4s, v28.4s, v3.4s
+	VBIT V29.B16, V1.B16, V9.B16
+	VBSL V9.B16, V15.B16, V5.B16
+	VST1.P [V4.S4, V5.S4], 32(R0)
+	SUBS $1, R10, R10
+	BNE neonTanh_16
+neonTanh_4:
+	AND $7, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonTanh_1
+neonTanh_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	WORD $0x4ea0f802 // fabs v2.4s, v0.4s
+	WORD $0x6ea2e7e4 // fcmgt v4.4s, v31.4s, v2.4s
+	WORD $0x6e20dc06 // fmul v6.4s, v0.4s, v0.4s
+	VDUP V23.S[1], V8.S4
+	VDUP V23.S[0], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	VDUP V24.S[3], V8.S4
+	VFMLA V6.S4, V10.S4, V8.S4
+	VDUP V24.S[2], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	VDUP V24.S[1], V8.S4
+	VFMLA V6.S4, V10.S4, V8.S4
+	VDUP V24.S[0], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x6e26dc0c // fmul v12.4s, v0.4s, v6.4s
+	VORR V0.B16, V0.B16, V14.B16
+	VFMLA V10.S4, V12.S4, V14.S4
+	WORD $0x4e22d442 // fadd v2.4s, v2.4s, v2.4s
+	WORD $0x4e3bf442 // fmax v2.4s, v2.4s, v27.4s
+	WORD $0x4ebaf442 // fmin v2.4s, v2.4s, v26.4s
+	VORR V25.B16, V25.B16, V8.B16
+	WORD $0x4f971848 // fmla v8.4s, v2.4s, v23.s[2]
+	WORD $0x4eb9d508 // fsub v8.4s, v8.4s, v25.4s
+	WORD $0x4fb75902 // fmls v2.4s, v8.4s, v23.s[3]
+	WORD $0x4f965102 // fmls v2.4s, v8.4s, v22.s[0]
+	VDUP V21.S[1], V10.S4
+	VDUP V21.S[0], V12.S4
+	VFMLA V2.S4, V10.S4, V12.S4
+	VDUP V22.S[3], V10.S4
+	VFMLA V2.S4, V12.S4, V10.S4
+	VDUP V22.S[2], V12.S4
+	VFMLA V2.S4, V10.S4, V12.S4
+	VDUP V22.S[1], V10.S4
+	VFMLA V2.S4, V12.S4, V10.S4
+	WORD $0x6e22dc4c // fmul v12.4s, v2.4s, v2.4s
+	VFMLA V10.S4, V12.S4, V2.S4
+	WORD $0x4e3cd442 // fadd v2.4s, v2.4s, v28.4s
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	WORD $0x4f3f050a // sshr v10.4s, v8.4s, #1
+	VSUB V10.S4, V8.S4, V8.S4
+	VSHL $23, V10.S4, V10.S4
+	VADD V28.S4, V10.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V28.S4, V8.S4, V8.S4
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	WORD $0x4e3cd442 // fadd v2.4s, v2.4s, v28.4s
+	WORD $0x6e22ffc2 // fdiv v2.4s, v30.4s, v2.4s
+	WORD $0x4ea2d788 // fsub v8.4s, v28.4s, v2.4s
+	VBIT V29.B16, V0.B16, V8.B16
+	VBSL V8.B16, V14.B16, V4.B16
+	VST1.P [V4.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonTanh_4loop
+neonTanh_1:
+	ANDS $3, R9, R9
+	BEQ neonTanh_done
+neonTanh_1loop:
+	FMOVS.P 4(R1), F0
+	WORD $0x4ea0f802 // fabs v2.4s, v0.4s
+	WORD $0x6ea2e7e4 // fcmgt v4.4s, v31.4s, v2.4s
+	WORD $0x6e20dc06 // fmul v6.4s, v0.4s, v0.4s
+	VDUP V23.S[1], V8.S4
+	VDUP V23.S[0], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	VDUP V24.S[3], V8.S4
+	VFMLA V6.S4, V10.S4, V8.S4
+	VDUP V24.S[2], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	VDUP V24.S[1], V8.S4
+	VFMLA V6.S4, V10.S4, V8.S4
+	VDUP V24.S[0], V10.S4
+	VFMLA V6.S4, V8.S4, V10.S4
+	WORD $0x6e26dc0c // fmul v12.4s, v0.4s, v6.4s
+	VORR V0.B16, V0.B16, V14.B16
+	VFMLA V10.S4, V12.S4, V14.S4
+	WORD $0x4e22d442 // fadd v2.4s, v2.4s, v2.4s
+	WORD $0x4e3bf442 // fmax v2.4s, v2.4s, v27.4s
+	WORD $0x4ebaf442 // fmin v2.4s, v2.4s, v26.4s
+	VORR V25.B16, V25.B16, V8.B16
+	WORD $0x4f971848 // fmla v8.4s, v2.4s, v23.s[2]
+	WORD $0x4eb9d508 // fsub v8.4s, v8.4s, v25.4s
+	WORD $0x4fb75902 // fmls v2.4s, v8.4s, v23.s[3]
+	WORD $0x4f965102 // fmls v2.4s, v8.4s, v22.s[0]
+	VDUP V21.S[1], V10.S4
+	VDUP V21.S[0], V12.S4
+	VFMLA V2.S4, V10.S4, V12.S4
+	VDUP V22.S[3], V10.S4
+	VFMLA V2.S4, V12.S4, V10.S4
+	VDUP V22.S[2], V12.S4
+	VFMLA V2.S4, V10.S4, V12.S4
+	VDUP V22.S[1], V10.S4
+	VFMLA V2.S4, V12.S4, V10.S4
+	WORD $0x6e22dc4c // fmul v12.4s, v2.4s, v2.4s
+	VFMLA V10.S4, V12.S4, V2.S4
+	WORD $0x4e3cd442 // fadd v2.4s, v2.4s, v28.4s
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	WORD $0x4f3f050a // sshr v10.4s, v8.4s, #1
+	VSUB V10.S4, V8.S4, V8.S4
+	VSHL $23, V10.S4, V10.S4
+	VADD V28.S4, V10.S4, V10.S4
+	WORD $0x6e2adc42 // fmul v2.4s, v2.4s, v10.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V28.S4, V8.S4, V8.S4
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	WORD $0x4e3cd442 // fadd v2.4s, v2.4s, v28.4s
+	WORD $0x6e22ffc2 // fdiv v2.4s, v30.4s, v2.4s
+	WORD $0x4ea2d788 // fsub v8.4s, v28.4s, v2.4s
+	VBIT V29.B16, V0.B16, V8.B16
+	VBSL V8.B16, V14.B16, V4.B16
+	FMOVS.P F4, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonTanh_1loop
+neonTanh_done:
+	RET
+
+// func neonTanhGrad(dst *float32, x *float32, dy *float32, n int)
+TEXT ·neonTanhGrad(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD dy+16(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 136(R11), F31 // tanhSmall
+	VDUP V31.S[0], V31.S4
+	FMOVS 140(R11), F30 // two
+	VDUP V30.S[0], V30.S4
+	FMOVS 144(R11), F29 // signBit
+	VDUP V29.S[0], V29.S4
+	FMOVS 0(R11), F28 // one
+	VDUP V28.S[0], V28.S4
+	FMOVS 8(R11), F27 // expLo
+	VDUP V27.S[0], V27.S4
+	FMOVS 12(R11), F26 // expHi
+	VDUP V26.S[0], V26.S4
+	FMOVS 72(R11), F25 // magic23
+	VDUP V25.S[0], V25.S4
+	MOVWU 148(R11), R12 // tanhP0
+	VMOV R12, V24.S[0]
+	MOVWU 152(R11), R12 // tanhP1
+	VMOV R12, V24.S[1]
+	MOVWU 156(R11), R12 // tanhP2
+	VMOV R12, V24.S[2]
+	MOVWU 160(R11), R12 // tanhP3
+	VMOV R12, V24.S[3]
+	MOVWU 164(R11), R12 // tanhP4
+	VMOV R12, V23.S[0]
+	MOVWU 168(R11), R12 // tanhP5
+	VMOV R12, V23.S[1]
+	MOVWU 16(R11), R12 // log2e
+	VMOV R12, V23.S[2]
+	MOVWU 20(R11), R12 // ln2Hi
+	VMOV R12, V23.S[3]
+	MOVWU 24(R11), R12 // ln2Lo
+	VMOV R12, V22.S[0]
+	MOVWU 28(R11), R12 // expQ0
+	VMOV R12, V22.S[1]
+	MOVWU 32(R11), R12 // expQ1
+	VMOV R12, V22.S[2]
+	MOVWU 36(R11), R12 // expQ2
+	VMOV R12, V22.S[3]
+	MOVWU 40(R11), R12 // expQ3
+	VMOV R12, V21.S[0]
+	MOVWU 44(R11), R12 // expQ4
+	VMOV R12, V21.S[1]
+	MOVD n+24(FP), R9
+	LSR $3, R9, R10
+	CBZ R10, neonTanhGrad_4
+neonTanhGrad_16:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VLD1.P 32(R2), [V2.S4, V3.S4]
+	WORD $0x4ea0f804 // fabs v4.4s, v0.4s
+	WORD $0x6ea4e7e6 // fcmgt v6.4s, v31.4s, v4.4s
+	WORD $0x6e20dc08 // fmul v8.4s, v0.4s, v0.4s
+	VDUP V23.S[1], V10.S4
+	VDUP V23.S[0], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	VDUP V24.S[3], V10.S4
+	VFMLA V8.S4, V12.S4, V10.S4
+	VDUP V24.S[2], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	VDUP V24.S[1], V10.S4
+	VFMLA V8.S4, V12.S4, V10.S4
+	VDUP V24.S[0], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	WORD $0x6e28dc0e // fmul v14.4s, v0.4s, v8.4s
+	VORR V0.B16, V0.B16, V16.B16
+	VFMLA V12.S4, V14.S4, V16.S4
+	VORR V28.B16, V28.B16, V8.B16
+	VFMLS V16.S4, V16.S4, V8.S4
+	WORD $0x4e24d484 // fadd v4.4s, v4.4s, v4.4s
+	WORD $0x4e3bf484 // fmax v4.4s, v4.4s, v27.4s
+	WORD $0x4ebaf484 // fmin v4.4s, v4.4s, v26.4s
+	VORR V25.B16, V25.B16, V10.B16
+	WORD $0x4f97188a // fmla v10.4s, v4.4s, v23.s[2]
+	WORD $0x4eb9d54a // fsub v10.4s, v10.4s, v25.4s
+	WORD $0x4fb75944 // fmls v4.4s, v10.4s, v23.s[3]
+	WORD $0x4f965144 // fmls v4.4s, v10.4s, v22.s[0]
+	VDUP V21.S[1], V12.S4
+	VDUP V21.S[0], V14.S4
+	VFMLA V4.S4, V12.S4, V14.S4
+	VDUP V22.S[3], V12.S4
+	VFMLA V4.S4, V14.S4, V12.S4
+	VDUP V22.S[2], V14.S4
+	VFMLA V4.S4, V12.S4, V14.S4
+	VDUP V22.S[1], V12.S4
+	VFMLA V4.S4, V14.S4, V12.S4
+	WORD $0x6e24dc8e // fmul v14.4s, v4.4s, v4.4s
+	VFMLA V12.S4, V14.S4, V4.S4
+	WORD $0x4e3cd484 // fadd v4.4s, v4.4s, v28.4s
+	WORD $0x4ea1b94a // fcvtzs v10.4s, v10.4s
+	WORD $0x4f3f054c // sshr v12.4s, v10.4s, #1
+	VSUB V12.S4, V10.S4, V10.S4
+	VSHL $23, V12.S4, V12.S4
+	VADD V28.S4, V12.S4, V12.S4
+	WORD $0x6e2cdc84 // fmul v4.4s, v4.4s, v12.4s
+	VSHL $23, V10.S4, V10.S4
+	VADD V28.S4, V10.S4, V10.S4
+	WORD $0x6e2adc84 // fmul v4.4s, v4.4s, v10.4s
+	WORD $0x4e3cd484 // fadd v4.4s, v4.4s, v28.4s
+	WORD $0x6e24ffc4 // fdiv v4.4s, v30.4s, v4.4s
+	WORD $0x4ea4d7cc // fsub v12.4s, v30.4s, v4.4s
+	WORD $0x6e24dd8c // fmul v12.4s, v12.4s, v4.4s
+	VBSL V12.B16, V8.B16, V6.B16
+	WORD $0x6e26dc42 // fmul v2.4s, v2.4s, v6.4s
+	WORD $0x4ea0f825 // fabs v5.4s, v1.4s
+	WORD $0x6ea5e7e7 // fcmgt v7.4s, v31.4s, v5.4s
+	WORD $0x6e21dc29 // fmul v9.4s, v1.4s, v1.4s
+	VDUP V23.S[1], V11.S4
+	VDUP V23.S[0], V13.S4
+	VFMLA V9.S4, V11.S4, V13.S4
+	VDUP V24.S[3], V11.S4
+	VFMLA V9.S4, V13.S4, V11.S4
+	VDUP V24.S[2], V13.S4
+	VFMLA V9.S4, V11.S4, V13.S4
+	VDUP V24.S[1], V11.S4
+	VFMLA V9.S4, V13.S4, V11.S4
+	VDUP V24.S[0], V13.S4
+	VFMLA V9.S4, V11.S4, V13.S4
+	WORD $0x6e29dc2f // fmul v15.4s, v1.4s, v9.4s
+	VORR V1.B16, V1.B16, V17.B16
+	VFMLA V13.S4, V15.S4, V17.S4
+	VORR V28.B16, V28.B16, V9.B16
+	VFMLS V17.S4, V17.S4, V9.S4
+	WORD $0x4e25d4a5 // fadd v5.4s, v5.4s, v5.4s
+	WORD $0x4e3bf4a5 // fmax v5.4s, v5.4s, v27.4s
+	WORD $0x4ebaf4a5 // fmin v5.4s, v5.4s, v26.4s
+	VORR V25.B16, V25.B16, V11.B16
+	WORD $0x4f9718ab // fmla v11.4s, v5.4s, v23.s[2]
+	WORD $0x4eb9d56b // fsub v11.4s, v11.4s, v25.4s
+	WORD $0x4fb75965 // fmls v5.4s, v11.4s, v23.s[3]
+	WORD $0x4f965165 // fmls v5.4s, v11.4s, v22.s[0]
+	VDUP V21.S[1], V13.S4
+	VDUP V21.S[0], V15.S4
+	VFMLA V5.S4, V13.S4, V15.S4
+	VDUP V22.S[3], V13.S4
+	VFMLA V5.S4, V15.S4, V13.S4
+	VDUP V22.S[2], V15.S4
+	VFMLA V5.S4, V13.S4, V15.S4
+	VDUP V22.S[1], V13.S4
+	VFMLA V5.S4, V15.S4, V13.S4
+	WORD $0x6e25dcaf // fmul v15.4s, v5.4s, v5.4s
+	VFMLA V13.S4, V15.S4, V5.S4
+	WORD $0x4e3cd4a5 // fadd v5.4s, v5.4s, v28.4s
+	WORD $0x4ea1b96b // fcvtzs v11.4s, v11.4s
+	WORD $0x4f3f056d // sshr v13.4s, v11.4s, #1
+	VSUB V13.S4, V11.S4, V11.S4
+	VSHL $23, V13.S4, V13.S4
+	VADD V28.S4, V13.S4, V13.S4
+	WORD $0x6e2ddca5 // fmul v5.4s, v5.4s, v13.4s
+	VSHL $23, V11.S4, V11.S4
+	VADD V28.S4, V11.S4, V11.S4
+	WORD $0x6e2bdca5 // fmul v5.4s, v5.4s, v11.4s
+	WORD $0x4e3cd4a5 // fadd v5.4s, v5.4s, v28.4s
+	WORD $0x6e25ffc5 // fdiv v5.4s, v30.4s, v5.4s
+	WORD $0x4ea5d7cd // fsub v13.4s, v30.4s, v5.4s
+	WORD $0x6e25ddad // fmul v13.4s, v13.4s, v5.4s
+	VBSL V13.B16, V9.B16, V7.B16
+	WORD $0x6e27dc63 // fmul v3.4s, v3.4s, v7.4s
+	VST1.P [V2.S4, V3.S4], 32(R0)
+	SUBS $1, R10, R10
+	BNE neonTanhGrad_16
+neonTanhGrad_4:
+	AND $7, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonTanhGrad_1
+neonTanhGrad_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V2.S4]
+	WORD $0x4ea0f804 // fabs v4.4s, v0.4s
+	WORD $0x6ea4e7e6 // fcmgt v6.4s, v31.4s, v4.4s
+	WORD $0x6e20dc08 // fmul v8.4s, v0.4s, v0.4s
+	VDUP V23.S[1], V10.S4
+	VDUP V23.S[0], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	VDUP V24.S[3], V10.S4
+	VFMLA V8.S4, V12.S4, V10.S4
+	VDUP V24.S[2], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	VDUP V24.S[1], V10.S4
+	VFMLA V8.S4, V12.S4, V10.S4
+	VDUP V24.S[0], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	WORD $0x6e28dc0e // fmul v14.4s, v0.4s, v8.4s
+	VORR V0.B16, V0.B16, V16.B16
+	VFMLA V12.S4, V14.S4, V16.S4
+	VORR V28.B16, V28.B16, V8.B16
+	VFMLS V16.S4, V16.S4, V8.S4
+	WORD $0x4e24d484 // fadd v4.4s, v4.4s, v4.4s
+	WORD $0x4e3bf484 // fmax v4.4s, v4.4s, v27.4s
+	WORD $0x4ebaf484 // fmin v4.4s, v4.4s, v26.4s
+	VORR V25.B16, V25.B16, V10.B16
+	WORD $0x4f97188a // fmla v10.4s, v4.4s, v23.s[2]
+	WORD $0x4eb9d54a // fsub v10.4s, v10.4s, v25.4s
+	WORD $0x4fb75944 // fmls v4.4s, v10.4s, v23.s[3]
+	WORD $0x4f965144 // fmls v4.4s, v10.4s, v22.s[0]
+	VDUP V21.S[1], V12.S4
+	VDUP V21.S[0], V14.S4
+	VFMLA V4.S4, V12.S4, V14.S4
+	VDUP V22.S[3], V12.S4
+	VFMLA V4.S4, V14.S4, V12.S4
+	VDUP V22.S[2], V14.S4
+	VFMLA V4.S4, V12.S4, V14.S4
+	VDUP V22.S[1], V12.S4
+	VFMLA V4.S4, V14.S4, V12.S4
+	WORD $0x6e24dc8e // fmul v14.4s, v4.4s, v4.4s
+	VFMLA V12.S4, V14.S4, V4.S4
+	WORD $0x4e3cd484 // fadd v4.4s, v4.4s, v28.4s
+	WORD $0x4ea1b94a // fcvtzs v10.4s, v10.4s
+	WORD $0x4f3f054c // sshr v12.4s, v10.4s, #1
+	VSUB V12.S4, V10.S4, V10.S4
+	VSHL $23, V12.S4, V12.S4
+	VADD V28.S4, V12.S4, V12.S4
+	WORD $0x6e2cdc84 // fmul v4.4s, v4.4s, v12.4s
+	VSHL $23, V10.S4, V10.S4
+	VADD V28.S4, V10.S4, V10.S4
+	WORD $0x6e2adc84 // fmul v4.4s, v4.4s, v10.4s
+	WORD $0x4e3cd484 // fadd v4.4s, v4.4s, v28.4s
+	WORD $0x6e24ffc4 // fdiv v4.4s, v30.4s, v4.4s
+	WORD $0x4ea4d7cc // fsub v12.4s, v30.4s, v4.4s
+	WORD $0x6e24dd8c // fmul v12.4s, v12.4s, v4.4s
+	VBSL V12.B16, V8.B16, V6.B16
+	WORD $0x6e26dc42 // fmul v2.4s, v2.4s, v6.4s
+	VST1.P [V2.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonTanhGrad_4loop
+neonTanhGrad_1:
+	ANDS $3, R9, R9
+	BEQ neonTanhGrad_done
+neonTanhGrad_1loop:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F2
+	WORD $0x4ea0f804 // fabs v4.4s, v0.4s
+	WORD $0x6ea4e7e6 // fcmgt v6.4s, v31.4s, v4.4s
+	WORD $0x6e20dc08 // fmul v8.4s, v0.4s, v0.4s
+	VDUP V23.S[1], V10.S4
+	VDUP V23.S[0], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	VDUP V24.S[3], V10.S4
+	VFMLA V8.S4, V12.S4, V10.S4
+	VDUP V24.S[2], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	VDUP V24.S[1], V10.S4
+	VFMLA V8.S4, V12.S4, V10.S4
+	VDUP V24.S[0], V12.S4
+	VFMLA V8.S4, V10.S4, V12.S4
+	WORD $0x6e28dc0e // fmul v14.4s, v0.4s, v8.4s
+	VORR V0.B16, V0.B16, V16.B16
+	VFMLA V12.S4, V14.S4, V16.S4
+	VORR V28.B16, V28.B16, V8.B16
+	VFMLS V16.S4, V16.S4, V8.S4
+	WORD $0x4e24d484 // fadd v4.4s, v4.4s, v4.4s
+	WORD $0x4e3bf484 // fmax v4.4s, v4.4s, v27.4s
+	WORD $0x4ebaf484 // fmin v4.4s, v4.4s, v26.4s
+	VORR V25.B16, V25.B16, V10.B16
+	WORD $0x4f97188a // fmla v10.4s, v4.4s, v23.s[2]
+	WORD $0x4eb9d54a // fsub v10.4s, v10.4s, v25.4s
+	WORD $0x4fb75944 // fmls v4.4s, v10.4s, v23.s[3]
+	WORD $0x4f965144 // fmls v4.4s, v10.4s, v22.s[0]
+	VDUP V21.S[1], V12.S4
+	VDUP V21.S[0], V14.S4
+	VFMLA V4.S4, V12.S4, V14.S4
+	VDUP V22.S[3], V12.S4
+	VFMLA V4.S4, V14.S4, V12.S4
+	VDUP V22.S[2], V14.S4
+	VFMLA V4.S4, V12.S4, V14.S4
+	VDUP V22.S[1], V12.S4
+	VFMLA V4.S4, V14.S4, V12.S4
+	WORD $0x6e24dc8e // fmul v14.4s, v4.4s, v4.4s
+	VFMLA V12.S4, V14.S4, V4.S4
+	WORD $0x4e3cd484 // fadd v4.4s, v4.4s, v28.4s
+	WORD $0x4ea1b94a // fcvtzs v10.4s, v10.4s
+	WORD $0x4f3f054c // sshr v12.4s, v10.4s, #1
+	VSUB V12.S4, V10.S4, V10.S4
+	VSHL $23, V12.S4, V12.S4
+	VADD V28.S4, V12.S4, V12.S4
+	WORD $0x6e2cdc84 // fmul v4.4s, v4.4s, v12.4s
+	VSHL $23, V10.S4, V10.S4
+	VADD V28.S4, V10.S4, V10.S4
+	WORD $0x6e2adc84 // fmul v4.4s, v4.4s, v10.4s
+	WORD $0x4e3cd484 // fadd v4.4s, v4.4s, v28.4s
+	WORD $0x6e24ffc4 // fdiv v4.4s, v30.4s, v4.4s
+	WORD $0x4ea4d7cc // fsub v12.4s, v30.4s, v4.4s
+	WORD $0x6e24dd8c // fmul v12.4s, v12.4s, v4.4s
+	VBSL V12.B16, V8.B16, V6.B16
+	WORD $0x6e26dc42 // fmul v2.4s, v2.4s, v6.4s
+	FMOVS.P F2, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonTanhGrad_1loop
+neonTanhGrad_done:
+	RET
+
+// func neonGELU(dst *float32, x *float32, n int)
+TEXT ·neonGELU(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 172(R11), F30 // geluMaxA
+	VDUP V30.S[0], V30.S4
+	FMOVS 72(R11), F29 // magic23
+	VDUP V29.S[0], V29.S4
+	FMOVS 216(R11), F28 // mask15
+	VDUP V28.S[0], V28.S4
+	MOVWU 176(R11), R12 // negHalfLog2e
+	VMOV R12, V27.S[0]
+	MOVWU 180(R11), R12 // twoLn2Hi
+	VMOV R12, V27.S[1]
+	MOVWU 184(R11), R12 // twoLn2Lo
+	VMOV R12, V27.S[2]
+	MOVWU 188(R11), R12 // gaussQ0
+	VMOV R12, V27.S[3]
+	MOVWU 192(R11), R12 // gaussQ1
+	VMOV R12, V26.S[0]
+	MOVWU 196(R11), R12 // gaussQ2
+	VMOV R12, V26.S[1]
+	MOVWU 200(R11), R12 // gaussQ3
+	VMOV R12, V26.S[2]
+	MOVWU 204(R11), R12 // gaussQ4
+	VMOV R12, V26.S[3]
+	MOVWU 208(R11), R12 // gaussQ5
+	VMOV R12, V25.S[0]
+	MOVWU 220(R11), R12 // byteOffsets
+	VMOV R12, V25.S[1]
+	MOVWU 224(R11), R12 // byteStep
+	VMOV R12, V25.S[2]
+	MOVWU 212(R11), R12 // invSqrt2Pi
+	VMOV R12, V25.S[3]
+	MOVD $·phiT(SB), R12
+	ADD $64, R12, R13
+	ADD $128, R12, R14
+	ADD $192, R12, R15
+	ADD $256, R12, R19
+	ADD $320, R12, R20
+	ADD $384, R12, R21
+	MOVD n+16(FP), R9
+	LSR $3, R9, R10
+	CBZ R10, neonGELU_4
+neonGELU_16:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	WORD $0x4ea0f802 // fabs v2.4s, v0.4s
+	WORD $0x6ebee444 // fcmgt v4.4s, v2.4s, v30.4s
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VORR V29.B16, V29.B16, V8.B16
+	WORD $0x4f9b10c8 // fmla v8.4s, v6.4s, v27.s[0]
+	WORD $0x4ebdd508 // fsub v8.4s, v8.4s, v29.4s
+	WORD $0x4fbb9106 // fmul v6.4s, v8.4s, v27.s[1]
+	VFMLA V2.S4, V2.S4, V6.S4
+	WORD $0x4f9b1906 // fmla v6.4s, v8.4s, v27.s[2]
+	VDUP V25.S[0], V10.S4
+	VDUP V26.S[3], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VDUP V26.S[2], V10.S4
+	VFMLA V6.S4, V12.S4, V10.S4
+	VDUP V26.S[1], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VDUP V26.S[0], V10.S4
+	VFMLA V6.S4, V12.S4, V10.S4
+	VDUP V27.S[3], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VORR V31.B16, V31.B16, V14.B16
+	VFMLA V6.S4, V12.S4, V14.S4
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28ddce // fmul v14.4s, v14.4s, v8.4s
+	WORD $0x4e3fd446 // fadd v6.4s, v2.4s, v31.4s
+	VUSHR $21, V6.S4, V6.S4
+	VAND V28.B16, V6.B16, V6.B16
+	VDUP V25.S[1], V8.S4
+	WORD $0x6f9908c8 // mla v8.4s, v6.4s, v25.s[2]
+	WORD $0x4ea0f823 // fabs v3.4s, v1.4s
+	WORD $0x6ebee465 // fcmgt v5.4s, v3.4s, v30.4s
+	WORD $0x6e23dc67 // fmul v7.4s, v3.4s, v3.4s
+	VORR V29.B16, V29.B16, V9.B16
+	WORD $0x4f9b10e9 // fmla v9.4s, v7.4s, v27.s[0]
+	WORD $0x4ebdd529 // fsub v9.4s, v9.4s, v29.4s
+	WORD $0x4fbb9127 // fmul v7.4s, v9.4s, v27.s[1]
+	VFMLA V3.S4, V3.S4, V7.S4
+	WORD $0x4f9b1927 // fmla v7.4s, v9.4s, v27.s[2]
+	VDUP V25.S[0], V11.S4
+	VDUP V26.S[3], V13.S4
+	VFMLA V7.S4, V11.S4, V13.S4
+	VDUP V26.S[2], V11.S4
+	VFMLA V7.S4, V13.S4, V11.S4
+	VDUP V26.S[1], V13.S4
+	VFMLA V7.S4, V11.S4, V13.S4
+	VDUP V26.S[0], V11.S4
+	VFMLA V7.S4, V13.S4, V11.S4
+	VDUP V27.S[3], V13.S4
+	VFMLA V7.S4, V11.S4, V13.S4
+	VORR V31.B16, V31.B16, V15.B16
+	VFMLA V7.S4, V13.S4, V15.S4
+	WORD $0x4ea1b929 // fcvtzs v9.4s, v9.4s
+	VSHL $23, V9.S4, V9.S4
+	VADD V31.S4, V9.S4, V9.S4
+	WORD $0x6e29ddef // fmul v15.4s, v15.4s, v9.4s
+	WORD $0x4e3fd467 // fadd v7.4s, v3.4s, v31.4s
+	VUSHR $21, V7.S4, V7.S4
+	VAND V28.B16, V7.B16, V7.B16
+	VDUP V25.S[1], V9.S4
+	WORD $0x6f9908e9 // mla v9.4s, v7.4s, v25.s[2]
+	VLD1 (R12), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	WORD $0x4eaad446 // fsub v6.4s, v2.4s, v10.4s
+	VTBL V9.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V11.B16
+	WORD $0x4eabd467 // fsub v7.4s, v3.4s, v11.4s
+	VLD1 (R21), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VTBL V9.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V11.B16
+	VLD1 (R20), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	VTBL V9.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V13.B16
+	VFMLA V7.S4, V11.S4, V13.S4
+	VLD1 (R19), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VFMLA V6.S4, V12.S4, V10.S4
+	VTBL V9.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V11.B16
+	VFMLA V7.S4, V13.S4, V11.S4
+	VLD1 (R15), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	VTBL V9.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V13.B16
+	VFMLA V7.S4, V11.S4, V13.S4
+	VLD1 (R14), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VFMLA V6.S4, V12.S4, V10.S4
+	VTBL V9.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V11.B16
+	VFMLA V7.S4, V13.S4, V11.S4
+	VLD1 (R13), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	VTBL V9.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V13.B16
+	VFMLA V7.S4, V11.S4, V13.S4
+	WORD $0x6e2cddca // fmul v10.4s, v14.4s, v12.4s
+	WORD $0x4e641d4a // bic v10.16b, v10.16b, v4.16b
+	WORD $0x4e641dce // bic v14.16b, v14.16b, v4.16b
+	WORD $0x6e2dddeb // fmul v11.4s, v15.4s, v13.4s
+	WORD $0x4e651d6b // bic v11.16b, v11.16b, v5.16b
+	WORD $0x4e651def // bic v15.16b, v15.16b, v5.16b
+	WORD $0x6ea0d808 // fcmle v8.4s, v0.4s, #0.0
+	WORD $0x4e681c04 // bic v4.16b, v0.16b, v8.16b
+	VFMLS V10.S4, V2.S4, V4.S4
+	WORD $0x6ea0d829 // fcmle v9.4s, v1.4s, #0.0
+	WORD $0x4e691c25 // bic v5.16b, v1.16b, v9.16b
+	VFMLS V11.S4, V3.S4, V5.S4
+	VST1.P [V4.S4, V5.S4], 32(R0)
+	SUBS $1, R10, R10
+	BNE neonGELU_16
+neonGELU_4:
+	AND $7, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonGELU_1
+neonGELU_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	WORD $0x4ea0f802 // fabs v2.4s, v0.4s
+	WORD $0x6ebee444 // fcmgt v4.4s, v2.4s, v30.4s
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VORR V29.B16, V29.B16, V8.B16
+	WORD $0x4f9b10c8 // fmla v8.4s, v6.4s, v27.s[0]
+	WORD $0x4ebdd508 // fsub v8.4s, v8.4s, v29.4s
+	WORD $0x4fbb9106 // fmul v6.4s, v8.4s, v27.s[1]
+	VFMLA V2.S4, V2.S4, V6.S4
+	WORD $0x4f9b1906 // fmla v6.4s, v8.4s, v27.s[2]
+	VDUP V25.S[0], V10.S4
+	VDUP V26.S[3], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VDUP V26.S[2], V10.S4
+	VFMLA V6.S4, V12.S4, V10.S4
+	VDUP V26.S[1], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VDUP V26.S[0], V10.S4
+	VFMLA V6.S4, V12.S4, V10.S4
+	VDUP V27.S[3], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VORR V31.B16, V31.B16, V14.B16
+	VFMLA V6.S4, V12.S4, V14.S4
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28ddce // fmul v14.4s, v14.4s, v8.4s
+	WORD $0x4e3fd446 // fadd v6.4s, v2.4s, v31.4s
+	VUSHR $21, V6.S4, V6.S4
+	VAND V28.B16, V6.B16, V6.B16
+	VDUP V25.S[1], V8.S4
+	WORD $0x6f9908c8 // mla v8.4s, v6.4s, v25.s[2]
+	VLD1 (R12), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	WORD $0x4eaad446 // fsub v6.4s, v2.4s, v10.4s
+	VLD1 (R21), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VLD1 (R20), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	VLD1 (R19), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VFMLA V6.S4, V12.S4, V10.S4
+	VLD1 (R15), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	VLD1 (R14), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VFMLA V6.S4, V12.S4, V10.S4
+	VLD1 (R13), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	WORD $0x6e2cddca // fmul v10.4s, v14.4s, v12.4s
+	WORD $0x4e641d4a // bic v10.16b, v10.16b, v4.16b
+	WORD $0x4e641dce // bic v14.16b, v14.16b, v4.16b
+	WORD $0x6ea0d808 // fcmle v8.4s, v0.4s, #0.0
+	WORD $0x4e681c04 // bic v4.16b, v0.16b, v8.16b
+	VFMLS V10.S4, V2.S4, V4.S4
+	VST1.P [V4.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonGELU_4loop
+neonGELU_1:
+	ANDS $3, R9, R9
+	BEQ neonGELU_done
+neonGELU_1loop:
+	FMOVS.P 4(R1), F0
+	WORD $0x4ea0f802 // fabs v2.4s, v0.4s
+	WORD $0x6ebee444 // fcmgt v4.4s, v2.4s, v30.4s
+	WORD $0x6e22dc46 // fmul v6.4s, v2.4s, v2.4s
+	VORR V29.B16, V29.B16, V8.B16
+	WORD $0x4f9b10c8 // fmla v8.4s, v6.4s, v27.s[0]
+	WORD $0x4ebdd508 // fsub v8.4s, v8.4s, v29.4s
+	WORD $0x4fbb9106 // fmul v6.4s, v8.4s, v27.s[1]
+	VFMLA V2.S4, V2.S4, V6.S4
+	WORD $0x4f9b1906 // fmla v6.4s, v8.4s, v27.s[2]
+	VDUP V25.S[0], V10.S4
+	VDUP V26.S[3], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VDUP V26.S[2], V10.S4
+	VFMLA V6.S4, V12.S4, V10.S4
+	VDUP V26.S[1], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VDUP V26.S[0], V10.S4
+	VFMLA V6.S4, V12.S4, V10.S4
+	VDUP V27.S[3], V12.S4
+	VFMLA V6.S4, V10.S4, V12.S4
+	VORR V31.B16, V31.B16, V14.B16
+	VFMLA V6.S4, V12.S4, V14.S4
+	WORD $0x4ea1b908 // fcvtzs v8.4s, v8.4s
+	VSHL $23, V8.S4, V8.S4
+	VADD V31.S4, V8.S4, V8.S4
+	WORD $0x6e28ddce // fmul v14.4s, v14.4s, v8.4s
+	WORD $0x4e3fd446 // fadd v6.4s, v2.4s, v31.4s
+	VUSHR $21, V6.S4, V6.S4
+	VAND V28.B16, V6.B16, V6.B16
+	VDUP V25.S[1], V8.S4
+	WORD $0x6f9908c8 // mla v8.4s, v6.4s, v25.s[2]
+	VLD1 (R12), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	WORD $0x4eaad446 // fsub v6.4s, v2.4s, v10.4s
+	VLD1 (R21), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VLD1 (R20), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	VLD1 (R19), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VFMLA V6.S4, V12.S4, V10.S4
+	VLD1 (R15), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	VLD1 (R14), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V10.B16
+	VFMLA V6.S4, V12.S4, V10.S4
+	VLD1 (R13), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VTBL V8.B16, [V16.B16, V17.B16, V18.B16, V19.B16], V12.B16
+	VFMLA V6.S4, V10.S4, V12.S4
+	WORD $0x6e2cddca // fmul v10.4s, v14.4s, v12.4s
+	WORD $0x4e641d4a // bic v10.16b, v10.16b, v4.16b
+	WORD $0x4e641dce // bic v14.16b, v14.16b, v4.16b
+	WORD $0x6ea0d808 // fcmle v8.4s, v0.4s, #0.0
+	WORD $0x4e681c04 // bic v4.16b, v0.16b, v8.16b
+	VFMLS V10.S4, V2.S4, V4.S4
+	FMOVS.P F4, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonGELU_1loop
+neonGELU_done:
+	RET
+
+// func neonGELUGrad(dst *float32, x *float32, dy *float32, n int)
+TEXT ·neonGELUGrad(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD dy+16(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 172(R11), F30 // geluMaxA
+	VDUP V30.S[0], V30.S4
+	FMOVS 72(R11), F29 // magic23
+	VDUP V29.S[0], V29.S4
+	FMOVS 216(R11), F28 // mask15
+	VDUP V28.S[0], V28.S4
+	MOVWU 176(R11), R12 // negHalfLog2e
+	VMOV R12, V27.S[0]
+	MOVWU 180(R11), R12 // twoLn2Hi
+	VMOV R12, V27.S[1]
+	MOVWU 184(R11), R12 // twoLn2Lo
+	VMOV R12, V27.S[2]
+	MOVWU 188(R11), R12 // gaussQ0
+	VMOV R12, V27.S[3]
+	MOVWU 192(R11), R12 // gaussQ1
+	VMOV R12, V26.S[0]
+	MOVWU 196(R11), R12 // gaussQ2
+	VMOV R12, V26.S[1]
+	MOVWU 200(R11), R12 // gaussQ3
+	VMOV R12, V26.S[2]
+	MOVWU 204(R11), R12 // gaussQ4
+	VMOV R12, V26.S[3]
+	MOVWU 208(R11), R12 // gaussQ5
+	VMOV R12, V25.S[0]
+	MOVWU 220(R11), R12 // byteOffsets
+	VMOV R12, V25.S[1]
+	MOVWU 224(R11), R12 // byteStep
+	VMOV R12, V25.S[2]
+	MOVWU 212(R11), R12 // invSqrt2Pi
+	VMOV R12, V25.S[3]
+	MOVD $·phiT(SB), R12
+	ADD $64, R12, R13
+	ADD $128, R12, R14
+	ADD $192, R12, R15
+	ADD $256, R12, R19
+	ADD $320, R12, R20
+	ADD $384, R12, R21
+	MOVD n+24(FP), R9
+	LSR $3, R9, R10
+	CBZ R10, neonGELUGrad_4
+neonGELUGrad_16:
+	VLD1.P 32(R1), [V0.S4, V1.S4]
+	VLD1.P 32(R2), [V2.S4, V3.S4]
+	WORD $0x4ea0f804 // fabs v4.4s, v0.4s
+	WORD $0x6ebee486 // fcmgt v6.4s, v4.4s, v30.4s
+	WORD $0x6e24dc88 // fmul v8.4s, v4.4s, v4.4s
+	VORR V29.B16, V29.B16, V10.B16
+	WORD $0x4f9b110a // fmla v10.4s, v8.4s, v27.s[0]
+	WORD $0x4ebdd54a // fsub v10.4s, v10.4s, v29.4s
+	WORD $0x4fbb9148 // fmul v8.4s, v10.4s, v27.s[1]
+	VFMLA V4.S4, V4.S4, V8.S4
+	WORD $0x4f9b1948 // fmla v8.4s, v10.4s, v27.s[2]
+	VDUP V25.S[0], V12.S4
+	VDUP V26.S[3], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VDUP V26.S[2], V12.S4
+	VFMLA V8.S4, V14.S4, V12.S4
+	VDUP V26.S[1], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VDUP V26.S[0], V12.S4
+	VFMLA V8.S4, V14.S4, V12.S4
+	VDUP V27.S[3], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VORR V31.B16, V31.B16, V16.B16
+	VFMLA V8.S4, V14.S4, V16.S4
+	WORD $0x4ea1b94a // fcvtzs v10.4s, v10.4s
+	VSHL $23, V10.S4, V10.S4
+	VADD V31.S4, V10.S4, V10.S4
+	WORD $0x6e2ade10 // fmul v16.4s, v16.4s, v10.4s
+	WORD $0x4e3fd488 // fadd v8.4s, v4.4s, v31.4s
+	VUSHR $21, V8.S4, V8.S4
+	VAND V28.B16, V8.B16, V8.B16
+	VDUP V25.S[1], V10.S4
+	WORD $0x6f99090a // mla v10.4s, v8.4s, v25.s[2]
+	WORD $0x4ea0f825 // fabs v5.4s, v1.4s
+	WORD $0x6ebee4a7 // fcmgt v7.4s, v5.4s, v30.4s
+	WORD $0x6e25dca9 // fmul v9.4s, v5.4s, v5.4s
+	VORR V29.B16, V29.B16, V11.B16
+	WORD $0x4f9b112b // fmla v11.4s, v9.4s, v27.s[0]
+	WORD $0x4ebdd56b // fsub v11.4s, v11.4s, v29.4s
+	WORD $0x4fbb9169 // fmul v9.4s, v11.4s, v27.s[1]
+	VFMLA V5.S4, V5.S4, V9.S4
+	WORD $0x4f9b1969 // fmla v9.4s, v11.4s, v27.s[2]
+	VDUP V25.S[0], V13.S4
+	VDUP V26.S[3], V15.S4
+	VFMLA V9.S4, V13.S4, V15.S4
+	VDUP V26.S[2], V13.S4
+	VFMLA V9.S4, V15.S4, V13.S4
+	VDUP V26.S[1], V15.S4
+	VFMLA V9.S4, V13.S4, V15.S4
+	VDUP V26.S[0], V13.S4
+	VFMLA V9.S4, V15.S4, V13.S4
+	VDUP V27.S[3], V15.S4
+	VFMLA V9.S4, V13.S4, V15.S4
+	VORR V31.B16, V31.B16, V17.B16
+	VFMLA V9.S4, V15.S4, V17.S4
+	WORD $0x4ea1b96b // fcvtzs v11.4s, v11.4s
+	VSHL $23, V11.S4, V11.S4
+	VADD V31.S4, V11.S4, V11.S4
+	WORD $0x6e2bde31 // fmul v17.4s, v17.4s, v11.4s
+	WORD $0x4e3fd4a9 // fadd v9.4s, v5.4s, v31.4s
+	VUSHR $21, V9.S4, V9.S4
+	VAND V28.B16, V9.B16, V9.B16
+	VDUP V25.S[1], V11.S4
+	WORD $0x6f99092b // mla v11.4s, v9.4s, v25.s[2]
+	VLD1 (R12), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	WORD $0x4eacd488 // fsub v8.4s, v4.4s, v12.4s
+	VTBL V11.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V13.B16
+	WORD $0x4eadd4a9 // fsub v9.4s, v5.4s, v13.4s
+	VLD1 (R21), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VTBL V11.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V13.B16
+	VLD1 (R20), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	VTBL V11.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V15.B16
+	VFMLA V9.S4, V13.S4, V15.S4
+	VLD1 (R19), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VFMLA V8.S4, V14.S4, V12.S4
+	VTBL V11.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V13.B16
+	VFMLA V9.S4, V15.S4, V13.S4
+	VLD1 (R15), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	VTBL V11.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V15.B16
+	VFMLA V9.S4, V13.S4, V15.S4
+	VLD1 (R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VFMLA V8.S4, V14.S4, V12.S4
+	VTBL V11.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V13.B16
+	VFMLA V9.S4, V15.S4, V13.S4
+	VLD1 (R13), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	VTBL V11.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V15.B16
+	VFMLA V9.S4, V13.S4, V15.S4
+	WORD $0x6e2ede0c // fmul v12.4s, v16.4s, v14.4s
+	WORD $0x4e661d8c // bic v12.16b, v12.16b, v6.16b
+	WORD $0x4e661e10 // bic v16.16b, v16.16b, v6.16b
+	WORD $0x6e2fde2d // fmul v13.4s, v17.4s, v15.4s
+	WORD $0x4e671dad // bic v13.16b, v13.16b, v7.16b
+	WORD $0x4e671e31 // bic v17.16b, v17.16b, v7.16b
+	WORD $0x4eacd7ea // fsub v10.4s, v31.4s, v12.4s
+	WORD $0x6ea0c808 // fcmge v8.4s, v0.4s, #0.0
+	VBSL V12.B16, V10.B16, V8.B16
+	WORD $0x4fb99a10 // fmul v16.4s, v16.4s, v25.s[3]
+	VFMLA V16.S4, V0.S4, V8.S4
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	WORD $0x4eadd7eb // fsub v11.4s, v31.4s, v13.4s
+	WORD $0x6ea0c829 // fcmge v9.4s, v1.4s, #0.0
+	VBSL V13.B16, V11.B16, V9.B16
+	WORD $0x4fb99a31 // fmul v17.4s, v17.4s, v25.s[3]
+	VFMLA V17.S4, V1.S4, V9.S4
+	WORD $0x6e29dc63 // fmul v3.4s, v3.4s, v9.4s
+	VST1.P [V2.S4, V3.S4], 32(R0)
+	SUBS $1, R10, R10
+	BNE neonGELUGrad_16
+neonGELUGrad_4:
+	AND $7, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonGELUGrad_1
+neonGELUGrad_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V2.S4]
+	WORD $0x4ea0f804 // fabs v4.4s, v0.4s
+	WORD $0x6ebee486 // fcmgt v6.4s, v4.4s, v30.4s
+	WORD $0x6e24dc88 // fmul v8.4s, v4.4s, v4.4s
+	VORR V29.B16, V29.B16, V10.B16
+	WORD $0x4f9b110a // fmla v10.4s, v8.4s, v27.s[0]
+	WORD $0x4ebdd54a // fsub v10.4s, v10.4s, v29.4s
+	WORD $0x4fbb9148 // fmul v8.4s, v10.4s, v27.s[1]
+	VFMLA V4.S4, V4.S4, V8.S4
+	WORD $0x4f9b1948 // fmla v8.4s, v10.4s, v27.s[2]
+	VDUP V25.S[0], V12.S4
+	VDUP V26.S[3], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VDUP V26.S[2], V12.S4
+	VFMLA V8.S4, V14.S4, V12.S4
+	VDUP V26.S[1], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VDUP V26.S[0], V12.S4
+	VFMLA V8.S4, V14.S4, V12.S4
+	VDUP V27.S[3], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VORR V31.B16, V31.B16, V16.B16
+	VFMLA V8.S4, V14.S4, V16.S4
+	WORD $0x4ea1b94a // fcvtzs v10.4s, v10.4s
+	VSHL $23, V10.S4, V10.S4
+	VADD V31.S4, V10.S4, V10.S4
+	WORD $0x6e2ade10 // fmul v16.4s, v16.4s, v10.4s
+	WORD $0x4e3fd488 // fadd v8.4s, v4.4s, v31.4s
+	VUSHR $21, V8.S4, V8.S4
+	VAND V28.B16, V8.B16, V8.B16
+	VDUP V25.S[1], V10.S4
+	WORD $0x6f99090a // mla v10.4s, v8.4s, v25.s[2]
+	VLD1 (R12), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	WORD $0x4eacd488 // fsub v8.4s, v4.4s, v12.4s
+	VLD1 (R21), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VLD1 (R20), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	VLD1 (R19), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VFMLA V8.S4, V14.S4, V12.S4
+	VLD1 (R15), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	VLD1 (R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VFMLA V8.S4, V14.S4, V12.S4
+	VLD1 (R13), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	WORD $0x6e2ede0c // fmul v12.4s, v16.4s, v14.4s
+	WORD $0x4e661d8c // bic v12.16b, v12.16b, v6.16b
+	WORD $0x4e661e10 // bic v16.16b, v16.16b, v6.16b
+	WORD $0x4eacd7ea // fsub v10.4s, v31.4s, v12.4s
+	WORD $0x6ea0c808 // fcmge v8.4s, v0.4s, #0.0
+	VBSL V12.B16, V10.B16, V8.B16
+	WORD $0x4fb99a10 // fmul v16.4s, v16.4s, v25.s[3]
+	VFMLA V16.S4, V0.S4, V8.S4
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	VST1.P [V2.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonGELUGrad_4loop
+neonGELUGrad_1:
+	ANDS $3, R9, R9
+	BEQ neonGELUGrad_done
+neonGELUGrad_1loop:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F2
+	WORD $0x4ea0f804 // fabs v4.4s, v0.4s
+	WORD $0x6ebee486 // fcmgt v6.4s, v4.4s, v30.4s
+	WORD $0x6e24dc88 // fmul v8.4s, v4.4s, v4.4s
+	VORR V29.B16, V29.B16, V10.B16
+	WORD $0x4f9b110a // fmla v10.4s, v8.4s, v27.s[0]
+	WORD $0x4ebdd54a // fsub v10.4s, v10.4s, v29.4s
+	WORD $0x4fbb9148 // fmul v8.4s, v10.4s, v27.s[1]
+	VFMLA V4.S4, V4.S4, V8.S4
+	WORD $0x4f9b1948 // fmla v8.4s, v10.4s, v27.s[2]
+	VDUP V25.S[0], V12.S4
+	VDUP V26.S[3], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VDUP V26.S[2], V12.S4
+	VFMLA V8.S4, V14.S4, V12.S4
+	VDUP V26.S[1], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VDUP V26.S[0], V12.S4
+	VFMLA V8.S4, V14.S4, V12.S4
+	VDUP V27.S[3], V14.S4
+	VFMLA V8.S4, V12.S4, V14.S4
+	VORR V31.B16, V31.B16, V16.B16
+	VFMLA V8.S4, V14.S4, V16.S4
+	WORD $0x4ea1b94a // fcvtzs v10.4s, v10.4s
+	VSHL $23, V10.S4, V10.S4
+	VADD V31.S4, V10.S4, V10.S4
+	WORD $0x6e2ade10 // fmul v16.4s, v16.4s, v10.4s
+	WORD $0x4e3fd488 // fadd v8.4s, v4.4s, v31.4s
+	VUSHR $21, V8.S4, V8.S4
+	VAND V28.B16, V8.B16, V8.B16
+	VDUP V25.S[1], V10.S4
+	WORD $0x6f99090a // mla v10.4s, v8.4s, v25.s[2]
+	VLD1 (R12), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	WORD $0x4eacd488 // fsub v8.4s, v4.4s, v12.4s
+	VLD1 (R21), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VLD1 (R20), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	VLD1 (R19), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VFMLA V8.S4, V14.S4, V12.S4
+	VLD1 (R15), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	VLD1 (R14), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V12.B16
+	VFMLA V8.S4, V14.S4, V12.S4
+	VLD1 (R13), [V18.S4, V19.S4, V20.S4, V21.S4]
+	VTBL V10.B16, [V18.B16, V19.B16, V20.B16, V21.B16], V14.B16
+	VFMLA V8.S4, V12.S4, V14.S4
+	WORD $0x6e2ede0c // fmul v12.4s, v16.4s, v14.4s
+	WORD $0x4e661d8c // bic v12.16b, v12.16b, v6.16b
+	WORD $0x4e661e10 // bic v16.16b, v16.16b, v6.16b
+	WORD $0x4eacd7ea // fsub v10.4s, v31.4s, v12.4s
+	WORD $0x6ea0c808 // fcmge v8.4s, v0.4s, #0.0
+	VBSL V12.B16, V10.B16, V8.B16
+	WORD $0x4fb99a10 // fmul v16.4s, v16.4s, v25.s[3]
+	VFMLA V16.S4, V0.S4, V8.S4
+	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
+	FMOVS.P F2, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonGELUGrad_1loop
+neonGELUGrad_done:
+	RET
+
+// func neonGELUTanh(dst *float32, x *float32, n int)
+TEXT ·neonGELUTanh(SB), NOSPLIT, $0-24
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 228(R11), F30 // gtA1Hi
+	VDUP V30.S[0], V30.S4
+	FMOVS 244(R11), F29 // gtMagic
+	VDUP V29.S[0], V29.S4
+	FMOVS 216(R11), F28 // mask15
+	VDUP V28.S[0], V28.S4
+	FMOVS 248(R11), F27 // gtXMax
+	VDUP V27.S[0], V27.S4
+	FMOVS 252(R11), F26 // negXMax
+	VDUP V26.S[0], V26.S4
+	FMOVS 268(R11), F25 // nMin
+	VDUP V25.S[0], V25.S4
+	FMOVS 272(R11), F24 // nMax
+	VDUP V24.S[0], V24.S4
+	MOVWU 236(R11), R12 // gtA3Hi
+	VMOV R12, V23.S[0]
+	MOVWU 240(R11), R12 // gtA3Lo
+	VMOV R12, V23.S[1]
+	MOVWU 232(R11), R12 // gtA1Lo
+	VMOV R12, V23.S[2]
+	MOVWU 256(R11), R12 // gtExp2P0
+	VMOV R12, V23.S[3]
+	MOVWU 260(R11), R12 // gtExp2P1
+	VMOV R12, V22.S[0]
+	MOVWU 264(R11), R12 // gtExp2P2
+	VMOV R12, V22.S[1]
+	MOVWU 220(R11), R12 // byteOffsets
+	VMOV R12, V22.S[2]
+	MOVWU 224(R11), R12 // byteStep
+	VMOV R12, V22.S[3]
+	MOVD $·gtExp2T(SB), R12
+	VLD1 (R12), [V9.S4, V10.S4, V11.S4, V12.S4]
+	MOVD $·gtExp2Tau(SB), R12
+	VLD1 (R12), [V13.S4, V14.S4, V15.S4, V16.S4]
+	MOVD n+16(FP), R9
+	LSR $2, R9, R10
+	CBZ R10, neonGELUTanh_4
+neonGELUTanh_16:
+	VLD1.P 16(R1), [V0.S4]
+	WORD $0x4e3af408 // fmax v8.4s, v0.4s, v26.4s
+	WORD $0x4ebbf508 // fmin v8.4s, v8.4s, v27.4s
+	WORD $0x6e28dd01 // fmul v1.4s, v8.4s, v8.4s
+	WORD $0x6ea0f822 // fneg v2.4s, v1.4s
+	VFMLA V8.S4, V8.S4, V2.S4
+	VORR V30.B16, V30.B16, V3.B16
+	WORD $0x4f971023 // fmla v3.4s, v1.4s, v23.s[0]
+	WORD $0x4ea3d7c4 // fsub v4.4s, v30.4s, v3.4s
+	WORD $0x4f971024 // fmla v4.4s, v1.4s, v23.s[0]
+	VDUP V23.S[2], V5.S4
+	WORD $0x4fb71025 // fmla v5.4s, v1.4s, v23.s[1]
+	WORD $0x4f971045 // fmla v5.4s, v2.4s, v23.s[0]
+	WORD $0x4e25d484 // fadd v4.4s, v4.4s, v5.4s
+	VORR V29.B16, V29.B16, V2.B16
+	VFMLA V3.S4, V8.S4, V2.S4
+	WORD $0x4ebdd445 // fsub v5.4s, v2.4s, v29.4s
+	VFMLS V3.S4, V8.S4, V5.S4
+	VFMLS V4.S4, V8.S4, V5.S4
+	VSUB V29.S4, V2.S4, V2.S4
+	VAND V28.B16, V2.B16, V3.B16
+	VDUP V22.S[2], V4.S4
+	WORD $0x6fb60864 // mla v4.4s, v3.4s, v22.s[3]
+	WORD $0x4f3c0442 // sshr v2.4s, v2.4s, #4
+	VTBL V4.B16, [V9.B16, V10.B16, V11.B16, V12.B16], V3.B16
+	VTBL V4.B16, [V13.B16, V14.B16, V15.B16, V16.B16], V6.B16
+	VDUP V22.S[0], V4.S4
+	WORD $0x4fb650a4 // fmls v4.4s, v5.4s, v22.s[1]
+	VDUP V23.S[3], V7.S4
+	VFMLS V5.S4, V4.S4, V7.S4
+	VFMLS V7.S4, V5.S4, V6.S4
+	WORD $0x4ea23724 // cmgt v4.4s, v25.4s, v2.4s
+	WORD $0x4eb83447 // cmgt v7.4s, v2.4s, v24.4s
+	VSHL $23, V2.S4, V2.S4
+	VADD V2.S4, V3.S4, V3.S4
+	VFMLA V6.S4, V3.S4, V3.S4
+	WORD $0x4e641c63 // bic v3.16b, v3.16b, v4.16b
+	WORD $0x4e3fd464 // fadd v4.4s, v3.4s, v31.4s
+	WORD $0x6e24fc04 // fdiv v4.4s, v0.4s, v4.4s
+	WORD $0x4e671c84 // bic v4.16b, v4.16b, v7.16b
+	WORD $0x4e20e405 // fcmeq v5.4s, v0.4s, v0.4s
+	VBIF V5.B16, V0.B16, V4.B16
+	VST1.P [V4.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonGELUTanh_16
+neonGELUTanh_4:
+	AND $3, R9, R9
+neonGELUTanh_1:
+	ANDS $3, R9, R9
+	BEQ neonGELUTanh_done
+neonGELUTanh_1loop:
+	FMOVS.P 4(R1), F0
+	WORD $0x4e3af408 // fmax v8.4s, v0.4s, v26.4s
+	WORD $0x4ebbf508 // fmin v8.4s, v8.4s, v27.4s
+	WORD $0x6e28dd01 // fmul v1.4s, v8.4s, v8.4s
+	WORD $0x6ea0f822 // fneg v2.4s, v1.4s
+	VFMLA V8.S4, V8.S4, V2.S4
+	VORR V30.B16, V30.B16, V3.B16
+	WORD $0x4f971023 // fmla v3.4s, v1.4s, v23.s[0]
+	WORD $0x4ea3d7c4 // fsub v4.4s, v30.4s, v3.4s
+	WORD $0x4f971024 // fmla v4.4s, v1.4s, v23.s[0]
+	VDUP V23.S[2], V5.S4
+	WORD $0x4fb71025 // fmla v5.4s, v1.4s, v23.s[1]
+	WORD $0x4f971045 // fmla v5.4s, v2.4s, v23.s[0]
+	WORD $0x4e25d484 // fadd v4.4s, v4.4s, v5.4s
+	VORR V29.B16, V29.B16, V2.B16
+	VFMLA V3.S4, V8.S4, V2.S4
+	WORD $0x4ebdd445 // fsub v5.4s, v2.4s, v29.4s
+	VFMLS V3.S4, V8.S4, V5.S4
+	VFMLS V4.S4, V8.S4, V5.S4
+	VSUB V29.S4, V2.S4, V2.S4
+	VAND V28.B16, V2.B16, V3.B16
+	VDUP V22.S[2], V4.S4
+	WORD $0x6fb60864 // mla v4.4s, v3.4s, v22.s[3]
+	WORD $0x4f3c0442 // sshr v2.4s, v2.4s, #4
+	VTBL V4.B16, [V9.B16, V10.B16, V11.B16, V12.B16], V3.B16
+	VTBL V4.B16, [V13.B16, V14.B16, V15.B16, V16.B16], V6.B16
+	VDUP V22.S[0], V4.S4
+	WORD $0x4fb650a4 // fmls v4.4s, v5.4s, v22.s[1]
+	VDUP V23.S[3], V7.S4
+	VFMLS V5.S4, V4.S4, V7.S4
+	VFMLS V7.S4, V5.S4, V6.S4
+	WORD $0x4ea23724 // cmgt v4.4s, v25.4s, v2.4s
+	WORD $0x4eb83447 // cmgt v7.4s, v2.4s, v24.4s
+	VSHL $23, V2.S4, V2.S4
+	VADD V2.S4, V3.S4, V3.S4
+	VFMLA V6.S4, V3.S4, V3.S4
+	WORD $0x4e641c63 // bic v3.16b, v3.16b, v4.16b
+	WORD $0x4e3fd464 // fadd v4.4s, v3.4s, v31.4s
+	WORD $0x6e24fc04 // fdiv v4.4s, v0.4s, v4.4s
+	WORD $0x4e671c84 // bic v4.16b, v4.16b, v7.16b
+	WORD $0x4e20e405 // fcmeq v5.4s, v0.4s, v0.4s
+	VBIF V5.B16, V0.B16, V4.B16
+	FMOVS.P F4, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonGELUTanh_1loop
+neonGELUTanh_done:
+	RET
+
+// func neonGELUTanhGrad(dst *float32, x *float32, dy *float32, n int)
+TEXT ·neonGELUTanhGrad(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD dy+16(FP), R2
+	MOVD $·neonC(SB), R11
+	FMOVS 0(R11), F31 // one
+	VDUP V31.S[0], V31.S4
+	FMOVS 228(R11), F30 // gtA1Hi
+	VDUP V30.S[0], V30.S4
+	FMOVS 244(R11), F29 // gtMagic
+	VDUP V29.S[0], V29.S4
+	FMOVS 216(R11), F28 // mask15
+	VDUP V28.S[0], V28.S4
+	FMOVS 248(R11), F27 // gtXMax
+	VDUP V27.S[0], V27.S4
+	FMOVS 252(R11), F26 // negXMax
+	VDUP V26.S[0], V26.S4
+	FMOVS 268(R11), F25 // nMin
+	VDUP V25.S[0], V25.S4
+	MOVWU 236(R11), R12 // gtA3Hi
+	VMOV R12, V24.S[0]
+	MOVWU 240(R11), R12 // gtA3Lo
+	VMOV R12, V24.S[1]
+	MOVWU 232(R11), R12 // gtA1Lo
+	VMOV R12, V24.S[2]
+	MOVWU 256(R11), R12 // gtExp2P0
+	VMOV R12, V24.S[3]
+	MOVWU 260(R11), R12 // gtExp2P1
+	VMOV R12, V23.S[0]
+	MOVWU 264(R11), R12 // gtExp2P2
+	VMOV R12, V23.S[1]
+	MOVWU 220(R11), R12 // byteOffsets
+	VMOV R12, V23.S[2]
+	MOVWU 224(R11), R12 // byteStep
+	VMOV R12, V23.S[3]
+	MOVWU 276(R11), R12 // gtC1
+	VMOV R12, V22.S[0]
+	MOVWU 280(R11), R12 // gt3C3
+	VMOV R12, V22.S[1]
+	MOVD $·gtExp2T(SB), R12
+	VLD1 (R12), [V11.S4, V12.S4, V13.S4, V14.S4]
+	MOVD $·gtExp2Tau(SB), R12
+	VLD1 (R12), [V15.S4, V16.S4, V17.S4, V18.S4]
+	MOVD n+24(FP), R9
+	LSR $2, R9, R10
+	CBZ R10, neonGELUTanhGrad_4
+neonGELUTanhGrad_16:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V1.S4]
+	WORD $0x4e3af409 // fmax v9.4s, v0.4s, v26.4s
+	WORD $0x4ebbf529 // fmin v9.4s, v9.4s, v27.4s
+	WORD $0x4ea0f92a // fabs v10.4s, v9.4s
+	WORD $0x6e2add42 // fmul v2.4s, v10.4s, v10.4s
+	WORD $0x6ea0f843 // fneg v3.4s, v2.4s
+	VFMLA V10.S4, V10.S4, V3.S4
+	VORR V30.B16, V30.B16, V4.B16
+	WORD $0x4f981044 // fmla v4.4s, v2.4s, v24.s[0]
+	WORD $0x4ea4d7c5 // fsub v5.4s, v30.4s, v4.4s
+	WORD $0x4f981045 // fmla v5.4s, v2.4s, v24.s[0]
+	VDUP V24.S[2], V6.S4
+	WORD $0x4fb81046 // fmla v6.4s, v2.4s, v24.s[1]
+	WORD $0x4f981066 // fmla v6.4s, v3.4s, v24.s[0]
+	WORD $0x4e26d4a5 // fadd v5.4s, v5.4s, v6.4s
+	VORR V29.B16, V29.B16, V3.B16
+	VFMLA V4.S4, V10.S4, V3.S4
+	WORD $0x4ebdd466 // fsub v6.4s, v3.4s, v29.4s
+	VFMLS V4.S4, V10.S4, V6.S4
+	VFMLS V5.S4, V10.S4, V6.S4
+	VSUB V29.S4, V3.S4, V3.S4
+	VAND V28.B16, V3.B16, V4.B16
+	VDUP V23.S[2], V5.S4
+	WORD $0x6fb70885 // mla v5.4s, v4.4s, v23.s[3]
+	WORD $0x4f3c0463 // sshr v3.4s, v3.4s, #4
+	VTBL V5.B16, [V11.B16, V12.B16, V13.B16, V14.B16], V4.B16
+	VTBL V5.B16, [V15.B16, V16.B16, V17.B16, V18.B16], V7.B16
+	VDUP V23.S[0], V5.S4
+	WORD $0x4fb750c5 // fmls v5.4s, v6.4s, v23.s[1]
+	VDUP V24.S[3], V8.S4
+	VFMLS V6.S4, V5.S4, V8.S4
+	VFMLS V8.S4, V6.S4, V7.S4
+	WORD $0x4ea33725 // cmgt v5.4s, v25.4s, v3.4s
+	VSHL $23, V3.S4, V3.S4
+	VADD V3.S4, V4.S4, V4.S4
+	VFMLA V7.S4, V4.S4, V4.S4
+	WORD $0x4e651c84 // bic v4.16b, v4.16b, v5.16b
+	WORD $0x4e3fd485 // fadd v5.4s, v4.4s, v31.4s
+	WORD $0x6e25ffe5 // fdiv v5.4s, v31.4s, v5.4s
+	WORD $0x6e25dc86 // fmul v6.4s, v4.4s, v5.4s
+	WORD $0x6ea0c807 // fcmge v7.4s, v0.4s, #0.0
+	VBSL V6.B16, V5.B16, V7.B16
+	VDUP V22.S[0], V8.S4
+	WORD $0x4fb61048 // fmla v8.4s, v2.4s, v22.s[1]
+	WORD $0x6e28dd28 // fmul v8.4s, v9.4s, v8.4s
+	VORR V6.B16, V6.B16, V3.B16
+	VFMLS V6.S4, V6.S4, V3.S4
+	VFMLA V3.S4, V8.S4, V7.S4
+	WORD $0x6e27dc21 // fmul v1.4s, v1.4s, v7.4s
+	VST1.P [V1.S4], 16(R0)
+	SUBS $1, R10, R10
+	BNE neonGELUTanhGrad_16
+neonGELUTanhGrad_4:
+	AND $3, R9, R9
+neonGELUTanhGrad_1:
+	ANDS $3, R9, R9
+	BEQ neonGELUTanhGrad_done
+neonGELUTanhGrad_1loop:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F1
+	WORD $0x4e3af409 // fmax v9.4s, v0.4s, v26.4s
+	WORD $0x4ebbf529 // fmin v9.4s, v9.4s, v27.4s
+	WORD $0x4ea0f92a // fabs v10.4s, v9.4s
+	WORD $0x6e2add42 // fmul v2.4s, v10.4s, v10.4s
+	WORD $0x6ea0f843 // fneg v3.4s, v2.4s
+	VFMLA V10.S4, V10.S4, V3.S4
+	VORR V30.B16, V30.B16, V4.B16
+	WORD $0x4f981044 // fmla v4.4s, v2.4s, v24.s[0]
+	WORD $0x4ea4d7c5 // fsub v5.4s, v30.4s, v4.4s
+	WORD $0x4f981045 // fmla v5.4s, v2.4s, v24.s[0]
+	VDUP V24.S[2], V6.S4
+	WORD $0x4fb81046 // fmla v6.4s, v2.4s, v24.s[1]
+	WORD $0x4f981066 // fmla v6.4s, v3.4s, v24.s[0]
+	WORD $0x4e26d4a5 // fadd v5.4s, v5.4s, v6.4s
+	VORR V29.B16, V29.B16, V3.B16
+	VFMLA V4.S4, V10.S4, V3.S4
+	WORD $0x4ebdd466 // fsub v6.4s, v3.4s, v29.4s
+	VFMLS V4.S4, V10.S4, V6.S4
+	VFMLS V5.S4, V10.S4, V6.S4
+	VSUB V29.S4, V3.S4, V3.S4
+	VAND V28.B16, V3.B16, V4.B16
+	VDUP V23.S[2], V5.S4
+	WORD $0x6fb70885 // mla v5.4s, v4.4s, v23.s[3]
+	WORD $0x4f3c0463 // sshr v3.4s, v3.4s, #4
+	VTBL V5.B16, [V11.B16, V12.B16, V13.B16, V14.B16], V4.B16
+	VTBL V5.B16, [V15.B16, V16.B16, V17.B16, V18.B16], V7.B16
+	VDUP V23.S[0], V5.S4
+	WORD $0x4fb750c5 // fmls v5.4s, v6.4s, v23.s[1]
+	VDUP V24.S[3], V8.S4
+	VFMLS V6.S4, V5.S4, V8.S4
+	VFMLS V8.S4, V6.S4, V7.S4
+	WORD $0x4ea33725 // cmgt v5.4s, v25.4s, v3.4s
+	VSHL $23, V3.S4, V3.S4
+	VADD V3.S4, V4.S4, V4.S4
+	VFMLA V7.S4, V4.S4, V4.S4
+	WORD $0x4e651c84 // bic v4.16b, v4.16b, v5.16b
+	WORD $0x4e3fd485 // fadd v5.4s, v4.4s, v31.4s
+	WORD $0x6e25ffe5 // fdiv v5.4s, v31.4s, v5.4s
+	WORD $0x6e25dc86 // fmul v6.4s, v4.4s, v5.4s
+	WORD $0x6ea0c807 // fcmge v7.4s, v0.4s, #0.0
+	VBSL V6.B16, V5.B16, V7.B16
+	VDUP V22.S[0], V8.S4
+	WORD $0x4fb61048 // fmla v8.4s, v2.4s, v22.s[1]
+	WORD $0x6e28dd28 // fmul v8.4s, v9.4s, v8.4s
+	VORR V6.B16, V6.B16, V3.B16
+	VFMLS V6.S4, V6.S4, V3.S4
+	VFMLA V3.S4, V8.S4, V7.S4
+	WORD $0x6e27dc21 // fmul v1.4s, v1.4s, v7.4s
+	FMOVS.P F1, 4(R0)
+	SUBS $1, R9, R9
+	BNE neonGELUTanhGrad_1loop
+neonGELUTanhGrad_done:
+	RET
+
+// func neonPrefetch(x *float32, n int)
+TEXT ·neonPrefetch(SB), NOSPLIT, $0-16
+	MOVD x+0(FP), R0
+	MOVD n+8(FP), R9
+	ADD R9<<2, R0, R9
+	AND $~63, R0, R0
+prefetch_loop:
+	CMP R9, R0
+	BHS prefetch_done
+	PRFM (R0), PLDL1KEEP
+	ADD $64, R0, R0
+	B prefetch_loop
+prefetch_done:
+	RET
+
 // func neonSum(x *float32, n int) float64
 TEXT ·neonSum(SB), NOSPLIT, $0-24
 	MOVD x+0(FP), R1

@@ -8,24 +8,77 @@ import "math"
 
 // neonC holds the constants of the assembly, which loads them by index.
 var neonC = [...]float32{
-	1,                     // 0: one
-	float32(math.Inf(-1)), // 1: negInf
-	expLo,                 // 2: expLo
-	expHi,                 // 3: expHi
-	log2e,                 // 4: log2e
-	ln2Hi,                 // 5: ln2Hi
-	ln2Lo,                 // 6: ln2Lo
-	expQ[0],               // 7: expQ0
-	expQ[1],               // 8: expQ1
-	expQ[2],               // 9: expQ2
-	expQ[3],               // 10: expQ3
-	expQ[4],               // 11: expQ4
-	expSumLo,              // 12: expSumLo
-	exp2P[0],              // 13: exp2P0
-	exp2P[1],              // 14: exp2P1
-	exp2P[2],              // 15: exp2P2
-	exp2P[3],              // 16: exp2P3
-	exp2P[4],              // 17: exp2P4
+	1,                                // 0: one
+	float32(math.Inf(-1)),            // 1: negInf
+	expLo,                            // 2: expLo
+	expHi,                            // 3: expHi
+	log2e,                            // 4: log2e
+	ln2Hi,                            // 5: ln2Hi
+	ln2Lo,                            // 6: ln2Lo
+	expQ[0],                          // 7: expQ0
+	expQ[1],                          // 8: expQ1
+	expQ[2],                          // 9: expQ2
+	expQ[3],                          // 10: expQ3
+	expQ[4],                          // 11: expQ4
+	expSumLo,                         // 12: expSumLo
+	exp2P[0],                         // 13: exp2P0
+	exp2P[1],                         // 14: exp2P1
+	exp2P[2],                         // 15: exp2P2
+	exp2P[3],                         // 16: exp2P3
+	exp2P[4],                         // 17: exp2P4
+	0x1.8p23,                         // 18: magic23
+	0x1p-126,                         // 19: tiny
+	0x1p23,                           // 20: twoP23
+	23,                               // 21: k23
+	math.Float32frombits(0x3f3504f3), // 22: sqrtHalfBits
+	logL[0],                          // 23: logL0
+	logL[1],                          // 24: logL1
+	logL[2],                          // 25: logL2
+	logL[3],                          // 26: logL3
+	logL[4],                          // 27: logL4
+	logL[5],                          // 28: logL5
+	logL[6],                          // 29: logL6
+	logL[7],                          // 30: logL7
+	-0.5,                             // 31: negHalf
+	float32(math.NaN()),              // 32: nan
+	float32(math.Inf(1)),             // 33: posInf
+	tanhSmall,                        // 34: tanhSmall
+	2,                                // 35: two
+	math.Float32frombits(1 << 31),    // 36: signBit
+	tanhP[0],                         // 37: tanhP0
+	tanhP[1],                         // 38: tanhP1
+	tanhP[2],                         // 39: tanhP2
+	tanhP[3],                         // 40: tanhP3
+	tanhP[4],                         // 41: tanhP4
+	tanhP[5],                         // 42: tanhP5
+	geluMaxA,                         // 43: geluMaxA
+	-0.5 * log2e,                     // 44: negHalfLog2e
+	2 * ln2Hi,                        // 45: twoLn2Hi
+	2 * ln2Lo,                        // 46: twoLn2Lo
+	gaussQ[0],                        // 47: gaussQ0
+	gaussQ[1],                        // 48: gaussQ1
+	gaussQ[2],                        // 49: gaussQ2
+	gaussQ[3],                        // 50: gaussQ3
+	gaussQ[4],                        // 51: gaussQ4
+	gaussQ[5],                        // 52: gaussQ5
+	invSqrt2Pi,                       // 53: invSqrt2Pi
+	math.Float32frombits(15),         // 54: mask15
+	math.Float32frombits(0x03020100), // 55: byteOffsets
+	math.Float32frombits(0x04040404), // 56: byteStep
+	gtA1Hi,                           // 57: gtA1Hi
+	gtA1Lo,                           // 58: gtA1Lo
+	gtA3Hi,                           // 59: gtA3Hi
+	gtA3Lo,                           // 60: gtA3Lo
+	gtMagic,                          // 61: gtMagic
+	gtXMax,                           // 62: gtXMax
+	-gtXMax,                          // 63: negXMax
+	gtExp2P[0],                       // 64: gtExp2P0
+	gtExp2P[1],                       // 65: gtExp2P1
+	gtExp2P[2],                       // 66: gtExp2P2
+	math.Float32frombits(0xffffff82), // 67: nMin
+	math.Float32frombits(127),        // 68: nMax
+	gtC1,                             // 69: gtC1
+	3 * gtC3,                         // 70: gt3C3
 }
 
 // neonFill sets dst[0:n] to v.
@@ -202,6 +255,46 @@ func neonLayerNormGrad(dst *float32, x *float32, w *float32, dy *float32, mh flo
 //
 //go:noescape
 func neonLayerNormGradAcc(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
+// neonLog sets dst = ln x over n elements, as log32.
+//
+//go:noescape
+func neonLog(dst *float32, x *float32, n int)
+
+// neonTanh sets dst = tanh x over n elements, as tanhParts.
+//
+//go:noescape
+func neonTanh(dst *float32, x *float32, n int)
+
+// neonTanhGrad sets dx = dy·(1 − tanh² x) over n elements, as tanhParts.
+//
+//go:noescape
+func neonTanhGrad(dst *float32, x *float32, dy *float32, n int)
+
+// neonGELU sets dst = x·Φ(x) over n elements, as gelu32.
+//
+//go:noescape
+func neonGELU(dst *float32, x *float32, n int)
+
+// neonGELUGrad sets dx = dy·(Φ(x) + x·φ(x)) over n elements, as geluGrad32.
+//
+//go:noescape
+func neonGELUGrad(dst *float32, x *float32, dy *float32, n int)
+
+// neonGELUTanh sets dst = x/(1 + e^−y) over n elements, as geluTanh32.
+//
+//go:noescape
+func neonGELUTanh(dst *float32, x *float32, n int)
+
+// neonGELUTanhGrad sets dx = dy·(σ(y) + x·σ(y)·σ(−y)·y′) over n elements, as geluTanhGrad32.
+//
+//go:noescape
+func neonGELUTanhGrad(dst *float32, x *float32, dy *float32, n int)
+
+// neonPrefetch asks for the cache lines of x[0:n] to be loaded, without waiting for them.
+//
+//go:noescape
+func neonPrefetch(x *float32, n int)
 
 // neonSum returns Σ x[0:n] in float64.
 //

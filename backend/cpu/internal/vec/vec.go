@@ -2,8 +2,7 @@
 // arithmetic, float32 transcendental functions, row reductions with
 // float64 accumulation and the fused row steps of softmax, the norms and
 // AdamW, each in pure Go and in assembly: AVX2/FMA and AVX-512 on amd64,
-// chosen at run time, and NEON on arm64 (where Log, Tanh and the GELUs
-// stay in Go).
+// chosen at run time, and NEON on arm64.
 //
 // A [Kernels] value is one complete implementation. [Go] is the portable
 // one; [Best] returns the fastest one this CPU runs. Callers split work
