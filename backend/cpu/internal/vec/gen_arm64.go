@@ -32,19 +32,18 @@
 // operations of the Go kernels (generic.go) in the same order, fusing a
 // multiply and an add exactly where the Go compiler fuses them on arm64
 // (it does for y + a·b written in one expression, unless a conversion
-// rounds the product), so that the two agree bit for bit. So do Log,
-// Tanh, GELU, GELUTanh and their derivatives, which take the steps of
-// log32, tanhParts, phiTail and geluTanhExp (math32.go) with their
-// constants, tables and coefficients (neonC, coeffs.go), computing both
-// sides of a branch and selecting lane by lane, fused where Go fuses
-// (roundEven's sum included); where Go rounds a float64 sum to float32
-// (fma32, gelu32's difference) they round once, which can differ only
+// rounds the product), so that the two agree bit for bit. So do the
+// functions (Exp, Log, Tanh, Sigmoid, SiLU, GELU, GELUTanh and their
+// derivatives, ExpShift's exponentials), which take the steps of exp32,
+// log32, tanhParts, sigmoidParts, phiTail and geluTanhExp (math32.go)
+// with their constants, tables and coefficients (neonC, coeffs.go),
+// computing both sides of a branch and selecting lane by lane, fused
+// where Go fuses (roundEven's sum onto a product included); where Go
+// rounds a float64 sum to float32 (fma32, gelu32's difference, the
+// exponent of the sums' terms) they round once, which can differ only
 // where that sum is a float32 midpoint (never seen in the tests). The
-// exponentials of Exp, Sigmoid, SiLU and the exponential sums take
-// exp32's and expSum32's steps and coefficients with every polynomial
-// step fused, as the amd64 kernels do, and round x·log2e before rounding
-// it to an integer (Go rounds the exact product): they agree with Go to
-// within the accuracy bounds.
+// exponential sums take expSum32's steps for their terms and add them
+// in float64 in their own order.
 //
 // Constants that are only multiplied by or copied are kept four to a
 // register and used by element (FMUL, FMLA, FMLS, MLA and DUP of a
@@ -242,6 +241,16 @@ func (g *gen) fn(name, doc string, args, results []arg) map[string]arg {
 	return m
 }
 
+// ctxOf is a kctx of the constants names, each whole in its register of
+// regs.
+func ctxOf(names []string, regs []int) *kctx {
+	c := &kctx{c: map[string]cref{}}
+	for i, n := range names {
+		c.c[n] = cref{regs[i], -1}
+	}
+	return c
+}
+
 // fp is the frame operand of argument a.
 func fp(a arg) string { return fmt.Sprintf("%s+%d(FP)", a.name, a.off) }
 
@@ -361,8 +370,12 @@ func (g *gen) loadConsts(top int, names ...string) []int {
 	return r
 }
 
-// expConsts are the constants exp needs, in the order it takes them.
-var expConsts = []string{"one", "expLo", "expHi", "log2e", "ln2Hi", "ln2Lo", "expQ0", "expQ1", "expQ2", "expQ3", "expQ4"}
+// expConsts are the constants exp needs: those it takes whole, then
+// those it may take from lanes (expLanes).
+var (
+	expConsts = append([]string{"one", "expLo", "expHi", "magic23"}, expLanes...)
+	expLanes  = []string{"log2e", "ln2Hi", "ln2Lo", "expQ0", "expQ1", "expQ2", "expQ3", "expQ4"}
+)
 
 // mov copies register s to d.
 func (g *gen) mov(d, s int) { g.I("VORR %s, %s, %s", V(s, "B16"), V(s, "B16"), V(d, "B16")) }
@@ -381,39 +394,6 @@ func (g *gen) horner(x int, c []int, t0, t1 int) int {
 		p, q = q, p
 	}
 	return p
-}
-
-// exp sets x = e^x as exp32 does (math32.go), using t[0..2]; c holds the
-// registers of expConsts. The clamp returns a NaN x (FMAX and FMIN
-// return a NaN operand), which stays NaN throughout.
-func (g *gen) exp(x int, t []int, c []int) {
-	one, lo, hi, log2e, ln2Hi, ln2Lo, q := c[0], c[1], c[2], c[3], c[4], c[5], c[6:11]
-	n := t[0]
-	g.W("fmax4s", x, x, lo)
-	g.W("fmin4s", x, x, hi)
-	g.W("fmul4s", n, x, log2e)
-	g.W("frintn", n, n) // n = round(x·log2e), ties to even
-	g.fmls(x, n, ln2Hi) // exact
-	g.fmls(x, n, ln2Lo) // r
-	p := g.horner(x, q, t[1], t[2])
-	r2 := t[1]
-	if p == t[1] {
-		r2 = t[2]
-	}
-	g.W("fmul4s", r2, x, x)
-	g.fmla(x, r2, p) // r²·Q + r
-	g.W("fadd4s", x, x, one)
-	// Times 2^(n>>1) and 2^(n − n>>1), each made by shifting the
-	// integer into the exponent field and adding 1.0's bits (127<<23).
-	h := t[1]
-	g.W("fcvtzs", n, n)
-	g.W("sshr1", h, n)
-	g.I("VSUB %s, %s, %s", V(h, "S4"), V(n, "S4"), V(n, "S4"))
-	for _, e := range []int{h, n} {
-		g.I("VSHL $23, %s, %s", V(e, "S4"), V(e, "S4"))
-		g.I("VADD %s, %s, %s", V(one, "S4"), V(e, "S4"), V(e, "S4"))
-		g.W("fmul4s", x, x, e)
-	}
 }
 
 // ---- element-wise kernels ----
@@ -485,6 +465,17 @@ func (c *kctx) full(name string) int {
 		panic("no whole-register constant " + name)
 	}
 	return r.r
+}
+
+// each makes a vbody of a body that computes one vector.
+func each(f func(g *gen, c *kctx, in, t []int) int) func(g *gen, c *kctx, in, t [][]int) []int {
+	return func(g *gen, c *kctx, in, t [][]int) []int {
+		var out []int
+		for u := range in {
+			out = append(out, f(g, c, in[u], t[u]))
+		}
+		return out
+	}
 }
 
 // at returns a constant's place, whole or in a lane.
@@ -789,52 +780,53 @@ var maps = []mapK{
 	// The exponentials, as exp32 computes them.
 	{name: "neonExp", doc: "neonExp sets dst = e^x over n elements, as exp32.", ins: []string{"x"},
 		consts: expConsts, temps: 3,
-		body: func(g *gen, in, s, t []int) int { g.exp(in[0], t, s); return in[0] }},
+		vbody: each(func(g *gen, c *kctx, in, t []int) int { g.exp(in[0], t, c); return in[0] })},
 	{name: "neonExpGrad", doc: "neonExpGrad sets dx = dy·e^x over n elements.", ins: []string{"x", "dy"},
 		consts: expConsts, temps: 3,
-		body: func(g *gen, in, s, t []int) int {
-			g.exp(in[0], t, s)
+		vbody: each(func(g *gen, c *kctx, in, t []int) int {
+			g.exp(in[0], t, c)
 			g.W("fmul4s", in[1], in[1], in[0])
 			return in[1]
-		}},
+		})},
 	// 1/(1 + e^−x) and x/(1 + e^−x), as sigmoid32 and silu32.
 	{name: "neonSigmoid", doc: "neonSigmoid sets dst = 1/(1 + e^−x) over n elements, as sigmoid32.", ins: []string{"x"},
 		consts: expConsts, temps: 4,
-		body: func(g *gen, in, s, t []int) int {
+		vbody: each(func(g *gen, c *kctx, in, t []int) int {
+			one := c.full("one")
 			g.W("fneg4s", t[3], in[0])
-			g.exp(t[3], t, s)
-			g.W("fadd4s", t[3], t[3], s[0])
-			g.W("fdiv4s", t[0], s[0], t[3])
+			g.exp(t[3], t, c)
+			g.W("fadd4s", t[3], t[3], one)
+			g.W("fdiv4s", t[0], one, t[3])
 			return t[0]
-		}},
+		})},
 	{name: "neonSiLU", doc: "neonSiLU sets dst = x/(1 + e^−x) over n elements, as silu32.", ins: []string{"x"},
 		consts: expConsts, temps: 4,
-		body: func(g *gen, in, s, t []int) int {
+		vbody: each(func(g *gen, c *kctx, in, t []int) int {
 			g.W("fneg4s", t[3], in[0])
-			g.exp(t[3], t, s)
-			g.W("fadd4s", t[3], t[3], s[0])
+			g.exp(t[3], t, c)
+			g.W("fadd4s", t[3], t[3], c.full("one"))
 			g.W("fdiv4s", in[0], in[0], t[3])
 			return in[0]
-		}},
+		})},
 
 	// Derivatives of σ and SiLU from sigmoidParts: e = e^−|x|, r =
 	// 1/(1 + e), s0 = e·r, σ = x ≥ 0 ? r : s0, σ(1 − σ) = r·s0; dy·r·s0
 	// and dy·(x·r·s0 + σ) (that multiply-add fused, as Go fuses it).
 	{name: "neonSigmoidGrad", doc: "neonSigmoidGrad sets dx = dy·σ(x)(1 − σ(x)) over n elements, as sigmoidParts.",
 		ins: []string{"x", "dy"}, consts: expConsts, temps: 4, unroll: 2,
-		body: func(g *gen, in, s, t []int) int {
-			sigmoidParts(g, in[0], s, t)
+		vbody: each(func(g *gen, c *kctx, in, t []int) int {
+			sigmoidParts(g, c, in[0], t)
 			g.W("fmul4s", in[1], in[1], t[2])
 			return in[1]
-		}},
+		})},
 	{name: "neonSiLUGrad", doc: "neonSiLUGrad sets dx = dy·(x·σ(x)(1 − σ(x)) + σ(x)) over n elements, as siluGrad32.",
 		ins: []string{"x", "dy"}, consts: expConsts, temps: 4, unroll: 2,
-		body: func(g *gen, in, s, t []int) int {
-			sigmoidParts(g, in[0], s, t)
+		vbody: each(func(g *gen, c *kctx, in, t []int) int {
+			sigmoidParts(g, c, in[0], t)
 			g.fmla(t[3], in[0], t[2])
 			g.W("fmul4s", in[1], in[1], t[3])
 			return in[1]
-		}},
+		})},
 
 	// The row steps, as generic.go writes them.
 	{name: "neonScaleMul", doc: "neonScaleMul sets dst = (x·s)·w over n elements.", ins: []string{"x", "w"}, scalars: []string{"s"},
@@ -912,10 +904,9 @@ var maps = []mapK{
 }
 
 // sigmoidParts leaves σ(x)(1 − σ(x)) in t[2] and σ(x) in t[3] as
-// sigmoidParts (math32.go) computes them, using t[0..3]; c holds
-// expConsts' registers.
-func sigmoidParts(g *gen, x int, c, t []int) {
-	one := c[0]
+// sigmoidParts (math32.go) computes them, using t[0..3].
+func sigmoidParts(g *gen, c *kctx, x int, t []int) {
+	one := c.full("one")
 	e := t[3]
 	g.W("fabs4s", e, x)
 	g.W("fneg4s", e, e)
@@ -1024,17 +1015,16 @@ func (g *gen) tableIndex(d, j int, c *kctx) {
 	g.byElem("mla", d, j, c.at("byteStep"))
 }
 
-// expGoConsts are what expGo takes whole and in lanes.
-var (
-	expGoConsts = []string{"one", "expLo", "expHi", "magic23"}
-	expGoLanes  = []string{"log2e", "ln2Hi", "ln2Lo", "expQ0", "expQ1", "expQ2", "expQ3", "expQ4"}
-)
-
-// expGo sets x = e^x as exp32 computes it on arm64, using t[0..2]: the
-// steps of exp, except that n = round(x·log2e) is rounded from the exact
-// product, x·log2e + 1.5·2²³ in one fused multiply-add minus 1.5·2²³, as
-// Go fuses roundEven's sum there, so that the two agree bit for bit.
-func (g *gen) expGo(x int, t []int, c *kctx) {
+// exp sets x = e^x as exp32 computes it on arm64, using t[0..2] and
+// the constants expConsts by name (whole or in lanes): x clamped to
+// [expLo, expHi] (FMAX and FMIN return a NaN x, which stays NaN), n =
+// round(x·log2e) rounded from the exact product, x·log2e + 1.5·2²³ in
+// one fused multiply-add minus 1.5·2²³, as Go fuses roundEven's sum
+// there, r = x − n·ln2Hi − n·ln2Lo, each fused, the polynomial, and the
+// scaling by 2^(n>>1) and 2^(n − n>>1), each made by shifting the integer
+// into the exponent field and adding 1.0's bits (127<<23): the
+// operations of exp32 in its order, so that the two agree bit for bit.
+func (g *gen) exp(x int, t []int, c *kctx) {
 	one, magic := c.full("one"), c.full("magic23")
 	n := t[0]
 	g.W("fmax4s", x, x, c.full("expLo"))
@@ -1085,7 +1075,7 @@ func tanhParts(g *gen, c *kctx, x int, t []int, grad bool) int {
 	// q = 2/(e^{2|x|} + 1); tanh|x| = 1 − q with x's sign, 1 − tanh² =
 	// (2 − q)·q.
 	g.W("fadd4s", a, a, a)
-	g.expGo(a, t[3:6], c)
+	g.exp(a, t[3:6], c)
 	g.W("fadd4s", a, a, one)
 	g.W("fdiv4s", a, two, a) // q
 	if grad {
@@ -1101,8 +1091,8 @@ func tanhParts(g *gen, c *kctx, x int, t []int, grad bool) int {
 }
 
 var (
-	tanhConsts = append([]string{"tanhSmall", "two", "signBit"}, expGoConsts...)
-	tanhLanes  = append([]string{"tanhP0", "tanhP1", "tanhP2", "tanhP3", "tanhP4", "tanhP5"}, expGoLanes...)
+	tanhConsts = []string{"tanhSmall", "two", "signBit", "one", "expLo", "expHi", "magic23"}
+	tanhLanes  = append([]string{"tanhP0", "tanhP1", "tanhP2", "tanhP3", "tanhP4", "tanhP5"}, expLanes...)
 )
 
 // logBody sets a register to ln x as log32 (math32.go) computes it and
@@ -1299,33 +1289,16 @@ var (
 var fns = []mapK{
 	{name: "neonLog", doc: "neonLog sets dst = ln x over n elements, as log32.", ins: []string{"x"},
 		consts: logConsts, lanes: logLanes, temps: 6, unroll: 2,
-		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
-			var out []int
-			for u := range in {
-				out = append(out, logBody(g, c, in[u][0], t[u]))
-			}
-			return out
-		}},
+		vbody: each(func(g *gen, c *kctx, in, t []int) int { return logBody(g, c, in[0], t) })},
 	{name: "neonTanh", doc: "neonTanh sets dst = tanh x over n elements, as tanhParts.", ins: []string{"x"},
 		consts: tanhConsts, lanes: tanhLanes, temps: 7, unroll: 2,
-		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
-			var out []int
-			for u := range in {
-				out = append(out, tanhParts(g, c, in[u][0], t[u], false))
-			}
-			return out
-		}},
+		vbody: each(func(g *gen, c *kctx, in, t []int) int { return tanhParts(g, c, in[0], t, false) })},
 	{name: "neonTanhGrad", doc: "neonTanhGrad sets dx = dy·(1 − tanh² x) over n elements, as tanhParts.", ins: []string{"x", "dy"},
 		consts: tanhConsts, lanes: tanhLanes, temps: 7, unroll: 2,
-		vbody: func(g *gen, c *kctx, in, t [][]int) []int {
-			var out []int
-			for u := range in {
-				d := tanhParts(g, c, in[u][0], t[u], true)
-				g.W("fmul4s", in[u][1], in[u][1], d)
-				out = append(out, in[u][1])
-			}
-			return out
-		}},
+		vbody: each(func(g *gen, c *kctx, in, t []int) int {
+			g.W("fmul4s", in[1], in[1], tanhParts(g, c, in[0], t, true))
+			return in[1]
+		})},
 	// x·Φ(x) = max(x, 0) − |x|·h, rounded once (gelu32 rounds the
 	// float64 difference to float32, a second rounding that differs only
 	// at a float32 midpoint); max(x, 0) as ReLU takes it (NaN kept).
@@ -1969,10 +1942,12 @@ func (g *gen) expSums(sum, next bool) {
 	}
 
 	// Registers: x in V0, V1, the terms in V2, V3, temporaries V4-V6 and
-	// V7-V9 (and the widened terms once the exponentials are done), the
-	// sums V10-V13, next V14, V15 and its maxima V16, V17, the scalars
-	// and constants from V31 down.
+	// V7-V9 (and the widened terms once the exponentials are done; −Inf
+	// in V4 before the loop), the sums V10-V13, next V14, V15 and its
+	// maxima V16, V17, the scalars (scale in V18, −shift or −c in V19 or
+	// V23) and the constants from V31 down.
 	var c []int
+	var ec *kctx
 	var negShift, scale, log2e int
 	if sum {
 		c = g.loadConsts(31, expSumConsts...)
@@ -1980,8 +1955,8 @@ func (g *gen) expSums(sum, next bool) {
 		negShift = 23
 		g.I("FMOVS %s, F%d", fp(a["c"]), negShift)
 	} else {
-		c = g.loadConsts(31, expConsts...)
-		scale, negShift = 20, 19
+		ec = ctxOf(expConsts, g.loadConsts(31, expConsts...))
+		scale, negShift = 18, 19
 		g.I("FMOVS %s, F%d", fp(a["scale"]), scale)
 		g.I("VDUP V%d.S[0], %s", scale, V(scale, "S4"))
 		g.I("FMOVS %s, F%d", fp(a["shift"]), negShift)
@@ -1994,7 +1969,7 @@ func (g *gen) expSums(sum, next bool) {
 	}
 	if next {
 		g.I("MOVD %s, R2", fp(a["next"]))
-		negInf := g.loadConsts(18, "negInf")[0]
+		negInf := g.loadConsts(4, "negInf")[0]
 		g.mov(16, negInf)
 		g.mov(17, negInf)
 	}
@@ -2013,7 +1988,7 @@ func (g *gen) expSums(sum, next bool) {
 			return d
 		}
 		g.fmla(d, u, scale) // scale·x − shift
-		g.exp(d, t, c)
+		g.exp(d, t, ec)
 		return d
 	}
 	// add widens vector u's terms and adds them to sums 2u, 2u+1.

@@ -6,14 +6,14 @@ import "math"
 
 // The NEON kernel set. Advanced SIMD is part of every ARMv8-A CPU, so
 // nothing is checked before using it. Every kernel is in
-// kernels_arm64.s. The element-wise arithmetic, the row steps, AdamW,
-// Log, Tanh, GELU, GELUTanh and their derivatives agree with the Go set
-// bit for bit, as both do the same operations in the same order and fuse
-// the same multiply-adds (gen_arm64.go; GELU and GELUTanh round once
-// where Go rounds a float64 sum to float32, which can differ only at a
-// float32 midpoint); the exponentials use exp32's and expSum32's range
-// reductions and coefficients, with the assembly's own fused
-// multiply-adds; the reductions accumulate in float64 in another order.
+// kernels_arm64.s. The element-wise arithmetic and functions (Exp, Log,
+// Tanh, Sigmoid, SiLU, GELU, GELUTanh and their derivatives), the row
+// steps, AdamW and ExpShift's exponentials agree with the Go set bit for
+// bit, as both do the same operations in the same order and fuse the
+// same multiply-adds (gen_arm64.go; GELU, GELUTanh and the terms of the
+// exponential sums round once where Go rounds a float64 sum to float32,
+// which can differ only at a float32 midpoint); the reductions, the
+// exponential sums included, accumulate in float64 in another order.
 // Prefetch issues PRFM PLDL1KEEP for each cache line. There are no
 // streaming stores: Streaming returns the set itself.
 

@@ -77,9 +77,10 @@ func roundingTies(t func(x float64) float64, lo, hi float64) []float32 {
 	return xs
 }
 
-// The reductions that round to an integer: exp32's x·log2e (Tanh's
+// The reductions that round to an integer: exp32's x·log2e (and Tanh's
 // e^{2|x|}), phiTail's a²·(−½log2e), geluTanhExp's 16·x·Q(x).
 var (
+	expTies  = func() []float32 { return roundingTies(func(x float64) float64 { return x * math.Log2E }, 0, 110) }
 	tanhTies = func() []float32 { return roundingTies(func(a float64) float64 { return 2 * a * math.Log2E }, 0, 12) }
 	phiTies  = func() []float32 {
 		return roundingTies(func(a float64) float64 { return -a * a / 2 * math.Log2E }, 0, 13.2)
@@ -90,6 +91,15 @@ var (
 )
 
 var neonFns = []neonFn{
+	{"Exp", -120, 100, func(k *Kernels, d, x, _ []float32) { k.Exp(d, x) }, false, expTies},
+	{"ExpGrad", -120, 100, func(k *Kernels, d, x, dy []float32) { k.ExpGrad(d, x, dy) }, false, expTies},
+	{"ExpShift", -120, 100, func(k *Kernels, d, x, _ []float32) { k.ExpShift(d, x, 1, 0) }, false, expTies},
+	{"ExpShiftScaled", -120, 100, func(k *Kernels, d, x, _ []float32) { k.ExpShift(d, x, 0.7, -3.1) }, false, nil},
+	{"ExpShiftNextMax", -120, 100, func(k *Kernels, d, x, _ []float32) { k.ExpShiftNextMax(d, x, x, 0.5) }, false, nil},
+	{"Sigmoid", -100, 100, func(k *Kernels, d, x, _ []float32) { k.Sigmoid(d, x) }, false, expTies},
+	{"SiLU", -100, 100, func(k *Kernels, d, x, _ []float32) { k.SiLU(d, x) }, false, expTies},
+	{"SigmoidGrad", -100, 100, func(k *Kernels, d, x, dy []float32) { k.SigmoidGrad(d, x, dy) }, false, expTies},
+	{"SiLUGrad", -100, 100, func(k *Kernels, d, x, dy []float32) { k.SiLUGrad(d, x, dy) }, false, expTies},
 	{"Log", 0, 1e6, func(k *Kernels, d, x, _ []float32) { k.Log(d, x) }, false, nil},
 	{"Tanh", -12, 12, func(k *Kernels, d, x, _ []float32) { k.Tanh(d, x) }, false, tanhTies},
 	{"TanhGrad", -12, 12, func(k *Kernels, d, x, dy []float32) { k.TanhGrad(d, x, dy) }, false, tanhTies},
@@ -122,16 +132,18 @@ func neonSpecials() []float32 {
 	return xs
 }
 
-// TestNEONFunctionsAsGo checks NEON's Log, Tanh, GELU, GELUTanh and
-// their derivatives against the Go set's, which they follow step for
-// step: the same bits wherever the result is a number (a NaN for a NaN),
-// over dense sweeps of each function's range and of every float32
-// magnitude, the special values at every position of rows of every
-// length 0..67 (the vector loops and the one-element tail) and at
-// several offsets, and dy with special values of its own. Where Go rounds
-// a float64 sum to float32 and NEON rounds once (rounded), a result may
-// differ by one ulp, rarely (a float64 sum on a float32 midpoint): the
-// test allows one in 2¹⁶ and logs how many.
+// TestNEONFunctionsAsGo checks NEON's Exp, ExpShift, Sigmoid, SiLU,
+// Log, Tanh, GELU, GELUTanh and their derivatives against the Go set's,
+// which they follow step for step: the same bits wherever the result is
+// a number (a NaN for a NaN), over dense sweeps of each function's range
+// and of every float32 magnitude, the rounding ties of each reduction,
+// the special values at every position of rows of every length 0..67
+// (the vector loops and the one-element tail) and at several offsets,
+// and dy with special values of its own; and the terms of the
+// exponential sums one by one. Where Go rounds a float64 sum to
+// float32 and NEON rounds once (rounded), a result may differ by one
+// ulp, rarely (a float64 sum on a float32 midpoint): the test allows one
+// in 2¹⁶ and logs how many.
 func TestNEONFunctionsAsGo(t *testing.T) {
 	neon := Best()
 	n := 1 << 18
@@ -186,6 +198,27 @@ func TestNEONFunctionsAsGo(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+	// The exponential sums' terms, expSum32's steps, one at a time (the
+	// sums of rows add in another order): Go rounds x·log2e − c in a
+	// float64 fused multiply-add and then to float32, NEON rounds once,
+	// which differ only where the float64 result is a float32 midpoint.
+	for _, shift := range []float32{0, 0.3, -41.7} {
+		var off int
+		xs := append(sweep(shift-87, shift, n/4), neonSpecials()...)
+		for _, x := range xs {
+			got, want := neon.ExpShiftSum([]float32{x}, shift), Go.ExpShiftSum([]float32{x}, shift)
+			if got != want && !(got != got && want != want) {
+				if math.Abs(got-want) > 0x1p-23*want { // a float32 ulp, relative
+					t.Fatalf("ExpShiftSum({%g}, %g): NEON %v, Go %v", x, shift, got, want)
+				}
+				off++
+			}
+		}
+		t.Logf("ExpShiftSum terms below %g, %d points: %d not Go's", shift, len(xs), off)
+		if off > len(xs)>>16 {
+			t.Errorf("ExpShiftSum terms below %g: %d of %d not Go's, more than one in 2¹⁶", shift, off, len(xs))
 		}
 	}
 }
