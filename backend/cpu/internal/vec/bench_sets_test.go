@@ -41,6 +41,12 @@ func BenchmarkAgainstGo(b *testing.B) {
 		{"rmsnorm_grad", func(k *Kernels) { k.RMSNormGrad(z, x, y, x, 0.9, 0.01) }},
 		{"exp", func(k *Kernels) { k.Exp(z, x) }},
 		{"silu", func(k *Kernels) { k.SiLU(z, x) }},
+		{"log", func(k *Kernels) { k.Log(z, y) }},
+		{"tanh", func(k *Kernels) { k.Tanh(z, x) }},
+		{"gelu", func(k *Kernels) { k.GELU(z, x) }},
+		{"gelu_grad", func(k *Kernels) { k.GELUGrad(z, x, y) }},
+		{"gelu_tanh", func(k *Kernels) { k.GELUTanh(z, x) }},
+		{"gelu_tanh_grad", func(k *Kernels) { k.GELUTanhGrad(z, x, y) }},
 		{"exp_shift", func(k *Kernels) { _ = k.ExpShift(z, x, 1, 4) }},
 		{"exp_shift_sum", func(k *Kernels) { _ = k.ExpShiftSum(x, 4) }},
 	}
