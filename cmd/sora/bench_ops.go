@@ -379,7 +379,7 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sora bench ops: %v\n", err)
 		return exitFailure
 	}
-	baseName, baseDesc := "copy", fmt.Sprintf("host copy over %d goroutines", nthreads)
+	baseName, baseDesc := "copy", "host copy over "+plural(nthreads, "goroutine")
 	measureCopy := func() (float64, error) { return hostCopyGBPS(*n, nthreads, *minTime), nil }
 	if dc, ok := b.(deviceCopier); ok {
 		baseName, baseDesc = "device-copy", "the device's own device-to-device copy"

@@ -51,6 +51,18 @@ func TestBenchOpsTableAndSelection(t *testing.T) {
 	}
 }
 
+// TestBenchOpsOneThreadLine checks the baseline line at --threads 1
+// names one goroutine, as the backend line beside it names one thread.
+func TestBenchOpsOneThreadLine(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "ops", "--n", "1024", "--cols", "32", "--ops", "copy", "--threads", "1", "--time", "3ms")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	if !strings.Contains(out, "baseline: host copy over 1 goroutine, ") {
+		t.Errorf("the baseline line does not say 1 goroutine:\n%s", out)
+	}
+}
+
 func TestBenchOpsBadInput(t *testing.T) {
 	tests := []struct {
 		args []string
