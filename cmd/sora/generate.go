@@ -310,6 +310,9 @@ func tokenizerSource(modelPath, tokPath string) (string, error) {
 		if _, ok := tokenizer.DirFile(modelPath); ok {
 			return modelPath, nil
 		}
+		if err := checkModelFolder(modelPath); err != nil {
+			return "", err
+		}
 		return "", fmt.Errorf("--tokenizer is required: the Hugging Face folder %s has neither tokenizer.json nor tokenizer.model", modelPath)
 	}
 	return "", fmt.Errorf("--tokenizer is required with --model %s: only a Hugging Face folder holding tokenizer.json or tokenizer.model brings its own (a llama2.c checkpoint needs its tokenizer.bin)", modelPath)
@@ -329,8 +332,14 @@ func openBaseAndTokenizer(modelPath, tokPath string) (*baseModel, *tokenizer.Tok
 // baseAndTokenizer is openBaseAndTokenizer with load reading the model
 // (tests read it whole with loadBase).
 func baseAndTokenizer(modelPath, tokPath string, load func(string) (*baseModel, error)) (*baseModel, *tokenizer.Tokenizer, error) {
-	if _, err := os.Stat(modelPath); errors.Is(err, os.ErrNotExist) {
+	if st, err := os.Stat(modelPath); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("model %s does not exist", modelPath)
+	} else if err == nil && st.IsDir() {
+		// Before the tokenizer is read: a folder that cannot be a
+		// checkpoint is the first thing to say, whatever --tokenizer is.
+		if err := checkModelFolder(modelPath); err != nil {
+			return nil, nil, err
+		}
 	}
 	src, err := tokenizerSource(modelPath, tokPath)
 	if err != nil {

@@ -455,6 +455,9 @@ func readBase(path string, stream bool) (*baseModel, error) {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 	if st.IsDir() {
+		if err := checkModelFolder(path); err != nil {
+			return nil, err
+		}
 		if stream {
 			src, err := hf.Open(path)
 			if err != nil {
@@ -473,6 +476,27 @@ func readBase(path string, stream bool) (*baseModel, error) {
 		return nil, err
 	}
 	return &baseModel{path: path, w: w, format: format}, nil
+}
+
+// checkModelFolder refuses a --model folder without config.json, which
+// no Hugging Face checkpoint lacks, naming the .bin files it holds: the
+// likely mistake is the folder of a llama2.c checkpoint given for the
+// checkpoint file, which hf's failure to open config.json would not say.
+func checkModelFolder(dir string) error {
+	_, err := os.Stat(filepath.Join(dir, hf.ConfigFile))
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	msg := fmt.Sprintf("model %s is a folder without %s, so not a Hugging Face checkpoint", dir, hf.ConfigFile)
+	bins, _ := filepath.Glob(filepath.Join(dir, "*.bin"))
+	if len(bins) == 0 {
+		return errors.New(msg)
+	}
+	names := make([]string, len(bins))
+	for i, p := range bins {
+		names[i] = filepath.Base(p)
+	}
+	return fmt.Errorf("%s; a llama2.c checkpoint is given as its file, not its folder (this one holds %s)", msg, strings.Join(names, ", "))
 }
 
 // config returns the base model's configuration.
