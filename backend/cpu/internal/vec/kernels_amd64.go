@@ -74,7 +74,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		fence = sfence
 	}
 	mulScalar := b.scalar(f.mulScalar)
-	return &Kernels{
+	k := &Kernels{
 		Name:  name,
 		fence: fence,
 
@@ -136,51 +136,6 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			return m
 		},
 		MaxScaled: func(x []float32, s float32) float32 { return f.maxScaled(&x[0], s, len(x)) },
-		ExpShift: func(dst, x []float32, scale, shift float32) float64 {
-			if len(dst) == 0 {
-				return 0
-			}
-			x = x[:len(dst)]
-			return f.expShift(&dst[0], &x[0], scale, shift, len(dst))
-		},
-		ExpShiftSum: func(x []float32, shift float32) float64 {
-			c, fix, ok := sumShift(shift)
-			switch {
-			case len(x) == 0:
-				return 0
-			case !ok:
-				return expShiftSumSlow(x, shift)
-			}
-			return f.expShiftSum(&x[0], c, len(x)) * fix
-		},
-		ExpShiftNextMax: func(dst, x, next []float32, shift float32) (float64, float32) {
-			switch {
-			case len(next) != 0 && len(next) != len(dst):
-				panic("vec: next row and row differ in length")
-			case len(dst) == 0:
-				return 0, float32(math.Inf(-1))
-			}
-			x = x[:len(dst)]
-			if len(next) == 0 {
-				return f.expShift(&dst[0], &x[0], 1, shift, len(dst)), float32(math.Inf(-1))
-			}
-			return f.expShiftNextMax(&dst[0], &x[0], &next[0], shift, len(dst))
-		},
-		ExpSumNextMax: func(x, next []float32, shift float32) (float64, float32) {
-			c, fix, ok := sumShift(shift)
-			switch {
-			case len(next) != 0 && len(next) != len(x):
-				panic("vec: next row and row differ in length")
-			case len(x) == 0:
-				return 0, float32(math.Inf(-1))
-			case !ok:
-				return expShiftSumSlow(x, shift), nextMax(next, len(x))
-			case len(next) == 0:
-				return f.expShiftSum(&x[0], c, len(x)) * fix, float32(math.Inf(-1))
-			}
-			sum, m := f.expSumNextMax(&x[0], &next[0], c, len(x))
-			return sum * fix, m
-		},
 		Prefetch: func(x []float32) {
 			if len(x) > 0 {
 				f.prefetch(&x[0], len(x))
@@ -303,6 +258,8 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				s.Decay, s.StepSize, s.Eps, n)
 		},
 	}
+	expAsm{f.expShift, f.expShiftNextMax, f.expShiftSum, f.expSumNextMax}.install(k)
+	return k
 }
 
 func reduce(f func(*float32, int) float64) func(x []float32) float64 {

@@ -2,8 +2,6 @@
 
 package vec
 
-import "math"
-
 // The NEON kernel set. Advanced SIMD is part of every ARMv8-A CPU, so
 // nothing is checked before using it. Every kernel is in
 // kernels_arm64.s. The element-wise arithmetic and functions (Exp, Log,
@@ -78,51 +76,14 @@ func newNEON() *Kernels {
 		}
 	}
 	k.ExpGrad, k.SigmoidGrad, k.SiLUGrad = bin(neonExpGrad), bin(neonSigmoidGrad), bin(neonSiLUGrad)
-	k.ExpShift = func(dst, x []float32, scale, shift float32) float64 {
-		if len(dst) == 0 {
-			return 0
-		}
-		x = x[:len(dst)]
-		return neonExpShift(&dst[0], &x[0], scale, shift, len(dst))
-	}
-	k.ExpShiftNextMax = func(dst, x, next []float32, shift float32) (float64, float32) {
-		switch {
-		case len(next) != 0 && len(next) != len(dst):
-			panic("vec: next row and row differ in length")
-		case len(dst) == 0:
-			return 0, float32(math.Inf(-1))
-		}
-		x = x[:len(dst)]
-		if len(next) == 0 {
-			return neonExpShift(&dst[0], &x[0], 1, shift, len(dst)), float32(math.Inf(-1))
-		}
-		return neonExpShiftNextMax(&dst[0], &x[0], &next[0], 1, shift, len(dst))
-	}
-	k.ExpShiftSum = func(x []float32, shift float32) float64 {
-		c, fix, ok := sumShift(shift)
-		switch {
-		case len(x) == 0:
-			return 0
-		case !ok:
-			return expShiftSumSlow(x, shift)
-		}
-		return neonExpShiftSum(&x[0], c, len(x)) * fix
-	}
-	k.ExpSumNextMax = func(x, next []float32, shift float32) (float64, float32) {
-		c, fix, ok := sumShift(shift)
-		switch {
-		case len(next) != 0 && len(next) != len(x):
-			panic("vec: next row and row differ in length")
-		case len(x) == 0:
-			return 0, float32(math.Inf(-1))
-		case !ok:
-			return expShiftSumSlow(x, shift), nextMax(next, len(x))
-		case len(next) == 0:
-			return neonExpShiftSum(&x[0], c, len(x)) * fix, float32(math.Inf(-1))
-		}
-		sum, m := neonExpShiftSumNextMax(&x[0], &next[0], c, len(x))
-		return sum * fix, m
-	}
+	expAsm{
+		expShift: neonExpShift,
+		expShiftNextMax: func(dst, x, next *float32, shift float32, n int) (float64, float32) {
+			return neonExpShiftNextMax(dst, x, next, 1, shift, n)
+		},
+		expShiftSum:   neonExpShiftSum,
+		expSumNextMax: neonExpShiftSumNextMax,
+	}.install(&k)
 
 	k.Sum = func(x []float32) float64 {
 		if len(x) == 0 {

@@ -1,0 +1,75 @@
+//go:build (amd64 || arm64) && !noasm
+
+package vec
+
+import "math"
+
+// expAsm is an assembly set's exponential kernels in their pointer and
+// length form; install turns them into the Kernels entries, with the
+// checks, empty rows and far-off shifts (expShiftSumSlow) that every set
+// handles alike.
+type expAsm struct {
+	// expShift stores exp(scale·x − shift) over n elements and returns
+	// their sum.
+	expShift func(dst, x *float32, scale, shift float32, n int) float64
+	// expShiftNextMax is expShift with scale 1 that also returns the
+	// largest element of next.
+	expShiftNextMax func(dst, x, next *float32, shift float32, n int) (float64, float32)
+	// expShiftSum returns the sum of 2^(x·log2e − c) over n elements, c
+	// and the sum's factor from sumShift.
+	expShiftSum func(x *float32, c float32, n int) float64
+	// expSumNextMax is expShiftSum that also returns the largest element
+	// of next.
+	expSumNextMax func(x, next *float32, c float32, n int) (float64, float32)
+}
+
+// install sets k's ExpShift, ExpShiftNextMax, ExpShiftSum and
+// ExpSumNextMax from a.
+func (a expAsm) install(k *Kernels) {
+	negInf := float32(math.Inf(-1))
+	k.ExpShift = func(dst, x []float32, scale, shift float32) float64 {
+		if len(dst) == 0 {
+			return 0
+		}
+		x = x[:len(dst)]
+		return a.expShift(&dst[0], &x[0], scale, shift, len(dst))
+	}
+	k.ExpShiftNextMax = func(dst, x, next []float32, shift float32) (float64, float32) {
+		switch {
+		case len(next) != 0 && len(next) != len(dst):
+			panic("vec: next row and row differ in length")
+		case len(dst) == 0:
+			return 0, negInf
+		}
+		x = x[:len(dst)]
+		if len(next) == 0 {
+			return a.expShift(&dst[0], &x[0], 1, shift, len(dst)), negInf
+		}
+		return a.expShiftNextMax(&dst[0], &x[0], &next[0], shift, len(dst))
+	}
+	k.ExpShiftSum = func(x []float32, shift float32) float64 {
+		c, fix, ok := sumShift(shift)
+		switch {
+		case len(x) == 0:
+			return 0
+		case !ok:
+			return expShiftSumSlow(x, shift)
+		}
+		return a.expShiftSum(&x[0], c, len(x)) * fix
+	}
+	k.ExpSumNextMax = func(x, next []float32, shift float32) (float64, float32) {
+		c, fix, ok := sumShift(shift)
+		switch {
+		case len(next) != 0 && len(next) != len(x):
+			panic("vec: next row and row differ in length")
+		case len(x) == 0:
+			return 0, negInf
+		case !ok:
+			return expShiftSumSlow(x, shift), nextMax(next, len(x))
+		case len(next) == 0:
+			return a.expShiftSum(&x[0], c, len(x)) * fix, negInf
+		}
+		sum, m := a.expSumNextMax(&x[0], &next[0], c, len(x))
+		return sum * fix, m
+	}
+}
