@@ -32,3 +32,22 @@ func TestFinetuneUnmatchedTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestFinetuneTargetMatchesNothing checks that a --target that selects no
+// layer at all (a misspelt name) is a usage error, exit 2, that keeps
+// peft's message naming the patterns and the model's layers.
+func TestFinetuneTargetMatchesNothing(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows := writeCatRows(t, dir)
+	code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
+		"--method", "lora", "--target", "q_porj", "--steps", "1", "--no-spectrum", "--out", filepath.Join(dir, "run"))
+	if code != exitUsage {
+		t.Errorf("status %d; want %d (usage)\n%s\n%s", code, exitUsage, stdout, errOut)
+	}
+	for _, want := range []string{`"q_porj"`, "select none of the model's", "self_attn.q_proj"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q; want it to say %q", errOut, want)
+		}
+	}
+}
