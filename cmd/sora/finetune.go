@@ -181,6 +181,14 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 		fmt.Fprintf(stderr, "sora finetune: %v\n", err)
 		return exitUsage
 	}
+	want := "a folder (new, or holding this run's checkpoints)"
+	if f.model == "" {
+		want = "a folder for the demonstration's demo.json"
+	}
+	if err := checkOutFolder(f.out, want); err != nil {
+		fmt.Fprintf(stderr, "sora finetune: %v\n", err)
+		return exitUsage
+	}
 	finish, code := startCPUProfile("finetune", *profile, stderr)
 	if finish == nil {
 		return code
@@ -190,6 +198,32 @@ func runFinetune(args []string, stdout, stderr io.Writer) (status int) {
 		return runDemo(f, stdout, stderr)
 	}
 	return f.run(stdout, stderr)
+}
+
+// checkOutFolder refuses an --out that is a regular file or lies beneath
+// one, saying it wants want; nothing else (a folder, a path not yet made,
+// "") is refused. Otherwise the first write would find it, after the model
+// has loaded or the demonstration has run, as "mkdir tiny.json: not a
+// directory".
+func checkOutFolder(out, want string) error {
+	if out == "" {
+		return nil
+	}
+	for p := filepath.Clean(out); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil {
+			switch {
+			case fi.IsDir():
+				return nil
+			case p == filepath.Clean(out):
+				return fmt.Errorf("--out %s: is a file; want %s", out, want)
+			default:
+				return fmt.Errorf("--out %s: %s is a file; want %s", out, p, want)
+			}
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }
 
 // positive reports whether x is a finite number above 0 (NaN and +Inf are
