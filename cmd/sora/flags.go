@@ -330,7 +330,7 @@ func openBackend(name string, stderr io.Writer) (backend.Backend, int) {
 	}
 	var u *backend.UnavailableError
 	if errors.As(err, &u) {
-		fmt.Fprintf(stderr, "sora: backend %s is unavailable: %s\n", name, u.Reason)
+		fmt.Fprintf(stderr, "sora: backend %s%s is unavailable: %s\n", name, fromEnv(name), u.Reason)
 		if len(u.Tried) > 0 {
 			fmt.Fprintln(stderr, "tried:")
 			for _, t := range u.Tried {
@@ -349,13 +349,18 @@ func unknownBackend(name string) string {
 	if isRegistered(name) {
 		return ""
 	}
-	// A name no --backend gave comes from the environment, which the user
-	// may have set long ago: name it.
-	from := ""
-	if name == os.Getenv(defaultBackendEnv) {
-		from = " ($" + defaultBackendEnv + ")"
+	return fmt.Sprintf("sora: unknown backend %q%s; registered backends: %s", name, fromEnv(name), strings.Join(backend.Names(), ", "))
+}
+
+// fromEnv returns " ($SORA_BACKEND)" when the backend name is the one that
+// variable holds, "" otherwise. A name no --backend gave comes from the
+// environment, which the user may have set long ago: errors about it say
+// so.
+func fromEnv(name string) string {
+	if env := strings.TrimSpace(os.Getenv(defaultBackendEnv)); env != "" && name == env {
+		return " ($" + defaultBackendEnv + ")"
 	}
-	return fmt.Sprintf("sora: unknown backend %q%s; registered backends: %s", name, from, strings.Join(backend.Names(), ", "))
+	return ""
 }
 
 func isRegistered(name string) bool {

@@ -297,6 +297,18 @@ func TestConformanceBackendSelection(t *testing.T) {
 			t.Errorf("status %d, stdout %q, stderr %q", code, out, errOut)
 		}
 	})
+	t.Run("unavailable backend from env", func(t *testing.T) {
+		t.Setenv("SORA_BACKEND", testUnavailable)
+		code, _, errOut := runCLI(t, "conformance", "--run", "clitest/")
+		if want := "backend " + testUnavailable + " ($SORA_BACKEND) is unavailable: "; code != exitUnavailable || !strings.Contains(errOut, want) {
+			t.Errorf("status %d, stderr %q; want %d and %q", code, errOut, exitUnavailable, want)
+		}
+		// Named by --backend, it is not blamed on the environment.
+		t.Setenv("SORA_BACKEND", "cpu")
+		if _, _, errOut := runCLI(t, "conformance", "--backend", testUnavailable, "--run", "clitest/"); strings.Contains(errOut, "$SORA_BACKEND") {
+			t.Errorf("stderr %q blames $SORA_BACKEND for --backend %s", errOut, testUnavailable)
+		}
+	})
 	t.Run("no matching case", func(t *testing.T) {
 		code, _, errOut := runCLI(t, "conformance", "--run", "no-case-has-this-name")
 		if code != 2 || !strings.Contains(errOut, "no-case-has-this-name") {
