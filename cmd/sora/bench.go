@@ -80,7 +80,8 @@ var benchGemmDoc = usageDoc{
 		"portable pure-Go path. $SORA_CPU_BLAS (openblas, blis, mkl, accelerate or a library's path) makes the CPU " +
 		"backend's MatMul call that library's cblas_sgemm; its threads follow the library's own variable " +
 		"(OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS, VECLIB_MAXIMUM_THREADS), not --threads, and the backend line names " +
-		"the library: run once with it and once without to compare. With --json each result is one JSON object per line.",
+		"the library: run once with it and once without to compare. With --json each result is one JSON object per line; " +
+		"\"threads\" is the CPU backend's count, and is left out (\"-\" in the table) for a backend on another device.",
 	examples: []string{
 		"sora bench gemm",
 		"sora bench gemm --sizes 1024 --threads 1 --trans NN,NT,TN --json",
@@ -146,7 +147,7 @@ type gemmResult struct {
 	N              int    `json:"n"`
 	K              int    `json:"k"`
 	Trans          string `json:"trans"`
-	Threads        int    `json:"threads"`
+	Threads        int    `json:"threads,omitempty"` // the CPU backend's; 0, and left out, for a device
 	GFLOPS         fixed1 `json:"gflops"`
 	Baseline       string `json:"baseline"`
 	BaselineGFLOPS fixed1 `json:"baseline_gflops"`
@@ -203,6 +204,11 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer release()
+	if _, ok := b.(threadCounter); !ok {
+		// --threads and GOMAXPROCS set the CPU backend's goroutines; a
+		// device's multiply has no such count to report.
+		nthreads = 0
+	}
 
 	const row = "%-5s %6v %6v %6v %7v %9v %15v %7v\n"
 	baseName, vendor := gemmBaseline(b)
@@ -232,7 +238,11 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 				}
 				continue
 			}
-			fmt.Fprintf(stdout, row, r.Trans, r.M, r.N, r.K, r.Threads, fmt.Sprintf("%.1f", float64(r.GFLOPS)),
+			threads := any(r.Threads)
+			if r.Threads == 0 {
+				threads = "-"
+			}
+			fmt.Fprintf(stdout, row, r.Trans, r.M, r.N, r.K, threads, fmt.Sprintf("%.1f", float64(r.GFLOPS)),
 				fmt.Sprintf("%.1f", float64(r.BaselineGFLOPS)), fmt.Sprintf("%.1fx", float64(r.GFLOPS/r.BaselineGFLOPS)))
 		}
 	}
