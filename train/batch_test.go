@@ -105,13 +105,13 @@ func TestEvaluateOrderFree(t *testing.T) {
 	b := openCPU(t)
 	m, _ := tinyModel(t, b, "", 6)
 	seqs := randomSeqs(11, tinyConfig().VocabSize, 9)
-	want, err := Evaluate(m, LM, seqs, 3, 0)
+	want, err := Evaluate(context.Background(), m, LM, seqs, 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rev := slices.Clone(seqs)
 	slices.Reverse(rev)
-	got, err := Evaluate(m, LM, rev, 3, 0)
+	got, err := Evaluate(context.Background(), m, LM, rev, 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func TestStepLossCapsLogits(t *testing.T) {
 	if math.Abs(uncapped-wl) < 1e-2*wl {
 		t.Fatalf("the cap moves the loss only from %v to %v; the test cannot tell them apart", uncapped, wl)
 	}
-	res, err := Evaluate(m, LM, seqs, 3, 0)
+	res, err := Evaluate(context.Background(), m, LM, seqs, 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

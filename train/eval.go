@@ -2,6 +2,7 @@ package train
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -40,7 +41,9 @@ type EvalResult struct {
 
 // Evaluate runs the model without recording gradients over seqs in batches
 // of batch sequences. classes is the number of classes (classification).
-func Evaluate(m *llama.Model, task Task, seqs []data.Sequence, batch, classes int) (*EvalResult, error) {
+// A cancelled ctx stops it before the next batch, with an error wrapping
+// ctx's.
+func Evaluate(ctx context.Context, m *llama.Model, task Task, seqs []data.Sequence, batch, classes int) (*EvalResult, error) {
 	if len(seqs) == 0 {
 		return nil, fmt.Errorf("train: no evaluation sequences")
 	}
@@ -62,7 +65,11 @@ func Evaluate(m *llama.Model, task Task, seqs []data.Sequence, batch, classes in
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(len(seqs[b].Tokens), len(seqs[a].Tokens)) })
 	var preds, golds []int
-	for _, mb := range microBatches(idx, batch) {
+	mbs := microBatches(idx, batch)
+	for i, mb := range mbs {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("train: evaluation stopped after %d of %d batches: %w", i, len(mbs), err)
+		}
 		b, err := data.MakeBatch(seqs, mb)
 		if err != nil {
 			return nil, err

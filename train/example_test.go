@@ -49,7 +49,7 @@ func Example() {
 	}
 	defer pm.Unload()
 	task := shifted(2)
-	before, _ := train.Evaluate(m, train.LM, task, 32, 0)
+	before, _ := train.Evaluate(context.Background(), m, train.LM, task, 32, 0)
 	ft := &train.Trainer{Model: m, Adapter: pm, Train: task, Eval: task,
 		Options: train.Options{Steps: 150, Batch: 21, LR: 1e-2, Seed: 1}}
 	res, err := ft.Run(context.Background())

@@ -557,7 +557,7 @@ func TestZeroShotRecorded(t *testing.T) {
 			Options: Options{Steps: steps, Batch: 4, LR: 1e-2, Out: out, Resume: resume, NoSpectra: true}}
 		if withZeroShot {
 			var err error
-			if zs, err = Evaluate(m, LM, eval, 3, 0); err != nil {
+			if zs, err = Evaluate(context.Background(), m, LM, eval, 3, 0); err != nil {
 				t.Fatal(err)
 			}
 			tr.ZeroShot = zs

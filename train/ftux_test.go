@@ -295,7 +295,7 @@ func TestZeroShotLogged(t *testing.T) {
 	run := func(resume bool, stopAt int) (*Result, error) {
 		_, pm := tinyModel(t, b, peft.LoRA, 3)
 		m := pm.Module().(*llama.Model)
-		zs, err := Evaluate(m, LM, seqs[:3], 3, 0)
+		zs, err := Evaluate(context.Background(), m, LM, seqs[:3], 3, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

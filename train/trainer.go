@@ -891,7 +891,9 @@ func throughput(w []stepTiming) float64 {
 // it by metric first: best reports that it is the best so far, now
 // sel.Best, and its record in metrics.jsonl says so.
 func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, sel *selection, metric Metric, step int, epoch float64, start time.Time) (ev *EvalResult, best bool, err error) {
-	ev, err = Evaluate(t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
+	// An interrupted run stops between steps (see Run), so an evaluation
+	// it has begun runs to its end.
+	ev, err = Evaluate(context.Background(), t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
 	if err != nil {
 		return nil, false, &EvalError{Step: step, Err: err}
 	}

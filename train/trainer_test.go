@@ -371,7 +371,7 @@ func TestTrainingLowersLoss(t *testing.T) {
 	}
 	m, _ := tinyModel(t, b, "", 4)
 	tr := &Trainer{Model: m, Train: mk(64, 1), Eval: mk(32, 2), Options: Options{Steps: 60, Batch: 16, LR: 1e-2, Seed: 1, EvalBatch: 32}}
-	before, err := Evaluate(m, LM, tr.Eval, 32, 0)
+	before, err := Evaluate(context.Background(), m, LM, tr.Eval, 32, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -768,7 +768,7 @@ func TestEvaluateReportsZeroMCC(t *testing.T) {
 		t.Fatal(err)
 	}
 	seqs := []data.Sequence{{Tokens: []int32{1, 5, 6}}, {Tokens: []int32{1, 7, 8}}, {Tokens: []int32{1, 9, 4}}, {Tokens: []int32{1, 3, 3}}}
-	ev, err := Evaluate(m, Classify, seqs, 4, 2)
+	ev, err := Evaluate(context.Background(), m, Classify, seqs, 4, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -782,7 +782,7 @@ func TestEvaluateReportsZeroMCC(t *testing.T) {
 	if !strings.Contains(string(b2), `"mcc":0`) {
 		t.Errorf("classification result %s leaves out its MCC of 0", b2)
 	}
-	lm, err := Evaluate(m, LM, []data.Sequence{{Tokens: []int32{1, 5, 6, 2}, PromptLen: 2}}, 4, 0)
+	lm, err := Evaluate(context.Background(), m, LM, []data.Sequence{{Tokens: []int32{1, 5, 6, 2}, PromptLen: 2}}, 4, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -804,7 +804,7 @@ func TestEvaluateLossMask(t *testing.T) {
 	toks := []int32{1, 5, 6, 9, 3, 7, 4, 8, 2}
 	n := len(toks)
 	sum := func(p int) float64 {
-		ev, err := Evaluate(m, LM, []data.Sequence{{Tokens: toks, PromptLen: p}}, 1, 0)
+		ev, err := Evaluate(context.Background(), m, LM, []data.Sequence{{Tokens: toks, PromptLen: p}}, 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -818,7 +818,7 @@ func TestEvaluateLossMask(t *testing.T) {
 	for i := range mask {
 		mask[i] = (i >= a && i < bEnd) || i >= c
 	}
-	ev, err := Evaluate(m, LM, []data.Sequence{{Tokens: toks, PromptLen: 1, Trained: mask}}, 1, 0)
+	ev, err := Evaluate(context.Background(), m, LM, []data.Sequence{{Tokens: toks, PromptLen: 1, Trained: mask}}, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -898,5 +898,26 @@ func TestNoSpectraRemovesOlder(t *testing.T) {
 		if said := strings.Contains(log.String(), "removed the older "+SpectrumJSON); said != no {
 			t.Errorf("NoSpectra %v: removal announced %v:\n%s", no, said, log.String())
 		}
+	}
+}
+
+// TestEvaluateCancelled checks that a cancelled context stops Evaluate
+// before its next batch, with an error wrapping the context's and no
+// result, and that the same call with a live context evaluates.
+func TestEvaluateCancelled(t *testing.T) {
+	b := openCPU(t)
+	m, _ := tinyModel(t, b, "", 4)
+	seqs := []data.Sequence{{Tokens: []int32{1, 5, 6, 2}, PromptLen: 2}, {Tokens: []int32{1, 7, 8, 3}, PromptLen: 2}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ev, err := Evaluate(ctx, m, LM, seqs, 1, 0)
+	if !errors.Is(err, context.Canceled) || ev != nil {
+		t.Errorf("cancelled: result %v, error %v; want none and one wrapping %v", ev, err, context.Canceled)
+	}
+	if err != nil && !strings.Contains(err.Error(), "after 0 of 2 batches") {
+		t.Errorf("error %q; want it to say how far it got", err)
+	}
+	if ev, err := Evaluate(context.Background(), m, LM, seqs, 1, 0); err != nil || ev.Sequences != 2 {
+		t.Errorf("live context: result %+v, error %v; want 2 sequences evaluated", ev, err)
 	}
 }

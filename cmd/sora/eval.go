@@ -416,10 +416,11 @@ func checkOutputFile(path string) (exists bool, err error) {
 
 // scoreSet evaluates m on set and fills rep: generation and answer
 // extraction for LM data, arg-max classes for classification. A cancelled
-// ctx stops the generation with an error wrapping ctx's.
+// ctx stops the loss pass or the generation, at its next batch, with an
+// error wrapping ctx's.
 func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, task train.Task, set *taskData, batch, maxNew int, rep *evalReport, log io.Writer, show int) error {
 	classes := len(set.classes)
-	ev, err := train.Evaluate(m, task, set.seqs, batch, classes)
+	ev, err := train.Evaluate(ctx, m, task, set.seqs, batch, classes)
 	if err != nil {
 		return err
 	}

@@ -354,3 +354,33 @@ func TestEvalReportJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestScoreSetInterrupted checks that sora eval's scoring stops in its
+// loss pass when its context is cancelled (Ctrl-C), returning an error
+// wrapping the context's, and never goes on to generate.
+func TestScoreSetInterrupted(t *testing.T) {
+	model, tokPath := stories260K(t)
+	w, tk, err := loadModelAndTokenizer(model, tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newModel(t, testbackend.Open(t, "cpu"), w)
+	rows := []data.Example{
+		{Instruction: "Is 1 small? Answer format: true/false", Output: "true", Answer: "true"},
+		{Instruction: "Is 2 small? Answer format: true/false", Output: "false", Answer: "false"},
+	}
+	set, err := loadTaskData(writeRows(t, t.TempDir(), "rows.json", rows), train.LM, tk, nil, 128, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var log strings.Builder
+	err = scoreSet(ctx, m, tk, train.LM, set, 1, 8, &evalReport{}, &log, 0)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v; want one wrapping %v", err, context.Canceled)
+	}
+	if strings.Contains(log.String(), "generating") {
+		t.Errorf("log %q; want no generation after the interrupt", log.String())
+	}
+}

@@ -1288,7 +1288,8 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			}
 		}
 		if zs == nil {
-			if zs, err = train.Evaluate(m, task, evalSeqs, opts.EvalBatch, classes); err != nil {
+			// Before training a signal ends the process (catchInterrupts).
+			if zs, err = train.Evaluate(context.Background(), m, task, evalSeqs, opts.EvalBatch, classes); err != nil {
 				fail("zero-shot evaluation: %v", err)
 				advise(err, oomEval)
 				return exitFailure
