@@ -21,7 +21,7 @@ import (
 type kernelSource interface{ Kernels() string }
 
 // The CUDA backend is one: a rename there must not silently drop the
-// clause from the startup line.
+// clause from the lines that name the device (see deviceLine).
 var _ kernelSource = (*cuda.Backend)(nil)
 
 // threadCounter is a backend that shares an op's work among goroutines
@@ -31,11 +31,12 @@ type threadCounter interface{ Threads() int }
 
 var _ threadCounter = (*cpu.Backend)(nil)
 
-// deviceLine describes b's device for the line a run starts with: its
-// Device, then the threads it uses, for a backend that says so (", 2
-// threads"), and, for a backend that compiles kernels, where they came
-// from ("; kernels cached in …"), so that a user sees whether this run
-// compiled them.
+// deviceLine describes b's device for the lines that name it (sora
+// finetune's model: line, the bench commands' backend line, generate's
+// closing line): its Device, then the threads it uses, for a backend
+// that says so (", 2 threads"), and, for a backend that compiles kernels,
+// where they came from ("; kernels cached in …"), so that a user sees
+// whether this run compiled them.
 func deviceLine(b backend.Backend) string {
 	d := b.Device()
 	if t, ok := b.(threadCounter); ok {

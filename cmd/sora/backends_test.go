@@ -35,7 +35,8 @@ func (k withKernels) Kernels() string { return k.origin }
 
 func init() { backend.Register(testKernels, kernelsDriver{}) }
 
-// TestDeviceLine checks what a run's startup line says of the device: the
+// TestDeviceLine checks what the lines that name the device (sora
+// finetune's model: line, the bench commands' backend line) say of it: the
 // backend's Device, with where the kernels came from for a backend that
 // says so, and the threads of one that shares work among goroutines (the
 // CPU's, which its Device leaves out).
@@ -62,7 +63,7 @@ func TestDeviceLine(t *testing.T) {
 }
 
 // TestFinetuneKernelsOrigin runs sora finetune on a backend that says
-// where its kernels came from: the startup line says it, and run.json's
+// where its kernels came from: the model: line says it, and run.json's
 // device, which a resume compares, does not.
 func TestFinetuneKernelsOrigin(t *testing.T) {
 	model, tok := stories260K(t)

@@ -13,10 +13,11 @@ import (
 
 // TestGeneratedFilesUpToDate reruns the generators and checks that the
 // committed coeffs.go, kernels_amd64.s, stubs_amd64.go, kernels_arm64.s
-// and stubs_arm64.go are what they produce, so that the assembly, its Go declarations and the fitted
-// coefficients cannot drift from their sources. coeffs.go is compared
-// only where fit_coeffs.go reproduces it (see there): built for GOAMD64=v1,
-// whatever this test was built for, and run on an amd64 CPU with FMA.
+// and stubs_arm64.go are what they produce, so that the assembly, its Go
+// declarations and the fitted coefficients cannot drift from their
+// sources. coeffs.go is compared only where fit_coeffs.go reproduces it
+// (see there): built for GOAMD64=v1, whatever this test was built for,
+// and run on an amd64 CPU with FMA.
 func TestGeneratedFilesUpToDate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the generators with the go tool; skipped with -short")
