@@ -206,12 +206,12 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	ev, err := train.Evaluate(context.Background(), m, train.LM, preEval, evalBatch, 0)
+	ev, err := train.Evaluate(ctx, m, train.LM, preEval, evalBatch, 0)
 	if err != nil {
 		return nil, err
 	}
 	rep.PretrainAccuracy = ev.Accuracy
-	base, err := train.Evaluate(context.Background(), m, train.LM, ftEval, evalBatch, 0)
+	base, err := train.Evaluate(ctx, m, train.LM, ftEval, evalBatch, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +263,7 @@ func finetune(ctx context.Context, m *llama.Model, method peft.Method, o Options
 	if err != nil {
 		return Row{}, err
 	}
-	ev, err := train.Evaluate(context.Background(), m, train.LM, evalSet, evalBatch, 0)
+	ev, err := train.Evaluate(ctx, m, train.LM, evalSet, evalBatch, 0)
 	if err != nil {
 		return Row{}, err
 	}
