@@ -18,6 +18,8 @@
 // and lives here so that the two share one definition.
 package devpool
 
+import "fmt"
+
 // Size classes: powers of two from MinClass to Pow2Limit, then whole
 // multiples of BigStep.
 const (
@@ -120,7 +122,8 @@ func (p *Pool) raisePeaks() {
 // must be passed back to Put. A cached block of the class is reused when
 // there is one. When the device is out of memory and blocks are cached,
 // Get waits for the device (Sync), returns the cache to it and tries once
-// more.
+// more; when that wait fails, the error wraps both the allocation's and
+// the wait's.
 func (p *Pool) Get(bytes int64) (ptr uintptr, class int64, err error) {
 	c := SizeClass(bytes)
 	if ptr, ok := p.take(c); ok {
@@ -131,7 +134,10 @@ func (p *Pool) Get(bytes int64) (ptr uintptr, class int64, err error) {
 	if err != nil && p.dev.OutOfMemory != nil && p.dev.OutOfMemory(err) {
 		freed, rerr := p.Reclaim()
 		if rerr != nil {
-			return 0, 0, rerr
+			// Both stay in the chain: the allocation ran out of memory
+			// (what a caller's advice turns on) and the device then
+			// failed (what may explain it).
+			return 0, 0, fmt.Errorf("%w (returning the cached blocks to the device then failed: %w)", err, rerr)
 		}
 		if freed > 0 {
 			ptr, err = p.alloc(c)

@@ -147,8 +147,8 @@ func TestPoolOutOfMemory(t *testing.T) {
 	p = New(d.device())
 	big, c, _ = p.Get(2 * mib)
 	p.Put(big, c)
-	if _, _, err := p.Get(3 * mib); err != d.syncErr {
-		t.Fatalf("Get with a failing Sync: %v, want the Sync error", err)
+	if _, _, err := p.Get(3 * mib); !errors.Is(err, d.syncErr) || !errors.Is(err, errOOM) {
+		t.Fatalf("Get with a failing Sync: %v, want the allocation's and the Sync's errors", err)
 	}
 	if p.Stats().Cached != 2*mib {
 		t.Errorf("the cache was released although Sync failed")
