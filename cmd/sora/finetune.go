@@ -328,10 +328,8 @@ func (f *finetuneFlags) check() error {
 	if err != nil {
 		return fmt.Errorf("--method: %v", err)
 	}
-	if f.set["loraplus-ratio"] && m != peft.LoRAPlus {
-		// Only LoRA+ has B matrices at their own rate; elsewhere the flag
-		// would do nothing, silently.
-		return fmt.Errorf("--loraplus-ratio is LoRA+'s ratio of the B matrices' learning rate; --method %s has none (use --method %s)", m, peft.LoRAPlus)
+	if err := f.checkMethodFlags(m); err != nil {
+		return err
 	}
 	mopts, err := baseDType(f.baseDType)
 	if err != nil {
@@ -365,6 +363,54 @@ func (f *finetuneFlags) check() error {
 	case "constant", "linear", "cosine":
 	default:
 		return fmt.Errorf("--schedule %q: want constant, linear or cosine", f.schedule)
+	}
+	return nil
+}
+
+// methodOnlyFlags are the flags that only some methods use: what each
+// sets, and which methods have it. Given with another method, one would do
+// nothing, silently (--rotation-rank with lora), or be refused by the
+// method's own check in its words (--exact-rotation), and then only at
+// some values; every one is refused alike instead, when the user gave it
+// (its default, not given, does not count).
+var methodOnlyFlags = []struct {
+	name, what string
+	uses       func(peft.Method) bool
+}{
+	{"rank", "the rank of the low-rank update (oft: its number of blocks)", func(m peft.Method) bool { return m.Spec().LowRank || m == peft.OFT }},
+	{"alpha", "lora_alpha, the scale of the low-rank update", lowRank},
+	{"rslora", "rank-stabilized LoRA's scale of the low-rank update", lowRank},
+	{"dropout", "the dropout on the low-rank path's input", lowRank},
+	{"rotation-rank", "the rank of the rotation factors C and D", rotates},
+	{"exact-rotation", "the choice of rotation, exp(S) or I + S", rotates},
+	{"loraplus-ratio", "LoRA+'s ratio of the B matrices' learning rate", func(m peft.Method) bool { return m == peft.LoRAPlus }},
+}
+
+func lowRank(m peft.Method) bool { return m.Spec().LowRank }
+
+func rotates(m peft.Method) bool {
+	s := m.Spec()
+	return s.Pre == peft.Rotation || s.Post == peft.Rotation
+}
+
+// checkMethodFlags refuses a flag of methodOnlyFlags that the user gave
+// and method m does not use, naming the methods that do.
+func (f *finetuneFlags) checkMethodFlags(m peft.Method) error {
+	for _, fl := range methodOnlyFlags {
+		if !f.set[fl.name] || fl.uses(m) {
+			continue
+		}
+		var users []string
+		for _, u := range peft.Methods {
+			if fl.uses(u) {
+				users = append(users, string(u))
+			}
+		}
+		use := users[len(users)-1]
+		if len(users) > 1 {
+			use = strings.Join(users[:len(users)-1], ", ") + " or " + use
+		}
+		return fmt.Errorf("--%s is %s; --method %s has none (use --method %s)", fl.name, fl.what, m, use)
 	}
 	return nil
 }

@@ -70,9 +70,9 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--dropout", "1"}, "--dropout 1: want a probability"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--dropout", "NaN"}, "--dropout NaN"},
 		// Combinations a method refuses are found before anything loads.
-		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--dropout", "0.1"}, "OFT has no input dropout"},
-		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--exact-rotation"}, "only the rotation methods"},
-		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--exact-rotation"}, "only the rotation methods"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--dropout", "0.1"}, "--dropout is the dropout on the low-rank path's input; --method oft has none"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--exact-rotation"}, "--exact-rotation is the choice of rotation, exp(S) or I + S; --method lora has none"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--exact-rotation"}, "--method full has none (use --method sora, preortho or postortho)"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--target", "all"}, `--target all (every parameter) is --method full's`},
 		// The adapter's target_modules could not say this: refused before
 		// training, not when the adapter is saved.
@@ -82,8 +82,17 @@ func TestFinetuneBadFlags(t *testing.T) {
 		{[]string{"--dropout", "0.1"}, "--dropout needs --model"},
 		{[]string{"--no-spectrum"}, "--no-spectrum needs --model"}, // the demonstration reports its spectra
 		{[]string{"--rslora"}, "--rslora needs --model"},
-		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--rslora"}, "only the methods with a low-rank update"},
-		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--rslora"}, "only the methods with a low-rank update"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--rslora"}, "--rslora is rank-stabilized LoRA's scale of the low-rank update; --method oft has none"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--rslora"}, "--rslora is rank-stabilized LoRA's scale of the low-rank update; --method full has none (use --method lora, lora+, dora, dora-peft, prediag, sora, preortho or postortho)"},
+		// A flag only other methods use is refused, even at its default
+		// value, when given; left out, its default does not count.
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "lora", "--rotation-rank", "8"}, "--rotation-rank is the rank of the rotation factors C and D; --method lora has none (use --method sora, preortho or postortho)"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "dora", "--rotation-rank", "4"}, "--rotation-rank is the rank of the rotation factors C and D; --method dora has none"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "prediag", "--exact-rotation=false"}, "--exact-rotation is the choice of rotation, exp(S) or I + S; --method prediag has none (use --method sora, preortho or postortho)"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "oft", "--alpha", "16"}, "--alpha is lora_alpha, the scale of the low-rank update; --method oft has none"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--rank", "8"}, "--rank is the rank of the low-rank update (oft: its number of blocks); --method full has none (use --method lora, lora+, dora, dora-peft, prediag, sora, preortho, postortho or oft)"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "full", "--dropout", "0"}, "--dropout is the dropout on the low-rank path's input; --method full has none"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--method", "sora", "--loraplus-ratio", "16"}, "--loraplus-ratio is LoRA+'s ratio of the B matrices' learning rate; --method sora has none (use --method lora+)"},
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--task", "classify", "--target", "q_proj,score"}, `selects the classification head "score"`},
 		// The backend is checked before anything loads (m.bin does not exist).
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--backend", "nope"}, `unknown backend "nope"`},

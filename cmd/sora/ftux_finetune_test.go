@@ -267,9 +267,10 @@ func TestFinetuneOddFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--method", "lora", "--loraplus-ratio", "4"}, "--loraplus-ratio is LoRA+'s ratio of the B matrices' learning rate; --method lora has none"},
-		{[]string{"--method", "lora", "--exact-rotation"}, "--exact-rotation with --method lora: only the rotation methods"},
-		{[]string{"--method", "oft", "--dropout", "0.1"}, "--dropout 0.1 with --method oft: OFT has no input dropout"},
-		{[]string{"--method", "full", "--rslora"}, "--rslora with --method full: only the methods with a low-rank update"},
+		{[]string{"--method", "lora", "--rotation-rank", "8"}, "--rotation-rank is the rank of the rotation factors C and D; --method lora has none (use --method sora, preortho or postortho)"},
+		{[]string{"--method", "lora", "--exact-rotation"}, "--exact-rotation is the choice of rotation, exp(S) or I + S; --method lora has none (use --method sora, preortho or postortho)"},
+		{[]string{"--method", "oft", "--dropout", "0.1"}, "--dropout is the dropout on the low-rank path's input; --method oft has none"},
+		{[]string{"--method", "full", "--rslora"}, "--rslora is rank-stabilized LoRA's scale of the low-rank update; --method full has none"},
 		{[]string{"--task", "classify", "--max-new-tokens", "8", "--eval-data", rows}, "--max-new-tokens is how far the answers are generated, with --task lm"},
 		{[]string{"--max-new-tokens", "8"}, "--max-new-tokens is how far the answers of the evaluation data are generated after training; it needs --eval-data or --eval-split"},
 		{[]string{"--max-new-tokens", "0", "--eval-data", rows}, "--max-new-tokens 0: want at least 1"},
