@@ -28,11 +28,25 @@ type Model struct {
 	othersHost [][]float32
 }
 
+// ErrNoTargetMatch is returned, wrapped, by [Inject] when the config's
+// TargetModules (sora finetune's --target patterns) select none of the
+// model's layers: a mistake in the patterns (a misspelt name), which a
+// caller may tell apart from a failure to build the adapters.
+var ErrNoTargetMatch = errors.New("peft: the target modules select none of the model's layers")
+
+// noTargetMatch is the error Inject returns for [ErrNoTargetMatch]: its
+// message names the patterns and the model's first layers.
+type noTargetMatch struct{ msg string }
+
+func (e *noTargetMatch) Error() string { return e.msg }
+func (e *noTargetMatch) Unwrap() error { return ErrNoTargetMatch }
+
 // Inject replaces every layer slot of m whose name the config's
 // TargetModules select (see [Match]) by a [Layer] of the config's method,
 // and freezes every parameter of m, so that only the adapters train. Each
 // selected slot must hold a *graph.Dense. At initialisation the model
-// computes exactly what it computed before.
+// computes exactly what it computed before. Where TargetModules select
+// no slot, the error wraps [ErrNoTargetMatch].
 //
 // [Full] trains in place instead: the selected slots keep their dense
 // layers, whose weights and biases become trainable (each [Layer] of
@@ -80,7 +94,7 @@ func Inject(m graph.Module, cfg Config) (*Model, error) {
 			}
 			names = append(names, ref.Name)
 		}
-		return nil, fmt.Errorf("peft: target modules %q select none of the model's %d layers (%s)", cfg.TargetModules, len(refs), strings.Join(names, ", "))
+		return nil, &noTargetMatch{fmt.Sprintf("peft: target modules %q select none of the model's %d layers (%s)", cfg.TargetModules, len(refs), strings.Join(names, ", "))}
 	}
 	for _, ref := range picked {
 		switch v := (*ref.Slot).(type) {

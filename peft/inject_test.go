@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -420,6 +421,9 @@ func TestInjectErrors(t *testing.T) {
 		_, err := Inject(m, c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one containing %q", c.cfg, err, c.want)
+		}
+		if none := strings.Contains(c.want, "select none"); errors.Is(err, ErrNoTargetMatch) != none {
+			t.Errorf("%+v: errors.Is(%v, ErrNoTargetMatch) = %v, want %v", c.cfg, err, !none, none)
 		}
 		if _, ok := m.q.(*graph.Dense); !ok {
 			t.Fatalf("a failed Inject left %T in the q slot", m.q)

@@ -541,19 +541,6 @@ func unmatchedTargets(pm *peft.Model, patterns []string) string {
 		strings.Join(patterns, ","), strings.Join(none, ", "), pm.Layers()[0].Name())
 }
 
-// selectsNoLayer reports whether the --target patterns select none of
-// m's layers, which peft.Inject refuses: a misspelt name is a usage
-// error like any other bad flag, not a failure of the run.
-func selectsNoLayer(m graph.Module, patterns []string) bool {
-	refs := m.Layers()
-	for _, ref := range refs {
-		if ok, err := peft.Match(patterns, ref.Name); ok || err != nil {
-			return false
-		}
-	}
-	return len(refs) > 0
-}
-
 // rankNote warns ("" when there is nothing to say) of a low-rank update
 // whose rank exceeds min(in, out) of adapted layers: B·A of such a layer
 // has at most that rank, so the extra rank adds parameters that can add
@@ -1216,7 +1203,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	pm, err := peft.Inject(m, f.peftConfig(method))
 	if err != nil {
 		fail("%v", err)
-		if selectsNoLayer(m, splitList(f.target)) {
+		if errors.Is(err, peft.ErrNoTargetMatch) {
+			// A misspelt --target is a usage error like any other
+			// bad flag, not a failure of the run.
 			return exitUsage
 		}
 		advise(err, oomLoad)
