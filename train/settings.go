@@ -252,7 +252,11 @@ func withDefaults(s map[string]string) map[string]string {
 // the run's (is). It returns the differences that forbid resuming, each
 // "name was (now is)", the learning rates when only they differ (which a
 // resume may change: see [Trainer.resume]), and the names the checkpoint
-// does not record (made by a version that recorded fewer).
+// does not record (made by a version that recorded fewer). A setting the
+// checkpoint records and the run does not ("rotation-rank 4 (now unset)")
+// is one the run's method does not use: it follows from another
+// difference (the method's), so it is listed only when nothing else
+// differs.
 func compareSettings(was, is map[string]string) (diffs []string, lrWas, lrIs string, unrecorded []string) {
 	was, is = withDefaults(was), withDefaults(is)
 	var names []string
@@ -265,12 +269,7 @@ func compareSettings(was, is map[string]string) (diffs []string, lrWas, lrIs str
 		}
 	}
 	slices.Sort(names)
-	show := func(m map[string]string, k string) string {
-		if v, ok := m[k]; ok {
-			return v
-		}
-		return "unset"
-	}
+	var unset []string
 	for _, k := range names {
 		w, okW := was[k]
 		v, okI := is[k]
@@ -280,9 +279,14 @@ func compareSettings(was, is map[string]string) (diffs []string, lrWas, lrIs str
 			unrecorded = append(unrecorded, k)
 		case k == "lr" && okI:
 			lrWas, lrIs = w, v
+		case !okI:
+			unset = append(unset, fmt.Sprintf("%s %s (now unset)", k, w))
 		default:
-			diffs = append(diffs, fmt.Sprintf("%s %s (now %s)", k, w, show(is, k)))
+			diffs = append(diffs, fmt.Sprintf("%s %s (now %s)", k, w, v))
 		}
+	}
+	if len(diffs) == 0 {
+		diffs = unset
 	}
 	return diffs, lrWas, lrIs, unrecorded
 }

@@ -244,3 +244,26 @@ func dropStateField(t *testing.T, dir, field string) string {
 	}
 	return ck
 }
+
+// TestCompareSettingsUnsetFollows checks that a setting the run's method
+// does not use (recorded by the checkpoint, absent from the run) is not
+// listed beside the change that explains it, and is listed when it is the
+// only difference.
+func TestCompareSettingsUnsetFollows(t *testing.T) {
+	sora := map[string]string{"method": "sora", "rank": "8", "rotation-rank": "4", "exact-rotation": "false"}
+	for _, c := range []struct {
+		name string
+		is   map[string]string
+		want []string
+	}{
+		{"method changed", map[string]string{"method": "lora", "rank": "8"}, []string{"method sora (now lora)"}},
+		{"method and rank changed", map[string]string{"method": "lora", "rank": "4"}, []string{"method sora (now lora)", "rank 8 (now 4)"}},
+		{"only an unset one", map[string]string{"method": "sora", "rank": "8", "exact-rotation": "false"}, []string{"rotation-rank 4 (now unset)"}},
+		{"same", sora, nil},
+	} {
+		diffs, _, _, _ := compareSettings(sora, c.is)
+		if !slices.Equal(diffs, c.want) {
+			t.Errorf("%s: diffs %q, want %q", c.name, diffs, c.want)
+		}
+	}
+}
