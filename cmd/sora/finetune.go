@@ -406,11 +406,7 @@ func (f *finetuneFlags) checkMethodFlags(m peft.Method) error {
 				users = append(users, string(u))
 			}
 		}
-		use := users[len(users)-1]
-		if len(users) > 1 {
-			use = strings.Join(users[:len(users)-1], ", ") + " or " + use
-		}
-		return fmt.Errorf("--%s is %s; --method %s has none (use --method %s)", fl.name, fl.what, m, use)
+		return fmt.Errorf("--%s is %s; --method %s has none (use --method %s)", fl.name, fl.what, m, orList(users))
 	}
 	return nil
 }
