@@ -173,6 +173,9 @@ func (b *Backend) Device() string {
 	return describe(b.simd, b.opts.BLAS)
 }
 
+// The CLI and the demonstration find Threads through this interface.
+var _ backend.ThreadCounter = (*Backend)(nil)
+
 // Threads returns how many goroutines one op may use: Options.Threads,
 // or GOMAXPROCS when that is 0. It decides how fast ops run, never what
 // they compute (see Device).

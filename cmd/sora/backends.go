@@ -11,7 +11,7 @@ import (
 	// The CLI is the one place that pulls in every concrete backend; each
 	// registers itself with the backend registry in its init.
 	_ "github.com/sora-go/sora/backend/ascend"
-	"github.com/sora-go/sora/backend/cpu"
+	_ "github.com/sora-go/sora/backend/cpu"
 	"github.com/sora-go/sora/backend/cuda"
 )
 
@@ -24,13 +24,6 @@ type kernelSource interface{ Kernels() string }
 // clause from the lines that name the device (see deviceLine).
 var _ kernelSource = (*cuda.Backend)(nil)
 
-// threadCounter is a backend that shares an op's work among goroutines
-// and says how many, which its Device leaves out (the CPU backend's
-// results are the same bits for any count).
-type threadCounter interface{ Threads() int }
-
-var _ threadCounter = (*cpu.Backend)(nil)
-
 // deviceLine describes b's device for the lines that name it (sora
 // finetune's model: line, the bench commands' backend line, generate's
 // closing line): its Device, then the threads it uses, for a backend
@@ -39,7 +32,7 @@ var _ threadCounter = (*cpu.Backend)(nil)
 // whether this run compiled them.
 func deviceLine(b backend.Backend) string {
 	d := b.Device()
-	if t, ok := b.(threadCounter); ok {
+	if t, ok := b.(backend.ThreadCounter); ok {
 		d += ", " + plural(t.Threads(), "thread")
 	}
 	if k, ok := b.(kernelSource); ok && k.Kernels() != "" {

@@ -204,7 +204,7 @@ func runBenchGemm(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer release()
-	if _, ok := b.(threadCounter); !ok {
+	if _, ok := b.(backend.ThreadCounter); !ok {
 		// --threads and GOMAXPROCS set the CPU backend's goroutines; a
 		// device's multiply has no such count to report.
 		nthreads = 0

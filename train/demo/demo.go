@@ -159,7 +159,7 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 	start := time.Now()
 	o = o.withDefaults()
 	rep := &Report{Options: o, Device: b.Device()}
-	if t, ok := b.(interface{ Threads() int }); ok {
+	if t, ok := b.(backend.ThreadCounter); ok {
 		rep.Threads = t.Threads()
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed))
