@@ -1579,14 +1579,14 @@ func byteSize(n int64) string {
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
 	}
-	v := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+	units := []string{"KiB", "MiB", "GiB", "TiB"}
+	v, u := float64(n)/unit, 0
+	// 1023.97 MiB is 1.0 GiB, not 1024.0 MiB.
+	for math.Round(v*10) >= 10*unit && u < len(units)-1 {
 		v /= unit
-		if math.Round(v*10) < 10*unit || u == "TiB" { // 1023.97 MiB is 1.0 GiB, not 1024.0 MiB
-			return fmt.Sprintf("%.1f %s", v, u)
-		}
+		u++
 	}
-	panic("unreachable")
+	return fmt.Sprintf("%.1f %s", v, units[u])
 }
 
 // byDevice says, for the line that ends a resumed run, how fast the steps
