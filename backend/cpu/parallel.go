@@ -1,10 +1,10 @@
 package cpu
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
+	"github.com/sora-go/sora/internal/workpool"
 )
 
 // defaultGrain is the least work, in element-operations, worth handing to
@@ -50,12 +50,7 @@ func (b *Backend) parallelChunks(n, c int, fn func(chunk, lo, hi int)) {
 		fn(0, 0, n)
 		return
 	}
-	var wg sync.WaitGroup
-	for i := 1; i < c; i++ {
-		wg.Go(func() { fn(i, i*n/c, (i+1)*n/c) })
-	}
-	fn(0, 0, n/c) // the caller works too instead of only waiting
-	wg.Wait()
+	workpool.Run(c, c, func(i int) { fn(i, i*n/c, (i+1)*n/c) })
 }
 
 // A reduction (a sum over rows, or over the blocks of a product) is cut

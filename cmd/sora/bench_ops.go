@@ -8,11 +8,11 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/internal/refops"
+	"github.com/sora-go/sora/internal/workpool"
 )
 
 func init() {
@@ -32,7 +32,8 @@ var benchOpsDoc = usageDoc{
 		"element: on a backend that exposes the device's own copy (cuda: the driver's device-to-device copy), " +
 		"that copy between two of the benchmark's N-element tensors, timed like the kernels and checked " +
 		"(\"baseline\":\"device-copy\" in JSON); on any other backend, Go's copy of an equally long buffer on " +
-		"the host, split over the same number of goroutines (\"baseline\":\"copy\"). The copy is measured " +
+		"the host, split over the same number of goroutines, which the same workers run as the CPU backend's " +
+		"kernels (\"baseline\":\"copy\"). The copy is measured " +
 		"twice, before and after the kernels, and the larger (the max of the two) is the baseline, so a copy " +
 		"slowed by whatever ran before it cannot flatter the fractions; both figures go to stderr (--json) " +
 		"or the table header. " +
@@ -559,7 +560,11 @@ func deviceCopyGBPS(env *opsEnv, dc deviceCopier, minTime time.Duration) (float6
 }
 
 // hostCopyGBPS measures copy() of n floats split over threads goroutines,
-// counting 8 bytes (one read, one write) per element.
+// counting 8 bytes (one read, one write) per element. The parts run on
+// workpool's workers, as the CPU backend's kernels do: goroutines started
+// per call would wait for an idle thread to wake (about 100 µs on a
+// 2-core VM, a quarter of the copy), which would make the baseline depend
+// on the scheduler rather than on memory.
 func hostCopyGBPS(n, threads int, minTime time.Duration) float64 {
 	src, dst := make([]float32, n), make([]float32, n)
 	for i := range src {
@@ -567,16 +572,10 @@ func hostCopyGBPS(n, threads int, minTime time.Duration) float64 {
 	}
 	threads = max(1, min(threads, runtime.GOMAXPROCS(0)))
 	secs, _ := timeCalls(minTime, func() error {
-		var wg sync.WaitGroup
-		for t := 0; t < threads; t++ {
+		workpool.Run(threads, threads, func(t int) {
 			lo, hi := n*t/threads, n*(t+1)/threads
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				copy(dst[lo:hi], src[lo:hi])
-			}()
-		}
-		wg.Wait()
+			copy(dst[lo:hi], src[lo:hi])
+		})
 		return nil
 	})
 	return 8 * float64(n) / secs / 1e9

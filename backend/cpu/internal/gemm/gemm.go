@@ -33,11 +33,11 @@
 // stored at half the memory): it is widened to float32 where it is read,
 // so the micro-kernels are the same; see bf16.go.
 //
-// A call is shared among up to Config.Threads goroutines: an Engine keeps
-// its worker goroutines, which take packing jobs and blocks of rows of C
-// from a shared counter, so the work balances itself when another process
-// slows one core. Buffers and workers are reused, so a warmed-up Engine
-// allocates nothing per call.
+// A call is shared among up to Config.Threads goroutines, the caller and
+// the process's workers (package workpool), which take packing jobs and
+// blocks of rows of C from a shared counter, so the work balances itself
+// when another process slows one core. Buffers are reused, so a warmed-up
+// Engine allocates nothing per call.
 package gemm
 
 import (
@@ -46,9 +46,9 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/sora-go/sora/backend/internal/bf16"
+	"github.com/sora-go/sora/internal/workpool"
 )
 
 // Config selects how an Engine computes.
@@ -117,13 +117,9 @@ type Engine struct {
 	jc, ncb  int          // current column block
 	pc0, pc1 int          // k range of the current pass
 
-	// crew is the open flag (phaseOpen) and the number of workers
-	// currently inside the phase; done gets a signal when the last worker
-	// leaves a phase that the caller has closed.
-	crew atomic.Int64
-	done chan struct{}
-	// pool holds the worker goroutines; nil until first needed.
-	pool *pool
+	// work is e.work as a func value, made once so that handing it to
+	// workpool.Run per phase allocates nothing.
+	workFn func(id int)
 }
 
 // workspace is one thread's packing buffers; they only grow.
@@ -150,7 +146,7 @@ func NewEngine(cfg Config) *Engine {
 	e := &Engine{threads: t, k: selectKernel(cfg.Portable, id),
 		bBudget: defaultBBudget, minFlops: defaultMinFlops, rowDotMax: defaultRowDotMax}
 	e.ws = make([]workspace, t)
-	e.done = make(chan struct{}, 1)
+	e.workFn = e.work
 	return e
 }
 
@@ -539,49 +535,15 @@ func (e *Engine) rowsParallel(t int) {
 	}
 }
 
-// phaseOpen marks Engine.crew while workers may join the phase.
-const phaseOpen = 1 << 40
-
-// parallel runs the current phase: its work items are taken one at a
-// time from e.next by the calling goroutine and by whichever pool workers
-// join in. Nothing is assigned to a particular worker, so a worker that
-// the OS does not schedule in time (other processes share the cores)
-// delays nothing: the caller does the remaining items itself, closes the
-// phase and waits only for workers that did join.
+// parallel runs the current phase on e.t goroutines (see workpool.Run):
+// its work items are taken one at a time from e.next by the caller and by
+// whichever pool workers join in. Nothing is assigned to a particular
+// worker, so one that the OS does not schedule in time (other processes
+// share the cores) delays nothing: the others do the remaining items. Each
+// of the e.t parts of the loop works with a workspace of its own.
 func (e *Engine) parallel() {
-	if e.pool == nil {
-		e.pool = newPool(e, e.threads-1)
-	}
 	e.next.Store(0)
-	e.crew.Store(phaseOpen)
-	for i := 1; i < e.t; i++ {
-		select {
-		case e.pool.work <- task{e: e}:
-		default: // enough wake-ups are already queued
-		}
-	}
-	e.work(0)
-	if e.crew.And(^phaseOpen)&^phaseOpen != 0 {
-		e.pool.wait(e.done)
-	}
-}
-
-// help is what a woken worker does: join the open phase, if any, and take
-// items until none are left.
-func (e *Engine) help(id int) {
-	for {
-		c := e.crew.Load()
-		if c&phaseOpen == 0 {
-			return // no phase, or it is finishing: nothing to join
-		}
-		if e.crew.CompareAndSwap(c, c+1) {
-			break
-		}
-	}
-	e.work(id)
-	if e.crew.Add(-1) == 0 { // closed, and this was the last worker out
-		e.done <- struct{}{}
-	}
+	workpool.Run(e.t, e.t, e.workFn)
 }
 
 // Phases of a parallel call, telling work what its items are.
@@ -784,80 +746,6 @@ func mergeTile(tile []float32, ldt, mv, nv int, c []float32, ldc int, beta float
 		}
 		for j, v := range t {
 			row[j] = v + beta*row[j]
-		}
-	}
-}
-
-// task wakes a pool worker to help with e's open phase.
-type task struct{ e *Engine }
-
-// pool is a set of long-lived worker goroutines. Starting goroutines per
-// call would allocate (the go statement's closure escapes), so an Engine
-// keeps its workers; they exit when the Engine is garbage collected.
-type pool struct {
-	work chan task
-}
-
-// spinFor is how long an idle worker polls for its next wake-up, and the
-// caller for the workers to finish, before blocking. Waking a parked
-// goroutine on another core takes from a few to tens of µs, as long as a
-// whole 256×256 product on two cores, and a model runs its products back
-// to back; spinning is capped so an idle Engine soon stops using CPU.
-const spinFor = 50 * time.Microsecond
-
-func newPool(e *Engine, n int) *pool {
-	p := &pool{work: make(chan task, n)}
-	for i := 1; i <= n; i++ {
-		go p.loop(i)
-	}
-	// The workers reference only p, not e, so e can become unreachable;
-	// closing the channel then lets them return.
-	runtime.AddCleanup(e, func(ch chan task) { close(ch) }, p.work)
-	return p
-}
-
-// loop is worker id's life: wait for a wake-up, help, repeat.
-func (p *pool) loop(id int) {
-	for {
-		t, ok := p.next()
-		if !ok {
-			return
-		}
-		t.e.help(id)
-		t = task{} // drop the reference to the Engine while idle
-	}
-}
-
-// next returns the next wake-up, polling for up to spinFor before
-// blocking; ok is false once the pool is closed.
-func (p *pool) next() (t task, ok bool) {
-	start := time.Now()
-	for i := 1; ; i++ {
-		select {
-		case t, ok = <-p.work:
-			return t, ok
-		default:
-		}
-		if i%64 == 0 && time.Since(start) > spinFor {
-			break
-		}
-	}
-	t, ok = <-p.work
-	return t, ok
-}
-
-// wait receives from done, polling for up to spinFor before blocking.
-func (p *pool) wait(done chan struct{}) {
-	start := time.Now()
-	for i := 1; ; i++ {
-		select {
-		case <-done:
-			return
-		default:
-		}
-		if i%64 == 0 && time.Since(start) > spinFor {
-			<-done
-			return
 		}
 	}
 }

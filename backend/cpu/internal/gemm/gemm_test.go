@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/sora-go/sora/backend/internal/bf16"
 )
@@ -283,29 +281,6 @@ func transName(a, b bool) string {
 		s[1] = 'T'
 	}
 	return string(s[:])
-}
-
-// TestWorkersExitWithEngine checks that an Engine's worker goroutines
-// end once the Engine is unreachable, so short-lived Engines do not leak.
-func TestWorkersExitWithEngine(t *testing.T) {
-	before := runtime.NumGoroutine()
-	func() {
-		e := NewEngine(Config{Threads: 4})
-		const n = 128
-		a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
-		e.Sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n)
-		if e.pool == nil {
-			t.Fatal("a 128³ product on 4 threads started no workers")
-		}
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines before, %d after the Engine became unreachable", before, runtime.NumGoroutine())
-		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestKernelSelection(t *testing.T) {

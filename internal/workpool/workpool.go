@@ -1,0 +1,197 @@
+// Package workpool runs the parts of a parallel loop on a process-wide set
+// of worker goroutines that stay awake for a moment between loops.
+//
+// Starting a goroutine per part, as a sync.WaitGroup loop does, is cheap in
+// itself, but the goroutine runs only once the scheduler finds an idle
+// thread for it, and an idle thread is asleep in the kernel: waking it took
+// about 100 µs on a 2-core virtual machine, longer than a 4M-float row op
+// takes on both cores (90 µs for a cross-entropy half). The caller then did
+// most parts itself and two threads ran the op barely faster than one
+// (1.26×). Workers here poll for new work for SpinFor after each loop
+// before they sleep, so back-to-back loops (the ops of a training step)
+// find them awake; parts are claimed one at a time by whoever is free, so
+// a late or slowed worker holds up no one.
+package workpool
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SpinFor is how long an idle worker polls for the next loop, and the
+// caller for the workers to finish, before sleeping. A model runs its ops
+// back to back, so a worker that would sleep between two of them would
+// only wake when the second is mostly done; the cap keeps an idle process
+// from using CPU for longer than this after its last loop.
+const SpinFor = 200 * time.Microsecond
+
+// Run calls fn(i) for every i in [0, n) and returns once all calls have
+// returned. Up to threads goroutines make the calls at once, GOMAXPROCS at
+// most: the caller and workers, each taking the next i when done with
+// one, in no fixed order; fn must give the same results whichever
+// goroutine calls it with an i. Where that leaves one goroutine, the calls
+// are made in order on the caller's.
+//
+// Run may be called from many goroutines, and from inside fn: while one
+// Run uses the workers, another starts goroutines of its own for its
+// parts instead, as a WaitGroup loop would.
+func Run(n, threads int, fn func(i int)) {
+	threads = min(threads, n, runtime.GOMAXPROCS(0))
+	if threads <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	if !shared.busy.CompareAndSwap(false, true) {
+		spawn(n, threads, fn)
+		return
+	}
+	shared.run(n, threads-1, fn)
+	shared.busy.Store(false)
+}
+
+// spawn is Run with goroutines of its own, for a Run while the workers
+// are busy: threads−1 goroutines and the caller take the parts.
+func spawn(n, threads int, fn func(i int)) {
+	var next atomic.Int64
+	take := func() {
+		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+			fn(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range threads - 1 {
+		wg.Go(take)
+	}
+	take()
+	wg.Wait()
+}
+
+// shared is the process's pool; its workers start as loops ask for them.
+var shared = newPool()
+
+// pool is a set of workers and the one loop they may be running.
+//
+// A loop is published under mu with a new generation number, which the
+// claim word carries in its high 32 bits beside the next part in the low
+// 32: a worker claims a part by a compare-and-swap that fails once the
+// generation has moved on, so a worker that joined an earlier loop late
+// can never take a part of a later one with the earlier loop's fn.
+type pool struct {
+	busy  atomic.Bool   // a Run is using the workers
+	gen   atomic.Uint64 // generation of the latest loop; workers poll it
+	claim atomic.Uint64 // gen<<32 | next part of the latest loop
+	// active counts the workers that joined a loop and have not left:
+	// with every part claimed, none active means every part is done.
+	active atomic.Int32
+
+	mu       sync.Mutex
+	wake     sync.Cond // broadcast under mu when a loop is published
+	idle     sync.Cond // broadcast under mu when active falls to 0
+	fn       func(int) // the latest loop's, guarded by mu
+	n        int       // its parts, guarded by mu
+	seats    int       // how many more workers may join it, guarded by mu
+	started  int       // workers started, guarded by mu
+	sleeping int       // workers waiting on wake, guarded by mu
+}
+
+func newPool() *pool {
+	p := &pool{}
+	p.wake.L, p.idle.L = &p.mu, &p.mu
+	return p
+}
+
+// run publishes a loop of n parts for up to workers workers, takes parts
+// itself until none are left, and waits for the workers that joined.
+func (p *pool) run(n, workers int, fn func(int)) {
+	p.mu.Lock()
+	for ; p.started < workers; p.started++ {
+		go p.work()
+	}
+	g := p.gen.Load() + 1
+	p.fn, p.n, p.seats = fn, n, workers
+	p.claim.Store(g << 32)
+	p.gen.Store(g)
+	if p.sleeping > 0 {
+		p.wake.Broadcast()
+	}
+	p.mu.Unlock()
+
+	p.take(g, n, fn)
+	idle := func() bool { return p.active.Load() == 0 }
+	spun := spin(idle)
+	p.mu.Lock()
+	if !spun {
+		for !idle() {
+			p.idle.Wait()
+		}
+	}
+	p.fn, p.seats = nil, 0 // no late joiner; drop fn's references
+	p.mu.Unlock()
+}
+
+// take calls fn for the parts of loop g it can claim, until none are left.
+func (p *pool) take(g uint64, n int, fn func(int)) {
+	for {
+		c := p.claim.Load()
+		if c>>32 != g || int(uint32(c)) >= n {
+			return
+		}
+		if p.claim.CompareAndSwap(c, c+1) {
+			fn(int(uint32(c)))
+		}
+	}
+}
+
+// work is a worker's life: wait for a loop newer than the last one seen,
+// join it if it has a seat left, take parts, repeat.
+func (p *pool) work() {
+	var seen uint64
+	for {
+		if !spin(func() bool { return p.gen.Load() != seen }) {
+			p.mu.Lock()
+			p.sleeping++
+			for p.gen.Load() == seen {
+				p.wake.Wait()
+			}
+			p.sleeping--
+			p.mu.Unlock()
+		}
+		p.mu.Lock()
+		g, fn, n := p.gen.Load(), p.fn, p.n
+		seen = g
+		join := p.seats > 0
+		if join {
+			p.seats--
+			p.active.Add(1)
+		}
+		p.mu.Unlock()
+		if join {
+			p.take(g, n, fn)
+			if p.active.Add(-1) == 0 {
+				p.mu.Lock()
+				p.idle.Broadcast()
+				p.mu.Unlock()
+			}
+		}
+	}
+}
+
+// spin polls done for up to SpinFor and reports whether it came true; it
+// yields the thread now and then so that a poll never keeps a goroutine
+// with real work off its core for long.
+func spin(done func() bool) bool {
+	start := time.Now()
+	for i := 1; !done(); i++ {
+		if i%64 == 0 {
+			if time.Since(start) > SpinFor {
+				return done()
+			}
+			runtime.Gosched()
+		}
+	}
+	return true
+}
