@@ -14,6 +14,7 @@
 package workpool
 
 import (
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,12 @@ const SpinFor = 200 * time.Microsecond
 // Run may be called from many goroutines, and from inside fn: while one
 // Run uses the workers, another starts goroutines of its own for its
 // parts instead, as a WaitGroup loop would.
+//
+// If fn panics on the caller's goroutine, Run hands out no more parts,
+// waits for the calls under way on other goroutines, and lets the panic
+// go on, so that no call of fn outlives Run and a caller that recovers
+// finds the workers free for its next loop. A panic on another goroutine
+// ends the program, as it would in a goroutine of the caller's own.
 func Run(n, threads int, fn func(i int)) {
 	threads = min(threads, n, runtime.GOMAXPROCS(0))
 	if threads <= 1 {
@@ -45,12 +52,14 @@ func Run(n, threads int, fn func(i int)) {
 		}
 		return
 	}
-	if !shared.busy.CompareAndSwap(false, true) {
+	// The pool's claim word numbers parts in 32 bits (see pool): a loop
+	// with more, which no caller comes near, would lose the parts past
+	// 2³², so it runs on goroutines of its own.
+	if uint64(n) > math.MaxUint32 || !shared.busy.CompareAndSwap(false, true) {
 		spawn(n, threads, fn)
 		return
 	}
 	shared.run(n, threads-1, fn)
-	shared.busy.Store(false)
 }
 
 // spawn is Run with goroutines of its own, for a Run while the workers
@@ -58,16 +67,22 @@ func Run(n, threads int, fn func(i int)) {
 func spawn(n, threads int, fn func(i int)) {
 	var next atomic.Int64
 	take := func() {
-		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-			fn(i)
+		for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+			fn(int(i))
 		}
 	}
 	var wg sync.WaitGroup
+	defer func() {
+		// After a panic in the caller's take, this stops the others
+		// taking the parts left (any count from n up hands out none);
+		// after a return it changes nothing.
+		next.Store(int64(n))
+		wg.Wait()
+	}()
 	for range threads - 1 {
 		wg.Go(take)
 	}
 	take()
-	wg.Wait()
 }
 
 // shared is the process's pool; its workers start as loops ask for them.
@@ -75,15 +90,20 @@ var shared = newPool()
 
 // pool is a set of workers and the one loop they may be running.
 //
-// A loop is published under mu with a new generation number, which the
-// claim word carries in its high 32 bits beside the next part in the low
-// 32: a worker claims a part by a compare-and-swap that fails once the
-// generation has moved on, so a worker that joined an earlier loop late
-// can never take a part of a later one with the earlier loop's fn.
+// A loop is published under mu with a new generation number, whose low
+// 32 bits the claim word carries in its high 32 beside the next part in
+// the low 32: a worker claims a part by a compare-and-swap that fails once
+// the generation has moved on, so a worker that joined an earlier loop
+// late can never take a part of a later one with the earlier loop's fn.
+// 32 bits of generation are plenty: a worker counts in active from the
+// moment it joins a loop until it is done taking parts, and a loop ends
+// only when active is 0, so a worker taking parts of loop g does so
+// before loop g+2 is published; but they must be compared as 32 bits, as
+// the generation itself passes 2³² after a few hours of back-to-back ops.
 type pool struct {
 	busy  atomic.Bool   // a Run is using the workers
 	gen   atomic.Uint64 // generation of the latest loop; workers poll it
-	claim atomic.Uint64 // gen<<32 | next part of the latest loop
+	claim atomic.Uint64 // uint32(gen)<<32 | next part of the latest loop
 	// active counts the workers that joined a loop and have not left:
 	// with every part claimed, none active means every part is done.
 	active atomic.Int32
@@ -104,8 +124,9 @@ func newPool() *pool {
 	return p
 }
 
-// run publishes a loop of n parts for up to workers workers, takes parts
-// itself until none are left, and waits for the workers that joined.
+// run publishes a loop of n parts (n < 2³²) for up to workers workers,
+// takes parts itself until none are left, waits for the workers that
+// joined, and frees the pool (p.busy, which the caller set).
 func (p *pool) run(n, workers int, fn func(int)) {
 	p.mu.Lock()
 	for ; p.started < workers; p.started++ {
@@ -120,7 +141,19 @@ func (p *pool) run(n, workers int, fn func(int)) {
 	}
 	p.mu.Unlock()
 
+	// Deferred, so that a panic in fn leaves the pool as a return does.
+	defer p.finish(g, n)
 	p.take(g, n, fn)
+}
+
+// finish ends loop g of n parts: it closes the loop to further claims,
+// waits for the workers that joined it, lets no more join, and frees the
+// pool.
+func (p *pool) finish(g uint64, n int) {
+	// A no-op after a take that returned, which leaves every part
+	// claimed; after a panic in fn, it stops the workers from taking the
+	// parts that are left.
+	p.claim.Store(g<<32 | uint64(n))
 	idle := func() bool { return p.active.Load() == 0 }
 	spun := spin(idle)
 	p.mu.Lock()
@@ -131,13 +164,14 @@ func (p *pool) run(n, workers int, fn func(int)) {
 	}
 	p.fn, p.seats = nil, 0 // no late joiner; drop fn's references
 	p.mu.Unlock()
+	p.busy.Store(false)
 }
 
 // take calls fn for the parts of loop g it can claim, until none are left.
 func (p *pool) take(g uint64, n int, fn func(int)) {
 	for {
 		c := p.claim.Load()
-		if c>>32 != g || int(uint32(c)) >= n {
+		if uint32(c>>32) != uint32(g) || int(uint32(c)) >= n {
 			return
 		}
 		if p.claim.CompareAndSwap(c, c+1) {
