@@ -233,6 +233,33 @@ func sameFiles(a, b map[string][]byte) string {
 	return ""
 }
 
+// cancelOnMessage is a Progress that cancels the run's context when it is
+// shown a message that starts with prefix.
+type cancelOnMessage struct {
+	Quiet
+	prefix string
+	cancel func()
+}
+
+func (c *cancelOnMessage) Message(s string) {
+	if strings.HasPrefix(s, c.prefix) {
+		c.cancel()
+	}
+}
+
+// runWithProgress trains a fresh tiny LoRA model with options o, as runTo
+// does, under a context that prog cancels.
+func runWithProgress(t *testing.T, o Options, prog *cancelOnMessage) (*Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	prog.cancel = cancel
+	b := openCPU(t)
+	_, pm := tinyModel(t, b, peft.LoRA, 3)
+	tr, ev := selectData()
+	return (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: tr, Eval: ev, Options: o, SaveAdapter: saveTrainable(pm), Progress: prog}).Run(ctx)
+}
+
 // runTo trains a fresh tiny LoRA model with options o and returns the
 // result (failing on an error).
 func runTo(t *testing.T, o Options, stopAt int) (*Result, error) {
@@ -340,13 +367,20 @@ func TestEarlyStoppingRun(t *testing.T) {
 
 func pad6(n int) string { return fmt.Sprintf("%06d", n) }
 
-// TestSelectionResume interrupts a run that keeps its best and stops early
-// after the first of the evaluations without improvement that stop it,
-// resumes it in fresh objects, and checks that it stops where the
-// uninterrupted run stops with the same best/ byte for byte: the patience
-// count survives in the checkpoint (a count lost at the resume would stop
-// the run later). A resume with another patience, metric, keep-best or
-// evaluation interval is refused naming it.
+// TestSelectionResume interrupts a run that keeps its best and stops
+// early, resumes it in fresh objects, and checks that it stops where the
+// uninterrupted run stops with the same best/ byte for byte and the same
+// evaluations logged. It is interrupted in two places: in the step after
+// the first of the evaluations without improvement that stop it, so that
+// the patience count must survive in the checkpoint (a count lost at the
+// resume would stop the run later); and in the step before that
+// evaluation, which the interruption then skips (the evaluation begins
+// cancelled), so that the resume must take and judge it before it trains
+// on (without it, the run would stop later too); and there again, with the
+// resume interrupted as that evaluation ends, whose checkpoint must then
+// record the judgment (the log has the evaluation, so a second resume
+// does not take it again). A resume with another patience, metric,
+// keep-best or evaluation interval is refused naming it.
 func TestSelectionResume(t *testing.T) {
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a")
@@ -370,51 +404,79 @@ func TestSelectionResume(t *testing.T) {
 		}
 	}
 
-	b := filepath.Join(dir, "b")
-	_, err = runTo(t, selectOptions(b), mid-1)
-	var ie *InterruptedError
-	if !errors.As(err, &ie) || ie.Step != mid {
-		t.Fatalf("interrupted run: %v; want an interruption after step %d", err, mid)
-	}
-	st, err := readState(ie.Checkpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Selection == nil || st.Selection.Stale < 1 || st.Selection.Best == nil {
-		t.Fatalf("the checkpoint after step %d records selection %+v; want a best and a patience count", mid, st.Selection)
-	}
-
-	for _, c := range []struct {
-		change func(*Options)
-		want   string
+	for i, c := range []struct {
+		name   string
+		stopAt int // the steps done when the step the context is cancelled in begins
+		step   int // the step the run stops after
+		judged int // the last evaluation its checkpoint has judged
+		again  bool
 	}{
-		{func(o *Options) { o.EarlyStopping = 5 }, "early-stopping 2 (now 5)"},
-		{func(o *Options) { o.KeepBest = false }, "keep-best true (now false)"},
-		{func(o *Options) { o.BestMetric = "accuracy" }, "best-metric loss (now accuracy)"},
-		{func(o *Options) { o.EvalEvery = 4 }, "eval-every 2 (now 4)"},
+		{"after the evaluation", mid, mid + 1, mid, false},
+		{"at the evaluation", mid - 1, mid, mid - selectOptions("").EvalEvery, false},
+		{"at the evaluation, then after the resume's", mid - 1, mid, mid - selectOptions("").EvalEvery, true},
 	} {
-		o := selectOptions(b)
-		o.Resume = true
-		c.change(&o)
-		if _, err := runTo(t, o, -1); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("resume: %v; want a refusal naming %q", err, c.want)
-		}
-	}
+		t.Run(c.name, func(t *testing.T) {
+			b := filepath.Join(dir, fmt.Sprint("b", i))
+			_, err := runTo(t, selectOptions(b), c.stopAt)
+			var ie *InterruptedError
+			if !errors.As(err, &ie) || ie.Step != c.step {
+				t.Fatalf("interrupted run: %v; want an interruption after step %d", err, c.step)
+			}
+			st, err := readState(ie.Checkpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sel := st.Selection; sel == nil || sel.Best == nil || sel.Judged != c.judged || c.judged == mid && sel.Stale < 1 {
+				t.Fatalf("the checkpoint after step %d records selection %+v; want a best, judged up to step %d (with a patience count when that is step %d)", c.step, sel, c.judged, mid)
+			}
 
-	o := selectOptions(b)
-	o.Resume = true
-	resC, err := runTo(t, o, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resC.Steps != resA.Steps || resC.EarlyStop == nil || resC.Best.Step != resA.Best.Step || resC.Best.Value != resA.Best.Value {
-		t.Errorf("resumed run: %d steps, stop %+v, best %+v; the uninterrupted run: %d steps, best %+v", resC.Steps, resC.EarlyStop, resC.Best, resA.Steps, resA.Best)
-	}
-	if d := sameFiles(readFiles(t, filepath.Join(a, BestDir)), readFiles(t, filepath.Join(b, BestDir))); d != "" {
-		t.Errorf("best/ of the resumed run against the uninterrupted one's: %s", d)
-	}
-	if d := sameFiles(readFiles(t, filepath.Join(a, AdapterDir)), readFiles(t, filepath.Join(b, AdapterDir))); d != "" {
-		t.Errorf("adapter/ of the resumed run against the uninterrupted one's: %s", d)
+			if i == 0 {
+				for _, c := range []struct {
+					change func(*Options)
+					want   string
+				}{
+					{func(o *Options) { o.EarlyStopping = 5 }, "early-stopping 2 (now 5)"},
+					{func(o *Options) { o.KeepBest = false }, "keep-best true (now false)"},
+					{func(o *Options) { o.BestMetric = "accuracy" }, "best-metric loss (now accuracy)"},
+					{func(o *Options) { o.EvalEvery = 4 }, "eval-every 2 (now 4)"},
+				} {
+					o := selectOptions(b)
+					o.Resume = true
+					c.change(&o)
+					if _, err := runTo(t, o, -1); err == nil || !strings.Contains(err.Error(), c.want) {
+						t.Errorf("resume: %v; want a refusal naming %q", err, c.want)
+					}
+				}
+			}
+
+			o := selectOptions(b)
+			o.Resume = true
+			if c.again {
+				_, err := runWithProgress(t, o, &cancelOnMessage{prefix: fmt.Sprintf("eval at step %d:", mid)})
+				if !errors.As(err, &ie) || ie.Step != mid {
+					t.Fatalf("resume interrupted as its evaluation ends: %v; want an interruption after step %d", err, mid)
+				}
+				if st, err := readState(ie.Checkpoint); err != nil || st.Selection == nil || st.Selection.Judged != mid || st.Selection.Stale < 1 {
+					t.Fatalf("the checkpoint after the resume's evaluation records selection %+v (%v); want it judged up to step %d, with a patience count", st.Selection, err, mid)
+				}
+			}
+			resC, err := runTo(t, o, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resC.Steps != resA.Steps || resC.EarlyStop == nil || resC.Best.Step != resA.Best.Step || resC.Best.Value != resA.Best.Value {
+				t.Errorf("resumed run: %d steps, stop %+v, best %+v; the uninterrupted run: %d steps, best %+v", resC.Steps, resC.EarlyStop, resC.Best, resA.Steps, resA.Best)
+			}
+			if d := sameFiles(readFiles(t, filepath.Join(a, BestDir)), readFiles(t, filepath.Join(b, BestDir))); d != "" {
+				t.Errorf("best/ of the resumed run against the uninterrupted one's: %s", d)
+			}
+			if d := sameFiles(readFiles(t, filepath.Join(a, AdapterDir)), readFiles(t, filepath.Join(b, AdapterDir))); d != "" {
+				t.Errorf("adapter/ of the resumed run against the uninterrupted one's: %s", d)
+			}
+			if ea, eb := evalRecords(t, a), evalRecords(t, b); !slices.Equal(ea, eb) {
+				t.Errorf("evaluations logged (step, loss bits): resumed %v, uninterrupted %v", eb, ea)
+			}
+		})
 	}
 }
 
@@ -425,8 +487,9 @@ func TestSelectionResume(t *testing.T) {
 // a folder with an earlier run's best/ removes it.
 func TestBestRepairedOnResume(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
-	// Stopped during step 2: the first evaluation, a best, follows it.
-	_, err := runTo(t, selectOptions(out), 1)
+	// Stopped once the first evaluation, a best at step 2, has ended: its
+	// checkpoint and best/ are written before the run stops.
+	_, err := runWithProgress(t, selectOptions(out), &cancelOnMessage{prefix: "eval at step 2:"})
 	var ie *InterruptedError
 	if !errors.As(err, &ie) || ie.Step != 2 {
 		t.Fatalf("%v; want an interruption after step 2", err)

@@ -153,7 +153,8 @@ type Result struct {
 }
 
 // InterruptedError is returned by Run when its context is cancelled: the
-// run stopped after a whole step and saved a checkpoint to resume from.
+// run stopped after a whole step, or in the evaluation after it, and
+// saved a checkpoint to resume from.
 type InterruptedError struct {
 	Step       int    // the last step applied
 	Checkpoint string // the checkpoint folder to resume from ("" without an output folder)
@@ -311,8 +312,10 @@ func (t *Trainer) groups(o Options) ([]optim.Group, error) {
 // Run trains for the configured steps (resuming first when asked), writes
 // checkpoints, metrics and the final adapter to the output folder, and
 // evaluates at the end. A cancelled ctx stops the run after the current
-// step with a checkpoint and an [*InterruptedError]; a non-finite loss or
-// gradient stops it with a [*NonFiniteError].
+// step, or an evaluation under way before its next batch, with a
+// checkpoint and an [*InterruptedError] (a resume takes the evaluation
+// again); a non-finite loss or gradient stops it with a
+// [*NonFiniteError].
 func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	if t.Model == nil {
 		return nil, fmt.Errorf("train: no model")
@@ -571,6 +574,63 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		res.Checkpoint, lastSaved, restate = dir, st.Step, false
 		return nil
 	}
+	// interrupt ends the run on the cancellation of ctx (cause), between
+	// steps or in an evaluation: with a checkpoint of the steps done,
+	// where the newest is not of them already.
+	interrupt := func(cause error) (*Result, error) {
+		ie := &InterruptedError{Step: st.Step, Cause: cause}
+		if st.Step != lastSaved || res.Checkpoint == "" {
+			if err := save(); err != nil {
+				return res, fmt.Errorf("train: interrupted after step %d, and saving the checkpoint failed: %w", st.Step, err)
+			}
+		}
+		ie.Checkpoint = res.Checkpoint
+		return res, ie
+	}
+	// stopped reports whether err is an evaluation's stop at the
+	// cancellation of ctx.
+	stopped := func(err error) bool { return ctx.Err() != nil && errors.Is(err, ctx.Err()) }
+	// evalDuring takes the evaluation after step st.Step during training,
+	// judges it and keeps the best; it reports whether early stopping ends
+	// the run there.
+	evalDuring := func() (stop bool, err error) {
+		mem.phase(false)
+		ev, best, err := t.evaluate(ctx, prog, metrics, sel, metric, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
+		if err != nil {
+			return false, err
+		}
+		mem.phase(true)
+		res.Eval, lastEval = ev, st.Step
+		if sel != nil && sel.stops(o.EarlyStopping) {
+			sel.Stop = &EarlyStop{Step: st.Step, Reason: t.stopReason(sel)}
+		}
+		if sel != nil && st.Step == lastSaved && res.Checkpoint != "" {
+			// Resumed from a checkpoint made before this evaluation
+			// (see below): it records the judgment too, before best/
+			// (see checkBestDir), so that a resume does not judge it
+			// again.
+			if err := writeState(res.Checkpoint, st); err != nil {
+				return false, err
+			}
+		}
+		if best && o.KeepBest {
+			// The checkpoint first: a resume then never starts from
+			// before the weights in best/ (see checkBestDir).
+			if st.Step != lastSaved {
+				if err := save(); err != nil {
+					return false, err
+				}
+			}
+			if _, err := t.writeBest(sel.Best); err != nil {
+				return false, err
+			}
+		}
+		if sel != nil && sel.Stop != nil {
+			prog.Message(fmt.Sprintf("early stopping after step %d of %d: %s", st.Step, o.Steps, sel.Stop.Reason))
+			return true, nil
+		}
+		return false, nil
+	}
 	nonFinite := func(what string, v float64) error {
 		e := &NonFiniteError{Step: st.Step + 1, What: what, Value: v, Checkpoint: res.Checkpoint}
 		if e.Checkpoint != "" {
@@ -582,16 +642,21 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		return e
 	}
 
+	if st.Step > 0 && st.Step < o.Steps && (sel == nil || sel.Stop == nil) && o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 &&
+		len(t.Eval) > 0 && metrics != nil && !metrics.evaluated[st.Step] {
+		// Resumed at a step with an evaluation that the log lacks: the
+		// run was stopped in it (or before it, during the step), so it
+		// is taken now, as an uninterrupted run takes it, and judged.
+		prog.Message(fmt.Sprintf("note: evaluating after step %d first: the run that wrote %s was stopped before its evaluation there", st.Step, res.Checkpoint))
+		if _, err := evalDuring(); stopped(err) {
+			return interrupt(ctx.Err())
+		} else if err != nil {
+			return res, err
+		}
+	}
 	for st.Step < o.Steps && (sel == nil || sel.Stop == nil) {
 		if err := ctx.Err(); err != nil {
-			ie := &InterruptedError{Step: st.Step, Cause: err}
-			if st.Step != lastSaved || res.Checkpoint == "" {
-				if err := save(); err != nil {
-					return res, fmt.Errorf("train: interrupted after step %d, and saving the checkpoint failed: %w", st.Step, err)
-				}
-			}
-			ie.Checkpoint = res.Checkpoint
-			return res, ie
+			return interrupt(err)
 		}
 		if t.beforeStep != nil {
 			t.beforeStep(st.Step)
@@ -683,30 +748,14 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 			return res, err
 		}
 		if o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 && st.Step < o.Steps && len(t.Eval) > 0 {
-			mem.phase(false)
-			ev, best, err := t.evaluate(prog, metrics, sel, metric, st.Step, epoch, start)
+			stop, err := evalDuring()
+			if stopped(err) {
+				return interrupt(ctx.Err())
+			}
 			if err != nil {
 				return res, err
 			}
-			mem.phase(true)
-			res.Eval, lastEval = ev, st.Step
-			if sel != nil && sel.stops(o.EarlyStopping) {
-				sel.Stop = &EarlyStop{Step: st.Step, Reason: t.stopReason(sel)}
-			}
-			if best && o.KeepBest {
-				// The checkpoint first: a resume then never starts from
-				// before the weights in best/ (see checkBestDir).
-				if st.Step != lastSaved {
-					if err := save(); err != nil {
-						return res, err
-					}
-				}
-				if _, err := t.writeBest(sel.Best); err != nil {
-					return res, err
-				}
-			}
-			if sel != nil && sel.Stop != nil {
-				prog.Message(fmt.Sprintf("early stopping after step %d of %d: %s", st.Step, o.Steps, sel.Stop.Reason))
+			if stop {
 				break
 			}
 		}
@@ -757,10 +806,14 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		res.Adapter = dir
 	}
 	if len(t.Eval) > 0 && lastEval != st.Step {
-		// After the checkpoint and the adapter, so that a failing
-		// evaluation loses neither.
+		// After the checkpoint and the adapter, so that a failing or
+		// interrupted evaluation loses neither (a resume of the finished
+		// run evaluates it).
 		judged := sel != nil && sel.Judged == st.Step
-		ev, best, err := t.evaluate(prog, metrics, sel, metric, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
+		ev, best, err := t.evaluate(ctx, prog, metrics, sel, metric, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
+		if stopped(err) {
+			return interrupt(ctx.Err())
+		}
 		if err != nil {
 			return res, err
 		}
@@ -889,11 +942,11 @@ func throughput(w []stepTiming) float64 {
 // evaluate runs Evaluate on the evaluation set after step and logs the
 // result. A run that selects among its evaluations (sel not nil) judges
 // it by metric first: best reports that it is the best so far, now
-// sel.Best, and its record in metrics.jsonl says so.
-func (t *Trainer) evaluate(prog Progress, metrics *metricsLog, sel *selection, metric Metric, step int, epoch float64, start time.Time) (ev *EvalResult, best bool, err error) {
-	// An interrupted run stops between steps (see Run), so an evaluation
-	// it has begun runs to its end.
-	ev, err = Evaluate(context.Background(), t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
+// sel.Best, and its record in metrics.jsonl says so. A cancelled ctx
+// stops it before its next batch, with an error wrapping ctx's, having
+// judged and logged nothing.
+func (t *Trainer) evaluate(ctx context.Context, prog Progress, metrics *metricsLog, sel *selection, metric Metric, step int, epoch float64, start time.Time) (ev *EvalResult, best bool, err error) {
+	ev, err = Evaluate(ctx, t.Model, t.Task, t.Eval, t.Options.EvalBatch, t.Classes)
 	if err != nil {
 		return nil, false, &EvalError{Step: step, Err: err}
 	}

@@ -1362,7 +1362,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}}
 	// The training phase begins before its line prints, so that a signal
 	// sent on seeing the line stops the training, not the process.
-	ctx, stop := interrupts.training("finishing the current step and saving a checkpoint")
+	ctx, stop := interrupts.training("finishing the current step (or stopping the evaluation under way) and saving a checkpoint")
 	fmt.Fprintf(stdout, "training: %s of %s (micro-batch %d), lr %g with %s and %s decay, into %s\n",
 		plural(opts.Steps, "step"), plural(opts.Batch, "sequence"), opts.MicroBatch, opts.LR, plural(opts.Warmup, "warm-up step"), opts.Schedule, f.out)
 	if opts.GradientCheckpointing {
@@ -1375,8 +1375,10 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 		}
 	}
 	res, err := tr.Run(ctx)
-	// A signal after the last step stops nothing in Run, which saves and
-	// evaluates as usual; it skips the answer evaluation that follows.
+	// A signal in an evaluation stops Run as one in a step does (the
+	// final evaluation's checkpoint and adapter are saved before it); one
+	// after the last step and its evaluation stops nothing in Run but the
+	// spectra, and skips the answer evaluation that follows.
 	interrupted := stop() && err == nil
 	// The spectra are written: the pretrained values full fine-tuning
 	// kept are of no more use (and Unload, at the end, need not put them
