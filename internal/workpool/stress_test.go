@@ -174,8 +174,8 @@ func TestRunWakesSleepers(t *testing.T) {
 }
 
 // TestRunGenerationWraps runs loops across the point where the generation
-// no longer fits the claim word's high 32 bits (after 2³² pooled loops,
-// about half a day of a training run's back-to-back ops).
+// no longer fits the claim word's high 32 bits (after 2³² pooled loops;
+// see pool for how long a run takes to get there).
 func TestRunGenerationWraps(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	setGen := func(g uint64) {

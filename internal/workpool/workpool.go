@@ -99,7 +99,9 @@ var shared = newPool()
 // moment it joins a loop until it is done taking parts, and a loop ends
 // only when active is 0, so a worker taking parts of loop g does so
 // before loop g+2 is published; but they must be compared as 32 bits, as
-// the generation itself passes 2³² after a few hours of back-to-back ops.
+// the generation itself passes 2³² in a long run: about four days of a
+// small training run's ops (11,000 loops a second, dim 256, 2 threads), an
+// hour and a quarter of empty loops (a million a second).
 type pool struct {
 	busy  atomic.Bool   // a Run is using the workers
 	gen   atomic.Uint64 // generation of the latest loop; workers poll it
