@@ -151,8 +151,8 @@ func TestCheckResumeEarly(t *testing.T) {
 		opts func(*Options)
 		want string
 	}{
-		{"seed", nil, func(o *Options) { o.Seed = 12 }, "seed 11, this run has 12"},
-		{"batch", nil, func(o *Options) { o.Batch = 3; o.MicroBatch = 3 }, "batch 4, this run has 3"},
+		{"seed", nil, func(o *Options) { o.Seed = 12 }, "seed 11 (now 12)"},
+		{"batch", nil, func(o *Options) { o.Batch = 3; o.MicroBatch = 3 }, "batch 4 (now 3)"},
 		{"steps", nil, func(o *Options) { o.Steps, o.Warmup = 3, 2 }, "with steps 3: the run has trained 5 steps already, of the 9 it was made for; resume it with at least 5 steps (9 finishes the run as it was made)"},
 		{"rank", func(c *peft.Config) { c.R = 2 }, nil, "rank 4 (now 2)"},
 		{"method", func(c *peft.Config) { c.Method = peft.LoRA }, nil, "method sora (now lora)"},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
 )
@@ -120,6 +121,35 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 	ck, _ = LatestCheckpoint(dir)
 	if st, err := readState(ck); err != nil || st.Settings["method"] != "dora" {
 		t.Errorf("the resumed run's checkpoint %s records settings %v (%v); want them recorded", ck, st.Settings, err)
+	}
+}
+
+// TestResumeRefusalListsEverySetting resumes an interrupted run with its
+// task, its seed and a setting changed at once: the trainer refuses it
+// naming all three in one list, in the settings' style ("name was (now
+// is)"), as CheckResume does before anything loads, which with the batch
+// changed too names the four of them and the micro-batch that follows.
+func TestResumeRefusalListsEverySetting(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(13, tinyConfig().VocabSize, 5)
+	dir := t.TempDir()
+	_, pm := tinyModel(t, b, peft.LoRA, 4)
+	if _, err := runStoppingAt(&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: seqs, Options: resumeOptions(dir)}, 4); !IsInterrupted(err) {
+		t.Fatalf("%v; want an interruption", err)
+	}
+	o := resumeOptions(dir)
+	o.Resume, o.Seed, o.WeightDecay = true, 12, 0.1
+	const advice = "; resuming needs the settings it was made with (only the learning rate and the number of steps may change)"
+	m, cls := tinyClassifier(t, b)
+	_, err := (&Trainer{Model: m, Adapter: cls, Task: Classify, Classes: 2, Train: seqs, Options: o}).Run(context.Background())
+	if want := "it was made with task lm (now classify), seed 11 (now 12), weight-decay 0.01 (now 0.1)" + advice; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("resume with another task, seed and weight decay: %v; want %q", err, want)
+	}
+	o.Batch, o.MicroBatch = 3, 3
+	cfg := cls.Config()
+	err = CheckResume(ResumePlan{Task: Classify, Options: o.WithDefaults(0), Adapter: &cfg, BaseDType: backend.Float32})
+	if want := "it was made with task lm (now classify), seed 11 (now 12), batch 4 (now 3), micro-batch 2 (now 3), weight-decay 0.01 (now 0.1)" + advice; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("CheckResume with another task, seed, batch and weight decay: %v; want %q", err, want)
 	}
 }
 

@@ -1319,14 +1319,17 @@ func stepRanges(steps []int) string {
 // excepted), or a number of steps that the run cannot go on to: fewer
 // than it has trained, fewer than its warm-up, or another than it was
 // made for once early stopping ended it (another number of steps is
-// otherwise taken: see stepsNote). unknown, when not nil, names what st
+// otherwise taken: see stepsNote). The state, the base model and the
+// number of steps come first, each with advice of its own (a warm-up
+// changed to fit fewer steps is explained by the steps'); then the task,
+// seed, batch and settings, every one that differs named in one list (see
+// checkSettings), so that a user who changed several learns of all of
+// them at once, before the data, which a changed task or held-out split
+// may change too. unknown, when not nil, names what st
 // does not know yet (see CheckResume): the settings it names, and then
 // also the base model and the training data, and the number of steps
 // where st's is 0; they are not compared.
 func checkResumable(dir string, old, st trainerState, unknown map[string]bool) error {
-	mismatch := func(what string, was, is any) error {
-		return fmt.Errorf("train: cannot resume from %s: it was made with %s %v, this run has %v (resuming needs the same settings to see the same batches)", dir, what, was, is)
-	}
 	early := unknown != nil
 	changes := old.TotalSteps != st.TotalSteps && !(early && st.TotalSteps == 0)
 	// A run cannot end inside its warm-up: the options refuse a warm-up
@@ -1342,12 +1345,6 @@ func checkResumable(dir string, old, st trainerState, unknown map[string]bool) e
 		return fmt.Errorf("train: checkpoint %s is damaged: its %s records step %d of a run of %s (total_steps); want a step from 0 to the run's steps", dir, stateFile, old.Step, nSteps(old.TotalSteps))
 	case !early && old.BaseModel != "" && st.BaseModel != "" && old.BaseModel != st.BaseModel:
 		return fmt.Errorf("train: cannot resume from %s: it was made on another base model (%s; now %s), whose trainable tensors would be read in the wrong order or shape; use the same --model", dir, old.BaseModel, st.BaseModel)
-	case old.Task != st.Task:
-		return mismatch("task", old.Task, st.Task)
-	case old.Seed != st.Seed:
-		return mismatch("seed", old.Seed, st.Seed)
-	case old.Batch != st.Batch:
-		return mismatch("batch", old.Batch, st.Batch)
 	case changes && st.TotalSteps < old.Step:
 		switch sched := scheduleSteps(old); {
 		case old.Step < old.TotalSteps:
@@ -1361,21 +1358,44 @@ func checkResumable(dir string, old, st trainerState, unknown map[string]bool) e
 		return fmt.Errorf("train: cannot resume from %s with steps %d: early stopping ended its run after step %d of the %d it was made for, and another number of steps does not undo that; resume it with steps %d (it trains no more), or start a new run", dir, st.TotalSteps, old.Step, old.TotalSteps, old.TotalSteps)
 	case changes && st.TotalSteps < warmup:
 		return fmt.Errorf("train: cannot resume from %s with steps %d: the run cannot end before its warm-up of %s does; resume it with at least %s (%s)", dir, st.TotalSteps, nSteps(warmup), nSteps(warmup), finish)
+	}
+	if err := checkSettings(dir, old, st, unknown); err != nil {
+		return err
+	}
+	switch {
 	case !early && (old.TrainSize != st.TrainSize || old.TrainDigest != st.TrainDigest):
 		return fmt.Errorf("train: cannot resume from %s: it was trained on other data (%d sequences, digest %s; now %d, %s); use the same --data, --max-len, tokenizer and chat template (with the same --chat-var; a template that writes the date, as Llama 3.2's does, renders other text on another day unless --chat-var date_string=... fixes it)", dir, old.TrainSize, old.TrainDigest, st.TrainSize, st.TrainDigest)
 	}
-	if old.Settings == nil {
-		return nil
+	return nil
+}
+
+// checkSettings returns checkResumable's refusal of the settings that
+// differ between checkpoint dir's state old and the run's st, all of them
+// in one list, each "name was (now is)": the task, seed and batch, then
+// the recorded settings but the learning rate (see compareSettings),
+// those unknown names left out. Nil when none differs.
+func checkSettings(dir string, old, st trainerState, unknown map[string]bool) error {
+	var diffs []string
+	for _, d := range []struct {
+		name    string
+		was, is any
+	}{{"task", old.Task, st.Task}, {"seed", old.Seed, st.Seed}, {"batch", old.Batch, st.Batch}} {
+		if d.was != d.is {
+			diffs = append(diffs, fmt.Sprintf("%s %v (now %v)", d.name, d.was, d.is))
+		}
 	}
 	was, is := old.Settings, st.Settings
-	if early {
+	if unknown != nil {
 		was, is = maps.Clone(was), maps.Clone(is)
 		for k := range unknown {
 			delete(was, k)
 			delete(is, k)
 		}
 	}
-	diffs, _, _, _ := compareSettings(was, is)
+	if old.Settings != nil {
+		d, _, _, _ := compareSettings(was, is)
+		diffs = append(diffs, d...)
+	}
 	if len(diffs) == 0 {
 		return nil
 	}

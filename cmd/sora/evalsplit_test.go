@@ -352,7 +352,7 @@ func TestFinetuneEvalSplit(t *testing.T) {
 	}{
 		{[]string{"--eval-split", "0.5"}, "eval-split 0.25 (now 0.5)"},
 		{[]string{"--eval-split", "6"}, "eval-split 0.25 (now 6)"},
-		{[]string{"--seed", "8"}, "it was made with seed 7, this run has 8"},
+		{[]string{"--seed", "8"}, "it was made with seed 7 (now 8)"},
 	} {
 		resumed := append(slices.Clone(args), append(c.change, "--resume")...)
 		code, stdout, errOut := runCLI(t, resumed...)

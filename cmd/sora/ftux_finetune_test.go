@@ -307,7 +307,7 @@ func TestFinetuneResumeRefusedEarly(t *testing.T) {
 		{[]string{"--steps", "2", "--rank", "4"}, "it was made with rank 8 (now 4)"},
 		{[]string{"--steps", "1"}, "with steps 1: the run has trained 2 steps already, of the 2 it was made for; resume it with 2 steps, as it was made (it has finished), or more to train it longer"},
 		{[]string{"--steps", "2", "--clip", "0"}, "it was made with clip 1 (now off); if it was made with --clip 0 before --clip 0 meant no clipping, it clipped at 1 (as it records): resume it with --clip 1"},
-		{[]string{"--steps", "2", "--seed", "7"}, "it was made with seed 42, this run has 7"},
+		{[]string{"--steps", "2", "--seed", "7"}, "it was made with seed 42 (now 7)"},
 		{[]string{"--steps", "2", "--method", "dora"}, "method lora (now dora)"},
 	} {
 		code, stdout, errOut := runCLI(t, append(slices.Clone(args), append(c.args, "--resume")...)...)
