@@ -1,4 +1,4 @@
-package cpu_test
+package train_test
 
 import (
 	"context"
@@ -26,7 +26,9 @@ import (
 // split their sums by thread. At this shape they are split into several
 // pieces (and attention's backward into several parts per key/value
 // head) at the production grain. It runs with fused attention and with
-// the unfused composition (Softmax, batched MatMul).
+// the unfused composition (Softmax, batched MatMul). It lives with the
+// trainer it drives, not in the CPU backend's tests, which import nothing
+// above backend/.
 func TestTrainingThreadIndependent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a small model twice per attention kind; skipped with -short")
