@@ -12,6 +12,11 @@ import (
 // A Backend is not safe for concurrent use: like a stream, it orders the ops
 // of one caller. See the package documentation for the error convention:
 // ops record their first failure and Sync returns it.
+//
+// The packages above compare Backends with == to refuse tensors of two
+// backends in one computation, so an implementation's dynamic type must be
+// comparable: a pointer, as every backend here is (a struct value holding
+// a func, slice or map would make the comparison panic).
 type Backend interface {
 	Memory
 	Ops
