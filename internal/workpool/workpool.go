@@ -10,7 +10,9 @@
 // (1.26×). Workers here poll for new work for SpinFor after each loop
 // before they sleep, so back-to-back loops (the ops of a training step)
 // find them awake; parts are claimed one at a time by whoever is free, so
-// a late or slowed worker holds up no one.
+// a late or slowed worker holds up no one. A loop wakes and keeps polling
+// only the workers it has seats for, so that a process that once ran
+// wider loops does not keep the other cores busy.
 package workpool
 
 import (
@@ -109,20 +111,33 @@ type pool struct {
 	// active counts the workers that joined a loop and have not left:
 	// with every part claimed, none active means every part is done.
 	active atomic.Int32
+	// polling is how many workers the latest loop had seats for, kept
+	// after it ends: workers numbered below it poll for the next loop,
+	// the others sleep at once, so that a loop narrower than an earlier
+	// one (fewer threads, a lower GOMAXPROCS) keeps only its own
+	// workers' cores busy.
+	polling atomic.Int32
 
-	mu       sync.Mutex
-	wake     sync.Cond // broadcast under mu when a loop is published
-	idle     sync.Cond // broadcast under mu when active falls to 0
-	fn       func(int) // the latest loop's, guarded by mu
-	n        int       // its parts, guarded by mu
-	seats    int       // how many more workers may join it, guarded by mu
-	started  int       // workers started, guarded by mu
-	sleeping int       // workers waiting on wake, guarded by mu
+	mu      sync.Mutex
+	idle    sync.Cond // broadcast under mu when active falls to 0
+	fn      func(int) // the latest loop's, guarded by mu
+	n       int       // its parts, guarded by mu
+	seats   int       // workers numbered below it may join it; 0 once it ends; guarded by mu
+	workers []*worker // started as loops ask for them, guarded by mu
+}
+
+// worker is one of a pool's goroutines, as the pool sees it.
+type worker struct {
+	id     int       // its place in pool.workers: a loop of s seats takes workers 0 to s−1
+	wake   sync.Cond // signalled under the pool's mu when a loop calls the worker
+	asleep bool      // waiting on wake; guarded by the pool's mu
+	called bool      // a loop has woken it since it fell asleep; guarded by the pool's mu
+	wakes  int       // how many times it has woken, for tests; guarded by the pool's mu
 }
 
 func newPool() *pool {
 	p := &pool{}
-	p.wake.L, p.idle.L = &p.mu, &p.mu
+	p.idle.L = &p.mu
 	return p
 }
 
@@ -131,15 +146,23 @@ func newPool() *pool {
 // joined, and frees the pool (p.busy, which the caller set).
 func (p *pool) run(n, workers int, fn func(int)) {
 	p.mu.Lock()
-	for ; p.started < workers; p.started++ {
-		go p.work()
+	for len(p.workers) < workers {
+		w := &worker{id: len(p.workers)}
+		w.wake.L = &p.mu
+		p.workers = append(p.workers, w)
+		go p.work(w)
 	}
 	g := p.gen.Load() + 1
 	p.fn, p.n, p.seats = fn, n, workers
+	p.polling.Store(int32(workers))
 	p.claim.Store(g << 32)
 	p.gen.Store(g)
-	if p.sleeping > 0 {
-		p.wake.Broadcast()
+	// Only the loop's own workers are woken: the others stay asleep.
+	for _, w := range p.workers[:workers] {
+		if w.asleep && !w.called {
+			w.called = true
+			w.wake.Signal()
+		}
 	}
 	p.mu.Unlock()
 
@@ -182,26 +205,30 @@ func (p *pool) take(g uint64, n int, fn func(int)) {
 	}
 }
 
-// work is a worker's life: wait for a loop newer than the last one seen,
-// join it if it has a seat left, take parts, repeat.
-func (p *pool) work() {
+// work is worker w's life: wait for a loop newer than the last one seen,
+// polling for it while w had a seat in the last loop and asleep
+// otherwise, join it if it has a seat for w, take parts, repeat.
+func (p *pool) work(w *worker) {
 	var seen uint64
 	for {
-		if !spin(func() bool { return p.gen.Load() != seen }) {
+		if w.id >= int(p.polling.Load()) || !spin(func() bool { return p.gen.Load() != seen }) {
 			p.mu.Lock()
-			p.sleeping++
-			for p.gen.Load() == seen {
-				p.wake.Wait()
+			// Asleep unless a loop with a seat for w came meanwhile.
+			if p.gen.Load() == seen || w.id >= p.seats {
+				w.asleep = true
+				for !w.called {
+					w.wake.Wait()
+				}
+				w.asleep, w.called = false, false
+				w.wakes++
 			}
-			p.sleeping--
 			p.mu.Unlock()
 		}
 		p.mu.Lock()
 		g, fn, n := p.gen.Load(), p.fn, p.n
 		seen = g
-		join := p.seats > 0
+		join := w.id < p.seats
 		if join {
-			p.seats--
 			p.active.Add(1)
 		}
 		p.mu.Unlock()

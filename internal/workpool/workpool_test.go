@@ -38,7 +38,7 @@ func TestRunCallsEachPartOnce(t *testing.T) {
 		}
 	}
 	shared.mu.Lock()
-	started := shared.started
+	started := len(shared.workers)
 	shared.mu.Unlock()
 	if started > 3 {
 		t.Errorf("%d workers started at GOMAXPROCS 4, want at most 3", started)
@@ -55,29 +55,38 @@ func TestRunOneThreadInOrder(t *testing.T) {
 	}
 }
 
-// TestRunConcurrent checks that the parts of one loop run at once: each
-// of two parts waits for the other to have started, which a pool running
-// them one after the other would never see.
+// runsTogether reports whether the k parts of one Run(k, k) ran at the
+// same time: each waits for all the others to have started, which a pool
+// running them one after another would never see.
+func runsTogether(k int) bool {
+	started := make([]chan struct{}, k)
+	for i := range started {
+		started[i] = make(chan struct{})
+	}
+	var failed atomic.Bool
+	Run(k, k, func(i int) {
+		close(started[i])
+		for j := range started {
+			select {
+			case <-started[j]:
+			case <-time.After(10 * time.Second):
+				failed.Store(true)
+				return
+			}
+		}
+	})
+	return !failed.Load()
+}
+
+// TestRunConcurrent checks that the parts of a loop run at once, with the
+// workers awake and asleep.
 func TestRunConcurrent(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	for round := range 20 {
 		if round%5 == 4 {
 			time.Sleep(2 * SpinFor) // let the workers fall asleep
 		}
-		var started [2]chan struct{}
-		for i := range started {
-			started[i] = make(chan struct{})
-		}
-		var failed atomic.Bool
-		Run(2, 2, func(i int) {
-			close(started[i])
-			select {
-			case <-started[1-i]:
-			case <-time.After(10 * time.Second):
-				failed.Store(true)
-			}
-		})
-		if failed.Load() {
+		if !runsTogether(2) {
 			t.Fatalf("round %d: the two parts did not run at the same time", round)
 		}
 	}
@@ -116,6 +125,49 @@ func TestRunAfterSleep(t *testing.T) {
 	}
 	runtime.GOMAXPROCS(1)
 	checkOnce(t, 16, 3)
+}
+
+// TestNarrowLoopsLeaveWorkersAsleep checks that loops with fewer seats
+// than an earlier one leave the workers they do not need asleep: once
+// workers 1 and 2 sleep, a thousand loops of two threads must not wake
+// them (each would then poll for SpinFor, keeping a core busy), and a
+// loop of three must.
+func TestNarrowLoopsLeaveWorkersAsleep(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	if !runsTogether(4) {
+		t.Fatal("the four parts of a loop did not run at the same time")
+	}
+	shared.mu.Lock()
+	w1, w2 := shared.workers[1], shared.workers[2]
+	shared.mu.Unlock()
+	asleep := func() bool {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		return w1.asleep && w2.asleep
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !asleep() {
+		if time.Now().After(deadline) {
+			t.Fatal("workers 1 and 2 are still awake 10 s after the last loop of four threads")
+		}
+		checkOnce(t, 2, 2)
+		time.Sleep(time.Millisecond)
+	}
+	wakes := func() int {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		return w1.wakes + w2.wakes
+	}
+	before := wakes()
+	for range 1000 {
+		checkOnce(t, 2, 2)
+	}
+	if n := wakes() - before; n != 0 || !asleep() {
+		t.Fatalf("1000 loops of two threads woke workers 1 and 2 %d times (asleep now: %v), want 0", n, asleep())
+	}
+	if !runsTogether(3) {
+		t.Fatal("the three parts of a loop did not run at the same time after the narrow loops")
+	}
 }
 
 // BenchmarkLoop times a loop of two parts of about 20 µs each against the
