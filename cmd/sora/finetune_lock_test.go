@@ -217,14 +217,8 @@ func TestFinetuneInterruptedInTraining(t *testing.T) {
 // run is complete) with a note that the answers were not scored, and end
 // with status 130, releasing the folder.
 func TestFinetuneInterruptedScoringAnswers(t *testing.T) {
-	model, tok := stories260K(t)
-	dir := t.TempDir()
-	rows, evalRows, out := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json"), filepath.Join(dir, "run")
-	writeBoolQ(t, rows, 8)
 	// Enough rows that generating their answers outlasts the signal.
-	writeBoolQ(t, evalRows, 400)
-	cmd, stdout, errOut := startFinetune(t, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
-		"--eval-data", evalRows, "--method", "lora", "--steps", "1", "--batch", "2", "--out", out})
+	cmd, stdout, errOut, out := startEvalFinetune(t, 400)
 	interruptAt(t, cmd, stdout, errOut, "generating up to")
 	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(errOut.String(), "interrupted: skipping the rest of the answer evaluation") ||
 		!strings.Contains(errOut.String(), "the answers are not scored") {
@@ -253,6 +247,22 @@ func TestFinetuneInterruptedScoringAnswers(t *testing.T) {
 // startFinetune starts "sora finetune args" in a process of its own
 // (TestFinetuneLockHelper) and returns it with its standard output, to
 // read, and its standard error as it fills.
+// startEvalFinetune starts a one-step LoRA "sora finetune" of
+// stories260K on 8 BoolQ rows with evalRows rows of evaluation data, into
+// out, a folder of t's (see startFinetune).
+func startEvalFinetune(t *testing.T, evalRows int) (cmd *exec.Cmd, stdout io.ReadCloser, errOut *bytes.Buffer, out string) {
+	t.Helper()
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	rows, evalData := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json")
+	out = filepath.Join(dir, "run")
+	writeBoolQ(t, rows, 8)
+	writeBoolQ(t, evalData, evalRows)
+	cmd, stdout, errOut = startFinetune(t, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
+		"--eval-data", evalData, "--method", "lora", "--steps", "1", "--batch", "2", "--out", out})
+	return cmd, stdout, errOut, out
+}
+
 func startFinetune(t *testing.T, args []string) (*exec.Cmd, io.ReadCloser, *bytes.Buffer) {
 	t.Helper()
 	a, err := json.Marshal(args)

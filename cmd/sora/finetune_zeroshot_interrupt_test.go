@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,13 +19,7 @@ import (
 // training, without the zero-shot result, and removing the output folder
 // it made.
 func TestFinetuneInterruptedZeroShot(t *testing.T) {
-	model, tok := stories260K(t)
-	dir := t.TempDir()
-	rows, evalRows, out := filepath.Join(dir, "train.json"), filepath.Join(dir, "test.json"), filepath.Join(dir, "run")
-	writeBoolQ(t, rows, 8)
-	writeBoolQ(t, evalRows, 2000)
-	cmd, stdout, errOut := startFinetune(t, []string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", rows,
-		"--eval-data", evalRows, "--method", "lora", "--steps", "1", "--batch", "2", "--out", out})
+	cmd, stdout, errOut, out := startEvalFinetune(t, 2000)
 	// The method's line is the last before the zero-shot evaluation.
 	lines := bufio.NewScanner(stdout)
 	var seen strings.Builder
