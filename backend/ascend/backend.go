@@ -24,6 +24,9 @@ type Backend struct {
 	ctx    uintptr // aclrtContext
 	stream uintptr // aclrtStream
 	desc   string
+	// deviceTotal is the device's memory in bytes, asked once in Open
+	// (see deviceMemory); 0 where ACL did not say.
+	deviceTotal int64
 
 	live   map[*buffer]struct{}
 	pool   *devpool.Pool
@@ -84,6 +87,9 @@ func Open(o Options) (*Backend, error) {
 		ccall(l.resetDevice, dev)
 		return nil, fmt.Errorf("ascend: open device %d: %w", o.Device, err)
 	}
+	// The device's size is informative only: a failure to get it leaves
+	// deviceTotal 0 and Open goes on as before.
+	b.deviceTotal = l.deviceMemory()
 	desc := fmt.Sprintf("%s (cubeMathType %d)", o.MatMul, o.MatMul.cubeMathType())
 	if o.MatMul == MatMulFast {
 		inputs := "HFLOAT32"

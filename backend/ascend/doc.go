@@ -49,7 +49,10 @@
 // view before its first aligned address (at most 15) go through an aligned
 // temporary and aclnnInplaceCopy, still in stream order. Download waits
 // for the stream and reads with the synchronous aclrtMemcpy, which has no
-// alignment rule.
+// alignment rule. Open asks aclrtGetMemInfo once for the device's memory
+// (ACL_HBM_MEM, or ACL_DDR_MEM where that reports nothing, as on 310-class
+// inference parts), which MemoryUsage reports as DeviceTotal; where ACL
+// does not say, DeviceTotal is 0 and the backend works as before.
 //
 // Ops with no single aclnn operator are composed from several: the causal
 // softmax, sliding window included (an additive mask), rotary embeddings in both layouts (strided

@@ -25,6 +25,16 @@ const (
 
 	mallocHugeFirst = 0 // ACL_MEM_MALLOC_HUGE_FIRST
 
+	// aclrtMemAttr, which memory aclrtGetMemInfo reports on. ACL_DDR_MEM
+	// and ACL_HBM_MEM (all huge-page and normal memory of that kind) are
+	// the enum's first two values in acl/acl_rt.h (hicann/runtime,
+	// include/external/acl/acl_rt.h) and in CANN's aclrtGetMemInfo
+	// reference (hiascend.com: canncommercial/601 aclcppdevg_03_0083,
+	// which lists the enum), followed by their huge, normal and P2P parts;
+	// newer releases only append values. deviceMemory says which is asked.
+	memAttrDDR = 0 // ACL_DDR_MEM
+	memAttrHBM = 1 // ACL_HBM_MEM
+
 	// cubeMathType of the matrix products (aclnnMm and friends).
 	cubeKeepDtype          = 0 // KEEP_DTYPE: compute in float32
 	cubeAllowDownPrecision = 1 // ALLOW_FP32_DOWN_PRECISION: HF32 on Atlas A2, FP16 on older parts
@@ -43,6 +53,7 @@ var statusNames = map[int32]string{
 	107000: "ACL_ERROR_RT_PARAM_INVALID",
 	107002: "ACL_ERROR_RT_CONTEXT_NULL",
 	107003: "ACL_ERROR_RT_STREAM_CONTEXT",
+	107016: "ACL_ERROR_RT_INVALID_MEMORY_TYPE",
 	107017: "ACL_ERROR_RT_INVALID_HANDLE",
 	200000: "ACL_ERROR_BAD_ALLOC",
 	207001: "ACL_ERROR_RT_MEMORY_ALLOCATION",
@@ -130,6 +141,11 @@ type lib struct {
 	createTensor, destroyTensor, createScalar, destroyScalar uintptr
 	createIntArray, destroyIntArray                          uintptr
 	createBoolArray, destroyBoolArray                        uintptr
+
+	// getMemInfo is aclrtGetMemInfo, or 0 where the runtime lacks it: it
+	// only tells MemoryUsage the device's size, which is no reason to
+	// refuse the backend (see deviceMemory).
+	getMemInfo uintptr
 
 	ops map[string]opFn
 	// missingOps lists operators not found in the operator libraries.
@@ -251,6 +267,10 @@ func openLibrary(loc location) (*lib, error) {
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("missing symbols: %s", strings.Join(missing, ", "))
+	}
+	// Optional: not in the required list above (see lib.getMemInfo).
+	if p, err := dlSym(rt, "aclrtGetMemInfo"); err == nil {
+		l.getMemInfo = p
 	}
 	// Operators are looked up in every operator library of the layout:
 	// which split library holds which operator is CANN's business.

@@ -63,6 +63,13 @@ var leakCounters = []string{"device_allocs", "host_allocs", "tensors", "scalars"
 // every device allocation, host allocation and object it made is gone.
 func openDouble(t *testing.T, o Options) (*Backend, *acltest.Double) {
 	t.Helper()
+	return openDoubleAfter(t, o, nil)
+}
+
+// openDoubleAfter is openDouble with setup, when not nil, run on the
+// double after its reset and before Open (to inject failures into Open).
+func openDoubleAfter(t *testing.T, o Options, setup func(d *acltest.Double)) (*Backend, *acltest.Double) {
+	t.Helper()
 	if skipAll != "" {
 		t.Skip(skipAll)
 	}
@@ -74,6 +81,9 @@ func openDouble(t *testing.T, o Options) (*Backend, *acltest.Double) {
 		before[k] = double.Live(k)
 	}
 	double.Reset()
+	if setup != nil {
+		setup(double)
+	}
 	b, err := Open(o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)

@@ -2,6 +2,7 @@ package ascend
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/sora-go/sora/backend"
@@ -206,10 +207,52 @@ func (b *Backend) BytesInUse() int64 {
 // cached as Reserved, each with its peak since the backend opened or since
 // ResetPeakMemory. The page-locked host memory that stages uploads is not
 // counted, nor what ACL and the operator libraries allocate on their own.
-// DeviceTotal is 0: the backend does not ask ACL for the device's memory.
+// DeviceTotal is the device's memory as aclrtGetMemInfo reported it when
+// the backend opened (HBM, or DDR on parts without HBM; without the memory
+// CANN reserves for the system), or 0 where it did not say.
 func (b *Backend) MemoryUsage() backend.MemoryUsage {
 	s := b.pool.Stats()
-	return backend.MemoryUsage{InUse: s.InUse, PeakInUse: s.PeakInUse, Reserved: s.InUse + s.Cached, PeakReserved: s.PeakReserved}
+	return backend.MemoryUsage{InUse: s.InUse, PeakInUse: s.PeakInUse, Reserved: s.InUse + s.Cached, PeakReserved: s.PeakReserved,
+		DeviceTotal: b.deviceTotal}
+}
+
+// deviceMemory returns the bytes of memory the current device offers
+// applications, as aclrtGetMemInfo reports it, or 0 where it does not say.
+// It needs the device set on this thread (Open calls it right after
+// creating the context). A failure is read (so that its message does not
+// end up in a later error) and dropped: the figure only informs
+// MemoryUsage.DeviceTotal, so Open never fails for it.
+//
+// Which attribute to ask follows CANN's aclrtGetMemInfo reference
+// (hiascend.com, CANNCommunityEdition/80RC3alpha003 and canncommercial/850
+// API aclcppdevg_03_0107; the CANN 9.0 page says the same). It reports
+// the free and total size of the memory of one aclrtMemAttr, "excluding
+// the memory reserved for the system", and:
+//   - on the Atlas training series, Atlas A2 and A3 parts (HBM) and the
+//     Atlas 200/300/500 inference products, an attribute the hardware does
+//     not have gives 0 free and 0 total;
+//   - on the Atlas 200I/500 A2 inference product and the Atlas inference
+//     series (the 310P, whose memory is DDR), which have no HBM, ACL turns
+//     a query of ACL_HBM_MEM into one of ACL_DDR_MEM.
+//
+// So ACL_HBM_MEM comes first: it is the device's memory on every training
+// part, and on the 310P and 200I/500 A2 it gives the DDR. Where it reports
+// 0 (the older 310-class inference products, DDR with no conversion) or
+// fails, ACL_DDR_MEM is asked. The ACL_MEM_NORMAL family, which newer
+// releases add and resolve to the device's memory themselves, is not used:
+// the releases this package targets (CANN 8.1) do not have it.
+func (l *lib) deviceMemory() int64 {
+	if l.getMemInfo == 0 {
+		return 0
+	}
+	for _, attr := range []uintptr{memAttrHBM, memAttrDDR} {
+		var free, total uintptr
+		r := ccall(l.getMemInfo, attr, uintptr(unsafe.Pointer(&free)), uintptr(unsafe.Pointer(&total)))
+		if l.status("aclrtGetMemInfo", r) == nil && total > 0 {
+			return int64(min(uint64(total), math.MaxInt64))
+		}
+	}
+	return 0
 }
 
 // ResetPeakMemory sets the peaks to the present figures.

@@ -11,8 +11,9 @@
 // per-thread contexts and error messages, and stream ordering: work queued
 // on a stream runs only when the stream is synchronised, so a program that
 // skips synchronisation reads stale data.
-// It records every call, counts live allocations and objects, and can make
-// any call fail (see [Double.Inject]). Its fused attention operators
+// It records every call, counts live allocations and objects, can make
+// any call fail (see [Double.Inject]) and reports the device memory a test
+// sets (see [Double.SetMemInfo]). Its fused attention operators
 // (FlashAttentionScore, FlashAttentionVarLenScore and their gradients)
 // compute what CANN's documentation says they compute, refuse what it says
 // they refuse, and fail when they run on inputs whose result CANN leaves
@@ -281,6 +282,8 @@ type Double struct {
 	setMemLimit    func(bytes int64)
 	setDeviceCount func(n int32)
 	setSocName     func(name string)
+	setMemInfo     func(attr int32, free, total int64) int32
+	resetMemInfo   func()
 	callCount      func(name string) int64
 	callLog        func(buf unsafe.Pointer, capacity int64) int64
 	live           func(what string) int64
@@ -319,6 +322,8 @@ func Attach(libDir string) (*Double, error) {
 	registerLibFunc(&d.setMemLimit, h, "acltest_set_mem_limit")
 	registerLibFunc(&d.setDeviceCount, h, "acltest_set_device_count")
 	registerLibFunc(&d.setSocName, h, "acltest_set_soc_name")
+	registerLibFunc(&d.setMemInfo, h, "acltest_set_mem_info")
+	registerLibFunc(&d.resetMemInfo, h, "acltest_reset_mem_info")
 	registerLibFunc(&d.callCount, h, "acltest_call_count")
 	registerLibFunc(&d.callLog, h, "acltest_call_log")
 	registerLibFunc(&d.live, h, "acltest_live")
@@ -369,6 +374,39 @@ const DefaultSocName = "Ascend910B3"
 // cubeMathType 0 and 3 for float32 inputs and compute mode 1 in FLOAT16.
 // Reset leaves the name alone; set DefaultSocName to restore it.
 func (d *Double) SetSocName(name string) { d.setSocName(name) }
+
+// MemAttr is an aclrtMemAttr value (acl/acl_rt.h): which memory of the
+// device aclrtGetMemInfo reports on. The double knows the values 0 to 17
+// (ACL_DDR_MEM to ACL_MEM_P2P_HUGE1G); MemDDR and MemHBM are the two the
+// Ascend backend asks for.
+type MemAttr int32
+
+const (
+	// MemDDR is ACL_DDR_MEM: all of the device's DDR memory.
+	MemDDR MemAttr = 0
+	// MemHBM is ACL_HBM_MEM: all of the device's HBM memory.
+	MemHBM MemAttr = 1
+)
+
+// DefaultHBMBytes is the memory the double reports for MemHBM until
+// SetMemInfo changes it: 64 GiB, as an Ascend910B3 (DefaultSocName) has.
+// Every other attribute reports 0 free and 0 total by default, as CANN
+// does for memory the part does not have.
+const DefaultHBMBytes = 64 << 30
+
+// SetMemInfo sets the free and total bytes aclrtGetMemInfo reports for
+// attr; they stay as set whatever the double allocates. Reset leaves them
+// alone; ResetMemInfo restores the defaults.
+func (d *Double) SetMemInfo(attr MemAttr, free, total int64) error {
+	if d.setMemInfo(int32(attr), free, total) != 0 {
+		return fmt.Errorf("acltest: cannot report %d free, %d total bytes for memory attribute %d (the double knows 0 to 17; sizes must not be negative)", free, total, attr)
+	}
+	return nil
+}
+
+// ResetMemInfo makes aclrtGetMemInfo report the defaults again (see
+// DefaultHBMBytes).
+func (d *Double) ResetMemInfo() { d.resetMemInfo() }
 
 // Calls returns how many times the named call was made since the last
 // Reset; "exec:<call>" counts queued work of <call> that ran.

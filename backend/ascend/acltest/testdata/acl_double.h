@@ -33,6 +33,7 @@ typedef int aclDataType;
 typedef int aclFormat;
 typedef int aclrtMemcpyKind;
 typedef int aclrtMemMallocPolicy;
+typedef int aclrtMemAttr;
 typedef struct aclOpExecutor aclOpExecutor;
 typedef struct aclTensor aclTensor;
 typedef struct aclScalar aclScalar;
@@ -72,6 +73,7 @@ enum {
 #define ACL_ERROR_REPEAT_FINALIZE 100037
 #define ACL_ERROR_RT_PARAM_INVALID 107000
 #define ACL_ERROR_RT_CONTEXT_NULL 107002
+#define ACL_ERROR_RT_INVALID_MEMORY_TYPE 107016
 #define ACL_ERROR_RT_INVALID_HANDLE 107017
 #define ACL_ERROR_RT_MEMORY_ALLOCATION 207001
 #define ACL_ERROR_RT_MEMORY_FREE 207002

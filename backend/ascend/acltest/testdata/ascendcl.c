@@ -500,6 +500,53 @@ TD_EXPORT aclError aclrtFreeHost(void *hostPtr) {
     return ACL_ERROR_RT_MEMORY_FREE;
 }
 
+/* ---------------- memory information ---------------- */
+
+/* aclrtMemAttr (acl/acl_rt.h; CANN's "aclrtMemAttr" reference page):
+ * ACL_DDR_MEM = 0 and ACL_HBM_MEM = 1 (all of that memory, huge and normal
+ * pages), then the huge, normal and peer-to-peer parts of each up to
+ * ACL_HBM_MEM_P2P_NORMAL = 9, the 1 GiB huge-page kinds ACL_HBM_MEM_HUGE1G
+ * and ACL_HBM_MEM_P2P_HUGE1G (10, 11) and, in newer releases,
+ * ACL_MEM_NORMAL .. ACL_MEM_P2P_HUGE1G (12..17), which CANN resolves to
+ * whichever memory the device has. The double knows every one of them and
+ * refuses any other value. */
+enum { ACL_DDR_MEM = 0, ACL_HBM_MEM = 1, TD_NMEMATTR = 18 };
+
+/* What aclrtGetMemInfo reports for each attribute. By default the double
+ * poses as its default chip, an Ascend910B3 with 64 GiB of HBM: ACL_HBM_MEM
+ * reports 64 GiB total and free, and every other attribute 0 and 0, which
+ * is what CANN documents for memory the part does not have ("otherwise the
+ * free and total sizes are both 0"). Tests set other figures with
+ * acltest_set_mem_info; the figures do not follow the double's
+ * allocations. */
+#define TD_DEFAULT_HBM ((int64_t)64 << 30)
+static int64_t g_mem_free[TD_NMEMATTR] = {[ACL_HBM_MEM] = TD_DEFAULT_HBM};
+static int64_t g_mem_total[TD_NMEMATTR] = {[ACL_HBM_MEM] = TD_DEFAULT_HBM};
+
+/* aclrtGetMemInfo gives the free and total bytes of the memory attr names
+ * on the current device. As CANN documents, the device must have been set
+ * (the call names no device), free and total must not be NULL, and attr
+ * must be an aclrtMemAttr value; CANN passes an unknown one to the runtime,
+ * whose error for it is ACL_ERROR_RT_INVALID_MEMORY_TYPE. */
+TD_EXPORT aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *freeBytes, size_t *totalBytes) {
+    int st = acltd_enter("aclrtGetMemInfo");
+    if (st) return st;
+    if (!freeBytes || !totalBytes) {
+        acltd_set_error("aclrtGetMemInfo: invalid argument (free=%p total=%p)", (void *)freeBytes, (void *)totalBytes);
+        return ACL_ERROR_INVALID_PARAM;
+    }
+    if ((st = acltd_need_context("aclrtGetMemInfo"))) return st;
+    if (attr < 0 || attr >= TD_NMEMATTR) {
+        acltd_set_error("aclrtGetMemInfo: memory attribute %d is not an aclrtMemAttr value", attr);
+        return ACL_ERROR_RT_INVALID_MEMORY_TYPE;
+    }
+    LOCK();
+    *freeBytes = (size_t)g_mem_free[attr];
+    *totalBytes = (size_t)g_mem_total[attr];
+    UNLOCK();
+    return ACL_SUCCESS;
+}
+
 /* ---------------- streams and tasks ---------------- */
 
 #define STREAM_MAGIC 0x5354524du
@@ -851,6 +898,27 @@ TD_EXPORT int64_t acltest_fired(const char *name) {
 TD_EXPORT void acltest_set_mem_limit(int64_t bytes) {
     LOCK();
     g_dev_limit = bytes;
+    UNLOCK();
+}
+
+/* acltest_set_mem_info sets what aclrtGetMemInfo reports for attr.
+ * Returns 0, or -1 for an attribute the double does not know or a
+ * negative size. */
+TD_EXPORT int acltest_set_mem_info(int32_t attr, int64_t freeBytes, int64_t totalBytes) {
+    if (attr < 0 || attr >= TD_NMEMATTR || freeBytes < 0 || totalBytes < 0) return -1;
+    LOCK();
+    g_mem_free[attr] = freeBytes;
+    g_mem_total[attr] = totalBytes;
+    UNLOCK();
+    return 0;
+}
+
+/* acltest_reset_mem_info restores what aclrtGetMemInfo reports by default
+ * (acltest_reset leaves it alone, as it leaves the chip's name). */
+TD_EXPORT void acltest_reset_mem_info(void) {
+    LOCK();
+    for (int i = 0; i < TD_NMEMATTR; i++) g_mem_free[i] = g_mem_total[i] = 0;
+    g_mem_free[ACL_HBM_MEM] = g_mem_total[ACL_HBM_MEM] = TD_DEFAULT_HBM;
     UNLOCK();
 }
 
