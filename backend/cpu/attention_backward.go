@@ -70,6 +70,7 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 		if splits > 1 {
 			c.reduceSplits(splits, parts, 0, len(c.dk))
 		}
+		b.noteEngines()
 		return
 	}
 	var next atomic.Int64
@@ -83,6 +84,7 @@ func (b *Backend) AttentionGrad(dq, dk, dv, q, k, v, out, lse, dout backend.Tens
 	if splits > 1 {
 		b.parallelFor(len(c.dk), 2*(splits-1), func(lo, hi int) { pc.reduceSplits(splits, parts, lo, hi) })
 	}
+	b.noteEngines()
 }
 
 // gradPlan returns how many workers AttentionGrad uses for c and into

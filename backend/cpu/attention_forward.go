@@ -54,6 +54,7 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 		for t := range tasks {
 			c.forwardTask(&w, t, items)
 		}
+		b.noteEngines()
 		return
 	}
 	// Only this branch hands the call to goroutines, so only here does
@@ -66,6 +67,7 @@ func (b *Backend) Attention(out, lse, q, k, v backend.Tensor, p backend.Attentio
 			pc.forwardTask(&w, t, items)
 		}
 	})
+	b.noteEngines()
 }
 
 // forwardTask computes task t of tasks items·nb, taken largest first:

@@ -113,11 +113,7 @@ func (c *attnCall) planBlocks(segments []int32, scratch []int32) {
 // attnSegments sets c up for segments, in scratch of b's kept between
 // calls.
 func (b *Backend) attnSegments(c *attnCall, segments []int32) {
-	n := c.segLen()
-	if cap(b.ints) < n {
-		b.ints = make([]int32, n)
-	}
-	c.planBlocks(segments, b.ints[:n])
+	c.planBlocks(segments, b.scratchInts(c.segLen()))
 }
 
 // globalBlock returns the batch element and block of block x of all

@@ -244,12 +244,9 @@ func poisonScratch(be *Backend) {
 			buf[i] = float32(math.NaN())
 		}
 	}
-	if cap(be.ints) < 1<<18 {
-		be.ints = make([]int32, 1<<18)
-	}
-	be.ints = be.ints[:cap(be.ints)]
-	for i := range be.ints {
-		be.ints[i] = math.MinInt32 / 2
+	ints := be.scratchInts(max(cap(be.ints), 1<<18))
+	for i := range ints {
+		ints[i] = math.MinInt32 / 2
 	}
 }
 

@@ -112,12 +112,14 @@ type Backend struct {
 	stream    int          // see streamBytes
 	gemm      *gemm.Engine
 	batch     []*gemm.Engine // single-threaded engines, one per worker (see batchEngines)
-	inUse     bytesCounter
-	rows32    [][]float32 // see scratch32
-	rows64    [][]float64 // see scratch64
-	ints      []int32     // integer scratch (attention's document bounds and block plans)
-	grain     int         // see defaultGrain
-	gemmGrain int         // see gemmMinFlops
+	inUse     bytesCounter   // tensors' bytes (see BytesInUse)
+	reserved  bytesCounter   // tensors' and scratch's bytes (see MemoryUsage)
+	gemmBytes int64          // the engines' workspace bytes counted in reserved (see noteEngines)
+	rows32    [][]float32    // see scratch32
+	rows64    [][]float64    // see scratch64
+	ints      []int32        // integer scratch (attention's document bounds and block plans; see scratchInts)
+	grain     int            // see defaultGrain
+	gemmGrain int            // see gemmMinFlops
 	closed    bool
 }
 
@@ -131,7 +133,7 @@ func New(opts Options) *Backend {
 	if !opts.Portable {
 		kern, conv = vec.Best(), bf16.Best()
 	}
-	return &Backend{
+	b := &Backend{
 		opts:      opts,
 		simd:      !opts.Portable && simdSupported(),
 		kern:      kern,
@@ -141,6 +143,8 @@ func New(opts Options) *Backend {
 		gemmGrain: gemmMinFlops,
 		gemm:      gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),
 	}
+	b.noteEngines()
+	return b
 }
 
 // Name returns "cpu".
@@ -201,12 +205,15 @@ func (b *Backend) Supports(op backend.Op) bool {
 // Ops run synchronously on the CPU, so there is nothing to wait for.
 func (b *Backend) Sync() error { return b.Take() }
 
-// Close marks the backend closed and returns any error still recorded.
-// Later ops record an error.
+// Close marks the backend closed, drops its scratch (which leaves
+// MemoryUsage's Reserved at InUse: tensors not freed stay counted) and
+// returns any error still recorded. Later ops record an error.
 func (b *Backend) Close() error {
 	b.closed = true
 	b.gemm, b.batch = nil, nil
 	b.rows32, b.rows64, b.ints = nil, nil, nil
+	b.reserved.add(-b.scratchBytes())
+	b.gemmBytes = 0
 	return b.Take()
 }
 

@@ -84,20 +84,38 @@ func (b *Backend) MatMul(c, a, bm backend.Tensor, p backend.MatMulParams) {
 				par.one(b.batch[ch], i)
 			}
 		})
+		b.noteEngines()
 		return
 	}
 	for i := 0; i < d.Batch; i++ {
 		mm.one(b.gemm, i)
 	}
+	b.noteEngines()
 }
 
 // batchEngines makes sure b.batch holds at least n single-threaded
 // engines, one per worker of an op that runs products side by side
-// (batched MatMul, the attention ops).
+// (batched MatMul, the attention ops). The op calls noteEngines when its
+// products are done, which counts new engines too.
 func (b *Backend) batchEngines(n int) {
 	for len(b.batch) < n {
 		b.batch = append(b.batch, gemm.NewEngine(gemm.Config{Portable: b.opts.Portable, Threads: 1}))
 	}
+}
+
+// noteEngines adds to Reserved (see MemoryUsage) what the matrix-multiply
+// engines' workspaces grew by since it was last called. An op that
+// multiplies calls it once its products are done, on its own goroutine
+// after the workers have joined: the engines' threads grow their buffers
+// while a product runs, and the workspaces only grow, so the peak it
+// leaves is the op's. It allocates nothing.
+func (b *Backend) noteEngines() {
+	n := b.gemm.WorkspaceBytes()
+	for _, e := range b.batch {
+		n += e.WorkspaceBytes()
+	}
+	b.reserved.add(n - b.gemmBytes)
+	b.gemmBytes = n
 }
 
 // mmCall is one validated MatMul on resolved operands.

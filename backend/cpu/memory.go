@@ -29,7 +29,8 @@ func (f *buffer) freed() bool { return f.n > 0 && f.data == nil && f.half == nil
 
 // bytesCounter counts live bytes and their high-water mark. It is atomic
 // so that BytesInUse and MemoryUsage may be read from a goroutine other
-// than the one issuing ops (a progress reporter, a test).
+// than the one issuing ops (a progress reporter, a test); only that one
+// changes it.
 type bytesCounter struct{ n, peak atomic.Int64 }
 
 // add adds d (negative for a free) to the live bytes and raises the peak
@@ -64,7 +65,9 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), err)
 	}
-	b.inUse.add(int64(n) * int64(dt.Size()))
+	bytes := int64(n) * int64(dt.Size())
+	b.inUse.add(bytes)
+	b.reserved.add(bytes)
 	return backend.NewTensor(buf, 0, shape...)
 }
 
@@ -115,7 +118,9 @@ func (b *Backend) Free(t backend.Tensor) {
 		return
 	}
 	buf.data, buf.half = nil, nil
-	b.inUse.add(-int64(buf.n) * int64(buf.dt.Size()))
+	bytes := int64(buf.n) * int64(buf.dt.Size())
+	b.inUse.add(-bytes)
+	b.reserved.add(-bytes)
 }
 
 // BytesInUse returns the bytes held by live allocations: 4 per element of
@@ -123,23 +128,59 @@ func (b *Backend) Free(t backend.Tensor) {
 // and not yet freed.
 func (b *Backend) BytesInUse() int64 { return b.inUse.n.Load() }
 
-// MemoryUsage returns the bytes of live buffers, as BytesInUse counts them,
-// and their peak since New or the last ResetPeakMemory. The CPU keeps no
-// cache of freed buffers, so Reserved is InUse. Only the buffers of
-// tensors count: the ops' own scratch memory, the Go heap's slack and what
-// the rest of the program holds (a model's file while it loads, a
-// tokenizer) do not. DeviceTotal is 0. It may be called from any
-// goroutine.
+// MemoryUsage returns the bytes of live tensors' buffers as InUse, as
+// BytesInUse counts them, and as Reserved those plus the scratch the
+// backend keeps between ops to reuse, with each one's peak since New or
+// the last ResetPeakMemory. The CPU keeps no cache of freed buffers; the
+// scratch is what Reserved adds:
+//
+//   - the row ops' temporary rows and partial sums, one set per parallel
+//     chunk (Softmax's rows when it streams its output, the column-sum
+//     reductions' partials);
+//   - the attention ops' per-worker blocks (scores, probabilities and
+//     their gradients, for a block of query rows against all keys) and
+//     AttentionGrad's private copies of dk and dv for the splits of its
+//     backward (2·(splits−1)·len(dk) floats: 120 MiB at batch 1, one
+//     key/value head, 8192 keys of 128 dimensions), and the integers of
+//     packed documents' block plans;
+//   - the matrix-multiply engines' packing workspaces (per thread, plus a
+//     shared packed B and the buffers of products computed transposed).
+//
+// That scratch grows to the largest shapes the ops have seen and stays
+// until Close drops it, so Reserved can stay well above InUse after the
+// tensors of a big step are freed; it counts each buffer's capacity
+// exactly as the backend (re)allocates it. It still leaves out the Go
+// runtime's own overhead (the heap's slack and size-class rounding, the
+// collector's metadata, memory freed but not yet collected or returned to
+// the system, the few slice headers that index the scratch), goroutine
+// stacks, the row kernels' small stack buffers,
+// what an op allocates and drops within the call (RoPE's sine and cosine
+// tables, a strided Copy's indices), a BLAS library's own buffers
+// (Options.BLAS) and what the rest of the program holds (a model's file
+// while it loads, a tokenizer). DeviceTotal is 0. It may be called from
+// any goroutine; one running beside an op may see the growth of the
+// engines' workspaces only once the op returns.
 func (b *Backend) MemoryUsage() backend.MemoryUsage {
 	n := b.inUse.n.Load()
 	// An Alloc on another goroutine may have raised n and not yet the
-	// peak.
+	// peak, or raised n after r was read: tensors count in both, so
+	// Reserved and its peak are never less than InUse and its peak.
 	p := max(b.inUse.peak.Load(), n)
-	return backend.MemoryUsage{InUse: n, PeakInUse: p, Reserved: n, PeakReserved: p}
+	r := max(b.reserved.n.Load(), n)
+	rp := max(b.reserved.peak.Load(), r, p)
+	return backend.MemoryUsage{InUse: n, PeakInUse: p, Reserved: r, PeakReserved: rp}
 }
 
-// ResetPeakMemory sets the peak to the bytes live now.
-func (b *Backend) ResetPeakMemory() { b.inUse.peak.Store(b.inUse.n.Load()) }
+// ResetPeakMemory sets PeakInUse to the tensors' bytes live now and
+// PeakReserved to those plus the scratch held now.
+func (b *Backend) ResetPeakMemory() {
+	b.inUse.peak.Store(b.inUse.n.Load())
+	b.reserved.peak.Store(b.reserved.n.Load())
+}
+
+// scratchBytes returns the bytes of scratch counted in Reserved: what
+// Reserved holds beyond the tensors.
+func (b *Backend) scratchBytes() int64 { return b.reserved.n.Load() - b.inUse.n.Load() }
 
 var _ backend.MemoryTracker = (*Backend)(nil)
 

@@ -136,31 +136,50 @@ func (b *Backend) streamFor(k *vec.Kernels, n, cost int, fn func(lo, hi int)) {
 
 // scratch32 returns c float32 buffers of length n, one per parallel chunk,
 // reused across ops (a Backend runs one op at a time), so that row ops
-// needing a temporary row allocate nothing once warm.
-func (b *Backend) scratch32(c, n int) [][]float32 { return scratch(&b.rows32, c, n) }
+// needing a temporary row allocate nothing once warm. Their growth counts
+// in MemoryUsage's Reserved.
+func (b *Backend) scratch32(c, n int) [][]float32 {
+	bufs, grown := scratch(&b.rows32, c, n)
+	b.reserved.add(4 * grown)
+	return bufs
+}
 
 // scratch64 returns c zeroed float64 buffers of length n, one per parallel
 // chunk, reused across ops like scratch32's.
 func (b *Backend) scratch64(c, n int) [][]float64 {
-	parts := scratch(&b.rows64, c, n)
+	parts, grown := scratch(&b.rows64, c, n)
+	b.reserved.add(8 * grown)
 	for _, p := range parts {
 		clear(p)
 	}
 	return parts
 }
 
+// scratchInts returns n int32s of scratch reused across ops like
+// scratch32's, with whatever they last held.
+func (b *Backend) scratchInts(n int) []int32 {
+	if c := cap(b.ints); c < n {
+		b.ints = make([]int32, n)
+		b.reserved.add(4 * int64(n-c))
+	}
+	return b.ints[:n]
+}
+
 // scratch grows *pool to at least c buffers of capacity n and returns the
-// first c of them resliced to length n, with whatever they last held.
-func scratch[T any](pool *[][]T, c, n int) [][]T {
+// first c of them resliced to length n, with whatever they last held, and
+// by how many elements the buffers' capacities grew in all (a buffer
+// replaced by a bigger one counts the difference: the old one is dropped).
+func scratch[T any](pool *[][]T, c, n int) (bufs [][]T, grown int64) {
 	for len(*pool) < c {
 		*pool = append(*pool, nil)
 	}
-	bufs := (*pool)[:c]
+	bufs = (*pool)[:c]
 	for i := range bufs {
-		if cap(bufs[i]) < n {
+		if old := cap(bufs[i]); old < n {
 			bufs[i] = make([]T, n)
+			grown += int64(n - old)
 		}
 		bufs[i] = bufs[i][:n]
 	}
-	return bufs
+	return bufs, grown
 }
