@@ -153,7 +153,8 @@ func (b *Backend) BytesInUse() int64 { return b.inUse.n.Load() }
 // runtime's own overhead (the heap's slack and size-class rounding, the
 // collector's metadata, memory freed but not yet collected or returned to
 // the system, the few slice headers that index the scratch), goroutine
-// stacks, the row kernels' small stack buffers,
+// stacks, the row kernels' small stack buffers, the fixed partial-tile
+// scratch each matrix-multiply thread is made with (1.5 KiB a thread),
 // what an op allocates and drops within the call (RoPE's sine and cosine
 // tables, a strided Copy's indices), a BLAS library's own buffers
 // (Options.BLAS) and what the rest of the program holds (a model's file

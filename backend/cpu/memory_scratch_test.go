@@ -208,8 +208,8 @@ func TestReservedCountsScratch(t *testing.T) {
 				t.Fatal(err)
 			}
 			before, engines := be.MemoryUsage(), engineBytes(be)
-			if got := before.Reserved - before.InUse; got != engines {
-				t.Fatalf("before the op: Reserved − InUse = %d, want the new engine's %d", got, engines)
+			if before.Reserved != before.InUse || engines != 0 {
+				t.Fatalf("before the op: %+v, engines' workspaces %d bytes; want Reserved as InUse and nothing in the engines", before, engines)
 			}
 			op()
 			if err := be.Sync(); err != nil {

@@ -93,15 +93,10 @@ func TestBytesInUse(t *testing.T) {
 // TestMemoryUsagePeak follows the peak through a pattern of allocations
 // and frees of both dtypes, a failed allocation, a double free and
 // resets, against peaks worked out from the element sizes (4 bytes for
-// float32, 2 for bfloat16). No op runs, so Reserved stays the tensors
-// plus what a new backend holds: its matrix-multiply engine's per-thread
-// workspaces.
+// float32, 2 for bfloat16). No op runs, so no scratch is taken and
+// Reserved follows InUse.
 func TestMemoryUsagePeak(t *testing.T) {
 	be := New(Options{})
-	base := be.gemm.WorkspaceBytes()
-	if base <= 0 {
-		t.Fatalf("a new engine's workspace is %d bytes, want its partial-tile scratch", base)
-	}
 	var live []backend.Tensor
 	alloc := func(dt backend.DType, shape ...int) func() {
 		return func() {
@@ -143,7 +138,7 @@ func TestMemoryUsagePeak(t *testing.T) {
 	for _, st := range steps {
 		st.do()
 		u := be.MemoryUsage()
-		want := backend.MemoryUsage{InUse: st.inUse, PeakInUse: st.peakInUse, Reserved: st.inUse + base, PeakReserved: st.peakInUse + base}
+		want := backend.MemoryUsage{InUse: st.inUse, PeakInUse: st.peakInUse, Reserved: st.inUse, PeakReserved: st.peakInUse}
 		if u != want {
 			t.Fatalf("after %s: %+v; want %+v", st.what, u, want)
 		}

@@ -46,7 +46,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/sora-go/sora/backend/internal/bf16"
 	"github.com/sora-go/sora/internal/workpool"
@@ -158,25 +157,26 @@ func (e *Engine) Kernel() string { return e.k.name }
 // Threads reports how many goroutines a large call uses.
 func (e *Engine) Threads() int { return e.threads }
 
-// WorkspaceBytes returns the bytes of the buffers e holds between calls
-// to reuse them: each thread's workspace (its packing buffers for A and B,
-// the packed edge panel of a B read in place, and its partial-tile
-// scratch), the packed B the threads share, and the buffers of products
-// computed transposed or as dot products (Cᵀ, op(B)ᵀ). A new Engine holds
-// only the per-thread partial-tile scratch; the rest grows with the
-// shapes multiplied, and is never given back. The figure is exact for the
-// buffers' capacities, without the Go runtime's rounding of each to its
-// size class. It reads the buffers that a call's threads grow, so call it
-// between calls, not during one; it allocates nothing. The caller (the
-// CPU backend) adds its growth to the memory it reports as reserved.
+// WorkspaceBytes returns the bytes of the buffers e grows with the shapes
+// it multiplies and keeps between calls to reuse them: each thread's
+// packing buffers for A and B and packed edge panel of a B read in place,
+// the packed B the threads share, and the buffers of products computed
+// transposed or as dot products (Cᵀ, op(B)ᵀ). It is 0 for a new Engine,
+// and only grows: nothing is given back. Like the Engine itself, the
+// fixed partial-tile scratch that each thread's workspace is made with
+// (maxTile floats) is not counted. The figure is exact for the buffers'
+// capacities, without the Go runtime's rounding of each to its size
+// class. It reads the buffers that a call's threads grow, so call it
+// between calls, not during one; it allocates nothing. The CPU backend
+// adds its growth to the memory it reports as reserved.
 func (e *Engine) WorkspaceBytes() int64 {
-	const f = int64(unsafe.Sizeof(float32(0)))
-	n := int64(cap(e.ws)) * int64(unsafe.Sizeof(workspace{}))
+	var n int
 	for i := range e.ws {
 		w := &e.ws[i]
-		n += f * int64(cap(w.a)+cap(w.b)+cap(w.bEdge))
+		n += cap(w.a) + cap(w.b) + cap(w.bEdge)
 	}
-	return n + f*int64(cap(e.bShared)+cap(e.cT)+cap(e.bt))
+	n += cap(e.bShared) + cap(e.cT) + cap(e.bt)
+	return 4 * int64(n) // float32s
 }
 
 // part is a rectangle of C computed by one thread: rows [m0, m1) and

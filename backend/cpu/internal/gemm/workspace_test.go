@@ -6,6 +6,15 @@ import (
 	"testing"
 )
 
+// TestWorkspaceBytesNew: a new Engine has grown nothing yet.
+func TestWorkspaceBytesNew(t *testing.T) {
+	for _, threads := range []int{1, 3} {
+		if got := NewEngine(Config{Threads: threads}).WorkspaceBytes(); got != 0 {
+			t.Errorf("%d threads: a new Engine's WorkspaceBytes = %d, want 0", threads, got)
+		}
+	}
+}
+
 // TestWorkspaceBytesExact checks WorkspaceBytes' growth on the paths
 // whose one buffer has a size that follows from the shape alone, worked
 // out here from the paths' descriptions rather than from the buffers:
