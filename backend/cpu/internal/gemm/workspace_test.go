@@ -88,7 +88,11 @@ func TestWorkspaceBytesMatchesHeap(t *testing.T) {
 		{"skinny", 1, false, false, 400, 8, 600},
 		{"rowdots", 1, false, true, 3, 5, 3000},
 		{"rows parallel", 2, false, false, 600, 300, 300},
-		{"columns parallel", 2, false, true, 20, 900, 300},
+		// 896 columns cut into two slabs of the same width for every
+		// kernel's nr (32, 16, 8, 7), so that a thread taking both
+		// needs no bigger buffers for the second, which would replace
+		// the first's and count in the heap only.
+		{"columns parallel", 2, false, true, 20, 896, 300},
 	}
 	warm := NewEngine(Config{Threads: 2})
 	warm.minFlops = 1
