@@ -13,10 +13,11 @@ type MemoryUsage struct {
 	// since the last ResetPeakMemory.
 	InUse, PeakInUse int64
 	// Reserved is the bytes the backend holds from the device: InUse and
-	// the freed blocks a device backend keeps cached for reuse (what
-	// Memory.BytesInUse reports). It equals InUse on a backend without
-	// such a cache (the CPU). PeakReserved is its high-water mark, as
-	// PeakInUse is InUse's.
+	// what it keeps to reuse, the freed blocks a device backend keeps
+	// cached (what Memory.BytesInUse reports) or the scratch the CPU
+	// backend keeps between ops (its working rows, attention's buffers,
+	// the matrix multiply's packing workspaces). PeakReserved is its
+	// high-water mark, as PeakInUse is InUse's.
 	Reserved, PeakReserved int64
 	// DeviceTotal is the device's memory in bytes, where the backend can
 	// tell it cheaply; 0 where it cannot.
@@ -29,7 +30,8 @@ type MemoryUsage struct {
 // around one) does not implement it.
 //
 // The marks count what the backend allocates for tensors through its own
-// allocator and nothing else: not the Go heap (a model's host copy while
+// allocator, and in Reserved what it keeps to reuse, and nothing else: not
+// the Go heap (a model's host copy while
 // it loads, a tokenizer), nor memory that a device library allocates on
 // its own (a CUDA context, kernel modules, a BLAS workspace), which tools
 // such as nvidia-smi also show. Like the rest of a Backend it is not safe

@@ -125,8 +125,8 @@ func TestRunMemory(t *testing.T) {
 	}
 	state := 3 * 4 * res.Trainable // gradients and two moments, float32
 	if m.Backend != "cpu" || m.TrainPeakInUse < before+state || m.PeakInUse <= m.TrainPeakInUse ||
-		m.PeakReserved != m.PeakInUse || m.TrainPeakReserved != m.TrainPeakInUse || m.DeviceTotal != 0 {
-		t.Errorf("%+v; want training steps' peak at least %d (model %d, optimizer state %d), the run's above it, reserved as in use",
+		m.PeakReserved <= m.PeakInUse || m.TrainPeakReserved <= m.TrainPeakInUse || m.DeviceTotal != 0 {
+		t.Errorf("%+v; want training steps' peak at least %d (model %d, optimizer state %d), the run's above it, reserved above in use (the CPU backend's scratch)",
 			*m, before+state, before, state)
 	}
 	t.Logf("model %d bytes; peaks: training steps %d, run %d", before, m.TrainPeakInUse, m.PeakInUse)
