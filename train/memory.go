@@ -34,7 +34,11 @@ type memWatch struct {
 	tr       backend.MemoryTracker
 	name     string
 	training bool // the phase since the last reset
-	trained  bool // some phase was a training one
+	// trained is whether a training step has ended (step): a training
+	// phase need not hold one (a resume whose first evaluation stops
+	// the run early, a run cancelled before its first step), and the
+	// training steps' peaks are reported only where a step ran.
+	trained bool
 	all      backend.MemoryUsage
 	train    backend.MemoryUsage
 }
@@ -71,7 +75,11 @@ func (w *memWatch) phase(training bool) {
 	w.all, w.train = w.fold()
 	w.tr.ResetPeakMemory()
 	w.training = training
-	w.trained = w.trained || training
+}
+
+// step records that a training step has ended, in a training phase.
+func (w *memWatch) step() {
+	w.trained = w.trained || w.training
 }
 
 // result returns the run's peaks so far, nil for a backend that keeps

@@ -2,6 +2,8 @@ package train
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
@@ -43,11 +45,13 @@ func TestMemWatch(t *testing.T) {
 	w := newMemWatch(c, true)
 	c.add(50) // a step
 	c.add(-50)
+	w.step()
 	w.phase(false) // an evaluation
 	c.add(200)
 	c.add(-200)
 	w.phase(true)
 	c.add(20) // more steps, which keep 20
+	w.step()
 	spans := []DeviceSpan{{FromStep: 1, Backend: "other"}, {FromStep: 3, Backend: "counting", PeakMemoryBytes: 95, PeakReservedBytes: 150}}
 	w.noteSpan(spans, DeviceSpan{Backend: "counting"})
 	got := *w.result()
@@ -80,8 +84,26 @@ func TestMemWatch(t *testing.T) {
 		t.Errorf("a run without steps: %+v, span %+v", got, spans[0])
 	}
 
+	// Nor does one whose training phases end no step (a resume whose
+	// first evaluation stops it early): a step reported outside them
+	// does not count.
+	c = &countingTracker{}
+	c.add(10)
+	w = newMemWatch(c, false)
+	c.add(30) // the evaluation
+	c.add(-30)
+	w.step()
+	w.phase(true)
+	c.add(5)
+	spans = []DeviceSpan{{FromStep: 1, Backend: "counting"}}
+	w.noteSpan(spans, DeviceSpan{Backend: "counting"})
+	if got := *w.result(); got != (Memory{Backend: "counting", PeakInUse: 40, PeakReserved: 80, DeviceTotal: 1000}) || spans[0].PeakMemoryBytes != 0 {
+		t.Errorf("training phases without a step: %+v, span %+v", got, spans[0])
+	}
+
 	// A backend that keeps no peaks: nothing, and no panic.
 	w = newMemWatch(renamed{openCPU(t), "x", "y"}, true)
+	w.step()
 	w.phase(false)
 	w.noteSpan(spans, DeviceSpan{Backend: "x", Device: "y"})
 	if m := w.result(); m != nil {
@@ -130,4 +152,63 @@ func TestRunMemory(t *testing.T) {
 			*m, before+state, before, state)
 	}
 	t.Logf("model %d bytes; peaks: training steps %d, run %d", before, m.TrainPeakInUse, m.PeakInUse)
+}
+
+// TestResumeWithoutStepsHasNoTrainingPeak resumes runs that train no step
+// and checks that they report no training steps' peak (Memory's 0 "when
+// this Run trained no step") while the run's peak takes in what they did:
+// a resume whose first evaluation (the one the interrupted run was
+// stopped in) ends the run by early stopping, and a resume cancelled
+// before its first step. Before, the watch counted a training phase as
+// training, steps or none.
+func TestResumeWithoutStepsHasNoTrainingPeak(t *testing.T) {
+	dir := t.TempDir()
+	ref, err := runTo(t, selectOptions(filepath.Join(dir, "ref")), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.EarlyStop == nil {
+		t.Fatal("the uninterrupted run did not stop early; the test needs it to")
+	}
+	stop := ref.EarlyStop.Step
+	for i, c := range []struct {
+		name      string
+		stopAt    int  // as runTo's: the first run trains one step more
+		cancelled bool // the resume's context is cancelled from the start
+	}{
+		{"early stopping at the resume's evaluation", stop - 1, false},
+		{"cancelled before the first step", stop - 4, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := selectOptions(filepath.Join(dir, fmt.Sprint("run", i)))
+			if _, err := runTo(t, o, c.stopAt); !IsInterrupted(err) {
+				t.Fatalf("first run: %v; want an interruption", err)
+			}
+			o.Resume = true
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if c.cancelled {
+				cancel()
+			}
+			_, pm := tinyModel(t, openCPU(t), peft.LoRA, 3)
+			tr, ev := selectData()
+			res, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: tr, Eval: ev, Options: o, SaveAdapter: saveTrainable(pm)}).Run(ctx)
+			if c.cancelled != IsInterrupted(err) || (!c.cancelled && err != nil) {
+				t.Fatalf("resume: %v; want an interruption %v", err, c.cancelled)
+			}
+			if res.Steps != res.StartStep && !c.cancelled || res.StartStep != c.stopAt+1 {
+				t.Fatalf("resume from step %d trained to step %d; want none from step %d", res.StartStep, res.Steps, c.stopAt+1)
+			}
+			if !c.cancelled && (res.EarlyStop == nil || res.EarlyStop.Step != stop) {
+				t.Fatalf("resume: early stop %+v; want one at step %d", res.EarlyStop, stop)
+			}
+			m := res.Memory
+			if m == nil {
+				t.Fatal("no Memory on the CPU backend")
+			}
+			if m.TrainPeakInUse != 0 || m.TrainPeakReserved != 0 || m.PeakInUse <= 0 {
+				t.Errorf("a resume that trained no step: %+v; want no training steps' peak and the run's above 0", *m)
+			}
+		})
+	}
 }

@@ -720,6 +720,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		opt.ZeroGrad()
 		st.Step++
 		st.Loss = stepLossSum
+		mem.step()
 		if err := begin(); err != nil {
 			return res, err
 		}
