@@ -39,8 +39,8 @@ type memWatch struct {
 	// the run early, a run cancelled before its first step), and the
 	// training steps' peaks are reported only where a step ran.
 	trained bool
-	all      backend.MemoryUsage
-	train    backend.MemoryUsage
+	all     backend.MemoryUsage
+	train   backend.MemoryUsage
 }
 
 // newMemWatch starts watching b, taking the peaks it holds so far into
