@@ -285,10 +285,10 @@ func TestTakeOnlyItsGeneration(t *testing.T) {
 		p.claim.Store(g<<32 | 3) // loop g, parts 0-2 taken
 		var stale []int
 		for _, other := range []uint64{g - 1, g + 1} {
-			p.take(other, 100, func(i int) { stale = append(stale, i) })
+			p.take(other, 100, func(i int) { stale = append(stale, i) }, nil)
 		}
 		var own []int
-		p.take(g, 6, func(i int) { own = append(own, i) })
+		p.take(g, 6, func(i int) { own = append(own, i) }, nil)
 		if len(stale) != 0 || fmt.Sprint(own) != "[3 4 5]" {
 			t.Errorf("generation %#x: take of generations ±1 claimed %v, its own %v; want none and [3 4 5]", g, stale, own)
 		}

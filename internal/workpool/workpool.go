@@ -9,8 +9,10 @@
 // most parts itself and two threads ran the op barely faster than one
 // (1.26×). Workers here poll for new work for SpinFor after each loop
 // before they sleep, so back-to-back loops (the ops of a training step)
-// find them awake; parts are claimed one at a time by whoever is free, so
-// a late or slowed worker holds up no one. A loop wakes and keeps polling
+// find them awake; parts are claimed one at a time by whoever is free, and
+// a loop waits for its parts, not for its workers, so a worker that is
+// late, or kept off its core before it takes a part, holds up no one (one
+// slowed in the middle of a part does, as in any parallel loop). A loop wakes and keeps polling
 // only the workers it has seats for, so that a process that once ran
 // wider loops does not keep the other cores busy.
 package workpool
@@ -97,20 +99,23 @@ var shared = newPool()
 // the low 32: a worker claims a part by a compare-and-swap that fails once
 // the generation has moved on, so a worker that joined an earlier loop
 // late can never take a part of a later one with the earlier loop's fn.
-// 32 bits of generation are plenty: a worker counts in active from the
-// moment it joins a loop until it is done taking parts, and a loop ends
-// only when active is 0, so a worker taking parts of loop g does so
-// before loop g+2 is published; but they must be compared as 32 bits, as
-// the generation itself passes 2³² in a long run: about four days of a
-// small training run's ops (11,000 loops a second, dim 256, 2 threads), an
-// hour and a quarter of empty loops (a million a second).
+// The caller waits for the parts claimed to be done, not for the workers
+// that joined: one that joined and was then kept off its core before it
+// claimed anything holds up no one, and can claim nothing afterwards. 32
+// bits of generation are plenty, as a stale worker's compare-and-swap
+// would succeed only if 2³² loops were published between its load of the
+// claim word and the swap; but they must be compared as 32 bits, as the
+// generation itself passes 2³² in a long run: about four days of a small
+// training run's ops (11,000 loops a second, dim 256, 2 threads), an hour
+// and a quarter of empty loops (a million a second).
 type pool struct {
 	busy  atomic.Bool   // a Run is using the workers
 	gen   atomic.Uint64 // generation of the latest loop; workers poll it
 	claim atomic.Uint64 // uint32(gen)<<32 | next part of the latest loop
-	// active counts the workers that joined a loop and have not left:
-	// with every part claimed, none active means every part is done.
-	active atomic.Int32
+	// done counts the parts of the latest loop whose fn has returned;
+	// waiting says that its caller sleeps on idle until they are all done.
+	done    atomic.Int64
+	waiting atomic.Bool
 	// polling is how many workers the latest loop had seats for, kept
 	// after it ends: workers numbered below it poll for the next loop,
 	// the others sleep at once, so that a loop narrower than an earlier
@@ -119,7 +124,7 @@ type pool struct {
 	polling atomic.Int32
 
 	mu      sync.Mutex
-	idle    sync.Cond // broadcast under mu when active falls to 0
+	idle    sync.Cond // broadcast under mu when a part is done while the caller waits
 	fn      func(int) // the latest loop's, guarded by mu
 	n       int       // its parts, guarded by mu
 	seats   int       // workers numbered below it may join it; 0 once it ends; guarded by mu
@@ -142,8 +147,8 @@ func newPool() *pool {
 }
 
 // run publishes a loop of n parts (n < 2³²) for up to workers workers,
-// takes parts itself until none are left, waits for the workers that
-// joined, and frees the pool (p.busy, which the caller set).
+// takes parts itself until none are left, waits for the parts the workers
+// took, and frees the pool (p.busy, which the caller set).
 func (p *pool) run(n, workers int, fn func(int)) {
 	p.mu.Lock()
 	for len(p.workers) < workers {
@@ -155,6 +160,7 @@ func (p *pool) run(n, workers int, fn func(int)) {
 	g := p.gen.Load() + 1
 	p.fn, p.n, p.seats = fn, n, workers
 	p.polling.Store(int32(workers))
+	p.done.Store(0)
 	p.claim.Store(g << 32)
 	p.gen.Store(g)
 	// Only the loop's own workers are woken: the others stay asleep.
@@ -166,41 +172,65 @@ func (p *pool) run(n, workers int, fn func(int)) {
 	}
 	p.mu.Unlock()
 
-	// Deferred, so that a panic in fn leaves the pool as a return does.
-	defer p.finish(g, n)
-	p.take(g, n, fn)
+	// Deferred, so that a panic in fn leaves the pool as a return does;
+	// the part whose fn panicked is then never done.
+	var running int
+	defer func() { p.finish(g, n, running) }()
+	p.take(g, n, fn, &running)
 }
 
 // finish ends loop g of n parts: it closes the loop to further claims,
-// waits for the workers that joined it, lets no more join, and frees the
-// pool.
-func (p *pool) finish(g uint64, n int) {
-	// A no-op after a take that returned, which leaves every part
-	// claimed; after a panic in fn, it stops the workers from taking the
-	// parts that are left.
-	p.claim.Store(g<<32 | uint64(n))
-	idle := func() bool { return p.active.Load() == 0 }
-	spun := spin(idle)
+// waits for the parts claimed to be done but for the caller's own part
+// still running (1 after a panic in its fn, else 0), lets no worker join
+// any more, and frees the pool.
+func (p *pool) finish(g uint64, n, running int) {
+	// After a take that returned every part is claimed already; after a
+	// panic in fn, this stops the workers from taking the parts left.
+	claimed := min(int(uint32(p.claim.Swap(g<<32|uint64(n)))), n)
+	want := int64(claimed - running)
+	done := func() bool { return p.done.Load() == want }
+	spun := spin(done)
 	p.mu.Lock()
 	if !spun {
-		for !idle() {
+		p.waiting.Store(true)
+		for !done() {
 			p.idle.Wait()
 		}
+		p.waiting.Store(false)
 	}
 	p.fn, p.seats = nil, 0 // no late joiner; drop fn's references
 	p.mu.Unlock()
 	p.busy.Store(false)
 }
 
-// take calls fn for the parts of loop g it can claim, until none are left.
-func (p *pool) take(g uint64, n int, fn func(int)) {
+// take calls fn for the parts of loop g it can claim, until none are left,
+// counting each in p.done once fn returns. running, if not nil, is 1
+// while fn runs.
+func (p *pool) take(g uint64, n int, fn func(int), running *int) {
 	for {
 		c := p.claim.Load()
 		if uint32(c>>32) != uint32(g) || int(uint32(c)) >= n {
 			return
 		}
-		if p.claim.CompareAndSwap(c, c+1) {
-			fn(int(uint32(c)))
+		if !p.claim.CompareAndSwap(c, c+1) {
+			continue
+		}
+		if running != nil {
+			*running = 1
+		}
+		fn(int(uint32(c)))
+		if running != nil {
+			*running = 0
+		}
+		p.done.Add(1)
+		// A caller asleep in finish is woken under mu, which it holds
+		// from setting waiting until it sleeps: either this sees waiting
+		// and wakes it, or the caller, checking after setting it, sees
+		// this part done.
+		if p.waiting.Load() {
+			p.mu.Lock()
+			p.idle.Broadcast()
+			p.mu.Unlock()
 		}
 	}
 }
@@ -227,21 +257,21 @@ func (p *pool) work(w *worker) {
 		p.mu.Lock()
 		g, fn, n := p.gen.Load(), p.fn, p.n
 		seen = g
-		join := w.id < p.seats
-		if join {
-			p.active.Add(1)
-		}
+		join, joined := w.id < p.seats, afterJoin
 		p.mu.Unlock()
 		if join {
-			p.take(g, n, fn)
-			if p.active.Add(-1) == 0 {
-				p.mu.Lock()
-				p.idle.Broadcast()
-				p.mu.Unlock()
+			if joined != nil {
+				joined()
 			}
+			p.take(g, n, fn, nil)
 		}
 	}
 }
+
+// afterJoin, where a test sets it (under the pool's mu), is called by
+// each worker that joins a loop before it takes a part: a worker kept off
+// its core at that moment.
+var afterJoin func()
 
 // spin polls done for up to SpinFor and reports whether it came true. It
 // reads the clock every 64 polls and yields the thread every 1024 (a few

@@ -170,6 +170,52 @@ func TestNarrowLoopsLeaveWorkersAsleep(t *testing.T) {
 	}
 }
 
+// TestRunNotHeldUpByStalledWorker stalls the worker that joins a loop
+// before it claims a part, as the OS may by taking its core: the caller
+// must do every part and return without waiting for it.
+func TestRunNotHeldUpByStalledWorker(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	release, stalled := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	setAfterJoin := func(f func()) { // under mu, where workers read it
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		afterJoin = f
+	}
+	setAfterJoin(func() { once.Do(func() { close(stalled); <-release }) })
+	defer setAfterJoin(nil)
+	returned := make(chan [64]int32)
+	go func() {
+		var calls [64]int32
+		for !isClosed(stalled) {
+			calls = [64]int32{}
+			Run(64, 2, func(i int) { calls[i]++ })
+		}
+		returned <- calls
+	}()
+	select {
+	case calls := <-returned:
+		for i, c := range calls {
+			if c != 1 {
+				t.Errorf("part %d called %d times in the loop the worker stalled in", i, c)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Run waited for a worker that joined its loop and stalled before taking a part")
+	}
+	close(release)
+	checkOnce(t, 64, 2) // the worker, released, finds no part of the old loop to take
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // BenchmarkLoop times a loop of two parts of about 20 µs each against the
 // same loop as a WaitGroup of goroutines, back to back as a model's ops
 // run, and reports the WaitGroup's time over the pool's as x_waitgroup.

@@ -560,9 +560,11 @@ func (e *Engine) rowsParallel(t int) {
 // parallel runs the current phase on e.t goroutines (see workpool.Run):
 // its work items are taken one at a time from e.next by the caller and by
 // whichever pool workers join in. Nothing is assigned to a particular
-// worker, so one that the OS does not schedule in time (other processes
-// share the cores) delays nothing: the others do the remaining items. Each
-// of the e.t parts of the loop works with a workspace of its own.
+// worker, so the others do the items of one that the OS keeps off its
+// core (other processes share the cores): the call waits for it only if it
+// had begun its part of the loop, until it runs again and finds no item
+// left, or finishes the one it took. Each of the e.t parts of the loop
+// works with a workspace of its own.
 func (e *Engine) parallel() {
 	e.next.Store(0)
 	workpool.Run(e.t, e.t, e.workFn)
