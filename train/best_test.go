@@ -379,7 +379,12 @@ func pad6(n int) string { return fmt.Sprintf("%06d", n) }
 // on (without it, the run would stop later too); and there again, with the
 // resume interrupted as that evaluation ends, whose checkpoint must then
 // record the judgment (the log has the evaluation, so a second resume
-// does not take it again). A resume with another patience, metric,
+// does not take it again); and there again, with the resume killed
+// between logging that evaluation and recording its judgment in the
+// checkpoint (the checkpoint's state put back as the interrupted run
+// wrote it, the log holding the evaluation), so that the second resume
+// must take it again, judged by the checkpoint rather than the log,
+// without logging it twice. A resume with another patience, metric,
 // keep-best or evaluation interval is refused naming it.
 func TestSelectionResume(t *testing.T) {
 	dir := t.TempDir()
@@ -410,10 +415,12 @@ func TestSelectionResume(t *testing.T) {
 		step   int // the step the run stops after
 		judged int // the last evaluation its checkpoint has judged
 		again  bool
+		crash  bool // with again: the resume dies before its judgment is saved
 	}{
-		{"after the evaluation", mid, mid + 1, mid, false},
-		{"at the evaluation", mid - 1, mid, mid - selectOptions("").EvalEvery, false},
-		{"at the evaluation, then after the resume's", mid - 1, mid, mid - selectOptions("").EvalEvery, true},
+		{"after the evaluation", mid, mid + 1, mid, false, false},
+		{"at the evaluation", mid - 1, mid, mid - selectOptions("").EvalEvery, false, false},
+		{"at the evaluation, then after the resume's", mid - 1, mid, mid - selectOptions("").EvalEvery, true, false},
+		{"at the evaluation, then a crash after the resume's", mid - 1, mid, mid - selectOptions("").EvalEvery, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := filepath.Join(dir, fmt.Sprint("b", i))
@@ -449,6 +456,11 @@ func TestSelectionResume(t *testing.T) {
 				}
 			}
 
+			statePath := filepath.Join(ie.Checkpoint, stateFile)
+			unjudged, err := os.ReadFile(statePath)
+			if err != nil {
+				t.Fatal(err)
+			}
 			o := selectOptions(b)
 			o.Resume = true
 			if c.again {
@@ -458,6 +470,18 @@ func TestSelectionResume(t *testing.T) {
 				}
 				if st, err := readState(ie.Checkpoint); err != nil || st.Selection == nil || st.Selection.Judged != mid || st.Selection.Stale < 1 {
 					t.Fatalf("the checkpoint after the resume's evaluation records selection %+v (%v); want it judged up to step %d, with a patience count", st.Selection, err, mid)
+				}
+			}
+			if c.crash {
+				// What a kill between the evaluation's line in
+				// metrics.jsonl and the judgment's save leaves: the log
+				// has it (the evaluation was no best, so best/ is as
+				// before), the checkpoint has not judged it.
+				if evs := evalRecords(t, b); len(evs) == 0 || evs[len(evs)-1][0] != uint64(mid) {
+					t.Fatalf("metrics.jsonl's evaluations %v; want the last at step %d", evs, mid)
+				}
+				if err := os.WriteFile(statePath, unjudged, 0o644); err != nil {
+					t.Fatal(err)
 				}
 			}
 			resC, err := runTo(t, o, -1)

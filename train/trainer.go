@@ -642,11 +642,21 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		return e
 	}
 
+	// lacksEval is whether the run was resumed at a step whose
+	// evaluation it lacks: the run was stopped in it (or before it,
+	// during the step), so it is taken now, as an uninterrupted run
+	// takes it. A run that selects lacks it until the checkpoint records
+	// its judgment, which is saved after the evaluation's line in
+	// metrics.jsonl: a process killed between the two leaves the line
+	// (which the evaluation, taken again, does not log twice: see
+	// metricsLog.add) and a checkpoint that has not judged it. Other
+	// runs lack it while the log does.
+	lacksEval := metrics != nil && !metrics.evaluated[st.Step]
+	if sel != nil {
+		lacksEval = sel.Judged < st.Step
+	}
 	if st.Step > 0 && st.Step < o.Steps && (sel == nil || sel.Stop == nil) && o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 &&
-		len(t.Eval) > 0 && metrics != nil && !metrics.evaluated[st.Step] {
-		// Resumed at a step with an evaluation that the log lacks: the
-		// run was stopped in it (or before it, during the step), so it
-		// is taken now, as an uninterrupted run takes it, and judged.
+		len(t.Eval) > 0 && metrics != nil && lacksEval {
 		prog.Message(fmt.Sprintf("note: evaluating after step %d first: the run that wrote %s was stopped before its evaluation there", st.Step, res.Checkpoint))
 		if _, err := evalDuring(); stopped(err) {
 			return interrupt(ctx.Err())
