@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
@@ -173,6 +174,58 @@ func TestInterruptedInEvaluation(t *testing.T) {
 			}
 			if res.Eval == nil || wantRes.Eval == nil || res.Eval.Loss != wantRes.Eval.Loss {
 				t.Errorf("final evaluation of the resumed run %+v, of the uninterrupted one %+v", res.Eval, wantRes.Eval)
+			}
+		})
+	}
+}
+
+// TestResumeEvalNote checks the note of a resume that takes the
+// evaluation at its step first, which must not say why the log or the
+// checkpoint lacks it: the run that wrote them may have been stopped in
+// it, or killed after logging it, or have planned none there (a run
+// without evaluations, interrupted after step 6 and resumed with one
+// every 3 steps, which nothing that selects forbids).
+func TestResumeEvalNote(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name      string
+		first     func(o *Options) // the interrupted run's options, from selectOptions
+		stopAt    int              // as runTo's
+		resume    func(o *Options) // the resume's
+		step      int
+		wantAfter string // the note after its "note: evaluating after step N first: ", %s the checkpoint
+	}{
+		{"no evaluation planned", func(o *Options) { o.KeepBest, o.EarlyStopping, o.EvalEvery = false, 0, 0 }, 5,
+			func(o *Options) { o.KeepBest, o.EarlyStopping, o.EvalEvery = false, 0, 3 }, 6, "metrics.jsonl has no evaluation there"},
+		{"selecting, stopped in the evaluation", func(o *Options) {}, 3, func(o *Options) {}, 4,
+			"checkpoint %s has no judgment of an evaluation there"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := selectOptions(filepath.Join(dir, c.name))
+			c.first(&o)
+			_, err := runTo(t, o, c.stopAt)
+			var ie *InterruptedError
+			if !errors.As(err, &ie) || ie.Step != c.step {
+				t.Fatalf("first run: %v; want an interruption after step %d", err, c.step)
+			}
+			o = selectOptions(o.Out)
+			c.resume(&o)
+			o.Resume = true
+			o.Steps = c.step + 1
+			_, pm := tinyModel(t, openCPU(t), peft.LoRA, 3)
+			tr, ev := selectData()
+			msgs := &messages{}
+			if _, err := (&Trainer{Model: pm.Module().(*llama.Model), Adapter: pm, Train: tr, Eval: ev, Options: o, SaveAdapter: saveTrainable(pm), Progress: msgs}).Run(context.Background()); err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+			want := fmt.Sprintf("note: evaluating after step %d first: ", c.step)
+			if strings.Contains(c.wantAfter, "%s") {
+				want += fmt.Sprintf(c.wantAfter, ie.Checkpoint)
+			} else {
+				want += c.wantAfter
+			}
+			if !slices.Contains(msgs.got, want) {
+				t.Errorf("the resume's messages %q; want %q among them", msgs.got, want)
 			}
 		})
 	}

@@ -657,7 +657,15 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	}
 	if st.Step > 0 && st.Step < o.Steps && (sel == nil || sel.Stop == nil) && o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 &&
 		len(t.Eval) > 0 && metrics != nil && lacksEval {
-		prog.Message(fmt.Sprintf("note: evaluating after step %d first: the run that wrote %s was stopped before its evaluation there", st.Step, res.Checkpoint))
+		// The note says what is missing, not why: the run that wrote
+		// them may have been stopped in the evaluation, killed after
+		// logging it, or have planned none there (a run without
+		// evaluations, resumed with them).
+		why := "metrics.jsonl has no evaluation there"
+		if sel != nil {
+			why = fmt.Sprintf("checkpoint %s has no judgment of an evaluation there", res.Checkpoint)
+		}
+		prog.Message(fmt.Sprintf("note: evaluating after step %d first: %s", st.Step, why))
 		if _, err := evalDuring(); stopped(err) {
 			return interrupt(ctx.Err())
 		} else if err != nil {
