@@ -30,12 +30,12 @@ type MemoryUsage struct {
 // around one) does not implement it.
 //
 // The marks count what the backend allocates for tensors through its own
-// allocator, and in Reserved what it keeps to reuse, and nothing else: not
-// the Go heap (a model's host copy while
-// it loads, a tokenizer), nor memory that a device library allocates on
-// its own (a CUDA context, kernel modules, a BLAS workspace), which tools
-// such as nvidia-smi also show. Like the rest of a Backend it is not safe
-// for concurrent use unless the backend says otherwise.
+// allocator, and in Reserved what it keeps to reuse, and nothing else:
+// not the Go heap (a model's host copy while it loads, a tokenizer), nor
+// memory that a device library allocates on its own (a CUDA context,
+// kernel modules, a BLAS workspace), which tools such as nvidia-smi also
+// show. Like the rest of a Backend it is not safe for concurrent use
+// unless the backend says otherwise.
 type MemoryTracker interface {
 	// MemoryUsage returns the current figures and the peaks since the
 	// backend opened or since the last ResetPeakMemory.

@@ -110,12 +110,19 @@ func (b *Backend) batchEngines(n int) {
 // while a product runs, and the workspaces only grow, so the peak it
 // leaves is the op's. It allocates nothing.
 func (b *Backend) noteEngines() {
+	n := b.engineBytes()
+	b.reserved.add(n - b.gemmBytes)
+	b.gemmBytes = n
+}
+
+// engineBytes returns the bytes of all the matrix-multiply engines'
+// packing workspaces.
+func (b *Backend) engineBytes() int64 {
 	n := b.gemm.WorkspaceBytes()
 	for _, e := range b.batch {
 		n += e.WorkspaceBytes()
 	}
-	b.reserved.add(n - b.gemmBytes)
-	b.gemmBytes = n
+	return n
 }
 
 // mmCall is one validated MatMul on resolved operands.

@@ -6,17 +6,6 @@ import (
 	"github.com/sora-go/sora/backend"
 )
 
-// engineBytes sums the workspaces of be's matrix-multiply engines, as
-// package gemm reports them (its own tests check that figure against the
-// Go heap).
-func engineBytes(be *Backend) int64 {
-	n := be.gemm.WorkspaceBytes()
-	for _, e := range be.batch {
-		n += e.WorkspaceBytes()
-	}
-	return n
-}
-
 // scratchCase is one op whose scratch Reserved must count; setup
 // allocates its tensors and returns it.
 type scratchCase struct {
@@ -207,7 +196,7 @@ func TestReservedCountsScratch(t *testing.T) {
 			if err := be.Sync(); err != nil {
 				t.Fatal(err)
 			}
-			before, engines := be.MemoryUsage(), engineBytes(be)
+			before, engines := be.MemoryUsage(), be.engineBytes()
 			if before.Reserved != before.InUse || engines != 0 {
 				t.Fatalf("before the op: %+v, engines' workspaces %d bytes; want Reserved as InUse and nothing in the engines", before, engines)
 			}
@@ -216,7 +205,7 @@ func TestReservedCountsScratch(t *testing.T) {
 				t.Fatal(err)
 			}
 			u := be.MemoryUsage()
-			grown := engineBytes(be) - engines
+			grown := be.engineBytes() - engines
 			if tc.matmuls && grown <= 0 {
 				t.Errorf("the engines' workspaces grew by %d bytes in a first product", grown)
 			}
@@ -240,10 +229,10 @@ func TestReservedCountsScratch(t *testing.T) {
 			// several threads the engines may still grow: the workers
 			// take blocks in any order, so an engine may meet a shape
 			// the first run gave to another; Reserved follows them.
-			engines = engineBytes(be)
+			engines = be.engineBytes()
 			op()
 			w := be.MemoryUsage()
-			grown = engineBytes(be) - engines
+			grown = be.engineBytes() - engines
 			if tc.opts.Threads == 1 && grown != 0 {
 				t.Errorf("a warm op on one thread grew the engine by %d bytes", grown)
 			}

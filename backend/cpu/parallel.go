@@ -8,11 +8,12 @@ import (
 )
 
 // defaultGrain is the least work, in element-operations, worth handing to
-// a goroutine of its own. Starting and joining a goroutine costs on the
-// order of a microsecond, in which a core does a few thousand simple float
-// operations; a chunk an order of magnitude bigger keeps that overhead
-// small. Tests lower a backend's grain to exercise the parallel paths on
-// small shapes.
+// another goroutine. Handing a chunk to a worker of package workpool that
+// is polling for work, and learning that it is done, costs on the order of
+// a microsecond (a sleeping one takes far longer to wake), in which a core
+// does a few thousand simple float operations; a chunk an order of
+// magnitude bigger keeps that overhead small. Tests lower a backend's
+// grain to exercise the parallel paths on small shapes.
 const defaultGrain = 32 << 10
 
 // chunks returns how many pieces to split n items of the given cost (work
@@ -30,9 +31,10 @@ func (b *Backend) chunks(n, cost int) int {
 	return max(c, 1)
 }
 
-// parallelFor runs fn over [0, n) split into contiguous ranges, one
-// goroutine per range, and returns when all are done. Small jobs run inline
-// on the caller's goroutine.
+// parallelFor runs fn over [0, n) split into contiguous ranges, on the
+// caller's goroutine and workpool's workers (at most one range each at a
+// time), and returns when all are done. Small jobs run inline on the
+// caller's goroutine.
 func (b *Backend) parallelFor(n, cost int, fn func(lo, hi int)) {
 	b.parallelChunks(n, b.chunks(n, cost), func(_, lo, hi int) { fn(lo, hi) })
 }

@@ -744,8 +744,9 @@ type runSummary struct {
 	// absent when every step trained on Device.
 	DeviceHistory []train.DeviceSpan `json:"device_history,omitempty"`
 	// PeakMemoryBytes is the most bytes the backend's tensors held, and
-	// PeakReservedBytes the most it held from the device with the freed
-	// blocks its pool caches (the CPU caches none), during this
+	// PeakReservedBytes the most it held from the device with what it
+	// keeps to reuse (a device pool's freed blocks, the CPU's scratch
+	// between ops), during this
 	// invocation: from the backend's opening (loading the model, the
 	// zero-shot evaluation) to the end of the answer evaluation.
 	// TrainPeakMemoryBytes and TrainPeakReservedBytes are the same over
@@ -1550,8 +1551,9 @@ func (s *runSummary) noteMemory(run *train.Memory, b backend.Backend) string {
 // memoryLine says how much memory a run took on backend name: "peak
 // memory on cuda: 3.2 GiB held by tensors, 3.6 GiB reserved, of the
 // device's 139.8 GiB (training steps: ...)". Reserved is said only where
-// it differs from in use (a device pool's cache), the training steps
-// only where some trained, and on the CPU what the figure leaves out.
+// it differs from in use (a device pool's cache, the CPU's scratch), the
+// training steps only where some trained, and on the CPU what the figure
+// leaves out.
 func memoryLine(name string, inUse, reserved, trainInUse, trainReserved, total int64) string {
 	pair := func(in, res int64) string {
 		if res == in {

@@ -244,9 +244,6 @@ func TestFinetuneInterruptedScoringAnswers(t *testing.T) {
 	}
 }
 
-// startFinetune starts "sora finetune args" in a process of its own
-// (TestFinetuneLockHelper) and returns it with its standard output, to
-// read, and its standard error as it fills.
 // startEvalFinetune starts a one-step LoRA "sora finetune" of
 // stories260K on 8 BoolQ rows with evalRows rows of evaluation data, into
 // out, a folder of t's (see startFinetune).
@@ -263,6 +260,9 @@ func startEvalFinetune(t *testing.T, evalRows int) (cmd *exec.Cmd, stdout io.Rea
 	return cmd, stdout, errOut, out
 }
 
+// startFinetune starts "sora finetune args" in a process of its own
+// (TestFinetuneLockHelper) and returns it with its standard output, to
+// read, and its standard error as it fills.
 func startFinetune(t *testing.T, args []string) (*exec.Cmd, io.ReadCloser, *bytes.Buffer) {
 	t.Helper()
 	a, err := json.Marshal(args)
