@@ -590,23 +590,36 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	// stopped reports whether err is an evaluation's stop at the
 	// cancellation of ctx.
 	stopped := func(err error) bool { return ctx.Err() != nil && errors.Is(err, ctx.Err()) }
-	// evalDuring takes the evaluation after step st.Step during training,
-	// judges it and keeps the best; it reports whether early stopping ends
-	// the run there.
-	evalDuring := func() (stop bool, err error) {
-		mem.phase(false)
+	// evalAt takes the evaluation after step st.Step, judges it and keeps
+	// the best; it reports whether early stopping ends the run there. One
+	// during training (final false) is a phase of the memory watch of its
+	// own, between training ones, and early stopping may end the run
+	// after it. The final one, after the last step (see below), is not
+	// judged for early stopping: the run ends there anyway, having
+	// trained every step, which is not stopping early.
+	evalAt := func(final bool) (stop bool, err error) {
+		if !final {
+			mem.phase(false)
+		}
+		// Judged already only for the final evaluation of a finished
+		// run, resumed, which takes it again for its report: its
+		// checkpoint has the judgment.
+		judged := sel != nil && sel.Judged >= st.Step
 		ev, best, err := t.evaluate(ctx, prog, metrics, sel, metric, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
 		if err != nil {
 			return false, err
 		}
-		mem.phase(true)
+		if !final {
+			mem.phase(true)
+		}
 		res.Eval, lastEval = ev, st.Step
-		if sel != nil && sel.stops(o.EarlyStopping) {
+		if !final && sel != nil && sel.stops(o.EarlyStopping) {
 			sel.Stop = &EarlyStop{Step: st.Step, Reason: t.stopReason(sel)}
 		}
-		if sel != nil && st.Step == lastSaved && res.Checkpoint != "" {
-			// Resumed from a checkpoint made before this evaluation
-			// (see below): it records the judgment too, before best/
+		if sel != nil && !judged && st.Step == lastSaved && res.Checkpoint != "" {
+			// A checkpoint of this step made before the evaluation (the
+			// one a resume starts from, the final one, or that of a run
+			// stopped in it): it records the judgment too, before best/
 			// (see checkBestDir), so that a resume does not judge it
 			// again.
 			if err := writeState(res.Checkpoint, st); err != nil {
@@ -625,7 +638,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 				return false, err
 			}
 		}
-		if sel != nil && sel.Stop != nil {
+		if sel != nil && sel.Stop != nil && !final {
 			prog.Message(fmt.Sprintf("early stopping after step %d of %d: %s", st.Step, o.Steps, sel.Stop.Reason))
 			return true, nil
 		}
@@ -666,7 +679,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 			why = fmt.Sprintf("checkpoint %s has no judgment of an evaluation there", res.Checkpoint)
 		}
 		prog.Message(fmt.Sprintf("note: evaluating after step %d first: %s", st.Step, why))
-		if _, err := evalDuring(); stopped(err) {
+		if _, err := evalAt(false); stopped(err) {
 			return interrupt(ctx.Err())
 		} else if err != nil {
 			return res, err
@@ -767,7 +780,7 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 			return res, err
 		}
 		if o.EvalEvery > 0 && st.Step%o.EvalEvery == 0 && st.Step < o.Steps && len(t.Eval) > 0 {
-			stop, err := evalDuring()
+			stop, err := evalAt(false)
 			if stopped(err) {
 				return interrupt(ctx.Err())
 			}
@@ -828,27 +841,10 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 		// After the checkpoint and the adapter, so that a failing or
 		// interrupted evaluation loses neither (a resume of the finished
 		// run evaluates it).
-		judged := sel != nil && sel.Judged == st.Step
-		ev, best, err := t.evaluate(ctx, prog, metrics, sel, metric, st.Step, float64(st.Step*o.Batch)/float64(len(t.Train)), start)
-		if stopped(err) {
+		if _, err := evalAt(true); stopped(err) {
 			return interrupt(ctx.Err())
-		}
-		if err != nil {
+		} else if err != nil {
 			return res, err
-		}
-		res.Eval = ev
-		if sel != nil && !judged && res.Checkpoint != "" && lastSaved == st.Step {
-			// The final checkpoint was written before this evaluation:
-			// it records the judgment too, so that a resume does not
-			// judge it again.
-			if err := writeState(res.Checkpoint, st); err != nil {
-				return res, err
-			}
-		}
-		if best && o.KeepBest {
-			if _, err := t.writeBest(sel.Best); err != nil {
-				return res, err
-			}
 		}
 	}
 	if sel != nil {
