@@ -27,8 +27,9 @@ import (
 // pieces (and attention's backward into several parts per key/value
 // head) at the production grain. It runs with fused attention and with
 // the unfused composition (Softmax, batched MatMul). It lives with the
-// trainer it drives, not in the CPU backend's tests, which import nothing
-// above backend/.
+// trainer it drives, not in the CPU backend's tests, which do not drive
+// the trainer (they test ops, directly and through package conformance's
+// graph and gradient checks).
 func TestTrainingThreadIndependent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a small model twice per attention kind; skipped with -short")
