@@ -10,8 +10,9 @@ type Memory struct {
 	// Backend is the backend's registry name, as DeviceSpan.Backend.
 	Backend string
 	// PeakInUse is the most bytes the backend's tensors held, and
-	// PeakReserved the most it held from the device with its cache of
-	// freed blocks, from the backend's opening or last ResetPeakMemory
+	// PeakReserved the most it held from the device with what it keeps
+	// to reuse (a device pool's freed blocks, the CPU's scratch), from
+	// the backend's opening or last ResetPeakMemory
 	// before Run (in sora finetune its opening: loading the model and
 	// the zero-shot evaluation count) to the end of Run, the
 	// evaluations included.
