@@ -286,25 +286,37 @@ func startFinetune(t *testing.T, args []string) (*exec.Cmd, io.ReadCloser, *byte
 
 // interruptAt sends Ctrl-C to a "sora finetune" process once it prints a
 // line starting with prefix, and waits for it to end, failing the test if
-// it runs on for two minutes; the rest of its output is discarded.
-func interruptAt(t *testing.T, cmd *exec.Cmd, stdout io.Reader, errOut *bytes.Buffer, prefix string) {
+// it runs on for two minutes. It returns the standard output before that
+// line and after it (read to the end before the process is waited for,
+// so none of it is lost).
+func interruptAt(t *testing.T, cmd *exec.Cmd, stdout io.Reader, errOut *bytes.Buffer, prefix string) (before, after string) {
 	t.Helper()
 	lines := bufio.NewScanner(stdout)
+	var seen strings.Builder
 	for lines.Scan() && !strings.HasPrefix(lines.Text(), prefix) {
+		seen.WriteString(lines.Text() + "\n")
 	}
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	go io.Copy(io.Discard, stdout)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	rest := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		for lines.Scan() {
+			b.WriteString(lines.Text() + "\n")
+		}
+		rest <- b.String()
+	}()
 	select {
-	case <-done:
+	case after = <-rest:
 	case <-time.After(2 * time.Minute):
 		cmd.Process.Kill()
-		<-done
-		t.Fatalf("the run went on after Ctrl-C:\n%s", errOut.String())
+		<-rest
+		cmd.Wait()
+		t.Fatalf("the run went on after Ctrl-C:\n%s%s", seen.String(), errOut.String())
 	}
+	cmd.Wait() // its status is in cmd.ProcessState
+	return seen.String(), after
 }
 
 // TestEvalInterrupted interrupts a "sora eval" process while it generates
