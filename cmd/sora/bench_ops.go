@@ -41,7 +41,8 @@ var benchOpsDoc = usageDoc{
 		"what the fractions mean). " +
 		"Each figure is the best of three rounds of at least D/3 after a warm-up call. A few outputs of each op " +
 		"are checked against a host computation first, so a broken kernel cannot report a speed. --threads " +
-		"sets the CPU backend's threads (through $SORA_CPU_THREADS) and GOMAXPROCS. With --json each result " +
+		"sets the CPU backend's threads (through $SORA_CPU_THREADS) and GOMAXPROCS; on a backend whose kernels and " +
+		"baseline copy run on the device the threads key is left out (the table shows -). With --json each result " +
 		"is one JSON object per line.",
 	examples: []string{
 		"sora bench ops",
@@ -55,7 +56,7 @@ type opsResult struct {
 	Op            string `json:"op"`
 	N             int    `json:"n"`
 	Cols          int    `json:"cols"`
-	Threads       int    `json:"threads"`
+	Threads       int    `json:"threads,omitempty"` // 0 (left out) where nothing here has threads
 	BytesPerElem  int    `json:"bytes_per_element"`
 	GBPS          fixed1 `json:"gbps"`
 	Baseline      string `json:"baseline"`
@@ -387,6 +388,11 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 	if dc, ok := b.(deviceCopier); ok {
 		baseName, baseDesc = "device-copy", "the device's own device-to-device copy"
 		measureCopy = func() (float64, error) { return deviceCopyGBPS(env, dc, *minTime) }
+		if _, ok := b.(backend.ThreadCounter); !ok {
+			// Neither the kernels nor the baseline run on host
+			// goroutines: there is no thread count to report.
+			nthreads = 0
+		}
 	}
 	// The copy is measured before and after the kernels and the larger
 	// figure is the baseline: a copy timed while caches or clocks are cold
@@ -455,7 +461,11 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 			}
 			continue
 		}
-		fmt.Fprintf(stdout, row, r.Op, r.N, r.Cols, r.Threads, r.BytesPerElem, fmt.Sprintf("%.1f", m.gbps),
+		var threadsCell any = r.Threads
+		if r.Threads == 0 {
+			threadsCell = "-"
+		}
+		fmt.Fprintf(stdout, row, r.Op, r.N, r.Cols, threadsCell, r.BytesPerElem, fmt.Sprintf("%.1f", m.gbps),
 			fmt.Sprintf("%.1f", copyGBPS), fmt.Sprintf("%.0f%%", 100*m.gbps/copyGBPS))
 	}
 	return exitOK

@@ -102,7 +102,9 @@ func TestBenchOpsDeviceCopyBaseline(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("got %d lines, want 2:\n%s", len(lines), out.String())
 	}
-	keys := regexp.MustCompile(`^\{"op":"(add|softmax)","n":2048,"cols":64,"threads":\d+,"bytes_per_element":\d+,"gbps":\d+\.\d,"baseline":"device-copy","baseline_gbps":\d+\.\d,"fraction_of_copy":\d+\.\d\d\}$`)
+	// No "threads": neither the device's kernels nor its copy run on host
+	// goroutines.
+	keys := regexp.MustCompile(`^\{"op":"(add|softmax)","n":2048,"cols":64,"bytes_per_element":\d+,"gbps":\d+\.\d,"baseline":"device-copy","baseline_gbps":\d+\.\d,"fraction_of_copy":\d+\.\d\d\}$`)
 	for _, line := range lines {
 		if !keys.MatchString(line) {
 			t.Errorf("line %s, want baseline device-copy with the documented keys", line)
@@ -119,6 +121,9 @@ func TestBenchOpsDeviceCopyBaseline(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "baseline: the device's own device-to-device copy, ") {
 		t.Errorf("table header does not name the device copy:\n%s", out.String())
+	}
+	if !regexp.MustCompile(`(?m)^copy\s+1024\s+32\s+-\s`).MatchString(out.String()) {
+		t.Errorf("the table's threads column is not - for a device:\n%s", out.String())
 	}
 }
 
