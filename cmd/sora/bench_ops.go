@@ -581,9 +581,9 @@ func deviceCopyGBPS(env *opsEnv, dc deviceCopier, minTime time.Duration) (float6
 // hostCopyGBPS measures copy() of n floats split over threads goroutines,
 // counting 8 bytes (one read, one write) per element. The parts run on
 // workpool's workers, as the CPU backend's kernels do: goroutines started
-// per call would wait for an idle thread to wake (about 100 µs on a
-// 2-core VM, a quarter of the copy), which would make the baseline depend
-// on the scheduler rather than on memory.
+// per call may start only once the caller's own part is done (see package
+// workpool), which would make the baseline depend on the scheduler rather
+// than on memory.
 func hostCopyGBPS(n, threads int, minTime time.Duration) float64 {
 	src, dst := make([]float32, n), make([]float32, n)
 	for i := range src {

@@ -2,19 +2,20 @@
 // of worker goroutines that stay awake for a moment between loops.
 //
 // Starting a goroutine per part, as a sync.WaitGroup loop does, is cheap in
-// itself, but the goroutine runs only once the scheduler finds an idle
-// thread for it, and an idle thread is asleep in the kernel: waking it took
-// about 100 µs on a 2-core virtual machine, longer than a 4M-float row op
-// takes on both cores (90 µs for a cross-entropy half). The caller then did
-// most parts itself and two threads ran the op barely faster than one
-// (1.26×). Workers here poll for new work for SpinFor after each loop
-// before they sleep, so back-to-back loops (the ops of a training step)
-// find them awake; parts are claimed one at a time by whoever is free, and
-// a loop waits for its parts, not for its workers, so a worker that is
-// late, or kept off its core before it takes a part, holds up no one (one
-// slowed in the middle of a part does, as in any parallel loop). A loop wakes and keeps polling
-// only the workers it has seats for, so that a process that once ran
-// wider loops does not keep the other cores busy.
+// itself, but the goroutine runs only once the scheduler finds a thread
+// for it, and an idle thread is asleep in the kernel. On the project's
+// 2-core virtual machine the goroutine started only about when the
+// caller's own part was done, whether that took 20 or 90 µs
+// (BenchmarkLoop's start-lag), so the parts ran one after the other and
+// two threads ran a 4M-float row op barely faster than one (1.26×).
+// Workers here poll for new work for SpinFor after each loop before they
+// sleep, so back-to-back loops (the ops of a training step) find them
+// awake; parts are claimed one at a time by whoever is free, and a loop
+// waits for its parts, not for its workers, so a worker that is late, or
+// kept off its core before it takes a part, holds up no one (one slowed in
+// the middle of a part does, as in any parallel loop). A loop wakes and
+// keeps polling only the workers it has seats for, so that a process that
+// once ran wider loops does not keep the other cores busy.
 package workpool
 
 import (
