@@ -386,14 +386,11 @@ func (g *gen) mov(d, s int) { g.I("VORR %s, %s, %s", V(s, "B16"), V(s, "B16"), V
 // into its destination, so each step copies its coefficient there
 // first.
 func (g *gen) horner(x int, c []int, t0, t1 int) int {
-	p, q := t0, t1
-	g.mov(p, c[len(c)-1])
-	for k := len(c) - 2; k >= 0; k-- {
-		g.mov(q, c[k])
-		g.fmla(q, p, x)
-		p, q = q, p
+	cs := make([]cref, len(c))
+	for i, r := range c {
+		cs[i] = cref{r, -1}
 	}
-	return p
+	return g.hornerc(x, cs, t0, t1)
 }
 
 // ---- element-wise kernels ----
@@ -990,7 +987,8 @@ func (c *kctx) crefs(names ...string) []cref {
 	return r
 }
 
-// hornerc is horner with constants in lanes or whole registers.
+// hornerc is horner with constants in lanes as well as whole registers
+// (see cref).
 func (g *gen) hornerc(x int, cs []cref, t0, t1 int) int {
 	p, q := t0, t1
 	g.dupc(p, cs[len(cs)-1])
