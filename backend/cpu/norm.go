@@ -202,7 +202,9 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		dr := d[r*cols : (r+1)*cols]
 		// The next row's x and dy arrive while this one's dx is computed
 		// from the cache (a third faster on 4M floats, one thread, than
-		// the hardware prefetchers alone).
+		// the hardware prefetchers alone). Only the streaming kernels,
+		// taken for data larger than the L3 cache, prefetch: below that
+		// the rows are in the cache already (see vec's Prefetch).
 		k.Prefetch(nextRow(xs, r, rows, cols))
 		k.Prefetch(nextRow(gs, r, rows, cols))
 		if accG32 != nil {

@@ -147,8 +147,11 @@ type Kernels struct {
 	ExpShiftNextMax func(dst, x, next []float32, shift float32) (sum float64, nextMax float32)
 	// Prefetch asks for x to be brought into the cache without waiting
 	// for it, so that a row to be read next arrives while the current one
-	// is computed on; it changes nothing that can be observed, and the Go
-	// set's does nothing.
+	// is computed on; it changes nothing that can be observed. Only the
+	// amd64 streaming sets (see [Kernels.Streaming]) and NEON prefetch:
+	// on amd64 data that fit in the cache are there already, and the
+	// prefetches only slow the loads that follow. The Go set's does
+	// nothing.
 	Prefetch func(x []float32)
 	// Accumulate adds x to the float64 accumulators acc (the length is
 	// len(acc)).

@@ -644,13 +644,16 @@ func TestPrefetch(t *testing.T) {
 	for i := range buf {
 		buf[i] = float32(i)
 	}
-	for _, k := range All() {
-		for _, x := range [][]float32{nil, buf[:0], buf[3:4], buf[1:17], buf[5:], buf} {
-			k.Prefetch(x)
-		}
-		for i, v := range buf {
-			if v != float32(i) {
-				t.Fatalf("%s: Prefetch changed element %d to %v", k.Name, i, v)
+	for _, set := range All() {
+		// The streaming twin is the set that prefetches on amd64.
+		for _, k := range []*Kernels{set, set.Streaming()} {
+			for _, x := range [][]float32{nil, buf[:0], buf[3:4], buf[1:17], buf[5:], buf} {
+				k.Prefetch(x)
+			}
+			for i, v := range buf {
+				if v != float32(i) {
+					t.Fatalf("%s: Prefetch changed element %d to %v", k.Name, i, v)
+				}
 			}
 		}
 	}
