@@ -1351,8 +1351,26 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 		return fmt.Sprintf("%d(R13)", 32*j)
 	}
 	L, B := g.lanes, g.bytes()
+	// A kernel that only reduces takes two vectors a step, into two sets
+	// of accumulators, where the registers allow: one vector a step
+	// waits on the latency of its float64 additions (Sum, SumSquares,
+	// SumsAbout), where the widening would let it go twice as fast.
+	sets := [][2][]string{red}
+	if k.reducesOnly() && r.next+2*len(k.results) <= g.regs {
+		var more [2][]string
+		for range k.results {
+			for h := range 2 {
+				v := r.v()
+				g.zero(v)
+				more[h] = append(more[h], v)
+			}
+		}
+		sets = append(sets, more)
+	}
 
-	iter := func(masked bool) {
+	// iter computes one vector at byte offset off from the streams'
+	// pointers, reducing into the accumulators red.
+	iter := func(masked bool, off int, red [2][]string) {
 		if masked {
 			for _, s := range k.streams {
 				if s.mode == in32 || s.mode == inout32 {
@@ -1361,7 +1379,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 			}
 		} else {
 			for _, name := range k.fused {
-				g.I("VMOVUPS (%s), %s", ptr[name], f32[name])
+				g.I("VMOVUPS %d(%s), %s", off, ptr[name], f32[name])
 			}
 		}
 		if k.pre != nil {
@@ -1384,7 +1402,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 				if masked {
 					g.widen(f32[s.name], h, wid[s.name], wid[s.name])
 				} else {
-					cvtMem := fmt.Sprintf("%d(%s)", h*B/2, ptr[s.name])
+					cvtMem := fmt.Sprintf("%d(%s)", off+h*B/2, ptr[s.name])
 					g.I("VCVTPS2PD %s, %s", cvtMem, wid[s.name])
 				}
 			}
@@ -1438,10 +1456,22 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 		}
 	}
 
+	if len(sets) > 1 {
+		g.label("pairs")
+		g.I("CMPQ CX, $%d", 2*L)
+		g.I("JB loop")
+		iter(false, 0, sets[0])
+		iter(false, B, sets[1])
+		for _, s := range k.streams {
+			g.I("ADDQ $%d, %s", 2*B, ptr[s.name])
+		}
+		g.I("SUBQ $%d, CX", 2*L)
+		g.I("JMP pairs")
+	}
 	g.label("loop")
 	g.I("CMPQ CX, $%d", L)
 	g.I("JB tail")
-	iter(false)
+	iter(false, 0, red)
 	for _, s := range k.streams {
 		n := B
 		if s.mode == acc64 {
@@ -1464,8 +1494,15 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	if g.wide() && (hasAcc(k) || len(k.results) > 0) {
 		g.I("KSHIFTRW $8, K1, K7")
 	}
-	iter(true)
+	iter(true, 0, red)
 	g.label("done")
+	for _, set := range sets[1:] {
+		for h := range 2 {
+			for i := range k.results {
+				g.I("VADDPD %s, %s, %s", set[h][i], red[h][i], red[h][i])
+			}
+		}
+	}
 	for i, res := range k.results {
 		g.I("VADDPD %s, %s, %s", red[1][i], red[0][i], red[0][i])
 		g.hsum(red[0][i], red[1][i]) // free once added in
@@ -1473,6 +1510,17 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	}
 	g.I("VZEROUPPER")
 	g.I("RET")
+}
+
+// reducesOnly reports whether a row kernel only reads float32 streams
+// into its results.
+func (k rowK) reducesOnly() bool {
+	for _, s := range k.streams {
+		if s.mode != in32 {
+			return false
+		}
+	}
+	return len(k.results) > 0
 }
 
 func hasAcc(k rowK) bool {
