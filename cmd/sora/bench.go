@@ -407,18 +407,55 @@ func timeCalls(total time.Duration, f func() error) (float64, error) {
 		return 0, err
 	}
 	best := math.Inf(1)
-	for round := 0; round < 3; round++ {
-		calls := 0
-		start := time.Now()
-		for calls == 0 || time.Since(start) < total/3 {
-			if err := f(); err != nil {
-				return 0, err
-			}
-			calls++
+	for range 3 {
+		secs, err := timeRound(total/3, f)
+		if err != nil {
+			return 0, err
 		}
-		best = min(best, time.Since(start).Seconds()/float64(calls))
+		best = min(best, secs)
 	}
 	return best, nil
+}
+
+// timeBeside times f as timeCalls does and a baseline beside it, in turns:
+// after a warm-up call of each, three rounds of the baseline for at least
+// total/6 each, every one followed by a round of f for at least total/3.
+// It returns the best seconds per call of each. f's calls come last, so its
+// output is what the buffers hold afterwards.
+func timeBeside(total time.Duration, f, baseline func() error) (secs, baseSecs float64, err error) {
+	if err := baseline(); err != nil {
+		return 0, 0, err
+	}
+	if err := f(); err != nil {
+		return 0, 0, err
+	}
+	secs, baseSecs = math.Inf(1), math.Inf(1)
+	for range 3 {
+		b, err := timeRound(total/6, baseline)
+		if err != nil {
+			return 0, 0, err
+		}
+		s, err := timeRound(total/3, f)
+		if err != nil {
+			return 0, 0, err
+		}
+		secs, baseSecs = min(secs, s), min(baseSecs, b)
+	}
+	return secs, baseSecs, nil
+}
+
+// timeRound calls f for at least d (once at least) and returns the mean
+// seconds per call.
+func timeRound(d time.Duration, f func() error) (float64, error) {
+	calls := 0
+	start := time.Now()
+	for calls == 0 || time.Since(start) < d {
+		if err := f(); err != nil {
+			return 0, err
+		}
+		calls++
+	}
+	return time.Since(start).Seconds() / float64(calls), nil
 }
 
 // spotCheckGemm compares 16 random entries of c = op(A)·op(B) with float64

@@ -33,13 +33,14 @@ var benchOpsDoc = usageDoc{
 		"that copy between two of the benchmark's N-element tensors, timed like the kernels and checked " +
 		"(\"baseline\":\"device-copy\" in JSON); on any other backend, Go's copy of an equally long buffer on " +
 		"the host, split over the same number of goroutines, which the same workers run as the CPU backend's " +
-		"kernels (\"baseline\":\"copy\"). The copy is measured " +
-		"twice, before and after the kernels, and the larger (the max of the two) is the baseline, so a copy " +
-		"slowed by whatever ran before it cannot flatter the fractions; both figures go to stderr (--json) " +
-		"or the table header, with the host copy over one goroutine beside them where the baseline uses more " +
-		"(on a shared machine several goroutines may copy at one's speed or at several times it, which decides " +
-		"what the fractions mean). " +
-		"Each figure is the best of three rounds of at least D/3 after a warm-up call. A few outputs of each op " +
+		"kernels (\"baseline\":\"copy\"). Each kernel has a baseline of its own, " +
+		"timed in turns with it: three rounds of the copy, each followed by a round of the kernel, so that the " +
+		"two meet the same state of a shared machine, where the bandwidth a copy reaches can change by 2x from " +
+		"one second to the next (a copy timed once for the whole run judged even the copy kernel at 0.55 of " +
+		"itself). Each result's copy GB/s is its own; the range goes to stderr (--json) or the table header, " +
+		"with the host copy over one goroutine beside it where the baseline uses more (several goroutines " +
+		"may copy at one's speed or at several times it, which decides what the fractions mean). " +
+		"Each figure is the best of its three rounds, of at least D/3 (the copy's D/6), after a warm-up call. A few outputs of each op " +
 		"are checked against a host computation first, so a broken kernel cannot report a speed. --threads " +
 		"sets the CPU backend's threads (through $SORA_CPU_THREADS) and GOMAXPROCS; on a backend whose kernels and " +
 		"baseline copy run on the device the threads key is left out (the table shows -). With --json each result " +
@@ -384,47 +385,60 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	baseName, baseDesc := "copy", "host copy over "+plural(nthreads, "goroutine")
-	measureCopy := func() (float64, error) { return hostCopyGBPS(*n, nthreads, *minTime), nil }
+	copyCall := hostCopier(*n, nthreads)
 	if dc, ok := b.(deviceCopier); ok {
 		baseName, baseDesc = "device-copy", "the device's own device-to-device copy"
-		measureCopy = func() (float64, error) { return deviceCopyGBPS(env, dc, *minTime) }
+		copyCall = func() error {
+			dc.DeviceCopy(env.out, env.x)
+			return b.Sync()
+		}
+		// out starts with values drawn apart from x's, so a copy that
+		// does nothing fails here, before it can set a baseline.
+		err := copyCall()
+		if err == nil {
+			if err = checkElementwise(env, func(i int) float64 { return float64(env.hx[i]) }); err != nil {
+				err = fmt.Errorf("the copy is wrong: %w", err)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sora bench ops: baseline %s on backend %s: %v\n", baseName, b.Name(), err)
+			return exitFailure
+		}
 		if _, ok := b.(backend.ThreadCounter); !ok {
 			// Neither the kernels nor the baseline run on host
 			// goroutines: there is no thread count to report.
 			nthreads = 0
 		}
 	}
-	// The copy is measured before and after the kernels and the larger
-	// figure is the baseline: a copy timed while caches or clocks are cold
-	// (it swings by 2x on a 32 MB operand near the L3 size) would flatter
-	// every fraction.
-	copyBefore, err := measureCopy()
-	if err != nil {
-		fmt.Fprintf(stderr, "sora bench ops: baseline %s on backend %s: %v\n", baseName, b.Name(), err)
-		return exitFailure
-	}
 	// One goroutine's copy, shown beside the baseline: on a shared machine
 	// several goroutines copy at one's speed in some states and at several
 	// times it in others, which decides what the fractions mean.
 	single := ""
 	if baseName == "copy" && nthreads > 1 {
-		single = fmt.Sprintf(" (one goroutine: %.1f)", hostCopyGBPS(*n, 1, *minTime))
+		secs, _ := timeCalls(*minTime, hostCopier(*n, 1))
+		single = fmt.Sprintf(" (one goroutine: %.1f)", 8*float64(*n)/secs/1e9)
 	}
 
 	type measured struct {
-		op   benchOp
-		gbps float64
+		op         benchOp
+		gbps, copy float64
 	}
 	var results []measured
+	lo, hi := math.Inf(1), 0.0
 	for _, op := range selected {
 		if !b.Supports(opOf(op.name)) {
 			fmt.Fprintf(stderr, "sora bench ops: %s: the %s backend does not support it; skipped\n", op.name, b.Name())
 			continue
 		}
-		secs, err := timeCalls(*minTime, func() error {
+		// Each kernel has its own baseline, timed in turns with it: the
+		// bandwidth a copy reaches on a shared machine can change by 2x
+		// from one second to the next, and a copy timed once for the
+		// whole run would set fractions from another state than the
+		// kernel met (even the copy kernel's own).
+		secs, copySecs, err := timeBeside(*minTime, func() error {
 			op.run(env)
 			return b.Sync()
-		})
+		}, copyCall)
 		if err == nil && op.check != nil {
 			err = op.check(env)
 		}
@@ -432,28 +446,28 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sora bench ops: %s: %v\n", op.name, err)
 			return exitFailure
 		}
-		results = append(results, measured{op, float64(op.bytes) * float64(*n) / secs / 1e9})
+		m := measured{op, float64(op.bytes) * float64(*n) / secs / 1e9, 8 * float64(*n) / copySecs / 1e9}
+		lo, hi = min(lo, m.copy), max(hi, m.copy)
+		results = append(results, m)
 	}
-	copyAfter, err := measureCopy()
-	if err != nil {
-		fmt.Fprintf(stderr, "sora bench ops: baseline %s on backend %s: %v\n", baseName, b.Name(), err)
-		return exitFailure
+	copyRange := "no kernel run"
+	if len(results) > 0 {
+		copyRange = fmt.Sprintf("%.1f–%.1f GB/s", lo, hi)
 	}
-	copyGBPS := max(copyBefore, copyAfter)
 
 	const row = "%-18s %10v %6v %7v %11v %8v %11v %9v\n"
 	if *asJSON {
-		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s: %s, %.1f GB/s before the kernels and %.1f after; the larger is used%s\n",
-			b.Name(), deviceLine(b), baseName, baseDesc, copyBefore, copyAfter, single)
+		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s: %s, timed in turns with each kernel: %s%s\n",
+			b.Name(), deviceLine(b), baseName, baseDesc, copyRange, single)
 	} else {
-		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: %s, %.1f GB/s (the larger of %.1f before the kernels and %.1f after)%s\n\n",
-			b.Name(), deviceLine(b), baseDesc, copyGBPS, copyBefore, copyAfter, single)
+		fmt.Fprintf(stdout, "backend %s: %s\nbaseline: %s, timed in turns with each kernel: %s%s\n\n",
+			b.Name(), deviceLine(b), baseDesc, copyRange, single)
 		fmt.Fprintf(stdout, row, "op", "n", "cols", "threads", "bytes/elem", "GB/s", "copy GB/s", "of copy")
 	}
 	enc := json.NewEncoder(stdout)
 	for _, m := range results {
 		r := opsResult{Op: m.op.name, N: *n, Cols: *cols, Threads: nthreads, BytesPerElem: m.op.bytes,
-			GBPS: fixed1(m.gbps), Baseline: baseName, BaselineGBPS: fixed1(copyGBPS), FractionOfCpy: fixed2(m.gbps / copyGBPS)}
+			GBPS: fixed1(m.gbps), Baseline: baseName, BaselineGBPS: fixed1(m.copy), FractionOfCpy: fixed2(m.gbps / m.copy)}
 		if *asJSON {
 			if err := enc.Encode(r); err != nil {
 				fmt.Fprintf(stderr, "sora bench ops: %v\n", err)
@@ -466,7 +480,7 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 			threadsCell = "-"
 		}
 		fmt.Fprintf(stdout, row, r.Op, r.N, r.Cols, threadsCell, r.BytesPerElem, fmt.Sprintf("%.1f", m.gbps),
-			fmt.Sprintf("%.1f", copyGBPS), fmt.Sprintf("%.0f%%", 100*m.gbps/copyGBPS))
+			fmt.Sprintf("%.1f", m.copy), fmt.Sprintf("%.0f%%", 100*m.gbps/m.copy))
 	}
 	return exitOK
 }
@@ -559,43 +573,22 @@ func newOpsEnv(b backend.Backend, rows, cols int) (*opsEnv, error) {
 	return env, b.Sync()
 }
 
-// deviceCopyGBPS measures dc's copy of env.x into env.out (n elements,
-// counted as 8 bytes each), waiting for the device after every call as the
-// kernels are timed, and checks the copy arrived.
-func deviceCopyGBPS(env *opsEnv, dc deviceCopier, minTime time.Duration) (float64, error) {
-	secs, err := timeCalls(minTime, func() error {
-		dc.DeviceCopy(env.out, env.x)
-		return env.b.Sync()
-	})
-	if err != nil {
-		return 0, err
-	}
-	// out starts with values drawn apart from x's, so a copy that did
-	// nothing fails here.
-	if err := checkElementwise(env, func(i int) float64 { return float64(env.hx[i]) }); err != nil {
-		return 0, fmt.Errorf("the copy is wrong: %w", err)
-	}
-	return 8 * float64(env.n()) / secs / 1e9, nil
-}
-
-// hostCopyGBPS measures copy() of n floats split over threads goroutines,
-// counting 8 bytes (one read, one write) per element. The parts run on
-// workpool's workers, as the CPU backend's kernels do: goroutines started
-// per call may start only once the caller's own part is done (see package
-// workpool), which would make the baseline depend on the scheduler rather
-// than on memory.
-func hostCopyGBPS(n, threads int, minTime time.Duration) float64 {
+// hostCopier returns one call of copy() of n floats split over threads
+// goroutines, the host baseline. The parts run on workpool's workers, as
+// the CPU backend's kernels do: goroutines started per call may start only
+// once the caller's own part is done (see package workpool), which would
+// make the baseline depend on the scheduler rather than on memory.
+func hostCopier(n, threads int) func() error {
 	src, dst := make([]float32, n), make([]float32, n)
 	for i := range src {
 		src[i] = float32(i)
 	}
 	threads = max(1, min(threads, runtime.GOMAXPROCS(0)))
-	secs, _ := timeCalls(minTime, func() error {
+	return func() error {
 		workpool.Run(threads, threads, func(t int) {
 			lo, hi := n*t/threads, n*(t+1)/threads
 			copy(dst[lo:hi], src[lo:hi])
 		})
 		return nil
-	})
-	return 8 * float64(n) / secs / 1e9
+	}
 }

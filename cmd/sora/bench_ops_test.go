@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,9 +15,9 @@ func TestBenchOpsJSON(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
 	}
-	// The copy is timed before and after the kernels and both figures shown.
-	if !regexp.MustCompile(`# baseline copy: host copy over 2 goroutines, \d+\.\d GB/s before the kernels and \d+\.\d after; the larger is used \(one goroutine: \d+\.\d\)`).MatchString(errb.String()) {
-		t.Errorf("stderr does not give both copy measurements and one goroutine's:\n%s", errb.String())
+	// The copy is timed beside each kernel; the header gives the range.
+	if !regexp.MustCompile(`# baseline copy: host copy over 2 goroutines, timed in turns with each kernel: \d+\.\d–\d+\.\d GB/s \(one goroutine: \d+\.\d\)`).MatchString(errb.String()) {
+		t.Errorf("stderr does not give the range of the copies and one goroutine's:\n%s", errb.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	// Every kernel prints a line unless the backend reports it unsupported.
@@ -28,9 +29,15 @@ func TestBenchOpsJSON(t *testing.T) {
 		if !keys.MatchString(line) {
 			t.Errorf("line %s lacks the documented keys", line)
 		}
-		var r map[string]any
+		var r opsResult
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("%s: %v", line, err)
+		}
+		// Each line's fraction is of its own baseline (up to the
+		// rounding of the three printed figures).
+		got, want := float64(r.FractionOfCpy), float64(r.GBPS)/float64(r.BaselineGBPS)
+		if tol := 0.005 + 0.05*(1+want)/float64(r.BaselineGBPS); math.Abs(got-want) > tol {
+			t.Errorf("%s: fraction_of_copy %v, want gbps/baseline_gbps = %.3f", line, got, want)
 		}
 	}
 }
