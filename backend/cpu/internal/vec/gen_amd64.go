@@ -2322,13 +2322,16 @@ var rows = []rowK{
 		}},
 	{name: "accumulate", doc: "Accumulate", streams: []stream{{"acc", acc64}, {"x", in32}},
 		body: func(g *gen, h half) { g.I("VADDPD %s, %s, %s", h.in["x"], h.acc["acc"], h.acc["acc"]) }},
+	// The product a·b in float32, as LayerNormGradStats takes w·dy: one
+	// widening fewer (of the three, the costliest part).
 	{name: "sumSquaresDot3", doc: "SumSquaresDot3", streams: []stream{{"x", in32}, {"a", in32}, {"b", in32}},
-		results: []string{"ss", "dot"}, temps: 1,
+		results: []string{"ss", "dot"},
+		fused:   []string{"a", "b"}, preOut: "ab",
+		pre: func(g *gen, f map[string]string) { g.I("VMULPS %s, %s, %s", f["b"], f["a"], f["a"]) },
 		body: func(g *gen, h half) {
 			x := h.in["x"]
 			g.I("VFMADD231PD %s, %s, %s", x, x, h.red[0])
-			g.I("VMULPD %s, %s, %s", h.in["b"], h.in["a"], h.t[0])
-			g.I("VFMADD231PD %s, %s, %s", x, h.t[0], h.red[1])
+			g.I("VFMADD231PD %s, %s, %s", x, h.in["ab"], h.red[1])
 		}},
 	{name: "layerNormGradStats", doc: "LayerNormGradStats", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
 		scalars: []string{"c"}, results: []string{"sd", "ssd", "sg", "sgd"},

@@ -1438,7 +1438,6 @@ type redK struct {
 // faddd sets d = n + m, fmaddd d = a + n·m (rounded once).
 func (g *gen) faddd(d, n, m int)     { g.I("FADDD F%d, F%d, F%d", m, n, d) }
 func (g *gen) fsubd(d, n, m int)     { g.I("FSUBD F%d, F%d, F%d", m, n, d) }
-func (g *gen) fmuld(d, n, m int)     { g.I("FMULD F%d, F%d, F%d", m, n, d) }
 func (g *gen) fmaddd(d, a, n, m int) { g.I("FMADDD F%d, F%d, F%d, F%d", m, a, n, d) }
 
 // fmla2d is d += n·m in float64 lanes, rounded once.
@@ -1615,18 +1614,18 @@ var reds = []redK{
 	{name: "neonDot", doc: "neonDot returns Σ a·b over n elements in float64.", ins: []string{"a", "b"}, results: []string{"s"},
 		body: func(g *gen, w, s, acc, t []int) { g.fmla2d(acc[0], w[0], w[1]) },
 		tail: func(g *gen, w, s, acc, t []int) { g.fmaddd(acc[0], acc[0], w[0], w[1]) }},
-	// ss += x², dot += (b·a)·x, the product b·a rounded, as in Go.
-	{name: "neonSumSquaresDot3", doc: "neonSumSquaresDot3 returns Σ x² and Σ (b·a)·x over n elements in float64.",
-		ins: []string{"x", "a", "b"}, results: []string{"ss", "dot"}, temps: 1,
+	// p = a·b in float32, then ss += x², dot += p·x, as in Go.
+	{name: "neonSumSquaresDot3", doc: "neonSumSquaresDot3 returns Σ x² and Σ p·x for p = a·b (rounded to float32) over n elements in float64.",
+		ins: []string{"x", "a", "b"}, results: []string{"ss", "dot"},
+		pre:  func(g *gen, raw []int) { g.W("fmul4s", raw[1], raw[1], raw[2]) },
+		wide: []int{0, 1},
 		body: func(g *gen, w, s, acc, t []int) {
 			g.fmla2d(acc[0], w[0], w[0])
-			g.W("fmul2d", t[0], w[2], w[1])
-			g.fmla2d(acc[1], t[0], w[0])
+			g.fmla2d(acc[1], w[1], w[0])
 		},
 		tail: func(g *gen, w, s, acc, t []int) {
 			g.fmaddd(acc[0], acc[0], w[0], w[0])
-			g.fmuld(t[0], w[2], w[1])
-			g.fmaddd(acc[1], acc[1], t[0], w[0])
+			g.fmaddd(acc[1], acc[1], w[1], w[0])
 		}},
 	// d = x − c; sd += d, ssd += d².
 	{name: "neonSumsAbout", doc: "neonSumsAbout returns Σ (x − c) and Σ (x − c)² over n elements in float64.",

@@ -179,7 +179,7 @@ func goSumSquaresDot3(x, a, b []float32) (ss, dot float64) {
 	a, b = a[:len(x)], b[:len(x)]
 	for i, v := range x {
 		ss += float64(v) * float64(v)
-		dot += float64(b[i]) * float64(a[i]) * float64(v)
+		dot += float64(a[i]*b[i]) * float64(v) // a·b rounded to float32, as the assembly does
 	}
 	return ss, dot
 }

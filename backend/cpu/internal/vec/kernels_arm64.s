@@ -4783,44 +4783,38 @@ TEXT ·neonSumSquaresDot3(SB), NOSPLIT, $0-48
 	MOVD a+8(FP), R2
 	MOVD b+16(FP), R3
 	MOVD n+24(FP), R9
+	VEOR V14.B16, V14.B16, V14.B16
+	VEOR V15.B16, V15.B16, V15.B16
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
 	VEOR V18.B16, V18.B16, V18.B16
 	VEOR V19.B16, V19.B16, V19.B16
 	VEOR V20.B16, V20.B16, V20.B16
 	VEOR V21.B16, V21.B16, V21.B16
-	VEOR V22.B16, V22.B16, V22.B16
-	VEOR V23.B16, V23.B16, V23.B16
-	VEOR V24.B16, V24.B16, V24.B16
-	VEOR V25.B16, V25.B16, V25.B16
 	LSR $3, R9, R10
 	CBZ R10, neonSumSquaresDot3_4
 neonSumSquaresDot3_8:
 	VLD1.P 32(R1), [V0.S4, V1.S4]
 	VLD1.P 32(R2), [V2.S4, V3.S4]
 	VLD1.P 32(R3), [V4.S4, V5.S4]
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
 	WORD $0x0e617806 // fcvtl v6.2d, v0.2s
 	WORD $0x4e617807 // fcvtl2 v7.2d, v0.4s
 	WORD $0x0e61784a // fcvtl v10.2d, v2.2s
 	WORD $0x4e61784b // fcvtl2 v11.2d, v2.4s
-	WORD $0x0e61788e // fcvtl v14.2d, v4.2s
-	WORD $0x4e61788f // fcvtl2 v15.2d, v4.4s
+	WORD $0x6e25dc63 // fmul v3.4s, v3.4s, v5.4s
 	WORD $0x0e617828 // fcvtl v8.2d, v1.2s
 	WORD $0x4e617829 // fcvtl2 v9.2d, v1.4s
 	WORD $0x0e61786c // fcvtl v12.2d, v3.2s
 	WORD $0x4e61786d // fcvtl2 v13.2d, v3.4s
-	WORD $0x0e6178b0 // fcvtl v16.2d, v5.2s
-	WORD $0x4e6178b1 // fcvtl2 v17.2d, v5.4s
-	VFMLA V6.D2, V6.D2, V18.D2
-	WORD $0x6e6addda // fmul v26.2d, v14.2d, v10.2d
-	VFMLA V6.D2, V26.D2, V22.D2
-	VFMLA V7.D2, V7.D2, V19.D2
-	WORD $0x6e6bddfb // fmul v27.2d, v15.2d, v11.2d
-	VFMLA V7.D2, V27.D2, V23.D2
-	VFMLA V8.D2, V8.D2, V20.D2
-	WORD $0x6e6cde1c // fmul v28.2d, v16.2d, v12.2d
-	VFMLA V8.D2, V28.D2, V24.D2
-	VFMLA V9.D2, V9.D2, V21.D2
-	WORD $0x6e6dde3d // fmul v29.2d, v17.2d, v13.2d
-	VFMLA V9.D2, V29.D2, V25.D2
+	VFMLA V6.D2, V6.D2, V14.D2
+	VFMLA V6.D2, V10.D2, V18.D2
+	VFMLA V7.D2, V7.D2, V15.D2
+	VFMLA V7.D2, V11.D2, V19.D2
+	VFMLA V8.D2, V8.D2, V16.D2
+	VFMLA V8.D2, V12.D2, V20.D2
+	VFMLA V9.D2, V9.D2, V17.D2
+	VFMLA V9.D2, V13.D2, V21.D2
 	SUBS $1, R10, R10
 	BNE neonSumSquaresDot3_8
 neonSumSquaresDot3_4:
@@ -4828,44 +4822,40 @@ neonSumSquaresDot3_4:
 	VLD1.P 16(R1), [V0.S4]
 	VLD1.P 16(R2), [V2.S4]
 	VLD1.P 16(R3), [V4.S4]
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
 	WORD $0x0e617806 // fcvtl v6.2d, v0.2s
 	WORD $0x4e617807 // fcvtl2 v7.2d, v0.4s
 	WORD $0x0e61784a // fcvtl v10.2d, v2.2s
 	WORD $0x4e61784b // fcvtl2 v11.2d, v2.4s
-	WORD $0x0e61788e // fcvtl v14.2d, v4.2s
-	WORD $0x4e61788f // fcvtl2 v15.2d, v4.4s
-	VFMLA V6.D2, V6.D2, V18.D2
-	WORD $0x6e6addda // fmul v26.2d, v14.2d, v10.2d
-	VFMLA V6.D2, V26.D2, V22.D2
-	VFMLA V7.D2, V7.D2, V19.D2
-	WORD $0x6e6bddfb // fmul v27.2d, v15.2d, v11.2d
-	VFMLA V7.D2, V27.D2, V23.D2
+	VFMLA V6.D2, V6.D2, V14.D2
+	VFMLA V6.D2, V10.D2, V18.D2
+	VFMLA V7.D2, V7.D2, V15.D2
+	VFMLA V7.D2, V11.D2, V19.D2
 neonSumSquaresDot3_sum:
+	WORD $0x4e6fd5ce // fadd v14.2d, v14.2d, v15.2d
+	WORD $0x4e71d610 // fadd v16.2d, v16.2d, v17.2d
+	WORD $0x4e70d5ce // fadd v14.2d, v14.2d, v16.2d
+	WORD $0x7e70d9ce // faddp d14, v14.2d
 	WORD $0x4e73d652 // fadd v18.2d, v18.2d, v19.2d
 	WORD $0x4e75d694 // fadd v20.2d, v20.2d, v21.2d
 	WORD $0x4e74d652 // fadd v18.2d, v18.2d, v20.2d
 	WORD $0x7e70da52 // faddp d18, v18.2d
-	WORD $0x4e77d6d6 // fadd v22.2d, v22.2d, v23.2d
-	WORD $0x4e79d718 // fadd v24.2d, v24.2d, v25.2d
-	WORD $0x4e78d6d6 // fadd v22.2d, v22.2d, v24.2d
-	WORD $0x7e70dad6 // faddp d22, v22.2d
 	ANDS $3, R9, R9
 	BEQ neonSumSquaresDot3_done
 neonSumSquaresDot3_1:
 	FMOVS.P 4(R1), F0
 	FMOVS.P 4(R2), F2
 	FMOVS.P 4(R3), F4
+	WORD $0x6e24dc42 // fmul v2.4s, v2.4s, v4.4s
 	FCVTSD F0, F6
 	FCVTSD F2, F10
-	FCVTSD F4, F14
-	FMADDD F6, F18, F6, F18
-	FMULD F10, F14, F26
-	FMADDD F6, F22, F26, F22
+	FMADDD F6, F14, F6, F14
+	FMADDD F6, F18, F10, F18
 	SUBS $1, R9, R9
 	BNE neonSumSquaresDot3_1
 neonSumSquaresDot3_done:
-	FMOVD F18, ss+32(FP)
-	FMOVD F22, dot+40(FP)
+	FMOVD F14, ss+32(FP)
+	FMOVD F18, dot+40(FP)
 	RET
 
 // func neonSumsAbout(x *float32, c float64, n int) (sd float64, ssd float64)

@@ -311,7 +311,7 @@ func neonSumSquares(x *float32, n int) float64
 //go:noescape
 func neonDot(a *float32, b *float32, n int) float64
 
-// neonSumSquaresDot3 returns Σ x² and Σ (b·a)·x over n elements in float64.
+// neonSumSquaresDot3 returns Σ x² and Σ p·x for p = a·b (rounded to float32) over n elements in float64.
 //
 //go:noescape
 func neonSumSquaresDot3(x *float32, a *float32, b *float32, n int) (ss float64, dot float64)

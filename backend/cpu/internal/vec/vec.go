@@ -94,8 +94,9 @@ type Kernels struct {
 	Sum, SumSquares func(x []float32) float64
 	// Dot returns Σ a·b in float64; the length is len(a).
 	Dot func(a, b []float32) float64
-	// SumSquaresDot3 returns Σ x² and Σ a·b·x in float64, in one pass
-	// (RMSNormGrad's statistics); the length is len(x).
+	// SumSquaresDot3 returns Σ x² and Σ p·x in float64 for the products
+	// p = a·b rounded to float32, in one pass (RMSNormGrad's statistics);
+	// the length is len(x).
 	SumSquaresDot3 func(x, a, b []float32) (ss, dot float64)
 	// SumsAbout returns Σ (x − c) and Σ (x − c)² in float64, in one
 	// pass: with c near the mean (an element of x, say), the caller
