@@ -44,9 +44,8 @@ func (b *Backend) rmsScale(x []float32, eps float32) float64 {
 //	dw += Σ_rows dy⊙x·r                    (when dw is present)
 //
 // with the row statistics in float64 (over the float32 products w·dy),
-// dw's sums in float32 over at most
-// flushRows rows at a time and in float64 across them (see
-// flushedColumnSums), and dx in float32.
+// dw's sums in float32 over at most flushRows rows at a time and in
+// float64 across them (see flushedColumnSums), and dx in float32.
 func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	const op = backend.OpRMSNormGrad
 	if b.skip(op) {
