@@ -478,10 +478,21 @@ func (e *Engine) swapBetter(transA, transB bool, m, n int) bool {
 // transposeInto sets the m×n matrix C to tᵀ + beta·C, where t is n×m
 // with row stride m, not reading C when beta is 0.
 func transposeInto(c []float32, ldc int, t []float32, m, n int, beta float32) {
+	// Where beta is 0 the packing's transposes (8 or 4 rows of t at a
+	// time, in registers, where the CPU has them) do columns [0, cols)
+	// of C over rows [0, rows); the loops below do the rest.
+	cols, rows := 0, 0
+	if beta == 0 {
+		cols, rows = interleaveFast(c, ldc, t, 0, m, n, m)
+	}
 	for i := 0; i < m; i++ {
 		row := c[i*ldc : i*ldc+n]
+		j0 := 0
+		if i < rows {
+			j0 = cols
+		}
 		if beta == 0 {
-			for j := range row {
+			for j := j0; j < n; j++ {
 				row[j] = t[j*m+i]
 			}
 			continue
