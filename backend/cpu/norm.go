@@ -71,8 +71,9 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		rs := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
 		c := rs * rs * rs * dot / float64(cols)
 		dr := d[r*cols : (r+1)*cols]
-		// As in LayerNormGrad: the next row arrives while this one's dx
-		// is computed from the cache.
+		// As in LayerNormGrad: the head of the next row arrives while
+		// this one's dx is computed from the cache (streaming kernels
+		// only).
 		k.Prefetch(rowHead(nextRow(xs, r, rows, cols)))
 		k.Prefetch(rowHead(nextRow(gs, r, rows, cols)))
 		if acc32 != nil {
@@ -216,9 +217,9 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		// The head of the next row's x and dy (see prefetchHead) arrives
 		// while this one's dx is computed from the cache (a third faster
 		// on 4M floats, one thread, than the hardware prefetchers alone).
-		// Only the streaming kernels,
-		// taken for data larger than the L3 cache, prefetch: below that
-		// the rows are in the cache already (see vec's Prefetch).
+		// Only the streaming kernels, taken for data larger than the L3
+		// cache, prefetch: below that the rows are in the cache already
+		// (see vec's Prefetch).
 		k.Prefetch(rowHead(nextRow(xs, r, rows, cols)))
 		k.Prefetch(rowHead(nextRow(gs, r, rows, cols)))
 		if accG32 != nil {

@@ -66,7 +66,8 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 // final pass writes y without reading it, which lets streaming kernels
 // write y with non-temporal stores; without, they go to y. After the
 // maximum's pass it prefetches next (nil for none), the row to come, which
-// then arrives while this one's exponentials are computed from the cache.
+// then arrives while this one's exponentials are computed from the cache;
+// only streaming kernels prefetch (see vec's Prefetch).
 func softmaxRow(k *vec.Kernels, y, x, tmp []float32, scale float32, num float64, next []float32) (m float32, sum float64) {
 	m = k.MaxScaled(x, scale)
 	k.Prefetch(next)

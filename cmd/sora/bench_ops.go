@@ -385,18 +385,23 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	baseName, baseDesc := "copy", "host copy over "+plural(nthreads, "goroutine")
-	copyCall := hostCopier(*n, nthreads)
-	if dc, ok := b.(deviceCopier); ok {
+	var copyCall func() error
+	if dc, ok := b.(deviceCopier); !ok {
+		copyCall = hostCopier(*n, nthreads)
+	} else {
 		baseName, baseDesc = "device-copy", "the device's own device-to-device copy"
+		// It copies z, not x as the copy kernel does: timed before each
+		// kernel, a copy of x would make a copy kernel that does nothing
+		// pass its check.
 		copyCall = func() error {
-			dc.DeviceCopy(env.out, env.x)
+			dc.DeviceCopy(env.out, env.z)
 			return b.Sync()
 		}
-		// out starts with values drawn apart from x's, so a copy that
+		// out starts with values drawn apart from z's, so a copy that
 		// does nothing fails here, before it can set a baseline.
 		err := copyCall()
 		if err == nil {
-			if err = checkElementwise(env, func(i int) float64 { return float64(env.hx[i]) }); err != nil {
+			if err = checkElementwise(env, func(i int) float64 { return float64(env.hz[i]) }); err != nil {
 				err = fmt.Errorf("the copy is wrong: %w", err)
 			}
 		}

@@ -135,6 +135,20 @@ func TestBenchOpsDeviceCopyBaseline(t *testing.T) {
 }
 
 // A device copy that copies nothing must fail the run, not set a baseline.
+// The device copy, timed before each kernel, writes the output tensor the
+// copy kernel writes too: it copies another operand, so that a copy kernel
+// that does nothing still fails its check.
+func TestBenchOpsCopyKernelCheckedBesideDeviceCopy(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "ops", "--backend", "clitest-vendor-nocopy", "--n", "1024", "--cols", "32", "--ops", "add,copy", "--time", "3ms", "--json"}, &out, &errb)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, exitFailure, out.String(), errb.String())
+	}
+	if !strings.Contains(errb.String(), "sora bench ops: copy: ") {
+		t.Errorf("stderr = %q, want the copy kernel's check to fail", errb.String())
+	}
+}
+
 func TestBenchOpsDeviceCopyChecked(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := run([]string{"bench", "ops", "--backend", "clitest-vendor-broken", "--n", "1024", "--cols", "32", "--ops", "add", "--time", "3ms", "--json"}, &out, &errb)

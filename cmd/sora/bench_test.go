@@ -108,12 +108,14 @@ func TestBenchHelpListsGemm(t *testing.T) {
 // multiply and a device copy, as backend/cuda is: VendorMatMul and
 // DeviceCopy run the CPU's MatMul and Copy and count their calls, so a
 // test sees that the baselines were really run; when broken they count
-// and do nothing, which the benchmarks' checks must catch.
+// and do nothing, which the benchmarks' checks must catch. With noCopy the
+// Copy op does nothing while DeviceCopy works, which bench ops' check of
+// its copy kernel must catch.
 type vendorFake struct {
 	backend.Backend
-	name   string
-	broken bool
-	calls  *fakeCalls
+	name           string
+	broken, noCopy bool
+	calls          *fakeCalls
 }
 
 // fakeCalls counts a vendorFake's baseline calls, kept by its driver so
@@ -126,6 +128,12 @@ func (f vendorFake) VendorMatMul(c, a, b backend.Tensor, p backend.MatMulParams)
 	f.calls.vendor.Add(1)
 	if !f.broken {
 		f.Backend.MatMul(c, a, b, p)
+	}
+}
+
+func (f vendorFake) Copy(dst, src backend.Tensor, accumulate bool) {
+	if !f.noCopy {
+		f.Backend.Copy(dst, src, accumulate)
 	}
 }
 
@@ -142,9 +150,9 @@ type namedVendorFake struct{ vendorFake }
 func (namedVendorFake) VendorName() string { return "fakeblas" }
 
 type vendorFakeDriver struct {
-	name          string
-	named, broken bool
-	calls         *fakeCalls
+	name                  string
+	named, broken, noCopy bool
+	calls                 *fakeCalls
 }
 
 func (d vendorFakeDriver) Probe() (string, error) {
@@ -156,7 +164,7 @@ func (d vendorFakeDriver) Open() (backend.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := vendorFake{Backend: b, name: d.name, broken: d.broken, calls: d.calls}
+	f := vendorFake{Backend: b, name: d.name, broken: d.broken, noCopy: d.noCopy, calls: d.calls}
 	if d.named {
 		return namedVendorFake{f}, nil
 	}
@@ -171,6 +179,7 @@ func init() {
 		{name: "clitest-vendor", named: true},
 		{name: "clitest-vendor-anon"},
 		{name: "clitest-vendor-broken", named: true, broken: true},
+		{name: "clitest-vendor-nocopy", named: true, noCopy: true},
 	} {
 		d.calls = new(fakeCalls)
 		vendorFakes[d.name] = d
