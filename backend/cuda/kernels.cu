@@ -515,10 +515,13 @@ extern "C" __global__ void unary_grad(int op, long long n, float *dx, const floa
 
 // ROW_EACH(j, base, end) runs the statement after it for this thread's
 // elements j of the chunk at base below end, k being the register slot.
-#define ROW_EACH(j, base, end)                                          \
-	_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++)                \
-		if (unsigned j = (base) + threadIdx.x + (unsigned)k * blockDim.x; \
-		    j < (unsigned)(end))
+// The inner loop runs at most once (its step moves j to end): C++11 has
+// no if statement that declares j, and the statement must neither change
+// j nor break.
+#define ROW_EACH(j, base, end)                                                \
+	_Pragma("unroll") for (int k = 0; k < ROW_CACHE; k++)                      \
+		for (unsigned j = (base) + threadIdx.x + (unsigned)k * blockDim.x; \
+		     j < (unsigned)(end); j = (unsigned)(end))
 
 // rowFits says whether [lo, hi) fits in one chunk, and so in registers.
 __device__ __forceinline__ bool rowFits(int lo, int hi) { return hi - lo <= ROW_CACHE * (int)blockDim.x; }
