@@ -1512,6 +1512,251 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	g.I("RET")
 }
 
+// nexts pairs each row step of the norms with the statistics kernel the
+// step of the next row needs: nextKernel fuses the two into one pass.
+var nexts = []struct{ step, red string }{
+	{"scaleMul", "sumSquares"},
+	{"normalize", "sumsAbout"},
+	{"normalizeShift", "sumsAbout"},
+	{"rmsNormGrad", "sumSquaresDot3"},
+	{"rmsNormGradAcc", "sumSquaresDot3"},
+	{"layerNormGrad", "layerNormGradStats"},
+	{"layerNormGradAcc", "layerNormGradStats"},
+}
+
+// nextPtrRegs are the pointer registers of a fused kernel, which takes
+// more slices than ptrRegs holds (AX holds the tail mask's bits).
+var nextPtrRegs = []string{"DI", "SI", "DX", "R8", "R9", "R10", "R11", "R12", "R13", "BX"}
+
+// nextKernel writes the AVX-512 kernel stepName+"Next": the row step sk
+// over dst and its inputs and, in the same loop, the reduction rk over the
+// next row's streams (rk only reads float32 streams), so that the next
+// row's loads, which miss the cache on a large op, overlap this row's
+// arithmetic instead of making a pass of their own wait for memory. The
+// reduction is the one rowKernel writes for rk, addition for addition: two
+// vectors a step into two sets of accumulators, then one vector a step
+// into the first, then the masked tail; the sets, then the halves, added
+// at the end in the same order. So its sums are rk's bit for bit, which
+// lets a caller take one row's statistics from rk and the next ones from
+// here. The kernel runs over the whole row: a streaming variant needs dst
+// aligned to the vector size (callers pass unaligned rows to the other).
+func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
+	if !g.wide() || !rk.reducesOnly() || sk.masks+sk.masks512 > 0 || sk.tabRows > 0 {
+		panic("nextKernel: AVX-512 row steps without masks or tables, with a pure reduction, only")
+	}
+	name := sk.name + "Next" + g.suffix
+	if nt {
+		name += "NT"
+	}
+	ins := append(append([]string{}, sk.ins...), sk.updates...)
+	args := []param{{"dst", 8, "*float32"}}
+	for _, in := range ins {
+		args = append(args, param{in, 8, "*float32"})
+	}
+	nextName := func(s string) string { return "next" + strings.ToUpper(s[:1]) + s[1:] }
+	for _, st := range rk.streams {
+		args = append(args, param{nextName(st.name), 8, "*float32"})
+	}
+	for _, sc := range sk.scalars {
+		args = append(args, param{sc, 4, "float32"})
+	}
+	for _, sc := range rk.scalars {
+		args = append(args, param{sc, 8, "float64"})
+	}
+	args = append(args, param{"n", 8, "int"})
+	var results []param
+	for _, res := range rk.results {
+		results = append(results, param{nextName(res), 8, "float64"})
+	}
+	offs, _, total := frame(args, results)
+	doc := fmt.Sprintf("%s is the %s %s kernel with %s over the next row", name, g.suffix, sk.name, rk.doc)
+	if nt {
+		doc += ", with non-temporal stores, not fenced; dst must be aligned to the vector size"
+	}
+	declare(name, doc, args, results)
+	table(sk.name+"Next", g.suffix, name, args, results)
+	// The step's scalars take the registers the rest leaves; those that do
+	// not fit are splat into the frame, 64 bytes each, and read from
+	// there (the row steps' bodies take scalars as the operand that may
+	// be memory).
+	stepTemps := sk.temps
+	if sk.temps512 > 0 {
+		stepTemps = sk.temps512
+	}
+	need := 4*len(rk.results) + len(rk.streams) + rk.temps + 1 + len(ins) + stepTemps
+	for _, st := range rk.streams {
+		if !rk.isFused(st.name) {
+			need++
+		}
+	}
+	if rk.pre != nil {
+		need++
+	}
+	inRegs := min(len(sk.scalars), g.regs-need)
+	frameSize := 64 * (len(sk.scalars) - inRegs)
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $%d-%d\n", name, name, frameSize, total)
+
+	ptrs := []string{}
+	ptr := map[string]string{} // the reduction's streams
+	for i, a := range args[:1+len(ins)+len(rk.streams)] {
+		g.I("MOVQ %s+%d(FP), %s", a.name, offs[a.name], nextPtrRegs[i])
+		ptrs = append(ptrs, nextPtrRegs[i])
+	}
+	for i, st := range rk.streams {
+		ptr[st.name] = ptrs[1+len(ins)+i]
+	}
+	g.I("MOVQ n+%d(FP), CX", offs["n"])
+	r := &regs{g: g}
+	// The reduction's registers, as rowKernel has them.
+	var sets [2][2][]string
+	for set := range sets {
+		for range rk.results {
+			for h := range 2 {
+				v := r.v()
+				g.zero(v)
+				sets[set][h] = append(sets[set][h], v)
+			}
+		}
+	}
+	f32 := map[string]string{}
+	wid := map[string]string{}
+	for _, st := range rk.streams {
+		f32[st.name] = r.v()
+		if !rk.isFused(st.name) {
+			wid[st.name] = r.v()
+		}
+	}
+	if rk.pre != nil {
+		wid[rk.preOut] = r.v()
+	}
+	ts := r.vs(rk.temps)
+	cf := func(j int) string { return fmt.Sprintf("%s+%d(FP)", rk.scalars[j], offs[rk.scalars[j]]) }
+	// The step's registers: one copy, reused by each vector of a step.
+	out, in, t := r.v(), r.vs(len(ins)), r.vs(stepTemps)
+	var sc []string
+	for j, name := range sk.scalars {
+		if j < inRegs {
+			v := r.v()
+			g.I("VBROADCASTSS %s+%d(FP), %s", name, offs[name], v)
+			sc = append(sc, v)
+			continue
+		}
+		o := 64 * (j - inRegs)
+		g.I("VBROADCASTSS %s+%d(FP), %s", name, offs[name], out)
+		g.I("VMOVUPS %s, %d(SP)", out, o)
+		sc = append(sc, fmt.Sprintf("%d(SP)", o))
+	}
+	if r.next != g.regs && r.next != need+inRegs {
+		panic("nextKernel: register count")
+	}
+	L, B := g.lanes, g.bytes()
+	store := "VMOVUPS"
+	if nt {
+		store = "VMOVNTPS"
+	}
+	// step writes dst's vector at byte offset off (masked: the tail).
+	step := func(masked bool, off int) {
+		for i := range ins {
+			if masked {
+				g.loadMasked(fmt.Sprintf("(%s)", ptrs[1+i]), "", in[i])
+			} else {
+				g.I("VMOVUPS %d(%s), %s", off, ptrs[1+i], in[i])
+			}
+		}
+		sk.body(g, out, in, sc, t, nil)
+		if masked {
+			g.storeMasked(out, "", "(DI)")
+		} else {
+			g.I("%s %s, %d(DI)", store, out, off)
+		}
+		for i := range sk.updates {
+			j := len(sk.ins) + i
+			if masked {
+				g.storeMasked(in[j], "", fmt.Sprintf("(%s)", ptrs[1+j]))
+			} else {
+				g.I("VMOVUPS %s, %d(%s)", in[j], off, ptrs[1+j])
+			}
+		}
+	}
+	// reduce adds the next row's vector at byte offset off into red.
+	reduce := func(masked bool, off int, red [2][]string) {
+		for _, st := range rk.streams {
+			switch {
+			case masked:
+				g.loadMasked(fmt.Sprintf("(%s)", ptr[st.name]), "", f32[st.name])
+			case rk.isFused(st.name):
+				g.I("VMOVUPS %d(%s), %s", off, ptr[st.name], f32[st.name])
+			}
+		}
+		if rk.pre != nil {
+			rk.pre(g, f32)
+		}
+		for h := range 2 {
+			for _, st := range rk.streams {
+				if rk.isFused(st.name) {
+					continue
+				}
+				if masked {
+					g.widen(f32[st.name], h, wid[st.name], wid[st.name])
+				} else {
+					g.I("VCVTPS2PD %d(%s), %s", off+h*B/2, ptr[st.name], wid[st.name])
+				}
+			}
+			if rk.pre != nil {
+				g.widen(f32[rk.fused[0]], h, wid[rk.preOut], wid[rk.preOut])
+			}
+			tail := ""
+			if masked {
+				tail = [2]string{"K1", "K7"}[h]
+			}
+			rk.body(g, half{in: wid, red: red[h], c: cf, t: ts, tail: tail})
+		}
+	}
+	advance := func(v int) {
+		for _, p := range ptrs {
+			g.I("ADDQ $%d, %s", v*B, p)
+		}
+		g.I("SUBQ $%d, CX", v*L)
+	}
+	g.label("pairs")
+	g.I("CMPQ CX, $%d", 2*L)
+	g.I("JB loop")
+	step(false, 0)
+	reduce(false, 0, sets[0])
+	step(false, B)
+	reduce(false, B, sets[1])
+	advance(2)
+	g.I("JMP pairs")
+	g.label("loop")
+	g.I("CMPQ CX, $%d", L)
+	g.I("JB tail")
+	step(false, 0)
+	reduce(false, 0, sets[0])
+	advance(1)
+	g.I("JMP loop")
+	g.label("tail")
+	g.I("TESTQ CX, CX")
+	g.I("JZ done")
+	g.tailMask("")
+	g.I("KSHIFTRW $8, K1, K7")
+	step(true, 0)
+	reduce(true, 0, sets[0])
+	g.label("done")
+	red := sets[0]
+	for h := range 2 {
+		for i := range rk.results {
+			g.I("VADDPD %s, %s, %s", sets[1][h][i], red[h][i], red[h][i])
+		}
+	}
+	for i, res := range results {
+		g.I("VADDPD %s, %s, %s", red[1][i], red[0][i], red[0][i])
+		g.hsum(red[0][i], red[1][i])
+		g.I("VMOVSD X%s, %s+%d(FP)", red[0][i][1:], res.name, offs[res.name])
+	}
+	g.I("VZEROUPPER")
+	g.I("RET")
+}
+
 // reducesOnly reports whether a row kernel only reads float32 streams
 // into its results.
 func (k rowK) reducesOnly() bool {
@@ -1521,6 +1766,25 @@ func (k rowK) reducesOnly() bool {
 		}
 	}
 	return len(k.results) > 0
+}
+
+// mapNamed and rowNamed return the kernels of maps and rows named name.
+func mapNamed(name string) mapK {
+	for _, k := range maps {
+		if k.name == name {
+			return k
+		}
+	}
+	panic("no map kernel " + name)
+}
+
+func rowNamed(name string) rowK {
+	for _, k := range rows {
+		if k.name == name {
+			return k
+		}
+	}
+	panic("no row kernel " + name)
 }
 
 func hasAcc(k rowK) bool {
@@ -2402,6 +2666,13 @@ func main() {
 				g.rowKernel(k, true)
 			}
 		}
+		if g.wide() {
+			for _, nx := range nexts {
+				sk, rk := mapNamed(nx.step), rowNamed(nx.red)
+				g.nextKernel(sk, rk, false)
+				g.nextKernel(sk, rk, true)
+			}
+		}
 		g.expShift(true, false)
 		g.expShift(false, false)
 		g.expShift(false, true)
@@ -2411,9 +2682,12 @@ func main() {
 		g.prefetch()
 	}
 	stubs.WriteString("// asmFuncs holds the entry points of one instruction set; element-wise\n// kernels have two, the second with non-temporal stores.\ntype asmFuncs struct {\n\tlanes int\n")
+	// A kernel with a streaming twin is a [2] field; one that AVX2 lacks
+	// (the fused Next kernels) stays nil in funcsAVX2.
+	pair := func(f string) bool { return len(fieldValue[f]["AVX512"]) == 2 }
 	for _, f := range fieldOrder {
 		typ := fieldType[f]
-		if len(fieldValue[f]["AVX2"]) == 2 {
+		if pair(f) {
 			typ = "[2]" + typ
 		}
 		fmt.Fprintf(&stubs, "\t%s %s\n", f, typ)
@@ -2423,9 +2697,12 @@ func main() {
 		fmt.Fprintf(&stubs, "var funcs%s = asmFuncs{\n\tlanes: %d,\n", target.suffix, target.lanes)
 		for _, f := range fieldOrder {
 			v := fieldValue[f][target.suffix]
-			if len(v) == 2 {
+			switch {
+			case len(v) == 0:
+				continue
+			case pair(f):
 				fmt.Fprintf(&stubs, "\t%s: [2]%s{%s},\n", f, fieldType[f], strings.Join(v, ", "))
-			} else {
+			default:
 				fmt.Fprintf(&stubs, "\t%s: %s,\n", f, v[0])
 			}
 		}

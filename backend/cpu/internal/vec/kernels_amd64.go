@@ -255,6 +255,10 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		},
 	}
 	expAsm{f.expShift, f.expShiftNextMax, f.expShiftSum, f.expSumNextMax}.install(k)
+	k.composeNext()
+	if f.scaleMulNext[0] != nil {
+		b.installNext(k, f)
+	}
 	if nt {
 		// Only the streaming set prefetches: it serves ops whose data
 		// outgrow the L3 cache, where the next row comes from memory.
@@ -381,5 +385,85 @@ func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []flo
 			return
 		}
 		fs[0](&dst[0], &x[0], n)
+	}
+}
+
+// installNext sets k's Next forms to the fused kernels of f (AVX-512). Each
+// runs over the whole row, so that its sums are the statistics kernel's
+// bit for bit: with non-temporal stores where the set streams, the output
+// aliases no input and starts on a vector boundary, with ordinary ones
+// otherwise. An empty next row leaves the two passes to the plain forms.
+func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
+	plain := *k // the two-pass forms composeNext set
+	entry := func(dst []float32, alias bool) int {
+		if w.nt && !alias && w.head(dst) == 0 {
+			return 1
+		}
+		return 0
+	}
+	k.ScaleMulNext = func(dst, x, wt []float32, s float64, next []float32) float64 {
+		n := len(dst)
+		if n == 0 || len(next) == 0 {
+			return plain.ScaleMulNext(dst, x, wt, s, next)
+		}
+		x, wt, next = x[:n], wt[:n], next[:n]
+		e := entry(dst, same(dst, x) || same(dst, wt))
+		return f.scaleMulNext[e](&dst[0], &x[0], &wt[0], &next[0], float32(s), n)
+	}
+	k.NormalizeNext = func(dst, x, g, sh []float32, mean, rstd float64, next []float32, c float64) (float64, float64) {
+		n := len(dst)
+		if n == 0 || len(next) == 0 {
+			return plain.NormalizeNext(dst, x, g, sh, mean, rstd, next, c)
+		}
+		x, g, next = x[:n], g[:n], next[:n]
+		mh, ml := split(mean)
+		r := float32(rstd)
+		if sh == nil {
+			e := entry(dst, same(dst, x) || same(dst, g))
+			return f.normalizeNext[e](&dst[0], &x[0], &g[0], &next[0], mh, ml, r, c, n)
+		}
+		sh = sh[:n]
+		e := entry(dst, same(dst, x) || same(dst, g) || same(dst, sh))
+		return f.normalizeShiftNext[e](&dst[0], &x[0], &g[0], &sh[0], &next[0], mh, ml, r, c, n)
+	}
+	k.RMSNormGradNext = func(dx, x, wt, dy []float32, rs, c float64, nextX, nextDy []float32) (float64, float64) {
+		n := len(dx)
+		if n == 0 || len(nextX) == 0 {
+			return plain.RMSNormGradNext(dx, x, wt, dy, rs, c, nextX, nextDy)
+		}
+		x, wt, dy, nextX, nextDy = x[:n], wt[:n], dy[:n], nextX[:n], nextDy[:n]
+		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy))
+		return f.rmsNormGradNext[e](&dx[0], &x[0], &wt[0], &dy[0], &nextX[0], &wt[0], &nextDy[0], float32(rs), float32(c), n)
+	}
+	k.RMSNormGradAccNext = func(dx, x, wt, dy, acc []float32, rs, c float64, nextX, nextDy []float32) (float64, float64) {
+		n := len(dx)
+		if n == 0 || len(nextX) == 0 {
+			return plain.RMSNormGradAccNext(dx, x, wt, dy, acc, rs, c, nextX, nextDy)
+		}
+		x, wt, dy, acc, nextX, nextDy = x[:n], wt[:n], dy[:n], acc[:n], nextX[:n], nextDy[:n]
+		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy) || same(dx, acc))
+		return f.rmsNormGradAccNext[e](&dx[0], &x[0], &wt[0], &dy[0], &acc[0], &nextX[0], &wt[0], &nextDy[0], float32(rs), float32(c), n)
+	}
+	k.LayerNormGradNext = func(dx, x, wt, dy []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (float64, float64, float64, float64) {
+		n := len(dx)
+		if n == 0 || len(nextX) == 0 {
+			return plain.LayerNormGradNext(dx, x, wt, dy, mean, rstd, mg, mgx, nextX, nextDy, c)
+		}
+		x, wt, dy, nextX, nextDy = x[:n], wt[:n], dy[:n], nextX[:n], nextDy[:n]
+		mh, ml := split(mean)
+		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy))
+		return f.layerNormGradNext[e](&dx[0], &x[0], &wt[0], &dy[0], &nextX[0], &wt[0], &nextDy[0],
+			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
+	}
+	k.LayerNormGradAccNext = func(dx, x, wt, dy, accG, accB []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (float64, float64, float64, float64) {
+		n := len(dx)
+		if n == 0 || len(nextX) == 0 {
+			return plain.LayerNormGradAccNext(dx, x, wt, dy, accG, accB, mean, rstd, mg, mgx, nextX, nextDy, c)
+		}
+		x, wt, dy, accG, accB, nextX, nextDy = x[:n], wt[:n], dy[:n], accG[:n], accB[:n], nextX[:n], nextDy[:n]
+		mh, ml := split(mean)
+		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy) || same(dx, accG) || same(dx, accB))
+		return f.layerNormGradAccNext[e](&dx[0], &x[0], &wt[0], &dy[0], &accG[0], &accB[0], &nextX[0], &wt[0], &nextDy[0],
+			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
 	}
 }

@@ -203,6 +203,7 @@ func newNEON() *Kernels {
 			neonAdamW(&p[0], &g[0], &m[0], &v[0], s, n)
 		}
 	}
+	k.composeNext()
 	return &k
 }
 

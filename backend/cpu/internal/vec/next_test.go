@@ -1,0 +1,166 @@
+package vec
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"unsafe"
+)
+
+// nextCase is one of the Next forms: run calls it on the slices of in
+// (outputs first) and returns its statistics; twoPass does the same with
+// the set's row step and statistics kernel, one after the other.
+type nextCase struct {
+	name    string
+	outs    int // leading slices of in that the kernel writes
+	ins     int
+	run     func(k *Kernels, in [][]float32, next [][]float32) []float64
+	twoPass func(k *Kernels, in [][]float32, next [][]float32) []float64
+}
+
+var nextCases = []nextCase{
+	{"ScaleMulNext", 1, 3,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			return []float64{k.ScaleMulNext(in[0], in[1], in[2], 0.7, nx[0])}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.ScaleMul(in[0], in[1], in[2], 0.7)
+			return []float64{k.SumSquares(nx[0])}
+		}},
+	{"NormalizeNext", 1, 3,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			sd, ssd := k.NormalizeNext(in[0], in[1], in[2], nil, 0.1, 1.3, nx[0], 0.25)
+			return []float64{sd, ssd}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.Normalize(in[0], in[1], in[2], nil, 0.1, 1.3)
+			sd, ssd := k.SumsAbout(nx[0], 0.25)
+			return []float64{sd, ssd}
+		}},
+	{"NormalizeNextShift", 1, 4,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			sd, ssd := k.NormalizeNext(in[0], in[1], in[2], in[3], 0.1, 1.3, nx[0], -0.5)
+			return []float64{sd, ssd}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.Normalize(in[0], in[1], in[2], in[3], 0.1, 1.3)
+			sd, ssd := k.SumsAbout(nx[0], -0.5)
+			return []float64{sd, ssd}
+		}},
+	{"RMSNormGradNext", 1, 4,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			ss, dot := k.RMSNormGradNext(in[0], in[1], in[2], in[3], 0.9, 0.01, nx[0], nx[1])
+			return []float64{ss, dot}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.RMSNormGrad(in[0], in[1], in[2], in[3], 0.9, 0.01)
+			ss, dot := k.SumSquaresDot3(nx[0], in[2], nx[1])
+			return []float64{ss, dot}
+		}},
+	{"RMSNormGradAccNext", 2, 5,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			ss, dot := k.RMSNormGradAccNext(in[0], in[2], in[3], in[4], in[1], 0.9, 0.01, nx[0], nx[1])
+			return []float64{ss, dot}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.RMSNormGradAcc(in[0], in[2], in[3], in[4], in[1], 0.9, 0.01)
+			ss, dot := k.SumSquaresDot3(nx[0], in[3], nx[1])
+			return []float64{ss, dot}
+		}},
+	{"LayerNormGradNext", 1, 4,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			a, b, c, d := k.LayerNormGradNext(in[0], in[1], in[2], in[3], 0.1, 1.1, 0.01, 0.02, nx[0], nx[1], 0.3)
+			return []float64{a, b, c, d}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.LayerNormGrad(in[0], in[1], in[2], in[3], 0.1, 1.1, 0.01, 0.02)
+			a, b, c, d := k.LayerNormGradStats(nx[0], in[2], nx[1], 0.3)
+			return []float64{a, b, c, d}
+		}},
+	{"LayerNormGradAccNext", 3, 6,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			a, b, c, d := k.LayerNormGradAccNext(in[0], in[3], in[4], in[5], in[1], in[2], 0.1, 1.1, 0.01, 0.02, nx[0], nx[1], 0.3)
+			return []float64{a, b, c, d}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.LayerNormGradAcc(in[0], in[3], in[4], in[5], in[1], in[2], 0.1, 1.1, 0.01, 0.02)
+			a, b, c, d := k.LayerNormGradStats(nx[0], in[4], nx[1], 0.3)
+			return []float64{a, b, c, d}
+		}},
+}
+
+// TestNextFormsAreTheTwoPasses checks every Next form of every set (and
+// its streaming twin) against the same set's row step followed by its
+// statistics kernel: the outputs and the statistics must agree bit for
+// bit, which is what lets the CPU backend take a row's statistics from
+// either. It runs every length of lengths() at several offsets of the
+// output, over ordinary values and over wild ones (NaN, infinities,
+// subnormals), and with an empty next row.
+func TestNextFormsAreTheTwoPasses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	g := gen{rng}
+	var sets []*Kernels
+	for _, k := range All() {
+		sets = append(sets, k)
+		if s := k.Streaming(); s != k {
+			sets = append(sets, s)
+		}
+	}
+	same := func(a, b float64) bool { return a == b || a != a && b != b }
+	for _, c := range nextCases {
+		for _, k := range sets {
+			for _, wild := range []bool{false, true} {
+				for _, n := range lengths() {
+					for _, off := range []int{0, 3, 16} {
+						draw := func() []float32 {
+							if wild {
+								return g.wild(n + off)[off:]
+							}
+							return g.uniform(n+off, -2, 2)[off:]
+						}
+						in := make([][]float32, c.ins)
+						for i := range in {
+							in[i] = draw()
+						}
+						nx := [][]float32{draw(), draw()}
+						if n > 0 && rng.IntN(8) == 0 {
+							nx = [][]float32{{}, {}}
+						}
+						in2 := make([][]float32, len(in))
+						for i := range in {
+							in2[i] = slices.Clone(in[i])
+							if off == 16 && i < c.outs {
+								// 64-byte aligned, for the streaming kernels.
+								in2[i] = aligned64(in[i])
+							}
+						}
+						got := c.run(k, in2, nx)
+						want := c.twoPass(k, in, nx)
+						where := fmt.Sprintf("%s/%s wild=%v n=%d off=%d", c.name, k.Name, wild, n, off)
+						for i := range want {
+							if !same(got[i], want[i]) {
+								t.Fatalf("%s: statistic %d = %v, the two passes give %v", where, i, got[i], want[i])
+							}
+						}
+						for o := range c.outs {
+							for j := range in[o] {
+								if a, b := in2[o][j], in[o][j]; a != b && !(math.IsNaN(float64(a)) && math.IsNaN(float64(b))) {
+									t.Fatalf("%s: output %d[%d] = %v, the two passes give %v", where, o, j, a, b)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// aligned64 returns a copy of x that starts on a 64-byte boundary.
+func aligned64(x []float32) []float32 {
+	buf := make([]float32, len(x)+16)
+	a := (16 - int(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%64/4)) % 16
+	return append(buf[a:a], x...)
+}
