@@ -4,7 +4,6 @@ import (
 	"math"
 
 	"github.com/sora-go/sora/backend"
-	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
 // RMSNorm computes dst = x / sqrt(mean(x²) + eps) ⊙ w over each row, with
@@ -26,17 +25,43 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 	d, xs, ws := v[0], v[1], v[2]
 	k := b.kernels(8 * len(d))
 	b.streamFor(k, rows, cols*3, func(lo, hi int) {
+		var st rowStats
 		for r := lo; r < hi; r++ {
 			xr := xs[r*cols : (r+1)*cols]
-			k.ScaleMul(d[r*cols:(r+1)*cols], xr, ws, b.rmsScale(xr, eps))
+			ss := st.s[0]
+			if !st.has(r) {
+				ss = k.SumSquares(xr)
+			}
+			next := nextRow(xs, r, hi, cols)
+			rs := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
+			st = carry(r, next, k.ScaleMulNext(d[r*cols:(r+1)*cols], xr, ws, rs, next))
 		}
 	})
 }
 
-// rmsScale returns 1/sqrt(mean(x²) + eps).
-func (b *Backend) rmsScale(x []float32, eps float32) float64 {
-	return 1 / math.Sqrt(b.kern.SumSquares(x)/float64(len(x))+float64(eps))
+// rowStats carries the statistics of row row, taken by the previous row's
+// step in the same pass as its own work (vec's Next forms), to that row's
+// step. They are what the statistics kernel returns for the row, bit for
+// bit, so a row's result does not depend on which of the two took them:
+// the first row of a chunk takes its own. The forward norms need no
+// prefetch: the next row's loads are in the pass (both measured slower
+// with one).
+type rowStats struct {
+	row int
+	ok  bool
+	s   [2]float64
 }
+
+// carry returns the statistics s of row r+1 (next; none where next is
+// empty).
+func carry(r int, next []float32, s ...float64) rowStats {
+	st := rowStats{row: r + 1, ok: len(next) > 0}
+	copy(st.s[:], s)
+	return st
+}
+
+// has reports whether st holds row r's statistics.
+func (st rowStats) has(r int) bool { return st.ok && st.row == r }
 
 // RMSNormGrad computes, with r = 1/sqrt(mean(x²)+eps) per row,
 //
@@ -117,13 +142,21 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	d, xs, gm, bt := v[0], v[1], v[2], v[3]
 	k := b.kernels(8 * len(d))
 	b.streamFor(k, rows, cols*4, func(lo, hi int) {
+		var st rowStats
 		for r := lo; r < hi; r++ {
+			// The sums about c, the row's first element, in one float64
+			// pass (see centre), taken by the previous row's.
 			xr := xs[r*cols : (r+1)*cols]
-			mean, rstd := moments(k, xr, eps)
-			// The next row arrives while this one is normalised from the
-			// cache, as in LayerNormGrad.
-			k.Prefetch(nextRow(xs, r, hi, cols))
-			k.Normalize(d[r*cols:(r+1)*cols], xr, gm, bt, mean, rstd)
+			c := pivot(xr)
+			sd, ssd := st.s[0], st.s[1]
+			if !st.has(r) {
+				sd, ssd = k.SumsAbout(xr, c)
+			}
+			mean, ssd, _ := centre(c, sd, ssd, float64(cols))
+			rstd := 1 / math.Sqrt(ssd/float64(cols)+float64(eps))
+			next := nextRow(xs, r, hi, cols)
+			sd, ssd = k.NormalizeNext(d[r*cols:(r+1)*cols], xr, gm, bt, mean, rstd, next, pivot(next))
+			st = carry(r, next, sd, ssd)
 		}
 	})
 }
@@ -134,22 +167,11 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 // them out of the L1 cache, and the hardware prefetchers keep up within a
 // row once it has started. With rows of 4096 or 16384 floats (4M floats,
 // one thread) both gradients ran 35–50% faster with the first 1024 floats
-// than with the whole row; LayerNorm, one stream, runs best with the
-// whole row.
+// than with the whole row.
 const prefetchHead = 1024
 
 // rowHead returns the first prefetchHead floats of x, or x if shorter.
 func rowHead(x []float32) []float32 { return x[:min(len(x), prefetchHead)] }
-
-// moments returns the mean of x and 1/sqrt(var + eps) for its biased
-// variance, from one float64 pass taking the sums about x[0] (see
-// centre).
-func moments(k *vec.Kernels, x []float32, eps float32) (mean, rstd float64) {
-	c := pivot(x)
-	sd, ssd := k.SumsAbout(x, c)
-	mean, ssd, _ = centre(c, sd, ssd, float64(len(x)))
-	return mean, 1 / math.Sqrt(ssd/float64(len(x))+float64(eps))
-}
 
 // pivot is the value about which a row's one-pass sums are taken: its
 // first element (0 for an empty row).

@@ -426,44 +426,4 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		e := entry(dst, same(dst, x) || same(dst, g) || same(dst, sh))
 		return f.normalizeShiftNext[e](&dst[0], &x[0], &g[0], &sh[0], &next[0], mh, ml, r, c, n)
 	}
-	k.RMSNormGradNext = func(dx, x, wt, dy []float32, rs, c float64, nextX, nextDy []float32) (float64, float64) {
-		n := len(dx)
-		if n == 0 || len(nextX) == 0 {
-			return plain.RMSNormGradNext(dx, x, wt, dy, rs, c, nextX, nextDy)
-		}
-		x, wt, dy, nextX, nextDy = x[:n], wt[:n], dy[:n], nextX[:n], nextDy[:n]
-		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy))
-		return f.rmsNormGradNext[e](&dx[0], &x[0], &wt[0], &dy[0], &nextX[0], &wt[0], &nextDy[0], float32(rs), float32(c), n)
-	}
-	k.RMSNormGradAccNext = func(dx, x, wt, dy, acc []float32, rs, c float64, nextX, nextDy []float32) (float64, float64) {
-		n := len(dx)
-		if n == 0 || len(nextX) == 0 {
-			return plain.RMSNormGradAccNext(dx, x, wt, dy, acc, rs, c, nextX, nextDy)
-		}
-		x, wt, dy, acc, nextX, nextDy = x[:n], wt[:n], dy[:n], acc[:n], nextX[:n], nextDy[:n]
-		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy) || same(dx, acc))
-		return f.rmsNormGradAccNext[e](&dx[0], &x[0], &wt[0], &dy[0], &acc[0], &nextX[0], &wt[0], &nextDy[0], float32(rs), float32(c), n)
-	}
-	k.LayerNormGradNext = func(dx, x, wt, dy []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (float64, float64, float64, float64) {
-		n := len(dx)
-		if n == 0 || len(nextX) == 0 {
-			return plain.LayerNormGradNext(dx, x, wt, dy, mean, rstd, mg, mgx, nextX, nextDy, c)
-		}
-		x, wt, dy, nextX, nextDy = x[:n], wt[:n], dy[:n], nextX[:n], nextDy[:n]
-		mh, ml := split(mean)
-		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy))
-		return f.layerNormGradNext[e](&dx[0], &x[0], &wt[0], &dy[0], &nextX[0], &wt[0], &nextDy[0],
-			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
-	}
-	k.LayerNormGradAccNext = func(dx, x, wt, dy, accG, accB []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (float64, float64, float64, float64) {
-		n := len(dx)
-		if n == 0 || len(nextX) == 0 {
-			return plain.LayerNormGradAccNext(dx, x, wt, dy, accG, accB, mean, rstd, mg, mgx, nextX, nextDy, c)
-		}
-		x, wt, dy, accG, accB, nextX, nextDy = x[:n], wt[:n], dy[:n], accG[:n], accB[:n], nextX[:n], nextDy[:n]
-		mh, ml := split(mean)
-		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy) || same(dx, accG) || same(dx, accB))
-		return f.layerNormGradAccNext[e](&dx[0], &x[0], &wt[0], &dy[0], &accG[0], &accB[0], &nextX[0], &wt[0], &nextDy[0],
-			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
-	}
 }

@@ -49,46 +49,6 @@ var nextCases = []nextCase{
 			sd, ssd := k.SumsAbout(nx[0], -0.5)
 			return []float64{sd, ssd}
 		}},
-	{"RMSNormGradNext", 1, 4,
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			ss, dot := k.RMSNormGradNext(in[0], in[1], in[2], in[3], 0.9, 0.01, nx[0], nx[1])
-			return []float64{ss, dot}
-		},
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			k.RMSNormGrad(in[0], in[1], in[2], in[3], 0.9, 0.01)
-			ss, dot := k.SumSquaresDot3(nx[0], in[2], nx[1])
-			return []float64{ss, dot}
-		}},
-	{"RMSNormGradAccNext", 2, 5,
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			ss, dot := k.RMSNormGradAccNext(in[0], in[2], in[3], in[4], in[1], 0.9, 0.01, nx[0], nx[1])
-			return []float64{ss, dot}
-		},
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			k.RMSNormGradAcc(in[0], in[2], in[3], in[4], in[1], 0.9, 0.01)
-			ss, dot := k.SumSquaresDot3(nx[0], in[3], nx[1])
-			return []float64{ss, dot}
-		}},
-	{"LayerNormGradNext", 1, 4,
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			a, b, c, d := k.LayerNormGradNext(in[0], in[1], in[2], in[3], 0.1, 1.1, 0.01, 0.02, nx[0], nx[1], 0.3)
-			return []float64{a, b, c, d}
-		},
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			k.LayerNormGrad(in[0], in[1], in[2], in[3], 0.1, 1.1, 0.01, 0.02)
-			a, b, c, d := k.LayerNormGradStats(nx[0], in[2], nx[1], 0.3)
-			return []float64{a, b, c, d}
-		}},
-	{"LayerNormGradAccNext", 3, 6,
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			a, b, c, d := k.LayerNormGradAccNext(in[0], in[3], in[4], in[5], in[1], in[2], 0.1, 1.1, 0.01, 0.02, nx[0], nx[1], 0.3)
-			return []float64{a, b, c, d}
-		},
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			k.LayerNormGradAcc(in[0], in[3], in[4], in[5], in[1], in[2], 0.1, 1.1, 0.01, 0.02)
-			a, b, c, d := k.LayerNormGradStats(nx[0], in[4], nx[1], 0.3)
-			return []float64{a, b, c, d}
-		}},
 }
 
 // TestNextFormsAreTheTwoPasses checks every Next form of every set (and

@@ -1047,46 +1047,6 @@ func normalizeShiftNextAVX512(dst *float32, x *float32, gamma *float32, beta *fl
 //go:noescape
 func normalizeShiftNextAVX512NT(dst *float32, x *float32, gamma *float32, beta *float32, nextX *float32, mh float32, ml float32, r float32, c float64, n int) (nextSd float64, nextSsd float64)
 
-// rmsNormGradNextAVX512 is the AVX512 rmsNormGrad kernel with SumSquaresDot3 over the next row
-//
-//go:noescape
-func rmsNormGradNextAVX512(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextA *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
-
-// rmsNormGradNextAVX512NT is the AVX512 rmsNormGrad kernel with SumSquaresDot3 over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
-//
-//go:noescape
-func rmsNormGradNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextA *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
-
-// rmsNormGradAccNextAVX512 is the AVX512 rmsNormGradAcc kernel with SumSquaresDot3 over the next row
-//
-//go:noescape
-func rmsNormGradAccNextAVX512(dst *float32, x *float32, w *float32, dy *float32, acc *float32, nextX *float32, nextA *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
-
-// rmsNormGradAccNextAVX512NT is the AVX512 rmsNormGradAcc kernel with SumSquaresDot3 over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
-//
-//go:noescape
-func rmsNormGradAccNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, acc *float32, nextX *float32, nextA *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
-
-// layerNormGradNextAVX512 is the AVX512 layerNormGrad kernel with LayerNormGradStats over the next row
-//
-//go:noescape
-func layerNormGradNextAVX512(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextW *float32, nextDy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
-
-// layerNormGradNextAVX512NT is the AVX512 layerNormGrad kernel with LayerNormGradStats over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
-//
-//go:noescape
-func layerNormGradNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextW *float32, nextDy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
-
-// layerNormGradAccNextAVX512 is the AVX512 layerNormGradAcc kernel with LayerNormGradStats over the next row
-//
-//go:noescape
-func layerNormGradAccNextAVX512(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, nextX *float32, nextW *float32, nextDy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
-
-// layerNormGradAccNextAVX512NT is the AVX512 layerNormGradAcc kernel with LayerNormGradStats over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
-//
-//go:noescape
-func layerNormGradAccNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, nextX *float32, nextW *float32, nextDy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
-
 // expShiftAVX512 is the AVX512 exp(scale·x − shift) kernel
 //
 //go:noescape
@@ -1125,71 +1085,67 @@ func prefetchAVX512(x *float32, n int)
 // asmFuncs holds the entry points of one instruction set; element-wise
 // kernels have two, the second with non-temporal stores.
 type asmFuncs struct {
-	lanes                int
-	fill                 [2]func(*float32, float32, int)
-	add                  [2]func(*float32, *float32, *float32, int)
-	sub                  [2]func(*float32, *float32, *float32, int)
-	mul                  [2]func(*float32, *float32, *float32, int)
-	div                  [2]func(*float32, *float32, *float32, int)
-	addScalar            [2]func(*float32, *float32, float32, int)
-	subScalar            [2]func(*float32, *float32, float32, int)
-	mulScalar            [2]func(*float32, *float32, float32, int)
-	divScalar            [2]func(*float32, *float32, float32, int)
-	axpy                 [2]func(*float32, *float32, *float32, float32, int)
-	exp                  [2]func(*float32, *float32, int)
-	log                  [2]func(*float32, *float32, int)
-	sqrt                 [2]func(*float32, *float32, int)
-	rsqrt                [2]func(*float32, *float32, int)
-	tanh                 [2]func(*float32, *float32, int)
-	sigmoid              [2]func(*float32, *float32, int)
-	silu                 [2]func(*float32, *float32, int)
-	gelu                 [2]func(*float32, *float32, int)
-	geluTanh             [2]func(*float32, *float32, int)
-	relu                 [2]func(*float32, *float32, int)
-	neg                  [2]func(*float32, *float32, int)
-	square               [2]func(*float32, *float32, int)
-	expGrad              [2]func(*float32, *float32, *float32, int)
-	logGrad              [2]func(*float32, *float32, *float32, int)
-	sqrtGrad             [2]func(*float32, *float32, *float32, int)
-	rsqrtGrad            [2]func(*float32, *float32, *float32, int)
-	tanhGrad             [2]func(*float32, *float32, *float32, int)
-	sigmoidGrad          [2]func(*float32, *float32, *float32, int)
-	siluGrad             [2]func(*float32, *float32, *float32, int)
-	geluGrad             [2]func(*float32, *float32, *float32, int)
-	geluTanhGrad         [2]func(*float32, *float32, *float32, int)
-	reluGrad             [2]func(*float32, *float32, *float32, int)
-	negGrad              [2]func(*float32, *float32, *float32, int)
-	squareGrad           [2]func(*float32, *float32, *float32, int)
-	scaleMul             [2]func(*float32, *float32, *float32, float32, int)
-	normalize            [2]func(*float32, *float32, *float32, float32, float32, float32, int)
-	normalizeShift       [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int)
-	softmaxGrad          [2]func(*float32, *float32, *float32, float32, float32, float32, int)
-	rmsNormGrad          [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
-	layerNormGrad        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
-	rmsNormGradAcc       [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int)
-	layerNormGradAcc     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
-	sum                  func(*float32, int) float64
-	sumSquares           func(*float32, int) float64
-	dot                  func(*float32, *float32, int) float64
-	sumsAbout            func(*float32, float64, int) (float64, float64)
-	accumulate           func(*float64, *float32, int)
-	sumSquaresDot3       func(*float32, *float32, *float32, int) (float64, float64)
-	layerNormGradStats   func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
-	adamw                func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
-	expShift             func(*float32, *float32, float32, float32, int) float64
-	expShiftSum          func(*float32, float32, int) float64
-	expSumNextMax        func(*float32, *float32, float32, int) (float64, float32)
-	expShiftNextMax      func(*float32, *float32, *float32, float32, int) (float64, float32)
-	max                  func(*float32, int) (float32, bool)
-	maxScaled            func(*float32, float32, int) float32
-	prefetch             func(*float32, int)
-	scaleMulNext         [2]func(*float32, *float32, *float32, *float32, float32, int) float64
-	normalizeNext        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
-	normalizeShiftNext   [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
-	rmsNormGradNext      [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64)
-	rmsNormGradAccNext   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64)
-	layerNormGradNext    [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
-	layerNormGradAccNext [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
+	lanes              int
+	fill               [2]func(*float32, float32, int)
+	add                [2]func(*float32, *float32, *float32, int)
+	sub                [2]func(*float32, *float32, *float32, int)
+	mul                [2]func(*float32, *float32, *float32, int)
+	div                [2]func(*float32, *float32, *float32, int)
+	addScalar          [2]func(*float32, *float32, float32, int)
+	subScalar          [2]func(*float32, *float32, float32, int)
+	mulScalar          [2]func(*float32, *float32, float32, int)
+	divScalar          [2]func(*float32, *float32, float32, int)
+	axpy               [2]func(*float32, *float32, *float32, float32, int)
+	exp                [2]func(*float32, *float32, int)
+	log                [2]func(*float32, *float32, int)
+	sqrt               [2]func(*float32, *float32, int)
+	rsqrt              [2]func(*float32, *float32, int)
+	tanh               [2]func(*float32, *float32, int)
+	sigmoid            [2]func(*float32, *float32, int)
+	silu               [2]func(*float32, *float32, int)
+	gelu               [2]func(*float32, *float32, int)
+	geluTanh           [2]func(*float32, *float32, int)
+	relu               [2]func(*float32, *float32, int)
+	neg                [2]func(*float32, *float32, int)
+	square             [2]func(*float32, *float32, int)
+	expGrad            [2]func(*float32, *float32, *float32, int)
+	logGrad            [2]func(*float32, *float32, *float32, int)
+	sqrtGrad           [2]func(*float32, *float32, *float32, int)
+	rsqrtGrad          [2]func(*float32, *float32, *float32, int)
+	tanhGrad           [2]func(*float32, *float32, *float32, int)
+	sigmoidGrad        [2]func(*float32, *float32, *float32, int)
+	siluGrad           [2]func(*float32, *float32, *float32, int)
+	geluGrad           [2]func(*float32, *float32, *float32, int)
+	geluTanhGrad       [2]func(*float32, *float32, *float32, int)
+	reluGrad           [2]func(*float32, *float32, *float32, int)
+	negGrad            [2]func(*float32, *float32, *float32, int)
+	squareGrad         [2]func(*float32, *float32, *float32, int)
+	scaleMul           [2]func(*float32, *float32, *float32, float32, int)
+	normalize          [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	normalizeShift     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int)
+	softmaxGrad        [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	rmsNormGrad        [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
+	layerNormGrad      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	rmsNormGradAcc     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int)
+	layerNormGradAcc   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	sum                func(*float32, int) float64
+	sumSquares         func(*float32, int) float64
+	dot                func(*float32, *float32, int) float64
+	sumsAbout          func(*float32, float64, int) (float64, float64)
+	accumulate         func(*float64, *float32, int)
+	sumSquaresDot3     func(*float32, *float32, *float32, int) (float64, float64)
+	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
+	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
+	expShift           func(*float32, *float32, float32, float32, int) float64
+	expShiftSum        func(*float32, float32, int) float64
+	expSumNextMax      func(*float32, *float32, float32, int) (float64, float32)
+	expShiftNextMax    func(*float32, *float32, *float32, float32, int) (float64, float32)
+	max                func(*float32, int) (float32, bool)
+	maxScaled          func(*float32, float32, int) float32
+	prefetch           func(*float32, int)
+	scaleMulNext       [2]func(*float32, *float32, *float32, *float32, float32, int) float64
+	normalizeNext      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
+	normalizeShiftNext [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
 }
 
 var funcsAVX2 = asmFuncs{
@@ -1254,69 +1210,65 @@ var funcsAVX2 = asmFuncs{
 }
 
 var funcsAVX512 = asmFuncs{
-	lanes:                16,
-	fill:                 [2]func(*float32, float32, int){fillAVX512, fillAVX512NT},
-	add:                  [2]func(*float32, *float32, *float32, int){addAVX512, addAVX512NT},
-	sub:                  [2]func(*float32, *float32, *float32, int){subAVX512, subAVX512NT},
-	mul:                  [2]func(*float32, *float32, *float32, int){mulAVX512, mulAVX512NT},
-	div:                  [2]func(*float32, *float32, *float32, int){divAVX512, divAVX512NT},
-	addScalar:            [2]func(*float32, *float32, float32, int){addScalarAVX512, addScalarAVX512NT},
-	subScalar:            [2]func(*float32, *float32, float32, int){subScalarAVX512, subScalarAVX512NT},
-	mulScalar:            [2]func(*float32, *float32, float32, int){mulScalarAVX512, mulScalarAVX512NT},
-	divScalar:            [2]func(*float32, *float32, float32, int){divScalarAVX512, divScalarAVX512NT},
-	axpy:                 [2]func(*float32, *float32, *float32, float32, int){axpyAVX512, axpyAVX512NT},
-	exp:                  [2]func(*float32, *float32, int){expAVX512, expAVX512NT},
-	log:                  [2]func(*float32, *float32, int){logAVX512, logAVX512NT},
-	sqrt:                 [2]func(*float32, *float32, int){sqrtAVX512, sqrtAVX512NT},
-	rsqrt:                [2]func(*float32, *float32, int){rsqrtAVX512, rsqrtAVX512NT},
-	tanh:                 [2]func(*float32, *float32, int){tanhAVX512, tanhAVX512NT},
-	sigmoid:              [2]func(*float32, *float32, int){sigmoidAVX512, sigmoidAVX512NT},
-	silu:                 [2]func(*float32, *float32, int){siluAVX512, siluAVX512NT},
-	gelu:                 [2]func(*float32, *float32, int){geluAVX512, geluAVX512NT},
-	geluTanh:             [2]func(*float32, *float32, int){geluTanhAVX512, geluTanhAVX512NT},
-	relu:                 [2]func(*float32, *float32, int){reluAVX512, reluAVX512NT},
-	neg:                  [2]func(*float32, *float32, int){negAVX512, negAVX512NT},
-	square:               [2]func(*float32, *float32, int){squareAVX512, squareAVX512NT},
-	expGrad:              [2]func(*float32, *float32, *float32, int){expGradAVX512, expGradAVX512NT},
-	logGrad:              [2]func(*float32, *float32, *float32, int){logGradAVX512, logGradAVX512NT},
-	sqrtGrad:             [2]func(*float32, *float32, *float32, int){sqrtGradAVX512, sqrtGradAVX512NT},
-	rsqrtGrad:            [2]func(*float32, *float32, *float32, int){rsqrtGradAVX512, rsqrtGradAVX512NT},
-	tanhGrad:             [2]func(*float32, *float32, *float32, int){tanhGradAVX512, tanhGradAVX512NT},
-	sigmoidGrad:          [2]func(*float32, *float32, *float32, int){sigmoidGradAVX512, sigmoidGradAVX512NT},
-	siluGrad:             [2]func(*float32, *float32, *float32, int){siluGradAVX512, siluGradAVX512NT},
-	geluGrad:             [2]func(*float32, *float32, *float32, int){geluGradAVX512, geluGradAVX512NT},
-	geluTanhGrad:         [2]func(*float32, *float32, *float32, int){geluTanhGradAVX512, geluTanhGradAVX512NT},
-	reluGrad:             [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
-	negGrad:              [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
-	squareGrad:           [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},
-	scaleMul:             [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX512, scaleMulAVX512NT},
-	normalize:            [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX512, normalizeAVX512NT},
-	normalizeShift:       [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
-	softmaxGrad:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
-	rmsNormGrad:          [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
-	layerNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
-	rmsNormGradAcc:       [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAccAVX512, rmsNormGradAccAVX512NT},
-	layerNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
-	sum:                  sumAVX512,
-	sumSquares:           sumSquaresAVX512,
-	dot:                  dotAVX512,
-	sumsAbout:            sumsAboutAVX512,
-	accumulate:           accumulateAVX512,
-	sumSquaresDot3:       sumSquaresDot3AVX512,
-	layerNormGradStats:   layerNormGradStatsAVX512,
-	adamw:                adamwAVX512,
-	expShift:             expShiftAVX512,
-	expShiftSum:          expShiftSumAVX512,
-	expSumNextMax:        expSumNextMaxAVX512,
-	expShiftNextMax:      expShiftNextMaxAVX512,
-	max:                  maxAVX512,
-	maxScaled:            maxScaledAVX512,
-	prefetch:             prefetchAVX512,
-	scaleMulNext:         [2]func(*float32, *float32, *float32, *float32, float32, int) float64{scaleMulNextAVX512, scaleMulNextAVX512NT},
-	normalizeNext:        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeNextAVX512, normalizeNextAVX512NT},
-	normalizeShiftNext:   [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeShiftNextAVX512, normalizeShiftNextAVX512NT},
-	rmsNormGradNext:      [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64){rmsNormGradNextAVX512, rmsNormGradNextAVX512NT},
-	rmsNormGradAccNext:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64){rmsNormGradAccNextAVX512, rmsNormGradAccNextAVX512NT},
-	layerNormGradNext:    [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradNextAVX512, layerNormGradNextAVX512NT},
-	layerNormGradAccNext: [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradAccNextAVX512, layerNormGradAccNextAVX512NT},
+	lanes:              16,
+	fill:               [2]func(*float32, float32, int){fillAVX512, fillAVX512NT},
+	add:                [2]func(*float32, *float32, *float32, int){addAVX512, addAVX512NT},
+	sub:                [2]func(*float32, *float32, *float32, int){subAVX512, subAVX512NT},
+	mul:                [2]func(*float32, *float32, *float32, int){mulAVX512, mulAVX512NT},
+	div:                [2]func(*float32, *float32, *float32, int){divAVX512, divAVX512NT},
+	addScalar:          [2]func(*float32, *float32, float32, int){addScalarAVX512, addScalarAVX512NT},
+	subScalar:          [2]func(*float32, *float32, float32, int){subScalarAVX512, subScalarAVX512NT},
+	mulScalar:          [2]func(*float32, *float32, float32, int){mulScalarAVX512, mulScalarAVX512NT},
+	divScalar:          [2]func(*float32, *float32, float32, int){divScalarAVX512, divScalarAVX512NT},
+	axpy:               [2]func(*float32, *float32, *float32, float32, int){axpyAVX512, axpyAVX512NT},
+	exp:                [2]func(*float32, *float32, int){expAVX512, expAVX512NT},
+	log:                [2]func(*float32, *float32, int){logAVX512, logAVX512NT},
+	sqrt:               [2]func(*float32, *float32, int){sqrtAVX512, sqrtAVX512NT},
+	rsqrt:              [2]func(*float32, *float32, int){rsqrtAVX512, rsqrtAVX512NT},
+	tanh:               [2]func(*float32, *float32, int){tanhAVX512, tanhAVX512NT},
+	sigmoid:            [2]func(*float32, *float32, int){sigmoidAVX512, sigmoidAVX512NT},
+	silu:               [2]func(*float32, *float32, int){siluAVX512, siluAVX512NT},
+	gelu:               [2]func(*float32, *float32, int){geluAVX512, geluAVX512NT},
+	geluTanh:           [2]func(*float32, *float32, int){geluTanhAVX512, geluTanhAVX512NT},
+	relu:               [2]func(*float32, *float32, int){reluAVX512, reluAVX512NT},
+	neg:                [2]func(*float32, *float32, int){negAVX512, negAVX512NT},
+	square:             [2]func(*float32, *float32, int){squareAVX512, squareAVX512NT},
+	expGrad:            [2]func(*float32, *float32, *float32, int){expGradAVX512, expGradAVX512NT},
+	logGrad:            [2]func(*float32, *float32, *float32, int){logGradAVX512, logGradAVX512NT},
+	sqrtGrad:           [2]func(*float32, *float32, *float32, int){sqrtGradAVX512, sqrtGradAVX512NT},
+	rsqrtGrad:          [2]func(*float32, *float32, *float32, int){rsqrtGradAVX512, rsqrtGradAVX512NT},
+	tanhGrad:           [2]func(*float32, *float32, *float32, int){tanhGradAVX512, tanhGradAVX512NT},
+	sigmoidGrad:        [2]func(*float32, *float32, *float32, int){sigmoidGradAVX512, sigmoidGradAVX512NT},
+	siluGrad:           [2]func(*float32, *float32, *float32, int){siluGradAVX512, siluGradAVX512NT},
+	geluGrad:           [2]func(*float32, *float32, *float32, int){geluGradAVX512, geluGradAVX512NT},
+	geluTanhGrad:       [2]func(*float32, *float32, *float32, int){geluTanhGradAVX512, geluTanhGradAVX512NT},
+	reluGrad:           [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
+	negGrad:            [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
+	squareGrad:         [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},
+	scaleMul:           [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX512, scaleMulAVX512NT},
+	normalize:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX512, normalizeAVX512NT},
+	normalizeShift:     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
+	softmaxGrad:        [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
+	rmsNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
+	layerNormGrad:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
+	rmsNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAccAVX512, rmsNormGradAccAVX512NT},
+	layerNormGradAcc:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
+	sum:                sumAVX512,
+	sumSquares:         sumSquaresAVX512,
+	dot:                dotAVX512,
+	sumsAbout:          sumsAboutAVX512,
+	accumulate:         accumulateAVX512,
+	sumSquaresDot3:     sumSquaresDot3AVX512,
+	layerNormGradStats: layerNormGradStatsAVX512,
+	adamw:              adamwAVX512,
+	expShift:           expShiftAVX512,
+	expShiftSum:        expShiftSumAVX512,
+	expSumNextMax:      expSumNextMaxAVX512,
+	expShiftNextMax:    expShiftNextMaxAVX512,
+	max:                maxAVX512,
+	maxScaled:          maxScaledAVX512,
+	prefetch:           prefetchAVX512,
+	scaleMulNext:       [2]func(*float32, *float32, *float32, *float32, float32, int) float64{scaleMulNextAVX512, scaleMulNextAVX512NT},
+	normalizeNext:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeNextAVX512, normalizeNextAVX512NT},
+	normalizeShiftNext: [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeShiftNextAVX512, normalizeShiftNextAVX512NT},
 }

@@ -194,24 +194,18 @@ type Kernels struct {
 	// accG and dy to accB, in float32 (the caller flushes them into
 	// float64 sums every few rows); the length is len(dx).
 	LayerNormGradAcc func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64)
-	// The Next forms of the norms' row steps do what the step does and,
-	// in the same pass, return the statistics of the next row that its
-	// own step needs, bit for bit as the statistics kernel computes them:
-	// SumSquares(next) for ScaleMulNext, SumsAbout(next, c) for
-	// NormalizeNext, SumSquaresDot3(nextX, w, nextDy) for the RMSNormGrad
-	// forms and LayerNormGradStats(nextX, w, nextDy, c) for the
-	// LayerNormGrad forms. The next row's loads, which miss the cache on
-	// an op larger than it, then overlap this row's arithmetic instead of
+	// The Next forms of the forward norms' row steps do what the step
+	// does and, in the same pass, return the statistics of the next row
+	// that its own step needs, bit for bit as the statistics kernel
+	// computes them: SumSquares(next) for ScaleMulNext, SumsAbout(next, c)
+	// for NormalizeNext. The next row's loads, which miss the cache on an
+	// op larger than it, then overlap this row's arithmetic instead of
 	// making a pass of their own wait for memory (one thread, 4M floats
-	// in rows of 1024: LayerNorm's two passes at 51 GB/s, fused at 80).
+	// in rows of 1024: LayerNorm 46–48 GB/s in two passes, 53–66 fused).
 	// The next row is as long as dst and does not overlap it, or empty,
 	// for which the statistics are 0.
-	ScaleMulNext         func(dst, x, w []float32, s float64, next []float32) (ss float64)
-	NormalizeNext        func(dst, x, g, b []float32, mean, rstd float64, next []float32, c float64) (sd, ssd float64)
-	RMSNormGradNext      func(dx, x, w, dy []float32, rs, c float64, nextX, nextDy []float32) (ss, dot float64)
-	RMSNormGradAccNext   func(dx, x, w, dy, acc []float32, rs, c float64, nextX, nextDy []float32) (ss, dot float64)
-	LayerNormGradNext    func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (sd, ssd, sg, sgd float64)
-	LayerNormGradAccNext func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (sd, ssd, sg, sgd float64)
+	ScaleMulNext  func(dst, x, w []float32, s float64, next []float32) (ss float64)
+	NormalizeNext func(dst, x, g, b []float32, mean, rstd float64, next []float32, c float64) (sd, ssd float64)
 
 	// AdamW performs one AdamW step on p, m and v with gradient g (the
 	// length is len(p)); see [AdamWStep].
@@ -315,22 +309,6 @@ func (k *Kernels) composeNext() {
 	k.NormalizeNext = func(dst, x, g, b []float32, mean, rstd float64, next []float32, c float64) (float64, float64) {
 		k.Normalize(dst, x, g, b, mean, rstd)
 		return k.SumsAbout(next, c)
-	}
-	k.RMSNormGradNext = func(dx, x, w, dy []float32, rs, c float64, nextX, nextDy []float32) (float64, float64) {
-		k.RMSNormGrad(dx, x, w, dy, rs, c)
-		return k.SumSquaresDot3(nextX, w, nextDy)
-	}
-	k.RMSNormGradAccNext = func(dx, x, w, dy, acc []float32, rs, c float64, nextX, nextDy []float32) (float64, float64) {
-		k.RMSNormGradAcc(dx, x, w, dy, acc, rs, c)
-		return k.SumSquaresDot3(nextX, w, nextDy)
-	}
-	k.LayerNormGradNext = func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (float64, float64, float64, float64) {
-		k.LayerNormGrad(dx, x, w, dy, mean, rstd, mg, mgx)
-		return k.LayerNormGradStats(nextX, w, nextDy, c)
-	}
-	k.LayerNormGradAccNext = func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64, nextX, nextDy []float32, c float64) (float64, float64, float64, float64) {
-		k.LayerNormGradAcc(dx, x, w, dy, accG, accB, mean, rstd, mg, mgx)
-		return k.LayerNormGradStats(nextX, w, nextDy, c)
 	}
 }
 
