@@ -43,9 +43,11 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 // step in the same pass as its own work (vec's Next forms), to that row's
 // step. They are what the statistics kernel returns for the row, bit for
 // bit, so a row's result does not depend on which of the two took them:
-// the first row of a chunk takes its own. The forward norms need no
-// prefetch: the next row's loads are in the pass (both measured slower
-// with one).
+// the first row of a chunk takes its own. The forward norms do not
+// prefetch: with AVX-512 the next row's loads are in the pass (both
+// measured slower with a prefetch); the other sets' Next forms are the
+// two passes one after the other (LayerNorm's prefetch there, which the
+// NEON and AVX2 streaming sets did, went with it, unmeasured).
 type rowStats struct {
 	row int
 	ok  bool
@@ -122,9 +124,9 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
 // each row, with the mean and the biased variance from one float64 pass
-// (see moments) and the output in float32 (the mean split into two
-// float32s, so that x − mean keeps its digits). beta may be absent. dst
-// may alias x.
+// (the sums about the row's first element, see centre) and the output in
+// float32 (the mean split into two float32s, so that x − mean keeps its
+// digits). beta may be absent. dst may alias x.
 func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 	const op = backend.OpLayerNorm
 	if b.skip(op) {
