@@ -43,11 +43,10 @@ func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
 // step in the same pass as its own work (vec's Next forms), to that row's
 // step. They are what the statistics kernel returns for the row, bit for
 // bit, so a row's result does not depend on which of the two took them:
-// the first row of a chunk takes its own. The forward norms do not
-// prefetch: with AVX-512 the next row's loads are in the pass (both
-// measured slower with a prefetch); the other sets' Next forms are the
-// two passes one after the other (LayerNorm's prefetch there, which the
-// NEON and AVX2 streaming sets did, went with it, unmeasured).
+// the first row of a chunk takes its own. With AVX-512 the next row's
+// loads are in the pass, and a prefetch of the row after measured slower
+// for both norms; the other sets' NormalizeNext prefetches the next row
+// before its two passes, as LayerNorm did before.
 type rowStats struct {
 	row int
 	ok  bool

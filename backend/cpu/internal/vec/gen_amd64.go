@@ -1526,10 +1526,6 @@ var nexts = []struct{ step, red string }{
 	{"normalizeShift", "sumsAbout"},
 }
 
-// nextPtrRegs are the pointer registers of a fused kernel, which takes
-// more slices than ptrRegs holds (AX holds the tail mask's bits).
-var nextPtrRegs = []string{"DI", "SI", "DX", "R8", "R9", "R10", "R11", "R12", "R13", "BX"}
-
 // nextKernel writes the AVX-512 kernel stepName+"Next": the row step sk
 // over dst and its inputs and, in the same loop, the reduction rk over the
 // next row's streams (rk only reads float32 streams), so that the next
@@ -1543,14 +1539,16 @@ var nextPtrRegs = []string{"DI", "SI", "DX", "R8", "R9", "R10", "R11", "R12", "R
 // here. The kernel runs over the whole row: a streaming variant needs dst
 // aligned to the vector size (callers pass unaligned rows to the other).
 func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
-	if !g.wide() || !rk.reducesOnly() || sk.masks+sk.masks512 > 0 || sk.tabRows > 0 {
-		panic("nextKernel: AVX-512 row steps without masks or tables, with a pure reduction, only")
+	// What the forward norms need, and no more: a step without masks,
+	// tables or updated slices, a reduction of plain float32 streams.
+	if !g.wide() || !rk.reducesOnly() || rk.pre != nil || sk.masks+sk.masks512 > 0 || sk.tabRows > 0 || len(sk.updates) > 0 {
+		panic("nextKernel: " + sk.name + " with " + rk.name + " is not a pair it writes")
 	}
 	name := sk.name + "Next" + g.suffix
 	if nt {
 		name += "NT"
 	}
-	ins := append(append([]string{}, sk.ins...), sk.updates...)
+	ins := sk.ins
 	args := []param{{"dst", 8, "*float32"}}
 	for _, in := range ins {
 		args = append(args, param{in, 8, "*float32"})
@@ -1577,32 +1575,13 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 	}
 	declare(name, doc, args, results)
 	table(sk.name+"Next", g.suffix, name, args, results)
-	// The step's scalars take the registers the rest leaves; those that do
-	// not fit are splat into the frame, 64 bytes each, and read from
-	// there (the row steps' bodies take scalars as the operand that may
-	// be memory).
-	stepTemps := sk.temps
-	if sk.temps512 > 0 {
-		stepTemps = sk.temps512
-	}
-	need := 4*len(rk.results) + len(rk.streams) + rk.temps + 1 + len(ins) + stepTemps
-	for _, st := range rk.streams {
-		if !rk.isFused(st.name) {
-			need++
-		}
-	}
-	if rk.pre != nil {
-		need++
-	}
-	inRegs := min(len(sk.scalars), g.regs-need)
-	frameSize := 64 * (len(sk.scalars) - inRegs)
-	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $%d-%d\n", name, name, frameSize, total)
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, total)
 
 	ptrs := []string{}
 	ptr := map[string]string{} // the reduction's streams
 	for i, a := range args[:1+len(ins)+len(rk.streams)] {
-		g.I("MOVQ %s+%d(FP), %s", a.name, offs[a.name], nextPtrRegs[i])
-		ptrs = append(ptrs, nextPtrRegs[i])
+		g.I("MOVQ %s+%d(FP), %s", a.name, offs[a.name], ptrRegs[i])
+		ptrs = append(ptrs, ptrRegs[i])
 	}
 	for i, st := range rk.streams {
 		ptr[st.name] = ptrs[1+len(ins)+i]
@@ -1620,36 +1599,23 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 			}
 		}
 	}
-	f32 := map[string]string{}
-	wid := map[string]string{}
+	f32, wid := map[string]string{}, map[string]string{} // f32: the masked tail's loads
 	for _, st := range rk.streams {
-		f32[st.name] = r.v()
-		if !rk.isFused(st.name) {
-			wid[st.name] = r.v()
-		}
-	}
-	if rk.pre != nil {
-		wid[rk.preOut] = r.v()
+		f32[st.name], wid[st.name] = r.v(), r.v()
 	}
 	ts := r.vs(rk.temps)
 	cf := func(j int) string { return fmt.Sprintf("%s+%d(FP)", rk.scalars[j], offs[rk.scalars[j]]) }
 	// The step's registers: one copy, reused by each vector of a step.
-	out, in, t := r.v(), r.vs(len(ins)), r.vs(stepTemps)
-	var sc []string
-	for j, name := range sk.scalars {
-		if j < inRegs {
-			v := r.v()
-			g.I("VBROADCASTSS %s+%d(FP), %s", name, offs[name], v)
-			sc = append(sc, v)
-			continue
-		}
-		o := 64 * (j - inRegs)
-		g.I("VBROADCASTSS %s+%d(FP), %s", name, offs[name], out)
-		g.I("VMOVUPS %s, %d(SP)", out, o)
-		sc = append(sc, fmt.Sprintf("%d(SP)", o))
+	temps := sk.temps
+	if sk.temps512 > 0 {
+		temps = sk.temps512
 	}
-	if r.next != g.regs && r.next != need+inRegs {
-		panic("nextKernel: register count")
+	out, in, t := r.v(), r.vs(len(ins)), r.vs(temps)
+	var sc []string
+	for _, name := range sk.scalars {
+		v := r.v()
+		g.I("VBROADCASTSS %s+%d(FP), %s", name, offs[name], v)
+		sc = append(sc, v)
 	}
 	L, B := g.lanes, g.bytes()
 	store := "VMOVUPS"
@@ -1671,41 +1637,21 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 		} else {
 			g.I("%s %s, %d(DI)", store, out, off)
 		}
-		for i := range sk.updates {
-			j := len(sk.ins) + i
-			if masked {
-				g.storeMasked(in[j], "", fmt.Sprintf("(%s)", ptrs[1+j]))
-			} else {
-				g.I("VMOVUPS %s, %d(%s)", in[j], off, ptrs[1+j])
-			}
-		}
 	}
 	// reduce adds the next row's vector at byte offset off into red.
 	reduce := func(masked bool, off int, red [2][]string) {
-		for _, st := range rk.streams {
-			switch {
-			case masked:
+		if masked {
+			for _, st := range rk.streams {
 				g.loadMasked(fmt.Sprintf("(%s)", ptr[st.name]), "", f32[st.name])
-			case rk.isFused(st.name):
-				g.I("VMOVUPS %d(%s), %s", off, ptr[st.name], f32[st.name])
 			}
-		}
-		if rk.pre != nil {
-			rk.pre(g, f32)
 		}
 		for h := range 2 {
 			for _, st := range rk.streams {
-				if rk.isFused(st.name) {
-					continue
-				}
 				if masked {
 					g.widen(f32[st.name], h, wid[st.name], wid[st.name])
 				} else {
 					g.I("VCVTPS2PD %d(%s), %s", off+h*B/2, ptr[st.name], wid[st.name])
 				}
-			}
-			if rk.pre != nil {
-				g.widen(f32[rk.fused[0]], h, wid[rk.preOut], wid[rk.preOut])
 			}
 			tail := ""
 			if masked {
@@ -2686,7 +2632,7 @@ func main() {
 	stubs.WriteString("// asmFuncs holds the entry points of one instruction set; element-wise\n// kernels have two, the second with non-temporal stores.\ntype asmFuncs struct {\n\tlanes int\n")
 	// A kernel with a streaming twin is a [2] field; one that AVX2 lacks
 	// (the fused Next kernels) stays nil in funcsAVX2.
-	pair := func(f string) bool { return len(fieldValue[f]["AVX512"]) == 2 }
+	pair := func(f string) bool { return len(fieldValue[f]["AVX512"]) == 2 || len(fieldValue[f]["AVX2"]) == 2 }
 	for _, f := range fieldOrder {
 		typ := fieldType[f]
 		if pair(f) {

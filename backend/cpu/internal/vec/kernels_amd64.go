@@ -264,8 +264,8 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		// outgrow the L3 cache, where the next row comes from memory.
 		// Where they fit, a burst of a row's prefetches costs more than
 		// it saves (rows of 1024 on Zen 5, one thread, 64K–1M floats:
-		// the CPU backend's RMSNormGrad, LayerNorm and LayerNormGrad
-		// 20–30% slower with them; at 4M floats, 10–20% faster).
+		// the CPU backend's norm gradients 20–30% slower with them; at
+		// 4M floats, 10–20% faster).
 		k.Prefetch = func(x []float32) {
 			if len(x) > 0 {
 				f.prefetch(&x[0], len(x))
@@ -392,14 +392,21 @@ func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []flo
 // runs over the whole row, so that its sums are the statistics kernel's
 // bit for bit: with non-temporal stores where the set streams, the output
 // aliases no input and starts on a vector boundary, with ordinary ones
-// otherwise. An empty next row leaves the two passes to the plain forms.
+// where the set does not stream or the output aliases an input. A
+// streaming set's unaligned row, an empty one or an empty next row take
+// the two passes instead (which stream from the row's first aligned
+// vector on).
 func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 	plain := *k // the two-pass forms composeNext set
+	// entry picks f's entry point for dst, or -1 for the two passes.
 	entry := func(dst []float32, alias bool) int {
-		if w.nt && !alias && w.head(dst) == 0 {
+		switch {
+		case !w.nt || alias:
+			return 0
+		case w.head(dst) == 0:
 			return 1
 		}
-		return 0
+		return -1
 	}
 	k.ScaleMulNext = func(dst, x, wt []float32, s float64, next []float32) float64 {
 		n := len(dst)
@@ -408,6 +415,9 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		}
 		x, wt, next = x[:n], wt[:n], next[:n]
 		e := entry(dst, same(dst, x) || same(dst, wt))
+		if e < 0 {
+			return plain.ScaleMulNext(dst, x, wt, s, next)
+		}
 		return f.scaleMulNext[e](&dst[0], &x[0], &wt[0], &next[0], float32(s), n)
 	}
 	k.NormalizeNext = func(dst, x, g, sh []float32, mean, rstd float64, next []float32, c float64) (float64, float64) {
@@ -416,14 +426,20 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 			return plain.NormalizeNext(dst, x, g, sh, mean, rstd, next, c)
 		}
 		x, g, next = x[:n], g[:n], next[:n]
+		alias := same(dst, x) || same(dst, g)
+		if sh != nil {
+			sh = sh[:n]
+			alias = alias || same(dst, sh)
+		}
+		e := entry(dst, alias)
+		if e < 0 {
+			return plain.NormalizeNext(dst, x, g, sh, mean, rstd, next, c)
+		}
 		mh, ml := split(mean)
 		r := float32(rstd)
 		if sh == nil {
-			e := entry(dst, same(dst, x) || same(dst, g))
 			return f.normalizeNext[e](&dst[0], &x[0], &g[0], &next[0], mh, ml, r, c, n)
 		}
-		sh = sh[:n]
-		e := entry(dst, same(dst, x) || same(dst, g) || same(dst, sh))
 		return f.normalizeShiftNext[e](&dst[0], &x[0], &g[0], &sh[0], &next[0], mh, ml, r, c, n)
 	}
 }

@@ -300,13 +300,18 @@ var Go = &Kernels{
 func init() { Go.composeNext() }
 
 // composeNext sets k's Next forms to its step followed by its statistics
-// kernel, two passes; sets with fused kernels replace them afterwards.
+// kernel, two passes; sets with fused kernels replace them afterwards
+// (and fall back on these where the fused ones cannot run).
 func (k *Kernels) composeNext() {
 	k.ScaleMulNext = func(dst, x, w []float32, s float64, next []float32) float64 {
 		k.ScaleMul(dst, x, w, s)
 		return k.SumSquares(next)
 	}
 	k.NormalizeNext = func(dst, x, g, b []float32, mean, rstd float64, next []float32, c float64) (float64, float64) {
+		// The next row arrives while this one is normalised from the
+		// cache, as LayerNorm had it before the fused form (where the set
+		// prefetches at all: see Prefetch).
+		k.Prefetch(next)
 		k.Normalize(dst, x, g, b, mean, rstd)
 		return k.SumsAbout(next, c)
 	}
