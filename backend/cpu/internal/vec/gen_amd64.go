@@ -1299,14 +1299,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 		tm64 = [2]string{r.v(), r.v()}
 	}
 	// Reduction accumulators: one per result and half.
-	red := [2][]string{}
-	for range k.results {
-		for h := 0; h < 2; h++ {
-			v := r.v()
-			g.zero(v)
-			red[h] = append(red[h], v)
-		}
-	}
+	red := g.accumulators(r, len(k.results))
 	f32 := map[string]string{} // full float32 vectors of inputs (tail) and outputs
 	for _, s := range k.streams {
 		if s.mode != acc64 {
@@ -1357,15 +1350,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	// SumsAbout), where the widening would let it go twice as fast.
 	sets := [][2][]string{red}
 	if k.reducesOnly() && r.next+2*len(k.results) <= g.regs {
-		var more [2][]string
-		for range k.results {
-			for h := range 2 {
-				v := r.v()
-				g.zero(v)
-				more[h] = append(more[h], v)
-			}
-		}
-		sets = append(sets, more)
+		sets = append(sets, g.accumulators(r, len(k.results)))
 	}
 
 	// iter computes one vector at byte offset off from the streams'
@@ -1496,20 +1481,43 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	}
 	iter(true, 0, red)
 	g.label("done")
+	g.storeSums(sets, k.results, offs)
+	g.I("VZEROUPPER")
+	g.I("RET")
+}
+
+// accumulators returns n zeroed float64 accumulators per half of a vector,
+// n·2 registers from r, allocated result by result.
+func (g *gen) accumulators(r *regs, n int) [2][]string {
+	var acc [2][]string
+	for range n {
+		for h := range 2 {
+			v := r.v()
+			g.zero(v)
+			acc[h] = append(acc[h], v)
+		}
+	}
+	return acc
+}
+
+// storeSums adds the sets of accumulators into the first (set by set,
+// half by half, result by result), then each result's two halves and
+// their lanes, and stores result i at its name in offs. rowKernel and
+// nextKernel share it so that their sums agree bit for bit.
+func (g *gen) storeSums(sets [][2][]string, results []string, offs map[string]int) {
+	red := sets[0]
 	for _, set := range sets[1:] {
 		for h := range 2 {
-			for i := range k.results {
+			for i := range results {
 				g.I("VADDPD %s, %s, %s", set[h][i], red[h][i], red[h][i])
 			}
 		}
 	}
-	for i, res := range k.results {
+	for i, res := range results {
 		g.I("VADDPD %s, %s, %s", red[1][i], red[0][i], red[0][i])
 		g.hsum(red[0][i], red[1][i]) // free once added in
 		g.I("VMOVSD X%s, %s+%d(FP)", red[0][i][1:], res, offs[res])
 	}
-	g.I("VZEROUPPER")
-	g.I("RET")
 }
 
 // nexts pairs each row step of the norms with the statistics kernel the
@@ -1589,16 +1597,7 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 	g.I("MOVQ n+%d(FP), CX", offs["n"])
 	r := &regs{g: g}
 	// The reduction's registers, as rowKernel has them.
-	var sets [2][2][]string
-	for set := range sets {
-		for range rk.results {
-			for h := range 2 {
-				v := r.v()
-				g.zero(v)
-				sets[set][h] = append(sets[set][h], v)
-			}
-		}
-	}
+	sets := [][2][]string{g.accumulators(r, len(rk.results)), g.accumulators(r, len(rk.results))}
 	f32, wid := map[string]string{}, map[string]string{} // f32: the masked tail's loads
 	for _, st := range rk.streams {
 		f32[st.name], wid[st.name] = r.v(), r.v()
@@ -1690,17 +1689,11 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 	step(true, 0)
 	reduce(true, 0, sets[0])
 	g.label("done")
-	red := sets[0]
-	for h := range 2 {
-		for i := range rk.results {
-			g.I("VADDPD %s, %s, %s", sets[1][h][i], red[h][i], red[h][i])
-		}
+	var names []string
+	for _, res := range results {
+		names = append(names, res.name)
 	}
-	for i, res := range results {
-		g.I("VADDPD %s, %s, %s", red[1][i], red[0][i], red[0][i])
-		g.hsum(red[0][i], red[1][i])
-		g.I("VMOVSD X%s, %s+%d(FP)", red[0][i][1:], res.name, offs[res.name])
-	}
+	g.storeSums(sets, names, offs)
 	g.I("VZEROUPPER")
 	g.I("RET")
 }

@@ -397,7 +397,7 @@ func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []flo
 // the two passes instead (which stream from the row's first aligned
 // vector on).
 func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
-	plain := *k // the two-pass forms composeNext set
+	scaleMulTwoPass, normalizeTwoPass := k.ScaleMulNext, k.NormalizeNext // composeNext's
 	// entry picks f's entry point for dst, or -1 for the two passes.
 	entry := func(dst []float32, alias bool) int {
 		switch {
@@ -411,19 +411,19 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 	k.ScaleMulNext = func(dst, x, wt []float32, s float64, next []float32) float64 {
 		n := len(dst)
 		if n == 0 || len(next) == 0 {
-			return plain.ScaleMulNext(dst, x, wt, s, next)
+			return scaleMulTwoPass(dst, x, wt, s, next)
 		}
 		x, wt, next = x[:n], wt[:n], next[:n]
 		e := entry(dst, same(dst, x) || same(dst, wt))
 		if e < 0 {
-			return plain.ScaleMulNext(dst, x, wt, s, next)
+			return scaleMulTwoPass(dst, x, wt, s, next)
 		}
 		return f.scaleMulNext[e](&dst[0], &x[0], &wt[0], &next[0], float32(s), n)
 	}
 	k.NormalizeNext = func(dst, x, g, sh []float32, mean, rstd float64, next []float32, c float64) (float64, float64) {
 		n := len(dst)
 		if n == 0 || len(next) == 0 {
-			return plain.NormalizeNext(dst, x, g, sh, mean, rstd, next, c)
+			return normalizeTwoPass(dst, x, g, sh, mean, rstd, next, c)
 		}
 		x, g, next = x[:n], g[:n], next[:n]
 		alias := same(dst, x) || same(dst, g)
@@ -433,7 +433,7 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		}
 		e := entry(dst, alias)
 		if e < 0 {
-			return plain.NormalizeNext(dst, x, g, sh, mean, rstd, next, c)
+			return normalizeTwoPass(dst, x, g, sh, mean, rstd, next, c)
 		}
 		mh, ml := split(mean)
 		r := float32(rstd)

@@ -2,7 +2,6 @@ package vec
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -68,7 +67,7 @@ func TestNextFormsAreTheTwoPasses(t *testing.T) {
 			sets = append(sets, s)
 		}
 	}
-	same := func(a, b float64) bool { return a == b || a != a && b != b }
+	sameStat := func(a, b float64) bool { return a == b || a != a && b != b }
 	for _, c := range nextCases {
 		for _, k := range sets {
 			for _, wild := range []bool{false, true} {
@@ -100,13 +99,13 @@ func TestNextFormsAreTheTwoPasses(t *testing.T) {
 						want := c.twoPass(k, in, nx)
 						where := fmt.Sprintf("%s/%s wild=%v n=%d off=%d", c.name, k.Name, wild, n, off)
 						for i := range want {
-							if !same(got[i], want[i]) {
+							if !sameStat(got[i], want[i]) {
 								t.Fatalf("%s: statistic %d = %v, the two passes give %v", where, i, got[i], want[i])
 							}
 						}
 						for o := range c.outs {
 							for j := range in[o] {
-								if a, b := in2[o][j], in[o][j]; a != b && !(math.IsNaN(float64(a)) && math.IsNaN(float64(b))) {
+								if a, b := in2[o][j], in[o][j]; !sameFloat(a, b) {
 									t.Fatalf("%s: output %d[%d] = %v, the two passes give %v", where, o, j, a, b)
 								}
 							}
