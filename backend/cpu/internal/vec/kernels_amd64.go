@@ -34,6 +34,11 @@ func splatTable(t []float32, n int) [][16]float32 {
 	return s
 }
 
+// gaussT is expT's polynomial rewritten in R = −2r for AVX-512's e^{−R/2}
+// (see gaussTab): e^{−R/2} − 1 ≈ R·Σ gaussT[k]·R^k. The factors −½, ¼ and
+// −⅛ are powers of two, so that the coefficients are expT's exactly.
+var gaussT = [...]float32{-0.5, expT[0] / 4, -expT[1] / 8}
+
 // The assembly kernel sets, built once where the CPU supports them.
 // cpuid also checks that the operating system saves the YMM (and for
 // AVX-512 the ZMM and opmask) registers.
