@@ -360,6 +360,15 @@ func TestParseHFConfig(t *testing.T) {
 	if meta.BaseModel != "meta-llama/Llama-2-7b-hf" || meta.TaskType != "CAUSAL_LM" {
 		t.Errorf("meta %+v", meta)
 	}
+	// Initialisations that leave the base weights as they are mean nothing
+	// once A and B are trained, and are accepted (those that rewrite the
+	// base are refused: TestParseConfigErrors).
+	for _, init := range []string{`false`, `"gaussian"`, `"eva"`, `"orthogonal"`} {
+		data := strings.Replace(hfLoRAConfig, `"init_lora_weights": true`, `"init_lora_weights": `+init, 1)
+		if got, _, err := ParseConfig([]byte(data), "hf.json"); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("init_lora_weights %s: config %+v, error %v", init, got, err)
+		}
+	}
 	// PEFT's rank-stabilized scaling, alpha/√r.
 	rs := strings.Replace(hfLoRAConfig, `"use_rslora": false`, `"use_rslora": true`, 1)
 	cfg, _, err = ParseConfig([]byte(rs), "hf.json")
@@ -424,6 +433,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{with("target_modules", "(unclosed"), "bad regular expression"},
 		{with("bias", "all"), `bias: "all"`},
 		{with("lora_bias", true), "lora_bias"},
+		{with("init_lora_weights", "pissa"), `init_lora_weights "pissa"`},
+		{with("init_lora_weights", "pissa_niter_4"), `init_lora_weights "pissa_niter_4"`},
+		{with("init_lora_weights", "corda"), `init_lora_weights "corda"`},
+		{with("init_lora_weights", "olora"), `init_lora_weights "olora"`},
+		{with("init_lora_weights", "loftq"), `init_lora_weights "loftq"`},
+		{with("alora_invocation_tokens", []int{5, 9}), "alora_invocation_tokens"},
 		{with("fan_in_fan_out", true), "fan_in_fan_out"},
 		{with("modules_to_save", []string{"score", ""}), "modules_to_save: entry 1"},
 		{with("modules_to_save", map[string]int{"score": 1}), "modules_to_save: want a list"},

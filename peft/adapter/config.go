@@ -70,6 +70,8 @@ type fileConfig struct {
 	AlphaPattern      map[string]json.RawMessage `json:"alpha_pattern"`
 	LoraBias          *bool                      `json:"lora_bias"`
 	LayerReplication  json.RawMessage            `json:"layer_replication"`
+	InitLoraWeights   json.RawMessage            `json:"init_lora_weights"`
+	AloraTokens       json.RawMessage            `json:"alora_invocation_tokens"`
 
 	OFTBlockSize          *int     `json:"oft_block_size"`
 	ModuleDropout         *float64 `json:"module_dropout"`
@@ -91,7 +93,8 @@ type fileConfig struct {
 // errors) into a method configuration and its metadata. It accepts the
 // configs Hugging Face PEFT writes for LoRA, DoRA and OFT and those [Save]
 // writes; a config that asks for something this package does not compute
-// (rank patterns, trainable biases, exact Cayley OFT, …) is refused
+// (rank patterns, trainable biases, initialisations that rewrite the base
+// weights such as PiSSA, activated LoRA, exact Cayley OFT, …) is refused
 // with the field named.
 func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	fail := func(format string, args ...any) (peft.Config, Meta, error) {
@@ -160,6 +163,12 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 	case "LORA":
 		if fc.LoraBias != nil && *fc.LoraBias {
 			return fail("lora_bias: true (a bias on lora_B) is not supported")
+		}
+		if init, ok := residualInit(fc.InitLoraWeights); ok {
+			return fail("init_lora_weights %q: PEFT's PiSSA, CorDA, OLoRA and LoftQ initialisations also rewrite the base weights (W0 − s·B₀·A₀, or a quantised W0), so this adapter applies to that residual model, not to the pretrained one; save it from PEFT with path_initial_model_for_weight_conversion, which writes a plain LoRA adapter of the pretrained model (PiSSA, CorDA, OLoRA), and load that", init)
+		}
+		if isSet(fc.AloraTokens) {
+			return fail("alora_invocation_tokens: activated LoRA (the adapter applied only from the invocation tokens on) is not supported")
 		}
 		cfg.Method = peft.LoRA
 		if fc.UseDora != nil && *fc.UseDora {
@@ -257,6 +266,21 @@ func ParseConfig(data []byte, name string) (peft.Config, Meta, error) {
 		return fail("%v", err)
 	}
 	return cfg, meta, nil
+}
+
+// residualInit reports whether init_lora_weights (raw JSON) names one of
+// PEFT's initialisations that also change the base layer's weight: PiSSA
+// ("pissa", "pissa_niter_<n>") and CorDA subtract s·B₀·A₀ from it, OLoRA
+// too, and LoftQ replaces it by a quantised one. PEFT's other values
+// (true, false, "gaussian", "eva", "orthogonal") start from B·A = 0 or
+// set A and B alone, and leave the base as it was.
+func residualInit(raw json.RawMessage) (string, bool) {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	l := strings.ToLower(s)
+	return s, strings.HasPrefix(l, "pissa") || strings.HasPrefix(l, "corda") || l == "olora" || l == "loftq"
 }
 
 // parseModulesToSave reads modules_to_save: null or a list of layer names.
