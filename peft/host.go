@@ -11,8 +11,12 @@ import (
 )
 
 // Update64 is a layer's update computed on the host in float64 from its
-// (float32) parameters, independently of the device code: the reference
-// for Merge and the input of the spectral analysis.
+// (float32) parameters, independently of the device code but for DoRA's
+// row norms n, which it takes as the forward computes them (in float32 on
+// the device) so that k = m ⊘ n is exactly 1 at initialisation: the
+// reference for Merge and the input of the spectral analysis. (DoRA's
+// norms are checked against an independent float64 computation by the
+// PyTorch test vectors and the gradient checks, not through Update64.)
 type Update64 struct {
 	Rows, Cols int
 	// W0 is the frozen weight, row-major [Rows, Cols].
