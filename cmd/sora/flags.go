@@ -13,11 +13,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/models/llama"
@@ -62,7 +64,9 @@ func newFlagSet(name string) *flag.FlagSet {
 // subcommand takes any).
 func parseFlags(fs *flag.FlagSet, doc usageDoc, args []string, stdout, stderr io.Writer) (code int, ok bool) {
 	fs.SetOutput(stderr) // the flag package prints parse errors here
+	restore := explainValues(fs)
 	err := fs.Parse(args)
+	restore()
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		printUsage(stdout, fs, doc)
@@ -88,6 +92,92 @@ func parseFlags(fs *flag.FlagSet, doc usageDoc, args []string, stdout, stderr io
 	}
 	return exitOK, true
 }
+
+// explainValues makes the errors of fs's number, duration and boolean
+// flags say what the flag wants: the flag package's own end in a bare
+// "parse error" or "value out of range" ("invalid value "1.5" for flag
+// -rank: parse error"). It wraps those flags' values for the parse and
+// returns the function that puts the originals back, which the usage
+// needs (it reads the values' types).
+func explainValues(fs *flag.FlagSet) (restore func()) {
+	var flags []*flag.Flag
+	var orig []flag.Value
+	fs.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		syntax, outOfRange := wantValue(g.Get())
+		if syntax == "" {
+			return
+		}
+		flags, orig = append(flags, f), append(orig, f.Value)
+		v := explainedValue{Value: f.Value, syntax: syntax, outOfRange: outOfRange}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			f.Value = explainedBool{v} // so that a bare --flag still means true
+		} else {
+			f.Value = v
+		}
+	})
+	return func() {
+		for i, f := range flags {
+			f.Value = orig[i]
+		}
+	}
+}
+
+// wantValue returns what a flag whose value has v's type wants, for a
+// value that does not parse and for one out of the type's range; "" for
+// types whose errors say it already.
+func wantValue(v any) (syntax, outOfRange string) {
+	switch v.(type) {
+	case int:
+		return "want a whole number", fmt.Sprintf("want a whole number from %d to %d", math.MinInt, math.MaxInt)
+	case int64:
+		return "want a whole number", fmt.Sprintf("want a whole number from %d to %d", int64(math.MinInt64), int64(math.MaxInt64))
+	case uint:
+		return "want a whole number ≥ 0", fmt.Sprintf("want a whole number from 0 to %d", uint(math.MaxUint))
+	case uint64:
+		return "want a whole number ≥ 0", fmt.Sprintf("want a whole number from 0 to %d", uint64(math.MaxUint64))
+	case float64:
+		return "want a number, such as 0.5 or 2e-3", "want a number between about -1.8e308 and 1.8e308"
+	case time.Duration:
+		return "want a duration such as 1s, 500ms or 2m30s", "want a duration such as 1s, 500ms or 2m30s"
+	case bool:
+		return "want true or false", "want true or false"
+	}
+	return "", ""
+}
+
+// explainedValue is a flag value whose parse errors say what it wants.
+type explainedValue struct {
+	flag.Value
+	syntax, outOfRange string
+}
+
+// Set sets the value, replacing the flag package's "parse error" and
+// "value out of range" (which its numeric, duration and boolean values
+// return) with what the flag wants.
+func (v explainedValue) Set(s string) error {
+	err := v.Value.Set(s)
+	switch {
+	case err == nil:
+		return nil
+	case err.Error() == "parse error":
+		return errors.New(v.syntax)
+	case err.Error() == "value out of range":
+		return errors.New(v.outOfRange)
+	}
+	return err
+}
+
+// explainedBool is an explainedValue of a boolean flag, which the flag
+// package lets go without a value.
+type explainedBool struct{ explainedValue }
+
+// IsBoolFlag reports true: the flag package then takes a bare --flag as
+// --flag=true.
+func (explainedBool) IsBoolFlag() bool { return true }
 
 // noArgs reports an error and returns false when fs has positional
 // arguments left, for commands that take none.
