@@ -499,7 +499,28 @@ func (m *Model) unload(restore bool) {
 // float32 (twice the memory of bfloat16). Full has trained the base
 // tensors themselves: they keep their trained values and are frozen. m
 // must not be used afterwards.
+//
+// Every layer's W' and b' are computed ([Layer.Merge]) before any base
+// tensor is written: where one fails (out of memory, a freed parameter),
+// MergeAndUnload returns its error with the model as it was, adapters in
+// place and base weights untouched, the layers it merged unmerged again,
+// so that the caller can free memory and retry, or go on with the adapted
+// model. An error while writing the base tensors (a device failure)
+// leaves the model in an undefined state.
 func (m *Model) MergeAndUnload() error {
+	var merged []*Layer
+	for _, l := range m.layers {
+		if l.method == Full || l.merged != nil {
+			continue
+		}
+		if err := l.Merge(); err != nil {
+			for _, done := range merged {
+				done.Unmerge()
+			}
+			return err
+		}
+		merged = append(merged, l)
+	}
 	var errs []error
 	for _, l := range m.layers {
 		if l.method != Full {

@@ -564,3 +564,46 @@ func TestMergeAndUnload(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeAndUnloadFailure: where one layer cannot be merged (here a
+// freed parameter), MergeAndUnload returns its error before writing any
+// base tensor: the layers before it keep their adapters, unmerged, and
+// their base weights and biases as they were, so that the model still
+// computes the adapted function rather than one with some updates applied
+// twice.
+func TestMergeAndUnloadFailure(t *testing.T) {
+	b := openCPU(t)
+	for _, method := range []Method{LoRA, SORA, DoRA} {
+		t.Run(string(method), func(t *testing.T) {
+			s := newStack(t, b, stackShapes[:4], 8)
+			before := downloadAll(t, s.Params())
+			pm, err := Inject(s, Config{Method: method, R: 2, RotationRank: 2, TargetModules: []string{"proj"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pm.Unload)
+			ls := pm.Layers()
+			for i, l := range ls {
+				perturb(t, l, uint64(60+i))
+			}
+			ls[2].a.Free()
+			err = pm.MergeAndUnload()
+			if err == nil || !strings.Contains(err.Error(), `"layers.2.proj"`) {
+				t.Fatalf("MergeAndUnload: error %v, want layers.2.proj's", err)
+			}
+			for i, l := range ls {
+				if s.slots[i] != graph.Layer(l) {
+					t.Errorf("slot %d holds %T after the failed merge, want its adapter", i, s.slots[i])
+				}
+				if l.merged != nil {
+					t.Errorf("layer %d left merged", i)
+				}
+			}
+			for i, got := range downloadAll(t, s.Params()) {
+				if !sameBits32(got, before[i]) {
+					t.Errorf("base %s changed by the failed merge", s.Params()[i].Name())
+				}
+			}
+		})
+	}
+}

@@ -111,7 +111,8 @@ func (l *Layer) freeMerged() {
 // rounded: it takes the merged float32 weight's buffer in place of its
 // own ([graph.Value.Replace]), so that whatever shares W0 (a tied
 // embedding, under bfloat16 base weights) sees W' too, as it does when
-// W' is copied into a float32 W0.
+// W' is copied into a float32 W0. Its Merge does nothing for a layer
+// MergeAndUnload has merged already.
 func (l *Layer) fold() error {
 	if err := l.Merge(); err != nil {
 		return err
