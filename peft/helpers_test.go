@@ -69,13 +69,13 @@ func to64(x []float32) []float64 {
 
 // relMax returns max|a − b| / max|b| (0 when both are zero).
 func relMax(a []float32, b []float64) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
 	num, den := 0.0, 0.0
 	for i := range b {
 		num = math.Max(num, math.Abs(float64(a[i])-b[i]))
 		den = math.Max(den, math.Abs(b[i]))
-	}
-	if len(a) != len(b) {
-		return math.Inf(1)
 	}
 	if den == 0 {
 		return num
