@@ -38,8 +38,12 @@ type Stats struct {
 	// NonZero ≤ 1.
 	NormalizedEntropy float64
 	// StableRank is ‖M‖_F² / ‖M‖₂² = Σσᵢ² / σ₁², 0 for the zero matrix.
+	// Like Frobenius, it sums over the non-zero singular values (see
+	// NonZero): those below the cut-off change Σσᵢ² by less than
+	// min(rows, cols)·(max(rows, cols)·ε)² relative, far below float64's
+	// rounding.
 	StableRank float64
-	// Frobenius is ‖M‖_F = sqrt(Σσᵢ²).
+	// Frobenius is ‖M‖_F = sqrt(Σσᵢ²), over the non-zero singular values.
 	Frobenius float64
 	// Spectral is ‖M‖₂ = σ₁.
 	Spectral float64
