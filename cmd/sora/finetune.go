@@ -262,10 +262,14 @@ func (f *finetuneFlags) check() error {
 		return fmt.Errorf("--weight-decay %g: want a finite number ≥ 0", f.weightDecay)
 	case math.IsNaN(f.clip) || math.IsInf(f.clip, 0):
 		return fmt.Errorf("--clip %g: want a finite norm (0 or negative turns clipping off)", f.clip)
-	case f.saveEvery < 0 || f.evalEvery < 0:
-		return fmt.Errorf("--save-every and --eval-every want 0 or a positive number of steps")
-	case f.maxTrain < 0 || f.maxEval < 0:
-		return fmt.Errorf("--max-train and --max-eval want 0 (all rows) or a positive number")
+	case f.saveEvery < 0:
+		return fmt.Errorf("--save-every %d: want 0 (a checkpoint at the end only) or a positive number of steps", f.saveEvery)
+	case f.evalEvery < 0:
+		return fmt.Errorf("--eval-every %d: want 0 (before and after training only) or a positive number of steps", f.evalEvery)
+	case f.maxTrain < 0:
+		return fmt.Errorf("--max-train %d: want 0 (all rows) or a positive number", f.maxTrain)
+	case f.maxEval < 0:
+		return fmt.Errorf("--max-eval %d: want 0 (all rows) or a positive number", f.maxEval)
 	case f.set["eval-split"] && f.evalData != "":
 		return fmt.Errorf("--eval-split and --eval-data both give the data to evaluate on: use one or the other (--eval-split holds out part of --data, --eval-data reads another file)")
 	case !f.evaluates() && (f.set["eval-every"] || f.set["max-eval"]):
@@ -1972,6 +1976,31 @@ func commas(n int64) string {
 	return b.String()
 }
 
+// checkDemo validates the numbers the demonstration takes, naming the
+// first flag out of range with its value. Given, they must be positive
+// (and finite: the flag package parses NaN and +Inf), as in a real run,
+// except --steps, whose 0 keeps the demonstration's own number of steps,
+// as the flag's usage says.
+func (f *finetuneFlags) checkDemo() error {
+	switch {
+	case f.set["rank"] && f.rank < 1:
+		return fmt.Errorf("--rank %d: want at least 1", f.rank)
+	case f.set["alpha"] && !positive(f.alpha):
+		return fmt.Errorf("--alpha %g: want a finite positive number", f.alpha)
+	case f.set["rotation-rank"] && f.rotationRank < 1:
+		return fmt.Errorf("--rotation-rank %d: want at least 1", f.rotationRank)
+	case f.set["lr"] && !positive(f.lr):
+		return fmt.Errorf("--lr %g: want a finite positive learning rate", f.lr)
+	case f.steps < 0:
+		return fmt.Errorf("--steps %d: want 0 (the demonstration's %d fine-tuning steps per run) or a positive number", f.steps, demo.DefaultFinetuneSteps)
+	case f.pretrainSteps < 1:
+		return fmt.Errorf("--pretrain-steps %d: want at least 1", f.pretrainSteps)
+	case f.repeats < 1:
+		return fmt.Errorf("--repeats %d: want at least 1", f.repeats)
+	}
+	return nil
+}
+
 // runDemo runs the built-in demonstration.
 func runDemo(f *finetuneFlags, stdout, stderr io.Writer) int {
 	o := demo.Options{Seed: f.seed, Log: stdout}
@@ -2004,11 +2033,8 @@ func runDemo(f *finetuneFlags, stdout, stderr io.Writer) int {
 		o.FinetuneSteps = f.steps
 	}
 	o.PretrainSteps, o.Repeats = f.pretrainSteps, f.repeats
-	// Zero keeps the demonstration's default; NaN and +Inf, which the flag
-	// package parses, are errors.
-	if o.Rank < 0 || o.RotationRank < 0 || !(o.Alpha == 0 || positive(o.Alpha)) || !(o.FinetuneLR == 0 || positive(o.FinetuneLR)) ||
-		o.FinetuneSteps < 0 || o.PretrainSteps < 1 || o.Repeats < 1 {
-		fmt.Fprintln(stderr, "sora finetune: --rank, --rotation-rank, --alpha, --lr, --steps, --pretrain-steps and --repeats must be positive (and finite)")
+	if err := f.checkDemo(); err != nil {
+		fmt.Fprintf(stderr, "sora finetune: %v\n", err)
 		return exitUsage
 	}
 	o.Progress = func(stage string) train.Progress {

@@ -97,7 +97,22 @@ func TestFinetuneBadFlags(t *testing.T) {
 		// The backend is checked before anything loads (m.bin does not exist).
 		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--backend", "nope"}, `unknown backend "nope"`},
 		{[]string{"--method", "lora,bogus"}, "unknown method"},
-		{[]string{"--lr", "NaN"}, "must be positive"},
+		// The demonstration's numbers: the first one out of range is
+		// named with its value; a given 0 is refused as in a real run,
+		// but --steps 0 is the demonstration's default.
+		{[]string{"--lr", "NaN"}, "--lr NaN: want a finite positive learning rate"},
+		{[]string{"--lr", "0"}, "--lr 0: want a finite positive learning rate"},
+		{[]string{"--rank", "0"}, "--rank 0: want at least 1"},
+		{[]string{"--rank", "4", "--rotation-rank", "-1"}, "--rotation-rank -1: want at least 1"},
+		{[]string{"--alpha", "+Inf"}, "--alpha +Inf: want a finite positive number"},
+		{[]string{"--steps", "-1"}, "--steps -1: want 0 (the demonstration's 300 fine-tuning steps per run) or a positive number"},
+		{[]string{"--steps", "0", "--pretrain-steps", "0"}, "--pretrain-steps 0: want at least 1"},
+		{[]string{"--repeats", "-2"}, "--repeats -2: want at least 1"},
+		// A real run's step and row counts, each named alone.
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--save-every", "-1"}, "--save-every -1: want 0"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--eval-every", "-5"}, "--eval-every -5: want 0"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--max-train", "-1"}, "--max-train -1: want 0 (all rows)"},
+		{[]string{"--model", model, "--tokenizer", "t.bin", "--data", "x", "--max-eval", "-3"}, "--max-eval -3: want 0 (all rows)"},
 		{[]string{"stray"}, "unexpected argument"},
 	}
 	for _, c := range cases {
