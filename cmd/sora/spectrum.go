@@ -47,6 +47,17 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sora spectrum: --adapter is required (a folder with adapter_config.json)")
 		return exitUsage
 	}
+	// The files are written after the analysis, which takes minutes on a
+	// large model: a path they cannot be written to is refused now.
+	for _, out := range []struct{ flag, path string }{{"json", *jsonPath}, {"plot", *plotPath}} {
+		if out.path == "" {
+			continue
+		}
+		if _, err := checkOutputFile(out.path); err != nil {
+			fmt.Fprintf(stderr, "sora spectrum: --%s: %v\n", out.flag, err)
+			return exitFailure
+		}
+	}
 	ad, err := readAdapter("spectrum", *adapterDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "sora spectrum: %v\n", err)
@@ -97,7 +108,8 @@ func runSpectrum(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(tw, "mean of %d layers\t\t%.4f\t%.4f\t%.3f\t\t\t\t\n", len(sum.Layers), sum.MeanEntropy, sum.MeanNormalizedEntropy, sum.MeanStableRank)
 	tw.Flush()
 	// The JSON goes first: it is the cheaper file to write, and a plot that
-	// fails then leaves the numbers of the whole analysis behind.
+	// fails all the same (the folders were checked before the analysis)
+	// then leaves the numbers of the whole analysis behind.
 	if *jsonPath != "" {
 		if err := writeJSON(*jsonPath, sum); err != nil {
 			fmt.Fprintf(stderr, "sora spectrum: %v\n", err)

@@ -66,20 +66,29 @@ func TestSpectrumOutputs(t *testing.T) {
 		t.Errorf("summary %+v; want one layer of rank 1", sum)
 	}
 
-	// A plot path under a plain file cannot be made: the command fails,
-	// naming it, but the JSON is already there.
+	// A --plot or --json path that cannot be written (under a plain file)
+	// is refused, naming it, before the adapter is analysed: nothing is
+	// written, not even the other file.
 	blocker := filepath.Join(dir, "file")
 	if err := os.WriteFile(blocker, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	js2 := filepath.Join(dir, "kept", "s.json")
-	code, _, errOut = runCLI(t, "spectrum", "--backend", "cpu", "--adapter", ad, "--plot", filepath.Join(blocker, "s.png"), "--json", js2)
-	if code != exitFailure || !strings.Contains(errOut, blocker) {
-		t.Errorf("plot under a file: status %d, stderr %q; want a failure naming %s", code, errOut, blocker)
-	}
-	var kept train.Summary
-	readJSON(t, js2, &kept)
-	if len(kept.Layers) != 1 || kept.Layers[0] != sum.Layers[0] {
-		t.Errorf("JSON beside the failed plot: %+v, want %+v", kept, sum)
+	for _, c := range []struct {
+		flag       string
+		plot, json string
+	}{
+		{"--plot", filepath.Join(blocker, "s.png"), filepath.Join(dir, "kept", "s.json")},
+		{"--json", filepath.Join(dir, "kept", "s.png"), filepath.Join(blocker, "sub", "s.json")},
+	} {
+		code, stdout, errOut := runCLI(t, "spectrum", "--backend", "cpu", "--adapter", ad, "--plot", c.plot, "--json", c.json)
+		if code != exitFailure || !strings.Contains(errOut, c.flag) || !strings.Contains(errOut, blocker) {
+			t.Errorf("%s under a file: status %d, stderr %q; want a failure naming %s and %s", c.flag, code, errOut, c.flag, blocker)
+		}
+		if strings.Contains(stdout, "spectra of") {
+			t.Errorf("%s under a file: the adapter was analysed first:\n%s", c.flag, stdout)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "kept")); err == nil {
+			t.Errorf("%s under a file: the other output's folder was made", c.flag)
+		}
 	}
 }
