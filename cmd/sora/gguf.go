@@ -67,8 +67,10 @@ func checkGGUFOut(out string, stderr io.Writer) (replacing bool, err error) {
 		}
 	}
 	switch {
-	case err != nil || st == nil:
+	case err != nil:
 		return false, err
+	case st == nil:
+		return false, checkOutWritable(out)
 	case st.IsDir():
 		return false, fmt.Errorf("--out %s is a folder; a .gguf --out is one file", out)
 	}
@@ -81,7 +83,7 @@ func checkGGUFOut(out string, stderr io.Writer) (replacing bool, err error) {
 	if _, err := io.ReadFull(f, magic); err != nil || string(magic) != gguf.Magic {
 		return false, fmt.Errorf("--out %s exists and is not a GGUF file; refusing to replace it (give a new path, or remove it first)", out)
 	}
-	return true, nil
+	return true, checkOutWritable(out)
 }
 
 // staleGGUFTemporaries returns the paths of the temporary files beside out

@@ -288,7 +288,7 @@ func checkMergeOut(model, out string) (replacing bool, err error) {
 	case ost == nil && (strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator))):
 		return false, fmt.Errorf("--out %s names a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path", out)
 	case ost == nil:
-		return false, nil
+		return false, checkOutWritable(out)
 	case ost.IsDir():
 		return false, fmt.Errorf("--out %s is a folder: a llama2.c base (a .bin file) merges into a checkpoint file, so --out must be a file path, such as %s", out, filepath.Join(out, strings.TrimSuffix(filepath.Base(model), filepath.Ext(model))+"-merged.bin"))
 	}
@@ -297,7 +297,20 @@ func checkMergeOut(model, out string) (replacing bool, err error) {
 	if _, _, err := llama2c.Stat(out); err != nil {
 		return false, fmt.Errorf("--out %s exists and is not a llama2.c checkpoint, which the merge would replace (%v): give a new path, or remove the file first", out, err)
 	}
-	return true, nil
+	return true, checkOutWritable(out)
+}
+
+// checkOutWritable checks that the file --out names can be written (see
+// checkOutputFile: a file can be created in its folder, or in the nearest
+// folder above it that exists, where the folders are still to be made), so
+// that a folder without write permission fails before the model is read,
+// converted or merged, not after. For a folder --out, out names a file to
+// be written in it.
+func checkOutWritable(out string) error {
+	if _, err := checkOutputFile(out); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	return nil
 }
 
 // statOut returns what the path out given as --out holds: its FileInfo,
@@ -324,13 +337,15 @@ func statOut(out string) (os.FileInfo, error) {
 func checkHFOut(out, why string) (replacing bool, err error) {
 	st, err := statOut(out)
 	switch {
-	case err != nil || st == nil:
+	case err != nil:
 		return false, err
+	case st == nil:
+		return false, checkOutWritable(filepath.Join(out, hf.ConfigFile))
 	case !st.IsDir():
 		return false, fmt.Errorf("--out %s is a file: %s", out, why)
 	}
 	if isHFCheckpoint(out) {
-		return true, nil
+		return true, checkOutWritable(filepath.Join(out, hf.ConfigFile))
 	}
 	ents, err := os.ReadDir(out)
 	if err != nil {
@@ -347,7 +362,7 @@ func checkHFOut(out, why string) (replacing bool, err error) {
 		}
 		return false, fmt.Errorf("--out %s is a folder that holds other things (%s%s) and no Hugging Face checkpoint: writing one into it would mix the two; give a new or empty folder, or one that holds a checkpoint to replace", out, strings.Join(names, ", "), more)
 	}
-	return false, nil
+	return false, checkOutWritable(filepath.Join(out, hf.ConfigFile))
 }
 
 // isHFCheckpoint reports whether the folder dir holds a Hugging Face
