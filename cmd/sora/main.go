@@ -76,10 +76,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	}
+	// --version is what many tools answer their version to.
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if args[0] == "help" {
 		// "sora help CMD [SUB...]" is "sora CMD [SUB...] --help", so that
 		// "sora help bench gemm" shows gemm's flags, not bench's list.
-		if len(args) == 1 {
+		if len(args) == 1 || len(args) == 2 && args[1] == "help" {
 			usage(stdout)
 			return exitOK
 		}

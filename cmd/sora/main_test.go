@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -113,6 +114,10 @@ func TestTopLevel(t *testing.T) {
 		{name: "no args", args: nil, code: 0, stdout: []string{"Usage: sora <command>", "backends", "conformance", "version"}, quietErr: true},
 		{name: "help", args: []string{"help"}, code: 0, stdout: []string{"Commands:", "--backend NAME"}, quietErr: true},
 		{name: "--help", args: []string{"--help"}, code: 0, stdout: []string{"Commands:"}, quietErr: true},
+		{name: "help help", args: []string{"help", "help"}, code: 0, stdout: []string{"Commands:"}, quietErr: true},
+		{name: "--version", args: []string{"--version"}, code: 0, stdout: []string{"sora ", runtime.Version()}, quietErr: true},
+		{name: "-version", args: []string{"-version"}, code: 0, stdout: []string{"sora ", runtime.Version()}, quietErr: true},
+		{name: "--version with an argument", args: []string{"--version", "x"}, code: 2, stderr: []string{`sora version: unexpected argument "x"`}, quietOut: true},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`, "Commands:"}, quietOut: true},
 		{name: "help for a command", args: []string{"help", "conformance"}, code: 0, stdout: []string{"Usage: sora conformance", "--run FILTER", "Examples:", "sora conformance --backend cuda"}, quietErr: true},
 		{name: "help for a subcommand", args: []string{"help", "bench", "gemm"}, code: 0, stdout: []string{"Usage: sora bench gemm", "--sizes", "--trans"}, quietErr: true},
