@@ -1267,6 +1267,9 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if f.warmup > opts.Steps {
 		fmt.Fprintf(stdout, "note: --warmup %d is more than the run's %d steps: the learning rate warms up over all of them and never reaches its peak %g\n", f.warmup, opts.Steps, opts.LR)
 	}
+	if note := batchNote(opts.Batch, len(trainSet.seqs)); note != "" {
+		fmt.Fprintf(stdout, "note: %s\n", note)
+	}
 	if note := selectionNote(opts); note != "" {
 		fmt.Fprintf(stdout, "note: %s\n", note)
 	}
@@ -1999,6 +2002,18 @@ func (f *finetuneFlags) checkDemo() error {
 		return fmt.Errorf("--repeats %d: want at least 1", f.repeats)
 	}
 	return nil
+}
+
+// batchNote says when a batch of batch sequences is larger than the rows
+// trained on: the batches then hold rows more than once each step, at
+// batch/rows times the compute of a batch of the rows, which --batch's
+// default of 16 does with a small file unnoticed; "" otherwise.
+func batchNote(batch, rows int) string {
+	if rows <= 0 || batch <= rows {
+		return ""
+	}
+	return fmt.Sprintf("--batch %d is more than the %d rows trained on: each step's batch holds some rows more than once (--batch %d takes every row once a step, for %d/%d of the compute)",
+		batch, rows, rows, rows, batch)
 }
 
 // runDemo runs the built-in demonstration.
