@@ -2,14 +2,11 @@ package peft
 
 import (
 	"fmt"
-	"math"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/sora-go/sora/internal/hostmem"
 	"github.com/sora-go/sora/peft/spectral"
 )
 
@@ -44,37 +41,12 @@ type SpectraOptions struct {
 const DefaultSpectraMemory = 4 << 30
 
 // defaultSpectraMemory returns half of Linux's MemAvailable, or
-// DefaultSpectraMemory where /proc/meminfo does not say.
+// DefaultSpectraMemory where the host does not say (hostmem.Read).
 func defaultSpectraMemory() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return DefaultSpectraMemory
-	}
-	if n, ok := parseMemAvailable(data); ok && n > 0 {
-		return n / 2
+	if info, ok := hostmem.Read(); ok && info.Available > 0 {
+		return info.Available / 2
 	}
 	return DefaultSpectraMemory
-}
-
-// parseMemAvailable returns the "MemAvailable: N kB" line of a
-// /proc/meminfo in bytes, and whether there was one to read.
-func parseMemAvailable(data []byte) (int64, bool) {
-	for line := range strings.Lines(string(data)) {
-		rest, ok := strings.CutPrefix(line, "MemAvailable:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, false
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || kb < 0 || kb > math.MaxInt64/1024 {
-			return 0, false
-		}
-		return kb * 1024, true
-	}
-	return 0, false
 }
 
 // Spectra analyses the update ΔW = W' − W0 of every layer, in the layers'

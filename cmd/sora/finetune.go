@@ -21,6 +21,7 @@ import (
 	"github.com/sora-go/sora/data"
 	"github.com/sora-go/sora/graph"
 	"github.com/sora-go/sora/internal/atomicfile"
+	"github.com/sora-go/sora/internal/hostmem"
 	"github.com/sora-go/sora/models/chat"
 	"github.com/sora-go/sora/models/llama"
 	"github.com/sora-go/sora/peft"
@@ -1564,16 +1565,16 @@ func (s *runSummary) noteMemory(run *train.Memory, b backend.Backend) string {
 func memoryLine(name string, inUse, reserved, trainInUse, trainReserved, total int64) string {
 	pair := func(in, res int64) string {
 		if res == in {
-			return byteSize(in)
+			return hostmem.FormatSize(in)
 		}
-		return fmt.Sprintf("%s, %s reserved", byteSize(in), byteSize(res))
+		return fmt.Sprintf("%s, %s reserved", hostmem.FormatSize(in), hostmem.FormatSize(res))
 	}
-	line := fmt.Sprintf("peak memory on %s: %s held by tensors", name, byteSize(inUse))
+	line := fmt.Sprintf("peak memory on %s: %s held by tensors", name, hostmem.FormatSize(inUse))
 	if reserved != inUse {
-		line += fmt.Sprintf(", %s reserved", byteSize(reserved))
+		line += fmt.Sprintf(", %s reserved", hostmem.FormatSize(reserved))
 	}
 	if total > 0 {
-		line += fmt.Sprintf(", of the device's %s", byteSize(total))
+		line += fmt.Sprintf(", of the device's %s", hostmem.FormatSize(total))
 	}
 	if trainInUse > 0 {
 		line += fmt.Sprintf(" (training steps: %s)", pair(trainInUse, trainReserved))
@@ -1582,22 +1583,6 @@ func memoryLine(name string, inUse, reserved, trainInUse, trainReserved, total i
 		line += "; the Go heap beside them (the tokenizer, the data, the model file while it loads) is not counted"
 	}
 	return line
-}
-
-// byteSize writes n bytes in binary units with one decimal: "3.2 GiB".
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	units := []string{"KiB", "MiB", "GiB", "TiB"}
-	v, u := float64(n)/unit, 0
-	// 1023.97 MiB is 1.0 GiB, not 1024.0 MiB.
-	for math.Round(v*10) >= 10*unit && u < len(units)-1 {
-		v /= unit
-		u++
-	}
-	return fmt.Sprintf("%.1f %s", v, units[u])
 }
 
 // byDevice says, for the line that ends a resumed run, how fast the steps

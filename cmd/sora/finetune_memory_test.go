@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sora-go/sora/internal/hostmem"
 )
 
 // TestFinetuneMemory runs a small fine-tuning on the CPU with an
@@ -36,8 +38,8 @@ func TestFinetuneMemory(t *testing.T) {
 		t.Errorf("run.json's memory: peak %d (reserved %d), training steps %d (reserved %d), device %d; want the peaks at least the %d bytes of the model's %d float32 parameters, the run's no smaller than the steps', reserved above in use (the backend's scratch), no device total",
 			sum.PeakMemoryBytes, sum.PeakReservedBytes, sum.TrainPeakMemoryBytes, sum.TrainPeakReservedBytes, sum.DeviceMemoryBytes, weights, sum.Total)
 	}
-	line := "peak memory on cpu: " + byteSize(sum.PeakMemoryBytes) + " held by tensors, " + byteSize(sum.PeakReservedBytes) + " reserved (training steps: " +
-		byteSize(sum.TrainPeakMemoryBytes) + ", " + byteSize(sum.TrainPeakReservedBytes) + " reserved); the Go heap beside them"
+	line := "peak memory on cpu: " + hostmem.FormatSize(sum.PeakMemoryBytes) + " held by tensors, " + hostmem.FormatSize(sum.PeakReservedBytes) + " reserved (training steps: " +
+		hostmem.FormatSize(sum.TrainPeakMemoryBytes) + ", " + hostmem.FormatSize(sum.TrainPeakReservedBytes) + " reserved); the Go heap beside them"
 	if strings.Count(stdout, line) != 1 {
 		t.Errorf("the summary lacks (once) %q:\n%s", line, stdout)
 	}
@@ -65,21 +67,6 @@ func TestFinetuneMemory(t *testing.T) {
 	readJSON(t, filepath.Join(out, "run.json"), &sum)
 	if sum.PeakMemoryBytes != 0 || sum.TrainPeakMemoryBytes != 0 || strings.Contains(stdout, "peak memory") {
 		t.Errorf("a backend without peaks: run.json's peak %d, training %d; output:\n%s", sum.PeakMemoryBytes, sum.TrainPeakMemoryBytes, stdout)
-	}
-}
-
-func TestByteSize(t *testing.T) {
-	for _, tc := range []struct {
-		n    int64
-		want string
-	}{
-		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {3 << 20, "3.0 MiB"},
-		{1<<30 - 1<<15, "1.0 GiB"}, // 1023.97 MiB rounds to a whole GiB
-		{150 << 30, "150.0 GiB"}, {139_800_000_000, "130.2 GiB"}, {5 << 40, "5.0 TiB"}, {2048 << 40, "2048.0 TiB"},
-	} {
-		if got := byteSize(tc.n); got != tc.want {
-			t.Errorf("byteSize(%d) = %q, want %q", tc.n, got, tc.want)
-		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/hostmem"
 	"github.com/sora-go/sora/peft"
 )
 
@@ -89,9 +90,9 @@ func oomAdvice(err error, phase oomPhase, r oomRun) string {
 	}
 	if r.held > 0 {
 		// How close the run came says whether a small change can do.
-		what += fmt.Sprintf(" (it held %s", byteSize(r.held))
+		what += fmt.Sprintf(" (it held %s", hostmem.FormatSize(r.held))
 		if r.total > 0 {
-			what += fmt.Sprintf(" of the device's %s", byteSize(r.total))
+			what += fmt.Sprintf(" of the device's %s", hostmem.FormatSize(r.total))
 		}
 		what += " at most)"
 	}
