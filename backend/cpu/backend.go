@@ -16,6 +16,7 @@ import (
 	"github.com/sora-go/sora/backend/cpu/internal/gemm"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 	"github.com/sora-go/sora/backend/internal/bf16"
+	"github.com/sora-go/sora/internal/hostmem"
 )
 
 // Environment variables read by [backend.Open]("cpu").
@@ -32,6 +33,11 @@ const (
 	// accelerate (macOS), openblas, blis or mkl, or a library file's name
 	// or path. See [LoadBLAS].
 	EnvBLAS = "SORA_CPU_BLAS"
+	// EnvMemoryLimit caps the bytes the backend's tensors and scratch may
+	// hold (see [Options.MemoryLimit]): a byte count as GOMEMLIMIT takes
+	// one ("12GiB", "512MiB", "1073741824"), or "off" for none. Unset, the
+	// limit is [HostMemoryLimit]'s.
+	EnvMemoryLimit = "SORA_CPU_MEMORY_LIMIT"
 )
 
 // defaultBLAS is the BLAS used when $SORA_CPU_BLAS is unset or empty; ""
@@ -97,6 +103,32 @@ type Options struct {
 	// reflection-based call (about 1.2 µs and a dozen small allocations
 	// measured with OpenBLAS on amd64), which only tiny products notice.
 	BLAS *BLAS
+	// MemoryLimit, when positive, is the most bytes the backend may hold:
+	// an Alloc that would take its tensors and scratch (MemoryUsage's
+	// Reserved) beyond it fails with an error matching
+	// backend.ErrOutOfMemory, which a program can report and recover
+	// from, where running the host out of memory gets the process killed
+	// by the operating system without a word. The scratch that ops take
+	// for themselves counts but is never refused, and the rest of the
+	// program's memory (the Go heap beside the tensors) is not counted,
+	// so the limit is a guard against the clear cases, not a bound on the
+	// process's size. 0 means no limit. [OptionsFromEnv] sets it from
+	// $SORA_CPU_MEMORY_LIMIT, or to [HostMemoryLimit].
+	MemoryLimit int64
+}
+
+// HostMemoryLimit returns the memory limit [OptionsFromEnv] gives the
+// backend where $SORA_CPU_MEMORY_LIMIT is unset: the memory the host can
+// still give, Linux's MemAvailable and free swap, at the call; 0 (no
+// limit) where the host does not tell (an operating system without
+// /proc/meminfo). Tensors beyond it cannot all be in memory at once: the
+// process would be killed before or while they filled it.
+func HostMemoryLimit() int64 {
+	info, ok := hostmem.Read()
+	if !ok {
+		return 0
+	}
+	return info.Available + info.SwapFree
 }
 
 // Backend is the CPU implementation of [backend.Backend]. Like every
@@ -332,8 +364,9 @@ func threadsClause(n int) string {
 }
 
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read
-// from SORA_CPU_PORTABLE, SORA_CPU_THREADS and SORA_CPU_BLAS (which it
-// loads), or an error naming the variable whose value cannot be used
+// from SORA_CPU_PORTABLE, SORA_CPU_THREADS, SORA_CPU_MEMORY_LIMIT (the
+// host's default where unset, see HostMemoryLimit) and SORA_CPU_BLAS
+// (which it loads), or an error naming the variable whose value cannot be used
 // (SORA_CPU_GEMM_KERNEL is checked too). A BLAS named in SORA_CPU_BLAS
 // that does not load is an error; "off" turns off a system's default.
 func OptionsFromEnv() (Options, error) {
@@ -360,6 +393,17 @@ func OptionsFromEnv() (Options, error) {
 			hint = " (the go-simd kernels are in builds made with GOEXPERIMENT=simd only)"
 		}
 		return Options{}, fmt.Errorf("cpu: %s=%q: want one of %s%s", EnvGemmKernel, s, strings.Join(gemm.KernelNames, ", "), hint)
+	}
+	switch s := strings.TrimSpace(os.Getenv(EnvMemoryLimit)); s {
+	case "":
+		o.MemoryLimit = HostMemoryLimit()
+	case "off":
+	default:
+		n, err := hostmem.ParseSize(s)
+		if err != nil || n == 0 {
+			return Options{}, fmt.Errorf("cpu: %s=%q: want a positive byte count such as 16GiB or 512MiB (B, KiB, MiB, GiB, TiB, as GOMEMLIMIT), or off", EnvMemoryLimit, s)
+		}
+		o.MemoryLimit = n
 	}
 	lib, err := blasFromEnv()
 	if err != nil {

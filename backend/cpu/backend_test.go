@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/hostmem"
 )
 
 func TestRegistered(t *testing.T) {
@@ -64,7 +65,8 @@ func TestOptionsFromEnv(t *testing.T) {
 		{"", "", "avx", Options{}, EnvGemmKernel},
 		{"", "", "bogus", Options{}, EnvGemmKernel},
 	}
-	t.Setenv(EnvBLAS, "") // BLAS settings: TestBLASFromEnv
+	t.Setenv(EnvBLAS, "")           // BLAS settings: TestBLASFromEnv
+	t.Setenv(EnvMemoryLimit, "off") // the limit: TestMemoryLimitFromEnv
 	for _, tt := range tests {
 		t.Setenv(EnvPortable, tt.portable)
 		t.Setenv(EnvThreads, tt.threads)
@@ -83,6 +85,49 @@ func TestOptionsFromEnv(t *testing.T) {
 		case got != tt.want:
 			t.Errorf("%s=%q %s=%q: %+v, want %+v", EnvPortable, tt.portable, EnvThreads, tt.threads, got, tt.want)
 		}
+	}
+}
+
+// TestMemoryLimitFromEnv: SORA_CPU_MEMORY_LIMIT takes a byte count as
+// GOMEMLIMIT does, or off; unset, the limit is the host's.
+func TestMemoryLimitFromEnv(t *testing.T) {
+	t.Setenv(EnvBLAS, "")
+	for _, tt := range []struct {
+		value string
+		want  int64
+		ok    bool
+	}{
+		{"off", 0, true},
+		{"16GiB", 16 << 30, true},
+		{" 512MiB ", 512 << 20, true},
+		{"1073741824", 1 << 30, true},
+		{"0", 0, false},
+		{"16GB", 0, false},
+		{"-1GiB", 0, false},
+		{"lots", 0, false},
+	} {
+		t.Setenv(EnvMemoryLimit, tt.value)
+		o, err := OptionsFromEnv()
+		switch {
+		case !tt.ok:
+			if err == nil || !strings.Contains(err.Error(), EnvMemoryLimit) {
+				t.Errorf("%s=%q: %+v, %v; want an error naming the variable", EnvMemoryLimit, tt.value, o, err)
+			}
+		case err != nil || o.MemoryLimit != tt.want:
+			t.Errorf("%s=%q: limit %d, %v; want %d", EnvMemoryLimit, tt.value, o.MemoryLimit, err, tt.want)
+		}
+	}
+	t.Setenv(EnvMemoryLimit, "")
+	o, err := OptionsFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, ok := hostmem.Read()
+	switch {
+	case !ok && o.MemoryLimit != 0:
+		t.Errorf("unset, on a host that does not tell its memory: limit %d, want 0", o.MemoryLimit)
+	case ok && (o.MemoryLimit <= 0 || o.MemoryLimit > info.Total+info.SwapFree+info.Available):
+		t.Errorf("unset: limit %d, want the host's available memory and swap (now %+v)", o.MemoryLimit, info)
 	}
 }
 

@@ -32,8 +32,8 @@
 //
 // # Environment
 //
-// [backend.Open] reads four variables; [New] takes the first two and the
-// last as [Options]:
+// [backend.Open] reads five variables; [New] takes all but
+// SORA_CPU_GEMM_KERNEL as [Options]:
 //
 //   - SORA_CPU_PORTABLE=1 forces the portable pure-Go kernels even on CPUs
 //     that have the SIMD features the fast kernels use. CI runs the
@@ -51,6 +51,14 @@
 //   - SORA_CPU_BLAS=off|accelerate|openblas|blis|mkl|FILE hands MatMul
 //     to a system BLAS (see below); off, the default, keeps this
 //     package's kernels.
+//   - SORA_CPU_MEMORY_LIMIT=SIZE|off caps the bytes the backend's tensors
+//     and scratch may hold (SIZE as GOMEMLIMIT takes it: 12GiB, 512MiB):
+//     an allocation past it fails as out of memory, which the program
+//     can report (sora finetune then says which settings lower the
+//     peak), where running the host out of memory gets the process
+//     killed without a word. Unset, the limit is the memory and swap the
+//     host has free when the backend opens ([HostMemoryLimit]); off
+//     removes it.
 //
 // A build with -tags noasm leaves all assembly out, as on architectures
 // without it.

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/internal/hostmem"
 )
 
 // buffer is a block of host memory owned by one Backend: float32 elements
@@ -56,6 +57,11 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cpu: %w", err)
 	}
+	bytes := int64(n) * int64(dt.Size())
+	if lim := b.opts.MemoryLimit; lim > 0 && bytes > lim-b.reserved.n.Load() {
+		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape),
+			&limitError{want: bytes, held: b.reserved.n.Load(), limit: lim})
+	}
 	buf := &buffer{n: n, dt: dt, owner: b}
 	if dt == backend.BFloat16 {
 		buf.half, err = makeSlice[uint16](n)
@@ -65,7 +71,6 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 	if err != nil {
 		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), err)
 	}
-	bytes := int64(n) * int64(dt.Size())
 	b.inUse.add(bytes)
 	b.reserved.add(bytes)
 	return backend.NewTensor(buf, 0, shape...)
@@ -98,6 +103,19 @@ func (e *allocError) Error() string {
 
 // Is reports whether target is backend.ErrOutOfMemory.
 func (e *allocError) Is(target error) bool { return target == backend.ErrOutOfMemory }
+
+// limitError is an Alloc refused by Options.MemoryLimit: want more bytes
+// beside the held ones would pass the limit. It matches
+// backend.ErrOutOfMemory.
+type limitError struct{ want, held, limit int64 }
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("%s beside the %s the backend holds would pass its memory limit of %s (%s; by default the memory and swap the host had free when the backend opened)",
+		hostmem.FormatSize(e.want), hostmem.FormatSize(e.held), hostmem.FormatSize(e.limit), EnvMemoryLimit)
+}
+
+// Is reports whether target is backend.ErrOutOfMemory.
+func (e *limitError) Is(target error) bool { return target == backend.ErrOutOfMemory }
 
 // Free releases t's buffer. Freeing the zero Tensor does nothing; freeing a
 // buffer twice or one of another backend records an error.

@@ -50,6 +50,47 @@ func TestAllocRejectsBadRequests(t *testing.T) {
 	}
 }
 
+// TestMemoryLimit: an Alloc that would take the backend's memory (its
+// tensors and scratch, MemoryUsage's Reserved) past Options.MemoryLimit
+// fails as out of memory, saying by how much and which variable sets the
+// limit, and holds nothing; up to the limit, and again after a Free,
+// allocations succeed.
+func TestMemoryLimit(t *testing.T) {
+	// The matrix-multiply engines' workspaces count from the start.
+	base := New(Options{}).MemoryUsage().Reserved
+	be := New(Options{MemoryLimit: base + 1<<20})
+	if r := be.MemoryUsage().Reserved; r != base {
+		t.Fatalf("a new backend reserves %d bytes, another %d", r, base)
+	}
+	a, err := be.Alloc(backend.Float32, 3<<16) // 768 KiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = be.Alloc(backend.BFloat16, 1<<17+1) // 256 KiB and 2 bytes: 2 bytes too many
+	want := "cpu: Alloc [131073]: 256.0 KiB beside the "
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), EnvMemoryLimit) {
+		t.Fatalf("Alloc past the limit: %v, want an error starting %q and naming %s", err, want, EnvMemoryLimit)
+	}
+	if !errors.Is(err, backend.ErrOutOfMemory) {
+		t.Errorf("errors.Is(%v, backend.ErrOutOfMemory) = false", err)
+	}
+	if got := be.BytesInUse(); got != 3<<18 {
+		t.Errorf("after the refused Alloc: BytesInUse = %d, want %d", got, 3<<18)
+	}
+	b, err := be.Alloc(backend.BFloat16, 1<<17) // exactly up to the limit
+	if err != nil {
+		t.Fatalf("Alloc up to the limit: %v", err)
+	}
+	be.Free(a)
+	if _, err := be.Alloc(backend.Float32, 3<<16); err != nil {
+		t.Errorf("Alloc after a Free made room: %v", err)
+	}
+	be.Free(b)
+	if err := be.Sync(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestBytesInUse(t *testing.T) {
 	be := New(Options{})
 	a, err := be.Alloc(backend.Float32, 3, 5)

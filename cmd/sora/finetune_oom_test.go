@@ -243,3 +243,42 @@ func TestOOMAdvice(t *testing.T) {
 		}
 	}
 }
+
+// TestFinetuneCPUMemoryLimit: on the CPU backend, a run whose tensors
+// would pass SORA_CPU_MEMORY_LIMIT stops with the allocation's error,
+// which names the variable, and the advice of the step, instead of being
+// killed by the operating system when the host's memory runs out; it
+// leaves no output folder. A value the variable cannot take is refused,
+// naming it.
+func TestFinetuneCPUMemoryLimit(t *testing.T) {
+	model, tok := stories260K(t)
+	dir := t.TempDir()
+	trainPath, _ := writeBoolQPair(t, dir, 16, 4)
+	for _, c := range []struct {
+		limit string
+		code  int
+		want  []string
+	}{
+		{"3MiB", exitFailure, []string{"would pass its memory limit of 3.0 MiB (SORA_CPU_MEMORY_LIMIT;",
+			"sora finetune: out of memory (it held ", " at most): try a smaller --micro-batch (4, with the same --batch 8"}},
+		{"3MB", exitFailure, []string{`SORA_CPU_MEMORY_LIMIT="3MB": want a positive byte count such as 16GiB`}},
+	} {
+		t.Run(c.limit, func(t *testing.T) {
+			t.Setenv("SORA_CPU_MEMORY_LIMIT", c.limit)
+			out := filepath.Join(t.TempDir(), "run")
+			code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath,
+				"--steps", "1", "--batch", "8", "--no-spectrum", "--out", out)
+			if code != c.code {
+				t.Fatalf("status %d, want %d\n%s\n%s", code, c.code, stdout, errOut)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("the failed run left %s (%v)", out, err)
+			}
+		})
+	}
+}
