@@ -180,9 +180,10 @@ type Config struct {
 	// TargetModules selects the layers to adapt by name (see [Match]);
 	// for [Full], [AllParameters] trains the whole module instead.
 	TargetModules []string
-	// LoRAPlusRatio is LoRA+'s λ: B matrices train with λ times the
-	// learning rate of the rest. Default 16 for the lora+ method; 0 (one
-	// learning rate) for the others unless set.
+	// LoRAPlusRatio is LoRA+'s λ: B matrices (and, as PEFT groups them,
+	// the vectors DoRA, Pre-Diag and SORA train) train with λ times the
+	// learning rate of the rest (see [Model.ParamGroups]). Default 16 for
+	// the lora+ method; 0 (one learning rate) for the others unless set.
 	LoRAPlusRatio float64
 	// OFTBlockSize is OFT's block size (default 32 when R is 0, as Hugging
 	// Face PEFT); in must be a multiple of it.

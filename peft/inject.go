@@ -295,8 +295,11 @@ func (m *Model) Trainable() []*graph.Value {
 // ParamGroups returns the optimizer groups for the trainable parameters
 // with base learning rate lr and weight decay wd: one group, or, when
 // [Config.LoRAPlusRatio] is positive (LoRA+, the lora+ method's default
-// 16), a group "lora_B" of the B matrices with lr·ratio and a group
-// "adapter" of the rest with lr.
+// 16), a group "lora_B" with lr·ratio and a group "adapter" of the rest
+// with lr. As PEFT's create_loraplus_optimizer (and LoRA+'s own code)
+// groups them, "lora_B" holds the B matrices and every vector the
+// adapters train (DoRA's m, Pre-Diag's and SORA's d), whose learning rate
+// LoRA+ raises with B's; the other matrices (A, SORA's C and D) keep lr.
 //
 // Full fine-tuning follows the rule of Hugging Face's Trainer, which
 // exempts biases and norm weights from weight decay: a group "decay" of
@@ -318,7 +321,7 @@ func (m *Model) ParamGroups(lr, wd float64) []optim.Group {
 	var bs, rest []*graph.Value
 	for _, l := range m.layers {
 		for _, p := range l.Trainable() {
-			if p == l.bm {
+			if p == l.bm || len(p.Shape()) == 1 {
 				bs = append(bs, p)
 			} else {
 				rest = append(rest, p)

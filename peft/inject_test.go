@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -444,6 +445,48 @@ func TestInjectErrors(t *testing.T) {
 type otherLayer struct{}
 
 func (otherLayer) Forward(g *graph.Tape, x *graph.Value) *graph.Value { return x }
+
+// TestLoRAPlusGroups: with a LoRA+ ratio, the fast group holds the B
+// matrices and every trained vector (DoRA's m, Pre-Diag's and SORA's d),
+// as PEFT's create_loraplus_optimizer groups them; A, C and D keep the
+// base rate. Every trainable parameter is in exactly one group.
+func TestLoRAPlusGroups(t *testing.T) {
+	b := openCPU(t)
+	for _, c := range []struct {
+		method     Method
+		fast, slow []string // suffixes of the parameters' names
+	}{
+		{LoRA, []string{".lora_B"}, []string{".lora_A"}},
+		{DoRA, []string{".lora_B", ".lora_magnitude_vector"}, []string{".lora_A"}},
+		{PreDiag, []string{".lora_B", ".lora_Diag"}, []string{".lora_A"}},
+		{SORA, []string{".lora_B", ".lora_Diag"}, []string{".lora_A", ".lora_C", ".lora_D"}},
+	} {
+		t.Run(string(c.method), func(t *testing.T) {
+			pm, err := Inject(newToy(t, b, 3), Config{Method: c.method, R: 4, Alpha: 8, RotationRank: 2, LoRAPlusRatio: 4, TargetModules: []string{AllLinear}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pm.Unload()
+			groups := pm.ParamGroups(1e-2, 0.1)
+			if len(groups) != 2 || groups[0].Name != "adapter" || groups[1].Name != "lora_B" || groups[1].LR != 4*groups[0].LR {
+				t.Fatalf("groups %+v: want adapter and lora_B at 4× its rate", groups)
+			}
+			in := func(p *graph.Value, suffixes []string) bool {
+				return slices.ContainsFunc(suffixes, func(s string) bool { return strings.HasSuffix(p.Name(), s) })
+			}
+			for i, want := range [][]string{c.slow, c.fast} {
+				for _, p := range groups[i].Params {
+					if !in(p, want) {
+						t.Errorf("group %s holds %s", groups[i].Name, p.Name())
+					}
+				}
+			}
+			if n := len(groups[0].Params) + len(groups[1].Params); n != len(pm.Trainable()) {
+				t.Errorf("%d parameters in the groups, %d trainable", n, len(pm.Trainable()))
+			}
+		})
+	}
+}
 
 // TestTrainStep trains a few AdamW steps through the injected model for
 // each method: the loss falls, only adapter parameters move, and LoRA+
