@@ -1229,6 +1229,16 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	if f.noSpectrum {
 		pm.ForgetPretrained()
 	}
+	if c := pm.Config(); c.Method.Spec().LowRank {
+		widest := 0
+		for _, l := range pm.Layers() {
+			in, out := l.Dims()
+			widest = max(widest, min(in, out))
+		}
+		if c.R > widest {
+			oomFacts.rankCap = widest
+		}
+	}
 	count := pm.Report()
 	stored := ""
 	if m.BaseDType() == backend.BFloat16 {

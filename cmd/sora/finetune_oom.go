@@ -59,6 +59,10 @@ type oomRun struct {
 	// run into it is refused, and --resume keeps every setting but
 	// --gradient-checkpointing (of those that lower the peak).
 	resumable bool
+	// rankCap, where --rank is more than every adapted layer can use, is
+	// the largest min(in, out) of those layers, the most rank any of them
+	// can take (0 otherwise): a rank above it only adds memory.
+	rankCap int
 	// out is --out.
 	out string
 	// held is the most the backend held from the device before the
@@ -120,6 +124,9 @@ func oomAdvice(err error, phase oomPhase, r oomRun) string {
 		if text != "" {
 			items = append(items, item{text, resumable})
 		}
+	}
+	if r.rankCap > 0 && phase != oomLoad && phase != oomAnswers {
+		add(fmt.Sprintf("--rank %d or less (no adapted layer can use more: above min(in, out) the rank adds memory but no update)", r.rankCap), false)
 	}
 	switch phase {
 	case oomLoad:

@@ -206,6 +206,10 @@ func TestOOMAdvice(t *testing.T) {
 		{name: "packing", phase: oomTrain, r: with(func(r *oomRun) { r.packing = true }), want: "--base-dtype bf16 or a shorter", wantNot: []string{"--packing"}},
 		{name: "group-by-length", phase: oomTrain, r: with(func(r *oomRun) { r.groupByLength = true }), want: "--base-dtype bf16 or a shorter", wantNot: []string{"--packing"}},
 		{name: "cannot pack", phase: oomTrain, r: with(func(r *oomRun) { r.canPack = false }), want: "--base-dtype bf16 or a shorter", wantNot: []string{"--packing"}},
+		{name: "rank above every layer", phase: oomTrain, r: with(func(r *oomRun) { r.rankCap = 64 }),
+			want: "out of device memory: try --rank 64 or less (no adapted layer can use more: above min(in, out) the rank adds memory but no update), a smaller --micro-batch"},
+		{name: "rank above every layer, evaluating", phase: oomEval, r: with(func(r *oomRun) { r.rankCap = 64 }), want: "try --rank 64 or less ("},
+		{name: "rank above every layer, loading", phase: oomLoad, r: with(func(r *oomRun) { r.rankCap = 64 }), want: "loading the model: try --base-dtype bf16", wantNot: []string{"--rank"}},
 		{name: "cpu", phase: oomTrain, r: with(func(r *oomRun) { r.backend = "cpu" }), want: "out of memory: try", wantNot: []string{"device"}},
 		{name: "held", phase: oomEval, r: with(func(r *oomRun) { r.held, r.total = 78<<30+1<<29, 80<<30 }),
 			want: "out of device memory evaluating (it held 78.5 GiB of the device's 80.0 GiB at most): try a smaller --micro-batch"},
@@ -255,19 +259,23 @@ func TestFinetuneCPUMemoryLimit(t *testing.T) {
 	dir := t.TempDir()
 	trainPath, _ := writeBoolQPair(t, dir, 16, 4)
 	for _, c := range []struct {
-		limit string
-		code  int
-		want  []string
+		name, limit string
+		extra       []string
+		code        int
+		want        []string
 	}{
-		{"3MiB", exitFailure, []string{"would pass its memory limit of 3.0 MiB (SORA_CPU_MEMORY_LIMIT;",
+		{"3MiB", "3MiB", nil, exitFailure, []string{"would pass its memory limit of 3.0 MiB (SORA_CPU_MEMORY_LIMIT;",
 			"sora finetune: out of memory (it held ", " at most): try a smaller --micro-batch (4, with the same --batch 8"}},
-		{"3MB", exitFailure, []string{`SORA_CPU_MEMORY_LIMIT="3MB": want a positive byte count such as 16GiB`}},
+		// stories260K's layers are all at least 64 wide both ways.
+		{"rank 200", "12MiB", []string{"--rank", "200"}, exitFailure, []string{"sora finetune: out of memory (it held ",
+			" at most): try --rank 64 or less (no adapted layer can use more"}},
+		{"3MB", "3MB", nil, exitFailure, []string{`SORA_CPU_MEMORY_LIMIT="3MB": want a positive byte count such as 16GiB`}},
 	} {
-		t.Run(c.limit, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			t.Setenv("SORA_CPU_MEMORY_LIMIT", c.limit)
 			out := filepath.Join(t.TempDir(), "run")
-			code, stdout, errOut := runCLI(t, "finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath,
-				"--steps", "1", "--batch", "8", "--no-spectrum", "--out", out)
+			code, stdout, errOut := runCLI(t, append([]string{"finetune", "--backend", "cpu", "--model", model, "--tokenizer", tok, "--data", trainPath,
+				"--steps", "1", "--batch", "8", "--no-spectrum", "--out", out}, c.extra...)...)
 			if code != c.code {
 				t.Fatalf("status %d, want %d\n%s\n%s", code, c.code, stdout, errOut)
 			}
