@@ -308,20 +308,31 @@ func TestClipGradNorm(t *testing.T) {
 	if err := frozen.SetTrainable(false); err != nil {
 		t.Fatal(err)
 	}
-	ga, gc := []float32{3, 0, -4}, []float32{12, 0} // ‖(3,0,−4,12,0)‖ = 13
+	// ‖(3,0,−4,12,0)‖ = 13, times the case's scale. The coefficient is
+	// torch's min(1, max/(norm + 1e-6)): at a norm of 1.3e-6 its 1e-6
+	// halves it nearly, which a rule without it (or with it elsewhere)
+	// would miss.
 	for _, tc := range []struct {
-		max, scale float64
-	}{{26, 1}, {6.5, 0.5}} {
+		scale, max float64
+	}{{1, 26}, {1, 6.5}, {1e-7, 1e-5}, {1e-7, 1.3e-6}, {1e-7, 2e-7}} {
+		sc := func(x []float32) []float32 {
+			y := make([]float32, len(x))
+			for i, v := range x {
+				y[i] = float32(float64(v) * tc.scale)
+			}
+			return y
+		}
+		ga, gc := sc([]float32{3, 0, -4}), sc([]float32{12, 0})
 		setGrad(t, g, a, ga)
 		setGrad(t, g, c, gc)
 		norm, err := optim.ClipGradNorm([]*graph.Value{a, c, frozen, a}, tc.max)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if math.Abs(norm-13) > 1e-5 {
-			t.Errorf("max %g: norm %g, want 13", tc.max, norm)
+		if math.Abs(norm-13*tc.scale) > 1e-6*13*tc.scale {
+			t.Errorf("scale %g, max %g: norm %g, want %g", tc.scale, tc.max, norm, 13*tc.scale)
 		}
-		coef := math.Min(1, tc.max/(13+1e-6))
+		coef := math.Min(1, tc.max/(13*tc.scale+1e-6))
 		for _, p := range []struct {
 			v    *graph.Value
 			want []float32
@@ -331,8 +342,8 @@ func TestClipGradNorm(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range got {
-				if w := float64(p.want[i]) * coef; math.Abs(float64(got[i])-w) > 1e-5 {
-					t.Errorf("max %g: grad of %s[%d] = %g, want %g", tc.max, p.v.Name(), i, got[i], w)
+				if w := float64(p.want[i]) * coef; math.Abs(float64(got[i])-w) > 1e-6*12*tc.scale {
+					t.Errorf("scale %g, max %g: grad of %s[%d] = %g, want %g (coefficient %g)", tc.scale, tc.max, p.v.Name(), i, got[i], w, coef)
 				}
 			}
 		}
@@ -340,6 +351,12 @@ func TestClipGradNorm(t *testing.T) {
 	setGrad(t, g, a, []float32{float32(math.Inf(1)), 0, 0})
 	if _, err := optim.ClipGradNorm([]*graph.Value{a}, 1); err == nil {
 		t.Error("an infinite gradient norm gave no error")
+	}
+	// The error leaves the gradient as it was.
+	if got, err := a.DownloadGrad(); err != nil {
+		t.Fatal(err)
+	} else if !math.IsInf(float64(got[0]), 1) || got[1] != 0 || got[2] != 0 {
+		t.Errorf("an infinite norm changed the gradient to %v", got)
 	}
 	if _, err := optim.ClipGradNorm([]*graph.Value{a}, 0); err == nil {
 		t.Error("max norm 0 gave no error")
