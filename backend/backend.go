@@ -466,8 +466,13 @@ type CrossEntropyParams struct {
 //	param ← param − LR·WeightDecay·param
 //	m ← Beta1·m + (1−Beta1)·g;  v ← Beta2·v + (1−Beta2)·g²
 //	param ← param − LR · (m / (1−Beta1^Step)) / (sqrt(v / (1−Beta2^Step)) + Eps)
+//
+// The scalars are float64, as PyTorch's are Python floats: 1−Beta2 and the
+// bias corrections are computed from them before a kernel rounds what it
+// needs to float32 (as float32, 0.999 is 0.99900001, whose 1−Beta2 would
+// shrink every second moment by 1.3e-5 relative).
 type AdamWParams struct {
-	LR, Beta1, Beta2, Eps, WeightDecay float32
+	LR, Beta1, Beta2, Eps, WeightDecay float64
 	Step                               int // 1 for the first step
 }
 

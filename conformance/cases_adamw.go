@@ -11,8 +11,8 @@ func init() {
 		shape     []int
 		steps     int
 		firstStep int
-		decay     float32
-		lr        float32
+		decay     float64
+		lr        float64
 	}
 	for _, c := range []ac{
 		// One element, one step: in later steps m = β1·m + (1−β1)·g can

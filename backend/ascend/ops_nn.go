@@ -552,22 +552,22 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 	b.do(op, []backend.Tensor{param, grad, m, v}, func(c *call) {
 		P, G := c.tensor(c.tensorOf(param).reshape(n)), c.tensor(c.tensorOf(grad).reshape(n))
 		M, V := c.tensor(c.tensorOf(m).reshape(n)), c.tensor(c.tensorOf(v).reshape(n))
-		b1, b2 := float64(p.Beta1), float64(p.Beta2)
+		b1, b2 := p.Beta1, p.Beta2
 		bc1 := 1 - math.Pow(b1, float64(p.Step))
 		bc2 := 1 - math.Pow(b2, float64(p.Step))
 		if p.WeightDecay != 0 {
-			c.launch("InplaceMuls", P, c.scalar(float32(1-float64(p.LR)*float64(p.WeightDecay))))
+			c.launch("InplaceMuls", P, c.scalar(float32(1-p.LR*p.WeightDecay)))
 		}
-		c.launch("InplaceMuls", M, c.scalar(p.Beta1))
+		c.launch("InplaceMuls", M, c.scalar(float32(b1)))
 		c.launch("InplaceAdd", M, G, c.scalar(float32(1-b1)))
 		t, d := c.tensor(c.temp(n)), c.tensor(c.temp(n))
 		c.launch("Mul", G, G, t)
-		c.launch("InplaceMuls", V, c.scalar(p.Beta2))
+		c.launch("InplaceMuls", V, c.scalar(float32(b2)))
 		c.launch("InplaceAdd", V, t, c.scalar(float32(1-b2)))
 		c.launch("Sqrt", V, d)
 		c.launch("InplaceMuls", d, c.scalar(float32(1/math.Sqrt(bc2))))
-		c.launch("InplaceAdds", d, c.scalar(p.Eps), c.scalar(1))
+		c.launch("InplaceAdds", d, c.scalar(float32(p.Eps)), c.scalar(1))
 		c.launch("Div", M, d, t)
-		c.launch("InplaceAdd", P, t, c.scalar(float32(-float64(p.LR)/bc1)))
+		c.launch("InplaceAdd", P, t, c.scalar(float32(-p.LR/bc1)))
 	})
 }

@@ -26,8 +26,7 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 		return
 	}
 	ps, gs, ms, ss := vs[0], vs[1], vs[2], vs[3]
-	step := vec.NewAdamWStep(float64(p.LR), float64(p.Beta1), float64(p.Beta2), float64(p.Eps),
-		float64(p.WeightDecay), p.Step)
+	step := vec.NewAdamWStep(p.LR, p.Beta1, p.Beta2, p.Eps, p.WeightDecay, p.Step)
 	k := b.kernels(28 * len(ps))
 	b.parallelFor(len(ps), 16, func(lo, hi int) { k.AdamW(ps[lo:hi], gs[lo:hi], ms[lo:hi], ss[lo:hi], &step) })
 }

@@ -302,11 +302,10 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 	if n == 0 {
 		return
 	}
-	b1, b2 := float64(p.Beta1), float64(p.Beta2)
-	lr := float64(p.LR)
+	b1, b2, lr := p.Beta1, p.Beta2, p.LR
 	stepSize := lr / (1 - math.Pow(b1, float64(p.Step)))
 	sqrtBC2 := math.Sqrt(1 - math.Pow(b2, float64(p.Step)))
-	decay := 1 - lr*float64(p.WeightDecay)
+	decay := 1 - lr*p.WeightDecay
 	b.run(op, []backend.Tensor{param, grad, m, v}, func() error {
 		ptrs, err := b.dptrs(param, grad, m, v)
 		if err != nil {
@@ -316,7 +315,7 @@ func (b *Backend) AdamW(param, grad, m, v backend.Tensor, p backend.AdamWParams)
 		args.i64(int64(n))
 		args.f64(b1)
 		args.f64(b2)
-		args.f64(float64(p.Eps))
+		args.f64(p.Eps)
 		args.f64(stepSize)
 		args.f64(sqrtBC2)
 		args.f64(decay)

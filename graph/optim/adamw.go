@@ -66,8 +66,8 @@ func (o *AdamW) Step() error {
 			}
 			st.steps++
 			o.b.AdamW(p.Tensor(), grad, st.slots[0], st.slots[1], backend.AdamWParams{
-				LR: float32(g.LR * f), Beta1: float32(o.cfg.Beta1), Beta2: float32(o.cfg.Beta2),
-				Eps: float32(o.cfg.Eps), WeightDecay: float32(g.WeightDecay), Step: st.steps,
+				LR: g.LR * f, Beta1: o.cfg.Beta1, Beta2: o.cfg.Beta2,
+				Eps: o.cfg.Eps, WeightDecay: g.WeightDecay, Step: st.steps,
 			})
 		}
 	}

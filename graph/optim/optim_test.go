@@ -170,6 +170,49 @@ func TestAdamWMatchesTorchRule(t *testing.T) {
 	}
 }
 
+// TestAdamWFirstMoments: after one step from zero state the moments are
+// (1−β₁)·g and (1−β₂)·g² to float32's rounding, with 1−β computed from
+// the float64 betas, as torch computes 1 − beta2 in double before the
+// kernel rounds it. Passed to the backend as float32, 0.999 became
+// 0.99900001, which made every second moment 1.3e-5 too small relative
+// (1−β₁ 3.6e-7): far beyond a float32 rounding, and far below the
+// absolute tolerance TestAdamWMatchesTorchRule needs for whole steps.
+func TestAdamWFirstMoments(t *testing.T) {
+	b := openCPU(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 64
+	w := param(t, b, "w", uniform(rng, n, -1, 1), n)
+	opt, err := optim.NewAdamW([]optim.Group{{Params: []*graph.Value{w}, LR: 1e-3}}, optim.DefaultAdamWConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Free()
+	g := graph.New(b)
+	defer g.Close()
+	gw := uniform(rng, n, 1, 2)
+	setGrad(t, g, w, gw)
+	if err := opt.Step(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := opt.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := optim.DefaultAdamWConfig()
+	for i, gi := range gw {
+		g64 := float64(gi)
+		for _, c := range []struct {
+			slot string
+			want float64
+		}{{"exp_avg", (1 - cfg.Beta1) * g64}, {"exp_avg_sq", (1 - cfg.Beta2) * g64 * g64}} {
+			got := float64(st.Params[0].Slots[c.slot][i])
+			if rel := math.Abs(got-c.want) / c.want; rel > 1.2e-7 {
+				t.Fatalf("%s[%d] = %g, want %g (relative error %.3g)", c.slot, i, got, c.want, rel)
+			}
+		}
+	}
+}
+
 func TestAdamWMovesParams(t *testing.T) {
 	// Guards TestAdamWMatchesTorchRule against passing vacuously: the
 	// same run moves every weight by much more than its tolerance.
