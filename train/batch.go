@@ -15,11 +15,15 @@ import (
 // order yields the training data order: a stream of epochs, each a
 // permutation drawn from a generator seeded with (seed, epoch). With
 // lengths (Options.GroupByLength), each epoch's permutation is then cut
-// into megabatches of group positions, and each megabatch sorted longest
-// first: consecutive batches hold sequences of similar length, and so
-// little padding, while which sequences meet in a megabatch stays random
-// (Hugging Face's group_by_length samples the same way, with megabatches
-// of 50 batches).
+// into megabatches of group positions, each megabatch sorted longest
+// first, and the longest sequence of the epoch swapped to its first
+// position (with the first of the first megabatch), so that a batch too
+// large for memory fails at the epoch's first step: consecutive batches
+// hold sequences of similar length, and so little padding, while which
+// sequences meet in a megabatch stays random. This is how Hugging Face's
+// group_by_length samples (transformers' get_length_grouped_indices),
+// megabatches of 50 batches or the number that makes four of them,
+// whichever is fewer, but at least one.
 type order struct {
 	n       int
 	seed    uint64
@@ -29,20 +33,27 @@ type order struct {
 	group   int
 }
 
-// groupBatches is the number of batches in a megabatch of GroupByLength.
+// groupBatches is the most batches a megabatch of GroupByLength holds.
 const groupBatches = 50
+
+// megabatch returns the positions in a megabatch of GroupByLength for n
+// sequences in batches of batch: groupBatches batches, or the number that
+// makes four megabatches of the n where fewer, but at least one batch.
+func megabatch(n, batch int) int {
+	return max(1, min(n/(4*batch), groupBatches)) * batch
+}
 
 func newOrder(n int, seed uint64) *order { return &order{n: n, seed: seed, epoch: -1} }
 
 // groupedOrder is newOrder grouping by the lengths of seqs, in megabatches
-// of groupBatches batches of batch sequences.
+// of batches of batch sequences (see megabatch).
 func groupedOrder(seqs []data.Sequence, seed uint64, batch int) *order {
 	o := newOrder(len(seqs), seed)
 	o.lengths = make([]int, len(seqs))
 	for i, s := range seqs {
 		o.lengths[i] = len(s.Tokens)
 	}
-	o.group = groupBatches * batch
+	o.group = megabatch(len(seqs), batch)
 	return o
 }
 
@@ -54,9 +65,14 @@ func (o *order) at(p int) int {
 		o.perm = rng.Perm(o.n)
 		o.epoch = e
 		if o.lengths != nil {
+			longest := 0 // the first position of the megabatch that holds the longest
 			for k := 0; k < o.n; k += o.group {
 				slices.SortStableFunc(o.perm[k:min(k+o.group, o.n)], func(a, b int) int { return cmp.Compare(o.lengths[b], o.lengths[a]) })
+				if o.lengths[o.perm[k]] > o.lengths[o.perm[longest]] {
+					longest = k
+				}
 			}
+			o.perm[0], o.perm[longest] = o.perm[longest], o.perm[0]
 		}
 	}
 	return o.perm[p%o.n]

@@ -13,8 +13,10 @@ import (
 )
 
 // TestGroupedOrder checks GroupByLength's order: every epoch is a
-// permutation of the sequences, each megabatch of groupBatches batches
-// runs longest first, the order follows the seed and the epoch, and the
+// permutation of the sequences that starts with a longest one, each
+// megabatch of groupBatches batches runs longest first after its first
+// position (where the swap that puts the longest first may have put a
+// shorter one), the order follows the seed and the epoch, and the
 // batches pad far less than the ungrouped order's.
 func TestGroupedOrder(t *testing.T) {
 	const n, batch = 1000, 4
@@ -22,6 +24,7 @@ func TestGroupedOrder(t *testing.T) {
 	for i := range seqs {
 		seqs[i].Tokens = make([]int32, 1+(i*7919)%97) // lengths 1 to 97, scattered
 	}
+	seqs[n-1].Tokens = make([]int32, 150) // one longest, which each epoch must start with
 	padding := func(o *order) (real, computed int) {
 		for s := range n / batch {
 			longest := 0
@@ -34,7 +37,7 @@ func TestGroupedOrder(t *testing.T) {
 		return real, computed
 	}
 	g := groupedOrder(seqs, 3, batch)
-	for e := range 2 {
+	for e := range 4 {
 		seen := make([]bool, n)
 		for p := e * n; p < (e+1)*n; p++ {
 			i := g.at(p)
@@ -42,9 +45,12 @@ func TestGroupedOrder(t *testing.T) {
 				t.Fatalf("epoch %d: sequence %d twice", e, i)
 			}
 			seen[i] = true
-			if q := p - e*n; q%g.group != 0 && len(seqs[i].Tokens) > len(seqs[g.at(p-1)].Tokens) {
+			if q := p - e*n; q%g.group > 1 && len(seqs[i].Tokens) > len(seqs[g.at(p-1)].Tokens) {
 				t.Fatalf("epoch %d, position %d: longer than the one before within a megabatch", e, q)
 			}
+		}
+		if first := g.at(e * n); first != n-1 {
+			t.Errorf("epoch %d starts with sequence %d (%d tokens), want the longest, %d", e, first, len(seqs[first].Tokens), n-1)
 		}
 	}
 	if g.group != groupBatches*batch {
@@ -64,6 +70,18 @@ func TestGroupedOrder(t *testing.T) {
 	t.Logf("real/computed positions: grouped %.3f, random %.3f", float64(realG)/float64(compG), float64(realR)/float64(compR))
 	if realG != realR || !(float64(realG)/float64(compG) > 0.95 && float64(compG) < 0.8*float64(compR)) {
 		t.Errorf("grouped batches compute %d positions for %d, random ones %d for %d; want nearly no padding", compG, realG, compR, realR)
+	}
+}
+
+// TestMegabatch: Hugging Face's megabatch size, 50 batches or the number
+// that makes four megabatches, whichever is fewer, and at least one.
+func TestMegabatch(t *testing.T) {
+	for _, c := range []struct{ n, batch, want int }{
+		{1000, 4, 200}, {100000, 8, 400}, {100, 4, 24}, {16, 4, 4}, {10, 4, 4}, {1, 1, 1}, {801, 4, 200}, {799, 4, 196},
+	} {
+		if got := megabatch(c.n, c.batch); got != c.want {
+			t.Errorf("megabatch(%d, %d) = %d, want %d", c.n, c.batch, got, c.want)
+		}
 	}
 }
 

@@ -146,10 +146,12 @@ type Options struct {
 	// may turn it on or off.
 	GradientCheckpointing bool
 	// GroupByLength draws each epoch's order at random, then sorts each
-	// run of 50 batches longest first, so that a batch holds sequences of
-	// similar length and pads little (Hugging Face's group_by_length):
-	// the same sequences are seen, in another order, for less compute
-	// where lengths vary. A resume must keep it.
+	// run of 50 batches (a quarter of the data where that is less) longest
+	// first and starts the epoch with its longest sequence, so that a batch
+	// holds sequences of similar length and pads little, and a batch too
+	// large for memory fails at once (Hugging Face's group_by_length): the
+	// same sequences are seen, in another order, for less compute where
+	// lengths vary. A resume must keep it.
 	GroupByLength bool
 	// Packing runs each micro-batch with several sequences to a row
 	// (sequence packing, TRL's packing): the micro-batch's sequences are
