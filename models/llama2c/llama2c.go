@@ -314,8 +314,8 @@ func readFloats(r io.Reader, dst []float32) error {
 // RopeScaling, attention biases, a head width other than dim / n_heads,
 // QK-norm or a sliding window, so Write refuses weights whose values
 // differ from llama2.c's (no scaling, no biases, heads dim / n_heads wide,
-// no QK-norm, no window: Mistral 7B v0.1's is refused), and Gemma 3's,
-// whose decoder differs in more than the format can say.
+// no QK-norm, no window: Mistral 7B v0.1's is refused), and Gemma 2's
+// and 3's, whose decoders differ in more than the format can say.
 func Write(path string, w *llama.Weights, format Format) error {
 	if err := checkWritable(w, format); err != nil {
 		return fmt.Errorf("llama2c: writing %s: %w", path, err)
@@ -331,8 +331,15 @@ func checkWritable(w *llama.Weights, format Format) error {
 		return err
 	}
 	c := w.Config
-	if c.Family == llama.FamilyGemma3 {
+	switch c.Family {
+	case llama.FamilyGemma3:
 		return fmt.Errorf("llama2.c checkpoints cannot hold Gemma 3 (family %q: its norms of 1 + w, post-attention and post-feed-forward norms, √dim embedding scale, GeGLU and sliding-window layers have no place in the format); write a Hugging Face folder instead", c.Family)
+	case llama.FamilyGemma2:
+		// Checked before the fields below: a Gemma 2 model in llama2.c's
+		// eps and theta, heads dim / n_heads wide and without sliding
+		// layers passes all of them, and would lose its two output norms
+		// and be read back as LLaMA.
+		return fmt.Errorf("llama2.c checkpoints cannot hold Gemma 2 (family %q: its norms of 1 + w, post-attention and post-feed-forward norms, √dim embedding scale, GeGLU and logit soft-capping have no place in the format); write a Hugging Face folder instead", c.Family)
 	}
 	if c.SlidingWindow > 0 {
 		// Mistral 7B v0.1 (the only other family with a window) is

@@ -391,6 +391,16 @@ func TestWriteRejects(t *testing.T) {
 		{"gemma 3", func(c *llama.Config) {
 			c.QKNorm, c.Family, c.Activation = true, llama.FamilyGemma3, llama.GELUTanh
 		}, `cannot hold Gemma 3 (family "gemma3"`},
+		// Gemma 2 in llama2.c's eps and theta, with heads dim / n_heads
+		// wide and no sliding layer, passes every other check: its
+		// post-attention and post-feed-forward norms would be dropped,
+		// and its norms of 1 + w, √dim embedding scale, GeGLU and
+		// soft-caps read as LLaMA's.
+		{"gemma 2", func(c *llama.Config) {
+			c.Family, c.Activation = llama.FamilyGemma2, llama.GELUTanh
+			c.AttnLogitSoftcap, c.FinalLogitSoftcap = 50, 30
+		}, `cannot hold Gemma 2 (family "gemma2"`},
+		{"gemma 2, silu, no caps", func(c *llama.Config) { c.Family = llama.FamilyGemma2 }, `cannot hold Gemma 2 (family "gemma2"`},
 		// Mistral 7B v0.1 keeps llama2.c's eps and theta; its sliding
 		// window has no header field and would be dropped, changing
 		// every position past the window. Without one it is LLaMA.
