@@ -42,6 +42,12 @@ func dirTokenizerFiles() (withBOS, plain, sp string) {
 // template does not add only for the tokenizer classes that add it.
 func TestLoadDir(t *testing.T) {
 	withBOS, plain, sp := dirTokenizerFiles()
+	// withBOS with a template that adds <eot> after the text too.
+	withEOS := strings.Replace(withBOS, `{"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {`,
+		`{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<eot>", "type_id": 0}}], "special_tokens": {"<eot>": {"id": "<eot>", "ids": [3], "tokens": ["<eot>"]}, `, 1)
+	if withEOS == withBOS {
+		t.Fatal("the template to add EOS to was not found")
+	}
 	cases := []struct {
 		name     string
 		files    map[string]string
@@ -64,6 +70,12 @@ func TestLoadDir(t *testing.T) {
 		{"class adds no BOS", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"tokenizer_class": "GPT2Tokenizer", "bos_token": "<eot>"}`}, -1, 2, kindHF},
 		{"class adds no guessed BOS", map[string]string{"tokenizer.json": plain, "tokenizer_config.json": `{"tokenizer_class": "PreTrainedTokenizerFast"}`}, -1, 2, kindHF},
 		{"template wins over class", map[string]string{"tokenizer.json": withBOS, "tokenizer_config.json": `{"tokenizer_class": "GPT2TokenizerFast"}`}, 1, 2, kindHF},
+		// A template that adds a token after the text names EOS, before
+		// the config files do.
+		{"template adds EOS", map[string]string{"tokenizer.json": withEOS, "tokenizer_config.json": `{"eos_token": "</s>"}`}, 1, 3, kindHF},
+		// generation_config.json's ids are stop tokens only, never BOS or
+		// EOS (which the guess from the special tokens gives here).
+		{"generation_config names no BOS or EOS", map[string]string{"tokenizer.json": plain, "generation_config.json": `{"bos_token_id": 3, "eos_token_id": 3}`}, 1, 2, kindHF},
 	}
 	for _, c := range cases {
 		dir := writeDir(t, c.files)
