@@ -453,7 +453,25 @@ func (driver) Probe() (string, error) {
 	if threads == 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return describe(!o.Portable && simdSupported(), o.BLAS) + ", " + threadsClause(threads), nil
+	set := strings.TrimSpace(os.Getenv(EnvMemoryLimit)) != ""
+	return describe(!o.Portable && simdSupported(), o.BLAS) + ", " + threadsClause(threads) + memoryClause(o.MemoryLimit, set), nil
+}
+
+// memoryClause says a memory limit for Probe: ", memory limit 12.0 GiB
+// (SORA_CPU_MEMORY_LIMIT)" where the variable set it, ", memory limit
+// 22.9 GiB (the memory and swap free now)" where the host's default did,
+// and that there is none where the variable turned it off or the host
+// does not tell its memory.
+func memoryClause(limit int64, fromEnv bool) string {
+	switch {
+	case limit > 0 && fromEnv:
+		return fmt.Sprintf(", memory limit %s (%s)", hostmem.FormatSize(limit), EnvMemoryLimit)
+	case limit > 0:
+		return fmt.Sprintf(", memory limit %s (the memory and swap free now)", hostmem.FormatSize(limit))
+	case fromEnv:
+		return fmt.Sprintf(", no memory limit (%s=off)", EnvMemoryLimit)
+	}
+	return ", no memory limit (the host does not tell its free memory)"
 }
 
 // Open returns a backend configured from the environment.

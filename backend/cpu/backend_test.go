@@ -131,6 +131,23 @@ func TestMemoryLimitFromEnv(t *testing.T) {
 	}
 }
 
+func TestMemoryClause(t *testing.T) {
+	for _, c := range []struct {
+		limit   int64
+		fromEnv bool
+		want    string
+	}{
+		{12 << 30, true, ", memory limit 12.0 GiB (SORA_CPU_MEMORY_LIMIT)"},
+		{22 << 30, false, ", memory limit 22.0 GiB (the memory and swap free now)"},
+		{0, true, ", no memory limit (SORA_CPU_MEMORY_LIMIT=off)"},
+		{0, false, ", no memory limit (the host does not tell its free memory)"},
+	} {
+		if got := memoryClause(c.limit, c.fromEnv); got != c.want {
+			t.Errorf("memoryClause(%d, %v) = %q, want %q", c.limit, c.fromEnv, got, c.want)
+		}
+	}
+}
+
 // TestPathSelection checks that both kernel paths can be selected, from
 // Options and from the environment, and that Device and Probe say which is
 // active.
@@ -155,8 +172,9 @@ func TestPathSelection(t *testing.T) {
 	t.Setenv(EnvPortable, "1")
 	t.Setenv(EnvThreads, "1")
 	t.Setenv(EnvBLAS, "")
+	t.Setenv(EnvMemoryLimit, "16GiB")
 	desc, err := driver{}.Probe()
-	if err != nil || !strings.Contains(desc, "), portable (matmul ") || !strings.HasSuffix(desc, "), 1 thread") {
+	if err != nil || !strings.Contains(desc, "), portable (matmul ") || !strings.HasSuffix(desc, "), 1 thread, memory limit 16.0 GiB (SORA_CPU_MEMORY_LIMIT)") {
 		t.Errorf("Probe with %s=1: %q, %v", EnvPortable, desc, err)
 	}
 	be, err := backend.Open("cpu")
@@ -207,7 +225,8 @@ func TestDeviceLeavesOutThreads(t *testing.T) {
 	if strings.Contains(want, "thread") {
 		t.Errorf("Device() = %q names threads", want)
 	}
-	for _, tc := range []struct{ env, clause string }{{"5", ", 5 threads"}, {"1", ", 1 thread"}} {
+	t.Setenv(EnvMemoryLimit, "off")
+	for _, tc := range []struct{ env, clause string }{{"5", ", 5 threads, no memory limit (SORA_CPU_MEMORY_LIMIT=off)"}, {"1", ", 1 thread, no memory limit (SORA_CPU_MEMORY_LIMIT=off)"}} {
 		t.Setenv(EnvThreads, tc.env)
 		desc, err := driver{}.Probe()
 		if err != nil || desc != want+tc.clause {
