@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -427,6 +428,70 @@ func TestAccuracyMajority(t *testing.T) {
 	}
 	if _, _, err := Majority(nil); err == nil {
 		t.Error("no error for no labels")
+	}
+}
+
+// TestMajorityAnswerEquivalent checks that the majority answer counts the
+// gold answers that one constant generation would score as correct:
+// numbers by value, text ignoring case, numbers and letters apart.
+func TestMajorityAnswerEquivalent(t *testing.T) {
+	for _, c := range []struct {
+		golds []string
+		want  string
+		acc   float64
+	}{
+		// "2", "2.0" and "2.00" are one answer (3 of 5); "3" has 2.
+		{[]string{"3", "2.0", "2", "3", "2.00"}, "2", 3.0 / 5},
+		// "1,500" is 1500 (and the smaller string of the two).
+		{[]string{"1500", "7", "1,500"}, "1,500", 2.0 / 3},
+		// 0.0005 is within 0.001 of 0, "0.01" is not.
+		{[]string{"0.01", "0.0005", "7", "0"}, "0", 2.0 / 4},
+		// Text answers ignore case and surrounding space.
+		{[]string{"Rome", "paris", "Paris", "Rome", " PARIS"}, " PARIS", 3.0 / 5},
+		// Numbers and letters (math_10k): a letter never scores a number.
+		{[]string{"C", "C", "3", "3.0", "3"}, "3", 3.0 / 5},
+		// Exact kinds are unchanged.
+		{[]string{"answer2", "answer1", "answer2"}, "answer2", 2.0 / 3},
+	} {
+		got, acc, err := MajorityAnswer(c.golds)
+		if err != nil || got != c.want || math.Abs(acc-c.acc) > 1e-15 {
+			t.Errorf("MajorityAnswer(%q) = %q, %v, %v; want %q, %v", c.golds, got, acc, err, c.want, c.acc)
+		}
+	}
+	if _, _, err := MajorityAnswer([]string{"1", " "}); err == nil {
+		t.Error("no error for a blank answer")
+	}
+}
+
+// TestMajorityAnswerRealFiles checks the baselines of real sets against
+// counts made independently (Python's collections.Counter over the answer
+// fields, numbers as float): math_10k's most frequent value 2 is written
+// "2" twice and "2.0" 125 times.
+func TestMajorityAnswerRealFiles(t *testing.T) {
+	for _, c := range []struct {
+		rel   string
+		value float64
+		hits  int
+	}{
+		{"datasets/llm-adapters/math_train/math_data.json", 2, 127},
+		{"datasets/llm-adapters/gsm8k/test.json", 5, 40},
+	} {
+		rows, err := LoadAdapters(sharedData(t, c.rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		golds := make([]string, len(rows))
+		for i, r := range rows {
+			golds[i] = r.Answer
+		}
+		a, acc, err := MajorityAnswer(golds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, perr := strconv.ParseFloat(a, 64)
+		if perr != nil || v != c.value || acc != float64(c.hits)/float64(len(rows)) {
+			t.Errorf("%s: majority %q, %v (%v of %d rows); want the value %v, %d rows", c.rel, a, acc, acc*float64(len(rows)), len(rows), c.value, c.hits)
+		}
 	}
 }
 

@@ -2,7 +2,9 @@ package data
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 )
 
 // Accuracy returns the fraction of positions where pred equals gold. The
@@ -82,23 +84,56 @@ func Majority(gold []int) (label int, accuracy float64, err error) {
 	return best, float64(count[best]) / float64(len(gold)), nil
 }
 
-// MajorityAnswer is Majority for string answers (the smallest string on
-// ties).
+// MajorityAnswer returns the gold answer that, generated for every row,
+// would score best against golds, and the accuracy it would score: the
+// baseline an LM that always answers the same must beat. Answers are
+// compared as [NewExtractor]'s extractor for golds scores a generation
+// (see [Extractor.Extract] and [Extractor.Correct]): numbers by value, so
+// that "2", "2.0" and "2.00" are one answer, text answers ignoring case,
+// and so on. On ties it returns the smallest string. It is an error for
+// golds to be empty or to hold an empty answer.
 func MajorityAnswer(golds []string) (answer string, accuracy float64, err error) {
 	if len(golds) == 0 {
 		return "", 0, fmt.Errorf("data: majority baseline of no answers")
+	}
+	x, err := NewExtractor(golds)
+	if err != nil {
+		return "", 0, err
 	}
 	count := map[string]int{}
 	for _, g := range golds {
 		count[g]++
 	}
-	best := golds[0]
-	for a, c := range count {
-		if c > count[best] || (c == count[best] && a < best) {
-			best = a
+	distinct := slices.Sorted(maps.Keys(count))
+	// Each distinct gold's extractor, and each candidate's extraction by
+	// that extractor's kind (two kinds at most, for NumberOrLetter).
+	rx := make([]*Extractor, len(distinct))
+	for i, g := range distinct {
+		rx[i] = x.For(g)
+	}
+	type extracted struct {
+		pred string
+		ok   bool
+	}
+	best, bestHits := "", -1
+	for _, a := range distinct {
+		preds := map[AnswerKind]extracted{}
+		hits := 0
+		for i, g := range distinct {
+			e, seen := preds[rx[i].Kind]
+			if !seen {
+				e.pred, e.ok = rx[i].Extract(a)
+				preds[rx[i].Kind] = e
+			}
+			if e.ok && rx[i].Correct(e.pred, g) {
+				hits += count[g]
+			}
+		}
+		if hits > bestHits {
+			best, bestHits = a, hits
 		}
 	}
-	return best, float64(count[best]) / float64(len(golds)), nil
+	return best, float64(bestHits) / float64(len(golds)), nil
 }
 
 func sameLen(pred, gold []int) error {
