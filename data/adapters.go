@@ -61,19 +61,30 @@ func LoadAdapters(path string) ([]Example, error) {
 // used in error messages, which name the row (1-based), the line it starts
 // on and the field.
 func ParseAdapters(b []byte, name string) ([]Example, error) {
-	var out []Example
+	out, _, err := parseAdapters(b, name)
+	return out, err
+}
+
+// parseAdapters is ParseAdapters that also returns the line each row
+// starts on.
+func parseAdapters(b []byte, name string) ([]Example, []int, error) {
+	var (
+		out   []Example
+		lines []int
+	)
 	err := eachArrayRow(b, name, "a JSON list of objects with instruction, input, output and answer", func(raw json.RawMessage, row, line int) error {
 		ex, err := parseExample(raw)
 		if err != nil {
 			return fmt.Errorf("data: %s:%d: row %d: %w", name, line, row, err)
 		}
 		out = append(out, ex)
+		lines = append(lines, line)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, lines, nil
 }
 
 // eachArrayRow calls each with every element of the JSON list b, its

@@ -94,6 +94,12 @@ var boolqQuestion = regexp.MustCompile(`(?s)question:\s*(.*?)\s*(?:\n\s*Answer f
 // the whole instruction (and input) when it does not have BoolQ's form.
 // name is used in errors, which name the row and the field.
 func BoolQClassification(rows []Example, name string) (*ClassifySet, error) {
+	return boolqClassification(rows, nil, name)
+}
+
+// boolqClassification is BoolQClassification, whose errors also name the
+// line row i starts on, lines[i], where lines is not nil.
+func boolqClassification(rows []Example, lines []int, name string) (*ClassifySet, error) {
 	set := &ClassifySet{Classes: boolClasses}
 	for i, r := range rows {
 		ans, field := r.Answer, "answer"
@@ -110,7 +116,11 @@ func BoolQClassification(rows []Example, name string) (*ClassifySet, error) {
 		case "false", "no":
 			label = 0
 		default:
-			return nil, fmt.Errorf("data: %s: row %d: field %q is %q; expected true or false for a two-class task", name, i+1, field, ans)
+			where := name
+			if i < len(lines) {
+				where = fmt.Sprintf("%s:%d", name, lines[i])
+			}
+			return nil, fmt.Errorf("data: %s: row %d: field %q is %q; expected true or false for a two-class task", where, i+1, field, ans)
 		}
 		text := r.Instruction
 		if m := boolqQuestion.FindStringSubmatch(r.Instruction); m != nil && strings.TrimSpace(m[1]) != "" {
@@ -143,6 +153,7 @@ func LoadClassification(path string) (*ClassifySet, error) {
 
 // ParseClassification parses the classification data set b, read from the
 // file name, as [LoadClassification] reads that file: by name's extension.
+// Errors name the file, the line a row starts on, the row and the field.
 func ParseClassification(b []byte, name string) (*ClassifySet, error) {
 	if err := classificationExt(name); err != nil {
 		return nil, err
@@ -150,11 +161,11 @@ func ParseClassification(b []byte, name string) (*ClassifySet, error) {
 	if strings.EqualFold(filepath.Ext(name), ".tsv") {
 		return ParseCoLA(b, name)
 	}
-	rows, err := ParseAdapters(b, name)
+	rows, lines, err := parseAdapters(b, name)
 	if err != nil {
 		return nil, err
 	}
-	return BoolQClassification(rows, name)
+	return boolqClassification(rows, lines, name)
 }
 
 // classificationExt refuses a file name whose extension names no

@@ -225,6 +225,22 @@ func TestBoolQClassification(t *testing.T) {
 	}
 }
 
+// TestParseClassificationBoolQErrorLine checks that a BoolQ file whose
+// answer is neither true nor false is an error naming the file, the line
+// the row starts on, the row and the field.
+func TestParseClassificationBoolQErrorLine(t *testing.T) {
+	in := `[
+  {"instruction": "is water wet?", "input": "", "output": "the correct answer is true", "answer": "true"},
+
+  {"instruction": "is fire cold?",
+   "input": "", "output": "perhaps", "answer": "maybe"}
+]`
+	_, err := ParseClassification([]byte(in), "b.json")
+	if err == nil || !strings.Contains(err.Error(), `b.json:4: row 2: field "answer" is "maybe"`) {
+		t.Errorf("error %v; want one naming b.json:4, row 2 and the answer field", err)
+	}
+}
+
 func TestBoolQClassificationRealFile(t *testing.T) {
 	set, err := LoadClassification(sharedData(t, "datasets/llm-adapters/boolq/test.json"))
 	if err != nil {
