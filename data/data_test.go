@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -730,4 +731,84 @@ func TestEncodeClassifyEmptyWithoutBOS(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "example 2 has no tokens") {
 		t.Fatalf("error %v, want one naming example 2", err)
 	}
+}
+
+func FuzzParseClassification(f *testing.F) {
+	f.Add([]byte("gj04\t1\t\tA sentence.\n"), true)
+	f.Add([]byte(`[{"instruction": "Please answer the following question with true or false, question: is it?\n\nAnswer format: true/false", "input": "", "output": "the correct answer is true", "answer": "true"}]`), false)
+	f.Add([]byte(`[{"instruction": "x", "output": "the correct answer is false"}, {"instruction": "y", "output": "no", "answer": "maybe"}]`), false)
+	f.Fuzz(func(t *testing.T, b []byte, tsv bool) {
+		name := "fuzz.json"
+		if tsv {
+			name = "fuzz.tsv"
+		}
+		set, err := ParseClassification(b, name)
+		if err != nil {
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("error %q does not name the file", err)
+			}
+			return
+		}
+		if len(set.Classes) != 2 || len(set.Examples) == 0 {
+			t.Fatalf("%d classes, %d examples", len(set.Classes), len(set.Examples))
+		}
+		for i, e := range set.Examples {
+			if e.Label != 0 && e.Label != 1 {
+				t.Errorf("row %d: label %d", i+1, e.Label)
+			}
+		}
+	})
+}
+
+// FuzzExtractor runs the answer extraction on gold answers from a data
+// file (one per line here) and generated text, both outside input.
+func FuzzExtractor(f *testing.F) {
+	f.Add("true\nfalse", "the correct answer is true")
+	f.Add("answer1\nanswer4", "answer3 or answer2")
+	f.Add("576.0\n1,500\n-3", "24 * 24 = 576. The answer is 1,576.")
+	f.Add("A\n12\nE", "so (C), 12")
+	f.Add("Paris\nRome", "  paris ")
+	f.Add("solution2\n\n", "x")
+	f.Fuzz(func(t *testing.T, goldLines, text string) {
+		golds := strings.Split(goldLines, "\n")
+		x, err := NewExtractor(golds)
+		blank := false
+		for _, g := range golds {
+			blank = blank || strings.TrimSpace(g) == ""
+		}
+		if (err != nil) != blank {
+			t.Fatalf("NewExtractor(%q): %v; a blank answer among them: %v", golds, err, blank)
+		}
+		if err != nil {
+			return
+		}
+		for _, g := range golds {
+			rx := x.For(g)
+			if rx.Kind == NumberOrLetter || (x.Kind != NumberOrLetter && rx != x) {
+				t.Fatalf("For(%q) of a %v extractor is a %v extractor", g, x.Kind, rx.Kind)
+			}
+			p, ok := rx.Extract(text)
+			if ok != (p != "") {
+				t.Errorf("%v: Extract(%q) = %q, %v", rx.Kind, text, p, ok)
+			}
+			if src := strings.ReplaceAll(text, ",", ""); ok && !strings.Contains(src, p) && !strings.Contains(text, p) {
+				t.Errorf("%v: Extract(%q) = %q, which the text does not hold", rx.Kind, text, p)
+			}
+			if rx.Correct(p, g) != x.Correct(p, g) {
+				t.Errorf("Correct(%q, %q) differs between the set's and the row's extractor", p, g)
+			}
+			// Bool, Letter and Text answers generated as they are written
+			// are correct (numbers need not be: "1e5" is a number to
+			// ParseFloat but not to the extraction, as in LLM-Adapters).
+			if k := rx.Kind; k == Bool || k == Letter || k == Text {
+				if q, ok := rx.Extract(g); !ok || !rx.Correct(q, g) {
+					t.Errorf("%v: gold %q generated verbatim extracts %q, %v, not correct", k, g, q, ok)
+				}
+			}
+		}
+		a, acc, err := MajorityAnswer(golds)
+		if err != nil || acc < 0 || acc > 1 || !slices.Contains(golds, a) {
+			t.Errorf("MajorityAnswer(%q) = %q, %v, %v", golds, a, acc, err)
+		}
+	})
 }
