@@ -73,7 +73,9 @@
 //
 // An LLM-Adapters row {instruction, input, output} is trained as the
 // Alpaca prompt (see [Prompt]) followed by the output and EOS; only the
-// output and EOS tokens count in the loss. Without an input the prompt is
+// output and EOS tokens count in the loss, as in LLM-Adapters' finetune.py
+// with train_on_inputs off (its default, on, trains the prompt too).
+// Without an input the prompt is
 //
 //	Below is an instruction that describes a task. Write a response that appropriately completes the request.
 //
@@ -94,9 +96,17 @@
 //
 //	### Response:
 //
-// each ending in one newline. This is the Alpaca template LLM-Adapters'
-// finetune.py and evaluation scripts use, written without the accidental
-// indentation of their Python f-strings.
+// each ending in one newline. This is the Alpaca template of
+// Alpaca-LoRA's templates/alpaca.json, byte for byte, which LLM-Adapters'
+// finetune.py and evaluation scripts mean to use. Their Python f-strings
+// (at LLM-Adapters' commit 8166572) differ from it, and from each other,
+// in whitespace: the lines from "### Instruction:" on are indented by 16
+// spaces (so the prompt ends in "### Response:\n" and 16 spaces, before
+// the output in finetune.py), up to two spaces follow "request.", and
+// finetune.py's later blank lines hold 16 spaces. Those change the
+// prompt's tokens, so a model trained there sees other prompts than one
+// trained here. Their evaluation scores the text between the first
+// "### Response:" of the decoded sequence and the next one, if any.
 //
 // # Holding out rows for evaluation
 //

@@ -53,11 +53,13 @@ type EncodeStats struct {
 }
 
 // EncodeLM tokenizes instruction examples for causal LM training as
-// LLM-Adapters does: BOS, the prompt, the output and EOS, cut to maxLen
-// tokens (EOS is only added when it fits), with the prompt's tokens
-// excluded from the loss. The prompt length is the length of the prompt
-// encoded alone (with BOS), or of the common prefix of the two encodings
-// when a merge crosses the boundary.
+// LLM-Adapters' finetune.py does with train_on_inputs off: BOS, the
+// prompt, the output and EOS, cut to maxLen tokens (EOS is only added
+// when it fits), with the prompt's tokens excluded from the loss.
+// (finetune.py's default, train_on_inputs on, which its published
+// commands keep, trains the prompt's tokens too.) The prompt length is the
+// length of the prompt encoded alone (with BOS), or of the common prefix
+// of the two encodings when a merge crosses the boundary.
 func EncodeLM(enc Encoder, rows []Example, maxLen int) ([]Sequence, EncodeStats, error) {
 	var st EncodeStats
 	if maxLen < 2 {
