@@ -349,7 +349,11 @@ func TestMCCClosedForm(t *testing.T) {
 	}{
 		{"perfect", [][3]int{{1, 1, 5}, {0, 0, 3}}, 1},
 		{"inverted", [][3]int{{0, 1, 5}, {1, 0, 3}}, -1},
+		// A vanishing denominator term gives 0, as scikit-learn's
+		// matthews_corrcoef does, not NaN.
 		{"constant prediction", [][3]int{{1, 1, 5}, {1, 0, 3}}, 0},
+		{"constant label", [][3]int{{1, 1, 5}, {0, 1, 3}}, 0},
+		{"one class, all correct", [][3]int{{0, 0, 4}}, 0},
 		// TP 3, TN 2, FP 1, FN 1: (6−1)/√(4·4·3·3) = 5/12.
 		{"tp3 tn2 fp1 fn1", [][3]int{{1, 1, 3}, {0, 0, 2}, {1, 0, 1}, {0, 1, 1}}, 5.0 / 12},
 		// scikit-learn's documented example: [+1 +1 +1 −1] vs [+1 −1 +1 +1] is −1/3.
@@ -361,7 +365,7 @@ func TestMCCClosedForm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if math.Abs(got-c.want) > 1e-12 {
+		if !(math.Abs(got-c.want) <= 1e-12) { // NaN fails too
 			t.Errorf("%s: MCC = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -413,7 +417,7 @@ func TestMCCMulticlass(t *testing.T) {
 		if d := math.Sqrt(cov(p, p) * cov(g, g)); d > 0 {
 			want = cov(p, g) / d
 		}
-		if math.Abs(got-want) > 1e-9 {
+		if !(math.Abs(got-want) <= 1e-9) { // NaN fails too
 			t.Errorf("trial %d (K=%d n=%d): MCC %v, correlation of one-hot matrices %v", trial, K, n, got, want)
 		}
 	}
