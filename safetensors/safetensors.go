@@ -8,10 +8,11 @@
 // to strings. Tensors are stored row-major and little-endian.
 //
 // Reading validates the whole header before any tensor memory is
-// allocated: the header length against the file size, every dtype, shape
-// and offset, that shape × dtype size equals the byte length, that names
-// are unique, and that the tensors cover the data section contiguously with
-// no gaps or overlaps (the same rules as the reference implementation).
+// allocated: the header length against the file size, that the header is
+// UTF-8, every dtype, shape and offset, that shape × dtype size equals the
+// byte length, that names are unique, and that the tensors cover the data
+// section contiguously with no gaps or overlaps (the same rules as the
+// reference implementation).
 // F32, F16 and BF16 tensors can be read as float32; the writer writes F32.
 package safetensors
 
@@ -28,6 +29,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/sora-go/sora/internal/atomicfile"
@@ -158,11 +160,29 @@ func NewFile(r io.ReaderAt, size int64, name string) (*File, error) {
 	if err := readAt(r, header, 8); err != nil {
 		return fail("reading %d-byte header: %v", hlen, err)
 	}
+	// The header is UTF-8, as the reference reader requires; encoding/json
+	// would turn invalid bytes in a name into U+FFFD and so rename it.
+	if !utf8.Valid(header) {
+		return fail("header is not valid UTF-8 (at byte %d of the header)", invalidUTF8At(header))
+	}
 	f := &File{name: name, r: r, dataStart: 8 + int64(hlen), index: map[string]int{}}
 	if err := f.parseHeader(header, size-f.dataStart); err != nil {
 		return nil, fmt.Errorf("safetensors: %s: %w", name, err)
 	}
 	return f, nil
+}
+
+// invalidUTF8At returns the offset of the first byte of b that does not
+// begin a valid UTF-8 sequence (len(b) if there is none).
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 type headerEntry struct {
@@ -521,6 +541,11 @@ func buildHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 		sb.Write(kb)
 		sb.WriteByte(':')
 	}
+	for k, v := range metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, fmt.Errorf("safetensors: metadata entry %q: %q is not valid UTF-8", k, v)
+		}
+	}
 	if len(metadata) > 0 {
 		writeKey("__metadata__")
 		mb, err := json.Marshal(metadata) // map keys come out sorted
@@ -534,6 +559,11 @@ func buildHeader(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 	for _, t := range tensors {
 		if t.Name == "" || t.Name == "__metadata__" {
 			return nil, fmt.Errorf("safetensors: invalid tensor name %q", t.Name)
+		}
+		// encoding/json would write invalid bytes as U+FFFD: the file
+		// would name another tensor, or the same one twice.
+		if !utf8.ValidString(t.Name) {
+			return nil, fmt.Errorf("safetensors: tensor name %q is not valid UTF-8", t.Name)
 		}
 		if seen[t.Name] {
 			return nil, fmt.Errorf("safetensors: tensor %q given twice", t.Name)

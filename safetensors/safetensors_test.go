@@ -206,6 +206,8 @@ func TestInvalidFiles(t *testing.T) {
 		{"uncovered tail", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, f32(2)), "cover 4 bytes but the data section holds 8"},
 		{"bad metadata", rawFile(`{"__metadata__":{"a":1}}`, nil), "__metadata__ must be"},
 		{"empty name", rawFile(`{"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, f32(1)), "empty tensor name"},
+		// encoding/json would read the name as "a\uFFFD".
+		{"invalid utf-8", rawFile("{\"a\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", f32(1)), "not valid UTF-8 (at byte 3 of the header)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -243,6 +245,8 @@ func TestWriteRejects(t *testing.T) {
 		// 2^32 · 2^32 (2^16 · 2^16 where int has 32 bits) wraps to 0
 		// elements, which would match the empty data.
 		"overflow": {{Name: "a", Shape: []int{1 << (strconv.IntSize / 2), 1 << (strconv.IntSize / 2)}, Data: nil}},
+		// Written as JSON, both names would become "a\uFFFD".
+		"invalid utf-8": {{Name: "a\xff", Shape: []int{1}, Data: []float32{1}}, {Name: "a\xfe", Shape: []int{1}, Data: []float32{1}}},
 	}
 	for name, ts := range cases {
 		path := filepath.Join(dir, name)
@@ -251,6 +255,15 @@ func TestWriteRejects(t *testing.T) {
 		}
 		if _, err := os.Stat(path); !os.IsNotExist(err) {
 			t.Errorf("%s: a file was left behind at %s", name, path)
+		}
+	}
+	for _, md := range []map[string]string{{"k\xff": "v"}, {"k": "v\xff"}} {
+		path := filepath.Join(dir, "metadata")
+		if err := Write(path, nil, md); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+			t.Errorf("metadata %q: Write error %v, want one saying it is not valid UTF-8", md, err)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("metadata %q: a file was left behind at %s", md, path)
 		}
 	}
 	// A folder that cannot be made (its parent is a file; missing folders
