@@ -222,8 +222,8 @@ func (f *File) parseHeader(header []byte, dataLen int64) error {
 			f.metadata = md
 			continue
 		}
-		var e headerEntry
-		if err := dec.Decode(&e); err != nil {
+		e, err := decodeEntry(dec)
+		if err != nil {
 			return fmt.Errorf("tensor %q: entry must be an object with dtype, shape and data_offsets: %v", key, err)
 		}
 		info, err := checkEntry(key, e)
@@ -269,6 +269,49 @@ func (f *File) parseHeader(header []byte, dataLen int64) error {
 		return fmt.Errorf("tensors cover %d bytes but the data section holds %d bytes", next, dataLen)
 	}
 	return nil
+}
+
+// decodeEntry reads a tensor's entry, an object, from dec. Its keys are
+// matched exactly and each may appear once, as the reference reader
+// matches them (encoding/json's Decode would take "DTYPE" for "dtype" and
+// keep the last of a repeated key); other keys are skipped, as there.
+func decodeEntry(dec *json.Decoder) (headerEntry, error) {
+	var e headerEntry
+	tok, err := dec.Token()
+	if err != nil {
+		return e, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return e, fmt.Errorf("found %v", tok)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return e, err
+		}
+		key := tok.(string) // object keys are always strings
+		var dst any
+		switch key {
+		case "dtype":
+			dst = &e.DType
+		case "shape":
+			dst = &e.Shape
+		case "data_offsets":
+			dst = &e.DataOffsets
+		default:
+			dst = new(json.RawMessage)
+		}
+		if seen[key] {
+			return e, fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		if err := dec.Decode(dst); err != nil {
+			return e, fmt.Errorf("%s: %v", key, err)
+		}
+	}
+	_, err = dec.Token() // the closing '}'
+	return e, err
 }
 
 func checkEntry(name string, e headerEntry) (TensorInfo, error) {

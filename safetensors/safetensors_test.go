@@ -193,6 +193,12 @@ func TestInvalidFiles(t *testing.T) {
 		{"trailing", rawFile(`{} x`, nil), "trailing data"},
 		{"unknown dtype", rawFile(`{"a":{"dtype":"F7","shape":[1],"data_offsets":[0,4]}}`, f32(1)), `tensor "a": unknown dtype "F7"`},
 		{"missing field", rawFile(`{"a":{"dtype":"F32","shape":[1]}}`, f32(1)), "must have dtype, shape and data_offsets"},
+		// Keys in another case are other keys, as in the reference reader
+		// (encoding/json would match them), and none may repeat.
+		{"key case", rawFile(`{"a":{"DType":"F32","Shape":[1],"Data_Offsets":[0,4]}}`, f32(1)), "must have dtype, shape and data_offsets"},
+		{"repeated key", rawFile(`{"a":{"dtype":"I32","shape":[1],"data_offsets":[0,4],"dtype":"F32"}}`, f32(1)), `tensor "a": entry must be an object with dtype, shape and data_offsets: key "dtype" appears twice`},
+		{"entry not an object", rawFile(`{"a":[1]}`, f32(1)), `tensor "a": entry must be an object`},
+		{"bad dtype value", rawFile(`{"a":{"dtype":4,"shape":[1],"data_offsets":[0,4]}}`, f32(1)), `tensor "a": entry must be an object with dtype, shape and data_offsets: dtype:`},
 		{"bad offsets", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}`, f32(1)), "invalid data_offsets"},
 		{"three offsets", rawFile(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}`, f32(1)), "found 3 numbers"},
 		{"negative extent", rawFile(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`, f32(1)), "negative extent"},
@@ -219,6 +225,18 @@ func TestInvalidFiles(t *testing.T) {
 				t.Fatalf("error %q does not name the file and contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestEntryOtherKeys checks that keys of an entry other than dtype, shape
+// and data_offsets are skipped, as the reference reader skips them.
+func TestEntryOtherKeys(t *testing.T) {
+	f, err := open(t, rawFile(`{"a":{"note":{"x":[1]},"dtype":"F32","shape":[1],"data_offsets":[0,4],"extra":null}}`, []byte{0, 0, 0x80, 0x3f}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.Float32("a"); err != nil || !reflect.DeepEqual(v, []float32{1}) {
+		t.Fatalf("a = %v, %v; want [1]", v, err)
 	}
 }
 
