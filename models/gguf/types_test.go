@@ -144,3 +144,49 @@ func TestParseType(t *testing.T) {
 		t.Error("ParseType(q4_0) accepted")
 	}
 }
+
+// TestQuantizeQ8_0RoundsAsGGML pins two blocks to the bytes that ggml's
+// quantize_row_q8_0_ref writes, where its C arithmetic differs from other
+// reasonable rules (TestQuantizeQ8_0AgainstFloat64 allows either neighbour
+// next to a midpoint, so it cannot tell them apart):
+//   - roundf rounds halves away from zero: with d = 127/127 = 1, ±2.5 and
+//     ±0.5 become ±3 and ±1 (round-half-to-even would give ±2 and 0);
+//   - q is roundf(x·id) with id = 1/d in float32: for amax 125, d =
+//     0.98425198, id = 1.0160000, and x = 51.673225 (0x424eb162) gives
+//     x·id = 52.5 exactly in float32, so 53, where x/d (52.499996) and
+//     the exact quotient (52.4999966) give 52.
+//
+// The expected values were worked out by hand and checked with Python's
+// float32 rounding (struct), not with this package.
+func TestQuantizeQ8_0RoundsAsGGML(t *testing.T) {
+	x := make([]float32, 2*QK8_0)
+	copy(x, []float32{127, 2.5, -2.5, 0.5, -0.5, 1.5, -126.5, 0})
+	copy(x[QK8_0:], []float32{-125, math.Float32frombits(0x424eb162), 62.5})
+	out := make([]byte, 2*q8Block)
+	if err := QuantizeQ8_0(out, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		block int
+		scale uint16 // float16 bits of d
+		q     []int8 // the block's first values; the rest are 0
+	}{
+		{0, 0x3c00, []int8{127, 3, -3, 1, -1, 2, -127}},
+		// 62.5·1.016 = 63.5 (float32 63.500004): 64 either way.
+		{1, 0x3be0, []int8{-127, 53, 64}},
+	} {
+		blk := out[c.block*q8Block : (c.block+1)*q8Block]
+		if got := uint16(blk[0]) | uint16(blk[1])<<8; got != c.scale {
+			t.Errorf("block %d: scale %#04x, want %#04x", c.block, got, c.scale)
+		}
+		for j := range QK8_0 {
+			var want int8
+			if j < len(c.q) {
+				want = c.q[j]
+			}
+			if got := int8(blk[2+j]); got != want {
+				t.Errorf("block %d value %d (%v): q %d, want %d", c.block, j, x[c.block*QK8_0+j], got, want)
+			}
+		}
+	}
+}
