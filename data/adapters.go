@@ -40,9 +40,25 @@ const (
 // model writes its answer.
 func Prompt(instruction, input string) string {
 	if input == "" {
-		return promptHead + "### Instruction:\n" + instruction + "\n\n### Response:\n"
+		return promptHead + "### Instruction:\n" + instruction + "\n\n" + responseMarker + "\n"
 	}
-	return promptHeadInput + "### Instruction:\n" + instruction + "\n\n### Input:\n" + input + "\n\n### Response:\n"
+	return promptHeadInput + "### Instruction:\n" + instruction + "\n\n### Input:\n" + input + "\n\n" + responseMarker + "\n"
+}
+
+// responseMarker ends every prompt of the Alpaca template.
+const responseMarker = "### Response:"
+
+// ScoredResponse returns the part of a generated response that
+// LLM-Adapters' evaluation scripts extract the answer from: the text
+// before a further "### Response:", where a model that goes on writing
+// another example after its answer starts a second one. (They split the
+// decoded prompt and generation at the marker and take the text after the
+// prompt's, up to the next.) generated is the text after the prompt.
+func ScoredResponse(generated string) string {
+	if i := strings.Index(generated, responseMarker); i >= 0 {
+		return generated[:i]
+	}
+	return generated
 }
 
 // LoadAdapters reads an LLM-Adapters JSON file (see [ParseAdapters]).

@@ -816,3 +816,21 @@ func FuzzExtractor(f *testing.F) {
 		}
 	})
 }
+
+func TestScoredResponse(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"the answer is 42", "the answer is 42"},
+		{"42\n\n### Instruction:\nAdd 3 and 4.\n\n### Response:\n7", "42\n\n### Instruction:\nAdd 3 and 4.\n\n"},
+		{"### Response: 5", ""},
+		{"", ""},
+		{"true ### Response: false ### Response: true", "true "},
+	} {
+		if got := ScoredResponse(c.in); got != c.want {
+			t.Errorf("ScoredResponse(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	// The marker is the one every prompt ends with.
+	if p := Prompt("Say hi.", ""); !strings.HasSuffix(p, "### Response:\n") || ScoredResponse(p) == p {
+		t.Errorf("Prompt ends %q; ScoredResponse does not cut at its marker", p[len(p)-20:])
+	}
+}

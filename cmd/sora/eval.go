@@ -487,8 +487,14 @@ func scoreSet(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, tas
 	correct := 0
 	for i, o := range outs {
 		text := tok.DecodeAll(o)
+		scoredText := text
+		if set.lm.Format == data.FormatInstruction {
+			// As LLM-Adapters' evaluation: not from a further example the
+			// model went on to write.
+			scoredText = data.ScoredResponse(text)
+		}
 		rx := x.For(golds[i])
-		pred, ok := rx.Extract(text)
+		pred, ok := rx.Extract(scoredText)
 		if !ok {
 			rep.NoAnswer++
 		}
