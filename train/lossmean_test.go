@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/sora-go/sora/data"
@@ -77,5 +78,60 @@ func TestStepLossIsTargetMean(t *testing.T) {
 				t.Fatalf("the mean of the micro-batches' means %.9g is within %.3g of the target mean %.9g: the test cannot tell them apart", meanOfMeans, d, whole.Loss)
 			}
 		})
+	}
+}
+
+// TestTrainOnInputs: with TrainOnInputs the step's loss is the mean over
+// every token after the first, prompts included (Evaluate on the
+// sequences with no prompt gives it independently), which differs from
+// the response-only mean; the setting is recorded for a resume; a
+// classification run refuses it.
+func TestTrainOnInputs(t *testing.T) {
+	b := openCPU(t)
+	seqs := randomSeqs(6, tinyConfig().VocabSize, 4)
+	m, _ := tinyModel(t, b, "", 4)
+	const seed, batch = 3, 6
+	idx := newOrder(len(seqs), seed).batch(0, batch)
+	eval := func(seqs []data.Sequence) float64 {
+		t.Helper()
+		picked := make([]data.Sequence, len(idx))
+		for k, i := range idx {
+			picked[k] = seqs[i]
+		}
+		ev, err := Evaluate(context.Background(), m, LM, picked, len(picked), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Loss
+	}
+	whole, response := eval(trainedWhole(seqs)), eval(seqs)
+	if math.Abs(whole-response) < 1e-3*whole {
+		t.Fatalf("whole-sequence loss %.6g and response loss %.6g too close for the test to tell them apart", whole, response)
+	}
+	tr := &Trainer{Model: m, Task: LM, Train: seqs,
+		Options: Options{Steps: 1, Batch: batch, LR: 1e-3, Seed: seed, TrainOnInputs: true}}
+	res, err := tr.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(res.Loss - whole); d > 1e-5*whole {
+		t.Errorf("step loss %.9g, want the mean over every token %.9g (the response-only mean is %.9g)", res.Loss, whole, response)
+	}
+	if seqs[0].PromptLen == 0 {
+		t.Errorf("the caller's sequences lost their prompts")
+	}
+	if s := runSettings(tr.Options, nil, 0, nil, 0); s["train-on-inputs"] != "true" {
+		t.Errorf("settings %v lack train-on-inputs", s)
+	}
+	if s := runSettings(Options{}, nil, 0, nil, 0); s["train-on-inputs"] != "" {
+		t.Errorf("a run without it records train-on-inputs %q", s["train-on-inputs"])
+	}
+	mc, _ := tinyModel(t, b, "", 4)
+	if err := mc.AddScoreHead(2, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Trainer{Model: mc, Task: Classify, Classes: 2, Train: seqs, Options: Options{Steps: 1, Batch: 2, LR: 1e-3, TrainOnInputs: true}}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "train-on-inputs") {
+		t.Errorf("classification with TrainOnInputs: %v, want a refusal naming it", err)
 	}
 }

@@ -145,6 +145,14 @@ type Options struct {
 	// and the loss but for the rounding of the chunks' sum, so a resume
 	// may turn it on or off.
 	GradientCheckpointing bool
+	// TrainOnInputs trains every token of each LM training sequence after
+	// the first, the prompt's too, as LLM-Adapters' finetune.py does by
+	// default (train_on_inputs, kept by its published commands and
+	// DoRA's); off, the loss trains what each sequence marks (for
+	// instruction rows the response and EOS, PEFT's and TRL's
+	// completion-only default). Evaluations score the marked tokens
+	// either way. LM only; a resume must keep it.
+	TrainOnInputs bool
 	// GroupByLength draws each epoch's order at random, then sorts each
 	// run of 50 batches (a quarter of the data where that is less) longest
 	// first and starts the epoch with its longest sequence, so that a batch

@@ -57,6 +57,10 @@ func runSettings(o Options, c *peft.Config, baseDType backend.DType, eval []data
 		// existed still match a run without it (see settingDefaults).
 		s["group-by-length"] = "true"
 	}
+	if o.TrainOnInputs {
+		// Recorded only when on, as group-by-length.
+		s["train-on-inputs"] = "true"
+	}
 	if o.Packing {
 		// Recorded only when on, as group-by-length: a packed step
 		// rounds otherwise than an unpacked one, or one packed into rows

@@ -309,6 +309,16 @@ func (t *Trainer) groups(o Options) ([]optim.Group, error) {
 	return gs, nil
 }
 
+// trainedWhole returns seqs with every token after the first trained
+// (Options.TrainOnInputs): no prompt and no mask. The tokens are shared.
+func trainedWhole(seqs []data.Sequence) []data.Sequence {
+	out := slices.Clone(seqs)
+	for i := range out {
+		out[i].PromptLen, out[i].Trained = 0, nil
+	}
+	return out
+}
+
 // Run trains for the configured steps (resuming first when asked), writes
 // checkpoints, metrics and the final adapter to the output folder, and
 // evaluates at the end. A cancelled ctx stops the run after the current
@@ -332,6 +342,12 @@ func (t *Trainer) Run(ctx context.Context) (_ *Result, runErr error) {
 	t.Model.SetGradientCheckpointing(o.GradientCheckpointing)
 	if t.Task == Classify && t.Classes < 2 {
 		return nil, fmt.Errorf("train: classification needs at least 2 classes, got %d", t.Classes)
+	}
+	if o.TrainOnInputs {
+		if t.Task != LM {
+			return nil, fmt.Errorf("train: train-on-inputs trains a language model's prompt tokens; a %s run has none to train", t.Task)
+		}
+		t.Train = trainedWhole(t.Train)
 	}
 	if err := checkSequences(t.Train, t.Model, t.Task, t.Classes, "training"); err != nil {
 		return nil, err

@@ -85,7 +85,7 @@ type finetuneFlags struct {
 	alpha, lr, epochs, weightDecay, clip, loraPlusRatio, dropout                       float64
 	seed                                                                               uint64
 	resume, exactRotation, newHead, noSpectrum, gradientCheckpointing, groupByLength   bool
-	packing, rslora                                                                    bool
+	packing, rslora, trainOnInputs                                                     bool
 	set                                                                                map[string]bool
 	chat                                                                               chatFlags
 	// holdout is --eval-split, parsed by check (zero without it).
@@ -137,6 +137,7 @@ func defineFinetuneFlags(fs *flag.FlagSet) *finetuneFlags {
 	fs.BoolVar(&f.resume, "resume", false, "continue the run in --out from its newest checkpoint (with the same flags: one that changes the result is refused, except --lr, which may change, and --steps, which may grow to train the run longer or shrink, to no fewer than it has trained, to end it sooner), reporting the zero-shot evaluation the run recorded instead of taking it again")
 	fs.BoolVar(&f.noSpectrum, "no-spectrum", false, "leave out spectrum.png and spectrum.json, the singular value spectra of the updates written at the end (for dora, prediag, sora, oft and full one SVD of a dense matrix per layer: minutes on a large model; lora's are computed from its factors in moments)")
 	fs.BoolVar(&f.gradientCheckpointing, "gradient-checkpointing", false, "recompute each decoder layer's activations, and the output head's logits in chunks, in the backward pass instead of keeping them: far less memory for long sequences and large vocabularies, one more forward pass per step (1.5x the time on our machine); the trained weights are those of a run without it")
+	fs.BoolVar(&f.trainOnInputs, "train-on-inputs", false, "train every token of each training row, its prompt's too, as LLM-Adapters' finetune.py does by default (train_on_inputs); without it the loss trains the response and EOS (the assistant turns of a conversation), as PEFT's and TRL's examples do; --task lm only; evaluations score the response either way; a resume must keep it")
 	fs.BoolVar(&f.groupByLength, "group-by-length", false, "draw the data order at random, then sort each run of 50 batches (or a quarter of the data, if less) longest first, the epoch's longest sequence first, so that a batch holds sequences of similar length and pads little (Hugging Face's group_by_length): the same data for less compute where lengths vary; a resume must keep it")
 	fs.BoolVar(&f.packing, "packing", false, "sequence packing: run each micro-batch's sequences several to a row (rows of up to --max-len tokens, never more positions than one per row), each attending only to itself, instead of one per row padded to the longest, so that short rows stop paying for padding; the batches, targets and loss are those of a run without it, to float32 rounding. Needs fused attention (the cpu and cuda backends have it, ascend on Atlas A2/A3; SORA_ATTENTION=unfused turns it off); not with --group-by-length; a resume must keep it")
 	fs.IntVar(&f.saveEvery, "save-every", 100, "write a checkpoint every `N` steps (0: only at the end)")
@@ -309,6 +310,9 @@ func (f *finetuneFlags) check() error {
 	task, err := train.ParseTask(f.task)
 	if err != nil {
 		return fmt.Errorf("--task: %v", err)
+	}
+	if f.trainOnInputs && task != train.LM {
+		return fmt.Errorf("--train-on-inputs trains a language model's prompt tokens, with --task lm; a classifier is trained on its label alone")
 	}
 	if f.newHead && task != train.Classify {
 		return fmt.Errorf("--new-head needs --task classify (only a classifier has a head)")
@@ -580,7 +584,7 @@ func (f *finetuneFlags) trainOptions(trainSize, maxLen int, baseModel string) tr
 	o := train.Options{Steps: f.steps, Epochs: f.epochs, Batch: f.batch, MicroBatch: f.microBatch, LR: f.lr,
 		Schedule: f.schedule, WeightDecay: f.weightDecay, Seed: f.seed, SaveEvery: f.saveEvery,
 		EvalEvery: f.evalEvery, Out: f.out, Resume: f.resume, BaseModel: baseModel, NoSpectra: f.noSpectrum,
-		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength, Packing: f.packing,
+		GradientCheckpointing: f.gradientCheckpointing, GroupByLength: f.groupByLength, Packing: f.packing, TrainOnInputs: f.trainOnInputs,
 		EvalSplit: f.holdout.String()}
 	// --clip 0 is Hugging Face's max_grad_norm 0, no clipping; the
 	// trainer's zero ClipNorm is its default instead.
@@ -1086,7 +1090,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	describeData(stdout, "train", f.data, trainSet, task, maxLen, cfg.MaxSeqLen)
+	describeData(stdout, "train", f.data, trainSet, task, maxLen, cfg.MaxSeqLen, f.trainOnInputs)
 	if f.resumed != nil {
 		// The number of steps of --epochs is known now: a resume that
 		// cannot take it is refused before the model loads.
@@ -1100,7 +1104,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 	}
 	scoreAnswers, answersNote := false, ""
 	if evalSet != nil {
-		describeData(stdout, "eval", evalName, evalSet, task, maxLen, cfg.MaxSeqLen)
+		describeData(stdout, "eval", evalName, evalSet, task, maxLen, cfg.MaxSeqLen, false)
 		// Whether the answers generated after training can be scored is
 		// decided now, not after training, where a refusal would lose
 		// the run's report.
@@ -1297,7 +1301,7 @@ func (f *finetuneFlags) run(stdout, stderr io.Writer) int {
 			"rank": f.rank, "alpha": f.alpha, "rslora": f.rslora, "rotation_rank": f.rotationRank, "target": f.target, "lr": f.lr,
 			"steps": opts.Steps, "batch": opts.Batch, "micro_batch": opts.MicroBatch, "max_len": maxLen,
 			"warmup": opts.Warmup, "schedule": opts.Schedule, "weight_decay": f.weightDecay, "clip": clipUsed(opts), "seed": f.seed,
-			"base_dtype": train.BaseDTypeName(m.BaseDType()), "group_by_length": f.groupByLength, "packing": f.packing}}
+			"base_dtype": train.BaseDTypeName(m.BaseDType()), "group_by_length": f.groupByLength, "packing": f.packing, "train_on_inputs": f.trainOnInputs}}
 	summary.Config["attention"] = attentionPath(m.Backend())
 	if scoreAnswers {
 		summary.Config["max_new_tokens"] = f.maxNew
@@ -1799,7 +1803,10 @@ func savedWhat(method peft.Method, task train.Task, modelPath string) string {
 	return s + ")"
 }
 
-func describeData(w io.Writer, what, path string, td *taskData, task train.Task, maxLen, modelLen int) {
+// describeData writes the line that describes a data set; whole says
+// that training trains every token (--train-on-inputs), whatever the
+// encoding marked.
+func describeData(w io.Writer, what, path string, td *taskData, task train.Task, maxLen, modelLen int, whole bool) {
 	msg := fmt.Sprintf("%s data: %s, %d sequences, %d tokens", what, path, len(td.seqs), td.stats.Tokens)
 	if task == train.Classify {
 		counts := make([]int, len(td.classes))
@@ -1812,7 +1819,12 @@ func describeData(w io.Writer, what, path string, td *taskData, task train.Task,
 		}
 		msg += " (" + strings.Join(parts, ", ") + ")"
 	} else {
-		msg += fmt.Sprintf(" (%s rows), %d trained tokens", td.lm.Format, td.stats.Trained)
+		if whole {
+			// Every token but each sequence's first.
+			msg += fmt.Sprintf(" (%s rows), %d trained tokens (prompts included: --train-on-inputs)", td.lm.Format, td.stats.Tokens-len(td.seqs))
+		} else {
+			msg += fmt.Sprintf(" (%s rows), %d trained tokens", td.lm.Format, td.stats.Trained)
+		}
 		if td.stats.Split > 0 {
 			msg += fmt.Sprintf("; in %d a token spans the edge of the trained text (it is trained)", td.stats.Split)
 		}

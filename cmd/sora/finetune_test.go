@@ -25,7 +25,7 @@ func TestFinetuneHelpListsEveryFlag(t *testing.T) {
 	}
 	for _, f := range []string{"backend", "model", "tokenizer", "data", "eval-data", "eval-split", "task", "method", "rank", "alpha",
 		"rotation-rank", "target", "lr", "epochs", "steps", "batch", "micro-batch", "max-len", "warmup", "schedule",
-		"weight-decay", "seed", "out", "resume", "save-every", "dropout", "exact-rotation", "group-by-length", "packing",
+		"weight-decay", "seed", "out", "resume", "save-every", "dropout", "exact-rotation", "group-by-length", "packing", "train-on-inputs",
 		"clip", "loraplus-ratio", "max-new-tokens", "keep-best", "early-stopping", "best-metric"} {
 		if !strings.Contains(out, "--"+f+" ") && !strings.Contains(out, "--"+f+"\n") {
 			t.Errorf("--help does not explain --%s", f)
