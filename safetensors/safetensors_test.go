@@ -228,6 +228,33 @@ func TestInvalidFiles(t *testing.T) {
 	}
 }
 
+// TestHeaderOrder reads a file whose header lists its tensors in another
+// order than their data (as writers other than this package's may, e.g.
+// names sorted apart from the data's order), with an empty tensor at the
+// offset where another begins: each tensor reads its own bytes, and
+// Tensors lists them in data-offset order.
+func TestHeaderOrder(t *testing.T) {
+	hdr := `{"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0,3],"data_offsets":[8,8]}}`
+	var data bytes.Buffer
+	binary.Write(&data, binary.LittleEndian, []float32{1, 2, 3, 4})
+	f, err := open(t, rawFile(hdr, data.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]float32{"a": {1, 2}, "b": {3, 4}, "e": {}} {
+		if got, err := f.Float32(name); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %v, %v; want %v", name, got, err, want)
+		}
+	}
+	var names []string
+	for _, info := range f.Tensors() {
+		names = append(names, info.Name)
+	}
+	if want := []string{"a", "e", "b"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("Tensors() in the order %v, want %v", names, want)
+	}
+}
+
 // TestEntryOtherKeys checks that keys of an entry other than dtype, shape
 // and data_offsets are skipped, as the reference reader skips them.
 func TestEntryOtherKeys(t *testing.T) {
