@@ -228,6 +228,30 @@ func TestInvalidFiles(t *testing.T) {
 	}
 }
 
+// bigFile is an io.ReaderAt over a file of any size that holds the
+// 8-byte header length n and zeros after it.
+type bigFile struct{ n uint64 }
+
+func (r bigFile) ReadAt(p []byte, off int64) (int, error) {
+	clear(p)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], r.n)
+	if off < 8 {
+		copy(p, b[off:])
+	}
+	return len(p), nil
+}
+
+// TestHeaderSizeLimit: a header length within the file but above
+// MaxHeaderSize is refused before the header is allocated or read, as the
+// reference reader refuses it.
+func TestHeaderSizeLimit(t *testing.T) {
+	_, err := NewFile(bigFile{MaxHeaderSize + 1}, 1<<40, "big.safetensors")
+	if err == nil || !strings.Contains(err.Error(), "exceeds the limit of 100000000 bytes") {
+		t.Fatalf("header of %d bytes in a 1 TiB file: %v; want the limit named", MaxHeaderSize+1, err)
+	}
+}
+
 // TestHeaderOrder reads a file whose header lists its tensors in another
 // order than their data (as writers other than this package's may, e.g.
 // names sorted apart from the data's order), with an empty tensor at the
