@@ -21,8 +21,13 @@
 // adapter therefore means the same on every format of its base model and
 // in Hugging Face PEFT. The config carries, besides
 // PEFT's fields, sora_method, rotation_rank, exact_rotation and
-// loraplus_lr_ratio for the methods PEFT lacks; PEFT itself ignores them
-// and reads a LoRA/DoRA adapter as such.
+// loraplus_lr_ratio for the methods PEFT lacks, under peft_type LORA, as
+// the SORA reference's PEFT writes them. Stock PEFT ignores those keys
+// and reads a LoRA or DoRA adapter exactly; a Pre-Diag, SORA or
+// Pre-Ortho adapter it reads as the LoRA inside it, warning only of the
+// unexpected tensors (lora_Diag, lora_C, lora_D), which computes another
+// function: load those with the reference's PEFT, or merge them first
+// (older PEFT releases may refuse the extra config keys outright).
 //
 // Loading validates everything against the model before it is used: every
 // expected tensor present with its exact shape, no tensor left over, all
