@@ -284,7 +284,9 @@ func TestAttentionGradcheck(t *testing.T) {
 				}
 				if path.ref != nil {
 					calls, gradCalls = path.ref.calls-calls, path.ref.gradCalls-gradCalls
-					if path.fused != (calls == 1 && gradCalls == 1) || !path.fused && calls+gradCalls != 0 {
+					// Check runs two steps (the second accumulating into
+					// the first's gradients), each one forward and backward.
+					if path.fused != (calls == 2 && gradCalls == 2) || !path.fused && calls+gradCalls != 0 {
 						t.Errorf("fused path %v, but the fused kernels ran %d and %d times", path.fused, calls, gradCalls)
 					}
 				}

@@ -132,10 +132,15 @@ func TestBrokenBackwardsAreCaught(t *testing.T) {
 		{"scatter-add overwrites", scatterOverwrites{cpu},
 			[]string{"embedding_layernorm_mse"}, "grad/op/gather"},
 		{"matmul ignores beta", matmulNoBeta{cpu},
-			// Only where a 2-D value feeds two products directly: x of the
-			// attention blocks is 3-D and reaches its products through
-			// reshapes, whose gradients are summed by Axpy instead.
-			[]string{"rmsnorm_swiglu", "sora_layer", "checkpointed_blocks"}, "grad/op/matmul_nt/shared_a"},
+			// Every case with a weight in a product: the second step of
+			// each check accumulates the weights' gradients with beta 1.
+			// Within one step, only where a 2-D value feeds two products
+			// directly (rmsnorm_swiglu, sora_layer, checkpointed_blocks):
+			// x of the attention blocks is 3-D and reaches its products
+			// through reshapes, whose gradients are summed by Axpy.
+			[]string{"mlp_cross_entropy", "attention_rope_gqa", "attention_rope_interleaved",
+				"fused_attention_gqa_window_softcap", "rmsnorm_swiglu", "sora_layer",
+				"embedding_layernorm_mse", "checkpointed_blocks"}, "grad/op/matmul_nt/shared_a"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

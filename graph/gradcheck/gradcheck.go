@@ -14,6 +14,13 @@
 // that a wrong sign, a dropped term or a misplaced index fails by orders of
 // magnitude.
 //
+// Every check also runs a second step without zeroing the gradients, as
+// gradient accumulation over micro-batches does: each input's gradient
+// must then be twice the first step's. The first step writes every
+// gradient afresh; the second takes each backward's accumulating path
+// (a product with beta 1, a copy that adds, a kernel that adds into its
+// output), which a backward that overwrites instead of adding fails.
+//
 // [OpCases] and [GraphCases] are the cases the conformance suite runs on
 // every backend; [Check] runs one case, including cases callers write for
 // their own layers.
@@ -104,6 +111,11 @@ type InputResult struct {
 	// Err is ‖analytic − reference‖ / (‖reference‖ + 1e-6·√Coords), +Inf
 	// when anything is NaN or infinite.
 	Err float64
+	// AccumErr is the same error of the gradient after a second step
+	// that accumulates into the first's (no ZeroGrad in between) against
+	// twice the first step's gradient, over every element; 0 when the
+	// second step added exactly the same gradient.
+	AccumErr float64
 }
 
 // Result is the outcome of one case.
@@ -125,7 +137,7 @@ func (r Result) Passed() bool {
 		return false
 	}
 	for _, in := range r.Inputs {
-		if !(in.Err <= r.Tol) {
+		if !(in.Err <= r.Tol) || !(in.AccumErr <= r.Tol) {
 			return false
 		}
 	}
@@ -157,6 +169,13 @@ func (r Result) Detail() string {
 		fmt.Fprintf(&b, "d%s %.2g", in.Name, in.Err)
 	}
 	fmt.Fprintf(&b, " (tol %.0g)", r.Tol)
+	sep := "; accumulated over two steps: "
+	for _, in := range r.Inputs {
+		if in.AccumErr != 0 {
+			fmt.Fprintf(&b, "%sd%s %.2g", sep, in.Name, in.AccumErr)
+			sep = ", "
+		}
+	}
 	return b.String()
 }
 
@@ -217,17 +236,35 @@ func Check(b backend.Backend, c Case, opts Options) (res Result, err error) {
 	if err := g.Backward(loss); err != nil {
 		return res, fmt.Errorf("gradcheck %s: backward: %w", c.Name, err)
 	}
-	grads := make([][]float32, len(params))
-	for i, p := range params {
-		if p.Grad().IsZero() { // the output does not depend on this input
-			grads[i] = make([]float32, p.Len())
-			continue
-		}
-		if grads[i], err = p.DownloadGrad(); err != nil {
-			return res, fmt.Errorf("gradcheck %s: gradient of %s: %w", c.Name, c.Inputs[i].Name, err)
-		}
+	grads, err := downloadGrads(c, params)
+	if err != nil {
+		return res, err
 	}
 	g.Reset()
+
+	// A second step, accumulating into the first's gradients.
+	out = c.Forward(g, params)
+	if err := g.Backward(g.Sum(g.Mul(out, g.Input(w, out.Shape()...)))); err != nil {
+		return res, fmt.Errorf("gradcheck %s: second backward: %w", c.Name, err)
+	}
+	twice, err := downloadGrads(c, params)
+	if err != nil {
+		return res, err
+	}
+	g.Reset()
+	accErr := make([]float64, len(params))
+	for i := range params {
+		want := to64(grads[i])
+		for j := range want {
+			want[j] *= 2
+		}
+		accErr[i] = relErr(to64(twice[i]), want)
+	}
+	defer func() {
+		for i := range res.Inputs {
+			res.Inputs[i].AccumErr = accErr[i]
+		}
+	}()
 
 	if c.Reference != nil {
 		res.Method = "float64 reference"
@@ -303,6 +340,23 @@ func Check(b backend.Backend, c Case, opts Options) (res Result, err error) {
 		res.Inputs = append(res.Inputs, InputResult{Name: c.Inputs[i].Name, Coords: len(coords), Err: relErr(an, fd)})
 	}
 	return res, b.Sync()
+}
+
+// downloadGrads returns the gradients of params, zeros for one that has
+// none (the output does not depend on it).
+func downloadGrads(c Case, params []*graph.Value) ([][]float32, error) {
+	grads := make([][]float32, len(params))
+	for i, p := range params {
+		if p.Grad().IsZero() {
+			grads[i] = make([]float32, p.Len())
+			continue
+		}
+		var err error
+		if grads[i], err = p.DownloadGrad(); err != nil {
+			return nil, fmt.Errorf("gradcheck %s: gradient of %s: %w", c.Name, c.Inputs[i].Name, err)
+		}
+	}
+	return grads, nil
 }
 
 // sample draws an input's values on the grid of odd multiples of 2⁻¹³.
