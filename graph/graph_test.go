@@ -128,6 +128,31 @@ func TestGradientAccumulation(t *testing.T) {
 	}
 }
 
+// A loss that is a trainable parameter itself gets the gradient 1 at each
+// step, accumulated like any parameter's until ZeroGrad.
+func TestParameterLossAccumulates(t *testing.T) {
+	b := openCPU(t)
+	p := param(t, b, "p", graph.Trainable, []float32{3}, 1)
+	g := graph.New(b)
+	defer g.Close()
+	step := func() {
+		if err := g.Backward(p); err != nil {
+			t.Fatal(err)
+		}
+		g.Reset()
+	}
+	step()
+	step()
+	if gp := grad(t, p); !near(gp, 2) {
+		t.Errorf("dp after two steps = %v, want [2]", gp)
+	}
+	p.ZeroGrad()
+	step()
+	if gp := grad(t, p); !near(gp, 1) {
+		t.Errorf("dp after ZeroGrad and a step = %v, want [1]", gp)
+	}
+}
+
 func TestNoGradRecordsNothing(t *testing.T) {
 	b := openCPU(t)
 	w := param(t, b, "w", graph.Trainable, []float32{1, 2, 3, 4}, 2, 2)

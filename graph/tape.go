@@ -127,8 +127,19 @@ func (g *Tape) Backward(loss *Value) error {
 	}
 	g.backwardDone = true
 	if loss.param {
-		dst, _ := g.gradDst(loss)
-		g.b.Fill(dst, 1)
+		// The loss is a trainable parameter itself: its gradient is 1,
+		// added to what earlier steps left (as every parameter's is).
+		dst, acc := g.gradDst(loss)
+		if !acc {
+			g.b.Fill(dst, 1)
+			return g.Err()
+		}
+		one := g.alloc(loss.shape)
+		if g.err == nil {
+			g.b.Fill(one, 1)
+			g.b.Axpy(dst, 1, one)
+		}
+		g.release(one)
 		return g.Err()
 	}
 	loss.grad = g.alloc(loss.shape)
