@@ -364,6 +364,22 @@ func TestCrossEntropyAllIgnored(t *testing.T) {
 	}
 }
 
+// TestCrossEntropyBadDivisor: a NaN or infinite divisor is an error on the
+// tape, not a zero loss and gradient.
+func TestCrossEntropyBadDivisor(t *testing.T) {
+	b := openCPU(t)
+	logits := param(t, b, "logits", graph.Trainable, []float32{1, 2, 3, 4, 5, 6}, 2, 3)
+	for _, div := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+		g := graph.New(b)
+		loss := g.CrossEntropy(logits, []int32{0, 2}, graph.CrossEntropyOptions{Divisor: div})
+		err := g.Backward(loss)
+		if err == nil || !strings.Contains(err.Error(), "CrossEntropy: divisor") {
+			t.Errorf("divisor %g: %v, want an error naming it", div, err)
+		}
+		g.Close()
+	}
+}
+
 func TestPoolIsTrimmed(t *testing.T) {
 	b := openCPU(t)
 	w := param(t, b, "w", graph.Trainable, make([]float32, 16), 4, 4)

@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"math"
+
 	"github.com/sora-go/sora/backend"
 )
 
@@ -17,7 +19,7 @@ type CrossEntropyOptions struct {
 	// distribution is (1−ε)·one-hot + ε/vocab. 0 (the default) disables it.
 	Smoothing float32
 	// Divisor, when positive, replaces the number of counted rows as the
-	// divisor of the summed loss. Gradient accumulation sets it to the
+	// divisor of the summed loss (NaN or ±Inf is an error). Gradient accumulation sets it to the
 	// number of counted rows over all micro-batches of a step, so the
 	// accumulated gradient equals that of one large batch.
 	Divisor float32
@@ -38,6 +40,12 @@ func (g *Tape) CrossEntropy(logits *Value, targets []int32, opts CrossEntropyOpt
 		return g.placeholder(backend.Shape{1})
 	}
 	div := opts.Divisor
+	if math.IsNaN(float64(div)) || math.IsInf(float64(div), 0) {
+		// NaN and +Inf would make the scale 0, a zero loss and gradient
+		// that look like a step with nothing to train.
+		g.failf("CrossEntropy: divisor %g; want a finite number (0 or less: the counted rows)", div)
+		return g.placeholder(backend.Shape{1})
+	}
 	if div <= 0 {
 		for _, t := range targets {
 			if t != IgnoreIndex {
