@@ -58,9 +58,8 @@ func (b *Backend) Alloc(dt backend.DType, shape ...int) (backend.Tensor, error) 
 		return backend.Tensor{}, fmt.Errorf("cpu: %w", err)
 	}
 	bytes := int64(n) * int64(dt.Size())
-	if lim := b.opts.MemoryLimit; lim > 0 && bytes > lim-b.reserved.n.Load() {
-		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape),
-			&limitError{want: bytes, held: b.reserved.n.Load(), limit: lim})
+	if lim, held := b.opts.MemoryLimit, b.reserved.n.Load(); lim > 0 && bytes > lim-held {
+		return backend.Tensor{}, fmt.Errorf("cpu: Alloc %v: %w", backend.Shape(shape), &limitError{want: bytes, held: held, limit: lim})
 	}
 	buf := &buffer{n: n, dt: dt, owner: b}
 	if dt == backend.BFloat16 {

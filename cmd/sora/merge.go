@@ -332,20 +332,27 @@ func statOut(out string) (os.FileInfo, error) {
 // empty folder, or a folder holding a Hugging Face checkpoint (config.json
 // or weights: see isHFCheckpoint), which is replaced. A file, or a folder
 // that holds other things, is refused, its error ending with why (a
-// sentence saying what --out must be). It reports whether out holds a
-// checkpoint that is replaced.
+// sentence saying what --out must be), and so is a folder no file can be
+// written in. It reports whether out holds a checkpoint that is replaced.
 func checkHFOut(out, why string) (replacing bool, err error) {
+	if replacing, err = hfOutReplaces(out, why); err != nil {
+		return false, err
+	}
+	return replacing, checkOutWritable(filepath.Join(out, hf.ConfigFile))
+}
+
+// hfOutReplaces is checkHFOut but for the check that the folder can be
+// written.
+func hfOutReplaces(out, why string) (bool, error) {
 	st, err := statOut(out)
 	switch {
-	case err != nil:
+	case err != nil || st == nil:
 		return false, err
-	case st == nil:
-		return false, checkOutWritable(filepath.Join(out, hf.ConfigFile))
 	case !st.IsDir():
 		return false, fmt.Errorf("--out %s is a file: %s", out, why)
 	}
 	if isHFCheckpoint(out) {
-		return true, checkOutWritable(filepath.Join(out, hf.ConfigFile))
+		return true, nil
 	}
 	ents, err := os.ReadDir(out)
 	if err != nil {
@@ -362,7 +369,7 @@ func checkHFOut(out, why string) (replacing bool, err error) {
 		}
 		return false, fmt.Errorf("--out %s is a folder that holds other things (%s%s) and no Hugging Face checkpoint: writing one into it would mix the two; give a new or empty folder, or one that holds a checkpoint to replace", out, strings.Join(names, ", "), more)
 	}
-	return false, checkOutWritable(filepath.Join(out, hf.ConfigFile))
+	return false, nil
 }
 
 // isHFCheckpoint reports whether the folder dir holds a Hugging Face
