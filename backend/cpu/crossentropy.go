@@ -93,13 +93,19 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 	uniform := eps / float64(vocab)
 	k := b.kernels(8 * len(ds))
 	chunks := b.chunks(rows, vocab*8)
-	tmp := b.rowScratch(k, chunks, vocab)
+	tmp := b.rowScratch(k, chunks, 2*vocab)
 	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
 		rm := ceRows{xs: xs, targets: targets, vocab: vocab, hi: hi, ignore: p.IgnoreIndex}
+		// Each row's output is written by the pass over the next row
+		// (vec's SoftmaxStep), as Softmax writes its rows, or by a pass
+		// of its own (finish) where no next row's pass follows; pending
+		// is the row waiting for it.
+		var pending ceGradRow
 		for r := lo; r < hi; r++ {
 			d := ds[r*vocab : (r+1)*vocab]
 			t := targets[r]
 			if t == p.IgnoreIndex {
+				pending.finish(k)
 				clear(d)
 				rm.forget()
 				continue
@@ -109,28 +115,65 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 			x, m, next := rm.row(k, r)
 			e := d
 			if tmp != nil {
-				e = tmp[c][:vocab]
+				e = tmp[c][r%2*vocab : (r%2+1)*vocab]
 			}
-			sum, mNext := k.ExpShiftNextMax(e, x, next, m)
+			var sum float64
+			var mNext float32
+			if pending.d != nil && next != nil {
+				pd := pending
+				sum, mNext = k.SoftmaxStep(e, x, next, pd.e, pd.d, 1, m, pd.scale/pd.sum, pd.t, pd.target())
+			} else {
+				pending.finish(k)
+				sum, mNext = k.ExpShiftNextMax(e, x, next, m)
+			}
 			rm.carry(mNext, next)
-			et := float64(e[t])
-			// d[t] is left out of the scaling: written after d's
-			// streaming (non-temporal) stores, it would meet its line in
-			// the write-combining buffer and stall for a memory round
-			// trip every row. Split, the line holding d[t] is written with
-			// ordinary stores (the kernels' unaligned head and tail).
+			pending = ceGradRow{d: d, e: e, t: int(t), et: float64(e[t]), sum: sum,
+				scale: scale, q: uniform + 1 - eps}
 			if eps != 0 {
 				// scale·(e/sum − uniform) = (e − uniform·sum)·scale/sum:
 				// subtracted from e while it is in the cache, not from d
 				// after its streaming stores, which would read it back.
 				k.AddScalar(e, e, float32(-uniform*sum))
 			}
-			k.ScaleTo(d[:t], e[:t], scale/sum)
-			k.ScaleTo(d[t+1:], e[t+1:], scale/sum)
-			d[t] = float32(scale * (et/sum - (uniform + 1 - eps)))
 		}
+		pending.finish(k)
 		k.Fence()
 	})
+}
+
+// ceGradRow is a row of CrossEntropyGrad whose exponentials (e, less
+// the smoothing's uniform·sum) are computed and whose output d is still
+// to be written: d = e·scale/sum but for
+// the target's element, d[t] = scale·(e_t/sum − q) in float64 from the
+// exponential e_t before the smoothing. That element can cancel (a
+// confident, right prediction): where x_t is not the maximum, softmax_t ≤
+// ½ and nothing cancels; where it is, e_t = exp(0) is exactly 1 and
+// 1/sum − q_t is as good as the sum, whose float32 grouping of terms (see
+// vec's ExpShift) leaves it within a few float32 ulps of 1, absolutely.
+type ceGradRow struct {
+	d, e     []float32
+	t        int
+	et, sum  float64
+	scale, q float64 // the op's scale and the target's probability q_t
+}
+
+// target returns d[t].
+func (g *ceGradRow) target() float32 { return float32(g.scale * (g.et/g.sum - g.q)) }
+
+// finish writes the row in a pass of its own, if there is one waiting,
+// and leaves none waiting. d[t] is left out of the scaling: written after
+// d's streaming (non-temporal) stores, it would meet its line in the
+// write-combining buffer and stall for a memory round trip every row.
+// Split, the line holding d[t] is written with ordinary stores (the
+// kernels' unaligned head and tail), as SoftmaxStep writes its hole.
+func (g *ceGradRow) finish(k *vec.Kernels) {
+	if g.d == nil {
+		return
+	}
+	k.ScaleTo(g.d[:g.t], g.e[:g.t], g.scale/g.sum)
+	k.ScaleTo(g.d[g.t+1:], g.e[g.t+1:], g.scale/g.sum)
+	g.d[g.t] = g.target()
+	*g = ceGradRow{}
 }
 
 // ceRows walks the rows of a chunk of logits for CrossEntropy and

@@ -44,7 +44,7 @@ var scratchCases = []scratchCase{
 				t.Skip("these row kernels have no streaming variant, so Softmax takes no scratch")
 			}
 			x, y := upload(t, be, uniform(newRNG(1), rows*keys, -2, 2), rows, keys), poisoned(t, be, rows, keys)
-			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 4 * keys, live: []backend.Tensor{x, y}} // one row
+			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys, live: []backend.Tensor{x, y}} // two rows (softmaxRows)
 		},
 	},
 	{
@@ -61,7 +61,7 @@ var scratchCases = []scratchCase{
 			if chunks != 3 {
 				t.Fatalf("softmax runs in %d chunks, want one per thread", chunks)
 			}
-			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 4 * keys * int64(chunks), live: []backend.Tensor{x, y}}
+			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * int64(chunks), live: []backend.Tensor{x, y}}
 		},
 	},
 	{

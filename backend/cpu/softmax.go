@@ -44,6 +44,16 @@ func (b *Backend) Softmax(dst, src backend.Tensor, p backend.SoftmaxParams) {
 	scale := p.EffectiveScale()
 	rows := batch * queries
 	chunks := b.chunks(rows, keys*8)
+	if !p.Causal {
+		// Every row is whole: each is written by the pass over the one
+		// after it (softmaxRows).
+		tmp := b.rowScratch(k, chunks, 2*keys)
+		b.parallelChunks(rows, chunks, func(c, lo, hi int) {
+			softmaxRows(k, d[lo*keys:hi*keys], s[lo*keys:hi*keys], row(tmp, c), keys, scale)
+			k.Fence()
+		})
+		return
+	}
 	tmp := b.rowScratch(k, chunks, keys)
 	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -78,6 +88,31 @@ func softmaxRow(k *vec.Kernels, y, x, tmp []float32, scale float32, num float64,
 	sum = k.ExpShift(e, x, scale, m)
 	k.ScaleTo(y, e, num/sum)
 	return m, sum
+}
+
+// softmaxRows sets each row of n floats of y to softmax(scale·x) as
+// softmaxRow does, bit for bit, in one pass over each row but the first
+// (vec's SoftmaxStep): the pass over a row stores its exponentials, takes
+// the next row's maximum and writes the row before from the exponentials
+// its pass stored, so that the stores of one row and the loads of the
+// next overlap the exponentials of the one between. With tmp (two rows
+// long; streaming kernels) the exponentials go there, else to y.
+func softmaxRows(k *vec.Kernels, y, x, tmp []float32, n int, scale float32) {
+	rows := len(y) / n
+	m := k.MaxScaled(x[:n], scale)
+	var prevE, prevY []float32 // the row before, its exponentials and output
+	var prevSum float64
+	for r := range rows {
+		xr, yr := x[r*n:(r+1)*n], y[r*n:(r+1)*n]
+		e := yr
+		if tmp != nil {
+			e = tmp[r%2*n : (r%2+1)*n]
+		}
+		var sum float64
+		sum, m = k.SoftmaxStep(e, xr, nextRow(x, r, rows, n), prevE, prevY, scale, m, 1/prevSum, -1, 0)
+		prevE, prevY, prevSum = e, yr, sum
+	}
+	k.ScaleTo(prevY, prevE, 1/prevSum)
 }
 
 // rowScratch returns a temporary row of n floats per chunk for

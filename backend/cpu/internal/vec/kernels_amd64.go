@@ -264,6 +264,9 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 	if f.scaleMulNext[0] != nil {
 		b.installNext(k, f)
 	}
+	if nt && f.softmaxStep != nil {
+		b.installSoftmaxStep(k, f)
+	}
 	if nt {
 		// Only the streaming set prefetches: it serves ops whose data
 		// outgrow the L3 cache, where the next row comes from memory.
@@ -447,4 +450,38 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		}
 		return f.normalizeShiftNext[e](&dst[0], &x[0], &g[0], &sh[0], &next[0], mh, ml, r, c, n)
 	}
+}
+
+// installSoftmaxStep sets a streaming set's SoftmaxStep to f's fused
+// kernel (AVX-512) where it can run: a non-empty row with a next row and
+// an output row on a vector boundary that overlaps none of the others,
+// and a positive scale, by which the largest scale·next[j] is scale
+// times the largest next[j], rounded once, as MaxScaled takes it. The
+// rest takes the separate kernels (composeNext's).
+func (w binWrapper) installSoftmaxStep(k *Kernels, f *asmFuncs) {
+	separate := k.SoftmaxStep
+	k.SoftmaxStep = func(dst, x, next, src, out []float32, scale, shift float32, c float64, hole int, value float32) (float64, float32) {
+		n := len(dst)
+		if n == 0 || len(next) != n || len(out) != n || !(scale > 0) || w.head(out) != 0 ||
+			overlaps(out, dst) || overlaps(out, x) || overlaps(out, next) || overlaps(out, src) {
+			return separate(dst, x, next, src, out, scale, shift, c, hole, value)
+		}
+		x, src = x[:n], src[:n]
+		h, mask := (*float32)(nil), 0
+		if hole >= 0 {
+			_ = out[hole]
+			h, mask = &out[hole/w.lanes*w.lanes], 1<<(hole%w.lanes)
+		}
+		sum, m := f.softmaxStep(&dst[0], &x[0], &next[0], &src[0], &out[0], h, mask, value, scale, float32(c), shift, n)
+		if scale != 1 {
+			m *= scale
+		}
+		return sum, m
+	}
+}
+
+// overlaps reports whether the non-empty slices a and b share memory.
+func overlaps(a, b []float32) bool {
+	pa, pb := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
+	return pa < pb+4*uintptr(len(b)) && pb < pa+4*uintptr(len(a))
 }

@@ -2,6 +2,7 @@ package vec
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -48,6 +49,45 @@ var nextCases = []nextCase{
 			sd, ssd := k.SumsAbout(nx[0], -0.5)
 			return []float64{sd, ssd}
 		}},
+	softmaxStepCase(1),
+	softmaxStepCase(0.37),
+	softmaxStepCase(-0.5), // not fused: the maximum of scale·next is not scale·max
+}
+
+// softmaxStepCase is SoftmaxStep (writing the exponentials to in[0] and
+// the previous row's output to in[1] from in[3]; x is in[2]) against
+// ExpShift, MaxScaled and ScaleTo, with a hole in the middle of the row
+// (out[hole] = 42).
+// Where next holds a NaN the maximum may be NaN or ignore it (either
+// kernel's choice), and is not compared.
+func softmaxStepCase(scale float32) nextCase {
+	const shift, c = 0.75, 0.3
+	maxStat := func(m float32, next []float32) float64 {
+		if slices.ContainsFunc(next, func(v float32) bool { return v != v }) {
+			return math.NaN()
+		}
+		return float64(m)
+	}
+	return nextCase{fmt.Sprintf("SoftmaxStep(scale %v)", scale), 2, 4,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			hole := len(in[0])/2 - 1 // -1 (none) for 0 or 1 element
+			sum, m := k.SoftmaxStep(in[0], in[2], nx[0], in[3], in[1], scale, shift, c, hole, 42)
+			k.Fence()
+			return []float64{sum, maxStat(m, nx[0])}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			sum := k.ExpShift(in[0], in[2], scale, shift)
+			m := float32(math.Inf(-1))
+			if len(nx[0]) > 0 {
+				m = k.MaxScaled(nx[0], scale)
+			}
+			k.ScaleTo(in[1], in[3], c)
+			k.Fence()
+			if hole := len(in[0])/2 - 1; hole >= 0 {
+				in[1][hole] = 42
+			}
+			return []float64{sum, maxStat(m, nx[0])}
+		}}
 }
 
 // TestNextFormsAreTheTwoPasses checks every Next form of every set (and

@@ -1068,6 +1068,11 @@ func expSumNextMaxAVX512(x *float32, next *float32, c float32, n int) (sum float
 //go:noescape
 func expShiftNextMaxAVX512(dst *float32, x *float32, next *float32, shift float32, n int) (sum float64, m float32)
 
+// softmaxStepAVX512 is the AVX512 exp(scale·x − shift), max(next) and out = src·c kernel
+//
+//go:noescape
+func softmaxStepAVX512(dst *float32, x *float32, next *float32, src *float32, out *float32, hole *float32, mask int, value float32, scale float32, c float32, shift float32, n int) (sum float64, m float32)
+
 // maxAVX512 is the AVX512 max kernel
 //
 //go:noescape
@@ -1147,6 +1152,7 @@ type asmFuncs struct {
 	scaleMulNext       [2]func(*float32, *float32, *float32, *float32, float32, int) float64
 	normalizeNext      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
 	normalizeShiftNext [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
+	softmaxStep        func(*float32, *float32, *float32, *float32, *float32, *float32, int, float32, float32, float32, float32, int) (float64, float32)
 }
 
 var funcsAVX2 = asmFuncs{
@@ -1272,4 +1278,5 @@ var funcsAVX512 = asmFuncs{
 	scaleMulNext:       [2]func(*float32, *float32, *float32, *float32, float32, int) float64{scaleMulNextAVX512, scaleMulNextAVX512NT},
 	normalizeNext:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeNextAVX512, normalizeNextAVX512NT},
 	normalizeShiftNext: [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeShiftNextAVX512, normalizeShiftNextAVX512NT},
+	softmaxStep:        softmaxStepAVX512,
 }
