@@ -1175,6 +1175,12 @@ type rowK struct {
 	name    string
 	doc     string
 	streams []stream
+	// ahead names the input streams that an AVX-512 statistics kernel's
+	// twin for rows outside the cache (the streaming sets') asks for
+	// nextPrefetch bytes ahead, one PREFETCHT0 a vector: the norm
+	// gradients' first pass, whose loads of x and dy miss the cache at
+	// every 4 KB page the hardware prefetchers stop at.
+	ahead   []string
 	scalars []string // float64, passed splatted through c
 	results []string // float64 sums returned
 	temps   int
@@ -1282,7 +1288,11 @@ func (k rowK) streaming() bool {
 
 func (g *gen) rowKernel(k rowK, nt bool) {
 	name := k.name + g.suffix
-	if nt {
+	ahead := nt && !k.streaming()
+	switch {
+	case ahead:
+		name += "Ahead"
+	case nt:
 		name += "NT"
 	}
 	var args, results []param
@@ -1302,7 +1312,10 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	}
 	offs, _, total := frame(args, results)
 	doc := fmt.Sprintf("%s is the %s kernel of %s", name, g.suffix, k.doc)
-	if nt {
+	switch {
+	case ahead:
+		doc += " that prefetches its rows ahead, for rows outside the cache"
+	case nt:
 		doc += ", with non-temporal stores, not fenced; the output must be aligned to the vector size"
 	}
 	declare(name, doc, args, results)
@@ -1405,6 +1418,11 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 		} else {
 			for _, name := range k.fused {
 				g.I("VMOVUPS %d(%s), %s", off, ptr[name], f32[name])
+			}
+			if ahead {
+				for _, name := range k.ahead {
+					g.I("PREFETCHT0 %d(%s)", off+nextPrefetch, ptr[name])
+				}
 			}
 		}
 		if k.pre != nil {
@@ -2670,6 +2688,7 @@ var rows = []rowK{
 	// The product a·b in float32, as LayerNormGradStats takes w·dy: one
 	// widening fewer (of the three, the costliest part).
 	{name: "sumSquaresDot3", doc: "SumSquaresDot3", streams: []stream{{"x", in32}, {"a", in32}, {"b", in32}},
+		ahead:   []string{"x", "b"}, // x and dy; a is the weight, in the cache
 		results: []string{"ss", "dot"},
 		fused:   []string{"a", "b"}, preOut: "ab",
 		pre: func(g *gen, f map[string]string) { g.I("VMULPS %s, %s, %s", f["b"], f["a"], f["a"]) },
@@ -2679,6 +2698,7 @@ var rows = []rowK{
 			g.I("VFMADD231PD %s, %s, %s", x, h.in["ab"], h.red[1])
 		}},
 	{name: "layerNormGradStats", doc: "LayerNormGradStats", streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}},
+		ahead:   []string{"x", "dy"},
 		scalars: []string{"c"}, results: []string{"sd", "ssd", "sg", "sgd"},
 		fused: []string{"w", "dy"}, preOut: "g",
 		pre: func(g *gen, f map[string]string) { g.I("VMULPS %s, %s, %s", f["dy"], f["w"], f["w"]) },
@@ -2743,7 +2763,7 @@ func main() {
 		}
 		for _, k := range rows {
 			g.rowKernel(k, false)
-			if k.streaming() {
+			if k.streaming() || g.wide() && len(k.ahead) > 0 {
 				g.rowKernel(k, true)
 			}
 		}

@@ -79,9 +79,16 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		fence = sfence
 	}
 	mulScalar := b.scalar(f.mulScalar)
+	// The statistics passes of the norm gradients over rows outside the
+	// cache prefetch ahead (AVX-512; see rowK's ahead).
+	sumSquaresDot3, layerNormGradStats := f.sumSquaresDot3[0], f.layerNormGradStats[0]
+	if nt && f.sumSquaresDot3[1] != nil {
+		sumSquaresDot3, layerNormGradStats = f.sumSquaresDot3[1], f.layerNormGradStats[1]
+	}
 	k := &Kernels{
-		Name:  name,
-		fence: fence,
+		Name:       name,
+		fence:      fence,
+		StatsAhead: nt && f.sumSquaresDot3[1] != nil,
 
 		Fill: func(dst []float32, v float32) {
 			if len(dst) == 0 {
@@ -125,7 +132,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return 0, 0
 			}
 			a, b = a[:len(x)], b[:len(x)]
-			return f.sumSquaresDot3(&x[0], &a[0], &b[0], len(x))
+			return sumSquaresDot3(&x[0], &a[0], &b[0], len(x))
 		},
 		SumsAbout: func(x []float32, c float64) (float64, float64) {
 			if len(x) == 0 {
@@ -234,7 +241,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				return 0, 0, 0, 0
 			}
 			w, dy = w[:n], dy[:n]
-			return f.layerNormGradStats(&x[0], &w[0], &dy[0], c, n)
+			return layerNormGradStats(&x[0], &w[0], &dy[0], c, n)
 		},
 		LayerNormGradAcc: func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64) {
 			n := len(dx)

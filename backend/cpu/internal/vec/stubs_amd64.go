@@ -1008,10 +1008,20 @@ func accumulateAVX512(acc *float64, x *float32, n int)
 //go:noescape
 func sumSquaresDot3AVX512(x *float32, a *float32, b *float32, n int) (ss float64, dot float64)
 
+// sumSquaresDot3AVX512Ahead is the AVX512 kernel of SumSquaresDot3 that prefetches its rows ahead, for rows outside the cache
+//
+//go:noescape
+func sumSquaresDot3AVX512Ahead(x *float32, a *float32, b *float32, n int) (ss float64, dot float64)
+
 // layerNormGradStatsAVX512 is the AVX512 kernel of LayerNormGradStats
 //
 //go:noescape
 func layerNormGradStatsAVX512(x *float32, w *float32, dy *float32, c float64, n int) (sd float64, ssd float64, sg float64, sgd float64)
+
+// layerNormGradStatsAVX512Ahead is the AVX512 kernel of LayerNormGradStats that prefetches its rows ahead, for rows outside the cache
+//
+//go:noescape
+func layerNormGradStatsAVX512Ahead(x *float32, w *float32, dy *float32, c float64, n int) (sd float64, ssd float64, sg float64, sgd float64)
 
 // adamwAVX512 is the AVX512 kernel of AdamW
 //
@@ -1139,8 +1149,8 @@ type asmFuncs struct {
 	dot                func(*float32, *float32, int) float64
 	sumsAbout          func(*float32, float64, int) (float64, float64)
 	accumulate         func(*float64, *float32, int)
-	sumSquaresDot3     func(*float32, *float32, *float32, int) (float64, float64)
-	layerNormGradStats func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
+	sumSquaresDot3     [2]func(*float32, *float32, *float32, int) (float64, float64)
+	layerNormGradStats [2]func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
 	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
 	expShift           func(*float32, *float32, float32, float32, int) float64
 	expShiftSum        func(*float32, float32, int) float64
@@ -1204,8 +1214,8 @@ var funcsAVX2 = asmFuncs{
 	dot:                dotAVX2,
 	sumsAbout:          sumsAboutAVX2,
 	accumulate:         accumulateAVX2,
-	sumSquaresDot3:     sumSquaresDot3AVX2,
-	layerNormGradStats: layerNormGradStatsAVX2,
+	sumSquaresDot3:     [2]func(*float32, *float32, *float32, int) (float64, float64){sumSquaresDot3AVX2},
+	layerNormGradStats: [2]func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64){layerNormGradStatsAVX2},
 	adamw:              adamwAVX2,
 	expShift:           expShiftAVX2,
 	expShiftSum:        expShiftSumAVX2,
@@ -1265,8 +1275,8 @@ var funcsAVX512 = asmFuncs{
 	dot:                dotAVX512,
 	sumsAbout:          sumsAboutAVX512,
 	accumulate:         accumulateAVX512,
-	sumSquaresDot3:     sumSquaresDot3AVX512,
-	layerNormGradStats: layerNormGradStatsAVX512,
+	sumSquaresDot3:     [2]func(*float32, *float32, *float32, int) (float64, float64){sumSquaresDot3AVX512, sumSquaresDot3AVX512Ahead},
+	layerNormGradStats: [2]func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64){layerNormGradStatsAVX512, layerNormGradStatsAVX512Ahead},
 	adamw:              adamwAVX512,
 	expShift:           expShiftAVX512,
 	expShiftSum:        expShiftSumAVX512,
