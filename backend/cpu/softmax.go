@@ -115,8 +115,9 @@ func softmaxRows(k *vec.Kernels, y, x, tmp []float32, n int, scale float32) {
 	k.ScaleTo(prevY, prevE, 1/prevSum)
 }
 
-// rowScratch returns a temporary row of n floats per chunk for
-// softmaxRow when k streams its stores, else nil.
+// rowScratch returns a temporary buffer of n floats per chunk (a row for
+// softmaxRow, two for softmaxRows and CrossEntropyGrad) when k streams
+// its stores, else nil.
 func (b *Backend) rowScratch(k *vec.Kernels, chunks, n int) [][]float32 {
 	if k == b.kern {
 		return nil

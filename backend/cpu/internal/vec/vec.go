@@ -141,7 +141,10 @@ type Kernels struct {
 	// be as long as x or empty (−Inf then; with a NaN in next the maximum
 	// may be NaN or ignore it): a row's sum with the maximum of the row
 	// to come, whose loads, missing the cache, overlap the exponentials
-	// instead of making a pass of their own wait for memory.
+	// instead of making a pass of their own wait for memory. On AVX-512
+	// (every set, not only the streaming one) the loop also asks for
+	// next's cache lines 8 KB ahead of its loads (PREFETCHT0, see
+	// nextPrefetch in gen_amd64.go), which changes nothing observable.
 	ExpSumNextMax func(x, next []float32, shift float32) (sum float64, nextMax float32)
 	// ExpShiftNextMax is ExpShift(dst, x, 1, shift), the same exponentials
 	// and sum computed the same way, with the largest element of next as
@@ -158,13 +161,13 @@ type Kernels struct {
 	// separate kernels bit for bit. next is as long as dst or empty, src
 	// and out as long as dst or both empty; out may be src but overlaps
 	// no other. The AVX-512 streaming set does all this in one pass where
-	// out is vector-aligned, next not empty and scale positive, so that
-	// the previous row's stores to memory and the next row's loads
-	// overlap this row's exponentials (4M floats in rows of 1024, one
-	// thread: 52 GB/s in separate passes, 66 fused); the others call the
-	// separate kernels, writing out[hole] last with an ordinary store and
-	// the rest around it (see ScaleTo), so that no streaming store of its
-	// cache line is waiting for it.
+	// out is vector-aligned and not src, next not empty and scale
+	// positive, so that the previous row's stores to memory and the next
+	// row's loads overlap this row's exponentials (4M floats in rows of
+	// 1024, one thread: 52 GB/s in separate passes, 66 fused); the others
+	// call the separate kernels, writing out[hole] last with an ordinary
+	// store and the rest around it (see ScaleTo), so that no streaming
+	// store of its cache line is waiting for it.
 	SoftmaxStep func(dst, x, next, src, out []float32, scale, shift float32, c float64, hole int, value float32) (sum float64, nextMax float32)
 	// Prefetch asks for x to be brought into the cache without waiting
 	// for it, so that a row to be read next arrives while the current one
