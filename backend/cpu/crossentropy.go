@@ -143,13 +143,9 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 
 // ceGradRow is a row of CrossEntropyGrad whose exponentials (e, less
 // the smoothing's uniform·sum) are computed and whose output d is still
-// to be written: d = e·scale/sum but for
-// the target's element, d[t] = scale·(e_t/sum − q) in float64 from the
-// exponential e_t before the smoothing. That element can cancel (a
-// confident, right prediction): where x_t is not the maximum, softmax_t ≤
-// ½ and nothing cancels; where it is, e_t = exp(0) is exactly 1 and
-// 1/sum − q_t is as good as the sum, whose float32 grouping of terms (see
-// vec's ExpShift) leaves it within a few float32 ulps of 1, absolutely.
+// to be written: d = e·scale/sum but for the target's element, d[t] =
+// scale·(e_t/sum − q) in float64 from the exponential e_t before the
+// smoothing (see CrossEntropyGrad on why).
 type ceGradRow struct {
 	d, e     []float32
 	t        int

@@ -49,18 +49,20 @@ var nextCases = []nextCase{
 			sd, ssd := k.SumsAbout(nx[0], -0.5)
 			return []float64{sd, ssd}
 		}},
-	softmaxStepCase(1),
-	softmaxStepCase(0.37),
-	softmaxStepCase(-0.5), // not fused: the maximum of scale·next is not scale·max
+	softmaxStepCase(1, "middle", func(n int) int { return n/2 - 1 }), // -1 (none) for 0 or 1 element
+	softmaxStepCase(1, "last", func(n int) int { return n - 1 }),     // the tail vector's, where n%16 ≠ 0
+	softmaxStepCase(0.37, "first", func(int) int { return 0 }),
+	softmaxStepCase(0.37, "none", func(int) int { return -1 }),
+	// Not fused: the maximum of scale·next is not scale·max.
+	softmaxStepCase(-0.5, "middle", func(n int) int { return n/2 - 1 }),
 }
 
 // softmaxStepCase is SoftmaxStep (writing the exponentials to in[0] and
 // the previous row's output to in[1] from in[3]; x is in[2]) against
-// ExpShift, MaxScaled and ScaleTo, with a hole in the middle of the row
-// (out[hole] = 42).
-// Where next holds a NaN the maximum may be NaN or ignore it (either
-// kernel's choice), and is not compared.
-func softmaxStepCase(scale float32) nextCase {
+// ExpShift, MaxScaled and ScaleTo, with out[hole] = 42 at hole(n) (−1
+// for none) where the row holds it. Where next holds a NaN the maximum
+// may be NaN or ignore it (either kernel's choice), and is not compared.
+func softmaxStepCase(scale float32, where string, holeAt func(n int) int) nextCase {
 	const shift, c = 0.75, 0.3
 	maxStat := func(m float32, next []float32) float64 {
 		if slices.ContainsFunc(next, func(v float32) bool { return v != v }) {
@@ -68,9 +70,15 @@ func softmaxStepCase(scale float32) nextCase {
 		}
 		return float64(m)
 	}
-	return nextCase{fmt.Sprintf("SoftmaxStep(scale %v)", scale), 2, 4,
+	hole := func(n int) int {
+		if h := holeAt(n); h < n {
+			return h
+		}
+		return -1
+	}
+	return nextCase{fmt.Sprintf("SoftmaxStep(scale %v, hole %s)", scale, where), 2, 4,
 		func(k *Kernels, in, nx [][]float32) []float64 {
-			hole := len(in[0])/2 - 1 // -1 (none) for 0 or 1 element
+			hole := hole(len(in[0]))
 			sum, m := k.SoftmaxStep(in[0], in[2], nx[0], in[3], in[1], scale, shift, c, hole, 42)
 			k.Fence()
 			return []float64{sum, maxStat(m, nx[0])}
@@ -83,7 +91,7 @@ func softmaxStepCase(scale float32) nextCase {
 			}
 			k.ScaleTo(in[1], in[3], c)
 			k.Fence()
-			if hole := len(in[0])/2 - 1; hole >= 0 {
+			if hole := hole(len(in[0])); hole >= 0 {
 				in[1][hole] = 42
 			}
 			return []float64{sum, maxStat(m, nx[0])}

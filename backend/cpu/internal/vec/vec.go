@@ -182,8 +182,9 @@ type Kernels struct {
 	// streaming set, for rows outside the cache), so that a caller need
 	// not prefetch the next row for them: where they do, a burst of
 	// prefetches for the next row's head only slows them (4M floats, rows
-	// of 1024, one thread: rmsnorm_grad 54–60 GB/s without the burst,
-	// 45–46 with it).
+	// of 1024, one thread, two runs of each build alternated: rmsnorm_grad
+	// 54–60 GB/s without the burst, 45–46 with it, 40 with neither the
+	// burst nor the kernels' prefetches).
 	StatsAhead bool
 	// Accumulate adds x to the float64 accumulators acc (the length is
 	// len(acc)).
