@@ -19,6 +19,12 @@ import (
 	"github.com/sora-go/sora/internal/hostmem"
 )
 
+// MaxEnvThreads is the most threads SORA_CPU_THREADS may ask for: far
+// more than any machine's cores, so that only a slip (an extra digit,
+// a byte count) is refused, which would otherwise start as many workers,
+// each polling for work between ops.
+const MaxEnvThreads = 4096
+
 // Environment variables read by [backend.Open]("cpu").
 const (
 	EnvPortable = "SORA_CPU_PORTABLE"
@@ -380,8 +386,8 @@ func OptionsFromEnv() (Options, error) {
 	}
 	if s := strings.TrimSpace(os.Getenv(EnvThreads)); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return Options{}, fmt.Errorf("cpu: %s=%q: want a positive number of threads", EnvThreads, s)
+		if err != nil || n < 1 || n > MaxEnvThreads {
+			return Options{}, fmt.Errorf("cpu: %s=%q: want a number of threads from 1 to %d", EnvThreads, s, MaxEnvThreads)
 		}
 		o.Threads = n
 	}

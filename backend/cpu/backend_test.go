@@ -62,6 +62,9 @@ func TestOptionsFromEnv(t *testing.T) {
 		{"", "0", "", Options{}, EnvThreads},
 		{"", "-4", "", Options{}, EnvThreads},
 		{"", "many", "", Options{}, EnvThreads},
+		{"", "4096", "", Options{Threads: MaxEnvThreads}, ""},
+		{"", "4097", "", Options{}, EnvThreads},
+		{"", "100000", "", Options{}, EnvThreads},
 		{"", "", "avx", Options{}, EnvGemmKernel},
 		{"", "", "bogus", Options{}, EnvGemmKernel},
 	}
