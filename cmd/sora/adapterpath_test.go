@@ -159,7 +159,7 @@ func TestSmallOutputMistakes(t *testing.T) {
 	} else if a, b := readFile(t, merged), readFile(t, merged2); !bytes.Equal(a, b) {
 		t.Errorf("merge without --model wrote %d bytes that differ from the %d of merge with it", len(b), len(a))
 	}
-	if code, _, errOut := runCLI(t, "convert", "--model", dir, "--out", filepath.Join(dir, "hf")); code != exitFailure ||
+	if code, _, errOut := runCLI(t, "convert", "--model", dir, "--out", filepath.Join(dir, "hf")); code != exitUsage ||
 		!strings.Contains(errOut, dir+" is a folder; convert reads a llama2.c checkpoint file") {
 		t.Errorf("convert of a folder: status %d, stderr %q", code, errOut)
 	}

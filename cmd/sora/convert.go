@@ -80,8 +80,9 @@ func runConvert(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if st, err := os.Stat(*model); err == nil && st.IsDir() {
+		// The wrong kind of argument: a usage error.
 		fmt.Fprintf(stderr, "sora convert: %s is a folder; convert reads a llama2.c checkpoint file (a Hugging Face folder needs no conversion: every command takes it as --model)\n", *model)
-		return exitFailure
+		return exitUsage
 	}
 	// The folder is written into in place when it exists: refuse one whose
 	// files are not a checkpoint's (the source's own folder, say) before
