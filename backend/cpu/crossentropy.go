@@ -120,8 +120,7 @@ func (b *Backend) CrossEntropyGrad(dlogits, logits backend.Tensor, targets []int
 			var sum float64
 			var mNext float32
 			if pending.d != nil && next != nil {
-				pd := pending
-				sum, mNext = k.SoftmaxStep(e, x, next, pd.e, pd.d, 1, m, pd.scale/pd.sum, pd.t, pd.target())
+				sum, mNext = k.SoftmaxStep(e, x, next, pending.e, pending.d, 1, m, pending.scale/pending.sum, pending.t, pending.target())
 			} else {
 				pending.finish(k)
 				sum, mNext = k.ExpShiftNextMax(e, x, next, m)
@@ -156,19 +155,14 @@ type ceGradRow struct {
 // target returns d[t].
 func (g *ceGradRow) target() float32 { return float32(g.scale * (g.et/g.sum - g.q)) }
 
-// finish writes the row in a pass of its own, if there is one waiting,
-// and leaves none waiting. d[t] is left out of the scaling: written after
-// d's streaming (non-temporal) stores, it would meet its line in the
-// write-combining buffer and stall for a memory round trip every row.
-// Split, the line holding d[t] is written with ordinary stores (the
-// kernels' unaligned head and tail), as SoftmaxStep writes its hole.
+// finish writes the row in a pass of its own (vec's ScaleToWith, which
+// writes d[t] without waiting for memory), if there is one waiting, and
+// leaves none waiting.
 func (g *ceGradRow) finish(k *vec.Kernels) {
 	if g.d == nil {
 		return
 	}
-	k.ScaleTo(g.d[:g.t], g.e[:g.t], g.scale/g.sum)
-	k.ScaleTo(g.d[g.t+1:], g.e[g.t+1:], g.scale/g.sum)
-	g.d[g.t] = g.target()
+	k.ScaleToWith(g.d, g.e, g.scale/g.sum, g.t, g.target())
 	*g = ceGradRow{}
 }
 

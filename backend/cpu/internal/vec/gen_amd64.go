@@ -1827,9 +1827,11 @@ func (g *gen) accMasked(load bool, mem string, h int, tm64 [2]string, r string) 
 
 // ---- custom loops ----
 
-// nextPrefetch is how far ahead of its loads of the next row an AVX-512
-// exponential kernel with the next row's maximum asks for the cache line
-// to come (PREFETCHT0, one a vector). The hardware prefetchers stop at
+// nextPrefetch is how far ahead of its loads of a row coming from memory
+// an AVX-512 kernel asks for the cache line to come (PREFETCHT0, one a
+// vector): the exponential kernels with the next row's maximum, the
+// streaming Next kernels' next row and the norm gradients' statistics
+// twins (rowK's ahead). The hardware prefetchers stop at
 // each 4 KB page, a row of 1024 floats, and a core busy with
 // exponentials has too few loads in flight to hide memory's latency
 // itself. 8 KB: on Zen 5, one thread, 4M floats, rows of 1024,
@@ -1854,10 +1856,10 @@ func (g *gen) expShift(store, withMax bool) { g.expShiftPrev(store, withMax, fal
 // before, out = src·c, with non-temporal stores (out 64-byte aligned),
 // where the vector at hole takes value in the lanes of mask (the
 // cross-entropy gradient's target element, which an ordinary store after
-// the streaming ones would make wait for memory). A row's softmax is written by the pass over the row after it: its stores
-// to memory then overlap that row's exponentials and the next row's
-// loads, where the pass of their own waited on the stores alone (4M
-// floats, rows of 1024, one Zen 5 core: 52 → 66 GB/s).
+// the streaming ones would make wait for memory). A row's softmax is
+// written by the pass over the row after it: its stores to memory then
+// overlap that row's exponentials and the next row's loads, where the
+// pass of their own waited on the stores alone (see vec's SoftmaxStep).
 func (g *gen) softmaxStep() { g.expShiftPrev(true, true, true) }
 
 // expShiftPrev is expShift, or with prev (AVX-512, store and withMax

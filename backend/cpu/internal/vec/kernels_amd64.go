@@ -81,14 +81,15 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 	mulScalar := b.scalar(f.mulScalar)
 	// The statistics passes of the norm gradients over rows outside the
 	// cache prefetch ahead (AVX-512; see rowK's ahead).
+	statsAhead := nt && f.sumSquaresDot3[1] != nil
 	sumSquaresDot3, layerNormGradStats := f.sumSquaresDot3[0], f.layerNormGradStats[0]
-	if nt && f.sumSquaresDot3[1] != nil {
+	if statsAhead {
 		sumSquaresDot3, layerNormGradStats = f.sumSquaresDot3[1], f.layerNormGradStats[1]
 	}
 	k := &Kernels{
 		Name:       name,
 		fence:      fence,
-		StatsAhead: nt && f.sumSquaresDot3[1] != nil,
+		StatsAhead: statsAhead,
 
 		Fill: func(dst []float32, v float32) {
 			if len(dst) == 0 {
