@@ -713,6 +713,60 @@ func TestCheckpointErrors(t *testing.T) {
 // leaked is where a misbehaving segment keeps an intermediate.
 var leaked *graph.Value
 
+// TestCheckpointResetLeftoverGrads covers what Reset releases for a
+// checkpointed segment that Backward never reached: a later segment's
+// recomputation fails, so Backward stops after the ops that follow both
+// segments have handed their gradients to the first segment's results.
+// Reset must release the gradient of the result the segment made (no
+// buffer stays live, and Close gives the backend back every byte), and
+// must leave alone those of the results it passed through: the input,
+// whose own op releases it, and the parameter, whose gradient buffer is
+// the parameter's (releasing either would count bytes twice and put a
+// buffer in use into the pool).
+func TestCheckpointResetLeftoverGrads(t *testing.T) {
+	b := openCPU(t)
+	rng := rand.New(rand.NewPCG(7, 7))
+	w := param(t, b, "w", graph.Trainable, randVals(rng, 16, 1), 4, 4)
+	before := b.BytesInUse()
+	g := graph.New(b)
+	x := g.Linear(g.Input(randVals(rng, 16, 1), 4, 4), w, nil)
+	r1 := g.Checkpoint(func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+		return []*graph.Value{g.Tanh(g.Linear(in[0], w, nil)), in[0], w}
+	}, x)
+	calls := 0
+	r2 := g.Checkpoint(func(g *graph.Tape, in []*graph.Value) []*graph.Value {
+		defer func() { calls++ }()
+		y := g.Tanh(g.Linear(in[0], w, nil))
+		if calls > 0 {
+			y = g.Mul(y, g.Full(1, 5)) // fails, in the recomputation only
+		}
+		return []*graph.Value{y}
+	}, r1[0])
+	loss := g.Sum(g.Add(g.Add(r2[0], r1[0]), g.Add(r1[1], r1[2])))
+	if err := g.Backward(loss); err == nil || !strings.Contains(err.Error(), "Mul") {
+		t.Fatalf("Backward: %v, want the recomputation's Mul error", err)
+	}
+	for i, name := range []string{"made", "passed-through input", "passed-through parameter"} {
+		if r1[i].Grad().IsZero() {
+			t.Fatalf("the first segment's %s result has no gradient left: the test no longer reaches the case", name)
+		}
+	}
+	g.Reset()
+	if st := g.Stats(); st.LiveBytes != 0 {
+		t.Errorf("%d bytes live after Reset, want 0", st.LiveBytes)
+	}
+	// The parameter's gradient is its own: the ones that Add handed it.
+	if dw, err := w.DownloadGrad(); err != nil {
+		t.Errorf("the parameter's gradient after Reset: %v", err)
+	} else if !slices.Equal(dw, slices.Repeat([]float32{1}, 16)) {
+		t.Errorf("the parameter's gradient after Reset is %v, want 16 ones", dw)
+	}
+	g.Close()
+	if got := b.BytesInUse(); got != before {
+		t.Errorf("the backend holds %d bytes after Close, %d before", got, before)
+	}
+}
+
 // mlpLayer is a residual feed-forward layer x + W2·SiLU(W1·RMSNorm(x)),
 // whose intermediates have sizes the memory test can count.
 func mlpLayer(n, w1, w2 *graph.Value) func(*graph.Tape, []*graph.Value) []*graph.Value {
