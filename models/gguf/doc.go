@@ -42,7 +42,8 @@
 // a slab of rows at a time, so that a model is never held whole in memory
 // in the file's types. [Open] and [Read] read a file's header, metadata and
 // tensor infos, checking every count, length and offset against the file's
-// size (errors name the file, the field and its byte offset), and
+// size and that no two tensors' data overlap (errors name the file, the
+// field and its byte offset), and
 // [File.ReadFloat32] reads a tensor's values as float32.
 //
 // # Exporting a model

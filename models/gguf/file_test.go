@@ -316,14 +316,17 @@ func duplicateKey(t *testing.T) []byte {
 	return header(0, 2, le("k", uint32(TypeUint8), uint8(1), "k", uint32(TypeUint8), uint8(1)), make([]byte, 32))
 }
 
-func TestReadRefusesTensorInfos(t *testing.T) {
-	tensor := func(name string, dims []uint64, typ uint32, off uint64) []byte {
-		b := le(name, uint32(len(dims)))
-		for _, d := range dims {
-			b = append(b, le(d)...)
-		}
-		return append(b, le(typ, off)...)
+// tensor is the bytes of a tensor info: name, dimensions (innermost
+// first), ggml type and data offset.
+func tensor(name string, dims []uint64, typ uint32, off uint64) []byte {
+	b := le(name, uint32(len(dims)))
+	for _, d := range dims {
+		b = append(b, le(d)...)
 	}
+	return append(b, le(typ, off)...)
+}
+
+func TestReadRefusesTensorInfos(t *testing.T) {
 	pad := make([]byte, 256)
 	for _, c := range []struct {
 		name string
@@ -350,15 +353,64 @@ func TestReadRefusesTensorInfos(t *testing.T) {
 	}
 }
 
+// TestReadTensorOverlap checks that Read refuses tensors whose data
+// ranges share a byte, naming both tensors and their ranges (offsets from
+// the data section's start), whatever the order of their infos, and
+// accepts ranges that only touch and tensors of no bytes, which share none.
+func TestReadTensorOverlap(t *testing.T) {
+	const f32 = uint32(F32)
+	pad := make([]byte, 512)
+	for _, c := range []struct {
+		name  string
+		infos [][]byte
+		want  string // the error's text after the file's name; "" to accept
+	}{
+		{"adjacent", [][]byte{tensor("a", []uint64{16}, f32, 0), tensor("b", []uint64{8}, f32, 64)}, ""},
+		{"apart, listed out of order", [][]byte{tensor("b", []uint64{8}, f32, 64), tensor("a", []uint64{8}, f32, 0)}, ""},
+		{"empty, inside another", [][]byte{tensor("a", []uint64{16}, f32, 0), tensor("e", []uint64{0}, f32, 32)}, ""},
+		{"partly", [][]byte{tensor("a", []uint64{16}, f32, 0), tensor("b", []uint64{16}, f32, 32)},
+			"tensor[1] b: data [32, 96) past the data section's start overlaps the data [0, 64) of tensor[0] a"},
+		{"same offset", [][]byte{tensor("a", []uint64{16}, f32, 0), tensor("b", []uint64{8}, f32, 0)},
+			"tensor[1] b: data [0, 32) past the data section's start overlaps the data [0, 64) of tensor[0] a"},
+		{"listed out of order", [][]byte{tensor("b", []uint64{16}, f32, 32), tensor("a", []uint64{16}, f32, 0)},
+			"tensor[0] b: data [32, 96) past the data section's start overlaps the data [0, 64) of tensor[1] a"},
+		{"inside, past an empty one", [][]byte{tensor("a", []uint64{32}, f32, 0), tensor("e", []uint64{0}, f32, 32), tensor("c", []uint64{8}, f32, 64)},
+			"tensor[2] c: data [64, 96) past the data section's start overlaps the data [0, 128) of tensor[0] a"},
+		{"a q8_0 tensor's blocks", [][]byte{tensor("q", []uint64{64}, uint32(Q8_0), 0), tensor("b", []uint64{8}, f32, 64)},
+			"tensor[1] b: data [64, 96) past the data section's start overlaps the data [0, 68) of tensor[0] q"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := header(uint64(len(c.infos)), 0, append(append([][]byte(nil), c.infos...), pad)...)
+			f, err := Read(bytes.NewReader(data), int64(len(data)), "x.gguf")
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("Read: %v; want the file accepted", err)
+				}
+				for _, ti := range f.Tensors {
+					if _, err := f.ReadFloat32(ti.Name); err != nil {
+						t.Errorf("ReadFloat32(%s): %v", ti.Name, err)
+					}
+				}
+				return
+			}
+			if want := "gguf: x.gguf: " + c.want; err == nil || err.Error() != want {
+				t.Fatalf("Read: %v\nwant %s", err, want)
+			}
+		})
+	}
+}
+
 // FuzzRead feeds Read arbitrary bytes (seeded with a valid file and
 // damaged copies): it must return a File or an error, never panic or
-// allocate far beyond the input, and every tensor it accepts must read.
+// allocate far beyond the input, and every tensor it accepts must read,
+// its data shared with no other tensor.
 func FuzzRead(f *testing.F) {
 	b := validFile(f)
 	f.Add(b)
 	f.Add(b[:100])
 	f.Add(put(b, 16, uint64(3)))
 	f.Add(header(0, 0))
+	f.Add(header(2, 0, tensor("a", []uint64{16}, uint32(F32), 0), tensor("b", []uint64{16}, uint32(F32), 32), make([]byte, 128)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := Read(bytes.NewReader(data), int64(len(data)), "fuzz.gguf")
 		if err != nil {
@@ -373,6 +425,13 @@ func FuzzRead(f *testing.F) {
 			}
 			if _, err := g.ReadFloat32(ti.Name); err != nil {
 				t.Fatalf("tensor %s accepted but not readable: %v", ti.Name, err)
+			}
+		}
+		for i, a := range g.Tensors {
+			for _, b := range g.Tensors[:i] {
+				if a.Size > 0 && b.Size > 0 && a.Offset < b.Offset+b.Size && b.Offset < a.Offset+a.Size {
+					t.Fatalf("tensors %s [%d, %d) and %s [%d, %d) accepted with overlapping data", a.Name, a.Offset, a.Offset+a.Size, b.Name, b.Offset, b.Offset+b.Size)
+				}
 			}
 		}
 	})

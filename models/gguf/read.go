@@ -1,12 +1,14 @@
 package gguf
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/sora-go/sora/internal/float16"
 )
@@ -92,8 +94,9 @@ func (f *File) Close() error {
 // an unknown value type, a nested array, a bool other than 0 or 1, an
 // alignment that is not a power of two, a tensor with more than MaxDims
 // dimensions, of a type other than F32, F16, BF16 and Q8_0, whose size
-// overflows, whose offset is not aligned, or whose data lies beyond the
-// end of the file. Errors name the file, the field and its byte offset.
+// overflows, whose offset is not aligned, whose data lies beyond the end
+// of the file, or whose data overlaps another tensor's. Errors name the
+// file, the field and its byte offset.
 func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 	d := &decoder{r: r, size: size, name: name}
 	f := &File{Name: name, r: r, size: size, kv: map[string]int{}, byName: map[string]int{}}
@@ -161,7 +164,35 @@ func Read(r io.ReaderAt, size int64, name string) (*File, error) {
 			return nil, d.fail(-1, fmt.Sprintf("tensor[%d] %s", i, t.Name), "data [%d, %d) past the data section's start at %d lies beyond the end of the file (%d bytes)", t.Offset, t.Offset+t.Size, f.DataOffset, size)
 		}
 	}
+	if err := f.checkOverlap(d); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// checkOverlap refuses tensors whose data ranges share a byte (a tensor of
+// no bytes shares none). Sorted by offset (by index where offsets tie),
+// the tensors are checked in turn against the one before: as long as none
+// overlaps the one before it, each ends beyond every earlier one, so the
+// first overlap of any two shows as a tensor overlapping the one before.
+func (f *File) checkOverlap(d *decoder) error {
+	order := make([]int, 0, len(f.Tensors))
+	for i, t := range f.Tensors {
+		if t.Size > 0 {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(f.Tensors[a].Offset, f.Tensors[b].Offset), cmp.Compare(a, b))
+	})
+	for k := 1; k < len(order); k++ {
+		i, j := order[k], order[k-1]
+		t, p := f.Tensors[i], f.Tensors[j]
+		if t.Offset < p.Offset+p.Size {
+			return d.fail(-1, fmt.Sprintf("tensor[%d] %s", i, t.Name), "data [%d, %d) past the data section's start overlaps the data [%d, %d) of tensor[%d] %s", t.Offset, t.Offset+t.Size, p.Offset, p.Offset+p.Size, j, p.Name)
+		}
+	}
+	return nil
 }
 
 // Get returns the metadata value of key.
