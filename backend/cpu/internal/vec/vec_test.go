@@ -3,6 +3,7 @@ package vec
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -653,6 +654,47 @@ func TestPrefetch(t *testing.T) {
 			for i, v := range buf {
 				if v != float32(i) {
 					t.Fatalf("%s: Prefetch changed element %d to %v", k.Name, i, v)
+				}
+			}
+		}
+	}
+}
+
+// TestScaleToWith checks ScaleToWith of every set (and its streaming
+// twin) against x·float32(s) with dst[at] = v, for every at (and none) of
+// rows that start at each float of a cache line, so that the line it
+// writes with ordinary stores falls at every place in the row: its first
+// and last lines, cut short by the row's ends, included.
+func TestScaleToWith(t *testing.T) {
+	const s, v = 0.3, 42
+	x := make([]float32, 100)
+	for i := range x {
+		x[i] = float32(i)/7 - 3
+	}
+	buf := make([]float32, 200)
+	for _, set := range All() {
+		for _, k := range []*Kernels{set, set.Streaming()} {
+			for off := range lineBytes / 4 {
+				for _, n := range []int{1, 5, 16, 17, 40, 100} {
+					for at := -1; at < n; at++ {
+						clear(buf)
+						dst := buf[off : off+n]
+						k.ScaleToWith(dst, x[:n], s, at, v)
+						k.Fence()
+						for i, got := range dst {
+							want := x[i] * float32(s)
+							if i == at {
+								want = v
+							}
+							if got != want {
+								t.Fatalf("%s: ScaleToWith (row at offset %d, %d long, at %d): dst[%d] = %v, want %v", k.Name, off, n, at, i, got, want)
+							}
+						}
+						if slices.ContainsFunc(buf[:off], func(f float32) bool { return f != 0 }) ||
+							slices.ContainsFunc(buf[off+n:], func(f float32) bool { return f != 0 }) {
+							t.Fatalf("%s: ScaleToWith (row at offset %d, %d long, at %d) wrote outside dst", k.Name, off, n, at)
+						}
+					}
 				}
 			}
 		}
