@@ -34,6 +34,11 @@ const (
 	// sse or go. A kernel this CPU cannot run is passed over for the
 	// fastest one; a name that is none of these is an error.
 	EnvGemmKernel = gemm.EnvKernel
+	// EnvRowKernels names the row and element-wise kernel set to use
+	// instead of the fastest this CPU runs (see [Options.RowKernels]): one
+	// of avx512, avx2, neon or go. A set this CPU cannot run is passed
+	// over for the fastest one; a name that is none of these is an error.
+	EnvRowKernels = "SORA_CPU_ROW_KERNELS"
 	// EnvBLAS names a system BLAS whose cblas_sgemm computes MatMul
 	// instead of this package's kernels: "off" (the default), one of
 	// accelerate (macOS), openblas, blis or mkl, or a library file's name
@@ -121,6 +126,26 @@ type Options struct {
 	// process's size. 0 means no limit. [OptionsFromEnv] sets it from
 	// $SORA_CPU_MEMORY_LIMIT, or to [HostMemoryLimit].
 	MemoryLimit int64
+	// RowKernels names the row and element-wise kernel set (vec's: avx512,
+	// avx2, neon or go) to use instead of the fastest this CPU runs, so
+	// that a machine can time and test the sets its CPU would not pick:
+	// an AVX-512 machine the AVX2 set that a CPU without AVX-512 runs.
+	// "" or a set this CPU cannot run means the fastest; Portable takes
+	// precedence. [Device] names the set in use. [OptionsFromEnv] sets it
+	// from $SORA_CPU_ROW_KERNELS.
+	RowKernels string
+}
+
+// rowKernels returns the row kernel set that opts ask for (see
+// Options.RowKernels).
+func rowKernels(opts Options) *vec.Kernels {
+	if opts.Portable {
+		return vec.Go
+	}
+	if k := vec.Named(opts.RowKernels); k != nil {
+		return k
+	}
+	return vec.Best()
 }
 
 // HostMemoryLimit returns the memory limit [OptionsFromEnv] gives the
@@ -167,14 +192,14 @@ var _ backend.Backend = (*Backend)(nil)
 // treated as 0.
 func New(opts Options) *Backend {
 	opts.Threads = max(opts.Threads, 0)
-	kern, conv := vec.Go, bf16.Go
+	conv := bf16.Go
 	if !opts.Portable {
-		kern, conv = vec.Best(), bf16.Best()
+		conv = bf16.Best()
 	}
 	b := &Backend{
 		opts:      opts,
 		simd:      !opts.Portable && simdSupported(),
-		kern:      kern,
+		kern:      rowKernels(opts),
 		conv:      conv,
 		stream:    streamBytes(),
 		grain:     defaultGrain,
@@ -212,7 +237,7 @@ func (b *Backend) Name() string { return "cpu" }
 // by thread, this one by shape, so the run does not go on bit for bit
 // across the upgrade either.
 func (b *Backend) Device() string {
-	return describe(b.simd, b.opts.BLAS)
+	return describe(b.simd, b.opts.BLAS, b.kern.Name)
 }
 
 // The CLI and the demonstration find Threads through this interface.
@@ -333,8 +358,8 @@ func features() []string {
 
 // describe formats Device's description, which Probe extends with the
 // thread cap, e.g. "AMD EPYC 7B13 (avx2 fma), simd (matmul avx2-fma
-// 6x16, rows avx2)".
-func describe(simd bool, lib *BLAS) string {
+// 6x16, rows avx2)", rows being the row kernels' set.
+func describe(simd bool, lib *BLAS, rows string) string {
 	brand := strings.TrimSpace(cpuid.CPU.BrandName)
 	if brand == "" {
 		brand = "unknown " + runtime.GOARCH + " CPU"
@@ -349,10 +374,6 @@ func describe(simd bool, lib *BLAS) string {
 	path := "portable"
 	if simd {
 		path = "simd"
-	}
-	rows := vec.Go.Name
-	if simd {
-		rows = vec.Best().Name
 	}
 	matmul := gemmKernel(!simd)
 	if lib != nil {
@@ -370,8 +391,9 @@ func threadsClause(n int) string {
 }
 
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read
-// from SORA_CPU_PORTABLE, SORA_CPU_THREADS, SORA_CPU_MEMORY_LIMIT (the
-// host's default where unset, see HostMemoryLimit) and SORA_CPU_BLAS
+// from SORA_CPU_PORTABLE, SORA_CPU_THREADS, SORA_CPU_ROW_KERNELS,
+// SORA_CPU_MEMORY_LIMIT (the host's default where unset, see
+// HostMemoryLimit) and SORA_CPU_BLAS
 // (which it loads), or an error naming the variable whose value cannot be used
 // (SORA_CPU_GEMM_KERNEL is checked too). A BLAS named in SORA_CPU_BLAS
 // that does not load is an error; "off" turns off a system's default.
@@ -399,6 +421,12 @@ func OptionsFromEnv() (Options, error) {
 			hint = " (the go-simd kernels are in builds made with GOEXPERIMENT=simd only)"
 		}
 		return Options{}, fmt.Errorf("cpu: %s=%q: want one of %s%s", EnvGemmKernel, s, strings.Join(gemm.KernelNames, ", "), hint)
+	}
+	if s := strings.TrimSpace(os.Getenv(EnvRowKernels)); s != "" {
+		if !slices.Contains(vec.Names, s) {
+			return Options{}, fmt.Errorf("cpu: %s=%q: want one of %s", EnvRowKernels, s, strings.Join(vec.Names, ", "))
+		}
+		o.RowKernels = s
 	}
 	switch s := strings.TrimSpace(os.Getenv(EnvMemoryLimit)); s {
 	case "":
@@ -460,7 +488,7 @@ func (driver) Probe() (string, error) {
 		threads = runtime.GOMAXPROCS(0)
 	}
 	set := strings.TrimSpace(os.Getenv(EnvMemoryLimit)) != ""
-	return describe(!o.Portable && simdSupported(), o.BLAS) + ", " + threadsClause(threads) + memoryClause(o.MemoryLimit, set), nil
+	return describe(!o.Portable && simdSupported(), o.BLAS, rowKernels(o).Name) + ", " + threadsClause(threads) + memoryClause(o.MemoryLimit, set), nil
 }
 
 // memoryClause says a memory limit for Probe: ", memory limit 12.0 GiB

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sora-go/sora/backend"
+	"github.com/sora-go/sora/backend/cpu/internal/vec"
 	"github.com/sora-go/sora/internal/hostmem"
 )
 
@@ -70,6 +71,7 @@ func TestOptionsFromEnv(t *testing.T) {
 	}
 	t.Setenv(EnvBLAS, "")           // BLAS settings: TestBLASFromEnv
 	t.Setenv(EnvMemoryLimit, "off") // the limit: TestMemoryLimitFromEnv
+	t.Setenv(EnvRowKernels, "")     // the row kernels: TestRowKernels
 	for _, tt := range tests {
 		t.Setenv(EnvPortable, tt.portable)
 		t.Setenv(EnvThreads, tt.threads)
@@ -87,6 +89,46 @@ func TestOptionsFromEnv(t *testing.T) {
 			t.Errorf("%s=%q %s=%q: %v", EnvPortable, tt.portable, EnvThreads, tt.threads, err)
 		case got != tt.want:
 			t.Errorf("%s=%q %s=%q: %+v, want %+v", EnvPortable, tt.portable, EnvThreads, tt.threads, got, tt.want)
+		}
+	}
+}
+
+// TestRowKernels: SORA_CPU_ROW_KERNELS takes the name of any of vec's
+// sets, and the backend runs that set where this CPU can (Device names
+// it) and the fastest where it cannot; other names are refused.
+func TestRowKernels(t *testing.T) {
+	t.Setenv(EnvBLAS, "")
+	t.Setenv(EnvMemoryLimit, "off")
+	t.Setenv(EnvPortable, "")
+	t.Setenv(EnvThreads, "")
+	t.Setenv(EnvGemmKernel, "")
+	for _, name := range vec.Names {
+		t.Setenv(EnvRowKernels, " "+name+" ")
+		o, err := OptionsFromEnv()
+		if err != nil || o.RowKernels != name {
+			t.Errorf("%s=%q: %+v, %v; want RowKernels %q", EnvRowKernels, name, o, err, name)
+			continue
+		}
+		want := vec.Best().Name
+		if vec.Named(name) != nil {
+			want = name
+		}
+		be := New(o)
+		if got := be.kern.Name; got != want {
+			t.Errorf("RowKernels %q runs the %s set, want %s", name, got, want)
+		}
+		if d := be.Device(); !strings.HasSuffix(d, "rows "+want+")") {
+			t.Errorf("RowKernels %q: Device() = %q, want it to end in \"rows %s)\"", name, d, want)
+		}
+		if p := New(Options{Portable: true, RowKernels: name}); p.kern != vec.Go {
+			t.Errorf("Portable with RowKernels %q runs the %s set, want go", name, p.kern.Name)
+		}
+		be.Close()
+	}
+	for _, bad := range []string{"avx", "AVX2", "sse"} {
+		t.Setenv(EnvRowKernels, bad)
+		if _, err := OptionsFromEnv(); err == nil || !strings.Contains(err.Error(), EnvRowKernels) {
+			t.Errorf("%s=%q: error %v, want one naming the variable", EnvRowKernels, bad, err)
 		}
 	}
 }

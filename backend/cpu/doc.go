@@ -32,7 +32,7 @@
 //
 // # Environment
 //
-// [backend.Open] reads five variables; [New] takes all but
+// [backend.Open] reads six variables; [New] takes all but
 // SORA_CPU_GEMM_KERNEL as [Options]:
 //
 //   - SORA_CPU_PORTABLE=1 forces the portable pure-Go kernels even on CPUs
@@ -48,6 +48,10 @@
 //     GOEXPERIMENT=simd on amd64 adds gosimd512 and gosimd, kernels
 //     written in Go with simd/archsimd rather than assembly. CI runs the
 //     conformance suite with sse and gosimd too, and on arm64 under qemu.
+//   - SORA_CPU_ROW_KERNELS=avx512|avx2|neon|go picks the row and
+//     element-wise kernels' set in the same way ([Options.RowKernels]),
+//     so that an AVX-512 machine can time and test the AVX2 set that CPUs
+//     without AVX-512 run; CI runs the conformance suite with avx2 too.
 //   - SORA_CPU_BLAS=off|accelerate|openblas|blis|mkl|FILE hands MatMul
 //     to a system BLAS (see below); off, the default, keeps this
 //     package's kernels.

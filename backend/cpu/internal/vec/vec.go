@@ -408,6 +408,20 @@ func Best() *Kernels {
 	return Go
 }
 
+// Names lists the name ([Kernels.Name]) of every kernel set this package
+// has for any CPU or architecture; [All] returns those this CPU runs.
+var Names = []string{"avx512", "avx2", "neon", "go"}
+
+// Named returns the set this CPU runs by the given name, or nil.
+func Named(name string) *Kernels {
+	for _, k := range All() {
+		if k.Name == name {
+			return k
+		}
+	}
+	return nil
+}
+
 // All returns every implementation this CPU runs, [Go] first; tests and
 // benchmarks compare them.
 func All() []*Kernels {
