@@ -267,39 +267,44 @@ func main() {
 		print("gaussQ", "exp(−R/2) ≈ 1 + R·Σ gaussQ[k]·R^k for |R| ≤ ln 2.", c)
 	}
 	// The Mills-type factor F(a) = ½·erfc(a/√2)·exp(a²/2) of phiTail,
-	// piecewise: sixteen intervals of a ≥ 0, four per binade of a+1 in
-	// [1, 16), so that the interval's number is (bits(a+1) >> 21) & 15,
+	// piecewise on intervals of a ≥ 0 that split each binade of a+1 in
+	// [1, 16) evenly, so that an interval's number is a few bits of a+1,
 	// which the assembly turns into table entries with one permute per
 	// coefficient. Each interval's polynomial is in u = a − c, c its
 	// centre, fitted for relative error; the intervals are widened by
 	// a+1's rounding (2⁻²¹ below 16), and the last ends at geluMaxA.
-	{
+	// phiT (Go, AVX-512, NEON) has sixteen intervals, (bits(a+1) >> 21) &
+	// 15, with polynomials of degree five; phiT8 (AVX2, whose VPERMPS
+	// picks from eight entries) has eight, (bits(a+1) >> 22) & 7, of
+	// degree seven, as accurate.
+	phiTable := func(name string, per, d int, doc string) {
 		const geluMaxA = 13.2
 		F := func(a float64) float64 { return 0.5 * math.Erfc(a/math.Sqrt2) * math.Exp(a*a/2) }
 		w := func(a float64) float64 { return 1 / F(a) }
-		d := deg("GELU", 5)
-		tab := make([][16]float64, d+2)
+		n := 4 * per
+		tab := make([][]float64, d+2)
+		for k := range tab {
+			tab[k] = make([]float64, n)
+		}
 		var worst float64
-		for j := 0; j < 16; j++ {
-			b, m := j/4, j%4
-			lo := math.Ldexp(1+float64(float64(m)/4), b) - 1
-			hi := math.Ldexp(1+float64(float64(m+1)/4), b) - 1
+		for j := 0; j < n; j++ {
+			b, m := j/per, j%per
+			lo := math.Ldexp(1+float64(m)/float64(per), b) - 1
+			hi := math.Ldexp(1+float64(m+1)/float64(per), b) - 1
 			ctr := (lo + hi) / 2
 			lo, hi = math.Max(lo-0x1p-20, 0), math.Min(hi+0x1p-20, geluMaxA+0x1p-20)
 			u := func(a float64) float64 { return a - ctr }
 			c := fit(lo, hi, d, u, F, w)
 			worst = math.Max(worst, maxErr(lo, hi, c, u, F, w))
-			p := (j + 12) % 16 // bits(a+1)>>21 of the interval, mod 16
+			p := (j + 3*per) % n // the interval's bits of a+1, mod n
 			tab[0][p] = ctr
 			for k, v := range c {
 				tab[1+k][p] = v
 			}
 		}
-		fmt.Fprintf(os.Stderr, "gelu: max rel err %.3g\n", worst)
-		fmt.Fprintf(&out, "// phiT is generated; see fit_coeffs.go.\n")
-		fmt.Fprintf(&out, "// ½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiT[1+k][i]·(a − phiT[0][i])^k for a in [0, 13.2],\n")
-		fmt.Fprintf(&out, "// i = (bits(a+1) >> 21) & 15: phiT[0] holds the intervals' centres.\n")
-		fmt.Fprintf(&out, "var phiT = [%d][16]float32{\n", d+2)
+		fmt.Fprintf(os.Stderr, "%s: max rel err %.3g\n", name, worst)
+		fmt.Fprintf(&out, "// %s is generated; see fit_coeffs.go.\n%s", name, doc)
+		fmt.Fprintf(&out, "var %s = [%d][%d]float32{\n", name, d+2, n)
 		for _, row := range tab {
 			fmt.Fprint(&out, "{")
 			for i, v := range row {
@@ -312,6 +317,12 @@ func main() {
 		}
 		fmt.Fprint(&out, "}\n\n")
 	}
+	phiTable("phiT", 4, deg("GELU", 5),
+		"// ½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiT[1+k][i]·(a − phiT[0][i])^k for a in [0, 13.2],\n"+
+			"// i = (bits(a+1) >> 21) & 15: phiT[0] holds the intervals' centres.\n")
+	phiTable("phiT8", 2, deg("GELU8", 7),
+		"// ½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiT8[1+k][i]·(a − phiT8[0][i])^k for a in [0, 13.2],\n"+
+			"// i = (bits(a+1) >> 22) & 7: phiT8[0] holds the intervals' centres (AVX2).\n")
 	src, err := format.Source(out.Bytes())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -47,6 +47,7 @@ var (
 	cGaussQ       = [6][16]float32(splatTable(gaussQ[:], 6))
 	cGaussT       = [3][16]float32(splatTable(gaussT[:], 3))
 	tGelu         = [8][16]float32(append(phiT[:], gtExp2T))
+	tGelu8        = [9][8]float32(phiT8)
 	cInvSqrt2Pi   = splat(invSqrt2Pi)
 	cGtC1         = splat(gtC1)
 	cGtC3x3       = splat(3 * gtC3)
