@@ -348,8 +348,10 @@ func (k *Kernels) ScaleToWith(dst, x []float32, s float64, at int, v float32) {
 		return
 	}
 	x = x[:len(dst)]
-	lo := max(at-int(uintptr(unsafe.Pointer(&dst[at]))%lineBytes/4), 0)
-	hi := min(lo+lineBytes/4, len(dst))
+	// The line's first element, which precedes dst where dst starts
+	// inside the line; both ends are clipped to dst.
+	first := at - int(uintptr(unsafe.Pointer(&dst[at]))%lineBytes/4)
+	lo, hi := max(first, 0), min(first+lineBytes/4, len(dst))
 	k.ScaleTo(dst[:lo], x[:lo], s)
 	k.ScaleTo(dst[hi:], x[hi:], s)
 	s32 := float32(s)

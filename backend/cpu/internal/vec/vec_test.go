@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 // simdSetsForTest returns every assembly kernel set with its streaming
@@ -694,6 +695,52 @@ func TestScaleToWith(t *testing.T) {
 							slices.ContainsFunc(buf[off+n:], func(f float32) bool { return f != 0 }) {
 							t.Fatalf("%s: ScaleToWith (row at offset %d, %d long, at %d) wrote outside dst", k.Name, off, n, at)
 						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestScaleToWithLine checks which elements ScaleToWith leaves to ScaleTo:
+// all but those in the cache line holding dst[at], for rows that start at
+// each float of a line. Where the row starts inside that line, the part
+// written by the Go loop still ends where the line does, and ScaleTo
+// writes the next line from its start (an ordinary store there after
+// AVX2's streaming store of the line's other half would wait for memory).
+func TestScaleToWithLine(t *testing.T) {
+	const line = lineBytes / 4
+	buf := make([]float32, 100+3*line)
+	base := 0
+	for uintptr(unsafe.Pointer(&buf[base]))%lineBytes != 0 {
+		base++
+	}
+	x := make([]float32, 100)
+	for off := range line {
+		for _, n := range []int{1, 5, 16, 17, 40, 100} {
+			dst := buf[base+off : base+off+n]
+			for at := range n {
+				// written[i] counts ScaleTo's writes of dst[i].
+				written := make([]int, n)
+				k := *Go
+				k.ScaleTo = func(d, _ []float32, _ float64) {
+					if len(d) == 0 {
+						return
+					}
+					i := int(uintptr(unsafe.Pointer(&d[0]))-uintptr(unsafe.Pointer(&dst[0]))) / 4
+					for j := range d {
+						written[i+j]++
+					}
+				}
+				k.ScaleToWith(dst, x[:n], 0.5, at, 1)
+				for i, w := range written {
+					inLine := (off+i)/line == (off+at)/line
+					want := 1
+					if inLine {
+						want = 0
+					}
+					if w != want {
+						t.Fatalf("row at offset %d, %d long, at %d: ScaleTo wrote dst[%d] %d times, want %d (in dst[at]'s line: %v)", off, n, at, i, w, want, inLine)
 					}
 				}
 			}
