@@ -301,10 +301,10 @@ func reduce(f func(*float32, int) float64) func(x []float32) float64 {
 }
 
 // binWrapper turns element-wise entry points into slice kernels. With nt
-// set, a kernel whose output does not alias an input writes the output
-// with the non-temporal entry point from the first vector-aligned element
-// on (the entry point needs aligned stores), and the few elements before
-// with the ordinary one.
+// set, a kernel whose output does not alias an input writes the output's
+// whole 64-byte cache lines with the non-temporal entry point (which needs
+// vector-aligned stores) and the elements before the first line boundary
+// and after the last with the ordinary one (see split).
 type binWrapper struct {
 	lanes int
 	nt    bool
@@ -325,20 +325,48 @@ func same(a, b []float32) bool { return &a[0] == &b[0] }
 
 // split runs f(lo, hi, entry) over dst's range: entry 0 is the ordinary
 // entry point and entry 1 the non-temporal one, used (unless nt is off or
-// the output aliases an input) from the first vector-aligned element on.
+// the output aliases an input) for the whole cache lines of dst, and
+// entry 0 for the elements before the first line boundary and after the
+// last. A line must not get both: an ordinary store to a line that
+// non-temporal stores are filling waits on the write-combining buffer for
+// a memory round trip. Where a vector is a line (AVX-512) this is where
+// the vectors start; AVX2's 32-byte vectors split a line in two, and
+// adjacent calls (a row's end, the next row's start; CrossEntropyGrad's
+// target element, see ScaleToWith) would otherwise stream one half and
+// store the other.
 func (w binWrapper) split(dst []float32, alias bool, f func(lo, hi, entry int)) {
 	n := len(dst)
 	if !w.nt || alias {
 		f(0, n, 0)
 		return
 	}
-	h := w.head(dst)
+	h, t := w.parts(dst)
 	if h > 0 {
 		f(0, h, 0)
 	}
-	if h < n {
-		f(h, n, 1)
+	if t > h {
+		f(h, t, 1)
 	}
+	if t < n {
+		f(t, n, 0)
+	}
+}
+
+// parts returns the ends of split's parts of a non-empty dst: the
+// elements before h and from t on take the ordinary entry point, those
+// between the non-temporal one. Where a vector is a line (AVX-512), the
+// non-temporal entry point's own tail, stored with ordinary masked
+// stores, is in a line of its own, and t is len(dst).
+func (w binWrapper) parts(dst []float32) (h, t int) {
+	n := len(dst)
+	if off := uintptr(unsafe.Pointer(&dst[0])) % lineBytes; off != 0 {
+		h = min(int((lineBytes-off)/4), n)
+	}
+	t = n
+	if 4*w.lanes < lineBytes {
+		t = h + (n-h)/(lineBytes/4)*(lineBytes/4)
+	}
+	return h, t
 }
 
 func (w binWrapper) bin(fs [2]func(*float32, *float32, *float32, int)) func(dst, a, b []float32) {
@@ -349,12 +377,15 @@ func (w binWrapper) bin(fs [2]func(*float32, *float32, *float32, int)) func(dst,
 		}
 		a, b = a[:n], b[:n]
 		if w.nt && !same(dst, a) && !same(dst, b) {
-			h := w.head(dst)
+			h, t := w.parts(dst)
 			if h > 0 {
 				fs[0](&dst[0], &a[0], &b[0], h)
 			}
-			if h < n {
-				fs[1](&dst[h], &a[h], &b[h], n-h)
+			if t > h {
+				fs[1](&dst[h], &a[h], &b[h], t-h)
+			}
+			if t < n {
+				fs[0](&dst[t], &a[t], &b[t], n-t)
 			}
 			return
 		}
@@ -370,12 +401,15 @@ func (w binWrapper) scalar(fs [2]func(*float32, *float32, float32, int)) func(ds
 		}
 		a = a[:n]
 		if w.nt && !same(dst, a) {
-			h := w.head(dst)
+			h, t := w.parts(dst)
 			if h > 0 {
 				fs[0](&dst[0], &a[0], s, h)
 			}
-			if h < n {
-				fs[1](&dst[h], &a[h], s, n-h)
+			if t > h {
+				fs[1](&dst[h], &a[h], s, t-h)
+			}
+			if t < n {
+				fs[0](&dst[t], &a[t], s, n-t)
 			}
 			return
 		}
@@ -391,12 +425,15 @@ func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []flo
 		}
 		x = x[:n]
 		if w.nt && !same(dst, x) {
-			h := w.head(dst)
+			h, t := w.parts(dst)
 			if h > 0 {
 				fs[0](&dst[0], &x[0], h)
 			}
-			if h < n {
-				fs[1](&dst[h], &x[h], n-h)
+			if t > h {
+				fs[1](&dst[h], &x[h], t-h)
+			}
+			if t < n {
+				fs[0](&dst[t], &x[t], n-t)
 			}
 			return
 		}
