@@ -338,10 +338,12 @@ func init() { Go.composeNext() }
 // ordinary stores only, dst[at] last, and ScaleTo writes the rest: an
 // ordinary store to a line that a streaming set's non-temporal stores
 // are filling meets it in the write-combining buffer and stalls for a
-// memory round trip. Splitting at at itself is not enough where vectors
-// are narrower than a line: AVX2's kernels store the aligned 32-byte
-// halves of the line beside it non-temporally (CrossEntropyGrad with the
-// AVX2 set, 4M floats in rows of 1024, one thread on Zen 5: 12 → 19 GB/s).
+// memory round trip. Writing the line here keeps that from depending on
+// how ScaleTo divides its range between its two kinds of store: when it
+// gave the non-temporal one everything from the first aligned vector on,
+// splitting the row at at let AVX2's 32-byte vectors stream half of
+// dst[at]'s line (CrossEntropyGrad with the AVX2 set, 4M floats in rows
+// of 1024, one thread on Zen 5: 12 → 19 GB/s with this line written here).
 func (k *Kernels) ScaleToWith(dst, x []float32, s float64, at int, v float32) {
 	if at < 0 {
 		k.ScaleTo(dst, x, s)
