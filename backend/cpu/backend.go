@@ -130,7 +130,8 @@ type Options struct {
 	// avx2, neon or go) to use instead of the fastest this CPU runs, so
 	// that a machine can time and test the sets its CPU would not pick:
 	// an AVX-512 machine the AVX2 set that a CPU without AVX-512 runs.
-	// "" or a set this CPU cannot run means the fastest; Portable takes
+	// "", a set this CPU cannot run or a name that is no set (which
+	// [OptionsFromEnv] refuses) means the fastest; Portable takes
 	// precedence. [Device] names the set in use. [OptionsFromEnv] sets it
 	// from $SORA_CPU_ROW_KERNELS.
 	RowKernels string
