@@ -90,3 +90,18 @@ func TestFinetuneKernelsOrigin(t *testing.T) {
 		t.Errorf("run.json's device %q; want the backend's Device, %q", sum.Device, cpu.Device())
 	}
 }
+
+// TestCPUEnvNames checks that the variables the CLI names in its help and
+// sets for --threads are the ones the CPU backend reads (the CLI keeps its
+// own copies so as not to import a concrete backend).
+func TestCPUEnvNames(t *testing.T) {
+	for _, c := range []struct{ cli, backend string }{
+		{cpuThreadsEnv, cpuBackend.EnvThreads},
+		{cpuGemmKernelEnv, cpuBackend.EnvGemmKernel},
+		{cpuRowKernelsEnv, cpuBackend.EnvRowKernels},
+	} {
+		if c.cli != c.backend {
+			t.Errorf("the CLI names $%s where the CPU backend reads $%s", c.cli, c.backend)
+		}
+	}
+}

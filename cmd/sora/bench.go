@@ -103,6 +103,10 @@ const cpuThreadsEnv = "SORA_CPU_THREADS"
 // EnvKernel, which the CLI cannot import).
 const cpuGemmKernelEnv = "SORA_CPU_GEMM_KERNEL"
 
+// cpuRowKernelsEnv is the variable the CPU backend reads its row-kernel
+// set from (package backend/cpu's EnvRowKernels).
+const cpuRowKernelsEnv = "SORA_CPU_ROW_KERNELS"
+
 // vendorGemm is implemented by a backend that can run its vendor library's
 // matrix multiply on its own tensors with nothing of the backend's around
 // it (backend/cuda: one cuBLAS call). It takes MatMul's arguments and, like

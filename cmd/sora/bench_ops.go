@@ -43,11 +43,14 @@ var benchOpsDoc = usageDoc{
 		"Each figure is the best of its three rounds, of at least D/3 (the copy's D/6), after a warm-up call. A few outputs of each op " +
 		"are checked against a host computation first, so a broken kernel cannot report a speed. --threads " +
 		"sets the CPU backend's threads (through $SORA_CPU_THREADS) and GOMAXPROCS; on a backend whose kernels and " +
-		"baseline copy run on the device the threads key is left out (the table shows -). With --json each result " +
-		"is one JSON object per line.",
+		"baseline copy run on the device the threads key is left out (the table shows -). $" + cpuRowKernelsEnv + " " +
+		"(avx512, avx2, neon or go) picks the CPU backend's row kernels instead of the fastest the CPU runs, so that " +
+		"a machine with AVX-512 can time the AVX2 set too; the backend line printed first names the set in use " +
+		"(\"rows avx2\"). With --json each result is one JSON object per line.",
 	examples: []string{
 		"sora bench ops",
 		"sora bench ops --ops copy,add,silu,softmax,adamw --threads 2 --json",
+		cpuRowKernelsEnv + "=avx2 sora bench ops --threads 1",
 		"sora bench ops --backend cuda -n 67108864 --cols 4096 --json",
 	},
 }

@@ -264,6 +264,18 @@ func TestBenchGemmVendorChecked(t *testing.T) {
 	}
 }
 
+func TestBenchOpsHelpDocumentsRowKernels(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"bench", "ops", "--help"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
+	}
+	for _, want := range []string{"SORA_CPU_ROW_KERNELS", "avx2"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
 func TestBenchGemmHelpDocumentsBaselinesAndKernel(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"bench", "gemm", "--help"}, &out, &errb); code != exitOK {
