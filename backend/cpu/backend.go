@@ -394,9 +394,9 @@ func threadsClause(n int) string {
 // OptionsFromEnv returns the Options that [backend.Open]("cpu") uses, read
 // from SORA_CPU_PORTABLE, SORA_CPU_THREADS, SORA_CPU_ROW_KERNELS,
 // SORA_CPU_MEMORY_LIMIT (the host's default where unset, see
-// HostMemoryLimit) and SORA_CPU_BLAS
-// (which it loads), or an error naming the variable whose value cannot be used
-// (SORA_CPU_GEMM_KERNEL is checked too). A BLAS named in SORA_CPU_BLAS
+// HostMemoryLimit) and SORA_CPU_BLAS (which it loads), or an error naming
+// the variable whose value cannot be used (SORA_CPU_GEMM_KERNEL is checked
+// too). A BLAS named in SORA_CPU_BLAS
 // that does not load is an error; "off" turns off a system's default.
 func OptionsFromEnv() (Options, error) {
 	var o Options
