@@ -1,0 +1,127 @@
+//go:build !noasm
+
+package vec
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"unsafe"
+)
+
+// wrapperCall is one call of an entry point by binWrapper: dst[lo:hi],
+// entry 0 (ordinary stores) or 1 (non-temporal).
+type wrapperCall struct{ lo, hi, entry int }
+
+// TestBinWrapperParts checks how a streaming binWrapper divides an output
+// between its two entry points, for AVX2's 8 lanes and AVX-512's 16, rows
+// of 1..200 floats starting at each float of a cache line: split's calls
+// cover the row in order, each element once; the non-temporal entry point
+// starts on a vector boundary (its requirement); no 64-byte line gets
+// both kinds of store, the non-temporal entry point's own masked tail
+// counted as ordinary stores (an ordinary store to a line that streaming
+// stores are filling waits for memory); bin, scalar and unary make
+// split's calls; an output that aliases an input, or a set that does not
+// stream, takes one ordinary call; an empty row none.
+func TestBinWrapperParts(t *testing.T) {
+	const line = lineBytes / 4
+	buf := make([]float32, 200+2*line)
+	base := 0
+	for uintptr(unsafe.Pointer(&buf[base]))%lineBytes != 0 {
+		base++
+	}
+	in := make([]float32, len(buf))
+	for _, tc := range []struct {
+		name  string
+		lanes int
+	}{{"avx2", 8}, {"avx512", 16}} {
+		w := binWrapper{tc.lanes, true}
+		for off := range line {
+			for n := 0; n <= 200; n++ {
+				dst := buf[base+off : base+off+n]
+				where := fmt.Sprintf("%s, row at offset %d, %d long", tc.name, off, n)
+				// rec returns an entry point's stand-in that records its
+				// calls in *calls, as element indices of dst.
+				rec := func(calls *[]wrapperCall, entry int) func(d *float32, cnt int) {
+					return func(d *float32, cnt int) {
+						lo := int(uintptr(unsafe.Pointer(d))-uintptr(unsafe.Pointer(unsafe.SliceData(dst)))) / 4
+						*calls = append(*calls, wrapperCall{lo, lo + cnt, entry})
+					}
+				}
+				binCalls := func(w binWrapper, a, b []float32) []wrapperCall {
+					var calls []wrapperCall
+					r0, r1 := rec(&calls, 0), rec(&calls, 1)
+					w.bin([2]func(*float32, *float32, *float32, int){
+						func(d, _, _ *float32, n int) { r0(d, n) },
+						func(d, _, _ *float32, n int) { r1(d, n) },
+					})(dst, a, b)
+					return calls
+				}
+				var scalarCalls, unaryCalls []wrapperCall
+				s0, s1 := rec(&scalarCalls, 0), rec(&scalarCalls, 1)
+				w.scalar([2]func(*float32, *float32, float32, int){
+					func(d, _ *float32, _ float32, n int) { s0(d, n) },
+					func(d, _ *float32, _ float32, n int) { s1(d, n) },
+				})(dst, in[:n], 1)
+				u0, u1 := rec(&unaryCalls, 0), rec(&unaryCalls, 1)
+				w.unary([2]func(*float32, *float32, int){
+					func(d, _ *float32, n int) { u0(d, n) },
+					func(d, _ *float32, n int) { u1(d, n) },
+				})(dst, in[:n])
+				if n == 0 {
+					if c := append(append(binCalls(w, in[:0], in[:0]), scalarCalls...), unaryCalls...); len(c) != 0 {
+						t.Fatalf("%s: calls %v, want none", where, c)
+					}
+					continue
+				}
+				var calls []wrapperCall
+				w.split(dst, false, func(lo, hi, e int) { calls = append(calls, wrapperCall{lo, hi, e}) })
+				for name, c := range map[string][]wrapperCall{"bin": binCalls(w, in[:n], in[:n]), "scalar": scalarCalls, "unary": unaryCalls} {
+					if !slices.Equal(c, calls) {
+						t.Fatalf("%s: %s calls %v, split %v", where, name, c, calls)
+					}
+				}
+				// kinds[l] has bit 0 set if line l (of buf, counted from
+				// base) gets ordinary stores, bit 1 if non-temporal ones.
+				kinds := make([]int, (off+n+line-1)/line)
+				next := 0
+				for _, c := range calls {
+					if c.lo != next || c.hi <= c.lo || c.entry != 0 && c.entry != 1 {
+						t.Fatalf("%s: calls %v do not cover the row in order, each element once", where, calls)
+					}
+					next = c.hi
+					full := c.lo // the non-temporal stores' end
+					if c.entry == 1 {
+						if a := uintptr(unsafe.Pointer(&dst[c.lo])) % uintptr(4*tc.lanes); a != 0 {
+							t.Fatalf("%s: calls %v: the non-temporal entry point starts at dst[%d], %d bytes past a vector boundary", where, calls, c.lo, a)
+						}
+						full += (c.hi - c.lo) / tc.lanes * tc.lanes
+					}
+					for i := c.lo; i < c.hi; i++ {
+						if i < full {
+							kinds[(off+i)/line] |= 2
+						} else {
+							kinds[(off+i)/line] |= 1
+						}
+					}
+				}
+				if next != n {
+					t.Fatalf("%s: calls %v end at %d", where, calls, next)
+				}
+				if l := slices.Index(kinds, 3); l >= 0 {
+					t.Fatalf("%s: calls %v give line %d both kinds of store", where, calls, l)
+				}
+				want := []wrapperCall{{0, n, 0}}
+				if c := binCalls(w, dst, in[:n]); !slices.Equal(c, want) {
+					t.Fatalf("%s, dst = a: calls %v, want %v", where, c, want)
+				}
+				if c := binCalls(w, in[:n], dst); !slices.Equal(c, want) {
+					t.Fatalf("%s, dst = b: calls %v, want %v", where, c, want)
+				}
+				if c := binCalls(binWrapper{tc.lanes, false}, in[:n], in[:n]); !slices.Equal(c, want) {
+					t.Fatalf("%s, not streaming: calls %v, want %v", where, c, want)
+				}
+			}
+		}
+	}
+}
