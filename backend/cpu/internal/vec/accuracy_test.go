@@ -611,3 +611,53 @@ func TestGELUTanhLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestGELULimits checks the exact GELU and its derivative of every set
+// (and streaming twin) beyond geluMaxA, where Φ's tail is taken as 0:
+// GELU(x) = x and GELU′ = 1 above, 0 and 0 below, ±Inf included (their
+// products with the vanished tail were ∞·0 = NaN), and NaN for NaN. The
+// lengths put the values in the kernels' unrolled loops and tails.
+func TestGELULimits(t *testing.T) {
+	inf, nan := float32(math.Inf(1)), float32(math.NaN())
+	for _, set := range All() {
+		for _, k := range []*Kernels{set, set.Streaming()} {
+			for _, n := range []int{1, 7, 9, 17, 23, 35, 70} {
+				for _, v := range []float32{13.3, 20, 1e4, 1e30, math.MaxFloat32, inf} {
+					for _, sign := range []float32{1, -1} {
+						x, dy := make([]float32, n), make([]float32, n)
+						for i := range x {
+							x[i], dy[i] = sign*v, 1
+						}
+						y, dx := make([]float32, n), make([]float32, n)
+						k.GELU(y, x)
+						k.GELUGrad(dx, x, dy)
+						k.Fence()
+						wantY, wantDX := x[0], float32(1)
+						if sign < 0 {
+							wantY, wantDX = 0, 0
+						}
+						for i := range y {
+							if y[i] != wantY || dx[i] != wantDX {
+								t.Fatalf("%s, %d elements: GELU(%g) = %g, derivative %g at %d; want %g and %g",
+									setName(k), n, x[i], y[i], dx[i], i, wantY, wantDX)
+							}
+						}
+					}
+				}
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = nan
+				}
+				y, dx := make([]float32, n), make([]float32, n)
+				k.GELU(y, x)
+				k.GELUGrad(dx, x, x)
+				k.Fence()
+				for i := range y {
+					if y[i] == y[i] || dx[i] == dx[i] {
+						t.Fatalf("%s, %d elements: GELU(NaN) = %g, derivative %g at %d; want NaN", setName(k), n, y[i], dx[i], i)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1152,7 +1152,8 @@ func phiSetup(g *gen) {
 // phiTail (math32.go) does, each vector u with temporaries t[u][0..6]
 // and the rows of phiT loaded once for all of them into c.sh: it
 // returns, per vector, the registers of h, g and |x| (t[u][0]); t[u][1]
-// is free, and t[u][2], t[u][3] are. Where |x| > geluMaxA, h and g are 0.
+// holds the mask of the lanes where |x| > geluMaxA, where h and g are 0,
+// and t[u][2], t[u][3] are free.
 func phiTail(g *gen, c *kctx, xs []int, t [][]int) (h, gs, a []int) {
 	one, magic := c.full("one"), c.full("magic23")
 	ps := make([]int, len(xs))
@@ -1310,6 +1311,9 @@ var fns = []mapK{
 			h, _, a := phiTail(g, c, xs, t)
 			var out []int
 			for u, x := range xs {
+				// |x| is cleared beyond geluMaxA (t[u][1], phiTail's mask
+				// of those lanes), where h is 0 and ±Inf·0 would be NaN.
+				g.W("bic", a[u], a[u], t[u][1])
 				m := t[u][1]
 				g.W("fcmle0", t[u][3], x)
 				g.W("bic", m, x, t[u][3])
@@ -1326,7 +1330,7 @@ var fns = []mapK{
 			for u := range in {
 				xs = append(xs, in[u][0])
 			}
-			h, gs, _ := phiTail(g, c, xs, t)
+			h, gs, a := phiTail(g, c, xs, t)
 			var out []int
 			for u, x := range xs {
 				cu, omh := t[u][2], t[u][3]
@@ -1334,7 +1338,11 @@ var fns = []mapK{
 				g.W("fcmge0", cu, x)
 				g.bsl(cu, omh, h[u])
 				g.fmulc(gs[u], gs[u], c.at("invSqrt2Pi"))
-				g.fmla(cu, x, gs[u])
+				// x cleared beyond geluMaxA (t[u][1], phiTail's mask of
+				// those lanes), where φ is 0 and ±Inf·0 would be NaN; |x|'s
+				// register is free.
+				g.W("bic", a[u], x, t[u][1])
+				g.fmla(cu, a[u], gs[u])
 				g.W("fmul4s", in[u][1], in[u][1], cu)
 				out = append(out, in[u][1])
 			}

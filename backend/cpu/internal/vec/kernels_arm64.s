@@ -3854,9 +3854,11 @@ neonGELU_16:
 	WORD $0x6e2dddeb // fmul v11.4s, v15.4s, v13.4s
 	WORD $0x4e651d6b // bic v11.16b, v11.16b, v5.16b
 	WORD $0x4e651def // bic v15.16b, v15.16b, v5.16b
+	WORD $0x4e641c42 // bic v2.16b, v2.16b, v4.16b
 	WORD $0x6ea0d808 // fcmle v8.4s, v0.4s, #0.0
 	WORD $0x4e681c04 // bic v4.16b, v0.16b, v8.16b
 	VFMLS V10.S4, V2.S4, V4.S4
+	WORD $0x4e651c63 // bic v3.16b, v3.16b, v5.16b
 	WORD $0x6ea0d829 // fcmle v9.4s, v1.4s, #0.0
 	WORD $0x4e691c25 // bic v5.16b, v1.16b, v9.16b
 	VFMLS V11.S4, V3.S4, V5.S4
@@ -3923,6 +3925,7 @@ neonGELU_4loop:
 	WORD $0x6e2cddca // fmul v10.4s, v14.4s, v12.4s
 	WORD $0x4e641d4a // bic v10.16b, v10.16b, v4.16b
 	WORD $0x4e641dce // bic v14.16b, v14.16b, v4.16b
+	WORD $0x4e641c42 // bic v2.16b, v2.16b, v4.16b
 	WORD $0x6ea0d808 // fcmle v8.4s, v0.4s, #0.0
 	WORD $0x4e681c04 // bic v4.16b, v0.16b, v8.16b
 	VFMLS V10.S4, V2.S4, V4.S4
@@ -3988,6 +3991,7 @@ neonGELU_1loop:
 	WORD $0x6e2cddca // fmul v10.4s, v14.4s, v12.4s
 	WORD $0x4e641d4a // bic v10.16b, v10.16b, v4.16b
 	WORD $0x4e641dce // bic v14.16b, v14.16b, v4.16b
+	WORD $0x4e641c42 // bic v2.16b, v2.16b, v4.16b
 	WORD $0x6ea0d808 // fcmle v8.4s, v0.4s, #0.0
 	WORD $0x4e681c04 // bic v4.16b, v0.16b, v8.16b
 	VFMLS V10.S4, V2.S4, V4.S4
@@ -4153,13 +4157,15 @@ neonGELUGrad_16:
 	WORD $0x6ea0c808 // fcmge v8.4s, v0.4s, #0.0
 	VBSL V12.B16, V10.B16, V8.B16
 	WORD $0x4fb99a10 // fmul v16.4s, v16.4s, v25.s[3]
-	VFMLA V16.S4, V0.S4, V8.S4
+	WORD $0x4e661c04 // bic v4.16b, v0.16b, v6.16b
+	VFMLA V16.S4, V4.S4, V8.S4
 	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
 	WORD $0x4eadd7eb // fsub v11.4s, v31.4s, v13.4s
 	WORD $0x6ea0c829 // fcmge v9.4s, v1.4s, #0.0
 	VBSL V13.B16, V11.B16, V9.B16
 	WORD $0x4fb99a31 // fmul v17.4s, v17.4s, v25.s[3]
-	VFMLA V17.S4, V1.S4, V9.S4
+	WORD $0x4e671c25 // bic v5.16b, v1.16b, v7.16b
+	VFMLA V17.S4, V5.S4, V9.S4
 	WORD $0x6e29dc63 // fmul v3.4s, v3.4s, v9.4s
 	VST1.P [V2.S4, V3.S4], 32(R0)
 	SUBS $1, R10, R10
@@ -4229,7 +4235,8 @@ neonGELUGrad_4loop:
 	WORD $0x6ea0c808 // fcmge v8.4s, v0.4s, #0.0
 	VBSL V12.B16, V10.B16, V8.B16
 	WORD $0x4fb99a10 // fmul v16.4s, v16.4s, v25.s[3]
-	VFMLA V16.S4, V0.S4, V8.S4
+	WORD $0x4e661c04 // bic v4.16b, v0.16b, v6.16b
+	VFMLA V16.S4, V4.S4, V8.S4
 	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
 	VST1.P [V2.S4], 16(R0)
 	SUBS $1, R10, R10
@@ -4298,7 +4305,8 @@ neonGELUGrad_1loop:
 	WORD $0x6ea0c808 // fcmge v8.4s, v0.4s, #0.0
 	VBSL V12.B16, V10.B16, V8.B16
 	WORD $0x4fb99a10 // fmul v16.4s, v16.4s, v25.s[3]
-	VFMLA V16.S4, V0.S4, V8.S4
+	WORD $0x4e661c04 // bic v4.16b, v0.16b, v6.16b
+	VFMLA V16.S4, V4.S4, V8.S4
 	WORD $0x6e28dc42 // fmul v2.4s, v2.4s, v8.4s
 	FMOVS.P F2, 4(R0)
 	SUBS $1, R9, R9

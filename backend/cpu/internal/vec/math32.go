@@ -302,20 +302,23 @@ func phiTail(x float32) (h, g float32) {
 
 // gelu32 is x·Φ(x) = max(x, 0) − |x|·h (x − x·h from 0 on, x·h
 // below), rounded once as the assembly's fused multiply-add: the
-// product is exact in float64.
+// product is exact in float64. Beyond geluMaxA, where h is 0, |x| is
+// taken as geluMaxA, so that ±Inf gives +Inf and 0, not ∞·0 (NaN stays
+// NaN: Go's min and max return it).
 func gelu32(x float32) float32 {
 	h, _ := phiTail(x)
-	return float32(float64(max(x, 0)) - float64(abs32(x))*float64(h))
+	return float32(float64(max(x, 0)) - float64(min(abs32(x), geluMaxA))*float64(h))
 }
 
-// geluGrad32 is d/dx x·Φ(x) = Φ(x) + x·φ(x).
+// geluGrad32 is d/dx x·Φ(x) = Φ(x) + x·φ(x), with x clamped to
+// ±geluMaxA in the second term, where φ is 0 beyond it (as gelu32).
 func geluGrad32(x float32) float32 {
 	h, g := phiTail(x)
 	c := h
 	if x >= 0 {
 		c = 1 - h
 	}
-	return x*(g*invSqrt2Pi) + c
+	return min(max(x, -geluMaxA), geluMaxA)*(g*invSqrt2Pi) + c
 }
 
 // geluTanhExp returns 2^v = e^{−y} for v = −y·log2e = a·Q, Q = a1 +
