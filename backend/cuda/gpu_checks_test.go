@@ -787,6 +787,55 @@ func TestGPUMemoryFull(t *testing.T) {
 	})
 }
 
+// checkGELULimits checks the exact GELU and its derivative at the limits:
+// x and 1 for large and infinite positive x, 0 and 0 for negative ones,
+// NaN for NaN (x·Φ(x) and x·φ(x) in float would give ∞·0 = NaN at ±Inf).
+func checkGELULimits(t *testing.T, b *Backend) {
+	inf := float32(math.Inf(1))
+	x := []float32{20, 1e30, math.MaxFloat32, inf, -20, -1e30, -math.MaxFloat32, -inf, float32(math.NaN())}
+	wantY := []float32{20, 1e30, math.MaxFloat32, inf, 0, 0, 0, 0}
+	wantDX := []float32{1, 1, 1, 1, 0, 0, 0, 0}
+	m := len(x)
+	tensor := func(data []float32) backend.Tensor {
+		tt, err := b.Alloc(backend.Float32, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Free(tt) })
+		if data != nil {
+			b.Upload(tt, data)
+		}
+		return tt
+	}
+	ones := make([]float32, m)
+	for i := range ones {
+		ones[i] = 1
+	}
+	xt, dyt, y, dx := tensor(x), tensor(ones), tensor(nil), tensor(nil)
+	b.Unary(backend.GELU, y, xt)
+	b.UnaryGrad(backend.GELU, dx, xt, dyt)
+	gy, gdx := make([]float32, m), make([]float32, m)
+	if err := b.Download(gy, y); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Download(gdx, dx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range wantY {
+		if gy[i] != wantY[i] || gdx[i] != wantDX[i] {
+			t.Errorf("GELU(%g) = %g, derivative %g; want %g and %g", x[i], gy[i], gdx[i], wantY[i], wantDX[i])
+		}
+	}
+	if n := m - 1; gy[n] == gy[n] || gdx[n] == gdx[n] {
+		t.Errorf("GELU(NaN) = %g, derivative %g; want NaN", gy[n], gdx[n])
+	}
+}
+
+// TestGPUGELULimits checks GELU at ±Inf, NaN and large values on the GPU.
+func TestGPUGELULimits(t *testing.T) {
+	checkGELULimits(t, openGPU(t, Options{}))
+}
+
 // TestGPUGELUTanh checks the GELUTanh kernel's precision as NVRTC and the
 // device's expf give it.
 func TestGPUGELUTanh(t *testing.T) {
@@ -837,6 +886,9 @@ func TestEmulatedGPUChecks(t *testing.T) {
 	})
 	t.Run("gelu tanh", func(t *testing.T) {
 		checkGELUTanh(t, b, 1<<14)
+	})
+	t.Run("gelu limits", func(t *testing.T) {
+		checkGELULimits(t, b)
 	})
 }
 

@@ -312,6 +312,7 @@ __device__ __forceinline__ float sigmoidf(float x) {
 }
 
 #define SQRT1_2F 0.70710678118654752f
+#define FLT_MAXF 3.402823466e38f // the largest float: only ±Inf exceed it
 #define INV_SQRT_2PI 0.39894228040143268f
 
 __device__ __forceinline__ float gaussCDF(float x) { return 0.5f * erfcf(-x * SQRT1_2F); }
@@ -384,7 +385,8 @@ __device__ __forceinline__ float unaryF(int op, float x) {
 	case U_RSQRT: return rsqrtf(x);
 	case U_TANH: return tanhf(x);
 	case U_SILU: return x * sigmoidf(x);
-	case U_GELU: return x * gaussCDF(x);
+	// ±Inf: x·Φ(x) would be −∞·0 = NaN at −Inf.
+	case U_GELU: return fabsf(x) > FLT_MAXF ? fmaxf(x, 0.0f) : x * gaussCDF(x);
 	case U_RELU: return x <= 0.0f ? 0.0f : x; // NaN passes through
 	case U_NEG: return -x;
 	case U_SQUARE: return x * x;
@@ -407,7 +409,8 @@ __device__ __forceinline__ float unaryDF(int op, float x) {
 		float s = sigmoidf(x);
 		return s * (1.0f + x * (1.0f - s));
 	}
-	case U_GELU: return gaussCDF(x) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+	// ±Inf: x·φ(x) would be ∞·0 = NaN; the derivative is 1 or 0 there.
+	case U_GELU: return fabsf(x) > FLT_MAXF ? (x > 0.0f ? 1.0f : 0.0f) : gaussCDF(x) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
 	case U_RELU: return x > 0.0f ? 1.0f : 0.0f;
 	case U_NEG: return -1.0f;
 	case U_SQUARE: return 2.0f * x;
