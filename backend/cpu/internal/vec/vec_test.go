@@ -706,8 +706,8 @@ func TestScaleToWith(t *testing.T) {
 // all but those in the cache line holding dst[at], for rows that start at
 // each float of a line. Where the row starts inside that line, the part
 // written by the Go loop still ends where the line does, and ScaleTo
-// writes the next line from its start (an ordinary store there after
-// AVX2's streaming store of the line's other half would wait for memory).
+// writes the next line from its start, so that no line gets stores from
+// both (ScaleTo's own division, binWrapper.parts, is TestBinWrapperParts').
 func TestScaleToWithLine(t *testing.T) {
 	const line = lineBytes / 4
 	buf := make([]float32, 100+3*line)
