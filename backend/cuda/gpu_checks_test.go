@@ -670,33 +670,7 @@ func checkGELUTanh(t *testing.T, b *Backend, n int) {
 	for _, v := range []float32{13, 20, 100, 1e4, 1.9e19, 1e30, math.MaxFloat32} {
 		x = append(x, v, -v)
 	}
-	m := len(x)
-	dy := make([]float32, m)
-	for i := range dy {
-		dy[i] = 1
-	}
-	tensor := func(data []float32) backend.Tensor {
-		tt, err := b.Alloc(backend.Float32, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Free(tt) })
-		if data != nil {
-			b.Upload(tt, data)
-		}
-		return tt
-	}
-	get := func(tt backend.Tensor) []float32 {
-		h := make([]float32, m)
-		if err := b.Download(h, tt); err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
-	xt, dyt, y, dx := tensor(x), tensor(dy), tensor(nil), tensor(nil)
-	b.Unary(backend.GELUTanh, y, xt)
-	b.UnaryGrad(backend.GELUTanh, dx, xt, dyt)
-	gy, gdx := get(y), get(dx)
+	gy, gdx := unaryAndGrad(t, b, backend.GELUTanh, x)
 	var worstY, worstDX float64
 	atY, atDX := -1, -1
 	for i, v := range x {
@@ -787,14 +761,9 @@ func TestGPUMemoryFull(t *testing.T) {
 	})
 }
 
-// checkGELULimits checks the exact GELU and its derivative at the limits:
-// x and 1 for large and infinite positive x, 0 and 0 for negative ones,
-// NaN for NaN (x·Φ(x) and x·φ(x) in float would give ∞·0 = NaN at ±Inf).
-func checkGELULimits(t *testing.T, b *Backend) {
-	inf := float32(math.Inf(1))
-	x := []float32{20, 1e30, math.MaxFloat32, inf, -20, -1e30, -math.MaxFloat32, -inf, float32(math.NaN())}
-	wantY := []float32{20, 1e30, math.MaxFloat32, inf, 0, 0, 0, 0}
-	wantDX := []float32{1, 1, 1, 1, 0, 0, 0, 0}
+// unaryAndGrad runs op and its derivative (with dy = 1) on b over x and
+// returns both, downloaded.
+func unaryAndGrad(t *testing.T, b *Backend, op backend.UnaryOp, x []float32) (y, dx []float32) {
 	m := len(x)
 	tensor := func(data []float32) backend.Tensor {
 		tt, err := b.Alloc(backend.Float32, m)
@@ -807,26 +776,38 @@ func checkGELULimits(t *testing.T, b *Backend) {
 		}
 		return tt
 	}
-	ones := make([]float32, m)
-	for i := range ones {
-		ones[i] = 1
+	get := func(tt backend.Tensor) []float32 {
+		h := make([]float32, m)
+		if err := b.Download(h, tt); err != nil {
+			t.Fatal(err)
+		}
+		return h
 	}
-	xt, dyt, y, dx := tensor(x), tensor(ones), tensor(nil), tensor(nil)
-	b.Unary(backend.GELU, y, xt)
-	b.UnaryGrad(backend.GELU, dx, xt, dyt)
-	gy, gdx := make([]float32, m), make([]float32, m)
-	if err := b.Download(gy, y); err != nil {
-		t.Fatal(err)
+	dy := make([]float32, m)
+	for i := range dy {
+		dy[i] = 1
 	}
-	if err := b.Download(gdx, dx); err != nil {
-		t.Fatal(err)
-	}
+	xt, dyt, yt, dxt := tensor(x), tensor(dy), tensor(nil), tensor(nil)
+	b.Unary(op, yt, xt)
+	b.UnaryGrad(op, dxt, xt, dyt)
+	return get(yt), get(dxt)
+}
+
+// checkGELULimits checks the exact GELU and its derivative at the limits:
+// x and 1 for large and infinite positive x, 0 and 0 for negative ones,
+// NaN for NaN (x·Φ(x) and x·φ(x) in float would give ∞·0 = NaN at ±Inf).
+func checkGELULimits(t *testing.T, b *Backend) {
+	inf := float32(math.Inf(1))
+	x := []float32{20, 1e30, math.MaxFloat32, inf, -20, -1e30, -math.MaxFloat32, -inf, float32(math.NaN())}
+	wantY := []float32{20, 1e30, math.MaxFloat32, inf, 0, 0, 0, 0}
+	wantDX := []float32{1, 1, 1, 1, 0, 0, 0, 0}
+	gy, gdx := unaryAndGrad(t, b, backend.GELU, x)
 	for i := range wantY {
 		if gy[i] != wantY[i] || gdx[i] != wantDX[i] {
 			t.Errorf("GELU(%g) = %g, derivative %g; want %g and %g", x[i], gy[i], gdx[i], wantY[i], wantDX[i])
 		}
 	}
-	if n := m - 1; gy[n] == gy[n] || gdx[n] == gdx[n] {
+	if n := len(x) - 1; gy[n] == gy[n] || gdx[n] == gdx[n] {
 		t.Errorf("GELU(NaN) = %g, derivative %g; want NaN", gy[n], gdx[n])
 	}
 }
