@@ -19,9 +19,10 @@ type CrossEntropyOptions struct {
 	// distribution is (1−ε)·one-hot + ε/vocab. 0 (the default) disables it.
 	Smoothing float32
 	// Divisor, when positive, replaces the number of counted rows as the
-	// divisor of the summed loss (NaN or ±Inf is an error). Gradient accumulation sets it to the
-	// number of counted rows over all micro-batches of a step, so the
-	// accumulated gradient equals that of one large batch.
+	// divisor of the summed loss (NaN or ±Inf is an error). Gradient
+	// accumulation sets it to the number of counted rows over all
+	// micro-batches of a step, so the accumulated gradient equals that of
+	// one large batch.
 	Divisor float32
 }
 

@@ -568,14 +568,8 @@ func TestGELUTanhLimits(t *testing.T) {
 		for _, n := range []int{1, 7, 9, 17, 23, 35} {
 			for _, v := range big {
 				for _, sign := range []float32{1, -1} {
-					x, dy := make([]float32, n), make([]float32, n)
-					for i := range x {
-						x[i], dy[i] = sign*v, 1
-					}
-					y, dx := make([]float32, n), make([]float32, n)
-					k.GELUTanh(y, x)
-					k.GELUTanhGrad(dx, x, dy)
-					wantY, wantDX := x[0], float32(1)
+					y, dx := fnAndGrad(k, k.GELUTanh, k.GELUTanhGrad, n, sign*v)
+					wantY, wantDX := sign*v, float32(1)
 					if sign < 0 {
 						wantY, wantDX = 0, 0
 					}
@@ -583,13 +577,13 @@ func TestGELUTanhLimits(t *testing.T) {
 						// Not yet 0 but tiny: x·e^y, about −1e−37 at −10.
 						wantY, wantDX = y[0], dx[0]
 						if !(math.Abs(float64(y[0])) < 2e-37 && math.Abs(float64(dx[0])) < 4e-36) {
-							t.Errorf("%s: GELUTanh(%g) = %g, derivative %g; want tiny", k.Name, x[0], y[0], dx[0])
+							t.Errorf("%s: GELUTanh(%g) = %g, derivative %g; want tiny", k.Name, sign*v, y[0], dx[0])
 						}
 					}
 					for i := range y {
 						if y[i] != wantY || dx[i] != wantDX {
 							t.Fatalf("%s, %d elements: GELUTanh(%g) = %g, derivative %g at %d; want %g and %g",
-								k.Name, n, x[i], y[i], dx[i], i, wantY, wantDX)
+								k.Name, n, sign*v, y[i], dx[i], i, wantY, wantDX)
 						}
 					}
 				}
@@ -624,34 +618,20 @@ func TestGELULimits(t *testing.T) {
 			for _, n := range []int{1, 7, 9, 17, 23, 35, 70} {
 				for _, v := range []float32{13.3, 20, 1e4, 1e30, math.MaxFloat32, inf} {
 					for _, sign := range []float32{1, -1} {
-						x, dy := make([]float32, n), make([]float32, n)
-						for i := range x {
-							x[i], dy[i] = sign*v, 1
-						}
-						y, dx := make([]float32, n), make([]float32, n)
-						k.GELU(y, x)
-						k.GELUGrad(dx, x, dy)
-						k.Fence()
-						wantY, wantDX := x[0], float32(1)
+						y, dx := fnAndGrad(k, k.GELU, k.GELUGrad, n, sign*v)
+						wantY, wantDX := sign*v, float32(1)
 						if sign < 0 {
 							wantY, wantDX = 0, 0
 						}
 						for i := range y {
 							if y[i] != wantY || dx[i] != wantDX {
 								t.Fatalf("%s, %d elements: GELU(%g) = %g, derivative %g at %d; want %g and %g",
-									setName(k), n, x[i], y[i], dx[i], i, wantY, wantDX)
+									setName(k), n, sign*v, y[i], dx[i], i, wantY, wantDX)
 							}
 						}
 					}
 				}
-				x := make([]float32, n)
-				for i := range x {
-					x[i] = nan
-				}
-				y, dx := make([]float32, n), make([]float32, n)
-				k.GELU(y, x)
-				k.GELUGrad(dx, x, x)
-				k.Fence()
+				y, dx := fnAndGrad(k, k.GELU, k.GELUGrad, n, nan)
 				for i := range y {
 					if y[i] == y[i] || dx[i] == dx[i] {
 						t.Fatalf("%s, %d elements: GELU(NaN) = %g, derivative %g at %d; want NaN", setName(k), n, y[i], dx[i], i)
@@ -660,4 +640,18 @@ func TestGELULimits(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fnAndGrad runs an element-wise function f of k and its derivative g
+// (with dy = 1) over n copies of v and returns both outputs.
+func fnAndGrad(k *Kernels, f func(dst, x []float32), g func(dx, x, dy []float32), n int, v float32) (y, dx []float32) {
+	x, dy := make([]float32, n), make([]float32, n)
+	for i := range x {
+		x[i], dy[i] = v, 1
+	}
+	y, dx = make([]float32, n), make([]float32, n)
+	f(y, x)
+	g(dx, x, dy)
+	k.Fence()
+	return y, dx
 }

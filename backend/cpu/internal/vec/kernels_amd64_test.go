@@ -25,11 +25,7 @@ type wrapperCall struct{ lo, hi, entry int }
 // stream, takes one ordinary call; an empty row none.
 func TestBinWrapperParts(t *testing.T) {
 	const line = lineBytes / 4
-	buf := make([]float32, 200+2*line)
-	base := 0
-	for uintptr(unsafe.Pointer(&buf[base]))%lineBytes != 0 {
-		base++
-	}
+	buf := lineAligned(200 + line)
 	in := make([]float32, len(buf))
 	for _, tc := range []struct {
 		name  string
@@ -38,7 +34,7 @@ func TestBinWrapperParts(t *testing.T) {
 		w := binWrapper{tc.lanes, true}
 		for off := range line {
 			for n := 0; n <= 200; n++ {
-				dst := buf[base+off : base+off+n]
+				dst := buf[off : off+n]
 				where := fmt.Sprintf("%s, row at offset %d, %d long", tc.name, off, n)
 				// rec returns an entry point's stand-in that records its
 				// calls in *calls, as element indices of dst.
@@ -81,8 +77,8 @@ func TestBinWrapperParts(t *testing.T) {
 						t.Fatalf("%s: %s calls %v, split %v", where, name, c, calls)
 					}
 				}
-				// kinds[l] has bit 0 set if line l (of buf, counted from
-				// base) gets ordinary stores, bit 1 if non-temporal ones.
+				// kinds[l] has bit 0 set if line l (of buf, which starts on a line)
+				// gets ordinary stores, bit 1 if non-temporal ones.
 				kinds := make([]int, (off+n+line-1)/line)
 				next := 0
 				for _, c := range calls {

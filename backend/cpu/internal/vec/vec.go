@@ -161,9 +161,9 @@ type Kernels struct {
 	// = src·float32(c) as ScaleTo does, the previous row's output from
 	// the exponentials its step stored, but for out[hole] = value where
 	// hole ≥ 0 (cross-entropy's target), as ScaleToWith does; the values
-	// are those of the separate kernels bit for bit. next is as long as dst or empty, src
-	// and out as long as dst or both empty; out may be src but overlaps
-	// no other. The AVX-512 streaming set does all this in one pass where
+	// are those of the separate kernels bit for bit. next is as long as
+	// dst or empty, src and out as long as dst or both empty; out may be
+	// src but overlaps no other. The AVX-512 streaming set does all this in one pass where
 	// out is vector-aligned and not src, next not empty and scale
 	// positive, so that the previous row's stores to memory and the next
 	// row's loads overlap this row's exponentials (the CPU backend's

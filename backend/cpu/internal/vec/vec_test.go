@@ -710,15 +710,11 @@ func TestScaleToWith(t *testing.T) {
 // both (ScaleTo's own division, binWrapper.parts, is TestBinWrapperParts').
 func TestScaleToWithLine(t *testing.T) {
 	const line = lineBytes / 4
-	buf := make([]float32, 100+3*line)
-	base := 0
-	for uintptr(unsafe.Pointer(&buf[base]))%lineBytes != 0 {
-		base++
-	}
+	buf := lineAligned(100 + 2*line)
 	x := make([]float32, 100)
 	for off := range line {
 		for _, n := range []int{1, 5, 16, 17, 40, 100} {
-			dst := buf[base+off : base+off+n]
+			dst := buf[off : off+n]
 			for at := range n {
 				// written[i] counts ScaleTo's writes of dst[i].
 				written := make([]int, n)
@@ -746,4 +742,15 @@ func TestScaleToWithLine(t *testing.T) {
 			}
 		}
 	}
+}
+
+// lineAligned returns n floats that start on a 64-byte (cache line)
+// boundary.
+func lineAligned(n int) []float32 {
+	buf := make([]float32, n+lineBytes/4)
+	base := 0
+	for uintptr(unsafe.Pointer(&buf[base]))%lineBytes != 0 {
+		base++
+	}
+	return buf[base : base+n]
 }
