@@ -1152,6 +1152,10 @@ const (
 	out32          // float32 output
 	inout32        // float32 input and output
 	acc64          // float64 accumulators, read and written
+	// acc32 is float32 accumulators, read and written: a fused stream
+	// (see rowK's pre), which pre updates in float32 and the kernel
+	// stores back.
+	acc32
 )
 
 type stream struct {
@@ -1208,6 +1212,9 @@ type rowK struct {
 	pre    func(g *gen, f map[string]string)
 	fused  []string
 	preOut string
+	// wideOnly leaves the kernel out of AVX2, whose sixteen registers
+	// cannot hold it (its Kernels field is nil there).
+	wideOnly bool
 }
 
 func (k rowK) isFused(name string) bool { return slices.Contains(k.fused, name) }
@@ -1425,7 +1432,7 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	iter := func(masked bool, off int, red [2][]string) {
 		if masked {
 			for _, s := range k.streams {
-				if s.mode == in32 || s.mode == inout32 {
+				if s.mode == in32 || s.mode == inout32 || s.mode == acc32 {
 					g.loadMasked(fmt.Sprintf("(%s)", ptr[s.name]), tm, f32[s.name])
 				}
 			}
@@ -1441,6 +1448,16 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 		}
 		if k.pre != nil {
 			k.pre(g, f32)
+		}
+		for _, s := range k.streams {
+			if s.mode != acc32 {
+				continue
+			}
+			if masked {
+				g.storeMasked(f32[s.name], tm, fmt.Sprintf("(%s)", ptr[s.name]))
+			} else {
+				g.I("VMOVUPS %s, %d(%s)", f32[s.name], off, ptr[s.name])
+			}
 		}
 		// With an in/out stream the high half goes first: narrowing it
 		// leaves the low half of the stream's register, still to be
@@ -1782,7 +1799,7 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 // into its results.
 func (k rowK) reducesOnly() bool {
 	for _, s := range k.streams {
-		if s.mode != in32 {
+		if s.mode != in32 && s.mode != acc32 {
 			return false
 		}
 	}
@@ -2661,15 +2678,7 @@ var maps = []mapK{
 			g.I("VFNMADD231PS %s, %s, %s", s[1], in[0], out) // − x·c
 		}},
 	{name: "layerNormGrad", ins: []string{"x", "w", "dy"}, scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1, unroll: 4,
-		body: func(g *gen, out string, in, s, t, m []string) {
-			g.I("VSUBPS %s, %s, %s", s[0], in[0], t[0])
-			g.I("VSUBPS %s, %s, %s", s[1], t[0], t[0])
-			g.I("VMULPS %s, %s, %s", s[2], t[0], t[0]) // x̂
-			g.I("VMULPS %s, %s, %s", in[2], in[1], out)
-			g.I("VSUBPS %s, %s, %s", s[3], out, out)
-			g.I("VFNMADD231PS %s, %s, %s", s[4], t[0], out) // − x̂·mgx
-			g.I("VMULPS %s, %s, %s", s[2], out, out)
-		}},
+		body: func(g *gen, out string, in, s, t, m []string) { layerNormGradBody(g, out, in, s, t) }},
 	// rmsNormGrad that also adds dy·x·rs to acc.
 	{name: "rmsNormGradAcc", ins: []string{"x", "w", "dy"}, updates: []string{"acc"}, scalars: []string{"rs", "c"},
 		temps: 1, unroll: 4,
@@ -2685,16 +2694,14 @@ var maps = []mapK{
 	{name: "layerNormGradAcc", ins: []string{"x", "w", "dy"}, updates: []string{"accG", "accB"},
 		scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.I("VSUBPS %s, %s, %s", s[0], in[0], t[0])
-			g.I("VSUBPS %s, %s, %s", s[1], t[0], t[0])
-			g.I("VMULPS %s, %s, %s", s[2], t[0], t[0]) // x̂
-			g.I("VMULPS %s, %s, %s", in[2], in[1], out)
-			g.I("VSUBPS %s, %s, %s", s[3], out, out)
-			g.I("VFNMADD231PS %s, %s, %s", s[4], t[0], out) // − x̂·mgx
-			g.I("VMULPS %s, %s, %s", s[2], out, out)
-			g.I("VFMADD231PS %s, %s, %s", in[2], t[0], in[3]) // accG += x̂·dy
-			g.I("VADDPS %s, %s, %s", in[2], in[4], in[4])     // accB += dy
+			layerNormGradAccBody(g, out, in, s, t)
+			g.I("VADDPS %s, %s, %s", in[2], in[4], in[4]) // accB += dy
 		}},
+	// layerNormGradAcc without accB, for callers that sum dy in the
+	// statistics' pass (layerNormGradStatsAcc).
+	{name: "layerNormGradAccG", ins: []string{"x", "w", "dy"}, updates: []string{"accG"},
+		scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1, unroll: 4,
+		body: func(g *gen, out string, in, s, t, m []string) { layerNormGradAccBody(g, out, in, s, t) }},
 }
 
 // The float64 row kernels. Bodies repeat the Go kernels' operations in the
@@ -2733,16 +2740,22 @@ var rows = []rowK{
 		ahead:   []string{"x", "dy"},
 		scalars: []string{"c"}, results: []string{"sd", "ssd", "sg", "sgd"},
 		fused: []string{"w", "dy"}, preOut: "g",
-		pre: func(g *gen, f map[string]string) { g.I("VMULPS %s, %s, %s", f["dy"], f["w"], f["w"]) },
-		body: func(g *gen, h half) {
-			d, gw := h.in["x"], h.in["g"] // x's widened copy is not needed after d
-			g.I("VSUBPD %s, %s, %s", h.c(0), d, d)
-			g.keep64(h, d)
-			g.I("VADDPD %s, %s, %s", d, h.red[0], h.red[0])
-			g.I("VFMADD231PD %s, %s, %s", d, d, h.red[1])
-			g.I("VADDPD %s, %s, %s", gw, h.red[2], h.red[2])
-			g.I("VFMADD231PD %s, %s, %s", d, gw, h.red[3])
-		}},
+		pre:  func(g *gen, f map[string]string) { g.I("VMULPS %s, %s, %s", f["dy"], f["w"], f["w"]) },
+		body: layerNormGradStatsBody},
+	// layerNormGradStats that also adds dy to accB in float32: the bias's
+	// gradient summed in the pass that brings dy from memory, whose loads
+	// leave the core time to spare, where the output pass, which runs
+	// from the cache, waited on its stores (one a cycle).
+	{name: "layerNormGradStatsAcc", doc: "LayerNormGradStatsAcc",
+		streams: []stream{{"x", in32}, {"w", in32}, {"dy", in32}, {"accB", acc32}},
+		ahead:   []string{"x", "dy"},
+		scalars: []string{"c"}, results: []string{"sd", "ssd", "sg", "sgd"},
+		fused: []string{"w", "dy", "accB"}, preOut: "g", wideOnly: true,
+		pre: func(g *gen, f map[string]string) {
+			g.I("VADDPS %s, %s, %s", f["dy"], f["accB"], f["accB"])
+			g.I("VMULPS %s, %s, %s", f["dy"], f["w"], f["w"])
+		},
+		body: layerNormGradStatsBody},
 	{name: "adamw", doc: "AdamW", streams: []stream{{"p", inout32}, {"grad", in32}, {"m", inout32}, {"v", inout32}},
 		scalars: []string{"beta1", "oneMinusBeta1", "beta2", "oneMinusBeta2", "decay", "stepSize", "eps"}, temps: 2,
 		body: func(g *gen, h half) {
@@ -2762,6 +2775,37 @@ var rows = []rowK{
 			g.I("VMULPD %s, %s, %s", h.c(4), p, p)
 			g.I("VSUBPD %s, %s, %s", u, p, p)
 		}},
+}
+
+// layerNormGradBody sets out = LayerNormGrad's dx from in = x, w, dy,
+// leaving x̂ in t[0].
+func layerNormGradBody(g *gen, out string, in, s, t []string) {
+	g.I("VSUBPS %s, %s, %s", s[0], in[0], t[0])
+	g.I("VSUBPS %s, %s, %s", s[1], t[0], t[0])
+	g.I("VMULPS %s, %s, %s", s[2], t[0], t[0]) // x̂
+	g.I("VMULPS %s, %s, %s", in[2], in[1], out)
+	g.I("VSUBPS %s, %s, %s", s[3], out, out)
+	g.I("VFNMADD231PS %s, %s, %s", s[4], t[0], out) // − x̂·mgx
+	g.I("VMULPS %s, %s, %s", s[2], out, out)
+}
+
+// layerNormGradAccBody is layerNormGradBody that also adds dy·x̂ to the
+// first update, in[3].
+func layerNormGradAccBody(g *gen, out string, in, s, t []string) {
+	layerNormGradBody(g, out, in, s, t)
+	g.I("VFMADD231PS %s, %s, %s", in[2], t[0], in[3]) // accG += x̂·dy
+}
+
+// layerNormGradStatsBody is the float64 step of LayerNormGradStats and
+// LayerNormGradStatsAcc: the sums of d = x − c, d², g = w·dy and d·g.
+func layerNormGradStatsBody(g *gen, h half) {
+	d, gw := h.in["x"], h.in["g"] // x's widened copy is not needed after d
+	g.I("VSUBPD %s, %s, %s", h.c(0), d, d)
+	g.keep64(h, d)
+	g.I("VADDPD %s, %s, %s", d, h.red[0], h.red[0])
+	g.I("VFMADD231PD %s, %s, %s", d, d, h.red[1])
+	g.I("VADDPD %s, %s, %s", gw, h.red[2], h.red[2])
+	g.I("VFMADD231PD %s, %s, %s", d, gw, h.red[3])
 }
 
 func main() {
@@ -2794,6 +2838,9 @@ func main() {
 			g.mapKernel(k, true)
 		}
 		for _, k := range rows {
+			if k.wideOnly && !g.wide() {
+				continue
+			}
 			g.rowKernel(k, false)
 			if k.streaming() || g.wide() && len(k.ahead) > 0 {
 				g.rowKernel(k, true)

@@ -898,6 +898,14 @@ var maps = []mapK{
 			g.W("fadd4s", in[4], in[4], in[2])
 			return in[1]
 		}},
+	// The same without accB (LayerNormGradAcc called with none).
+	{name: "neonLayerNormGradAccG", doc: "neonLayerNormGradAccG is neonLayerNormGrad that also sets accG += x̂·dy (rounded once).",
+		ins: []string{"x", "w", "dy"}, updates: []string{"accG"}, scalars: []string{"mh", "ml", "r", "mg", "mgx"}, temps: 1,
+		body: func(g *gen, in, s, t []int) int {
+			layerNormGrad(g, in, s, t)
+			g.fmla(in[3], in[0], in[2])
+			return in[1]
+		}},
 }
 
 // sigmoidParts leaves σ(x)(1 − σ(x)) in t[2] and σ(x) in t[3] as

@@ -384,8 +384,10 @@ func goLayerNormGradStats(x, w, dy []float32, c float64) (sd, ssd, sg, sgd float
 }
 
 func goLayerNormGradAcc(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64) {
-	x, w, dy = x[:len(dx)], w[:len(dx)], dy[:len(dx)]
-	accG, accB = accG[:len(dx)], accB[:len(dx)]
+	x, w, dy, accG = x[:len(dx)], w[:len(dx)], dy[:len(dx)], accG[:len(dx)]
+	if accB != nil {
+		accB = accB[:len(dx)]
+	}
 	mh, ml := split(mean)
 	r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
 	for i := range dx {
@@ -393,7 +395,9 @@ func goLayerNormGradAcc(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx 
 		d := dy[i]
 		dx[i] = (float32(d*w[i]) - mg32 - float32(xh*mgx32)) * r // products rounded, as above
 		accG[i] += xh * d
-		accB[i] += d
+		if accB != nil {
+			accB[i] += d
+		}
 	}
 }
 

@@ -249,14 +249,22 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 			if n == 0 {
 				return
 			}
-			x, w, dy, accG, accB = x[:n], w[:n], dy[:n], accG[:n], accB[:n]
+			x, w, dy, accG = x[:n], w[:n], dy[:n], accG[:n]
 			mh, ml := split(mean)
 			r, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
-			alias := same(dx, x) || same(dx, w) || same(dx, dy) || same(dx, accG) || same(dx, accB)
-			b.split(dx, alias, func(lo, hi, e int) {
+			alias := same(dx, x) || same(dx, w) || same(dx, dy) || same(dx, accG)
+			if accB == nil {
+				b.split(dx, alias, func(lo, hi, e int) {
+					f.layerNormGradAccG[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &accG[lo], mh, ml, r, mg32, mgx32, hi-lo)
+				})
+				return
+			}
+			accB = accB[:n]
+			b.split(dx, alias || same(dx, accB), func(lo, hi, e int) {
 				f.layerNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &accG[lo], &accB[lo], mh, ml, r, mg32, mgx32, hi-lo)
 			})
 		},
+
 		AdamW: func(p, g, m, v []float32, s *AdamWStep) {
 			n := len(p)
 			if n == 0 {
@@ -267,6 +275,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				s.Decay, s.StepSize, s.Eps, n)
 		},
 	}
+	k.LayerNormGradStatsAcc = layerNormGradStatsAcc(f, statsAhead)
 	expAsm{f.expShift, f.expShiftNextMax, f.expShiftSum, f.expSumNextMax}.install(k)
 	k.composeNext()
 	if f.scaleMulNext[0] != nil {
@@ -529,4 +538,25 @@ func (w binWrapper) installSoftmaxStep(k *Kernels, f *asmFuncs) {
 func overlaps(a, b []float32) bool {
 	pa, pb := uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&b[0]))
 	return pa < pb+4*uintptr(len(b)) && pb < pa+4*uintptr(len(a))
+}
+
+// layerNormGradStatsAcc returns a set's LayerNormGradStatsAcc, its kernel
+// (with ahead, the twin that prefetches its rows), or nil where the set
+// has none (AVX2).
+func layerNormGradStatsAcc(f *asmFuncs, ahead bool) func(x, w, dy, accB []float32, c float64) (float64, float64, float64, float64) {
+	kernel := f.layerNormGradStatsAcc[0]
+	if ahead {
+		kernel = f.layerNormGradStatsAcc[1]
+	}
+	if kernel == nil {
+		return nil
+	}
+	return func(x, w, dy, accB []float32, c float64) (float64, float64, float64, float64) {
+		n := len(x)
+		if n == 0 {
+			return 0, 0, 0, 0
+		}
+		w, dy, accB = w[:n], dy[:n], accB[:n]
+		return kernel(&x[0], &w[0], &dy[0], &accB[0], c, n)
+	}
 }

@@ -182,12 +182,20 @@ func newNEON() *Kernels {
 		}
 	}
 	k.LayerNormGradAcc = func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64) {
-		if n := len(dx); n > 0 {
-			x, w, dy, accG, accB = x[:n], w[:n], dy[:n], accG[:n], accB[:n]
-			mh, ml := split(mean)
-			neonLayerNormGradAcc(&dx[0], &x[0], &w[0], &dy[0], &accG[0], &accB[0], mh, ml,
-				float32(rstd), float32(mg), float32(mgx), n)
+		n := len(dx)
+		if n == 0 {
+			return
 		}
+		x, w, dy, accG = x[:n], w[:n], dy[:n], accG[:n]
+		mh, ml := split(mean)
+		if accB == nil {
+			neonLayerNormGradAccG(&dx[0], &x[0], &w[0], &dy[0], &accG[0], mh, ml,
+				float32(rstd), float32(mg), float32(mgx), n)
+			return
+		}
+		accB = accB[:n]
+		neonLayerNormGradAcc(&dx[0], &x[0], &w[0], &dy[0], &accG[0], &accB[0], mh, ml,
+			float32(rstd), float32(mg), float32(mgx), n)
 	}
 	k.LayerNormGradStats = func(x, w, dy []float32, c float64) (float64, float64, float64, float64) {
 		n := len(x)

@@ -2907,6 +2907,118 @@ neonLayerNormGradAcc_1loop:
 neonLayerNormGradAcc_done:
 	RET
 
+// func neonLayerNormGradAccG(dst *float32, x *float32, w *float32, dy *float32, accG *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+TEXT ·neonLayerNormGradAccG(SB), NOSPLIT, $0-72
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD w+16(FP), R2
+	MOVD dy+24(FP), R3
+	MOVD accG+32(FP), R4
+	MOVD R4, R5
+	FMOVS mh+40(FP), F31
+	VDUP V31.S[0], V31.S4
+	FMOVS ml+44(FP), F30
+	VDUP V30.S[0], V30.S4
+	FMOVS r+48(FP), F29
+	VDUP V29.S[0], V29.S4
+	FMOVS mg+52(FP), F28
+	VDUP V28.S[0], V28.S4
+	FMOVS mgx+56(FP), F27
+	VDUP V27.S[0], V27.S4
+	MOVD n+64(FP), R9
+	LSR $4, R9, R10
+	CBZ R10, neonLayerNormGradAccG_4
+neonLayerNormGradAccG_16:
+	VLD1.P 64(R1), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R2), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R3), [V8.S4, V9.S4, V10.S4, V11.S4]
+	VLD1.P 64(R4), [V12.S4, V13.S4, V14.S4, V15.S4]
+	WORD $0x4ebfd400 // fsub v0.4s, v0.4s, v31.4s
+	WORD $0x4ebed400 // fsub v0.4s, v0.4s, v30.4s
+	WORD $0x6e3ddc00 // fmul v0.4s, v0.4s, v29.4s
+	WORD $0x6e24dd04 // fmul v4.4s, v8.4s, v4.4s
+	WORD $0x4ebcd484 // fsub v4.4s, v4.4s, v28.4s
+	WORD $0x6e3bdc10 // fmul v16.4s, v0.4s, v27.4s
+	WORD $0x4eb0d484 // fsub v4.4s, v4.4s, v16.4s
+	WORD $0x6e3ddc84 // fmul v4.4s, v4.4s, v29.4s
+	VFMLA V8.S4, V0.S4, V12.S4
+	WORD $0x4ebfd421 // fsub v1.4s, v1.4s, v31.4s
+	WORD $0x4ebed421 // fsub v1.4s, v1.4s, v30.4s
+	WORD $0x6e3ddc21 // fmul v1.4s, v1.4s, v29.4s
+	WORD $0x6e25dd25 // fmul v5.4s, v9.4s, v5.4s
+	WORD $0x4ebcd4a5 // fsub v5.4s, v5.4s, v28.4s
+	WORD $0x6e3bdc31 // fmul v17.4s, v1.4s, v27.4s
+	WORD $0x4eb1d4a5 // fsub v5.4s, v5.4s, v17.4s
+	WORD $0x6e3ddca5 // fmul v5.4s, v5.4s, v29.4s
+	VFMLA V9.S4, V1.S4, V13.S4
+	WORD $0x4ebfd442 // fsub v2.4s, v2.4s, v31.4s
+	WORD $0x4ebed442 // fsub v2.4s, v2.4s, v30.4s
+	WORD $0x6e3ddc42 // fmul v2.4s, v2.4s, v29.4s
+	WORD $0x6e26dd46 // fmul v6.4s, v10.4s, v6.4s
+	WORD $0x4ebcd4c6 // fsub v6.4s, v6.4s, v28.4s
+	WORD $0x6e3bdc52 // fmul v18.4s, v2.4s, v27.4s
+	WORD $0x4eb2d4c6 // fsub v6.4s, v6.4s, v18.4s
+	WORD $0x6e3ddcc6 // fmul v6.4s, v6.4s, v29.4s
+	VFMLA V10.S4, V2.S4, V14.S4
+	WORD $0x4ebfd463 // fsub v3.4s, v3.4s, v31.4s
+	WORD $0x4ebed463 // fsub v3.4s, v3.4s, v30.4s
+	WORD $0x6e3ddc63 // fmul v3.4s, v3.4s, v29.4s
+	WORD $0x6e27dd67 // fmul v7.4s, v11.4s, v7.4s
+	WORD $0x4ebcd4e7 // fsub v7.4s, v7.4s, v28.4s
+	WORD $0x6e3bdc73 // fmul v19.4s, v3.4s, v27.4s
+	WORD $0x4eb3d4e7 // fsub v7.4s, v7.4s, v19.4s
+	WORD $0x6e3ddce7 // fmul v7.4s, v7.4s, v29.4s
+	VFMLA V11.S4, V3.S4, V15.S4
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R0)
+	VST1.P [V12.S4, V13.S4, V14.S4, V15.S4], 64(R5)
+	SUBS $1, R10, R10
+	BNE neonLayerNormGradAccG_16
+neonLayerNormGradAccG_4:
+	AND $15, R9, R9
+	LSR $2, R9, R10
+	CBZ R10, neonLayerNormGradAccG_1
+neonLayerNormGradAccG_4loop:
+	VLD1.P 16(R1), [V0.S4]
+	VLD1.P 16(R2), [V4.S4]
+	VLD1.P 16(R3), [V8.S4]
+	VLD1.P 16(R4), [V12.S4]
+	WORD $0x4ebfd400 // fsub v0.4s, v0.4s, v31.4s
+	WORD $0x4ebed400 // fsub v0.4s, v0.4s, v30.4s
+	WORD $0x6e3ddc00 // fmul v0.4s, v0.4s, v29.4s
+	WORD $0x6e24dd04 // fmul v4.4s, v8.4s, v4.4s
+	WORD $0x4ebcd484 // fsub v4.4s, v4.4s, v28.4s
+	WORD $0x6e3bdc10 // fmul v16.4s, v0.4s, v27.4s
+	WORD $0x4eb0d484 // fsub v4.4s, v4.4s, v16.4s
+	WORD $0x6e3ddc84 // fmul v4.4s, v4.4s, v29.4s
+	VFMLA V8.S4, V0.S4, V12.S4
+	VST1.P [V4.S4], 16(R0)
+	VST1.P [V12.S4], 16(R5)
+	SUBS $1, R10, R10
+	BNE neonLayerNormGradAccG_4loop
+neonLayerNormGradAccG_1:
+	ANDS $3, R9, R9
+	BEQ neonLayerNormGradAccG_done
+neonLayerNormGradAccG_1loop:
+	FMOVS.P 4(R1), F0
+	FMOVS.P 4(R2), F4
+	FMOVS.P 4(R3), F8
+	FMOVS.P 4(R4), F12
+	WORD $0x4ebfd400 // fsub v0.4s, v0.4s, v31.4s
+	WORD $0x4ebed400 // fsub v0.4s, v0.4s, v30.4s
+	WORD $0x6e3ddc00 // fmul v0.4s, v0.4s, v29.4s
+	WORD $0x6e24dd04 // fmul v4.4s, v8.4s, v4.4s
+	WORD $0x4ebcd484 // fsub v4.4s, v4.4s, v28.4s
+	WORD $0x6e3bdc10 // fmul v16.4s, v0.4s, v27.4s
+	WORD $0x4eb0d484 // fsub v4.4s, v4.4s, v16.4s
+	WORD $0x6e3ddc84 // fmul v4.4s, v4.4s, v29.4s
+	VFMLA V8.S4, V0.S4, V12.S4
+	FMOVS.P F4, 4(R0)
+	FMOVS.P F12, 4(R5)
+	SUBS $1, R9, R9
+	BNE neonLayerNormGradAccG_1loop
+neonLayerNormGradAccG_done:
+	RET
+
 // func neonLog(dst *float32, x *float32, n int)
 TEXT ·neonLog(SB), NOSPLIT, $0-24
 	MOVD dst+0(FP), R0

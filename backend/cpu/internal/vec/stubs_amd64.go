@@ -484,6 +484,16 @@ func layerNormGradAccAVX2(dst *float32, x *float32, w *float32, dy *float32, acc
 //go:noescape
 func layerNormGradAccAVX2NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
 
+// layerNormGradAccGAVX2 is the AVX2 layerNormGradAccG kernel.
+//
+//go:noescape
+func layerNormGradAccGAVX2(dst *float32, x *float32, w *float32, dy *float32, accG *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
+// layerNormGradAccGAVX2NT is the AVX2 layerNormGradAccG kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func layerNormGradAccGAVX2NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
 // sumAVX2 is the AVX2 kernel of Sum
 //
 //go:noescape
@@ -979,6 +989,16 @@ func layerNormGradAccAVX512(dst *float32, x *float32, w *float32, dy *float32, a
 //go:noescape
 func layerNormGradAccAVX512NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
 
+// layerNormGradAccGAVX512 is the AVX512 layerNormGradAccG kernel.
+//
+//go:noescape
+func layerNormGradAccGAVX512(dst *float32, x *float32, w *float32, dy *float32, accG *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
+// layerNormGradAccGAVX512NT is the AVX512 layerNormGradAccG kernel with non-temporal stores, not fenced; dst must be aligned to the vector size.
+//
+//go:noescape
+func layerNormGradAccGAVX512NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
 // sumAVX512 is the AVX512 kernel of Sum
 //
 //go:noescape
@@ -1023,6 +1043,16 @@ func layerNormGradStatsAVX512(x *float32, w *float32, dy *float32, c float64, n 
 //
 //go:noescape
 func layerNormGradStatsAVX512Ahead(x *float32, w *float32, dy *float32, c float64, n int) (sd float64, ssd float64, sg float64, sgd float64)
+
+// layerNormGradStatsAccAVX512 is the AVX512 kernel of LayerNormGradStatsAcc
+//
+//go:noescape
+func layerNormGradStatsAccAVX512(x *float32, w *float32, dy *float32, accB *float32, c float64, n int) (sd float64, ssd float64, sg float64, sgd float64)
+
+// layerNormGradStatsAccAVX512Ahead is the AVX512 kernel of LayerNormGradStatsAcc that prefetches its rows ahead, for rows outside the cache
+//
+//go:noescape
+func layerNormGradStatsAccAVX512Ahead(x *float32, w *float32, dy *float32, accB *float32, c float64, n int) (sd float64, ssd float64, sg float64, sgd float64)
 
 // adamwAVX512 is the AVX512 kernel of AdamW
 //
@@ -1102,68 +1132,70 @@ func prefetchAVX512(x *float32, n int)
 // asmFuncs holds the entry points of one instruction set; element-wise
 // kernels have two, the second with non-temporal stores.
 type asmFuncs struct {
-	lanes              int
-	fill               [2]func(*float32, float32, int)
-	add                [2]func(*float32, *float32, *float32, int)
-	sub                [2]func(*float32, *float32, *float32, int)
-	mul                [2]func(*float32, *float32, *float32, int)
-	div                [2]func(*float32, *float32, *float32, int)
-	addScalar          [2]func(*float32, *float32, float32, int)
-	subScalar          [2]func(*float32, *float32, float32, int)
-	mulScalar          [2]func(*float32, *float32, float32, int)
-	divScalar          [2]func(*float32, *float32, float32, int)
-	axpy               [2]func(*float32, *float32, *float32, float32, int)
-	exp                [2]func(*float32, *float32, int)
-	log                [2]func(*float32, *float32, int)
-	sqrt               [2]func(*float32, *float32, int)
-	rsqrt              [2]func(*float32, *float32, int)
-	tanh               [2]func(*float32, *float32, int)
-	sigmoid            [2]func(*float32, *float32, int)
-	silu               [2]func(*float32, *float32, int)
-	gelu               [2]func(*float32, *float32, int)
-	geluTanh           [2]func(*float32, *float32, int)
-	relu               [2]func(*float32, *float32, int)
-	neg                [2]func(*float32, *float32, int)
-	square             [2]func(*float32, *float32, int)
-	expGrad            [2]func(*float32, *float32, *float32, int)
-	logGrad            [2]func(*float32, *float32, *float32, int)
-	sqrtGrad           [2]func(*float32, *float32, *float32, int)
-	rsqrtGrad          [2]func(*float32, *float32, *float32, int)
-	tanhGrad           [2]func(*float32, *float32, *float32, int)
-	sigmoidGrad        [2]func(*float32, *float32, *float32, int)
-	siluGrad           [2]func(*float32, *float32, *float32, int)
-	geluGrad           [2]func(*float32, *float32, *float32, int)
-	geluTanhGrad       [2]func(*float32, *float32, *float32, int)
-	reluGrad           [2]func(*float32, *float32, *float32, int)
-	negGrad            [2]func(*float32, *float32, *float32, int)
-	squareGrad         [2]func(*float32, *float32, *float32, int)
-	scaleMul           [2]func(*float32, *float32, *float32, float32, int)
-	normalize          [2]func(*float32, *float32, *float32, float32, float32, float32, int)
-	normalizeShift     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int)
-	softmaxGrad        [2]func(*float32, *float32, *float32, float32, float32, float32, int)
-	rmsNormGrad        [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
-	layerNormGrad      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
-	rmsNormGradAcc     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int)
-	layerNormGradAcc   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
-	sum                func(*float32, int) float64
-	sumSquares         func(*float32, int) float64
-	dot                func(*float32, *float32, int) float64
-	sumsAbout          func(*float32, float64, int) (float64, float64)
-	accumulate         func(*float64, *float32, int)
-	sumSquaresDot3     [2]func(*float32, *float32, *float32, int) (float64, float64)
-	layerNormGradStats [2]func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
-	adamw              func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
-	expShift           func(*float32, *float32, float32, float32, int) float64
-	expShiftSum        func(*float32, float32, int) float64
-	expSumNextMax      func(*float32, *float32, float32, int) (float64, float32)
-	expShiftNextMax    func(*float32, *float32, *float32, float32, int) (float64, float32)
-	max                func(*float32, int) (float32, bool)
-	maxScaled          func(*float32, float32, int) float32
-	prefetch           func(*float32, int)
-	scaleMulNext       [2]func(*float32, *float32, *float32, *float32, float32, int) float64
-	normalizeNext      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
-	normalizeShiftNext [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
-	softmaxStep        func(*float32, *float32, *float32, *float32, *float32, *float32, int, float32, float32, float32, float32, int) (float64, float32)
+	lanes                 int
+	fill                  [2]func(*float32, float32, int)
+	add                   [2]func(*float32, *float32, *float32, int)
+	sub                   [2]func(*float32, *float32, *float32, int)
+	mul                   [2]func(*float32, *float32, *float32, int)
+	div                   [2]func(*float32, *float32, *float32, int)
+	addScalar             [2]func(*float32, *float32, float32, int)
+	subScalar             [2]func(*float32, *float32, float32, int)
+	mulScalar             [2]func(*float32, *float32, float32, int)
+	divScalar             [2]func(*float32, *float32, float32, int)
+	axpy                  [2]func(*float32, *float32, *float32, float32, int)
+	exp                   [2]func(*float32, *float32, int)
+	log                   [2]func(*float32, *float32, int)
+	sqrt                  [2]func(*float32, *float32, int)
+	rsqrt                 [2]func(*float32, *float32, int)
+	tanh                  [2]func(*float32, *float32, int)
+	sigmoid               [2]func(*float32, *float32, int)
+	silu                  [2]func(*float32, *float32, int)
+	gelu                  [2]func(*float32, *float32, int)
+	geluTanh              [2]func(*float32, *float32, int)
+	relu                  [2]func(*float32, *float32, int)
+	neg                   [2]func(*float32, *float32, int)
+	square                [2]func(*float32, *float32, int)
+	expGrad               [2]func(*float32, *float32, *float32, int)
+	logGrad               [2]func(*float32, *float32, *float32, int)
+	sqrtGrad              [2]func(*float32, *float32, *float32, int)
+	rsqrtGrad             [2]func(*float32, *float32, *float32, int)
+	tanhGrad              [2]func(*float32, *float32, *float32, int)
+	sigmoidGrad           [2]func(*float32, *float32, *float32, int)
+	siluGrad              [2]func(*float32, *float32, *float32, int)
+	geluGrad              [2]func(*float32, *float32, *float32, int)
+	geluTanhGrad          [2]func(*float32, *float32, *float32, int)
+	reluGrad              [2]func(*float32, *float32, *float32, int)
+	negGrad               [2]func(*float32, *float32, *float32, int)
+	squareGrad            [2]func(*float32, *float32, *float32, int)
+	scaleMul              [2]func(*float32, *float32, *float32, float32, int)
+	normalize             [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	normalizeShift        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int)
+	softmaxGrad           [2]func(*float32, *float32, *float32, float32, float32, float32, int)
+	rmsNormGrad           [2]func(*float32, *float32, *float32, *float32, float32, float32, int)
+	layerNormGrad         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	rmsNormGradAcc        [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int)
+	layerNormGradAcc      [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	layerNormGradAccG     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int)
+	sum                   func(*float32, int) float64
+	sumSquares            func(*float32, int) float64
+	dot                   func(*float32, *float32, int) float64
+	sumsAbout             func(*float32, float64, int) (float64, float64)
+	accumulate            func(*float64, *float32, int)
+	sumSquaresDot3        [2]func(*float32, *float32, *float32, int) (float64, float64)
+	layerNormGradStats    [2]func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
+	adamw                 func(*float32, *float32, *float32, *float32, float64, float64, float64, float64, float64, float64, float64, int)
+	expShift              func(*float32, *float32, float32, float32, int) float64
+	expShiftSum           func(*float32, float32, int) float64
+	expSumNextMax         func(*float32, *float32, float32, int) (float64, float32)
+	expShiftNextMax       func(*float32, *float32, *float32, float32, int) (float64, float32)
+	max                   func(*float32, int) (float32, bool)
+	maxScaled             func(*float32, float32, int) float32
+	prefetch              func(*float32, int)
+	layerNormGradStatsAcc [2]func(*float32, *float32, *float32, *float32, float64, int) (float64, float64, float64, float64)
+	scaleMulNext          [2]func(*float32, *float32, *float32, *float32, float32, int) float64
+	normalizeNext         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
+	normalizeShiftNext    [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
+	softmaxStep           func(*float32, *float32, *float32, *float32, *float32, *float32, int, float32, float32, float32, float32, int) (float64, float32)
 }
 
 var funcsAVX2 = asmFuncs{
@@ -1210,6 +1242,7 @@ var funcsAVX2 = asmFuncs{
 	layerNormGrad:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX2, layerNormGradAVX2NT},
 	rmsNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAccAVX2, rmsNormGradAccAVX2NT},
 	layerNormGradAcc:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX2, layerNormGradAccAVX2NT},
+	layerNormGradAccG:  [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccGAVX2, layerNormGradAccGAVX2NT},
 	sum:                sumAVX2,
 	sumSquares:         sumSquaresAVX2,
 	dot:                dotAVX2,
@@ -1228,66 +1261,68 @@ var funcsAVX2 = asmFuncs{
 }
 
 var funcsAVX512 = asmFuncs{
-	lanes:              16,
-	fill:               [2]func(*float32, float32, int){fillAVX512, fillAVX512NT},
-	add:                [2]func(*float32, *float32, *float32, int){addAVX512, addAVX512NT},
-	sub:                [2]func(*float32, *float32, *float32, int){subAVX512, subAVX512NT},
-	mul:                [2]func(*float32, *float32, *float32, int){mulAVX512, mulAVX512NT},
-	div:                [2]func(*float32, *float32, *float32, int){divAVX512, divAVX512NT},
-	addScalar:          [2]func(*float32, *float32, float32, int){addScalarAVX512, addScalarAVX512NT},
-	subScalar:          [2]func(*float32, *float32, float32, int){subScalarAVX512, subScalarAVX512NT},
-	mulScalar:          [2]func(*float32, *float32, float32, int){mulScalarAVX512, mulScalarAVX512NT},
-	divScalar:          [2]func(*float32, *float32, float32, int){divScalarAVX512, divScalarAVX512NT},
-	axpy:               [2]func(*float32, *float32, *float32, float32, int){axpyAVX512, axpyAVX512NT},
-	exp:                [2]func(*float32, *float32, int){expAVX512, expAVX512NT},
-	log:                [2]func(*float32, *float32, int){logAVX512, logAVX512NT},
-	sqrt:               [2]func(*float32, *float32, int){sqrtAVX512, sqrtAVX512NT},
-	rsqrt:              [2]func(*float32, *float32, int){rsqrtAVX512, rsqrtAVX512NT},
-	tanh:               [2]func(*float32, *float32, int){tanhAVX512, tanhAVX512NT},
-	sigmoid:            [2]func(*float32, *float32, int){sigmoidAVX512, sigmoidAVX512NT},
-	silu:               [2]func(*float32, *float32, int){siluAVX512, siluAVX512NT},
-	gelu:               [2]func(*float32, *float32, int){geluAVX512, geluAVX512NT},
-	geluTanh:           [2]func(*float32, *float32, int){geluTanhAVX512, geluTanhAVX512NT},
-	relu:               [2]func(*float32, *float32, int){reluAVX512, reluAVX512NT},
-	neg:                [2]func(*float32, *float32, int){negAVX512, negAVX512NT},
-	square:             [2]func(*float32, *float32, int){squareAVX512, squareAVX512NT},
-	expGrad:            [2]func(*float32, *float32, *float32, int){expGradAVX512, expGradAVX512NT},
-	logGrad:            [2]func(*float32, *float32, *float32, int){logGradAVX512, logGradAVX512NT},
-	sqrtGrad:           [2]func(*float32, *float32, *float32, int){sqrtGradAVX512, sqrtGradAVX512NT},
-	rsqrtGrad:          [2]func(*float32, *float32, *float32, int){rsqrtGradAVX512, rsqrtGradAVX512NT},
-	tanhGrad:           [2]func(*float32, *float32, *float32, int){tanhGradAVX512, tanhGradAVX512NT},
-	sigmoidGrad:        [2]func(*float32, *float32, *float32, int){sigmoidGradAVX512, sigmoidGradAVX512NT},
-	siluGrad:           [2]func(*float32, *float32, *float32, int){siluGradAVX512, siluGradAVX512NT},
-	geluGrad:           [2]func(*float32, *float32, *float32, int){geluGradAVX512, geluGradAVX512NT},
-	geluTanhGrad:       [2]func(*float32, *float32, *float32, int){geluTanhGradAVX512, geluTanhGradAVX512NT},
-	reluGrad:           [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
-	negGrad:            [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
-	squareGrad:         [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},
-	scaleMul:           [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX512, scaleMulAVX512NT},
-	normalize:          [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX512, normalizeAVX512NT},
-	normalizeShift:     [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
-	softmaxGrad:        [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
-	rmsNormGrad:        [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
-	layerNormGrad:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
-	rmsNormGradAcc:     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAccAVX512, rmsNormGradAccAVX512NT},
-	layerNormGradAcc:   [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
-	sum:                sumAVX512,
-	sumSquares:         sumSquaresAVX512,
-	dot:                dotAVX512,
-	sumsAbout:          sumsAboutAVX512,
-	accumulate:         accumulateAVX512,
-	sumSquaresDot3:     [2]func(*float32, *float32, *float32, int) (float64, float64){sumSquaresDot3AVX512, sumSquaresDot3AVX512Ahead},
-	layerNormGradStats: [2]func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64){layerNormGradStatsAVX512, layerNormGradStatsAVX512Ahead},
-	adamw:              adamwAVX512,
-	expShift:           expShiftAVX512,
-	expShiftSum:        expShiftSumAVX512,
-	expSumNextMax:      expSumNextMaxAVX512,
-	expShiftNextMax:    expShiftNextMaxAVX512,
-	max:                maxAVX512,
-	maxScaled:          maxScaledAVX512,
-	prefetch:           prefetchAVX512,
-	scaleMulNext:       [2]func(*float32, *float32, *float32, *float32, float32, int) float64{scaleMulNextAVX512, scaleMulNextAVX512NT},
-	normalizeNext:      [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeNextAVX512, normalizeNextAVX512NT},
-	normalizeShiftNext: [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeShiftNextAVX512, normalizeShiftNextAVX512NT},
-	softmaxStep:        softmaxStepAVX512,
+	lanes:                 16,
+	fill:                  [2]func(*float32, float32, int){fillAVX512, fillAVX512NT},
+	add:                   [2]func(*float32, *float32, *float32, int){addAVX512, addAVX512NT},
+	sub:                   [2]func(*float32, *float32, *float32, int){subAVX512, subAVX512NT},
+	mul:                   [2]func(*float32, *float32, *float32, int){mulAVX512, mulAVX512NT},
+	div:                   [2]func(*float32, *float32, *float32, int){divAVX512, divAVX512NT},
+	addScalar:             [2]func(*float32, *float32, float32, int){addScalarAVX512, addScalarAVX512NT},
+	subScalar:             [2]func(*float32, *float32, float32, int){subScalarAVX512, subScalarAVX512NT},
+	mulScalar:             [2]func(*float32, *float32, float32, int){mulScalarAVX512, mulScalarAVX512NT},
+	divScalar:             [2]func(*float32, *float32, float32, int){divScalarAVX512, divScalarAVX512NT},
+	axpy:                  [2]func(*float32, *float32, *float32, float32, int){axpyAVX512, axpyAVX512NT},
+	exp:                   [2]func(*float32, *float32, int){expAVX512, expAVX512NT},
+	log:                   [2]func(*float32, *float32, int){logAVX512, logAVX512NT},
+	sqrt:                  [2]func(*float32, *float32, int){sqrtAVX512, sqrtAVX512NT},
+	rsqrt:                 [2]func(*float32, *float32, int){rsqrtAVX512, rsqrtAVX512NT},
+	tanh:                  [2]func(*float32, *float32, int){tanhAVX512, tanhAVX512NT},
+	sigmoid:               [2]func(*float32, *float32, int){sigmoidAVX512, sigmoidAVX512NT},
+	silu:                  [2]func(*float32, *float32, int){siluAVX512, siluAVX512NT},
+	gelu:                  [2]func(*float32, *float32, int){geluAVX512, geluAVX512NT},
+	geluTanh:              [2]func(*float32, *float32, int){geluTanhAVX512, geluTanhAVX512NT},
+	relu:                  [2]func(*float32, *float32, int){reluAVX512, reluAVX512NT},
+	neg:                   [2]func(*float32, *float32, int){negAVX512, negAVX512NT},
+	square:                [2]func(*float32, *float32, int){squareAVX512, squareAVX512NT},
+	expGrad:               [2]func(*float32, *float32, *float32, int){expGradAVX512, expGradAVX512NT},
+	logGrad:               [2]func(*float32, *float32, *float32, int){logGradAVX512, logGradAVX512NT},
+	sqrtGrad:              [2]func(*float32, *float32, *float32, int){sqrtGradAVX512, sqrtGradAVX512NT},
+	rsqrtGrad:             [2]func(*float32, *float32, *float32, int){rsqrtGradAVX512, rsqrtGradAVX512NT},
+	tanhGrad:              [2]func(*float32, *float32, *float32, int){tanhGradAVX512, tanhGradAVX512NT},
+	sigmoidGrad:           [2]func(*float32, *float32, *float32, int){sigmoidGradAVX512, sigmoidGradAVX512NT},
+	siluGrad:              [2]func(*float32, *float32, *float32, int){siluGradAVX512, siluGradAVX512NT},
+	geluGrad:              [2]func(*float32, *float32, *float32, int){geluGradAVX512, geluGradAVX512NT},
+	geluTanhGrad:          [2]func(*float32, *float32, *float32, int){geluTanhGradAVX512, geluTanhGradAVX512NT},
+	reluGrad:              [2]func(*float32, *float32, *float32, int){reluGradAVX512, reluGradAVX512NT},
+	negGrad:               [2]func(*float32, *float32, *float32, int){negGradAVX512, negGradAVX512NT},
+	squareGrad:            [2]func(*float32, *float32, *float32, int){squareGradAVX512, squareGradAVX512NT},
+	scaleMul:              [2]func(*float32, *float32, *float32, float32, int){scaleMulAVX512, scaleMulAVX512NT},
+	normalize:             [2]func(*float32, *float32, *float32, float32, float32, float32, int){normalizeAVX512, normalizeAVX512NT},
+	normalizeShift:        [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, int){normalizeShiftAVX512, normalizeShiftAVX512NT},
+	softmaxGrad:           [2]func(*float32, *float32, *float32, float32, float32, float32, int){softmaxGradAVX512, softmaxGradAVX512NT},
+	rmsNormGrad:           [2]func(*float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAVX512, rmsNormGradAVX512NT},
+	layerNormGrad:         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAVX512, layerNormGradAVX512NT},
+	rmsNormGradAcc:        [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, int){rmsNormGradAccAVX512, rmsNormGradAccAVX512NT},
+	layerNormGradAcc:      [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccAVX512, layerNormGradAccAVX512NT},
+	layerNormGradAccG:     [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, int){layerNormGradAccGAVX512, layerNormGradAccGAVX512NT},
+	sum:                   sumAVX512,
+	sumSquares:            sumSquaresAVX512,
+	dot:                   dotAVX512,
+	sumsAbout:             sumsAboutAVX512,
+	accumulate:            accumulateAVX512,
+	sumSquaresDot3:        [2]func(*float32, *float32, *float32, int) (float64, float64){sumSquaresDot3AVX512, sumSquaresDot3AVX512Ahead},
+	layerNormGradStats:    [2]func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64){layerNormGradStatsAVX512, layerNormGradStatsAVX512Ahead},
+	adamw:                 adamwAVX512,
+	expShift:              expShiftAVX512,
+	expShiftSum:           expShiftSumAVX512,
+	expSumNextMax:         expSumNextMaxAVX512,
+	expShiftNextMax:       expShiftNextMaxAVX512,
+	max:                   maxAVX512,
+	maxScaled:             maxScaledAVX512,
+	prefetch:              prefetchAVX512,
+	layerNormGradStatsAcc: [2]func(*float32, *float32, *float32, *float32, float64, int) (float64, float64, float64, float64){layerNormGradStatsAccAVX512, layerNormGradStatsAccAVX512Ahead},
+	scaleMulNext:          [2]func(*float32, *float32, *float32, *float32, float32, int) float64{scaleMulNextAVX512, scaleMulNextAVX512NT},
+	normalizeNext:         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeNextAVX512, normalizeNextAVX512NT},
+	normalizeShiftNext:    [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeShiftNextAVX512, normalizeShiftNextAVX512NT},
+	softmaxStep:           softmaxStepAVX512,
 }

@@ -256,6 +256,11 @@ func neonLayerNormGrad(dst *float32, x *float32, w *float32, dy *float32, mh flo
 //go:noescape
 func neonLayerNormGradAcc(dst *float32, x *float32, w *float32, dy *float32, accG *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
 
+// neonLayerNormGradAccG is neonLayerNormGrad that also sets accG += x̂·dy (rounded once).
+//
+//go:noescape
+func neonLayerNormGradAccG(dst *float32, x *float32, w *float32, dy *float32, accG *float32, mh float32, ml float32, r float32, mg float32, mgx float32, n int)
+
 // neonLog sets dst = ln x over n elements, as log32.
 //
 //go:noescape

@@ -221,12 +221,21 @@ type Kernels struct {
 	// the caller recovers the sums about the mean without cancellation
 	// to speak of (see LayerNormGrad in package cpu).
 	LayerNormGradStats func(x, w, dy []float32, c float64) (sd, ssd, sg, sgd float64)
+	// LayerNormGradStatsAcc, where a set has it (AVX-512; nil elsewhere),
+	// does what LayerNormGradStats does and also adds dy to accB, in
+	// float32 (the caller flushes it into float64 sums every few rows);
+	// the length is len(x). The bias's gradient is then summed in the
+	// pass that reads dy from memory, which leaves the core time to
+	// spare, and LayerNormGradAcc, whose pass from the cache waits on its
+	// stores, is called without accB. AVX2 has too few registers for it.
+	LayerNormGradStatsAcc func(x, w, dy, accB []float32, c float64) (sd, ssd, sg, sgd float64)
 	// LayerNormGrad sets dx = rstd·(dy·w − mg − x̂·mgx) for
 	// x̂ = (x−mean)·rstd.
 	LayerNormGrad func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64)
 	// LayerNormGradAcc does what LayerNormGrad does and also adds dy·x̂ to
-	// accG and dy to accB, in float32 (the caller flushes them into
-	// float64 sums every few rows); the length is len(dx).
+	// accG and, unless accB is nil, dy to accB, in float32 (the caller
+	// flushes them into float64 sums every few rows); the length is
+	// len(dx).
 	LayerNormGradAcc func(dx, x, w, dy, accG, accB []float32, mean, rstd, mg, mgx float64)
 	// The Next forms of the forward norms' row steps do what the step
 	// does and, in the same pass, return the statistics of the next row

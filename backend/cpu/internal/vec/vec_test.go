@@ -479,6 +479,48 @@ func panics(f func()) (p bool) {
 	return false
 }
 
+// TestLayerNormGradStatsAcc checks that every set's LayerNormGradStatsAcc
+// returns its LayerNormGradStats bit for bit and adds dy to accB as Go
+// does (one float32 addition), writing nothing beside accB, at every
+// length around the vector widths and misaligned.
+func TestLayerNormGradStatsAcc(t *testing.T) {
+	g := gen{rand.New(rand.NewPCG(6, 6))}
+	const guard = 16
+	checked := 0
+	for _, k := range simdSetsForTest(t) {
+		if k.LayerNormGradStatsAcc == nil {
+			continue
+		}
+		checked++
+		for n := 0; n <= 67; n++ {
+			for _, off := range []int{0, 1, 3} {
+				x, w, dy := g.uniform(n+off, -2, 2)[off:], g.uniform(n+off, -2, 2)[off:], g.uniform(n+off, -2, 2)[off:]
+				buf := g.uniform(n+off+2*guard, -1, 1)
+				before := slices.Clone(buf)
+				accB := buf[off+guard : off+guard+n]
+				sd, ssd, sg, sgd := k.LayerNormGradStatsAcc(x, w, dy, accB, 0.3)
+				wd, wssd, wsg, wsgd := k.LayerNormGradStats(x, w, dy, 0.3)
+				if sd != wd || ssd != wssd || sg != wsg || sgd != wsgd {
+					t.Fatalf("%s n=%d off=%d: sums %v %v %v %v, LayerNormGradStats gives %v %v %v %v",
+						setName(k), n, off, sd, ssd, sg, sgd, wd, wssd, wsg, wsgd)
+				}
+				for i, v := range buf {
+					want := before[i]
+					if j := i - off - guard; j >= 0 && j < n {
+						want += dy[j]
+					}
+					if v != want {
+						t.Fatalf("%s n=%d off=%d: accB buffer element %d = %v, want %v", setName(k), n, off, i-off-guard, v, want)
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Skip("no kernel set here has LayerNormGradStatsAcc (AVX-512 only)")
+	}
+}
+
 // TestRowKernelsAgainstGo checks the row kernels and their float64
 // accumulators against the Go kernels, which do the same operations in the
 // same order: they agree bit for bit, except where the assembly fuses the
@@ -522,6 +564,10 @@ func TestRowKernelsAgainstGo(t *testing.T) {
 			copy(out[1], in[3])
 			copy(out[2], in[0])
 			k.LayerNormGradAcc(out[0], in[0], in[1], in[2], out[1], out[2], 0.1, 1.2, 0.3, -0.2)
+		}},
+		{"LayerNormGradAcc without accB", 1e-6, func(k *Kernels, in, out [][]float32, acc [][]float64) {
+			copy(out[1], in[3])
+			k.LayerNormGradAcc(out[0], in[0], in[1], in[2], out[1], nil, 0.1, 1.2, 0.3, -0.2)
 		}},
 		{"AdamW", 0, func(k *Kernels, in, out [][]float32, acc [][]float64) {
 			copy(out[0], in[0])
@@ -611,6 +657,10 @@ func TestAllocations(t *testing.T) {
 				kk.LayerNormGrad(z, x, y, x, 0, 1, 0, 0)
 				_, _, _, _ = kk.LayerNormGradStats(x, y, z, 1)
 				kk.LayerNormGradAcc(z, x, y, x, w, w, 0, 1, 0, 0)
+				kk.LayerNormGradAcc(z, x, y, x, w, nil, 0, 1, 0, 0)
+				if kk.LayerNormGradStatsAcc != nil {
+					_, _, _, _ = kk.LayerNormGradStatsAcc(x, y, z, w, 1)
+				}
 				kk.RMSNormGradAcc(z, x, y, x, w, 1, 0)
 				kk.AdamW(x, y, z, z, &step)
 			})
