@@ -560,3 +560,14 @@ func layerNormGradStatsAcc(f *asmFuncs, ahead bool) func(x, w, dy, accB []float3
 		return kernel(&x[0], &w[0], &dy[0], &accB[0], c, n)
 	}
 }
+
+// gtExp2Shifted is gtExp2T with j·2¹⁹ taken from entry j's bits: added
+// to the bits of gtMagic + k/16 shifted left by 19, which are n·2²³ + j·2¹⁹
+// for k = 16n + j (gtMagic's own bits shift out), it gives 2ⁿ·2^(j/16)
+// where that is normal (see gaussTab).
+func gtExp2Shifted() (t [16]float32) {
+	for j, v := range gtExp2T {
+		t[j] = math.Float32frombits(math.Float32bits(v) - uint32(j)<<19)
+	}
+	return t
+}

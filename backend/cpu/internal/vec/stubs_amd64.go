@@ -46,7 +46,7 @@ var (
 	c2Ln2Lo       = splat(2 * ln2Lo)
 	cGaussQ       = [6][16]float32(splatTable(gaussQ[:], 6))
 	cGaussT       = [3][16]float32(splatTable(gaussT[:], 3))
-	tGelu         = [8][16]float32(append(phiT[:], gtExp2T))
+	tGelu         = [8][16]float32(append(phiT[:], gtExp2Shifted()))
 	tGelu8        = [9][8]float32(phiT8)
 	cInvSqrt2Pi   = splat(invSqrt2Pi)
 	cGtC1         = splat(gtC1)
