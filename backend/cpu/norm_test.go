@@ -216,6 +216,45 @@ func TestLayerNormGrad(t *testing.T) {
 	}
 }
 
+// TestNormGradFlush checks that the norm gradients' parameter sums, taken
+// in float32 over a block of flushRows rows at a time (see
+// flushedColumnSums), err by no more than such a block's float32 sum
+// may. Every row adds the same terms (dy = 0.1; x = (0, 1), so x̂ = (−1, 1)
+// and x·r = (0, √2)), so every float32 addition rounds the same way and
+// the errors add up instead of cancelling. The serial configurations
+// take the rows as one piece (below two grains), where the flush alone
+// bounds the float32 sums: without it they erred by 4·10⁻⁵ (relative),
+// with it by 6·10⁻⁷.
+func TestNormGradFlush(t *testing.T) {
+	const rows, cols = 4000, 2
+	xData, dyData := make([]float32, rows*cols), make([]float32, rows*cols)
+	for r := range rows {
+		xData[r*cols+1] = 1
+		dyData[r*cols], dyData[r*cols+1] = 0.1, 0.1
+	}
+	sum := rows * float64(float32(0.1))
+	// A float32 sum of flushRows terms errs by at most flushRows−1 units
+	// of rounding (2⁻²⁴) of their magnitudes' sum; RMSNorm's terms'
+	// roundings (r, dy·x·r) and the result's add three.
+	rtol := float64(flushRows+4) * 0x1p-24
+	eachConfig(t, func(t *testing.T, be *Backend) {
+		if be.grain == defaultGrain {
+			if c, d := be.pieces(rows, cols*8, 2*cols), be.pieces(rows, cols*6, cols); c != 1 || d != 1 {
+				t.Fatalf("%d and %d pieces, want one: the flush is not what bounds the sums", c, d)
+			}
+		}
+		x, dy := upload(t, be, xData, rows, cols), upload(t, be, dyData, rows, cols)
+		ones := upload(t, be, []float32{1, 1}, cols)
+		dg, db, dw := upload(t, be, make([]float32, cols), cols), upload(t, be, make([]float32, cols), cols), upload(t, be, make([]float32, cols), cols)
+		dx := poisoned(t, be, rows, cols)
+		be.LayerNormGrad(dx, dg, db, x, ones, dy, 0)
+		be.RMSNormGrad(dx, dw, x, ones, dy, 0)
+		assertClose(t, "dgamma", download(t, be, dg), []float64{-sum, sum}, rtol, 0)
+		assertClose(t, "dbeta", download(t, be, db), []float64{sum, sum}, rtol, 0)
+		assertClose(t, "dw", download(t, be, dw), []float64{0, sum * math.Sqrt2}, rtol, 0)
+	})
+}
+
 // dot returns Σ a⊙b.
 func dot(a, b []float64) float64 {
 	var s float64

@@ -113,7 +113,7 @@ func TestPieces(t *testing.T) {
 		{1, 1 << 30, 1, 1},
 		{100, 10, 1, 1},                                      // far below two grains
 		{2 * defaultGrain, 1, 1, 8},                          // two grains: a piece per quarter grain
-		{64, 2 * defaultGrain, 1, 64 / pieceRows},            // at least pieceRows rows a piece
+		{4 * pieceRows, 2 * defaultGrain, 1, 4},              // at least pieceRows rows a piece
 		{1 << 20, 64, 1, maxPieces},                          // capped
 		{4096, 1024, 1024, 4096 / pieceWork},                 // SumColumns: pieceWork per partial element
 		{4096, 1024 * 8, 2 * 1024, 4096 * 8 / 2 / pieceWork}, // a LayerNorm gradient's two sums

@@ -94,9 +94,14 @@ func (b *Backend) columnSums(k *vec.Kernels, rows, cols, cost int, add func(row 
 // thread, alternated runs: layernorm_grad 42.7–47.6 → 45.6–49.4 GB/s,
 // rmsnorm_grad 49.3–57.0 → 53.3–59.7). A float32 sum of 64 terms still
 // errs by at most 64 units of rounding of the sum of its terms'
-// magnitudes. As pieceRows it costs no parallelism: pieces gives each
+// magnitudes. As pieceRows it changes no piece count: pieces gives each
 // piece at least pieceWork·partial/cost rows anyway, 85 for RMSNormGrad
-// (partial = cols, cost = 6·cols) and 128 for LayerNormGrad.
+// (partial = cols, cost = 6·cols) and 128 for LayerNormGrad. But pieces
+// start on multiples of 64 rows, not 16, so their sizes are less even:
+// RMSNormGrad's on 256 rows are 64, 64 and 128 where they were 80, 80
+// and 96 (on three threads the longest takes a third longer), and
+// LayerNormGrad's on 320 rows 128 and 192 where they were 160 and 160
+// (sizes worked out, not timed: the gains above are one thread's).
 const flushRows = 64
 
 // flushedColumnSums is columnSums for row steps that add into float32
