@@ -1386,6 +1386,10 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 	red := g.accumulators(r, len(k.results))
 	f32 := map[string]string{} // full float32 vectors of inputs (tail) and outputs
 	for _, s := range k.streams {
+		if s.mode == acc32 && !k.isFused(s.name) {
+			// Only fused streams are loaded whole; pre updates acc32.
+			panic("rowKernel: " + k.name + "'s float32 accumulator " + s.name + " is not fused")
+		}
 		if s.mode != acc64 {
 			f32[s.name] = r.v()
 		}
@@ -1806,7 +1810,9 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 }
 
 // reducesOnly reports whether a row kernel only reads float32 streams
-// into its results.
+// into its results (besides float32 accumulators, which its pre updates
+// in registers: they add no widening to a step, so the kernel still takes
+// two vectors a step).
 func (k rowK) reducesOnly() bool {
 	for _, s := range k.streams {
 		if s.mode != in32 && s.mode != acc32 {

@@ -121,3 +121,66 @@ func TestBinWrapperParts(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsAheadEntries checks which entry points the norm gradients'
+// statistics kernels call: the twins that prefetch their rows ahead in
+// the AVX-512 streaming set, which says so with StatsAhead (the CPU
+// backend then leaves out its own prefetches of the next row), the plain
+// kernels elsewhere; and that only AVX-512 has LayerNormGradStatsAcc. The
+// two entry points give the same results, so no other test tells them
+// apart. Stand-ins replace the kernels: nothing runs the assembly.
+func TestStatsAheadEntries(t *testing.T) {
+	for _, set := range []struct {
+		name string
+		f    *asmFuncs
+	}{{"avx2", &funcsAVX2}, {"avx512", &funcsAVX512}} {
+		for _, nt := range []bool{false, true} {
+			var calls []string
+			f := *set.f
+			for e := range 2 {
+				rec := func(kernel string) { calls = append(calls, fmt.Sprintf("%s %d", kernel, e)) }
+				if f.sumSquaresDot3[e] != nil {
+					f.sumSquaresDot3[e] = func(*float32, *float32, *float32, int) (float64, float64) {
+						rec("SumSquaresDot3")
+						return 0, 0
+					}
+				}
+				if f.layerNormGradStats[e] != nil {
+					f.layerNormGradStats[e] = func(*float32, *float32, *float32, float64, int) (float64, float64, float64, float64) {
+						rec("LayerNormGradStats")
+						return 0, 0, 0, 0
+					}
+				}
+				if f.layerNormGradStatsAcc[e] != nil {
+					f.layerNormGradStatsAcc[e] = func(*float32, *float32, *float32, *float32, float64, int) (float64, float64, float64, float64) {
+						rec("LayerNormGradStatsAcc")
+						return 0, 0, 0, 0
+					}
+				}
+			}
+			k := buildSet(set.name, &f, nt)
+			wide, ahead := set.name == "avx512", set.name == "avx512" && nt
+			if k.StatsAhead != ahead {
+				t.Errorf("%s nt=%v: StatsAhead %v, want %v", set.name, nt, k.StatsAhead, ahead)
+			}
+			if (k.LayerNormGradStatsAcc != nil) != wide {
+				t.Fatalf("%s nt=%v: has LayerNormGradStatsAcc %v, want %v", set.name, nt, k.LayerNormGradStatsAcc != nil, wide)
+			}
+			x := make([]float32, 4)
+			k.SumSquaresDot3(x, x, x)
+			k.LayerNormGradStats(x, x, x, 0)
+			entry := 0
+			if ahead {
+				entry = 1
+			}
+			want := []string{fmt.Sprint("SumSquaresDot3 ", entry), fmt.Sprint("LayerNormGradStats ", entry)}
+			if wide {
+				k.LayerNormGradStatsAcc(x, x, x, make([]float32, 4), 0)
+				want = append(want, fmt.Sprint("LayerNormGradStatsAcc ", entry))
+			}
+			if !slices.Equal(calls, want) {
+				t.Errorf("%s nt=%v: called %q, want %q", set.name, nt, calls, want)
+			}
+		}
+	}
+}

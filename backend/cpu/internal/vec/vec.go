@@ -179,14 +179,14 @@ type Kernels struct {
 	// prefetches only slow the loads that follow. The Go set's does
 	// nothing.
 	Prefetch func(x []float32)
-	// StatsAhead says that SumSquaresDot3 and LayerNormGradStats ask for
-	// their rows' data ahead of their loads themselves (the AVX-512
-	// streaming set, for rows outside the cache), so that a caller need
-	// not prefetch the next row for them: where they do, a burst of
-	// prefetches for the next row's head only slows them (4M floats, rows
-	// of 1024, one thread, two runs of each build alternated: rmsnorm_grad
-	// 54–60 GB/s without the burst, 45–46 with it, 40 with neither the
-	// burst nor the kernels' prefetches).
+	// StatsAhead says that SumSquaresDot3, LayerNormGradStats and
+	// LayerNormGradStatsAcc ask for their rows' data ahead of their loads
+	// themselves (the AVX-512 streaming set, for rows outside the cache),
+	// so that a caller need not prefetch the next row for them: where
+	// they do, a burst of prefetches for the next row's head only slows
+	// them (4M floats, rows of 1024, one thread, two runs of each build
+	// alternated: rmsnorm_grad 54–60 GB/s without the burst, 45–46 with
+	// it, 40 with neither the burst nor the kernels' prefetches).
 	StatsAhead bool
 	// Accumulate adds x to the float64 accumulators acc (the length is
 	// len(acc)).
@@ -224,10 +224,12 @@ type Kernels struct {
 	// LayerNormGradStatsAcc, where a set has it (AVX-512; nil elsewhere),
 	// does what LayerNormGradStats does and also adds dy to accB, in
 	// float32 (the caller flushes it into float64 sums every few rows);
-	// the length is len(x). The bias's gradient is then summed in the
-	// pass that reads dy from memory, which leaves the core time to
-	// spare, and LayerNormGradAcc, whose pass from the cache waits on its
-	// stores, is called without accB. AVX2 has too few registers for it.
+	// the length is len(x), and accB must not overlap x, w or dy (the
+	// AVX-512 kernel stores a vector of accB before it loads x's). The
+	// bias's gradient is then summed in the pass that reads dy from
+	// memory, which leaves the core time to spare, and LayerNormGradAcc,
+	// whose pass from the cache waits on its stores, is called without
+	// accB. AVX2 has too few registers for it.
 	LayerNormGradStatsAcc func(x, w, dy, accB []float32, c float64) (sd, ssd, sg, sgd float64)
 	// LayerNormGrad sets dx = rstd·(dy·w − mg − x̂·mgx) for
 	// x̂ = (x−mean)·rstd.
