@@ -78,9 +78,9 @@ const maxPieces = 64
 // machine.
 const pieceWork = 512
 
-// pieceRows is the fewest items (rows) a piece of a reduction has: one
-// block of flushedColumnSums.
-const pieceRows = flushRows
+// pieceRows is the fewest items (rows) a piece of a reduction has, and
+// the multiple of rows flushedColumnSums' pieces start on.
+const pieceRows = 16
 
 // pieces returns how many pieces to cut a reduction over n items of the
 // given cost (work per item, in element-operations) into, each summing

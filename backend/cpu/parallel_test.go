@@ -69,7 +69,7 @@ func TestForPieces(t *testing.T) {
 			for _, threads := range []int{1, 2, 3, 8} {
 				be := New(Options{Threads: threads})
 				c := be.pieces(n, cost, 1)
-				align := flushRows
+				align := pieceRows
 				if n < 32 {
 					align = 1
 				}

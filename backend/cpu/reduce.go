@@ -94,26 +94,22 @@ func (b *Backend) columnSums(k *vec.Kernels, rows, cols, cost int, add func(row 
 // thread, alternated runs: layernorm_grad 42.7–47.6 → 45.6–49.4 GB/s,
 // rmsnorm_grad 49.3–57.0 → 53.3–59.7). A float32 sum of 64 terms still
 // errs by at most 64 units of rounding of the sum of its terms'
-// magnitudes. As pieceRows it changes no piece count: pieces gives each
-// piece at least pieceWork·partial/cost rows anyway, 85 for RMSNormGrad
-// (partial = cols, cost = 6·cols) and 128 for LayerNormGrad. But pieces
-// start on multiples of 64 rows, not 16, so their sizes are less even:
-// RMSNormGrad's on 256 rows are 64, 64 and 128 where they were 80, 80
-// and 96 (on three threads the longest takes a third longer), and
-// LayerNormGrad's on 320 rows 128 and 192 where they were 160 and 160
-// (sizes worked out, not timed: the gains above are one thread's).
+// magnitudes. The blocks are counted from each piece's first row, so
+// that pieces need not start on their boundaries: they start on
+// multiples of pieceRows, as evenly cut as before.
 const flushRows = 64
 
 // flushedColumnSums is columnSums for row steps that add into float32
 // accumulators (sets of cols values each, laid end to end in acc32) in
 // the same pass as their other work, which costs far less than float64
 // accumulators read and written on every row. The float32 partials cover
-// the rows of one block of flushRows (blocks counted from row 0: pieces
-// start on their boundaries) before they are added into the piece's
-// float64 sums, so that their rounding error stays that of a short
-// float32 sum. It returns the sets' float64 column sums, end to end.
+// the rows of one block of flushRows (blocks counted from the piece's
+// first row, so that the sums depend on the shape alone, as the pieces
+// do) before they are added into the piece's float64 sums, so that their
+// rounding error stays that of a short float32 sum. It returns the sets'
+// float64 column sums, end to end.
 func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, add func(row int, acc32 []float32)) []float64 {
-	c := b.pieces(rows, cost, sets*cols) // at most one per block of rows
+	c := b.pieces(rows, cost, sets*cols) // at most one per pieceRows rows
 	parts := b.scratch64(c, sets*cols)
 	// The float32 partials last one block, so one set per goroutine,
 	// taken by worker number. There are c sets, the most workers
@@ -122,7 +118,7 @@ func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, 
 	// GOMAXPROCS, which the runtime may raise in between (it follows the
 	// CPUs the process may use), and a worker beyond the sets would panic.
 	parts32 := b.scratch32(c, sets*cols)
-	b.forPieces(rows, cost, c, flushRows, func(w, p, lo, hi int) {
+	b.forPieces(rows, cost, c, pieceRows, func(w, p, lo, hi int) {
 		acc, acc32 := parts[p], parts32[w]
 		for r0 := lo; r0 < hi; r0 += flushRows {
 			clear(acc32)
