@@ -132,8 +132,9 @@ type Options struct {
 	// an AVX-512 machine the AVX2 set that a CPU without AVX-512 runs.
 	// "", a set this CPU cannot run or a name that is no set (which
 	// [OptionsFromEnv] refuses) means the fastest; Portable takes
-	// precedence. [Device] names the set in use. [OptionsFromEnv] sets it
-	// from $SORA_CPU_ROW_KERNELS.
+	// precedence. With go the bfloat16 conversions are Go's too (the
+	// others take the fastest, AVX2 assembly on amd64). [Device] names
+	// the set in use. [OptionsFromEnv] sets it from $SORA_CPU_ROW_KERNELS.
 	RowKernels string
 }
 
@@ -193,14 +194,15 @@ var _ backend.Backend = (*Backend)(nil)
 // treated as 0.
 func New(opts Options) *Backend {
 	opts.Threads = max(opts.Threads, 0)
-	conv := bf16.Go
-	if !opts.Portable {
-		conv = bf16.Best()
+	kern := rowKernels(opts)
+	conv := bf16.Best()
+	if kern == vec.Go {
+		conv = bf16.Go // the bfloat16 conversions are element-wise kernels too
 	}
 	b := &Backend{
 		opts:      opts,
 		simd:      !opts.Portable && simdSupported(),
-		kern:      rowKernels(opts),
+		kern:      kern,
 		conv:      conv,
 		stream:    streamBytes(),
 		grain:     defaultGrain,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
+	"github.com/sora-go/sora/backend/internal/bf16"
 	"github.com/sora-go/sora/internal/hostmem"
 )
 
@@ -120,8 +121,18 @@ func TestRowKernels(t *testing.T) {
 		if d := be.Device(); !strings.HasSuffix(d, "rows "+want+")") {
 			t.Errorf("RowKernels %q: Device() = %q, want it to end in \"rows %s)\"", name, d, want)
 		}
-		if p := New(Options{Portable: true, RowKernels: name}); p.kern != vec.Go {
-			t.Errorf("Portable with RowKernels %q runs the %s set, want go", name, p.kern.Name)
+		if p := New(Options{Portable: true, RowKernels: name}); p.kern != vec.Go || p.conv != bf16.Go {
+			t.Errorf("Portable with RowKernels %q runs the %s set and %s bfloat16 conversions, want go and go",
+				name, p.kern.Name, p.conv.Name)
+		}
+		// The bfloat16 conversions follow: Go's with the Go set, the
+		// fastest with the others.
+		wantConv := bf16.Best()
+		if want == "go" {
+			wantConv = bf16.Go
+		}
+		if be.conv != wantConv {
+			t.Errorf("RowKernels %q converts bfloat16 with %s, want %s", name, be.conv.Name, wantConv.Name)
 		}
 		be.Close()
 	}
