@@ -52,6 +52,11 @@
 #                                          the row and element-wise kernels'
 #                                          registers and resident blocks as
 #                                          row-kernels; about 15 s)
+#  3c. SORA_CUDA_PTX=1 sora conformance --backend cuda --run softmax
+#                                         (the kernels compiled to PTX and
+#                                          compiled by the driver at load, the
+#                                          path taken where NVRTC is older than
+#                                          the GPU; the softmax cases must pass)
 #   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
 #                                          the device-to-device copy bandwidth;
 #                                          skipped without python3 and torch)
@@ -516,6 +521,20 @@ conformance_step() {
 	fi
 }
 
+# 3c. The kernels as PTX that the driver compiles at load (Options.PTX):
+# the path a GPU newer than NVRTC takes, run on one NVRTC knows. A subset
+# of the suite: the whole module is compiled and loaded either way.
+ptx_step() {
+	run ptx 45 env SORA_CUDA_PTX=1 "$sora" conformance --backend cuda --run softmax
+	local last
+	last=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$outdir/ptx.out" "$outdir/ptx.err" | tail -n 1 | sed 's/^[^:]*://')
+	if [ $rc -eq 0 ]; then
+		record ptx PASS "$secs" "${last:-exit 0}"
+	else
+		record ptx FAIL "$secs" "${last:+$last; }$(failnote ptx $rc)"
+	fi
+}
+
 # 3b. The backend's own GPU tests, when a test binary was cross-built
 # beside sora (scripts/gpu-check.sh -p builds bin/cuda.test).
 gpu_tests_step() {
@@ -759,12 +778,13 @@ end_to_end_step() {
 }
 
 if [ -n "$nocuda" ]; then
-	for s in conformance gpu-tests torch-ref bench-gemm bench-ops finetune bench-train generate packed-bf16 eval; do
+	for s in conformance gpu-tests ptx torch-ref bench-gemm bench-ops finetune bench-train generate packed-bf16 eval; do
 		record "$s" SKIP 0 "$nocuda"
 	done
 else
 	conformance_step
 	gpu_tests_step
+	ptx_step
 	torch_step
 	gemm_step
 	ops_step

@@ -146,6 +146,8 @@ type api struct {
 	nvrtcGetPTXSize, nvrtcGetPTX               uintptr
 	nvrtcGetCUBINSize, nvrtcGetCUBIN           uintptr
 	nvrtcGetProgramLogSize, nvrtcGetProgramLog uintptr
+	nvrtcGetNumSupportedArchs                  uintptr
+	nvrtcGetSupportedArchs                     uintptr
 }
 
 // newAPI binds the functions of the three loaded libraries. Every symbol
@@ -199,6 +201,9 @@ func newAPI(drv, blas, rtc *library) *api {
 		nvrtcGetCUBIN:          rtc.sym("nvrtcGetCUBIN"),
 		nvrtcGetProgramLogSize: rtc.sym("nvrtcGetProgramLogSize"),
 		nvrtcGetProgramLog:     rtc.sym("nvrtcGetProgramLog"),
+
+		nvrtcGetNumSupportedArchs: rtc.sym("nvrtcGetNumSupportedArchs"),
+		nvrtcGetSupportedArchs:    rtc.sym("nvrtcGetSupportedArchs"),
 	}
 }
 

@@ -21,6 +21,10 @@ const (
 	// EnvCache names the folder of the compiled-kernel cache; "off"
 	// disables the cache.
 	EnvCache = "SORA_CUDA_CACHE"
+	// EnvPTX set to 1 (or true) has the kernels compiled to PTX, which
+	// the driver compiles for the GPU as it loads them (see
+	// [Options.PTX]).
+	EnvPTX = "SORA_CUDA_PTX"
 )
 
 // TF32MatMulNMSE is the normalised mean squared error Σ(out−ref)²/Σref²
@@ -46,23 +50,35 @@ type Options struct {
 	// os.UserCacheDir()/sora/cuda; NoCache disables the cache.
 	CacheDir string
 	NoCache  bool
+	// PTX has NVRTC compile the kernels to PTX for the GPU's compute
+	// capability, which the driver compiles to the GPU's code as it loads
+	// it, instead of to that code (SASS) itself. The backend takes this
+	// path anyway where NVRTC is older than the GPU and cannot compile
+	// for it: PTX for the newest architecture NVRTC knows that the GPU
+	// runs. The option lets a GPU that NVRTC knows test that path.
+	PTX bool
 }
 
 // OptionsFromEnv returns the Options that [backend.Open]("cuda") uses,
-// read from SORA_CUDA_TF32 and SORA_CUDA_CACHE, or an error naming the
-// variable whose value cannot be used.
+// read from SORA_CUDA_TF32, SORA_CUDA_CACHE and SORA_CUDA_PTX, or an
+// error naming the variable whose value cannot be used.
 func OptionsFromEnv() (Options, error) {
 	return optionsFrom(os.Getenv)
 }
 
 func optionsFrom(getenv func(string) string) (Options, error) {
 	var o Options
-	if s := strings.TrimSpace(getenv(EnvTF32)); s != "" {
-		v, err := strconv.ParseBool(s)
-		if err != nil {
-			return Options{}, fmt.Errorf("cuda: %s=%q: want 1 or 0 (or true/false)", EnvTF32, s)
+	for _, f := range []struct {
+		name string
+		v    *bool
+	}{{EnvTF32, &o.TF32}, {EnvPTX, &o.PTX}} {
+		if s := strings.TrimSpace(getenv(f.name)); s != "" {
+			v, err := strconv.ParseBool(s)
+			if err != nil {
+				return Options{}, fmt.Errorf("cuda: %s=%q: want 1 or 0 (or true/false)", f.name, s)
+			}
+			*f.v = v
 		}
-		o.TF32 = v
 	}
 	switch s := strings.TrimSpace(getenv(EnvCache)); {
 	case s == "":
@@ -265,9 +281,11 @@ func (b *Backend) Device() string {
 
 // Kernels says where the backend's kernels came from: "compiled by NVRTC,
 // cached in PATH" (or "compiled by NVRTC (not cached: why)"), "cached in
-// PATH" or "compiled earlier in this process". Every origin holds the
-// same code, compiled from the same source for the same device by the
-// same NVRTC (the cache file's name is a hash of all of them).
+// PATH" or "compiled earlier in this process", after "PTX for
+// compute_XY, compiled by the driver at load (why): " where they are PTX
+// (see [Options.PTX]). Every origin holds the same code, compiled from
+// the same source for the same target by the same NVRTC (the cache
+// file's name is a hash of all of them).
 func (b *Backend) Kernels() string { return b.kernelOrigin }
 
 // TF32 reports whether matrix products run in TF32 mode.

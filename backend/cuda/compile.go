@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -18,40 +19,97 @@ import (
 //go:embed kernels.cu
 var kernelSource string
 
-// compileKey identifies one compilation: the source, the target
-// architecture, the compiler and the driver that loads the result. A
-// change of any of them gives another cache file.
+// compileKey identifies one compilation: the source, the target, the
+// compiler and the driver that loads the result. A change of any of them
+// gives another cache file.
 type compileKey struct {
-	source        string
-	major, minor  int // compute capability
+	source string
+	// major.minor is the target's compute capability: the device's own
+	// for SASS, that of the PTX's virtual architecture with ptx.
+	major, minor  int
+	ptx           bool
 	driverVersion int // cuDriverGetVersion
 	nvrtcMajor    int
 	nvrtcMinor    int
 }
 
-// options are the NVRTC options: SASS (a cubin) for exactly the device's
-// architecture, so the driver loads it without a JIT step and the result
-// does not depend on the driver's PTX compiler. No fast-math flags: the
-// kernels rely on IEEE division, square roots and denormals. The language
-// dialect is NVRTC's default (C++17 since CUDA 12); the source needs
-// nothing newer than C++11.
-func (k compileKey) options() []string {
-	return []string{fmt.Sprintf("--gpu-architecture=sm_%d%d", k.major, k.minor)}
+// arch is the target as NVRTC names it: sm_XY for the device's SASS,
+// compute_XY for PTX.
+func (k compileKey) arch() string {
+	if k.ptx {
+		return fmt.Sprintf("compute_%d%d", k.major, k.minor)
+	}
+	return fmt.Sprintf("sm_%d%d", k.major, k.minor)
 }
 
-// hash is the hex SHA-256 of everything that determines the cubin.
+// options are the NVRTC options: SASS (a cubin) for exactly the device's
+// architecture, so the driver loads it without a JIT step and the result
+// does not depend on the driver's PTX compiler, or PTX (see
+// kernelTarget). No fast-math flags: the kernels rely on IEEE division,
+// square roots and denormals. The language dialect is NVRTC's default
+// (C++17 since CUDA 12); the source needs nothing newer than C++11.
+func (k compileKey) options() []string {
+	return []string{"--gpu-architecture=" + k.arch()}
+}
+
+// hash is the hex SHA-256 of everything that determines the image.
 func (k compileKey) hash() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "sora-cuda-kernels v1\nsm_%d%d\ndriver %d\nnvrtc %d.%d\n%s\n",
-		k.major, k.minor, k.driverVersion, k.nvrtcMajor, k.nvrtcMinor, strings.Join(k.options(), " "))
+	fmt.Fprintf(h, "sora-cuda-kernels v1\n%s\ndriver %d\nnvrtc %d.%d\n%s\n",
+		k.arch(), k.driverVersion, k.nvrtcMajor, k.nvrtcMinor, strings.Join(k.options(), " "))
 	h.Write([]byte(k.source))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// cacheFile is the cubin's path in dir: the architecture in the name for
+// cacheFile is the image's path in dir: the target in the name for
 // people looking at the folder, the hash for uniqueness.
 func (k compileKey) cacheFile(dir string) string {
-	return filepath.Join(dir, fmt.Sprintf("kernels-sm_%d%d-%s.cubin", k.major, k.minor, k.hash()[:32]))
+	ext := "cubin"
+	if k.ptx {
+		ext = "ptx"
+	}
+	return filepath.Join(dir, fmt.Sprintf("kernels-%s-%s.%s", k.arch(), k.hash()[:32], ext))
+}
+
+// kernelTarget picks what to compile the kernels for on a device of
+// compute capability major.minor, from archs, the architectures NVRTC
+// compiles for (compute capability·10, as nvrtcGetSupportedArchs lists
+// them): SASS for the device where NVRTC knows its architecture and
+// forcePTX is false; otherwise PTX for the newest architecture NVRTC
+// knows that is not newer than the device's, which the driver compiles
+// for the device as it loads it (PTX runs on its own architecture and
+// every later one). An empty archs (NVRTC did not say) means SASS for the
+// device, as NVRTC will refuse it if it must. why says, for a PTX
+// target, why it was chosen.
+func kernelTarget(major, minor int, archs []int, forcePTX bool) (k compileKey, why string, err error) {
+	dev := 10*major + minor
+	if len(archs) == 0 || !forcePTX && slices.Contains(archs, dev) {
+		return compileKey{major: major, minor: minor}, "", nil
+	}
+	best := -1
+	for _, a := range archs {
+		if a <= dev && a > best {
+			best = a
+		}
+	}
+	if best < 0 {
+		return compileKey{}, "", fmt.Errorf("NVRTC compiles for compute capabilities %s, none of them this GPU's %d.%d or older: a newer CUDA toolkit's NVRTC is needed",
+			archList(archs), major, minor)
+	}
+	why = fmt.Sprintf("NVRTC does not compile for sm_%d%d", major, minor)
+	if forcePTX {
+		why = "asked for by Options.PTX, $" + EnvPTX
+	}
+	return compileKey{major: best / 10, minor: best % 10, ptx: true}, why, nil
+}
+
+// archList formats archs (compute capability·10) as "5.0, 5.2, …, 9.0".
+func archList(archs []int) string {
+	s := make([]string, len(archs))
+	for i, a := range archs {
+		s[i] = fmt.Sprintf("%d.%d", a/10, a%10)
+	}
+	return strings.Join(s, ", ")
 }
 
 // defaultCacheDir is os.UserCacheDir()/sora/cuda.
@@ -110,8 +168,29 @@ func (a *api) version() (major, minor int, err error) {
 	return int(ma), int(mi), nil
 }
 
-// compile runs NVRTC on the key's source and returns the cubin, or an
-// error carrying NVRTC's log.
+// supportedArchs asks NVRTC which architectures it compiles for, as
+// compute capability·10 (e.g. 89, 120).
+func (a *api) supportedArchs() ([]int, error) {
+	var n int32
+	if err := a.rtcErr("nvrtcGetNumSupportedArchs", call(a.nvrtcGetNumSupportedArchs, uintptr(unsafe.Pointer(&n)))); err != nil {
+		return nil, err
+	}
+	if n <= 0 || n > 1024 {
+		return nil, nil
+	}
+	raw := make([]int32, n)
+	if err := a.rtcErr("nvrtcGetSupportedArchs", call(a.nvrtcGetSupportedArchs, uintptr(unsafe.Pointer(&raw[0])))); err != nil {
+		return nil, err
+	}
+	archs := make([]int, n)
+	for i, v := range raw {
+		archs[i] = int(v)
+	}
+	return archs, nil
+}
+
+// compile runs NVRTC on the key's source and returns the image (a cubin,
+// or NUL-terminated PTX), or an error carrying NVRTC's log.
 func (a *api) compile(k compileKey) ([]byte, error) {
 	src := append([]byte(k.source), 0)
 	name := []byte("sora_kernels.cu\x00")
@@ -141,18 +220,22 @@ func (a *api) compile(k compileKey) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%w; options %s", err, strings.Join(opts, " "))
 	}
+	getSize, get, what := a.nvrtcGetCUBINSize, a.nvrtcGetCUBIN, "CUBIN"
+	if k.ptx {
+		getSize, get, what = a.nvrtcGetPTXSize, a.nvrtcGetPTX, "PTX"
+	}
 	var size uintptr
-	if err := a.rtcErr("nvrtcGetCUBINSize", call(a.nvrtcGetCUBINSize, prog, uintptr(unsafe.Pointer(&size)))); err != nil {
+	if err := a.rtcErr("nvrtcGet"+what+"Size", call(getSize, prog, uintptr(unsafe.Pointer(&size)))); err != nil {
 		return nil, err
 	}
 	if size == 0 {
-		return nil, fmt.Errorf("nvrtcGetCUBINSize: NVRTC produced an empty cubin for %s", strings.Join(opts, " "))
+		return nil, fmt.Errorf("nvrtcGet%sSize: NVRTC produced an empty image for %s", what, strings.Join(opts, " "))
 	}
-	cubin := make([]byte, size)
-	if err := a.rtcErr("nvrtcGetCUBIN", call(a.nvrtcGetCUBIN, prog, uintptr(unsafe.Pointer(&cubin[0])))); err != nil {
+	image := make([]byte, size)
+	if err := a.rtcErr("nvrtcGet"+what, call(get, prog, uintptr(unsafe.Pointer(&image[0])))); err != nil {
 		return nil, err
 	}
-	return cubin, nil
+	return image, nil
 }
 
 // programLog returns NVRTC's compilation log, "" when there is none.
@@ -179,9 +262,25 @@ func (b *Backend) loadKernels() error {
 		return err
 	}
 	b.nvrtc = [2]int{ma, mi}
-	key := compileKey{source: kernelSource, major: b.info.major, minor: b.info.minor,
-		driverVersion: b.probe.driverVersion, nvrtcMajor: ma, nvrtcMinor: mi}
+	archs, err := a.supportedArchs()
+	if err != nil {
+		return err
+	}
+	key, why, err := kernelTarget(b.info.major, b.info.minor, archs, b.opts.PTX)
+	if err != nil {
+		return fmt.Errorf("NVRTC %d.%d: %w", ma, mi, err)
+	}
+	key.source, key.driverVersion, key.nvrtcMajor, key.nvrtcMinor = kernelSource, b.probe.driverVersion, ma, mi
 	hash := key.hash()
+	// origin prefixes where the kernels came from with what they are,
+	// where that is PTX.
+	origin := func(s string) string {
+		if !key.ptx {
+			return s
+		}
+		return fmt.Sprintf("PTX for %s, compiled by the driver at load (%s): %s", key.arch(), why, s)
+	}
+	defer func() { b.kernelOrigin = origin(b.kernelOrigin) }()
 
 	dir := ""
 	if !b.opts.NoCache {

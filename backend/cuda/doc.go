@@ -124,7 +124,14 @@
 // os.UserCacheDir()/sora/cuda (SORA_CUDA_CACHE names another folder, or
 // "off"), in a file named by the SHA-256 of the source, the architecture,
 // the options, the driver version and the NVRTC version, written through a
-// temporary file and a rename. A cached file that the driver rejects is
+// temporary file and a rename. Where NVRTC does not compile for the
+// device (an NVRTC older than the GPU: nvrtcGetSupportedArchs lacks it),
+// the kernels are compiled to PTX for the newest architecture it does
+// compile for at or below the device's (--gpu-architecture=compute_XY),
+// which the driver compiles for the device as it loads the module, and
+// cached as kernels-compute_XY-….ptx; a GPU older than every architecture
+// NVRTC knows is an error naming them. SORA_CUDA_PTX=1 ([Options.PTX])
+// takes the PTX path on any GPU, so that it can be tested. A cached file that the driver rejects is
 // compiled afresh and replaced. [Backend.Kernels] says where an open
 // backend's kernels came from; [Backend.Device] leaves that out, since
 // every origin holds the same code. Kernels are launched with cuLaunchKernel;

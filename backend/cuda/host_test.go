@@ -408,6 +408,8 @@ func TestOptionsFromEnv(t *testing.T) {
 		{env: map[string]string{EnvTF32: "false", EnvCache: "/tmp/k"}, want: Options{CacheDir: "/tmp/k"}},
 		{env: map[string]string{EnvCache: "OFF"}, want: Options{NoCache: true}},
 		{env: map[string]string{EnvTF32: "yes please"}, wantErr: "SORA_CUDA_TF32=\"yes please\""},
+		{env: map[string]string{EnvPTX: "1", EnvTF32: "0"}, want: Options{PTX: true}},
+		{env: map[string]string{EnvPTX: "sometimes"}, wantErr: "SORA_CUDA_PTX=\"sometimes\""},
 	} {
 		got, err := optionsFrom(func(k string) string { return tc.env[k] })
 		if tc.wantErr != "" {

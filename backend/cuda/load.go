@@ -32,6 +32,7 @@ var (
 		"nvrtcCreateProgram", "nvrtcDestroyProgram", "nvrtcCompileProgram",
 		"nvrtcGetPTXSize", "nvrtcGetPTX", "nvrtcGetCUBINSize", "nvrtcGetCUBIN",
 		"nvrtcGetProgramLogSize", "nvrtcGetProgramLog",
+		"nvrtcGetNumSupportedArchs", "nvrtcGetSupportedArchs",
 	}
 )
 
