@@ -56,7 +56,9 @@
 #                                         (the kernels compiled to PTX and
 #                                          compiled by the driver at load, the
 #                                          path taken where NVRTC is older than
-#                                          the GPU; the softmax cases must pass)
+#                                          the GPU; the softmax cases must pass,
+#                                          and the kernel cache, a fresh folder,
+#                                          must hold the PTX afterwards)
 #   4. PyTorch reference                  (torch.mm FP32 rate at n = 1024, 4096 and
 #                                          the device-to-device copy bandwidth;
 #                                          skipped without python3 and torch)
@@ -523,13 +525,21 @@ conformance_step() {
 
 # 3c. The kernels as PTX that the driver compiles at load (Options.PTX):
 # the path a GPU newer than NVRTC takes, run on one NVRTC knows. A subset
-# of the suite: the whole module is compiled and loaded either way.
+# of the suite: the whole module is compiled and loaded either way. A
+# kernel cache of its own, so that NVRTC compiles the PTX afresh and the
+# file it leaves there shows that the PTX path was taken (a run that
+# ignored SORA_CUDA_PTX would pass the cases all the same).
 ptx_step() {
-	run ptx 45 env SORA_CUDA_PTX=1 "$sora" conformance --backend cuda --run softmax
-	local last
+	local cache last ptx
+	cache=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check-ptx.XXXXXX")
+	run ptx 60 env SORA_CUDA_PTX=1 SORA_CUDA_CACHE="$cache" "$sora" conformance --backend cuda --run softmax
 	last=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$outdir/ptx.out" "$outdir/ptx.err" | tail -n 1 | sed 's/^[^:]*://')
-	if [ $rc -eq 0 ]; then
-		record ptx PASS "$secs" "${last:-exit 0}"
+	ptx=$(cd "$cache" && ls kernels-compute_*.ptx 2>/dev/null | head -n 1)
+	rm -rf "$cache"
+	if [ $rc -eq 0 ] && [ -n "$ptx" ]; then
+		record ptx PASS "$secs" "${last:-exit 0}; ${ptx%-*}.ptx"
+	elif [ $rc -eq 0 ]; then
+		record ptx FAIL "$secs" "${last:+$last; }no kernels-compute_*.ptx in its kernel cache: the kernels were not compiled to PTX"
 	else
 		record ptx FAIL "$secs" "${last:+$last; }$(failnote ptx $rc)"
 	fi

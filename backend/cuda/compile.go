@@ -80,7 +80,9 @@ func (k compileKey) cacheFile(dir string) string {
 // for the device as it loads it (PTX runs on its own architecture and
 // every later one). An empty archs (NVRTC did not say) means SASS for the
 // device, as NVRTC will refuse it if it must. why says, for a PTX
-// target, why it was chosen.
+// target, why it was chosen. A GPU older than every architecture NVRTC
+// knows (CUDA 13 dropped compute capabilities below 7.5) is an error: an
+// older toolkit's NVRTC is needed.
 func kernelTarget(major, minor int, archs []int, forcePTX bool) (k compileKey, why string, err error) {
 	dev := 10*major + minor
 	if len(archs) == 0 || !forcePTX && slices.Contains(archs, dev) {
@@ -93,11 +95,11 @@ func kernelTarget(major, minor int, archs []int, forcePTX bool) (k compileKey, w
 		}
 	}
 	if best < 0 {
-		return compileKey{}, "", fmt.Errorf("NVRTC compiles for compute capabilities %s, none of them this GPU's %d.%d or older: a newer CUDA toolkit's NVRTC is needed",
-			archList(archs), major, minor)
+		return compileKey{}, "", fmt.Errorf("NVRTC compiles for compute capabilities %s, none of them this GPU's %d.%d or older: the GPU is older than this NVRTC supports, and needs the NVRTC of an older CUDA toolkit that still compiles for sm_%d%d",
+			archList(archs), major, minor, major, minor)
 	}
 	why = fmt.Sprintf("NVRTC does not compile for sm_%d%d", major, minor)
-	if forcePTX {
+	if best == dev {
 		why = "asked for by Options.PTX, $" + EnvPTX
 	}
 	return compileKey{major: best / 10, minor: best % 10, ptx: true}, why, nil
@@ -255,7 +257,7 @@ func (a *api) programLog(prog uintptr) string {
 // loads it as the backend's module and looks up every kernel. A cached
 // file the driver rejects is compiled afresh and replaced. The caller has
 // made the context current.
-func (b *Backend) loadKernels() error {
+func (b *Backend) loadKernels() (err error) {
 	a := b.api
 	ma, mi, err := a.version()
 	if err != nil {
@@ -280,7 +282,11 @@ func (b *Backend) loadKernels() error {
 		}
 		return fmt.Sprintf("PTX for %s, compiled by the driver at load (%s): %s", key.arch(), why, s)
 	}
-	defer func() { b.kernelOrigin = origin(b.kernelOrigin) }()
+	defer func() {
+		if err == nil {
+			b.kernelOrigin = origin(b.kernelOrigin)
+		}
+	}()
 
 	dir := ""
 	if !b.opts.NoCache {
@@ -313,6 +319,9 @@ func (b *Backend) loadKernels() error {
 		return err
 	}
 	if err := b.loadModule(cubin); err != nil {
+		if key.ptx {
+			return b.ptxLoadError(key, why, err)
+		}
 		return err
 	}
 	compiled.Store(hash, cubin)
@@ -325,6 +334,25 @@ func (b *Backend) loadKernels() error {
 		}
 	}
 	return nil
+}
+
+// ptxLoadError explains the driver's refusal of freshly compiled PTX:
+// the driver compiles PTX only from an NVRTC no newer than itself
+// (CUDA_ERROR_UNSUPPORTED_PTX_VERSION otherwise, although its minor
+// version compatibility loads that NVRTC's cubins), so that is named
+// where the versions say so.
+func (b *Backend) ptxLoadError(key compileKey, why string, err error) error {
+	err = fmt.Errorf("loading PTX for %s (%s), which the driver compiles: %w", key.arch(), why, err)
+	drv, rtc := b.probe.driverVersion, 1000*key.nvrtcMajor+10*key.nvrtcMinor
+	if drv == 0 || drv >= rtc {
+		return err
+	}
+	msg := fmt.Sprintf("PTX from NVRTC %d.%d needs a driver for CUDA %s or newer, and this one is for CUDA %s",
+		key.nvrtcMajor, key.nvrtcMinor, versionString(rtc), versionString(drv))
+	if 10*key.major+key.minor == 10*b.info.major+b.info.minor {
+		msg += " (without Options.PTX, $" + EnvPTX + ", NVRTC's cubin for the GPU loads on it)"
+	}
+	return fmt.Errorf("%w: %s", err, msg)
 }
 
 // loadModule loads a cubin and looks up every kernel of kernelSpecs.

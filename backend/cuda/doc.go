@@ -130,8 +130,12 @@
 // compile for at or below the device's (--gpu-architecture=compute_XY),
 // which the driver compiles for the device as it loads the module, and
 // cached as kernels-compute_XY-….ptx; a GPU older than every architecture
-// NVRTC knows is an error naming them. SORA_CUDA_PTX=1 ([Options.PTX])
-// takes the PTX path on any GPU, so that it can be tested. A cached file that the driver rejects is
+// NVRTC knows (CUDA 13's NVRTC dropped those below 7.5) is an error naming
+// them. SORA_CUDA_PTX=1 ([Options.PTX]) takes the PTX path on any GPU, so
+// that it can be tested. The driver compiles PTX only from an NVRTC no
+// newer than itself (CUDA_ERROR_UNSUPPORTED_PTX_VERSION, which the error
+// then explains), whereas it loads a newer NVRTC's cubin of the same CUDA
+// major version. A cached file that the driver rejects is
 // compiled afresh and replaced. [Backend.Kernels] says where an open
 // backend's kernels came from; [Backend.Device] leaves that out, since
 // every origin holds the same code. Kernels are launched with cuLaunchKernel;

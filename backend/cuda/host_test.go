@@ -351,6 +351,7 @@ func TestCompileKey(t *testing.T) {
 		"minor":  {source: "k", major: 9, minor: 1, driverVersion: 12080, nvrtcMajor: 12, nvrtcMinor: 8},
 		"driver": {source: "k", major: 9, driverVersion: 12090, nvrtcMajor: 12, nvrtcMinor: 8},
 		"nvrtc":  {source: "k", major: 9, driverVersion: 12080, nvrtcMajor: 12, nvrtcMinor: 9},
+		"ptx":    {source: "k", major: 9, ptx: true, driverVersion: 12080, nvrtcMajor: 12, nvrtcMinor: 8},
 	} {
 		h := k.hash()
 		if prev, dup := seen[h]; dup {
@@ -360,6 +361,19 @@ func TestCompileKey(t *testing.T) {
 	}
 	if base.hash() != (compileKey{source: "k", major: 9, driverVersion: 12080, nvrtcMajor: 12, nvrtcMinor: 8}).hash() {
 		t.Error("hash is not a function of the key")
+	}
+	// The hash of a cubin's key is what it was before PTX targets were
+	// added (3eb9106^), so that existing caches stay valid.
+	if h, want := base.hash(), "95b4feca098bacaeb37c8837f385751749efe81beb5142a89dddb97a5373eb4f"; h != want {
+		t.Errorf("hash %s, want %s: a changed hash orphans every kernel cache", h, want)
+	}
+	ptx := base
+	ptx.ptx = true
+	if o := ptx.options(); !slices.Equal(o, []string{"--gpu-architecture=compute_90"}) {
+		t.Errorf("PTX options %q", o)
+	}
+	if f := filepath.Base(ptx.cacheFile("d")); !strings.HasPrefix(f, "kernels-compute_90-") || !strings.HasSuffix(f, ".ptx") {
+		t.Errorf("PTX cache file %q", f)
 	}
 	dir := filepath.FromSlash("/c")
 	f := base.cacheFile(dir)

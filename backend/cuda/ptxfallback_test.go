@@ -26,13 +26,18 @@ func TestKernelTarget(t *testing.T) {
 		{"newer than NVRTC", 12, 0, []int{75, 80, 86, 89, 90}, false, "compute_90", "does not compile for sm_120"},
 		{"between two", 8, 6, []int{75, 80, 90}, false, "compute_80", "does not compile for sm_86"},
 		{"older than NVRTC", 7, 0, []int{75, 80, 90}, false, "", ""},
+		{"older than NVRTC, forced", 7, 0, []int{75, 80, 90}, true, "", ""},
+		{"newer than NVRTC, forced", 12, 0, []int{75, 80, 86, 89, 90}, true, "compute_90", "does not compile for sm_120"},
+		{"Blackwell B300 with CUDA 12.8", 10, 3, cuda128, false, "compute_101", "does not compile for sm_103"},
 		{"no list", 8, 9, nil, false, "sm_89", ""},
 		{"no list, forced", 8, 9, nil, true, "sm_89", ""},
 	} {
 		k, why, err := kernelTarget(tc.major, tc.minor, tc.archs, tc.force)
 		if tc.want == "" {
-			if err == nil || !strings.Contains(err.Error(), "7.0") || !strings.Contains(err.Error(), "7.5, 8.0, 9.0") {
-				t.Errorf("%s: %+v, %v; want an error naming the GPU's 7.0 and NVRTC's list", tc.name, k, err)
+			// The GPU is too old for this NVRTC: the advice is an older one.
+			if err == nil || !strings.Contains(err.Error(), "7.0") || !strings.Contains(err.Error(), "7.5, 8.0, 9.0") ||
+				!strings.Contains(err.Error(), "older CUDA toolkit") || strings.Contains(err.Error(), "newer") {
+				t.Errorf("%s: %+v, %v; want an error naming the GPU's 7.0 and NVRTC's list, asking for an older NVRTC", tc.name, k, err)
 			}
 			continue
 		}
@@ -95,6 +100,17 @@ func TestPTXFallback(t *testing.T) {
 			if k := b2.Kernels(); !strings.HasPrefix(k, wantOrigin) || !strings.HasSuffix(k, "cached in "+files[0]) || nvrtc[0] != n0+1 {
 				t.Errorf("second open: Kernels() = %q after %d compilations, want the cached PTX", k, nvrtc[0]-n0)
 			}
+			// A third finds it in the process.
+			b3, err := openBackend(r, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b3.Close()
+			if k := b3.Kernels(); !strings.HasPrefix(k, wantOrigin) || !strings.HasSuffix(k, "): compiled earlier in this process") ||
+				strings.Count(k, "PTX for") != 1 || nvrtc[0] != n0+1 {
+				t.Errorf("third open: Kernels() = %q after %d compilations, want %q…: compiled earlier in this process", k, nvrtc[0]-n0, wantOrigin)
+			}
+			checkAdd(t, b3)
 		})
 	}
 	t.Run("only newer archs", func(t *testing.T) {
@@ -112,6 +128,38 @@ func TestPTXFallback(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPTXDriverTooOld opens the emulated device with Options.PTX and a
+// driver older than NVRTC: the driver refuses the PTX
+// (CUDA_ERROR_UNSUPPORTED_PTX_VERSION, although it would load NVRTC's
+// cubin), and the error says which versions it takes.
+func TestPTXDriverTooOld(t *testing.T) {
+	t.Setenv("SORA_FAKE_DRIVER_VERSION", "12040")
+	r := fakeProbe(t)
+	if r.driverVersion != 12040 {
+		t.Fatalf("driver version %d, want the 12040 set", r.driverVersion)
+	}
+	compiled.Clear()
+	t.Cleanup(compiled.Clear)
+	b, err := openBackend(r, Options{PTX: true, NoCache: true})
+	if err == nil {
+		b.Close()
+		t.Fatal("open succeeded with PTX from NVRTC 12.8 on a CUDA 12.4 driver")
+	}
+	for _, want := range []string{"loading PTX for compute_80 (asked for by Options.PTX", "CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
+		"PTX from NVRTC 12.8 needs a driver for CUDA 12.8 or newer, and this one is for CUDA 12.4", "without Options.PTX"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// The cubin loads.
+	b, err = openBackend(r, Options{NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	checkAdd(t, b)
 }
 
 // checkAdd runs an element-wise op on b and checks its result, so that a

@@ -9,7 +9,13 @@
 //     allocated, with an optional limit (SORA_FAKE_MEM_LIMIT bytes) past
 //     which cuMemAlloc fails with CUDA_ERROR_OUT_OF_MEMORY (and which
 //     cuMemGetInfo reports as the total);
-//   - modules only from images that the fake NVRTC produced;
+//   - modules only from images that the fake NVRTC produced, for the
+//     emulated device (compute capability 8.0): SASS for sm_80
+//     (CUDA_ERROR_NO_BINARY_FOR_GPU otherwise), PTX for compute_80 or
+//     older (CUDA_ERROR_INVALID_PTX otherwise) and from an NVRTC (the
+//     fake's is 12.8) no newer than the driver, whose version
+//     SORA_FAKE_DRIVER_VERSION sets (12080 by default;
+//     CUDA_ERROR_UNSUPPORTED_PTX_VERSION otherwise);
 //   - kernels from kernels.cu compiled into this library (KERNELS names
 //     the file, KERNEL_TABLE the list of names) and run by emu.cpp.
 // Counters (sora_fake_stats) let tests check the memory pool; controls
@@ -62,6 +68,9 @@ enum {
 	NOT_INITIALIZED = 3,
 	INVALID_IMAGE = 200,
 	INVALID_CONTEXT = 201,
+	NO_BINARY_FOR_GPU = 209,
+	INVALID_PTX = 218,
+	UNSUPPORTED_PTX_VERSION = 222,
 	INVALID_HANDLE = 400,
 	NOT_FOUND = 500,
 	LAUNCH_FAILED = 719,
@@ -116,8 +125,12 @@ static int check_stream(void *s) {
 extern "C" {
 
 int cuInit(unsigned) { return SUCCESS; }
+static int driver_version() {
+	const char *s = getenv("SORA_FAKE_DRIVER_VERSION");
+	return s && *s ? atoi(s) : 12080;
+}
 int cuDriverGetVersion(int *v) {
-	*v = 12080;
+	*v = driver_version();
 	return SUCCESS;
 }
 int cuDeviceGetCount(int *n) {
@@ -155,6 +168,9 @@ int cuGetErrorName(int r, const char **s) {
 	case 100: *s = "CUDA_ERROR_NO_DEVICE"; return 0;
 	case INVALID_IMAGE: *s = "CUDA_ERROR_INVALID_IMAGE"; return 0;
 	case INVALID_CONTEXT: *s = "CUDA_ERROR_INVALID_CONTEXT"; return 0;
+	case NO_BINARY_FOR_GPU: *s = "CUDA_ERROR_NO_BINARY_FOR_GPU"; return 0;
+	case INVALID_PTX: *s = "CUDA_ERROR_INVALID_PTX"; return 0;
+	case UNSUPPORTED_PTX_VERSION: *s = "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"; return 0;
 	case INVALID_HANDLE: *s = "CUDA_ERROR_INVALID_HANDLE"; return 0;
 	case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; return 0;
 	case LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; return 0;
@@ -170,6 +186,9 @@ int cuGetErrorString(int r, const char **s) {
 	case OUT_OF_MEMORY: *s = "out of memory"; return 0;
 	case INVALID_IMAGE: *s = "device kernel image is invalid"; return 0;
 	case INVALID_CONTEXT: *s = "invalid device context"; return 0;
+	case NO_BINARY_FOR_GPU: *s = "no kernel image is available for execution on the device"; return 0;
+	case INVALID_PTX: *s = "a PTX JIT compilation failed"; return 0;
+	case UNSUPPORTED_PTX_VERSION: *s = "the provided PTX was compiled with an unsupported toolchain."; return 0;
 	case INVALID_HANDLE: *s = "invalid resource handle"; return 0;
 	case NOT_FOUND: *s = "named symbol not found"; return 0;
 	case LAUNCH_FAILED: *s = launch_error[0] ? launch_error : "unspecified launch failure"; return 0;
@@ -302,6 +321,14 @@ struct module {
 int cuModuleLoadData(void **mod, const void *image) {
 	NEED_CTX();
 	if (strncmp((const char *)image, fake_image_magic, strlen(fake_image_magic)) != 0) return INVALID_IMAGE;
+	// The image's options name its target (see fake_nvrtc.c).
+	const char *sm = strstr((const char *)image, "\n--gpu-architecture=sm_");
+	const char *ptx = strstr((const char *)image, "\n--gpu-architecture=compute_");
+	if (sm && atoi(sm + strlen("\n--gpu-architecture=sm_")) != 80) return NO_BINARY_FOR_GPU;
+	if (ptx) {
+		if (atoi(ptx + strlen("\n--gpu-architecture=compute_")) > 80) return INVALID_PTX;
+		if (driver_version() < 12080) return UNSUPPORTED_PTX_VERSION;
+	}
 	sora_fake_stats[5]++;
 	module *m = (module *)malloc(sizeof(module));
 	m->magic = 0x30d;
