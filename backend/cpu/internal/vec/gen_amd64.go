@@ -668,7 +668,8 @@ func (g *gen) gaussTab(a, e, m, n, tt, tab string) {
 	g.I("VPERMPS %s, %s, %s", tab, m, e)              // 2^(j/16) less j·2¹⁹ in its bits
 	g.I("VPSLLD $19, %s, %s", m, tt)                  // n·2²³ + j·2¹⁹
 	g.I("VPADDD %s, %s, %s", tt, e, e)                // 2ⁿ·2^(j/16)
-	g.I("VMULPS %s, %s, %s", c("c2Ln2Hi"), n, m)      // exact
+	g.I("VMOVUPS %s, %s", c("cNegGtMagic2Ln2Hi"), tt)
+	g.I("VFMADD132PS %s, %s, %s", c("c2Ln2Hi"), tt, m) // (k/16)·2ln2Hi, exact, not waiting for n
 	g.I("VFMADD231PS %s, %s, %s", a, a, m)            // a² + 2(k/16)·ln2Hi, rounded once
 	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, m) // R
 	g.I("VMOVUPS %s, %s", ck("cGaussT", 2), tt)
@@ -2459,6 +2460,7 @@ var consts = [][2]string{
 	{"cNegHalfLog2e", "splat(-0.5 * log2e)"},
 	{"c2Ln2Hi", "splat(2 * ln2Hi)"},
 	{"c2Ln2Lo", "splat(2 * ln2Lo)"},
+	{"cNegGtMagic2Ln2Hi", "splat(-gtMagic * 2 * ln2Hi)"},
 	{"cGaussQ", "[6][16]float32(splatTable(gaussQ[:], 6))"},
 	{"cGaussT", "[3][16]float32(splatTable(gaussT[:], 3))"},
 	{"tGelu", fmt.Sprintf("[%d][16]float32(append(phiT[:], gtExp2Shifted()))", geluDeg+3)},
