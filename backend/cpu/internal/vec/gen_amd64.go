@@ -646,7 +646,12 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string, tab []str
 // [−14, 14] against float64). R is a·a + 2(k/16)·ln2Hi
 // rounded once, the product being exact (k/16 has at most eleven
 // significant bits up to geluMaxA, ln2Hi nine), so that R keeps its
-// digits however large a² is, less 2(k/16)·ln2Lo. e^{−R/2} − 1 is
+// digits however large a² is, less 2(k/16)·ln2Lo. The product is taken
+// from the rounding sum itself, (gtMagic + k/16)·2ln2Hi −
+// gtMagic·2ln2Hi in one fused multiply-add (exact, as the result is
+// representable), so that it does not wait for the subtraction that
+// gives k/16: the same results, GELU's derivative 0.6–2.1% faster in L1
+// (three alternated runs; GELU within 0.6%). e^{−R/2} − 1 is
 // R·(−½ + R·(q0/4 − R·q1/8)): expT's polynomial in r = −R/2 with the
 // halvings moved into the coefficients (gaussT), where they are exact, so
 // that it is as accurate as expTab's. 2^(j/16)·e^{−R/2} is T + (T·R)·q
