@@ -668,15 +668,15 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string, tab []str
 func (g *gen) gaussTab(a, e, m, n, tt, tab string) {
 	g.I("VMULPS %s, %s, %s", c("cNegHalfLog2e"), a, n)
 	g.I("VMOVUPS %s, %s", c("cGtMagic"), m)
-	g.I("VFMADD231PS %s, %s, %s", n, a, m)            // −a²·log2e/2 to 1/16, plus gtMagic
-	g.I("VSUBPS %s, %s, %s", c("cGtMagic"), m, n)     // k/16
-	g.I("VPERMPS %s, %s, %s", tab, m, e)              // 2^(j/16) less j·2¹⁹ in its bits
-	g.I("VPSLLD $19, %s, %s", m, tt)                  // n·2²³ + j·2¹⁹
-	g.I("VPADDD %s, %s, %s", tt, e, e)                // 2ⁿ·2^(j/16)
+	g.I("VFMADD231PS %s, %s, %s", n, a, m)        // −a²·log2e/2 to 1/16, plus gtMagic
+	g.I("VSUBPS %s, %s, %s", c("cGtMagic"), m, n) // k/16
+	g.I("VPERMPS %s, %s, %s", tab, m, e)          // 2^(j/16) less j·2¹⁹ in its bits
+	g.I("VPSLLD $19, %s, %s", m, tt)              // n·2²³ + j·2¹⁹
+	g.I("VPADDD %s, %s, %s", tt, e, e)            // 2ⁿ·2^(j/16)
 	g.I("VMOVUPS %s, %s", c("cNegGtMagic2Ln2Hi"), tt)
 	g.I("VFMADD132PS %s, %s, %s", c("c2Ln2Hi"), tt, m) // (k/16)·2ln2Hi, exact, not waiting for n
-	g.I("VFMADD231PS %s, %s, %s", a, a, m)            // a² + 2(k/16)·ln2Hi, rounded once
-	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, m) // R
+	g.I("VFMADD231PS %s, %s, %s", a, a, m)             // a² + 2(k/16)·ln2Hi, rounded once
+	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, m)  // R
 	g.I("VMOVUPS %s, %s", ck("cGaussT", 2), tt)
 	g.I("VFMADD213PS %s, %s, %s", ck("cGaussT", 1), m, tt)
 	g.I("VFMADD213PS %s, %s, %s", ck("cGaussT", 0), m, tt)
