@@ -241,7 +241,8 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	// statistics' pass, which waits on memory, not in the pass that
 	// writes dx, which waited on its stores (4M floats in rows of 1024,
 	// one thread, two series of alternated runs: 48.1–50.8 → 51.7–54.7
-	// and 49.2–51.1 → 49.6–53.0 GB/s; results bit for bit as before).
+	// and 49.2–51.1 → 49.6–53.0 GB/s), with the same float32 additions in
+	// the same order, so the same results bit for bit.
 	statsAcc := k.LayerNormGradStatsAcc
 	row := func(r int, accG32, accB32 []float32) {
 		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
