@@ -636,22 +636,27 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string, tab []str
 // entry j = k mod 16 of tab (gtExp2Shifted: 2^(j/16) less j·2¹⁹ in its
 // bits), to which the sum's bits shifted left by 19, n·2²³ + j·2¹⁹ for
 // k = 16n + j, are added as integers: T = 2ⁿ·2^(j/16), normal as n ≥
-// −122 up to geluMaxA. That integer addition, off the dependency chain,
-// replaces a VSCALEFPS by 2ⁿ at its end (which takes two of the adder
-// pipes' slots on Zen 5): in L1, against the build before, GELU 3.6% and
-// its derivative 3% faster, from memory 3%. The results are the same bit
-// for bit (scaling by 2ⁿ first is exact) but where T·R goes subnormal:
-// for x below −12.77, results under 2e−35 in magnitude, some differ in
-// the last bit, as accurate either way (a sweep of 2²⁴ points over
-// [−14, 14] against float64). R is a·a + 2(k/16)·ln2Hi
+// −126 up to geluMaxA (k = −2011 there, n = −126; TestGaussTabScaling).
+// That integer addition, off the dependency chain, replaces a VSCALEFPS
+// by 2ⁿ at its end (which takes two of the adder pipes' slots on Zen 5):
+// in L1, against the build before, GELU 3.6% and its derivative 3%
+// faster, from memory 3%. The results are the same bit for bit (scaling
+// by 2ⁿ first is exact) but where T·R goes subnormal, from x = −12.76
+// down (results under 2.3e−35 in magnitude): there e^{−x²/2} differs in
+// its last bit for some x, which GELU and its derivative carry as up to
+// 2 units in their last place, more where Φ(x) is subnormal too (x <
+// −12.98: GELU up to 14, its derivative 4), as accurate either way
+// (every float32 in [−14, 14], against the build before and float64:
+// the worst errors over [−13, 13] unchanged). R is a·a + 2(k/16)·ln2Hi
 // rounded once, the product being exact (k/16 has at most eleven
 // significant bits up to geluMaxA, ln2Hi nine), so that R keeps its
 // digits however large a² is, less 2(k/16)·ln2Lo. The product is taken
 // from the rounding sum itself, (gtMagic + k/16)·2ln2Hi −
-// gtMagic·2ln2Hi in one fused multiply-add (exact, as the result is
-// representable), so that it does not wait for the subtraction that
-// gives k/16: the same results, GELU's derivative 0.6–2.1% faster in L1
-// (three alternated runs; GELU within 0.6%). e^{−R/2} − 1 is
+// gtMagic·2ln2Hi in one fused multiply-add (exact, as the constant,
+// 1065·2¹⁰, and the result are representable), so that it does not
+// wait for the subtraction that gives k/16: the same results (every
+// float32 in [−14, 14]), GELU's derivative 0.6–2.1% faster in L1 (three
+// alternated runs; GELU within 0.6%). e^{−R/2} − 1 is
 // R·(−½ + R·(q0/4 − R·q1/8)): expT's polynomial in r = −R/2 with the
 // halvings moved into the coefficients (gaussT), where they are exact, so
 // that it is as accurate as expTab's. 2^(j/16)·e^{−R/2} is T + (T·R)·q

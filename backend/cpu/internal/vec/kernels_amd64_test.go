@@ -4,6 +4,7 @@ package vec
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"unsafe"
@@ -181,6 +182,47 @@ func TestStatsAheadEntries(t *testing.T) {
 			if !slices.Equal(calls, want) {
 				t.Errorf("%s nt=%v: called %q, want %q", set.name, nt, calls, want)
 			}
+		}
+	}
+}
+
+// TestGaussTabScaling checks the arithmetic that AVX-512's e^{−x²/2}
+// (gaussTab in gen_amd64.go) rests on, for every k the kernel meets up to
+// geluMaxA (k/16 the multiple of 1/16 nearest −x²·log2e/2, from 0 down to
+// −2011): the rounding sum m = gtMagic + k/16 holds k in its low bits;
+// the entry of tGelu's last row that m's last four bits pick, plus m's
+// bits shifted left by 19 (VPSLLD, VPADDD), is 2ⁿ·2^(j/16) for k = 16n + j
+// exactly, a normal float32; and m·2ln2Hi − gtMagic·2ln2Hi, the fused
+// multiply-add that takes (k/16)·2ln2Hi from m, is exact: the constant
+// and the result are float32s. The accuracy tests cannot see a table
+// entry one bit off (measured: GELU within its bound).
+func TestGaussTabScaling(t *testing.T) {
+	tab := tGelu[len(tGelu)-1] // the row that gaussTab permutes
+	magic, c2, negC := cGtMagic[0], c2Ln2Hi[0], cNegGtMagic2Ln2Hi[0]
+	if float64(negC) != -gtMagic*2*ln2Hi {
+		t.Fatalf("cNegGtMagic2Ln2Hi = %g, want −gtMagic·2ln2Hi = %g exactly", negC, -gtMagic*2*ln2Hi)
+	}
+	// The lowest k, with room for the roundings of −x·log2e/2 and of the
+	// sum (a fraction of a sixteenth at geluMaxA).
+	a := float64(float32(geluMaxA))
+	lo := int(math.Floor(16*(-0.5*log2e)*a*a)) - 1
+	if lo < -16*126 {
+		t.Fatalf("k reaches %d at geluMaxA, where 2ⁿ·2^(j/16) is below 2⁻¹²⁶", lo)
+	}
+	for k := lo; k <= 0; k++ {
+		m := magic + float32(k)/16 // exact: m stays in gtMagic's binade
+		bits := math.Float32bits(m)
+		if got := int(int32(bits - math.Float32bits(magic))); got != k {
+			t.Fatalf("gtMagic + %d/16 holds %d in its bits", k, got)
+		}
+		n, j := k>>4, k&15
+		got := math.Float32frombits(math.Float32bits(tab[bits&15]) + bits<<19)
+		if want := float32(math.Ldexp(float64(gtExp2T[j]), n)); got != want || got < 0x1p-126 {
+			t.Fatalf("k = %d: table entry %d plus the shifted sum = %g, want 2^%d·%g = %g, normal", k, bits&15, got, n, gtExp2T[j], want)
+		}
+		exact := float64(k) / 16 * float64(c2)
+		if got := math.FMA(float64(m), float64(c2), float64(negC)); got != exact || float64(float32(exact)) != exact {
+			t.Fatalf("k = %d: m·2ln2Hi − gtMagic·2ln2Hi = %g, want (k/16)·2ln2Hi = %g, a float32", k, got, exact)
 		}
 	}
 }
