@@ -196,8 +196,11 @@ func New(opts Options) *Backend {
 	opts.Threads = max(opts.Threads, 0)
 	kern := rowKernels(opts)
 	conv := bf16.Best()
-	if kern == vec.Go {
-		conv = bf16.Go // the bfloat16 conversions are element-wise kernels too
+	if opts.Portable || vec.Named(opts.RowKernels) == vec.Go {
+		// Asked for Go's element-wise kernels: the bfloat16 conversions
+		// are some too. (A CPU whose fastest row kernels are Go's, AVX2
+		// without FMA, keeps the AVX2 conversions.)
+		conv = bf16.Go
 	}
 	b := &Backend{
 		opts:      opts,
