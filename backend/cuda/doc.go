@@ -12,7 +12,11 @@
 //   - libnvrtc.so.13 or libnvrtc.so.12, with its libnvrtc-builtins, to
 //     compile the kernels at run time.
 //
-// A CUDA 13 library is used only when the driver supports CUDA 13.
+// A CUDA 13 library is used only when the driver supports CUDA 13 and the
+// GPU is one CUDA 13 supports (compute capability 7.5 or later: CUDA 13
+// dropped Maxwell, Pascal and Volta), so that such a GPU takes the CUDA 12
+// libraries where both are installed; a GPU older than CUDA 12 supports
+// (below 5.0) is refused with that reason.
 //
 // On Windows the same libraries are nvcuda.dll (installed with the driver
 // in System32), cublas64_13.dll or cublas64_12.dll with cublasLt64_13.dll

@@ -122,23 +122,26 @@ func probe(env searchEnv) *probeResult {
 	r.tried = triedList(dirs, env)
 
 	drvSpec, blasSpec, rtcSpec := env.specs()
-	drv := load(drvSpec, dirs, env, 0)
+	drv := load(drvSpec, dirs, env, majorCap{})
 	r.driver = drv.lib
 	r.report(drvSpec, drv)
-	maxMajor := 0
 	if r.driver != nil {
 		api := newDriverAPI(r.driver)
 		var v int32
 		if res := api.cuDriverGetVersion(&v); res == cudaSuccess {
 			r.driverVersion = int(v)
-			maxMajor = int(v) / 1000
 		}
 		r.device = api.findDevice(r)
 	}
-	cb := load(blasSpec, dirs, env, maxMajor)
+	var ccMajor, ccMinor int
+	if r.device != nil {
+		ccMajor, ccMinor = r.device.major, r.device.minor
+	}
+	limit := libraryCap(r.driverVersion, ccMajor, ccMinor)
+	cb := load(blasSpec, dirs, env, limit)
 	r.cublas = cb.lib
 	r.report(blasSpec, cb)
-	nv := load(rtcSpec, dirs, env, maxMajor)
+	nv := load(rtcSpec, dirs, env, limit)
 	r.nvrtc = nv.lib
 	r.report(rtcSpec, nv)
 	return r

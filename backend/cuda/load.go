@@ -170,11 +170,51 @@ type loadOutcome struct {
 	found bool
 }
 
+// majorCap is the newest CUDA major version whose libraries may load (0:
+// any) and why, for the message about a library it skips.
+type majorCap struct {
+	major int
+	why   string
+}
+
+// libraryCap is the cap on the CUDA libraries' major version: the newest
+// the driver supports (driverVersion, e.g. 13000; 0 when unknown) and,
+// for a GPU of compute capability ccMajor.ccMinor (0.0 when unknown), the
+// last CUDA version that supports it (CUDA 13 dropped compute capabilities
+// below 7.5, CUDA 12 those below 5.0), whichever is older.
+func libraryCap(driverVersion, ccMajor, ccMinor int) majorCap {
+	var c majorCap
+	if driverVersion > 0 {
+		m := driverVersion / 1000
+		c = majorCap{m, fmt.Sprintf("the driver supports CUDA up to %d (install the CUDA %d libraries, or a newer driver)", m, m)}
+	}
+	cc := 10*ccMajor + ccMinor
+	last := 0
+	switch {
+	case cc == 0:
+	case cc < 50:
+		last = 11
+	case cc < 75:
+		last = 12
+	}
+	switch {
+	case last == 0 || c.major != 0 && last >= c.major:
+	case last < 12:
+		c = majorCap{last, fmt.Sprintf("this GPU's compute capability %d.%d is older than CUDA 12, the oldest the backend loads, supports (5.0)",
+			ccMajor, ccMinor)}
+	default:
+		c = majorCap{last, fmt.Sprintf("CUDA %d no longer supports this GPU's compute capability %d.%d (install the CUDA %d libraries)",
+			last+1, ccMajor, ccMinor, last)}
+	}
+	return c
+}
+
 // load searches dirs (and then, when env.linker, the dynamic linker's own
 // search) for the first candidate of spec that loads with all its symbols.
-// maxMajor, when non-zero, skips libraries of a newer CUDA version than the
-// driver supports.
-func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutcome {
+// limit skips libraries of a newer CUDA version than the driver or the GPU
+// allows (see libraryCap).
+func load(spec libSpec, dirs []searchDir, env searchEnv, limit majorCap) loadOutcome {
+	maxMajor := limit.major
 	var out loadOutcome
 	tried := map[string]bool{} // files already tried, by resolved path
 	for _, d := range dirs {
@@ -189,7 +229,7 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, maxMajor int) loadOutco
 			out.found = true
 			tried[resolved(path)] = true
 			if maxMajor != 0 && c.major > maxMajor {
-				out.problems = append(out.problems, fmt.Sprintf("%s skipped: the driver supports CUDA up to %d (install the CUDA %d libraries, or a newer driver)", path, maxMajor, maxMajor))
+				out.problems = append(out.problems, path+" skipped: "+limit.why)
 				continue
 			}
 			lib, err := open(c, path, dirs, d.path)

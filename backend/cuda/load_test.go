@@ -77,7 +77,7 @@ func TestLoadOrder(t *testing.T) {
 		planted = append(planted, filepath.Join(d, "libcublasLt.so.13"), filepath.Join(d, "libcublasLt.so.12"))
 	}
 	env := testEnv(root, map[string]string{"SORA_CUDA_PATH": b, "LD_LIBRARY_PATH": a})
-	out := load(cublasSpec, env.searchDirs(), env, 0)
+	out := load(cublasSpec, env.searchDirs(), env, majorCap{})
 	if out.lib != nil || !out.found {
 		t.Fatalf("load of empty files: lib %v, found %v", out.lib, out.found)
 	}
@@ -107,7 +107,7 @@ func TestLoadSkipsVersionsNewerThanDriver(t *testing.T) {
 	dir := t.TempDir()
 	touch(t, filepath.Join(dir, "libnvrtc.so.13"), filepath.Join(dir, "libnvrtc-builtins.so.13.0"))
 	env := testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir})
-	out := load(nvrtcSpec, env.searchDirs(), env, 12)
+	out := load(nvrtcSpec, env.searchDirs(), env, libraryCap(12000, 0, 0))
 	want := []string{filepath.Join(dir, "libnvrtc.so.13") + " skipped: the driver supports CUDA up to 12 (install the CUDA 12 libraries, or a newer driver)"}
 	if out.lib != nil || !out.found || !slices.Equal(out.problems, want) {
 		t.Errorf("got lib %v found %v problems %q; want problems %q", out.lib, out.found, out.problems, want)
@@ -268,18 +268,21 @@ func TestProbeMultipleDevices(t *testing.T) {
 }
 
 // TestProbePicksVersionForDriver puts CUDA 12 and 13 libraries side by side:
-// a CUDA 12 driver must get the 12 ones, a CUDA 13 driver the 13 ones.
+// a CUDA 12 driver must get the 12 ones, a CUDA 13 driver the 13 ones but
+// for a GPU that CUDA 13 no longer supports (compute capability 7.0).
 func TestProbePicksVersionForDriver(t *testing.T) {
 	for _, tc := range []struct {
-		driverVersion, wantMajor int
+		driverVersion, ccMajor, ccMinor, wantMajor int
 	}{
-		{12080, 12},
-		{13000, 13},
+		{12080, 9, 0, 12},
+		{13000, 9, 0, 13},
+		{13000, 7, 5, 13},
+		{13000, 7, 0, 12},
 	} {
-		t.Run(fmt.Sprint(tc.driverVersion), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d/%d.%d", tc.driverVersion, tc.ccMajor, tc.ccMinor), func(t *testing.T) {
 			dir := t.TempDir()
 			f := workingDriver()
-			f.driverVersion = tc.driverVersion
+			f.driverVersion, f.ccMajor, f.ccMinor = tc.driverVersion, tc.ccMajor, tc.ccMinor
 			buildDriver(t, dir, f)
 			for _, major := range []int{12, 13} {
 				buildCUBLAS(t, dir, major)
@@ -290,6 +293,47 @@ func TestProbePicksVersionForDriver(t *testing.T) {
 				t.Errorf("loaded %s and %s, want CUDA %d", r.cublas.name, r.nvrtc.name, tc.wantMajor)
 			}
 		})
+	}
+}
+
+// TestProbeOldGPUOnlyNewLibraries: with only CUDA 13's libraries for a
+// GPU CUDA 13 no longer supports, the probe says why it skipped them.
+func TestProbeOldGPUOnlyNewLibraries(t *testing.T) {
+	dir := t.TempDir()
+	f := workingDriver()
+	f.driverVersion, f.ccMajor, f.ccMinor = 13000, 7, 0
+	buildDriver(t, dir, f)
+	buildCUBLAS(t, dir, 13)
+	buildNVRTC(t, dir, 13, 0)
+	r := probe(testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": dir}))
+	err := r.err()
+	want := filepath.Join(dir, "libnvrtc.so.13") + " skipped: CUDA 13 no longer supports this GPU's compute capability 7.0 (install the CUDA 12 libraries)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("probe error %v, want one containing %q", err, want)
+	}
+}
+
+// TestLibraryCap: the newest CUDA libraries allowed, by the driver and by
+// the GPU, and the reason that binds.
+func TestLibraryCap(t *testing.T) {
+	for _, tc := range []struct {
+		driverVersion, ccMajor, ccMinor int
+		want                            int
+		why                             string
+	}{
+		{0, 0, 0, 0, ""},
+		{13000, 0, 0, 13, "the driver supports CUDA up to 13"},
+		{13000, 12, 0, 13, "the driver supports CUDA up to 13"},
+		{13000, 7, 5, 13, "the driver supports CUDA up to 13"},
+		{13000, 7, 0, 12, "CUDA 13 no longer supports this GPU's compute capability 7.0 (install the CUDA 12 libraries)"},
+		{12080, 6, 1, 12, "the driver supports CUDA up to 12"},
+		{0, 6, 1, 12, "CUDA 13 no longer supports this GPU's compute capability 6.1"},
+		{12080, 3, 7, 11, "compute capability 3.7 is older than CUDA 12, the oldest the backend loads, supports (5.0)"},
+	} {
+		got := libraryCap(tc.driverVersion, tc.ccMajor, tc.ccMinor)
+		if got.major != tc.want || !strings.Contains(got.why, tc.why) || (tc.why == "") != (got.why == "") {
+			t.Errorf("libraryCap(%d, %d.%d) = %+v, want %d for a reason with %q", tc.driverVersion, tc.ccMajor, tc.ccMinor, got, tc.want, tc.why)
+		}
 	}
 }
 
@@ -304,14 +348,14 @@ func TestCompanionElsewhere(t *testing.T) {
 	buildStubLib(t, a, "libnvrtc-builtins.so.12.10", nil, nil)
 	env := testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": a + string(filepath.ListSeparator) + b})
 	dirs := env.searchDirs()
-	cb := load(cublasSpec, dirs, env, 12)
+	cb := load(cublasSpec, dirs, env, libraryCap(12000, 0, 0))
 	if cb.lib == nil {
 		t.Fatalf("cuBLAS not loaded: %q", cb.problems)
 	}
 	if got, want := cb.lib.companionPath, filepath.Join(b, "libcublasLt.so.12"); got != want {
 		t.Errorf("libcublasLt from %s, want %s", got, want)
 	}
-	nv := load(nvrtcSpec, dirs, env, 12)
+	nv := load(nvrtcSpec, dirs, env, libraryCap(12000, 0, 0))
 	if nv.lib == nil {
 		t.Fatalf("NVRTC not loaded: %q", nv.problems)
 	}
@@ -327,7 +371,7 @@ func TestLaterFolderAfterBrokenOne(t *testing.T) {
 	touch(t, filepath.Join(bad, "libcuda.so.1"))
 	goodPath := buildDriver(t, good, workingDriver())
 	env := testEnv(t.TempDir(), map[string]string{"SORA_CUDA_PATH": bad, "LD_LIBRARY_PATH": good})
-	out := load(driverSpec, env.searchDirs(), env, 0)
+	out := load(driverSpec, env.searchDirs(), env, majorCap{})
 	if out.lib == nil || out.lib.path != goodPath {
 		t.Fatalf("loaded %+v, want %s (problems %q)", out.lib, goodPath, out.problems)
 	}
@@ -358,7 +402,7 @@ func TestLinkerFallback(t *testing.T) {
 	env := testEnv(t.TempDir(), nil)
 	env.linker = true
 	spec := libSpec{role: "the math library", candidates: []candidate{{name: "libm.so.6"}}, symbols: []string{"cos", "sqrt"}}
-	out := load(spec, nil, env, 0)
+	out := load(spec, nil, env, majorCap{})
 	if out.lib == nil {
 		t.Skipf("libm.so.6 cannot be opened by name here (%q): not a glibc system?", out.problems)
 	}
@@ -366,13 +410,13 @@ func TestLinkerFallback(t *testing.T) {
 		t.Errorf("loaded from %q, want the path of libm from /proc/self/maps", out.lib.path)
 	}
 	spec.symbols = []string{"cos", "sora_no_such_symbol", "sqrt", "sora_nor_this"}
-	out = load(spec, nil, env, 0)
+	out = load(spec, nil, env, majorCap{})
 	if out.lib != nil || len(out.problems) != 1 || !strings.HasSuffix(out.problems[0], " lacks symbols sora_no_such_symbol, sora_nor_this") {
 		t.Errorf("with missing symbols: lib %v, problems %q", out.lib, out.problems)
 	}
 	// A name no linker knows is simply not found, with nothing to report.
 	spec.candidates = []candidate{{name: "libsora-no-such-library.so.1"}}
-	if out = load(spec, nil, env, 0); out.lib != nil || out.found || len(out.problems) != 0 {
+	if out = load(spec, nil, env, majorCap{}); out.lib != nil || out.found || len(out.problems) != 0 {
 		t.Errorf("absent library: lib %v, found %v, problems %q", out.lib, out.found, out.problems)
 	}
 }

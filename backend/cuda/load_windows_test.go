@@ -19,7 +19,7 @@ func TestWindowsLoader(t *testing.T) {
 	env := searchEnv{getenv: os.Getenv, goos: runtime.GOOS, goarch: runtime.GOARCH}
 	spec := libSpec{role: "the kernel", candidates: []candidate{{name: "kernel32.dll"}}, symbols: []string{"MulDiv", "lstrlenA"}}
 
-	out := load(spec, []searchDir{{path: sys}}, env, 0)
+	out := load(spec, []searchDir{{path: sys}}, env, majorCap{})
 	if out.lib == nil {
 		t.Fatalf("kernel32.dll not loaded from %s: %q", sys, out.problems)
 	}
@@ -38,7 +38,7 @@ func TestWindowsLoader(t *testing.T) {
 
 	// By name, through LoadLibrary's search; the path comes from the loader.
 	env.linker = true
-	out = load(spec, nil, env, 0)
+	out = load(spec, nil, env, majorCap{})
 	if out.lib == nil {
 		t.Fatalf("kernel32.dll not loaded by name: %q", out.problems)
 	}
@@ -47,13 +47,13 @@ func TestWindowsLoader(t *testing.T) {
 	}
 
 	spec.symbols = []string{"MulDiv", "sora_no_such_symbol", "lstrlenA", "sora_nor_this"}
-	out = load(spec, nil, env, 0)
+	out = load(spec, nil, env, majorCap{})
 	if out.lib != nil || len(out.problems) != 1 || !strings.HasSuffix(out.problems[0], " lacks symbols sora_no_such_symbol, sora_nor_this") {
 		t.Errorf("with missing symbols: lib %v, problems %q", out.lib, out.problems)
 	}
 
 	spec.candidates = []candidate{{name: "sora-no-such-library.dll"}}
-	if out = load(spec, nil, env, 0); out.lib != nil || out.found || len(out.problems) != 0 {
+	if out = load(spec, nil, env, majorCap{}); out.lib != nil || out.found || len(out.problems) != 0 {
 		t.Errorf("absent DLL: lib %v, found %v, problems %q", out.lib, out.found, out.problems)
 	}
 
@@ -63,7 +63,7 @@ func TestWindowsLoader(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.linker = false
-	out = load(driverSpecWindows, []searchDir{{path: dir}}, env, 0)
+	out = load(driverSpecWindows, []searchDir{{path: dir}}, env, majorCap{})
 	if out.lib != nil || !out.found || len(out.problems) != 1 || !strings.HasPrefix(out.problems[0], fake+": ") {
 		t.Errorf("a file that is no DLL: lib %v, found %v, problems %q; want one problem starting %q", out.lib, out.found, out.problems, fake+": ")
 	}

@@ -128,12 +128,12 @@ func TestWindowsCompanions(t *testing.T) {
 	dirs := env.searchDirs()
 	_, blas, rtc := env.specs()
 
-	out := load(blas, dirs, env, 12)
+	out := load(blas, dirs, env, libraryCap(12000, 0, 0))
 	want := []string{filepath.Join(dir, "cublas64_12.dll") + " needs cublasLt64_12.dll, which is in none of the folders searched"}
 	if out.lib != nil || !out.found || !slices.Equal(out.problems, want) {
 		t.Errorf("cuBLAS without cublasLt: lib %v, found %v, problems %q; want %q", out.lib, out.found, out.problems, want)
 	}
-	out = load(rtc, dirs, env, 12)
+	out = load(rtc, dirs, env, libraryCap(12000, 0, 0))
 	want = []string{
 		filepath.Join(dir, "nvrtc64_130_0.dll") + " skipped: the driver supports CUDA up to 12 (install the CUDA 12 libraries, or a newer driver)",
 		filepath.Join(dir, "nvrtc64_120_0.dll") + " needs nvrtc-builtins64_12*.dll, which is in none of the folders searched",
