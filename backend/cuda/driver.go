@@ -153,7 +153,11 @@ func (r *probeResult) report(spec libSpec, o loadOutcome) {
 	case o.lib != nil:
 	case !o.found:
 		r.notFound = true
-		r.problems = append(r.problems, fmt.Sprintf("%s (%s) not found", spec.names(), spec.role))
+		msg := fmt.Sprintf("%s (%s) not found", spec.names(), spec.role)
+		if len(o.problems) > 0 { // only what the version cap kept from the search by name
+			msg += ": " + strings.Join(o.problems, "; ")
+		}
+		r.problems = append(r.problems, msg)
 	default:
 		r.problems = append(r.problems, fmt.Sprintf("no usable %s (%s): %s", spec.names(), spec.role, strings.Join(o.problems, "; ")))
 	}

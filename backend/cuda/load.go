@@ -163,8 +163,10 @@ func (l *library) where() string {
 // loadOutcome is the result of searching for one library.
 type loadOutcome struct {
 	lib *library
-	// problems say why each file that was found could not be used; they are
-	// reported only when no file could.
+	// problems say why each file that was found could not be used, or,
+	// when none was found, which names the version cap kept from the
+	// dynamic linker's search; they are reported only when no file could
+	// be used.
 	problems []string
 	// found is whether any candidate file existed at all.
 	found bool
@@ -181,30 +183,29 @@ type majorCap struct {
 // the driver supports (driverVersion, e.g. 13000; 0 when unknown) and,
 // for a GPU of compute capability ccMajor.ccMinor (0.0 when unknown), the
 // last CUDA version that supports it (CUDA 13 dropped compute capabilities
-// below 7.5, CUDA 12 those below 5.0), whichever is older.
+// below 7.5, CUDA 12 those below 5.0), whichever is older. The backend
+// loads only CUDA 12 and 13 libraries, so a cap below 12 skips them all,
+// and its reason says what would help: for a GPU below 5.0, nothing (its
+// last drivers, R470, support CUDA 11 at most), so that reason wins over
+// the driver's; for an older driver, a newer one. Where the driver and a
+// GPU below 7.5 both stop at CUDA 12, the GPU's reason is given, since a
+// newer driver would not help.
 func libraryCap(driverVersion, ccMajor, ccMinor int) majorCap {
+	cc := 10*ccMajor + ccMinor
+	if cc != 0 && cc < 50 {
+		return majorCap{11, fmt.Sprintf("this GPU's compute capability %d.%d is older than CUDA 12 supports (5.0 and later), and the backend loads no older CUDA libraries",
+			ccMajor, ccMinor)}
+	}
 	var c majorCap
-	if driverVersion > 0 {
-		m := driverVersion / 1000
+	switch m := driverVersion / 1000; {
+	case m <= 0:
+	case m < 12:
+		c = majorCap{m, fmt.Sprintf("the driver supports CUDA up to %d, and the backend needs CUDA 12 or later (install a newer driver)", m)}
+	default:
 		c = majorCap{m, fmt.Sprintf("the driver supports CUDA up to %d (install the CUDA %d libraries, or a newer driver)", m, m)}
 	}
-	cc := 10*ccMajor + ccMinor
-	last := 0
-	switch {
-	case cc == 0:
-	case cc < 50:
-		last = 11
-	case cc < 75:
-		last = 12
-	}
-	switch {
-	case last == 0 || c.major != 0 && last >= c.major:
-	case last < 12:
-		c = majorCap{last, fmt.Sprintf("this GPU's compute capability %d.%d is older than CUDA 12, the oldest the backend loads, supports (5.0)",
-			ccMajor, ccMinor)}
-	default:
-		c = majorCap{last, fmt.Sprintf("CUDA %d no longer supports this GPU's compute capability %d.%d (install the CUDA %d libraries)",
-			last+1, ccMajor, ccMinor, last)}
+	if cc != 0 && cc < 75 && (c.major == 0 || c.major >= 12) {
+		c = majorCap{12, fmt.Sprintf("CUDA 13 no longer supports this GPU's compute capability %d.%d (install the CUDA 12 libraries)", ccMajor, ccMinor)}
 	}
 	return c
 }
@@ -251,8 +252,10 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, limit majorCap) loadOut
 	}
 	// The dynamic linker's cache (on Windows, the system's DLL search) may
 	// know folders none of the above names.
+	var capped []string // names limit keeps from that search
 	for _, c := range spec.candidates {
 		if maxMajor != 0 && c.major > maxMajor {
+			capped = append(capped, c.name)
 			continue
 		}
 		h, err := dlOpen(c.name)
@@ -281,6 +284,11 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, limit majorCap) loadOut
 		}
 		out.lib = lib
 		return out
+	}
+	if !out.found && len(capped) > 0 {
+		// Nothing was found, but what was not looked for may be known
+		// by name; without this, the report would say only "not found".
+		out.problems = append(out.problems, strings.Join(capped, ", ")+" not looked for by name: "+limit.why)
 	}
 	return out
 }

@@ -326,14 +326,55 @@ func TestLibraryCap(t *testing.T) {
 		{13000, 12, 0, 13, "the driver supports CUDA up to 13"},
 		{13000, 7, 5, 13, "the driver supports CUDA up to 13"},
 		{13000, 7, 0, 12, "CUDA 13 no longer supports this GPU's compute capability 7.0 (install the CUDA 12 libraries)"},
-		{12080, 6, 1, 12, "the driver supports CUDA up to 12"},
+		{13000, 7, 2, 12, "CUDA 13 no longer supports this GPU's compute capability 7.2"}, // Jetson Xavier
+		{13000, 8, 7, 13, "the driver supports CUDA up to 13"},                            // Jetson Orin
+		{13000, 5, 0, 12, "CUDA 13 no longer supports this GPU's compute capability 5.0"},
+		// Where driver and GPU both stop at 12, a newer driver would not help.
+		{12080, 6, 1, 12, "CUDA 13 no longer supports this GPU's compute capability 6.1 (install the CUDA 12 libraries)"},
+		{12080, 8, 0, 12, "the driver supports CUDA up to 12 (install the CUDA 12 libraries, or a newer driver)"},
 		{0, 6, 1, 12, "CUDA 13 no longer supports this GPU's compute capability 6.1"},
-		{12080, 3, 7, 11, "compute capability 3.7 is older than CUDA 12, the oldest the backend loads, supports (5.0)"},
+		// A driver older than CUDA 12 needs replacing: no CUDA 11 library loads.
+		{11080, 8, 0, 11, "the driver supports CUDA up to 11, and the backend needs CUDA 12 or later (install a newer driver)"},
+		{11080, 6, 1, 11, "the driver supports CUDA up to 11, and the backend needs CUDA 12 or later"},
+		// Below 5.0 nothing helps (Kepler's last drivers, R470, stop at
+		// CUDA 11.4): the GPU's reason wins over the driver's.
+		{11040, 3, 7, 11, "compute capability 3.7 is older than CUDA 12 supports (5.0 and later)"},
+		{12080, 3, 5, 11, "compute capability 3.5 is older than CUDA 12 supports"},
+		{0, 3, 0, 11, "compute capability 3.0 is older than CUDA 12 supports"},
 	} {
 		got := libraryCap(tc.driverVersion, tc.ccMajor, tc.ccMinor)
 		if got.major != tc.want || !strings.Contains(got.why, tc.why) || (tc.why == "") != (got.why == "") {
 			t.Errorf("libraryCap(%d, %d.%d) = %+v, want %d for a reason with %q", tc.driverVersion, tc.ccMajor, tc.ccMinor, got, tc.want, tc.why)
 		}
+	}
+}
+
+// TestLinkerSkipSaysWhy: a name the version cap keeps from the dynamic
+// linker's search is not opened, and when nothing else was found the
+// report says so and why instead of a bare "not found". libm.so.6 plays a
+// CUDA 13 library the linker knows by name.
+func TestLinkerSkipSaysWhy(t *testing.T) {
+	env := testEnv(t.TempDir(), nil)
+	env.linker = true
+	spec := libSpec{role: "a library", candidates: []candidate{
+		{name: "libm.so.6", major: 13},
+		{name: "libsora-no-such-library.so.12", major: 12},
+	}, symbols: []string{"cos"}}
+	out := load(spec, nil, env, majorCap{})
+	if out.lib == nil {
+		t.Skipf("libm.so.6 cannot be opened by name here (%q): not a glibc system?", out.problems)
+	}
+	dlClose(out.lib.handle)
+	limit := libraryCap(13000, 6, 1)
+	out = load(spec, nil, env, limit)
+	want := []string{"libm.so.6 not looked for by name: " + limit.why}
+	if out.lib != nil || out.found || !slices.Equal(out.problems, want) {
+		t.Fatalf("got lib %v found %v problems %q; want problems %q", out.lib, out.found, out.problems, want)
+	}
+	var r probeResult
+	r.report(spec, out)
+	if len(r.problems) != 1 || !r.notFound || !strings.HasSuffix(r.problems[0], " not found: "+want[0]) {
+		t.Errorf("report %q (notFound %v), want one ending %q", r.problems, r.notFound, " not found: "+want[0])
 	}
 }
 
