@@ -196,7 +196,7 @@ func New(opts Options) *Backend {
 	opts.Threads = max(opts.Threads, 0)
 	kern := rowKernels(opts)
 	conv := bf16.Best()
-	if opts.Portable || vec.Named(opts.RowKernels) == vec.Go {
+	if opts.Portable || opts.RowKernels == vec.Go.Name {
 		// Asked for Go's element-wise kernels: the bfloat16 conversions
 		// are some too. (A CPU whose fastest row kernels are Go's, AVX2
 		// without FMA, keeps the AVX2 conversions.)

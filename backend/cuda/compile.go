@@ -274,19 +274,15 @@ func (b *Backend) loadKernels() (err error) {
 	}
 	key.source, key.driverVersion, key.nvrtcMajor, key.nvrtcMinor = kernelSource, b.probe.driverVersion, ma, mi
 	hash := key.hash()
-	// origin prefixes where the kernels came from with what they are,
-	// where that is PTX.
-	origin := func(s string) string {
-		if !key.ptx {
-			return s
-		}
-		return fmt.Sprintf("PTX for %s, compiled by the driver at load (%s): %s", key.arch(), why, s)
+	// Where the kernels are PTX, where they came from is said after what
+	// they are.
+	if key.ptx {
+		defer func() {
+			if err == nil {
+				b.kernelOrigin = fmt.Sprintf("PTX for %s, compiled by the driver at load (%s): %s", key.arch(), why, b.kernelOrigin)
+			}
+		}()
 	}
-	defer func() {
-		if err == nil {
-			b.kernelOrigin = origin(b.kernelOrigin)
-		}
-	}()
 
 	dir := ""
 	if !b.opts.NoCache {

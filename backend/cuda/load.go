@@ -179,6 +179,10 @@ type majorCap struct {
 	why   string
 }
 
+// excludes reports whether the cap keeps libraries of CUDA major version
+// major from loading.
+func (c majorCap) excludes(major int) bool { return c.major != 0 && major > c.major }
+
 // libraryCap is the cap on the CUDA libraries' major version: the newest
 // the driver supports (driverVersion, e.g. 13000; 0 when unknown) and,
 // for a GPU of compute capability ccMajor.ccMinor (0.0 when unknown), the
@@ -215,7 +219,6 @@ func libraryCap(driverVersion, ccMajor, ccMinor int) majorCap {
 // limit skips libraries of a newer CUDA version than the driver or the GPU
 // allows (see libraryCap).
 func load(spec libSpec, dirs []searchDir, env searchEnv, limit majorCap) loadOutcome {
-	maxMajor := limit.major
 	var out loadOutcome
 	tried := map[string]bool{} // files already tried, by resolved path
 	for _, d := range dirs {
@@ -229,7 +232,7 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, limit majorCap) loadOut
 			}
 			out.found = true
 			tried[resolved(path)] = true
-			if maxMajor != 0 && c.major > maxMajor {
+			if limit.excludes(c.major) {
 				out.problems = append(out.problems, path+" skipped: "+limit.why)
 				continue
 			}
@@ -254,7 +257,7 @@ func load(spec libSpec, dirs []searchDir, env searchEnv, limit majorCap) loadOut
 	// know folders none of the above names.
 	var capped []string // names limit keeps from that search
 	for _, c := range spec.candidates {
-		if maxMajor != 0 && c.major > maxMajor {
+		if limit.excludes(c.major) {
 			capped = append(capped, c.name)
 			continue
 		}

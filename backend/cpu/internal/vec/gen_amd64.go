@@ -664,9 +664,9 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string, tab []str
 // the longest dependency chain, which bounds these kernels on Zen 5
 // (GELU's derivative 2–3% faster in cache than with T + T·(R·q)). Nine
 // multiplies and multiply-adds where the polynomial of degree five on
-// [−ln 2, ln 2] took eleven, and no VRNDSCALEPS: GELU and its derivative measured 6%
-// faster on Zen 5, from memory and in cache; the table's float32
-// roundings (0.4 of an ulp at most) took GELU's worst error over
+// [−ln 2, ln 2] took eleven, and no VRNDSCALEPS: GELU and its derivative
+// measured 6% faster on Zen 5, from memory and in cache; the table's
+// float32 roundings (0.4 of an ulp at most) took GELU's worst error over
 // [−13, 13] from 3.48 to 4.07 ulps (accuracy_test.go; its bound is 6).
 // Lanes beyond geluMaxA get anything, NaN included, and phi clears them.
 // It uses m and tt as temporaries and leaves k/16 in n.

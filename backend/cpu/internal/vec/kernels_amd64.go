@@ -264,7 +264,6 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 				f.layerNormGradAcc[e](&dx[lo], &x[lo], &w[lo], &dy[lo], &accG[lo], &accB[lo], mh, ml, r, mg32, mgx32, hi-lo)
 			})
 		},
-
 		AdamW: func(p, g, m, v []float32, s *AdamWStep) {
 			n := len(p)
 			if n == 0 {

@@ -163,13 +163,13 @@ type Kernels struct {
 	// hole ≥ 0 (cross-entropy's target), as ScaleToWith does; the values
 	// are those of the separate kernels bit for bit. next is as long as
 	// dst or empty, src and out as long as dst or both empty; out may be
-	// src but overlaps no other. The AVX-512 streaming set does all this in one pass where
-	// out is vector-aligned and not src, next not empty and scale
-	// positive, so that the previous row's stores to memory and the next
-	// row's loads overlap this row's exponentials (the CPU backend's
-	// softmax over 4M floats in rows of 1024, one thread: 0.56–0.64 of the
-	// copy's bandwidth in separate passes, 0.74–0.86 fused); the others
-	// call the separate kernels and ScaleToWith.
+	// src but overlaps no other. The AVX-512 streaming set does all this
+	// in one pass where out is vector-aligned and not src, next not empty
+	// and scale positive, so that the previous row's stores to memory and
+	// the next row's loads overlap this row's exponentials (the CPU
+	// backend's softmax over 4M floats in rows of 1024, one thread:
+	// 0.56–0.64 of the copy's bandwidth in separate passes, 0.74–0.86
+	// fused); the others call the separate kernels and ScaleToWith.
 	SoftmaxStep func(dst, x, next, src, out []float32, scale, shift float32, c float64, hole int, value float32) (sum float64, nextMax float32)
 	// Prefetch asks for x to be brought into the cache without waiting
 	// for it, so that a row to be read next arrives while the current one
