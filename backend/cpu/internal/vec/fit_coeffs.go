@@ -323,6 +323,75 @@ func main() {
 	phiTable("phiT8", 2, deg("GELU8", 7),
 		"// ½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiT8[1+k][i]·(a − phiT8[0][i])^k for a in [0, 13.2],\n"+
 			"// i = (bits(a+1) >> 22) & 7: phiT8[0] holds the intervals' centres (AVX2).\n")
+	// AVX-512's GELU family (see pwPoly in math32.go): each function's
+	// tail part P(a), a = |x|, on sixteen intervals of equal width over
+	// [0, max], in v = a·scale − i on interval i, fitted for absolute
+	// error (the kernels' contract is absolute where P is small); max is
+	// where |P| falls below 2⁻²⁶ for good, beyond which the kernels take
+	// P as 0, and scale is 16/max in float32 (max lowered until
+	// max·scale < 16, so that no a up to max reaches a seventeenth
+	// interval). v is exact before its one rounding (a fused
+	// multiply-add), so the fit takes it in float64.
+	pwTable := func(name string, f func(a float64) float64, what string) {
+		const tail = 0x1p-26
+		a0 := 0.0
+		for a := 20.0; a > 0; a -= 1.0 / 1024 {
+			if math.Abs(f(a)) > tail {
+				a0 = a
+				break
+			}
+		}
+		scale := float32(16 / a0)
+		hi32 := float32(a0)
+		for float64(hi32)*float64(scale) >= 16 {
+			hi32 = math.Nextafter32(hi32, 0)
+		}
+		d := deg("PW", 5)
+		var tab [][]float64
+		var worst float64
+		for i := range 16 {
+			lo, hi := float64(i)/float64(scale), float64(i+1)/float64(scale)
+			if i == 15 {
+				hi = float64(hi32)
+			}
+			fi := float64(i)
+			u := func(a float64) float64 { return float64(a*float64(scale)) - fi }
+			c := fit(lo, hi, d, u, f, func(float64) float64 { return 1 })
+			worst = math.Max(worst, maxErr(lo, hi, c, u, f, func(float64) float64 { return 1 }))
+			tab = append(tab, c)
+		}
+		fmt.Fprintf(os.Stderr, "%s: max abs err %.3g, max %v\n", name, worst, hi32)
+		fmt.Fprintf(&out, "// %s is generated; see fit_coeffs.go.\n// %s as a pwPoly.\n",
+			name, what)
+		fmt.Fprintf(&out, "var %s = pwPoly{scale: %v, max: %v, c: [%d][16]float32{\n", name, scale, hi32, d+1)
+		for k := 0; k <= d; k++ {
+			fmt.Fprint(&out, "{")
+			for i := range 16 {
+				if i > 0 {
+					fmt.Fprint(&out, ", ")
+				}
+				fmt.Fprintf(&out, "%v", float32(tab[i][k]))
+			}
+			fmt.Fprint(&out, "},\n")
+		}
+		fmt.Fprint(&out, "}}\n\n")
+	}
+	tailPhi := func(a float64) float64 { return 0.5 * math.Erfc(a/math.Sqrt2) }
+	pdf := func(a float64) float64 { return math.Exp(-float64(a*a)/2) / math.Sqrt(2*math.Pi) }
+	// GELU's tanh approximation x·σ(y), y = c1·x + c3·x³: its tail part
+	// σ(−y(a)) and the derivative's σ(−y) − a·y′·σ(y)σ(−y).
+	const c1, c3 = 1.5957691216057308, 1.5957691216057308 * 0.044715
+	sigNeg := func(a float64) float64 {
+		e := math.Exp(-(c1*a + float64(c3*a*a)*a))
+		return e / (1 + e)
+	}
+	pwTable("pwGELU", tailPhi, "Φ(−a)")
+	pwTable("pwGELUGrad", func(a float64) float64 { return tailPhi(a) - float64(a*pdf(a)) }, "Φ(−a) − a·φ(a)")
+	pwTable("pwGELUTanh", sigNeg, "σ(−y(a))")
+	pwTable("pwGELUTanhGrad", func(a float64) float64 {
+		s := sigNeg(a)
+		return s - float64(float64(a*(c1+float64(3*c3*a*a)))*float64(s*(1-s)))
+	}, "σ(−y(a)) − a·y′(a)·σ(y)σ(−y)")
 	src, err := format.Source(out.Bytes())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

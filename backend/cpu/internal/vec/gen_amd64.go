@@ -515,111 +515,74 @@ func (g *gen) sigmoidPick(x, r, s0, d, m string) {
 	g.blend(m, r, s0, d)
 }
 
-// geluDeg is the degree of phiT's polynomials (coeffs.go): the table has
-// a row of interval centres and geluDeg+1 rows of coefficients. geluDeg8
-// is phiT8's, AVX2's table of eight intervals.
-const (
-	geluDeg  = 5
-	geluDeg8 = 7
-)
+// geluDeg8 is the degree of phiT8's polynomials (coeffs.go), AVX2's
+// table of eight intervals: a row of interval centres and geluDeg8+1
+// rows of coefficients.
+const geluDeg8 = 7
 
 // phi sets d = x·Φ(x) (gelu true) or d = Φ(x) and e = exp(−x²/2) (gelu
-// false), both 0 beyond geluMaxA; see phiTail. It uses temporaries
-// t[0..5] (AVX2: and t[6] for gelu) and mask m. tab holds, for AVX-512,
-// the registers of tGelu's geluDeg+3 rows, one 16-lane vector each:
-// phiT's geluDeg+2 and gtExp2T for gaussTab's e^{−x²/2}. AVX2 reads the
-// rows of phiT8 (tGelu8) from memory, one 8-lane vector each, and takes
-// the exponential with a polynomial (gaussQ) of its own: eight intervals
-// of degree seven, one VPERMPS per coefficient, where phiT's sixteen of
-// degree five took two and a blend (26 operations a vector for F, now
-// 16). On Zen 5, against the Go set in the same run, in L1: GELU 17%
-// faster, its derivative 13%; 4M floats from memory, one thread: 16–17%.
-func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string, tab []string) {
+// false), both 0 beyond geluMaxA, for AVX2 (AVX-512 takes pwGELU and
+// pwGELUGrad); see phiTail. It uses temporaries t[0..6] and mask m (and
+// ms for Φ's sign). It reads the rows of phiT8 (tGelu8) from memory, one
+// 8-lane vector each, and takes the exponential with a polynomial
+// (gaussQ) of its own: eight intervals of degree seven, one VPERMPS per
+// coefficient, where phiT's sixteen of degree five took two and a blend
+// (26 operations a vector for F, now 16). On Zen 5, against the Go set
+// in the same run, in L1: GELU 17% faster, its derivative 13%; 4M floats
+// from memory, one thread: 16–17%.
+func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string) {
 	a, s, idx, n, u, p := t[0], t[1], t[2], t[3], t[4], t[5]
 	if gelu {
 		e = d
 	}
-	// fetch sets dst to row k of phiT (AVX2: phiT8) at each lane's interval.
-	fetch := func(k int, dst string) {
-		if g.wide() {
-			g.I("VPERMPS %s, %s, %s", tab[k], idx, dst)
-			return
-		}
-		g.I("VPERMPS ·tGelu8+%d(SB), %s, %s", 32*k, idx, dst)
-	}
+	// fetch sets dst to row k of phiT8 at each lane's interval.
+	fetch := func(k int, dst string) { g.I("VPERMPS ·tGelu8+%d(SB), %s, %s", 32*k, idx, dst) }
 	g.and(c("cAbs"), x, a)
 	g.cmp(ngtUS, c("cGeluMax"), a, m) // lanes to keep (NaN included)
-	absx := a                         // |x| for the final x·Φ(x)
-	if !g.wide() {
-		// Lanes beyond geluMaxA are cleared at the end, but their
-		// arithmetic must stay finite for the AVX2 masking (an AND) to
-		// clear it; NaN becomes geluMaxA here, and its x makes the
-		// result NaN again. AVX-512 masks the product instead.
-		if gelu {
-			a = t[6]
-		}
-		g.I("VMINPS %s, %s, %s", c("cGeluMax"), absx, a)
+	// Lanes beyond geluMaxA are cleared at the end, but their arithmetic
+	// must stay finite for the masking (an AND) to clear it; NaN becomes
+	// geluMaxA here, and its x makes the result NaN again.
+	absx := a // |x| for the final x·Φ(x)
+	if gelu {
+		a = t[6]
 	}
-	if g.wide() {
-		g.gaussTab(a, e, s, n, p, tab[geluDeg+2])
-	} else {
-		// e^{−a²/2} = 2ⁿ·e^{−R/2} with n = round(−a²/(2 ln 2)) and R =
-		// a² + 2n·ln 2: a·a + 2n·ln2Hi rounded once (the product is
-		// exact), so that R keeps its digits however large a² is.
-		g.I("VMULPS %s, %s, %s", a, a, s)
-		g.I("VMULPS %s, %s, %s", c("cNegHalfLog2e"), s, n)
-		g.round(n, n)
-		g.I("VMULPS %s, %s, %s", c("c2Ln2Hi"), n, s)
-		g.I("VFMADD231PS %s, %s, %s", a, a, s)
-		g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, s) // R
-	}
-	// The interval: (bits(a+1) >> 21) mod 16 (AVX2: >> 22, mod 8, which
-	// VPERMPS takes from the index's low bits), and u = a − its centre.
+	g.I("VMINPS %s, %s, %s", c("cGeluMax"), absx, a)
+	// e^{−a²/2} = 2ⁿ·e^{−R/2} with n = round(−a²/(2 ln 2)) and R = a² +
+	// 2n·ln 2: a·a + 2n·ln2Hi rounded once (the product is exact), so
+	// that R keeps its digits however large a² is.
+	g.I("VMULPS %s, %s, %s", a, a, s)
+	g.I("VMULPS %s, %s, %s", c("cNegHalfLog2e"), s, n)
+	g.round(n, n)
+	g.I("VMULPS %s, %s, %s", c("c2Ln2Hi"), n, s)
+	g.I("VFMADD231PS %s, %s, %s", a, a, s)
+	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, s) // R
+	// The interval: (bits(a+1) >> 22) mod 8, which VPERMPS takes from
+	// the index's low bits, and u = a − its centre.
 	g.I("VADDPS %s, %s, %s", c("cOne"), a, idx)
-	deg := geluDeg
-	if g.wide() {
-		g.I("VPSRLD $21, %s, %s", idx, idx)
-	} else {
-		deg = geluDeg8
-		g.I("VPSRLD $22, %s, %s", idx, idx)
-	}
+	g.I("VPSRLD $22, %s, %s", idx, idx)
 	fetch(0, u)
 	g.I("VSUBPS %s, %s, %s", u, a, u)
-	if !g.wide() {
-		// e = 2ⁿ·(1 + R·Q(R)).
-		g.horner("cGaussQ", 5, s, e)
-		g.I("VFMADD213PS %s, %s, %s", c("cOne"), s, e)
-		g.scale2n(e, n, s, false)
-	}
+	// e = 2ⁿ·(1 + R·Q(R)).
+	g.horner("cGaussQ", 5, s, e)
+	g.I("VFMADD213PS %s, %s, %s", c("cOne"), s, e)
+	g.scale2n(e, n, s, false)
 	// F(a) by Horner's rule on the interval's coefficients (fetched
 	// into n, which the scaling is done with).
-	fetch(deg+1, p)
-	for k := deg; k >= 1; k-- {
+	fetch(geluDeg8+1, p)
+	for k := geluDeg8; k >= 1; k-- {
 		fetch(k, n)
 		g.I("VFMADD213PS %s, %s, %s", n, u, p)
 	}
-	// h = e·F, cleared beyond geluMaxA (where AVX-512 left e and F
-	// unbounded); then x·Φ(x) = max(x, 0) − |x|·h with one rounding
-	// (gelu), or Φ = h below 0 and 1 − h from 0 on.
-	if g.wide() {
-		if !gelu {
-			g.I("VMOVUPS.Z %s, %s, %s", e, m, e)
-		}
-		g.I("VMULPS.Z %s, %s, %s, %s", e, p, m, p)
-	} else {
-		g.I("VANDPS %s, %s, %s", e, m, e)
-		g.I("VMULPS %s, %s, %s", e, p, p)
-	}
+	// h = e·F, cleared beyond geluMaxA; then x·Φ(x) = max(x, 0) − |x|·h
+	// with one rounding (gelu), or Φ = h below 0 and 1 − h from 0 on.
+	g.I("VANDPS %s, %s, %s", e, m, e)
+	g.I("VMULPS %s, %s, %s", e, p, p)
 	if gelu {
 		// Beyond geluMaxA the result is max(x, 0) alone: h is 0 there,
 		// and |x|·h would be ∞·0 = NaN for x = ±Inf.
 		g.I("VMAXPS %s, %s, %s", c("cZero"), x, d)
-		if g.wide() {
-			g.I("VFNMADD231PS %s, %s, %s, %s", absx, p, m, d) // merge-masked
-		} else {
-			g.I("VANDPS %s, %s, %s", absx, m, absx)
-			g.I("VFNMADD231PS %s, %s, %s", absx, p, d)
-		}
+		g.I("VANDPS %s, %s, %s", absx, m, absx)
+		g.I("VFNMADD231PS %s, %s, %s", absx, p, d)
 		return
 	}
 	g.cmp(geOS, c("cZero"), x, ms)
@@ -628,99 +591,91 @@ func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string, tab []str
 	g.blend(ms, s, p, d)
 }
 
-// gaussTab sets e = e^{−a²/2} for a ≥ 0 (AVX-512) as expTab takes e^x:
-// 2^(k/16)·e^{−R/2}, k/16 the multiple of 1/16 nearest −a²·log2e/2 and
-// R = a² + 2·(k/16)·ln 2, within ln2/16 of 0 (a little more with the
-// roundings). The fused multiply-add with gtMagic rounds a·(−log2e/2)·a
-// to sixteenths and leaves k in the sum's low bits, whose last four pick
-// entry j = k mod 16 of tab (gtExp2Shifted: 2^(j/16) less j·2¹⁹ in its
-// bits), to which the sum's bits shifted left by 19, n·2²³ + j·2¹⁹ for
-// k = 16n + j, are added as integers: T = 2ⁿ·2^(j/16), normal as n ≥
-// −126 up to geluMaxA (k = −2011 there, n = −126; TestGaussTabScaling).
-// That integer addition, off the dependency chain, replaces a VSCALEFPS
-// by 2ⁿ at its end (which takes two of the adder pipes' slots on Zen 5):
-// in L1, against the build before, GELU 3.6% and its derivative 3%
-// faster, from memory 3%. The results are the same bit for bit (scaling
-// by 2ⁿ first is exact) but where T·R goes subnormal, from x = −12.76
-// down (results under 2.3e−35 in magnitude): there e^{−x²/2} differs in
-// its last bit for some x, which GELU and its derivative carry as up to
-// 2 units in their last place, more where Φ(x) is subnormal too (x <
-// −12.98: GELU up to 14, its derivative 4), as accurate either way
-// (every float32 in [−14, 14], against the build before and float64:
-// the worst errors over [−13, 13] unchanged). R is a·a + 2(k/16)·ln2Hi
-// rounded once, the product being exact (k/16 has at most eleven
-// significant bits up to geluMaxA, ln2Hi nine), so that R keeps its
-// digits however large a² is, less 2(k/16)·ln2Lo. The product is taken
-// from the rounding sum itself, (gtMagic + k/16)·2ln2Hi −
-// gtMagic·2ln2Hi in one fused multiply-add (exact, as the constant,
-// 1065·2¹⁰, and the result are representable), so that it does not
-// wait for the subtraction that gives k/16: the same results (every
-// float32 in [−14, 14]), GELU's derivative 0.6–2.1% faster in L1 (three
-// alternated runs; GELU within 0.6%). e^{−R/2} − 1 is
-// R·(−½ + R·(q0/4 − R·q1/8)): expT's polynomial in r = −R/2 with the
-// halvings moved into the coefficients (gaussT), where they are exact, so
-// that it is as accurate as expTab's. 2^(j/16)·e^{−R/2} is T + (T·R)·q
-// and q = −½ + R·(…): T·R is taken while q is evaluated, a multiply off
-// the longest dependency chain, which bounds these kernels on Zen 5
-// (GELU's derivative 2–3% faster in cache than with T + T·(R·q)). Nine
-// multiplies and multiply-adds where the polynomial of degree five on
-// [−ln 2, ln 2] took eleven, and no VRNDSCALEPS: GELU and its derivative
-// measured 6% faster on Zen 5, from memory and in cache; the table's
-// float32 roundings (0.4 of an ulp at most) took GELU's worst error over
-// [−13, 13] from 3.48 to 4.07 ulps (accuracy_test.go; its bound is 6).
-// Lanes beyond geluMaxA get anything, NaN included, and phi clears them.
-// It uses m and tt as temporaries and leaves k/16 in n.
-func (g *gen) gaussTab(a, e, m, n, tt, tab string) {
-	g.I("VMULPS %s, %s, %s", c("cNegHalfLog2e"), a, n)
-	g.I("VMOVUPS %s, %s", c("cGtMagic"), m)
-	g.I("VFMADD231PS %s, %s, %s", n, a, m)        // −a²·log2e/2 to 1/16, plus gtMagic
-	g.I("VSUBPS %s, %s, %s", c("cGtMagic"), m, n) // k/16
-	g.I("VPERMPS %s, %s, %s", tab, m, e)          // 2^(j/16) less j·2¹⁹ in its bits
-	g.I("VPSLLD $19, %s, %s", m, tt)              // n·2²³ + j·2¹⁹
-	g.I("VPADDD %s, %s, %s", tt, e, e)            // 2ⁿ·2^(j/16)
-	g.I("VMOVUPS %s, %s", c("cNegGtMagic2Ln2Hi"), tt)
-	g.I("VFMADD132PS %s, %s, %s", c("c2Ln2Hi"), tt, m) // (k/16)·2ln2Hi, exact, not waiting for n
-	g.I("VFMADD231PS %s, %s, %s", a, a, m)             // a² + 2(k/16)·ln2Hi, rounded once
-	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, m)  // R
-	g.I("VMOVUPS %s, %s", ck("cGaussT", 2), tt)
-	g.I("VFMADD213PS %s, %s, %s", ck("cGaussT", 1), m, tt)
-	g.I("VFMADD213PS %s, %s, %s", ck("cGaussT", 0), m, tt)
-	g.I("VMULPS %s, %s, %s", e, m, m)       // 2^(j/16)·R
-	g.I("VFMADD231PS %s, %s, %s", tt, m, e) // 2^(j/16)·e^{−R/2}
+// pwRows is how many rows pwRows (kernels_amd64.go) makes of a pwPoly,
+// each a register in AVX-512's GELU kernels: its six coefficients, its
+// scale, the rounding constant 1.5·2²³ and its max.
+const pwRows = 9
+
+// pwTail sets p = P(a) for the pwPoly (math32.go) whose pwRows are the
+// registers tab, a = |x| (NaN passes), and m to the lanes where a ≤ max
+// or a is NaN; with zero, p is 0 in the others, and anything otherwise
+// (the caller masks it). a·scale + 1.5·2²³ rounded down (a fused
+// multiply-add with an embedded rounding, which stays on Zen 5's
+// multiply-add pipes) leaves the interval's number i in the sum's low
+// bits, which VPERMPS takes to fetch the interval's coefficients; the sum
+// less 1.5·2²³ is i, and v = a·scale − i is rounded once. f, v and t are
+// temporaries. Ten multiplies and permutes and one addition a vector,
+// where e^{−x²/2} and Φ's table took 25 operations (see the package doc
+// on the accuracy this trades).
+func (g *gen) pwTail(a, p, f, v, t, m string, tab []string, zero bool) {
+	coef, scale, magic, hi := tab[:6], tab[6], tab[7], tab[8]
+	g.cmp(ngtUS, hi, a, m)
+	g.I("VMOVAPS %s, %s", a, f)
+	g.I("VFMADD213PS.RD_SAE %s, %s, %s", magic, scale, f) // i in the low bits
+	g.I("VSUBPS %s, %s, %s", magic, f, v)                 // i
+	g.I("VFMSUB231PS %s, %s, %s", scale, a, v)            // a·scale − i
+	g.I("VPERMPS %s, %s, %s", coef[5], f, p)
+	for k := 4; k >= 0; k-- {
+		g.I("VPERMPS %s, %s, %s", coef[k], f, t)
+		if k == 0 && zero {
+			g.I("VFMADD213PS.Z %s, %s, %s, %s", t, v, m, p)
+			continue
+		}
+		g.I("VFMADD213PS %s, %s, %s", t, v, p)
+	}
+}
+
+// pwGELU sets d = max(x, 0) − |x|·P(|x|) for the tail part P of a GELU
+// (Φ(−a) for GELU, σ(−y(a)) for its tanh approximation), with P taken
+// as 0 beyond its max (then d is x or 0, ±Inf included); t[0..4] are
+// temporaries and m a mask.
+func (g *gen) pwGELU(x, d string, t []string, m string, tab []string) {
+	a, p := t[0], t[1]
+	g.and(c("cAbs"), x, a)
+	g.pwTail(a, p, t[2], t[3], t[4], m, tab, false)
+	g.I("VMAXPS %s, %s, %s", c("cZero"), x, d)
+	g.I("VFNMADD231PS %s, %s, %s, %s", a, p, m, d) // merge-masked
+}
+
+// pwGELUGrad sets d = dy·D for a GELU's derivative, D = P(|x|) below 0
+// and 1 − P(|x|) from 0 on (−0 included) for P its pwPoly (Φ(−a) −
+// a·φ(a) for GELU), P taken as 0 beyond its max; t[0..4] are temporaries
+// and m[0..1] masks.
+func (g *gen) pwGELUGrad(x, dy, d string, t, m []string, tab []string) {
+	a, p, one := t[0], t[1], t[4]
+	g.and(c("cAbs"), x, a)
+	g.pwTail(a, p, t[2], t[3], t[4], m[0], tab, true)
+	g.cmp(geOS, c("cZero"), x, m[1])
+	g.I("VMOVUPS %s, %s", c("cOne"), one)
+	g.I("VSUBPS %s, %s, %s, %s", p, one, m[1], p) // 1 − P from 0 on
+	g.I("VMULPS %s, %s, %s", dy, p, d)
 }
 
 // geluTanhExp sets e = 2^v for v = a·Q, Q = a1 + a3·a², the e^{−y} of
 // GELU's tanh approximation x/(1 + e^{−y}) (a is x, or |x| for the
-// derivative, clamped to ±gtXMax); see geluTanhExp in math32.go, whose
-// operations these are, in the same order. tab holds, for AVX-512, the
-// registers of the table tGtExp2's two rows (2^(j/16) and its rounding
-// errors, one 16-lane vector each); AVX2 reads them from memory as two
-// 8-lane halves each, picked by bit 3 of the index through a mask
-// register. e must be a (a's register is reused once a is spent).
+// derivative, clamped to ±gtXMax), for AVX2 (AVX-512 takes pwGELU and
+// pwGELUGrad); see geluTanhExp in math32.go, whose operations these are,
+// in the same order. It reads the rows of the table tGtExp2 (2^(j/16)
+// and its rounding errors) from memory as two 8-lane halves each, picked
+// by bit 3 of the index through a mask register. e must be a (a's
+// register is reused once a is spent).
 //
 // As Go's geluTanhExp does, 2ⁿ goes into T_j's exponent field before the
 // last fused multiply-add, and 2^v is flushed to 0 where n < −126 (2^v <
-// 2⁻¹²⁶), through the mask register k (AVX-512) or a compare and an AND
-// (AVX2). Where n > 127, 2^v overflows (only in the forward: the
-// derivative's v is never positive); the forward leaves a mask of the
-// lanes where n > 127 in t[0] (AVX2), whose e is then meaningless, for
-// the caller to set its result to 0. The exception is AVX-512's forward,
-// which scales 2^(j/16 + g) with VSCALEFPS at the end instead (as fast
-// there; 1 + e^{−y} is 1 either way where e^{−y} < 2⁻¹²⁶) and sets k to
-// the lanes where n ≤ 127, for the caller to zero the others. The forward
-// (grad false) uses t[0..4]; the derivative t[0..5] (and t[6] for AVX2's
-// mask), and leaves a² rounded in t[0].
-func (g *gen) geluTanhExp(a, e string, t []string, tab []string, grad bool, k string) {
+// 2⁻¹²⁶) through a compare and an AND. Where n > 127, 2^v overflows
+// (only in the forward: the derivative's v is never positive); the
+// forward leaves a mask of the lanes where n > 127 in t[0], whose e is
+// then meaningless, for the caller to set its result to 0. The forward
+// (grad false) uses t[0..4]; the derivative t[0..6], and leaves a²
+// rounded in t[0].
+func (g *gen) geluTanhExp(a, e string, t []string, grad bool) {
 	if e != a {
 		panic("geluTanhExp: e must be a")
 	}
 	s, sl, qh, ql, lo := t[0], t[1], t[2], t[3], t[4]
 	gg, sel := s, a // s is dead once g is formed, a once the fetch starts
 	if grad {
-		gg = t[5]
-		if !g.wide() {
-			sel = t[6]
-		}
+		gg, sel = t[5], t[6]
 	}
 	g.I("VMULPS %s, %s, %s", a, a, s)
 	g.I("VMOVAPS %s, %s", s, sl)
@@ -740,58 +695,30 @@ func (g *gen) geluTanhExp(a, e string, t []string, tab []string, grad bool, k st
 	g.I("VMOVAPS %s, %s", m16, gg)
 	g.I("VFMSUB231PS %s, %s, %s", qh, a, gg) // a·Qh − m/16
 	g.I("VFMADD231PS %s, %s, %s", lo, a, gg) // g
-	tt, tau, p := qh, lo, idx
-	// nsh sets d = n << 23 from idx, whose bits are gtMagic's, a multiple
-	// of 16 that the shift by 23 drops, plus m.
-	nsh := func(d string) {
-		g.I("VPSRLD $4, %s, %s", idx, d)
-		g.I("VPSLLD $23, %s, %s", d, d)
-	}
-	if g.wide() {
-		g.I("VPERMPS %s, %s, %s", tab[0], idx, tt)
-		g.I("VPERMPS %s, %s, %s", tab[1], idx, tau)
-		if grad {
-			nsh(idx)
-			g.I("VPADDD %s, %s, %s", idx, tt, tt) // T_j·2ⁿ
-			g.cmp(geOS, c("cGtNMin"), m16, k)     // n ≥ −126
-			p = e
-		}
-	} else {
-		// Entries 0..7 from the low half, 8..15 from the high one, as
-		// bit 3 of the index (moved to sel's sign bits) picks.
-		g.I("VPSLLD $28, %s, %s", idx, sel)
-		g.I("VPERMPS %s, %s, %s", "·tGtExp2(SB)", idx, tau)
-		g.I("VPERMPS %s, %s, %s", "·tGtExp2+32(SB)", idx, tt)
-		g.blend(sel, tt, tau, tt)
-		nsh(tau)
-		g.I("VPADDD %s, %s, %s", tau, tt, tt) // T_j·2ⁿ
-		g.I("VPERMPS %s, %s, %s", "·tGtExp2+64(SB)", idx, tau)
-		g.I("VPERMPS %s, %s, %s", "·tGtExp2+96(SB)", idx, idx)
-		g.blend(sel, idx, tau, tau)
-		p = sel
-	}
+	tt, tau := qh, lo
+	// Entries 0..7 from the low half, 8..15 from the high one, as bit 3
+	// of the index (moved to sel's sign bits) picks; n << 23 from idx,
+	// whose bits are gtMagic's, a multiple of 16 that the shift by 23
+	// drops, plus m.
+	g.I("VPSLLD $28, %s, %s", idx, sel)
+	g.I("VPERMPS %s, %s, %s", "·tGtExp2(SB)", idx, tau)
+	g.I("VPERMPS %s, %s, %s", "·tGtExp2+32(SB)", idx, tt)
+	g.blend(sel, tt, tau, tt)
+	g.I("VPSRLD $4, %s, %s", idx, tau)
+	g.I("VPSLLD $23, %s, %s", tau, tau)
+	g.I("VPADDD %s, %s, %s", tau, tt, tt) // T_j·2ⁿ
+	g.I("VPERMPS %s, %s, %s", "·tGtExp2+64(SB)", idx, tau)
+	g.I("VPERMPS %s, %s, %s", "·tGtExp2+96(SB)", idx, idx)
+	g.blend(sel, idx, tau, tau)
+	p := sel
 	g.horner("cGtExp2P", 2, gg, p)
 	g.I("VFMADD213PS %s, %s, %s", tau, gg, p) // u = τ + g·P(g)
-	switch {
-	case grad && g.wide():
-		g.I("VFMADD213PS.Z %s, %s, %s, %s", tt, tt, k, p) // T' + T'·u, 0 where n < −126
-		if p != e {
-			g.I("VMOVAPS %s, %s", p, e)
-		}
-	case g.wide():
-		g.I("VFMADD213PS %s, %s, %s", tt, p, tt) // T + T·u
-		g.cmp(ltOS, c("cGtNOver"), m16, k)       // n ≤ 127
-		// VSCALEFPS scales by 2^⌊m/16⌋ itself, overflowing to +Inf and
-		// rounding subnormal results once.
-		g.I("VSCALEFPS %s, %s, %s", m16, tt, e)
-	default:
-		g.I("VFMADD213PS %s, %s, %s", tt, p, tt) // T' + T'·u
-		if !grad {
-			g.cmp(geOS, c("cGtNOver"), m16, gg) // n > 127, for the caller
-		}
-		g.cmp(geOS, c("cGtNMin"), m16, m16) // n ≥ −126
-		g.I("VANDPS %s, %s, %s", m16, tt, e)
+	g.I("VFMADD213PS %s, %s, %s", tt, p, tt)  // T' + T'·u
+	if !grad {
+		g.cmp(geOS, c("cGtNOver"), m16, gg) // n > 127, for the caller
 	}
+	g.cmp(geOS, c("cGtNMin"), m16, m16) // n ≥ −126
+	g.I("VANDPS %s, %s, %s", m16, tt, e)
 }
 
 // clamp sets d = x clamped to [lo, hi] = [−h, h] (memory operands). With
@@ -827,8 +754,8 @@ type mapK struct {
 	// ordinary stores: they are small and read again soon).
 	updates []string
 	scalars []string // float32 arguments, broadcast
-	// tabRows rows of the table tab (tGelu if empty) stay in registers
-	// through the loop (AVX-512 only), after the scalars in body's s[].
+	// tabRows rows of the table tab stay in registers through the loop
+	// (AVX-512 only), after the scalars in body's s[].
 	tabRows int
 	tab     string
 	temps   int
@@ -1064,13 +991,9 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		sc = append(sc, v)
 	}
 	if g.wide() {
-		tab := k.tab
-		if tab == "" {
-			tab = "tGelu"
-		}
 		for j := 0; j < k.tabRows; j++ {
 			v := r.v()
-			g.I("VMOVUPS ·%s+%d(SB), %s", tab, 64*j, v)
+			g.I("VMOVUPS ·%s+%d(SB), %s", k.tab, 64*j, v)
 			sc = append(sc, v)
 		}
 	}
@@ -2470,10 +2393,11 @@ var consts = [][2]string{
 	{"cNegHalfLog2e", "splat(-0.5 * log2e)"},
 	{"c2Ln2Hi", "splat(2 * ln2Hi)"},
 	{"c2Ln2Lo", "splat(2 * ln2Lo)"},
-	{"cNegGtMagic2Ln2Hi", "splat(-gtMagic * 2 * ln2Hi)"},
 	{"cGaussQ", "[6][16]float32(splatTable(gaussQ[:], 6))"},
-	{"cGaussT", "[3][16]float32(splatTable(gaussT[:], 3))"},
-	{"tGelu", fmt.Sprintf("[%d][16]float32(append(phiT[:], gtExp2Shifted()))", geluDeg+3)},
+	{"tPwGELU", "pwRows(&pwGELU)"},
+	{"tPwGELUGrad", "pwRows(&pwGELUGrad)"},
+	{"tPwGELUTanh", "pwRows(&pwGELUTanh)"},
+	{"tPwGELUTanhGrad", "pwRows(&pwGELUTanhGrad)"},
 	{"tGelu8", fmt.Sprintf("[%d][8]float32(phiT8)", geluDeg8+2)},
 	{"cInvSqrt2Pi", "splat(invSqrt2Pi)"},
 	{"cGtC1", "splat(gtC1)"},
@@ -2539,28 +2463,28 @@ var maps = []mapK{
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], "", out, t) }},
 	{name: "silu", ins: []string{"x"}, temps: 4, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], in[0], out, t) }},
-	{name: "gelu", ins: []string{"x"}, tabRows: geluDeg + 3, temps: 7, temps512: 6, masks: 1, unroll: 3,
+	{name: "gelu", ins: []string{"x"}, tabRows: pwRows, tab: "tPwGELU", temps: 7, temps512: 5, masks: 1, unroll: 3,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.phi(in[0], out, "", true, t, m[0], "", s)
+			if g.wide() {
+				g.pwGELU(in[0], out, t, m[0], s)
+				return
+			}
+			g.phi(in[0], out, "", true, t, m[0], "")
 		}},
 	// GELU's tanh approximation x/(1 + e^{−y}).
-	{name: "geluTanh", ins: []string{"x"}, tabRows: 2, tab: "tGtExp2", temps: 5, masks512: 1, unroll: 2,
+	{name: "geluTanh", ins: []string{"x"}, tabRows: pwRows, tab: "tPwGELUTanh", temps: 5, masks512: 1, unroll: 3,
 		body: func(g *gen, out string, in, s, t, m []string) {
+			if g.wide() {
+				g.pwGELU(in[0], out, t, m[0], s)
+				return
+			}
 			// x clamped to ±gtXMax for the exponential (a NaN x, which
 			// becomes gtXMax here, still gives NaN below).
 			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), out, "", false)
-			k := ""
-			if g.wide() {
-				k = m[0]
-			}
-			g.geluTanhExp(out, out, t, s, false, k)
+			g.geluTanhExp(out, out, t, false)
 			g.I("VADDPS %s, %s, %s", c("cOne"), out, out)
 			// 0 where e^{−y} ≥ 2^127.97 (x ≤ −10.06, x·σ(y) below 3e−38,
 			// −Inf included).
-			if g.wide() {
-				g.I("VDIVPS.Z %s, %s, %s, %s", out, in[0], k, out)
-				return
-			}
 			g.I("VDIVPS %s, %s, %s", out, in[0], out)
 			g.I("VANDNPS %s, %s, %s", out, t[0], out)
 		}},
@@ -2617,9 +2541,13 @@ var maps = []mapK{
 			g.I("VFMADD231PS %s, %s, %s", in[0], t[0], out) // x·σ(1−σ) + σ
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
-	{name: "geluGrad", ins: []string{"x", "dy"}, tabRows: geluDeg + 3, temps: 7, masks: 2, unroll: 2,
+	{name: "geluGrad", ins: []string{"x", "dy"}, tabRows: pwRows, tab: "tPwGELUGrad", temps: 7, temps512: 5, masks: 2, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			g.phi(in[0], out, t[6], false, t[:6], m[0], m[1], s)
+			if g.wide() {
+				g.pwGELUGrad(in[0], in[1], out, t, m, s)
+				return
+			}
+			g.phi(in[0], out, t[6], false, t[:6], m[0], m[1])
 			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[6], t[6])
 			// x·φ(x) + Φ(x), leaving Φ alone beyond geluMaxA (m[0] holds
 			// the other lanes), where φ is 0 and x may be ±Inf.
@@ -2635,12 +2563,16 @@ var maps = []mapK{
 	// σ(y)σ(−y) = s0 − s0²), with x clamped to ±gtXMax in the second
 	// term and y′ = c1 + 3c3·x² from the exponential's x²; see
 	// geluTanhGrad32.
-	{name: "geluTanhGrad", ins: []string{"x", "dy"}, tabRows: 2, tab: "tGtExp2", temps: 9, masks: 2, unroll: 2,
+	{name: "geluTanhGrad", ins: []string{"x", "dy"}, tabRows: pwRows, tab: "tPwGELUTanhGrad", temps: 9, temps512: 5, masks: 2, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
+			if g.wide() {
+				g.pwGELUGrad(in[0], in[1], out, t, m, s)
+				return
+			}
 			xc, e := t[7], t[8]
 			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), xc, e, true)
 			g.and(c("cAbs"), xc, e)
-			g.geluTanhExp(e, e, t[:7], s, true, m[1]) // e; t[0] = x²
+			g.geluTanhExp(e, e, t[:7], true) // e; t[0] = x²
 			g.I("VADDPS %s, %s, %s", c("cOne"), e, t[1])
 			g.I("VMOVUPS %s, %s", c("cOne"), t[2])
 			g.I("VDIVPS %s, %s, %s", t[1], t[2], t[2]) // r

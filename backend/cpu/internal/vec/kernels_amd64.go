@@ -34,11 +34,6 @@ func splatTable(t []float32, n int) [][16]float32 {
 	return s
 }
 
-// gaussT is expT's polynomial rewritten in R = −2r for AVX-512's e^{−R/2}
-// (see gaussTab): e^{−R/2} − 1 ≈ R·Σ gaussT[k]·R^k. The factors −½, ¼ and
-// −⅛ are powers of two, so that the coefficients are expT's exactly.
-var gaussT = [...]float32{-0.5, expT[0] / 4, -expT[1] / 8}
-
 // The assembly kernel sets, built once where the CPU supports them.
 // cpuid also checks that the operating system saves the YMM (and for
 // AVX-512 the ZMM and opmask) registers.
@@ -560,13 +555,13 @@ func layerNormGradStatsAcc(f *asmFuncs, ahead bool) func(x, w, dy, accB []float3
 	}
 }
 
-// gtExp2Shifted is gtExp2T with j·2¹⁹ taken from entry j's bits: added
-// to the bits of gtMagic + k/16 shifted left by 19, which are n·2²³ + j·2¹⁹
-// for k = 16n + j (gtMagic's own bits shift out), it gives 2ⁿ·2^(j/16)
-// where that is normal (see gaussTab).
-func gtExp2Shifted() (t [16]float32) {
-	for j, v := range gtExp2T {
-		t[j] = math.Float32frombits(math.Float32bits(v) - uint32(j)<<19)
+// pwRows returns p's coefficient rows, then its scale, the rounding
+// constant 1.5·2²³ and its max, each splat: the registers of AVX-512's
+// GELU kernels (pwTail in gen_amd64.go).
+func pwRows(p *pwPoly) (rows [9][16]float32) {
+	for k, row := range p.c {
+		rows[k] = row
 	}
-	return t
+	rows[6], rows[7], rows[8] = splat(p.scale), splat(0x1.8p23), splat(p.max)
+	return rows
 }

@@ -186,43 +186,90 @@ func TestStatsAheadEntries(t *testing.T) {
 	}
 }
 
-// TestGaussTabScaling checks the arithmetic that AVX-512's e^{−x²/2}
-// (gaussTab in gen_amd64.go) rests on, for every k the kernel meets up to
-// geluMaxA (k/16 the multiple of 1/16 nearest −x²·log2e/2, from 0 down to
-// −2011): the rounding sum m = gtMagic + k/16 holds k in its low bits;
-// the entry of tGelu's last row that m's last four bits pick, plus m's
-// bits shifted left by 19 (VPSLLD, VPADDD), is 2ⁿ·2^(j/16) for k = 16n + j
-// exactly, a normal float32; and m·2ln2Hi − gtMagic·2ln2Hi, the fused
-// multiply-add that takes (k/16)·2ln2Hi from m, is exact: the constant
-// and the result are float32s. The accuracy tests cannot see a table
-// entry one bit off (measured: GELU within its bound).
-func TestGaussTabScaling(t *testing.T) {
-	tab := tGelu[len(tGelu)-1] // the row that gaussTab permutes
-	magic, c2, negC := cGtMagic[0], c2Ln2Hi[0], cNegGtMagic2Ln2Hi[0]
-	if float64(negC) != -gtMagic*2*ln2Hi {
-		t.Fatalf("cNegGtMagic2Ln2Hi = %g, want −gtMagic·2ln2Hi = %g exactly", negC, -gtMagic*2*ln2Hi)
+// pwModel is AVX-512's pwTail (gen_amd64.go) in Go: P(a) from the table
+// p, 0 beyond p.max. a·scale + 1.5·2²³ rounded down is 1.5·2²³ plus
+// ⌊a·scale⌋; a·scale − i is exact in float64 before its one rounding, as
+// in the fused multiply-add; fma32 is the kernel's multiply-add (its
+// float64 sum rounds twice, which can differ from one rounding only where
+// the float64 result falls on a float32 midpoint).
+func pwModel(p *pwPoly, a float32) float32 {
+	if a > p.max {
+		return 0
 	}
-	// The lowest k, with room for the roundings of −x·log2e/2 and of the
-	// sum (a fraction of a sixteenth at geluMaxA).
-	a := float64(float32(geluMaxA))
-	lo := int(math.Floor(16*(-0.5*log2e)*a*a)) - 1
-	if lo < -16*126 {
-		t.Fatalf("k reaches %d at geluMaxA, where 2ⁿ·2^(j/16) is below 2⁻¹²⁶", lo)
+	i := math.Floor(float64(a) * float64(p.scale))
+	v := float32(float64(a)*float64(p.scale) - i)
+	q := p.c[5][int(i)]
+	for k := 4; k >= 0; k-- {
+		q = fma32(q, v, p.c[k][int(i)])
 	}
-	for k := lo; k <= 0; k++ {
-		m := magic + float32(k)/16 // exact: m stays in gtMagic's binade
-		bits := math.Float32bits(m)
-		if got := int(int32(bits - math.Float32bits(magic))); got != k {
-			t.Fatalf("gtMagic + %d/16 holds %d in its bits", k, got)
+	return q
+}
+
+// TestPwGELU checks AVX-512's GELU kernels against pwModel bit for bit,
+// with every length up to 70 and over 2²⁰ points across [−8, 8] (where the
+// tables end, near 6, and beyond), and the tables themselves: max·scale
+// below 16, so that no a up to max reaches a seventeenth interval (whose
+// number VPERMPS would take mod 16), and the rows pwRows makes of them.
+func TestPwGELU(t *testing.T) {
+	k := Named("avx512")
+	if k == nil {
+		t.Skip("this CPU has no AVX-512")
+	}
+	xs := sweep(-8, 8, 1<<20)
+	xs = append(xs, 0, float32(math.Copysign(0, -1)))
+	dy := make([]float32, len(xs))
+	for i := range dy {
+		dy[i] = 1 - float32(i%7)/4
+	}
+	fwd := func(p *pwPoly) func(x, _ float32) float32 {
+		return func(x, _ float32) float32 {
+			return float32(float64(max(x, 0)) - float64(abs32(x))*float64(pwModel(p, abs32(x))))
 		}
-		n, j := k>>4, k&15
-		got := math.Float32frombits(math.Float32bits(tab[bits&15]) + bits<<19)
-		if want := float32(math.Ldexp(float64(gtExp2T[j]), n)); got != want || got < 0x1p-126 {
-			t.Fatalf("k = %d: table entry %d plus the shifted sum = %g, want 2^%d·%g = %g, normal", k, bits&15, got, n, gtExp2T[j], want)
+	}
+	grad := func(p *pwPoly) func(x, dy float32) float32 {
+		return func(x, dy float32) float32 {
+			d := pwModel(p, abs32(x))
+			if x >= 0 {
+				d = 1 - d
+			}
+			return dy * d
 		}
-		exact := float64(k) / 16 * float64(c2)
-		if got := math.FMA(float64(m), float64(c2), float64(negC)); got != exact || float64(float32(exact)) != exact {
-			t.Fatalf("k = %d: m·2ln2Hi − gtMagic·2ln2Hi = %g, want (k/16)·2ln2Hi = %g, a float32", k, got, exact)
+	}
+	cases := []struct {
+		name  string
+		p     *pwPoly
+		rows  [9][16]float32
+		model func(x, dy float32) float32
+		run   func(d, x, dy []float32)
+	}{
+		{"GELU", &pwGELU, tPwGELU, fwd(&pwGELU), func(d, x, _ []float32) { k.GELU(d, x) }},
+		{"GELUGrad", &pwGELUGrad, tPwGELUGrad, grad(&pwGELUGrad), k.GELUGrad},
+		{"GELUTanh", &pwGELUTanh, tPwGELUTanh, fwd(&pwGELUTanh), func(d, x, _ []float32) { k.GELUTanh(d, x) }},
+		{"GELUTanhGrad", &pwGELUTanhGrad, tPwGELUTanhGrad, grad(&pwGELUTanhGrad), k.GELUTanhGrad},
+	}
+	for _, c := range cases {
+		if !(float64(c.p.max)*float64(c.p.scale) < 16) {
+			t.Errorf("%s: max·scale = %g, want below 16", c.name, float64(c.p.max)*float64(c.p.scale))
+		}
+		if c.rows[6][0] != c.p.scale || c.rows[7][15] != 0x1.8p23 || c.rows[8][3] != c.p.max || c.rows[5] != c.p.c[5] {
+			t.Errorf("%s: the table's rows are not pwRows of its pwPoly", c.name)
+		}
+		got := make([]float32, len(xs))
+		c.run(got, xs, dy)
+		for n := 1; n <= 70; n++ { // each length's tail
+			c.run(got[:n], xs[len(xs)-n:], dy[len(xs)-n:])
+			for i := range n {
+				j := len(xs) - n + i
+				if want := c.model(xs[j], dy[j]); math.Float32bits(got[i]) != math.Float32bits(want) {
+					t.Fatalf("%s, %d elements: %g at x = %g, model %g", c.name, n, got[i], xs[j], want)
+				}
+			}
+		}
+		c.run(got, xs, dy)
+		for i, x := range xs {
+			if want := c.model(x, dy[i]); math.Float32bits(got[i]) != math.Float32bits(want) {
+				t.Fatalf("%s(%g) = %g, model %g", c.name, x, got[i], want)
+			}
 		}
 	}
 }

@@ -13,19 +13,18 @@
 //
 // Element-wise arithmetic rounds once, as a scalar float32 operation does.
 // Exp, Log, Tanh, Sigmoid, SiLU, GELU (the exact, erf-based one) and
-// GELUTanh (its tanh approximation, whose exponent's argument, a cubic, is
-// reduced with compensated float32 arithmetic) and their derivatives use float32 range reductions and polynomial
-// approximations (math32.go, coefficients fitted by fit_coeffs.go) good to
-// a few float32 ulps; accuracy_test.go states and checks each bound
-// against float64 math over dense sweeps of inputs (2²⁰ points per
-// function). The bounds, with in brackets the largest error measured over
-// the Go, AVX2 and AVX-512 kernels when they were set (the NEON kernels,
-// measured under qemu, which emulates IEEE arithmetic exactly, agree with
-// the Go set bit for bit and so have its errors: over accuracy_test.go's
-// sweeps Exp and ExpShift 0.97, Log 0.85, Tanh 1.26, TanhGrad 2.32,
-// Sigmoid 2.01, SiLU 2.02, SigmoidGrad 4.35, SiLUGrad 3.98, GELU 3.48,
-// GELUGrad 2.29, GELUTanh 1.93, GELUTanhGrad 3.65 ulps; ExpShiftSum rows
-// 7.1e−8, their float64 sums added in another order):
+// GELUTanh (its tanh approximation) and their derivatives use float32
+// range reductions and polynomial approximations (math32.go, coefficients
+// fitted by fit_coeffs.go) good to a few float32 ulps; accuracy_test.go
+// states and checks each bound against float64 math over dense sweeps of
+// inputs (2²⁰ points per function). The bounds, with in brackets the
+// largest error measured over the Go, AVX2 and AVX-512 kernels when they
+// were set (the NEON kernels, measured under qemu, which emulates IEEE
+// arithmetic exactly, agree with the Go set bit for bit and so have its
+// errors: over accuracy_test.go's sweeps Exp and ExpShift 0.97, Log 0.85,
+// Tanh 1.26, TanhGrad 2.32, Sigmoid 2.01, SiLU 2.02, SigmoidGrad 4.35,
+// SiLUGrad 3.98; ExpShiftSum rows 7.1e−8, their float64 sums added in
+// another order):
 //
 //	Exp, ExpGrad        2 ulps (0.97)   all float32 arguments with a result
 //	ExpShift            2 ulps (0.98)   with scale 1 and shift 0, which leave x exact
@@ -33,14 +32,24 @@
 //	Tanh                3 ulps (1.3)    TanhGrad 4 ulps (2.3)
 //	Sigmoid, SiLU       3 ulps (2.0, 2.0) for |x| ≤ 87, where σ is normal
 //	SigmoidGrad         5 ulps (4.4)    SiLUGrad 5 ulps (4.0)
-//	GELU, GELUGrad      6 ulps (4.1, 3.0) for |x| ≤ 13, where x·Φ(x) is normal
-//	                    (4.1 AVX-512's since gen_amd64.go's gaussTab, 3.6 before)
-//	GELUTanh            3 ulps (1.97)   for x ≥ −10, where x·σ(y) is normal
-//	GELUTanhGrad        6 ulps (4.1)    for x ≥ −10 (both over 2²³ points)
+//	GELU, GELUTanh      3 ulps (2.0, 2.0) of the larger of the result and |x|/2
+//	GELUGrad            4 ulps (2.1)    of the larger of its largest term and ½
+//	GELUTanhGrad        4 ulps (3.0)    likewise (the GELU family over 2²³ points)
 //	ExpShiftSum         1.2e−7 relative (7.5e−8) for sums shifted by their maximum
 //
 // where an ulp is that of the result (for derivatives that subtract, of
-// their largest term), about 6e-8 to 1.2e-7 relative. Reductions (sums, dot
+// their largest term), about 6e-8 to 1.2e-7 relative. The GELU family's
+// errors are absolute where its results are small: Φ(x), σ(y) and the
+// derivatives to a few units of 2⁻²⁴ absolutely, which is what
+// ½·(1 + erf(x/√2)) in float32, PyTorch's definition, gives however
+// exact its erf (1 + erf cancels in the left tail). AVX-512 evaluates
+// their tails as piecewise polynomials with no exponential (pwPoly in
+// math32.go; 1.6, 1.7, 1.4 and 1.4 of those ulps), 15–50% faster from
+// memory on Zen 5 than with one (docs/cpu-row-kernels.md). The Go, AVX2 and NEON sets take Φ's tail from
+// e^{−x²/2} and are also accurate relative to the result down to where it
+// leaves the normal range: GELU 6 ulps (3.6) for |x| ≤ 13, GELUGrad 6
+// (3.0), GELUTanh 3 (1.97) for x ≥ −10, GELUTanhGrad 6 (4.1), against
+// the result or, for the derivatives, their largest term. Reductions (sums, dot
 // products, norm statistics, gradient accumulators) accumulate in
 // float64; the norm and softmax steps that combine a row with its
 // statistics do so in float32 with the statistics split where a

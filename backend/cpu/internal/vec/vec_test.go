@@ -182,8 +182,10 @@ var elementwiseCases = []elementwise{
 	{"Tanh", un(func(k *Kernels) func(d, x []float32) { return k.Tanh }), 1, mixedIn(-5, 5), within(3, 0)},
 	{"Sigmoid", un(func(k *Kernels) func(d, x []float32) { return k.Sigmoid }), 1, mixedIn(-20, 20), within(4, 0)},
 	{"SiLU", un(func(k *Kernels) func(d, x []float32) { return k.SiLU }), 1, mixedIn(-20, 20), within(6, 0)},
-	{"GELU", un(func(k *Kernels) func(d, x []float32) { return k.GELU }), 1, mixedIn(-8, 8), within(10, 0)},
-	{"GELUTanh", un(func(k *Kernels) func(d, x []float32) { return k.GELUTanh }), 1, mixedIn(-12, 12), within(4, 0)},
+	// The GELU family's contract is absolute where the result is small
+	// (see accuracy_test.go): AVX-512's tail is not Go's, relatively.
+	{"GELU", un(func(k *Kernels) func(d, x []float32) { return k.GELU }), 1, mixedIn(-8, 8), within(10, 4e-7)},
+	{"GELUTanh", un(func(k *Kernels) func(d, x []float32) { return k.GELUTanh }), 1, mixedIn(-12, 12), within(4, 4e-7)},
 	{"ReLU", un(func(k *Kernels) func(d, x []float32) { return k.ReLU }), 1, wildIn, exact},
 	{"Neg", un(func(k *Kernels) func(d, x []float32) { return k.Neg }), 1, wildIn, exact},
 	{"Square", un(func(k *Kernels) func(d, x []float32) { return k.Square }), 1, wildIn, exact},
@@ -193,11 +195,12 @@ var elementwiseCases = []elementwise{
 	{"RsqrtGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.RsqrtGrad }), 2, gradIn(wildIn), exact},
 	{"TanhGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.TanhGrad }), 2, gradIn(mixedIn(-6, 6)), within(5, 0)},
 	{"SigmoidGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SigmoidGrad }), 2, gradIn(mixedIn(-20, 20)), within(9, 0)},
-	// The assembly fuses x·σ(1−σ) + σ and x·φ + Φ, Go does not: near
-	// their zero crossings the two differ by the rounding of the terms.
+	// The assembly fuses x·σ(1−σ) + σ and (AVX2) x·φ + Φ, Go does not:
+	// near their zero crossings the two differ by the rounding of the
+	// terms. The GELU derivatives' contract is absolute, as GELU's.
 	{"SiLUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SiLUGrad }), 2, gradIn(mixedIn(-20, 20)), within(9, 3e-7)},
-	{"GELUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUGrad }), 2, gradIn(mixedIn(-8, 8)), within(11, 3e-7)},
-	{"GELUTanhGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUTanhGrad }), 2, gradIn(mixedIn(-12, 12)), within(9, 3e-7)},
+	{"GELUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUGrad }), 2, gradIn(mixedIn(-8, 8)), within(11, 5e-7)},
+	{"GELUTanhGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUTanhGrad }), 2, gradIn(mixedIn(-12, 12)), within(9, 5e-7)},
 	{"ReLUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.ReLUGrad }), 2, wildIn, exact},
 	{"NegGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.NegGrad }), 2, wildIn, exact},
 	{"SquareGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SquareGrad }), 2, wildIn, exact},
