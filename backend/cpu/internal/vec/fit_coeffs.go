@@ -273,10 +273,8 @@ func main() {
 	// coefficient. Each interval's polynomial is in u = a − c, c its
 	// centre, fitted for relative error; the intervals are widened by
 	// a+1's rounding (2⁻²¹ below 16), and the last ends at geluMaxA.
-	// phiT (Go, AVX-512, NEON) has sixteen intervals, (bits(a+1) >> 21) &
-	// 15, with polynomials of degree five; phiT8 (AVX2, whose VPERMPS
-	// picks from eight entries) has eight, (bits(a+1) >> 22) & 7, of
-	// degree seven, as accurate.
+	// phiT (Go, NEON) has sixteen intervals, (bits(a+1) >> 21) & 15, with
+	// polynomials of degree five.
 	phiTable := func(name string, per, d int, doc string) {
 		const geluMaxA = 13.2
 		F := func(a float64) float64 { return 0.5 * math.Erfc(a/math.Sqrt2) * math.Exp(a*a/2) }
@@ -320,19 +318,18 @@ func main() {
 	phiTable("phiT", 4, deg("GELU", 5),
 		"// ½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiT[1+k][i]·(a − phiT[0][i])^k for a in [0, 13.2],\n"+
 			"// i = (bits(a+1) >> 21) & 15: phiT[0] holds the intervals' centres.\n")
-	phiTable("phiT8", 2, deg("GELU8", 7),
-		"// ½·erfc(a/√2) ≈ exp(−a²/2)·Σ phiT8[1+k][i]·(a − phiT8[0][i])^k for a in [0, 13.2],\n"+
-			"// i = (bits(a+1) >> 22) & 7: phiT8[0] holds the intervals' centres (AVX2).\n")
-	// AVX-512's GELU family (see pwPoly in math32.go): each function's
-	// tail part P(a), a = |x|, on sixteen intervals of equal width over
-	// [0, max], in v = a·scale − i on interval i, fitted for absolute
-	// error (the kernels' contract is absolute where P is small); max is
-	// where |P| falls below 2⁻²⁶ for good, beyond which the kernels take
-	// P as 0, and scale is 16/max in float32 (max lowered until
-	// max·scale < 16, so that no a up to max reaches a seventeenth
-	// interval). v is exact before its one rounding (a fused
-	// multiply-add), so the fit takes it in float64.
-	pwTable := func(name string, f func(a float64) float64, what string) {
+	// The GELU family of the amd64 sets (see pwPoly in math32.go): each
+	// function's tail part P(a), a = |x|, on n intervals of equal width
+	// over [0, max] with polynomials of degree d in v = a·scale − i on
+	// interval i, fitted for absolute error (the kernels' contract is
+	// absolute where P is small); max is where |P| falls below 2⁻²⁶ for
+	// good, beyond which the kernels take P as 0, and scale is n/max in
+	// float32 (max lowered until max·scale < n, so that no a up to max
+	// reaches an interval n, whose number VPERMPS would take mod n). v is
+	// a·scale − i, exact before its one rounding (a fused multiply-add),
+	// so the fit takes it in float64. AVX-512's VPERMPS picks from sixteen
+	// entries (degree five), AVX2's from eight (degree seven).
+	pwTable := func(name string, n, d int, f func(a float64) float64, what string) {
 		const tail = 0x1p-26
 		a0 := 0.0
 		for a := 20.0; a > 0; a -= 1.0 / 1024 {
@@ -341,17 +338,16 @@ func main() {
 				break
 			}
 		}
-		scale := float32(16 / a0)
+		scale := float32(float64(n) / a0)
 		hi32 := float32(a0)
-		for float64(hi32)*float64(scale) >= 16 {
+		for float64(hi32)*float64(scale) >= float64(n) {
 			hi32 = math.Nextafter32(hi32, 0)
 		}
-		d := deg("PW", 5)
 		var tab [][]float64
 		var worst float64
-		for i := range 16 {
+		for i := range n {
 			lo, hi := float64(i)/float64(scale), float64(i+1)/float64(scale)
-			if i == 15 {
+			if i == n-1 {
 				hi = float64(hi32)
 			}
 			fi := float64(i)
@@ -361,12 +357,11 @@ func main() {
 			tab = append(tab, c)
 		}
 		fmt.Fprintf(os.Stderr, "%s: max abs err %.3g, max %v\n", name, worst, hi32)
-		fmt.Fprintf(&out, "// %s is generated; see fit_coeffs.go.\n// %s as a pwPoly.\n",
-			name, what)
-		fmt.Fprintf(&out, "var %s = pwPoly{scale: %v, max: %v, c: [%d][16]float32{\n", name, scale, hi32, d+1)
+		fmt.Fprintf(&out, "// %s is generated; see fit_coeffs.go.\n// %s as a pwPoly of %d intervals.\n", name, what, n)
+		fmt.Fprintf(&out, "var %s = pwPoly{scale: %v, max: %v, c: [][]float32{\n", name, scale, hi32)
 		for k := 0; k <= d; k++ {
 			fmt.Fprint(&out, "{")
-			for i := range 16 {
+			for i := range n {
 				if i > 0 {
 					fmt.Fprint(&out, ", ")
 				}
@@ -385,13 +380,19 @@ func main() {
 		e := math.Exp(-(c1*a + float64(c3*a*a)*a))
 		return e / (1 + e)
 	}
-	pwTable("pwGELU", tailPhi, "Φ(−a)")
-	pwTable("pwGELUGrad", func(a float64) float64 { return tailPhi(a) - float64(a*pdf(a)) }, "Φ(−a) − a·φ(a)")
-	pwTable("pwGELUTanh", sigNeg, "σ(−y(a))")
-	pwTable("pwGELUTanhGrad", func(a float64) float64 {
+	sigNegGrad := func(a float64) float64 {
 		s := sigNeg(a)
 		return s - float64(float64(a*(c1+float64(3*c3*a*a)))*float64(s*(1-s)))
-	}, "σ(−y(a)) − a·y′(a)·σ(y)σ(−y)")
+	}
+	for _, set := range []struct {
+		suffix string
+		n, d   int
+	}{{"", 16, deg("PW", 5)}, {"8", 8, deg("PW8", 7)}} {
+		pwTable("pwGELU"+set.suffix, set.n, set.d, tailPhi, "Φ(−a)")
+		pwTable("pwGELUGrad"+set.suffix, set.n, set.d, func(a float64) float64 { return tailPhi(a) - float64(a*pdf(a)) }, "Φ(−a) − a·φ(a)")
+		pwTable("pwGELUTanh"+set.suffix, set.n, set.d, sigNeg, "σ(−y(a))")
+		pwTable("pwGELUTanhGrad"+set.suffix, set.n, set.d, sigNegGrad, "σ(−y(a)) − a·y′(a)·σ(y)σ(−y)")
+	}
 	src, err := format.Source(out.Bytes())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -515,232 +515,101 @@ func (g *gen) sigmoidPick(x, r, s0, d, m string) {
 	g.blend(m, r, s0, d)
 }
 
-// geluDeg8 is the degree of phiT8's polynomials (coeffs.go), AVX2's
-// table of eight intervals: a row of interval centres and geluDeg8+1
-// rows of coefficients.
-const geluDeg8 = 7
-
-// phi sets d = x·Φ(x) (gelu true) or d = Φ(x) and e = exp(−x²/2) (gelu
-// false), both 0 beyond geluMaxA, for AVX2 (AVX-512 takes pwGELU and
-// pwGELUGrad); see phiTail. It uses temporaries t[0..6] and mask m (and
-// ms for Φ's sign). It reads the rows of phiT8 (tGelu8) from memory, one
-// 8-lane vector each, and takes the exponential with a polynomial
-// (gaussQ) of its own: eight intervals of degree seven, one VPERMPS per
-// coefficient, where phiT's sixteen of degree five took two and a blend
-// (26 operations a vector for F, now 16). On Zen 5, against the Go set
-// in the same run, in L1: GELU 17% faster, its derivative 13%; 4M floats
-// from memory, one thread: 16–17%.
-func (g *gen) phi(x, d, e string, gelu bool, t []string, m, ms string) {
-	a, s, idx, n, u, p := t[0], t[1], t[2], t[3], t[4], t[5]
-	if gelu {
-		e = d
-	}
-	// fetch sets dst to row k of phiT8 at each lane's interval.
-	fetch := func(k int, dst string) { g.I("VPERMPS ·tGelu8+%d(SB), %s, %s", 32*k, idx, dst) }
-	g.and(c("cAbs"), x, a)
-	g.cmp(ngtUS, c("cGeluMax"), a, m) // lanes to keep (NaN included)
-	// Lanes beyond geluMaxA are cleared at the end, but their arithmetic
-	// must stay finite for the masking (an AND) to clear it; NaN becomes
-	// geluMaxA here, and its x makes the result NaN again.
-	absx := a // |x| for the final x·Φ(x)
-	if gelu {
-		a = t[6]
-	}
-	g.I("VMINPS %s, %s, %s", c("cGeluMax"), absx, a)
-	// e^{−a²/2} = 2ⁿ·e^{−R/2} with n = round(−a²/(2 ln 2)) and R = a² +
-	// 2n·ln 2: a·a + 2n·ln2Hi rounded once (the product is exact), so
-	// that R keeps its digits however large a² is.
-	g.I("VMULPS %s, %s, %s", a, a, s)
-	g.I("VMULPS %s, %s, %s", c("cNegHalfLog2e"), s, n)
-	g.round(n, n)
-	g.I("VMULPS %s, %s, %s", c("c2Ln2Hi"), n, s)
-	g.I("VFMADD231PS %s, %s, %s", a, a, s)
-	g.I("VFMADD231PS %s, %s, %s", c("c2Ln2Lo"), n, s) // R
-	// The interval: (bits(a+1) >> 22) mod 8, which VPERMPS takes from
-	// the index's low bits, and u = a − its centre.
-	g.I("VADDPS %s, %s, %s", c("cOne"), a, idx)
-	g.I("VPSRLD $22, %s, %s", idx, idx)
-	fetch(0, u)
-	g.I("VSUBPS %s, %s, %s", u, a, u)
-	// e = 2ⁿ·(1 + R·Q(R)).
-	g.horner("cGaussQ", 5, s, e)
-	g.I("VFMADD213PS %s, %s, %s", c("cOne"), s, e)
-	g.scale2n(e, n, s, false)
-	// F(a) by Horner's rule on the interval's coefficients (fetched
-	// into n, which the scaling is done with).
-	fetch(geluDeg8+1, p)
-	for k := geluDeg8; k >= 1; k-- {
-		fetch(k, n)
-		g.I("VFMADD213PS %s, %s, %s", n, u, p)
-	}
-	// h = e·F, cleared beyond geluMaxA; then x·Φ(x) = max(x, 0) − |x|·h
-	// with one rounding (gelu), or Φ = h below 0 and 1 − h from 0 on.
-	g.I("VANDPS %s, %s, %s", e, m, e)
-	g.I("VMULPS %s, %s, %s", e, p, p)
-	if gelu {
-		// Beyond geluMaxA the result is max(x, 0) alone: h is 0 there,
-		// and |x|·h would be ∞·0 = NaN for x = ±Inf.
-		g.I("VMAXPS %s, %s, %s", c("cZero"), x, d)
-		g.I("VANDPS %s, %s, %s", absx, m, absx)
-		g.I("VFNMADD231PS %s, %s, %s", absx, p, d)
-		return
-	}
-	g.cmp(geOS, c("cZero"), x, ms)
-	g.I("VMOVUPS %s, %s", c("cOne"), s)
-	g.I("VSUBPS %s, %s, %s", p, s, s) // 1 − h
-	g.blend(ms, s, p, d)
-}
-
-// pwRows is how many rows pwRows (kernels_amd64.go) makes of a pwPoly,
-// each a register in AVX-512's GELU kernels: its six coefficients, its
-// scale, the rounding constant 1.5·2²³ and its max.
+// pwRows is how many rows pwRows (kernels_amd64.go) makes of a pwPoly for
+// AVX-512, each a register in its GELU kernels: its six coefficients, its
+// scale, the rounding constant 1.5·2²³ and its max. AVX2 reads pwRows8's
+// from memory: its eight coefficients, its scale and its max.
 const pwRows = 9
 
-// pwTail sets p = P(a) for the pwPoly (math32.go) whose pwRows are the
-// registers tab, a = |x| (NaN passes), and m to the lanes where a ≤ max
-// or a is NaN; with zero, p is 0 in the others, and anything otherwise
-// (the caller masks it). a·scale + 1.5·2²³ rounded down (a fused
-// multiply-add with an embedded rounding, which stays on Zen 5's
+// pwTail sets p = P(a) for a pwPoly (math32.go), a = |x| (NaN passes),
+// and m to the lanes where a ≤ max or a is NaN; with zero, p is 0 in the
+// others, and anything otherwise (the caller masks it). For AVX-512 tab
+// holds the registers of its pwRows: a·scale + 1.5·2²³ rounded down (a
+// fused multiply-add with an embedded rounding, which stays on Zen 5's
 // multiply-add pipes) leaves the interval's number i in the sum's low
-// bits, which VPERMPS takes to fetch the interval's coefficients; the sum
-// less 1.5·2²³ is i, and v = a·scale − i is rounded once. f, v and t are
-// temporaries. Ten multiplies and permutes and one addition a vector,
-// where e^{−x²/2} and Φ's table took 25 operations (see the package doc
-// on the accuracy this trades).
-func (g *gen) pwTail(a, p, f, v, t, m string, tab []string, zero bool) {
-	coef, scale, magic, hi := tab[:6], tab[6], tab[7], tab[8]
-	g.cmp(ngtUS, hi, a, m)
-	g.I("VMOVAPS %s, %s", a, f)
-	g.I("VFMADD213PS.RD_SAE %s, %s, %s", magic, scale, f) // i in the low bits
-	g.I("VSUBPS %s, %s, %s", magic, f, v)                 // i
-	g.I("VFMSUB231PS %s, %s, %s", scale, a, v)            // a·scale − i
-	g.I("VPERMPS %s, %s, %s", coef[5], f, p)
-	for k := 4; k >= 0; k-- {
+// bits, which VPERMPS takes to fetch the interval's coefficients, and the
+// sum less 1.5·2²³ is i. AVX2 reads the rows of pwRows8 from sym in memory
+// and truncates a·scale to i (a conversion, which takes a rounded
+// product: where the product rounds up to the next integer, v below is a
+// rounding's width below 0, where the polynomial is as good). Then v =
+// a·scale − i, rounded once. f, v and t are temporaries; t may be a,
+// which is not read after v is formed. About 15 operations a vector
+// (AVX-512 13, AVX2 19), where e^{−x²/2} and Φ's table took about 25
+// (AVX2 about 40); see the package doc on the accuracy this trades.
+func (g *gen) pwTail(a, p, f, v, t, m string, tab []string, sym string, zero bool) {
+	var coef []string
+	if g.wide() {
+		coef = tab[:6]
+		scale, magic, hi := tab[6], tab[7], tab[8]
+		g.cmp(ngtUS, hi, a, m)
+		g.I("VMOVAPS %s, %s", a, f)
+		g.I("VFMADD213PS.RD_SAE %s, %s, %s", magic, scale, f) // i in the low bits
+		g.I("VSUBPS %s, %s, %s", magic, f, v)                 // i
+		g.I("VFMSUB231PS %s, %s, %s", scale, a, v)            // a·scale − i
+	} else {
+		for k := range 8 {
+			coef = append(coef, fmt.Sprintf("%s+%d(SB)", sym, 32*k))
+		}
+		scale, hi := fmt.Sprintf("%s+%d(SB)", sym, 256), fmt.Sprintf("%s+%d(SB)", sym, 288)
+		g.cmp(ngtUS, hi, a, m)
+		g.I("VMULPS %s, %s, %s", scale, a, f)
+		g.I("VCVTTPS2DQ %s, %s", f, f) // i, which VPERMPS takes mod 8
+		g.I("VCVTDQ2PS %s, %s", f, v)
+		g.I("VFMSUB231PS %s, %s, %s", scale, a, v) // a·scale − i
+	}
+	last := len(coef) - 1
+	g.I("VPERMPS %s, %s, %s", coef[last], f, p)
+	for k := last - 1; k >= 0; k-- {
 		g.I("VPERMPS %s, %s, %s", coef[k], f, t)
-		if k == 0 && zero {
+		if k == 0 && zero && g.wide() {
 			g.I("VFMADD213PS.Z %s, %s, %s, %s", t, v, m, p)
 			continue
 		}
 		g.I("VFMADD213PS %s, %s, %s", t, v, p)
 	}
+	if zero && !g.wide() {
+		g.I("VANDPS %s, %s, %s", m, p, p)
+	}
 }
 
 // pwGELU sets d = max(x, 0) − |x|·P(|x|) for the tail part P of a GELU
 // (Φ(−a) for GELU, σ(−y(a)) for its tanh approximation), with P taken
-// as 0 beyond its max (then d is x or 0, ±Inf included); t[0..4] are
-// temporaries and m a mask.
-func (g *gen) pwGELU(x, d string, t []string, m string, tab []string) {
+// as 0 beyond its max (then d is x or 0, ±Inf included); tab and sym
+// are pwTail's, t[0..4] temporaries and m a mask.
+func (g *gen) pwGELU(x, d string, t []string, m string, tab []string, sym string) {
 	a, p := t[0], t[1]
 	g.and(c("cAbs"), x, a)
-	g.pwTail(a, p, t[2], t[3], t[4], m, tab, false)
+	g.pwTail(a, p, t[2], t[3], t[4], m, tab, sym, !g.wide())
 	g.I("VMAXPS %s, %s, %s", c("cZero"), x, d)
-	g.I("VFNMADD231PS %s, %s, %s, %s", a, p, m, d) // merge-masked
+	if g.wide() {
+		g.I("VFNMADD231PS %s, %s, %s, %s", a, p, m, d) // merge-masked
+		return
+	}
+	g.I("VANDPS %s, %s, %s", a, m, a) // |x|·0 beyond max, not ∞·0
+	g.I("VFNMADD231PS %s, %s, %s", a, p, d)
 }
 
 // pwGELUGrad sets d = dy·D for a GELU's derivative, D = P(|x|) below 0
-// and 1 − P(|x|) from 0 on (−0 included) for P its pwPoly (Φ(−a) −
-// a·φ(a) for GELU), P taken as 0 beyond its max; t[0..4] are temporaries
-// and m[0..1] masks.
-func (g *gen) pwGELUGrad(x, dy, d string, t, m []string, tab []string) {
-	a, p, one := t[0], t[1], t[4]
+// and 1 − P(|x|) from 0 on (−0 included) for P its pwPoly's function
+// (Φ(−a) − a·φ(a) for GELU), P taken as 0 beyond its max; tab and sym
+// are pwTail's, t[0..3] temporaries and m[0..1] masks (AVX2 needs only
+// m[0]).
+func (g *gen) pwGELUGrad(x, dy, d string, t, m []string, tab []string, sym string) {
+	a, p, f, v := t[0], t[1], t[2], t[3]
 	g.and(c("cAbs"), x, a)
-	g.pwTail(a, p, t[2], t[3], t[4], m[0], tab, true)
-	g.cmp(geOS, c("cZero"), x, m[1])
+	g.pwTail(a, p, f, v, a, m[0], tab, sym, true)
+	one := v
 	g.I("VMOVUPS %s, %s", c("cOne"), one)
-	g.I("VSUBPS %s, %s, %s, %s", p, one, m[1], p) // 1 − P from 0 on
-	g.I("VMULPS %s, %s, %s", dy, p, d)
-}
-
-// geluTanhExp sets e = 2^v for v = a·Q, Q = a1 + a3·a², the e^{−y} of
-// GELU's tanh approximation x/(1 + e^{−y}) (a is x, or |x| for the
-// derivative, clamped to ±gtXMax), for AVX2 (AVX-512 takes pwGELU and
-// pwGELUGrad); see geluTanhExp in math32.go, whose operations these are,
-// in the same order. It reads the rows of the table tGtExp2 (2^(j/16)
-// and its rounding errors) from memory as two 8-lane halves each, picked
-// by bit 3 of the index through a mask register. e must be a (a's
-// register is reused once a is spent).
-//
-// As Go's geluTanhExp does, 2ⁿ goes into T_j's exponent field before the
-// last fused multiply-add, and 2^v is flushed to 0 where n < −126 (2^v <
-// 2⁻¹²⁶) through a compare and an AND. Where n > 127, 2^v overflows
-// (only in the forward: the derivative's v is never positive); the
-// forward leaves a mask of the lanes where n > 127 in t[0], whose e is
-// then meaningless, for the caller to set its result to 0. The forward
-// (grad false) uses t[0..4]; the derivative t[0..6], and leaves a²
-// rounded in t[0].
-func (g *gen) geluTanhExp(a, e string, t []string, grad bool) {
-	if e != a {
-		panic("geluTanhExp: e must be a")
+	if g.wide() {
+		g.cmp(geOS, c("cZero"), x, m[1])
+		g.I("VSUBPS %s, %s, %s, %s", p, one, m[1], p) // 1 − P from 0 on
+		g.I("VMULPS %s, %s, %s", dy, p, d)
+		return
 	}
-	s, sl, qh, ql, lo := t[0], t[1], t[2], t[3], t[4]
-	gg, sel := s, a // s is dead once g is formed, a once the fetch starts
-	if grad {
-		gg, sel = t[5], t[6]
-	}
-	g.I("VMULPS %s, %s, %s", a, a, s)
-	g.I("VMOVAPS %s, %s", s, sl)
-	g.I("VFMSUB231PS %s, %s, %s", a, a, sl) // a² − s, exact
-	g.I("VMOVUPS %s, %s", c("cGtA3Hi"), qh)
-	g.I("VFMADD213PS %s, %s, %s", c("cGtA1Hi"), s, qh) // Qh
-	g.I("VSUBPS %s, %s, %s", c("cGtA1Hi"), qh, ql)     // Qh − a1h, exact
-	g.I("VFMSUB231PS %s, %s, %s", c("cGtA3Hi"), s, ql) // Qh's rounding error
-	g.I("VMOVUPS %s, %s", c("cGtA3Lo"), lo)
-	g.I("VFMADD213PS %s, %s, %s", c("cGtA1Lo"), s, lo)
-	g.I("VFMADD231PS %s, %s, %s", c("cGtA3Hi"), sl, lo)
-	g.I("VADDPS %s, %s, %s", ql, lo, lo) // Ql
-	idx, m16 := sl, ql
-	g.I("VMOVUPS %s, %s", c("cGtMagic"), idx)
-	g.I("VFMADD231PS %s, %s, %s", qh, a, idx)         // a·Qh + magic, rounded to 1/16
-	g.I("VSUBPS %s, %s, %s", c("cGtMagic"), idx, m16) // m/16
-	g.I("VMOVAPS %s, %s", m16, gg)
-	g.I("VFMSUB231PS %s, %s, %s", qh, a, gg) // a·Qh − m/16
-	g.I("VFMADD231PS %s, %s, %s", lo, a, gg) // g
-	tt, tau := qh, lo
-	// Entries 0..7 from the low half, 8..15 from the high one, as bit 3
-	// of the index (moved to sel's sign bits) picks; n << 23 from idx,
-	// whose bits are gtMagic's, a multiple of 16 that the shift by 23
-	// drops, plus m.
-	g.I("VPSLLD $28, %s, %s", idx, sel)
-	g.I("VPERMPS %s, %s, %s", "·tGtExp2(SB)", idx, tau)
-	g.I("VPERMPS %s, %s, %s", "·tGtExp2+32(SB)", idx, tt)
-	g.blend(sel, tt, tau, tt)
-	g.I("VPSRLD $4, %s, %s", idx, tau)
-	g.I("VPSLLD $23, %s, %s", tau, tau)
-	g.I("VPADDD %s, %s, %s", tau, tt, tt) // T_j·2ⁿ
-	g.I("VPERMPS %s, %s, %s", "·tGtExp2+64(SB)", idx, tau)
-	g.I("VPERMPS %s, %s, %s", "·tGtExp2+96(SB)", idx, idx)
-	g.blend(sel, idx, tau, tau)
-	p := sel
-	g.horner("cGtExp2P", 2, gg, p)
-	g.I("VFMADD213PS %s, %s, %s", tau, gg, p) // u = τ + g·P(g)
-	g.I("VFMADD213PS %s, %s, %s", tt, p, tt)  // T' + T'·u
-	if !grad {
-		g.cmp(geOS, c("cGtNOver"), m16, gg) // n > 127, for the caller
-	}
-	g.cmp(geOS, c("cGtNMin"), m16, m16) // n ≥ −126
-	g.I("VANDPS %s, %s, %s", m16, tt, e)
-}
-
-// clamp sets d = x clamped to [lo, hi] = [−h, h] (memory operands). With
-// keepNaN, a NaN x gives NaN: VMAXPS and VMINPS with x as the second
-// source, which they return when either is NaN (the bounds in d and tmp
-// first). Otherwise a NaN x gives h: AVX-512 uses one AVX-512DQ VRANGEPS
-// (the smaller magnitude of x and h, with x's sign), which returns h for
-// NaN, as AVX2's VMINPS and VMAXPS with the bounds second do. d must not
-// be x.
-func (g *gen) clamp(x, lo, hi, d, tmp string, keepNaN bool) {
-	switch {
-	case keepNaN:
-		g.I("VMOVUPS %s, %s", lo, d)
-		g.I("VMAXPS %s, %s, %s", x, d, d)
-		g.I("VMOVUPS %s, %s", hi, tmp)
-		g.I("VMINPS %s, %s, %s", d, tmp, d)
-	case g.wide():
-		g.I("VRANGEPS $2, %s, %s, %s", hi, x, d)
-	default:
-		g.I("VMINPS %s, %s, %s", hi, x, d)
-		g.I("VMAXPS %s, %s, %s", lo, d, d)
-	}
+	g.cmp(geOS, c("cZero"), x, f)
+	g.I("VSUBPS %s, %s, %s", p, one, one) // 1 − P
+	g.blend(f, one, p, d)
+	g.I("VMULPS %s, %s, %s", dy, d, d)
 }
 
 // ---- element-wise maps ----
@@ -2389,30 +2258,16 @@ var consts = [][2]string{
 	{"cLogL", "[8][16]float32(splatTable(logL[:], 8))"},
 	{"cTanhSmall", "splat(tanhSmall)"},
 	{"cTanhP", "[6][16]float32(splatTable(tanhP[:], 6))"},
-	{"cGeluMax", "splat(geluMaxA)"},
-	{"cNegHalfLog2e", "splat(-0.5 * log2e)"},
-	{"c2Ln2Hi", "splat(2 * ln2Hi)"},
-	{"c2Ln2Lo", "splat(2 * ln2Lo)"},
-	{"cGaussQ", "[6][16]float32(splatTable(gaussQ[:], 6))"},
 	{"tPwGELU", "pwRows(&pwGELU)"},
 	{"tPwGELUGrad", "pwRows(&pwGELUGrad)"},
 	{"tPwGELUTanh", "pwRows(&pwGELUTanh)"},
 	{"tPwGELUTanhGrad", "pwRows(&pwGELUTanhGrad)"},
-	{"tGelu8", fmt.Sprintf("[%d][8]float32(phiT8)", geluDeg8+2)},
-	{"cInvSqrt2Pi", "splat(invSqrt2Pi)"},
-	{"cGtC1", "splat(gtC1)"},
-	{"cGtC3x3", "splat(3 * gtC3)"},
-	{"cGtXMax", "splat(gtXMax)"},
-	{"cGtXMin", "splat(-gtXMax)"},
-	{"cGtA1Hi", "splat(gtA1Hi)"},
-	{"cGtA1Lo", "splat(gtA1Lo)"},
-	{"cGtA3Hi", "splat(gtA3Hi)"},
-	{"cGtA3Lo", "splat(gtA3Lo)"},
+	{"tPwGELU8", "pwRows8(&pwGELU8)"},
+	{"tPwGELUGrad8", "pwRows8(&pwGELUGrad8)"},
+	{"tPwGELUTanh8", "pwRows8(&pwGELUTanh8)"},
+	{"tPwGELUTanhGrad8", "pwRows8(&pwGELUTanhGrad8)"},
 	{"cGtMagic", "splat(gtMagic)"},
-	{"cGtNMin", "splat(-126)"},
-	{"cGtNOver", "splat(128)"},
-	{"cGtExp2P", "[3][16]float32(splatTable(gtExp2P[:], 3))"},
-	{"tGtExp2", "[2][16]float32{gtExp2T, gtExp2Tau}"},
+	{"tGtExp2", "gtExp2T"},
 }
 
 // ---- the kernels ----
@@ -2463,31 +2318,11 @@ var maps = []mapK{
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], "", out, t) }},
 	{name: "silu", ins: []string{"x"}, temps: 4, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) { g.sigmoidFwd(in[0], in[0], out, t) }},
-	{name: "gelu", ins: []string{"x"}, tabRows: pwRows, tab: "tPwGELU", temps: 7, temps512: 5, masks: 1, unroll: 3,
-		body: func(g *gen, out string, in, s, t, m []string) {
-			if g.wide() {
-				g.pwGELU(in[0], out, t, m[0], s)
-				return
-			}
-			g.phi(in[0], out, "", true, t, m[0], "")
-		}},
-	// GELU's tanh approximation x/(1 + e^{−y}).
-	{name: "geluTanh", ins: []string{"x"}, tabRows: pwRows, tab: "tPwGELUTanh", temps: 5, masks512: 1, unroll: 3,
-		body: func(g *gen, out string, in, s, t, m []string) {
-			if g.wide() {
-				g.pwGELU(in[0], out, t, m[0], s)
-				return
-			}
-			// x clamped to ±gtXMax for the exponential (a NaN x, which
-			// becomes gtXMax here, still gives NaN below).
-			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), out, "", false)
-			g.geluTanhExp(out, out, t, false)
-			g.I("VADDPS %s, %s, %s", c("cOne"), out, out)
-			// 0 where e^{−y} ≥ 2^127.97 (x ≤ −10.06, x·σ(y) below 3e−38,
-			// −Inf included).
-			g.I("VDIVPS %s, %s, %s", out, in[0], out)
-			g.I("VANDNPS %s, %s, %s", out, t[0], out)
-		}},
+	{name: "gelu", ins: []string{"x"}, tabRows: pwRows, tab: "tPwGELU", temps: 5, masks: 1, unroll: 3,
+		body: func(g *gen, out string, in, s, t, m []string) { g.pwGELU(in[0], out, t, m[0], s, "·tPwGELU8") }},
+	// GELU's tanh approximation x·σ(y).
+	{name: "geluTanh", ins: []string{"x"}, tabRows: pwRows, tab: "tPwGELUTanh", temps: 5, masks: 1, unroll: 3,
+		body: func(g *gen, out string, in, s, t, m []string) { g.pwGELU(in[0], out, t, m[0], s, "·tPwGELUTanh8") }},
 	{name: "relu", ins: []string{"x"}, masks: 1, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) {
 			g.cmp(nleUS, c("cZero"), in[0], m[0]) // x > 0 or NaN
@@ -2541,50 +2376,13 @@ var maps = []mapK{
 			g.I("VFMADD231PS %s, %s, %s", in[0], t[0], out) // x·σ(1−σ) + σ
 			g.I("VMULPS %s, %s, %s", out, in[1], out)
 		}},
-	{name: "geluGrad", ins: []string{"x", "dy"}, tabRows: pwRows, tab: "tPwGELUGrad", temps: 7, temps512: 5, masks: 2, unroll: 2,
+	{name: "geluGrad", ins: []string{"x", "dy"}, tabRows: pwRows, tab: "tPwGELUGrad", temps: 4, masks: 1, masks512: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			if g.wide() {
-				g.pwGELUGrad(in[0], in[1], out, t, m, s)
-				return
-			}
-			g.phi(in[0], out, t[6], false, t[:6], m[0], m[1])
-			g.I("VMULPS %s, %s, %s", c("cInvSqrt2Pi"), t[6], t[6])
-			// x·φ(x) + Φ(x), leaving Φ alone beyond geluMaxA (m[0] holds
-			// the other lanes), where φ is 0 and x may be ±Inf.
-			if g.wide() {
-				g.I("VFMADD231PS %s, %s, %s, %s", in[0], t[6], m[0], out) // merge-masked
-			} else {
-				g.I("VANDPS %s, %s, %s", in[0], m[0], t[0])
-				g.I("VFMADD231PS %s, %s, %s", t[0], t[6], out)
-			}
-			g.I("VMULPS %s, %s, %s", out, in[1], out)
+			g.pwGELUGrad(in[0], in[1], out, t, m, s, "·tPwGELUGrad8")
 		}},
-	// σ(y) + (x·y′)·σ(y)σ(−y) from e = e^{−|y|} (r = 1/(1+e), s0 = e·r,
-	// σ(y)σ(−y) = s0 − s0²), with x clamped to ±gtXMax in the second
-	// term and y′ = c1 + 3c3·x² from the exponential's x²; see
-	// geluTanhGrad32.
-	{name: "geluTanhGrad", ins: []string{"x", "dy"}, tabRows: pwRows, tab: "tPwGELUTanhGrad", temps: 9, temps512: 5, masks: 2, unroll: 2,
+	{name: "geluTanhGrad", ins: []string{"x", "dy"}, tabRows: pwRows, tab: "tPwGELUTanhGrad", temps: 4, masks: 1, masks512: 1, unroll: 2,
 		body: func(g *gen, out string, in, s, t, m []string) {
-			if g.wide() {
-				g.pwGELUGrad(in[0], in[1], out, t, m, s)
-				return
-			}
-			xc, e := t[7], t[8]
-			g.clamp(in[0], c("cGtXMin"), c("cGtXMax"), xc, e, true)
-			g.and(c("cAbs"), xc, e)
-			g.geluTanhExp(e, e, t[:7], true) // e; t[0] = x²
-			g.I("VADDPS %s, %s, %s", c("cOne"), e, t[1])
-			g.I("VMOVUPS %s, %s", c("cOne"), t[2])
-			g.I("VDIVPS %s, %s, %s", t[1], t[2], t[2]) // r
-			g.I("VMULPS %s, %s, %s", t[2], e, e)       // s0
-			g.sigmoidPick(in[0], t[2], e, out, m[0])   // σ(y)
-			g.I("VMOVAPS %s, %s", e, t[1])
-			g.I("VFNMADD231PS %s, %s, %s", e, e, t[1]) // σ(y)σ(−y) = s0 − s0²
-			g.I("VMOVUPS %s, %s", c("cGtC3x3"), t[4])
-			g.I("VFMADD213PS %s, %s, %s", c("cGtC1"), t[0], t[4]) // y′
-			g.I("VMULPS %s, %s, %s", t[4], xc, t[2])              // x·y′
-			g.I("VFMADD231PS %s, %s, %s", t[1], t[2], out)
-			g.I("VMULPS %s, %s, %s", out, in[1], out)
+			g.pwGELUGrad(in[0], in[1], out, t, m, s, "·tPwGELUTanhGrad8")
 		}},
 	{name: "reluGrad", ins: []string{"x", "dy"}, masks: 1, unroll: 4,
 		body: func(g *gen, out string, in, s, t, m []string) {

@@ -555,13 +555,25 @@ func layerNormGradStatsAcc(f *asmFuncs, ahead bool) func(x, w, dy, accB []float3
 	}
 }
 
-// pwRows returns p's coefficient rows, then its scale, the rounding
-// constant 1.5·2²³ and its max, each splat: the registers of AVX-512's
-// GELU kernels (pwTail in gen_amd64.go).
+// pwRows returns p's coefficient rows (six of sixteen), then its scale,
+// the rounding constant 1.5·2²³ and its max, each splat: the registers of
+// AVX-512's GELU kernels (pwTail in gen_amd64.go).
 func pwRows(p *pwPoly) (rows [9][16]float32) {
 	for k, row := range p.c {
-		rows[k] = row
+		rows[k] = [16]float32(row)
 	}
 	rows[6], rows[7], rows[8] = splat(p.scale), splat(0x1.8p23), splat(p.max)
+	return rows
+}
+
+// pwRows8 returns p's coefficient rows (eight of eight), then its scale
+// and its max, each splat: the rows AVX2's GELU kernels read.
+func pwRows8(p *pwPoly) (rows [10][8]float32) {
+	for k, row := range p.c {
+		rows[k] = [8]float32(row)
+	}
+	for i := range 8 {
+		rows[8][i], rows[9][i] = p.scale, p.max
+	}
 	return rows
 }

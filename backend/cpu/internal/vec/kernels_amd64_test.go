@@ -186,90 +186,111 @@ func TestStatsAheadEntries(t *testing.T) {
 	}
 }
 
-// pwModel is AVX-512's pwTail (gen_amd64.go) in Go: P(a) from the table
-// p, 0 beyond p.max. a·scale + 1.5·2²³ rounded down is 1.5·2²³ plus
-// ⌊a·scale⌋; a·scale − i is exact in float64 before its one rounding, as
-// in the fused multiply-add; fma32 is the kernel's multiply-add (its
-// float64 sum rounds twice, which can differ from one rounding only where
-// the float64 result falls on a float32 midpoint).
-func pwModel(p *pwPoly, a float32) float32 {
+// pwModel is the amd64 sets' pwTail (gen_amd64.go) in Go: P(a) from the
+// table p, 0 beyond p.max. AVX-512 (rounded false) takes the interval
+// i = ⌊a·scale⌋ from a·scale + 1.5·2²³ rounded down, AVX2 (rounded true)
+// truncates the product rounded to float32; both take v = a·scale − i,
+// exact in float64 before its one rounding, as in the fused
+// multiply-add. fma32 is the kernels' multiply-add (its float64 sum rounds
+// twice, which can differ from one rounding only where the float64 result
+// falls on a float32 midpoint).
+func pwModel(p *pwPoly, a float32, rounded bool) float32 {
 	if a > p.max {
 		return 0
 	}
 	i := math.Floor(float64(a) * float64(p.scale))
+	if rounded {
+		i = math.Trunc(float64(a * p.scale))
+	}
 	v := float32(float64(a)*float64(p.scale) - i)
-	q := p.c[5][int(i)]
-	for k := 4; k >= 0; k-- {
+	last := len(p.c) - 1
+	q := p.c[last][int(i)]
+	for k := last - 1; k >= 0; k-- {
 		q = fma32(q, v, p.c[k][int(i)])
 	}
 	return q
 }
 
-// TestPwGELU checks AVX-512's GELU kernels against pwModel bit for bit,
-// with every length up to 70 and over 2²⁰ points across [−8, 8] (where the
-// tables end, near 6, and beyond), and the tables themselves: max·scale
-// below 16, so that no a up to max reaches a seventeenth interval (whose
-// number VPERMPS would take mod 16), and the rows pwRows makes of them.
+// TestPwGELU checks the amd64 sets' GELU kernels against pwModel bit for
+// bit, with every length up to 70 and over 2²⁰ points across [−8, 8]
+// (where the tables end, near 6, and beyond), and the tables themselves:
+// max·scale below the number of intervals, so that no a up to max
+// reaches one more (whose number VPERMPS would take mod their number),
+// and the rows pwRows and pwRows8 make of them.
 func TestPwGELU(t *testing.T) {
-	k := Named("avx512")
-	if k == nil {
-		t.Skip("this CPU has no AVX-512")
-	}
 	xs := sweep(-8, 8, 1<<20)
 	xs = append(xs, 0, float32(math.Copysign(0, -1)))
 	dy := make([]float32, len(xs))
 	for i := range dy {
 		dy[i] = 1 - float32(i%7)/4
 	}
-	fwd := func(p *pwPoly) func(x, _ float32) float32 {
-		return func(x, _ float32) float32 {
-			return float32(float64(max(x, 0)) - float64(abs32(x))*float64(pwModel(p, abs32(x))))
-		}
-	}
-	grad := func(p *pwPoly) func(x, dy float32) float32 {
-		return func(x, dy float32) float32 {
-			d := pwModel(p, abs32(x))
-			if x >= 0 {
-				d = 1 - d
-			}
-			return dy * d
-		}
-	}
-	cases := []struct {
-		name  string
-		p     *pwPoly
-		rows  [9][16]float32
-		model func(x, dy float32) float32
-		run   func(d, x, dy []float32)
+	for _, set := range []struct {
+		name                    string
+		gelu, grad, tanh, tgrad *pwPoly
 	}{
-		{"GELU", &pwGELU, tPwGELU, fwd(&pwGELU), func(d, x, _ []float32) { k.GELU(d, x) }},
-		{"GELUGrad", &pwGELUGrad, tPwGELUGrad, grad(&pwGELUGrad), k.GELUGrad},
-		{"GELUTanh", &pwGELUTanh, tPwGELUTanh, fwd(&pwGELUTanh), func(d, x, _ []float32) { k.GELUTanh(d, x) }},
-		{"GELUTanhGrad", &pwGELUTanhGrad, tPwGELUTanhGrad, grad(&pwGELUTanhGrad), k.GELUTanhGrad},
-	}
-	for _, c := range cases {
-		if !(float64(c.p.max)*float64(c.p.scale) < 16) {
-			t.Errorf("%s: max·scale = %g, want below 16", c.name, float64(c.p.max)*float64(c.p.scale))
+		{"avx512", &pwGELU, &pwGELUGrad, &pwGELUTanh, &pwGELUTanhGrad},
+		{"avx2", &pwGELU8, &pwGELUGrad8, &pwGELUTanh8, &pwGELUTanhGrad8},
+	} {
+		k := Named(set.name)
+		if k == nil {
+			t.Logf("this CPU has no %s", set.name)
+			continue
 		}
-		if c.rows[6][0] != c.p.scale || c.rows[7][15] != 0x1.8p23 || c.rows[8][3] != c.p.max || c.rows[5] != c.p.c[5] {
-			t.Errorf("%s: the table's rows are not pwRows of its pwPoly", c.name)
+		rounded := set.name == "avx2"
+		fwd := func(p *pwPoly) func(x, _ float32) float32 {
+			return func(x, _ float32) float32 {
+				return float32(float64(max(x, 0)) - float64(abs32(x))*float64(pwModel(p, abs32(x), rounded)))
+			}
 		}
-		got := make([]float32, len(xs))
-		c.run(got, xs, dy)
-		for n := 1; n <= 70; n++ { // each length's tail
-			c.run(got[:n], xs[len(xs)-n:], dy[len(xs)-n:])
-			for i := range n {
-				j := len(xs) - n + i
-				if want := c.model(xs[j], dy[j]); math.Float32bits(got[i]) != math.Float32bits(want) {
-					t.Fatalf("%s, %d elements: %g at x = %g, model %g", c.name, n, got[i], xs[j], want)
+		grad := func(p *pwPoly) func(x, dy float32) float32 {
+			return func(x, dy float32) float32 {
+				d := pwModel(p, abs32(x), rounded)
+				if x >= 0 {
+					d = 1 - d
+				}
+				return dy * d
+			}
+		}
+		cases := []struct {
+			name  string
+			p     *pwPoly
+			model func(x, dy float32) float32
+			run   func(d, x, dy []float32)
+		}{
+			{"GELU", set.gelu, fwd(set.gelu), func(d, x, _ []float32) { k.GELU(d, x) }},
+			{"GELUGrad", set.grad, grad(set.grad), k.GELUGrad},
+			{"GELUTanh", set.tanh, fwd(set.tanh), func(d, x, _ []float32) { k.GELUTanh(d, x) }},
+			{"GELUTanhGrad", set.tgrad, grad(set.tgrad), k.GELUTanhGrad},
+		}
+		for _, c := range cases {
+			n := len(c.p.c[0])
+			if !(float64(c.p.max)*float64(c.p.scale) < float64(n)) {
+				t.Errorf("%s %s: max·scale = %g, want below %d", set.name, c.name, float64(c.p.max)*float64(c.p.scale), n)
+			}
+			got := make([]float32, len(xs))
+			for n := 1; n <= 70; n++ { // each length's tail
+				c.run(got[:n], xs[len(xs)-n:], dy[len(xs)-n:])
+				for i := range n {
+					j := len(xs) - n + i
+					if want := c.model(xs[j], dy[j]); math.Float32bits(got[i]) != math.Float32bits(want) {
+						t.Fatalf("%s %s, %d elements: %g at x = %g, model %g", set.name, c.name, n, got[i], xs[j], want)
+					}
+				}
+			}
+			c.run(got, xs, dy)
+			for i, x := range xs {
+				if want := c.model(x, dy[i]); math.Float32bits(got[i]) != math.Float32bits(want) {
+					t.Fatalf("%s %s(%g) = %g, model %g", set.name, c.name, x, got[i], want)
 				}
 			}
 		}
-		c.run(got, xs, dy)
-		for i, x := range xs {
-			if want := c.model(x, dy[i]); math.Float32bits(got[i]) != math.Float32bits(want) {
-				t.Fatalf("%s(%g) = %g, model %g", c.name, x, got[i], want)
-			}
-		}
+	}
+	// The rows the kernels read.
+	r16, r8 := pwRows(&pwGELUTanhGrad), pwRows8(&pwGELUTanhGrad8)
+	if r16[6][0] != pwGELUTanhGrad.scale || r16[7][15] != 0x1.8p23 || r16[8][3] != pwGELUTanhGrad.max || r16[5][9] != pwGELUTanhGrad.c[5][9] {
+		t.Error("pwRows: rows out of place")
+	}
+	if r8[8][0] != pwGELUTanhGrad8.scale || r8[9][7] != pwGELUTanhGrad8.max || r8[7][2] != pwGELUTanhGrad8.c[7][2] {
+		t.Error("pwRows8: rows out of place")
 	}
 }

@@ -90,19 +90,19 @@ func roundEven(x float32) float32 {
 }
 
 // abs32 is |x| (NaN stays NaN), without a round trip through float64.
-// pwPoly is a function of a = |x| ≥ 0 as sixteen polynomials of degree
-// five on intervals of equal width, [i/scale, (i+1)/scale) for i = 0..15,
-// evaluated in v = a·scale − i, and 0 beyond max: c[k][i] is interval i's
-// coefficient of v^k. AVX-512's GELU kernels take their functions' tail
-// parts from such tables (pwGELU, pwGELUGrad, pwGELUTanh and
-// pwGELUTanhGrad in coeffs.go; fit_coeffs.go fits them), one VPERMPS per
-// coefficient, with the interval's number i in the low bits of the
-// rounding sum a·scale + 1.5·2²³. Fitted for absolute error (2⁻²⁶ at
+// pwPoly is a function of a = |x| ≥ 0 as polynomials on n intervals of
+// equal width, [i/scale, (i+1)/scale) for i = 0..n−1, evaluated in v =
+// a·scale − i, and 0 beyond max: c[k][i] is interval i's coefficient of
+// v^k. The amd64 sets' GELU kernels take their functions' tail parts from
+// such tables (pwGELU, pwGELUGrad, pwGELUTanh and pwGELUTanhGrad in
+// coeffs.go, sixteen intervals of degree five for AVX-512, and the same
+// names with 8, eight of degree seven, for AVX2; fit_coeffs.go fits
+// them), one VPERMPS per coefficient. Fitted for absolute error (2⁻²⁶ at
 // most over the range, taking P as 0 beyond max included), they make
 // GELU's error absolute where it is small (see the package doc).
 type pwPoly struct {
 	scale, max float32
-	c          [6][16]float32
+	c          [][]float32
 }
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }

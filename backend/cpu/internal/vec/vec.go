@@ -42,13 +42,15 @@
 // errors are absolute where its results are small: Φ(x), σ(y) and the
 // derivatives to a few units of 2⁻²⁴ absolutely, which is what
 // ½·(1 + erf(x/√2)) in float32, PyTorch's definition, gives however
-// exact its erf (1 + erf cancels in the left tail). AVX-512 evaluates
-// their tails as piecewise polynomials with no exponential (pwPoly in
-// math32.go; 1.6, 1.7, 1.4 and 1.4 of those ulps), 15–50% faster from
-// memory on Zen 5 than with one (docs/cpu-row-kernels.md). The Go, AVX2 and NEON sets take Φ's tail from
-// e^{−x²/2} and are also accurate relative to the result down to where it
-// leaves the normal range: GELU 6 ulps (3.6) for |x| ≤ 13, GELUGrad 6
-// (3.0), GELUTanh 3 (1.97) for x ≥ −10, GELUTanhGrad 6 (4.1), against
+// exact its erf (1 + erf cancels in the left tail). The amd64 sets
+// evaluate their tails as piecewise polynomials with no exponential
+// (pwPoly in math32.go; GELU, GELUGrad, GELUTanh, GELUTanhGrad: AVX-512
+// 1.6, 1.7, 1.4 and 1.4 of those ulps, AVX2 1.7, 1.8, 1.3 and 1.4), 15–50% faster from memory on Zen 5 than with
+// one, AVX2 1.6–1.9× (docs/cpu-row-kernels.md). The Go and NEON sets take
+// Φ's tail from e^{−x²/2} and are also accurate relative to the result
+// down to where it leaves the normal range: GELU 6 ulps (3.6) for |x| ≤
+// 13, GELUGrad 6 (3.0), GELUTanh 3 (1.97) for x ≥ −10, GELUTanhGrad 6
+// (4.1), against
 // the result or, for the derivatives, their largest term. Reductions (sums, dot
 // products, norm statistics, gradient accumulators) accumulate in
 // float64; the norm and softmax steps that combine a row with its

@@ -195,9 +195,9 @@ var elementwiseCases = []elementwise{
 	{"RsqrtGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.RsqrtGrad }), 2, gradIn(wildIn), exact},
 	{"TanhGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.TanhGrad }), 2, gradIn(mixedIn(-6, 6)), within(5, 0)},
 	{"SigmoidGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SigmoidGrad }), 2, gradIn(mixedIn(-20, 20)), within(9, 0)},
-	// The assembly fuses x·σ(1−σ) + σ and (AVX2) x·φ + Φ, Go does not:
-	// near their zero crossings the two differ by the rounding of the
-	// terms. The GELU derivatives' contract is absolute, as GELU's.
+	// The assembly fuses x·σ(1−σ) + σ, Go does not: near its zero
+	// crossing the two differ by the rounding of the terms. The GELU
+	// derivatives' contract is absolute, as GELU's.
 	{"SiLUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.SiLUGrad }), 2, gradIn(mixedIn(-20, 20)), within(9, 3e-7)},
 	{"GELUGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUGrad }), 2, gradIn(mixedIn(-8, 8)), within(11, 5e-7)},
 	{"GELUTanhGrad", bi(func(k *Kernels) func(d, a, b []float32) { return k.GELUTanhGrad }), 2, gradIn(mixedIn(-12, 12)), within(9, 5e-7)},
