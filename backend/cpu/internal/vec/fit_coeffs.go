@@ -324,11 +324,13 @@ func main() {
 	// interval i, fitted for absolute error (the kernels' contract is
 	// absolute where P is small); max is where |P| falls below 2⁻²⁶ for
 	// good, beyond which the kernels take P as 0, and scale is n/max in
-	// float32 (max lowered until max·scale < n, so that no a up to max
-	// reaches an interval n, whose number VPERMPS would take mod n). v is
-	// a·scale − i, exact before its one rounding (a fused multiply-add),
-	// so the fit takes it in float64. AVX-512's VPERMPS picks from sixteen
-	// entries (degree five), AVX2's from eight (degree seven).
+	// float32 (max lowered until max·scale < n, both exactly, which
+	// AVX-512 rounds down, and rounded to float32, which AVX2 truncates,
+	// so that no a up to max reaches an interval n, whose number VPERMPS
+	// would take mod n). v is a·scale − i, exact before its one rounding
+	// (a fused multiply-add), so the fit takes it in float64. AVX-512's
+	// VPERMPS picks from sixteen entries (degree five), AVX2's from eight
+	// (degree seven).
 	pwTable := func(name string, n, d int, f func(a float64) float64, what string) {
 		const tail = 0x1p-26
 		a0 := 0.0
@@ -340,7 +342,7 @@ func main() {
 		}
 		scale := float32(float64(n) / a0)
 		hi32 := float32(a0)
-		for float64(hi32)*float64(scale) >= float64(n) {
+		for float64(hi32)*float64(scale) >= float64(n) || float32(hi32*scale) >= float32(n) {
 			hi32 = math.Nextafter32(hi32, 0)
 		}
 		var tab [][]float64

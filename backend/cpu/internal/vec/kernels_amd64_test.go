@@ -203,23 +203,38 @@ func pwModel(p *pwPoly, a float32, rounded bool) float32 {
 		i = math.Trunc(float64(a * p.scale))
 	}
 	v := float32(float64(a)*float64(p.scale) - i)
+	j := int(i) % len(p.c[0]) // VPERMPS takes the index mod the entries
 	last := len(p.c) - 1
-	q := p.c[last][int(i)]
+	q := p.c[last][j]
 	for k := last - 1; k >= 0; k-- {
-		q = fma32(q, v, p.c[k][int(i)])
+		q = fma32(q, v, p.c[k][j])
 	}
 	return q
 }
 
 // TestPwGELU checks the amd64 sets' GELU kernels against pwModel bit for
 // bit, with every length up to 70 and over 2²⁰ points across [−8, 8]
-// (where the tables end, near 6, and beyond), and the tables themselves:
-// max·scale below the number of intervals, so that no a up to max
+// (where the tables end, near 6, and beyond) and at every table's
+// interval boundaries and max, and the tables themselves: max·scale
+// below the number of intervals, exactly (AVX-512 rounds it down) and
+// rounded to float32 (AVX2 truncates that), so that no a up to max
 // reaches one more (whose number VPERMPS would take mod their number),
 // and the rows pwRows and pwRows8 make of them.
 func TestPwGELU(t *testing.T) {
 	xs := sweep(-8, 8, 1<<20)
 	xs = append(xs, 0, float32(math.Copysign(0, -1)))
+	for _, p := range []*pwPoly{&pwGELU, &pwGELUGrad, &pwGELUTanh, &pwGELUTanhGrad,
+		&pwGELU8, &pwGELUGrad8, &pwGELUTanh8, &pwGELUTanhGrad8} {
+		edges := []float32{p.max}
+		for i := 1; i < len(p.c[0]); i++ {
+			edges = append(edges, float32(float64(i)/float64(p.scale)))
+		}
+		for _, e := range edges {
+			for _, v := range []float32{math.Nextafter32(e, 0), e, math.Nextafter32(e, 10)} {
+				xs = append(xs, v, -v)
+			}
+		}
+	}
 	dy := make([]float32, len(xs))
 	for i := range dy {
 		dy[i] = 1 - float32(i%7)/4
@@ -264,8 +279,9 @@ func TestPwGELU(t *testing.T) {
 		}
 		for _, c := range cases {
 			n := len(c.p.c[0])
-			if !(float64(c.p.max)*float64(c.p.scale) < float64(n)) {
-				t.Errorf("%s %s: max·scale = %g, want below %d", set.name, c.name, float64(c.p.max)*float64(c.p.scale), n)
+			if !(float64(c.p.max)*float64(c.p.scale) < float64(n)) || !(c.p.max*c.p.scale < float32(n)) {
+				t.Errorf("%s %s: max·scale = %g (in float32 %g), want below %d", set.name, c.name,
+					float64(c.p.max)*float64(c.p.scale), c.p.max*c.p.scale, n)
 			}
 			got := make([]float32, len(xs))
 			for n := 1; n <= 70; n++ { // each length's tail

@@ -32,9 +32,9 @@
 //	Tanh                3 ulps (1.3)    TanhGrad 4 ulps (2.3)
 //	Sigmoid, SiLU       3 ulps (2.0, 2.0) for |x| ≤ 87, where σ is normal
 //	SigmoidGrad         5 ulps (4.4)    SiLUGrad 5 ulps (4.0)
-//	GELU, GELUTanh      3 ulps (2.0, 2.0) of the larger of the result and |x|/2
-//	GELUGrad            4 ulps (2.1)    of the larger of its largest term and ½
-//	GELUTanhGrad        4 ulps (3.0)    likewise (the GELU family over 2²³ points)
+//	GELU, GELUTanh      3 ulps (2.1, 2.0) of the larger of the result and |x|/2
+//	GELUGrad            4 ulps (2.2)    of the larger of its largest term and ½
+//	GELUTanhGrad        4 ulps (3.3)    likewise (these four: all float32 in [−8, 8])
 //	ExpShiftSum         1.2e−7 relative (7.5e−8) for sums shifted by their maximum
 //
 // where an ulp is that of the result (for derivatives that subtract, of
@@ -44,19 +44,23 @@
 // ½·(1 + erf(x/√2)) in float32, PyTorch's definition, gives however
 // exact its erf (1 + erf cancels in the left tail). The amd64 sets
 // evaluate their tails as piecewise polynomials with no exponential
-// (pwPoly in math32.go; GELU, GELUGrad, GELUTanh, GELUTanhGrad: AVX-512
-// 1.6, 1.7, 1.4 and 1.4 of those ulps, AVX2 1.7, 1.8, 1.3 and 1.4), 15–50% faster from memory on Zen 5 than with
-// one, AVX2 1.6–1.9× (docs/cpu-row-kernels.md). The Go and NEON sets take
-// Φ's tail from e^{−x²/2} and are also accurate relative to the result
-// down to where it leaves the normal range: GELU 6 ulps (3.6) for |x| ≤
-// 13, GELUGrad 6 (3.0), GELUTanh 3 (1.97) for x ≥ −10, GELUTanhGrad 6
-// (4.1), against
-// the result or, for the derivatives, their largest term. Reductions (sums, dot
-// products, norm statistics, gradient accumulators) accumulate in
-// float64; the norm and softmax steps that combine a row with its
-// statistics do so in float32 with the statistics split where a
-// subtraction needs their digits (see Kernels), and AdamW computes in
-// float64 and rounds once per stored value.
+// (pwPoly in math32.go), taken as 0 where they fall below 2⁻²⁶ for good
+// (|x| from 5.2 to 6.1 on: there GELU is x or 0 and the derivatives 1 or
+// 0). Over every float32 in [−8, 8], GELU, GELUGrad, GELUTanh and
+// GELUTanhGrad are within 1.67, 1.79, 1.55 and 1.42 of those ulps on
+// AVX-512 and 1.82, 2.10, 1.40 and 1.46 on AVX2; from memory on Zen 5
+// they are 15–50% faster than with an exponential on AVX-512, 1.6–1.9×
+// on AVX2 (docs/cpu-row-kernels.md). The Go and NEON sets take their
+// tails from an exponential (e^{−x²/2}, e^{−y}) and are also accurate
+// relative to the result down to where it leaves the normal range: GELU
+// 6 ulps (3.6) for |x| ≤ 13, GELUGrad 6 (3.0), GELUTanh 3 (1.97) for
+// x ≥ −10, GELUTanhGrad 6 (4.1), against the result or, for the
+// derivatives, their largest term. Reductions (sums, dot products, norm
+// statistics, gradient accumulators) accumulate in float64; the norm and
+// softmax steps that combine a row with its statistics do so in float32
+// with the statistics split where a subtraction needs their digits (see
+// Kernels), and AdamW computes in float64 and rounds once per stored
+// value.
 package vec
 
 //go:generate sh -c "GOAMD64=v1 go run fit_coeffs.go > coeffs.go"
