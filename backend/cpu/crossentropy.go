@@ -7,11 +7,6 @@ import (
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
 
-// ceGroup is how many rows CrossEntropy takes the sums of before their
-// logarithms: independent, a group's logarithms overlap in the core where
-// one per row would each wait for its sum (3-5% faster on 4M floats).
-const ceGroup = 8
-
 // CrossEntropy writes each row's loss −Σ_j q_j·log softmax(logits)_j for
 // the target distribution q = (1−ε)·one-hot + ε/vocab, which is
 // logsumexp(logits) − Σ_j q_j·logits_j; rows whose target is p.IgnoreIndex
@@ -35,32 +30,36 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 	ls, xs := v[0], v[1]
 	eps := float64(p.Smoothing)
 	k := b.kern
+	// Each row's loss without its log(sum) (part) and its sum, kept for
+	// the logarithms, which a loop of their own after the chunk's
+	// kernels takes with no kernel call between them, so that the core
+	// overlaps their latencies (logSum takes 3.4 ns in such a loop, 11
+	// between kernel calls). Rows of 1024, 4M floats, one thread on Zen
+	// 5, against logarithms taken eight rows at a time between the
+	// kernels: 92.3–96.6 → 89.9–91.9 ns a row (four alternated runs),
+	// cross_entropy 43.1–44.6 → 44.6–45.8 GB/s.
+	scratch := b.scratch64(1, 2*rows)[0]
+	part, sums := scratch[:rows], scratch[rows:]
 	b.parallelFor(rows, vocab*8, func(lo, hi int) {
-		// The loss of each row of a group, without its log(sum) yet.
-		var part, sums [ceGroup]float64
 		rm := ceRows{xs: xs, targets: targets, vocab: vocab, hi: hi, ignore: p.IgnoreIndex}
-		for r0 := lo; r0 < hi; r0 += ceGroup {
-			n := min(ceGroup, hi-r0)
-			for i := range n {
-				r := r0 + i
-				t := targets[r]
-				if t == p.IgnoreIndex {
-					part[i], sums[i] = 0, 1 // log 1 = 0
-					rm.forget()
-					continue
-				}
-				x, m, next := rm.row(k, r)
-				var mNext float32
-				sums[i], mNext = k.ExpSumNextMax(x, next, m)
-				part[i] = float64(m) - (1-eps)*float64(x[t])
-				if eps != 0 {
-					part[i] -= eps * k.Sum(x) / float64(vocab)
-				}
-				rm.carry(mNext, next)
+		for r := lo; r < hi; r++ {
+			t := targets[r]
+			if t == p.IgnoreIndex {
+				part[r], sums[r] = 0, 1 // log 1 = 0
+				rm.forget()
+				continue
 			}
-			for i := range n {
-				ls[r0+i] = float32(part[i] + logSum(sums[i]))
+			x, m, next := rm.row(k, r)
+			var mNext float32
+			sums[r], mNext = k.ExpSumNextMax(x, next, m)
+			part[r] = float64(m) - (1-eps)*float64(x[t])
+			if eps != 0 {
+				part[r] -= eps * k.Sum(x) / float64(vocab)
 			}
+			rm.carry(mNext, next)
+		}
+		for r := lo; r < hi; r++ {
+			ls[r] = float32(part[r] + logSum(sums[r]))
 		}
 	})
 }
