@@ -78,6 +78,22 @@ var scratchCases = []scratchCase{
 		},
 	},
 	{
+		name: "cross entropy: each row's float64 part and sum",
+		opts: Options{Threads: 2},
+		tune: func(be *Backend) { be.grain = 1 }, // several chunks share the one buffer
+		setup: func(t *testing.T, be *Backend) scratchOp {
+			const rows, vocab = 37, 100
+			x, y := upload(t, be, uniform(newRNG(9), rows*vocab, -3, 3), rows, vocab), poisoned(t, be, rows)
+			targets := make([]int32, rows)
+			for r := range targets {
+				targets[r] = int32(r * 7 % vocab)
+			}
+			targets[5] = -100
+			p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: 0.1, Scale: 1}
+			return scratchOp{run: func() { be.CrossEntropy(y, x, targets, p) }, scratch: 2 * 8 * rows, live: []backend.Tensor{x, y}}
+		},
+	},
+	{
 		name:    "matmul: the engine's workspace",
 		opts:    Options{Threads: 2},
 		matmuls: true,
