@@ -49,7 +49,7 @@
 // 0). Over every float32 in [−8, 8], GELU, GELUGrad, GELUTanh and
 // GELUTanhGrad are within 1.67, 1.79, 1.55 and 1.42 of those ulps on
 // AVX-512 and 1.82, 2.10, 1.40 and 1.46 on AVX2; from memory on Zen 5
-// they are 15–50% faster than with an exponential on AVX-512, 1.6–1.9×
+// they are 10–55% faster than with an exponential on AVX-512, 1.6–1.9×
 // on AVX2 (docs/cpu-row-kernels.md). The Go and NEON sets take their
 // tails from an exponential (e^{−x²/2}, e^{−y}) and are also accurate
 // relative to the result down to where it leaves the normal range: GELU
