@@ -94,6 +94,28 @@ var scratchCases = []scratchCase{
 		},
 	},
 	{
+		name: "cross entropy gradient, streaming: two rows of exponentials per chunk",
+		opts: Options{Threads: 3},
+		tune: func(be *Backend) { be.stream, be.grain = 0, 1 },
+		setup: func(t *testing.T, be *Backend) scratchOp {
+			const rows, vocab = 64, 1000
+			if be.kernels(0) == be.kern {
+				t.Skip("these row kernels have no streaming variant, so CrossEntropyGrad takes no scratch")
+			}
+			x, d := upload(t, be, uniform(newRNG(10), rows*vocab, -3, 3), rows, vocab), poisoned(t, be, rows, vocab)
+			targets := make([]int32, rows)
+			for r := range targets {
+				targets[r] = int32(r * 13 % vocab)
+			}
+			chunks := be.chunks(rows, vocab*8)
+			if chunks != 3 {
+				t.Fatalf("CrossEntropyGrad runs in %d chunks, want one per thread", chunks)
+			}
+			p := backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
+			return scratchOp{run: func() { be.CrossEntropyGrad(d, x, targets, p) }, scratch: 2 * 4 * vocab * int64(chunks), live: []backend.Tensor{x, d}}
+		},
+	},
+	{
 		name:    "matmul: the engine's workspace",
 		opts:    Options{Threads: 2},
 		matmuls: true,
