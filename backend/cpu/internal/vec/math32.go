@@ -4,7 +4,9 @@ import "math"
 
 // The float32 approximations below are the scalar, pure-Go form of the
 // assembly kernels: the same range reductions and the same polynomials
-// (coeffs.go), so both paths agree to within rounding. Each is accurate to
+// (coeffs.go), so both paths agree to within rounding. (GELU and its tanh
+// form are the exception on amd64, whose kernels take their tails from
+// pwPoly tables; the forms here are the Go and NEON kernels'.) Each is accurate to
 // a few float32 ulps (accuracy_test.go measures them against float64 math
 // over dense sweeps). Polynomials are evaluated by Horner's rule; where
 // the assembly fuses a multiply and an add, Go rounds twice (or fuses too,
