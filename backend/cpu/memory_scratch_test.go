@@ -29,6 +29,22 @@ type scratchOp struct {
 	copies int64
 }
 
+// streamingRowChunks skips where the row kernels have no streaming
+// variant (then op, a row op that keeps two rows of scratch per chunk
+// only for streaming stores, takes none) and returns how many chunks
+// rows of cols floats run in, failing unless they are want.
+func streamingRowChunks(t *testing.T, be *Backend, op string, rows, cols, want int) int64 {
+	t.Helper()
+	if be.kernels(0) == be.kern {
+		t.Skipf("these row kernels have no streaming variant, so %s takes no scratch", op)
+	}
+	chunks := be.chunks(rows, cols*8)
+	if chunks != want {
+		t.Fatalf("%s runs in %d chunks, want %d", op, chunks, want)
+	}
+	return int64(chunks)
+}
+
 // scratchCases are the ops that take scratch, at shapes that do. The
 // expected bytes are worked out from the shapes, with the backend's own
 // sizing (chunks, pieces, gradPlan, scratchLen and copiesLen) where the
@@ -40,11 +56,9 @@ var scratchCases = []scratchCase{
 		tune: func(be *Backend) { be.stream = 0 }, // every op streams its stores
 		setup: func(t *testing.T, be *Backend) scratchOp {
 			const rows, keys = 64, 1000
-			if be.kernels(0) == be.kern {
-				t.Skip("these row kernels have no streaming variant, so Softmax takes no scratch")
-			}
+			chunks := streamingRowChunks(t, be, "Softmax", rows, keys, 1)
 			x, y := upload(t, be, uniform(newRNG(1), rows*keys, -2, 2), rows, keys), poisoned(t, be, rows, keys)
-			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys, live: []backend.Tensor{x, y}} // two rows (softmaxRows)
+			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * chunks, live: []backend.Tensor{x, y}} // two rows (softmaxRows)
 		},
 	},
 	{
@@ -53,15 +67,9 @@ var scratchCases = []scratchCase{
 		tune: func(be *Backend) { be.stream, be.grain = 0, 1 },
 		setup: func(t *testing.T, be *Backend) scratchOp {
 			const rows, keys = 64, 1000
-			if be.kernels(0) == be.kern {
-				t.Skip("these row kernels have no streaming variant, so Softmax takes no scratch")
-			}
+			chunks := streamingRowChunks(t, be, "Softmax", rows, keys, 3)
 			x, y := upload(t, be, uniform(newRNG(2), rows*keys, -2, 2), rows, keys), poisoned(t, be, rows, keys)
-			chunks := be.chunks(rows, keys*8)
-			if chunks != 3 {
-				t.Fatalf("softmax runs in %d chunks, want one per thread", chunks)
-			}
-			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * int64(chunks), live: []backend.Tensor{x, y}}
+			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * chunks, live: []backend.Tensor{x, y}}
 		},
 	},
 	{
@@ -99,20 +107,14 @@ var scratchCases = []scratchCase{
 		tune: func(be *Backend) { be.stream, be.grain = 0, 1 },
 		setup: func(t *testing.T, be *Backend) scratchOp {
 			const rows, vocab = 64, 1000
-			if be.kernels(0) == be.kern {
-				t.Skip("these row kernels have no streaming variant, so CrossEntropyGrad takes no scratch")
-			}
+			chunks := streamingRowChunks(t, be, "CrossEntropyGrad", rows, vocab, 3)
 			x, d := upload(t, be, uniform(newRNG(10), rows*vocab, -3, 3), rows, vocab), poisoned(t, be, rows, vocab)
 			targets := make([]int32, rows)
 			for r := range targets {
 				targets[r] = int32(r * 13 % vocab)
 			}
-			chunks := be.chunks(rows, vocab*8)
-			if chunks != 3 {
-				t.Fatalf("CrossEntropyGrad runs in %d chunks, want one per thread", chunks)
-			}
 			p := backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
-			return scratchOp{run: func() { be.CrossEntropyGrad(d, x, targets, p) }, scratch: 2 * 4 * vocab * int64(chunks), live: []backend.Tensor{x, d}}
+			return scratchOp{run: func() { be.CrossEntropyGrad(d, x, targets, p) }, scratch: 2 * 4 * vocab * chunks, live: []backend.Tensor{x, d}}
 		},
 	},
 	{

@@ -146,8 +146,9 @@ func (b *Backend) scratch32(c, n int) [][]float32 {
 	return bufs
 }
 
-// scratch64 returns c zeroed float64 buffers of length n, one per parallel
-// chunk, reused across ops like scratch32's.
+// scratch64 returns c zeroed float64 buffers of length n, reused across
+// ops like scratch32's: one per parallel chunk or piece, or one that the
+// chunks share, each using its own range of it.
 func (b *Backend) scratch64(c, n int) [][]float64 {
 	parts, grown := scratch(&b.rows64, c, n)
 	b.reserved.add(8 * grown)

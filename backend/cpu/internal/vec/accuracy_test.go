@@ -148,7 +148,7 @@ var accuracyCases = []accuracyCase{
 		kern: withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.GELUGrad })},
 	{name: "GELUTanhGrad", lo: -20, hi: 20, ref: geluTanhGradRef, scale: half(geluTanhGradTerms), bound: 4,
 		kern: withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.GELUTanhGrad })},
-	// The sets that take Φ's tail from e^{−x²/2} (all but AVX-512) are
+	// The sets that take Φ's tail from e^{−x²/2} (relSets: Go, NEON) are
 	// accurate relative to the result as well, down to where it leaves
 	// the normal float32 range (x = −13 for GELU, where x·Φ(x) ≈ −4e−38,
 	// −10 for GELUTanh); derivatives against their largest term.

@@ -517,9 +517,13 @@ func (g *gen) sigmoidPick(x, r, s0, d, m string) {
 
 // pwRows is how many rows pwRows (kernels_amd64.go) makes of a pwPoly for
 // AVX-512, each a register in its GELU kernels: its six coefficients, its
-// scale, the rounding constant 1.5·2²³ and its max. AVX2 reads pwRows8's
-// from memory: its eight coefficients, its scale and its max.
-const pwRows = 9
+// scale, the rounding constant 1.5·2²³ and its max. AVX2 reads the
+// pwRows8 rows that pwRows8 makes from memory: its eight coefficients,
+// its scale and its max.
+const (
+	pwRows  = 9
+	pwRows8 = 10
+)
 
 // pwTail sets p = P(a) for a pwPoly (math32.go), a = |x| (NaN passes),
 // and m to the lanes where a ≤ max or a is NaN; with zero, p is 0 in the
@@ -543,18 +547,19 @@ const pwRows = 9
 func (g *gen) pwTail(a, p, f, v, t, m string, tab []string, sym string, zero bool) {
 	var coef []string
 	if g.wide() {
-		coef = tab[:6]
-		scale, magic, hi := tab[6], tab[7], tab[8]
+		coef = tab[:pwRows-3]
+		scale, magic, hi := tab[pwRows-3], tab[pwRows-2], tab[pwRows-1]
 		g.cmp(ngtUS, hi, a, m)
 		g.I("VMOVAPS %s, %s", a, f)
 		g.I("VFMADD213PS.RD_SAE %s, %s, %s", magic, scale, f) // i in the low bits
 		g.I("VSUBPS %s, %s, %s", magic, f, v)                 // i
 		g.I("VFMSUB231PS %s, %s, %s", scale, a, v)            // a·scale − i
 	} else {
-		for k := range 8 {
-			coef = append(coef, fmt.Sprintf("%s+%d(SB)", sym, 32*k))
+		row := func(k int) string { return fmt.Sprintf("%s+%d(SB)", sym, 32*k) }
+		for k := range pwRows8 - 2 {
+			coef = append(coef, row(k))
 		}
-		scale, hi := fmt.Sprintf("%s+%d(SB)", sym, 256), fmt.Sprintf("%s+%d(SB)", sym, 288)
+		scale, hi := row(pwRows8-2), row(pwRows8-1)
 		g.cmp(ngtUS, hi, a, m)
 		g.I("VMULPS %s, %s, %s", scale, a, f)
 		g.I("VCVTTPS2DQ %s, %s", f, f) // i, which VPERMPS takes mod 8
@@ -864,6 +869,9 @@ func (g *gen) mapKernel(k mapK, nt bool) {
 		sc = append(sc, v)
 	}
 	if g.wide() {
+		if k.tabRows > 0 && k.tab == "" {
+			panic(k.name + ": tabRows without a table")
+		}
 		for j := 0; j < k.tabRows; j++ {
 			v := r.v()
 			g.I("VMOVUPS ·%s+%d(SB), %s", k.tab, 64*j, v)

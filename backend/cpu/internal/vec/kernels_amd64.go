@@ -557,8 +557,12 @@ func layerNormGradStatsAcc(f *asmFuncs, ahead bool) func(x, w, dy, accB []float3
 
 // pwRows returns p's coefficient rows (six of sixteen), then its scale,
 // the rounding constant 1.5·2²³ and its max, each splat: the registers of
-// AVX-512's GELU kernels (pwTail in gen_amd64.go).
+// AVX-512's GELU kernels (pwTail in gen_amd64.go, whose pwRows is this
+// length).
 func pwRows(p *pwPoly) (rows [9][16]float32) {
+	if len(p.c) != len(rows)-3 {
+		panic("vec: a pwPoly table changed degree; rerun go generate")
+	}
 	for k, row := range p.c {
 		rows[k] = [16]float32(row)
 	}
@@ -567,8 +571,12 @@ func pwRows(p *pwPoly) (rows [9][16]float32) {
 }
 
 // pwRows8 returns p's coefficient rows (eight of eight), then its scale
-// and its max, each splat: the rows AVX2's GELU kernels read.
+// and its max, each splat: the rows AVX2's GELU kernels read (pwRows8 in
+// gen_amd64.go).
 func pwRows8(p *pwPoly) (rows [10][8]float32) {
+	if len(p.c) != len(rows)-2 {
+		panic("vec: a pwPoly table changed degree; rerun go generate")
+	}
 	for k, row := range p.c {
 		rows[k] = [8]float32(row)
 	}

@@ -6,9 +6,9 @@ import "math"
 // assembly kernels: the same range reductions and the same polynomials
 // (coeffs.go), so both paths agree to within rounding. (GELU and its tanh
 // form are the exception on amd64, whose kernels take their tails from
-// pwPoly tables; the forms here are the Go and NEON kernels'.) Each is accurate to
-// a few float32 ulps (accuracy_test.go measures them against float64 math
-// over dense sweeps). Polynomials are evaluated by Horner's rule; where
+// pwPoly tables; the forms here are the Go and NEON kernels'.) Each is
+// accurate to a few float32 ulps (accuracy_test.go measures them against
+// float64 math over dense sweeps). Polynomials are evaluated by Horner's rule; where
 // the assembly fuses a multiply and an add, Go rounds twice (or fuses too,
 // on architectures where the compiler does), which is why the two paths
 // are compared with a tolerance rather than bit for bit.
