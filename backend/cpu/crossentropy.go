@@ -11,7 +11,7 @@ import (
 // the target distribution q = (1−ε)·one-hot + ε/vocab, which is
 // logsumexp(logits) − Σ_j q_j·logits_j; rows whose target is p.IgnoreIndex
 // get 0. The log-sum-exp subtracts the row's maximum m first, sums the
-// exponentials (float32, see vec's ExpShiftSum and ExpSumNextMax) in
+// exponentials (float32, see vec's ExpSumRows) in
 // float64 and is m + log(sum) in float64 (logSum).
 func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	const op = backend.OpCrossEntropy
@@ -30,39 +30,58 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 	ls, xs := v[0], v[1]
 	eps := float64(p.Smoothing)
 	k := b.kern
-	// Each row's loss without its log(sum) (part) and its sum, kept for
-	// the logarithms, which a loop of their own after the chunk's
-	// kernels takes with no kernel call between them, so that the core
-	// overlaps their latencies (logSum takes 3.4 ns in such a loop, 11
-	// between kernel calls). Rows of 1024, 4M floats, one thread on Zen
-	// 5, against logarithms taken eight rows at a time between the
-	// kernels: 92.3–96.6 → 89.9–91.9 ns a row (four alternated runs),
-	// cross_entropy 43.1–44.6 → 44.6–45.8 GB/s.
+	// Each row's loss without its log(sum) (part, which holds the row's
+	// maximum first) and its sum, kept for the logarithms, which a loop
+	// of their own after the chunk's kernels takes with no kernel call
+	// between them, so that the core overlaps their latencies (logSum
+	// takes 3.4 ns in such a loop, 11 between kernel calls; rows of
+	// 1024, 4M floats, one thread on Zen 5, against logarithms taken eight
+	// rows at a time between the kernels: 92.3–96.6 → 89.9–91.9 ns a
+	// row).
 	scratch := b.scratch64(1, 2*rows)[0]
 	part, sums := scratch[:rows], scratch[rows:]
+	// Runs of rows not ignored go to ExpSumRows in blocks of about
+	// ceBlockBytes, so that the targets' logits (and with smoothing the
+	// rows' sums) are read while the block is still in the cache; each
+	// call holds the next block's first two rows, whose maxima it takes
+	// for the next call.
+	block := max(1, ceBlockBytes/(4*vocab))
 	b.parallelFor(rows, vocab*8, func(lo, hi int) {
-		rm := ceRows{xs: xs, targets: targets, vocab: vocab, hi: hi, ignore: p.IgnoreIndex}
-		for r := lo; r < hi; r++ {
-			t := targets[r]
-			if t == p.IgnoreIndex {
+		for r := lo; r < hi; {
+			if targets[r] == p.IgnoreIndex {
 				part[r], sums[r] = 0, 1 // log 1 = 0
-				rm.forget()
+				r++
 				continue
 			}
-			x, m, next := rm.row(k, r)
-			var mNext float32
-			sums[r], mNext = k.ExpSumNextMax(x, next, m)
-			part[r] = float64(m) - (1-eps)*float64(x[t])
-			if eps != 0 {
-				part[r] -= eps * k.Sum(x) / float64(vocab)
+			end := r + 1
+			for end < hi && targets[end] != p.IgnoreIndex {
+				end++
 			}
-			rm.carry(mNext, next)
+			known := 0
+			for a := r; a < end; a += block {
+				z := min(a+block, end)
+				held := min(z+2, end)
+				k.ExpSumRows(xs[a*vocab:held*vocab], vocab, known, sums[a:z], part[a:held])
+				known = held - z
+				for i := a; i < z; i++ {
+					x := xs[i*vocab : (i+1)*vocab]
+					part[i] -= (1 - eps) * float64(x[targets[i]])
+					if eps != 0 {
+						part[i] -= eps * k.Sum(x) / float64(vocab)
+					}
+				}
+			}
+			r = end
 		}
 		for r := lo; r < hi; r++ {
 			ls[r] = float32(part[r] + logSum(sums[r]))
 		}
 	})
 }
+
+// ceBlockBytes is about how much of the logits CrossEntropy hands
+// ExpSumRows at a time: well within any L2 cache.
+const ceBlockBytes = 128 << 10
 
 // CrossEntropyGrad writes p.Scale·(softmax(logits) − q) per row, q the
 // smoothed one-hot target, and zeros for ignored rows. The softmax is
@@ -165,10 +184,9 @@ func (g *ceGradRow) finish(k *vec.Kernels) {
 	*g = ceGradRow{}
 }
 
-// ceRows walks the rows of a chunk of logits for CrossEntropy and
-// CrossEntropyGrad, carrying each row's maximum: the pass over a row's
-// exponentials takes the next row's maximum with it (vec's ExpSumNextMax
-// and ExpShiftNextMax), so that the next row's loads, missing the cache,
+// ceRows walks the rows of a chunk of logits for CrossEntropyGrad,
+// carrying each row's maximum: the pass over a row's exponentials takes
+// the next row's maximum with it (vec's ExpShiftNextMax), so that the next row's loads, missing the cache,
 // overlap the exponentials instead of a pass of their own waiting for
 // memory. The next row is one of the same chunk (below hi) that is not
 // ignored; after an ignored row the maximum is taken afresh.

@@ -21,6 +21,14 @@ type expAsm struct {
 	// expSumNextMax is expShiftSum that also returns the largest element
 	// of next.
 	expSumNextMax func(x, next *float32, c float32, n int) (float64, float32)
+	// expSumRows, where the set has it, is expShiftSum over rows rows of
+	// cols elements, each row's maximum from maxes, where the caller
+	// stored the first two and the pass over each row stores that of the
+	// row two after it (which must be in memory): it stores each row's
+	// sum without sumShift's fix, stops before a row whose shift
+	// sumShift refuses and returns the rows done (gen_amd64.go's
+	// expSumRows).
+	expSumRows func(x *float32, sums, maxes *float64, cols, rows int) int
 }
 
 // install sets k's ExpShift, ExpShiftNextMax, ExpShiftSum and
@@ -71,5 +79,38 @@ func (a expAsm) install(k *Kernels) {
 		}
 		sum, m := a.expSumNextMax(&x[0], &next[0], c, len(x))
 		return sum * fix, m
+	}
+	if a.expSumRows == nil {
+		k.ExpSumRows = expSumRowsOf(k)
+		return
+	}
+	k.ExpSumRows = func(x []float32, cols, known int, sums, maxes []float64) {
+		held := expSumRowsShape(x, cols, known, sums, maxes)
+		if cols == 0 {
+			expSumRowsOf(k)(x, cols, known, sums, maxes)
+			return
+		}
+		for r := 0; r < len(sums); r++ {
+			// The kernel takes the rows with two after them, the last
+			// one (and where it stops, the row after) a pass of its own.
+			if last := min(len(sums), held-2); r < last {
+				k.rowMaxima(x, cols, maxes, &known, r+1)
+				done := a.expSumRows(&x[r*cols], &sums[r], &maxes[r], cols, last-r)
+				for i := r; i < r+done; i++ {
+					_, fix, _ := sumShift(float32(maxes[i]))
+					sums[i] *= fix
+				}
+				if done > 0 {
+					r += done
+					known = max(known, r+2)
+				}
+				if r == len(sums) {
+					break
+				}
+			}
+			k.rowMaxima(x, cols, maxes, &known, r)
+			sums[r] = k.ExpShiftSum(x[r*cols:(r+1)*cols], float32(maxes[r]))
+		}
+		k.rowMaxima(x, cols, maxes, &known, held-1)
 	}
 }

@@ -1710,7 +1710,7 @@ const nextPrefetch = 8 << 10
 // Without store (expShiftSum, expSumNextMax) the kernel takes no scale and
 // a shift c in base 2, and sums 2^(x·log2e − c) with exp2Sum (see
 // sumShift).
-func (g *gen) expShift(store, withMax bool) { g.expShiftPrev(store, withMax, false) }
+func (g *gen) expShift(store, withMax bool) { g.expShiftPrev(store, withMax, false, false) }
 
 // softmaxStep writes softmaxStep: exp(scale·x − shift) stored and summed
 // as expShift stores and sums them, the maximum of next as
@@ -1722,16 +1722,34 @@ func (g *gen) expShift(store, withMax bool) { g.expShiftPrev(store, withMax, fal
 // written by the pass over the row after it: its stores to memory then
 // overlap that row's exponentials and the next row's loads, where the
 // pass of their own waited on the stores alone (see vec's SoftmaxStep).
-func (g *gen) softmaxStep() { g.expShiftPrev(true, true, true) }
+func (g *gen) softmaxStep() { g.expShiftPrev(true, true, true, false) }
+
+// expSumRows writes expSumRows: expShiftSum over rows consecutive rows
+// of cols elements in one call, row r's shift c = m·log2e from its
+// maximum m, maxes[r] (float64), where the pass over row r−2 stored it:
+// each pass takes the maximum of the row two after its own (in memory
+// too) as expSumNextMax takes its next row's, and stores it two entries
+// on. The caller sets the first two. It stores each row's sum before
+// sumShift's fix and stops before a row whose c sumShift would refuse
+// (|c| ≥ 2¹⁶, infinite or NaN), returning the rows done. The sums are
+// bit for bit expShiftSum's (the same code per row). Against
+// expSumNextMax a row at a time it saves the Go and the call between
+// rows and, with the maximum two rows ahead, the wait at each row's
+// start for the one just taken (reduced, scaled and broadcast, about
+// 30 cycles in a row): rows of 1024 from L3 on Zen 5, 77 → 70–75 ns a
+// row.
+func (g *gen) expSumRows() { g.expShiftPrev(false, true, false, true) }
 
 // expShiftPrev is expShift, or with prev (AVX-512, store and withMax
-// only) softmaxStep.
-func (g *gen) expShiftPrev(store, withMax, prev bool) {
+// only) softmaxStep, or with rows (not store, withMax) expSumRows.
+func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
 	name := "expShift" + g.suffix
 	if !store {
 		name = "expShiftSum" + g.suffix
 	}
-	if withMax && store && prev {
+	if rows {
+		name = "expSumRows" + g.suffix
+	} else if withMax && store && prev {
 		name = "softmaxStep" + g.suffix
 	} else if withMax && store {
 		name = "expShiftNextMax" + g.suffix
@@ -1743,7 +1761,10 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 		args = append(args, param{"dst", 8, "*float32"})
 	}
 	args = append(args, param{"x", 8, "*float32"})
-	if withMax {
+	if rows {
+		args = append(args, param{"sums", 8, "*float64"}, param{"maxes", 8, "*float64"},
+			param{"cols", 8, "int"}, param{"rows", 8, "int"})
+	} else if withMax {
 		args = append(args, param{"next", 8, "*float32"})
 		if prev {
 			args = append(args, param{"src", 8, "*float32"}, param{"out", 8, "*float32"},
@@ -1757,14 +1778,20 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 	if !store {
 		shiftName = "c"
 	}
-	args = append(args, param{shiftName, 4, "float32"}, param{"n", 8, "int"})
 	results := []param{{"sum", 8, "float64"}}
-	if withMax {
+	if rows {
+		results = []param{{"done", 8, "int"}}
+	} else {
+		args = append(args, param{shiftName, 4, "float32"}, param{"n", 8, "int"})
+	}
+	if withMax && !rows {
 		results = append(results, param{"m", 4, "float32"})
 	}
 	offs, _, total := frame(args, results)
 	doc := fmt.Sprintf("%s is the %s exp(scale·x − shift) kernel", name, g.suffix)
 	switch {
+	case rows:
+		doc = fmt.Sprintf("%s is the %s Σ 2^(x·log2e − c) and max(next) kernel over rows", name, g.suffix)
 	case !store && withMax:
 		doc = fmt.Sprintf("%s is the %s Σ 2^(x·log2e − c) and max(next) kernel", name, g.suffix)
 	case !store:
@@ -1780,8 +1807,19 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 	if store {
 		g.I("MOVQ dst+%d(FP), DI", offs["dst"])
 	}
-	g.I("MOVQ x+%d(FP), SI", offs["x"])
-	if withMax {
+	if rows {
+		// R13 is the row's start, R12 its number, DI its length in bytes.
+		g.I("MOVQ x+%d(FP), R13", offs["x"])
+		g.I("MOVQ sums+%d(FP), R8", offs["sums"])
+		g.I("MOVQ maxes+%d(FP), R9", offs["maxes"])
+		g.I("MOVQ cols+%d(FP), R10", offs["cols"])
+		g.I("MOVQ rows+%d(FP), R11", offs["rows"])
+		g.I("XORQ R12, R12")
+		g.I("LEAQ (R10*4), DI")
+	} else {
+		g.I("MOVQ x+%d(FP), SI", offs["x"])
+	}
+	if withMax && !rows {
 		g.I("MOVQ next+%d(FP), DX", offs["next"])
 	}
 	if prev {
@@ -1791,25 +1829,33 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 		g.I("MOVQ mask+%d(FP), R11", offs["mask"])
 		g.I("KMOVW R11, K2")
 	}
-	g.I("MOVQ n+%d(FP), CX", offs["n"])
+	if !rows {
+		g.I("MOVQ n+%d(FP), CX", offs["n"])
+	}
 	r := &regs{g: g}
 	// With the maximum, scale is 1 and its register holds the maximum
 	// (AVX2 has no other to spare).
 	scale, shift := r.v(), r.v()
 	mx := []string{scale}
-	if withMax {
+	switch {
+	case rows: // rowStart sets the registers up for each row
+	case withMax:
 		g.I("VMOVUPS %s, %s", c("cNegInf"), scale)
-	} else if store {
+	case store:
 		g.I("VBROADCASTSS scale+%d(FP), %s", offs["scale"], scale)
 	}
-	g.I("VBROADCASTSS %s+%d(FP), %s", shiftName, offs[shiftName], shift)
+	if !rows {
+		g.I("VBROADCASTSS %s+%d(FP), %s", shiftName, offs[shiftName], shift)
+	}
 	tm := ""
 	if !g.wide() {
 		tm = r.v()
 	}
 	acc := [2]string{r.v(), r.v()}
-	g.zero(acc[0])
-	g.zero(acc[1])
+	if !rows {
+		g.zero(acc[0])
+		g.zero(acc[1])
+	}
 	var pscale string // softmaxStep's scale (scale holds the maximum)
 	if prev {
 		pscale = r.v()
@@ -1830,8 +1876,40 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 		// for the last.
 		mx = append(mx, r.v(), r.v(), r.v())
 		for _, m := range mx[1:] {
-			g.I("VMOVAPS %s, %s", scale, m)
+			if !rows {
+				g.I("VMOVAPS %s, %s", scale, m)
+			}
 		}
+	}
+	// rowStart begins expSumRows' row R12 at R13 (see expSumRows): it
+	// leaves for ret where c = m·log2e is out of sumShift's range (the
+	// integer comparison of |c|'s bits also takes NaN), and sets up the
+	// registers as the single-row kernel's start does, with the row two
+	// on as next.
+	rowStart := func() {
+		if !rows {
+			return
+		}
+		xm, xt := "X"+scale[1:], "X"+tmp[1:]
+		g.label("row")
+		g.I("VMOVSD (R9)(R12*8), %s", xm)
+		g.I("VCVTSD2SS %s, %s, %s", xm, xm, xm)
+		// As sumShift's c; written as it stands, since I would make the
+		// constant's operand a broadcast, which scalar forms lack.
+		fmt.Fprintf(g.b, "\tVMULSS %s, %s, %s\n", c("cLog2e"), xm, xt)
+		g.I("VMOVD %s, AX", xt)
+		g.I("ANDL $0x7fffffff, AX")
+		g.I("CMPL AX, $0x47800000") // 2¹⁶
+		g.I("JAE ret")
+		g.I("VBROADCASTSS %s, %s", xt, shift)
+		for _, m := range mx {
+			g.I("VMOVUPS %s, %s", c("cNegInf"), m)
+		}
+		g.zero(acc[0])
+		g.zero(acc[1])
+		g.I("MOVQ R10, CX")
+		g.I("MOVQ R13, SI")
+		g.I("LEAQ (R13)(DI*2), DX")
 	}
 	// load loads x from mem, off(SI), the u-th vector of a group, and
 	// takes next's vector at the same offset into the maximum: its
@@ -1971,6 +2049,7 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 		} else {
 			kt = g.expTabConsts(r)
 		}
+		rowStart()
 		g.label("runs")
 		g.I("CMPQ CX, $%d", 16*g.lanes)
 		g.I("JB quads")
@@ -1994,6 +2073,7 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 	}
 	if !store && !g.wide() {
 		k2 = g.exp2Consts(r, 0)
+		rowStart()
 	}
 	// Four vectors at a time: their exponentials are added in float32
 	// ((a+b)+(c+d)) before widening, which costs the sum two roundings of
@@ -2081,7 +2161,11 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 	g.label("done")
 	g.I("VADDPD %s, %s, %s", acc[1], acc[0], acc[0])
 	g.hsum(acc[0], tmp)
-	g.I("VMOVSD X%s, sum+%d(FP)", acc[0][1:], offs["sum"])
+	if rows {
+		g.I("VMOVSD X%s, (R8)(R12*8)", acc[0][1:])
+	} else {
+		g.I("VMOVSD X%s, sum+%d(FP)", acc[0][1:], offs["sum"])
+	}
 	if withMax {
 		m := mx[0]
 		if len(mx) == 4 {
@@ -2090,7 +2174,18 @@ func (g *gen) expShiftPrev(store, withMax, prev bool) {
 			g.I("VMAXPS %s, %s, %s", mx[2], m, m)
 		}
 		g.hmax(m, tmp)
-		g.I("VMOVSS X%s, m+%d(FP)", m[1:], offs["m"])
+		if rows {
+			g.I("VCVTSS2SD X%s, X%s, X%s", m[1:], m[1:], m[1:])
+			g.I("VMOVSD X%s, 16(R9)(R12*8)", m[1:]) // maxes[r+2]
+			g.I("INCQ R12")
+			g.I("ADDQ DI, R13")
+			g.I("CMPQ R12, R11")
+			g.I("JB row")
+			g.label("ret")
+			g.I("MOVQ R12, done+%d(FP)", offs["done"])
+		} else {
+			g.I("VMOVSS X%s, m+%d(FP)", m[1:], offs["m"])
+		}
 	}
 	g.I("VZEROUPPER")
 	g.I("RET")
@@ -2626,6 +2721,7 @@ func main() {
 		g.expShift(true, false)
 		g.expShift(false, false)
 		g.expShift(false, true)
+		g.expSumRows()
 		g.expShift(true, true)
 		if g.wide() {
 			g.softmaxStep()

@@ -270,7 +270,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		},
 	}
 	k.LayerNormGradStatsAcc = layerNormGradStatsAcc(f, statsAhead)
-	expAsm{f.expShift, f.expShiftNextMax, f.expShiftSum, f.expSumNextMax}.install(k)
+	expAsm{f.expShift, f.expShiftNextMax, f.expShiftSum, f.expSumNextMax, f.expSumRows}.install(k)
 	k.composeNext()
 	if f.scaleMulNext[0] != nil {
 		b.installNext(k, f)

@@ -537,6 +537,11 @@ func expShiftSumAVX2(x *float32, c float32, n int) (sum float64)
 //go:noescape
 func expSumNextMaxAVX2(x *float32, next *float32, c float32, n int) (sum float64, m float32)
 
+// expSumRowsAVX2 is the AVX2 Σ 2^(x·log2e − c) and max(next) kernel over rows
+//
+//go:noescape
+func expSumRowsAVX2(x *float32, sums *float64, maxes *float64, cols int, rows int) (done int)
+
 // expShiftNextMaxAVX2 is the AVX2 exp(x − shift) and max(next) kernel
 //
 //go:noescape
@@ -1092,6 +1097,11 @@ func expShiftSumAVX512(x *float32, c float32, n int) (sum float64)
 //go:noescape
 func expSumNextMaxAVX512(x *float32, next *float32, c float32, n int) (sum float64, m float32)
 
+// expSumRowsAVX512 is the AVX512 Σ 2^(x·log2e − c) and max(next) kernel over rows
+//
+//go:noescape
+func expSumRowsAVX512(x *float32, sums *float64, maxes *float64, cols int, rows int) (done int)
+
 // expShiftNextMaxAVX512 is the AVX512 exp(x − shift) and max(next) kernel
 //
 //go:noescape
@@ -1175,6 +1185,7 @@ type asmFuncs struct {
 	expShift              func(*float32, *float32, float32, float32, int) float64
 	expShiftSum           func(*float32, float32, int) float64
 	expSumNextMax         func(*float32, *float32, float32, int) (float64, float32)
+	expSumRows            func(*float32, *float64, *float64, int, int) int
 	expShiftNextMax       func(*float32, *float32, *float32, float32, int) (float64, float32)
 	max                   func(*float32, int) (float32, bool)
 	maxScaled             func(*float32, float32, int) float32
@@ -1242,6 +1253,7 @@ var funcsAVX2 = asmFuncs{
 	expShift:           expShiftAVX2,
 	expShiftSum:        expShiftSumAVX2,
 	expSumNextMax:      expSumNextMaxAVX2,
+	expSumRows:         expSumRowsAVX2,
 	expShiftNextMax:    expShiftNextMaxAVX2,
 	max:                maxAVX2,
 	maxScaled:          maxScaledAVX2,
@@ -1304,6 +1316,7 @@ var funcsAVX512 = asmFuncs{
 	expShift:              expShiftAVX512,
 	expShiftSum:           expShiftSumAVX512,
 	expSumNextMax:         expSumNextMaxAVX512,
+	expSumRows:            expSumRowsAVX512,
 	expShiftNextMax:       expShiftNextMaxAVX512,
 	max:                   maxAVX512,
 	maxScaled:             maxScaledAVX512,

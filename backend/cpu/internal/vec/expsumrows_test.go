@@ -1,0 +1,194 @@
+package vec
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// expSumRowsInput draws rows rows of cols elements: most from a spread
+// a softmax's logits have, and at random special ones that make the AVX
+// kernels leave a row to the slow path (a NaN, +Inf, all −Inf, a maximum
+// whose shift sumShift refuses) or wild ones (every magnitude and
+// special value).
+func expSumRowsInput(g gen, rows, cols int) []float32 {
+	x := make([]float32, 0, rows*cols)
+	for range rows {
+		row := g.uniform(cols, -20, 20)
+		if cols > 0 {
+			switch g.rng.IntN(12) {
+			case 0:
+				row[g.rng.IntN(cols)] = float32(math.NaN())
+			case 1:
+				row[g.rng.IntN(cols)] = float32(math.Inf(1))
+			case 2:
+				for i := range row {
+					row[i] = float32(math.Inf(-1))
+				}
+			case 3:
+				row[g.rng.IntN(cols)] = 1e5 // shift·log2e ≥ 2¹⁶
+			case 4:
+				row = g.wild(cols)
+			}
+		}
+		x = append(x, row...)
+	}
+	return x
+}
+
+// expSumRowsSets are the sets and their streaming twins.
+func expSumRowsSets() []*Kernels {
+	var sets []*Kernels
+	for _, k := range All() {
+		sets = append(sets, k)
+		if s := k.Streaming(); s != k {
+			sets = append(sets, s)
+		}
+	}
+	return sets
+}
+
+// TestExpSumRowsIsExpShiftSum checks every set's ExpSumRows against what
+// it is documented to be: each row's maximum as MaxScaled takes it and
+// ExpShiftSum about it, bit for bit, with the known maxima left as they
+// were and, for rows holding a NaN, a NaN sum.
+func TestExpSumRowsIsExpShiftSum(t *testing.T) {
+	g := gen{rand.New(rand.NewPCG(18, 1))}
+	sameBits := func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
+	for _, k := range expSumRowsSets() {
+		for _, cols := range []int{0, 1, 2, 15, 16, 17, 31, 33, 64, 67, 100, 255, 256, 257, 1000, 1024} {
+			for _, rows := range []int{0, 1, 2, 3, 4, 9} {
+				for extra := range 3 {
+					for known := range min(extra+rows, 2) + 1 {
+						held := rows + extra
+						x := expSumRowsInput(g, held, cols)
+						orig := slices.Clone(x)
+						maxes := make([]float64, held)
+						for r := range maxes {
+							maxes[r] = -7 // neither a row's maximum nor NaN
+						}
+						rowMax := func(r int) float64 {
+							if cols == 0 {
+								return math.Inf(-1)
+							}
+							return float64(Go.MaxScaled(x[r*cols:(r+1)*cols], 1))
+						}
+						for r := range known {
+							maxes[r] = rowMax(r)
+						}
+						sums := make([]float64, rows)
+						k.ExpSumRows(x, cols, known, sums, maxes)
+						where := fmt.Sprintf("%s cols=%d rows=%d extra=%d known=%d", setName(k), cols, rows, extra, known)
+						for r := range held {
+							row := x[r*cols : (r+1)*cols]
+							nan := slices.ContainsFunc(row, func(v float32) bool { return v != v })
+							// A NaN row's maximum is unspecified.
+							if m := rowMax(r); !nan && maxes[r] != m {
+								t.Errorf("%s row %d: max %v, want %v", where, r, maxes[r], m)
+							}
+							if r >= rows {
+								continue
+							}
+							want := k.ExpShiftSum(row, float32(maxes[r]))
+							if nan && sums[r] == sums[r] || !nan && !sameBits(sums[r], want) {
+								t.Errorf("%s row %d: sum %v, want %v", where, r, sums[r], want)
+							}
+						}
+						if !slices.Equal(math32Bits(x), math32Bits(orig)) {
+							t.Errorf("%s: x changed", where)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestExpSumRowsInBlocks checks that rows taken in blocks, each call
+// holding the next block's first two rows and passing their maxima on,
+// give what one call gives, bit for bit.
+func TestExpSumRowsInBlocks(t *testing.T) {
+	g := gen{rand.New(rand.NewPCG(18, 3))}
+	const rows, cols = 23, 100
+	x := expSumRowsInput(g, rows, cols)
+	for _, k := range expSumRowsSets() {
+		wantSums, wantMaxes := make([]float64, rows), make([]float64, rows)
+		k.ExpSumRows(x, cols, 0, wantSums, wantMaxes)
+		for _, block := range []int{1, 2, 3, 5, 8} {
+			sums, maxes := make([]float64, rows), make([]float64, rows)
+			known := 0
+			for a := 0; a < rows; a += block {
+				b := min(a+block, rows)
+				end := min(b+2, rows)
+				k.ExpSumRows(x[a*cols:end*cols], cols, known, sums[a:b], maxes[a:end])
+				known = end - b
+			}
+			same := func(a, b []float64) bool {
+				return slices.EqualFunc(a, b, func(u, v float64) bool { return math.Float64bits(u) == math.Float64bits(v) })
+			}
+			if !same(sums, wantSums) || !same(maxes, wantMaxes) {
+				t.Errorf("%s, blocks of %d: sums %v maxes %v, one call %v and %v", setName(k), block, sums, maxes, wantSums, wantMaxes)
+			}
+		}
+	}
+}
+
+// math32Bits returns x's bit patterns, to compare slices holding NaNs.
+func math32Bits(x []float32) []uint32 {
+	b := make([]uint32, len(x))
+	for i, v := range x {
+		b[i] = math.Float32bits(v)
+	}
+	return b
+}
+
+// TestExpSumRowsAgainstFloat64 checks ExpSumRows' sums and maxima
+// against float64 log-sum-exp parts computed directly: maxes[r] the
+// row's largest element and sums[r] Σ exp(x − maxes[r]) within 4e−7
+// relative (the terms' error, ExpShiftSum's doc, plus the float32
+// grouping's).
+func TestExpSumRowsAgainstFloat64(t *testing.T) {
+	g := gen{rand.New(rand.NewPCG(18, 2))}
+	const rows, cols = 7, 1000
+	x := g.uniform(rows*cols, -30, 30)
+	for _, k := range expSumRowsSets() {
+		sums, maxes := make([]float64, rows), make([]float64, rows)
+		k.ExpSumRows(x, cols, 0, sums, maxes)
+		for r := range rows {
+			row := x[r*cols : (r+1)*cols]
+			want := math.Inf(-1)
+			for _, v := range row {
+				want = math.Max(want, float64(v))
+			}
+			var sum float64
+			for _, v := range row {
+				sum += math.Exp(float64(v) - want)
+			}
+			if maxes[r] != want || math.Abs(sums[r]-sum) > 4e-7*sum {
+				t.Errorf("%s row %d: max %v sum %v, want %v and %v", setName(k), r, maxes[r], sums[r], want, sum)
+			}
+		}
+	}
+}
+
+func TestExpSumRowsPanicsOnBadShapes(t *testing.T) {
+	x := make([]float32, 12)
+	f64 := func(n int) []float64 { return make([]float64, n) }
+	for _, k := range All() {
+		for name, f := range map[string]func(){
+			"maxes not one a row":   func() { k.ExpSumRows(x, 4, 0, f64(2), f64(2)) },
+			"x not whole rows":      func() { k.ExpSumRows(x, 5, 0, f64(2), f64(2)) },
+			"x three rows too many": func() { k.ExpSumRows(x, 3, 0, f64(1), f64(4)) },
+			"x fewer rows":          func() { k.ExpSumRows(x, 4, 0, f64(4), f64(4)) },
+			"negative cols":         func() { k.ExpSumRows(x, -1, 0, f64(2), f64(2)) },
+			"known beyond x":        func() { k.ExpSumRows(x, 4, 4, f64(3), f64(3)) },
+			"negative known":        func() { k.ExpSumRows(x, 4, -1, f64(3), f64(3)) },
+		} {
+			if !panics(f) {
+				t.Errorf("%s: %s: no panic", setName(k), name)
+			}
+		}
+	}
+}
