@@ -146,13 +146,16 @@ type Kernels struct {
 	// and NEON: expSum32, where terms below 2.4e−38 count as that; AVX-512: a
 	// table of 2^(j/16) and a polynomial on [0, 1/16], see exp2Sum in
 	// gen_amd64.go, which computes terms down to subnormals and 0). A
-	// term's relative error is at most 1.8e−7 (AVX-512: 1e−7) plus
-	// 1.4e−8 per unit of |x − shift| plus 0.35 of a float32 ulp of
-	// (x − shift)·log2e: larger than ExpShift's far
-	// below the shift, where terms weigh nothing in a sum whose largest
-	// term is near 1 (shift the maximum), which is within a float32 ulp,
-	// 1.2e−7 relative, of the exact one. The float32 grouping of terms
-	// is ExpShift's.
+	// term's relative error is at most 1.8e−7 (AVX-512: 1e−7, and 1.4e−7
+	// in its runs of sixteen vectors, which take a term as two factors
+	// for a multiply-add, see exp2Factors) plus 1.4e−8 per unit of
+	// |x − shift| plus 0.35 of a float32 ulp of (x − shift)·log2e: larger
+	// than ExpShift's far below the shift, where terms weigh nothing in
+	// a sum whose largest term is near 1 (shift the maximum), which is
+	// within a float32 ulp, 1.2e−7 relative, of the exact one. The
+	// float32 grouping of terms is ExpShift's, but for AVX-512's runs
+	// of sixteen vectors: two chains of multiply-adds, eight terms a
+	// lane each, added before widening.
 	ExpShiftSum func(x []float32, shift float32) float64
 	// ExpSumNextMax returns ExpShiftSum(x, shift), the same sum
 	// computed the same way, and the largest element of next, which must
