@@ -45,7 +45,7 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 	// rows' sums) are read while the block is still in the cache; each
 	// call holds the next block's first two rows, whose maxima it takes
 	// for the next call.
-	block := max(1, ceBlockBytes/(4*vocab))
+	block := max(1, ceBlockBytes/(4*max(vocab, 1))) // rows of length 0: all ignored
 	b.parallelFor(rows, vocab*8, func(lo, hi int) {
 		for r := lo; r < hi; {
 			if targets[r] == p.IgnoreIndex {
@@ -186,9 +186,9 @@ func (g *ceGradRow) finish(k *vec.Kernels) {
 
 // ceRows walks the rows of a chunk of logits for CrossEntropyGrad,
 // carrying each row's maximum: the pass over a row's exponentials takes
-// the next row's maximum with it (vec's ExpShiftNextMax), so that the next row's loads, missing the cache,
-// overlap the exponentials instead of a pass of their own waiting for
-// memory. The next row is one of the same chunk (below hi) that is not
+// the next row's maximum with it (vec's ExpShiftNextMax), so that the
+// next row's loads, missing the cache, overlap the exponentials instead
+// of a pass of their own waiting for memory. The next row is one of the same chunk (below hi) that is not
 // ignored; after an ignored row the maximum is taken afresh.
 type ceRows struct {
 	xs      []float32

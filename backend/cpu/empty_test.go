@@ -57,6 +57,12 @@ func TestEmptyTensors(t *testing.T) {
 		be.Fill(w, 3)
 		be.SumColumns(w, x)
 		assertClose(t, "sum over no rows", download(t, be, w), []float64{0, 0, 0, 0, 0}, 0, 0)
+		// Rows of length zero are CrossEntropy's when every target is
+		// ignored: a loss of 0 each.
+		be.Fill(zr, 1)
+		be.CrossEntropy(zr, z, []int32{-100, -100, -100}, backend.CrossEntropyParams{IgnoreIndex: -100})
+		be.CrossEntropy(alloc(0), mc, nil, backend.CrossEntropyParams{IgnoreIndex: -100})
+		assertClose(t, "cross-entropy of rows of length zero", download(t, be, zr), []float64{0, 0, 0}, 0, 0)
 		be.Fill(zr, 1)
 		be.ReduceRows(backend.Sum, zr, z) // rows of length zero are rejected
 		if err := be.Sync(); err == nil {
