@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -205,6 +206,67 @@ func checkCrossEntropyRows(t *testing.T, data []float32, targets []int32, vocab 
 		be.CrossEntropyGrad(dl, logits, targets, p)
 		assertClose(t, "dlogits", download(t, be, dl), wantGrad, 1e-5, 1e-7)
 	})
+}
+
+// TestCrossEntropyBlocks checks CrossEntropy where the runs of rows not
+// ignored go to vec's ExpSumRows in more than one block (ceBlockBytes:
+// blocks of 1, 2 and 5 rows for these vocabularies), each call passing
+// the maxima of the next block's first two rows on: runs of 1 to 5 rows
+// between ignored ones, rows hundreds apart (so that a row shifted by
+// another's maximum overflows or underflows), the second of the run of
+// five shifted by 1e5, whose sum takes the slow path (the AVX kernels
+// stop there and go on after it), with and without smoothing, in every
+// configuration. The losses must match float64 and, bit for bit, each
+// row taken alone: its maximum (MaxScaled), ExpShiftSum about it and
+// logSum, as CrossEntropy's doc composes them.
+func TestCrossEntropyBlocks(t *testing.T) {
+	targets := []int32{5, -100, 1, 2, -100, -100, 3, 4, 0, -100, 7, 8, 9, 6, -100, 1, 2, 3, 4, 5, -100, 11}
+	offsets := []float32{0, 300, -300, 150, 0, -150, 300, 0, 90, -90, 200, -200, -30, -250, 40, 260, 1e5, -260, 180, -180, 10, 0}
+	rows := len(targets)
+	for _, vocab := range []int{33000, 11000, 6000} {
+		if b := max(1, ceBlockBytes/(4*vocab)); b >= rows {
+			t.Fatalf("vocab %d: blocks of %d rows, one block", vocab, b)
+		}
+		rng := newRNG(uint64(vocab))
+		data := uniform(rng, rows*vocab, -4, 4)
+		for r := range rows {
+			for j := range vocab {
+				data[r*vocab+j] += offsets[r]
+			}
+		}
+		for _, eps := range []float32{0, 0.1} {
+			p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: eps, Scale: 1}
+			want := make([]float64, rows)
+			for r, tg := range targets {
+				if tg != p.IgnoreIndex {
+					want[r] = crossEntropyRef(f64(data[r*vocab:(r+1)*vocab]), int(tg), float64(eps))
+				}
+			}
+			eachConfig(t, func(t *testing.T, be *Backend) {
+				logits := upload(t, be, data, rows, vocab)
+				loss := poisoned(t, be, rows)
+				be.CrossEntropy(loss, logits, targets, p)
+				got := download(t, be, loss)
+				assertClose(t, fmt.Sprintf("vocab %d loss", vocab), got, want, 1e-5, 1e-6)
+				k := be.kern
+				for r, tg := range targets {
+					var bits float32
+					if tg != p.IgnoreIndex {
+						x := data[r*vocab : (r+1)*vocab]
+						m := k.MaxScaled(x, 1)
+						part := float64(m) - (1-float64(eps))*float64(x[tg])
+						if eps != 0 {
+							part -= float64(eps) * k.Sum(x) / float64(vocab)
+						}
+						bits = float32(part + logSum(k.ExpShiftSum(x, m)))
+					}
+					if math.Float32bits(got[r]) != math.Float32bits(bits) {
+						t.Errorf("vocab %d row %d: loss %v, want %v (the row alone)", vocab, r, got[r], bits)
+					}
+				}
+			})
+		}
+	}
 }
 
 // TestCrossEntropyHugeLogits checks rows of logits far from zero, up to

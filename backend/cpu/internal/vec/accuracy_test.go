@@ -352,9 +352,9 @@ func TestExpShiftSumAccuracy(t *testing.T) {
 		}
 		// AVX-512's runs of sixteen vectors take their terms as two
 		// factors (see exp2Factors in gen_amd64.go), within 1.4e−7 and
-		// the rest of the bound (1.06 of it with 1.2e−7 over every point): the same terms alone in a row long
-		// enough for them, the others −Inf, whose terms are 0 there
-		// (every eighth point).
+		// the rest of the bound (1.06 of it with 1.2e−7 over every
+		// point): the same terms alone in a row long enough for them,
+		// the others −Inf, whose terms are 0 there (every eighth point).
 		row := make([]float32, 300)
 		inRow := func(x float32) float64 {
 			for i := range row {

@@ -192,3 +192,101 @@ func TestExpSumRowsPanicsOnBadShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestExpSumRowsLeavesSlowRows places rows that the AVX kernels leave to
+// ExpShiftSum (a maximum whose shift sumShift refuses: NaN, ±Inf, ±1e5,
+// the first float32 at 2¹⁶/log2e; rows all −Inf; a NaN below a finite
+// maximum) at every subset of the positions of up to five rows, so that
+// the kernel stops at the first, a middle and the last row, at rows one
+// after another and at the rows only held for their maxima, and checks
+// each sum and maximum against ExpShiftSum and MaxScaled as
+// TestExpSumRowsIsExpShiftSum does. sums and maxes lie between guard
+// entries, which must stay as they are, and x is followed by rows of
+// +Inf, which a read beyond it would take into a maximum.
+func TestExpSumRowsLeavesSlowRows(t *testing.T) {
+	g := gen{rand.New(rand.NewPCG(18, 4))}
+	// edge is the least float32 whose shift is 2¹⁶ (sumShift refuses it);
+	// the one below it is still the kernels'.
+	edge := float32(45000)
+	for float32(edge*log2e) < 0x1p16 {
+		edge = math.Nextafter32(edge, 1e6)
+	}
+	below := math.Nextafter32(edge, 0)
+	if _, _, ok := sumShift(below); !ok {
+		t.Fatalf("sumShift refuses %v, below the edge %v", below, edge)
+	}
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	slow := []func(row []float32){
+		func(row []float32) { row[len(row)-1] = nan },
+		func(row []float32) { row[0] = inf },
+		func(row []float32) { row[len(row)/2] = 1e5 },
+		func(row []float32) {
+			for i := range row {
+				row[i] -= 1e5
+			}
+		},
+		func(row []float32) { row[len(row)-1] = edge },
+		func(row []float32) {
+			for i := range row {
+				row[i] = -inf
+			}
+		},
+		func(row []float32) { row[len(row)-1] = below }, // not slow
+		func(row []float32) { row[0], row[len(row)-1] = 1e3, nan },
+	}
+	const guard = -12345.5
+	sameBits := func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
+	for _, k := range expSumRowsSets() {
+		for _, cols := range []int{1, 17, 300} {
+			for held := range 6 {
+				for rows := max(0, held-2); rows <= held; rows++ {
+					for mask := range 1 << held {
+						known := mask % (min(held, 2) + 1)
+						back := g.uniform((held+3)*cols, -20, 20)
+						for i := held * cols; i < len(back); i++ {
+							back[i] = inf
+						}
+						x := back[:held*cols]
+						for r := range held {
+							if mask>>r&1 != 0 {
+								slow[(mask+r)%len(slow)](x[r*cols : (r+1)*cols])
+							}
+						}
+						rowMax := func(r int) float64 { return float64(Go.MaxScaled(x[r*cols:(r+1)*cols], 1)) }
+						mbuf := make([]float64, held+2)
+						sbuf := make([]float64, rows+2)
+						for i := range mbuf {
+							mbuf[i] = guard
+						}
+						for i := range sbuf {
+							sbuf[i] = guard
+						}
+						maxes, sums := mbuf[1:held+1], sbuf[1:rows+1]
+						for r := range known {
+							maxes[r] = rowMax(r)
+						}
+						k.ExpSumRows(x, cols, known, sums, maxes)
+						where := fmt.Sprintf("%s cols=%d rows=%d held=%d slow rows %b known=%d", setName(k), cols, rows, held, mask, known)
+						if mbuf[0] != guard || mbuf[held+1] != guard || sbuf[0] != guard || sbuf[rows+1] != guard {
+							t.Errorf("%s: wrote beyond sums or maxes: %v %v", where, sbuf, mbuf)
+						}
+						for r := range held {
+							row := x[r*cols : (r+1)*cols]
+							hasNaN := slices.ContainsFunc(row, func(v float32) bool { return v != v })
+							if m := rowMax(r); !hasNaN && maxes[r] != m {
+								t.Errorf("%s row %d: max %v, want %v", where, r, maxes[r], m)
+							}
+							if r >= rows {
+								continue
+							}
+							want := k.ExpShiftSum(row, float32(maxes[r]))
+							if hasNaN && !math.IsNaN(sums[r]) || !hasNaN && !sameBits(sums[r], want) {
+								t.Errorf("%s row %d: sum %v, want %v", where, r, sums[r], want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

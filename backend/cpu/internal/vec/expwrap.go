@@ -31,8 +31,9 @@ type expAsm struct {
 	expSumRows func(x *float32, sums, maxes *float64, cols, rows int) int
 }
 
-// install sets k's ExpShift, ExpShiftNextMax, ExpShiftSum and
-// ExpSumNextMax from a.
+// install sets k's ExpShift, ExpShiftNextMax, ExpShiftSum, ExpSumNextMax
+// and ExpSumRows from a (ExpSumRows a loop of ExpSumNextMax calls where a
+// has no expSumRows).
 func (a expAsm) install(k *Kernels) {
 	negInf := float32(math.Inf(-1))
 	k.ExpShift = func(dst, x []float32, scale, shift float32) float64 {
