@@ -185,6 +185,7 @@ func TestExpSumRowsPanicsOnBadShapes(t *testing.T) {
 			"negative cols":         func() { k.ExpSumRows(x, -1, 0, f64(2), f64(2)) },
 			"known beyond x":        func() { k.ExpSumRows(x, 4, 4, f64(3), f64(3)) },
 			"negative known":        func() { k.ExpSumRows(x, 4, -1, f64(3), f64(3)) },
+			"three known":           func() { k.ExpSumRows(x, 4, 3, f64(3), f64(3)) },
 		} {
 			if !panics(f) {
 				t.Errorf("%s: %s: no panic", setName(k), name)

@@ -174,15 +174,15 @@ type Kernels struct {
 	// len(sums)+2 rows), to the rows' largest elements, as MaxScaled(row,
 	// 1) takes them (but for a row holding a NaN, whose sum is NaN and
 	// whose maximum may be NaN or the largest of some of its elements,
-	// as ExpSumNextMax's of next). The first known entries of
-	// maxes are the caller's: a call over the rows before whose x held
-	// these rows as its last ones set them, so that rows taken in blocks
-	// (to work on each block while it is in the cache) cost no more than
-	// in one call. The AVX sets run the rows in one assembly call that
-	// takes each row's maximum two rows ahead, in the pass over the row
-	// two before (rows of 1024 from the L3 cache on Zen 5: 77 ns a row
-	// with ExpSumNextMax a row at a time, 70–75 so); the others call
-	// ExpSumNextMax a row at a time.
+	// as ExpSumNextMax's of next). The first known entries of maxes, at
+	// most two, are the caller's and kept: those a call over the rows
+	// before set for its last two rows, held in its x, so that rows taken
+	// in blocks (to work on each block while it is in the cache) cost no
+	// more than in one call. The AVX sets run the rows in one assembly
+	// call that takes each row's maximum two rows ahead, in the pass over
+	// the row two before (rows of 1024 from the L3 cache on Zen 5: 77 ns
+	// a row with ExpSumNextMax a row at a time, 70–75 so); the others
+	// call ExpSumNextMax a row at a time.
 	ExpSumRows func(x []float32, cols, known int, sums, maxes []float64)
 	// ExpShiftNextMax is ExpShift(dst, x, 1, shift), the same exponentials
 	// and sum computed the same way, with the largest element of next as
@@ -397,8 +397,8 @@ func expSumRowsShape(x []float32, cols, known int, sums, maxes []float64) int {
 		panic("vec: ExpSumRows' x does not hold len(sums) to len(sums)+2 rows")
 	case len(maxes) != held:
 		panic("vec: ExpSumRows' maxes are not one for each row of x")
-	case known < 0 || known > held:
-		panic("vec: ExpSumRows' known maxima are not some of maxes")
+	case known < 0 || known > min(held, 2):
+		panic("vec: ExpSumRows' known maxima are not at most two of maxes")
 	}
 	return held
 }
@@ -418,7 +418,7 @@ func expSumRowsOf(k *Kernels) func(x []float32, cols, known int, sums, maxes []f
 		held := expSumRowsShape(x, cols, known, sums, maxes)
 		if cols == 0 {
 			clear(sums)
-			for r := range maxes {
+			for r := known; r < len(maxes); r++ {
 				maxes[r] = math.Inf(-1)
 			}
 			return
