@@ -106,37 +106,37 @@ func withOnes(f func(k *Kernels) func(dx, x, dy []float32)) func(k *Kernels) fun
 var accuracyCases = []accuracyCase{
 	// exp over its whole range: results from subnormal to the largest
 	// float.
-	{"Exp", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) { return k.Exp }, 2, nil},
+	{name: "Exp", lo: -103, hi: 88.7, ref: math.Exp, scale: absRef, kern: func(k *Kernels) func(d, x []float32) { return k.Exp }, bound: 2},
 	// The exponentials of softmax and cross-entropy's gradient (AVX-512
 	// computes them with a table of 2^(j/16), see expTab in
 	// gen_amd64.go), with the shift 0, which leaves the argument exact;
 	// ExpShiftNextMax through its own kernel (next given).
-	{"ExpShift", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) {
+	{name: "ExpShift", lo: -103, hi: 88.7, ref: math.Exp, scale: absRef, kern: func(k *Kernels) func(d, x []float32) {
 		return func(d, x []float32) { k.ExpShift(d, x, 1, 0) }
-	}, 2, nil},
-	{"ExpShiftNext", -103, 88.7, math.Exp, absRef, func(k *Kernels) func(d, x []float32) {
+	}, bound: 2},
+	{name: "ExpShiftNext", lo: -103, hi: 88.7, ref: math.Exp, scale: absRef, kern: func(k *Kernels) func(d, x []float32) {
 		return func(d, x []float32) { k.ExpShiftNextMax(d, x, x, 0) }
-	}, 2, nil},
-	{"Log", 1e-45, math.MaxFloat32, math.Log, absRef, func(k *Kernels) func(d, x []float32) { return k.Log }, 2, nil},
-	{"Tanh", -10, 10, math.Tanh, absRef, func(k *Kernels) func(d, x []float32) { return k.Tanh }, 3, nil},
+	}, bound: 2},
+	{name: "Log", lo: 1e-45, hi: math.MaxFloat32, ref: math.Log, scale: absRef, kern: func(k *Kernels) func(d, x []float32) { return k.Log }, bound: 2},
+	{name: "Tanh", lo: -10, hi: 10, ref: math.Tanh, scale: absRef, kern: func(k *Kernels) func(d, x []float32) { return k.Tanh }, bound: 3},
 	// Sigmoid, SiLU and their derivatives down to x = −87, where
 	// σ(x) ≈ e^x is still a normal float32: below, σ is subnormal (and
 	// the derivatives multiply its few significant bits), and from
 	// x = −88.7, where exp(−x) overflows, σ and SiLU are 0.
-	{"Sigmoid", -87, 30, sigmoid64, absRef, func(k *Kernels) func(d, x []float32) { return k.Sigmoid }, 3, nil},
-	{"SiLU", -87, 100, func(x float64) float64 { return x * sigmoid64(x) }, absRef,
-		func(k *Kernels) func(d, x []float32) { return k.SiLU }, 3, nil},
-	{"ExpGrad", -103, 88.7, math.Exp, absRef,
-		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.ExpGrad }), 2, nil},
-	{"TanhGrad", -10, 10, func(x float64) float64 { t := math.Tanh(x); return 1 - t*t },
-		func(x, ref float64) float64 { return math.Max(math.Abs(ref), 1e-7) },
-		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.TanhGrad }), 4, nil},
+	{name: "Sigmoid", lo: -87, hi: 30, ref: sigmoid64, scale: absRef, kern: func(k *Kernels) func(d, x []float32) { return k.Sigmoid }, bound: 3},
+	{name: "SiLU", lo: -87, hi: 100, ref: func(x float64) float64 { return x * sigmoid64(x) }, scale: absRef,
+		kern: func(k *Kernels) func(d, x []float32) { return k.SiLU }, bound: 3},
+	{name: "ExpGrad", lo: -103, hi: 88.7, ref: math.Exp, scale: absRef,
+		kern: withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.ExpGrad }), bound: 2},
+	{name: "TanhGrad", lo: -10, hi: 10, ref: func(x float64) float64 { t := math.Tanh(x); return 1 - t*t },
+		scale: func(x, ref float64) float64 { return math.Max(math.Abs(ref), 1e-7) },
+		kern:  withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.TanhGrad }), bound: 4},
 	// σ(1−σ) = σ(x)·σ(−x), which float64 evaluates without cancelling.
-	{"SigmoidGrad", -87, 87, func(x float64) float64 { return sigmoid64(x) * sigmoid64(-x) }, absRef,
-		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.SigmoidGrad }), 5, nil},
-	{"SiLUGrad", -87, 100, func(x float64) float64 { return sigmoid64(x) * (1 + x*sigmoid64(-x)) },
-		func(x, ref float64) float64 { s := sigmoid64(x); return math.Max(s, math.Abs(x*s*sigmoid64(-x))) },
-		withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.SiLUGrad }), 5, nil},
+	{name: "SigmoidGrad", lo: -87, hi: 87, ref: func(x float64) float64 { return sigmoid64(x) * sigmoid64(-x) }, scale: absRef,
+		kern: withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.SigmoidGrad }), bound: 5},
+	{name: "SiLUGrad", lo: -87, hi: 100, ref: func(x float64) float64 { return sigmoid64(x) * (1 + x*sigmoid64(-x)) },
+		scale: func(x, ref float64) float64 { s := sigmoid64(x); return math.Max(s, math.Abs(x*s*sigmoid64(-x))) },
+		kern:  withOnes(func(k *Kernels) func(dx, x, dy []float32) { return k.SiLUGrad }), bound: 5},
 	// The GELU family's contract (see the package doc): Φ, σ(y) and the
 	// derivatives accurate to a few units of 2⁻²⁴ absolutely, as ½·(1 +
 	// erf) in float32 is; its ulps are those of the larger of the result
