@@ -98,7 +98,6 @@ const (
 	eqOQ  = 0  // a == b
 	ltOS  = 1  // a < b
 	unord = 3  // a or b is NaN
-	nltUS = 5  // !(a < b)
 	nleUS = 6  // !(a <= b)
 	ngeUS = 9  // !(a >= b)
 	ngtUS = 10 // !(a > b)
