@@ -1730,12 +1730,6 @@ func (g *gen) accMasked(load bool, mem string, h int, tm64 [2]string, r string) 
 // of the data do no harm (they do not fault).
 const nextPrefetch = 8 << 10
 
-// rowsPrefetch is nextPrefetch for expSumRows, whose next is the row two
-// after its own: 16 KB beyond next measured 3–4% faster than 8 KB (and
-// than 4, 12 and 24 KB, or none) for rows of 1024 on Zen 5, six
-// alternated runs each (cross_entropy 46.7–48.6 → 48.2–49.9 GB/s).
-const rowsPrefetch = 16 << 10
-
 // expShift writes (if store) dst = exp(scale·x − shift) and returns the
 // float64 sum; withMax makes it expShiftNextMax or expSumNextMax: scale 1,
 // and the maximum of the next row, next[0:n], returned with the sum.
@@ -1769,7 +1763,8 @@ func (g *gen) softmaxStep() { g.expShiftPrev(true, true, true, false) }
 // rows and, with the maximum two rows ahead, the wait at each row's
 // start for the one just taken (reduced, scaled and broadcast, about
 // 30 cycles in a row): rows of 1024 from L3 on Zen 5, 77 → 70–75 ns a
-// row.
+// row. AVX-512 prefetches the argument ahead bytes beyond next (vec's
+// expSumRowsPrefetch).
 func (g *gen) expSumRows() { g.expShiftPrev(false, true, false, true) }
 
 // expShiftPrev is expShift, or with prev (AVX-512, store and withMax
@@ -1795,7 +1790,7 @@ func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
 	args = append(args, param{"x", 8, "*float32"})
 	if rows {
 		args = append(args, param{"sums", 8, "*float64"}, param{"maxes", 8, "*float64"},
-			param{"cols", 8, "int"}, param{"rows", 8, "int"})
+			param{"cols", 8, "int"}, param{"rows", 8, "int"}, param{"ahead", 8, "int"})
 	} else if withMax {
 		args = append(args, param{"next", 8, "*float32"})
 		if prev {
@@ -1848,6 +1843,9 @@ func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
 		g.I("MOVQ rows+%d(FP), R11", offs["rows"])
 		g.I("XORQ R12, R12")
 		g.I("LEAQ (R10*4), DI")
+		if g.wide() { // AVX2 does not prefetch
+			g.I("MOVQ ahead+%d(FP), BX", offs["ahead"])
+		}
 	} else {
 		g.I("MOVQ x+%d(FP), SI", offs["x"])
 	}
@@ -1943,10 +1941,6 @@ func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
 		g.I("MOVQ R13, SI")
 		g.I("LEAQ (R13)(DI*2), DX")
 	}
-	pf := nextPrefetch
-	if rows {
-		pf = rowsPrefetch
-	}
 	// load loads x from mem, off(SI), the u-th vector of a group, and
 	// takes next's vector at the same offset into the maximum: its
 	// loads, which miss the cache where the row is not in it yet, wait
@@ -1957,7 +1951,13 @@ func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
 			m := mx[u%len(mx)]
 			g.I("VMAXPS %d(DX), %s, %s", off, m, m)
 			if g.wide() {
-				g.I("PREFETCHT0 %d(DX)", off+pf)
+				if rows {
+					// ahead bytes beyond next (vec's expSumRowsPrefetch),
+					// in BX.
+					g.I("PREFETCHT0 %d(DX)(BX*1)", off)
+				} else {
+					g.I("PREFETCHT0 %d(DX)", off+nextPrefetch)
+				}
 			}
 		}
 	}

@@ -540,7 +540,7 @@ func expSumNextMaxAVX2(x *float32, next *float32, c float32, n int) (sum float64
 // expSumRowsAVX2 is the AVX2 Σ 2^(x·log2e − c) and max(next) kernel over rows
 //
 //go:noescape
-func expSumRowsAVX2(x *float32, sums *float64, maxes *float64, cols int, rows int) (done int)
+func expSumRowsAVX2(x *float32, sums *float64, maxes *float64, cols int, rows int, ahead int) (done int)
 
 // expShiftNextMaxAVX2 is the AVX2 exp(x − shift) and max(next) kernel
 //
@@ -1100,7 +1100,7 @@ func expSumNextMaxAVX512(x *float32, next *float32, c float32, n int) (sum float
 // expSumRowsAVX512 is the AVX512 Σ 2^(x·log2e − c) and max(next) kernel over rows
 //
 //go:noescape
-func expSumRowsAVX512(x *float32, sums *float64, maxes *float64, cols int, rows int) (done int)
+func expSumRowsAVX512(x *float32, sums *float64, maxes *float64, cols int, rows int, ahead int) (done int)
 
 // expShiftNextMaxAVX512 is the AVX512 exp(x − shift) and max(next) kernel
 //
@@ -1185,7 +1185,7 @@ type asmFuncs struct {
 	expShift              func(*float32, *float32, float32, float32, int) float64
 	expShiftSum           func(*float32, float32, int) float64
 	expSumNextMax         func(*float32, *float32, float32, int) (float64, float32)
-	expSumRows            func(*float32, *float64, *float64, int, int) int
+	expSumRows            func(*float32, *float64, *float64, int, int, int) int
 	expShiftNextMax       func(*float32, *float32, *float32, float32, int) (float64, float32)
 	max                   func(*float32, int) (float32, bool)
 	maxScaled             func(*float32, float32, int) float32

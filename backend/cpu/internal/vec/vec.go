@@ -178,11 +178,12 @@ type Kernels struct {
 	// most two, are the caller's and kept: those a call over the rows
 	// before set for its last two rows, held in its x, so that rows taken
 	// in blocks (to work on each block while it is in the cache) cost no
-	// more than in one call. The AVX sets run the rows in one assembly
-	// call that takes each row's maximum two rows ahead, in the pass over
-	// the row two before (rows of 1024 from the L3 cache on Zen 5: 77 ns
-	// a row with ExpSumNextMax a row at a time, 70–75 so); the others
-	// call ExpSumNextMax a row at a time.
+	// more than in one call. The AVX sets run rows of up to 2048 floats
+	// in one assembly call that takes each row's maximum two rows ahead,
+	// in the pass over the row two before (rows of 1024 from the L3 cache
+	// on Zen 5: 77 ns a row with ExpSumNextMax a row at a time, 70–75 so);
+	// wider rows, and the other sets, go to ExpSumNextMax a row at a
+	// time, each pass taking the maximum of the first row not known.
 	ExpSumRows func(x []float32, cols, known int, sums, maxes []float64)
 	// ExpShiftNextMax is ExpShift(dst, x, 1, shift), the same exponentials
 	// and sum computed the same way, with the largest element of next as
@@ -412,7 +413,8 @@ func (k *Kernels) rowMaxima(x []float32, cols int, maxes []float64, known *int, 
 }
 
 // expSumRowsOf returns k's ExpSumRows as a loop of ExpSumNextMax calls,
-// a row's maximum taken in the pass over the row before.
+// a row's maximum taken in the pass over the row before (or two before,
+// where a call over the rows before left two known).
 func expSumRowsOf(k *Kernels) func(x []float32, cols, known int, sums, maxes []float64) {
 	return func(x []float32, cols, known int, sums, maxes []float64) {
 		held := expSumRowsShape(x, cols, known, sums, maxes)
@@ -426,10 +428,13 @@ func expSumRowsOf(k *Kernels) func(x []float32, cols, known int, sums, maxes []f
 		for r := range sums {
 			k.rowMaxima(x, cols, maxes, &known, r)
 			row := x[r*cols : (r+1)*cols]
-			if known == r+1 && r+1 < held {
+			// The pass over row r takes the maximum of the first row
+			// not known yet: the next, or with two known from the call
+			// before, the one after it.
+			if u := known; u < held && u <= r+2 {
 				var m float32
-				sums[r], m = k.ExpSumNextMax(row, x[(r+1)*cols:(r+2)*cols], float32(maxes[r]))
-				maxes[r+1] = float64(m)
+				sums[r], m = k.ExpSumNextMax(row, x[u*cols:(u+1)*cols], float32(maxes[r]))
+				maxes[u] = float64(m)
 				known++
 				continue
 			}
