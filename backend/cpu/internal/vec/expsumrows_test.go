@@ -58,7 +58,7 @@ func TestExpSumRowsIsExpShiftSum(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 1))}
 	sameBits := func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
 	for _, k := range expSumRowsSets() {
-		// 2051: wider than the AVX kernels take (expSumRowsMaxCols).
+		// 2051: rows whose prefetch reaches 8 KB beyond the next (expSumRowsPrefetch).
 		for _, cols := range []int{0, 1, 2, 15, 16, 17, 31, 33, 64, 67, 100, 255, 256, 257, 1000, 1024, 2051} {
 			for _, rows := range []int{0, 1, 2, 3, 4, 9} {
 				for extra := range 3 {

@@ -89,7 +89,7 @@ func (a expAsm) install(k *Kernels) {
 	}
 	k.ExpSumRows = func(x []float32, cols, known int, sums, maxes []float64) {
 		held := expSumRowsShape(x, cols, known, sums, maxes)
-		if cols == 0 || cols > expSumRowsMaxCols {
+		if cols == 0 {
 			rowByRow(x, cols, known, sums, maxes)
 			return
 		}
@@ -118,26 +118,21 @@ func (a expAsm) install(k *Kernels) {
 	}
 }
 
-// expSumRowsMaxCols is the widest rows expSumRows takes; wider ones go
-// to ExpSumNextMax a row at a time. A row's wait for its maximum, which
-// the kernel's two-rows-ahead maximum saves, matters less the wider the
-// rows, and two rows ahead each row has to stay in L2 for twice as long:
-// at 4096 and 32768 floats a row the one-ahead kernel measured 8–10%
-// faster (cross_entropy, one thread, Zen 5: 54.1–56.5 against 48.8–50.7
-// GB/s at 4096), at 2048 and 1024 the two-ahead one 15% and 20%.
-const expSumRowsMaxCols = 2048
-
 // expSumRowsAhead is how far ahead of the row whose exponentials it sums
 // AVX-512's expSumRows asks for lines (PREFETCHT0), in bytes: that row's
 // next, two rows on, is loaded anyway, so the prefetch reaches beyond it
-// by what is left (16 KB for rows of 1024 floats, 8 KB for 2048). On
-// Zen 5, rows from L3, one thread, the kernel over blocks as
-// CrossEntropy calls it: 16 KB beyond the next row made rows of 1024
-// floats 3–8% faster than none, and rows of 4096 to 32768 15–20% slower
-// (79 against 66–72 ns per 1024 floats), hence a reach measured from the
-// row itself; 24 and 32 KB measured alike.
-const expSumRowsAhead = 24 << 10
+// by what is left, but at least expSumRowsBeyond (16 KB for rows of 1024
+// floats, 8 KB from 2048). On Zen 5, rows from L3, one thread, the
+// kernel over blocks as CrossEntropy calls it: 16 KB beyond the next row
+// made rows of 1024 floats 3–8% faster than none, and rows of 4096 to
+// 32768 15–20% slower (79 against 66–72 ns per 1024 floats); with none
+// beyond, those wide rows measured 5–10% slower through the op than 8 KB
+// (ExpSumNextMax's distance, 52.0–56.7 GB/s at 4096 floats a row).
+const (
+	expSumRowsAhead  = 24 << 10
+	expSumRowsBeyond = 8 << 10
+)
 
 // expSumRowsPrefetch returns expSumRows' prefetch distance beyond the
 // next row for rows of cols floats (see expSumRowsAhead).
-func expSumRowsPrefetch(cols int) int { return max(0, expSumRowsAhead-2*4*cols) }
+func expSumRowsPrefetch(cols int) int { return max(expSumRowsBeyond, expSumRowsAhead-2*4*cols) }

@@ -178,12 +178,12 @@ type Kernels struct {
 	// most two, are the caller's and kept: those a call over the rows
 	// before set for its last two rows, held in its x, so that rows taken
 	// in blocks (to work on each block while it is in the cache) cost no
-	// more than in one call. The AVX sets run rows of up to 2048 floats
-	// in one assembly call that takes each row's maximum two rows ahead,
-	// in the pass over the row two before (rows of 1024 from the L3 cache
-	// on Zen 5: 77 ns a row with ExpSumNextMax a row at a time, 70–75 so);
-	// wider rows, and the other sets, go to ExpSumNextMax a row at a
-	// time, each pass taking the maximum of the first row not known.
+	// more than in one call. The AVX sets run the rows in one assembly
+	// call that takes each row's maximum two rows ahead, in the pass over
+	// the row two before (rows of 1024 from the L3 cache on Zen 5: 77 ns
+	// a row with ExpSumNextMax a row at a time, 70–75 so); the others
+	// call ExpSumNextMax a row at a time, each pass taking the maximum of
+	// the first row not known.
 	ExpSumRows func(x []float32, cols, known int, sums, maxes []float64)
 	// ExpShiftNextMax is ExpShift(dst, x, 1, shift), the same exponentials
 	// and sum computed the same way, with the largest element of next as
