@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -165,16 +166,10 @@ func TestCrossEntropyGradTarget(t *testing.T) {
 // over the previous row's exponentials); another row's would overflow or
 // underflow the sum.
 func TestCrossEntropyRowsApart(t *testing.T) {
-	const rows, vocab = 13, 37
+	const vocab = 37
 	targets := []int32{-100, 3, 36, -100, -100, 0, 7, 7, -100, 20, 1, 2, -100}
 	offsets := []float32{0, 300, -300, 150, 0, -150, 300, 0, 90, -90, 200, -200, 5}
-	rng := newRNG(31)
-	data := uniform(rng, rows*vocab, -4, 4)
-	for r := range rows {
-		for j := range vocab {
-			data[r*vocab+j] += offsets[r]
-		}
-	}
+	data := logitsApart(newRNG(31), vocab, offsets)
 	for _, eps := range []float32{0, 0.1} {
 		p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: eps, Scale: 1}
 		checkCrossEntropyRows(t, data, targets, vocab, p)
@@ -184,6 +179,18 @@ func TestCrossEntropyRowsApart(t *testing.T) {
 // checkCrossEntropyRows checks CrossEntropy and CrossEntropyGrad on the
 // rows of data (vocab wide) in every configuration against the float64
 // references.
+// logitsApart draws len(offsets) rows of vocab logits in [−4, 4), each
+// shifted by its offset.
+func logitsApart(rng *rand.Rand, vocab int, offsets []float32) []float32 {
+	data := uniform(rng, len(offsets)*vocab, -4, 4)
+	for r, o := range offsets {
+		for j := range vocab {
+			data[r*vocab+j] += o
+		}
+	}
+	return data
+}
+
 func checkCrossEntropyRows(t *testing.T, data []float32, targets []int32, vocab int, p backend.CrossEntropyParams) {
 	t.Helper()
 	rows := len(targets)
@@ -227,13 +234,7 @@ func TestCrossEntropyBlocks(t *testing.T) {
 		if b := max(1, ceBlockBytes/(4*vocab)); b >= rows {
 			t.Fatalf("vocab %d: blocks of %d rows, one block", vocab, b)
 		}
-		rng := newRNG(uint64(vocab))
-		data := uniform(rng, rows*vocab, -4, 4)
-		for r := range rows {
-			for j := range vocab {
-				data[r*vocab+j] += offsets[r]
-			}
-		}
+		data := logitsApart(newRNG(uint64(vocab)), vocab, offsets)
 		for _, eps := range []float32{0, 0.1} {
 			p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: eps, Scale: 1}
 			want := make([]float64, rows)

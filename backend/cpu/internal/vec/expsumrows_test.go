@@ -56,7 +56,6 @@ func expSumRowsSets() []*Kernels {
 // were and, for rows holding a NaN, a NaN sum.
 func TestExpSumRowsIsExpShiftSum(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 1))}
-	sameBits := func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
 	for _, k := range expSumRowsSets() {
 		// 2051: rows whose prefetch reaches 8 KB beyond the next (expSumRowsPrefetch).
 		for _, cols := range []int{0, 1, 2, 15, 16, 17, 31, 33, 64, 67, 100, 255, 256, 257, 1000, 1024, 2051} {
@@ -82,21 +81,7 @@ func TestExpSumRowsIsExpShiftSum(t *testing.T) {
 						sums := make([]float64, rows)
 						k.ExpSumRows(x, cols, known, sums, maxes)
 						where := fmt.Sprintf("%s cols=%d rows=%d extra=%d known=%d", setName(k), cols, rows, extra, known)
-						for r := range held {
-							row := x[r*cols : (r+1)*cols]
-							nan := slices.ContainsFunc(row, func(v float32) bool { return v != v })
-							// A NaN row's maximum is unspecified.
-							if m := rowMax(r); !nan && maxes[r] != m {
-								t.Errorf("%s row %d: max %v, want %v", where, r, maxes[r], m)
-							}
-							if r >= rows {
-								continue
-							}
-							want := k.ExpShiftSum(row, float32(maxes[r]))
-							if nan && sums[r] == sums[r] || !nan && !sameBits(sums[r], want) {
-								t.Errorf("%s row %d: sum %v, want %v", where, r, sums[r], want)
-							}
-						}
+						checkExpSumRows(t, k, where, x, cols, sums, maxes, rowMax)
 						if !slices.Equal(math32Bits(x), math32Bits(orig)) {
 							t.Errorf("%s: x changed", where)
 						}
@@ -132,6 +117,29 @@ func TestExpSumRowsInBlocks(t *testing.T) {
 			if !same(sums, wantSums) || !same(maxes, wantMaxes) {
 				t.Errorf("%s, blocks of %d: sums %v maxes %v, one call %v and %v", setName(k), block, sums, maxes, wantSums, wantMaxes)
 			}
+		}
+	}
+}
+
+// checkExpSumRows checks what ExpSumRows left in sums and maxes for the
+// rows of x against what it is documented to be: every row's maximum
+// rowMax(r) (unspecified for rows holding a NaN), and each of the first
+// len(sums) rows' sum ExpShiftSum about it, bit for bit (NaN for rows
+// holding one).
+func checkExpSumRows(t *testing.T, k *Kernels, where string, x []float32, cols int, sums, maxes []float64, rowMax func(r int) float64) {
+	t.Helper()
+	for r := range maxes {
+		row := x[r*cols : (r+1)*cols]
+		nan := slices.ContainsFunc(row, func(v float32) bool { return v != v })
+		if m := rowMax(r); !nan && maxes[r] != m {
+			t.Errorf("%s row %d: max %v, want %v", where, r, maxes[r], m)
+		}
+		if r >= len(sums) {
+			continue
+		}
+		want := k.ExpShiftSum(row, float32(maxes[r]))
+		if nan && !math.IsNaN(sums[r]) || !nan && math.Float64bits(sums[r]) != math.Float64bits(want) {
+			t.Errorf("%s row %d: sum %v, want %v", where, r, sums[r], want)
 		}
 	}
 }
@@ -237,7 +245,6 @@ func TestExpSumRowsLeavesSlowRows(t *testing.T) {
 		func(row []float32) { row[0], row[len(row)-1] = 1e3, nan },
 	}
 	const guard = -12345.5
-	sameBits := func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
 	for _, k := range expSumRowsSets() {
 		for _, cols := range []int{1, 17, 300} {
 			for held := range 6 {
@@ -272,20 +279,7 @@ func TestExpSumRowsLeavesSlowRows(t *testing.T) {
 						if mbuf[0] != guard || mbuf[held+1] != guard || sbuf[0] != guard || sbuf[rows+1] != guard {
 							t.Errorf("%s: wrote beyond sums or maxes: %v %v", where, sbuf, mbuf)
 						}
-						for r := range held {
-							row := x[r*cols : (r+1)*cols]
-							hasNaN := slices.ContainsFunc(row, func(v float32) bool { return v != v })
-							if m := rowMax(r); !hasNaN && maxes[r] != m {
-								t.Errorf("%s row %d: max %v, want %v", where, r, maxes[r], m)
-							}
-							if r >= rows {
-								continue
-							}
-							want := k.ExpShiftSum(row, float32(maxes[r]))
-							if hasNaN && !math.IsNaN(sums[r]) || !hasNaN && !sameBits(sums[r], want) {
-								t.Errorf("%s row %d: sum %v, want %v", where, r, sums[r], want)
-							}
-						}
+						checkExpSumRows(t, k, where, x, cols, sums, maxes, rowMax)
 					}
 				}
 			}
