@@ -394,8 +394,8 @@ func TestExpShiftSumAccuracy(t *testing.T) {
 			if !(got == ref || math.Abs(got-ref) <= bound(x)*ref+0x1p-150) { // −Inf: 0
 				t.Errorf("ExpShiftSum (%s) of {%g} = %g, want %g to within the bound and half a subnormal ulp", k.Name, x, got, ref)
 			}
-			got = inRow(x)
-			if !(got == ref || math.Abs(got-ref) <= (bound(x)+2e-8)*ref+0x1p-150) {
+			got = inRow(x) // within a run's 1.4e−7 in place of 1e−7
+			if !(got == ref || math.Abs(got-ref) <= (bound(x)+4e-8)*ref+0x1p-150) {
 				t.Errorf("ExpShiftSum (%s) of %g in a run = %g, want %g to within the bound and half a subnormal ulp", k.Name, x, got, ref)
 			}
 		}

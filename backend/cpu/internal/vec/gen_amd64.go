@@ -325,15 +325,16 @@ func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
 // (VSCALEFPS on the table entry) and t[2] = 2^g = 1 + g·P(g), rounded to
 // float32 (half an ulp of a number near 1, 6e−8 relative at most, which
 // exp2Sum's single multiply-add T + T·g·P(g) does not have), and x as it
-// was. The product is not rounded before the addition, and the addition
-// takes no adder pipe: in cross-entropy's sums of exponentials, whose
-// adder pipes are what the loop waits on on Zen 5 (leaving VREDUCEPS or
-// VSCALEFPS out of it made it 16 and 10% faster), the terms of each run
-// of sixteen vectors summed by two chains of multiply-adds instead of
-// the tree of additions made it 10% faster in the L2 cache (68.0 →
-// 61.4 ns a row of 1024) and 6% from L3 (71.2 → 67.1). Nothing is
-// clamped: where 2^⌊x⌋·2^(j/16) goes subnormal or 0 the term does too,
-// −Inf gives 0 and NaN NaN.
+// was. The product is not rounded before the addition. Cross-entropy's
+// sums of exponentials are bound on Zen 5 by their count of
+// instructions, not by any one pipe (leaving VREDUCEPS or VSCALEFPS out
+// made the loop 16 and 10% faster, moving work between pipes with as
+// many instructions never did): the terms of each run of sixteen vectors
+// summed by two chains of multiply-adds, one instruction fewer a vector
+// than exp2Sum and the tree of additions, made it 10% faster in the L2
+// cache (68.0 → 61.4 ns a row of 1024) and 6% from L3 (71.2 → 67.1).
+// Nothing is clamped: where 2^⌊x⌋·2^(j/16) goes subnormal or 0 the term
+// does too, −Inf gives 0 and NaN NaN.
 func (g *gen) exp2Factors(x string, t []string, k exp2Consts) {
 	m, f, p := t[0], t[1], t[2]
 	g.I("VADDPS.RD_SAE %s, %s, %s", k.magic, x, m)
@@ -1924,8 +1925,8 @@ func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
 		g.label("row")
 		g.I("VMOVSD (R9)(R12*8), %s", xm)
 		g.I("VCVTSD2SS %s, %s, %s", xm, xm, xm)
-		// As sumShift's c; written as it stands, since I would make the
-		// constant's operand a broadcast, which scalar forms lack.
+		// As sumShift's c; written as it stands, since g.I would make
+		// the constant's operand a broadcast, which scalar forms lack.
 		fmt.Fprintf(g.b, "\tVMULSS %s, %s, %s\n", c("cLog2e"), xm, xt)
 		g.I("VMOVD %s, AX", xt)
 		g.I("ANDL $0x7fffffff, AX")
