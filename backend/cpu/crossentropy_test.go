@@ -176,9 +176,6 @@ func TestCrossEntropyRowsApart(t *testing.T) {
 	}
 }
 
-// checkCrossEntropyRows checks CrossEntropy and CrossEntropyGrad on the
-// rows of data (vocab wide) in every configuration against the float64
-// references.
 // logitsApart draws len(offsets) rows of vocab logits in [−4, 4), each
 // shifted by its offset.
 func logitsApart(rng *rand.Rand, vocab int, offsets []float32) []float32 {
@@ -191,6 +188,9 @@ func logitsApart(rng *rand.Rand, vocab int, offsets []float32) []float32 {
 	return data
 }
 
+// checkCrossEntropyRows checks CrossEntropy and CrossEntropyGrad on the
+// rows of data (vocab wide) in every configuration against the float64
+// references.
 func checkCrossEntropyRows(t *testing.T, data []float32, targets []int32, vocab int, p backend.CrossEntropyParams) {
 	t.Helper()
 	rows := len(targets)

@@ -27,8 +27,8 @@ type expAsm struct {
 	// row two after it (which must be in memory): it stores each row's
 	// sum without sumShift's fix, stops before a row whose shift
 	// sumShift refuses and returns the rows done (gen_amd64.go's
-	// expSumRows); AVX-512 prefetches ahead bytes beyond the next row
-	// (expSumRowsPrefetch).
+	// expSumRows); AVX-512 prefetches ahead bytes beyond that row two
+	// after (expSumRowsPrefetch).
 	expSumRows func(x *float32, sums, maxes *float64, cols, rows, ahead int) int
 }
 
