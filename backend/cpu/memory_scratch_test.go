@@ -45,33 +45,38 @@ func streamingRowChunks(t *testing.T, be *Backend, op string, rows, cols, want i
 	return int64(chunks)
 }
 
+// softmaxScratchCase is Softmax's streaming scratch, two rows (softmaxRows)
+// per chunk, on threads threads with tune applied.
+func softmaxScratchCase(name string, threads int, tune func(*Backend)) scratchCase {
+	return scratchCase{
+		name: name,
+		opts: Options{Threads: threads},
+		tune: tune,
+		setup: func(t *testing.T, be *Backend) scratchOp {
+			const rows, keys = 64, 1000
+			chunks := streamingRowChunks(t, be, "Softmax", rows, keys, threads)
+			x, y := upload(t, be, uniform(newRNG(uint64(threads)), rows*keys, -2, 2), rows, keys), poisoned(t, be, rows, keys)
+			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * chunks, live: []backend.Tensor{x, y}}
+		},
+	}
+}
+
+// strideTargets returns rows targets r·stride mod vocab.
+func strideTargets(rows, vocab, stride int) []int32 {
+	targets := make([]int32, rows)
+	for r := range targets {
+		targets[r] = int32(r * stride % vocab)
+	}
+	return targets
+}
+
 // scratchCases are the ops that take scratch, at shapes that do. The
 // expected bytes are worked out from the shapes, with the backend's own
 // sizing (chunks, pieces, gradPlan, scratchLen and copiesLen) where the
 // count of parts depends on it.
 var scratchCases = []scratchCase{
-	{
-		name: "softmax, streaming, one thread",
-		opts: Options{Threads: 1},
-		tune: func(be *Backend) { be.stream = 0 }, // every op streams its stores
-		setup: func(t *testing.T, be *Backend) scratchOp {
-			const rows, keys = 64, 1000
-			chunks := streamingRowChunks(t, be, "Softmax", rows, keys, 1)
-			x, y := upload(t, be, uniform(newRNG(1), rows*keys, -2, 2), rows, keys), poisoned(t, be, rows, keys)
-			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * chunks, live: []backend.Tensor{x, y}} // two rows (softmaxRows)
-		},
-	},
-	{
-		name: "softmax, streaming, rows per chunk",
-		opts: Options{Threads: 3},
-		tune: func(be *Backend) { be.stream, be.grain = 0, 1 },
-		setup: func(t *testing.T, be *Backend) scratchOp {
-			const rows, keys = 64, 1000
-			chunks := streamingRowChunks(t, be, "Softmax", rows, keys, 3)
-			x, y := upload(t, be, uniform(newRNG(2), rows*keys, -2, 2), rows, keys), poisoned(t, be, rows, keys)
-			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * chunks, live: []backend.Tensor{x, y}}
-		},
-	},
+	softmaxScratchCase("softmax, streaming, one thread", 1, func(be *Backend) { be.stream = 0 }), // every op streams its stores
+	softmaxScratchCase("softmax, streaming, rows per chunk", 3, func(be *Backend) { be.stream, be.grain = 0, 1 }),
 	{
 		name: "sum columns: float64 partials per piece",
 		opts: Options{Threads: 2},
@@ -92,10 +97,7 @@ var scratchCases = []scratchCase{
 		setup: func(t *testing.T, be *Backend) scratchOp {
 			const rows, vocab = 37, 100
 			x, y := upload(t, be, uniform(newRNG(9), rows*vocab, -3, 3), rows, vocab), poisoned(t, be, rows)
-			targets := make([]int32, rows)
-			for r := range targets {
-				targets[r] = int32(r * 7 % vocab)
-			}
+			targets := strideTargets(rows, vocab, 7)
 			targets[5] = -100
 			p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: 0.1, Scale: 1}
 			return scratchOp{run: func() { be.CrossEntropy(y, x, targets, p) }, scratch: 2 * 8 * rows, live: []backend.Tensor{x, y}}
@@ -109,10 +111,7 @@ var scratchCases = []scratchCase{
 			const rows, vocab = 64, 1000
 			chunks := streamingRowChunks(t, be, "CrossEntropyGrad", rows, vocab, 3)
 			x, d := upload(t, be, uniform(newRNG(10), rows*vocab, -3, 3), rows, vocab), poisoned(t, be, rows, vocab)
-			targets := make([]int32, rows)
-			for r := range targets {
-				targets[r] = int32(r * 13 % vocab)
-			}
+			targets := strideTargets(rows, vocab, 13)
 			p := backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
 			return scratchOp{run: func() { be.CrossEntropyGrad(d, x, targets, p) }, scratch: 2 * 4 * vocab * chunks, live: []backend.Tensor{x, d}}
 		},

@@ -38,25 +38,13 @@ func expSumRowsInput(g gen, rows, cols int) []float32 {
 	return x
 }
 
-// expSumRowsSets are the sets and their streaming twins.
-func expSumRowsSets() []*Kernels {
-	var sets []*Kernels
-	for _, k := range All() {
-		sets = append(sets, k)
-		if s := k.Streaming(); s != k {
-			sets = append(sets, s)
-		}
-	}
-	return sets
-}
-
 // TestExpSumRowsIsExpShiftSum checks every set's ExpSumRows against what
 // it is documented to be: each row's maximum as MaxScaled takes it and
 // ExpShiftSum about it, bit for bit, with the known maxima left as they
 // were and, for rows holding a NaN, a NaN sum.
 func TestExpSumRowsIsExpShiftSum(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 1))}
-	for _, k := range expSumRowsSets() {
+	for _, k := range withTwins(All()) {
 		// 2051: rows whose prefetch reaches 8 KB beyond the next (expSumRowsPrefetch).
 		for _, cols := range []int{0, 1, 2, 15, 16, 17, 31, 33, 64, 67, 100, 255, 256, 257, 1000, 1024, 2051} {
 			for _, rows := range []int{0, 1, 2, 3, 4, 9} {
@@ -99,7 +87,7 @@ func TestExpSumRowsInBlocks(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 3))}
 	const rows, cols = 23, 100
 	x := expSumRowsInput(g, rows, cols)
-	for _, k := range expSumRowsSets() {
+	for _, k := range withTwins(All()) {
 		wantSums, wantMaxes := make([]float64, rows), make([]float64, rows)
 		k.ExpSumRows(x, cols, 0, wantSums, wantMaxes)
 		for _, block := range []int{1, 2, 3, 5, 8} {
@@ -162,7 +150,7 @@ func TestExpSumRowsAgainstFloat64(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 2))}
 	const rows, cols = 7, 1000
 	x := g.uniform(rows*cols, -30, 30)
-	for _, k := range expSumRowsSets() {
+	for _, k := range withTwins(All()) {
 		sums, maxes := make([]float64, rows), make([]float64, rows)
 		k.ExpSumRows(x, cols, 0, sums, maxes)
 		for r := range rows {
@@ -245,7 +233,7 @@ func TestExpSumRowsLeavesSlowRows(t *testing.T) {
 		func(row []float32) { row[0], row[len(row)-1] = 1e3, nan },
 	}
 	const guard = -12345.5
-	for _, k := range expSumRowsSets() {
+	for _, k := range withTwins(All()) {
 		for _, cols := range []int{1, 17, 300} {
 			for held := range 6 {
 				for rows := max(0, held-2); rows <= held; rows++ {

@@ -14,7 +14,7 @@ import (
 // rows' own, so a recomputed one shows), and every sum is ExpShiftSum
 // about the row's entry in maxes, bit for bit.
 func TestExpSumRowsOfTakesEachMaxOnce(t *testing.T) {
-	for _, k := range expSumRowsSets() {
+	for _, k := range withTwins(All()) {
 		for _, cols := range []int{1, 2, 17} {
 			for n := range 6 {
 				for held := n; held <= n+2; held++ {

@@ -62,12 +62,7 @@ func TestGELUSpecialValues(t *testing.T) {
 			gradCases = append(gradCases, tcase{s, func(dy float32) (float32, float32) { return dy / 2, dy / 2 }})
 		}
 	}
-	sets := All()
-	for _, k := range All() {
-		if k.streaming != nil && k.streaming != k {
-			sets = append(sets, k.streaming)
-		}
-	}
+	sets := withTwins(All())
 	check := func(t *testing.T, k *Kernels, name string, x, dy, got float32, want func(float32) (float32, float32)) {
 		t.Helper()
 		lo, hi := want(dy)

@@ -289,13 +289,8 @@ func (g *gen) exp2Temps() int {
 func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
 	if g.wide() {
 		m, f, p := t[0], t[1], t[2]
-		g.I("VADDPS.RD_SAE %s, %s, %s", k.magic, x, m)
-		g.I("VREDUCEPS $%#x, %s, %s", reduceFloor16, x, f)
-		g.I("VPERMPS %s, %s, %s", k.tab, m, m) // 2^(j/16)
-		g.I("VMOVUPS %s, %s", k.p[len(k.p)-1], p)
-		for i := len(k.p) - 2; i >= 0; i-- {
-			g.I("VFMADD213PS %s, %s, %s", k.p[i], f, p)
-		}
+		g.exp2Split(x, m, f, k)
+		g.exp2Poly(f, p, k)
 		g.I("VMULPS %s, %s, %s", f, p, p)
 		g.I("VFMADD213PS %s, %s, %s", m, m, p) // 2^(j/16)·2^g
 		g.I("VSCALEFPS %s, %s, %s", x, p, x)
@@ -312,10 +307,7 @@ func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
 	g.I("VSUBPS %s, %s, %s", k.magic, n, p)
 	g.I("VSUBPS %s, %s, %s", p, x, x) // f
 	g.I("VPSLLD $23, %s, %s", n, n)
-	g.I("VMOVUPS %s, %s", k.p[len(k.p)-1], p)
-	for i := len(k.p) - 2; i >= 0; i-- {
-		g.I("VFMADD213PS %s, %s, %s", k.p[i], x, p)
-	}
+	g.exp2Poly(x, p, k)
 	g.I("VFMADD213PS %s, %s, %s", k.one, x, p)
 	g.I("VMULPS %s, %s, %s", n, p, x)
 }
@@ -337,15 +329,27 @@ func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
 // does too, −Inf gives 0 and NaN NaN.
 func (g *gen) exp2Factors(x string, t []string, k exp2Consts) {
 	m, f, p := t[0], t[1], t[2]
+	g.exp2Split(x, m, f, k)
+	g.I("VSCALEFPS %s, %s, %s", x, m, m)
+	g.exp2Poly(f, p, k)
+	g.I("VFMADD213PS %s, %s, %s", c("cOne"), f, p)
+}
+
+// exp2Split is AVX-512's split of x at ⌊16x⌋/16 (see exp2Sum): m =
+// 2^(j/16) from the table and f = g, the rest.
+func (g *gen) exp2Split(x, m, f string, k exp2Consts) {
 	g.I("VADDPS.RD_SAE %s, %s, %s", k.magic, x, m)
 	g.I("VREDUCEPS $%#x, %s, %s", reduceFloor16, x, f)
 	g.I("VPERMPS %s, %s, %s", k.tab, m, m) // 2^(j/16)
-	g.I("VSCALEFPS %s, %s, %s", x, m, m)
+}
+
+// exp2Poly sets p to exp2Sum's polynomial in f, Σ k.p[i]·f^i, by Horner's
+// rule.
+func (g *gen) exp2Poly(f, p string, k exp2Consts) {
 	g.I("VMOVUPS %s, %s", k.p[len(k.p)-1], p)
 	for i := len(k.p) - 2; i >= 0; i-- {
 		g.I("VFMADD213PS %s, %s, %s", k.p[i], f, p)
 	}
-	g.I("VFMADD213PS %s, %s, %s", c("cOne"), f, p)
 }
 
 // reduceFloor16 is VREDUCEPS's immediate for x − ⌊16x⌋/16: four fraction

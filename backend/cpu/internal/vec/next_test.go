@@ -108,13 +108,7 @@ func softmaxStepCase(scale float32, where string, holeAt func(n int) int) nextCa
 func TestNextFormsAreTheTwoPasses(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	g := gen{rng}
-	var sets []*Kernels
-	for _, k := range All() {
-		sets = append(sets, k)
-		if s := k.Streaming(); s != k {
-			sets = append(sets, s)
-		}
-	}
+	sets := withTwins(All())
 	sameStat := func(a, b float64) bool { return a == b || a != a && b != b }
 	for _, c := range nextCases {
 		for _, k := range sets {

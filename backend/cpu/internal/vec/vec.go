@@ -430,8 +430,9 @@ func expSumRowsOf(k *Kernels) func(x []float32, cols, known int, sums, maxes []f
 			row := x[r*cols : (r+1)*cols]
 			// The pass over row r takes the maximum of the first row
 			// not known yet: the next, or with two known from the call
-			// before, the one after it.
-			if u := known; u < held && u <= r+2 {
+			// before, the one after it (known is at most r+2 here: at
+			// most 2 at the start, one more a pass).
+			if u := known; u < held {
 				var m float32
 				sums[r], m = k.ExpSumNextMax(row, x[u*cols:(u+1)*cols], float32(maxes[r]))
 				maxes[u] = float64(m)

@@ -13,17 +13,24 @@ import (
 // once), or skips the test where the CPU has none.
 func simdSetsForTest(t *testing.T) []*Kernels {
 	t.Helper()
-	var ks []*Kernels
-	for _, k := range All()[1:] {
-		ks = append(ks, k)
-		if s := k.Streaming(); s != k {
-			ks = append(ks, s)
-		}
-	}
+	ks := withTwins(All()[1:])
 	if len(ks) == 0 {
 		t.Skip("no assembly kernels on this CPU")
 	}
 	return ks
+}
+
+// withTwins returns ks, each followed by its streaming twin where it has
+// one.
+func withTwins(ks []*Kernels) []*Kernels {
+	var sets []*Kernels
+	for _, k := range ks {
+		sets = append(sets, k)
+		if s := k.Streaming(); s != k {
+			sets = append(sets, s)
+		}
+	}
+	return sets
 }
 
 // lengths are the lengths every kernel is checked at: all of 0..67 (every
