@@ -116,7 +116,12 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 		})
 		return
 	}
-	for j, s := range b.flushedColumnSums(k, rows, cols, cols*6, 1, row) {
+	sums := b.flushedColumnSums(k, rows, cols, cols*6, 1, func(lo, hi int, acc32 []float32) {
+		for r := lo; r < hi; r++ {
+			row(r, acc32)
+		}
+	})
+	for j, s := range sums {
 		dws[j] = float32(float64(dws[j]) + s)
 	}
 }
@@ -234,43 +239,31 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	d, dg, db, xs, gm, gs := v[0], v[1], v[2], v[3], v[4], v[5]
 	k := b.kernels(12 * len(d))
 	n := float64(cols)
+	rowOf := func(s []float32, r int) []float32 { return s[r*cols : (r+1)*cols] }
+	// scalars turns one pass's sums about c, the row's first element
+	// (d = x − c is exact there in float64), into what the output pass
+	// takes: the sums about the mean follow (centre), and
+	// Σ g·(x−mean) = Σ g·d − dm·Σ g with dm = mean − c.
+	scalars := func(xr []float32, sd, ssd, sg, sgd float64) (mean, rstd, mg, mgx float64) {
+		mean, ssd, dm := centre(pivot(xr), sd, ssd, n)
+		rstd = 1 / math.Sqrt(ssd/n+float64(eps))
+		return mean, rstd, sg / n, (sgd - sg*dm) * rstd / n
+	}
 	// row computes row r's dx; where accG32 is not nil the passes add
 	// dy⊙x̂ to accG32 and dy to accB32 in float32, which costs far less
-	// than float64 accumulators read and written on every row. Where the
-	// kernels have LayerNormGradStatsAcc (AVX-512), dy is summed in the
-	// statistics' pass, which waits on memory, not in the pass that
-	// writes dx, which waited on its stores (4M floats in rows of 1024,
-	// one thread, two series of alternated runs: 48.1–50.8 → 51.7–54.7
-	// and 49.2–51.1 → 49.6–53.0 GB/s), with the same float32 additions in
-	// the same order, so the same results bit for bit.
-	statsAcc := k.LayerNormGradStatsAcc
+	// than float64 accumulators read and written on every row.
 	row := func(r int, accG32, accB32 []float32) {
-		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
-		// One pass over the row takes the sums about c, the row's first
-		// element, in float64 (d = x − c is exact there); the sums about
-		// the mean follow (centre), and Σ g·(x−mean) = Σ g·d − dm·Σ g with
-		// dm = mean − c.
-		c := pivot(xr)
-		var sd, ssd, sg, sgd float64
-		if accB32 != nil && statsAcc != nil {
-			sd, ssd, sg, sgd = statsAcc(xr, gm, gr, accB32, c)
-			accB32 = nil // summed
-		} else {
-			sd, ssd, sg, sgd = k.LayerNormGradStats(xr, gm, gr, c)
-		}
-		mean, ssd, dm := centre(c, sd, ssd, n)
-		sgd -= sg * dm
-		rstd := 1 / math.Sqrt(ssd/n+float64(eps))
-		sgx := sgd * rstd
-		dr := d[r*cols : (r+1)*cols]
+		xr, gr := rowOf(xs, r), rowOf(gs, r)
+		sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, pivot(xr))
+		mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
 		// The head of the next row's x and dy arrives while this one's dx
 		// is computed from the cache (prefetchHeads).
 		prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
 		if accG32 != nil {
-			k.LayerNormGradAcc(dr, xr, gm, gr, accG32, accB32, mean, rstd, sg/n, sgx/n)
+			k.LayerNormGradAcc(rowOf(d, r), xr, gm, gr, accG32, accB32, mean, rstd, mg, mgx)
 			return
 		}
-		k.LayerNormGrad(dr, xr, gm, gr, mean, rstd, sg/n, sgx/n)
+		k.LayerNormGrad(rowOf(d, r), xr, gm, gr, mean, rstd, mg, mgx)
 	}
 	if dg == nil && db == nil {
 		b.streamFor(k, rows, cols*8, func(lo, hi int) {
@@ -280,8 +273,36 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		})
 		return
 	}
-	sums := b.flushedColumnSums(k, rows, cols, cols*8, 2, func(r int, acc32 []float32) {
-		row(r, acc32[:cols], acc32[cols:])
+	// Where the kernels have LayerNormGradNext (AVX-512), dy is summed in
+	// the statistics' pass, which waits on memory, not in the pass that
+	// writes dx, which waited on its stores (4M floats in rows of 1024,
+	// one thread, two series of alternated runs: 48.1–50.8 → 51.7–54.7
+	// and 49.2–51.1 → 49.6–53.0 GB/s), with the same float32 additions in
+	// the same order, so the same results bit for bit; and each row's
+	// statistics are taken in the pass that writes the row before's dx,
+	// whose arithmetic then overlaps the row's loads from memory (the
+	// same sums bit for bit; a block's first row takes its own, so that
+	// dy goes into the block's accB).
+	statsAcc, next := k.LayerNormGradStatsAcc, k.LayerNormGradNext
+	sums := b.flushedColumnSums(k, rows, cols, cols*8, 2, func(lo, hi int, acc32 []float32) {
+		accG, accB := acc32[:cols], acc32[cols:]
+		if next == nil {
+			for r := lo; r < hi; r++ {
+				row(r, accG, accB)
+			}
+			return
+		}
+		xr := rowOf(xs, lo)
+		sd, ssd, sg, sgd := statsAcc(xr, gm, rowOf(gs, lo), accB, pivot(xr))
+		for r := lo; r < hi; r++ {
+			xr := rowOf(xs, r)
+			mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
+			var nx, ng []float32
+			if r+1 < hi {
+				nx, ng = rowOf(xs, r+1), rowOf(gs, r+1)
+			}
+			sd, ssd, sg, sgd = next(rowOf(d, r), xr, gm, rowOf(gs, r), accG, mean, rstd, mg, mgx, nx, ng, accB, pivot(nx))
+		}
 	})
 	for j := range cols {
 		if dg != nil {

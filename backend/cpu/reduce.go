@@ -106,9 +106,10 @@ const flushRows = 64
 // the rows of one block of flushRows (blocks counted from the piece's
 // first row, so that the sums depend on the shape alone, as the pieces
 // do) before they are added into the piece's float64 sums, so that their
-// rounding error stays that of a short float32 sum. It returns the sets'
-// float64 column sums, end to end.
-func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, add func(row int, acc32 []float32)) []float64 {
+// rounding error stays that of a short float32 sum. add(lo, hi, acc32)
+// runs the rows [lo, hi) of one block, in order, with the block's
+// cleared partials. It returns the sets' float64 column sums, end to end.
+func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, add func(lo, hi int, acc32 []float32)) []float64 {
 	c := b.pieces(rows, cost, sets*cols) // at most one per pieceRows rows
 	parts := b.scratch64(c, sets*cols)
 	// The float32 partials last one block, so one set per goroutine,
@@ -122,9 +123,7 @@ func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, 
 		acc, acc32 := parts[p], parts32[w]
 		for r0 := lo; r0 < hi; r0 += flushRows {
 			clear(acc32)
-			for r := r0; r < min(r0+flushRows, hi); r++ {
-				add(r, acc32)
-			}
+			add(r0, min(r0+flushRows, hi), acc32)
 			k.Accumulate(acc, acc32)
 		}
 		k.Fence()

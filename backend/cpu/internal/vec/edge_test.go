@@ -3,6 +3,7 @@ package vec
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -299,6 +300,18 @@ func TestShortInputsPanic(t *testing.T) {
 		{"LayerNormGradAcc", func(k *Kernels) { k.LayerNormGradAcc(long, long, long, long, long, short, 0, 1, 0, 0) }},
 		{"LayerNormGradAcc without accB", func(k *Kernels) { k.LayerNormGradAcc(long, long, long, long, short, nil, 0, 1, 0, 0) }},
 		{"LayerNormGradStatsAcc", func(k *Kernels) { k.LayerNormGradStatsAcc(long, long, long, short, 0) }},
+		{"LayerNormGradNext", func(k *Kernels) {
+			k.LayerNormGradNext(long, long, long, long, short, 0, 1, 0, 0, long, long, long, 0)
+		}},
+		{"LayerNormGradNext next", func(k *Kernels) {
+			k.LayerNormGradNext(long, long, long, long, long, 0, 1, 0, 0, short, long, long, 0)
+		}},
+		{"LayerNormGradNext nextDy", func(k *Kernels) {
+			k.LayerNormGradNext(long, long, long, long, long, 0, 1, 0, 0, long, short, long, 0)
+		}},
+		{"LayerNormGradNext accB", func(k *Kernels) {
+			k.LayerNormGradNext(long, long, long, long, long, 0, 1, 0, 0, long, long, short, 0)
+		}},
 		{"ExpShift", func(k *Kernels) { k.ExpShift(long, short, 1, 0) }},
 		{"AdamW", func(k *Kernels) { k.AdamW(long, long, long, short, &step) }},
 		{"Max", func(k *Kernels) { k.Max(nil) }},
@@ -306,7 +319,8 @@ func TestShortInputsPanic(t *testing.T) {
 	}
 	for _, k := range All() {
 		for _, c := range calls {
-			if c.name == "LayerNormGradStatsAcc" && k.LayerNormGradStatsAcc == nil {
+			if strings.HasPrefix(c.name, "LayerNormGradStatsAcc") && k.LayerNormGradStatsAcc == nil ||
+				strings.HasPrefix(c.name, "LayerNormGradNext") && k.LayerNormGradNext == nil {
 				continue // the set has none (see Kernels)
 			}
 			if !panics(func() { c.f(k) }) {

@@ -1477,10 +1477,22 @@ func (g *gen) storeSums(sets [][2][]string, results []string, offs map[string]in
 // the next row prefetched (4M floats in rows of 1024, one thread: 42–45
 // GB/s either way, and 24–33 without the prefetch), while LayerNorm's ran
 // at 1.3–1.45× its two passes.
-var nexts = []struct{ step, red string }{
-	{"scaleMul", "sumSquares"},
-	{"normalize", "sumsAbout"},
-	{"normalizeShift", "sumsAbout"},
+var nexts = []nextPair{
+	{step: "scaleMul", red: "sumSquares"},
+	{step: "normalize", red: "sumsAbout"},
+	{step: "normalizeShift", red: "sumsAbout"},
+	// LayerNormGrad's output pass with accG, and the next row's
+	// statistics with accB (the weight w is the step's own).
+	{step: "layerNormGradAccG", red: "layerNormGradStatsAcc", shared: []string{"w"}},
+}
+
+// nextPair names a Next kernel's row step and the reduction it takes over
+// the next row. shared names the reduction's streams that are the step's
+// input of the same name (a weight, the same for every row) rather than
+// a row of their own.
+type nextPair struct {
+	step, red string
+	shared    []string
 }
 
 // nextKernel writes the AVX-512 kernel stepName+"Next": the row step sk
@@ -1495,24 +1507,41 @@ var nexts = []struct{ step, red string }{
 // lets a caller take one row's statistics from rk and the next ones from
 // here. The kernel runs over the whole row: a streaming variant needs dst
 // aligned to the vector size (callers pass unaligned rows to the other).
-func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
-	// What the forward norms need, and no more: a step without masks,
-	// tables or updated slices, a reduction of plain float32 streams.
-	if !g.wide() || !rk.reducesOnly() || rk.pre != nil || sk.masks+sk.masks512 > 0 || sk.tabRows > 0 || len(sk.updates) > 0 {
+func (g *gen) nextKernel(sk mapK, rk rowK, shared []string, nt bool) {
+	// What the norms need, and no more: a step without masks or tables,
+	// a reduction of float32 streams (and float32 accumulators it adds
+	// to in its pre step).
+	if !g.wide() || !rk.reducesOnly() || sk.masks+sk.masks512 > 0 || sk.tabRows > 0 {
 		panic("nextKernel: " + sk.name + " with " + rk.name + " is not a pair it writes")
 	}
 	name := sk.name + "Next" + g.suffix
 	if nt {
 		name += "NT"
 	}
-	ins := sk.ins
+	ins := append(append([]string{}, sk.ins...), sk.updates...) // as mapKernel's
 	args := []param{{"dst", 8, "*float32"}}
 	for _, in := range ins {
 		args = append(args, param{in, 8, "*float32"})
 	}
+	// The reduction's streams: a row's the next row's (nextX), an
+	// accumulator its own (it sums the next row into it), a shared one
+	// the step's.
 	nextName := func(s string) string { return "next" + strings.ToUpper(s[:1]) + s[1:] }
+	argName := map[string]string{}
 	for _, st := range rk.streams {
-		args = append(args, param{nextName(st.name), 8, "*float32"})
+		switch {
+		case slices.Contains(shared, st.name):
+			if !slices.Contains(sk.ins, st.name) {
+				panic("nextKernel: " + rk.name + "'s shared stream " + st.name + " is not " + sk.name + "'s")
+			}
+			argName[st.name] = st.name
+			continue
+		case st.mode == acc32:
+			argName[st.name] = st.name
+		default:
+			argName[st.name] = nextName(st.name)
+		}
+		args = append(args, param{argName[st.name], 8, "*float32"})
 	}
 	for _, sc := range sk.scalars {
 		args = append(args, param{sc, 4, "float32"})
@@ -1535,30 +1564,64 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, total)
 
 	ptrs := []string{}
-	ptr := map[string]string{} // the reduction's streams
-	for i, a := range args[:1+len(ins)+len(rk.streams)] {
+	ptrOf := map[string]string{}
+	for i, a := range args {
+		if a.typ != "*float32" {
+			continue
+		}
 		g.I("MOVQ %s+%d(FP), %s", a.name, offs[a.name], ptrRegs[i])
 		ptrs = append(ptrs, ptrRegs[i])
+		ptrOf[a.name] = ptrRegs[i]
 	}
-	for i, st := range rk.streams {
-		ptr[st.name] = ptrs[1+len(ins)+i]
+	ptr := map[string]string{} // the reduction's streams
+	for _, st := range rk.streams {
+		ptr[st.name] = ptrOf[argName[st.name]]
 	}
 	g.I("MOVQ n+%d(FP), CX", offs["n"])
 	r := &regs{g: g}
-	// The reduction's registers, as rowKernel has them.
-	sets := [][2][]string{g.accumulators(r, len(rk.results)), g.accumulators(r, len(rk.results))}
-	f32, wid := map[string]string{}, map[string]string{} // f32: the masked tail's loads
-	for _, st := range rk.streams {
-		f32[st.name], wid[st.name] = r.v(), r.v()
-	}
-	ts := r.vs(rk.temps)
-	cf := func(j int) string { return fmt.Sprintf("%s+%d(FP)", rk.scalars[j], offs[rk.scalars[j]]) }
+	// The reduction's registers, as rowKernel has them: float32 vectors
+	// of the masked tail's loads and of fused streams, widened halves of
+	// the rest and of pre's output.
 	// The step's registers: one copy, reused by each vector of a step.
 	temps := sk.temps
 	if sk.temps512 > 0 {
 		temps = sk.temps512
 	}
+	// The float32 vectors of streams that are not fused serve only the
+	// masked tail, whose step is done with its registers before the
+	// reduction loads: where the registers would not go round, they take
+	// the step's.
+	widened := len(rk.streams) - len(rk.fused)
+	if rk.pre != nil {
+		widened++
+	}
+	need := 4*len(rk.results) + len(rk.streams) + widened + rk.temps + 1 + len(ins) + temps + len(sk.scalars)
+	shareTail := need > g.regs
+	sets := [][2][]string{g.accumulators(r, len(rk.results)), g.accumulators(r, len(rk.results))}
+	f32, wid := map[string]string{}, map[string]string{}
+	for _, st := range rk.streams {
+		if !shareTail || rk.isFused(st.name) {
+			f32[st.name] = r.v()
+		}
+		if !rk.isFused(st.name) {
+			wid[st.name] = r.v()
+		}
+	}
+	if rk.pre != nil {
+		wid[rk.preOut] = r.v()
+	}
+	ts := r.vs(rk.temps)
+	cf := func(j int) string { return fmt.Sprintf("%s+%d(FP)", rk.scalars[j], offs[rk.scalars[j]]) }
 	out, in, t := r.v(), r.vs(len(ins)), r.vs(temps)
+	spare := append([]string{out}, in...)
+	for _, st := range rk.streams {
+		if _, ok := f32[st.name]; !ok {
+			if len(spare) == 0 {
+				panic("nextKernel: " + sk.name + " with " + rk.name + " runs out of vector registers")
+			}
+			f32[st.name], spare = spare[0], spare[1:]
+		}
+	}
 	var sc []string
 	for _, name := range sk.scalars {
 		v := r.v()
@@ -1585,29 +1648,65 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 		} else {
 			g.I("%s %s, %d(DI)", store, out, off)
 		}
+		for i, u := range in[len(sk.ins):] {
+			if masked {
+				g.storeMasked(u, "", fmt.Sprintf("(%s)", ptrs[len(sk.ins)+1+i]))
+			} else {
+				g.I("VMOVUPS %s, %d(%s)", u, off, ptrs[len(sk.ins)+1+i])
+			}
+		}
 	}
 	// reduce adds the next row's vector at byte offset off into red. The
 	// streaming kernel asks for the next row's data nextPrefetch ahead
 	// (4M floats, one thread, three runs: layernorm 44–55 → 60–65 GB/s at
 	// rows of 1024, 29–47 → 42–58 at rows of 4096; rmsnorm, at the copy's
 	// speed, alike).
+	ahead := rk.ahead // the streams of rows to prefetch
+	if ahead == nil {
+		for _, st := range rk.streams {
+			ahead = append(ahead, st.name)
+		}
+	}
 	reduce := func(masked bool, off int, red [2][]string) {
 		if masked {
 			for _, st := range rk.streams {
 				g.loadMasked(fmt.Sprintf("(%s)", ptr[st.name]), "", f32[st.name])
 			}
-		} else if nt {
-			for _, st := range rk.streams {
-				g.I("PREFETCHT0 %d(%s)", off+nextPrefetch, ptr[st.name])
+		} else {
+			for _, name := range rk.fused {
+				g.I("VMOVUPS %d(%s), %s", off, ptr[name], f32[name])
+			}
+			if nt {
+				for _, name := range ahead {
+					g.I("PREFETCHT0 %d(%s)", off+nextPrefetch, ptr[name])
+				}
+			}
+		}
+		if rk.pre != nil {
+			rk.pre(g, f32)
+		}
+		for _, st := range rk.streams {
+			if st.mode != acc32 {
+				continue
+			}
+			if masked {
+				g.storeMasked(f32[st.name], "", fmt.Sprintf("(%s)", ptr[st.name]))
+			} else {
+				g.I("VMOVUPS %s, %d(%s)", f32[st.name], off, ptr[st.name])
 			}
 		}
 		for h := range 2 {
 			for _, st := range rk.streams {
-				if masked {
+				switch {
+				case rk.isFused(st.name):
+				case masked:
 					g.widen(f32[st.name], h, wid[st.name], wid[st.name])
-				} else {
+				default:
 					g.I("VCVTPS2PD %d(%s), %s", off+h*B/2, ptr[st.name], wid[st.name])
 				}
+			}
+			if rk.pre != nil {
+				g.widen(f32[rk.fused[0]], h, wid[rk.preOut], wid[rk.preOut])
 			}
 			tail := ""
 			if masked {
@@ -1625,17 +1724,17 @@ func (g *gen) nextKernel(sk mapK, rk rowK, nt bool) {
 	g.label("pairs")
 	g.I("CMPQ CX, $%d", 2*L)
 	g.I("JB loop")
-	step(false, 0)
 	reduce(false, 0, sets[0])
-	step(false, B)
+	step(false, 0)
 	reduce(false, B, sets[1])
+	step(false, B)
 	advance(2)
 	g.I("JMP pairs")
 	g.label("loop")
 	g.I("CMPQ CX, $%d", L)
 	g.I("JB tail")
-	step(false, 0)
 	reduce(false, 0, sets[0])
+	step(false, 0)
 	advance(1)
 	g.I("JMP loop")
 	g.label("tail")
@@ -2781,8 +2880,8 @@ func main() {
 		if g.wide() {
 			for _, nx := range nexts {
 				sk, rk := mapNamed(nx.step), rowNamed(nx.red)
-				g.nextKernel(sk, rk, false)
-				g.nextKernel(sk, rk, true)
+				g.nextKernel(sk, rk, nx.shared, false)
+				g.nextKernel(sk, rk, nx.shared, true)
 			}
 		}
 		g.expShift(true, false)

@@ -454,6 +454,7 @@ func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []flo
 // vector on).
 func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 	scaleMulTwoPass, normalizeTwoPass := k.ScaleMulNext, k.NormalizeNext // composeNext's
+	layerNormGradTwoPass := k.LayerNormGradNext
 	// entry picks f's entry point for dst, or -1 for the two passes.
 	entry := func(dst []float32, alias bool) int {
 		switch {
@@ -497,6 +498,24 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 			return f.normalizeNext[e](&dst[0], &x[0], &g[0], &next[0], mh, ml, r, c, n)
 		}
 		return f.normalizeShiftNext[e](&dst[0], &x[0], &g[0], &sh[0], &next[0], mh, ml, r, c, n)
+	}
+	if layerNormGradTwoPass == nil {
+		return
+	}
+	k.LayerNormGradNext = func(dx, x, wt, dy, accG []float32, mean, rstd, mg, mgx float64,
+		next, nextDy, accB []float32, c float64) (float64, float64, float64, float64) {
+		n := len(dx)
+		if n == 0 || len(next) == 0 {
+			return layerNormGradTwoPass(dx, x, wt, dy, accG, mean, rstd, mg, mgx, next, nextDy, accB, c)
+		}
+		x, wt, dy, accG, next, nextDy, accB = x[:n], wt[:n], dy[:n], accG[:n], next[:n], nextDy[:n], accB[:n]
+		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy) || same(dx, accG))
+		if e < 0 {
+			return layerNormGradTwoPass(dx, x, wt, dy, accG, mean, rstd, mg, mgx, next, nextDy, accB, c)
+		}
+		mh, ml := split(mean)
+		return f.layerNormGradAccGNext[e](&dx[0], &x[0], &wt[0], &dy[0], &accG[0], &next[0], &nextDy[0], &accB[0],
+			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
 	}
 }
 

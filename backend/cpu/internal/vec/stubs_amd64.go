@@ -1082,6 +1082,16 @@ func normalizeShiftNextAVX512(dst *float32, x *float32, gamma *float32, beta *fl
 //go:noescape
 func normalizeShiftNextAVX512NT(dst *float32, x *float32, gamma *float32, beta *float32, nextX *float32, mh float32, ml float32, r float32, c float64, n int) (nextSd float64, nextSsd float64)
 
+// layerNormGradAccGNextAVX512 is the AVX512 layerNormGradAccG kernel with LayerNormGradStatsAcc over the next row
+//
+//go:noescape
+func layerNormGradAccGNextAVX512(dst *float32, x *float32, w *float32, dy *float32, accG *float32, nextX *float32, nextDy *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
+
+// layerNormGradAccGNextAVX512NT is the AVX512 layerNormGradAccG kernel with LayerNormGradStatsAcc over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
+//
+//go:noescape
+func layerNormGradAccGNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, nextX *float32, nextDy *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
+
 // expShiftAVX512 is the AVX512 exp(scale·x − shift) kernel
 //
 //go:noescape
@@ -1194,6 +1204,7 @@ type asmFuncs struct {
 	scaleMulNext          [2]func(*float32, *float32, *float32, *float32, float32, int) float64
 	normalizeNext         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
 	normalizeShiftNext    [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
+	layerNormGradAccGNext [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
 	softmaxStep           func(*float32, *float32, *float32, *float32, *float32, *float32, int, float32, float32, float32, float32, int) (float64, float32)
 }
 
@@ -1325,5 +1336,6 @@ var funcsAVX512 = asmFuncs{
 	scaleMulNext:          [2]func(*float32, *float32, *float32, *float32, float32, int) float64{scaleMulNextAVX512, scaleMulNextAVX512NT},
 	normalizeNext:         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeNextAVX512, normalizeNextAVX512NT},
 	normalizeShiftNext:    [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeShiftNextAVX512, normalizeShiftNextAVX512NT},
+	layerNormGradAccGNext: [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradAccGNextAVX512, layerNormGradAccGNextAVX512NT},
 	softmaxStep:           softmaxStepAVX512,
 }

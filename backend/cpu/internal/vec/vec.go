@@ -287,6 +287,15 @@ type Kernels struct {
 	// for which the statistics are 0.
 	ScaleMulNext  func(dst, x, w []float32, s float64, next []float32) (ss float64)
 	NormalizeNext func(dst, x, g, b []float32, mean, rstd float64, next []float32, c float64) (sd, ssd float64)
+	// LayerNormGradNext, where a set has LayerNormGradStatsAcc (nil
+	// elsewhere), is the Next form of LayerNormGrad's output pass: it
+	// does what LayerNormGradAcc(dx, x, w, dy, accG, nil, …) does and, in
+	// the same pass, returns LayerNormGradStatsAcc(next, w, nextDy, accB,
+	// c), bit for bit, adding nextDy to accB as that does. next and
+	// nextDy are as long as dx, or both empty (sums 0, accB untouched);
+	// none of the slices may overlap dx, accG or accB.
+	LayerNormGradNext func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
+		next, nextDy, accB []float32, c float64) (sd, ssd, sg, sgd float64)
 
 	// AdamW performs one AdamW step on p, m and v with gradient g (the
 	// length is len(p)); see [AdamWStep].
@@ -512,6 +521,20 @@ func (k *Kernels) composeNext() {
 		k.Prefetch(next)
 		k.Normalize(dst, x, g, b, mean, rstd)
 		return k.SumsAbout(next, c)
+	}
+	k.LayerNormGradNext = nil
+	if statsAcc := k.LayerNormGradStatsAcc; statsAcc != nil {
+		k.LayerNormGradNext = func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
+			next, nextDy, accB []float32, c float64) (float64, float64, float64, float64) {
+			if len(next) != 0 && len(next) != len(dx) {
+				panic("vec: next row and row differ in length")
+			}
+			k.LayerNormGradAcc(dx, x, w, dy, accG, nil, mean, rstd, mg, mgx)
+			if len(next) == 0 {
+				return 0, 0, 0, 0
+			}
+			return statsAcc(next, w, nextDy, accB, c)
+		}
 	}
 }
 
