@@ -71,8 +71,9 @@ func (st rowStats) has(r int) bool { return st.ok && st.row == r }
 //	dw += Σ_rows dy⊙x·r                    (when dw is present)
 //
 // with the row statistics in float64 (over the float32 products w·dy),
-// dw's sums in float32 over at most flushRows rows at a time and in
-// float64 across them (see flushedColumnSums), and dx in float32.
+// taken in the pass over the row before as LayerNormGrad takes its, dw's
+// sums in float32 over at most flushRows rows at a time and in float64
+// across them (see flushedColumnSums), and dx in float32.
 func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	const op = backend.OpRMSNormGrad
 	if b.skip(op) {
@@ -90,38 +91,34 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	}
 	d, dws, xs, ws, gs := v[0], v[1], v[2], v[3], v[4]
 	k := b.kernels(12 * len(d))
-	// row computes row r's dx; where acc32 is not nil the same pass adds
-	// dy⊙x·r to it in float32, as LayerNormGrad does for its sums.
-	row := func(r int, acc32 []float32) {
-		xr, gr := xs[r*cols:(r+1)*cols], gs[r*cols:(r+1)*cols]
-		ss, dot := k.SumSquaresDot3(xr, ws, gr) // Σ x², Σ w⊙dy⊙x
-		rs := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
-		c := rs * rs * rs * dot / float64(cols)
-		dr := d[r*cols : (r+1)*cols]
-		// As in LayerNormGrad: the head of the next row arrives while
-		// this one's dx is computed from the cache (streaming kernels
-		// only).
-		prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
-		if acc32 != nil {
-			k.RMSNormGradAcc(dr, xr, ws, gr, acc32, rs, c)
+	n := float64(cols)
+	rowOf := func(s []float32, r int) []float32 { return s[r*cols : (r+1)*cols] }
+	// run computes the dx of rows [lo, hi), each row's statistics (Σ x²,
+	// Σ w⊙dy⊙x) taken in the pass over the row before, and where acc32 is
+	// not nil adds dy⊙x·r to it in the same pass.
+	run := func(lo, hi int, acc32 []float32) {
+		if lo >= hi {
 			return
 		}
-		k.RMSNormGrad(dr, xr, ws, gr, rs, c)
+		ss, dot := k.SumSquaresDot3(rowOf(xs, lo), ws, rowOf(gs, lo))
+		for r := lo; r < hi; r++ {
+			rs := 1 / math.Sqrt(ss/n+float64(eps))
+			c := rs * rs * rs * dot / n
+			dr, xr, gr := rowOf(d, r), rowOf(xs, r), rowOf(gs, r)
+			nx, ng := nextRow(xs, r, hi, cols), nextRow(gs, r, hi, cols)
+			prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
+			if acc32 != nil {
+				ss, dot = k.RMSNormGradAccNext(dr, xr, ws, gr, acc32, rs, c, nx, ng)
+			} else {
+				ss, dot = k.RMSNormGradNext(dr, xr, ws, gr, rs, c, nx, ng)
+			}
+		}
 	}
 	if dws == nil {
-		b.streamFor(k, rows, cols*6, func(lo, hi int) {
-			for r := lo; r < hi; r++ {
-				row(r, nil)
-			}
-		})
+		b.streamFor(k, rows, cols*6, func(lo, hi int) { run(lo, hi, nil) })
 		return
 	}
-	sums := b.flushedColumnSums(k, rows, cols, cols*6, 1, func(lo, hi int, acc32 []float32) {
-		for r := lo; r < hi; r++ {
-			row(r, acc32)
-		}
-	})
-	for j, s := range sums {
+	for j, s := range b.flushedColumnSums(k, rows, cols, cols*6, 1, run) {
 		dws[j] = float32(float64(dws[j]) + s)
 	}
 }
@@ -221,6 +218,15 @@ func centre(c, sd, ssd, n float64) (mean, ssdMean, dm float64) {
 // dy·gamma, which dx uses too), the parameter sums in float32 over at most
 // flushRows rows at a time and in float64 across them (see
 // flushedColumnSums), and dx in float32.
+//
+// Each row's statistics are taken in the pass that writes the row
+// before's dx (vec's Next forms), bit for bit the sums the statistics
+// kernel takes, so that a row's result does not depend on which took them
+// (the first row of a chunk, or of a block of parameter sums, takes its
+// own). With AVX-512 the next row's loads, which miss the cache on a large
+// op, then overlap this row's arithmetic instead of making a pass of their
+// own wait for memory; the other sets take two passes, the head of the
+// next row prefetched between them (prefetchHeads).
 func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
 	const op = backend.OpLayerNormGrad
 	if b.skip(op) {
@@ -249,46 +255,46 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		rstd = 1 / math.Sqrt(ssd/n+float64(eps))
 		return mean, rstd, sg / n, (sgd - sg*dm) * rstd / n
 	}
-	// row computes row r's dx; where accG32 is not nil the passes add
-	// dy⊙x̂ to accG32 and dy to accB32 in float32, which costs far less
-	// than float64 accumulators read and written on every row.
-	row := func(r int, accG32, accB32 []float32) {
-		xr, gr := rowOf(xs, r), rowOf(gs, r)
-		sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, pivot(xr))
-		mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
-		// The head of the next row's x and dy arrives while this one's dx
-		// is computed from the cache (prefetchHeads).
-		prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
-		if accG32 != nil {
-			k.LayerNormGradAcc(rowOf(d, r), xr, gm, gr, accG32, accB32, mean, rstd, mg, mgx)
-			return
-		}
-		k.LayerNormGrad(rowOf(d, r), xr, gm, gr, mean, rstd, mg, mgx)
-	}
 	if dg == nil && db == nil {
+		// Frozen parameters: dx alone.
 		b.streamFor(k, rows, cols*8, func(lo, hi int) {
+			if lo >= hi {
+				return
+			}
+			xr := rowOf(xs, lo)
+			sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, rowOf(gs, lo), pivot(xr))
 			for r := lo; r < hi; r++ {
-				row(r, nil, nil)
+				xr := rowOf(xs, r)
+				mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
+				nx, ng := nextRow(xs, r, hi, cols), nextRow(gs, r, hi, cols)
+				prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
+				sd, ssd, sg, sgd = k.LayerNormGradNext(rowOf(d, r), xr, gm, rowOf(gs, r), mean, rstd, mg, mgx, nx, ng, pivot(nx))
 			}
 		})
 		return
 	}
-	// Where the kernels have LayerNormGradNext (AVX-512), dy is summed in
-	// the statistics' pass, which waits on memory, not in the pass that
-	// writes dx, which waited on its stores (4M floats in rows of 1024,
-	// one thread, two series of alternated runs: 48.1–50.8 → 51.7–54.7
-	// and 49.2–51.1 → 49.6–53.0 GB/s), with the same float32 additions in
-	// the same order, so the same results bit for bit; and each row's
-	// statistics are taken in the pass that writes the row before's dx,
-	// whose arithmetic then overlaps the row's loads from memory (the
-	// same sums bit for bit; a block's first row takes its own, so that
-	// dy goes into the block's accB).
-	statsAcc, next := k.LayerNormGradStatsAcc, k.LayerNormGradNext
+	// The parameter sums go into float32 accumulators, accG += dy⊙x̂ and
+	// accB += dy, which cost far less than float64 ones read and written
+	// on every row. Where the kernels have LayerNormGradAccNext
+	// (AVX-512), dy is summed in the statistics' pass, which waits on
+	// memory, not in the pass that writes dx, which waited on its stores
+	// (4M floats in rows of 1024, one thread, two series of alternated
+	// runs: 48.1–50.8 → 51.7–54.7 and 49.2–51.1 → 49.6–53.0 GB/s), with
+	// the same float32 additions in the same order, so the same results
+	// bit for bit; and each row's statistics are taken in the pass over
+	// the row before, a block's first row taking its own, so that its dy
+	// goes into the block's accB. The other sets add dy in the output pass
+	// and take two passes a row.
+	statsAcc, accNext := k.LayerNormGradStatsAcc, k.LayerNormGradAccNext
 	sums := b.flushedColumnSums(k, rows, cols, cols*8, 2, func(lo, hi int, acc32 []float32) {
 		accG, accB := acc32[:cols], acc32[cols:]
-		if next == nil {
+		if accNext == nil {
 			for r := lo; r < hi; r++ {
-				row(r, accG, accB)
+				xr, gr := rowOf(xs, r), rowOf(gs, r)
+				sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, pivot(xr))
+				mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
+				prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
+				k.LayerNormGradAcc(rowOf(d, r), xr, gm, gr, accG, accB, mean, rstd, mg, mgx)
 			}
 			return
 		}
@@ -297,11 +303,8 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 		for r := lo; r < hi; r++ {
 			xr := rowOf(xs, r)
 			mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
-			var nx, ng []float32
-			if r+1 < hi {
-				nx, ng = rowOf(xs, r+1), rowOf(gs, r+1)
-			}
-			sd, ssd, sg, sgd = next(rowOf(d, r), xr, gm, rowOf(gs, r), accG, mean, rstd, mg, mgx, nx, ng, accB, pivot(nx))
+			nx, ng := nextRow(xs, r, hi, cols), nextRow(gs, r, hi, cols)
+			sd, ssd, sg, sgd = accNext(rowOf(d, r), xr, gm, rowOf(gs, r), accG, mean, rstd, mg, mgx, nx, ng, accB, pivot(nx))
 		}
 	})
 	for j := range cols {

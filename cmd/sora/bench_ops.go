@@ -268,35 +268,16 @@ var benchOps = []benchOp{
 				return y[j] * (dy[j] - dot)
 			})
 		}},
-	{"rmsnorm_grad", 12, func(e *opsEnv) { e.b.RMSNormGrad(e.out, e.dw, e.x, e.w, e.y, 1e-5) },
-		func(e *opsEnv) error {
-			return checkRowAt(e, func(r, j int) float64 {
-				x, dy := e.rowOf(e.hx, r), e.rowOf(e.hy, r)
-				var ss, dot float64
-				for k := range x {
-					ss += x[k] * x[k]
-					dot += float64(e.hw[k]) * dy[k] * x[k]
-				}
-				n := float64(len(x))
-				rs := 1 / math.Sqrt(ss/n+1e-5)
-				return rs*float64(e.hw[j])*dy[j] - x[j]*rs*rs*rs*dot/n
-			})
-		}},
+	{"rmsnorm_grad", 12, func(e *opsEnv) { e.b.RMSNormGrad(e.out, e.dw, e.x, e.w, e.y, 1e-5) }, checkRMSNormGrad},
 	{"layernorm_grad", 12, func(e *opsEnv) { e.b.LayerNormGrad(e.out, e.dw, e.db, e.x, e.w, e.y, 1e-5) },
-		func(e *opsEnv) error {
-			return checkRowAt(e, func(r, j int) float64 {
-				x, dy := e.rowOf(e.hx, r), e.rowOf(e.hy, r)
-				mean, rstd := refops.MeanInvStd(x, 1e-5)
-				n := float64(len(x))
-				var mg, mgx float64
-				for k := range x {
-					g := float64(e.hw[k]) * dy[k]
-					mg += g / n
-					mgx += g * (x[k] - mean) * rstd / n
-				}
-				return rstd * (float64(e.hw[j])*dy[j] - mg - (x[j]-mean)*rstd*mgx)
-			})
-		}},
+		checkLayerNormGrad},
+	// The same with the norm's parameters frozen, as fine-tuning an
+	// adapter leaves them: dx alone.
+	{"rmsnorm_grad_frozen", 12, func(e *opsEnv) { e.b.RMSNormGrad(e.out, backend.Tensor{}, e.x, e.w, e.y, 1e-5) },
+		checkRMSNormGrad},
+	{"layernorm_grad_frozen", 12, func(e *opsEnv) {
+		e.b.LayerNormGrad(e.out, backend.Tensor{}, backend.Tensor{}, e.x, e.w, e.y, 1e-5)
+	}, checkLayerNormGrad},
 	// Cross-entropy reads the logits once (its loss is one value per row);
 	// its gradient reads them and writes dlogits.
 	{"cross_entropy", 4, func(e *opsEnv) { e.b.CrossEntropy(e.r, e.x, e.targets, ceParams) },
@@ -329,6 +310,37 @@ var benchOps = []benchOp{
 	{"adamw", 28, func(e *opsEnv) {
 		e.b.AdamW(e.out, e.y, e.m, e.v, backend.AdamWParams{LR: 1e-6, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Step: 1})
 	}, nil},
+}
+
+// checkRMSNormGrad checks a few of RMSNormGrad's dx against the host.
+func checkRMSNormGrad(e *opsEnv) error {
+	return checkRowAt(e, func(r, j int) float64 {
+		x, dy := e.rowOf(e.hx, r), e.rowOf(e.hy, r)
+		var ss, dot float64
+		for k := range x {
+			ss += x[k] * x[k]
+			dot += float64(e.hw[k]) * dy[k] * x[k]
+		}
+		n := float64(len(x))
+		rs := 1 / math.Sqrt(ss/n+1e-5)
+		return rs*float64(e.hw[j])*dy[j] - x[j]*rs*rs*rs*dot/n
+	})
+}
+
+// checkLayerNormGrad checks a few of LayerNormGrad's dx against the host.
+func checkLayerNormGrad(e *opsEnv) error {
+	return checkRowAt(e, func(r, j int) float64 {
+		x, dy := e.rowOf(e.hx, r), e.rowOf(e.hy, r)
+		mean, rstd := refops.MeanInvStd(x, 1e-5)
+		n := float64(len(x))
+		var mg, mgx float64
+		for k := range x {
+			g := float64(e.hw[k]) * dy[k]
+			mg += g / n
+			mgx += g * (x[k] - mean) * rstd / n
+		}
+		return rstd * (float64(e.hw[j])*dy[j] - mg - (x[j]-mean)*rstd*mgx)
+	})
 }
 
 func runBenchOps(args []string, stdout, stderr io.Writer) int {
@@ -463,7 +475,7 @@ func runBenchOps(args []string, stdout, stderr io.Writer) int {
 		copyRange = fmt.Sprintf("%.1f–%.1f GB/s", lo, hi)
 	}
 
-	const row = "%-18s %10v %6v %7v %11v %8v %11v %9v\n"
+	const row = "%-21s %10v %6v %7v %11v %8v %11v %9v\n" // the longest op name fits
 	if *asJSON {
 		fmt.Fprintf(stderr, "# backend %s: %s\n# baseline %s: %s, timed in turns with each kernel: %s%s\n",
 			b.Name(), deviceLine(b), baseName, baseDesc, copyRange, single)
@@ -512,9 +524,9 @@ func opOf(name string) backend.Op {
 		return backend.OpUnaryGrad
 	case "softmax_grad":
 		return backend.OpSoftmaxGrad
-	case "rmsnorm_grad":
+	case "rmsnorm_grad", "rmsnorm_grad_frozen":
 		return backend.OpRMSNormGrad
-	case "layernorm_grad":
+	case "layernorm_grad", "layernorm_grad_frozen":
 		return backend.OpLayerNormGrad
 	case "cross_entropy":
 		return backend.OpCrossEntropy

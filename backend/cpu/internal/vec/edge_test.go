@@ -300,18 +300,26 @@ func TestShortInputsPanic(t *testing.T) {
 		{"LayerNormGradAcc", func(k *Kernels) { k.LayerNormGradAcc(long, long, long, long, long, short, 0, 1, 0, 0) }},
 		{"LayerNormGradAcc without accB", func(k *Kernels) { k.LayerNormGradAcc(long, long, long, long, short, nil, 0, 1, 0, 0) }},
 		{"LayerNormGradStatsAcc", func(k *Kernels) { k.LayerNormGradStatsAcc(long, long, long, short, 0) }},
-		{"LayerNormGradNext", func(k *Kernels) {
-			k.LayerNormGradNext(long, long, long, long, short, 0, 1, 0, 0, long, long, long, 0)
+		{"LayerNormGradAccNext", func(k *Kernels) {
+			k.LayerNormGradAccNext(long, long, long, long, short, 0, 1, 0, 0, long, long, long, 0)
 		}},
-		{"LayerNormGradNext next", func(k *Kernels) {
-			k.LayerNormGradNext(long, long, long, long, long, 0, 1, 0, 0, short, long, long, 0)
+		{"LayerNormGradAccNext next", func(k *Kernels) {
+			k.LayerNormGradAccNext(long, long, long, long, long, 0, 1, 0, 0, short, long, long, 0)
 		}},
-		{"LayerNormGradNext nextDy", func(k *Kernels) {
-			k.LayerNormGradNext(long, long, long, long, long, 0, 1, 0, 0, long, short, long, 0)
+		{"LayerNormGradAccNext nextDy", func(k *Kernels) {
+			k.LayerNormGradAccNext(long, long, long, long, long, 0, 1, 0, 0, long, short, long, 0)
 		}},
-		{"LayerNormGradNext accB", func(k *Kernels) {
-			k.LayerNormGradNext(long, long, long, long, long, 0, 1, 0, 0, long, long, short, 0)
+		{"LayerNormGradAccNext accB", func(k *Kernels) {
+			k.LayerNormGradAccNext(long, long, long, long, long, 0, 1, 0, 0, long, long, short, 0)
 		}},
+		{"LayerNormGradNext", func(k *Kernels) { k.LayerNormGradNext(long, long, short, long, 0, 1, 0, 0, long, long, 0) }},
+		{"LayerNormGradNext next", func(k *Kernels) { k.LayerNormGradNext(long, long, long, long, 0, 1, 0, 0, short, long, 0) }},
+		{"LayerNormGradNext nextDy", func(k *Kernels) { k.LayerNormGradNext(long, long, long, long, 0, 1, 0, 0, long, short, 0) }},
+		{"RMSNormGradNext", func(k *Kernels) { k.RMSNormGradNext(long, long, long, short, 1, 0, long, long) }},
+		{"RMSNormGradNext next", func(k *Kernels) { k.RMSNormGradNext(long, long, long, long, 1, 0, short, long) }},
+		{"RMSNormGradNext nextDy", func(k *Kernels) { k.RMSNormGradNext(long, long, long, long, 1, 0, long, short) }},
+		{"RMSNormGradAccNext", func(k *Kernels) { k.RMSNormGradAccNext(long, long, long, long, short, 1, 0, long, long) }},
+		{"RMSNormGradAccNext nextDy", func(k *Kernels) { k.RMSNormGradAccNext(long, long, long, long, long, 1, 0, long, short) }},
 		{"ExpShift", func(k *Kernels) { k.ExpShift(long, short, 1, 0) }},
 		{"AdamW", func(k *Kernels) { k.AdamW(long, long, long, short, &step) }},
 		{"Max", func(k *Kernels) { k.Max(nil) }},
@@ -320,7 +328,7 @@ func TestShortInputsPanic(t *testing.T) {
 	for _, k := range All() {
 		for _, c := range calls {
 			if strings.HasPrefix(c.name, "LayerNormGradStatsAcc") && k.LayerNormGradStatsAcc == nil ||
-				strings.HasPrefix(c.name, "LayerNormGradNext") && k.LayerNormGradNext == nil {
+				strings.HasPrefix(c.name, "LayerNormGradAccNext") && k.LayerNormGradAccNext == nil {
 				continue // the set has none (see Kernels)
 			}
 			if !panics(func() { c.f(k) }) {

@@ -1481,18 +1481,24 @@ var nexts = []nextPair{
 	{step: "scaleMul", red: "sumSquares"},
 	{step: "normalize", red: "sumsAbout"},
 	{step: "normalizeShift", red: "sumsAbout"},
-	// LayerNormGrad's output pass with accG, and the next row's
-	// statistics with accB (the weight w is the step's own).
-	{step: "layerNormGradAccG", red: "layerNormGradStatsAcc", shared: []string{"w"}},
+	// The norm gradients' output passes (with the weight's partial sums
+	// or without, for frozen weights) and the next row's statistics; the
+	// weight is the step's own.
+	{step: "rmsNormGrad", red: "sumSquaresDot3", shared: map[string]string{"a": "w"}},
+	{step: "rmsNormGradAcc", red: "sumSquaresDot3", shared: map[string]string{"a": "w"}},
+	{step: "layerNormGrad", red: "layerNormGradStats", shared: map[string]string{"w": "w"}},
+	// With accG in the step and accB in the statistics (as the op's two
+	// passes have them).
+	{step: "layerNormGradAccG", red: "layerNormGradStatsAcc", shared: map[string]string{"w": "w"}},
 }
 
 // nextPair names a Next kernel's row step and the reduction it takes over
-// the next row. shared names the reduction's streams that are the step's
-// input of the same name (a weight, the same for every row) rather than
-// a row of their own.
+// the next row. shared maps the reduction's streams that are a step's
+// input (a weight, the same for every row) rather than a row of their own
+// to that input.
 type nextPair struct {
 	step, red string
-	shared    []string
+	shared    map[string]string
 }
 
 // nextKernel writes the AVX-512 kernel stepName+"Next": the row step sk
@@ -1507,7 +1513,7 @@ type nextPair struct {
 // lets a caller take one row's statistics from rk and the next ones from
 // here. The kernel runs over the whole row: a streaming variant needs dst
 // aligned to the vector size (callers pass unaligned rows to the other).
-func (g *gen) nextKernel(sk mapK, rk rowK, shared []string, nt bool) {
+func (g *gen) nextKernel(sk mapK, rk rowK, shared map[string]string, nt bool) {
 	// What the norms need, and no more: a step without masks or tables,
 	// a reduction of float32 streams (and float32 accumulators it adds
 	// to in its pre step).
@@ -1529,13 +1535,14 @@ func (g *gen) nextKernel(sk mapK, rk rowK, shared []string, nt bool) {
 	nextName := func(s string) string { return "next" + strings.ToUpper(s[:1]) + s[1:] }
 	argName := map[string]string{}
 	for _, st := range rk.streams {
-		switch {
-		case slices.Contains(shared, st.name):
-			if !slices.Contains(sk.ins, st.name) {
+		if in, ok := shared[st.name]; ok {
+			if !slices.Contains(sk.ins, in) {
 				panic("nextKernel: " + rk.name + "'s shared stream " + st.name + " is not " + sk.name + "'s")
 			}
-			argName[st.name] = st.name
+			argName[st.name] = in
 			continue
+		}
+		switch {
 		case st.mode == acc32:
 			argName[st.name] = st.name
 		default:

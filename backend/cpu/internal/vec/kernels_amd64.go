@@ -454,7 +454,8 @@ func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []flo
 // vector on).
 func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 	scaleMulTwoPass, normalizeTwoPass := k.ScaleMulNext, k.NormalizeNext // composeNext's
-	layerNormGradTwoPass := k.LayerNormGradNext
+	rmsTwoPass, rmsAccTwoPass := k.RMSNormGradNext, k.RMSNormGradAccNext
+	layerTwoPass, layerAccTwoPass := k.LayerNormGradNext, k.LayerNormGradAccNext
 	// entry picks f's entry point for dst, or -1 for the two passes.
 	entry := func(dst []float32, alias bool) int {
 		switch {
@@ -499,20 +500,60 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		}
 		return f.normalizeShiftNext[e](&dst[0], &x[0], &g[0], &sh[0], &next[0], mh, ml, r, c, n)
 	}
-	if layerNormGradTwoPass == nil {
+	// The norm gradients' Next forms: dx takes the entry point, the
+	// accumulators ordinary stores.
+	gradEntry := func(dx []float32, next []float32, ins ...[]float32) int {
+		if len(dx) == 0 || len(next) == 0 {
+			return -1
+		}
+		alias := false
+		for _, in := range ins {
+			alias = alias || same(dx, in)
+		}
+		return entry(dx, alias)
+	}
+	k.RMSNormGradNext = func(dx, x, wt, dy []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
+		n := len(dx)
+		e := gradEntry(dx, next, x[:n], wt[:n], dy[:n])
+		if e < 0 {
+			return rmsTwoPass(dx, x, wt, dy, rs, c, next, nextDy)
+		}
+		next, nextDy = next[:n], nextDy[:n]
+		return f.rmsNormGradNext[e](&dx[0], &x[0], &wt[0], &dy[0], &next[0], &nextDy[0], float32(rs), float32(c), n)
+	}
+	k.RMSNormGradAccNext = func(dx, x, wt, dy, acc []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
+		n := len(dx)
+		e := gradEntry(dx, next, x[:n], wt[:n], dy[:n], acc[:n])
+		if e < 0 {
+			return rmsAccTwoPass(dx, x, wt, dy, acc, rs, c, next, nextDy)
+		}
+		next, nextDy = next[:n], nextDy[:n]
+		return f.rmsNormGradAccNext[e](&dx[0], &x[0], &wt[0], &dy[0], &acc[0], &next[0], &nextDy[0],
+			float32(rs), float32(c), n)
+	}
+	k.LayerNormGradNext = func(dx, x, wt, dy []float32, mean, rstd, mg, mgx float64,
+		next, nextDy []float32, c float64) (float64, float64, float64, float64) {
+		n := len(dx)
+		e := gradEntry(dx, next, x[:n], wt[:n], dy[:n])
+		if e < 0 {
+			return layerTwoPass(dx, x, wt, dy, mean, rstd, mg, mgx, next, nextDy, c)
+		}
+		next, nextDy = next[:n], nextDy[:n]
+		mh, ml := split(mean)
+		return f.layerNormGradNext[e](&dx[0], &x[0], &wt[0], &dy[0], &next[0], &nextDy[0],
+			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
+	}
+	if layerAccTwoPass == nil {
 		return
 	}
-	k.LayerNormGradNext = func(dx, x, wt, dy, accG []float32, mean, rstd, mg, mgx float64,
+	k.LayerNormGradAccNext = func(dx, x, wt, dy, accG []float32, mean, rstd, mg, mgx float64,
 		next, nextDy, accB []float32, c float64) (float64, float64, float64, float64) {
 		n := len(dx)
-		if n == 0 || len(next) == 0 {
-			return layerNormGradTwoPass(dx, x, wt, dy, accG, mean, rstd, mg, mgx, next, nextDy, accB, c)
-		}
-		x, wt, dy, accG, next, nextDy, accB = x[:n], wt[:n], dy[:n], accG[:n], next[:n], nextDy[:n], accB[:n]
-		e := entry(dx, same(dx, x) || same(dx, wt) || same(dx, dy) || same(dx, accG))
+		e := gradEntry(dx, next, x[:n], wt[:n], dy[:n], accG[:n])
 		if e < 0 {
-			return layerNormGradTwoPass(dx, x, wt, dy, accG, mean, rstd, mg, mgx, next, nextDy, accB, c)
+			return layerAccTwoPass(dx, x, wt, dy, accG, mean, rstd, mg, mgx, next, nextDy, accB, c)
 		}
+		next, nextDy, accB = next[:n], nextDy[:n], accB[:n]
 		mh, ml := split(mean)
 		return f.layerNormGradAccGNext[e](&dx[0], &x[0], &wt[0], &dy[0], &accG[0], &next[0], &nextDy[0], &accB[0],
 			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)

@@ -50,10 +50,47 @@ var nextCases = []nextCase{
 			sd, ssd := k.SumsAbout(nx[0], -0.5)
 			return []float64{sd, ssd}
 		}, nil},
-	// in: dx, accG, accB (written), x, w, dy; next: x and dy.
-	{"LayerNormGradNext", 3, 6,
+	// The norm gradients. in: dx and the accumulators (written), then
+	// x, w, dy; next: x and dy.
+	{"RMSNormGradNext", 1, 4,
 		func(k *Kernels, in, nx [][]float32) []float64 {
-			sd, ssd, sg, sgd := k.LayerNormGradNext(in[0], in[3], in[4], in[5], in[1], 0.1, 1.3, -0.2, 0.4,
+			ss, dot := k.RMSNormGradNext(in[0], in[1], in[2], in[3], 1.3, -0.2, nx[0], nx[1])
+			k.Fence()
+			return []float64{ss, dot}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.RMSNormGrad(in[0], in[1], in[2], in[3], 1.3, -0.2)
+			k.Fence()
+			ss, dot := k.SumSquaresDot3(nx[0], in[2], nx[1])
+			return []float64{ss, dot}
+		}, nil},
+	{"RMSNormGradAccNext", 2, 5,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			ss, dot := k.RMSNormGradAccNext(in[0], in[2], in[3], in[4], in[1], 1.3, -0.2, nx[0], nx[1])
+			k.Fence()
+			return []float64{ss, dot}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.RMSNormGradAcc(in[0], in[2], in[3], in[4], in[1], 1.3, -0.2)
+			k.Fence()
+			ss, dot := k.SumSquaresDot3(nx[0], in[3], nx[1])
+			return []float64{ss, dot}
+		}, nil},
+	{"LayerNormGradNext", 1, 4,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			sd, ssd, sg, sgd := k.LayerNormGradNext(in[0], in[1], in[2], in[3], 0.1, 1.3, -0.2, 0.4, nx[0], nx[1], 0.25)
+			k.Fence()
+			return []float64{sd, ssd, sg, sgd}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.LayerNormGrad(in[0], in[1], in[2], in[3], 0.1, 1.3, -0.2, 0.4)
+			k.Fence()
+			sd, ssd, sg, sgd := k.LayerNormGradStats(nx[0], in[2], nx[1], 0.25)
+			return []float64{sd, ssd, sg, sgd}
+		}, nil},
+	{"LayerNormGradAccNext", 3, 6,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			sd, ssd, sg, sgd := k.LayerNormGradAccNext(in[0], in[3], in[4], in[5], in[1], 0.1, 1.3, -0.2, 0.4,
 				nx[0], nx[1], in[2], 0.25)
 			k.Fence()
 			return []float64{sd, ssd, sg, sgd}
@@ -67,7 +104,7 @@ var nextCases = []nextCase{
 			sd, ssd, sg, sgd := k.LayerNormGradStatsAcc(nx[0], in[4], nx[1], in[2], 0.25)
 			return []float64{sd, ssd, sg, sgd}
 		},
-		func(k *Kernels) bool { return k.LayerNormGradNext != nil }},
+		func(k *Kernels) bool { return k.LayerNormGradAccNext != nil }},
 	softmaxStepCase(1, "middle", func(n int) int { return n/2 - 1 }), // -1 (none) for 0 or 1 element
 	softmaxStepCase(1, "last", func(n int) int { return n - 1 }),     // the tail vector's, where n%16 ≠ 0
 	softmaxStepCase(0.37, "first", func(int) int { return 0 }),

@@ -1082,6 +1082,36 @@ func normalizeShiftNextAVX512(dst *float32, x *float32, gamma *float32, beta *fl
 //go:noescape
 func normalizeShiftNextAVX512NT(dst *float32, x *float32, gamma *float32, beta *float32, nextX *float32, mh float32, ml float32, r float32, c float64, n int) (nextSd float64, nextSsd float64)
 
+// rmsNormGradNextAVX512 is the AVX512 rmsNormGrad kernel with SumSquaresDot3 over the next row
+//
+//go:noescape
+func rmsNormGradNextAVX512(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
+
+// rmsNormGradNextAVX512NT is the AVX512 rmsNormGrad kernel with SumSquaresDot3 over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
+//
+//go:noescape
+func rmsNormGradNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
+
+// rmsNormGradAccNextAVX512 is the AVX512 rmsNormGradAcc kernel with SumSquaresDot3 over the next row
+//
+//go:noescape
+func rmsNormGradAccNextAVX512(dst *float32, x *float32, w *float32, dy *float32, acc *float32, nextX *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
+
+// rmsNormGradAccNextAVX512NT is the AVX512 rmsNormGradAcc kernel with SumSquaresDot3 over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
+//
+//go:noescape
+func rmsNormGradAccNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, acc *float32, nextX *float32, nextB *float32, rs float32, c float32, n int) (nextSs float64, nextDot float64)
+
+// layerNormGradNextAVX512 is the AVX512 layerNormGrad kernel with LayerNormGradStats over the next row
+//
+//go:noescape
+func layerNormGradNextAVX512(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextDy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
+
+// layerNormGradNextAVX512NT is the AVX512 layerNormGrad kernel with LayerNormGradStats over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
+//
+//go:noescape
+func layerNormGradNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, nextX *float32, nextDy *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
+
 // layerNormGradAccGNextAVX512 is the AVX512 layerNormGradAccG kernel with LayerNormGradStatsAcc over the next row
 //
 //go:noescape
@@ -1204,6 +1234,9 @@ type asmFuncs struct {
 	scaleMulNext          [2]func(*float32, *float32, *float32, *float32, float32, int) float64
 	normalizeNext         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
 	normalizeShiftNext    [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64)
+	rmsNormGradNext       [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64)
+	rmsNormGradAccNext    [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64)
+	layerNormGradNext     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
 	layerNormGradAccGNext [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
 	softmaxStep           func(*float32, *float32, *float32, *float32, *float32, *float32, int, float32, float32, float32, float32, int) (float64, float32)
 }
@@ -1336,6 +1369,9 @@ var funcsAVX512 = asmFuncs{
 	scaleMulNext:          [2]func(*float32, *float32, *float32, *float32, float32, int) float64{scaleMulNextAVX512, scaleMulNextAVX512NT},
 	normalizeNext:         [2]func(*float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeNextAVX512, normalizeNextAVX512NT},
 	normalizeShiftNext:    [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, float64, int) (float64, float64){normalizeShiftNextAVX512, normalizeShiftNextAVX512NT},
+	rmsNormGradNext:       [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64){rmsNormGradNextAVX512, rmsNormGradNextAVX512NT},
+	rmsNormGradAccNext:    [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64){rmsNormGradAccNextAVX512, rmsNormGradAccNextAVX512NT},
+	layerNormGradNext:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradNextAVX512, layerNormGradNextAVX512NT},
 	layerNormGradAccGNext: [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradAccGNextAVX512, layerNormGradAccGNextAVX512NT},
 	softmaxStep:           softmaxStepAVX512,
 }

@@ -287,14 +287,22 @@ type Kernels struct {
 	// for which the statistics are 0.
 	ScaleMulNext  func(dst, x, w []float32, s float64, next []float32) (ss float64)
 	NormalizeNext func(dst, x, g, b []float32, mean, rstd float64, next []float32, c float64) (sd, ssd float64)
-	// LayerNormGradNext, where a set has LayerNormGradStatsAcc (nil
-	// elsewhere), is the Next form of LayerNormGrad's output pass: it
-	// does what LayerNormGradAcc(dx, x, w, dy, accG, nil, …) does and, in
-	// the same pass, returns LayerNormGradStatsAcc(next, w, nextDy, accB,
-	// c), bit for bit, adding nextDy to accB as that does. next and
-	// nextDy are as long as dx, or both empty (sums 0, accB untouched);
-	// none of the slices may overlap dx, accG or accB.
-	LayerNormGradNext func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
+	// The Next forms of the norm gradients' output passes do what the
+	// step does and, in the same pass, return the next row's statistics
+	// as the statistics kernel takes them, bit for bit: for RMSNormGrad's
+	// steps SumSquaresDot3(next, w, nextDy), for LayerNormGrad's
+	// LayerNormGradStats(next, w, nextDy, c). LayerNormGradAccNext, where
+	// a set has LayerNormGradStatsAcc (nil elsewhere), does what
+	// LayerNormGradAcc(dx, x, w, dy, accG, nil, …) does and returns
+	// LayerNormGradStatsAcc(next, w, nextDy, accB, c), adding nextDy to
+	// accB as that does. next and nextDy are as long as dx, or both empty
+	// (statistics 0, accB untouched); none of the slices may overlap dx or
+	// the accumulators.
+	RMSNormGradNext    func(dx, x, w, dy []float32, rs, c float64, next, nextDy []float32) (ss, dot float64)
+	RMSNormGradAccNext func(dx, x, w, dy, acc []float32, rs, c float64, next, nextDy []float32) (ss, dot float64)
+	LayerNormGradNext  func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64,
+		next, nextDy []float32, c float64) (sd, ssd, sg, sgd float64)
+	LayerNormGradAccNext func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
 		next, nextDy, accB []float32, c float64) (sd, ssd, sg, sgd float64)
 
 	// AdamW performs one AdamW step on p, m and v with gradient g (the
@@ -522,15 +530,46 @@ func (k *Kernels) composeNext() {
 		k.Normalize(dst, x, g, b, mean, rstd)
 		return k.SumsAbout(next, c)
 	}
-	k.LayerNormGradNext = nil
+	// The gradients' two passes leave prefetching to their caller (the
+	// CPU backend asks for the head of the next row only).
+	checkNext := func(dx, next []float32) bool {
+		if len(next) != 0 && len(next) != len(dx) {
+			panic("vec: next row and row differ in length")
+		}
+		return len(next) != 0
+	}
+	k.RMSNormGradNext = func(dx, x, w, dy []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
+		more := checkNext(dx, next)
+		k.RMSNormGrad(dx, x, w, dy, rs, c)
+		if !more {
+			return 0, 0
+		}
+		return k.SumSquaresDot3(next, w, nextDy)
+	}
+	k.RMSNormGradAccNext = func(dx, x, w, dy, acc []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
+		more := checkNext(dx, next)
+		k.RMSNormGradAcc(dx, x, w, dy, acc, rs, c)
+		if !more {
+			return 0, 0
+		}
+		return k.SumSquaresDot3(next, w, nextDy)
+	}
+	k.LayerNormGradNext = func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64,
+		next, nextDy []float32, c float64) (float64, float64, float64, float64) {
+		more := checkNext(dx, next)
+		k.LayerNormGrad(dx, x, w, dy, mean, rstd, mg, mgx)
+		if !more {
+			return 0, 0, 0, 0
+		}
+		return k.LayerNormGradStats(next, w, nextDy, c)
+	}
+	k.LayerNormGradAccNext = nil
 	if statsAcc := k.LayerNormGradStatsAcc; statsAcc != nil {
-		k.LayerNormGradNext = func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
+		k.LayerNormGradAccNext = func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
 			next, nextDy, accB []float32, c float64) (float64, float64, float64, float64) {
-			if len(next) != 0 && len(next) != len(dx) {
-				panic("vec: next row and row differ in length")
-			}
+			more := checkNext(dx, next)
 			k.LayerNormGradAcc(dx, x, w, dy, accG, nil, mean, rstd, mg, mgx)
-			if len(next) == 0 {
+			if !more {
 				return 0, 0, 0, 0
 			}
 			return statsAcc(next, w, nextDy, accB, c)
