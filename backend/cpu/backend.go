@@ -181,7 +181,8 @@ type Backend struct {
 	reserved  bytesCounter   // tensors' and scratch's bytes (see MemoryUsage)
 	gemmBytes int64          // the engines' workspace bytes counted in reserved (see noteEngines)
 	rows32    [][]float32    // see scratch32
-	rows64    [][]float64    // see scratch64
+	rows64    [][]float64    // see scratch64 and pieceSums
+	sums      pieceSums      // the column sums' pieces (see pieceSums)
 	ints      []int32        // integer scratch (attention's document bounds and block plans; see scratchInts)
 	grain     int            // see defaultGrain
 	gemmGrain int            // see gemmMinFlops

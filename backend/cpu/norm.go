@@ -91,34 +91,17 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 	}
 	d, dws, xs, ws, gs := v[0], v[1], v[2], v[3], v[4]
 	k := b.kernels(12 * len(d))
-	n := float64(cols)
-	rowOf := func(s []float32, r int) []float32 { return s[r*cols : (r+1)*cols] }
-	// run computes the dx of rows [lo, hi), each row's statistics (Σ x²,
-	// Σ w⊙dy⊙x) taken in the pass over the row before, and where acc32 is
-	// not nil adds dy⊙x·r to it in the same pass.
-	run := func(lo, hi int, acc32 []float32) {
-		if lo >= hi {
-			return
-		}
-		ss, dot := k.SumSquaresDot3(rowOf(xs, lo), ws, rowOf(gs, lo))
-		for r := lo; r < hi; r++ {
-			rs := 1 / math.Sqrt(ss/n+float64(eps))
-			c := rs * rs * rs * dot / n
-			dr, xr, gr := rowOf(d, r), rowOf(xs, r), rowOf(gs, r)
-			nx, ng := nextRow(xs, r, hi, cols), nextRow(gs, r, hi, cols)
-			prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
-			if acc32 != nil {
-				ss, dot = k.RMSNormGradAccNext(dr, xr, ws, gr, acc32, rs, c, nx, ng)
-			} else {
-				ss, dot = k.RMSNormGradNext(dr, xr, ws, gr, rs, c, nx, ng)
-			}
-		}
-	}
+	span := func(s []float32, lo, hi int) []float32 { return s[lo*cols : hi*cols] }
 	if dws == nil {
-		b.streamFor(k, rows, cols*6, func(lo, hi int) { run(lo, hi, nil) })
+		b.streamFor(k, rows, cols*6, func(lo, hi int) {
+			k.RMSNormGradRows(span(d, lo, hi), span(xs, lo, hi), ws, span(gs, lo, hi), nil, cols, float64(eps))
+		})
 		return
 	}
-	for j, s := range b.flushedColumnSums(k, rows, cols, cols*6, 1, run) {
+	sums := b.flushedColumnSums(k, rows, cols, cols*6, 1, func(lo, hi int, acc32 []float32) {
+		k.RMSNormGradRows(span(d, lo, hi), span(xs, lo, hi), ws, span(gs, lo, hi), acc32, cols, float64(eps))
+	})
+	for j, s := range sums {
 		dws[j] = float32(float64(dws[j]) + s)
 	}
 }
@@ -150,63 +133,18 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 			// The sums about c, the row's first element, in one float64
 			// pass (see centre), taken by the previous row's.
 			xr := xs[r*cols : (r+1)*cols]
-			c := pivot(xr)
+			c := vec.Pivot(xr)
 			sd, ssd := st.s[0], st.s[1]
 			if !st.has(r) {
 				sd, ssd = k.SumsAbout(xr, c)
 			}
-			mean, ssd, _ := centre(c, sd, ssd, float64(cols))
+			mean, ssd, _ := vec.Centre(c, sd, ssd, float64(cols))
 			rstd := 1 / math.Sqrt(ssd/float64(cols)+float64(eps))
 			next := nextRow(xs, r, hi, cols)
-			sd, ssd = k.NormalizeNext(d[r*cols:(r+1)*cols], xr, gm, bt, mean, rstd, next, pivot(next))
+			sd, ssd = k.NormalizeNext(d[r*cols:(r+1)*cols], xr, gm, bt, mean, rstd, next, vec.Pivot(next))
 			st = carry(r, next, sd, ssd)
 		}
 	})
-}
-
-// prefetchHead is how many floats of the next row's x and dy the norm
-// gradients prefetch. Their second pass reads the current row's x and dy
-// again, with w and dw's partial sums: a whole next row on top pushes
-// them out of the L1 cache, and the hardware prefetchers keep up within a
-// row once it has started. With rows of 4096 or 16384 floats (4M floats,
-// one thread) both gradients ran 35–50% faster with the first 1024 floats
-// than with the whole row.
-const prefetchHead = 1024
-
-// prefetchHeads asks for the first prefetchHead floats of the next row's
-// x and dy of a norm gradient, which then arrive while this row's dx is
-// computed from the cache (a third faster on 4M floats, one thread, than
-// the hardware prefetchers alone), unless k's statistics kernels fetch
-// their rows ahead themselves (vec's StatsAhead), which the burst only
-// slows. Only the streaming kernels, taken for data larger than the L3
-// cache, prefetch at all: below that the rows are in the cache already
-// (see vec's Prefetch).
-func prefetchHeads(k *vec.Kernels, x, dy []float32) {
-	if k.StatsAhead {
-		return
-	}
-	k.Prefetch(x[:min(len(x), prefetchHead)])
-	k.Prefetch(dy[:min(len(dy), prefetchHead)])
-}
-
-// pivot is the value about which a row's one-pass sums are taken: its
-// first element (0 for an empty row).
-func pivot(x []float32) float64 {
-	if len(x) == 0 {
-		return 0
-	}
-	return float64(x[0])
-}
-
-// centre turns the sums about c of a row of n values, sd = Σ(x − c) and
-// ssd = Σ(x − c)², into the mean and Σ(x − mean)² = ssd − n·dm² with
-// dm = mean − c, also returned. With c an element of the row, dm² ≤
-// Σ(x−mean)², so ssd ≤ (n+1)·Σ(x−mean)²: the subtraction costs at most
-// log10(n+1) of float64's 16 digits, however large the mean or far out c,
-// and the row needs no pass for the mean first.
-func centre(c, sd, ssd, n float64) (mean, ssdMean, dm float64) {
-	dm = sd / n
-	return c + dm, max(ssd-sd*dm, 0), dm
 }
 
 // LayerNormGrad computes, with x̂ = (x − mean)·rstd and g = dy ⊙ gamma,
@@ -220,13 +158,13 @@ func centre(c, sd, ssd, n float64) (mean, ssdMean, dm float64) {
 // flushedColumnSums), and dx in float32.
 //
 // Each row's statistics are taken in the pass that writes the row
-// before's dx (vec's Next forms), bit for bit the sums the statistics
-// kernel takes, so that a row's result does not depend on which took them
-// (the first row of a chunk, or of a block of parameter sums, takes its
-// own). With AVX-512 the next row's loads, which miss the cache on a large
-// op, then overlap this row's arithmetic instead of making a pass of their
-// own wait for memory; the other sets take two passes, the head of the
-// next row prefetched between them (prefetchHeads).
+// before's dx (vec's LayerNormGradRows and the Next forms), bit for bit
+// the sums the statistics kernel takes, so that a row's result does not
+// depend on which took them (the first row of a chunk, or of a block of
+// parameter sums, takes its own). With AVX-512 the next row's loads, which
+// miss the cache on a large op, then overlap this row's arithmetic instead
+// of making a pass of their own wait for memory; the other sets take two
+// passes, the head of the next row prefetched between them.
 func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, eps float32) {
 	const op = backend.OpLayerNormGrad
 	if b.skip(op) {
@@ -244,68 +182,18 @@ func (b *Backend) LayerNormGrad(dx, dgamma, dbeta, x, gamma, dy backend.Tensor, 
 	}
 	d, dg, db, xs, gm, gs := v[0], v[1], v[2], v[3], v[4], v[5]
 	k := b.kernels(12 * len(d))
-	n := float64(cols)
-	rowOf := func(s []float32, r int) []float32 { return s[r*cols : (r+1)*cols] }
-	// scalars turns one pass's sums about c, the row's first element
-	// (d = x − c is exact there in float64), into what the output pass
-	// takes: the sums about the mean follow (centre), and
-	// Σ g·(x−mean) = Σ g·d − dm·Σ g with dm = mean − c.
-	scalars := func(xr []float32, sd, ssd, sg, sgd float64) (mean, rstd, mg, mgx float64) {
-		mean, ssd, dm := centre(pivot(xr), sd, ssd, n)
-		rstd = 1 / math.Sqrt(ssd/n+float64(eps))
-		return mean, rstd, sg / n, (sgd - sg*dm) * rstd / n
-	}
+	span := func(s []float32, lo, hi int) []float32 { return s[lo*cols : hi*cols] }
 	if dg == nil && db == nil {
-		// Frozen parameters: dx alone.
 		b.streamFor(k, rows, cols*8, func(lo, hi int) {
-			if lo >= hi {
-				return
-			}
-			xr := rowOf(xs, lo)
-			sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, rowOf(gs, lo), pivot(xr))
-			for r := lo; r < hi; r++ {
-				xr := rowOf(xs, r)
-				mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
-				nx, ng := nextRow(xs, r, hi, cols), nextRow(gs, r, hi, cols)
-				prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
-				sd, ssd, sg, sgd = k.LayerNormGradNext(rowOf(d, r), xr, gm, rowOf(gs, r), mean, rstd, mg, mgx, nx, ng, pivot(nx))
-			}
+			k.LayerNormGradRows(span(d, lo, hi), span(xs, lo, hi), gm, span(gs, lo, hi), nil, nil, cols, float64(eps))
 		})
 		return
 	}
 	// The parameter sums go into float32 accumulators, accG += dy⊙x̂ and
 	// accB += dy, which cost far less than float64 ones read and written
-	// on every row. Where the kernels have LayerNormGradAccNext
-	// (AVX-512), dy is summed in the statistics' pass, which waits on
-	// memory, not in the pass that writes dx, which waited on its stores
-	// (4M floats in rows of 1024, one thread, two series of alternated
-	// runs: 48.1–50.8 → 51.7–54.7 and 49.2–51.1 → 49.6–53.0 GB/s), with
-	// the same float32 additions in the same order, so the same results
-	// bit for bit; and each row's statistics are taken in the pass over
-	// the row before, a block's first row taking its own, so that its dy
-	// goes into the block's accB. The other sets add dy in the output pass
-	// and take two passes a row.
-	statsAcc, accNext := k.LayerNormGradStatsAcc, k.LayerNormGradAccNext
+	// on every row (see flushedColumnSums).
 	sums := b.flushedColumnSums(k, rows, cols, cols*8, 2, func(lo, hi int, acc32 []float32) {
-		accG, accB := acc32[:cols], acc32[cols:]
-		if accNext == nil {
-			for r := lo; r < hi; r++ {
-				xr, gr := rowOf(xs, r), rowOf(gs, r)
-				sd, ssd, sg, sgd := k.LayerNormGradStats(xr, gm, gr, pivot(xr))
-				mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
-				prefetchHeads(k, nextRow(xs, r, rows, cols), nextRow(gs, r, rows, cols))
-				k.LayerNormGradAcc(rowOf(d, r), xr, gm, gr, accG, accB, mean, rstd, mg, mgx)
-			}
-			return
-		}
-		xr := rowOf(xs, lo)
-		sd, ssd, sg, sgd := statsAcc(xr, gm, rowOf(gs, lo), accB, pivot(xr))
-		for r := lo; r < hi; r++ {
-			xr := rowOf(xs, r)
-			mean, rstd, mg, mgx := scalars(xr, sd, ssd, sg, sgd)
-			nx, ng := nextRow(xs, r, hi, cols), nextRow(gs, r, hi, cols)
-			sd, ssd, sg, sgd = accNext(rowOf(d, r), xr, gm, rowOf(gs, r), accG, mean, rstd, mg, mgx, nx, ng, accB, pivot(nx))
-		}
+		k.LayerNormGradRows(span(d, lo, hi), span(xs, lo, hi), gm, span(gs, lo, hi), acc32[:cols], acc32[cols:], cols, float64(eps))
 	})
 	for j := range cols {
 		if dg != nil {

@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"sync"
+
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
@@ -68,22 +70,23 @@ func (b *Backend) SumColumns(dst, src backend.Tensor) {
 
 // columnSums runs add(row, acc) for every row, with acc a float64 vector of
 // length cols private to the row's piece (see pieces), and returns the sum
-// of the pieces' vectors, added in piece order. It is the pattern of every
-// "sum over rows" gradient (bias, norm weights). cost is the work of one
-// add call; each piece ends with k.Fence() for the streaming stores add
-// may have made. The vectors are the backend's scratch space: the result
-// is valid until the next op.
+// of the pieces' vectors, added in piece order (see pieceSums). It is the
+// pattern of every "sum over rows" gradient (bias, norm weights). cost is
+// the work of one add call; each piece ends with k.Fence() for the
+// streaming stores add may have made. The vectors are the backend's
+// scratch space: the result is valid until the next op.
 func (b *Backend) columnSums(k *vec.Kernels, rows, cols, cost int, add func(row int, acc []float64)) []float64 {
 	c := b.pieces(rows, cost, cols)
-	parts := b.scratch64(c, cols)
+	sums := b.pieceSums(c, cols)
 	b.forPieces(rows, cost, c, 1, func(_, p, lo, hi int) {
-		acc := parts[p]
+		acc := sums.start(p)
 		for r := lo; r < hi; r++ {
 			add(r, acc)
 		}
 		k.Fence()
+		sums.finish(p)
 	})
-	return sumParts(parts)
+	return sums.total()
 }
 
 // flushRows is how many rows flushedColumnSums lets its float32
@@ -111,7 +114,7 @@ const flushRows = 64
 // cleared partials. It returns the sets' float64 column sums, end to end.
 func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, add func(lo, hi int, acc32 []float32)) []float64 {
 	c := b.pieces(rows, cost, sets*cols) // at most one per pieceRows rows
-	parts := b.scratch64(c, sets*cols)
+	sums := b.pieceSums(c, sets*cols)
 	// The float32 partials last one block, so one set per goroutine,
 	// taken by worker number. There are c sets, the most workers
 	// forPieces can run, not as many as the threads allow now: forPieces
@@ -120,26 +123,73 @@ func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, 
 	// CPUs the process may use), and a worker beyond the sets would panic.
 	parts32 := b.scratch32(c, sets*cols)
 	b.forPieces(rows, cost, c, pieceRows, func(w, p, lo, hi int) {
-		acc, acc32 := parts[p], parts32[w]
+		acc, acc32 := sums.start(p), parts32[w]
 		for r0 := lo; r0 < hi; r0 += flushRows {
 			clear(acc32)
 			add(r0, min(r0+flushRows, hi), acc32)
 			k.Accumulate(acc, acc32)
 		}
 		k.Fence()
+		sums.finish(p)
 	})
-	return sumParts(parts)
+	return sums.total()
 }
 
-// sumParts adds the per-piece partials into parts[0], in piece order so
-// that the result depends neither on the threads nor on scheduling, and
-// returns it.
-func sumParts(parts [][]float64) []float64 {
-	total := parts[0]
-	for _, p := range parts[1:] {
-		for j, x := range p {
+// pieceSums holds the float64 partial sums of a reduction's pieces, one
+// vector each, and adds each piece's into the first piece's as soon as it
+// and every piece before it are done: the additions of the pieces'
+// vectors in piece order, so that the result depends neither on the
+// threads nor on scheduling, but each vector added while it is still in
+// the cache of the worker that finished it (on one thread, the piece just
+// summed), not all at the end after the op's data has pushed them out.
+// Against clearing them all up front and adding them at the end (4M
+// floats in rows of 1024, 32 pieces, one thread, six alternated runs of
+// sora bench ops): layernorm_grad 54.5–58.6 → 56.3–58.7 GB/s,
+// rmsnorm_grad 61.0–69.7 → 66.2–70.3.
+type pieceSums struct {
+	parts [][]float64
+	mu    sync.Mutex
+	done  [maxPieces]bool
+	next  int // the first piece not yet added
+}
+
+// pieceSums returns the backend's pieceSums, reset for c pieces of n
+// sums each (its vectors are scratch space, valid until the next op).
+func (b *Backend) pieceSums(c, n int) *pieceSums {
+	parts, grown := scratch(&b.rows64, c, n)
+	b.reserved.add(8 * grown)
+	s := &b.sums
+	s.parts, s.done, s.next = parts, [maxPieces]bool{}, 0
+	return s
+}
+
+// start returns piece p's vector, cleared.
+func (s *pieceSums) start(p int) []float64 {
+	clear(s.parts[p])
+	return s.parts[p]
+}
+
+// finish records that piece p is done and adds every done piece not yet
+// added, in order, into the first's.
+func (s *pieceSums) finish(p int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done[p] = true
+	for ; s.next < len(s.parts) && s.done[s.next]; s.next++ {
+		if s.next == 0 {
+			continue
+		}
+		total, part := s.parts[0], s.parts[s.next]
+		for j, x := range part {
 			total[j] += x
 		}
 	}
-	return total
+}
+
+// total returns the sum of every piece's vector, once all are finished.
+func (s *pieceSums) total() []float64 {
+	if s.next != len(s.parts) {
+		panic("cpu: pieceSums read before every piece finished")
+	}
+	return s.parts[0]
 }

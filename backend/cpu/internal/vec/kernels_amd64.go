@@ -543,6 +543,7 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		return f.layerNormGradNext[e](&dx[0], &x[0], &wt[0], &dy[0], &next[0], &nextDy[0],
 			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
 	}
+	w.installNormGradRows(k, f)
 	if layerAccTwoPass == nil {
 		return
 	}
@@ -557,6 +558,103 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		mh, ml := split(mean)
 		return f.layerNormGradAccGNext[e](&dx[0], &x[0], &wt[0], &dy[0], &accG[0], &next[0], &nextDy[0], &accB[0],
 			mh, ml, float32(rstd), float32(mg), float32(mgx), c, n)
+	}
+}
+
+// installNormGradRows sets k's RMSNormGradRows and LayerNormGradRows to
+// loops over f's entry points (AVX-512), the alignment and aliasing of dx
+// checked once for all rows: ordinary stores where the set does not
+// stream or dx overlaps another operand, else non-temporal ones where
+// every row starts on a vector boundary, else composeNext's loops (whose
+// Next forms take two passes for rows off the boundary). The last row has
+// no next and takes the step alone.
+func (w binWrapper) installNormGradRows(k *Kernels, f *asmFuncs) {
+	rmsRows, layerRows := k.RMSNormGradRows, k.LayerNormGradRows // composeNext's
+	entry := func(dx []float32, cols int, others ...[]float32) int {
+		alias := false
+		for _, o := range others {
+			alias = alias || len(o) > 0 && overlaps(dx, o)
+		}
+		switch {
+		case !w.nt || alias:
+			return 0
+		case w.head(dx) == 0 && 4*cols%lineBytes == 0:
+			return 1
+		}
+		return -1
+	}
+	k.RMSNormGradRows = func(dx, x, wt, dy, acc []float32, cols int, eps float64) {
+		rows := normGradRows(dx, x, wt, dy, cols)
+		if rows == 0 {
+			return
+		}
+		e := entry(dx, cols, x, wt, dy, acc)
+		if e < 0 {
+			rmsRows(dx, x, wt, dy, acc, cols, eps)
+			return
+		}
+		wt = wt[:cols]
+		if acc != nil {
+			acc = acc[:cols]
+		}
+		n := float64(cols)
+		ss, dot := k.SumSquaresDot3(x[:cols], wt, dy[:cols])
+		for r := range rows {
+			o, p := r*cols, (r+1)*cols
+			rs, c := rmsNormGradScalars(ss, dot, n, eps)
+			rs32, c32 := float32(rs), float32(c)
+			switch last := r+1 == rows; {
+			case last && acc != nil:
+				f.rmsNormGradAcc[e](&dx[o], &x[o], &wt[0], &dy[o], &acc[0], rs32, c32, cols)
+			case last:
+				f.rmsNormGrad[e](&dx[o], &x[o], &wt[0], &dy[o], rs32, c32, cols)
+			case acc != nil:
+				ss, dot = f.rmsNormGradAccNext[e](&dx[o], &x[o], &wt[0], &dy[o], &acc[0], &x[p], &dy[p], rs32, c32, cols)
+			default:
+				ss, dot = f.rmsNormGradNext[e](&dx[o], &x[o], &wt[0], &dy[o], &x[p], &dy[p], rs32, c32, cols)
+			}
+		}
+	}
+	if k.LayerNormGradStatsAcc == nil {
+		return
+	}
+	k.LayerNormGradRows = func(dx, x, wt, dy, accG, accB []float32, cols int, eps float64) {
+		rows := normGradRows(dx, x, wt, dy, cols)
+		if rows == 0 {
+			return
+		}
+		e := entry(dx, cols, x, wt, dy, accG, accB)
+		if e < 0 {
+			layerRows(dx, x, wt, dy, accG, accB, cols, eps)
+			return
+		}
+		wt = wt[:cols]
+		var sd, ssd, sg, sgd float64
+		if accG != nil {
+			accG, accB = accG[:cols], accB[:cols]
+			sd, ssd, sg, sgd = k.LayerNormGradStatsAcc(x[:cols], wt, dy[:cols], accB, Pivot(x))
+		} else {
+			sd, ssd, sg, sgd = k.LayerNormGradStats(x[:cols], wt, dy[:cols], Pivot(x))
+		}
+		n := float64(cols)
+		for r := range rows {
+			o, p := r*cols, (r+1)*cols
+			mean, rstd, mg, mgx := layerNormGradScalars(x[o:p], sd, ssd, sg, sgd, n, eps)
+			mh, ml := split(mean)
+			r32, mg32, mgx32 := float32(rstd), float32(mg), float32(mgx)
+			switch last := r+1 == rows; {
+			case last && accG != nil:
+				f.layerNormGradAccG[e](&dx[o], &x[o], &wt[0], &dy[o], &accG[0], mh, ml, r32, mg32, mgx32, cols)
+			case last:
+				f.layerNormGrad[e](&dx[o], &x[o], &wt[0], &dy[o], mh, ml, r32, mg32, mgx32, cols)
+			case accG != nil:
+				sd, ssd, sg, sgd = f.layerNormGradAccGNext[e](&dx[o], &x[o], &wt[0], &dy[o], &accG[0], &x[p], &dy[p], &accB[0],
+					mh, ml, r32, mg32, mgx32, float64(x[p]), cols)
+			default:
+				sd, ssd, sg, sgd = f.layerNormGradNext[e](&dx[o], &x[o], &wt[0], &dy[o], &x[p], &dy[p],
+					mh, ml, r32, mg32, mgx32, float64(x[p]), cols)
+			}
+		}
 	}
 }
 

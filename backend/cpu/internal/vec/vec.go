@@ -304,6 +304,26 @@ type Kernels struct {
 		next, nextDy []float32, c float64) (sd, ssd, sg, sgd float64)
 	LayerNormGradAccNext func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
 		next, nextDy, accB []float32, c float64) (sd, ssd, sg, sgd float64)
+	// RMSNormGradRows and LayerNormGradRows run a norm's gradient over the
+	// rows of cols floats of x and dy (len(dx)/cols rows; w is one row),
+	// each row's statistics in float64 as SumSquaresDot3 and
+	// LayerNormGradStats take them (about the row's first element, Pivot),
+	// in the pass over the row before (the Next forms), the first row's its
+	// own. RMSNormGrad's step takes rs = 1/√(Σx²/cols + eps) and
+	// c = rs³·Σ(w·dy·x)/cols; LayerNormGrad's the mean and rstd (see Centre),
+	// mg = Σ(w·dy)/cols and mgx = Σ(w·dy·x̂)/cols. Where acc is not nil
+	// RMSNormGradRows adds dy·x·rs to it, and where accG is not nil
+	// LayerNormGradRows adds dy·x̂ to accG and dy to accB (as long as w),
+	// in float32, row after row; the caller flushes them every few rows.
+	// Running the rows in one call, the scalars between the kernels
+	// computed in the loop and the entry points called without a
+	// wrapper's checks each row, made the CPU backend's gradients faster
+	// on AVX-512 (4M floats in rows of 1024, one thread, five alternated
+	// runs of sora bench ops, GB/s): layernorm_grad 47.1–53.3 → 57.5–59.1,
+	// with frozen parameters 57.9–63.6 → 69.4–72.6, rmsnorm_grad
+	// 58.4–64.9 → 61.8–67.7.
+	RMSNormGradRows   func(dx, x, w, dy, acc []float32, cols int, eps float64)
+	LayerNormGradRows func(dx, x, w, dy, accG, accB []float32, cols int, eps float64)
 
 	// AdamW performs one AdamW step on p, m and v with gradient g (the
 	// length is len(p)); see [AdamWStep].
@@ -563,6 +583,7 @@ func (k *Kernels) composeNext() {
 		}
 		return k.LayerNormGradStats(next, w, nextDy, c)
 	}
+	k.RMSNormGradRows, k.LayerNormGradRows = k.rmsNormGradRows, k.layerNormGradRows
 	k.LayerNormGradAccNext = nil
 	if statsAcc := k.LayerNormGradStatsAcc; statsAcc != nil {
 		k.LayerNormGradAccNext = func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
