@@ -14,9 +14,9 @@ var expT = [...]float32{0.5000165, 0.16666733}
 // 2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).
 var exp2P = [...]float32{0.693147, 0.24022242, 0.055507336, 0.009671513, 0.0013264726}
 
-// exp2T is generated; see fit_coeffs.go.
-// 2^g ≈ 1 + g·Σ exp2T[k]·g^k for 0 ≤ g ≤ 1/16 (AVX-512's sums, with gtExp2T).
-var exp2T = [...]float32{0.6931476, 0.24018425, 0.0566699}
+// exp2S is generated; see fit_coeffs.go.
+// 2^g ≈ 1 + g·Σ exp2S[k]·g^k for 0 ≤ g ≤ 1/32 (AVX-512's sums, with exp2S32).
+var exp2S = [...]float32{0.69312376, 0.2426527}
 
 // gtExp2P is generated; see fit_coeffs.go.
 // 2^g ≈ 1 + g·Σ gtExp2P[k]·g^k for |g| ≤ 2⁻⁵·1.008 (geluTanhExp).

@@ -186,9 +186,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "exp2Sum: max rel err %.3g\n", maxErr(-0.5, 0.5, c, id, f, w))
 		print("exp2P", "2^f ≈ 1 + f·Σ exp2P[k]·f^k for |f| ≤ ½ (expSum32).", c)
 	}
-	// 2^g = 1 + g·P(g) on [0, 1/16], for the terms of sums in AVX-512,
-	// 2^⌊16u⌋/16 (a table entry and a power of two) times 2^g for g = u −
-	// ⌊16u⌋/16 (see exp2Sum in gen_amd64.go).
+	// 2^g = 1 + g·P(g) on [0, 1/32], for the terms of sums in AVX-512,
+	// 2^⌊32u⌋/32 (a table entry of two registers and a power of two)
+	// times 2^g for g = u − ⌊32u⌋/32 (see exp2Sum in gen_amd64.go).
 	{
 		f := func(t float64) float64 {
 			if math.Abs(t) < 1e-4 {
@@ -197,9 +197,9 @@ func main() {
 			return math.Expm1(t*math.Ln2) / t
 		}
 		w := func(t float64) float64 { return math.Abs(t) / math.Exp2(t) }
-		c := fit(0, 1.0/16, deg("EXP2T", 2), id, f, w)
-		fmt.Fprintf(os.Stderr, "exp2T: max rel err %.3g\n", maxErr(0, 1.0/16, c, id, f, w))
-		print("exp2T", "2^g ≈ 1 + g·Σ exp2T[k]·g^k for 0 ≤ g ≤ 1/16 (AVX-512's sums, with gtExp2T).", c)
+		c := fit(0, 1.0/32, deg("EXP2S", 1), id, f, w)
+		fmt.Fprintf(os.Stderr, "exp2S: max rel err %.3g\n", maxErr(0, 1.0/32, c, id, f, w))
+		print("exp2S", "2^g ≈ 1 + g·Σ exp2S[k]·g^k for 0 ≤ g ≤ 1/32 (AVX-512's sums, with exp2S32).", c)
 	}
 	// 2^g = 1 + g·P(g) for GELUTanh's exponential, whose reduction
 	// leaves g = v − m/16 within 1/32 plus x·Ql (below 10⁻⁵); see

@@ -200,7 +200,7 @@ func (g *gen) exp(x string, t []string, o expOpts) {
 // register or a memory operand.
 type exp2Consts struct {
 	log2e, lo, magic, one string
-	tab                   string   // AVX-512's table of 2^(j/16)
+	tab, tab2             string   // AVX-512's table of 2^(j/32), its two halves
 	p                     []string // the polynomial's coefficients, degree 0 up
 }
 
@@ -215,9 +215,9 @@ func (g *gen) exp2Consts(r *regs, reserve int) exp2Consts {
 	k := exp2Consts{log2e: c("cLog2e"), lo: c("cExpSumLo"), magic: c("cMagic"), one: c("cOne")}
 	table, deg := "cExp2P", 5
 	if g.wide() {
-		k = exp2Consts{log2e: c("cLog2e"), magic: c("cGtMagic"), tab: "·tGtExp2(SB)"}
-		table, deg = "cExp2T", 3
-		all = append(all, &k.magic, &k.tab)
+		k = exp2Consts{log2e: c("cLog2e"), magic: c("cSumMagic"), tab: "·tExp2S(SB)", tab2: "·tExp2S+64(SB)"}
+		table, deg = "cExp2S", 2
+		all = append(all, &k.magic, &k.tab, &k.tab2)
 	} else {
 		all = append(all, &k.lo, &k.log2e, &k.magic)
 	}
@@ -240,8 +240,8 @@ func (g *gen) exp2Consts(r *regs, reserve int) exp2Consts {
 		g.I("VMOVUPS %s, %s", *s, reg)
 		*s = reg
 	}
-	if g.wide() && strings.HasPrefix(k.magic, "·") {
-		panic("exp2Consts: no register for the magic number")
+	if g.wide() && (strings.HasPrefix(k.magic, "·") || strings.HasPrefix(k.tab, "·")) {
+		panic("exp2Consts: no register for the magic number or the table")
 	}
 	return k
 }
@@ -266,33 +266,35 @@ func (g *gen) exp2Temps() int {
 // bit to even), which leaves f in [−½, ½]. With n ≥ −125 the scaling is
 // exact, so the kernel agrees with expSum32 but for ties.
 //
-// AVX-512 splits x at k/16 = ⌊16x⌋/16, rounding down: 2^x = 2^⌊x⌋ ·
-// 2^(j/16) · 2^g for j = k mod 16 and g = x − k/16 in [0, 1/16). Adding
-// 1.5·2¹⁹ (gtMagic) to x rounding down (an embedded rounding mode) leaves
-// k in the sum's low bits, whose last four VPERMPS takes as j to pick
-// 2^(j/16) (gtExp2T, rounded to float32: 4.7e−8 relative at most, 0 for j
-// = 0, 5e−9 for j = 15, where the terms just below a row's maximum fall);
-// VREDUCEPS takes g, exactly but where x is just below a multiple of
-// 1/16 (then by 2⁻²⁸ at most, rounding down: under 2e−9 of the term);
-// 2^g is 1 + g·P(g), P of degree 2 (exp2T, 2.2e−9 relative), times
-// 2^(j/16) in one fused multiply-add, and VSCALEFPS scales by 2^⌊x⌋,
-// taking the floor of x itself (j/16 + g < 1). Nothing is clamped:
-// results below 2⁻¹²⁶ come out subnormal, rounded once, or 0; below
-// −2¹⁸, where the sum leaves gtMagic's binade, j is meaningless but picks
-// an entry all the same, and the term is 0; −Inf gives 0, NaN NaN. As
-// many instructions as the clamp, rounding, subtraction and polynomial of
-// degree five on [−½, ½] that AVX-512 ran before, but four multiply-adds
-// in place of five and no VRNDSCALEPS: ExpSumNextMax measured 9% faster
-// on Zen 5 in cache (7-9% from memory), and the terms are more accurate
-// (8.1e−8 relative at most before the exponent's rounding, against
-// 1.54e−7).
+// AVX-512 splits x at k/32 = ⌊32x⌋/32, rounding down: 2^x = 2^⌊x⌋ ·
+// 2^(j/32) · 2^g for j = k mod 32 and g = x − k/32 in [0, 1/32). Adding
+// 1.5·2¹⁸ (sumMagic) to x rounding down (an embedded rounding mode) leaves
+// k in the sum's low bits, whose last five VPERMI2PS takes as j to pick
+// 2^(j/32) from a table in two registers (exp2S32, rounded to float32:
+// 5.6e−8 relative at most, 0 for j = 0); VREDUCEPS takes g, exactly but
+// where x is just below a multiple of 1/32 (then by 2⁻²⁹ at most, rounding
+// down: under 1e−9 of the term); 2^g is 1 + g·P(g), P of degree 1 (exp2S,
+// 6.6e−8 relative), times 2^(j/32) in one fused multiply-add, and
+// VSCALEFPS scales by 2^⌊x⌋, taking the floor of x itself (j/32 + g < 1).
+// Nothing is clamped: results below 2⁻¹²⁶ come out subnormal, rounded
+// once, or 0; below −2¹⁷, where the sum leaves sumMagic's binade, j is
+// meaningless but picks an entry all the same, and the term is 0; −Inf
+// gives 0, NaN NaN. A table of 2^(j/16) and P of degree 2 took one
+// multiply-add more a term (1e−7 relative at most, 1.4e−7 in exp2Factors'
+// runs, against 1.8e−7 and 2.2e−7 now): the sums are bound by their count
+// of instructions (see exp2Factors), and one fewer made cross_entropy
+// 3–5% faster at rows of 1024 (4M floats, one thread, six alternated
+// runs: 51.4–53.0 → 52.5–55.4 GB/s; at rows of 4096 1–4%). The tables
+// and degree five on [−½, ½] that AVX-512 ran before those took four
+// multiply-adds in place of five and no VRNDSCALEPS: ExpSumNextMax 9%
+// faster on Zen 5 in cache (7–9% from memory).
 func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
 	if g.wide() {
 		m, f, p := t[0], t[1], t[2]
 		g.exp2Split(x, m, f, k)
 		g.exp2Poly(f, p, k)
 		g.I("VMULPS %s, %s, %s", f, p, p)
-		g.I("VFMADD213PS %s, %s, %s", m, m, p) // 2^(j/16)·2^g
+		g.I("VFMADD213PS %s, %s, %s", m, m, p) // 2^(j/32)·2^g
 		g.I("VSCALEFPS %s, %s, %s", x, p, x)
 		return
 	}
@@ -313,7 +315,7 @@ func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
 }
 
 // exp2Factors is AVX-512's exp2Sum for terms that a fused multiply-add
-// adds into a sum: it leaves 2^x as the product of t[0] = 2^⌊x⌋·2^(j/16)
+// adds into a sum: it leaves 2^x as the product of t[0] = 2^⌊x⌋·2^(j/32)
 // (VSCALEFPS on the table entry) and t[2] = 2^g = 1 + g·P(g), rounded to
 // float32 (half an ulp of a number near 1, 6e−8 relative at most, which
 // exp2Sum's single multiply-add T + T·g·P(g) does not have), and x as it
@@ -325,7 +327,7 @@ func (g *gen) exp2Sum(x string, t []string, k exp2Consts) {
 // summed by two chains of multiply-adds, one instruction fewer a vector
 // than exp2Sum and the tree of additions, made it 10% faster in the L2
 // cache (68.0 → 61.4 ns a row of 1024) and 6% from L3 (71.2 → 67.1).
-// Nothing is clamped: where 2^⌊x⌋·2^(j/16) goes subnormal or 0 the term
+// Nothing is clamped: where 2^⌊x⌋·2^(j/32) goes subnormal or 0 the term
 // does too, −Inf gives 0 and NaN NaN.
 func (g *gen) exp2Factors(x string, t []string, k exp2Consts) {
 	m, f, p := t[0], t[1], t[2]
@@ -335,12 +337,12 @@ func (g *gen) exp2Factors(x string, t []string, k exp2Consts) {
 	g.I("VFMADD213PS %s, %s, %s", c("cOne"), f, p)
 }
 
-// exp2Split is AVX-512's split of x at ⌊16x⌋/16 (see exp2Sum): m =
-// 2^(j/16) from the table and f = g, the rest.
+// exp2Split is AVX-512's split of x at ⌊32x⌋/32 (see exp2Sum): m =
+// 2^(j/32) from the table and f = g, the rest.
 func (g *gen) exp2Split(x, m, f string, k exp2Consts) {
 	g.I("VADDPS.RD_SAE %s, %s, %s", k.magic, x, m)
-	g.I("VREDUCEPS $%#x, %s, %s", reduceFloor16, x, f)
-	g.I("VPERMPS %s, %s, %s", k.tab, m, m) // 2^(j/16)
+	g.I("VREDUCEPS $%#x, %s, %s", reduceFloor32, x, f)
+	g.I("VPERMI2PS %s, %s, %s", k.tab2, k.tab, m) // 2^(j/32): m's low five bits pick
 }
 
 // exp2Poly sets p to exp2Sum's polynomial in f, Σ k.p[i]·f^i, by Horner's
@@ -352,11 +354,11 @@ func (g *gen) exp2Poly(f, p string, k exp2Consts) {
 	}
 }
 
-// reduceFloor16 is VREDUCEPS's immediate for x − ⌊16x⌋/16: four fraction
+// reduceFloor32 is VREDUCEPS's immediate for x − ⌊32x⌋/32: five fraction
 // bits kept (bits 7:4), the precision exception suppressed (bit 3), the
 // rounding mode from the immediate (bit 2 clear), and that mode down
-// (bits 1:0 = 01), for the rounding to sixteenths and the subtraction.
-const reduceFloor16 = 0x49
+// (bits 1:0 = 01), for the rounding to thirty-seconds and the subtraction.
+const reduceFloor32 = 0x59
 
 // expTabConsts says where expTab finds its constants: each a vector
 // register or a memory operand.
@@ -2530,7 +2532,7 @@ var consts = [][2]string{
 	{"cExpSumLo", "splat(expSumLo)"},
 	{"cMagic", "splat(0x1.8p23 + 127)"},
 	{"cExp2P", "[5][16]float32(splatTable(exp2P[:], 5))"},
-	{"cExp2T", "[3][16]float32(splatTable(exp2T[:], 3))"},
+	{"cExp2S", "[2][16]float32(splatTable(exp2S[:], 2))"},
 	{"cMinNormal", "splat(0x1p-126)"},
 	{"cTwo23", "splat(0x1p23)"},
 	{"c23", "splat(23)"},
@@ -2548,6 +2550,8 @@ var consts = [][2]string{
 	{"tPwGELUTanhGrad8", "pwRows8(&pwGELUTanhGrad8)"},
 	{"cGtMagic", "splat(gtMagic)"},
 	{"tGtExp2", "gtExp2T"},
+	{"cSumMagic", "splat(sumMagic)"},
+	{"tExp2S", "exp2S32"},
 }
 
 // ---- the kernels ----

@@ -83,6 +83,22 @@ var gtExp2T, gtExp2Tau = func() (t, tau [16]float32) {
 	return t, tau
 }()
 
+// sumMagic (1.5·2¹⁸) added to x, |x| < 2¹⁷, rounding down, leaves
+// ⌊32x⌋ in the sum's low bits (its unit in the last place is 1/32): AVX-512's
+// sums of exponentials take their table index from them (see exp2Split in
+// gen_amd64.go).
+const sumMagic = 0x1.8p18
+
+// exp2S32 is the table of 2^(j/32), j = 0..31, rounded to float32 (5.6e−8
+// relative at most, 0 for j = 0), in the two halves of sixteen that
+// AVX-512's two-register permute takes.
+var exp2S32 = func() (t [2][16]float32) {
+	for j := range 32 {
+		t[j/16][j%16] = float32(math.Exp2(float64(j) / 32))
+	}
+	return t
+}()
+
 // roundEven rounds x, |x| < 2²², to the nearest integer, ties to even, as
 // the assembly's VROUNDPS does: adding and subtracting 1.5·2²³ leaves no
 // bits below the units, and float32 addition rounds to nearest even.

@@ -32,7 +32,7 @@ var (
 	cExpSumLo        = splat(expSumLo)
 	cMagic           = splat(0x1.8p23 + 127)
 	cExp2P           = [5][16]float32(splatTable(exp2P[:], 5))
-	cExp2T           = [3][16]float32(splatTable(exp2T[:], 3))
+	cExp2S           = [2][16]float32(splatTable(exp2S[:], 2))
 	cMinNormal       = splat(0x1p-126)
 	cTwo23           = splat(0x1p23)
 	c23              = splat(23)
@@ -50,6 +50,8 @@ var (
 	tPwGELUTanhGrad8 = pwRows8(&pwGELUTanhGrad8)
 	cGtMagic         = splat(gtMagic)
 	tGtExp2          = gtExp2T
+	cSumMagic        = splat(sumMagic)
+	tExp2S           = exp2S32
 )
 
 // fillAVX2 is the AVX2 fill kernel.

@@ -144,11 +144,11 @@ type Kernels struct {
 	// each is 2 to the power x·log2e − shift·log2e, the exponent one
 	// fused multiply-add (sumShift), with a shorter polynomial (Go, AVX2
 	// and NEON: expSum32, where terms below 2.4e−38 count as that; AVX-512: a
-	// table of 2^(j/16) and a polynomial on [0, 1/16], see exp2Sum in
+	// table of 2^(j/32) and a polynomial on [0, 1/32], see exp2Sum in
 	// gen_amd64.go, which computes terms down to subnormals and 0). A
-	// term's relative error is at most 1.8e−7 (AVX-512: 1e−7, and 1.4e−7
-	// in its runs of sixteen vectors, which take a term as two factors
-	// for a multiply-add, see exp2Factors) plus 1.4e−8 per unit of
+	// term's relative error is at most 1.8e−7 (2.2e−7 in AVX-512's runs
+	// of sixteen vectors, which take a term as two factors for a
+	// multiply-add, see exp2Factors) plus 1.4e−8 per unit of
 	// |x − shift| plus 0.35 of a float32 ulp of (x − shift)·log2e: larger
 	// than ExpShift's far below the shift, where terms weigh nothing in
 	// a sum whose largest term is near 1 (shift the maximum), which is
