@@ -451,7 +451,11 @@ func (k *Kernels) rowMaxima(x []float32, cols int, maxes []float64, known *int, 
 
 // expSumRowsOf returns k's ExpSumRows as a loop of ExpSumNextMax calls,
 // a row's maximum taken in the pass over the row before (or two before,
-// where a call over the rows before left two known).
+// where a call over the rows before left two known). Not inlined, so
+// that its closure is compiled with the calls it makes inlined (see
+// binWrapper in kernels_amd64.go).
+//
+//go:noinline
 func expSumRowsOf(k *Kernels) func(x []float32, cols, known int, sums, maxes []float64) {
 	return func(x []float32, cols, known int, sums, maxes []float64) {
 		held := expSumRowsShape(x, cols, known, sums, maxes)
