@@ -123,6 +123,11 @@ func (k *Kernels) layerNormGradRows(dx, x, w, dy, accG, accB []float32, cols int
 	if rows == 0 {
 		return
 	}
+	if accG != nil && len(accB) < cols {
+		// LayerNormGradAcc would skip a nil accB where AVX-512's rows
+		// panic: every set refuses it.
+		panic("vec: norm gradient accB shorter than a row")
+	}
 	n := float64(cols)
 	if accG != nil && k.LayerNormGradAccNext == nil {
 		for r := range rows {

@@ -38,18 +38,19 @@ func normGradRowByRow(k *Kernels, layer bool, dx, x, w, dy, accG, accB []float32
 // TestNormGradRowsAreRowByRow checks RMSNormGradRows and LayerNormGradRows
 // of every set and its streaming twin against normGradRowByRow, with and
 // without the parameters' accumulators: rows whose length is a multiple
-// of the vector (the AVX-512 loops' non-temporal stores) or not, outputs
-// on a cache line boundary or off it, dx overlapping x (in place), and
-// wild values.
+// of the vector (the AVX-512 loops' non-temporal stores) or not, or
+// shorter than one, outputs on a cache line boundary or off it, dx
+// overlapping x (in place), x and dy a row longer than dx (whose extra
+// row no statistics pass may take, nor add to accB), and wild values.
 func TestNormGradRowsAreRowByRow(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 19))
 	g := gen{rng}
 	const eps = 1e-5
 	for _, k := range withTwins(All()) {
 		for _, layer := range []bool{false, true} {
-			for _, shape := range [][2]int{{1, 1}, {3, 16}, {5, 33}, {4, 64}, {2, 1000}, {7, 1024}} {
+			for _, shape := range [][2]int{{1, 1}, {4, 7}, {3, 16}, {5, 33}, {4, 64}, {2, 1000}, {7, 1024}} {
 				for _, acc := range []bool{false, true} {
-					for _, place := range []string{"aligned", "offset", "in place"} {
+					for _, place := range []string{"aligned", "offset", "in place", "long inputs"} {
 						for _, wild := range []bool{false, true} {
 							rows, cols := shape[0], shape[1]
 							draw := func(n int) []float32 {
@@ -59,6 +60,9 @@ func TestNormGradRowsAreRowByRow(t *testing.T) {
 								return g.uniform(n, -2, 2)
 							}
 							x, dy, w := draw(rows*cols), draw(rows*cols), draw(cols)
+							if place == "long inputs" {
+								x, dy = append(x, draw(cols)...), append(dy, draw(cols)...)
+							}
 							var accG, accB []float32
 							if acc {
 								accG, accB = draw(cols), draw(cols)
@@ -68,7 +72,7 @@ func TestNormGradRowsAreRowByRow(t *testing.T) {
 							got := aligned64(make([]float32, rows*cols+3))
 							xg := slices.Clone(x)
 							switch place {
-							case "aligned":
+							case "aligned", "long inputs":
 								got = got[:rows*cols]
 							case "offset":
 								got = got[3:]
@@ -119,6 +123,7 @@ func TestNormGradRowsShapes(t *testing.T) {
 			{"layer, dy short", func() { k.LayerNormGradRows(long, long, long, short, nil, nil, 8, 1e-5) }},
 			{"layer, w short", func() { k.LayerNormGradRows(long, long, short, long, nil, nil, 8, 1e-5) }},
 			{"layer, accB short", func() { k.LayerNormGradRows(long, long, long, long, long, short, 8, 1e-5) }},
+			{"layer, accB nil", func() { k.LayerNormGradRows(long, long, long, long, long, nil, 8, 1e-5) }},
 			{"rms, not whole rows", func() { k.RMSNormGradRows(long, long, long, long, nil, 3, 1e-5) }},
 			{"rms, acc short", func() { k.RMSNormGradRows(long, long, long, long, short, 8, 1e-5) }},
 			{"rows of no length", func() { k.RMSNormGradRows(long, long, long, long, nil, 0, 1e-5) }},
