@@ -1291,36 +1291,12 @@ func (g *gen) rowKernel(k rowK, nt bool) {
 
 	// iter computes one vector at byte offset off from the streams'
 	// pointers, reducing into the accumulators red.
+	var prefetched []string // the streams whose rows it fetches ahead
+	if ahead {
+		prefetched = k.ahead
+	}
 	iter := func(masked bool, off int, red [2][]string) {
-		if masked {
-			for _, s := range k.streams {
-				if s.mode == in32 || s.mode == inout32 || s.mode == acc32 {
-					g.loadMasked(fmt.Sprintf("(%s)", ptr[s.name]), tm, f32[s.name])
-				}
-			}
-		} else {
-			for _, name := range k.fused {
-				g.I("VMOVUPS %d(%s), %s", off, ptr[name], f32[name])
-			}
-			if ahead {
-				for _, name := range k.ahead {
-					g.I("PREFETCHT0 %d(%s)", off+nextPrefetch, ptr[name])
-				}
-			}
-		}
-		if k.pre != nil {
-			k.pre(g, f32)
-		}
-		for _, s := range k.streams {
-			if s.mode != acc32 {
-				continue
-			}
-			if masked {
-				g.storeMasked(f32[s.name], tm, fmt.Sprintf("(%s)", ptr[s.name]))
-			} else {
-				g.I("VMOVUPS %s, %d(%s)", f32[s.name], off, ptr[s.name])
-			}
-		}
+		g.reduceStart(k, masked, off, ptr, f32, tm, prefetched)
 		// With an in/out stream the high half goes first: narrowing it
 		// leaves the low half of the stream's register, still to be
 		// widened in the tail, untouched.
@@ -1471,14 +1447,13 @@ func (g *gen) storeSums(sets [][2][]string, results []string, offs map[string]in
 	}
 }
 
-// nexts pairs each row step of the norms with the statistics kernel the
-// step of the next row needs: nextKernel fuses the two into one pass.
-//
-// Only the forward norms have them. The norm gradients' fused kernels
-// (generated the same way) measured no faster than their two passes with
-// the next row prefetched (4M floats in rows of 1024, one thread: 42–45
-// GB/s either way, and 24–33 without the prefetch), while LayerNorm's ran
-// at 1.3–1.45× its two passes.
+// nexts pairs each row step of the norms and their gradients with the
+// statistics kernel the step of the next row needs: nextKernel fuses the
+// two into one pass. The gradients' fused kernels first measured no
+// faster than their two passes with the next row prefetched (fifteenth
+// session: 42–45 GB/s either way, 4M floats in rows of 1024, one thread);
+// with the next row's loads and sums ahead of the row's step in the loop
+// they are (see nextKernel, and docs/cpu-row-kernels.md).
 var nexts = []nextPair{
 	{step: "scaleMul", red: "sumSquares"},
 	{step: "normalize", red: "sumsAbout"},
@@ -1676,34 +1651,11 @@ func (g *gen) nextKernel(sk mapK, rk rowK, shared map[string]string, nt bool) {
 			ahead = append(ahead, st.name)
 		}
 	}
+	if !nt {
+		ahead = nil // only the streaming kernel prefetches
+	}
 	reduce := func(masked bool, off int, red [2][]string) {
-		if masked {
-			for _, st := range rk.streams {
-				g.loadMasked(fmt.Sprintf("(%s)", ptr[st.name]), "", f32[st.name])
-			}
-		} else {
-			for _, name := range rk.fused {
-				g.I("VMOVUPS %d(%s), %s", off, ptr[name], f32[name])
-			}
-			if nt {
-				for _, name := range ahead {
-					g.I("PREFETCHT0 %d(%s)", off+nextPrefetch, ptr[name])
-				}
-			}
-		}
-		if rk.pre != nil {
-			rk.pre(g, f32)
-		}
-		for _, st := range rk.streams {
-			if st.mode != acc32 {
-				continue
-			}
-			if masked {
-				g.storeMasked(f32[st.name], "", fmt.Sprintf("(%s)", ptr[st.name]))
-			} else {
-				g.I("VMOVUPS %s, %d(%s)", f32[st.name], off, ptr[st.name])
-			}
-		}
+		g.reduceStart(rk, masked, off, ptr, f32, "", ahead)
 		for h := range 2 {
 			for _, st := range rk.streams {
 				switch {
@@ -1774,6 +1726,42 @@ func (k rowK) reducesOnly() bool {
 		}
 	}
 	return len(k.results) > 0
+}
+
+// reduceStart begins row kernel k's work on the vector at byte offset off
+// from its streams' pointers ptr: under the tail mask tm where masked,
+// every stream it reads loaded masked into its float32 register in f32;
+// else the fused streams loaded, and the rows of the streams named in
+// ahead prefetched nextPrefetch ahead. Then k's pre step, and its float32
+// accumulators stored back. rowKernel and nextKernel's reduction share it.
+func (g *gen) reduceStart(k rowK, masked bool, off int, ptr, f32 map[string]string, tm string, ahead []string) {
+	if masked {
+		for _, s := range k.streams {
+			if s.mode == in32 || s.mode == inout32 || s.mode == acc32 {
+				g.loadMasked(fmt.Sprintf("(%s)", ptr[s.name]), tm, f32[s.name])
+			}
+		}
+	} else {
+		for _, name := range k.fused {
+			g.I("VMOVUPS %d(%s), %s", off, ptr[name], f32[name])
+		}
+		for _, name := range ahead {
+			g.I("PREFETCHT0 %d(%s)", off+nextPrefetch, ptr[name])
+		}
+	}
+	if k.pre != nil {
+		k.pre(g, f32)
+	}
+	for _, s := range k.streams {
+		if s.mode != acc32 {
+			continue
+		}
+		if masked {
+			g.storeMasked(f32[s.name], tm, fmt.Sprintf("(%s)", ptr[s.name]))
+		} else {
+			g.I("VMOVUPS %s, %d(%s)", f32[s.name], off, ptr[s.name])
+		}
+	}
 }
 
 // mapNamed and rowNamed return the kernels of maps and rows named name.

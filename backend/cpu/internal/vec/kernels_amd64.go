@@ -535,6 +535,11 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		for _, in := range ins {
 			alias = alias || same(dx, in)
 		}
+		if alias && w.nt {
+			// The fused kernels prefetch only in their streaming
+			// variant; in place, the two passes' statistics kernel does.
+			return -1
+		}
 		return entry(dx, alias)
 	}
 	k.RMSNormGradNext = func(dx, x, wt, dy []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
@@ -589,9 +594,10 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 // installNormGradRows sets k's RMSNormGradRows and LayerNormGradRows to
 // loops over f's entry points (AVX-512), the alignment and aliasing of dx
 // checked once for all rows: ordinary stores where the set does not
-// stream or dx overlaps another operand, else non-temporal ones where
-// every row starts on a vector boundary, else composeNext's loops (whose
-// Next forms take two passes for rows off the boundary). The last row has
+// stream, non-temporal ones where dx overlaps no other operand and every
+// row starts on a vector boundary, else composeNext's loops (whose Next
+// forms take two passes for rows off the boundary or in place, so that
+// the statistics kernel prefetches the rows of a large op). The last row has
 // no next and takes the step alone. Not inlined (see binWrapper).
 //
 //go:noinline
@@ -603,8 +609,10 @@ func (w binWrapper) installNormGradRows(k *Kernels, f *asmFuncs) {
 			alias = alias || len(o) > 0 && overlaps(dx, o)
 		}
 		switch {
-		case !w.nt || alias:
+		case !w.nt:
 			return 0
+		case alias:
+			return -1 // the Next forms' two passes, which prefetch (see gradEntry)
 		case w.head(dx) == 0 && 4*cols%lineBytes == 0:
 			return 1
 		}
