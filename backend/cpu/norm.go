@@ -108,7 +108,7 @@ func (b *Backend) RMSNormGrad(dx, dw, x, w, dy backend.Tensor, eps float32) {
 
 // LayerNorm computes dst = (x − mean)/sqrt(var + eps) ⊙ gamma + beta over
 // each row, with the mean and the biased variance from one float64 pass
-// (the sums about the row's first element, see centre) and the output in
+// (the sums about the row's first element, see vec.Centre) and the output in
 // float32 (the mean split into two float32s, so that x − mean keeps its
 // digits). beta may be absent. dst may alias x.
 func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
@@ -131,7 +131,7 @@ func (b *Backend) LayerNorm(dst, x, gamma, beta backend.Tensor, eps float32) {
 		var st rowStats
 		for r := lo; r < hi; r++ {
 			// The sums about c, the row's first element, in one float64
-			// pass (see centre), taken by the previous row's.
+			// pass (see vec.Centre), taken by the previous row's.
 			xr := xs[r*cols : (r+1)*cols]
 			c := vec.Pivot(xr)
 			sd, ssd := st.s[0], st.s[1]

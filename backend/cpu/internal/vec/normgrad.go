@@ -40,7 +40,7 @@ func rmsNormGradScalars(ss, dot, n, eps float64) (rs, c float64) {
 	return rs, rs * rs * rs * dot / n
 }
 
-// PrefetchHead is how many floats of the next row's x and dy the norm
+// prefetchHead is how many floats of the next row's x and dy the norm
 // gradients' rows prefetch where a set takes two passes a row. Their
 // second pass reads the current row's x and dy again, with w and the
 // partial sums: a whole next row on top pushes them out of the L1 cache,
@@ -48,9 +48,9 @@ func rmsNormGradScalars(ss, dot, n, eps float64) (rs, c float64) {
 // With rows of 4096 or 16384 floats (4M floats, one thread) both
 // gradients ran 35–50% faster with the first 1024 floats than with the
 // whole row.
-const PrefetchHead = 1024
+const prefetchHead = 1024
 
-// prefetchHeads asks for the first PrefetchHead floats of the next row's
+// prefetchHeads asks for the first prefetchHead floats of the next row's
 // x and dy, which then arrive while this row's dx is computed from the
 // cache (a third faster on 4M floats, one thread, than the hardware
 // prefetchers alone), unless k's statistics kernels fetch their rows
@@ -60,8 +60,8 @@ func (k *Kernels) prefetchHeads(x, dy []float32) {
 	if k.StatsAhead {
 		return
 	}
-	k.Prefetch(x[:min(len(x), PrefetchHead)])
-	k.Prefetch(dy[:min(len(dy), PrefetchHead)])
+	k.Prefetch(x[:min(len(x), prefetchHead)])
+	k.Prefetch(dy[:min(len(dy), prefetchHead)])
 }
 
 // normGradRows checks the norm gradients' rows arguments and returns how

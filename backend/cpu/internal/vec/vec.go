@@ -120,7 +120,7 @@ type Kernels struct {
 	// SumsAbout returns Σ (x − c) and Σ (x − c)² in float64, in one
 	// pass: with c near the mean (an element of x, say), the caller
 	// recovers the mean and the sum of squared deviations from them
-	// without cancellation to speak of (see LayerNorm in package cpu).
+	// without cancellation to speak of (see Centre).
 	SumsAbout func(x []float32, c float64) (sd, ssd float64)
 	// Max returns the largest element of a non-empty x, or a NaN of x if
 	// it holds one.
@@ -255,7 +255,7 @@ type Kernels struct {
 	// is the float32 product (rounded once, as the row steps use it). The
 	// length is len(x). With c near the mean (say an element of the row),
 	// the caller recovers the sums about the mean without cancellation
-	// to speak of (see LayerNormGrad in package cpu).
+	// to speak of (see Centre and LayerNormGradRows).
 	LayerNormGradStats func(x, w, dy []float32, c float64) (sd, ssd, sg, sgd float64)
 	// LayerNormGradStatsAcc, where a set has it (AVX-512; nil elsewhere),
 	// does what LayerNormGradStats does and also adds dy to accB, in
