@@ -555,7 +555,7 @@ func (k *Kernels) composeNext() {
 		return k.SumsAbout(next, c)
 	}
 	// The gradients' two passes leave prefetching to their caller (the
-	// CPU backend asks for the head of the next row only).
+	// rows loops ask for the head of the next row only: prefetchHeads).
 	checkNext := func(dx, next []float32) bool {
 		if len(next) != 0 && len(next) != len(dx) {
 			panic("vec: next row and row differ in length")
