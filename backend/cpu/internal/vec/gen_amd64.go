@@ -1563,18 +1563,16 @@ func (g *gen) nextKernel(sk mapK, rk rowK, shared map[string]string, nt bool) {
 	}
 	g.I("MOVQ n+%d(FP), CX", offs["n"])
 	r := &regs{g: g}
-	// The reduction's registers, as rowKernel has them: float32 vectors
-	// of the masked tail's loads and of fused streams, widened halves of
-	// the rest and of pre's output.
-	// The step's registers: one copy, reused by each vector of a step.
-	temps := sk.temps
+	temps := sk.temps // the step's
 	if sk.temps512 > 0 {
 		temps = sk.temps512
 	}
-	// The float32 vectors of streams that are not fused serve only the
-	// masked tail, whose step is done with its registers before the
-	// reduction loads: where the registers would not go round, they take
-	// the step's.
+	// The reduction's registers, as rowKernel has them: float32 vectors
+	// of the masked tail's loads and of fused streams, widened halves of
+	// the rest and of pre's output. The float32 vectors of streams that
+	// are not fused serve only the masked tail, whose step is done with
+	// its registers before the reduction loads: where the registers would
+	// not go round, they take the step's.
 	widened := len(rk.streams) - len(rk.fused)
 	if rk.pre != nil {
 		widened++
@@ -1596,6 +1594,7 @@ func (g *gen) nextKernel(sk mapK, rk rowK, shared map[string]string, nt bool) {
 	}
 	ts := r.vs(rk.temps)
 	cf := func(j int) string { return fmt.Sprintf("%s+%d(FP)", rk.scalars[j], offs[rk.scalars[j]]) }
+	// The step's registers: one copy, reused by each vector of a step.
 	out, in, t := r.v(), r.vs(len(ins)), r.vs(temps)
 	spare := append([]string{out}, in...)
 	for _, st := range rk.streams {

@@ -319,9 +319,10 @@ type Kernels struct {
 	// computed in the loop and the entry points called without a
 	// wrapper's checks each row, made the CPU backend's gradients faster
 	// on AVX-512 (4M floats in rows of 1024, one thread, five alternated
-	// runs of sora bench ops, GB/s): layernorm_grad 47.1–53.3 → 57.5–59.1,
-	// with frozen parameters 57.9–63.6 → 69.4–72.6, rmsnorm_grad
-	// 58.4–64.9 → 61.8–67.7.
+	// runs of sora bench ops, GB/s, with the backend's column sums changed
+	// in the same commit, which alone measured 2–3%): layernorm_grad
+	// 47.1–53.3 → 57.5–59.1, with frozen parameters (no column sums)
+	// 57.9–63.6 → 69.4–72.6, rmsnorm_grad 58.4–64.9 → 61.8–67.7.
 	RMSNormGradRows   func(dx, x, w, dy, acc []float32, cols int, eps float64)
 	LayerNormGradRows func(dx, x, w, dy, accG, accB []float32, cols int, eps float64)
 
