@@ -188,8 +188,9 @@ func (g *ceGradRow) finish(k *vec.Kernels) {
 // carrying each row's maximum: the pass over a row's exponentials takes
 // the next row's maximum with it (vec's ExpShiftNextMax), so that the
 // next row's loads, missing the cache, overlap the exponentials instead
-// of a pass of their own waiting for memory. The next row is one of the same chunk (below hi) that is not
-// ignored; after an ignored row the maximum is taken afresh.
+// of a pass of their own waiting for memory. The next row is one of the
+// same chunk (below hi) that is not ignored; after an ignored row the
+// maximum is taken afresh.
 type ceRows struct {
 	xs      []float32
 	targets []int32
