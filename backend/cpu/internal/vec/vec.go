@@ -160,7 +160,7 @@ type Kernels struct {
 	// ExpSumNextMax returns ExpShiftSum(x, shift), the same sum
 	// computed the same way, and the largest element of next, which must
 	// be as long as x or empty (−Inf then; with a NaN in next the maximum
-	// may be NaN or ignore it): a row's sum with the maximum of the row
+	// may be NaN or the largest of some of next's elements): a row's sum with the maximum of the row
 	// to come, whose loads, missing the cache, overlap the exponentials
 	// instead of making a pass of their own wait for memory. On AVX-512
 	// (every set, not only the streaming one) the loop also asks for
@@ -193,7 +193,8 @@ type Kernels struct {
 	// output in the pass over the row after it: it sets dst =
 	// exp(scale·x − shift) and returns Σ dst as ExpShift does, returns
 	// the largest scale·next[j] as MaxScaled does (−Inf for an empty
-	// next; with a NaN in next it may be NaN or ignore it), and sets out
+	// next; with a NaN in next it may be NaN or the largest of some of
+	// next's elements), and sets out
 	// = src·float32(c) as ScaleTo does, the previous row's output from
 	// the exponentials its step stored, but for out[hole] = value where
 	// hole ≥ 0 (cross-entropy's target), as ScaleToWith does; the values
