@@ -2009,11 +2009,13 @@ func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
 		// ln2Hi and ln2Lo (see expTabConsts) instead of broadcasts from
 		// memory: Zen 5 issues two loads a cycle, a broadcast operand
 		// counting as one, and each vector took nine (x, next, the
-		// previous row's exponentials and six broadcasts). SoftmaxStep
-		// over rows of 1024 from memory, one thread: 134–139 → 113–117
-		// ns a row; ExpShiftNextMax 2% faster. The results are the same
-		// bits but for the maximum of a next holding a NaN, which may be
-		// NaN or ignore any of next's elements, as the sums' maxima may.
+		// previous row's exponentials and six broadcasts). SoftmaxStep's
+		// kernel alone over rows of 1024 from memory, one thread:
+		// 134–139 → 113–117 ns a row (131.7 → 125.2 on a contended
+		// machine; through the ops within the noise); ExpShiftNextMax
+		// 2% faster. The results are the same bits but for the maximum
+		// of a next holding a NaN, which may be NaN or the largest of
+		// some of next's elements, as the sums' maxima may.
 		mx = append(mx, r.v(), r.v(), r.v())
 		for _, m := range mx[1:] {
 			if !rows {
