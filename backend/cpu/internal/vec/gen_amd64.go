@@ -1830,59 +1830,78 @@ func (g *gen) accMasked(load bool, mem string, h int, tm64 [2]string, r string) 
 // of the data do no harm (they do not fault).
 const nextPrefetch = 8 << 10
 
-// expShift writes (if store) dst = exp(scale·x − shift) and returns the
-// float64 sum; withMax makes it expShiftNextMax or expSumNextMax: scale 1,
-// and the maximum of the next row, next[0:n], returned with the sum.
-// Without store (expShiftSum, expSumNextMax) the kernel takes no scale and
-// a shift c in base 2, and sums 2^(x·log2e − c) with exp2Sum (see
-// sumShift).
-func (g *gen) expShift(store, withMax bool) { g.expShiftPrev(store, withMax, false, false) }
+// expKind names one of the kernels expKernel writes, all one pass over
+// a row that sums exponentials: what each stores, takes and returns
+// follows from the kind (see its methods), where four flags used to say
+// it.
+type expKind int
 
-// softmaxStep writes softmaxStep: exp(scale·x − shift) stored and summed
-// as expShift stores and sums them, the maximum of next as
-// expShiftNextMax takes it (unscaled), and in the same pass the row
-// before, out = src·c, with non-temporal stores (out 64-byte aligned),
-// where the vector at hole takes value in the lanes of mask (the
-// cross-entropy gradient's target element, which an ordinary store after
-// the streaming ones would make wait for memory). A row's softmax is
-// written by the pass over the row after it: its stores to memory then
-// overlap that row's exponentials and the next row's loads, where the
-// pass of their own waited on the stores alone (see vec's SoftmaxStep).
-func (g *gen) softmaxStep() { g.expShiftPrev(true, true, true, false) }
+const (
+	// expShiftKind writes dst = exp(scale·x − shift) and returns the
+	// float64 sum.
+	expShiftKind expKind = iota
+	// expShiftSumKind returns the sum only, taking no scale and a shift c
+	// in base 2: it sums 2^(x·log2e − c) with exp2Sum (see sumShift).
+	expShiftSumKind
+	// expSumNextMaxKind is expShiftSumKind that also returns the maximum
+	// of the next row, next[0:n].
+	expSumNextMaxKind
+	// expShiftNextMaxKind is expShiftKind with scale 1 that also returns
+	// the maximum of the next row.
+	expShiftNextMaxKind
+	// softmaxStepKind (AVX-512) writes softmaxStep: exp(scale·x − shift)
+	// stored and summed as expShift stores and sums them, the maximum of
+	// next as expShiftNextMax takes it (unscaled), and in the same pass
+	// the row before, out = src·c, with non-temporal stores (out 64-byte
+	// aligned), where the vector at hole takes value in the lanes of mask
+	// (the cross-entropy gradient's target element, which an ordinary
+	// store after the streaming ones would make wait for memory). A row's
+	// softmax is written by the pass over the row after it: its stores to
+	// memory then overlap that row's exponentials and the next row's
+	// loads, where the pass of their own waited on the stores alone (see
+	// vec's SoftmaxStep).
+	softmaxStepKind
+	// expSumRowsKind writes expSumRows: expShiftSum over rows consecutive
+	// rows of cols elements in one call, row r's shift c = m·log2e from
+	// its maximum m, maxes[r] (float64), where the pass over row r−2
+	// stored it: each pass takes the maximum of the row two after its own
+	// (in memory too) as expSumNextMax takes its next row's, and stores it
+	// two entries on. The caller sets the first two. It stores each row's
+	// sum before sumShift's fix and stops before a row whose c sumShift
+	// would refuse (|c| ≥ 2¹⁶, infinite or NaN), returning the rows done.
+	// The sums are bit for bit expShiftSum's (the same code per row).
+	// Against expSumNextMax a row at a time it saves the Go and the call
+	// between rows and, with the maximum two rows ahead, the wait at each
+	// row's start for the one just taken (reduced, scaled and broadcast,
+	// about 30 cycles in a row): rows of 1024 from L3 on Zen 5, 77 →
+	// 70–75 ns a row. AVX-512 prefetches the argument ahead bytes beyond
+	// next (vec's expSumRowsPrefetch).
+	expSumRowsKind
+)
 
-// expSumRows writes expSumRows: expShiftSum over rows consecutive rows
-// of cols elements in one call, row r's shift c = m·log2e from its
-// maximum m, maxes[r] (float64), where the pass over row r−2 stored it:
-// each pass takes the maximum of the row two after its own (in memory
-// too) as expSumNextMax takes its next row's, and stores it two entries
-// on. The caller sets the first two. It stores each row's sum before
-// sumShift's fix and stops before a row whose c sumShift would refuse
-// (|c| ≥ 2¹⁶, infinite or NaN), returning the rows done. The sums are
-// bit for bit expShiftSum's (the same code per row). Against
-// expSumNextMax a row at a time it saves the Go and the call between
-// rows and, with the maximum two rows ahead, the wait at each row's
-// start for the one just taken (reduced, scaled and broadcast, about
-// 30 cycles in a row): rows of 1024 from L3 on Zen 5, 77 → 70–75 ns a
-// row. AVX-512 prefetches the argument ahead bytes beyond next (vec's
-// expSumRowsPrefetch).
-func (g *gen) expSumRows() { g.expShiftPrev(false, true, false, true) }
+// name is the kernel's name without the instruction set's suffix.
+func (k expKind) name() string {
+	return [...]string{"expShift", "expShiftSum", "expSumNextMax", "expShiftNextMax", "softmaxStep", "expSumRows"}[k]
+}
 
-// expShiftPrev is expShift, or with prev (AVX-512, store and withMax
-// only) softmaxStep, or with rows (not store, withMax) expSumRows.
-func (g *gen) expShiftPrev(store, withMax, prev, rows bool) {
-	name := "expShift" + g.suffix
-	if !store {
-		name = "expShiftSum" + g.suffix
-	}
-	if rows {
-		name = "expSumRows" + g.suffix
-	} else if withMax && store && prev {
-		name = "softmaxStep" + g.suffix
-	} else if withMax && store {
-		name = "expShiftNextMax" + g.suffix
-	} else if withMax {
-		name = "expSumNextMax" + g.suffix
-	}
+// store reports whether the kernel stores its exponentials.
+func (k expKind) store() bool {
+	return k == expShiftKind || k == expShiftNextMaxKind || k == softmaxStepKind
+}
+
+// withMax reports whether the kernel takes the maximum of a row to come.
+func (k expKind) withMax() bool { return k >= expSumNextMaxKind }
+
+// prev reports whether the kernel also writes the row before's output.
+func (k expKind) prev() bool { return k == softmaxStepKind }
+
+// rows reports whether the kernel runs over several rows in one call.
+func (k expKind) rows() bool { return k == expSumRowsKind }
+
+// expKernel writes the kernel of kind k for g's instruction set.
+func (g *gen) expKernel(k expKind) {
+	store, withMax, prev, rows := k.store(), k.withMax(), k.prev(), k.rows()
+	name := k.name() + g.suffix
 	var args []param
 	if store {
 		args = append(args, param{"dst", 8, "*float32"})
@@ -2894,13 +2913,13 @@ func main() {
 				g.nextKernel(sk, rk, nx.shared, true)
 			}
 		}
-		g.expShift(true, false)
-		g.expShift(false, false)
-		g.expShift(false, true)
-		g.expSumRows()
-		g.expShift(true, true)
+		g.expKernel(expShiftKind)
+		g.expKernel(expShiftSumKind)
+		g.expKernel(expSumNextMaxKind)
+		g.expKernel(expSumRowsKind)
+		g.expKernel(expShiftNextMaxKind)
 		if g.wide() {
-			g.softmaxStep()
+			g.expKernel(softmaxStepKind)
 		}
 		g.max(false)
 		g.max(true)
