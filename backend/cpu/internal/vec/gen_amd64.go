@@ -1832,9 +1832,11 @@ const nextPrefetch = 8 << 10
 
 // expKind names one of the kernels expKernel writes, all one pass over
 // a row that sums exponentials: what each stores, takes and returns
-// follows from the kind (see its methods), where four flags used to say
-// it.
+// follows from the kind (see its methods).
 type expKind int
+
+// The kinds from expSumNextMaxKind on take the maximum of a row to come
+// (see withMax): keep that order.
 
 const (
 	// expShiftKind writes dst = exp(scale·x − shift) and returns the
@@ -1849,7 +1851,7 @@ const (
 	// expShiftNextMaxKind is expShiftKind with scale 1 that also returns
 	// the maximum of the next row.
 	expShiftNextMaxKind
-	// softmaxStepKind (AVX-512) writes softmaxStep: exp(scale·x − shift)
+	// softmaxStepKind (AVX-512) is softmaxStep: exp(scale·x − shift)
 	// stored and summed as expShift stores and sums them, the maximum of
 	// next as expShiftNextMax takes it (unscaled), and in the same pass
 	// the row before, out = src·c, with non-temporal stores (out 64-byte
@@ -1861,7 +1863,7 @@ const (
 	// loads, where the pass of their own waited on the stores alone (see
 	// vec's SoftmaxStep).
 	softmaxStepKind
-	// expSumRowsKind writes expSumRows: expShiftSum over rows consecutive
+	// expSumRowsKind is expSumRows: expShiftSum over rows consecutive
 	// rows of cols elements in one call, row r's shift c = m·log2e from
 	// its maximum m, maxes[r] (float64), where the pass over row r−2
 	// stored it: each pass takes the maximum of the row two after its own
@@ -2024,17 +2026,21 @@ func (g *gen) expKernel(k expKind) {
 		// The sums keep one maximum per vector of a quad: one would make
 		// each wait for the last (about 2% slower in the L2 cache on Zen
 		// 5). The kernels that store their exponentials keep a single
-		// maximum, and the three registers saved hold expTab's log2e,
-		// ln2Hi and ln2Lo (see expTabConsts) instead of broadcasts from
-		// memory: Zen 5 issues two loads a cycle, a broadcast operand
-		// counting as one, and each vector took nine (x, next, the
-		// previous row's exponentials and six broadcasts). SoftmaxStep's
-		// kernel alone over rows of 1024 from memory, one thread:
-		// 134–139 → 113–117 ns a row (131.7 → 125.2 on a contended
-		// machine; through the ops within the noise); ExpShiftNextMax
-		// 2% faster. The results are the same bits but for the maximum
-		// of a next holding a NaN, which may be NaN or the largest of
-		// some of next's elements, as the sums' maxima may.
+		// maximum, and the three registers saved hold more of expTab's
+		// constants (see expTabConsts) instead of broadcasts from memory:
+		// in SoftmaxStep log2e, ln2Hi and ln2Lo, in ExpShiftNextMax ln2Hi,
+		// ln2Lo and expT's q0. Zen 5 issues two loads a cycle, a broadcast
+		// operand counting as one, and each vector of SoftmaxStep took
+		// nine (x, next, the previous row's exponentials and six
+		// broadcasts). SoftmaxStep's kernel alone over rows of 1024 from
+		// memory, one thread: 134–139 → 113–117 ns a row (131.7 → 125.2 on
+		// a contended machine; through the ops within the noise);
+		// ExpShiftNextMax 2% faster. The results are the same bits but for
+		// the maximum of a next holding a NaN, which may be NaN or the
+		// largest of some of the others (−Inf if none), as the sums'
+		// maxima may, and the sign of a zero maximum (VMAXPS returns its
+		// second operand on a tie of ±0, so the order of the elements
+		// decides it), which changes no exponential.
 		mx = append(mx, r.v(), r.v(), r.v())
 		for _, m := range mx[1:] {
 			if !rows {
@@ -2042,7 +2048,7 @@ func (g *gen) expKernel(k expKind) {
 			}
 		}
 	}
-	// rowStart begins expSumRows' row R12 at R13 (see expSumRows): it
+	// rowStart begins expSumRows' row R12 at R13 (see expSumRowsKind): it
 	// leaves for ret where c = m·log2e is out of sumShift's range (the
 	// integer comparison of |c|'s bits also takes NaN), and sets up the
 	// registers as the single-row kernel's start does, with the row two
@@ -2092,7 +2098,6 @@ func (g *gen) expKernel(k expKind) {
 			}
 		}
 	}
-	// advance moves the input pointers on by b bytes.
 	// advance moves the pointers on by v vectors and counts them off n.
 	advance := func(v int) {
 		b := v * g.bytes()

@@ -525,8 +525,8 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		}
 		return f.normalizeShiftNext[e](&dst[0], &x[0], &g[0], &sh[0], &next[0], mh, ml, r, c, n)
 	}
-	// The norm gradients' Next forms: dx takes the entry point, the
-	// accumulators ordinary stores.
+	// The norm gradients' Next forms: dx takes the entry point (see
+	// normGradEntry), the accumulators ordinary stores.
 	gradEntry := func(dx []float32, next []float32, ins ...[]float32) int {
 		if len(dx) == 0 || len(next) == 0 {
 			return -1
@@ -535,12 +535,7 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 		for _, in := range ins {
 			alias = alias || same(dx, in)
 		}
-		if alias && w.nt {
-			// The fused kernels prefetch only in their streaming
-			// variant; in place, the two passes' statistics kernel does.
-			return -1
-		}
-		return entry(dx, alias)
+		return w.normGradEntry(alias, w.head(dx) == 0)
 	}
 	k.RMSNormGradNext = func(dx, x, wt, dy []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
 		n := len(dx)
@@ -591,6 +586,25 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 	}
 }
 
+// normGradEntry picks the entry point of the fused norm-gradient kernels
+// (AVX-512) for a dx that aliases an input or not and whose rows all start
+// on a cache line or not: 0, ordinary stores, where the set does not
+// stream; on a streaming set 1, non-temporal stores, for aligned rows that
+// alias nothing, and -1, the Next forms' two passes, for the others: in
+// place too, because the fused kernels prefetch the next rows only in their
+// non-temporal variant and the two passes' statistics kernel prefetches
+// them instead. The per-row Next forms (installNext) and the block loops
+// (installNormGradRows) both choose by it.
+func (w binWrapper) normGradEntry(alias, aligned bool) int {
+	switch {
+	case !w.nt:
+		return 0
+	case alias || !aligned:
+		return -1
+	}
+	return 1
+}
+
 // installNormGradRows sets k's RMSNormGradRows and LayerNormGradRows to
 // loops over f's entry points (AVX-512), the alignment and aliasing of dx
 // checked once for all rows: ordinary stores where the set does not
@@ -608,15 +622,7 @@ func (w binWrapper) installNormGradRows(k *Kernels, f *asmFuncs) {
 		for _, o := range others {
 			alias = alias || len(o) > 0 && overlaps(dx, o)
 		}
-		switch {
-		case !w.nt:
-			return 0
-		case alias:
-			return -1 // the Next forms' two passes, which prefetch (see gradEntry)
-		case w.head(dx) == 0 && 4*cols%lineBytes == 0:
-			return 1
-		}
-		return -1
+		return w.normGradEntry(alias, w.head(dx) == 0 && 4*cols%lineBytes == 0)
 	}
 	k.RMSNormGradRows = func(dx, x, wt, dy, acc []float32, cols int, eps float64) {
 		rows := normGradRows(dx, x, wt, dy, cols)

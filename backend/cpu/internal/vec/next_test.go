@@ -117,8 +117,8 @@ var nextCases = []nextCase{
 // the previous row's output to in[1] from in[3]; x is in[2]) against
 // ExpShift, MaxScaled and ScaleTo, with out[hole] = 42 at hole(n) (−1
 // for none) where the row holds it. Where next holds a NaN the maximum
-// may be NaN or the largest of some of next's elements (either kernel's
-// choice), and is not compared.
+// may be NaN or the largest of some of the others, −Inf if none (either
+// kernel's choice), and is not compared.
 func softmaxStepCase(scale float32, where string, holeAt func(n int) int) nextCase {
 	const shift, c = 0.75, 0.3
 	maxStat := func(m float32, next []float32) float64 {

@@ -127,7 +127,7 @@ type Kernels struct {
 	Max func(x []float32) float32
 	// MaxScaled returns the largest s·x[j] (each product rounded to
 	// float32) of a non-empty x; with a NaN in x the result may be NaN
-	// or ignore it.
+	// or the largest of some of the others (−Inf if none).
 	MaxScaled func(x []float32, s float32) float32
 	// ExpShift sets dst = exp(scale·x − shift) (the product not rounded
 	// before the subtraction) and returns Σ dst, accumulated in float64
@@ -160,9 +160,10 @@ type Kernels struct {
 	// ExpSumNextMax returns ExpShiftSum(x, shift), the same sum
 	// computed the same way, and the largest element of next, which must
 	// be as long as x or empty (−Inf then; with a NaN in next the maximum
-	// may be NaN or the largest of some of next's elements): a row's sum with the maximum of the row
-	// to come, whose loads, missing the cache, overlap the exponentials
-	// instead of making a pass of their own wait for memory. On AVX-512
+	// may be NaN or the largest of some of the others, −Inf if none): a
+	// row's sum with the maximum of the row to come, whose loads, missing
+	// the cache, overlap the exponentials instead of making a pass of
+	// their own wait for memory. On AVX-512
 	// (every set, not only the streaming one) the loop also asks for
 	// next's cache lines 8 KB ahead of its loads (PREFETCHT0, see
 	// nextPrefetch in gen_amd64.go), which changes nothing observable.
@@ -190,23 +191,22 @@ type Kernels struct {
 	// ExpSumNextMax takes it (next as long as dst, or empty).
 	ExpShiftNextMax func(dst, x, next []float32, shift float32) (sum float64, nextMax float32)
 	// SoftmaxStep is one pass of a softmax over rows, which writes a row's
-	// output in the pass over the row after it: it sets dst =
-	// exp(scale·x − shift) and returns Σ dst as ExpShift does, returns
-	// the largest scale·next[j] as MaxScaled does (−Inf for an empty
-	// next; with a NaN in next it may be NaN or the largest of some of
-	// next's elements), and sets out
-	// = src·float32(c) as ScaleTo does, the previous row's output from
-	// the exponentials its step stored, but for out[hole] = value where
-	// hole ≥ 0 (cross-entropy's target), as ScaleToWith does; the values
-	// are those of the separate kernels bit for bit. next is as long as
-	// dst or empty, src and out as long as dst or both empty; out may be
-	// src but overlaps no other. The AVX-512 streaming set does all this
-	// in one pass where out is vector-aligned and not src, next not empty
-	// and scale positive, so that the previous row's stores to memory and
-	// the next row's loads overlap this row's exponentials (the CPU
-	// backend's softmax over 4M floats in rows of 1024, one thread:
-	// 0.56–0.64 of the copy's bandwidth in separate passes, 0.74–0.86
-	// fused); the others call the separate kernels and ScaleToWith.
+	// output in the pass over the row after it: it sets dst = exp(scale·x −
+	// shift) and returns Σ dst as ExpShift does, returns the largest
+	// scale·next[j] as MaxScaled does (−Inf for an empty next; with a NaN in
+	// next it may be NaN or the largest of some of the others, −Inf if none),
+	// and sets out = src·float32(c) as ScaleTo does, the previous row's output
+	// from the exponentials its step stored, but for out[hole] = value where
+	// hole ≥ 0 (cross-entropy's target), as ScaleToWith does; the values are
+	// those of the separate kernels bit for bit. next is as long as dst or
+	// empty, src and out as long as dst or both empty; out may be src but
+	// overlaps no other. The AVX-512 streaming set does all this in one pass
+	// where out is vector-aligned and not src, next not empty and scale
+	// positive, so that the previous row's stores to memory and the next row's
+	// loads overlap this row's exponentials (the CPU backend's softmax over 4M
+	// floats in rows of 1024, one thread: 0.56–0.64 of the copy's bandwidth in
+	// separate passes, 0.74–0.86 fused); the others call the separate kernels
+	// and ScaleToWith.
 	SoftmaxStep func(dst, x, next, src, out []float32, scale, shift float32, c float64, hole int, value float32) (sum float64, nextMax float32)
 	// Prefetch asks for x to be brought into the cache without waiting
 	// for it, so that a row to be read next arrives while the current one
