@@ -1835,9 +1835,8 @@ const nextPrefetch = 8 << 10
 // follows from the kind (see its methods).
 type expKind int
 
-// The kinds from expSumNextMaxKind on take the maximum of a row to come
-// (see withMax): keep that order.
-
+// The kinds, in an order withMax relies on: those from expSumNextMaxKind
+// on take the maximum of a row to come.
 const (
 	// expShiftKind writes dst = exp(scale·x − shift) and returns the
 	// float64 sum.
