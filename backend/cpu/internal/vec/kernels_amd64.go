@@ -656,16 +656,15 @@ func (w binWrapper) installNormGradRows(k *Kernels, f *asmFuncs) {
 			}
 		}
 	}
-	if k.LayerNormGradStatsAcc == nil {
-		return
-	}
 	k.LayerNormGradRows = func(dx, x, wt, dy, accG, accB []float32, cols int, eps float64) {
 		rows := normGradRows(dx, x, wt, dy, cols)
 		if rows == 0 {
 			return
 		}
 		e := entry(dx, cols, x, wt, dy, accG, accB)
-		if e < 0 {
+		if e < 0 || accG != nil && k.LayerNormGradStatsAcc == nil {
+			// The parameter sums need the statistics kernel that adds dy
+			// to accB (every set with these entry points has it).
 			layerRows(dx, x, wt, dy, accG, accB, cols, eps)
 			return
 		}

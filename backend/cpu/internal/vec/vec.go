@@ -157,16 +157,15 @@ type Kernels struct {
 	// of sixteen vectors: two chains of multiply-adds, eight terms a
 	// lane each, added before widening.
 	ExpShiftSum func(x []float32, shift float32) float64
-	// ExpSumNextMax returns ExpShiftSum(x, shift), the same sum
-	// computed the same way, and the largest element of next, which must
-	// be as long as x or empty (−Inf then; with a NaN in next the maximum
-	// may be NaN or the largest of some of the others, −Inf if none): a
-	// row's sum with the maximum of the row to come, whose loads, missing
-	// the cache, overlap the exponentials instead of making a pass of
-	// their own wait for memory. On AVX-512
-	// (every set, not only the streaming one) the loop also asks for
-	// next's cache lines 8 KB ahead of its loads (PREFETCHT0, see
-	// nextPrefetch in gen_amd64.go), which changes nothing observable.
+	// ExpSumNextMax returns ExpShiftSum(x, shift), the same sum computed the
+	// same way, and the largest element of next, which must be as long as x
+	// or empty (−Inf then; with a NaN in next the maximum may be NaN or the
+	// largest of some of the others, −Inf if none): a row's sum with the
+	// maximum of the row to come, whose loads, missing the cache, overlap
+	// the exponentials instead of making a pass of their own wait for
+	// memory. On AVX-512 (every set, not only the streaming one) the loop
+	// also asks for next's cache lines 8 KB ahead of its loads (PREFETCHT0,
+	// see nextPrefetch in gen_amd64.go), which changes nothing observable.
 	ExpSumNextMax func(x, next []float32, shift float32) (sum float64, nextMax float32)
 	// ExpSumRows takes the parts of the log-sum-exp of each of the
 	// first len(sums) rows of x, cols elements each, that cross-entropy
