@@ -2,6 +2,9 @@ package cpu
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/sora-go/sora/backend"
@@ -84,5 +87,61 @@ func TestSumColumns(t *testing.T) {
 				assertClose(t, "dst", download(t, be, dst), want, 6e-8, 1e-12)
 			})
 		})
+	}
+}
+
+// TestPieceSumsTree checks that pieceSums adds the pieces' vectors in its
+// fixed pairwise tree, bit for bit, whatever order the pieces finish in and
+// whether they finish one after another or at once.
+func TestPieceSumsTree(t *testing.T) {
+	const n = 5
+	// pairwise is the tree's sum of piece vectors [lo, hi), written out
+	// recursively from its definition.
+	var pairwise func(v [][]float64, lo, hi int) []float64
+	pairwise = func(v [][]float64, lo, hi int) []float64 {
+		if hi-lo == 1 {
+			return slices.Clone(v[lo])
+		}
+		mid := (lo + hi) / 2
+		a, b := pairwise(v, lo, mid), pairwise(v, mid, hi)
+		for j := range a {
+			a[j] += b[j]
+		}
+		return a
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	be := New(Options{Threads: 1})
+	for _, c := range []int{1, 2, 3, 5, 7, 16, 31, 32, 33, maxPieces} {
+		// Values of very different sizes, so that the order of the
+		// additions shows in the result's bits.
+		vals := make([][]float64, c)
+		for p := range vals {
+			vals[p] = make([]float64, n)
+			for j := range vals[p] {
+				vals[p][j] = math.Ldexp(rng.Float64()-0.5, rng.IntN(60)-30)
+			}
+		}
+		want := pairwise(vals, 0, c)
+		for trial := range 4 {
+			s := be.pieceSums(c, n)
+			fill := func(p int) {
+				copy(s.start(p), vals[p])
+				s.finish(p)
+			}
+			if trial%2 == 0 {
+				for _, p := range rng.Perm(c) {
+					fill(p)
+				}
+			} else {
+				var wg sync.WaitGroup
+				for p := range c {
+					wg.Go(func() { fill(p) })
+				}
+				wg.Wait()
+			}
+			if got := s.total(); !slices.Equal(got, want) {
+				t.Fatalf("c=%d trial %d: total %v, want the tree's %v", c, trial, got, want)
+			}
+		}
 	}
 }
