@@ -110,8 +110,8 @@ func (b *Backend) pieces(n, cost, partial int) int {
 // piece the others have not taken yet, so that a core that other processes
 // slow holds up no one. Handing the pieces out in turn instead (0 and 1,
 // then 2 and 3, ...) cost LayerNormGrad's two threads about a tenth of
-// their speed from memory (4M floats in rows of 1024: 106 against 118
-// GB/s, medians of 60 runs where the copy ran at 130–155). A piece's
+// their speed from memory (4M floats in rows of 1024: 106 against 116
+// GB/s, medians of 64 samples where the copy ran at 125–160). A piece's
 // result must depend only on its range, never on the worker; the worker
 // picks scratch that lives for one piece.
 func (b *Backend) forPieces(n, cost, c, align int, fn func(worker, piece, lo, hi int)) {

@@ -148,10 +148,10 @@ func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, 
 // the other runs': only the top few of the tree wait for the runs' ends.
 // Adding each piece into the first in piece order instead left the
 // vectors of the second thread's run to be added one after the other at
-// the end (LayerNormGrad, 4M floats in rows of 1024, two threads: 106–111
-// against 120 GB/s without any additions, medians of runs where the copy
-// ran at 130–155). The tree also errs less: each value passes through
-// ⌈log₂ c⌉ additions, not up to c−1.
+// the end (LayerNormGrad, 4M floats in rows of 1024, two threads: 108
+// GB/s, against 115 with the tree and 121 without any additions, medians
+// of 31–38 samples where the copy ran at 125–160). The tree also errs
+// less: each value passes through ⌈log₂ c⌉ additions, not up to c−1.
 type pieceSums struct {
 	parts [][]float64
 	mu    sync.Mutex
