@@ -58,15 +58,22 @@ func (b *Backend) parallelChunks(n, c int, fn func(chunk, lo, hi int)) {
 // A reduction (a sum over rows, or over the blocks of a product) is cut
 // into pieces by its shape alone, never by the thread count: each piece
 // sums its part into partials of its own, and the pieces' partials are
-// added in an order fixed by their number (see pieceSums). The rounding, and so every bit of the
-// result, is then the same on one thread or sixty-four, however the
-// pieces were scheduled, so that a run gives the same weights on a laptop
-// and on a server and resumes on either bit for bit. The threads only
-// decide how many goroutines take the pieces.
+// added in an order fixed by their number (see pieceSums). The rounding,
+// and so every bit of the result, is then the same on one thread or
+// sixty-four, however the pieces were scheduled, so that a run gives the
+// same weights on a laptop and on a server and resumes on either bit for
+// bit. The threads only decide how many goroutines take the pieces.
 
 // maxPieces caps the pieces of a reduction: up to this many threads get
-// a piece each at once.
-const maxPieces = 64
+// a piece each at once. A power of two, 2^pieceLevels, so that pieceSums'
+// tree of them is pieceLevels deep; at most 64, as forPieces claims the
+// pieces in the bits of one word (the constant below checks it).
+const (
+	pieceLevels = 6
+	maxPieces   = 1 << pieceLevels
+)
+
+const _ uint64 = 1 << (maxPieces - 1) // maxPieces ≤ 64
 
 // pieceWork is the least work, in element-operations, a piece does per
 // element of its partials, whose clearing and adding into the total cost
@@ -103,12 +110,14 @@ func (b *Backend) pieces(n, cost, partial int) int {
 // forPieces runs fn(worker, piece, lo, hi) for each of the c pieces of
 // [0, n): piece i covers [at(i), at(i+1)) with at(i) = ⌊i·u/c⌋·align
 // (at most n) for u = ⌈n/align⌉, so pieces start on multiples of align,
-// which c must not outnumber (nor maxPieces). Goroutines, as many as the
-// threads and the work allow (see chunks) and numbered by worker from 0,
-// each take the pieces of a run of its own, in order, so that each streams
-// through one contiguous part of the data, and then, from the end, any
-// piece the others have not taken yet, so that a core that other processes
-// slow holds up no one. Handing the pieces out in turn instead (0 and 1,
+// which c must not outnumber (nor maxPieces). The pieces are split into
+// as many runs as there are workers (see chunks), numbered from 0 and
+// each handed to a goroutine as a part of workpool.Run, which takes its
+// run's pieces in order, so that it streams through one contiguous part
+// of the data, and then, from the end, any piece no one has taken yet: a
+// worker that starts late, or on a core that other processes slow,
+// leaves its pieces to the others rather than holding them up (once
+// inside a piece it does hold the op up, as in any parallel loop). Handing the pieces out in turn instead (0 and 1,
 // then 2 and 3, ...) cost LayerNormGrad's two threads about a tenth of
 // their speed from memory (4M floats in rows of 1024: 106 against 116
 // GB/s, medians of 64 samples where the copy ran at 125–160). A piece's
@@ -129,7 +138,8 @@ func (b *Backend) forPieces(n, cost, c, align int, fn func(worker, piece, lo, hi
 	}
 	var taken atomic.Uint64 // bit i: piece i is someone's
 	take := func(w, i int) {
-		if bit := uint64(1) << i; taken.Or(bit)&bit == 0 {
+		// The load spares the shared word a write for pieces taken.
+		if bit := uint64(1) << i; taken.Load()&bit == 0 && taken.Or(bit)&bit == 0 {
 			fn(w, i, at(i), at(i+1))
 		}
 	}
