@@ -181,6 +181,7 @@ type Backend struct {
 	reserved  bytesCounter   // tensors' and scratch's bytes (see MemoryUsage)
 	gemmBytes int64          // the engines' workspace bytes counted in reserved (see noteEngines)
 	rows32    [][]float32    // see scratch32
+	sums32    [][]float32    // see sumScratch32
 	rows64    [][]float64    // see scratch64 and pieceSums
 	sums      pieceSums      // the column sums' pieces (see pieceSums)
 	ints      []int32        // integer scratch (attention's document bounds and block plans; see scratchInts)
@@ -281,7 +282,7 @@ func (b *Backend) Sync() error { return b.Take() }
 func (b *Backend) Close() error {
 	b.closed = true
 	b.gemm, b.batch = nil, nil
-	b.rows32, b.rows64, b.ints = nil, nil, nil
+	b.rows32, b.rows64, b.ints, b.sums32 = nil, nil, nil, nil
 	b.reserved.add(-b.scratchBytes())
 	b.gemmBytes = 0
 	return b.Take()

@@ -173,6 +173,21 @@ func (b *Backend) scratch32(c, n int) [][]float32 {
 	return bufs
 }
 
+// sumScratch32 is scratch32 for flushedColumnSums' float32 partials, from
+// a pool of their own. Taken from scratch32's, where they were the buffers
+// the row ops keep rows in (Softmax's and CrossEntropyGrad's
+// exponentials), they made LayerNormGrad run about a tenth slower on two
+// threads after a Softmax than on its own (4M floats in rows of 1024,
+// sora bench ops in the copy's fast state, one process per run: medians
+// of 97 against 113 GB/s over nine runs each; with a pool of their own
+// 111 after a Softmax). Why, we did not find out; fresh buffers for the
+// partials were enough.
+func (b *Backend) sumScratch32(c, n int) [][]float32 {
+	bufs, grown := scratch(&b.sums32, c, n)
+	b.reserved.add(4 * grown)
+	return bufs
+}
+
 // scratch64 returns c zeroed float64 buffers of length n, reused across
 // ops like scratch32's: one per parallel chunk or piece, or one that the
 // chunks share, each using its own range of it.

@@ -121,7 +121,7 @@ func (b *Backend) flushedColumnSums(k *vec.Kernels, rows, cols, cost, sets int, 
 	// reads the threads again, and with Options.Threads 0 they are
 	// GOMAXPROCS, which the runtime may raise in between (it follows the
 	// CPUs the process may use), and a worker beyond the sets would panic.
-	parts32 := b.scratch32(c, sets*cols)
+	parts32 := b.sumScratch32(c, sets*cols)
 	b.forPieces(rows, cost, c, pieceRows, func(w, p, lo, hi int) {
 		acc, acc32 := sums.start(p), parts32[w]
 		for r0 := lo; r0 < hi; r0 += flushRows {
