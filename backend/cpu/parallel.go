@@ -117,12 +117,13 @@ func (b *Backend) pieces(n, cost, partial int) int {
 // of the data, and then, from the end, any piece no one has taken yet: a
 // worker that starts late, or on a core that other processes slow,
 // leaves its pieces to the others rather than holding them up (once
-// inside a piece it does hold the op up, as in any parallel loop). Handing the pieces out in turn instead (0 and 1,
-// then 2 and 3, ...) cost LayerNormGrad's two threads about a tenth of
-// their speed from memory (4M floats in rows of 1024: 106 against 116
-// GB/s, medians of 64 samples where the copy ran at 125–160). A piece's
-// result must depend only on its range, never on the worker; the worker
-// picks scratch that lives for one piece.
+// inside a piece it does hold the op up, as in any parallel loop).
+// Handing the pieces out in turn instead (0 and 1, then 2 and 3, ...)
+// cost LayerNormGrad's two threads about a tenth of their speed from
+// memory (4M floats in rows of 1024: 106 against 116 GB/s, medians of 64
+// samples where the copy ran at 125–160). A piece's result must depend
+// only on its range, never on the worker; the worker picks scratch that
+// lives for one piece.
 func (b *Backend) forPieces(n, cost, c, align int, fn func(worker, piece, lo, hi int)) {
 	if c > maxPieces {
 		panic("cpu: forPieces with more than maxPieces pieces")
