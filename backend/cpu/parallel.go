@@ -180,9 +180,9 @@ func (b *Backend) scratch32(c, n int) [][]float32 {
 // exponentials), they made LayerNormGrad run about a tenth slower on two
 // threads after a Softmax than on its own (4M floats in rows of 1024,
 // sora bench ops in the copy's fast state, one process per run: medians
-// of 97 against 113 GB/s over nine runs each; with a pool of their own
-// 111 after a Softmax). Why, we did not find out; fresh buffers for the
-// partials were enough.
+// of 97 GB/s after a Softmax over nine runs against 113 alone over seven;
+// with a pool of their own 111 after a Softmax over fifteen). Why, we did
+// not find out; fresh buffers for the partials were enough.
 func (b *Backend) sumScratch32(c, n int) [][]float32 {
 	bufs, grown := scratch(&b.sums32, c, n)
 	b.reserved.add(4 * grown)

@@ -184,14 +184,15 @@ func (s *pieceSums) start(p int) []float64 {
 // finish records that piece p is done and adds, up the tree, every range
 // whose other half is done too.
 func (s *pieceSums) finish(p int) {
-	// The path from the root down to p's leaf: each level's node and the
-	// range it splits.
-	type level struct{ node, lo, mid, hi int }
+	// The path from the root down to p's leaf: each level's node, the
+	// first piece of its range and the first of its second half (where
+	// the two halves' sums are kept).
+	type level struct{ node, lo, mid int }
 	var path [pieceLevels]level
 	depth, node, lo, hi := 0, 1, 0, len(s.parts)
 	for hi-lo > 1 {
 		mid := (lo + hi) / 2
-		path[depth] = level{node, lo, mid, hi}
+		path[depth] = level{node, lo, mid}
 		depth++
 		if p < mid {
 			node, hi = 2*node, mid
