@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"math"
-
 	"github.com/sora-go/sora/backend"
 	"github.com/sora-go/sora/backend/cpu/internal/vec"
 )
@@ -11,8 +9,8 @@ import (
 // the target distribution q = (1−ε)·one-hot + ε/vocab, which is
 // logsumexp(logits) − Σ_j q_j·logits_j; rows whose target is p.IgnoreIndex
 // get 0. The log-sum-exp subtracts the row's maximum m first, sums the
-// exponentials (float32, see vec's ExpSumRows) in
-// float64 and is m + log(sum) in float64 (logSum).
+// exponentials (float32, see vec's ExpSumRows) in float64 and is m +
+// log(sum) in float64 (vec's Log64).
 func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	const op = backend.OpCrossEntropy
 	if b.skip(op) {
@@ -30,26 +28,27 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 	ls, xs := v[0], v[1]
 	eps := float64(p.Smoothing)
 	k := b.kern
-	// Each row's loss without its log(sum) (part, which holds the row's
-	// maximum first) and its sum, kept for the logarithms, which a loop
-	// of their own after the chunk's kernels takes with no kernel call
-	// between them, so that the core overlaps their latencies (logSum
-	// takes 3.4 ns in such a loop, 11 between kernel calls; rows of
-	// 1024, 4M floats, one thread on Zen 5, against logarithms taken eight
-	// rows at a time between the kernels: 92.3–96.6 → 89.9–91.9 ns a
-	// row).
-	scratch := b.scratch64(1, 2*rows)[0]
-	part, sums := scratch[:rows], scratch[rows:]
 	// Runs of rows not ignored go to ExpSumRows in blocks of about
 	// ceBlockBytes, so that the targets' logits (and with smoothing the
 	// rows' sums) are read while the block is still in the cache; each
 	// call holds the next block's first two rows, whose maxima it takes
-	// for the next call.
-	block := max(1, ceBlockBytes/(4*max(vocab, 1))) // rows of length 0: all ignored
-	b.parallelFor(rows, vocab*8, func(lo, hi int) {
+	// for the next call. Each block's losses are then finished at once,
+	// their logarithms by Log64, which on AVX-512 takes eight at a time
+	// and leaves the core free for the next block's exponentials (a loop
+	// of scalar logarithms over the chunk's rows after its blocks, as
+	// before, made the op 6% slower on two threads; between the blocks,
+	// 3%).
+	chunks := b.chunks(rows, vocab*8)
+	block := min(max(1, ceBlockBytes/(4*max(vocab, 1))), // rows of length 0: all ignored
+		(rows+chunks-1)/chunks) // no more than a chunk's rows
+	bufs := b.scratch64(chunks, 2*block+2)
+	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
+		// A block's rows' losses without their log(sum) (part, first
+		// their maxima and then the held rows' maxima) and their sums.
+		part, sums := bufs[c][:block+2], bufs[c][block+2:]
 		for r := lo; r < hi; {
 			if targets[r] == p.IgnoreIndex {
-				part[r], sums[r] = 0, 1 // log 1 = 0
+				ls[r] = 0
 				r++
 				continue
 			}
@@ -61,20 +60,23 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 			for a := r; a < end; a += block {
 				z := min(a+block, end)
 				held := min(z+2, end)
-				k.ExpSumRows(xs[a*vocab:held*vocab], vocab, known, sums[a:z], part[a:held])
+				n := z - a
+				copy(part, part[block:block+known]) // the previous call's held maxima
+				k.ExpSumRows(xs[a*vocab:held*vocab], vocab, known, sums[:n], part[:held-a])
 				known = held - z
-				for i := a; i < z; i++ {
-					x := xs[i*vocab : (i+1)*vocab]
-					part[i] -= (1 - eps) * float64(x[targets[i]])
+				for i := range n {
+					x := xs[(a+i)*vocab : (a+i+1)*vocab]
+					part[i] -= (1 - eps) * float64(x[targets[a+i]])
 					if eps != 0 {
 						part[i] -= eps * k.Sum(x) / float64(vocab)
 					}
 				}
+				k.Log64(sums[:n], sums[:n])
+				for i := range n {
+					ls[a+i] = float32(part[i] + sums[i])
+				}
 			}
 			r = end
-		}
-		for r := lo; r < hi; r++ {
-			ls[r] = float32(part[r] + logSum(sums[r]))
 		}
 	})
 }
@@ -219,56 +221,3 @@ func (c *ceRows) carry(mNext float32, next []float32) { c.m, c.known = mNext, ne
 
 // forget drops the carried maximum, after an ignored row.
 func (c *ceRows) forget() { c.known = false }
-
-// logTabBits is how many leading mantissa bits pick logSum's table entry.
-const logTabBits = 7
-
-// logInv and logC are logSum's table: for the mantissa interval [1 +
-// i/128, 1 + (i+1)/128), the float64 reciprocal of a point c_i in it and
-// −log of that reciprocal (so that m·logInv[i] − 1 is the reduced
-// argument of an exactly known logarithm); c_0 is 1 itself (r = m − 1,
-// exactly), the others are the intervals' midpoints.
-var logInv, logC = func() (inv, lc [1 << logTabBits]float64) {
-	for i := range inv {
-		c := 1.0
-		if i > 0 {
-			c = 1 + (float64(i)+0.5)/(1<<logTabBits)
-		}
-		inv[i] = 1 / c
-		lc[i] = -math.Log(inv[i])
-	}
-	return inv, lc
-}()
-
-// logSum returns ln s, for the sums of exponentials of CrossEntropy's rows
-// (at least 1 but for roundings), about half as fast again as math.Log,
-// which took a tenth of the op's time on a 2-core Zen 5: with s = 2^e·m,
-// m in [1, 2), ln s = e·ln 2 − ln(logInv[i]) + ln(1 + r) for r =
-// m·logInv[i] − 1, |r| < 2⁻⁷ (index 0) or 2⁻⁸, and ln(1 + r) a Taylor
-// polynomial of degree 7 (truncation below 2e−18 absolute). Within 2⁻⁷ of
-// 1, where ln s is small, r is s − 1 (exact) and e·ln 2 and the table
-// entry, which would cancel, are left out. The result is within 4e−16 +
-// 1e−14·|ln s| of math.Log's, and near 1 within 1e−15 of ln s relatively
-// (crossentropy_test.go): far below the float32 loss's own rounding.
-// Zero, subnormal, negative, infinite and NaN s go to math.Log.
-func logSum(s float64) float64 {
-	if !(s >= 0x1p-1022 && s <= math.MaxFloat64) {
-		return math.Log(s)
-	}
-	var e, c, r float64
-	if s > 1-1.0/(1<<logTabBits) && s < 1+1.0/(1<<logTabBits) {
-		r = s - 1
-	} else {
-		b := math.Float64bits(s)
-		e = float64(int64(b>>52) - 1023)
-		i := b >> (52 - logTabBits) & (1<<logTabBits - 1)
-		m := math.Float64frombits(b&(1<<52-1) | 1023<<52)
-		r, c = m*logInv[i]-1, logC[i]
-	}
-	p := r*(1.0/7) - 1.0/6
-	p = p*r + 1.0/5
-	p = p*r - 1.0/4
-	p = p*r + 1.0/3
-	p = p*r - 1.0/2
-	return e*math.Ln2 + c + (r + r*r*p)
-}

@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/sora-go/sora/backend"
 )
@@ -225,7 +224,7 @@ func checkCrossEntropyRows(t *testing.T, data []float32, targets []int32, vocab 
 // stop there and go on after it), with and without smoothing, in every
 // configuration. The losses must match float64 and, bit for bit, each
 // row taken alone: its maximum (MaxScaled), ExpShiftSum about it and
-// logSum, as CrossEntropy's doc composes them.
+// Log64, as CrossEntropy's doc composes them.
 func TestCrossEntropyBlocks(t *testing.T) {
 	targets := []int32{5, -100, 1, 2, -100, -100, 3, 4, 0, -100, 7, 8, 9, 6, -100, 1, 2, 3, 4, 5, -100, 11}
 	offsets := []float32{0, 300, -300, 150, 0, -150, 300, 0, 90, -90, 200, -200, -30, -250, 40, 260, 1e5, -260, 180, -180, 10, 0}
@@ -259,7 +258,9 @@ func TestCrossEntropyBlocks(t *testing.T) {
 						if eps != 0 {
 							part -= float64(eps) * k.Sum(x) / float64(vocab)
 						}
-						bits = float32(part + logSum(k.ExpShiftSum(x, m)))
+						lg := []float64{k.ExpShiftSum(x, m)}
+						k.Log64(lg, lg)
+						bits = float32(part + lg[0])
 					}
 					if math.Float32bits(got[r]) != math.Float32bits(bits) {
 						t.Errorf("vocab %d row %d: loss %v, want %v (the row alone)", vocab, r, got[r], bits)
@@ -290,80 +291,4 @@ func TestCrossEntropyHugeLogits(t *testing.T) {
 		targets = append(targets, int32(r%vocab))
 	}
 	checkCrossEntropyRows(t, data, targets, vocab, backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1})
-}
-
-// TestLogSum checks logSum against math.Log: densely near 1, where the
-// logarithm is tiny and must keep its relative precision (a confident,
-// right prediction's loss is all log(sum)), over the sums a row can have
-// (from just below 1 to 2⁴⁰, far past any vocabulary), across every
-// table interval, and at the arguments it hands to math.Log.
-func TestLogSum(t *testing.T) {
-	// 4e−16 absolute (float64's rounding of ln s near 1, and of the
-	// table's terms) and 1e−14 relative (e·ln 2 rounded, for large s):
-	// a float32 loss of any size rounds errors that small away.
-	check := func(s float64) {
-		t.Helper()
-		want, got := math.Log(s), logSum(s)
-		if !(math.Abs(got-want) <= 4e-16+1e-14*math.Abs(want)) {
-			t.Errorf("logSum(%v) = %v, math.Log's %v (off by %.3g)", s, got, want, got-want)
-		}
-	}
-	for i := range 1 << 16 {
-		d := math.Ldexp(1+float64(i%1000)/1000, -8-i%50) // 2⁻⁵⁸ to 2⁻⁷
-		for _, s := range []float64{1 + d, 1 - d} {
-			check(s)
-			// s − 1 is exact: ln s = log1p(s − 1), to its last bits.
-			if e := math.Abs(logSum(s)/math.Log1p(s-1) - 1); s != 1 && !(e <= 1e-15) {
-				t.Fatalf("logSum(%v) is off by %.3g relatively", s, e)
-			}
-		}
-	}
-	for i := range 1 << 20 {
-		s := math.Exp2(40 * float64(i) / (1 << 20)) // log-spaced to 2⁴⁰
-		check(s)
-		check(s * (1 + 0x1p-7*float64(i%128)/128)) // through the table's intervals
-		check(0.5 + 0.5*float64(i)/(1<<20))
-	}
-	for _, s := range []float64{0, math.Copysign(0, -1), -1, 1e-310, 0x1p-1022, math.MaxFloat64, math.Inf(1), math.Inf(-1), math.NaN(), 1, 2, 1024} {
-		want, got := math.Log(s), logSum(s)
-		if !(got == want || math.IsNaN(got) && math.IsNaN(want) || math.Abs(got-want) <= 1e-14*math.Abs(want)) {
-			t.Errorf("logSum(%v) = %v, want math.Log's %v", s, got, want)
-		}
-	}
-}
-
-// BenchmarkLogSum times logSum and math.Log on runs of independent sums,
-// as CrossEntropy takes them, and reports logSum's time as a fraction of
-// math.Log's in the same run.
-func BenchmarkLogSum(b *testing.B) {
-	var s [64]float64
-	for i := range s {
-		s[i] = 1.5 + float64(i)*123.4
-	}
-	var sink float64
-	run := func(f func(float64) float64) time.Duration {
-		best := time.Duration(math.MaxInt64)
-		for range 5 {
-			t0 := time.Now()
-			for range 10000 {
-				var l [len(s)]float64
-				for i, v := range s {
-					l[i] = f(v)
-				}
-				sink += l[0] + l[len(s)-1]
-			}
-			best = min(best, time.Since(t0))
-		}
-		return best
-	}
-	base, fast := run(math.Log), run(logSum)
-	for b.Loop() {
-		for _, v := range s {
-			sink += logSum(v)
-		}
-	}
-	b.ReportMetric(float64(fast)/float64(base), "of_math.Log")
-	if sink == 0 {
-		b.Log(sink) // keeps the calls
-	}
 }

@@ -56,10 +56,14 @@ func softmaxScratchCase(name string, threads int, tune func(*Backend)) scratchCa
 			const rows, keys = 64, 1000
 			chunks := streamingRowChunks(t, be, "Softmax", rows, keys, threads)
 			x, y := upload(t, be, uniform(newRNG(uint64(threads)), rows*keys, -2, 2), rows, keys), poisoned(t, be, rows, keys)
-			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: 2 * 4 * keys * chunks, live: []backend.Tensor{x, y}}
+			return scratchOp{run: func() { be.Softmax(y, x, backend.SoftmaxParams{Scale: 1}) }, scratch: padded(2*4*keys*chunks, chunks), live: []backend.Tensor{x, y}}
 		},
 	}
 }
+
+// padded is the bytes of scratch buffers holding data bytes in all,
+// each with its scratchPad.
+func padded(data, buffers int64) int64 { return data + buffers*scratchPad }
 
 // strideTargets returns rows targets r·stride mod vocab.
 func strideTargets(rows, vocab, stride int) []int32 {
@@ -87,20 +91,20 @@ var scratchCases = []scratchCase{
 			if pieces < 2 {
 				t.Fatalf("SumColumns cuts %d×%d into %d pieces; want several", rows, cols, pieces)
 			}
-			return scratchOp{run: func() { be.SumColumns(y, x) }, scratch: 8 * cols * int64(pieces), live: []backend.Tensor{x, y}}
+			return scratchOp{run: func() { be.SumColumns(y, x) }, scratch: padded(8*cols*int64(pieces), int64(pieces)), live: []backend.Tensor{x, y}}
 		},
 	},
 	{
-		name: "cross entropy: each row's float64 part and sum",
+		name: "cross entropy: a block of rows' float64 parts and sums per chunk",
 		opts: Options{Threads: 2},
-		tune: func(be *Backend) { be.grain = 1 }, // several chunks share the one buffer
+		tune: func(be *Backend) { be.grain = 1 }, // two chunks
 		setup: func(t *testing.T, be *Backend) scratchOp {
-			const rows, vocab = 37, 100
+			const rows, vocab = 37, 100 // blocks of 19 rows, a chunk's (not ceBlockBytes' 327)
 			x, y := upload(t, be, uniform(newRNG(9), rows*vocab, -3, 3), rows, vocab), poisoned(t, be, rows)
 			targets := strideTargets(rows, vocab, 7)
 			targets[5] = -100
 			p := backend.CrossEntropyParams{IgnoreIndex: -100, Smoothing: 0.1, Scale: 1}
-			return scratchOp{run: func() { be.CrossEntropy(y, x, targets, p) }, scratch: 2 * 8 * rows, live: []backend.Tensor{x, y}}
+			return scratchOp{run: func() { be.CrossEntropy(y, x, targets, p) }, scratch: padded(2*8*(2*19+2), 2), live: []backend.Tensor{x, y}}
 		},
 	},
 	{
@@ -113,7 +117,7 @@ var scratchCases = []scratchCase{
 			x, d := upload(t, be, uniform(newRNG(10), rows*vocab, -3, 3), rows, vocab), poisoned(t, be, rows, vocab)
 			targets := strideTargets(rows, vocab, 13)
 			p := backend.CrossEntropyParams{IgnoreIndex: -100, Scale: 1}
-			return scratchOp{run: func() { be.CrossEntropyGrad(d, x, targets, p) }, scratch: 2 * 4 * vocab * chunks, live: []backend.Tensor{x, d}}
+			return scratchOp{run: func() { be.CrossEntropyGrad(d, x, targets, p) }, scratch: padded(2*4*vocab*chunks, chunks), live: []backend.Tensor{x, d}}
 		},
 	},
 	{
@@ -208,7 +212,7 @@ func attentionScratchCase(name string, opts Options, tune func(*Backend), backwa
 						r.backward(be, p)
 					}
 				},
-				scratch: 4*int64(floats) + ints,
+				scratch: padded(4*int64(floats), 1) + ints,
 				live:    []backend.Tensor{r.q, r.k, r.v, r.dout, r.out, r.lse, r.dq, r.dk, r.dv},
 				copies:  4 * int64(copies),
 			}

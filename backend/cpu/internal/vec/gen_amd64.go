@@ -2413,6 +2413,76 @@ func (g *gen) prefetch() {
 	g.I("RET")
 }
 
+// log64 is Kernels.Log64 eight float64 lanes at a time, AVX-512 only:
+// log64 (log64.go) with the same operations in the same order, so the
+// same bits, every lane taking both the table's path and the one near 1
+// and keeping the one it needs. It returns how many elements it did,
+// stopping at fewer than eight left or at a vector holding an element
+// log64 leaves to math.Log (zero, subnormal, negative, infinite or NaN),
+// which the caller takes with log64.
+func (g *gen) log64() {
+	name := "log64" + g.suffix
+	args := []param{{"dst", 8, "*float64"}, {"x", 8, "*float64"}, {"n", 8, "int"}}
+	results := []param{{"done", 8, "int"}}
+	offs, _, total := frame(args, results)
+	declare(name, fmt.Sprintf("%s is the %s Log64 kernel", name, g.suffix), args, results)
+	table("log64", g.suffix, name, args, results)
+	fmt.Fprintf(g.b, "\n// func %s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, name, total)
+	g.I("MOVQ dst+%d(FP), DI", offs["dst"])
+	g.I("MOVQ x+%d(FP), SI", offs["x"])
+	g.I("MOVQ n+%d(FP), CX", offs["n"])
+	g.I("XORQ AX, AX")
+	g.I("LEAQ ·logInv(SB), R8")
+	g.I("LEAQ ·logC(SB), R9")
+	// The constants, each broadcast from tLog64 (kernels_amd64.go's
+	// log64Table, in this order).
+	one, ln2, p7, p6, p5, p4, p3, p2, near, abs, mask := "Z16", "Z17", "Z18", "Z19", "Z20", "Z21", "Z22", "Z23", "Z24", "Z25", "Z26"
+	for i, k := range []string{one, ln2, p7, p6, p5, p4, p3, p2, near, abs, mask} {
+		g.I("VBROADCASTSD ·tLog64+%d(SB), %s", 8*i, k)
+	}
+	s, e, m, i, inv, lc, r1, a, p, rr := "Z0", "Z1", "Z2", "Z3", "Z4", "Z5", "Z6", "Z7", "Z8", "Z9"
+	g.label("loop")
+	g.I("CMPQ CX, $8")
+	g.I("JB done")
+	g.I("VMOVUPD (SI), %s", s)
+	g.I("VFPCLASSPDZ $0xff, %s, K1", s) // every class but positive normal
+	g.I("KORTESTB K1, K1")
+	g.I("JNZ done")
+	g.I("VGETEXPPD %s, %s", s, e)      // e, exactly
+	g.I("VGETMANTPD $0, %s, %s", s, m) // m in [1, 2)
+	g.I("VPSRLQ $%d, %s, %s", 52-7, s, i)
+	g.I("VPANDQ %s, %s, %s", mask, i, i)
+	g.I("KXNORW K2, K2, K2")
+	g.I("VGATHERQPD (R8)(%s*8), K2, %s", i, inv)
+	g.I("KXNORW K3, K3, K3")
+	g.I("VGATHERQPD (R9)(%s*8), K3, %s", i, lc)
+	g.I("VFMSUB213PD %s, %s, %s", one, inv, m) // r = m·inv − 1
+	g.I("VFMADD213PD %s, %s, %s", lc, ln2, e)  // base = e·ln2 + c
+	// Near 1: r = s − 1 and no base.
+	g.I("VSUBPD %s, %s, %s", one, s, r1)
+	g.I("VANDPD %s, %s, %s", abs, r1, a)
+	g.I("VCMPPD $%d, %s, %s, K4", ltOS, near, a)
+	g.I("VMOVAPD %s, K4, %s", r1, m)
+	g.I("VXORPD %s, %s, K4, %s", e, e, e)
+	g.I("VMOVAPD %s, %s", p7, p)
+	for _, k := range []string{p6, p5, p4, p3, p2} {
+		g.I("VFMADD213PD %s, %s, %s", k, m, p) // p = p·r + k
+	}
+	g.I("VMULPD %s, %s, %s", m, m, rr)
+	g.I("VFMADD213PD %s, %s, %s", m, rr, p) // r²·p + r
+	g.I("VADDPD %s, %s, %s", p, e, e)
+	g.I("VMOVUPD %s, (DI)", e)
+	g.I("ADDQ $64, SI")
+	g.I("ADDQ $64, DI")
+	g.I("ADDQ $8, AX")
+	g.I("SUBQ $8, CX")
+	g.I("JMP loop")
+	g.label("done")
+	g.I("MOVQ AX, done+%d(FP)", offs["done"])
+	g.I("VZEROUPPER")
+	g.I("RET")
+}
+
 // max returns the largest element of x (n ≥ 1) and whether x holds a NaN;
 // with scaled it returns the largest s·x and no NaN report.
 func (g *gen) max(scaled bool) {
@@ -2574,6 +2644,7 @@ var consts = [][2]string{
 	{"tGtExp2", "gtExp2T"},
 	{"cSumMagic", "splat(sumMagic)"},
 	{"tExp2S", "exp2S32"},
+	{"tLog64", "log64Table()"},
 }
 
 // ---- the kernels ----
@@ -2928,6 +2999,9 @@ func main() {
 		g.max(false)
 		g.max(true)
 		g.prefetch()
+		if g.wide() {
+			g.log64()
+		}
 	}
 	stubs.WriteString("// asmFuncs holds the entry points of one instruction set; element-wise\n// kernels have two, the second with non-temporal stores.\ntype asmFuncs struct {\n\tlanes int\n")
 	// A kernel with a streaming twin is a [2] field; one that AVX2 lacks

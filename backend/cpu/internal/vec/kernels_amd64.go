@@ -145,6 +145,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		},
 		MaxScaled: func(x []float32, s float32) float32 { return f.maxScaled(&x[0], s, len(x)) },
 		Prefetch:  func([]float32) {},
+		Log64:     log64Of(f.log64),
 		Accumulate: func(acc []float64, x []float32) {
 			if len(acc) == 0 {
 				return
@@ -787,4 +788,29 @@ func pwRows8(p *pwPoly) (rows [10][8]float32) {
 		rows[8][i], rows[9][i] = p.scale, p.max
 	}
 	return rows
+}
+
+// log64Table holds the AVX-512 log64 kernel's constants (tLog64), in the
+// order gen_amd64.go's log64 loads them.
+func log64Table() [11]float64 {
+	return [...]float64{1, math.Ln2, 1.0 / 7, -1.0 / 6, 1.0 / 5, -1.0 / 4, 1.0 / 3, -1.0 / 2,
+		log64Near, math.Float64frombits(1<<63 - 1), math.Float64frombits(1<<logTabBits - 1)}
+}
+
+// log64Of returns Log64 from an assembly set's log64 kernel: the kernel
+// over the vectors it takes, log64 over the vector it stops at and the
+// last few elements. Sets without one (nil) get the Go set's.
+func log64Of(kernel func(dst, x *float64, n int) int) func(dst, x []float64) {
+	if kernel == nil {
+		return goLog64
+	}
+	return func(dst, x []float64) {
+		x = x[:len(dst)]
+		for len(dst) > 0 {
+			done := kernel(&dst[0], &x[0], len(dst))
+			n := min(done+8, len(dst))
+			goLog64(dst[done:n], x[done:n])
+			dst, x = dst[n:], x[n:]
+		}
+	}
 }

@@ -52,6 +52,7 @@ var (
 	tGtExp2          = gtExp2T
 	cSumMagic        = splat(sumMagic)
 	tExp2S           = exp2S32
+	tLog64           = log64Table()
 )
 
 // fillAVX2 is the AVX2 fill kernel.
@@ -1169,6 +1170,11 @@ func maxScaledAVX512(x *float32, s float32, n int) (m float32)
 //go:noescape
 func prefetchAVX512(x *float32, n int)
 
+// log64AVX512 is the AVX512 Log64 kernel
+//
+//go:noescape
+func log64AVX512(dst *float64, x *float64, n int) (done int)
+
 // asmFuncs holds the entry points of one instruction set; element-wise
 // kernels have two, the second with non-temporal stores.
 type asmFuncs struct {
@@ -1241,6 +1247,7 @@ type asmFuncs struct {
 	layerNormGradNext     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
 	layerNormGradAccGNext [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
 	softmaxStep           func(*float32, *float32, *float32, *float32, *float32, *float32, int, float32, float32, float32, float32, int) (float64, float32)
+	log64                 func(*float64, *float64, int) int
 }
 
 var funcsAVX2 = asmFuncs{
@@ -1376,4 +1383,5 @@ var funcsAVX512 = asmFuncs{
 	layerNormGradNext:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradNextAVX512, layerNormGradNextAVX512NT},
 	layerNormGradAccGNext: [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradAccGNextAVX512, layerNormGradAccGNextAVX512NT},
 	softmaxStep:           softmaxStepAVX512,
+	log64:                 log64AVX512,
 }

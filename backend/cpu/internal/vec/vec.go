@@ -185,6 +185,14 @@ type Kernels struct {
 	// call ExpSumNextMax a row at a time, each pass taking the maximum of
 	// the first row not known.
 	ExpSumRows func(x []float32, cols, known int, sums, maxes []float64)
+	// Log64 sets dst = ln x in float64 (the length is len(dst)), for
+	// cross-entropy's log-sum-exps, a block of rows' sums at a time:
+	// within 4e−16 + 1e−14·|ln x| of math.Log, and within 1e−15 of ln x
+	// relatively within 2⁻⁷ of 1, where it is small (log64_test.go). Every
+	// set computes log64's bits; AVX-512 eight at a time (a vector that
+	// holds a zero, subnormal, negative, infinite or NaN element goes to
+	// log64, which leaves those to math.Log), the others with log64 itself.
+	Log64 func(dst, x []float64)
 	// ExpShiftNextMax is ExpShift(dst, x, 1, shift), the same exponentials
 	// and sum computed the same way, with the largest element of next as
 	// ExpSumNextMax takes it (next as long as dst, or empty).
@@ -408,7 +416,7 @@ var Go = &Kernels{
 	SumsAbout: goSumsAbout,
 	Max:       goMax, MaxScaled: goMaxScaled, ExpShift: goExpShift, ExpShiftSum: goExpShiftSum,
 	ExpSumNextMax: goExpSumNextMax, ExpShiftNextMax: goExpShiftNextMax,
-	Accumulate: goAccumulate, Prefetch: func([]float32) {},
+	Accumulate: goAccumulate, Prefetch: func([]float32) {}, Log64: goLog64,
 
 	ScaleTo: goScaleTo, ScaleMul: goScaleMul, Normalize: goNormalize, SoftmaxGrad: goSoftmaxGrad,
 	RMSNormGrad: goRMSNormGrad, RMSNormGradAcc: goRMSNormGradAcc, LayerNormGrad: goLayerNormGrad,
