@@ -43,9 +43,9 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 		(rows+chunks-1)/chunks) // no more than a chunk's rows
 	bufs := b.scratch64(chunks, 2*block+2)
 	b.parallelChunks(rows, chunks, func(c, lo, hi int) {
-		// A block's rows' losses without their log(sum) (part, first
-		// their maxima and then the held rows' maxima) and their sums.
-		part, sums := bufs[c][:block+2], bufs[c][block+2:]
+		// A block's rows' maxima and those of the two rows after it, and
+		// the rows' sums, then their logarithms.
+		maxes, sums := bufs[c][:block+2], bufs[c][block+2:]
 		for r := lo; r < hi; {
 			if targets[r] == p.IgnoreIndex {
 				ls[r] = 0
@@ -61,19 +61,19 @@ func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p b
 				z := min(a+block, end)
 				held := min(z+2, end)
 				n := z - a
-				copy(part, part[block:block+known]) // the previous call's held maxima
-				k.ExpSumRows(xs[a*vocab:held*vocab], vocab, known, sums[:n], part[:held-a])
+				copy(maxes, maxes[block:block+known]) // the previous call's held maxima
+				k.ExpSumRows(xs[a*vocab:held*vocab], vocab, known, sums[:n], maxes[:held-a])
 				known = held - z
-				for i := range n {
-					x := xs[(a+i)*vocab : (a+i+1)*vocab]
-					part[i] -= (1 - eps) * float64(x[targets[a+i]])
-					if eps != 0 {
-						part[i] -= eps * k.Sum(x) / float64(vocab)
-					}
-				}
 				k.Log64(sums[:n], sums[:n])
-				for i := range n {
-					ls[a+i] = float32(part[i] + sums[i])
+				// The loss m − (1−ε)·x_t − ε·mean(x) + log(sum) in float64,
+				// rounded once.
+				xb := xs[a*vocab : z*vocab]
+				for i, t := range targets[a:z] {
+					l := maxes[i] - (1-eps)*float64(xb[i*vocab+int(t)])
+					if eps != 0 {
+						l -= eps * k.Sum(xb[i*vocab:(i+1)*vocab]) / float64(vocab)
+					}
+					ls[a+i] = float32(l + sums[i])
 				}
 			}
 			r = end
