@@ -492,26 +492,6 @@ func sampledShift(x []float32) float32 {
 	return m
 }
 
-// expSumRowsAhead is how far ahead of the row whose exponentials it sums
-// AVX-512's expSumRows asks for lines (PREFETCHT0), in bytes: that row's
-// next, two rows on, is loaded anyway, so the prefetch reaches beyond it
-// by what is left, but at least expSumRowsBeyond (16 KB for rows of 1024
-// floats, 8 KB from 2048). On Zen 5, rows from L3, one thread, the
-// kernel over blocks as CrossEntropy calls it: 16 KB beyond the next row
-// made rows of 1024 floats 3–8% faster than none, and rows of 4096 to
-// 32768 15–20% slower (79 against 66–72 ns per 1024 floats); with none
-// beyond, those wide rows measured 5–10% slower through the op than with
-// 8 KB, ExpSumNextMax's distance (cross_entropy at 4096 floats a row:
-// 48.8–50.7 against 52.8–56.7 GB/s).
-const (
-	expSumRowsAhead  = 24 << 10
-	expSumRowsBeyond = 8 << 10
-)
-
-// expSumRowsPrefetch returns expSumRows' prefetch distance beyond the
-// next row for rows of cols floats (see expSumRowsAhead).
-func expSumRowsPrefetch(cols int) int { return max(expSumRowsBeyond, expSumRowsAhead-2*4*cols) }
-
 // expSumRowsOf returns k's ExpSumRows as a loop of ExpSumNextMax calls,
 // a row's maximum taken in the pass over the row before (or two before,
 // where a call over the rows before left two known). Not inlined, so
