@@ -8,10 +8,9 @@ import (
 // CrossEntropy writes each row's loss −Σ_j q_j·log softmax(logits)_j for
 // the target distribution q = (1−ε)·one-hot + ε/vocab, which is
 // logsumexp(logits) − Σ_j q_j·logits_j; rows whose target is p.IgnoreIndex
-// get 0. The log-sum-exp subtracts a shift m first, the row's maximum or
-// with AVX-512 a little below it (see vec's ExpSumRows), sums the
-// exponentials (float32) in float64 and is m + log(sum) in float64 (vec's
-// Log64).
+// get 0. The log-sum-exp subtracts the row's maximum m first, sums the
+// exponentials (float32, see vec's ExpSumRows) in float64 and is m +
+// log(sum) in float64 (vec's Log64).
 func (b *Backend) CrossEntropy(loss, logits backend.Tensor, targets []int32, p backend.CrossEntropyParams) {
 	const op = backend.OpCrossEntropy
 	if b.skip(op) {

@@ -39,9 +39,9 @@ func expSumRowsInput(g gen, rows, cols int) []float32 {
 }
 
 // TestExpSumRowsIsExpShiftSum checks every set's ExpSumRows against what
-// it is documented to be: each row's shift (wantShift) and ExpShiftSum
-// about it, bit for bit, with the known shifts left as they were and, for
-// rows holding a NaN, a NaN sum.
+// it is documented to be: each row's maximum as MaxScaled takes it and
+// ExpShiftSum about it, bit for bit, with the known maxima left as they
+// were and, for rows holding a NaN, a NaN sum.
 func TestExpSumRowsIsExpShiftSum(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 1))}
 	for _, k := range withTwins(All()) {
@@ -57,9 +57,14 @@ func TestExpSumRowsIsExpShiftSum(t *testing.T) {
 						for r := range maxes {
 							maxes[r] = -7 // neither a row's maximum nor NaN
 						}
-						rowMax := func(r int) float64 { return wantShift(k, x[r*cols:(r+1)*cols], r < rows) }
+						rowMax := func(r int) float64 {
+							if cols == 0 {
+								return math.Inf(-1)
+							}
+							return float64(Go.MaxScaled(x[r*cols:(r+1)*cols], 1))
+						}
 						for r := range known {
-							maxes[r] = wantShift(k, x[r*cols:(r+1)*cols], false) // as a call before leaves it
+							maxes[r] = rowMax(r)
 						}
 						sums := make([]float64, rows)
 						k.ExpSumRows(x, cols, known, sums, maxes)
@@ -76,8 +81,8 @@ func TestExpSumRowsIsExpShiftSum(t *testing.T) {
 }
 
 // TestExpSumRowsInBlocks checks that rows taken in blocks, each call
-// holding the next block's first two rows and passing their shifts on,
-// give what one call gives, bit for bit (but a NaN row's shift).
+// holding the next block's first two rows and passing their maxima on,
+// give what one call gives, bit for bit.
 func TestExpSumRowsInBlocks(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 3))}
 	const rows, cols = 23, 100
@@ -97,13 +102,6 @@ func TestExpSumRowsInBlocks(t *testing.T) {
 			same := func(a, b []float64) bool {
 				return slices.EqualFunc(a, b, func(u, v float64) bool { return math.Float64bits(u) == math.Float64bits(v) })
 			}
-			for r := range rows {
-				// A row holding a NaN has a NaN sum and any shift (AVX-512:
-				// the kernel's sample and sampledShift treat NaNs apart).
-				if slices.ContainsFunc(x[r*cols:(r+1)*cols], func(v float32) bool { return v != v }) {
-					maxes[r], wantMaxes[r] = 0, 0
-				}
-			}
 			if !same(sums, wantSums) || !same(maxes, wantMaxes) {
 				t.Errorf("%s, blocks of %d: sums %v maxes %v, one call %v and %v", setName(k), block, sums, maxes, wantSums, wantMaxes)
 			}
@@ -112,7 +110,7 @@ func TestExpSumRowsInBlocks(t *testing.T) {
 }
 
 // checkExpSumRows checks what ExpSumRows left in sums and maxes for the
-// rows of x against what it is documented to be: every row's shift
+// rows of x against what it is documented to be: every row's maximum
 // rowMax(r) (unspecified for rows holding a NaN), and each of the first
 // len(sums) rows' sum ExpShiftSum about it, bit for bit (NaN for rows
 // holding one).
@@ -145,10 +143,9 @@ func math32Bits(x []float32) []uint32 {
 
 // TestExpSumRowsAgainstFloat64 checks ExpSumRows' sums and maxima
 // against float64 log-sum-exp parts computed directly: maxes[r] the
-// row's largest element (AVX-512: at most that, and sampledShift's) and
-// sums[r] Σ exp(x − maxes[r]) within 4e−7 relative (the terms' error,
-// ExpShiftSum's doc, plus the float32 grouping's), plus 2e−8 per unit
-// the shift sits below the maximum (the error of the terms above it).
+// row's largest element and sums[r] Σ exp(x − maxes[r]) within 4e−7
+// relative (the terms' error, ExpShiftSum's doc, plus the float32
+// grouping's).
 func TestExpSumRowsAgainstFloat64(t *testing.T) {
 	g := gen{rand.New(rand.NewPCG(18, 2))}
 	const rows, cols = 7, 1000
@@ -164,9 +161,9 @@ func TestExpSumRowsAgainstFloat64(t *testing.T) {
 			}
 			var sum float64
 			for _, v := range row {
-				sum += math.Exp(float64(v) - maxes[r])
+				sum += math.Exp(float64(v) - want)
 			}
-			if maxes[r] != wantShift(k, row, true) || maxes[r] > want || math.Abs(sums[r]-sum) > (4e-7+2e-8*(want-maxes[r]))*sum {
+			if maxes[r] != want || math.Abs(sums[r]-sum) > 4e-7*sum {
 				t.Errorf("%s row %d: max %v sum %v, want %v and %v", setName(k), r, maxes[r], sums[r], want, sum)
 			}
 		}
@@ -252,7 +249,7 @@ func TestExpSumRowsLeavesSlowRows(t *testing.T) {
 								slow[(mask+r)%len(slow)](x[r*cols : (r+1)*cols])
 							}
 						}
-						rowMax := func(r int) float64 { return wantShift(k, x[r*cols:(r+1)*cols], r < rows) }
+						rowMax := func(r int) float64 { return float64(Go.MaxScaled(x[r*cols:(r+1)*cols], 1)) }
 						mbuf := make([]float64, held+2)
 						sbuf := make([]float64, rows+2)
 						for i := range mbuf {
@@ -263,7 +260,7 @@ func TestExpSumRowsLeavesSlowRows(t *testing.T) {
 						}
 						maxes, sums := mbuf[1:held+1], sbuf[1:rows+1]
 						for r := range known {
-							maxes[r] = wantShift(k, x[r*cols:(r+1)*cols], false)
+							maxes[r] = rowMax(r)
 						}
 						k.ExpSumRows(x, cols, known, sums, maxes)
 						where := fmt.Sprintf("%s cols=%d rows=%d held=%d slow rows %b known=%d", setName(k), cols, rows, held, mask, known)
@@ -271,65 +268,6 @@ func TestExpSumRowsLeavesSlowRows(t *testing.T) {
 							t.Errorf("%s: wrote beyond sums or maxes: %v %v", where, sbuf, mbuf)
 						}
 						checkExpSumRows(t, k, where, x, cols, sums, maxes, rowMax)
-					}
-				}
-			}
-		}
-	}
-}
-
-// wantShift is the shift k's ExpSumRows takes for row, as documented: the
-// row's maximum as MaxScaled takes it, or in the AVX-512 set sampledShift's,
-// which where a term of the row's sum about it overflows (settled: the
-// call takes the row's sum) is the maximum again.
-func wantShift(k *Kernels, row []float32, settled bool) float64 {
-	if len(row) == 0 {
-		return math.Inf(-1)
-	}
-	if k.Name != "avx512" {
-		return float64(Go.MaxScaled(row, 1))
-	}
-	s := sampledShift(row)
-	if settled && math.IsInf(k.ExpShiftSum(row, s), 1) {
-		return float64(Go.MaxScaled(row, 1))
-	}
-	return float64(s)
-}
-
-// TestExpSumRowsSampledShiftOverflows checks rows whose largest element
-// sampledShift does not see and whose sum about its shift overflows: a
-// spike 200 above the rest, or +Inf, in the second vector of a run. The
-// AVX-512 set must take such a row again about its maximum, so that
-// every set gives the spike as the row's shift and the sum about it as
-// ExpShiftSum does, wherever the row lies in a call (the first two rows'
-// shifts are taken in Go, the others in the kernel); the rows between
-// keep their shifts (wantShift).
-func TestExpSumRowsSampledShiftOverflows(t *testing.T) {
-	g := gen{rand.New(rand.NewPCG(18, 5))}
-	for _, k := range withTwins(All()) {
-		for _, cols := range []int{256, 300, 1024} {
-			for _, spike := range []float32{200, float32(math.Inf(1))} {
-				const rows = 6
-				x := g.uniform((rows+2)*cols, -3, 3)
-				for r := range rows + 2 {
-					if r%2 == 0 {
-						x[r*cols+20] = spike
-					}
-				}
-				if s := sampledShift(x[:cols]); !(s < 3) {
-					t.Fatalf("sampledShift sees element 20: %v", s)
-				}
-				sums, maxes := make([]float64, rows), make([]float64, rows+2)
-				k.ExpSumRows(x, cols, 0, sums, maxes)
-				for r := range rows {
-					row := x[r*cols : (r+1)*cols]
-					m := wantShift(k, row, true)
-					if r%2 == 0 && m != float64(spike) {
-						t.Fatalf("%s: wantShift %v for a row whose maximum is %v", setName(k), m, spike)
-					}
-					want := k.ExpShiftSum(row, float32(m))
-					if maxes[r] != m || math.Float64bits(sums[r]) != math.Float64bits(want) {
-						t.Errorf("%s cols=%d spike %v row %d: shift %v sum %v, want %v and %v", setName(k), cols, spike, r, maxes[r], sums[r], m, want)
 					}
 				}
 			}

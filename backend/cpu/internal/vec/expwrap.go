@@ -30,11 +30,6 @@ type expAsm struct {
 	// expSumRows); AVX-512 prefetches ahead bytes beyond that row two
 	// after (expSumRowsPrefetch).
 	expSumRows func(x *float32, sums, maxes *float64, cols, rows, ahead int) int
-	// rowShift, where expSumRows takes a row's shift from some of its
-	// elements only (AVX-512: sampledShift), is that shift, for the rows
-	// whose shift the Go code takes; nil where the shift is the row's
-	// maximum (MaxScaled).
-	rowShift func(x []float32) float32
 }
 
 // install sets k's ExpShift, ExpShiftNextMax, ExpShiftSum, ExpSumNextMax
@@ -92,24 +87,6 @@ func (a expAsm) install(k *Kernels) {
 		k.ExpSumRows = rowByRow
 		return
 	}
-	shifts := k.rowMaxima
-	if a.rowShift != nil {
-		shifts = func(x []float32, cols int, maxes []float64, known *int, r int) {
-			for ; *known <= r; *known++ {
-				maxes[*known] = float64(a.rowShift(x[*known*cols : (*known+1)*cols]))
-			}
-		}
-	}
-	// retake takes row i again about its maximum, as the other sets do,
-	// where its shift was sampled and a term of its sum overflowed (the
-	// shift more than 88 below the row's largest element, or a +Inf the
-	// sample missed).
-	retake := func(x []float32, cols int, sums, maxes []float64, i int) {
-		row := x[i*cols : (i+1)*cols]
-		m := k.MaxScaled(row, 1)
-		maxes[i], sums[i] = float64(m), k.ExpShiftSum(row, m)
-	}
-	sampled := a.rowShift != nil
 	k.ExpSumRows = func(x []float32, cols, known int, sums, maxes []float64) {
 		held := expSumRowsShape(x, cols, known, sums, maxes)
 		if cols == 0 {
@@ -120,14 +97,11 @@ func (a expAsm) install(k *Kernels) {
 			// The kernel takes the rows with two after them, the last
 			// one (and where it stops, the row after) a pass of its own.
 			if last := min(len(sums), held-2); r < last {
-				shifts(x, cols, maxes, &known, r+1)
+				k.rowMaxima(x, cols, maxes, &known, r+1)
 				done := a.expSumRows(&x[r*cols], &sums[r], &maxes[r], cols, last-r, expSumRowsPrefetch(cols))
 				for i := r; i < r+done; i++ {
 					_, fix, _ := sumShift(float32(maxes[i]))
 					sums[i] *= fix
-					if sampled && math.IsInf(sums[i], 1) {
-						retake(x, cols, sums, maxes, i)
-					}
 				}
 				if done > 0 {
 					r += done
@@ -137,13 +111,10 @@ func (a expAsm) install(k *Kernels) {
 					break
 				}
 			}
-			shifts(x, cols, maxes, &known, r)
+			k.rowMaxima(x, cols, maxes, &known, r)
 			sums[r] = k.ExpShiftSum(x[r*cols:(r+1)*cols], float32(maxes[r]))
-			if sampled && math.IsInf(sums[r], 1) {
-				retake(x, cols, sums, maxes, r)
-			}
 		}
-		shifts(x, cols, maxes, &known, held-1)
+		k.rowMaxima(x, cols, maxes, &known, held-1)
 	}
 }
 

@@ -2081,12 +2081,11 @@ func (g *gen) expKernel(k expKind) {
 	// takes next's vector at the same offset into the maximum: its
 	// loads, which miss the cache where the row is not in it yet, wait
 	// while x's exponentials are computed.
-	load := func(off int, x string, u int, sample bool) {
+	load := func(off int, x string, u int) {
 		g.I("VMOVUPS %d(SI), %s", off, x)
 		if withMax {
-			if m := mx[u%len(mx)]; !sample || u == 0 {
-				g.I("VMAXPS %d(DX), %s, %s", off, m, m)
-			}
+			m := mx[u%len(mx)]
+			g.I("VMAXPS %d(DX), %s, %s", off, m, m)
 			if g.wide() {
 				if rows {
 					// ahead bytes beyond next (vec's expSumRowsPrefetch),
@@ -2191,7 +2190,7 @@ func (g *gen) expKernel(k expKind) {
 		// exponentials, which keeps more independent work in flight
 		// than two pairs one after the other.
 		for u := range 4 {
-			load(o+u*B, xs[u], u, false)
+			load(o+u*B, xs[u], u)
 		}
 		g.interleave(4, func(u int) { exp(xs[u], ts[u]) })
 		if store {
@@ -2233,10 +2232,7 @@ func (g *gen) expKernel(k expKind) {
 			if !store {
 				o := 4 * k * B
 				for u := range 4 {
-					// expSumRows takes a row's shift from the first vector of
-					// each four here (see sampledShift): one VMAXPS a vector
-					// was a twelfth of the loop's instructions.
-					load(o+u*B, xs[u], u, rows && g.wide())
+					load(o+u*B, xs[u], u)
 				}
 				g.interleave(4, func(u int) {
 					g.I("VFMSUB132PS %s, %s, %s", k2.log2e, shift, xs[u]) // x·log2e − c
@@ -2288,8 +2284,8 @@ func (g *gen) expKernel(k expKind) {
 	}
 	for half := 0; half < 2 && !g.wide(); half++ {
 		o := 2 * half * B
-		load(o, x, 0, false)
-		load(o+B, x2, 1, false)
+		load(o, x, 0)
+		load(o+B, x2, 1)
 		g.interleave(2, func(u int) { exp([]string{x, x2}[u], [][]string{t, t2}[u]) })
 		if store {
 			g.I("VMOVUPS %s, %d(DI)", x, o)
@@ -2310,8 +2306,8 @@ func (g *gen) expKernel(k expKind) {
 	g.I("CMPQ CX, $%d", 2*g.lanes)
 	g.I("JB loop")
 	g.label("pairs")
-	load(0, x, 0, false)
-	load(B, x2, 1, false)
+	load(0, x, 0)
+	load(B, x2, 1)
 	g.interleave(2, func(u int) { exp([]string{x, x2}[u], [][]string{t, t2}[u]) })
 	if store {
 		g.I("VMOVUPS %s, (DI)", x)
@@ -2326,7 +2322,7 @@ func (g *gen) expKernel(k expKind) {
 	g.label("loop")
 	g.I("CMPQ CX, $%d", g.lanes)
 	g.I("JB tail")
-	load(0, x, 0, false)
+	load(0, x, 0)
 	body(false)
 	if store {
 		g.I("VMOVUPS %s, (DI)", x)

@@ -271,11 +271,7 @@ func buildSet(name string, f *asmFuncs, nt bool) *Kernels {
 		},
 	}
 	k.LayerNormGradStatsAcc = layerNormGradStatsAcc(f, statsAhead)
-	ea := expAsm{f.expShift, f.expShiftNextMax, f.expShiftSum, f.expSumNextMax, f.expSumRows, nil}
-	if f.lanes == 16 {
-		ea.rowShift = sampledShift // gen_amd64.go's expSumRows samples in AVX-512's runs
-	}
-	ea.install(k)
+	expAsm{f.expShift, f.expShiftNextMax, f.expShiftSum, f.expSumNextMax, f.expSumRows}.install(k)
 	k.composeNext()
 	if f.scaleMulNext[0] != nil {
 		b.installNext(k, f)

@@ -169,31 +169,21 @@ type Kernels struct {
 	ExpSumNextMax func(x, next []float32, shift float32) (sum float64, nextMax float32)
 	// ExpSumRows takes the parts of the log-sum-exp of each of the
 	// first len(sums) rows of x, cols elements each, that cross-entropy
-	// needs: it sets maxes, one for every row x holds (len(sums) to
-	// len(sums)+2 rows), to the rows' shifts, and sums[r] to
-	// ExpShiftSum(row r, float32(maxes[r])), bit for bit. A row's shift
-	// is its largest element, as MaxScaled(row, 1) takes it, but in the
-	// AVX-512 set, whose kernel takes it from the first vector of every
-	// four in each run of 256 elements and from the elements after the
-	// last run (sampledShift): one VMAXPS a vector was a twelfth of the
-	// kernel's instructions (cross_entropy, 4M floats in rows of 1024,
-	// two threads, sora bench ops in the copy's fast state: 108 → 115
-	// GB/s, medians of 8–9 runs). Such a shift is at most the maximum,
-	// so the largest term is at least 1; where a term overflows (the
-	// shift more than 88 below the maximum, or a +Inf it missed), the row
-	// is taken again about its maximum. A term's error grows by 1.4e−8
-	// per unit of x − shift (see ExpShiftSum) above the shift too. For a
-	// row holding a NaN the sum is NaN and the shift may be NaN or the
-	// largest of some of its elements. The first known entries of maxes,
-	// at most two, are the caller's and kept: those a call over the rows
+	// needs: it sets sums[r] to ExpShiftSum(row r, float32(maxes[r])),
+	// bit for bit, and maxes, one for every row x holds (len(sums) to
+	// len(sums)+2 rows), to the rows' largest elements, as MaxScaled(row,
+	// 1) takes them (but for a row holding a NaN, whose sum is NaN and
+	// whose maximum may be NaN or the largest of some of its elements,
+	// as ExpSumNextMax's of next). The first known entries of maxes, at
+	// most two, are the caller's and kept: those a call over the rows
 	// before set for its last two rows, held in its x, so that rows taken
 	// in blocks (to work on each block while it is in the cache) cost no
-	// more than in one call, with the same bits. The AVX sets run the
-	// rows in one assembly call that takes each row's shift two rows
-	// ahead, in the pass over the row two before (rows of 1024 from the
-	// L3 cache on Zen 5: 77 ns a row with ExpSumNextMax a row at a time,
-	// 70–75 so); the others call ExpSumNextMax a row at a time, each pass
-	// taking the maximum of the first row not known.
+	// more than in one call. The AVX sets run the rows in one assembly
+	// call that takes each row's maximum two rows ahead, in the pass over
+	// the row two before (rows of 1024 from the L3 cache on Zen 5: 77 ns
+	// a row with ExpSumNextMax a row at a time, 70–75 so); the others
+	// call ExpSumNextMax a row at a time, each pass taking the maximum of
+	// the first row not known.
 	ExpSumRows func(x []float32, cols, known int, sums, maxes []float64)
 	// Log64 sets dst = ln x in float64 (the length is len(dst)), for
 	// cross-entropy's log-sum-exps, a block of rows' sums at a time:
@@ -466,30 +456,6 @@ func (k *Kernels) rowMaxima(x []float32, cols int, maxes []float64, known *int, 
 	for ; *known <= r; *known++ {
 		maxes[*known] = float64(k.MaxScaled(x[*known*cols:(*known+1)*cols], 1))
 	}
-}
-
-// sampledShift is AVX-512 expSumRows' shift for row x, which its pass over
-// the row two before takes (gen_amd64.go's expKernel): the largest of
-// the first vector (16 elements) of every four in each run of 256
-// elements, and of every element after the last whole run; −Inf for an
-// empty x. It passes over NaNs; for a row holding one, whose sum is NaN,
-// the kernel's shift may differ from this one.
-func sampledShift(x []float32) float32 {
-	m := float32(math.Inf(-1))
-	runs := len(x) / 256 * 256
-	for i := 0; i < runs; i += 64 {
-		for _, v := range x[i : i+16] {
-			if v > m {
-				m = v
-			}
-		}
-	}
-	for _, v := range x[runs:] {
-		if v > m {
-			m = v
-		}
-	}
-	return m
 }
 
 // expSumRowsOf returns k's ExpSumRows as a loop of ExpSumNextMax calls,
