@@ -235,10 +235,12 @@ func scratch[T any](pool *[][]T, c, n int) (bufs [][]T, grown int64) {
 
 // scratchPad is how many bytes each scratch buffer has past its end that
 // nothing uses, so that the buffers of two chunks, which different cores
-// write, never share a cache line, nor the pair of lines a core's
-// prefetcher fetches together, however the allocator places them.
-// CrossEntropy's two 528-byte buffers, placed side by side, made the op
-// about 15% slower on two threads in the copy's fast state, where the
-// cores exchange lines slowly (4M floats in rows of 1024, sora bench ops:
-// medians of 89 GB/s against 107 padded, over 6 fast-state runs each).
+// write, never share a 4 KB page, however the allocator places them.
+// CrossEntropy's two 528-byte buffers, side by side, made the op about
+// 15% slower on two threads in the copy's fast state (4M floats in rows
+// of 1024, sora bench ops: medians of 89 GB/s against 107 with 8 KB of
+// padding, 6 fast-state runs each); 128 bytes, enough to keep them off
+// each other's cache lines, left it at 96 (5 runs), 4 KB made it 112 (8
+// runs). Why a page matters was not found (a prefetcher that stops at
+// page boundaries, fetching the other core's lines, would explain it).
 const scratchPad = 4096
