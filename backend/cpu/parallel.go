@@ -183,7 +183,8 @@ func (b *Backend) scratch32(c, n int) [][]float32 {
 // sora bench ops in the copy's fast state, one process per run: medians
 // of 97 GB/s after a Softmax over nine runs against 113 alone over seven;
 // with a pool of their own 111 after a Softmax over fifteen). Why, we did
-// not find out; fresh buffers for the partials were enough.
+// not find out; fresh buffers for the partials were enough. scratchPad,
+// which came later, may be enough alone (not measured).
 func (b *Backend) sumScratch32(c, n int) [][]float32 {
 	bufs, grown := scratch(&b.sums32, c, n)
 	b.reserved.add(4 * grown)

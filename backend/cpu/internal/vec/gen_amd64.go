@@ -2450,6 +2450,9 @@ func (g *gen) log64() {
 	g.I("JNZ done")
 	g.I("VGETEXPPD %s, %s", s, e)      // e, exactly
 	g.I("VGETMANTPD $0, %s, %s", s, m) // m in [1, 2)
+	// The table's index: the top logTabBits (log64.go's 7, which this
+	// program cannot import; TestLog64Sets fails if they differ) of the
+	// mantissa.
 	g.I("VPSRLQ $%d, %s, %s", 52-7, s, i)
 	g.I("VPANDQ %s, %s, %s", mask, i, i)
 	g.I("KXNORW K2, K2, K2")

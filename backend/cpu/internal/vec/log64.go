@@ -27,12 +27,14 @@ var logInv, logC = func() (inv, lc [1 << logTabBits]float64) {
 const log64Near = 1.0 / (1 << logTabBits)
 
 // log64 returns ln s in float64 as Kernels.Log64 computes it, bit for
-// bit: with s = 2^e·m, m in [1, 2), ln s = e·ln 2 − ln(logInv[i]) + ln(1 +
-// r) for r = m·logInv[i] − 1 (one rounding, a fused multiply-add), |r| <
-// 2⁻⁷ (index 0) or 2⁻⁸, and ln(1 + r) = r + r²·p(r), the Taylor series
-// to degree 7 (truncated below 2e−18 absolutely) in fused multiply-adds. Within 2⁻⁷ of 1, where ln s is small, r is s −
-// 1 (exact) and e·ln 2 and the table entry, which would cancel, are left
-// out. Zero, subnormal, negative, infinite and NaN s go to math.Log.
+// bit: with s = 2^e·m, m in [1, 2), ln s = e·ln 2 − ln(logInv[i]) +
+// ln(1 + r) for r = m·logInv[i] − 1 (one rounding, a fused
+// multiply-add), |r| < 2⁻⁷ (index 0) or 2⁻⁸, and ln(1 + r) = r +
+// r²·p(r), the Taylor series to degree 7 (truncated below 2e−18
+// absolutely) in fused multiply-adds. Within 2⁻⁷ of 1, where ln s is
+// small, r is s − 1 (exact) and e·ln 2 and the table entry, which would
+// cancel, are left out. Zero, subnormal, negative, infinite and NaN s
+// go to math.Log.
 func log64(s float64) float64 {
 	if !(s >= 0x1p-1022 && s <= math.MaxFloat64) {
 		return math.Log(s)

@@ -64,7 +64,8 @@ func TestLog64Accuracy(t *testing.T) {
 // TestLog64Sets checks every set's Log64 against log64, bit for bit, over
 // log64Sweep's arguments and over runs of every length from 0 to 40, at
 // offsets 0 to 7 into their arrays, with values log64 leaves to math.Log
-// (which the AVX-512 kernel stops at) at random places.
+// (which the AVX-512 kernel stops at) at random places, apart and in
+// place (dst = x).
 func TestLog64Sets(t *testing.T) {
 	near, wide := log64Sweep()
 	rng := rand.New(rand.NewPCG(64, 64))
@@ -94,6 +95,14 @@ func TestLog64Sets(t *testing.T) {
 			}
 			if dst[len(x)] != 42 {
 				t.Fatalf("%s: Log64 over %d elements wrote past them", k.Name, len(x))
+			}
+			// In place, as CrossEntropy calls it.
+			in := append([]float64(nil), x...)
+			k.Log64(in, in)
+			for i := range in {
+				if math.Float64bits(in[i]) != math.Float64bits(dst[i]) {
+					t.Fatalf("%s: Log64 in place gives %v for %v (element %d of %d), %v apart", k.Name, in[i], x[i], i, len(x), dst[i])
+				}
 			}
 		}
 	}
