@@ -50,6 +50,7 @@ var (
 	tPwGELUTanhGrad8 = pwRows8(&pwGELUTanhGrad8)
 	cGtMagic         = splat(gtMagic)
 	tGtExp2          = gtExp2T
+	tGtExp2Tau       = gtExp2Tau
 	cSumMagic        = splat(sumMagic)
 	tExp2S           = exp2S32
 	tLog64           = log64Table()
