@@ -41,7 +41,8 @@
 // their largest term), about 6e-8 to 1.2e-7 relative. Over every float32
 // of the intervals where the largest errors sit (TestAccuracyEveryFloat),
 // every set's Sigmoid reaches 2.48 ulps near x = −16.6, SiLU 2.44 (AVX-512
-// 2.38) and SigmoidGrad 4.98 near x = 3.42, within 0.02 of its bound. The GELU family's
+// 2.38), SigmoidGrad 4.98 near x = 3.42, within 0.02 of its bound, and
+// SiLUGrad 4.67 near x = −13.8 (AVX-512 4.71). The GELU family's
 // errors are absolute where its results are small: Φ(x), σ(y) and the
 // derivatives to a few units of 2⁻²⁴ absolutely, which is what
 // ½·(1 + erf(x/√2)) in float32, PyTorch's definition, gives however
