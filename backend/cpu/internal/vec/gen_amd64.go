@@ -191,7 +191,7 @@ var expFull = expOpts{lo: true, hi: true, wide: true}
 // shorter chain, and more accurate (Exp 0.73 ulps at most over
 // accuracy_test.go's sweep, against 0.97). In the L2 cache on Zen 5,
 // the constants in registers either way, Exp's kernel took 8% less
-// time, Sigmoid's and SiLU's 12%, Tanh's and TanhGrad's 4%. The
+// time, Sigmoid's and SiLU's 12%, Tanh's 5% and TanhGrad's 4%. The
 // sigmoid's derivatives keep the polynomial: their bound of 5 ulps has
 // no room (over every float32 in [3, 4], SigmoidGrad's worst error is
 // 4.98 ulps with it, 5.08 with expTabTau).
