@@ -250,7 +250,7 @@ func checkAccuracy(t *testing.T, c accuracyCase, xs []float32) {
 
 // TestAccuracyEveryFloat checks the bounds over every float32 of the
 // intervals where the largest errors sit, which TestAccuracy's sweep
-// samples one point in several hundred of: there Sigmoid and SiLU with
+// samples one point in dozens to thousands of: there Sigmoid and SiLU with
 // AVX-512's table exponential, before its entries' rounding errors were
 // added back (expTab in gen_amd64.go), exceeded their 3 ulps (3.07 and
 // 3.14 near x = −16.7), and the Go set's SiLUGrad, before its last

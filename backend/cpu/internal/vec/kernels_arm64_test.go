@@ -35,8 +35,9 @@ type neonFn struct {
 	lo, hi float32 // the dense sweep
 	f      func(k *Kernels, dst, x, dy []float32)
 	// rounded: the Go function rounds a float64 sum to float32 where the
-	// assembly rounds once (gelu32's difference, geluTanhExp's fma32): the
-	// two differ where that float64 sum is a float32 midpoint, by one ulp.
+	// assembly rounds once (gelu32's difference, the fma32 of geluTanhExp
+	// and siluGrad32): the two differ where that float64 sum is a float32
+	// midpoint, by one ulp.
 	rounded bool
 	// ties returns the x where the range reduction rounds a value that
 	// is a half-integer in exact arithmetic (see roundingTies).
