@@ -21,11 +21,11 @@
 // largest error measured over the Go, AVX2 and AVX-512 kernels when they
 // were set (the NEON kernels, measured under qemu, which emulates IEEE
 // arithmetic exactly, agree with the Go set bit for bit but for a rare
-// ulp where the Go set rounds a float64 sum to float32 at a midpoint, see
-// fma32, and so have its errors: over accuracy_test.go's sweeps Exp and ExpShift 0.97, Log 0.85,
-// Tanh 1.26, TanhGrad 2.32, Sigmoid 2.01, SiLU 2.02, SigmoidGrad 4.35,
-// SiLUGrad 3.98; ExpShiftSum rows 7.1e−8, their float64 sums added in
-// another order):
+// ulp where the Go set rounds a float64 sum to float32 at a midpoint,
+// see fma32, and so have its errors: over accuracy_test.go's sweeps Exp
+// and ExpShift 0.97, Log 0.85, Tanh 1.26, TanhGrad 2.32, Sigmoid 2.01,
+// SiLU 2.02, SigmoidGrad 4.35, SiLUGrad 3.98; ExpShiftSum rows 7.1e−8,
+// their float64 sums added in another order):
 //
 //	Exp, ExpGrad        2 ulps (0.97)   all float32 arguments with a result
 //	ExpShift            2 ulps (0.98)   with scale 1 and shift 0, which leave x exact
