@@ -182,19 +182,19 @@ type expOpts struct {
 var expFull = expOpts{lo: true, hi: true, wide: true}
 
 // exp sets x = e^x using three temporaries (four on AVX-512 but with
-// o.poly); see exp32 in math32.go. The
-// argument needs clamping only where it may be infinite or huge: below
-// expLo the result is 0, above expHi +Inf, and clamping keeps the range
-// reduction finite. AVX-512 computes it as expTab does with the table's
-// rounding errors (expTabTau), which clamps at expLo always, unless
-// o.poly: thirteen operations where the polynomial takes fourteen, on a
-// shorter chain, and more accurate (Exp 0.73 ulps at most over
-// accuracy_test.go's sweep, against 0.97). In the L2 cache on Zen 5,
-// the constants in registers either way, Exp's kernel took 8% less
-// time, Sigmoid's and SiLU's 12%, Tanh's 5% and TanhGrad's 4%. The
-// sigmoid's derivatives keep the polynomial: their bound of 5 ulps has
-// no room (over every float32 in [3, 4], SigmoidGrad's worst error is
-// 4.98 ulps with it, 5.08 with expTabTau).
+// o.poly); see exp32 in math32.go. The argument needs clamping only
+// where it may be infinite or huge: below expLo the result is 0, above
+// expHi +Inf, and clamping keeps the range reduction finite. AVX-512
+// computes it as expTab does with the table's rounding errors
+// (expTabTau), which clamps at expLo always, unless o.poly: thirteen
+// operations where the polynomial takes fourteen, on a shorter chain,
+// and more accurate (Exp 0.73 ulps at most over accuracy_test.go's
+// sweep, against 0.97). In the L2 cache on Zen 5, the constants in
+// registers either way, Exp's kernel took 8% less time, Sigmoid's and
+// SiLU's 12%, Tanh's 5% and TanhGrad's 4%. The sigmoid's derivatives
+// keep the polynomial: their bound of 5 ulps has no room (over every
+// float32 in [3, 4], SigmoidGrad's worst error is 4.98 ulps with it,
+// 5.08 with expTabTau).
 func (g *gen) exp(x string, t []string, o expOpts) {
 	t0, t1, t2 := t[0], t[1], t[2]
 	hi := func() {
@@ -454,9 +454,10 @@ func expTabMem() expTabConsts {
 // the multiply-add that forms it: T·(1 + (e^r − 1 + τ)) is 2^(j/16)·e^r
 // but for τ·(e^r − 1), under 2⁻²⁹, and the rounding of the small sum,
 // so that the result is within about 0.55 ulps (0.554 measured over
-// every float32 in [0.1, 0.8], against 0.99 without). One VPERMPS more: the element-wise
-// kernels take it, where Sigmoid and SiLU without it exceeded their 3
-// ulps (3.07 and 3.14 near x = −16.7, every float32 in [−18, −15]).
+// every float32 in [0.1, 0.8], against 0.99 without). One VPERMPS more:
+// the element-wise kernels take it, where Sigmoid and SiLU without it
+// exceeded their 3 ulps (3.07 and 3.14 near x = −16.7, every float32 in
+// [−18, −15]).
 func (g *gen) expTab(x string, t []string, k expTabConsts) {
 	m, tt, q := t[0], t[1], t[2]
 	g.I("VMAXPS %s, %s, %s", x, g.inReg(k.lo, m), x) // NaN in x is returned
@@ -585,9 +586,9 @@ func (g *gen) sigmoid(x, r, s0 string, t []string, poly bool) {
 
 // sigmoidFwd sets d = num/(1 + exp(−x)), which is σ(x) for num = 1 and
 // x·σ(x) (SiLU) for num = x; see sigmoid32. It uses t[0..3], and t[4]
-// on AVX-512 (see exp). Below
-// x = −88.7, exp(−x) overflows and the result is 0 (σ would be below
-// 2⁻¹²⁶ there, and SiLU below 2.7e−37 in magnitude).
+// on AVX-512 (see exp). Below x = −88.7, exp(−x) overflows and the
+// result is 0 (σ would be below 2⁻¹²⁶ there, and SiLU below 2.7e−37 in
+// magnitude).
 func (g *gen) sigmoidFwd(x, num, d string, t []string) {
 	e := t[3]
 	g.xor(c("cSign"), x, e) // −x
@@ -900,7 +901,8 @@ func (g *gen) storeMasked(s, tm, mem string) {
 	}
 }
 
-// constOperand matches a constant operand as c and ck write it.
+// constOperand matches a constant operand: a ·c… vector as c and ck
+// write it, or a ·t… table.
 var constOperand = regexp.MustCompile(`·[ct][A-Za-z0-9]+(\+[0-9]+)?\(SB\)`)
 
 // keepConsts loads the constants that body reads into up to spare
