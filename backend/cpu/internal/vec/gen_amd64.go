@@ -58,17 +58,19 @@ func (s isa) half(r string) string { return s.h + r[1:] }
 type gen struct {
 	isa
 	b *bytes.Buffer
-	// consts maps constant operands (·c…(SB)) to the registers that hold
-	// them while a kernel's loop is written (see keepConsts).
+	// consts maps constant operands (·c…(SB) and ·t…(SB)) to the
+	// registers that hold them while a kernel's loop is written (see
+	// keepConsts).
 	consts map[string]string
 }
 
 // I emits an instruction, with the registers keepConsts chose in place
 // of their constants. In AVX-512 code a constant operand (·c…(SB)) that
-// no register holds is read as one float broadcast to every lane, with the .BCST form of the
-// instruction or VBROADCASTSS for a plain load: a 64-byte constant load
-// would often straddle two cache lines (Go aligns data to at most 32
-// bytes), which on large arrays costs more than the arithmetic.
+// no register holds is read as one float broadcast to every lane, with
+// the .BCST form of the instruction or VBROADCASTSS for a plain load: a
+// 64-byte constant load would often straddle two cache lines (Go aligns
+// data to at most 32 bytes), which on large arrays costs more than the
+// arithmetic.
 func (g *gen) I(format string, args ...any) {
 	line := fmt.Sprintf(format, args...)
 	for operand, reg := range g.consts {
