@@ -162,6 +162,20 @@ func (b *Backend) SoftmaxGrad(dx, y, dy backend.Tensor, p backend.SoftmaxParams)
 	d, ys, gs := v[0], v[1], v[2]
 	k := b.kernels(12 * len(d))
 	scale := float64(p.EffectiveScale())
+	if !p.Causal {
+		// Every row is whole: each row's dot product is taken in the pass
+		// that writes the row before (vec's SoftmaxGradNext), as the norm
+		// gradients take their statistics, so that the row's loads from
+		// memory overlap the arithmetic of the one before.
+		b.streamFor(k, batch*queries, keys*4, func(lo, hi int) {
+			dot := k.Dot(ys[lo*keys:(lo+1)*keys], gs[lo*keys:(lo+1)*keys])
+			for r := lo; r < hi; r++ {
+				dr, yr, gr := d[r*keys:(r+1)*keys], ys[r*keys:(r+1)*keys], gs[r*keys:(r+1)*keys]
+				dot = k.SoftmaxGradNext(dr, yr, gr, scale, dot, nextRow(ys, r, hi, keys), nextRow(gs, r, hi, keys))
+			}
+		})
+		return
+	}
 	b.streamFor(k, batch*queries, keys*4, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			dr, yr, gr := d[r*keys:(r+1)*keys], ys[r*keys:(r+1)*keys], gs[r*keys:(r+1)*keys]

@@ -1587,8 +1587,9 @@ func (g *gen) storeSums(sets [][2][]string, results []string, offs map[string]in
 	}
 }
 
-// nexts pairs each row step of the norms and their gradients with the
-// statistics kernel the step of the next row needs: nextKernel fuses the
+// nexts pairs each row step of the norms and their gradients (and of the
+// softmax's gradient) with the statistics kernel the step of the next row
+// needs: nextKernel fuses the
 // two into one pass. The gradients' fused kernels first measured no
 // faster than their two passes with the next row prefetched (fifteenth
 // session: 42–45 GB/s either way, 4M floats in rows of 1024, one thread);
@@ -1607,6 +1608,8 @@ var nexts = []nextPair{
 	// With accG in the step and accB in the statistics (as the op's two
 	// passes have them).
 	{step: "layerNormGradAccG", red: "layerNormGradStatsAcc", shared: map[string]string{"w": "w"}},
+	// The softmax's gradient and the next row's Σ y·dy.
+	{step: "softmaxGrad", red: "dot"},
 }
 
 // nextPair names a Next kernel's row step and the reduction it takes over

@@ -480,6 +480,7 @@ func (w binWrapper) unary(fs [2]func(*float32, *float32, int)) func(dst, x []flo
 // vector on).
 func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 	scaleMulTwoPass, normalizeTwoPass := k.ScaleMulNext, k.NormalizeNext // composeNext's
+	softmaxGradTwoPass := k.SoftmaxGradNext
 	rmsTwoPass, rmsAccTwoPass := k.RMSNormGradNext, k.RMSNormGradAccNext
 	layerTwoPass, layerAccTwoPass := k.LayerNormGradNext, k.LayerNormGradAccNext
 	// entry picks f's entry point for dst, or -1 for the two passes.
@@ -537,6 +538,16 @@ func (w binWrapper) installNext(k *Kernels, f *asmFuncs) {
 			alias = alias || same(dx, in)
 		}
 		return w.normGradEntry(alias, w.head(dx) == 0)
+	}
+	k.SoftmaxGradNext = func(dx, y, dy []float32, scale, dot float64, nextY, nextDy []float32) float64 {
+		n := len(dx)
+		e := gradEntry(dx, nextY, y[:n], dy[:n])
+		if e < 0 {
+			return softmaxGradTwoPass(dx, y, dy, scale, dot, nextY, nextDy)
+		}
+		nextY, nextDy = nextY[:n], nextDy[:n]
+		dh, dl := split(dot)
+		return f.softmaxGradNext[e](&dx[0], &y[0], &dy[0], &nextY[0], &nextDy[0], float32(scale), dh, dl, n)
 	}
 	k.RMSNormGradNext = func(dx, x, wt, dy []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
 		n := len(dx)

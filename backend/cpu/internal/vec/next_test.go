@@ -50,6 +50,18 @@ var nextCases = []nextCase{
 			sd, ssd := k.SumsAbout(nx[0], -0.5)
 			return []float64{sd, ssd}
 		}, nil},
+	// The softmax's gradient. in: dx, then y and dy; next: y and dy.
+	{"SoftmaxGradNext", 1, 3,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			dot := k.SoftmaxGradNext(in[0], in[1], in[2], 0.7, -0.3, nx[0], nx[1])
+			k.Fence()
+			return []float64{dot}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.SoftmaxGrad(in[0], in[1], in[2], 0.7, -0.3)
+			k.Fence()
+			return []float64{k.Dot(nx[0], nx[1])}
+		}, nil},
 	// The norm gradients. in: dx and the accumulators (written), then
 	// x, w, dy; next: x and dy.
 	{"RMSNormGradNext", 1, 4,

@@ -1126,6 +1126,16 @@ func layerNormGradAccGNextAVX512(dst *float32, x *float32, w *float32, dy *float
 //go:noescape
 func layerNormGradAccGNextAVX512NT(dst *float32, x *float32, w *float32, dy *float32, accG *float32, nextX *float32, nextDy *float32, accB *float32, mh float32, ml float32, r float32, mg float32, mgx float32, c float64, n int) (nextSd float64, nextSsd float64, nextSg float64, nextSgd float64)
 
+// softmaxGradNextAVX512 is the AVX512 softmaxGrad kernel with Dot over the next row
+//
+//go:noescape
+func softmaxGradNextAVX512(dst *float32, y *float32, dy *float32, nextA *float32, nextB *float32, s float32, dh float32, dl float32, n int) (nextS float64)
+
+// softmaxGradNextAVX512NT is the AVX512 softmaxGrad kernel with Dot over the next row, with non-temporal stores, not fenced; dst must be aligned to the vector size
+//
+//go:noescape
+func softmaxGradNextAVX512NT(dst *float32, y *float32, dy *float32, nextA *float32, nextB *float32, s float32, dh float32, dl float32, n int) (nextS float64)
+
 // expShiftAVX512 is the AVX512 exp(scale·x − shift) kernel
 //
 //go:noescape
@@ -1247,6 +1257,7 @@ type asmFuncs struct {
 	rmsNormGradAccNext    [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64)
 	layerNormGradNext     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
 	layerNormGradAccGNext [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64)
+	softmaxGradNext       [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, int) float64
 	softmaxStep           func(*float32, *float32, *float32, *float32, *float32, *float32, int, float32, float32, float32, float32, int) (float64, float32)
 	log64                 func(*float64, *float64, int) int
 }
@@ -1383,6 +1394,7 @@ var funcsAVX512 = asmFuncs{
 	rmsNormGradAccNext:    [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, int) (float64, float64){rmsNormGradAccNextAVX512, rmsNormGradAccNextAVX512NT},
 	layerNormGradNext:     [2]func(*float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradNextAVX512, layerNormGradNextAVX512NT},
 	layerNormGradAccGNext: [2]func(*float32, *float32, *float32, *float32, *float32, *float32, *float32, *float32, float32, float32, float32, float32, float32, float64, int) (float64, float64, float64, float64){layerNormGradAccGNextAVX512, layerNormGradAccGNextAVX512NT},
+	softmaxGradNext:       [2]func(*float32, *float32, *float32, *float32, *float32, float32, float32, float32, int) float64{softmaxGradNextAVX512, softmaxGradNextAVX512NT},
 	softmaxStep:           softmaxStepAVX512,
 	log64:                 log64AVX512,
 }

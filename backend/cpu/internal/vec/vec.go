@@ -311,6 +311,10 @@ type Kernels struct {
 	// accB as that does. next and nextDy are as long as dx, or both empty
 	// (statistics 0, accB untouched); none of the slices may overlap dx or
 	// the accumulators.
+	// SoftmaxGradNext, likewise, does what SoftmaxGrad does and returns
+	// Dot(nextY, nextDy), the next row's dot product; nextY and nextDy are
+	// as long as dx, or both empty (0), and may not overlap dx.
+	SoftmaxGradNext    func(dx, y, dy []float32, scale, dot float64, nextY, nextDy []float32) (nextDot float64)
 	RMSNormGradNext    func(dx, x, w, dy []float32, rs, c float64, next, nextDy []float32) (ss, dot float64)
 	RMSNormGradAccNext func(dx, x, w, dy, acc []float32, rs, c float64, next, nextDy []float32) (ss, dot float64)
 	LayerNormGradNext  func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64,
@@ -575,6 +579,14 @@ func (k *Kernels) composeNext() {
 			panic("vec: next row and row differ in length")
 		}
 		return len(next) != 0
+	}
+	k.SoftmaxGradNext = func(dx, y, dy []float32, scale, dot float64, nextY, nextDy []float32) float64 {
+		more := checkNext(dx, nextY)
+		k.SoftmaxGrad(dx, y, dy, scale, dot)
+		if !more {
+			return 0
+		}
+		return k.Dot(nextY, nextDy)
 	}
 	k.RMSNormGradNext = func(dx, x, w, dy []float32, rs, c float64, next, nextDy []float32) (float64, float64) {
 		more := checkNext(dx, next)
