@@ -1589,12 +1589,12 @@ func (g *gen) storeSums(sets [][2][]string, results []string, offs map[string]in
 
 // nexts pairs each row step of the norms and their gradients (and of the
 // softmax's gradient) with the statistics kernel the step of the next row
-// needs: nextKernel fuses the
-// two into one pass. The gradients' fused kernels first measured no
-// faster than their two passes with the next row prefetched (fifteenth
-// session: 42–45 GB/s either way, 4M floats in rows of 1024, one thread);
-// with the next row's loads and sums ahead of the row's step in the loop
-// they are (see nextKernel, and docs/cpu-row-kernels.md).
+// needs: nextKernel fuses the two into one pass. The gradients' fused
+// kernels first measured no faster than their two passes with the next
+// row prefetched (fifteenth session: 42–45 GB/s either way, 4M floats in
+// rows of 1024, one thread); with the next row's loads and sums ahead of
+// the row's step in the loop they are (see nextKernel, and
+// docs/cpu-row-kernels.md).
 var nexts = []nextPair{
 	{step: "scaleMul", red: "sumSquares"},
 	{step: "normalize", red: "sumsAbout"},

@@ -311,16 +311,17 @@ type Kernels struct {
 	// accB as that does. next and nextDy are as long as dx, or both empty
 	// (statistics 0, accB untouched); none of the slices may overlap dx or
 	// the accumulators.
-	// SoftmaxGradNext, likewise, does what SoftmaxGrad does and returns
-	// Dot(nextY, nextDy), the next row's dot product; nextY and nextDy are
-	// as long as dx, or both empty (0), and may not overlap dx.
-	SoftmaxGradNext    func(dx, y, dy []float32, scale, dot float64, nextY, nextDy []float32) (nextDot float64)
 	RMSNormGradNext    func(dx, x, w, dy []float32, rs, c float64, next, nextDy []float32) (ss, dot float64)
 	RMSNormGradAccNext func(dx, x, w, dy, acc []float32, rs, c float64, next, nextDy []float32) (ss, dot float64)
 	LayerNormGradNext  func(dx, x, w, dy []float32, mean, rstd, mg, mgx float64,
 		next, nextDy []float32, c float64) (sd, ssd, sg, sgd float64)
 	LayerNormGradAccNext func(dx, x, w, dy, accG []float32, mean, rstd, mg, mgx float64,
 		next, nextDy, accB []float32, c float64) (sd, ssd, sg, sgd float64)
+	// SoftmaxGradNext, likewise, does what SoftmaxGrad does and returns
+	// Dot(nextY, nextDy), the next row's dot product, bit for bit; nextY
+	// and nextDy are as long as dx, or both empty (0), and may not overlap
+	// dx.
+	SoftmaxGradNext func(dx, y, dy []float32, scale, dot float64, nextY, nextDy []float32) (nextDot float64)
 	// RMSNormGradRows and LayerNormGradRows run a norm's gradient over the
 	// rows of cols floats of x and dy (len(dx)/cols rows; w is one row),
 	// each row's statistics in float64 as SumSquaresDot3 and
