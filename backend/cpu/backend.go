@@ -170,24 +170,25 @@ func HostMemoryLimit() int64 {
 type Backend struct {
 	backend.Recorder
 
-	opts      Options
-	simd      bool         // the SIMD path is active: supported here and not disabled
-	kern      *vec.Kernels // the element-wise and row kernels of the active path
-	conv      *bf16.Funcs  // the bfloat16 conversions of the active path
-	stream    int          // see streamBytes
-	gemm      *gemm.Engine
-	batch     []*gemm.Engine // single-threaded engines, one per worker (see batchEngines)
-	inUse     bytesCounter   // tensors' bytes (see BytesInUse)
-	reserved  bytesCounter   // tensors' and scratch's bytes (see MemoryUsage)
-	gemmBytes int64          // the engines' workspace bytes counted in reserved (see noteEngines)
-	rows32    [][]float32    // see scratch32
-	sums32    [][]float32    // see sumScratch32
-	rows64    [][]float64    // see scratch64 and pieceSums
-	sums      pieceSums      // the column sums' pieces (see pieceSums)
-	ints      []int32        // integer scratch (attention's document bounds and block plans; see scratchInts)
-	grain     int            // see defaultGrain
-	gemmGrain int            // see gemmMinFlops
-	closed    bool
+	opts       Options
+	simd       bool         // the SIMD path is active: supported here and not disabled
+	kern       *vec.Kernels // the element-wise and row kernels of the active path
+	conv       *bf16.Funcs  // the bfloat16 conversions of the active path
+	stream     int          // see streamBytes
+	fillStream int          // the size from which Fill streams (see fillStreamBytes)
+	gemm       *gemm.Engine
+	batch      []*gemm.Engine // single-threaded engines, one per worker (see batchEngines)
+	inUse      bytesCounter   // tensors' bytes (see BytesInUse)
+	reserved   bytesCounter   // tensors' and scratch's bytes (see MemoryUsage)
+	gemmBytes  int64          // the engines' workspace bytes counted in reserved (see noteEngines)
+	rows32     [][]float32    // see scratch32
+	sums32     [][]float32    // see sumScratch32
+	rows64     [][]float64    // see scratch64 and pieceSums
+	sums       pieceSums      // the column sums' pieces (see pieceSums)
+	ints       []int32        // integer scratch (attention's document bounds and block plans; see scratchInts)
+	grain      int            // see defaultGrain
+	gemmGrain  int            // see gemmMinFlops
+	closed     bool
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -205,14 +206,15 @@ func New(opts Options) *Backend {
 		conv = bf16.Go
 	}
 	b := &Backend{
-		opts:      opts,
-		simd:      !opts.Portable && simdSupported(),
-		kern:      kern,
-		conv:      conv,
-		stream:    streamBytes(),
-		grain:     defaultGrain,
-		gemmGrain: gemmMinFlops,
-		gemm:      gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),
+		opts:       opts,
+		simd:       !opts.Portable && simdSupported(),
+		kern:       kern,
+		conv:       conv,
+		stream:     streamBytes(),
+		fillStream: max(streamBytes(), fillStreamBytes),
+		grain:      defaultGrain,
+		gemmGrain:  gemmMinFlops,
+		gemm:       gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),
 	}
 	b.noteEngines()
 	return b

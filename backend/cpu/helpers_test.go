@@ -44,7 +44,7 @@ func eachConfig(t *testing.T, f func(t *testing.T, be *Backend)) {
 			be.kern = c.kern
 			be.grain = c.grain
 			if c.stream {
-				be.stream = 0
+				be.stream, be.fillStream = 0, 0
 			}
 			if c.grain < defaultGrain {
 				be.gemmGrain = 1

@@ -340,20 +340,23 @@ func (b *Backend) Fill(dst backend.Tensor, v float32) {
 	}
 	s := d[0]
 	k := b.kern
-	if 4*len(s) >= fillStreamFactor*b.stream {
+	if 4*len(s) >= b.fillStream {
 		k = b.kern.Streaming()
 	}
 	b.streamFor(k, len(s), 1, func(lo, hi int) { k.Fill(s[lo:hi], v) })
 }
 
-// fillStreamFactor is how many times the size from which other ops stream
-// their output (Backend.kernels) a Fill must write before it streams too.
-// Fill reads nothing, so streaming's gain, the cache left to an op's
-// inputs, is not there to have, while its cost is: on the project's Zen 5,
-// one thread, non-temporal stores filled at about 45 GB/s whatever the
-// size, ordinary ones at 85–100 GB/s up to 16 MB, about 50 at 32 MB, even
-// at 64 MB, and behind only from 128 MB (34 against 35–38 GB/s). The ops
-// that read as well as write ran faster streaming at every size from 4 MB
-// (exp 0.79–0.82 → 0.91–0.92 of the copy at 16 MB, add 0.72–0.76 →
-// 0.91–1.00), so the rule is Fill's alone.
-const fillStreamFactor = 8
+// fillStreamBytes is the least size from which Fill streams its stores,
+// where the other ops stream from the last-level cache's size (see
+// Backend.kernels): Fill takes the larger of the two. Fill reads nothing,
+// so streaming's gain, the cache left to an op's inputs, is not there to
+// have, while its cost is: on the project's Zen 5 (whose L3 cpuid does
+// not report, so that the other ops stream from 8 MiB), one thread,
+// best of eleven calls, non-temporal stores filled at about 45 GB/s up to
+// 16 MB and 35–43 GB/s beyond, ordinary ones at 85–100 GB/s up to 16 MB,
+// about 50 at 32 MB, even with streaming at 64 MB, and behind only from
+// 128 MB (34 against 35–38 GB/s). The ops that read as well as write ran
+// faster streaming at every size from 4 MB (exp 0.79–0.82 → 0.91–0.92 of
+// the copy at 16 MB, add 0.72–0.76 → 0.91–1.00), so the rule is Fill's
+// alone.
+const fillStreamBytes = 64 << 20

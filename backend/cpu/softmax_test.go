@@ -146,9 +146,9 @@ func TestSoftmaxGrad(t *testing.T) {
 				}
 				got := download(t, be, dy)
 				assertClose(t, "dx", got, want, 1e-5, 1e-6)
-				// Out of place the rows may take the fused kernels (with
-				// streaming stores) where in place they take two passes:
-				// the same bits either way.
+				// In place, where each row's kernel overwrites dy as it
+				// goes (streaming its stores in the parallel
+				// configurations), the same bits as out of place.
 				for j, v := range download(t, be, dx) {
 					if math.Float32bits(v) != math.Float32bits(got[j]) {
 						t.Fatalf("dx[%d] = %g out of place, %g in place", j, v, got[j])

@@ -62,6 +62,18 @@ var nextCases = []nextCase{
 			k.Fence()
 			return []float64{k.Dot(nx[0], nx[1])}
 		}, nil},
+	// In place, as the CPU backend's tape calls it: dx is dy (in[0]).
+	{"SoftmaxGradNext in place", 1, 2,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			dot := k.SoftmaxGradNext(in[0], in[1], in[0], 0.7, -0.3, nx[0], nx[1])
+			k.Fence()
+			return []float64{dot}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.SoftmaxGrad(in[0], in[1], in[0], 0.7, -0.3)
+			k.Fence()
+			return []float64{k.Dot(nx[0], nx[1])}
+		}, nil},
 	// The norm gradients. in: dx and the accumulators (written), then
 	// x, w, dy; next: x and dy.
 	{"RMSNormGradNext", 1, 4,

@@ -320,7 +320,7 @@ type Kernels struct {
 	// SoftmaxGradNext, likewise, does what SoftmaxGrad does and returns
 	// Dot(nextY, nextDy), the next row's dot product, bit for bit; nextY
 	// and nextDy are as long as dx, or both empty (0), and may not overlap
-	// dx.
+	// dx, which may alias y or dy element for element.
 	SoftmaxGradNext func(dx, y, dy []float32, scale, dot float64, nextY, nextDy []float32) (nextDot float64)
 	// RMSNormGradRows and LayerNormGradRows run a norm's gradient over the
 	// rows of cols floats of x and dy (len(dx)/cols rows; w is one row),
