@@ -50,30 +50,8 @@ var nextCases = []nextCase{
 			sd, ssd := k.SumsAbout(nx[0], -0.5)
 			return []float64{sd, ssd}
 		}, nil},
-	// The softmax's gradient. in: dx, then y and dy; next: y and dy.
-	{"SoftmaxGradNext", 1, 3,
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			dot := k.SoftmaxGradNext(in[0], in[1], in[2], 0.7, -0.3, nx[0], nx[1])
-			k.Fence()
-			return []float64{dot}
-		},
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			k.SoftmaxGrad(in[0], in[1], in[2], 0.7, -0.3)
-			k.Fence()
-			return []float64{k.Dot(nx[0], nx[1])}
-		}, nil},
-	// In place, as the CPU backend's tape calls it: dx is dy (in[0]).
-	{"SoftmaxGradNext in place", 1, 2,
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			dot := k.SoftmaxGradNext(in[0], in[1], in[0], 0.7, -0.3, nx[0], nx[1])
-			k.Fence()
-			return []float64{dot}
-		},
-		func(k *Kernels, in, nx [][]float32) []float64 {
-			k.SoftmaxGrad(in[0], in[1], in[0], 0.7, -0.3)
-			k.Fence()
-			return []float64{k.Dot(nx[0], nx[1])}
-		}, nil},
+	softmaxGradNextCase(false),
+	softmaxGradNextCase(true),
 	// The norm gradients. in: dx and the accumulators (written), then
 	// x, w, dy; next: x and dy.
 	{"RMSNormGradNext", 1, 4,
@@ -135,6 +113,29 @@ var nextCases = []nextCase{
 	softmaxStepCase(0.37, "none", func(int) int { return -1 }),
 	// Not fused: the maximum of scale·next is not scale·max.
 	softmaxStepCase(-0.5, "middle", func(n int) int { return n/2 - 1 }),
+}
+
+// softmaxGradNextCase is SoftmaxGradNext (in: dx, y and, out of place,
+// dy; next: y and dy) against SoftmaxGrad and Dot; in place dx is dy, as
+// the CPU backend's tape calls it.
+func softmaxGradNextCase(inPlace bool) nextCase {
+	name, ins := "SoftmaxGradNext", 3
+	dy := func(in [][]float32) []float32 { return in[2] }
+	if inPlace {
+		name, ins = "SoftmaxGradNext in place", 2
+		dy = func(in [][]float32) []float32 { return in[0] }
+	}
+	return nextCase{name, 1, ins,
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			dot := k.SoftmaxGradNext(in[0], in[1], dy(in), 0.7, -0.3, nx[0], nx[1])
+			k.Fence()
+			return []float64{dot}
+		},
+		func(k *Kernels, in, nx [][]float32) []float64 {
+			k.SoftmaxGrad(in[0], in[1], dy(in), 0.7, -0.3)
+			k.Fence()
+			return []float64{k.Dot(nx[0], nx[1])}
+		}, nil}
 }
 
 // softmaxStepCase is SoftmaxStep (writing the exponentials to in[0] and
