@@ -205,13 +205,14 @@ func New(opts Options) *Backend {
 		// without FMA, keeps the AVX2 conversions.)
 		conv = bf16.Go
 	}
+	stream := streamBytes()
 	b := &Backend{
 		opts:       opts,
 		simd:       !opts.Portable && simdSupported(),
 		kern:       kern,
 		conv:       conv,
-		stream:     streamBytes(),
-		fillStream: max(streamBytes(), fillStreamBytes),
+		stream:     stream,
+		fillStream: max(stream, fillStreamBytes),
 		grain:      defaultGrain,
 		gemmGrain:  gemmMinFlops,
 		gemm:       gemm.NewEngine(gemm.Config{Portable: opts.Portable, Threads: opts.Threads}),

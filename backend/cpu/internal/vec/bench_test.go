@@ -130,6 +130,22 @@ func BenchmarkKernels(b *testing.B) {
 				k.SoftmaxGrad(row(z, r), yr, gr, 1, k.Dot(yr, gr))
 			})
 		}},
+		// The same with each row's dot product taken in the pass over
+		// the row before, as the CPU backend runs whole rows.
+		{"softmax_grad_next", 12, func(k *Kernels) func() {
+			return func() {
+				parallel(benchN/cols, func(lo, hi int) {
+					dot := k.Dot(row(y, lo), row(x, lo))
+					for r := lo; r < hi; r++ {
+						var ny, ng []float32
+						if r+1 < hi {
+							ny, ng = row(y, r+1), row(x, r+1)
+						}
+						dot = k.SoftmaxGradNext(row(z, r), row(y, r), row(x, r), 1, dot, ny, ng)
+					}
+				})
+			}
+		}},
 		{"rmsnorm", 8, func(k *Kernels) func() {
 			return rows(k, func(r int) {
 				xr := row(x, r)
